@@ -1,0 +1,59 @@
+"""imgclf: a folder of labelled images -> a trained, evaluated, explained and servable classifier.
+
+    import imgclf
+    run = imgclf.fit({"data": "data/flowers", "model": "model_s", "img_size": 32, "epochs": 30})
+    clf = imgclf.load(run.path)
+    clf.predict(["photo.jpg"])
+    imgclf.evaluate(run.path)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "load", "__version__"]
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .inference import Classifier
+
+
+def fit(config: Any = None, **kwargs: Any):
+    """Train and write a run directory; see `imgclf.config.TrainConfig` for every setting."""
+    from .train.fit import fit as _fit
+
+    return _fit(config, **kwargs)
+
+
+def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False) -> dict:
+    """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json."""
+    from .evaluate.run_eval import evaluate_run
+
+    return evaluate_run(run_dir, data=data, split=split, tta=tta)
+
+
+def load(run_dir: Any, device: str = "cpu") -> "Classifier":
+    """Load a trained run for prediction."""
+    from .inference import load as _load
+
+    return _load(run_dir, device)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    from .models import list_models as _list
+
+    return _list(pattern)
+
+
+def __getattr__(name: str) -> Any:
+    # Heavy modules (torch, lightning) load on first use, so `import imgclf` and the CLI's --help stay fast.
+    if name == "Classifier":
+        from .inference import Classifier
+
+        return Classifier
+    if name == "TrainConfig":
+        from .config import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'imgclf' has no attribute {name!r}")

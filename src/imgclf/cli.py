@@ -1,0 +1,322 @@
+"""The `imgclf` command: a thin layer over the Python API. Errors a user can fix exit with status 2."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .errors import ImgclfError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate, explain and serve image classifiers from a folder of labelled images.")
+data_app = typer.Typer(no_args_is_help=True, help="Built-in data sets.")
+app.add_typer(data_app, name="data")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# train: its options are generated from TrainConfig, so the CLI and YAML can never drift apart.
+# ---------------------------------------------------------------------------------------------------
+def _parse_mapping(name: str, text: str) -> dict[str, Any]:
+    """'{"a": 1}' (JSON) or 'a=1,b=x' -> dict with numbers and booleans converted."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ImgclfError(f"{name} must be JSON or key=value pairs. Received: {name}={text!r} ({exc.msg})") from None
+        return value
+    out: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ImgclfError(f"{name} must be key=value pairs such as width=64. Received: {name} item {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _train_options() -> list[inspect.Parameter]:
+    from .config import TrainConfig
+
+    params = [inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str],
+                                default=typer.Argument(None, help="Image folder (class-per-folder, or train/ val/ test/)."))]
+    for name, field in TrainConfig.model_fields.items():
+        if name == "data":
+            continue
+        ann = field.annotation
+        origin = typing.get_origin(ann)
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if ann is bool:
+            py_type: Any = Optional[bool]
+        elif origin is dict or (args and typing.get_origin(args[0]) is dict):
+            py_type = Optional[str]
+        elif ann in (int, float) or (args and args[0] in (int, float)):
+            py_type = Optional[ann if ann in (int, float) else args[0]]
+        else:
+            py_type = Optional[str]
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if ann is bool else [flag]
+        help_text = field.description or ""
+        if field.default is not None and not callable(field.default_factory or None):
+            help_text += f" [default: {field.default}]"
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=py_type,
+                                        default=typer.Option(None, *decls, help=help_text, show_default=False)))
+    extra = [
+        ("config", Optional[Path], typer.Option(None, "--config", help="YAML file of settings (flags override it).")),
+        ("overwrite", bool, typer.Option(False, "--overwrite", help="Replace the run in --out if there is one.")),
+        ("resume", Optional[Path], typer.Option(None, "--resume", help="Continue an interrupted run directory.")),
+    ]
+    for name, ann, default in extra:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
+    return params
+
+
+def _collect_train_values(data: str | None, config: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    from .config import load_config_file
+    from .recipes import load_recipe
+
+    values: dict[str, Any] = {}
+    recipe = options.get("recipe")
+    if recipe:
+        values.update(load_recipe(recipe))
+    if config:
+        if not config.exists():
+            raise ImgclfError(f"config must be an existing YAML file. Received: config={str(config)!r}")
+        values.update(load_config_file(config))
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in ("model_args", "l2"):
+            value = _parse_mapping(name, value)
+        values[name] = value
+    if data is not None:
+        values["data"] = data
+    return values
+
+
+def train(data: Optional[str] = None, **options: Any) -> None:
+    """Train a model on an image folder and write a complete run directory."""
+    import imgclf
+
+    config = options.pop("config")
+    overwrite = options.pop("overwrite")
+    resume = options.pop("resume")
+    try:
+        if resume:
+            overrides = {k: v for k, v in _collect_train_values(data, None, options).items()}
+            run = imgclf.fit(None, resume=str(resume), **overrides)
+        else:
+            values = _collect_train_values(data, config, options)
+            if "data" not in values:
+                raise ImgclfError("data must be given: imgclf train DATA [options]. Received: no data folder")
+            run = imgclf.fit(values, overwrite=overwrite)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    _print_run_summary(run)
+
+
+train.__signature__ = inspect.Signature(_train_options())  # type: ignore[attr-defined]
+app.command("train", context_settings={"help_option_names": ["-h", "--help"]})(train)
+
+
+def _print_run_summary(run: Any) -> None:
+    m = run.metrics
+    console = _console()
+    console.print(f"[bold]run[/bold] {run.path}  ({run.epochs_run} epochs, {run.train_seconds:.1f} s, {run.stopped_reason})")
+    if m:
+        worst = m.get("worst_class") or {}
+        console.print(
+            f"[bold]{m.get('split', 'test')}[/bold] accuracy {m['accuracy']:.4f}  macro F1 {m['macro']['f1-score']:.4f}  "
+            f"macro recall {m['macro']['recall']:.4f}  worst class {worst.get('name')} recall {worst.get('recall', 0):.3f}"
+        )
+        if m.get("skipped"):
+            console.print(f"[yellow]{len(m['skipped'])} file(s) skipped[/yellow] (see dataset.json)")
+    report = run.path / "report.html"
+    if report.exists():
+        console.print(f"report: {report}")
+
+
+# ---------------------------------------------------------------------------------------------------
+@app.command()
+def demo(out: Path = typer.Option(Path("imgclf-demo"), help="Folder for the exported digits and the run."),
+         epochs: int = typer.Option(15, help="Training epochs."),
+         progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
+    """Offline demo: scikit-learn's digits as PNGs -> train a small CNN -> evaluate -> run directory."""
+    from .data.builtin import export_digits
+    import imgclf
+
+    try:
+        data = export_digits(out / "digits")
+        n = 1
+        while (out / "runs" / f"demo-{n}").exists():
+            n += 1
+        run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": epochs,
+                          "batch_size": 32, "lr": 3e-3, "schedule": "onecycle", "optimizer": "adamw",
+                          "weight_decay": 1e-4, "augment": "shift=0.1,rotate=10", "out": str(out / "runs" / f"demo-{n}"),
+                          "progress": progress, "seed": 0})
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    _print_run_summary(run)
+
+
+@app.command("inspect")
+def inspect_cmd(data: Path = typer.Argument(..., help="Image folder."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+                plots: Optional[Path] = typer.Option(None, help="Write class-distribution and sample figures here.")) -> None:
+    """What is in an image folder: classes, counts per split, sizes, modes, unreadable files, mu and rho."""
+    from .inspect import inspect_folder, render_inspection
+
+    try:
+        summary = inspect_folder(data, plots_dir=plots)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        render_inspection(summary, _console())
+
+
+@app.command()
+def evaluate(run: Path = typer.Argument(..., help="Run directory."),
+             data: Optional[Path] = typer.Option(None, help="Evaluate on this folder instead of the run's test split."),
+             split: str = typer.Option("test", help="Split of the run's data set: test or val."),
+             tta: bool = typer.Option(False, help="Also report test-time augmentation (flip averaging).")) -> None:
+    """Evaluate a run: writes predictions.csv and metrics.json, prints the classification report."""
+    from .evaluate.run_eval import evaluate_run
+
+    try:
+        metrics = evaluate_run(run, data=data, split=split, tta=tta)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    _print_metrics(metrics)
+
+
+def _print_metrics(m: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"{m['split']}: accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f}, {m['count']} images")
+    for col in ("class", "precision", "recall", "f1", "support", "auc"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, row in m["per_class"].items():
+        auc = m["auc"].get(name)
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]),
+                      "-" if auc is None else f"{auc:.3f}")
+    for avg in ("macro", "weighted"):
+        r = m[avg]
+        table.add_row(f"{avg} avg", f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(m["count"]), "")
+    console.print(table)
+    if "tta" in m:
+        console.print(f"with TTA (flip): accuracy {m['tta']['accuracy']:.4f}")
+    if m.get("skipped"):
+        console.print(f"[yellow]{len(m['skipped'])} file(s) skipped:[/yellow]")
+        for s in m["skipped"][:20]:
+            console.print(f"  {s['path']}: {s['reason']}")
+
+
+@app.command()
+def predict(run: Path = typer.Argument(..., help="Run directory."),
+            images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+            top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to list per image."),
+            fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+            tta: bool = typer.Option(False, help="Average predictions over the image and its mirror."),
+            backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN --format onnx`).")) -> None:
+    """Predict labels and probabilities for images; unreadable files get an error row."""
+    from .predict_format import format_predictions
+    from .inference import load
+
+    if fmt not in ("table", "csv", "json"):
+        raise fail(f"format must be one of {{table, csv, json}}. Received: format={fmt!r}")
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        raise fail(f"images must be existing files or folders. Received: {', '.join(missing)} (not found)")
+    try:
+        if backend == "onnx":
+            from .export import load_onnx
+
+            clf: Any = load_onnx(run)
+        elif backend == "torch":
+            clf = load(run)
+        else:
+            raise ImgclfError(f"backend must be one of {{torch, onnx}}. Received: backend={backend!r}")
+        predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    text = format_predictions(predictions, fmt)
+    if output:
+        from .io import atomic_write_text
+
+        atomic_write_text(output, text)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def models(pattern: str = typer.Argument("*", help="Glob over model names."),
+           pretrained: bool = typer.Option(False, "--pretrained", help="List pretrained (timm) backbones.")) -> None:
+    """List the registered models."""
+    from rich.table import Table
+
+    from .models import get_model_info, list_models
+
+    table = Table()
+    for col in ("name", "input", "description"):
+        table.add_column(col)
+    if pretrained:
+        from .models.transfer import list_pretrained
+
+        for name, desc in list_pretrained(pattern):
+            table.add_row(name, "224", desc)
+    else:
+        for name in list_models(pattern):
+            info = get_model_info(name)
+            table.add_row(name, f"{info.default_img_size}x{info.default_img_size}x{info.default_in_chans}", info.description)
+    _console().print(table)
+
+
+@data_app.command("fetch")
+def data_fetch(name: str = typer.Argument(..., help="digits or fashion-mnist."),
+               out: Path = typer.Option(..., "--out", help="Folder to write the PNG tree into."),
+               source: Optional[Path] = typer.Option(None, help="Local folder with the original files.")) -> None:
+    """Write a built-in data set as a class-per-folder PNG tree."""
+    from .data.builtin import fetch
+
+    try:
+        path = fetch(name, out, **({"source": source} if source else {}))
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"wrote {path}")
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        app()
+    except ImgclfError as exc:  # errors raised outside a command's own handling
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The typed training configuration: one source for CLI flags, recipe YAML and `config.yaml`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ImgclfError
+
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["none", "plateau", "step", "cosine", "onecycle"]
+Color = Literal["rgb", "grayscale", "auto"]
+Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
+Normalize = Literal["auto", "dataset", "rescale", "backbone"]
+Loss = Literal["ce", "focal"]
+Sampler = Literal["none", "oversample", "undersample"]
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_bytes(value: str | int | float) -> int:
+    """'4GB' -> 4_000_000_000; plain numbers are bytes."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).upper() not in _SIZE_UNITS:
+        raise ImgclfError(
+            f"cache_budget must be a size such as 512MB, 4GB or 2GiB. Received: cache_budget={value!r}"
+        )
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+def parse_seconds(value: str | int | float | None) -> float | None:
+    """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0; plain numbers are seconds."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([smh]?)\s*", str(value))
+    if not match:
+        raise ImgclfError(f"time_limit must be a duration such as 90s, 10m or 1.5h. Received: time_limit={value!r}")
+    return float(match.group(1)) * _TIME_UNITS[match.group(2) or "s"]
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run. Field names are the CLI flags (with - for _)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # data
+    data: str = Field(description="Image folder: class-per-folder, or with train/ [val/] [test/] sub-trees.")
+    out: str | None = Field(None, description="Run directory (default: runs/<model>-<n>).")
+    img_size: int | None = Field(None, ge=1, le=4096, description="Square input side in pixels (default: the model's).")
+    color: Color = Field("auto", description="rgb, grayscale, or auto (grayscale when every image is).")
+    val_split: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction held out for validation when there is no val/.")
+    test_split: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction held out for test in a flat folder.")
+    cache_dir: str | None = Field(None, description="Where decoded uint8 caches live (default ~/.cache/imgclf).")
+    cache_budget: str = Field("4GB", description="Largest decoded cache kept in memory; larger data sets stream.")
+    num_workers: int = Field(2, ge=0, le=256, description="Decode workers (cache build and streaming).")
+
+    # model
+    model: str = Field("simple_cnn", description="A registered model name (see `imgclf models`).")
+    model_args: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the model builder.")
+
+    # optimisation
+    epochs: int = Field(30, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    optimizer: Optimizer = "adam"
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Decoupled weight decay (AdamW/SGD style).")
+    l2: dict[str, float] | None = Field(
+        None, description="Keras-style L2 penalties added to the loss, e.g. {conv: 1e-5, dense: 1e-4}; "
+        "None keeps the model's own (reference models declare theirs)."
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    loss: Loss = Field("ce", description="ce (cross-entropy) or focal.")
+    focal_gamma: float = Field(2.0, ge=0.0, le=10.0)
+    class_weight: str = Field("none", description="none, balanced, or a JSON file mapping class name -> weight.")
+    sampler: Sampler = Field("none", description="none, oversample (classes drawn equally, epoch = train size), "
+                             "undersample (epoch = classes x smallest class).")
+    normalize: Normalize = Field("auto", description="auto (backbone's for pretrained models, else dataset), "
+                                 "dataset (train mean/std), rescale (1/255 only, as Keras), backbone.")
+    schedule: Schedule = "none"
+    lr_factor: float = Field(0.1, gt=0.0, lt=1.0, description="plateau/step: multiply the lr by this.")
+    lr_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before reducing.")
+    lr_step: int = Field(10, ge=1, description="step: reduce every N epochs.")
+    min_lr: float = Field(0.0, ge=0.0)
+    early_stopping: int | None = Field(None, ge=0, description="Patience in epochs; None disables early stopping.")
+    monitor: str = Field("val_loss", description="Metric for early stopping, best weights and plateau: val_loss or val_acc.")
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = Field(True, description="Keep the best epoch's weights (by monitor) as the final model.")
+    augment: str = Field("", description="Augmentation spec, e.g. 'hflip,rotate=30,shift=0.1,zoom=0.1'.")
+
+    # run
+    seed: int = Field(0, ge=0)
+    precision: Precision = "32"
+    channels_last: bool = True
+    accelerator: str = Field("auto", description="cpu, gpu, or auto.")
+    devices: str = Field("1", description="Number of devices, or 'auto'.")
+    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ddp_spawn, ...")
+    num_nodes: int = Field(1, ge=1)
+    time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it.")
+    progress: bool = True
+    recipe: str | None = Field(None, description="Recipe this config came from (informational).")
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, value: str) -> str:
+        allowed = {"val_loss", "val_acc"}
+        if value not in allowed:
+            raise ValueError(f"must be one of {sorted(allowed)}")
+        return value
+
+    @field_validator("class_weight")
+    @classmethod
+    def _valid_class_weight(cls, value: str) -> str:
+        if value in ("none", "balanced") or value.endswith(".json"):
+            return value
+        raise ValueError("must be none, balanced, or a path to a .json file mapping class names to weights")
+
+    @field_validator("cache_budget")
+    @classmethod
+    def _valid_budget(cls, value: str) -> str:
+        parse_bytes(value)
+        return value
+
+    @field_validator("time_limit")
+    @classmethod
+    def _valid_time(cls, value: str | None) -> str | None:
+        parse_seconds(value)
+        return value
+
+    @field_validator("l2")
+    @classmethod
+    def _valid_l2(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        unknown = set(value) - {"conv", "dense"}
+        if unknown:
+            raise ValueError(f"keys must be conv and/or dense, got {sorted(unknown)}")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("penalties must be >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> "TrainConfig":
+        if self.val_split + self.test_split >= 0.9:
+            raise ValueError(
+                f"val_split + test_split must be < 0.9 to leave training data; got {self.val_split} + {self.test_split}"
+            )
+        return self
+
+    @property
+    def cache_budget_bytes(self) -> int:
+        return parse_bytes(self.cache_budget)
+
+    @property
+    def time_limit_seconds(self) -> float | None:
+        return parse_seconds(self.time_limit)
+
+
+def make_config(**values: Any) -> TrainConfig:
+    """Build a TrainConfig, turning pydantic's errors into one readable ImgclfError."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        raise ImgclfError(format_validation_error(exc, values)) from None
+
+
+def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> str:
+    lines = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "config"
+        received = err.get("input", values.get(name))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(TrainConfig.model_fields))
+            lines.append(f"{name} is not a known setting. Allowed settings: {allowed}.")
+        elif err["type"] == "literal_error":
+            lines.append(f"{name} must be {msg.removeprefix('Input should be ')}. Received: {name}={received!r}")
+        else:
+            lines.append(f"{name}: {msg}. Received: {name}={received!r}")
+    return "\n".join(lines)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    from .io import read_yaml
+
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ImgclfError(f"config file must hold a mapping of settings. Received: {path} holding {type(data).__name__}")
+    return data

@@ -1,0 +1,138 @@
+"""Decode every image once into a memory-mapped uint8 array (N, H, W, C), reused across epochs and runs.
+
+The cache file is keyed by a hash of the file list (path, size, mtime), the target size, colour mode and
+interpolation, so a changed folder or setting builds a new cache and an unchanged one opens in
+milliseconds. Files are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import write_json
+from .decode import DecodeError, open_image
+
+CACHE_VERSION = 1
+_IN_PROCESS_BELOW = 3000  # starting worker processes costs more than it saves on small sets
+_CHUNK = 512
+
+
+@dataclass
+class DecodedImages:
+    """Pixels for `paths` (rows of failed files are zero) and the reason each failed file was dropped."""
+
+    paths: list[str]
+    pixels: np.ndarray | None  # (N, H, W, C) uint8, memory-mapped; None when streaming
+    failures: dict[int, str]
+    key: str
+    streamed: bool = False
+
+    @property
+    def ok_indices(self) -> np.ndarray:
+        bad = np.fromiter(self.failures.keys(), dtype=np.int64, count=len(self.failures))
+        mask = np.ones(len(self.paths), dtype=bool)
+        mask[bad] = False
+        return np.flatnonzero(mask)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("IMGCLF_CACHE", Path.home() / ".cache" / "imgclf"))
+
+
+def cache_key(paths: list[str], size: int, color: str, interpolation: str) -> str:
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{color}|{interpolation}|{len(paths)}".encode())
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"\n{path}|{stamp}".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:24]
+
+
+def _decode_chunk(args: tuple[str, int, list[str], int, str, str, bool]) -> dict[int, str]:
+    out_path, start, paths, size, color, interpolation, store = args
+    pixels = np.load(out_path, mmap_mode="r+") if store else None
+    failures: dict[int, str] = {}
+    for offset, path in enumerate(paths):
+        try:
+            arr = open_image(path, size, color, interpolation)
+            if pixels is not None:
+                pixels[start + offset] = arr
+        except DecodeError as exc:
+            failures[start + offset] = str(exc)
+    if pixels is not None:
+        pixels.flush()
+    return failures
+
+
+def _run_chunks(tasks: list[tuple], workers: int) -> dict[int, str]:
+    failures: dict[int, str] = {}
+    n_items = sum(len(t[2]) for t in tasks)
+    if workers <= 1 or n_items < _IN_PROCESS_BELOW:
+        for task in tasks:
+            failures.update(_decode_chunk(task))
+    else:
+        # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            for result in pool.map(_decode_chunk, tasks):
+                failures.update(result)
+    return failures
+
+
+def decode_all(
+    paths: list[str],
+    size: int,
+    color: str,
+    interpolation: str = "bilinear",
+    cache_dir: str | os.PathLike | None = None,
+    budget_bytes: int = 4 * 10**9,
+    workers: int = 2,
+) -> DecodedImages:
+    """Decode `paths` once into the cache (or only validate them when they exceed the budget)."""
+    channels = 1 if color == "grayscale" else 3
+    key = cache_key(paths, size, color, interpolation)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    array_path = cache_dir / f"{key}.npy"
+    meta_path = cache_dir / f"{key}.json"
+    store = len(paths) * size * size * channels <= budget_bytes
+
+    if meta_path.exists() and (array_path.exists() or not store):
+        meta = json.loads(meta_path.read_text())
+        failures = {int(k): v for k, v in meta["failures"].items()}
+        pixels = np.load(array_path, mmap_mode="r") if store else None
+        return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
+
+    tmp_path = None
+    if store:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=cache_dir)
+        os.close(fd)
+        tmp_path = Path(tmp_name)
+        np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, channels)).flush()
+    try:
+        tasks = [
+            (str(tmp_path), start, paths[start : start + _CHUNK], size, color, interpolation, store)
+            for start in range(0, len(paths), _CHUNK)
+        ]
+        failures = _run_chunks(tasks, workers)
+        if tmp_path is not None:
+            os.replace(tmp_path, array_path)
+    except BaseException:
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
+        raise
+    write_json(meta_path, {"version": CACHE_VERSION, "size": size, "color": color, "count": len(paths),
+                           "failures": {str(k): v for k, v in sorted(failures.items())}})
+    pixels = np.load(array_path, mmap_mode="r") if store else None
+    return DecodedImages(list(paths), pixels, failures, key, streamed=not store)

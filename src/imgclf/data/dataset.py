@@ -1,0 +1,187 @@
+"""Scan + decode + split: the prepared data set a run trains and evaluates on."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImgclfError
+from .cache import DecodedImages, decode_all
+from .decode import probe_image
+from .folder import FolderScan, scan_folder
+from .imbalance import imbalance_stats
+
+_GRAY_MODES = {"L", "LA", "I;16", "I;16B", "I;16L", "I", "F", "1"}
+
+
+@dataclass
+class Split:
+    indices: np.ndarray  # rows of the decoded array
+    labels: np.ndarray  # int64 class ids
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass
+class PreparedData:
+    scan: FolderScan
+    decoded: DecodedImages
+    classes: list[str]
+    img_size: int
+    color: str
+    splits: dict[str, Split]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    val_source: str = ""
+    interpolation: str = "bilinear"
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "grayscale" else 3
+
+    def paths(self, split: str) -> list[str]:
+        return [self.decoded.paths[i] for i in self.splits[split].indices]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for name, split in self.splits.items():
+            c = Counter(split.labels.tolist())
+            out[name] = {cls: int(c.get(i, 0)) for i, cls in enumerate(self.classes)}
+        return out
+
+    def describe(self) -> dict[str, object]:
+        """The content of dataset.json."""
+        counts = self.counts()
+        root = self.scan.root.resolve()
+        return {
+            "root": str(root),
+            "layout": self.scan.layout,
+            "classes": self.classes,
+            "img_size": self.img_size,
+            "color": self.color,
+            "val_source": self.val_source,
+            "sizes": {name: len(split) for name, split in self.splits.items()},
+            "counts": counts,
+            "imbalance": imbalance_stats(counts["train"]),
+            "cache_key": self.decoded.key,
+            "streamed": self.decoded.streamed,
+            "skipped": self.skipped,
+            "splits": {
+                name: {
+                    "files": [_rel(self.decoded.paths[i], root) for i in split.indices],
+                    "labels": split.labels.tolist(),
+                }
+                for name, split in self.splits.items()
+            },
+        }
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return os.path.relpath(os.path.abspath(path), root)
+    except ValueError:
+        return path
+
+
+def detect_color(paths: list[str], sample: int = 200) -> str:
+    """grayscale when every sampled image has a grayscale mode, else rgb (headers only, no decode)."""
+    if not paths:
+        return "rgb"
+    step = max(1, len(paths) // sample)
+    for path in paths[::step]:
+        try:
+            mode = probe_image(path)["mode"]
+        except Exception:  # unreadable files are reported by the decode pass, not here
+            continue
+        if mode not in _GRAY_MODES:
+            return "rgb"
+    return "grayscale"
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of a seeded per-class hold-out of `fraction`; every class keeps >= 1 training item."""
+    mask = np.zeros(len(labels), dtype=bool)
+    if fraction <= 0:
+        return mask
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        members = members[rng.permutation(len(members))]
+        take = int(round(len(members) * fraction))
+        take = min(max(take, 1 if len(members) >= 2 else 0), len(members) - 1)
+        mask[members[:take]] = True
+    return mask
+
+
+def prepare_data(
+    data: str | os.PathLike,
+    img_size: int,
+    color: str = "auto",
+    val_split: float = 0.1,
+    test_split: float = 0.1,
+    seed: int = 0,
+    interpolation: str = "bilinear",
+    cache_dir: str | None = None,
+    cache_budget: int = 4 * 10**9,
+    workers: int = 2,
+    scan: FolderScan | None = None,
+) -> PreparedData:
+    scan = scan or scan_folder(data)
+    classes = scan.classes
+    class_id = {c: i for i, c in enumerate(classes)}
+    tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]
+    paths = [p for _, p, _ in tagged]
+    if color == "auto":
+        color = detect_color(paths)
+    decoded = decode_all(paths, img_size, color, interpolation, cache_dir, cache_budget, workers)
+    skipped = list(scan.skipped) + [{"path": paths[i], "reason": r} for i, r in sorted(decoded.failures.items())]
+
+    ok = decoded.ok_indices
+    split_of = np.array([s for s, _, _ in tagged])[ok] if len(ok) else np.array([], dtype=str)
+    labels_all = np.array([y for _, _, y in tagged], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+
+    def subset(name: str) -> tuple[np.ndarray, np.ndarray]:
+        idx = ok[split_of == name]
+        return idx, labels_all[idx]
+
+    splits: dict[str, Split] = {}
+    if scan.layout == "flat":
+        idx, y = subset("all")
+        test_mask = stratified_holdout(y, test_split, rng)
+        rest_idx, rest_y = idx[~test_mask], y[~test_mask]
+        val_mask = stratified_holdout(rest_y, val_split / max(1e-9, 1 - test_split), rng)
+        splits["train"] = Split(rest_idx[~val_mask], rest_y[~val_mask])
+        splits["val"] = Split(rest_idx[val_mask], rest_y[val_mask])
+        if test_split > 0:
+            splits["test"] = Split(idx[test_mask], y[test_mask])
+        val_source = f"{val_split:g} of the folder (stratified, seed {seed})"
+    else:
+        idx, y = subset("train")
+        if "val" in scan.files:
+            splits["train"] = Split(idx, y)
+            splits["val"] = Split(*subset("val"))
+            val_source = "val/ folder"
+        else:
+            val_mask = stratified_holdout(y, val_split, rng)
+            splits["train"] = Split(idx[~val_mask], y[~val_mask])
+            splits["val"] = Split(idx[val_mask], y[val_mask])
+            val_source = f"{val_split:g} of train/ (stratified, seed {seed})"
+        if "test" in scan.files:
+            splits["test"] = Split(*subset("test"))
+
+    train_counts = np.bincount(splits["train"].labels, minlength=len(classes))
+    empty = [classes[i] for i in np.flatnonzero(train_counts == 0)]
+    if empty:
+        raise ImgclfError(
+            f"every class needs decodable training images. Received: no usable training image for {empty} "
+            f"({len(skipped)} file(s) skipped; see `imgclf inspect {scan.root}`)"
+        )
+    if len(splits["val"]) == 0:
+        raise ImgclfError(
+            f"validation split is empty. Received: val_split={val_split}; use a val/ folder or val_split > 0"
+        )
+    return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation)

@@ -1,0 +1,143 @@
+"""Scan class-per-folder image trees into a `FolderScan`: classes, files per split, skipped files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ImgclfError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+SPLIT_NAMES = ("train", "val", "test")
+_SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+@dataclass
+class FolderScan:
+    """What is on disk: one list of (path, class name) per split folder found, plus skipped entries."""
+
+    root: Path
+    layout: str  # "flat" or "splits"
+    classes: list[str]
+    files: dict[str, list[tuple[str, str]]]  # split -> [(absolute path, class name)]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
+
+
+def is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__") or name == "Thumbs.db"
+
+
+def _split_dirs(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        alias = _SPLIT_ALIASES.get(entry.name.lower())
+        if alias and entry.is_dir() and alias not in found:
+            found[alias] = Path(entry.path)
+    return found
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    dirs = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if is_hidden(entry.name):
+            continue
+        try:
+            if entry.is_dir():
+                dirs.append(Path(entry.path))
+        except OSError:
+            continue
+    return dirs
+
+
+def _walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
+    """All image files under class_dir (recursively, symlinks followed once), sorted."""
+    out: list[str] = []
+    seen_dirs: set[str] = set()
+    stack = [class_dir]
+    while stack:
+        directory = stack.pop()
+        try:
+            real = os.path.realpath(directory)
+        except OSError as exc:
+            skipped.append({"path": str(directory), "reason": f"cannot resolve folder: {exc.strerror or exc}"})
+            continue
+        if real in seen_dirs:
+            skipped.append({"path": str(directory), "reason": "symlink loop (folder already visited)"})
+            continue
+        seen_dirs.add(real)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append({"path": str(directory), "reason": f"cannot list folder: {exc.strerror or exc}"})
+            continue
+        for entry in entries:
+            if is_hidden(entry.name):
+                continue
+            try:
+                is_dir = entry.is_dir()
+                is_file = entry.is_file()
+            except OSError as exc:
+                skipped.append({"path": entry.path, "reason": f"cannot stat: {exc.strerror or exc}"})
+                continue
+            if is_dir:
+                stack.append(Path(entry.path))
+            elif is_file:
+                if entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    out.append(entry.path)
+                else:
+                    skipped.append({"path": entry.path, "reason": "not an image file extension"})
+            elif entry.is_symlink():
+                skipped.append({"path": entry.path, "reason": "broken symlink or symlink loop"})
+    return sorted(out)
+
+
+def _scan_class_tree(root: Path, skipped: list[dict[str, str]]) -> dict[str, list[str]]:
+    per_class = {d.name: _walk_images(d, skipped) for d in _class_dirs(root)}
+    for name, paths in per_class.items():
+        if not paths:
+            raise ImgclfError(
+                f"class folder {root / name} holds no image. Each class needs at least one image "
+                f"with an extension in {', '.join(IMAGE_EXTENSIONS)}."
+            )
+    return per_class
+
+
+def scan_folder(root: str | os.PathLike) -> FolderScan:
+    """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders."""
+    root = Path(root)
+    if not root.exists():
+        raise ImgclfError(f"data must be an existing folder. Received: data={str(root)!r} (no such path)")
+    if not root.is_dir():
+        raise ImgclfError(f"data must be a folder of class folders. Received: data={str(root)!r} (a file)")
+    skipped: list[dict[str, str]] = []
+    split_dirs = _split_dirs(root)
+    if "train" in split_dirs:
+        trees = {split: _scan_class_tree(path, skipped) for split, path in split_dirs.items()}
+        classes = sorted(trees["train"])
+        for split, tree in trees.items():
+            if sorted(tree) != classes:
+                missing = sorted(set(classes) - set(tree))
+                extra = sorted(set(tree) - set(classes))
+                raise ImgclfError(
+                    f"the classes of {split}/ must match those of train/. Received: {split}/ "
+                    f"missing {missing or 'none'}, extra {extra or 'none'}; train/ has {classes}"
+                )
+        files = {split: [(p, c) for c in classes for p in tree[c]] for split, tree in trees.items()}
+        layout = "splits"
+    else:
+        if split_dirs:
+            raise ImgclfError(
+                f"data with split folders must contain train/. Received: data={str(root)!r} with "
+                f"{sorted(split_dirs)} but no train/"
+            )
+        tree = _scan_class_tree(root, skipped)
+        classes = sorted(tree)
+        files = {"all": [(p, c) for c in classes for p in tree[c]]}
+        layout = "flat"
+    if len(classes) < 2:
+        raise ImgclfError(
+            f"data must contain at least 2 class folders. Received: data={str(root)!r} with "
+            f"{len(classes)} class folder(s) {classes}"
+        )
+    return FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped)

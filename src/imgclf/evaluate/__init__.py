@@ -1,0 +1,1 @@
+"""Evaluation: metrics and interpretation from stored predictions, figures, report, comparison."""

@@ -1,0 +1,70 @@
+"""Metrics computed once from stored predictions (scikit-learn for everything it already does)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    log_loss,
+    roc_auc_score,
+)
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
+    """ECE with equal-width confidence bins; also returns the per-bin table for the reliability diagram."""
+    confidence = probs.max(1)
+    correct = (probs.argmax(1) == y_true).astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    ece, table = 0.0, []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        n = int(in_bin.sum())
+        if n:
+            acc, conf = float(correct[in_bin].mean()), float(confidence[in_bin].mean())
+            ece += n / len(y_true) * abs(acc - conf)
+        else:
+            acc = conf = None
+        table.append({"lo": float(lo), "hi": float(hi), "count": n, "accuracy": acc, "confidence": conf})
+    return float(ece), table
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, object]:
+    """accuracy, loss, per-class P/R/F1/support, macro and weighted averages, confusion, OvR AUC, ECE."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = len(classes)
+    labels = list(range(k))
+    y_pred = probs.argmax(1)
+    report = classification_report(y_true, y_pred, labels=labels, target_names=classes, output_dict=True,
+                                   zero_division=0)
+    per_class = {c: {m: float(report[c][m]) for m in ("precision", "recall", "f1-score", "support")} for c in classes}
+    for c in per_class:
+        per_class[c]["f1"] = per_class[c].pop("f1-score")
+        per_class[c]["support"] = int(per_class[c]["support"])
+    auc: dict[str, float | None] = {}
+    for i, c in enumerate(classes):
+        positives = y_true == i
+        auc[c] = float(roc_auc_score(positives, probs[:, i])) if 0 < positives.sum() < len(y_true) else None
+    present = [i for i in labels if (y_true == i).any()]
+    valid_auc = [v for v in auc.values() if v is not None]
+    recalls = {c: per_class[c]["recall"] for c in classes if per_class[c]["support"] > 0}
+    worst = min(recalls, key=recalls.get) if recalls else None
+    ece, _ = expected_calibration_error(probs, y_true)
+    clipped = np.clip(probs, 1e-12, 1.0)
+    clipped = clipped / clipped.sum(1, keepdims=True)
+    return {
+        "count": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "loss": float(log_loss(y_true, clipped, labels=labels)) if len(y_true) else None,
+        "macro": {m: float(report["macro avg"][m]) for m in ("precision", "recall", "f1-score")},
+        "weighted": {m: float(report["weighted avg"][m]) for m in ("precision", "recall", "f1-score")},
+        "per_class": per_class,
+        "worst_class": {"name": worst, "recall": recalls[worst]} if worst else None,
+        "auc": auc,
+        "macro_auc": float(np.mean(valid_auc)) if valid_auc else None,
+        "ece": ece,
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "classes_present": [classes[i] for i in present],
+    }

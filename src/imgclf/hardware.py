@@ -1,0 +1,73 @@
+"""What machine this is, for model cards and benchmark JSON, and which precision it runs fast."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 autocast pays off on CPUs with native bf16 dot products (AVX-512 BF16 or AMX); elsewhere it
+    is emulated and slower than fp32 (measured in STACK.md)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    if precision != "auto":
+        return precision
+    import torch
+
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32"
+
+
+def describe() -> dict[str, object]:
+    import torch
+
+    info: dict[str, object] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "isa": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma"}),
+        "platform": platform.platform(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("imgclf", "torch", "torchvision", "lightning", "timm", "numpy", "pillow", "scikit-learn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out

@@ -1,0 +1,146 @@
+"""`Classifier`: a trained run loaded from its directory, preprocessing and labels from the model card."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from .card import ModelCard, load_card
+from .data.decode import DecodeError, open_image
+from .data.folder import IMAGE_EXTENSIONS, is_hidden
+from .errors import ImgclfError
+
+ImageInput = str | os.PathLike | np.ndarray
+
+
+def build_from_card(card: ModelCard) -> torch.nn.Module:
+    from .models import create_model, get_model_info
+
+    info = get_model_info(card.architecture)
+    args = dict(card.model_args)
+    if info.pretrained:
+        args["pretrained"] = False  # the run's own weights follow; never fetch anything here
+        args.pop("weights", None)
+    return create_model(card.architecture, len(card.classes), card.in_chans, card.img_size, **args)
+
+
+def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
+    """Files as given; folders expanded to their image files (recursively, hidden entries skipped)."""
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not is_hidden(d))
+                out += [os.path.join(root, f) for f in sorted(files)
+                        if not is_hidden(f) and f.lower().endswith(IMAGE_EXTENSIONS)]
+        else:
+            out.append(str(path))
+    return out
+
+
+@dataclass
+class Prediction:
+    path: str
+    label: str | None
+    probability: float | None
+    top: list[tuple[str, float]]
+    error: str | None = None
+
+
+class Classifier:
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu"):
+        self.card = card
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.mean = torch.tensor(card.mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(card.std, device=self.device).view(1, -1, 1, 1)
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> "Classifier":
+        card = load_card(run_dir)
+        weights = Path(run_dir) / "model.safetensors"
+        if not weights.exists():
+            raise ImgclfError(f"run must contain model.safetensors. Received: run={str(run_dir)!r} without it")
+        model = build_from_card(card)
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except Exception as exc:  # mismatched keys or shapes: the card does not describe these weights
+            raise ImgclfError(f"model.safetensors in {run_dir} does not match its model.json: {exc}") from None
+        return cls(model, card, device)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.card.classes
+
+    def decode(self, source: ImageInput) -> np.ndarray:
+        """One image -> (H, W, C) uint8 at the card's size and colour mode."""
+        if isinstance(source, np.ndarray):
+            from PIL import Image
+
+            arr = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
+            img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
+            import io
+
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            buf.seek(0)
+            source = buf  # type: ignore[assignment]
+        return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
+        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages the image and its mirror."""
+        out = []
+        for start in range(0, len(pixels), batch_size):
+            chunk = pixels[start : start + batch_size]
+            x = torch.from_numpy(np.array(chunk, dtype=np.uint8, copy=True)).to(self.device)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+            probs = torch.softmax(self.model(x).float(), dim=1)
+            if tta:
+                probs = (probs + torch.softmax(self.model(x.flip(3)).float(), dim=1)) / 2
+            out.append(probs.cpu().numpy())
+        if not out:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return np.concatenate(out)
+
+    def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3, tta: bool = False) -> list[Prediction]:
+        """Files, folders or arrays -> one Prediction each; unreadable files get an error, not an exception."""
+        if isinstance(images, (str, os.PathLike, np.ndarray)):
+            images = [images]
+        sources: list[ImageInput] = []
+        for item in images:
+            sources += expand_inputs([item]) if isinstance(item, (str, os.PathLike)) else [item]
+        decoded, names, errors = [], [], {}
+        for i, src in enumerate(sources):
+            name = str(src) if not isinstance(src, np.ndarray) else f"array[{i}]"
+            names.append(name)
+            try:
+                decoded.append((i, self.decode(src)))
+            except DecodeError as exc:
+                errors[i] = str(exc)
+        probs = self.predict_pixels(np.stack([a for _, a in decoded])) if decoded else np.zeros((0, len(self.classes)))
+        by_index = {i: p for (i, _), p in zip(decoded, probs)}
+        k = max(1, min(top_k, len(self.classes)))
+        results = []
+        for i, name in enumerate(names):
+            if i in errors:
+                results.append(Prediction(name, None, None, [], errors[i]))
+                continue
+            p = by_index[i]
+            order = np.argsort(-p)[:k]
+            top = [(self.classes[j], float(p[j])) for j in order]
+            results.append(Prediction(name, top[0][0], top[0][1], top))
+        return results
+
+
+def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:
+    """Load a trained run for prediction: `clf = imgclf.load("runs/s1"); clf.predict(["cat.jpg"])`."""
+    return Classifier.load(run_dir, device)

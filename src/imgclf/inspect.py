@@ -1,0 +1,98 @@
+"""`imgclf inspect`: counts per class and split, sizes and modes, unreadable files, mu and rho."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .data.decode import DecodeError, open_image, probe_image
+from .data.folder import scan_folder
+from .data.imbalance import imbalance_stats
+
+
+def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    scan = scan_folder(data)
+    counts: dict[str, dict[str, int]] = {}
+    sizes: Counter[str] = Counter()
+    modes: Counter[str] = Counter()
+    skipped = list(scan.skipped)
+    samples: dict[str, str] = {}
+    for split, items in scan.files.items():
+        per_class: Counter[str] = Counter()
+        for path, cls in items:
+            try:
+                meta = probe_image(path)
+                open_image(path, None, "rgb")  # full decode: catches truncation, bombs, bad data
+            except DecodeError as exc:
+                skipped.append({"path": path, "reason": str(exc)})
+                continue
+            except Exception as exc:  # probe failures carry Pillow's own reason
+                skipped.append({"path": path, "reason": _reason(exc)})
+                continue
+            per_class[cls] += 1
+            sizes[f"{meta['width']}x{meta['height']}"] += 1
+            modes[str(meta["mode"])] += 1
+            samples.setdefault(cls, path)
+        counts[split] = {c: per_class.get(c, 0) for c in scan.classes}
+    train_split = "train" if "train" in counts else "all"
+    summary: dict[str, Any] = {
+        "root": str(Path(data).resolve()),
+        "layout": scan.layout,
+        "classes": scan.classes,
+        "counts": counts,
+        "total": sum(sum(c.values()) for c in counts.values()),
+        "sizes": dict(sizes.most_common(10)),
+        "distinct_sizes": len(sizes),
+        "modes": dict(modes.most_common()),
+        "imbalance": imbalance_stats(counts[train_split]),
+        "skipped": skipped,
+    }
+    if plots_dir is not None:
+        try:
+            from .evaluate.plots import plot_class_distribution, plot_class_samples
+        except ImportError:
+            pass
+        else:
+            plots_dir = Path(plots_dir)
+            plots_dir.mkdir(parents=True, exist_ok=True)
+            plot_class_distribution(counts, plots_dir / "class_distribution.png")
+            plot_class_samples(samples, plots_dir / "class_samples.png")
+            summary["plots"] = [str(plots_dir / "class_distribution.png"), str(plots_dir / "class_samples.png")]
+    return summary
+
+
+def _reason(exc: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognised image format"
+    return str(exc) or type(exc).__name__
+
+
+def render_inspection(summary: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    splits = list(summary["counts"])
+    table = Table(title=f"{summary['root']} ({summary['layout']} layout, {summary['total']} readable images)")
+    table.add_column("class")
+    for s in splits:
+        table.add_column(s, justify="right")
+    for c in summary["classes"]:
+        table.add_row(c, *[str(summary["counts"][s][c]) for s in splits])
+    table.add_row("[bold]total[/bold]", *[str(sum(summary["counts"][s].values())) for s in splits])
+    console.print(table)
+    imb = summary["imbalance"]
+    flag = "  [yellow]imbalanced[/yellow]" if imb["imbalanced"] else ""
+    console.print(f"imbalance: rho = {imb['rho']} (max/min class count), mu = {imb['mu']} "
+                  f"(minority classes {imb['minority'] or 'none'}){flag}")
+    sizes = ", ".join(f"{k} ({v})" for k, v in summary["sizes"].items())
+    console.print(f"image sizes: {sizes}{' ...' if summary['distinct_sizes'] > 10 else ''}")
+    console.print("colour modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()))
+    if summary["skipped"]:
+        console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
+        for s in summary["skipped"]:
+            console.print(f"  {s['path']}: {s['reason']}")
+    for p in summary.get("plots", []):
+        console.print(f"figure: {p}")

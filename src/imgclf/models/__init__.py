@@ -1,0 +1,5 @@
+"""Model builders, keyed by name in one registry."""
+
+from .registry import create_model, get_model_info, list_models, register_model
+
+__all__ = ["create_model", "get_model_info", "list_models", "register_model"]

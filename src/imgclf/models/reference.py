@@ -1,0 +1,157 @@
+"""The reference CNNs of REFERENCES.md, layer for layer, plus `simple_cnn` for quick starts.
+
+Keras layers are ported with Keras' defaults where they change results: BatchNormalization momentum 0.99
+(PyTorch momentum 0.01) and epsilon 1e-3, glorot-uniform kernels and zero biases.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .base import Classifier, conv_out_features, with_l2
+from .registry import register_model
+
+
+def _keras_bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+
+
+def _keras_bn1d(features: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(features, eps=1e-3, momentum=0.01)
+
+
+def _glorot(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def _conv(cin: int, cout: int, l2: float = 0.0) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, 3, padding=1)
+    return with_l2(conv, l2) if l2 else conv
+
+
+@register_model(
+    "simple_cnn",
+    description="Small conv-BN-ReLU CNN with global pooling; a quick, sturdy default for small images.",
+    default_img_size=32,
+    min_img_size=4,
+)
+def simple_cnn(num_classes: int, in_chans: int = 3, img_size: int = 32, width: int = 32, dropout: float = 0.2) -> nn.Module:
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    w = width
+    features = nn.Sequential(
+        *block(in_chans, w), *block(w, w), nn.MaxPool2d(2),
+        *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
+        *block(2 * w, 4 * w),
+    )
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w, num_classes))
+    return Classifier(features, head)
+
+
+@register_model(
+    "model_s",
+    description="S5 'Model S': 3 blocks of [Conv3x3-ReLU-BN]x2 (32/64/128) + MaxPool, Dense 256, dropout .5.",
+    default_img_size=32,
+    min_img_size=8,
+    reference="S5: 815,018 trainable parameters at 32x32x3, 10 classes; test accuracy 85.85 %",
+)
+def model_s(num_classes: int, in_chans: int = 3, img_size: int = 32, conv_l2: float = 1e-5, dense_l2: float = 1e-4) -> nn.Module:
+    layers: list[nn.Module] = []
+    cin = in_chans
+    for cout in (32, 64, 128):
+        for _ in range(2):
+            layers += [_conv(cin, cout, conv_l2), nn.ReLU(inplace=True), _keras_bn(cout)]
+            cin = cout
+        layers.append(nn.MaxPool2d(2))
+    features = nn.Sequential(*layers)
+    flat = conv_out_features(features, in_chans, img_size)
+    head = nn.Sequential(
+        nn.Flatten(), nn.Dropout(0.5), with_l2(nn.Linear(flat, 256), dense_l2), nn.ReLU(inplace=True),
+        nn.Dropout(0.5), with_l2(nn.Linear(256, num_classes), dense_l2),
+    )
+    return _glorot(Classifier(features, head))
+
+
+@register_model(
+    "fer_cnn",
+    description="S3 final CNN for 48x48 grayscale: Conv32-64-128-256-512-1024 (L2 .01), BN, Dense 1024.",
+    default_img_size=48,
+    default_in_chans=1,
+    min_img_size=8,
+    reference="S3: 55.34 % test accuracy on FER-2013 (6 classes); about 47 M parameters reported",
+)
+def fer_cnn(num_classes: int, in_chans: int = 1, img_size: int = 48, last_filters: int = 1024, l2: float = 0.01) -> nn.Module:
+    def stage(cin: int, c1: int, c2: int, reg: float) -> list[nn.Module]:
+        return [
+            _conv(cin, c1), nn.ReLU(inplace=True), _conv(c1, c2, reg), nn.ReLU(inplace=True),
+            _keras_bn(c2), nn.MaxPool2d(2), nn.Dropout(0.25),
+        ]
+
+    features = nn.Sequential(
+        *stage(in_chans, 32, 64, 0.0), *stage(64, 128, 256, l2), *stage(256, 512, last_filters, l2)
+    )
+    flat = conv_out_features(features, in_chans, img_size)
+    head = nn.Sequential(
+        nn.Flatten(), nn.Linear(flat, 1024), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(1024, num_classes)
+    )
+    return _glorot(Classifier(features, head))
+
+
+@register_model(
+    "fer_cnn_small",
+    description="S3 first, simpler CNN: Conv32-BN-Pool, Conv128-BN-Pool, Dense 256.",
+    default_img_size=48,
+    default_in_chans=1,
+    min_img_size=4,
+    reference="S3: 47.22 % test accuracy on FER-2013 (6 classes)",
+)
+def fer_cnn_small(num_classes: int, in_chans: int = 1, img_size: int = 48) -> nn.Module:
+    features = nn.Sequential(
+        _conv(in_chans, 32), nn.ReLU(inplace=True), _keras_bn(32), nn.MaxPool2d(2),
+        _conv(32, 128), nn.ReLU(inplace=True), _keras_bn(128), nn.MaxPool2d(2),
+    )
+    flat = conv_out_features(features, in_chans, img_size)
+    head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(inplace=True), nn.Linear(256, num_classes))
+    return _glorot(Classifier(features, head))
+
+
+@register_model(
+    "caltech_cnn",
+    description="S4 imbalance-study CNN (227x227x3): Conv7/2-32, Conv5-64, Conv3-128 x2, FC 512; N(0, .01) init.",
+    default_img_size=227,
+    min_img_size=32,
+    reference="S4: test accuracy 69-85 % across imbalance ratios 1:1 to 15:1",
+)
+def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropout: float = 0.0,
+                batch_norm: bool = False) -> nn.Module:
+    """Configurations of S4: none (defaults), reg (dropout=0.5, plus weight decay and augmentation in the
+    training config), reg+bn (dropout=0.5, batch_norm=True)."""
+
+    def conv(cin: int, cout: int, k: int, stride: int, pad: int) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride=stride, padding=pad)]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(cout))
+        return layers + [nn.ReLU(inplace=True)]
+
+    features = nn.Sequential(
+        *conv(in_chans, 32, 7, 2, 0), nn.MaxPool2d(3, 2),
+        *conv(32, 64, 5, 1, 2), nn.MaxPool2d(3, 2),
+        *conv(64, 128, 3, 1, 2), nn.MaxPool2d(3, 2),
+        *conv(128, 128, 3, 1, 1), nn.MaxPool2d(3, 2, ceil_mode=True),
+    )
+    flat = conv_out_features(features, in_chans, img_size)
+    head = nn.Sequential(
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, 512), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(512, num_classes),
+    )
+    model = Classifier(features, head)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+    return model

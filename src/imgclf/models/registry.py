@@ -1,0 +1,107 @@
+"""One registry of model builders keyed by name (timm's `@register_model`, torchvision's duplicate check).
+
+A builder is `(num_classes, in_chans, img_size, **args) -> nn.Module`. Every built module exposes
+`forward_features`, `forward_head` and `reset_classifier(num_classes)`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..errors import ImgclfError, invalid
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    default_img_size: int
+    default_in_chans: int
+    min_img_size: int
+    reference: str = ""
+    pretrained: bool = False
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def arg_names(self) -> list[str]:
+        params = inspect.signature(self.builder).parameters
+        return [p for p in params if p not in ("num_classes", "in_chans", "img_size")]
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    description: str,
+    default_img_size: int,
+    default_in_chans: int = 3,
+    min_img_size: int = 8,
+    reference: str = "",
+    pretrained: bool = False,
+    tags: tuple[str, ...] = (),
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"a model named {name!r} is already registered")
+        _REGISTRY[name] = ModelInfo(
+            name, builder, description, default_img_size, default_in_chans, min_img_size, reference, pretrained, tags
+        )
+        return builder
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    from . import reference, resnet  # noqa: F401  (registration side effect)
+
+
+def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]:
+    _ensure_loaded()
+    names = [n for n in sorted(_REGISTRY) if fnmatch.fnmatch(n, pattern)]
+    if pretrained is not None:
+        names = [n for n in names if _REGISTRY[n].pretrained == pretrained]
+    return names
+
+
+def get_model_info(name: str) -> ModelInfo:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        try:
+            from .transfer import timm_model_info
+
+            info = timm_model_info(name)
+        except ImportError:
+            info = None
+        if info is None:
+            raise invalid("model", name, _REGISTRY)
+        return info
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int, in_chans: int | None = None, img_size: int | None = None,
+                 **args: Any) -> nn.Module:
+    info = get_model_info(name)
+    in_chans = info.default_in_chans if in_chans is None else in_chans
+    img_size = info.default_img_size if img_size is None else img_size
+    if img_size < info.min_img_size:
+        raise ImgclfError(
+            f"img_size must be at least {info.min_img_size} for model {name}. Received: img_size={img_size}"
+        )
+    unknown = set(args) - set(info.arg_names)
+    if unknown and not info.pretrained:
+        raise ImgclfError(
+            f"model_args for {name} must be among {{{', '.join(info.arg_names) or 'none'}}}. "
+            f"Received: model_args keys {sorted(unknown)}"
+        )
+    if num_classes < 2:
+        raise ImgclfError(f"num_classes must be >= 2. Received: num_classes={num_classes}")
+    return info.builder(num_classes=num_classes, in_chans=in_chans, img_size=img_size, **args)

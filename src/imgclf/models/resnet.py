@@ -1,0 +1,41 @@
+"""`fast_resnet`: a small residual CNN designed for CPU throughput on small images (our `fast` recipes)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Classifier
+from .registry import register_model
+
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@register_model(
+    "fast_resnet",
+    description="Small residual CNN (ResNet-9 style, ~0.6-2 M params) built for CPU throughput on small images.",
+    default_img_size=28,
+    min_img_size=8,
+    tags=("fast",),
+)
+def fast_resnet(num_classes: int, in_chans: int = 3, img_size: int = 28, width: int = 32) -> nn.Module:
+    w = width
+    features = nn.Sequential(
+        _conv_bn(in_chans, w),
+        _conv_bn(w, 2 * w), nn.MaxPool2d(2), _Residual(2 * w),
+        _conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+        _conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), _Residual(8 * w),
+    )
+    head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes))
+    return Classifier(features, head)

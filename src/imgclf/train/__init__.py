@@ -1,0 +1,1 @@
+"""Training: batch loaders over the uint8 cache, the LightningModule, callbacks and `fit`."""

@@ -1,0 +1,130 @@
+"""Small callbacks, one concern each, each with a state_dict so `--resume` continues exactly."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from safetensors.torch import load_file, save_file
+
+from ..io import atomic_write_bytes, read_csv, write_csv
+
+HISTORY_COLUMNS = ["epoch", "lr", "loss", "acc", "val_loss", "val_acc", "seconds", "images_per_s", "frozen"]
+
+
+def monitor_improved(current: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Pure decision shared by best-weights tracking: has `current` beaten `best` by more than min_delta?"""
+    if best is None:
+        return True
+    return current < best - min_delta if mode == "min" else current > best + min_delta
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a temp file and renamed: kill -9 never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """safetensors, atomically. Tensors are made contiguous and unshared, as safetensors requires."""
+    import tempfile, os
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class BestWeights(L.Callback):
+    """Keeps the best epoch's weights (by monitor) on disk and, if asked, restores them at the end
+    (Keras' ModelCheckpoint(save_best_only) + EarlyStopping(restore_best_weights))."""
+
+    def __init__(self, path: str | Path, monitor: str = "val_loss", mode: str = "min", restore: bool = True):
+        self.path = Path(path)
+        self.monitor, self.mode, self.restore = monitor, mode, restore
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not torch.isfinite(value):
+            return
+        if monitor_improved(float(value), self.best, self.mode):
+            self.best, self.best_epoch = float(value), trainer.current_epoch
+            if trainer.is_global_zero:
+                save_weights(pl_module.model, self.path)
+
+    def restore_into(self, model: torch.nn.Module) -> bool:
+        if self.path.exists():
+            model.load_state_dict(load_file(str(self.path)))
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+
+
+class HistoryWriter(L.Callback):
+    """Appends one row per epoch to history.csv (rewritten atomically each epoch)."""
+
+    def __init__(self, path: str | Path, frozen_until: int = 0):
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        self.frozen_until = frozen_until
+        self._start = 0.0
+        self._lr = 0.0
+        self._seen = 0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # On resume, keep the rows of epochs the checkpoint has completed, drop anything later.
+        if self.path.exists() and not self.rows:
+            self.rows = [r for r in read_csv(self.path) if int(r["epoch"]) <= trainer.current_epoch]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
+        self._seen = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._seen += len(batch[1])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        seconds = time.perf_counter() - self._start
+        m = trainer.callback_metrics
+
+        def get(name: str) -> str:
+            v = m.get(name)
+            return "" if v is None else f"{float(v):.6g}"
+
+        row = {
+            "epoch": trainer.current_epoch + 1, "lr": f"{self._lr:.6g}", "loss": get("loss"), "acc": get("acc"),
+            "val_loss": get("val_loss"), "val_acc": get("val_acc"), "seconds": f"{seconds:.3f}",
+            "images_per_s": f"{self._seen * trainer.world_size / max(seconds, 1e-9):.1f}",
+            "frozen": int(trainer.current_epoch < self.frozen_until),
+        }
+        self.rows = [r for r in self.rows if int(r["epoch"]) < row["epoch"]] + [row]
+        write_csv(self.path, HISTORY_COLUMNS, [[r.get(c, "") for c in HISTORY_COLUMNS] for r in self.rows])

@@ -1,0 +1,111 @@
+"""Batches of uint8 images straight from the memory-mapped cache, or decoded on the fly when streaming.
+
+A sampler yields whole index batches, so a batch costs one fancy index into the cache instead of
+`batch_size` Python calls and a collate. The order is a pure function of (seed, epoch, rank): runs are
+reproducible and `--resume` replays the same batches. With N processes each rank takes every N-th batch
+of one shared permutation, so data-parallel training sees each image once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.decode import DecodeError, open_image
+
+
+class BatchIndexSampler(Sampler[np.ndarray]):
+    def __init__(self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, weights: np.ndarray | None = None, drop_last: bool = False,
+                 epoch_items: int | None = None):
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+        self.drop_last = drop_last
+        self.epoch_items = epoch_items or num_items
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.weights is not None:
+            return rng.choice(self.num_items, size=self.epoch_items, replace=True, p=self.weights)
+        if self.shuffle:
+            return rng.permutation(self.num_items)
+        return np.arange(self.num_items)
+
+    def _num_batches_total(self) -> int:
+        n = self.epoch_items
+        return max(1, n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size))
+
+    def __len__(self) -> int:
+        return math.ceil(self._num_batches_total() / self.world_size)
+
+    def __iter__(self):
+        order = self._order()
+        total = self._num_batches_total()
+        # Every rank yields the same number of batches (DDP needs equal step counts); the last ranks
+        # wrap around to the first batches when the count does not divide evenly.
+        for k in range(len(self)):
+            b = (self.rank + k * self.world_size) % total
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if len(batch):
+                yield batch
+
+
+class CachedImages(Dataset):
+    """Indexable by an array of positions; returns (uint8 NHWC tensor, int64 labels)."""
+
+    def __init__(self, pixels: np.ndarray, rows: np.ndarray, labels: np.ndarray):
+        self.pixels = pixels
+        self.rows = np.asarray(rows)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = np.sort(np.asarray(positions))
+        x = torch.from_numpy(np.ascontiguousarray(self.pixels[self.rows[positions]]))
+        return x, self.labels[positions]
+
+
+class StreamedImages(Dataset):
+    """Decodes each image when asked (for data larger than the cache budget). Files that fail to decode
+    here (changed since the validation pass) are dropped from the batch, never crash the epoch."""
+
+    def __init__(self, paths: list[str], labels: np.ndarray, size: int, color: str, interpolation: str):
+        self.paths = paths
+        self.labels = np.asarray(labels)
+        self.size, self.color, self.interpolation = size, color, interpolation
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = [], []
+        for p in np.asarray(positions):
+            try:
+                images.append(open_image(self.paths[p], self.size, self.color, self.interpolation))
+                labels.append(self.labels[p])
+            except DecodeError:
+                continue
+        if not images:
+            channels = 1 if self.color == "grayscale" else 3
+            return torch.zeros((0, self.size, self.size, channels), dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
+        return torch.from_numpy(np.stack(images)), torch.as_tensor(np.array(labels), dtype=torch.long)
+
+
+def make_loader(dataset: Dataset, sampler: BatchIndexSampler, workers: int = 0) -> DataLoader:
+    # batch_size=None: the sampler already yields whole batches, so no per-item collate.
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=workers,
+                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())

@@ -1,0 +1,157 @@
+"""The LightningModule: uint8 batch -> augment (train only) -> normalise -> model -> loss + L2 penalties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.augment import BatchAugment, parse_augment
+from ..models.base import keras_l2_penalty
+
+
+class NonFiniteLossError(RuntimeError):
+    def __init__(self, epoch: int, batch: int, value: float, lr: float):
+        super().__init__(
+            f"training stopped: the loss became {value} at epoch {epoch + 1}, batch {batch + 1}. "
+            f"The best weights so far were kept. Try a lower learning rate (lr={lr:g} now, e.g. --lr {lr / 10:g}), "
+            "gradient-friendly settings such as batch norm, or check the data for corrupt values."
+        )
+
+
+def to_float_batch(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW (the NHWC->NCHW permute is free and already channels-last)."""
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None,
+               label_smoothing: float = 0.0) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017): mean over the batch of -(1 - p_t)^gamma * log p_t (class-weighted)."""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    ce = F.nll_loss(log_p, target, weight=weight, reduction="none")
+    if label_smoothing:
+        smooth = -log_p.mean(dim=1)
+        ce = (1 - label_smoothing) * ce + label_smoothing * smooth
+    p_t = log_p.gather(1, target[:, None]).squeeze(1).exp()
+    loss = (1 - p_t).pow(gamma) * ce
+    if weight is not None:
+        return loss.sum() / weight[target].sum()
+    return loss.mean()
+
+
+class ImageClassifierModule(L.LightningModule):
+    def __init__(self, model: nn.Module, hparams: dict[str, Any], mean: list[float], std: list[float],
+                 class_weights: list[float] | None = None, steps_per_epoch: int = 1):
+        super().__init__()
+        self.model = model
+        self.cfg = hparams
+        self.save_hyperparameters(ignore=["model"])
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+        self.augment = BatchAugment(parse_augment(hparams.get("augment", "")))
+        self.steps_per_epoch = steps_per_epoch
+        self.aug_generator: torch.Generator | None = None
+
+    # ----- data path ------------------------------------------------------------------------------
+    def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        if train and not self.augment.spec.empty:
+            x = self.augment(x, self.aug_generator)
+        x = (x - self.mean) / self.std
+        fmt = torch.channels_last if self.cfg.get("channels_last", True) else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+    def on_train_epoch_start(self) -> None:
+        # Augmentation and dropout randomness are a pure function of (seed, epoch), so a resumed run
+        # replays exactly the epochs an uninterrupted one would have run.
+        seed = int(self.cfg.get("seed", 0)) * 1_000_003 + self.current_epoch * 7919 + self.global_rank
+        if self.aug_generator is None or self.aug_generator.device != self.device:
+            self.aug_generator = torch.Generator(device=self.device)
+        self.aug_generator.manual_seed(seed)
+        torch.manual_seed(seed + 1)
+
+    # ----- loss -----------------------------------------------------------------------------------
+    def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        smoothing = float(self.cfg.get("label_smoothing", 0.0))
+        if self.cfg.get("loss", "ce") == "focal":
+            return focal_loss(logits, y, float(self.cfg.get("focal_gamma", 2.0)), self.class_weights, smoothing)
+        return F.cross_entropy(logits.float(), y, weight=self.class_weights, label_smoothing=smoothing)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        x, y = batch
+        if len(y) == 0:
+            return None
+        logits = self.model(self.prepare(x, train=True))
+        loss = self.loss_fn(logits, y)
+        penalty = keras_l2_penalty(self.model)
+        total = loss if penalty is None else loss + penalty
+        if not torch.isfinite(total):
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            raise NonFiniteLossError(self.current_epoch, batch_idx, float(total), lr)
+        acc = (logits.argmax(1) == y).float().mean()
+        n = len(y)
+        self.log("loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
+        return total
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        if len(y) == 0:
+            return
+        logits = self.model(self.prepare(x, train=False))
+        loss = F.cross_entropy(logits.float(), y)
+        acc = (logits.argmax(1) == y).float().mean()
+        n = len(y)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
+        self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
+
+    # ----- optimiser and schedule -----------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        """One group per learning-rate multiplier (transfer models put the backbone in its own group)."""
+        groups_fn = getattr(self.model, "param_groups", None)
+        if callable(groups_fn):
+            return groups_fn(float(self.cfg["lr"]), float(self.cfg.get("backbone_lr_mult", 1.0)))
+        return [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": float(self.cfg["lr"])}]
+
+    def configure_optimizers(self) -> Any:
+        c = self.cfg
+        groups = self.param_groups()
+        name, wd = c["optimizer"], float(c.get("weight_decay", 0.0))
+        if name == "adam":
+            opt = torch.optim.Adam(groups, lr=c["lr"], weight_decay=wd)
+        elif name == "adamw":
+            opt = torch.optim.AdamW(groups, lr=c["lr"], weight_decay=wd)
+        else:
+            opt = torch.optim.SGD(groups, lr=c["lr"], momentum=c.get("momentum", 0.9),
+                                  nesterov=bool(c.get("nesterov", False)), weight_decay=wd)
+        schedule = c.get("schedule", "none")
+        total_steps = max(1, int(c["epochs"]) * self.steps_per_epoch)
+        if schedule == "plateau":
+            mode = "min" if c.get("monitor", "val_loss") == "val_loss" else "max"
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode=mode, factor=c.get("lr_factor", 0.1), patience=c.get("lr_patience", 3),
+                min_lr=c.get("min_lr", 0.0))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": c.get("monitor", "val_loss"),
+                                                       "interval": "epoch"}}
+        if schedule == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=c.get("lr_step", 10), gamma=c.get("lr_factor", 0.1))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=c.get("min_lr", 0.0))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if schedule == "onecycle":
+            max_lrs = [g["lr"] for g in groups]
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total_steps + 1,
+                                                        pct_start=0.25)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return opt

@@ -1,0 +1,77 @@
+"""Shared fixtures: small generated image folders and one tiny trained run, built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class: int = 20, size: int = 16,
+                      mode: str = "RGB", seed: int = 0, layout: str = "flat", per_split: dict | None = None) -> Path:
+    """Write learnable synthetic PNGs: class i is a bright bar at a class-specific place, plus noise.
+
+    layout="flat": root/<class>/*.png; layout="splits": root/<split>/<class>/*.png with per_split counts.
+    """
+    rng = np.random.default_rng(seed)
+    splits = {None: per_class} if layout == "flat" else (per_split or {"train": per_class, "test": per_class // 2})
+    for split, count in splits.items():
+        base = root if split is None else root / split
+        for ci, name in enumerate(classes):
+            (base / name).mkdir(parents=True, exist_ok=True)
+            for j in range(count):
+                img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+                band = slice(ci * size // len(classes), (ci + 1) * size // len(classes))
+                if ci % 2 == 0:
+                    img[band, :, :] = 230
+                else:
+                    img[:, band, :] = 230
+                img[..., ci % 3] = np.maximum(img[..., ci % 3], 120)
+                pil = Image.fromarray(img)
+                if mode != "RGB":
+                    pil = pil.convert(mode)
+                pil.save(base / name / f"{name}_{j:03d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("imgclf-cache")
+    old = os.environ.get("IMGCLF_CACHE")
+    os.environ["IMGCLF_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("IMGCLF_CACHE", None)
+    else:
+        os.environ["IMGCLF_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """3 classes x 20 RGB 16x16 images, flat layout."""
+    return make_image_folder(tmp_path_factory.mktemp("flat"))
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> Path:
+    from imgclf.data.builtin import export_digits
+
+    return export_digits(tmp_path_factory.mktemp("digits") / "digits")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, image_folder) -> Path:
+    """A complete run directory: simple_cnn, 3 classes, 3 epochs (a few seconds)."""
+    import imgclf
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    run = imgclf.fit({"data": str(image_folder), "model": "simple_cnn", "img_size": 16, "epochs": 3,
+                      "batch_size": 16, "lr": 3e-3, "out": str(out), "progress": False, "seed": 0,
+                      "model_args": {"width": 8}, "val_split": 0.2, "test_split": 0.2})
+    return run.path

@@ -1,0 +1,247 @@
+"""The interpretation layer: everything people look at, computed once from a run's stored files.
+
+Like fastai's ClassificationInterpretation, but built from `predictions.csv` + `model.json` (never from a live
+model), so the report, `evaluate` and `compare` all see the same numbers for a run made yesterday elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImgclfError
+from ..io import read_csv, read_json
+from .metrics import compute_metrics
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    true: str
+    pred: str
+    count: int
+    rate: float  # share of the true class's images predicted as `pred`
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    classes: list[str]
+    paths: list[str]
+    y_true: np.ndarray  # (N,) int
+    probs: np.ndarray  # (N, K) float
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_predictions(cls, path: str | os.PathLike, classes: Sequence[str]) -> "Interpretation":
+        """Read predictions.csv: rows with a non-empty `error` column are skipped files, the rest predictions."""
+        path = Path(path)
+        if not path.exists():
+            raise ImgclfError(
+                f"predictions must be an existing predictions.csv. Received: predictions={str(path)!r} "
+                "(run `imgclf evaluate RUN` to write it)"
+            )
+        rows = read_csv(path)
+        classes = list(classes)
+        index = {c: i for i, c in enumerate(classes)}
+        columns = [f"p_{c}" for c in classes]
+        if rows and any(c not in rows[0] for c in columns):
+            missing = [c for c in columns if c not in rows[0]]
+            raise ImgclfError(f"predictions.csv must have a probability column per class. Received: {path} without {missing}")
+        paths, labels, probs, skipped = [], [], [], []
+        for row in rows:
+            if row.get("error"):
+                skipped.append({"path": row["path"], "reason": row["error"]})
+                continue
+            if row["true"] not in index:
+                raise ImgclfError(
+                    f"predictions.csv true labels must be among the model's classes {classes}. "
+                    f"Received: true={row['true']!r} in {path}"
+                )
+            paths.append(row["path"])
+            labels.append(index[row["true"]])
+            probs.append([float(row[c]) for c in columns])
+        return cls(classes, paths, np.asarray(labels, dtype=np.int64),
+                   np.asarray(probs, dtype=np.float64).reshape(len(paths), len(classes)), skipped)
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike) -> "Interpretation":
+        from ..card import load_card
+
+        card = load_card(run_dir)
+        return cls.from_predictions(Path(run_dir) / "predictions.csv", card.classes)
+
+    # ------------------------------------------------------------------ derived, computed once
+    @cached_property
+    def y_pred(self) -> np.ndarray:
+        return self.probs.argmax(1) if len(self.probs) else np.zeros(0, dtype=np.int64)
+
+    @cached_property
+    def losses(self) -> np.ndarray:
+        """Per-image cross-entropy, -log p(true class)."""
+        if not len(self.y_true):
+            return np.zeros(0)
+        return -np.log(np.clip(self.probs[np.arange(len(self.y_true)), self.y_true], 1e-12, 1.0))
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """The same metrics as metrics.json (compute_metrics), recomputed from the stored predictions."""
+        if not len(self.y_true):
+            raise ImgclfError("predictions.csv must hold at least one prediction. Received: only skipped files")
+        return compute_metrics(self.y_true, self.probs, self.classes)
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return np.asarray(self.metrics["confusion"], dtype=np.int64)
+
+    @property
+    def per_class(self) -> dict[str, dict[str, float]]:
+        return self.metrics["per_class"]
+
+    def most_confused(self, top: int = 10, min_count: int = 1) -> list[ConfusedPair]:
+        """Off-diagonal confusion cells, largest first (ties: higher rate first, then class order)."""
+        cm = self.confusion
+        support = cm.sum(1)
+        pairs = [
+            ConfusedPair(self.classes[t], self.classes[p], int(cm[t, p]), float(cm[t, p] / support[t]))
+            for t in range(len(self.classes)) for p in range(len(self.classes))
+            if t != p and cm[t, p] >= max(1, min_count)
+        ]
+        pairs.sort(key=lambda c: (-c.count, -c.rate))
+        return pairs[:top]
+
+    def top_losses(self, k: int = 16) -> list[int]:
+        """Indices of the k images with the highest loss (the model's most confident mistakes first)."""
+        order = np.argsort(-self.losses, kind="stable")
+        return [int(i) for i in order[:k]]
+
+    def sample(self, n: int = 16, seed: int = 0) -> list[int]:
+        """A seeded mix of right and wrong predictions: up to half wrong (all of them if fewer), the rest right."""
+        rng = np.random.default_rng(seed)
+        wrong = np.flatnonzero(self.y_pred != self.y_true)
+        right = np.flatnonzero(self.y_pred == self.y_true)
+        n_wrong = min(len(wrong), n // 2)
+        n_right = min(len(right), n - n_wrong)
+        n_wrong = min(len(wrong), n - n_right)  # too few right ones: show more wrong ones
+        picked = np.concatenate([rng.choice(wrong, n_wrong, replace=False), rng.choice(right, n_right, replace=False)])
+        rng.shuffle(picked)
+        return [int(i) for i in picked]
+
+    def describe(self, i: int) -> dict[str, Any]:
+        """One prediction as a plain dict (for grids and tables)."""
+        t, p = int(self.y_true[i]), int(self.y_pred[i])
+        return {"path": self.paths[i], "true": self.classes[t], "pred": self.classes[p],
+                "prob": float(self.probs[i, p]), "loss": float(self.losses[i]), "correct": t == p}
+
+
+# ---------------------------------------------------------------------- images for grids
+def decode_for_display(paths: Sequence[str], size: int, color: str, interpolation: str = "bilinear") -> dict[int, np.ndarray]:
+    """{position: uint8 HWC} at the model's input size and colour mode; unreadable files are left out."""
+    from ..data.decode import DecodeError, open_image
+
+    out: dict[int, np.ndarray] = {}
+    for i, p in enumerate(paths):
+        try:
+            out[i] = open_image(p, size, color, interpolation)
+        except DecodeError:
+            continue  # moved or deleted since evaluation: the grid simply shows one image fewer
+    return out
+
+
+# ---------------------------------------------------------------------- training history
+def read_history(run_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """history.csv as floats (missing values -> nan); [] when the run has no history."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return []
+    rows = []
+    for raw in read_csv(path):
+        row = {}
+        for key, value in raw.items():
+            try:
+                row[key] = float(value) if value not in ("", None) else math.nan
+            except ValueError:
+                row[key] = math.nan
+        rows.append(row)
+    return rows
+
+
+def overfitting_onset(train_loss: Sequence[float], val_loss: Sequence[float], patience: int = 3,
+                      tolerance: float = 0.01) -> int | None:
+    """The 1-based epoch where overfitting starts, or None.
+
+    Overfitting = validation loss rising while training loss falls (REFERENCES S4). The onset is the first
+    epoch after the validation minimum, reported only when
+      - at least `patience` epochs follow the minimum (one bad epoch is noise, not a trend),
+      - those epochs' mean validation loss is above the minimum by more than `tolerance` (relative), and
+      - training loss keeps falling: its last value is below its value at the validation minimum, with most
+        epoch-to-epoch steps downwards.
+    A validation loss that comes back to a new minimum later is therefore never flagged, nor is a diverging
+    run where both losses rise.
+    """
+    train = np.asarray(train_loss, dtype=np.float64)
+    val = np.asarray(val_loss, dtype=np.float64)
+    if train.shape != val.shape:
+        raise ImgclfError(f"train_loss and val_loss must have the same length. Received: {len(train)} and {len(val)}")
+    finite = np.isfinite(train) & np.isfinite(val)
+    if finite.sum() < patience + 1:
+        return None
+    epochs = np.flatnonzero(finite)
+    train, val = train[finite], val[finite]
+    best = int(np.argmin(val))
+    after = slice(best + 1, len(val))
+    if len(val) - best - 1 < patience:
+        return None
+    rising = val[after].mean() > val[best] + tolerance * abs(val[best])
+    steps = np.diff(train[best:])
+    falling = train[-1] < train[best] and (steps < 0).mean() >= 0.5
+    return int(epochs[best + 1]) + 1 if rising and falling else None
+
+
+def lr_changes(lrs: Sequence[float]) -> list[tuple[int, float, float]]:
+    """(1-based epoch, old lr, new lr) for every epoch whose learning rate differs from the previous one."""
+    out = []
+    for i in range(1, len(lrs)):
+        a, b = lrs[i - 1], lrs[i]
+        if math.isfinite(a) and math.isfinite(b) and not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12):
+            out.append((i + 1, float(a), float(b)))
+    return out
+
+
+# ---------------------------------------------------------------------- run-level summary (for compare)
+def minority_recall(per_class: Mapping[str, Mapping[str, float]], minority: Sequence[str]) -> float | None:
+    """Mean recall over the minority classes that the evaluated split contains (None if there are none)."""
+    values = [float(per_class[c]["recall"]) for c in minority if c in per_class and per_class[c].get("support", 0) > 0]
+    return float(np.mean(values)) if values else None
+
+
+def best_val_accuracy(history: Sequence[Mapping[str, float]], best_epoch: int | None) -> float | None:
+    """Validation accuracy at the kept (best) epoch, else the last epoch's."""
+    rows = [r for r in history if math.isfinite(r.get("val_acc", math.nan))]
+    if not rows:
+        return None
+    if best_epoch is not None:
+        match = [r for r in rows if int(r["epoch"]) == int(best_epoch)]
+        if match:
+            return float(match[0]["val_acc"])
+    return float(rows[-1]["val_acc"])
+
+
+def load_run_files(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The small JSON/YAML files of a run directory, each None when absent."""
+    from ..io import read_yaml
+
+    run_dir = Path(run_dir)
+
+    def maybe(name: str, reader):
+        p = run_dir / name
+        return reader(p) if p.exists() else None
+
+    return {"card": maybe("model.json", read_json), "metrics": maybe("metrics.json", read_json),
+            "dataset": maybe("dataset.json", read_json), "config": maybe("config.yaml", read_yaml)}

@@ -1,0 +1,576 @@
+"""One function per figure. Each takes data already read from a run's files and an output path, and writes a PNG
+atomically (rendered to memory, then temp file + rename), so a crash never leaves half a figure behind.
+
+Figures are built on `matplotlib.figure.Figure` rather than pyplot: no global state, no GUI backend, safe in
+threads and notebooks alike.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_write_bytes
+
+TRAIN_COLOR = "#2563eb"
+VAL_COLOR = "#ea580c"
+BEST_COLOR = "#16a34a"
+ONSET_COLOR = "#dc2626"
+WRONG_COLOR = "#dc2626"
+RIGHT_COLOR = "#166534"
+GREY = "#6b7280"
+MAX_PIXELS = 3200  # longest side of any figure, so a 100-class figure stays a sensible file
+
+_STYLE = {
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "grid.linewidth": 0.6,
+    "axes.titleweight": "bold",
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "font.size": 9.5,
+    "legend.frameon": False,
+    "figure.facecolor": "white",
+}
+
+
+@contextmanager
+def _style():
+    import matplotlib as mpl
+
+    with mpl.rc_context(_STYLE):
+        yield
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    path = Path(path)
+    width, height = fig.get_size_inches()
+    dpi = int(min(dpi, MAX_PIXELS / max(width, height)))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _short(name: str, limit: int = 18) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value) if value not in ("", None) else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# ---------------------------------------------------------------------------------------- training curves
+def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike, best_epoch: int | None = None,
+                         onset: int | None = None) -> Path:
+    """Accuracy and loss per epoch, train vs validation, from history.csv rows.
+
+    Marks the kept (best) epoch, the overfitting onset (see interpret.overfitting_onset) and learning-rate
+    changes: a few step changes get a labelled line each; schedules that change every epoch (cosine, one-cycle)
+    get the learning rate drawn on a second axis instead, which marks every change without a forest of lines.
+    Epochs with a frozen backbone are shaded.
+    """
+    from .interpret import lr_changes
+
+    epochs = np.array([_float(r.get("epoch")) for r in history])
+    col = {k: np.array([_float(r.get(k)) for r in history]) for k in ("acc", "val_acc", "loss", "val_loss", "lr", "frozen")}
+    with _style():
+        fig = _figure(12, 4.4)
+        axes = fig.subplots(1, 2)
+        marker = "o" if len(epochs) <= 40 else None
+        for ax, (train_key, val_key, title) in zip(axes, (("acc", "val_acc", "Accuracy"), ("loss", "val_loss", "Loss"))):
+            for key, color, label in ((train_key, TRAIN_COLOR, "train"), (val_key, VAL_COLOR, "validation")):
+                y = col[key]
+                if np.isfinite(y).any():
+                    ax.plot(epochs, y, color=color, marker=marker, markersize=3.5, linewidth=1.8, label=label)
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            if len(epochs):
+                ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            frozen = epochs[col["frozen"] == 1]
+            if len(frozen):
+                ax.axvspan(frozen.min() - 0.5, frozen.max() + 0.5, color=GREY, alpha=0.12, lw=0,
+                           label="backbone frozen")
+            if best_epoch is not None:
+                ax.axvline(best_epoch, color=BEST_COLOR, linewidth=1.6, linestyle="-", alpha=0.85,
+                           label=f"best epoch ({best_epoch})")
+                hit = epochs == best_epoch
+                if hit.any() and np.isfinite(col[val_key][hit]).all():
+                    ax.plot(epochs[hit], col[val_key][hit], marker="*", markersize=14, color=BEST_COLOR,
+                            markeredgecolor="white", zorder=5, linestyle="none")
+            if onset is not None:
+                ax.axvspan(onset - 0.5, epochs.max() + 0.5, color=ONSET_COLOR, alpha=0.07, lw=0)
+                ax.axvline(onset - 0.5, color=ONSET_COLOR, linestyle="--", linewidth=1.4,
+                           label=f"overfitting from epoch {onset}")
+        acc_ax, loss_ax = axes
+        finite_acc = np.concatenate([col["acc"][np.isfinite(col["acc"])], col["val_acc"][np.isfinite(col["val_acc"])]])
+        if len(finite_acc):
+            acc_ax.set_ylim(max(0.0, finite_acc.min() - 0.05), min(1.02, max(finite_acc.max() + 0.03, 0.1)))
+        changes = lr_changes(list(col["lr"]))
+        handles, labels = loss_ax.get_legend_handles_labels()
+        if changes and len(changes) <= 6:
+            for ax in axes:
+                for epoch, old, new in changes:
+                    ax.axvline(epoch - 0.5, color=GREY, linestyle=":", linewidth=1.3)
+            top = loss_ax.get_ylim()[1]
+            for epoch, old, new in changes:
+                loss_ax.annotate(f"lr {old:.2g}→{new:.2g}", (epoch - 0.5, top), xytext=(3, -3),
+                                 textcoords="offset points", rotation=90, va="top", ha="left", fontsize=8, color=GREY)
+            from matplotlib.lines import Line2D
+
+            handles.append(Line2D([], [], color=GREY, linestyle=":", linewidth=1.3))
+            labels.append("learning-rate change")
+        elif changes:
+            lr_ax = loss_ax.twinx()
+            lr_ax.plot(epochs, col["lr"], color=GREY, linewidth=1.2, linestyle="-.", label="learning rate")
+            lr_ax.set_ylabel("learning rate", color=GREY)
+            lr_ax.tick_params(axis="y", colors=GREY)
+            lr_ax.grid(False)
+            lr_ax.spines["right"].set_visible(True)
+            if np.nanmin(col["lr"]) > 0 and np.nanmax(col["lr"]) / np.nanmin(col["lr"]) > 20:
+                lr_ax.set_yscale("log")
+            h2, l2 = lr_ax.get_legend_handles_labels()
+            handles += h2
+            labels += l2
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)))
+        return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------- confusion matrix
+def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
+                          normalize: bool = False) -> Path:
+    """Counts, or rates normalised per true class (the diagonal is then each class's recall).
+
+    Size and fonts scale with the number of classes; above 30 classes the cell numbers are dropped (they
+    would be unreadable) and the colours carry the information.
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    k = len(classes)
+    support = cm.sum(1, keepdims=True)
+    values = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0) if normalize else cm
+    side = float(np.clip(0.42 * k + 3.0, 5.0, 28.0))
+    tick_font = float(np.clip(11 - k / 9, 6, 10))
+    cell_font = float(np.clip(13 - k / 2.5, 6.5, 11))
+    with _style():
+        fig = _figure(side + 1.2, side)
+        ax = fig.subplots()
+        ax.grid(False)
+        vmax = 1.0 if normalize else max(values.max(), 1)
+        # Many classes: a square-root colour scale, or the few-image confusions vanish next to the diagonal.
+        from matplotlib.colors import Normalize, PowerNorm
+
+        norm = PowerNorm(0.5, vmin=0, vmax=vmax) if k > 30 else Normalize(vmin=0, vmax=vmax)
+        im = ax.imshow(values, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
+        cbar = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+        cbar.ax.tick_params(labelsize=max(tick_font, 7))
+        ax.set_xticks(range(k), [_short(c) for c in classes], rotation=90 if k > 6 else 0, fontsize=tick_font)
+        ax.set_yticks(range(k), [_short(c) for c in classes], fontsize=tick_font)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        title = ("Confusion matrix, normalised per true class (diagonal = recall)" if normalize
+                 else "Confusion matrix (image counts)")
+        ax.set_title(title + ("\ncolour on a square-root scale so that small confusions show" if k > 30 else ""))
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if k <= 30:
+            for t in range(k):
+                for p in range(k):
+                    v = values[t, p]
+                    if normalize:
+                        text = "0" if v == 0 else f"{v:.2f}"
+                    else:
+                        text = f"{int(v)}"
+                    color = "white" if v > 0.55 * vmax else ("#9ca3af" if v == 0 else "#111827")
+                    ax.text(p, t, text, ha="center", va="center", fontsize=cell_font, color=color)
+        return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------- per-class bars
+def plot_per_class_metrics(per_class: Mapping[str, Mapping[str, float]], path: str | os.PathLike,
+                           macro: Mapping[str, float] | None = None) -> Path:
+    """Precision, recall and F1 per class (horizontal bars, classes top to bottom), support written beside.
+
+    Above 30 classes the bars become dots on one line per class so 100 classes still fit on a page.
+    """
+    classes = list(per_class)
+    k = len(classes)
+    metrics = (("precision", "#60a5fa"), ("recall", "#f59e0b"), ("f1", "#10b981"))
+    names = {"precision": "precision", "recall": "recall", "f1": "F1"}
+    dots = k > 30
+    height = float(np.clip((0.22 if dots else 0.55) * k + 1.6, 3.0, 40.0))
+    with _style():
+        fig = _figure(8.5, height)
+        ax = fig.subplots()
+        y = np.arange(k)
+        for j, (name, color) in enumerate(metrics):
+            values = [float(per_class[c][name]) for c in classes]
+            if dots:
+                ax.scatter(values, y, s=18, color=color, label=names[name], zorder=3)
+            else:
+                bars = ax.barh(y + (j - 1) * 0.27, values, height=0.26, color=color, label=names[name], zorder=3)
+                if k <= 15:  # near-equal bars need their numbers to be told apart
+                    ax.bar_label(bars, labels=[f"{v:.2f}" if v >= 0.12 else "" for v in values], label_type="edge",
+                                 padding=-24, fontsize=7, color="white", fontweight="bold")
+        if dots:
+            for yi in y:
+                ax.axhline(yi, color="#e5e7eb", linewidth=0.6, zorder=1)
+        if macro:
+            ax.axvline(float(macro.get("f1-score", macro.get("f1", np.nan))), color="#047857", linestyle="--",
+                       linewidth=1.2, label="macro F1")
+        ax.set_yticks(y, [_short(c, 22) for c in classes], fontsize=float(np.clip(11 - k / 12, 5.5, 9.5)))
+        ax.set_ylim(k - 0.5, -0.5)  # first class on top, no empty margins
+        ax.set_xlim(0, 1.0)
+        ax.set_xlabel("score")
+        ax.grid(axis="y", visible=False)
+        for yi, c in zip(y, classes):
+            ax.annotate(f"n={int(per_class[c]['support'])}", (1.0, yi), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=float(np.clip(10 - k / 12, 5.5, 9)), color=GREY, annotation_clip=False)
+        ax.set_title("Per-class precision, recall and F1 (n = support)")
+        fig.legend(loc="outside lower center", ncol=4)
+        return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------- ROC and PR
+def _one_hot(y_true: np.ndarray, k: int) -> np.ndarray:
+    return np.eye(k, dtype=np.int64)[np.asarray(y_true, dtype=np.int64)]
+
+
+def _curve_style(k: int) -> dict[str, Any]:
+    # Up to 10 classes: one colour and legend entry each. More: thin grey lines, the averages carry the legend.
+    return {"linewidth": 1.4, "alpha": 0.9} if k <= 10 else {"linewidth": 0.7, "alpha": 0.35, "color": "#94a3b8"}
+
+
+def _zoom_inset(ax, xlim: tuple[float, float], ylim: tuple[float, float], bounds: list[float]) -> None:
+    """Repeat the axes' lines in an inset zoomed on the corner where good models differ."""
+    inset = ax.inset_axes(bounds, xlim=xlim, ylim=ylim)
+    for line in ax.get_lines():
+        inset.plot(*line.get_data(), color=line.get_color(), linestyle=line.get_linestyle(),
+                   linewidth=line.get_linewidth(), alpha=line.get_alpha(), drawstyle=line.get_drawstyle())
+    inset.tick_params(labelsize=7)
+    inset.grid(True, alpha=0.25)
+    inset.set_facecolor("white")
+    for spine in inset.spines.values():
+        spine.set_visible(True)
+        spine.set_color("#9ca3af")
+    inset.set_title("zoom", fontsize=8, color=GREY)
+    ax.indicate_inset_zoom(inset, edgecolor=GREY)
+
+
+def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str], path: str | os.PathLike) -> Path:
+    """One-vs-rest ROC per class with its AUC, plus micro- and macro-averaged curves."""
+    from sklearn.metrics import auc, roc_curve
+
+    y = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = len(classes)
+    onehot = _one_hot(y, k)
+    grid = np.linspace(0, 1, 501)
+    tprs, aucs = [], {}
+    with _style():
+        fig = _figure(7.2, 6.4)
+        ax = fig.subplots()
+        style = _curve_style(k)
+        for i, c in enumerate(classes):
+            if not (0 < onehot[:, i].sum() < len(y)):
+                continue  # ROC needs both positives and negatives
+            fpr, tpr, _ = roc_curve(onehot[:, i], probs[:, i])
+            aucs[c] = auc(fpr, tpr)
+            tprs.append(np.interp(grid, fpr, tpr))
+            ax.plot(fpr, tpr, label=f"{_short(c)} (AUC {aucs[c]:.3f})" if k <= 10 else None, **style)
+        if tprs:
+            fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
+            ax.plot(fpr, tpr, color="#111827", linestyle="--", linewidth=2.2, label=f"micro-average (AUC {auc(fpr, tpr):.3f})")
+            mean_tpr = np.mean(tprs, axis=0)
+            mean_tpr[0] = 0.0
+            ax.plot(grid, mean_tpr, color="#7c3aed", linestyle=":", linewidth=2.6,
+                    label=f"macro-average (AUC {np.mean(list(aucs.values())):.3f})")
+        ax.plot([0, 1], [0, 1], color=GREY, linewidth=0.8, linestyle="-", alpha=0.5, label="chance")
+        if aucs and np.mean(list(aucs.values())) >= 0.95:
+            # Good models hug the top-left corner; the inset shows where they actually differ.
+            floor = min(float(np.interp(0.15, *line.get_data())) for line in ax.get_lines()[:-1])
+            _zoom_inset(ax, (0.0, 0.15), (max(0.0, floor - 0.03), 1.005), [0.4, 0.5, 0.52, 0.42])
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        title = "ROC curves, one class vs rest"
+        if k > 10 and aucs:
+            worst = min(aucs, key=aucs.get)
+            title += f"\n{len(aucs)} classes in grey; lowest AUC: {_short(worst)} ({aucs[worst]:.3f})"
+        ax.set_title(title)
+        ax.set_aspect("equal")
+        ax.legend(loc="lower right", fontsize=8.5)
+        return _save(fig, path)
+
+
+def _pr_floor(recall: np.ndarray, precision: np.ndarray, start: float = 0.7) -> float:
+    """Lowest precision worth zooming to: over recall in [start, 1), plus the best precision at full recall
+    (the final drop to the class prevalence at recall 1 would stretch the zoom to the whole axis)."""
+    recall, precision = np.asarray(recall), np.asarray(precision)
+    inside = precision[(recall >= start) & (recall < 1)]
+    at_full = precision[recall >= 1]
+    values = list(inside) + ([float(at_full.max())] if len(at_full) else [])
+    return float(min(values)) if values else 1.0
+
+
+def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str], path: str | os.PathLike) -> Path:
+    """Precision-recall per class with average precision (AP), plus the micro-average."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    y = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = len(classes)
+    onehot = _one_hot(y, k)
+    with _style():
+        fig = _figure(7.2, 6.4)
+        ax = fig.subplots()
+        style = _curve_style(k)
+        aps = {}
+        for i, c in enumerate(classes):
+            if not onehot[:, i].any():
+                continue
+            precision, recall, _ = precision_recall_curve(onehot[:, i], probs[:, i])
+            aps[c] = average_precision_score(onehot[:, i], probs[:, i])
+            ax.step(recall, precision, where="post", label=f"{_short(c)} (AP {aps[c]:.3f})" if k <= 10 else None, **style)
+        if aps:
+            precision, recall, _ = precision_recall_curve(onehot.ravel(), probs.ravel())
+            ap = average_precision_score(onehot.ravel(), probs.ravel())
+            ax.step(recall, precision, where="post", color="#111827", linestyle="--", linewidth=2.2,
+                    label=f"micro-average (AP {ap:.3f})")
+            if ap >= 0.95:
+                floor = min(_pr_floor(*line.get_data()) for line in ax.get_lines())
+                _zoom_inset(ax, (0.7, 1.005), (max(0.0, floor - 0.03), 1.005), [0.38, 0.3, 0.5, 0.45])
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(0, 1.03)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        title = "Precision-recall curves"
+        if k > 10 and aps:
+            worst = min(aps, key=aps.get)
+            title += f"\n{len(aps)} classes in grey; lowest AP: {_short(worst)} ({aps[worst]:.3f})"
+        ax.set_title(title)
+        ax.legend(loc="lower left", fontsize=8.5)
+        return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------- calibration
+def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.PathLike, bins: int = 15) -> Path:
+    """Reliability diagram: accuracy vs confidence per bin, the gap to the diagonal, ECE; counts below."""
+    from .metrics import expected_calibration_error
+
+    y = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    ece, table = expected_calibration_error(probs, y, bins)
+    with _style():
+        fig = _figure(6.2, 6.6)
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        width = 1.0 / bins
+        centers = np.array([(b["lo"] + b["hi"]) / 2 for b in table])
+        acc = np.array([b["accuracy"] if b["accuracy"] is not None else np.nan for b in table])
+        conf = np.array([b["confidence"] if b["confidence"] is not None else np.nan for b in table])
+        has = np.isfinite(acc)
+        counts = np.array([b["count"] for b in table])
+        # Bins holding under 2 % of the images are drawn faint: their accuracy is a coin toss, not a trend.
+        faint = counts < max(2, 0.02 * counts.sum())
+        for sel, alpha, label in ((has & ~faint, 1.0, "accuracy"), (has & faint, 0.35, "accuracy (few images)")):
+            if sel.any():
+                top.bar(centers[sel], acc[sel], width=width * 0.95, color="#3b82f6", alpha=alpha, edgecolor="white",
+                        label=label, zorder=2)
+        gap_lo = np.minimum(acc, conf)[has]
+        top.bar(centers[has], np.abs(conf - acc)[has], bottom=gap_lo, width=width * 0.95, facecolor="none",
+                hatch="///", edgecolor=ONSET_COLOR, linewidth=0.8, label="gap to mean confidence", zorder=3)
+        top.plot([0, 1], [0, 1], color=GREY, linestyle="--", linewidth=1, label="perfect calibration")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1.02)
+        top.set_ylabel("accuracy")
+        over = float(np.nansum((conf - acc)[has] * counts[has]) / max(counts.sum(), 1))
+        verdict = "over-confident" if over > 0.01 else "under-confident" if over < -0.01 else "well calibrated"
+        top.set_title(f"Reliability diagram — ECE {ece:.3f} ({verdict})")
+        top.legend(loc="upper left", fontsize=8.5)
+        bars = bottom.bar(centers, counts, width=width * 0.95, color="#94a3b8")
+        bottom.bar_label(bars, labels=[str(c) if c else "" for c in counts], fontsize=7, padding=1, color="#374151")
+        bottom.margins(y=0.25)
+        bottom.set_ylabel("images")
+        bottom.set_xlabel("confidence (top-class probability)")
+        return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------- image grids
+def _show(ax, image: np.ndarray) -> None:
+    img = np.asarray(image)
+    small = max(img.shape[:2]) < 96  # tiny inputs: crisp pixels beat a blurry upscale
+    kwargs = {"interpolation": "nearest" if small else "antialiased"}
+    if img.ndim == 3 and img.shape[-1] == 1:
+        ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255, **kwargs)
+    else:
+        ax.imshow(img, **kwargs)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def _mark(ax, color: str, width: float) -> None:
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color(color)
+        spine.set_linewidth(width)
+
+
+def _grid(n: int, max_cols: int) -> tuple[int, int]:
+    cols = max(1, min(max_cols, n))
+    return math.ceil(max(n, 1) / cols), cols
+
+
+def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                         title: str = "Sample predictions", show_loss: bool = False, max_cols: int = 6) -> Path:
+    """Images captioned "True: x / Pred: y (p)"; wrong predictions get a red caption and a red frame.
+
+    Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}.
+    """
+    rows, cols = _grid(len(samples), max_cols)
+    with _style():
+        fig = _figure(2.05 * cols, 2.45 * rows + 0.5)
+        axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+        for ax in axes[len(samples):]:
+            ax.set_visible(False)
+        for ax, s in zip(axes, samples):
+            _show(ax, s["image"])
+            wrong = not s.get("correct", s["true"] == s["pred"])
+            caption = f"True: {_short(s['true'], 14)}\nPred: {_short(s['pred'], 14)} ({s['prob']:.2f})"
+            if show_loss:
+                caption += f"\nloss {s['loss']:.2f}"
+            ax.set_title(caption, fontsize=8.5, color=WRONG_COLOR if wrong else RIGHT_COLOR,
+                         fontweight="bold" if wrong else "normal")
+            _mark(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
+        if not samples:
+            axes[0].set_visible(True)
+            axes[0].axis("off")
+            axes[0].text(0.5, 0.5, "no readable images", ha="center", va="center", color=GREY)
+        n_wrong = sum(1 for s in samples if not s.get("correct", s["true"] == s["pred"]))
+        fig.suptitle(f"{title} — {n_wrong} of {len(samples)} wrong (red frame)", fontweight="bold", fontsize=11)
+        return _save(fig, path)
+
+
+def plot_top_losses(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """The images the model got most confidently wrong (highest loss first)."""
+    return plot_prediction_grid(samples, path, title="Top losses", show_loss=True)
+
+
+def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, layer: str = "",
+                      max_cols: int = 6) -> Path:
+    """Each sample as the input image above its Grad-CAM overlay; wrong predictions marked red.
+
+    Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}.
+    """
+    n = len(samples)
+    grid_rows, cols = _grid(n, max_cols)
+    with _style():
+        fig = _figure(2.05 * cols, 4.2 * grid_rows + 0.5)
+        axes = np.atleast_2d(fig.subplots(2 * grid_rows, cols))
+        for r in range(grid_rows):
+            for c in range(cols):
+                i = r * cols + c
+                top, bottom = axes[2 * r, c], axes[2 * r + 1, c]
+                if i >= n:
+                    top.set_visible(False)
+                    bottom.set_visible(False)
+                    continue
+                s = samples[i]
+                wrong = not s["correct"]
+                _show(top, s["image"])
+                top.set_title(f"True: {_short(s['true'], 14)}\nPred: {_short(s['pred'], 14)} ({s['prob']:.2f})",
+                              fontsize=8.5, color=WRONG_COLOR if wrong else RIGHT_COLOR,
+                              fontweight="bold" if wrong else "normal")
+                _show(bottom, s["image"])
+                bottom.imshow(s["heatmap"], cmap="jet", alpha=0.45, vmin=0, vmax=1,
+                              extent=(-0.5, s["image"].shape[1] - 0.5, s["image"].shape[0] - 0.5, -0.5),
+                              interpolation="bilinear")
+                for ax in (top, bottom):
+                    _mark(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
+        fig.suptitle("Grad-CAM: where the model looked for its predicted class" + (f" (layer {layer})" if layer else ""),
+                     fontweight="bold", fontsize=11)
+        return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------- data set figures
+def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str | os.PathLike) -> Path:
+    """Images per class, one bar per split ({split: {class: n}}); horizontal bars above 20 classes."""
+    splits = list(counts)
+    classes = list(next(iter(counts.values()))) if counts else []
+    k, s = len(classes), max(len(splits), 1)
+    palette = ["#2563eb", "#f59e0b", "#10b981", "#a855f7", "#64748b"]
+    horizontal = k > 20
+    with _style():
+        fig = _figure(8.5, float(np.clip(0.3 * k + 1.8, 3.5, 36))) if horizontal else _figure(float(np.clip(0.7 * k + 3, 6, 16)), 4.8)
+        ax = fig.subplots()
+        pos = np.arange(k)
+        width = 0.8 / s
+        for j, split in enumerate(splits):
+            values = [int(counts[split].get(c, 0)) for c in classes]
+            offset = pos + (j - (s - 1) / 2) * width
+            bars = (ax.barh if horizontal else ax.bar)(offset, values, width * 0.95, color=palette[j % len(palette)],
+                                                       label=f"{split} ({sum(values)})", zorder=3)
+            if k * s <= 45:
+                ax.bar_label(bars, fontsize=7.5, padding=2, color="#374151")
+        labels = [_short(c, 22) for c in classes]
+        if horizontal:
+            ax.set_yticks(pos, labels, fontsize=float(np.clip(11 - k / 12, 5.5, 9)))
+            ax.set_ylim(k - 0.5, -0.5)
+            ax.set_xlabel("images")
+            ax.grid(axis="y", visible=False)
+        else:
+            turn = k > 6 and max(len(c) for c in labels) > 3
+            ax.set_xticks(pos, labels, rotation=45 if turn else 0, ha="right" if turn else "center")
+            ax.set_ylabel("images")
+            ax.grid(axis="x", visible=False)
+            ax.margins(y=0.12)
+        ax.set_title("Images per class and split")
+        fig.legend(loc="outside lower center", ncol=len(splits), fontsize=8.5)
+        return _save(fig, path)
+
+
+def plot_class_samples(samples: Mapping[str, str], path: str | os.PathLike, max_side: int = 160) -> Path:
+    """One example image per class ({class: image path}), at its own aspect ratio; unreadable ones are marked."""
+    from PIL import Image
+
+    from ..data.decode import DecodeError, open_image
+
+    names = list(samples)
+    rows, cols = _grid(len(names), 8)
+    with _style():
+        fig = _figure(1.9 * cols, 2.1 * rows + 0.4)
+        axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+        for ax in axes[len(names):]:
+            ax.set_visible(False)
+        for ax, name in zip(axes, names):
+            try:
+                arr = open_image(samples[name], None, "rgb")
+                img = Image.fromarray(arr)
+                img.thumbnail((max_side, max_side))
+                _show(ax, np.asarray(img))
+            except DecodeError as exc:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"unreadable:\n{exc}", ha="center", va="center", fontsize=7, color=WRONG_COLOR,
+                        wrap=True)
+            ax.set_title(_short(name, 20), fontsize=9)
+        fig.suptitle("One sample image per class", fontweight="bold", fontsize=11)
+        return _save(fig, path)

@@ -162,18 +162,10 @@ def demo(out: Path = typer.Option(Path("imgclf-demo"), help="Folder for the expo
          epochs: int = typer.Option(15, help="Training epochs."),
          progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
     """Offline demo: scikit-learn's digits as PNGs -> train a small CNN -> evaluate -> run directory."""
-    from .data.builtin import export_digits
-    import imgclf
+    from .demo import run_demo
 
     try:
-        data = export_digits(out / "digits")
-        n = 1
-        while (out / "runs" / f"demo-{n}").exists():
-            n += 1
-        run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": epochs,
-                          "batch_size": 32, "lr": 3e-3, "schedule": "onecycle", "optimizer": "adamw",
-                          "weight_decay": 1e-4, "augment": "shift=0.1,rotate=10", "out": str(out / "runs" / f"demo-{n}"),
-                          "progress": progress, "seed": 0})
+        run = run_demo(out, epochs, progress)
     except ImgclfError as exc:
         raise fail(str(exc)) from None
     _print_run_summary(run)
@@ -307,6 +299,147 @@ def data_fetch(name: str = typer.Argument(..., help="digits or fashion-mnist."),
     except ImgclfError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def export(run: Path = typer.Argument(..., help="Run directory."),
+           fmt: str = typer.Option("onnx", "--format", help="onnx, or torchscript (a torch.export .pt2 program)."),
+           out: Optional[Path] = typer.Option(None, "--out", help="Folder to write into [default: RUN/export].")) -> None:
+    """Export a run with its preprocessing (uint8 NHWC in, probabilities out) plus its model card."""
+    from .export import export_run
+
+    try:
+        path = export_run(run, fmt, out)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"wrote {path} and {path.name}.json")
+
+
+@app.command()
+def serve(run: Path = typer.Argument(..., help="Run directory."),
+          host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to the network)."),
+          port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
+          max_upload_mb: float = typer.Option(10.0, min=0.001, help="Largest request body, in MiB."),
+          max_files: int = typer.Option(32, min=1, help="Most images per request."),
+          backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN`)."),
+          access_log: bool = typer.Option(True, help="Log every request.")) -> None:
+    """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
+    from .serve import serve as run_server
+
+    try:
+        run_server(run, host=host, port=port, access_log=access_log, backend=backend,
+                   max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_files=max_files)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# subset and study imbalance (issue 5): thin layers over imgclf.data.subset and imgclf.study.imbalance
+# ---------------------------------------------------------------------------------------------------
+def _split_list(name: str, text: str, kind: type) -> list[Any]:
+    try:
+        return [kind(p.strip()) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ImgclfError(f"{name} must be a comma-separated list of {kind.__name__} values such as "
+                          f"{'1,3,7,15' if kind is float else '0,1,2'}. Received: {name}={text!r}") from None
+
+
+@app.command()
+def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder, or train/ with optional val/ and test/."),
+           out: Path = typer.Option(..., "--out", help="New folder for the subset (links + subset.json)."),
+           per_class: int = typer.Option(..., "--per-class", min=1, help="Base set: images per class before imbalancing."),
+           rho: float = typer.Option(..., help="Imbalance ratio: majority class size / minority class size."),
+           mu: Optional[float] = typer.Option(None, help="Share of classes that are minority (default 0.5)."),
+           minority: Optional[str] = typer.Option(None, help="Comma-separated minority classes (default: the smallest classes)."),
+           seed: int = typer.Option(0, min=0, help="Seed of the per-class draws."),
+           mode: str = typer.Option("symlink", help="symlink, hardlink or list (subset.csv only).")) -> None:
+    """Make a step-imbalanced copy of a data set (S4): links or a file list, never pixel copies."""
+    from .data.subset import build_subset
+
+    try:
+        names = _split_list("minority", minority, str) if minority else None
+        m = build_subset(data, out, per_class, rho, mu, seed, names, mode)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"wrote {out} ({m['mode']}): {m['total']} images, rho {m['rho_actual']:g}, mu {m['mu']:g}; "
+               f"{m['minority_count']} per minority class ({', '.join(m['minority'])}), "
+               f"{m['majority_count']} per majority class")
+    if not m["exact"]:
+        k, n_min = len(m["classes"]), len(m["minority"])
+        typer.echo(f"note: the total is {m['total']} instead of {m['target_total']} (rounding): the exact sizes need "
+                   f"{k} x per-class divisible by {n_min} + {k - n_min} x rho")
+
+
+study_app = typer.Typer(no_args_is_help=True, help="Experiment grids whose cells are ordinary run directories.")
+app.add_typer(study_app, name="study")
+
+
+def _study_options() -> list[inspect.Parameter]:
+    from .study.imbalance import CONTROLLED
+
+    def opt(name: str, ann: Any, default: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
+
+    own = [
+        inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                          default=typer.Argument(..., help="Image folder to draw the imbalanced subsets from.")),
+        opt("out", Path, typer.Option(..., "--out", help="Study folder: data/, runs/, study.json, study.html.")),
+        opt("per_class", int, typer.Option(..., "--per-class", min=1, help="Base set: images per class (S4: 32).")),
+        opt("rhos", str, typer.Option("1,3,7,15", help="Imbalance ratios.")),
+        opt("mu", Optional[float], typer.Option(None, help="Share of minority classes (default 0.5).")),
+        opt("configs", str, typer.Option("none,reg,reg+bn", help="Configurations: none, reg, reg+bn; also weighted, "
+                                          "oversample, undersample, focal, and '+' combinations.")),
+        opt("seeds", str, typer.Option("0", help="Training seeds; results are mean +- std over them.")),
+        opt("minority", Optional[str], typer.Option(None, help="Comma-separated minority classes (default: the smallest classes).")),
+        opt("subset_seed", int, typer.Option(0, "--subset-seed", min=0, help="Seed of the subsets' draws.")),
+    ]
+    skip = (set(CONTROLLED) - {"model"}) | {"config", "overwrite", "resume"}
+    train = [p for p in _train_options()[1:] if p.name not in skip]
+    config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                               default=typer.Option(None, "--config", help="YAML file of training settings."))
+    return own + train + [config]
+
+
+def study_imbalance(data: str, **options: Any) -> None:
+    """Run S4's imbalance study: ratios x configurations x seeds, then study.json + study.html."""
+    from rich.table import Table
+
+    from .study.imbalance import CONTROLLED, run_imbalance_study
+
+    own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed")}
+    config = options.pop("config")
+    try:
+        values = _collect_train_values(None, config, options)
+        model = values.pop("model", None) or "caltech_cnn"
+        ignored = sorted(k for k in values if k in CONTROLLED)
+        if ignored:  # from a recipe or --config file: the study's configurations decide these
+            typer.echo(f"note: the study sets {', '.join(ignored)} itself; ignoring the recipe/config file's values")
+            values = {k: v for k, v in values.items() if k not in CONTROLLED}
+        study = run_imbalance_study(
+            data, own["out"], per_class=own["per_class"], rhos=_split_list("rhos", own["rhos"], float), mu=own["mu"],
+            configs=_split_list("configs", own["configs"], str), seeds=_split_list("seeds", own["seeds"], int),
+            model=model, minority=_split_list("minority", own["minority"], str) if own["minority"] else None,
+            subset_seed=own["subset_seed"], overrides=values, log=typer.echo)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"imbalance study: mean ± std over seeds ({study['finished_runs']}/{len(study['runs'])} runs)")
+    for col in ("rho", "config", "seeds", "accuracy", "macro recall", "minority recall"):
+        table.add_column(col, justify="left" if col == "config" else "right")
+
+    def cell(stat: dict[str, Any]) -> str:
+        if stat["mean"] is None:
+            return "-"
+        return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat["std"] is not None else "")
+
+    for row in study["summary"]:
+        table.add_row(f"{row['rho']:g}", row["config"], str(len(row["seeds"])), cell(row["accuracy"]),
+                      cell(row["macro_recall"]), cell(row["minority_recall"]))
+    _console().print(table)
+    typer.echo(f"report: {Path(own['out']) / 'study.html'}")
+
+
+study_imbalance.__signature__ = inspect.Signature(_study_options())  # type: ignore[attr-defined]
+study_app.command("imbalance", context_settings={"help_option_names": ["-h", "--help"]})(study_imbalance)
 
 
 def main() -> None:

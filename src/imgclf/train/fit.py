@@ -129,8 +129,13 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
 
     `resume="runs/x"` continues an interrupted run from its last checkpoint with its stored config.
     """
+    import logging
+
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+    # Lightning's start-up banner (GPU/TPU availability, tips) is noise for our users.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
     if resume:
         run_dir = Path(resume)
@@ -149,6 +154,9 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
         ckpt_path = None
 
     info = get_model_info(cfg.model)
+    from .finetune import transfer_model_args
+
+    transfer_args = transfer_model_args(cfg, info)  # checks transfer settings early; {} for registered models
     img_size = cfg.img_size or info.default_img_size
     if img_size < info.min_img_size:
         raise ImgclfError(f"img_size must be at least {info.min_img_size} for model {cfg.model}. Received: img_size={img_size}")
@@ -167,6 +175,7 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
 
     torch.manual_seed(cfg.seed)
     model_args = dict(cfg.model_args)
+    model_args.update(transfer_args)
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **model_args)
     if cfg.l2 is not None:
         set_l2(model, cfg.l2.get("conv"), cfg.l2.get("dense"))
@@ -188,7 +197,7 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
 
     mode = "min" if cfg.monitor == "val_loss" else "max"
     best = BestWeights(run_dir / "checkpoints" / "best.safetensors", cfg.monitor, mode, cfg.restore_best)
-    history = HistoryWriter(run_dir / "history.csv", frozen_until=int(getattr(cfg, "freeze_epochs", 0) or 0))
+    history = HistoryWriter(run_dir / "history.csv", frozen_until=cfg.epochs if cfg.features_only else cfg.freeze_epochs)
     callbacks: list[Any] = [
         best, history,
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, save_on_train_epoch_end=True,
@@ -210,6 +219,10 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
         deterministic=False, default_root_dir=str(run_dir),
     )
     train_loader, val_loader = _loaders(cfg, data, trainer.global_rank, trainer.world_size, sample_w, epoch_items)
+    if cfg.features_only:  # backbone features computed once, the head trained on them (train/features.py)
+        from .features import use_stored_features
+
+        module, train_loader, val_loader = use_stored_features(cfg, data, module, train_loader, val_loader)
 
     started = time.perf_counter()
     stopped_reason = "completed"

@@ -97,7 +97,7 @@ class ImageClassifierModule(L.LightningModule):
         total = loss if penalty is None else loss + penalty
         if not torch.isfinite(total):
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-            raise NonFiniteLossError(self.current_epoch, batch_idx, float(total), lr)
+            raise NonFiniteLossError(self.current_epoch, batch_idx, float(total.detach()), lr)
         acc = (logits.argmax(1) == y).float().mean()
         n = len(y)
         self.log("loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)

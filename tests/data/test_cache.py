@@ -1,0 +1,53 @@
+import numpy as np
+
+import imgclf.data.cache as cache_mod
+from conftest import make_image_folder
+from imgclf.data.cache import cache_key, decode_all
+
+
+def _paths(root):
+    return sorted(str(p) for p in root.rglob("*.png"))
+
+
+def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "d", per_class=5)
+    paths = _paths(tmp_path / "d")
+    first = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
+    assert first.pixels.shape == (15, 8, 8, 3) and first.pixels.dtype == np.uint8
+    calls = []
+    monkeypatch.setattr(cache_mod, "_decode_chunk", lambda task: calls.append(task) or {})
+    second = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
+    assert calls == [], "a second run must not decode again"
+    np.testing.assert_array_equal(np.asarray(first.pixels), np.asarray(second.pixels))
+    assert isinstance(second.pixels, np.memmap)
+
+
+def test_cache_key_changes_with_size_mode_and_files(tmp_path):
+    make_image_folder(tmp_path, per_class=2)
+    paths = _paths(tmp_path)
+    k = cache_key(paths, 8, "rgb", "bilinear")
+    assert k != cache_key(paths, 16, "rgb", "bilinear")
+    assert k != cache_key(paths, 8, "grayscale", "bilinear")
+    assert k != cache_key(paths[:-1], 8, "rgb", "bilinear")
+    (tmp_path / "cat" / "cat_000.png").write_bytes((tmp_path / "dog" / "dog_000.png").read_bytes())
+    assert k != cache_key(paths, 8, "rgb", "bilinear"), "a changed file must invalidate the cache"
+
+
+def test_parallel_build_matches_in_process(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "d", per_class=40)
+    paths = _paths(tmp_path / "d")
+    serial = np.asarray(decode_all(paths, 8, "rgb", cache_dir=tmp_path / "a", workers=1).pixels)
+    monkeypatch.setattr(cache_mod, "_IN_PROCESS_BELOW", 0)
+    monkeypatch.setattr(cache_mod, "_CHUNK", 32)
+    parallel = np.asarray(decode_all(paths, 8, "rgb", cache_dir=tmp_path / "b", workers=2).pixels)
+    np.testing.assert_array_equal(serial, parallel)
+
+
+def test_over_budget_streams_without_storing_pixels(tmp_path):
+    make_image_folder(tmp_path / "d", per_class=3)
+    (tmp_path / "d" / "cat" / "broken.png").write_bytes(b"not an image")
+    paths = _paths(tmp_path / "d")
+    decoded = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c", budget_bytes=10)
+    assert decoded.streamed and decoded.pixels is None
+    assert list(decoded.failures.values()) == ["not a recognised image format"]
+    assert not list((tmp_path / "c").glob("*.npy"))

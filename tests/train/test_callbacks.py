@@ -1,0 +1,36 @@
+import pytest
+
+from imgclf.train.callbacks import monitor_improved
+from imgclf.train.loaders import BatchIndexSampler
+
+
+@pytest.mark.parametrize("values, mode, delta, best_index", [
+    ([1.0, 0.8, 0.9, 0.7, 0.75], "min", 0.0, 3),
+    ([1.0, 0.99, 0.98], "min", 0.05, 0),
+    ([0.1, 0.5, 0.4, 0.5], "max", 0.0, 1),
+])
+def test_monitor_decision_on_scripted_values(values, mode, delta, best_index):
+    best, best_i = None, None
+    for i, v in enumerate(values):
+        if monitor_improved(v, best, mode, delta):
+            best, best_i = v, i
+    assert best_i == best_index
+
+
+def test_sampler_is_a_seeded_permutation_per_epoch():
+    s = BatchIndexSampler(10, 3, shuffle=True, seed=0)
+    s.set_epoch(0)
+    first = [b.tolist() for b in s]
+    assert sorted(sum(first, [])) == list(range(10)) and len(first) == len(s) == 4
+    s.set_epoch(1)
+    assert [b.tolist() for b in s] != first
+    s.set_epoch(0)
+    assert [b.tolist() for b in s] == first
+
+
+def test_two_ranks_cover_the_epoch_once_with_equal_step_counts():
+    ranks = [BatchIndexSampler(100, 8, True, seed=3, rank=r, world_size=2) for r in range(2)]
+    batches = [[b.tolist() for b in s] for s in ranks]
+    assert len(batches[0]) == len(batches[1]) == len(ranks[0])
+    seen = sum(batches[0] + batches[1], [])
+    assert set(seen) == set(range(100))

@@ -1,0 +1,128 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import imgclf
+from conftest import make_image_folder
+from imgclf.errors import ImgclfError
+from imgclf.io import read_csv, read_yaml
+
+IMGCLF = [sys.executable, "-m", "imgclf.cli"]
+
+
+def test_demo_on_digits_reaches_095(tmp_path):
+    from imgclf.demo import run_demo
+
+    run = run_demo(tmp_path, epochs=15, progress=False)
+    assert run.metrics["accuracy"] >= 0.95
+    assert run.metrics["split"] == "test" and 170 <= run.metrics["count"] <= 190  # 10 % per class, rounded
+    dataset = json.loads((run.path / "dataset.json").read_text())
+    assert dataset["color"] == "grayscale" and len(dataset["classes"]) == 10
+    assert set(dataset["splits"]) == {"train", "val", "test"}
+
+
+def test_run_directory_contents(tiny_run):
+    config = read_yaml(tiny_run / "config.yaml")
+    assert config["img_size"] == 16 and config["color"] in ("rgb", "grayscale")
+    history = read_csv(tiny_run / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3]
+    assert set(history[0]) >= {"lr", "loss", "acc", "val_loss", "val_acc", "seconds", "images_per_s"}
+    card = json.loads((tiny_run / "model.json").read_text())
+    assert card["training"]["best_epoch"] in (1, 2, 3)
+    assert card["metrics"]["accuracy"] == json.loads((tiny_run / "metrics.json").read_text())["accuracy"]
+    preds = read_csv(tiny_run / "predictions.csv")
+    assert len(preds) == json.loads((tiny_run / "metrics.json").read_text())["count"]
+
+
+def test_existing_run_is_not_overwritten(tiny_run, image_folder):
+    with pytest.raises(ImgclfError, match="holds another run"):
+        imgclf.fit({"data": str(image_folder), "out": str(tiny_run), "epochs": 1, "progress": False})
+
+
+def test_seeded_runs_are_reproducible_on_cpu(tmp_path, image_folder):
+    cfg = {"data": str(image_folder), "img_size": 16, "epochs": 2, "batch_size": 16, "progress": False,
+           "model_args": {"width": 8}, "augment": "hflip,rotate=15,zoom=0.1", "seed": 3}
+    a = imgclf.fit({**cfg, "out": str(tmp_path / "a")})
+    b = imgclf.fit({**cfg, "out": str(tmp_path / "b")})
+    wa, wb = load_file(str(a.path / "model.safetensors")), load_file(str(b.path / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_restore_best_keeps_the_best_val_loss_epoch(tmp_path, image_folder):
+    run = imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 4, "progress": False, "lr": 0.05,
+                      "optimizer": "sgd", "model_args": {"width": 8}, "out": str(tmp_path / "r")})
+    history = read_csv(run.path / "history.csv")
+    best = min(history, key=lambda r: float(r["val_loss"]))
+    assert run.best_epoch + 1 == int(best["epoch"])
+    saved = load_file(str(run.path / "model.safetensors"))
+    best_w = load_file(str(run.path / "checkpoints" / "best.safetensors"))
+    assert all(torch.equal(saved[k], best_w[k]) for k in saved)
+
+
+def test_early_stopping_and_plateau_schedule(tmp_path, image_folder):
+    run = imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 30, "progress": False,
+                      "early_stopping": 1, "min_delta": 10.0, "schedule": "plateau", "lr_patience": 0,
+                      "model_args": {"width": 8}, "out": str(tmp_path / "es")})
+    history = read_csv(run.path / "history.csv")
+    assert len(history) == 2, "min_delta=10 means no epoch improves: stop after patience 1"
+    assert run.stopped_reason == "early stopping"
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_folder, monkeypatch):
+    from imgclf.train.module import ImageClassifierModule
+
+    original = ImageClassifierModule.loss_fn
+
+    def poisoned(self, logits, y):
+        loss = original(self, logits, y)
+        return loss * float("nan") if self.current_epoch >= 1 else loss
+
+    monkeypatch.setattr(ImageClassifierModule, "loss_fn", poisoned)
+    run = imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 3, "progress": False,
+                      "model_args": {"width": 8}, "out": str(tmp_path / "nan")})
+    assert "loss became nan at epoch 2, batch 1" in run.stopped_reason
+    assert "lower learning rate" in run.stopped_reason
+    weights = load_file(str(run.path / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+    assert run.metrics["accuracy"] > 0
+
+
+def _train_cmd(data, out, *extra):
+    return IMGCLF + ["train", str(data), "--model", "simple_cnn", "--img-size", "16", "--epochs", "5",
+                     "--batch-size", "16", "--augment", "hflip,rotate=10", "--schedule", "step", "--lr-step", "2",
+                     "--no-progress", "--model-args", "width=16", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig):
+    data = make_image_folder(tmp_path / "data", classes=("a", "b", "c", "d"), per_class=120)
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    subprocess.run(_train_cmd(data, tmp_path / "full"), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(_train_cmd(data, tmp_path / "cut"), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    history = tmp_path / "cut" / "history.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):
+        time.sleep(0.02)
+    time.sleep(0.1)
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 2, output
+    assert "imgclf train --resume" in output and "Traceback" not in output
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    done = subprocess.run(IMGCLF + ["train", "--resume", str(tmp_path / "cut"), "--no-progress"], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    ha, hb = read_csv(tmp_path / "full" / "history.csv"), read_csv(tmp_path / "cut" / "history.csv")
+    assert [(r["epoch"], r["lr"], r["val_loss"]) for r in ha] == [(r["epoch"], r["lr"], r["val_loss"]) for r in hb]

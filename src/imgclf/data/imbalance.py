@@ -66,3 +66,25 @@ def sampler_weights(kind: str, labels, num_classes: int):
         return weights, len(labels)
     smallest = int(counts[counts > 0].min())
     return weights, smallest * int((counts > 0).sum())
+
+
+def step_counts(num_classes: int, num_minority: int, per_class: int, rho: float) -> tuple[int, int]:
+    """Images per (minority, majority) class for a step imbalance that keeps the total at classes x per_class.
+
+    With m of K classes minority, minority size n and majority size rho*n: m*n + (K-m)*rho*n = K*N, so
+    n = K*N / (m + (K-m)*rho); for mu = 0.5 that is 2N/(1+rho) and 2N*rho/(1+rho) (S4: N=32, rho=15 -> 4/60).
+    The ratio is the experiment's variable, so it is kept exact (majority = round(rho * minority)); when
+    K*N is not divisible the total moves by the rounding (choose N a multiple of (1+rho)/2 to avoid it).
+    """
+    from ..errors import ImgclfError
+
+    if not 0 < num_minority < num_classes:
+        raise ImgclfError(f"the number of minority classes must be between 1 and {num_classes - 1}. "
+                          f"Received: {num_minority} of {num_classes} classes")
+    if per_class < 1:
+        raise ImgclfError(f"per_class must be a positive number of images. Received: per_class={per_class}")
+    if not rho >= 1:
+        raise ImgclfError(f"rho must be a ratio >= 1 (largest / smallest class). Received: rho={rho}")
+    exact = num_classes * per_class / (num_minority + (num_classes - num_minority) * rho)
+    minority = max(1, int(exact + 0.5))  # round half up, never to an empty class
+    return minority, int(rho * minority + 0.5)

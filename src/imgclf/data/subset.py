@@ -1,0 +1,192 @@
+"""Step-imbalanced subsets of an image folder, built the way S4 (Buda et al. 2017) builds them.
+
+An equal base set of `per_class` images is drawn per class; minority classes then lose images and majority
+classes gain images so that the total stays classes x per_class (see `imbalance.step_counts`). Each class's
+files are drawn from one seeded permutation of that class, so the base set is a prefix, a minority class's
+images are a prefix of its base set, and a majority class's images extend its base set: the subsets for
+different ratios are nested, as if made by removal and addition from the same base.
+
+The subset is written as links (symlinks or hardlinks) or as a file list, never as pixel copies. On a
+train/ (val/, test/) layout only train/ is made imbalanced; the other splits are linked untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImgclfError, invalid
+from ..io import read_json, write_csv, write_json
+from .folder import scan_folder
+from .imbalance import step_counts
+
+MODES = ("symlink", "hardlink", "list")
+MANIFEST = "subset.json"
+FILE_LIST = "subset.csv"
+
+
+def choose_minority(counts: dict[str, int], num_minority: int) -> list[str]:
+    """The `num_minority` smallest classes (S4 takes the 5 smallest of its 10); ties broken by name."""
+    return sorted(sorted(counts, key=lambda c: (counts[c], c))[:num_minority])
+
+
+def _num_minority(classes: Sequence[str], mu: float | None, minority: Sequence[str] | None) -> int:
+    k = len(classes)
+    if minority:
+        unknown = sorted(set(minority) - set(classes))
+        if unknown:
+            raise ImgclfError(f"minority must name classes of the data set. Received: minority={list(minority)} "
+                              f"with unknown {unknown}; classes are {list(classes)}")
+        if len(set(minority)) != len(minority):
+            raise ImgclfError(f"minority must not repeat a class. Received: minority={list(minority)}")
+        if mu is not None and abs(mu * k - len(minority)) > 1e-6:
+            raise ImgclfError(f"mu must equal the share of minority classes ({len(minority)}/{k} = "
+                              f"{len(minority) / k:g}) when both are given. Received: mu={mu}")
+        return len(minority)
+    mu = 0.5 if mu is None else mu
+    m = mu * k
+    allowed = ", ".join(f"{i / k:g}" for i in range(1, k))
+    if abs(m - round(m)) > 1e-6 or not 0 < round(m) < k:
+        raise ImgclfError(f"mu must be a share of the {k} classes: one of {{{allowed}}}. Received: mu={mu}")
+    return int(round(m))
+
+
+def _class_order(paths: list[str], name: str, seed: int) -> list[str]:
+    # One permutation per class, seeded by (seed, class name): a class's draw does not depend on which
+    # other classes exist or which of them are minority.
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+    return [paths[i] for i in rng.permutation(len(paths))]
+
+
+def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float | None = None, seed: int = 0,
+                minority: Sequence[str] | None = None) -> dict[str, Any]:
+    """Decide which files go where, without touching the disk: the manifest plus {split: [(path, class)]}."""
+    scan = scan_folder(data)
+    pool_split = "train" if scan.layout == "splits" else "all"
+    pool: dict[str, list[str]] = {c: [] for c in scan.classes}
+    for path, cls in scan.files[pool_split]:
+        pool[cls].append(path)
+    sizes = {c: len(p) for c, p in pool.items()}
+    m = _num_minority(scan.classes, mu, minority)
+    minority_classes = sorted(minority) if minority else choose_minority(sizes, m)
+    n_min, n_maj = step_counts(len(scan.classes), m, per_class, rho)
+    want = {c: n_min if c in minority_classes else n_maj for c in scan.classes}
+    short = {c: f"{sizes[c]} < {want[c]}" for c in scan.classes if sizes[c] < want[c]}
+    if short:
+        raise ImgclfError(
+            f"per_class={per_class} with rho={rho:g} needs {n_maj} images in each majority class and {n_min} in each "
+            f"minority class. Received: too few in {short}; lower per_class or rho, or choose other minority classes"
+        )
+    chosen = {c: _class_order(pool[c], c, seed)[: want[c]] for c in scan.classes}
+    files = {("train" if scan.layout == "splits" else "all"): [(p, c) for c in scan.classes for p in sorted(chosen[c])]}
+    for split, items in scan.files.items():
+        if split != pool_split:
+            files[split] = list(items)  # val/ and test/ stay untouched
+    total = sum(want.values())
+    manifest = {
+        "source": str(Path(data).resolve()),
+        "layout": scan.layout,
+        "mu": round(m / len(scan.classes), 6),
+        "rho": float(rho),
+        "rho_actual": round(n_maj / n_min, 6),
+        "per_class": int(per_class),
+        "seed": int(seed),
+        "classes": scan.classes,
+        "minority": minority_classes,
+        "majority": [c for c in scan.classes if c not in minority_classes],
+        "minority_count": n_min,
+        "majority_count": n_maj,
+        "counts": want,
+        "total": total,
+        "target_total": len(scan.classes) * per_class,
+        "exact": total == len(scan.classes) * per_class and n_maj == rho * n_min,
+        "other_splits": {s: len(v) for s, v in files.items() if s not in ("all", "train")},
+    }
+    return {"manifest": manifest, "files": files, "root": scan.root}
+
+
+def _same_request(existing: dict[str, Any], manifest: dict[str, Any], mode: str) -> bool:
+    keys = ("source", "mu", "rho", "per_class", "seed", "minority")
+    return existing.get("mode") == mode and all(existing.get(k) == manifest.get(k) for k in keys)
+
+
+def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int, rho: float,
+                 mu: float | None = None, seed: int = 0, minority: Sequence[str] | None = None,
+                 mode: str = "symlink") -> dict[str, Any]:
+    """Write the step-imbalanced subset to `out` (links + subset.json + subset.csv) and return the manifest.
+
+    Building the same subset again into the same `out` is a no-op, so a study can call this on every resume.
+    The folder is assembled under a temporary name and renamed into place: an interrupted build leaves no
+    half-made subset behind.
+    """
+    if mode not in MODES:
+        raise invalid("mode", mode, MODES)
+    out = Path(out)
+    plan = plan_subset(data, per_class, rho, mu, seed, minority)
+    manifest = dict(plan["manifest"], mode=mode)
+    if out.exists():
+        existing = out / MANIFEST
+        if existing.is_file() and _same_request(read_json(existing), manifest, mode):
+            return read_json(existing)
+        if any(out.iterdir()):
+            raise ImgclfError(f"out must be a new or empty folder (or hold this same subset). Received: out={str(out)!r}, "
+                              "which holds other files")
+        out.rmdir()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        rows = _write(plan, tmp, mode)
+        write_csv(tmp / FILE_LIST, ["split", "class", "path", "link"], rows)
+        write_json(tmp / MANIFEST, manifest)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write(plan: dict[str, Any], tmp: Path, mode: str) -> list[list[str]]:
+    root: Path = plan["root"]
+    layout = plan["manifest"]["layout"]
+    rows = []
+    for split, items in plan["files"].items():
+        split_root = root if layout == "flat" else _split_folder(root, items)
+        for path, cls in items:
+            rel_in_class = _relative_in_class(path, split_root, cls)
+            link = Path(cls) / rel_in_class if layout == "flat" else Path(split) / cls / rel_in_class
+            rows.append([split, cls, os.path.abspath(path), "" if mode == "list" else str(link)])
+            if mode == "list":
+                continue
+            target = tmp / link
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "symlink":
+                os.symlink(os.path.abspath(path), target)
+            else:
+                try:
+                    os.link(path, target)
+                except OSError as exc:
+                    raise ImgclfError(f"mode=hardlink needs out on the same file system as the data. Received: "
+                                      f"{exc.strerror or exc} linking {path}; use --mode symlink or list") from None
+    return rows
+
+
+def _split_folder(root: Path, items: list[tuple[str, str]]) -> Path:
+    # The split folder may be spelled valid/ or validation/: take it from the files themselves.
+    path, cls = items[0]
+    root = root.resolve()
+    for p in Path(path).parents:
+        if p.name == cls and p.parent.parent.resolve() == root:
+            return p.parent
+    raise ImgclfError(f"cannot place {path} under a split folder of {root}")  # scan_folder guarantees one
+
+
+def _relative_in_class(path: str, split_root: Path, cls: str) -> str:
+    # Keep the path below the class folder, so files in nested sub-folders cannot collide.
+    return os.path.relpath(path, split_root / cls)

@@ -1,0 +1,103 @@
+"""The imbalance study's figures (matplotlib), one function per figure, each drawn from study.json alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+METRICS = (("accuracy", "test accuracy"), ("macro_recall", "macro recall"), ("minority_recall", "minority-class mean recall"))
+MINORITY_COLOR = "#c0392b"
+MAJORITY_COLOR = "#2c6fbb"
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _rho_axis(ax: Any, rhos: list[float]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(rhos)
+    ax.set_xticklabels([f"{r:g}:1" for r in rhos])
+    ax.minorticks_off()
+    ax.set_xlabel("imbalance ratio rho")
+
+
+def plot_metrics_vs_rho(study: dict[str, Any], path: Path) -> Path:
+    """Accuracy next to macro recall and minority recall, per ratio and configuration (mean +- std over seeds)."""
+    rhos = sorted({row["rho"] for row in study["summary"]})
+    configs = list(study["configs"])
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6), sharey=True)
+    for ax, (key, title) in zip(axes, METRICS):
+        for i, config in enumerate(configs):
+            rows = [r for r in study["summary"] if r["config"] == config and r[key]["mean"] is not None]
+            if not rows:
+                continue
+            xs = [r["rho"] * (1 + 0.04 * (i - (len(configs) - 1) / 2)) for r in rows]  # dodge overlapping bars
+            ys = [r[key]["mean"] for r in rows]
+            err = [r[key]["std"] or 0.0 for r in rows]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config, linestyle="-" if len(rows) > 1 else "none")
+        _rho_axis(ax, rhos)
+        ax.set_title(title)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean over seeds (bars: std)")
+    axes[-1].legend(title="configuration", fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return _save(fig, path)
+
+
+def plot_class_recall(study: dict[str, Any], config: str, path: Path) -> Path:
+    """Per-class test recall against the ratio for one configuration: minority classes dashed red."""
+    table = study["table"].get(config, {})
+    rhos = sorted(float(r) for r in table)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for cls in study["classes"]:
+        minority = cls in study["minority"]
+        ys = [table[f"{r:g}"][cls]["recall"] for r in rhos]
+        ax.plot(rhos, ys, marker="o", color=MINORITY_COLOR if minority else MAJORITY_COLOR,
+                linestyle="--" if minority else "-", alpha=0.85, label=f"{cls}{' (minority)' if minority else ''}")
+    _rho_axis(ax, rhos)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("test recall (mean over seeds)")
+    ax.set_title(f"per-class recall, configuration {config}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, path)
+
+
+def plot_curves(study: dict[str, Any], config: str, path: Path) -> Path:
+    """Train and validation accuracy and loss per epoch, one column per ratio; every seed one thin line,
+    the overfitting onset (validation loss rising while training loss falls) marked with a dotted line."""
+    runs = [r for r in study["runs"] if r["config"] == config and r["finished"]]
+    rhos = sorted({r["rho"] for r in runs})
+    fig, axes = plt.subplots(2, len(rhos), figsize=(3.3 * len(rhos) + 0.6, 5.2), squeeze=False, sharex="col")
+    for j, rho in enumerate(rhos):
+        for run in (r for r in runs if r["rho"] == rho):
+            c = run["curves"]
+            epochs = list(range(1, len(c["acc"]) + 1))
+            marker = "o" if len(epochs) < 3 else None  # a one-epoch curve is a point
+            first = run["seed"] == min(r["seed"] for r in runs if r["rho"] == rho)
+            for i, (train_key, val_key) in enumerate((("acc", "val_acc"), ("loss", "val_loss"))):
+                ax = axes[i][j]
+                ax.plot(epochs, c[train_key], color=MAJORITY_COLOR, lw=1, marker=marker, ms=3, label="train" if first else None)
+                ax.plot(epochs, c[val_key], color=MINORITY_COLOR, lw=1, ls="--", marker=marker, ms=3, label="validation" if first else None)
+                if run["overfitting_onset"]:
+                    ax.axvline(run["overfitting_onset"], color="grey", ls=":", lw=1,
+                               label="overfitting onset" if first and i == 1 else None)
+        axes[0][j].set_title(f"rho {rho:g}:1")
+        axes[0][j].set_ylim(0, 1.02)
+        axes[1][j].set_xlabel("epoch")
+        for i in range(2):
+            axes[i][j].grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[1][0].set_ylabel("loss")
+    axes[1][-1].legend(fontsize=7)
+    fig.suptitle(f"training curves, configuration {config} (one line per seed)", fontsize=10)
+    return _save(fig, path)

@@ -1,0 +1,297 @@
+"""The class-imbalance study of S4 (Buda et al. 2017 step imbalance) as a grid of ordinary runs.
+
+For every ratio rho a step-imbalanced subset of the data is linked (`data.subset`); for every
+(seed, rho, configuration) cell `imgclf.fit` writes a normal run directory under OUT/runs/. The study is
+resumable: finished cells (metrics.json present) are skipped, interrupted ones continue from their
+checkpoints/last.ckpt, and calling it again with more ratios, configurations or seeds extends the grid.
+Everything in study.json / study.html is read back from the run directories' files.
+
+Configurations are '+'-joined tokens (S4's three are none, reg, reg+bn):
+  none        no regularisation: no weight decay, no augmentation, dropout 0, no batch norm
+  reg         weight decay 5e-4 + augmentation (rotate=20, hflip, crop=3 px) + dropout 0.5
+  bn          batch normalisation layers (the model's `batch_norm` argument)
+  weighted    class-weighted loss (class_weight=balanced)
+  oversample  class-balanced sampler (sampler=oversample), undersample likewise
+  focal       focal loss (loss=focal, focal_gamma from the overrides, default 2)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImgclfError, invalid
+from ..io import read_json, write_json
+
+S4_RHOS = (1.0, 3.0, 7.0, 15.0)
+S4_CONFIGS = ("none", "reg", "reg+bn")
+REG_AUGMENT = "rotate=20,hflip,crop=3"  # S4: rotation +-20 degrees, left-right flip, translation +-3 px
+REG_WEIGHT_DECAY = 5e-4  # S4's SGD weight decay
+
+# Everything a configuration decides starts "off"; tokens switch parts on.
+_BASE_TRAIN: dict[str, Any] = {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none",
+                               "loss": "ce"}
+_BASE_MODEL: dict[str, Any] = {"dropout": 0.0, "batch_norm": False}
+TOKENS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "none": ({}, {}),
+    "reg": ({"weight_decay": REG_WEIGHT_DECAY, "augment": REG_AUGMENT}, {"dropout": 0.5}),
+    "bn": ({}, {"batch_norm": True}),
+    "weighted": ({"class_weight": "balanced"}, {}),
+    "oversample": ({"sampler": "oversample"}, {}),
+    "undersample": ({"sampler": "undersample"}, {}),
+    "focal": ({"loss": "focal"}, {}),
+}
+CONTROLLED = tuple(_BASE_TRAIN) + ("data", "out", "seed", "model", "resume")
+STUDY_FILE = "study.json"
+
+
+def resolve_config(name: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A configuration name -> (training settings, model_args) for `model`.
+
+    Model arguments a token needs (dropout for reg, batch_norm for bn) must exist on the model; the "off"
+    defaults are passed only where the model has the argument (a model without dropout has none to switch off).
+    """
+    from ..models import get_model_info
+
+    tokens = [t.strip() for t in name.split("+")]
+    for t in tokens:
+        if t not in TOKENS:
+            raise invalid("configs", t, TOKENS)
+    if len(set(tokens)) != len(tokens) or ("none" in tokens and len(tokens) > 1):
+        raise ImgclfError(f"configs entries must be 'none' or distinct '+'-joined tokens such as reg+bn. "
+                          f"Received: configs entry {name!r}")
+    if {"oversample", "undersample"} <= set(tokens):
+        raise ImgclfError(f"configs entries can use one sampler only. Received: configs entry {name!r}")
+    train, wanted = dict(_BASE_TRAIN), {}
+    for t in tokens:
+        train.update(TOKENS[t][0])
+        wanted.update(TOKENS[t][1])
+    args = get_model_info(model).arg_names
+    missing = sorted(k for k in wanted if k not in args)
+    if missing:
+        raise ImgclfError(f"configs entry {name!r} needs a model with the argument(s) {missing}. Received: model={model!r}, "
+                          f"whose arguments are {args or 'none'}; use caltech_cnn (S4's CNN) or drop the entry")
+    model_args = {k: v for k, v in {**_BASE_MODEL, **wanted}.items() if k in args}
+    return train, model_args
+
+
+def _parse_rhos(rhos: Sequence[float]) -> list[float]:
+    out = []
+    for r in rhos:
+        value = float(r)
+        if not math.isfinite(value) or value < 1:
+            raise ImgclfError(f"rhos must be ratios >= 1 such as 1,3,7,15. Received: rhos={list(rhos)}")
+        out.append(value)
+    if not out or len(set(out)) != len(out):
+        raise ImgclfError(f"rhos must list distinct ratios such as 1,3,7,15. Received: rhos={list(rhos)}")
+    return out
+
+
+def rho_label(rho: float) -> str:
+    return f"{rho:g}"
+
+
+def cell_name(rho: float, config: str, seed: int) -> str:
+    return f"rho{rho_label(rho)}-{config}-seed{seed}"
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    clash = sorted(k for k in overrides if k in CONTROLLED)
+    if clash:
+        raise ImgclfError(
+            f"study overrides must leave the study's own settings alone. Received: {clash}; the study sets "
+            f"{', '.join(CONTROLLED)} itself (choose them with --configs, --model, --seeds, --out)"
+        )
+    extra_args = (overrides.get("model_args") or {})
+    clash = sorted(k for k in extra_args if k in _BASE_MODEL)
+    if clash:
+        raise ImgclfError(f"model_args must not set {clash} in a study: the configurations decide them. "
+                          f"Received: model_args={extra_args}")
+
+
+def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
+                        rhos: Sequence[float] = S4_RHOS, mu: float | None = 0.5,
+                        configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str = "caltech_cnn",
+                        minority: Sequence[str] | None = None, subset_seed: int = 0,
+                        overrides: dict[str, Any] | None = None,
+                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train every missing (seed, rho, configuration) cell, then write study.json and study.html in `out`."""
+    from ..config import make_config
+    from ..data.subset import build_subset, plan_subset
+    from ..train.fit import fit
+
+    log = log or (lambda message: None)
+    out = Path(out)
+    overrides = dict(overrides or {})
+    _check_overrides(overrides)
+    rhos = _parse_rhos(rhos)
+    if not configs:
+        raise ImgclfError(f"configs must name at least one configuration such as none,reg,reg+bn. Received: configs={list(configs)}")
+    settings = {c: resolve_config(c, model) for c in configs}
+    seeds = [int(s) for s in seeds]
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ImgclfError(f"seeds must be distinct integers >= 0 such as 0,1,2. Received: seeds={list(seeds)}")
+    make_config(data=str(data), model=model, **overrides)  # fail on a bad override before any work
+    for rho in rhos:  # fail on too-small classes before any training
+        plan_subset(data, per_class, rho, mu, subset_seed, minority)
+
+    request = {"data": str(Path(data).resolve()), "mu": mu, "per_class": int(per_class),
+               "minority": sorted(minority) if minority else None, "model": model, "subset_seed": int(subset_seed),
+               "overrides": overrides}
+    previous = read_json(out / STUDY_FILE) if (out / STUDY_FILE).exists() else None
+    if previous is not None and previous.get("request") != request:
+        raise ImgclfError(
+            f"out holds a study with other settings. Received: out={str(out)!r} with {previous.get('request')}, "
+            f"now {request}; use a new --out (a study can only be extended with more rhos, configs or seeds)"
+        )
+    cells = {(float(c["rho"]), c["config"], int(c["seed"])) for c in (previous or {}).get("cells", [])}
+    new = [(rho, c, s) for s in seeds for rho in rhos for c in configs]
+    cells |= set(new)
+    grid = sorted(cells, key=lambda c: (c[0], c[1], c[2]))
+    write_json(out / STUDY_FILE, {"request": request, "state": "running", "cells": _cells_json(grid)})
+
+    subsets = {}
+    for rho in sorted({c[0] for c in grid}):
+        subsets[rho] = build_subset(data, out / "data" / f"rho{rho_label(rho)}", per_class, rho, mu, subset_seed,
+                                    minority, mode="symlink")
+    started = time.perf_counter()
+    for k, (rho, config, seed) in enumerate(new, 1):
+        run_dir = out / "runs" / cell_name(rho, config, seed)
+        status = _run_cell(fit, run_dir, out / "data" / f"rho{rho_label(rho)}", model, seed, *settings[config], overrides)
+        log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
+    seconds = time.perf_counter() - started
+
+    study = summarise(out, grid, subsets, request, seconds)
+    write_json(out / STUDY_FILE, study)
+    from .report import write_study_report
+
+    write_study_report(out, study)
+    return study
+
+
+def _cells_json(grid: list[tuple[float, str, int]]) -> list[dict[str, Any]]:
+    return [{"rho": r, "config": c, "seed": s, "run": f"runs/{cell_name(r, c, s)}"} for r, c, s in grid]
+
+
+def _run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, seed: int, train: dict[str, Any],
+              model_args: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """Train one cell unless it is finished; 'skipped', 'resumed' or 'trained'."""
+    if (run_dir / "metrics.json").exists():
+        return "skipped (finished)"
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        fit(None, resume=str(run_dir))
+        return "resumed"
+    values = {"progress": False, **overrides, **train, "data": str(data), "out": str(run_dir), "seed": seed,
+              "model": model, "model_args": {**(overrides.get("model_args") or {}), **model_args}}
+    # A folder without a checkpoint died before its first epoch ended: nothing to keep, start it again.
+    fit(values, overwrite=run_dir.exists())
+    return "trained"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the grid back from the run directories
+# ---------------------------------------------------------------------------------------------------
+def read_cell(run_dir: Path, minority: Sequence[str]) -> dict[str, Any] | None:
+    """One finished run's numbers, or None while it has no metrics.json."""
+    from ..evaluate.interpret import minority_recall, overfitting_onset, read_history
+
+    if not (run_dir / "metrics.json").exists():
+        return None
+    metrics = read_json(run_dir / "metrics.json")
+    card = read_json(run_dir / "model.json") if (run_dir / "model.json").exists() else {}
+    history = read_history(run_dir)
+    per_class = metrics["per_class"]
+    majority = [c for c in per_class if c not in minority]
+    curves = {key: [r.get(key, math.nan) for r in history] for key in ("loss", "acc", "val_loss", "val_acc")}
+    training = card.get("training", {})
+    return {
+        "accuracy": float(metrics["accuracy"]),
+        "macro_recall": float(metrics["macro"]["recall"]),
+        "minority_recall": minority_recall(per_class, minority),
+        "majority_recall": minority_recall(per_class, majority),
+        "worst_class": metrics.get("worst_class"),
+        "test_images": int(metrics.get("count", sum(v["support"] for v in per_class.values()))),
+        "per_class": {c: {"precision": v["precision"], "recall": v["recall"], "support": v["support"]}
+                      for c, v in per_class.items()},
+        "epochs": len(history),
+        "best_epoch": training.get("best_epoch"),
+        "train_seconds": training.get("train_seconds"),
+        "final_train_acc": _last(curves["acc"]),
+        "final_val_acc": _last(curves["val_acc"]),
+        "overfitting_onset": overfitting_onset(curves["loss"], curves["val_loss"]),
+        "curves": {k: [None if not math.isfinite(v) else round(v, 6) for v in vals] for k, vals in curves.items()},
+    }
+
+
+def _last(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return finite[-1] if finite else None
+
+
+def _mean_std(values: list[float | None]) -> dict[str, Any]:
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return {"mean": None, "std": None, "n": 0}
+    std = float(np.std(xs, ddof=1)) if len(xs) > 1 else None
+    return {"mean": float(np.mean(xs)), "std": std, "n": len(xs)}
+
+
+def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float, dict[str, Any]],
+              request: dict[str, Any], seconds: float | None = None) -> dict[str, Any]:
+    """study.json: every cell's numbers, mean +- std over seeds per (rho, config), and S4's per-class table."""
+    from .. import hardware
+
+    any_subset = next(iter(subsets.values()))
+    minority = any_subset["minority"]
+    classes = any_subset["classes"]
+    runs = []
+    for rho, config, seed in grid:
+        rel = f"runs/{cell_name(rho, config, seed)}"
+        cell = read_cell(out / rel, minority)
+        runs.append({"rho": rho, "config": config, "seed": seed, "run": rel, "finished": cell is not None, **(cell or {})})
+    summary, table = [], {}
+    for rho in sorted({r for r, _, _ in grid}):
+        for config in sorted({c for r, c, _ in grid if r == rho}, key=_config_order):
+            done = [r for r in runs if r["rho"] == rho and r["config"] == config and r["finished"]]
+            row = {"rho": rho, "config": config, "seeds": [r["seed"] for r in done]}
+            for key in ("accuracy", "macro_recall", "minority_recall", "majority_recall", "final_train_acc",
+                        "overfitting_onset", "train_seconds"):
+                row[key] = _mean_std([r.get(key) for r in done])
+            summary.append(row)
+            if done:
+                table.setdefault(config, {})[rho_label(rho)] = {
+                    c: {m: float(np.mean([r["per_class"][c][m] for r in done])) for m in ("precision", "recall")}
+                    | {"support": int(np.mean([r["per_class"][c]["support"] for r in done]))}
+                    for c in classes
+                }
+    finished = sum(r["finished"] for r in runs)
+    return {
+        "request": request,
+        "state": "complete" if finished == len(runs) else "partial",
+        "cells": _cells_json(grid),
+        "classes": classes,
+        "minority": minority,
+        "majority": [c for c in classes if c not in minority],
+        "subsets": {rho_label(r): {k: s[k] for k in ("counts", "total", "rho_actual", "minority_count",
+                                                      "majority_count", "exact")} for r, s in sorted(subsets.items())},
+        "configs": {c: dict(zip(("train", "model_args"), resolve_config(c, request["model"])))
+                    for c in sorted({c for _, c, _ in grid}, key=_config_order)},
+        "summary": summary,
+        "table": table,
+        "runs": runs,
+        "finished_runs": finished,
+        "seconds": None if seconds is None else round(seconds, 1),
+        "hardware": hardware.describe(),
+        "versions": hardware.versions(),
+    }
+
+
+def _config_order(name: str) -> tuple[int, str]:
+    order = {"none": 0, "reg": 1, "reg+bn": 2}
+    return (order.get(name, 3), name)

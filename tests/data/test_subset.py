@@ -1,0 +1,146 @@
+import csv
+import json
+import os
+from collections import Counter
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_image_folder
+from imgclf.data.folder import scan_folder
+from imgclf.data.imbalance import imbalance_stats, step_counts
+from imgclf.data.subset import build_subset, choose_minority, plan_subset
+from imgclf.errors import ImgclfError
+
+TEN = tuple("abcdefghij")
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """10 classes of 4x4 PNGs; classes a-e have 40 images, f-j 70, so a-e are the smallest."""
+    root = make_image_folder(tmp_path_factory.mktemp("pool"), classes=TEN, per_class=70, size=4)
+    for name in TEN[:5]:
+        for p in sorted((root / name).iterdir())[40:]:
+            p.unlink()
+    return root
+
+
+def _counts(root):
+    scan = scan_folder(root)
+    split = "train" if scan.layout == "splits" else "all"
+    return Counter(c for _, c in scan.files[split])
+
+
+@pytest.mark.parametrize("rho, minority, majority", [(1, 32, 32), (3, 16, 48), (7, 8, 56), (15, 4, 60)])
+def test_step_counts_match_s4_and_keep_the_total(rho, minority, majority):
+    assert step_counts(10, 5, 32, rho) == (minority, majority)  # REFERENCES.md S4: 320 images each
+    assert 5 * minority + 5 * majority == 320
+
+
+def test_step_counts_generalise_to_other_mu():
+    # 1 minority of 4 classes, N=10, rho=3: n + 3*3n = 40 -> n = 4, majority 12, total kept at 40
+    assert step_counts(4, 1, 10, 3) == (4, 12)
+    # 3 minority of 4: 3n + 3n = 40 is not integral -> ratio kept exact, total off by rounding only
+    n_min, n_maj = step_counts(4, 3, 10, 2)
+    assert n_maj == 2 * n_min and abs(3 * n_min + n_maj - 40) <= 3
+    with pytest.raises(ImgclfError, match="rho"):
+        step_counts(10, 5, 32, 0.5)
+
+
+@pytest.mark.parametrize("rho", [1, 3, 15])
+def test_subset_counts_mu_rho_and_total(pool, tmp_path, rho):
+    m = build_subset(pool, tmp_path / "s", per_class=32, rho=rho)
+    counts = _counts(tmp_path / "s")
+    assert dict(counts) == m["counts"]
+    assert sum(counts.values()) == 320 == m["total"] == m["target_total"] and m["exact"]
+    assert m["minority"] == list(TEN[:5]), "the smallest classes are minority, as in S4"
+    stats = imbalance_stats(counts)
+    assert stats["rho"] == rho
+    assert stats["mu"] == (0.5 if rho > 1 else 0.0)  # a balanced set has no minority
+    if rho > 1:
+        assert stats["minority"] == list(TEN[:5])
+
+
+def test_subset_is_deterministic_per_seed_and_nested_across_ratios(pool, tmp_path):
+    def files(seed, rho):
+        plan = plan_subset(pool, 32, rho, seed=seed)
+        return {p for p, _ in plan["files"]["all"]}
+
+    assert files(0, 7) == files(0, 7)
+    assert files(0, 7) != files(1, 7)
+    base, mid, high = files(0, 1), files(0, 3), files(0, 15)
+    for cls in TEN[:5]:  # minority classes: images removed from the base set
+        assert {p for p in high if f"/{cls}/" in p} <= {p for p in mid if f"/{cls}/" in p} <= {p for p in base if f"/{cls}/" in p}
+    for cls in TEN[5:]:  # majority classes: images added to the base set
+        assert {p for p in base if f"/{cls}/" in p} <= {p for p in mid if f"/{cls}/" in p} <= {p for p in high if f"/{cls}/" in p}
+
+
+def test_symlinks_point_at_the_originals(pool, tmp_path):
+    build_subset(pool, tmp_path / "s", per_class=8, rho=3, mode="symlink")
+    links = [p for p in (tmp_path / "s").rglob("*.png")]
+    assert links and all(p.is_symlink() for p in links)
+    assert all(os.path.realpath(p).startswith(str(pool.resolve())) for p in links)
+
+
+def test_hardlinks_share_the_inode(pool, tmp_path):
+    build_subset(pool, tmp_path / "s", per_class=8, rho=3, mode="hardlink")
+    rows = list(csv.DictReader(open(tmp_path / "s" / "subset.csv")))
+    assert len(rows) == 80
+    for row in rows[:10]:
+        link = tmp_path / "s" / row["link"]
+        assert not link.is_symlink()
+        assert os.stat(link).st_ino == os.stat(row["path"]).st_ino, "a hardlink, not a pixel copy"
+
+
+def test_list_mode_writes_only_the_file_list(pool, tmp_path):
+    m = build_subset(pool, tmp_path / "s", per_class=8, rho=3, mode="list")
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["subset.csv", "subset.json"]
+    rows = list(csv.DictReader(open(tmp_path / "s" / "subset.csv")))
+    assert Counter(r["class"] for r in rows) == Counter(m["counts"])
+    assert all(os.path.exists(r["path"]) for r in rows)
+    assert json.loads((tmp_path / "s" / "subset.json").read_text())["mode"] == "list"
+
+
+def test_split_layout_imbalances_train_only(tmp_path):
+    src = make_image_folder(tmp_path / "src", classes=("a", "b", "c", "d"), layout="splits",
+                            per_split={"train": 30, "test": 6}, size=4)
+    m = build_subset(src, tmp_path / "s", per_class=10, rho=3, minority=["c", "d"])
+    assert dict(_counts(tmp_path / "s")) == {"a": 15, "b": 15, "c": 5, "d": 5}
+    scan = scan_folder(tmp_path / "s")
+    assert Counter(c for _, c in scan.files["test"]) == {"a": 6, "b": 6, "c": 6, "d": 6}, "test/ untouched"
+    assert m["other_splits"] == {"test": 24}
+
+
+def test_same_request_is_a_no_op_and_other_folders_are_refused(pool, tmp_path):
+    first = build_subset(pool, tmp_path / "s", per_class=8, rho=3)
+    assert build_subset(pool, tmp_path / "s", per_class=8, rho=3) == first
+    with pytest.raises(ImgclfError, match="out must be a new or empty folder"):
+        build_subset(pool, tmp_path / "s", per_class=8, rho=7)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "no half-built subset left behind"
+
+
+def test_bad_requests_name_the_argument(pool, tmp_path):
+    with pytest.raises(ImgclfError, match=r"mu must be a share of the 10 classes.*Received: mu=0.55"):
+        plan_subset(pool, 8, 3, mu=0.55)
+    with pytest.raises(ImgclfError, match=r"unknown \['zz'\]"):
+        plan_subset(pool, 8, 3, minority=["a", "zz"])
+    with pytest.raises(ImgclfError, match=r"too few in .*'f': '70 < 75'"):
+        plan_subset(pool, 40, 15)  # majority would need 75 images
+    with pytest.raises(ImgclfError, match="mode must be one of"):
+        build_subset(pool, tmp_path / "s", 8, 3, mode="copy")
+
+
+def test_choose_minority_breaks_ties_by_name():
+    assert choose_minority({"x": 5, "b": 5, "a": 9, "c": 1}, 2) == ["b", "c"]
+
+
+def test_cli_subset(pool, tmp_path):
+    from imgclf.cli import app
+
+    result = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "s"), "--per-class", "32",
+                                      "--rho", "15", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert "320 images, rho 15" in result.output
+    bad = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "t"), "--per-class", "8",
+                                   "--rho", "3", "--mode", "copy"])
+    assert bad.exit_code == 2 and "Received: mode='copy'" in bad.output

@@ -392,6 +392,8 @@ def _study_options() -> list[inspect.Parameter]:
         opt("seeds", str, typer.Option("0", help="Training seeds; results are mean +- std over them.")),
         opt("minority", Optional[str], typer.Option(None, help="Comma-separated minority classes (default: the smallest classes).")),
         opt("subset_seed", int, typer.Option(0, "--subset-seed", min=0, help="Seed of the subsets' draws.")),
+        opt("run_reports", bool, typer.Option(True, "--run-reports/--no-run-reports",
+                                               help="Also write each run's report.html (slow for many tiny runs).")),
     ]
     skip = (set(CONTROLLED) - {"model"}) | {"config", "overwrite", "resume"}
     train = [p for p in _train_options()[1:] if p.name not in skip]
@@ -406,7 +408,8 @@ def study_imbalance(data: str, **options: Any) -> None:
 
     from .study.imbalance import CONTROLLED, run_imbalance_study
 
-    own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed")}
+    own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed",
+                                       "run_reports")}
     config = options.pop("config")
     try:
         values = _collect_train_values(None, config, options)
@@ -419,7 +422,7 @@ def study_imbalance(data: str, **options: Any) -> None:
             data, own["out"], per_class=own["per_class"], rhos=_split_list("rhos", own["rhos"], float), mu=own["mu"],
             configs=_split_list("configs", own["configs"], str), seeds=_split_list("seeds", own["seeds"], int),
             model=model, minority=_split_list("minority", own["minority"], str) if own["minority"] else None,
-            subset_seed=own["subset_seed"], overrides=values, log=typer.echo)
+            subset_seed=own["subset_seed"], overrides=values, run_reports=own["run_reports"], log=typer.echo)
     except ImgclfError as exc:
         raise fail(str(exc)) from None
     table = Table(title=f"imbalance study: mean ± std over seeds ({study['finished_runs']}/{len(study['runs'])} runs)")

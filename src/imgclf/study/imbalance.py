@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,13 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                         rhos: Sequence[float] = S4_RHOS, mu: float | None = 0.5,
                         configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str = "caltech_cnn",
                         minority: Sequence[str] | None = None, subset_seed: int = 0,
-                        overrides: dict[str, Any] | None = None,
+                        overrides: dict[str, Any] | None = None, run_reports: bool = True,
                         log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train every missing (seed, rho, configuration) cell, then write study.json and study.html in `out`."""
+    """Train every missing (seed, rho, configuration) cell, then write study.json and study.html in `out`.
+
+    `run_reports=False` skips each run's own report.html (it can cost more than a tiny run's training);
+    `imgclf report RUN` can still write one later.
+    """
     from ..config import make_config
     from ..data.subset import build_subset, plan_subset
     from ..train.fit import fit
@@ -139,16 +144,18 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         raise ImgclfError(f"seeds must be distinct integers >= 0 such as 0,1,2. Received: seeds={list(seeds)}")
     make_config(data=str(data), model=model, **overrides)  # fail on a bad override before any work
     for rho in rhos:  # fail on too-small classes before any training
-        plan_subset(data, per_class, rho, mu, subset_seed, minority)
+        plan = plan_subset(data, per_class, rho, mu, subset_seed, minority)
 
-    request = {"data": str(Path(data).resolve()), "mu": mu, "per_class": int(per_class),
+    request = {"data": str(Path(data).resolve()), "mu": plan["manifest"]["mu"], "per_class": int(per_class),
                "minority": sorted(minority) if minority else None, "model": model, "subset_seed": int(subset_seed),
                "overrides": overrides}
     previous = read_json(out / STUDY_FILE) if (out / STUDY_FILE).exists() else None
     if previous is not None and previous.get("request") != request:
+        before = previous.get("request") or {}
+        changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request if before.get(k) != request[k]}
         raise ImgclfError(
-            f"out holds a study with other settings. Received: out={str(out)!r} with {previous.get('request')}, "
-            f"now {request}; use a new --out (a study can only be extended with more rhos, configs or seeds)"
+            f"out holds a study with other settings. Received: out={str(out)!r} with changes {changed}; use a new "
+            "--out (a study can only be extended with more rhos, configs or seeds)"
         )
     cells = {(float(c["rho"]), c["config"], int(c["seed"])) for c in (previous or {}).get("cells", [])}
     new = [(rho, c, s) for s in seeds for rho in rhos for c in configs]
@@ -163,7 +170,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     started = time.perf_counter()
     for k, (rho, config, seed) in enumerate(new, 1):
         run_dir = out / "runs" / cell_name(rho, config, seed)
-        status = _run_cell(fit, run_dir, out / "data" / f"rho{rho_label(rho)}", model, seed, *settings[config], overrides)
+        status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}", model,
+                           seed, *settings[config], overrides)
         log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
     seconds = time.perf_counter() - started
 

@@ -124,10 +124,11 @@ def _devices(cfg: TrainConfig) -> int | str:
 
 
 def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool = False, resume: str | None = None,
-        **overrides: Any) -> Run:
+        report: bool = True, **overrides: Any) -> Run:
     """Train a model as described by `config` and write a complete run directory.
 
     `resume="runs/x"` continues an interrupted run from its last checkpoint with its stored config.
+    `report=False` skips report.html (grids of many small runs, e.g. `imgclf study`, summarise them instead).
     """
     import logging
 
@@ -258,7 +259,8 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
     metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers)
     card["metrics"] = _headline(metrics, history.rows, best.best_epoch)
     write_json(run_dir / "model.json", card)
-    _after_training(run_dir)
+    if report:
+        _after_training(run_dir)
     return Run(run_dir, cfg, metrics, best.best_epoch, len(history.rows), train_seconds, stopped_reason)
 
 

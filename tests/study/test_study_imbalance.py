@@ -1,0 +1,115 @@
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_image_folder
+from imgclf.errors import ImgclfError
+from imgclf.study.imbalance import resolve_config, run_imbalance_study
+
+TINY = {"img_size": 8, "epochs": 1, "batch_size": 16, "model_args": {"width": 4}, "test_split": 0.3,
+        "val_split": 0.15, "num_workers": 0}
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("pool"), classes=("a", "b", "c", "d"), per_class=24, size=8)
+
+
+@pytest.fixture(scope="module")
+def study_dir(pool, tmp_path_factory):
+    """2 ratios x 2 configurations x 1 seed, 1 epoch each, run through the CLI."""
+    from imgclf.cli import app
+
+    out = tmp_path_factory.mktemp("study") / "s"
+    args = ["study", "imbalance", str(pool), "--out", str(out), "--per-class", "8", "--rhos", "1,3",
+            "--configs", "none,oversample", "--seeds", "0", "--model", "simple_cnn", "--model-args", "width=4",
+            "--img-size", "8", "--epochs", "1", "--batch-size", "16", "--test-split", "0.3", "--val-split", "0.15",
+            "--num-workers", "0", "--no-progress", "--no-run-reports"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": trained") == 4
+    return out
+
+
+def test_study_writes_runs_json_and_html(study_dir):
+    study = json.loads((study_dir / "study.json").read_text())
+    assert study["state"] == "complete" and study["finished_runs"] == 4
+    assert {(r["rho"], r["config"]) for r in study["summary"]} == {(1.0, "none"), (1.0, "oversample"),
+                                                                 (3.0, "none"), (3.0, "oversample")}
+    assert study["minority"] == ["a", "b"]
+    assert study["subsets"]["3"]["counts"] == {"a": 4, "b": 4, "c": 12, "d": 12}
+    for run in study["runs"]:
+        run_dir = study_dir / run["run"]
+        assert (run_dir / "metrics.json").exists() and (run_dir / "history.csv").exists()
+        assert 0 <= run["accuracy"] <= 1 and 0 <= run["minority_recall"] <= 1
+        assert len(run["curves"]["val_loss"]) == 1 == run["epochs"]
+        assert set(run["per_class"]) == {"a", "b", "c", "d"}
+    config = json.loads((study_dir / "runs" / "rho3-oversample-seed0" / "model.json").read_text())["training"]
+    assert config["sampler"] == "oversample" and config["class_weight"] == "none"
+    # the S4 table: per-class precision and recall for every ratio, per configuration
+    assert set(study["table"]) == {"none", "oversample"} and set(study["table"]["none"]) == {"1", "3"}
+    html = (study_dir / "study.html").read_text()
+    assert html.count("data:image/png;base64,") == 5  # metrics vs rho + (class recall, curves) x 2 configs
+    assert 'class="minority"' in html and "overfitting onset" in html
+    for png in ("metrics_vs_rho.png", "curves_none.png", "class_recall_oversample.png"):
+        assert (study_dir / "plots" / png).stat().st_size > 5000
+
+
+def test_rerun_skips_finished_cells_and_resumes_interrupted_ones(study_dir, pool):
+    finished = study_dir / "runs" / "rho1-none-seed0" / "metrics.json"
+    stamp = finished.stat().st_mtime_ns
+    # an interrupted cell: trained, but stopped before evaluation (checkpoint there, no metrics.json)
+    interrupted = study_dir / "runs" / "rho3-none-seed0"
+    (interrupted / "metrics.json").unlink()
+    log = []
+    study = run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none", "oversample"], seeds=[0],
+                                model="simple_cnn", overrides={**TINY, "progress": False}, run_reports=False,
+                                log=log.append)
+    assert sorted(log) == sorted([
+        "[1/4] rho1-none-seed0: skipped (finished)", "[2/4] rho1-oversample-seed0: skipped (finished)",
+        "[3/4] rho3-none-seed0: resumed", "[4/4] rho3-oversample-seed0: skipped (finished)"])
+    assert finished.stat().st_mtime_ns == stamp
+    assert (interrupted / "metrics.json").exists() and study["state"] == "complete"
+
+
+def test_a_study_folder_refuses_other_settings(study_dir, pool):
+    with pytest.raises(ImgclfError, match="out holds a study with other settings"):
+        run_imbalance_study(pool, study_dir, per_class=6, rhos=[1, 3], configs=["none"], model="simple_cnn",
+                            overrides={**TINY, "progress": False})
+
+
+def test_configurations_map_to_settings():
+    train, args = resolve_config("none", "caltech_cnn")
+    assert train == {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none", "loss": "ce"}
+    assert args == {"dropout": 0.0, "batch_norm": False}
+    train, args = resolve_config("reg+bn", "caltech_cnn")
+    assert train["weight_decay"] == 5e-4 and train["augment"] == "rotate=20,hflip,crop=3"
+    assert args == {"dropout": 0.5, "batch_norm": True}
+    assert resolve_config("weighted", "caltech_cnn")[0]["class_weight"] == "balanced"
+    assert resolve_config("focal", "caltech_cnn")[0]["loss"] == "focal"
+    assert resolve_config("none", "simple_cnn")[1] == {"dropout": 0.0}  # simple_cnn has no batch_norm switch
+
+
+@pytest.mark.parametrize("name, message", [
+    ("regularised", "configs must be one of"),
+    ("none+reg", "distinct"),
+    ("oversample+undersample", "one sampler"),
+])
+def test_bad_configurations_are_refused(name, message):
+    with pytest.raises(ImgclfError, match=message):
+        resolve_config(name, "caltech_cnn")
+
+
+def test_configurations_need_the_model_arguments_they_switch():
+    with pytest.raises(ImgclfError, match=r"needs a model with the argument\(s\) \['batch_norm'\]"):
+        resolve_config("reg+bn", "simple_cnn")
+
+
+def test_overrides_cannot_change_what_the_configurations_decide(pool, tmp_path):
+    with pytest.raises(ImgclfError, match=r"Received: \['weight_decay'\]"):
+        run_imbalance_study(pool, tmp_path / "s", per_class=8, configs=["none"], overrides={"weight_decay": 0.1})
+    with pytest.raises(ImgclfError, match="too few"):
+        run_imbalance_study(pool, tmp_path / "s", per_class=20, rhos=[15], configs=["none"], model="simple_cnn")
+    assert not os.path.exists(tmp_path / "s"), "bad requests fail before anything is written"

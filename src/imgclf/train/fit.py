@@ -256,7 +256,7 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
 
     from ..evaluate.run_eval import evaluate_run
 
-    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers)
+    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta=True)  # report: with + without
     card["metrics"] = _headline(metrics, history.rows, best.best_epoch)
     write_json(run_dir / "model.json", card)
     if report:

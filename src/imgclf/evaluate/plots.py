@@ -51,10 +51,10 @@ def _style():
         yield
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, layout: str | None = "constrained"):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def _save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
@@ -440,33 +440,60 @@ def _grid(n: int, max_cols: int) -> tuple[int, int]:
     return math.ceil(max(n, 1) / cols), cols
 
 
+def _cell_axes(n: int, max_cols: int, images_per_cell: int = 1, img_in: float = 1.85, caption_in: float = 0.5,
+               pad_in: float = 0.14, title_in: float = 0.45):
+    """A figure with n cells placed by hand (image grids: constrained layout costs seconds for 20+ axes).
+
+    Each cell is a caption band over `images_per_cell` square image axes stacked vertically.
+    Returns (figure, [[axes of cell 0], [axes of cell 1], ...]).
+    """
+    rows, cols = _grid(n, max_cols)
+    cell_h = caption_in + images_per_cell * img_in + (images_per_cell - 1) * 0.04
+    width = cols * (img_in + pad_in) + pad_in
+    height = title_in + rows * (cell_h + pad_in) + pad_in
+    fig = _figure(width, height, layout=None)
+    cells = []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        left = pad_in + c * (img_in + pad_in)
+        top = height - title_in - r * (cell_h + pad_in) - caption_in
+        axes = []
+        for j in range(images_per_cell):
+            bottom = top - (j + 1) * img_in - j * 0.04
+            axes.append(fig.add_axes((left / width, bottom / height, img_in / width, img_in / height)))
+        cells.append(axes)
+    return fig, cells
+
+
+def _caption(s: Mapping[str, Any], show_loss: bool = False) -> str:
+    text = f"True: {_short(s['true'], 14)}\nPred: {_short(s['pred'], 14)} ({s['prob']:.2f})"
+    return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
+
+
+def _is_wrong(s: Mapping[str, Any]) -> bool:
+    return not s.get("correct", s["true"] == s["pred"])
+
+
 def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
                          title: str = "Sample predictions", show_loss: bool = False, max_cols: int = 6) -> Path:
     """Images captioned "True: x / Pred: y (p)"; wrong predictions get a red caption and a red frame.
 
     Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}.
     """
-    rows, cols = _grid(len(samples), max_cols)
     with _style():
-        fig = _figure(2.05 * cols, 2.45 * rows + 0.5)
-        axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-        for ax in axes[len(samples):]:
-            ax.set_visible(False)
-        for ax, s in zip(axes, samples):
+        fig, cells = _cell_axes(max(len(samples), 1), max_cols, caption_in=0.62 if show_loss else 0.5)
+        for (ax,), s in zip(cells, samples):
             _show(ax, s["image"])
-            wrong = not s.get("correct", s["true"] == s["pred"])
-            caption = f"True: {_short(s['true'], 14)}\nPred: {_short(s['pred'], 14)} ({s['prob']:.2f})"
-            if show_loss:
-                caption += f"\nloss {s['loss']:.2f}"
-            ax.set_title(caption, fontsize=8.5, color=WRONG_COLOR if wrong else RIGHT_COLOR,
-                         fontweight="bold" if wrong else "normal")
+            wrong = _is_wrong(s)
+            ax.set_title(_caption(s, show_loss), fontsize=8.5, color=WRONG_COLOR if wrong else RIGHT_COLOR,
+                         fontweight="bold" if wrong else "normal", pad=4)
             _mark(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
         if not samples:
-            axes[0].set_visible(True)
-            axes[0].axis("off")
-            axes[0].text(0.5, 0.5, "no readable images", ha="center", va="center", color=GREY)
-        n_wrong = sum(1 for s in samples if not s.get("correct", s["true"] == s["pred"]))
-        fig.suptitle(f"{title} — {n_wrong} of {len(samples)} wrong (red frame)", fontweight="bold", fontsize=11)
+            cells[0][0].axis("off")
+            cells[0][0].text(0.5, 0.5, "no readable images", ha="center", va="center", color=GREY)
+        n_wrong = sum(1 for s in samples if _is_wrong(s))
+        fig.suptitle(f"{title} — {n_wrong} of {len(samples)} wrong (red frame)", fontweight="bold", fontsize=11,
+                     y=1 - 0.12 / fig.get_figheight())
         return _save(fig, path)
 
 
@@ -481,33 +508,25 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
 
     Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}.
     """
-    n = len(samples)
-    grid_rows, cols = _grid(n, max_cols)
     with _style():
-        fig = _figure(2.05 * cols, 4.2 * grid_rows + 0.5)
-        axes = np.atleast_2d(fig.subplots(2 * grid_rows, cols))
-        for r in range(grid_rows):
-            for c in range(cols):
-                i = r * cols + c
-                top, bottom = axes[2 * r, c], axes[2 * r + 1, c]
-                if i >= n:
-                    top.set_visible(False)
-                    bottom.set_visible(False)
-                    continue
-                s = samples[i]
-                wrong = not s["correct"]
-                _show(top, s["image"])
-                top.set_title(f"True: {_short(s['true'], 14)}\nPred: {_short(s['pred'], 14)} ({s['prob']:.2f})",
-                              fontsize=8.5, color=WRONG_COLOR if wrong else RIGHT_COLOR,
-                              fontweight="bold" if wrong else "normal")
-                _show(bottom, s["image"])
-                bottom.imshow(s["heatmap"], cmap="jet", alpha=0.45, vmin=0, vmax=1,
-                              extent=(-0.5, s["image"].shape[1] - 0.5, s["image"].shape[0] - 0.5, -0.5),
-                              interpolation="bilinear")
-                for ax in (top, bottom):
-                    _mark(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
+        fig, cells = _cell_axes(max(len(samples), 1), max_cols, images_per_cell=2, caption_in=0.62)
+        for (top, bottom), s in zip(cells, samples):
+            wrong = _is_wrong(s)
+            _show(top, s["image"])
+            flat = float(np.max(s["heatmap"])) < 1e-6  # Grad-CAM found no positive evidence for the class
+            top.set_title(_caption(s) + ("\n(no positive evidence)" if flat else ""), fontsize=8.5,
+                          color=WRONG_COLOR if wrong else RIGHT_COLOR, fontweight="bold" if wrong else "normal", pad=4)
+            _show(bottom, s["image"])
+            h, w = s["image"].shape[:2]
+            bottom.imshow(s["heatmap"], cmap="jet", alpha=0.45, vmin=0, vmax=1, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                          interpolation="bilinear")
+            for ax in (top, bottom):
+                _mark(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
+        if not samples:
+            for ax in cells[0]:
+                ax.axis("off")
         fig.suptitle("Grad-CAM: where the model looked for its predicted class" + (f" (layer {layer})" if layer else ""),
-                     fontweight="bold", fontsize=11)
+                     fontweight="bold", fontsize=11, y=1 - 0.12 / fig.get_figheight())
         return _save(fig, path)
 
 
@@ -555,22 +574,21 @@ def plot_class_samples(samples: Mapping[str, str], path: str | os.PathLike, max_
     from ..data.decode import DecodeError, open_image
 
     names = list(samples)
-    rows, cols = _grid(len(names), 8)
     with _style():
-        fig = _figure(1.9 * cols, 2.1 * rows + 0.4)
-        axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-        for ax in axes[len(names):]:
-            ax.set_visible(False)
-        for ax, name in zip(axes, names):
+        fig, cells = _cell_axes(max(len(names), 1), 10, img_in=1.5, caption_in=0.3)
+        if not names:
+            cells[0][0].axis("off")
+        for (ax,), name in zip(cells, names):
             try:
                 arr = open_image(samples[name], None, "rgb")
                 img = Image.fromarray(arr)
                 img.thumbnail((max_side, max_side))
                 _show(ax, np.asarray(img))
+                _mark(ax, "#d1d5db", 0.8)
             except DecodeError as exc:
                 ax.axis("off")
                 ax.text(0.5, 0.5, f"unreadable:\n{exc}", ha="center", va="center", fontsize=7, color=WRONG_COLOR,
                         wrap=True)
-            ax.set_title(_short(name, 20), fontsize=9)
-        fig.suptitle("One sample image per class", fontweight="bold", fontsize=11)
+            ax.set_title(_short(name, 20), fontsize=9, pad=4)
+        fig.suptitle("One sample image per class", fontweight="bold", fontsize=11, y=1 - 0.12 / fig.get_figheight())
         return _save(fig, path)

@@ -149,8 +149,14 @@ def _print_run_summary(run: Any) -> None:
             f"[bold]{m.get('split', 'test')}[/bold] accuracy {m['accuracy']:.4f}  macro F1 {m['macro']['f1-score']:.4f}  "
             f"macro recall {m['macro']['recall']:.4f}  worst class {worst.get('name')} recall {worst.get('recall', 0):.3f}"
         )
-        if m.get("skipped"):
-            console.print(f"[yellow]{len(m['skipped'])} file(s) skipped[/yellow] (see dataset.json)")
+    dataset_file = run.path / "dataset.json"
+    skipped = json.loads(dataset_file.read_text()).get("skipped", []) if dataset_file.exists() else []
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} file(s) skipped[/yellow] (all listed in {dataset_file}):")
+        for s in skipped[:10]:
+            console.print(f"  {s['path']}: {s['reason']}", soft_wrap=True)
+        if len(skipped) > 10:
+            console.print(f"  ... and {len(skipped) - 10} more")
     report = run.path / "report.html"
     if report.exists():
         console.print(f"report: {report}")
@@ -322,12 +328,13 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
           max_upload_mb: float = typer.Option(10.0, min=0.001, help="Largest request body, in MiB."),
           max_files: int = typer.Option(32, min=1, help="Most images per request."),
           backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN`)."),
+          threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads [default: half the cores]."),
           access_log: bool = typer.Option(True, help="Log every request.")) -> None:
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
     from .serve import serve as run_server
 
     try:
-        run_server(run, host=host, port=port, access_log=access_log, backend=backend,
+        run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
                    max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_files=max_files)
     except ImgclfError as exc:
         raise fail(str(exc)) from None

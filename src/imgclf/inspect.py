@@ -23,8 +23,8 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
         per_class: Counter[str] = Counter()
         for path, cls in items:
             try:
-                meta = probe_image(path)
                 open_image(path, None, "rgb")  # full decode: catches truncation, bombs, bad data
+                meta = probe_image(path)
             except DecodeError as exc:
                 skipped.append({"path": path, "reason": str(exc)})
                 continue

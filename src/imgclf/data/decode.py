@@ -73,7 +73,7 @@ def open_image(source: str | IO[bytes], size: int | None, color: str, interpolat
         raise DecodeError("is a folder, not a file") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         message = str(exc) or type(exc).__name__
-        if "truncated" in message:
+        if "truncated" in message.lower():
             message = "truncated file (" + message + ")"
         raise DecodeError(message) from None
     if arr.ndim == 2:

@@ -1,0 +1,53 @@
+"""Each bad configuration exits with status 2 and one clear message, never a traceback."""
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from imgclf.cli import app
+
+
+class _Proc:
+    def __init__(self, result):
+        self.returncode = result.exit_code
+        self.stderr = result.stderr + (repr(result.exception) if result.exit_code not in (0, 2) else "")
+        self.stdout = result.stdout
+
+
+def _cli(args):
+    return _Proc(CliRunner().invoke(app, args))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "model_ss"], r"model must be one of .*Did you mean: model_s\? Received: model='model_ss'"),
+    (["--augment", "rotat=3"], r"augment must be a comma-separated list of .*Did you mean rotate"),
+    (["--augment", "zoom=5"], r"augment zoom must be between 0 and 0.95. Received: augment zoom=5"),
+    (["--lr", "-1"], r"lr: Input should be greater than 0. Received: lr=-1.0"),
+    (["--val-split", "0.95"], r"val_split \+ test_split must be < 0.9"),
+    (["--img-size", "4", "--model", "model_s"], r"img_size must be at least 8 for model model_s. Received: img_size=4"),
+    (["--optimizer", "adamm"], r"optimizer must be 'adam', 'adamw' or 'sgd'. Received: optimizer='adamm'"),
+    (["--color", "cmyk"], r"color must be 'rgb', 'grayscale' or 'auto'. Received: color='cmyk'"),
+    (["--model-args", "depth=3"], r"model_args for simple_cnn must be among \{width, dropout\}"),
+    (["--monitor", "val_f1"], r"monitor: must be one of \['val_acc', 'val_loss'\]. Received: monitor='val_f1'"),
+    (["--cache-budget", "lots"], r"cache_budget must be a size such as 512MB"),
+    (["--time-limit", "soon"], r"time_limit must be a duration such as 90s"),
+])
+def test_bad_option(image_folder, tmp_path, args, message):
+    proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), *args])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.search(message, " ".join(proc.stderr.split())), proc.stderr
+
+
+def test_missing_data_and_existing_run(tiny_run, tmp_path):
+    proc = _cli(["train", str(tmp_path / "nowhere")])
+    assert proc.returncode == 2 and "data must be an existing folder" in proc.stderr
+    proc = _cli(["train", str(tmp_path), "--out", str(tiny_run)])
+    assert proc.returncode == 2 and "holds another run" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_and_predict_on_a_non_run(tmp_path):
+    for cmd in (["evaluate", str(tmp_path)], ["predict", str(tmp_path), str(tmp_path)]):
+        proc = _cli(cmd)
+        assert proc.returncode == 2 and "model.json" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,94 @@
+"""Every command runs over the torture corpus: decodable images used, the rest skipped with reasons."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from imgclf.data.decode import DecodeError, open_image
+from torture import BROKEN, DECODABLE, exif_rotated_jpeg, make_torture_corpus
+
+IMGCLF = [sys.executable, "-m", "imgclf.cli"]
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_torture_corpus(tmp_path_factory.mktemp("torture") / "data")
+
+
+def _run(*args, env=None):
+    proc = subprocess.run(IMGCLF + list(args), capture_output=True, text=True, env=env, timeout=300)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    return proc
+
+
+def test_decoder_on_each_file(corpus):
+    for name, reason in BROKEN.items():
+        with pytest.raises(DecodeError, match=reason):
+            open_image(str(corpus / "cat" / name), 8, "rgb")
+    for name in DECODABLE:
+        for color, channels in (("rgb", 3), ("grayscale", 1)):
+            arr = open_image(str(corpus / "cat" / name), 8, color)
+            assert arr.shape == (8, 8, channels) and arr.dtype == np.uint8
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = tmp_path / "r.jpg"
+    path.write_bytes(exif_rotated_jpeg())
+    arr = open_image(str(path), None, "grayscale")[..., 0]
+    assert arr.shape == (20, 10), "orientation 6 turns a 20x10 landscape into a 10x20 portrait"
+    assert arr[:8].mean() < 60 and arr[12:].mean() > 200, "left half (black) must end up on top"
+
+
+def test_transparency_is_composited_over_white(tmp_path):
+    from PIL import Image
+
+    Image.new("RGBA", (4, 4), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert open_image(str(tmp_path / "clear.png"), None, "rgb").min() == 255
+
+
+def test_inspect_lists_every_broken_file(corpus):
+    proc = _run("inspect", str(corpus), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    reasons = {os.path.basename(s["path"]): s["reason"] for s in summary["skipped"]}
+    for name, reason in BROKEN.items():
+        assert reason in reasons[name]
+    assert "symbolic links" in reasons["loop.png"] or "symlink" in reasons["loop.png"]
+    assert summary["classes"] == ["cat", "dog"], "hidden folders are not classes"
+    assert summary["counts"]["all"]["cat"] == 12 + len(DECODABLE)
+
+
+def test_train_evaluate_predict_over_the_corpus(corpus, tmp_path):
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "run"
+    proc = _run("train", str(corpus), "--img-size", "16", "--epochs", "1", "--no-progress", "--out", str(out),
+                "--model-args", "width=8", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stdout
+    dataset = json.loads((out / "dataset.json").read_text())
+    skipped = {os.path.basename(s["path"]): s["reason"] for s in dataset["skipped"]}
+    for name, reason in BROKEN.items():
+        assert reason in skipped[name], name
+    used = {os.path.basename(f) for split in dataset["splits"].values() for f in split["files"]}
+    assert set(DECODABLE) <= used, "every decodable image is used"
+    if not AS_ROOT:  # root reads mode-000 files anyway
+        assert "permission denied" in skipped["unreadable.png"]
+    assert not any(".hidden" in f or ".ipynb" in f or ".git" in f for f in used)
+
+    proc = _run("evaluate", str(out), "--data", str(corpus), env=env)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {os.path.basename(s["path"]) for s in metrics["skipped"]} >= set(BROKEN)
+
+    proc = _run("predict", str(out), str(corpus / "cat"), "--format", "json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = {os.path.basename(r["path"]): r for r in json.loads(proc.stdout)}
+    for name in BROKEN:
+        assert rows[name]["error"] and rows[name]["label"] is None
+    for name in DECODABLE:
+        assert rows[name]["label"] in ("cat", "dog") and rows[name]["error"] is None

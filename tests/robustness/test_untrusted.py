@@ -1,0 +1,70 @@
+"""Files that travel between people never run code: safetensors, weights_only loads, validated cards."""
+
+import json
+import os
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from imgclf.card import load_card
+from imgclf.errors import ImgclfError
+from imgclf.inference import Classifier
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_checkpoint_is_refused_on_resume_and_does_not_execute(tiny_run, tmp_path):
+    import imgclf
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    marker = tmp_path / "pwned"
+    with open(run / "checkpoints" / "last.ckpt", "wb") as f:
+        pickle.dump({"state_dict": _Payload(marker)}, f)
+    with pytest.raises(Exception) as info:
+        imgclf.fit(None, resume=str(run), epochs=4)
+    assert not marker.exists(), "unpickling ran the payload"
+    assert "weights_only" in str(info.value) or "Unsupported" in str(info.value) or "global" in str(info.value).lower()
+
+
+def test_torch_load_with_weights_only_refuses_payload(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"w": _Payload(marker)}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    assert not marker.exists()
+
+
+def test_invalid_model_card_is_refused_before_use(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    card = json.loads((run / "model.json").read_text())
+    for change, message in [({"architecture": "../../etc/passwd"}, "architecture"),
+                            ({"mean": [0.5]} if card["in_chans"] == 3 else {"mean": [0.5, 0.5]}, "mean and std"),
+                            ({"classes": ["only"]}, "classes"),
+                            ({"img_size": -3}, "img_size")]:
+        (run / "model.json").write_text(json.dumps({**card, **change}))
+        with pytest.raises(ImgclfError, match=message):
+            load_card(run)
+    (run / "model.json").write_text("{not json")
+    with pytest.raises(ImgclfError, match="not valid JSON"):
+        Classifier.load(run)
+
+
+def test_weights_that_do_not_match_the_card_are_refused(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    card = json.loads((run / "model.json").read_text())
+    card["model_args"] = {"width": 16}
+    (run / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ImgclfError, match="does not match its model.json"):
+        Classifier.load(run)

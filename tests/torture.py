@@ -1,0 +1,91 @@
+"""A folder of everything that breaks image pipelines, next to enough good images to train on."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from conftest import make_image_folder
+
+# name -> expected reason fragment (None: decodable and must be used)
+BROKEN = {
+    "zero.jpg": "not a recognised image format",
+    "truncated.jpg": "truncated",
+    "truncated.png": "truncated",
+    "text.jpg": "not a recognised image format",
+    "bomb.png": "decompression bomb",
+}
+DECODABLE = ["bmp_named.jpg", "cmyk.jpg", "sixteen_bit.png", "palette_transparent.png", "la.png", "rgba.png",
+             "exif_rotated.jpg", "one_pixel.png", "with space ünïcødé.png"]
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A valid PNG header announcing 900 M pixels (well past Pillow's limit) with one tiny IDAT."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def exif_rotated_jpeg() -> bytes:
+    """A 20x10 image, left half black, right half white, stored with EXIF orientation 6 (rotate 90 CW)."""
+    arr = np.zeros((10, 20, 3), dtype=np.uint8)
+    arr[:, 10:] = 255
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    return buf.getvalue()
+
+
+def make_torture_corpus(root: Path) -> Path:
+    make_image_folder(root, classes=("cat", "dog"), per_class=12, size=16)
+    bad = root / "cat"
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    jpeg = io.BytesIO()
+    photo.save(jpeg, format="JPEG")
+    png = _png_bytes(photo)
+    (bad / "zero.jpg").write_bytes(b"")
+    (bad / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    (bad / "truncated.png").write_bytes(png[: len(png) // 2])
+    (bad / "text.jpg").write_text("this is not an image\n")
+    (bad / "bomb.png").write_bytes(_bomb_png())
+    bmp = io.BytesIO()
+    photo.save(bmp, format="BMP")
+    (bad / "bmp_named.jpg").write_bytes(bmp.getvalue())
+    photo.convert("CMYK").save(bad / "cmyk.jpg", format="JPEG")
+    Image.fromarray((rng.integers(0, 65535, (16, 16))).astype(np.uint16)).save(bad / "sixteen_bit.png")
+    pal = photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.info["transparency"] = 0
+    pal.save(bad / "palette_transparent.png", transparency=0)
+    photo.convert("LA").save(bad / "la.png")
+    photo.convert("RGBA").save(bad / "rgba.png")
+    (bad / "exif_rotated.jpg").write_bytes(exif_rotated_jpeg())
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(bad / "one_pixel.png")
+    photo.save(bad / "with space ünïcødé.png")
+    (bad / ".hidden.png").write_bytes(png)
+    (root / ".ipynb_checkpoints").mkdir()
+    (root / ".ipynb_checkpoints" / "x.png").write_bytes(png)
+    (root / "dog" / ".git").mkdir()
+    (root / "dog" / ".git" / "y.png").write_bytes(png)
+    os.symlink("loop.png", bad / "loop.png")  # a symlink pointing at itself
+    os.symlink("..", root / "dog" / "parent_loop")  # a folder link back up: must not recurse forever
+    unreadable = root / "dog" / "unreadable.png"
+    unreadable.write_bytes(png)
+    unreadable.chmod(0)
+    return root

@@ -452,6 +452,34 @@ study_imbalance.__signature__ = inspect.Signature(_study_options())  # type: ign
 study_app.command("imbalance", context_settings={"help_option_names": ["-h", "--help"]})(study_imbalance)
 
 
+@app.command()
+def report(run: Path = typer.Argument(..., help="Run directory."),
+           explain: bool = typer.Option(True, help="Include Grad-CAM heatmaps (needs the weights and grad-cam).")) -> None:
+    """Redraw a run's figures (plots/*.png) and write its self-contained report.html."""
+    from .evaluate.report import write_report
+
+    try:
+        path = write_report(run, explain=explain)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+            out: Path = typer.Option(Path("compare.html"), "--out", help="Where to write the HTML comparison.")) -> None:
+    """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
+    from .evaluate.compare import compare_runs, render_table, write_compare_html
+
+    try:
+        comparison = compare_runs(runs)
+        render_table(comparison, _console())
+        path = write_compare_html(comparison, out)
+    except ImgclfError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"comparison: {path}")
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:

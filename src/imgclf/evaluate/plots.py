@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -591,4 +592,59 @@ def plot_class_samples(samples: Mapping[str, str], path: str | os.PathLike, max_
                         wrap=True)
             ax.set_title(_short(name, 20), fontsize=9, pad=4)
         fig.suptitle("One sample image per class", fontweight="bold", fontsize=11, y=1 - 0.12 / fig.get_figheight())
+        return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------- run comparison
+def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Validation accuracy and loss of several runs overlaid, one colour per group.
+
+    Each group: {"label": str, "histories": [history rows of each run]}. A group of several seeds is drawn as
+    its mean with a ±1 std band (where at least two runs reached that epoch) over thin lines of the runs.
+    """
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"].colors if len(groups) <= 10 else colormaps["tab20"].colors
+    with _style():
+        fig = _figure(12, 4.6)
+        axes = fig.subplots(1, 2)
+        for g, group in enumerate(groups):
+            color = palette[g % len(palette)]
+            for ax, key in zip(axes, ("val_acc", "val_loss")):
+                series = [(np.array([_float(r.get("epoch")) for r in h]), np.array([_float(r.get(key)) for r in h]))
+                          for h in group["histories"]]
+                series = [(e[np.isfinite(v)], v[np.isfinite(v)]) for e, v in series]
+                series = [(e, v) for e, v in series if len(v)]
+                if not series:
+                    continue
+                n = len(series)
+                label = group["label"] + (f" (mean of {n} seeds ± std)" if n > 1 else "")
+                if n == 1:
+                    e, v = series[0]
+                    ax.plot(e, v, color=color, linewidth=1.9, marker="o" if len(e) <= 30 else None, markersize=3,
+                            label=label)
+                    continue
+                for e, v in series:
+                    ax.plot(e, v, color=color, linewidth=0.7, alpha=0.35)
+                epochs = np.unique(np.concatenate([e for e, _ in series]))
+                stack = np.full((n, len(epochs)), np.nan)
+                for i, (e, v) in enumerate(series):
+                    stack[i, np.searchsorted(epochs, e)] = v
+                count = np.isfinite(stack).sum(0)
+                mean = np.nanmean(stack, axis=0)
+                with warnings.catch_warnings():  # epochs only one run reached: no std, and numpy says so
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    std = np.where(count > 1, np.nanstd(stack, axis=0, ddof=1), np.nan)
+                ax.plot(epochs, mean, color=color, linewidth=2.1, label=label)
+                band = count > 1
+                ax.fill_between(epochs[band], (mean - std)[band], (mean + std)[band], color=color, alpha=0.18, lw=0)
+        for ax, title in zip(axes, ("Validation accuracy", "Validation loss")):
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        handles, labels = axes[1].get_legend_handles_labels()
+        if not handles:
+            handles, labels = axes[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8.5)
         return _save(fig, path)

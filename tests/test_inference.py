@@ -1,0 +1,85 @@
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgclf
+from imgclf.card import load_card
+from imgclf.evaluate.metrics import compute_metrics
+from imgclf.inference import build_from_card
+from imgclf.predict_format import format_predictions
+
+
+def test_model_card_schema_and_param_count(tiny_run):
+    card = load_card(tiny_run)
+    raw = json.loads((tiny_run / "model.json").read_text())
+    assert {"architecture", "model_args", "classes", "img_size", "in_chans", "color", "mean", "std",
+            "interpolation", "num_params", "metrics", "training", "versions", "hardware"} <= set(raw)
+    model = build_from_card(card)
+    assert card.num_params == sum(p.numel() for p in model.parameters())
+    assert raw["versions"]["torch"] and raw["hardware"]["cores"]
+
+
+def test_predict_files_folders_arrays_and_broken(tiny_run, image_folder, tmp_path):
+    clf = imgclf.load(tiny_run)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    arr = np.asarray(Image.open(next((image_folder / "dog").iterdir())).convert("RGB"))
+    preds = clf.predict([str(image_folder / "cat"), str(broken), arr], top_k=2)
+    assert len(preds) == 20 + 2
+    assert preds[20].error and preds[20].label is None
+    good = [p for p in preds if not p.error]
+    assert all(len(p.top) == 2 and p.top[0][1] >= p.top[1][1] for p in good)
+    assert all(abs(sum(prob for _, prob in p.top) - 1) < 1 or len(clf.classes) > 2 for p in good)
+    cats = [p.label for p in preds[:20]]
+    assert cats.count("cat") >= 15, "the tiny run learns the synthetic classes"
+
+
+def test_predict_pixels_matches_evaluation(tiny_run):
+    clf = imgclf.load(tiny_run)
+    rows = [r for r in csv.DictReader(open(tiny_run / "predictions.csv")) if not r["error"]]
+    preds = clf.predict([r["path"] for r in rows])
+    assert [p.label for p in preds] == [r["pred"] for r in rows]
+    assert all(abs(p.probability - float(r["prob"])) < 1e-5 for p, r in zip(preds, rows))
+
+
+def test_formats(tiny_run, image_folder):
+    preds = imgclf.load(tiny_run).predict([str(image_folder / "fox")], top_k=3)
+    parsed = list(csv.DictReader(io.StringIO(format_predictions(preds, "csv"))))
+    assert len(parsed) == 20 and {"path", "label", "probability", "top1_label", "top3_prob", "error"} <= set(parsed[0])
+    assert json.loads(format_predictions(preds, "json"))[0]["top"][0]["label"] == preds[0].label
+
+
+def test_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    logits = rng.normal(size=(200, 3)) + np.eye(3)[y] * 1.5
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    m = compute_metrics(y, probs, ["a", "b", "c"])
+    pred = probs.argmax(1)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert m["macro"]["f1-score"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert m["weighted"]["precision"] == pytest.approx(precision_score(y, pred, average="weighted"))
+    assert m["per_class"]["b"]["recall"] == pytest.approx(recall_score(y, pred, average=None)[1])
+    assert m["auc"]["c"] == pytest.approx(roc_auc_score(y == 2, probs[:, 2]))
+    assert np.array_equal(np.array(m["confusion"]).sum(1), np.bincount(y, minlength=3))
+    assert 0 <= m["ece"] <= 1
+
+
+def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder):
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    metrics = imgclf.evaluate(tiny_run, data=image_folder)
+    assert metrics["count"] == 60 and metrics["split"].endswith(":all")
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--tta"])
+    assert result.exit_code == 0, result.output
+    assert "macro avg" in result.stdout and "with TTA" in result.stdout
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), str(image_folder / "cat"), "--format", "csv"])
+    assert result.exit_code == 0 and result.stdout.count("\n") == 21

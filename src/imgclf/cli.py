@@ -207,6 +207,7 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     except ImgclfError as exc:
         raise fail(str(exc)) from None
     _print_metrics(metrics)
+    _print_most_confused(run)
 
 
 def _print_metrics(m: dict[str, Any]) -> None:
@@ -478,6 +479,15 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
     except ImgclfError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"comparison: {path}")
+
+
+def _print_most_confused(run: Path, top: int = 5) -> None:
+    """The interpretation layer's most-confused pairs, from the predictions.csv just written."""
+    from .evaluate.interpret import Interpretation
+
+    pairs = Interpretation.from_run(run).most_confused(top=top)
+    if pairs:
+        _console().print("most confused: " + "; ".join(f"{c.true} → {c.pred} ({c.count}, {100 * c.rate:.0f} %)" for c in pairs))
 
 
 def main() -> None:

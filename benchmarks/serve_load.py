@@ -1,0 +1,282 @@
+"""Load test of `imgclf serve` on loopback: throughput and latency with 16 concurrent clients vs one at a time.
+
+    python benchmarks/serve_load.py                 # trains two small digits runs first (about a minute)
+    python benchmarks/serve_load.py --run runs/x    # an existing run
+
+For each run: starts `imgclf serve` as a subprocess on 127.0.0.1 (a free port, never another interface),
+sends --requests requests from --concurrency clients and --sequential-requests one at a time, in two
+alternating rounds so that a change in background load hits both modes alike (every phase also stops at
+--time-limit seconds), counts 5xx answers, stops the server and writes benchmarks/results/serve.json.
+Every request is one PNG from the run's test split, as the upload page or `curl -F files=@x.png` sends it.
+Besides wall-clock figures it records the server's CPU time per request, which other jobs on a shared
+machine inflate far less than latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+try:  # the load generator: httpx's async pool cost more CPU per request than the server did (measured)
+    import aiohttp
+except ImportError:  # pragma: no cover
+    sys.exit("benchmarks/serve_load.py needs aiohttp: pip install aiohttp")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from imgclf import hardware  # noqa: E402
+from imgclf.io import read_json, write_json  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_run(workdir: Path, model: str, img_size: int, epochs: int) -> Path:
+    """A digits run (the offline data set of `imgclf demo`); accuracy does not matter here, only the model."""
+    import imgclf
+    from imgclf.data.builtin import export_digits
+
+    data = workdir / "digits"
+    if not data.exists():
+        export_digits(data)
+    run = imgclf.fit({"data": str(data), "model": model, "img_size": img_size, "epochs": epochs, "batch_size": 64,
+                      "lr": 3e-3, "out": str(workdir / f"{model}-{img_size}"), "progress": False, "seed": 0})
+    return Path(run.path)
+
+
+def payloads(run: Path, count: int = 64) -> list[tuple[str, bytes]]:
+    dataset = read_json(run / "dataset.json")
+    split = dataset["splits"].get("test") or dataset["splits"]["val"]
+    files = [Path(dataset["root"]) / f for f in split["files"][:count]]
+    return [(f.name, f.read_bytes()) for f in files]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run: Path, port: int, backend: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "imgclf.cli", "serve", str(run), "--host", "127.0.0.1", "--port", str(port),
+           "--no-access-log", "--backend", backend]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            health(port)
+            return proc
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("the server did not answer /health within 120 s")
+
+
+async def load(url: str, files: list[tuple[str, bytes]], total: int, concurrency: int, time_limit: float) -> dict:
+    """`concurrency` clients on keep-alive connections, each sending its next request when the last is answered."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors: list[str] = []
+    issued = 0
+    stop_at = time.perf_counter() + time_limit
+
+    async def client_loop(session: aiohttp.ClientSession) -> None:
+        nonlocal issued
+        while issued < total and time.perf_counter() < stop_at:
+            name, data = files[issued % len(files)]
+            issued += 1
+            form = aiohttp.FormData()
+            form.add_field("files", data, filename=name, content_type="image/png")
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=form) as r:
+                    await r.read()
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(client_loop(session) for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return {"latencies": latencies, "statuses": statuses, "errors": errors, "seconds": wall,
+            "stopped_by_time_limit": len(latencies) + len(errors) < total}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from Linux's /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def health(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+        return json.loads(r.read())
+
+
+class Phase:
+    """Accumulates the rounds of one mode (concurrent or sequential) into one summary."""
+
+    def __init__(self, clients: int):
+        self.clients = clients
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.errors: list[str] = []
+        self.seconds = self.server_cpu = self.client_cpu = 0.0
+        self.passes = self.images = 0
+        self.stopped_by_time_limit = False
+        self.load_averages: list[float] = []
+
+    def run(self, pid: int, port: int, url: str, files, total: int, time_limit: float) -> None:
+        before, server_cpu, client_cpu = health(port), cpu_seconds(pid), time.process_time()
+        out = asyncio.run(load(url, files, total, self.clients, time_limit))
+        self.server_cpu += cpu_seconds(pid) - server_cpu
+        self.client_cpu += time.process_time() - client_cpu
+        after = health(port)
+        self.passes += after["forward_passes"] - before["forward_passes"]
+        self.images += after["images"] - before["images"]
+        self.latencies += out["latencies"]
+        self.errors += out["errors"]
+        for k, v in out["statuses"].items():
+            self.statuses[k] = self.statuses.get(k, 0) + v
+        self.seconds += out["seconds"]
+        self.stopped_by_time_limit |= out["stopped_by_time_limit"]
+        self.load_averages.append(round(os.getloadavg()[0], 2))
+
+    def summary(self) -> dict:
+        lat = np.array(self.latencies) * 1000
+        n = max(1, len(self.latencies))
+        return {
+            "clients": self.clients,
+            "requests": len(self.latencies),
+            "seconds": round(self.seconds, 3),
+            "throughput_rps": round(len(self.latencies) / self.seconds, 2),
+            "latency_ms": {q: round(float(np.percentile(lat, p)), 2) for q, p in
+                           (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))},
+            "status_counts": {str(k): v for k, v in sorted(self.statuses.items())},
+            "server_errors_5xx": sum(v for k, v in self.statuses.items() if k >= 500),
+            "transport_errors": len(self.errors),
+            "first_transport_errors": self.errors[:3],
+            "mean_batch": round(self.images / self.passes, 2) if self.passes else None,
+            "server_cpu_ms_per_request": round(1000 * self.server_cpu / n, 3),
+            "client_cpu_ms_per_request": round(1000 * self.client_cpu / n, 3),
+            "stopped_by_time_limit": self.stopped_by_time_limit,
+            "load_average_1min_after_each_round": self.load_averages,
+        }
+
+
+def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
+    if args.backend == "onnx" and not (run / "export" / "model.onnx").exists():
+        from imgclf.export import export_run
+
+        export_run(run)
+    card = read_json(run / "model.json")
+    files = payloads(run)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/predict"
+    server = start_server(run, port, args.backend)
+    concurrent, sequential = Phase(args.concurrency), Phase(1)
+    try:
+        asyncio.run(load(url, files, 50, 4, 30))  # warm-up: first forward passes, connections
+        for _ in range(args.rounds):
+            concurrent.run(server.pid, port, url, files, args.requests // args.rounds, args.time_limit / args.rounds)
+            sequential.run(server.pid, port, url, files, args.sequential_requests // args.rounds,
+                           args.time_limit / args.rounds)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    c, s = concurrent.summary(), sequential.summary()
+    speedup = c["throughput_rps"] / s["throughput_rps"]
+    print(f"{label}: {args.concurrency} clients {c['throughput_rps']} req/s (p50 {c['latency_ms']['p50']} ms, "
+          f"p99 {c['latency_ms']['p99']} ms, mean batch {c['mean_batch']}); one at a time {s['throughput_rps']} req/s "
+          f"(p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms); {speedup:.2f}x; "
+          f"5xx {c['server_errors_5xx'] + s['server_errors_5xx']}")
+    return {
+        "model": {"architecture": card["architecture"], "img_size": card["img_size"], "in_chans": card["in_chans"],
+                  "classes": len(card["classes"]), "num_params": card["num_params"], "backend": args.backend,
+                  "run": label},
+        "concurrent": c,
+        "sequential": s,
+        "speedup_concurrent_over_sequential": round(speedup, 2),
+        "meets_2x": speedup >= 2.0,
+        "server_errors_5xx": c["server_errors_5xx"] + s["server_errors_5xx"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, action="append", help="run directory to serve (repeatable; default: "
+                                                              "train the --models on digits)")
+    ap.add_argument("--models", default="simple_cnn:16,model_s:32",
+                    help="MODEL:IMG_SIZE,... trained on digits when no --run is given")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs for the runs this script trains")
+    ap.add_argument("--requests", type=int, default=2000, help="requests sent by --concurrency clients")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--sequential-requests", type=int, default=500, help="requests sent one at a time")
+    ap.add_argument("--rounds", type=int, default=2, help="alternations of the two modes")
+    ap.add_argument("--time-limit", type=float, default=120.0, help="seconds at most per mode and run")
+    ap.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
+    args = ap.parse_args()
+
+    started = time.perf_counter()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="imgclf-serve-bench-") as tmp:
+        if args.run:
+            runs = [(run, str(run)) for run in args.run]
+        else:
+            runs = []
+            for spec in args.models.split(","):
+                model, _, size = spec.partition(":")
+                runs.append((make_run(Path(tmp), model, int(size or 32), args.epochs),
+                             f"{model} at {size}px, trained {args.epochs} epoch(s) on digits by this script"))
+        for run, label in runs:
+            results.append(bench_run(run, args, label))
+
+    report = {
+        "benchmark": "imgclf serve: POST /predict, one PNG per request, loopback HTTP/1.1 keep-alive, aiohttp client",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
+        "results": results,
+        "server_errors_5xx_total": sum(r["server_errors_5xx"] for r in results),
+        "all_meet_2x": all(r["meets_2x"] for r in results),
+        "seconds_total": round(time.perf_counter() - started, 1),
+        "environment": {**hardware.describe(), "python": platform.python_version(),
+                        "versions": {name: version(name) for name in
+                                     ("imgclf", "torch", "fastapi", "starlette", "uvicorn", "aiohttp", "onnxruntime")},
+                        "server": "one uvicorn process, forward pass on 1 thread (imgclf serve's default: half the cores)",
+                        "load_average_1min_before": load_before[0],
+                        "note": "the server and the load generator share the machine's cores, and other engineers' "
+                                "jobs ran on the same CPU during the measurement (see the load averages): wall-clock "
+                                "figures are noisy; server CPU per request less so"},
+    }
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Export a run to a self-contained model file (ONNX or a torch.export program) and load the ONNX one back.
+
+The exported graph takes what `Classifier.decode` produces, uint8 images in NHWC layout at the card's size
+and colour mode, and does the rest itself: scale by 1/255, normalise with the card's mean/std, run the
+network, softmax. A caller needs only an image decoder and the class names in the card written beside it.
+
+Resizing stays outside the graph on purpose: the model was trained on images resized by Pillow with the
+card's `interpolation` (antialiased), and no ONNX Resize reproduces that exactly. The card says which
+size and interpolation to use.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .card import ModelCard, load_card
+from .errors import ImgclfError, invalid
+from .inference import Classifier
+from .io import atomic_write_bytes, write_json
+
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt2"}
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+CARD_METADATA_KEY = "imgclf.model_card"
+
+
+class _WithPreprocessing(torch.nn.Module):
+    """uint8 (N, H, W, C) -> probabilities (N, K): the card's preprocessing and softmax around the network."""
+
+    def __init__(self, model: torch.nn.Module, card: ModelCard):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(card.mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(card.std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).to(torch.float32)
+        # (x/255 - mean)/std == (x - 255*mean)/(255*std): one op fewer, same value to float rounding.
+        x = (x - self.mean) / self.std
+        return torch.softmax(self.model(x).float(), dim=1)
+
+
+def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.PathLike | None = None) -> Path:
+    """Write the run's model with its preprocessing, plus its model card, and return the model file's path.
+
+    format="onnx" writes `model.onnx` (a single file, dynamic batch) with the card embedded in the ONNX
+    metadata (key `imgclf.model_card`) and also written beside it as `model.onnx.json`.
+
+    format="torchscript" writes `model.pt2`, a `torch.export` program, not a `torch.jit` archive:
+    torch.jit.trace/script are deprecated in torch 2.14, a trace freezes the batch size unless handled
+    with care, and torch.export is the same capture the ONNX exporter uses, so both formats come from one
+    graph. Load it with `torch.export.load("model.pt2").module()`; it needs torch but not imgclf. Like any
+    pickle-capable torch archive, load a .pt2 only from a source you trust; ONNX is the format to share.
+
+    out: the folder to write into (default `RUN/export/`). Files are written atomically.
+    """
+    if format not in FORMATS:
+        raise invalid("format", format, FORMATS)
+    run_dir = Path(run_dir)
+    card = load_card(run_dir)
+    clf = Classifier.load(run_dir)
+    out_dir = Path(out) if out is not None else run_dir / "export"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ImgclfError(f"out must be a folder. Received: out={str(out_dir)!r} (an existing file)")
+    target = out_dir / FORMATS[format]
+
+    # A fresh float32, contiguous-format copy: the Classifier keeps its weights channels-last for speed.
+    wrapped = _WithPreprocessing(clf.model.to(memory_format=torch.contiguous_format), card).eval()
+    example = torch.zeros((2, card.img_size, card.img_size, card.in_chans), dtype=torch.uint8)
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},)
+    card_json = card.model_dump(mode="json")
+    card_json["export"] = {"format": format, "file": target.name, "input": INPUT_NAME, "output": OUTPUT_NAME,
+                           "input_layout": "NHWC uint8", "torch": torch.__version__}
+
+    if format == "onnx":
+        data = _onnx_bytes(wrapped, example, dynamic, card_json)
+    else:
+        with torch.no_grad():
+            program = torch.export.export(wrapped, (example,), dynamic_shapes=dynamic)
+        buf = io.BytesIO()
+        torch.export.save(program, buf, extra_files={"model.json": json.dumps(card_json)})
+        data = buf.getvalue()
+    atomic_write_bytes(target, data)
+    write_json(target.with_name(target.name + ".json"), card_json)
+    return target
+
+
+def _onnx_bytes(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple, card_json: dict[str, Any]) -> bytes:
+    import onnx
+
+    with torch.no_grad():
+        program = torch.onnx.export(module, (example,), dynamo=True, dynamic_shapes=dynamic, external_data=False,
+                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CARD_METADATA_KEY, json.dumps(card_json)
+    proto.doc_string = (f"imgclf {card_json['architecture']}: uint8 NHWC images "
+                        f"({card_json['img_size']}x{card_json['img_size']}x{card_json['in_chans']}) -> "
+                        f"probabilities over {len(card_json['classes'])} classes")
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+class OnnxClassifier(Classifier):
+    """`Classifier` whose forward pass is an onnxruntime session over the exported model.
+
+    Decoding, labels and `predict()` are inherited, so `--backend onnx` behaves like the torch backend.
+    """
+
+    def __init__(self, session: Any, card: ModelCard):  # no torch model: the session replaces it
+        self.card = card
+        self.session = session
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxClassifier":
+        import onnxruntime as ort
+
+        path = Path(path)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+            raise ImgclfError(f"model.onnx could not be loaded: {path} ({exc})") from None
+        meta = session.get_modelmeta().custom_metadata_map
+        if CARD_METADATA_KEY not in meta:
+            raise ImgclfError(f"the ONNX model has no imgclf model card in its metadata. Received: {path} "
+                              f"(export it with `imgclf export RUN --format onnx`)")
+        card = ModelCard.model_validate(json.loads(meta[CARD_METADATA_KEY]))
+        return cls(session, card)
+
+    def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
+        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages the image and its mirror."""
+        pixels = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
+        out = []
+        for start in range(0, len(pixels), batch_size):
+            chunk = np.ascontiguousarray(pixels[start:start + batch_size], dtype=np.uint8)
+            probs = self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})[0]
+            if tta:
+                mirror = np.ascontiguousarray(chunk[:, :, ::-1])
+                probs = (probs + self.session.run([OUTPUT_NAME], {INPUT_NAME: mirror})[0]) / 2
+            out.append(probs.astype(np.float32, copy=False))
+        if not out:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return np.concatenate(out)
+
+
+def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None) -> OnnxClassifier:
+    """A run directory (uses RUN/export/model.onnx) or an .onnx file -> OnnxClassifier.
+
+    threads: onnxruntime's intra-op threads (default: its own choice, one per physical core)."""
+    path = Path(run_or_file)
+    if path.is_dir():
+        path = path / "export" / FORMATS["onnx"]
+        if not path.exists():
+            raise ImgclfError(f"run has no ONNX export. Received: run={str(run_or_file)!r} without export/model.onnx "
+                              f"(create it with `imgclf export {run_or_file} --format onnx`)")
+    elif not path.is_file():
+        raise ImgclfError(f"run must be a run directory or an .onnx file. Received: {str(run_or_file)!r} (not found)")
+    return OnnxClassifier.from_file(path, threads)

@@ -1,0 +1,110 @@
+// The upload page: pick or drop images, POST them to /predict, show each image with its top classes.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let limits = { max_upload_bytes: Infinity, max_files: Infinity };
+let topK = 5;
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function percent(p) {
+  return (100 * p).toFixed(p >= 0.995 || p < 0.0005 ? 0 : 1) + "%";
+}
+
+async function loadCard() {
+  try {
+    const [card, health] = await Promise.all([fetch("model").then((r) => r.json()), fetch("health").then((r) => r.json())]);
+    limits = health.limits || limits;
+    topK = Math.min(5, card.classes.length);
+    $("model-name").textContent = card.architecture;
+    const acc = card.metrics && typeof card.metrics.accuracy === "number" ? `, test accuracy ${percent(card.metrics.accuracy)}` : "";
+    $("model-info").textContent = `${card.classes.length} classes (${card.classes.slice(0, 8).join(", ")}` +
+      `${card.classes.length > 8 ? ", …" : ""}), input ${card.img_size}×${card.img_size} ${card.color}${acc}`;
+    $("limits").textContent = `up to ${limits.max_files} image(s), ${(limits.max_upload_bytes / 1e6).toFixed(1)} MB per request`;
+  } catch (err) {
+    $("model-info").textContent = "could not load the model card: " + err;
+  }
+}
+
+function render(files, predictions) {
+  const results = $("results");
+  results.replaceChildren();
+  predictions.forEach((pred, i) => {
+    const node = $("result-template").content.firstElementChild.cloneNode(true);
+    const img = node.querySelector(".preview");
+    img.src = URL.createObjectURL(files[i]);
+    img.alt = pred.file;
+    img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+    node.querySelector(".label").textContent = pred.label;
+    node.querySelector(".prob").textContent = percent(pred.probability);
+    node.querySelector(".file").textContent = pred.file;
+    const bars = node.querySelector(".bars");
+    for (const { label, probability } of pred.top) {
+      const li = document.createElement("li");
+      const name = Object.assign(document.createElement("span"), { className: "name", textContent: label, title: label });
+      const track = Object.assign(document.createElement("span"), { className: "track" });
+      const fill = Object.assign(document.createElement("span"), { className: "fill" });
+      fill.style.width = (100 * probability).toFixed(2) + "%";
+      track.append(fill);
+      const pct = Object.assign(document.createElement("span"), { className: "pct", textContent: percent(probability) });
+      li.setAttribute("aria-label", `${label}: ${percent(probability)}`);
+      li.append(name, track, pct);
+      bars.append(li);
+    }
+    results.append(node);
+  });
+}
+
+async function classify(fileList) {
+  const files = Array.from(fileList || []);
+  if (!files.length) return;
+  showError("");
+  if (files.length > limits.max_files) {
+    showError(`At most ${limits.max_files} images at a time; ${files.length} were given.`);
+    return;
+  }
+  const total = files.reduce((n, f) => n + f.size, 0);
+  if (total > limits.max_upload_bytes) {
+    showError(`The images are too large together (${(total / 1e6).toFixed(1)} MB; at most ${(limits.max_upload_bytes / 1e6).toFixed(1)} MB).`);
+    return;
+  }
+  const body = new FormData();
+  for (const f of files) body.append("files", f, f.name);
+  $("status").textContent = `classifying ${files.length} image(s)…`;
+  try {
+    const response = await fetch(`predict?top_k=${topK}`, { method: "POST", body });
+    const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+    if (!response.ok) {
+      showError(data.error || `HTTP ${response.status}`);
+      $("status").textContent = "";
+      return;
+    }
+    render(files, data.predictions);
+    $("status").textContent = "";
+  } catch (err) {
+    showError("The server could not be reached: " + err);
+    $("status").textContent = "";
+  }
+}
+
+function setup() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (e) => { classify(e.target.files); e.target.value = ""; });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.remove("over"); });
+  }
+  drop.addEventListener("drop", (e) => classify(e.dataTransfer.files));
+  // A drop beside the box should not make the browser navigate away to the image.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => e.preventDefault());
+  loadCard();
+}
+
+setup();

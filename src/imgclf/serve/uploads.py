@@ -1,0 +1,123 @@
+"""Read the images of a multipart upload into memory, within limits, with a clear error for every way it fails.
+
+Uploads never touch the disk: Starlette's parser would spool parts over 1 MB to a temporary file, so the
+spool size is raised to the request limit, which is enforced on the byte stream before parsing finishes.
+Client file names are kept only as labels to echo back; nothing here opens a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect, Request
+
+FIELD = "files"
+ALLOWED_PART_TYPES = ("image/", "application/octet-stream")
+
+
+class ApiError(Exception):
+    """A request the server refuses: HTTP status, a message for people, optional details for programs."""
+
+    def __init__(self, status: int, message: str, **details: Any):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+@dataclass
+class Upload:
+    name: str  # the client's file name, shortened; only ever echoed back
+    content_type: str
+    data: bytes
+
+
+class _TooManyFiles(Exception):
+    pass
+
+
+class _InMemoryParser(MultiPartParser):
+    def __init__(self, request: Request, stream: AsyncIterator[bytes], max_bytes: int, max_files: int):
+        super().__init__(request.headers, stream, max_files=float("inf"), max_fields=16, max_part_size=64 * 1024)  # type: ignore[arg-type]
+        self.spool_max_size = max_bytes + 1  # the whole body is bounded by max_bytes: parts stay in memory
+        self._file_limit = max_files
+
+    def on_headers_finished(self) -> None:
+        super().on_headers_finished()
+        if self._current_files > self._file_limit:
+            raise _TooManyFiles()
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1_000_000:.3g} MB"
+
+
+async def _limited(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_bytes:
+            raise ApiError(413, f"upload must be at most {_megabytes(max_bytes)} ({max_bytes} bytes). "
+                                f"Received: more than {max_bytes} bytes", limit_bytes=max_bytes)
+        yield chunk
+
+
+async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list[Upload]:
+    """The request's image parts (field `files`), in order. Raises ApiError for anything unacceptable."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, f"Content-Length must be a number of bytes. Received: {length[:40]!r}")
+        if int(length) == 0:
+            raise ApiError(400, "request body is empty: send images as multipart/form-data in the field 'files'")
+        if int(length) > max_bytes:
+            raise ApiError(413, f"upload must be at most {_megabytes(max_bytes)} ({max_bytes} bytes). "
+                                f"Received: {int(length)} bytes", limit_bytes=max_bytes)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(415, "Content-Type must be multipart/form-data with the images in the field 'files'. "
+                            f"Received: Content-Type={content_type[:100] or '(none)'!r}")
+    parser = _InMemoryParser(request, _limited(request, max_bytes), max_bytes, max_files)
+    try:
+        form = await parser.parse()
+    except _TooManyFiles:
+        raise ApiError(413, f"a request may carry at most {max_files} files. Received: more than {max_files}",
+                       max_files=max_files) from None
+    except MultiPartException as exc:
+        raise ApiError(400, f"the multipart body could not be parsed: {exc.message}") from None
+    except ClientDisconnect:
+        raise ApiError(400, "the client disconnected before the upload was complete") from None
+    try:
+        uploads, others = [], []
+        for key, value in form.multi_items():
+            if key == FIELD and isinstance(value, UploadFile):
+                uploads.append(Upload(_display_name(value.filename, len(uploads)),
+                                      (value.content_type or "").lower(), value.file.read()))
+            else:
+                others.append(f"{key} (text)" if key == FIELD else key)
+    finally:
+        await form.close()
+    if others:
+        raise ApiError(400, f"the only accepted form field is '{FIELD}' (one file each). "
+                            f"Received: field(s) {sorted(set(others))[:10]}")
+    if not uploads:
+        raise ApiError(400, f"request body is empty: send at least one image in the form field '{FIELD}'")
+    for up in uploads:
+        if up.content_type and not up.content_type.startswith(ALLOWED_PART_TYPES):
+            raise ApiError(415, f"each file must be an image (Content-Type image/* or application/octet-stream). "
+                                f"Received: {up.name!r} as {up.content_type[:100]!r}")
+    empty = [up.name for up in uploads if not up.data]
+    if empty:
+        raise ApiError(400, f"files must not be empty. Received: {len(empty)} empty file(s): {empty[:10]}")
+    return uploads
+
+
+def _display_name(filename: str | None, index: int) -> str:
+    # Only the last path component, printable, bounded: it is echoed in JSON and on the page, never opened.
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:200]
+    return name or f"file{index}"

@@ -1,0 +1,185 @@
+"""The HTTP API through FastAPI's TestClient: predictions, the model card, and every way a request is refused."""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from imgclf.errors import ImgclfError
+from imgclf.inference import Classifier
+from imgclf.io import read_json
+from imgclf.serve import create_app
+
+LIMIT = 20_000
+MAX_FILES = 3
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run):
+    with TestClient(create_app(tiny_run, max_upload_bytes=LIMIT, max_files=MAX_FILES)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def png(image_folder) -> bytes:
+    return next(iter(sorted(image_folder.glob("cat/*.png")))).read_bytes()
+
+
+def _files(*items):
+    return [("files", item) for item in items]
+
+
+def _assert_serving(client, png):
+    r = client.post("/predict", files=_files(("ok.png", png, "image/png")))
+    assert r.status_code == 200, r.text
+
+
+def test_health_and_model_card(client, tiny_run):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["classes"] == 3
+    assert health["limits"] == {"max_upload_bytes": LIMIT, "max_files": MAX_FILES}
+    assert client.get("/model").json() == read_json(tiny_run / "model.json")
+
+
+def test_predict_matches_the_classifier_for_each_file(client, tiny_run, image_folder):
+    paths = [sorted(image_folder.glob(f"{c}/*.png"))[3] for c in ("cat", "dog", "fox")]
+    expected = Classifier.load(tiny_run).predict([str(p) for p in paths], top_k=3)
+    r = client.post("/predict?top_k=3", files=_files(*[(p.name, p.read_bytes(), "image/png") for p in paths]))
+    assert r.status_code == 200, r.text
+    got = r.json()["predictions"]
+    assert [g["file"] for g in got] == [p.name for p in paths]
+    for g, e in zip(got, expected):
+        assert g["label"] == e.label and g["probability"] == pytest.approx(e.probability, abs=1e-5)
+        assert [t["label"] for t in g["top"]] == [lbl for lbl, _ in e.top]
+        assert sum(t["probability"] for t in g["top"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_top_k_selects_and_caps(client, png):
+    one = client.post("/predict?top_k=1", files=_files(("a.png", png, "image/png"))).json()["predictions"][0]
+    assert len(one["top"]) == 1
+    many = client.post("/predict?top_k=50", files=_files(("a.png", png, "image/png"))).json()["predictions"][0]
+    assert len(many["top"]) == 3  # only three classes exist
+
+
+def test_client_file_names_are_only_echoed(client, png, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = client.post("/predict", files=_files(("../../etc/passwd", png, "image/png"), ("C:\\x\\..\\evil.png", png, "image/png")))
+    assert r.status_code == 200
+    assert [p["file"] for p in r.json()["predictions"]] == ["passwd", "evil.png"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_large_uploads_stay_in_memory(tiny_run, monkeypatch):
+    # Starlette would spool a part over 1 MB to a temporary file; ours must not touch the disk at all.
+    noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    assert buf.tell() > 1024 * 1024
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("an upload was written to a temporary file")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_disk)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_disk)
+    with TestClient(create_app(tiny_run)) as c:
+        r = c.post("/predict", files=_files(("big.png", buf.getvalue(), "image/png")))
+    assert r.status_code == 200, r.text
+
+
+def _multipart(parts: list[tuple[str, str | None, str | None, bytes]], boundary: str = "b0undary") -> bytes:
+    out = b""
+    for name, filename, ctype, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
+        out += (f"Content-Type: {ctype}\r\n" if ctype else "").encode() + b"\r\n" + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+MULTIPART = {"content-type": "multipart/form-data; boundary=b0undary"}
+
+
+def _chunks(total: int):
+    yield b"--b0undary\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\n"
+    for _ in range(total // 4096 + 1):
+        yield b"\0" * 4096
+
+
+BAD_REQUESTS = {
+    # name: (request kwargs, expected status, pattern the error message must match)
+    "oversized (Content-Length)": (dict(files=_files(("a.png", b"\x89PNG" + b"\0" * LIMIT, "image/png"))), 413,
+                                   r"upload must be at most .*Received: \d+ bytes"),
+    "oversized (chunked, no length)": (dict(content=_chunks(3 * LIMIT), headers=MULTIPART), 413,
+                                       r"upload must be at most .*Received: more than"),
+    "not an image": (dict(files=_files(("notes.png", b"just some text, not pixels", "image/png"))), 422,
+                     r"files must be readable images.*'notes.png'.*not a recognised image format"),
+    "truncated image": ("TRUNCATED", 422, r"'cut.png'.*truncated"),
+    "one bad file among good ones": ("MIXED", 422, r"1 unusable file.*'bad.jpg'"),
+    "wrong request content type": (dict(json={"files": ["a.png"]}), 415,
+                                   r"Content-Type must be multipart/form-data.*Received: Content-Type='application/json'"),
+    "raw image body": (dict(content=b"\x89PNG....", headers={"content-type": "image/png"}), 415, r"multipart/form-data"),
+    "part that is not an image type": (dict(files=_files(("a.txt", b"hello", "text/plain"))), 415,
+                                       r"each file must be an image.*'a.txt' as 'text/plain'"),
+    "too many files": ("TOO_MANY", 413, rf"at most {MAX_FILES} files"),
+    "empty body": (dict(content=b"", headers=MULTIPART), 400, r"request body is empty"),
+    "multipart without parts": (dict(content=b"--b0undary--\r\n", headers=MULTIPART), 400, r"at least one image"),
+    "wrong field name": (dict(content=_multipart([("image", "a.png", "image/png", b"x")]), headers=MULTIPART), 400,
+                         r"only accepted form field is 'files'.*'image'"),
+    "text instead of a file": (dict(content=_multipart([("files", None, None, b"a.png")]), headers=MULTIPART), 400,
+                               r"files \(text\)"),
+    "empty file": (dict(content=_multipart([("files", "a.png", "image/png", b"")]), headers=MULTIPART), 400,
+                   r"files must not be empty"),
+    "missing boundary": (dict(content=b"abc", headers={"content-type": "multipart/form-data"}), 400,
+                         r"multipart body could not be parsed.*boundary"),
+    "bad top_k": ("BAD_TOP_K", 400, r"top_k must be a whole number from 1 to 3. Received: top_k='-2'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_requests_get_a_clear_json_error_and_the_server_keeps_serving(client, png, case):
+    kwargs, status, pattern = BAD_REQUESTS[case]
+    url = "/predict"
+    if kwargs == "TRUNCATED":
+        kwargs = dict(files=_files(("cut.png", png[: len(png) // 2], "image/png")))
+    elif kwargs == "MIXED":
+        kwargs = dict(files=_files(("good.png", png, "image/png"), ("bad.jpg", b"\xff\xd8\xff garbage", "image/jpeg")))
+    elif kwargs == "TOO_MANY":
+        kwargs = dict(files=_files(*[(f"{i}.png", png, "image/png") for i in range(MAX_FILES + 1)]))
+    elif kwargs == "BAD_TOP_K":
+        url, kwargs = "/predict?top_k=-2", dict(files=_files(("a.png", png, "image/png")))
+    r = client.post(url, **kwargs)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["status"] == status and re.search(pattern, body["error"]), body["error"]
+    _assert_serving(client, png)
+
+
+def test_unknown_routes_and_methods_are_json_errors(client):
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and r.json()["error"] == "Not Found"
+    r = client.get("/predict")
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_page_and_assets_are_self_contained(client):
+    for route, media in (("/", "text/html"), ("/app.js", "text/javascript"), ("/style.css", "text/css")):
+        r = client.get(route)
+        assert r.status_code == 200 and r.headers["content-type"].startswith(media)
+        assert "default-src 'none'" in r.headers["content-security-policy"]
+        assert not re.search(r"(https?:)?//[a-z0-9]", r.text.replace("://${", "")), f"external reference in {route}"
+    page = client.get("/").text
+    assert 'type="file"' in page and 'src="app.js"' in page
+
+
+def test_bad_settings_are_refused_before_serving(tiny_run, tmp_path):
+    with pytest.raises(ImgclfError, match="max_files must be >= 1"):
+        create_app(tiny_run, max_files=0)
+    with pytest.raises(ImgclfError, match="backend must be one of"):
+        create_app(tiny_run, backend="tensorflow")
+    with pytest.raises(ImgclfError, match="model.json"):
+        create_app(tmp_path)

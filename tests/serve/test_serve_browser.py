@@ -1,0 +1,78 @@
+"""The upload page in real headless Chromium against a real uvicorn server on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_run):
+    import uvicorn
+
+    from imgclf.serve import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))  # a free port, loopback only
+    server = uvicorn.Server(uvicorn.Config(create_app(tiny_run), log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def test_upload_an_image_and_read_the_predicted_label(server_url, tiny_run, image_folder, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from imgclf.inference import Classifier
+
+    image = sorted(image_folder.glob("fox/*.png"))[2]
+    expected = Classifier.load(tiny_run).predict([str(image)], top_k=3)[0]
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server_url)
+            page.wait_for_function("document.getElementById('model-name').textContent.length > 0")
+            assert page.text_content("#model-name") == "simple_cnn"
+            page.set_input_files("#file", str(image))
+            label = page.wait_for_selector("[data-testid=label]", timeout=15_000)
+            assert label.text_content() == expected.label
+            bars = page.locator(".bars li")
+            assert bars.count() == 3
+            assert bars.first.get_attribute("aria-label").startswith(f"{expected.label}: ")
+            width = page.eval_on_selector(".bars li .fill", "e => parseFloat(e.style.width)")
+            assert width == pytest.approx(100 * expected.probability, abs=0.01)
+            page.wait_for_function("document.querySelector('.preview').naturalWidth > 0")  # the image is shown
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+            # a file that is not an image: the page shows the server's message instead of results
+            bad = tmp_path / "notes.png"
+            bad.write_text("not an image")
+            page.set_input_files("#file", str(bad))
+            page.wait_for_selector("#error:not([hidden])", timeout=15_000)
+            assert "readable images" in page.text_content("#error")
+        finally:
+            browser.close()
+    assert not [e for e in errors if "422" not in e], errors  # the 422 fetch is the only console error expected

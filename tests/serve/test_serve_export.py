@@ -1,0 +1,108 @@
+"""ONNX / torch.export export: outputs match the PyTorch Classifier on the run's test split."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from imgclf.cli import app
+from imgclf.errors import ImgclfError
+from imgclf.export import CARD_METADATA_KEY, export_run, load_onnx
+from imgclf.inference import Classifier
+from imgclf.io import read_json
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run, tmp_path_factory) -> Path:
+    """A private copy of the tiny run, so exports into RUN/export/ do not change the shared fixture."""
+    return Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("export") / "run"))
+
+
+@pytest.fixture(scope="module")
+def onnx_path(run) -> Path:
+    return export_run(run, "onnx")
+
+
+def _test_split_pixels(run: Path, clf: Classifier) -> np.ndarray:
+    dataset = read_json(run / "dataset.json")
+    files = [Path(dataset["root"]) / f for f in dataset["splits"]["test"]["files"]]
+    assert files, "the tiny run must have a test split"
+    return np.stack([clf.decode(str(f)) for f in files])
+
+
+def test_onnx_matches_pytorch_on_the_test_split(run, onnx_path):
+    clf = Classifier.load(run)
+    pixels = _test_split_pixels(run, clf)
+    expected = clf.predict_pixels(pixels)
+    onnx_clf = load_onnx(run)
+    # the whole split in one batch, then batch size 1: the batch dimension is dynamic
+    for got in (onnx_clf.predict_pixels(pixels), onnx_clf.predict_pixels(pixels, batch_size=1)):
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(onnx_clf.predict_pixels(pixels, tta=True) - clf.predict_pixels(pixels, tta=True)).max() < 1e-4
+
+
+def test_onnx_file_carries_the_model_card(run, onnx_path):
+    import onnx
+
+    card = read_json(run / "model.json")
+    proto = onnx.load(str(onnx_path))
+    embedded = json.loads({p.key: p.value for p in proto.metadata_props}[CARD_METADATA_KEY])
+    beside = read_json(onnx_path.with_name("model.onnx.json"))
+    for c in (embedded, beside):
+        assert c["classes"] == card["classes"] and c["mean"] == card["mean"] and c["img_size"] == card["img_size"]
+        assert c["export"]["format"] == "onnx"
+    (inp,) = proto.graph.input
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [card["img_size"], card["img_size"], card["in_chans"]]
+
+
+def test_onnx_predict_gives_the_same_labels_as_torch(run, onnx_path, image_folder):
+    files = sorted(str(p) for p in image_folder.glob("*/*.png"))[::7]
+    torch_preds = Classifier.load(run).predict(files, top_k=2)
+    onnx_preds = load_onnx(run).predict(files, top_k=2)
+    assert [p.label for p in onnx_preds] == [p.label for p in torch_preds]
+    assert np.allclose([p.probability for p in onnx_preds], [p.probability for p in torch_preds], atol=1e-4)
+
+
+def test_torchscript_format_is_a_torch_export_program(run, tmp_path):
+    path = export_run(run, "torchscript", out=tmp_path)
+    assert path.name == "model.pt2" and (tmp_path / "model.pt2.json").exists()
+    clf = Classifier.load(run)
+    pixels = _test_split_pixels(run, clf)
+    module = torch.export.load(str(path)).module()
+    with torch.no_grad():
+        got = module(torch.from_numpy(pixels)).numpy()
+    assert np.abs(got - clf.predict_pixels(pixels)).max() < 1e-4
+
+
+def test_bad_format_and_missing_export_are_clear_errors(run, tmp_path):
+    with pytest.raises(ImgclfError, match=r"format must be one of \{onnx, torchscript\}.*Received: format='tflite'"):
+        export_run(run, "tflite")
+    bare = Path(shutil.copytree(run, tmp_path / "bare", ignore=shutil.ignore_patterns("export")))
+    with pytest.raises(ImgclfError, match="imgclf export"):
+        load_onnx(bare)
+
+
+def test_cli_export_and_predict_with_the_onnx_backend(run, onnx_path, image_folder, tmp_path):
+    runner = CliRunner()
+    # the fixture already made the ONNX file; the command is exercised with the faster .pt2 export
+    result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.pt2").exists() and (tmp_path / "model.pt2.json").exists()
+    image = str(next(iter(sorted(image_folder.glob("fox/*.png")))))
+    outputs = {}
+    for backend in ("torch", "onnx"):
+        result = runner.invoke(app, ["predict", str(run), image, "--format", "json", "--backend", backend])
+        assert result.exit_code == 0, result.output
+        outputs[backend] = json.loads(result.output)
+    assert outputs["onnx"][0]["label"] == outputs["torch"][0]["label"]
+    result = runner.invoke(app, ["export", str(run), "--format", "tflite"])
+    assert result.exit_code == 2 and "format must be one of" in result.output

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ImgclfError
 
 Optimizer = Literal["adam", "adamw", "sgd"]
-Schedule = Literal["none", "plateau", "step", "cosine", "onecycle"]
+Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
 Color = Literal["rgb", "grayscale", "auto"]
 Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
 Normalize = Literal["auto", "dataset", "rescale", "backbone"]
@@ -193,6 +193,13 @@ class TrainConfig(BaseModel):
         if any(v < 0 for v in value.values()):
             raise ValueError("penalties must be >= 0")
         return value
+
+    @model_validator(mode="after")
+    def _budget_needs_time_limit(self) -> "TrainConfig":
+        if self.schedule == "budget" and not self.time_limit:
+            raise ValueError("schedule=budget fits the learning rate to --time-limit, so time_limit must be set "
+                             "(e.g. --time-limit 10m)")
+        return self
 
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> "TrainConfig":

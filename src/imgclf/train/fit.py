@@ -216,7 +216,6 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
         num_nodes=cfg.num_nodes, precision=precision, logger=False, callbacks=callbacks,
         enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
-        max_time={"seconds": cfg.time_limit_seconds} if cfg.time_limit_seconds else None,
         deterministic=False, default_root_dir=str(run_dir),
     )
     train_loader, val_loader = _loaders(cfg, data, trainer.global_rank, trainer.world_size, sample_w, epoch_items)
@@ -241,8 +240,11 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
                 f"Continue with: imgclf train --resume {run_dir}"
             ) from None
     train_seconds = time.perf_counter() - started
-    if trainer.should_stop and stopped_reason == "completed" and trainer.current_epoch < cfg.epochs:
-        stopped_reason = "early stopping" if cfg.early_stopping is not None else "time limit"
+    budget = next((c for c in callbacks if type(c).__name__ == "TimeBudget"), None)
+    if budget is not None and budget.reached and stopped_reason == "completed":
+        stopped_reason = f"time limit ({cfg.time_limit})"
+    elif trainer.should_stop and stopped_reason == "completed" and trainer.current_epoch < cfg.epochs:
+        stopped_reason = "early stopping"
     if not trainer.is_global_zero:
         return Run(run_dir, cfg, {}, best.best_epoch, trainer.current_epoch, train_seconds, stopped_reason)
 
@@ -267,6 +269,10 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
 def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:
     """Hooks for features that live in their own modules (fine-tuning schedules, time budgets)."""
     extra: list[Any] = []
+    if cfg.time_limit_seconds:
+        from .budget import TimeBudget
+
+        extra.append(TimeBudget(cfg.time_limit_seconds, fit_schedule=cfg.schedule == "budget"))
     make = getattr(model, "make_callbacks", None)
     if callable(make):
         extra.extend(make(cfg))

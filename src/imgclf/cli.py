@@ -326,7 +326,7 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
 def serve(run: Path = typer.Argument(..., help="Run directory."),
           host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to the network)."),
           port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
-          max_upload_mb: float = typer.Option(10.0, min=0.001, help="Largest request body, in MiB."),
+          max_upload_mb: float = typer.Option(10.0, min=0.001, help="Largest request body, in MB (10^6 bytes)."),
           max_files: int = typer.Option(32, min=1, help="Most images per request."),
           backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN`)."),
           threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads [default: half the cores]."),
@@ -336,7 +336,7 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
 
     try:
         run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
-                   max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_files=max_files)
+                   max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files)
     except ImgclfError as exc:
         raise fail(str(exc)) from None
 

@@ -62,8 +62,10 @@ def test_upload_an_image_and_read_the_predicted_label(server_url, tiny_run, imag
             bars = page.locator(".bars li")
             assert bars.count() == 3
             assert bars.first.get_attribute("aria-label").startswith(f"{expected.label}: ")
-            width = page.eval_on_selector(".bars li .fill", "e => parseFloat(e.style.width)")
-            assert width == pytest.approx(100 * expected.probability, abs=0.01)
+            # the bar as drawn: its rendered width relative to its track is the probability
+            fraction = page.eval_on_selector(
+                ".bars li .fill", "e => e.getBoundingClientRect().width / e.parentElement.getBoundingClientRect().width")
+            assert fraction == pytest.approx(expected.probability, abs=0.01)
             page.wait_for_function("document.querySelector('.preview').naturalWidth > 0")  # the image is shown
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 

@@ -29,7 +29,7 @@ from ..inference import Classifier
 from .batcher import MicroBatcher
 from .uploads import ApiError, Upload, read_uploads
 
-DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_UPLOAD_BYTES = 10_000_000
 DEFAULT_MAX_FILES = 32
 BACKENDS = ("torch", "onnx")
 # The page loads nothing from elsewhere; this header makes the browser enforce that.

@@ -490,6 +490,31 @@ def _print_most_confused(run: Path, top: int = 5) -> None:
         _console().print("most confused: " + "; ".join(f"{c.true} → {c.pred} ({c.count}, {100 * c.rate:.0f} %)" for c in pairs))
 
 
+@app.command()
+def recipes(name: Optional[str] = typer.Argument(None, help="Show one recipe's file in full.")) -> None:
+    """List the named recipes (reference systems reproduced, and our own), or show one."""
+    from .recipes import list_recipes, recipe_document
+
+    if name:
+        try:
+            doc = recipe_document(name)
+        except ImgclfError as exc:
+            raise fail(str(exc)) from None
+        import yaml
+
+        typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        return
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("recipe")
+    table.add_column("description")
+    for recipe_name, description in list_recipes():
+        table.add_row(recipe_name, description)
+    _console().print(table)
+    typer.echo("use: imgclf train DATA --recipe NAME [overrides]")
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:

@@ -155,3 +155,25 @@ def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropou
             nn.init.normal_(m.weight, 0.0, 0.01)
             nn.init.zeros_(m.bias)
     return model
+
+
+@register_model(
+    "animals_cnn",
+    description="S2 custom CNN for 128x128 RGB: Conv32-64-128 (+MaxPool each), Dense 256, dropout .5.",
+    default_img_size=128,
+    min_img_size=8,
+    reference="S2: val accuracy 72.32 %, precision 78.12 %, recall 67.62 % on Animals-10",
+)
+def animals_cnn(num_classes: int, in_chans: int = 3, img_size: int = 128, dropout: float = 0.5) -> nn.Module:
+    """S2 states 'stacked Conv + MaxPool, dense layers, softmax' without sizes; this is the usual Keras
+    tutorial stack such notebooks use (3x3 'same' convs with ReLU, 2x2 pooling)."""
+    layers: list[nn.Module] = []
+    cin = in_chans
+    for cout in (32, 64, 128):
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        cin = cout
+    features = nn.Sequential(*layers)
+    flat = conv_out_features(features, in_chans, img_size)
+    head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(256, num_classes))
+    return _glorot(Classifier(features, head))

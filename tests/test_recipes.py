@@ -1,0 +1,47 @@
+"""Every recipe loads, validates and trains one step on tiny data."""
+
+import pytest
+from typer.testing import CliRunner
+
+import imgclf
+from conftest import make_image_folder
+from imgclf.cli import app
+from imgclf.recipes import list_recipes, load_recipe, recipe_document
+
+RECIPES = [name for name, _ in list_recipes()]
+# keep each one-step run tiny: the architecture is what is checked, not its native resolution
+SMALL_SIZE = {"caltech_cnn": 64}
+
+
+def test_the_reference_systems_are_all_there():
+    expected = {"s2-custom-cnn", "s3-fer-cnn", "s3-fer-cnn-small", "s4-caltech-cnn", "s4-caltech-cnn-reg",
+                "s4-caltech-cnn-reg-bn", "s5-model-s", "fast-fmnist"}
+    assert expected <= set(RECIPES)
+    for name in RECIPES:
+        doc = recipe_document(name)
+        assert doc["description"] and doc["reference"] and doc["reproduces"], name
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_trains_one_step(name, tmp_path_factory):
+    data = make_image_folder(tmp_path_factory.mktemp("d"), classes=("a", "b"), per_class=6, size=24)
+    config = load_recipe(name)
+    overrides = {"data": str(data), "out": str(tmp_path_factory.mktemp("r") / name), "epochs": 1,
+                 "batch_size": 64, "progress": False, "val_split": 0.2, "test_split": 0.2, "time_limit": None,
+                 "schedule": "none" if config.get("schedule") == "budget" else config.get("schedule", "none")}
+    if config["model"] in SMALL_SIZE:
+        overrides["img_size"] = SMALL_SIZE[config["model"]]
+    if config.get("pretrained"):
+        overrides["pretrained"] = False
+    run = imgclf.fit({**config, **overrides}, report=False)
+    assert run.epochs_run == 1 and (run.path / "model.safetensors").exists()
+    assert run.config.recipe == name
+
+
+def test_recipes_cli_lists_and_shows():
+    result = CliRunner().invoke(app, ["recipes"])
+    assert result.exit_code == 0 and "s5-model-s" in result.stdout
+    result = CliRunner().invoke(app, ["recipes", "s5-model-s"])
+    assert "815,018" in result.stdout
+    result = CliRunner().invoke(app, ["recipes", "s5-model"])
+    assert result.exit_code == 2 and "Did you mean: s5-model-s" in result.stderr

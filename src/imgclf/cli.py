@@ -140,6 +140,10 @@ app.command("train", context_settings={"help_option_names": ["-h", "--help"]})(t
 
 
 def _print_run_summary(run: Any) -> None:
+    from .hardware import launch_rank
+
+    if launch_rank() != 0:
+        return  # worker processes of a data-parallel run stay quiet; rank 0 reports
     m = run.metrics
     console = _console()
     console.print(f"[bold]run[/bold] {run.path}  ({run.epochs_run} epochs, {run.train_seconds:.1f} s, {run.stopped_reason})")

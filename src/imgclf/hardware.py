@@ -47,6 +47,18 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_fast_bf16() else "32"
 
 
+def launch_rank() -> int:
+    """Global rank of this process as set by the launcher (Lightning's ddp launcher, torchrun, SLURM) before
+    any Trainer exists; 0 for a plain single-process run. Only rank 0 writes run files."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if "LOCAL_RANK" in os.environ:
+        return int(os.environ.get("NODE_RANK", 0)) * 1_000_000 + int(os.environ["LOCAL_RANK"])
+    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return int(os.environ["SLURM_PROCID"])
+    return 0
+
+
 def describe() -> dict[str, object]:
     import torch
 

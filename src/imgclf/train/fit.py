@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 import warnings
@@ -161,7 +162,13 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
     img_size = cfg.img_size or info.default_img_size
     if img_size < info.min_img_size:
         raise ImgclfError(f"img_size must be at least {info.min_img_size} for model {cfg.model}. Received: img_size={img_size}")
-    run_dir = prepare_run_dir(cfg, overwrite, resume is not None)
+    is_launch_zero = hardware.launch_rank() == 0
+    # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
+    if is_launch_zero:
+        run_dir = prepare_run_dir(cfg, overwrite, resume is not None)
+        os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
+    else:
+        run_dir = Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", ""))
     if not cfg.out:
         cfg.out = str(run_dir)
 
@@ -171,8 +178,9 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers)
     resolved = cfg.model_dump()
     resolved.update(img_size=img_size, color=data.color)
-    write_yaml(run_dir / "config.yaml", resolved)
-    write_json(run_dir / "dataset.json", data.describe())
+    if is_launch_zero:
+        write_yaml(run_dir / "config.yaml", resolved)
+        write_json(run_dir / "dataset.json", data.describe())
 
     torch.manual_seed(cfg.seed)
     model_args = dict(cfg.model_args)

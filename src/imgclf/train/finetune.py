@@ -1,0 +1,115 @@
+"""Fine-tuning schedule for timm backbones: head only for `freeze_epochs`, then all or the last K blocks.
+
+Freezing toggles `requires_grad`; the optimiser holds every parameter from the start (a parameter without a
+gradient is not updated, not even by weight decay), so nothing is rebuilt when the backbone unfreezes.
+BatchNorm layers whose parameters are frozen run in eval mode, so their running statistics stay those of the
+pretrained weights (the Keras advice for fine-tuning). "Blocks" are timm's coarse parameter groups
+(`group_matcher(coarse=True)`): stem, then stages (resnet layer1..4, efficientnet blocks.0..6, each VGG conv).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import lightning as L
+from torch import nn
+
+from ..errors import ImgclfError
+
+_UNFREEZE = re.compile(r"all|last:([1-9][0-9]*)")
+
+
+def parse_unfreeze(value: str) -> int | None:
+    """'all' -> None, 'last:K' -> K."""
+    match = _UNFREEZE.fullmatch(str(value).strip())
+    if not match:
+        raise ImgclfError(f"unfreeze must be all or last:K with K >= 1 (e.g. last:2). Received: unfreeze={value!r}")
+    return int(match.group(1)) if match.group(1) else None
+
+
+def backbone_blocks(backbone: nn.Module) -> list[list[str]]:
+    """Parameter names of the backbone grouped into blocks, input side first (timm's coarse grouping)."""
+    from timm.models import group_parameters
+
+    matcher = getattr(backbone, "group_matcher", None)
+    if not callable(matcher):
+        return [[name for name, _ in backbone.named_parameters()]]
+    groups = group_parameters(backbone, matcher(coarse=True))
+    return [groups[k] for k in sorted(groups)]
+
+
+def trainable_names(backbone: nn.Module, frozen: bool, unfreeze: str) -> set[str]:
+    """Backbone parameter names that train in this phase."""
+    if frozen:
+        return set()
+    last = parse_unfreeze(unfreeze)
+    blocks = backbone_blocks(backbone)
+    if last is None:
+        return {name for block in blocks for name in block}
+    if last > len(blocks):
+        raise ImgclfError(f"unfreeze last:K must have K <= {len(blocks)}, the number of blocks of this backbone. "
+                          f"Received: unfreeze={unfreeze!r}")
+    return {name for block in blocks[-last:] for name in block}
+
+
+def apply_phase(model: nn.Module, frozen: bool, unfreeze: str = "all") -> set[str]:
+    """Set requires_grad on the backbone (head always trains) and put BatchNorm of frozen layers in eval mode."""
+    backbone = model.backbone  # type: ignore[attr-defined]
+    train = trainable_names(backbone, frozen, unfreeze)
+    for name, p in backbone.named_parameters():
+        p.requires_grad_(name in train)
+    for p in model.head.parameters():  # type: ignore[attr-defined]
+        p.requires_grad_(True)
+    for module in backbone.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            is_frozen = bool(params) and not any(p.requires_grad for p in params)
+            module.train(model.training and not is_frozen)
+    return train
+
+
+class FreezeSchedule(L.Callback):
+    """Epochs < freeze_epochs: head only; later: head + the unfrozen part of the backbone. The phase is a pure
+    function of the epoch, so a resumed run needs no stored state."""
+
+    def __init__(self, freeze_epochs: int, unfreeze: str = "all", strategy: str = "auto"):
+        parse_unfreeze(unfreeze)
+        if str(strategy).startswith("ddp") and "find_unused_parameters_true" not in str(strategy):
+            # DDP registers the trainable parameters once; frozen ones never get a gradient and stall it.
+            raise ImgclfError(f"strategy must be ddp_find_unused_parameters_true when part of the backbone is frozen "
+                              f"(freeze_epochs / unfreeze). Received: strategy={strategy!r}")
+        self.freeze_epochs = freeze_epochs
+        self.unfreeze = unfreeze
+
+    def frozen(self, epoch: int) -> bool:
+        return epoch < self.freeze_epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        apply_phase(pl_module.model, self.frozen(trainer.current_epoch), self.unfreeze)
+
+
+_TRANSFER_DEFAULTS = {"head": None, "weights": None, "freeze_epochs": 0, "unfreeze": "all", "backbone_lr_mult": 1.0,
+                      "features_only": False}
+
+
+def transfer_model_args(cfg: Any, info: Any) -> dict[str, Any]:
+    """Builder arguments from the transfer settings of the config; errors early (before any data is decoded)
+    when they are given for a model without a timm backbone or when pretrained weights cannot be had."""
+    from ..models.transfer import TransferModelInfo, resolve_weights
+
+    if not isinstance(info, TransferModelInfo):
+        given = {k: getattr(cfg, k) for k, v in _TRANSFER_DEFAULTS.items() if getattr(cfg, k, v) != v}
+        if given:
+            name, value = next(iter(given.items()))
+            raise ImgclfError(f"{name} needs a timm backbone (e.g. --model resnet18, mobilenetv2_100, "
+                              f"tf_efficientnet_lite0); {cfg.model} is a registered model with its own head. "
+                              f"Received: model={cfg.model!r}, {name}={value!r}")
+        return {}
+    resolve_weights(info.name, cfg.pretrained, cfg.weights)  # fail fast: offline without weights
+    args: dict[str, Any] = {"pretrained": cfg.pretrained, "features_only": cfg.features_only}
+    if cfg.head is not None:
+        args["head"] = cfg.head
+    if cfg.weights:
+        args["weights"] = cfg.weights
+    return args

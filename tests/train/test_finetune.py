@@ -1,0 +1,165 @@
+"""Freeze / unfreeze (requires_grad, optimiser groups, BatchNorm statistics) and feature-extraction runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import imgclf
+from imgclf.errors import ImgclfError
+from imgclf.io import read_csv, read_json
+from imgclf.models.transfer import build_transfer_model
+from imgclf.train.finetune import FreezeSchedule, apply_phase, backbone_blocks
+
+TINY = "test_efficientnet"
+
+
+def _bn_layers(model):
+    return [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _trainable_blocks(model):
+    blocks = backbone_blocks(model.backbone)
+    params = dict(model.backbone.named_parameters())
+    return [all(params[n].requires_grad for n in b) for b in blocks]
+
+
+def test_freeze_phases_set_requires_grad_and_batchnorm_modes():
+    model = build_transfer_model(TINY, num_classes=3, img_size=32, pretrained=False).train()
+    blocks = backbone_blocks(model.backbone)
+    assert len(blocks) >= 4  # stem, stages..., head conv: timm's coarse grouping
+
+    apply_phase(model, frozen=True)
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    assert not any(bn.training for bn in _bn_layers(model))
+
+    apply_phase(model, frozen=False, unfreeze="last:2")
+    assert _trainable_blocks(model) == [False] * (len(blocks) - 2) + [True, True]
+    trained_bn = [bn.training for bn in _bn_layers(model)]
+    assert any(trained_bn) and not all(trained_bn)  # BN of the frozen blocks stays in eval mode
+
+    apply_phase(model, frozen=False, unfreeze="all")
+    assert all(p.requires_grad for p in model.parameters()) and all(bn.training for bn in _bn_layers(model))
+
+    with pytest.raises(ImgclfError, match=f"K <= {len(blocks)}"):
+        apply_phase(model, frozen=False, unfreeze=f"last:{len(blocks) + 1}")
+    with pytest.raises(ImgclfError, match="ddp_find_unused_parameters_true"):
+        FreezeSchedule(2, "all", strategy="ddp")
+
+
+def test_optimizer_holds_every_parameter_and_frozen_ones_do_not_move():
+    torch.manual_seed(0)
+    model = build_transfer_model(TINY, num_classes=3, img_size=32, pretrained=False, head="avg,dense:8").train()
+    groups = model.param_groups(lr=1e-2, backbone_lr_mult=0.1)
+    assert [g["name"] for g in groups] == ["backbone", "head"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2])
+    ids = [{id(p) for p in g["params"]} for g in groups]
+    assert ids[0] == {id(p) for p in model.backbone.parameters()}
+    assert ids[1] == {id(p) for p in model.head.parameters()}
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.1)
+
+    apply_phase(model, frozen=True)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head_before = model.head[0].weight.clone()
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(torch.rand(4, 3, 32, 32)).logsumexp(1).mean().backward()
+        optimizer.step()
+    for key, value in model.backbone.state_dict().items():  # weights and BatchNorm running statistics
+        assert torch.equal(value, before[key]), key
+    assert not torch.equal(model.head[0].weight, head_before)
+
+    apply_phase(model, frozen=False, unfreeze="all")
+    optimizer.zero_grad()
+    model(torch.rand(4, 3, 32, 32)).logsumexp(1).mean().backward()
+    optimizer.step()
+    assert not torch.equal(model.backbone.conv_stem.weight, before["conv_stem.weight"])
+
+
+@pytest.fixture(autouse=True)
+def _no_report(monkeypatch):
+    # The HTML report (plots, Grad-CAM) takes longer than these tiny fits; it is tested with the report.
+    monkeypatch.setattr("imgclf.train.fit._after_training", lambda run_dir: None)
+
+
+def _fit(folder, out, **extra):
+    settings = {"data": str(folder), "model": TINY, "pretrained": False, "img_size": 32, "epochs": 2,
+                "batch_size": 16, "lr": 3e-3, "out": str(out), "progress": False, "seed": 0, "val_split": 0.2,
+                "test_split": 0.2}
+    settings.update(extra)
+    return imgclf.fit(settings)
+
+
+def test_fully_frozen_fit_keeps_backbone_weights_and_batchnorm_statistics(tmp_path, image_folder):
+    run = _fit(image_folder, tmp_path / "frozen", freeze_epochs=2, head="avg,dense:16,bn,dropout:0.2")
+    torch.manual_seed(0)  # fit seeds the same way right before building the model
+    initial = build_transfer_model(TINY, num_classes=3, img_size=32, pretrained=False, head="avg,dense:16,bn,dropout:0.2")
+    trained = imgclf.load(run.path).model
+    for key, value in initial.backbone.state_dict().items():
+        assert torch.equal(trained.backbone.state_dict()[key], value), key
+    assert not torch.equal(trained.head[0].weight, initial.head[0].weight)
+    assert [r["frozen"] for r in read_csv(run.path / "history.csv")] == ["1", "1"]
+    card = read_json(run.path / "model.json")
+    assert card["model_args"]["head"] == "avg,dense:16,bn,dropout:0.2"
+    assert card["interpolation"] == "bicubic" and card["mean"] == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_unfreezing_fit_records_the_phases(tmp_path, image_folder):
+    run = _fit(image_folder, tmp_path / "thaw", freeze_epochs=1, unfreeze="last:2", backbone_lr_mult=0.1)
+    assert [r["frozen"] for r in read_csv(run.path / "history.csv")] == ["1", "0"]
+    torch.manual_seed(0)
+    initial = build_transfer_model(TINY, num_classes=3, img_size=32, pretrained=False)
+    trained = imgclf.load(run.path).model.backbone.state_dict()
+    changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
+               for k, v in initial.backbone.state_dict().items() if not torch.equal(v, trained[k])}
+    assert "conv_stem" not in changed and "blocks.0" not in changed  # early blocks stayed frozen
+    assert "conv_head" in changed or "bn2" in changed  # the last block trained
+
+
+def test_transfer_settings_are_refused_for_registered_models(tmp_path):
+    with pytest.raises(ImgclfError, match="head needs a timm backbone"):
+        imgclf.fit({"data": str(tmp_path / "nowhere"), "model": "simple_cnn", "head": "avg,dense:8"})
+    with pytest.raises(ImgclfError, match="features_only needs a timm backbone"):
+        imgclf.fit({"data": str(tmp_path / "nowhere"), "model": "simple_cnn", "features_only": True})
+
+
+def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, image_folder):
+    from imgclf.data.cache import decode_all
+    from imgclf.train.features import compute_features
+
+    head = "flatten,dense:16,bn,dropout:0.5"
+    run = _fit(image_folder, tmp_path / "feat", features_only=True, head=head, epochs=3)
+    for name in ("model.safetensors", "model.json", "predictions.csv", "metrics.json", "history.csv"):
+        assert (run.path / name).exists(), name
+    assert [r["frozen"] for r in read_csv(run.path / "history.csv")] == ["1", "1", "1"]
+    card = read_json(run.path / "model.json")
+    assert card["model_args"]["features_only"] is True and card["model_args"]["head"] == head
+
+    clf = imgclf.load(run.path)  # the joined model, rebuilt from the card like any other run
+    joined = clf.model.to(memory_format=torch.contiguous_format).eval()
+    torch.manual_seed(0)
+    initial = build_transfer_model(TINY, num_classes=3, img_size=32, pretrained=False, head=head)
+    for key, value in initial.backbone.state_dict().items():  # the backbone never trained
+        assert torch.equal(joined.backbone.state_dict()[key], value), key
+
+    dataset = read_json(run.path / "dataset.json")
+    from pathlib import Path
+
+    root = Path(dataset["root"])
+    files = [str(root / f) for split in ("train", "val", "test") for f in dataset["splits"][split]["files"]]
+
+    class Data:  # the parts of PreparedData that compute_features reads
+        decoded = decode_all(sorted(files), 32, "rgb", "bicubic")
+        img_size, color, interpolation = 32, "rgb", "bicubic"
+
+    stored = compute_features(joined, Data, card["mean"], card["std"])
+    pixels = torch.from_numpy(np.asarray(Data.decoded.pixels)).permute(0, 3, 1, 2).float() / 255
+    x = (pixels - torch.tensor(card["mean"]).view(1, 3, 1, 1)) / torch.tensor(card["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        from_features = joined.head(torch.from_numpy(np.array(stored)))
+        end_to_end = joined(x)
+    assert torch.allclose(from_features, end_to_end, atol=1e-4)
+    assert float(read_json(run.path / "metrics.json")["accuracy"]) > 0.0

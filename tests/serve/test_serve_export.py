@@ -106,3 +106,17 @@ def test_cli_export_and_predict_with_the_onnx_backend(run, onnx_path, image_fold
     assert outputs["onnx"][0]["label"] == outputs["torch"][0]["label"]
     result = runner.invoke(app, ["export", str(run), "--format", "tflite"])
     assert result.exit_code == 2 and "format must be one of" in result.output
+
+
+def test_the_server_can_answer_from_the_onnx_export(run, onnx_path, image_folder):
+    from fastapi.testclient import TestClient
+
+    from imgclf.serve import create_app
+
+    files = sorted(image_folder.glob("dog/*.png"))[:3]
+    expected = [p.label for p in Classifier.load(run).predict([str(f) for f in files])]
+    with TestClient(create_app(run, backend="onnx", threads=1)) as client:
+        r = client.post("/predict", files=[("files", (f.name, f.read_bytes(), "image/png")) for f in files])
+        assert r.status_code == 200, r.text
+        assert [p["label"] for p in r.json()["predictions"]] == expected
+        assert client.get("/health").json()["backend"] == "onnx"

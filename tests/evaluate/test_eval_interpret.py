@@ -1,0 +1,177 @@
+"""The interpretation layer and the metrics, checked against scikit-learn on known predictions; overfitting onset
+and learning-rate changes on scripted sequences (no training)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from imgclf.errors import ImgclfError
+from imgclf.evaluate.interpret import (
+    Interpretation,
+    best_val_accuracy,
+    lr_changes,
+    minority_recall,
+    overfitting_onset,
+)
+from imgclf.evaluate.metrics import compute_metrics, expected_calibration_error
+from imgclf.io import write_csv
+
+CLASSES = ["ant", "bee", "cat", "dog"]
+
+
+def known_predictions(n: int = 200, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(CLASSES), n)
+    logits = rng.normal(size=(n, len(CLASSES)))
+    logits[np.arange(n), y] += 1.2  # better than chance, far from perfect
+    logits[y == 3, 2] += 1.5  # dogs are often taken for cats: the top confused pair
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, probs
+
+
+def write_predictions(path, y, probs, skipped=()):
+    header = ["path", "true", "pred", "prob", "loss", "error"] + [f"p_{c}" for c in CLASSES]
+    rows = [[f"img{i}.png", CLASSES[t], CLASSES[p.argmax()], f"{p.max():.6f}", "0", ""] + [f"{v:.9f}" for v in p]
+            for i, (t, p) in enumerate(zip(y, probs))]
+    rows += [[s, "", "", "", "", "truncated file"] + [""] * len(CLASSES) for s in skipped]
+    write_csv(path, header, rows)
+    return path
+
+
+def test_metrics_match_scikit_learn_on_known_predictions():
+    y, probs = known_predictions()
+    m = compute_metrics(y, probs, CLASSES)
+    pred = probs.argmax(1)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert m["loss"] == pytest.approx(log_loss(y, probs), rel=1e-6)
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=range(4), zero_division=0)
+    for i, c in enumerate(CLASSES):
+        assert m["per_class"][c]["precision"] == pytest.approx(p[i])
+        assert m["per_class"][c]["recall"] == pytest.approx(r[i])
+        assert m["per_class"][c]["f1"] == pytest.approx(f[i])
+        assert m["per_class"][c]["support"] == s[i]
+        assert m["auc"][c] == pytest.approx(roc_auc_score(y == i, probs[:, i]))
+    mp, mr, mf, _ = precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
+    assert (m["macro"]["precision"], m["macro"]["recall"], m["macro"]["f1-score"]) == pytest.approx((mp, mr, mf))
+    assert m["macro_auc"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert m["confusion"] == confusion_matrix(y, pred).tolist()
+    worst = min(range(4), key=lambda i: r[i])
+    assert m["worst_class"] == {"name": CLASSES[worst], "recall": pytest.approx(r[worst])}
+
+
+def test_expected_calibration_error_by_hand():
+    # Two bins used: conf 0.9 (2 images, 1 right) and conf 0.6 (2 images, both right).
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    y = np.array([0, 1, 0, 1])
+    ece, table = expected_calibration_error(probs, y, bins=10)
+    assert ece == pytest.approx(0.5 * abs(0.5 - 0.9) + 0.5 * abs(1.0 - 0.6))
+    assert sum(b["count"] for b in table) == 4
+
+
+def test_interpretation_reads_predictions_and_matches_scikit_learn(tmp_path):
+    y, probs = known_predictions()
+    path = write_predictions(tmp_path / "predictions.csv", y, probs, skipped=["broken.jpg"])
+    interp = Interpretation.from_predictions(path, CLASSES)
+    assert len(interp.paths) == len(y) and interp.skipped == [{"path": "broken.jpg", "reason": "truncated file"}]
+    np.testing.assert_allclose(interp.probs, probs, atol=1e-8)
+    cm = confusion_matrix(y, probs.argmax(1))
+    np.testing.assert_array_equal(interp.confusion, cm)
+
+    pairs = interp.most_confused(top=3)
+    off = [(cm[t, p], t, p) for t in range(4) for p in range(4) if t != p]
+    assert pairs[0].count == max(off)[0]
+    assert (pairs[0].true, pairs[0].pred) == ("dog", "cat")
+    assert pairs[0].rate == pytest.approx(cm[3, 2] / cm[3].sum())
+    assert [p.count for p in pairs] == sorted([p.count for p in pairs], reverse=True)
+
+    losses = -np.log(probs[np.arange(len(y)), y])
+    top = interp.top_losses(5)
+    assert top == list(np.argsort(-losses)[:5])
+    assert interp.describe(top[0])["loss"] == pytest.approx(losses.max())
+    assert not interp.describe(top[0])["correct"]
+
+
+def test_sample_mixes_right_and_wrong_and_is_seeded(tmp_path):
+    y, probs = known_predictions()
+    interp = Interpretation.from_predictions(write_predictions(tmp_path / "p.csv", y, probs), CLASSES)
+    picked = interp.sample(16, seed=3)
+    wrong = sum(interp.y_pred[i] != interp.y_true[i] for i in picked)
+    assert len(set(picked)) == 16 and wrong == 8
+    assert picked == interp.sample(16, seed=3)
+
+
+def test_sample_with_few_mistakes_fills_with_right_ones(tmp_path):
+    y = np.array([0, 1, 2, 3, 0, 1])
+    probs = np.eye(4)[y] * 0.9 + 0.025
+    probs[0] = [0.1, 0.7, 0.1, 0.1]  # the one mistake
+    interp = Interpretation.from_predictions(write_predictions(tmp_path / "p.csv", y, probs), CLASSES)
+    picked = interp.sample(4)
+    assert 0 in picked and len(picked) == 4
+
+
+def test_missing_predictions_and_unknown_class_are_clear_errors(tmp_path):
+    with pytest.raises(ImgclfError, match="predictions must be an existing predictions.csv.*imgclf evaluate"):
+        Interpretation.from_predictions(tmp_path / "nope.csv", CLASSES)
+    y, probs = known_predictions(10)
+    path = write_predictions(tmp_path / "p.csv", y, probs)
+    with pytest.raises(ImgclfError, match="probability column per class"):
+        Interpretation.from_predictions(path, CLASSES[:3] + ["eel"])
+
+
+def test_minority_recall_and_best_val_accuracy():
+    per_class = {"a": {"recall": 1.0, "support": 5}, "b": {"recall": 0.5, "support": 4}, "c": {"recall": 0.0, "support": 0}}
+    assert minority_recall(per_class, ["b", "c"]) == 0.5  # c has no test images: not counted as 0
+    assert minority_recall(per_class, []) is None
+    history = [{"epoch": 1.0, "val_acc": 0.5}, {"epoch": 2.0, "val_acc": 0.8}, {"epoch": 3.0, "val_acc": 0.7}]
+    assert best_val_accuracy(history, 2) == 0.8
+    assert best_val_accuracy(history, None) == 0.7
+    assert best_val_accuracy([{"epoch": 1.0, "val_acc": math.nan}], 1) is None
+
+
+# --------------------------------------------------------------------------- overfitting onset, scripted
+FALLING = [2.0, 1.5, 1.1, 0.8, 0.6, 0.45, 0.35, 0.28, 0.22, 0.18]
+
+
+@pytest.mark.parametrize(
+    "train, val, expected",
+    [
+        # S4-like: validation loss bottoms out at epoch 4, then climbs while training loss keeps falling.
+        (FALLING, [1.9, 1.4, 1.1, 1.0, 1.05, 1.12, 1.2, 1.3, 1.4, 1.5], 5),
+        # both keep falling: no overfitting
+        (FALLING, [1.9, 1.6, 1.3, 1.1, 0.95, 0.85, 0.8, 0.76, 0.74, 0.73], None),
+        # one bad epoch, then a new minimum: noise, not overfitting
+        (FALLING, [1.9, 1.5, 1.2, 1.0, 1.3, 0.9, 0.85, 0.8, 0.78, 0.75], None),
+        # validation rises but so does training loss (diverging learning rate): not overfitting
+        ([1.0, 0.8, 0.7, 0.75, 0.9, 1.1, 1.4, 1.8, 2.3, 2.9], [1.0, 0.85, 0.8, 0.9, 1.0, 1.2, 1.5, 1.9, 2.4, 3.0], None),
+        # rise too short to be a trend (patience 3 needs three epochs after the minimum)
+        (FALLING[:6], [1.9, 1.4, 1.1, 1.0, 1.05, 1.1], None),
+        # a flat tail within 1 %: converged, not overfitting
+        (FALLING, [1.9, 1.4, 1.1, 1.0, 0.9, 0.8, 0.801, 0.802, 0.801, 0.803], None),
+        # missing validation values (no validation that epoch) are skipped, epochs keep their numbers
+        (FALLING, [math.nan, 1.4, 1.1, 1.0, 1.05, 1.12, 1.2, 1.3, 1.4, 1.5], 5),
+        ([], [], None),
+    ],
+)
+def test_overfitting_onset_on_scripted_sequences(train, val, expected):
+    assert overfitting_onset(train, val) == expected
+
+
+def test_overfitting_onset_needs_equal_lengths():
+    with pytest.raises(ImgclfError, match="same length"):
+        overfitting_onset([1.0, 0.9], [1.0])
+
+
+def test_lr_changes_lists_every_change_with_its_epoch():
+    assert lr_changes([1e-3, 1e-3, 1e-4, 1e-4, 1e-5]) == [(3, 1e-3, 1e-4), (5, 1e-4, 1e-5)]
+    assert lr_changes([0.1, 0.1, 0.1]) == []
+    assert lr_changes([0.1, math.nan, 0.1]) == []

@@ -1,0 +1,124 @@
+"""Every figure function on the stored tiny run (and on edge cases): a valid, non-blank PNG is written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgclf.card import load_card
+from imgclf.evaluate import plots
+from imgclf.evaluate.interpret import Interpretation, decode_for_display, read_history
+from imgclf.evaluate.metrics import compute_metrics
+
+
+def assert_png(path: Path, min_side: int = 200) -> tuple[int, int]:
+    path = Path(path)
+    assert path.exists() and path.stat().st_size > 2000, path
+    with Image.open(path) as img:
+        img.verify()  # a complete, uncorrupted PNG
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        pixels = np.asarray(img.convert("L"), dtype=np.float64)
+    assert min(pixels.shape) >= min_side and max(pixels.shape) <= plots.MAX_PIXELS + 10
+    assert pixels.std() > 5, "figure is blank"
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")], "temp file left behind"
+    return pixels.shape
+
+
+@pytest.fixture(scope="module")
+def stored(tiny_run):
+    interp = Interpretation.from_run(tiny_run)
+    card = load_card(tiny_run)
+    dataset = json.loads((tiny_run / "dataset.json").read_text())
+    images = decode_for_display(interp.paths, card.img_size, card.color)
+    samples = [dict(interp.describe(i), image=images[i]) for i in range(len(interp.paths)) if i in images]
+    return {"interp": interp, "history": read_history(tiny_run), "dataset": dataset, "samples": samples, "card": card}
+
+
+FIGURES = {
+    "training_curves": lambda s, p: plots.plot_training_curves(s["history"], p, best_epoch=2, onset=3),
+    "confusion_counts": lambda s, p: plots.plot_confusion_matrix(s["interp"].confusion, s["interp"].classes, p),
+    "confusion_normalized": lambda s, p: plots.plot_confusion_matrix(s["interp"].confusion, s["interp"].classes, p,
+                                                                     normalize=True),
+    "per_class": lambda s, p: plots.plot_per_class_metrics(s["interp"].per_class, p, s["interp"].metrics["macro"]),
+    "roc": lambda s, p: plots.plot_roc_curves(s["interp"].y_true, s["interp"].probs, s["interp"].classes, p),
+    "pr": lambda s, p: plots.plot_pr_curves(s["interp"].y_true, s["interp"].probs, s["interp"].classes, p),
+    "reliability": lambda s, p: plots.plot_reliability(s["interp"].y_true, s["interp"].probs, p),
+    "samples": lambda s, p: plots.plot_prediction_grid(s["samples"][:8], p),
+    "top_losses": lambda s, p: plots.plot_top_losses(s["samples"][:6], p),
+    "class_distribution": lambda s, p: plots.plot_class_distribution(s["dataset"]["counts"], p),
+    "class_samples": lambda s, p: plots.plot_class_samples(
+        {c: str(Path(s["dataset"]["root"]) / f) for c, f in zip(s["dataset"]["classes"], s["dataset"]["splits"]["train"]["files"][::9])}, p),
+    "gradcam_grid": lambda s, p: plots.plot_gradcam_grid(
+        [dict(x, heatmap=np.linspace(0, 1, 256).reshape(16, 16)) for x in s["samples"][:4]], p, layer="features.14"),
+    "compare_curves": lambda s, p: plots.plot_compare_curves(
+        [{"label": "a", "histories": [s["history"], s["history"][:2]]}, {"label": "b", "histories": [s["history"]]}], p),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_figure_from_the_stored_run(stored, tmp_path, name):
+    path = tmp_path / "plots" / f"{name}.png"
+    assert FIGURES[name](stored, path) == path
+    assert_png(path)
+
+
+def test_the_stored_run_has_its_figures_from_training(tiny_run):
+    # fit() ends with write_report: the figures exist without any extra call
+    for name in ("training_curves", "confusion_counts", "roc", "samples", "top_losses", "reliability"):
+        assert_png(tiny_run / "plots" / f"{name}.png")
+
+
+def synthetic(k: int, per_class: int = 10):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, k, per_class * k)
+    logits = rng.normal(size=(len(y), k))
+    logits[np.arange(len(y)), y] += 2
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    classes = [f"class_with_a_long_name_{i}" for i in range(k)]
+    return y, probs, classes, compute_metrics(y, probs, classes)
+
+
+@pytest.mark.parametrize("k", [2, 40])
+def test_confusion_matrix_scales_with_the_number_of_classes(tmp_path, k):
+    # 40 takes the many-class path (no cell numbers, square-root colours) at a fraction of 100 classes' cost
+    y, probs, classes, m = synthetic(k)
+    small, big = assert_png(plots.plot_confusion_matrix(m["confusion"], classes, tmp_path / "cm.png", normalize=True))
+    if k == 40:
+        assert max(small, big) > 1700  # grows with the classes (capped at MAX_PIXELS) instead of squeezing them
+        assert_png(plots.plot_per_class_metrics(m["per_class"], tmp_path / "pc.png"))  # dot plot above 30 classes
+    else:
+        assert max(small, big) < 1200
+
+
+def test_roc_and_pr_with_more_than_ten_classes_and_a_class_absent(tmp_path):
+    y, probs, classes, _ = synthetic(12, per_class=8)
+    y[y == 5] = 4  # class 5 has no test images: its curves are left out, not a crash
+    assert_png(plots.plot_roc_curves(y, probs, classes, tmp_path / "roc.png"))
+    assert_png(plots.plot_pr_curves(y, probs, classes, tmp_path / "pr.png"))
+
+
+def test_training_curves_mark_step_and_continuous_lr_schedules(tmp_path):
+    rows = [{"epoch": e, "loss": 1 / e, "val_loss": 1 / e + 0.1, "acc": 1 - 1 / (e + 1), "val_acc": 0.9 - 1 / (e + 2),
+             "lr": 0.1 if e < 4 else 0.01, "frozen": int(e <= 2)} for e in range(1, 9)]
+    assert_png(plots.plot_training_curves(rows, tmp_path / "step.png", best_epoch=8))
+    for r in rows:
+        r["lr"] = 0.1 * 0.7 ** r["epoch"]  # changes every epoch: drawn as a curve
+    assert_png(plots.plot_training_curves(rows, tmp_path / "cont.png"))
+    one = [{"epoch": "1", "loss": "0.9", "val_loss": "", "acc": "0.5", "val_acc": "", "lr": "0.001"}]
+    assert_png(plots.plot_training_curves(one, tmp_path / "one.png"))  # raw CSV strings, missing validation
+
+
+def test_grids_and_samples_tolerate_unreadable_and_empty_input(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(good)
+    assert_png(plots.plot_class_samples({"good": str(good), "broken": str(broken)}, tmp_path / "cs.png"), min_side=100)
+    assert decode_for_display([str(broken), str(good)], 16, "grayscale").keys() == {1}
+    path = plots.plot_prediction_grid([], tmp_path / "empty.png")
+    assert path.exists() and path.stat().st_size > 0

@@ -1,0 +1,83 @@
+"""report.html: self-contained, complete, and checked in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from typer.testing import CliRunner
+
+from eval_fixtures import load_in_chromium, run_copy  # noqa: F401  (fixtures)
+from imgclf.cli import app
+from imgclf.evaluate.report import FIGURES, write_report
+
+
+def test_training_writes_a_report_that_chromium_renders_cleanly(tiny_run, load_in_chromium):
+    page = load_in_chromium(tiny_run / "report.html")
+    assert page["errors"] == []
+    assert page["requests"] == [], "the report must not load anything from anywhere"
+    assert page["anchors_missing"] == []
+    alts = [alt for alt, _, _ in page["images"]]
+    assert len(alts) >= 10
+    assert all(width > 0 for _, width, _ in page["images"]), page["images"]  # every image decodes
+    for title in ("Training curves", "Confusion matrix (counts)", "ROC curves", "Calibration", "Sample predictions",
+                  "Top losses", "Grad-CAM explanations"):
+        assert title in alts
+    assert page["pixel_std"] > 20, "screenshot looks blank"
+    text = page["text"]
+    for heading in ("Summary", "Classification report", "Most-confused pairs", "Skipped files", "Configuration",
+                    "Test-time augmentation", "with TTA"):
+        assert heading in text
+
+
+def test_report_content_comes_from_the_run_files(tiny_run):
+    html = (tiny_run / "report.html").read_text()
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    card = json.loads((tiny_run / "model.json").read_text())
+    assert f"{100 * metrics['accuracy']:.1f} %" in html
+    assert f"{card['num_params']:,}" in html
+    assert "tta" in metrics  # fit evaluates with and without test-time augmentation
+    assert f"{100 * metrics['tta']['accuracy']:.2f} %" in html
+    for cls in card["classes"]:
+        assert f"<td>{cls}" in html
+    assert "model: simple_cnn" in html  # config.yaml, verbatim
+    # self-contained: every src is a data URI, no stylesheet or script from elsewhere
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]+)"', html))
+    assert not re.search(r"<(link|script)\b", html)
+
+
+def test_cli_report_redraws_lists_skipped_files_and_survives_missing_weights(run_copy):
+    with open(run_copy / "predictions.csv", "a") as f:
+        f.write("/data/cat/broken.jpg,,,,,truncated file (image file is truncated),,,\n")
+    metrics = json.loads((run_copy / "metrics.json").read_text())
+    metrics["skipped"] = [{"path": "/data/cat/broken.jpg", "reason": "truncated file (image file is truncated)"}]
+    (run_copy / "metrics.json").write_text(json.dumps(metrics))
+    (run_copy / "model.safetensors").unlink()  # Grad-CAM needs the weights: the report says so instead of failing
+    (run_copy / "report.html").unlink()
+    for p in (run_copy / "plots").iterdir():
+        p.unlink()
+
+    result = CliRunner().invoke(app, ["report", str(run_copy)])
+    assert result.exit_code == 0, result.output
+    assert f"report: {run_copy / 'report.html'}" in result.output
+    html = (run_copy / "report.html").read_text()
+    assert "/data/cat/broken.jpg" in html and "truncated file" in html
+    assert "run must contain model.safetensors" in html  # the reason, in the Explanations section
+    assert (run_copy / "plots" / "confusion_counts.png").exists()  # figures redrawn
+    assert not (run_copy / "plots" / "gradcam.png").exists()
+    assert not list(run_copy.glob(".report.html.*"))  # atomic write: no temp file left
+
+
+def test_report_can_reuse_existing_figures(run_copy):
+    (run_copy / "report.html").unlink()
+    write_report(run_copy, figures=False)
+    html = (run_copy / "report.html").read_text()
+    present = [k for k in FIGURES if (run_copy / "plots" / f"{k}.png").exists()]
+    assert len(present) >= 10
+    assert html.count("data:image/png;base64,") == len(present)
+
+
+def test_cli_report_rejects_a_non_run(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert result.exit_code == 2
+    assert "run must be a run directory" in result.output and "nothing" in result.output

@@ -183,3 +183,15 @@ def test_bad_settings_are_refused_before_serving(tiny_run, tmp_path):
         create_app(tiny_run, backend="tensorflow")
     with pytest.raises(ImgclfError, match="model.json"):
         create_app(tmp_path)
+
+
+def test_one_app_serves_through_successive_event_loops(tiny_run, png):
+    # uvicorn runs one loop, but an app may be driven by several in turn: TestClient without `with` starts
+    # a loop per request, and a lifespan may end and start again. The batcher must follow.
+    app = create_app(tiny_run)
+    plain = TestClient(app)
+    for _ in range(2):
+        assert plain.post("/predict", files=_files(("a.png", png, "image/png"))).status_code == 200
+    for _ in range(2):
+        with TestClient(app) as c:
+            assert c.post("/predict", files=_files(("a.png", png, "image/png"))).status_code == 200

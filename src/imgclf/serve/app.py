@@ -8,6 +8,7 @@ run's own and the page shipped in this package.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 from contextlib import asynccontextmanager
@@ -88,6 +89,9 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     classes = clf.classes
     pages = {route: (resources.files(__package__).joinpath("static", name).read_bytes(), media)
              for route, (name, media) in STATIC.items()}
+    # A decoded image can take hundreds of MB before it is resized (Pillow refuses only past ~89 Mpixel), so
+    # only a few decode at once: enough to keep the cores busy, not 40 (Starlette's thread pool) at a time.
+    decode_slots = _PerLoop(lambda: asyncio.Semaphore(max(2, default_threads() * 2)))
     batcher: MicroBatcher[np.ndarray] = MicroBatcher(lambda jobs: predict_together(clf, jobs), max_batch=max_batch,
                                                      max_wait_s=max_wait_ms / 1000.0, size=len)
 
@@ -150,7 +154,8 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         k = _parse_top_k(top_k, len(classes))
         uploads = await read_uploads(request, max_upload_bytes, max_files)
         # Decoding runs in Starlette's thread pool, so large photos decode on several cores at once.
-        pixels = await run_in_threadpool(decode_uploads, clf, uploads)
+        async with decode_slots.get():
+            pixels = await run_in_threadpool(decode_uploads, clf, uploads)
         probs = await batcher(pixels)
         results = []
         for up, p in zip(uploads, probs):
@@ -161,6 +166,21 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         return {"model": card["architecture"], "predictions": results}
 
     return app
+
+
+class _PerLoop:
+    """One asyncio object per event loop: the app may be driven by several loops in turn (TestClient does)."""
+
+    def __init__(self, make: Any):
+        self.make = make
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.value: Any = None
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            self.loop, self.value = loop, self.make()
+        return self.value
 
 
 def _parse_top_k(raw: str | None, num_classes: int) -> int:

@@ -35,8 +35,7 @@ class MicroBatcher(Generic[Job]):
         self.images = 0
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        # One thread: forward passes never overlap (torch already spreads one over its own threads).
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-forward")
+        self._executor: ThreadPoolExecutor | None = None
 
     async def __call__(self, job: Job) -> Any:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -44,10 +43,15 @@ class MicroBatcher(Generic[Job]):
         return await future
 
     def _running_queue(self) -> asyncio.Queue:
-        # Started lazily inside the serving loop, so the app works with or without a lifespan (TestClient).
-        if self._queue is None or self._task is None or self._task.done():
+        # Started lazily inside the serving loop, so the app works with or without a lifespan, and again in a
+        # new loop if the app is driven by another one (TestClient without `with` runs a loop per request).
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            if self._executor is None:
+                # One thread: forward passes never overlap (torch already spreads one over its own threads).
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-forward")
             self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._run(self._queue), name="imgclf-batcher")
+            self._task = loop.create_task(self._run(self._queue, self._executor), name="imgclf-batcher")
         return self._queue
 
     async def close(self) -> None:
@@ -58,7 +62,9 @@ class MicroBatcher(Generic[Job]):
             except asyncio.CancelledError:
                 pass
             self._task = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def _gather(self, queue: asyncio.Queue) -> list[tuple[Job, asyncio.Future]]:
         loop = asyncio.get_running_loop()
@@ -80,7 +86,7 @@ class MicroBatcher(Generic[Job]):
             count += self.size(item[0])
         return [(job, f) for job, f in items if not f.done()]  # a client that went away has a cancelled future
 
-    async def _run(self, queue: asyncio.Queue) -> None:
+    async def _run(self, queue: asyncio.Queue, executor: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         while True:
             items = await self._gather(queue)
@@ -88,7 +94,7 @@ class MicroBatcher(Generic[Job]):
                 continue
             jobs = [job for job, _ in items]
             try:
-                results = await loop.run_in_executor(self._executor, self.work, jobs)
+                results = await loop.run_in_executor(executor, self.work, jobs)
             except Exception as exc:  # hand the failure to every waiting request; keep serving
                 results = [exc] * len(items)
             else:

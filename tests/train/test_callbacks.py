@@ -34,3 +34,20 @@ def test_two_ranks_cover_the_epoch_once_with_equal_step_counts():
     assert len(batches[0]) == len(batches[1]) == len(ranks[0])
     seen = sum(batches[0] + batches[1], [])
     assert set(seen) == set(range(100))
+
+
+def test_device_resident_batches_equal_host_batches():
+    import numpy as np
+    import torch
+
+    from imgclf.train.loaders import CachedImages
+
+    pixels = np.random.default_rng(0).integers(0, 255, (50, 4, 4, 1), dtype=np.uint8)
+    rows = np.array([40, 3, 17, 8, 22, 5])
+    labels = np.arange(6)
+    host = CachedImages(pixels, rows, labels)
+    resident = CachedImages(pixels, rows, labels, device=torch.device("cpu"))
+    for positions in ([0, 1, 2], [5, 3], [4]):
+        hx, hy = host[np.array(positions)]
+        dx, dy = resident[np.array(positions)]
+        assert torch.equal(hx, dx) and torch.equal(hy, dy)

@@ -105,14 +105,23 @@ def normalisation(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module) 
     return channel_stats(data)
 
 
+def _resident_device(data: PreparedData, device: torch.device) -> torch.device | None:
+    """The GPU, when the whole uint8 cache fits in a quarter of its free memory; else None (stream from host)."""
+    if device.type != "cuda" or data.decoded.pixels is None:
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if data.decoded.pixels.nbytes < 0.25 * free else None
+
+
 def _loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int, train_weights: np.ndarray | None,
-             epoch_items: int | None):
+             epoch_items: int | None, root_device: torch.device = torch.device("cpu")):
     def dataset(split: str):
         s = data.splits[split]
         if data.decoded.pixels is not None:
-            return CachedImages(data.decoded.pixels, s.indices, s.labels)
+            return CachedImages(data.decoded.pixels, s.indices, s.labels, resident_device)
         return StreamedImages(data.paths(split), s.labels, data.img_size, data.color, data.interpolation)
 
+    resident_device = _resident_device(data, root_device)
     workers = 0 if data.decoded.pixels is not None else cfg.num_workers
     train_sampler = BatchIndexSampler(len(data.splits["train"]), cfg.batch_size, True, cfg.seed, rank, world,
                                       weights=train_weights, epoch_items=epoch_items)
@@ -226,7 +235,8 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
         use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
         deterministic=False, default_root_dir=str(run_dir),
     )
-    train_loader, val_loader = _loaders(cfg, data, trainer.global_rank, trainer.world_size, sample_w, epoch_items)
+    train_loader, val_loader = _loaders(cfg, data, trainer.global_rank, trainer.world_size, sample_w, epoch_items,
+                                        trainer.strategy.root_device)
     if cfg.features_only:  # backbone features computed once, the head trained on them (train/features.py)
         from .features import use_stored_features
 

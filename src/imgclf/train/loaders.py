@@ -63,18 +63,34 @@ class BatchIndexSampler(Sampler[np.ndarray]):
 
 
 class CachedImages(Dataset):
-    """Indexable by an array of positions; returns (uint8 NHWC tensor, int64 labels)."""
+    """Indexable by an array of positions; returns (uint8 NHWC tensor, int64 labels).
 
-    def __init__(self, pixels: np.ndarray, rows: np.ndarray, labels: np.ndarray):
-        self.pixels = pixels
+    With `device` set (a GPU with room for it), the split's uint8 pixels are copied there once and batches
+    are gathered on the device: no per-step host-to-device copy, and augmentation runs where the data is.
+    """
+
+    def __init__(self, pixels: np.ndarray, rows: np.ndarray, labels: np.ndarray, device: torch.device | None = None):
         self.rows = np.asarray(rows)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.device = device
+        if device is not None:
+            self.pixels = torch.from_numpy(np.ascontiguousarray(pixels[np.sort(self.rows)] if len(self.rows) != len(pixels)
+                                                                else pixels)).to(device)
+            order = np.argsort(np.argsort(self.rows)) if len(self.rows) != len(pixels) else self.rows
+            self.rows = np.asarray(order)
+            self.labels = self.labels.to(device)
+        else:
+            self.pixels = pixels
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         positions = np.sort(np.asarray(positions))
+        if self.device is not None:
+            index = torch.from_numpy(positions).to(self.device, non_blocking=True)
+            rows = torch.from_numpy(self.rows[positions]).to(self.device, non_blocking=True)
+            return self.pixels.index_select(0, rows), self.labels.index_select(0, index)
         x = torch.from_numpy(np.ascontiguousarray(self.pixels[self.rows[positions]]))
         return x, self.labels[positions]
 
@@ -107,5 +123,7 @@ class StreamedImages(Dataset):
 
 def make_loader(dataset: Dataset, sampler: BatchIndexSampler, workers: int = 0) -> DataLoader:
     # batch_size=None: the sampler already yields whole batches, so no per-item collate.
-    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=workers,
-                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+    on_device = getattr(dataset, "device", None) is not None
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=0 if on_device else workers,
+                      persistent_workers=workers > 0 and not on_device,
+                      pin_memory=torch.cuda.is_available() and not on_device)

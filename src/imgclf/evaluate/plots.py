@@ -563,7 +563,7 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
             ax.set_ylabel("images")
             ax.grid(axis="x", visible=False)
             ax.margins(y=0.12)
-        ax.set_title("Images per class and split")
+        ax.set_title("Images per class and split" if s > 1 else "Images per class")
         fig.legend(loc="outside lower center", ncol=len(splits), fontsize=8.5)
         return _save(fig, path)
 

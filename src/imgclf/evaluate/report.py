@@ -240,7 +240,7 @@ def _summary(run_dir: Path, files: dict[str, Any], interp: Interpretation, histo
     worst_confusions = [c for c in confusions if c.true == worst_name][:3]
 
     findings = []
-    if worst_name is not None:
+    if worst_name is not None and _finite(worst.get("recall")) and worst["recall"] < 1.0:
         text = f"Weakest class: {worst_name} (recall {_pct(worst.get('recall'))})"
         if worst_confusions:
             text += ", most often taken for " + ", ".join(f"{c.pred} ({c.count})" for c in worst_confusions)

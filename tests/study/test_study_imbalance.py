@@ -51,9 +51,9 @@ def test_study_writes_runs_json_and_html(study_dir):
     # the S4 table: per-class precision and recall for every ratio, per configuration
     assert set(study["table"]) == {"none", "oversample"} and set(study["table"]["none"]) == {"1", "3"}
     html = (study_dir / "study.html").read_text()
-    assert html.count("data:image/png;base64,") == 5  # metrics vs rho + (class recall, curves) x 2 configs
+    assert html.count("data:image/png;base64,") == 6  # metrics vs rho, recall by config, (recall, curves) x 2
     assert 'class="minority"' in html and "overfitting onset" in html
-    for png in ("metrics_vs_rho.png", "curves_none.png", "class_recall_oversample.png"):
+    for png in ("metrics_vs_rho.png", "curves_none.png", "class_recall_oversample.png", "class_recall_by_config.png"):
         assert (study_dir / "plots" / png).stat().st_size > 5000
 
 

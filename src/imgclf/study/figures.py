@@ -101,3 +101,27 @@ def plot_curves(study: dict[str, Any], config: str, path: Path) -> Path:
     axes[1][-1].legend(fontsize=7)
     fig.suptitle(f"training curves, configuration {config} (one line per seed)", fontsize=10)
     return _save(fig, path)
+
+
+def plot_class_recall_by_config(study: dict[str, Any], rho: float, path: Path) -> Path:
+    """Per-class test recall at one ratio, one bar per configuration: which classes a corrective brings back."""
+    configs = [c for c in study["configs"] if f"{rho:g}" in study["table"].get(c, {})]
+    classes = study["minority"] + study["majority"]
+    width = 0.8 / len(configs)
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.75 * len(classes) + 1.5), 3.8))
+    for i, config in enumerate(configs):
+        cells = study["table"][config][f"{rho:g}"]
+        xs = [k + (i - (len(configs) - 1) / 2) * width for k in range(len(classes))]
+        ax.bar(xs, [cells[c]["recall"] for c in classes], width, label=config)
+    ax.set_xticks(range(len(classes)))
+    ax.set_xticklabels(classes, rotation=30, ha="right")
+    for tick, cls in zip(ax.get_xticklabels(), classes):
+        if cls in study["minority"]:
+            tick.set_color(MINORITY_COLOR)
+    ax.axvline(len(study["minority"]) - 0.5, color="grey", lw=1, ls=":")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("test recall (mean over seeds)")
+    ax.set_title(f"per-class recall at rho {rho:g}:1 by configuration (minority classes in red, left)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, path)

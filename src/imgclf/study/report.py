@@ -28,15 +28,20 @@ def write_study_report(out: str | Path, study: dict[str, Any]) -> Path:
     out = Path(out)
     plots = out / "plots"
     images = {"metrics": _embed(figures.plot_metrics_vs_rho(study, plots / "metrics_vs_rho.png"))}
+    # The ratio with the most configurations (the largest on a tie): where correctives are compared.
+    by_rho = {float(rho): [c for c in study["table"] if rho in study["table"][c]]
+              for rho in {r for t in study["table"].values() for r in t}}
+    if by_rho and max(len(v) for v in by_rho.values()) > 1:
+        rho = max(by_rho, key=lambda r: (len(by_rho[r]), r))
+        images["by_config"] = _embed(figures.plot_class_recall_by_config(study, rho, plots / "class_recall_by_config.png"))
     per_config = {}
     for config in study["configs"]:
         if not any(r["config"] == config and r["finished"] for r in study["runs"]):
             continue
         safe = config.replace("+", "_")
-        per_config[config] = {
-            "recall": _embed(figures.plot_class_recall(study, config, plots / f"class_recall_{safe}.png")),
-            "curves": _embed(figures.plot_curves(study, config, plots / f"curves_{safe}.png")),
-        }
+        per_config[config] = {"curves": _embed(figures.plot_curves(study, config, plots / f"curves_{safe}.png"))}
+        if len(study["table"].get(config, {})) > 1:  # a recall-vs-rho line needs two ratios
+            per_config[config]["recall"] = _embed(figures.plot_class_recall(study, config, plots / f"class_recall_{safe}.png"))
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
     env.filters["fmt"] = _fmt
     html = env.get_template("study.html").render(study=study, images=images, per_config=per_config,

@@ -105,10 +105,15 @@ class HistoryWriter(L.Callback):
         self._start = time.perf_counter()
         self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
         self._seen = 0
+        self._train_seconds = 0.0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._seen += len(batch[1])
+        self._train_seconds = time.perf_counter() - self._start
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._train_seconds = time.perf_counter() - self._start  # images/s counts training, not validation
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -123,7 +128,7 @@ class HistoryWriter(L.Callback):
         row = {
             "epoch": trainer.current_epoch + 1, "lr": f"{self._lr:.6g}", "loss": get("loss"), "acc": get("acc"),
             "val_loss": get("val_loss"), "val_acc": get("val_acc"), "seconds": f"{seconds:.3f}",
-            "images_per_s": f"{self._seen * trainer.world_size / max(seconds, 1e-9):.1f}",
+            "images_per_s": f"{self._seen * trainer.world_size / max(self._train_seconds or seconds, 1e-9):.1f}",
             "frozen": int(trainer.current_epoch < self.frozen_until),
         }
         self.rows = [r for r in self.rows if int(r["epoch"]) < row["epoch"]] + [row]

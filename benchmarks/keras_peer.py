@@ -1,0 +1,151 @@
+"""The Keras peer, run for real in its own venv (benchmarks/work/venv-keras, requirements in peers/).
+
+Usage: venv-keras/bin/python keras_peer.py CASE DATA_DIR  -> prints one JSON line {"case", "images_per_s"}.
+Cases mirror the reference pipelines of REFERENCES.md:
+  idg_directory   ImageDataGenerator with S3's augmentation, flow_from_directory, 48x48 gray PNGs, batch 64
+  idg_memory      the same generator on an in-memory uint8 array (.flow)
+  model_s         S5: image_dataset_from_directory (32x32 RGB PNGs) + preprocessing layers + model_s, fit
+  model_s_memory  S5's model_s fit on in-memory arrays (no input pipeline)
+  fer_cnn         S3: ImageDataGenerator flow_from_directory feeding fer_cnn, fit
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+
+def s3_generator(**kw):
+    try:
+        from keras.preprocessing.image import ImageDataGenerator
+    except ImportError:  # Keras >= 3.12 keeps it only under legacy (what tf.keras.preprocessing still exports)
+        from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    return ImageDataGenerator(rescale=1 / 255, rotation_range=30, width_shift_range=0.1, height_shift_range=0.1,
+                              shear_range=0.1, zoom_range=0.1, horizontal_flip=True, **kw)
+
+
+def timed_batches(iterator, batches: int, batch: int = 64) -> float:
+    next(iterator)  # warm-up
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch / (time.perf_counter() - start)
+
+
+def model_s(num_classes: int):
+    import keras
+    from keras import layers, regularizers
+
+    inputs = keras.Input((32, 32, 3))
+    x = layers.RandomFlip("horizontal")(inputs)
+    x = layers.RandomRotation(0.05)(x)
+    x = layers.RandomZoom(0.05)(x)
+    x = layers.RandomContrast(0.05)(x)
+    x = layers.RandomBrightness(0.05)(x)
+    x = layers.Rescaling(1 / 255)(x)
+    for filters in (32, 64, 128):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+                              kernel_regularizer=regularizers.l2(1e-5))(x)
+            x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.5)(x)
+    x = layers.Dense(256, activation="relu", kernel_regularizer=regularizers.l2(1e-4))(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizers.l2(1e-4))(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fer_cnn(num_classes: int):
+    import keras
+    from keras import layers, regularizers
+
+    def conv(f, l2=None):
+        return layers.Conv2D(f, 3, padding="same", activation="relu",
+                             kernel_regularizer=regularizers.l2(l2) if l2 else None)
+
+    model = keras.Sequential([keras.Input((48, 48, 1)),
+        conv(32), conv(64), layers.BatchNormalization(), layers.MaxPooling2D(), layers.Dropout(0.25),
+        conv(128), conv(256, 0.01), layers.BatchNormalization(), layers.MaxPooling2D(), layers.Dropout(0.25),
+        conv(512), conv(1024, 0.01), layers.BatchNormalization(), layers.MaxPooling2D(), layers.Dropout(0.25),
+        layers.Flatten(), layers.Dense(1024, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(num_classes, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class _Speed:
+    """A Keras callback measuring training images/s over the batches after the first epoch's warm-up."""
+
+    def __new__(cls, batch: int, skip: int = 3):
+        import keras
+
+        class Speed(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.n = 0
+                self.t0 = None
+                self.rate = 0.0
+
+            def on_train_batch_end(self, b, logs=None):
+                self.n += 1
+                if self.n == skip:
+                    self.t0 = time.perf_counter()
+                elif self.n > skip:
+                    self.rate = (self.n - skip) * batch / (time.perf_counter() - self.t0)
+
+        return Speed()
+
+
+def main(case: str, data: str, steps: int) -> None:
+    import keras
+
+    if case == "idg_directory":
+        it = s3_generator().flow_from_directory(os.path.join(data, "train"), target_size=(48, 48),
+                                                color_mode="grayscale", batch_size=64, class_mode="categorical")
+        rate = timed_batches(it, steps)
+    elif case == "idg_memory":
+        x = np.random.default_rng(0).integers(0, 255, (20_000, 48, 48, 1), dtype=np.uint8)
+        it = s3_generator().flow(x, np.zeros(len(x)), batch_size=64)
+        rate = timed_batches(it, steps)
+    elif case in ("model_s", "model_s_memory"):
+        ds = keras.utils.image_dataset_from_directory(os.path.join(data, "train"), image_size=(32, 32),
+                                                      batch_size=64, label_mode="int", shuffle=True, seed=0)
+        n_classes = len(ds.class_names)
+        model = model_s(n_classes)
+        speed = _Speed(64)
+        if case == "model_s":
+            import tensorflow as tf
+
+            model.fit(ds.prefetch(tf.data.AUTOTUNE), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[speed])
+        else:
+            xs, ys = [], []
+            for xb, yb in ds.take(steps):
+                xs.append(xb.numpy())
+                ys.append(yb.numpy())
+            model.fit(np.concatenate(xs), np.concatenate(ys), batch_size=64, epochs=1, verbose=0, callbacks=[speed])
+        rate = speed.rate
+    elif case == "fer_cnn":
+        it = s3_generator().flow_from_directory(os.path.join(data, "train"), target_size=(48, 48),
+                                                color_mode="grayscale", batch_size=64, class_mode="categorical")
+        model = fer_cnn(it.num_classes)
+        speed = _Speed(64, skip=2)
+        model.fit(it, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[speed])
+        rate = speed.rate
+    else:
+        raise SystemExit(f"unknown case {case!r}")
+    print(json.dumps({"case": case, "images_per_s": rate, "keras": keras.__version__}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 50)

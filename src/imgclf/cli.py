@@ -418,7 +418,7 @@ def study_imbalance(data: str, **options: Any) -> None:
     """Run S4's imbalance study: ratios x configurations x seeds, then study.json + study.html."""
     from rich.table import Table
 
-    from .study.imbalance import CONTROLLED, run_imbalance_study
+    from .study.imbalance import CONTROLLED, STUDY_MODEL_ARGS, run_imbalance_study
 
     own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed",
                                        "run_reports")}
@@ -426,9 +426,14 @@ def study_imbalance(data: str, **options: Any) -> None:
     try:
         values = _collect_train_values(None, config, options)
         model = values.pop("model", None) or "caltech_cnn"
+        # A recipe or --config file (S4's recipes, say) may set what the study's configurations decide: drop
+        # those values and say so. The same settings given as flags still fail in run_imbalance_study.
         ignored = sorted(k for k in values if k in CONTROLLED)
-        if ignored:  # from a recipe or --config file: the study's configurations decide these
-            typer.echo(f"note: the study sets {', '.join(ignored)} itself; ignoring the recipe/config file's values")
+        if options.get("model_args") is None and isinstance(values.get("model_args"), dict):
+            ignored += [f"model_args.{k}" for k in sorted(values["model_args"]) if k in STUDY_MODEL_ARGS]
+            values["model_args"] = {k: v for k, v in values["model_args"].items() if k not in STUDY_MODEL_ARGS}
+        if ignored:
+            typer.echo(f"note: the study's configurations set {', '.join(ignored)}; ignoring the recipe/config file's values")
             values = {k: v for k, v in values.items() if k not in CONTROLLED}
         study = run_imbalance_study(
             data, own["out"], per_class=own["per_class"], rhos=_split_list("rhos", own["rhos"], float), mu=own["mu"],

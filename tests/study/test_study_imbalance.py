@@ -113,3 +113,17 @@ def test_overrides_cannot_change_what_the_configurations_decide(pool, tmp_path):
     with pytest.raises(ImgclfError, match="too few"):
         run_imbalance_study(pool, tmp_path / "s", per_class=20, rhos=[15], configs=["none"], model="simple_cnn")
     assert not os.path.exists(tmp_path / "s"), "bad requests fail before anything is written"
+
+
+def test_cli_takes_s4_recipes_but_lets_the_configurations_decide_regularisation(pool, tmp_path):
+    from imgclf.cli import app
+
+    # per-class 100 is too many for the pool: the command stops before training, after reading the recipe
+    result = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "s"), "--per-class",
+                                      "100", "--recipe", "s4-caltech-cnn-reg-bn", "--no-progress"])
+    assert result.exit_code == 2
+    assert "configurations set augment, weight_decay, model_args.batch_norm, model_args.dropout" in result.output
+    assert "too few" in result.output
+    flag = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "s"), "--per-class",
+                                    "8", "--model-args", "dropout=0.2"])
+    assert flag.exit_code == 2 and "model_args must not set ['dropout']" in flag.output

@@ -49,6 +49,7 @@ TOKENS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "focal": ({"loss": "focal"}, {}),
 }
 CONTROLLED = tuple(_BASE_TRAIN) + ("data", "out", "seed", "model", "resume")
+STUDY_MODEL_ARGS = tuple(_BASE_MODEL)
 STUDY_FILE = "study.json"
 
 
@@ -110,7 +111,7 @@ def _check_overrides(overrides: dict[str, Any]) -> None:
             f"{', '.join(CONTROLLED)} itself (choose them with --configs, --model, --seeds, --out)"
         )
     extra_args = (overrides.get("model_args") or {})
-    clash = sorted(k for k in extra_args if k in _BASE_MODEL)
+    clash = sorted(k for k in extra_args if k in STUDY_MODEL_ARGS)
     if clash:
         raise ImgclfError(f"model_args must not set {clash} in a study: the configurations decide them. "
                           f"Received: model_args={extra_args}")

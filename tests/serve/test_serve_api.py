@@ -195,3 +195,15 @@ def test_one_app_serves_through_successive_event_loops(tiny_run, png):
     for _ in range(2):
         with TestClient(app) as c:
             assert c.post("/predict", files=_files(("a.png", png, "image/png"))).status_code == 200
+
+
+def test_a_large_photo_takes_the_gated_decode_path(client, tiny_run):
+    from imgclf.serve import app as serve_app
+
+    img = Image.new("RGB", (2100, 2000), (200, 30, 30))  # 4.2 Mpixel, a few KB as PNG
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    assert serve_app._declared_pixels(buf.getvalue()) > serve_app.LARGE_UPLOAD_PIXELS
+    r = client.post("/predict", files=_files(("photo.png", buf.getvalue(), "image/png")))
+    assert r.status_code == 200, r.text
+    assert serve_app._declared_pixels(b"not an image") == 0

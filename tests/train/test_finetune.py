@@ -156,7 +156,7 @@ def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, imag
         img_size, color, interpolation = 32, "rgb", "bicubic"
 
     stored = compute_features(joined, Data, card["mean"], card["std"])
-    pixels = torch.from_numpy(np.asarray(Data.decoded.pixels)).permute(0, 3, 1, 2).float() / 255
+    pixels = torch.from_numpy(np.array(Data.decoded.pixels)).permute(0, 3, 1, 2).float() / 255
     x = (pixels - torch.tensor(card["mean"]).view(1, 3, 1, 1)) / torch.tensor(card["std"]).view(1, 3, 1, 1)
     with torch.no_grad():
         from_features = joined.head(torch.from_numpy(np.array(stored)))

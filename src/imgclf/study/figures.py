@@ -78,6 +78,7 @@ def plot_curves(study: dict[str, Any], config: str, path: Path) -> Path:
     runs = [r for r in study["runs"] if r["config"] == config and r["finished"]]
     rhos = sorted({r["rho"] for r in runs})
     fig, axes = plt.subplots(2, len(rhos), figsize=(3.3 * len(rhos) + 0.6, 5.2), squeeze=False, sharex="col")
+    onset_labelled = False
     for j, rho in enumerate(rhos):
         for run in (r for r in runs if r["rho"] == rho):
             c = run["curves"]
@@ -90,7 +91,8 @@ def plot_curves(study: dict[str, Any], config: str, path: Path) -> Path:
                 ax.plot(epochs, c[val_key], color=MINORITY_COLOR, lw=1, ls="--", marker=marker, ms=3, label="validation" if first else None)
                 if run["overfitting_onset"]:
                     ax.axvline(run["overfitting_onset"], color="grey", ls=":", lw=1,
-                               label="overfitting onset" if first and i == 1 else None)
+                               label=None if onset_labelled or i == 0 else "overfitting onset")
+                    onset_labelled |= i == 1
         axes[0][j].set_title(f"rho {rho:g}:1")
         axes[0][j].set_ylim(0, 1.02)
         axes[1][j].set_xlabel("epoch")
@@ -98,7 +100,8 @@ def plot_curves(study: dict[str, Any], config: str, path: Path) -> Path:
             axes[i][j].grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
     axes[1][0].set_ylabel("loss")
-    axes[1][-1].legend(fontsize=7)
+    handles = {label: h for ax in axes[1] for h, label in zip(*ax.get_legend_handles_labels())}
+    axes[1][-1].legend(handles.values(), handles.keys(), fontsize=7)
     fig.suptitle(f"training curves, configuration {config} (one line per seed)", fontsize=10)
     return _save(fig, path)
 

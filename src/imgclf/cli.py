@@ -315,7 +315,7 @@ def data_fetch(name: str = typer.Argument(..., help="digits or fashion-mnist."),
 @app.command()
 def export(run: Path = typer.Argument(..., help="Run directory."),
            fmt: str = typer.Option("onnx", "--format", help="onnx, or torchscript (a torch.export .pt2 program)."),
-           out: Optional[Path] = typer.Option(None, "--out", help="Folder to write into [default: RUN/export].")) -> None:
+           out: Optional[Path] = typer.Option(None, "--out", help="Folder to write into (default: RUN/export).")) -> None:
     """Export a run with its preprocessing (uint8 NHWC in, probabilities out) plus its model card."""
     from .export import export_run
 
@@ -333,7 +333,7 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
           max_upload_mb: float = typer.Option(10.0, min=0.001, help="Largest request body, in MB (10^6 bytes)."),
           max_files: int = typer.Option(32, min=1, help="Most images per request."),
           backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN`)."),
-          threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads [default: half the cores]."),
+          threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads (default: half the cores)."),
           access_log: bool = typer.Option(True, help="Log every request.")) -> None:
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
     from .serve import serve as run_server

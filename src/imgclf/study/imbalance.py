@@ -208,7 +208,7 @@ def _run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, se
 # ---------------------------------------------------------------------------------------------------
 def read_cell(run_dir: Path, minority: Sequence[str]) -> dict[str, Any] | None:
     """One finished run's numbers, or None while it has no metrics.json."""
-    from ..evaluate.interpret import minority_recall, overfitting_onset, read_history
+    from ..evaluation.interpret import minority_recall, overfitting_onset, read_history
 
     if not (run_dir / "metrics.json").exists():
         return None

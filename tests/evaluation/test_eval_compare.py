@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from eval_fixtures import compare_runs_dirs, load_in_chromium  # noqa: F401  (fixtures)
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
-from imgclf.evaluate.compare import compare_runs, format_cell, render_table, summarize_run, write_compare_html
+from imgclf.evaluation.compare import compare_runs, format_cell, render_table, summarize_run, write_compare_html
 
 
 def test_runs_differing_only_in_seed_form_one_group_with_mean_and_std(compare_runs_dirs):

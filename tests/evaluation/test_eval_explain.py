@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 
 from imgclf.errors import ImgclfError
-from imgclf.evaluate.explain import explain_run, find_target_layer, gradcam_heatmaps
+from imgclf.evaluation.explain import explain_run, find_target_layer, gradcam_heatmaps
 from imgclf.models import create_model
 
 pytest.importorskip("pytorch_grad_cam")

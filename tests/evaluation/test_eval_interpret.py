@@ -16,14 +16,14 @@ from sklearn.metrics import (
 )
 
 from imgclf.errors import ImgclfError
-from imgclf.evaluate.interpret import (
+from imgclf.evaluation.interpret import (
     Interpretation,
     best_val_accuracy,
     lr_changes,
     minority_recall,
     overfitting_onset,
 )
-from imgclf.evaluate.metrics import compute_metrics, expected_calibration_error
+from imgclf.evaluation.metrics import compute_metrics, expected_calibration_error
 from imgclf.io import write_csv
 
 CLASSES = ["ant", "bee", "cat", "dog"]

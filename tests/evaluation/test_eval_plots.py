@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from imgclf.card import load_card
-from imgclf.evaluate import plots
-from imgclf.evaluate.interpret import Interpretation, decode_for_display, read_history
-from imgclf.evaluate.metrics import compute_metrics
+from imgclf.evaluation import plots
+from imgclf.evaluation.interpret import Interpretation, decode_for_display, read_history
+from imgclf.evaluation.metrics import compute_metrics
 
 
 def assert_png(path: Path, min_side: int = 200) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from eval_fixtures import load_in_chromium, run_copy  # noqa: F401  (fixtures)
 from imgclf.cli import app
-from imgclf.evaluate.report import FIGURES, write_report
+from imgclf.evaluation.report import FIGURES, write_report
 
 
 def test_training_writes_a_report_that_chromium_renders_cleanly(tiny_run, load_in_chromium):

@@ -86,6 +86,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     if tta_probs is not None:
         tta_metrics = compute_metrics(y_true, tta_probs, card.classes)
         metrics["tta"] = {k: tta_metrics[k] for k in ("accuracy", "loss", "macro", "worst_class", "macro_auc")}
+        from ..inference import TTA_TRANSFORMS
+
+        metrics["tta"]["transforms"] = TTA_TRANSFORMS
     _write_predictions(run_dir / "predictions.csv", [files[i] for i in ok], y_true, probs, card.classes, skipped)
     write_json(run_dir / "metrics.json", metrics)
     return metrics

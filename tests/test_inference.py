@@ -8,7 +8,7 @@ from PIL import Image
 
 import imgclf
 from imgclf.card import load_card
-from imgclf.evaluate.metrics import compute_metrics
+from imgclf.evaluation.metrics import compute_metrics
 from imgclf.inference import build_from_card
 from imgclf.predict_format import format_predictions
 

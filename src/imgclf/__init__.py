@@ -28,7 +28,7 @@ def fit(config: Any = None, **kwargs: Any):
 
 def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False) -> dict:
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json."""
-    from .evaluate.run_eval import evaluate_run
+    from .evaluation.run_eval import evaluate_run
 
     return evaluate_run(run_dir, data=data, split=split, tta=tta)
 

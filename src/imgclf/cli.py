@@ -204,7 +204,7 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
              split: str = typer.Option("test", help="Split of the run's data set: test or val."),
              tta: bool = typer.Option(False, help="Also report test-time augmentation (flip averaging).")) -> None:
     """Evaluate a run: writes predictions.csv and metrics.json, prints the classification report."""
-    from .evaluate.run_eval import evaluate_run
+    from .evaluation.run_eval import evaluate_run
 
     try:
         metrics = evaluate_run(run, data=data, split=split, tta=tta)
@@ -466,7 +466,7 @@ study_app.command("imbalance", context_settings={"help_option_names": ["-h", "--
 def report(run: Path = typer.Argument(..., help="Run directory."),
            explain: bool = typer.Option(True, help="Include Grad-CAM heatmaps (needs the weights and grad-cam).")) -> None:
     """Redraw a run's figures (plots/*.png) and write its self-contained report.html."""
-    from .evaluate.report import write_report
+    from .evaluation.report import write_report
 
     try:
         path = write_report(run, explain=explain)
@@ -479,7 +479,7 @@ def report(run: Path = typer.Argument(..., help="Run directory."),
 def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directories."),
             out: Path = typer.Option(Path("compare.html"), "--out", help="Where to write the HTML comparison.")) -> None:
     """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
-    from .evaluate.compare import compare_runs, render_table, write_compare_html
+    from .evaluation.compare import compare_runs, render_table, write_compare_html
 
     try:
         comparison = compare_runs(runs)
@@ -492,7 +492,7 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
 
 def _print_most_confused(run: Path, top: int = 5) -> None:
     """The interpretation layer's most-confused pairs, from the predictions.csv just written."""
-    from .evaluate.interpret import Interpretation
+    from .evaluation.interpret import Interpretation
 
     pairs = Interpretation.from_run(run).most_confused(top=top)
     if pairs:

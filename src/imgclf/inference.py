@@ -45,6 +45,18 @@ def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
+TTA_TRANSFORMS = "identity, horizontal flip, shifts of 1/16 of the side (right-down, left-up)"
+
+
+def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """Test-time augmentation views: the image, its mirror and two small shifts (edges replicated)."""
+    s = max(1, x.shape[-1] // 16)
+    padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
+    h, w = x.shape[-2:]
+    return [x, x.flip(3), padded[..., : h, : w].contiguous(memory_format=torch.channels_last),
+            padded[..., 2 * s :, 2 * s :].contiguous(memory_format=torch.channels_last)]
+
+
 @dataclass
 class Prediction:
     path: str
@@ -96,16 +108,15 @@ class Classifier:
 
     @torch.inference_mode()
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages the image and its mirror."""
+        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over `tta_views`."""
         out = []
         for start in range(0, len(pixels), batch_size):
             chunk = pixels[start : start + batch_size]
             x = torch.from_numpy(np.array(chunk, dtype=np.uint8, copy=True)).to(self.device)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
             x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-            probs = torch.softmax(self.model(x).float(), dim=1)
-            if tta:
-                probs = (probs + torch.softmax(self.model(x.flip(3)).float(), dim=1)) / 2
+            views = tta_views(x) if tta else [x]
+            probs = torch.stack([torch.softmax(self.model(v).float(), dim=1) for v in views]).mean(0)
             out.append(probs.cpu().numpy())
         if not out:
             return np.zeros((0, len(self.classes)), dtype=np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
     sizes: Counter[str] = Counter()
     modes: Counter[str] = Counter()
     skipped = list(scan.skipped)
-    samples: dict[str, str] = {}
+    candidates: dict[str, list[str]] = {}
     for split, items in scan.files.items():
         per_class: Counter[str] = Counter()
         for path, cls in items:
@@ -34,8 +35,10 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
             per_class[cls] += 1
             sizes[f"{meta['width']}x{meta['height']}"] += 1
             modes[str(meta["mode"])] += 1
-            samples.setdefault(cls, path)
+            candidates.setdefault(cls, []).append(path)
         counts[split] = {c: per_class.get(c, 0) for c in scan.classes}
+    rng = random.Random(0)  # one random sample per class, the same on every call
+    samples = {cls: rng.choice(paths) for cls, paths in sorted(candidates.items())}
     train_split = "train" if "train" in counts else "all"
     summary: dict[str, Any] = {
         "root": str(Path(data).resolve()),
@@ -51,7 +54,7 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
     }
     if plots_dir is not None:
         try:
-            from .evaluate.plots import plot_class_distribution, plot_class_samples
+            from .evaluation.plots import plot_class_distribution, plot_class_samples
         except ImportError:
             pass
         else:

@@ -16,12 +16,14 @@ def imbalance_stats(counts: Mapping[str, int]) -> dict[str, object]:
     lo, hi = min(values), max(values)
     rho = hi / lo if lo > 0 else float("inf")
     midpoint = (lo + hi) / 2
-    minority = sorted(c for c, v in counts.items() if hi > lo and v < midpoint)
+    imbalanced = rho > IMBALANCE_FLAG_RHO
+    # Near-balanced sets (digits: rho 1.06) have no minority classes, only counting noise.
+    minority = sorted(c for c, v in counts.items() if imbalanced and v < midpoint)
     return {
         "rho": round(rho, 4),
         "mu": round(len(minority) / len(values), 4),
         "minority": minority,
-        "imbalanced": rho > IMBALANCE_FLAG_RHO,
+        "imbalanced": imbalanced,
     }
 
 

@@ -274,7 +274,7 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
                        precision, history.rows, stopped_reason)
     write_json(run_dir / "model.json", card)
 
-    from ..evaluate.run_eval import evaluate_run
+    from ..evaluation.run_eval import evaluate_run
 
     metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta=True)  # report: with + without
     card["metrics"] = _headline(metrics, history.rows, best.best_epoch)
@@ -300,7 +300,7 @@ def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:
 def _after_training(run_dir: Path) -> None:
     """Write the HTML report when the reporting module is available."""
     try:
-        from ..evaluate.report import write_report
+        from ..evaluation.report import write_report
     except ImportError:
         return
     write_report(run_dir)

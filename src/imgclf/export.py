@@ -139,19 +139,26 @@ class OnnxClassifier(Classifier):
         return cls(session, card)
 
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages the image and its mirror."""
+        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over the same views as the torch
+        backend (`inference.tta_views`), taken on the uint8 pixels: shifts and flips commute with the
+        per-pixel normalisation inside the graph."""
         pixels = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
         out = []
         for start in range(0, len(pixels), batch_size):
             chunk = np.ascontiguousarray(pixels[start:start + batch_size], dtype=np.uint8)
-            probs = self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})[0]
-            if tta:
-                mirror = np.ascontiguousarray(chunk[:, :, ::-1])
-                probs = (probs + self.session.run([OUTPUT_NAME], {INPUT_NAME: mirror})[0]) / 2
+            views = _uint8_views(chunk) if tta else [chunk]
+            probs = np.mean([self.session.run([OUTPUT_NAME], {INPUT_NAME: v})[0] for v in views], axis=0)
             out.append(probs.astype(np.float32, copy=False))
         if not out:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return np.concatenate(out)
+
+
+def _uint8_views(chunk: np.ndarray) -> list[np.ndarray]:
+    from .inference import tta_views
+
+    x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float()  # exact: views only move pixels around
+    return [np.ascontiguousarray(v.permute(0, 2, 3, 1).to(torch.uint8).numpy()) for v in tta_views(x)]
 
 
 def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None) -> OnnxClassifier:

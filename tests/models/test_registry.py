@@ -73,3 +73,14 @@ def test_too_small_image_and_unknown_args_are_refused():
 def test_duplicate_registration_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         register_model("model_s", description="x", default_img_size=32)(lambda **k: None)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_min_img_size_builds_and_one_less_is_refused(name):
+    info = get_model_info(name)
+    model = create_model(name, 3, info.default_in_chans, info.min_img_size)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, info.default_in_chans, info.min_img_size, info.min_img_size)).shape == (1, 3)
+    with pytest.raises(ImgclfError, match="img_size must be at least"):
+        create_model(name, 3, info.default_in_chans, info.min_img_size - 1)

@@ -126,3 +126,11 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig):
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
     ha, hb = read_csv(tmp_path / "full" / "history.csv"), read_csv(tmp_path / "cut" / "history.csv")
     assert [(r["epoch"], r["lr"], r["val_loss"]) for r in ha] == [(r["epoch"], r["lr"], r["val_loss"]) for r in hb]
+
+
+def test_resume_a_finished_run_with_more_epochs_keeps_its_history(tmp_path, image_folder):
+    cfg = {"data": str(image_folder), "img_size": 16, "epochs": 2, "batch_size": 8, "progress": False,
+           "model_args": {"width": 8}, "out": str(tmp_path / "r")}
+    imgclf.fit(cfg, report=False)
+    run = imgclf.fit(None, resume=str(tmp_path / "r"), epochs=3, report=False)
+    assert [int(r["epoch"]) for r in read_csv(run.path / "history.csv")] == [1, 2, 3]

@@ -97,9 +97,10 @@ class HistoryWriter(L.Callback):
         self._seen = 0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # On resume, keep the rows of epochs the checkpoint has completed, drop anything later.
+        # On resume, start from the rows on disk; an epoch that is replayed replaces its row when it ends
+        # (the loop state is not restored yet at this hook, so rows cannot be filtered by epoch here).
         if self.path.exists() and not self.rows:
-            self.rows = [r for r in read_csv(self.path) if int(r["epoch"]) <= trainer.current_epoch]
+            self.rows = read_csv(self.path)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()

@@ -23,6 +23,7 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -6,15 +6,17 @@ from typer.testing import CliRunner
 import imgclf
 from conftest import make_image_folder
 from imgclf.cli import app
+from imgclf.models import get_model_info
 from imgclf.recipes import list_recipes, load_recipe, recipe_document
 
 RECIPES = [name for name, _ in list_recipes()]
 # keep each one-step run tiny: the architecture is what is checked, not its native resolution
-SMALL_SIZE = {"caltech_cnn": 64}
+SMALL_SIZE = {"caltech_cnn": 64, "vgg16": 32, "mobilenetv2_100": 32}
 
 
 def test_the_reference_systems_are_all_there():
-    expected = {"s2-custom-cnn", "s3-fer-cnn", "s3-fer-cnn-small", "s4-caltech-cnn", "s4-caltech-cnn-reg",
+    expected = {"s1-vgg16-flatten256", "s1-vgg16-dense512-256", "s2-mobilenetv2-finetune", "s5-vgg16-features",
+                "s2-custom-cnn", "s3-fer-cnn", "s3-fer-cnn-small", "s4-caltech-cnn", "s4-caltech-cnn-reg",
                 "s4-caltech-cnn-reg-bn", "s5-model-s", "fast-fmnist"}
     assert expected <= set(RECIPES)
     for name in RECIPES:
@@ -31,8 +33,8 @@ def test_recipe_trains_one_step(name, tmp_path_factory):
                  "schedule": "none" if config.get("schedule") == "budget" else config.get("schedule", "none")}
     if config["model"] in SMALL_SIZE:
         overrides["img_size"] = SMALL_SIZE[config["model"]]
-    if config.get("pretrained"):
-        overrides["pretrained"] = False
+    if get_model_info(config["model"]).pretrained:
+        overrides["pretrained"] = False  # offline: the architecture and schedule are what is checked here
     run = imgclf.fit({**config, **overrides}, report=False)
     assert run.epochs_run == 1 and (run.path / "model.safetensors").exists()
     assert run.config.recipe == name

@@ -1,0 +1,24 @@
+"""`make bench`: the CPU benchmarks in sequence (never in parallel: 2 cores), then docs/performance.md.
+
+The GPU benchmark (gpu_throughput.py) needs a CUDA machine and is run there separately.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STEPS = [
+    ["pipeline.py"],
+    ["train_speed.py", "--repeats", "3"],
+    ["serve_load.py"],
+    ["fast_recipe.py", "--time-limit", "10m", "--seeds", "0,1"],
+    ["report_performance.py"],
+]
+
+if __name__ == "__main__":
+    for step in STEPS:
+        print(f"== {' '.join(step)}", flush=True)
+        subprocess.run([sys.executable, str(HERE / step[0]), *step[1:]], check=True, cwd=HERE)

@@ -134,3 +134,15 @@ def test_resume_a_finished_run_with_more_epochs_keeps_its_history(tmp_path, imag
     imgclf.fit(cfg, report=False)
     run = imgclf.fit(None, resume=str(tmp_path / "r"), epochs=3, report=False)
     assert [int(r["epoch"]) for r in read_csv(run.path / "history.csv")] == [1, 2, 3]
+
+
+def test_data_over_the_cache_budget_streams_and_skips_broken_files(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    (data / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    run = imgclf.fit({"data": str(data), "img_size": 16, "epochs": 2, "batch_size": 8, "progress": False,
+                      "cache_budget": "1KB", "num_workers": 1, "model_args": {"width": 8},
+                      "out": str(tmp_path / "s")}, report=False)
+    dataset = json.loads((run.path / "dataset.json").read_text())
+    assert dataset["streamed"] is True
+    assert any(s["path"].endswith("broken.png") for s in dataset["skipped"])
+    assert run.metrics["count"] > 0 and len(read_csv(run.path / "history.csv")) == 2

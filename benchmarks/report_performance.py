@@ -48,7 +48,7 @@ def chart(speed: dict, out: Path) -> None:
     ax.invert_yaxis()
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
-    ax.set_title("imgclf (blue) vs Keras peer (orange) vs plain PyTorch (grey), same machine, one run")
+    fig.suptitle("imgclf (blue), Keras peer (orange), plain PyTorch (grey): one interleaved run", fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -82,6 +82,14 @@ def main() -> None:
             lines.append(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['images_per_s_median']:,.0f} |")
         lines += ["", "At 32×32 both models are bound by per-step overhead (Python, Lightning, one kernel launch per "
                   "layer), not by arithmetic: bf16 autocast does not pay at this size.", ""]
+    memory = _load("memory")
+    if memory:
+        lines += ["## Peak memory of `imgclf train` (60,000 Fashion-MNIST images, model_s 32×32 RGB)", "",
+                  f"Machine: {_env_line(memory)}; budget {memory['budget_bytes'] / 1e9:.1f} GB", "",
+                  "| data path | peak RSS | within budget |", "|---|---:|---|"]
+        for name, r in memory["results"].items():
+            lines.append(f"| {name} | {r['peak_rss_gb']:.2f} GB | {'yes' if r['within_budget'] else 'NO'} |")
+        lines.append("")
     serve = _load("serve")
     if serve:
         lines += ["## Serving", "", "See `benchmarks/results/serve.json` (16 concurrent clients vs one at a time, "

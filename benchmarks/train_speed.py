@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     ensure_keras_venv()
     rgb32 = fashion_png_tree(32, "rgb", per_class=400)
-    gray48 = fashion_png_tree(48, "grayscale", per_class=120, classes=6)
+    gray48 = fashion_png_tree(48, "grayscale", per_class=64, classes=6)
     cases = {
         "keras ImageDataGenerator flow_from_directory (S3 aug)": lambda: keras_case("idg_directory", gray48, 40),
         "keras ImageDataGenerator .flow in memory (S3 aug)": lambda: keras_case("idg_memory", gray48, 80),
@@ -125,8 +125,8 @@ def main() -> None:
     }
     if not args.skip_fer:
         cases.update({
-            "keras fer_cnn reference pipeline (ImageDataGenerator)": lambda: keras_case("fer_cnn", gray48, 8),
-            "plain PyTorch fer_cnn channels-last": lambda: plain_loop("fer_cnn", 1, 48, 6, 8),
+            "keras fer_cnn reference pipeline (ImageDataGenerator)": lambda: keras_case("fer_cnn", gray48, 5),
+            "plain PyTorch fer_cnn channels-last": lambda: plain_loop("fer_cnn", 1, 48, 6, 5),
             "imgclf train fer_cnn (s3-fer-cnn)": lambda: imgclf_train(gray48, "s3-fer-cnn", 48, "grayscale", 2, []),
         })
     results = interleaved(cases, args.repeats)

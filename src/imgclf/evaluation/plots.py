@@ -493,7 +493,10 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
             cells[0][0].axis("off")
             cells[0][0].text(0.5, 0.5, "no readable images", ha="center", va="center", color=GREY)
         n_wrong = sum(1 for s in samples if _is_wrong(s))
-        fig.suptitle(f"{title} — {n_wrong} of {len(samples)} wrong (red frame)", fontweight="bold", fontsize=11,
+        # The sample mixes right and wrong on purpose: say so, or the share of red reads as the error rate.
+        drawn = "" if show_loss else ", both kinds drawn on purpose, not the error rate"
+        fig.suptitle(f"{title} — {n_wrong} wrong (red frame), {len(samples) - n_wrong} right{drawn}",
+                     fontweight="bold", fontsize=11,
                      y=1 - 0.12 / fig.get_figheight())
         return _save(fig, path)
 

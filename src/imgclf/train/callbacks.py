@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written to a temp file and renamed: kill -9 never leaves half a file."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        import io
-
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic_write_bytes(path, buffer.getvalue())
@@ -36,8 +37,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     """safetensors, atomically. Tensors are made contiguous and unshared, as safetensors requires."""
-    import tempfile, os
-
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

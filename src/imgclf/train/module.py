@@ -22,13 +22,6 @@ class NonFiniteLossError(RuntimeError):
         )
 
 
-def to_float_batch(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """uint8 NHWC -> normalised float NCHW (the NHWC->NCHW permute is free and already channels-last)."""
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None,
                label_smoothing: float = 0.0) -> torch.Tensor:
     """Focal loss (Lin et al. 2017): mean over the batch of -(1 - p_t)^gamma * log p_t (class-weighted)."""

@@ -12,6 +12,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 STEPS = [
     ["pipeline.py"],
+    ["cache_build.py"],
+    ["memory.py"],
     ["train_speed.py", "--repeats", "3"],
     ["serve_load.py"],
     ["fast_recipe.py", "--time-limit", "10m", "--seeds", "0,1"],

@@ -290,7 +290,7 @@ def models(pattern: str = typer.Argument("*", help="Glob over model names."),
         from .models.transfer import list_pretrained
 
         for name, desc in list_pretrained(pattern):
-            table.add_row(name, "224", desc)
+            table.add_row(name, "see weights", desc)  # each backbone's own size is in its description
     else:
         for name in list_models(pattern):
             info = get_model_info(name)

@@ -102,18 +102,23 @@ def main() -> None:
     if serve:
         lines += ["## Serving", "", "See `benchmarks/results/serve.json` (16 concurrent clients vs one at a time, "
                   "loopback, p50/p99, 5xx count).", ""]
-    fast = [p for p in sorted(RESULTS.glob("fast_recipe_*.json"))]
-    for path in fast:
+    by_budget: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
+    for path in sorted(RESULTS.glob("fast_recipe_*.json")):  # one file per invocation; merged per budget
         r = json.loads(path.read_text())
-        lines += [f"## `{r['recipe']}` with `--time-limit {r['time_limit']}` on Fashion-MNIST", "",
-                  f"Machine: {_env_line(r)}", "", "| seed | test acc | test acc (TTA) | val acc | epochs | "
-                  "train s | images/s | precision |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for run in r["runs"]:
+        by_budget.setdefault((r["recipe"], r["time_limit"]), []).extend((r, run) for run in r["runs"])
+    for (recipe, limit), runs in by_budget.items():
+        lines += [f"## `{recipe}` with `--time-limit {limit}` on Fashion-MNIST", "",
+                  "| seed | test acc | test acc (TTA) | val acc | epochs | train s | images/s | precision | when |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for r, run in sorted(runs, key=lambda item: item[1]["seed"]):
             lines.append(f"| {run['seed']} | {run['test_accuracy']:.4f} | {run['test_accuracy_tta'] or 0:.4f} | "
                          f"{run['val_accuracy'] or 0:.4f} | {run['epochs']} | {run['train_seconds']:.0f} | "
-                         f"{run['images_per_s'] or 0:,.0f} | {run['precision']} |")
-        lines += ["", f"Mean test accuracy {r['mean_test_accuracy']:.4f} (TTA {r['mean_test_accuracy_tta']:.4f}). "
-                  f"Command: `{r['command']}`.", ""]
+                         f"{run['images_per_s'] or 0:,.0f} | {run['precision']} | {r.get('when', '')} |")
+        accs = [run["test_accuracy"] for _, run in runs]
+        tta = [run["test_accuracy_tta"] or 0 for _, run in runs]
+        lines += ["", f"Mean over {len(runs)} seed(s): test accuracy **{sum(accs) / len(accs):.4f}** (TTA "
+                  f"{sum(tta) / len(tta):.4f}). Machine: {_env_line(runs[0][0])}. Command: `{runs[0][0]['command']}`.",
+                  ""]
     DOCS.mkdir(exist_ok=True)
     (DOCS / "performance.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {DOCS / 'performance.md'}")

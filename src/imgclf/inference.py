@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from .card import ModelCard, load_card
-from .data.decode import DecodeError, open_image
+from .data.decode import DecodeError, image_to_array, open_image
 from .data.folder import IMAGE_EXTENSIONS, is_hidden
 from .errors import ImgclfError
 
@@ -98,13 +98,8 @@ class Classifier:
 
             arr = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
             img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
-            import io
-
-            buf = io.BytesIO()
-            img.save(buf, format="PNG")
-            buf.seek(0)
-            source = buf  # type: ignore[assignment]
-        return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)  # type: ignore[arg-type]
+            return image_to_array(img, self.card.img_size, self.card.color, self.card.interpolation)
+        return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)
 
     @torch.inference_mode()
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:

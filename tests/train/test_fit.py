@@ -146,3 +146,4 @@ def test_data_over_the_cache_budget_streams_and_skips_broken_files(tmp_path):
     assert dataset["streamed"] is True
     assert any(s["path"].endswith("broken.png") for s in dataset["skipped"])
     assert run.metrics["count"] > 0 and len(read_csv(run.path / "history.csv")) == 2
+    assert "tta" in run.metrics, "the streaming evaluation path computes TTA in the same decode pass"

@@ -54,11 +54,7 @@ def open_image(source: str | IO[bytes], size: int | None, color: str, interpolat
                     # Let libjpeg downscale by 1/2..1/8 while decoding: much faster for big photos.
                     img.draft("L" if color == "grayscale" else "RGB", (size, size))
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                img = _to_mode(img, color)
-                if size is not None and img.size != (size, size):
-                    img = img.resize((size, size), INTERPOLATIONS[interpolation], reducing_gap=None)
-                arr = np.asarray(img, dtype=np.uint8)
+                arr = image_to_array(ImageOps.exif_transpose(img), size, color, interpolation)
     except Image.DecompressionBombError as exc:
         raise DecodeError(f"decompression bomb refused ({exc})") from None
     except Image.DecompressionBombWarning as exc:
@@ -76,11 +72,19 @@ def open_image(source: str | IO[bytes], size: int | None, color: str, interpolat
         if "truncated" in message.lower():
             message = "truncated file (" + message + ")"
         raise DecodeError(message) from None
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise DecodeError("image has no pixels")
     return arr
+
+
+def image_to_array(img: Image.Image, size: int | None, color: str, interpolation: str = "bilinear") -> np.ndarray:
+    """A decoded Pillow image -> (H, W, C) uint8 in the target colour mode and size (the one conversion
+    path shared by files and in-memory arrays)."""
+    img = _to_mode(img, color)
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), INTERPOLATIONS[interpolation], reducing_gap=None)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
 
 
 def probe_image(path: str) -> dict[str, object]:

@@ -47,7 +47,7 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str]) -> tuple[lis
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
                  tta: bool = False, batch_size: int = 256, cache_dir: str | None = None,
-                 workers: int = 2) -> dict[str, object]:
+                 workers: int = 2, budget_bytes: int = 4 * 10**9) -> dict[str, object]:
     """Predict every image of the split, write predictions.csv and metrics.json, return the metrics."""
     run_dir = Path(run_dir)
     card = load_card(run_dir)
@@ -57,7 +57,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         files, labels, split_name = _files_from_run(run_dir, split)
     else:
         files, labels, split_name, skipped = _files_from_folder(data, card.classes)
-    decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, workers=workers)
+    decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers)
     ok = decoded.ok_indices
     skipped += [{"path": files[i], "reason": r} for i, r in sorted(decoded.failures.items())]
     if decoded.pixels is not None:
@@ -67,16 +67,16 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     else:
         from ..data.decode import open_image
 
-        def stream(use_tta: bool) -> np.ndarray:
-            parts = []
-            for start in range(0, len(ok), batch_size):
-                chunk = np.stack([open_image(files[i], card.img_size, card.color, card.interpolation)
-                                  for i in ok[start:start + batch_size]])
-                parts.append(clf.predict_pixels(chunk, batch_size, tta=use_tta))
-            return np.concatenate(parts) if parts else np.zeros((0, len(card.classes)))
-
-        probs = stream(False)
-        tta_probs = stream(True) if tta else None
+        plain, with_tta = [], []
+        for start in range(0, len(ok), batch_size):  # decode each image once for both predictions
+            chunk = np.stack([open_image(files[i], card.img_size, card.color, card.interpolation)
+                              for i in ok[start:start + batch_size]])
+            plain.append(clf.predict_pixels(chunk, batch_size))
+            if tta:
+                with_tta.append(clf.predict_pixels(chunk, batch_size, tta=True))
+        empty = np.zeros((0, len(card.classes)))
+        probs = np.concatenate(plain) if plain else empty
+        tta_probs = (np.concatenate(with_tta) if with_tta else empty) if tta else None
     y_true = np.asarray(labels, dtype=np.int64)[ok]
     if len(y_true) == 0:
         raise ImgclfError(f"evaluation needs at least one readable image. Received: {len(files)} file(s), all skipped")

@@ -28,6 +28,7 @@ class ModelInfo:
     reference: str = ""
     pretrained: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
+    interpolation: str = "bilinear"  # what the data pipeline resizes with (timm backbones: their own)
 
     @property
     def arg_names(self) -> list[str]:

@@ -48,9 +48,7 @@ _IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 @dataclass(frozen=True)
 class TransferModelInfo(ModelInfo):
-    """A registry entry for a timm architecture; `interpolation` is what the data pipeline resizes with."""
-
-    interpolation: str = "bilinear"
+    """A registry entry for a timm architecture (interpolation taken from its pretrained config)."""
 
 
 # ----------------------------------------------------------------------------------------------------------

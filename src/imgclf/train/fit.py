@@ -183,7 +183,7 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
 
     L.seed_everything(cfg.seed, verbose=False)
     data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed,
-                        info.interpolation if hasattr(info, "interpolation") else "bilinear",
+                        info.interpolation,
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers)
     resolved = cfg.model_dump()
     resolved.update(img_size=img_size, color=data.color)
@@ -276,7 +276,8 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
 
     from ..evaluation.run_eval import evaluate_run
 
-    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta=True)  # report: with + without
+    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta=True,
+                           budget_bytes=cfg.cache_budget_bytes)  # evaluation streams when training did  # report: with + without
     card["metrics"] = _headline(metrics, history.rows, best.best_epoch)
     write_json(run_dir / "model.json", card)
     if report:

@@ -65,7 +65,7 @@ def fashion_png_tree(size: int, color: str, per_class: int | None = None, classe
     import numpy as np
     from PIL import Image
 
-    from imgclf.data.builtin import FASHION_CLASSES, load_fashion_mnist
+    from imgclf.data.sources import FASHION_CLASSES, load_fashion_mnist
 
     out = WORK / f"fmnist-{size}-{color}-{per_class or 'all'}-{classes}"
     done = out / ".complete"

@@ -21,7 +21,7 @@ from common import WORK, write_result  # noqa: E402
 
 
 def fashion_tree() -> Path:
-    from imgclf.data.builtin import export_fashion_mnist
+    from imgclf.data.sources import export_fashion_mnist
 
     out = WORK / "fashion-mnist-full"
     if not (out / ".complete").exists():

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from imgclf.data.builtin import export_fashion_mnist
+    from imgclf.data.sources import export_fashion_mnist
     from imgclf.io import write_json
     from imgclf.study.imbalance import run_imbalance_study
 

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_run(workdir: Path, model: str, img_size: int, epochs: int) -> Path:
     """A digits run (the offline data set of `imgclf demo`); accuracy does not matter here, only the model."""
     import imgclf
-    from imgclf.data.builtin import export_digits
+    from imgclf.data.sources import export_digits
 
     data = workdir / "digits"
     if not data.exists():

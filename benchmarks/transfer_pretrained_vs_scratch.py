@@ -4,7 +4,7 @@
     python benchmarks/transfer_pretrained_vs_scratch.py --img-size 128 --epochs 10 --seeds 0 1 2
 
 Data: Fashion-MNIST, --per-class images per class for train (a tenth of them held out for validation) and
---per-class per class for test (written as PNGs by imgclf.data.builtin.export_fashion_mnist, or --data for a
+--per-class per class for test (written as PNGs by imgclf.data.sources.export_fashion_mnist, or --data for a
 folder exported before). Grayscale 28x28 images upscaled to --img-size; the backbone's first conv is adapted
 to one channel (kernels summed over RGB, exact for tf_efficientnet_lite0's mean = std = 0.5).
 
@@ -73,7 +73,7 @@ def main() -> None:
 
     import imgclf
     from imgclf import hardware
-    from imgclf.data.builtin import export_fashion_mnist
+    from imgclf.data.sources import export_fashion_mnist
 
     data = args.data or export_fashion_mnist(args.work / f"fashion-{args.per_class}", per_class=args.per_class)
     settings = arms(args)

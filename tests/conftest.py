@@ -60,7 +60,7 @@ def image_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
-    from imgclf.data.builtin import export_digits
+    from imgclf.data.sources import export_digits
 
     return export_digits(tmp_path_factory.mktemp("digits") / "digits")
 

@@ -299,16 +299,49 @@ def models(pattern: str = typer.Argument("*", help="Glob over model names."),
 
 
 @data_app.command("fetch")
-def data_fetch(name: str = typer.Argument(..., help="digits or fashion-mnist."),
+def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifar10 or fer2013."),
                out: Path = typer.Option(..., "--out", help="Folder to write the PNG tree into."),
-               source: Optional[Path] = typer.Option(None, help="Local folder with the original files.")) -> None:
-    """Write a built-in data set as a class-per-folder PNG tree."""
-    from .data.builtin import fetch
+               source: Optional[Path] = typer.Option(
+                   None, help="Local copy: fashion-mnist's IDX folder; cifar-10-binary.tar.gz or its extracted "
+                              "folder; fer2013.csv (.csv.gz, or a .tar.gz / .zip holding it)."),
+               url: Optional[str] = typer.Option(
+                   None, help="Download from here instead of the official address (fashion-mnist: the folder "
+                              "holding the four .gz files). fer2013 has no public address: it needs --url or --source."),
+               md5: Optional[str] = typer.Option(
+                   None, help="fer2013: the MD5 your copy must match (none is published)."),
+               cache_dir: Optional[Path] = typer.Option(
+                   None, "--cache-dir", help="Where downloads are kept (default $IMGCLF_CACHE/downloads, "
+                                             "i.e. ~/.cache/imgclf/downloads).")) -> None:
+    """Write a built-in data set as a class-per-folder PNG tree.
 
+    digits: scikit-learn's copy, offline.
+
+    fashion-mnist: --source, else /usr/share/datasets/fashion-mnist (Debian: dataset-fashion-mnist), else downloaded.
+
+    cifar10: the binary version (never the pickled python one) from --source, else downloaded.
+
+    fer2013: the CSV (emotion, pixels, Usage) from --source, or downloaded from --url.
+
+    Published MD5s (fashion-mnist, cifar10) are checked before a download is kept.
+    """
+    import logging
+
+    from .data.sources import fetch
+
+    # Download progress and skipped-row counts are logged by the library; show them on stderr here.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("imgclf.data.sources")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
-        path = fetch(name, out, **({"source": source} if source else {}))
+        path = fetch(name, out, source=source, url=url, md5=md5, cache_dir=cache_dir)
     except ImgclfError as exc:
         raise fail(str(exc)) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     typer.echo(f"wrote {path}")
 
 

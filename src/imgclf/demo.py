@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data.builtin import export_digits
+from .data.sources import export_digits
 
 DEMO_SETTINGS = {
     "model": "simple_cnn", "img_size": 16, "batch_size": 32, "lr": 3e-3, "schedule": "onecycle",

@@ -1,0 +1,50 @@
+"""Built-in data sets, each written as a class-per-folder PNG tree by `fetch(name, out, ...)`.
+
+digits ships with scikit-learn; fashion-mnist, cifar10 and fer2013 are read from a local copy
+(`source`) or downloaded into a cache (`url`, `cache_dir`), with the MD5 checked where one is published.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ...errors import ImgclfError, invalid
+from .cifar10 import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, export_cifar10, load_cifar10
+from .digits import export_digits
+from .download import default_download_dir, download
+from .fashion_mnist import (FASHION_CLASSES, FASHION_DIRS, FASHION_MD5, FASHION_URL, export_fashion_mnist,
+                            find_fashion_mnist, load_fashion_mnist, read_idx)
+from .fer2013 import FER_CLASSES, export_fer2013, load_fer2013
+
+BUILTIN: dict[str, Callable[..., Path]] = {
+    "digits": export_digits,
+    "fashion-mnist": export_fashion_mnist,
+    "cifar10": export_cifar10,
+    "fer2013": export_fer2013,
+}
+
+
+def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
+    """Write data set `name` under `out`; options left as None are not passed, others must apply to `name`."""
+    if name not in BUILTIN:
+        raise invalid("name", name, BUILTIN)
+    export = BUILTIN[name]
+    given = {key: value for key, value in options.items() if value is not None}
+    takes = [p for p in inspect.signature(export).parameters if p != "out"]
+    for key, value in given.items():
+        if key not in takes:
+            shown = os.fspath(value) if isinstance(value, os.PathLike) else value
+            raise ImgclfError(f"{key} does not apply to {name}, which takes "
+                              f"{', '.join(takes) or 'no options'}. Received: {key}={shown!r}")
+    return export(out, **given)
+
+
+__all__ = [
+    "BUILTIN", "CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL", "FASHION_CLASSES", "FASHION_DIRS", "FASHION_MD5",
+    "FASHION_URL", "FER_CLASSES", "default_download_dir", "download", "export_cifar10", "export_digits",
+    "export_fashion_mnist", "export_fer2013", "fetch", "find_fashion_mnist", "load_cifar10", "load_fashion_mnist",
+    "load_fer2013", "read_idx",
+]

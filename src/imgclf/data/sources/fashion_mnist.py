@@ -1,0 +1,106 @@
+"""Fashion-MNIST from its IDX files: a local folder (Debian's dataset-fashion-mnist), else Zalando's download."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import ImgclfError
+from .download import default_download_dir, download
+from .tree import write_tree
+
+FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+FASHION_DIRS = ("/usr/share/datasets/fashion-mnist",)
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+# Published in the "Get the Data" table of github.com/zalandoresearch/fashion-mnist (README).
+FASHION_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (optionally gzipped), the format of MNIST and Fashion-MNIST."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile) as exc:
+        raise ImgclfError(f"IDX file {path} cannot be read ({exc}); it may be truncated or corrupt") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise ImgclfError(f"IDX file must start with magic 0x0000 08 (unsigned byte). Received: {path}")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=min(len(data), 4 + 4 * ndim))
+    if body.size != int(np.prod(dims)):
+        raise ImgclfError(f"IDX file {path} is truncated: expected {int(np.prod(dims))} values, found {body.size}")
+    return body.reshape(dims)
+
+
+def _has_idx(folder: Path) -> bool:
+    return (folder / "train-images-idx3-ubyte.gz").exists() or (folder / "train-images-idx3-ubyte").exists()
+
+
+def find_fashion_mnist(source: str | os.PathLike | None = None, url: str | None = None,
+                       cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding the IDX files: `source`, else a system copy, else a verified download into the cache."""
+    if source:
+        if _has_idx(Path(source)):
+            return Path(source)
+        raise ImgclfError(
+            "source for fashion-mnist must be a folder with the IDX files (train-images-idx3-ubyte[.gz], ...). "
+            f"Received: source={str(source)!r} without them"
+        )
+    if not url:  # an explicit --url means: download from there
+        for folder in map(Path, FASHION_DIRS):
+            if _has_idx(folder):
+                return folder
+    folder = Path(cache_dir or default_download_dir()) / "fashion-mnist"
+    base = (url or FASHION_URL).rstrip("/") + "/"
+    try:
+        for name, md5 in FASHION_MD5.items():
+            download(base + name, folder, md5)
+    except ImgclfError as exc:
+        raise ImgclfError(f"{exc} On Debian, `apt-get install dataset-fashion-mnist` installs a local copy "
+                          f"in {FASHION_DIRS[0]}.") from None
+    return folder
+
+
+def load_fashion_mnist(source: str | os.PathLike | None = None, url: str | None = None,
+                       cache_dir: str | os.PathLike | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    root = find_fashion_mnist(source, url, cache_dir)
+
+    def part(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        def pick(name: str) -> Path:
+            gz = root / f"{name}.gz"
+            return gz if gz.exists() else root / name
+
+        images, labels = read_idx(pick(f"{prefix}-images-idx3-ubyte")), read_idx(pick(f"{prefix}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or labels.max(initial=0) >= 10:
+            raise ImgclfError(
+                f"fashion-mnist {prefix} files in {root} do not fit together: images {images.shape}, labels "
+                f"{labels.shape} with largest label {labels.max(initial=0)}; expected N images, N labels in 0..9"
+            )
+        return images, labels
+
+    return {"train": part("train"), "test": part("t10k")}
+
+
+def export_fashion_mnist(out: str | os.PathLike, source: str | os.PathLike | None = None,
+                         per_class: int | None = None, seed: int = 0, url: str | None = None,
+                         cache_dir: str | os.PathLike | None = None) -> Path:
+    """Fashion-MNIST as out/train/<class>/*.png and out/test/<class>/*.png (optionally per_class per split)."""
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    for split, (images, labels) in load_fashion_mnist(source, url, cache_dir).items():
+        if per_class:
+            keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(10)])
+            keep.sort()
+            images, labels = images[keep], labels[keep]
+        write_tree(out, split, images, labels, FASHION_CLASSES)
+    return out

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+from PIL import Image
+from source_fakes import cifar_files, fashion_files, fer_csv, write_tar
+from typer.testing import CliRunner
+
+from imgclf.cli import app
+from imgclf.data.builtin import fetch as legacy_fetch
+from imgclf.data.sources import FASHION_CLASSES, fetch
+from imgclf.errors import ImgclfError
+
+
+def test_fashion_mnist_from_a_local_idx_folder(tmp_path):
+    expected = fashion_files(tmp_path / "idx")
+    out = legacy_fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx")
+    for split, (images, labels) in expected.items():
+        assert sorted(p.name for p in (out / split).iterdir()) == sorted(FASHION_CLASSES)
+        i = 3
+        np.testing.assert_array_equal(np.asarray(Image.open(out / split / FASHION_CLASSES[labels[i]] / f"{i:05d}.png")), images[i])
+
+
+def test_options_that_do_not_apply_and_unknown_names(tmp_path):
+    with pytest.raises(ImgclfError, match="source does not apply to digits, which takes no options"):
+        fetch("digits", tmp_path, source=tmp_path)
+    with pytest.raises(ImgclfError, match="md5 does not apply to cifar10"):
+        fetch("cifar10", tmp_path, md5="0" * 32)
+    with pytest.raises(ImgclfError, match=r"name must be one of \{cifar10, digits, fashion-mnist, fer2013\}.*Did you mean: cifar10"):
+        fetch("cifar-10", tmp_path)
+
+
+def test_cli_cifar10_and_fer2013(tmp_path):
+    runner = CliRunner()
+    archive = write_tar(tmp_path / "cifar-10-binary.tar.gz", cifar_files(per_batch=1)[0])
+    result = runner.invoke(app, ["data", "fetch", "cifar10", "--out", str(tmp_path / "c"), "--source", str(archive)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'c'}" in result.output
+    assert sum(1 for _ in (tmp_path / "c").rglob("*.png")) == 6
+    (tmp_path / "fer2013.csv").write_text(fer_csv()[0])
+    result = runner.invoke(app, ["data", "fetch", "fer2013", "--out", str(tmp_path / "f"), "--source", str(tmp_path / "fer2013.csv")])
+    assert result.exit_code == 0, result.output
+    assert "skipped 3 of 9 rows" in result.output
+    result = runner.invoke(app, ["data", "fetch", "fer2013", "--out", str(tmp_path / "g")])
+    assert result.exit_code == 2 and "error: fer2013 needs source" in result.output

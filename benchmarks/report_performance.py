@@ -98,6 +98,12 @@ def main() -> None:
         for name, r in memory["results"].items():
             lines.append(f"| {name} | {r['peak_rss_gb']:.2f} GB | {'yes' if r['within_budget'] else 'NO'} |")
         lines.append("")
+    infer = _load("infer_speed")
+    if infer:
+        lines += [f"## Evaluation and prediction vs training ({infer['model']}, {infer['test_images']:,} test PNGs)", "",
+                  f"Machine: {_env_line(infer)}", ""]
+        lines += _table(infer["results"], "images/s") + ["", "| ratio (target) | measured |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in infer["ratios"].items()] + [""]
     serve = _load("serve")
     if serve:
         lines += ["## Serving", "", "See `benchmarks/results/serve.json` (16 concurrent clients vs one at a time, "

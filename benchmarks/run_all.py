@@ -15,9 +15,13 @@ STEPS = [
     ["cache_build.py"],
     ["memory.py"],
     ["train_speed.py", "--repeats", "3"],
+    ["infer_speed.py", "--repeats", "3"],
     ["serve_load.py"],
     ["fast_recipe.py", "--time-limit", "10m", "--seeds", "0,1"],
+    ["peers_10min.py", "--budget", "600", "--seeds", "0"],
+    ["recipes_repro.py", "--budget", "150", "--seeds", "0"],
     ["report_performance.py"],
+    ["report_results.py"],
 ]
 
 if __name__ == "__main__":

@@ -5,14 +5,13 @@ from source_fakes import cifar_files, fashion_files, fer_csv, write_tar
 from typer.testing import CliRunner
 
 from imgclf.cli import app
-from imgclf.data.builtin import fetch as legacy_fetch
 from imgclf.data.sources import FASHION_CLASSES, fetch
 from imgclf.errors import ImgclfError
 
 
 def test_fashion_mnist_from_a_local_idx_folder(tmp_path):
     expected = fashion_files(tmp_path / "idx")
-    out = legacy_fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx")
+    out = fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx")
     for split, (images, labels) in expected.items():
         assert sorted(p.name for p in (out / split).iterdir()) == sorted(FASHION_CLASSES)
         i = 3

@@ -1,0 +1,86 @@
+"""Every reference recipe run end to end on its stand-in data (DATA.md) within a CPU budget, for docs/results.md.
+
+The reference systems trained for hours on GPUs (or for hours on a CPU, S3); a 2-core machine runs each recipe
+as shipped, with these changes only, each recorded in the JSON and the table:
+  - a training budget per recipe (`time_limit`), so a recipe stops early where its epochs do not fit;
+  - Fashion-MNIST subsets in the reference's shape (classes, image size, colour), per DATA.md;
+  - VGG16 (S1, S4-sized models) at 64x64 instead of 224/227: at full size one epoch of 300 images takes minutes;
+  - no ImageNet weights for VGG16 / MobileNetV2 (none install offline, DATA.md): those start from scratch.
+s5-model-s and fast-fmnist on the full 55k/5k/10k data come from peers_600s.json and fast_recipe_10m_*.json.
+
+    python benchmarks/recipes_repro.py --budget 150 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import WORK, fashion_png_tree, write_result  # noqa: E402
+
+# recipe -> (stand-in tree: size, colour, per class, classes), overrides, what the stand-in is
+PLAN: dict[str, tuple[tuple[int, str, int, int], dict[str, object], str]] = {
+    "s1-vgg16-flatten256": ((64, "rgb", 150, 3), {"img_size": 64, "pretrained": False},
+                            "Fashion-MNIST 3 classes, 150/class, 64x64 RGB; VGG16 from scratch"),
+    "s1-vgg16-dense512-256": ((64, "rgb", 150, 3), {"img_size": 64, "pretrained": False},
+                              "Fashion-MNIST 3 classes, 150/class, 64x64 RGB; VGG16 from scratch"),
+    "s2-custom-cnn": ((128, "rgb", 100, 10), {}, "Fashion-MNIST 10 classes, 100/class, 128x128 RGB"),
+    "s2-mobilenetv2-finetune": ((128, "rgb", 100, 10), {"pretrained": False},
+                                "Fashion-MNIST 10 classes, 100/class, 128x128 RGB; MobileNetV2 from scratch"),
+    "s3-fer-cnn": ((48, "grayscale", 300, 6), {}, "Fashion-MNIST 6 classes, 300/class, 48x48 grey"),
+    "s3-fer-cnn-small": ((48, "grayscale", 300, 6), {}, "Fashion-MNIST 6 classes, 300/class, 48x48 grey"),
+    "s4-caltech-cnn": ((64, "rgb", 100, 10), {"img_size": 64}, "Fashion-MNIST 10 classes, 100/class, 64x64 RGB"),
+    "s4-caltech-cnn-reg": ((64, "rgb", 100, 10), {"img_size": 64}, "Fashion-MNIST 10 classes, 100/class, 64x64 RGB"),
+    "s4-caltech-cnn-reg-bn": ((64, "rgb", 100, 10), {"img_size": 64},
+                              "Fashion-MNIST 10 classes, 100/class, 64x64 RGB"),
+    "s5-vgg16-features": ((64, "rgb", 150, 10), {"img_size": 64, "pretrained": False},
+                          "Fashion-MNIST 10 classes, 150/class, 64x64 RGB; VGG16 features from scratch weights"),
+}
+
+
+def run_recipe(name: str, budget: float, seed: int) -> dict[str, object]:
+    import imgclf
+    from imgclf.io import read_json
+    from imgclf.recipes import load_recipe
+
+    (size, color, per_class, classes), overrides, stand_in = PLAN[name]
+    data = fashion_png_tree(size, color, per_class=per_class, classes=classes)
+    out = WORK / "runs" / f"repro-{name}-seed{seed}-{int(time.time())}"
+    config = {**load_recipe(name), **overrides, "data": str(data), "out": str(out), "seed": seed,
+              "time_limit": f"{int(budget)}s", "progress": False}
+    start = time.perf_counter()
+    run = imgclf.fit(config, report=False)
+    wall = time.perf_counter() - start
+    card = read_json(run.path / "model.json")
+    metrics = read_json(run.path / "metrics.json")
+    return {"recipe": name, "seed": seed, "stand_in": stand_in, "overrides": overrides, "budget_seconds": budget,
+            "epochs": card["training"]["epochs_run"], "epochs_planned": config.get("epochs"),
+            "stopped": run.stopped_reason, "train_seconds": card["training"]["train_seconds"],
+            "images_per_s": card["training"]["images_per_s"], "test_accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro"]["f1-score"], "val_accuracy": card["metrics"].get("val_accuracy"),
+            "wall_seconds": round(wall, 1), "run": str(run.path)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budget", type=float, default=150.0, help="training seconds per recipe")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--only", default=",".join(PLAN))
+    args = parser.parse_args()
+    os.environ.setdefault("IMGCLF_CACHE", str(WORK / "cache"))
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for name in args.only.split(","):
+            rows.append(run_recipe(name, args.budget, seed))
+            print({k: rows[-1][k] for k in ("recipe", "epochs", "train_seconds", "images_per_s", "test_accuracy")},
+                  flush=True)
+    path = write_result("recipes_repro", {"budget_seconds": args.budget, "runs": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

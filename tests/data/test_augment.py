@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from imgclf.data.augment import AugmentSpec, BatchAugment, parse_augment
+from imgclf.data.augment import AugmentSpec, BatchAugment, affine_grid, parse_augment
 from imgclf.errors import ImgclfError
 
 
@@ -61,6 +61,14 @@ def test_rotation_by_90_degrees_matches_rot90():
     out = torch.nn.functional.grid_sample(x, grid, align_corners=False)
     assert torch.allclose(out[0, 0], torch.rot90(x[0, 0], 1, (0, 1)), atol=1e-5) or \
         torch.allclose(out[0, 0], torch.rot90(x[0, 0], -1, (0, 1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("h, w", [(48, 48), (9, 17), (32, 20)])
+def test_our_affine_grid_is_torchs(h, w):
+    aug = BatchAugment(parse_augment("rotate=40,shift=0.2,shear=20,zoom=0.3,hflip,vflip"))
+    theta = aug.sample_matrices(16, h, w, torch.Generator().manual_seed(3), torch.device("cpu"))
+    expected = torch.nn.functional.affine_grid(theta, [16, 1, h, w], align_corners=False)
+    assert torch.allclose(affine_grid(theta, h, w), expected, atol=1e-6)
 
 
 def test_erase_and_crop_run():

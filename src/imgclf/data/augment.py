@@ -183,7 +183,7 @@ class BatchAugment(torch.nn.Module):
         n, _, h, w = x.shape
         if s.geometric:
             theta = self.sample_matrices(n, h, w, gen, x.device).to(x.dtype)
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            grid = affine_grid(theta, h, w)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode=_FILLS[s.fill], align_corners=False)
         elif s.hflip or s.vflip:
             if s.hflip:
@@ -205,6 +205,20 @@ class BatchAugment(torch.nn.Module):
         if s.brightness or s.contrast or s.noise:
             x = x.clamp(0.0, 1.0)
         return x
+
+
+def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """F.affine_grid(theta, (N, C, h, w), align_corners=False) as broadcast multiply-adds.
+
+    affine_grid runs a batched (h*w, 3) x (3, 2) matmul, which on CPU measured 10x slower than these six
+    multiply-adds (48x48, batch 64, one thread: 16,300 vs 167,000 images/s) and was most of the augmentation's
+    time; grid_sample itself ran at ~75,000 images/s.
+    """
+    xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1
+    t = theta.reshape(-1, 2, 3, 1, 1)
+    grid = t[:, :, 0] * xs.view(1, 1, 1, w) + t[:, :, 1] * ys.view(1, 1, h, 1) + t[:, :, 2]
+    return grid.permute(0, 2, 3, 1)
 
 
 def _random_erase(x: torch.Tensor, p: float, gen: torch.Generator | None) -> torch.Tensor:

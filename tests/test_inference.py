@@ -46,6 +46,27 @@ def test_predict_pixels_matches_evaluation(tiny_run):
     assert all(abs(p.probability - float(r["prob"])) < 1e-5 for p, r in zip(preds, rows))
 
 
+def test_predict_keeps_order_across_chunks_and_honours_tta(tiny_run, image_folder, tmp_path, monkeypatch):
+    import imgclf.inference as inference
+
+    clf = imgclf.load(tiny_run)
+    files = sorted(str(p) for p in (image_folder / "fox").iterdir())[:9]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    files.insert(4, str(broken))
+    pixels = np.stack([clf.decode(f) for f in files if f != str(broken)])
+    monkeypatch.setattr(inference, "_PREDICT_CHUNK", 4)  # three chunks, the broken file inside the second
+    for tta in (False, True):
+        preds = clf.predict(files, top_k=len(clf.classes), tta=tta)
+        assert [p.path for p in preds] == files and preds[4].error and preds[4].label is None
+        expected = clf.predict_pixels(pixels, tta=tta)
+        got = np.array([[dict(p.top)[c] for c in clf.classes] for p in preds if not p.error])
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    plain = clf.predict(files[:4], top_k=1)
+    mirrored = clf.predict(files[:4], top_k=1, tta=True)
+    assert any(abs(a.probability - b.probability) > 1e-6 for a, b in zip(plain, mirrored)), "--tta must change something"
+
+
 def test_formats(tiny_run, image_folder):
     preds = imgclf.load(tiny_run).predict([str(image_folder / "fox")], top_k=3)
     parsed = list(csv.DictReader(io.StringIO(format_predictions(preds, "csv"))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from .data.folder import IMAGE_EXTENSIONS, is_hidden
 from .errors import ImgclfError
 
 ImageInput = str | os.PathLike | np.ndarray
+# Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
+# bound the memory held by decoded pixels when predicting a large folder.
+_PREDICT_CHUNK = 1024
 
 
 def build_from_card(card: ModelCard) -> torch.nn.Module:
@@ -101,6 +105,13 @@ class Classifier:
             return image_to_array(img, self.card.img_size, self.card.color, self.card.interpolation)
         return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)
 
+    def _try_decode(self, item: tuple[int, ImageInput]) -> tuple[int, np.ndarray | None, str | None]:
+        i, source = item
+        try:
+            return i, self.decode(source), None
+        except DecodeError as exc:
+            return i, None, str(exc)
+
     @torch.inference_mode()
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
         """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over `tta_views`."""
@@ -124,16 +135,23 @@ class Classifier:
         sources: list[ImageInput] = []
         for item in images:
             sources += expand_inputs([item]) if isinstance(item, (str, os.PathLike)) else [item]
-        decoded, names, errors = [], [], {}
-        for i, src in enumerate(sources):
-            name = str(src) if not isinstance(src, np.ndarray) else f"array[{i}]"
-            names.append(name)
-            try:
-                decoded.append((i, self.decode(src)))
-            except DecodeError as exc:
-                errors[i] = str(exc)
-        probs = self.predict_pixels(np.stack([a for _, a in decoded])) if decoded else np.zeros((0, len(self.classes)))
-        by_index = {i: p for (i, _), p in zip(decoded, probs)}
+        names = [str(src) if not isinstance(src, np.ndarray) else f"array[{i}]" for i, src in enumerate(sources)]
+        by_index: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
+        workers = max(1, min(4, os.cpu_count() or 1, len(sources) // 32))
+        with ThreadPoolExecutor(workers) as pool:
+            # chunks bound the memory of decoded pixels on large folders
+            for start in range(0, len(sources), _PREDICT_CHUNK):
+                chunk = list(enumerate(sources[start:start + _PREDICT_CHUNK], start))
+                decoded = []
+                for i, pixels, error in pool.map(self._try_decode, chunk):
+                    if error is None:
+                        decoded.append((i, pixels))
+                    else:
+                        errors[i] = error
+                if decoded:
+                    probs = self.predict_pixels(np.stack([a for _, a in decoded]), tta=tta)
+                    by_index.update((i, p) for (i, _), p in zip(decoded, probs))
         k = max(1, min(top_k, len(self.classes)))
         results = []
         for i, name in enumerate(names):

@@ -1,14 +1,12 @@
 """Data pipeline alone: cached uint8 -> batched augmentation with S3's settings -> normalised float batch.
 
-Sides, interleaved and repeated in one run: imgclf's BatchAugment (one affine_grid + grid_sample per batch,
+Sides, interleaved and repeated in one run: imgclf's BatchAugment (one sampling grid + grid_sample per batch,
 per-image parameters), kornia's RandomAffine + RandomHorizontalFlip with the same ranges, and torchvision v2
 applied one image at a time (the shape of ImageDataGenerator's per-image loop, in PyTorch). The Keras
 ImageDataGenerator figures come from keras_peer.py (its own venv) and are joined in docs/performance.md.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch

@@ -71,7 +71,7 @@ def main() -> None:
         lines += ["## Augmentation alone (S3 settings, 48×48×1, batch 64)", "", f"Machine: {_env_line(pipe)}", ""]
         lines += _table(pipe["results"], "images/s")
         lines += ["", f"imgclf BatchAugment / kornia: **{pipe['ours_over_kornia']}×** — why the hot path is our own "
-                  "`affine_grid` + `grid_sample` rather than kornia's RandomAffine.", ""]
+                  "sampling grid + `grid_sample` rather than kornia's RandomAffine.", ""]
     gpu = _load("gpu_throughput")
     if gpu:
         lines += ["## GPU path", "", f"Device: {gpu['environment'].get('gpu')} (torch {gpu['environment'].get('torch')}); "

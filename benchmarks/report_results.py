@@ -79,7 +79,7 @@ def peers_table(peers: dict) -> list[str]:
             continue
         tta = f" (flip TTA {_pct(row['test_accuracy_tta'])})" if row.get("test_accuracy_tta") else ""
         version = f" {row['version']}" if row.get("version") else ""
-        lines.append(f"| {row['peer']}{version} (seed {row['seed']}) | {row.get('model', '')} | {row.get('torch_threads', 2)} | "
+        lines.append(f"| {row['peer']}{version} (seed {row['seed']}) | {row.get('model', '')} | {row.get('torch_threads', '–')} | "
                      f"{row['epochs']} | "
                      f"{row['train_seconds']:.0f} | {row['images_per_s']:,.0f} | {_pct(row.get('val_accuracy'))} | "
                      f"{_pct(row['test_accuracy'])}{tta} |")
@@ -87,12 +87,19 @@ def peers_table(peers: dict) -> list[str]:
 
 
 def frictions(peers: dict) -> list[str]:
-    lines = []
+    """What each peer printed about the network, fonts, hubs or updates: from its 10-minute run, or else from
+    the 30-second probe on a subset (`--probe-frictions`)."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    for peer, lines in peers.get("friction_probes", {}).items():
+        found[peer] = ("30-second probe on a 2,300-image subset", lines)
     for row in peers["runs"]:
-        found = row.get("frictions") or []
-        if found:
-            lines += [f"- **{row['peer']}** printed:"] + [f"  - `{line.replace('`', '')}`" for line in found]
-    return lines or ["- none printed"]
+        if row.get("frictions"):
+            found[row["peer"]] = ("its 10-minute run", row["frictions"])
+    out = []
+    for peer, (where, lines) in found.items():
+        out.append(f"- **{peer}** ({where}):")
+        out += [f"  - `{line.replace('`', '')}`" for line in lines] or ["  - nothing"]
+    return out or ["- none recorded"]
 
 
 def main() -> None:
@@ -111,11 +118,18 @@ def main() -> None:
                 "Command: `python benchmarks/peers_10min.py --budget 600 --seeds 0` (each peer in its own venv from "
                 "`benchmarks/peers/`).", "",
                 "### Peer frictions on an offline machine", "",
-                "What each peer printed about downloads, fonts, hubs or updates (extracted from its output):", "",
-                *frictions(peers), ""]
-        notes = peers.get("notes")
-        if notes:
-            out += [f"- {n}" for n in notes] + [""]
+                "What each peer printed about downloads, fonts, hubs or updates (lines of its output matching "
+                "those words):", "", *frictions(peers), ""]
+        provenance = [f"- {row['peer']}: {row['source']}" for row in peers["runs"] if row.get("source")]
+        if provenance:
+            out += ["Where a row did not come straight from the driver:", "", *provenance, ""]
+        out += ["Set-up choices for the peers, measured on this machine:",
+                "- Ultralytics' `optimizer=auto` picks MuSGD for runs over 10,000 iterations; on this CPU it ran "
+                "at about 6 s per batch of 64 (10 img/s) against 0.17 s with SGD, so the peer runs with "
+                "`optimizer=SGD`. Its trainer sets torch to `cpu_count - 1` threads: one thread on 2 cores.",
+                "- fastai's `fit_one_cycle` needs its epoch count up front: the script times `lr_find` (inside "
+                "the budget) and takes the epochs that fit what is left; at least one epoch, so where one epoch "
+                "does not fit, fastai overruns the budget (its train seconds show by how much).", ""]
     out += ["## Reproduction table", "",
             "Each recipe as shipped in `src/imgclf/recipes/`, on the stand-in data of `DATA.md`, within a CPU budget: "
             "the reference systems trained for hours (on GPUs, or S3's 3 hours on a CPU), so where a recipe's epochs "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, WORK, environment, fashion_png_tree, interleaved, throughput, write_result
+from common import ROOT, WORK, fashion_png_tree, interleaved, throughput, write_result
 
 KERAS_PY = WORK / "venv-keras" / "bin" / "python"
 

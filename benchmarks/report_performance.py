@@ -44,6 +44,7 @@ def chart(speed: dict, out: Path) -> None:
                for n in names]
     ax.barh(names, values, color=colours)
     ax.set_xscale("log")
+    ax.set_xlim(right=max(values) * 4)  # room for the largest bar's label
     ax.set_xlabel("images/s (log scale, median of interleaved repeats)")
     ax.invert_yaxis()
     for y, v in enumerate(values):

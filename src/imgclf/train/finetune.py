@@ -96,7 +96,8 @@ _TRANSFER_DEFAULTS = {"head": None, "weights": None, "freeze_epochs": 0, "unfree
 def transfer_model_args(cfg: Any, info: Any) -> dict[str, Any]:
     """Builder arguments from the transfer settings of the config; errors early (before any data is decoded)
     when they are given for a model without a timm backbone or when pretrained weights cannot be had."""
-    from ..models.transfer import TransferModelInfo, resolve_weights
+    from ..models.transfer import TransferModelInfo
+    from ..models.weights import resolve_weights
 
     if not isinstance(info, TransferModelInfo):
         given = {k: getattr(cfg, k) for k, v in _TRANSFER_DEFAULTS.items() if getattr(cfg, k, v) != v}

@@ -143,27 +143,11 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
     import logging
 
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     # Lightning's start-up banner (GPU/TPU availability, tips) is noise for our users.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
-    if resume:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").exists():
-            raise ImgclfError(f"resume must be a run directory with config.yaml. Received: resume={resume!r}")
-        stored = read_yaml(run_dir / "config.yaml")
-        stored.update(overrides)
-        stored["out"] = str(run_dir)
-        cfg = make_config(**stored)
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
-        ckpt_path = str(ckpt) if ckpt.exists() else None
-    else:
-        values = config.model_dump() if isinstance(config, TrainConfig) else dict(config or {})
-        values.update(overrides)
-        cfg = make_config(**values)
-        ckpt_path = None
-
+    cfg, ckpt_path = _resolve_config(config, resume, overrides)
     info = get_model_info(cfg.model)
     from .finetune import transfer_model_args
 
@@ -213,20 +197,7 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
     hparams = {k: v for k, v in resolved.items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
     module = ImageClassifierModule(model, hparams, mean, std, weights, steps)
 
-    mode = "min" if cfg.monitor == "val_loss" else "max"
-    best = BestWeights(run_dir / "checkpoints" / "best.safetensors", cfg.monitor, mode, cfg.restore_best)
-    history = HistoryWriter(run_dir / "history.csv", frozen_until=cfg.epochs if cfg.features_only else cfg.freeze_epochs)
-    callbacks: list[Any] = [
-        best, history,
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, save_on_train_epoch_end=True,
-                        enable_version_counter=False),
-    ]
-    if cfg.early_stopping is not None:
-        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping,
-                                       min_delta=cfg.min_delta, check_finite=True))
-    callbacks.extend(_extra_callbacks(cfg, model))
-    if cfg.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, steps // 10)))
+    callbacks, best, history = _callbacks(cfg, run_dir, model, steps)
 
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg), strategy=cfg.strategy,
@@ -243,20 +214,7 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
         module, train_loader, val_loader = use_stored_features(cfg, data, module, train_loader, val_loader)
 
     started = time.perf_counter()
-    stopped_reason = "completed"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
-        try:
-            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
-        except NonFiniteLossError as exc:
-            stopped_reason = str(exc)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            raise TrainingInterrupted(
-                f"training interrupted ({type(exc).__name__}); the last completed epoch is saved. "
-                f"Continue with: imgclf train --resume {run_dir}"
-            ) from None
+    stopped_reason = _run_trainer(trainer, module, train_loader, val_loader, ckpt_path, run_dir)
     train_seconds = time.perf_counter() - started
     budget = next((c for c in callbacks if type(c).__name__ == "TimeBudget"), None)
     if budget is not None and budget.reached and stopped_reason == "completed":
@@ -283,6 +241,63 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
     if report:
         _after_training(run_dir)
     return Run(run_dir, cfg, metrics, best.best_epoch, len(history.rows), train_seconds, stopped_reason)
+
+
+def _resolve_config(config: TrainConfig | dict[str, Any] | None, resume: str | None,
+                    overrides: dict[str, Any]) -> tuple[TrainConfig, str | None]:
+    """The validated config and, when resuming, the checkpoint to continue from."""
+    if not resume:
+        values = config.model_dump() if isinstance(config, TrainConfig) else dict(config or {})
+        values.update(overrides)
+        return make_config(**values), None
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").exists():
+        raise ImgclfError(f"resume must be a run directory with config.yaml. Received: resume={resume!r}")
+    stored = read_yaml(run_dir / "config.yaml")
+    stored.update(overrides)
+    stored["out"] = str(run_dir)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    return make_config(**stored), (str(ckpt) if ckpt.exists() else None)
+
+
+def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
+               steps: int) -> tuple[list[Any], BestWeights, HistoryWriter]:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+    mode = "min" if cfg.monitor == "val_loss" else "max"
+    best = BestWeights(run_dir / "checkpoints" / "best.safetensors", cfg.monitor, mode, cfg.restore_best)
+    history = HistoryWriter(run_dir / "history.csv", frozen_until=cfg.epochs if cfg.features_only else cfg.freeze_epochs)
+    callbacks: list[Any] = [
+        best, history,
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, save_on_train_epoch_end=True,
+                        enable_version_counter=False),
+    ]
+    if cfg.early_stopping is not None:
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping,
+                                       min_delta=cfg.min_delta, check_finite=True))
+    callbacks.extend(_extra_callbacks(cfg, model))
+    if cfg.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, steps // 10)))
+    return callbacks, best, history
+
+
+def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_path: str | None,
+                 run_dir: Path) -> str:
+    """trainer.fit with Lightning's irrelevant warnings silenced; returns why training stopped early, if it did."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+        try:
+            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        except NonFiniteLossError as exc:
+            return str(exc)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            raise TrainingInterrupted(
+                f"training interrupted ({type(exc).__name__}); the last completed epoch is saved. "
+                f"Continue with: imgclf train --resume {run_dir}"
+            ) from None
+    return "completed"
 
 
 def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:

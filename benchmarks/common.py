@@ -49,6 +49,15 @@ def throughput(fn: Callable[[], int], min_seconds: float = 2.0, warmup: int = 1)
             return items / elapsed
 
 
+def print_table(results: dict[str, dict[str, float]], ratios: dict[str, object]) -> None:
+    """Medians with their range, then the ratios, as the benchmarks print them."""
+    width = max(len(name) for name in results)
+    for name, r in results.items():
+        print(f"{name:{width}s} {r['median']:>9.0f}  ({r['min']:.0f}-{r['max']:.0f})")
+    for name, value in ratios.items():
+        print(f"{name:70s} {value}")
+
+
 def write_result(name: str, payload: dict[str, object]) -> Path:
     from imgclf.io import write_json
 

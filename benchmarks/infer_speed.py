@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import WORK, fashion_png_tree, interleaved, write_result  # noqa: E402
+from common import WORK, fashion_png_tree, interleaved, print_table, write_result  # noqa: E402
 from train_speed import imgclf_train  # noqa: E402
 
 
@@ -74,10 +74,7 @@ def main() -> None:
               for name, r in results.items() if not name.startswith("imgclf train")}
     path = write_result("infer_speed", {"unit": "images/s", "repeats": args.repeats, "model": "model_s 32x32 RGB",
                                         "test_images": len(files), "results": results, "ratios": ratios})
-    for name, r in results.items():
-        print(f"{name:45s} {r['median']:>9.0f}  ({r['min']:.0f}-{r['max']:.0f})")
-    for name, value in ratios.items():
-        print(f"{name:70s} {value}")
+    print_table(results, ratios)
     print(f"wrote {path}")
 
 

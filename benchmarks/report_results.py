@@ -126,7 +126,8 @@ def main() -> None:
         out += ["Set-up choices for the peers, measured on this machine:",
                 "- Ultralytics' `optimizer=auto` picks MuSGD for runs over 10,000 iterations; on this CPU it ran "
                 "at about 6 s per batch of 64 (10 img/s) against 0.17 s with SGD, so the peer runs with "
-                "`optimizer=SGD`. Its trainer sets torch to `cpu_count - 1` threads: one thread on 2 cores.",
+                "`optimizer=SGD`. On a CPU its trainer sets torch to `cpu_count - 1` threads (one thread on 2 cores) "
+                "and loads data with 0 workers, whatever `workers=` says; both are left as Ultralytics chose.",
                 "- fastai's `fit_one_cycle` needs its epoch count up front: the script times `lr_find` (inside "
                 "the budget) and takes the epochs that fit what is left; at least one epoch, so where one epoch "
                 "does not fit, fastai overruns the budget (its train seconds show by how much).", ""]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, WORK, fashion_png_tree, interleaved, throughput, write_result
+from common import ROOT, WORK, fashion_png_tree, interleaved, print_table, throughput, write_result
 
 KERAS_PY = WORK / "venv-keras" / "bin" / "python"
 
@@ -153,10 +153,7 @@ def main() -> None:
     }
     path = write_result("train_speed", {"unit": "images/s", "repeats": args.repeats, "results": results,
                                         "ratios": ratios})
-    for name, r in results.items():
-        print(f"{name:58s} {r['median']:>9.0f}  ({r['min']:.0f}-{r['max']:.0f})")
-    for name, value in ratios.items():
-        print(f"{name:70s} {value}")
+    print_table(results, ratios)
     print(f"wrote {path}")
 
 

@@ -1,7 +1,10 @@
 """The reference CNNs of REFERENCES.md, layer for layer, plus `simple_cnn` for quick starts.
 
-Keras layers are ported with Keras' defaults where they change results: BatchNormalization momentum 0.99
-(PyTorch momentum 0.01) and epsilon 1e-3, glorot-uniform kernels and zero biases.
+Keras layers are ported with Keras' defaults where they change results: BatchNormalization epsilon 1e-3,
+glorot-uniform kernels and zero biases. BatchNormalization momentum is PyTorch's 0.1, not Keras' 0.99: at 0.99
+the running statistics need ~460 steps to forget their (0, 1) start, more than a small data set's whole run
+(S3's recipe on 1,620 images: 25 steps an epoch, validation accuracy 41 % at 0.99 against 91 % at 0.1 after
+three epochs with the same weights' training accuracy 94 %).
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from .registry import register_model
 
 
 def _keras_bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+    return nn.BatchNorm2d(channels, eps=1e-3)
 
 
 def _keras_bn1d(features: int) -> nn.BatchNorm1d:
-    return nn.BatchNorm1d(features, eps=1e-3, momentum=0.01)
+    return nn.BatchNorm1d(features, eps=1e-3)
 
 
 def _glorot(model: nn.Module) -> nn.Module:

@@ -14,7 +14,7 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
 Color = Literal["rgb", "grayscale", "auto"]
 Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
-Normalize = Literal["auto", "dataset", "rescale", "backbone"]
+Normalize = Literal["auto", "dataset", "zerocenter", "rescale", "backbone"]
 Loss = Literal["ce", "focal"]
 Sampler = Literal["none", "oversample", "undersample"]
 
@@ -98,7 +98,8 @@ class TrainConfig(BaseModel):
     sampler: Sampler = Field("none", description="none, oversample (classes drawn equally, epoch = train size), "
                              "undersample (epoch = classes x smallest class).")
     normalize: Normalize = Field("auto", description="auto (backbone's for pretrained models, else dataset), "
-                                 "dataset (train mean/std), rescale (1/255 only, as Keras), backbone.")
+                                 "dataset (train mean/std), zerocenter (train mean subtracted, pixel units 0-255, "
+                                 "as MATLAB's imageInputLayer), rescale (1/255 only, as Keras), backbone.")
     schedule: Schedule = "none"
     lr_factor: float = Field(0.1, gt=0.0, lt=1.0, description="plateau/step: multiply the lr by this.")
     lr_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before reducing.")

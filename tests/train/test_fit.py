@@ -147,3 +147,21 @@ def test_data_over_the_cache_budget_streams_and_skips_broken_files(tmp_path):
     assert any(s["path"].endswith("broken.png") for s in dataset["skipped"])
     assert run.metrics["count"] > 0 and len(read_csv(run.path / "history.csv")) == 2
     assert "tta" in run.metrics, "the streaming evaluation path computes TTA in the same decode pass"
+
+
+def test_normalisation_methods_and_auto_per_model(image_folder):
+    from imgclf.config import make_config
+    from imgclf.data.dataset import prepare_data
+    from imgclf.train.fit import channel_stats, normalisation
+
+    data = prepare_data(image_folder, 16, "rgb", seed=0)
+    mean, std = channel_stats(data)
+
+    def resolved(model, normalize):
+        return normalisation(make_config(data=str(image_folder), model=model, normalize=normalize), data, object())
+
+    assert resolved("simple_cnn", "auto") == (mean, std)
+    assert resolved("simple_cnn", "rescale") == ([0.0] * 3, [1.0] * 3)
+    # S4's network: mean subtracted in pixel units (MATLAB's imageInputLayer), so (x/255 - mean)/std == x - 255*mean
+    assert resolved("caltech_cnn", "auto") == resolved("simple_cnn", "zerocenter") == (mean, [1 / 255] * 3)
+    assert resolved("caltech_cnn", "dataset") == (mean, std)

@@ -129,6 +129,7 @@ def fer_cnn_small(num_classes: int, in_chans: int = 1, img_size: int = 48) -> nn
     default_img_size=227,
     min_img_size=35,  # smallest side whose feature map survives the four 3/2 poolings
     reference="S4: test accuracy 69-85 % across imbalance ratios 1:1 to 15:1",
+    normalize="zerocenter",  # MATLAB's imageInputLayer default; N(0, .01) weights need the pixel scale
 )
 def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropout: float = 0.0,
                 batch_norm: bool = False) -> nn.Module:

@@ -29,6 +29,7 @@ class ModelInfo:
     pretrained: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
     interpolation: str = "bilinear"  # what the data pipeline resizes with (timm backbones: their own)
+    normalize: str = "dataset"  # what normalize=auto means for this model when it has no pretrained config
 
     @property
     def arg_names(self) -> list[str]:
@@ -49,12 +50,14 @@ def register_model(
     reference: str = "",
     pretrained: bool = False,
     tags: tuple[str, ...] = (),
+    normalize: str = "dataset",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"a model named {name!r} is already registered")
         _REGISTRY[name] = ModelInfo(
-            name, builder, description, default_img_size, default_in_chans, min_img_size, reference, pretrained, tags
+            name, builder, description, default_img_size, default_in_chans, min_img_size, reference, pretrained, tags,
+            normalize=normalize,
         )
         return builder
 

@@ -51,25 +51,40 @@ PLAN: dict[str, tuple[tuple[int, str, int, int], dict[str, object], str]] = {
 
 def run_recipe(name: str, budget: float, seed: int) -> dict[str, object]:
     import imgclf
-    from imgclf.io import read_json
     from imgclf.recipes import load_recipe
 
-    (size, color, per_class, classes), overrides, stand_in = PLAN[name]
+    (size, color, per_class, classes), overrides, _ = PLAN[name]
     data = fashion_png_tree(size, color, per_class=per_class, classes=classes)
     out = WORK / "runs" / f"repro-{name}-seed{seed}-{int(time.time())}"
     config = {**load_recipe(name), **overrides, "data": str(data), "out": str(out), "seed": seed,
               "time_limit": f"{int(budget)}s", "progress": False}
     start = time.perf_counter()
     run = imgclf.fit(config, report=False)
-    wall = time.perf_counter() - start
-    card = read_json(run.path / "model.json")
-    metrics = read_json(run.path / "metrics.json")
-    return {"recipe": name, "seed": seed, "model": config["model"], "stand_in": stand_in, "overrides": overrides, "budget_seconds": budget,
-            "epochs": card["training"]["epochs_run"], "epochs_planned": config.get("epochs"),
-            "stopped": run.stopped_reason, "train_seconds": card["training"]["train_seconds"],
-            "images_per_s": card["training"]["images_per_s"], "test_accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro"]["f1-score"], "val_accuracy": card["metrics"].get("val_accuracy"),
-            "wall_seconds": round(wall, 1), "run": str(run.path)}
+    return row_from_run(name, run.path, budget, round(time.perf_counter() - start, 1))
+
+
+def row_from_run(name: str, run: Path, budget: float, wall: float | None) -> dict[str, object]:
+    """One table row from a finished run directory (also adopts a run whose driver died after it finished)."""
+    from imgclf.io import read_json
+    from imgclf.recipes import load_recipe
+
+    card = read_json(run / "model.json")
+    metrics = read_json(run / "metrics.json")
+    training = card["training"]
+    return {"recipe": name, "seed": training["seed"], "model": card["architecture"], "stand_in": PLAN[name][2],
+            "overrides": PLAN[name][1], "budget_seconds": budget, "epochs": training["epochs_run"],
+            "epochs_planned": load_recipe(name).get("epochs"), "stopped": training["stopped"],
+            "train_seconds": training["train_seconds"], "images_per_s": training["images_per_s"],
+            "test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1-score"],
+            "val_accuracy": card["metrics"].get("val_accuracy"), "wall_seconds": wall, "run": str(run)}
+
+
+def save_rows(rows: list[dict[str, object]], budget: float) -> Path:
+    """Merged per (recipe, seed) into the existing JSON, so re-running some recipes keeps the others' rows."""
+    old = RESULTS / "recipes_repro.json"
+    merged = {(r["recipe"], r["seed"]): r for r in (json.loads(old.read_text())["runs"] if old.exists() else [])}
+    merged.update({(r["recipe"], r["seed"]): r for r in rows})
+    return write_result("recipes_repro", {"budget_seconds": budget, "runs": list(merged.values())})
 
 
 def main() -> None:
@@ -77,20 +92,21 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=150.0, help="training seconds per recipe")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--only", default=",".join(PLAN))
+    parser.add_argument("--adopt", nargs="*", default=[], metavar="RECIPE=RUN_DIR",
+                        help="add rows from finished run directories instead of training")
     args = parser.parse_args()
     os.environ.setdefault("IMGCLF_CACHE", str(WORK / "cache"))
-    rows = []
+    if args.adopt:
+        rows = [row_from_run(name, Path(run), args.budget, None) for name, run in (a.split("=", 1) for a in args.adopt)]
+        print(f"wrote {save_rows(rows, args.budget)}")
+        return
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name in args.only.split(","):
-            rows.append(run_recipe(name, args.budget, seed))
-            print({k: rows[-1][k] for k in ("recipe", "epochs", "train_seconds", "images_per_s", "test_accuracy")},
+            row = run_recipe(name, args.budget, seed)
+            print({k: row[k] for k in ("recipe", "epochs", "train_seconds", "images_per_s", "test_accuracy")},
                   flush=True)
-    # merged per (recipe, seed), so re-running some recipes keeps the others' rows
-    old = RESULTS / "recipes_repro.json"
-    merged = {(r["recipe"], r["seed"]): r for r in (json.loads(old.read_text())["runs"] if old.exists() else [])}
-    merged.update({(r["recipe"], r["seed"]): r for r in rows})
-    path = write_result("recipes_repro", {"budget_seconds": args.budget, "runs": list(merged.values())})
-    print(f"wrote {path}")
+            # written after every recipe: a long run that dies keeps what it finished
+            print(f"wrote {save_rows([row], args.budget)}", flush=True)
 
 
 if __name__ == "__main__":

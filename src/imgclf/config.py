@@ -76,6 +76,9 @@ class TrainConfig(BaseModel):
     unfreeze: str = Field("all", description="What trains after --freeze-epochs: all, or last:K (the last K blocks).")
     backbone_lr_mult: float = Field(1.0, gt=0.0, le=10.0, description="Backbone learning rate = lr x this "
                                     "(e.g. 0.1 when fine-tuning).")
+    freeze_bn: bool = Field(False, description="timm backbones: keep every backbone BatchNorm in inference mode "
+                            "(pretrained statistics) after unfreezing too; scale and shift still train (Keras' "
+                            "fine-tuning advice).")
     features_only: bool = Field(False, description="timm backbones: compute backbone features once (cached), train "
                                 "only the head on them, save the joined model.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import imgclf
@@ -43,6 +44,9 @@ def test_freeze_phases_set_requires_grad_and_batchnorm_modes():
 
     apply_phase(model, frozen=False, unfreeze="all")
     assert all(p.requires_grad for p in model.parameters()) and all(bn.training for bn in _bn_layers(model))
+
+    apply_phase(model, frozen=False, unfreeze="all", freeze_bn=True)
+    assert all(p.requires_grad for p in model.parameters()) and not any(bn.training for bn in _bn_layers(model))
 
     with pytest.raises(ImgclfError, match=f"K <= {len(blocks)}"):
         apply_phase(model, frozen=False, unfreeze=f"last:{len(blocks) + 1}")
@@ -117,6 +121,18 @@ def test_unfreezing_fit_records_the_phases(tmp_path, image_folder):
                for k, v in initial.backbone.state_dict().items() if not torch.equal(v, trained[k])}
     assert "conv_stem" not in changed and "blocks.0" not in changed  # early blocks stayed frozen
     assert "conv_head" in changed or "bn2" in changed  # the last block trained
+
+
+def test_freeze_bn_keeps_pretrained_statistics_while_the_backbone_trains(tmp_path, image_folder):
+    run = _fit(image_folder, tmp_path / "bn", freeze_epochs=1, freeze_bn=True)
+    torch.manual_seed(0)
+    initial = build_transfer_model(TINY, num_classes=3, img_size=32, pretrained=False).backbone.state_dict()
+    trained = imgclf.load(run.path).model.backbone.state_dict()
+    statistics = [k for k in initial if k.endswith(("running_mean", "running_var"))]
+    assert statistics and all(torch.equal(initial[k], trained[k]) for k in statistics)
+    assert not torch.equal(initial["conv_stem.weight"], trained["conv_stem.weight"])  # the backbone did train
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial if k.endswith("bn1.weight"))
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["freeze_bn"] is True
 
 
 def test_transfer_settings_are_refused_for_registered_models(tmp_path):

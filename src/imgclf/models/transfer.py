@@ -168,9 +168,10 @@ class TransferModel(nn.Module):
 
         freeze = int(getattr(cfg, "freeze_epochs", 0) or 0)
         unfreeze = str(getattr(cfg, "unfreeze", "all") or "all")
-        if self.info.get("features_only") or (freeze == 0 and unfreeze == "all"):
+        freeze_bn = bool(getattr(cfg, "freeze_bn", False))
+        if self.info.get("features_only") or (freeze == 0 and unfreeze == "all" and not freeze_bn):
             return []
-        return [FreezeSchedule(freeze, unfreeze, getattr(cfg, "strategy", "auto"))]
+        return [FreezeSchedule(freeze, unfreeze, getattr(cfg, "strategy", "auto"), freeze_bn)]
 
     def card_args(self) -> dict[str, Any]:
         return {"head": self.spec.canonical, **self.info}

@@ -3,7 +3,9 @@
 Freezing toggles `requires_grad`; the optimiser holds every parameter from the start (a parameter without a
 gradient is not updated, not even by weight decay), so nothing is rebuilt when the backbone unfreezes.
 BatchNorm layers whose parameters are frozen run in eval mode, so their running statistics stay those of the
-pretrained weights (the Keras advice for fine-tuning). "Blocks" are timm's coarse parameter groups
+pretrained weights. With `freeze_bn` every backbone BatchNorm stays in eval mode after unfreezing too (its scale
+and shift still train): Keras' fine-tuning advice (call the base with training=False), which avoids the jump
+in validation loss when batch statistics of a small data set replace the pretrained ones. "Blocks" are timm's coarse parameter groups
 (`group_matcher(coarse=True)`): stem, then stages (resnet layer1..4, efficientnet blocks.0..6, each VGG conv).
 """
 
@@ -53,8 +55,9 @@ def trainable_names(backbone: nn.Module, frozen: bool, unfreeze: str) -> set[str
     return {name for block in blocks[-last:] for name in block}
 
 
-def apply_phase(model: nn.Module, frozen: bool, unfreeze: str = "all") -> set[str]:
-    """Set requires_grad on the backbone (head always trains) and put BatchNorm of frozen layers in eval mode."""
+def apply_phase(model: nn.Module, frozen: bool, unfreeze: str = "all", freeze_bn: bool = False) -> set[str]:
+    """Set requires_grad on the backbone (head always trains) and put BatchNorm of frozen layers (of every
+    layer with `freeze_bn`) in eval mode."""
     backbone = model.backbone  # type: ignore[attr-defined]
     train = trainable_names(backbone, frozen, unfreeze)
     for name, p in backbone.named_parameters():
@@ -65,7 +68,7 @@ def apply_phase(model: nn.Module, frozen: bool, unfreeze: str = "all") -> set[st
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             params = list(module.parameters(recurse=False))
             is_frozen = bool(params) and not any(p.requires_grad for p in params)
-            module.train(model.training and not is_frozen)
+            module.train(model.training and not is_frozen and not freeze_bn)
     return train
 
 
@@ -73,7 +76,7 @@ class FreezeSchedule(L.Callback):
     """Epochs < freeze_epochs: head only; later: head + the unfrozen part of the backbone. The phase is a pure
     function of the epoch, so a resumed run needs no stored state."""
 
-    def __init__(self, freeze_epochs: int, unfreeze: str = "all", strategy: str = "auto"):
+    def __init__(self, freeze_epochs: int, unfreeze: str = "all", strategy: str = "auto", freeze_bn: bool = False):
         parse_unfreeze(unfreeze)
         if str(strategy).startswith("ddp") and "find_unused_parameters_true" not in str(strategy):
             # DDP registers the trainable parameters once; frozen ones never get a gradient and stall it.
@@ -81,16 +84,17 @@ class FreezeSchedule(L.Callback):
                               f"(freeze_epochs / unfreeze). Received: strategy={strategy!r}")
         self.freeze_epochs = freeze_epochs
         self.unfreeze = unfreeze
+        self.freeze_bn = freeze_bn
 
     def frozen(self, epoch: int) -> bool:
         return epoch < self.freeze_epochs
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        apply_phase(pl_module.model, self.frozen(trainer.current_epoch), self.unfreeze)
+        apply_phase(pl_module.model, self.frozen(trainer.current_epoch), self.unfreeze, self.freeze_bn)
 
 
 _TRANSFER_DEFAULTS = {"head": None, "weights": None, "freeze_epochs": 0, "unfreeze": "all", "backbone_lr_mult": 1.0,
-                      "features_only": False}
+                      "freeze_bn": False, "features_only": False}
 
 
 def transfer_model_args(cfg: Any, info: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from .card import ModelCard, load_card
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.folder import IMAGE_EXTENSIONS, is_hidden
+from .data.tensors import channel_stats, to_unit_nchw
 from .errors import ImgclfError
 
 ImageInput = str | os.PathLike | np.ndarray
@@ -75,8 +76,8 @@ class Classifier:
         self.card = card
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
-        self.mean = torch.tensor(card.mean, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(card.std, device=self.device).view(1, -1, 1, 1)
+        self.mean = channel_stats(card.mean, self.device)
+        self.std = channel_stats(card.std, self.device)
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> "Classifier":
@@ -118,8 +119,7 @@ class Classifier:
         out = []
         for start in range(0, len(pixels), batch_size):
             chunk = pixels[start : start + batch_size]
-            x = torch.from_numpy(np.array(chunk, dtype=np.uint8, copy=True)).to(self.device)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            x = to_unit_nchw(np.asarray(chunk, dtype=np.uint8), self.device)
             x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
             views = tta_views(x) if tta else [x]
             probs = torch.stack([torch.softmax(self.model(v).float(), dim=1) for v in views]).mean(0)

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .data.decode import DecodeError, open_image, probe_image
+from .data.decode import DecodeError, decode_image
 from .data.folder import scan_folder
 from .data.imbalance import imbalance_stats
 
@@ -24,8 +24,7 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
         per_class: Counter[str] = Counter()
         for path, cls in items:
             try:
-                open_image(path, None, "rgb")  # full decode: catches truncation, bombs, bad data
-                meta = probe_image(path)
+                _, meta = decode_image(path, None, "rgb")  # full decode: catches truncation, bombs, bad data
             except DecodeError as exc:
                 skipped.append({"path": path, "reason": str(exc)})
                 continue

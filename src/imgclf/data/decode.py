@@ -46,10 +46,18 @@ def open_image(source: str | IO[bytes], size: int | None, color: str, interpolat
 
     Raises DecodeError with a human-readable reason for anything unusable.
     """
+    return decode_image(source, size, color, interpolation)[0]
+
+
+def decode_image(source: str | IO[bytes], size: int | None, color: str,
+                 interpolation: str = "bilinear") -> tuple[np.ndarray, dict[str, object]]:
+    """`open_image` plus the file's own width, height, mode and format, read from the same open (`inspect`
+    reports both without reading a file twice)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
+                meta = {"width": img.size[0], "height": img.size[1], "mode": img.mode, "format": img.format}
                 if size is not None and img.format == "JPEG":
                     # Let libjpeg downscale by 1/2..1/8 while decoding: much faster for big photos.
                     img.draft("L" if color == "grayscale" else "RGB", (size, size))
@@ -74,7 +82,7 @@ def open_image(source: str | IO[bytes], size: int | None, color: str, interpolat
         raise DecodeError(message) from None
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise DecodeError("image has no pixels")
-    return arr
+    return arr, meta
 
 
 def image_to_array(img: Image.Image, size: int | None, color: str, interpolation: str = "bilinear") -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.tensors import channel_stats, to_unit_nchw
 from ..errors import ImgclfError
 
 
@@ -52,8 +53,7 @@ def gradcam_heatmaps(model: nn.Module, pixels: np.ndarray, mean: list[float], st
 
     model = model.eval()
     device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    x = (x - torch.tensor(mean, device=device).view(1, -1, 1, 1)) / torch.tensor(std, device=device).view(1, -1, 1, 1)
+    x = (to_unit_nchw(pixels, device) - channel_stats(mean, device)) / channel_stats(std, device)
     name = ""
     if layer is None:
         name, layer = find_target_layer(model, x[:1])

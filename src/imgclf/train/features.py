@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from ..data.cache import default_cache_dir
 from ..data.dataset import PreparedData
+from ..data.tensors import channel_stats, to_unit_nchw
 from ..io import write_json
 from .loaders import CachedImages, make_loader
 from .module import ImageClassifierModule
@@ -77,16 +78,14 @@ def compute_features(model: torch.nn.Module, data: PreparedData, mean: list[floa
     was_training = model.training
     home = next(model.parameters()).device
     model.eval().to(device)
-    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    m, s = channel_stats(mean, device), channel_stats(std, device)
     rows = data.decoded.ok_indices
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=folder)
     os.close(fd)
     try:
         out = None
         for chunk, pixels in _pixel_batches(data, rows, batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-            v = model.embed((x - m) / s).float().cpu().numpy()  # type: ignore[attr-defined]
+            v = model.embed((to_unit_nchw(pixels, device) - m) / s).float().cpu().numpy()  # type: ignore[attr-defined]
             if out is None:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                                 shape=(len(data.decoded.paths), v.shape[1]))

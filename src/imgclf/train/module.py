@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import BatchAugment, parse_augment
+from ..data.tensors import channel_stats, to_unit_nchw
 from ..models.base import keras_l2_penalty
 
 
@@ -44,8 +45,8 @@ class ImageClassifierModule(L.LightningModule):
         self.model = model
         self.cfg = hparams
         self.save_hyperparameters(ignore=["model"])
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", channel_stats(mean), persistent=False)
+        self.register_buffer("std", channel_stats(std), persistent=False)
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
         self.augment = BatchAugment(parse_augment(hparams.get("augment", "")))
@@ -54,7 +55,7 @@ class ImageClassifierModule(L.LightningModule):
 
     # ----- data path ------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = to_unit_nchw(x)
         if train and not self.augment.spec.empty:
             x = self.augment(x, self.aug_generator)
         x = (x - self.mean) / self.std

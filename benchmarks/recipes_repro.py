@@ -9,7 +9,7 @@ as shipped, with these changes only, each recorded in the JSON and the table:
     freezing and schedule on DATA.md's stand-in backbone: EfficientNet-Lite0 with its ImageNet weights.
 s5-model-s and fast-fmnist on the full 55k/5k/10k data come from peers_600s.json and fast_recipe_10m_*.json.
 
-    python benchmarks/recipes_repro.py --budget 150 --seeds 0
+    python benchmarks/recipes_repro.py --budget 120 --seeds 0
 """
 
 from __future__ import annotations

@@ -70,6 +70,36 @@ def reproduction_table(repro: dict | None, peers: dict | None, fast: list[dict])
     return lines
 
 
+def repro_commands(repro: dict | None) -> list[str]:
+    """The recipes_repro.py invocations behind the table's rows, one per budget and seed set."""
+    groups: dict[tuple[float, str], list[str]] = {}
+    for row in (repro or {}).get("runs", []):
+        key = (float(row["budget_seconds"]), str(row["seed"]))
+        if row["recipe"] not in groups.setdefault(key, []):
+            groups[key].append(row["recipe"])
+    seeds: dict[tuple[float, tuple[str, ...]], list[str]] = {}
+    for (budget, seed), names in groups.items():
+        seeds.setdefault((budget, tuple(sorted(names))), []).append(seed)
+    return [f"`python benchmarks/recipes_repro.py --budget {budget:.0f} --seeds {','.join(sorted(s))} "
+            f"--only {','.join(names)}`" for (budget, names), s in sorted(seeds.items())]
+
+
+def freeze_bn_section(result: dict | None) -> list[str]:
+    if not result:
+        return []
+    lines = ["## Fine-tuning with the backbone's BatchNorm frozen (`--freeze-bn`)", "",
+             f"`{result['recipe']}` on its stand-in, 8 epochs (5 head-only, 3 unfrozen), no early stopping, both arms "
+             "per seed one after the other. Validation loss per epoch; the first unfrozen epoch is where a small data "
+             f"set's batch statistics replace the pretrained ones. Measured on: {_env_line(result)}.", "",
+             "| freeze_bn | seed | validation loss per epoch | test accuracy |", "|---|---:|---|---:|"]
+    for row in result["runs"]:
+        losses = " ".join(f"**{v:.2f}**" if i == row["freeze_epochs"] else f"{v:.2f}"
+                          for i, v in enumerate(row["val_loss"]))
+        lines.append(f"| {'yes' if row['freeze_bn'] else 'no'} | {row['seed']} | {losses} | "
+                     f"{_pct(row['test_accuracy'])} |")
+    return lines + ["", "Command: `python benchmarks/freeze_bn.py --seeds 0,1`. The recipe sets `freeze_bn: true`.", ""]
+
+
 def peers_table(peers: dict) -> list[str]:
     lines = ["| run | model | torch threads | epochs | train s | img/s | val accuracy | test accuracy |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -139,9 +169,9 @@ def main() -> None:
     if repro:
         out += [f"Measured on: {_env_line(repro)}.", ""]
     out += [*reproduction_table(repro, peers, fast), "",
-            "Commands: `python benchmarks/recipes_repro.py --budget 150 --seeds 0`; s5-model-s from "
-            "`benchmarks/peers_10min.py`; fast-fmnist from `benchmarks/fast_recipe.py --time-limit 10m --seeds 0,1`.",
-            ""]
+            "Commands: " + "; ".join(repro_commands(repro)) + "; s5-model-s from `benchmarks/peers_10min.py`; "
+            "fast-fmnist from `benchmarks/fast_recipe.py --time-limit 10m --seeds 0,1`.", ""]
+    out += freeze_bn_section(_load("freeze_bn"))
     DOCS.mkdir(exist_ok=True)
     path = DOCS / "results.md"
     tmp = path.with_suffix(".md.tmp")

@@ -5,8 +5,9 @@ gradient is not updated, not even by weight decay), so nothing is rebuilt when t
 BatchNorm layers whose parameters are frozen run in eval mode, so their running statistics stay those of the
 pretrained weights. With `freeze_bn` every backbone BatchNorm stays in eval mode after unfreezing too (its scale
 and shift still train): Keras' fine-tuning advice (call the base with training=False), which avoids the jump
-in validation loss when batch statistics of a small data set replace the pretrained ones. "Blocks" are timm's coarse parameter groups
-(`group_matcher(coarse=True)`): stem, then stages (resnet layer1..4, efficientnet blocks.0..6, each VGG conv).
+in validation loss when batch statistics of a small data set replace the pretrained ones.
+"Blocks" are timm's coarse parameter groups (`group_matcher(coarse=True)`): stem, then stages (resnet
+layer1..4, efficientnet blocks.0..6, each VGG conv).
 """
 
 from __future__ import annotations

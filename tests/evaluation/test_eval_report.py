@@ -68,6 +68,17 @@ def test_cli_report_redraws_lists_skipped_files_and_survives_missing_weights(run
     assert not list(run_copy.glob(".report.html.*"))  # atomic write: no temp file left
 
 
+def test_cli_report_no_explain_leaves_out_grad_cam(run_copy):
+    for p in (run_copy / "plots").iterdir():
+        p.unlink()
+    result = CliRunner().invoke(app, ["report", str(run_copy), "--no-explain"])
+    assert result.exit_code == 0, result.output
+    assert not (run_copy / "plots" / "gradcam.png").exists()  # the weights are there: only the flag stops it
+    assert (run_copy / "plots" / "confusion_counts.png").exists()
+    html = (run_copy / "report.html").read_text()
+    assert 'alt="Grad-CAM explanations"' not in html and 'alt="Confusion matrix (counts)"' in html
+
+
 def test_report_can_reuse_existing_figures(run_copy):
     (run_copy / "report.html").unlink()
     write_report(run_copy, figures=False)

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from conftest import make_image_folder
 from imgclf.errors import ImgclfError
-from imgclf.study.imbalance import resolve_config, run_imbalance_study
+from imgclf.study.imbalance import _run_cell, resolve_config, run_imbalance_study
 
 TINY = {"img_size": 8, "epochs": 1, "batch_size": 16, "model_args": {"width": 4}, "test_split": 0.3,
         "val_split": 0.15, "num_workers": 0}
@@ -127,3 +127,12 @@ def test_cli_takes_s4_recipes_but_lets_the_configurations_decide_regularisation(
     flag = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "s"), "--per-class",
                                     "8", "--model-args", "dropout=0.2"])
     assert flag.exit_code == 2 and "model_args must not set ['dropout']" in flag.output
+
+
+def test_a_cell_does_not_claim_the_recipe_its_settings_came_from(tmp_path):
+    seen = {}
+    status = _run_cell(lambda values, overwrite: seen.update(values), tmp_path / "cell", tmp_path / "data",
+                       "caltech_cnn", 0, *resolve_config("none", "caltech_cnn"),
+                       {"recipe": "s4-caltech-cnn-reg-bn", "epochs": 3})
+    assert status == "trained" and seen["epochs"] == 3 and seen["seed"] == 0
+    assert "recipe" not in seen  # config "none" differs from that recipe; study.json names it instead

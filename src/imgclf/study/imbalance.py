@@ -198,6 +198,9 @@ def _run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, se
         return "resumed"
     values = {"progress": False, **overrides, **train, "data": str(data), "out": str(run_dir), "seed": seed,
               "model": model, "model_args": {**(overrides.get("model_args") or {}), **model_args}}
+    # A cell is not the recipe it started from (the configuration replaced its regularisation); study.json's
+    # request keeps the recipe's name.
+    values.pop("recipe", None)
     # A folder without a checkpoint died before its first epoch ended: nothing to keep, start it again.
     fit(values, overwrite=run_dir.exists())
     return "trained"

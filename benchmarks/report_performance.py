@@ -73,6 +73,16 @@ def main() -> None:
         lines += _table(pipe["results"], "images/s")
         lines += ["", f"imgclf BatchAugment / kornia: **{pipe['ours_over_kornia']}×** — why the hot path is our own "
                   "sampling grid + `grid_sample` rather than kornia's RandomAffine.", ""]
+    compiled = _load("compile_cpu")
+    if compiled:
+        lines += ["## `torch.compile` on this CPU (training step, eager vs Inductor)", "", f"Machine: {_env_line(compiled)}",
+                  ""]
+        lines += _table(compiled["results"], "images/s") + ["", "| ratio | measured |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in compiled["ratios"].items()]
+        first = ", ".join(f"{k} {v} s" for k, v in compiled["first_two_steps_seconds"].items())
+        verdict = ("no gain on this machine, so `imgclf train` stays eager" if max(compiled["ratios"].values()) < 1.05
+                   else "a gain on this machine: worth a `--compile` option")
+        lines += ["", f"First two steps (compilation included): {first}. Verdict: {verdict}.", ""]
     gpu = _load("gpu_throughput")
     if gpu:
         lines += ["## GPU path", "", f"Device: {gpu['environment'].get('gpu')} (torch {gpu['environment'].get('torch')}); "

@@ -15,6 +15,7 @@ STEPS = [
     ["cache_build.py"],
     ["memory.py"],
     ["train_speed.py", "--repeats", "3"],
+    ["compile_cpu.py", "--repeats", "3"],
     ["infer_speed.py", "--repeats", "3"],
     ["serve_load.py"],
     ["fast_recipe.py", "--time-limit", "10m", "--seeds", "0,1"],

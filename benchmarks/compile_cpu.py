@@ -17,10 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved, print_table, throughput, write_result  # noqa: E402
 
-# model, model_args, image size, channels, batch: our fast recipe's model and the S5 reference model
+# model, model_args, image size, channels, batch: our fast recipe's model and the S5 and S3 reference models
 CASES = {
     "fast_resnet w16 28x28x1 b256": ("fast_resnet", {"width": 16}, 28, 1, 256),
     "model_s 32x32x3 b64": ("model_s", {}, 32, 3, 64),
+    "fer_cnn 48x48x1 b64": ("fer_cnn", {}, 48, 1, 64),
 }
 
 
@@ -64,7 +65,7 @@ def main() -> None:
         for compiled in (False, True):
             side = f"{label} {'compiled' if compiled else 'eager'}"
             steps[side], first_steps[side] = make_step(name, model_args, size, chans, batch, compiled)
-        cases = {side: (lambda s=s: throughput(s, min_seconds=3.0)) for side, s in steps.items()}
+        cases = {side: (lambda s=s: throughput(s, min_seconds=5.0)) for side, s in steps.items()}
         found = interleaved(cases, args.repeats)
         results.update(found)
         eager, compiled = (found[f"{label} {kind}"]["median"] for kind in ("eager", "compiled"))

@@ -58,7 +58,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     results, ratios, first_steps = {}, {}, {}
     for label, (name, model_args, size, chans, batch) in CASES.items():
         steps = {}

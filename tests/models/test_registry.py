@@ -73,6 +73,9 @@ def test_too_small_image_and_unknown_args_are_refused():
 def test_duplicate_registration_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         register_model("model_s", description="x", default_img_size=32)(lambda **k: None)
+    with pytest.raises(ValueError, match="normalize must be one of dataset, zerocenter, rescale"):
+        register_model("not_a_model", description="x", default_img_size=32, normalize="zerocentre")(lambda **k: None)
+    assert "not_a_model" not in list_models()
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -40,6 +40,10 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
+# what normalize=auto may resolve to for a registered model (pretrained backbones use their own config)
+AUTO_NORMALIZE = ("dataset", "zerocenter", "rescale")
+
+
 def register_model(
     name: str,
     *,
@@ -55,6 +59,9 @@ def register_model(
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"a model named {name!r} is already registered")
+        if normalize not in AUTO_NORMALIZE:
+            # a typo here would silently fall back to dataset statistics when normalize=auto
+            raise ValueError(f"normalize must be one of {', '.join(AUTO_NORMALIZE)}. Received: normalize={normalize!r}")
         _REGISTRY[name] = ModelInfo(
             name, builder, description, default_img_size, default_in_chans, min_img_size, reference, pretrained, tags,
             normalize=normalize,

@@ -67,8 +67,8 @@ def main() -> None:
         cases = {side: (lambda s=s: throughput(s, min_seconds=5.0)) for side, s in steps.items()}
         found = interleaved(cases, args.repeats)
         results.update(found)
-        eager, compiled = (found[f"{label} {kind}"]["median"] for kind in ("eager", "compiled"))
-        ratios[f"{label}: compiled / eager"] = round(compiled / eager, 2)
+        eager_speed, compiled_speed = (found[f"{label} {kind}"]["median"] for kind in ("eager", "compiled"))
+        ratios[f"{label}: compiled / eager"] = round(compiled_speed / eager_speed, 2)
     print_table(results, ratios)
     seconds = {side: round(s, 1) for side, s in first_steps.items()}
     print("first two steps (s):", seconds)

@@ -14,26 +14,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import WORK, fashion_png_tree, write_result  # noqa: E402
-from recipes_repro import PLAN  # noqa: E402
+from common import write_result  # noqa: E402
+from recipes_repro import train_recipe  # noqa: E402
 
 RECIPE = "s2-mobilenetv2-finetune"
 
 
 def run_arm(seed: int, freeze_bn: bool) -> Path:
-    import imgclf
-    from imgclf.recipes import load_recipe
-
-    (size, color, per_class, classes), overrides, _ = PLAN[RECIPE]
-    data = fashion_png_tree(size, color, per_class=per_class, classes=classes)
-    out = WORK / "runs" / f"freezebn-{int(freeze_bn)}-seed{seed}-{int(time.time())}"
-    config = {**load_recipe(RECIPE), **overrides, "data": str(data), "out": str(out), "seed": seed, "epochs": 8,
-              "freeze_epochs": 5, "early_stopping": None, "progress": False, "freeze_bn": freeze_bn}
-    return imgclf.fit(config, report=False).path
+    return train_recipe(RECIPE, seed, {"epochs": 8, "freeze_epochs": 5, "early_stopping": None,
+                                       "freeze_bn": freeze_bn}, prefix=f"freezebn-{int(freeze_bn)}")
 
 
 def row_from_run(run: Path) -> dict[str, object]:

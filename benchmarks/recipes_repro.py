@@ -49,18 +49,23 @@ PLAN: dict[str, tuple[tuple[int, str, int, int], dict[str, object], str]] = {
 }
 
 
-def run_recipe(name: str, budget: float, seed: int) -> dict[str, object]:
+def train_recipe(name: str, seed: int, settings: dict[str, object], prefix: str = "repro") -> Path:
+    """The recipe as shipped + its PLAN overrides + `settings`, trained on its stand-in; the run directory."""
     import imgclf
     from imgclf.recipes import load_recipe
 
     (size, color, per_class, classes), overrides, _ = PLAN[name]
     data = fashion_png_tree(size, color, per_class=per_class, classes=classes)
-    out = WORK / "runs" / f"repro-{name}-seed{seed}-{int(time.time())}"
-    config = {**load_recipe(name), **overrides, "data": str(data), "out": str(out), "seed": seed,
-              "time_limit": f"{int(budget)}s", "progress": False}
+    out = WORK / "runs" / f"{prefix}-{name}-seed{seed}-{int(time.time())}"
+    config = {**load_recipe(name), **overrides, "data": str(data), "out": str(out), "seed": seed, "progress": False,
+              **settings}
+    return imgclf.fit(config, report=False).path
+
+
+def run_recipe(name: str, budget: float, seed: int) -> dict[str, object]:
     start = time.perf_counter()
-    run = imgclf.fit(config, report=False)
-    return row_from_run(name, run.path, budget, round(time.perf_counter() - start, 1))
+    run = train_recipe(name, seed, {"time_limit": f"{int(budget)}s"})
+    return row_from_run(name, run, budget, round(time.perf_counter() - start, 1))
 
 
 def row_from_run(name: str, run: Path, budget: float, wall: float | None) -> dict[str, object]:

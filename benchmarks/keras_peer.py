@@ -7,6 +7,8 @@ Cases mirror the reference pipelines of REFERENCES.md:
   model_s         S5: image_dataset_from_directory (32x32 RGB PNGs) + preprocessing layers + model_s, fit
   model_s_memory  S5's model_s fit on in-memory arrays (no input pipeline)
   fer_cnn         S3: ImageDataGenerator flow_from_directory feeding fer_cnn, fit
+  model_s_fit     S5's whole reference recipe on DATA_DIR/{train,val,test} (STEPS = max epochs), one JSON line
+                  per epoch appended to LOG (wall and CPU seconds, val accuracy), then the test accuracy
 """
 
 from __future__ import annotations
@@ -107,6 +109,58 @@ class _Speed:
         return Speed()
 
 
+def _epoch_log(path: str):
+    """A Keras callback appending one JSON line per epoch (a run cut short still leaves its curve)."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.fit_start = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.cpu = time.perf_counter(), time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            row = {"epoch": epoch + 1, "seconds": now - self.start, "elapsed": now - self.fit_start,
+                   "cpu_seconds": time.process_time() - self.cpu,
+                   "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                   **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
+            with open(path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    return EpochLog()
+
+
+def model_s_fit(data: str, max_epochs: int, log: str) -> dict[str, float]:
+    """S5 as REFERENCES.md gives it: Adam 1e-3, ReduceLROnPlateau(0.1, 3), EarlyStopping(6, restore best),
+    ModelCheckpoint of the best val_loss, batch 64; train shuffled, validation and test unshuffled."""
+    import keras
+    import tensorflow as tf
+
+    def load(split: str, shuffle: bool):
+        return keras.utils.image_dataset_from_directory(os.path.join(data, split), image_size=(32, 32), batch_size=64,
+                                                        label_mode="int", shuffle=shuffle, seed=0)
+
+    train, val, test = load("train", True), load("val", False), load("test", False)
+    model = model_s(len(train.class_names))
+    checkpoint = os.path.join(os.path.dirname(os.path.abspath(log)), "model_s_best.keras")
+    callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=3),
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
+                 keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
+                 _epoch_log(log)]
+    start = time.perf_counter()
+    history = model.fit(train.prefetch(tf.data.AUTOTUNE), validation_data=val.prefetch(tf.data.AUTOTUNE),
+                        epochs=max_epochs, verbose=0, callbacks=callbacks)
+    fit_seconds = time.perf_counter() - start
+    val_loss, val_acc = model.evaluate(val, verbose=0)
+    test_loss, test_acc = model.evaluate(test, verbose=0)
+    return {"fit_seconds": fit_seconds, "epochs": len(history.history["loss"]), "val_accuracy": float(val_acc),
+            "val_loss": float(val_loss), "test_accuracy": float(test_acc)}
+
+
 def main(case: str, data: str, steps: int) -> None:
     import keras
 
@@ -135,6 +189,9 @@ def main(case: str, data: str, steps: int) -> None:
                 ys.append(yb.numpy())
             model.fit(np.concatenate(xs), np.concatenate(ys), batch_size=64, epochs=1, verbose=0, callbacks=[speed])
         rate = speed.rate
+    elif case == "model_s_fit":
+        print(json.dumps({"case": case, **model_s_fit(data, steps, sys.argv[4]), "keras": keras.__version__}))
+        return
     elif case == "fer_cnn":
         it = s3_generator().flow_from_directory(os.path.join(data, "train"), target_size=(48, 48),
                                                 color_mode="grayscale", batch_size=64, class_mode="categorical")

@@ -1,0 +1,34 @@
+"""fast_resnet's stems: same classifier output, the stride stem skips the full-resolution stage."""
+
+import pytest
+import torch
+
+from imgclf.errors import ImgclfError
+from imgclf.models import create_model
+
+
+def _feature_maps(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
+    shapes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape)))
+             for m in model.features.children()]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+@pytest.mark.parametrize("stem", ["pool", "stride"])
+def test_stems_classify_28px_grayscale(stem):
+    model = create_model("fast_resnet", 10, 1, 28, width=8, stem=stem).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert model(x).shape == (3, 10)
+    shapes = _feature_maps(model, x)
+    full_res = [s for s in shapes if s[-1] == 28]
+    # pool: the first two convolutions run at 28x28; stride: only the first one does
+    assert len(full_res) == (2 if stem == "pool" else 1)
+    assert shapes[-1][-1] == 3
+
+
+def test_unknown_stem_names_the_choices():
+    with pytest.raises(ImgclfError, match=r"model_args.stem .* pool, stride. Received: stem='patch'"):
+        create_model("fast_resnet", 10, 1, 28, stem="patch")

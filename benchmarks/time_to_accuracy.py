@@ -8,7 +8,8 @@ Both sides train on peers_10min.py's split tree (55,000 train / 5,000 val, strat
 - Ours: `imgclf train TREE --recipe fast-fmnist --time-limit T`; its history.csv gives validation accuracy
   against elapsed seconds, and we record when it first reaches the Keras target.
 
-The Keras run takes hours here, so it is not repeated three times like the throughput comparisons. Keras' epochs
+The Keras run takes hours here, so it is not repeated three times like the throughput comparisons; `report`
+also works while it runs (marked unfinished: its time so far and its best so far, which may still rise). Keras' epochs
 all do the same work, so where its run shared the CPU with other work, its clean wall time is estimated as the
 first epoch plus (epochs - 1) x the median of its three fastest later epochs (the estimate favours Keras); the
 raw wall time is recorded beside it.
@@ -88,7 +89,14 @@ def keras_clean_seconds(epochs: list[dict]) -> float:
 
 def report() -> None:
     epochs = [json.loads(line) for line in KERAS_LOG.read_text().splitlines() if line.strip()]
-    keras = json.loads(KERAS_RESULT.read_text())
+    finished = KERAS_RESULT.exists()
+    if finished:
+        keras = json.loads(KERAS_RESULT.read_text())
+    else:  # still running or cut off: what restoring its best val_loss so far would give; the target may still rise
+        best = min(epochs, key=lambda e: e["val_loss"])
+        keras = {"epochs": len(epochs), "fit_seconds": epochs[-1]["elapsed"], "val_accuracy": best["val_accuracy"],
+                 "val_loss": best["val_loss"], "test_accuracy": None}
+    keras["finished"] = finished
     ours = json.loads(OURS_RESULT.read_text())
     target = keras["val_accuracy"]
     keras_seconds = keras_clean_seconds(epochs)

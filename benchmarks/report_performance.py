@@ -26,8 +26,9 @@ def _env_line(result: dict) -> str:
 def _table(results: dict[str, dict], unit: str) -> list[str]:
     lines = [f"| case | median {unit} | range | values |", "|---|---:|---|---|"]
     for name, r in results.items():
-        values = ", ".join(f"{v:.0f}" for v in r["values"])
-        lines.append(f"| {name} | {r['median']:,.0f} | {r['min']:,.0f}–{r['max']:,.0f} | {values} |")
+        f = ",.1f" if r["median"] < 100 else ",.0f"  # fer_cnn trains at ~10 images/s: keep a decimal
+        values = ", ".join(f"{v:{f}}" for v in r["values"])
+        lines.append(f"| {name} | {r['median']:{f}} | {r['min']:{f}}–{r['max']:{f}} | {values} |")
     return lines
 
 
@@ -107,6 +108,18 @@ def main() -> None:
                   "training folder holds exactly 6 batches of 64 and imgclf's figure is the median of epochs 2-3.", ""]
         lines += _table(fer["results"], "images/s") + ["", "| ratio (target) | measured |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in fer["ratios"].items()] + [""]
+    flops = _load("flops")
+    if flops:
+        lines += ["## Arithmetic throughput against the machine's practical peak", "", f"Machine: {_env_line(flops)}", "",
+                  "`python benchmarks/flops.py`: peak = a 2048³ fp32 GEMM run as a 1×1 convolution (oneDNN), "
+                  "interleaved with the same GEMM as `torch.matmul`; training FLOPs per image (forward + backward) "
+                  "counted by torch's FlopCounterMode: "
+                  + ", ".join(f"{k} {v:g} GFLOP" for k, v in flops["train_gflop_per_image"].items())
+                  + "; training images/s from the train_speed results above.", ""]
+        lines += _table(flops["peaks"], "GFLOP/s") + ["", "| training | images/s | GFLOP/s | of the 1×1-conv peak |",
+                                                      "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {r['images_per_s']:,.1f} | {r['gflops']:.1f} | {r['fraction_of_peak']:.0%} |"
+                  for k, r in flops["achieved"].items()] + [""]
     pipe = _load("pipeline")
     if pipe:
         lines += ["## Augmentation alone (S3 settings, 48×48×1, batch 64)", "", f"Machine: {_env_line(pipe)}", ""]

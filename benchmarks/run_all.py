@@ -15,6 +15,8 @@ STEPS = [
     ["cache_build.py"],
     ["memory.py"],
     ["train_speed.py", "--repeats", "3"],
+    ["train_speed.py", "--repeats", "3", "--only-fer"],
+    ["flops.py"],
     ["compile_cpu.py", "--repeats", "3"],
     ["infer_speed.py", "--repeats", "3"],
     ["serve_load.py"],

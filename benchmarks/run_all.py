@@ -26,7 +26,7 @@ STEPS = [
     ["recipes_repro.py", "--budget", "400", "--seeds", "0", "--only", "s3-fer-cnn"],  # one epoch takes ~130 s
     ["freeze_bn.py", "--seeds", "0,1"],
     ["time_to_accuracy.py", "keras"],  # S5's whole Keras recipe: about 2.5 hours here
-    ["time_to_accuracy.py", "ours", "--time-limit", "5m"],
+    ["time_to_accuracy.py", "ours", "--time-limit", "15m"],
     ["time_to_accuracy.py", "report"],
     ["report_performance.py"],
     ["report_results.py"],

@@ -15,7 +15,7 @@ first epoch plus (epochs - 1) x the median of its three fastest later epochs (th
 raw wall time is recorded beside it.
 
     python benchmarks/time_to_accuracy.py keras            # hours; resumable view in the .jsonl
-    python benchmarks/time_to_accuracy.py ours --time-limit 5m
+    python benchmarks/time_to_accuracy.py ours --time-limit 15m
     python benchmarks/time_to_accuracy.py report           # -> results/time_to_accuracy.json
 """
 
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("step", choices=["keras", "ours", "report"])
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--recipe", default="fast-fmnist")
-    parser.add_argument("--time-limit", default="5m")
+    parser.add_argument("--time-limit", default="15m")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.step == "keras":

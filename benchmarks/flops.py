@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, interleaved, write_result  # noqa: E402
+from common import RESULTS, interleaved, throughput, write_result  # noqa: E402
 
 GEMM = 2048
 MODELS = {"model_s": (3, 32, 10), "fer_cnn": (1, 48, 6)}  # in_chans, size, classes as in train_speed.py
@@ -28,13 +27,9 @@ SPEED_CASES = {  # train_speed*.json case -> model
 }
 
 
-def gflops(fn, flop: float, min_seconds: float = 2.0) -> float:
-    fn()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < min_seconds:
-        fn()
-        calls += 1
-    return calls * flop / (time.perf_counter() - start) / 1e9
+def gflops(fn, flop: float) -> float:
+    """GFLOP/s of fn(), timed by common.throughput (one warm-up call, at least 2 s)."""
+    return throughput(lambda: (fn(), 1)[1]) * flop / 1e9
 
 
 def peak_cases() -> dict:

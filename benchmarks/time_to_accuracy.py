@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, WORK, write_result  # noqa: E402
-from peers_10min import split_tree  # noqa: E402
+from peers_10min import run_ours as train_within_budget, split_tree  # noqa: E402
 from train_speed import KERAS_PY, ensure_keras_venv  # noqa: E402
 
 TTA = WORK / "tta"
@@ -58,23 +58,19 @@ def run_keras(max_epochs: int) -> None:
 
 
 def run_ours(recipe: str, time_limit: str, seed: int) -> None:
-    out = WORK / "runs" / f"tta-{recipe}-{time_limit}-seed{seed}-{int(time.time())}"
-    cmd = [sys.executable, "-m", "imgclf.cli", "train", str(split_tree()), "--recipe", recipe, "--time-limit",
-           time_limit, "--seed", str(seed), "--out", str(out), "--no-progress"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "IMGCLF_CACHE": str(WORK / "cache")})
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-3000:])
+    from imgclf.config import parse_seconds
     from imgclf.io import read_csv
 
-    history = read_csv(out / "history.csv")
+    row = train_within_budget(recipe, split_tree(), parse_seconds(time_limit), seed)
+    if "error" in row:
+        raise SystemExit(row["error"])
     elapsed, curve = 0.0, []
-    for row in history:
-        elapsed += float(row["seconds"])
-        curve.append({"epoch": int(row["epoch"]), "elapsed": round(elapsed, 1), "val_accuracy": float(row["val_acc"])})
-    metrics = json.loads((out / "metrics.json").read_text())
-    result = {"recipe": recipe, "time_limit": time_limit, "seed": seed, "run": str(out), "curve": curve,
-              "test_accuracy": metrics["accuracy"], "wall_seconds_total": round(time.perf_counter() - start, 1),
+    for epoch in read_csv(Path(row["run"]) / "history.csv"):
+        elapsed += float(epoch["seconds"])
+        curve.append({"epoch": int(epoch["epoch"]), "elapsed": round(elapsed, 1),
+                      "val_accuracy": float(epoch["val_acc"])})
+    result = {"recipe": recipe, "time_limit": time_limit, "seed": seed, "run": row["run"], "curve": curve,
+              "test_accuracy": row["test_accuracy"], "wall_seconds_total": row["wall_seconds_total"],
               "command": f"imgclf train TREE --recipe {recipe} --time-limit {time_limit} --seed {seed}"}
     TTA.mkdir(parents=True, exist_ok=True)
     OURS_RESULT.write_text(json.dumps(result))

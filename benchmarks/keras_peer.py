@@ -8,7 +8,8 @@ Cases mirror the reference pipelines of REFERENCES.md:
   model_s_memory  S5's model_s fit on in-memory arrays (no input pipeline)
   fer_cnn         S3: ImageDataGenerator flow_from_directory feeding fer_cnn, fit
   model_s_fit     S5's whole reference recipe on DATA_DIR/{train,val,test} (STEPS = max epochs), one JSON line
-                  per epoch appended to LOG (wall and CPU seconds, val accuracy), then the test accuracy
+                  per epoch appended to LOG (wall and CPU seconds, val accuracy), then the test accuracy;
+                  `--resume` after LOG goes on from the last logged epoch (see model_s_fit)
 """
 
 from __future__ import annotations
@@ -109,13 +110,14 @@ class _Speed:
         return Speed()
 
 
-def _epoch_log(path: str):
-    """A Keras callback appending one JSON line per epoch (a run cut short still leaves its curve)."""
+def _epoch_log(path: str, elapsed_before: float = 0.0):
+    """A Keras callback appending one JSON line per epoch (a run cut short still leaves its curve).
+    A resumed run counts its elapsed time on from `elapsed_before`."""
     import keras
 
     class EpochLog(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.fit_start = time.perf_counter()
+            self.fit_start = time.perf_counter() - elapsed_before
 
         def on_epoch_begin(self, epoch, logs=None):
             self.start, self.cpu = time.perf_counter(), time.process_time()
@@ -134,9 +136,60 @@ def _epoch_log(path: str):
     return EpochLog()
 
 
-def model_s_fit(data: str, max_epochs: int, log: str) -> dict[str, float]:
+def _s5_callbacks():
+    import keras
+
+    return (keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=3),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True))
+
+
+def _replayed_callback_state(rows: list[dict]) -> dict:
+    """The state S5's ReduceLROnPlateau and EarlyStopping were in after the logged epochs, found by feeding the
+    logged val_loss values through Keras' own callback code (on a stand-in model holding only a learning rate)."""
+    class Optimizer:
+        learning_rate = 1e-3
+
+    class StandIn:
+        optimizer = Optimizer()
+        stop_training = False
+
+    model = StandIn()
+    plateau, stopping = _s5_callbacks()
+    stopping.restore_best_weights = False  # no weights here: the best epoch's come from its checkpoint
+    for callback in (plateau, stopping):
+        callback.set_model(model)
+        callback.on_train_begin()
+        for epoch, row in enumerate(rows):
+            callback.on_epoch_end(epoch, {"val_loss": row["val_loss"]})
+    if not np.isclose(model.optimizer.learning_rate, rows[-1]["lr"]) or model.stop_training:
+        raise SystemExit("the replayed callbacks disagree with the log (learning rate) or had stopped: not resuming")
+    return {"plateau": {"best": float(plateau.best), "wait": plateau.wait, "cooldown_counter": plateau.cooldown_counter},
+            "stopping": {"best": float(stopping.best), "wait": stopping.wait, "best_epoch": stopping.best_epoch}}
+
+
+def _resumed(callback, state: dict, on_begin=None):
+    """`callback` whose on_train_begin restores `state` after Keras resets it."""
+    reset = callback.on_train_begin
+
+    def on_train_begin(logs=None):
+        reset(logs)
+        for name, value in state.items():
+            setattr(callback, name, value)
+        if on_begin:
+            on_begin(callback)
+
+    callback.on_train_begin = on_train_begin
+    return callback
+
+
+def model_s_fit(data: str, max_epochs: int, log: str, resume: bool = False) -> dict[str, float]:
     """S5 as REFERENCES.md gives it: Adam 1e-3, ReduceLROnPlateau(0.1, 3), EarlyStopping(6, restore best),
-    ModelCheckpoint of the best val_loss, batch 64; train shuffled, validation and test unshuffled."""
+    ModelCheckpoint of the best val_loss, batch 64; train shuffled, validation and test unshuffled.
+
+    The run takes hours on two cores, so it can go on in a later process (`resume`): the model and Adam's state
+    come from the checkpoint of the last logged epoch (`model_s_last.keras`, or the best-val_loss checkpoint
+    when that epoch was the best), the callbacks' counters from replaying the log, and the optimizer's step count
+    must equal the logged epochs x batches per epoch. Only the shuffling order differs from an unbroken run."""
     import keras
     import tensorflow as tf
 
@@ -145,20 +198,42 @@ def model_s_fit(data: str, max_epochs: int, log: str) -> dict[str, float]:
                                                         label_mode="int", shuffle=shuffle, seed=0)
 
     train, val, test = load("train", True), load("val", False), load("test", False)
-    model = model_s(len(train.class_names))
-    checkpoint = os.path.join(os.path.dirname(os.path.abspath(log)), "model_s_best.keras")
-    callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=3),
-                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
-                 keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
-                 _epoch_log(log)]
+    folder = os.path.dirname(os.path.abspath(log))
+    best_path, last_path = os.path.join(folder, "model_s_best.keras"), os.path.join(folder, "model_s_last.keras")
+    plateau, stopping = _s5_callbacks()
+    best_checkpoint = keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True)
+    done, elapsed_before = 0, 0.0
+    if resume:
+        with open(log) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        done, elapsed_before = len(rows), rows[-1]["elapsed"]
+        state = _replayed_callback_state(rows)
+        best_is_last = state["stopping"]["best_epoch"] == done - 1
+        source = last_path if os.path.exists(last_path) else best_path if best_is_last else None
+        if source is None:
+            raise SystemExit(f"cannot resume: no {last_path} and the last logged epoch ({done}) was not the best")
+        model = keras.models.load_model(source)
+        steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        if steps != done * len(train):
+            raise SystemExit(f"cannot resume: {source} is at step {steps}, the log's {done} epochs end at "
+                             f"{done * len(train)}")
+        best_weights = (model if best_is_last else keras.models.load_model(best_path)).get_weights()
+        plateau = _resumed(plateau, state["plateau"])
+        stopping = _resumed(stopping, state["stopping"], lambda c: setattr(c, "best_weights", best_weights))
+        best_checkpoint.best = state["stopping"]["best"]  # ModelCheckpoint keeps its best across on_train_begin
+    else:
+        model = model_s(len(train.class_names))
+    callbacks = [plateau, stopping, best_checkpoint, keras.callbacks.ModelCheckpoint(last_path),
+                 _epoch_log(log, elapsed_before)]
     start = time.perf_counter()
     history = model.fit(train.prefetch(tf.data.AUTOTUNE), validation_data=val.prefetch(tf.data.AUTOTUNE),
-                        epochs=max_epochs, verbose=0, callbacks=callbacks)
+                        epochs=max_epochs, initial_epoch=done, verbose=0, callbacks=callbacks)
     fit_seconds = time.perf_counter() - start
     val_loss, val_acc = model.evaluate(val, verbose=0)
     test_loss, test_acc = model.evaluate(test, verbose=0)
-    return {"fit_seconds": fit_seconds, "epochs": len(history.history["loss"]), "val_accuracy": float(val_acc),
-            "val_loss": float(val_loss), "test_accuracy": float(test_acc)}
+    return {"fit_seconds": fit_seconds + elapsed_before, "epochs": done + len(history.history["loss"]),
+            "resumed_after_epoch": done or None, "val_accuracy": float(val_acc), "val_loss": float(val_loss),
+            "test_accuracy": float(test_acc)}
 
 
 def main(case: str, data: str, steps: int) -> None:
@@ -190,7 +265,7 @@ def main(case: str, data: str, steps: int) -> None:
             model.fit(np.concatenate(xs), np.concatenate(ys), batch_size=64, epochs=1, verbose=0, callbacks=[speed])
         rate = speed.rate
     elif case == "model_s_fit":
-        print(json.dumps({"case": case, **model_s_fit(data, steps, sys.argv[4]), "keras": keras.__version__}))
+        print(json.dumps({"case": case, **model_s_fit(data, steps, sys.argv[4], "--resume" in sys.argv[5:]), "keras": keras.__version__}))
         return
     elif case == "fer_cnn":
         it = s3_generator().flow_from_directory(os.path.join(data, "train"), target_size=(48, 48),

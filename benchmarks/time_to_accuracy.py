@@ -14,7 +14,8 @@ all do the same work, so where its run shared the CPU with other work, its clean
 first epoch plus (epochs - 1) x the median of its three fastest later epochs (the estimate favours Keras); the
 raw wall time is recorded beside it.
 
-    python benchmarks/time_to_accuracy.py keras            # hours; resumable view in the .jsonl
+    python benchmarks/time_to_accuracy.py keras            # hours; the .jsonl shows it as it goes
+    python benchmarks/time_to_accuracy.py keras --resume   # a run cut off goes on from its last logged epoch
     python benchmarks/time_to_accuracy.py ours --time-limit 15m
     python benchmarks/time_to_accuracy.py report           # -> results/time_to_accuracy.json
 """
@@ -41,13 +42,15 @@ KERAS_RESULT = TTA / "keras_model_s.json"
 OURS_RESULT = TTA / "ours.json"
 
 
-def run_keras(max_epochs: int) -> None:
+def run_keras(max_epochs: int, resume: bool) -> None:
     ensure_keras_venv()
     TTA.mkdir(parents=True, exist_ok=True)
-    KERAS_LOG.unlink(missing_ok=True)
+    if not resume:
+        KERAS_LOG.unlink(missing_ok=True)
+    KERAS_RESULT.unlink(missing_ok=True)
     start = time.perf_counter()
     proc = subprocess.run([str(KERAS_PY), str(ROOT / "keras_peer.py"), "model_s_fit", str(split_tree()),
-                           str(max_epochs), str(KERAS_LOG)], capture_output=True, text=True,
+                           str(max_epochs), str(KERAS_LOG)] + ["--resume"] * resume, capture_output=True, text=True,
                           env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
@@ -114,12 +117,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("step", choices=["keras", "ours", "report"])
     parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--resume", action="store_true", help="keras: go on from the last logged epoch")
     parser.add_argument("--recipe", default="fast-fmnist")
     parser.add_argument("--time-limit", default="15m")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.step == "keras":
-        run_keras(args.max_epochs)
+        run_keras(args.max_epochs, args.resume)
     elif args.step == "ours":
         run_ours(args.recipe, args.time_limit, args.seed)
     else:

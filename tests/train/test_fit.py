@@ -47,6 +47,16 @@ def test_existing_run_is_not_overwritten(tiny_run, image_folder):
         imgclf.fit({"data": str(image_folder), "out": str(tiny_run), "epochs": 1, "progress": False})
 
 
+def test_a_model_that_cannot_be_built_leaves_no_run_behind(tmp_path, image_folder):
+    cfg = {"data": str(image_folder), "out": str(tmp_path / "run"), "model": "fast_resnet", "img_size": 16,
+           "epochs": 1, "batch_size": 16, "progress": False}
+    with pytest.raises(ImgclfError, match="model_args.stem"):
+        imgclf.fit({**cfg, "model_args": {"width": 8, "stem": "patch"}})
+    assert not (tmp_path / "run" / "config.yaml").exists()
+    run = imgclf.fit({**cfg, "model_args": {"width": 8}})  # the corrected command takes the same --out
+    assert (run.path / "model.safetensors").exists()
+
+
 def test_seeded_runs_are_reproducible_on_cpu(tmp_path, image_folder):
     cfg = {"data": str(image_folder), "img_size": 16, "epochs": 2, "batch_size": 16, "progress": False,
            "model_args": {"width": 8}, "augment": "hflip,rotate=15,zoom=0.1", "seed": 3}

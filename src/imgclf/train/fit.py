@@ -177,9 +177,6 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers)
     resolved = cfg.model_dump()
     resolved.update(img_size=img_size, color=data.color)
-    if is_launch_zero:
-        write_yaml(run_dir / "config.yaml", resolved)
-        write_json(run_dir / "dataset.json", data.describe())
 
     torch.manual_seed(cfg.seed)
     model_args = dict(cfg.model_args)
@@ -187,6 +184,11 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **model_args)
     if cfg.l2 is not None:
         set_l2(model, cfg.l2.get("conv"), cfg.l2.get("dense"))
+    # Written only once the model is built: a bad model argument must not leave a run behind that refuses the
+    # corrected command's --out.
+    if is_launch_zero:
+        write_yaml(run_dir / "config.yaml", resolved)
+        write_json(run_dir / "dataset.json", data.describe())
     mean, std = normalisation(cfg, data, model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

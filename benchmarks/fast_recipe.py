@@ -4,6 +4,10 @@ Fashion-MNIST 28x28 grayscale: 60,000 train (55,000 train + 5,000 validation spl
 10,000 official test images. Selection uses the validation split only; the test split is scored once.
 
     python benchmarks/fast_recipe.py --time-limit 10m --seeds 0,1
+    python benchmarks/fast_recipe.py --time-limit 10m --seeds 0 --tag b128 -- --batch-size 128 --lr 0.1
+
+Arguments after `--` go to `imgclf train` unchanged (a variant of the recipe); `--tag` names its result file,
+results/fast_variant_<budget>_<tag>.json, apart from the recipe's own fast_recipe_<budget>*.json.
 """
 
 from __future__ import annotations
@@ -35,14 +39,19 @@ def main() -> None:
     parser.add_argument("--time-limit", default="10m")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--recipe", default="fast-fmnist")
+    parser.add_argument("--tag", default="", help="result file suffix for a variant")
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="-- then extra `imgclf train` arguments")
     args = parser.parse_args()
+    overrides = args.overrides[1:] if args.overrides[:1] == ["--"] else args.overrides
+    if overrides and not args.tag:
+        raise SystemExit("a variant (arguments after --) needs --tag: its runs are not the recipe's")
     data = fashion_tree()
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         out = WORK / "runs" / f"{args.recipe}-{args.time_limit}-seed{seed}-{int(time.time())}"
         cmd = [sys.executable, "-m", "imgclf.cli", "train", str(data), "--recipe", args.recipe, "--time-limit",
                args.time_limit, "--seed", str(seed), "--val-split", str(5000 / 60000), "--out", str(out),
-               "--no-progress"]
+               "--no-progress", *overrides]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True,
                               env={**os.environ, "IMGCLF_CACHE": str(WORK / "cache")})
@@ -58,12 +67,14 @@ def main() -> None:
                      "precision": card["training"]["precision"], "wall_seconds_total": round(wall, 1)})
         print(json.dumps(runs[-1]))
     accs = [r["test_accuracy"] for r in runs]
-    path = write_result(f"fast_recipe_{args.time_limit}", {
+    # Variants get their own prefix: report scripts merge every fast_recipe_<budget>*.json as the recipe's runs.
+    name = f"fast_variant_{args.time_limit}_{args.tag}" if args.tag else f"fast_recipe_{args.time_limit}"
+    path = write_result(name, {
         "recipe": args.recipe, "time_limit": args.time_limit, "data": "Fashion-MNIST 55k/5k/10k", "runs": runs,
         "mean_test_accuracy": sum(accs) / len(accs),
         "mean_test_accuracy_tta": sum(r["test_accuracy_tta"] or 0 for r in runs) / len(runs),
         "command": " ".join(["imgclf train DATA --recipe", args.recipe, "--time-limit", args.time_limit,
-                             "--seed SEED --val-split 0.0833"])})
+                             "--seed SEED --val-split 0.0833", *overrides])})
     print(f"wrote {path}")
 
 

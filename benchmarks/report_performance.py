@@ -191,6 +191,10 @@ def main() -> None:
                      "Keras run's wall time (target ≤ 0.2)." if reached else "**never** within its budget.")
                   + " The Keras run is not repeated (hours); its clean wall time is estimated from its fastest "
                   "epochs where it shared the CPU (the raw time is given beside it), which favours Keras."
+                  + (f" A session ended during the Keras run: it went on in a new process after epoch "
+                     f"{keras['resumed_after_epoch']} from that epoch's checkpoint (weights and Adam state; the "
+                     "ReduceLROnPlateau and EarlyStopping counters replayed from its log; only the shuffling order "
+                     "differs from an unbroken run)." if keras.get("resumed_after_epoch") else "")
                   + ("" if keras["finished"] else
                      f" **The Keras run had not finished** ({keras['epochs']} of at most 40 epochs, early stopping "
                      "not yet triggered): its time is a lower bound and its final accuracy, the real target, may "

@@ -1,4 +1,4 @@
-"""fast_resnet's stems: same classifier output, the stride stem skips the full-resolution stage."""
+"""fast_resnet's options: stems (the stride stem skips the full-resolution stage) and the dirac init."""
 
 import pytest
 import torch
@@ -32,3 +32,20 @@ def test_stems_classify_28px_grayscale(stem):
 def test_unknown_stem_names_the_choices():
     with pytest.raises(ImgclfError, match=r"model_args.stem .* pool, stride. Received: stem='patch'"):
         create_model("fast_resnet", 10, 1, 28, stem="patch")
+
+
+def test_dirac_init_starts_each_conv_as_identity_on_its_input_channels():
+    torch.manual_seed(0)
+    model = create_model("fast_resnet", 10, 1, 28, width=8, init="dirac")
+    convs = [m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    x = torch.rand(2, 64, 6, 6)
+    for conv in convs:
+        n = min(conv.in_channels, conv.out_channels)
+        out = torch.nn.functional.conv2d(x[:, : conv.in_channels], conv.weight, padding=1)
+        assert torch.allclose(out[:, :n], x[:, :n]), conv
+        if conv.out_channels > n:  # the other filters keep their random init
+            assert conv.weight[n:].abs().sum() > 0
+    plain = create_model("fast_resnet", 10, 1, 28, width=8)
+    assert not torch.allclose(plain.features[0][0].weight[0, 0], torch.tensor([[0.0, 0, 0], [0, 1, 0], [0, 0, 0]]))
+    with pytest.raises(ImgclfError, match=r"model_args.init .* default, dirac. Received: init='zeros'"):
+        create_model("fast_resnet", 10, 1, 28, init="zeros")

@@ -177,7 +177,7 @@ def main() -> None:
                   "![time to accuracy](time_to_accuracy.png)", "",
                   "| run | epochs | wall time | final val acc | test acc |", "|---|---:|---:|---:|---:|",
                   f"| Keras S5 `model_s` reference recipe "
-                  + ("(early stopping restored the best val_loss)" if keras["finished"] else
+                  + ("(best val_loss epoch restored at the end)" if keras["finished"] else
                      "(**unfinished**: best val_loss so far)")
                   + f" | {keras['epochs']} | {keras['wall_seconds_estimated_clean'] / 60:.1f} min (raw "
                   f"{keras['fit_seconds'] / 60:.1f} min) | {keras['val_accuracy']:.4f} | "

@@ -163,7 +163,8 @@ def _replayed_callback_state(rows: list[dict]) -> dict:
             callback.on_epoch_end(epoch, {"val_loss": row["val_loss"]})
     if not np.isclose(model.optimizer.learning_rate, rows[-1]["lr"]) or model.stop_training:
         raise SystemExit("the replayed callbacks disagree with the log (learning rate) or had stopped: not resuming")
-    return {"plateau": {"best": float(plateau.best), "wait": plateau.wait, "cooldown_counter": plateau.cooldown_counter},
+    return {"plateau": {"best": float(plateau.best), "wait": plateau.wait,
+                        "cooldown_counter": plateau.cooldown_counter},
             "stopping": {"best": float(stopping.best), "wait": stopping.wait, "best_epoch": stopping.best_epoch}}
 
 
@@ -206,6 +207,8 @@ def model_s_fit(data: str, max_epochs: int, log: str, resume: bool = False) -> d
     if resume:
         with open(log) as f:
             rows = [json.loads(line) for line in f if line.strip()]
+        if not rows:
+            raise SystemExit(f"cannot resume: {log} logs no finished epoch (start the run again without --resume)")
         done, elapsed_before = len(rows), rows[-1]["elapsed"]
         state = _replayed_callback_state(rows)
         best_is_last = state["stopping"]["best_epoch"] == done - 1
@@ -265,7 +268,8 @@ def main(case: str, data: str, steps: int) -> None:
             model.fit(np.concatenate(xs), np.concatenate(ys), batch_size=64, epochs=1, verbose=0, callbacks=[speed])
         rate = speed.rate
     elif case == "model_s_fit":
-        print(json.dumps({"case": case, **model_s_fit(data, steps, sys.argv[4], "--resume" in sys.argv[5:]), "keras": keras.__version__}))
+        result = model_s_fit(data, steps, sys.argv[4], resume="--resume" in sys.argv[5:])
+        print(json.dumps({"case": case, **result, "keras": keras.__version__}))
         return
     elif case == "fer_cnn":
         it = s3_generator().flow_from_directory(os.path.join(data, "train"), target_size=(48, 48),

@@ -29,7 +29,11 @@ SPEED_CASES = {  # train_speed*.json case -> model
 
 def gflops(fn, flop: float) -> float:
     """GFLOP/s of fn(), timed by common.throughput (one warm-up call, at least 2 s)."""
-    return throughput(lambda: (fn(), 1)[1]) * flop / 1e9
+    def one_call() -> int:
+        fn()
+        return 1
+
+    return throughput(one_call) * flop / 1e9
 
 
 def peak_cases() -> dict:

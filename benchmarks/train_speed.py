@@ -124,8 +124,9 @@ def ours_pipeline() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-fer", action="store_true", help="leave out fer_cnn (minutes per round)")
-    parser.add_argument("--only-fer", action="store_true", help="only the fer_cnn cases (-> train_speed_fer.json)")
+    fer = parser.add_mutually_exclusive_group()  # both together would time nothing
+    fer.add_argument("--skip-fer", action="store_true", help="leave out fer_cnn (minutes per round)")
+    fer.add_argument("--only-fer", action="store_true", help="only the fer_cnn cases (-> train_speed_fer.json)")
     args = parser.parse_args()
     ensure_keras_venv()
     rgb32 = fashion_png_tree(32, "rgb", per_class=400)

@@ -1,7 +1,8 @@
 """docs/results.md generated from benchmarks/results/*.json and the recipes' own files. Never by hand.
 
 Sources: recipes_repro.json (every reference recipe on its stand-in data within a CPU budget), peers_600s.json
-(Ultralytics, fastai, s5-model-s and fast-fmnist at an equal 10-minute budget), fast_recipe_10m*.json.
+(Ultralytics, fastai, s5-model-s and fast-fmnist at an equal 10-minute budget), fast_recipe_<budget>*.json
+(the recipe as shipped, per wall-time budget) and fast_variant_<budget>_<tag>.json (variants measured beside it).
 """
 
 from __future__ import annotations
@@ -68,6 +69,54 @@ def reproduction_table(repro: dict | None, peers: dict | None, fast: list[dict])
         lines.append(f"| `{name}` | {_reference_score(doc)} | {rows[0]['stand_in']}{limit} | "
                      f"{_mean_std(accs)}{seeds} | {epochs} | {seconds:.0f} | {speed:,.0f} |")
     return lines
+
+
+def _budget_key(path: Path, prefix: str) -> str:
+    """"fast_recipe_10m_seed0" -> "10m"; "fast_variant_60m_w24" -> "60m"."""
+    return path.stem[len(prefix):].split("_")[0]
+
+
+def fast_budget_section(results: Path) -> list[str]:
+    """fast-fmnist per wall-time budget against the targets in its recipe file, then the variants tried."""
+    from imgclf.config import parse_seconds
+    from imgclf.recipes import recipe_document
+
+    targets = recipe_document("fast-fmnist").get("reproduces") or {}
+    recipe: dict[str, list[dict]] = {}
+    for path in sorted(results.glob("fast_recipe_*.json")):
+        recipe.setdefault(_budget_key(path, "fast_recipe_"), []).extend(json.loads(path.read_text())["runs"])
+    if not recipe:
+        return []
+    lines = ["## `fast-fmnist` per wall-time budget, against its targets", "",
+             "Fashion-MNIST 55k/5k/10k, 28x28 grey, 2 CPU cores, `imgclf train DATA --recipe fast-fmnist --time-limit "
+             "BUDGET --seed SEED --val-split 0.0833`; the recipe as shipped, nothing selected on the test split.", "",
+             "| budget | target (mean test) | seeds | test accuracy | flip TTA | val accuracy | epochs | img/s |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for budget in sorted(recipe, key=parse_seconds):
+        rows = sorted(recipe[budget], key=lambda r: r["seed"])
+        target = targets.get(f"target_test_accuracy_{budget.rstrip('m')}min")
+        tta = [r["test_accuracy_tta"] for r in rows if r.get("test_accuracy_tta") is not None]
+        lines.append(f"| {budget} | {_pct(target)} | {', '.join(str(r['seed']) for r in rows)} | "
+                     f"{_mean_std([r['test_accuracy'] for r in rows])} | {_mean_std(tta) if tta else '–'} | "
+                     f"{_mean_std([r['val_accuracy'] for r in rows])} | {'/'.join(str(r['epochs']) for r in rows)} | "
+                     f"{statistics.median(r['images_per_s'] for r in rows):,.0f} |")
+    variants = sorted(results.glob("fast_variant_*.json"))
+    if variants:
+        lines += ["", "Variants measured beside it (one seed each unless listed; the recipe was kept where a "
+                  "variant's validation accuracy was no clear gain):", "",
+                  "| budget | variant | extra `imgclf train` arguments | seeds | val accuracy | test accuracy | epochs | "
+                  "img/s |", "|---|---|---|---|---:|---:|---:|---:|"]
+        for path in variants:
+            result = json.loads(path.read_text())
+            rows = result["runs"]
+            extra = result["command"].split("--val-split 0.0833", 1)[-1].strip() or "none (the recipe re-run)"
+            lines.append(f"| {result['time_limit']} | {path.stem.split('_', 3)[-1]} | `{extra}` | "
+                         f"{', '.join(str(r['seed']) for r in rows)} | {_mean_std([r['val_accuracy'] for r in rows])} | "
+                         f"{_mean_std([r['test_accuracy'] for r in rows])} | {'/'.join(str(r['epochs']) for r in rows)} | "
+                         f"{statistics.median(r['images_per_s'] for r in rows):,.0f} |")
+    budgets = ",".join(sorted(recipe, key=parse_seconds))
+    return lines + ["", f"Commands: `python benchmarks/fast_recipe.py --time-limit BUDGET --seeds S` for BUDGET in "
+                    f"{budgets}; variants with `--tag T -- ARGS`.", ""]
 
 
 def repro_commands(repro: dict | None) -> list[str]:
@@ -171,6 +220,7 @@ def main() -> None:
     out += [*reproduction_table(repro, peers, fast), "",
             "Commands: " + "; ".join(repro_commands(repro)) + "; s5-model-s from `benchmarks/peers_10min.py`; "
             "fast-fmnist from `benchmarks/fast_recipe.py --time-limit 10m --seeds 0,1`.", ""]
+    out += fast_budget_section(ROOT / "results")
     out += freeze_bn_section(_load("freeze_bn"))
     DOCS.mkdir(exist_ok=True)
     path = DOCS / "results.md"

@@ -21,8 +21,14 @@ STEPS = [
     ["infer_speed.py", "--repeats", "3"],
     ["serve_load.py"],
     ["fast_recipe.py", "--time-limit", "10m", "--seeds", "0,1"],
+    ["fast_recipe.py", "--time-limit", "60m", "--seeds", "0"],  # one hour
     ["peers_10min.py", "--budget", "600", "--seeds", "0"],
+    ["peers_10min.py", "--probe-frictions"],
     ["recipes_repro.py", "--budget", "120", "--seeds", "0"],
+    # the cheap recipes again, for a mean and spread over 3 seeds
+    ["recipes_repro.py", "--budget", "120", "--seeds", "1,2", "--only",
+     "s1-vgg16-dense512-256,s1-vgg16-flatten256,s3-fer-cnn-small,s4-caltech-cnn,s4-caltech-cnn-reg,"
+     "s4-caltech-cnn-reg-bn,s5-vgg16-features"],
     ["recipes_repro.py", "--budget", "400", "--seeds", "0", "--only", "s3-fer-cnn"],  # one epoch takes ~130 s
     ["freeze_bn.py", "--seeds", "0,1"],
     ["time_to_accuracy.py", "keras"],  # S5's whole Keras recipe: about 2.5 hours here

@@ -1,6 +1,7 @@
 """Every recipe loads, validates and trains one step on tiny data."""
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import imgclf
@@ -37,7 +38,22 @@ def test_recipe_trains_one_step(name, tmp_path_factory):
         overrides["pretrained"] = False  # offline: the architecture and schedule are what is checked here
     run = imgclf.fit({**config, **overrides}, report=False)
     assert run.epochs_run == 1 and (run.path / "model.safetensors").exists()
-    assert run.config.recipe == name
+    saved = yaml.safe_load((run.path / "config.yaml").read_text())
+    kept = {key: value for key, value in config.items() if key not in overrides}
+    assert {key: saved[key] for key in kept} == kept  # the run trained with the recipe's own settings
+
+
+def test_train_cli_takes_a_recipe_and_lets_flags_override_it(tmp_path):
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=6, size=24)
+    result = CliRunner().invoke(app, ["train", str(data), "--recipe", "s5-model-s", "--epochs", "1", "--lr", "0.01",
+                                      "--batch-size", "4", "--val-split", "0.2", "--test-split", "0.2",
+                                      "--no-progress", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    recipe = load_recipe("s5-model-s")
+    assert saved["recipe"] == "s5-model-s" and saved["model"] == recipe["model"] == "model_s"
+    assert saved["augment"] == recipe["augment"] and saved["optimizer"] == recipe["optimizer"]
+    assert (saved["epochs"], saved["lr"], saved["batch_size"]) == (1, 0.01, 4)  # the flags win
 
 
 def test_recipes_cli_lists_and_shows():

@@ -202,7 +202,8 @@ def inspect_cmd(data: Path = typer.Argument(..., help="Image folder."),
 def evaluate(run: Path = typer.Argument(..., help="Run directory."),
              data: Optional[Path] = typer.Option(None, help="Evaluate on this folder instead of the run's test split."),
              split: str = typer.Option("test", help="Split of the run's data set: test or val."),
-             tta: bool = typer.Option(False, help="Also report test-time augmentation (flip averaging).")) -> None:
+             tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean over the image, "
+                                                  "its mirror and two 1/16 shifts.")) -> None:
     """Evaluate a run: writes predictions.csv and metrics.json, prints the classification report."""
     from .evaluation.run_eval import evaluate_run
 

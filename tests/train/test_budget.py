@@ -1,8 +1,12 @@
+import json
+from types import SimpleNamespace
+
 import pytest
+import torch
 
 import imgclf
 from imgclf.io import read_csv
-from imgclf.train.budget import budget_lr_factor
+from imgclf.train.budget import TimeBudget, budget_lr_factor
 
 
 def test_budget_factor_warms_up_then_decays_to_zero_at_the_deadline():
@@ -14,16 +18,77 @@ def test_budget_factor_warms_up_then_decays_to_zero_at_the_deadline():
     assert values == sorted(values, reverse=True)
 
 
+class _FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fake_trainer(lr: float = 0.1) -> SimpleNamespace:
+    return SimpleNamespace(optimizers=[SimpleNamespace(param_groups=[{"lr": lr}])], should_stop=False)
+
+
+def _step(budget: TimeBudget, trainer, clock: _FakeClock, seconds: float = 1.0) -> float:
+    budget.on_train_batch_start(trainer, None, None, 0)
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    clock.now += seconds
+    budget.on_train_batch_end(trainer, None, None, None, 0)
+    return lr
+
+
+def test_time_budget_stops_at_the_end_of_the_first_step_past_the_deadline():
+    clock, trainer = _FakeClock(), _fake_trainer(lr=0.1)
+    budget = TimeBudget(3.5, fit_schedule=True, clock=clock)
+    budget.on_train_start(trainer, None)
+    lrs = []
+    for _ in range(3):  # steps ending at 1, 2, 3 s: inside the budget
+        lrs.append(_step(budget, trainer, clock))
+        assert not trainer.should_stop
+    lrs.append(_step(budget, trainer, clock))  # ends at 4 s, past 3.5 s: stop here, not at the epoch's end
+    assert trainer.should_stop and budget.reached
+    assert budget.summary() == {"seconds": 3.5, "stopped_at_seconds": 4.0, "longest_step_seconds": 1.0}
+    # each step runs at the learning rate of its start time's fraction of the budget
+    assert lrs == pytest.approx([0.1 * budget_lr_factor(t / 3.5) for t in (0, 1, 2, 3)])
+
+
+def test_time_budget_spent_during_validation_stops_before_the_next_epoch():
+    clock, trainer = _FakeClock(), _fake_trainer()
+    budget = TimeBudget(2.5, fit_schedule=False, clock=clock)
+    budget.on_train_start(trainer, None)
+    _step(budget, trainer, clock)
+    _step(budget, trainer, clock)
+    assert not trainer.should_stop and trainer.optimizers[0].param_groups[0]["lr"] == 0.1  # no schedule asked
+    clock.now += 1.0  # the epoch's closing validation crosses the deadline
+    budget.on_train_epoch_end(trainer, None)
+    assert trainer.should_stop and budget.stopped_at == 3.0
+
+
+def test_a_run_resumed_with_its_budget_spent_trains_no_further():
+    clock, trainer = _FakeClock(), _fake_trainer()
+    budget = TimeBudget(60, fit_schedule=True, clock=clock)
+    budget.load_state_dict({"spent": 61.0})
+    budget.on_train_start(trainer, None)
+    assert trainer.should_stop and budget.stopped_at == 61.0
+
+
 def test_time_limit_stops_cleanly_with_a_complete_run(tmp_path, image_folder):
-    run = imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 10_000, "batch_size": 8,
+    run = imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 10_000, "batch_size": 8, "lr": 0.05,
                       "time_limit": "4s", "schedule": "budget", "progress": False, "model_args": {"width": 8},
                       "out": str(tmp_path / "t")})
     assert run.stopped_reason == "time limit (4s)"
     history = read_csv(run.path / "history.csv")
     assert 1 <= len(history) < 10_000
-    # the stop lands at the first batch boundary after the deadline: within one epoch of the budget
-    longest_epoch = max(float(r["seconds"]) for r in history)
-    assert sum(float(r["seconds"]) for r in history) <= 4 + longest_epoch + 1
+    card = json.loads((run.path / "model.json").read_text())
+    budget = card["training"]["time_budget"]
+    assert budget["seconds"] == 4 and budget["stopped_at_seconds"] >= 4 and budget["longest_step_seconds"] > 0
+    # the learning rate was fitted to the budget: the last step ran at its start time's fraction of the budget,
+    # which began no earlier than one step before the stop
+    state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    final_lr = state["optimizer_states"][0]["param_groups"][0]["lr"]
+    last_start = (budget["stopped_at_seconds"] - budget["longest_step_seconds"]) / 4
+    assert final_lr <= 0.05 * budget_lr_factor(max(last_start, 0.05)) + 1e-9
     for name in ("model.safetensors", "model.json", "metrics.json", "predictions.csv", "checkpoints/last.ckpt"):
         assert (run.path / name).exists()
 

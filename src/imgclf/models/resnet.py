@@ -30,7 +30,8 @@ class _Residual(nn.Module):
 
 @register_model(
     "fast_resnet",
-    description="Small residual CNN (ResNet-9 style, ~0.6-2 M params) built for CPU throughput on small images.",
+    description="Small residual CNN (ResNet-9 style; 0.41 M params at width 16, 1.6 M at 32) built for CPU "
+                "throughput on small images.",
     default_img_size=28,
     min_img_size=8,
     tags=("fast",),

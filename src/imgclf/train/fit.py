@@ -238,6 +238,8 @@ def fit(config: TrainConfig | dict[str, Any] | None = None, *, overwrite: bool =
     save_weights(model, run_dir / "model.safetensors")
     card = _model_card(cfg, data, model, mean, std, img_size, best.best_epoch, trainer.current_epoch, train_seconds,
                        precision, history.rows, stopped_reason)
+    if budget is not None:
+        card["training"]["time_budget"] = budget.summary()
     write_json(run_dir / "model.json", card)
 
     from ..evaluation.run_eval import evaluate_run

@@ -66,15 +66,17 @@ def main() -> None:
                      "train_seconds": card["training"]["train_seconds"], "images_per_s": card["training"]["images_per_s"],
                      "precision": card["training"]["precision"], "wall_seconds_total": round(wall, 1)})
         print(json.dumps(runs[-1]))
-    accs = [r["test_accuracy"] for r in runs]
-    # Variants get their own prefix: report scripts merge every fast_recipe_<budget>*.json as the recipe's runs.
-    name = f"fast_variant_{args.time_limit}_{args.tag}" if args.tag else f"fast_recipe_{args.time_limit}"
-    path = write_result(name, {
-        "recipe": args.recipe, "time_limit": args.time_limit, "data": "Fashion-MNIST 55k/5k/10k", "runs": runs,
-        "mean_test_accuracy": sum(accs) / len(accs),
-        "mean_test_accuracy_tta": sum(r["test_accuracy_tta"] or 0 for r in runs) / len(runs),
-        "command": " ".join(["imgclf train DATA --recipe", args.recipe, "--time-limit", args.time_limit,
-                             "--seed SEED --val-split 0.0833", *overrides])})
+    command = " ".join(["imgclf train DATA --recipe", args.recipe, "--time-limit", args.time_limit,
+                        "--seed SEED --val-split 0.0833", *overrides])
+    common = {"recipe": args.recipe, "time_limit": args.time_limit, "data": "Fashion-MNIST 55k/5k/10k",
+              "extra_args": overrides, "command": command}
+    if args.tag:  # a variant: one file for the seeds of this invocation, named by its tag
+        accs = [r["test_accuracy"] for r in runs]
+        path = write_result(f"fast_variant_{args.time_limit}_{args.tag}",
+                            {**common, "runs": runs, "mean_test_accuracy": sum(accs) / len(accs)})
+    else:  # the recipe: one file per seed, so a later run of another seed adds to the table, never doubles one
+        for run in runs:
+            path = write_result(f"fast_recipe_{args.time_limit}_seed{run['seed']}", {**common, "runs": [run]})
     print(f"wrote {path}")
 
 

@@ -15,6 +15,22 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def fast_recipe_runs() -> dict[tuple[str, str], list[tuple[dict, dict]]]:
+    """(recipe, time limit) -> [(result file, run)] from fast_recipe_*.json, one run per seed: where two files
+    hold the same seed (a re-run), the newer one counts, so no seed is counted twice."""
+    newest: dict[tuple[str, str, int], tuple[dict, dict]] = {}
+    for path in sorted(RESULTS.glob("fast_recipe_*.json")):
+        result = json.loads(path.read_text())
+        for run in result["runs"]:
+            key = (result["recipe"], result["time_limit"], run["seed"])
+            if key not in newest or result.get("when", "") > newest[key][0].get("when", ""):
+                newest[key] = (result, run)
+    grouped: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
+    for (recipe, limit, _), pair in sorted(newest.items(), key=lambda item: item[0][2]):
+        grouped.setdefault((recipe, limit), []).append(pair)
+    return grouped
+
+
 def _env_line(result: dict) -> str:
     env = result.get("environment", {})
     isa = ", ".join(env.get("isa", [])) if isinstance(env.get("isa"), list) else ""
@@ -203,11 +219,7 @@ def main() -> None:
     if serve:
         lines += ["## Serving", "", "See `benchmarks/results/serve.json` (16 concurrent clients vs one at a time, "
                   "loopback, p50/p99, 5xx count).", ""]
-    by_budget: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
-    for path in sorted(RESULTS.glob("fast_recipe_*.json")):  # one file per invocation; merged per budget
-        r = json.loads(path.read_text())
-        by_budget.setdefault((r["recipe"], r["time_limit"]), []).extend((r, run) for run in r["runs"])
-    for (recipe, limit), runs in by_budget.items():
+    for (recipe, limit), runs in fast_recipe_runs().items():
         lines += [f"## `{recipe}` with `--time-limit {limit}` on Fashion-MNIST", "",
                   "| seed | test acc | test acc (TTA) | val acc | epochs | train s | images/s | precision | when |",
                   "|---:|---:|---:|---:|---:|---:|---:|---|---|"]

@@ -1,7 +1,7 @@
 """docs/results.md generated from benchmarks/results/*.json and the recipes' own files. Never by hand.
 
 Sources: recipes_repro.json (every reference recipe on its stand-in data within a CPU budget), peers_600s.json
-(Ultralytics, fastai, s5-model-s and fast-fmnist at an equal 10-minute budget), fast_recipe_<budget>*.json
+(Ultralytics, fastai, s5-model-s and fast-fmnist at an equal 10-minute budget), fast_recipe_<budget>_seed<S>.json
 (the recipe as shipped, per wall-time budget) and fast_variant_<budget>_<tag>.json (variants measured beside it).
 """
 
@@ -11,7 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
-from report_performance import _env_line, _load
+from report_performance import _env_line, _load, fast_recipe_runs
 
 ROOT = Path(__file__).resolve().parent
 DOCS = ROOT.parent / "docs"
@@ -71,9 +71,25 @@ def reproduction_table(repro: dict | None, peers: dict | None, fast: list[dict])
     return lines
 
 
-def _budget_key(path: Path, prefix: str) -> str:
-    """"fast_recipe_10m_seed0" -> "10m"; "fast_variant_60m_w24" -> "60m"."""
-    return path.stem[len(prefix):].split("_")[0]
+def _target_key(time_limit: str) -> str:
+    """"60m" or "1h" -> "target_test_accuracy_60min", the key of the recipe file's `reproduces:`."""
+    from imgclf.config import parse_seconds
+
+    return f"target_test_accuracy_{parse_seconds(time_limit) / 60:g}min"
+
+
+def _row_cells(rows: list[dict]) -> tuple[str, str, str, str]:
+    """Seeds, val accuracy, test accuracy and epochs of a group of runs (val may be missing in old files)."""
+    vals = [r["val_accuracy"] for r in rows if r.get("val_accuracy") is not None]
+    return (", ".join(str(r["seed"]) for r in rows), _mean_std(vals) if vals else "–",
+            _mean_std([r["test_accuracy"] for r in rows]), "/".join(str(r["epochs"]) for r in rows))
+
+
+def _extra_args(result: dict) -> str:
+    extra = result.get("extra_args")
+    if extra is None:  # files written before fast_recipe.py recorded them: what follows the fixed arguments
+        extra = result["command"].split("--val-split 0.0833", 1)[-1].split()
+    return " ".join(extra) or "none (the recipe re-run)"
 
 
 def fast_budget_section(results: Path) -> list[str]:
@@ -82,38 +98,37 @@ def fast_budget_section(results: Path) -> list[str]:
     from imgclf.recipes import recipe_document
 
     targets = recipe_document("fast-fmnist").get("reproduces") or {}
-    recipe: dict[str, list[dict]] = {}
-    for path in sorted(results.glob("fast_recipe_*.json")):
-        recipe.setdefault(_budget_key(path, "fast_recipe_"), []).extend(json.loads(path.read_text())["runs"])
+    recipe = {limit: [run for _, run in pairs] for (name, limit), pairs in fast_recipe_runs().items()
+              if name == "fast-fmnist"}
     if not recipe:
         return []
     lines = ["## `fast-fmnist` per wall-time budget, against its targets", "",
-             "Fashion-MNIST 55k/5k/10k, 28x28 grey, 2 CPU cores, `imgclf train DATA --recipe fast-fmnist --time-limit "
-             "BUDGET --seed SEED --val-split 0.0833`; the recipe as shipped, nothing selected on the test split.", "",
+             "Fashion-MNIST 55k/5k/10k, 28x28 grey, 2 CPU cores, `imgclf train DATA --recipe fast-fmnist "
+             "--time-limit BUDGET --seed SEED --val-split 0.0833`; the recipe as shipped, nothing selected on the "
+             "test split.", "",
              "| budget | target (mean test) | seeds | test accuracy | TTA (4 views) | val accuracy | epochs | img/s |",
              "|---|---:|---|---:|---:|---:|---:|---:|"]
     for budget in sorted(recipe, key=parse_seconds):
-        rows = sorted(recipe[budget], key=lambda r: r["seed"])
-        target = targets.get(f"target_test_accuracy_{budget.rstrip('m')}min")
+        rows = recipe[budget]
+        seeds, val, test, epochs = _row_cells(rows)
         tta = [r["test_accuracy_tta"] for r in rows if r.get("test_accuracy_tta") is not None]
-        lines.append(f"| {budget} | {_pct(target)} | {', '.join(str(r['seed']) for r in rows)} | "
-                     f"{_mean_std([r['test_accuracy'] for r in rows])} | {_mean_std(tta) if tta else '–'} | "
-                     f"{_mean_std([r['val_accuracy'] for r in rows])} | {'/'.join(str(r['epochs']) for r in rows)} | "
+        lines.append(f"| {budget} | {_pct(targets.get(_target_key(budget)))} | {seeds} | {test} | "
+                     f"{_mean_std(tta) if tta else '–'} | {val} | {epochs} | "
                      f"{statistics.median(r['images_per_s'] for r in rows):,.0f} |")
-    variants = sorted(results.glob("fast_variant_*.json"))
+    variants = [json.loads(path.read_text()) for path in results.glob("fast_variant_*.json")]
+    variants = sorted((v for v in variants if v["recipe"] == "fast-fmnist"),
+                      key=lambda v: (parse_seconds(v["time_limit"]), v["benchmark"]))
     if variants:
-        lines += ["", "Variants measured beside it (one seed each unless listed; the recipe was kept where a "
-                  "variant's validation accuracy was no clear gain):", "",
-                  "| budget | variant | extra `imgclf train` arguments | seeds | val accuracy | test accuracy | epochs | "
-                  "img/s |", "|---|---|---|---|---:|---:|---:|---:|"]
-        for path in variants:
-            result = json.loads(path.read_text())
+        lines += ["", "Variants measured beside it (the recipe was kept where a variant's validation accuracy "
+                  "was no clear gain):", "",
+                  "| budget | variant | extra `imgclf train` arguments | seeds | val accuracy | test accuracy | "
+                  "epochs | img/s |", "|---|---|---|---|---:|---:|---:|---:|"]
+        for result in variants:
             rows = result["runs"]
-            extra = result["command"].split("--val-split 0.0833", 1)[-1].strip() or "none (the recipe re-run)"
-            lines.append(f"| {result['time_limit']} | {path.stem.split('_', 3)[-1]} | `{extra}` | "
-                         f"{', '.join(str(r['seed']) for r in rows)} | {_mean_std([r['val_accuracy'] for r in rows])} | "
-                         f"{_mean_std([r['test_accuracy'] for r in rows])} | {'/'.join(str(r['epochs']) for r in rows)} | "
-                         f"{statistics.median(r['images_per_s'] for r in rows):,.0f} |")
+            seeds, val, test, epochs = _row_cells(rows)
+            tag = result["benchmark"].removeprefix(f"fast_variant_{result['time_limit']}_")
+            lines.append(f"| {result['time_limit']} | {tag} | `{_extra_args(result)}` | {seeds} | {val} | {test} | "
+                         f"{epochs} | {statistics.median(r['images_per_s'] for r in rows):,.0f} |")
     budgets = ",".join(sorted(recipe, key=parse_seconds))
     return lines + ["", f"Commands: `python benchmarks/fast_recipe.py --time-limit BUDGET --seeds S` for BUDGET in "
                     f"{budgets}; variants with `--tag T -- ARGS`.", ""]
@@ -184,8 +199,7 @@ def frictions(peers: dict) -> list[str]:
 def main() -> None:
     repro = _load("recipes_repro")
     peers = _load("peers_600s")
-    fast = [run for path in sorted((ROOT / "results").glob("fast_recipe_10m*.json"))
-            for run in json.loads(path.read_text())["runs"]]
+    fast = [run for _, run in fast_recipe_runs().get(("fast-fmnist", "10m"), [])]
     out = ["# Results: the reference recipes reproduced, and ours against the peers", "",
            "Generated by `benchmarks/report_results.py` from `benchmarks/results/*.json`; never edited by hand.",
            "Regenerate with `make bench` (or the commands under each table).", ""]

@@ -48,7 +48,7 @@ def test_time_budget_stops_at_the_end_of_the_first_step_past_the_deadline():
         assert not trainer.should_stop
     lrs.append(_step(budget, trainer, clock))  # ends at 4 s, past 3.5 s: stop here, not at the epoch's end
     assert trainer.should_stop and budget.reached
-    assert budget.summary() == {"seconds": 3.5, "stopped_at_seconds": 4.0, "longest_step_seconds": 1.0}
+    assert budget.summary() == {"seconds": 3.5, "stopped_at_seconds": 4.0, "longest_check_interval_seconds": 1.0}
     # each step runs at the learning rate of its start time's fraction of the budget
     assert lrs == pytest.approx([0.1 * budget_lr_factor(t / 3.5) for t in (0, 1, 2, 3)])
 
@@ -65,12 +65,34 @@ def test_time_budget_spent_during_validation_stops_before_the_next_epoch():
     assert trainer.should_stop and budget.stopped_at == 3.0
 
 
-def test_a_run_resumed_with_its_budget_spent_trains_no_further():
-    clock, trainer = _FakeClock(), _fake_trainer()
-    budget = TimeBudget(60, fit_schedule=True, clock=clock)
-    budget.load_state_dict({"spent": 61.0})
+def test_the_last_step_of_the_last_epoch_completes_the_run_whatever_the_clock():
+    clock = _FakeClock()
+    trainer = SimpleNamespace(**vars(_fake_trainer()), max_epochs=2, current_epoch=1, is_last_batch=True)
+    budget = TimeBudget(0.5, fit_schedule=False, clock=clock)
     budget.on_train_start(trainer, None)
-    assert trainer.should_stop and budget.stopped_at == 61.0
+    _step(budget, trainer, clock)
+    budget.on_train_epoch_end(trainer, None)
+    assert not budget.reached and not trainer.should_stop  # all epochs ran: "completed", not "time limit"
+
+
+def test_a_resumed_run_keeps_the_time_it_spent_and_stops_at_once_when_it_is_all_spent():
+    clock, trainer = _FakeClock(), _fake_trainer()
+    first = TimeBudget(60, fit_schedule=True, clock=clock)
+    first.on_train_start(trainer, None)
+    _step(first, trainer, clock, seconds=20.0)
+    state = first.state_dict()
+    assert state == {"spent": 20.0, "longest_interval": 20.0}  # the fake clock starts at 0: still counted
+
+    resumed, trainer = TimeBudget(60, fit_schedule=True, clock=clock), _fake_trainer()
+    resumed.load_state_dict(state)
+    resumed.on_train_start(trainer, None)
+    assert _step(resumed, trainer, clock, seconds=1.0) == pytest.approx(0.1 * budget_lr_factor(20 / 60))
+    assert not trainer.should_stop and resumed.elapsed() == 21.0
+
+    spent, trainer = TimeBudget(60, fit_schedule=True, clock=clock), _fake_trainer()
+    spent.load_state_dict({"spent": 61.0})
+    spent.on_train_start(trainer, None)
+    assert trainer.should_stop and spent.stopped_at == 61.0
 
 
 def test_time_limit_stops_cleanly_with_a_complete_run(tmp_path, image_folder):
@@ -82,12 +104,13 @@ def test_time_limit_stops_cleanly_with_a_complete_run(tmp_path, image_folder):
     assert 1 <= len(history) < 10_000
     card = json.loads((run.path / "model.json").read_text())
     budget = card["training"]["time_budget"]
-    assert budget["seconds"] == 4 and budget["stopped_at_seconds"] >= 4 and budget["longest_step_seconds"] > 0
+    interval = budget["longest_check_interval_seconds"]
+    assert budget["seconds"] == 4 and budget["stopped_at_seconds"] >= 4 and interval > 0
     # the learning rate was fitted to the budget: the last step ran at its start time's fraction of the budget,
-    # which began no earlier than one step before the stop
+    # which began no earlier than one check interval before the stop (2 ms: the card's rounding)
     state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     final_lr = state["optimizer_states"][0]["param_groups"][0]["lr"]
-    last_start = (budget["stopped_at_seconds"] - budget["longest_step_seconds"]) / 4
+    last_start = (budget["stopped_at_seconds"] - interval - 0.002) / 4
     assert final_lr <= 0.05 * budget_lr_factor(max(last_start, 0.05)) + 1e-9
     for name in ("model.safetensors", "model.json", "metrics.json", "predictions.csv", "checkpoints/last.ckpt"):
         assert (run.path / name).exists()

@@ -21,9 +21,10 @@ def budget_lr_factor(fraction: float, warmup: float = 0.05) -> float:
 
 
 class TimeBudget(L.Callback):
-    """Stops at the end of the first training step that finishes past the deadline, so a run overshoots its
-    budget by at most one step (plus the validation Lightning runs when a fit stops, which is evaluation).
-    A deadline that passes during an epoch's closing validation stops the run before the next epoch."""
+    """Checks the deadline at the end of every training step and of every epoch, and stops at the first check
+    past it. A run overshoots its budget by at most the longest time between two checks: one step with the
+    loading of its batch, or an epoch's closing validation (Lightning also validates the final weights when a
+    fit stops, which is evaluation). A run whose last step of its last epoch crosses the deadline completed."""
 
     def __init__(self, seconds: float, fit_schedule: bool, warmup: float = 0.05,
                  clock: Callable[[], float] = time.perf_counter):
@@ -32,40 +33,48 @@ class TimeBudget(L.Callback):
         self.fit_schedule = fit_schedule
         self.warmup = warmup
         self.spent = 0.0  # seconds used before this process (restored on --resume)
-        self._t0 = 0.0
-        self._step_t0 = 0.0
+        self._t0: float | None = None
+        self._last_check = 0.0
         self._base_lrs: list[float] = []
         self.reached = False
         self.stopped_at: float | None = None
-        self.longest_step = 0.0
+        self.longest_interval = 0.0
 
     def elapsed(self) -> float:
-        return self.spent + (self.clock() - self._t0)
+        return self.spent + (0.0 if self._t0 is None else self.clock() - self._t0)
 
     def summary(self) -> dict[str, float | None]:
         """For the model card: how the run met its budget."""
-        return {"seconds": self.seconds, "stopped_at_seconds": None if self.stopped_at is None else
-                round(self.stopped_at, 3), "longest_step_seconds": round(self.longest_step, 3)}
+        return {"seconds": self.seconds,
+                "stopped_at_seconds": None if self.stopped_at is None else round(self.stopped_at, 3),
+                "longest_check_interval_seconds": round(self.longest_interval, 3)}
 
-    def _stop_if_spent(self, trainer: L.Trainer) -> bool:
+    def _check(self, trainer: L.Trainer, run_complete: bool = False) -> None:
         elapsed = self.elapsed()
-        if elapsed < self.seconds:
-            return False
+        self.longest_interval = max(self.longest_interval, elapsed - self._last_check)
+        self._last_check = elapsed
+        if elapsed < self.seconds or run_complete:
+            return
         if not self.reached:
             self.reached, self.stopped_at = True, elapsed
         trainer.should_stop = True
-        return True
+
+    @staticmethod
+    def _in_last_epoch(trainer: L.Trainer) -> bool:
+        max_epochs = getattr(trainer, "max_epochs", None)
+        return max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = self.clock()
+        self._last_check = self.spent
         self._base_lrs = [g.get("initial_lr", g["lr"]) for g in trainer.optimizers[0].param_groups]
         for g, lr in zip(trainer.optimizers[0].param_groups, self._base_lrs):
             g["initial_lr"] = lr
-        self._stop_if_spent(trainer)  # a run resumed with its budget already spent trains no further
+        if self.spent >= self.seconds:  # a run resumed with its budget already spent trains no further
+            self._check(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        self._step_t0 = self.clock()
         if self.fit_schedule:
             factor = budget_lr_factor(min(self.elapsed() / self.seconds, 1.0), self.warmup)
             for g, base in zip(trainer.optimizers[0].param_groups, self._base_lrs):
@@ -73,14 +82,14 @@ class TimeBudget(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self.longest_step = max(self.longest_step, self.clock() - self._step_t0)
-        self._stop_if_spent(trainer)
+        self._check(trainer, run_complete=getattr(trainer, "is_last_batch", False) and self._in_last_epoch(trainer))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop_if_spent(trainer)
+        self._check(trainer, run_complete=self._in_last_epoch(trainer))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"spent": self.elapsed() if self._t0 else self.spent}
+        return {"spent": self.elapsed(), "longest_interval": self.longest_interval}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.spent = float(state.get("spent", 0.0))
+        self.longest_interval = float(state.get("longest_interval", 0.0))

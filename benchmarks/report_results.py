@@ -85,14 +85,7 @@ def _row_cells(rows: list[dict]) -> tuple[str, str, str, str]:
             _mean_std([r["test_accuracy"] for r in rows]), "/".join(str(r["epochs"]) for r in rows))
 
 
-def _extra_args(result: dict) -> str:
-    extra = result.get("extra_args")
-    if extra is None:  # files written before fast_recipe.py recorded them: what follows the fixed arguments
-        extra = result["command"].split("--val-split 0.0833", 1)[-1].split()
-    return " ".join(extra) or "none (the recipe re-run)"
-
-
-def fast_budget_section(results: Path) -> list[str]:
+def fast_budget_section() -> list[str]:
     """fast-fmnist per wall-time budget against the targets in its recipe file, then the variants tried."""
     from imgclf.config import parse_seconds
     from imgclf.recipes import recipe_document
@@ -115,7 +108,7 @@ def fast_budget_section(results: Path) -> list[str]:
         lines.append(f"| {budget} | {_pct(targets.get(_target_key(budget)))} | {seeds} | {test} | "
                      f"{_mean_std(tta) if tta else '–'} | {val} | {epochs} | "
                      f"{statistics.median(r['images_per_s'] for r in rows):,.0f} |")
-    variants = [json.loads(path.read_text()) for path in results.glob("fast_variant_*.json")]
+    variants = [json.loads(path.read_text()) for path in (ROOT / "results").glob("fast_variant_*.json")]
     variants = sorted((v for v in variants if v["recipe"] == "fast-fmnist"),
                       key=lambda v: (parse_seconds(v["time_limit"]), v["benchmark"]))
     if variants:
@@ -127,7 +120,8 @@ def fast_budget_section(results: Path) -> list[str]:
             rows = result["runs"]
             seeds, val, test, epochs = _row_cells(rows)
             tag = result["benchmark"].removeprefix(f"fast_variant_{result['time_limit']}_")
-            lines.append(f"| {result['time_limit']} | {tag} | `{_extra_args(result)}` | {seeds} | {val} | {test} | "
+            extra = " ".join(result["extra_args"]) or "none (the recipe re-run)"
+            lines.append(f"| {result['time_limit']} | {tag} | `{extra}` | {seeds} | {val} | {test} | "
                          f"{epochs} | {statistics.median(r['images_per_s'] for r in rows):,.0f} |")
     budgets = ",".join(sorted(recipe, key=parse_seconds))
     return lines + ["", f"Commands: `python benchmarks/fast_recipe.py --time-limit BUDGET --seeds S` for BUDGET in "
@@ -243,7 +237,7 @@ def main() -> None:
     out += [*reproduction_table(repro, peers, fast), "",
             "Commands: " + "; ".join(repro_commands(repro)) + "; s5-model-s from `benchmarks/peers_10min.py`; "
             "fast-fmnist from `benchmarks/fast_recipe.py --time-limit 10m --seeds 0,1`.", ""]
-    out += fast_budget_section(ROOT / "results")
+    out += fast_budget_section()
     out += freeze_bn_section(_load("freeze_bn"))
     DOCS.mkdir(exist_ok=True)
     path = DOCS / "results.md"

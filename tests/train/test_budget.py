@@ -26,8 +26,10 @@ class _FakeClock:
         return self.now
 
 
-def _fake_trainer(lr: float = 0.1) -> SimpleNamespace:
-    return SimpleNamespace(optimizers=[SimpleNamespace(param_groups=[{"lr": lr}])], should_stop=False)
+def _fake_trainer(lr: float = 0.1, **state) -> SimpleNamespace:
+    """What TimeBudget reads of a Lightning Trainer: mid-way through the first of 1,000 epochs unless told."""
+    return SimpleNamespace(optimizers=[SimpleNamespace(param_groups=[{"lr": lr}])], should_stop=False,
+                           **{"max_epochs": 1000, "current_epoch": 0, "is_last_batch": False, **state})
 
 
 def _step(budget: TimeBudget, trainer, clock: _FakeClock, seconds: float = 1.0) -> float:
@@ -67,7 +69,7 @@ def test_time_budget_spent_during_validation_stops_before_the_next_epoch():
 
 def test_the_last_step_of_the_last_epoch_completes_the_run_whatever_the_clock():
     clock = _FakeClock()
-    trainer = SimpleNamespace(**vars(_fake_trainer()), max_epochs=2, current_epoch=1, is_last_batch=True)
+    trainer = _fake_trainer(max_epochs=2, current_epoch=1, is_last_batch=True)
     budget = TimeBudget(0.5, fit_schedule=False, clock=clock)
     budget.on_train_start(trainer, None)
     _step(budget, trainer, clock)

@@ -61,7 +61,7 @@ class TimeBudget(L.Callback):
 
     @staticmethod
     def _in_last_epoch(trainer: L.Trainer) -> bool:
-        max_epochs = getattr(trainer, "max_epochs", None)
+        max_epochs = trainer.max_epochs  # None or -1: no epoch limit
         return max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -82,7 +82,7 @@ class TimeBudget(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self._check(trainer, run_complete=getattr(trainer, "is_last_batch", False) and self._in_last_epoch(trainer))
+        self._check(trainer, run_complete=trainer.is_last_batch and self._in_last_epoch(trainer))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._check(trainer, run_complete=self._in_last_epoch(trainer))

@@ -52,16 +52,11 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
         "skipped": skipped,
     }
     if plots_dir is not None:
-        try:
-            from .evaluation.plots import plot_class_distribution, plot_class_samples
-        except ImportError:
-            pass
-        else:
-            plots_dir = Path(plots_dir)
-            plots_dir.mkdir(parents=True, exist_ok=True)
-            plot_class_distribution(counts, plots_dir / "class_distribution.png")
-            plot_class_samples(samples, plots_dir / "class_samples.png")
-            summary["plots"] = [str(plots_dir / "class_distribution.png"), str(plots_dir / "class_samples.png")]
+        from .evaluation.plots import plot_class_distribution, plot_class_samples
+
+        figures = (plot_class_distribution(counts, Path(plots_dir) / "class_distribution.png"),
+                   plot_class_samples(samples, Path(plots_dir) / "class_samples.png"))
+        summary["plots"] = [str(p) for p in figures]
     return summary
 
 

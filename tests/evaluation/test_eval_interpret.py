@@ -20,11 +20,12 @@ from imgclf.evaluation.interpret import (
     Interpretation,
     best_val_accuracy,
     lr_changes,
-    minority_recall,
+    mean_recall,
     overfitting_onset,
 )
 from imgclf.evaluation.metrics import compute_metrics, expected_calibration_error
 from imgclf.io import write_csv
+from imgclf.records import ClassScores, HistoryRow, SkippedFile
 
 CLASSES = ["ant", "bee", "cat", "dog"]
 
@@ -52,21 +53,21 @@ def test_metrics_match_scikit_learn_on_known_predictions():
     y, probs = known_predictions()
     m = compute_metrics(y, probs, CLASSES)
     pred = probs.argmax(1)
-    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
-    assert m["loss"] == pytest.approx(log_loss(y, probs), rel=1e-6)
+    assert m.accuracy == pytest.approx(accuracy_score(y, pred))
+    assert m.loss == pytest.approx(log_loss(y, probs), rel=1e-6)
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=range(4), zero_division=0)
     for i, c in enumerate(CLASSES):
-        assert m["per_class"][c]["precision"] == pytest.approx(p[i])
-        assert m["per_class"][c]["recall"] == pytest.approx(r[i])
-        assert m["per_class"][c]["f1"] == pytest.approx(f[i])
-        assert m["per_class"][c]["support"] == s[i]
-        assert m["auc"][c] == pytest.approx(roc_auc_score(y == i, probs[:, i]))
+        assert m.per_class[c].precision == pytest.approx(p[i])
+        assert m.per_class[c].recall == pytest.approx(r[i])
+        assert m.per_class[c].f1 == pytest.approx(f[i])
+        assert m.per_class[c].support == s[i]
+        assert m.auc[c] == pytest.approx(roc_auc_score(y == i, probs[:, i]))
     mp, mr, mf, _ = precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
-    assert (m["macro"]["precision"], m["macro"]["recall"], m["macro"]["f1-score"]) == pytest.approx((mp, mr, mf))
-    assert m["macro_auc"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
-    assert m["confusion"] == confusion_matrix(y, pred).tolist()
+    assert (m.macro.precision, m.macro.recall, m.macro.f1) == pytest.approx((mp, mr, mf))
+    assert m.macro_auc == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert m.confusion == confusion_matrix(y, pred).tolist()
     worst = min(range(4), key=lambda i: r[i])
-    assert m["worst_class"] == {"name": CLASSES[worst], "recall": pytest.approx(r[worst])}
+    assert (m.worst_class.name, m.worst_class.recall) == (CLASSES[worst], pytest.approx(r[worst]))
 
 
 def test_expected_calibration_error_by_hand():
@@ -82,7 +83,7 @@ def test_interpretation_reads_predictions_and_matches_scikit_learn(tmp_path):
     y, probs = known_predictions()
     path = write_predictions(tmp_path / "predictions.csv", y, probs, skipped=["broken.jpg"])
     interp = Interpretation.from_predictions(path, CLASSES)
-    assert len(interp.paths) == len(y) and interp.skipped == [{"path": "broken.jpg", "reason": "truncated file"}]
+    assert len(interp.paths) == len(y) and interp.skipped == [SkippedFile(path="broken.jpg", reason="truncated file")]
     np.testing.assert_allclose(interp.probs, probs, atol=1e-8)
     cm = confusion_matrix(y, probs.argmax(1))
     np.testing.assert_array_equal(interp.confusion, cm)
@@ -120,22 +121,30 @@ def test_sample_with_few_mistakes_fills_with_right_ones(tmp_path):
 
 
 def test_missing_predictions_and_unknown_class_are_clear_errors(tmp_path):
-    with pytest.raises(ImgclfError, match="predictions must be an existing predictions.csv.*imgclf evaluate"):
+    with pytest.raises(ImgclfError, match="predictions must be an existing nope.csv.*imgclf evaluate"):
         Interpretation.from_predictions(tmp_path / "nope.csv", CLASSES)
     y, probs = known_predictions(10)
     path = write_predictions(tmp_path / "p.csv", y, probs)
-    with pytest.raises(ImgclfError, match="probability column per class"):
+    with pytest.raises(ImgclfError, match=r"p.csv must have the columns .* without \['p_eel'\]"):
         Interpretation.from_predictions(path, CLASSES[:3] + ["eel"])
+    renamed = tmp_path / "renamed.csv"  # a probability column per class, but true labels the model lacks
+    renamed.write_text(path.read_text().replace("p_dog", "p_eel"))
+    with pytest.raises(ImgclfError, match="true labels must be among the model's classes"):
+        Interpretation.from_predictions(renamed, ["ant", "bee", "cat", "eel"])
 
 
-def test_minority_recall_and_best_val_accuracy():
-    per_class = {"a": {"recall": 1.0, "support": 5}, "b": {"recall": 0.5, "support": 4}, "c": {"recall": 0.0, "support": 0}}
-    assert minority_recall(per_class, ["b", "c"]) == 0.5  # c has no test images: not counted as 0
-    assert minority_recall(per_class, []) is None
-    history = [{"epoch": 1.0, "val_acc": 0.5}, {"epoch": 2.0, "val_acc": 0.8}, {"epoch": 3.0, "val_acc": 0.7}]
+def test_mean_recall_and_best_val_accuracy():
+    def scores(recall: float, support: int) -> ClassScores:
+        return ClassScores(precision=recall, recall=recall, f1=recall, support=support)
+
+    per_class = {"a": scores(1.0, 5), "b": scores(0.5, 4), "c": scores(0.0, 0)}
+    assert mean_recall(per_class, ["b", "c"]) == 0.5  # c has no test images: not counted as 0
+    assert mean_recall(per_class, []) is None
+    history = [HistoryRow(epoch=1, val_acc=0.5), HistoryRow(epoch=2, val_acc=0.8), HistoryRow(epoch=3, val_acc=0.7)]
     assert best_val_accuracy(history, 2) == 0.8
     assert best_val_accuracy(history, None) == 0.7
-    assert best_val_accuracy([{"epoch": 1.0, "val_acc": math.nan}], 1) is None
+    assert best_val_accuracy([HistoryRow(epoch=1, val_acc=None)], 1) is None
+    assert best_val_accuracy([HistoryRow(epoch=1, val_acc=math.nan)], 1) is None
 
 
 # --------------------------------------------------------------------------- overfitting onset, scripted

@@ -1,18 +1,18 @@
-"""Every figure function on the stored tiny run (and on edge cases): a valid, non-blank PNG is written atomically."""
+"""Every figure function on a stored run (and on edge cases): a valid, non-blank PNG is written atomically."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.card import load_card
+from run_fixtures import write_run
 from imgclf.evaluation import plots
-from imgclf.evaluation.interpret import Interpretation, decode_for_display, read_history
+from imgclf.evaluation.interpret import Interpretation, decode_for_display
 from imgclf.evaluation.metrics import compute_metrics
+from imgclf.records import HistoryRow, RunDir
 
 
 def assert_png(path: Path, min_side: int = 200) -> tuple[int, int]:
@@ -30,13 +30,15 @@ def assert_png(path: Path, min_side: int = 200) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def stored(tiny_run):
-    interp = Interpretation.from_run(tiny_run)
-    card = load_card(tiny_run)
-    dataset = json.loads((tiny_run / "dataset.json").read_text())
+def stored(tmp_path_factory):
+    """A run written through the records (no training): its figures are drawn from what the records read back."""
+    run = RunDir(write_run(tmp_path_factory.mktemp("stored")))
+    interp = Interpretation.from_run(run.path)
+    card = run.read_card()
     images = decode_for_display(interp.paths, card.img_size, card.color)
     samples = [dict(interp.describe(i), image=images[i]) for i in range(len(interp.paths)) if i in images]
-    return {"interp": interp, "history": read_history(tiny_run), "dataset": dataset, "samples": samples, "card": card}
+    return {"interp": interp, "history": run.read_history(), "dataset": run.read_dataset(), "samples": samples,
+            "card": card}
 
 
 FIGURES = {
@@ -44,19 +46,20 @@ FIGURES = {
     "confusion_counts": lambda s, p: plots.plot_confusion_matrix(s["interp"].confusion, s["interp"].classes, p),
     "confusion_normalized": lambda s, p: plots.plot_confusion_matrix(s["interp"].confusion, s["interp"].classes, p,
                                                                      normalize=True),
-    "per_class": lambda s, p: plots.plot_per_class_metrics(s["interp"].per_class, p, s["interp"].metrics["macro"]),
+    "per_class": lambda s, p: plots.plot_per_class_metrics(s["interp"].per_class, p, s["interp"].metrics.macro),
     "roc": lambda s, p: plots.plot_roc_curves(s["interp"].y_true, s["interp"].probs, s["interp"].classes, p),
     "pr": lambda s, p: plots.plot_pr_curves(s["interp"].y_true, s["interp"].probs, s["interp"].classes, p),
     "reliability": lambda s, p: plots.plot_reliability(s["interp"].y_true, s["interp"].probs, p),
     "samples": lambda s, p: plots.plot_prediction_grid(s["samples"][:8], p),
     "top_losses": lambda s, p: plots.plot_top_losses(s["samples"][:6], p),
-    "class_distribution": lambda s, p: plots.plot_class_distribution(s["dataset"]["counts"], p),
+    "class_distribution": lambda s, p: plots.plot_class_distribution(s["dataset"].counts, p),
     "class_samples": lambda s, p: plots.plot_class_samples(
-        {c: str(Path(s["dataset"]["root"]) / f) for c, f in zip(s["dataset"]["classes"], s["dataset"]["splits"]["train"]["files"][::9])}, p),
+        dict(zip(s["dataset"].classes, s["dataset"].split_paths("train")[0][::4])), p),
     "gradcam_grid": lambda s, p: plots.plot_gradcam_grid(
         [dict(x, heatmap=np.linspace(0, 1, 256).reshape(16, 16)) for x in s["samples"][:4]], p, layer="features.14"),
     "compare_curves": lambda s, p: plots.plot_compare_curves(
-        [{"label": "a", "histories": [s["history"], s["history"][:2]]}, {"label": "b", "histories": [s["history"]]}], p),
+        [{"label": "a", "histories": [s["history"], s["history"][:2]]}, {"label": "b", "histories": [s["history"]]}],
+        p),
 }
 
 
@@ -87,10 +90,10 @@ def synthetic(k: int, per_class: int = 10):
 def test_confusion_matrix_scales_with_the_number_of_classes(tmp_path, k):
     # 40 takes the many-class path (no cell numbers, square-root colours) at a fraction of 100 classes' cost
     y, probs, classes, m = synthetic(k)
-    small, big = assert_png(plots.plot_confusion_matrix(m["confusion"], classes, tmp_path / "cm.png", normalize=True))
+    small, big = assert_png(plots.plot_confusion_matrix(m.confusion, classes, tmp_path / "cm.png", normalize=True))
     if k == 40:
         assert max(small, big) > 1700  # grows with the classes (capped at MAX_PIXELS) instead of squeezing them
-        assert_png(plots.plot_per_class_metrics(m["per_class"], tmp_path / "pc.png"))  # dot plot above 30 classes
+        assert_png(plots.plot_per_class_metrics(m.per_class, tmp_path / "pc.png"))  # dot plot above 30 classes
     else:
         assert max(small, big) < 1200
 
@@ -103,14 +106,15 @@ def test_roc_and_pr_with_more_than_ten_classes_and_a_class_absent(tmp_path):
 
 
 def test_training_curves_mark_step_and_continuous_lr_schedules(tmp_path):
-    rows = [{"epoch": e, "loss": 1 / e, "val_loss": 1 / e + 0.1, "acc": 1 - 1 / (e + 1), "val_acc": 0.9 - 1 / (e + 2),
-             "lr": 0.1 if e < 4 else 0.01, "frozen": int(e <= 2)} for e in range(1, 9)]
+    rows = [HistoryRow(epoch=e, loss=1 / e, val_loss=1 / e + 0.1, acc=1 - 1 / (e + 1), val_acc=0.9 - 1 / (e + 2),
+                       lr=0.1 if e < 4 else 0.01, frozen=int(e <= 2)) for e in range(1, 9)]
     assert_png(plots.plot_training_curves(rows, tmp_path / "step.png", best_epoch=8))
     for r in rows:
-        r["lr"] = 0.1 * 0.7 ** r["epoch"]  # changes every epoch: drawn as a curve
+        r.lr = 0.1 * 0.7 ** r.epoch  # changes every epoch: drawn as a curve
     assert_png(plots.plot_training_curves(rows, tmp_path / "cont.png"))
-    one = [{"epoch": "1", "loss": "0.9", "val_loss": "", "acc": "0.5", "val_acc": "", "lr": "0.001"}]
-    assert_png(plots.plot_training_curves(one, tmp_path / "one.png"))  # raw CSV strings, missing validation
+    one = RunDir(tmp_path)  # one epoch as history.csv stores it: empty validation cells
+    (tmp_path / "history.csv").write_text("epoch,lr,loss,acc,val_loss,val_acc\n1,0.001,0.9,0.5,,\n")
+    assert_png(plots.plot_training_curves(one.read_history(), tmp_path / "one.png"))
 
 
 def test_grids_and_samples_tolerate_unreadable_and_empty_input(tmp_path):

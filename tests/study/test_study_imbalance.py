@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from conftest import make_image_folder
 from imgclf.errors import ImgclfError
-from imgclf.study.imbalance import _run_cell, resolve_config, run_imbalance_study
+from imgclf.study.imbalance import _run_cell, configuration_settings, run_imbalance_study
 
 TINY = {"img_size": 8, "epochs": 1, "batch_size": 16, "model_args": {"width": 4}, "test_split": 0.3,
         "val_split": 0.15, "num_workers": 0}
@@ -81,15 +81,15 @@ def test_a_study_folder_refuses_other_settings(study_dir, pool):
 
 
 def test_configurations_map_to_settings():
-    train, args = resolve_config("none", "caltech_cnn")
+    train, args = configuration_settings("none", "caltech_cnn")
     assert train == {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none", "loss": "ce"}
     assert args == {"dropout": 0.0, "batch_norm": False}
-    train, args = resolve_config("reg+bn", "caltech_cnn")
+    train, args = configuration_settings("reg+bn", "caltech_cnn")
     assert train["weight_decay"] == 5e-4 and train["augment"] == "rotate=20,hflip,crop=3"
     assert args == {"dropout": 0.5, "batch_norm": True}
-    assert resolve_config("weighted", "caltech_cnn")[0]["class_weight"] == "balanced"
-    assert resolve_config("focal", "caltech_cnn")[0]["loss"] == "focal"
-    assert resolve_config("none", "simple_cnn")[1] == {"dropout": 0.0}  # simple_cnn has no batch_norm switch
+    assert configuration_settings("weighted", "caltech_cnn")[0]["class_weight"] == "balanced"
+    assert configuration_settings("focal", "caltech_cnn")[0]["loss"] == "focal"
+    assert configuration_settings("none", "simple_cnn")[1] == {"dropout": 0.0}  # simple_cnn has no batch_norm switch
 
 
 @pytest.mark.parametrize("name, message", [
@@ -99,12 +99,12 @@ def test_configurations_map_to_settings():
 ])
 def test_bad_configurations_are_refused(name, message):
     with pytest.raises(ImgclfError, match=message):
-        resolve_config(name, "caltech_cnn")
+        configuration_settings(name, "caltech_cnn")
 
 
 def test_configurations_need_the_model_arguments_they_switch():
     with pytest.raises(ImgclfError, match=r"needs a model with the argument\(s\) \['batch_norm'\]"):
-        resolve_config("reg+bn", "simple_cnn")
+        configuration_settings("reg+bn", "simple_cnn")
 
 
 def test_overrides_cannot_change_what_the_configurations_decide(pool, tmp_path):
@@ -132,7 +132,7 @@ def test_cli_takes_s4_recipes_but_lets_the_configurations_decide_regularisation(
 def test_a_cell_does_not_claim_the_recipe_its_settings_came_from(tmp_path):
     seen = {}
     status = _run_cell(lambda values, overwrite: seen.update(values), tmp_path / "cell", tmp_path / "data",
-                       "caltech_cnn", 0, *resolve_config("none", "caltech_cnn"),
+                       "caltech_cnn", 0, *configuration_settings("none", "caltech_cnn"),
                        {"recipe": "s4-caltech-cnn-reg-bn", "epochs": 3})
     assert status == "trained" and seen["epochs"] == 3 and seen["seed"] == 0
     assert "recipe" not in seen  # config "none" differs from that recipe; study.json names it instead

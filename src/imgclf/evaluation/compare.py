@@ -16,14 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import ImgclfError
 from ..io import atomic_write_text
-from .interpret import best_val_accuracy, load_run_files, minority_recall, read_history
+from ..records import HistoryRow, RunDir
+from ..stats import MeanStd, mean_std
+from .interpret import best_val_accuracy, mean_recall
 
-# Config keys that say where or how verbosely a run was made, not what was trained.
-NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache_dir", "cache_budget"})
+# Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
+NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache_dir", "cache_budget",
+                                "schema_version"})
 
 # (key, column title, kind, higher is better); kind decides the formatting.
 COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
@@ -43,11 +44,11 @@ COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
 class RunSummary:
     path: Path
     name: str
-    config: dict[str, Any]
-    seed: Any
+    config: dict[str, Any]  # config.yaml as plain values: grouping compares them as JSON
+    seed: int
     split: str
     values: dict[str, float | None]
-    history: list[dict[str, float]]
+    history: list[HistoryRow]
     hardware: str
 
 
@@ -55,8 +56,7 @@ class RunSummary:
 class Group:
     label: str
     runs: list[RunSummary]
-    mean: dict[str, float | None] = field(default_factory=dict)
-    std: dict[str, float | None] = field(default_factory=dict)
+    stats: dict[str, MeanStd] = field(default_factory=dict)  # column key -> mean ± std over the group's runs
 
     @property
     def n(self) -> int:
@@ -75,46 +75,39 @@ def _value(x: Any) -> float | None:
 
 
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
-    """The numbers `compare` shows for one run, read from its files."""
+    """The numbers `compare` shows for one run, read from its records. metrics.json and dataset.json may be
+    missing (a run still training or not yet evaluated): their columns are then empty."""
     run_dir = Path(run_dir)
-    files = load_run_files(run_dir)
-    card, metrics, dataset, config = files["card"], files["metrics"], files["dataset"], files["config"]
-    if card is None or config is None:
-        missing = "model.json" if card is None else "config.yaml"
+    run = RunDir(run_dir)
+    missing = [name for name in ("model.json", "config.yaml") if not run.has(name)]
+    if missing:
         raise ImgclfError(f"runs must be run directories with config.yaml and model.json. Received: "
-                          f"{str(run_dir)!r} without {missing}" + ("" if run_dir.exists() else " (no such folder)"))
-    metrics = metrics or {}
-    history = read_history(run_dir)
-    training = card.get("training", {})
-    imbalance = (dataset or {}).get("imbalance") or {}
-    per_class = metrics.get("per_class", {})
-    minority = (imbalance.get("minority") or []) if imbalance.get("imbalanced") else []
-    hw = card.get("hardware", {})
+                          f"{str(run_dir)!r} without {missing[0]}" + ("" if run_dir.exists() else " (no such folder)"))
+    card, config = run.read_card(), run.read_config()
+    metrics = run.read_metrics() if run.has("metrics.json") else None
+    dataset = run.read_dataset() if run.has("dataset.json") else None
+    history = run.read_history()
+    training = card.training
+    minority = dataset.imbalance.minority if dataset is not None and dataset.imbalance.imbalanced else []
+    hw = card.hardware
     hardware = hw.get("gpu") or (f"{hw.get('cpu')} ({hw.get('cores')} cores)" if hw.get("cpu") else "unknown")
     values = {
-        "val_accuracy": best_val_accuracy(history, training.get("best_epoch")),
-        "test_accuracy": _value(metrics.get("accuracy")),
-        "macro_f1": _value((metrics.get("macro") or {}).get("f1-score")),
-        "minority_recall": minority_recall(per_class, minority) if minority else None,
-        "worst_recall": _value((metrics.get("worst_class") or {}).get("recall")),
-        "num_params": _value(card.get("num_params")),
-        "epochs": _value(training.get("epochs_run", len(history) or None)),
-        "train_seconds": _value(training.get("train_seconds")),
-        "images_per_s": _value(training.get("images_per_s")),
+        "val_accuracy": best_val_accuracy(history, training.best_epoch),
+        "test_accuracy": _value(metrics.accuracy) if metrics else None,
+        "macro_f1": _value(metrics.macro.f1) if metrics else None,
+        "minority_recall": mean_recall(metrics.per_class, minority) if metrics and minority else None,
+        "worst_recall": _value(metrics.worst_class.recall) if metrics and metrics.worst_class else None,
+        "num_params": _value(card.num_params),
+        "epochs": _value(training.epochs_run or len(history) or None),
+        "train_seconds": _value(training.train_seconds),
+        "images_per_s": _value(training.images_per_s),
     }
-    return RunSummary(run_dir, run_dir.resolve().name, dict(config), config.get("seed"), str(metrics.get("split", "?")),
-                      values, history, hardware)
+    return RunSummary(run_dir, run_dir.resolve().name, config.model_dump(mode="json"), config.seed,
+                      metrics.split if metrics else "?", values, history, hardware)
 
 
 def _experiment(config: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT}, sort_keys=True, default=str)
-
-
-def _stats(runs: list[RunSummary], key: str) -> tuple[float | None, float | None]:
-    values = [r.values[key] for r in runs if r.values[key] is not None]
-    if not values:
-        return None, None
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
@@ -131,7 +124,8 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
         by_key.setdefault(_experiment(s.config), []).append(s)
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)
     members = list(by_key.values())
-    differing = [k for k in keys if len({json.dumps(m[0].config.get(k), sort_keys=True, default=str) for m in members}) > 1]
+    differing = [k for k in keys
+                 if len({json.dumps(m[0].config.get(k), sort_keys=True, default=str) for m in members}) > 1]
     groups = []
     for runs in members:
         # Label a group by what sets it apart; with one group only, by its model (several seeds) or run name.
@@ -139,10 +133,7 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
             label = ", ".join(f"{k}={_short_value(runs[0].config.get(k))}" for k in differing)
         else:
             label = str(runs[0].config.get("model")) if len(runs) > 1 else runs[0].name
-        group = Group(label, runs)
-        for key, *_ in COLUMNS:
-            group.mean[key], group.std[key] = _stats(runs, key)
-        groups.append(group)
+        groups.append(Group(label, runs, {key: mean_std(r.values[key] for r in runs) for key, *_ in COLUMNS}))
     return Comparison(groups, differing, sorted({s.split for s in summaries}))
 
 
@@ -154,18 +145,19 @@ def _short_value(v: Any, limit: int = 40) -> str:
 
 
 # ------------------------------------------------------------------------------------------- formatting
-def format_cell(mean: float | None, std: float | None, kind: str) -> str:
-    if mean is None:
+def format_cell(stat: MeanStd, kind: str) -> str:
+    """One table cell: a group's mean ± std (the std left out for a single run), formatted by column kind."""
+    if stat.mean is None:
         return "—"
     if kind == "pct":
-        return f"{100 * mean:.2f} ± {100 * std:.2f} %" if std is not None else f"{100 * mean:.2f} %"
+        return stat.text(2, scale=100, unit=" %")
     if kind == "seconds":
-        return f"{mean:.1f} ± {std:.1f} s" if std is not None else f"{mean:.1f} s"
+        return stat.text(1, unit=" s")
     if kind == "int":
-        return f"{int(round(mean)):,}"
-    if std is not None and std > 0:
-        return f"{mean:.1f} ± {std:.1f}"
-    return f"{mean:.0f}" if float(mean).is_integer() else f"{mean:.1f}"
+        return f"{int(round(stat.mean)):,}"
+    if stat.std is not None and stat.std > 0:
+        return stat.text(1)
+    return f"{stat.mean:.0f}" if float(stat.mean).is_integer() else f"{stat.mean:.1f}"
 
 
 def best_groups(comparison: Comparison) -> dict[str, int]:
@@ -174,7 +166,7 @@ def best_groups(comparison: Comparison) -> dict[str, int]:
     for key, _, _, higher in COLUMNS:
         if higher is None or len(comparison.groups) < 2:
             continue
-        scored = [(g.mean[key], i) for i, g in enumerate(comparison.groups) if g.mean[key] is not None]
+        scored = [(g.stats[key].mean, i) for i, g in enumerate(comparison.groups) if g.stats[key].mean is not None]
         if len(scored) > 1:
             best[key] = (max if higher else min)(scored, key=lambda t: t[0])[1]
     return best
@@ -195,7 +187,7 @@ def render_table(comparison: Comparison, console: Any) -> None:
     for i, g in enumerate(comparison.groups):
         cells = []
         for key, _, kind, _ in COLUMNS:
-            text = format_cell(g.mean[key], g.std[key], kind)
+            text = format_cell(g.stats[key], kind)
             cells.append(f"[bold green]{text}[/bold green]" if best.get(key) == i else text)
         name = f"{g.label}\n[dim]{', '.join(r.name for r in g.runs)}[/dim]" if g.label != g.runs[0].name else g.label
         table.add_row(name, str(g.n), *cells)
@@ -208,24 +200,24 @@ def render_table(comparison: Comparison, console: Any) -> None:
 
 def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
     """compare.html: the table, the overlaid curves (embedded), and each group's runs and settings."""
+    from ..pages import embed_png, render
     from .plots import plot_compare_curves
-    from .report import _embed, render
 
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         curves = Path(tmp) / "curves.png"
         plot_compare_curves([{"label": g.label, "histories": [r.history for r in g.runs]} for g in comparison.groups],
                             curves)
-        figure = _embed(curves)
+        figure = embed_png(curves)
     best = best_groups(comparison)
     rows = []
     for i, g in enumerate(comparison.groups):
         rows.append({
             "label": g.label, "n": g.n,
-            "cells": [{"text": format_cell(g.mean[k], g.std[k], kind), "best": best.get(k) == i} for k, _, kind, _ in COLUMNS],
+            "cells": [{"text": format_cell(g.stats[k], kind), "best": best.get(k) == i} for k, _, kind, _ in COLUMNS],
             "runs": [{"name": r.name, "path": str(r.path.resolve()), "seed": r.seed, "hardware": r.hardware,
                       "report": str((r.path / "report.html").resolve()) if (r.path / "report.html").exists() else None,
-                      "cells": [format_cell(r.values[k], None, kind) for k, _, kind, _ in COLUMNS]}
+                      "cells": [format_cell(mean_std([r.values[k]]), kind) for k, _, kind, _ in COLUMNS]}
                      for r in g.runs],
             "settings": {k: _short_value(g.runs[0].config.get(k), 80) for k in comparison.differing},
         })

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..errors import ImgclfError
+from ..topk import top_indices
 
 
 def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Module]:
@@ -80,7 +81,7 @@ def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     wrong = np.flatnonzero(interp.y_pred != interp.y_true)
     right = np.flatnonzero(interp.y_pred == interp.y_true)
     # Wrong first (they are what people want explained), highest loss first; then a random sample of right ones.
-    wrong = wrong[np.argsort(-interp.losses[wrong], kind="stable")][:n_wrong]
+    wrong = wrong[top_indices(interp.losses[wrong], n_wrong)]
     right = rng.choice(right, min(len(right), n_correct + max(0, n_wrong - len(wrong))), replace=False)
     picked = [int(i) for i in np.concatenate([wrong, right])]
     images = decode_for_display([interp.paths[i] for i in picked], card.img_size, card.color, card.interpolation)

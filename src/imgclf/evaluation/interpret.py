@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImgclfError
-from ..io import read_csv, read_json
+from ..records import ClassScores, HistoryRow, MetricsRecord, RunDir, SkippedFile
+from ..topk import top_indices
 from .metrics import compute_metrics
 
 
@@ -35,47 +36,36 @@ class Interpretation:
     paths: list[str]
     y_true: np.ndarray  # (N,) int
     probs: np.ndarray  # (N, K) float
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_predictions(cls, path: str | os.PathLike, classes: Sequence[str]) -> "Interpretation":
         """Read predictions.csv: rows with a non-empty `error` column are skipped files, the rest predictions."""
         path = Path(path)
-        if not path.exists():
-            raise ImgclfError(
-                f"predictions must be an existing predictions.csv. Received: predictions={str(path)!r} "
-                "(run `imgclf evaluate RUN` to write it)"
-            )
-        rows = read_csv(path)
         classes = list(classes)
+        rows = RunDir(path.parent).read_predictions(classes, name=path.name)
         index = {c: i for i, c in enumerate(classes)}
-        columns = [f"p_{c}" for c in classes]
-        if rows and any(c not in rows[0] for c in columns):
-            missing = [c for c in columns if c not in rows[0]]
-            raise ImgclfError(f"predictions.csv must have a probability column per class. Received: {path} without {missing}")
         paths, labels, probs, skipped = [], [], [], []
         for row in rows:
-            if row.get("error"):
-                skipped.append({"path": row["path"], "reason": row["error"]})
+            if row.error:
+                skipped.append(SkippedFile(path=row.path, reason=row.error))
                 continue
-            if row["true"] not in index:
+            if row.true not in index:
                 raise ImgclfError(
                     f"predictions.csv true labels must be among the model's classes {classes}. "
-                    f"Received: true={row['true']!r} in {path}"
+                    f"Received: true={row.true!r} in {path}"
                 )
-            paths.append(row["path"])
-            labels.append(index[row["true"]])
-            probs.append([float(row[c]) for c in columns])
+            paths.append(row.path)
+            labels.append(index[row.true])
+            probs.append(row.probs)
         return cls(classes, paths, np.asarray(labels, dtype=np.int64),
                    np.asarray(probs, dtype=np.float64).reshape(len(paths), len(classes)), skipped)
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> "Interpretation":
-        from ..card import load_card
-
-        card = load_card(run_dir)
-        return cls.from_predictions(Path(run_dir) / "predictions.csv", card.classes)
+        run = RunDir(run_dir)
+        return cls.from_predictions(run.file("predictions.csv"), run.read_card().classes)
 
     # ------------------------------------------------------------------ derived, computed once
     @cached_property
@@ -90,7 +80,7 @@ class Interpretation:
         return -np.log(np.clip(self.probs[np.arange(len(self.y_true)), self.y_true], 1e-12, 1.0))
 
     @cached_property
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> MetricsRecord:
         """The same metrics as metrics.json (compute_metrics), recomputed from the stored predictions."""
         if not len(self.y_true):
             raise ImgclfError("predictions.csv must hold at least one prediction. Received: only skipped files")
@@ -98,11 +88,11 @@ class Interpretation:
 
     @property
     def confusion(self) -> np.ndarray:
-        return np.asarray(self.metrics["confusion"], dtype=np.int64)
+        return np.asarray(self.metrics.confusion, dtype=np.int64)
 
     @property
-    def per_class(self) -> dict[str, dict[str, float]]:
-        return self.metrics["per_class"]
+    def per_class(self) -> dict[str, ClassScores]:
+        return self.metrics.per_class
 
     def most_confused(self, top: int = 10, min_count: int = 1) -> list[ConfusedPair]:
         """Off-diagonal confusion cells, largest first (ties: higher rate first, then class order)."""
@@ -118,8 +108,7 @@ class Interpretation:
 
     def top_losses(self, k: int = 16) -> list[int]:
         """Indices of the k images with the highest loss (the model's most confident mistakes first)."""
-        order = np.argsort(-self.losses, kind="stable")
-        return [int(i) for i in order[:k]]
+        return top_indices(self.losses, k)
 
     def sample(self, n: int = 16, seed: int = 0) -> list[int]:
         """A seeded mix of right and wrong predictions: up to half wrong (all of them if fewer), the rest right."""
@@ -141,7 +130,8 @@ class Interpretation:
 
 
 # ---------------------------------------------------------------------- images for grids
-def decode_for_display(paths: Sequence[str], size: int, color: str, interpolation: str = "bilinear") -> dict[int, np.ndarray]:
+def decode_for_display(paths: Sequence[str], size: int, color: str,
+                       interpolation: str = "bilinear") -> dict[int, np.ndarray]:
     """{position: uint8 HWC} at the model's input size and colour mode; unreadable files are left out."""
     from ..data.decode import DecodeError, open_image
 
@@ -155,23 +145,6 @@ def decode_for_display(paths: Sequence[str], size: int, color: str, interpolatio
 
 
 # ---------------------------------------------------------------------- training history
-def read_history(run_dir: str | os.PathLike) -> list[dict[str, float]]:
-    """history.csv as floats (missing values -> nan); [] when the run has no history."""
-    path = Path(run_dir) / "history.csv"
-    if not path.exists():
-        return []
-    rows = []
-    for raw in read_csv(path):
-        row = {}
-        for key, value in raw.items():
-            try:
-                row[key] = float(value) if value not in ("", None) else math.nan
-            except ValueError:
-                row[key] = math.nan
-        rows.append(row)
-    return rows
-
-
 def overfitting_onset(train_loss: Sequence[float], val_loss: Sequence[float], patience: int = 3,
                       tolerance: float = 0.01) -> int | None:
     """The 1-based epoch where overfitting starts, or None.
@@ -215,33 +188,20 @@ def lr_changes(lrs: Sequence[float]) -> list[tuple[int, float, float]]:
 
 
 # ---------------------------------------------------------------------- run-level summary (for compare)
-def minority_recall(per_class: Mapping[str, Mapping[str, float]], minority: Sequence[str]) -> float | None:
-    """Mean recall over the minority classes that the evaluated split contains (None if there are none)."""
-    values = [float(per_class[c]["recall"]) for c in minority if c in per_class and per_class[c].get("support", 0) > 0]
+def mean_recall(per_class: Mapping[str, ClassScores], classes: Sequence[str]) -> float | None:
+    """Mean recall over those of `classes` (the minority ones, say) that the evaluated split contains; None if it
+    contains none of them. A class without test images has no recall, not a recall of 0."""
+    values = [per_class[c].recall for c in classes if c in per_class and per_class[c].support > 0]
     return float(np.mean(values)) if values else None
 
 
-def best_val_accuracy(history: Sequence[Mapping[str, float]], best_epoch: int | None) -> float | None:
+def best_val_accuracy(history: Sequence[HistoryRow], best_epoch: int | None) -> float | None:
     """Validation accuracy at the kept (best) epoch, else the last epoch's."""
-    rows = [r for r in history if math.isfinite(r.get("val_acc", math.nan))]
+    rows = [r for r in history if math.isfinite(r.value("val_acc"))]
     if not rows:
         return None
     if best_epoch is not None:
-        match = [r for r in rows if int(r["epoch"]) == int(best_epoch)]
+        match = [r for r in rows if r.epoch == int(best_epoch)]
         if match:
-            return float(match[0]["val_acc"])
-    return float(rows[-1]["val_acc"])
-
-
-def load_run_files(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The small JSON/YAML files of a run directory, each None when absent."""
-    from ..io import read_yaml
-
-    run_dir = Path(run_dir)
-
-    def maybe(name: str, reader):
-        p = run_dir / name
-        return reader(p) if p.exists() else None
-
-    return {"card": maybe("model.json", read_json), "metrics": maybe("metrics.json", read_json),
-            "dataset": maybe("dataset.json", read_json), "config": maybe("config.yaml", read_yaml)}
+            return match[0].value("val_acc")
+    return rows[-1].value("val_acc")

@@ -1,86 +1,38 @@
-"""One function per figure. Each takes data already read from a run's files and an output path, and writes a PNG
-atomically (rendered to memory, then temp file + rename), so a crash never leaves half a figure behind.
-
-Figures are built on `matplotlib.figure.Figure` rather than pyplot: no global state, no GUI backend, safe in
-threads and notebooks alike.
+"""One function per figure. Each takes data already read from a run's records and an output path, and writes a PNG
+through the plotting stack (`imgclf.plotting`: one style, Figure objects, atomic writes, no mathtext in user text).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write_bytes
-
-TRAIN_COLOR = "#2563eb"
-VAL_COLOR = "#ea580c"
-BEST_COLOR = "#16a34a"
-ONSET_COLOR = "#dc2626"
-WRONG_COLOR = "#dc2626"
-RIGHT_COLOR = "#166534"
-GREY = "#6b7280"
-MAX_PIXELS = 3200  # longest side of any figure, so a 100-class figure stays a sensible file
-
-_STYLE = {
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.25,
-    "grid.linewidth": 0.6,
-    "axes.titleweight": "bold",
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "font.size": 9.5,
-    "legend.frameon": False,
-    "figure.facecolor": "white",
-}
-
-
-@contextmanager
-def _style():
-    import matplotlib as mpl
-
-    with mpl.rc_context(_STYLE):
-        yield
-
-
-def _figure(width: float, height: float, layout: str | None = "constrained"):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout=layout)
-
-
-def _save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    path = Path(path)
-    width, height = fig.get_size_inches()
-    dpi = int(min(dpi, MAX_PIXELS / max(width, height)))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def _short(name: str, limit: int = 18) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value) if value not in ("", None) else math.nan
-    except (TypeError, ValueError):
-        return math.nan
+from ..plotting import (
+    BEST_COLOR,
+    GREY,
+    MAX_PIXELS,  # noqa: F401  (re-exported: the cap every figure here respects)
+    ONSET_COLOR,
+    RIGHT_COLOR,
+    TRAIN_COLOR,
+    VAL_COLOR,
+    WRONG_COLOR,
+    new_figure,
+    plain_log_scale,
+    save_figure,
+    short,
+    style,
+)
+from ..records import AverageScores, ClassScores, HistoryRow
+from ..stats import mean_std
 
 
 # ---------------------------------------------------------------------------------------- training curves
-def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike, best_epoch: int | None = None,
+def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike, best_epoch: int | None = None,
                          onset: int | None = None) -> Path:
     """Accuracy and loss per epoch, train vs validation, from history.csv rows.
 
@@ -91,13 +43,14 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | os.Pa
     """
     from .interpret import lr_changes
 
-    epochs = np.array([_float(r.get("epoch")) for r in history])
-    col = {k: np.array([_float(r.get(k)) for r in history]) for k in ("acc", "val_acc", "loss", "val_loss", "lr", "frozen")}
-    with _style():
-        fig = _figure(12, 4.4)
+    epochs = np.array([r.epoch for r in history], dtype=np.float64)
+    col = {k: np.array([r.value(k) for r in history]) for k in ("acc", "val_acc", "loss", "val_loss", "lr", "frozen")}
+    with style():
+        fig = new_figure(12, 4.4)
         axes = fig.subplots(1, 2)
         marker = "o" if len(epochs) <= 40 else None
-        for ax, (train_key, val_key, title) in zip(axes, (("acc", "val_acc", "Accuracy"), ("loss", "val_loss", "Loss"))):
+        panels = (("acc", "val_acc", "Accuracy"), ("loss", "val_loss", "Loss"))
+        for ax, (train_key, val_key, title) in zip(axes, panels):
             for key, color, label in ((train_key, TRAIN_COLOR, "train"), (val_key, VAL_COLOR, "validation")):
                 y = col[key]
                 if np.isfinite(y).any():
@@ -148,12 +101,12 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | os.Pa
             lr_ax.grid(False)
             lr_ax.spines["right"].set_visible(True)
             if np.nanmin(col["lr"]) > 0 and np.nanmax(col["lr"]) / np.nanmin(col["lr"]) > 20:
-                lr_ax.set_yscale("log")
+                plain_log_scale(lr_ax, "y")
             h2, l2 = lr_ax.get_legend_handles_labels()
             handles += h2
             labels += l2
         fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)))
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- confusion matrix
@@ -171,8 +124,8 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
     side = float(np.clip(0.42 * k + 3.0, 5.0, 28.0))
     tick_font = float(np.clip(11 - k / 9, 6, 10))
     cell_font = float(np.clip(13 - k / 2.5, 6.5, 11))
-    with _style():
-        fig = _figure(side + 1.2, side)
+    with style():
+        fig = new_figure(side + 1.2, side)
         ax = fig.subplots()
         ax.grid(False)
         vmax = 1.0 if normalize else max(values.max(), 1)
@@ -183,8 +136,8 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
         im = ax.imshow(values, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
         cbar = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
         cbar.ax.tick_params(labelsize=max(tick_font, 7))
-        ax.set_xticks(range(k), [_short(c) for c in classes], rotation=90 if k > 6 else 0, fontsize=tick_font)
-        ax.set_yticks(range(k), [_short(c) for c in classes], fontsize=tick_font)
+        ax.set_xticks(range(k), [short(c) for c in classes], rotation=90 if k > 6 else 0, fontsize=tick_font)
+        ax.set_yticks(range(k), [short(c) for c in classes], fontsize=tick_font)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         title = ("Confusion matrix, normalised per true class (diagonal = recall)" if normalize
@@ -202,12 +155,12 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
                         text = f"{int(v)}"
                     color = "white" if v > 0.55 * vmax else ("#9ca3af" if v == 0 else "#111827")
                     ax.text(p, t, text, ha="center", va="center", fontsize=cell_font, color=color)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- per-class bars
-def plot_per_class_metrics(per_class: Mapping[str, Mapping[str, float]], path: str | os.PathLike,
-                           macro: Mapping[str, float] | None = None) -> Path:
+def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.PathLike,
+                           macro: AverageScores | None = None) -> Path:
     """Precision, recall and F1 per class (horizontal bars, classes top to bottom), support written beside.
 
     Above 30 classes the bars become dots on one line per class so 100 classes still fit on a page.
@@ -218,12 +171,12 @@ def plot_per_class_metrics(per_class: Mapping[str, Mapping[str, float]], path: s
     names = {"precision": "precision", "recall": "recall", "f1": "F1"}
     dots = k > 30
     height = float(np.clip((0.22 if dots else 0.55) * k + 1.6, 3.0, 40.0))
-    with _style():
-        fig = _figure(8.5, height)
+    with style():
+        fig = new_figure(8.5, height)
         ax = fig.subplots()
         y = np.arange(k)
         for j, (name, color) in enumerate(metrics):
-            values = [float(per_class[c][name]) for c in classes]
+            values = [float(getattr(per_class[c], name)) for c in classes]
             if dots:
                 ax.scatter(values, y, s=18, color=color, label=names[name], zorder=3)
             else:
@@ -235,19 +188,19 @@ def plot_per_class_metrics(per_class: Mapping[str, Mapping[str, float]], path: s
             for yi in y:
                 ax.axhline(yi, color="#e5e7eb", linewidth=0.6, zorder=1)
         if macro:
-            ax.axvline(float(macro.get("f1-score", macro.get("f1", np.nan))), color="#047857", linestyle="--",
+            ax.axvline(macro.f1, color="#047857", linestyle="--",
                        linewidth=1.2, label="macro F1")
-        ax.set_yticks(y, [_short(c, 22) for c in classes], fontsize=float(np.clip(11 - k / 12, 5.5, 9.5)))
+        ax.set_yticks(y, [short(c, 22) for c in classes], fontsize=float(np.clip(11 - k / 12, 5.5, 9.5)))
         ax.set_ylim(k - 0.5, -0.5)  # first class on top, no empty margins
         ax.set_xlim(0, 1.0)
         ax.set_xlabel("score")
         ax.grid(axis="y", visible=False)
         for yi, c in zip(y, classes):
-            ax.annotate(f"n={int(per_class[c]['support'])}", (1.0, yi), xytext=(6, 0), textcoords="offset points",
+            ax.annotate(f"n={per_class[c].support}", (1.0, yi), xytext=(6, 0), textcoords="offset points",
                         va="center", fontsize=float(np.clip(10 - k / 12, 5.5, 9)), color=GREY, annotation_clip=False)
         ax.set_title("Per-class precision, recall and F1 (n = support)")
         fig.legend(loc="outside lower center", ncol=4)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- ROC and PR
@@ -286,20 +239,21 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
     onehot = _one_hot(y, k)
     grid = np.linspace(0, 1, 501)
     tprs, aucs = [], {}
-    with _style():
-        fig = _figure(7.2, 6.4)
+    with style():
+        fig = new_figure(7.2, 6.4)
         ax = fig.subplots()
-        style = _curve_style(k)
+        curve_kwargs = _curve_style(k)
         for i, c in enumerate(classes):
             if not (0 < onehot[:, i].sum() < len(y)):
                 continue  # ROC needs both positives and negatives
             fpr, tpr, _ = roc_curve(onehot[:, i], probs[:, i])
             aucs[c] = auc(fpr, tpr)
             tprs.append(np.interp(grid, fpr, tpr))
-            ax.plot(fpr, tpr, label=f"{_short(c)} (AUC {aucs[c]:.3f})" if k <= 10 else None, **style)
+            ax.plot(fpr, tpr, label=f"{short(c)} (AUC {aucs[c]:.3f})" if k <= 10 else None, **curve_kwargs)
         if tprs:
             fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
-            ax.plot(fpr, tpr, color="#111827", linestyle="--", linewidth=2.2, label=f"micro-average (AUC {auc(fpr, tpr):.3f})")
+            ax.plot(fpr, tpr, color="#111827", linestyle="--", linewidth=2.2,
+                    label=f"micro-average (AUC {auc(fpr, tpr):.3f})")
             mean_tpr = np.mean(tprs, axis=0)
             mean_tpr[0] = 0.0
             ax.plot(grid, mean_tpr, color="#7c3aed", linestyle=":", linewidth=2.6,
@@ -316,11 +270,11 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
         title = "ROC curves, one class vs rest"
         if k > 10 and aucs:
             worst = min(aucs, key=aucs.get)
-            title += f"\n{len(aucs)} classes in grey; lowest AUC: {_short(worst)} ({aucs[worst]:.3f})"
+            title += f"\n{len(aucs)} classes in grey; lowest AUC: {short(worst)} ({aucs[worst]:.3f})"
         ax.set_title(title)
         ax.set_aspect("equal")
         ax.legend(loc="lower right", fontsize=8.5)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def _pr_floor(recall: np.ndarray, precision: np.ndarray, start: float = 0.7) -> float:
@@ -341,17 +295,18 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
     probs = np.asarray(probs, dtype=np.float64)
     k = len(classes)
     onehot = _one_hot(y, k)
-    with _style():
-        fig = _figure(7.2, 6.4)
+    with style():
+        fig = new_figure(7.2, 6.4)
         ax = fig.subplots()
-        style = _curve_style(k)
+        curve_kwargs = _curve_style(k)
         aps = {}
         for i, c in enumerate(classes):
             if not onehot[:, i].any():
                 continue
             precision, recall, _ = precision_recall_curve(onehot[:, i], probs[:, i])
             aps[c] = average_precision_score(onehot[:, i], probs[:, i])
-            ax.step(recall, precision, where="post", label=f"{_short(c)} (AP {aps[c]:.3f})" if k <= 10 else None, **style)
+            ax.step(recall, precision, where="post", label=f"{short(c)} (AP {aps[c]:.3f})" if k <= 10 else None,
+                    **curve_kwargs)
         if aps:
             precision, recall, _ = precision_recall_curve(onehot.ravel(), probs.ravel())
             ap = average_precision_score(onehot.ravel(), probs.ravel())
@@ -367,10 +322,10 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
         title = "Precision-recall curves"
         if k > 10 and aps:
             worst = min(aps, key=aps.get)
-            title += f"\n{len(aps)} classes in grey; lowest AP: {_short(worst)} ({aps[worst]:.3f})"
+            title += f"\n{len(aps)} classes in grey; lowest AP: {short(worst)} ({aps[worst]:.3f})"
         ax.set_title(title)
         ax.legend(loc="lower left", fontsize=8.5)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- calibration
@@ -381,8 +336,8 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
     y = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     ece, table = expected_calibration_error(probs, y, bins)
-    with _style():
-        fig = _figure(6.2, 6.6)
+    with style():
+        fig = new_figure(6.2, 6.6)
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
         width = 1.0 / bins
         centers = np.array([(b["lo"] + b["hi"]) / 2 for b in table])
@@ -412,7 +367,7 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
         bottom.margins(y=0.25)
         bottom.set_ylabel("images")
         bottom.set_xlabel("confidence (top-class probability)")
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- image grids
@@ -452,7 +407,7 @@ def _cell_axes(n: int, max_cols: int, images_per_cell: int = 1, img_in: float = 
     cell_h = caption_in + images_per_cell * img_in + (images_per_cell - 1) * 0.04
     width = cols * (img_in + pad_in) + pad_in
     height = title_in + rows * (cell_h + pad_in) + pad_in
-    fig = _figure(width, height, layout=None)
+    fig = new_figure(width, height, layout=None)
     cells = []
     for i in range(n):
         r, c = divmod(i, cols)
@@ -467,7 +422,7 @@ def _cell_axes(n: int, max_cols: int, images_per_cell: int = 1, img_in: float = 
 
 
 def _caption(s: Mapping[str, Any], show_loss: bool = False) -> str:
-    text = f"True: {_short(s['true'], 14)}\nPred: {_short(s['pred'], 14)} ({s['prob']:.2f})"
+    text = f"True: {short(s['true'], 14)}\nPred: {short(s['pred'], 14)} ({s['prob']:.2f})"
     return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
 
 
@@ -481,7 +436,7 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
 
     Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}.
     """
-    with _style():
+    with style():
         fig, cells = _cell_axes(max(len(samples), 1), max_cols, caption_in=0.62 if show_loss else 0.5)
         for (ax,), s in zip(cells, samples):
             _show(ax, s["image"])
@@ -498,7 +453,7 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
         fig.suptitle(f"{title} — {n_wrong} wrong (red frame), {len(samples) - n_wrong} right{drawn}",
                      fontweight="bold", fontsize=11,
                      y=1 - 0.12 / fig.get_figheight())
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_top_losses(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
@@ -512,7 +467,7 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
 
     Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}.
     """
-    with _style():
+    with style():
         fig, cells = _cell_axes(max(len(samples), 1), max_cols, images_per_cell=2, caption_in=0.62)
         for (top, bottom), s in zip(cells, samples):
             wrong = _is_wrong(s)
@@ -529,9 +484,10 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
         if not samples:
             for ax in cells[0]:
                 ax.axis("off")
-        fig.suptitle("Grad-CAM: where the model looked for its predicted class" + (f" (layer {layer})" if layer else ""),
+        fig.suptitle("Grad-CAM: where the model looked for its predicted class"
+                     + (f" (layer {layer})" if layer else ""),
                      fontweight="bold", fontsize=11, y=1 - 0.12 / fig.get_figheight())
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- data set figures
@@ -542,8 +498,11 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
     k, s = len(classes), max(len(splits), 1)
     palette = ["#2563eb", "#f59e0b", "#10b981", "#a855f7", "#64748b"]
     horizontal = k > 20
-    with _style():
-        fig = _figure(8.5, float(np.clip(0.3 * k + 1.8, 3.5, 36))) if horizontal else _figure(float(np.clip(0.7 * k + 3, 6, 16)), 4.8)
+    with style():
+        if horizontal:
+            fig = new_figure(8.5, float(np.clip(0.3 * k + 1.8, 3.5, 36)))
+        else:
+            fig = new_figure(float(np.clip(0.7 * k + 3, 6, 16)), 4.8)
         ax = fig.subplots()
         pos = np.arange(k)
         width = 0.8 / s
@@ -554,7 +513,7 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
                                                        label=f"{split} ({sum(values)})", zorder=3)
             if k * s <= 45:
                 ax.bar_label(bars, fontsize=7.5, padding=2, color="#374151")
-        labels = [_short(c, 22) for c in classes]
+        labels = [short(c, 22) for c in classes]
         if horizontal:
             ax.set_yticks(pos, labels, fontsize=float(np.clip(11 - k / 12, 5.5, 9)))
             ax.set_ylim(k - 0.5, -0.5)
@@ -568,23 +527,23 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
             ax.margins(y=0.12)
         ax.set_title("Images per class and split" if s > 1 else "Images per class")
         fig.legend(loc="outside lower center", ncol=len(splits), fontsize=8.5)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
-def plot_class_samples(samples: Mapping[str, str], path: str | os.PathLike, max_side: int = 160) -> Path:
+def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_side: int = 160) -> Path:
     """One example image per class ({class: image path}), at its own aspect ratio; unreadable ones are marked."""
     from PIL import Image
 
     from ..data.decode import DecodeError, open_image
 
-    names = list(samples)
-    with _style():
+    names = list(paths)
+    with style():
         fig, cells = _cell_axes(max(len(names), 1), 10, img_in=1.5, caption_in=0.3)
         if not names:
             cells[0][0].axis("off")
         for (ax,), name in zip(cells, names):
             try:
-                arr = open_image(samples[name], None, "rgb")
+                arr = open_image(paths[name], None, "rgb")
                 img = Image.fromarray(arr)
                 img.thumbnail((max_side, max_side))
                 _show(ax, np.asarray(img))
@@ -593,28 +552,28 @@ def plot_class_samples(samples: Mapping[str, str], path: str | os.PathLike, max_
                 ax.axis("off")
                 ax.text(0.5, 0.5, f"unreadable:\n{exc}", ha="center", va="center", fontsize=7, color=WRONG_COLOR,
                         wrap=True)
-            ax.set_title(_short(name, 20), fontsize=9, pad=4)
+            ax.set_title(short(name, 20), fontsize=9, pad=4)
         fig.suptitle("One sample image per class", fontweight="bold", fontsize=11, y=1 - 0.12 / fig.get_figheight())
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- run comparison
 def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Validation accuracy and loss of several runs overlaid, one colour per group.
 
-    Each group: {"label": str, "histories": [history rows of each run]}. A group of several seeds is drawn as
+    Each group: {"label": str, "histories": [the HistoryRow list of each run]}. A group of several seeds is drawn as
     its mean with a ±1 std band (where at least two runs reached that epoch) over thin lines of the runs.
     """
     from matplotlib import colormaps
 
     palette = colormaps["tab10"].colors if len(groups) <= 10 else colormaps["tab20"].colors
-    with _style():
-        fig = _figure(12, 4.6)
+    with style():
+        fig = new_figure(12, 4.6)
         axes = fig.subplots(1, 2)
         for g, group in enumerate(groups):
             color = palette[g % len(palette)]
             for ax, key in zip(axes, ("val_acc", "val_loss")):
-                series = [(np.array([_float(r.get("epoch")) for r in h]), np.array([_float(r.get(key)) for r in h]))
+                series = [(np.array([r.epoch for r in h], dtype=np.float64), np.array([r.value(key) for r in h]))
                           for h in group["histories"]]
                 series = [(e[np.isfinite(v)], v[np.isfinite(v)]) for e, v in series]
                 series = [(e, v) for e, v in series if len(v)]
@@ -633,13 +592,12 @@ def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.Path
                 stack = np.full((n, len(epochs)), np.nan)
                 for i, (e, v) in enumerate(series):
                     stack[i, np.searchsorted(epochs, e)] = v
-                count = np.isfinite(stack).sum(0)
-                mean = np.nanmean(stack, axis=0)
-                with warnings.catch_warnings():  # epochs only one run reached: no std, and numpy says so
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    std = np.where(count > 1, np.nanstd(stack, axis=0, ddof=1), np.nan)
+                stats = [mean_std(column) for column in stack.T]
+                mean = np.array([st.mean for st in stats], dtype=np.float64)
+                # epochs only one run reached: no std there, so no band
+                std = np.array([np.nan if st.std is None else st.std for st in stats])
                 ax.plot(epochs, mean, color=color, linewidth=2.1, label=label)
-                band = count > 1
+                band = np.isfinite(std)
                 ax.fill_between(epochs[band], (mean - std)[band], (mean + std)[band], color=color, alpha=0.18, lw=0)
         for ax, title in zip(axes, ("Validation accuracy", "Validation loss")):
             ax.set_title(title)
@@ -650,4 +608,4 @@ def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.Path
             handles, labels = axes[0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8.5)
-        return _save(fig, path)
+        return save_figure(fig, path)

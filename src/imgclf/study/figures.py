@@ -1,130 +1,136 @@
-"""The imbalance study's figures (matplotlib), one function per figure, each drawn from study.json alone."""
+"""The imbalance study's figures, one function per figure, each drawn from study.json alone, on the same plotting
+stack as every other figure (`imgclf.plotting`: one style, Figure objects, atomic writes)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from ..plotting import GREY, TRAIN_COLOR, VAL_COLOR, WRONG_COLOR, new_figure, plain_log_scale, save_figure, style
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-METRICS = (("accuracy", "test accuracy"), ("macro_recall", "macro recall"), ("minority_recall", "minority-class mean recall"))
-MINORITY_COLOR = "#c0392b"
-MAJORITY_COLOR = "#2c6fbb"
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+METRICS = (("accuracy", "test accuracy"), ("macro_recall", "macro recall"),
+           ("minority_recall", "minority-class mean recall"))
+MINORITY_COLOR = WRONG_COLOR
+MAJORITY_COLOR = TRAIN_COLOR
 
 
 def _rho_axis(ax: Any, rhos: list[float]) -> None:
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(rhos)
-    ax.set_xticklabels([f"{r:g}:1" for r in rhos])
+    plain_log_scale(ax, "x", base=2)
+    ax.set_xticks(rhos, [f"{r:g}:1" for r in rhos])
     ax.minorticks_off()
     ax.set_xlabel("imbalance ratio rho")
 
 
-def plot_metrics_vs_rho(study: dict[str, Any], path: Path) -> Path:
+def plot_metrics_vs_rho(study: dict[str, Any], path: str | os.PathLike) -> Path:
     """Accuracy next to macro recall and minority recall, per ratio and configuration (mean +- std over seeds)."""
     rhos = sorted({row["rho"] for row in study["summary"]})
     configs = list(study["configs"])
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6), sharey=True)
-    for ax, (key, title) in zip(axes, METRICS):
-        for i, config in enumerate(configs):
-            rows = [r for r in study["summary"] if r["config"] == config and r[key]["mean"] is not None]
-            if not rows:
-                continue
-            xs = [r["rho"] * (1 + 0.04 * (i - (len(configs) - 1) / 2)) for r in rows]  # dodge overlapping bars
-            ys = [r[key]["mean"] for r in rows]
-            err = [r[key]["std"] or 0.0 for r in rows]
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config, linestyle="-" if len(rows) > 1 else "none")
-        _rho_axis(ax, rhos)
-        ax.set_title(title)
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean over seeds (bars: std)")
-    axes[-1].legend(title="configuration", fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    return _save(fig, path)
+    with style():
+        fig = new_figure(4.2 * len(METRICS) + 1.6, 3.8)
+        axes = fig.subplots(1, len(METRICS), sharey=True)
+        for ax, (key, title) in zip(axes, METRICS):
+            for i, config in enumerate(configs):
+                rows = [r for r in study["summary"] if r["config"] == config and r[key]["mean"] is not None]
+                if not rows:
+                    continue
+                xs = [r["rho"] * (1 + 0.04 * (i - (len(configs) - 1) / 2)) for r in rows]  # dodge overlapping bars
+                ys = [r[key]["mean"] for r in rows]
+                err = [r[key]["std"] or 0.0 for r in rows]
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config,
+                            linestyle="-" if len(rows) > 1 else "none")
+            _rho_axis(ax, rhos)
+            ax.set_title(title)
+            ax.set_ylim(-0.02, 1.02)
+        axes[0].set_ylabel("mean over seeds (bars: std)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, title="configuration", fontsize=8, loc="outside right center")
+        return save_figure(fig, path)
 
 
-def plot_class_recall(study: dict[str, Any], config: str, path: Path) -> Path:
+def plot_class_recall(study: dict[str, Any], config: str, path: str | os.PathLike) -> Path:
     """Per-class test recall against the ratio for one configuration: minority classes dashed red."""
     table = study["table"].get(config, {})
     rhos = sorted(float(r) for r in table)
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for cls in study["classes"]:
-        minority = cls in study["minority"]
-        ys = [table[f"{r:g}"][cls]["recall"] for r in rhos]
-        ax.plot(rhos, ys, marker="o", color=MINORITY_COLOR if minority else MAJORITY_COLOR,
-                linestyle="--" if minority else "-", alpha=0.85, label=f"{cls}{' (minority)' if minority else ''}")
-    _rho_axis(ax, rhos)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("test recall (mean over seeds)")
-    ax.set_title(f"per-class recall, configuration {config}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path)
+    with style():
+        fig = new_figure(8.0, 3.9)
+        ax = fig.subplots()
+        for cls in study["classes"]:
+            minority = cls in study["minority"]
+            ys = [table[f"{r:g}"][cls]["recall"] for r in rhos]
+            ax.plot(rhos, ys, marker="o", color=MINORITY_COLOR if minority else MAJORITY_COLOR,
+                    linestyle="--" if minority else "-", alpha=0.85, label=f"{cls}{' (minority)' if minority else ''}")
+        _rho_axis(ax, rhos)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("test recall (mean over seeds)")
+        ax.set_title(f"per-class recall, configuration {config}")
+        fig.legend(fontsize=7, ncol=2 if len(study["classes"]) > 12 else 1, loc="outside right center")
+        return save_figure(fig, path)
 
 
-def plot_curves(study: dict[str, Any], config: str, path: Path) -> Path:
+def plot_curves(study: dict[str, Any], config: str, path: str | os.PathLike) -> Path:
     """Train and validation accuracy and loss per epoch, one column per ratio; every seed one thin line,
     the overfitting onset (validation loss rising while training loss falls) marked with a dotted line."""
     runs = [r for r in study["runs"] if r["config"] == config and r["finished"]]
     rhos = sorted({r["rho"] for r in runs})
-    fig, axes = plt.subplots(2, len(rhos), figsize=(3.3 * len(rhos) + 0.6, 5.2), squeeze=False, sharex="col")
-    onset_labelled = False
-    for j, rho in enumerate(rhos):
-        for run in (r for r in runs if r["rho"] == rho):
-            c = run["curves"]
-            epochs = list(range(1, len(c["acc"]) + 1))
-            marker = "o" if len(epochs) < 3 else None  # a one-epoch curve is a point
-            first = run["seed"] == min(r["seed"] for r in runs if r["rho"] == rho)
-            for i, (train_key, val_key) in enumerate((("acc", "val_acc"), ("loss", "val_loss"))):
-                ax = axes[i][j]
-                ax.plot(epochs, c[train_key], color=MAJORITY_COLOR, lw=1, marker=marker, ms=3, label="train" if first else None)
-                ax.plot(epochs, c[val_key], color=MINORITY_COLOR, lw=1, ls="--", marker=marker, ms=3, label="validation" if first else None)
-                if run["overfitting_onset"]:
-                    ax.axvline(run["overfitting_onset"], color="grey", ls=":", lw=1,
-                               label=None if onset_labelled or i == 0 else "overfitting onset")
-                    onset_labelled |= i == 1
-        axes[0][j].set_title(f"rho {rho:g}:1")
-        axes[0][j].set_ylim(0, 1.02)
-        axes[1][j].set_xlabel("epoch")
-        for i in range(2):
-            axes[i][j].grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
-    axes[1][0].set_ylabel("loss")
-    handles = {label: h for ax in axes[1] for h, label in zip(*ax.get_legend_handles_labels())}
-    axes[1][-1].legend(handles.values(), handles.keys(), fontsize=7)
-    fig.suptitle(f"training curves, configuration {config} (one line per seed)", fontsize=10)
-    return _save(fig, path)
+    with style():
+        fig = new_figure(3.3 * len(rhos) + 0.8, 5.6)
+        axes = fig.subplots(2, len(rhos), squeeze=False, sharex="col")
+        onset_labelled = False
+        for j, rho in enumerate(rhos):
+            for run in (r for r in runs if r["rho"] == rho):
+                c = run["curves"]
+                epochs = list(range(1, len(c["acc"]) + 1))
+                marker = "o" if len(epochs) < 3 else None  # a one-epoch curve is a point
+                first = run["seed"] == min(r["seed"] for r in runs if r["rho"] == rho)
+                for i, (train_key, val_key) in enumerate((("acc", "val_acc"), ("loss", "val_loss"))):
+                    ax = axes[i][j]
+                    ax.plot(epochs, _nan(c[train_key]), color=TRAIN_COLOR, lw=1, marker=marker, ms=3,
+                            label="train" if first else None)
+                    ax.plot(epochs, _nan(c[val_key]), color=VAL_COLOR, lw=1, ls="--", marker=marker, ms=3,
+                            label="validation" if first else None)
+                    if run["overfitting_onset"]:
+                        ax.axvline(run["overfitting_onset"], color=GREY, ls=":", lw=1,
+                                   label=None if onset_labelled or i == 0 else "overfitting onset")
+                        onset_labelled |= i == 1
+            axes[0][j].set_title(f"rho {rho:g}:1")
+            axes[0][j].set_ylim(0, 1.02)
+            axes[1][j].set_xlabel("epoch")
+        axes[0][0].set_ylabel("accuracy")
+        axes[1][0].set_ylabel("loss")
+        handles = {label: h for ax in axes[1] for h, label in zip(*ax.get_legend_handles_labels())}
+        if handles:
+            fig.legend(handles.values(), handles.keys(), fontsize=8, loc="outside lower center", ncol=len(handles))
+        fig.suptitle(f"training curves, configuration {config} (one line per seed)", fontsize=10)
+        return save_figure(fig, path)
 
 
-def plot_class_recall_by_config(study: dict[str, Any], rho: float, path: Path) -> Path:
+def _nan(values: list[float | None]) -> list[float]:
+    """study.json stores a missing value as null; matplotlib wants NaN (a gap in the line)."""
+    return [float("nan") if v is None else v for v in values]
+
+
+def plot_class_recall_by_config(study: dict[str, Any], rho: float, path: str | os.PathLike) -> Path:
     """Per-class test recall at one ratio, one bar per configuration: which classes a corrective brings back."""
     configs = [c for c in study["configs"] if f"{rho:g}" in study["table"].get(c, {})]
     classes = study["minority"] + study["majority"]
     width = 0.8 / len(configs)
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.75 * len(classes) + 1.5), 3.8))
-    for i, config in enumerate(configs):
-        cells = study["table"][config][f"{rho:g}"]
-        xs = [k + (i - (len(configs) - 1) / 2) * width for k in range(len(classes))]
-        ax.bar(xs, [cells[c]["recall"] for c in classes], width, label=config)
-    ax.set_xticks(range(len(classes)))
-    ax.set_xticklabels(classes, rotation=30, ha="right")
-    for tick, cls in zip(ax.get_xticklabels(), classes):
-        if cls in study["minority"]:
-            tick.set_color(MINORITY_COLOR)
-    ax.axvline(len(study["minority"]) - 0.5, color="grey", lw=1, ls=":")
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("test recall (mean over seeds)")
-    ax.set_title(f"per-class recall at rho {rho:g}:1 by configuration (minority classes in red, left)")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path)
+    with style():
+        fig = new_figure(max(7.6, 0.75 * len(classes) + 2.7), 4.2)
+        ax = fig.subplots()
+        for i, config in enumerate(configs):
+            cells = study["table"][config][f"{rho:g}"]
+            xs = [k + (i - (len(configs) - 1) / 2) * width for k in range(len(classes))]
+            ax.bar(xs, [cells[c]["recall"] for c in classes], width, label=config, zorder=3)
+        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+        for tick, cls in zip(ax.get_xticklabels(), classes):
+            if cls in study["minority"]:
+                tick.set_color(MINORITY_COLOR)
+        ax.axvline(len(study["minority"]) - 0.5, color=GREY, lw=1, ls=":")
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("test recall (mean over seeds)")
+        ax.set_title(f"per-class recall at rho {rho:g}:1 by configuration (minority classes in red, left)")
+        ax.grid(axis="x", visible=False)
+        fig.legend(fontsize=8, loc="outside right center")
+        return save_figure(fig, path)

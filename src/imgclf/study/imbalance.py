@@ -29,6 +29,8 @@ import numpy as np
 
 from ..errors import ImgclfError, invalid
 from ..io import read_json, write_json
+from ..records import RunDir
+from ..stats import mean_std
 
 S4_RHOS = (1.0, 3.0, 7.0, 15.0)
 S4_CONFIGS = ("none", "reg", "reg+bn")
@@ -53,7 +55,7 @@ STUDY_MODEL_ARGS = tuple(_BASE_MODEL)
 STUDY_FILE = "study.json"
 
 
-def resolve_config(name: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def configuration_settings(name: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A configuration name -> (training settings, model_args) for `model`.
 
     Model arguments a token needs (dropout for reg, batch_norm for bn) must exist on the model; the "off"
@@ -77,7 +79,8 @@ def resolve_config(name: str, model: str) -> tuple[dict[str, Any], dict[str, Any
     args = get_model_info(model).arg_names
     missing = sorted(k for k in wanted if k not in args)
     if missing:
-        raise ImgclfError(f"configs entry {name!r} needs a model with the argument(s) {missing}. Received: model={model!r}, "
+        raise ImgclfError(f"configs entry {name!r} needs a model with the argument(s) {missing}. "
+                          f"Received: model={model!r}, "
                           f"whose arguments are {args or 'none'}; use caltech_cnn (S4's CNN) or drop the entry")
     model_args = {k: v for k, v in {**_BASE_MODEL, **wanted}.items() if k in args}
     return train, model_args
@@ -128,18 +131,21 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     `run_reports=False` skips each run's own report.html (it can cost more than a tiny run's training);
     `imgclf report RUN` can still write one later.
     """
-    from ..config import make_config
+    from ..config import make_config, parse_mapping
     from ..data.subset import build_subset, plan_subset
-    from ..train.fit import fit
+    from ..pipeline import fit
 
     log = log or (lambda message: None)
     out = Path(out)
     overrides = dict(overrides or {})
+    if isinstance(overrides.get("model_args"), str):  # as the CLI passes it: "width=4"; study.json stores a mapping
+        overrides["model_args"] = parse_mapping("model_args", overrides["model_args"])
     _check_overrides(overrides)
     rhos = _parse_rhos(rhos)
     if not configs:
-        raise ImgclfError(f"configs must name at least one configuration such as none,reg,reg+bn. Received: configs={list(configs)}")
-    settings = {c: resolve_config(c, model) for c in configs}
+        raise ImgclfError("configs must name at least one configuration such as none,reg,reg+bn. "
+                          f"Received: configs={list(configs)}")
+    settings = {c: configuration_settings(c, model) for c in configs}
     seeds = [int(s) for s in seeds]
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise ImgclfError(f"seeds must be distinct integers >= 0 such as 0,1,2. Received: seeds={list(seeds)}")
@@ -210,30 +216,30 @@ def _run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, se
 # Reading the grid back from the run directories
 # ---------------------------------------------------------------------------------------------------
 def read_cell(run_dir: Path, minority: Sequence[str]) -> dict[str, Any] | None:
-    """One finished run's numbers, or None while it has no metrics.json."""
-    from ..evaluation.interpret import minority_recall, overfitting_onset, read_history
+    """One finished run's numbers (plain values, for study.json), or None while it has no metrics.json."""
+    from ..evaluation.interpret import mean_recall, overfitting_onset
 
-    if not (run_dir / "metrics.json").exists():
+    run = RunDir(run_dir)
+    if not run.has("metrics.json"):
         return None
-    metrics = read_json(run_dir / "metrics.json")
-    card = read_json(run_dir / "model.json") if (run_dir / "model.json").exists() else {}
-    history = read_history(run_dir)
-    per_class = metrics["per_class"]
+    metrics = run.read_metrics()
+    training = run.read_card().training if run.has("model.json") else None
+    history = run.read_history()
+    per_class = metrics.per_class
     majority = [c for c in per_class if c not in minority]
-    curves = {key: [r.get(key, math.nan) for r in history] for key in ("loss", "acc", "val_loss", "val_acc")}
-    training = card.get("training", {})
+    curves = {key: [r.value(key) for r in history] for key in ("loss", "acc", "val_loss", "val_acc")}
     return {
-        "accuracy": float(metrics["accuracy"]),
-        "macro_recall": float(metrics["macro"]["recall"]),
-        "minority_recall": minority_recall(per_class, minority),
-        "majority_recall": minority_recall(per_class, majority),
-        "worst_class": metrics.get("worst_class"),
-        "test_images": int(metrics.get("count", sum(v["support"] for v in per_class.values()))),
-        "per_class": {c: {"precision": v["precision"], "recall": v["recall"], "support": v["support"]}
+        "accuracy": metrics.accuracy,
+        "macro_recall": metrics.macro.recall,
+        "minority_recall": mean_recall(per_class, minority),
+        "majority_recall": mean_recall(per_class, majority),
+        "worst_class": metrics.worst_class.model_dump() if metrics.worst_class else None,
+        "test_images": metrics.count,
+        "per_class": {c: {"precision": v.precision, "recall": v.recall, "support": v.support}
                       for c, v in per_class.items()},
         "epochs": len(history),
-        "best_epoch": training.get("best_epoch"),
-        "train_seconds": training.get("train_seconds"),
+        "best_epoch": training.best_epoch if training else None,
+        "train_seconds": training.train_seconds if training else None,
         "final_train_acc": _last(curves["acc"]),
         "final_val_acc": _last(curves["val_acc"]),
         "overfitting_onset": overfitting_onset(curves["loss"], curves["val_loss"]),
@@ -244,14 +250,6 @@ def read_cell(run_dir: Path, minority: Sequence[str]) -> dict[str, Any] | None:
 def _last(values: list[float]) -> float | None:
     finite = [v for v in values if math.isfinite(v)]
     return finite[-1] if finite else None
-
-
-def _mean_std(values: list[float | None]) -> dict[str, Any]:
-    xs = [float(v) for v in values if v is not None]
-    if not xs:
-        return {"mean": None, "std": None, "n": 0}
-    std = float(np.std(xs, ddof=1)) if len(xs) > 1 else None
-    return {"mean": float(np.mean(xs)), "std": std, "n": len(xs)}
 
 
 def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float, dict[str, Any]],
@@ -266,7 +264,8 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
     for rho, config, seed in grid:
         rel = f"runs/{cell_name(rho, config, seed)}"
         cell = read_cell(out / rel, minority)
-        runs.append({"rho": rho, "config": config, "seed": seed, "run": rel, "finished": cell is not None, **(cell or {})})
+        runs.append({"rho": rho, "config": config, "seed": seed, "run": rel, "finished": cell is not None,
+                     **(cell or {})})
     summary, table = [], {}
     for rho in sorted({r for r, _, _ in grid}):
         for config in sorted({c for r, c, _ in grid if r == rho}, key=_config_order):
@@ -274,7 +273,7 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
             row = {"rho": rho, "config": config, "seeds": [r["seed"] for r in done]}
             for key in ("accuracy", "macro_recall", "minority_recall", "majority_recall", "final_train_acc",
                         "overfitting_onset", "train_seconds"):
-                row[key] = _mean_std([r.get(key) for r in done])
+                row[key] = mean_std(r.get(key) for r in done).as_dict()
             summary.append(row)
             if done:
                 table.setdefault(config, {})[rho_label(rho)] = {
@@ -292,7 +291,7 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
         "majority": [c for c in classes if c not in minority],
         "subsets": {rho_label(r): {k: s[k] for k in ("counts", "total", "rho_actual", "minority_count",
                                                       "majority_count", "exact")} for r, s in sorted(subsets.items())},
-        "configs": {c: dict(zip(("train", "model_args"), resolve_config(c, request["model"])))
+        "configs": {c: dict(zip(("train", "model_args"), configuration_settings(c, request["model"])))
                     for c in sorted({c for _, c, _ in grid}, key=_config_order)},
         "summary": summary,
         "table": table,

@@ -1,0 +1,91 @@
+"""The one plotting stack for every figure imgclf writes (evaluation, inspect, studies).
+
+Figures are `matplotlib.figure.Figure` objects, never pyplot: no global state, no GUI backend, safe in threads
+and notebooks alike. Each is drawn inside `style()` and written by `save_figure`: rendered to memory, then
+temp file + rename, so a crash never leaves half a PNG behind.
+
+Class names, folder names and configuration labels are user text: `style()` turns matplotlib's mathtext off, so
+a class called "cost $^$ x_1" is drawn as written instead of failing to parse (or silently turning into maths).
+Log axes therefore need `plain_log_scale`, whose tick labels are plain text too.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .io import atomic_write_bytes
+
+TRAIN_COLOR = "#2563eb"
+VAL_COLOR = "#ea580c"
+BEST_COLOR = "#16a34a"
+ONSET_COLOR = "#dc2626"
+WRONG_COLOR = "#dc2626"
+RIGHT_COLOR = "#166534"
+GREY = "#6b7280"
+MAX_PIXELS = 3200  # longest side of any figure, so a 100-class figure stays a sensible file
+
+STYLE: dict[str, Any] = {
+    "text.parse_math": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "grid.linewidth": 0.6,
+    "axes.titleweight": "bold",
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "font.size": 9.5,
+    "legend.frameon": False,
+    "figure.facecolor": "white",
+}
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """Draw (and save) a figure under this: text artists read these settings when they are created."""
+    import matplotlib as mpl
+
+    with mpl.rc_context(STYLE):
+        yield
+
+
+def new_figure(width: float, height: float, layout: str | None = "constrained"):
+    """A figure of width x height inches; call inside `style()`."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout=layout)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write fig as a PNG atomically, its longest side capped at MAX_PIXELS; returns the path."""
+    path = Path(path)
+    width, height = fig.get_size_inches()
+    dpi = int(min(dpi, MAX_PIXELS / max(width, height)))
+    buf = io.BytesIO()
+    with style():  # tick labels are created while drawing: they must see the style too
+        fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def plain_log_scale(ax, which: str = "y", base: float = 10) -> None:
+    """A log scale on ax's x or y axis with plain-text tick labels.
+
+    matplotlib's default log labels are mathtext ("$\\mathdefault{10^{-3}}$"), which `style()` would print raw.
+    """
+    from matplotlib.ticker import LogFormatter
+
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(LogFormatter(base))
+    axis.set_minor_formatter(LogFormatter(base, labelOnlyBase=False))
+
+
+def short(name: str, limit: int = 18) -> str:
+    """A label cut to `limit` characters with an ellipsis (long class names would squeeze the axes)."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"

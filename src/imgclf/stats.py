@@ -1,0 +1,45 @@
+"""Mean ± standard deviation over repeated runs (seeds): the one place it is computed, so `compare`, the studies,
+the figures and the benchmarks report the same spread for the same numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    mean: float | None
+    std: float | None  # sample standard deviation (ddof=1); None below two values
+    n: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def text(self, digits: int = 3, scale: float = 1.0, unit: str = "") -> str:
+        """"0.912 ± 0.012", "91.23 ± 1.23 %" (scale 100, unit " %"); "—" when there is no value."""
+        if self.mean is None:
+            return "—"
+        out = f"{scale * self.mean:.{digits}f}"
+        if self.std is not None:
+            out += f" ± {scale * self.std:.{digits}f}"
+        return out + unit
+
+
+def mean_std(values: Iterable[float | int | None]) -> MeanStd:
+    """Mean and sample standard deviation of the finite values; None and NaN (a run without that number) are
+    left out and not counted in n.
+
+    The spread over seeds is a sample of what another seed would give, hence ddof=1 (airbench, numpy's
+    `std(ddof=1)`). One value has no spread: std is None there rather than a misleading 0.
+    """
+    xs = [float(v) for v in values if v is not None and not isinstance(v, bool) and math.isfinite(float(v))]
+    if not xs:
+        return MeanStd(None, None, 0)
+    mean = math.fsum(xs) / len(xs)
+    if len(xs) < 2:
+        return MeanStd(mean, None, 1)
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    return MeanStd(mean, std, len(xs))

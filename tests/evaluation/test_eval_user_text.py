@@ -1,0 +1,75 @@
+"""Class names and labels are user text: every figure draws them as written, never as mathtext (issue 24 item 3).
+
+matplotlib parses "$...$" in any text as maths by default: a class called "cost $^$ x_1" made every figure that
+shows it fail with a ParseException (and "price $5 and $10" silently became italic maths).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+from conftest import make_image_folder
+from imgclf.evaluation import plots
+from imgclf.evaluation.report import FIGURES, write_figures, write_report
+from imgclf.inspect import inspect_folder
+from run_fixtures import write_run
+
+NAME = "cost $^$ x_1"
+
+
+@pytest.fixture()
+def drawn(monkeypatch) -> list[Figure]:
+    """Every Figure saved while the test runs, so its texts can be read afterwards."""
+    figures: list[Figure] = []
+    original = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return figures
+
+
+def texts(figures: list[Figure]) -> list[str]:
+    return [t.get_text() for fig in figures for t in fig.findobj(Text) if t.get_text()]
+
+
+def test_a_class_named_like_maths_draws_every_figure_of_a_run(tmp_path, drawn):
+    run = write_run(tmp_path, classes=(NAME, "plain", "x"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figures = write_figures(run, explain=False)
+    assert [str(w.message) for w in caught if "failed" in str(w.message)] == []
+    assert set(figures) == set(FIGURES) - {"gradcam"}, "every figure but Grad-CAM (explain=False) is drawn"
+    assert all(f["path"] is not None and f["path"].stat().st_size > 2000 for f in figures.values())
+    shown = texts(drawn)
+    assert any(NAME in t for t in shown)
+    # The learning rate decays 50x: a log axis, whose default labels are mathtext and would print raw.
+    assert [t for t in shown if "mathdefault" in t] == []
+
+    sample = {"image": np.zeros((16, 16, 3), np.uint8), "heatmap": np.ones((16, 16)), "true": NAME, "pred": NAME,
+              "prob": 0.9, "correct": True}
+    plots.plot_gradcam_grid([sample], tmp_path / "gradcam.png", layer="conv $x$")
+    assert any(NAME in t for t in texts(drawn[-1:]))
+
+    html = write_report(run, explain=False, redraw=False).read_text()
+    assert f"<td>{NAME}" in html
+
+
+def test_inspect_figures_and_compare_curves_draw_user_text_as_written(tmp_path, drawn):
+    data = make_image_folder(tmp_path / "data", classes=(NAME, "b"), per_class=3)
+    summary = inspect_folder(data, plots_dir=tmp_path / "plots")
+    assert len(summary["plots"]) == 2
+    run = write_run(tmp_path)
+    from imgclf.records import RunDir
+
+    history = RunDir(run).read_history()
+    plots.plot_compare_curves([{"label": f"data={NAME}", "histories": [history, history[:3]]}], tmp_path / "c.png")
+    shown = texts(drawn)
+    assert any(NAME in t for t in shown) and any(f"data={NAME}" in t for t in shown)

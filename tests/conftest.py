@@ -75,3 +75,11 @@ def tiny_run(tmp_path_factory, image_folder) -> Path:
                       "batch_size": 8, "lr": 3e-3, "out": str(out), "progress": False, "seed": 0,
                       "model_args": {"width": 8}, "val_split": 0.2, "test_split": 0.2})
     return run.path
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "run_last: runs after every other test (walks what they wrote)")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)  # stable: others keep their order

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import imgclf
-from imgclf.card import load_card
+from imgclf.records import load_card
 from imgclf.evaluation.metrics import compute_metrics
 from imgclf.inference import build_from_card
 from imgclf.predict_format import format_predictions
@@ -83,13 +83,13 @@ def test_metrics_agree_with_scikit_learn():
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     m = compute_metrics(y, probs, ["a", "b", "c"])
     pred = probs.argmax(1)
-    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
-    assert m["macro"]["f1-score"] == pytest.approx(f1_score(y, pred, average="macro"))
-    assert m["weighted"]["precision"] == pytest.approx(precision_score(y, pred, average="weighted"))
-    assert m["per_class"]["b"]["recall"] == pytest.approx(recall_score(y, pred, average=None)[1])
-    assert m["auc"]["c"] == pytest.approx(roc_auc_score(y == 2, probs[:, 2]))
-    assert np.array_equal(np.array(m["confusion"]).sum(1), np.bincount(y, minlength=3))
-    assert 0 <= m["ece"] <= 1
+    assert m.accuracy == pytest.approx(accuracy_score(y, pred))
+    assert m.macro.f1 == pytest.approx(f1_score(y, pred, average="macro"))
+    assert m.weighted.precision == pytest.approx(precision_score(y, pred, average="weighted"))
+    assert m.per_class["b"].recall == pytest.approx(recall_score(y, pred, average=None)[1])
+    assert m.auc["c"] == pytest.approx(roc_auc_score(y == 2, probs[:, 2]))
+    assert np.array_equal(np.array(m.confusion).sum(1), np.bincount(y, minlength=3))
+    assert 0 <= m.ece <= 1
 
 
 def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder):
@@ -98,7 +98,7 @@ def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder):
     from imgclf.cli import app
 
     metrics = imgclf.evaluate(tiny_run, data=image_folder)
-    assert metrics["count"] == 60 and metrics["split"].endswith(":all")
+    assert metrics.count == 60 and metrics.split.endswith(":all")
     result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--tta"])
     assert result.exit_code == 0, result.output
     assert "macro avg" in result.stdout and "with TTA" in result.stdout

@@ -20,17 +20,19 @@ if TYPE_CHECKING:
 
 
 def fit(config: Any = None, **kwargs: Any):
-    """Train and write a run directory; see `imgclf.config.TrainConfig` for every setting."""
-    from .train.fit import fit as _fit
+    """Train and write a run directory. Settings: `imgclf.config.TrainConfig`; layering (defaults, recipe=,
+    config_file=, then explicit values) and resume=: `imgclf.pipeline.fit`."""
+    from .pipeline import fit as _fit
 
     return _fit(config, **kwargs)
 
 
-def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False) -> dict:
-    """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json."""
-    from .evaluation.run_eval import evaluate_run
+def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False):
+    """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
+    them as an `imgclf.records.MetricsRecord`."""
+    from .pipeline import evaluate as _evaluate
 
-    return evaluate_run(run_dir, data=data, split=split, tta=tta)
+    return _evaluate(run_dir, data=data, split=split, tta=tta)
 
 
 def load(run_dir: Any, device: str = "cpu") -> "Classifier":

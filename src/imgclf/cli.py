@@ -11,10 +11,32 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
-from .errors import ImgclfError
+from .errors import ImgclfError, invalid
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class _Commands(TyperGroup):
+    """Every command runs through here: the one place a user's error (ImgclfError) becomes one line and exit
+    status 2, and an error of ours one line plus the path of a log holding its traceback (exit status 1)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImgclfError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
+        except Exception as exc:
+            log = _log_internal_error(exc)
+            first = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
+            typer.secho(f"internal error: {type(exc).__name__}: {first} (traceback in {log}; please report it)",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate, explain and serve image classifiers from a folder of labelled images.")
 data_app = typer.Typer(no_args_is_help=True, help="Built-in data sets.")
 app.add_typer(data_app, name="data")
@@ -26,42 +48,16 @@ def _console():
     return Console(stderr=False, highlight=False)
 
 
-def fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
-
-
 # ---------------------------------------------------------------------------------------------------
 # train: its options are generated from TrainConfig, so the CLI and YAML can never drift apart.
 # ---------------------------------------------------------------------------------------------------
-def _parse_mapping(name: str, text: str) -> dict[str, Any]:
-    """'{"a": 1}' (JSON) or 'a=1,b=x' -> dict with numbers and booleans converted."""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ImgclfError(f"{name} must be JSON or key=value pairs. Received: {name}={text!r} ({exc.msg})") from None
-        return value
-    out: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ImgclfError(f"{name} must be key=value pairs such as width=64. Received: {name} item {item!r}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
 def _train_options() -> list[inspect.Parameter]:
     from .config import TrainConfig
 
     params = [inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str],
                                 default=typer.Argument(None, help="Image folder (class-per-folder, or train/ val/ test/)."))]
     for name, field in TrainConfig.model_fields.items():
-        if name == "data":
+        if name in ("data", "schema_version"):
             continue
         ann = field.annotation
         origin = typing.get_origin(ann)
@@ -91,47 +87,17 @@ def _train_options() -> list[inspect.Parameter]:
     return params
 
 
-def _collect_train_values(data: str | None, config: Path | None, options: dict[str, Any]) -> dict[str, Any]:
-    from .config import load_config_file
-    from .recipes import load_recipe
-
-    values: dict[str, Any] = {}
-    recipe = options.get("recipe")
-    if recipe:
-        values.update(load_recipe(recipe))
-    if config:
-        if not config.exists():
-            raise ImgclfError(f"config must be an existing YAML file. Received: config={str(config)!r}")
-        values.update(load_config_file(config))
-    for name, value in options.items():
-        if value is None:
-            continue
-        if name in ("model_args", "l2"):
-            value = _parse_mapping(name, value)
-        values[name] = value
-    if data is not None:
-        values["data"] = data
-    return values
-
-
 def train(data: Optional[str] = None, **options: Any) -> None:
     """Train a model on an image folder and write a complete run directory."""
-    import imgclf
+    from .pipeline import fit
 
-    config = options.pop("config")
-    overwrite = options.pop("overwrite")
-    resume = options.pop("resume")
-    try:
-        if resume:
-            overrides = {k: v for k, v in _collect_train_values(data, None, options).items()}
-            run = imgclf.fit(None, resume=str(resume), **overrides)
-        else:
-            values = _collect_train_values(data, config, options)
-            if "data" not in values:
-                raise ImgclfError("data must be given: imgclf train DATA [options]. Received: no data folder")
-            run = imgclf.fit(values, overwrite=overwrite)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    config, overwrite, resume = options.pop("config"), options.pop("overwrite"), options.pop("resume")
+    if data is not None:
+        options["data"] = data
+    if resume:
+        run = fit(resume=resume, **options)
+    else:
+        run = fit(config_file=config, overwrite=overwrite, **options)
     _print_run_summary(run)
 
 
@@ -148,17 +114,14 @@ def _print_run_summary(run: Any) -> None:
     console = _console()
     console.print(f"[bold]run[/bold] {run.path}  ({run.epochs_run} epochs, {run.train_seconds:.1f} s, {run.stopped_reason})")
     if m:
-        worst = m.get("worst_class") or {}
-        console.print(
-            f"[bold]{m.get('split', 'test')}[/bold] accuracy {m['accuracy']:.4f}  macro F1 {m['macro']['f1-score']:.4f}  "
-            f"macro recall {m['macro']['recall']:.4f}  worst class {worst.get('name')} recall {worst.get('recall', 0):.3f}"
-        )
-    dataset_file = run.path / "dataset.json"
-    skipped = json.loads(dataset_file.read_text()).get("skipped", []) if dataset_file.exists() else []
+        worst = f"  worst class {m.worst_class.name} recall {m.worst_class.recall:.3f}" if m.worst_class else ""
+        console.print(f"[bold]{m.split}[/bold] accuracy {m.accuracy:.4f}  macro F1 {m.macro.f1:.4f}  "
+                      f"macro recall {m.macro.recall:.4f}{worst}")
+    skipped = run.skipped
     if skipped:
-        console.print(f"[yellow]{len(skipped)} file(s) skipped[/yellow] (all listed in {dataset_file}):")
+        console.print(f"[yellow]{len(skipped)} file(s) skipped[/yellow] (all listed in {run.path / 'dataset.json'}):")
         for s in skipped[:10]:
-            console.print(f"  {s['path']}: {s['reason']}", soft_wrap=True)
+            console.print(f"  {s.path}: {s.reason}", soft_wrap=True)
         if len(skipped) > 10:
             console.print(f"  ... and {len(skipped) - 10} more")
     report = run.path / "report.html"
@@ -174,10 +137,7 @@ def demo(out: Path = typer.Option(Path("imgclf-demo"), help="Folder for the expo
     """Offline demo: scikit-learn's digits as PNGs -> train a small CNN -> evaluate -> run directory."""
     from .demo import run_demo
 
-    try:
-        run = run_demo(out, epochs, progress)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    run = run_demo(out, epochs, progress)
     _print_run_summary(run)
 
 
@@ -188,10 +148,7 @@ def inspect_cmd(data: Path = typer.Argument(..., help="Image folder."),
     """What is in an image folder: classes, counts per split, sizes, modes, unreadable files, mu and rho."""
     from .inspect import inspect_folder, render_inspection
 
-    try:
-        summary = inspect_folder(data, plots_dir=plots)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    summary = inspect_folder(data, plots_dir=plots)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
@@ -207,35 +164,33 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     """Evaluate a run: writes predictions.csv and metrics.json, prints the classification report."""
     from .evaluation.run_eval import evaluate_run
 
-    try:
-        metrics = evaluate_run(run, data=data, split=split, tta=tta)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    metrics = evaluate_run(run, data=data, split=split, tta=tta)
     _print_metrics(metrics)
     _print_most_confused(run)
 
 
-def _print_metrics(m: dict[str, Any]) -> None:
+def _print_metrics(m: Any) -> None:
     from rich.table import Table
 
     console = _console()
-    table = Table(title=f"{m['split']}: accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f}, {m['count']} images")
+    loss = "-" if m.loss is None else f"{m.loss:.4f}"
+    table = Table(title=f"{m.split}: accuracy {m.accuracy:.4f}, loss {loss}, {m.count} images")
     for col in ("class", "precision", "recall", "f1", "support", "auc"):
         table.add_column(col, justify="left" if col == "class" else "right")
-    for name, row in m["per_class"].items():
-        auc = m["auc"].get(name)
-        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]),
+    for name, row in m.per_class.items():
+        auc = m.auc.get(name)
+        table.add_row(name, f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(row.support),
                       "-" if auc is None else f"{auc:.3f}")
     for avg in ("macro", "weighted"):
-        r = m[avg]
-        table.add_row(f"{avg} avg", f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(m["count"]), "")
+        r = getattr(m, avg)
+        table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}", str(m.count), "")
     console.print(table)
-    if "tta" in m:
-        console.print(f"with TTA (flip): accuracy {m['tta']['accuracy']:.4f}")
-    if m.get("skipped"):
-        console.print(f"[yellow]{len(m['skipped'])} file(s) skipped:[/yellow]")
-        for s in m["skipped"][:20]:
-            console.print(f"  {s['path']}: {s['reason']}")
+    if m.tta is not None:
+        console.print(f"with TTA ({m.tta.transforms}): accuracy {m.tta.accuracy:.4f}")
+    if m.skipped:
+        console.print(f"[yellow]{len(m.skipped)} file(s) skipped:[/yellow]")
+        for s in m.skipped[:20]:
+            console.print(f"  {s.path}: {s.reason}")
 
 
 @app.command()
@@ -251,22 +206,19 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     from .inference import load
 
     if fmt not in ("table", "csv", "json"):
-        raise fail(f"format must be one of {{table, csv, json}}. Received: format={fmt!r}")
+        raise invalid("format", fmt, ("table", "csv", "json"))
     missing = [str(p) for p in images if not p.exists()]
     if missing:
-        raise fail(f"images must be existing files or folders. Received: {', '.join(missing)} (not found)")
-    try:
-        if backend == "onnx":
-            from .export import load_onnx
+        raise ImgclfError(f"images must be existing files or folders. Received: {', '.join(missing)} (not found)")
+    if backend == "onnx":
+        from .export import load_onnx
 
-            clf: Any = load_onnx(run)
-        elif backend == "torch":
-            clf = load(run)
-        else:
-            raise ImgclfError(f"backend must be one of {{torch, onnx}}. Received: backend={backend!r}")
-        predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+        clf: Any = load_onnx(run)
+    elif backend == "torch":
+        clf = load(run)
+    else:
+        raise invalid("backend", backend, ("torch", "onnx"))
+    predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta)
     text = format_predictions(predictions, fmt)
     if output:
         from .io import atomic_write_text
@@ -338,8 +290,6 @@ def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifa
     logger.setLevel(logging.INFO)
     try:
         path = fetch(name, out, source=source, url=url, md5=md5, cache_dir=cache_dir)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -353,10 +303,7 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
     """Export a run with its preprocessing (uint8 NHWC in, probabilities out) plus its model card."""
     from .export import export_run
 
-    try:
-        path = export_run(run, fmt, out)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    path = export_run(run, fmt, out)
     typer.echo(f"wrote {path} and {path.name}.json")
 
 
@@ -372,11 +319,8 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
     from .serve import serve as run_server
 
-    try:
-        run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
-                   max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
+               max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -402,11 +346,8 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
     """Make a step-imbalanced copy of a data set (S4): links or a file list, never pixel copies."""
     from .data.subset import build_subset
 
-    try:
-        names = _split_list("minority", minority, str) if minority else None
-        m = build_subset(data, out, per_class, rho, mu, seed, names, mode)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    names = _split_list("minority", minority, str) if minority else None
+    m = build_subset(data, out, per_class, rho, mu, seed, names, mode)
     typer.echo(f"wrote {out} ({m['mode']}): {m['total']} images, rho {m['rho_actual']:g}, mu {m['mu']:g}; "
                f"{m['minority_count']} per minority class ({', '.join(m['minority'])}), "
                f"{m['majority_count']} per majority class")
@@ -452,30 +393,19 @@ def study_imbalance(data: str, **options: Any) -> None:
     """Run S4's imbalance study: ratios x configurations x seeds, then study.json + study.html."""
     from rich.table import Table
 
-    from .study.imbalance import CONTROLLED, STUDY_MODEL_ARGS, run_imbalance_study
+    from .study.imbalance import run_imbalance_study
+    from .study.settings import study_settings
 
     own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed",
                                        "run_reports")}
-    config = options.pop("config")
-    try:
-        values = _collect_train_values(None, config, options)
-        model = values.pop("model", None) or "caltech_cnn"
-        # A recipe or --config file (S4's recipes, say) may set what the study's configurations decide: drop
-        # those values and say so. The same settings given as flags still fail in run_imbalance_study.
-        ignored = sorted(k for k in values if k in CONTROLLED)
-        if options.get("model_args") is None and isinstance(values.get("model_args"), dict):
-            ignored += [f"model_args.{k}" for k in sorted(values["model_args"]) if k in STUDY_MODEL_ARGS]
-            values["model_args"] = {k: v for k, v in values["model_args"].items() if k not in STUDY_MODEL_ARGS}
-        if ignored:
-            typer.echo(f"note: the study's configurations set {', '.join(ignored)}; ignoring the recipe/config file's values")
-            values = {k: v for k, v in values.items() if k not in CONTROLLED}
-        study = run_imbalance_study(
-            data, own["out"], per_class=own["per_class"], rhos=_split_list("rhos", own["rhos"], float), mu=own["mu"],
-            configs=_split_list("configs", own["configs"], str), seeds=_split_list("seeds", own["seeds"], int),
-            model=model, minority=_split_list("minority", own["minority"], str) if own["minority"] else None,
-            subset_seed=own["subset_seed"], overrides=values, run_reports=own["run_reports"], log=typer.echo)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    model, values, ignored = study_settings(options.pop("config"), options)
+    if ignored:
+        typer.echo(f"note: the study's configurations set {', '.join(ignored)}; ignoring the recipe/config file's values")
+    study = run_imbalance_study(
+        data, own["out"], per_class=own["per_class"], rhos=_split_list("rhos", own["rhos"], float), mu=own["mu"],
+        configs=_split_list("configs", own["configs"], str), seeds=_split_list("seeds", own["seeds"], int),
+        model=model, minority=_split_list("minority", own["minority"], str) if own["minority"] else None,
+        subset_seed=own["subset_seed"], overrides=values, run_reports=own["run_reports"], log=typer.echo)
     table = Table(title=f"imbalance study: mean ± std over seeds ({study['finished_runs']}/{len(study['runs'])} runs)")
     for col in ("rho", "config", "seeds", "accuracy", "macro recall", "minority recall"):
         table.add_column(col, justify="left" if col == "config" else "right")
@@ -502,10 +432,7 @@ def report(run: Path = typer.Argument(..., help="Run directory."),
     """Redraw a run's figures (plots/*.png) and write its self-contained report.html."""
     from .evaluation.report import write_report
 
-    try:
-        path = write_report(run, explain=explain)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    path = write_report(run, explain=explain)
     typer.echo(f"report: {path}")
 
 
@@ -515,12 +442,9 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
     """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
     from .evaluation.compare import compare_runs, render_table, write_compare_html
 
-    try:
-        comparison = compare_runs(runs)
-        render_table(comparison, _console())
-        path = write_compare_html(comparison, out)
-    except ImgclfError as exc:
-        raise fail(str(exc)) from None
+    comparison = compare_runs(runs)
+    render_table(comparison, _console())
+    path = write_compare_html(comparison, out)
     typer.echo(f"comparison: {path}")
 
 
@@ -539,10 +463,7 @@ def recipes(name: Optional[str] = typer.Argument(None, help="Show one recipe's f
     from .recipes import list_recipes, recipe_document
 
     if name:
-        try:
-            doc = recipe_document(name)
-        except ImgclfError as exc:
-            raise fail(str(exc)) from None
+        doc = recipe_document(name)
         import yaml
 
         typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
@@ -558,13 +479,26 @@ def recipes(name: Optional[str] = typer.Argument(None, help="Show one recipe's f
     typer.echo("use: imgclf train DATA --recipe NAME [overrides]")
 
 
+def _log_internal_error(exc: BaseException) -> Path:
+    """The traceback of an error that is ours, not the user's, kept in a log file whose path is printed."""
+    import tempfile
+    import time
+    import traceback
+
+    folder = Path(os.environ.get("IMGCLF_CACHE") or Path.home() / ".cache" / "imgclf") / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = Path(tempfile.gettempdir())
+    path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text("imgclf " + " ".join(sys.argv[1:]) + "\n\n" + "".join(traceback.format_exception(exc)),
+                    encoding="utf-8")
+    return path
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    try:
-        app()
-    except ImgclfError as exc:  # errors raised outside a command's own handling
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+    app()
 
 
 if __name__ == "__main__":

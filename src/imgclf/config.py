@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -44,10 +45,35 @@ def parse_seconds(value: str | int | float | None) -> float | None:
     return float(match.group(1)) * _TIME_UNITS[match.group(2) or "s"]
 
 
+def parse_mapping(name: str, text: str) -> dict[str, Any]:
+    """'{"a": 1}' (JSON) or 'a=1,b=x' -> dict, numbers and booleans converted (how the CLI passes mappings)."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ImgclfError(f"{name} must be JSON or key=value pairs. Received: {name}={text!r} ({exc.msg})") from None
+        if not isinstance(value, dict):
+            raise ImgclfError(f"{name} must be a JSON object or key=value pairs. Received: {name}={text!r}")
+        return value
+    out: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ImgclfError(f"{name} must be key=value pairs such as width=64. Received: {name} item {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a training run. Field names are the CLI flags (with - for _)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    schema_version: int = Field(1, ge=1, le=1, description="Version of the config.yaml layout (not a setting).")
 
     # data
     data: str = Field(description="Image folder: class-per-folder, or with train/ [val/] [test/] sub-trees.")
@@ -125,6 +151,11 @@ class TrainConfig(BaseModel):
     time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it.")
     progress: bool = True
     recipe: str | None = Field(None, description="Recipe this config came from (informational).")
+
+    @field_validator("model_args", "l2", mode="before")
+    @classmethod
+    def _mapping_from_text(cls, value: Any, info: Any) -> Any:
+        return parse_mapping(info.field_name, value) if isinstance(value, str) else value
 
     @field_validator("monitor")
     @classmethod
@@ -251,9 +282,15 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> str
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
+    import yaml
+
     from .io import read_yaml
 
-    data = read_yaml(path) or {}
+    try:
+        data = read_yaml(path) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImgclfError(f"config file must be readable YAML. Received: {path} ({first[:200]})") from None
     if not isinstance(data, dict):
         raise ImgclfError(f"config file must hold a mapping of settings. Received: {path} holding {type(data).__name__}")
     return data

@@ -13,7 +13,7 @@ DEMO_SETTINGS = {
 
 
 def run_demo(out: str | Path = "imgclf-demo", epochs: int = 15, progress: bool = True):
-    from .train.fit import fit
+    from .pipeline import fit
 
     out = Path(out)
     data = export_digits(out / "digits")

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from imgclf.card import load_card
+from imgclf.records import load_card
 from imgclf.errors import ImgclfError
 from imgclf.inference import Classifier
 
@@ -56,7 +56,7 @@ def test_invalid_model_card_is_refused_before_use(tiny_run, tmp_path):
         with pytest.raises(ImgclfError, match=message):
             load_card(run)
     (run / "model.json").write_text("{not json")
-    with pytest.raises(ImgclfError, match="not valid JSON"):
+    with pytest.raises(ImgclfError, match="model.json .* cannot be read"):
         Classifier.load(run)
 
 

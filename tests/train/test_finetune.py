@@ -32,26 +32,26 @@ def test_freeze_phases_set_requires_grad_and_batchnorm_modes():
     blocks = backbone_blocks(model.backbone)
     assert len(blocks) >= 4  # stem, stages..., head conv: timm's coarse grouping
 
-    apply_phase(model, frozen=True)
+    apply_phase(model.backbone, frozen=True, training=model.training)
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
     assert not any(bn.training for bn in _bn_layers(model))
 
-    apply_phase(model, frozen=False, unfreeze="last:2")
+    apply_phase(model.backbone, frozen=False, unfreeze="last:2", training=model.training)
     assert _trainable_blocks(model) == [False] * (len(blocks) - 2) + [True, True]
     trained_bn = [bn.training for bn in _bn_layers(model)]
     assert any(trained_bn) and not all(trained_bn)  # BN of the frozen blocks stays in eval mode
 
-    apply_phase(model, frozen=False, unfreeze="all")
+    apply_phase(model.backbone, frozen=False, unfreeze="all", training=model.training)
     assert all(p.requires_grad for p in model.parameters()) and all(bn.training for bn in _bn_layers(model))
 
-    apply_phase(model, frozen=False, unfreeze="all", freeze_bn=True)
+    apply_phase(model.backbone, frozen=False, unfreeze="all", freeze_bn=True, training=model.training)
     assert all(p.requires_grad for p in model.parameters()) and not any(bn.training for bn in _bn_layers(model))
 
     with pytest.raises(ImgclfError, match=f"K <= {len(blocks)}"):
-        apply_phase(model, frozen=False, unfreeze=f"last:{len(blocks) + 1}")
+        apply_phase(model.backbone, frozen=False, unfreeze=f"last:{len(blocks) + 1}", training=model.training)
     with pytest.raises(ImgclfError, match="ddp_find_unused_parameters_true"):
-        FreezeSchedule(2, "all", strategy="ddp")
+        FreezeSchedule(nn.Linear(1, 1), 2, "all", strategy="ddp")
 
 
 def test_optimizer_holds_every_parameter_and_frozen_ones_do_not_move():
@@ -65,7 +65,7 @@ def test_optimizer_holds_every_parameter_and_frozen_ones_do_not_move():
     assert ids[1] == {id(p) for p in model.head.parameters()}
     optimizer = torch.optim.AdamW(groups, weight_decay=0.1)
 
-    apply_phase(model, frozen=True)
+    apply_phase(model.backbone, frozen=True, training=model.training)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     head_before = model.head[0].weight.clone()
     for _ in range(2):
@@ -76,7 +76,7 @@ def test_optimizer_holds_every_parameter_and_frozen_ones_do_not_move():
         assert torch.equal(value, before[key]), key
     assert not torch.equal(model.head[0].weight, head_before)
 
-    apply_phase(model, frozen=False, unfreeze="all")
+    apply_phase(model.backbone, frozen=False, unfreeze="all", training=model.training)
     optimizer.zero_grad()
     model(torch.rand(4, 3, 32, 32)).logsumexp(1).mean().backward()
     optimizer.step()
@@ -86,7 +86,7 @@ def test_optimizer_holds_every_parameter_and_frozen_ones_do_not_move():
 @pytest.fixture(autouse=True)
 def _no_report(monkeypatch):
     # The HTML report (plots, Grad-CAM) takes longer than these tiny fits; it is tested with the report.
-    monkeypatch.setattr("imgclf.train.fit._after_training", lambda run_dir: None)
+    monkeypatch.setattr("imgclf.evaluation.report.write_report", lambda run_dir: None)
 
 
 def _fit(folder, out, **extra):

@@ -22,8 +22,8 @@ def test_demo_on_digits_reaches_095(tmp_path):
     from imgclf.demo import run_demo
 
     run = run_demo(tmp_path, epochs=15, progress=False)
-    assert run.metrics["accuracy"] >= 0.95
-    assert run.metrics["split"] == "test" and 170 <= run.metrics["count"] <= 190  # 10 % per class, rounded
+    assert run.metrics.accuracy >= 0.95
+    assert run.metrics.split == "test" and 170 <= run.metrics.count <= 190  # 10 % per class, rounded
     dataset = json.loads((run.path / "dataset.json").read_text())
     assert dataset["color"] == "grayscale" and len(dataset["classes"]) == 10
     assert set(dataset["splits"]) == {"train", "val", "test"}
@@ -71,7 +71,7 @@ def test_restore_best_keeps_the_best_val_loss_epoch(tmp_path, image_folder):
                       "optimizer": "sgd", "model_args": {"width": 8}, "out": str(tmp_path / "r")})
     history = read_csv(run.path / "history.csv")
     best = min(history, key=lambda r: float(r["val_loss"]))
-    assert run.best_epoch + 1 == int(best["epoch"])
+    assert run.best_epoch == int(best["epoch"])
     saved = load_file(str(run.path / "model.safetensors"))
     best_w = load_file(str(run.path / "checkpoints" / "best.safetensors"))
     assert all(torch.equal(saved[k], best_w[k]) for k in saved)
@@ -102,7 +102,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_fold
     assert "lower learning rate" in run.stopped_reason
     weights = load_file(str(run.path / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
-    assert run.metrics["accuracy"] > 0
+    assert run.metrics.accuracy > 0
 
 
 def _train_cmd(data, out, *extra):
@@ -155,17 +155,17 @@ def test_data_over_the_cache_budget_streams_and_skips_broken_files(tmp_path):
     dataset = json.loads((run.path / "dataset.json").read_text())
     assert dataset["streamed"] is True
     assert any(s["path"].endswith("broken.png") for s in dataset["skipped"])
-    assert run.metrics["count"] > 0 and len(read_csv(run.path / "history.csv")) == 2
-    assert "tta" in run.metrics, "the streaming evaluation path computes TTA in the same decode pass"
+    assert run.metrics.count > 0 and len(read_csv(run.path / "history.csv")) == 2
+    assert run.metrics.tta is not None, "the streaming evaluation path computes TTA in the same decode pass"
 
 
 def test_normalisation_methods_and_auto_per_model(image_folder):
     from imgclf.config import make_config
     from imgclf.data.dataset import prepare_data
-    from imgclf.train.fit import channel_stats, normalisation
+    from imgclf.train.fit import normalisation
 
     data = prepare_data(image_folder, 16, "rgb", seed=0)
-    mean, std = channel_stats(data)
+    mean, std = data.pixel_mean_std()
 
     def resolved(model, normalize):
         return normalisation(make_config(data=str(image_folder), model=model, normalize=normalize), data, object())

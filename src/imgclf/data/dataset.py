@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImgclfError
+from ..errors import invalid
 from .cache import DecodedImages, decode_all
 from .decode import probe_image
 from .folder import FolderScan, scan_folder
@@ -45,6 +45,18 @@ class PreparedData:
 
     def paths(self, split: str) -> list[str]:
         return [self.decoded.paths[i] for i in self.splits[split].indices]
+
+    def pixel_mean_std(self, limit: int = 10_000) -> tuple[list[float], list[float]]:
+        """Per-channel mean/std of (a seeded sample of) the training images, in [0, 1] units."""
+        rows = self.splits["train"].indices
+        if len(rows) > limit:
+            rows = np.sort(np.random.default_rng(0).choice(rows, limit, replace=False))
+        if self.decoded.pixels is None:  # streamed: no cache to measure, so a neutral guess
+            return [0.5] * self.channels, [0.25] * self.channels
+        pixels = np.asarray(self.decoded.pixels[rows], dtype=np.float64) / 255.0
+        mean = pixels.mean(axis=(0, 1, 2))
+        std = np.maximum(pixels.std(axis=(0, 1, 2)), 1e-3)
+        return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
 
     def counts(self) -> dict[str, dict[str, int]]:
         out = {}
@@ -176,12 +188,10 @@ def prepare_data(
     train_counts = np.bincount(splits["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(train_counts == 0)]
     if empty:
-        raise ImgclfError(
-            f"every class needs decodable training images. Received: no usable training image for {empty} "
-            f"({len(skipped)} file(s) skipped; see `imgclf inspect {scan.root}`)"
-        )
+        raise invalid("data", scan.root, "a folder where every class has decodable training images",
+                      note=f"no usable training image for {empty}; {len(skipped)} file(s) skipped",
+                      hint=f"See `imgclf inspect {scan.root}`")
     if len(splits["val"]) == 0:
-        raise ImgclfError(
-            f"validation split is empty. Received: val_split={val_split}; use a val/ folder or val_split > 0"
-        )
+        raise invalid("val_split", val_split, "> 0 when the data has no val/ folder",
+                      note="the validation split is empty", hint="Use a val/ folder or val_split > 0")
     return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation)

@@ -11,6 +11,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from ..records import MetricsRecord
+
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
     """ECE with equal-width confidence bins; also returns the per-bin table for the reliability diagram."""
@@ -30,7 +32,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return float(ece), table
 
 
-def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, object]:
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], split: str = "") -> MetricsRecord:
     """accuracy, loss, per-class P/R/F1/support, macro and weighted averages, confusion, OvR AUC, ECE."""
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -54,12 +56,17 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
     ece, _ = expected_calibration_error(probs, y_true)
     clipped = np.clip(probs, 1e-12, 1.0)
     clipped = clipped / clipped.sum(1, keepdims=True)
-    return {
+    def averages(name: str) -> dict[str, float]:
+        return {"precision": float(report[name]["precision"]), "recall": float(report[name]["recall"]),
+                "f1": float(report[name]["f1-score"])}
+
+    return MetricsRecord(**{
+        "split": split,
         "count": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "loss": float(log_loss(y_true, clipped, labels=labels)) if len(y_true) else None,
-        "macro": {m: float(report["macro avg"][m]) for m in ("precision", "recall", "f1-score")},
-        "weighted": {m: float(report["weighted avg"][m]) for m in ("precision", "recall", "f1-score")},
+        "macro": averages("macro avg"),
+        "weighted": averages("weighted avg"),
         "per_class": per_class,
         "worst_class": {"name": worst, "recall": recalls[worst]} if worst else None,
         "auc": auc,
@@ -67,4 +74,4 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
         "ece": ece,
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "classes_present": [classes[i] for i in present],
-    }
+    })

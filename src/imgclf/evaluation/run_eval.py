@@ -7,26 +7,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..card import load_card
 from ..data.cache import decode_all
 from ..data.folder import scan_folder
-from ..errors import ImgclfError
+from ..errors import ImgclfError, invalid
 from ..inference import Classifier
-from ..io import read_json, write_csv, write_json
+from ..records import MetricsRecord, PredictionRow, RunDir, SkippedFile, TTAScores
 from .metrics import compute_metrics
 
 
-def _files_from_run(run_dir: Path, split: str) -> tuple[list[str], list[int], str]:
-    dataset = read_json(run_dir / "dataset.json")
-    splits = dataset["splits"]
-    if split not in splits:
-        if split == "test" and "val" in splits:
+def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]:
+    dataset = run.read_dataset()
+    if split not in dataset.splits:
+        if split == "test" and "val" in dataset.splits:
             split = "val"  # no test split: say so in metrics.json rather than fail
         else:
-            raise ImgclfError(f"split must be one of {{{', '.join(splits)}}}. Received: split={split!r}")
-    root = Path(dataset["root"])
-    files = [str(root / f) for f in splits[split]["files"]]
-    return files, list(splits[split]["labels"]), split
+            raise invalid("split", split, dataset.splits)
+    files, labels = dataset.split_paths(split)
+    return files, labels, split
 
 
 def _files_from_folder(data: str | os.PathLike, classes: list[str]) -> tuple[list[str], list[int], str, list[dict]]:
@@ -47,14 +44,14 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str]) -> tuple[lis
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
                  tta: bool = False, batch_size: int = 256, cache_dir: str | None = None,
-                 workers: int = 2, budget_bytes: int = 4 * 10**9) -> dict[str, object]:
+                 workers: int = 2, budget_bytes: int = 4 * 10**9) -> MetricsRecord:
     """Predict every image of the split, write predictions.csv and metrics.json, return the metrics."""
-    run_dir = Path(run_dir)
-    card = load_card(run_dir)
-    clf = Classifier.load(run_dir)
+    run = RunDir(run_dir)
+    card = run.read_card()
+    clf = Classifier.load(run.path)
     skipped: list[dict] = []
     if data is None:
-        files, labels, split_name = _files_from_run(run_dir, split)
+        files, labels, split_name = _files_from_run(run, split)
     else:
         files, labels, split_name, skipped = _files_from_folder(data, card.classes)
     decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers)
@@ -80,17 +77,17 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     y_true = np.asarray(labels, dtype=np.int64)[ok]
     if len(y_true) == 0:
         raise ImgclfError(f"evaluation needs at least one readable image. Received: {len(files)} file(s), all skipped")
-    metrics = compute_metrics(y_true, probs, card.classes)
-    metrics["split"] = split_name
-    metrics["skipped"] = skipped
+    metrics = compute_metrics(y_true, probs, card.classes, split_name)
+    metrics.skipped = [SkippedFile.model_validate(s) for s in skipped]
     if tta_probs is not None:
-        tta_metrics = compute_metrics(y_true, tta_probs, card.classes)
-        metrics["tta"] = {k: tta_metrics[k] for k in ("accuracy", "loss", "macro", "worst_class", "macro_auc")}
         from ..inference import TTA_TRANSFORMS
 
-        metrics["tta"]["transforms"] = TTA_TRANSFORMS
-    _write_predictions(run_dir / "predictions.csv", [files[i] for i in ok], y_true, probs, card.classes, skipped)
-    write_json(run_dir / "metrics.json", metrics)
+        t = compute_metrics(y_true, tta_probs, card.classes)
+        metrics.tta = TTAScores(accuracy=t.accuracy, loss=t.loss, macro=t.macro, worst_class=t.worst_class,
+                                macro_auc=t.macro_auc, transforms=TTA_TRANSFORMS)
+    run.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped),
+                          card.classes)
+    run.write_metrics(metrics)
     return metrics
 
 
@@ -98,14 +95,12 @@ def _rows(pixels: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return pixels[rows] if len(rows) != len(pixels) else pixels
 
 
-def _write_predictions(path: Path, files: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list[str],
-                       skipped: list[dict]) -> None:
-    header = ["path", "true", "pred", "prob", "loss", "error"] + [f"p_{c}" for c in classes]
+def _prediction_rows(files: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list[str],
+                     skipped: list[SkippedFile]) -> list[PredictionRow]:
     rows = []
-    pred = probs.argmax(1)
-    for f, t, p, pr in zip(files, y_true, pred, probs):
-        loss = -np.log(max(pr[t], 1e-12))
-        rows.append([f, classes[t], classes[p], f"{pr[p]:.6f}", f"{loss:.6f}", ""] + [f"{v:.6f}" for v in pr])
-    for s in skipped:
-        rows.append([s["path"], "", "", "", "", s["reason"]] + [""] * len(classes))
-    write_csv(path, header, rows)
+    for f, t, pr in zip(files, y_true, probs):
+        p = int(pr.argmax())
+        rows.append(PredictionRow(path=f, true=classes[t], pred=classes[p], prob=float(pr[p]),
+                                  loss=float(-np.log(max(pr[t], 1e-12))), probs=[float(v) for v in pr]))
+    rows += [PredictionRow(path=s.path, error=s.reason) for s in skipped]
+    return rows

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ImgclfError
+from ..errors import invalid
 from .heads import HeadSpec, build_head, parse_head
 from .registry import ModelInfo
 from .weights import (WEIGHT_PACKAGES, cached_hub_file, file_digest, load_timm_weights, pretrained_cfg,
@@ -153,7 +153,7 @@ class TransferModel(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         self.head[-1] = nn.Linear(self.head[-1].in_features, num_classes)
 
-    # ----- hooks used by imgclf.train.fit -------------------------------------------------------------
+    # ----- used by training and the model card -------------------------------------------------------------
     def param_groups(self, lr: float, backbone_lr_mult: float = 1.0) -> list[dict[str, Any]]:
         """Backbone and head in separate groups; every backbone parameter is in the optimiser from the start
         (freezing toggles requires_grad, and frozen parameters get no gradient, so no update). The head is the
@@ -162,16 +162,6 @@ class TransferModel(nn.Module):
             {"params": list(self.backbone.parameters()), "lr": lr * backbone_lr_mult, "name": "backbone"},
             {"params": list(self.head.parameters()), "lr": lr, "name": "head"},
         ]
-
-    def make_callbacks(self, cfg: Any) -> list[Any]:
-        from ..train.finetune import FreezeSchedule
-
-        freeze = int(getattr(cfg, "freeze_epochs", 0) or 0)
-        unfreeze = str(getattr(cfg, "unfreeze", "all") or "all")
-        freeze_bn = bool(getattr(cfg, "freeze_bn", False))
-        if self.info.get("features_only") or (freeze == 0 and unfreeze == "all" and not freeze_bn):
-            return []
-        return [FreezeSchedule(freeze, unfreeze, getattr(cfg, "strategy", "auto"), freeze_bn)]
 
     def card_args(self) -> dict[str, Any]:
         return {"head": self.spec.canonical, **self.info}
@@ -195,11 +185,12 @@ def build_transfer_model(arch: str, num_classes: int, in_chans: int = 3, img_siz
     try:
         backbone = timm.create_model(arch, pretrained=source.kind == "hub", **kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
-        raise ImgclfError(f"model {arch} could not be built with {kwargs}: {exc}") from None
+        raise invalid("model_args", timm_args, f"arguments that timm's {arch} accepts (all it was given: {kwargs})",
+                      note=str(exc)) from None
     _drop_vgg_fc(backbone)
     description = source.description
     if source.kind == "file":
-        load_timm_weights(backbone, read_state_dict(source.path), source=f"weights={source.path!r}")
+        load_timm_weights(backbone, read_state_dict(source.path), source=source.path)
         description = f"{source.description} (sha256 {file_digest(source.path)})"
     mean, std = tuple(cfg.get("mean") or _IMAGENET["mean"]), tuple(cfg.get("std") or _IMAGENET["std"])
     if in_chans == 1:  # timm keeps the 3-channel cfg for in_chans=1; the summed first conv sees one channel

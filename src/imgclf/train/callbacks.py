@@ -14,9 +14,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
-from ..io import atomic_write_bytes, read_csv, write_csv
-
-HISTORY_COLUMNS = ["epoch", "lr", "loss", "acc", "val_loss", "val_acc", "seconds", "images_per_s", "frozen"]
+from ..io import atomic_write_bytes
+from ..records import HistoryRow, RunDir
 
 
 def monitor_improved(current: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
@@ -85,11 +84,11 @@ class BestWeights(L.Callback):
 
 
 class HistoryWriter(L.Callback):
-    """Appends one row per epoch to history.csv (rewritten atomically each epoch)."""
+    """Appends one row per epoch to the run's history.csv (rewritten atomically each epoch)."""
 
-    def __init__(self, path: str | Path, frozen_until: int = 0):
-        self.path = Path(path)
-        self.rows: list[dict[str, Any]] = []
+    def __init__(self, run_dir: str | Path, frozen_until: int = 0):
+        self.run = RunDir(run_dir)
+        self.rows: list[HistoryRow] = []
         self.frozen_until = frozen_until
         self._start = 0.0
         self._lr = 0.0
@@ -98,8 +97,8 @@ class HistoryWriter(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # On resume, start from the rows on disk; an epoch that is replayed replaces its row when it ends
         # (the loop state is not restored yet at this hook, so rows cannot be filtered by epoch here).
-        if self.path.exists() and not self.rows:
-            self.rows = read_csv(self.path)
+        if not self.rows:
+            self.rows = self.run.read_history()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -121,15 +120,15 @@ class HistoryWriter(L.Callback):
         seconds = time.perf_counter() - self._start
         m = trainer.callback_metrics
 
-        def get(name: str) -> str:
+        def get(name: str) -> float | None:
             v = m.get(name)
-            return "" if v is None else f"{float(v):.6g}"
+            return None if v is None else float(v)
 
-        row = {
-            "epoch": trainer.current_epoch + 1, "lr": f"{self._lr:.6g}", "loss": get("loss"), "acc": get("acc"),
-            "val_loss": get("val_loss"), "val_acc": get("val_acc"), "seconds": f"{seconds:.3f}",
-            "images_per_s": f"{self._seen * trainer.world_size / max(self._train_seconds or seconds, 1e-9):.1f}",
-            "frozen": int(trainer.current_epoch < self.frozen_until),
-        }
-        self.rows = [r for r in self.rows if int(r["epoch"]) < row["epoch"]] + [row]
-        write_csv(self.path, HISTORY_COLUMNS, [[r.get(c, "") for c in HISTORY_COLUMNS] for r in self.rows])
+        row = HistoryRow(
+            epoch=trainer.current_epoch + 1, lr=self._lr, loss=get("loss"), acc=get("acc"), val_loss=get("val_loss"),
+            val_acc=get("val_acc"), seconds=round(seconds, 3),
+            images_per_s=round(self._seen * trainer.world_size / max(self._train_seconds or seconds, 1e-9), 1),
+            frozen=int(trainer.current_epoch < self.frozen_until),
+        )
+        self.rows = [r for r in self.rows if r.epoch < row.epoch] + [row]
+        self.run.write_history(self.rows)

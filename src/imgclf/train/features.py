@@ -134,7 +134,7 @@ def use_stored_features(cfg: Any, data: PreparedData, module: ImageClassifierMod
                                 cfg.cache_dir, _device(cfg))
     for p in model.backbone.parameters():  # type: ignore[attr-defined]
         p.requires_grad_(False)
-    head_module = FeatureHeadModule(model, dict(module.cfg), module.mean.flatten().tolist(),
+    head_module = FeatureHeadModule(model, module.settings, module.mean.flatten().tolist(),
                                     module.std.flatten().tolist(),
                                     None if module.class_weights is None else module.class_weights.tolist(),
                                     module.steps_per_epoch)

@@ -56,33 +56,34 @@ def trainable_names(backbone: nn.Module, frozen: bool, unfreeze: str) -> set[str
     return {name for block in blocks[-last:] for name in block}
 
 
-def apply_phase(model: nn.Module, frozen: bool, unfreeze: str = "all", freeze_bn: bool = False) -> set[str]:
-    """Set requires_grad on the backbone (head always trains) and put BatchNorm of frozen layers (of every
-    layer with `freeze_bn`) in eval mode."""
-    backbone = model.backbone  # type: ignore[attr-defined]
+def apply_phase(backbone: nn.Module, frozen: bool, unfreeze: str = "all", freeze_bn: bool = False,
+                training: bool = True) -> set[str]:
+    """Set requires_grad on the backbone it is handed (the head is not touched: it always trains) and put the
+    BatchNorm of frozen layers (of every layer with `freeze_bn`) in eval mode while `training`."""
     train = trainable_names(backbone, frozen, unfreeze)
     for name, p in backbone.named_parameters():
         p.requires_grad_(name in train)
-    for p in model.head.parameters():  # type: ignore[attr-defined]
-        p.requires_grad_(True)
     for module in backbone.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             params = list(module.parameters(recurse=False))
             is_frozen = bool(params) and not any(p.requires_grad for p in params)
-            module.train(model.training and not is_frozen and not freeze_bn)
+            module.train(training and not is_frozen and not freeze_bn)
     return train
 
 
 class FreezeSchedule(L.Callback):
-    """Epochs < freeze_epochs: head only; later: head + the unfrozen part of the backbone. The phase is a pure
-    function of the epoch, so a resumed run needs no stored state."""
+    """Epochs < freeze_epochs: the backbone it is handed is frozen; later: its unfrozen part trains (like
+    Lightning's BaseFinetuning, it acts on the module it is given, whatever the model around it). The phase is a
+    pure function of the epoch, so a resumed run needs no stored state."""
 
-    def __init__(self, freeze_epochs: int, unfreeze: str = "all", strategy: str = "auto", freeze_bn: bool = False):
+    def __init__(self, backbone: nn.Module, freeze_epochs: int, unfreeze: str = "all", strategy: str = "auto",
+                 freeze_bn: bool = False):
         parse_unfreeze(unfreeze)
         if str(strategy).startswith("ddp") and "find_unused_parameters_true" not in str(strategy):
             # DDP registers the trainable parameters once; frozen ones never get a gradient and stall it.
             raise ImgclfError(f"strategy must be ddp_find_unused_parameters_true when part of the backbone is frozen "
                               f"(freeze_epochs / unfreeze). Received: strategy={strategy!r}")
+        self.backbone = backbone
         self.freeze_epochs = freeze_epochs
         self.unfreeze = unfreeze
         self.freeze_bn = freeze_bn
@@ -91,21 +92,24 @@ class FreezeSchedule(L.Callback):
         return epoch < self.freeze_epochs
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        apply_phase(pl_module.model, self.frozen(trainer.current_epoch), self.unfreeze, self.freeze_bn)
+        apply_phase(self.backbone, self.frozen(trainer.current_epoch), self.unfreeze, self.freeze_bn,
+                    pl_module.training)
 
 
-_TRANSFER_DEFAULTS = {"head": None, "weights": None, "freeze_epochs": 0, "unfreeze": "all", "backbone_lr_mult": 1.0,
-                      "freeze_bn": False, "features_only": False}
+# Transfer settings are "given" when they differ from TrainConfig's defaults (the one place defaults live).
+_TRANSFER_SETTINGS = ("head", "weights", "freeze_epochs", "unfreeze", "backbone_lr_mult", "freeze_bn", "features_only")
 
 
 def transfer_model_args(cfg: Any, info: Any) -> dict[str, Any]:
     """Builder arguments from the transfer settings of the config; errors early (before any data is decoded)
     when they are given for a model without a timm backbone or when pretrained weights cannot be had."""
+    from ..config import TrainConfig
     from ..models.transfer import TransferModelInfo
     from ..models.weights import resolve_weights
 
     if not isinstance(info, TransferModelInfo):
-        given = {k: getattr(cfg, k) for k, v in _TRANSFER_DEFAULTS.items() if getattr(cfg, k, v) != v}
+        defaults = TrainConfig.model_fields
+        given = {k: getattr(cfg, k) for k in _TRANSFER_SETTINGS if getattr(cfg, k) != defaults[k].default}
         if given:
             name, value = next(iter(given.items()))
             raise ImgclfError(f"{name} needs a timm backbone (e.g. --model resnet18, mobilenetv2_100, "

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import TrainConfig
 from ..data.augment import BatchAugment, parse_augment
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..models.base import keras_l2_penalty
@@ -43,13 +44,14 @@ class ImageClassifierModule(L.LightningModule):
                  class_weights: list[float] | None = None, steps_per_epoch: int = 1):
         super().__init__()
         self.model = model
-        self.cfg = hparams
+        self.settings = dict(hparams)  # plain values: what Lightning saves in checkpoints (weights_only loads)
+        self.cfg = TrainConfig.model_validate(hparams)  # typed view: defaults live in TrainConfig alone
         self.save_hyperparameters(ignore=["model"])
         self.register_buffer("mean", channel_stats(mean), persistent=False)
         self.register_buffer("std", channel_stats(std), persistent=False)
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
-        self.augment = BatchAugment(parse_augment(hparams.get("augment", "")))
+        self.augment = BatchAugment(parse_augment(self.cfg.augment))
         self.steps_per_epoch = steps_per_epoch
         self.aug_generator: torch.Generator | None = None
 
@@ -59,13 +61,13 @@ class ImageClassifierModule(L.LightningModule):
         if train and not self.augment.spec.empty:
             x = self.augment(x, self.aug_generator)
         x = (x - self.mean) / self.std
-        fmt = torch.channels_last if self.cfg.get("channels_last", True) else torch.contiguous_format
+        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)
 
     def on_train_epoch_start(self) -> None:
         # Augmentation and dropout randomness are a pure function of (seed, epoch), so a resumed run
         # replays exactly the epochs an uninterrupted one would have run.
-        seed = int(self.cfg.get("seed", 0)) * 1_000_003 + self.current_epoch * 7919 + self.global_rank
+        seed = self.cfg.seed * 1_000_003 + self.current_epoch * 7919 + self.global_rank
         if self.aug_generator is None or self.aug_generator.device != self.device:
             self.aug_generator = torch.Generator(device=self.device)
         self.aug_generator.manual_seed(seed)
@@ -73,9 +75,9 @@ class ImageClassifierModule(L.LightningModule):
 
     # ----- loss -----------------------------------------------------------------------------------
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        smoothing = float(self.cfg.get("label_smoothing", 0.0))
-        if self.cfg.get("loss", "ce") == "focal":
-            return focal_loss(logits, y, float(self.cfg.get("focal_gamma", 2.0)), self.class_weights, smoothing)
+        smoothing = self.cfg.label_smoothing
+        if self.cfg.loss == "focal":
+            return focal_loss(logits, y, self.cfg.focal_gamma, self.class_weights, smoothing)
         return F.cross_entropy(logits.float(), y, weight=self.class_weights, label_smoothing=smoothing)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,36 +117,32 @@ class ImageClassifierModule(L.LightningModule):
         """One group per learning-rate multiplier (transfer models put the backbone in its own group)."""
         groups_fn = getattr(self.model, "param_groups", None)
         if callable(groups_fn):
-            return groups_fn(float(self.cfg["lr"]), float(self.cfg.get("backbone_lr_mult", 1.0)))
-        return [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": float(self.cfg["lr"])}]
+            return groups_fn(self.cfg.lr, self.cfg.backbone_lr_mult)
+        return [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": self.cfg.lr}]
 
     def configure_optimizers(self) -> Any:
         c = self.cfg
         groups = self.param_groups()
-        name, wd = c["optimizer"], float(c.get("weight_decay", 0.0))
-        if name == "adam":
-            opt = torch.optim.Adam(groups, lr=c["lr"], weight_decay=wd)
-        elif name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=c["lr"], weight_decay=wd)
+        if c.optimizer == "adam":
+            opt: torch.optim.Optimizer = torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
+        elif c.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
         else:
-            opt = torch.optim.SGD(groups, lr=c["lr"], momentum=c.get("momentum", 0.9),
-                                  nesterov=bool(c.get("nesterov", False)), weight_decay=wd)
-        schedule = c.get("schedule", "none")
-        total_steps = max(1, int(c["epochs"]) * self.steps_per_epoch)
-        if schedule == "plateau":
-            mode = "min" if c.get("monitor", "val_loss") == "val_loss" else "max"
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode=mode, factor=c.get("lr_factor", 0.1), patience=c.get("lr_patience", 3),
-                min_lr=c.get("min_lr", 0.0))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": c.get("monitor", "val_loss"),
-                                                       "interval": "epoch"}}
-        if schedule == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=c.get("lr_step", 10), gamma=c.get("lr_factor", 0.1))
+            opt = torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                                  weight_decay=c.weight_decay)
+        total_steps = max(1, c.epochs * self.steps_per_epoch)
+        if c.schedule == "plateau":
+            mode = "min" if c.monitor == "val_loss" else "max"
+            sched: Any = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=c.lr_factor,
+                                                                    patience=c.lr_patience, min_lr=c.min_lr)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": c.monitor, "interval": "epoch"}}
+        if c.schedule == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=c.lr_step, gamma=c.lr_factor)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        if schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=c.get("min_lr", 0.0))
+        if c.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=c.min_lr)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if schedule == "onecycle":
+        if c.schedule == "onecycle":
             max_lrs = [g["lr"] for g in groups]
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total_steps + 1,
                                                         pct_start=0.25)

@@ -1,0 +1,54 @@
+"""The pipeline layer: the sequence every entry point runs (CLI, Python API, studies, demo, benchmarks).
+
+    resolve config (defaults → recipe → YAML file → explicit values) → run directory → data → model
+    → train (`imgclf.train`) → weights + model card → evaluate (`imgclf.evaluation`) → report
+
+`train/` only trains, `evaluation/` only reads run files, `models/` knows neither; this package joins them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import TrainConfig
+from ..errors import ImgclfError
+from ..records import MetricsRecord
+from .resolve import resolve_config, resume_config
+from .run import Run, train_run
+
+__all__ = ["Run", "evaluate", "fit", "resolve_config", "resume_config", "train_run"]
+
+
+def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
+        config_file: str | os.PathLike | None = None, overwrite: bool = False,
+        resume: str | os.PathLike | None = None, report: bool = True, **values: Any) -> Run:
+    """Train and write a complete run directory.
+
+    Settings layer as `resolve_config` says: TrainConfig's defaults, the recipe's, the YAML file's, then
+    `config` and keyword arguments (`imgclf.fit(data="data/", recipe="fast-fmnist", time_limit="10m")`).
+    `resume="runs/x"` continues an interrupted run from its last checkpoint with its stored config (keyword
+    arguments override it, e.g. more epochs). `report=False` skips report.html (grids of many small runs).
+    """
+    if resume is not None:
+        if config is not None or recipe is not None or config_file is not None:
+            raise ImgclfError("resume continues a run with its stored config.yaml, so config, recipe and "
+                              "config_file must not be given with it. Received: resume="
+                              f"{str(resume)!r} with {'config' if config is not None else 'recipe' if recipe else 'config_file'}")
+        cfg = resume_config(resume, **values)
+        from ..records import RunDir
+
+        ckpt = RunDir(resume).file("checkpoints/last.ckpt")
+        return train_run(cfg, checkpoint=str(ckpt) if ckpt.exists() else None, resume=True, report=report)
+    cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
+    return train_run(cfg, overwrite=overwrite, report=report)
+
+
+def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
+             tta: bool = False) -> MetricsRecord:
+    """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json."""
+    from ..evaluation.run_eval import evaluate_run
+
+    return evaluate_run(run_dir, data=data, split=split, tta=tta)
+

@@ -1,0 +1,44 @@
+"""The model card of a finished training: built from the config, the data set and what training reported."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+import numpy as np
+
+from .. import hardware
+from ..config import TrainConfig
+from ..data.dataset import PreparedData
+from ..records import HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, TrainingSummary
+from ..train.fit import TrainResult
+
+
+def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> ModelCard:
+    speeds = [r.images_per_s for r in result.history if r.images_per_s is not None]
+    model_args = dict(cfg.model_args)
+    extra = getattr(result.model, "card_args", None)
+    if callable(extra):
+        model_args.update(extra())
+    training = TrainingSummary(
+        recipe=cfg.recipe, epochs_run=len(result.history), best_epoch=result.best_epoch,
+        stopped=result.stopped_reason, train_seconds=round(result.seconds, 2),
+        images_per_s=round(float(np.median(speeds)), 1) if speeds else None,
+        precision=result.precision, optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
+        schedule=cfg.schedule, augment=cfg.augment, seed=cfg.seed, loss=cfg.loss, class_weight=cfg.class_weight,
+        sampler=cfg.sampler, label_smoothing=cfg.label_smoothing, train_images=len(data.splits["train"]),
+        time_budget=result.time_budget,
+    )
+    return ModelCard(
+        architecture=cfg.model, model_args=model_args, classes=data.classes, img_size=data.img_size,
+        in_chans=data.channels, color=data.color, mean=result.mean, std=result.std, interpolation=data.interpolation,
+        num_params=int(sum(p.numel() for p in result.model.parameters())), training=training,
+        versions=hardware.versions(), hardware=hardware.describe(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def headline(metrics: MetricsRecord, history: list[HistoryRow], best_epoch: int | None) -> HeadlineMetrics:
+    """The card's quotable numbers: test scores, and validation accuracy at the kept epoch."""
+    val = next((r.val_acc for r in history if r.epoch == best_epoch), None)
+    return HeadlineMetrics(split=metrics.split, accuracy=metrics.accuracy, loss=metrics.loss,
+                           macro_f1=metrics.macro.f1, macro_recall=metrics.macro.recall,
+                           worst_class=metrics.worst_class, macro_auc=metrics.macro_auc, val_accuracy=val)

@@ -1,0 +1,86 @@
+"""The one place a training config is resolved: defaults → recipe → YAML file → explicit values.
+
+The CLI, the Python API, studies, the demo and the benchmarks all call `resolve_config`, so a recipe or a
+setting means the same thing everywhere. What it returns is what `config.yaml` stores, with the paths made
+absolute so that `imgclf train --config runs/x/config.yaml --out runs/y` repeats the run from any folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig, load_config_file, make_config
+from ..errors import ImgclfError
+from ..recipes import load_recipe
+
+# Settings that name files or folders: stored absolute, so a saved config works from another working directory.
+PATH_SETTINGS = ("data", "out", "cache_dir")
+
+
+def _given(values: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
+    if values is None:
+        return {}
+    if isinstance(values, TrainConfig):
+        return values.model_dump(exclude_unset=True)  # what its maker chose, not pydantic's defaults
+    if not isinstance(values, Mapping):
+        raise ImgclfError(f"config must be a TrainConfig, a mapping of settings or None. "
+                          f"Received: config of type {type(values).__name__}")
+    return dict(values)
+
+
+def _absolute(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for key in PATH_SETTINGS:
+        if isinstance(out.get(key), (str, os.PathLike)) and str(out[key]):
+            out[key] = os.path.abspath(os.path.expanduser(str(out[key])))
+    for key in ("weights", "class_weight"):  # files when they exist; package names and keywords stay as given
+        value = out.get(key)
+        if isinstance(value, str) and value and Path(value).expanduser().is_file():
+            out[key] = os.path.abspath(os.path.expanduser(value))
+    return out
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML file of settings, as a mapping (validated later, with everything else)."""
+    if not Path(path).is_file():
+        raise ImgclfError(f"config must be an existing YAML file. Received: config={str(path)!r}"
+                          + (" (a folder)" if Path(path).is_dir() else " (not found)"))
+    return load_config_file(path)
+
+
+def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
+                   config_file: str | os.PathLike | None = None, **explicit: Any) -> TrainConfig:
+    """Layer the settings: TrainConfig's defaults, then the recipe's, then the YAML file's, then `values` and
+    `explicit` (keyword arguments win over `values`). The recipe is named by `recipe`, else by a `recipe` key in
+    the explicit values or the file. `None` values are "not given"."""
+    given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    name = recipe or given.get("recipe") or file_values.get("recipe")
+    layered: dict[str, Any] = {}
+    if name:
+        layered.update(load_recipe(name))
+    layered.update(file_values)
+    layered.update(given)
+    if name:
+        layered["recipe"] = name
+    if "data" not in layered:
+        raise ImgclfError("data must be given: the image folder to train on (imgclf train DATA, or "
+                          "imgclf.fit(data=...)). Received: no data setting")
+    return make_config(**_absolute(layered))
+
+
+def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> TrainConfig:
+    """A stored run's config.yaml with `overrides` on top (e.g. more epochs); `out` stays the run."""
+    from ..records import RunDir
+
+    run = RunDir(run_dir)
+    if not run.has("config.yaml"):
+        raise ImgclfError(f"resume must be a run directory with config.yaml. Received: resume={str(run_dir)!r}"
+                          + ("" if run.path.exists() else " (no such folder)"))
+    stored = run.read_config().model_dump()
+    stored.update({k: v for k, v in overrides.items() if v is not None})
+    stored["out"] = str(run.path)
+    return make_config(**_absolute(stored))

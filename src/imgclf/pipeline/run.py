@@ -1,0 +1,144 @@
+"""One training run, start to finish: run directory → data → model → train → weights + card → evaluate → report.
+
+Every file of the run directory is written here, through `imgclf.records`; `train/` only trains.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import hardware
+from ..config import TrainConfig
+from ..data.dataset import PreparedData, prepare_data
+from ..errors import ImgclfError
+from ..models import create_model, get_model_info
+from ..models.base import set_l2
+from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
+
+RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", "model.json", "history.csv", "predictions.csv",
+             "metrics.json", "report.html")
+
+
+@dataclass
+class Run:
+    """A finished run: where it is, what it used, and how it went (everything also on disk)."""
+
+    path: Path
+    config: TrainConfig
+    metrics: MetricsRecord | None
+    best_epoch: int | None  # 1-based epoch whose weights were kept
+    epochs_run: int
+    train_seconds: float
+    stopped_reason: str
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        if self.metrics is None:
+            return f"Run({str(self.path)!r})"
+        return f"Run({str(self.path)!r}, accuracy={self.metrics.accuracy:.4f})"
+
+
+def _next_run_dir(model: str) -> Path:
+    base = Path("runs").absolute()
+    n = 1
+    while (base / f"{model}-{n}").exists():
+        n += 1
+    return base / f"{model}-{n}"
+
+
+def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
+    run_dir = Path(cfg.out) if cfg.out else _next_run_dir(cfg.model)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ImgclfError(f"out must be a folder for the run. Received: out={str(run_dir)!r}, which is a file")
+    if (run_dir / "config.yaml").exists() and not resume:
+        if not overwrite:
+            raise ImgclfError(
+                f"out must be a new run directory. Received: out={str(run_dir)!r}, which holds another run "
+                "(pass --overwrite to replace it, or --resume to continue it)"
+            )
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run_dir / "plots", ignore_errors=True)
+    elif run_dir.exists() and any(run_dir.iterdir()) and not resume and not overwrite:
+        raise ImgclfError(
+            f"out must be an empty or new folder. Received: out={str(run_dir)!r}, which is not empty "
+            "(pass --overwrite to use it anyway)"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def dataset_record(data: PreparedData) -> DatasetRecord:
+    return DatasetRecord.model_validate(data.describe())
+
+
+def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | None = None, resume: bool = False,
+              report: bool = True) -> Run:
+    """Run `cfg` into its run directory. `checkpoint` continues from a Lightning checkpoint (resume)."""
+    import lightning as L
+
+    from ..train.finetune import transfer_model_args
+    from ..train.fit import train_model
+    from ..train.callbacks import save_weights
+    from .card import headline, make_card
+
+    info = get_model_info(cfg.model)
+    transfer_args = transfer_model_args(cfg, info)  # checks transfer settings before any data is decoded
+    img_size = cfg.img_size or info.default_img_size
+    if img_size < info.min_img_size:
+        raise ImgclfError(f"img_size must be at least {info.min_img_size} for model {cfg.model}. "
+                          f"Received: img_size={img_size}")
+    is_launch_zero = hardware.launch_rank() == 0
+    # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
+    if is_launch_zero:
+        run_dir = prepare_run_dir(cfg, overwrite, resume)
+        os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
+    else:
+        run_dir = Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", ""))
+    cfg = cfg.model_copy(update={"out": str(run_dir)})
+    run = RunDir(run_dir)
+
+    L.seed_everything(cfg.seed, verbose=False)
+    data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
+                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers)
+    resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
+
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})
+    if cfg.l2 is not None:
+        set_l2(model, cfg.l2.get("conv"), cfg.l2.get("dense"))
+    # Written only once the model is built: a bad model argument must not leave a run behind that refuses the
+    # corrected command's --out.
+    if is_launch_zero:
+        run.write_config(resolved)
+        run.write_dataset(dataset_record(data))
+
+    result = train_model(resolved, data, model, run_dir, checkpoint)
+    skipped = [SkippedFile.model_validate(s) for s in data.skipped]
+    if not result.is_global_zero:
+        return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
+                   result.stopped_reason, skipped)
+
+    save_weights(result.model, run.file("model.safetensors"))
+    card = make_card(resolved, data, result)
+    run.write_card(card)
+
+    from ..evaluation.run_eval import evaluate_run
+
+    # TTA too: the report shows with and without; evaluation streams when training did.
+    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta=True,
+                           budget_bytes=cfg.cache_budget_bytes)
+    card.metrics = headline(metrics, result.history, result.best_epoch)
+    run.write_card(card)
+    if report:
+        from ..evaluation.report import write_report
+
+        write_report(run_dir)
+    return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
+               result.stopped_reason, skipped)

@@ -1,0 +1,460 @@
+"""The run directory's contract: one typed record per file, each with a `schema_version`.
+
+Every stage writes and reads a run directory through these records and `RunDir`, never through raw JSON, so a
+key means the same thing everywhere and a run made yesterday on another machine loads (or fails with one clear
+line naming the file). JSON Schemas of the records are generated into `docs/schema/` by `write_schemas`.
+
+Version 1 is the first versioned layout. Files written before versioning (no `schema_version`, the model card's
+`format_version`, the metrics' `f1-score` averages) are upgraded on read, so older runs still load.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .config import TrainConfig
+from .errors import ImgclfError
+from .io import atomic_write_text, read_json, read_yaml, write_csv, write_json, write_yaml
+
+SCHEMA_VERSION = 1
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
+
+
+class Record(BaseModel):
+    """A run file's content. Unknown keys are refused: a typo in a writer must fail a test, not drift."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = Field(SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "schema_version" not in data:
+            data = {**data, "schema_version": 1}
+        return data
+
+
+# --------------------------------------------------------------------------------------------- dataset.json
+class SkippedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    reason: str
+
+
+class SplitFiles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    files: list[str] = Field(description="Paths relative to the data set's root.")
+    labels: list[int]
+
+
+class ImbalanceStats(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rho: float | None = Field(description="Largest class count / smallest (training split).")
+    mu: float | None = Field(description="Share of the classes that are minority classes.")
+    minority: list[str]
+    imbalanced: bool
+
+
+class DatasetRecord(Record):
+    """dataset.json: what the run trained and was evaluated on."""
+
+    root: str = Field(description="Absolute path of the data folder.")
+    layout: str
+    classes: list[str] = Field(min_length=2)
+    img_size: int = Field(ge=1)
+    color: Literal["rgb", "grayscale"]
+    val_source: str
+    sizes: dict[str, int]
+    counts: dict[str, dict[str, int]]
+    imbalance: ImbalanceStats
+    cache_key: str | None = None
+    streamed: bool = False
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    splits: dict[str, SplitFiles]
+
+    def split_paths(self, split: str) -> tuple[list[str], list[int]]:
+        s = self.splits[split]
+        root = Path(self.root)
+        return [str(root / f) for f in s.files], list(s.labels)
+
+
+# --------------------------------------------------------------------------------------------- metrics.json
+class ClassScores(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    precision: float
+    recall: float
+    f1: float
+    support: int = Field(ge=0)
+
+
+class AverageScores(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    precision: float
+    recall: float
+    f1: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_f1(cls, data: Any) -> Any:  # before schema 1 the averages said "f1-score", the classes "f1"
+        if isinstance(data, dict) and "f1-score" in data:
+            data = {k if k != "f1-score" else "f1": v for k, v in data.items()}
+        return data
+
+
+class WorstClass(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    recall: float
+
+
+class TTAScores(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    accuracy: float
+    loss: float | None
+    macro: AverageScores
+    worst_class: WorstClass | None = None
+    macro_auc: float | None = None
+    transforms: str = ""
+
+
+class MetricsRecord(Record):
+    """metrics.json: scores of one evaluated split, computed from predictions.csv's probabilities."""
+
+    split: str = Field(description="test, val, or DATA:split for another folder.")
+    count: int = Field(ge=0)
+    accuracy: float
+    loss: float | None
+    macro: AverageScores
+    weighted: AverageScores
+    per_class: dict[str, ClassScores]
+    worst_class: WorstClass | None = None
+    auc: dict[str, float | None]
+    macro_auc: float | None = None
+    ece: float
+    confusion: list[list[int]]
+    classes_present: list[str]
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    tta: TTAScores | None = None
+
+
+# --------------------------------------------------------------------------------------------- model.json
+class TrainingSummary(BaseModel):
+    """How the weights were made (the card's `training`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    recipe: str | None = None
+    epochs_run: int = Field(0, ge=0)
+    best_epoch: int | None = Field(None, description="1-based epoch whose weights were kept.")
+    stopped: str = ""
+    train_seconds: float = 0.0
+    images_per_s: float | None = None
+    precision: str = "32"
+    optimizer: str = ""
+    lr: float | None = None
+    batch_size: int | None = None
+    schedule: str = ""
+    augment: str = ""
+    seed: int | None = None
+    loss: str = ""
+    class_weight: str = ""
+    sampler: str = ""
+    label_smoothing: float = 0.0
+    train_images: int | None = None
+    time_budget: dict[str, float | None] | None = None
+
+
+class HeadlineMetrics(BaseModel):
+    """The card's `metrics`: the numbers people quote, copied from metrics.json and history.csv."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: str | None = None
+    accuracy: float | None = None
+    loss: float | None = None
+    macro_f1: float | None = None
+    macro_recall: float | None = None
+    worst_class: WorstClass | None = None
+    macro_auc: float | None = None
+    val_accuracy: float | None = None
+
+
+class ModelCard(Record):
+    """model.json: everything needed to rebuild, preprocess and label; validated before use."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    classes: list[str] = Field(min_length=2)
+    img_size: int = Field(ge=1, le=4096)
+    in_chans: int = Field(ge=1, le=4)
+    color: Literal["rgb", "grayscale"]
+    mean: list[float]
+    std: list[float]
+    interpolation: Interpolation = "bilinear"
+    num_params: int = Field(ge=0)
+    metrics: HeadlineMetrics = Field(default_factory=HeadlineMetrics)
+    training: TrainingSummary = Field(default_factory=TrainingSummary)
+    versions: dict[str, str] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    created: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_format_version(cls, data: Any) -> Any:  # before schema 1 the card said format_version: 1
+        if isinstance(data, dict) and "format_version" in data:
+            data = {k: v for k, v in data.items() if k != "format_version"}
+            data.setdefault("schema_version", 1)
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelCard":
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            raise ValueError(f"mean and std need {self.in_chans} values (one per input channel)")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be > 0")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("class names must be unique")
+        return self
+
+
+# --------------------------------------------------------------------------------------------- CSV rows
+class HistoryRow(BaseModel):
+    """One row of history.csv: one training epoch (1-based). Empty cells read as None."""
+
+    model_config = ConfigDict(extra="forbid")
+    COLUMNS: ClassVar[tuple[str, ...]] = ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "seconds",
+                                          "images_per_s", "frozen")
+    epoch: int = Field(ge=1)
+    lr: float | None = None
+    loss: float | None = None
+    acc: float | None = None
+    val_loss: float | None = None
+    val_acc: float | None = None
+    seconds: float | None = None
+    images_per_s: float | None = None
+    frozen: int = 0
+
+    def cells(self) -> list[str]:
+        out = []
+        for name in self.COLUMNS:
+            v = getattr(self, name)
+            out.append("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v))
+        return out
+
+    def value(self, name: str) -> float:
+        """A column as a float, NaN when empty (what the curves plot)."""
+        v = getattr(self, name)
+        return math.nan if v is None else float(v)
+
+
+class PredictionRow(BaseModel):
+    """One row of predictions.csv: an evaluated image, or a skipped file (`error` set, no prediction)."""
+
+    model_config = ConfigDict(extra="forbid")
+    FIXED: ClassVar[tuple[str, ...]] = ("path", "true", "pred", "prob", "loss", "error")
+    path: str
+    true: str = ""
+    pred: str = ""
+    prob: float | None = None
+    loss: float | None = None
+    error: str = ""
+    probs: list[float] = Field(default_factory=list, description="One probability per class, in the card's "
+                               "class order; written as p_<class> columns.")
+
+    @staticmethod
+    def header(classes: Sequence[str]) -> list[str]:
+        return [*PredictionRow.FIXED, *(f"p_{c}" for c in classes)]
+
+
+RECORDS: dict[str, type[BaseModel]] = {
+    "config.yaml": TrainConfig, "dataset.json": DatasetRecord, "model.json": ModelCard,
+    "metrics.json": MetricsRecord, "history.csv": HistoryRow, "predictions.csv": PredictionRow,
+}
+
+
+def _blank_to_none(row: dict[str, str]) -> dict[str, Any]:
+    return {k: (None if v == "" else v) for k, v in row.items()}
+
+
+def _problems(exc: ValidationError, limit: int = 5) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:limit])
+
+
+# --------------------------------------------------------------------------------------------- the directory
+class RunDir:
+    """Typed access to one run directory's files. Readers raise ImgclfError naming the file when it is missing
+    or does not match its record."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    # ----- generic ------------------------------------------------------------------------------
+    def _load(self, name: str, record: type[BaseModel], data: Any) -> Any:
+        try:
+            return record.model_validate(data)
+        except ValidationError as exc:
+            raise ImgclfError(f"{name} in {self.path} does not match its record ({record.__name__}): "
+                              f"{_problems(exc)}") from None
+
+    def _read_mapping(self, name: str, reader) -> Any:
+        path = self.path / name
+        if not path.is_file():
+            raise ImgclfError(f"run must be a run directory containing {name}. Received: run={str(self.path)!r} "
+                              f"({'no such folder' if not self.path.exists() else f'no {name}: training unfinished?'})")
+        try:
+            data = reader(path)
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            raise ImgclfError(f"{name} in {self.path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+        except Exception as exc:  # yaml's errors are not ValueErrors
+            raise ImgclfError(f"{name} in {self.path} cannot be read: {type(exc).__name__}") from None
+        if not isinstance(data, dict):
+            raise ImgclfError(f"{name} in {self.path} must hold a mapping. Received: {type(data).__name__}")
+        return data
+
+    # ----- config.yaml --------------------------------------------------------------------------
+    def read_config(self) -> TrainConfig:
+        return self._load("config.yaml", TrainConfig, self._read_mapping("config.yaml", read_yaml))
+
+    def write_config(self, config: TrainConfig) -> None:
+        write_yaml(self.path / "config.yaml", config.model_dump(mode="json"))
+
+    # ----- dataset.json -------------------------------------------------------------------------
+    def read_dataset(self) -> DatasetRecord:
+        return self._load("dataset.json", DatasetRecord, self._read_mapping("dataset.json", read_json))
+
+    def write_dataset(self, record: DatasetRecord) -> None:
+        write_json(self.path / "dataset.json", record.model_dump(mode="json"))
+
+    # ----- model.json ---------------------------------------------------------------------------
+    def read_card(self) -> ModelCard:
+        return self._load("model.json", ModelCard, self._read_mapping("model.json", read_json))
+
+    def write_card(self, card: ModelCard) -> None:
+        write_json(self.path / "model.json", card.model_dump(mode="json"))
+
+    # ----- metrics.json -------------------------------------------------------------------------
+    def read_metrics(self, name: str = "metrics.json") -> MetricsRecord:
+        return self._load(name, MetricsRecord, self._read_mapping(name, read_json))
+
+    def write_metrics(self, metrics: MetricsRecord, name: str = "metrics.json") -> None:
+        write_json(self.path / name, metrics.model_dump(mode="json"))
+
+    # ----- history.csv --------------------------------------------------------------------------
+    def read_history(self) -> list[HistoryRow]:
+        """[] when the run has no history yet."""
+        path = self.path / "history.csv"
+        if not path.is_file():
+            return []
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [self._load("history.csv", HistoryRow, _blank_to_none(r)) for r in rows]
+
+    def write_history(self, rows: Iterable[HistoryRow]) -> None:
+        write_csv(self.path / "history.csv", HistoryRow.COLUMNS, [r.cells() for r in rows])
+
+    # ----- predictions.csv ----------------------------------------------------------------------
+    def read_predictions(self, classes: Sequence[str], name: str = "predictions.csv") -> list[PredictionRow]:
+        path = self.path / name
+        if not path.is_file():
+            raise ImgclfError(f"predictions must be an existing {name}. Received: predictions={str(path)!r} "
+                              "(run `imgclf evaluate RUN` to write it)")
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            columns = [f"p_{c}" for c in classes]
+            missing = [c for c in (*PredictionRow.FIXED, *columns) if c not in header]
+            if missing:
+                raise ImgclfError(f"{name} must have the columns {PredictionRow.header(classes)}. "
+                                  f"Received: {path} without {missing}")
+            out = []
+            for raw in reader:
+                row = _blank_to_none({k: raw[k] for k in PredictionRow.FIXED})
+                row = {k: ("" if v is None and k in ("true", "pred", "error") else v) for k, v in row.items()}
+                row["path"] = raw["path"]
+                row["probs"] = [float(raw[c]) for c in columns] if not raw.get("error") else []
+                out.append(self._load(name, PredictionRow, row))
+        return out
+
+    def write_predictions(self, rows: Iterable[PredictionRow], classes: Sequence[str],
+                          name: str = "predictions.csv") -> None:
+        def cells(r: PredictionRow) -> list[str]:
+            num = lambda v: "" if v is None else f"{v:.6f}"  # noqa: E731
+            probs = [f"{p:.6f}" for p in r.probs] if r.probs else [""] * len(classes)
+            return [r.path, r.true, r.pred, num(r.prob), num(r.loss), r.error, *probs]
+
+        write_csv(self.path / name, PredictionRow.header(classes), [cells(r) for r in rows])
+
+    # ----- every file ---------------------------------------------------------------------------
+    def validate(self) -> list[str]:
+        """Read every run file present through its record; returns the names checked."""
+        checked = []
+        if self.has("config.yaml"):
+            self.read_config()
+            checked.append("config.yaml")
+        for name, reader in (("dataset.json", self.read_dataset), ("metrics.json", self.read_metrics),
+                             ("history.csv", self.read_history)):
+            if self.has(name):
+                reader()
+                checked.append(name)
+        if self.has("model.json"):
+            card = self.read_card()
+            checked.append("model.json")
+            if self.has("predictions.csv"):
+                self.read_predictions(card.classes)
+                checked.append("predictions.csv")
+        return checked
+
+
+def load_card(run_dir: str | os.PathLike) -> ModelCard:
+    """The validated model card of a run directory."""
+    return RunDir(run_dir).read_card()
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every record, keyed by the file name it describes."""
+    out = {}
+    for name, record in RECORDS.items():
+        schema = record.model_json_schema(mode="validation")
+        schema["$comment"] = f"imgclf run file {name}, schema_version {SCHEMA_VERSION}; generated from imgclf.records"
+        out[name] = schema
+    return out
+
+
+def schema_texts() -> dict[str, str]:
+    """File name under docs/schema/ -> its text (what `write_schemas` writes and the test compares)."""
+    return {f"{name.replace('.', '_')}.schema.json": json.dumps(schema, indent=2, sort_keys=True) + "\n"
+            for name, schema in json_schemas().items()}
+
+
+def write_schemas(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    paths = []
+    for name, text in schema_texts().items():
+        atomic_write_text(folder / name, text)
+        paths.append(folder / name)
+    return paths
+
+
+if __name__ == "__main__":  # python -m imgclf.records docs/schema
+    import sys
+
+    for p in write_schemas(sys.argv[1] if len(sys.argv) > 1 else "docs/schema"):
+        print(p)

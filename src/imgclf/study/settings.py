@@ -1,0 +1,33 @@
+"""The training settings of a study's cells: the same layering as `imgclf train` (recipe → YAML file → flags),
+less what the study's own configurations decide."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..pipeline.resolve import read_config_file
+from ..recipes import load_recipe
+
+
+def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any]) -> tuple[str, dict[str, Any],
+                                                                                          list[str]]:
+    """(model, settings for every cell, names dropped). A recipe or config file (S4's recipes, say) may set what
+    the study's configurations decide: those values are dropped and named. The same settings given as flags are
+    kept, so that `run_imbalance_study` refuses them with its own error."""
+    from .imbalance import CONTROLLED, STUDY_MODEL_ARGS
+
+    flags = {k: v for k, v in flags.items() if v is not None}
+    layered: dict[str, Any] = {}
+    if flags.get("recipe"):
+        layered.update(load_recipe(flags["recipe"]))
+    if config_file is not None:
+        layered.update(read_config_file(config_file))
+    ignored = sorted(k for k in layered if k in CONTROLLED and k != "model")
+    if "model_args" not in flags and isinstance(layered.get("model_args"), dict):
+        ignored += [f"model_args.{k}" for k in sorted(layered["model_args"]) if k in STUDY_MODEL_ARGS]
+        layered["model_args"] = {k: v for k, v in layered["model_args"].items() if k not in STUDY_MODEL_ARGS}
+    values = {k: v for k, v in layered.items() if k not in CONTROLLED or k == "model"}
+    values.update(flags)
+    model = values.pop("model", None) or "caltech_cnn"
+    return model, values, ignored

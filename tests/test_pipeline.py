@@ -1,0 +1,135 @@
+"""The pipeline layer: one config resolution for every entry point, and the package layering it protects."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import imgclf
+from conftest import make_image_folder
+from imgclf.cli import app
+from imgclf.errors import ImgclfError
+from imgclf.pipeline import resolve_config
+from imgclf.recipes import load_recipe
+
+SRC = Path(imgclf.__file__).parent
+
+
+def _saved(run_dir: Path) -> dict:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config.pop("out")
+    return config
+
+
+def test_cli_and_api_resolve_a_recipe_with_overrides_to_the_same_config(tmp_path):
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=6, size=24)
+    flags = ["--recipe", "s5-model-s", "--epochs", "1", "--lr", "0.01", "--batch-size", "4", "--val-split", "0.2",
+             "--test-split", "0.2", "--no-progress", "--model-args", "dense_l2=0.001"]
+    result = CliRunner().invoke(app, ["train", str(data), *flags, "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    imgclf.fit(data=str(data), recipe="s5-model-s", epochs=1, lr=0.01, batch_size=4, val_split=0.2, test_split=0.2,
+               progress=False, model_args={"dense_l2": 0.001}, out=str(tmp_path / "api"))
+    cli, api = _saved(tmp_path / "cli"), _saved(tmp_path / "api")
+    assert cli == api
+    recipe = load_recipe("s5-model-s")
+    assert api["model"] == "model_s" and api["augment"] == recipe["augment"] and api["lr"] == 0.01
+
+
+def test_a_saved_config_repeats_the_run_from_another_folder(tmp_path, tiny_run, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # config.yaml's paths are absolute: the repeat works from anywhere
+    result = CliRunner().invoke(app, ["train", "--config", str(tiny_run / "config.yaml"), "--out", "again"])
+    assert result.exit_code == 0, result.output
+    assert _saved(tmp_path / "again") == _saved(tiny_run)
+    result = CliRunner().invoke(app, ["train", "--config", str(tiny_run / "config.yaml")])
+    assert result.exit_code == 2 and "holds another run" in result.stderr  # its own out: never overwritten
+
+
+def test_layers_apply_in_order_defaults_recipe_file_explicit(tmp_path):
+    config_file = tmp_path / "settings.yaml"
+    config_file.write_text(yaml.safe_dump({"recipe": "s5-model-s", "lr": 0.05, "epochs": 7, "seed": 3}))
+    cfg = resolve_config(config_file=config_file, data=str(tmp_path), epochs=2)
+    recipe = load_recipe("s5-model-s")
+    assert cfg.model == recipe["model"]  # from the recipe the file names
+    assert cfg.lr == 0.05 and cfg.seed == 3  # the file beats the recipe
+    assert cfg.epochs == 2  # explicit values beat the file
+    assert cfg.batch_size == recipe.get("batch_size", 64)
+    assert cfg.recipe == "s5-model-s" and Path(cfg.data).is_absolute()
+    # explicit None means "not given", so a CLI flag left out never hides the recipe's value
+    assert resolve_config(recipe="s5-model-s", data=".", augment=None).augment == recipe["augment"]
+
+
+def test_api_fit_applies_a_recipe_it_names(tmp_path):
+    """imgclf.fit({"recipe": ...}) used to train the default simple_cnn: the recipe was resolved in the CLI only."""
+    cfg = resolve_config({"recipe": "fast-fmnist", "data": str(tmp_path)}, time_limit="5m")
+    assert cfg.model == "fast_resnet" and cfg.schedule == "budget" and cfg.time_limit == "5m"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"recipe": "s5-modl-s"}, r"recipe must be one of .*Did you mean: s5-model-s"),
+    ({"config_file": "nowhere.yaml"}, r"config must be an existing YAML file. Received: config='nowhere.yaml'"),
+    ({"lr": "fast"}, r"lr: .*Received: lr='fast'"),
+])
+def test_bad_settings_name_the_setting(tmp_path, kwargs, message):
+    with pytest.raises(ImgclfError, match=message):
+        resolve_config(data=str(tmp_path), **kwargs)
+
+
+def test_missing_data_is_one_clear_error():
+    with pytest.raises(ImgclfError, match="data must be given"):
+        resolve_config(recipe="s5-model-s")
+
+
+# ----------------------------------------------------------------------------------------- layering
+# package -> packages it must never import (DESIGN.md: train only trains, evaluation only reads records,
+# models know neither; only the pipeline joins them, and only the CLI sits above the pipeline)
+FORBIDDEN = {
+    "models": {"train", "evaluation", "pipeline", "study", "serve", "cli"},
+    "data": {"train", "evaluation", "pipeline", "models", "study", "serve", "cli"},
+    "train": {"evaluation", "pipeline", "study", "serve", "cli"},
+    "evaluation": {"train", "pipeline", "study", "serve", "cli"},
+    "pipeline": {"cli", "serve", "study"},
+    "records": {"train", "evaluation", "pipeline", "models", "data", "cli"},
+}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """imgclf sub-packages/modules that `path` imports (absolute or relative, at any depth of the code)."""
+    module = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # the package of a module (or of an __init__) is its parts less the last
+                package = module.split(".")[:-1]
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names = [target] + [f"{target}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out |= {n.split(".")[1] for n in names if n.startswith("imgclf.") and len(n.split(".")) > 1}
+    return out
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_layering(package):
+    files = [SRC / f"{package}.py"] if (SRC / f"{package}.py").exists() else sorted((SRC / package).rglob("*.py"))
+    assert files
+    bad = {f"{f.relative_to(SRC)} imports imgclf.{p}" for f in files for p in _imported_packages(f) & FORBIDDEN[package]}
+    assert not bad, sorted(bad)
+
+
+def test_layering_check_sees_relative_imports(tmp_path):
+    """The checker itself: a relative import of train from models is caught (so the layering test can fail)."""
+    fake = SRC / "models" / "_layering_probe.py"
+    fake.write_text("from ..train.finetune import FreezeSchedule\nfrom .registry import list_models\n")
+    try:
+        assert _imported_packages(fake) == {"train", "models"}
+    finally:
+        fake.unlink()

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import imgclf
-from imgclf.records import load_card
+from imgclf.records import RunDir, load_card
 from imgclf.evaluation.metrics import compute_metrics
 from imgclf.inference import build_from_card
 from imgclf.predict_format import format_predictions
@@ -97,8 +97,17 @@ def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder):
 
     from imgclf.cli import app
 
+    own = {name: (tiny_run / name).read_bytes() for name in ("metrics.json", "predictions.csv")}
     metrics = imgclf.evaluate(tiny_run, data=image_folder)
     assert metrics.count == 60 and metrics.split.endswith(":all")
+    # another data set's scores go beside the run's own, which the report and compare read
+    assert {name: (tiny_run / name).read_bytes() for name in own} == own
+    written = list((tiny_run / "evaluations").glob("*/metrics.json"))
+    assert len(written) == 1 and written[0].parent.name.startswith(image_folder.name)
+    assert RunDir(written[0].parent).read_metrics().count == 60
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--data", str(image_folder)])
+    assert result.exit_code == 0 and str(written[0]) in " ".join(result.stdout.split()), result.output
+    assert len(list((tiny_run / "evaluations").glob("*/metrics.json"))) == 1  # the same folder: same place
     result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--tta"])
     assert result.exit_code == 0, result.output
     assert "macro avg" in result.stdout and "with TTA" in result.stdout

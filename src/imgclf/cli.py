@@ -161,12 +161,15 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
              split: str = typer.Option("test", help="Split of the run's data set: test or val."),
              tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean over the image, "
                                                   "its mirror and two 1/16 shifts.")) -> None:
-    """Evaluate a run: writes predictions.csv and metrics.json, prints the classification report."""
-    from .evaluation.run_eval import evaluate_run
+    """Evaluate a run: writes predictions.csv and metrics.json (beside the run's own, for --data), prints the
+    classification report."""
+    from .evaluation.run_eval import results_dir
+    from .pipeline import evaluate as evaluate_run
 
     metrics = evaluate_run(run, data=data, split=split, tta=tta)
     _print_metrics(metrics)
-    _print_most_confused(run)
+    _print_most_confused(metrics)
+    typer.echo(f"wrote {results_dir(run, data) / 'metrics.json'} and predictions.csv")
 
 
 def _print_metrics(m: Any) -> None:
@@ -448,13 +451,13 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
     typer.echo(f"comparison: {path}")
 
 
-def _print_most_confused(run: Path, top: int = 5) -> None:
-    """The interpretation layer's most-confused pairs, from the predictions.csv just written."""
-    from .evaluation.interpret import Interpretation
+def _print_most_confused(metrics: Any, top: int = 5) -> None:
+    from .evaluation.interpret import most_confused
 
-    pairs = Interpretation.from_run(run).most_confused(top=top)
+    pairs = most_confused(metrics, top=top)
     if pairs:
-        _console().print("most confused: " + "; ".join(f"{c.true} → {c.pred} ({c.count}, {100 * c.rate:.0f} %)" for c in pairs))
+        _console().print("most confused: " + "; ".join(f"{c.true} → {c.pred} ({c.count}, {100 * c.rate:.0f} %)"
+                                                        for c in pairs))
 
 
 @app.command()

@@ -96,15 +96,7 @@ class Interpretation:
 
     def most_confused(self, top: int = 10, min_count: int = 1) -> list[ConfusedPair]:
         """Off-diagonal confusion cells, largest first (ties: higher rate first, then class order)."""
-        cm = self.confusion
-        support = cm.sum(1)
-        pairs = [
-            ConfusedPair(self.classes[t], self.classes[p], int(cm[t, p]), float(cm[t, p] / support[t]))
-            for t in range(len(self.classes)) for p in range(len(self.classes))
-            if t != p and cm[t, p] >= max(1, min_count)
-        ]
-        pairs.sort(key=lambda c: (-c.count, -c.rate))
-        return pairs[:top]
+        return most_confused(self.metrics, top, min_count)
 
     def top_losses(self, k: int = 16) -> list[int]:
         """Indices of the k images with the highest loss (the model's most confident mistakes first)."""
@@ -130,6 +122,21 @@ class Interpretation:
 
 
 # ---------------------------------------------------------------------- images for grids
+def most_confused(metrics: MetricsRecord, top: int = 10, min_count: int = 1) -> list[ConfusedPair]:
+    """Off-diagonal cells of a metrics record's confusion matrix, largest first (ties: higher rate first, then
+    class order)."""
+    cm = np.asarray(metrics.confusion)
+    classes = list(metrics.per_class)
+    support = cm.sum(1)
+    pairs = [
+        ConfusedPair(classes[t], classes[p], int(cm[t, p]), float(cm[t, p] / support[t]))
+        for t in range(len(classes)) for p in range(len(classes))
+        if t != p and cm[t, p] >= max(1, min_count)
+    ]
+    pairs.sort(key=lambda c: (-c.count, -c.rate))
+    return pairs[:top]
+
+
 def decode_for_display(paths: Sequence[str], size: int, color: str,
                        interpolation: str = "bilinear") -> dict[int, np.ndarray]:
     """{position: uint8 HWC} at the model's input size and colour mode; unreadable files are left out."""

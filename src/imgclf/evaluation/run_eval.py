@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +44,22 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str]) -> tuple[lis
     return [p for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", scan.skipped
 
 
+def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = None) -> Path:
+    """Where an evaluation writes predictions.csv and metrics.json: the run directory itself for its own split,
+    `evaluations/<folder>-<hash of its path>/` for another folder, so that the run's own results (which the
+    report and `compare` read) are never overwritten by scores on other data."""
+    if data is None:
+        return Path(run_dir)
+    resolved = os.path.abspath(data)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(resolved).name or "data")[:60]
+    return Path(run_dir) / "evaluations" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+
+
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
                  tta: bool = False, batch_size: int = 256, cache_dir: str | None = None,
                  workers: int = 2, budget_bytes: int = 4 * 10**9) -> MetricsRecord:
-    """Predict every image of the split, write predictions.csv and metrics.json, return the metrics."""
+    """Predict every image of the split (or of `data`), write predictions.csv and metrics.json into
+    `results_dir(run_dir, data)`, return the metrics."""
     run = RunDir(run_dir)
     card = run.read_card()
     clf = Classifier.load(run.path)
@@ -85,9 +99,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         t = compute_metrics(y_true, tta_probs, card.classes)
         metrics.tta = TTAScores(accuracy=t.accuracy, loss=t.loss, macro=t.macro, worst_class=t.worst_class,
                                 macro_auc=t.macro_auc, transforms=TTA_TRANSFORMS)
-    run.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped),
+    out = RunDir(results_dir(run.path, data))
+    out.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped),
                           card.classes)
-    run.write_metrics(metrics)
+    out.write_metrics(metrics)
     return metrics
 
 

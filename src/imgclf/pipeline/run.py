@@ -61,8 +61,8 @@ def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
             )
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        shutil.rmtree(run_dir / "plots", ignore_errors=True)
+        for folder in ("checkpoints", "plots", "evaluations"):
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
     elif run_dir.exists() and any(run_dir.iterdir()) and not resume and not overwrite:
         raise ImgclfError(
             f"out must be an empty or new folder. Received: out={str(run_dir)!r}, which is not empty "

@@ -1,20 +1,96 @@
-"""Errors a user can act on. The CLI turns these into one line and exit status 2."""
+"""Errors a user can act on. The CLI turns these into one line and exit status 2.
+
+Every message a user can cause is built here, in one shape (Keras's):
+
+    <argument>[ for <where>] must be <allowed>.[ Did you mean: x?] Received: <argument>=<value>[ (<note>)][. <hint>]
+
+`invalid(...)` returns an `ImgclfError` to raise; `invalid_message(...)` is the same text for errors of
+another type (the HTTP service's `ApiError`, itself an `ImgclfError`); `bad_path(...)` is `invalid` for a
+file or folder, with the problem found ("not found", "not a file", ...) as the note. A static test
+(`tests/test_errors.py`) fails when a "Received:" message is formatted by hand elsewhere.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
+
+MAX_SHOWN = 300  # characters of an echoed value; longer ones are cut (a whole file listing helps no one)
 
 
 class ImgclfError(ValueError):
     """A problem with the user's input: names the argument, echoes the value, lists what is allowed."""
 
 
-def invalid(argument: str, received: object, allowed: str | Iterable[str]) -> ImgclfError:
-    """Build the house-style error: `argument must be <allowed>. Received: argument=<value>`."""
-    if not isinstance(allowed, str):
-        options = sorted(str(a) for a in allowed)
-        close = difflib.get_close_matches(str(received), options, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        allowed = "one of {" + ", ".join(options) + "}." + hint
-    return ImgclfError(f"{argument} must be {allowed} Received: {argument}={received!r}")
+class Described(str):
+    """What was received, described in words rather than echoed: printed as is after "Received:".
+
+    For values that cannot usefully be echoed: `Described("more than 10000000 bytes")`, a count of files.
+    """
+
+
+def shown(value: object) -> str:
+    """A value as echoed in a message: `repr`, paths as plain strings, long values shortened."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 4] + " ..."
+
+
+def _options(allowed: Iterable[object]) -> list[str]:
+    return sorted(str(a) for a in allowed)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def invalid_message(argument: str, received: object, allowed: str | Iterable[object], *, where: str | None = None,
+                    note: str | None = None, hint: str | None = None, also: Mapping[str, object] | None = None) -> str:
+    """The house-style message; see the module docstring.
+
+    argument: the name the user typed (`model`, `model_args.stem`, `source`). received: their value, echoed
+    with `repr` as `argument=value` (a `Described` is printed as is). allowed: a phrase ("a folder of class
+    folders", ">= 1") or the options themselves (any iterable, a dict's keys), listed sorted, with the
+    closest ones to `received` offered as "Did you mean". where: what the argument belongs to ("source for
+    cifar10"). note: what was wrong with the value, in parentheses after it. hint: a sentence on what to do.
+    also: other arguments that took part, echoed after the first (`pretrained=False`).
+    """
+    subject = f"{argument} for {where}" if where else argument
+    if isinstance(allowed, str):
+        text = f"{subject} must be {_sentence(allowed)}"
+    else:
+        options = _options(allowed)
+        text = f"{subject} must be one of {{{', '.join(options)}}}."
+        if isinstance(received, str) and not isinstance(received, Described):
+            close = difflib.get_close_matches(received, options, n=3, cutoff=0.6)
+            if close:
+                text += f" Did you mean: {', '.join(close)}?"
+    echo = str(received) if isinstance(received, Described) else f"{argument}={shown(received)}"
+    echo += "".join(f", {key}={shown(value)}" for key, value in (also or {}).items())
+    text += f" Received: {echo}"
+    if note:
+        text += f" ({note})"
+    if hint:
+        text += f". {_sentence(hint)}"
+    return text
+
+
+def invalid(argument: str, received: object, allowed: str | Iterable[object], *, where: str | None = None,
+            note: str | None = None, hint: str | None = None, also: Mapping[str, object] | None = None) -> ImgclfError:
+    """An `ImgclfError` with the house-style message (`invalid_message`); raise it: `raise invalid(...)`."""
+    return ImgclfError(invalid_message(argument, received, allowed, where=where, note=note, hint=hint, also=also))
+
+
+def bad_path(argument: str, path: str | os.PathLike, allowed: str, problem: str = "not found", *,
+             where: str | None = None, hint: str | None = None) -> ImgclfError:
+    """A file or folder the user named that cannot be used:
+    `data must be an existing folder. Received: data='x' (not found)`."""
+    return invalid(argument, os.fspath(path), allowed, where=where, note=problem, hint=hint)
+
+
+def add_hint(error: ImgclfError, hint: str) -> ImgclfError:
+    """The same error with one more sentence on what to do (a caller that knows more than the raiser)."""
+    return ImgclfError(f"{_sentence(str(error))} {_sentence(hint)}")

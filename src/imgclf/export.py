@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .card import ModelCard, load_card
-from .errors import ImgclfError, invalid
+from .records import ModelCard, load_card
+from .errors import bad_path, invalid
 from .inference import Classifier
 from .io import atomic_write_bytes, write_json
 
@@ -68,7 +68,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     clf = Classifier.load(run_dir)
     out_dir = Path(out) if out is not None else run_dir / "export"
     if out_dir.exists() and not out_dir.is_dir():
-        raise ImgclfError(f"out must be a folder. Received: out={str(out_dir)!r} (an existing file)")
+        raise bad_path("out", out_dir, "a folder", "an existing file")
     target = out_dir / FORMATS[format]
 
     # A fresh float32, contiguous-format copy: the Classifier keeps its weights channels-last for speed.
@@ -130,18 +130,29 @@ class OnnxClassifier(Classifier):
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-            raise ImgclfError(f"model.onnx could not be loaded: {path} ({exc})") from None
+            raise bad_path("run", path, "an ONNX model that onnxruntime can load", str(exc)) from None
         meta = session.get_modelmeta().custom_metadata_map
         if CARD_METADATA_KEY not in meta:
-            raise ImgclfError(f"the ONNX model has no imgclf model card in its metadata. Received: {path} "
-                              f"(export it with `imgclf export RUN --format onnx`)")
-        card = ModelCard.model_validate(json.loads(meta[CARD_METADATA_KEY]))
+            raise bad_path("run", path, "an ONNX model exported by imgclf, with its model card in the metadata",
+                           "no imgclf model card", hint="Export it with `imgclf export RUN --format onnx`")
+        try:
+            data = json.loads(meta[CARD_METADATA_KEY])
+            if isinstance(data, dict):
+                data.pop("export", None)  # how the file was exported (format, tensor names), not part of the card
+            card = ModelCard.model_validate(data)
+        except ValueError as exc:  # JSON or pydantic: the file's card is not one this version reads
+            problems = ("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+                        if hasattr(exc, "errors") else str(exc))
+            raise bad_path("run", path, "an ONNX model whose embedded model card this version of imgclf reads",
+                           problems) from None
         return cls(session, card)
 
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
         """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over the same views as the torch
         backend (`inference.tta_views`), taken on the uint8 pixels: shifts and flips commute with the
         per-pixel normalisation inside the graph."""
+        if batch_size < 1:
+            raise invalid("batch_size", batch_size, ">= 1")
         pixels = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
         out = []
         for start in range(0, len(pixels), batch_size):
@@ -169,8 +180,8 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None) -> Onn
     if path.is_dir():
         path = path / "export" / FORMATS["onnx"]
         if not path.exists():
-            raise ImgclfError(f"run has no ONNX export. Received: run={str(run_or_file)!r} without export/model.onnx "
-                              f"(create it with `imgclf export {run_or_file} --format onnx`)")
+            raise bad_path("run", run_or_file, "a run directory with an ONNX export, or an .onnx file",
+                           "no export/model.onnx", hint=f"Create it with `imgclf export {run_or_file} --format onnx`")
     elif not path.is_file():
-        raise ImgclfError(f"run must be a run directory or an .onnx file. Received: {str(run_or_file)!r} (not found)")
+        raise bad_path("run", run_or_file, "a run directory or an .onnx file", "not found")
     return OnnxClassifier.from_file(path, threads)

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from .card import ModelCard, load_card
+from .records import ModelCard, load_card
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.folder import IMAGE_EXTENSIONS, is_hidden
 from .data.tensors import channel_stats, to_unit_nchw
-from .errors import ImgclfError
+from .errors import bad_path, invalid
 
 ImageInput = str | os.PathLike | np.ndarray
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
@@ -84,12 +84,13 @@ class Classifier:
         card = load_card(run_dir)
         weights = Path(run_dir) / "model.safetensors"
         if not weights.exists():
-            raise ImgclfError(f"run must contain model.safetensors. Received: run={str(run_dir)!r} without it")
+            raise bad_path("run", run_dir, "a run directory containing model.safetensors", "no model.safetensors")
         model = build_from_card(card)
         try:
             model.load_state_dict(load_file(str(weights)))
         except Exception as exc:  # mismatched keys or shapes: the card does not describe these weights
-            raise ImgclfError(f"model.safetensors in {run_dir} does not match its model.json: {exc}") from None
+            raise bad_path("run", run_dir, "a run whose model.safetensors matches its model.json",
+                           str(exc).strip()) from None
         return cls(model, card, device)
 
     @property
@@ -116,6 +117,8 @@ class Classifier:
     @torch.inference_mode()
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
         """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over `tta_views`."""
+        if batch_size < 1:
+            raise invalid("batch_size", batch_size, ">= 1")
         out = []
         for start in range(0, len(pixels), batch_size):
             chunk = pixels[start : start + batch_size]
@@ -130,6 +133,8 @@ class Classifier:
 
     def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3, tta: bool = False) -> list[Prediction]:
         """Files, folders or arrays -> one Prediction each; unreadable files get an error, not an exception."""
+        if top_k < 1:
+            raise invalid("top_k", top_k, "a whole number >= 1 (larger than the number of classes lists them all)")
         if isinstance(images, (str, os.PathLike, np.ndarray)):
             images = [images]
         sources: list[ImageInput] = []

@@ -8,8 +8,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .errors import invalid
+
+FORMATS = ("table", "csv", "json")
+
 
 def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise invalid("format", fmt, FORMATS)
     if fmt == "json":
         return json.dumps([
             {"path": p.path, "label": p.label, "probability": p.probability,

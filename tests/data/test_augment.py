@@ -14,11 +14,12 @@ def test_parse_keras_style_spec():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("hflipp", r"Did you mean hflip"),
+    ("hflipp", r"augment item must be one of \{brightness, .*\}. Did you mean: hflip, vflip\? "
+               r"Received: augment item='hflipp'"),
     ("rotate=400", r"rotate must be between 0 and 180.*Received: augment rotate=400"),
-    ("zoom=abc", r"zoom needs a number"),
+    ("zoom=abc", r"augment zoom must be a number, e.g. zoom=0.1. Received: augment zoom='abc'"),
     ("fill=wrap", r"fill must be one of"),
-    ("hflip=1", r"takes no value"),
+    ("hflip=1", r"augment hflip must be given without a value.*Received: augment hflip='1'"),
 ])
 def test_bad_specs_name_what_is_allowed(spec, message):
     with pytest.raises(ImgclfError, match=message):

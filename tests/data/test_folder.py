@@ -56,8 +56,9 @@ def test_stratified_holdout_keeps_a_training_item_per_class():
     (lambda p: (p / "a").mkdir() or make_image_folder(p, classes=("b", "c"), per_class=2), "holds no image"),
     (lambda p: make_image_folder(p, classes=("only",), per_class=3), "at least 2 class folders"),
     (lambda p: (make_image_folder(p, layout="splits", classes=("a", "b"), per_split={"train": 2}),
-                make_image_folder(p, layout="splits", classes=("a", "c"), per_split={"test": 2})), "must match"),
-    (lambda p: make_image_folder(p, layout="splits", classes=("a", "b"), per_split={"test": 2}), "must contain train/"),
+                make_image_folder(p, layout="splits", classes=("a", "c"), per_split={"test": 2})),
+     r"split folders have the classes of train/.*test/ is missing \['b'\], has extra \['c'\]"),
+    (lambda p: make_image_folder(p, layout="splits", classes=("a", "b"), per_split={"test": 2}), "contains train/ .*no train/"),
 ])
 def test_bad_folders_give_clear_errors(tmp_path, make, message):
     make(tmp_path)

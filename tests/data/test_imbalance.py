@@ -39,7 +39,8 @@ def test_class_weights_from_a_json_file(tmp_path):
     path.write_text(json.dumps({"a": 1.0, "b": 2.0, "c": 6.0}))
     assert class_weights(str(path), LABELS, CLASSES) == [1.0, 2.0, 6.0]
     path.write_text(json.dumps({"a": 1.0}))
-    with pytest.raises(ImgclfError, match="map every class name"):
+    with pytest.raises(ImgclfError, match="class_weight must be a JSON file that maps every class name to a weight. "
+                                          "Received: class_weight="):
         class_weights(str(path), LABELS, CLASSES)
 
 

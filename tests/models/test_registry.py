@@ -66,14 +66,16 @@ def test_unknown_model_suggests_close_matches():
 def test_too_small_image_and_unknown_args_are_refused():
     with pytest.raises(ImgclfError, match=r"img_size must be at least 8 for model model_s"):
         create_model("model_s", 10, 3, 4)
-    with pytest.raises(ImgclfError, match=r"model_args for simple_cnn must be among"):
+    with pytest.raises(ImgclfError, match=r"model_args key for simple_cnn must be one of \{dropout, width\}.* "
+                                          r"Received: model_args key='depth'"):
         create_model("simple_cnn", 10, 3, 32, depth=3)
 
 
 def test_duplicate_registration_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         register_model("model_s", description="x", default_img_size=32)(lambda **k: None)
-    with pytest.raises(ValueError, match="normalize must be one of dataset, zerocenter, rescale"):
+    with pytest.raises(ValueError, match=r"normalize must be one of \{dataset, rescale, zerocenter\}. Did you mean: zerocenter\? "
+                                         r"Received: normalize='zerocentre'"):
         register_model("not_a_model", description="x", default_img_size=32, normalize="zerocentre")(lambda **k: None)
     assert "not_a_model" not in list_models()
 

@@ -128,7 +128,8 @@ def test_weight_files_load_strictly_and_wrong_architectures_are_refused(tmp_path
         for key, value in model.backbone.state_dict().items():
             assert torch.equal(value, source.state_dict()[key]), key
         assert "sha256" in model.card_args()["weights_source"]
-    with pytest.raises(ImgclfError, match="weights must match the architecture test_resnet.*missing"):
+    with pytest.raises(ImgclfError, match=r"weights must be for the architecture test_resnet \(timm key names\). "
+                                          r"Received: weights=.*missing"):
         build_transfer_model("test_resnet", num_classes=3, img_size=32, weights=str(st))
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ImgclfError, match="weights_only=True"):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from ..errors import ImgclfError
+from ..errors import invalid
 
 _FLAGS = {"hflip", "vflip"}
 _RANGES = {
@@ -97,39 +97,27 @@ def parse_augment(spec: str | None) -> AugmentSpec:
         name = name.strip().lower()
         if name in _FLAGS:
             if value:
-                raise ImgclfError(f"augment: {name} takes no value. Received: augment item {item!r}")
+                raise invalid(f"augment {name}", value, "given without a value: it is a flag")
             values[name] = True
         elif name == "fill":
             if value not in _FILLS:
-                raise ImgclfError(
-                    f"augment fill must be one of {{{', '.join(_FILLS)}}}. Received: augment fill={value!r}"
-                )
+                raise invalid("augment fill", value, _FILLS)
             values["fill"] = value
         elif name in _RANGES:
             try:
                 number = float(value)
             except ValueError:
-                raise ImgclfError(
-                    f"augment {name} needs a number, e.g. {name}=0.1. Received: augment item {item!r}"
-                ) from None
+                raise invalid(f"augment {name}", value, f"a number, e.g. {name}=0.1") from None
             lo, hi = _RANGES[name]
             if not lo <= number <= hi:
-                raise ImgclfError(
-                    f"augment {name} must be between {lo:g} and {hi:g}. Received: augment {name}={number:g}"
-                )
+                raise invalid(f"augment {name}", number, f"between {lo:g} and {hi:g}")
             if name == "shift":
                 values["width_shift"] = values["height_shift"] = number
             else:
                 values[name] = number
         else:
-            import difflib
-
-            close = difflib.get_close_matches(name, ALLOWED, n=2)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            raise ImgclfError(
-                f"augment must be a comma-separated list of {{{', '.join(ALLOWED)}}}.{hint} "
-                f"Received: augment item {item!r}"
-            )
+            raise invalid("augment item", name, ALLOWED,
+                          hint="Write augment as a comma-separated list of these items, e.g. hflip,rotate=30")
     return AugmentSpec(**values)  # type: ignore[arg-type]
 
 

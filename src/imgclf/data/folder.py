@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ImgclfError
+from ..errors import bad_path, invalid
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 SPLIT_NAMES = ("train", "val", "test")
@@ -96,10 +96,9 @@ def _scan_class_tree(root: Path, skipped: list[dict[str, str]]) -> dict[str, lis
     per_class = {d.name: _walk_images(d, skipped) for d in _class_dirs(root)}
     for name, paths in per_class.items():
         if not paths:
-            raise ImgclfError(
-                f"class folder {root / name} holds no image. Each class needs at least one image "
-                f"with an extension in {', '.join(IMAGE_EXTENSIONS)}."
-            )
+            raise invalid("data", root, f"a folder whose class folders each hold at least one image with an "
+                                        f"extension in {', '.join(IMAGE_EXTENSIONS)}",
+                          note=f"class folder {name!r} holds no image")
     return per_class
 
 
@@ -107,9 +106,9 @@ def scan_folder(root: str | os.PathLike) -> FolderScan:
     """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders."""
     root = Path(root)
     if not root.exists():
-        raise ImgclfError(f"data must be an existing folder. Received: data={str(root)!r} (no such path)")
+        raise bad_path("data", root, "an existing folder", "no such path")
     if not root.is_dir():
-        raise ImgclfError(f"data must be a folder of class folders. Received: data={str(root)!r} (a file)")
+        raise bad_path("data", root, "a folder of class folders", "a file")
     skipped: list[dict[str, str]] = []
     split_dirs = _split_dirs(root)
     if "train" in split_dirs:
@@ -119,25 +118,19 @@ def scan_folder(root: str | os.PathLike) -> FolderScan:
             if sorted(tree) != classes:
                 missing = sorted(set(classes) - set(tree))
                 extra = sorted(set(tree) - set(classes))
-                raise ImgclfError(
-                    f"the classes of {split}/ must match those of train/. Received: {split}/ "
-                    f"missing {missing or 'none'}, extra {extra or 'none'}; train/ has {classes}"
-                )
+                raise invalid("data", root, f"a folder whose split folders have the classes of train/, {classes}",
+                              note=f"{split}/ is missing {missing or 'none'}, has extra {extra or 'none'}")
         files = {split: [(p, c) for c in classes for p in tree[c]] for split, tree in trees.items()}
         layout = "splits"
     else:
         if split_dirs:
-            raise ImgclfError(
-                f"data with split folders must contain train/. Received: data={str(root)!r} with "
-                f"{sorted(split_dirs)} but no train/"
-            )
+            raise invalid("data", root, "a folder of class folders, or one that contains train/ (and val/, test/)",
+                          note=f"{sorted(split_dirs)} but no train/")
         tree = _scan_class_tree(root, skipped)
         classes = sorted(tree)
         files = {"all": [(p, c) for c in classes for p in tree[c]]}
         layout = "flat"
     if len(classes) < 2:
-        raise ImgclfError(
-            f"data must contain at least 2 class folders. Received: data={str(root)!r} with "
-            f"{len(classes)} class folder(s) {classes}"
-        )
+        raise invalid("data", root, "a folder with at least 2 class folders",
+                      note=f"{len(classes)} class folder(s): {classes}")
     return FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped)

@@ -31,7 +31,7 @@ def class_weights(spec: str, labels, classes: list[str]) -> list[float] | None:
     """Loss weights per class: none, balanced (n / (k * n_c), scikit-learn's rule) or a JSON file."""
     import numpy as np
 
-    from ..errors import ImgclfError
+    from ..errors import invalid
     from ..io import read_json
 
     if spec == "none":
@@ -42,12 +42,11 @@ def class_weights(spec: str, labels, classes: list[str]) -> list[float] | None:
     try:
         mapping = read_json(spec)
     except (OSError, ValueError) as exc:
-        raise ImgclfError(f"class_weight must be none, balanced or a readable JSON file. Received: class_weight={spec!r} ({exc})") from None
+        raise invalid("class_weight", spec, "none, balanced or a readable JSON file", note=str(exc)) from None
     if not isinstance(mapping, dict) or set(mapping) != set(classes):
-        raise ImgclfError(
-            f"class_weight file must map every class name to a weight. Received: keys "
-            f"{sorted(mapping) if isinstance(mapping, dict) else type(mapping).__name__}, classes {classes}"
-        )
+        held = f"keys {sorted(mapping)}" if isinstance(mapping, dict) else f"a {type(mapping).__name__}"
+        raise invalid("class_weight", spec, "a JSON file that maps every class name to a weight",
+                      note=f"{held}; the classes are {classes}")
     return [float(mapping[c]) for c in classes]
 
 
@@ -78,15 +77,15 @@ def step_counts(num_classes: int, num_minority: int, per_class: int, rho: float)
     The ratio is the experiment's variable, so it is kept exact (majority = round(rho * minority)); when
     K*N is not divisible the total moves by the rounding (choose N a multiple of (1+rho)/2 to avoid it).
     """
-    from ..errors import ImgclfError
+    from ..errors import invalid
 
     if not 0 < num_minority < num_classes:
-        raise ImgclfError(f"the number of minority classes must be between 1 and {num_classes - 1}. "
-                          f"Received: {num_minority} of {num_classes} classes")
+        raise invalid("num_minority", num_minority, f"between 1 and {num_classes - 1}",
+                      where=f"{num_classes} classes")
     if per_class < 1:
-        raise ImgclfError(f"per_class must be a positive number of images. Received: per_class={per_class}")
+        raise invalid("per_class", per_class, "a positive number of images")
     if not rho >= 1:
-        raise ImgclfError(f"rho must be a ratio >= 1 (largest / smallest class). Received: rho={rho}")
+        raise invalid("rho", rho, "a ratio >= 1 (largest / smallest class)")
     exact = num_classes * per_class / (num_minority + (num_classes - num_minority) * rho)
     minority = max(1, int(exact + 0.5))  # round half up, never to an empty class
     return minority, int(rho * minority + 0.5)

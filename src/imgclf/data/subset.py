@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImgclfError, invalid
+from ..errors import bad_path, invalid
 from ..io import read_json, write_csv, write_json
 from .folder import scan_folder
 from .imbalance import step_counts
@@ -42,19 +42,19 @@ def _num_minority(classes: Sequence[str], mu: float | None, minority: Sequence[s
     if minority:
         unknown = sorted(set(minority) - set(classes))
         if unknown:
-            raise ImgclfError(f"minority must name classes of the data set. Received: minority={list(minority)} "
-                              f"with unknown {unknown}; classes are {list(classes)}")
+            raise invalid("minority", list(minority), "classes of the data set",
+                          note=f"unknown {unknown}; the classes are {list(classes)}")
         if len(set(minority)) != len(minority):
-            raise ImgclfError(f"minority must not repeat a class. Received: minority={list(minority)}")
+            raise invalid("minority", list(minority), "distinct classes", note="repeats a class")
         if mu is not None and abs(mu * k - len(minority)) > 1e-6:
-            raise ImgclfError(f"mu must equal the share of minority classes ({len(minority)}/{k} = "
-                              f"{len(minority) / k:g}) when both are given. Received: mu={mu}")
+            raise invalid("mu", mu, f"the share of minority classes ({len(minority)}/{k} = {len(minority) / k:g}) "
+                                    f"when both are given", also={"minority": list(minority)})
         return len(minority)
     mu = 0.5 if mu is None else mu
     m = mu * k
     allowed = ", ".join(f"{i / k:g}" for i in range(1, k))
     if abs(m - round(m)) > 1e-6 or not 0 < round(m) < k:
-        raise ImgclfError(f"mu must be a share of the {k} classes: one of {{{allowed}}}. Received: mu={mu}")
+        raise invalid("mu", mu, f"a share of the {k} classes: one of {{{allowed}}}")
     return int(round(m))
 
 
@@ -80,10 +80,10 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
     want = {c: n_min if c in minority_classes else n_maj for c in scan.classes}
     short = {c: f"{sizes[c]} < {want[c]}" for c in scan.classes if sizes[c] < want[c]}
     if short:
-        raise ImgclfError(
-            f"per_class={per_class} with rho={rho:g} needs {n_maj} images in each majority class and {n_min} in each "
-            f"minority class. Received: too few in {short}; lower per_class or rho, or choose other minority classes"
-        )
+        raise invalid("per_class", per_class, f"small enough for the data: with rho={rho:g} it needs {n_maj} images in "
+                                              f"each majority class and {n_min} in each minority class",
+                      also={"rho": rho}, note=f"too few in {short}",
+                      hint="Lower per_class or rho, or choose other minority classes")
     chosen = {c: _class_order(pool[c], c, seed)[: want[c]] for c in scan.classes}
     files = {("train" if scan.layout == "splits" else "all"): [(p, c) for c in scan.classes for p in sorted(chosen[c])]}
     for split, items in scan.files.items():
@@ -136,8 +136,7 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
         if existing.is_file() and _same_request(read_json(existing), manifest, mode):
             return read_json(existing)
         if any(out.iterdir()):
-            raise ImgclfError(f"out must be a new or empty folder (or hold this same subset). Received: out={str(out)!r}, "
-                              "which holds other files")
+            raise bad_path("out", out, "a new or empty folder, or one holding this same subset", "holds other files")
         out.rmdir()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -172,8 +171,8 @@ def _write(plan: dict[str, Any], tmp: Path, mode: str) -> list[list[str]]:
                 try:
                     os.link(path, target)
                 except OSError as exc:
-                    raise ImgclfError(f"mode=hardlink needs out on the same file system as the data. Received: "
-                                      f"{exc.strerror or exc} linking {path}; use --mode symlink or list") from None
+                    raise invalid("mode", mode, "symlink or list when out is not on the file system of the data",
+                                  note=f"{exc.strerror or exc} linking {path}") from None
     return rows
 
 
@@ -184,7 +183,7 @@ def _split_folder(root: Path, items: list[tuple[str, str]]) -> Path:
     for p in Path(path).parents:
         if p.name == cls and p.parent.parent.resolve() == root:
             return p.parent
-    raise ImgclfError(f"cannot place {path} under a split folder of {root}")  # scan_folder guarantees one
+    raise RuntimeError(f"cannot place {path} under a split folder of {root}")  # a bug: scan_folder guarantees one
 
 
 def _relative_in_class(path: str, split_root: Path, cls: str) -> str:

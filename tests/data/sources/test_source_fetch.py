@@ -19,9 +19,10 @@ def test_fashion_mnist_from_a_local_idx_folder(tmp_path):
 
 
 def test_options_that_do_not_apply_and_unknown_names(tmp_path):
-    with pytest.raises(ImgclfError, match="source does not apply to digits, which takes no options"):
+    with pytest.raises(ImgclfError, match="source must be left out: it does not apply to digits, which takes no "
+                                          "options. Received: source='"):
         fetch("digits", tmp_path, source=tmp_path)
-    with pytest.raises(ImgclfError, match="md5 does not apply to cifar10"):
+    with pytest.raises(ImgclfError, match="md5 must be left out: it does not apply to cifar10"):
         fetch("cifar10", tmp_path, md5="0" * 32)
     with pytest.raises(ImgclfError, match=r"name must be one of \{cifar10, digits, fashion-mnist, fer2013\}.*Did you mean: cifar10"):
         fetch("cifar-10", tmp_path)
@@ -39,4 +40,4 @@ def test_cli_cifar10_and_fer2013(tmp_path):
     assert result.exit_code == 0, result.output
     assert "skipped 3 of 9 rows" in result.output
     result = runner.invoke(app, ["data", "fetch", "fer2013", "--out", str(tmp_path / "g")])
-    assert result.exit_code == 2 and "error: fer2013 needs source" in result.output
+    assert result.exit_code == 2 and "error: source for fer2013 must be given" in result.output

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import ImgclfError, invalid
+from ...errors import invalid
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, export_cifar10, load_cifar10
 from .digits import export_digits
 from .download import default_download_dir, download
@@ -36,9 +36,8 @@ def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
     takes = [p for p in inspect.signature(export).parameters if p != "out"]
     for key, value in given.items():
         if key not in takes:
-            shown = os.fspath(value) if isinstance(value, os.PathLike) else value
-            raise ImgclfError(f"{key} does not apply to {name}, which takes "
-                              f"{', '.join(takes) or 'no options'}. Received: {key}={shown!r}")
+            raise invalid(key, value, f"left out: it does not apply to {name}, which takes "
+                                      f"{', '.join(takes) or 'no options'}")
     return export(out, **given)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from ...errors import ImgclfError
+from ...errors import ImgclfError, bad_path
 
 # What a truncated or corrupt tar / zip / gzip raises, while listing members or while reading one.
 ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
@@ -34,7 +34,8 @@ def iter_members(archive: Path, wanted: Collection[str]) -> Iterator[tuple[str, 
 
     def check(name: str) -> None:
         if name in seen:
-            raise ImgclfError(f"archive {archive} holds more than one {name!r}; keep one copy and try again")
+            raise bad_path("source", archive, "an archive with one copy of each file it needs",
+                           f"holds more than one {name!r}", hint="Keep one copy and try again")
         seen.add(name)
 
     try:
@@ -61,4 +62,5 @@ def iter_members(archive: Path, wanted: Collection[str]) -> Iterator[tuple[str, 
 
 
 def unreadable(path: Path, exc: BaseException) -> ImgclfError:
-    return ImgclfError(f"{path} cannot be read ({exc or type(exc).__name__}); it may be truncated or corrupt")
+    return bad_path("source", path, "a readable archive or file",
+                    f"cannot be read: {exc or type(exc).__name__}; it may be truncated or corrupt")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ImgclfError
+from ...errors import Described, ImgclfError, bad_path, invalid
 from .archive import ARCHIVE_ERRORS, iter_members, unreadable
 from .download import default_download_dir, download
 from .tree import write_tree
@@ -31,11 +31,9 @@ RECORD = 1 + 3 * SIDE * SIDE  # label byte, then the R, G and B planes, row-majo
 
 
 def _pickled_version(source: Path) -> ImgclfError:
-    return ImgclfError(
-        f"source for cifar10 must be the binary version (cifar-10-binary.tar.gz, data_batch_1.bin ...). Received: "
-        f"source={str(source)!r}, the python version, whose files are pickles; imgclf never unpickles data it did "
-        f"not write. Get {CIFAR10_URL}"
-    )
+    return bad_path("source", source, "the binary version (cifar-10-binary.tar.gz, data_batch_1.bin ...)",
+                    "the python version, whose files are pickles; imgclf never unpickles data it did not write",
+                    where="cifar10", hint=f"Get {CIFAR10_URL}")
 
 
 def read_members(source: Path) -> dict[str, bytes]:
@@ -58,20 +56,20 @@ def read_members(source: Path) -> dict[str, bytes]:
         except ARCHIVE_ERRORS as exc:
             raise unreadable(source, exc) from None
     else:
-        raise ImgclfError(f"source for cifar10 must be cifar-10-binary.tar.gz or its extracted folder. "
-                          f"Received: source={str(source)!r} (no such path)")
+        raise bad_path("source", source, "cifar-10-binary.tar.gz or its extracted folder", "no such path",
+                       where="cifar10")
     missing = [n for n in names[:-1] if n not in found]
     if missing:
-        raise ImgclfError(f"source for cifar10 lacks {', '.join(missing)}. Received: source={str(source)!r}; "
-                          f"expected the binary version, cifar-10-binary.tar.gz or its extracted folder")
+        raise bad_path("source", source, "the binary version, cifar-10-binary.tar.gz or its extracted folder",
+                       f"lacks {', '.join(missing)}", where="cifar10")
     return found
 
 
 def parse_batch(data: bytes, name: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, 32, 32, 3) RGB uint8 and (N,) labels; records with a label outside the classes are skipped."""
     if not data or len(data) % RECORD:
-        raise ImgclfError(f"cifar10 file {name} holds {len(data)} bytes, not a whole number of "
-                          f"{RECORD}-byte records; it may be truncated")
+        raise invalid("source", Described(f"{name} of {len(data)} bytes, not a whole number of {RECORD}-byte records"),
+                      f"whole {RECORD}-byte records in each batch file", where="cifar10", note="it may be truncated")
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, RECORD)
     labels = records[:, 0]
     ok = labels < num_classes

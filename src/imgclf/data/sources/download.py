@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ...errors import ImgclfError, invalid
+from ...errors import invalid
 from ..cache import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -70,10 +70,9 @@ def download(url: str, folder: str | os.PathLike, md5: str | None, name: str | N
     try:
         digest = _fetch_into(url, fd, timeout)
         if md5 is not None and digest != md5:
-            raise ImgclfError(
-                f"{url} does not match its published MD5: expected {md5}, received {digest}. The download "
-                f"was deleted; try again, or pass --source with a copy you have checked."
-            )
+            raise invalid("url", url, "an address whose file matches its published MD5",
+                          note=f"does not match its published MD5: expected {md5}, received {digest}",
+                          hint="The download was deleted; try again, or pass --source with a copy you have checked")
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -98,10 +97,11 @@ def _fetch_into(url: str, fd: int, timeout: float) -> str:
             if expected is not None and expected.isdigit() and size != int(expected):
                 raise http.client.IncompleteRead(b"", int(expected) - size)
     except urllib.error.HTTPError as exc:
-        raise ImgclfError(f"could not download {url}: HTTP {exc.code} {exc.reason}. Check --url, or pass "
-                          f"--source with a local copy.") from None
+        raise invalid("url", url, "an address that can be downloaded", note=f"HTTP {exc.code} {exc.reason}",
+                      hint="Check --url, or pass --source with a local copy") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise ImgclfError(f"could not download {url} ({reason}). If this machine is offline, pass --source "
-                          f"with a local copy of {Path(urllib.parse.urlsplit(url).path).name}.") from None
+        raise invalid("url", url, "an address that can be reached", note=f"could not download: {reason}",
+                      hint=f"If this machine is offline, pass --source with a local copy of "
+                           f"{Path(urllib.parse.urlsplit(url).path).name}") from None
     return digest.hexdigest()

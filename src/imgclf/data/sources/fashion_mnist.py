@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ImgclfError
+from ...errors import ImgclfError, add_hint, bad_path
 from .download import default_download_dir, download
 from .tree import write_tree
 
@@ -31,14 +31,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (EOFError, gzip.BadGzipFile) as exc:
-        raise ImgclfError(f"IDX file {path} cannot be read ({exc}); it may be truncated or corrupt") from None
+        raise bad_path("source", path, "a readable IDX file",
+                       f"cannot be read: {exc}; it may be truncated or corrupt") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
-        raise ImgclfError(f"IDX file must start with magic 0x0000 08 (unsigned byte). Received: {path}")
+        raise bad_path("source", path, "an IDX file of unsigned bytes (starting with magic 0x0000 08)",
+                       "another format")
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=min(len(data), 4 + 4 * ndim))
     if body.size != int(np.prod(dims)):
-        raise ImgclfError(f"IDX file {path} is truncated: expected {int(np.prod(dims))} values, found {body.size}")
+        raise bad_path("source", path, "a whole IDX file",
+                       f"truncated: expected {int(np.prod(dims))} values, found {body.size}")
     return body.reshape(dims)
 
 
@@ -52,10 +55,8 @@ def find_fashion_mnist(source: str | os.PathLike | None = None, url: str | None 
     if source:
         if _has_idx(Path(source)):
             return Path(source)
-        raise ImgclfError(
-            "source for fashion-mnist must be a folder with the IDX files (train-images-idx3-ubyte[.gz], ...). "
-            f"Received: source={str(source)!r} without them"
-        )
+        raise bad_path("source", source, "a folder with the IDX files (train-images-idx3-ubyte[.gz], ...)",
+                       "no IDX files in it", where="fashion-mnist")
     if not url:  # an explicit --url means: download from there
         for folder in map(Path, FASHION_DIRS):
             if _has_idx(folder):
@@ -66,8 +67,8 @@ def find_fashion_mnist(source: str | os.PathLike | None = None, url: str | None 
         for name, md5 in FASHION_MD5.items():
             download(base + name, folder, md5)
     except ImgclfError as exc:
-        raise ImgclfError(f"{exc} On Debian, `apt-get install dataset-fashion-mnist` installs a local copy "
-                          f"in {FASHION_DIRS[0]}.") from None
+        raise add_hint(exc, f"On Debian, `apt-get install dataset-fashion-mnist` installs a local copy "
+                            f"in {FASHION_DIRS[0]}") from None
     return folder
 
 
@@ -82,10 +83,9 @@ def load_fashion_mnist(source: str | os.PathLike | None = None, url: str | None 
 
         images, labels = read_idx(pick(f"{prefix}-images-idx3-ubyte")), read_idx(pick(f"{prefix}-labels-idx1-ubyte"))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or labels.max(initial=0) >= 10:
-            raise ImgclfError(
-                f"fashion-mnist {prefix} files in {root} do not fit together: images {images.shape}, labels "
-                f"{labels.shape} with largest label {labels.max(initial=0)}; expected N images, N labels in 0..9"
-            )
+            raise bad_path("source", root, "a folder whose IDX files fit together: N images, N labels in 0..9",
+                           f"{prefix} images {images.shape}, labels {labels.shape} with largest label "
+                           f"{labels.max(initial=0)}", where="fashion-mnist")
         return images, labels
 
     return {"train": part("train"), "test": part("t10k")}

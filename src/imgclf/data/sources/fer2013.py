@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ImgclfError
+from ...errors import bad_path, invalid
 from .archive import ARCHIVE_ERRORS, is_archive, iter_members, unreadable
 from .download import check_md5, default_download_dir, download, file_md5
 from .tree import write_tree
@@ -36,8 +36,8 @@ def parse_rows(lines: Iterable[str], name: str) -> dict[str, tuple[np.ndarray, n
     # One Kaggle variant writes " Usage", " pixels"; some editors add a byte-order mark.
     columns = {c.strip().lstrip("\ufeff"): c for c in reader.fieldnames or []}
     if not {"emotion", "pixels", "Usage"} <= set(columns):
-        raise ImgclfError(f"source for fer2013 must be a CSV with columns emotion, pixels, Usage. Received: "
-                          f"{name} with columns {sorted(columns)}")
+        raise bad_path("source", name, "a CSV with columns emotion, pixels, Usage", f"columns {sorted(columns)}",
+                       where="fer2013")
     rows: dict[str, tuple[list[np.ndarray], list[int]]] = {split: ([], []) for split in USAGE.values()}
     skipped: list[str] = []
     total = 0
@@ -53,8 +53,9 @@ def parse_rows(lines: Iterable[str], name: str) -> dict[str, tuple[np.ndarray, n
         log.warning("fer2013: skipped %d of %d rows of %s (%s%s)", len(skipped), total, name,
                     "; ".join(skipped[:SHOWN]), more)
     if total == len(skipped):
-        raise ImgclfError(f"source for fer2013 holds no valid row: {name} has {total} data rows"
-                          + (f", all broken ({skipped[0]}, ...)" if skipped else ""))
+        broken = f", all broken: {skipped[0]}, ..." if skipped else ""
+        raise bad_path("source", name, "a CSV with at least one valid row",
+                       f"no valid row among {total} data rows{broken}", where="fer2013")
     return {split: (np.stack(images), np.asarray(labels, dtype=np.int64))
             for split, (images, labels) in rows.items() if images}
 
@@ -85,25 +86,26 @@ def load_fer2013(source: str | os.PathLike | None = None, url: str | None = None
     downloaded = source is None
     if source is None:
         if not url:
-            raise ImgclfError(
-                "fer2013 needs source (fer2013.csv, or the Kaggle archive holding it) or url: the data set has no "
-                "public address that works without a login. Received: neither"
-            )
+            raise invalid("source", source, "given (fer2013.csv, or the Kaggle archive holding it), or else url",
+                          where="fer2013", also={"url": url},
+                          hint="The data set has no public address that works without a login")
         # One folder per address: no checksum is published, so two different files must never share a name.
         key = hashlib.sha256(url.encode()).hexdigest()[:12]
         source = download(url, Path(cache_dir or default_download_dir()) / "fer2013" / key, md5)
     source = Path(source)
     if not source.is_file():
-        raise ImgclfError(f"source for fer2013 must be fer2013.csv, .csv.gz, or a .tar.gz / .zip holding "
-                          f"{CSV_NAME}. Received: source={str(source)!r} (not a file)")
+        raise bad_path("source", source, f"fer2013.csv, .csv.gz, or a .tar.gz / .zip holding {CSV_NAME}", "not a file",
+                       where="fer2013")
     if not downloaded and check_md5(md5) and (digest := file_md5(source)) != md5.lower():
-        raise ImgclfError(f"source {source} does not match md5: expected {md5.lower()}, received {digest}")
+        raise bad_path("source", source, f"the file whose md5 is {md5.lower()}",
+                       f"does not match md5: its md5 is {digest}", where="fer2013")
     try:
         if is_archive(source):
             for _, stream in iter_members(source, {CSV_NAME}):
                 # Decoded line by line: io.TextIOWrapper fails on tarfile's forward-only ("r|") member streams.
                 return parse_rows((line.decode("utf-8") for line in stream), f"{source}:{CSV_NAME}")
-            raise ImgclfError(f"source for fer2013 must hold {CSV_NAME}. Received: source={str(source)!r} without it")
+            raise bad_path("source", source, f"{CSV_NAME} or an archive that holds {CSV_NAME}",
+                           f"an archive without {CSV_NAME}", where="fer2013")
         with open(source, "rb") as raw:
             gzipped = raw.read(2) == b"\x1f\x8b"
         with (gzip.open if gzipped else open)(source, "rt", encoding="utf-8-sig", newline="") as text:
@@ -111,10 +113,9 @@ def load_fer2013(source: str | os.PathLike | None = None, url: str | None = None
     except ARCHIVE_ERRORS as exc:
         raise unreadable(source, exc) from None
     except csv.Error as exc:
-        raise ImgclfError(f"source for fer2013 must be a CSV file. Received: source={str(source)!r} ({exc})") from None
+        raise bad_path("source", source, "a CSV file", str(exc), where="fer2013") from None
     except UnicodeDecodeError:
-        raise ImgclfError(f"source for fer2013 must be a UTF-8 text CSV. Received: source={str(source)!r}, "
-                          f"which is not text") from None
+        raise bad_path("source", source, "a UTF-8 text CSV", "not text", where="fer2013") from None
 
 
 def export_fer2013(out: str | os.PathLike, source: str | os.PathLike | None = None, url: str | None = None,

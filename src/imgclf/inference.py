@@ -89,8 +89,10 @@ class Classifier:
         try:
             model.load_state_dict(load_file(str(weights)))
         except Exception as exc:  # mismatched keys or shapes: the card does not describe these weights
-            raise bad_path("run", run_dir, "a run whose model.safetensors matches its model.json",
-                           str(exc).strip()) from None
+            reason = " ".join(str(exc).split())  # torch lists every mismatched tensor on its own line
+            raise bad_path("run", run_dir, "a run directory whose weights fit its model card",
+                           f"model.safetensors does not match its model.json: "
+                           f"{reason if len(reason) <= 300 else reason[:296] + ' ...'}") from None
         return cls(model, card, device)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
@@ -14,12 +15,30 @@ from typing import Any
 import yaml
 
 
+def temp_files_of(path: str | os.PathLike) -> list[Path]:
+    """Temp files an interrupted atomic write of `path` left behind (ours are named .<name>.<random>.tmp)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) if path.parent.is_dir() else []
+
+
+def remove_temp_files(folder: str | os.PathLike) -> int:
+    """Delete every leftover temp file of an interrupted write under `folder` (used by --resume)."""
+    removed = 0
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in temp_files_of(path):  # a killed earlier write of this file; only one writer per file (rank 0)
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; run files should be as readable as any other
+        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; run files should be as readable as any other
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -30,10 +49,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def _umask() -> int:
+def default_file_mode() -> int:
+    """The mode open() would give a new file under the current umask (0644 under the usual 022)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

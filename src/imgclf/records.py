@@ -11,7 +11,6 @@ Version 1 is the first versioned layout. Files written before versioning (no `sc
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -389,7 +388,11 @@ class RunDir:
                 row = _blank_to_none({k: raw[k] for k in PredictionRow.FIXED})
                 row = {k: ("" if v is None and k in ("true", "pred", "error") else v) for k, v in row.items()}
                 row["path"] = raw["path"]
-                row["probs"] = [float(raw[c]) for c in columns] if not raw.get("error") else []
+                try:
+                    row["probs"] = [float(raw[c]) for c in columns] if not raw.get("error") else []
+                except (TypeError, ValueError):
+                    raise ImgclfError(f"{name} in {self.path} must hold a probability in every p_<class> cell of "
+                                      f"a predicted row. Received: row {reader.line_num} ({raw['path']!r})") from None
                 out.append(self._load(name, PredictionRow, row))
         return out
 

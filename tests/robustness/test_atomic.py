@@ -27,7 +27,9 @@ def test_killed_writer_leaves_previous_file(tmp_path):
     proc.wait()
     assert target.read_bytes() == b"previous"
     leftovers = [p for p in tmp_path.iterdir() if p.name != "last.ckpt"]
-    assert all(p.name.startswith(".last.ckpt.") for p in leftovers)  # a temp file, never the real name
+    assert leftovers and all(p.name.startswith(".last.ckpt.") for p in leftovers)  # temp, never the real name
+    atomic_write_bytes(target, b"next")  # the next write of the same file removes what the killed one left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"] and target.read_bytes() == b"next"
 
 
 def test_checkpoint_io_is_atomic(tmp_path, monkeypatch):
@@ -48,3 +50,29 @@ def test_checkpoint_io_is_atomic(tmp_path, monkeypatch):
         pass
     assert target.read_bytes() == b"previous"
     assert list(tmp_path.iterdir()) == [target], "the temp file is cleaned up"
+
+
+def test_resume_removes_temp_files_of_an_interrupted_write(tiny_run, tmp_path):
+    import shutil
+
+    import imgclf
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    left = [run / ".report.html.k3j.tmp", run / "checkpoints" / ".last.ckpt.x9q.tmp", run / ".history.csv.a1.tmp"]
+    for p in left:
+        p.write_bytes(b"half a file")
+    imgclf.fit(resume=str(run), epochs=6, report=False)
+    assert not [p for p in left if p.exists()]
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_run_files_get_the_umask_permissions(tiny_run):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    files = [p for p in tiny_run.rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in files) and any(p.suffix == ".ckpt" for p in files)
+    modes = {p.relative_to(tiny_run).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
+    assert set(modes.values()) == {oct(0o666 & ~mask)}, modes

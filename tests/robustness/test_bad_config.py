@@ -21,14 +21,14 @@ def _cli(args):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "model_ss"], r"model must be one of .*Did you mean: model_s\? Received: model='model_ss'"),
-    (["--augment", "rotat=3"], r"augment must be a comma-separated list of .*Did you mean rotate"),
+    (["--augment", "rotat=3"], r"augment item must be one of .*Did you mean: rotate"),
     (["--augment", "zoom=5"], r"augment zoom must be between 0 and 0.95. Received: augment zoom=5"),
     (["--lr", "-1"], r"lr: Input should be greater than 0. Received: lr=-1.0"),
     (["--val-split", "0.95"], r"val_split \+ test_split must be < 0.9"),
     (["--img-size", "4", "--model", "model_s"], r"img_size must be at least 8 for model model_s. Received: img_size=4"),
     (["--optimizer", "adamm"], r"optimizer must be 'adam', 'adamw' or 'sgd'. Received: optimizer='adamm'"),
     (["--color", "cmyk"], r"color must be 'rgb', 'grayscale' or 'auto'. Received: color='cmyk'"),
-    (["--model-args", "depth=3"], r"model_args for simple_cnn must be among \{width, dropout\}"),
+    (["--model-args", "depth=3"], r"model_args key for simple_cnn must be one of \{dropout, width\}"),
     (["--monitor", "val_f1"], r"monitor: must be one of \['val_acc', 'val_loss'\]. Received: monitor='val_f1'"),
     (["--cache-budget", "lots"], r"cache_budget must be a size such as 512MB"),
     (["--time-limit", "soon"], r"time_limit must be a duration such as 90s"),

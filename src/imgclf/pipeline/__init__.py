@@ -37,8 +37,10 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
                               "config_file must not be given with it. Received: resume="
                               f"{str(resume)!r} with {'config' if config is not None else 'recipe' if recipe else 'config_file'}")
         cfg = resume_config(resume, **values)
+        from ..io import remove_temp_files
         from ..records import RunDir
 
+        remove_temp_files(resume)  # half-written files of the interrupted process are never picked up
         ckpt = RunDir(resume).file("checkpoints/last.ckpt")
         return train_run(cfg, checkpoint=str(ckpt) if ckpt.exists() else None, resume=True, report=report)
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
-from ..io import atomic_write_bytes
+from ..io import atomic_write_bytes, default_file_mode, temp_files_of
 from ..records import HistoryRow, RunDir
 
 
@@ -39,14 +39,65 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in temp_files_of(path):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(state, tmp)
+        os.chmod(tmp, default_file_mode())  # mkstemp made it 0600; weights are as readable as the other run files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class LastCheckpoint(L.Callback):
+    """checkpoints/last.ckpt after every completed epoch: model, optimiser, schedulers, loop progress and every
+    callback's state_dict, written atomically (AtomicCheckpointIO). Lightning's ModelCheckpoint(save_last=True,
+    save_top_k=0) writes it only when training ends (2.6.6), which made every resume start from scratch.
+
+    It is saved when the next epoch starts (and when training ends): by then the finished epoch's validation,
+    early-stopping check and epoch-level scheduler step are all done. Lightning has already counted the new
+    epoch as "ready" at that hook, and nothing else has moved; the saved progress is set back by that one count,
+    so the file describes exactly "k epochs completed" and a resume starts epoch k + 1 as an ordinary epoch.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.saved_epochs = 0  # completed epochs the file on disk holds (0: no checkpoint written yet)
+        self._at_epoch_start = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch > self.saved_epochs:
+            self._at_epoch_start = True
+            try:
+                # every rank calls it; the strategy writes on rank 0 only. weights_only=False: the full state
+                trainer.save_checkpoint(self.path, weights_only=False)
+            finally:
+                self._at_epoch_start = False
+            self.saved_epochs = trainer.current_epoch
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self.saved_epochs = trainer.current_epoch
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # SIGTERM is raised by Lightning right after an epoch completes, before the next one starts: that epoch
+        # is saved here. Anywhere else (mid-epoch, during validation) the state is not an epoch boundary.
+        progress = trainer.fit_loop.epoch_progress.current
+        if progress.ready == progress.completed > self.saved_epochs:
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self.saved_epochs = progress.completed
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if not self._at_epoch_start:
+            return
+        progress = checkpoint["loops"]["fit_loop"]["epoch_progress"]
+        for counts in (progress["total"], progress["current"]):
+            if counts["ready"] != counts["completed"] + 1:
+                raise RuntimeError(f"unexpected epoch progress at epoch start: {progress}")  # Lightning changed
+            counts["ready"] = counts["completed"]
 
 
 class BestWeights(L.Callback):

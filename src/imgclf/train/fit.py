@@ -22,7 +22,7 @@ from ..data.dataset import PreparedData
 from ..errors import ImgclfError
 from ..models import get_model_info
 from ..records import HistoryRow
-from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter
+from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
 from .module import ImageClassifierModule, NonFiniteLossError
 
@@ -121,7 +121,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
 
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg), strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes, precision=precision, logger=False, callbacks=callbacks,
+        num_nodes=cfg.num_nodes, precision=precision, logger=False, callbacks=callbacks, enable_checkpointing=False,
         enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
         deterministic=False, default_root_dir=str(run_dir),
@@ -134,7 +134,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         module, train_loader, val_loader = use_stored_features(cfg, data, module, train_loader, val_loader)
 
     started = time.perf_counter()
-    stopped_reason = _run_trainer(trainer, module, train_loader, val_loader, ckpt_path, run_dir)
+    stopped_reason = _run_trainer(trainer, module, train_loader, val_loader, ckpt_path, run_dir, callbacks[0])
     seconds = time.perf_counter() - started
     budget = next((c for c in callbacks if type(c).__name__ == "TimeBudget"), None)
     if budget is not None and budget.reached and stopped_reason == "completed":
@@ -151,16 +151,13 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
                steps: int) -> tuple[list[Any], BestWeights, HistoryWriter]:
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
 
     mode = "min" if cfg.monitor == "val_loss" else "max"
     best = BestWeights(run_dir / "checkpoints" / "best.safetensors", cfg.monitor, mode, cfg.restore_best)
     history = HistoryWriter(run_dir, frozen_until=cfg.epochs if cfg.features_only else cfg.freeze_epochs)
-    callbacks: list[Any] = [
-        best, history,
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, save_on_train_epoch_end=True,
-                        enable_version_counter=False),
-    ]
+    # LastCheckpoint first: its epoch-start save must see the state before any other epoch-start hook moves it
+    callbacks: list[Any] = [LastCheckpoint(run_dir / "checkpoints" / "last.ckpt"), best, history]
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping,
                                        min_delta=cfg.min_delta, check_finite=True))
@@ -171,22 +168,32 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
 
 
 def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_path: str | None,
-                 run_dir: Path) -> str:
+                 run_dir: Path, last: LastCheckpoint) -> str:
     """trainer.fit with Lightning's irrelevant warnings silenced; returns why training stopped early, if it did."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         try:
-            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+            # weights_only=True: a checkpoint is read without running code, whoever wrote it
+            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
         except NonFiniteLossError as exc:
             return str(exc)
         except (KeyboardInterrupt, SystemExit) as exc:
-            raise TrainingInterrupted(
-                f"training interrupted ({type(exc).__name__}); the last completed epoch is saved. "
-                f"Continue with: imgclf train --resume {run_dir}"
-            ) from None
+            raise TrainingInterrupted(interrupt_message(type(exc).__name__, trainer.current_epoch,
+                                                        last.saved_epochs, run_dir)) from None
     return "completed"
+
+
+def interrupt_message(signal_name: str, completed: int, saved_epochs: int, run_dir: Path) -> str:
+    """What an interrupted run has kept, said only as far as it is true."""
+    done = f"after {completed} completed epoch{'s' if completed != 1 else ''}"
+    if saved_epochs == 0:
+        return (f"training interrupted ({signal_name}) {done}, before any epoch was saved; "
+                f"imgclf train --resume {run_dir} starts it again from epoch 1")
+    kept = "epoch 1 is" if saved_epochs == 1 else f"epochs 1-{saved_epochs} are"
+    return (f"training interrupted ({signal_name}) {done}; {kept} saved in checkpoints/last.ckpt. "
+            f"Continue with: imgclf train --resume {run_dir}")
 
 
 def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:

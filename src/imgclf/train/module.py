@@ -64,10 +64,11 @@ class ImageClassifierModule(L.LightningModule):
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)
 
-    def on_train_epoch_start(self) -> None:
-        # Augmentation and dropout randomness are a pure function of (seed, epoch), so a resumed run
-        # replays exactly the epochs an uninterrupted one would have run.
-        seed = self.cfg.seed * 1_000_003 + self.current_epoch * 7919 + self.global_rank
+    def seed_step(self, batch_idx: int) -> None:
+        """Augmentation and dropout randomness are a pure function of (seed, epoch, batch, rank), so a resumed
+        run replays exactly the steps an uninterrupted one would have run. Seeding per step rather than per epoch
+        matters: Lightning draws from the global generator (data loader set-up) at different moments on resume."""
+        seed = ((self.cfg.seed * 1_000_003 + self.current_epoch * 7919) * 104_729 + batch_idx) * 64 + self.global_rank
         if self.aug_generator is None or self.aug_generator.device != self.device:
             self.aug_generator = torch.Generator(device=self.device)
         self.aug_generator.manual_seed(seed)
@@ -87,6 +88,7 @@ class ImageClassifierModule(L.LightningModule):
         x, y = batch
         if len(y) == 0:
             return None
+        self.seed_step(batch_idx)
         logits = self.model(self.prepare(x, train=True))
         loss = self.loss_fn(logits, y)
         penalty = keras_l2_penalty(self.model)

@@ -1,0 +1,107 @@
+"""A resume continues from the last completed epoch, for every kind of run: the resumed process makes exactly the
+optimizer steps of the epochs that were not saved (none is trained twice), and ends where an uninterrupted run
+ends (weights, history, metrics)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+import imgclf
+from conftest import make_image_folder
+from imgclf.records import RunDir
+from imgclf.train.callbacks import HistoryWriter
+from imgclf.train.fit import TrainingInterrupted
+
+EPOCHS, STOP_AFTER = 4, 2
+BASE = {"img_size": 16, "epochs": EPOCHS, "batch_size": 16, "progress": False, "model_args": {"width": 4},
+        "val_split": 0.25, "test_split": 0.2, "seed": 1}
+TRANSFER = {"model": "test_efficientnet", "pretrained": False, "img_size": 32, "model_args": {}}
+
+KINDS = {
+    "plain": {},
+    "dropout_and_augment": {"model_args": {"width": 4, "dropout": 0.5}, "augment": "hflip,rotate=10,erase=0.5"},
+    "early_stopping_plateau": {"early_stopping": 3, "schedule": "plateau", "lr_patience": 0, "lr_factor": 0.5},
+    "step_decay": {"schedule": "step", "lr_step": 1, "lr_factor": 0.5, "optimizer": "sgd"},
+    "onecycle_sampler": {"schedule": "onecycle", "sampler": "oversample", "optimizer": "adamw"},
+    "freeze_then_unfreeze": {**TRANSFER, "freeze_epochs": 2, "unfreeze": "last:2"},
+    "features_only": {**TRANSFER, "features_only": True, "head": "avg,dense:8"},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("resume"), per_class=16)
+
+
+@pytest.fixture()
+def steps():
+    counted: list[int] = []
+    handle = register_optimizer_step_post_hook(lambda *_: counted.append(1))
+    yield counted
+    handle.remove()
+
+
+def _interrupt_when(epoch_index: int, monkeypatch) -> None:
+    """Ctrl-C right after the last.ckpt of `epoch_index` completed epochs is written (the next epoch's start)."""
+    original = HistoryWriter.on_train_epoch_start
+
+    def interrupt(self, trainer, pl_module):
+        if trainer.current_epoch == epoch_index:
+            raise KeyboardInterrupt
+        original(self, trainer, pl_module)
+
+    monkeypatch.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
+
+
+def _history(run_dir):
+    return [(r.epoch, r.lr, r.loss, r.val_loss, r.frozen) for r in RunDir(run_dir).read_history()]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_resume_trains_only_the_epochs_that_were_not_saved(kind, data, tmp_path, steps, monkeypatch):
+    settings = {**BASE, **KINDS[kind], "data": str(data)}
+    full = imgclf.fit(settings, out=str(tmp_path / "full"), report=False)
+    steps_full, per_epoch = len(steps), len(steps) // full.epochs_run
+    assert per_epoch * full.epochs_run == steps_full and per_epoch > 0
+
+    steps.clear()
+    with monkeypatch.context() as m:
+        _interrupt_when(STOP_AFTER, m)
+        with pytest.raises(TrainingInterrupted, match=f"epochs 1-{STOP_AFTER} are saved in checkpoints/last.ckpt"):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    assert len(steps) == STOP_AFTER * per_epoch
+
+    steps.clear()
+    resumed = imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    assert len(steps) == steps_full - STOP_AFTER * per_epoch, "a resumed run retrained saved epochs"
+    assert resumed.epochs_run == full.epochs_run
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    assert _history(tmp_path / "cut") == _history(tmp_path / "full")
+    assert RunDir(tmp_path / "cut").read_metrics() == RunDir(tmp_path / "full").read_metrics()
+
+
+def test_time_limited_run_resumes_without_repeating_epochs(data, tmp_path, steps, monkeypatch):
+    settings = {**BASE, "data": str(data), "time_limit": "10m", "schedule": "budget", "optimizer": "sgd"}
+    with monkeypatch.context() as m:
+        _interrupt_when(STOP_AFTER, m)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    per_epoch = len(steps) // STOP_AFTER
+    steps.clear()
+    run = imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    assert len(steps) == (EPOCHS - STOP_AFTER) * per_epoch and run.epochs_run == EPOCHS
+    assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3, 4]
+
+
+def test_an_interrupt_before_the_first_epoch_ends_says_nothing_was_saved(data, tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        _interrupt_when(0, m)
+        with pytest.raises(TrainingInterrupted, match="before any epoch was saved") as info:
+            imgclf.fit({**BASE, "data": str(data)}, out=str(tmp_path / "cut"), report=False)
+    assert "saved in checkpoints" not in str(info.value)
+    assert not (tmp_path / "cut" / "checkpoints" / "last.ckpt").exists()

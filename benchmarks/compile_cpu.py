@@ -3,19 +3,17 @@
 Issue 11 asks for each option that might close the fer_cnn gap to be measured and kept only if it wins.
 Both sides run the same step (channels-last, SGD + Nesterov, cross-entropy with label smoothing), interleaved
 and repeated; the compiled side's first-compilation seconds are reported apart (a 10-minute budget pays them).
+The smoke mode times the first case on batches of 4 with the `eager` backend (graph capture, no code generation).
 
-    python benchmarks/compile_cpu.py --repeats 3
+    python -m benchmarks.compile_cpu --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved, print_table, throughput, write_result  # noqa: E402
+from benchmarks.common import Bench, add_arguments, interleaved, print_table, throughput
 
 # model, model_args, image size, channels, batch: our fast recipe's model and the S5 and S3 reference models
 CASES = {
@@ -25,7 +23,8 @@ CASES = {
 }
 
 
-def make_step(name: str, args: dict, size: int, chans: int, batch: int, compiled: bool):
+def make_step(name: str, args: dict, size: int, chans: int, batch: int, backend: str | None):
+    """A training step of the model (compiled with `backend`, or eager for None), and its first two steps' time."""
     import torch
     from torch import nn
 
@@ -34,7 +33,7 @@ def make_step(name: str, args: dict, size: int, chans: int, batch: int, compiled
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_chans=chans, img_size=size, **args)
     model = model.to(memory_format=torch.channels_last).train()
-    forward = torch.compile(model) if compiled else model
+    forward = torch.compile(model, backend=backend) if backend else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     x = torch.randn(batch, chans, size, size).contiguous(memory_format=torch.channels_last)
@@ -52,29 +51,38 @@ def make_step(name: str, args: dict, size: int, chans: int, batch: int, compiled
     return step, time.perf_counter() - start
 
 
-def main() -> None:
-    import torch
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled side")
+    return add_arguments(parser)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    args = build_parser().parse_args(argv)
+    bench = Bench.from_args(args)
+    backend = "eager" if bench.smoke else args.backend
+    cases = {k: (*v[:4], 4) for k, v in list(CASES.items())[:1]} if bench.smoke else CASES
     results, ratios, first_steps = {}, {}, {}
-    for label, (name, model_args, size, chans, batch) in CASES.items():
+    for label, (name, model_args, size, chans, batch) in cases.items():
         steps = {}
         for compiled in (False, True):
             side = f"{label} {'compiled' if compiled else 'eager'}"
-            steps[side], first_steps[side] = make_step(name, model_args, size, chans, batch, compiled)
-        cases = {side: (lambda s=s: throughput(s, min_seconds=5.0)) for side, s in steps.items()}
-        found = interleaved(cases, args.repeats)
+            steps[side], first_steps[side] = make_step(name, model_args, size, chans, batch,
+                                                       backend if compiled else None)
+        timed = {side: (lambda s=s: throughput(s, min_seconds=bench.min_seconds(5.0))) for side, s in steps.items()}
+        found = interleaved(timed, bench.repeats(args.repeats))
         results.update(found)
         eager_speed, compiled_speed = (found[f"{label} {kind}"]["median"] for kind in ("eager", "compiled"))
         ratios[f"{label}: compiled / eager"] = round(compiled_speed / eager_speed, 2)
     print_table(results, ratios)
     seconds = {side: round(s, 1) for side, s in first_steps.items()}
     print("first two steps (s):", seconds)
-    path = write_result("compile_cpu", {"unit": "images/s", "repeats": args.repeats, "results": results,
-                                        "ratios": ratios, "first_two_steps_seconds": seconds,
-                                        "threads": torch.get_num_threads()})
+    path = bench.write_result("compile_cpu", {"unit": "images/s", "repeats": args.repeats, "results": results,
+                                              "ratios": ratios, "first_two_steps_seconds": seconds,
+                                              "backend": backend, "threads": torch.get_num_threads()})
     print(f"wrote {path}")
 
 

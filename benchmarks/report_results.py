@@ -3,18 +3,19 @@
 Sources: recipes_repro.json (every reference recipe on its stand-in data within a CPU budget), peers_600s.json
 (Ultralytics, fastai, s5-model-s and fast-fmnist at an equal 10-minute budget), fast_recipe_<budget>_seed<S>.json
 (the recipe as shipped, per wall-time budget) and fast_variant_<budget>_<tag>.json (variants measured beside it).
+
+    python -m benchmarks.report_results                  # -> docs/results.md
+    python -m benchmarks.report_results --smoke          # the committed results -> a temporary folder
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from pathlib import Path
 
-from report_performance import _env_line, _load, fast_recipe_runs
-
-ROOT = Path(__file__).resolve().parent
-DOCS = ROOT.parent / "docs"
+from benchmarks.common import DOCS, RESULTS, Bench, add_arguments, env_line, fast_recipe_runs, load_result
 
 
 def _pct(value: float | None) -> str:
@@ -33,9 +34,10 @@ def _reference_score(doc: dict) -> str:
 
 
 def _mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return _pct(values[0])
-    return f"{_pct(statistics.mean(values))} ± {100 * statistics.stdev(values):.2f}"
+    from imgclf.stats import mean_std
+
+    stat = mean_std(values)
+    return _pct(stat.mean) if stat.std is None else f"{_pct(stat.mean)} ± {100 * stat.std:.2f}"
 
 
 def reproduction_table(repro: dict | None, peers: dict | None, fast: list[dict]) -> list[str]:
@@ -85,13 +87,13 @@ def _row_cells(rows: list[dict]) -> tuple[str, str, str, str]:
             _mean_std([r["test_accuracy"] for r in rows]), "/".join(str(r["epochs"]) for r in rows))
 
 
-def fast_budget_section() -> list[str]:
+def fast_budget_section(source: Path) -> list[str]:
     """fast-fmnist per wall-time budget against the targets in its recipe file, then the variants tried."""
     from imgclf.config import parse_seconds
     from imgclf.recipes import recipe_document
 
     targets = recipe_document("fast-fmnist").get("reproduces") or {}
-    recipe = {limit: [run for _, run in pairs] for (name, limit), pairs in fast_recipe_runs().items()
+    recipe = {limit: [run for _, run in pairs] for (name, limit), pairs in fast_recipe_runs(source).items()
               if name == "fast-fmnist"}
     if not recipe:
         return []
@@ -108,7 +110,7 @@ def fast_budget_section() -> list[str]:
         lines.append(f"| {budget} | {_pct(targets.get(_target_key(budget)))} | {seeds} | {test} | "
                      f"{_mean_std(tta) if tta else '–'} | {val} | {epochs} | "
                      f"{statistics.median(r['images_per_s'] for r in rows):,.0f} |")
-    variants = [json.loads(path.read_text()) for path in (ROOT / "results").glob("fast_variant_*.json")]
+    variants = [json.loads(path.read_text()) for path in source.glob("fast_variant_*.json")]
     variants = sorted((v for v in variants if v["recipe"] == "fast-fmnist"),
                       key=lambda v: (parse_seconds(v["time_limit"]), v["benchmark"]))
     if variants:
@@ -124,7 +126,7 @@ def fast_budget_section() -> list[str]:
             lines.append(f"| {result['time_limit']} | {tag} | `{extra}` | {seeds} | {val} | {test} | "
                          f"{epochs} | {statistics.median(r['images_per_s'] for r in rows):,.0f} |")
     budgets = ",".join(sorted(recipe, key=parse_seconds))
-    return lines + ["", f"Commands: `python benchmarks/fast_recipe.py --time-limit BUDGET --seeds S` for BUDGET in "
+    return lines + ["", f"Commands: `python -m benchmarks.fast_recipe --time-limit BUDGET --seeds S` for BUDGET in "
                     f"{budgets}; variants with `--tag T -- ARGS`.", ""]
 
 
@@ -138,7 +140,7 @@ def repro_commands(repro: dict | None) -> list[str]:
     seeds: dict[tuple[float, tuple[str, ...]], list[str]] = {}
     for (budget, seed), names in groups.items():
         seeds.setdefault((budget, tuple(sorted(names))), []).append(seed)
-    return [f"`python benchmarks/recipes_repro.py --budget {budget:.0f} --seeds {','.join(sorted(s))} "
+    return [f"`python -m benchmarks.recipes_repro --budget {budget:.0f} --seeds {','.join(sorted(s))} "
             f"--only {','.join(names)}`" for (budget, names), s in sorted(seeds.items())]
 
 
@@ -148,14 +150,14 @@ def freeze_bn_section(result: dict | None) -> list[str]:
     lines = ["## Fine-tuning with the backbone's BatchNorm frozen (`--freeze-bn`)", "",
              f"`{result['recipe']}` on its stand-in, 8 epochs (5 head-only, 3 unfrozen), no early stopping, both arms "
              "per seed one after the other. Validation loss per epoch; the first unfrozen epoch is where a small data "
-             f"set's batch statistics replace the pretrained ones. Measured on: {_env_line(result)}.", "",
+             f"set's batch statistics replace the pretrained ones. Measured on: {env_line(result)}.", "",
              "| freeze_bn | seed | validation loss per epoch | test accuracy |", "|---|---:|---|---:|"]
     for row in result["runs"]:
         losses = " ".join(f"**{v:.2f}**" if i == row["freeze_epochs"] else f"{v:.2f}"
                           for i, v in enumerate(row["val_loss"]))
         lines.append(f"| {'yes' if row['freeze_bn'] else 'no'} | {row['seed']} | {losses} | "
                      f"{_pct(row['test_accuracy'])} |")
-    return lines + ["", "Command: `python benchmarks/freeze_bn.py --seeds 0,1`. The recipe sets `freeze_bn: true`.", ""]
+    return lines + ["", "Command: `python -m benchmarks.freeze_bn --seeds 0,1`. The recipe sets `freeze_bn: true`.", ""]
 
 
 def peers_table(peers: dict) -> list[str]:
@@ -190,19 +192,30 @@ def frictions(peers: dict) -> list[str]:
     return out or ["- none recorded"]
 
 
-def main() -> None:
-    repro = _load("recipes_repro")
-    peers = _load("peers_600s")
-    fast = [run for _, run in fast_recipe_runs().get(("fast-fmnist", "10m"), [])]
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="where results.md goes (default docs/; with --smoke WORK/docs)")
+    return add_arguments(parser)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    bench = Bench.from_args(args)
+    source = args.results or RESULTS  # read only: the smoke mode too reads the committed results
+    docs = args.docs or (bench.work / "docs" if bench.smoke else DOCS)
+    repro = load_result("recipes_repro", source)
+    peers = load_result("peers_600s", source)
+    fast = [run for _, run in fast_recipe_runs(source).get(("fast-fmnist", "10m"), [])]
     out = ["# Results: the reference recipes reproduced, and ours against the peers", "",
-           "Generated by `benchmarks/report_results.py` from `benchmarks/results/*.json`; never edited by hand.",
+           "Generated by `python -m benchmarks.report_results` from `benchmarks/results/*.json`; never edited by hand.",
            "Regenerate with `make bench` (or the commands under each table).", ""]
     if peers:
         out += ["## Equal 10-minute budget on Fashion-MNIST, 2 CPU cores", "",
                 f"Same PNG tree and splits for everyone: {peers['data']}. Training wall time "
                 f"{peers['budget_seconds']:.0f} s each, one after the other; test accuracy scored once after training. "
-                f"Measured on: {_env_line(peers)}.", "", *peers_table(peers), "",
-                "Command: `python benchmarks/peers_10min.py --budget 600 --seeds 0` (each peer in its own venv from "
+                f"Measured on: {env_line(peers)}.", "", *peers_table(peers), "",
+                "Command: `python -m benchmarks.peers_10min --budget 600 --seeds 0` (each peer in its own venv from "
                 "`benchmarks/peers/`).", "",
                 "### Peer frictions on an offline machine", "",
                 "What each peer printed about downloads, fonts, hubs or updates (lines of its output matching "
@@ -233,14 +246,14 @@ def main() -> None:
             "`s5-vgg16-features` is S5's proposed next step, with no score of its own: its reference column is the "
             "Model S baseline it is meant to beat.", ""]
     if repro:
-        out += [f"Measured on: {_env_line(repro)}.", ""]
+        out += [f"Measured on: {env_line(repro)}.", ""]
     out += [*reproduction_table(repro, peers, fast), "",
-            "Commands: " + "; ".join(repro_commands(repro)) + "; s5-model-s from `benchmarks/peers_10min.py`; "
-            "fast-fmnist from `benchmarks/fast_recipe.py --time-limit 10m --seeds 0,1`.", ""]
-    out += fast_budget_section()
-    out += freeze_bn_section(_load("freeze_bn"))
-    DOCS.mkdir(exist_ok=True)
-    path = DOCS / "results.md"
+            "Commands: " + "; ".join(repro_commands(repro)) + "; s5-model-s from `python -m benchmarks.peers_10min`; "
+            "fast-fmnist from `python -m benchmarks.fast_recipe --time-limit 10m --seeds 0,1`.", ""]
+    out += fast_budget_section(source)
+    out += freeze_bn_section(load_result("freeze_bn", source))
+    docs.mkdir(parents=True, exist_ok=True)
+    path = docs / "results.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(out))
     tmp.replace(path)
@@ -248,7 +261,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, str(ROOT))
     main()

@@ -1,7 +1,7 @@
 """Load test of `imgclf serve` on loopback: throughput and latency with 16 concurrent clients vs one at a time.
 
-    python benchmarks/serve_load.py                 # trains two small digits runs first (about a minute)
-    python benchmarks/serve_load.py --run runs/x    # an existing run
+    python -m benchmarks.serve_load                 # trains two small digits runs first (about a minute)
+    python -m benchmarks.serve_load --run runs/x    # an existing run
 
 For each run: starts `imgclf serve` as a subprocess on 127.0.0.1 (a free port, never another interface),
 sends --requests requests from --concurrency clients and --sequential-requests one at a time, in two
@@ -9,7 +9,8 @@ alternating rounds so that a change in background load hits both modes alike (ev
 --time-limit seconds), counts 5xx answers, stops the server and writes benchmarks/results/serve.json.
 Every request is one PNG from the run's test split, as the upload page or `curl -F files=@x.png` sends it.
 Besides wall-clock figures it records the server's CPU time per request, which other jobs on a shared
-machine inflate far less than latency.
+machine inflate far less than latency. The load generator is aiohttp (`pip install -e ".[bench]"`). The smoke
+mode serves one digits run trained for one epoch and sends a few dozen requests.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import platform
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -31,37 +31,30 @@ from pathlib import Path
 
 import numpy as np
 
-try:  # the load generator: httpx's async pool cost more CPU per request than the server did (measured)
-    import aiohttp
-except ImportError:  # pragma: no cover
-    sys.exit("benchmarks/serve_load.py needs aiohttp: pip install aiohttp")
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from imgclf import hardware  # noqa: E402
-from imgclf.io import read_json, write_json  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import Bench, add_arguments
 
 
-def make_run(workdir: Path, model: str, img_size: int, epochs: int) -> Path:
-    """A digits run (the offline data set of `imgclf demo`); accuracy does not matter here, only the model."""
-    import imgclf
+def make_run(bench: Bench, model: str, img_size: int, epochs: int) -> Path:
+    """A digits run (the offline data set of `imgclf demo`; smoke: the generated images); accuracy does not matter
+    here, only the model."""
     from imgclf.data.sources import export_digits
 
-    data = workdir / "digits"
-    if not data.exists():
+    data = bench.fashion_tree() if bench.smoke else bench.work / "digits"
+    if not (data / ".complete").exists():
         export_digits(data)
-    run = imgclf.fit({"data": str(data), "model": model, "img_size": img_size, "epochs": epochs, "batch_size": 64,
-                      "lr": 3e-3, "out": str(workdir / f"{model}-{img_size}"), "progress": False, "seed": 0})
-    return Path(run.path)
+        (data / ".complete").write_text("ok")
+    trained = bench.train(data, bench.work / "runs" / f"serve-{model}-{img_size}", overwrite=True,
+                          values={"model": model, "img_size": img_size, "epochs": epochs, "batch_size": 64,
+                                  "lr": 3e-3, "seed": 0})
+    return trained.run.path
 
 
 def payloads(run: Path, count: int = 64) -> list[tuple[str, bytes]]:
-    dataset = read_json(run / "dataset.json")
-    split = dataset["splits"].get("test") or dataset["splits"]["val"]
-    files = [Path(dataset["root"]) / f for f in split["files"][:count]]
-    return [(f.name, f.read_bytes()) for f in files]
+    from imgclf.records import RunDir
+
+    dataset = RunDir(run).read_dataset()
+    files, _ = dataset.split_paths("test" if "test" in dataset.splits else "val")
+    return [(Path(f).name, Path(f).read_bytes()) for f in files[:count]]
 
 
 def free_port() -> int:
@@ -90,13 +83,15 @@ def start_server(run: Path, port: int, backend: str) -> subprocess.Popen:
 
 async def load(url: str, files: list[tuple[str, bytes]], total: int, concurrency: int, time_limit: float) -> dict:
     """`concurrency` clients on keep-alive connections, each sending its next request when the last is answered."""
+    import aiohttp  # the load generator: httpx's async pool cost more CPU per request than the server did (measured)
+
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors: list[str] = []
     issued = 0
     stop_at = time.perf_counter() + time_limit
 
-    async def client_loop(session: aiohttp.ClientSession) -> None:
+    async def client_loop(session: "aiohttp.ClientSession") -> None:
         nonlocal issued
         while issued < total and time.perf_counter() < stop_at:
             name, data = files[issued % len(files)]
@@ -190,14 +185,16 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
         from imgclf.export import export_run
 
         export_run(run)
-    card = read_json(run / "model.json")
+    from imgclf.records import RunDir
+
+    card = RunDir(run).read_card()
     files = payloads(run)
     port = free_port()
     url = f"http://127.0.0.1:{port}/predict"
     server = start_server(run, port, args.backend)
     concurrent, sequential = Phase(args.concurrency), Phase(1)
     try:
-        asyncio.run(load(url, files, 50, 4, 30))  # warm-up: first forward passes, connections
+        asyncio.run(load(url, files, args.warmup, 4, 30))  # warm-up: first forward passes, connections
         for _ in range(args.rounds):
             concurrent.run(server.pid, port, url, files, args.requests // args.rounds, args.time_limit / args.rounds)
             sequential.run(server.pid, port, url, files, args.sequential_requests // args.rounds,
@@ -215,8 +212,8 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
           f"(p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms); {speedup:.2f}x; "
           f"5xx {c['server_errors_5xx'] + s['server_errors_5xx']}")
     return {
-        "model": {"architecture": card["architecture"], "img_size": card["img_size"], "in_chans": card["in_chans"],
-                  "classes": len(card["classes"]), "num_params": card["num_params"], "backend": args.backend,
+        "model": {"architecture": card.architecture, "img_size": card.img_size, "in_chans": card.in_chans,
+                  "classes": len(card.classes), "num_params": card.num_params, "backend": args.backend,
                   "run": label},
         "concurrent": c,
         "sequential": s,
@@ -226,7 +223,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, action="append", help="run directory to serve (repeatable; default: "
                                                               "train the --models on digits)")
@@ -238,29 +235,36 @@ def main() -> None:
     ap.add_argument("--sequential-requests", type=int, default=500, help="requests sent one at a time")
     ap.add_argument("--rounds", type=int, default=2, help="alternations of the two modes")
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds at most per mode and run")
+    ap.add_argument("--warmup", type=int, default=50, help="requests sent before measuring")
     ap.add_argument("--backend", default="torch", choices=["torch", "onnx"])
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
-    args = ap.parse_args()
+    return add_arguments(ap)
 
+
+def main(argv: list[str] | None = None) -> None:
+    from imgclf import hardware
+    from imgclf.io import write_json
+
+    args = build_parser().parse_args(argv)
+    bench = Bench.from_args(args)
+    if bench.smoke:
+        args.models, args.requests, args.sequential_requests, args.rounds = "simple_cnn:16", 24, 6, 1
+        args.concurrency, args.time_limit, args.warmup = 4, 20.0, 4
     started = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]
-    results = []
-    with tempfile.TemporaryDirectory(prefix="imgclf-serve-bench-") as tmp:
-        if args.run:
-            runs = [(run, str(run)) for run in args.run]
-        else:
-            runs = []
-            for spec in args.models.split(","):
-                model, _, size = spec.partition(":")
-                runs.append((make_run(Path(tmp), model, int(size or 32), args.epochs),
-                             f"{model} at {size}px, trained {args.epochs} epoch(s) on digits by this script"))
-        for run, label in runs:
-            results.append(bench_run(run, args, label))
+    if args.run:
+        runs = [(run, str(run)) for run in args.run]
+    else:
+        runs = []
+        for spec in args.models.split(","):
+            model, _, size = spec.partition(":")
+            runs.append((make_run(bench, model, int(size or 32), args.epochs),
+                         f"{model} at {size}px, trained {args.epochs} epoch(s) on digits by this script"))
+    results = [bench_run(run, args, label) for run, label in runs]
 
     report = {
         "benchmark": "imgclf serve: POST /predict, one PNG per request, loopback HTTP/1.1 keep-alive, aiohttp client",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.serve_load " + " ".join(argv if argv is not None else sys.argv[1:]),
         "results": results,
         "server_errors_5xx_total": sum(r["server_errors_5xx"] for r in results),
         "all_meet_2x": all(r["meets_2x"] for r in results),
@@ -274,8 +278,9 @@ def main() -> None:
                                 "jobs ran on the same CPU during the measurement (see the load averages): wall-clock "
                                 "figures are noisy; server CPU per request less so"},
     }
-    write_json(args.out, report)
-    print(f"wrote {args.out}")
+    path = bench.results / "serve.json"
+    write_json(path, report)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

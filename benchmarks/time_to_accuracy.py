@@ -1,12 +1,13 @@
 """Time to accuracy: our fastest recipe against the Keras S5 `model_s` reference run, same Fashion-MNIST split.
 
-Both sides train on peers_10min.py's split tree (55,000 train / 5,000 val, stratified seed 0 / 10,000 test).
+Both sides train on the peers' split tree (55,000 train / 5,000 val, imgclf's stratified seed-0 split / 10,000
+test; see benchmarks.common.Bench.split_tree).
 
-- Keras (its own venv): S5's whole recipe, `keras_peer.py model_s_fit` (32x32 RGB view of the tree, up to 40
-  epochs, early stopping restores the best val_loss). The target is the restored model's validation accuracy;
+- Keras (its own venv): S5's whole recipe, `peers/keras_peer.py model_s_fit` (32x32 RGB view of the tree, up to
+  40 epochs, early stopping restores the best val_loss). The target is the restored model's validation accuracy;
   the cost is the fit's wall time. One JSON line per epoch goes to benchmarks/work/tta/keras_model_s.jsonl.
-- Ours: `imgclf train TREE --recipe fast-fmnist --time-limit T`; its history.csv gives validation accuracy
-  against elapsed seconds, and we record when it first reaches the Keras target.
+- Ours: `imgclf train TREE --recipe fast-fmnist --time-limit T` (a subprocess); its history.csv gives validation
+  accuracy against elapsed seconds, and we record when it first reaches the Keras target.
 
 The Keras run takes hours here, so it is not repeated three times like the throughput comparisons; `report`
 also works while it runs (marked unfinished: its time so far and its best so far, which may still rise). Keras' epochs
@@ -14,10 +15,12 @@ all do the same work, so where its run shared the CPU with other work, its clean
 first epoch plus (epochs - 1) x the median of its three fastest later epochs (the estimate favours Keras); the
 raw wall time is recorded beside it.
 
-    python benchmarks/time_to_accuracy.py keras            # hours; the .jsonl shows it as it goes
-    python benchmarks/time_to_accuracy.py keras --resume   # a run cut off goes on from its last logged epoch
-    python benchmarks/time_to_accuracy.py ours --time-limit 15m
-    python benchmarks/time_to_accuracy.py report           # -> results/time_to_accuracy.json
+    python -m benchmarks.time_to_accuracy keras            # hours; the .jsonl shows it as it goes
+    python -m benchmarks.time_to_accuracy keras --resume   # a run cut off goes on from its last logged epoch
+    python -m benchmarks.time_to_accuracy ours --time-limit 15m
+    python -m benchmarks.time_to_accuracy report           # -> results/time_to_accuracy.json
+
+The smoke mode runs `ours` for one epoch in-process and `report` against a made-up two-epoch Keras log (no venv).
 """
 
 from __future__ import annotations
@@ -27,56 +30,61 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, WORK, write_result  # noqa: E402
-from peers_10min import run_ours as train_within_budget, split_tree  # noqa: E402
-from train_speed import KERAS_PY, ensure_keras_venv  # noqa: E402
+from benchmarks.common import ROOT, Bench, add_arguments, last_json_line, peer_python
 
-TTA = WORK / "tta"
-KERAS_LOG = TTA / "keras_model_s.jsonl"
-KERAS_RESULT = TTA / "keras_model_s.json"
-OURS_RESULT = TTA / "ours.json"
+STEPS = ("keras", "ours", "report")
+# Smoke mode: what keras_peer.py model_s_fit logs per epoch, for `report` to read
+SMOKE_KERAS_LOG = [{"epoch": 1, "seconds": 2.0, "elapsed": 2.0, "val_accuracy": 0.3, "val_loss": 1.5, "lr": 1e-3},
+                   {"epoch": 2, "seconds": 1.0, "elapsed": 3.0, "val_accuracy": 0.4, "val_loss": 1.4, "lr": 1e-3}]
 
 
-def run_keras(max_epochs: int, resume: bool) -> None:
-    ensure_keras_venv()
-    TTA.mkdir(parents=True, exist_ok=True)
+def files(bench: Bench) -> tuple[Path, Path, Path]:
+    """The Keras epoch log, the Keras result and ours, under work/tta/."""
+    tta = bench.work / "tta"
+    return tta / "keras_model_s.jsonl", tta / "keras_model_s.json", tta / "ours.json"
+
+
+def run_keras(bench: Bench, max_epochs: int, resume: bool) -> None:
+    keras_log, keras_result, _ = files(bench)
+    keras_log.parent.mkdir(parents=True, exist_ok=True)
+    if bench.smoke:  # no venv: a made-up log of two epochs, unfinished (no result file)
+        keras_log.write_text("".join(json.dumps(row) + "\n" for row in SMOKE_KERAS_LOG))
+        keras_result.unlink(missing_ok=True)
+        return
+    python = peer_python(bench, "keras")
     if not resume:
-        KERAS_LOG.unlink(missing_ok=True)
-    KERAS_RESULT.unlink(missing_ok=True)
+        keras_log.unlink(missing_ok=True)
+    keras_result.unlink(missing_ok=True)
     start = time.perf_counter()
-    proc = subprocess.run([str(KERAS_PY), str(ROOT / "keras_peer.py"), "model_s_fit", str(split_tree()),
-                           str(max_epochs), str(KERAS_LOG)] + ["--resume"] * resume, capture_output=True, text=True,
+    proc = subprocess.run([str(python), str(ROOT / "peers" / "keras_peer.py"), "model_s_fit", str(bench.split_tree()),
+                           str(max_epochs), str(keras_log)] + ["--resume"] * resume, capture_output=True, text=True,
                           env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = last_json_line(proc.stdout)
     result["wall_seconds_total"] = time.perf_counter() - start
-    KERAS_RESULT.write_text(json.dumps(result))
+    keras_result.write_text(json.dumps(result))
     print(json.dumps(result))
 
 
-def run_ours(recipe: str, time_limit: str, seed: int) -> None:
-    from imgclf.config import parse_seconds
-    from imgclf.io import read_csv
-
-    row = train_within_budget(recipe, split_tree(), parse_seconds(time_limit), seed)
-    if "error" in row:
-        raise SystemExit(row["error"])
+def run_ours(bench: Bench, recipe: str, time_limit: str, seed: int) -> None:
+    values = {"time_limit": time_limit, "seed": seed, **({"epochs": 1, "batch_size": 32} if bench.smoke else {})}
+    trained = bench.train(bench.split_tree(), bench.run_dir(f"tta-{recipe}-seed{seed}"), recipe=recipe,
+                          values=values, isolate=not bench.smoke)
     elapsed, curve = 0.0, []
-    for epoch in read_csv(Path(row["run"]) / "history.csv"):
-        elapsed += float(epoch["seconds"])
-        curve.append({"epoch": int(epoch["epoch"]), "elapsed": round(elapsed, 1),
-                      "val_accuracy": float(epoch["val_acc"])})
-    result = {"recipe": recipe, "time_limit": time_limit, "seed": seed, "run": row["run"], "curve": curve,
-              "test_accuracy": row["test_accuracy"], "wall_seconds_total": row["wall_seconds_total"],
+    for epoch in trained.run.read_history():
+        elapsed += epoch.seconds or 0.0
+        curve.append({"epoch": epoch.epoch, "elapsed": round(elapsed, 1), "val_accuracy": epoch.val_acc})
+    result = {"recipe": recipe, "time_limit": time_limit, "seed": seed, "run": str(trained.run.path), "curve": curve,
+              "test_accuracy": trained.run.read_metrics().accuracy,
+              "wall_seconds_total": round(trained.wall_seconds, 1),
               "command": f"imgclf train TREE --recipe {recipe} --time-limit {time_limit} --seed {seed}"}
-    TTA.mkdir(parents=True, exist_ok=True)
-    OURS_RESULT.write_text(json.dumps(result))
+    ours = files(bench)[2]
+    ours.parent.mkdir(parents=True, exist_ok=True)
+    ours.write_text(json.dumps(result))
     print(json.dumps(result))
 
 
@@ -86,22 +94,23 @@ def keras_clean_seconds(epochs: list[dict]) -> float:
     return epochs[0]["seconds"] + (len(epochs) - 1) * statistics.median(later[:3]) if later else epochs[0]["seconds"]
 
 
-def report() -> None:
-    epochs = [json.loads(line) for line in KERAS_LOG.read_text().splitlines() if line.strip()]
-    finished = KERAS_RESULT.exists()
+def report(bench: Bench) -> None:
+    keras_log, keras_result, ours_result = files(bench)
+    epochs = [json.loads(line) for line in keras_log.read_text().splitlines() if line.strip()]
+    finished = keras_result.exists()
     if finished:
-        keras = json.loads(KERAS_RESULT.read_text())
+        keras = json.loads(keras_result.read_text())
     else:  # still running or cut off: what restoring its best val_loss so far would give; the target may still rise
         best = min(epochs, key=lambda e: e["val_loss"])
         keras = {"epochs": len(epochs), "fit_seconds": epochs[-1]["elapsed"], "val_accuracy": best["val_accuracy"],
                  "val_loss": best["val_loss"], "test_accuracy": None}
     keras["finished"] = finished
-    ours = json.loads(OURS_RESULT.read_text())
+    ours = json.loads(ours_result.read_text())
     target = keras["val_accuracy"]
     keras_seconds = keras_clean_seconds(epochs)
     reached = next((p for p in ours["curve"] if p["val_accuracy"] >= target), None)
     ratio = round(reached["elapsed"] / keras_seconds, 4) if reached else None
-    path = write_result("time_to_accuracy", {
+    path = bench.write_result("time_to_accuracy", {
         "data": "Fashion-MNIST, 55,000 train / 5,000 val (stratified, seed 0) / 10,000 test, PNG tree",
         "keras": {**keras, "wall_seconds_estimated_clean": round(keras_seconds, 1),
                   "curve": [{"epoch": e["epoch"], "elapsed": round(e["elapsed"], 1), "seconds": round(e["seconds"], 1),
@@ -113,21 +122,30 @@ def report() -> None:
           f"{reached['elapsed'] if reached else 'never'} s; ratio {ratio}; wrote {path}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("step", choices=["keras", "ours", "report"])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", nargs="?", choices=STEPS, help="required, except with --smoke (which runs all three)")
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--resume", action="store_true", help="keras: go on from the last logged epoch")
     parser.add_argument("--recipe", default="fast-fmnist")
     parser.add_argument("--time-limit", default="15m")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.step == "keras":
-        run_keras(args.max_epochs, args.resume)
-    elif args.step == "ours":
-        run_ours(args.recipe, args.time_limit, args.seed)
-    else:
-        report()
+    return add_arguments(parser)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    bench = Bench.from_args(args)
+    if args.step is None and not bench.smoke:
+        parser.error(f"the step is required: one of {', '.join(STEPS)}")
+    for step in [args.step] if args.step else STEPS:
+        if step == "keras":
+            run_keras(bench, args.max_epochs, args.resume)
+        elif step == "ours":
+            run_ours(bench, args.recipe, args.time_limit, args.seed)
+        else:
+            report(bench)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Pretrained fine-tuning vs the same architecture from random init, at the same epoch budget, on small data.
 
-    python benchmarks/transfer_pretrained_vs_scratch.py                      # CPU-sized defaults
-    python benchmarks/transfer_pretrained_vs_scratch.py --img-size 128 --epochs 10 --seeds 0 1 2
+    python -m benchmarks.transfer_pretrained_vs_scratch                      # CPU-sized defaults
+    python -m benchmarks.transfer_pretrained_vs_scratch --img-size 128 --epochs 10 --seeds 0 1 2
 
 Data: Fashion-MNIST, --per-class images per class for train (a tenth of them held out for validation) and
 --per-class per class for test (written as PNGs by imgclf.data.sources.export_fashion_mnist, or --data for a
@@ -15,30 +15,23 @@ Arms, all with the same head, optimiser, schedule, epochs and data:
                backbone would only handicap it);
   features     pretrained backbone frozen for good: features computed once, head trained on them.
 Writes benchmarks/results/transfer_pretrained_vs_scratch.json: per-seed test accuracy / macro F1, train time,
-and mean +- std per arm, with hardware and versions.
+and mean +- std per arm, with hardware and versions. The smoke mode trains each arm for one epoch at 32x32.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "src"))  # also runs from a checkout that is not pip-installed
+from benchmarks.common import Bench, add_arguments
 
 
 def arms(args: argparse.Namespace) -> dict[str, dict]:
     common = {"model": args.model, "img_size": args.img_size, "epochs": args.epochs, "batch_size": args.batch_size,
               "optimizer": "adamw", "lr": args.lr, "weight_decay": 1e-4, "schedule": "cosine", "head": args.head,
-              "val_split": 0.1, "progress": False, "accelerator": args.accelerator,
-              "precision": args.precision}
+              "val_split": 0.1, "accelerator": args.accelerator, "precision": args.precision}
     pretrained = {"pretrained": True, "weights": args.weights}
     return {
         "pretrained": {**common, **pretrained, "freeze_epochs": 1, "backbone_lr_mult": 0.1},
@@ -47,12 +40,14 @@ def arms(args: argparse.Namespace) -> dict[str, dict]:
     }
 
 
-def summarise(values: list[float]) -> dict[str, float]:
-    return {"mean": round(statistics.fmean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "n": len(values)}
+def summarise(values: list[float]) -> dict[str, float | int | None]:
+    from imgclf.stats import mean_std
+
+    stat = mean_std(values)
+    return {"mean": round(stat.mean, 4), "std": None if stat.std is None else round(stat.std, 4), "n": stat.n}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="An exported Fashion-MNIST subset (train/ and test/).")
     parser.add_argument("--per-class", type=int, default=100)
@@ -67,32 +62,32 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=["pretrained", "scratch", "features"])
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--precision", default="32")
-    parser.add_argument("--work", type=Path, default=ROOT / "work" / "transfer")
-    parser.add_argument("--json", type=Path, default=ROOT / "results" / "transfer_pretrained_vs_scratch.json")
-    args = parser.parse_args()
+    return add_arguments(parser)
 
-    import imgclf
+
+def main(argv: list[str] | None = None) -> None:
     from imgclf import hardware
-    from imgclf.data.sources import export_fashion_mnist
+    from imgclf.io import write_json
 
-    data = args.data or export_fashion_mnist(args.work / f"fashion-{args.per_class}", per_class=args.per_class)
+    args = build_parser().parse_args(argv)
+    bench = Bench.from_args(args)
+    if bench.smoke:
+        args.img_size, args.epochs, args.batch_size, args.seeds = 32, 1, 32, args.seeds[:1]
+    data = args.data or bench.fashion_tree(args.per_class)
     settings = arms(args)
     results: dict[str, list[dict]] = {name: [] for name in args.arms}
     started = time.perf_counter()
     for seed in args.seeds:
         for name in args.arms:
-            out = args.work / "runs" / f"{name}-s{seed}-{args.img_size}px"
-            fit_started = time.perf_counter()
-            run = imgclf.fit({**settings[name], "data": str(data), "seed": seed, "out": str(out),
-                              "cache_dir": str(args.work / "cache")}, overwrite=True)
-            fit_wall = time.perf_counter() - fit_started
-            card = json.loads((run.path / "model.json").read_text())
-            row = {"seed": seed, "test_accuracy": round(run.metrics["accuracy"], 4),
-                   "test_macro_f1": round(run.metrics["macro"]["f1-score"], 4),
-                   "best_val_accuracy": card["metrics"].get("val_accuracy"),
-                   "best_epoch": card["training"]["best_epoch"], "epochs_run": run.epochs_run,
-                   "train_seconds": round(run.train_seconds, 1), "fit_wall_seconds": round(fit_wall, 1),
-                   "images_per_s": card["training"]["images_per_s"]}
+            out = bench.work / "transfer" / "runs" / f"{name}-s{seed}-{args.img_size}px"
+            trained = bench.train(data, out, values={**settings[name], "seed": seed}, overwrite=True,
+                                  report=not bench.smoke)
+            row = trained.row()
+            row = {"seed": seed, "test_accuracy": round(row["test_accuracy"], 4),
+                   "test_macro_f1": round(row["macro_f1"], 4), "best_val_accuracy": row["val_accuracy"],
+                   "best_epoch": row["best_epoch"], "epochs_run": row["epochs"],
+                   "train_seconds": round(row["train_seconds"], 1), "fit_wall_seconds": row["wall_seconds_total"],
+                   "images_per_s": row["images_per_s"]}
             results[name].append(row)
             print(f"{name:10s} seed {seed}: test acc {row['test_accuracy']:.4f}  macro F1 {row['test_macro_f1']:.4f}  "
                   f"{row['train_seconds']:.1f} s", flush=True)
@@ -107,8 +102,7 @@ def main() -> None:
         "data": {"name": "Fashion-MNIST", "train_per_class": args.per_class, "test_per_class": args.per_class,
                  "val_split": 0.1, "source": str(data), "img_size": args.img_size, "color": "grayscale"},
         "model": args.model, "weights": args.weights, "head": args.head,
-        "settings": {name: {k: v for k, v in s.items() if k not in ("progress",)} for name, s in settings.items()
-                     if name in args.arms},
+        "settings": {name: s for name, s in settings.items() if name in args.arms},
         "seeds": args.seeds, "summary": summary, "runs": results,
         "notes": ["train_seconds: the Lightning fit loop only (for features: training the head on stored vectors; "
                   "the one-off feature extraction is outside it). fit_wall_seconds: the whole imgclf.fit call "
@@ -119,12 +113,10 @@ def main() -> None:
         "wall_seconds": round(time.perf_counter() - started, 1),
         "hardware": hardware.describe(), "versions": hardware.versions(),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    from imgclf.io import write_json
-
-    write_json(args.json, report)
+    path = bench.results / "transfer_pretrained_vs_scratch.json"
+    write_json(path, report)
     print(json.dumps(summary, indent=2))
-    print(f"wrote {args.json}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The Keras peer, run for real in its own venv (benchmarks/work/venv-keras, requirements in peers/).
 
-Usage: venv-keras/bin/python keras_peer.py CASE DATA_DIR  -> prints one JSON line {"case", "images_per_s"}.
-Cases mirror the reference pipelines of REFERENCES.md:
-  idg_directory   ImageDataGenerator with S3's augmentation, flow_from_directory, 48x48 gray PNGs, batch 64
+Usage: venv-keras/bin/python peers/keras_peer.py CASE DATA_DIR  -> prints one JSON line {"case", "images_per_s"}.
+Cases mirror the reference pipelines of REFERENCES.md; each loader resizes the PNGs it is given (the benchmarks
+pass 28x28 grey Fashion-MNIST, the same files imgclf reads):
+  idg_directory   ImageDataGenerator with S3's augmentation, flow_from_directory at 48x48 grey, batch 64
   idg_memory      the same generator on an in-memory uint8 array (.flow)
-  model_s         S5: image_dataset_from_directory (32x32 RGB PNGs) + preprocessing layers + model_s, fit
+  model_s         S5: image_dataset_from_directory (at 32x32 RGB) + preprocessing layers + model_s, fit
   model_s_memory  S5's model_s fit on in-memory arrays (no input pipeline)
   fer_cnn         S3: ImageDataGenerator flow_from_directory feeding fer_cnn, fit
   model_s_fit     S5's whole reference recipe on DATA_DIR/{train,val,test} (STEPS = max epochs), one JSON line

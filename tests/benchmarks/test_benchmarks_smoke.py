@@ -1,0 +1,87 @@
+"""Every benchmark module's smallest mode (`--smoke`) runs in the normal suite, so none can rot unseen.
+
+The modules are discovered in the `benchmarks` package: a new benchmark is covered by adding it. Each runs
+in-process with a temporary work folder (tiny generated data, one epoch, one repeat); the peers' venvs are
+never installed (their smoke modes read made-up peer output through the real parsing), and nothing may be
+written to benchmarks/results.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "benchmarks"
+RESULTS = PACKAGE / "results"
+
+
+def _benchmarks_package():
+    """The repository's `benchmarks` package. `python -m pytest` from the repository root finds it on sys.path; a
+    bare `pytest` would find this folder (tests/benchmarks) as a namespace package of the same name instead, so
+    then the package is loaded from its folder."""
+    module = sys.modules.get("benchmarks")
+    if module is None:
+        try:
+            import benchmarks as module
+        except ImportError:
+            module = None
+    if module is not None and getattr(module, "__file__", None) and Path(module.__file__).parent == PACKAGE:
+        return module
+    spec = importlib.util.spec_from_file_location("benchmarks", PACKAGE / "__init__.py",
+                                                  submodule_search_locations=[str(PACKAGE)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmarks = _benchmarks_package()
+HELPERS = {"common"}  # shared plumbing, not a benchmark
+# Benchmarks whose optional dependency (an extra of pyproject.toml) may be missing from a test install.
+NEEDS = {"serve_load": "aiohttp"}
+# What each smoke run writes into its results folder (the report generators write pages instead).
+WRITES = {"report_performance": "docs/performance.md", "report_results": "docs/results.md", "run_all": None,
+          "fast_recipe": "results/fast_recipe_10m_seed0.json", "peers_10min": "results/peers_600s.json",
+          "transfer_pretrained_vs_scratch": "results/transfer_pretrained_vs_scratch.json",
+          "imbalance_study": "results/imbalance_study.json", "serve_load": "results/serve.json"}
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name not in HELPERS)
+
+
+def _snapshot() -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in RESULTS.iterdir()}
+
+
+def test_every_benchmark_is_discovered():
+    assert {"run_all", "report_results", "report_performance", "gpu_throughput"} <= set(MODULES)
+    assert len(MODULES) >= 18
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_smoke(name, tmp_path, monkeypatch):
+    import torch
+
+    if name in NEEDS and importlib.util.find_spec(NEEDS[name]) is None:
+        pytest.skip(f"{name} needs {NEEDS[name]} (pip install -e '.[bench]')")
+    module = importlib.import_module(f"benchmarks.{name}")
+    assert callable(module.build_parser) and callable(module.main), "a benchmark has build_parser() and main(argv)"
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # One thread, here and in the subprocesses: nothing is timed, and on a busy machine two spinning threads per
+    # process ran steps 10x slower than one.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before, threads = _snapshot(), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        module.main(["--smoke", "--work", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert _snapshot() == before, "a smoke run wrote to benchmarks/results"
+    expected = WRITES.get(name, f"results/{name}.json")
+    if expected:
+        assert (tmp_path / expected).is_file()

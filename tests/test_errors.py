@@ -80,6 +80,11 @@ CHECKED = (
     "predict_format.py",
     "export.py",
     "inference.py",
+    "cli.py",
+    "pipeline/**/*.py",
+    "train/**/*.py",
+    "records.py",
+    "io.py",
 )
 HELPER = SRC / "errors.py"
 

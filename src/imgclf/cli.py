@@ -14,7 +14,8 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from .errors import ImgclfError, invalid
+from .errors import ImgclfError, bad_path, invalid
+from .io import terminal_safe
 
 class _Commands(TyperGroup):
     """Every command runs through here: the one place a user's error (ImgclfError) becomes one line and exit
@@ -40,6 +41,13 @@ app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pre
                   help="Train, evaluate, explain and serve image classifiers from a folder of labelled images.")
 data_app = typer.Typer(no_args_is_help=True, help="Built-in data sets.")
 app.add_typer(data_app, name="data")
+
+
+def _shown(text: Any) -> str:
+    """A user-chosen name (file, class) for the console: neither Rich markup nor terminal control sequences."""
+    from rich.markup import escape
+
+    return escape(terminal_safe(text))
 
 
 def _console():
@@ -112,7 +120,7 @@ def _print_run_summary(run: Any) -> None:
         return  # worker processes of a data-parallel run stay quiet; rank 0 reports
     m = run.metrics
     console = _console()
-    console.print(f"[bold]run[/bold] {run.path}  ({run.epochs_run} epochs, {run.train_seconds:.1f} s, {run.stopped_reason})")
+    console.print(f"[bold]run[/bold] {_shown(run.path)}  ({run.epochs_run} epochs, {run.train_seconds:.1f} s, {run.stopped_reason})")
     if m:
         worst = f"  worst class {m.worst_class.name} recall {m.worst_class.recall:.3f}" if m.worst_class else ""
         console.print(f"[bold]{m.split}[/bold] accuracy {m.accuracy:.4f}  macro F1 {m.macro.f1:.4f}  "
@@ -121,7 +129,7 @@ def _print_run_summary(run: Any) -> None:
     if skipped:
         console.print(f"[yellow]{len(skipped)} file(s) skipped[/yellow] (all listed in {run.path / 'dataset.json'}):")
         for s in skipped[:10]:
-            console.print(f"  {s.path}: {s.reason}", soft_wrap=True)
+            console.print(f"  {_shown(s.path)}: {_shown(s.reason)}", soft_wrap=True)
         if len(skipped) > 10:
             console.print(f"  ... and {len(skipped) - 10} more")
     report = run.path / "report.html"
@@ -182,7 +190,7 @@ def _print_metrics(m: Any) -> None:
         table.add_column(col, justify="left" if col == "class" else "right")
     for name, row in m.per_class.items():
         auc = m.auc.get(name)
-        table.add_row(name, f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(row.support),
+        table.add_row(_shown(name), f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(row.support),
                       "-" if auc is None else f"{auc:.3f}")
     for avg in ("macro", "weighted"):
         r = getattr(m, avg)
@@ -193,7 +201,7 @@ def _print_metrics(m: Any) -> None:
     if m.skipped:
         console.print(f"[yellow]{len(m.skipped)} file(s) skipped:[/yellow]")
         for s in m.skipped[:20]:
-            console.print(f"  {s.path}: {s.reason}")
+            console.print(f"  {_shown(s.path)}: {_shown(s.reason)}")
 
 
 @app.command()
@@ -212,7 +220,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         raise invalid("format", fmt, ("table", "csv", "json"))
     missing = [str(p) for p in images if not p.exists()]
     if missing:
-        raise ImgclfError(f"images must be existing files or folders. Received: {', '.join(missing)} (not found)")
+        raise bad_path("images", ", ".join(missing), "existing files or folders")
     if backend == "onnx":
         from .export import load_onnx
 
@@ -333,8 +341,8 @@ def _split_list(name: str, text: str, kind: type) -> list[Any]:
     try:
         return [kind(p.strip()) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise ImgclfError(f"{name} must be a comma-separated list of {kind.__name__} values such as "
-                          f"{'1,3,7,15' if kind is float else '0,1,2'}. Received: {name}={text!r}") from None
+        raise invalid(name, text, f"a comma-separated list of {kind.__name__} values such as "
+                                  f"{'1,3,7,15' if kind is float else '0,1,2'}") from None
 
 
 @app.command()
@@ -456,7 +464,8 @@ def _print_most_confused(metrics: Any, top: int = 5) -> None:
 
     pairs = most_confused(metrics, top=top)
     if pairs:
-        _console().print("most confused: " + "; ".join(f"{c.true} → {c.pred} ({c.count}, {100 * c.rate:.0f} %)"
+        _console().print("most confused: " + "; ".join(f"{_shown(c.true)} → {_shown(c.pred)} ({c.count}, "
+                                                        f"{100 * c.rate:.0f} %)"
                                                         for c in pairs))
 
 

@@ -76,17 +76,54 @@ def read_yaml(path: str | os.PathLike) -> Any:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def spreadsheet_safe(cell: Any) -> str:
+    """A CSV cell that no spreadsheet runs: OWASP's rule, a leading ' before a formula character. Numbers such as
+    -0.5 stay numbers."""
+    text = "" if cell is None else str(cell)
+    return "'" + text if text.startswith(FORMULA_START) and not _is_number(text) else text
+
+
+def from_spreadsheet_safe(text: str) -> str:
+    """The value `spreadsheet_safe` was given (what our readers of our own CSV files see)."""
+    return text[1:] if text.startswith("'") and text[1:2] and text[1:].startswith(FORMULA_START) else text
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Every CSV imgclf writes goes through here, so user-chosen file and class names are data, never formulas."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    writer.writerow([spreadsheet_safe(h) for h in header])
+    writer.writerows([spreadsheet_safe(c) for c in row] for row in rows)
+    return buf.getvalue()
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    atomic_write_text(path, csv_text(header, rows))
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a CSV file written by `write_csv`, with the formula guard taken off again."""
     with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        return [{from_spreadsheet_safe(k): from_spreadsheet_safe(v or "") for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def terminal_safe(text: Any) -> str:
+    """A name as it may be printed to a terminal: control characters (escape sequences, bidi overrides, bells)
+    shown as \\x.. / \\u.. escapes instead of acting on the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 def _json_default(obj: Any) -> Any:

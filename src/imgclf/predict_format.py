@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from .errors import invalid
+from .io import csv_text, terminal_safe
 
 FORMATS = ("table", "csv", "json")
 
@@ -31,15 +30,11 @@ def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
             tops += [p.top[i][0], f"{p.top[i][1]:.4f}"] if i < len(p.top) else ["", ""]
         rows.append([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.4f}"] + tops + [p.error or ""])
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(header)
-        writer.writerows(rows)
-        return buf.getvalue()
-    lines = []
+        return csv_text(header, rows)
+    lines = []  # for a terminal: names may hold escape sequences, which must not act on it
     for p in predictions:
         if p.error:
-            lines.append(f"{p.path}\tERROR: {p.error}")
+            lines.append(f"{terminal_safe(p.path)}\tERROR: {terminal_safe(p.error)}")
         else:
-            lines.append(f"{p.path}\t" + "  ".join(f"{lbl} {prob:.3f}" for lbl, prob in p.top))
+            lines.append(f"{terminal_safe(p.path)}\t" + "  ".join(f"{terminal_safe(lbl)} {prob:.3f}" for lbl, prob in p.top))
     return "\n".join(lines) + "\n"

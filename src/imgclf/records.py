@@ -21,8 +21,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .config import TrainConfig
-from .errors import ImgclfError
-from .io import atomic_write_text, read_json, read_yaml, write_csv, write_json, write_yaml
+from .errors import ImgclfError, bad_path, invalid
+from .io import (atomic_write_text, from_spreadsheet_safe, read_csv, read_json, read_yaml, write_csv, write_json,
+                 write_yaml)
 
 SCHEMA_VERSION = 1
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
@@ -310,22 +311,26 @@ class RunDir:
         try:
             return record.model_validate(data)
         except ValidationError as exc:
-            raise ImgclfError(f"{name} in {self.path} does not match its record ({record.__name__}): "
-                              f"{_problems(exc)}") from None
+            raise invalid("run", self.path, f"a run directory whose {name} matches its record ({record.__name__})",
+                          note=_problems(exc)) from None
 
     def _read_mapping(self, name: str, reader) -> Any:
         path = self.path / name
         if not path.is_file():
-            raise ImgclfError(f"run must be a run directory containing {name}. Received: run={str(self.path)!r} "
-                              f"({'no such folder' if not self.path.exists() else f'no {name}: training unfinished?'})")
+            raise bad_path("run", self.path, f"a run directory containing {name}",
+                           "no such folder" if not self.path.exists() else f"no {name}: training unfinished?")
         try:
             data = reader(path)
         except (ValueError, OSError, UnicodeDecodeError) as exc:
-            raise ImgclfError(f"{name} in {self.path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise invalid("run", self.path, f"a run directory whose {name} can be read",
+                          note=f"{name} cannot be read: {first}") from None
         except Exception as exc:  # yaml's errors are not ValueErrors
-            raise ImgclfError(f"{name} in {self.path} cannot be read: {type(exc).__name__}") from None
+            raise invalid("run", self.path, f"a run directory whose {name} can be read",
+                          note=f"{name} cannot be read: {type(exc).__name__}") from None
         if not isinstance(data, dict):
-            raise ImgclfError(f"{name} in {self.path} must hold a mapping. Received: {type(data).__name__}")
+            raise invalid("run", self.path, f"a run directory whose {name} holds a mapping",
+                          note=f"{name} holds a {type(data).__name__}")
         return data
 
     # ----- config.yaml --------------------------------------------------------------------------
@@ -362,9 +367,7 @@ class RunDir:
         path = self.path / "history.csv"
         if not path.is_file():
             return []
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        return [self._load("history.csv", HistoryRow, _blank_to_none(r)) for r in rows]
+        return [self._load("history.csv", HistoryRow, _blank_to_none(r)) for r in read_csv(path)]
 
     def write_history(self, rows: Iterable[HistoryRow]) -> None:
         write_csv(self.path / "history.csv", HistoryRow.COLUMNS, [r.cells() for r in rows])
@@ -373,26 +376,28 @@ class RunDir:
     def read_predictions(self, classes: Sequence[str], name: str = "predictions.csv") -> list[PredictionRow]:
         path = self.path / name
         if not path.is_file():
-            raise ImgclfError(f"predictions must be an existing {name}. Received: predictions={str(path)!r} "
-                              "(run `imgclf evaluate RUN` to write it)")
+            raise bad_path("predictions", path, f"an existing {name}",
+                           hint="Run `imgclf evaluate RUN` to write it")
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            header = reader.fieldnames or []
+            reader.fieldnames = [from_spreadsheet_safe(h) for h in reader.fieldnames or []]
+            header = reader.fieldnames
             columns = [f"p_{c}" for c in classes]
             missing = [c for c in (*PredictionRow.FIXED, *columns) if c not in header]
             if missing:
-                raise ImgclfError(f"{name} must have the columns {PredictionRow.header(classes)}. "
-                                  f"Received: {path} without {missing}")
+                raise invalid("predictions", path, f"a {name} with the columns {PredictionRow.header(classes)}",
+                              note=f"without {missing}")
             out = []
             for raw in reader:
+                raw = {k: from_spreadsheet_safe(v or "") for k, v in raw.items()}
                 row = _blank_to_none({k: raw[k] for k in PredictionRow.FIXED})
                 row = {k: ("" if v is None and k in ("true", "pred", "error") else v) for k, v in row.items()}
                 row["path"] = raw["path"]
                 try:
                     row["probs"] = [float(raw[c]) for c in columns] if not raw.get("error") else []
                 except (TypeError, ValueError):
-                    raise ImgclfError(f"{name} in {self.path} must hold a probability in every p_<class> cell of "
-                                      f"a predicted row. Received: row {reader.line_num} ({raw['path']!r})") from None
+                    raise invalid("predictions", path, "a file with a probability in every p_<class> cell of a "
+                                  "predicted row", note=f"row {reader.line_num}, {raw['path']!r}") from None
                 out.append(self._load(name, PredictionRow, row))
         return out
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import TrainConfig
-from ..errors import ImgclfError
+from ..errors import invalid
 from ..records import MetricsRecord
 from .resolve import resolve_config, resume_config
 from .run import Run, train_run
@@ -33,9 +33,9 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
     """
     if resume is not None:
         if config is not None or recipe is not None or config_file is not None:
-            raise ImgclfError("resume continues a run with its stored config.yaml, so config, recipe and "
-                              "config_file must not be given with it. Received: resume="
-                              f"{str(resume)!r} with {'config' if config is not None else 'recipe' if recipe else 'config_file'}")
+            given = "config" if config is not None else "recipe" if recipe is not None else "config_file"
+            raise invalid(given, config if given == "config" else recipe if given == "recipe" else config_file,
+                          "None with resume: a resumed run keeps its stored config.yaml", also={"resume": resume})
         cfg = resume_config(resume, **values)
         from ..io import remove_temp_files
         from ..records import RunDir

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig, load_config_file, make_config
-from ..errors import ImgclfError
+from ..errors import Described, bad_path, invalid
 from ..recipes import load_recipe
 
 # Settings that name files or folders: stored absolute, so a saved config works from another working directory.
@@ -26,8 +26,7 @@ def _given(values: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(values, TrainConfig):
         return values.model_dump(exclude_unset=True)  # what its maker chose, not pydantic's defaults
     if not isinstance(values, Mapping):
-        raise ImgclfError(f"config must be a TrainConfig, a mapping of settings or None. "
-                          f"Received: config of type {type(values).__name__}")
+        raise invalid("config", Described(f"a {type(values).__name__}"), "a TrainConfig, a mapping of settings or None")
     return dict(values)
 
 
@@ -46,8 +45,7 @@ def _absolute(values: dict[str, Any]) -> dict[str, Any]:
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """A YAML file of settings, as a mapping (validated later, with everything else)."""
     if not Path(path).is_file():
-        raise ImgclfError(f"config must be an existing YAML file. Received: config={str(path)!r}"
-                          + (" (a folder)" if Path(path).is_dir() else " (not found)"))
+        raise bad_path("config", path, "an existing YAML file", "a folder" if Path(path).is_dir() else "not found")
     return load_config_file(path)
 
 
@@ -67,8 +65,8 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     if name:
         layered["recipe"] = name
     if "data" not in layered:
-        raise ImgclfError("data must be given: the image folder to train on (imgclf train DATA, or "
-                          "imgclf.fit(data=...)). Received: no data setting")
+        raise invalid("data", Described("no data setting"), "given: the image folder to train on "
+                      "(imgclf train DATA, or imgclf.fit(data=...))")
     return make_config(**_absolute(layered))
 
 
@@ -78,8 +76,8 @@ def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> TrainConfig:
 
     run = RunDir(run_dir)
     if not run.has("config.yaml"):
-        raise ImgclfError(f"resume must be a run directory with config.yaml. Received: resume={str(run_dir)!r}"
-                          + ("" if run.path.exists() else " (no such folder)"))
+        raise bad_path("resume", run_dir, "a run directory with config.yaml",
+                       "no config.yaml" if run.path.exists() else "no such folder")
     stored = run.read_config().model_dump()
     stored.update({k: v for k, v in overrides.items() if v is not None})
     stored["out"] = str(run.path)

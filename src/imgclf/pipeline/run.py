@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import hardware
 from ..config import TrainConfig
 from ..data.dataset import PreparedData, prepare_data
-from ..errors import ImgclfError
+from ..errors import bad_path, invalid
 from ..models import create_model, get_model_info
 from ..models.base import set_l2
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
@@ -52,22 +52,18 @@ def _next_run_dir(model: str) -> Path:
 def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
     run_dir = Path(cfg.out) if cfg.out else _next_run_dir(cfg.model)
     if run_dir.exists() and not run_dir.is_dir():
-        raise ImgclfError(f"out must be a folder for the run. Received: out={str(run_dir)!r}, which is a file")
+        raise bad_path("out", run_dir, "a folder for the run", "a file")
     if (run_dir / "config.yaml").exists() and not resume:
         if not overwrite:
-            raise ImgclfError(
-                f"out must be a new run directory. Received: out={str(run_dir)!r}, which holds another run "
-                "(pass --overwrite to replace it, or --resume to continue it)"
-            )
+            raise bad_path("out", run_dir, "a new run directory", "holds another run",
+                           hint="Pass --overwrite to replace it, or --resume to continue it")
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
         for folder in ("checkpoints", "plots", "evaluations"):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
     elif run_dir.exists() and any(run_dir.iterdir()) and not resume and not overwrite:
-        raise ImgclfError(
-            f"out must be an empty or new folder. Received: out={str(run_dir)!r}, which is not empty "
-            "(pass --overwrite to use it anyway)"
-        )
+        raise bad_path("out", run_dir, "an empty or new folder", "not empty",
+                       hint="Pass --overwrite to use it anyway")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -90,8 +86,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     transfer_args = transfer_model_args(cfg, info)  # checks transfer settings before any data is decoded
     img_size = cfg.img_size or info.default_img_size
     if img_size < info.min_img_size:
-        raise ImgclfError(f"img_size must be at least {info.min_img_size} for model {cfg.model}. "
-                          f"Received: img_size={img_size}")
+        raise invalid("img_size", img_size, f"at least {info.min_img_size}", where=f"model {cfg.model}")
     is_launch_zero = hardware.launch_rank() == 0
     # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
     if is_launch_zero:

@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from ..errors import ImgclfError
+from ..errors import invalid
 
 _UNFREEZE = re.compile(r"all|last:([1-9][0-9]*)")
 
@@ -27,7 +27,7 @@ def parse_unfreeze(value: str) -> int | None:
     """'all' -> None, 'last:K' -> K."""
     match = _UNFREEZE.fullmatch(str(value).strip())
     if not match:
-        raise ImgclfError(f"unfreeze must be all or last:K with K >= 1 (e.g. last:2). Received: unfreeze={value!r}")
+        raise invalid("unfreeze", value, "all or last:K with K >= 1 (e.g. last:2)")
     return int(match.group(1)) if match.group(1) else None
 
 
@@ -51,8 +51,7 @@ def trainable_names(backbone: nn.Module, frozen: bool, unfreeze: str) -> set[str
     if last is None:
         return {name for block in blocks for name in block}
     if last > len(blocks):
-        raise ImgclfError(f"unfreeze last:K must have K <= {len(blocks)}, the number of blocks of this backbone. "
-                          f"Received: unfreeze={unfreeze!r}")
+        raise invalid("unfreeze", unfreeze, f"last:K with K <= {len(blocks)}, the number of blocks of this backbone")
     return {name for block in blocks[-last:] for name in block}
 
 
@@ -81,8 +80,8 @@ class FreezeSchedule(L.Callback):
         parse_unfreeze(unfreeze)
         if str(strategy).startswith("ddp") and "find_unused_parameters_true" not in str(strategy):
             # DDP registers the trainable parameters once; frozen ones never get a gradient and stall it.
-            raise ImgclfError(f"strategy must be ddp_find_unused_parameters_true when part of the backbone is frozen "
-                              f"(freeze_epochs / unfreeze). Received: strategy={strategy!r}")
+            raise invalid("strategy", strategy, "ddp_find_unused_parameters_true when part of the backbone is "
+                          "frozen (freeze_epochs / unfreeze)")
         self.backbone = backbone
         self.freeze_epochs = freeze_epochs
         self.unfreeze = unfreeze
@@ -112,9 +111,9 @@ def transfer_model_args(cfg: Any, info: Any) -> dict[str, Any]:
         given = {k: getattr(cfg, k) for k in _TRANSFER_SETTINGS if getattr(cfg, k) != defaults[k].default}
         if given:
             name, value = next(iter(given.items()))
-            raise ImgclfError(f"{name} needs a timm backbone (e.g. --model resnet18, mobilenetv2_100, "
-                              f"tf_efficientnet_lite0); {cfg.model} is a registered model with its own head. "
-                              f"Received: model={cfg.model!r}, {name}={value!r}")
+            raise invalid("model", cfg.model, f"a timm backbone when {name} is set (e.g. resnet18, "
+                          "mobilenetv2_100, tf_efficientnet_lite0)", also={name: value},
+                          note=f"{name} needs a timm backbone; {cfg.model} is a registered model with its own head")
         return {}
     resolve_weights(info.name, cfg.pretrained, cfg.weights)  # fail fast: offline without weights
     args: dict[str, Any] = {"pretrained": cfg.pretrained, "features_only": cfg.features_only}

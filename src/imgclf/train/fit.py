@@ -19,7 +19,7 @@ import torch
 from .. import hardware
 from ..config import TrainConfig
 from ..data.dataset import PreparedData
-from ..errors import ImgclfError
+from ..errors import ImgclfError, invalid
 from ..models import get_model_info
 from ..records import HistoryRow
 from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint
@@ -51,7 +51,8 @@ def normalisation(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module) 
     pretrained_cfg = getattr(model, "preprocessing", None)
     if cfg.normalize == "backbone" or (cfg.normalize == "auto" and pretrained_cfg):
         if not pretrained_cfg:
-            raise ImgclfError(f"normalize=backbone needs a pretrained backbone. Received: model={cfg.model!r}")
+            raise invalid("model", cfg.model, "a pretrained backbone with normalize=backbone",
+                          also={"normalize": cfg.normalize})
         mean, std = pretrained_cfg["mean"], pretrained_cfg["std"]
         if data.channels == 1 and len(mean) == 3:
             mean, std = [float(np.mean(mean))], [float(np.mean(std))]
@@ -208,7 +209,6 @@ def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:
 
         backbone = getattr(model, "backbone", None)
         if backbone is None:
-            raise ImgclfError(f"freeze_epochs, unfreeze and freeze_bn need a timm backbone. "
-                              f"Received: model={cfg.model!r}")
+            raise invalid("model", cfg.model, "a timm backbone when freeze_epochs, unfreeze or freeze_bn is set")
         extra.append(FreezeSchedule(backbone, cfg.freeze_epochs, cfg.unfreeze, cfg.strategy, cfg.freeze_bn))
     return extra

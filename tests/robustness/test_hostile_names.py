@@ -1,0 +1,94 @@
+"""Names are data: file and class names that look like spreadsheet formulas, terminal escape sequences or Rich
+markup stay inert in every CSV we write and on the terminal, and our own readers get the names back unchanged."""
+
+from __future__ import annotations
+
+import csv
+import io as std_io
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import imgclf
+from imgclf.cli import app
+from imgclf.io import csv_text, from_spreadsheet_safe, read_csv, spreadsheet_safe, terminal_safe
+from imgclf.records import RunDir
+
+CLASSES = ["=HYPERLINK(\"x\")", "+cmd", "@SUM(A1)", "[bold red]rich"]
+ESCAPE_NAME = "\x1b]0;pwned\x07\x1b[31mred.png"
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(CLASSES):
+        (root / "data" / name).mkdir(parents=True)
+        for j in range(8):
+            img = rng.integers(0, 40, (12, 12, 3), dtype=np.uint8)
+            img[:, i * 3:(i + 1) * 3] = 230
+            Image.fromarray(img).save(root / "data" / name / (f"-{j}.png" if j % 2 else f"\t{j}.png"))
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(root / "data" / CLASSES[0] / ESCAPE_NAME)
+    run = imgclf.fit(data=str(root / "data"), img_size=12, epochs=1, batch_size=8, progress=False,
+                     model_args={"width": 4}, val_split=0.25, test_split=0.25, out=str(root / "run"), report=False)
+    return run.path, root / "data"
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+cmd", "-cmd", "@x", "\tx", "\rx"])
+def test_formula_cells_are_neutralised_and_read_back(cell):
+    assert spreadsheet_safe(cell) == "'" + cell and from_spreadsheet_safe(spreadsheet_safe(cell)) == cell
+    assert spreadsheet_safe("-0.25") == "-0.25" and spreadsheet_safe("plain") == "plain"  # numbers stay numbers
+
+
+def test_every_csv_of_a_run_is_inert_in_a_spreadsheet(hostile_run):
+    run_dir, _ = hostile_run
+    for name in ("predictions.csv", "history.csv"):
+        for row in csv.reader(std_io.StringIO((run_dir / name).read_text())):
+            for cell in row:
+                assert not cell.startswith(("=", "+", "@", "\t", "\r")), (name, cell)
+                assert not (cell.startswith("-") and not _number(cell)), (name, cell)
+    card = RunDir(run_dir).read_card()
+    assert sorted(card.classes) == sorted(CLASSES)
+    rows = RunDir(run_dir).read_predictions(card.classes)  # our reader gets the real names back
+    assert {r.true for r in rows if not r.error} <= set(CLASSES)
+    assert any(r.path.split("/")[-1].startswith(("-", "\t")) for r in rows)
+
+
+def test_predict_csv_and_table_keep_names_inert(hostile_run):
+    run_dir, data = hostile_run
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(data / CLASSES[0]), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    for row in csv.reader(std_io.StringIO(result.stdout)):
+        assert not any(c.startswith(("=", "+", "@", "\t", "\r")) for c in row), row
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(data / CLASSES[0]), "--format", "table"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "\\x1b]0;pwned" in result.stdout  # shown, escaped, not acted on
+
+
+def test_evaluate_prints_class_names_as_text(hostile_run):
+    run_dir, _ = hostile_run
+    result = CliRunner().invoke(app, ["evaluate", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "[bold red]rich" in result.stdout  # Rich markup in a class name is printed, not applied
+
+
+def test_csv_text_and_read_csv_round_trip(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text(csv_text(["path", "=h"], [["=cmd", "-1.5"], ["@a", "b"]]))
+    assert read_csv(path) == [{"path": "=cmd", "=h": "-1.5"}, {"path": "@a", "=h": "b"}]
+
+
+def test_terminal_safe_escapes_control_characters():
+    assert terminal_safe("a\x1b[2Jb\u202ec") == "a\\x1b[2Jb\\u202ec"
+    assert terminal_safe("日本語 ✓ émoji 🐈") == "日本語 ✓ émoji 🐈"
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

@@ -16,6 +16,7 @@ from .records import ModelCard, load_card
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.folder import IMAGE_EXTENSIONS, is_hidden
 from .data.tensors import channel_stats, to_unit_nchw
+from .topk import top_k as top_classes
 from .errors import bad_path, invalid
 
 ImageInput = str | os.PathLike | np.ndarray
@@ -165,9 +166,7 @@ class Classifier:
             if i in errors:
                 results.append(Prediction(name, None, None, [], errors[i]))
                 continue
-            p = by_index[i]
-            order = np.argsort(-p)[:k]
-            top = [(self.classes[j], float(p[j])) for j in order]
+            top = top_classes(by_index[i], self.classes, k)
             results.append(Prediction(name, top[0][0], top[0][1], top))
         return results
 

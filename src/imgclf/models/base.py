@@ -31,7 +31,7 @@ def set_l2(model: nn.Module, conv: float | None = None, dense: float | None = No
             with_l2(module, dense)
 
 
-class Classifier(nn.Module):
+class FeaturesHeadNet(nn.Module):
     """features -> head, with timm's interface: forward_features, forward_head, reset_classifier."""
 
     def __init__(self, features: nn.Module, head: nn.Sequential):

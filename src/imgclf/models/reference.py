@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import Classifier, conv_out_features, with_l2
+from .base import FeaturesHeadNet, conv_out_features, with_l2
 from .registry import register_model
 
 
@@ -53,7 +53,7 @@ def simple_cnn(num_classes: int, in_chans: int = 3, img_size: int = 32, width: i
         *block(2 * w, 4 * w),
     )
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w, num_classes))
-    return Classifier(features, head)
+    return FeaturesHeadNet(features, head)
 
 
 @register_model(
@@ -77,7 +77,7 @@ def model_s(num_classes: int, in_chans: int = 3, img_size: int = 32, conv_l2: fl
         nn.Flatten(), nn.Dropout(0.5), with_l2(nn.Linear(flat, 256), dense_l2), nn.ReLU(inplace=True),
         nn.Dropout(0.5), with_l2(nn.Linear(256, num_classes), dense_l2),
     )
-    return _glorot(Classifier(features, head))
+    return _glorot(FeaturesHeadNet(features, head))
 
 
 @register_model(
@@ -102,7 +102,7 @@ def fer_cnn(num_classes: int, in_chans: int = 1, img_size: int = 48, last_filter
     head = nn.Sequential(
         nn.Flatten(), nn.Linear(flat, 1024), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(1024, num_classes)
     )
-    return _glorot(Classifier(features, head))
+    return _glorot(FeaturesHeadNet(features, head))
 
 
 @register_model(
@@ -120,7 +120,7 @@ def fer_cnn_small(num_classes: int, in_chans: int = 1, img_size: int = 48) -> nn
     )
     flat = conv_out_features(features, in_chans, img_size)
     head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(inplace=True), nn.Linear(256, num_classes))
-    return _glorot(Classifier(features, head))
+    return _glorot(FeaturesHeadNet(features, head))
 
 
 @register_model(
@@ -153,7 +153,7 @@ def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropou
         nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, 512), nn.ReLU(inplace=True), nn.Dropout(dropout),
         nn.Linear(512, num_classes),
     )
-    model = Classifier(features, head)
+    model = FeaturesHeadNet(features, head)
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.01)
@@ -180,4 +180,4 @@ def animals_cnn(num_classes: int, in_chans: int = 3, img_size: int = 128, dropou
     flat = conv_out_features(features, in_chans, img_size)
     head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),
                          nn.Linear(256, num_classes))
-    return _glorot(Classifier(features, head))
+    return _glorot(FeaturesHeadNet(features, head))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import invalid
-from .base import Classifier
+from .base import FeaturesHeadNet
 from .registry import register_model
 
 
@@ -57,7 +57,7 @@ def fast_resnet(num_classes: int, in_chans: int = 3, img_size: int = 28, width: 
     head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes))
     if init == "dirac":
         _dirac_init(features)
-    return Classifier(features, head)
+    return FeaturesHeadNet(features, head)
 
 
 def _dirac_init(features: nn.Module) -> None:

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.decode import DecodeError
+from ..topk import top_k as top_classes
 from ..errors import Described, invalid, invalid_message
 from ..inference import Classifier
 from .batcher import MicroBatcher
@@ -162,8 +163,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         probs = await batcher(pixels)
         results = []
         for up, p in zip(uploads, probs):
-            order = np.argsort(-p)[:k]
-            top = [{"label": classes[j], "probability": float(p[j])} for j in order]
+            top = [{"label": label, "probability": prob} for label, prob in top_classes(p, classes, k)]
             results.append({"file": up.name, "label": top[0]["label"], "probability": top[0]["probability"],
                             "top": top})
         return {"model": card["architecture"], "predictions": results}

@@ -83,3 +83,16 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)  # stable: others keep their order
+
+
+SPOILED_MARK = ".spoiled-on-purpose"
+
+
+def spoilable_copy(run_dir: Path, dest: Path) -> Path:
+    """A copy of a run directory that a test may corrupt on purpose. The mark keeps it out of the walk that
+    validates every run directory the suite wrote (tests/test_records.py)."""
+    import shutil
+
+    copy = Path(shutil.copytree(run_dir, dest))
+    (copy / SPOILED_MARK).write_text("this run directory was corrupted on purpose by a test\n")
+    return copy

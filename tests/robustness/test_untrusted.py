@@ -6,6 +6,8 @@ import pickle
 import shutil
 
 import pytest
+
+from conftest import spoilable_copy
 import torch
 
 from imgclf.records import load_card
@@ -24,8 +26,7 @@ class _Payload:
 def test_crafted_checkpoint_is_refused_on_resume_and_does_not_execute(tiny_run, tmp_path):
     import imgclf
 
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    run = spoilable_copy(tiny_run, tmp_path / "run")
     marker = tmp_path / "pwned"
     with open(run / "checkpoints" / "last.ckpt", "wb") as f:
         pickle.dump({"state_dict": _Payload(marker)}, f)
@@ -45,8 +46,7 @@ def test_torch_load_with_weights_only_refuses_payload(tmp_path):
 
 
 def test_invalid_model_card_is_refused_before_use(tiny_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    run = spoilable_copy(tiny_run, tmp_path / "run")
     card = json.loads((run / "model.json").read_text())
     for change, message in [({"architecture": "../../etc/passwd"}, "architecture"),
                             ({"mean": [0.5]} if card["in_chans"] == 3 else {"mean": [0.5, 0.5]}, "mean and std"),
@@ -61,8 +61,7 @@ def test_invalid_model_card_is_refused_before_use(tiny_run, tmp_path):
 
 
 def test_weights_that_do_not_match_the_card_are_refused(tiny_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    run = spoilable_copy(tiny_run, tmp_path / "run")
     card = json.loads((run / "model.json").read_text())
     card["model_args"] = {"width": 16}
     (run / "model.json").write_text(json.dumps(card))

@@ -11,11 +11,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from pydantic import ValidationError
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from .errors import ImgclfError, bad_path, invalid
+from .errors import ImgclfError, bad_path, invalid, invalid_message
 from .io import terminal_safe
+
+try:  # Typer >= 0.2x carries its own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # older Typer runs on click itself
+    import click.exceptions as _click_exceptions
+
+    UsageError = _click_exceptions.UsageError
+    NoArgsIsHelpError = getattr(_click_exceptions, "NoArgsIsHelpError", ())  # click < 8.2 has none
+
 
 class _Commands(TyperGroup):
     """Every command runs through here: the one place a user's error (ImgclfError) becomes one line and exit
@@ -27,6 +37,11 @@ class _Commands(TyperGroup):
         except ImgclfError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+        except UsageError as exc:  # a bad flag or value, found while parsing: one line too, not Typer's box
+            if isinstance(exc, NoArgsIsHelpError):
+                raise
+            typer.secho(f"error: {_usage_message(exc)}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except Exception as exc:
@@ -35,6 +50,31 @@ class _Commands(TyperGroup):
             typer.secho(f"internal error: {type(exc).__name__}: {first} (traceback in {log}; please report it)",
                         fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
+
+
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+           "less_than": ("<", "lt")}
+_KINDS = {"int_parsing": "an integer", "int_from_float": "an integer", "float_parsing": "a number",
+          "bool_parsing": "true or false"}
+
+
+def _usage_message(exc: UsageError) -> str:
+    """A parsing error as one house-style line: the flag, what it must be, and the text the user gave.
+
+    Typer checks option types and bounds with pydantic; the ValidationError it raises from holds the input."""
+    cause = exc.__cause__
+    param = getattr(exc, "param", None)
+    if param is not None and isinstance(cause, ValidationError) and cause.errors():
+        first = cause.errors()[0]
+        flag = max(getattr(param, "opts", None) or [param.name or "value"], key=len)
+        if first["type"] in _BOUNDS:
+            sign, key = _BOUNDS[first["type"]]
+            allowed = f"{sign} {first['ctx'][key]}"
+        else:
+            allowed = _KINDS.get(first["type"]) or first["msg"].removeprefix("Input should be ").split(", unable")[0]
+        return invalid_message(flag, first["input"], allowed)
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    return f"{text}. See: {exc.ctx.command_path} --help" if exc.ctx is not None else f"{text}."
 
 
 app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -53,7 +93,7 @@ def _shown(text: Any) -> str:
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    return Console(stderr=False, highlight=False, soft_wrap=True)  # a redirected summary keeps its lines whole
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..data.imbalance import IMBALANCE_FLAG_RHO
-from ..errors import ImgclfError
+from ..errors import ImgclfError, bad_path
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir
@@ -302,7 +302,8 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     if not run.has("model.json"):
-        raise ImgclfError(f"run must be a run directory with model.json. Received: run={str(run_dir)!r}")
+        raise bad_path("run", run_dir, "a run directory with model.json",
+                       "no model.json" if Path(run_dir).exists() else "no such folder")
     card = run.read_card()
     dataset = run.read_dataset() if run.has("dataset.json") else None
     metrics = run.read_metrics() if run.has("metrics.json") else None
@@ -312,6 +313,7 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it
     context["config_text"] = run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else ""
+    context["run_path"] = str(run_dir.resolve())
     html = render("report.html", figures=figs, **context)
     path = run_dir / "report.html"
     atomic_write_text(path, html)

@@ -68,6 +68,29 @@ def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
     return run_dir
 
 
+def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpoint: str | None) -> None:
+    """Before the first epoch: what is about to be trained, on what, where (stderr, a few short lines)."""
+    import sys
+
+    import torch
+
+    from ..io import terminal_safe
+
+    sizes = " / ".join(f"{name} {len(split):,}" for name, split in data.splits.items())
+    skipped = f", {len(data.skipped)} skipped" if data.skipped else ""
+    device = "cuda" if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"data   {terminal_safe(cfg.data)}: {len(data.classes)} classes, {sizes}{skipped}",
+        f"model  {cfg.model}, {params:,} parameters, {data.img_size}x{data.img_size} {data.color}, "
+        f"batch {cfg.batch_size}, {cfg.epochs} epochs" + (f", time limit {cfg.time_limit}" if cfg.time_limit else ""),
+        f"device {device} ({torch.get_num_threads()} threads), precision "
+        f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
+        + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
 def dataset_record(data: PreparedData) -> DatasetRecord:
     return DatasetRecord.model_validate(data.describe())
 
@@ -114,6 +137,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         run.write_config(resolved)
         run.write_dataset(dataset_record(data))
 
+    if resolved.progress and is_launch_zero:
+        _announce(resolved, data, model, run_dir, checkpoint)
     result = train_model(resolved, data, model, run_dir, checkpoint)
     skipped = [SkippedFile.model_validate(s) for s in data.skipped]
     if not result.is_global_zero:

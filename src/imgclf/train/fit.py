@@ -123,7 +123,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg), strategy=cfg.strategy,
         num_nodes=cfg.num_nodes, precision=precision, logger=False, callbacks=callbacks, enable_checkpointing=False,
-        enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=any(type(c).__name__ == "TQDMProgressBar" for c in callbacks),
+        enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
         deterministic=False, default_root_dir=str(run_dir),
     )
@@ -164,7 +165,11 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
                                        min_delta=cfg.min_delta, check_finite=True))
     callbacks.extend(_extra_callbacks(cfg, model))
     if cfg.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, steps // 10)))
+        from .progress import EpochLines, stderr_is_terminal
+
+        callbacks.append(EpochLines(cfg.epochs))
+        if stderr_is_terminal():  # a bar within the epoch; a redirected log gets the epoch lines only
+            callbacks.append(TQDMProgressBar(refresh_rate=max(1, steps // 10), leave=False))
     return callbacks, best, history
 
 

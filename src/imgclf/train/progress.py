@@ -1,0 +1,47 @@
+"""What training prints: one short line per epoch, readable in a terminal and in a log file alike.
+
+A tqdm bar redraws itself with carriage returns, which a redirected log turns into one unreadable line of
+kilobytes per epoch; it is shown only when stderr is a terminal, and the epoch lines are printed either way.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+import lightning as L
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"
+
+
+class EpochLines(L.Callback):
+    """`epoch  3/30  loss 0.4123  acc 0.8571  val_loss 0.3912  val_acc 0.8702  lr 1e-03  12.3s` after every
+    epoch, 1-based like history.csv."""
+
+    def __init__(self, epochs: int, stream: TextIO | None = None):
+        self.epochs = epochs
+        self.stream = stream
+        self._start = 0.0
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stderr, flush=True)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        width = len(str(self.epochs))
+        lr = trainer.optimizers[0].param_groups[-1]["lr"]
+        self._print(f"epoch {trainer.current_epoch + 1:>{width}}/{self.epochs}  loss {_num(m.get('loss'))}  "
+                    f"acc {_num(m.get('acc'))}  val_loss {_num(m.get('val_loss'))}  val_acc {_num(m.get('val_acc'))}  "
+                    f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s")
+
+
+def stderr_is_terminal() -> bool:
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())

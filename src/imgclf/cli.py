@@ -83,6 +83,20 @@ data_app = typer.Typer(no_args_is_help=True, help="Built-in data sets.")
 app.add_typer(data_app, name="data")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"imgclf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print imgclf's version and exit.")) -> None:
+    """Train, evaluate, explain and serve image classifiers from a folder of labelled images."""
+
+
 def _shown(text: Any) -> str:
     """A user-chosen name (file, class) for the console: neither Rich markup nor terminal control sequences."""
     from rich.markup import escape
@@ -121,8 +135,13 @@ def _train_options() -> list[inspect.Parameter]:
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if ann is bool else [flag]
         help_text = field.description or ""
+        choices = typing.get_args(ann) if typing.get_origin(ann) is typing.Literal else ()
+        if choices:
+            help_text += f" One of: {', '.join(map(str, choices))}."
         if field.default is not None and not callable(field.default_factory or None):
-            help_text += f" [default: {field.default}]"
+            # escaped: Rich reads [default: ...] as markup and drops it (the options default to None, so that a
+            # flag left out never hides a recipe's value, and typer cannot show the real default itself)
+            help_text += f" \\[default: {field.default}]"
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=py_type,
                                         default=typer.Option(None, *decls, help=help_text, show_default=False)))
     extra = [

@@ -1,0 +1,37 @@
+"""The CLI's help shows every train default and the allowed values of choice settings; --version works."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+import imgclf
+from imgclf.cli import app
+from imgclf.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def train_help() -> str:
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("name", ["epochs", "batch_size", "lr", "optimizer", "schedule", "val_split", "precision"])
+def test_train_help_shows_the_default(train_help, name):
+    default = TrainConfig.model_fields[name].default
+    assert f"[default: {default}]" in train_help, name
+
+
+@pytest.mark.parametrize("name, choices", [("optimizer", "adam, adamw, sgd"),
+                                           ("schedule", "none, plateau, step, cosine, onecycle, budget"),
+                                           ("precision", "auto, 32, bf16-mixed, 16-mixed")])
+def test_train_help_lists_the_choices(train_help, name, choices):
+    assert re.search(rf"--{name} .*?One of: {re.escape(choices)}\.", train_help), name
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"imgclf {imgclf.__version__}"

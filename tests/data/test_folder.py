@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,56 @@ def test_color_auto_detects_grayscale(tmp_path):
     make_image_folder(tmp_path, mode="L", per_class=3)
     data = prepare_data(tmp_path, 8, "auto", val_split=0.34, test_split=0.0)
     assert data.color == "grayscale" and data.decoded.pixels.shape[-1] == 1
+
+
+def _loose_pngs(folder, count):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"loose_{i:02d}.png")
+
+
+@pytest.mark.parametrize("layout", ["flat", "splits"])
+def test_images_without_class_folders_are_counted_and_the_layout_explained(tmp_path, layout):
+    # the first thing a new user tries: a folder of images, no class folders
+    _loose_pngs(tmp_path / "train" if layout == "splits" else tmp_path, 23)
+    where = "train/" if layout == "splits" else "it"
+    with pytest.raises(ImgclfError) as err:
+        scan_folder(tmp_path)
+    message = str(err.value)
+    assert f"0 class folders; 23 images directly in {where}, outside any class folder" in message, message
+    assert "DATA/<class>/*.png" in message and "train/ (and val/, test/)" in message
+    assert "Move each image into a folder named after its class" in message and "imgclf predict RUN" in message
+
+
+def test_one_class_folder_and_loose_images_say_both(tmp_path):
+    make_image_folder(tmp_path, classes=("cat",), per_class=2)
+    _loose_pngs(tmp_path, 1)
+    with pytest.raises(ImgclfError, match=r"1 class folder \('cat'\); 1 image directly in it"):
+        scan_folder(tmp_path)
+
+
+def test_loose_images_beside_class_folders_are_listed_as_skipped(tmp_path):
+    make_image_folder(tmp_path, classes=("a", "b"), per_class=3)
+    _loose_pngs(tmp_path, 2)
+    (tmp_path / "README.txt").write_text("not an image, not data: not listed")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    scan = scan_folder(tmp_path)
+    assert scan.classes == ["a", "b"] and len(scan.files["all"]) == 6
+    loose = {Path(s["path"]).name: s["reason"] for s in scan.skipped}
+    assert sorted(loose) == ["loose_00.png", "loose_01.png"]
+    assert all("not in a class folder" in reason for reason in loose.values())
+    # and they reach dataset.json's skipped list through the prepared data
+    data = prepare_data(tmp_path, 8, "rgb", val_split=0.34, test_split=0.0)
+    assert {Path(s["path"]).name for s in data.describe()["skipped"]} == set(loose)
+
+
+def test_loose_images_in_a_split_layout_are_listed_as_skipped(tmp_path):
+    make_image_folder(tmp_path, layout="splits", classes=("a", "b"), per_split={"train": 2, "test": 1})
+    _loose_pngs(tmp_path, 1)  # beside train/ and test/
+    _loose_pngs(tmp_path / "test", 1)  # beside test/'s class folders
+    reasons = {str(Path(s["path"]).relative_to(tmp_path)): s["reason"] for s in scan_folder(tmp_path).skipped}
+    assert reasons.keys() == {"loose_00.png", "test/loose_00.png"}
+    assert "not in train/, val/ or test/" in reasons["loose_00.png"]
+    assert "not in a class folder" in reasons["test/loose_00.png"]

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import bad_path, invalid
+from ..errors import ImgclfError, bad_path, invalid
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 SPLIT_NAMES = ("train", "val", "test")
@@ -92,8 +92,28 @@ def _walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
     return sorted(out)
 
 
+def _loose_images(folder: Path) -> list[str]:
+    """Image files directly in `folder` (not in a class folder): they have no class. Sorted."""
+    out = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if is_hidden(entry.name) or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        try:
+            if entry.is_file():
+                out.append(entry.path)
+        except OSError:
+            continue
+    return out
+
+
+LOOSE_REASON = "not in a class folder, so it has no class: not used (move it into a class folder to train on it)"
+OUTSIDE_SPLITS_REASON = "not in train/, val/ or test/: not used (move it into SPLIT/<class>/ to use it)"
+
+
 def _scan_class_tree(root: Path, skipped: list[dict[str, str]]) -> dict[str, list[str]]:
     per_class = {d.name: _walk_images(d, skipped) for d in _class_dirs(root)}
+    if per_class:  # loose images beside class folders: listed, not silently ignored (no class folder: see scan_folder)
+        skipped += [{"path": path, "reason": LOOSE_REASON} for path in _loose_images(root)]
     for name, paths in per_class.items():
         if not paths:
             raise invalid("data", root, f"a folder whose class folders each hold at least one image with an "
@@ -121,6 +141,7 @@ def scan_folder(root: str | os.PathLike) -> FolderScan:
                 raise invalid("data", root, f"a folder whose split folders have the classes of train/, {classes}",
                               note=f"{split}/ is missing {missing or 'none'}, has extra {extra or 'none'}")
         files = {split: [(p, c) for c in classes for p in tree[c]] for split, tree in trees.items()}
+        skipped += [{"path": path, "reason": OUTSIDE_SPLITS_REASON} for path in _loose_images(root)]
         layout = "splits"
     else:
         if split_dirs:
@@ -131,6 +152,28 @@ def scan_folder(root: str | os.PathLike) -> FolderScan:
         files = {"all": [(p, c) for c in classes for p in tree[c]]}
         layout = "flat"
     if len(classes) < 2:
-        raise invalid("data", root, "a folder with at least 2 class folders",
-                      note=f"{len(classes)} class folder(s): {classes}")
+        raise _too_few_classes(root, split_dirs.get("train"), classes)
     return FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _too_few_classes(root: Path, train: Path | None, classes: list[str]) -> ImgclfError:
+    """Fewer than 2 class folders; says how many images lie loose in the folder and how to arrange them."""
+    where = train or root
+    loose = len(_loose_images(where))
+    found = _plural(len(classes), "class folder") + (f" ({', '.join(map(repr, classes))})" if classes else "")
+    if train is not None:
+        found = f"train/ holds {found}"
+    if loose:
+        found += f"; {_plural(loose, 'image')} directly in {'train/' if train is not None else 'it'}, " \
+                 f"outside any class folder"
+    return invalid("data", root, "a folder with at least 2 class folders, each holding that class's images "
+                                 "(DATA/<class>/*.png), or with train/ (and val/, test/) laid out that way "
+                                 "(DATA/train/<class>/*.png)",
+                   note=found,
+                   hint=(f"Move each image into a folder named after its class, {where}{os.sep}<class>{os.sep}; "
+                         f"to classify unlabelled images instead, use `imgclf predict RUN {where}`"
+                         if loose else None))

@@ -71,7 +71,7 @@ def test_api_fit_applies_a_recipe_it_names(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"recipe": "s5-modl-s"}, r"recipe must be one of .*Did you mean: s5-model-s"),
     ({"config_file": "nowhere.yaml"}, r"config must be an existing YAML file. Received: config='nowhere.yaml'"),
-    ({"lr": "fast"}, r"lr: .*Received: lr='fast'"),
+    ({"lr": "fast"}, r"lr must be a valid number.* Received: lr='fast'"),
 ])
 def test_bad_settings_name_the_setting(tmp_path, kwargs, message):
     with pytest.raises(ImgclfError, match=message):
@@ -133,3 +133,26 @@ def test_layering_check_sees_relative_imports(tmp_path):
         assert _imported_packages(fake) == {"train", "models"}
     finally:
         fake.unlink()
+
+
+def test_a_run_that_fails_on_its_data_leaves_no_empty_folder(tmp_path):
+    (tmp_path / "data" / "only").mkdir(parents=True)
+    with pytest.raises(ImgclfError, match="data"):
+        imgclf.fit(data=str(tmp_path / "data"), out=str(tmp_path / "runs" / "x"))
+    assert not (tmp_path / "runs" / "x").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user made stays, empty or not
+    with pytest.raises(ImgclfError):
+        imgclf.fit(data=str(tmp_path / "data"), out=str(tmp_path / "mine"))
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_resuming_a_finished_run_keeps_its_training_time(tmp_path, image_folder):
+    from imgclf.records import RunDir
+
+    settings = {"data": str(image_folder), "img_size": 16, "epochs": 2, "batch_size": 8, "progress": False,
+                "model_args": {"width": 4}}
+    imgclf.fit(settings, out=str(tmp_path / "r"), report=False)
+    before = RunDir(tmp_path / "r").read_card().training.train_seconds
+    imgclf.fit(resume=str(tmp_path / "r"), report=False)  # nothing left to train
+    after = RunDir(tmp_path / "r").read_card().training
+    assert after.epochs_run == 2 and before <= after.train_seconds < before + 30  # was reset to ~0.04 s

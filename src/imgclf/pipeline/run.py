@@ -14,6 +14,7 @@ from .. import hardware
 from ..config import TrainConfig
 from ..data.dataset import PreparedData, prepare_data
 from ..errors import bad_path, invalid
+from ..io import writable_folder
 from ..models import create_model, get_model_info
 from ..models.base import set_l2
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
@@ -50,9 +51,7 @@ def _next_run_dir(model: str) -> Path:
 
 
 def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
-    run_dir = Path(cfg.out) if cfg.out else _next_run_dir(cfg.model)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise bad_path("out", run_dir, "a folder for the run", "a file")
+    run_dir = writable_folder("out", Path(cfg.out) if cfg.out else _next_run_dir(cfg.model))
     if (run_dir / "config.yaml").exists() and not resume:
         if not overwrite:
             raise bad_path("out", run_dir, "a new run directory", "holds another run",
@@ -91,6 +90,21 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
+    import lightning as L
+    import torch
+
+    L.seed_everything(cfg.seed, verbose=False)
+    data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
+                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers)
+    resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})
+    if cfg.l2 is not None:
+        set_l2(model, cfg.l2.get("conv"), cfg.l2.get("dense"))
+    return data, model, resolved
+
+
 def dataset_record(data: PreparedData) -> DatasetRecord:
     return DatasetRecord.model_validate(data.describe())
 
@@ -98,8 +112,6 @@ def dataset_record(data: PreparedData) -> DatasetRecord:
 def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | None = None, resume: bool = False,
               report: bool = True) -> Run:
     """Run `cfg` into its run directory. `checkpoint` continues from a Lightning checkpoint (resume)."""
-    import lightning as L
-
     from ..train.finetune import transfer_model_args
     from ..train.fit import train_model
     from ..train.callbacks import save_weights
@@ -113,24 +125,20 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     is_launch_zero = hardware.launch_rank() == 0
     # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
     if is_launch_zero:
+        new_folder = not Path(cfg.out).exists() if cfg.out else True
         run_dir = prepare_run_dir(cfg, overwrite, resume)
         os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
     else:
-        run_dir = Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", ""))
+        new_folder, run_dir = False, Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", ""))
     cfg = cfg.model_copy(update={"out": str(run_dir)})
     run = RunDir(run_dir)
-
-    L.seed_everything(cfg.seed, verbose=False)
-    data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
-                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers)
-    resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
-
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})
-    if cfg.l2 is not None:
-        set_l2(model, cfg.l2.get("conv"), cfg.l2.get("dense"))
+    try:
+        data, model, resolved = _data_and_model(cfg, info, img_size, transfer_args)
+    except BaseException:
+        # A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them)
+        if new_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
     # Written only once the model is built: a bad model argument must not leave a run behind that refuses the
     # corrected command's --out.
     if is_launch_zero:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import tempfile
 import time
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,45 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
         raise
 
 
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why `path` is not a checkpoint `--resume` can continue from, or None. Read as `trainer.fit` will read it
+    (weights_only: a crafted pickle is refused, never run), memory-mapped when it is a torch zip archive."""
+    is_zip = zipfile.is_zipfile(path)
+    with open(path, "rb") as f:
+        if not is_zip and f.read(4) == b"PK\x03\x04":  # torch.save's format, cut short (torch says only EINVAL)
+            return "is a truncated or corrupt torch archive"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about the pickle protocol of a file it then refuses
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as exc:
+        return f"was refused by torch's weights-only loader, and nothing in it was run: {_first_reason(exc)}"
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        return f"cannot be read: {_first_reason(exc)}"
+    if not isinstance(ckpt, dict) or not {"state_dict", "loops"} <= set(ckpt):
+        return "is not a Lightning checkpoint (no state_dict and loops)"
+    return None
+
+
+def weights_problem(path: str | Path) -> str | None:
+    """Why `path` is not a safetensors file of tensors, or None (its header only is read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError, ValueError) as exc:
+        return f"cannot be read: {_first_reason(exc)}"
+    return None
+
+
+def _first_reason(exc: BaseException) -> str:
+    """The line of a loader's error that says what was wrong (torch's weights_only refusal is a page long)."""
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or [type(exc).__name__]
+    return lines[0][:200]
+
+
 class LastCheckpoint(L.Callback):
     """checkpoints/last.ckpt after every completed epoch: model, optimiser, schedulers, loop progress and every
     callback's state_dict, written atomically (AtomicCheckpointIO). Lightning's ModelCheckpoint(save_last=True,
@@ -66,7 +108,27 @@ class LastCheckpoint(L.Callback):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.saved_epochs = 0  # completed epochs the file on disk holds (0: no checkpoint written yet)
+        self.seconds_before = 0.0  # training time of earlier processes of this run (restored on resume)
+        self._started = time.perf_counter()
+        self._ended_at: float | None = None
         self._at_epoch_start = False
+
+    def train_seconds(self) -> float:
+        """Training time of the whole run so far, across resumed processes (frozen when training ends, so the
+        model card and the final checkpoint agree)."""
+        if self._ended_at is not None:
+            return self._ended_at
+        return self.seconds_before + time.perf_counter() - self._started
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started, self._ended_at = time.perf_counter(), None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"saved_epochs": self.saved_epochs, "train_seconds": self.train_seconds()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.saved_epochs = int(state.get("saved_epochs", 0))
+        self.seconds_before = float(state.get("train_seconds", 0.0))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch > self.saved_epochs:
@@ -79,6 +141,7 @@ class LastCheckpoint(L.Callback):
             self.saved_epochs = trainer.current_epoch
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._ended_at = self.train_seconds()
         trainer.save_checkpoint(self.path, weights_only=False)
         self.saved_epochs = trainer.current_epoch
 

@@ -7,7 +7,6 @@ this module never reads or writes those files, only the checkpoints and history.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +134,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
 
         module, train_loader, val_loader = use_stored_features(cfg, data, module, train_loader, val_loader)
 
-    started = time.perf_counter()
     stopped_reason = _run_trainer(trainer, module, train_loader, val_loader, ckpt_path, run_dir, callbacks[0])
-    seconds = time.perf_counter() - started
+    seconds = callbacks[0].train_seconds()  # includes the processes before a resume
     budget = next((c for c in callbacks if type(c).__name__ == "TimeBudget"), None)
     if budget is not None and budget.reached and stopped_reason == "completed":
         stopped_reason = f"time limit ({cfg.time_limit})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Mapping
 
 MAX_SHOWN = 300  # characters of an echoed value; longer ones are cut (a whole file listing helps no one)
@@ -47,8 +48,31 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
+def _fold(name: str) -> str:
+    return re.sub(r"[\s._-]", "", name.lower())
+
+
+def close_names(received: str, names: Iterable[str], n: int = 5) -> list[str]:
+    """Up to n names close to `received`, for long lists of names with mixed conventions (timm's ~1,400
+    architectures): separators and case are ignored (mobilenet_v2 ~ mobilenetv2_100, efficientnet-b0 ~
+    efficientnet_b0) and a name that starts with what was typed counts as close (vit_base ~ vit_base_patch16_224).
+    Closest first; ties go to the shorter name."""
+    folded = _fold(received)
+    scored = []
+    for name in set(names):
+        other = _fold(name)
+        score = max(difflib.SequenceMatcher(None, received.lower(), name.lower()).ratio(),
+                    difflib.SequenceMatcher(None, folded, other).ratio())
+        if len(folded) >= 3 and other.startswith(folded):
+            score = max(score, 0.9)
+        if score >= 0.6:
+            scored.append((-score, len(name), name))
+    return [name for _, _, name in sorted(scored)[:n]]
+
+
 def invalid_message(argument: str, received: object, allowed: str | Iterable[object], *, where: str | None = None,
-                    note: str | None = None, hint: str | None = None, also: Mapping[str, object] | None = None) -> str:
+                    note: str | None = None, hint: str | None = None, also: Mapping[str, object] | None = None,
+                    suggest: Iterable[str] | None = None) -> str:
     """The house-style message; see the module docstring.
 
     argument: the name the user typed (`model`, `model_args.stem`, `source`). received: their value, echoed
@@ -56,11 +80,16 @@ def invalid_message(argument: str, received: object, allowed: str | Iterable[obj
     folders", ">= 1") or the options themselves (any iterable, a dict's keys), listed sorted, with the
     closest ones to `received` offered as "Did you mean". where: what the argument belongs to ("source for
     cifar10"). note: what was wrong with the value, in parentheses after it. hint: a sentence on what to do.
-    also: other arguments that took part, echoed after the first (`pretrained=False`).
+    also: other arguments that took part, echoed after the first (`pretrained=False`). suggest: names to offer
+    as "Did you mean" (`close_names`) when `allowed` is a phrase, for lists too long to print (timm's models).
     """
     subject = f"{argument} for {where}" if where else argument
     if isinstance(allowed, str):
         text = f"{subject} must be {_sentence(allowed)}"
+        if suggest is not None and isinstance(received, str) and not isinstance(received, Described):
+            close = close_names(received, suggest)
+            if close:
+                text += f" Did you mean: {', '.join(close)}?"
     else:
         options = _options(allowed)
         text = f"{subject} must be one of {{{', '.join(options)}}}."
@@ -79,9 +108,11 @@ def invalid_message(argument: str, received: object, allowed: str | Iterable[obj
 
 
 def invalid(argument: str, received: object, allowed: str | Iterable[object], *, where: str | None = None,
-            note: str | None = None, hint: str | None = None, also: Mapping[str, object] | None = None) -> ImgclfError:
+            note: str | None = None, hint: str | None = None, also: Mapping[str, object] | None = None,
+            suggest: Iterable[str] | None = None) -> ImgclfError:
     """An `ImgclfError` with the house-style message (`invalid_message`); raise it: `raise invalid(...)`."""
-    return ImgclfError(invalid_message(argument, received, allowed, where=where, note=note, hint=hint, also=also))
+    return ImgclfError(invalid_message(argument, received, allowed, where=where, note=note, hint=hint, also=also,
+                                       suggest=suggest))
 
 
 def bad_path(argument: str, path: str | os.PathLike, allowed: str, problem: str = "not found", *,

@@ -63,6 +63,29 @@ def test_unknown_model_suggests_close_matches():
         get_model_info("model_ss")
 
 
+def test_unknown_model_says_any_timm_architecture_works_and_suggests_from_both_lists():
+    # mobilenet_v2 is neither registered nor a timm name; timm spells it mobilenetv2_100
+    with pytest.raises(ImgclfError) as err:
+        get_model_info("mobilenet_v2")
+    message = str(err.value)
+    registered = ", ".join(list_models())
+    assert message.startswith(f"model must be one of the registered models {{{registered}}} or a timm architecture "
+                              f"(`imgclf models --pretrained` lists those with weights). Did you mean: "), message
+    assert "mobilenetv2_100" in message.split("Did you mean:")[1].split("?")[0]
+    assert message.endswith("Received: model='mobilenet_v2'")
+    # separators and case are not what makes a name unknown; a registered name is offered too
+    with pytest.raises(ImgclfError, match=r"Did you mean: efficientnet_b0[,?]"):
+        get_model_info("EfficientNet-B0")
+    with pytest.raises(ImgclfError, match=r"Did you mean: fer_cnn, fer_cnn_small\?"):
+        get_model_info("fer-cnn")
+
+
+def test_a_wrong_pretrained_tag_lists_the_architectures_tags():
+    with pytest.raises(ImgclfError, match=r"Did you mean: resnet18\.tv_in1k.*Received: model='resnet18\.tv' \(resnet18 is a "
+                                          r"timm architecture, but 'tv' is not one of its pretrained tags: .*tv_in1k"):
+        get_model_info("resnet18.tv")
+
+
 def test_too_small_image_and_unknown_args_are_refused():
     with pytest.raises(ImgclfError, match=r"img_size must be at least 8 for model model_s"):
         create_model("model_s", 10, 3, 4)

@@ -93,9 +93,23 @@ def get_model_info(name: str) -> ModelInfo:
         except ImportError:
             info = None
         if info is None:
-            raise invalid("model", name, _REGISTRY)
+            raise _unknown_model(name)
         return info
     return _REGISTRY[name]
+
+
+def _unknown_model(name: str) -> Exception:
+    """Any timm architecture is a model too: say so, and look for what was meant among both sets of names."""
+    registered = sorted(_REGISTRY)
+    try:
+        from .transfer import timm_names_near
+
+        timm_names, note = timm_names_near(name)
+    except ImportError:  # timm missing: the registered models are all there is
+        return invalid("model", name, registered)
+    return invalid("model", name, f"one of the registered models {{{', '.join(registered)}}} or a timm architecture "
+                                  f"(`imgclf models --pretrained` lists those with weights)",
+                   suggest=registered + timm_names, note=note)
 
 
 def create_model(name: str, num_classes: int, in_chans: int | None = None, img_size: int | None = None,

@@ -76,6 +76,22 @@ def timm_model_info(name: str) -> TransferModelInfo | None:
     )
 
 
+def timm_names_near(name: str) -> tuple[list[str], str | None]:
+    """For an unknown model name: timm's names to suggest from (offline, `timm.list_models()`), and a note when
+    only the pretrained tag is wrong (`resnet18.no_such_tag`: then resnet18's tagged names are the ones to suggest
+    from, and the note lists its tags)."""
+    timm = _timm()
+    names = list(timm.list_models())
+    arch, tag = timm.models.split_model_name_tag(name)
+    if not tag or not timm.models.is_model(arch):
+        return names, None
+    tags = [timm.models.split_model_name_tag(n)[1] for n in timm.list_models(arch, pretrained=True)]
+    shown = ", ".join(tags[:8]) + (f", ... ({len(tags)} in all)" if len(tags) > 8 else "")
+    note = (f"{arch} is a timm architecture, but {tag!r} is not one of its pretrained tags: "
+            f"{shown or 'it has none'}")
+    return [f"{arch}.{t}" for t in tags], note
+
+
 def list_pretrained(pattern: str = "*") -> list[tuple[str, str]]:
     """timm architectures with pretrained weights matching `pattern`, and where their weights would come from."""
     timm = _timm()

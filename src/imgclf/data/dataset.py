@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from .folder import FolderScan, scan_folder
 from .imbalance import imbalance_stats
 
 _GRAY_MODES = {"L", "LA", "I;16", "I;16B", "I;16L", "I", "F", "1"}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class PreparedData:
     skipped: list[dict[str, str]] = field(default_factory=list)
     val_source: str = ""
     interpolation: str = "bilinear"
+    color_source: str = ""  # why this colour mode: "color=rgb", or what color=auto found (see `resolve_color`)
 
     @property
     def channels(self) -> int:
@@ -114,6 +117,24 @@ def detect_color(paths: list[str], sample: int = 200) -> str:
     return "grayscale"
 
 
+def resolve_color(color: str, paths: list[str], model_in_chans: int | None = None) -> tuple[str, str]:
+    """The colour mode to decode in, and why. color=auto follows the images (grayscale when every sampled one
+    is), except that a model built for one channel (a registry entry with default_in_chans=1, such as fer_cnn)
+    gets grayscale input: training it on colour would silently give it a 3-channel first layer it was not
+    designed with. An explicit color=rgb or grayscale is always kept."""
+    if color != "auto":
+        return color, f"color={color}"
+    detected = detect_color(paths)
+    if model_in_chans == 1:
+        if detected == "rgb":
+            source = ("color=auto: colour images converted to grayscale, because the model takes 1 channel "
+                      "(color=rgb keeps the colour and widens its first layer)")
+            log.warning(source)  # information is dropped: say so where the run's output goes
+            return "grayscale", source
+        return "grayscale", "color=auto: grayscale images, and the model takes 1 channel"
+    return detected, f"color=auto: {'every sampled image is grayscale' if detected == 'grayscale' else 'colour images'}"
+
+
 def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Boolean mask of a seeded per-class hold-out of `fraction`; every class keeps >= 1 training item."""
     mask = np.zeros(len(labels), dtype=bool)
@@ -140,14 +161,16 @@ def prepare_data(
     cache_budget: int = 4 * 10**9,
     workers: int = 2,
     scan: FolderScan | None = None,
+    model_in_chans: int | None = None,
 ) -> PreparedData:
+    """Scan, decode and split `data`. model_in_chans: the channels the model is built for by default (its
+    registry entry's default_in_chans); with color="auto" a 1-channel model gets grayscale (`resolve_color`)."""
     scan = scan or scan_folder(data)
     classes = scan.classes
     class_id = {c: i for i, c in enumerate(classes)}
     tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]
     paths = [p for _, p, _ in tagged]
-    if color == "auto":
-        color = detect_color(paths)
+    color, color_source = resolve_color(color, paths, model_in_chans)
     decoded = decode_all(paths, img_size, color, interpolation, cache_dir, cache_budget, workers)
     skipped = list(scan.skipped) + [{"path": paths[i], "reason": r} for i, r in sorted(decoded.failures.items())]
 
@@ -194,4 +217,5 @@ def prepare_data(
     if len(splits["val"]) == 0:
         raise invalid("val_split", val_split, "> 0 when the data has no val/ folder",
                       note="the validation split is empty", hint="Use a val/ folder or val_split > 0")
-    return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation)
+    return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation,
+                        color_source)

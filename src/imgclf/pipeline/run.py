@@ -96,7 +96,7 @@ def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
 
     L.seed_everything(cfg.seed, verbose=False)
     data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
-                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers)
+                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans)
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})

@@ -1,0 +1,51 @@
+"""color=auto and the model's channels: a model built for grayscale (default_in_chans=1) gets grayscale input."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from conftest import make_image_folder
+from imgclf.data.dataset import prepare_data
+
+
+@pytest.fixture(scope="module")
+def rgb_folder(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("rgb"), per_class=4)
+
+
+@pytest.mark.parametrize("color, model_in_chans, expected", [
+    ("auto", 1, "grayscale"),  # fer_cnn on colour images: what the model was designed for
+    ("auto", 3, "rgb"),
+    ("auto", None, "rgb"),  # callers that do not say (evaluation, benchmarks): the images decide
+    ("rgb", 1, "rgb"),  # asked for explicitly: kept, the first layer takes 3 channels
+])
+def test_color_auto_follows_a_one_channel_model(rgb_folder, color, model_in_chans, expected, caplog):
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.dataset"):
+        data = prepare_data(rgb_folder, 8, color, val_split=0.25, test_split=0.0, model_in_chans=model_in_chans)
+    assert data.color == expected and data.decoded.pixels.shape[-1] == data.channels == (1 if expected == "grayscale" else 3)
+    converted = "colour images converted to grayscale, because the model takes 1 channel"
+    assert (converted in caplog.text) == (color == "auto" and model_in_chans == 1), caplog.text
+    assert (converted in data.color_source) == (color == "auto" and model_in_chans == 1)
+
+
+def test_grayscale_images_on_a_one_channel_model_need_no_warning(tmp_path, caplog):
+    make_image_folder(tmp_path, mode="L", per_class=3)
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.dataset"):
+        data = prepare_data(tmp_path, 8, "auto", val_split=0.34, test_split=0.0, model_in_chans=1)
+    assert data.color == "grayscale" and not caplog.text
+
+
+def test_training_a_grayscale_model_on_colour_images_records_grayscale(rgb_folder, tmp_path, caplog):
+    import imgclf
+    from imgclf.records import RunDir, load_card
+
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.dataset"):
+        run = imgclf.fit({"data": str(rgb_folder), "model": "fer_cnn_small", "img_size": 8, "epochs": 1,
+                          "batch_size": 4, "out": str(tmp_path / "run"), "progress": False, "val_split": 0.25,
+                          "test_split": 0.25})
+    card = load_card(run.path)
+    assert (card.color, card.in_chans) == ("grayscale", 1)
+    assert RunDir(run.path).read_config().color == "grayscale"  # config.yaml repeats the run as it was trained
+    assert "converted to grayscale" in caplog.text

@@ -82,7 +82,9 @@ def test_train_evaluate_predict_over_the_corpus(corpus, tmp_path):
 
     proc = _run("evaluate", str(out), "--data", str(corpus), env=env)
     assert proc.returncode == 0, proc.stderr
-    metrics = json.loads((out / "metrics.json").read_text())
+    written = list((out / "evaluations").glob("*/metrics.json"))  # beside the run's own results
+    assert len(written) == 1
+    metrics = json.loads(written[0].read_text())
     assert {os.path.basename(s["path"]) for s in metrics["skipped"]} >= set(BROKEN)
 
     proc = _run("predict", str(out), str(corpus / "cat"), "--format", "json", env=env)

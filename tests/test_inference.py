@@ -38,6 +38,55 @@ def test_predict_files_folders_arrays_and_broken(tiny_run, image_folder, tmp_pat
     assert cats.count("cat") >= 15, "the tiny run learns the synthetic classes"
 
 
+def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run, image_folder):
+    clf = imgclf.load(tiny_run)
+    path = sorted((image_folder / "fox").iterdir())[0]
+    expected = clf.predict(str(path), top_k=3)[0]
+    pil = Image.open(path)
+    rgb = np.asarray(pil.convert("RGB"))
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    inputs = [pil, rgb, rgb / 255.0, rgb.astype(np.float32) / 255, rgba, np.stack([rgb, rgb])]
+    preds = clf.predict(inputs, top_k=3)
+    assert [p.path for p in preds] == [f"images[{i}]" for i in range(5)] + ["images[5][0]", "images[5][1]"]
+    for p in preds:
+        assert p.error is None and p.label == expected.label
+        np.testing.assert_allclose([prob for _, prob in p.top], [prob for _, prob in expected.top], atol=1e-6)
+    # one image on its own, a batch on its own, and grayscale arrays (H x W, H x W x 1) on an RGB model
+    assert clf.predict(pil)[0].label == expected.label
+    assert [p.path for p in clf.predict(np.stack([rgb, rgb, rgb]))] == ["images[0]", "images[1]", "images[2]"]
+    gray = np.asarray(pil.convert("L"))
+    one, two = clf.predict([gray, gray[..., None]])
+    assert one.top == two.top and one.error is None
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    (3, r"images must be an image file or folder path, a PIL image, or a numpy array .*Received: images=3 \(type int\)"),
+    (b"\x89PNG", r"Received: images=b'\\x89PNG' \(type bytes\)\. For an encoded image in memory, pass io\.BytesIO"),
+    ("TENSOR", r"Received: an object of type Tensor\. For a C x H x W tensor in \[0, 1\], pass tensor\.permute"),
+    ([None], r"images\[0\] must be .*Received: images\[0\]=None"),
+    ([np.zeros((8, 8, 2), np.uint8)], r"images\[0\] must be .*Received: a uint8 array of shape 8x8x2 \(not an image shape\)"),
+    ([np.full((8, 8), 200.0)], r"Received: a float64 array of shape 8x8 \(values from 200 to 200\)\. Divide 0\.\.255 values by 255"),
+    ([np.full((8, 8), np.nan)], r"float64 array of shape 8x8 \(values from nan to nan\)"),
+    ([np.zeros((8, 8), np.int64)], r"int64 array of shape 8x8\. Convert 0\.\.255 values with \.astype\(np\.uint8\)"),
+    ([np.zeros((0, 8, 3), np.uint8)], r"0x8x3 \(no pixels\)"),
+])
+def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_folder, bad, pattern):
+    import torch
+
+    from imgclf.errors import ImgclfError
+
+    clf = imgclf.load(tiny_run)
+    bad = torch.rand(3, 16, 16) if isinstance(bad, str) and bad == "TENSOR" else bad
+    with pytest.raises(ImgclfError, match=pattern):
+        clf.predict(bad if not isinstance(bad, list) else bad + [str(image_folder / "cat")])
+
+
+def test_classifier_repr_says_what_is_loaded(tiny_run):
+    clf = imgclf.load(tiny_run)
+    assert repr(clf) == (f"Classifier(architecture='simple_cnn', classes=3, img_size=16, color='rgb', device='cpu', "
+                         f"run={str(tiny_run.absolute())!r})")
+
+
 def test_predict_pixels_matches_evaluation(tiny_run):
     clf = imgclf.load(tiny_run)
     rows = [r for r in csv.DictReader(open(tiny_run / "predictions.csv")) if not r["error"]]

@@ -184,4 +184,6 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None) -> Onn
                            "no export/model.onnx", hint=f"Create it with `imgclf export {run_or_file} --format onnx`")
     elif not path.is_file():
         raise bad_path("run", run_or_file, "a run directory or an .onnx file", "not found")
-    return OnnxClassifier.from_file(path, threads)
+    clf = OnnxClassifier.from_file(path, threads)
+    clf.run_dir = Path(run_or_file).absolute()  # shown by repr, as for the torch backend
+    return clf

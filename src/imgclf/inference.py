@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
 from .records import ModelCard, load_card
@@ -17,9 +18,13 @@ from .data.decode import DecodeError, image_to_array, open_image
 from .data.folder import IMAGE_EXTENSIONS, is_hidden
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
-from .errors import bad_path, invalid
+from .errors import Described, bad_path, invalid
 
-ImageInput = str | os.PathLike | np.ndarray
+# A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
+# float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
+ImageInput = str | os.PathLike | np.ndarray | Image.Image
+IMAGE_KINDS = ("an image file or folder path, a PIL image, or a numpy array (H x W or H x W x C with C 1, 3 or 4; "
+               "uint8, or float in [0, 1]; N x H x W x C for a batch)")
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
 # bound the memory held by decoded pixels when predicting a large folder.
 _PREDICT_CHUNK = 1024
@@ -73,8 +78,10 @@ class Prediction:
 
 
 class Classifier:
-    def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu"):
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu",
+                 run_dir: str | os.PathLike | None = None):
         self.card = card
+        self.run_dir = Path(run_dir).absolute() if run_dir is not None else None  # where it was loaded from
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.mean = channel_stats(card.mean, self.device)
@@ -94,20 +101,31 @@ class Classifier:
             raise bad_path("run", run_dir, "a run directory whose weights fit its model card",
                            f"model.safetensors does not match its model.json: "
                            f"{reason if len(reason) <= 300 else reason[:296] + ' ...'}") from None
-        return cls(model, card, device)
+        return cls(model, card, device, run_dir=run_dir)
+
+    def __repr__(self) -> str:
+        parts = [f"architecture={self.card.architecture!r}", f"classes={len(self.card.classes)}",
+                 f"img_size={self.card.img_size}", f"color={self.card.color!r}", f"device={str(self.device)!r}"]
+        run = getattr(self, "run_dir", None)
+        if run is not None:
+            parts.append(f"run={str(run)!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     @property
     def classes(self) -> list[str]:
         return self.card.classes
 
     def decode(self, source: ImageInput) -> np.ndarray:
-        """One image -> (H, W, C) uint8 at the card's size and colour mode."""
+        """One image -> (H, W, C) uint8 at the card's size and colour mode, converted as files are (EXIF
+        orientation, transparency over white, any mode to the card's colour mode)."""
         if isinstance(source, np.ndarray):
-            from PIL import Image
-
-            arr = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
-            img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
-            return image_to_array(img, self.card.img_size, self.card.color, self.card.interpolation)
+            source = array_to_image(source)
+        if isinstance(source, Image.Image):
+            try:
+                img = ImageOps.exif_transpose(source)
+                return image_to_array(img, self.card.img_size, self.card.color, self.card.interpolation)
+            except (OSError, ValueError, SyntaxError, EOFError) as exc:  # a lazily loaded image whose file is bad
+                raise DecodeError(str(exc) or type(exc).__name__) from None
         return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)
 
     def _try_decode(self, item: tuple[int, ImageInput]) -> tuple[int, np.ndarray | None, str | None]:
@@ -135,15 +153,15 @@ class Classifier:
         return np.concatenate(out)
 
     def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3, tta: bool = False) -> list[Prediction]:
-        """Files, folders or arrays -> one Prediction each; unreadable files get an error, not an exception."""
+        """Files, folders, PIL images or numpy arrays (`ImageInput`) -> one Prediction each, in order.
+
+        A folder gives one per image file in it; a 4-D array one per row. Unreadable files get a Prediction
+        with an `error`, not an exception; anything that is not an image input raises ImgclfError before any
+        work. In-memory images are named by their place in `images`: `images[2]`, `images[2][5]` (a batch row).
+        """
         if top_k < 1:
             raise invalid("top_k", top_k, "a whole number >= 1 (larger than the number of classes lists them all)")
-        if isinstance(images, (str, os.PathLike, np.ndarray)):
-            images = [images]
-        sources: list[ImageInput] = []
-        for item in images:
-            sources += expand_inputs([item]) if isinstance(item, (str, os.PathLike)) else [item]
-        names = [str(src) if not isinstance(src, np.ndarray) else f"array[{i}]" for i, src in enumerate(sources)]
+        names, sources = _gather(images)
         by_index: dict[int, np.ndarray] = {}
         errors: dict[int, str] = {}
         workers = max(1, min(4, os.cpu_count() or 1, len(sources) // 32))
@@ -169,6 +187,85 @@ class Classifier:
             top = top_classes(by_index[i], self.classes, k)
             results.append(Prediction(name, top[0][0], top[0][1], top))
         return results
+
+
+def _is_file_object(item: object) -> bool:
+    return callable(getattr(item, "read", None)) and callable(getattr(item, "seek", None))
+
+
+def _gather(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str], list[ImageInput]]:
+    """The caller's images as (names, sources), one per image: folders expanded, batches split, every item
+    checked before any is decoded (a wrong kind of input is the caller's error, not one image's)."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        _check_array(images, "images")
+        return [f"images[{j}]" for j in range(len(images))], list(images)
+    if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)) or _is_file_object(images):
+        images = [images]
+    elif isinstance(images, (bytes, bytearray, dict, torch.Tensor)) or not isinstance(images, Iterable):
+        raise _not_an_image("images", images)
+    names: list[str] = []
+    sources: list[ImageInput] = []
+    for i, item in enumerate(images):
+        name = f"images[{i}]"
+        if isinstance(item, (str, os.PathLike)):
+            paths = expand_inputs([item])
+            names += paths
+            sources += paths
+        elif isinstance(item, Image.Image) or _is_file_object(item):
+            names.append(getattr(item, "name", None) if isinstance(getattr(item, "name", None), str) else name)
+            sources.append(item)
+        elif isinstance(item, np.ndarray):
+            _check_array(item, name)
+            rows = list(item) if item.ndim == 4 else [item]
+            names += [f"{name}[{j}]" for j in range(len(rows))] if item.ndim == 4 else [name]
+            sources += rows
+        else:
+            raise _not_an_image(name, item)
+    return names, sources
+
+
+def _not_an_image(name: str, item: object) -> Exception:
+    kind = type(item).__name__
+    hint = None
+    if isinstance(item, torch.Tensor):
+        hint = "For a C x H x W tensor in [0, 1], pass tensor.permute(1, 2, 0).cpu().numpy()"
+    elif isinstance(item, (bytes, bytearray)):
+        hint = "For an encoded image in memory, pass io.BytesIO(data)"
+    plain = item is None or isinstance(item, (bool, int, float, complex, bytes, bytearray, dict, np.generic))
+    return invalid(name, item if plain else Described(f"an object of type {kind}"), IMAGE_KINDS,
+                   note=f"type {kind}" if plain else None, hint=hint)
+
+
+def _check_array(arr: np.ndarray, name: str) -> None:
+    """An array that is an image (or, 4-D, a batch of them): shape, dtype, and floats within [0, 1]."""
+    shape = "x".join(map(str, arr.shape)) or "scalar"
+    received = Described(f"a {arr.dtype} array of shape {shape}")
+    image_shape = arr.shape[1:] if arr.ndim == 4 else arr.shape
+    if len(image_shape) not in (2, 3) or (len(image_shape) == 3 and image_shape[-1] not in (1, 3, 4)):
+        raise invalid(name, received, IMAGE_KINDS, note="not an image shape")
+    if arr.size == 0:
+        raise invalid(name, received, IMAGE_KINDS, note="no pixels")
+    if np.issubdtype(arr.dtype, np.floating):
+        low, high = float(np.min(arr)), float(np.max(arr))
+        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low and high <= 1.0):
+            raise invalid(name, received, IMAGE_KINDS, note=f"values from {low:g} to {high:g}",
+                          hint="Divide 0..255 values by 255, or pass them as uint8")
+    elif arr.dtype != np.uint8:
+        raise invalid(name, received, IMAGE_KINDS,
+                      hint="Convert 0..255 values with .astype(np.uint8); scale other ranges to [0, 1] floats")
+
+
+def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
+    """A checked H x W (x C) array -> a PIL image: uint8 as is, float in [0, 1] scaled to 0..255 and rounded;
+    C = 1 is grayscale, 3 RGB, 4 RGBA (composited over white later, as PNG files are)."""
+    _check_array(arr, name)
+    if arr.ndim == 4:
+        raise invalid(name, Described(f"a batch of shape {'x'.join(map(str, arr.shape))}"), "one image")
+    if arr.dtype != np.uint8:
+        arr = np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    return Image.fromarray(np.ascontiguousarray(arr))
 
 
 def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:

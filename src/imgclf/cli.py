@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from .errors import ImgclfError, bad_path, invalid, invalid_message
-from .io import terminal_safe
+from .io import terminal_safe, writable_file, writable_folder
 
 try:  # Typer >= 0.2x carries its own copy of click
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -31,6 +31,14 @@ class _Commands(TyperGroup):
     """Every command runs through here: the one place a user's error (ImgclfError) becomes one line and exit
     status 2, and an error of ours one line plus the path of a log holding its traceback (exit status 1)."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        try:  # `imgclf --bogus`: the top level's own options, parsed before invoke
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            if isinstance(exc, NoArgsIsHelpError):
+                raise
+            _usage_error(exc)
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -40,16 +48,21 @@ class _Commands(TyperGroup):
         except UsageError as exc:  # a bad flag or value, found while parsing: one line too, not Typer's box
             if isinstance(exc, NoArgsIsHelpError):
                 raise
-            typer.secho(f"error: {_usage_message(exc)}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(exc.exit_code) from None
+            _usage_error(exc)
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except Exception as exc:
             log = _log_internal_error(exc)
-            first = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
-            typer.secho(f"internal error: {type(exc).__name__}: {first} (traceback in {log}; please report it)",
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")[:300]
+            where = f"traceback in {log}" if log else "its traceback could not be saved"
+            typer.secho(f"internal error: {type(exc).__name__}: {terminal_safe(first)} ({where}; please report it)",
                         fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
+
+
+def _usage_error(exc: UsageError) -> typing.NoReturn:
+    typer.secho(f"error: {_usage_message(exc)}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(exc.exit_code) from None
 
 
 _BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
@@ -277,6 +290,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
 
     if fmt not in ("table", "csv", "json"):
         raise invalid("format", fmt, ("table", "csv", "json"))
+    if output:
+        writable_file("output", output)
     missing = [str(p) for p in images if not p.exists()]
     if missing:
         raise bad_path("images", ", ".join(missing), "existing files or folders")
@@ -318,6 +333,10 @@ def models(pattern: str = typer.Argument("*", help="Glob over model names."),
         for name in list_models(pattern):
             info = get_model_info(name)
             table.add_row(name, f"{info.default_img_size}x{info.default_img_size}x{info.default_in_chans}", info.description)
+    if not table.row_count:  # an empty table would read as "no models installed"
+        kind = "pretrained backbone" if pretrained else "registered model"
+        raise invalid("pattern", pattern, f"a glob matching at least one {kind} name",
+                      hint=f"imgclf models{' --pretrained' if pretrained else ''} lists them all")
     _console().print(table)
 
 
@@ -468,6 +487,7 @@ def study_imbalance(data: str, **options: Any) -> None:
 
     own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed",
                                        "run_reports")}
+    writable_folder("out", own["out"])
     model, values, ignored = study_settings(options.pop("config"), options)
     if ignored:
         typer.echo(f"note: the study's configurations set {', '.join(ignored)}; ignoring the recipe/config file's values")
@@ -512,6 +532,7 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
     """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
     from .evaluation.compare import compare_runs, render_table, write_compare_html
 
+    writable_file("out", out)
     comparison = compare_runs(runs)
     render_table(comparison, _console())
     path = write_compare_html(comparison, out)
@@ -550,21 +571,24 @@ def recipes(name: Optional[str] = typer.Argument(None, help="Show one recipe's f
     typer.echo("use: imgclf train DATA --recipe NAME [overrides]")
 
 
-def _log_internal_error(exc: BaseException) -> Path:
-    """The traceback of an error that is ours, not the user's, kept in a log file whose path is printed."""
+def _log_internal_error(exc: BaseException) -> Path | None:
+    """The traceback of an error that is ours, not the user's, kept in a log file whose path is printed: under
+    $IMGCLF_CACHE/logs, else the temp folder; None when neither can be written (the one line still comes)."""
     import tempfile
     import time
     import traceback
 
-    folder = Path(os.environ.get("IMGCLF_CACHE") or Path.home() / ".cache" / "imgclf") / "logs"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        folder = Path(tempfile.gettempdir())
-    path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    path.write_text("imgclf " + " ".join(sys.argv[1:]) + "\n\n" + "".join(traceback.format_exception(exc)),
-                    encoding="utf-8")
-    return path
+    text = "imgclf " + " ".join(sys.argv[1:]) + "\n\n" + "".join(traceback.format_exception(exc))
+    name = f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    cache = Path(os.environ.get("IMGCLF_CACHE") or Path.home() / ".cache" / "imgclf")
+    for folder in (cache / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    return None
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .data.sources import export_digits
+from .io import writable_folder
 
 DEMO_SETTINGS = {
     "model": "simple_cnn", "img_size": 16, "batch_size": 32, "lr": 3e-3, "schedule": "onecycle",
@@ -15,7 +16,7 @@ DEMO_SETTINGS = {
 def run_demo(out: str | Path = "imgclf-demo", epochs: int = 15, progress: bool = True):
     from .pipeline import fit
 
-    out = Path(out)
+    out = writable_folder("out", out)
     data = export_digits(out / "digits")
     n = 1
     while (out / "runs" / f"demo-{n}").exists():

@@ -11,9 +11,12 @@ from typing import Any
 from .data.decode import DecodeError, decode_image
 from .data.folder import scan_folder
 from .data.imbalance import imbalance_stats
+from .io import writable_folder
 
 
 def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    if plots_dir is not None:
+        writable_folder("plots", plots_dir)  # before the scan, which may take minutes
     scan = scan_folder(data)
     counts: dict[str, dict[str, int]] = {}
     sizes: Counter[str] = Counter()

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from .errors import bad_path
+
 
 def temp_files_of(path: str | os.PathLike) -> list[Path]:
     """Temp files an interrupted atomic write of `path` left behind (ours are named .<name>.<random>.tmp)."""
@@ -114,10 +116,42 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of a CSV file written by `write_csv`, with the formula guard taken off again."""
+    """Rows of a CSV file written by `write_csv`, with the formula guard taken off again. A row with more cells
+    than the header raises csv.Error, as a file that is not CSV does (and UnicodeDecodeError for one not text)."""
     with open(path, newline="", encoding="utf-8") as f:
-        return [{from_spreadsheet_safe(k): from_spreadsheet_safe(v or "") for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        return [{from_spreadsheet_safe(k): from_spreadsheet_safe(v or "") for k, v in checked_row(reader, row).items()}
+                for row in reader]
+
+
+def checked_row(reader: csv.DictReader, row: dict[Any, Any]) -> dict[str, Any]:
+    """`row` of `reader`, or csv.Error when it has more cells than the header (DictReader files those under None)."""
+    if None in row:
+        columns = len(reader.fieldnames or [])
+        raise csv.Error(f"line {reader.line_num} has {columns + len(row[None])} cells, the header {columns}")
+    return row
+
+
+def writable_folder(argument: str, path: str | os.PathLike) -> Path:
+    """`path` as a folder to create or write into; the user's error (not NotADirectoryError later, half-way
+    through) when it, or a folder it would be made in, is a file."""
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise bad_path(argument, path, "a folder to write into",
+                       "a file" if blocker == path else f"{blocker} is a file")
+    return path
+
+
+def writable_file(argument: str, path: str | os.PathLike) -> Path:
+    """`path` as a file to (over)write: refused when it is a folder or its folder cannot be made."""
+    path = Path(path)
+    if path.is_dir():
+        raise bad_path(argument, path, "a file to write", "a folder")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise bad_path(argument, path, "a file to write", f"{blocker} is a file")
+    return path
 
 
 def terminal_safe(text: Any) -> str:

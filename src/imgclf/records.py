@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .config import TrainConfig
 from .errors import ImgclfError, bad_path, invalid
-from .io import (atomic_write_text, from_spreadsheet_safe, read_csv, read_json, read_yaml, write_csv, write_json,
-                 write_yaml)
+from .io import (atomic_write_text, checked_row, from_spreadsheet_safe, read_csv, read_json, read_yaml, write_csv,
+                 write_json, write_yaml)
 
 SCHEMA_VERSION = 1
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
@@ -314,6 +314,11 @@ class RunDir:
             raise invalid("run", self.path, f"a run directory whose {name} matches its record ({record.__name__})",
                           note=_problems(exc)) from None
 
+    def _unreadable(self, name: str, exc: BaseException) -> ImgclfError:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return invalid("run", self.path, f"a run directory whose {name} can be read",
+                       note=f"{name} cannot be read: {first}")
+
     def _read_mapping(self, name: str, reader) -> Any:
         path = self.path / name
         if not path.is_file():
@@ -322,9 +327,7 @@ class RunDir:
         try:
             data = reader(path)
         except (ValueError, OSError, UnicodeDecodeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise invalid("run", self.path, f"a run directory whose {name} can be read",
-                          note=f"{name} cannot be read: {first}") from None
+            raise self._unreadable(name, exc) from None
         except Exception as exc:  # yaml's errors are not ValueErrors
             raise invalid("run", self.path, f"a run directory whose {name} can be read",
                           note=f"{name} cannot be read: {type(exc).__name__}") from None
@@ -367,7 +370,11 @@ class RunDir:
         path = self.path / "history.csv"
         if not path.is_file():
             return []
-        return [self._load("history.csv", HistoryRow, _blank_to_none(r)) for r in read_csv(path)]
+        try:
+            rows = read_csv(path)
+        except (UnicodeDecodeError, csv.Error, OSError) as exc:
+            raise self._unreadable("history.csv", exc) from None
+        return [self._load("history.csv", HistoryRow, _blank_to_none(r)) for r in rows]
 
     def write_history(self, rows: Iterable[HistoryRow]) -> None:
         write_csv(self.path / "history.csv", HistoryRow.COLUMNS, [r.cells() for r in rows])
@@ -378,6 +385,12 @@ class RunDir:
         if not path.is_file():
             raise bad_path("predictions", path, f"an existing {name}",
                            hint="Run `imgclf evaluate RUN` to write it")
+        try:
+            return self._read_prediction_rows(path, classes, name)
+        except (UnicodeDecodeError, csv.Error, OSError) as exc:
+            raise self._unreadable(name, exc) from None
+
+    def _read_prediction_rows(self, path: Path, classes: Sequence[str], name: str) -> list[PredictionRow]:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             reader.fieldnames = [from_spreadsheet_safe(h) for h in reader.fieldnames or []]
@@ -389,7 +402,7 @@ class RunDir:
                               note=f"without {missing}")
             out = []
             for raw in reader:
-                raw = {k: from_spreadsheet_safe(v or "") for k, v in raw.items()}
+                raw = {k: from_spreadsheet_safe(v or "") for k, v in checked_row(reader, raw).items()}
                 row = _blank_to_none({k: raw[k] for k in PredictionRow.FIXED})
                 row = {k: ("" if v is None and k in ("true", "pred", "error") else v) for k, v in row.items()}
                 row["path"] = raw["path"]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import bad_path, invalid
-from ..io import read_json, write_csv, write_json
+from ..io import read_json, writable_folder, write_csv, write_json
 from .folder import scan_folder
 from .imbalance import step_counts
 
@@ -128,7 +128,7 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
     """
     if mode not in MODES:
         raise invalid("mode", mode, MODES)
-    out = Path(out)
+    out = writable_folder("out", out)
     plan = plan_subset(data, per_class, rho, mu, seed, minority)
     manifest = dict(plan["manifest"], mode=mode)
     if out.exists():

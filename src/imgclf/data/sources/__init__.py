@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import invalid
+from ...io import writable_folder
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, export_cifar10, load_cifar10
 from .digits import export_digits
 from .download import default_download_dir, download
@@ -31,6 +32,7 @@ def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
     """Write data set `name` under `out`; options left as None are not passed, others must apply to `name`."""
     if name not in BUILTIN:
         raise invalid("name", name, BUILTIN)
+    writable_folder("out", out)
     export = BUILTIN[name]
     given = {key: value for key, value in options.items() if value is not None}
     takes = [p for p in inspect.signature(export).parameters if p != "out"]

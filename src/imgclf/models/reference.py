@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from .base import FeaturesHeadNet, conv_out_features, with_l2
-from .registry import register_model
+from .registry import at_least, rate, register_model
 
 
 def _keras_bn(channels: int) -> nn.BatchNorm2d:
@@ -43,6 +43,9 @@ def _conv(cin: int, cout: int, l2: float = 0.0) -> nn.Conv2d:
     min_img_size=4,
 )
 def simple_cnn(num_classes: int, in_chans: int = 3, img_size: int = 32, width: int = 32, dropout: float = 0.2) -> nn.Module:
+    at_least("simple_cnn", 1, width=width)
+    rate("simple_cnn", dropout=dropout)
+
     def block(cin: int, cout: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -64,6 +67,7 @@ def simple_cnn(num_classes: int, in_chans: int = 3, img_size: int = 32, width: i
     reference="S5: 815,018 trainable parameters at 32x32x3, 10 classes; test accuracy 85.85 %",
 )
 def model_s(num_classes: int, in_chans: int = 3, img_size: int = 32, conv_l2: float = 1e-5, dense_l2: float = 1e-4) -> nn.Module:
+    at_least("model_s", 0, conv_l2=conv_l2, dense_l2=dense_l2)
     layers: list[nn.Module] = []
     cin = in_chans
     for cout in (32, 64, 128):
@@ -89,6 +93,9 @@ def model_s(num_classes: int, in_chans: int = 3, img_size: int = 32, conv_l2: fl
     reference="S3: 55.34 % test accuracy on FER-2013 (6 classes); about 47 M parameters reported",
 )
 def fer_cnn(num_classes: int, in_chans: int = 1, img_size: int = 48, last_filters: int = 1024, l2: float = 0.01) -> nn.Module:
+    at_least("fer_cnn", 1, last_filters=last_filters)
+    at_least("fer_cnn", 0, l2=l2)
+
     def stage(cin: int, c1: int, c2: int, reg: float) -> list[nn.Module]:
         return [
             _conv(cin, c1), nn.ReLU(inplace=True), _conv(c1, c2, reg), nn.ReLU(inplace=True),
@@ -135,6 +142,7 @@ def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropou
                 batch_norm: bool = False) -> nn.Module:
     """Configurations of S4: none (defaults), reg (dropout=0.5, plus weight decay and augmentation in the
     training config), reg+bn (dropout=0.5, batch_norm=True)."""
+    rate("caltech_cnn", dropout=dropout)
 
     def conv(cin: int, cout: int, k: int, stride: int, pad: int) -> list[nn.Module]:
         layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride=stride, padding=pad)]
@@ -171,6 +179,7 @@ def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropou
 def animals_cnn(num_classes: int, in_chans: int = 3, img_size: int = 128, dropout: float = 0.5) -> nn.Module:
     """S2 states 'stacked Conv + MaxPool, dense layers, softmax' without sizes; this is the usual Keras
     tutorial stack such notebooks use (3x3 'same' convs with ReLU, 2x2 pooling)."""
+    rate("animals_cnn", dropout=dropout)
     layers: list[nn.Module] = []
     cin = in_chans
     for cout in (32, 64, 128):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,4 +127,36 @@ def create_model(name: str, num_classes: int, in_chans: int | None = None, img_s
                       note=f"also unknown: {', '.join(rest)}" if rest else None)
     if num_classes < 2:
         raise invalid("num_classes", num_classes, ">= 2")
+    _check_arg_types(info, args)
     return info.builder(num_classes=num_classes, in_chans=in_chans, img_size=img_size, **args)
+
+
+_KINDS = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_arg_types(info: ModelInfo, args: dict[str, Any]) -> None:
+    """model_args against the builder's annotations (`width: int`): 'abc' or 2.5 for an int is the user's error,
+    not torch's TypeError deep inside a layer. Ranges are the builder's to check (`at_least`, `rate`)."""
+    try:
+        hints = typing.get_type_hints(info.builder)
+    except (NameError, TypeError):  # annotations that do not resolve at run time: nothing to check against
+        return
+    for key, value in args.items():
+        kind = hints.get(key)
+        if kind in _KINDS and (not isinstance(value, _KINDS[kind]) or (kind is not bool and isinstance(value, bool))):
+            raise invalid(f"model_args.{key}", value, _KIND_NAMES[kind], where=info.name)
+
+
+def at_least(model: str, low: float, **values: float) -> None:
+    """Builder arguments that must be >= low (widths, filter counts: >= 1; penalties: >= 0)."""
+    for key, value in values.items():
+        if value < low:
+            raise invalid(f"model_args.{key}", value, f">= {low}", where=model)
+
+
+def rate(model: str, **values: float) -> None:
+    """Builder arguments that are dropout rates: 0 <= p < 1 (1 would drop every activation)."""
+    for key, value in values.items():
+        if not 0 <= value < 1:
+            raise invalid(f"model_args.{key}", value, ">= 0 and < 1 (a dropout rate)", where=model)

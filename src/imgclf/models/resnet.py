@@ -7,7 +7,7 @@ from torch import nn
 
 from ..errors import invalid
 from .base import FeaturesHeadNet
-from .registry import register_model
+from .registry import at_least, register_model
 
 
 STEMS = ("pool", "stride")
@@ -46,6 +46,7 @@ def fast_resnet(num_classes: int, in_chans: int = 3, img_size: int = 28, width: 
         raise invalid("model_args.stem", stem, STEMS, where="fast_resnet")
     if init not in INITS:
         raise invalid("model_args.init", init, INITS, where="fast_resnet")
+    at_least("fast_resnet", 1, width=width)
     w = width
     downsample = [_conv_bn(w, 2 * w, stride=2)] if stem == "stride" else [_conv_bn(w, 2 * w), nn.MaxPool2d(2)]
     features = nn.Sequential(

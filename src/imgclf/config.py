@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ImgclfError
+from .errors import ImgclfError, invalid
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
@@ -216,6 +216,23 @@ class TrainConfig(BaseModel):
     def _valid_time(cls, value: str | None) -> str | None:
         parse_seconds(value)
         return value
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time_left(cls, value: str | None) -> str | None:
+        seconds = parse_seconds(value)
+        if seconds is not None and seconds <= 0:
+            raise invalid("time_limit", value, "a duration > 0 such as 90s, 10m or 1.5h")
+        return value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _valid_devices(cls, value: Any) -> str:
+        """'auto' or a count >= 1 (YAML's `devices: 2` is an int); Lightning would divide by 0 or call int('abc')."""
+        text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+        if text != "auto" and not (text.isdigit() and int(text) >= 1):
+            raise invalid("devices", value, "'auto' or a number of devices >= 1")
+        return text
 
     @field_validator("l2")
     @classmethod

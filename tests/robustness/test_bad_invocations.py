@@ -1,0 +1,426 @@
+"""No traceback for anything a user can cause (issue 24, item 4).
+
+One table of bad invocations over every command: numbers out of range or not numbers at all, files where
+folders are expected and the reverse, garbage and crafted files in every place a command reads one. Each must
+exit with status 2 and one line on stderr that names the argument and echoes the value, with no traceback.
+Nothing here trains: rows that could train fail before the first epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from imgclf.cli import app
+
+GARBAGE = bytes(range(256)) * 8  # not UTF-8, not a zip, not a pickle, not YAML
+
+
+class _Payload:
+    """Unpickling this runs `touch marker`: what a crafted checkpoint would do to a careless loader."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@dataclass
+class Where:
+    """Paths a row may use; files and run copies are made on demand under the row's own tmp_path."""
+
+    tmp: Path
+    data: Path  # a small class-per-folder image tree
+    trained: Path  # the session's tiny trained run (never modified)
+
+    @property
+    def marker(self) -> Path:
+        return self.tmp / "pwned"
+
+    def file(self, name: str = "a-file.txt", content: bytes = b"not a folder\n") -> str:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        return str(path)
+
+    def folder(self, name: str = "a-folder") -> str:
+        path = self.tmp / name
+        path.mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+    def missing(self) -> str:
+        return str(self.tmp / "no-such-thing")
+
+    def run(self, name: str = "run", **files: bytes | str | None) -> str:
+        """A copy of the trained run with some of its files replaced (bytes/str) or removed (None); keys use
+        '__' for '/' (checkpoints__last_ckpt -> checkpoints/last.ckpt, '_' before the suffix -> '.')."""
+        path = self.tmp / name
+        if not path.exists():
+            shutil.copytree(self.trained, path)
+        for key, content in files.items():
+            stem, _, suffix = key.replace("__", "/").rpartition("_")
+            target = path / f"{stem}.{suffix}"
+            if content is None:
+                target.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return str(path)
+
+    def truncated(self, relative: str) -> bytes:
+        return (self.trained / relative).read_bytes()[: (self.trained / relative).stat().st_size // 2]
+
+    def crafted_pickle(self) -> bytes:
+        return pickle.dumps({"state_dict": _Payload(self.marker), "epoch": 1})
+
+    def crafted_zip(self) -> bytes:
+        """The payload in torch.save's own format (a zip archive), as a real checkpoint is stored."""
+        import io
+
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({"state_dict": {"w": _Payload(self.marker)}, "loops": {}}, buffer)
+        return buffer.getvalue()
+
+    def train(self, *args: str) -> list[str]:
+        """train on the small tree into a new folder, with `args` added."""
+        return ["train", str(self.data), "--out", str(self.tmp / "new-run"), "--epochs", "1", "--no-progress", *args]
+
+    def study(self, *args: str) -> list[str]:
+        return ["study", "imbalance", str(self.data), "--out", str(self.tmp / "study"), "--per-class", "4",
+                "--rhos", "1,2", "--configs", "none", "--epochs", "1", "--no-progress", "--no-run-reports", *args]
+
+    def subset(self, *args: str) -> list[str]:
+        return ["subset", str(self.data), "--out", str(self.tmp / "subset"), "--per-class", "4", "--rho", "2", *args]
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    args: Callable[[Where], list[str]]
+    names: tuple[str, ...]  # what the error line must contain: the argument, the value (a str, or from the paths)
+    value: Callable[[Where], str] | None = None  # a value only known once the paths exist (a path)
+
+
+def row(id: str, args: Callable[[Where], list[str]], *names: str, value: Callable[[Where], str] | None = None) -> Row:
+    return Row(id, args, names, value)
+
+
+ROWS = [
+    # --- the command line itself ----------------------------------------------------------------------------
+    row("imgclf-unknown-command", lambda w: ["trian", str(w.data)], "trian"),
+    row("imgclf-unknown-option", lambda w: ["--verbose"], "--verbose"),
+    row("imgclf-unknown-train-option", lambda w: w.train("--epoch", "3"), "--epoch"),
+    row("imgclf-missing-option", lambda w: ["subset", str(w.data), "--rho", "2"], "--out"),
+    # --- train: numbers -------------------------------------------------------------------------------------
+    row("train-devices-0", lambda w: w.train("--devices", "0"), "devices='0'"),
+    row("train-devices-negative", lambda w: w.train("--devices", "-1"), "devices='-1'"),
+    row("train-devices-text", lambda w: w.train("--devices", "abc"), "devices='abc'"),
+    row("train-model-args-width-negative", lambda w: w.train("--model-args", "width=-4"), "model_args.width=-4"),
+    row("train-model-args-width-0", lambda w: w.train("--model-args", "width=0"), "model_args.width=0"),
+    row("train-model-args-width-text", lambda w: w.train("--model-args", "width=abc"), "model_args.width='abc'"),
+    row("train-model-args-width-float", lambda w: w.train("--model-args", "width=2.5"), "model_args.width=2.5"),
+    row("train-model-args-dropout-2", lambda w: w.train("--model-args", "dropout=2"), "model_args.dropout=2"),
+    row("train-model-args-fast-resnet-width-0",
+        lambda w: w.train("--model", "fast_resnet", "--model-args", "width=0"), "fast_resnet", "model_args.width=0"),
+    row("train-model-args-bad-json", lambda w: w.train("--model-args", "{width: 4"), "model_args='{width: 4'"),
+    row("train-epochs-0", lambda w: w.train("--epochs", "0"), "epochs=0"),
+    row("train-epochs-negative", lambda w: w.train("--epochs", "-3"), "epochs=-3"),
+    row("train-epochs-text", lambda w: w.train("--epochs", "abc"), "--epochs='abc'"),
+    row("train-batch-size-0", lambda w: w.train("--batch-size", "0"), "batch_size=0"),
+    row("train-lr-0", lambda w: w.train("--lr", "0"), "lr=0"),
+    row("train-lr-text", lambda w: w.train("--lr", "fast"), "--lr='fast'"),
+    row("train-img-size-0", lambda w: w.train("--img-size", "0"), "img_size=0"),
+    row("train-img-size-negative", lambda w: w.train("--img-size", "-16"), "img_size=-16"),
+    row("train-val-split-negative", lambda w: w.train("--val-split", "-0.1"), "val_split=-0.1"),
+    row("train-val-split-1", lambda w: w.train("--val-split", "1"), "val_split=1"),
+    row("train-num-workers-negative", lambda w: w.train("--num-workers", "-1"), "num_workers=-1"),
+    row("train-time-limit-0", lambda w: w.train("--time-limit", "0"), "time_limit='0'"),
+    row("train-time-limit-negative", lambda w: w.train("--time-limit", "-5m"), "time_limit='-5m'"),
+    row("train-seed-negative", lambda w: w.train("--seed", "-1"), "seed=-1"),
+    row("train-early-stopping-negative", lambda w: w.train("--early-stopping", "-2"), "early_stopping=-2"),
+    row("train-lr-factor-0", lambda w: w.train("--lr-factor", "0"), "lr_factor=0"),
+    row("train-num-nodes-0", lambda w: w.train("--num-nodes", "0"), "num_nodes=0"),
+    row("train-cache-budget-negative", lambda w: w.train("--cache-budget", "-4GB"), "cache_budget='-4GB'"),
+    # --- train: files and folders ---------------------------------------------------------------------------
+    row("train-out-is-a-file", lambda w: ["train", str(w.data), "--out", w.file()], "out",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    row("train-out-inside-a-file", lambda w: ["train", str(w.data), "--out", str(Path(w.file()) / "r")], "out",
+        value=lambda w: str(w.tmp / "a-file.txt" / "r")),
+    row("train-data-is-a-file", lambda w: ["train", w.file(), "--out", str(w.tmp / "r")], "data",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    row("train-data-is-an-empty-folder", lambda w: ["train", w.folder(), "--out", str(w.tmp / "r")], "data",
+        value=lambda w: str(w.tmp / "a-folder")),
+    row("train-config-not-a-mapping", lambda w: w.train("--config", w.file("c.yaml", b"- 1\n- 2\n")), "config",
+        value=lambda w: str(w.tmp / "c.yaml")),
+    row("train-config-binary", lambda w: w.train("--config", w.file("c.yaml", GARBAGE)), "config",
+        value=lambda w: str(w.tmp / "c.yaml")),
+    row("train-config-is-a-folder", lambda w: w.train("--config", w.folder()), "config",
+        value=lambda w: str(w.tmp / "a-folder")),
+    row("train-config-bad-setting-value", lambda w: w.train("--config", w.file("c.yaml", b"batch_size: [1, 2]\n")),
+        "batch_size=[1, 2]"),
+    row("train-config-devices-0", lambda w: w.train("--config", w.file("c.yaml", b"devices: 0\n")), "devices=0"),
+    row("train-class-weight-garbage-json", lambda w: w.train("--class-weight", w.file("w.json", GARBAGE)),
+        "class_weight", value=lambda w: str(w.tmp / "w.json")),
+    # --- train --resume: garbage and crafted run files -------------------------------------------------------
+    row("resume-garbage-last-ckpt", lambda w: ["train", "--resume", w.run(checkpoints__last_ckpt=GARBAGE)],
+        "last.ckpt", value=lambda w: str(w.tmp / "run")),
+    row("resume-truncated-last-ckpt",
+        lambda w: ["train", "--resume", w.run(checkpoints__last_ckpt=w.truncated("checkpoints/last.ckpt"))],
+        "last.ckpt", value=lambda w: str(w.tmp / "run")),
+    row("resume-crafted-last-ckpt", lambda w: ["train", "--resume", w.run(checkpoints__last_ckpt=w.crafted_pickle())],
+        "last.ckpt", value=lambda w: str(w.tmp / "run")),
+    row("resume-crafted-torch-archive", lambda w: ["train", "--resume", w.run(checkpoints__last_ckpt=w.crafted_zip())],
+        "last.ckpt", "weights-only", value=lambda w: str(w.tmp / "run")),
+    row("resume-garbage-best-safetensors",
+        lambda w: ["train", "--resume", w.run(checkpoints__best_safetensors=GARBAGE)],
+        "best.safetensors", value=lambda w: str(w.tmp / "run")),
+    row("resume-truncated-best-safetensors",
+        lambda w: ["train", "--resume",
+                   w.run(checkpoints__best_safetensors=w.truncated("checkpoints/best.safetensors"))],
+        "best.safetensors", value=lambda w: str(w.tmp / "run")),
+    row("resume-garbage-config-yaml", lambda w: ["train", "--resume", w.run(config_yaml=GARBAGE)], "config.yaml",
+        value=lambda w: str(w.tmp / "run")),
+    row("resume-config-yaml-not-a-mapping", lambda w: ["train", "--resume", w.run(config_yaml="just text\n")],
+        "config.yaml", value=lambda w: str(w.tmp / "run")),
+    row("resume-a-file", lambda w: ["train", "--resume", w.file()], "resume",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    row("resume-epochs-0", lambda w: ["train", "--resume", w.run(), "--epochs", "0"], "epochs=0"),
+    # --- evaluate -------------------------------------------------------------------------------------------
+    row("evaluate-run-is-a-file", lambda w: ["evaluate", w.file()], "run", value=lambda w: str(w.tmp / "a-file.txt")),
+    row("evaluate-garbage-model-json", lambda w: ["evaluate", w.run(model_json=GARBAGE)], "model.json",
+        value=lambda w: str(w.tmp / "run")),
+    row("evaluate-model-json-a-list", lambda w: ["evaluate", w.run(model_json="[1, 2]")], "model.json",
+        value=lambda w: str(w.tmp / "run")),
+    row("evaluate-garbage-weights", lambda w: ["evaluate", w.run(model_safetensors=GARBAGE)], "model.safetensors",
+        value=lambda w: str(w.tmp / "run")),
+    row("evaluate-garbage-dataset-json", lambda w: ["evaluate", w.run(dataset_json=GARBAGE)], "dataset.json",
+        value=lambda w: str(w.tmp / "run")),
+    row("evaluate-split-unknown", lambda w: ["evaluate", w.run(), "--split", "validation"], "split='validation'"),
+    row("evaluate-data-is-a-file", lambda w: ["evaluate", w.run(), "--data", w.file()], "data",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    # --- predict --------------------------------------------------------------------------------------------
+    row("predict-top-k-0", lambda w: ["predict", w.run(), str(w.data), "--top-k", "0"], "--top-k='0'"),
+    row("predict-top-k-negative", lambda w: ["predict", w.run(), str(w.data), "--top-k", "-2"], "--top-k='-2'"),
+    row("predict-top-k-text", lambda w: ["predict", w.run(), str(w.data), "--top-k", "all"], "--top-k='all'"),
+    row("predict-format-xml", lambda w: ["predict", w.run(), str(w.data), "--format", "xml"], "format='xml'"),
+    row("predict-output-is-a-folder", lambda w: ["predict", w.run(), str(w.data), "--output", w.folder()], "output",
+        value=lambda w: str(w.tmp / "a-folder")),
+    row("predict-onnx-not-exported", lambda w: ["predict", w.run(), str(w.data), "--backend", "onnx"], "model.onnx",
+        value=lambda w: str(w.tmp / "run")),
+    row("predict-output-inside-a-file", lambda w: ["predict", w.run(), str(w.data), "--output",
+                                                   str(Path(w.file()) / "p.csv")], "output",
+        value=lambda w: str(w.tmp / "a-file.txt" / "p.csv")),
+    row("predict-run-is-a-file", lambda w: ["predict", w.file(), str(w.data)], "run",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    row("predict-truncated-weights",
+        lambda w: ["predict", w.run(model_safetensors=w.truncated("model.safetensors")), str(w.data)],
+        "model.safetensors", value=lambda w: str(w.tmp / "run")),
+    # --- export ---------------------------------------------------------------------------------------------
+    row("export-format-tflite", lambda w: ["export", w.run(), "--format", "tflite"], "format='tflite'"),
+    row("export-out-is-a-file", lambda w: ["export", w.run(), "--out", w.file()], "out",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    row("export-garbage-model-json", lambda w: ["export", w.run(model_json=b"{\"architecture\": ")], "model.json",
+        value=lambda w: str(w.tmp / "run")),
+    # --- serve: every row fails before the port is bound ----------------------------------------------------
+    row("serve-port-negative", lambda w: ["serve", w.run(), "--port", "-1"], "--port='-1'"),
+    row("serve-port-too-big", lambda w: ["serve", w.run(), "--port", "70000"], "--port='70000'"),
+    row("serve-port-text", lambda w: ["serve", w.run(), "--port", "http"], "--port='http'"),
+    row("serve-max-upload-0", lambda w: ["serve", w.run(), "--max-upload-mb", "0"], "--max-upload-mb='0'"),
+    row("serve-max-files-0", lambda w: ["serve", w.run(), "--max-files", "0"], "--max-files='0'"),
+    row("serve-threads-0", lambda w: ["serve", w.run(), "--threads", "0"], "--threads='0'"),
+    row("serve-backend-tf", lambda w: ["serve", w.run(), "--backend", "tf"], "backend='tf'"),
+    row("serve-run-missing", lambda w: ["serve", w.missing()], "run", value=lambda w: w.missing()),
+    row("serve-garbage-model-json", lambda w: ["serve", w.run(model_json=GARBAGE)], "model.json",
+        value=lambda w: str(w.tmp / "run")),
+    # --- inspect --------------------------------------------------------------------------------------------
+    row("inspect-data-is-a-file", lambda w: ["inspect", w.file()], "data", value=lambda w: str(w.tmp / "a-file.txt")),
+    row("inspect-data-missing", lambda w: ["inspect", w.missing()], "data", value=lambda w: w.missing()),
+    row("inspect-plots-is-a-file", lambda w: ["inspect", str(w.data), "--plots", w.file()], "plots",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    # --- report ---------------------------------------------------------------------------------------------
+    row("report-garbage-metrics-json", lambda w: ["report", w.run(metrics_json=GARBAGE), "--no-explain"],
+        "metrics.json", value=lambda w: str(w.tmp / "run")),
+    row("report-garbage-history-csv", lambda w: ["report", w.run(history_csv="epoch,oops\nx,y\n"), "--no-explain"],
+        "history.csv", value=lambda w: str(w.tmp / "run")),
+    row("report-garbage-predictions-csv", lambda w: ["report", w.run(predictions_csv=GARBAGE), "--no-explain"],
+        "predictions.csv", value=lambda w: str(w.tmp / "run")),
+    row("report-ragged-history-csv", lambda w: ["report", w.run(history_csv=_ragged(w, "history.csv")), "--no-explain"],
+        "history.csv", value=lambda w: str(w.tmp / "run")),
+    row("report-ragged-predictions-csv",
+        lambda w: ["report", w.run(predictions_csv=_ragged(w, "predictions.csv")), "--no-explain"],
+        "predictions.csv", value=lambda w: str(w.tmp / "run")),
+    row("report-run-is-a-file", lambda w: ["report", w.file()], "run", value=lambda w: str(w.tmp / "a-file.txt")),
+    # --- compare --------------------------------------------------------------------------------------------
+    row("compare-one-run", lambda w: ["compare", w.run(), "--out", str(w.tmp / "c.html")], "runs",
+        value=lambda w: str(w.tmp / "run")),
+    row("compare-garbage-metrics-json",
+        lambda w: ["compare", w.run("a"), w.run("b", metrics_json=b"{\"accuracy\": \"high\"}"), "--out",
+                   str(w.tmp / "c.html")], "metrics.json", value=lambda w: str(w.tmp / "b")),
+    row("compare-garbage-history-csv",
+        lambda w: ["compare", w.run("a"), w.run("b", history_csv=GARBAGE), "--out", str(w.tmp / "c.html")],
+        "history.csv", value=lambda w: str(w.tmp / "b")),
+    row("compare-out-is-a-folder", lambda w: ["compare", w.run("a"), w.run("b"), "--out", w.folder()], "out",
+        value=lambda w: str(w.tmp / "a-folder")),
+    # --- models, recipes ------------------------------------------------------------------------------------
+    row("models-pattern-matches-nothing", lambda w: ["models", "no_such_model*"], "pattern='no_such_model*'"),
+    row("recipes-unknown-name", lambda w: ["recipes", "fast-fmnis"], "recipe='fast-fmnis'"),
+    # --- data fetch -----------------------------------------------------------------------------------------
+    row("fetch-unknown-name", lambda w: ["data", "fetch", "mnist", "--out", str(w.tmp / "d")], "name='mnist'"),
+    row("fetch-out-inside-a-file", lambda w: ["data", "fetch", "digits", "--out", str(Path(w.file()) / "d")], "out",
+        value=lambda w: str(w.tmp / "a-file.txt" / "d")),
+    row("fetch-out-is-a-file", lambda w: ["data", "fetch", "digits", "--out", w.file()], "out",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    row("fetch-cifar10-garbage-source",
+        lambda w: ["data", "fetch", "cifar10", "--out", str(w.tmp / "d"), "--source", w.file("c.tar.gz", GARBAGE)],
+        "source", value=lambda w: str(w.tmp / "c.tar.gz")),
+    row("fetch-fashion-mnist-garbage-source",
+        lambda w: ["data", "fetch", "fashion-mnist", "--out", str(w.tmp / "d"), "--source", _garbage_idx(w)],
+        "source", value=lambda w: str(w.tmp / "idx" / "train-images-idx3-ubyte.gz")),
+    row("fetch-fer2013-garbage-csv",
+        lambda w: ["data", "fetch", "fer2013", "--out", str(w.tmp / "d"), "--source", w.file("fer.csv", GARBAGE)],
+        "source", value=lambda w: str(w.tmp / "fer.csv")),
+    # --- subset ---------------------------------------------------------------------------------------------
+    row("subset-per-class-0", lambda w: w.subset("--per-class", "0"), "--per-class='0'"),
+    row("subset-rho-0", lambda w: w.subset("--rho", "0"), "rho=0"),
+    row("subset-rho-negative", lambda w: w.subset("--rho", "-2"), "rho=-2"),
+    row("subset-rho-text", lambda w: w.subset("--rho", "high"), "--rho='high'"),
+    row("subset-mu-0", lambda w: w.subset("--mu", "0"), "mu=0"),
+    row("subset-mu-above-1", lambda w: w.subset("--mu", "1.5"), "mu=1.5"),
+    row("subset-seed-negative", lambda w: w.subset("--seed", "-1"), "--seed='-1'"),
+    row("subset-mode-copy", lambda w: w.subset("--mode", "copy"), "mode='copy'"),
+    row("subset-out-is-a-file", lambda w: ["subset", str(w.data), "--out", w.file(), "--per-class", "4", "--rho", "2"],
+        "out", value=lambda w: str(w.tmp / "a-file.txt")),
+    row("subset-unknown-minority", lambda w: w.subset("--minority", "cow"), "minority=['cow']"),
+    # --- study imbalance ------------------------------------------------------------------------------------
+    row("study-per-class-0", lambda w: w.study("--per-class", "0"), "--per-class='0'"),
+    row("study-rhos-text", lambda w: w.study("--rhos", "1,abc"), "rhos='1,abc'"),
+    row("study-rhos-0", lambda w: w.study("--rhos", "0,3"), "rhos=[0.0, 3.0]"),
+    row("study-rhos-negative", lambda w: w.study("--rhos", "-3"), "rhos=[-3.0]"),
+    row("study-seeds-text", lambda w: w.study("--seeds", "x"), "seeds='x'"),
+    row("study-configs-unknown", lambda w: w.study("--configs", "none,dropout9"), "dropout9"),
+    row("study-mu-2", lambda w: w.study("--mu", "2"), "mu=2"),
+    row("study-epochs-0", lambda w: w.study("--epochs", "0"), "epochs=0"),
+    row("study-model-args-width-0", lambda w: w.study("--model", "simple_cnn", "--model-args", "width=0"),
+        "model_args.width=0"),
+    row("study-out-is-a-file", lambda w: ["study", "imbalance", str(w.data), "--out", w.file(), "--per-class", "4",
+                                          "--rhos", "1,2"], "out", value=lambda w: str(w.tmp / "a-file.txt")),
+    # --- demo -----------------------------------------------------------------------------------------------
+    row("demo-epochs-0", lambda w: ["demo", "--out", str(w.tmp / "demo"), "--epochs", "0", "--no-progress"],
+        "epochs=0"),
+    row("demo-epochs-negative", lambda w: ["demo", "--out", str(w.tmp / "demo"), "--epochs", "-1", "--no-progress"],
+        "epochs=-1"),
+    row("demo-out-is-a-file", lambda w: ["demo", "--out", w.file(), "--no-progress"], "out",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+]
+
+
+def _ragged(w: Where, name: str) -> bytes:
+    """The run's own CSV with two cells too many on its last line."""
+    return (w.trained / name).read_bytes().rstrip(b"\r\n") + b",x,y\r\n"
+
+
+def _garbage_idx(w: Where) -> str:
+    """A fashion-mnist source folder whose four files have the right names and garbage inside."""
+    folder = w.tmp / "idx"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).write_bytes(GARBAGE)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("bad-invocations"), classes=("cat", "dog", "fox", "owl"),
+                             per_class=8)
+
+
+@pytest.fixture(autouse=True)
+def _never_bind(monkeypatch):
+    """A serve row that got as far as binding a port would hang the suite: fail it instead."""
+    import uvicorn
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("serve reached uvicorn.run: the bad option was not refused before binding")
+
+    monkeypatch.setattr(uvicorn, "run", refuse)
+
+
+def test_the_table_covers_every_command():
+    assert len(ROWS) >= 40 and len({r.id for r in ROWS}) == len(ROWS)
+    command = {"resume": "train", "fetch": "data fetch", "study": "study imbalance"}
+    covered = {command.get(r.id.split("-")[0], r.id.split("-")[0]) for r in ROWS}
+    assert covered == {"imgclf", "train", "evaluate", "predict", "export", "serve", "inspect", "report", "compare",
+                       "models", "recipes", "data fetch", "subset", "study imbalance", "demo"}
+
+
+@pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])
+def test_bad_invocation_is_one_line_exit_2(case, tmp_path, small_data, tiny_run):
+    where = Where(tmp_path, small_data, tiny_run)
+    args = case.args(where)
+    result = CliRunner().invoke(app, args)
+    everything = result.stdout + result.stderr
+    assert "Traceback" not in everything
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, f"exit {result.exit_code}\n{everything}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for name in case.names + ((case.value(where),) if case.value else ()):
+        assert name in line, f"{name!r} not in {line!r}"
+    assert not where.marker.exists(), "a crafted file ran code"
+
+
+def test_an_internal_error_is_one_line_with_the_log_path(monkeypatch, tmp_path):
+    """Our own bug (not the user's): one line naming the log, exit 1, and the traceback is in that log."""
+    import imgclf.recipes
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something of ours broke\nsecond line of the message")
+
+    monkeypatch.setattr(imgclf.recipes, "list_recipes", broken)
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["recipes"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    match = re.fullmatch(r"internal error: RuntimeError: something of ours broke \(traceback in (.+); "
+                         r"please report it\)", lines[0])
+    assert match, lines[0]
+    log = Path(match.group(1))
+    assert log.parent == tmp_path / "cache" / "logs"
+    text = log.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in text and "RuntimeError: something of ours broke" in text
+    assert "in broken" in text  # the frame that raised, not only the message
+
+
+def test_an_internal_error_whose_log_folder_cannot_be_made_logs_to_the_temp_folder(monkeypatch, tmp_path):
+    import tempfile
+
+    import imgclf.recipes
+
+    monkeypatch.setattr(imgclf.recipes, "list_recipes", lambda: 1 / 0)
+    (tmp_path / "cache").write_text("a file, so cache/logs cannot be made")
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    result = CliRunner().invoke(app, ["recipes"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("internal error: ZeroDivisionError: division by zero"), lines
+    log = Path(re.search(r"traceback in (.+); please report it", lines[0]).group(1))
+    assert log.parent == tmp_path / "tmp" and "ZeroDivisionError" in log.read_text(encoding="utf-8")

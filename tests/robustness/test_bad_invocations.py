@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +18,7 @@ from typing import Callable
 import pytest
 from typer.testing import CliRunner
 
+from conftest import make_image_folder, spoilable_copy
 from imgclf.cli import app
 
 GARBAGE = bytes(range(256)) * 8  # not UTF-8, not a zip, not a pickle, not YAML
@@ -62,10 +62,11 @@ class Where:
 
     def run(self, name: str = "run", **files: bytes | str | None) -> str:
         """A copy of the trained run with some of its files replaced (bytes/str) or removed (None); keys use
-        '__' for '/' (checkpoints__last_ckpt -> checkpoints/last.ckpt, '_' before the suffix -> '.')."""
+        '__' for '/' (checkpoints__last_ckpt -> checkpoints/last.ckpt, '_' before the suffix -> '.'). Marked as
+        spoiled on purpose, so that the walk over every run the suite wrote (tests/test_records.py) skips it."""
         path = self.tmp / name
         if not path.exists():
-            shutil.copytree(self.trained, path)
+            spoilable_copy(self.trained, path)
         for key, content in files.items():
             stem, _, suffix = key.replace("__", "/").rpartition("_")
             target = path / f"{stem}.{suffix}"
@@ -342,8 +343,6 @@ def _garbage_idx(w: Where) -> str:
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory) -> Path:
-    from conftest import make_image_folder
-
     return make_image_folder(tmp_path_factory.mktemp("bad-invocations"), classes=("cat", "dog", "fox", "owl"),
                              per_class=8)
 

@@ -70,12 +70,33 @@ def test_upload_an_image_and_read_the_predicted_label(server_url, tiny_run, imag
             page.wait_for_function("() => document.querySelector('.preview').naturalWidth > 0")  # the image is shown
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
-            # a file that is not an image: the page shows the server's message instead of results
+            # a file that is not an image, then one beside a good image: each file gets its own card, the bad one
+            # with the server's reason; nothing of the previous upload stays on the page
             bad = tmp_path / "notes.png"
             bad.write_text("not an image")
             page.set_input_files("#file", str(bad))
+            page.wait_for_selector(".result.failed", timeout=15_000)
+            assert page.locator(".result").count() == 1, "the previous upload's result must be gone"
+            assert page.text_content(".result.failed .file") == "notes.png"
+            assert "not a recognised image format" in page.text_content(".result.failed .reason")
+            assert page.locator("#error").is_hidden()
+            page.set_input_files("#file", [str(image), str(bad)])
+            page.wait_for_selector(".result:not(.failed) [data-testid=label]", timeout=15_000)
+            assert page.locator(".result").count() == 2 and page.locator(".result.failed").count() == 1
+            assert page.text_content("[data-testid=label]") == expected.label
+            assert page.text_content("#status").startswith("1 of 2 image(s) classified; 1 could not be used")
+            page.wait_for_function("() => document.querySelector('.result:not(.failed) .preview').naturalWidth > 0")
+            page.screenshot(path=str(tmp_path / "mixed.png"), full_page=True)
+
+            # an upload refused as a whole (more files than the server takes): its message, and no old results
+            many = []
+            for i in range(33):
+                many.append(tmp_path / f"copy{i}.png")
+                many[-1].write_bytes(image.read_bytes())
+            page.set_input_files("#file", [str(p) for p in many])
             page.wait_for_selector("#error:not([hidden])", timeout=15_000)
-            assert "readable images" in page.text_content("#error")
+            assert "At most 32 images" in page.text_content("#error")
+            assert page.locator(".result").count() == 0 and page.text_content("#status") == ""
         finally:
             browser.close()
-    assert not [e for e in errors if "422" not in e], errors  # the 422 fetch is the only console error expected
+    assert not errors, errors  # per-file problems are answered with 200: no failed request in the console

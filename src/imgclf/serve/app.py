@@ -1,9 +1,12 @@
 """The HTTP service of a run: `create_app(run_dir)` -> a FastAPI app; `serve(...)` runs it with uvicorn.
 
 Routes: GET / (upload page), GET /model (the model card), GET /health, POST /predict (multipart, field
-`files`, `?top_k=`). Every refusal is a JSON body `{"error": message, ...}` with a 4xx status. Preprocessing
-and labels come from the model card through `imgclf.inference.Classifier`; the only files read are the
-run's own and the page shipped in this package.
+`files`, `?top_k=`). A request refused as a whole (no file, too many, too large, not multipart) is a JSON body
+`{"error": message, ...}` with a 4xx status. Otherwise every file gets an entry in `predictions`, in upload
+order, with the keys of `imgclf predict --format json`: `path` (the client's file name), `label`,
+`probability`, `top`, and `error` (null, or why that one file could not be used: one bad file does not cost
+the others their predictions). Preprocessing and labels come from the model card through
+`imgclf.inference.Classifier`; the only files read are the run's own and the page shipped in this package.
 """
 
 from __future__ import annotations
@@ -157,15 +160,19 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         # Decoding runs in Starlette's thread pool, so large photos decode on several cores at once.
         if sum(_declared_pixels(up.data) for up in uploads) > LARGE_UPLOAD_PIXELS:
             async with decode_slots.get():
-                pixels = await run_in_threadpool(decode_uploads, clf, uploads)
+                decoded = await run_in_threadpool(decode_uploads, clf, uploads)
         else:
-            pixels = await run_in_threadpool(decode_uploads, clf, uploads)
-        probs = await batcher(pixels)
+            decoded = await run_in_threadpool(decode_uploads, clf, uploads)
+        usable = [pixels for pixels in decoded if not isinstance(pixels, str)]
+        probs = iter(await batcher(np.stack(usable)) if usable else [])
         results = []
-        for up, p in zip(uploads, probs):
-            top = [{"label": label, "probability": prob} for label, prob in top_classes(p, classes, k)]
-            results.append({"file": up.name, "label": top[0]["label"], "probability": top[0]["probability"],
-                            "top": top})
+        for up, pixels in zip(uploads, decoded):
+            if isinstance(pixels, str):
+                results.append({"path": up.name, "label": None, "probability": None, "top": [], "error": pixels})
+                continue
+            top = [{"label": label, "probability": prob} for label, prob in top_classes(next(probs), classes, k)]
+            results.append({"path": up.name, "label": top[0]["label"], "probability": top[0]["probability"],
+                            "top": top, "error": None})
         return {"model": card["architecture"], "predictions": results}
 
     return app
@@ -203,20 +210,19 @@ def _parse_top_k(raw: str | None, num_classes: int) -> int:
     return min(int(raw), num_classes)  # asking for more classes than exist lists them all
 
 
-def decode_uploads(clf: Classifier, uploads: list[Upload]) -> np.ndarray:
-    """Every upload at the card's size and colour mode; one unusable file refuses the whole request (422)."""
-    arrays, failures = [], []
+def decode_uploads(clf: Classifier, uploads: list[Upload]) -> list[np.ndarray | str]:
+    """Every upload at the card's size and colour mode, or, for one that cannot be used, the reason (a str):
+    that file gets an error entry, as `imgclf predict` gives it an error row; the others are predicted."""
+    out: list[np.ndarray | str] = []
     for up in uploads:
+        if up.error is not None:
+            out.append(up.error)
+            continue
         try:
-            arrays.append(clf.decode(io.BytesIO(up.data)))  # type: ignore[arg-type]
+            out.append(clf.decode(io.BytesIO(up.data)))  # type: ignore[arg-type]
         except DecodeError as exc:
-            failures.append({"file": up.name, "error": str(exc)})
-    if failures:
-        names = ", ".join(repr(f["file"]) for f in failures[:5])
-        raise ApiError(422, invalid_message("files", Described(f"{len(failures)} unusable file(s): {names}"),
-                                            "readable images (PNG, JPEG, ...)", note=failures[0]["error"]),
-                       files=failures)
-    return np.stack(arrays)
+            out.append(str(exc))
+    return out
 
 
 def predict_together(clf: Classifier, jobs: list[np.ndarray]) -> list[np.ndarray]:

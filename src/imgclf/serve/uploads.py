@@ -37,6 +37,7 @@ class Upload:
     name: str  # the client's file name, shortened; only ever echoed back
     content_type: str
     data: bytes
+    error: str | None = None  # why this one file cannot be used (it gets an error entry; the others are predicted)
 
 
 class _TooManyFiles(Exception):
@@ -76,7 +77,8 @@ async def _limited(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
 
 
 async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list[Upload]:
-    """The request's image parts (field `files`), in order. Raises ApiError for anything unacceptable."""
+    """The request's image parts (field `files`), in order. Raises ApiError for a request unacceptable as a whole;
+    a part that is not an image type, or empty, comes back with its `error` set."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -117,14 +119,12 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
     if not uploads:
         raise ApiError(400, invalid_message("request body", Described("no file"),
                                             f"at least one image in the form field '{FIELD}'"))
-    for up in uploads:
+    for up in uploads:  # problems of one file: reported in its entry, as `imgclf predict` reports them in its row
         if up.content_type and not up.content_type.startswith(ALLOWED_PART_TYPES):
-            raise ApiError(415, invalid_message("each file", Described(f"{up.name!r} as {up.content_type[:100]!r}"),
-                                                "an image (Content-Type image/* or application/octet-stream)"))
-    empty = [up.name for up in uploads if not up.data]
-    if empty:
-        raise ApiError(400, invalid_message("files", Described(f"{len(empty)} empty file(s): {empty[:10]}"),
-                                            "non-empty"))
+            up.error = (f"not an image: sent as Content-Type {up.content_type[:100]!r} "
+                        f"(image/* or application/octet-stream expected)")
+        elif not up.data:
+            up.error = "empty file"
     return uploads
 
 

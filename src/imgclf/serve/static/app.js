@@ -1,4 +1,5 @@
-// The upload page: pick or drop images, POST them to /predict, show each image with its top classes.
+// The upload page: pick or drop images, POST them to /predict, show each image with its top classes, or, for a
+// file the server could not read, its name and the reason. Each upload replaces the previous one's results.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -29,18 +30,40 @@ async function loadCard() {
   }
 }
 
+function clearResults() {
+  $("results").replaceChildren();
+  showError("");
+  $("status").textContent = "";
+}
+
+function renderFailure(node, pred) {
+  // A file the server could not use: its name and why, in place of a label; the others are shown as usual.
+  node.classList.add("failed");
+  node.querySelector(".preview").hidden = true;
+  node.querySelector(".label").textContent = "Not classified";
+  node.querySelector(".file").textContent = pred.path;
+  const reason = node.querySelector(".reason");
+  reason.textContent = pred.error;
+  reason.hidden = false;
+}
+
 function render(files, predictions) {
   const results = $("results");
   results.replaceChildren();
   predictions.forEach((pred, i) => {
     const node = $("result-template").content.firstElementChild.cloneNode(true);
+    if (pred.error) {
+      renderFailure(node, pred);
+      results.append(node);
+      return;
+    }
     const img = node.querySelector(".preview");
     img.src = URL.createObjectURL(files[i]);
-    img.alt = pred.file;
+    img.alt = pred.path;
     img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
     node.querySelector(".label").textContent = pred.label;
     node.querySelector(".prob").textContent = percent(pred.probability);
-    node.querySelector(".file").textContent = pred.file;
+    node.querySelector(".file").textContent = pred.path;
     const bars = node.querySelector(".bars");
     for (const { label, probability } of pred.top) {
       const li = document.createElement("li");
@@ -56,12 +79,15 @@ function render(files, predictions) {
     }
     results.append(node);
   });
+  const failed = predictions.filter((p) => p.error).length;
+  $("status").textContent = failed ? `${predictions.length - failed} of ${predictions.length} image(s) classified; ` +
+    `${failed} could not be used (see below).` : "";
 }
 
 async function classify(fileList) {
   const files = Array.from(fileList || []);
   if (!files.length) return;
-  showError("");
+  clearResults(); // a new upload: the previous one's results must not stand under its message or status
   if (files.length > limits.max_files) {
     showError(`At most ${limits.max_files} images at a time; ${files.length} were given.`);
     return;
@@ -83,7 +109,6 @@ async function classify(fileList) {
       return;
     }
     render(files, data.predictions);
-    $("status").textContent = "";
   } catch (err) {
     showError("The server could not be reached: " + err);
     $("status").textContent = "";

@@ -85,6 +85,14 @@ CHECKED = (
     "train/**/*.py",
     "records.py",
     "io.py",
+    "evaluation/**/*.py",
+    "study/**/*.py",
+    "config.py",
+    "topk.py",
+    "inspect.py",
+    "stats.py",
+    "pages.py",
+    "plotting.py",
 )
 HELPER = SRC / "errors.py"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ImgclfError, invalid
+from .errors import Described, ImgclfError, bad_path, invalid, invalid_message
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
@@ -21,6 +21,8 @@ Sampler = Literal["none", "oversample", "undersample"]
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
+MONITORS = ("val_loss", "val_acc")
+L2_KEYS = ("conv", "dense")
 
 
 def parse_bytes(value: str | int | float) -> int:
@@ -29,9 +31,7 @@ def parse_bytes(value: str | int | float) -> int:
         return int(value)
     match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
     if not match or match.group(2).upper() not in _SIZE_UNITS:
-        raise ImgclfError(
-            f"cache_budget must be a size such as 512MB, 4GB or 2GiB. Received: cache_budget={value!r}"
-        )
+        raise invalid("cache_budget", value, "a size such as 512MB, 4GB or 2GiB")
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
@@ -41,7 +41,7 @@ def parse_seconds(value: str | int | float | None) -> float | None:
         return None if value is None else float(value)
     match = re.fullmatch(r"\s*([0-9.]+)\s*([smh]?)\s*", str(value))
     if not match:
-        raise ImgclfError(f"time_limit must be a duration such as 90s, 10m or 1.5h. Received: time_limit={value!r}")
+        raise invalid("time_limit", value, "a duration such as 90s, 10m or 1.5h")
     return float(match.group(1)) * _TIME_UNITS[match.group(2) or "s"]
 
 
@@ -52,15 +52,15 @@ def parse_mapping(name: str, text: str) -> dict[str, Any]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ImgclfError(f"{name} must be JSON or key=value pairs. Received: {name}={text!r} ({exc.msg})") from None
+            raise invalid(name, text, "JSON or key=value pairs", note=exc.msg) from None
         if not isinstance(value, dict):
-            raise ImgclfError(f"{name} must be a JSON object or key=value pairs. Received: {name}={text!r}")
+            raise invalid(name, text, "a JSON object or key=value pairs", note=f"a JSON {type(value).__name__}")
         return value
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ImgclfError(f"{name} must be key=value pairs such as width=64. Received: {name} item {item!r}")
+            raise invalid(name, text, "key=value pairs such as width=64", note=f"item {item!r} is not key=value")
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
@@ -160,9 +160,8 @@ class TrainConfig(BaseModel):
     @field_validator("monitor")
     @classmethod
     def _known_monitor(cls, value: str) -> str:
-        allowed = {"val_loss", "val_acc"}
-        if value not in allowed:
-            raise ValueError(f"must be one of {sorted(allowed)}")
+        if value not in MONITORS:
+            raise invalid("monitor", value, MONITORS)
         return value
 
     @field_validator("class_weight")
@@ -170,7 +169,7 @@ class TrainConfig(BaseModel):
     def _valid_class_weight(cls, value: str) -> str:
         if value in ("none", "balanced") or value.endswith(".json"):
             return value
-        raise ValueError("must be none, balanced, or a path to a .json file mapping class names to weights")
+        raise invalid("class_weight", value, "none, balanced, or a path to a .json file mapping class names to weights")
 
     @field_validator("augment")
     @classmethod
@@ -192,17 +191,17 @@ class TrainConfig(BaseModel):
     @classmethod
     def _valid_unfreeze(cls, value: str) -> str:
         if not re.fullmatch(r"all|last:[1-9][0-9]*", value.strip()):
-            raise ImgclfError(f"unfreeze must be all or last:K with K >= 1 (e.g. last:2). Received: unfreeze={value!r}")
+            raise invalid("unfreeze", value, "all or last:K with K >= 1 (e.g. last:2)")
         return value.strip()
 
     @model_validator(mode="after")
     def _features_only_trains_the_head(self) -> "TrainConfig":
         if self.features_only and self.augment.strip():
-            raise ImgclfError(f"augment must be empty with features_only: features are computed once per image, "
-                              f"without augmentation. Received: augment={self.augment!r}, features_only=True")
+            raise invalid("augment", self.augment, "empty with features_only: features are computed once per image, "
+                          "without augmentation", also={"features_only": True})
         if self.features_only and self.freeze_epochs:
-            raise ImgclfError(f"freeze_epochs must be 0 with features_only: the backbone never trains there. "
-                              f"Received: freeze_epochs={self.freeze_epochs}, features_only=True")
+            raise invalid("freeze_epochs", self.freeze_epochs, "0 with features_only: the backbone never trains there",
+                          also={"features_only": True})
         return self
 
     @field_validator("cache_budget")
@@ -239,26 +238,27 @@ class TrainConfig(BaseModel):
     def _valid_l2(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         if value is None:
             return None
-        unknown = set(value) - {"conv", "dense"}
+        unknown = sorted(set(value) - set(L2_KEYS))
         if unknown:
-            raise ValueError(f"keys must be conv and/or dense, got {sorted(unknown)}")
-        if any(v < 0 for v in value.values()):
-            raise ValueError("penalties must be >= 0")
+            raise invalid("l2 key", unknown[0], L2_KEYS)
+        for key, penalty in value.items():
+            if penalty < 0:
+                raise invalid(f"l2 {key}", penalty, ">= 0 (a penalty)")
         return value
 
     @model_validator(mode="after")
     def _budget_needs_time_limit(self) -> "TrainConfig":
         if self.schedule == "budget" and not self.time_limit:
-            raise ValueError("schedule=budget fits the learning rate to --time-limit, so time_limit must be set "
-                             "(e.g. --time-limit 10m)")
+            raise invalid("time_limit", self.time_limit, "set when schedule=budget: it fits the learning rate to "
+                          "--time-limit (e.g. --time-limit 10m)", also={"schedule": self.schedule})
         return self
 
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> "TrainConfig":
         if self.val_split + self.test_split >= 0.9:
-            raise ValueError(
-                f"val_split + test_split must be < 0.9 to leave training data; got {self.val_split} + {self.test_split}"
-            )
+            raise invalid("val_split + test_split", Described(f"val_split={self.val_split!r}, "
+                                                               f"test_split={self.test_split!r}"),
+                          "< 0.9 to leave training data")
         return self
 
     @property
@@ -270,15 +270,32 @@ class TrainConfig(BaseModel):
         return parse_seconds(self.time_limit)
 
 
+class ConfigError(ImgclfError):
+    """Settings that do not validate. pydantic reports every bad setting at once, so the text is one line per
+    setting, each built by `imgclf.errors` (`invalid_message`, or the validator's own `invalid` error)."""
+
+    @property
+    def lines(self) -> list[str]:
+        return str(self).splitlines()
+
+
 def make_config(**values: Any) -> TrainConfig:
-    """Build a TrainConfig, turning pydantic's errors into one readable ImgclfError."""
+    """Build a TrainConfig, turning pydantic's errors into one readable ImgclfError (a ConfigError)."""
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        raise ImgclfError(format_validation_error(exc, values)) from None
+        raise ConfigError(format_validation_error(exc, values)) from None
+
+
+def _literal_options(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The values a Literal setting allows (optimizer -> adam, adamw, sgd); () for anything else."""
+    field = TrainConfig.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+    return get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()
 
 
 def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> str:
+    """One `invalid_message` line per pydantic error: the setting, what is allowed, the value received, and a
+    "Did you mean" for a misspelt choice or setting name."""
     lines = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "config"
@@ -288,13 +305,19 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> str
         if isinstance(original, ImgclfError):
             lines.append(str(original))
         elif err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(TrainConfig.model_fields))
-            lines.append(f"{name} is not a known setting. Allowed settings: {allowed}.")
-        elif err["type"] == "literal_error":
-            lines.append(f"{name} must be {msg.removeprefix('Input should be ')}. Received: {name}={received!r}")
+            lines.append(invalid_message("setting", name, TrainConfig.model_fields, also={name: received}))
+        elif err["type"] == "missing":
+            lines.append(invalid_message(name, Described(f"no {name} setting"), "given"))
+        elif err["type"] == "literal_error" and _literal_options(err["loc"]):
+            lines.append(invalid_message(name, received, _literal_options(err["loc"])))
+        elif msg.startswith("Input should be "):  # pydantic's own phrase names what is allowed
+            allowed, _, detail = msg.removeprefix("Input should be ").partition(", ")
+            if not detail.startswith(("unable", "got")):  # "a valid integer, got a number with a fractional part"
+                allowed, detail = msg.removeprefix("Input should be "), ""
+            lines.append(invalid_message(name, received, allowed, note=detail or None))
         else:
             msg = msg.removeprefix("Value error, ")
-            lines.append(msg if name == "config" else f"{name}: {msg}. Received: {name}={received!r}")
+            lines.append(msg if name == "config" else invalid_message(name, received, "valid", note=msg))
     return "\n".join(lines)
 
 
@@ -307,7 +330,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = read_yaml(path) or {}
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImgclfError(f"config file must be readable YAML. Received: {path} ({first[:200]})") from None
+        raise bad_path("config", path, "a readable YAML file", first[:200]) from None
     if not isinstance(data, dict):
-        raise ImgclfError(f"config file must hold a mapping of settings. Received: {path} holding {type(data).__name__}")
+        raise bad_path("config", path, "a YAML file holding a mapping of settings", f"holds a {type(data).__name__}")
     return data

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .errors import Described, invalid
+
 
 def top_indices(scores: Sequence[float] | np.ndarray, k: int) -> list[int]:
     """Positions of the k largest scores, largest first; equal scores keep their order, NaN comes last.
@@ -27,5 +29,5 @@ def top_k(probs: Sequence[float] | np.ndarray, classes: Sequence[str], k: int) -
     """
     values = np.asarray(probs, dtype=np.float64).ravel()
     if len(values) != len(classes):
-        raise ValueError(f"probs must hold one value per class ({len(classes)}). Received: {len(values)} values")
+        raise invalid("probs", Described(f"{len(values)} values"), f"one value per class ({len(classes)} classes)")
     return [(classes[i], float(values[i])) for i in top_indices(values, max(1, k))]

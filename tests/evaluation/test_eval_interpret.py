@@ -125,11 +125,11 @@ def test_missing_predictions_and_unknown_class_are_clear_errors(tmp_path):
         Interpretation.from_predictions(tmp_path / "nope.csv", CLASSES)
     y, probs = known_predictions(10)
     path = write_predictions(tmp_path / "p.csv", y, probs)
-    with pytest.raises(ImgclfError, match=r"p.csv must have the columns .* without \['p_eel'\]"):
+    with pytest.raises(ImgclfError, match=r"predictions must be a p.csv with the columns .* \(without \['p_eel'\]\)"):
         Interpretation.from_predictions(path, CLASSES[:3] + ["eel"])
     renamed = tmp_path / "renamed.csv"  # a probability column per class, but true labels the model lacks
     renamed.write_text(path.read_text().replace("p_dog", "p_eel"))
-    with pytest.raises(ImgclfError, match="true labels must be among the model's classes"):
+    with pytest.raises(ImgclfError, match=r"true labels are among the model's classes .* \(true label 'dog'\)"):
         Interpretation.from_predictions(renamed, ["ant", "bee", "cat", "eel"])
 
 

@@ -23,13 +23,15 @@ def _cli(args):
     (["--model", "model_ss"], r"model must be one of .*Did you mean: model_s\? Received: model='model_ss'"),
     (["--augment", "rotat=3"], r"augment item must be one of .*Did you mean: rotate"),
     (["--augment", "zoom=5"], r"augment zoom must be between 0 and 0.95. Received: augment zoom=5"),
-    (["--lr", "-1"], r"lr: Input should be greater than 0. Received: lr=-1.0"),
+    (["--lr", "-1"], r"lr must be greater than 0. Received: lr=-1.0"),
     (["--val-split", "0.95"], r"val_split \+ test_split must be < 0.9"),
-    (["--img-size", "4", "--model", "model_s"], r"img_size must be at least 8 for model model_s. Received: img_size=4"),
-    (["--optimizer", "adamm"], r"optimizer must be 'adam', 'adamw' or 'sgd'. Received: optimizer='adamm'"),
-    (["--color", "cmyk"], r"color must be 'rgb', 'grayscale' or 'auto'. Received: color='cmyk'"),
+    (["--img-size", "4", "--model", "model_s"], r"img_size for model model_s must be at least 8. Received: img_size=4"),
+    (["--optimizer", "adamm"], r"optimizer must be one of \{adam, adamw, sgd\}. Did you mean: adam, adamw\? "
+                                r"Received: optimizer='adamm'"),
+    (["--color", "cmyk"], r"color must be one of \{auto, grayscale, rgb\}. Received: color='cmyk'"),
     (["--model-args", "depth=3"], r"model_args key for simple_cnn must be one of \{dropout, width\}"),
-    (["--monitor", "val_f1"], r"monitor: must be one of \['val_acc', 'val_loss'\]. Received: monitor='val_f1'"),
+    (["--monitor", "val_f1"], r"monitor must be one of \{val_acc, val_loss\}. Did you mean: val_acc\? "
+                              r"Received: monitor='val_f1'"),
     (["--cache-budget", "lots"], r"cache_budget must be a size such as 512MB"),
     (["--time-limit", "soon"], r"time_limit must be a duration such as 90s"),
 ])
@@ -51,3 +53,35 @@ def test_evaluate_and_predict_on_a_non_run(tmp_path):
     for cmd in (["evaluate", str(tmp_path)], ["predict", str(tmp_path), str(tmp_path)]):
         proc = _cli(cmd)
         assert proc.returncode == 2 and "model.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_misspelt_setting_in_a_config_file_gets_a_suggestion(image_folder, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("lrr: 0.01\noptimizer: adamm\n")
+    proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), "--config", str(config)])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert re.search(r"setting must be one of \{accelerator, .*\}. Did you mean: lr\? Received: setting='lrr', "
+                     r"lrr=0.01", text), proc.stderr
+    assert "optimizer must be one of {adam, adamw, sgd}. Did you mean: adam, adamw?" in text
+
+
+def test_every_bad_setting_is_one_line_in_the_helpers_shape():
+    from imgclf.config import ConfigError, TrainConfig, make_config
+
+    with pytest.raises(ConfigError) as caught:
+        make_config(data="x", lr=0, optimizer="sgdd", l2={"cnv": 1e-4}, schedule="budget", bogus=1)
+    assert caught.value.lines == [
+        "optimizer must be one of {adam, adamw, sgd}. Did you mean: sgd? Received: optimizer='sgdd'",
+        "lr must be greater than 0. Received: lr=0",
+        "l2 key must be one of {conv, dense}. Did you mean: conv? Received: l2 key='cnv'",
+        "setting must be one of {" + ", ".join(sorted(TrainConfig.model_fields)) + "}. Received: setting='bogus', bogus=1",
+    ]
+    with pytest.raises(ConfigError, match=r"^time_limit must be set when schedule=budget: .* "
+                                          r"Received: time_limit=None, schedule='budget'$"):
+        make_config(data="x", schedule="budget")
+    with pytest.raises(ConfigError, match=r"^data must be given. Received: no data setting$"):
+        make_config()
+    with pytest.raises(ConfigError, match=r"^model_args must be key=value pairs such as width=64. "
+                                          r"Received: model_args='w' \(item 'w' is not key=value\)$"):
+        make_config(data="x", model_args="w")

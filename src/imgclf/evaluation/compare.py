@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImgclfError
+from ..errors import bad_path, invalid
 from ..io import atomic_write_text
 from ..records import HistoryRow, RunDir
 from ..stats import MeanStd, mean_std
@@ -81,8 +81,8 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     run = RunDir(run_dir)
     missing = [name for name in ("model.json", "config.yaml") if not run.has(name)]
     if missing:
-        raise ImgclfError(f"runs must be run directories with config.yaml and model.json. Received: "
-                          f"{str(run_dir)!r} without {missing[0]}" + ("" if run_dir.exists() else " (no such folder)"))
+        raise bad_path("runs", run_dir, "run directories with config.yaml and model.json",
+                       f"no {missing[0]}" if run_dir.exists() else "no such folder")
     card, config = run.read_card(), run.read_config()
     metrics = run.read_metrics() if run.has("metrics.json") else None
     dataset = run.read_dataset() if run.has("dataset.json") else None
@@ -113,11 +113,12 @@ def _experiment(config: dict[str, Any]) -> str:
 def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     """Summarise each run, group runs that differ only in seed, label each group by what sets it apart."""
     if len(run_dirs) < 2:
-        raise ImgclfError(f"runs must name at least two run directories. Received: runs={[str(r) for r in run_dirs]}")
+        raise invalid("runs", [str(r) for r in run_dirs], "at least two run directories")
     resolved = [str(Path(r).resolve()) for r in run_dirs]
     twice = sorted({str(r) for r, p in zip(run_dirs, resolved) if resolved.count(p) > 1})
     if twice:
-        raise ImgclfError(f"runs must be distinct run directories. Received: {twice} given more than once")
+        raise invalid("runs", [str(r) for r in run_dirs], "distinct run directories",
+                      note=f"{', '.join(twice)} given more than once")
     summaries = [summarize_run(r) for r in run_dirs]
     by_key: dict[str, list[RunSummary]] = {}
     for s in summaries:

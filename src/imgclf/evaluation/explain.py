@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data.tensors import channel_stats, to_unit_nchw
-from ..errors import ImgclfError
+from ..errors import invalid
 from ..topk import top_indices
 
 
@@ -38,10 +38,8 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.
         for h in handles:
             h.remove()
     if not executed:
-        raise ImgclfError(
-            f"Grad-CAM needs a convolutional layer in forward_features. Received: model {type(model).__name__} "
-            "without any nn.Conv2d"
-        )
+        raise invalid("model", type(model).__name__, "a network with an nn.Conv2d in forward_features: Grad-CAM "
+                      "needs a convolutional layer", note="no nn.Conv2d runs there")
     spatial = [m for m, shape in executed if int(np.prod(shape)) > 1]
     layer = (spatial or [m for m, _ in executed])[-1]
     return names[layer], layer

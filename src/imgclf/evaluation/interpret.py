@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImgclfError
+from ..errors import Described, invalid
 from ..records import ClassScores, HistoryRow, MetricsRecord, RunDir, SkippedFile
 from ..topk import top_indices
 from .metrics import compute_metrics
@@ -52,10 +52,8 @@ class Interpretation:
                 skipped.append(SkippedFile(path=row.path, reason=row.error))
                 continue
             if row.true not in index:
-                raise ImgclfError(
-                    f"predictions.csv true labels must be among the model's classes {classes}. "
-                    f"Received: true={row.true!r} in {path}"
-                )
+                raise invalid("predictions", path, f"a file whose true labels are among the model's classes "
+                                                   f"{classes}", note=f"true label {row.true!r}")
             paths.append(row.path)
             labels.append(index[row.true])
             probs.append(row.probs)
@@ -83,7 +81,8 @@ class Interpretation:
     def metrics(self) -> MetricsRecord:
         """The same metrics as metrics.json (compute_metrics), recomputed from the stored predictions."""
         if not len(self.y_true):
-            raise ImgclfError("predictions.csv must hold at least one prediction. Received: only skipped files")
+            raise invalid("predictions", Described(f"only skipped files ({len(self.skipped)})"),
+                          "a file with at least one prediction")
         return compute_metrics(self.y_true, self.probs, self.classes)
 
     @property
@@ -168,7 +167,8 @@ def overfitting_onset(train_loss: Sequence[float], val_loss: Sequence[float], pa
     train = np.asarray(train_loss, dtype=np.float64)
     val = np.asarray(val_loss, dtype=np.float64)
     if train.shape != val.shape:
-        raise ImgclfError(f"train_loss and val_loss must have the same length. Received: {len(train)} and {len(val)}")
+        raise invalid("train_loss and val_loss", Described(f"{len(train)} train_loss and {len(val)} val_loss values"),
+                      "the same length: one value per epoch each")
     finite = np.isfinite(train) & np.isfinite(val)
     if finite.sum() < patience + 1:
         return None

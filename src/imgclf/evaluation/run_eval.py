@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.cache import decode_all
 from ..data.folder import scan_folder
-from ..errors import ImgclfError, invalid
+from ..errors import invalid
 from ..inference import Classifier
 from ..records import MetricsRecord, PredictionRow, RunDir, SkippedFile, TTAScores
 from .metrics import compute_metrics
@@ -32,9 +32,8 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str]) -> tuple[lis
     scan = scan_folder(data)
     unknown = sorted(set(scan.classes) - set(classes))
     if unknown:
-        raise ImgclfError(
-            f"data classes must be among the model's classes {classes}. Received: data={str(data)!r} with {unknown}"
-        )
+        raise invalid("data", data, f"a folder whose classes are among the model's classes {classes}",
+                      note=f"class folder(s) {unknown} the model does not know")
     if scan.layout == "splits":
         split = "test" if "test" in scan.files else "val" if "val" in scan.files else "train"
         items = scan.files[split]
@@ -90,7 +89,11 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         tta_probs = (np.concatenate(with_tta) if with_tta else empty) if tta else None
     y_true = np.asarray(labels, dtype=np.int64)[ok]
     if len(y_true) == 0:
-        raise ImgclfError(f"evaluation needs at least one readable image. Received: {len(files)} file(s), all skipped")
+        unreadable = f"{len(files)} file(s), none readable"
+        if data is not None:
+            raise invalid("data", data, "a folder with at least one readable image", note=unreadable)
+        raise invalid("run", run_dir, f"a run whose {split_name} split holds at least one readable image",
+                      note=unreadable)
     metrics = compute_metrics(y_true, probs, card.classes, split_name)
     metrics.skipped = [SkippedFile.model_validate(s) for s in skipped]
     if tta_probs is not None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImgclfError, invalid
+from ..errors import invalid
 from ..io import read_json, write_json
 from ..records import RunDir
 from ..stats import mean_std
@@ -68,10 +68,9 @@ def configuration_settings(name: str, model: str) -> tuple[dict[str, Any], dict[
         if t not in TOKENS:
             raise invalid("configs", t, TOKENS)
     if len(set(tokens)) != len(tokens) or ("none" in tokens and len(tokens) > 1):
-        raise ImgclfError(f"configs entries must be 'none' or distinct '+'-joined tokens such as reg+bn. "
-                          f"Received: configs entry {name!r}")
+        raise invalid("configs entry", name, "'none' or distinct '+'-joined tokens such as reg+bn")
     if {"oversample", "undersample"} <= set(tokens):
-        raise ImgclfError(f"configs entries can use one sampler only. Received: configs entry {name!r}")
+        raise invalid("configs entry", name, "a configuration with one sampler: oversample or undersample, not both")
     train, wanted = dict(_BASE_TRAIN), {}
     for t in tokens:
         train.update(TOKENS[t][0])
@@ -79,9 +78,9 @@ def configuration_settings(name: str, model: str) -> tuple[dict[str, Any], dict[
     args = get_model_info(model).arg_names
     missing = sorted(k for k in wanted if k not in args)
     if missing:
-        raise ImgclfError(f"configs entry {name!r} needs a model with the argument(s) {missing}. "
-                          f"Received: model={model!r}, "
-                          f"whose arguments are {args or 'none'}; use caltech_cnn (S4's CNN) or drop the entry")
+        raise invalid("model", model, f"a model with the argument(s) {missing}, which configs entry {name!r} "
+                                      "switches", note=f"its arguments are {args or 'none'}",
+                      hint="Use caltech_cnn (S4's CNN) or drop the entry")
     model_args = {k: v for k, v in {**_BASE_MODEL, **wanted}.items() if k in args}
     return train, model_args
 
@@ -89,12 +88,15 @@ def configuration_settings(name: str, model: str) -> tuple[dict[str, Any], dict[
 def _parse_rhos(rhos: Sequence[float]) -> list[float]:
     out = []
     for r in rhos:
-        value = float(r)
+        try:
+            value = float(r)
+        except (TypeError, ValueError):
+            raise invalid("rhos", list(rhos), "ratios >= 1 such as 1,3,7,15", note=f"{r!r} is not a number") from None
         if not math.isfinite(value) or value < 1:
-            raise ImgclfError(f"rhos must be ratios >= 1 such as 1,3,7,15. Received: rhos={list(rhos)}")
+            raise invalid("rhos", list(rhos), "ratios >= 1 such as 1,3,7,15")
         out.append(value)
     if not out or len(set(out)) != len(out):
-        raise ImgclfError(f"rhos must list distinct ratios such as 1,3,7,15. Received: rhos={list(rhos)}")
+        raise invalid("rhos", list(rhos), "distinct ratios such as 1,3,7,15")
     return out
 
 
@@ -109,15 +111,13 @@ def cell_name(rho: float, config: str, seed: int) -> str:
 def _check_overrides(overrides: dict[str, Any]) -> None:
     clash = sorted(k for k in overrides if k in CONTROLLED)
     if clash:
-        raise ImgclfError(
-            f"study overrides must leave the study's own settings alone. Received: {clash}; the study sets "
-            f"{', '.join(CONTROLLED)} itself (choose them with --configs, --model, --seeds, --out)"
-        )
+        raise invalid("overrides", {k: overrides[k] for k in clash}, "free of the study's own settings: the study "
+                      f"sets {', '.join(CONTROLLED)} itself",
+                      hint="Choose them with --configs, --model, --seeds, --out")
     extra_args = (overrides.get("model_args") or {})
     clash = sorted(k for k in extra_args if k in STUDY_MODEL_ARGS)
     if clash:
-        raise ImgclfError(f"model_args must not set {clash} in a study: the configurations decide them. "
-                          f"Received: model_args={extra_args}")
+        raise invalid("model_args", extra_args, f"free of {clash} in a study: the configurations decide them")
 
 
 def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
@@ -143,12 +143,14 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     _check_overrides(overrides)
     rhos = _parse_rhos(rhos)
     if not configs:
-        raise ImgclfError("configs must name at least one configuration such as none,reg,reg+bn. "
-                          f"Received: configs={list(configs)}")
+        raise invalid("configs", list(configs), "at least one configuration such as none,reg,reg+bn")
     settings = {c: configuration_settings(c, model) for c in configs}
-    seeds = [int(s) for s in seeds]
+    try:
+        seeds = [int(s) for s in seeds]
+    except (TypeError, ValueError):
+        raise invalid("seeds", list(seeds), "distinct integers >= 0 such as 0,1,2") from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise ImgclfError(f"seeds must be distinct integers >= 0 such as 0,1,2. Received: seeds={list(seeds)}")
+        raise invalid("seeds", list(seeds), "distinct integers >= 0 such as 0,1,2")
     make_config(data=str(data), model=model, **overrides)  # fail on a bad override before any work
     for rho in rhos:  # fail on too-small classes before any training
         plan = plan_subset(data, per_class, rho, mu, subset_seed, minority)
@@ -160,10 +162,9 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if previous is not None and previous.get("request") != request:
         before = previous.get("request") or {}
         changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request if before.get(k) != request[k]}
-        raise ImgclfError(
-            f"out holds a study with other settings. Received: out={str(out)!r} with changes {changed}; use a new "
-            "--out (a study can only be extended with more rhos, configs or seeds)"
-        )
+        raise invalid("out", out, "a new folder, or one holding a study with the same settings",
+                      note=f"holds a study with other settings: {changed}",
+                      hint="Use a new --out (a study can only be extended with more rhos, configs or seeds)")
     cells = {(float(c["rho"]), c["config"], int(c["seed"])) for c in (previous or {}).get("cells", [])}
     new = [(rho, c, s) for s in seeds for rho in rhos for c in configs]
     cells |= set(new)

@@ -204,6 +204,11 @@ def _print_run_summary(run: Any) -> None:
             console.print(f"  {_shown(s.path)}: {_shown(s.reason)}", soft_wrap=True)
         if len(skipped) > 10:
             console.print(f"  ... and {len(skipped) - 10} more")
+    if run.figure_failures:
+        console.print(f"[yellow]{len(run.figure_failures)} figure(s) could not be drawn[/yellow] (the report says "
+                      "so in their place):")
+        for failure in run.figure_failures:
+            console.print(f"  {_shown(failure)}", soft_wrap=True)
     report = run.path / "report.html"
     if report.exists():
         console.print(f"report: {report}")
@@ -522,7 +527,10 @@ def report(run: Path = typer.Argument(..., help="Run directory."),
     """Redraw a run's figures (plots/*.png) and write its self-contained report.html."""
     from .evaluation.report import write_report
 
-    path = write_report(run, explain=explain)
+    failures: list[str] = []
+    path = write_report(run, explain=explain, failures=failures)
+    for failure in failures:
+        typer.echo(f"figure could not be drawn: {terminal_safe(failure)}", err=True)
     typer.echo(f"report: {path}")
 
 

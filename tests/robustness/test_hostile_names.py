@@ -92,3 +92,20 @@ def _number(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def test_a_failed_figure_is_listed_in_the_train_summary_and_the_report(tmp_path, image_folder, monkeypatch):
+    from imgclf.evaluation import plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no ink")
+
+    monkeypatch.setattr(plots, "plot_confusion_matrix", broken)
+    result = CliRunner().invoke(app, ["train", str(image_folder), "--img-size", "16", "--epochs", "1",
+                                      "--model-args", "width=4", "--no-progress", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    summary = " ".join(result.stdout.split())
+    assert "figure(s) could not be drawn" in summary and "confusion" in summary and "no ink" in summary
+    assert "Could not draw this figure: no ink" in (tmp_path / "r" / "report.html").read_text()
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "r"), "--no-explain"])
+    assert result.exit_code == 0 and "figure could not be drawn: confusion" in result.stderr

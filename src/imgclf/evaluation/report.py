@@ -84,7 +84,8 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
             raise
         except Exception as exc:  # one broken figure must not cost the user the whole report
             warnings.warn(f"figure {key} failed: {type(exc).__name__}: {exc}", stacklevel=2)
-            figures[key] = {"path": None, "title": title, "caption": f"Could not draw this figure: {exc}"}
+            figures[key] = {"path": None, "title": title, "caption": f"Could not draw this figure: {exc}",
+                            "failed": f"{type(exc).__name__}: {exc}"}
             return
         figures[key] = {"path": path, "title": title, "caption": caption}
 
@@ -156,7 +157,8 @@ def _gradcam_figure(run_dir: Path) -> dict[str, dict[str, Any]]:
         return {"gradcam": {"path": None, "title": title, "caption": str(exc)}}
     except Exception as exc:  # an exotic architecture must not cost the user the report
         warnings.warn(f"Grad-CAM failed: {type(exc).__name__}: {exc}", stacklevel=2)
-        return {"gradcam": {"path": None, "title": title, "caption": f"Grad-CAM failed: {type(exc).__name__}: {exc}"}}
+        return {"gradcam": {"path": None, "title": title, "caption": f"Grad-CAM failed: {type(exc).__name__}: {exc}",
+                            "failed": f"{type(exc).__name__}: {exc}"}}
     if result is None:
         return {}
     caption = (f"Where the model looked for the class it predicted, on {result['wrong']} wrong (highest loss first) "
@@ -296,9 +298,11 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     }
 
 
-def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool = True) -> Path:
+def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool = True,
+                 failures: list[str] | None = None) -> Path:
     """Redraw plots/*.png (`redraw=False`: reuse the figures already there) and write runs/<name>/report.html
-    (atomically); returns the report's path."""
+    (atomically); returns the report's path. Figures that could not be drawn are shown as such on the page and,
+    when `failures` is a list, appended to it as "name: reason" (the train summary prints them)."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     if not run.has("model.json"):
@@ -309,6 +313,8 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     metrics = run.read_metrics() if run.has("metrics.json") else None
     interp = Interpretation.from_run(run_dir)
     made = write_figures(run_dir, interp, explain=explain) if redraw else _existing_figures(run_dir)
+    if failures is not None:
+        failures.extend(f"{key}: {f['failed']}" for key, f in made.items() if f.get("failed"))
     figs = {key: {**f, **embed_png(f["path"])} for key, f in made.items()}
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it

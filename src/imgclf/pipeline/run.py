@@ -35,6 +35,7 @@ class Run:
     train_seconds: float
     stopped_reason: str
     skipped: list[SkippedFile] = field(default_factory=list)
+    figure_failures: list[str] = field(default_factory=list)  # "figure: reason" for figures the report lacks
 
     def __repr__(self) -> str:
         if self.metrics is None:
@@ -164,9 +165,10 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
                            budget_bytes=cfg.cache_budget_bytes)
     card.metrics = headline(metrics, result.history, result.best_epoch)
     run.write_card(card)
+    figure_failures: list[str] = []
     if report:
         from ..evaluation.report import write_report
 
-        write_report(run_dir)
+        write_report(run_dir, failures=figure_failures)
     return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
-               result.stopped_reason, skipped)
+               result.stopped_reason, skipped, figure_failures)

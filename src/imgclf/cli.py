@@ -86,8 +86,9 @@ def _usage_message(exc: UsageError) -> str:
         else:
             allowed = _KINDS.get(first["type"]) or first["msg"].removeprefix("Input should be ").split(", unable")[0]
         return invalid_message(flag, first["input"], allowed)
-    text = " ".join(exc.format_message().split()).rstrip(".")
-    return f"{text}. See: {exc.ctx.command_path} --help" if exc.ctx is not None else f"{text}."
+    text = " ".join(exc.format_message().split())
+    text = text if text.endswith((".", "?", "!")) else text + "."
+    return f"{text} See: {exc.ctx.command_path} --help" if exc.ctx is not None else text
 
 
 app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -11,87 +11,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from pydantic import ValidationError
-from typer.core import TyperGroup
-from typer.exceptions import TyperException
 
-from .errors import ImgclfError, bad_path, invalid, invalid_message
+from .cli_errors import CommandGroup
+from .errors import bad_path, invalid
 from .io import terminal_safe, writable_file, writable_folder
 
-try:  # Typer >= 0.2x carries its own copy of click
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
-except ImportError:  # older Typer runs on click itself
-    import click.exceptions as _click_exceptions
-
-    UsageError = _click_exceptions.UsageError
-    NoArgsIsHelpError = getattr(_click_exceptions, "NoArgsIsHelpError", ())  # click < 8.2 has none
-
-
-class _Commands(TyperGroup):
-    """Every command runs through here: the one place a user's error (ImgclfError) becomes one line and exit
-    status 2, and an error of ours one line plus the path of a log holding its traceback (exit status 1)."""
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        try:  # `imgclf --bogus`: the top level's own options, parsed before invoke
-            return super().parse_args(ctx, args)
-        except UsageError as exc:
-            if isinstance(exc, NoArgsIsHelpError):
-                raise
-            _usage_error(exc)
-
-    def invoke(self, ctx: typer.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ImgclfError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
-        except UsageError as exc:  # a bad flag or value, found while parsing: one line too, not Typer's box
-            if isinstance(exc, NoArgsIsHelpError):
-                raise
-            _usage_error(exc)
-        except (typer.Exit, typer.Abort, TyperException):
-            raise
-        except Exception as exc:
-            log = _log_internal_error(exc)
-            first = next((line for line in str(exc).splitlines() if line.strip()), "")[:300]
-            where = f"traceback in {log}" if log else "its traceback could not be saved"
-            typer.secho(f"internal error: {type(exc).__name__}: {terminal_safe(first)} ({where}; please report it)",
-                        fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
-
-
-def _usage_error(exc: UsageError) -> typing.NoReturn:
-    typer.secho(f"error: {_usage_message(exc)}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(exc.exit_code) from None
-
-
-_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
-           "less_than": ("<", "lt")}
-_KINDS = {"int_parsing": "an integer", "int_from_float": "an integer", "float_parsing": "a number",
-          "bool_parsing": "true or false"}
-
-
-def _usage_message(exc: UsageError) -> str:
-    """A parsing error as one house-style line: the flag, what it must be, and the text the user gave.
-
-    Typer checks option types and bounds with pydantic; the ValidationError it raises from holds the input."""
-    cause = exc.__cause__
-    param = getattr(exc, "param", None)
-    if param is not None and isinstance(cause, ValidationError) and cause.errors():
-        first = cause.errors()[0]
-        flag = max(getattr(param, "opts", None) or [param.name or "value"], key=len)
-        if first["type"] in _BOUNDS:
-            sign, key = _BOUNDS[first["type"]]
-            allowed = f"{sign} {first['ctx'][key]}"
-        else:
-            allowed = _KINDS.get(first["type"]) or first["msg"].removeprefix("Input should be ").split(", unable")[0]
-        return invalid_message(flag, first["input"], allowed)
-    text = " ".join(exc.format_message().split())
-    text = text if text.endswith((".", "?", "!")) else text + "."
-    return f"{text} See: {exc.ctx.command_path} --help" if exc.ctx is not None else text
-
-
-app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=CommandGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate, explain and serve image classifiers from a folder of labelled images.")
 data_app = typer.Typer(no_args_is_help=True, help="Built-in data sets.")
 app.add_typer(data_app, name="data")
@@ -578,26 +503,6 @@ def recipes(name: Optional[str] = typer.Argument(None, help="Show one recipe's f
         table.add_row(recipe_name, description)
     _console().print(table)
     typer.echo("use: imgclf train DATA --recipe NAME [overrides]")
-
-
-def _log_internal_error(exc: BaseException) -> Path | None:
-    """The traceback of an error that is ours, not the user's, kept in a log file whose path is printed: under
-    $IMGCLF_CACHE/logs, else the temp folder; None when neither can be written (the one line still comes)."""
-    import tempfile
-    import time
-    import traceback
-
-    text = "imgclf " + " ".join(sys.argv[1:]) + "\n\n" + "".join(traceback.format_exception(exc))
-    name = f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    cache = Path(os.environ.get("IMGCLF_CACHE") or Path.home() / ".cache" / "imgclf")
-    for folder in (cache / "logs", Path(tempfile.gettempdir())):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_text(text, encoding="utf-8")
-            return folder / name
-        except OSError:
-            continue
-    return None
 
 
 def main() -> None:

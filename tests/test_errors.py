@@ -71,29 +71,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "imgclf"
 
 # Files (globs relative to src/imgclf) whose user errors must all be built by `imgclf.errors`. To bring more of
 # the package under the check, add its files here once their messages go through the helper.
-CHECKED = (
-    "data/**/*.py",
-    "models/**/*.py",
-    "serve/**/*.py",
-    "recipes/__init__.py",
-    "hardware.py",
-    "predict_format.py",
-    "export.py",
-    "inference.py",
-    "cli.py",
-    "pipeline/**/*.py",
-    "train/**/*.py",
-    "records.py",
-    "io.py",
-    "evaluation/**/*.py",
-    "study/**/*.py",
-    "config.py",
-    "topk.py",
-    "inspect.py",
-    "stats.py",
-    "pages.py",
-    "plotting.py",
-)
+CHECKED = ("**/*.py",)  # every module but errors.py itself: a new module is covered without anyone listing it
 HELPER = SRC / "errors.py"
 
 

@@ -148,6 +148,9 @@ class TrainConfig(BaseModel):
     devices: str = Field("1", description="Number of devices, or 'auto'.")
     strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ddp_spawn, ...")
     num_nodes: int = Field(1, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1, le=10_000_000, description="Also save checkpoints/last.ckpt "
+                                         "every N training steps inside an epoch (long epochs); --resume then "
+                                         "continues from that step. Epoch ends are always saved.")
     time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it.")
     progress: bool = True
     recipe: str | None = Field(None, description="Recipe this config came from (informational).")

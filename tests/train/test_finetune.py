@@ -86,7 +86,7 @@ def test_optimizer_holds_every_parameter_and_frozen_ones_do_not_move():
 @pytest.fixture(autouse=True)
 def _no_report(monkeypatch):
     # The HTML report (plots, Grad-CAM) takes longer than these tiny fits; it is tested with the report.
-    monkeypatch.setattr("imgclf.evaluation.report.write_report", lambda run_dir: None)
+    monkeypatch.setattr("imgclf.evaluation.report.write_report", lambda run_dir, **kwargs: None)
 
 
 def _fit(folder, out, **extra):

@@ -105,3 +105,35 @@ def test_an_interrupt_before_the_first_epoch_ends_says_nothing_was_saved(data, t
             imgclf.fit({**BASE, "data": str(data)}, out=str(tmp_path / "cut"), report=False)
     assert "saved in checkpoints" not in str(info.value)
     assert not (tmp_path / "cut" / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.parametrize("kind", ["dropout_and_augment", "onecycle_sampler", "early_stopping_plateau"])
+def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, monkeypatch):
+    """--checkpoint-every N: a run cut in the middle of an epoch resumes at the step after the last save."""
+    from imgclf.train.module import ImageClassifierModule
+
+    settings = {**BASE, **KINDS[kind], "data": str(data), "batch_size": 4, "checkpoint_every": 3}
+    full = imgclf.fit(settings, out=str(tmp_path / "full"), report=False)
+    steps_full, per_epoch = len(steps), len(steps) // full.epochs_run
+    stop_at = per_epoch + per_epoch - 2  # cut two steps before epoch 2 ends
+    saved = stop_at - stop_at % 3  # the last step-count save before it (every 3rd optimizer step)
+    assert per_epoch < saved < 2 * per_epoch, (per_epoch, saved)  # inside epoch 2, so the test means something
+    original = ImageClassifierModule.training_step
+
+    def interrupt(self, batch, batch_idx):
+        if self.trainer.global_step == stop_at:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    steps.clear()
+    with monkeypatch.context() as m:
+        m.setattr(ImageClassifierModule, "training_step", interrupt)
+        with pytest.raises(TrainingInterrupted, match=f"epoch 1 and {saved - per_epoch} steps of epoch 2 are saved"):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    steps.clear()
+    imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    assert len(steps) == steps_full - saved, "a resumed run retrained saved steps"
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _history(tmp_path / "cut") == _history(tmp_path / "full")  # the cut epoch's mean loss included

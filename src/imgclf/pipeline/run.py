@@ -83,7 +83,8 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     lines = [
         f"data   {terminal_safe(cfg.data)}: {len(data.classes)} classes, {sizes}{skipped}",
         f"model  {cfg.model}, {params:,} parameters, {data.img_size}x{data.img_size} {data.color}, "
-        f"batch {cfg.batch_size}, {cfg.epochs} epochs" + (f", time limit {cfg.time_limit}" if cfg.time_limit else ""),
+        f"batch {cfg.batch_size}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+        + (f", time limit {cfg.time_limit}" if cfg.time_limit else ""),
         f"device {device} ({torch.get_num_threads()} threads), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),

@@ -105,8 +105,10 @@ class LastCheckpoint(L.Callback):
     so the file describes exactly "k epochs completed" and a resume starts epoch k + 1 as an ordinary epoch.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, every_n_steps: int | None = None):
         self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self.saved_steps = 0  # training steps of the epoch after `saved_epochs` that the file also holds
         self.saved_epochs = 0  # completed epochs the file on disk holds (0: no checkpoint written yet)
         self.seconds_before = 0.0  # training time of earlier processes of this run (restored on resume)
         self._started = time.perf_counter()
@@ -138,7 +140,21 @@ class LastCheckpoint(L.Callback):
                 trainer.save_checkpoint(self.path, weights_only=False)
             finally:
                 self._at_epoch_start = False
-            self.saved_epochs = trainer.current_epoch
+            self.saved_epochs, self.saved_steps = trainer.current_epoch, 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """With every_n_steps, also inside long epochs: the loop's progress and the loaders' `batches_done`
+        (what a resume skips) are saved with the rest. The last batch of an epoch is left to the epoch's save."""
+        step = trainer.global_step
+        if not self.every_n_steps or step == 0 or step % self.every_n_steps or trainer.is_last_batch:
+            return
+        loaders = trainer.train_dataloader
+        for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
+            if hasattr(loader, "batches_done"):
+                loader.batches_done = batch_idx + 1
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self.saved_epochs, self.saved_steps = trainer.current_epoch, batch_idx + 1
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._ended_at = self.train_seconds()
@@ -220,22 +236,37 @@ class HistoryWriter(L.Callback):
         self._seen = 0
         self._train_seconds = 0.0
 
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._seen += len(batch[1])  # counted at the start, so a checkpoint written at this batch's end counts it
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self._seen += len(batch[1])
         self._train_seconds = time.perf_counter() - self._start
+
+    def state_dict(self) -> dict[str, Any]:
+        # what a resume inside an epoch needs to finish that epoch's row as an uninterrupted run would
+        return {"lr": self._lr, "seen": self._seen, "elapsed": time.perf_counter() - self._start,
+                "train_seconds": self._train_seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._lr, self._seen = float(state.get("lr", 0.0)), int(state.get("seen", 0))
+        self._start = time.perf_counter() - float(state.get("elapsed", 0.0))
+        self._train_seconds = float(state.get("train_seconds", 0.0))
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._train_seconds = time.perf_counter() - self._start  # images/s counts training, not validation
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # every rank takes part in the reduction of the epoch's sums; only rank 0 writes
+        means = pl_module.train_epoch_means() if hasattr(pl_module, "train_epoch_means") else {}
         if not trainer.is_global_zero:
             return
         seconds = time.perf_counter() - self._start
         m = trainer.callback_metrics
 
         def get(name: str) -> float | None:
-            v = m.get(name)
+            v = means.get(name, m.get(name))
             return None if v is None else float(v)
 
         row = HistoryRow(

@@ -157,7 +157,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
     best = BestWeights(run_dir / "checkpoints" / "best.safetensors", cfg.monitor, mode, cfg.restore_best)
     history = HistoryWriter(run_dir, frozen_until=cfg.epochs if cfg.features_only else cfg.freeze_epochs)
     # LastCheckpoint first: its epoch-start save must see the state before any other epoch-start hook moves it
-    callbacks: list[Any] = [LastCheckpoint(run_dir / "checkpoints" / "last.ckpt"), best, history]
+    callbacks: list[Any] = [LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint_every), best, history]
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping,
                                        min_delta=cfg.min_delta, check_finite=True))
@@ -185,13 +185,17 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
             return str(exc)
         except (KeyboardInterrupt, SystemExit) as exc:
             raise TrainingInterrupted(interrupt_message(type(exc).__name__, trainer.current_epoch,
-                                                        last.saved_epochs, run_dir)) from None
+                                                        last.saved_epochs, run_dir, last.saved_steps)) from None
     return "completed"
 
 
-def interrupt_message(signal_name: str, completed: int, saved_epochs: int, run_dir: Path) -> str:
+def interrupt_message(signal_name: str, completed: int, saved_epochs: int, run_dir: Path, saved_steps: int = 0) -> str:
     """What an interrupted run has kept, said only as far as it is true."""
     done = f"after {completed} completed epoch{'s' if completed != 1 else ''}"
+    if saved_steps:
+        kept = f"epochs 1-{saved_epochs} and " if saved_epochs > 1 else "epoch 1 and " if saved_epochs else ""
+        return (f"training interrupted ({signal_name}) {done}; {kept}{saved_steps} steps of epoch {saved_epochs + 1} "
+                f"are saved in checkpoints/last.ckpt. Continue with: imgclf train --resume {run_dir}")
     if saved_epochs == 0:
         return (f"training interrupted ({signal_name}) {done}, before any epoch was saved; "
                 f"imgclf train --resume {run_dir} starts it again from epoch 1")

@@ -31,6 +31,7 @@ class BatchIndexSampler(Sampler[np.ndarray]):
         self.drop_last = drop_last
         self.epoch_items = epoch_items or num_items
         self.epoch = 0
+        self.skip = 0  # batches of the coming epoch already trained before a mid-epoch resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -55,7 +56,8 @@ class BatchIndexSampler(Sampler[np.ndarray]):
         total = self._num_batches_total()
         # Every rank yields the same number of batches (DDP needs equal step counts); the last ranks
         # wrap around to the first batches when the count does not divide evenly.
-        for k in range(len(self)):
+        start, self.skip = self.skip, 0
+        for k in range(start, len(self)):
             b = (self.rank + k * self.world_size) % total
             batch = order[b * self.batch_size : (b + 1) * self.batch_size]
             if len(batch):
@@ -121,9 +123,23 @@ class StreamedImages(Dataset):
         return torch.from_numpy(np.stack(images)), torch.as_tensor(np.array(labels), dtype=torch.long)
 
 
+class ResumableLoader(DataLoader):
+    """A loader Lightning can resume inside an epoch (its `_Stateful` interface): the state is how many batches of
+    the epoch were trained, set by the checkpoint that is being written; loading it makes the sampler skip them.
+    The batch order itself is a function of (seed, epoch), so nothing else needs saving."""
+
+    batches_done = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "batches_done": int(self.batches_done)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.skip = int(state.get("batches_done", 0))
+
+
 def make_loader(dataset: Dataset, sampler: BatchIndexSampler, workers: int = 0) -> DataLoader:
     # batch_size=None: the sampler already yields whole batches, so no per-item collate.
     on_device = getattr(dataset, "device", None) is not None
-    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=0 if on_device else workers,
+    return ResumableLoader(dataset, sampler=sampler, batch_size=None, num_workers=0 if on_device else workers,
                       persistent_workers=workers > 0 and not on_device,
                       pin_memory=torch.cuda.is_available() and not on_device)

@@ -54,6 +54,9 @@ class ImageClassifierModule(L.LightningModule):
         self.augment = BatchAugment(parse_augment(self.cfg.augment))
         self.steps_per_epoch = steps_per_epoch
         self.aug_generator: torch.Generator | None = None
+        # (sum of loss x images, correct, images) of the running epoch: saved in checkpoints, so an epoch resumed
+        # in the middle reports the same mean loss and accuracy as an uninterrupted one
+        self.register_buffer("epoch_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
 
     # ----- data path ------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -73,6 +76,22 @@ class ImageClassifierModule(L.LightningModule):
             self.aug_generator = torch.Generator(device=self.device)
         self.aug_generator.manual_seed(seed)
         torch.manual_seed(seed + 1)
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_sums.zero_()  # not called when Lightning resumes inside an epoch: the restored sums go on
+
+    def train_epoch_means(self) -> dict[str, float]:
+        """Mean training loss and accuracy of the epoch so far, over every process (collective: call on all)."""
+        sums = self.trainer.strategy.reduce(self.epoch_sums.clone(), reduce_op="sum")
+        n = float(sums[2])
+        return {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n} if n else {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["imgclf_epoch_sums"] = self.epoch_sums.tolist()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "imgclf_epoch_sums" in checkpoint:
+            self.epoch_sums.copy_(torch.tensor(checkpoint["imgclf_epoch_sums"], dtype=torch.float64))
 
     # ----- loss -----------------------------------------------------------------------------------
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -97,8 +116,11 @@ class ImageClassifierModule(L.LightningModule):
         if (self.device.type == "cpu" or batch_idx % 25 == 0) and not torch.isfinite(total):
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
             raise NonFiniteLossError(self.current_epoch, batch_idx, float(total.detach()), lr)
-        acc = (logits.argmax(1) == y).float().mean()
+        correct = (logits.argmax(1) == y).sum()
+        acc = correct.float() / len(y)
         n = len(y)
+        self.epoch_sums += torch.stack([loss.detach().double() * n, correct.double(),
+                                        torch.tensor(n, dtype=torch.float64, device=self.epoch_sums.device)])
         self.log("loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         return total

@@ -15,6 +15,7 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,27 @@ STYLE: dict[str, Any] = {
 }
 
 
+# Fonts tried, in order, for glyphs DejaVu Sans lacks (class and file names in CJK, Arabic, Hebrew, ...):
+# matplotlib (>= 3.6) falls back glyph by glyph through a list of families. Only installed ones are listed, so a
+# machine without them draws boxes for those glyphs but never fails (.ci/run installs fonts-wqy-microhei).
+FALLBACK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK JP", "Noto Sans CJK SC", "Droid Sans Fallback",
+                  "Noto Sans", "Noto Sans Arabic", "Noto Sans Hebrew")
+
+
+@lru_cache(maxsize=1)
+def font_families() -> list[str]:
+    from matplotlib import font_manager
+
+    present = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(name for name in FALLBACK_FONTS if name in present)]
+
+
 @contextmanager
 def style() -> Iterator[None]:
     """Draw (and save) a figure under this: text artists read these settings when they are created."""
     import matplotlib as mpl
 
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context({**STYLE, "font.family": font_families()}):
         yield
 
 

@@ -73,3 +73,23 @@ def test_inspect_figures_and_compare_curves_draw_user_text_as_written(tmp_path, 
     plots.plot_compare_curves([{"label": f"data={NAME}", "histories": [history, history[:3]]}], tmp_path / "c.png")
     shown = texts(drawn)
     assert any(NAME in t for t in shown) and any(f"data={NAME}" in t for t in shown)
+
+
+NAMES = ("猫 キャット", "قطة\u200f", "emoji 🐈 cat", "back\\slash_^")
+
+
+def test_names_in_any_script_draw_every_figure_with_a_fallback_font(tmp_path, drawn):
+    """CJK, right-to-left marks, emoji and backslashes: every figure of a run is drawn, the names as written,
+    and with a CJK fallback font installed (.ci/run installs fonts-wqy-microhei) no CJK glyph is missing."""
+    from imgclf.plotting import font_families
+
+    run = write_run(tmp_path, classes=NAMES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figures = write_figures(run, explain=False)
+    assert not [f for f in figures.values() if f.get("failed")], figures
+    drawn_text = " ".join(texts(drawn))
+    assert all(name in drawn_text for name in NAMES[:1] + NAMES[3:])
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    if len(font_families()) > 1:  # a fallback font is installed: the CJK names have their glyphs
+        assert not [m for m in missing if "CJK" in m or "KATAKANA" in m], missing

@@ -156,3 +156,10 @@ def test_resuming_a_finished_run_keeps_its_training_time(tmp_path, image_folder)
     imgclf.fit(resume=str(tmp_path / "r"), report=False)  # nothing left to train
     after = RunDir(tmp_path / "r").read_card().training
     assert after.epochs_run == 2 and before <= after.train_seconds < before + 30  # was reset to ~0.04 s
+
+
+def test_large_seeds_train(tmp_path, image_folder):
+    """The per-step seed is mixed, not multiplied: seeds of millions overflowed torch's 64-bit seed."""
+    run = imgclf.fit(data=str(image_folder), img_size=16, epochs=1, batch_size=16, progress=False,
+                     model_args={"width": 4, "dropout": 0.2}, seed=20_240_101, out=str(tmp_path / "r"), report=False)
+    assert run.epochs_run == 1

@@ -94,12 +94,14 @@ def spreadsheet_safe(cell: Any) -> str:
     """A CSV cell that no spreadsheet runs: OWASP's rule, a leading ' before a formula character. Numbers such as
     -0.5 stay numbers."""
     text = "" if cell is None else str(cell)
-    return "'" + text if text.startswith(FORMULA_START) and not _is_number(text) else text
+    # a value that already starts with ' is guarded too, so that reading it back is never ambiguous
+    guard = (text.startswith(FORMULA_START) and not _is_number(text)) or text.startswith("'")
+    return "'" + text if guard else text
 
 
 def from_spreadsheet_safe(text: str) -> str:
     """The value `spreadsheet_safe` was given (what our readers of our own CSV files see)."""
-    return text[1:] if text.startswith("'") and text[1:2] and text[1:].startswith(FORMULA_START) else text
+    return text[1:] if text.startswith("'") and text[1:].startswith((*FORMULA_START, "'")) else text
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

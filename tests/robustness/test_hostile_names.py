@@ -36,7 +36,7 @@ def hostile_run(tmp_path_factory):
     return run.path, root / "data"
 
 
-@pytest.mark.parametrize("cell", ["=1+1", "+cmd", "-cmd", "@x", "\tx", "\rx"])
+@pytest.mark.parametrize("cell", ["=1+1", "+cmd", "-cmd", "@x", "\tx", "\rx", "'-5", "'plain"])
 def test_formula_cells_are_neutralised_and_read_back(cell):
     assert spreadsheet_safe(cell) == "'" + cell and from_spreadsheet_safe(spreadsheet_safe(cell)) == cell
     assert spreadsheet_safe("-0.25") == "-0.25" and spreadsheet_safe("plain") == "plain"  # numbers stay numbers

@@ -107,7 +107,8 @@ def test_an_interrupt_before_the_first_epoch_ends_says_nothing_was_saved(data, t
     assert not (tmp_path / "cut" / "checkpoints" / "last.ckpt").exists()
 
 
-@pytest.mark.parametrize("kind", ["dropout_and_augment", "onecycle_sampler", "early_stopping_plateau"])
+@pytest.mark.parametrize("kind", ["dropout_and_augment", "onecycle_sampler", "early_stopping_plateau",
+                                  "freeze_then_unfreeze"])
 def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, monkeypatch):
     """--checkpoint-every N: a run cut in the middle of an epoch resumes at the step after the last save."""
     from imgclf.train.module import ImageClassifierModule

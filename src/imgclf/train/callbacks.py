@@ -126,21 +126,27 @@ class LastCheckpoint(L.Callback):
         self._started, self._ended_at = time.perf_counter(), None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"saved_epochs": self.saved_epochs, "train_seconds": self.train_seconds()}
+        return {"saved_epochs": self.saved_epochs, "saved_steps": self.saved_steps,
+                "train_seconds": self.train_seconds()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.saved_epochs = int(state.get("saved_epochs", 0))
+        self.saved_steps = int(state.get("saved_steps", 0))
         self.seconds_before = float(state.get("train_seconds", 0.0))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch > self.saved_epochs:
             self._at_epoch_start = True
+            before = self.saved_epochs, self.saved_steps
+            self.saved_epochs, self.saved_steps = trainer.current_epoch, 0  # saved in the file's own state
             try:
                 # every rank calls it; the strategy writes on rank 0 only. weights_only=False: the full state
                 trainer.save_checkpoint(self.path, weights_only=False)
+            except BaseException:
+                self.saved_epochs, self.saved_steps = before
+                raise
             finally:
                 self._at_epoch_start = False
-            self.saved_epochs, self.saved_steps = trainer.current_epoch, 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -153,21 +159,34 @@ class LastCheckpoint(L.Callback):
         for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
             if hasattr(loader, "batches_done"):
                 loader.batches_done = batch_idx + 1
-        trainer.save_checkpoint(self.path, weights_only=False)
-        self.saved_epochs, self.saved_steps = trainer.current_epoch, batch_idx + 1
+        before = self.saved_epochs, self.saved_steps
+        self.saved_epochs, self.saved_steps = trainer.current_epoch, batch_idx + 1  # what the file will hold
+        try:
+            trainer.save_checkpoint(self.path, weights_only=False)
+        except BaseException:
+            self.saved_epochs, self.saved_steps = before
+            raise
+
+    def _save_boundary(self, trainer: L.Trainer, completed: int) -> None:
+        """A checkpoint at an epoch boundary; the counts are set first, since the file holds this callback's state."""
+        before = self.saved_epochs, self.saved_steps
+        self.saved_epochs, self.saved_steps = completed, 0
+        try:
+            trainer.save_checkpoint(self.path, weights_only=False)
+        except BaseException:
+            self.saved_epochs, self.saved_steps = before
+            raise
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._ended_at = self.train_seconds()
-        trainer.save_checkpoint(self.path, weights_only=False)
-        self.saved_epochs = trainer.current_epoch
+        self._save_boundary(trainer, trainer.current_epoch)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # SIGTERM is raised by Lightning right after an epoch completes, before the next one starts: that epoch
         # is saved here. Anywhere else (mid-epoch, during validation) the state is not an epoch boundary.
         progress = trainer.fit_loop.epoch_progress.current
         if progress.ready == progress.completed > self.saved_epochs:
-            trainer.save_checkpoint(self.path, weights_only=False)
-            self.saved_epochs = progress.completed
+            self._save_boundary(trainer, progress.completed)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if not self._at_epoch_start:

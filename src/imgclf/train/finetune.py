@@ -94,6 +94,10 @@ class FreezeSchedule(L.Callback):
         apply_phase(self.backbone, self.frozen(trainer.current_epoch), self.unfreeze, self.freeze_bn,
                     pl_module.training)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a resume inside an epoch skips that epoch's start hook: set its phase here too
+        self.on_train_epoch_start(trainer, pl_module)
+
 
 # Transfer settings are "given" when they differ from TrainConfig's defaults (the one place defaults live).
 _TRANSFER_SETTINGS = ("head", "weights", "freeze_epochs", "unfreeze", "backbone_lr_mult", "freeze_bn", "features_only")

@@ -134,6 +134,9 @@ class ResumableLoader(DataLoader):
         return {"epoch": int(self.sampler.epoch), "batches_done": int(self.batches_done)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        # the epoch too: with decode workers the order is drawn when the iterator is made, before Lightning
+        # sets the sampler's epoch
+        self.sampler.set_epoch(int(state.get("epoch", self.sampler.epoch)))
         self.sampler.skip = int(state.get("batches_done", 0))
 
 

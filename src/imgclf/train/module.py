@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,7 +57,8 @@ class ImageClassifierModule(L.LightningModule):
         self.aug_generator: torch.Generator | None = None
         # (sum of loss x images, correct, images) of the running epoch: saved in checkpoints, so an epoch resumed
         # in the middle reports the same mean loss and accuracy as an uninterrupted one
-        self.register_buffer("epoch_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
+        # float32: MPS has no float64; exact for image counts up to 2**24 per epoch and process
+        self.register_buffer("epoch_sums", torch.zeros(3, dtype=torch.float32), persistent=False)
 
     # ----- data path ------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -71,7 +73,8 @@ class ImageClassifierModule(L.LightningModule):
         """Augmentation and dropout randomness are a pure function of (seed, epoch, batch, rank), so a resumed
         run replays exactly the steps an uninterrupted one would have run. Seeding per step rather than per epoch
         matters: Lightning draws from the global generator (data loader set-up) at different moments on resume."""
-        seed = ((self.cfg.seed * 1_000_003 + self.current_epoch * 7919) * 104_729 + batch_idx) * 64 + self.global_rank
+        mixed = np.random.SeedSequence([self.cfg.seed, self.current_epoch, batch_idx, self.global_rank])
+        seed = int(mixed.generate_state(1, np.uint64)[0] >> 2)  # < 2**62: torch takes signed 64-bit seeds
         if self.aug_generator is None or self.aug_generator.device != self.device:
             self.aug_generator = torch.Generator(device=self.device)
         self.aug_generator.manual_seed(seed)
@@ -87,11 +90,13 @@ class ImageClassifierModule(L.LightningModule):
         return {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n} if n else {}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["imgclf_epoch_sums"] = self.epoch_sums.tolist()
+        # every process saves (rank 0 writes): the sums of all processes, so a resume counts each image once
+        checkpoint["imgclf_epoch_sums"] = self.trainer.strategy.reduce(self.epoch_sums.clone(), reduce_op="sum").tolist()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "imgclf_epoch_sums" in checkpoint:
-            self.epoch_sums.copy_(torch.tensor(checkpoint["imgclf_epoch_sums"], dtype=torch.float64))
+        if "imgclf_epoch_sums" in checkpoint:  # the whole epoch's sums go to one process, zeros to the others
+            sums = checkpoint["imgclf_epoch_sums"] if self.global_rank == 0 else [0.0, 0.0, 0.0]
+            self.epoch_sums.copy_(torch.tensor(sums, dtype=torch.float32))
 
     # ----- loss -----------------------------------------------------------------------------------
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -119,8 +124,8 @@ class ImageClassifierModule(L.LightningModule):
         correct = (logits.argmax(1) == y).sum()
         acc = correct.float() / len(y)
         n = len(y)
-        self.epoch_sums += torch.stack([loss.detach().double() * n, correct.double(),
-                                        torch.tensor(n, dtype=torch.float64, device=self.epoch_sums.device)])
+        self.epoch_sums += torch.stack([loss.detach().float() * n, correct.float(),
+                                        torch.tensor(float(n), device=self.epoch_sums.device)])
         self.log("loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         return total

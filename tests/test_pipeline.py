@@ -163,3 +163,13 @@ def test_large_seeds_train(tmp_path, image_folder):
     run = imgclf.fit(data=str(image_folder), img_size=16, epochs=1, batch_size=16, progress=False,
                      model_args={"width": 4, "dropout": 0.2}, seed=20_240_101, out=str(tmp_path / "r"), report=False)
     assert run.epochs_run == 1
+
+
+def test_a_setting_refused_before_training_leaves_the_out_folder_usable(tmp_path, image_folder):
+    settings = {"data": str(image_folder), "img_size": 16, "epochs": 1, "progress": False,
+                "model_args": {"width": 4}, "out": str(tmp_path / "r")}
+    with pytest.raises(ImgclfError, match="normalize"):
+        imgclf.fit(settings, normalize="backbone", report=False)  # simple_cnn has no pretrained backbone
+    assert not (tmp_path / "r" / "config.yaml").exists()
+    run = imgclf.fit(settings, report=False)  # the corrected command, same --out
+    assert run.epochs_run == 1

@@ -1,4 +1,5 @@
-"""One training run, start to finish: run directory → data → model → train → weights + card → evaluate → report.
+"""One training run, start to finish: run directory → data → model → train → weights + card → evaluate
+→ report.
 
 Every file of the run directory is written here, through `imgclf.records`; `train/` only trains.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 from .. import hardware
 from ..config import TrainConfig
 from ..data.dataset import PreparedData, prepare_data
-from ..errors import bad_path, invalid
+from ..errors import ImgclfError, bad_path, invalid
 from ..io import writable_folder
 from ..models import create_model, get_model_info
 from ..models.base import set_l2
@@ -115,7 +116,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
               report: bool = True) -> Run:
     """Run `cfg` into its run directory. `checkpoint` continues from a Lightning checkpoint (resume)."""
     from ..train.finetune import transfer_model_args
-    from ..train.fit import train_model
+    from ..train.fit import TrainingInterrupted, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card
 
@@ -149,7 +150,17 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
     if resolved.progress and is_launch_zero:
         _announce(resolved, data, model, run_dir, checkpoint)
-    result = train_model(resolved, data, model, run_dir, checkpoint)
+    try:
+        result = train_model(resolved, data, model, run_dir, checkpoint)
+    except ImgclfError as exc:
+        # A setting refused before any epoch ran (normalize=backbone without a backbone, a frozen backbone with
+        # plain ddp): take back the files written above, so the corrected command may use the same --out.
+        if is_launch_zero and not resume and not isinstance(exc, TrainingInterrupted) and not run.has("history.csv"):
+            for name in ("config.yaml", "dataset.json"):
+                run.file(name).unlink(missing_ok=True)
+            if new_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+        raise
     skipped = [SkippedFile.model_validate(s) for s in data.skipped]
     if not result.is_global_zero:
         return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,

@@ -91,7 +91,8 @@ class ImageClassifierModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # every process saves (rank 0 writes): the sums of all processes, so a resume counts each image once
-        checkpoint["imgclf_epoch_sums"] = self.trainer.strategy.reduce(self.epoch_sums.clone(), reduce_op="sum").tolist()
+        sums = self.trainer.strategy.reduce(self.epoch_sums.clone(), reduce_op="sum")
+        checkpoint["imgclf_epoch_sums"] = sums.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "imgclf_epoch_sums" in checkpoint:  # the whole epoch's sums go to one process, zeros to the others

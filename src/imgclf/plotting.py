@@ -55,8 +55,13 @@ FALLBACK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK JP", "Noto Sans CJK SC",
 
 @lru_cache(maxsize=1)
 def font_families() -> list[str]:
+    import logging
+
     from matplotlib import font_manager
 
+    # A fallback font without a bold face makes matplotlib log "findfont: Failed to find font weight bold" for
+    # every bold title, on the user's terminal; it then uses the regular face, which is what we want.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     present = {f.name for f in font_manager.fontManager.ttflist}
     return ["DejaVu Sans", *(name for name in FALLBACK_FONTS if name in present)]
 

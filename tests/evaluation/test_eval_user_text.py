@@ -78,7 +78,7 @@ def test_inspect_figures_and_compare_curves_draw_user_text_as_written(tmp_path, 
 NAMES = ("猫 キャット", "قطة\u200f", "emoji 🐈 cat", "back\\slash_^")
 
 
-def test_names_in_any_script_draw_every_figure_with_a_fallback_font(tmp_path, drawn):
+def test_names_in_any_script_draw_every_figure_with_a_fallback_font(tmp_path, drawn, caplog):
     """CJK, right-to-left marks, emoji and backslashes: every figure of a run is drawn, the names as written,
     and with a CJK fallback font installed (.ci/run installs fonts-wqy-microhei) no CJK glyph is missing."""
     from imgclf.plotting import font_families
@@ -91,5 +91,6 @@ def test_names_in_any_script_draw_every_figure_with_a_fallback_font(tmp_path, dr
     drawn_text = " ".join(texts(drawn))
     assert all(name in drawn_text for name in NAMES[:1] + NAMES[3:])
     missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    assert not [r for r in caplog.records if r.name.startswith("matplotlib.font_manager")]  # no findfont noise
     if len(font_families()) > 1:  # a fallback font is installed: the CJK names have their glyphs
         assert not [m for m in missing if "CJK" in m or "KATAKANA" in m], missing

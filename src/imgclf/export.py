@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
-from .records import ModelCard, load_card
+from .records import ExportedCard, ExportInfo, ModelCard, load_card, validation_problems
 from .errors import bad_path, invalid
 from .inference import Classifier
 from .io import atomic_write_bytes, write_json
@@ -75,9 +76,10 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     wrapped = _WithPreprocessing(clf.model.to(memory_format=torch.contiguous_format), card).eval()
     example = torch.zeros((2, card.img_size, card.img_size, card.in_chans), dtype=torch.uint8)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},)
-    card_json = card.model_dump(mode="json")
-    card_json["export"] = {"format": format, "file": target.name, "input": INPUT_NAME, "output": OUTPUT_NAME,
-                           "input_layout": "NHWC uint8", "torch": torch.__version__}
+    exported = ExportedCard(**dict(card), export=ExportInfo(
+        format=format, file=target.name, input=INPUT_NAME, output=OUTPUT_NAME, input_layout="NHWC uint8",
+        torch=torch.__version__))
+    card_json = exported.model_dump(mode="json")
 
     if format == "onnx":
         data = _onnx_bytes(wrapped, example, dynamic, card_json)
@@ -136,15 +138,10 @@ class OnnxClassifier(Classifier):
             raise bad_path("run", path, "an ONNX model exported by imgclf, with its model card in the metadata",
                            "no imgclf model card", hint="Export it with `imgclf export RUN --format onnx`")
         try:
-            data = json.loads(meta[CARD_METADATA_KEY])
-            if isinstance(data, dict):
-                data.pop("export", None)  # how the file was exported (format, tensor names), not part of the card
-            card = ModelCard.model_validate(data)
-        except ValueError as exc:  # JSON or pydantic: the file's card is not one this version reads
-            problems = ("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-                        if hasattr(exc, "errors") else str(exc))
+            card = ExportedCard.model_validate_json(meta[CARD_METADATA_KEY])
+        except ValidationError as exc:  # bad JSON too: the file's card is not one this version reads
             raise bad_path("run", path, "an ONNX model whose embedded model card this version of imgclf reads",
-                           problems) from None
+                           validation_problems(exc)) from None
         return cls(session, card)
 
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:

@@ -226,6 +226,24 @@ class ModelCard(Record):
         return self
 
 
+class ExportInfo(BaseModel):
+    """How an exported model file was made (the `export` block of its embedded card and of model.onnx.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: str
+    file: str
+    input: str
+    output: str
+    input_layout: str
+    torch: str
+
+
+class ExportedCard(ModelCard):
+    """The model card an export carries: the run's card plus how the file was exported."""
+
+    export: ExportInfo
+
+
 # --------------------------------------------------------------------------------------------- CSV rows
 class HistoryRow(BaseModel):
     """One row of history.csv: one training epoch (1-based). Empty cells read as None."""
@@ -285,7 +303,8 @@ def _blank_to_none(row: dict[str, str]) -> dict[str, Any]:
     return {k: (None if v == "" else v) for k, v in row.items()}
 
 
-def _problems(exc: ValidationError, limit: int = 5) -> str:
+def validation_problems(exc: ValidationError, limit: int = 5) -> str:
+    """A record's validation errors on one line: `field.path: message; ...`."""
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:limit])
 
 
@@ -312,7 +331,7 @@ class RunDir:
             return record.model_validate(data)
         except ValidationError as exc:
             raise invalid("run", self.path, f"a run directory whose {name} matches its record ({record.__name__})",
-                          note=_problems(exc)) from None
+                          note=validation_problems(exc)) from None
 
     def _unreadable(self, name: str, exc: BaseException) -> ImgclfError:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -49,21 +49,26 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return load_config_file(path)
 
 
+def recipe_and_file(recipe: str | None, config_file: str | os.PathLike | None) -> dict[str, Any]:
+    """The two lower layers: the recipe's settings, then the YAML file's. The recipe is `recipe`, else the one
+    the file names; the result's `recipe` key says which was used."""
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    name = recipe or file_values.get("recipe")
+    layered = {**(load_recipe(name) if name else {}), **file_values}
+    if name:
+        layered["recipe"] = name
+    return layered
+
+
 def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
                    config_file: str | os.PathLike | None = None, **explicit: Any) -> TrainConfig:
     """Layer the settings: TrainConfig's defaults, then the recipe's, then the YAML file's, then `values` and
     `explicit` (keyword arguments win over `values`). The recipe is named by `recipe`, else by a `recipe` key in
     the explicit values or the file. `None` values are "not given"."""
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
-    file_values = read_config_file(config_file) if config_file is not None else {}
-    name = recipe or given.get("recipe") or file_values.get("recipe")
-    layered: dict[str, Any] = {}
-    if name:
-        layered.update(load_recipe(name))
-    layered.update(file_values)
-    layered.update(given)
-    if name:
-        layered["recipe"] = name
+    layered = {**recipe_and_file(recipe or given.get("recipe"), config_file), **given}
+    if layered.get("recipe"):
+        layered["recipe"] = recipe or given.get("recipe") or layered["recipe"]
     if "data" not in layered:
         raise invalid("data", Described("no data setting"), "given: the image folder to train on "
                       "(imgclf train DATA, or imgclf.fit(data=...))")

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..pipeline.resolve import read_config_file
-from ..recipes import load_recipe
+from ..pipeline.resolve import recipe_and_file
 
 
 def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any]) -> tuple[str, dict[str, Any],
@@ -18,11 +17,7 @@ def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any])
     from .imbalance import CONTROLLED, STUDY_MODEL_ARGS
 
     flags = {k: v for k, v in flags.items() if v is not None}
-    layered: dict[str, Any] = {}
-    if flags.get("recipe"):
-        layered.update(load_recipe(flags["recipe"]))
-    if config_file is not None:
-        layered.update(read_config_file(config_file))
+    layered = recipe_and_file(flags.get("recipe"), config_file)
     ignored = sorted(k for k in layered if k in CONTROLLED and k != "model")
     if "model_args" not in flags and isinstance(layered.get("model_args"), dict):
         ignored += [f"model_args.{k}" for k in sorted(layered["model_args"]) if k in STUDY_MODEL_ARGS]

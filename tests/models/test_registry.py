@@ -48,7 +48,7 @@ def test_keras_l2_marks_match_reference():
     assert torch.allclose(keras_l2_penalty(m), expected)
     fer = create_model("fer_cnn", 6, 1, 48)
     marked = [mod.out_channels for mod in fer.modules() if getattr(mod, "l2_penalty", 0) == 0.01]
-    assert marked == [256, 1024]
+    assert marked == [128, 256, 512, 1024]  # S3's code: l2(0.01) on the four convolutions from Conv128 on
 
 
 def test_caltech_init_is_gaussian_std_001():

@@ -86,19 +86,21 @@ def model_s(num_classes: int, in_chans: int = 3, img_size: int = 32, conv_l2: fl
 
 @register_model(
     "fer_cnn",
-    description="S3 final CNN for 48x48 grayscale: Conv32-64-128-256-512-1024 (L2 .01), BN, Dense 1024.",
+    description="S3 final CNN for 48x48 grayscale: Conv32-64, Conv128-256 (L2 .01), Conv512-1024 (L2 .01), Dense 1024.",
     default_img_size=48,
     default_in_chans=1,
     min_img_size=8,
     reference="S3: 55.34 % test accuracy on FER-2013 (6 classes); about 47 M parameters reported",
 )
 def fer_cnn(num_classes: int, in_chans: int = 1, img_size: int = 48, last_filters: int = 1024, l2: float = 0.01) -> nn.Module:
+    """L2 sits where S3's code puts `kernel_regularizer=l2(0.01)`: on the four convolutions from Conv128 on, not
+    on Conv32 / Conv64 (S3's text says every convolution; its code, which produced its results, does not)."""
     at_least("fer_cnn", 1, last_filters=last_filters)
     at_least("fer_cnn", 0, l2=l2)
 
     def stage(cin: int, c1: int, c2: int, reg: float) -> list[nn.Module]:
         return [
-            _conv(cin, c1), nn.ReLU(inplace=True), _conv(c1, c2, reg), nn.ReLU(inplace=True),
+            _conv(cin, c1, reg), nn.ReLU(inplace=True), _conv(c1, c2, reg), nn.ReLU(inplace=True),
             _keras_bn(c2), nn.MaxPool2d(2), nn.Dropout(0.25),
         ]
 

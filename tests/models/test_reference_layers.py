@@ -1,0 +1,133 @@
+"""Each reference recipe's model against its reference's layer table (shared/REFERENCES.md), drawn from the recipe
+registry as timm's tests/test_models.py draws from list_models(): layer types in forward order with the feature
+map each one outputs (a forward-hook trace), the L2 marks on exactly the layers the reference names, and the
+parameter counts where the reference states one."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from torch import nn
+
+from imgclf.models import create_model, get_model_info
+from imgclf.recipes import list_recipes, load_recipe
+
+
+def _token(module: nn.Module, output: torch.Tensor) -> str:
+    """One layer as the tables below write it: conv<C>@<H>, bn, pool@<H>, dropout<p>, flatten<F>, dense<F>.
+    Activations and p=0 dropouts change no shape and no table lists them, so they are left out."""
+    if isinstance(module, nn.Conv2d):
+        assert output.shape[2] == output.shape[3], module
+        return f"conv{output.shape[1]}@{output.shape[2]}"
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return "bn"
+    if isinstance(module, nn.MaxPool2d):
+        return f"pool@{output.shape[2]}"
+    if isinstance(module, nn.Dropout):
+        return f"dropout{module.p:g}" if module.p else ""
+    if isinstance(module, nn.Flatten):
+        return f"flatten{output.shape[1]}"
+    if isinstance(module, nn.Linear):
+        return f"dense{output.shape[1]}"
+    if isinstance(module, (nn.ReLU, nn.Identity)):
+        return ""
+    return type(module).__name__  # a layer no table knows shows up as itself, and the comparison fails
+
+
+def layer_trace(model: nn.Module, x: torch.Tensor) -> str:
+    """The leaf layers in the order the forward pass runs them, each with the shape it outputs."""
+    tokens: list[str] = []
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda mod, inputs, out: tokens.append(_token(mod, out))) for m in leaves]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return " ".join(t for t in tokens if t)
+
+
+@dataclass(frozen=True)
+class Table:
+    in_chans: int
+    img_size: int
+    classes: int
+    layers: str | re.Pattern  # the exact trace, or a pattern over it where the reference names layer kinds only
+    l2: dict[str, float] = field(default_factory=dict)  # "conv128" -> coefficient, for every marked layer
+    head_only: bool = False  # a pretrained backbone: the reference's table is the head on its flattened features
+
+
+TABLES = {
+    # S3: all 3x3 'same'; L2 0.01 where S3's code puts it (the four convolutions from Conv128 on)
+    "s3-fer-cnn": Table(1, 48, 6, "conv32@48 conv64@48 bn pool@24 dropout0.25 "
+                                  "conv128@24 conv256@24 bn pool@12 dropout0.25 "
+                                  "conv512@12 conv1024@12 bn pool@6 dropout0.25 "
+                                  "flatten36864 dense1024 dropout0.5 dense6",
+                        l2={"conv128": 0.01, "conv256": 0.01, "conv512": 0.01, "conv1024": 0.01}),
+    # S5: 3 blocks of [Conv3x3 + ReLU + BN] x 2, MaxPool 2x2; Flatten (4x4x128); L2 1e-5 convs, 1e-4 dense
+    "s5-model-s": Table(3, 32, 10, "conv32@32 bn conv32@32 bn pool@16 conv64@16 bn conv64@16 bn pool@8 "
+                                   "conv128@8 bn conv128@8 bn pool@4 flatten2048 dropout0.5 dense256 dropout0.5 dense10",
+                        l2={"conv32": 1e-5, "conv64": 1e-5, "conv128": 1e-5, "dense256": 1e-4, "dense10": 1e-4}),
+    # S2 names kinds only: stacked Conv + MaxPool, dense layers, softmax
+    "s2-custom-cnn": Table(3, 128, 10, re.compile(r"(conv\d+@\d+ pool@\d+ )+flatten\d+( dense\d+| dropout[\d.]+)*"
+                                                  r" dense10")),
+    # S1: VGG16 conv base (7x7x512 at 224) -> Flatten -> heads as listed
+    "s1-vgg16-flatten256": Table(3, 224, 3, "flatten25088 dense256 bn dropout0.5 dense3", head_only=True),
+    "s1-vgg16-dense512-256": Table(3, 224, 3, "flatten25088 dense512 dense256 dense3", head_only=True),
+    # S2: MobileNetV2 base, "dense head with Dropout"
+    "s2-mobilenetv2-finetune": Table(3, 128, 10, re.compile(r"\S+ (dense\d+ )+dropout[\d.]+ dense10"), head_only=True),
+}
+
+
+def _build(name: str, table: Table) -> nn.Module:
+    config = load_recipe(name)
+    args = dict(config.get("model_args") or {})
+    if get_model_info(config["model"]).pretrained:
+        args.update(head=config.get("head"), pretrained=False)  # the architecture is checked, not the weights
+    assert config.get("img_size", table.img_size) == table.img_size, "the recipe trains at the reference's size"
+    return create_model(config["model"], table.classes, table.in_chans, table.img_size, **args)
+
+
+def _trace(model: nn.Module, table: Table) -> str:
+    x = torch.rand(2, table.in_chans, table.img_size, table.img_size)
+    if not table.head_only:
+        return layer_trace(model, x)
+    with torch.no_grad():
+        features = model.embed(x)  # the backbone's pooled or flattened output: what the head receives
+    pool = f"flatten{features.shape[1]}" if model.spec.pool == "flatten" else (model.spec.pool or "avg")
+    return f"{pool} {layer_trace(model.head, features)}"
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_recipe_model_follows_its_reference_layer_table(name):
+    table = TABLES[name]
+    trace = _trace(_build(name, table), table)
+    if isinstance(table.layers, re.Pattern):
+        assert table.layers.fullmatch(trace), trace
+    else:
+        assert trace == table.layers
+
+
+@pytest.mark.parametrize("name", sorted(n for n, t in TABLES.items() if not t.head_only))
+def test_l2_sits_on_exactly_the_layers_the_reference_names(name):
+    table = TABLES[name]
+    model = _build(name, table)
+    marks: dict[str, float] = {}
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and getattr(module, "l2_penalty", 0):
+            kind = f"conv{module.out_channels}" if isinstance(module, nn.Conv2d) else f"dense{module.out_features}"
+            assert marks.setdefault(kind, module.l2_penalty) == module.l2_penalty, kind
+    assert marks == table.l2
+
+
+def test_parameter_counts_where_the_reference_states_them():
+    # S5: 815,018 trainable, 815,914 total (Keras counts BatchNorm's moving statistics as parameters)
+    model = _build("s5-model-s", TABLES["s5-model-s"])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    moving = sum(b.numel() for n, b in model.named_buffers() if "running_" in n)
+    assert (trainable, trainable + moving) == (815_018, 815_914)

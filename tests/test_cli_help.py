@@ -35,3 +35,21 @@ def test_train_help_lists_the_choices(train_help, name, choices):
 def test_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"imgclf {imgclf.__version__}"
+
+
+def test_models_lists_every_registered_model_without_importing_torch():
+    """Importing torch costs over a second; listing seven names must not pay it (issue 26)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from imgclf.cli import app; "
+            "r = CliRunner().invoke(app, ['models'], env={'COLUMNS': '200'}); "
+            "assert r.exit_code == 0, r.output; print(r.output); "
+            "print('TORCH LOADED' if 'torch' in sys.modules else 'no torch')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("no torch"), done.stdout
+    from imgclf.models import get_model_info, list_models
+
+    for name in list_models():
+        assert name in done.stdout and get_model_info(name).description in done.stdout, name

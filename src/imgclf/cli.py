@@ -250,8 +250,6 @@ def models(pattern: str = typer.Argument("*", help="Glob over model names."),
     """List the registered models."""
     from rich.table import Table
 
-    from .models import get_model_info, list_models
-
     table = Table()
     for col in ("name", "input", "description"):
         table.add_column(col)
@@ -261,9 +259,10 @@ def models(pattern: str = typer.Argument("*", help="Glob over model names."),
         for name, desc in list_pretrained(pattern):
             table.add_row(name, "see weights", desc)  # each backbone's own size is in its description
     else:
-        for name in list_models(pattern):
-            info = get_model_info(name)
-            table.add_row(name, f"{info.default_img_size}x{info.default_img_size}x{info.default_in_chans}", info.description)
+        from .models.registry import list_registered  # a static listing: importing the builders means torch
+
+        for m in list_registered(pattern):
+            table.add_row(m.name, f"{m.default_img_size}x{m.default_img_size}x{m.default_in_chans}", m.description)
     if not table.row_count:  # an empty table would read as "no models installed"
         kind = "pretrained backbone" if pretrained else "registered model"
         raise invalid("pattern", pattern, f"a glob matching at least one {kind} name",

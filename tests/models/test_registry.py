@@ -130,3 +130,13 @@ def test_batch_norm_statistics_track_a_small_data_set(name):
             model(torch.rand(8, info.default_in_chans, info.default_img_size, info.default_img_size) + 2.0)
     batch_mean = torch.stack(seen).mean(dim=0)
     assert torch.allclose(bn.running_mean, batch_mean, rtol=0.1, atol=0.05)
+
+
+def test_static_listing_matches_the_live_registry():
+    """`imgclf models` prints registry.LISTING so as not to import torch; it must say what the builders say."""
+    from imgclf.models.registry import LISTING, list_registered
+
+    live = [(n, get_model_info(n).description, get_model_info(n).default_img_size, get_model_info(n).default_in_chans)
+            for n in list_models()]
+    assert [(m.name, m.description, m.default_img_size, m.default_in_chans) for m in LISTING] == live
+    assert [m.name for m in list_registered("fer*")] == list_models("fer*")

@@ -11,11 +11,12 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import invalid
+
+if TYPE_CHECKING:  # importing torch takes over a second: `imgclf models` lists names without it
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,41 @@ def register_model(
         return builder
 
     return decorate
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    """What `imgclf models` shows for a registered model, known without building (or importing) anything."""
+
+    name: str
+    description: str
+    default_img_size: int
+    default_in_chans: int
+
+
+# The registered models as `imgclf models` lists them. A static copy, because the builders import torch (over a
+# second) just to print seven lines; tests/models/test_registry.py checks it against the live registry, so an
+# added model or a changed description fails there until this table says the same.
+LISTING: tuple[ModelListing, ...] = (
+    ModelListing("animals_cnn", "S2 custom CNN for 128x128 RGB: Conv32-64-128 (+MaxPool each), Dense 256, dropout .5.",
+                 128, 3),
+    ModelListing("caltech_cnn", "S4 imbalance-study CNN (227x227x3): Conv7/2-32, Conv5-64, Conv3-128 x2, FC 512; "
+                                "N(0, .01) init.", 227, 3),
+    ModelListing("fast_resnet", "Small residual CNN (ResNet-9 style; 0.41 M params at width 16, 1.6 M at 32) built for "
+                                "CPU throughput on small images.", 28, 3),
+    ModelListing("fer_cnn", "S3 final CNN for 48x48 grayscale: Conv32-64, Conv128-256 (L2 .01), Conv512-1024 (L2 .01), "
+                            "Dense 1024.", 48, 1),
+    ModelListing("fer_cnn_small", "S3 first, simpler CNN: Conv32-BN-Pool, Conv128-BN-Pool, Dense 256, Dropout.", 48, 1),
+    ModelListing("model_s", "S5 'Model S': 3 blocks of [Conv3x3-ReLU-BN]x2 (32/64/128) + MaxPool, Dense 256, "
+                            "dropout .5.", 32, 3),
+    ModelListing("simple_cnn", "Small conv-BN-ReLU CNN with global pooling; a quick, sturdy default for small images.",
+                 32, 3),
+)
+
+
+def list_registered(pattern: str = "*") -> list[ModelListing]:
+    """The registered models matching a glob, from LISTING: no builder is imported."""
+    return [m for m in sorted(LISTING, key=lambda m: m.name) if fnmatch.fnmatch(m.name, pattern)]
 
 
 def _ensure_loaded() -> None:

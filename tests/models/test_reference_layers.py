@@ -69,6 +69,9 @@ TABLES = {
                                   "conv512@12 conv1024@12 bn pool@6 dropout0.25 "
                                   "flatten36864 dense1024 dropout0.5 dense6",
                         l2={"conv128": 0.01, "conv256": 0.01, "conv512": 0.01, "conv1024": 0.01}),
+    # S3's first model; its summary lists a Dropout after Dense 256 without a rate (ours: .5, the final model's)
+    "s3-fer-cnn-small": Table(1, 48, 6, "conv32@48 bn pool@24 conv128@24 bn pool@12 flatten18432 dense256 "
+                                        "dropout0.5 dense6"),
     # S5: 3 blocks of [Conv3x3 + ReLU + BN] x 2, MaxPool 2x2; Flatten (4x4x128); L2 1e-5 convs, 1e-4 dense
     "s5-model-s": Table(3, 32, 10, "conv32@32 bn conv32@32 bn pool@16 conv64@16 bn conv64@16 bn pool@8 "
                                    "conv128@8 bn conv128@8 bn pool@4 flatten2048 dropout0.5 dense256 dropout0.5 dense10",
@@ -131,3 +134,14 @@ def test_parameter_counts_where_the_reference_states_them():
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     moving = sum(b.numel() for n, b in model.named_buffers() if "running_" in n)
     assert (trainable, trainable + moving) == (815_018, 815_914)
+
+
+def test_s3_small_model_is_within_its_summarys_parameter_count():
+    # S3's summary says 4,758,944 parameters "with internal inconsistencies"; Keras' count of the layers it lists
+    # (BatchNorm's moving statistics included) is 4,758,342, 0.013 % less. A layer more or less (a Dense 128, a
+    # 'valid' padding: 3.3 M) is far outside.
+    model = _build("s3-fer-cnn-small", TABLES["s3-fer-cnn-small"])
+    keras_count = sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for n, b in model.named_buffers() if "running_" in n)
+    assert keras_count == 4_758_342
+    assert abs(keras_count - 4_758_944) / 4_758_944 < 2e-4

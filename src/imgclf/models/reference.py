@@ -116,19 +116,23 @@ def fer_cnn(num_classes: int, in_chans: int = 1, img_size: int = 48, last_filter
 
 @register_model(
     "fer_cnn_small",
-    description="S3 first, simpler CNN: Conv32-BN-Pool, Conv128-BN-Pool, Dense 256.",
+    description="S3 first, simpler CNN: Conv32-BN-Pool, Conv128-BN-Pool, Dense 256, Dropout.",
     default_img_size=48,
     default_in_chans=1,
     min_img_size=4,
     reference="S3: 47.22 % test accuracy on FER-2013 (6 classes)",
 )
-def fer_cnn_small(num_classes: int, in_chans: int = 1, img_size: int = 48) -> nn.Module:
+def fer_cnn_small(num_classes: int, in_chans: int = 1, img_size: int = 48, dropout: float = 0.5) -> nn.Module:
+    """S3's summary of this model lists a Dropout between Dense 256 and the output but not its rate (a Keras
+    summary never shows one); 0.5 is the rate S3's final model uses at the same place."""
+    rate("fer_cnn_small", dropout=dropout)
     features = nn.Sequential(
         _conv(in_chans, 32), nn.ReLU(inplace=True), _keras_bn(32), nn.MaxPool2d(2),
         _conv(32, 128), nn.ReLU(inplace=True), _keras_bn(128), nn.MaxPool2d(2),
     )
     flat = conv_out_features(features, in_chans, img_size)
-    head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(inplace=True), nn.Linear(256, num_classes))
+    head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(256, num_classes))
     return _glorot(FeaturesHeadNet(features, head))
 
 

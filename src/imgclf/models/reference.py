@@ -140,14 +140,22 @@ def fer_cnn_small(num_classes: int, in_chans: int = 1, img_size: int = 48, dropo
     "caltech_cnn",
     description="S4 imbalance-study CNN (227x227x3): Conv7/2-32, Conv5-64, Conv3-128 x2, FC 512; N(0, .01) init.",
     default_img_size=227,
-    min_img_size=35,  # smallest side whose feature map survives the four 3/2 poolings
+    min_img_size=37,  # smallest side whose feature map survives the four 3/2 poolings
     reference="S4: test accuracy 69-85 % across imbalance ratios 1:1 to 15:1",
     normalize="zerocenter",  # MATLAB's imageInputLayer default; N(0, .01) weights need the pixel scale
 )
 def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropout: float = 0.0,
                 batch_norm: bool = False) -> nn.Module:
     """Configurations of S4: none (defaults), reg (dropout=0.5, plus weight decay and augmentation in the
-    training config), reg+bn (dropout=0.5, batch_norm=True)."""
+    training config), reg+bn (dropout=0.5, batch_norm=True).
+
+    S4's layer table contradicts itself on Conv3: its padding column says 2, its size column 27x27. This follows
+    the sizes (Conv3 pad 1), because they agree with each other all the way from the 227x227 input (111, 55, 27,
+    27, 13, 13, 6) and with FC 512's 4,608 inputs (6x6x128), while pad 2 would make Conv3's map 29x29 and the
+    third pooling's 14x14, neither of which the table lists. The last pooling's size is not given; 3/2, like the
+    other three, gives the table's 6x6. The poolings round up (ceil_mode): at 227 every pooled map is odd-sized,
+    so this changes nothing there, and it lets smaller stand-in images through (64x64: 29, 14, 7, 3, 1).
+    """
     rate("caltech_cnn", dropout=dropout)
 
     def conv(cin: int, cout: int, k: int, stride: int, pad: int) -> list[nn.Module]:
@@ -156,11 +164,14 @@ def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropou
             layers.append(nn.BatchNorm2d(cout))
         return layers + [nn.ReLU(inplace=True)]
 
+    def pool() -> nn.MaxPool2d:
+        return nn.MaxPool2d(3, 2, ceil_mode=True)
+
     features = nn.Sequential(
-        *conv(in_chans, 32, 7, 2, 0), nn.MaxPool2d(3, 2),
-        *conv(32, 64, 5, 1, 2), nn.MaxPool2d(3, 2),
-        *conv(64, 128, 3, 1, 2), nn.MaxPool2d(3, 2),
-        *conv(128, 128, 3, 1, 1), nn.MaxPool2d(3, 2, ceil_mode=True),
+        *conv(in_chans, 32, 7, 2, 0), pool(),
+        *conv(32, 64, 5, 1, 2), pool(),
+        *conv(64, 128, 3, 1, 1), pool(),
+        *conv(128, 128, 3, 1, 1), pool(),
     )
     flat = conv_out_features(features, in_chans, img_size)
     head = nn.Sequential(

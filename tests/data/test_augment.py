@@ -1,3 +1,6 @@
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +81,75 @@ def test_erase_and_crop_run():
     assert (out == 0).any() and (out == 1).any()
     out = BatchAugment(parse_augment("crop=2,fill=constant"))(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
+
+
+def _source_pixels(theta: torch.Tensor, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input pixel coordinates (row, col) each output pixel samples, from our output->input matrices."""
+    grid = affine_grid(theta, h, w).double().numpy()  # (N, h, w, 2), normalised x, y
+    return (grid[..., 1] + 1) * h / 2 - 0.5, (grid[..., 0] + 1) * w / 2 - 0.5
+
+
+def _keras_fill(x: torch.Tensor, theta: torch.Tensor, mode: str) -> np.ndarray:
+    """The same transform done the way Keras fills: scipy's map_coordinates (bilinear) with mode "reflect"
+    (d c b a | a b c d, Keras' fill_mode="reflect", the RandomRotation / RandomZoom default) or "nearest"."""
+    from scipy.ndimage import map_coordinates
+
+    n, c, h, w = x.shape
+    rows, cols = _source_pixels(theta, h, w)
+    return np.stack([np.stack([map_coordinates(x[i, ch].double().numpy(), [rows[i], cols[i]], order=1, mode=mode)
+                               for ch in range(c)]) for i in range(n)])
+
+
+def test_s5_recipe_rotates_and_zooms_like_keras_layers_reflected_fill_at_the_corners():
+    from imgclf.recipes import load_recipe
+
+    spec = parse_augment(load_recipe("s5-model-s")["augment"])
+    geometric = dataclasses.replace(spec, brightness=0.0, contrast=0.0)  # the layers' photometric part aside
+    x = torch.rand(16, 3, 32, 32, dtype=torch.float64)
+    out = BatchAugment(geometric)(x, torch.Generator().manual_seed(4))
+    theta = BatchAugment(geometric).sample_matrices(16, 32, 32, torch.Generator().manual_seed(4), x.device)
+    reflected, edge = _keras_fill(x, theta, "reflect"), _keras_fill(x, theta, "nearest")
+    assert np.allclose(out.numpy(), reflected, atol=1e-6), "every pixel as Keras' reflect fill gives it"
+    rows, cols = _source_pixels(theta, 32, 32)
+    # beyond the half pixel past the edge, where the two fills still agree (both give the edge pixel)
+    outside = (rows < -1.5) | (rows > 32.5) | (cols < -1.5) | (cols > 32.5)
+    corners = [(0, 0), (0, -1), (-1, 0), (-1, -1)]
+    filled = [(i, r, c) for i in range(16) for r, c in corners if outside[i, r, c]]
+    assert len(filled) >= 12, "rotations up to 18 degrees take many corners from well outside the image"
+    for i, r, c in filled:  # the mirrored content, not the edge pixel repeated
+        assert np.allclose(out[i, :, r, c].numpy(), reflected[i, :, r, c], atol=1e-6)
+        assert not np.allclose(out[i, :, r, c].numpy(), edge[i, :, r, c], atol=1e-3)
+
+
+def _axis_scales(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """|zoom| per axis: the lengths of the matrix's columns (rotation keeps lengths; no shear in these specs)."""
+    return theta[:, :, 0].norm(dim=1), theta[:, :, 1].norm(dim=1)
+
+
+def test_s5_zoom_keeps_the_aspect_ratio_as_keras_random_zoom_does():
+    from imgclf.recipes import load_recipe
+
+    spec = parse_augment(load_recipe("s5-model-s")["augment"])
+    theta = BatchAugment(spec).sample_matrices(256, 32, 32, torch.Generator().manual_seed(0), torch.device("cpu"))
+    sx, sy = _axis_scales(theta)
+    assert torch.allclose(sx, sy, atol=1e-6), "RandomZoom(0.05) with width_factor=None: one factor for both axes"
+    assert sx.min() < 0.97 and sx.max() > 1.03, "and it still zooms, in [0.95, 1.05]"
+    assert sx.min() >= 0.95 - 1e-6 and sx.max() <= 1.05 + 1e-6
+
+
+def test_image_data_generator_recipes_keep_independent_zoom_and_nearest_fill():
+    from imgclf.recipes import load_recipe
+
+    for name in ("s1-vgg16-flatten256", "s3-fer-cnn"):  # ImageDataGenerator: zx, zy drawn apart; fill nearest
+        spec = parse_augment(load_recipe(name)["augment"])
+        assert spec.fill == "nearest" and not spec.keep_aspect
+    spec = parse_augment("zoom=0.2")
+    sx, sy = _axis_scales(BatchAugment(spec).sample_matrices(64, 16, 16, torch.Generator().manual_seed(0),
+                                                              torch.device("cpu")))
+    assert (sx - sy).abs().max() > 0.05
+
+
+def test_keep_aspect_without_zoom_is_refused():
+    with pytest.raises(ImgclfError, match=r"augment must be a list that gives zoom=F wherever it gives keep_aspect.*"
+                                          r"Received: augment='hflip,keep_aspect'"):
+        parse_augment("hflip,keep_aspect")

@@ -6,13 +6,21 @@ Meanings follow Keras' ImageDataGenerator / preprocessing layers, so recipes por
   rotate=D          rotation by a uniform angle in [-D, D] degrees
   shift=F           width and height shift, uniform in [-F, F] x side (also width_shift=, height_shift=)
   shear=D           shear angle uniform in [-D, D] DEGREES (Keras' shear_range is in degrees)
-  zoom=F            scale drawn per axis, uniform in [1-F, 1+F] (Keras draws zx and zy independently)
+  zoom=F            scale uniform in [1-F, 1+F], drawn per axis (ImageDataGenerator's zoom_range draws zx and
+                    zy independently)
+  keep_aspect       with zoom: one scale for both axes (Keras' RandomZoom layer, whose width_factor=None
+                    means "same as height"; albumentations' keep_ratio)
   brightness=F      add a uniform delta in [-F, F] (images in [0, 1]; Keras RandomBrightness)
   contrast=F        (x - mean) * c + mean, c uniform in [1-F, 1+F] per image (Keras RandomContrast)
   noise=S           add Gaussian noise with standard deviation S
-  crop=P            random translation by up to P whole pixels with zero fill (pad-and-crop)
+  crop=P            random translation by up to P whole pixels (pad-and-crop; fill=constant pads with zeros)
   erase=P           random erasing with probability P (a rectangle of 2-33 % of the area set to 0)
-  fill=nearest|constant|reflect   how pixels outside the image are filled (Keras default: nearest)
+  fill=nearest|constant|reflect   how pixels outside the image are filled (ImageDataGenerator's default is
+                    nearest; the RandomRotation / RandomZoom layers' is reflect: "d c b a | a b c d", mirrored
+                    about the image's outer edge, the edge pixel repeated once)
+
+The two Keras APIs differ in zoom and fill defaults, so a recipe ports the one its reference used:
+ImageDataGenerator -> zoom=F (fill nearest); preprocessing layers -> zoom=F,keep_aspect,fill=reflect.
 
 All geometric operations (flips included) are folded into one affine matrix per image and applied with a
 single grid_sample; random parameters come from a torch.Generator so a run is reproducible per epoch.
@@ -29,7 +37,7 @@ import torch.nn.functional as F
 
 from ..errors import invalid
 
-_FLAGS = {"hflip", "vflip"}
+_FLAGS = {"hflip", "vflip", "keep_aspect"}
 _RANGES = {
     "rotate": (0.0, 180.0),
     "shift": (0.0, 1.0),
@@ -56,6 +64,7 @@ class AugmentSpec:
     height_shift: float = 0.0
     shear: float = 0.0
     zoom: float = 0.0
+    keep_aspect: bool = False
     brightness: float = 0.0
     contrast: float = 0.0
     noise: float = 0.0
@@ -118,6 +127,10 @@ def parse_augment(spec: str | None) -> AugmentSpec:
         else:
             raise invalid("augment item", name, ALLOWED,
                           hint="Write augment as a comma-separated list of these items, e.g. hflip,rotate=30")
+    if values.get("keep_aspect") and not values.get("zoom"):
+        # alone it would change nothing: say so rather than accept a setting that does nothing
+        raise invalid("augment", spec, "a list that gives zoom=F wherever it gives keep_aspect (keep_aspect makes "
+                      "both axes share zoom's scale)")
     return AugmentSpec(**values)  # type: ignore[arg-type]
 
 
@@ -139,7 +152,7 @@ class BatchAugment(torch.nn.Module):
         sx, sy = one.clone(), one.clone()
         if s.zoom:
             sx = 1 + _uniform(n, s.zoom, gen, device)
-            sy = 1 + _uniform(n, s.zoom, gen, device)
+            sy = sx.clone() if s.keep_aspect else 1 + _uniform(n, s.zoom, gen, device)
         if s.hflip:
             sx = sx * torch.where(torch.rand(n, generator=gen, device=device) < 0.5, -1.0, 1.0)
         if s.vflip:

@@ -51,3 +51,24 @@ def test_over_budget_streams_without_storing_pixels(tmp_path):
     assert decoded.streamed and decoded.pixels is None
     assert list(decoded.failures.values()) == ["not a recognised image format"]
     assert not list((tmp_path / "c").glob("*.npy"))
+
+
+def test_cache_build_progress_when_redirected_is_a_few_lines_with_the_counts(tmp_path, monkeypatch, capsys):
+    """A long build (issue 26: 10k images decoded in silence) shows its progress; a log gets a handful of plain
+    lines, however many chunks, never one per image."""
+    import imgclf.progress as progress_mod
+
+    monkeypatch.setattr(progress_mod, "SHOW_AFTER_SECONDS", 0.0)  # every build counts as long
+    monkeypatch.setattr(cache_mod, "_CHUNK", 4)  # many chunks, so many updates
+    make_image_folder(tmp_path / "d", per_class=20)
+    (tmp_path / "d" / "cat" / "broken.png").write_bytes(b"not an image")
+    paths = _paths(tmp_path / "d")
+    decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c", workers=1)
+    lines = capsys.readouterr().err.splitlines()
+    assert 2 <= len(lines) <= 5, lines
+    assert all(line.startswith("decoding 61 images (8x8 rgb)") for line in lines), lines
+    assert "61 images in" in lines[-1] and lines[-1].endswith("1 unreadable")
+    decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c", workers=1)
+    assert capsys.readouterr().err == "", "opening a built cache is not a step to report"
+    decode_all(paths, 8, "rgb", cache_dir=tmp_path / "q", workers=1, progress=False)
+    assert capsys.readouterr().err == ""

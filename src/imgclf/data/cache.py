@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_json
+from ..progress import StepProgress
 from .decode import DecodeError, open_image
 
 CACHE_VERSION = 1
@@ -76,17 +77,19 @@ def _decode_chunk(args: tuple[str, int, list[str], int, str, str, bool]) -> dict
     return failures
 
 
-def _run_chunks(tasks: list[tuple], workers: int) -> dict[int, str]:
+def _run_chunks(tasks: list[tuple], workers: int, bar: StepProgress) -> dict[int, str]:
     failures: dict[int, str] = {}
     n_items = sum(len(t[2]) for t in tasks)
     if workers <= 1 or n_items < _IN_PROCESS_BELOW:
         for task in tasks:
             failures.update(_decode_chunk(task))
+            bar.update(len(task[2]))
     else:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for result in pool.map(_decode_chunk, tasks):
+            for task, result in zip(tasks, pool.map(_decode_chunk, tasks)):
                 failures.update(result)
+                bar.update(len(task[2]))
     return failures
 
 
@@ -98,8 +101,10 @@ def decode_all(
     cache_dir: str | os.PathLike | None = None,
     budget_bytes: int = 4 * 10**9,
     workers: int = 2,
+    progress: bool = True,
 ) -> DecodedImages:
-    """Decode `paths` once into the cache (or only validate them when they exceed the budget)."""
+    """Decode `paths` once into the cache (or only validate them when they exceed the budget). progress: show a
+    bar on a terminal, a few lines when redirected, for a build that takes more than a second."""
     channels = 1 if color == "grayscale" else 3
     key = cache_key(paths, size, color, interpolation)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -125,7 +130,10 @@ def decode_all(
             (str(tmp_path), start, paths[start : start + _CHUNK], size, color, interpolation, store)
             for start in range(0, len(paths), _CHUNK)
         ]
-        failures = _run_chunks(tasks, workers)
+        what = f"{size}x{size} {color}" + ("" if store else ", too large to cache: checking only")
+        with StepProgress(f"decoding {len(paths):,} images ({what})", len(paths), enabled=progress) as bar:
+            failures = _run_chunks(tasks, workers, bar)
+            bar.close(f"{len(failures):,} unreadable" if failures else "")
         if tmp_path is not None:
             os.replace(tmp_path, array_path)
     except BaseException:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..data.cache import decode_all
+from ..data.cache import DecodedImages, decode_all
 from ..data.folder import scan_folder
 from ..errors import invalid
 from ..inference import Classifier
-from ..records import MetricsRecord, PredictionRow, RunDir, SkippedFile, TTAScores
+from ..progress import StepProgress
+from ..records import MetricsRecord, ModelCard, PredictionRow, RunDir, SkippedFile, TTAScores
 from .metrics import compute_metrics
 
 
@@ -56,9 +58,10 @@ def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
                  tta: bool = False, batch_size: int = 256, cache_dir: str | None = None,
-                 workers: int = 2, budget_bytes: int = 4 * 10**9) -> MetricsRecord:
+                 workers: int = 2, budget_bytes: int = 4 * 10**9, progress: bool = True) -> MetricsRecord:
     """Predict every image of the split (or of `data`), write predictions.csv and metrics.json into
-    `results_dir(run_dir, data)`, return the metrics."""
+    `results_dir(run_dir, data)`, return the metrics. progress: a bar (terminal) or a few lines (redirected)
+    for the cache build and the predictions when they take more than a second."""
     run = RunDir(run_dir)
     card = run.read_card()
     clf = Classifier.load(run.path)
@@ -67,26 +70,21 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         files, labels, split_name = _files_from_run(run, split)
     else:
         files, labels, split_name, skipped = _files_from_folder(data, card.classes)
-    decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers)
+    decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers,
+                         progress=progress)
     ok = decoded.ok_indices
     skipped += [{"path": files[i], "reason": r} for i, r in sorted(decoded.failures.items())]
-    if decoded.pixels is not None:
-        pixels = decoded.pixels
-        probs = clf.predict_pixels(_rows(pixels, ok), batch_size) if len(ok) else np.zeros((0, len(card.classes)))
-        tta_probs = clf.predict_pixels(_rows(pixels, ok), batch_size, tta=True) if tta and len(ok) else None
-    else:
-        from ..data.decode import open_image
-
-        plain, with_tta = [], []
-        for start in range(0, len(ok), batch_size):  # decode each image once for both predictions
-            chunk = np.stack([open_image(files[i], card.img_size, card.color, card.interpolation)
-                              for i in ok[start:start + batch_size]])
+    plain, with_tta = [], []
+    what = f"evaluating on {split_name}" + (" (with TTA)" if tta else "")
+    with StepProgress(what, len(ok), enabled=progress) as bar:
+        for chunk in _blocks(decoded, ok, files, card, batch_size):  # streaming: each image decoded once for both
             plain.append(clf.predict_pixels(chunk, batch_size))
             if tta:
                 with_tta.append(clf.predict_pixels(chunk, batch_size, tta=True))
-        empty = np.zeros((0, len(card.classes)))
-        probs = np.concatenate(plain) if plain else empty
-        tta_probs = (np.concatenate(with_tta) if with_tta else empty) if tta else None
+            bar.update(len(chunk))
+    empty = np.zeros((0, len(card.classes)))
+    probs = np.concatenate(plain) if plain else empty
+    tta_probs = (np.concatenate(with_tta) if with_tta else empty) if tta else None
     y_true = np.asarray(labels, dtype=np.int64)[ok]
     if len(y_true) == 0:
         unreadable = f"{len(files)} file(s), none readable"
@@ -109,8 +107,20 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     return metrics
 
 
-def _rows(pixels: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return pixels[rows] if len(rows) != len(pixels) else pixels
+def _blocks(decoded: DecodedImages, ok: np.ndarray, files: list[str], card: ModelCard,
+            batch_size: int) -> Iterator[np.ndarray]:
+    """uint8 (n, H, W, C) blocks of the readable images, in order: slices of the cache (several batches each, so
+    that the progress bar moves without a call per batch), or one batch at a time decoded from the files."""
+    if decoded.pixels is not None:
+        pixels = decoded.pixels if len(ok) == len(decoded.pixels) else decoded.pixels[ok]
+        for start in range(0, len(ok), 8 * batch_size):
+            yield pixels[start:start + 8 * batch_size]
+        return
+    from ..data.decode import open_image
+
+    for start in range(0, len(ok), batch_size):
+        yield np.stack([open_image(files[i], card.img_size, card.color, card.interpolation)
+                        for i in ok[start:start + batch_size]])
 
 
 def _prediction_rows(files: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list[str],

@@ -95,6 +95,15 @@ TABLES = {
 }
 
 
+# recipes with no layer table to check against
+NO_TABLE = {"fast-fmnist": "ours, not a reference system",
+            "s5-vgg16-features": "S5 names this as a next step without its classifier's layers"}
+
+
+def test_every_recipe_has_its_reference_table_or_a_reason_for_none():
+    assert {name for name, _ in list_recipes()} - set(NO_TABLE) == set(TABLES)
+
+
 def _build(name: str, table: Table) -> nn.Module:
     config = load_recipe(name)
     args = dict(config.get("model_args") or {})
@@ -157,3 +166,49 @@ def test_s3_small_model_is_within_its_summarys_parameter_count():
         b.numel() for n, b in model.named_buffers() if "running_" in n)
     assert keras_count == 4_758_342
     assert abs(keras_count - 4_758_944) / 4_758_944 < 2e-4
+
+
+def _reference(name: str) -> str:
+    from imgclf.recipes import recipe_document
+
+    return " ".join(recipe_document(name)["reference"].split())
+
+
+def _counts(name: str) -> tuple[int, int]:
+    """(trainable, Keras' total: BatchNorm's moving statistics counted too) of the recipe's model."""
+    model = _build(name, TABLES[name])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, trainable + sum(b.numel() for n, b in model.named_buffers() if "running_" in n)
+
+
+def test_recipe_texts_give_the_parameter_counts_of_the_model_built_and_only_those_the_source_states():
+    # S3 states no total for its final model: the text gives what we build and no "about 47 M"
+    trainable, total = _counts("s3-fer-cnn")
+    text = _reference("s3-fer-cnn")
+    assert f"{trainable:,}" in text and f"{total - trainable:,} BatchNorm" in text
+    assert "47 M" not in text and "states no total parameter count" in text
+    trainable, total = _counts("s3-fer-cnn-small")
+    assert all(f in _reference("s3-fer-cnn-small") for f in (f"{total:,}", f"{trainable:,}", "4,758,944"))
+    assert f"{_counts('s5-model-s')[0]:,} trainable parameters" in _reference("s5-model-s")
+
+
+def test_s4_texts_attribute_its_findings_as_s4_does():
+    from imgclf.recipes import recipe_document
+
+    reproduces = recipe_document("s4-caltech-cnn")["reproduces"]
+    assert reproduces["overfitting_starts_at_epoch"] == {"1:1": 16, "3:1": 13}
+    assert reproduces["overfitting_partly_at_epoch"] == {"7:1": 17, "15:1": 17}
+    assert reproduces["minority_classes_scoring_0"] == {"7:1": 3, "15:1": 2}  # of 5; the rest score 1.0 at 15:1
+    assert reproduces["test_accuracy_range"] == [0.69, 0.85]  # the unregularised network's, this configuration
+    for name in ("s4-caltech-cnn-reg", "s4-caltech-cnn-reg-bn"):
+        assert "test_accuracy_range" not in recipe_document(name)["reproduces"]
+        assert "69-85 % test accuracy belongs to the unregularised network" in _reference(name)
+    for name in ("s4-caltech-cnn", "s4-caltech-cnn-reg", "s4-caltech-cnn-reg-bn"):
+        text = str(recipe_document(name))
+        assert "collapses to 0" not in text and "which run" not in text, name
+
+
+@pytest.mark.parametrize("name", ["s1-vgg16-flatten256", "s1-vgg16-dense512-256"])
+def test_s1_texts_do_not_claim_weights_or_freezing_s1_never_states(name):
+    # S1 says only "based on VGG16": ImageNet weights and a frozen base are the recipes' reading, and say so
+    assert 'based on VGG16"' in _reference(name) and "usual reading" in _reference(name)

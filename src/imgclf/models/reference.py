@@ -90,7 +90,7 @@ def model_s(num_classes: int, in_chans: int = 3, img_size: int = 32, conv_l2: fl
     default_img_size=48,
     default_in_chans=1,
     min_img_size=8,
-    reference="S3: 55.34 % test accuracy on FER-2013 (6 classes); about 47 M parameters reported",
+    reference="S3: 55.34 % test accuracy on FER-2013 (6 classes); S3 states no parameter count",
 )
 def fer_cnn(num_classes: int, in_chans: int = 1, img_size: int = 48, last_filters: int = 1024, l2: float = 0.01) -> nn.Module:
     """L2 sits where S3's code puts `kernel_regularizer=l2(0.01)`: on the four convolutions from Conv128 on, not
@@ -141,7 +141,7 @@ def fer_cnn_small(num_classes: int, in_chans: int = 1, img_size: int = 48, dropo
     description="S4 imbalance-study CNN (227x227x3): Conv7/2-32, Conv5-64, Conv3-128 x2, FC 512; N(0, .01) init.",
     default_img_size=227,
     min_img_size=37,  # smallest side whose feature map survives the four 3/2 poolings
-    reference="S4: test accuracy 69-85 % across imbalance ratios 1:1 to 15:1",
+    reference="S4: test accuracy 69-85 % across imbalance ratios 1:1 to 15:1 (configuration 1, unregularised)",
     normalize="zerocenter",  # MATLAB's imageInputLayer default; N(0, .01) weights need the pixel scale
 )
 def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropout: float = 0.0,

@@ -19,6 +19,7 @@ from imgclf.errors import ImgclfError
 from imgclf.evaluation.interpret import (
     Interpretation,
     best_val_accuracy,
+    detect_overfitting,
     lr_changes,
     mean_recall,
     overfitting_onset,
@@ -173,6 +174,56 @@ FALLING = [2.0, 1.5, 1.1, 0.8, 0.6, 0.45, 0.35, 0.28, 0.22, 0.18]
 )
 def test_overfitting_onset_on_scripted_sequences(train, val, expected):
     assert overfitting_onset(train, val) == expected
+
+
+# Issue 26: a run reported "No overfitting detected" although validation loss rose from 0.03 (epoch 13) to 0.24
+# (epoch 30). Its training loss had flattened near 0.01 and wobbled (not falling at every step, last value above
+# the one at epoch 13), which the former rule required.
+RISING_VAL = [1.10, 0.62, 0.41, 0.30, 0.22, 0.16, 0.12, 0.09, 0.07, 0.055, 0.045, 0.036, 0.030,
+              0.048, 0.041, 0.066, 0.058, 0.089, 0.081, 0.107, 0.12, 0.105, 0.142, 0.158, 0.149, 0.183, 0.176,
+              0.205, 0.221, 0.240]
+FLAT_TRAIN = [1.45, 0.71, 0.45, 0.31, 0.22, 0.15, 0.10, 0.070, 0.048, 0.034, 0.025, 0.018, 0.012,
+              0.014, 0.010, 0.013, 0.009, 0.012, 0.011, 0.008, 0.013, 0.010, 0.009, 0.012, 0.011, 0.010, 0.014,
+              0.009, 0.011, 0.013]
+# No overfitting: validation loss settles near 0.30 and wobbles by +-0.03. Its minimum (0.26, epoch 26) sits in a
+# lucky trough and the last three epochs happen to be high (0.327 on average): 26 % above the minimum, yet within
+# the wobble the whole run shows.
+NOISY_FLAT_VAL = [1.05, 0.58, 0.40, 0.33, 0.30, 0.31, 0.28, 0.32, 0.29, 0.33, 0.27, 0.31, 0.30, 0.34, 0.29, 0.31,
+                  0.28, 0.32, 0.30, 0.33, 0.29, 0.31, 0.34, 0.28, 0.27, 0.26, 0.30, 0.33, 0.31, 0.34]
+
+
+def test_a_noisy_sustained_rise_with_a_flat_training_loss_is_overfitting():
+    assert np.argmin(RISING_VAL) == 12 and RISING_VAL[-1] == 0.24
+    found = detect_overfitting(FLAT_TRAIN, RISING_VAL)
+    assert found is not None
+    assert (found.best_epoch, found.onset, found.best_loss) == (13, 14, 0.03)
+    assert found.final_loss == pytest.approx((0.205 + 0.221 + 0.240) / 3)
+    assert overfitting_onset(FLAT_TRAIN, RISING_VAL) == 14
+    assert "from 0.03 (its lowest, epoch 13) to 0.222" in found.text()
+
+
+@pytest.mark.parametrize("train", [FLAT_TRAIN, list(np.linspace(1.4, 0.02, 30))], ids=["flat train", "falling train"])
+def test_a_noisy_but_flat_validation_loss_is_not_overfitting(train):
+    assert overfitting_onset(train, NOISY_FLAT_VAL) is None
+
+
+def test_one_lucky_epoch_does_not_set_the_bar():
+    # flat at 0.30 +- 0.01 with a single epoch at 0.20: the end is 0.31, 55 % above that epoch but not above the level
+    val = [0.9, 0.5, 0.35, 0.31, 0.30, 0.31, 0.30, 0.29, 0.31, 0.30, 0.31, 0.29, 0.30, 0.31, 0.30, 0.29, 0.31, 0.20,
+           0.30, 0.31, 0.30, 0.31, 0.30, 0.32]
+    assert overfitting_onset(list(np.linspace(1.0, 0.05, len(val))), val) is None
+
+
+def test_a_rise_below_the_absolute_threshold_is_not_overfitting():
+    # a smooth rise from 0.010 to 0.016: 50 % up, but 0.006 nats is immaterial; the same curve ten times larger is
+    val = [0.5, 0.2, 0.08, 0.03, 0.012, 0.010, 0.011, 0.012, 0.013, 0.014, 0.015, 0.016]
+    train = [0.6, 0.3, 0.1, 0.05, 0.03, 0.02, 0.015, 0.012, 0.01, 0.009, 0.008, 0.007]
+    assert overfitting_onset(train, val) is None
+    assert overfitting_onset([10 * t for t in train], [10 * v for v in val]) == 7
+    # the digits demo's curve (0.013 at epoch 10, 0.018 at the end; its first epochs jump by 0.1 and more)
+    val = [1.26, 0.41, 0.15, 0.23, 0.19, 0.036, 0.020, 0.041, 0.019, 0.013, 0.015, 0.0175, 0.0177, 0.0167, 0.0183]
+    train = [1.96, 0.85, 0.25, 0.14, 0.10, 0.068, 0.052, 0.048, 0.031, 0.021, 0.022, 0.017, 0.014, 0.0089, 0.0073]
+    assert overfitting_onset(train, val) is None
 
 
 def test_overfitting_onset_needs_equal_lengths():

@@ -125,3 +125,28 @@ def test_a_run_written_before_schema_versions_still_reports(tmp_path):
     html = write_report(run, explain=False).read_text()
     assert "16.7 %" in html  # macro F1 0.1667, read from the old `f1-score` key
     assert summarize_run(run).values["macro_f1"] == pytest.approx(1 / 6)
+
+
+def test_the_overfitting_finding_states_the_numbers_and_the_rule(tmp_path):
+    """Issue 26: a run whose validation loss rose from 0.03 (epoch 13) to 0.24 (epoch 30) while its training loss
+    wobbled near 0.01 was reported as "No overfitting detected"."""
+    from imgclf.records import HistoryRow, RunDir
+    from run_fixtures import write_run
+    from test_eval_interpret import FLAT_TRAIN, NOISY_FLAT_VAL, RISING_VAL
+
+    run = RunDir(write_run(tmp_path))
+
+    def page(val: list[float]) -> str:
+        run.write_history([HistoryRow(epoch=e, lr=1e-3, loss=t, acc=0.9, val_loss=v, val_acc=0.9)
+                           for e, (t, v) in enumerate(zip(FLAT_TRAIN, val), start=1)])
+        html = write_report(run.path, explain=False).read_text()
+        return re.sub(r"\s+", " ", html)
+
+    html = page(RISING_VAL)
+    assert ("Overfitting from epoch 14: validation loss rose from 0.03 (its lowest, epoch 13) to 0.222 (mean of the "
+            "last epochs) while training loss stayed flat or fell") in html
+    assert "No overfitting detected" not in html
+    rule = "validation loss averaged over the last 3 epochs is above its level at the minimum"
+    assert f"Overfitting is reported when {rule}" in html  # under Training, whatever the verdict
+    html = page(NOISY_FLAT_VAL)
+    assert f"No overfitting detected: that needs {rule}" in html and "Overfitting from" not in html

@@ -151,18 +151,49 @@ def decode_for_display(paths: Sequence[str], size: int, color: str,
 
 
 # ---------------------------------------------------------------------- training history
-def overfitting_onset(train_loss: Sequence[float], val_loss: Sequence[float], patience: int = 3,
-                      tolerance: float = 0.01) -> int | None:
-    """The 1-based epoch where overfitting starts, or None.
+@dataclass(frozen=True)
+class Overfitting:
+    """A sustained rise of validation loss above its minimum while training loss stayed flat or fell."""
 
-    Overfitting = validation loss rising while training loss falls (REFERENCES S4). The onset is the first
-    epoch after the validation minimum, reported only when
-      - at least `patience` epochs follow the minimum (one bad epoch is noise, not a trend),
-      - those epochs' mean validation loss is above the minimum by more than `tolerance` (relative), and
-      - training loss keeps falling: its last value is below its value at the validation minimum, with most
-        epoch-to-epoch steps downwards.
-    A validation loss that comes back to a new minimum later is therefore never flagged, nor is a diverging
-    run where both losses rise.
+    onset: int  # 1-based epoch after the validation minimum: the first epoch that no longer improved
+    best_epoch: int  # 1-based epoch of the lowest validation loss
+    best_loss: float  # the lowest validation loss
+    final_loss: float  # mean validation loss of the last `patience` epochs
+    threshold: float  # the rise (final_loss minus the level at the minimum) had to exceed this
+
+    def text(self) -> str:
+        return (f"validation loss rose from {self.best_loss:.3g} (its lowest, epoch {self.best_epoch}) to "
+                f"{self.final_loss:.3g} (mean of the last epochs) while training loss stayed flat or fell")
+
+
+PATIENCE, REL_TOL, ABS_TOL, NOISE_K = 3, 0.05, 0.01, 3.0
+
+# The rule in words, for the report: the thresholds are detect_overfitting's defaults.
+OVERFITTING_RULE = (f"validation loss averaged over the last {PATIENCE} epochs is above its level at the minimum "
+                    f"(median of the lowest epoch and its two neighbours) by more than {100 * REL_TOL:.0f} %, more "
+                    f"than {ABS_TOL:g} and more than {NOISE_K:g} times its epoch-to-epoch noise, while training loss "
+                    f"rose by less than a quarter of that (flat or falling)")
+
+
+def detect_overfitting(train_loss: Sequence[float], val_loss: Sequence[float], patience: int = PATIENCE,
+                       rel_tol: float = REL_TOL, abs_tol: float = ABS_TOL,
+                       noise_k: float = NOISE_K) -> Overfitting | None:
+    """Overfitting (REFERENCES S4: validation loss rising while training loss does not), or None.
+
+    The rule (OVERFITTING_RULE), in the spirit of Prechelt's generalisation loss (Early Stopping - But When?,
+    1998) but judged on the whole run rather than online:
+      - at least `patience` epochs follow the validation minimum (one bad epoch is noise, not a trend);
+      - the mean validation loss of the last `patience` epochs exceeds the level at the minimum (the median of
+        the lowest epoch and its two neighbours, so one lucky epoch does not set the bar) by more than `rel_tol` of
+        that level, more than `abs_tol` (loss differences below that are immaterial), and more than `noise_k`
+        times the noise of the validation loss (robust sigma of its second differences, which a smooth trend,
+        rising or falling, leaves at zero);
+      - training loss stayed flat or fell: its mean over the last `patience` epochs is less than a quarter of the
+        validation rise above its mean over those three epochs around the minimum. It need not fall at every step:
+        a training loss near zero wobbles.
+    A validation loss that comes back to a new minimum later is therefore never flagged, nor is a diverging run
+    where both losses rise, nor a flat but noisy validation loss (its minimum is just the luckiest epoch).
+    Epochs without both values are skipped; epoch numbers are kept.
     """
     train = np.asarray(train_loss, dtype=np.float64)
     val = np.asarray(val_loss, dtype=np.float64)
@@ -175,13 +206,29 @@ def overfitting_onset(train_loss: Sequence[float], val_loss: Sequence[float], pa
     epochs = np.flatnonzero(finite)
     train, val = train[finite], val[finite]
     best = int(np.argmin(val))
-    after = slice(best + 1, len(val))
     if len(val) - best - 1 < patience:
         return None
-    rising = val[after].mean() > val[best] + tolerance * abs(val[best])
-    steps = np.diff(train[best:])
-    falling = train[-1] < train[best] and (steps < 0).mean() >= 0.5
-    return int(epochs[best + 1]) + 1 if rising and falling else None
+    around = slice(max(best - 1, 0), best + 2)
+    low = float(np.median(val[around]))
+    final = float(val[-patience:].mean())
+    rise = final - low
+    d2 = np.diff(val, 2)
+    # 1.4826 * MAD estimates a normal sigma; a second difference of white noise has variance 6 sigma^2
+    noise = 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6) if len(d2) else 0.0
+    threshold = max(rel_tol * abs(low), abs_tol, noise_k * noise)
+    train_rise = float(train[-patience:].mean() - train[around].mean())
+    if rise <= threshold or train_rise >= 0.25 * rise:
+        return None
+    return Overfitting(onset=int(epochs[best + 1]) + 1, best_epoch=int(epochs[best]) + 1, best_loss=float(val[best]),
+                       final_loss=final, threshold=threshold)
+
+
+def overfitting_onset(train_loss: Sequence[float], val_loss: Sequence[float],
+                      patience: int = PATIENCE) -> int | None:
+    """The 1-based epoch where overfitting starts (the first epoch after the validation minimum), or None; the
+    rule is `detect_overfitting`'s."""
+    found = detect_overfitting(train_loss, val_loss, patience)
+    return found.onset if found is not None else None
 
 
 def lr_changes(lrs: Sequence[float]) -> list[tuple[int, float, float]]:

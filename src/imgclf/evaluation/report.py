@@ -23,9 +23,11 @@ from ..pages import embed_png, finite, num, pct, render
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir
 from . import plots
 from .interpret import (
+    OVERFITTING_RULE,
     Interpretation,
     best_val_accuracy,
     decode_for_display,
+    detect_overfitting,
     lr_changes,
     mean_recall,
     overfitting_onset,
@@ -38,8 +40,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     "class_distribution": ("Images per class and split", "Training, validation and test images per class."),
     "class_samples": ("One sample per class", "A random training image of each class, as stored on disk."),
     "training_curves": ("Training curves",
-                        "Train vs validation per epoch. Green: the epoch whose weights were kept; red: where "
-                        "validation loss starts rising while training loss falls (overfitting); grey dotted lines or "
+                        "Train vs validation per epoch. Green: the epoch whose weights were kept; red: overfitting, "
+                        "from the epoch after the validation-loss minimum when validation loss then settles well "
+                        "above it while training loss stays flat or falls (rule under Training); grey dotted lines or "
                         "the dash-dot curve: learning-rate changes; grey band: frozen backbone."),
     "confusion_counts": ("Confusion matrix (counts)", "Rows: true class; columns: predicted class."),
     "confusion_normalized": ("Confusion matrix (row-normalised)",
@@ -175,8 +178,9 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     m = interp.metrics
     training = card.training
     best_epoch = training.best_epoch
-    onset = overfitting_onset([r.value("loss") for r in history],
-                              [r.value("val_loss") for r in history]) if history else None
+    overfit = detect_overfitting([r.value("loss") for r in history],
+                                 [r.value("val_loss") for r in history]) if history else None
+    onset = overfit.onset if overfit is not None else None
     imbalance = dataset.imbalance if dataset is not None else None
     minority = imbalance.minority if imbalance is not None else []
     per_class = m.per_class
@@ -202,13 +206,11 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.append(f"Imbalanced training data (ρ = {num(imbalance.rho, 2)}, μ = {num(imbalance.mu, 2)}): "
                         f"minority classes {', '.join(minority)} reach a mean recall of {pct(mr)} against an "
                         f"accuracy of {pct(m.accuracy)}. Judge this model by per-class recall, not accuracy.")
-    if onset is not None:
+    if overfit is not None:
         kept = f"; the weights of epoch {best_epoch} were kept" if best_epoch else ""
-        findings.append(f"Overfitting from epoch {onset}: validation loss rises while training loss keeps "
-                        f"falling{kept}.")
+        findings.append(f"Overfitting from epoch {overfit.onset}: {overfit.text()}{kept}.")
     elif len(history) >= 4:
-        findings.append("No overfitting detected (validation loss did not rise for several epochs while training "
-                        "loss fell).")
+        findings.append(f"No overfitting detected: that needs {OVERFITTING_RULE}.")
     if tta is not None and finite(tta.accuracy):
         delta = tta.accuracy - m.accuracy
         findings.append(f"Test-time augmentation {'raises' if delta > 0 else 'lowers' if delta < 0 else 'leaves'} "
@@ -281,7 +283,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "stopped": training.stopped, "train_seconds": training.train_seconds or seconds or None,
             "images_per_s": training.images_per_s if training.images_per_s is not None
             else float(np.median(speeds)) if speeds else None,
-            "onset": onset, "lr_changes": len(lr_changes([r.value("lr") for r in history])),
+            "onset": onset, "overfitting_rule": OVERFITTING_RULE,
+            "lr_changes": len(lr_changes([r.value("lr") for r in history])),
             "settings": {k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
         },
         "hardware": {"cpu": hardware.get("cpu"), "cores": hardware.get("cores"), "gpu": hardware.get("gpu"),

@@ -1,10 +1,13 @@
 """Every recipe loads, validates and trains one step on tiny data."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 import imgclf
+import imgclf.recipes
 from conftest import make_image_folder
 from imgclf.cli import app
 from imgclf.models import get_model_info
@@ -58,10 +61,34 @@ def test_train_cli_takes_a_recipe_and_lets_flags_override_it(tmp_path):
     assert (saved["epochs"], saved["lr"], saved["batch_size"]) == (1, 0.01, 4)  # the flags win
 
 
-def test_recipes_cli_lists_and_shows():
+def test_recipes_cli_lists_them():
     result = CliRunner().invoke(app, ["recipes"])
-    assert result.exit_code == 0 and "s5-model-s" in result.stdout
-    result = CliRunner().invoke(app, ["recipes", "s5-model-s"])
-    assert "815,018" in result.stdout
-    result = CliRunner().invoke(app, ["recipes", "s5-model"])
-    assert result.exit_code == 2 and "Did you mean: s5-model-s" in result.stderr
+    assert result.exit_code == 0 and all(name in result.stdout for name in RECIPES)
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipes_cli_prints_the_file_byte_for_byte_with_or_without_show(name):
+    shipped = (Path(imgclf.recipes.__file__).parent / f"{name}.yaml").read_bytes()
+    for words in (["recipes", name], ["recipes", "show", name]):
+        result = CliRunner().invoke(app, words)
+        assert result.exit_code == 0, result.output
+        assert result.stdout_bytes == shipped, words
+
+
+def test_recipes_cli_keeps_the_comments_a_yaml_round_trip_drops():
+    result = CliRunner().invoke(app, ["recipes", "show", "s2-mobilenetv2-finetune"])
+    assert "  # Keras' fine-tuning guide calls the base with training=False" in result.stdout
+
+
+@pytest.mark.parametrize("words, message", [
+    (["recipes", "s5-model"], "recipe must be one of {fast-fmnist, "),
+    (["recipes", "show", "s4-caltech"], "Did you mean: s4-caltech-cnn, s4-caltech-cnn-reg, s4-caltech-cnn-reg-bn? "
+                                        "Received: recipe='s4-caltech'"),
+    (["recipes", "show"], "NAME must be a recipe name. Received: nothing after 'show'"),
+    (["recipes", "s5-model-s", "s3-fer-cnn"], "Received: recipes arguments='s5-model-s s3-fer-cnn'"),
+])
+def test_recipes_cli_refuses_unknown_names_with_a_suggestion(words, message):
+    result = CliRunner().invoke(app, words)
+    assert result.exit_code == 2 and message in result.stderr and result.stdout == "", result.output
+    if words[-1] == "s5-model":
+        assert "Did you mean: s5-model-s? Received: recipe='s5-model'" in result.stderr

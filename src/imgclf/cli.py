@@ -482,16 +482,29 @@ def _print_most_confused(metrics: Any, top: int = 5) -> None:
                                                         for c in pairs))
 
 
-@app.command()
-def recipes(name: Optional[str] = typer.Argument(None, help="Show one recipe's file in full.")) -> None:
-    """List the named recipes (reference systems reproduced, and our own), or show one."""
-    from .recipes import list_recipes, recipe_document
+class _RecipesCommand(typer.core.TyperCommand):
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return ["[OPTIONS]", "[[show] NAME]"]  # click would write the word list as [[show] NAME]...
 
-    if name:
-        doc = recipe_document(name)
-        import yaml
 
-        typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+@app.command(cls=_RecipesCommand)
+def recipes(words: Optional[list[str]] = typer.Argument(None, metavar="[show] NAME", show_default=False,
+                                                        help="A recipe to print; 'show NAME' says the same.")) -> None:
+    """List the named recipes (reference systems reproduced, and our own), or print one recipe's file as shipped,
+    comments included: imgclf recipes NAME, or imgclf recipes show NAME."""
+    from .errors import Described
+    from .recipes import list_recipes, recipe_bytes
+
+    words = list(words or [])
+    if words[:1] == ["show"]:  # no recipe is called show: `recipes show NAME` reads as a subcommand would
+        words = words[1:]
+        if not words:
+            raise invalid("NAME", Described("nothing after 'show'"), "a recipe name",
+                          hint="imgclf recipes lists them")
+    if len(words) > 1:
+        raise invalid("recipes arguments", " ".join(words), "one recipe NAME, or show NAME")
+    if words:
+        typer.echo(recipe_bytes(words[0]), nl=False)  # bytes as shipped: a YAML round trip would drop the comments
         return
     from rich.table import Table
 

@@ -22,11 +22,20 @@ def list_recipes() -> list[tuple[str, str]]:
     return out
 
 
-def recipe_document(name: str) -> dict[str, Any]:
+def _file(name: str) -> Any:
     files = _files()
     if name not in files:
-        raise invalid("recipe", name, files)
-    return yaml.safe_load(files[name].read_text(encoding="utf-8")) or {}
+        raise invalid("recipe", name, files, hint="imgclf recipes lists them")
+    return files[name]
+
+
+def recipe_bytes(name: str) -> bytes:
+    """The recipe's file exactly as shipped, comments and layout included (what `imgclf recipes NAME` prints)."""
+    return _file(name).read_bytes()
+
+
+def recipe_document(name: str) -> dict[str, Any]:
+    return yaml.safe_load(recipe_bytes(name).decode("utf-8")) or {}
 
 
 def load_recipe(name: str) -> dict[str, Any]:

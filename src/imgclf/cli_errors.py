@@ -51,6 +51,8 @@ class CommandGroup(TyperGroup):
             _usage_error(exc)
         except (typer.Exit, typer.Abort, TyperException):
             raise
+        except BrokenPipeError:
+            _quiet_after_closed_pipe()
         except Exception as exc:
             log = _log_internal_error(exc)
             first = next((line for line in str(exc).splitlines() if line.strip()), "")[:300]
@@ -58,6 +60,15 @@ class CommandGroup(TyperGroup):
             typer.secho(f"internal error: {type(exc).__name__}: {terminal_safe(first)} ({where}; please report it)",
                         fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
+
+
+def _quiet_after_closed_pipe() -> typing.NoReturn:
+    """`imgclf recipes NAME | head -1`: the reader left, which is not an error of ours. Later writes (the
+    interpreter's own flush at exit) go to /dev/null, and the status is a shell's for a process killed by SIGPIPE
+    (128 + 13), as `cat` or `git log` would give."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(141) from None
 
 
 def _usage_error(exc: UsageError) -> typing.NoReturn:

@@ -153,6 +153,32 @@ ROWS = [
     row("train-lr-factor-0", lambda w: w.train("--lr-factor", "0"), "lr_factor=0"),
     row("train-num-nodes-0", lambda w: w.train("--num-nodes", "0"), "num_nodes=0"),
     row("train-cache-budget-negative", lambda w: w.train("--cache-budget", "-4GB"), "cache_budget='-4GB'"),
+    row("train-steps-per-epoch-0", lambda w: w.train("--steps-per-epoch", "0"), "steps_per_epoch=0",
+        "greater than or equal to 1"),
+    row("train-steps-per-epoch-text", lambda w: w.train("--steps-per-epoch", "all"), "--steps-per-epoch='all'",
+        "integer"),
+    row("train-val-steps-negative", lambda w: w.train("--val-steps", "-25"), "val_steps=-25", "greater than or equal to 1"),
+    # --- train: choosing the data ---------------------------------------------------------------------------
+    row("train-classes-unknown", lambda w: w.train("--classes", "cat,dgo"), "classes='dgo'",
+        "one of {cat, dog, fox, owl}", "Did you mean: dog"),
+    row("train-drop-classes-unknown", lambda w: w.train("--drop-classes", "disgust"), "drop_classes='disgust'",
+        "one of {cat, dog, fox, owl}"),
+    row("train-classes-leave-one", lambda w: w.train("--classes", "cat"), "classes=['cat']", "at least 2 classes"),
+    row("train-classes-empty-name", lambda w: w.train("--classes", "cat,,dog"), "classes='cat,,dog'",
+        "class folder names"),
+    row("train-classes-and-drop-classes", lambda w: w.train("--classes", "cat,dog", "--drop-classes", "fox"),
+        "drop_classes=['fox']", "classes=['cat', 'dog']", "unset when classes is set"),
+    row("train-per-class-max-0", lambda w: w.train("--per-class-max", "0"), "per_class_max=0", "a number >= 1"),
+    row("train-per-class-max-text", lambda w: w.train("--per-class-max", "many"), "per_class_max='many'",
+        "train=2999,test=599"),
+    row("train-per-class-max-unknown-split", lambda w: w.train("--per-class-max", "trian=5"),
+        "per_class_max split='trian'", "one of {test, train, val}"),
+    row("train-per-class-max-split-negative", lambda w: w.train("--per-class-max", "train=-3"),
+        "per_class_max train=-3", ">= 1"),
+    row("train-data-twice", lambda w: ["train", str(w.data), str(w.data), "--out", str(w.tmp / "r")], "data=",
+        "distinct folders", "the same folder as"),
+    row("train-data-inside-another", lambda w: ["train", str(w.data), str(w.data / "cat"), "--out", str(w.tmp / "r")],
+        "data=", "none inside another"),
     # --- train: files and folders ---------------------------------------------------------------------------
     row("train-out-is-a-file", lambda w: ["train", str(w.data), "--out", w.file()], "out",
         value=lambda w: str(w.tmp / "a-file.txt")),
@@ -423,3 +449,19 @@ def test_an_internal_error_whose_log_folder_cannot_be_made_logs_to_the_temp_fold
     assert len(lines) == 1 and lines[0].startswith("internal error: ZeroDivisionError: division by zero"), lines
     log = Path(re.search(r"traceback in (.+); please report it", lines[0]).group(1))
     assert log.parent == tmp_path / "tmp" and "ZeroDivisionError" in log.read_text(encoding="utf-8")
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
+    """`imgclf recipes NAME | head -1`: the pipe closes before the command writes. That is the reader's choice,
+    not our bug: no 'internal error' line, no log, and the status a shell gives a process SIGPIPE ended."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    process = subprocess.Popen([sys.executable, "-m", "imgclf.cli", "recipes", "s3-fer-cnn"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the command's first write: it is still importing
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 141, stderr
+    assert stderr == ""
+    assert not (tmp_path / "cache" / "logs").exists()

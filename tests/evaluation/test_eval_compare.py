@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from eval_fixtures import compare_runs_dirs, load_in_chromium  # noqa: F401  (fixtures)
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
-from imgclf.evaluation.compare import compare_runs, format_cell, render_table, summarize_run, write_compare_html
+from imgclf.evaluation.compare import (best_groups, compare_runs, format_cell, render_table, summarize_run,
+                                      write_compare_html)
 from imgclf.stats import MeanStd
 from run_fixtures import write_run
 
@@ -41,7 +42,7 @@ def test_terminal_table_and_html_page(compare_runs_dirs, tmp_path, load_in_chrom
     console = Console(record=True, width=220)
     render_table(comparison, console)
     text = console.export_text()
-    for column in ("val acc", "test acc", "macro F1", "minority recall", "params", "epochs", "train time", "images/s"):
+    for column in ("acc %", "F1 %", "minority", "recall %", "params", "epochs", "train"):
         assert column in text
     assert "±" in text and "a-seed0, a-seed1" in text and "groups differ in: data" in text
 
@@ -96,3 +97,143 @@ def test_cli_compare(compare_runs_dirs, tmp_path):
     assert out.exists() and "comparison:" in result.output
     result = CliRunner().invoke(app, ["compare", str(compare_runs_dirs[0]), str(tmp_path / "nope")])
     assert result.exit_code == 2 and "nope" in result.output
+
+
+# ------------------------------------------------------------------------------------------- issue 26
+def _configure(run_dir, **settings):
+    from imgclf.records import RunDir
+
+    run = RunDir(run_dir)
+    run.write_config(run.read_config().model_copy(update=settings))
+    return run_dir
+
+
+def _scored(run_dir, accuracy):
+    from imgclf.records import RunDir
+
+    run = RunDir(run_dir)
+    metrics = run.read_metrics()
+    run.write_metrics(metrics.model_copy(update={"accuracy": accuracy,
+                                                 "macro": metrics.macro.model_copy(update={"f1": accuracy - 0.01})}))
+    return run_dir
+
+
+def _three_runs(tmp_path):
+    """a and b: the same test images, different settings; c: another data set, scored higher than both."""
+    a = _scored(_configure(write_run(tmp_path, seed=0, run_name="a"), augment="", lr=1e-3), 0.61)
+    b = _scored(_configure(write_run(tmp_path, seed=1, run_name="b"), augment="hflip,rotate=30,shift=0.1,zoom=0.1",
+                           lr=3e-4), 0.72)
+    c = _scored(_configure(write_run(tmp_path, seed=2, run_name="c-on-other-data-with-a-rather-long-run-name",
+                                     data_name="a-second-data-set-with-a-long-folder-name"),
+                           augment="hflip,rotate=30,shift=0.1,zoom=0.1", lr=1e-3), 0.93)
+    return a, b, c
+
+
+def test_best_is_only_marked_among_runs_scored_on_the_same_images(tmp_path):
+    a, b, c = _three_runs(tmp_path)
+    comparison = compare_runs([c, a, b])
+    by_run = {g.runs[0].name: i for i, g in enumerate(comparison.groups)}
+    same = {by_run["a"], by_run["b"]}
+    other = by_run[c.name]
+    assert [sorted(s.groups) for s in comparison.sections] in ([sorted(same), [other]], [[other], sorted(same)])
+    assert comparison.groups[other].stats["test_accuracy"].mean > max(
+        comparison.groups[i].stats["test_accuracy"].mean for i in same)  # c would win if ranked with them
+    best = best_groups(comparison)
+    assert all(other not in winners for winners in best.values()), best
+    assert best["test_accuracy"] == {by_run["b"]} and best["macro_f1"] == {by_run["b"]}
+    titles = [s.title for s in comparison.sections]
+    assert "test split of data, 6 images" in titles[0] + titles[1]
+    assert "a-second-data-set-with-a-long-folder-name, 6 images" in titles[0] + titles[1]
+
+    console = Console(record=True, width=80, soft_wrap=True)
+    render_table(comparison, console)
+    text = " ".join(console.export_text().split())
+    assert "not ranked against each other" in text and all(t in text for t in titles)
+    html = write_compare_html(comparison, tmp_path / "compare.html").read_text()
+    assert "groups are ranked only against groups scored on the same images" in html
+    assert all(t in html for t in titles)
+
+
+def test_a_tie_for_best_marks_no_group(tmp_path):
+    a = write_run(tmp_path, seed=0, run_name="a")
+    b = _configure(write_run(tmp_path, seed=0, run_name="b"), lr=3e-4)  # same fake history: val acc ties
+    comparison = compare_runs([a, b])
+    assert len(comparison.sections) == 1
+    assert "val_accuracy" not in best_groups(comparison)
+
+
+def test_scores_on_another_folder_are_never_averaged_with_the_runs_own(tmp_path):
+    """An older release wrote `evaluate --data` over the run's own metrics.json: such a run is its own group."""
+    from imgclf.records import RunDir
+
+    a0 = write_run(tmp_path, seed=0, run_name="a0")
+    a1 = write_run(tmp_path, seed=1, run_name="a1")
+    run = RunDir(a1)
+    run.write_metrics(run.read_metrics().model_copy(update={"split": "/elsewhere/big-test:all", "count": 10_000}))
+    comparison = compare_runs([a0, a1])
+    assert [g.n for g in comparison.groups] == [1, 1] and len(comparison.sections) == 2
+    assert any("scored on /elsewhere/big-test:all" in g.label for g in comparison.groups)
+    assert best_groups(comparison) == {}
+
+
+def test_an_empty_setting_is_named_not_left_blank(tmp_path):
+    a, b, _ = _three_runs(tmp_path)
+    comparison = compare_runs([a, b])
+    labels = {g.runs[0].name: g.label for g in comparison.groups}
+    assert labels["a"] == "augment=none, lr=0.001"
+    assert "augment=," not in " ".join(labels.values()) and not any(l.endswith("=") for l in labels.values())
+    html = write_compare_html(comparison, tmp_path / "compare.html").read_text()
+    assert "augment: none" in html and "augment=</" not in html
+
+
+def test_terminal_output_fits_80_columns_with_the_numbers_and_labels(tmp_path):
+    a, b, c = _three_runs(tmp_path)
+    seeds = [_configure(write_run(tmp_path / "s", seed=s, run_name=f"seed{s}"), lr=0.01) for s in (0, 1)]
+    comparison = compare_runs([a, b, c, *seeds])
+    console = Console(record=True, width=80, soft_wrap=True)  # soft_wrap: as the CLI's console
+    render_table(comparison, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    flat = " ".join(text.split())
+    for g in comparison.groups:
+        for key in ("test_accuracy", "macro_f1", "val_accuracy"):
+            assert f"{100 * g.stats[key].mean:.2f}" in text, (g.label, key)
+        assert " ".join(f"{g.key} {g.label}".split()) in flat, g.label  # the key gives every label whole
+    seeds_group = next(g for g in comparison.groups if g.n == 2)
+    assert f"±{100 * seeds_group.stats['test_accuracy'].std:.2f}" in text
+
+
+def test_curve_legend_stays_inside_the_figure(tmp_path, monkeypatch):
+    """Long labels ran off the figure (issue 26): each legend entry is the group's letter and its label wrapped."""
+    import imgclf.evaluation.plots as plots
+
+    seen = {}
+    real_save = plots.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        fig.canvas.draw()
+        seen["figure"] = fig.bbox
+        seen["legend"] = fig.legends[0].get_window_extent()
+        seen["texts"] = [t.get_text() for t in fig.legends[0].get_texts()]
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "save_figure", save)
+    a, b, c = _three_runs(tmp_path)
+    seeds = [_configure(write_run(tmp_path / "s", seed=s, run_name=f"seed{s}"), lr=0.01) for s in (0, 1)]
+    comparison = compare_runs([a, b, c, *seeds])
+    assert max(len(g.label) for g in comparison.groups) > 80
+    write_compare_html(comparison, tmp_path / "compare.html")
+    legend, figure = seen["legend"], seen["figure"]
+    assert figure.x0 <= legend.x0 and legend.x1 <= figure.x1 and figure.y0 <= legend.y0, (legend, figure)
+    assert [t.split(":")[0] for t in seen["texts"]] == [g.key for g in comparison.groups]
+
+
+def test_cli_compare_output_fits_80_columns(tmp_path):
+    a, b, c = _three_runs(tmp_path)
+    result = CliRunner().invoke(app, ["compare", str(a), str(b), str(c), "--out", str(tmp_path / "c.html")],
+                                env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines if not line.startswith("comparison: ")) <= 80, result.output
+    assert "61.00" in result.output and "72.00" in result.output and "93.00" in result.output
+    assert "not ranked against each other" in " ".join(result.output.split())

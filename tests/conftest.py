@@ -67,11 +67,15 @@ def digits_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, image_folder) -> Path:
-    """A complete run directory: simple_cnn, 3 classes, 5 epochs (a few seconds); learns the classes."""
+    """A complete run directory: simple_cnn, 3 classes, 5 epochs (a few seconds); learns the classes.
+
+    Trained with hflip and a 1-pixel crop so that its evaluation has test-time views (TTA uses only views
+    training made); the classes are bars whose place a mirror or a pixel's shift barely moves."""
     import imgclf
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     run = imgclf.fit({"data": str(image_folder), "model": "simple_cnn", "img_size": 16, "epochs": 5,
+                      "augment": "hflip,crop=1",
                       "batch_size": 8, "lr": 3e-3, "out": str(out), "progress": False, "seed": 0,
                       "model_args": {"width": 8}, "val_split": 0.2, "test_split": 0.2})
     return run.path

@@ -37,7 +37,9 @@ def write_run(root: Path, classes=("cat", "dog", "fox"), per_class: int = 8, see
     counts = {s: {c: labels.count(i) for i, c in enumerate(classes)} for s, (_, labels) in splits.items()}
     run = RunDir(root / run_name)
     run.path.mkdir(parents=True)
-    run.write_config(TrainConfig(data=str(data), out=str(run.path), seed=seed, epochs=epochs, img_size=size))
+    # trained with hflip: the TTA views metrics.json records below (TTA uses only views training made)
+    run.write_config(TrainConfig(data=str(data), out=str(run.path), seed=seed, epochs=epochs, img_size=size,
+                                 augment="hflip"))
     run.write_dataset(DatasetRecord(
         root=str(data), layout="flat", classes=list(classes), img_size=size, color="rgb", val_source="test fixture",
         sizes={s: len(f) for s, (f, _) in splits.items()}, counts=counts,
@@ -66,6 +68,6 @@ def write_run(root: Path, classes=("cat", "dog", "fox"), per_class: int = 8, see
         architecture="simple_cnn", model_args={"width": 8}, classes=list(classes), img_size=size, in_chans=3,
         color="rgb", mean=[0.5] * 3, std=[0.25] * 3, num_params=1234,
         training=TrainingSummary(epochs_run=epochs, best_epoch=5, stopped="completed", train_seconds=4.0,
-                                 seed=seed),
+                                 seed=seed, augment="hflip"),
         hardware={"cpu": "test cpu", "cores": 2}))
     return run.path

@@ -170,8 +170,11 @@ def inspect_cmd(data: Path = typer.Argument(..., help="Image folder."),
 def evaluate(run: Path = typer.Argument(..., help="Run directory."),
              data: Optional[Path] = typer.Option(None, help="Evaluate on this folder instead of the run's test split."),
              split: str = typer.Option("test", help="Split of the run's data set: test or val."),
-             tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean over the image, "
-                                                  "its mirror and two 1/16 shifts.")) -> None:
+             tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean prediction over "
+                                                  "the image plus, only where the run's training made them, its "
+                                                  "mirror images (augment hflip, vflip) and two small shifts "
+                                                  "(shift, crop); metrics.json names the views used. Refused for "
+                                                  "a run trained with none of these.")) -> None:
     """Evaluate a run: writes predictions.csv and metrics.json (beside the run's own, for --data), prints the
     classification report."""
     from .evaluation.run_eval import results_dir
@@ -213,7 +216,10 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
             top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to list per image."),
             fmt: str = typer.Option("table", "--format", help="table, csv or json."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
-            tta: bool = typer.Option(False, help="Average predictions over the image and its mirror."),
+            tta: bool = typer.Option(False, help="Average each prediction over the image plus, only where the "
+                                                 "run's training made them, its mirror images (augment hflip, "
+                                                 "vflip) and two small shifts (shift, crop). Refused for a run "
+                                                 "trained with none of these."),
             backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN --format onnx`).")) -> None:
     """Predict labels and probabilities for images; unreadable files get an error row."""
     from .predict_format import format_predictions

@@ -15,7 +15,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -146,15 +146,16 @@ class OnnxClassifier(Classifier):
 
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
         """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over the same views as the torch
-        backend (`inference.tta_views`), taken on the uint8 pixels: shifts and flips commute with the
-        per-pixel normalisation inside the graph."""
+        backend (`Classifier.tta_views`), taken on the uint8 pixels as training took them on its pixels (the
+        graph normalises inside)."""
         if batch_size < 1:
             raise invalid("batch_size", batch_size, ">= 1")
+        views_of = self.tta_views.require() if tta else None
         pixels = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
         out = []
         for start in range(0, len(pixels), batch_size):
             chunk = np.ascontiguousarray(pixels[start:start + batch_size], dtype=np.uint8)
-            views = _uint8_views(chunk) if tta else [chunk]
+            views = _uint8_views(chunk, views_of) if views_of is not None else [chunk]
             probs = np.mean([self.session.run([OUTPUT_NAME], {INPUT_NAME: v})[0] for v in views], axis=0)
             out.append(probs.astype(np.float32, copy=False))
         if not out:
@@ -162,11 +163,9 @@ class OnnxClassifier(Classifier):
         return np.concatenate(out)
 
 
-def _uint8_views(chunk: np.ndarray) -> list[np.ndarray]:
-    from .inference import tta_views
-
-    x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float()  # exact: views only move pixels around
-    return [np.ascontiguousarray(v.permute(0, 2, 3, 1).to(torch.uint8).numpy()) for v in tta_views(x)]
+def _uint8_views(chunk: np.ndarray, views_of: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[np.ndarray]:
+    x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float()  # exact: views only move pixels around (or zero them)
+    return [np.ascontiguousarray(v.permute(0, 2, 3, 1).to(torch.uint8).numpy()) for v in views_of(x)]
 
 
 def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None) -> OnnxClassifier:

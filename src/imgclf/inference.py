@@ -18,6 +18,7 @@ from .data.decode import DecodeError, image_to_array, open_image
 from .data.folder import IMAGE_EXTENSIONS, is_hidden
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
+from .tta import TTAViews
 from .errors import Described, bad_path, invalid
 
 # A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
@@ -54,18 +55,6 @@ def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
         else:
             out.append(str(path))
     return out
-
-
-TTA_TRANSFORMS = "identity, horizontal flip, shifts of 1/16 of the side (right-down, left-up)"
-
-
-def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
-    """Test-time augmentation views: the image, its mirror and two small shifts (edges replicated)."""
-    s = max(1, x.shape[-1] // 16)
-    padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
-    h, w = x.shape[-2:]
-    return [x, x.flip(3), padded[..., : h, : w].contiguous(memory_format=torch.channels_last),
-            padded[..., 2 * s :, 2 * s :].contiguous(memory_format=torch.channels_last)]
 
 
 @dataclass
@@ -115,6 +104,11 @@ class Classifier:
     def classes(self) -> list[str]:
         return self.card.classes
 
+    @property
+    def tta_views(self) -> TTAViews:
+        """The test-time views this run may average over: those its training augmentation made (`tta`)."""
+        return TTAViews.for_training(self.card.training.augment, self.card.img_size)
+
     def decode(self, source: ImageInput) -> np.ndarray:
         """One image -> (H, W, C) uint8 at the card's size and colour mode, converted as files are (EXIF
         orientation, transparency over white, any mode to the card's colour mode)."""
@@ -137,20 +131,26 @@ class Classifier:
 
     @torch.inference_mode()
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over `tta_views`."""
+        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over `tta_views` (refused for a run
+        whose training made no view but the image itself)."""
         if batch_size < 1:
             raise invalid("batch_size", batch_size, ">= 1")
+        views_of = self.tta_views.require() if tta else None
         out = []
         for start in range(0, len(pixels), batch_size):
             chunk = pixels[start : start + batch_size]
             x = to_unit_nchw(np.asarray(chunk, dtype=np.uint8), self.device)
-            x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-            views = tta_views(x) if tta else [x]
-            probs = torch.stack([torch.softmax(self.model(v).float(), dim=1) for v in views]).mean(0)
+            # views before normalising: their fill (zeros for fill=constant) is in pixel values, as in training
+            views = views_of(x) if views_of is not None else [x]
+            probs = torch.stack([torch.softmax(self.model(self._normalised(v)).float(), dim=1)
+                                 for v in views]).mean(0)
             out.append(probs.cpu().numpy())
         if not out:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return np.concatenate(out)
+
+    def _normalised(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3, tta: bool = False) -> list[Prediction]:
         """Files, folders, PIL images or numpy arrays (`ImageInput`) -> one Prediction each, in order.
@@ -158,9 +158,12 @@ class Classifier:
         A folder gives one per image file in it; a 4-D array one per row. Unreadable files get a Prediction
         with an `error`, not an exception; anything that is not an image input raises ImgclfError before any
         work. In-memory images are named by their place in `images`: `images[2]`, `images[2][5]` (a batch row).
+        tta averages each prediction over the views of the image that training also made (`tta_views`).
         """
         if top_k < 1:
             raise invalid("top_k", top_k, "a whole number >= 1 (larger than the number of classes lists them all)")
+        if tta:
+            self.tta_views.require()  # before any image is decoded
         names, sources = _gather(images)
         by_index: dict[int, np.ndarray] = {}
         errors: dict[int, str] = {}

@@ -151,6 +151,7 @@ def test_data_over_the_cache_budget_streams_and_skips_broken_files(tmp_path):
     (data / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     run = imgclf.fit({"data": str(data), "img_size": 16, "epochs": 2, "batch_size": 8, "progress": False,
                       "cache_budget": "1KB", "num_workers": 1, "model_args": {"width": 8},
+                      "augment": "crop=1",  # a translation, so that evaluation has TTA views (shifts)
                       "out": str(tmp_path / "s")}, report=False)
     dataset = json.loads((run.path / "dataset.json").read_text())
     assert dataset["streamed"] is True

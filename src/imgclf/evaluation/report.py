@@ -171,6 +171,17 @@ def _gradcam_figure(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- context
+def _tta_unavailable(card: ModelCard) -> str | None:
+    """Why a run has no TTA scores when its training made no view to average over; None when it did."""
+    from ..tta import TTAViews
+
+    if TTAViews.for_training(card.training.augment, card.img_size).available:
+        return None
+    trained = f"augment {card.training.augment}" if card.training.augment.strip() else "no augmentation"
+    return (f"training used {trained}: no mirror image or shift, so the model saw no view of an image but the "
+            "image itself, and test-time augmentation averages only over views seen in training.")
+
+
 def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None, metrics: MetricsRecord | None,
              interp: Interpretation, history: list[HistoryRow]) -> dict[str, Any]:
     """The page's context. `m` is recomputed from predictions.csv; `metrics` (metrics.json, None before the run
@@ -295,7 +306,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                      for name, avg in (("macro", m.macro), ("weighted", m.weighted))],
         "tta": tta_rows,
         "tta_transforms": tta.transforms if tta is not None and tta.transforms
-        else "horizontal flip, averaged with the plain prediction",
+        else "views not recorded by the version that evaluated this run",
+        "tta_unavailable": None if tta is not None else _tta_unavailable(card),
         "confused": [{"true": c.true, "pred": c.pred, "count": c.count, "rate": c.rate} for c in confusions],
         "skipped": skipped,
     }

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -57,14 +58,23 @@ def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
-                 tta: bool = False, batch_size: int = 256, cache_dir: str | None = None,
+                 tta: bool | Literal["auto"] = False, batch_size: int = 256, cache_dir: str | None = None,
                  workers: int = 2, budget_bytes: int = 4 * 10**9, progress: bool = True) -> MetricsRecord:
     """Predict every image of the split (or of `data`), write predictions.csv and metrics.json into
     `results_dir(run_dir, data)`, return the metrics. progress: a bar (terminal) or a few lines (redirected)
-    for the cache build and the predictions when they take more than a second."""
+    for the cache build and the predictions when they take more than a second.
+
+    tta: also score test-time augmentation over the views the run's training made (`tta.TTAViews`); True is
+    refused for a run whose training made none, "auto" (what training's own evaluation asks) then skips it."""
+    if tta not in (True, False, "auto"):
+        raise invalid("tta", tta, (True, False, "auto"))
     run = RunDir(run_dir)
     card = run.read_card()
     clf = Classifier.load(run.path)
+    views = clf.tta_views
+    if tta is True:
+        views.require()  # before any image is decoded
+    tta = bool(tta) and views.available
     skipped: list[dict] = []
     if data is None:
         files, labels, split_name = _files_from_run(run, split)
@@ -95,11 +105,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     metrics = compute_metrics(y_true, probs, card.classes, split_name)
     metrics.skipped = [SkippedFile.model_validate(s) for s in skipped]
     if tta_probs is not None:
-        from ..inference import TTA_TRANSFORMS
-
         t = compute_metrics(y_true, tta_probs, card.classes)
         metrics.tta = TTAScores(accuracy=t.accuracy, loss=t.loss, macro=t.macro, worst_class=t.worst_class,
-                                macro_auc=t.macro_auc, transforms=TTA_TRANSFORMS)
+                                macro_auc=t.macro_auc, transforms=views.describe())
     out = RunDir(results_dir(run.path, data))
     out.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped),
                           card.classes)

@@ -172,8 +172,9 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
     from ..evaluation.run_eval import evaluate_run
 
-    # TTA too: the report shows with and without; evaluation streams when training did.
-    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta=True,
+    # TTA too, where training made views to average over: the report shows with and without; evaluation streams
+    # when training did.
+    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
                            budget_bytes=cfg.cache_budget_bytes)
     card.metrics = headline(metrics, result.history, result.best_epoch)
     run.write_card(card)

@@ -53,3 +53,16 @@ def test_models_lists_every_registered_model_without_importing_torch():
 
     for name in list_models():
         assert name in done.stdout and get_model_info(name).description in done.stdout, name
+
+
+@pytest.mark.parametrize("pattern", [
+    r"Usage: \S+ train \[OPTIONS\] \[DATA\]\.\.\.",  # several folders
+    r"DATA .*?several folders are used as one, classes merged by folder name",
+    r"--steps-per-epoch .*?Keras' steps_per_epoch.*?continues where the last one stopped .*?limit_train_batches",
+    r"--val-steps .*?Keras' validation_steps.*?the same seeded sample of val every epoch",
+    r"--classes .*?Keep only these classes",
+    r"--drop-classes .*?Leave these classes out.*?Not together with --classes",
+    r"--per-class-max .*?each split the run uses \(train, val and test.*?train=N,test=M",
+])
+def test_train_help_says_how_the_data_is_chosen_and_what_an_epoch_is(train_help, pattern):
+    assert re.search(pattern, train_help), pattern

@@ -55,8 +55,10 @@ def _console():
 def _train_options() -> list[inspect.Parameter]:
     from .config import TrainConfig
 
-    params = [inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str],
-                                default=typer.Argument(None, help="Image folder (class-per-folder, or train/ val/ test/)."))]
+    params = [inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
+                                default=typer.Argument(None, help="Image folder (class-per-folder, or train/ val/ "
+                                                       "test/); several folders are used as one, classes merged by "
+                                                       "folder name.", show_default=False, metavar="DATA"))]
     for name, field in TrainConfig.model_fields.items():
         if name in ("data", "schema_version"):
             continue
@@ -93,13 +95,13 @@ def _train_options() -> list[inspect.Parameter]:
     return params
 
 
-def train(data: Optional[str] = None, **options: Any) -> None:
+def train(data: Optional[list[str]] = None, **options: Any) -> None:
     """Train a model on an image folder and write a complete run directory."""
     from .pipeline import fit
 
     config, overwrite, resume = options.pop("config"), options.pop("overwrite"), options.pop("resume")
-    if data is not None:
-        options["data"] = data
+    if data:
+        options["data"] = data[0] if len(data) == 1 else data
     if resume:
         run = fit(resume=resume, **options)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -22,6 +23,7 @@ Sampler = Literal["none", "oversample", "undersample"]
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
 MONITORS = ("val_loss", "val_acc")
+SPLITS = ("train", "val", "test")
 L2_KEYS = ("conv", "dense")
 
 
@@ -76,7 +78,17 @@ class TrainConfig(BaseModel):
     schema_version: int = Field(1, ge=1, le=1, description="Version of the config.yaml layout (not a setting).")
 
     # data
-    data: str = Field(description="Image folder: class-per-folder, or with train/ [val/] [test/] sub-trees.")
+    data: str | list[str] = Field(description="Image folder: class-per-folder, or with train/ [val/] [test/] "
+                                  "sub-trees. Several folders (a list; imgclf train DATA1 DATA2) are used as one: "
+                                  "classes merged by folder name, split folders by split.")
+    classes: list[str] | None = Field(None, description="Keep only these classes (class folder names, e.g. "
+                                      "a,b,c); the model gets one output per kept class.")
+    drop_classes: list[str] | None = Field(None, description="Leave these classes out (e.g. disgust); the "
+                                           "others are kept. Not together with --classes.")
+    per_class_max: dict[str, int] | int | None = Field(
+        None, description="Cap on the images of each class in each split the run uses (train, val and test, "
+        "after val/test are drawn from the folder): N caps all three, train=N,test=M only those named. A seeded "
+        "random choice (--seed), so the same images for the same seed.")
     out: str | None = Field(None, description="Run directory (default: runs/<model>-<n>).")
     img_size: int | None = Field(None, ge=1, le=4096, description="Square input side in pixels (default: the model's).")
     color: Color = Field("auto", description="rgb, grayscale, or auto (grayscale when every image is).")
@@ -111,6 +123,14 @@ class TrainConfig(BaseModel):
     # optimisation
     epochs: int = Field(30, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1, le=65_536)
+    steps_per_epoch: int | None = Field(None, ge=1, le=10_000_000, description="Batches per epoch (Keras' "
+                                        "steps_per_epoch; default: one pass over train). The batches come from an "
+                                        "endless stream of reshuffled passes over train, and each epoch continues "
+                                        "where the last one stopped (not Lightning's limit_train_batches, which "
+                                        "starts the pass again every epoch).")
+    val_steps: int | None = Field(None, ge=1, le=10_000_000, description="Validate on this many batches of "
+                                  "batch_size (Keras' validation_steps; default: the whole val split): the same "
+                                  "seeded sample of val every epoch, at most the whole split.")
     optimizer: Optimizer = "adam"
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
@@ -154,6 +174,70 @@ class TrainConfig(BaseModel):
     time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it.")
     progress: bool = True
     recipe: str | None = Field(None, description="Recipe this config came from (informational).")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_or_more_folders(cls, value: Any) -> Any:
+        """A list of folders; one folder is kept as a plain string (what config.yaml has always held)."""
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, (list, tuple)):
+            return value
+        folders = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        if not folders or not all(isinstance(f, str) and f.strip() for f in folders):
+            raise invalid("data", value, "one image folder or a non-empty list of folders")
+        return folders[0] if len(folders) == 1 else folders
+
+    @field_validator("classes", "drop_classes", mode="before")
+    @classmethod
+    def _class_names(cls, value: Any, info: Any) -> Any:
+        """'a,b,c' (the CLI) or a list (YAML) -> a list of distinct names."""
+        if value is None:
+            return None
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)):
+            raise invalid(info.field_name, value, "class folder names, comma-separated (a,b,c) or a list")
+        names = [str(n).strip() for n in names]
+        if not names or not all(names):
+            raise invalid(info.field_name, value, "class folder names, comma-separated (a,b,c) or a list",
+                          note="an empty name")
+        return list(dict.fromkeys(names))
+
+    @field_validator("per_class_max", mode="before")
+    @classmethod
+    def _per_class_cap(cls, value: Any) -> Any:
+        """N (every split) or {split: N}; 'train=2999,test=599' from the CLI."""
+        allowed = "a number >= 1 (every split) or split=number pairs such as train=2999,test=599"
+        if value is None:
+            return None
+        if isinstance(value, str):
+            text = value.strip()
+            if re.fullmatch(r"[-+]?[0-9]+", text):
+                value = int(text)
+            elif "=" in text or text.startswith("{"):
+                value = parse_mapping("per_class_max", text)
+            else:
+                raise invalid("per_class_max", value, allowed)
+        if isinstance(value, dict):
+            unknown = sorted(set(map(str, value)) - set(SPLITS))
+            if unknown:
+                raise invalid("per_class_max split", unknown[0], SPLITS, also={"per_class_max": value})
+            for split, cap in value.items():
+                if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                    raise invalid(f"per_class_max {split}", cap, "a number of images >= 1")
+            if not value:
+                raise invalid("per_class_max", value, allowed)
+            return {str(k): v for k, v in value.items()}
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise invalid("per_class_max", value, allowed)
+        return value
+
+    @model_validator(mode="after")
+    def _keep_or_drop(self) -> "TrainConfig":
+        if self.classes and self.drop_classes:
+            raise invalid("drop_classes", self.drop_classes, "unset when classes is set: classes already names "
+                          "every class kept", also={"classes": self.classes})
+        return self
 
     @field_validator("model_args", "l2", mode="before")
     @classmethod

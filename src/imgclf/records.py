@@ -67,7 +67,10 @@ class ImbalanceStats(BaseModel):
 class DatasetRecord(Record):
     """dataset.json: what the run trained and was evaluated on."""
 
-    root: str = Field(description="Absolute path of the data folder.")
+    root: str = Field(description="Absolute path of the data folder, which the split file paths are relative to "
+                      "(with several data folders: their common parent).")
+    roots: list[str] = Field(default_factory=list, description="Every data folder the data set was made from, "
+                             "absolute (several when they were merged; empty in older runs, which had one: root).")
     layout: str
     classes: list[str] = Field(min_length=2)
     img_size: int = Field(ge=1)

@@ -28,6 +28,8 @@ KINDS = {
     "onecycle_sampler": {"schedule": "onecycle", "sampler": "oversample", "optimizer": "adamw"},
     "freeze_then_unfreeze": {**TRANSFER, "freeze_epochs": 2, "unfreeze": "last:2"},
     "features_only": {**TRANSFER, "features_only": True, "head": "avg,dense:8"},
+    # epochs of 5 batches from an endless stream of passes: a resume must continue the stream, not restart a pass
+    "steps_per_epoch": {"steps_per_epoch": 5, "val_steps": 2},
 }
 
 
@@ -108,7 +110,7 @@ def test_an_interrupt_before_the_first_epoch_ends_says_nothing_was_saved(data, t
 
 
 @pytest.mark.parametrize("kind", ["dropout_and_augment", "onecycle_sampler", "early_stopping_plateau",
-                                  "freeze_then_unfreeze"])
+                                  "freeze_then_unfreeze", "steps_per_epoch"])
 def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, monkeypatch):
     """--checkpoint-every N: a run cut in the middle of an epoch resumes at the step after the last save."""
     from imgclf.train.module import ImageClassifierModule

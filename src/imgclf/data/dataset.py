@@ -13,8 +13,10 @@ import numpy as np
 from ..errors import invalid
 from .cache import DecodedImages, decode_all
 from .decode import probe_image
-from .folder import FolderScan, scan_folder
+from .folder import FolderScan
 from .imbalance import imbalance_stats
+from .merge import scan_folders
+from .select import Selection, cap_per_class, select_classes
 
 _GRAY_MODES = {"L", "LA", "I;16", "I;16B", "I;16L", "I", "F", "1"}
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class PreparedData:
         root = self.scan.root.resolve()
         return {
             "root": str(root),
+            "roots": [str(r) for r in self.scan.roots or [root]],
             "layout": self.scan.layout,
             "classes": self.classes,
             "img_size": self.img_size,
@@ -150,7 +153,7 @@ def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Gener
 
 
 def prepare_data(
-    data: str | os.PathLike,
+    data: str | os.PathLike | list[str],
     img_size: int,
     color: str = "auto",
     val_split: float = 0.1,
@@ -162,10 +165,14 @@ def prepare_data(
     workers: int = 2,
     scan: FolderScan | None = None,
     model_in_chans: int | None = None,
+    selection: Selection | None = None,
 ) -> PreparedData:
-    """Scan, decode and split `data`. model_in_chans: the channels the model is built for by default (its
-    registry entry's default_in_chans); with color="auto" a 1-channel model gets grayscale (`resolve_color`)."""
-    scan = scan or scan_folder(data)
+    """Scan, decode and split `data` (one folder, or several merged: `data.merge`). model_in_chans: the channels
+    the model is built for by default (its registry entry's default_in_chans); with color="auto" a 1-channel
+    model gets grayscale (`resolve_color`). selection: the classes kept and the per-class caps (`data.select`);
+    the classes are chosen before decoding, the caps applied to the splits once they are drawn."""
+    selection = selection or Selection(seed=seed)
+    scan = select_classes(scan or scan_folders(data), selection)
     classes = scan.classes
     class_id = {c: i for i, c in enumerate(classes)}
     tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]
@@ -208,6 +215,8 @@ def prepare_data(
         if "test" in scan.files:
             splits["test"] = Split(*subset("test"))
 
+    splits = {name: Split(*cap_per_class(name, split.indices, split.labels, classes, selection))
+              for name, split in splits.items()}
     train_counts = np.bincount(splits["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(train_counts == 0)]
     if empty:

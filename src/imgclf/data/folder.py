@@ -22,6 +22,7 @@ class FolderScan:
     classes: list[str]
     files: dict[str, list[tuple[str, str]]]  # split -> [(absolute path, class name)]
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
+    roots: list[Path] = field(default_factory=list)  # the folders merged into this scan; empty: just `root`
 
 
 def is_hidden(name: str) -> bool:
@@ -122,8 +123,9 @@ def _scan_class_tree(root: Path, skipped: list[dict[str, str]]) -> dict[str, lis
     return per_class
 
 
-def scan_folder(root: str | os.PathLike) -> FolderScan:
-    """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders."""
+def scan_folder(root: str | os.PathLike, min_classes: int = 2) -> FolderScan:
+    """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders.
+    min_classes: 1 for one of several folders that are merged (`data.merge`), which may hold a single class."""
     root = Path(root)
     if not root.exists():
         raise bad_path("data", root, "an existing folder", "no such path")
@@ -151,7 +153,7 @@ def scan_folder(root: str | os.PathLike) -> FolderScan:
         classes = sorted(tree)
         files = {"all": [(p, c) for c in classes for p in tree[c]]}
         layout = "flat"
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise _too_few_classes(root, split_dirs.get("train"), classes)
     return FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped)
 

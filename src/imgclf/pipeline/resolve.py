@@ -35,6 +35,9 @@ def _absolute(values: dict[str, Any]) -> dict[str, Any]:
     for key in PATH_SETTINGS:
         if isinstance(out.get(key), (str, os.PathLike)) and str(out[key]):
             out[key] = os.path.abspath(os.path.expanduser(str(out[key])))
+        elif key == "data" and isinstance(out.get(key), (list, tuple)):  # several data folders
+            out[key] = [os.path.abspath(os.path.expanduser(str(v))) if isinstance(v, (str, os.PathLike)) and str(v)
+                        else v for v in out[key]]
     for key in ("weights", "class_weight"):  # files when they exist; package names and keywords stay as given
         value = out.get(key)
         if isinstance(value, str) and value and Path(value).expanduser().is_file():

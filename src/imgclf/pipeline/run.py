@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import hardware
 from ..config import TrainConfig
 from ..data.dataset import PreparedData, prepare_data
+from ..data.select import Selection
 from ..errors import ImgclfError, bad_path, invalid
 from ..io import writable_folder
 from ..models import create_model, get_model_info
@@ -81,10 +82,13 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     skipped = f", {len(data.skipped)} skipped" if data.skipped else ""
     device = "cuda" if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
     params = sum(p.numel() for p in model.parameters())
+    folders = cfg.data if isinstance(cfg.data, str) else " + ".join(cfg.data)
     lines = [
-        f"data   {terminal_safe(cfg.data)}: {len(data.classes)} classes, {sizes}{skipped}",
+        f"data   {terminal_safe(folders)}: {len(data.classes)} classes, {sizes}{skipped}",
         f"model  {cfg.model}, {params:,} parameters, {data.img_size}x{data.img_size} {data.color}, "
         f"batch {cfg.batch_size}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+        + (f" of {cfg.steps_per_epoch} steps" if cfg.steps_per_epoch else "")
+        + (f", {cfg.val_steps} validation steps" if cfg.val_steps else "")
         + (f", time limit {cfg.time_limit}" if cfg.time_limit else ""),
         f"device {device} ({torch.get_num_threads()} threads), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
@@ -98,8 +102,10 @@ def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
     import torch
 
     L.seed_everything(cfg.seed, verbose=False)
+    selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
     data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
-                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans)
+                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
+                        selection=selection)
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})

@@ -86,8 +86,16 @@ def _loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int, train_
     resident_device = _resident_device(data, root_device)
     workers = 0 if data.decoded.pixels is not None else cfg.num_workers
     train_sampler = BatchIndexSampler(len(data.splits["train"]), cfg.batch_size, True, cfg.seed, rank, world,
-                                      weights=train_weights, epoch_items=epoch_items)
-    val_sampler = BatchIndexSampler(len(data.splits["val"]), max(cfg.batch_size, 256), False, cfg.seed, rank, world)
+                                      weights=train_weights, epoch_items=epoch_items, steps=cfg.steps_per_epoch)
+    num_val = len(data.splits["val"])
+    if cfg.val_steps:
+        # Keras' validation_steps: val_steps batches of batch_size, the same seeded sample of the split every
+        # epoch, so that the epochs' val_loss compare (and never an image twice when the split is smaller)
+        rng = np.random.default_rng([cfg.seed, num_val])
+        subset = np.sort(rng.permutation(num_val)[: cfg.val_steps * cfg.batch_size])
+        val_sampler = BatchIndexSampler(num_val, cfg.batch_size, False, cfg.seed, rank, world, subset=subset)
+    else:
+        val_sampler = BatchIndexSampler(num_val, max(cfg.batch_size, 256), False, cfg.seed, rank, world)
     return make_loader(dataset("train"), train_sampler, workers), make_loader(dataset("val"), val_sampler, workers)
 
 
@@ -115,7 +123,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     train_labels = data.splits["train"].labels
     weights = make_class_weights(cfg.class_weight, train_labels, data.classes)
     sample_w, epoch_items = sampler_weights(cfg.sampler, train_labels, len(data.classes))
-    steps = math.ceil((epoch_items or len(train_labels)) / cfg.batch_size / world)
+    steps = cfg.steps_per_epoch or math.ceil((epoch_items or len(train_labels)) / cfg.batch_size / world)
     module = ImageClassifierModule(model, cfg.model_dump(mode="json"), mean, std, weights, steps)
     callbacks, best, history = _callbacks(cfg, run_dir, model, steps)
 

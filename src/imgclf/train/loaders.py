@@ -4,6 +4,11 @@ A sampler yields whole index batches, so a batch costs one fancy index into the 
 `batch_size` Python calls and a collate. The order is a pure function of (seed, epoch, rank): runs are
 reproducible and `--resume` replays the same batches. With N processes each rank takes every N-th batch
 of one shared permutation, so data-parallel training sees each image once per epoch.
+
+With `steps` (Keras' steps_per_epoch) an epoch is that many batches of an endless stream of passes over the
+data, each pass a fresh permutation; the next epoch continues the stream where the last one stopped, as a
+repeating Keras generator does. (Lightning's limit_train_batches instead makes a new iterator every epoch, so
+it trains the start of the pass again: the same batches without shuffling, an overlapping draw with it.)
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from ..data.decode import DecodeError, open_image
 class BatchIndexSampler(Sampler[np.ndarray]):
     def __init__(self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
                  world_size: int = 1, weights: np.ndarray | None = None, drop_last: bool = False,
-                 epoch_items: int | None = None):
+                 epoch_items: int | None = None, steps: int | None = None, subset: np.ndarray | None = None):
         self.num_items = num_items
+        # positions of the dataset this sampler draws from (all when None): a fixed sample for --val-steps
+        self.subset = None if subset is None else np.asarray(subset, dtype=np.int64)
+        self.steps = steps
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -29,36 +37,56 @@ class BatchIndexSampler(Sampler[np.ndarray]):
         self.world_size = world_size
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
         self.drop_last = drop_last
-        self.epoch_items = epoch_items or num_items
+        self.epoch_items = epoch_items or (num_items if subset is None else len(self.subset))
         self.epoch = 0
         self.skip = 0  # batches of the coming epoch already trained before a mid-epoch resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _order(self) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def _order(self, pass_index: int) -> np.ndarray:
+        """The items of one pass over the data, in order (a pass is an epoch unless `steps` is set)."""
+        rng = np.random.default_rng([self.seed, pass_index])
         if self.weights is not None:
             return rng.choice(self.num_items, size=self.epoch_items, replace=True, p=self.weights)
-        if self.shuffle:
-            return rng.permutation(self.num_items)
-        return np.arange(self.num_items)
+        n = self.num_items if self.subset is None else len(self.subset)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        return order if self.subset is None else self.subset[order]
 
     def _num_batches_total(self) -> int:
         n = self.epoch_items
         return max(1, n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size))
 
     def __len__(self) -> int:
+        if self.steps:
+            return self.steps
         return math.ceil(self._num_batches_total() / self.world_size)
 
     def __iter__(self):
-        order = self._order()
+        start, self.skip = self.skip, 0
+        if self.steps:
+            yield from self._stream(start)
+            return
+        order = self._order(self.epoch)
         total = self._num_batches_total()
         # Every rank yields the same number of batches (DDP needs equal step counts); the last ranks
         # wrap around to the first batches when the count does not divide evenly.
-        start, self.skip = self.skip, 0
         for k in range(start, len(self)):
             b = (self.rank + k * self.world_size) % total
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if len(batch):
+                yield batch
+
+    def _stream(self, start: int):
+        """Batches `start`..`steps` of this epoch's stretch of the endless stream: global batch g is batch
+        g % (batches per pass) of pass g // (batches per pass); ranks take turns, as within an epoch."""
+        per_pass = self._num_batches_total()
+        pass_index, order = -1, np.empty(0, dtype=np.int64)
+        for k in range(start, self.steps):
+            g = (self.epoch * self.steps + k) * self.world_size + self.rank
+            p, b = divmod(g, per_pass)
+            if p != pass_index:
+                pass_index, order = p, self._order(p)
             batch = order[b * self.batch_size : (b + 1) * self.batch_size]
             if len(batch):
                 yield batch

@@ -1,0 +1,66 @@
+"""Several data folders used as one data set (S5 trains from several directories concatenated).
+
+Classes are merged by folder name and split folders by split name, so DATA1/train/cat and DATA2/train/cat are one
+class of one split. Every file is used once: a folder given twice, or one inside another, is refused rather than
+read twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import invalid
+from .folder import SPLIT_NAMES, FolderScan, scan_folder
+
+
+def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> FolderScan:
+    """One folder: `scan_folder`. Several: their scans merged, with `root` their common parent (the folder
+    dataset.json's file paths are relative to) and `roots` every folder."""
+    if isinstance(roots, (str, os.PathLike)):
+        return scan_folder(roots)
+    if len(roots) == 1:
+        return scan_folder(roots[0])
+    given = [str(r) for r in roots]
+    _distinct(given)
+    scans = [scan_folder(r, min_classes=1) for r in given]
+    layouts = {scan.layout for scan in scans}
+    if len(layouts) > 1:
+        raise invalid("data", given, "folders of one layout: all class-per-folder, or all with train/ (val/, test/)",
+                      note="; ".join(f"{scan.root} is {_layout_words(scan.layout)}" for scan in scans))
+    classes = sorted({c for scan in scans for c in scan.classes})
+    if len(classes) < 2:
+        raise invalid("data", given, "folders that hold at least 2 class folders between them",
+                      note=f"only {classes}")
+    splits = [s for s in (*SPLIT_NAMES, "all") if any(s in scan.files for scan in scans)]
+    files = {split: [(path, c) for c in classes for scan in scans for path, cls in scan.files.get(split, [])
+                     if cls == c]
+             for split in splits}
+    if "train" in files:
+        for split, items in files.items():
+            missing = sorted(set(classes) - {c for _, c in items})
+            if missing:
+                raise invalid("data", given, "folders whose split folders, merged, have every class of train/",
+                              note=f"no {split}/ folder holds {missing}")
+    resolved = [Path(r).resolve() for r in given]
+    try:
+        common = Path(os.path.commonpath(resolved))
+    except ValueError:  # different drives: paths in dataset.json stay absolute
+        common = resolved[0]
+    return FolderScan(root=common, layout=scans[0].layout, classes=classes, files=files,
+                      skipped=[s for scan in scans for s in scan.skipped], roots=resolved)
+
+
+def _layout_words(layout: str) -> str:
+    return "class-per-folder" if layout == "flat" else "split into train/ (val/, test/)"
+
+
+def _distinct(given: list[str]) -> None:
+    resolved = [Path(r).resolve() for r in given]
+    for i, a in enumerate(resolved):
+        for j, b in enumerate(resolved):
+            if i != j and (a == b or b in a.parents):
+                relation = "the same folder as" if a == b else "inside"
+                raise invalid("data", given, "distinct folders, none inside another (each image is used once)",
+                              note=f"{given[i]} is {relation} {given[j]}")

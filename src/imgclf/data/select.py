@@ -1,0 +1,62 @@
+"""Which images a run uses: a choice of classes, and a cap on the images of each class per split.
+
+S3 prepared its data by hand (FER-2013 without `disgust`, then at most 2,999 train and 599 test images per class);
+here that is `--drop-classes disgust --per-class-max train=2999,test=599`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import invalid
+from .folder import FolderScan
+
+
+@dataclass(frozen=True)
+class Selection:
+    classes: list[str] | None = None  # keep only these
+    drop_classes: list[str] | None = None  # or leave these out
+    per_class_max: int | dict[str, int] | None = None  # every split, or {split: cap}
+    seed: int = 0
+
+    def cap(self, split: str) -> int | None:
+        if isinstance(self.per_class_max, dict):
+            return self.per_class_max.get(split)
+        return self.per_class_max
+
+
+def select_classes(scan: FolderScan, selection: Selection) -> FolderScan:
+    """The scan without the classes left out; an unknown name is refused, listing the classes found."""
+    name, asked = ("classes", selection.classes) if selection.classes else ("drop_classes", selection.drop_classes)
+    if not asked:
+        return scan
+    for cls in asked:
+        if cls not in scan.classes:
+            raise invalid(name, cls, scan.classes, note=f"no class folder of that name in {scan.root}")
+    kept = [c for c in scan.classes if (c in asked) == (name == "classes")]
+    if len(kept) < 2:
+        raise invalid(name, asked, "a choice that leaves at least 2 classes", note=f"leaves {kept}")
+    files = {split: [(path, c) for path, c in items if c in kept] for split, items in scan.files.items()}
+    return dataclasses.replace(scan, classes=kept, files=files)
+
+
+def cap_per_class(split: str, indices: np.ndarray, labels: np.ndarray, classes: list[str],
+                  selection: Selection) -> tuple[np.ndarray, np.ndarray]:
+    """At most the split's cap of each class, a seeded random choice kept in the split's order. Each class draws
+    from its own stream (seed, split, class name), so dropping one class does not change the others' images."""
+    cap = selection.cap(split)
+    if cap is None:
+        return indices, labels
+    keep = np.ones(len(labels), dtype=bool)
+    for class_id in np.unique(labels):
+        members = np.flatnonzero(labels == class_id)
+        if len(members) > cap:
+            stream = [selection.seed, zlib.crc32(split.encode()), zlib.crc32(classes[class_id].encode())]
+            chosen = np.random.default_rng(stream).choice(members, size=cap, replace=False)
+            keep[members] = False
+            keep[chosen] = True
+    return indices[keep], labels[keep]

@@ -1,0 +1,91 @@
+"""Several data folders used as one (S5 trains from several directories concatenated): classes merged by folder
+name, every image used once, and dataset.json records every folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_image_folder
+from imgclf.cli import app
+from imgclf.data.dataset import prepare_data
+from imgclf.data.merge import scan_folders
+from imgclf.errors import ImgclfError
+from imgclf.records import DatasetRecord
+
+
+def _images(*roots: Path) -> set[str]:
+    return {str(p.resolve()) for root in roots for p in root.rglob("*.png")}
+
+
+@pytest.fixture()
+def two_roots(tmp_path):
+    a = make_image_folder(tmp_path / "part1", classes=("cat", "dog"), per_class=10)
+    b = make_image_folder(tmp_path / "part2", classes=("dog", "fox"), per_class=10, seed=1)
+    return a, b
+
+
+def test_two_flat_folders_merge_classes_and_use_every_image_once(two_roots):
+    a, b = two_roots
+    data = prepare_data([str(a), str(b)], 8, "rgb", val_split=0.2, test_split=0.2, seed=0)
+    assert data.classes == ["cat", "dog", "fox"]
+    assert data.counts()["train"]["dog"] > data.counts()["train"]["cat"]  # dog comes from both folders
+    used = [str(Path(p).resolve()) for split in data.splits for p in data.paths(split)]
+    assert len(used) == len(set(used)) == 40 and set(used) == _images(a, b)
+    record = DatasetRecord.model_validate(data.describe())
+    assert record.roots == [str(a.resolve()), str(b.resolve())]
+    listed = [str(Path(p).resolve()) for split in record.splits for p in record.split_paths(split)[0]]
+    assert sorted(listed) == sorted(used)  # dataset.json's relative paths lead back to every file
+
+
+def test_split_folders_merge_by_split(tmp_path):
+    a = make_image_folder(tmp_path / "a", classes=("cat", "dog"), layout="splits", per_split={"train": 6, "test": 3})
+    b = make_image_folder(tmp_path / "b", classes=("cat", "dog"), layout="splits", per_split={"train": 4}, seed=2)
+    scan = scan_folders([a, b])
+    assert scan.layout == "splits" and scan.classes == ["cat", "dog"]
+    assert len(scan.files["train"]) == 20 and len(scan.files["test"]) == 6  # test/ from the first folder only
+    assert {Path(p).parts[-4] for p, _ in scan.files["train"]} == {"a", "b"}
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda t: [make_image_folder(t / "a", classes=("x", "y"), per_class=2)] * 2, ["the same folder as"]),
+    (lambda t: [make_image_folder(t / "a", classes=("x", "y"), per_class=2), t / "a" / "x"], ["is inside"]),
+    (lambda t: [make_image_folder(t / "a", classes=("x", "y"), per_class=2),
+                make_image_folder(t / "b", classes=("x", "y"), layout="splits", per_split={"train": 2})],
+     ["folders of one layout", "class-per-folder", "split into train/"]),
+    (lambda t: [make_image_folder(t / "a", classes=("x",), per_class=2),
+                make_image_folder(t / "b", classes=("x",), per_class=2, seed=1)], ["at least 2 class folders"]),
+])
+def test_folders_that_cannot_be_merged_are_refused(tmp_path, make, words):
+    with pytest.raises(ImgclfError) as info:
+        scan_folders([str(p) for p in make(tmp_path)])
+    assert str(info.value).startswith("data must be")
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_one_class_per_folder_is_enough_when_merged(tmp_path):
+    cats = make_image_folder(tmp_path / "cats", classes=("cat",), per_class=3)
+    dogs = make_image_folder(tmp_path / "dogs", classes=("dog",), per_class=3, seed=1)
+    assert scan_folders([cats, dogs]).classes == ["cat", "dog"]
+
+
+def test_train_on_two_folders_from_the_command_line(two_roots, tmp_path):
+    a, b = two_roots
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(a), str(b), "--out", str(out), "--epochs", "1", "--img-size", "16",
+                                      "--model-args", "width=4", "--batch-size", "8", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["roots"] == [str(a.resolve()), str(b.resolve())]
+    assert dataset["classes"] == ["cat", "dog", "fox"]
+    root = Path(dataset["root"])
+    used = [str((root / f).resolve()) for split in dataset["splits"].values() for f in split["files"]]
+    assert len(used) == len(set(used)) and set(used) == _images(a, b)
+    assert json.loads((out / "model.json").read_text())["classes"] == ["cat", "dog", "fox"]
+    import yaml
+
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"] == [str(a.resolve()), str(b.resolve())]

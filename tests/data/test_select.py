@@ -1,0 +1,102 @@
+"""Choosing the data without preparing it by hand (S3: FER-2013 without `disgust`, at most 2,999 train and 599 test
+images per class): --classes / --drop-classes and --per-class-max."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from conftest import make_image_folder
+from imgclf.cli import app
+from imgclf.data.dataset import prepare_data
+from imgclf.data.select import Selection
+from imgclf.errors import ImgclfError
+
+CLASSES = ("angry", "disgust", "happy", "sad")
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """train/ 20 per class, test/ 10 per class, like FER-2013's layout."""
+    return make_image_folder(tmp_path_factory.mktemp("faces"), classes=CLASSES, layout="splits",
+                             per_split={"train": 20, "test": 10})
+
+
+def _prepare(data, seed=0, **selection):
+    return prepare_data(data, 8, "rgb", val_split=0.25, seed=seed, selection=Selection(seed=seed, **selection))
+
+
+def test_per_class_max_caps_the_named_splits_and_leaves_the_others(faces):
+    whole = _prepare(faces).counts()
+    assert whole["train"]["angry"] == 15 and whole["val"]["angry"] == 5 and whole["test"]["angry"] == 10
+    capped = _prepare(faces, per_class_max={"train": 6, "test": 4}).counts()
+    assert capped["train"] == dict.fromkeys(CLASSES, 6)
+    assert capped["test"] == dict.fromkeys(CLASSES, 4)
+    assert capped["val"] == whole["val"]  # not named: not capped
+    every = _prepare(faces, per_class_max=3).counts()
+    assert all(counts == dict.fromkeys(CLASSES, 3) for counts in every.values())
+    assert _prepare(faces, per_class_max=1000).counts() == whole  # a cap above the counts changes nothing
+
+
+def test_the_capped_choice_is_seeded_and_each_class_draws_its_own(faces):
+    one = _prepare(faces, per_class_max={"train": 6})
+    again = _prepare(faces, per_class_max={"train": 6})
+    other_seed = _prepare(faces, seed=1, per_class_max={"train": 6})
+    assert one.paths("train") == again.paths("train")
+    assert set(one.paths("train")) != set(other_seed.paths("train"))
+    # leaving a class out does not change which images of the other classes are kept (test/ here: the val
+    # hold-out drawn from train/ does change with the classes, as it always has)
+    capped = _prepare(faces, per_class_max={"test": 4})
+    without = _prepare(faces, per_class_max={"test": 4}, drop_classes=["disgust"])
+    assert set(without.paths("test")) == {p for p in capped.paths("test") if "/disgust/" not in p}
+    assert set(one.paths("train")) <= set(_prepare(faces).paths("train"))
+
+
+def test_classes_keep_and_drop_classes_leave_out(faces):
+    kept = _prepare(faces, classes=["sad", "angry"])
+    assert kept.classes == ["angry", "sad"] and kept.describe()["classes"] == ["angry", "sad"]
+    assert all(set(counts) == {"angry", "sad"} for counts in kept.counts().values())
+    assert all("/happy/" not in p and "/disgust/" not in p for s in kept.splits for p in kept.paths(s))
+    dropped = _prepare(faces, drop_classes=["disgust"])
+    assert dropped.classes == ["angry", "happy", "sad"]
+    assert sum(map(len, dropped.splits.values())) == 3 * 30  # every image of the other classes is still used
+
+
+@pytest.mark.parametrize("selection, words", [
+    ({"classes": ["angry", "hapy"]}, ["classes must be one of {angry, disgust, happy, sad}", "Did you mean: happy",
+                                      "classes='hapy'"]),
+    ({"drop_classes": ["contempt"]}, ["drop_classes must be one of {angry, disgust, happy, sad}",
+                                      "drop_classes='contempt'"]),
+    ({"classes": ["sad"]}, ["at least 2 classes", "leaves ['sad']"]),
+    ({"drop_classes": ["angry", "disgust", "happy"]}, ["at least 2 classes", "leaves ['sad']"]),
+])
+def test_an_unknown_class_or_too_few_left_is_refused_with_the_classes_found(faces, selection, words):
+    with pytest.raises(ImgclfError) as info:
+        _prepare(faces, **selection)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_train_with_classes_and_per_class_max_from_the_command_line(faces, tmp_path):
+    """Seen from outside: dataset.json holds only the kept classes, capped; the model has one output per class."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(faces), "--classes", "happy,angry,sad", "--per-class-max",
+                                      "train=7,test=3", "--out", str(out), "--epochs", "1", "--img-size", "16",
+                                      "--model-args", "width=4", "--batch-size", "8", "--no-progress",
+                                      "--val-split", "0.25"])
+    assert result.exit_code == 0, result.output
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["classes"] == ["angry", "happy", "sad"]
+    assert dataset["counts"]["train"] == {"angry": 7, "happy": 7, "sad": 7}
+    assert dataset["counts"]["test"] == {"angry": 3, "happy": 3, "sad": 3}
+    assert dataset["counts"]["val"] == {"angry": 5, "happy": 5, "sad": 5}
+    assert len(dataset["splits"]["train"]["files"]) == 21
+    assert json.loads((out / "model.json").read_text())["classes"] == ["angry", "happy", "sad"]
+    weights = load_file(str(out / "model.safetensors"))
+    head = [name for name in weights if name.endswith("weight")][-1]
+    assert weights[head].shape[0] == 3, (head, weights[head].shape)  # the last layer's outputs
+    predictions = (out / "predictions.csv").read_text()
+    assert "disgust" not in predictions and predictions.count("\n") == 1 + 9

@@ -77,6 +77,10 @@ def test_a_run_trained_with_flip_uses_the_flip_view():
 
 
 def test_views_are_named_as_used():
+    from imgclf.demo import DEMO_SETTINGS
+
+    demo = TTAViews.for_training(DEMO_SETTINGS["augment"], DEMO_SETTINGS["img_size"])  # digits: never flipped
+    assert not demo.hflip and not demo.vflip and demo.shift == 1
     assert TTAViews.for_training("hflip,rotate=20", 128).describe() == "identity, horizontal flip"
     assert TTAViews.for_training("shift=0.1,rotate=10", 16).describe() == \
         "identity, shifts by 1 px right-down and left-up (edge pixels repeated, as in training)"

@@ -408,6 +408,10 @@ def _study_options() -> list[inspect.Parameter]:
         opt("subset_seed", int, typer.Option(0, "--subset-seed", min=0, help="Seed of the subsets' draws.")),
         opt("run_reports", bool, typer.Option(True, "--run-reports/--no-run-reports",
                                                help="Also write each run's report.html (slow for many tiny runs).")),
+        opt("protocol", str, typer.Option("standard", help="How each subset is split. standard: train / validation "
+                                          "/ test (--val-split, --test-split), curves on validation. s4: S4's 70/30 "
+                                          "train/test, no validation; test scored every epoch for the curves, last "
+                                          "epoch's weights kept, no early stopping.", show_default=True)),
     ]
     skip = (set(CONTROLLED) - {"model"}) | {"config", "overwrite", "resume"}
     train = [p for p in _train_options()[1:] if p.name not in skip]
@@ -424,16 +428,18 @@ def study_imbalance(data: str, **options: Any) -> None:
     from .study.settings import study_settings
 
     own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed",
-                                       "run_reports")}
+                                       "run_reports", "protocol")}
     writable_folder("out", own["out"])
-    model, values, ignored = study_settings(options.pop("config"), options)
+    model, values, ignored = study_settings(options.pop("config"), options, own["protocol"])
     if ignored:
-        typer.echo(f"note: the study's configurations set {', '.join(ignored)}; ignoring the recipe/config file's values")
+        typer.echo(f"note: the study's configurations{' and protocol' if own['protocol'] != 'standard' else ''} set "
+                   f"{', '.join(ignored)}; ignoring the recipe/config file's values")
     study = run_imbalance_study(
         data, own["out"], per_class=own["per_class"], rhos=_split_list("rhos", own["rhos"], float), mu=own["mu"],
         configs=_split_list("configs", own["configs"], str), seeds=_split_list("seeds", own["seeds"], int),
         model=model, minority=_split_list("minority", own["minority"], str) if own["minority"] else None,
-        subset_seed=own["subset_seed"], overrides=values, run_reports=own["run_reports"], log=typer.echo)
+        subset_seed=own["subset_seed"], overrides=values, run_reports=own["run_reports"], protocol=own["protocol"],
+        log=typer.echo)
     table = Table(title=f"imbalance study: mean ± std over seeds ({study['finished_runs']}/{len(study['runs'])} runs)")
     for col in ("rho", "config", "seeds", "accuracy", "macro recall", "minority recall"):
         table.add_column(col, justify="left" if col == "config" else "right")

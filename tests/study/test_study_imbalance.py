@@ -51,9 +51,13 @@ def test_study_writes_runs_json_and_html(study_dir):
     # the S4 table: per-class precision and recall for every ratio, per configuration
     assert set(study["table"]) == {"none", "oversample"} and set(study["table"]["none"]) == {"1", "3"}
     html = (study_dir / "study.html").read_text()
-    assert html.count("data:image/png;base64,") == 6  # metrics vs rho, recall by config, (recall, curves) x 2
+    # metrics vs rho, configurations overlaid, recall by config, (recall, curves) x 2
+    assert html.count("data:image/png;base64,") == 7
     assert 'class="minority"' in html and "overfitting onset" in html
-    for png in ("metrics_vs_rho.png", "curves_none.png", "class_recall_oversample.png", "class_recall_by_config.png"):
+    assert "protocol <b>standard</b>" in html and "optimistic" not in html
+    assert all(set(r["curves"]) == {"loss", "acc", "val_loss", "val_acc"} for r in study["runs"])
+    for png in ("metrics_vs_rho.png", "curves_by_config.png", "curves_none.png", "class_recall_oversample.png",
+                "class_recall_by_config.png"):
         assert (study_dir / "plots" / png).stat().st_size > 5000
 
 
@@ -137,3 +141,98 @@ def test_a_cell_does_not_claim_the_recipe_its_settings_came_from(tmp_path):
                        {"recipe": "s4-caltech-cnn-reg-bn", "epochs": 3})
     assert status == "trained" and seen["epochs"] == 3 and seen["seed"] == 0
     assert "recipe" not in seen  # config "none" differs from that recipe; study.json names it instead
+
+
+# ---------------------------------------------------------------------------------------------------------
+# protocol s4: S4's 70/30 train/test split, test curves per epoch, the three configurations overlaid
+# ---------------------------------------------------------------------------------------------------------
+S4_EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def s4_study(tmp_path_factory):
+    """S4's three configurations on caltech_cnn, 2 ratios, 2 epochs, through the CLI with --protocol s4 and S4's
+    recipe (whose val_split / test_split the protocol replaces). 20 per class: 20 at 1:1, 10 / 30 at 3:1, so
+    30 % of every class is a whole number of images."""
+    from imgclf.cli import app
+    from imgclf.models import get_model_info
+
+    pool = make_image_folder(tmp_path_factory.mktemp("s4pool"), classes=("a", "b", "c", "d"), per_class=30, size=8)
+    out = tmp_path_factory.mktemp("s4study") / "s"
+    size = get_model_info("caltech_cnn").min_img_size
+    result = CliRunner().invoke(app, [
+        "study", "imbalance", str(pool), "--out", str(out), "--per-class", "20", "--rhos", "1,3", "--seeds", "0",
+        "--protocol", "s4", "--recipe", "s4-caltech-cnn", "--img-size", str(size), "--epochs", str(S4_EPOCHS),
+        "--batch-size", "16", "--lr", "0.01", "--num-workers", "0", "--no-progress", "--no-run-reports"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": trained") == 6
+    assert "configurations and protocol set" in result.output and "test_split, val_split" in result.output
+    return out, json.loads((out / "study.json").read_text())
+
+
+def test_s4_protocol_splits_every_subset_70_30_into_train_and_test(s4_study):
+    out, study = s4_study
+    assert study["protocol"]["name"] == "s4" and study["request"]["protocol"] == "s4"
+    for run in study["runs"]:
+        dataset = json.loads((out / run["run"] / "dataset.json").read_text())
+        counts = study["subsets"][f"{run['rho']:g}"]["counts"]
+        # the run's one held-out split (its 'val') is the test split: 30 % of every class, no third split
+        assert set(dataset["sizes"]) == {"train", "val"}
+        assert dataset["counts"]["val"] == {c: n * 3 // 10 for c, n in counts.items()}
+        assert dataset["counts"]["train"] == {c: n - n * 3 // 10 for c, n in counts.items()}
+        assert run["sizes"] == {"train": 56, "test": 24}
+        assert run["split"] == "val" and run["test_images"] == 24  # scored on that 30 % at the end
+        config = (out / run["run"] / "config.yaml").read_text()
+        assert "restore_best: false" in config and "early_stopping: null" in config
+
+
+def test_s4_protocol_records_train_and_test_curves_per_epoch(s4_study):
+    out, study = s4_study
+    for run in study["runs"]:
+        assert run["epochs"] == S4_EPOCHS
+        assert set(run["curves"]) == {"loss", "acc", "test_loss", "test_acc"}
+        assert all(len(v) == S4_EPOCHS and None not in v for v in run["curves"].values())
+        history = (out / run["run"] / "history.csv").read_text().splitlines()
+        header = history[0].split(",")
+        column = [float(row.split(",")[header.index("val_loss")]) for row in history[1:]]
+        assert run["curves"]["test_loss"] == pytest.approx(column, abs=1e-5)
+
+
+def test_s4_protocol_overlays_the_three_configurations(s4_study):
+    out, study = s4_study
+    overlay = study["curves_by_config"]
+    assert set(overlay) == {"1", "3"}
+    for by_config in overlay.values():
+        assert list(by_config) == ["none", "reg", "reg+bn"]
+        assert all(len(c["test_acc"]) == S4_EPOCHS == len(c["acc"]) for c in by_config.values())
+    assert (out / "plots" / "curves_by_config.png").stat().st_size > 5000
+    html = (out / "study.html").read_text()
+    assert "Configurations compared: train and test curves per ratio" in html and "optimistic" in html
+
+
+def test_s4_protocol_refuses_what_would_choose_on_the_test_split(pool, tmp_path):
+    from imgclf.cli import app
+
+    base = dict(per_class=8, configs=["none"], model="simple_cnn", protocol="s4")
+    with pytest.raises(ImgclfError, match=r"free of val_split, test_split, restore_best, early_stopping under "
+                                          r"protocol s4.*Received: overrides=\{'early_stopping': 3\}"):
+        run_imbalance_study(pool, tmp_path / "s", overrides={"early_stopping": 3}, **base)
+    with pytest.raises(ImgclfError, match=r"schedule must be a schedule that does not watch the held-out split "
+                                          r"under protocol s4.*Received: schedule='plateau', protocol='s4'"):
+        run_imbalance_study(pool, tmp_path / "s", overrides={"schedule": "plateau"}, **base)
+    with pytest.raises(ImgclfError, match=r"protocol must be one of \{s4, standard\}. Received: protocol='S4 '"):
+        run_imbalance_study(pool, tmp_path / "s", **{**base, "protocol": "S4 "})
+    splits = make_image_folder(tmp_path / "splits", classes=("a", "b"), per_class=12, size=8, layout="splits")
+    with pytest.raises(ImgclfError, match=r"data must be a folder of class folders under protocol s4"):
+        run_imbalance_study(splits, tmp_path / "s", rhos=[1], **{**base, "per_class": 4})
+    assert not (tmp_path / "s").exists(), "bad requests fail before anything is written"
+    flag = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "s"), "--per-class", "8",
+                                    "--protocol", "s4", "--val-split", "0.2"])
+    assert flag.exit_code == 2 and "Received: overrides={'val_split': 0.2}" in flag.output
+
+
+def test_a_study_folder_refuses_another_protocol(s4_study):
+    out, study = s4_study
+    with pytest.raises(ImgclfError, match=r"holds a study with other settings: \{'protocol': \"'s4' -> 'standard'\""):
+        run_imbalance_study(study["request"]["data"], out, per_class=20, rhos=[1, 3], configs=["none"],
+                            model="caltech_cnn", overrides=study["request"]["overrides"])

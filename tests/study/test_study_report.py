@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from imgclf.stats import mean_std
-from imgclf.study.imbalance import cell_name, summarise
+from imgclf.study.imbalance import cell_name, curves_by_config, summarise
 from imgclf.study.report import write_study_report
 from run_fixtures import write_run
 
@@ -69,10 +69,11 @@ def test_study_page_and_figures(study, monkeypatch):
     monkeypatch.setattr(imgclf.pages, "environment", lambda: rendered.append(1) or env)
     page = write_study_report(out, result)
     assert sorted(written) == ["class_recall_by_config.png", "class_recall_none.png", "class_recall_oversample.png",
-                               "curves_none.png", "curves_oversample.png", "metrics_vs_rho.png"]
+                               "curves_by_config.png", "curves_none.png", "curves_oversample.png",
+                               "metrics_vs_rho.png"]
     assert rendered, "study.html is rendered by the one Jinja environment"
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == 6
+    assert html.count("data:image/png;base64,") == 7
     assert "cost $^$ x_1" in html and 'class="minority"' in html
     assert " ± " in html  # (3, none) has two seeds
 
@@ -86,3 +87,74 @@ def test_study_figures_never_load_pyplot(study):
             f"figures.plot_curves(s, 'none', {str(out / 'check2.png')!r}); print('matplotlib.pyplot' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_curves_by_config_are_the_mean_over_seeds_epoch_by_epoch(study):
+    def cell(rho, config, seed, losses, finished=True):
+        return {"rho": rho, "config": config, "seed": seed, "finished": finished,
+                "curves": {"loss": losses, "test_loss": [None if v is None else 2 * v for v in losses]}}
+
+    runs = [cell(1.0, "reg", 0, [1.0, 0.5, 0.25]), cell(1.0, "reg", 1, [3.0, 1.5]),  # seed 1 stopped early
+            cell(1.0, "none", 0, [2.0, None]), cell(1.0, "none", 1, [9.0], finished=False),
+            cell(3.0, "none", 0, [4.0])]
+    overlay = curves_by_config(runs)
+    assert list(overlay) == ["1", "3"] and list(overlay["1"]) == ["none", "reg"]  # S4's order, not the runs'
+    reg = overlay["1"]["reg"]
+    assert reg["seeds"] == [0, 1] and reg["seeds_per_epoch"] == [2, 2, 1]
+    assert reg["loss"] == [2.0, 1.0, 0.25] and reg["test_loss"] == [4.0, 2.0, 0.5]
+    assert overlay["1"]["none"] == {"seeds": [0], "seeds_per_epoch": [1, 1], "loss": [2.0, None],
+                                    "test_loss": [4.0, None]}  # an unfinished cell counts for nothing
+    # and the study's own: one entry per ratio and configuration that has finished cells
+    _, result = study
+    assert {r: list(c) for r, c in result["curves_by_config"].items()} == {"1": ["none", "oversample"],
+                                                                           "3": ["none", "oversample"]}
+    assert result["curves_by_config"]["3"]["oversample"]["seeds"] == [0]  # seed 1 is unfinished
+
+
+def overlay_lines(out, result, monkeypatch):
+    """The overlay figure as drawn: {column title: [line gid, ...]} (the Figure is caught before it is saved)."""
+    from imgclf.study import figures
+
+    caught = {}
+    save = figures.save_figure
+    monkeypatch.setattr(figures, "save_figure",
+                        lambda fig, path: (caught.setdefault(path.name, fig), save(fig, path))[1])
+    write_study_report(out, result)
+    fig = caught["curves_by_config.png"]
+    n = len(fig.axes) // 2  # two rows (accuracy, loss); the top row's titles name the ratios
+    columns = {}
+    for k, ax in enumerate(fig.axes):
+        columns.setdefault(fig.axes[k % n].get_title(), []).extend(line.get_gid() for line in ax.get_lines())
+    return columns
+
+
+def test_overlay_figure_has_one_line_per_configuration_and_curve(study, monkeypatch):
+    out, result = study
+    columns = overlay_lines(out, result, monkeypatch)
+    assert set(columns) == {"rho 1:1", "rho 3:1"}
+    for lines in columns.values():
+        # accuracy row and loss row, each: every configuration's train and validation curve once
+        assert sorted(lines) == sorted(f"{c}|{k}" for c in ("none", "oversample")
+                                       for k in ("acc", "val_acc", "loss", "val_loss"))
+    assert (out / "plots" / "curves_by_config.png").stat().st_size > 5000
+
+
+def test_s4_protocol_names_the_held_out_curves_test(study, monkeypatch):
+    out, result = study
+    grid = [(r["rho"], r["config"], r["seed"]) for r in result["runs"]]
+    subsets = {float(k): {**v, "minority": result["minority"], "classes": result["classes"]}
+               for k, v in result["subsets"].items()}
+    s4 = summarise(out, grid, subsets, {**result["request"], "protocol": "s4"})
+    assert s4["protocol"]["name"] == "s4" and s4["protocol"]["held_out"] == "test"
+    finished = [r for r in s4["runs"] if r["finished"]]
+    assert all(set(r["curves"]) == {"loss", "acc", "test_loss", "test_acc"} for r in finished)
+    assert all(r["curves"]["test_loss"] == std["curves"]["val_loss"]
+               for r, std in zip(s4["runs"], result["runs"]) if r["finished"])
+    assert set(s4["curves_by_config"]["3"]["none"]) >= {"test_loss", "test_acc"}
+    columns = overlay_lines(out, s4, monkeypatch)
+    assert all(sorted(lines) == sorted(f"{c}|{k}" for c in ("none", "oversample")
+                                       for k in ("acc", "test_acc", "loss", "test_loss"))
+               for lines in columns.values())
+    html = (out / "study.html").read_text()
+    assert "S4&#39;s protocol" in html or "S4's protocol" in html
+    assert "optimistic" in html and "lowest test loss" in html

@@ -7,12 +7,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+from matplotlib.lines import Line2D
+
 from ..plotting import GREY, TRAIN_COLOR, VAL_COLOR, WRONG_COLOR, new_figure, plain_log_scale, save_figure, style
 
 METRICS = (("accuracy", "test accuracy"), ("macro_recall", "macro recall"),
            ("minority_recall", "minority-class mean recall"))
 MINORITY_COLOR = WRONG_COLOR
 MAJORITY_COLOR = TRAIN_COLOR
+# One colour per configuration in the overlay (none, reg, reg+bn first): the colour-blind-safe Okabe-Ito set.
+# Widest figure in inches: at the plotting stack's 110 dpi it fits study.html's column (1148 px) unscaled, so its
+# text keeps the size it was drawn at.
+PAGE_WIDTH = 10.4
+CONFIG_COLORS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#000000")
+
+
+def config_colors(study: dict[str, Any]) -> dict[str, str]:
+    """One colour per configuration, the same in every figure of the page."""
+    return {c: CONFIG_COLORS[i % len(CONFIG_COLORS)] for i, c in enumerate(study["configs"])}
 
 
 def _rho_axis(ax: Any, rhos: list[float]) -> None:
@@ -26,8 +38,9 @@ def plot_metrics_vs_rho(study: dict[str, Any], path: str | os.PathLike) -> Path:
     """Accuracy next to macro recall and minority recall, per ratio and configuration (mean +- std over seeds)."""
     rhos = sorted({row["rho"] for row in study["summary"]})
     configs = list(study["configs"])
+    colors = config_colors(study)
     with style():
-        fig = new_figure(4.2 * len(METRICS) + 1.6, 3.8)
+        fig = new_figure(PAGE_WIDTH, 3.8)
         axes = fig.subplots(1, len(METRICS), sharey=True)
         for ax, (key, title) in zip(axes, METRICS):
             for i, config in enumerate(configs):
@@ -37,7 +50,7 @@ def plot_metrics_vs_rho(study: dict[str, Any], path: str | os.PathLike) -> Path:
                 xs = [r["rho"] * (1 + 0.04 * (i - (len(configs) - 1) / 2)) for r in rows]  # dodge overlapping bars
                 ys = [r[key]["mean"] for r in rows]
                 err = [r[key]["std"] or 0.0 for r in rows]
-                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config,
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config, color=colors[config],
                             linestyle="-" if len(rows) > 1 else "none")
             _rho_axis(ax, rhos)
             ax.set_title(title)
@@ -69,13 +82,21 @@ def plot_class_recall(study: dict[str, Any], config: str, path: str | os.PathLik
         return save_figure(fig, path)
 
 
+def held_out(study: dict[str, Any]) -> tuple[str, str]:
+    """(curve key prefix, label) of the split the curves watch: validation, or test under S4's protocol."""
+    held = study.get("protocol", {}).get("held_out", "val")
+    return held, "test" if held == "test" else "validation"
+
+
 def plot_curves(study: dict[str, Any], config: str, path: str | os.PathLike) -> Path:
-    """Train and validation accuracy and loss per epoch, one column per ratio; every seed one thin line,
-    the overfitting onset (validation loss rising while training loss falls) marked with a dotted line."""
+    """Train and held-out (validation, or test under S4's protocol) accuracy and loss per epoch, one column per
+    ratio; every seed one thin line, the overfitting onset (held-out loss rising while training loss falls)
+    marked with a dotted line."""
+    held, held_label = held_out(study)
     runs = [r for r in study["runs"] if r["config"] == config and r["finished"]]
     rhos = sorted({r["rho"] for r in runs})
     with style():
-        fig = new_figure(3.3 * len(rhos) + 0.8, 5.6)
+        fig = new_figure(min(3.3 * len(rhos) + 0.8, PAGE_WIDTH), 5.6)
         axes = fig.subplots(2, len(rhos), squeeze=False, sharex="col")
         onset_labelled = False
         for j, rho in enumerate(rhos):
@@ -84,12 +105,12 @@ def plot_curves(study: dict[str, Any], config: str, path: str | os.PathLike) -> 
                 epochs = list(range(1, len(c["acc"]) + 1))
                 marker = "o" if len(epochs) < 3 else None  # a one-epoch curve is a point
                 first = run["seed"] == min(r["seed"] for r in runs if r["rho"] == rho)
-                for i, (train_key, val_key) in enumerate((("acc", "val_acc"), ("loss", "val_loss"))):
+                for i, (train_key, val_key) in enumerate((("acc", f"{held}_acc"), ("loss", f"{held}_loss"))):
                     ax = axes[i][j]
                     ax.plot(epochs, _nan(c[train_key]), color=TRAIN_COLOR, lw=1, marker=marker, ms=3,
                             label="train" if first else None)
                     ax.plot(epochs, _nan(c[val_key]), color=VAL_COLOR, lw=1, ls="--", marker=marker, ms=3,
-                            label="validation" if first else None)
+                            label=held_label if first else None)
                     if run["overfitting_onset"]:
                         ax.axvline(run["overfitting_onset"], color=GREY, ls=":", lw=1,
                                    label=None if onset_labelled or i == 0 else "overfitting onset")
@@ -102,7 +123,42 @@ def plot_curves(study: dict[str, Any], config: str, path: str | os.PathLike) -> 
         handles = {label: h for ax in axes[1] for h, label in zip(*ax.get_legend_handles_labels())}
         if handles:
             fig.legend(handles.values(), handles.keys(), fontsize=8, loc="outside lower center", ncol=len(handles))
-        fig.suptitle(f"training curves, configuration {config} (one line per seed)", fontsize=10)
+        fig.suptitle(f"train and {held_label} curves, configuration {config} (one line per seed)", fontsize=10)
+        return save_figure(fig, path)
+
+
+def plot_configs_overlaid(study: dict[str, Any], path: str | os.PathLike) -> Path:
+    """S4's comparison on one chart: per ratio (columns), accuracy and loss per epoch (rows) with every
+    configuration overlaid, one colour each, train solid and held-out (test under S4's protocol) dashed; each
+    line is the mean over seeds (study.json's `curves_by_config`). Each line's gid is 'configuration|curve'."""
+    held, held_label = held_out(study)
+    overlay = study["curves_by_config"]
+    rhos = sorted(overlay, key=float)
+    configs = [c for c in study["configs"] if any(c in overlay[r] for r in rhos)]
+    colors = config_colors(study)
+    with style():
+        fig = new_figure(min(2.6 * len(rhos) + 1.9, PAGE_WIDTH), 5.4)
+        axes = fig.subplots(2, len(rhos), squeeze=False, sharex="col", sharey="row")
+        for j, rho in enumerate(rhos):
+            for config, curves in overlay[rho].items():
+                epochs = list(range(1, len(curves["loss"]) + 1))
+                marker = "o" if len(epochs) < 3 else None  # a one-epoch curve is a point
+                for i, metric in enumerate(("acc", "loss")):
+                    for key, ls in ((metric, "-"), (f"{held}_{metric}", "--")):
+                        axes[i][j].plot(epochs, _nan(curves[key]), color=colors[config], ls=ls, lw=1.4,
+                                        marker=marker, ms=3, gid=f"{config}|{key}")
+            axes[0][j].set_title(f"rho {float(rho):g}:1")
+            axes[0][j].set_ylim(0, 1.02)
+            axes[1][j].set_xlabel("epoch")
+        axes[0][0].set_ylabel("accuracy")
+        axes[1][0].set_ylabel("loss")
+        handles = [Line2D([], [], color=colors[c], lw=2) for c in configs]
+        handles += [Line2D([], [], color=GREY, ls="-"), Line2D([], [], color=GREY, ls="--")]
+        labels = configs + ["train", held_label]
+        fig.legend(handles, labels, fontsize=9, loc="outside lower center", ncol=len(labels))
+        seeds = max(len(c["seeds"]) for by_config in overlay.values() for c in by_config.values())
+        fig.suptitle(f"configurations overlaid: train (solid) and {held_label} (dashed) per epoch, "
+                     + ("one seed" if seeds == 1 else f"mean over up to {seeds} seeds"), fontsize=10)
         return save_figure(fig, path)
 
 
@@ -122,7 +178,8 @@ def plot_class_recall_by_config(study: dict[str, Any], rho: float, path: str | o
         for i, config in enumerate(configs):
             cells = study["table"][config][f"{rho:g}"]
             xs = [k + (i - (len(configs) - 1) / 2) * width for k in range(len(classes))]
-            ax.bar(xs, [cells[c]["recall"] for c in classes], width, label=config, zorder=3)
+            ax.bar(xs, [cells[c]["recall"] for c in classes], width, label=config, zorder=3,
+                   color=config_colors(study)[config])
         ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
         for tick, cls in zip(ax.get_xticklabels(), classes):
             if cls in study["minority"]:

@@ -13,6 +13,10 @@ Configurations are '+'-joined tokens (S4's three are none, reg, reg+bn):
   weighted    class-weighted loss (class_weight=balanced)
   oversample  class-balanced sampler (sampler=oversample), undersample likewise
   focal       focal loss (loss=focal, focal_gamma from the overrides, default 2)
+
+Protocols (how each cell's subset is split):
+  standard    the run's own train / validation / test split (val_split, test_split); curves on validation
+  s4          S4's: 70 % train / 30 % test, no validation split; the test split is scored after every epoch
 """
 
 from __future__ import annotations
@@ -53,6 +57,32 @@ TOKENS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 CONTROLLED = tuple(_BASE_TRAIN) + ("data", "out", "seed", "model", "resume")
 STUDY_MODEL_ARGS = tuple(_BASE_MODEL)
 STUDY_FILE = "study.json"
+
+PROTOCOLS = {
+    "standard": "each run's own train / validation / test split (val_split, test_split); curves on validation",
+    "s4": "S4's 70/30 train/test split without a validation split; the test split is scored after every epoch",
+}
+# S4's protocol as run settings. The run's one held-out split (its `val` split: 30 %, stratified, seeded by the
+# cell's seed) is S4's test split: Lightning scores it after every epoch, which gives S4's test curves, and the
+# run's evaluation scores it at the end (a run without a test split is evaluated on its val split). Nothing is
+# chosen on it: the last epoch's weights are kept and there is no early stopping.
+S4_SPLIT = {"val_split": 0.3, "test_split": 0.0, "restore_best": False, "early_stopping": None}
+
+
+def controlled(protocol: str = "standard") -> tuple[str, ...]:
+    """The settings a study decides itself under `protocol` (a cell cannot take them from the overrides)."""
+    return CONTROLLED + (tuple(S4_SPLIT) if protocol == "s4" else ())
+
+
+def held_out(protocol: str) -> str:
+    """What the curves' held-out split is called in the study's records: 'test' under S4's protocol."""
+    return "test" if protocol == "s4" else "val"
+
+
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise invalid("protocol", protocol, PROTOCOLS)
+    return protocol
 
 
 def configuration_settings(name: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -108,12 +138,23 @@ def cell_name(rho: float, config: str, seed: int) -> str:
     return f"rho{rho_label(rho)}-{config}-seed{seed}"
 
 
-def _check_overrides(overrides: dict[str, Any]) -> None:
+def _check_overrides(overrides: dict[str, Any], protocol: str = "standard") -> None:
     clash = sorted(k for k in overrides if k in CONTROLLED)
     if clash:
         raise invalid("overrides", {k: overrides[k] for k in clash}, "free of the study's own settings: the study "
                       f"sets {', '.join(CONTROLLED)} itself",
                       hint="Choose them with --configs, --model, --seeds, --out")
+    if protocol == "s4":
+        clash = sorted(k for k in overrides if k in S4_SPLIT)
+        if clash:
+            fixed = ", ".join(f"{k}={v}" for k, v in S4_SPLIT.items())
+            raise invalid("overrides", {k: overrides[k] for k in clash}, f"free of {', '.join(S4_SPLIT)} under "
+                          f"protocol s4: it sets {fixed} (a 70/30 train/test split, nothing chosen on the test split)",
+                          hint="Use protocol standard to choose the splits, early stopping and best weights")
+        if overrides.get("schedule") == "plateau":
+            raise invalid("schedule", "plateau", "a schedule that does not watch the held-out split under protocol "
+                          "s4, where that split is the test split: none, step, cosine, onecycle or budget",
+                          also={"protocol": "s4"}, hint="S4's own schedule is step; plateau needs protocol standard")
     extra_args = (overrides.get("model_args") or {})
     clash = sorted(k for k in extra_args if k in STUDY_MODEL_ARGS)
     if clash:
@@ -125,11 +166,12 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                         configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str = "caltech_cnn",
                         minority: Sequence[str] | None = None, subset_seed: int = 0,
                         overrides: dict[str, Any] | None = None, run_reports: bool = True,
-                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                        protocol: str = "standard", log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train every missing (seed, rho, configuration) cell, then write study.json and study.html in `out`.
 
-    `run_reports=False` skips each run's own report.html (it can cost more than a tiny run's training);
-    `imgclf report RUN` can still write one later.
+    `protocol` is one of PROTOCOLS: "s4" splits every subset 70/30 into train and test and records the test
+    curves per epoch (S4's protocol; see S4_SPLIT). `run_reports=False` skips each run's own report.html (it can
+    cost more than a tiny run's training); `imgclf report RUN` can still write one later.
     """
     from ..config import make_config, parse_mapping
     from ..data.subset import build_subset, plan_subset
@@ -140,7 +182,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     overrides = dict(overrides or {})
     if isinstance(overrides.get("model_args"), str):  # as the CLI passes it: "width=4"; study.json stores a mapping
         overrides["model_args"] = parse_mapping("model_args", overrides["model_args"])
-    _check_overrides(overrides)
+    check_protocol(protocol)
+    _check_overrides(overrides, protocol)
     rhos = _parse_rhos(rhos)
     if not configs:
         raise invalid("configs", list(configs), "at least one configuration such as none,reg,reg+bn")
@@ -151,16 +194,22 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         raise invalid("seeds", list(seeds), "distinct integers >= 0 such as 0,1,2") from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise invalid("seeds", list(seeds), "distinct integers >= 0 such as 0,1,2")
-    make_config(data=str(data), model=model, **overrides)  # fail on a bad override before any work
+    # fail on a bad override before any work
+    make_config(data=str(data), model=model, **overrides, **(S4_SPLIT if protocol == "s4" else {}))
     for rho in rhos:  # fail on too-small classes before any training
         plan = plan_subset(data, per_class, rho, mu, subset_seed, minority)
+    if protocol == "s4" and plan["manifest"]["layout"] != "flat":
+        raise invalid("data", data, "a folder of class folders under protocol s4, which splits each imbalanced "
+                      "subset 70/30 itself", note="it has train/ (val/, test/) folders", also={"protocol": protocol},
+                      hint="Use protocol standard, or point at a folder of class folders")
 
     request = {"data": str(Path(data).resolve()), "mu": plan["manifest"]["mu"], "per_class": int(per_class),
                "minority": sorted(minority) if minority else None, "model": model, "subset_seed": int(subset_seed),
-               "overrides": overrides}
+               "overrides": overrides, "protocol": protocol}
     previous = read_json(out / STUDY_FILE) if (out / STUDY_FILE).exists() else None
-    if previous is not None and previous.get("request") != request:
-        before = previous.get("request") or {}
+    # A study.json from before protocols existed ran the standard one.
+    before = {"protocol": "standard", **previous["request"]} if previous and previous.get("request") else {}
+    if previous is not None and before != request:
         changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request if before.get(k) != request[k]}
         raise invalid("out", out, "a new folder, or one holding a study with the same settings",
                       note=f"holds a study with other settings: {changed}",
@@ -178,8 +227,11 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     started = time.perf_counter()
     for k, (rho, config, seed) in enumerate(new, 1):
         run_dir = out / "runs" / cell_name(rho, config, seed)
+        train, model_args = settings[config]
+        if protocol == "s4":
+            train = {**train, **S4_SPLIT}
         status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}", model,
-                           seed, *settings[config], overrides)
+                           seed, train, model_args, overrides)
         log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
     seconds = time.perf_counter() - started
 
@@ -216,8 +268,11 @@ def _run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, se
 # ---------------------------------------------------------------------------------------------------
 # Reading the grid back from the run directories
 # ---------------------------------------------------------------------------------------------------
-def read_cell(run_dir: Path, minority: Sequence[str]) -> dict[str, Any] | None:
-    """One finished run's numbers (plain values, for study.json), or None while it has no metrics.json."""
+def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard") -> dict[str, Any] | None:
+    """One finished run's numbers (plain values, for study.json), or None while it has no metrics.json.
+
+    The held-out curves are named for what they are: val_loss / val_acc, or test_loss / test_acc under protocol
+    s4 (history.csv's val_* columns, whose split is the test split there); `sizes` likewise."""
     from ..evaluation.interpret import mean_recall, overfitting_onset
 
     run = RunDir(run_dir)
@@ -228,7 +283,13 @@ def read_cell(run_dir: Path, minority: Sequence[str]) -> dict[str, Any] | None:
     history = run.read_history()
     per_class = metrics.per_class
     majority = [c for c in per_class if c not in minority]
-    curves = {key: [r.value(key) for r in history] for key in ("loss", "acc", "val_loss", "val_acc")}
+    held = held_out(protocol)
+    curves = {name: [r.value(column) for r in history]
+              for name, column in (("loss", "loss"), ("acc", "acc"), (f"{held}_loss", "val_loss"),
+                                   (f"{held}_acc", "val_acc"))}
+    sizes = run.read_dataset().sizes if run.has("dataset.json") else {}
+    if protocol == "s4":
+        sizes = {"test" if k == "val" else k: v for k, v in sizes.items()}
     return {
         "accuracy": metrics.accuracy,
         "macro_recall": metrics.macro.recall,
@@ -236,14 +297,16 @@ def read_cell(run_dir: Path, minority: Sequence[str]) -> dict[str, Any] | None:
         "majority_recall": mean_recall(per_class, majority),
         "worst_class": metrics.worst_class.model_dump() if metrics.worst_class else None,
         "test_images": metrics.count,
+        "split": metrics.split,
+        "sizes": dict(sizes),
         "per_class": {c: {"precision": v.precision, "recall": v.recall, "support": v.support}
                       for c, v in per_class.items()},
         "epochs": len(history),
         "best_epoch": training.best_epoch if training else None,
         "train_seconds": training.train_seconds if training else None,
         "final_train_acc": _last(curves["acc"]),
-        "final_val_acc": _last(curves["val_acc"]),
-        "overfitting_onset": overfitting_onset(curves["loss"], curves["val_loss"]),
+        f"final_{held}_acc": _last(curves[f"{held}_acc"]),
+        "overfitting_onset": overfitting_onset(curves["loss"], curves[f"{held}_loss"]),
         "curves": {k: [None if not math.isfinite(v) else round(v, 6) for v in vals] for k, vals in curves.items()},
     }
 
@@ -261,10 +324,11 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
     any_subset = next(iter(subsets.values()))
     minority = any_subset["minority"]
     classes = any_subset["classes"]
+    protocol = request.get("protocol", "standard")
     runs = []
     for rho, config, seed in grid:
         rel = f"runs/{cell_name(rho, config, seed)}"
-        cell = read_cell(out / rel, minority)
+        cell = read_cell(out / rel, minority, protocol)
         runs.append({"rho": rho, "config": config, "seed": seed, "run": rel, "finished": cell is not None,
                      **(cell or {})})
     summary, table = [], {}
@@ -285,6 +349,8 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
     finished = sum(r["finished"] for r in runs)
     return {
         "request": request,
+        "protocol": {"name": protocol, "description": PROTOCOLS[protocol], "held_out": held_out(protocol),
+                     "settings": dict(S4_SPLIT) if protocol == "s4" else {}},
         "state": "complete" if finished == len(runs) else "partial",
         "cells": _cells_json(grid),
         "classes": classes,
@@ -296,12 +362,40 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
                     for c in sorted({c for _, c, _ in grid}, key=_config_order)},
         "summary": summary,
         "table": table,
+        "curves_by_config": curves_by_config(runs),
         "runs": runs,
         "finished_runs": finished,
         "seconds": None if seconds is None else round(seconds, 1),
         "hardware": hardware.describe(),
         "versions": hardware.versions(),
     }
+
+
+def curves_by_config(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{rho: {configuration: curves}}: every curve of the finished cells averaged over seeds epoch by epoch,
+    what S4's figure overlays for its configurations. An epoch some seeds did not reach (early stopping) is the
+    mean of those that did; `seeds` per epoch says how many."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    done = [r for r in runs if r["finished"]]
+    for rho in sorted({r["rho"] for r in done}):
+        by_config = {}
+        for config in sorted({r["config"] for r in done if r["rho"] == rho}, key=_config_order):
+            cells = [r for r in done if r["rho"] == rho and r["config"] == config]
+            epochs = max(len(r["curves"]["loss"]) for r in cells)
+            entry: dict[str, Any] = {"seeds": [r["seed"] for r in cells],
+                                     "seeds_per_epoch": [sum(len(r["curves"]["loss"]) > e for r in cells)
+                                                         for e in range(epochs)]}
+            for key in cells[0]["curves"]:
+                entry[key] = [_mean_at(cells, key, e) for e in range(epochs)]
+            by_config[config] = entry
+        out[rho_label(rho)] = by_config
+    return out
+
+
+def _mean_at(cells: list[dict[str, Any]], key: str, epoch: int) -> float | None:
+    values = [c["curves"][key][epoch] for c in cells if epoch < len(c["curves"][key])]
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return round(float(np.mean(finite)), 6) if finite else None
 
 
 def _config_order(name: str) -> tuple[int, str]:

@@ -236,3 +236,27 @@ def test_a_study_folder_refuses_another_protocol(s4_study):
     with pytest.raises(ImgclfError, match=r"holds a study with other settings: \{'protocol': \"'s4' -> 'standard'\""):
         run_imbalance_study(study["request"]["data"], out, per_class=20, rhos=[1, 3], configs=["none"],
                             model="caltech_cnn", overrides=study["request"]["overrides"])
+
+
+def test_the_api_applies_a_recipe_as_the_cli_does(pool, tmp_path, monkeypatch):
+    """run_imbalance_study(overrides={"recipe": ...}) trains with the recipe's settings and model, the given
+    overrides on top; it used to drop the recipe's name in each cell and with it every setting the recipe held."""
+    import imgclf.pipeline
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fit(values, **kwargs):
+        seen.append(values)
+        raise Stop
+
+    monkeypatch.setattr(imgclf.pipeline, "fit", fit)
+    with pytest.raises(Stop):
+        run_imbalance_study(pool, tmp_path / "s", per_class=8, rhos=[1], configs=["none"],
+                            overrides={"recipe": "s4-caltech-cnn", "epochs": 2, "img_size": 37})
+    cell = seen[0]
+    assert cell["model"] == "caltech_cnn"
+    assert (cell["optimizer"], cell["batch_size"], cell["lr_step"], cell["normalize"]) == ("sgd", 10, 10, "zerocenter")
+    assert (cell["epochs"], cell["img_size"]) == (2, 37)  # the overrides win over the recipe

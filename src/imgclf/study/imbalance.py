@@ -163,13 +163,15 @@ def _check_overrides(overrides: dict[str, Any], protocol: str = "standard") -> N
 
 def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
                         rhos: Sequence[float] = S4_RHOS, mu: float | None = 0.5,
-                        configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str = "caltech_cnn",
+                        configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str | None = None,
                         minority: Sequence[str] | None = None, subset_seed: int = 0,
                         overrides: dict[str, Any] | None = None, run_reports: bool = True,
                         protocol: str = "standard", log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train every missing (seed, rho, configuration) cell, then write study.json and study.html in `out`.
 
-    `protocol` is one of PROTOCOLS: "s4" splits every subset 70/30 into train and test and records the test
+    `overrides` may name a recipe, as `imgclf study imbalance --recipe` does: its settings apply under the other
+    overrides, less what the configurations and protocol decide, and its model is the default `model` (else
+    caltech_cnn). `protocol` is one of PROTOCOLS: "s4" splits every subset 70/30 into train and test and records the test
     curves per epoch (S4's protocol; see S4_SPLIT). `run_reports=False` skips each run's own report.html (it can
     cost more than a tiny run's training); `imgclf report RUN` can still write one later.
     """
@@ -183,6 +185,14 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if isinstance(overrides.get("model_args"), str):  # as the CLI passes it: "width=4"; study.json stores a mapping
         overrides["model_args"] = parse_mapping("model_args", overrides["model_args"])
     check_protocol(protocol)
+    recipe_model = None
+    if overrides.get("recipe"):
+        from .settings import study_settings
+
+        recipe_model, overrides, ignored = study_settings(None, overrides, protocol)
+        if ignored:
+            log(f"the configurations and protocol set {', '.join(ignored)}: the recipe's values for them are not used")
+    model = model or recipe_model or "caltech_cnn"
     _check_overrides(overrides, protocol)
     rhos = _parse_rhos(rhos)
     if not configs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from matplotlib.text import Text
 from PIL import Image
 
@@ -36,3 +37,20 @@ def test_user_text_and_log_axes_are_plain_text(tmp_path):
     assert all("$" not in t.get_text() for t in texts if t.get_text() != "price $5 and $10, x_1^2"), \
         [t.get_text() for t in texts]
     assert np.asarray(Image.open(tmp_path / "f.png").convert("L")).std() > 5
+
+
+def test_the_png_records_the_pixel_height_of_its_smallest_text(tmp_path):
+    """What the report's Chromium test multiplies by displayed / natural width (issue 26)."""
+    with plotting.style():
+        fig = plotting.new_figure(4, 3)
+        ax = fig.subplots()
+        ax.plot([0, 1], [0, 1])
+        ax.tick_params(labelsize=9)
+        ax.text(0.5, 0.5, "small note", fontsize=6)
+        ax.text(0.5, 0.2, "", fontsize=2)  # empty and invisible text draws nothing: not counted
+        ax.text(0.5, 0.3, "hidden", fontsize=3, visible=False)
+    path = plotting.save_figure(fig, tmp_path / "f.png", dpi=100)
+    with Image.open(path) as img:
+        img.verify()  # the inserted chunk keeps the file valid (CRC included)
+    with Image.open(path) as img:
+        assert float(img.info[plotting.TEXT_PX_KEY]) == pytest.approx(6 * 100 / 72, abs=0.01)

@@ -7,12 +7,21 @@ temp file + rename, so a crash never leaves half a PNG behind.
 Class names, folder names and configuration labels are user text: `style()` turns matplotlib's mathtext off, so
 a class called "cost $^$ x_1" is drawn as written instead of failing to parse (or silently turning into maths).
 Log axes therefore need `plain_log_scale`, whose tick labels are plain text too.
+
+Text must stay readable where the figure is shown: a page that scales a 1,300-pixel figure into a 450-pixel column
+turns 9-point text into 6 pixels. Figures for the report are therefore drawn at the width the page gives them
+(FULL_WIDTH_PX, HALF_WIDTH_PX) so that they are shown at their natural size, with no text under MIN_FONT_PT; and
+every PNG records the pixel height of its smallest text (TEXT_PX_KEY), so a page test can check what a reader
+sees: that height times the displayed width over the natural width.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -29,6 +38,13 @@ WRONG_COLOR = "#dc2626"
 RIGHT_COLOR = "#166534"
 GREY = "#6b7280"
 MAX_PIXELS = 3200  # longest side of any figure, so a 100-class figure stays a sensible file
+DPI = 110
+# The report's slots at a 1280-pixel window with a 15-pixel scrollbar: the page's content column (909 px) and half
+# of it beside a neighbour (443 px). A figure up to this wide is shown at its natural size there and wider.
+FULL_WIDTH_PX = 900
+HALF_WIDTH_PX = 440
+MIN_FONT_PT = 7.5  # 11.5 px at DPI: at least 10 px even where a narrower window shrinks the figure to 87 %
+TEXT_PX_KEY = "imgclf:min-text-px"  # PNG text chunk: pixel height of the smallest text in the image
 
 STYLE: dict[str, Any] = {
     "text.parse_math": False,
@@ -82,16 +98,44 @@ def new_figure(width: float, height: float, layout: str | None = "constrained"):
     return Figure(figsize=(width, height), layout=layout)
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write fig as a PNG atomically, its longest side capped at MAX_PIXELS; returns the path."""
+def inches(px: float) -> float:
+    """A length in pixels of the saved PNG (at DPI) as inches, the unit of figure sizes."""
+    return px / DPI
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
+    """Write fig as a PNG atomically, its longest side capped at MAX_PIXELS; returns the path.
+
+    The PNG carries the pixel height of its smallest text under TEXT_PX_KEY (see `smallest_text_px`)."""
     path = Path(path)
     width, height = fig.get_size_inches()
     dpi = int(min(dpi, MAX_PIXELS / max(width, height)))
     buf = io.BytesIO()
     with style():  # tick labels are created while drawing: they must see the style too
         fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    atomic_write_bytes(path, buf.getvalue())
+    data = buf.getvalue()
+    smallest = smallest_text_px(fig, dpi)
+    if smallest is not None:
+        data = _with_text_chunk(data, TEXT_PX_KEY, f"{smallest:.2f}")
+    atomic_write_bytes(path, data)
     return path
+
+
+def smallest_text_px(fig, dpi: float) -> float | None:
+    """Pixel height (font size in points x dpi / 72) of the smallest non-empty visible text of a drawn figure;
+    None when it has none. Tick labels exist once the figure is drawn, so call it after saving."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and (t.axes is None or t.axes.get_visible())]
+    return min(sizes) * dpi / 72 if sizes else None
+
+
+def _with_text_chunk(png: bytes, key: str, value: str) -> bytes:
+    """png with a tEXt chunk key=value right after its header chunk (PNG: 8-byte signature, then IHDR of 25)."""
+    body = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    return png[:33] + chunk + png[33:]
 
 
 def plain_log_scale(ax, which: str = "y", base: float = 10) -> None:
@@ -108,5 +152,9 @@ def plain_log_scale(ax, which: str = "y", base: float = 10) -> None:
 
 
 def short(name: str, limit: int = 18) -> str:
-    """A label cut to `limit` characters with an ellipsis (long class names would squeeze the axes)."""
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    """A label cut to `limit` characters (long class names would squeeze the axes), the ellipsis in the middle:
+    names often share a prefix ("class_with_a_long_name_3"), so the end is kept too."""
+    if len(name) <= limit:
+        return name
+    head = math.ceil((limit - 1) * 0.6)
+    return name[:head] + "…" + name[len(name) - (limit - 1 - head):]

@@ -21,23 +21,36 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 @pytest.fixture(scope="module")  # one Playwright at a time: a sync_playwright cannot start inside another
 def load_in_chromium():
-    """load(path) -> {"errors", "requests", "images", "anchors_missing", "pixel_std", "text"} for a local HTML file.
+    """load(path, width=1280) -> {"errors", "requests", "images", "anchors_missing", "pixel_std", "text", "height",
+    "figures"} for a local HTML file in a window `width` pixels wide.
 
     errors: console errors and page exceptions; requests: any request that is not the file itself or a data: URI
     (a self-contained page makes none); images: (alt, naturalWidth) per <img>; pixel_std: standard deviation of the
-    full-page screenshot's pixels (0 for a blank page).
+    full-page screenshot's pixels (0 for a blank page); height: the page's height in pixels as it opens (<details>
+    closed); figures: per <img>, with every <details> opened, {"alt", "natural", "shown", "top", "text_px"}:
+    shown is its rendered width inside its border, top its y on the page, and text_px the pixel height of its
+    smallest text as displayed: the PNG's own (imgclf.plotting.TEXT_PX_KEY; None when absent) times shown / natural.
     """
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     from playwright.sync_api import sync_playwright
     from PIL import Image
+    import base64
     import io
+
+    from imgclf.plotting import TEXT_PX_KEY
+
+    def text_px(src: str, natural: int, shown: float) -> float | None:
+        if not src.startswith("data:image/png;base64,") or not natural:
+            return None
+        value = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).info.get(TEXT_PX_KEY)
+        return float(value) * shown / natural if value is not None else None
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
-        def load(path: Path) -> dict:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+        def load(path: Path, width: int = 1280) -> dict:
+            page = browser.new_page(viewport={"width": width, "height": 900})
             errors, requests = [], []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -50,9 +63,17 @@ def load_in_chromium():
                 ".filter(id => !document.getElementById(id))")
             text = page.inner_text("body")
             shot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("L")
+            height = page.evaluate("() => document.documentElement.scrollHeight")
+            page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+            rendered = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.alt, e.src, e.naturalWidth, e.clientWidth, "
+                "e.getBoundingClientRect().top + window.scrollY])")
+            figures = [{"alt": alt, "natural": natural, "shown": shown, "top": top,
+                        "text_px": text_px(src, natural, shown)} for alt, src, natural, shown, top in rendered]
             page.close()
             return {"errors": errors, "requests": requests, "images": images, "anchors_missing": anchors_missing,
-                    "pixel_std": float(np.asarray(shot, dtype=np.float64).std()), "text": text}
+                    "pixel_std": float(np.asarray(shot, dtype=np.float64).std()), "text": text, "height": height,
+                    "figures": figures}
 
         yield load
         browser.close()

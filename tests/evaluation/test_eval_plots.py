@@ -12,6 +12,7 @@ from run_fixtures import write_run
 from imgclf.evaluation import plots
 from imgclf.evaluation.interpret import Interpretation, decode_for_display
 from imgclf.evaluation.metrics import compute_metrics
+from imgclf.plotting import FULL_WIDTH_PX, TEXT_PX_KEY
 from imgclf.records import HistoryRow, RunDir
 
 
@@ -68,6 +69,10 @@ def test_figure_from_the_stored_run(stored, tmp_path, name):
     path = tmp_path / "plots" / f"{name}.png"
     assert FIGURES[name](stored, path) == path
     assert_png(path)
+    if name != "compare_curves":  # the compare page's figure; the report's are sized for the report
+        with Image.open(path) as img:
+            # drawn no wider than the report's column, so shown at natural size; its smallest text >= 11 px there
+            assert img.width <= FULL_WIDTH_PX and float(img.info[TEXT_PX_KEY]) >= 11, (img.size, img.info)
 
 
 def test_the_stored_run_has_its_figures_from_training(tiny_run):
@@ -91,8 +96,10 @@ def test_confusion_matrix_scales_with_the_number_of_classes(tmp_path, k):
     # 40 takes the many-class path (no cell numbers, square-root colours) at a fraction of 100 classes' cost
     y, probs, classes, m = synthetic(k)
     small, big = assert_png(plots.plot_confusion_matrix(m.confusion, classes, tmp_path / "cm.png", normalize=True))
+    with Image.open(tmp_path / "cm.png") as img:
+        assert float(img.info[TEXT_PX_KEY]) >= 11  # the labels keep their size ...
     if k == 40:
-        assert max(small, big) > 1700  # grows with the classes (capped at MAX_PIXELS) instead of squeezing them
+        assert min(small, big) > 40 * 16  # ... and the figure grows with the classes, a label's height per row
         assert_png(plots.plot_per_class_metrics(m.per_class, tmp_path / "pc.png"))  # dot plot above 30 classes
     else:
         assert max(small, big) < 1200
@@ -126,3 +133,68 @@ def test_grids_and_samples_tolerate_unreadable_and_empty_input(tmp_path):
     assert decode_for_display([str(broken), str(good)], 16, "grayscale").keys() == {1}
     path = plots.plot_prediction_grid([], tmp_path / "empty.png")
     assert path.exists() and path.stat().st_size > 0
+
+
+# --------------------------------------------------------------------------------------------- issue 26: placement
+def drawn(monkeypatch, draw):
+    """The Figure a plot function saves, drawn, with its renderer."""
+    saved = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    draw()
+    (fig,) = saved
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from imgclf.plotting import style
+
+    canvas = FigureCanvasAgg(fig)
+    with style():
+        canvas.draw()
+    return fig, canvas.get_renderer()
+
+
+def overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def points(line) -> np.ndarray:
+    """A curve's points in display pixels, steps drawn as steps and segments filled in (every 1/200 of each)."""
+    x, y = (np.asarray(v, dtype=np.float64) for v in line.get_data())
+    if line.get_drawstyle().startswith("steps"):
+        x, y = np.repeat(x, 2)[1:], np.repeat(y, 2)[:-1]
+    t = np.linspace(0, 1, 200)[:, None]
+    xy = np.column_stack([x, y])
+    dense = (xy[:-1][None] * (1 - t[..., None]) + xy[1:][None] * t[..., None]).reshape(-1, 2) if len(xy) > 1 else xy
+    return line.axes.transData.transform(dense)
+
+
+@pytest.mark.parametrize("kind", ["roc", "pr"])
+def test_curve_legend_is_off_the_plot_and_the_zoom_inset_covers_no_curve(monkeypatch, tmp_path, kind):
+    """Issue 26: the ROC inset's connector lines crossed the legend (both sat on the plot)."""
+    y, probs, classes, _ = synthetic(6, per_class=30)
+    probs = probs ** 0.2 * np.eye(6)[y] + probs * 0.05  # a good model: AUC about 0.99, so the inset is drawn
+    probs /= probs.sum(1, keepdims=True)
+    draw = plots.plot_roc_curves if kind == "roc" else plots.plot_pr_curves
+    fig, renderer = drawn(monkeypatch, lambda: draw(y, probs, classes, tmp_path / "c.png"))
+    ax = fig.axes[0]
+    (inset,) = ax.child_axes
+    legend = (fig.legends or [ax.get_legend()])[0].get_window_extent(renderer)
+    assert not overlaps(legend, ax.get_window_extent(renderer))  # so no connector line can cross it
+    box = inset.get_tightbbox(renderer)  # with its tick labels and title
+    for line in ax.get_lines():
+        inside = [(box.x0 < px < box.x1) and (box.y0 < py < box.y1) for px, py in points(line)]
+        assert not any(inside), f"the inset covers {line.get_label()!r}"
+
+
+def test_reliability_legend_covers_no_bar(monkeypatch, tmp_path):
+    """Issue 26: the reliability diagram's legend (upper left, on the plot) covered a bar."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 600)
+    probs = rng.dirichlet(np.ones(4) * 0.7, 600)  # confidences from 0.25 to 1; accuracy near chance in every bin
+    probs[np.arange(600)[:300], y[:300]] += 0.3  # half of them right: high bars at low confidence
+    probs /= probs.sum(1, keepdims=True)
+    fig, renderer = drawn(monkeypatch, lambda: plots.plot_reliability(y, probs, tmp_path / "r.png"))
+    top = fig.axes[0]
+    legend = (fig.legends or [top.get_legend()])[0].get_window_extent(renderer)
+    assert len(top.patches) > 5
+    assert not [p for p in top.patches if overlaps(legend, p.get_window_extent(renderer))]
+    assert not overlaps(legend, top.get_window_extent(renderer))

@@ -149,4 +149,50 @@ def test_the_overfitting_finding_states_the_numbers_and_the_rule(tmp_path):
     rule = "validation loss averaged over the last 3 epochs is above its level at the minimum"
     assert f"Overfitting is reported when {rule}" in html  # under Training, whatever the verdict
     html = page(NOISY_FLAT_VAL)
-    assert f"No overfitting detected: that needs {rule}" in html and "Overfitting from" not in html
+    assert "No overfitting detected (the rule is under Training)" in html and "Overfitting from" not in html
+    assert f"Overfitting is reported when {rule}" in html
+
+
+def test_every_chart_shows_its_text_at_10_px_or_more_in_chromium(tiny_run, tmp_path, load_in_chromium):
+    """Issue 26: at 100 % zoom the confusion matrices' ticks were about 7 px and the ROC/PR legends about 6 px: the
+    page shrank figures drawn 800 to 1,800 pixels wide into 440 to 920-pixel columns. Each PNG records the pixel
+    height of its smallest text; Chromium says how wide the page shows it. The window is 1,265 pixels: 1,280 less a
+    desktop scrollbar (headless Chromium draws none). Runs of 3 classes (with Grad-CAM) and of 12 classes with long,
+    shared-prefix names (its confusion matrices need a row each)."""
+    from run_fixtures import write_run
+
+    twelve = write_run(tmp_path, classes=tuple(f"class_with_a_long_name_{i}" for i in range(12)), per_class=4)
+    write_report(twelve, explain=False)
+    for report, count in ((tiny_run / "report.html", 12), (twelve / "report.html", 11)):
+        page = load_in_chromium(report, width=1265)
+        figures = {f["alt"]: f for f in page["figures"]}
+        assert len(figures) == count, sorted(figures)
+        sizes = {alt: f["text_px"] for alt, f in figures.items()}
+        assert all(px is not None and px >= 10 for px in sizes.values()), sizes
+        # pairs drawn half the page wide sit side by side (the page is shorter for it); wider ones take a row
+        assert figures["ROC curves"]["top"] == figures["Precision-recall curves"]["top"]
+        counts, rates = figures["Confusion matrix (counts)"], figures["Confusion matrix (row-normalised)"]
+        assert (counts["top"] == rates["top"]) == (count == 12)
+
+
+def test_lowest_recall_is_tagged_only_where_recalls_differ(tmp_path):
+    """A run that gets every class right had its first class tagged "lowest recall" (all tie at 1.0)."""
+    from imgclf.records import PredictionRow, RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    classes = run.read_card().classes
+    rows = run.read_predictions(classes)
+
+    def page(wrong: int | None) -> str:
+        predictions = []
+        for i, r in enumerate(rows):
+            pred = classes[(classes.index(r.true) + 1) % len(classes)] if i == wrong else r.true
+            probs = [0.8 if c == pred else 0.2 / (len(classes) - 1) for c in classes]
+            predictions.append(PredictionRow(path=r.path, true=r.true, pred=pred, prob=0.8, loss=0.2, probs=probs))
+        run.write_predictions(predictions, classes)
+        return write_report(run.path, explain=False, redraw=False).read_text()
+
+    assert "lowest recall" not in page(wrong=None)  # every class at recall 1
+    html = page(wrong=0)  # the first image is taken for another class: its class alone falls below 1
+    assert re.search(rf"<td>{rows[0].true}<span class=\"tag worst\">lowest recall", html)

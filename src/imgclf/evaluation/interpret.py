@@ -241,6 +241,11 @@ def lr_changes(lrs: Sequence[float]) -> list[tuple[int, float, float]]:
     return out
 
 
+def calibration_verdict(gap: float) -> str:
+    """Mean confidence minus accuracy, in words (the reliability diagram's title and the report's)."""
+    return "over-confident" if gap > 0.01 else "under-confident" if gap < -0.01 else "well calibrated"
+
+
 # ---------------------------------------------------------------------- run-level summary (for compare)
 def mean_recall(per_class: Mapping[str, ClassScores], classes: Sequence[str]) -> float | None:
     """Mean recall over those of `classes` (the minority ones, say) that the evaluated split contains; None if it

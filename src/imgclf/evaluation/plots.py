@@ -1,5 +1,10 @@
 """One function per figure. Each takes data already read from a run's records and an output path, and writes a PNG
 through the plotting stack (`imgclf.plotting`: one style, Figure objects, atomic writes, no mathtext in user text).
+
+Sizes are chosen for the report page: a figure is drawn as wide as its slot there (FULL_WIDTH_PX across the page,
+HALF_WIDTH_PX beside another), so the page shows it at its natural size, and no text is smaller than MIN_FONT_PT.
+Figures that need more room for many classes grow instead of shrinking their text; the page then shows them in a
+scroll frame at their natural size.
 """
 
 from __future__ import annotations
@@ -14,13 +19,19 @@ import numpy as np
 
 from ..plotting import (
     BEST_COLOR,
+    DPI,
+    FULL_WIDTH_PX,
     GREY,
+    HALF_WIDTH_PX,
     MAX_PIXELS,  # noqa: F401  (re-exported: the cap every figure here respects)
+    MIN_FONT_PT,
     ONSET_COLOR,
     RIGHT_COLOR,
     TRAIN_COLOR,
     VAL_COLOR,
     WRONG_COLOR,
+    font_families,
+    inches,
     new_figure,
     plain_log_scale,
     save_figure,
@@ -29,6 +40,42 @@ from ..plotting import (
 )
 from ..records import AverageScores, ClassScores, HistoryRow
 from ..stats import mean_std
+
+# Font sizes in points (at the plotting DPI of 110, one point is 1.53 pixels).
+TICK_PT = 8.5
+LEGEND_PT = 8.0
+TITLE_PT = 10.0
+
+
+def _text_px(text: str, pt: float, weight: str = "normal") -> float:
+    """The width in pixels of `text` drawn at `pt` points, measured with the figures' own fonts (to size a figure
+    before drawing it: margins for its labels, legend columns that fit)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    font = FontProperties(family=font_families(), size=pt, weight=weight)
+    return TextToPath().get_text_width_height_descent(text, font, ismath=False)[0] * DPI / 72
+
+
+def _title(fig, text: str) -> None:
+    """The figure's title, centred on the figure: over an axes pushed right by long tick labels it would be cut.
+    Half-width figures hold about 42 characters."""
+    fig.suptitle(text, fontweight="bold", fontsize=TITLE_PT)
+
+
+def _legend_columns(labels: Sequence[str], width_px: float, font_pt: float = LEGEND_PT,
+                    handle_em: float = 2.0) -> int:
+    """As many legend columns as fit in width_px. matplotlib fills columns top to bottom; each is as wide as its
+    widest entry (handle, 0.8 em, then the text), columns 1.2 em apart, 0.4 em of padding each side."""
+    em = font_pt * DPI / 72
+    widths = [_text_px(t, font_pt) + (handle_em + 0.8) * em for t in labels]
+
+    def width(columns: int) -> float:
+        rows = math.ceil(len(widths) / columns)
+        return (sum(max(widths[i:i + rows]) for i in range(0, len(widths), rows))
+                + (columns - 1) * 1.2 * em + 0.8 * em)
+
+    return max((c for c in range(1, len(widths) + 1) if width(c) <= width_px), default=1)
 
 
 # ---------------------------------------------------------------------------------------- training curves
@@ -46,7 +93,7 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
     epochs = np.array([r.epoch for r in history], dtype=np.float64)
     col = {k: np.array([r.value(k) for r in history]) for k in ("acc", "val_acc", "loss", "val_loss", "lr", "frozen")}
     with style():
-        fig = new_figure(12, 4.4)
+        fig = new_figure(inches(FULL_WIDTH_PX), inches(400))
         axes = fig.subplots(1, 2)
         marker = "o" if len(epochs) <= 40 else None
         panels = (("acc", "val_acc", "Accuracy"), ("loss", "val_loss", "Loss"))
@@ -105,7 +152,8 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
             h2, l2 = lr_ax.get_legend_handles_labels()
             handles += h2
             labels += l2
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)))
+        fig.legend(handles, labels, loc="outside lower center", ncol=_legend_columns(labels, FULL_WIDTH_PX - 20),
+                   fontsize=LEGEND_PT)
         return save_figure(fig, path)
 
 
@@ -114,38 +162,45 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
                           normalize: bool = False) -> Path:
     """Counts, or rates normalised per true class (the diagonal is then each class's recall).
 
-    Size and fonts scale with the number of classes; above 30 classes the cell numbers are dropped (they
-    would be unreadable) and the colours carry the information.
+    Cells are big enough for their numbers at a readable size (about 33 pixels), so the figure grows with the
+    number of classes: up to 10 short class names it fits half the report's width. Above 30 classes the cell
+    numbers are dropped (the colours carry the information) and rows shrink to the height of their label.
     """
     cm = np.asarray(confusion, dtype=np.float64)
     k = len(classes)
     support = cm.sum(1, keepdims=True)
     values = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0) if normalize else cm
-    side = float(np.clip(0.42 * k + 3.0, 5.0, 28.0))
-    tick_font = float(np.clip(11 - k / 9, 6, 10))
-    cell_font = float(np.clip(13 - k / 2.5, 6.5, 11))
+    numbers = k <= 30
+    names = [short(c) for c in classes]
+    label_px = max((_text_px(n, TICK_PT) for n in names), default=6) + 14
+    cell_px = float(np.clip(300 / max(k, 1), 33, 60)) if numbers else 17.0
+    turn = k > 6 or max((len(n) for n in names), default=0) > 6
+    width_px = max(30 + label_px + k * cell_px + 56, HALF_WIDTH_PX)  # never narrower than its title
+    height_px = 40 + k * cell_px + (label_px if turn else 22) + 24 + (18 if not numbers else 0)
+    tick_font = TICK_PT if numbers else MIN_FONT_PT
+    cell_font = 10.0 if k <= 5 else 8.0
     with style():
-        fig = new_figure(side + 1.2, side)
+        fig = new_figure(inches(width_px), inches(height_px))
         ax = fig.subplots()
         ax.grid(False)
         vmax = 1.0 if normalize else max(values.max(), 1)
         # Many classes: a square-root colour scale, or the few-image confusions vanish next to the diagonal.
         from matplotlib.colors import Normalize, PowerNorm
 
-        norm = PowerNorm(0.5, vmin=0, vmax=vmax) if k > 30 else Normalize(vmin=0, vmax=vmax)
+        norm = PowerNorm(0.5, vmin=0, vmax=vmax) if not numbers else Normalize(vmin=0, vmax=vmax)
         im = ax.imshow(values, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
-        cbar = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
-        cbar.ax.tick_params(labelsize=max(tick_font, 7))
-        ax.set_xticks(range(k), [short(c) for c in classes], rotation=90 if k > 6 else 0, fontsize=tick_font)
-        ax.set_yticks(range(k), [short(c) for c in classes], fontsize=tick_font)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        title = ("Confusion matrix, normalised per true class (diagonal = recall)" if normalize
-                 else "Confusion matrix (image counts)")
-        ax.set_title(title + ("\ncolour on a square-root scale so that small confusions show" if k > 30 else ""))
+        cbar = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02, fraction=0.06)
+        cbar.ax.tick_params(labelsize=tick_font)
+        ax.set_xticks(range(k), names, rotation=90 if turn else 0, fontsize=tick_font)
+        ax.set_yticks(range(k), names, fontsize=tick_font)
+        ax.set_xlabel("predicted class", fontsize=9)
+        ax.set_ylabel("true class", fontsize=9)
+        # Short titles: the page's caption says the rest, and a title wider than the figure would be cut.
+        title = "Row-normalised (diagonal = recall)" if normalize else "Confusion matrix (image counts)"
+        _title(fig, title + ("" if numbers else "\ncolour on a square-root scale: small confusions show"))
         for spine in ax.spines.values():
             spine.set_visible(False)
-        if k <= 30:
+        if numbers:
             for t in range(k):
                 for p in range(k):
                     v = values[t, p]
@@ -163,16 +218,18 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
                            macro: AverageScores | None = None) -> Path:
     """Precision, recall and F1 per class (horizontal bars, classes top to bottom), support written beside.
 
-    Above 30 classes the bars become dots on one line per class so 100 classes still fit on a page.
+    Half the report's width, beside the classification table. Up to 15 classes each bar carries its value, so
+    rows are tall enough for that text; above 30 classes the bars become dots on one line per class.
     """
     classes = list(per_class)
     k = len(classes)
     metrics = (("precision", "#60a5fa"), ("recall", "#f59e0b"), ("f1", "#10b981"))
     names = {"precision": "precision", "recall": "recall", "f1": "F1"}
     dots = k > 30
-    height = float(np.clip((0.22 if dots else 0.55) * k + 1.6, 3.0, 40.0))
+    row_px = 17 if dots else 50 if k <= 15 else 26
+    font = MIN_FONT_PT if dots else TICK_PT
     with style():
-        fig = new_figure(8.5, height)
+        fig = new_figure(inches(HALF_WIDTH_PX), inches(100 + row_px * max(k, 1)))
         ax = fig.subplots()
         y = np.arange(k)
         for j, (name, color) in enumerate(metrics):
@@ -182,24 +239,24 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
             else:
                 bars = ax.barh(y + (j - 1) * 0.27, values, height=0.26, color=color, label=names[name], zorder=3)
                 if k <= 15:  # near-equal bars need their numbers to be told apart
-                    ax.bar_label(bars, labels=[f"{v:.2f}" if v >= 0.12 else "" for v in values], label_type="edge",
-                                 padding=-24, fontsize=7, color="white", fontweight="bold")
+                    ax.bar_label(bars, labels=[f"{v:.2f}" if v >= 0.2 else "" for v in values], label_type="edge",
+                                 padding=-31, fontsize=MIN_FONT_PT, color="white", fontweight="bold")
         if dots:
             for yi in y:
                 ax.axhline(yi, color="#e5e7eb", linewidth=0.6, zorder=1)
         if macro:
             ax.axvline(macro.f1, color="#047857", linestyle="--",
                        linewidth=1.2, label="macro F1")
-        ax.set_yticks(y, [short(c, 22) for c in classes], fontsize=float(np.clip(11 - k / 12, 5.5, 9.5)))
+        ax.set_yticks(y, [short(c, 16) for c in classes], fontsize=font)
         ax.set_ylim(k - 0.5, -0.5)  # first class on top, no empty margins
         ax.set_xlim(0, 1.0)
         ax.set_xlabel("score")
         ax.grid(axis="y", visible=False)
         for yi, c in zip(y, classes):
-            ax.annotate(f"n={per_class[c].support}", (1.0, yi), xytext=(6, 0), textcoords="offset points",
-                        va="center", fontsize=float(np.clip(10 - k / 12, 5.5, 9)), color=GREY, annotation_clip=False)
-        ax.set_title("Per-class precision, recall and F1 (n = support)")
-        fig.legend(loc="outside lower center", ncol=4)
+            ax.annotate(f"n={per_class[c].support}", (1.0, yi), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=font, color=GREY, annotation_clip=False)
+        _title(fig, "Precision, recall and F1 (n = support)")
+        fig.legend(loc="outside lower center", ncol=4, fontsize=LEGEND_PT)
         return save_figure(fig, path)
 
 
@@ -214,19 +271,41 @@ def _curve_style(k: int) -> dict[str, Any]:
 
 
 def _zoom_inset(ax, xlim: tuple[float, float], ylim: tuple[float, float], bounds: list[float]) -> None:
-    """Repeat the axes' lines in an inset zoomed on the corner where good models differ."""
+    """Repeat the axes' lines in an inset zoomed on the corner where good models differ.
+
+    `bounds` must lie in the empty part of the axes (good models leave one): the legend sits below the axes, so
+    the connector lines from the zoomed corner to the inset cross nothing but the plot's empty area.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     inset = ax.inset_axes(bounds, xlim=xlim, ylim=ylim)
     for line in ax.get_lines():
         inset.plot(*line.get_data(), color=line.get_color(), linestyle=line.get_linestyle(),
                    linewidth=line.get_linewidth(), alpha=line.get_alpha(), drawstyle=line.get_drawstyle())
-    inset.tick_params(labelsize=7)
+    inset.tick_params(labelsize=MIN_FONT_PT)
+    inset.xaxis.set_major_locator(MaxNLocator(3))
+    inset.yaxis.set_major_locator(MaxNLocator(3))
     inset.grid(True, alpha=0.25)
     inset.set_facecolor("white")
     for spine in inset.spines.values():
         spine.set_visible(True)
         spine.set_color("#9ca3af")
-    inset.set_title("zoom", fontsize=8, color=GREY)
+    inset.set_title("zoom", fontsize=MIN_FONT_PT, color=GREY, pad=3)
     ax.indicate_inset_zoom(inset, edgecolor=GREY)
+
+
+def _curve_figure(entries: int, title_lines: int, columns: int):
+    """A figure half the report wide: a square plot, its legend of `entries` below it in `columns` columns."""
+    rows = math.ceil(entries / columns)
+    height_px = 18 * title_lines + 16 + (HALF_WIDTH_PX - 55) + 45 + 19 * rows + 12
+    fig = new_figure(inches(HALF_WIDTH_PX), inches(height_px))
+    return fig, fig.subplots()
+
+
+def _curve_legend(fig, ax, columns: int) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize=LEGEND_PT, handlelength=1.8,
+               columnspacing=1.2)
 
 
 def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str], path: str | os.PathLike) -> Path:
@@ -239,9 +318,11 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
     onehot = _one_hot(y, k)
     grid = np.linspace(0, 1, 501)
     tprs, aucs = [], {}
+    labelled = [c for i, c in enumerate(classes) if 0 < onehot[:, i].sum() < len(y)] if k <= 10 else []
+    legend = [f"{short(c, 13)} (AUC 0.000)" for c in labelled] + ["micro-average (AUC 0.000)"] * 2 + ["chance"]
+    columns = _legend_columns(legend, HALF_WIDTH_PX - 4, handle_em=1.8)
     with style():
-        fig = new_figure(7.2, 6.4)
-        ax = fig.subplots()
+        fig, ax = _curve_figure(len(legend), 1 if k <= 10 else 3, columns)
         curve_kwargs = _curve_style(k)
         for i, c in enumerate(classes):
             if not (0 < onehot[:, i].sum() < len(y)):
@@ -249,7 +330,7 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
             fpr, tpr, _ = roc_curve(onehot[:, i], probs[:, i])
             aucs[c] = auc(fpr, tpr)
             tprs.append(np.interp(grid, fpr, tpr))
-            ax.plot(fpr, tpr, label=f"{short(c)} (AUC {aucs[c]:.3f})" if k <= 10 else None, **curve_kwargs)
+            ax.plot(fpr, tpr, label=f"{short(c, 13)} (AUC {aucs[c]:.3f})" if k <= 10 else None, **curve_kwargs)
         if tprs:
             fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
             ax.plot(fpr, tpr, color="#111827", linestyle="--", linewidth=2.2,
@@ -260,9 +341,10 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
                     label=f"macro-average (AUC {np.mean(list(aucs.values())):.3f})")
         ax.plot([0, 1], [0, 1], color=GREY, linewidth=0.8, linestyle="-", alpha=0.5, label="chance")
         if aucs and np.mean(list(aucs.values())) >= 0.95:
-            # Good models hug the top-left corner; the inset shows where they actually differ.
+            # Good models hug the top-left corner; the inset shows where they actually differ. It sits below the
+            # chance diagonal, where no curve of such a model goes (its tick labels and title too).
             floor = min(float(np.interp(0.15, *line.get_data())) for line in ax.get_lines()[:-1])
-            _zoom_inset(ax, (0.0, 0.15), (max(0.0, floor - 0.03), 1.005), [0.4, 0.5, 0.52, 0.42])
+            _zoom_inset(ax, (0.0, 0.15), (max(0.0, floor - 0.03), 1.005), [0.58, 0.08, 0.39, 0.33])
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.01)
         ax.set_xlabel("false positive rate")
@@ -270,10 +352,10 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
         title = "ROC curves, one class vs rest"
         if k > 10 and aucs:
             worst = min(aucs, key=aucs.get)
-            title += f"\n{len(aucs)} classes in grey; lowest AUC: {short(worst)} ({aucs[worst]:.3f})"
-        ax.set_title(title)
+            title += f"\n{len(aucs)} classes in grey\nlowest AUC: {short(worst, 14)} ({aucs[worst]:.3f})"
+        ax.set_title(title, fontsize=TITLE_PT)
         ax.set_aspect("equal")
-        ax.legend(loc="lower right", fontsize=8.5)
+        _curve_legend(fig, ax, columns)
         return save_figure(fig, path)
 
 
@@ -295,9 +377,11 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
     probs = np.asarray(probs, dtype=np.float64)
     k = len(classes)
     onehot = _one_hot(y, k)
+    labelled = [c for i, c in enumerate(classes) if onehot[:, i].any()] if k <= 10 else []
+    legend = [f"{short(c, 13)} (AP 0.000)" for c in labelled] + ["micro-average (AP 0.000)"]
+    columns = _legend_columns(legend, HALF_WIDTH_PX - 4, handle_em=1.8)
     with style():
-        fig = new_figure(7.2, 6.4)
-        ax = fig.subplots()
+        fig, ax = _curve_figure(len(legend), 1 if k <= 10 else 3, columns)
         curve_kwargs = _curve_style(k)
         aps = {}
         for i, c in enumerate(classes):
@@ -305,7 +389,7 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
                 continue
             precision, recall, _ = precision_recall_curve(onehot[:, i], probs[:, i])
             aps[c] = average_precision_score(onehot[:, i], probs[:, i])
-            ax.step(recall, precision, where="post", label=f"{short(c)} (AP {aps[c]:.3f})" if k <= 10 else None,
+            ax.step(recall, precision, where="post", label=f"{short(c, 13)} (AP {aps[c]:.3f})" if k <= 10 else None,
                     **curve_kwargs)
         if aps:
             precision, recall, _ = precision_recall_curve(onehot.ravel(), probs.ravel())
@@ -313,8 +397,9 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
             ax.step(recall, precision, where="post", color="#111827", linestyle="--", linewidth=2.2,
                     label=f"micro-average (AP {ap:.3f})")
             if ap >= 0.95:
+                # good models run along the top and down the right edge: the lower left is empty
                 floor = min(_pr_floor(*line.get_data()) for line in ax.get_lines())
-                _zoom_inset(ax, (0.7, 1.005), (max(0.0, floor - 0.03), 1.005), [0.38, 0.3, 0.5, 0.45])
+                _zoom_inset(ax, (0.7, 1.005), (max(0.0, floor - 0.03), 1.005), [0.17, 0.08, 0.45, 0.4])
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(0, 1.03)
         ax.set_xlabel("recall")
@@ -322,22 +407,26 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
         title = "Precision-recall curves"
         if k > 10 and aps:
             worst = min(aps, key=aps.get)
-            title += f"\n{len(aps)} classes in grey; lowest AP: {short(worst)} ({aps[worst]:.3f})"
-        ax.set_title(title)
-        ax.legend(loc="lower left", fontsize=8.5)
+            title += f"\n{len(aps)} classes in grey\nlowest AP: {short(worst, 14)} ({aps[worst]:.3f})"
+        ax.set_title(title, fontsize=TITLE_PT)
+        ax.set_aspect("equal")
+        _curve_legend(fig, ax, columns)
         return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- calibration
 def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.PathLike, bins: int = 15) -> Path:
-    """Reliability diagram: accuracy vs confidence per bin, the gap to the diagonal, ECE; counts below."""
+    """Reliability diagram: accuracy vs confidence per bin, the gap to the diagonal, ECE; counts below.
+
+    The legend sits below the figure, never on the plot: bars can stand anywhere from 0 to 1."""
+    from .interpret import calibration_verdict
     from .metrics import expected_calibration_error
 
     y = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     ece, table = expected_calibration_error(probs, y, bins)
     with style():
-        fig = new_figure(6.2, 6.6)
+        fig = new_figure(inches(HALF_WIDTH_PX), inches(540))
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
         width = 1.0 / bins
         centers = np.array([(b["lo"] + b["hi"]) / 2 for b in table])
@@ -359,15 +448,22 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
         top.set_ylim(0, 1.02)
         top.set_ylabel("accuracy")
         over = float(np.nansum((conf - acc)[has] * counts[has]) / max(counts.sum(), 1))
-        verdict = "over-confident" if over > 0.01 else "under-confident" if over < -0.01 else "well calibrated"
-        top.set_title(f"Reliability diagram — ECE {ece:.3f} ({verdict})")
-        top.legend(loc="upper left", fontsize=8.5)
+        _title(fig, f"Reliability — ECE {ece:.3f}, {calibration_verdict(over)}")
+        handles, labels = top.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=LEGEND_PT, columnspacing=1.2)
         bars = bottom.bar(centers, counts, width=width * 0.95, color="#94a3b8")
-        bottom.bar_label(bars, labels=[str(c) if c else "" for c in counts], fontsize=7, padding=1, color="#374151")
+        bottom.bar_label(bars, labels=[_count(c) for c in counts], fontsize=MIN_FONT_PT, padding=1, color="#374151")
         bottom.margins(y=0.25)
         bottom.set_ylabel("images")
         bottom.set_xlabel("confidence (top-class probability)")
         return save_figure(fig, path)
+
+
+def _count(n: int) -> str:
+    """A bin's image count in at most four characters (a bar is about 25 pixels wide): 7, 512, 3.4k, 12k."""
+    if not n:
+        return ""
+    return str(n) if n < 1000 else f"{n / 1000:.1f}k" if n < 9950 else f"{round(n / 1000)}k"
 
 
 # ---------------------------------------------------------------------------------------- image grids
@@ -396,22 +492,26 @@ def _grid(n: int, max_cols: int) -> tuple[int, int]:
     return math.ceil(max(n, 1) / cols), cols
 
 
-def _cell_axes(n: int, max_cols: int, images_per_cell: int = 1, img_in: float = 1.85, caption_in: float = 0.5,
-               pad_in: float = 0.14, title_in: float = 0.45):
-    """A figure with n cells placed by hand (image grids: constrained layout costs seconds for 20+ axes).
+def _cell_axes(n: int, cols: int, images_per_cell: int = 1, caption_in: float = 0.5, pad_in: float = 0.14,
+               title_in: float = 0.4, width_px: float = FULL_WIDTH_PX, title: str = ""):
+    """A figure with n cells in rows of up to `cols`, placed by hand (image grids: constrained layout costs seconds
+    for 20+ axes). A full row of `cols` cells is width_px wide, so the page shows the grid at its natural size;
+    fewer cells keep that cell size in a narrower figure, never narrower than its bold `title`.
 
     Each cell is a caption band over `images_per_cell` square image axes stacked vertically.
     Returns (figure, [[axes of cell 0], [axes of cell 1], ...]).
     """
-    rows, cols = _grid(n, max_cols)
+    img_in = (inches(width_px) - pad_in) / cols - pad_in
+    rows, cols = _grid(n, cols)
+    grid_w = cols * (img_in + pad_in) + pad_in
+    width = max(grid_w, inches(_text_px(title, TITLE_PT, "bold") + 24))
     cell_h = caption_in + images_per_cell * img_in + (images_per_cell - 1) * 0.04
-    width = cols * (img_in + pad_in) + pad_in
     height = title_in + rows * (cell_h + pad_in) + pad_in
     fig = new_figure(width, height, layout=None)
     cells = []
     for i in range(n):
         r, c = divmod(i, cols)
-        left = pad_in + c * (img_in + pad_in)
+        left = (width - grid_w) / 2 + pad_in + c * (img_in + pad_in)
         top = height - title_in - r * (cell_h + pad_in) - caption_in
         axes = []
         for j in range(images_per_cell):
@@ -421,8 +521,11 @@ def _cell_axes(n: int, max_cols: int, images_per_cell: int = 1, img_in: float = 
     return fig, cells
 
 
+CAPTION_PT = 8.0  # "True: <13 characters>" in bold fits a cell of a six-column grid (146 pixels)
+
+
 def _caption(s: Mapping[str, Any], show_loss: bool = False) -> str:
-    text = f"True: {short(s['true'], 14)}\nPred: {short(s['pred'], 14)} ({s['prob']:.2f})"
+    text = f"True: {short(s['true'], 13)}\nPred: {short(s['pred'], 13)} ({s['prob']:.2f})"
     return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
 
 
@@ -436,23 +539,22 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
 
     Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}.
     """
+    n_wrong = sum(1 for s in samples if _is_wrong(s))
+    # The sample mixes right and wrong on purpose: say so, or the share of red reads as the error rate.
+    drawn = "" if show_loss else ", mixed on purpose (not the error rate)"
+    heading = f"{title}: {n_wrong} wrong (red frame) and {len(samples) - n_wrong} right{drawn}"
     with style():
-        fig, cells = _cell_axes(max(len(samples), 1), max_cols, caption_in=0.62 if show_loss else 0.5)
+        fig, cells = _cell_axes(max(len(samples), 1), max_cols, caption_in=0.62 if show_loss else 0.5, title=heading)
         for (ax,), s in zip(cells, samples):
             _show(ax, s["image"])
             wrong = _is_wrong(s)
-            ax.set_title(_caption(s, show_loss), fontsize=8.5, color=WRONG_COLOR if wrong else RIGHT_COLOR,
+            ax.set_title(_caption(s, show_loss), fontsize=CAPTION_PT, color=WRONG_COLOR if wrong else RIGHT_COLOR,
                          fontweight="bold" if wrong else "normal", pad=4)
             _mark(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
         if not samples:
             cells[0][0].axis("off")
             cells[0][0].text(0.5, 0.5, "no readable images", ha="center", va="center", color=GREY)
-        n_wrong = sum(1 for s in samples if _is_wrong(s))
-        # The sample mixes right and wrong on purpose: say so, or the share of red reads as the error rate.
-        drawn = "" if show_loss else ", both kinds drawn on purpose, not the error rate"
-        fig.suptitle(f"{title} — {n_wrong} wrong (red frame), {len(samples) - n_wrong} right{drawn}",
-                     fontweight="bold", fontsize=11,
-                     y=1 - 0.12 / fig.get_figheight())
+        fig.suptitle(heading, fontweight="bold", fontsize=TITLE_PT, y=1 - 0.1 / fig.get_figheight())
         return save_figure(fig, path)
 
 
@@ -467,13 +569,14 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
 
     Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}.
     """
+    heading = "Grad-CAM: where the model looked for its predicted class" + (f" (layer {layer})" if layer else "")
     with style():
-        fig, cells = _cell_axes(max(len(samples), 1), max_cols, images_per_cell=2, caption_in=0.62)
+        fig, cells = _cell_axes(max(len(samples), 1), max_cols, images_per_cell=2, caption_in=0.62, title=heading)
         for (top, bottom), s in zip(cells, samples):
             wrong = _is_wrong(s)
             _show(top, s["image"])
             flat = float(np.max(s["heatmap"])) < 1e-6  # Grad-CAM found no positive evidence for the class
-            top.set_title(_caption(s) + ("\n(no positive evidence)" if flat else ""), fontsize=8.5,
+            top.set_title(_caption(s) + ("\n(no positive evidence)" if flat else ""), fontsize=CAPTION_PT,
                           color=WRONG_COLOR if wrong else RIGHT_COLOR, fontweight="bold" if wrong else "normal", pad=4)
             _show(bottom, s["image"])
             h, w = s["image"].shape[:2]
@@ -484,25 +587,34 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
         if not samples:
             for ax in cells[0]:
                 ax.axis("off")
-        fig.suptitle("Grad-CAM: where the model looked for its predicted class"
-                     + (f" (layer {layer})" if layer else ""),
-                     fontweight="bold", fontsize=11, y=1 - 0.12 / fig.get_figheight())
+        fig.suptitle(heading, fontweight="bold", fontsize=TITLE_PT, y=1 - 0.1 / fig.get_figheight())
         return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- data set figures
 def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str | os.PathLike) -> Path:
-    """Images per class, one bar per split ({split: {class: n}}); horizontal bars above 20 classes."""
+    """Images per class, one bar per split ({split: {class: n}}); horizontal bars above 20 classes.
+
+    Each bar is labelled with its count where the label fits the bar (its width, or its height when horizontal).
+    """
     splits = list(counts)
     classes = list(next(iter(counts.values()))) if counts else []
     k, s = len(classes), max(len(splits), 1)
     palette = ["#2563eb", "#f59e0b", "#10b981", "#a855f7", "#64748b"]
     horizontal = k > 20
+    labels = [short(c, 22) for c in classes]
+    turn = not horizontal and k > 6 and max(len(c) for c in labels) > 3
+    digits = len(str(max((int(v) for split in counts.values() for v in split.values()), default=0)))
+    if horizontal:
+        row_px = 24.0
+        size_px = (FULL_WIDTH_PX, 110 + row_px * k)
+        fits = row_px * 0.8 / s * 0.95 >= 12  # the label's height against the bar's
+    else:
+        size_px = (FULL_WIDTH_PX, 300 + (max(_text_px(c, TICK_PT) for c in labels) * 0.72 if turn else 0))
+        bar_px = (FULL_WIDTH_PX - 90) / max(k, 1) * 0.8 / s * 0.95
+        fits = _text_px("8" * digits, MIN_FONT_PT) <= bar_px + 2  # the label's width against the bar's
     with style():
-        if horizontal:
-            fig = new_figure(8.5, float(np.clip(0.3 * k + 1.8, 3.5, 36)))
-        else:
-            fig = new_figure(float(np.clip(0.7 * k + 3, 6, 16)), 4.8)
+        fig = new_figure(inches(size_px[0]), inches(size_px[1]))
         ax = fig.subplots()
         pos = np.arange(k)
         width = 0.8 / s
@@ -511,22 +623,22 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
             offset = pos + (j - (s - 1) / 2) * width
             bars = (ax.barh if horizontal else ax.bar)(offset, values, width * 0.95, color=palette[j % len(palette)],
                                                        label=f"{split} ({sum(values)})", zorder=3)
-            if k * s <= 45:
-                ax.bar_label(bars, fontsize=7.5, padding=2, color="#374151")
-        labels = [short(c, 22) for c in classes]
+            if fits:
+                ax.bar_label(bars, fontsize=MIN_FONT_PT, padding=2, color="#374151")
         if horizontal:
-            ax.set_yticks(pos, labels, fontsize=float(np.clip(11 - k / 12, 5.5, 9)))
+            ax.set_yticks(pos, labels, fontsize=TICK_PT)
             ax.set_ylim(k - 0.5, -0.5)
             ax.set_xlabel("images")
             ax.grid(axis="y", visible=False)
+            if fits:
+                ax.margins(x=0.08)
         else:
-            turn = k > 6 and max(len(c) for c in labels) > 3
             ax.set_xticks(pos, labels, rotation=45 if turn else 0, ha="right" if turn else "center")
             ax.set_ylabel("images")
             ax.grid(axis="x", visible=False)
             ax.margins(y=0.12)
-        ax.set_title("Images per class and split" if s > 1 else "Images per class")
-        fig.legend(loc="outside lower center", ncol=len(splits), fontsize=8.5)
+        ax.set_title("Images per class and split" if s > 1 else "Images per class", fontsize=TITLE_PT)
+        fig.legend(loc="outside lower center", ncol=len(splits), fontsize=LEGEND_PT)
         return save_figure(fig, path)
 
 
@@ -537,8 +649,13 @@ def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_si
     from ..data.decode import DecodeError, open_image
 
     names = list(paths)
+    n = max(len(names), 1)
+    cols = math.ceil(n / math.ceil(n / 10))  # rows of at most 10, as even as possible
+    width_px = min(FULL_WIDTH_PX, cols * 175 + 15)  # images up to 160 pixels
+    cell_px = (width_px - 15) / cols
+    name_chars = max((n for n in range(3, 41) if _text_px("m" * n, CAPTION_PT) * 0.85 <= cell_px), default=3)
     with style():
-        fig, cells = _cell_axes(max(len(names), 1), 10, img_in=1.5, caption_in=0.3)
+        fig, cells = _cell_axes(n, cols, caption_in=0.3, width_px=width_px, title="One sample image per class")
         if not names:
             cells[0][0].axis("off")
         for (ax,), name in zip(cells, names):
@@ -550,10 +667,11 @@ def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_si
                 _mark(ax, "#d1d5db", 0.8)
             except DecodeError as exc:
                 ax.axis("off")
-                ax.text(0.5, 0.5, f"unreadable:\n{exc}", ha="center", va="center", fontsize=7, color=WRONG_COLOR,
-                        wrap=True)
-            ax.set_title(short(name, 20), fontsize=9, pad=4)
-        fig.suptitle("One sample image per class", fontweight="bold", fontsize=11, y=1 - 0.12 / fig.get_figheight())
+                ax.text(0.5, 0.5, f"unreadable:\n{exc}", ha="center", va="center", fontsize=MIN_FONT_PT,
+                        color=WRONG_COLOR, wrap=True)
+            ax.set_title(short(name, name_chars), fontsize=CAPTION_PT, pad=4)
+        fig.suptitle("One sample image per class", fontweight="bold", fontsize=TITLE_PT,
+                     y=1 - 0.1 / fig.get_figheight())
         return save_figure(fig, path)
 
 

@@ -20,12 +20,14 @@ from ..data.imbalance import IMBALANCE_FLAG_RHO
 from ..errors import ImgclfError, bad_path
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
+from ..plotting import FULL_WIDTH_PX, HALF_WIDTH_PX
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir
 from . import plots
 from .interpret import (
     OVERFITTING_RULE,
     Interpretation,
     best_val_accuracy,
+    calibration_verdict,
     decode_for_display,
     detect_overfitting,
     lr_changes,
@@ -64,7 +66,7 @@ FIGURES: dict[str, tuple[str, str]] = {
 
 
 def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = None, explain: bool = True,
-                  n_samples: int = 18, n_losses: int = 12) -> dict[str, dict[str, Any]]:
+                  n_samples: int = 12, n_losses: int = 12) -> dict[str, dict[str, Any]]:
     """Write every figure of a run under plots/; returns {id: {"path", "title", "caption"}} in report order.
 
     Grad-CAM needs the optional `grad-cam` package and the weights; when either is missing the report says so
@@ -221,24 +223,27 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         kept = f"; the weights of epoch {best_epoch} were kept" if best_epoch else ""
         findings.append(f"Overfitting from epoch {overfit.onset}: {overfit.text()}{kept}.")
     elif len(history) >= 4:
-        findings.append(f"No overfitting detected: that needs {OVERFITTING_RULE}.")
+        findings.append("No overfitting detected (the rule is under Training).")
     if tta is not None and finite(tta.accuracy):
         delta = tta.accuracy - m.accuracy
         findings.append(f"Test-time augmentation {'raises' if delta > 0 else 'lowers' if delta < 0 else 'leaves'} "
                         f"accuracy {'' if delta == 0 else 'by ' + f'{100 * abs(delta):.1f} points '}"
                         f"({pct(m.accuracy)} → {pct(tta.accuracy)}).")
     ece = m.ece
+    confidence = float(np.mean(interp.probs.max(1))) if len(interp.probs) else math.nan
     if finite(ece) and ece > 0.05:
-        conf = float(np.mean(interp.probs.max(1))) if len(interp.probs) else math.nan
-        findings.append(f"Calibration: expected calibration error {ece:.3f}; mean confidence {pct(conf)} vs "
-                        f"accuracy {pct(m.accuracy)} ({'over' if conf > m.accuracy else 'under'}-confident).")
+        findings.append(f"Calibration: expected calibration error {ece:.3f}; mean confidence {pct(confidence)} vs "
+                        f"accuracy {pct(m.accuracy)} ({'over' if confidence > m.accuracy else 'under'}-confident).")
     if len(eval_skipped) + len(data_skipped):
         findings.append(f"{len(eval_skipped) + len(data_skipped)} file(s) could not be used; see Skipped files.")
 
-    def row(name: str) -> dict[str, Any]:
+    recalls = [r.recall for r in per_class.values() if finite(r.recall)] or [0.0]
+
+    def row(name: str) -> dict[str, Any]:  # "lowest recall" is tagged only where recalls differ
         r = per_class[name]
         return {"name": name, "precision": r.precision, "recall": r.recall, "f1": r.f1, "support": r.support,
-                "auc": m.auc.get(name), "minority": name in minority, "worst": name == worst_name}
+                "auc": m.auc.get(name), "minority": name in minority,
+                "worst": name == worst_name and finite(worst_recall) and worst_recall < max(recalls)}
 
     tta_rows = []
     if tta is not None:
@@ -309,6 +314,10 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         else "views not recorded by the version that evaluated this run",
         "tta_unavailable": None if tta is not None else _tta_unavailable(card),
         "confused": [{"true": c.true, "pred": c.pred, "count": c.count, "rate": c.rate} for c in confusions],
+        "calibration": {"ece": ece, "confidence": confidence,
+                        "verdict": calibration_verdict(confidence - m.accuracy) if finite(confidence) else "—"},
+        # a figure up to `half` pixels wide fits beside another, up to `full` across the page (see plotting)
+        "slots": {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60},
         "skipped": skipped,
     }
 

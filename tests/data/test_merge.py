@@ -89,3 +89,13 @@ def test_train_on_two_folders_from_the_command_line(two_roots, tmp_path):
     import yaml
 
     assert yaml.safe_load((out / "config.yaml").read_text())["data"] == [str(a.resolve()), str(b.resolve())]
+
+
+def test_the_python_api_takes_a_list_of_folders(two_roots, monkeypatch):
+    from imgclf.pipeline import resolve_config
+
+    a, b = two_roots
+    monkeypatch.chdir(a.parent)
+    cfg = resolve_config(data=[Path("part1"), "part2"])
+    assert cfg.data == [str(a.resolve()), str(b.resolve())]
+    assert resolve_config(data=["part1"]).data == str(a.resolve())  # one folder stays a plain string

@@ -91,8 +91,12 @@ def test_predict_pixels_matches_evaluation(tiny_run):
     clf = imgclf.load(tiny_run)
     rows = [r for r in csv.DictReader(open(tiny_run / "predictions.csv")) if not r["error"]]
     preds = clf.predict([r["path"] for r in rows])
-    assert [p.label for p in preds] == [r["pred"] for r in rows]
+    # predictions.csv keeps the closest class in `pred` and the flag in `unknown`; a prediction says "unknown"
+    assert [p.best_label for p in preds] == [r["pred"] for r in rows]
+    assert [p.unknown for p in preds] == [r["unknown"] == "1" for r in rows]
+    assert [p.label for p in preds] == ["unknown" if r["unknown"] == "1" else r["pred"] for r in rows]
     assert all(abs(p.probability - float(r["prob"])) < 1e-5 for p, r in zip(preds, rows))
+    assert all(abs(p.score - float(r["score"])) <= 1e-4 * max(1.0, abs(p.score)) for p, r in zip(preds, rows))
 
 
 def test_predict_keeps_order_across_chunks_and_honours_tta(tiny_run, image_folder, tmp_path, monkeypatch):

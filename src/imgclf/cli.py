@@ -212,6 +212,16 @@ def _print_metrics(m: Any) -> None:
             console.print(f"  {_shown(s.path)}: {_shown(s.reason)}")
 
 
+UNKNOWN_HELP = ("on: an image scoring below the run's threshold (model.json 'unknown', set on the validation split) "
+                "is labelled unknown, with its score and closest class; off: always the most probable class.")
+
+
+def _on_off(name: str, value: str) -> bool:
+    if value not in ("on", "off"):
+        raise invalid(name, value, ("on", "off"))
+    return value == "on"
+
+
 @app.command()
 def predict(run: Path = typer.Argument(..., help="Run directory."),
             images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
@@ -222,13 +232,16 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
                                                  "run's training made them, its mirror images (augment hflip, "
                                                  "vflip) and two small shifts (shift, crop). Refused for a run "
                                                  "trained with none of these."),
-            backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN --format onnx`).")) -> None:
-    """Predict labels and probabilities for images; unreadable files get an error row."""
+            backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN --format onnx`)."),
+            unknown: str = typer.Option("on", help=UNKNOWN_HELP)) -> None:
+    """Predict labels and (calibrated) probabilities for images, each with its in-distribution score; an image
+    like none of the classes is labelled unknown. Unreadable files get an error row."""
     from .predict_format import format_predictions
     from .inference import load
 
     if fmt not in ("table", "csv", "json"):
         raise invalid("format", fmt, ("table", "csv", "json"))
+    flag_unknown = _on_off("unknown", unknown)
     if output:
         writable_file("output", output)
     missing = [str(p) for p in images if not p.exists()]
@@ -242,7 +255,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         clf = load(run)
     else:
         raise invalid("backend", backend, ("torch", "onnx"))
-    predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta)
+    predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown)
     text = format_predictions(predictions, fmt)
     if output:
         from .io import atomic_write_text
@@ -327,7 +340,8 @@ def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifa
 def export(run: Path = typer.Argument(..., help="Run directory."),
            fmt: str = typer.Option("onnx", "--format", help="onnx, or torchscript (a torch.export .pt2 program)."),
            out: Optional[Path] = typer.Option(None, "--out", help="Folder to write into (default: RUN/export).")) -> None:
-    """Export a run with its preprocessing (uint8 NHWC in, probabilities out) plus its model card."""
+    """Export a run with its preprocessing, temperature and unknown detector (uint8 NHWC in; calibrated
+    probabilities, in-distribution score and unknown flag out) plus its model card."""
     from .export import export_run
 
     path = export_run(run, fmt, out)
@@ -342,12 +356,14 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
           max_files: int = typer.Option(32, min=1, help="Most images per request."),
           backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN`)."),
           threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads (default: half the cores)."),
-          access_log: bool = typer.Option(True, help="Log every request.")) -> None:
+          access_log: bool = typer.Option(True, help="Log every request."),
+          unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off.")) -> None:
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
     from .serve import serve as run_server
 
+    flag_unknown = _on_off("unknown", unknown)
     run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
-               max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files)
+               max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files, unknown=flag_unknown)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
 Normalize = Literal["auto", "dataset", "zerocenter", "rescale", "backbone"]
 Loss = Literal["ce", "focal"]
 Sampler = Literal["none", "oversample", "undersample"]
+Calibrate = Literal["none", "temperature"]
+UnknownDetector = Literal["msp", "energy", "mahalanobis"]
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -159,6 +161,18 @@ class TrainConfig(BaseModel):
     min_delta: float = Field(0.0, ge=0.0)
     restore_best: bool = Field(True, description="Keep the best epoch's weights (by monitor) as the final model.")
     augment: str = Field("", description="Augmentation spec, e.g. 'hflip,rotate=30,shift=0.1,zoom=0.1'.")
+
+    # trust: what the probabilities mean, and images of no known class
+    calibrate: Calibrate = Field("temperature", description="After training, fit a temperature on the validation "
+                                 "split's logits (Guo et al. 2017) so that probabilities match accuracy; the "
+                                 "predicted class never changes. none: the raw softmax.")
+    unknown_detector: UnknownDetector = Field(
+        "mahalanobis", description="How each prediction's in-distribution score is computed: msp (highest "
+        "probability), energy (logsumexp of the logits) or mahalanobis (distance of the penultimate features to "
+        "the nearest class mean, fitted on training images). Images scoring below the threshold are 'unknown'.")
+    unknown_acceptance: float = Field(0.95, gt=0.0, lt=1.0, description="Share of the validation images the "
+                                      "unknown threshold keeps as known (0.95: 5 % of validation images would be "
+                                      "called unknown).")
 
     # run
     seed: int = Field(0, ge=0)

@@ -2,7 +2,10 @@
 
 The exported graph takes what `Classifier.decode` produces, uint8 images in NHWC layout at the card's size
 and colour mode, and does the rest itself: scale by 1/255, normalise with the card's mean/std, run the
-network, softmax. A caller needs only an image decoder and the class names in the card written beside it.
+network, then the card's `TrustHead` (the module the torch Classifier runs too): softmax of the logits divided by
+the card's temperature, the in-distribution score, and the unknown flag (score below the card's threshold).
+Outputs: `probabilities` (N, K), `score` (N,), `unknown` (N,) bool. A caller needs only an image decoder and the
+class names in the card written beside it.
 
 Resizing stays outside the graph on purpose: the model was trained on images resized by Pillow with the
 card's `interpolation` (antialiased), and no ONNX Resize reproduces that exactly. The card says which
@@ -23,29 +26,36 @@ from pydantic import ValidationError
 
 from .records import ExportedCard, ExportInfo, ModelCard, load_card, validation_problems
 from .errors import bad_path, invalid
-from .inference import Classifier
+from .inference import Classifier, PixelResults
 from .io import atomic_write_bytes, write_json
+from .ood import TrustHead, logits_and_features
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt2"}
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
+SCORE_NAME = "score"
+UNKNOWN_NAME = "unknown"
+OUTPUT_NAMES = (OUTPUT_NAME, SCORE_NAME, UNKNOWN_NAME)
 CARD_METADATA_KEY = "imgclf.model_card"
 
 
 class _WithPreprocessing(torch.nn.Module):
-    """uint8 (N, H, W, C) -> probabilities (N, K): the card's preprocessing and softmax around the network."""
+    """uint8 (N, H, W, C) -> (probabilities (N, K), score (N,), unknown (N,)): the card's preprocessing before
+    the network and its TrustHead after it."""
 
-    def __init__(self, model: torch.nn.Module, card: ModelCard):
+    def __init__(self, model: torch.nn.Module, card: ModelCard, head: TrustHead):
         super().__init__()
         self.model = model
+        self.head = head
         self.register_buffer("mean", torch.tensor(card.mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(card.std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = images.permute(0, 3, 1, 2).to(torch.float32)
         # (x/255 - mean)/std == (x - 255*mean)/(255*std): one op fewer, same value to float rounding.
         x = (x - self.mean) / self.std
-        return torch.softmax(self.model(x).float(), dim=1)
+        logits, features = logits_and_features(self.model, x, self.head.needs_features)
+        return self.head(logits, features)
 
 
 def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.PathLike | None = None) -> Path:
@@ -53,6 +63,8 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
 
     format="onnx" writes `model.onnx` (a single file, dynamic batch) with the card embedded in the ONNX
     metadata (key `imgclf.model_card`) and also written beside it as `model.onnx.json`.
+
+    Both formats output (probabilities, score, unknown); see the module's docstring.
 
     format="torchscript" writes `model.pt2`, a `torch.export` program, not a `torch.jit` archive:
     torch.jit.trace/script are deprecated in torch 2.14, a trace freezes the batch size unless handled
@@ -73,12 +85,12 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     target = out_dir / FORMATS[format]
 
     # A fresh float32, contiguous-format copy: the Classifier keeps its weights channels-last for speed.
-    wrapped = _WithPreprocessing(clf.model.to(memory_format=torch.contiguous_format), card).eval()
+    wrapped = _WithPreprocessing(clf.model.to(memory_format=torch.contiguous_format), card, clf.head).eval()
     example = torch.zeros((2, card.img_size, card.img_size, card.in_chans), dtype=torch.uint8)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},)
     exported = ExportedCard(**dict(card), export=ExportInfo(
-        format=format, file=target.name, input=INPUT_NAME, output=OUTPUT_NAME, input_layout="NHWC uint8",
-        torch=torch.__version__))
+        format=format, file=target.name, input=INPUT_NAME, output=OUTPUT_NAME, outputs=list(OUTPUT_NAMES),
+        input_layout="NHWC uint8", torch=torch.__version__))
     card_json = exported.model_dump(mode="json")
 
     if format == "onnx":
@@ -99,13 +111,13 @@ def _onnx_bytes(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple, 
 
     with torch.no_grad():
         program = torch.onnx.export(module, (example,), dynamo=True, dynamic_shapes=dynamic, external_data=False,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
+                                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), verbose=False)
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = CARD_METADATA_KEY, json.dumps(card_json)
     proto.doc_string = (f"imgclf {card_json['architecture']}: uint8 NHWC images "
                         f"({card_json['img_size']}x{card_json['img_size']}x{card_json['in_chans']}) -> "
-                        f"probabilities over {len(card_json['classes'])} classes")
+                        f"probabilities over {len(card_json['classes'])} classes, in-distribution score, unknown flag")
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
@@ -120,6 +132,8 @@ class OnnxClassifier(Classifier):
         self.card = card
         self.session = session
         self.device = torch.device("cpu")
+        # exports made before the graph scored images output the probabilities only
+        self.outputs = [o.name for o in session.get_outputs()]
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxClassifier":
@@ -144,23 +158,32 @@ class OnnxClassifier(Classifier):
                            validation_problems(exc)) from None
         return cls(session, card)
 
-    def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over the same views as the torch
-        backend (`Classifier.tta_views`), taken on the uint8 pixels as training took them on its pixels (the
-        graph normalises inside)."""
+    def infer_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> PixelResults:
+        """uint8 (N, H, W, C) -> probabilities, scores and unknown flags, all from the graph. tta averages the
+        probabilities over the same views as the torch backend (`Classifier.tta_views`), taken on the uint8
+        pixels as training took them on its pixels (the graph normalises inside); score and flag are the
+        image's own."""
         if batch_size < 1:
             raise invalid("batch_size", batch_size, ">= 1")
         views_of = self.tta_views.require() if tta else None
         pixels = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
-        out = []
+        scored = SCORE_NAME in self.outputs and UNKNOWN_NAME in self.outputs
+        names = list(OUTPUT_NAMES) if scored else [OUTPUT_NAME]
+        probs_out, scores_out, unknown_out = [], [], []
         for start in range(0, len(pixels), batch_size):
             chunk = np.ascontiguousarray(pixels[start:start + batch_size], dtype=np.uint8)
             views = _uint8_views(chunk, views_of) if views_of is not None else [chunk]
-            probs = np.mean([self.session.run([OUTPUT_NAME], {INPUT_NAME: v})[0] for v in views], axis=0)
-            out.append(probs.astype(np.float32, copy=False))
-        if not out:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
-        return np.concatenate(out)
+            first = self.session.run(names, {INPUT_NAME: views[0]})
+            probs = np.mean([first[0]] + [self.session.run([OUTPUT_NAME], {INPUT_NAME: v})[0] for v in views[1:]],
+                            axis=0)
+            probs_out.append(probs.astype(np.float32, copy=False))
+            # an older export: its highest probability as the score (what a card without `unknown` means)
+            scores_out.append(first[1].astype(np.float32) if scored else first[0].max(1).astype(np.float32))
+            unknown_out.append(first[2].astype(bool) if scored else np.zeros(len(chunk), dtype=bool))
+        if not probs_out:
+            return PixelResults(np.zeros((0, len(self.classes)), dtype=np.float32), np.zeros(0, dtype=np.float32),
+                                np.zeros(0, dtype=bool))
+        return PixelResults(np.concatenate(probs_out), np.concatenate(scores_out), np.concatenate(unknown_out))
 
 
 def _uint8_views(chunk: np.ndarray, views_of: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[np.ndarray]:

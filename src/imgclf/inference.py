@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
 from .records import ModelCard, load_card
+from .ood import STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.folder import IMAGE_EXTENSIONS, is_hidden
 from .data.tensors import channel_stats, to_unit_nchw
@@ -57,24 +58,71 @@ def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
+def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
+    """The card's temperature and unknown detector as a module. A card from before schema 2 has neither: raw
+    softmax, scored by its highest probability, never unknown."""
+    if card.unknown is None:
+        return TrustHead(card.temperature, "msp", None)
+    means = precision = None
+    if card.unknown.detector == "mahalanobis":
+        name = card.unknown.statistics or STATS_FILE
+        path = Path(run_dir) / name if run_dir is not None else Path(name)
+        if not path.is_file():
+            raise bad_path("run", run_dir if run_dir is not None else path, f"a run directory containing {name} "
+                           "(the unknown detector's statistics its model.json names)", f"no {name}")
+        try:
+            stats = load_stats(path)
+            means, precision = torch.from_numpy(stats["means"]), torch.from_numpy(stats["precision"])
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise bad_path("run", run_dir if run_dir is not None else path, f"a run directory whose {name} "
+                           "holds the detector's class means and precision", reason) from None
+    try:
+        return TrustHead(card.temperature, card.unknown.detector, card.unknown.threshold, means, precision)
+    except (RuntimeError, ValueError) as exc:  # shapes that do not fit, a precision that is not positive definite
+        raise bad_path("run", run_dir if run_dir is not None else "model.json", "a run directory whose unknown "
+                       "detector statistics fit its model", " ".join(str(exc).split())[:200]) from None
+
+
 @dataclass
 class Prediction:
+    """One image's prediction. `label` is the most probable class, or "unknown" when `unknown` is True (the
+    image scored below the card's threshold: it looks like none of the classes); `best_label` and `probability`
+    are then still the closest known class and its probability, and `top` lists the known classes either way.
+    `score`: the in-distribution score (higher: more like the training images; model.json `unknown`)."""
+
     path: str
     label: str | None
     probability: float | None
     top: list[tuple[str, float]]
     error: str | None = None
+    score: float | None = None
+    unknown: bool = False
+    best_label: str | None = None
+
+
+@dataclass
+class PixelResults:
+    """What a batch of images gives: calibrated probabilities (averaged over the TTA views when asked), and, for
+    each image itself (never a TTA view: the threshold was set on plain images), its score and unknown flag."""
+
+    probabilities: np.ndarray  # (N, K)
+    scores: np.ndarray  # (N,)
+    unknown: np.ndarray  # (N,) bool
 
 
 class Classifier:
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu",
-                 run_dir: str | os.PathLike | None = None):
+                 run_dir: str | os.PathLike | None = None, head: TrustHead | None = None):
         self.card = card
         self.run_dir = Path(run_dir).absolute() if run_dir is not None else None  # where it was loaded from
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.mean = channel_stats(card.mean, self.device)
         self.std = channel_stats(card.std, self.device)
+        # the Mahalanobis distance runs in float64, which Apple's GPUs (MPS) lack: there it stays on the CPU
+        self.head_device = torch.device("cpu") if self.device.type == "mps" else self.device
+        self.head = (head if head is not None else trust_head(card, run_dir)).to(self.head_device).eval()
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> "Classifier":
@@ -90,7 +138,7 @@ class Classifier:
             raise bad_path("run", run_dir, "a run directory whose weights fit its model card",
                            f"model.safetensors does not match its model.json: "
                            f"{reason if len(reason) <= 300 else reason[:296] + ' ...'}") from None
-        return cls(model, card, device, run_dir=run_dir)
+        return cls(model, card, device, run_dir=run_dir, head=trust_head(card, run_dir))
 
     def __repr__(self) -> str:
         parts = [f"architecture={self.card.architecture!r}", f"classes={len(self.card.classes)}",
@@ -129,43 +177,82 @@ class Classifier:
         except DecodeError as exc:
             return i, None, str(exc)
 
-    @torch.inference_mode()
+    @property
+    def threshold(self) -> float | None:
+        """Scores below this are unknown (None: the card sets no threshold)."""
+        return self.card.unknown.threshold if self.card.unknown is not None else None
+
     def predict_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-        """uint8 (N, H, W, C) -> class probabilities (N, K). tta averages over `tta_views` (refused for a run
-        whose training made no view but the image itself)."""
+        """uint8 (N, H, W, C) -> calibrated class probabilities (N, K). tta averages over `tta_views` (refused
+        for a run whose training made no view but the image itself)."""
+        return self.infer_pixels(pixels, batch_size, tta).probabilities
+
+    @torch.inference_mode()
+    def infer_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> PixelResults:
+        """uint8 (N, H, W, C) -> probabilities, scores and unknown flags (`PixelResults`)."""
         if batch_size < 1:
             raise invalid("batch_size", batch_size, ">= 1")
         views_of = self.tta_views.require() if tta else None
-        out = []
+        probs_out, scores_out, unknown_out = [], [], []
         for start in range(0, len(pixels), batch_size):
             chunk = pixels[start : start + batch_size]
             x = to_unit_nchw(np.asarray(chunk, dtype=np.uint8), self.device)
             # views before normalising: their fill (zeros for fill=constant) is in pixel values, as in training
             views = views_of(x) if views_of is not None else [x]
-            probs = torch.stack([torch.softmax(self.model(self._normalised(v)).float(), dim=1)
-                                 for v in views]).mean(0)
-            out.append(probs.cpu().numpy())
-        if not out:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
-        return np.concatenate(out)
+            logits, features = logits_and_features(self.model, self._normalised(views[0]), self.head.needs_features)
+            probs, score, unknown = self.head(*self._for_head(logits, features))
+            if len(views) > 1:
+                others = [self.head.probabilities(*self._for_head(self.model(self._normalised(v)))) for v in views[1:]]
+                probs = torch.stack([probs, *others]).mean(0)
+            probs_out.append(probs.cpu().numpy())
+            scores_out.append(score.float().cpu().numpy())
+            unknown_out.append(unknown.cpu().numpy())
+        if not probs_out:
+            return PixelResults(np.zeros((0, len(self.classes)), dtype=np.float32), np.zeros(0, dtype=np.float32),
+                                np.zeros(0, dtype=bool))
+        return PixelResults(np.concatenate(probs_out), np.concatenate(scores_out), np.concatenate(unknown_out))
+
+    @torch.inference_mode()
+    def embed_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256,
+                     features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 (N, H, W, C) -> raw logits (N, K), before any temperature, and with features=True the
+        penultimate features (N, D): what the calibration and the unknown detector are fitted on."""
+        logits_out, features_out = [], []
+        for start in range(0, len(pixels), batch_size):
+            x = to_unit_nchw(np.asarray(pixels[start:start + batch_size], dtype=np.uint8), self.device)
+            logits, feats = logits_and_features(self.model, self._normalised(x), features)
+            logits_out.append(logits.float().cpu().numpy())
+            if feats is not None:
+                features_out.append(feats.float().cpu().numpy())
+        k = len(self.classes)
+        logits = np.concatenate(logits_out) if logits_out else np.zeros((0, k), dtype=np.float32)
+        return logits, np.concatenate(features_out) if features_out else None
+
+    def _for_head(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+        return [t if t is None else t.to(self.head_device) for t in tensors]
 
     def _normalised(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
-    def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3, tta: bool = False) -> list[Prediction]:
+    def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3, tta: bool = False,
+                unknown: bool = True) -> list[Prediction]:
         """Files, folders, PIL images or numpy arrays (`ImageInput`) -> one Prediction each, in order.
 
         A folder gives one per image file in it; a 4-D array one per row. Unreadable files get a Prediction
         with an `error`, not an exception; anything that is not an image input raises ImgclfError before any
         work. In-memory images are named by their place in `images`: `images[2]`, `images[2][5]` (a batch row).
         tta averages each prediction over the views of the image that training also made (`tta_views`).
+        unknown: label an image scoring below the card's threshold "unknown" (False: always the top class; the
+        score is reported either way).
         """
         if top_k < 1:
             raise invalid("top_k", top_k, "a whole number >= 1 (larger than the number of classes lists them all)")
+        if not isinstance(unknown, bool):
+            raise invalid("unknown", unknown, (True, False))
         if tta:
             self.tta_views.require()  # before any image is decoded
         names, sources = _gather(images)
-        by_index: dict[int, np.ndarray] = {}
+        by_index: dict[int, tuple[np.ndarray, float, bool]] = {}
         errors: dict[int, str] = {}
         workers = max(1, min(4, os.cpu_count() or 1, len(sources) // 32))
         with ThreadPoolExecutor(workers) as pool:
@@ -179,16 +266,20 @@ class Classifier:
                     else:
                         errors[i] = error
                 if decoded:
-                    probs = self.predict_pixels(np.stack([a for _, a in decoded]), tta=tta)
-                    by_index.update((i, p) for (i, _), p in zip(decoded, probs))
+                    out = self.infer_pixels(np.stack([a for _, a in decoded]), tta=tta)
+                    by_index.update((i, (p, float(s), bool(u))) for (i, _), p, s, u
+                                    in zip(decoded, out.probabilities, out.scores, out.unknown))
         k = max(1, min(top_k, len(self.classes)))
         results = []
         for i, name in enumerate(names):
             if i in errors:
                 results.append(Prediction(name, None, None, [], errors[i]))
                 continue
-            top = top_classes(by_index[i], self.classes, k)
-            results.append(Prediction(name, top[0][0], top[0][1], top))
+            probs, score, is_unknown = by_index[i]
+            top = top_classes(probs, self.classes, k)
+            flagged = unknown and is_unknown
+            results.append(Prediction(name, UNKNOWN_LABEL if flagged else top[0][0], top[0][1], top, score=score,
+                                      unknown=flagged, best_label=top[0][0]))
         return results
 
 

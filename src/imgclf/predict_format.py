@@ -12,29 +12,42 @@ from .io import csv_text, terminal_safe
 FORMATS = ("table", "csv", "json")
 
 
+def as_json(p: Any) -> dict[str, Any]:
+    """One prediction as `imgclf predict --format json` and the HTTP API give it. `label` is "unknown" when the
+    image scored below the model's threshold (`unknown` true); `best_label` and `probability` are the closest
+    known class either way; `score` is the in-distribution score (higher: more like the training images)."""
+    return {"path": p.path, "label": p.label, "probability": p.probability, "best_label": p.best_label,
+            "score": p.score, "unknown": p.unknown if p.error is None else None,
+            "top": [{"label": lbl, "probability": prob} for lbl, prob in p.top], "error": p.error}
+
+
 def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
     if fmt not in FORMATS:
         raise invalid("format", fmt, FORMATS)
     if fmt == "json":
-        return json.dumps([
-            {"path": p.path, "label": p.label, "probability": p.probability,
-             "top": [{"label": lbl, "probability": prob} for lbl, prob in p.top], "error": p.error}
-            for p in predictions
-        ], indent=2) + "\n"
+        return json.dumps([as_json(p) for p in predictions], indent=2) + "\n"
     k = max((len(p.top) for p in predictions), default=1)
-    header = ["path", "label", "probability"] + [f"top{i + 1}_{part}" for i in range(k) for part in ("label", "prob")] + ["error"]
+    header = (["path", "label", "probability", "score", "unknown"]
+              + [f"top{i + 1}_{part}" for i in range(k) for part in ("label", "prob")] + ["error"])
     rows = []
     for p in predictions:
         tops: list[Any] = []
         for i in range(k):
             tops += [p.top[i][0], f"{p.top[i][1]:.4f}"] if i < len(p.top) else ["", ""]
-        rows.append([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.4f}"] + tops + [p.error or ""])
+        rows.append([p.path, p.label or "", "" if p.probability is None else f"{p.probability:.4f}",
+                     "" if p.score is None else f"{p.score:.6g}", "" if p.error else str(int(p.unknown))]
+                    + tops + [p.error or ""])
     if fmt == "csv":
         return csv_text(header, rows)
     lines = []  # for a terminal: names may hold escape sequences, which must not act on it
     for p in predictions:
         if p.error:
             lines.append(f"{terminal_safe(p.path)}\tERROR: {terminal_safe(p.error)}")
+            continue
+        ranked = "  ".join(f"{terminal_safe(lbl)} {prob:.3f}" for lbl, prob in p.top)
+        score = "" if p.score is None else f"  (score {p.score:.4g})"
+        if p.unknown:  # the known classes stay listed: the closest one is still worth seeing
+            lines.append(f"{terminal_safe(p.path)}\tUNKNOWN, like none of the classes{score}; closest: {ranked}")
         else:
-            lines.append(f"{terminal_safe(p.path)}\t" + "  ".join(f"{terminal_safe(lbl)} {prob:.3f}" for lbl, prob in p.top))
+            lines.append(f"{terminal_safe(p.path)}\t{ranked}{score}")
     return "\n".join(lines) + "\n"

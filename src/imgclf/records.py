@@ -26,6 +26,11 @@ from .io import (atomic_write_text, checked_row, from_spreadsheet_safe, read_csv
                  write_json, write_yaml)
 
 SCHEMA_VERSION = 1
+# model.json and metrics.json are at version 2: cards carry `calibration` and `unknown`, metrics the matching
+# test-split scores. Version-1 files (without them) still load: probabilities are the raw softmax, no image is
+# called unknown.
+CARD_SCHEMA_VERSION = 2
+METRICS_SCHEMA_VERSION = 2
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
 
 
@@ -129,9 +134,30 @@ class TTAScores(BaseModel):
     transforms: str = ""
 
 
+class CalibrationScores(BaseModel):
+    """The evaluated split before and after temperature scaling (metrics.json `calibration`); `ece` and `loss`
+    of the record itself are the calibrated ones."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(gt=0)
+    ece_before: float
+    loss_before: float | None
+
+
+class UnknownScores(BaseModel):
+    """How the unknown threshold treated the evaluated split (metrics.json `unknown`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    detector: str
+    threshold: float | None
+    flagged: float = Field(ge=0, le=1, description="Share of the images scored below the threshold (unknown).")
+    accuracy_kept: float | None = Field(description="Accuracy on the images not flagged.")
+
+
 class MetricsRecord(Record):
     """metrics.json: scores of one evaluated split, computed from predictions.csv's probabilities."""
 
+    schema_version: int = Field(METRICS_SCHEMA_VERSION, ge=1, le=METRICS_SCHEMA_VERSION)
     split: str = Field(description="test, val, or DATA:split for another folder.")
     count: int = Field(ge=0)
     accuracy: float
@@ -147,6 +173,8 @@ class MetricsRecord(Record):
     classes_present: list[str]
     skipped: list[SkippedFile] = Field(default_factory=list)
     tta: TTAScores | None = None
+    calibration: CalibrationScores | None = None
+    unknown: UnknownScores | None = None
 
 
 # --------------------------------------------------------------------------------------------- model.json
@@ -189,10 +217,47 @@ class HeadlineMetrics(BaseModel):
     val_accuracy: float | None = None
 
 
+class CalibrationInfo(BaseModel):
+    """The card's `calibration`: the temperature every probability is computed with, and what it did on the
+    validation split it was fitted on."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["none", "temperature"]
+    temperature: float = Field(1.0, gt=0, description="Probabilities are softmax(logits / temperature).")
+    split: str = "val"
+    images: int = Field(0, ge=0)
+    ece_before: float | None = None
+    ece_after: float | None = None
+    nll_before: float | None = None
+    nll_after: float | None = None
+    skipped: str = Field("", description="Why no temperature was fitted (it stays 1), if none was.")
+
+
+class UnknownInfo(BaseModel):
+    """The card's `unknown`: how an image is scored and below which score it is reported as unknown."""
+
+    model_config = ConfigDict(extra="forbid")
+    detector: Literal["msp", "energy", "mahalanobis"]
+    acceptance: float = Field(gt=0, lt=1, description="Share of the validation images the threshold was set to "
+                              "accept as known.")
+    threshold: float | None = Field(description="Scores below it are unknown (higher scores: more like the "
+                                    "training images).")
+    split: str = "val"
+    images: int = Field(0, ge=0)
+    accepted: float | None = Field(None, description="Share of the validation images at or above the threshold.")
+    score_quantiles: dict[str, float] = Field(default_factory=dict, description="Validation scores at the "
+                                              "percentiles named by the keys (p1, p5, p50, ...).")
+    statistics: str | None = Field(None, description="File beside the weights holding the detector's tensors "
+                                   "(class means and precision for mahalanobis) and the validation scores.")
+    fitted_on: str = Field("", description="Images the detector's statistics come from (mahalanobis).")
+    feature_dim: int | None = None
+
+
 class ModelCard(Record):
     """model.json: everything needed to rebuild, preprocess and label; validated before use."""
 
     model_config = ConfigDict(extra="forbid")
+    schema_version: int = Field(CARD_SCHEMA_VERSION, ge=1, le=CARD_SCHEMA_VERSION)
 
     architecture: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
     model_args: dict[str, Any] = Field(default_factory=dict)
@@ -209,6 +274,12 @@ class ModelCard(Record):
     versions: dict[str, str] = Field(default_factory=dict)
     hardware: dict[str, Any] = Field(default_factory=dict)
     created: str = ""
+    calibration: CalibrationInfo | None = Field(None, description="Absent in cards before schema 2: raw softmax.")
+    unknown: UnknownInfo | None = Field(None, description="Absent in cards before schema 2: no image is unknown.")
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature if self.calibration is not None else 1.0
 
     @model_validator(mode="before")
     @classmethod
@@ -237,6 +308,8 @@ class ExportInfo(BaseModel):
     file: str
     input: str
     output: str
+    outputs: list[str] = Field(default_factory=list, description="Every output, in order (exports before card "
+                               "schema 2 had `output` only).")
     input_layout: str
     torch: str
 
@@ -282,18 +355,22 @@ class PredictionRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     FIXED: ClassVar[tuple[str, ...]] = ("path", "true", "pred", "prob", "loss", "error")
+    # written since card schema 2; files without them still read
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("score", "unknown")
     path: str
     true: str = ""
     pred: str = ""
     prob: float | None = None
     loss: float | None = None
     error: str = ""
+    score: float | None = Field(None, description="In-distribution score (model.json `unknown`).")
+    unknown: bool | None = Field(None, description="Score below the card's threshold.")
     probs: list[float] = Field(default_factory=list, description="One probability per class, in the card's "
                                "class order; written as p_<class> columns.")
 
     @staticmethod
     def header(classes: Sequence[str]) -> list[str]:
-        return [*PredictionRow.FIXED, *(f"p_{c}" for c in classes)]
+        return [*PredictionRow.FIXED, *PredictionRow.OPTIONAL, *(f"p_{c}" for c in classes)]
 
 
 RECORDS: dict[str, type[BaseModel]] = {
@@ -377,14 +454,16 @@ class RunDir:
         return self._load("model.json", ModelCard, self._read_mapping("model.json", read_json))
 
     def write_card(self, card: ModelCard) -> None:
-        write_json(self.path / "model.json", card.model_dump(mode="json"))
+        # the layout written is this version's, whatever the card was read as (Record._legacy reads a dict
+        # without schema_version as version 1, and a card built in code is such a dict)
+        write_json(self.path / "model.json", {**card.model_dump(mode="json"), "schema_version": CARD_SCHEMA_VERSION})
 
     # ----- metrics.json -------------------------------------------------------------------------
     def read_metrics(self, name: str = "metrics.json") -> MetricsRecord:
         return self._load(name, MetricsRecord, self._read_mapping(name, read_json))
 
     def write_metrics(self, metrics: MetricsRecord, name: str = "metrics.json") -> None:
-        write_json(self.path / name, metrics.model_dump(mode="json"))
+        write_json(self.path / name, {**metrics.model_dump(mode="json"), "schema_version": METRICS_SCHEMA_VERSION})
 
     # ----- history.csv --------------------------------------------------------------------------
     def read_history(self) -> list[HistoryRow]:
@@ -420,12 +499,13 @@ class RunDir:
             columns = [f"p_{c}" for c in classes]
             missing = [c for c in (*PredictionRow.FIXED, *columns) if c not in header]
             if missing:
-                raise invalid("predictions", path, f"a {name} with the columns {PredictionRow.header(classes)}",
+                raise invalid("predictions", path, f"a {name} with the columns "
+                              f"{[*PredictionRow.FIXED, *columns]}",
                               note=f"without {missing}")
             out = []
             for raw in reader:
                 raw = {k: from_spreadsheet_safe(v or "") for k, v in checked_row(reader, raw).items()}
-                row = _blank_to_none({k: raw[k] for k in PredictionRow.FIXED})
+                row = _blank_to_none({k: raw[k] for k in (*PredictionRow.FIXED, *PredictionRow.OPTIONAL) if k in raw})
                 row = {k: ("" if v is None and k in ("true", "pred", "error") else v) for k, v in row.items()}
                 row["path"] = raw["path"]
                 try:
@@ -441,7 +521,9 @@ class RunDir:
         def cells(r: PredictionRow) -> list[str]:
             num = lambda v: "" if v is None else f"{v:.6f}"  # noqa: E731
             probs = [f"{p:.6f}" for p in r.probs] if r.probs else [""] * len(classes)
-            return [r.path, r.true, r.pred, num(r.prob), num(r.loss), r.error, *probs]
+            score = "" if r.score is None else f"{r.score:.6g}"
+            unknown = "" if r.unknown is None else str(int(r.unknown))
+            return [r.path, r.true, r.pred, num(r.prob), num(r.loss), r.error, score, unknown, *probs]
 
         write_csv(self.path / name, PredictionRow.header(classes), [cells(r) for r in rows])
 
@@ -476,7 +558,9 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     out = {}
     for name, record in RECORDS.items():
         schema = record.model_json_schema(mode="validation")
-        schema["$comment"] = f"imgclf run file {name}, schema_version {SCHEMA_VERSION}; generated from imgclf.records"
+        field = record.model_fields.get("schema_version")
+        version = field.default if field is not None else SCHEMA_VERSION
+        schema["$comment"] = f"imgclf run file {name}, schema_version {version}; generated from imgclf.records"
         out[name] = schema
     return out
 

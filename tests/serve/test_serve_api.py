@@ -57,6 +57,7 @@ def test_predict_matches_the_classifier_for_each_file(client, tiny_run, image_fo
     assert [g["path"] for g in got] == [p.name for p in paths]
     for g, e in zip(got, expected):
         assert g["label"] == e.label and g["probability"] == pytest.approx(e.probability, abs=1e-5)
+        assert g["unknown"] == e.unknown and g["score"] == pytest.approx(e.score, rel=1e-4, abs=1e-3)
         assert [t["label"] for t in g["top"]] == [lbl for lbl, _ in e.top]
         assert sum(t["probability"] for t in g["top"]) == pytest.approx(1.0, abs=1e-4)
 
@@ -167,12 +168,14 @@ def test_one_bad_file_gets_an_error_entry_and_the_others_their_predictions(tiny_
     expected = Classifier.load(tiny_run).predict([io.BytesIO(png)], top_k=2)[0]
     cli_keys = set(json.loads(format_predictions([expected], "json"))[0])
     for entry in got:
-        assert set(entry) == cli_keys == {"path", "label", "probability", "top", "error"}
+        assert set(entry) == cli_keys == {"path", "label", "probability", "best_label", "score", "unknown", "top",
+                                          "error"}
     for entry in (got[0], got[-1]):
         assert entry["error"] is None and entry["label"] == expected.label and len(entry["top"]) == 2
         assert entry["probability"] == pytest.approx(expected.probability, abs=1e-5)
     for entry in got[1:-1]:
         assert entry["label"] is None and entry["probability"] is None and entry["top"] == []
+        assert entry["score"] is None and entry["unknown"] is None
         assert bad[entry["path"]][2] in entry["error"], entry
 
 
@@ -180,7 +183,8 @@ def test_a_batch_of_only_bad_files_is_answered_without_a_forward_pass(client):
     before = client.get("/health").json()["forward_passes"]
     r = client.post("/predict", files=_files(("x.png", b"not pixels", "image/png")))
     assert r.status_code == 200, r.text
-    assert r.json()["predictions"] == [{"path": "x.png", "label": None, "probability": None, "top": [],
+    assert r.json()["predictions"] == [{"path": "x.png", "label": None, "probability": None, "best_label": None,
+                                        "score": None, "unknown": None, "top": [],
                                         "error": "not a recognised image format"}]
     assert client.get("/health").json()["forward_passes"] == before
 

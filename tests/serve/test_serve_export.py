@@ -1,4 +1,5 @@
-"""ONNX / torch.export export: outputs match the PyTorch Classifier on the run's test split."""
+"""ONNX / torch.export export: outputs (probabilities, in-distribution score, unknown flag) match the PyTorch
+Classifier on the run's test split and on planted noise."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from imgclf.cli import app
 from imgclf.errors import ImgclfError
 from imgclf.export import CARD_METADATA_KEY, export_run, load_onnx
 from imgclf.inference import Classifier
-from imgclf.io import read_json
+from imgclf.io import read_json, write_json
+from imgclf.ood import DETECTORS
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,36 @@ def test_onnx_matches_pytorch_on_the_test_split(run, onnx_path):
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() < 1e-4
     assert np.abs(onnx_clf.predict_pixels(pixels, tta=True) - clf.predict_pixels(pixels, tta=True)).max() < 1e-4
+
+
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_onnx_score_and_unknown_equal_the_torch_path(run, tmp_path, detector):
+    """The graph's `score` and `unknown` outputs against the torch Classifier, for every detector, on the test
+    split plus uniform noise, with a threshold between them so that both answers occur."""
+    copy = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("export")))
+    card = read_json(copy / "model.json")
+    card["calibration"] = {"method": "temperature", "temperature": 1.7}
+    card["unknown"] = {**card["unknown"], "detector": detector, "threshold": None}
+    write_json(copy / "model.json", card)
+    clf = Classifier.load(copy)
+    noise = np.random.default_rng(1).integers(0, 256, (6, *_test_split_pixels(copy, clf).shape[1:]), dtype=np.uint8)
+    pixels = np.concatenate([_test_split_pixels(copy, clf), noise])
+    scores = clf.infer_pixels(pixels).scores
+    card["unknown"]["threshold"] = float(np.median(scores))  # half the images unknown
+    write_json(copy / "model.json", card)
+    expected = Classifier.load(copy).infer_pixels(pixels)
+    assert 0 < expected.unknown.sum() < len(pixels)
+    export_run(copy, "onnx")
+    onnx_clf = load_onnx(copy)
+    assert onnx_clf.outputs == ["probabilities", "score", "unknown"]
+    for got in (onnx_clf.infer_pixels(pixels), onnx_clf.infer_pixels(pixels, batch_size=1)):
+        assert np.abs(got.probabilities - expected.probabilities).max() < 1e-5
+        assert np.allclose(got.scores, expected.scores, rtol=1e-4, atol=1e-3)
+        assert (got.unknown == expected.unknown).all()
+    files = [Path(read_json(copy / "dataset.json")["root"]) / f
+             for f in read_json(copy / "dataset.json")["splits"]["test"]["files"]]
+    assert ([p.label for p in onnx_clf.predict([str(f) for f in files])]
+            == [p.label for p in Classifier.load(copy).predict([str(f) for f in files])])
 
 
 def test_onnx_file_carries_the_model_card(run, onnx_path):
@@ -79,8 +111,10 @@ def test_torchscript_format_is_a_torch_export_program(run, tmp_path):
     pixels = _test_split_pixels(run, clf)
     module = torch.export.load(str(path)).module()
     with torch.no_grad():
-        got = module(torch.from_numpy(pixels)).numpy()
-    assert np.abs(got - clf.predict_pixels(pixels)).max() < 1e-4
+        probs, score, unknown = (t.numpy() for t in module(torch.from_numpy(pixels)))
+    expected = clf.infer_pixels(pixels)
+    assert np.abs(probs - expected.probabilities).max() < 1e-4
+    assert np.allclose(score, expected.scores, rtol=1e-4, atol=1e-3) and (unknown == expected.unknown).all()
 
 
 def test_bad_format_and_missing_export_are_clear_errors(run, tmp_path):

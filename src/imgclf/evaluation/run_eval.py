@@ -16,8 +16,10 @@ from ..data.folder import scan_folder
 from ..errors import invalid
 from ..inference import Classifier
 from ..progress import StepProgress
-from ..records import MetricsRecord, ModelCard, PredictionRow, RunDir, SkippedFile, TTAScores
-from .metrics import compute_metrics
+from ..calibration import uncalibrated
+from ..records import (CalibrationScores, MetricsRecord, ModelCard, PredictionRow, RunDir, SkippedFile, TTAScores,
+                       UnknownScores)
+from .metrics import compute_metrics, expected_calibration_error
 
 
 def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]:
@@ -84,11 +86,14 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
                          progress=progress)
     ok = decoded.ok_indices
     skipped += [{"path": files[i], "reason": r} for i, r in sorted(decoded.failures.items())]
-    plain, with_tta = [], []
+    plain, scores, flagged, with_tta = [], [], [], []
     what = f"evaluating on {split_name}" + (" (with TTA)" if tta else "")
     with StepProgress(what, len(ok), enabled=progress) as bar:
         for chunk in _blocks(decoded, ok, files, card, batch_size):  # streaming: each image decoded once for both
-            plain.append(clf.predict_pixels(chunk, batch_size))
+            out = clf.infer_pixels(chunk, batch_size)
+            plain.append(out.probabilities)
+            scores.append(out.scores)
+            flagged.append(out.unknown)
             if tta:
                 with_tta.append(clf.predict_pixels(chunk, batch_size, tta=True))
             bar.update(len(chunk))
@@ -104,13 +109,16 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
                       note=unreadable)
     metrics = compute_metrics(y_true, probs, card.classes, split_name)
     metrics.skipped = [SkippedFile.model_validate(s) for s in skipped]
+    score = np.concatenate(scores) if scores else np.zeros(0)
+    unknown = np.concatenate(flagged) if flagged else np.zeros(0, dtype=bool)
+    metrics.calibration, metrics.unknown = _trust_scores(card, y_true, probs, score, unknown)
     if tta_probs is not None:
         t = compute_metrics(y_true, tta_probs, card.classes)
         metrics.tta = TTAScores(accuracy=t.accuracy, loss=t.loss, macro=t.macro, worst_class=t.worst_class,
                                 macro_auc=t.macro_auc, transforms=views.describe())
     out = RunDir(results_dir(run.path, data))
-    out.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped),
-                          card.classes)
+    out.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped,
+                                           score, unknown), card.classes)
     out.write_metrics(metrics)
     return metrics
 
@@ -131,12 +139,32 @@ def _blocks(decoded: DecodedImages, ok: np.ndarray, files: list[str], card: Mode
                         for i in ok[start:start + batch_size]])
 
 
+def _trust_scores(card: ModelCard, y_true: np.ndarray, probs: np.ndarray, score: np.ndarray,
+                  unknown: np.ndarray) -> tuple[CalibrationScores | None, UnknownScores | None]:
+    """The split before and after the card's temperature (the report's reliability before / after), and how many
+    images its unknown threshold flags. None for a card without the block (before schema 2)."""
+    calibration = unknown_scores = None
+    if card.calibration is not None:
+        raw = uncalibrated(probs, card.temperature)
+        ece_before, _ = expected_calibration_error(raw, y_true)
+        loss = float(np.mean(-np.log(np.clip(raw[np.arange(len(y_true)), y_true], 1e-12, 1.0))))
+        calibration = CalibrationScores(temperature=card.temperature, ece_before=ece_before, loss_before=loss)
+    if card.unknown is not None:
+        kept = ~unknown
+        correct = probs.argmax(1) == y_true
+        unknown_scores = UnknownScores(detector=card.unknown.detector, threshold=card.unknown.threshold,
+                                       flagged=float(unknown.mean()),
+                                       accuracy_kept=float(correct[kept].mean()) if kept.any() else None)
+    return calibration, unknown_scores
+
+
 def _prediction_rows(files: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list[str],
-                     skipped: list[SkippedFile]) -> list[PredictionRow]:
+                     skipped: list[SkippedFile], scores: np.ndarray, unknown: np.ndarray) -> list[PredictionRow]:
     rows = []
-    for f, t, pr in zip(files, y_true, probs):
+    for f, t, pr, s, u in zip(files, y_true, probs, scores, unknown):
         p = int(pr.argmax())
         rows.append(PredictionRow(path=f, true=classes[t], pred=classes[p], prob=float(pr[p]),
-                                  loss=float(-np.log(max(pr[t], 1e-12))), probs=[float(v) for v in pr]))
+                                  loss=float(-np.log(max(pr[t], 1e-12))), score=float(s), unknown=bool(u),
+                                  probs=[float(v) for v in pr]))
     rows += [PredictionRow(path=s.path, error=s.reason) for s in skipped]
     return rows

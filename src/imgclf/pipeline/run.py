@@ -19,10 +19,11 @@ from ..errors import ImgclfError, bad_path, invalid
 from ..io import writable_folder
 from ..models import create_model, get_model_info
 from ..models.base import set_l2
+from ..ood import STATS_FILE
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 
-RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", "model.json", "history.csv", "predictions.csv",
-             "metrics.json", "report.html")
+RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", STATS_FILE, "model.json", "history.csv",
+             "predictions.csv", "metrics.json", "report.html")
 
 
 @dataclass
@@ -174,6 +175,10 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
     save_weights(result.model, run.file("model.safetensors"))
     card = make_card(resolved, data, result)
+    from .trust import fit_trust
+
+    # before the card is written: evaluation, serving and export then all apply the temperature and threshold
+    card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir)
     run.write_card(card)
 
     from ..evaluation.run_eval import evaluate_run

@@ -3,9 +3,12 @@
 Routes: GET / (upload page), GET /model (the model card), GET /health, POST /predict (multipart, field
 `files`, `?top_k=`). A request refused as a whole (no file, too many, too large, not multipart) is a JSON body
 `{"error": message, ...}` with a 4xx status. Otherwise every file gets an entry in `predictions`, in upload
-order, with the keys of `imgclf predict --format json`: `path` (the client's file name), `label`,
-`probability`, `top`, and `error` (null, or why that one file could not be used: one bad file does not cost
-the others their predictions). Preprocessing and labels come from the model card through
+order, with the keys of `imgclf predict --format json`: `path` (the client's file name), `label` ("unknown"
+for an image scoring below the model card's threshold, unless the server runs with unknown off or the request
+asks `?unknown=off`), `probability` and `best_label` (the closest known class), `score` (in-distribution:
+higher is more like the training images), `unknown`, `top` (calibrated probabilities), and `error` (null, or
+why that one file could not be used: one bad file does not cost the others their predictions). Preprocessing
+and labels come from the model card through
 `imgclf.inference.Classifier`; the only files read are the run's own and the page shipped in this package.
 """
 
@@ -31,7 +34,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..data.decode import DecodeError
 from ..topk import top_k as top_classes
 from ..errors import Described, invalid, invalid_message
-from ..inference import Classifier
+from ..inference import Classifier, PixelResults, Prediction
+from ..ood import UNKNOWN_LABEL
+from ..predict_format import as_json
 from .batcher import MicroBatcher
 from .uploads import ApiError, Upload, read_uploads
 
@@ -76,17 +81,19 @@ def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads:
 
 def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_files: int = DEFAULT_MAX_FILES, backend: str = "torch", max_batch: int = 64,
-               max_wait_ms: float = 0.0, threads: int | None = None) -> FastAPI:
+               max_wait_ms: float = 0.0, threads: int | None = None, unknown: bool = True) -> FastAPI:
     """A FastAPI app serving the run in `run_dir` (loaded now, so a bad run fails before serving starts).
 
     max_batch / max_wait_ms: how concurrent requests are batched (see `MicroBatcher`). threads: threads for
     the forward pass; None leaves torch and onnxruntime at their defaults (`serve()` passes a value).
+    unknown: label images below the card's threshold "unknown" (a request's ?unknown=on|off overrides it).
     """
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_files", max_files), ("threads", threads),
                         ("max_batch", max_batch)):
         if value is not None and value < 1:
             raise invalid(name, value, ">= 1")
     clf = load_classifier(run_dir, backend, threads)
+    default_unknown = unknown
     card = clf.card.model_dump(mode="json")
     classes = clf.classes
     pages = {route: (resources.files(__package__).joinpath("static", name).read_bytes(), media)
@@ -95,7 +102,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     # large ones decode a few at a time, not 40 (Starlette's thread pool) at once. Small images skip the
     # gate: holding them back made them reach the batcher one by one (mean batch 5.7 -> 3.1, measured).
     decode_slots = _PerLoop(lambda: asyncio.Semaphore(max(2, default_threads() * 2)))
-    batcher: MicroBatcher[np.ndarray] = MicroBatcher(lambda jobs: predict_together(clf, jobs), max_batch=max_batch,
+    batcher: MicroBatcher[PixelResults] = MicroBatcher(lambda jobs: predict_together(clf, jobs), max_batch=max_batch,
                                                      max_wait_s=max_wait_ms / 1000.0, size=len)
 
     @asynccontextmanager
@@ -143,6 +150,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     async def health() -> dict[str, Any]:
         """Liveness and what is loaded; `mean_batch` shows how well concurrent requests were batched."""
         return {"status": "ok", "model": card["architecture"], "classes": len(classes), "backend": backend,
+                "unknown": "on" if default_unknown else "off",
                 "forward_passes": batcher.batches, "images": batcher.images,
                 "mean_batch": round(batcher.images / batcher.batches, 3) if batcher.batches else None,
                 "limits": {"max_upload_bytes": max_upload_bytes, "max_files": max_files}}
@@ -153,9 +161,10 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         return card
 
     @app.post("/predict")
-    async def predict(request: Request, top_k: str | None = None) -> dict[str, Any]:
+    async def predict(request: Request, top_k: str | None = None, unknown: str | None = None) -> dict[str, Any]:
         """Images in the multipart field `files` (one or more) -> top-k labels with probabilities, in order."""
         k = _parse_top_k(top_k, len(classes))
+        flag_unknown = _parse_on_off("unknown", unknown, default_unknown)
         uploads = await read_uploads(request, max_upload_bytes, max_files)
         # Decoding runs in Starlette's thread pool, so large photos decode on several cores at once.
         if sum(_declared_pixels(up.data) for up in uploads) > LARGE_UPLOAD_PIXELS:
@@ -164,15 +173,17 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         else:
             decoded = await run_in_threadpool(decode_uploads, clf, uploads)
         usable = [pixels for pixels in decoded if not isinstance(pixels, str)]
-        probs = iter(await batcher(np.stack(usable)) if usable else [])
-        results = []
+        out = await batcher(np.stack(usable)) if usable else None
+        results, j = [], 0
         for up, pixels in zip(uploads, decoded):
             if isinstance(pixels, str):
-                results.append({"path": up.name, "label": None, "probability": None, "top": [], "error": pixels})
+                results.append(as_json(Prediction(up.name, None, None, [], pixels)))
                 continue
-            top = [{"label": label, "probability": prob} for label, prob in top_classes(next(probs), classes, k)]
-            results.append({"path": up.name, "label": top[0]["label"], "probability": top[0]["probability"],
-                            "top": top, "error": None})
+            top = top_classes(out.probabilities[j], classes, k)
+            flagged = flag_unknown and bool(out.unknown[j])
+            results.append(as_json(Prediction(up.name, UNKNOWN_LABEL if flagged else top[0][0], top[0][1], top,
+                                              score=float(out.scores[j]), unknown=flagged, best_label=top[0][0])))
+            j += 1
         return {"model": card["architecture"], "predictions": results}
 
     return app
@@ -202,6 +213,14 @@ def _declared_pixels(data: bytes) -> int:
         return 0
 
 
+def _parse_on_off(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None:
+        return default
+    if raw not in ("on", "off"):
+        raise ApiError(400, invalid_message(name, raw[:40], ("on", "off")))
+    return raw == "on"
+
+
 def _parse_top_k(raw: str | None, num_classes: int) -> int:
     if raw is None:
         return min(3, num_classes)
@@ -225,11 +244,12 @@ def decode_uploads(clf: Classifier, uploads: list[Upload]) -> list[np.ndarray | 
     return out
 
 
-def predict_together(clf: Classifier, jobs: list[np.ndarray]) -> list[np.ndarray]:
+def predict_together(clf: Classifier, jobs: list[np.ndarray]) -> list[PixelResults]:
     """Several requests' images through one forward pass (in the batcher's worker thread), split back per request."""
-    probs = clf.predict_pixels(np.concatenate(jobs) if len(jobs) > 1 else jobs[0])
+    out = clf.infer_pixels(np.concatenate(jobs) if len(jobs) > 1 else jobs[0])
     bounds = np.cumsum([len(j) for j in jobs])[:-1]
-    return np.split(probs, bounds)
+    return [PixelResults(p, s, u) for p, s, u in zip(np.split(out.probabilities, bounds), np.split(out.scores, bounds),
+                                                     np.split(out.unknown, bounds))]
 
 
 def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, access_log: bool = True,

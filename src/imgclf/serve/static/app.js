@@ -1,10 +1,16 @@
 // The upload page: pick or drop images, POST them to /predict, show each image with its top classes, or, for a
-// file the server could not read, its name and the reason. Each upload replaces the previous one's results.
+// file the server could not read, its name and the reason. An image the model calls unknown (its score below the
+// card's threshold) says so, with its closest classes still listed. Each upload replaces the previous results.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let limits = { max_upload_bytes: Infinity, max_files: Infinity };
 let topK = 5;
+let threshold = null;
+
+function score(x) {
+  return Math.abs(x) >= 1000 ? x.toExponential(2) : x.toPrecision(3);
+}
 
 function showError(message) {
   $("error").textContent = message;
@@ -22,8 +28,15 @@ async function loadCard() {
     topK = Math.min(5, card.classes.length);
     $("model-name").textContent = card.architecture;
     const acc = card.metrics && typeof card.metrics.accuracy === "number" ? `, test accuracy ${percent(card.metrics.accuracy)}` : "";
+    const calibration = card.calibration && card.calibration.method === "temperature" ?
+      `; probabilities calibrated (temperature ${card.calibration.temperature.toFixed(2)})` : "";
+    const unknown = card.unknown && typeof card.unknown.threshold === "number";
+    threshold = unknown && health.unknown !== "off" ? card.unknown.threshold : null;
+    const flags = threshold === null ? "" : `; images scoring below ${score(threshold)} (${card.unknown.detector}, ` +
+      `${percent(card.unknown.acceptance)} of validation images above) are called unknown`;
     $("model-info").textContent = `${card.classes.length} classes (${card.classes.slice(0, 8).join(", ")}` +
-      `${card.classes.length > 8 ? ", …" : ""}), input ${card.img_size}×${card.img_size} ${card.color}${acc}`;
+      `${card.classes.length > 8 ? ", …" : ""}), input ${card.img_size}×${card.img_size} ${card.color}${acc}` +
+      calibration + flags;
     $("limits").textContent = `up to ${limits.max_files} image(s), ${(limits.max_upload_bytes / 1e6).toFixed(1)} MB per request`;
   } catch (err) {
     $("model-info").textContent = "could not load the model card: " + err;
@@ -61,9 +74,18 @@ function render(files, predictions) {
     img.src = URL.createObjectURL(files[i]);
     img.alt = pred.path;
     img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
-    node.querySelector(".label").textContent = pred.label;
-    node.querySelector(".prob").textContent = percent(pred.probability);
+    node.querySelector(".label").textContent = pred.unknown ? "Unknown" : pred.label;
+    node.querySelector(".prob").textContent = pred.unknown ? "" : percent(pred.probability);
     node.querySelector(".file").textContent = pred.path;
+    const trust = node.querySelector(".trust");
+    if (typeof pred.score === "number") {
+      const below = threshold === null ? "" : ` (unknown below ${score(threshold)})`;
+      trust.textContent = pred.unknown ?
+        `Like none of the classes it was trained on: score ${score(pred.score)}${below}. Closest classes:` :
+        `score ${score(pred.score)}${below}`;
+      trust.hidden = false;
+    }
+    if (pred.unknown) node.classList.add("unknown");
     const bars = node.querySelector(".bars");
     for (const { label, probability } of pred.top) {
       const li = document.createElement("li");

@@ -1,0 +1,139 @@
+"""Scores for images of no known class ("unknown" inputs), and the one module that turns a network's outputs into
+what leaves the program: calibrated probabilities, an in-distribution score and the unknown flag.
+
+Every score is "higher = more like the training data"; an image scoring below the threshold stored in the model
+card is reported as unknown. Detectors:
+
+- msp: the maximum (calibrated) softmax probability (Hendrycks and Gimpel, 2017).
+- energy: logsumexp of the logits, i.e. minus the free energy at T = 1 (Liu et al., 2020).
+- mahalanobis: minus the smallest squared Mahalanobis distance of the penultimate features to a class mean, with
+  one covariance shared by all classes (Lee et al., 2018), fitted on training images. The covariance is
+  scikit-learn's Ledoit-Wolf estimate: ReLU features often have dead units, whose plain covariance is singular.
+
+pytorch-ood (Apache-2.0) implements these detectors, but not as modules that can sit inside an exported graph,
+and the ONNX export must give the same scores as the torch path; so `TrustHead` implements the three formulas
+once, and both paths run it. tests/test_unknown.py checks the scores against pytorch-ood's where it is installed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import Described, invalid
+
+DETECTORS = ("msp", "energy", "mahalanobis")
+FEATURE_DETECTORS = ("mahalanobis",)
+STATS_FILE = "unknown.safetensors"  # beside model.safetensors: class means, precision, validation scores
+UNKNOWN_LABEL = "unknown"
+
+
+class TrustHead(nn.Module):
+    """logits (N, K) [+ penultimate features (N, D)] -> (probabilities (N, K), score (N,), unknown (N,) bool).
+
+    probabilities = softmax(logits / temperature); score by `detector` (higher: more like the training data);
+    unknown = score < threshold (never, without a threshold). Shared by `Classifier` and the exported graph, so
+    both give the same numbers."""
+
+    def __init__(self, temperature: float = 1.0, detector: str = "msp", threshold: float | None = None,
+                 means: torch.Tensor | None = None, precision: torch.Tensor | None = None):
+        super().__init__()
+        if detector not in DETECTORS:
+            raise invalid("detector", detector, DETECTORS)
+        self.detector = detector
+        self.temperature = float(temperature)
+        self.threshold = threshold
+        self.register_buffer("inv_temperature", torch.tensor(1.0 / float(temperature), dtype=torch.float32))
+        self.register_buffer("cutoff", torch.tensor(-math.inf if threshold is None else threshold,
+                                                    dtype=torch.float32))
+        if detector in FEATURE_DETECTORS:
+            if means is None or precision is None:
+                raise invalid("detector", detector, "msp or energy without the class means and precision "
+                              f"({STATS_FILE})")
+            # d(f, m_k) = (f - m_k) P (f - m_k)^T = ||f L - m_k L||^2 with P = L L^T (Cholesky), expanded as
+            # ||fL||^2 - 2 fL.(m_k L) + ||m_k L||^2: (N, K) memory rather than (N, K, D). The expansion cancels
+            # large terms, so it runs in float64 (in float32 the torch and ONNX scores differed by 1e-3 relative).
+            chol = torch.linalg.cholesky(precision.to(torch.float64))
+            projected = means.to(torch.float64) @ chol
+            self.register_buffer("whiten", chol)
+            self.register_buffer("projected_means", projected.T.contiguous())
+            self.register_buffer("means_norm", (projected ** 2).sum(1))
+
+    @property
+    def needs_features(self) -> bool:
+        return self.detector in FEATURE_DETECTORS
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float() * self.inv_temperature, dim=1)
+
+    def forward(self, logits: torch.Tensor, features: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = logits.float()
+        probs = self.probabilities(logits)
+        if self.detector == "msp":
+            score = probs.max(dim=1).values
+        elif self.detector == "energy":
+            score = torch.logsumexp(logits, dim=1)
+        else:
+            g = features.flatten(1).to(torch.float64) @ self.whiten
+            distance = (g * g).sum(1, keepdim=True) - 2.0 * (g @ self.projected_means) + self.means_norm
+            score = -distance.min(dim=1).values.to(torch.float32)
+        return probs, score, score < self.cutoff
+
+
+def logits_and_features(model: nn.Module, x: torch.Tensor, features: bool = True
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The logits and, if asked, the penultimate features (what the last linear layer reads) in one pass, through
+    the interface every registered model has (timm's forward_features / forward_head(pre_logits))."""
+    if not features:
+        return model(x), None
+    mapped = model.forward_features(x)
+    pre = model.forward_head(mapped, pre_logits=True)
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(classifier, nn.Linear) and pre.dim() == 2 and pre.shape[1] == classifier.in_features:
+        return classifier(pre), pre
+    return model.forward_head(mapped), pre.flatten(1)
+
+
+def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class means (K, D) and the precision (D, D) of the covariance shared by all classes (features centred on
+    their class mean; Ledoit-Wolf shrinkage), in float64."""
+    from sklearn.covariance import LedoitWolf
+
+    z = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    missing = sorted(set(range(num_classes)) - set(y.tolist()))
+    if missing:
+        raise invalid("labels", Described(f"no row of class(es) {missing[:10]}"), "at least one row per class")
+    means = np.stack([z[y == k].mean(0) for k in range(num_classes)])
+    centred = z - means[y]
+    precision = LedoitWolf(assume_centered=True).fit(centred).precision_
+    return means, (precision + precision.T) / 2
+
+
+def threshold_at(scores: np.ndarray, acceptance: float) -> float:
+    """The largest threshold that keeps at least `acceptance` of these (validation) scores at or above it."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    if len(s) == 0:
+        return -math.inf
+    return float(s[int(math.floor((1.0 - acceptance) * len(s)))])
+
+
+def save_stats(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:
+    """Detector statistics as safetensors (never pickle), written atomically."""
+    from safetensors.numpy import save
+
+    from .io import atomic_write_bytes
+
+    atomic_write_bytes(path, save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}))
+
+
+def load_stats(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(Path(path)))

@@ -1,0 +1,119 @@
+"""After training: fit the temperature and the unknown detector on images training never fitted on, for the card.
+
+The temperature and the unknown threshold come from the validation split; the Mahalanobis detector's class means
+and covariance from (a sample of) the training split, seen without augmentation. The validation scores are
+computed by the same `TrustHead` that prediction, serving and the ONNX export run, from the statistics as stored
+(float32), so the stated acceptance rate holds for what users get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..calibration import fit_temperature, nll
+from ..config import TrainConfig
+from ..data.dataset import PreparedData
+from ..evaluation.metrics import expected_calibration_error
+from ..inference import Classifier
+from ..ood import STATS_FILE, TrustHead, fit_mahalanobis, save_stats, threshold_at
+from ..records import CalibrationInfo, ModelCard, UnknownInfo
+
+# Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
+# D <= 2048 are well estimated long before this, and the pass over them costs a fraction of one epoch.
+TRAIN_SAMPLE = 10_000
+QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
+
+
+def _split_pixels(data: PreparedData, rows: np.ndarray, block: int = 1024) -> Iterator[np.ndarray]:
+    """uint8 blocks of the decoded images at `rows`: from the cache, or decoded from their files (streamed)."""
+    from ..data.decode import open_image
+
+    for start in range(0, len(rows), block):
+        part = rows[start:start + block]
+        if data.decoded.pixels is not None:
+            yield np.asarray(data.decoded.pixels[part])
+        else:
+            yield np.stack([open_image(data.decoded.paths[i], data.img_size, data.color, data.interpolation)
+                            for i in part])
+
+
+def _embed(clf: Classifier, data: PreparedData, rows: np.ndarray,
+           features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    logits, feats = [], []
+    for block in _split_pixels(data, rows):
+        lo, fe = clf.embed_pixels(block, features=features)
+        logits.append(lo)
+        if fe is not None:
+            feats.append(fe)
+    return np.concatenate(logits), (np.concatenate(feats) if feats else None)
+
+
+def _train_sample(data: PreparedData, seed: int, limit: int = TRAIN_SAMPLE) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and labels of a seeded, class-proportional sample of the training split (every class kept)."""
+    split = data.splits["train"]
+    if len(split) <= limit:
+        return split.indices, split.labels
+    rng = np.random.default_rng([seed, len(split)])
+    keep = []
+    for k in np.unique(split.labels):
+        where = np.flatnonzero(split.labels == k)
+        n = max(1, int(round(limit * len(where) / len(split))))
+        keep.append(rng.choice(where, min(n, len(where)), replace=False))
+    chosen = np.sort(np.concatenate(keep))
+    return split.indices[chosen], split.labels[chosen]
+
+
+def _probs(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(logits).double() / temperature, dim=1).numpy()
+
+
+def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,
+              run_dir: Path) -> tuple[CalibrationInfo, UnknownInfo]:
+    """Fit both on the trained `model`; writes RUN/unknown.safetensors; returns the card's two blocks."""
+    device = next(model.parameters()).device
+    clf = Classifier(model, card, device, head=TrustHead())
+    detector = cfg.unknown_detector
+    val = data.splits["val"]
+    logits, features = _embed(clf, data, val.indices, detector == "mahalanobis")
+    labels = val.labels
+
+    if cfg.calibrate == "temperature":
+        fit = fit_temperature(logits, labels)
+        temperature, skipped = fit.temperature, fit.skipped
+    else:
+        temperature, skipped = 1.0, ""
+    ece_before, _ = expected_calibration_error(_probs(logits, 1.0), labels)
+    ece_after, _ = expected_calibration_error(_probs(logits, temperature), labels)
+    calibration = CalibrationInfo(
+        method="temperature" if cfg.calibrate == "temperature" and not skipped else "none",
+        temperature=temperature, split="val", images=len(labels), ece_before=ece_before, ece_after=ece_after,
+        nll_before=nll(logits, labels, 1.0), nll_after=nll(logits, labels, temperature), skipped=skipped)
+
+    stats: dict[str, np.ndarray] = {}
+    fitted_on, feature_dim = "", None
+    if detector == "mahalanobis":
+        rows, train_labels = _train_sample(data, cfg.seed)
+        _, train_features = _embed(clf, data, rows, True)
+        means, precision = fit_mahalanobis(train_features, train_labels, len(data.classes))
+        # the stored (float32) statistics are the ones every later score uses
+        stats = {"means": means.astype(np.float32), "precision": precision.astype(np.float32)}
+        fitted_on = f"{len(rows)} training images, without augmentation"
+        feature_dim = int(means.shape[1])
+    tensors = {k: torch.from_numpy(v) for k, v in stats.items()}
+    head = TrustHead(temperature, detector, None, tensors.get("means"), tensors.get("precision"))
+    with torch.inference_mode():
+        _, scores, _ = head(torch.from_numpy(logits), None if features is None else torch.from_numpy(features))
+    scores = scores.numpy().astype(np.float64)
+    threshold = threshold_at(scores, cfg.unknown_acceptance)
+    stats["val_scores"] = np.sort(scores).astype(np.float32)
+    save_stats(run_dir / STATS_FILE, stats)
+    unknown = UnknownInfo(
+        detector=detector, acceptance=cfg.unknown_acceptance, threshold=threshold, split="val", images=len(scores),
+        accepted=float(np.mean(scores >= np.float32(threshold))),
+        score_quantiles={f"p{q}": float(np.percentile(scores, q)) for q in QUANTILES},
+        statistics=STATS_FILE, fitted_on=fitted_on, feature_dim=feature_dim)
+    return calibration, unknown

@@ -1,0 +1,171 @@
+"""Calibrated probabilities (issue 21 item 3): temperature scaling fitted on validation logits, applied wherever
+probabilities leave the program (Python API, CLI, server, ONNX graph, evaluation), argmax unchanged."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from imgclf.calibration import fit_temperature, nll, uncalibrated
+from imgclf.evaluation.metrics import expected_calibration_error
+from imgclf.inference import Classifier
+from imgclf.io import read_json, write_json
+from trust_run import trust_run
+
+
+def _softmax(z: np.ndarray, t: float = 1.0) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(np.asarray(z, dtype=np.float64)) / t, dim=1).numpy()
+
+
+def _overconfident(n: int = 3000, k: int = 5, scale: float = 4.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of a model that is right about 70 % of the time, multiplied by `scale`: as sure as a network that
+    has memorised its training set, no more often right."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    z = rng.normal(size=(n, k))
+    z[np.arange(n), y] += 1.5
+    return scale * z, y
+
+
+def test_temperature_lowers_nll_and_ece_of_an_overconfident_model_and_keeps_argmax():
+    logits, y = _overconfident()
+    fit = fit_temperature(logits, y)
+    # z_y ~ N(1.5, 1), the others N(0, 1): the true posterior is softmax(1.5 z), so logits 4 z are 4 / 1.5 too sharp
+    assert 2.3 < fit.temperature < 3.0, fit
+    assert fit.nll_after < 0.7 * fit.nll_before and fit.nll_after == pytest.approx(nll(logits, y, fit.temperature))
+    before, after = _softmax(logits), _softmax(logits, fit.temperature)
+    ece_before, _ = expected_calibration_error(before, y)
+    ece_after, _ = expected_calibration_error(after, y)
+    assert ece_after <= 0.5 * ece_before, (ece_before, ece_after)
+    assert (after.argmax(1) == before.argmax(1)).all()
+    # an under-confident model is sharpened, not softened
+    soft, y2 = _overconfident(scale=0.3, seed=1)
+    assert fit_temperature(soft, y2).temperature < 0.5
+
+
+def test_no_temperature_when_every_validation_image_is_right():
+    logits = np.array([[3.0, 0.0], [0.0, 2.0], [4.0, 1.0]])
+    fit = fit_temperature(logits, np.array([0, 1, 0]))
+    assert fit.temperature == 1.0 and "correctly" in fit.skipped
+
+
+def test_uncalibrated_recovers_the_raw_softmax():
+    logits, _ = _overconfident(n=50)
+    assert np.abs(uncalibrated(_softmax(logits, 2.7), 2.7) - _softmax(logits)).max() < 1e-9
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(tmp_path_factory) -> Path:
+    return trust_run(tmp_path_factory.getbasetemp())
+
+
+def _split(run: Path, clf: Classifier, split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    dataset = read_json(run / "dataset.json")
+    files = [str(Path(dataset["root"]) / f) for f in dataset["splits"][split]["files"]]
+    return files, np.stack([clf.decode(f) for f in files]), np.asarray(dataset["splits"][split]["labels"])
+
+
+def test_training_fits_the_temperature_on_the_validation_split(calibrated_run):
+    card = read_json(calibrated_run / "model.json")["calibration"]
+    clf = Classifier.load(calibrated_run)
+    _, pixels, labels = _split(calibrated_run, clf, "val")
+    logits, _ = clf.embed_pixels(pixels)
+    expected = fit_temperature(logits, labels)
+    assert card["method"] == "temperature" and card["images"] == len(labels) and not card["skipped"]
+    assert card["temperature"] == pytest.approx(expected.temperature, rel=1e-3) and card["temperature"] != 1.0
+    assert card["nll_after"] < card["nll_before"] and card["ece_after"] <= card["ece_before"]
+    # and every probability the run gives out is softmax(logits / T)
+    assert np.abs(clf.predict_pixels(pixels) - _softmax(logits, card["temperature"])).max() < 1e-5
+
+
+def test_evaluation_writes_calibrated_probabilities_with_the_same_accuracy(calibrated_run):
+    metrics = read_json(calibrated_run / "metrics.json")
+    card = read_json(calibrated_run / "model.json")
+    t = card["calibration"]["temperature"]
+    assert metrics["calibration"]["temperature"] == t and metrics["schema_version"] == 2
+    clf = Classifier.load(calibrated_run)
+    files, pixels, labels = _split(calibrated_run, clf, "test")
+    logits, _ = clf.embed_pixels(pixels)
+    rows = {r["path"]: r for r in csv.DictReader(open(calibrated_run / "predictions.csv"))}
+    written = np.array([[float(rows[f][f"p_{c}"]) for c in card["classes"]] for f in files])
+    assert np.abs(written - _softmax(logits, t)).max() < 2e-6  # the file's 6 decimals
+    raw = _softmax(logits)
+    assert metrics["accuracy"] == pytest.approx(float((raw.argmax(1) == labels).mean()))  # argmax unchanged
+    ece_raw, _ = expected_calibration_error(raw, labels)
+    ece_cal, _ = expected_calibration_error(_softmax(logits, t), labels)
+    assert metrics["calibration"]["ece_before"] == pytest.approx(ece_raw, abs=1e-4)
+    assert metrics["ece"] == pytest.approx(ece_cal, abs=1e-4)
+
+
+def test_calibrate_none_keeps_the_raw_softmax(calibrated_run, tmp_path):
+    from imgclf.data.dataset import prepare_data
+    from imgclf.pipeline.trust import fit_trust
+    from imgclf.records import RunDir
+
+    run = RunDir(calibrated_run)
+    cfg = run.read_config().model_copy(update={"calibrate": "none"})
+    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
+    clf = Classifier.load(calibrated_run)
+    calibration, _ = fit_trust(cfg, data, clf.model, run.read_card(), tmp_path)
+    assert calibration.method == "none" and calibration.temperature == 1.0
+    assert calibration.ece_after == calibration.ece_before
+
+
+@pytest.fixture(scope="module")
+def hot_run(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run with a temperature of 2.5 written into its card: far from 1, so a path that forgets it shows."""
+    run = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("hot") / "run"))
+    card = read_json(run / "model.json")
+    card["calibration"] = {"method": "temperature", "temperature": 2.5}
+    write_json(run / "model.json", card)
+    return run
+
+
+def test_the_temperature_is_applied_in_predict_serve_and_onnx(hot_run, image_folder):
+    from fastapi.testclient import TestClient
+
+    from imgclf.cli import app
+    from imgclf.export import export_run, load_onnx
+    from imgclf.serve import create_app
+
+    files = [sorted(image_folder.glob(f"{c}/*.png"))[1] for c in ("cat", "dog", "fox")]
+    clf = Classifier.load(hot_run)
+    pixels = np.stack([clf.decode(str(f)) for f in files])
+    logits, _ = clf.embed_pixels(pixels)
+    expected = _softmax(logits, 2.5)
+    assert np.abs(expected - _softmax(logits)).max() > 0.05  # so that leaving T out cannot pass unnoticed
+
+    def best(probs: np.ndarray) -> list[float]:
+        return [float(p.max()) for p in probs]
+
+    api = [p.probability for p in clf.predict([str(f) for f in files], top_k=3, unknown=False)]
+    assert api == pytest.approx(best(expected), abs=1e-5)
+    assert np.abs(clf.predict_pixels(pixels, tta=True) - np.mean(
+        [_softmax(clf.embed_pixels(v)[0], 2.5) for v in _views(clf, pixels)], axis=0)).max() < 1e-5
+
+    result = CliRunner().invoke(app, ["predict", str(hot_run), *map(str, files), "--format", "json", "--unknown", "off"])
+    assert result.exit_code == 0, result.output
+    assert [e["probability"] for e in json.loads(result.output)] == pytest.approx(best(expected), abs=1e-5)
+
+    with TestClient(create_app(hot_run, threads=1)) as client:
+        r = client.post("/predict?top_k=3&unknown=off",
+                        files=[("files", (f.name, f.read_bytes(), "image/png")) for f in files])
+    assert r.status_code == 200, r.text
+    served = [{t["label"]: t["probability"] for t in e["top"]} for e in r.json()["predictions"]]
+    classes = clf.classes
+    assert np.abs(np.array([[s[c] for c in classes] for s in served]) - expected).max() < 1e-5
+
+    export_run(hot_run, "onnx")
+    assert np.abs(load_onnx(hot_run).predict_pixels(pixels) - expected).max() < 1e-5
+
+
+def _views(clf: Classifier, pixels: np.ndarray) -> list[np.ndarray]:
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+    return [v.permute(0, 2, 3, 1).round().to(torch.uint8).numpy() for v in clf.tta_views.require()(x)]

@@ -1,0 +1,167 @@
+"""Unknown inputs (issue 21 item 2): every prediction carries an in-distribution score; below the threshold set
+on the validation split at the stated acceptance rate, predict, serve and the Python API say "unknown" (with the
+score and the closest class); `--unknown off` gives the plain top class again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from imgclf.inference import Classifier
+from imgclf.io import read_json
+from imgclf.ood import DETECTORS, TrustHead, fit_mahalanobis, threshold_at
+from trust_run import ACCEPTANCE, noise_images, trust_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return trust_run(tmp_path_factory.getbasetemp())
+
+
+def _split(run: Path, clf: Classifier, split: str) -> tuple[np.ndarray, np.ndarray]:
+    dataset = read_json(run / "dataset.json")
+    files = [str(Path(dataset["root"]) / f) for f in dataset["splits"][split]["files"]]
+    return np.stack([clf.decode(f) for f in files]), np.asarray(dataset["splits"][split]["labels"])
+
+
+@pytest.fixture(scope="module")
+def noise_files(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("noise")
+    paths = []
+    for i, pixels in enumerate(noise_images(6)):
+        paths.append(str(folder / f"noise_{i}.png"))
+        Image.fromarray(pixels).save(paths[-1])
+    return paths
+
+
+def test_the_threshold_keeps_the_stated_share_of_validation_images(run):
+    card = read_json(run / "model.json")["unknown"]
+    assert card["detector"] == "mahalanobis" and card["acceptance"] == ACCEPTANCE and card["split"] == "val"
+    clf = Classifier.load(run)
+    pixels, labels = _split(run, clf, "val")
+    kept = 1.0 - clf.infer_pixels(pixels).unknown.mean()
+    assert card["images"] == len(labels)
+    # at least the stated share, and no more than one image above it
+    assert ACCEPTANCE <= kept <= ACCEPTANCE + 1.0 / len(labels) + 1e-9, kept
+    assert card["accepted"] == pytest.approx(kept)
+
+
+def test_noise_is_unknown_and_in_distribution_images_mostly_are_not(run, noise_files):
+    clf = Classifier.load(run)
+    test_pixels, _ = _split(run, clf, "test")
+    assert clf.infer_pixels(test_pixels).unknown.mean() <= 0.25
+    preds = clf.predict(noise_files, top_k=2)
+    assert all(p.unknown and p.label == "unknown" for p in preds), [(p.score, p.label) for p in preds]
+    for p in preds:  # the score and the closest known class come with it
+        assert p.score < clf.threshold and p.best_label in clf.classes and p.best_label == p.top[0][0]
+        assert p.probability == pytest.approx(p.top[0][1])
+    metrics = read_json(run / "metrics.json")["unknown"]
+    assert metrics["detector"] == "mahalanobis" and metrics["threshold"] == clf.threshold
+    assert metrics["flagged"] == pytest.approx(clf.infer_pixels(test_pixels).unknown.mean())
+
+
+def test_unknown_off_gives_the_plain_top_class(run, noise_files):
+    from imgclf.cli import app
+
+    clf = Classifier.load(run)
+    off = clf.predict(noise_files, unknown=False)
+    assert [p.label for p in off] == [p.top[0][0] for p in off] and not any(p.unknown for p in off)
+    assert [p.score for p in off] == pytest.approx([p.score for p in clf.predict(noise_files)])
+    runner = CliRunner()
+    on = runner.invoke(app, ["predict", str(run), *noise_files, "--format", "json"])
+    plain = runner.invoke(app, ["predict", str(run), *noise_files, "--format", "json", "--unknown", "off"])
+    assert on.exit_code == plain.exit_code == 0, on.output + plain.output
+    on, plain = json.loads(on.output), json.loads(plain.output)
+    assert all(e["label"] == "unknown" and e["unknown"] and e["best_label"] in clf.classes for e in on)
+    assert [e["label"] for e in plain] == [e["best_label"] for e in on] and not any(e["unknown"] for e in plain)
+    table = runner.invoke(app, ["predict", str(run), noise_files[0]])
+    assert "UNKNOWN" in table.output and "score" in table.output and "closest" in table.output
+
+
+def test_the_server_says_unknown_and_honours_unknown_off(run, noise_files):
+    from fastapi.testclient import TestClient
+
+    from imgclf.serve import create_app
+
+    files = [("files", (Path(f).name, Path(f).read_bytes(), "image/png")) for f in noise_files[:2]]
+    with TestClient(create_app(run, threads=1)) as client:
+        on = client.post("/predict", files=files).json()["predictions"]
+        off = client.post("/predict?unknown=off", files=files).json()["predictions"]
+        bad = client.post("/predict?unknown=maybe", files=files)
+        assert client.get("/model").json()["unknown"]["threshold"] == read_json(run / "model.json")["unknown"]["threshold"]
+    assert all(e["label"] == "unknown" and e["unknown"] and e["score"] is not None for e in on)
+    assert [e["label"] for e in off] == [e["best_label"] for e in on] and not any(e["unknown"] for e in off)
+    assert bad.status_code == 400 and "unknown='maybe'" in bad.json()["error"]
+    with TestClient(create_app(run, threads=1, unknown=False)) as client:
+        assert not any(e["unknown"] for e in client.post("/predict", files=files).json()["predictions"])
+
+
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_each_detector_fits_its_threshold_on_validation(run, tmp_path, detector):
+    """Every detector the config offers, fitted by the training pipeline's own step on the trained model."""
+    from imgclf.data.dataset import prepare_data
+    from imgclf.pipeline.trust import fit_trust
+    from imgclf.records import RunDir
+
+    stored = RunDir(run)
+    cfg = stored.read_config().model_copy(update={"unknown_detector": detector, "unknown_acceptance": 0.8})
+    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
+    model = Classifier.load(run).model
+    _, unknown = fit_trust(cfg, data, model, stored.read_card(), tmp_path)
+    card = stored.read_card().model_copy(update={"unknown": unknown})
+    clf = Classifier(model, card, run_dir=tmp_path)
+    pixels, labels = _split(run, clf, "val")
+    kept = 1.0 - clf.infer_pixels(pixels).unknown.mean()
+    assert unknown.detector == detector and 0.8 <= kept <= 0.8 + 1.0 / len(labels) + 1e-9
+    scores = clf.infer_pixels(np.concatenate([pixels, noise_images(10)])).scores
+    if detector != "msp":  # noise far from every class: the feature and logit detectors rank it below everything
+        assert scores[len(pixels):].max() < scores[:len(pixels)].min(), detector
+
+
+def test_threshold_at_keeps_at_least_the_share():
+    scores = np.arange(100.0)
+    assert threshold_at(scores, 0.95) == 5.0 and (scores >= threshold_at(scores, 0.95)).mean() == 0.95
+    assert (scores >= threshold_at(scores, 0.333)).mean() >= 0.333
+
+
+def test_scores_match_pytorch_ood():
+    """The three formulas against pytorch-ood's reference implementations (Apache-2.0, a test-only dependency)."""
+    detector = pytest.importorskip("pytorch_ood.detector")
+    rng = np.random.default_rng(0)
+    k, d, n = 4, 6, 400
+    centres = rng.normal(scale=3.0, size=(k, d))
+    y = rng.integers(0, k, n)
+    features = centres[y] + rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.5
+    logits = torch.from_numpy(rng.normal(size=(n, k)) * 3)
+    probs, msp, _ = TrustHead(1.0, "msp")(logits)
+    assert torch.allclose(msp, -detector.MaxSoftmax(None).predict_logits(logits).float(), atol=1e-6)
+    _, energy, _ = TrustHead(1.0, "energy")(logits)
+    assert torch.allclose(energy, -detector.EnergyBased(None).predict_logits(logits).float(), atol=1e-4)
+    # Mahalanobis: pytorch-ood uses the plain pooled covariance; ours shrinks it (Ledoit-Wolf), which on many
+    # well-conditioned rows is a small change: the two must rank new points alike
+    means, precision = fit_mahalanobis(features, y, k)
+    head = TrustHead(1.0, "mahalanobis", None, torch.from_numpy(means).float(), torch.from_numpy(precision).float())
+    reference = detector.Mahalanobis(None)
+    reference.fit_features(torch.from_numpy(features).float(), torch.from_numpy(y))
+    new = torch.from_numpy(centres[rng.integers(0, k, 200)] + rng.normal(scale=2.0, size=(200, d))).float()
+    ours = head(torch.zeros(200, k), new)[1].numpy()
+    theirs = -reference.predict_features(new).numpy()
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    assert np.corrcoef(rank(ours), rank(theirs))[0, 1] > 0.98
+    assert np.allclose(means, reference.mu.numpy(), atol=1e-5)
+
+
+def test_a_card_without_the_block_never_says_unknown(tmp_path):
+    """A run written before schema 2 (no calibration, no unknown): raw softmax, scored by its top probability."""
+    import shutil
+
+    legacy = Path(__file__).parent / "fixtures" / "legacy_run_v0"
+    run = Path(shutil.copytree(legacy, tmp_path / "legacy"))
+    preds = Classifier.load(run).predict([str(run / "dark_0.png"), str(run / "light_0.png")])
+    assert all(not p.unknown and p.label == p.best_label and p.score == pytest.approx(p.probability) for p in preds)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "load", "__version__"]
+__all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "list_runs", "load", "__version__"]
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -46,6 +46,14 @@ def list_models(pattern: str = "*") -> list[str]:
     from .models import list_models as _list
 
     return _list(pattern)
+
+
+def list_runs(folder: Any = "runs", sort: str = "created", reverse: bool = False):
+    """One `imgclf.runs.RunRow` per run directory under `folder` (name, model, data, epochs, val and test
+    accuracy, macro F1, time, when, status: completed, interrupted or failed with its reason)."""
+    from .runs import list_runs as _list_runs
+
+    return _list_runs(folder, sort=sort, reverse=reverse)
 
 
 def __getattr__(name: str) -> Any:

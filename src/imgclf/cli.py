@@ -495,11 +495,36 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
     """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
     from .evaluation.compare import compare_runs, render_table, write_compare_html
 
+    import warnings
+
+    from .evaluation.compare import UnfinishedRunWarning
+
     writable_file("out", out)
-    comparison = compare_runs(runs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnfinishedRunWarning)  # the table lists the skipped runs itself
+        comparison = compare_runs(runs)
     render_table(comparison, _console())
     path = write_compare_html(comparison, out)
     typer.echo(f"comparison: {path}")
+
+
+@app.command()
+def runs(folder: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Folder holding run directories "
+                                       "(searched recursively).", show_default=True),
+         sort: str = typer.Option("created", help="Column to sort by: name, model, data, epochs, val_accuracy, "
+                                  "test_accuracy, macro_f1, train_seconds, created or status (scores best first).",
+                                  show_default=True),
+         reverse: bool = typer.Option(False, "--reverse", help="Reverse the order."),
+         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects for scripts.")) -> None:
+    """List the runs under a folder: model, data, epochs, accuracies, macro F1, time, when, and status
+    (completed, interrupted, failed); a run whose files cannot be read is listed as failed with the reason."""
+    from .runs import list_runs, render_runs
+
+    rows = list_runs(folder, sort=sort, reverse=reverse)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        render_runs(rows, _console(), folder)
 
 
 def _print_most_confused(metrics: Any, top: int = 5) -> None:

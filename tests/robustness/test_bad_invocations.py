@@ -312,6 +312,11 @@ ROWS = [
         "history.csv", value=lambda w: str(w.tmp / "b")),
     row("compare-out-is-a-folder", lambda w: ["compare", w.run("a"), w.run("b"), "--out", w.folder()], "out",
         value=lambda w: str(w.tmp / "a-folder")),
+    # --- runs ---------------------------------------------------------------------------------------------
+    row("runs-sort-unknown", lambda w: ["runs", str(w.tmp), "--sort", "accuracy"], "sort='accuracy'",
+        "val_accuracy", "test_accuracy"),
+    row("runs-dir-is-a-file", lambda w: ["runs", w.file()], "DIR", value=lambda w: str(w.tmp / "a-file.txt")),
+    row("runs-dir-missing", lambda w: ["runs", w.missing()], "DIR", value=lambda w: w.missing()),
     # --- models, recipes ------------------------------------------------------------------------------------
     row("models-pattern-matches-nothing", lambda w: ["models", "no_such_model*"], "pattern='no_such_model*'"),
     row("recipes-unknown-name", lambda w: ["recipes", "fast-fmnis"], "recipe='fast-fmnis'"),
@@ -402,7 +407,7 @@ def test_the_table_covers_every_command():
     command = {"resume": "train", "fetch": "data fetch", "study": "study imbalance"}
     covered = {command.get(r.id.split("-")[0], r.id.split("-")[0]) for r in ROWS}
     assert covered == {"imgclf", "train", "evaluate", "predict", "export", "serve", "inspect", "report", "compare",
-                       "models", "recipes", "data fetch", "subset", "study imbalance", "demo"}
+                       "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs"}
 
 
 @pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])

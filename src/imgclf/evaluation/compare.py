@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import textwrap
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,6 +118,7 @@ class Comparison:
     differing: list[str]  # config keys whose values differ between groups
     splits: list[str]
     sections: list[Section] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (run, why): unfinished runs left out
 
 
 def _value(x: Any) -> float | None:
@@ -187,7 +189,18 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     if twice:
         raise invalid("runs", [str(r) for r in run_dirs], "distinct run directories",
                       note=f"{', '.join(twice)} given more than once")
-    summaries = [summarize_run(r) for r in run_dirs]
+    finished, skipped = [], []
+    for r in run_dirs:
+        why = unfinished(r)
+        if why:
+            skipped.append((str(r), why))
+            warnings.warn(f"compare: skipped {r}: {why}", UnfinishedRunWarning, stacklevel=2)
+        else:
+            finished.append(r)
+    if not finished:
+        raise invalid("runs", [str(r) for r in run_dirs], "at least one finished run directory (with model.json)",
+                      note="none has finished training")
+    summaries = [summarize_run(r) for r in finished]
     by_key: dict[str, list[RunSummary]] = {}
     for s in summaries:
         # scores on another folder (written over the run's own by an older release) are never averaged with
@@ -211,7 +224,22 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     groups, sections = _sections(groups)
     for i, g in enumerate(groups):
         g.key = _letter(i)
-    return Comparison(groups, differing, sorted({s.split for s in summaries}), sections)
+    return Comparison(groups, differing, sorted({s.split for s in summaries}), sections, skipped)
+
+
+class UnfinishedRunWarning(UserWarning):
+    """A run given to `compare` that has not finished training; it is left out of the comparison."""
+
+
+def unfinished(run_dir: str | os.PathLike) -> str:
+    """Why a run directory is still unfinished (no model card yet: training interrupted or under way), or ""
+    for a finished run and for anything that is not a run at all (summarize_run reports those)."""
+    run = RunDir(run_dir)
+    if run.has("model.json") or not (run.has("config.yaml") or run.has("checkpoints/last.ckpt")):
+        return ""
+    if run.has("checkpoints/last.ckpt"):
+        return "interrupted, no model.json (imgclf train --resume continues it)"
+    return "unfinished, no model.json (training stopped before its first checkpoint, or is under way)"
 
 
 def _sections(groups: list[Group]) -> tuple[list[Group], list[Section]]:
@@ -384,6 +412,9 @@ def render_table(comparison: Comparison, console: Any) -> None:
     notes.append("hardware: " + "; ".join(sorted({r.hardware for g in groups for r in g.runs})))
     for note in notes:
         console.print(escape(terminal_safe(note)), soft_wrap=False, highlight=False)
+    for run, why in comparison.skipped:
+        console.print(escape(terminal_safe(f"skipped {run}: {why}")), style="yellow", soft_wrap=False,
+                      highlight=False)
 
 
 def _breakable(text: str) -> Any:

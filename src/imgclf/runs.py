@@ -1,0 +1,240 @@
+"""`imgclf runs [DIR]`: one row per run directory under a folder, read through `imgclf.records.RunDir`.
+
+A listing is what a user opens after a crash, so it never fails on one bad run: a file that cannot be read
+makes that run's row `failed`, with the reason, and the other rows are unaffected. A run with a checkpoint or a
+history but no model card or metrics yet is `interrupted` (`imgclf train --resume RUN` continues it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import bad_path, invalid
+
+STATUSES = ("completed", "interrupted", "failed")
+# Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
+RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
+
+
+@dataclass
+class RunRow:
+    """One run in a listing; `as_dict()` is what `imgclf runs --json` prints (keys stable across releases)."""
+
+    name: str  # path relative to the listed folder
+    path: str  # absolute
+    model: str | None
+    data: str | None  # the data folder's name (several: joined with ' + ')
+    epochs: int | None
+    val_accuracy: float | None
+    test_accuracy: float | None
+    macro_f1: float | None  # on the test split
+    train_seconds: float | None
+    created: str | None  # ISO 8601, UTC
+    status: str
+    reason: str = ""  # why a run is not completed
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SORT_KEYS = ("name", "model", "data", "epochs", "val_accuracy", "test_accuracy", "macro_f1", "train_seconds",
+             "created", "status")
+# Sorted best first: a user sorting by a score wants the best run at the top.
+_DESCENDING = frozenset({"val_accuracy", "test_accuracy", "macro_f1"})
+
+
+def find_run_dirs(folder: Path) -> list[Path]:
+    """Every run directory at or below `folder` (not inside another run), hidden folders skipped, sorted."""
+    found = []
+    stack = [folder]
+    while stack:
+        directory = stack.pop()
+        if any((directory / m).is_file() for m in RUN_MARKERS):
+            found.append(directory)
+            continue
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir() and not entry.name.startswith("."):
+                    stack.append(Path(entry.path))
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def _finite(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _problem(name: str, exc: BaseException) -> str:
+    """`file: what is wrong`, short: RunDir's errors name the run, which the listing's row already does."""
+    text = _first_line(exc)
+    note = re.search(r" run=.*? \((.*)\)", text)  # RunDir's note on what is wrong with the file
+    detail = note.group(1) if note else text
+    return detail if detail.startswith(name) else f"{name}: {detail}"
+
+
+def _data_name(data: Any) -> str:
+    folders = data if isinstance(data, list) else [data]
+    return " + ".join(Path(str(f)).name or str(f) for f in folders)
+
+
+def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -> RunRow:
+    """The row of one run directory. Each file is read on its own, so one unreadable file costs only its own
+    columns; the row is then `failed`, with that file's problem as the reason."""
+    from .records import RunDir
+
+    run = RunDir(path)
+    base = Path(folder) if folder is not None else run.path.parent
+    try:
+        name = str(run.path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        name = run.path.name
+    problems: list[str] = []
+
+    def read(name: str, reader):
+        if name != "history.csv" and not run.has(name):
+            return None
+        try:
+            return reader()
+        except Exception as exc:  # any unreadable file: the listing reports it, it never stops
+            problems.append(_problem(name, exc))
+            return None
+
+    config = read("config.yaml", run.read_config)
+    card = read("model.json", run.read_card)
+    metrics = read("metrics.json", run.read_metrics)
+    dataset = read("dataset.json", run.read_dataset)
+    history = read("history.csv", run.read_history) or []
+
+    from .evaluation.interpret import best_val_accuracy
+
+    best_epoch = card.training.best_epoch if card else None
+    val = card.metrics.val_accuracy if card and card.metrics.val_accuracy is not None else \
+        best_val_accuracy(history, best_epoch)
+    on_test = metrics is not None and metrics.split == "test"
+    seconds = card.training.train_seconds if card and card.training.train_seconds else \
+        sum(r.seconds or 0.0 for r in history) or None
+    if card and card.created:
+        created = card.created
+    else:
+        stamp = run.file("config.yaml") if run.has("config.yaml") else run.path
+        created = datetime.fromtimestamp(stamp.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    data = _data_name(config.data) if config else \
+        _data_name(dataset.roots or [dataset.root]) if dataset else None
+    if problems:
+        status, reason = "failed", problems[0]
+    elif card is not None and metrics is not None:
+        status, reason = "completed", ""
+    elif card is not None:
+        status, reason = "interrupted", "not evaluated (no metrics.json): imgclf evaluate RUN"
+    elif run.has("checkpoints/last.ckpt"):
+        status, reason = "interrupted", f"stopped after epoch {len(history)}: imgclf train --resume RUN"
+    else:
+        status, reason = "interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt)"
+    return RunRow(
+        name=name, path=str(run.path.resolve()),
+        model=config.model if config else card.architecture if card else None,
+        data=data,
+        epochs=(card.training.epochs_run or None) if card else (len(history) or None),
+        val_accuracy=_finite(val),
+        test_accuracy=_finite(metrics.accuracy) if on_test else None,
+        macro_f1=_finite(metrics.macro.f1) if on_test else None,
+        train_seconds=_finite(seconds),
+        created=created, status=status, reason=reason)
+
+
+def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[RunRow]:
+    """Rows by `column` (scores best first, the rest ascending; `reverse` flips); empty cells always last."""
+    if column not in SORT_KEYS:
+        raise invalid("sort", column, SORT_KEYS)
+    descending = (column in _DESCENDING) != reverse
+    present = [r for r in rows if getattr(r, column) is not None]
+    absent = [r for r in rows if getattr(r, column) is None]
+    return sorted(present, key=lambda r: getattr(r, column), reverse=descending) + absent
+
+
+def list_runs(folder: str | os.PathLike = "runs", sort: str = "created", reverse: bool = False) -> list[RunRow]:
+    """Every run directory under `folder` (recursively; fold and study runs included), one `RunRow` each,
+    sorted by `sort` (one of SORT_KEYS). Unfinished and unreadable runs are listed with their status."""
+    if sort not in SORT_KEYS:
+        raise invalid("sort", sort, SORT_KEYS)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise bad_path("DIR", folder, "a folder of run directories", "a file" if folder.exists() else "not found")
+    rows = [read_run(p, folder) for p in find_run_dirs(folder)]
+    return sort_rows(sorted(rows, key=lambda r: r.name), sort, reverse)
+
+
+# ------------------------------------------------------------------------------------------- terminal
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{s:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}"
+
+
+def _when(created: str | None, now: datetime | None = None) -> str:
+    """Short, as `ls -l` does: the time today, the day this year, else the month (--json has the full time)."""
+    if not created:
+        return "—"
+    try:
+        t = datetime.fromisoformat(created).astimezone()
+    except ValueError:
+        return created[:10]
+    now = now or datetime.now().astimezone()
+    if t.date() == now.date():
+        return t.strftime("%H:%M")
+    return t.strftime("%b %d") if t.year == now.year else t.strftime("%Y-%m")
+
+
+STATUS_STYLE = {"completed": "green", "interrupted": "yellow", "failed": "red"}
+
+
+def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "runs") -> None:
+    """The listing as one Rich table that fits 80 columns (names wrap; numbers never do), then the reasons of
+    the runs that did not complete, one line each."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .io import terminal_safe
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True, padding=(0, 1),
+                  title=escape(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {terminal_safe(folder)}"),
+                  title_justify="left")
+    table.add_column("run", overflow="fold")
+    table.add_column("model", overflow="fold")
+    table.add_column("data", overflow="fold")
+    for header in ("ep", "val\nacc %", "test\nacc %", "macro\nF1 %", "time", "when"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    shown = lambda v: "—" if v is None else escape(terminal_safe(v))  # noqa: E731
+    for r in rows:
+        table.add_row(shown(r.name), shown(r.model), shown(r.data), "—" if r.epochs is None else str(r.epochs),
+                      _pct(r.val_accuracy), _pct(r.test_accuracy), _pct(r.macro_f1), _duration(r.train_seconds),
+                      _when(r.created), f"[{STATUS_STYLE[r.status]}]{r.status}[/]")
+    console.print(table)
+    for r in rows:
+        if r.reason:
+            console.print(f"{escape(terminal_safe(r.name))}: {escape(terminal_safe(r.reason))}",
+                          style=STATUS_STYLE[r.status], highlight=False, soft_wrap=False)

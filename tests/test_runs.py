@@ -1,0 +1,148 @@
+"""`imgclf runs` / `imgclf.list_runs`: every run under a folder, finished or not, and never a crash on a bad one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import imgclf
+from conftest import spoilable_copy
+from imgclf.cli import app
+from imgclf.errors import ImgclfError
+from imgclf.runs import SORT_KEYS
+
+KEYS = ["name", "path", "model", "data", "epochs", "val_accuracy", "test_accuracy", "macro_f1", "train_seconds",
+        "created", "status", "reason"]
+
+
+@pytest.fixture(scope="module")
+def runs_folder(tmp_path_factory, tiny_run) -> Path:
+    """A completed run, an interrupted one (checkpoint and history, no card or metrics), one killed before its
+    first checkpoint, and three with a corrupt file each, one of them inside a sub-folder."""
+    root = tmp_path_factory.mktemp("listing")
+    shutil.copytree(tiny_run, root / "done")
+    stopped = spoilable_copy(tiny_run, root / "stopped")
+    for name in ("model.json", "metrics.json", "predictions.csv", "report.html", "model.safetensors"):
+        (stopped / name).unlink(missing_ok=True)
+    assert (stopped / "checkpoints" / "last.ckpt").is_file()
+    early = spoilable_copy(tiny_run, root / "early")
+    for name in ("model.json", "metrics.json", "history.csv"):
+        (early / name).unlink()
+    shutil.rmtree(early / "checkpoints")
+    (spoilable_copy(tiny_run, root / "bad-metrics") / "metrics.json").write_bytes(bytes(range(256)))
+    (spoilable_copy(tiny_run, root / "bad-config") / "config.yaml").write_text("epochs: [unclosed\n")
+    (spoilable_copy(tiny_run, root / "study" / "bad-card") / "model.json").write_text('{"architecture": 3}')
+    (root / "notes").mkdir()  # not a run: no run file
+    (root / "notes" / "todo.txt").write_text("try a bigger model\n")
+    return root
+
+
+def _by_name(rows) -> dict:
+    return {r.name: r for r in rows}
+
+
+def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
+    rows = _by_name(imgclf.list_runs(runs_folder))
+    assert set(rows) == {"done", "stopped", "early", "bad-metrics", "bad-config", "study/bad-card"}
+    done = rows["done"]
+    card = json.loads((tiny_run / "model.json").read_text())
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert done.status == "completed" and done.reason == ""
+    assert (done.model, done.data, done.epochs) == ("simple_cnn", Path(card and json.loads(
+        (tiny_run / "dataset.json").read_text())["root"]).name, 5)
+    assert done.test_accuracy == metrics["accuracy"] and done.macro_f1 == metrics["macro"]["f1"]
+    assert done.val_accuracy == card["metrics"]["val_accuracy"]
+    assert done.train_seconds == card["training"]["train_seconds"] and done.created == card["created"]
+    assert rows["stopped"].status == "interrupted" and "--resume" in rows["stopped"].reason
+    assert rows["stopped"].epochs == 5 and rows["stopped"].test_accuracy is None
+    assert rows["stopped"].val_accuracy is not None and rows["stopped"].model == "simple_cnn"
+    assert rows["early"].status == "interrupted" and "first checkpoint" in rows["early"].reason
+    for name, file in (("bad-metrics", "metrics.json"), ("bad-config", "config.yaml"), ("study/bad-card", "model.json")):
+        assert rows[name].status == "failed" and file in rows[name].reason, rows[name]
+    # what could be read is still shown: the model from config.yaml when metrics.json is garbage
+    assert rows["bad-metrics"].model == "simple_cnn" and rows["bad-metrics"].test_accuracy is None
+
+
+def test_json_is_a_list_of_objects_with_stable_keys(runs_folder):
+    result = CliRunner().invoke(app, ["runs", str(runs_folder), "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert isinstance(listed, list) and len(listed) == 6
+    assert all(list(item) == KEYS for item in listed)
+
+
+@pytest.mark.parametrize("column", SORT_KEYS)
+def test_sort_by_any_column(runs_folder, column):
+    result = CliRunner().invoke(app, ["runs", str(runs_folder), "--json", "--sort", column])
+    assert result.exit_code == 0, result.output
+    values = [item[column] for item in json.loads(result.output)]
+    present = [v for v in values if v is not None]
+    assert values[:len(present)] == present  # empty cells last
+    best_first = column in ("val_accuracy", "test_accuracy", "macro_f1")
+    assert present == sorted(present, reverse=best_first), values
+    flipped = CliRunner().invoke(app, ["runs", str(runs_folder), "--json", "--sort", column, "--reverse"])
+    again = [item[column] for item in json.loads(flipped.output) if item[column] is not None]
+    assert again == sorted(present, reverse=not best_first)
+
+
+def test_bad_sort_column_is_one_line_listing_the_columns(runs_folder):
+    result = CliRunner().invoke(app, ["runs", str(runs_folder), "--sort", "accuracy"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "sort='accuracy'" in lines[0]
+    assert all(key in lines[0] for key in SORT_KEYS)
+    with pytest.raises(ImgclfError, match="sort='accuracy'"):
+        imgclf.list_runs(runs_folder, sort="accuracy")
+
+
+def test_missing_folder_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["runs", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "not found" in result.output and "Traceback" not in result.output
+
+
+def test_table_fits_80_columns_and_shows_every_run(runs_folder, tiny_run):
+    from rich.console import Console
+
+    from imgclf.runs import render_runs
+
+    console = Console(width=80, record=True, color_system=None)
+    render_runs(imgclf.list_runs(runs_folder), console, runs_folder)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, text
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    done = next(line for line in lines if line.startswith("done "))
+    # numbers are whole, not squeezed into an ellipsis
+    assert f"{100 * metrics['accuracy']:.1f}" in done and "completed" in done and "…" not in done, text
+    for status in ("interrupted", "failed"):
+        assert status in text
+    assert "bad-metrics: " in text and "metrics.json" in text  # the reason, one line per unfinished run
+    for header in ("run", "model", "data", "val", "test", "F1", "time", "when", "status"):
+        assert header in text
+
+
+def test_cli_table_is_the_same_listing(runs_folder):
+    result = CliRunner().invoke(app, ["runs", str(runs_folder)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "6 runs in" in result.output and "study/bad-card" in result.output
+
+
+def test_compare_skips_unfinished_runs_with_a_warning(runs_folder, tmp_path):
+    from imgclf.evaluation.compare import UnfinishedRunWarning, compare_runs
+
+    done, stopped, early = (runs_folder / n for n in ("done", "stopped", "early"))
+    with pytest.warns(UnfinishedRunWarning, match="stopped.*--resume"):
+        comparison = compare_runs([done, stopped])
+    assert [r.name for g in comparison.groups for r in g.runs] == ["done"]
+    assert [Path(run).name for run, _ in comparison.skipped] == ["stopped"]
+    result = CliRunner().invoke(app, ["compare", str(done), str(stopped), str(early), "--out",
+                                      str(tmp_path / "c.html")], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert f"skipped {stopped}: interrupted" in result.output and f"skipped {early}: unfinished" in result.output
+    assert "UserWarning" not in result.output
+    with pytest.warns(UnfinishedRunWarning), pytest.raises(ImgclfError, match="at least one finished run"):
+        compare_runs([stopped, early])

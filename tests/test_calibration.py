@@ -169,3 +169,13 @@ def test_the_temperature_is_applied_in_predict_serve_and_onnx(hot_run, image_fol
 def _views(clf: Classifier, pixels: np.ndarray) -> list[np.ndarray]:
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
     return [v.permute(0, 2, 3, 1).round().to(torch.uint8).numpy() for v in clf.tta_views.require()(x)]
+
+
+def test_the_report_shows_reliability_before_and_after_and_the_unknown_scores(calibrated_run):
+    from imgclf.evaluation.report import write_report
+
+    html = write_report(calibrated_run, explain=False).read_text()
+    for key in ("reliability", "reliability_before", "unknown_scores"):
+        assert (calibrated_run / "plots" / f"{key}.png").is_file() and f'id="fig-{key}"' in html, key
+    t = read_json(calibrated_run / "model.json")["calibration"]["temperature"]
+    assert f"T = {t:.2f}, fitted on the validation split" in html and 'id="unknown"' in html

@@ -415,10 +415,12 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
 
 
 # ---------------------------------------------------------------------------------------- calibration
-def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.PathLike, bins: int = 15) -> Path:
+def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.PathLike, bins: int = 15,
+                     title: str = "Reliability") -> Path:
     """Reliability diagram: accuracy vs confidence per bin, the gap to the diagonal, ECE; counts below.
 
-    The legend sits below the figure, never on the plot: bars can stand anywhere from 0 to 1."""
+    The legend sits below the figure, never on the plot: bars can stand anywhere from 0 to 1. title: what the
+    diagram shows ('Before calibration' for the raw softmax of a calibrated run)."""
     from .interpret import calibration_verdict
     from .metrics import expected_calibration_error
 
@@ -448,7 +450,7 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
         top.set_ylim(0, 1.02)
         top.set_ylabel("accuracy")
         over = float(np.nansum((conf - acc)[has] * counts[has]) / max(counts.sum(), 1))
-        _title(fig, f"Reliability — ECE {ece:.3f}, {calibration_verdict(over)}")
+        _title(fig, f"{title} — ECE {ece:.3f}, {calibration_verdict(over)}")
         handles, labels = top.get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=LEGEND_PT, columnspacing=1.2)
         bars = bottom.bar(centers, counts, width=width * 0.95, color="#94a3b8")
@@ -456,6 +458,39 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
         bottom.margins(y=0.25)
         bottom.set_ylabel("images")
         bottom.set_xlabel("confidence (top-class probability)")
+        return save_figure(fig, path)
+
+
+def plot_score_distributions(scores: Mapping[str, np.ndarray], threshold: float | None, detector: str,
+                             path: str | os.PathLike, bins: int = 40) -> Path:
+    """In-distribution scores per split ({"validation": ..., "test": ...}) as overlaid density histograms, with the
+    unknown threshold: images left of it are called unknown. The range is the splits' 0.5th to 100th percentile
+    (plus the threshold), so that a few extreme images do not squeeze the rest into one bin."""
+    palette = {"validation": "#2563eb", "test": "#f59e0b"}
+    values = {name: np.asarray(v, dtype=np.float64)[np.isfinite(v)] for name, v in scores.items() if len(v)}
+    pooled = np.concatenate(list(values.values())) if values else np.zeros(1)
+    lo, hi = float(np.percentile(pooled, 0.5)), float(pooled.max())
+    if threshold is not None:
+        lo, hi = min(lo, threshold), max(hi, threshold)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    with style():
+        fig = new_figure(inches(HALF_WIDTH_PX), inches(400))
+        ax = fig.subplots()
+        for name, v in values.items():
+            below = float(np.mean(v < threshold)) if threshold is not None else 0.0
+            label = f"{name} ({len(v)} images" + (f", {100 * below:.1f} % unknown)" if threshold is not None else ")")
+            ax.hist(np.clip(v, lo, hi), bins=edges, density=True, histtype="stepfilled", alpha=0.35,
+                    color=palette.get(name, GREY), edgecolor=palette.get(name, GREY), linewidth=1.2, label=label)
+        if threshold is not None:
+            ax.axvline(threshold, color=ONSET_COLOR, linestyle="--", linewidth=1.2,
+                       label=f"threshold {threshold:.4g}: unknown below")
+        ax.set_xlabel(f"{detector} score (higher: more like training)")
+        ax.set_ylabel("density")
+        ax.set_yticks([])
+        _title(fig, "Unknown-input scores, validation and test")
+        fig.legend(loc="outside lower center", ncol=1, fontsize=LEGEND_PT)
         return save_figure(fig, path)
 
 

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ..calibration import uncalibrated
 from ..data.imbalance import IMBALANCE_FLAG_RHO
 from ..errors import ImgclfError, bad_path
 from ..io import atomic_write_text
+from ..ood import STATS_FILE, load_stats
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FULL_WIDTH_PX, HALF_WIDTH_PX
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir
@@ -57,6 +59,12 @@ FIGURES: dict[str, tuple[str, str]] = {
            "quickly when confident predictions are wrong."),
     "reliability": ("Calibration", "Do predicted probabilities mean what they say? Bars below the diagonal: "
                     "over-confident; above: under-confident. ECE is the image-weighted mean gap."),
+    "reliability_before": ("Calibration before temperature scaling",
+                           "The same test images with the raw softmax (temperature 1), for comparison with the "
+                           "calibrated probabilities the run gives out."),
+    "unknown_scores": ("Unknown-input scores", "Each image's in-distribution score on the validation split (where "
+                       "the threshold was set) and the test split; images scoring below the dashed line are "
+                       "reported as unknown."),
     "samples": ("Sample predictions", "A random mix of right and wrong test predictions (up to half wrong); wrong ones "
                 "are framed in red. The number is the predicted class's probability."),
     "top_losses": ("Top losses", "The test images with the highest loss: confident mistakes, label errors and hard "
@@ -112,7 +120,16 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     add("per_class", lambda p: plots.plot_per_class_metrics(interp.per_class, p, interp.metrics.macro))
     add("roc", lambda p: plots.plot_roc_curves(interp.y_true, interp.probs, classes, p))
     add("pr", lambda p: plots.plot_pr_curves(interp.y_true, interp.probs, classes, p))
-    add("reliability", lambda p: plots.plot_reliability(interp.y_true, interp.probs, p))
+    calibrated = card.calibration is not None and card.temperature != 1.0
+    title = f"Calibrated (T = {card.temperature:.2f})" if calibrated else "Reliability"
+    add("reliability", lambda p: plots.plot_reliability(interp.y_true, interp.probs, p, title=title))
+    if calibrated:
+        raw = uncalibrated(interp.probs, card.temperature)
+        add("reliability_before", lambda p: plots.plot_reliability(interp.y_true, raw, p, title="Before calibration"))
+    scores = _unknown_scores(run, card)
+    if scores:
+        add("unknown_scores", lambda p: plots.plot_score_distributions(scores, card.unknown.threshold,
+                                                                        card.unknown.detector, p))
 
     def grid(indices: list[int]) -> list[dict[str, Any]]:
         images = decode_for_display([interp.paths[i] for i in indices], card.img_size, card.color,
@@ -128,6 +145,25 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     if explain:
         figures.update(_gradcam_figure(run_dir))
     return figures
+
+
+def _unknown_scores(run: RunDir, card: ModelCard) -> dict[str, np.ndarray]:
+    """{"validation": scores, "test": scores}: validation's stored beside the weights when the detector was
+    fitted, the evaluated split's from predictions.csv; {} for a run without an unknown detector."""
+    if card.unknown is None:
+        return {}
+    out = {}
+    stats = run.file(card.unknown.statistics or STATS_FILE)
+    if stats.is_file():
+        try:
+            out["validation"] = load_stats(stats)["val_scores"]
+        except Exception:  # a damaged statistics file costs the figure its validation half, not the report
+            pass
+    if run.has("predictions.csv"):
+        test = [r.score for r in run.read_predictions(card.classes) if r.score is not None and not r.error]
+        if test:
+            out["test"] = np.asarray(test)
+    return out
 
 
 def _class_samples(dataset: DatasetRecord, seed: int = 0) -> dict[str, str]:
@@ -234,6 +270,17 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     if finite(ece) and ece > 0.05:
         findings.append(f"Calibration: expected calibration error {ece:.3f}; mean confidence {pct(confidence)} vs "
                         f"accuracy {pct(m.accuracy)} ({'over' if confidence > m.accuracy else 'under'}-confident).")
+    calibrated = metrics.calibration if metrics is not None else None
+    if card.calibration is not None and card.calibration.method == "temperature" and calibrated is not None:
+        findings.append(f"Probabilities are calibrated by temperature scaling (T = {card.temperature:.2f}, fitted "
+                        f"on the validation split): test ECE {calibrated.ece_before:.3f} → {ece:.3f}, accuracy "
+                        "unchanged.")
+    flagged = metrics.unknown if metrics is not None else None
+    if card.unknown is not None and flagged is not None and flagged.threshold is not None:
+        kept = "" if flagged.accuracy_kept is None else f"; accuracy on the others {pct(flagged.accuracy_kept)}"
+        findings.append(f"Unknown inputs: {pct(flagged.flagged)} of the test images score below the threshold "
+                        f"({card.unknown.detector}, set to keep {pct(card.unknown.acceptance)} of validation images) "
+                        f"and would be reported as unknown{kept}.")
     if len(eval_skipped) + len(data_skipped):
         findings.append(f"{len(eval_skipped) + len(data_skipped)} file(s) could not be used; see Skipped files.")
 
@@ -315,11 +362,35 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "tta_unavailable": None if tta is not None else _tta_unavailable(card),
         "confused": [{"true": c.true, "pred": c.pred, "count": c.count, "rate": c.rate} for c in confusions],
         "calibration": {"ece": ece, "confidence": confidence,
-                        "verdict": calibration_verdict(confidence - m.accuracy) if finite(confidence) else "—"},
+                        "verdict": calibration_verdict(confidence - m.accuracy) if finite(confidence) else "—",
+                        **_calibration_facts(card, metrics)},
+        "unknown": _unknown_facts(card, metrics),
         # a figure up to `half` pixels wide fits beside another, up to `full` across the page (see plotting)
         "slots": {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60},
         "skipped": skipped,
     }
+
+
+def _calibration_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, Any]:
+    """The temperature and what it did (the card's validation numbers, metrics.json's test ECE before)."""
+    c = card.calibration
+    if c is None:
+        return {"method": None}
+    before = metrics.calibration.ece_before if metrics is not None and metrics.calibration is not None else None
+    return {"method": c.method, "temperature": c.temperature, "skipped": c.skipped, "val_images": c.images,
+            "val_ece_before": c.ece_before, "val_ece_after": c.ece_after, "val_nll_before": c.nll_before,
+            "val_nll_after": c.nll_after, "ece_before": before}
+
+
+def _unknown_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, Any] | None:
+    u = card.unknown
+    if u is None:
+        return None
+    scored = metrics.unknown if metrics is not None else None
+    return {"detector": u.detector, "threshold": u.threshold, "acceptance": u.acceptance, "val_images": u.images,
+            "val_accepted": u.accepted, "fitted_on": u.fitted_on,
+            "flagged": scored.flagged if scored is not None else None,
+            "accuracy_kept": scored.accuracy_kept if scored is not None else None}
 
 
 def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool = True,
@@ -340,6 +411,13 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     if failures is not None:
         failures.extend(f"{key}: {f['failed']}" for key, f in made.items() if f.get("failed"))
     figs = {key: {**f, **embed_png(f["path"])} for key, f in made.items()}
+    lr_find = card.lr_find
+    if lr_find is not None and run.has(lr_find.curve):  # drawn once by --lr auto, before training; not redrawn
+        figs["lr_find"] = {"path": run.file(lr_find.curve), "title": "Learning-rate finder", "caption": (
+            f"Training loss (smoothed) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "
+            f"over {lr_find.steps} steps, from the initial weights. Training used the suggestion, "
+            f"{lr_find.suggestion:.3g}: the steepest fall of the loss before its lowest point (--lr auto)."),
+            **embed_png(run.file(lr_find.curve))}
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it
     context["config_text"] = run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else ""

@@ -100,3 +100,32 @@ def test_upload_an_image_and_read_the_predicted_label(server_url, tiny_run, imag
         finally:
             browser.close()
     assert not errors, errors  # per-file problems are answered with 200: no failed request in the console
+
+
+def test_an_image_of_no_known_class_is_shown_as_unknown(server_url, tiny_run, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from imgclf.inference import Classifier
+
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(noise)
+    expected = Classifier.load(tiny_run).predict([str(noise)], top_k=3)[0]
+    assert expected.unknown, "uniform noise must score below the tiny run's threshold"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(server_url)
+            expect(page.locator("#model-info")).to_contain_text("called unknown")
+            page.set_input_files("#file", str(noise))
+            page.wait_for_selector(".result.unknown [data-testid=label]", timeout=15_000)
+            assert page.text_content("[data-testid=label]") == "Unknown"
+            trust = page.text_content(".result .trust")
+            assert trust.startswith("Like none of the classes") and "unknown below" in trust
+            # the closest known classes are still listed, closest first
+            assert page.locator(".bars li").first.get_attribute("aria-label").startswith(f"{expected.best_label}: ")
+            page.screenshot(path=str(tmp_path / "unknown.png"), full_page=True)
+        finally:
+            browser.close()

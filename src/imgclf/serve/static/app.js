@@ -33,7 +33,7 @@ async function loadCard() {
     const unknown = card.unknown && typeof card.unknown.threshold === "number";
     threshold = unknown && health.unknown !== "off" ? card.unknown.threshold : null;
     const flags = threshold === null ? "" : `; images scoring below ${score(threshold)} (${card.unknown.detector}, ` +
-      `${percent(card.unknown.acceptance)} of validation images above) are called unknown`;
+      `set to keep ${percent(card.unknown.acceptance)} of validation images) are called unknown`;
     $("model-info").textContent = `${card.classes.length} classes (${card.classes.slice(0, 8).join(", ")}` +
       `${card.classes.length > 8 ? ", …" : ""}), input ${card.img_size}×${card.img_size} ${card.color}${acc}` +
       calibration + flags;

@@ -106,7 +106,32 @@ def train(data: Optional[list[str]] = None, **options: Any) -> None:
         run = fit(resume=resume, **options)
     else:
         run = fit(config_file=config, overwrite=overwrite, **options)
-    _print_run_summary(run)
+    from .pipeline.folds import Folds
+
+    if isinstance(run, Folds):
+        _print_folds(run)
+    else:
+        _print_run_summary(run)
+
+
+def _print_folds(folds: Any) -> None:
+    """The cross-validation's summary: mean ± std over the folds of each metric, then where it is."""
+    from rich.table import Table
+
+    summary = folds.summary
+    table = Table(title=f"{summary['folds']} folds: mean ± std (test split: {summary['test_images']} images, the "
+                  "same for every fold)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("mean ± std", justify="right")
+    table.add_column("per fold", justify="right")
+    for name, stat in summary["metrics"].items():
+        if stat["mean"] is None:
+            continue
+        spread = "" if stat["std"] is None else f" ± {stat['std']:.4f}"
+        each = " ".join("—" if f[name] is None else f"{f[name]:.3f}" for f in summary["per_fold"])
+        table.add_row(name.replace("_", " "), f"{stat['mean']:.4f}{spread}", each)
+    _console().print(table)
+    typer.echo(f"folds: {folds.path} (fold-1 ... fold-{summary['folds']}, folds.json)")
 
 
 train.__signature__ = inspect.Signature(_train_options())  # type: ignore[attr-defined]

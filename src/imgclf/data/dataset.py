@@ -152,6 +152,24 @@ def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Gener
     return mask
 
 
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number (0-based) of each item: scikit-learn's StratifiedKFold, shuffled with `seed`, so every class
+    is spread as evenly as possible over the folds and each item is in exactly one."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, dtype=int)
+    present = counts[counts > 0]
+    if len(present) == 0 or present.min() < folds:
+        smallest = int(present.min()) if len(present) else 0
+        raise invalid("folds", folds, f"at most {smallest}, the non-test images of the smallest class: every fold "
+                      "validates on at least one image of each class")
+    assignment = np.empty(len(labels), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for i, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        assignment[held_out] = i
+    return assignment
+
+
 def prepare_data(
     data: str | os.PathLike | list[str],
     img_size: int,
@@ -166,11 +184,15 @@ def prepare_data(
     scan: FolderScan | None = None,
     model_in_chans: int | None = None,
     selection: Selection | None = None,
+    fold: tuple[int, int] | None = None,
 ) -> PreparedData:
     """Scan, decode and split `data` (one folder, or several merged: `data.merge`). model_in_chans: the channels
     the model is built for by default (its registry entry's default_in_chans); with color="auto" a 1-channel
     model gets grayscale (`resolve_color`). selection: the classes kept and the per-class caps (`data.select`);
-    the classes are chosen before decoding, the caps applied to the splits once they are drawn."""
+    the classes are chosen before decoding, the caps applied to the splits once they are drawn.
+    fold: (i, K) for cross-validation: the test split is drawn (or read) as without it, then every other image
+    (train/ and val/ pooled; a train cap applied to the pool) goes into K stratified folds: fold i (1-based) is
+    the validation split, the rest train."""
     selection = selection or Selection(seed=seed)
     scan = select_classes(scan or scan_folders(data), selection)
     classes = scan.classes
@@ -215,8 +237,18 @@ def prepare_data(
         if "test" in scan.files:
             splits["test"] = Split(*subset("test"))
 
+    if fold is not None:
+        i, k = fold
+        pool_idx = np.concatenate([splits[n].indices for n in ("train", "val")])
+        pool_y = np.concatenate([splits[n].labels for n in ("train", "val")])
+        order = np.argsort(pool_idx, kind="stable")  # the pool in file order, whatever the val draw was
+        pool_idx, pool_y = cap_per_class("train", pool_idx[order], pool_y[order], classes, selection)
+        held_out = stratified_folds(pool_y, k, seed) == i - 1
+        splits["train"] = Split(pool_idx[~held_out], pool_y[~held_out])
+        splits["val"] = Split(pool_idx[held_out], pool_y[held_out])
+        val_source = f"fold {i} of {k} of the non-test images (stratified, seed {seed})"
     splits = {name: Split(*cap_per_class(name, split.indices, split.labels, classes, selection))
-              for name, split in splits.items()}
+              if fold is None or name == "test" else split for name, split in splits.items()}
     train_counts = np.bincount(splits["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(train_counts == 0)]
     if empty:

@@ -30,8 +30,9 @@ from ..stats import MeanStd, mean_std
 from .interpret import best_val_accuracy, mean_recall
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
+# `fold`: the K runs of a cross-validation are one group, reported as mean ± std over the folds.
 NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache_dir", "cache_budget",
-                                "schema_version"})
+                                "schema_version", "fold"})
 
 # (key, column title, kind, higher is better); kind decides the formatting.
 COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
@@ -50,7 +51,8 @@ COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
 # What an unset (None) or empty setting means, for a group's label: `augment=` or `l2=None` says nothing.
 UNSET_MEANS = {"augment": "none", "early_stopping": "off", "l2": "model's own", "head": "default",
                "img_size": "model's", "model_args": "defaults", "classes": "all", "steps_per_epoch": "one pass",
-               "val_steps": "whole split", "checkpoint_every": "epoch ends", "out": "default"}
+               "val_steps": "whole split", "checkpoint_every": "epoch ends", "out": "default",
+               "folds": "none"}
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,9 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
             label = str(runs[0].config.get("model")) if len(runs) > 1 else runs[0].name
         if ":" in runs[0].split:
             label += f", scored on {_short_value(runs[0].split)}"
+        folds = sorted({r.config.get("fold") for r in runs if r.config.get("fold")})
+        if folds:
+            label += f" ({len(folds)} of {runs[0].config.get('folds')} folds)"
         groups.append(Group(label, runs, {key: mean_std(r.values[key] for r in runs) for key, *_ in COLUMNS}))
     groups, sections = _sections(groups)
     for i, g in enumerate(groups):
@@ -403,7 +408,7 @@ def render_table(comparison: Comparison, console: Any) -> None:
     if comparison.differing:
         notes.append("groups differ in: " + ", ".join(comparison.differing))
     if any(g.n > 1 for g in groups):
-        notes.append("mean and ±std over the seeds of a group")
+        notes.append("mean and ±std over the seeds (or cross-validation folds) of a group")
     if len(comparison.sections) > 1:
         notes.append(f"best per column in green within each of the {len(comparison.sections)} evaluation sets "
                      "above; groups scored on different images are not ranked against each other")

@@ -31,6 +31,7 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
     `config` and keyword arguments (`imgclf.fit(data="data/", recipe="fast-fmnist", time_limit="10m")`).
     `resume="runs/x"` continues an interrupted run from its last checkpoint with its stored config (keyword
     arguments override it, e.g. more epochs). `report=False` skips report.html (grids of many small runs).
+    With `folds=K` (and no `fold`) it trains K cross-validation folds and returns a `pipeline.folds.Folds`.
     """
     if resume is not None:
         if config is not None or recipe is not None or config_file is not None:
@@ -44,7 +45,17 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
         ckpt = _checked_checkpoints(RunDir(resume))
         return train_run(cfg, checkpoint=None if ckpt is None else str(ckpt), resume=True, report=report)
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
+    if cfg.folds and cfg.fold is None:  # every fold: a `Folds` (OUT/fold-i runs and folds.json), not one Run
+        from .folds import fit_folds
+
+        return fit_folds(cfg, overwrite=overwrite, report=report, log=_stderr if cfg.progress else None)
     return train_run(cfg, overwrite=overwrite, report=report)
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def _checked_checkpoints(run: RunDir) -> Path | None:

@@ -106,7 +106,7 @@ def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
     selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
     data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
-                        selection=selection)
+                        selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None)
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})

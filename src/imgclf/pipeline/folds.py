@@ -1,0 +1,159 @@
+"""k-fold cross-validation: `imgclf train DATA --folds K` / `imgclf.fit(data=..., folds=K)`.
+
+Each fold is an ordinary run directory, OUT/fold-1 ... OUT/fold-K, made by `train_run` with `fold` set: the data
+layer keeps the test split as a plain run draws it and puts every other image in K stratified folds
+(`data.dataset.stratified_folds`), fold i validating. OUT/folds.json summarises them: each metric per fold and its
+mean ± std. A fold already finished is read, not retrained, so an interrupted cross-validation continues where it
+stopped; one interrupted mid-training resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig
+from ..errors import bad_path
+from ..io import read_json, writable_folder, write_json
+from ..records import RunDir
+from ..stats import mean_std
+
+FOLDS_FILE = "folds.json"
+# Settings that do not change what a fold trains: a re-run with other values still reuses finished folds.
+_NOT_COMPARED = frozenset({"out", "fold", "progress", "num_workers", "cache_dir", "cache_budget", "img_size",
+                           "color", "schema_version"})
+# (name in folds.json, where it is read from); val_* from history.csv at the kept epoch, test_* from metrics.json
+METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "test_macro_precision", "test_macro_recall",
+           "test_macro_f1", "test_weighted_f1", "test_ece", "test_macro_auc", "test_worst_class_recall")
+
+
+@dataclass
+class Folds:
+    """A finished cross-validation: its folder, the fold runs and the content of folds.json."""
+
+    path: Path
+    runs: list[Path]
+    summary: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"Folds({str(self.path)!r}, k={len(self.runs)})"
+
+
+def fold_dir(out: Path, i: int) -> Path:
+    return out / f"fold-{i}"
+
+
+def _next_folds_dir(model: str) -> Path:
+    base = Path("runs").absolute()
+    n = 1
+    while (base / f"{model}-folds-{n}").exists():
+        n += 1
+    return base / f"{model}-folds-{n}"
+
+
+def _experiment(cfg: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_COMPARED}
+
+
+def _check_folder(out: Path, k: int, overwrite: bool) -> None:
+    """OUT holds nothing but this cross-validation's folds (and folds.json): never train into another run."""
+    if not out.exists():
+        return
+    ours = {FOLDS_FILE} | {fold_dir(out, i).name for i in range(1, 101)}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
+    if foreign and not overwrite:
+        raise bad_path("out", out, "a new folder, or one holding only fold-1 ... fold-K and folds.json",
+                       f"holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}",
+                       hint="Choose another --out")
+    if RunDir(out).has("config.yaml"):
+        raise bad_path("out", out, "a folder for the fold runs", "is itself a run directory")
+
+
+def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
+    """new, done, resume (a checkpoint to continue from) or restart (begun, nothing to continue from)."""
+    if not run.has("config.yaml"):
+        return "new" if not run.has("checkpoints/last.ckpt") else "restart"
+    if overwrite:
+        return "restart"
+    stored = _experiment(run.read_config())
+    changed = sorted(k for k in set(stored) | set(_experiment(wanted)) if stored.get(k) != _experiment(wanted).get(k))
+    if changed:
+        raise bad_path("out", run.path.parent, "a folder whose finished folds were trained with these settings",
+                       f"{run.path.name} differs in {', '.join(changed[:5])}",
+                       hint="Pass --overwrite to train every fold again, or choose another --out")
+    if run.has("model.json") and run.has("metrics.json"):
+        return "done"
+    return "resume" if run.has("checkpoints/last.ckpt") else "restart"
+
+
+def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True, log=None) -> Folds:
+    """Train (or finish) the K folds of `cfg` (cfg.folds = K) and write OUT/folds.json."""
+    from . import fit
+    from .run import train_run
+
+    k = int(cfg.folds or 0)
+    out = writable_folder("out", Path(cfg.out) if cfg.out else _next_folds_dir(cfg.model))
+    _check_folder(out, k, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for i in range(1, k + 1):
+        path = fold_dir(out, i)
+        wanted = cfg.model_copy(update={"out": str(path), "fold": i})
+        state = _fold_state(RunDir(path), wanted, overwrite)
+        if log is not None:
+            log(f"fold {i}/{k}: " + {"new": "training", "done": "finished already, skipped",
+                                     "resume": "resuming from its checkpoint", "restart": "training again"}[state])
+        try:
+            if state == "resume":
+                fit(resume=path, report=report)
+            elif state != "done":
+                train_run(wanted, overwrite=state == "restart", report=report)
+        except BaseException:
+            if not any(out.iterdir()):
+                out.rmdir()  # a K refused before any fold trained leaves no empty folder behind
+            raise
+        runs.append(path)
+    summary = summarize_folds(out, runs)
+    write_json(out / FOLDS_FILE, summary)
+    return Folds(out, runs, summary)
+
+
+def _fold_metrics(path: Path) -> dict[str, float | None]:
+    from ..evaluation.interpret import best_val_accuracy
+
+    run = RunDir(path)
+    card, metrics, history = run.read_card(), run.read_metrics(), run.read_history()
+    kept = [r for r in history if r.epoch == card.training.best_epoch] or history[-1:]
+    on_test = metrics.split == "test"
+    test = (lambda v: v if on_test else None)  # noqa: E731  (no test split: metrics.json scored val)
+    return {
+        "val_accuracy": card.metrics.val_accuracy if card.metrics.val_accuracy is not None else
+        best_val_accuracy(history, card.training.best_epoch),  # the card's: history.csv keeps 6 digits
+        "val_loss": kept[0].val_loss if kept else None,
+        "test_accuracy": test(metrics.accuracy),
+        "test_loss": test(metrics.loss),
+        "test_macro_precision": test(metrics.macro.precision),
+        "test_macro_recall": test(metrics.macro.recall),
+        "test_macro_f1": test(metrics.macro.f1),
+        "test_weighted_f1": test(metrics.weighted.f1),
+        "test_ece": test(metrics.ece),
+        "test_macro_auc": test(metrics.macro_auc),
+        "test_worst_class_recall": test(metrics.worst_class.recall if metrics.worst_class else None),
+    }
+
+
+def summarize_folds(out: str | os.PathLike, runs: list[Path]) -> dict[str, Any]:
+    """folds.json: every fold's metrics and, per metric, mean ± sample std over the folds."""
+    per_fold = [{"fold": i, "run": p.name, **_fold_metrics(p)} for i, p in enumerate(runs, 1)]
+    stats = {}
+    for name in METRICS:
+        s = mean_std(f[name] for f in per_fold)
+        stats[name] = {"mean": s.mean, "std": s.std, "n": s.n}
+    dataset = RunDir(runs[0]).read_dataset()
+    return {"folds": len(runs), "test_images": dataset.sizes.get("test", 0), "metrics": stats, "per_fold": per_fold}
+
+
+def read_folds(out: str | os.PathLike) -> dict[str, Any]:
+    return read_json(Path(out) / FOLDS_FILE)

@@ -1,0 +1,131 @@
+"""k-fold cross-validation (`--folds K`): K ordinary runs, a fixed test split, disjoint stratified validation
+folds covering every other image once, folds.json's mean ± std, resuming, and compare's grouping."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import imgclf
+from conftest import make_image_folder
+from imgclf.cli import app
+from imgclf.errors import ImgclfError
+from imgclf.records import RunDir
+
+K = 3
+TINY = {"model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 16, "progress": False,
+        "model_args": {"width": 8}, "seed": 0}
+
+
+@pytest.fixture(scope="module", params=["flat", "splits"])
+def cross_validation(request, tmp_path_factory):
+    """K=3 folds on a flat folder (test drawn with the seed) and on train/ val/ test/ folders (val/ pooled)."""
+    root = tmp_path_factory.mktemp(f"cv-{request.param}")
+    if request.param == "flat":
+        data = make_image_folder(root / "data", per_class=20)
+        extra = {"test_split": 0.2}
+    else:
+        data = make_image_folder(root / "data", layout="splits", per_split={"train": 9, "val": 4, "test": 5})
+        extra = {}
+    folds = imgclf.fit({"data": str(data), "out": str(root / "cv"), "folds": K, **TINY, **extra}, report=False)
+    return request.param, data, folds
+
+
+def _split(run: Path, name: str) -> list[tuple[str, int]]:
+    s = RunDir(run).read_dataset().splits.get(name)
+    return [] if s is None else list(zip(s.files, s.labels))
+
+
+def test_folds_partition_the_non_test_images(cross_validation):
+    layout, data, folds = cross_validation
+    runs = [folds.path / f"fold-{i}" for i in range(1, K + 1)]
+    assert folds.runs == runs and all(RunDir(r).has("model.json") for r in runs)
+    tests = [_split(r, "test") for r in runs]
+    assert tests[0] and all(t == tests[0] for t in tests)  # one test split, the same for every fold
+    test = set(tests[0])
+    every = {(str(p.relative_to(data)), ["cat", "dog", "fox"].index(p.parent.name)) for p in data.rglob("*.png")}
+    vals = [set(_split(r, "val")) for r in runs]
+    assert sum(len(v) for v in vals) == len(set().union(*vals))  # disjoint
+    assert set().union(*vals) == every - test  # every non-test image validates once
+    for r, val in zip(runs, vals):
+        train = set(_split(r, "train"))
+        assert not train & test and not val & test and not train & val
+        assert train | val == every - test
+        cfg = RunDir(r).read_config()
+        assert (cfg.folds, cfg.fold) == (K, runs.index(r) + 1)
+        assert "fold" in RunDir(r).read_dataset().val_source
+    # stratified: each class spread over the folds as evenly as it can be
+    for cls in range(3):
+        sizes = [sum(1 for _, y in v if y == cls) for v in vals]
+        assert max(sizes) - min(sizes) <= 1, (cls, sizes)
+    if layout == "splits":  # the val/ folder is pooled with train/, not kept as a validation split of its own
+        folded = {f.split("/")[0] for v in vals for f, _ in v}
+        assert folded == {"train", "val"}, folded
+
+
+def test_folds_json_holds_the_mean_and_std_of_the_fold_metrics(cross_validation):
+    _, _, folds = cross_validation
+    summary = json.loads((folds.path / "folds.json").read_text())
+    assert summary == folds.summary and summary["folds"] == K
+    accuracies = [RunDir(r).read_metrics().accuracy for r in folds.runs]
+    f1s = [RunDir(r).read_metrics().macro.f1 for r in folds.runs]
+    vals = [RunDir(r).read_card().metrics.val_accuracy for r in folds.runs]
+    for name, values in (("test_accuracy", accuracies), ("test_macro_f1", f1s), ("val_accuracy", vals)):
+        stat = summary["metrics"][name]
+        assert stat["mean"] == pytest.approx(statistics.mean(values)), name
+        assert stat["std"] == pytest.approx(statistics.stdev(values)), name
+        assert [f[name] for f in summary["per_fold"]] == pytest.approx(values)
+    assert summary["test_images"] == len(RunDir(folds.runs[0]).read_dataset().splits["test"].files)
+
+
+def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_validation):
+    layout, data, folds = cross_validation
+    if layout != "flat":
+        pytest.skip("once is enough")
+    stamps = {r.name: (r / "model.json").stat().st_mtime_ns for r in folds.runs}
+    # fold 2 interrupted after its last checkpoint: no card, no metrics
+    for name in ("model.json", "metrics.json", "predictions.csv"):
+        (folds.runs[1] / name).unlink()
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(folds.path), "--folds", str(K),
+                                      "--model", "simple_cnn", "--img-size", "16", "--epochs", "1", "--batch-size",
+                                      "16", "--model-args", "width=8", "--test-split", "0.2"],
+                                env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    assert "fold 1/3: finished already, skipped" in result.output and "fold 2/3: resuming" in result.output
+    assert (folds.runs[0] / "model.json").stat().st_mtime_ns == stamps["fold-1"]
+    assert (folds.runs[2] / "model.json").stat().st_mtime_ns == stamps["fold-3"]
+    assert RunDir(folds.runs[1]).has("metrics.json")
+    assert "3 folds: mean ± std" in result.output and "test accuracy" in result.output
+    # other settings than the finished folds had: refused, not mixed into one summary
+    with pytest.raises(ImgclfError, match="differs in epochs"):
+        imgclf.fit({"data": str(data), "out": str(folds.path), "folds": K, **TINY, "epochs": 2, "test_split": 0.2},
+                   report=False)
+
+
+def test_compare_groups_the_folds(cross_validation, tmp_path):
+    from imgclf.evaluation.compare import compare_runs
+
+    _, _, folds = cross_validation
+    comparison = compare_runs(folds.runs)
+    assert [g.n for g in comparison.groups] == [K]
+    group = comparison.groups[0]
+    assert f"{K} of {K} folds" in group.label
+    accuracies = [RunDir(r).read_metrics().accuracy for r in folds.runs]
+    assert group.stats["test_accuracy"].mean == pytest.approx(statistics.mean(accuracies))
+    assert group.stats["test_accuracy"].std == pytest.approx(statistics.stdev(accuracies))
+
+
+@pytest.mark.parametrize("k, allowed", [(1, "greater than or equal to 2"), (0, "greater than or equal to 2"),
+                                        (9, "at most 7")])
+def test_bad_k_is_one_error_before_training(tmp_path, k, allowed):
+    data = make_image_folder(tmp_path / "data", per_class=8)  # test 10 %: 1 per class, 7 left to fold
+    with pytest.raises(ImgclfError, match=allowed) as err:
+        imgclf.fit({"data": str(data), "out": str(tmp_path / "cv"), "folds": k, **TINY}, report=False)
+    assert f"folds={k}" in str(err.value) and len(str(err.value).splitlines()) == 1
+    assert not (tmp_path / "cv").exists()
+    assert Counter(p.parent.name for p in data.rglob("*.png")) == {"cat": 8, "dog": 8, "fox": 8}

@@ -56,6 +56,15 @@ def list_runs(folder: Any = "runs", sort: str = "created", reverse: bool = False
     return _list_runs(folder, sort=sort, reverse=reverse)
 
 
+def lr_find(config: Any = None, **values: Any):
+    """Lightning's LR range test on a data folder with a run's settings (as `fit` takes them), no run trained:
+    returns an `LRFindResult` (.suggestion, .lrs, .losses) and writes lr_find.png and lr_find.json to `out`.
+    `imgclf.fit(..., lr="auto")` runs the same finder inside a training run."""
+    from .pipeline.lr_find import lr_find as _lr_find
+
+    return _lr_find(config, **values)
+
+
 def __getattr__(name: str) -> Any:
     # Heavy modules (torch, lightning) load on first use, so `import imgclf` and the CLI's --help stay fast.
     if name == "Classifier":

@@ -60,7 +60,7 @@ def _train_options() -> list[inspect.Parameter]:
                                                        "test/); several folders are used as one, classes merged by "
                                                        "folder name.", show_default=False, metavar="DATA"))]
     for name, field in TrainConfig.model_fields.items():
-        if name in ("data", "schema_version"):
+        if name in ("data", "schema_version", "lr_auto"):  # lr_auto records what --lr auto did; not a flag
             continue
         ann = field.annotation
         origin = typing.get_origin(ann)
@@ -69,7 +69,9 @@ def _train_options() -> list[inspect.Parameter]:
             py_type: Any = Optional[bool]
         elif origin is dict or (args and typing.get_origin(args[0]) is dict):
             py_type = Optional[str]
-        elif ann in (int, float) or (args and args[0] in (int, float)):
+        elif origin is list and typing.get_origin(typing.get_args(ann)[0]) is typing.Literal:
+            py_type = Optional[list[str]]  # a repeatable flag: --logger csv --logger mlflow
+        elif ann in (int, float) or (len(args) == 1 and args[0] in (int, float)):  # lr (a number or auto): text
             py_type = Optional[ann if ann in (int, float) else args[0]]
         else:
             py_type = Optional[str]
@@ -136,6 +138,38 @@ def _print_folds(folds: Any) -> None:
 
 train.__signature__ = inspect.Signature(_train_options())  # type: ignore[attr-defined]
 app.command("train", context_settings={"help_option_names": ["-h", "--help"]})(train)
+
+
+def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
+    """Sweep the learning rate with Lightning's LR finder on a data folder (a run's settings, no run trained):
+    prints the suggestion, writes lr_find.png and lr_find.json to --out."""
+    from .pipeline.lr_find import lr_find as find
+
+    config, overwrite = options.pop("config"), options.pop("overwrite")
+    sweep = {k: options.pop(k) for k in ("start_lr", "end_lr", "steps")}
+    if data:
+        options["data"] = data[0] if len(data) == 1 else data
+    options = {k: v for k, v in options.items() if v is not None}
+    result = find(config_file=config, overwrite=overwrite, **sweep, **options)
+    typer.echo(f"suggested lr {result.suggestion:.3g}  ({len(result.lrs)} steps from {result.min_lr:g} to "
+               f"{result.max_lr:g}; curve {result.path / 'lr_find.png'})")
+    typer.echo(f"use: imgclf train ... --lr {result.suggestion:.3g}   (or --lr auto to run the finder in train)")
+
+
+def _lr_find_options() -> list[inspect.Parameter]:
+    params = [p for p in _train_options() if p.name not in ("resume", "lr")]
+    own = [
+        ("start_lr", float, typer.Option(1e-7, "--start-lr", help="First learning rate of the sweep.")),
+        ("end_lr", float, typer.Option(1.0, "--end-lr", help="Last learning rate of the sweep.")),
+        ("steps", int, typer.Option(100, "--steps", help="Training steps of the sweep (at least 15).")),
+    ]
+    for name, ann, default in own:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
+    return params
+
+
+lr_find.__signature__ = inspect.Signature(_lr_find_options())  # type: ignore[attr-defined]
+app.command("lr-find", context_settings={"help_option_names": ["-h", "--help"]})(lr_find)
 
 
 def _print_run_summary(run: Any) -> None:

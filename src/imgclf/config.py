@@ -21,6 +21,7 @@ Loss = Literal["ce", "focal"]
 Sampler = Literal["none", "oversample", "undersample"]
 Calibrate = Literal["none", "temperature"]
 UnknownDetector = Literal["msp", "energy", "mahalanobis"]
+Tracker = Literal["csv", "tensorboard", "mlflow"]
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -134,7 +135,10 @@ class TrainConfig(BaseModel):
                                   "batch_size (Keras' validation_steps; default: the whole val split): the same "
                                   "seeded sample of val every epoch, at most the whole split.")
     optimizer: Optimizer = "adam"
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    lr: float | Literal["auto"] = Field(1e-3, description="Learning rate > 0 and <= 10, or auto: Lightning's LR "
+                                        "finder picks it before training (lr_find.png in the run; config.yaml "
+                                        "then holds the number found, lr_auto true).")
+    lr_auto: bool = Field(False, description="Set by --lr auto (not a setting): lr is the LR finder's suggestion.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Decoupled weight decay (AdamW/SGD style).")
@@ -194,6 +198,12 @@ class TrainConfig(BaseModel):
                                          "continues from that step. Epoch ends are always saved.")
     time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it.")
     progress: bool = True
+    logger: list[Tracker] = Field(default_factory=list, description="Experiment trackers, through Lightning's "
+                                  "loggers: csv (logs/csv/metrics.csv), tensorboard (logs/tensorboard), mlflow. "
+                                  "Repeat the flag for several (--logger csv --logger mlflow). Needs "
+                                  "imgclf[track] for tensorboard and mlflow.")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI for --logger mlflow (default: a SQLite "
+                                   "store beside the run, sqlite:///<runs folder>/mlflow.db; no server needed).")
     recipe: str | None = Field(None, description="Recipe this config came from (informational).")
 
     @field_validator("data", mode="before")
@@ -208,6 +218,38 @@ class TrainConfig(BaseModel):
         if not folders or not all(isinstance(f, str) and f.strip() for f in folders):
             raise invalid("data", value, "one image folder or a non-empty list of folders")
         return folders[0] if len(folders) == 1 else folders
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _number_or_auto(cls, value: Any) -> Any:
+        """A number in (0, 10], or 'auto' (the CLI passes text: '3e-3' is read as a number)."""
+        allowed = "a number > 0 and <= 10 (e.g. 3e-3), or auto (the LR finder picks it)"
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, bool):
+            raise invalid("lr", value, allowed)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise invalid("lr", value, allowed) from None
+        if not 0.0 < number <= 10.0:
+            raise invalid("lr", number if isinstance(value, str) else value, allowed)  # --lr 0 reads lr=0
+        return number
+
+    @field_validator("logger", mode="before")
+    @classmethod
+    def _trackers(cls, value: Any) -> Any:
+        """'csv,mlflow' or a list (repeated --logger flags, YAML) -> a list of distinct names."""
+        if value is None:
+            return []
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)):
+            raise invalid("logger", value, "tracker names (csv, tensorboard, mlflow), a list or comma-separated")
+        names = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
+        for name in names:
+            if name not in get_args(Tracker):
+                raise invalid("logger", name, get_args(Tracker))
+        return list(dict.fromkeys(names))
 
     @field_validator("classes", "drop_classes", mode="before")
     @classmethod

@@ -233,6 +233,18 @@ class CalibrationInfo(BaseModel):
     skipped: str = Field("", description="Why no temperature was fitted (it stays 1), if none was.")
 
 
+class LRFindInfo(BaseModel):
+    """The card's `lr_find`, for runs trained with --lr auto: Lightning's LR range test and what it suggested."""
+
+    model_config = ConfigDict(extra="forbid")
+    suggestion: float = Field(gt=0, description="The learning rate training used: where the loss fell fastest.")
+    min_lr: float = Field(gt=0, description="First learning rate of the sweep.")
+    max_lr: float = Field(gt=0, description="Last learning rate the sweep would reach.")
+    steps: int = Field(ge=1, description="Training steps swept (fewer than asked when the loss diverged).")
+    curve: str = Field("lr_find.png", description="The loss-vs-learning-rate figure, in the run directory.")
+    data: str = Field("lr_find.json", description="The sweep's learning rates and losses, in the run directory.")
+
+
 class UnknownInfo(BaseModel):
     """The card's `unknown`: how an image is scored and below which score it is reported as unknown."""
 
@@ -276,6 +288,8 @@ class ModelCard(Record):
     created: str = ""
     calibration: CalibrationInfo | None = Field(None, description="Absent in cards before schema 2: raw softmax.")
     unknown: UnknownInfo | None = Field(None, description="Absent in cards before schema 2: no image is unknown.")
+    lr_find: LRFindInfo | None = Field(None, description="Set when lr was found by the LR finder (--lr auto); "
+                                       "absent otherwise and in older cards.")
 
     @property
     def temperature(self) -> float:

@@ -146,7 +146,19 @@ ROWS = [
         "mahalanobis"),
     row("train-batch-size-0", lambda w: w.train("--batch-size", "0"), "batch_size=0"),
     row("train-lr-0", lambda w: w.train("--lr", "0"), "lr=0"),
-    row("train-lr-text", lambda w: w.train("--lr", "fast"), "--lr='fast'"),
+    row("train-lr-text", lambda w: w.train("--lr", "fast"), "lr='fast'", "auto"),
+    # --- --lr auto and lr-find (issue 22) -------------------------------------------------------------------
+    row("train-lr-auto-features-only", lambda w: w.train("--lr", "auto", "--features-only"), "lr='auto'",
+        "features_only"),
+    row("train-lr-auto-devices-2", lambda w: w.train("--lr", "auto", "--devices", "2"), "lr='auto'", "devices"),
+    row("resume-lr-auto", lambda w: ["train", "--resume", w.run(), "--lr", "auto", "--no-progress"], "lr='auto'",
+        "resume"),
+    row("lrfind-steps-3", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--steps", "3"],
+        "steps=3"),
+    row("lrfind-end-below-start", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--start-lr", "1",
+                                             "--end-lr", "0.1"], "start_lr=1.0", "end_lr=0.1"),
+    row("lrfind-missing-data", lambda w: ["lr-find", w.missing(), "--out", str(w.tmp / "lf"), "--steps", "20"],
+        "data", value=lambda w: w.missing()),
     row("train-img-size-0", lambda w: w.train("--img-size", "0"), "img_size=0"),
     row("train-img-size-negative", lambda w: w.train("--img-size", "-16"), "img_size=-16"),
     row("train-val-split-negative", lambda w: w.train("--val-split", "-0.1"), "val_split=-0.1"),
@@ -410,10 +422,10 @@ def _never_bind(monkeypatch):
 
 def test_the_table_covers_every_command():
     assert len(ROWS) >= 40 and len({r.id for r in ROWS}) == len(ROWS)
-    command = {"resume": "train", "fetch": "data fetch", "study": "study imbalance"}
+    command = {"resume": "train", "fetch": "data fetch", "study": "study imbalance", "lrfind": "lr-find"}
     covered = {command.get(r.id.split("-")[0], r.id.split("-")[0]) for r in ROWS}
     assert covered == {"imgclf", "train", "evaluate", "predict", "export", "serve", "inspect", "report", "compare",
-                       "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs"}
+                       "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs", "lr-find"}
 
 
 @pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])

@@ -23,7 +23,7 @@ from ..ood import STATS_FILE
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", STATS_FILE, "model.json", "history.csv",
-             "predictions.csv", "metrics.json", "report.html")
+             "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png")
 
 
 @dataclass
@@ -62,7 +62,7 @@ def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
                            hint="Pass --overwrite to replace it, or --resume to continue it")
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
-        for folder in ("checkpoints", "plots", "evaluations"):
+        for folder in ("checkpoints", "plots", "evaluations", "logs"):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
     elif run_dir.exists() and any(run_dir.iterdir()) and not resume and not overwrite:
         raise bad_path("out", run_dir, "an empty or new folder", "not empty",
@@ -115,6 +115,20 @@ def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
     return data, model, resolved
 
 
+def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> TrainConfig:
+    """--lr auto: Lightning's LR finder on this run's data and model (weights restored after the sweep); the
+    config then holds the number found, with lr_auto recording where it came from."""
+    import sys
+
+    from .lr_find import sweep
+
+    found = sweep(cfg, data, model, run_dir)
+    if cfg.progress:
+        print(f"lr     auto: {found.suggestion:.3g} (LR finder, {len(found.lrs)} steps, see lr_find.png)",
+              file=sys.stderr, flush=True)
+    return cfg.model_copy(update={"lr": found.suggestion, "lr_auto": True})
+
+
 def dataset_record(data: PreparedData) -> DatasetRecord:
     return DatasetRecord.model_validate(data.describe())
 
@@ -127,6 +141,9 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     from ..train.callbacks import save_weights
     from .card import headline, make_card
 
+    from .lr_find import card_info, check_auto_lr
+
+    check_auto_lr(cfg, resume)
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)  # checks transfer settings before any data is decoded
     img_size = cfg.img_size or info.default_img_size
@@ -144,6 +161,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     run = RunDir(run_dir)
     try:
         data, model, resolved = _data_and_model(cfg, info, img_size, transfer_args)
+        if resolved.lr == "auto":
+            resolved = _auto_lr(resolved, data, model, run_dir)
     except BaseException:
         # A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them)
         if new_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -157,8 +176,12 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
     if resolved.progress and is_launch_zero:
         _announce(resolved, data, model, run_dir, checkpoint)
+    from ..train.trackers import log_config, log_final, make_loggers
+
+    loggers = make_loggers(resolved, run_dir, resume)
+    log_config(loggers, resolved, resume)
     try:
-        result = train_model(resolved, data, model, run_dir, checkpoint)
+        result = train_model(resolved, data, model, run_dir, checkpoint, loggers)
     except ImgclfError as exc:
         # A setting refused before any epoch ran (normalize=backbone without a backbone, a frozen backbone with
         # plain ddp): take back the files written above, so the corrected command may use the same --out.
@@ -175,6 +198,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
     save_weights(result.model, run.file("model.safetensors"))
     card = make_card(resolved, data, result)
+    card.lr_find = card_info(run_dir)
     from .trust import fit_trust
 
     # before the card is written: evaluation, serving and export then all apply the temperature and threshold
@@ -194,5 +218,6 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         from ..evaluation.report import write_report
 
         write_report(run_dir, failures=figure_failures)
+    log_final(loggers, run_dir, metrics, result.global_step)  # after the report: its files go as artefacts
     return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
                result.stopped_reason, skipped, figure_failures)

@@ -47,7 +47,10 @@ class ImageClassifierModule(L.LightningModule):
         self.model = model
         self.settings = dict(hparams)  # plain values: what Lightning saves in checkpoints (weights_only loads)
         self.cfg = TrainConfig.model_validate(hparams)  # typed view: defaults live in TrainConfig alone
-        self.save_hyperparameters(ignore=["model"])
+        # logger=False: the trackers get the resolved config from the pipeline, flat and once (MLflow refuses a
+        # parameter that changes, as epochs do when a run is resumed with more)
+        self.save_hyperparameters(ignore=["model"], logger=False)
+        self.stop_on_nonfinite = True  # the LR finder sweeps into divergence on purpose and records it instead
         self.register_buffer("mean", channel_stats(mean), persistent=False)
         self.register_buffer("std", channel_stats(std), persistent=False)
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
@@ -120,6 +123,8 @@ class ImageClassifierModule(L.LightningModule):
         total = loss if penalty is None else loss + penalty
         # On a GPU the check forces a host sync, so it runs every 25th batch there (every batch on a CPU).
         if (self.device.type == "cpu" or batch_idx % 25 == 0) and not torch.isfinite(total):
+            if not self.stop_on_nonfinite:
+                return None
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
             raise NonFiniteLossError(self.current_epoch, batch_idx, float(total.detach()), lr)
         correct = (logits.argmax(1) == y).sum()
@@ -128,6 +133,8 @@ class ImageClassifierModule(L.LightningModule):
         self.epoch_sums += torch.stack([loss.detach().float() * n, correct.float(),
                                         torch.tensor(float(n), device=self.epoch_sums.device)])
         self.log("loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        if self.trainer.loggers:  # per-step curve for the trackers; history.csv keeps the epoch means
+            self.log("step_loss", loss, on_step=True, on_epoch=False, batch_size=n)
         self.log("acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         return total
 

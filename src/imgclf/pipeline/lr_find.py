@@ -1,0 +1,165 @@
+"""The learning-rate finder as a pipeline step: `imgclf lr-find` (its own out folder) and `train --lr auto` (the
+run directory), both through Lightning's `Tuner.lr_find` (`imgclf.train.fit.find_lr`).
+
+Either way the folder gets lr_find.json (the sweep and its suggestion) and lr_find.png (the curve).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig
+from ..errors import Described, bad_path, invalid
+from ..records import LRFindInfo
+
+JSON_FILE, PNG_FILE = "lr_find.json", "lr_find.png"
+DEFAULTS = {"start_lr": 1e-7, "end_lr": 1.0, "steps": 100}
+
+
+@dataclass
+class LRFindResult:
+    """What `imgclf.lr_find` hands back: the suggestion, the sweep, and the folder holding both."""
+
+    path: Path
+    suggestion: float
+    lrs: list[float]
+    losses: list[float]
+    min_lr: float
+    max_lr: float
+
+    def __repr__(self) -> str:
+        return f"LRFindResult({str(self.path)!r}, suggestion={self.suggestion:.3g})"
+
+
+def check_auto_lr(cfg: TrainConfig, resume: bool = False) -> None:
+    """Settings with which --lr auto cannot run, refused before any data is decoded."""
+    if cfg.lr != "auto":
+        return
+    if resume:
+        raise invalid("lr", "auto", "a number with --resume: a resumed run keeps the learning rate it started with",
+                      also={"resume": True})
+    if cfg.features_only:
+        raise invalid("lr", "auto", "a number with features_only: the finder sweeps the whole model's training, "
+                      "not the head on stored features", also={"features_only": True})
+    if cfg.devices != "1" or cfg.num_nodes != 1:
+        raise invalid("lr", "auto", "a number on several devices: the finder runs in one process",
+                      also={"devices": cfg.devices, "num_nodes": cfg.num_nodes},
+                      hint="Run imgclf lr-find on one device first, then pass its suggestion as --lr")
+
+
+def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
+    if not 0 < start_lr < end_lr <= 10:
+        raise invalid("start_lr, end_lr", Described(f"start_lr={start_lr!r}, end_lr={end_lr!r}"),
+                      "0 < start_lr < end_lr <= 10")
+    if steps < 15:
+        raise invalid("steps", steps, "at least 15 (the suggestion skips the first 10 points)")
+
+
+def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float = DEFAULTS["start_lr"],
+          end_lr: float = DEFAULTS["end_lr"], steps: int = DEFAULTS["steps"]) -> LRFindResult:
+    """Run the finder on a prepared data set and built model (weights restored afterwards); write lr_find.json
+    and lr_find.png into `folder`."""
+    from ..io import write_json
+    from ..train.fit import find_lr
+
+    check_sweep(start_lr, end_lr, steps)
+    curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
+    if curve.suggestion is None:
+        raise invalid("lr", "auto", "a number: the LR finder found no suggestion",
+                      note=f"too few usable points: {sum(x == x for x in curve.losses)} finite losses in "
+                      f"{len(curve.lrs)} steps, of which the first 10 are skipped", hint="Pass --lr explicitly, or run imgclf lr-find with a lower --end-lr")
+    result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr)
+    write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "min_lr": start_lr, "max_lr": end_lr,
+                                    "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
+                                    "loss": [None if x != x else x for x in curve.losses]})
+    plot_curve(result, folder / PNG_FILE)
+    return result
+
+
+def card_info(run_dir: Path) -> LRFindInfo | None:
+    """The card's lr_find field from the run's lr_find.json (None when the run's lr was given)."""
+    from ..io import read_json
+
+    path = Path(run_dir) / JSON_FILE
+    if not path.is_file():
+        return None
+    stored = read_json(path)
+    return LRFindInfo(suggestion=stored["suggestion"], min_lr=stored["min_lr"], max_lr=stored["max_lr"],
+                      steps=max(1, int(stored["steps"])), curve=PNG_FILE, data=JSON_FILE)
+
+
+def plot_curve(result: LRFindResult, path: Path) -> Path:
+    """Loss against learning rate (log axis), the suggestion marked where the loss falls fastest."""
+    import numpy as np
+
+    from ..plotting import inches, new_figure, plain_log_scale, save_figure, style
+
+    lrs, losses = np.array(result.lrs), np.array(result.losses, dtype=float)
+    with style():
+        fig = new_figure(inches(900), inches(560))
+        ax = fig.add_subplot()
+        ax.plot(lrs, losses, color="#1f77b4", linewidth=1.6, label="training loss (smoothed)")
+        plain_log_scale(ax, "x")
+        i = int(np.argmin(np.abs(lrs - result.suggestion)))
+        ax.axvline(result.suggestion, color="#d62728", linestyle="--", linewidth=1.2)
+        ax.plot([result.suggestion], [losses[i]], "o", color="#d62728",
+                label=f"suggested lr {result.suggestion:.2g} (steepest descent)")
+        finite = losses[np.isfinite(losses)]
+        if finite.size:  # the divergence at the end would squash the useful part of the curve
+            low, start = float(finite.min()), float(finite[: max(1, len(finite) // 10)].max())
+            ax.set_ylim(low - 0.1 * (start - low + 1e-9), start + 0.25 * (start - low + 1e-9))
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        ax.set_title(f"LR finder: {len(lrs)} steps from {result.min_lr:g} to {result.max_lr:g}")
+        ax.legend(loc="lower left")
+        ax.grid(True, which="major", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
+            config_file: str | os.PathLike | None = None, start_lr: float = DEFAULTS["start_lr"],
+            end_lr: float = DEFAULTS["end_lr"], steps: int = DEFAULTS["steps"], overwrite: bool = False,
+            **values: Any) -> LRFindResult:
+    """Lightning's LR range test on a data folder with a run's settings (recipe, YAML, keyword arguments, as
+    `imgclf.fit` takes them), without training a run: lr_find.json and lr_find.png go to `out` (default
+    lr-find/<model>-<n>). `imgclf.lr_find(data="data/", recipe="fast-fmnist").suggestion`."""
+    from ..models import get_model_info
+    from ..train.finetune import transfer_model_args
+    from .resolve import resolve_config
+    from .run import _data_and_model
+
+    check_sweep(start_lr, end_lr, steps)
+    if values.get("lr") is not None:
+        raise invalid("lr", values["lr"], "unset for lr-find: it sweeps start_lr..end_lr and suggests one")
+    cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
+    cfg = cfg.model_copy(update={"lr": "auto"})
+    check_auto_lr(cfg)
+    info = get_model_info(cfg.model)
+    transfer_args = transfer_model_args(cfg, info)
+    img_size = cfg.img_size or info.default_img_size
+    if img_size < info.min_img_size:
+        raise invalid("img_size", img_size, f"at least {info.min_img_size}", where=f"model {cfg.model}")
+    folder = _out_folder(cfg, overwrite)
+    data, model, resolved = _data_and_model(cfg, info, img_size, transfer_args)
+    return sweep(resolved, data, model, folder, start_lr, end_lr, steps)
+
+
+def _out_folder(cfg: TrainConfig, overwrite: bool) -> Path:
+    from ..io import writable_folder
+
+    if cfg.out:
+        folder = writable_folder("out", Path(cfg.out))
+    else:
+        base, n = Path("lr-find").absolute(), 1
+        while (base / f"{cfg.model}-{n}").exists():
+            n += 1
+        folder = base / f"{cfg.model}-{n}"
+    if (folder / JSON_FILE).exists() and not overwrite:
+        raise bad_path("out", folder, "a folder without an earlier lr_find.json", "holds one",
+                       hint="Pass --overwrite to replace it")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

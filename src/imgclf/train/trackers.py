@@ -1,0 +1,119 @@
+"""Experiment trackers through Lightning's own loggers (CSV, TensorBoard, MLflow).
+
+The run directory stays the source of truth: trackers receive copies (the resolved config as parameters, per-step
+loss and learning rate, per-epoch metrics, the final test metrics, and model.json, report.html and the figures as
+MLflow artefacts). MLflow is imported only when it is asked for: its import alone takes seconds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig
+from ..errors import invalid
+
+TRACKERS = ("csv", "tensorboard", "mlflow")
+LOGS_FOLDER = "logs"  # inside the run directory: logs/csv/metrics.csv, logs/tensorboard/events.*
+EXPERIMENT = "imgclf"
+RUN_DIR_TAG = "imgclf.run_dir"
+
+
+def mlflow_uri(cfg: TrainConfig, run_dir: Path) -> str:
+    """--mlflow-uri, or a SQLite store next to the run (runs/mlflow.db): one store for every run of the folder."""
+    return cfg.mlflow_uri or f"sqlite:///{(run_dir.parent / 'mlflow.db').absolute()}"
+
+
+def make_loggers(cfg: TrainConfig, run_dir: Path, resume: bool) -> list[Any]:
+    """The Lightning loggers `cfg.logger` names; on resume each continues where the interrupted process stopped
+    (the same CSV file and TensorBoard folder, the same MLflow run)."""
+    loggers: list[Any] = []
+    for name in dict.fromkeys(cfg.logger):
+        if name == "csv":
+            from lightning.pytorch.loggers import CSVLogger
+
+            loggers.append(CSVLogger(save_dir=str(run_dir / LOGS_FOLDER), name="", version="csv"))
+        elif name == "tensorboard":
+            _require("tensorboard", "tensorboard")
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(TensorBoardLogger(save_dir=str(run_dir / LOGS_FOLDER), name="", version="tensorboard",
+                                             default_hp_metric=False))
+        elif name == "mlflow":
+            loggers.append(_mlflow_logger(cfg, run_dir, resume))
+        else:  # TrainConfig refuses unknown names; this guards callers that build the list themselves
+            raise invalid("logger", name, TRACKERS)
+    return loggers
+
+
+def _require(module: str, tracker: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise invalid("logger", tracker, "a tracker whose package is installed",
+                      note=f"the {module} package is not installed", hint="pip install 'imgclf[track]'")
+
+
+def _mlflow_logger(cfg: TrainConfig, run_dir: Path, resume: bool) -> Any:
+    _require("mlflow", "mlflow")
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri = mlflow_uri(cfg, run_dir)
+    run_id = _existing_mlflow_run(uri, run_dir) if resume else None
+    # artefacts beside the SQLite store, not in ./mlartifacts of whatever folder the command ran in
+    artifacts = (run_dir.parent / "mlartifacts").absolute().as_uri() if uri.startswith("sqlite:") else None
+    return MLFlowLogger(experiment_name=EXPERIMENT, run_name=run_dir.name, tracking_uri=uri, run_id=run_id,
+                        tags={RUN_DIR_TAG: str(run_dir.absolute())}, artifact_location=artifacts)
+
+
+def _existing_mlflow_run(uri: str, run_dir: Path) -> str | None:
+    """The MLflow run an interrupted run directory logged to, if any (the newest one, after an --overwrite)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return None
+    path = str(run_dir.absolute()).replace("'", "\\'")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{path}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def log_config(loggers: list[Any], cfg: TrainConfig, resume: bool) -> None:
+    """The resolved config as the trackers' parameters (nested settings flattened by Lightning). A resumed run
+    logged them already; MLflow refuses a parameter whose value changes (a resume that adds epochs)."""
+    if resume:
+        return
+    params = cfg.model_dump(mode="json")
+    for logger in loggers:
+        logger.log_hyperparams(params)
+
+
+def log_final(loggers: list[Any], run_dir: Path, metrics: Any, step: int) -> None:
+    """After evaluation and the report: the test scores as metrics, and the run's files as MLflow artefacts."""
+    if not loggers or metrics is None:
+        return
+    final = {f"{metrics.split}_accuracy": metrics.accuracy, f"{metrics.split}_macro_f1": metrics.macro.f1,
+             f"{metrics.split}_macro_recall": metrics.macro.recall}
+    if metrics.loss is not None:
+        final[f"{metrics.split}_loss"] = metrics.loss
+    for logger in loggers:
+        logger.log_metrics({k: float(v) for k, v in final.items()}, step=step)
+        logger.save()
+        if type(logger).__name__ == "MLFlowLogger":
+            _log_artifacts(logger, run_dir)
+        logger.finalize("success")
+
+
+def _log_artifacts(logger: Any, run_dir: Path) -> None:
+    client, run_id = logger.experiment, logger.run_id
+    for name in ("model.json", "report.html", "config.yaml", "metrics.json", "history.csv", "lr_find.png",
+                 "lr_find.json"):
+        if (run_dir / name).is_file():
+            client.log_artifact(run_id, str(run_dir / name))
+    if (run_dir / "plots").is_dir():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.log_artifacts(run_id, str(run_dir / "plots"), artifact_path="plots")

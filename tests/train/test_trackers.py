@@ -1,0 +1,121 @@
+"""--logger csv|tensorboard|mlflow: what each tracker received, read back with the tracker's own reader (the CSV
+file, TensorBoard's EventAccumulator, mlflow.search_runs on the SQLite store and its artefact listing)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+import imgclf
+from conftest import make_image_folder
+from imgclf.config import ConfigError, make_config
+from imgclf.records import RunDir
+from imgclf.train.fit import TrainingInterrupted
+from imgclf.train.callbacks import HistoryWriter
+
+EPOCHS = 3
+BASE = {"img_size": 16, "epochs": EPOCHS, "batch_size": 8, "progress": False, "model_args": {"width": 4},
+        "val_split": 0.25, "test_split": 0.2, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("trackers"), per_class=12)
+
+
+@pytest.fixture(scope="module")
+def tracked_run(data, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    run = imgclf.fit(data=str(data), out=str(runs / "r1"), logger=["csv", "tensorboard", "mlflow"], **BASE)
+    return run, runs
+
+
+def test_tensorboard_holds_step_loss_lr_epoch_metrics_and_test_scores(tracked_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run, _ = tracked_run
+    acc = EventAccumulator(str(run.path / "logs" / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"step_loss", "lr-Adam", "loss", "val_loss", "val_acc", "test_accuracy", "test_macro_f1"} <= tags
+    steps = RunDir(run.path).read_card().training  # per-step points: more than one per epoch
+    assert len(acc.Scalars("step_loss")) > EPOCHS and len(acc.Scalars("lr-Adam")) > EPOCHS
+    assert [round(e.value, 6) for e in acc.Scalars("val_acc")] == \
+        [round(r.val_acc, 6) for r in RunDir(run.path).read_history()]
+    assert acc.Scalars("test_accuracy")[-1].value == pytest.approx(run.metrics.accuracy)
+    assert steps.epochs_run == EPOCHS
+
+
+def test_csv_logger_writes_lightning_metrics_file(tracked_run):
+    run, _ = tracked_run
+    with open(run.path / "logs" / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"step_loss", "lr-Adam", "val_acc", "test_accuracy"} <= set(rows[0])
+    assert sum(1 for r in rows if r["val_acc"]) == EPOCHS
+    assert (run.path / "logs" / "csv" / "hparams.yaml").read_text().count("batch_size: 8") == 1
+
+
+def test_mlflow_sqlite_store_has_params_metrics_and_artifacts(tracked_run):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    run, runs = tracked_run
+    uri = f"sqlite:///{runs / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
+    assert len(found) == 1
+    r = found[0]
+    assert r.info.run_name == "r1" and r.info.status == "FINISHED"
+    assert r.data.params["lr"] == "0.001" and r.data.params["batch_size"] == "8"
+    assert r.data.params["model_args/width"] == "4"  # nested settings flattened
+    assert r.data.metrics["test_accuracy"] == pytest.approx(run.metrics.accuracy)
+    client = MlflowClient(uri)
+    assert len(client.get_metric_history(r.info.run_id, "step_loss")) > EPOCHS
+    assert len(client.get_metric_history(r.info.run_id, "val_acc")) == EPOCHS
+    names = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"model.json", "report.html", "config.yaml", "plots"} <= names
+    plots = {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
+    assert any(p.endswith(".png") for p in plots)
+    assert (runs / "mlartifacts").is_dir()  # beside the store, not in the working folder
+
+
+def test_no_logger_writes_no_logs(data, tmp_path):
+    run = imgclf.fit(data=str(data), out=str(tmp_path / "plain"), **{**BASE, "epochs": 1})
+    assert not (run.path / "logs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_resume_continues_the_same_mlflow_run_and_tensorboard_folder(data, tmp_path, monkeypatch):
+    import mlflow
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    original = HistoryWriter.on_train_epoch_start
+
+    def interrupt(self, trainer, pl_module):
+        if trainer.current_epoch == 2:
+            raise KeyboardInterrupt
+        original(self, trainer, pl_module)
+
+    monkeypatch.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
+    out = tmp_path / "runs" / "r"
+    with pytest.raises(TrainingInterrupted):
+        imgclf.fit(data=str(data), out=str(out), logger=["mlflow", "tensorboard"], **BASE)
+    monkeypatch.setattr(HistoryWriter, "on_train_epoch_start", original)
+    imgclf.fit(resume=str(out))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    found = mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
+    assert len(found) == 1  # the resumed process logged into the interrupted run's MLflow run
+    client = mlflow.tracking.MlflowClient()
+    assert [m.step for m in client.get_metric_history(found[0].info.run_id, "val_acc")] == \
+        sorted({m.step for m in client.get_metric_history(found[0].info.run_id, "val_acc")})
+    assert len({m.step for m in client.get_metric_history(found[0].info.run_id, "val_acc")}) == EPOCHS
+    acc = EventAccumulator(str(out / "logs" / "tensorboard"))
+    acc.Reload()
+    assert len({e.step for e in acc.Scalars("val_acc")}) == EPOCHS
+
+
+def test_bad_logger_name_is_one_line():
+    with pytest.raises(ConfigError) as exc:
+        make_config(data="x", logger=["csv", "wandb"])
+    assert "logger" in str(exc.value) and "wandb" in str(exc.value) and "mlflow" in str(exc.value)
+    assert make_config(data="x", logger="csv,mlflow").logger == ["csv", "mlflow"]

@@ -52,8 +52,8 @@ def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     card = json.loads((tiny_run / "model.json").read_text())
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert done.status == "completed" and done.reason == ""
-    assert (done.model, done.data, done.epochs) == ("simple_cnn", Path(card and json.loads(
-        (tiny_run / "dataset.json").read_text())["root"]).name, 5)
+    data_folder = Path(json.loads((tiny_run / "dataset.json").read_text())["root"]).name
+    assert (done.model, done.data, done.epochs) == ("simple_cnn", data_folder, 5)
     assert done.test_accuracy == metrics["accuracy"] and done.macro_f1 == metrics["macro"]["f1"]
     assert done.val_accuracy == card["metrics"]["val_accuracy"]
     assert done.train_seconds == card["training"]["train_seconds"] and done.created == card["created"]

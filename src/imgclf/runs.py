@@ -132,7 +132,10 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         created = card.created
     else:
         stamp = run.file("config.yaml") if run.has("config.yaml") else run.path
-        created = datetime.fromtimestamp(stamp.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        try:
+            created = datetime.fromtimestamp(stamp.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        except OSError:  # removed while being listed
+            created = None
     data = _data_name(config.data) if config else \
         _data_name(dataset.roots or [dataset.root]) if dataset else None
     if problems:

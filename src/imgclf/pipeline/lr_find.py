@@ -115,7 +115,7 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         ax.set_title(f"LR finder: {len(lrs)} steps from {result.min_lr:g} to {result.max_lr:g}")
-        ax.legend(loc="lower left")
+        ax.legend(loc="upper right")  # the sweep starts low-left and ends lower right: this corner stays clear
         ax.grid(True, which="major", alpha=0.3)
     return save_figure(fig, path)
 

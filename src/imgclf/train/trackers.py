@@ -57,7 +57,14 @@ def _require(module: str, tracker: str) -> None:
 
 def _mlflow_logger(cfg: TrainConfig, run_dir: Path, resume: bool) -> Any:
     _require("mlflow", "mlflow")
+    import logging
+
     from lightning.pytorch.loggers import MLFlowLogger
+
+    # "Creating initial MLflow database tables", "Experiment with name imgclf not found. Creating it.": a new
+    # store and experiment are expected on a first run, not news
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)
 
     uri = mlflow_uri(cfg, run_dir)
     run_id = _existing_mlflow_run(uri, run_dir) if resume else None

@@ -1,0 +1,80 @@
+"""`--lr auto` (Lightning's LR finder) against a 5-value manual grid of learning rates at equal epochs.
+
+Issue 22 item 2: on Fashion-MNIST subsets with model_s and fast_resnet, --lr auto should land within 0.5 points
+of the best grid value's accuracy. Every arm is an ordinary run (same data, seed, epochs, optimiser); the grid
+is 3e-4, 1e-3, 3e-3, 1e-2, 3e-2. Selection of the grid's best is by validation accuracy at the kept epoch, the
+comparison by test accuracy; both are in the JSON. The smoke mode: generated images, one model, two grid
+values, one epoch.
+
+    python -m benchmarks.lr_auto --per-class 1000 --epochs 10 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks.common import SMOKE_TRAINING, Bench, add_arguments
+
+MODELS = ("model_s", "fast_resnet")
+GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def arm(bench: Bench, data, model: str, lr: float | str, seed: int, epochs: int) -> dict[str, object]:
+    from imgclf.records import RunDir
+
+    values = {"model": model, "lr": lr, "seed": seed, "epochs": epochs, "early_stopping": None,
+              **({k: v for k, v in SMOKE_TRAINING.items() if k != "epochs"} if bench.smoke else {})}
+    trained = bench.train(data, bench.run_dir(f"lrauto-{model}-{lr}-seed{seed}"), values=values)
+    run = RunDir(trained.run.path)
+    card, config = run.read_card(), run.read_config()
+    return {"model": model, "seed": seed, "lr_setting": lr, "lr_used": config.lr, "epochs": epochs,
+            "val_accuracy": card.metrics.val_accuracy, "test_accuracy": run.read_metrics().accuracy,
+            "lr_find": None if card.lr_find is None else card.lr_find.model_dump(),
+            "wall_seconds_total": round(trained.wall_seconds, 1), "run": str(run.path)}
+
+
+def summarise(rows: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Per model and seed: the grid's best (by validation accuracy) against auto, in test-accuracy points."""
+    out = {}
+    for key in sorted({(r["model"], r["seed"]) for r in rows}):
+        mine = [r for r in rows if (r["model"], r["seed"]) == key]
+        auto = next(r for r in mine if r["lr_setting"] == "auto")
+        grid = [r for r in mine if r["lr_setting"] != "auto"]
+        best = max(grid, key=lambda r: (r["val_accuracy"] or 0.0))
+        gap = round(100 * (best["test_accuracy"] - auto["test_accuracy"]), 2)
+        out[f"{key[0]} seed {key[1]}"] = {"auto_lr": auto["lr_used"], "auto_test_accuracy": auto["test_accuracy"],
+                                          "best_grid_lr": best["lr_setting"],
+                                          "best_grid_test_accuracy": best["test_accuracy"],
+                                          "points_behind_best": gap, "within_0_5_points": gap <= 0.5}
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-class", type=int, default=1000, help="Fashion-MNIST images per class and split")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--models", default=",".join(MODELS))
+    return add_arguments(parser)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    bench = Bench.from_args(args)
+    models = args.models.split(",")[: 1 if bench.smoke else None]
+    grid = GRID[1:5:2] if bench.smoke else GRID
+    epochs = 1 if bench.smoke else args.epochs
+    seeds = [int(s) for s in args.seeds.split(",")][: 1 if bench.smoke else None]
+    data = bench.fashion_tree(args.per_class)
+    rows = [arm(bench, data, model, lr, seed, epochs)
+            for model in models for seed in seeds for lr in ("auto", *grid)]
+    summary = summarise(rows)
+    for name, s in summary.items():
+        print(f"{name:22s} auto lr {s['auto_lr']:.3g} test {s['auto_test_accuracy']:.4f}   best grid lr "
+              f"{s['best_grid_lr']:g} test {s['best_grid_test_accuracy']:.4f}   behind by {s['points_behind_best']} pt")
+    payload = {"per_class": args.per_class, "epochs": epochs, "grid": list(grid), "runs": rows, "summary": summary}
+    print(f"wrote {bench.write_result('lr_auto', payload)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -180,10 +180,6 @@ class TrainConfig(BaseModel):
 
     # run
     seed: int = Field(0, ge=0)
-    precision: Precision = "32"
-    channels_last: bool = True
-    accelerator: str = Field("auto", description="cpu, gpu, or auto.")
-    devices: str = Field("1", description="Number of devices, or 'auto'.")
     folds: int | None = Field(None, ge=2, le=100, description="k-fold cross-validation: K runs (OUT/fold-1 ... "
                               "OUT/fold-K), each validating on one of K stratified folds of the non-test images "
                               "(train/ and val/ pooled) and training on the others; the test split is the same "
@@ -191,6 +187,10 @@ class TrainConfig(BaseModel):
                               "folds.")
     fold: int | None = Field(None, ge=1, le=100, description="With --folds: the fold this run validates on "
                              "(1-based; --folds alone trains them all).")
+    precision: Precision = "32"
+    channels_last: bool = True
+    accelerator: str = Field("auto", description="cpu, gpu, or auto.")
+    devices: str = Field("1", description="Number of devices, or 'auto'.")
     strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ddp_spawn, ...")
     num_nodes: int = Field(1, ge=1)
     checkpoint_every: int | None = Field(None, ge=1, le=10_000_000, description="Also save checkpoints/last.ckpt "
@@ -397,6 +397,17 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _fold_of_folds(self) -> "TrainConfig":
+        if self.fold is not None and (self.folds is None or self.fold > self.folds):
+            raise invalid("fold", self.fold, f"between 1 and folds ({self.folds})" if self.folds else
+                          "unset without folds (--folds K)", also={"folds": self.folds})
+        cap = self.per_class_max
+        if self.folds and isinstance(cap, dict) and "val" in cap:
+            raise invalid("per_class_max val", cap["val"], "unset with folds: every non-test image is in one "
+                          "fold's validation split (train=N caps the images folded)", also={"folds": self.folds})
+        return self
+
+    @model_validator(mode="after")
     def _budget_needs_time_limit(self) -> "TrainConfig":
         if self.schedule == "budget" and not self.time_limit:
             raise invalid("time_limit", self.time_limit, "set when schedule=budget: it fits the learning rate to "
@@ -438,17 +449,6 @@ def make_config(**values: Any) -> TrainConfig:
 
 
 def _literal_options(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    @model_validator(mode="after")
-    def _fold_of_folds(self) -> "TrainConfig":
-        if self.fold is not None and (self.folds is None or self.fold > self.folds):
-            raise invalid("fold", self.fold, f"between 1 and folds ({self.folds})" if self.folds else
-                          "unset without folds (--folds K)", also={"folds": self.folds})
-        cap = self.per_class_max
-        if self.folds and isinstance(cap, dict) and "val" in cap:
-            raise invalid("per_class_max val", cap["val"], "unset with folds: every non-test image is in one "
-                          "fold's validation split (train=N caps the images folded)", also={"folds": self.folds})
-        return self
-
     """The values a Literal setting allows (optimizer -> adam, adamw, sgd); () for anything else."""
     field = TrainConfig.model_fields.get(str(loc[0])) if len(loc) == 1 else None
     return get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()

@@ -213,6 +213,36 @@ def demo(out: Path = typer.Option(Path("imgclf-demo"), help="Folder for the expo
     _print_run_summary(run)
 
 
+@app.command("audit")
+def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders, or train/ (val/, test/) of class "
+                                                    "folders."),
+              run: Optional[Path] = typer.Option(None, "--run", help="Run directory whose model's penultimate "
+                                                 "features judge labels and outliers (default: the images' pixels)."),
+              out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json and audit.html "
+                                                 "(default: audits/<folder name>)."),
+              img_size: Optional[int] = typer.Option(None, "--img-size", help="Decode size without --run (default: "
+                                                     "the images' median short side, 16 to 64)."),
+              folds: int = typer.Option(5, "--folds", help="k of the out-of-fold probabilities (>= 2)."),
+              seed: int = typer.Option(0, "--seed", help="Seed of the folds and projections (>= 0)."),
+              as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
+    """Audit an image folder: exact and near-duplicates (within a class, across classes, across train/val/test),
+    likely label errors, outliers and near-empty images. Writes audit.json and a self-contained audit.html."""
+    from .audit import audit
+
+    result = audit(data, run=run, out=out, img_size=img_size, folds=folds, seed=seed)
+    counts = result.record.counts
+    if as_json:
+        typer.echo(json.dumps({"counts": counts.model_dump(), "leakage": result.record.leakage,
+                               "audit": str(result.json_path), "page": str(result.html_path)}, indent=2))
+        return
+    from .audit.summary import render_counts
+
+    render_counts(result.record, _console())
+    console = _console()
+    console.print(f"audit: {_shown(result.json_path)}")
+    console.print(f"page: {_shown(result.html_path)}")
+
+
 @app.command("inspect")
 def inspect_cmd(data: Path = typer.Argument(..., help="Image folder."),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),

@@ -54,6 +54,9 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
         "imbalance": imbalance_stats(counts[train_split]),
         "skipped": skipped,
     }
+    audit = _audit_summary(scan)
+    if audit is not None:
+        summary["audit"] = audit
     if plots_dir is not None:
         from .evaluation.plots import plot_class_distribution, plot_class_samples
 
@@ -61,6 +64,22 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
                    plot_class_samples(samples, Path(plots_dir) / "class_samples.png"))
         summary["plots"] = [str(p) for p in figures]
     return summary
+
+
+def _audit_summary(scan: Any) -> dict[str, Any] | None:
+    """The folder's last `imgclf audit`: its counts when still fresh (same files, sizes and times), else only
+    that it is stale; None when there is none."""
+    from .audit.freshness import FRESH, latest_audit
+
+    found = latest_audit(scan)
+    if found is None:
+        return None
+    status, path, record = found
+    out: dict[str, Any] = {"status": status, "path": str(path), "created": record.created}
+    if status == FRESH:
+        out.update(counts=record.counts.model_dump(), leakage=record.leakage, features=record.features.source,
+                   accuracy=record.features.accuracy)
+    return out
 
 
 def _reason(exc: Exception) -> str:
@@ -94,5 +113,15 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
         for s in summary["skipped"]:
             console.print(f"  {s['path']}: {s['reason']}")
+    audit = summary.get("audit")
+    if audit is not None and audit["status"] == "fresh":
+        from .audit.summary import count_lines
+        from .records import AuditCounts
+
+        console.print(f"audit of {audit['created']} ({audit['path']}):")
+        for line in count_lines(AuditCounts(**audit["counts"]), audit["leakage"], audit["accuracy"]):
+            console.print(f"  {line}")
+    elif audit is not None:
+        console.print(f"audit of {audit['created']} is stale: the folder changed since (run `imgclf audit` again)")
     for p in summary.get("plots", []):
         console.print(f"figure: {p}")

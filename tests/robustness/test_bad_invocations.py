@@ -101,6 +101,10 @@ class Where:
         return ["study", "imbalance", str(self.data), "--out", str(self.tmp / "study"), "--per-class", "4",
                 "--rhos", "1,2", "--configs", "none", "--epochs", "1", "--no-progress", "--no-run-reports", *args]
 
+    def audit(self, data: str, *args: str) -> list[str]:
+        """audit `data` into a new folder, with `args` added."""
+        return ["audit", data, "--out", str(self.tmp / "audit"), *args]
+
     def subset(self, *args: str) -> list[str]:
         return ["subset", str(self.data), "--out", str(self.tmp / "subset"), "--per-class", "4", "--rho", "2", *args]
 
@@ -306,6 +310,24 @@ ROWS = [
     row("inspect-data-missing", lambda w: ["inspect", w.missing()], "data", value=lambda w: w.missing()),
     row("inspect-plots-is-a-file", lambda w: ["inspect", str(w.data), "--plots", w.file()], "plots",
         value=lambda w: str(w.tmp / "a-file.txt")),
+    # --- audit ----------------------------------------------------------------------------------------------
+    row("audit-data-missing", lambda w: w.audit(w.missing()), "data", value=lambda w: w.missing()),
+    row("audit-data-is-a-file", lambda w: w.audit(w.file()), "data", value=lambda w: str(w.tmp / "a-file.txt")),
+    row("audit-data-is-an-empty-folder", lambda w: w.audit(w.folder()), "data",
+        value=lambda w: str(w.tmp / "a-folder")),
+    row("audit-folds-1", lambda w: w.audit(str(w.data), "--folds", "1"), "folds=1", ">= 2"),
+    row("audit-folds-text", lambda w: w.audit(str(w.data), "--folds", "many"), "--folds='many'"),
+    row("audit-seed-negative", lambda w: w.audit(str(w.data), "--seed", "-1"), "seed=-1", ">= 0"),
+    row("audit-img-size-4", lambda w: w.audit(str(w.data), "--img-size", "4"), "img_size=4", ">= 8"),
+    row("audit-out-is-a-file", lambda w: ["audit", str(w.data), "--out", w.file()], "out",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    row("audit-run-missing", lambda w: w.audit(str(w.data), "--run", w.missing()), "run", value=lambda w: w.missing()),
+    row("audit-run-is-a-file", lambda w: w.audit(str(w.data), "--run", w.file()), "run",
+        value=lambda w: str(w.tmp / "a-file.txt")),
+    row("audit-run-garbage-model-json", lambda w: w.audit(str(w.data), "--run", w.run(model_json=GARBAGE)),
+        "model.json", value=lambda w: str(w.tmp / "run")),
+    row("audit-img-size-not-the-runs", lambda w: w.audit(str(w.data), "--run", w.run(), "--img-size", "24"),
+        "img_size=24", "the run's own size, 16"),
     # --- report ---------------------------------------------------------------------------------------------
     row("report-garbage-metrics-json", lambda w: ["report", w.run(metrics_json=GARBAGE), "--no-explain"],
         "metrics.json", value=lambda w: str(w.tmp / "run")),
@@ -425,7 +447,8 @@ def test_the_table_covers_every_command():
     command = {"resume": "train", "fetch": "data fetch", "study": "study imbalance", "lrfind": "lr-find"}
     covered = {command.get(r.id.split("-")[0], r.id.split("-")[0]) for r in ROWS}
     assert covered == {"imgclf", "train", "evaluate", "predict", "export", "serve", "inspect", "report", "compare",
-                       "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs", "lr-find"}
+                       "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs", "lr-find",
+                       "audit"}
 
 
 @pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])

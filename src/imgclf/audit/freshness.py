@@ -1,0 +1,73 @@
+"""Whether an audit still describes a folder, and where the last audit of a folder was written.
+
+An audit records the folder's fingerprint: a hash of the relative path, size and modification time of every
+file the scan finds (images and skipped files alike). It is fresh while a new scan gives the same fingerprint;
+adding, removing, moving or editing any file makes it stale. Reading sizes and times costs a stat per file, no
+decoding, so `imgclf inspect` can check it every time.
+
+`imgclf audit` may write anywhere (--out), so it leaves a pointer in the cache folder keyed by the folder's
+absolute path: `$IMGCLF_CACHE/audits/<hash>.json` -> the audit.json it wrote last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..data.cache import default_cache_dir
+from ..data.folder import FolderScan
+from ..io import read_json, write_json
+
+FRESH, STALE = "fresh", "stale"
+
+
+def data_fingerprint(scan: FolderScan) -> dict[str, Any]:
+    """{"files": count, "digest": hex}: see the module docstring."""
+    root = os.path.abspath(scan.root)
+    entries = sorted([(split, cls, path) for split, items in scan.files.items() for path, cls in items]
+                     + [("skipped", "", s["path"]) for s in scan.skipped])
+    digest = hashlib.sha256(f"{scan.layout}|{len(entries)}".encode())
+    for split, cls, path in entries:
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        relative = os.path.relpath(os.path.abspath(path), root)
+        digest.update(f"\n{split}|{cls}|{relative}|{stamp}".encode("utf-8", "surrogateescape"))
+    return {"files": len(entries), "digest": digest.hexdigest()[:32]}
+
+
+def pointer_path(root: str | os.PathLike) -> Path:
+    key = hashlib.sha256(os.path.abspath(root).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return default_cache_dir() / "audits" / f"{key}.json"
+
+
+def remember(root: str | os.PathLike, audit_json: str | os.PathLike) -> None:
+    """Point the folder's cache entry at `audit_json`. Best effort: an unwritable cache only costs inspect
+    the counts."""
+    try:
+        write_json(pointer_path(root), {"root": os.path.abspath(root), "audit": os.path.abspath(audit_json)})
+    except OSError:
+        pass
+
+
+def latest_audit(scan: FolderScan) -> tuple[str, Path, Any] | None:
+    """(FRESH or STALE, path of audit.json, its AuditRecord) of the folder's last audit; None when it has
+    none, or when that file is gone or no longer reads as an audit."""
+    from pydantic import ValidationError
+
+    from ..records import AuditRecord
+
+    try:
+        pointer = read_json(pointer_path(scan.root))
+        path = Path(pointer["audit"])
+        record = AuditRecord.model_validate(read_json(path))
+    except (OSError, ValueError, KeyError, TypeError, ValidationError):
+        return None
+    if os.path.abspath(record.root) != os.path.abspath(scan.root):
+        return None
+    fresh = record.fingerprint.model_dump() == data_fingerprint(scan)
+    return (FRESH if fresh else STALE), path, record

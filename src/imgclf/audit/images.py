@@ -1,0 +1,103 @@
+"""The images an audit looks at, read through the data layer: scan (classes, splits, skipped files), the uint8
+decode cache (shared with training: an audit after `imgclf train` at the same size decodes nothing), and the
+small grey thumbnails the duplicate search and the quick model work on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.cache import decode_all
+from ..data.dataset import resolve_color
+from ..data.decode import probe_image
+from ..data.folder import FolderScan, scan_folder
+
+THUMB_SIDE = 32  # near-duplicates and the quick model see at most 32 x 32 grey pixels
+_CHUNK = 8192
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
+
+
+@dataclass
+class AuditImages:
+    """Every usable image of a folder, in one order: path, split, class id and cache row."""
+
+    scan: FolderScan
+    classes: list[str]
+    paths: list[str]  # absolute paths of the usable images
+    splits: np.ndarray  # str, per image: train / val / test, or "all" for a flat folder
+    labels: np.ndarray  # int64 class ids
+    pixels: np.ndarray  # (N, S, S, C) uint8, rows of the usable images only (memory-mapped when possible)
+    img_size: int
+    color: str
+    interpolation: str
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def relative(self, index: int) -> str:
+        return relative_to(self.paths[index], self.scan.root)
+
+
+def relative_to(path: str, root: Path) -> str:
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    except ValueError:  # another drive on Windows
+        return path
+
+
+def auto_size(paths: list[str], sample: int = 200, low: int = 16, high: int = 64) -> int:
+    """The decode size when neither the user nor a run chooses one: the median short side of a sample of the
+    images (headers only), clipped to [low, high]. Fashion-MNIST keeps its 28 (and so shares the cache of a
+    fast-fmnist run); photos are read at 64, enough for thumbnails and the quick model."""
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in paths[::step]:
+        try:
+            meta = probe_image(path)
+        except Exception:  # unreadable files are reported by the decode pass
+            continue
+        sides.append(min(int(meta["width"]), int(meta["height"])))
+    return int(np.clip(np.median(sides), low, high)) if sides else high
+
+
+def load_images(data: str | os.PathLike, img_size: int | None = None, color: str = "auto",
+                interpolation: str = "bilinear", cache_dir: str | os.PathLike | None = None,
+                workers: int = 2, scan: FolderScan | None = None) -> AuditImages:
+    """Scan and decode `data` once into the uint8 cache; broken files are listed in `skipped`, not raised."""
+    scan = scan or scan_folder(data)
+    class_id = {c: i for i, c in enumerate(scan.classes)}
+    tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]
+    paths = [p for _, p, _ in tagged]
+    size = img_size or auto_size(paths)
+    color, _ = resolve_color(color, paths)
+    # the audit needs every pixel in memory anyway, so no streaming budget: the cache always holds them
+    decoded = decode_all(paths, size, color, interpolation, cache_dir, budget_bytes=2**62, workers=workers)
+    ok = decoded.ok_indices
+    skipped = list(scan.skipped) + [{"path": paths[i], "reason": r} for i, r in sorted(decoded.failures.items())]
+    pixels = decoded.pixels if len(ok) == len(paths) else np.asarray(decoded.pixels[ok])
+    return AuditImages(scan=scan, classes=list(scan.classes), paths=[paths[i] for i in ok],
+                       splits=np.array([tagged[i][0] for i in ok], dtype=object).astype(str),
+                       labels=np.array([tagged[i][2] for i in ok], dtype=np.int64), pixels=pixels,
+                       img_size=size, color=color, interpolation=interpolation, skipped=skipped)
+
+
+def grey_thumbnails(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
+    """(N, S, S, C) uint8 -> (N, T, T) uint8 luma, T = min(S, side); area-averaged when it shrinks. Kept as
+    uint8 (rounding costs under half a grey level) so 70,000 thumbnails take 70 MB, not 290."""
+    import torch
+
+    n, size = len(pixels), pixels.shape[1]
+    target = min(size, side)
+    out = np.empty((n, target, target), dtype=np.uint8)
+    for start in range(0, n, _CHUNK):
+        chunk = np.asarray(pixels[start:start + _CHUNK], dtype=np.float32)
+        grey = chunk[..., 0] if chunk.shape[-1] == 1 else chunk @ _LUMA
+        if target != size:
+            t = torch.from_numpy(np.ascontiguousarray(grey))[:, None]
+            grey = torch.nn.functional.interpolate(t, size=(target, target), mode="area")[:, 0].numpy()
+        out[start:start + len(chunk)] = np.clip(np.rint(grey), 0, 255)
+    return out

@@ -1,0 +1,96 @@
+"""Likely label errors by confident learning (Northcutt, Jiang and Chuang, "Confident Learning: Estimating
+Uncertainty in Dataset Labels", JAIR 2021), written here from the paper (cleanlab implements it too, but is
+AGPL-3.0 and we are MIT).
+
+1. Out-of-fold predicted probabilities: k-fold over the images, a quick model fitted on the other folds
+   predicts each fold, so no image is judged by a model that saw its label; one temperature fitted on all the
+   out-of-fold predictions keeps the probabilities off exactly 0 and 1.
+2. Per-class thresholds: t_j = the mean predicted probability of class j over the images labelled j (the
+   class's self-confidence).
+3. An image labelled i is a likely error when some class j != i reaches its threshold and is the most
+   probable of the classes that do (the off-diagonal of the paper's confident joint).
+4. Flagged images are ranked by self-confidence, the probability of their given label, lowest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .gaussians import SHRINK, ClassGaussians, fit_temperature, softmax
+
+QUICK_MODEL = (f"regularised quadratic discriminant (a Gaussian per class, covariance shrunk {SHRINK} toward "
+               f"identity), temperature-scaled")
+MIN_PER_CLASS = 3  # every training fold keeps >= 2 images of each class
+
+
+@dataclass
+class OutOfFold:
+    """What the k-fold pass gives for each image, from the model fitted on the other folds."""
+
+    probabilities: np.ndarray  # (N, K), temperature-scaled
+    distance: np.ndarray  # (N,) smallest squared Mahalanobis distance to a class, per dimension
+    folds: int
+    temperature: float
+
+
+@dataclass
+class LabelIssues:
+    probabilities: np.ndarray  # (N, K) out-of-fold
+    thresholds: np.ndarray  # (K,) per-class self-confidence thresholds (NaN for a class with no image)
+    suggested: np.ndarray  # (N,) class the confident joint puts the image in, -1 when no class is confident
+    flagged: np.ndarray  # (N,) bool: suggested is another class than the given label
+    self_confidence: np.ndarray  # (N,) probability of the given label
+    ranking: np.ndarray  # indices of flagged images, most suspicious first
+    folds: int
+    accuracy: float  # out-of-fold accuracy against the given labels
+
+
+def out_of_fold(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = 5,
+                seed: int = 0) -> OutOfFold:
+    """k-fold over the images (stratified, seeded; fewer folds than asked when the smallest class is smaller):
+    each fold is judged by class Gaussians fitted on the others."""
+    from sklearn.model_selection import StratifiedKFold
+
+    _, counts = np.unique(labels, return_counts=True)
+    folds = int(min(folds, counts.min()))
+    logits = np.full((len(labels), num_classes), -np.inf)
+    distance = np.zeros(len(labels))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, held_out in splitter.split(features, labels):
+        model = ClassGaussians.fit(features[train], labels[train])
+        mahalanobis = model.mahalanobis(features[held_out])
+        logits[np.ix_(held_out, model.classes)] = (-0.5 * (mahalanobis + model.log_dets[None, :])
+                                                   + model.log_priors[None, :])
+        distance[held_out] = mahalanobis.min(axis=1) / features.shape[1]
+    temperature = fit_temperature(logits, labels)
+    return OutOfFold(softmax(np.where(np.isfinite(logits), logits, -1e30), temperature), distance, folds,
+                     temperature)
+
+
+def confident_learning(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, suggested, flagged) for out-of-fold `probabilities` and given `labels` (steps 2 and 3)."""
+    n, k = probabilities.shape
+    thresholds = np.full(k, np.nan)
+    for j in range(k):
+        rows = labels == j
+        if rows.any():
+            thresholds[j] = probabilities[rows, j].mean()
+    # a class with no labelled image has no threshold and is never suggested
+    above = probabilities >= np.where(np.isnan(thresholds), np.inf, thresholds)[None, :]
+    masked = np.where(above, probabilities, -1.0)
+    suggested = np.where(above.any(axis=1), masked.argmax(axis=1), -1)
+    flagged = (suggested >= 0) & (suggested != labels)
+    return thresholds, suggested, flagged
+
+
+def find_label_issues(oof: OutOfFold, labels: np.ndarray) -> LabelIssues:
+    probabilities = oof.probabilities
+    thresholds, suggested, flagged = confident_learning(probabilities, labels)
+    rows = np.arange(len(labels))
+    self_confidence = probabilities[rows, labels]
+    candidates = np.flatnonzero(flagged)
+    ranking = candidates[np.argsort(self_confidence[candidates], kind="stable")]
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+    return LabelIssues(probabilities, thresholds, suggested, flagged, self_confidence, ranking, oof.folds, accuracy)

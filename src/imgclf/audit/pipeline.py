@@ -1,0 +1,231 @@
+"""`audit(data, run=None, ...)`: the whole audit of an image folder, from scan to audit.json and audit.html.
+
+Stages, each timed in audit.json's `seconds`: decode (the shared uint8 cache), exact hashes, near-duplicates,
+features (the run's penultimate layer, or pixels), label errors (confident learning over out-of-fold
+probabilities), outliers and pixel checks, then the record and the page.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import bad_path, invalid
+from ..io import writable_folder, write_json
+from .duplicates import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates, group_flags, leakage_counts
+from .features import FEATURE_DIMS, Features, pixel_features, run_features
+from .hashing import content_digests, perceptual_signatures
+from .images import AuditImages, grey_thumbnails, load_images
+from .label_errors import MIN_PER_CLASS, QUICK_MODEL, LabelIssues, find_label_issues, out_of_fold
+from .outliers import (OUTLIER_Z, Outliers, PixelStats, class_distance, feature_outliers, pixel_stats,
+                       quality_issues)
+
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, "all": 3}
+
+
+@dataclass
+class AuditResult:
+    """What `audit` found: the record written to audit.json, where it went, and the arrays behind it (for
+    benchmarks and for a group-aware split: `duplicates.group_ids()`, one id per image of `images`)."""
+
+    record: Any  # records.AuditRecord
+    folder: Path
+    images: AuditImages
+    duplicates: Duplicates
+    features: Features
+    label_issues: LabelIssues | None
+    outliers: Outliers
+    pixel_stats: PixelStats
+
+    @property
+    def json_path(self) -> Path:
+        return self.folder / "audit.json"
+
+    @property
+    def html_path(self) -> Path:
+        return self.folder / "audit.html"
+
+
+def default_out(data: str | os.PathLike) -> Path:
+    """audits/<folder name> in the current folder, as runs go to runs/<name>."""
+    return Path("audits") / (Path(os.path.abspath(data)).name or "data")
+
+
+def feature_dims(smallest_class: int) -> int:
+    """Principal components the quick model works in: half the smallest class, 8 to 64. Each class gets its
+    own covariance; with 30 images a class and 64 dimensions it would be mostly the shrinkage (measured on 512
+    digits with 6 planted flips: 64 components found 5 of them among 11 flagged, 16 found all 6 among 7)."""
+    return int(np.clip(smallest_class // 2, 8, FEATURE_DIMS))
+
+
+def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, run: Any) -> None:
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise invalid("folds", folds, "a whole number >= 2")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise invalid("seed", seed, "a whole number >= 0")
+    if isinstance(near_threshold, bool) or not isinstance(near_threshold, (int, float)) \
+            or not 0 < near_threshold <= 1:
+        raise invalid("near_threshold", near_threshold, "a correlation in (0, 1]")
+    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 8):
+        raise invalid("img_size", img_size, "a whole number of pixels >= 8")
+    if run is not None:
+        path = Path(run)
+        if not path.is_dir():
+            raise bad_path("run", path, "a run directory", "a file" if path.exists() else "no such folder")
+
+
+def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+          img_size: int | None = None, folds: int = 5, seed: int = 0, near_threshold: float = NEAR_THRESHOLD,
+          workers: int = 2, cache_dir: str | os.PathLike | None = None, page: bool = True) -> AuditResult:
+    """Audit the image folder `data` (class folders, or train/ val/ test/ of class folders) and write
+    audit.json and audit.html into `out` (default `audits/<folder name>`).
+
+    run: a run directory whose model gives the features (its size and colour mode decide the decode); without
+    it the images' own pixels do. img_size: decode size without a run (default: the images' median short side,
+    clipped to 16..64). folds: k of the out-of-fold probabilities. near_threshold: correlation a near-duplicate
+    pair must reach.
+    """
+    _check(folds, seed, near_threshold, img_size, run)
+    out = writable_folder("out", out if out is not None else default_out(data))
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 3)
+        clock = now
+
+    card = None
+    if run is not None:
+        from ..records import load_card
+
+        card = load_card(run)
+        if img_size is not None and img_size != card.img_size:
+            raise invalid("img_size", img_size, f"the run's own size, {card.img_size}, or left out",
+                          hint="The run's model takes images of its own size")
+    from ..data.folder import scan_folder
+
+    scan = scan_folder(data)
+    images = load_images(data, img_size=card.img_size if card else img_size,
+                         color=card.color if card else "auto",
+                         interpolation=card.interpolation if card else "bilinear",
+                         cache_dir=cache_dir, workers=workers, scan=scan)
+    if len(images) == 0:
+        raise invalid("data", data, "a folder with at least one readable image",
+                      note=f"all {len(images.skipped)} files skipped")
+    lap("decode")
+    digests = content_digests(images.paths, workers=max(2, workers))
+    lap("exact_hashes")
+    thumbs = grey_thumbnails(images.pixels)
+    signatures = perceptual_signatures(thumbs, seed=seed)
+    duplicates = find_duplicates(thumbs, signatures, digests, threshold=near_threshold)
+    lap("near_duplicates")
+    counts = np.bincount(images.labels, minlength=len(images.classes))
+    present = counts[counts > 0]
+    dims = feature_dims(int(present.min()))
+    features = run_features(run, images.pixels, dims=dims, seed=seed) if run is not None \
+        else pixel_features(images.pixels, dims=dims, seed=seed)
+    lap("features")
+    issues = None
+    note = ""
+    if len(present) >= 2 and present.min() >= MIN_PER_CLASS:
+        oof = out_of_fold(features.values, images.labels, len(images.classes), folds, seed)
+        issues = find_label_issues(oof, images.labels)
+        distance = oof.distance
+    else:
+        note = (f"label errors not checked: needs at least 2 classes with {MIN_PER_CLASS} or more images each "
+                f"(smallest class has {int(present.min()) if len(present) else 0})")
+        distance = class_distance(features.values, images.labels)
+    lap("label_errors")
+    outliers = feature_outliers(distance, features.residual)
+    stats = pixel_stats(images.pixels)
+    lap("outliers")
+
+    from .. import __version__
+    from ..records import AuditRecord
+    from .freshness import data_fingerprint, remember
+
+    record = AuditRecord.model_validate({
+        "root": str(Path(data).resolve()),
+        "layout": scan.layout,
+        "classes": images.classes,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "imgclf_version": __version__,
+        "fingerprint": data_fingerprint(scan),
+        "settings": {"img_size": images.img_size, "color": images.color, "interpolation": images.interpolation,
+                     "run": str(Path(run).resolve()) if run is not None else None, "folds": folds, "seed": seed,
+                     "near_threshold": near_threshold, "neighbours": NEIGHBOURS, "outlier_z": OUTLIER_Z},
+        "features": {"source": features.source, "description": features.description,
+                     "model": QUICK_MODEL,
+                     "folds": issues.folds if issues else 0, "accuracy": issues.accuracy if issues else None,
+                     "note": note},
+        **_findings(images, duplicates, issues, outliers, stats),
+        "skipped": images.skipped,
+        "seconds": seconds,
+    })
+    result = AuditResult(record, out, images, duplicates, features, issues, outliers, stats)
+    if page:
+        from .report import write_audit_page
+
+        write_audit_page(result)
+    lap("write")
+    record.seconds.update(seconds)
+    record.seconds["total"] = round(sum(seconds.values()), 3)
+    write_json(result.json_path, record.model_dump(mode="json"))
+    remember(data, result.json_path)
+    return result
+
+
+def _image(images: AuditImages, i: int) -> dict[str, str]:
+    return {"path": images.relative(i), "split": str(images.splits[i]), "label": images.classes[images.labels[i]]}
+
+
+def _findings(images: AuditImages, duplicates: Duplicates, issues: LabelIssues | None, outliers: Outliers,
+              stats: PixelStats) -> dict[str, Any]:
+    classes = images.classes
+    groups = []
+    for g in duplicates.groups:
+        members = sorted(g.members, key=lambda i: (SPLIT_ORDER.get(str(images.splits[i]), 9), images.paths[i]))
+        groups.append({"kind": g.kind, "similarity": round(g.similarity, 5),
+                       "flags": group_flags(members, images.splits, images.labels),
+                       "classes": sorted({classes[images.labels[i]] for i in members}),
+                       "splits": sorted({str(images.splits[i]) for i in members}, key=lambda s: SPLIT_ORDER.get(s, 9)),
+                       "members": [_image(images, i) for i in members]})
+    # the most telling first: leakage, then conflicting labels, then plain copies; larger groups first
+    rank = {"leakage": 0, "conflicting_labels": 1, "same_class": 2}
+    groups.sort(key=lambda g: (min(rank[f] for f in g["flags"]), -len(g["members"])))
+    leaked = 0
+    for g in groups:
+        if "leakage" in g["flags"]:
+            leaked += sum(1 for m in g["members"] if m["split"] in ("val", "test"))
+    label_issues = []
+    if issues is not None:
+        for i in issues.ranking:
+            s = int(issues.suggested[i])
+            label_issues.append({**_image(images, i), "suggested": classes[s],
+                                 "self_confidence": round(float(issues.self_confidence[i]), 6),
+                                 "suggested_probability": round(float(issues.probabilities[i, s]), 6)})
+    outlier_list = [{**_image(images, i), "score": round(float(outliers.score[i]), 3)} for i in outliers.ranking]
+    pixel_list = [{**_image(images, i), "issues": reasons, "mean": round(float(stats.mean[i]), 2),
+                   "std": round(float(stats.std[i]), 2)} for i, reasons in quality_issues(stats)]
+    counts = {
+        "images": len(images), "skipped": len(images.skipped),
+        "duplicate_groups": len(groups),
+        "exact_groups": sum(g["kind"] == "exact" for g in groups),
+        "near_groups": sum(g["kind"] == "near" for g in groups),
+        "redundant_images": sum(len(g["members"]) - 1 for g in groups),
+        "conflicting_label_groups": sum("conflicting_labels" in g["flags"] for g in groups),
+        "leakage_groups": sum("leakage" in g["flags"] for g in groups),
+        "leaked_images": leaked,
+        "label_issues": len(label_issues), "outliers": len(outlier_list), "pixel_issues": len(pixel_list),
+    }
+    return {"counts": counts, "leakage": leakage_counts(duplicates.group_of, images.splits),
+            "duplicate_groups": groups, "label_issues": label_issues, "outliers": outlier_list,
+            "pixel_issues": pixel_list}

@@ -1,0 +1,79 @@
+"""audit.html: the audit as a self-contained page in the run report's look (imgclf.pages' environment and
+base.html). Each duplicate group is a strip of thumbnails, each suspect a card; thumbnails are the decoded
+cache pixels as PNG data URIs, so the page needs no file beside it."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_write_text
+from ..pages import render
+
+SHOWN_GROUPS = 60
+SHOWN_MEMBERS = 12
+SHOWN_SUSPECTS = 48
+SHOWN_OUTLIERS = 24
+FLAG_TEXT = {"leakage": "leakage", "conflicting_labels": "conflicting labels", "same_class": "same class"}
+PIXEL_TEXT = {"dark": "dark", "bright": "bright", "low_variance": "low variance", "near_empty": "near-empty"}
+
+
+def png_uri(pixels: np.ndarray) -> str:
+    """(H, W, C) uint8 -> PNG data URI."""
+    from PIL import Image
+
+    array = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _findings(record: Any) -> list[str]:
+    c = record.counts
+    out = []
+    if c.leakage_groups:
+        pairs = ", ".join(f"{k} {v}" for k, v in record.leakage.items() if v)
+        out.append(f"{c.leaked_images} validation/test image(s) have a copy in another split ({pairs} groups): "
+                   f"scores on those splits are inflated until the copies are removed or moved.")
+    if c.conflicting_label_groups:
+        out.append(f"{c.conflicting_label_groups} group(s) hold the same picture under different classes: "
+                   f"at most one of the labels is right.")
+    if c.label_issues:
+        out.append(f"{c.label_issues} image(s) look like another class than their label (confident learning); "
+                   f"the most suspicious are shown first.")
+    if c.outliers or c.pixel_issues:
+        out.append(f"{c.outliers} image(s) are far from every class, {c.pixel_issues} nearly empty, dark, "
+                   f"bright or flat.")
+    if not out:
+        out.append("No duplicates, leakage, likely label errors or outliers found.")
+    return out
+
+
+def write_audit_page(result: Any) -> Path:
+    record, images = result.record, result.images
+    index = {images.relative(i): i for i in range(len(images))}
+    small = images.img_size < 48  # tiny images are enlarged without smoothing
+
+    def thumb(path: str) -> str:
+        return png_uri(np.asarray(images.pixels[index[path]]))
+
+    groups = []
+    for g in record.duplicate_groups[:SHOWN_GROUPS]:
+        groups.append({"group": g, "flags": [FLAG_TEXT[f] for f in g.flags],
+                       "members": [{"m": m, "src": thumb(m.path)} for m in g.members[:SHOWN_MEMBERS]],
+                       "more": max(0, len(g.members) - SHOWN_MEMBERS)})
+    suspects = [{"s": s, "src": thumb(s.path)} for s in record.label_issues[:SHOWN_SUSPECTS]]
+    outliers = [{"o": o, "src": thumb(o.path)} for o in record.outliers[:SHOWN_OUTLIERS]]
+    pixel_issues = [{"p": p, "src": thumb(p.path), "issues": [PIXEL_TEXT[i] for i in p.issues]}
+                    for p in record.pixel_issues[:SHOWN_OUTLIERS]]
+    html = render("audit.html", record=record, c=record.counts, findings=_findings(record), groups=groups,
+                  suspects=suspects, outliers=outliers, pixel_issues=pixel_issues, pixelated=small,
+                  name=Path(record.root).name, shown={"groups": SHOWN_GROUPS, "members": SHOWN_MEMBERS,
+                                                      "suspects": SHOWN_SUSPECTS, "outliers": SHOWN_OUTLIERS})
+    path = result.html_path
+    atomic_write_text(path, html)
+    return path

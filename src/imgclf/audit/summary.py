@@ -1,0 +1,32 @@
+"""The audit's counts as a few console lines: what `imgclf audit` ends with and `imgclf inspect` shows while
+the folder's last audit is fresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = None) -> list[str]:
+    """Plain-text lines (Rich markup only for colour) for an AuditCounts."""
+    c = counts
+    warn = lambda n: f"[yellow]{n}[/yellow]" if n else str(n)  # noqa: E731
+    between = ", ".join(f"{k} {v}" for k, v in leakage.items() if v)
+    lines = [
+        f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "
+        f"{c.redundant_images} redundant images",
+        f"leakage: {warn(c.leaked_images)} val/test images with a copy in another split"
+        + (f" ({c.leakage_groups} groups: {between})" if c.leakage_groups else ""),
+        f"conflicting labels: {warn(c.conflicting_label_groups)} groups hold one picture under several classes",
+        f"likely label errors: {warn(c.label_issues)}"
+        + (f" (out-of-fold accuracy {100 * accuracy:.1f} %)" if accuracy is not None else ""),
+        f"outliers: {c.outliers}; dark, bright, flat or near-empty: {c.pixel_issues}",
+    ]
+    return lines
+
+
+def render_counts(record: Any, console: Any, heading: str | None = None) -> None:
+    c = record.counts
+    console.print(heading or f"[bold]audit[/bold] of {c.images} images ({c.skipped} skipped), features: "
+                             f"{record.features.source}")
+    for line in count_lines(c, record.leakage, record.features.accuracy):
+        console.print(f"  {line}")

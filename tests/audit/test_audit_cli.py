@@ -1,0 +1,44 @@
+"""`imgclf audit` on the command line, and `imgclf inspect` showing the audit's counts while it is fresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from typer.testing import CliRunner
+
+from audit_fixtures import make_blob_folder
+from imgclf.cli import app
+
+
+def test_audit_command_writes_its_files_and_inspect_shows_the_counts_until_the_folder_changes(tmp_path):
+    data = make_blob_folder(tmp_path / "data")
+    shutil.copyfile(data / "train" / "cat" / "cat_000.png", data / "test" / "cat" / "leaked.png")
+    out = tmp_path / "audit"
+    runner = CliRunner()
+    result = runner.invoke(app, ["audit", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "audit.json").is_file() and (out / "audit.html").is_file()
+    assert "leakage: 1 val/test images with a copy in another split (1 groups: train-test 1)" in result.output
+    assert f"page: {out / 'audit.html'}" in result.output
+
+    shown = runner.invoke(app, ["inspect", str(data)])
+    assert shown.exit_code == 0, shown.output
+    assert f"({out / 'audit.json'}):" in shown.output and "duplicates: 1 groups (1 exact, 0 near)" in shown.output
+    as_json = json.loads(runner.invoke(app, ["inspect", str(data), "--json"]).output)
+    assert as_json["audit"]["status"] == "fresh" and as_json["audit"]["counts"]["leaked_images"] == 1
+
+    leaked = data / "test" / "cat" / "leaked.png"
+    stat = leaked.stat()
+    os.utime(leaked, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # the folder changed
+    stale = runner.invoke(app, ["inspect", str(data)])
+    assert "is stale: the folder changed since" in stale.output and "duplicates:" not in stale.output
+
+
+def test_audit_json_option_prints_the_counts(tmp_path):
+    data = make_blob_folder(tmp_path / "data", classes=("a", "b"), per_split={"train": 6})
+    result = CliRunner().invoke(app, ["audit", str(data), "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed["counts"]["images"] == 12 and printed["counts"]["duplicate_groups"] == 0 and printed["audit"].endswith("audit.json")

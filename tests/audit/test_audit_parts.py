@@ -1,0 +1,188 @@
+"""The audit's parts on their own: the pair verifier against a plain reference, the inverted-file candidate
+search against brute force, the confident-learning rule on a hand-made matrix, and the freshness fingerprint."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from audit_fixtures import planted  # noqa: F401 (fixture)
+from imgclf.audit import duplicates
+from imgclf.audit.duplicates import candidate_pairs, find_duplicates, pair_similarity, sharpness
+from imgclf.audit.hashing import gaussian_blur, perceptual_signatures
+from imgclf.audit.images import grey_thumbnails, load_images
+from imgclf.audit.label_errors import confident_learning
+
+
+@pytest.fixture(scope="module")
+def thumbs(planted):
+    images = load_images(planted.root)
+    return images, grey_thumbnails(images.pixels)
+
+
+def _reference(thumbs, offsets, i, j):
+    """The verifier's score written plainly: overlap NCC over base + (-1..1)^2 as the images are, then at the
+    best of those shifts with the sharper image blurred."""
+    import torch
+
+    side = thumbs.shape[1]
+    reach = max(2, side // 8)
+    a, b = thumbs[i].astype(np.float32), thumbs[j].astype(np.float32)
+    blur = lambda x: np.clip(np.rint(gaussian_blur(torch.from_numpy(x[None]), 0.7 * side / 28)[0].numpy()), 0, 255)  # noqa: E731
+    a2, b2 = (blur(a), b) if sharpness(thumbs[[i]])[0] > sharpness(thumbs[[j]])[0] else (a, blur(b))
+    base = np.clip(np.rint(offsets[j] - offsets[i]), -reach, reach).astype(int)
+
+    def ncc(x, y, dy, dx):
+        u = x[max(0, -dy):side - max(0, dy), max(0, -dx):side - max(0, dx)]
+        v = y[max(0, dy):side - max(0, -dy), max(0, dx):side - max(0, -dx)]
+        if u.size < 0.6 * side * side:
+            return -1.0
+        u, v = u - u.mean(), v - v.mean()
+        return float((u * v).sum() / np.sqrt((u * u).sum() * (v * v).sum()))
+
+    shifts = [(base[0] + ry, base[1] + rx) for ry in (-1, 0, 1) for rx in (-1, 0, 1)]
+    raw = [ncc(a, b, dy, dx) for dy, dx in shifts]
+    best = int(np.argmax(raw))
+    return max(raw[best], ncc(a2, b2, *shifts[best]))
+
+
+def test_pair_similarity_equals_the_plain_overlap_correlation(thumbs):
+    _, th = thumbs
+    signatures = perceptual_signatures(th)
+    pairs, _ = candidate_pairs(signatures.vectors)
+    sample = pairs[np.random.default_rng(0).choice(len(pairs), 60, replace=False)]
+    fast = pair_similarity(th, signatures.offsets, sample)
+    slow = [_reference(th, signatures.offsets, i, j) for i, j in sample]
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+
+
+def _sharp(seed: int, tall: bool = False, side: int = 28) -> np.ndarray:
+    """Hard-edged grey shapes on black, as Fashion-MNIST's objects; tall: bars from the top edge to the bottom
+    edge (trousers), which a vertical shift crops, so the centres of mass no longer tell the shift exactly."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((side, side), np.uint8)
+    if tall:
+        for _ in range(4):
+            x, w = rng.integers(3, 22), rng.integers(2, 5)
+            img[:, x:x + w] = rng.integers(80, 255)
+    for _ in range(10):
+        y, x = rng.integers(4, 20, 2)
+        h, w = rng.integers(2, 8, 2)
+        img[y:y + h, x:x + w] = rng.integers(60, 255)
+    return img
+
+
+def _perturbed(img: np.ndarray, kind: str) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    from imgclf.data.decode import image_to_array
+
+    pil = Image.fromarray(img)
+    if kind == "jpeg-60":
+        buffer = io.BytesIO()
+        pil.save(buffer, "JPEG", quality=60)
+        buffer.seek(0)
+        pil = Image.open(buffer)
+    elif kind == "resize-0.9":
+        pil = pil.resize((25, 25), Image.Resampling.BICUBIC)
+    else:  # shift by 2 px down (and 1 px left for the shapes)
+        pil = pil.transform(pil.size, Image.Transform.AFFINE, (1, 0, 0 if kind == "crop-shift" else 1, 0, 1, -2),
+                            fillcolor=0)
+    return image_to_array(pil, img.shape[0], "grayscale", "bilinear")[..., 0]  # decoded as the audit decodes
+
+
+@pytest.mark.parametrize("kind", ["jpeg-60", "resize-0.9", "shift", "crop-shift"])
+def test_the_verifier_sees_through_each_perturbation_of_sharp_small_images(kind):
+    """Smooth enlarged digits survive any perturbation; sharp 28 x 28 shapes need the blurred comparison
+    (resize) and the search around the shift the centres of mass suggest (a cropping shift)."""
+    originals = [_sharp(seed, tall=kind == "crop-shift") for seed in range(24)]
+    others = [_sharp(1000 + seed, tall=kind == "crop-shift") for seed in range(24)]
+    thumbs = np.stack([*originals, *[_perturbed(o, kind) for o in originals], *others])
+    signatures = perceptual_signatures(thumbs)
+    n = len(originals)
+    copies = pair_similarity(thumbs, signatures.offsets, np.array([(k, n + k) for k in range(n)]))
+    unrelated = pair_similarity(thumbs, signatures.offsets, np.array([(k, 2 * n + k) for k in range(n)]))
+    assert copies.min() >= duplicates.NEAR_THRESHOLD, np.sort(copies)[:3]
+    assert unrelated.max() < duplicates.NEAR_THRESHOLD
+
+
+def test_inverted_file_search_finds_the_planted_copies_brute_force_finds(thumbs, planted, monkeypatch):
+    images, th = thumbs
+    signatures = perceptual_signatures(th)
+    brute = find_duplicates(th, signatures)
+    monkeypatch.setattr(duplicates, "_BRUTE_FORCE", 64)  # 500 images: about 16 cells of 32
+    monkeypatch.setattr(duplicates, "_CELL", 32)
+    made = []
+    real_cells = duplicates._cells
+    monkeypatch.setattr(duplicates, "_cells", lambda *a: made.append(real_cells(*a)) or made[-1])
+    cells = find_duplicates(th, signatures)
+    index = {images.relative(i): i for i in range(len(images))}
+    for kind, (original, copy) in planted.copies.items():
+        if kind == "exact":
+            continue  # no digests passed: an exact copy is a near-duplicate of correlation 1 here
+        a, b = index[original], index[copy]
+        assert brute.group_of[a] >= 0 and brute.group_of[a] == brute.group_of[b], kind
+        assert cells.group_of[a] >= 0 and cells.group_of[a] == cells.group_of[b], kind
+    # the search went through the cells, each a small part of the data set
+    assert made and len(made[0]) >= 8 and max(len(m) for m in made[0]) < len(th) / 3
+
+
+def test_confident_learning_flags_only_confident_off_diagonal_images():
+    probabilities = np.array([
+        [0.9, 0.1, 0.0],  # labelled 0, confident 0
+        [0.7, 0.3, 0.0],  # labelled 0, confident 0 (0.7 >= t0 = 0.6)
+        [0.2, 0.8, 0.0],  # labelled 0, class 1 above t1: an issue, suggested 1
+        [0.1, 0.9, 0.0],  # labelled 1
+        [0.0, 0.6, 0.4],  # labelled 1, 0.6 < t1 = 0.75, 0.4 < t2 = 0.7: no class confident
+        [0.0, 0.3, 0.7],  # labelled 2
+    ])
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    thresholds, suggested, flagged = confident_learning(probabilities, labels)
+    np.testing.assert_allclose(thresholds, [0.6, 0.75, 0.7])
+    assert suggested.tolist() == [0, 0, 1, 1, -1, 2]
+    assert flagged.tolist() == [False, False, True, False, False, False]
+
+
+@pytest.mark.parametrize("part", ["distance", "residual"])
+def test_an_image_far_out_on_either_part_of_the_outlier_score_is_listed(part):
+    from imgclf.audit.outliers import OUTLIER_Z, feature_outliers
+
+    rng = np.random.default_rng(0)
+    distance, residual = rng.lognormal(0, 0.3, 500), rng.lognormal(0, 0.3, 500)
+    (distance if part == "distance" else residual)[17] *= 50
+    found = feature_outliers(distance, residual)
+    assert found.ranking[0] == 17 and found.score[17] >= OUTLIER_Z
+    assert found.flagged.sum() <= 3  # a log-normal spread of 0.3 is no outlier
+
+
+def test_the_fingerprint_changes_when_a_file_changes(planted):
+    from imgclf.audit.freshness import data_fingerprint
+    from imgclf.data.folder import scan_folder
+
+    before = data_fingerprint(scan_folder(planted.root))
+    assert before == data_fingerprint(scan_folder(planted.root))
+    target = planted.root / planted.noise
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        assert data_fingerprint(scan_folder(planted.root)) != before
+    finally:
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"folds": 1}, "folds=1"), ({"folds": "5"}, "folds='5'"), ({"seed": -1}, "seed=-1"),
+    ({"near_threshold": 0}, "near_threshold=0"), ({"near_threshold": 1.5}, "near_threshold=1.5"),
+    ({"img_size": 4}, "img_size=4"),
+])
+def test_bad_options_are_refused_before_any_work(planted, tmp_path, options, message):
+    from imgclf.audit import audit
+    from imgclf.errors import ImgclfError
+
+    with pytest.raises(ImgclfError, match=message.replace("[", r"\[")):
+        audit(planted.root, out=tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()

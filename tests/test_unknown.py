@@ -13,10 +13,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from imgclf.config import TrainConfig
 from imgclf.inference import Classifier
 from imgclf.io import read_json
 from imgclf.ood import DETECTORS, TrustHead, fit_mahalanobis, threshold_at
 from trust_run import ACCEPTANCE, noise_images, trust_run
+
+DEFAULT = TrainConfig.model_fields["unknown_detector"].default
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def noise_files(tmp_path_factory) -> list[str]:
 
 def test_the_threshold_keeps_the_stated_share_of_validation_images(run):
     card = read_json(run / "model.json")["unknown"]
-    assert card["detector"] == "mahalanobis" and card["acceptance"] == ACCEPTANCE and card["split"] == "val"
+    assert card["detector"] == DEFAULT and card["acceptance"] == ACCEPTANCE and card["split"] == "val"
     clf = Classifier.load(run)
     pixels, labels = _split(run, clf, "val")
     kept = 1.0 - clf.infer_pixels(pixels).unknown.mean()
@@ -62,7 +65,7 @@ def test_noise_is_unknown_and_in_distribution_images_mostly_are_not(run, noise_f
         assert p.score < clf.threshold and p.best_label in clf.classes and p.best_label == p.top[0][0]
         assert p.probability == pytest.approx(p.top[0][1])
     metrics = read_json(run / "metrics.json")["unknown"]
-    assert metrics["detector"] == "mahalanobis" and metrics["threshold"] == clf.threshold
+    assert metrics["detector"] == DEFAULT and metrics["threshold"] == clf.threshold
     assert metrics["flagged"] == pytest.approx(clf.infer_pixels(test_pixels).unknown.mean())
 
 
@@ -155,6 +158,20 @@ def test_scores_match_pytorch_ood():
     rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
     assert np.corrcoef(rank(ours), rank(theirs))[0, 1] > 0.98
     assert np.allclose(means, reference.mu.numpy(), atol=1e-5)
+
+
+def test_mahalanobis_l2_scores_the_direction_of_the_features_not_their_length():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 5)) + np.repeat(np.eye(5)[:3] * 4, 100, axis=0)
+    y = np.repeat(np.arange(3), 100)
+    new = torch.from_numpy(rng.normal(size=(20, 5)) + 2.0)
+    scores = {}
+    for detector in ("mahalanobis", "mahalanobis-l2"):
+        means, precision = fit_mahalanobis(features, y, 3, unit_length=detector == "mahalanobis-l2")
+        head = TrustHead(1.0, detector, None, torch.from_numpy(means), torch.from_numpy(precision))
+        scores[detector] = [head(torch.zeros(20, 3), new * s)[1] for s in (1.0, 3.0)]
+    assert torch.allclose(*scores["mahalanobis-l2"], atol=1e-5)
+    assert not torch.allclose(*scores["mahalanobis"], atol=1e-2)
 
 
 def test_a_card_without_the_block_never_says_unknown(tmp_path):

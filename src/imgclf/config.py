@@ -20,7 +20,7 @@ Normalize = Literal["auto", "dataset", "zerocenter", "rescale", "backbone"]
 Loss = Literal["ce", "focal"]
 Sampler = Literal["none", "oversample", "undersample"]
 Calibrate = Literal["none", "temperature"]
-UnknownDetector = Literal["msp", "energy", "mahalanobis"]
+UnknownDetector = Literal["msp", "energy", "mahalanobis", "mahalanobis-l2"]
 Tracker = Literal["csv", "tensorboard", "mlflow"]
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -171,9 +171,10 @@ class TrainConfig(BaseModel):
                                  "split's logits (Guo et al. 2017) so that probabilities match accuracy; the "
                                  "predicted class never changes. none: the raw softmax.")
     unknown_detector: UnknownDetector = Field(
-        "mahalanobis", description="How each prediction's in-distribution score is computed: msp (highest "
-        "probability), energy (logsumexp of the logits) or mahalanobis (distance of the penultimate features to "
-        "the nearest class mean, fitted on training images). Images scoring below the threshold are 'unknown'.")
+        "mahalanobis-l2", description="How each prediction's in-distribution score is computed: msp (highest "
+        "probability), energy (logsumexp of the logits), mahalanobis (distance of the penultimate features to the "
+        "nearest class mean, fitted on training images) or mahalanobis-l2 (the same on unit-length features; "
+        "Mahalanobis++). Images scoring below the threshold are 'unknown'.")
     unknown_acceptance: float = Field(0.95, gt=0.0, lt=1.0, description="Share of the validation images the "
                                       "unknown threshold keeps as known (0.95: 5 % of validation images would be "
                                       "called unknown).")

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
 from .records import ModelCard, load_card
-from .ood import STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
+from .ood import FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.folder import IMAGE_EXTENSIONS, is_hidden
 from .data.tensors import channel_stats, to_unit_nchw
@@ -64,7 +64,7 @@ def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
     if card.unknown is None:
         return TrustHead(card.temperature, "msp", None)
     means = precision = None
-    if card.unknown.detector == "mahalanobis":
+    if card.unknown.detector in FEATURE_DETECTORS:
         name = card.unknown.statistics or STATS_FILE
         path = Path(run_dir) / name if run_dir is not None else Path(name)
         if not path.is_file():

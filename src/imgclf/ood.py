@@ -9,6 +9,11 @@ card is reported as unknown. Detectors:
 - mahalanobis: minus the smallest squared Mahalanobis distance of the penultimate features to a class mean, with
   one covariance shared by all classes (Lee et al., 2018), fitted on training images. The covariance is
   scikit-learn's Ledoit-Wolf estimate: ReLU features often have dead units, whose plain covariance is singular.
+- mahalanobis-l2: the same on features scaled to unit length first (Mahalanobis++, Mueller and Hein, 2025): the
+  feature norm varies a lot within a class and misleads the Gaussian fit. On Fashion-MNIST (8 classes kept, a
+  fast_resnet at 88 % accuracy) it raised the AUROC against digits from 0.960 to 0.982 and against noise and
+  photos to 0.999 and 0.997, and lowered it against the 2 held-out classes from 0.927 to 0.864: the only one of
+  the detectors above 0.98 on every far set and 0.85 on the near one, hence the default.
 
 pytorch-ood (Apache-2.0) implements these detectors, but not as modules that can sit inside an exported graph,
 and the ONNX export must give the same scores as the torch path; so `TrustHead` implements the three formulas
@@ -27,8 +32,8 @@ from torch import nn
 
 from .errors import Described, invalid
 
-DETECTORS = ("msp", "energy", "mahalanobis")
-FEATURE_DETECTORS = ("mahalanobis",)
+DETECTORS = ("msp", "energy", "mahalanobis", "mahalanobis-l2")
+FEATURE_DETECTORS = ("mahalanobis", "mahalanobis-l2")
 STATS_FILE = "unknown.safetensors"  # beside model.safetensors: class means, precision, validation scores
 UNKNOWN_LABEL = "unknown"
 
@@ -80,10 +85,18 @@ class TrustHead(nn.Module):
         elif self.detector == "energy":
             score = torch.logsumexp(logits, dim=1)
         else:
-            g = features.flatten(1).to(torch.float64) @ self.whiten
+            f = features.flatten(1).to(torch.float64)
+            if self.detector == "mahalanobis-l2":
+                f = normalised(f)
+            g = f @ self.whiten
             distance = (g * g).sum(1, keepdim=True) - 2.0 * (g @ self.projected_means) + self.means_norm
             score = -distance.min(dim=1).values.to(torch.float32)
         return probs, score, score < self.cutoff
+
+
+def normalised(features: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (what mahalanobis-l2 fits and scores); a zero row stays zero."""
+    return features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def logits_and_features(model: nn.Module, x: torch.Tensor, features: bool = True
@@ -100,12 +113,16 @@ def logits_and_features(model: nn.Module, x: torch.Tensor, features: bool = True
     return model.forward_head(mapped), pre.flatten(1)
 
 
-def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int,
+                    unit_length: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Class means (K, D) and the precision (D, D) of the covariance shared by all classes (features centred on
-    their class mean; Ledoit-Wolf shrinkage), in float64."""
+    their class mean; Ledoit-Wolf shrinkage), in float64. unit_length: fit on features scaled to unit length
+    (mahalanobis-l2)."""
     from sklearn.covariance import LedoitWolf
 
     z = np.asarray(features, dtype=np.float64)
+    if unit_length:
+        z = normalised(torch.from_numpy(z)).numpy()
     y = np.asarray(labels, dtype=np.int64)
     missing = sorted(set(range(num_classes)) - set(y.tolist()))
     if missing:

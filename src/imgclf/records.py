@@ -249,7 +249,7 @@ class UnknownInfo(BaseModel):
     """The card's `unknown`: how an image is scored and below which score it is reported as unknown."""
 
     model_config = ConfigDict(extra="forbid")
-    detector: Literal["msp", "energy", "mahalanobis"]
+    detector: Literal["msp", "energy", "mahalanobis", "mahalanobis-l2"]
     acceptance: float = Field(gt=0, lt=1, description="Share of the validation images the threshold was set to "
                               "accept as known.")
     threshold: float | None = Field(description="Scores below it are unknown (higher scores: more like the "
@@ -260,8 +260,8 @@ class UnknownInfo(BaseModel):
     score_quantiles: dict[str, float] = Field(default_factory=dict, description="Validation scores at the "
                                               "percentiles named by the keys (p1, p5, p50, ...).")
     statistics: str | None = Field(None, description="File beside the weights holding the detector's tensors "
-                                   "(class means and precision for mahalanobis) and the validation scores.")
-    fitted_on: str = Field("", description="Images the detector's statistics come from (mahalanobis).")
+                                   "(class means and precision for the mahalanobis detectors) and the validation scores.")
+    fitted_on: str = Field("", description="Images the detector's statistics come from (mahalanobis detectors).")
     feature_dim: int | None = None
 
 

@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.dataset import PreparedData
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier
-from ..ood import STATS_FILE, TrustHead, fit_mahalanobis, save_stats, threshold_at
+from ..ood import FEATURE_DETECTORS, STATS_FILE, TrustHead, fit_mahalanobis, save_stats, threshold_at
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
 
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
@@ -78,7 +78,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     clf = Classifier(model, card, device, head=TrustHead())
     detector = cfg.unknown_detector
     val = data.splits["val"]
-    logits, features = _embed(clf, data, val.indices, detector == "mahalanobis")
+    logits, features = _embed(clf, data, val.indices, detector in FEATURE_DETECTORS)
     labels = val.labels
 
     if cfg.calibrate == "temperature":
@@ -95,10 +95,11 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
 
     stats: dict[str, np.ndarray] = {}
     fitted_on, feature_dim = "", None
-    if detector == "mahalanobis":
+    if detector in FEATURE_DETECTORS:
         rows, train_labels = _train_sample(data, cfg.seed)
         _, train_features = _embed(clf, data, rows, True)
-        means, precision = fit_mahalanobis(train_features, train_labels, len(data.classes))
+        means, precision = fit_mahalanobis(train_features, train_labels, len(data.classes),
+                                           unit_length=detector == "mahalanobis-l2")
         # the stored (float32) statistics are the ones every later score uses
         stats = {"means": means.astype(np.float32), "precision": precision.astype(np.float32)}
         fitted_on = f"{len(rows)} training images, without augmentation"

@@ -180,6 +180,12 @@ ROWS = [
     row("train-steps-per-epoch-text", lambda w: w.train("--steps-per-epoch", "all"), "--steps-per-epoch='all'",
         "integer"),
     row("train-val-steps-negative", lambda w: w.train("--val-steps", "-25"), "val_steps=-25", "greater than or equal to 1"),
+    # --- train: k-fold (issue 22) ---------------------------------------------------------------------------
+    row("train-folds-1", lambda w: w.train("--folds", "1"), "folds=1", "greater than or equal to 2"),
+    row("train-folds-0", lambda w: w.train("--folds", "0"), "folds=0", "greater than or equal to 2"),
+    row("train-folds-above-smallest-class", lambda w: w.train("--folds", "9"), "folds=9", "at most 7"),
+    row("train-fold-without-folds", lambda w: w.train("--fold", "2"), "fold=2", "unset without folds"),
+    row("train-fold-above-folds", lambda w: w.train("--folds", "3", "--fold", "4"), "fold=4", "between 1 and folds"),
     # --- train: choosing the data ---------------------------------------------------------------------------
     row("train-classes-unknown", lambda w: w.train("--classes", "cat,dgo"), "classes='dgo'",
         "one of {cat, dog, fox, owl}", "Did you mean: dog"),
@@ -192,12 +198,6 @@ ROWS = [
         "drop_classes=['fox']", "classes=['cat', 'dog']", "unset when classes is set"),
     row("train-per-class-max-0", lambda w: w.train("--per-class-max", "0"), "per_class_max=0", "a number >= 1"),
     row("train-per-class-max-text", lambda w: w.train("--per-class-max", "many"), "per_class_max='many'",
-    # --- train: k-fold (issue 22) ---------------------------------------------------------------------------
-    row("train-folds-1", lambda w: w.train("--folds", "1"), "folds=1", "greater than or equal to 2"),
-    row("train-folds-0", lambda w: w.train("--folds", "0"), "folds=0", "greater than or equal to 2"),
-    row("train-folds-above-smallest-class", lambda w: w.train("--folds", "9"), "folds=9", "at most 7"),
-    row("train-fold-without-folds", lambda w: w.train("--fold", "2"), "fold=2", "unset without folds"),
-    row("train-fold-above-folds", lambda w: w.train("--folds", "3", "--fold", "4"), "fold=4", "between 1 and folds"),
         "train=2999,test=599"),
     row("train-per-class-max-unknown-split", lambda w: w.train("--per-class-max", "trian=5"),
         "per_class_max split='trian'", "one of {test, train, val}"),

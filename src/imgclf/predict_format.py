@@ -47,7 +47,7 @@ def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
         ranked = "  ".join(f"{terminal_safe(lbl)} {prob:.3f}" for lbl, prob in p.top)
         score = "" if p.score is None else f"  (score {p.score:.4g})"
         if p.unknown:  # the known classes stay listed: the closest one is still worth seeing
-            lines.append(f"{terminal_safe(p.path)}\tUNKNOWN, like none of the classes{score}; closest: {ranked}")
+            lines.append(f"{terminal_safe(p.path)}\tUNKNOWN, like none of the classes {score.strip()}; closest: {ranked}")
         else:
             lines.append(f"{terminal_safe(p.path)}\t{ranked}{score}")
     return "\n".join(lines) + "\n"

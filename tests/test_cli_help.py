@@ -55,6 +55,30 @@ def test_models_lists_every_registered_model_without_importing_torch():
         assert name in done.stdout and get_model_info(name).description in done.stdout, name
 
 
+@pytest.mark.parametrize("argv", [["models"], ["--version"]])
+def test_quick_commands_import_neither_numpy_nor_the_training_settings(argv):
+    """`imgclf models` and `--version` build no other command's options: train's come from TrainConfig, the
+    study's from numpy code (issue 26). Pydantic itself Typer needs for any command with options."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from imgclf.cli import main; sys.argv = ['imgclf'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('numpy', 'torch', 'yaml', 'imgclf.config', 'imgclf.study.imbalance', "
+            "'pydantic') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    allowed = ["[]"] if argv == ["--version"] else ["[]", "['pydantic']"]
+    assert done.stdout.strip().splitlines()[-1] in allowed, done.stdout[-500:]
+
+
+@pytest.mark.parametrize("argv, flag", [(["data", "fetch", "--help"], "--out"), (["evaluate", "--help"], "--split"),
+                                        (["study", "imbalance", "--help"], "--per-class")])
+def test_commands_built_when_run_still_show_their_options(argv, flag):
+    result = CliRunner().invoke(app, argv, env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and flag in result.output, result.output
+
+
 @pytest.mark.parametrize("pattern", [
     r"Usage: \S+ train \[OPTIONS\] \[DATA\]\.\.\.",  # several folders
     r"DATA .*?several folders are used as one, classes merged by folder name",

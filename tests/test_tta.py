@@ -147,7 +147,8 @@ def _tta_help(command: str) -> str:
 
     from imgclf.cli import app
 
-    cmd = typer.main.get_command(app).commands[command]
+    group = typer.main.get_command(app)
+    cmd = group.resolve_command(typer.Context(group), [command])[1]  # the CLI builds a command when it runs
     return next(p.help for p in cmd.params if p.name == "tta")
 
 

@@ -16,9 +16,48 @@ from .cli_errors import CommandGroup
 from .errors import bad_path, invalid
 from .io import terminal_safe, writable_file, writable_folder
 
-app = typer.Typer(cls=CommandGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+_HELP_FLAGS = {"help_option_names": ["-h", "--help"]}
+_GENERATED: dict[Any, Any] = {}  # command function -> the function listing its generated options
+_DEFERRED: dict[Any, Any] = {}  # command function -> its Typer CommandInfo, built when the command runs
+
+
+class _Commands(CommandGroup):
+    """Builds only the command that runs. Typer builds a command's options with pydantic (its own type checks),
+    train's come from TrainConfig and the study's from numpy code: `imgclf models` and `--version` should wait
+    for none of them. Until it runs, a command holds its help line only, enough for `imgclf --help`'s list."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        func = getattr(getattr(cmd, "callback", None), "__wrapped__", None)
+        if func in _DEFERRED and func.__dict__.get("__signature__") is _PENDING:
+            if func in _GENERATED:
+                func.__signature__ = inspect.Signature(_GENERATED[func]())
+            else:
+                del func.__signature__  # the function's own parameters again
+            cmd = typer.main.get_command_from_info(_DEFERRED[func], pretty_exceptions_short=True,
+                                                   rich_markup_mode=getattr(cmd, "rich_markup_mode", None))
+            self.commands[name] = cmd
+        return name, cmd, rest
+
+
+_PENDING = inspect.Signature([])
+
+
+def _generated_command(group: typer.Typer, name: str, func: Any, options: Any) -> None:
+    _GENERATED[func] = options
+    group.command(name, context_settings=_HELP_FLAGS)(func)
+
+
+def _defer_options(*groups: typer.Typer) -> None:
+    for group in groups:
+        for info in group.registered_commands:
+            _DEFERRED[info.callback] = info
+            info.callback.__signature__ = _PENDING
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate, explain and serve image classifiers from a folder of labelled images.")
-data_app = typer.Typer(no_args_is_help=True, help="Built-in data sets.")
+data_app = typer.Typer(cls=_Commands, no_args_is_help=True, help="Built-in data sets.")
 app.add_typer(data_app, name="data")
 
 
@@ -136,8 +175,7 @@ def _print_folds(folds: Any) -> None:
     typer.echo(f"folds: {folds.path} (fold-1 ... fold-{summary['folds']}, folds.json)")
 
 
-train.__signature__ = inspect.Signature(_train_options())  # type: ignore[attr-defined]
-app.command("train", context_settings={"help_option_names": ["-h", "--help"]})(train)
+_generated_command(app, "train", train, _train_options)
 
 
 def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
@@ -168,8 +206,7 @@ def _lr_find_options() -> list[inspect.Parameter]:
     return params
 
 
-lr_find.__signature__ = inspect.Signature(_lr_find_options())  # type: ignore[attr-defined]
-app.command("lr-find", context_settings={"help_option_names": ["-h", "--help"]})(lr_find)
+_generated_command(app, "lr-find", lr_find, _lr_find_options)
 
 
 def _print_run_summary(run: Any) -> None:
@@ -489,7 +526,8 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
                    f"{k} x per-class divisible by {n_min} + {k - n_min} x rho")
 
 
-study_app = typer.Typer(no_args_is_help=True, help="Experiment grids whose cells are ordinary run directories.")
+study_app = typer.Typer(cls=_Commands, no_args_is_help=True,
+                        help="Experiment grids whose cells are ordinary run directories.")
 app.add_typer(study_app, name="study")
 
 
@@ -561,8 +599,7 @@ def study_imbalance(data: str, **options: Any) -> None:
     typer.echo(f"report: {Path(own['out']) / 'study.html'}")
 
 
-study_imbalance.__signature__ = inspect.Signature(_study_options())  # type: ignore[attr-defined]
-study_app.command("imbalance", context_settings={"help_option_names": ["-h", "--help"]})(study_imbalance)
+_generated_command(study_app, "imbalance", study_imbalance, _study_options)
 
 
 @app.command()
@@ -659,6 +696,9 @@ def recipes(words: Optional[list[str]] = typer.Argument(None, metavar="[show] NA
         table.add_row(recipe_name, description)
     _console().print(table)
     typer.echo("use: imgclf train DATA --recipe NAME [overrides]")
+
+
+_defer_options(app, data_app, study_app)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
@@ -86,6 +85,8 @@ def _usage_message(exc: UsageError) -> str:
     """A parsing error as one house-style line: the flag, what it must be, and the text the user gave.
 
     Typer checks option types and bounds with pydantic; the ValidationError it raises from holds the input."""
+    from pydantic import ValidationError  # here: `imgclf models` and `--version` should not load pydantic
+
     cause = exc.__cause__
     param = getattr(exc, "param", None)
     if param is not None and isinstance(cause, ValidationError) and cause.errors():

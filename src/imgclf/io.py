@@ -12,8 +12,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import bad_path
 
 
@@ -71,10 +69,14 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:
+    import yaml  # here: the CLI imports this module and most of its commands read no YAML
+
     atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
+    import yaml
+
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 

@@ -60,3 +60,16 @@ def test_terminal_gets_a_bar_and_no_quarter_lines():
             bar.update(10)
     text = out.getvalue()
     assert "%)" not in text and "decoding: 100 images in" in text
+
+
+def test_a_run_without_progress_prints_no_cache_or_evaluation_lines(tmp_path, image_folder, monkeypatch, capfd):
+    """progress=False (--no-progress) reaches the cache build and the run's final evaluation too, not only
+    training's bar: every step is made slow enough to be shown, and none is."""
+    import imgclf
+
+    monkeypatch.setattr(progress_mod, "SHOW_AFTER_SECONDS", 0.0)
+    capfd.readouterr()
+    imgclf.fit(data=str(image_folder), img_size=16, epochs=1, batch_size=16, progress=False, model_args={"width": 4},
+               cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "r"), report=False)
+    err = capfd.readouterr().err
+    assert "decoding" not in err and "evaluating on" not in err, err

@@ -185,6 +185,7 @@ def prepare_data(
     model_in_chans: int | None = None,
     selection: Selection | None = None,
     fold: tuple[int, int] | None = None,
+    progress: bool = True,
 ) -> PreparedData:
     """Scan, decode and split `data` (one folder, or several merged: `data.merge`). model_in_chans: the channels
     the model is built for by default (its registry entry's default_in_chans); with color="auto" a 1-channel
@@ -200,7 +201,7 @@ def prepare_data(
     tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]
     paths = [p for _, p, _ in tagged]
     color, color_source = resolve_color(color, paths, model_in_chans)
-    decoded = decode_all(paths, img_size, color, interpolation, cache_dir, cache_budget, workers)
+    decoded = decode_all(paths, img_size, color, interpolation, cache_dir, cache_budget, workers, progress=progress)
     skipped = list(scan.skipped) + [{"path": paths[i], "reason": r} for i, r in sorted(decoded.failures.items())]
 
     ok = decoded.ok_indices

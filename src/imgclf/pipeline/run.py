@@ -106,7 +106,8 @@ def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
     selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
     data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
-                        selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None)
+                        selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
+                        progress=cfg.progress)
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})
@@ -210,7 +211,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     # TTA too, where training made views to average over: the report shows with and without; evaluation streams
     # when training did.
     metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
-                           budget_bytes=cfg.cache_budget_bytes)
+                           budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
     card.metrics = headline(metrics, result.history, result.best_epoch)
     run.write_card(card)
     figure_failures: list[str] = []

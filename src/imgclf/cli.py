@@ -303,15 +303,15 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
                                                   "mirror images (augment hflip, vflip) and two small shifts "
                                                   "(shift, crop); metrics.json names the views used. Refused for "
                                                   "a run trained with none of these.")) -> None:
-    """Evaluate a run: writes predictions.csv and metrics.json (beside the run's own, for --data), prints the
-    classification report."""
+    """Evaluate a run: writes predictions.csv and metrics.json (beside the run's own, in evaluations/, for --data
+    or another --split), prints the classification report."""
     from .evaluation.run_eval import results_dir
     from .pipeline import evaluate as evaluate_run
 
     metrics = evaluate_run(run, data=data, split=split, tta=tta)
     _print_metrics(metrics)
     _print_most_confused(metrics)
-    typer.echo(f"wrote {results_dir(run, data) / 'metrics.json'} and predictions.csv")
+    typer.echo(f"wrote {results_dir(run, data, split) / 'metrics.json'} and predictions.csv")
 
 
 def _print_metrics(m: Any) -> None:

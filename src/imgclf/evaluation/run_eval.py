@@ -48,12 +48,13 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str]) -> tuple[lis
     return [p for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", scan.skipped
 
 
-def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = None) -> Path:
-    """Where an evaluation writes predictions.csv and metrics.json: the run directory itself for its own split,
+def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test") -> Path:
+    """Where an evaluation writes predictions.csv and metrics.json: the run directory itself for its own test
+    split (what training's evaluation writes), `evaluations/<split>/` for another split of its data and
     `evaluations/<folder>-<hash of its path>/` for another folder, so that the run's own results (which the
-    report and `compare` read) are never overwritten by scores on other data."""
+    report and `compare` read) are never overwritten by other scores."""
     if data is None:
-        return Path(run_dir)
+        return Path(run_dir) if split == "test" else Path(run_dir) / "evaluations" / split
     resolved = os.path.abspath(data)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(resolved).name or "data")[:60]
     return Path(run_dir) / "evaluations" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
@@ -116,7 +117,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         t = compute_metrics(y_true, tta_probs, card.classes)
         metrics.tta = TTAScores(accuracy=t.accuracy, loss=t.loss, macro=t.macro, worst_class=t.worst_class,
                                 macro_auc=t.macro_auc, transforms=views.describe())
-    out = RunDir(results_dir(run.path, data))
+    out = RunDir(results_dir(run.path, data, split))
     out.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped,
                                            score, unknown), card.classes)
     out.write_metrics(metrics)

@@ -97,6 +97,10 @@ class TrainConfig(BaseModel):
     color: Color = Field("auto", description="rgb, grayscale, or auto (grayscale when every image is).")
     val_split: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction held out for validation when there is no val/.")
     test_split: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction held out for test in a flat folder.")
+    group_duplicates: bool = Field(True, description="Find near-duplicate images in the decoded cache: a split "
+                                   "drawn automatically keeps each group in one split, and user-given train/ "
+                                   "val/ test/ folders that share duplicates get a warning (--no-group-duplicates: "
+                                   "the plain stratified split, no search).")
     cache_dir: str | None = Field(None, description="Where decoded uint8 caches live (default ~/.cache/imgclf).")
     cache_budget: str = Field("4GB", description="Largest decoded cache kept in memory; larger data sets stream.")
     num_workers: int = Field(2, ge=0, le=256, description="Decode workers (cache build and streaming).")

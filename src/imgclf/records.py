@@ -69,6 +69,32 @@ class ImbalanceStats(BaseModel):
     imbalanced: bool
 
 
+class SplitLeak(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    split: str = Field(description="The split holding the images (val or test).")
+    source: str = Field(description="The earlier split holding their duplicates (train or val).")
+    images: int = Field(ge=0, description="Images of `split` with a duplicate in `source`.")
+    exact: int = Field(ge=0, description="Of those, byte-identical copies of a file in `source`.")
+
+
+class DuplicateGrouping(BaseModel):
+    """The near-duplicate groups the split was drawn with (`imgclf.data.groups`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str
+    threshold: float = Field(description="Pixel correlation a near-duplicate pair reaches.")
+    groups: int = Field(ge=0)
+    images: int = Field(ge=0, description="Images in a group (kept in one split by an automatic split).")
+    exact_images: int = Field(ge=0, description="Images with a byte-identical copy among the searched files.")
+    seconds: float = Field(ge=0, description="Time the duplicate search took.")
+    automatic_splits: list[str] = Field(description="The splits drawn here (the others were given as folders); "
+                                        "each group is kept inside one of them.")
+    separated: int = Field(ge=0, description="Groups divided between the drawn splits anyway: a class had no "
+                           "group small enough to hold out whole (one picture in many copies).")
+    leaks: list[SplitLeak] = Field(default_factory=list, description="Duplicates across splits (user-given "
+                                   "folders, which are never changed; only a warning).")
+
+
 class DatasetRecord(Record):
     """dataset.json: what the run trained and was evaluated on."""
 
@@ -87,6 +113,9 @@ class DatasetRecord(Record):
     cache_key: str | None = None
     streamed: bool = False
     skipped: list[SkippedFile] = Field(default_factory=list)
+    duplicates: DuplicateGrouping | None = Field(None, description="Near-duplicate groups the split was drawn "
+                                                 "with; null when not searched (streamed data, "
+                                                 "--no-group-duplicates, runs before it existed).")
     splits: dict[str, SplitFiles]
 
     def split_paths(self, split: str) -> tuple[list[str], list[int]]:

@@ -14,6 +14,7 @@ from ..errors import invalid
 from .cache import DecodedImages, decode_all
 from .decode import probe_image
 from .folder import FolderScan
+from .groups import Grouping, find_groups, group_holdout, leaks_between, separated_groups
 from .imbalance import imbalance_stats
 from .merge import scan_folders
 from .select import Selection, cap_per_class, select_classes
@@ -43,6 +44,7 @@ class PreparedData:
     val_source: str = ""
     interpolation: str = "bilinear"
     color_source: str = ""  # why this colour mode: "color=rgb", or what color=auto found (see `resolve_color`)
+    grouping: Grouping | None = None  # near-duplicate groups the split kept together / found leaking
 
     @property
     def channels(self) -> int:
@@ -88,6 +90,7 @@ class PreparedData:
             "cache_key": self.decoded.key,
             "streamed": self.decoded.streamed,
             "skipped": self.skipped,
+            "duplicates": self.grouping.describe() if self.grouping is not None else None,
             "splits": {
                 name: {
                     "files": [_rel(self.decoded.paths[i], root) for i in split.indices],
@@ -152,10 +155,12 @@ def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Gener
     return mask
 
 
-def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+def stratified_folds(labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold number (0-based) of each item: scikit-learn's StratifiedKFold, shuffled with `seed`, so every class
-    is spread as evenly as possible over the folds and each item is in exactly one."""
-    from sklearn.model_selection import StratifiedKFold
+    is spread as evenly as possible over the folds and each item is in exactly one. groups: one id per item;
+    when some id is shared (near-duplicates), StratifiedGroupKFold, which keeps each group in one fold, unless
+    a class has fewer groups than folds (some fold would validate on none of it): then the plain folds."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     counts = np.bincount(labels) if len(labels) else np.zeros(0, dtype=int)
     present = counts[counts > 0]
@@ -164,8 +169,10 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
         raise invalid("folds", folds, f"at most {smallest}, the non-test images of the smallest class: every fold "
                       "validates on at least one image of each class")
     assignment = np.empty(len(labels), dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for i, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+    grouped = groups is not None and len(np.unique(groups)) < len(groups) and all(
+        len(np.unique(groups[labels == c])) >= folds for c in np.unique(labels))
+    splitter = (StratifiedGroupKFold if grouped else StratifiedKFold)(n_splits=folds, shuffle=True, random_state=seed)
+    for i, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups if grouped else None)):
         assignment[held_out] = i
     return assignment
 
@@ -185,6 +192,7 @@ def prepare_data(
     model_in_chans: int | None = None,
     selection: Selection | None = None,
     fold: tuple[int, int] | None = None,
+    group_duplicates: bool = True,
     progress: bool = True,
 ) -> PreparedData:
     """Scan, decode and split `data` (one folder, or several merged: `data.merge`). model_in_chans: the channels
@@ -193,7 +201,9 @@ def prepare_data(
     the classes are chosen before decoding, the caps applied to the splits once they are drawn.
     fold: (i, K) for cross-validation: the test split is drawn (or read) as without it, then every other image
     (train/ and val/ pooled; a train cap applied to the pool) goes into K stratified folds: fold i (1-based) is
-    the validation split, the rest train."""
+    the validation split, the rest train.
+    group_duplicates: find near-duplicate groups in the cache; an automatic split (val/test drawn from a pool,
+    folds) keeps each group in one split, and user-given splits are checked for leaks (`data.groups`)."""
     selection = selection or Selection(seed=seed)
     scan = select_classes(scan or scan_folders(data), selection)
     classes = scan.classes
@@ -213,12 +223,20 @@ def prepare_data(
         idx = ok[split_of == name]
         return idx, labels_all[idx]
 
+    grouping = find_groups(decoded.pixels, decoded.paths, ok) if group_duplicates and decoded.pixels is not None \
+        else None
+
+    def holdout(rows: np.ndarray, y: np.ndarray, fraction: float) -> np.ndarray:
+        if grouping is None:
+            return stratified_holdout(y, fraction, rng)
+        return group_holdout(y, grouping.ids(rows), fraction, rng)
+
     splits: dict[str, Split] = {}
     if scan.layout == "flat":
         idx, y = subset("all")
-        test_mask = stratified_holdout(y, test_split, rng)
+        test_mask = holdout(idx, y, test_split)
         rest_idx, rest_y = idx[~test_mask], y[~test_mask]
-        val_mask = stratified_holdout(rest_y, val_split / max(1e-9, 1 - test_split), rng)
+        val_mask = holdout(rest_idx, rest_y, val_split / max(1e-9, 1 - test_split))
         splits["train"] = Split(rest_idx[~val_mask], rest_y[~val_mask])
         splits["val"] = Split(rest_idx[val_mask], rest_y[val_mask])
         if test_split > 0:
@@ -231,7 +249,7 @@ def prepare_data(
             splits["val"] = Split(*subset("val"))
             val_source = "val/ folder"
         else:
-            val_mask = stratified_holdout(y, val_split, rng)
+            val_mask = holdout(idx, y, val_split)
             splits["train"] = Split(idx[~val_mask], y[~val_mask])
             splits["val"] = Split(idx[val_mask], y[val_mask])
             val_source = f"{val_split:g} of train/ (stratified, seed {seed})"
@@ -244,12 +262,19 @@ def prepare_data(
         pool_y = np.concatenate([splits[n].labels for n in ("train", "val")])
         order = np.argsort(pool_idx, kind="stable")  # the pool in file order, whatever the val draw was
         pool_idx, pool_y = cap_per_class("train", pool_idx[order], pool_y[order], classes, selection)
-        held_out = stratified_folds(pool_y, k, seed) == i - 1
+        held_out = stratified_folds(pool_y, k, seed, grouping.ids(pool_idx) if grouping else None) == i - 1
         splits["train"] = Split(pool_idx[~held_out], pool_y[~held_out])
         splits["val"] = Split(pool_idx[held_out], pool_y[held_out])
         val_source = f"fold {i} of {k} of the non-test images (stratified, seed {seed})"
     splits = {name: Split(*cap_per_class(name, split.indices, split.labels, classes, selection))
               if fold is None or name == "test" else split for name, split in splits.items()}
+    if grouping is not None:
+        grouping.automatic = (["train", "val", "test"] if scan.layout == "flat" else
+                              ["train", "val"] if "val" not in scan.files or fold is not None else [])
+        grouping.automatic = [name for name in grouping.automatic if name in splits]
+        rows = {name: split.indices for name, split in splits.items()}
+        grouping.leaks = leaks_between(grouping, rows, grouping.automatic)
+        grouping.separated = separated_groups(grouping, {name: rows[name] for name in grouping.automatic})
     train_counts = np.bincount(splits["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(train_counts == 0)]
     if empty:
@@ -260,4 +285,4 @@ def prepare_data(
         raise invalid("val_split", val_split, "> 0 when the data has no val/ folder",
                       note="the validation split is empty", hint="Use a val/ folder or val_split > 0")
     return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation,
-                        color_source)
+                        color_source, grouping)

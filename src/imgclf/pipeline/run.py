@@ -98,6 +98,22 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def _warn_leaks(data: PreparedData, folders: str) -> None:
+    """User-given splits that share near-duplicates: a warning with counts (stderr, even without progress),
+    never a refusal: the folders are the user's choice."""
+    import sys
+
+    from ..data.groups import leak_warning, separated_warning
+    from ..io import terminal_safe
+
+    if data.grouping is None:
+        return
+    for leak in data.grouping.leaks:
+        print(f"warning {leak_warning(leak, terminal_safe(folders))}", file=sys.stderr, flush=True)
+    if data.grouping.separated:
+        print(f"warning {separated_warning(data.grouping)}", file=sys.stderr, flush=True)
+
+
 def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
     import lightning as L
     import torch
@@ -107,7 +123,7 @@ def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
     data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
                         selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
-                        progress=cfg.progress)
+                        group_duplicates=cfg.group_duplicates, progress=cfg.progress)
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})
@@ -177,6 +193,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
     if resolved.progress and is_launch_zero:
         _announce(resolved, data, model, run_dir, checkpoint)
+    if is_launch_zero:
+        _warn_leaks(data, resolved.data if isinstance(resolved.data, str) else " ".join(resolved.data))
     from ..train.trackers import log_config, log_final, make_loggers
 
     loggers = make_loggers(resolved, run_dir, resume)

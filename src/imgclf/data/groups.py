@@ -1,0 +1,170 @@
+"""Near-duplicate groups for the split: an automatic split keeps each group inside one split (a copy of a test
+image in train inflates test accuracy), and user-given train/ val/ test/ folders are checked for such leaks.
+
+The groups come from the audit's duplicate search (`imgclf.audit.duplicate_groups`) on the uint8 cache, so
+the split is drawn after decoding. Without a cache (streamed data) there are no pixels to compare: the split
+is then drawn as before and the record says the grouping was not done.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+@dataclass
+class Grouping:
+    """Duplicate groups over the decoded rows of a data set, and what the split made of them."""
+
+    group_of: np.ndarray  # (N,) over all decoded rows: group index, -1 for an image without a duplicate
+    digests: np.ndarray  # (N,) content hash of each searched file, "" for the others
+    groups: int
+    seconds: float
+    threshold: float
+    leaks: list[dict] = field(default_factory=list)  # filled by `leaks_between` once the splits exist
+    automatic: list[str] = field(default_factory=list)  # the splits drawn here (not given as folders)
+    separated: int = 0  # groups the automatic split had to divide (`group_holdout`, `stratified_folds`)
+
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        """One id per row, shared within a group and unique otherwise (sklearn's `groups` argument)."""
+        g = self.group_of[rows]
+        return np.where(g >= 0, g, len(self.group_of) + np.asarray(rows))
+
+    def describe(self) -> dict:
+        grouped = self.group_of >= 0
+        searched = self.digests[self.digests != ""]
+        _, counts = np.unique(searched, return_counts=True)
+        return {"method": "exact content hash + near-duplicate (perceptual signature, pixel correlation)",
+                "threshold": self.threshold, "groups": self.groups, "images": int(grouped.sum()),
+                "exact_images": int(counts[counts > 1].sum()), "seconds": round(self.seconds, 3),
+                "automatic_splits": self.automatic, "separated": self.separated, "leaks": self.leaks}
+
+
+def find_groups(pixels: np.ndarray, paths: list[str], rows: np.ndarray) -> Grouping:
+    """Duplicate groups among `rows` of the cache (other rows: no group)."""
+    from ..audit.duplicates import NEAR_THRESHOLD, find_duplicates
+    from ..audit.hashing import content_digests, perceptual_signatures
+    from ..audit.images import grey_thumbnails
+
+    start = time.perf_counter()
+    n = len(pixels)
+    group_of = np.full(n, -1, np.int64)
+    digests = np.full(n, "", dtype=object)
+    groups = 0
+    if len(rows) >= 2:
+        thumbs = grey_thumbnails(np.asarray(pixels[rows]))
+        found_digests = content_digests([paths[i] for i in rows])
+        found = find_duplicates(thumbs, perceptual_signatures(thumbs), found_digests)
+        group_of[rows] = found.group_of
+        digests[rows] = found_digests
+        groups = len(found.groups)
+    return Grouping(group_of, digests, groups, time.perf_counter() - start, NEAR_THRESHOLD)
+
+
+def group_holdout(labels: np.ndarray, ids: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """`stratified_holdout` with whole groups: per class, groups (owned by the class of their first member)
+    are taken in a seeded order while they fit the class's share, so a group is held out entirely or not at
+    all. A class whose groups are all too large to hold any out whole (one picture in many copies) is drawn
+    image by image, as without groups: an empty validation class would be worse than a divided group
+    (`Grouping.separated` counts them). With no group larger than one image this draws exactly what
+    `stratified_holdout` draws."""
+    mask = np.zeros(len(labels), dtype=bool)
+    if fraction <= 0:
+        return mask
+    _, first, member_of = np.unique(ids, return_index=True, return_inverse=True)
+    member_of = member_of.ravel()
+    size = np.bincount(member_of)
+    owner = labels[first]
+    for cls in np.unique(labels):
+        units = np.flatnonzero(owner == cls)
+        total = int(size[units].sum())
+        take = int(round(total * fraction))
+        take = min(max(take, 1 if total >= 2 else 0), total - 1)
+        if take >= 1 and not (size[units] <= take).any():
+            members = np.flatnonzero(labels == cls)
+            mask[members[rng.permutation(len(members))[:take]]] = True
+            continue
+        units = units[np.argsort(first[units], kind="stable")]  # file order, as stratified_holdout's members
+        units = units[rng.permutation(len(units))]
+        chosen, held = [], 0
+        for u in units:
+            if held + size[u] <= take:
+                chosen.append(u)
+                held += size[u]
+            if held >= take:
+                break
+        if held < take:
+            chosen = _exact_fill(units, size[units], take) or chosen
+        mask[np.isin(member_of, chosen)] = True
+    return mask
+
+
+def _exact_fill(units: np.ndarray, sizes: np.ndarray, take: int, budget: int = 10**7) -> list[int] | None:
+    """Units whose sizes add up to exactly `take` (0/1 subset sum, preferring units early in the seeded
+    order), or None when none do or the table would exceed `budget` cells. Used only when the greedy fill
+    falls short, which groups of several sizes can cause on small classes."""
+    if len(units) * (take + 1) > budget:
+        return None
+    reach = np.zeros((len(units) + 1, take + 1), dtype=bool)
+    reach[0, 0] = True
+    for k, s in enumerate(sizes.tolist()):
+        reach[k + 1] = reach[k]
+        if s <= take:
+            reach[k + 1, s:] |= reach[k, :take + 1 - s]
+    if not reach[-1, take]:
+        return None
+    chosen, t = [], take
+    for k in range(len(units) - 1, -1, -1):
+        if not reach[k, t]:  # t is reachable only with unit k
+            chosen.append(int(units[k]))
+            t -= int(sizes[k])
+    return chosen
+
+
+def separated_groups(grouping: Grouping, split_rows: dict[str, np.ndarray]) -> int:
+    """Groups with members in more than one of these (automatically drawn) splits."""
+    seen: dict[int, set[str]] = {}
+    for name, rows in split_rows.items():
+        for g in grouping.group_of[rows][grouping.group_of[rows] >= 0].tolist():
+            seen.setdefault(g, set()).add(name)
+    return sum(len(names) > 1 for names in seen.values())
+
+
+def leaks_between(grouping: Grouping, split_rows: dict[str, np.ndarray], automatic: list[str]) -> list[dict]:
+    """For each later split (val, test) and each earlier one it could leak from, one of them given as a folder:
+    how many of its images have a duplicate there, and how many of those are byte-identical copies of a file
+    there. (Between two drawn splits a shared group is `separated`, not a leak of the user's folders.)"""
+    where = {name: set(grouping.group_of[rows][grouping.group_of[rows] >= 0].tolist())
+             for name, rows in split_rows.items()}
+    files = {name: set(grouping.digests[rows].tolist()) - {""} for name, rows in split_rows.items()}
+    out = []
+    names = [s for s in SPLIT_ORDER if s in split_rows]
+    for x, into in enumerate(names):
+        for source in names[:x]:
+            if source in automatic and into in automatic:
+                continue
+            rows = split_rows[into]
+            hit = np.isin(grouping.group_of[rows], list(where[source])) & (grouping.group_of[rows] >= 0)
+            if hit.any():
+                exact = sum(d in files[source] for d in grouping.digests[rows][hit].tolist())
+                out.append({"split": into, "source": source, "images": int(hit.sum()), "exact": int(exact)})
+    return out
+
+
+def leak_warning(leak: dict, data: str) -> str:
+    exact = f" ({leak['exact']} exact cop{'y' if leak['exact'] == 1 else 'ies'})" if leak["exact"] else ""
+    verb = "has" if leak["images"] == 1 else "have"
+    what = {"test": "test accuracy", "val": "validation scores (early stopping, calibration)"}[leak["split"]]
+    return (f"{leak['images']} image{'s' if leak['images'] != 1 else ''} in {leak['split']}/ {verb} a "
+            f"near-duplicate in {leak['source']}/{exact}: {what} may be inflated; run `imgclf audit {data}` for "
+            "the list")
+
+
+def separated_warning(grouping: Grouping) -> str:
+    return (f"{grouping.separated} near-duplicate group{'s' if grouping.separated != 1 else ''} divided between "
+            f"{'/, '.join(grouping.automatic)}/: some class had no group small enough to hold out whole, so its "
+            "images were drawn one by one")

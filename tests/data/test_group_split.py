@@ -1,0 +1,178 @@
+"""Group-aware split (issue 21 item 1): the automatic split keeps each near-duplicate group in one split, and
+user-given splits that share duplicates get a warning with counts, recorded in dataset.json."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from imgclf.data.dataset import prepare_data, stratified_holdout
+from imgclf.data.groups import group_holdout
+from imgclf.records import DatasetRecord
+
+SIDE = 24
+CLASSES = ("cat", "dog", "fox")
+
+
+def _blob(rng, c: int) -> Image.Image:
+    """Three soft blobs of a class-specific size: no two such images are alike."""
+    yy, xx = np.mgrid[0:SIDE, 0:SIDE]
+    img = np.zeros((SIDE, SIDE))
+    for _ in range(3):
+        cy, cx = rng.uniform(0, SIDE, 2)
+        img += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (1.5 + 1.5 * c) ** 2))
+    return Image.fromarray((230 * img / img.max()).astype(np.uint8))
+
+
+def _copies(original: Path) -> list[Path]:
+    """Two byte copies, a 1-px-shifted copy and a 10 % brighter copy beside `original`."""
+    img = Image.open(original)
+    out = [original.with_name(f"{original.stem}_copy{k}.png") for k in range(2)]
+    for path in out:
+        shutil.copyfile(original, path)
+    shifted = original.with_name(f"{original.stem}_shift.png")
+    img.transform(img.size, Image.Transform.AFFINE, (1, 0, -1, 0, 1, 0), fillcolor=0).save(shifted)
+    bright = original.with_name(f"{original.stem}_bright.png")
+    ImageEnhance.Brightness(img).enhance(1.1).save(bright)
+    return out + [shifted, bright]
+
+
+def _flat(root: Path, per_class: int = 20, plant: bool = True) -> list[list[str]]:
+    """A flat folder; with plant, one group of 5 (original + 4 copies) in each class. Returns the groups."""
+    rng = np.random.default_rng(3)
+    groups = []
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for k in range(per_class):
+            _blob(rng, c).save(root / name / f"{k:03d}.png")
+        if plant:
+            original = root / name / "007.png"
+            groups.append([str(original)] + [str(p) for p in _copies(original)])
+    return groups
+
+
+def _split_of(data) -> dict[str, str]:
+    return {path: name for name in data.splits for path in data.paths(name)}
+
+
+def test_the_automatic_split_never_separates_a_planted_group(tmp_path):
+    groups = _flat(tmp_path / "d")
+    for seed in range(12):
+        data = prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, seed, cache_dir=str(tmp_path / "c"))
+        where = _split_of(data)
+        for group in groups:
+            assert len({where[p] for p in group}) == 1, (seed, {p: where[p] for p in group})
+        record = DatasetRecord.model_validate(data.describe())
+        assert record.duplicates.groups == 3 and record.duplicates.images == 15
+        assert record.duplicates.exact_images == 9  # per class the original and its two byte copies
+        assert record.duplicates.separated == 0 and record.duplicates.leaks == []
+        assert record.duplicates.automatic_splits == ["train", "val", "test"]
+
+
+def test_turning_it_off_restores_the_plain_split_which_separates_groups(tmp_path):
+    groups = _flat(tmp_path / "d")
+    separated = 0
+    for seed in range(12):
+        data = prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, seed, cache_dir=str(tmp_path / "c"),
+                            group_duplicates=False)
+        where = _split_of(data)
+        separated += sum(len({where[p] for p in group}) > 1 for group in groups)
+        assert data.describe()["duplicates"] is None
+        # the plain split as it was drawn before groups existed
+        labels = np.array([CLASSES.index(Path(p).parent.name) for p in data.decoded.paths])
+        rng = np.random.default_rng(seed)
+        test = stratified_holdout(labels, 0.2, rng)
+        assert sorted(data.splits["test"].indices.tolist()) == np.flatnonzero(test).tolist()
+    assert separated > 0
+
+
+def test_without_duplicates_the_grouped_split_is_the_plain_split(tmp_path):
+    _flat(tmp_path / "d", plant=False)
+    for seed in range(4):
+        on, off = (prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, seed, cache_dir=str(tmp_path / "c"),
+                                group_duplicates=flag) for flag in (True, False))
+        assert on.grouping.groups == 0
+        for name in ("train", "val", "test"):
+            assert on.splits[name].indices.tolist() == off.splits[name].indices.tolist()
+
+
+def test_group_holdout_is_stratified_deterministic_and_whole_groups():
+    labels = np.repeat(np.arange(3), 40)
+    ids = np.arange(len(labels))
+    ids[[0, 1, 2, 3]] = 0  # a group of 4 in class 0
+    ids[[40, 41]] = 40  # a group of 2 in class 1
+    for seed in range(20):
+        a = group_holdout(labels, ids, 0.25, np.random.default_rng(seed))
+        b = group_holdout(labels, ids, 0.25, np.random.default_rng(seed))
+        assert (a == b).all()
+        assert len(set(a[[0, 1, 2, 3]])) == 1 and len(set(a[[40, 41]])) == 1
+        assert Counter(labels[a].tolist()) == {0: 10, 1: 10, 2: 10}  # the plain split's sizes, per class
+
+
+@pytest.mark.parametrize("folds", [3])
+def test_folds_keep_each_group_in_one_fold(tmp_path, folds):
+    groups = _flat(tmp_path / "d")
+    for seed in range(3):
+        fold_of = {}
+        for i in range(1, folds + 1):
+            data = prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, seed, cache_dir=str(tmp_path / "c"),
+                                fold=(i, folds))
+            fold_of.update({p: i for p in data.paths("val")})
+            test = set(data.paths("test"))
+        for group in groups:
+            if not set(group) & test:
+                assert len({fold_of[p] for p in group}) == 1, (seed, group)
+
+
+def _given_splits(root: Path) -> None:
+    """train/ and test/ with two byte copies and two near copies (shift, brightness) of train images in test/."""
+    rng = np.random.default_rng(5)
+    for split, count in (("train", 12), ("test", 4)):
+        for c, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True)
+            for k in range(count):
+                _blob(rng, c).save(root / split / name / f"{split}{k:03d}.png")
+    source = root / "train" / "cat" / "train000.png"
+    shutil.copyfile(source, root / "test" / "cat" / "leak_a.png")
+    shutil.copyfile(root / "train" / "dog" / "train003.png", root / "test" / "dog" / "leak_b.png")
+    img = Image.open(root / "train" / "fox" / "train005.png")
+    img.transform(img.size, Image.Transform.AFFINE, (1, 0, -1, 0, 1, 0), fillcolor=0).save(
+        root / "test" / "fox" / "leak_c.png")
+    ImageEnhance.Brightness(Image.open(source)).enhance(1.1).save(root / "test" / "cat" / "leak_d.png")
+
+
+def test_a_leak_between_given_splits_is_warned_with_counts_and_recorded(tmp_path, capsys):
+    import imgclf
+
+    _given_splits(tmp_path / "d")
+    imgclf.fit(data=str(tmp_path / "d"), img_size=SIDE, color="grayscale", epochs=1, batch_size=16,
+               progress=False, out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"), report=False)
+    err = capsys.readouterr().err
+    # leak_a..leak_d: 4 test images with a duplicate in train/, of which leak_a and leak_b are byte copies
+    assert (f"4 images in test/ have a near-duplicate in train/ (2 exact copies): test accuracy may be inflated; "
+            f"run `imgclf audit {tmp_path / 'd'}` for the list") in err
+    record = DatasetRecord.model_validate_json((tmp_path / "run" / "dataset.json").read_text())
+    assert [leak.model_dump() for leak in record.duplicates.leaks] == [
+        {"split": "test", "source": "train", "images": 4, "exact": 2}]
+    assert record.sizes["test"] == 16  # a warning, never a refusal: the user's test/ is kept whole
+
+
+def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp_path, capsys):
+    """Every image of a class a copy of one picture: no group can be held out whole, so that class is drawn
+    image by image (an empty validation class would stop the run) and the record and warning say so."""
+    from imgclf.pipeline.run import _warn_leaks
+
+    _flat(tmp_path / "d", per_class=10, plant=False)
+    for k in range(1, 10):
+        shutil.copyfile(tmp_path / "d" / "cat" / "000.png", tmp_path / "d" / "cat" / f"{k:03d}.png")
+    data = prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, 0, cache_dir=str(tmp_path / "c"))
+    cats = {name: int((split.labels == 0).sum()) for name, split in data.splits.items()}
+    assert cats["val"] >= 1 and cats["test"] >= 1
+    assert data.grouping.separated == 1
+    _warn_leaks(data, "d")
+    assert "1 near-duplicate group divided between train/, val/, test/" in capsys.readouterr().err

@@ -90,3 +90,17 @@ def test_commands_built_when_run_still_show_their_options(argv, flag):
 ])
 def test_train_help_says_how_the_data_is_chosen_and_what_an_epoch_is(train_help, pattern):
     assert re.search(pattern, train_help), pattern
+
+
+def test_lr_find_help_names_its_own_default_out_folder():
+    result = CliRunner().invoke(app, ["lr-find", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    text = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 0 and re.search(r"--out .*?\(default: lr-find/<model>-<n>\)", text), text
+    assert "runs/<model>-<n>" not in text.split("--out", 1)[1].split("--", 1)[0]
+
+
+def test_star_import_gives_the_public_functions():
+    namespace: dict = {}
+    exec("from imgclf import *", namespace)
+    assert {"fit", "evaluate", "load", "lr_find", "list_runs", "list_models"} <= set(namespace)
+    assert callable(namespace["lr_find"]) and callable(namespace["list_runs"])

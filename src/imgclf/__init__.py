@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "list_runs", "load", "__version__"]
+__all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "list_runs", "load", "lr_find", "__version__"]
 
 if TYPE_CHECKING:
     from .config import TrainConfig

@@ -196,6 +196,9 @@ def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
 
 def _lr_find_options() -> list[inspect.Parameter]:
     params = [p for p in _train_options() if p.name not in ("resume", "lr")]
+    out = typer.Option(None, "--out", help="Folder for lr_find.json and lr_find.png (default: lr-find/<model>-<n>).",
+                       show_default=False)
+    params = [p.replace(default=out) if p.name == "out" else p for p in params]
     own = [
         ("start_lr", float, typer.Option(1e-7, "--start-lr", help="First learning rate of the sweep.")),
         ("end_lr", float, typer.Option(1.0, "--end-lr", help="Last learning rate of the sweep.")),

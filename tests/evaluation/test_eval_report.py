@@ -196,3 +196,19 @@ def test_lowest_recall_is_tagged_only_where_recalls_differ(tmp_path):
     assert "lowest recall" not in page(wrong=None)  # every class at recall 1
     html = page(wrong=0)  # the first image is taken for another class: its class alone falls below 1
     assert re.search(rf"<td>{rows[0].true}<span class=\"tag worst\">lowest recall", html)
+
+
+def test_report_settings_show_the_learning_rate_to_four_digits(tmp_path):
+    """lr from `--lr auto` is a float with every digit; the page shows four (model.json keeps the exact value)."""
+    from imgclf.records import RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    card = run.read_card()
+    card.training.lr = 0.012882495516931335
+    run.write_card(card)
+    html = write_report(run.path, explain=False).read_text()
+    settings = re.search(r'<p class="settings">(.*?)</p>', html, re.S).group(1)
+    assert re.search(r'<span class="muted">lr</span> 0\.01288</span>', settings), settings
+    assert "0.012882495516931335" not in html
+    assert run.read_card().training.lr == 0.012882495516931335

@@ -314,6 +314,13 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     metrics = evaluate_run(run, data=data, split=split, tta=tta)
     _print_metrics(metrics)
     _print_most_confused(metrics)
+    if data is not None:
+        from .evaluation.run_eval import classes_left_out
+
+        left_out = classes_left_out(run, data)
+        if left_out:
+            typer.echo(f"left out class folder(s) {', '.join(map(_shown, left_out))}, as the run's training did "
+                       "(its classes / drop_classes)")
     typer.echo(f"wrote {results_dir(run, data, split) / 'metrics.json'} and predictions.csv")
 
 

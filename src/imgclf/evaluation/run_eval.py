@@ -33,9 +33,26 @@ def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]
     return files, labels, split
 
 
-def _files_from_folder(data: str | os.PathLike, classes: list[str]) -> tuple[list[str], list[int], str, list[dict]]:
+def left_out_as_in_training(run: RunDir, folder_classes: list[str]) -> list[str]:
+    """The class folders of an evaluated folder that the run's training left out by its own choice (config.yaml
+    classes / drop_classes): they are left out of its evaluation too, not refused as classes the model lacks."""
+    if not run.file("config.yaml").exists():  # runs written before config.yaml
+        return []
+    config = run.read_config()
+    return sorted(c for c in folder_classes
+                  if (config.drop_classes and c in config.drop_classes) or (config.classes and c not in config.classes))
+
+
+def classes_left_out(run_dir: str | os.PathLike, data: str | os.PathLike) -> list[str]:
+    """`left_out_as_in_training` for a run directory and a folder, for the CLI to say what it left out."""
+    return left_out_as_in_training(RunDir(run_dir), scan_folder(data).classes)
+
+
+def _files_from_folder(data: str | os.PathLike, classes: list[str],
+                       run: RunDir) -> tuple[list[str], list[int], str, list[dict]]:
     scan = scan_folder(data)
-    unknown = sorted(set(scan.classes) - set(classes))
+    left_out = set(left_out_as_in_training(run, scan.classes))
+    unknown = sorted(set(scan.classes) - set(classes) - left_out)
     if unknown:
         raise invalid("data", data, f"a folder whose classes are among the model's classes {classes}",
                       note=f"class folder(s) {unknown} the model does not know")
@@ -44,6 +61,7 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str]) -> tuple[lis
         items = scan.files[split]
     else:
         split, items = "all", scan.files["all"]
+    items = [(p, c) for p, c in items if c not in left_out]
     index = {c: i for i, c in enumerate(classes)}
     return [p for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", scan.skipped
 
@@ -82,7 +100,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     if data is None:
         files, labels, split_name = _files_from_run(run, split)
     else:
-        files, labels, split_name, skipped = _files_from_folder(data, card.classes)
+        files, labels, split_name, skipped = _files_from_folder(data, card.classes, run)
     decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers,
                          progress=progress)
     ok = decoded.ok_indices

@@ -86,7 +86,8 @@ class DuplicateGrouping(BaseModel):
     groups: int = Field(ge=0)
     images: int = Field(ge=0, description="Images in a group (kept in one split by an automatic split).")
     exact_images: int = Field(ge=0, description="Images with a byte-identical copy among the searched files.")
-    seconds: float = Field(ge=0, description="Time the duplicate search took.")
+    seconds: float = Field(ge=0, description="Time the duplicate search took (reading the memo, when reused).")
+    reused: bool = Field(False, description="The groups were read from the memo beside the uint8 cache.")
     automatic_splits: list[str] = Field(description="The splits drawn here (the others were given as folders); "
                                         "each group is kept inside one of them.")
     separated: int = Field(ge=0, description="Groups divided between the drawn splits anyway: a class had no "

@@ -176,3 +176,15 @@ def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp
     assert data.grouping.separated == 1
     _warn_leaks(data, "d")
     assert "1 near-duplicate group divided between train/, val/, test/" in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_cache_reuses_the_groups(tmp_path):
+    groups = _flat(tmp_path / "d")
+    first, second = (prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, 1, cache_dir=str(tmp_path / "c"))
+                     for _ in range(2))
+    assert not first.grouping.reused and second.grouping.reused
+    assert (first.grouping.group_of == second.grouping.group_of).all()
+    assert (first.grouping.digests == second.grouping.digests).all()
+    assert second.describe()["duplicates"]["exact_images"] == 9
+    where = _split_of(second)
+    assert all(len({where[p] for p in group}) == 1 for group in groups)

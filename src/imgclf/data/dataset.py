@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import invalid
-from .cache import DecodedImages, decode_all
+from .cache import DecodedImages, decode_all, default_cache_dir
 from .decode import probe_image
 from .folder import FolderScan
 from .groups import Grouping, find_groups, group_holdout, leaks_between, separated_groups
@@ -223,8 +223,9 @@ def prepare_data(
         idx = ok[split_of == name]
         return idx, labels_all[idx]
 
-    grouping = find_groups(decoded.pixels, decoded.paths, ok) if group_duplicates and decoded.pixels is not None \
-        else None
+    memo = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{decoded.key}.groups.npz"
+    grouping = find_groups(decoded.pixels, decoded.paths, ok, memo) \
+        if group_duplicates and decoded.pixels is not None else None
 
     def holdout(rows: np.ndarray, y: np.ndarray, fraction: float) -> np.ndarray:
         if grouping is None:

@@ -23,7 +23,7 @@ def _cli(args):
     (["--model", "model_ss"], r"model must be one of .*Did you mean: model_s\? Received: model='model_ss'"),
     (["--augment", "rotat=3"], r"augment item must be one of .*Did you mean: rotate"),
     (["--augment", "zoom=5"], r"augment zoom must be between 0 and 0.95. Received: augment zoom=5"),
-    (["--lr", "-1"], r"lr must be greater than 0. Received: lr=-1.0"),
+    (["--lr", "-1"], r"lr must be a number > 0 and <= 10 \(e.g. 3e-3\), or auto .* Received: lr=-1.0"),
     (["--val-split", "0.95"], r"val_split \+ test_split must be < 0.9"),
     (["--img-size", "4", "--model", "model_s"], r"img_size for model model_s must be at least 8. Received: img_size=4"),
     (["--optimizer", "adamm"], r"optimizer must be one of \{adam, adamw, sgd\}. Did you mean: adam, adamw\? "
@@ -73,7 +73,7 @@ def test_every_bad_setting_is_one_line_in_the_helpers_shape():
         make_config(data="x", lr=0, optimizer="sgdd", l2={"cnv": 1e-4}, schedule="budget", bogus=1)
     assert caught.value.lines == [
         "optimizer must be one of {adam, adamw, sgd}. Did you mean: sgd? Received: optimizer='sgdd'",
-        "lr must be greater than 0. Received: lr=0",
+        "lr must be a number > 0 and <= 10 (e.g. 3e-3), or auto (the LR finder picks it). Received: lr=0",
         "l2 key must be one of {conv, dense}. Did you mean: conv? Received: l2 key='cnv'",
         "setting must be one of {" + ", ".join(sorted(TrainConfig.model_fields)) + "}. Received: setting='bogus', bogus=1",
     ]

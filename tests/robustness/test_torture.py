@@ -93,4 +93,5 @@ def test_train_evaluate_predict_over_the_corpus(corpus, tmp_path):
     for name in BROKEN:
         assert rows[name]["error"] and rows[name]["label"] is None
     for name in DECODABLE:
-        assert rows[name]["label"] in ("cat", "dog") and rows[name]["error"] is None
+        # an odd picture may be called unknown (no class it resembles); its closest class is still given
+        assert rows[name]["best_label"] in ("cat", "dog") and rows[name]["error"] is None

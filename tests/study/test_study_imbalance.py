@@ -233,7 +233,7 @@ def test_s4_protocol_refuses_what_would_choose_on_the_test_split(pool, tmp_path)
 
 def test_a_study_folder_refuses_another_protocol(s4_study):
     out, study = s4_study
-    with pytest.raises(ImgclfError, match=r"holds a study with other settings: \{'protocol': \"'s4' -> 'standard'\""):
+    with pytest.raises(ImgclfError, match=r"holds a study with other settings: \{.*'protocol': \"'s4' -> 'standard'\""):
         run_imbalance_study(study["request"]["data"], out, per_class=20, rhos=[1, 3], configs=["none"],
                             model="caltech_cnn", overrides=study["request"]["overrides"])
 

@@ -179,8 +179,9 @@ _generated_command(app, "train", train, _train_options)
 
 
 def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
-    """Sweep the learning rate with Lightning's LR finder on a data folder (a run's settings, no run trained):
-    prints the suggestion, writes lr_find.png and lr_find.json to --out."""
+    """Sweep the learning rate with Lightning's LR finder and print the suggestion.
+
+    A run's settings on a data folder, no run trained; writes lr_find.png and lr_find.json to --out."""
     from .pipeline.lr_find import lr_find as find
 
     config, overwrite = options.pop("config"), options.pop("overwrite")
@@ -265,8 +266,10 @@ def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders
               folds: int = typer.Option(5, "--folds", help="k of the out-of-fold probabilities (>= 2)."),
               seed: int = typer.Option(0, "--seed", help="Seed of the folds and projections (>= 0)."),
               as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
-    """Audit an image folder: exact and near-duplicates (within a class, across classes, across train/val/test),
-    likely label errors, outliers and near-empty images. Writes audit.json and a self-contained audit.html."""
+    """Audit an image folder: duplicates, leaks between splits, likely label errors, outliers.
+
+    Exact and near-duplicates within a class, across classes and across train/val/test; likely label errors,
+    outliers and near-empty images. Writes audit.json and a self-contained audit.html."""
     from .audit import audit
 
     result = audit(data, run=run, out=out, img_size=img_size, folds=folds, seed=seed)
@@ -306,8 +309,9 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
                                                   "mirror images (augment hflip, vflip) and two small shifts "
                                                   "(shift, crop); metrics.json names the views used. Refused for "
                                                   "a run trained with none of these.")) -> None:
-    """Evaluate a run: writes predictions.csv and metrics.json (beside the run's own, in evaluations/, for --data
-    or another --split), prints the classification report."""
+    """Evaluate a run: predictions.csv, metrics.json and the classification report.
+
+    For --data or another --split they are written beside the run's own, in evaluations/."""
     from .evaluation.run_eval import results_dir
     from .pipeline import evaluate as evaluate_run
 
@@ -370,8 +374,9 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
                                                  "trained with none of these."),
             backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN --format onnx`)."),
             unknown: str = typer.Option("on", help=UNKNOWN_HELP)) -> None:
-    """Predict labels and (calibrated) probabilities for images, each with its in-distribution score; an image
-    like none of the classes is labelled unknown. Unreadable files get an error row."""
+    """Predict labels and calibrated probabilities for images, or unknown for an image like no class.
+
+    Each prediction carries its in-distribution score. Unreadable files get an error row."""
     from .predict_format import format_predictions
     from .inference import load
 
@@ -476,8 +481,9 @@ def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifa
 def export(run: Path = typer.Argument(..., help="Run directory."),
            fmt: str = typer.Option("onnx", "--format", help="onnx, or torchscript (a torch.export .pt2 program)."),
            out: Optional[Path] = typer.Option(None, "--out", help="Folder to write into (default: RUN/export).")) -> None:
-    """Export a run with its preprocessing, temperature and unknown detector (uint8 NHWC in; calibrated
-    probabilities, in-distribution score and unknown flag out) plus its model card."""
+    """Export a run to ONNX or .pt2 with its preprocessing, temperature and unknown detector.
+
+    uint8 NHWC in; calibrated probabilities, in-distribution score and unknown flag out; plus its model card."""
     from .export import export_run
 
     path = export_run(run, fmt, out)
@@ -652,8 +658,10 @@ def runs(folder: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Fold
                                   show_default=True),
          reverse: bool = typer.Option(False, "--reverse", help="Reverse the order."),
          as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects for scripts.")) -> None:
-    """List the runs under a folder: model, data, epochs, accuracies, macro F1, time, when, and status
-    (completed, interrupted, failed); a run whose files cannot be read is listed as failed with the reason."""
+    """List the runs under a folder: model, data, epochs, accuracies, macro F1, time, when, status.
+
+    Status is completed, interrupted or failed; a run whose files cannot be read is listed as failed with the
+    reason."""
     from .runs import list_runs, render_runs
 
     rows = list_runs(folder, sort=sort, reverse=reverse)
@@ -681,8 +689,9 @@ class _RecipesCommand(typer.core.TyperCommand):
 @app.command(cls=_RecipesCommand)
 def recipes(words: Optional[list[str]] = typer.Argument(None, metavar="[show] NAME", show_default=False,
                                                         help="A recipe to print; 'show NAME' says the same.")) -> None:
-    """List the named recipes (reference systems reproduced, and our own), or print one recipe's file as shipped,
-    comments included: imgclf recipes NAME, or imgclf recipes show NAME."""
+    """List the named recipes, or print one recipe's file as shipped: imgclf recipes NAME.
+
+    The reference systems reproduced, and our own; the file keeps its comments."""
     from .errors import Described
     from .recipes import list_recipes, recipe_bytes
 

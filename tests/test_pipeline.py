@@ -173,3 +173,18 @@ def test_a_setting_refused_before_training_leaves_the_out_folder_usable(tmp_path
     assert not (tmp_path / "r" / "config.yaml").exists()
     run = imgclf.fit(settings, report=False)  # the corrected command, same --out
     assert run.epochs_run == 1
+
+
+def test_without_out_each_command_takes_the_next_free_numbered_folder(tmp_path, image_folder, monkeypatch):
+    """train, --folds and lr-find number their default folders from one helper: never into an existing one."""
+    from imgclf.io import next_free_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "simple_cnn-1").mkdir(parents=True)
+    (tmp_path / "runs" / "simple_cnn-3").mkdir()
+    assert next_free_dir("runs", "simple_cnn") == tmp_path / "runs" / "simple_cnn-2"
+    assert next_free_dir("runs", "simple_cnn-folds") == tmp_path / "runs" / "simple_cnn-folds-1"
+    run = imgclf.fit(data=str(image_folder), img_size=16, epochs=1, batch_size=16, progress=False,
+                     model_args={"width": 4}, report=False)
+    assert run.path == tmp_path / "runs" / "simple_cnn-2"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["simple_cnn-1", "simple_cnn-2", "simple_cnn-3"]

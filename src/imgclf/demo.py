@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .data.sources import export_digits
-from .io import writable_folder
+from .io import next_free_dir, writable_folder
 
 DEMO_SETTINGS = {
     "model": "simple_cnn", "img_size": 16, "batch_size": 32, "lr": 3e-3, "schedule": "onecycle",
@@ -18,8 +18,5 @@ def run_demo(out: str | Path = "imgclf-demo", epochs: int = 15, progress: bool =
 
     out = writable_folder("out", out)
     data = export_digits(out / "digits")
-    n = 1
-    while (out / "runs" / f"demo-{n}").exists():
-        n += 1
     return fit({**DEMO_SETTINGS, "data": str(data), "epochs": epochs, "progress": progress,
-                "out": str(out / "runs" / f"demo-{n}")})
+                "out": str(next_free_dir(out / "runs", "demo"))})

@@ -136,6 +136,14 @@ def checked_row(reader: csv.DictReader, row: dict[Any, Any]) -> dict[str, Any]:
     return row
 
 
+def next_free_dir(base: str | os.PathLike, stem: str) -> Path:
+    """base/stem-1, base/stem-2, ...: the first that does not exist yet (absolute), for a default output folder."""
+    base, n = Path(base).absolute(), 1
+    while (base / f"{stem}-{n}").exists():
+        n += 1
+    return base / f"{stem}-{n}"
+
+
 def writable_folder(argument: str, path: str | os.PathLike) -> Path:
     """`path` as a folder to create or write into; the user's error (not NotADirectoryError later, half-way
     through) when it, or a folder it would be made in, is a file."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..errors import bad_path
-from ..io import read_json, writable_folder, write_json
+from ..io import next_free_dir, read_json, writable_folder, write_json
 from ..records import RunDir
 from ..stats import mean_std
 
@@ -43,14 +43,6 @@ class Folds:
 
 def fold_dir(out: Path, i: int) -> Path:
     return out / f"fold-{i}"
-
-
-def _next_folds_dir(model: str) -> Path:
-    base = Path("runs").absolute()
-    n = 1
-    while (base / f"{model}-folds-{n}").exists():
-        n += 1
-    return base / f"{model}-folds-{n}"
 
 
 def _experiment(cfg: TrainConfig) -> dict[str, Any]:
@@ -94,7 +86,7 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     from .run import train_run
 
     k = int(cfg.folds or 0)
-    out = writable_folder("out", Path(cfg.out) if cfg.out else _next_folds_dir(cfg.model))
+    out = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", f"{cfg.model}-folds"))
     _check_folder(out, k, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     runs = []

@@ -149,15 +149,9 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
 
 
 def _out_folder(cfg: TrainConfig, overwrite: bool) -> Path:
-    from ..io import writable_folder
+    from ..io import next_free_dir, writable_folder
 
-    if cfg.out:
-        folder = writable_folder("out", Path(cfg.out))
-    else:
-        base, n = Path("lr-find").absolute(), 1
-        while (base / f"{cfg.model}-{n}").exists():
-            n += 1
-        folder = base / f"{cfg.model}-{n}"
+    folder = writable_folder("out", Path(cfg.out)) if cfg.out else next_free_dir("lr-find", cfg.model)
     if (folder / JSON_FILE).exists() and not overwrite:
         raise bad_path("out", folder, "a folder without an earlier lr_find.json", "holds one",
                        hint="Pass --overwrite to replace it")

@@ -16,7 +16,7 @@ from ..config import TrainConfig
 from ..data.dataset import PreparedData, prepare_data
 from ..data.select import Selection
 from ..errors import ImgclfError, bad_path, invalid
-from ..io import writable_folder
+from ..io import next_free_dir, writable_folder
 from ..models import create_model, get_model_info
 from ..models.base import set_l2
 from ..ood import STATS_FILE
@@ -46,16 +46,8 @@ class Run:
         return f"Run({str(self.path)!r}, accuracy={self.metrics.accuracy:.4f})"
 
 
-def _next_run_dir(model: str) -> Path:
-    base = Path("runs").absolute()
-    n = 1
-    while (base / f"{model}-{n}").exists():
-        n += 1
-    return base / f"{model}-{n}"
-
-
 def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
-    run_dir = writable_folder("out", Path(cfg.out) if cfg.out else _next_run_dir(cfg.model))
+    run_dir = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", cfg.model))
     if (run_dir / "config.yaml").exists() and not resume:
         if not overwrite:
             raise bad_path("out", run_dir, "a new run directory", "holds another run",

@@ -31,3 +31,23 @@ def test_an_explicit_precision_is_kept_whatever_the_cpu(flags):
     assert hardware.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
     flags("avx512_bf16")
     assert hardware.resolve_precision("32", "cpu") == "32"
+
+
+@pytest.mark.parametrize("cpu, asked, trained", [
+    (("avx512f", "avx512_bf16"), None, "bf16-mixed"),  # the default is auto: native bf16 is used
+    (("avx2", "fma"), None, "32"),                      # ...and fp32 where bf16 would be emulated
+    (("avx512f", "avx512_bf16"), "32", "32"),           # an explicit --precision 32 keeps fp32 anywhere
+])
+def test_a_run_trains_in_the_precision_its_cpu_runs_fast_by_default(flags, tmp_path, image_folder, cpu, asked,
+                                                                      trained):
+    import imgclf
+    from imgclf.records import RunDir
+
+    flags(*cpu)
+    settings = {"data": str(image_folder), "model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 16,
+                "model_args": {"width": 4}, "out": str(tmp_path / "run"), "progress": False,
+                "group_duplicates": False, "calibrate": "none"}
+    if asked:
+        settings["precision"] = asked
+    run = imgclf.fit(settings)
+    assert RunDir(run.path).read_card().training.precision == trained

@@ -104,3 +104,11 @@ def test_star_import_gives_the_public_functions():
     exec("from imgclf import *", namespace)
     assert {"fit", "evaluate", "load", "lr_find", "list_runs", "list_models"} <= set(namespace)
     assert callable(namespace["lr_find"]) and callable(namespace["list_runs"])
+
+
+def test_serve_help_names_both_backends_and_the_default():
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert re.search(r"--backend .*?torch, or onnx: onnxruntime over RUN/export/model\.onnx .*?\[default: torch\]",
+                     text), text

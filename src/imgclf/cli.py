@@ -496,13 +496,17 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
           port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
           max_upload_mb: float = typer.Option(10.0, min=0.001, help="Largest request body, in MB (10^6 bytes)."),
           max_files: int = typer.Option(32, min=1, help="Most images per request."),
-          backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN`)."),
+          backend: str = typer.Option("torch", help="torch, or onnx: onnxruntime over RUN/export/model.onnx "
+                                                    "(make it with `imgclf export RUN`); same answers."),
           threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads (default: half the cores)."),
           access_log: bool = typer.Option(True, help="Log every request."),
           unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off.")) -> None:
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
     from .serve import serve as run_server
+    from .serve.app import BACKENDS
 
+    if backend not in BACKENDS:  # before the run is loaded: the flag is wrong whatever the run holds
+        raise invalid("--backend", backend, BACKENDS)
     flag_unknown = _on_off("unknown", unknown)
     run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
                max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files, unknown=flag_unknown)

@@ -141,6 +141,10 @@ class OnnxClassifier(Classifier):
 
         path = Path(path)
         options = ort.SessionOptions()
+        # One forward pass at a time (the server's batcher already serialises them) spread over `threads`
+        # intra-op threads; no inter-op pool, whose threads would only compete for the same few cores.
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
@@ -186,6 +190,24 @@ class OnnxClassifier(Classifier):
         return PixelResults(np.concatenate(probs_out), np.concatenate(scores_out), np.concatenate(unknown_out))
 
 
+# The card fields that decide what the exported graph and its decoding answer. `created` changes with every
+# training, so a run retrained after its export is caught even when nothing else in the card moved.
+_GRAPH_FIELDS = ("architecture", "model_args", "classes", "img_size", "in_chans", "color", "mean", "std",
+                 "interpolation", "num_params", "created", "calibration", "unknown")
+
+
+def _refuse_stale(run_dir: str | os.PathLike, exported: ModelCard) -> None:
+    """An export older than the run's model.json (retrained, or the temperature or threshold refitted) would answer
+    otherwise than the torch backend on the same run: refuse it rather than serve two models under one name."""
+    current = load_card(run_dir).model_dump(mode="json")
+    embedded = exported.model_dump(mode="json")
+    changed = [name for name in _GRAPH_FIELDS if current.get(name) != embedded.get(name)]
+    if changed:
+        raise bad_path("run", run_dir, "a run directory whose export/model.onnx was made from its current model.json",
+                       f"model.json changed since the export: {', '.join(changed)}",
+                       hint=f"Re-create it with `imgclf export {run_dir} --format onnx`")
+
+
 def _uint8_views(chunk: np.ndarray, views_of: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[np.ndarray]:
     x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float()  # exact: views only move pixels around (or zero them)
     return [np.ascontiguousarray(v.permute(0, 2, 3, 1).to(torch.uint8).numpy()) for v in views_of(x)]
@@ -204,5 +226,7 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None) -> Onn
     elif not path.is_file():
         raise bad_path("run", run_or_file, "a run directory or an .onnx file", "not found")
     clf = OnnxClassifier.from_file(path, threads)
+    if Path(run_or_file).is_dir():
+        _refuse_stale(run_or_file, clf.card)
     clf.run_dir = Path(run_or_file).absolute()  # shown by repr, as for the torch backend
     return clf

@@ -1,0 +1,132 @@
+"""`imgclf serve --backend onnx` answers what `--backend torch` answers: the same JSON for the same uploads
+(labels, unknown decisions, calibrated probabilities within 1e-4), and refuses an export it cannot trust."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from imgclf.errors import ImgclfError
+from imgclf.export import export_run, load_onnx
+from imgclf.inference import Classifier
+from imgclf.io import read_json, write_json
+from imgclf.serve import create_app
+
+MAX_FILES = 8
+
+
+def _test_files(run: Path) -> list[Path]:
+    dataset = read_json(run / "dataset.json")
+    return [Path(dataset["root"]) / f for f in dataset["splits"]["test"]["files"]]
+
+
+def _noise_pngs(count: int, size: int) -> list[tuple[str, bytes]]:
+    rng = np.random.default_rng(3)
+    out = []
+    for i in range(count):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+        out.append((f"noise-{i}.png", buf.getvalue()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def uploads(tiny_run) -> list[tuple[str, bytes]]:
+    """The run's test split plus uniform noise (images like no class), and one file that is not an image."""
+    files = [(f.name, f.read_bytes()) for f in _test_files(tiny_run)]
+    return files + _noise_pngs(6, 16) + [("notes.png", b"not pixels")]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run, uploads, tmp_path_factory) -> Path:
+    """A copy of the tiny run with a temperature and a threshold at the median score of `uploads`, so that
+    calibration changes the probabilities and both unknown decisions occur; exported to ONNX."""
+    copy = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("backends") / "run"))
+    card = read_json(copy / "model.json")
+    card["calibration"] = {"method": "temperature", "temperature": 1.7}
+    write_json(copy / "model.json", card)
+    clf = Classifier.load(copy)
+    pixels = np.stack([clf.decode(io.BytesIO(data)) for _, data in uploads[:-1]])
+    card["unknown"]["threshold"] = float(np.median(clf.infer_pixels(pixels).scores))
+    write_json(copy / "model.json", card)
+    export_run(copy, "onnx")
+    return copy
+
+
+def _answers(app, uploads, query: str = "") -> list[dict]:
+    out = []
+    with TestClient(app) as client:
+        for start in range(0, len(uploads), MAX_FILES):
+            parts = [("files", (name, data, "image/png")) for name, data in uploads[start:start + MAX_FILES]]
+            r = client.post(f"/predict{query}", files=parts)
+            assert r.status_code == 200, r.text
+            out += r.json()["predictions"]
+    return out
+
+
+@pytest.mark.parametrize("query", ["?top_k=3", "?top_k=1&unknown=off"])
+def test_both_backends_give_the_same_json_for_the_same_uploads(run, uploads, query):
+    answers = {backend: _answers(create_app(run, backend=backend, threads=1, max_files=MAX_FILES), uploads, query)
+               for backend in ("torch", "onnx")}
+    torch_json, onnx_json = answers["torch"], answers["onnx"]
+    assert len(torch_json) == len(onnx_json) == len(uploads)
+    for t, o in zip(torch_json, onnx_json):
+        assert set(t) == set(o)
+        for key in ("path", "label", "best_label", "unknown", "error"):
+            assert t[key] == o[key], (key, t, o)
+        if t["error"] is not None:
+            continue
+        assert o["probability"] == pytest.approx(t["probability"], abs=1e-4)
+        assert o["score"] == pytest.approx(t["score"], rel=1e-4, abs=1e-3)
+        assert [e["label"] for e in o["top"]] == [e["label"] for e in t["top"]]
+        assert np.allclose([e["probability"] for e in o["top"]], [e["probability"] for e in t["top"]], atol=1e-4)
+    flagged = [t["label"] == "unknown" for t in torch_json if t["error"] is None]
+    if "unknown=off" in query:
+        assert not any(flagged)
+    else:
+        assert 0 < sum(flagged) < len(flagged), "the threshold should make both decisions occur"
+    # the temperature reached both backends: the top probability is below what the raw softmax gives
+    raw = Classifier.load(run).embed_pixels(np.stack([Classifier.load(run).decode(io.BytesIO(uploads[0][1]))]))[0]
+    softmax = np.exp(raw - raw.max()) / np.exp(raw - raw.max()).sum()
+    assert onnx_json[0]["top"][0]["probability"] < softmax.max() - 1e-3
+
+
+def test_the_onnx_session_runs_one_pass_at_a_time_on_the_threads_asked(run):
+    import onnxruntime as ort
+
+    options = load_onnx(run, threads=1).session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    with TestClient(create_app(run, backend="onnx", threads=1)) as client:
+        assert client.get("/health").json()["backend"] == "onnx"
+
+
+def test_a_run_without_an_export_is_refused_with_the_command_to_run(run, tmp_path):
+    bare = Path(shutil.copytree(run, tmp_path / "bare", ignore=shutil.ignore_patterns("export")))
+    with pytest.raises(ImgclfError) as caught:
+        create_app(bare, backend="onnx")
+    message = str(caught.value)
+    assert "\n" not in message and "no export/model.onnx" in message
+    assert f"imgclf export {bare} --format onnx" in message
+    assert not (bare / "export").exists(), "a refusal must not write into the run"
+
+
+def test_an_export_older_than_the_card_is_refused_and_a_new_metric_is_not(run, tmp_path):
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    card = read_json(copy / "model.json")
+    card["metrics"]["accuracy"] = 0.5  # what a later evaluation (tune) rewrites: the graph is unchanged
+    write_json(copy / "model.json", card)
+    create_app(copy, backend="onnx")
+    card["calibration"]["temperature"] = 2.5  # refitted after the export: the graph would answer otherwise
+    write_json(copy / "model.json", card)
+    with pytest.raises(ImgclfError) as caught:
+        create_app(copy, backend="onnx")
+    message = str(caught.value)
+    assert "\n" not in message and "changed since the export: calibration" in message
+    assert f"imgclf export {copy} --format onnx" in message

@@ -15,6 +15,12 @@ from .io import writable_folder
 
 
 def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    from .data.multilabel import is_label_index
+
+    if is_label_index(data):
+        from .inspect_multilabel import inspect_index
+
+        return inspect_index(data)
     if plots_dir is not None:
         writable_folder("plots", plots_dir)  # before the scan, which may take minutes
     scan = scan_folder(data)
@@ -93,6 +99,11 @@ def _reason(exc: Exception) -> str:
 def render_inspection(summary: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
+    if summary.get("task") == "multilabel":
+        from .inspect_multilabel import render_index_inspection
+
+        render_index_inspection(summary, console)
+        return
     splits = list(summary["counts"])
     table = Table(title=f"{summary['root']} ({summary['layout']} layout, {summary['total']} readable images)")
     table.add_column("class")

@@ -59,6 +59,20 @@ class SplitFiles(BaseModel):
     model_config = ConfigDict(extra="forbid")
     files: list[str] = Field(description="Paths relative to the data set's root.")
     labels: list[int]
+    label_sets: list[list[int]] | None = Field(None, description="Multi-label data: the label ids each image "
+                                               "carries (may be empty); `labels` is then its rarest label.")
+
+
+class LabelStats(BaseModel):
+    """One split of a multi-label data set: how many labels an image carries and which go together."""
+
+    model_config = ConfigDict(extra="forbid")
+    images: int = Field(ge=0)
+    cardinality: float = Field(ge=0, description="Mean number of labels per image.")
+    counts: dict[str, int] = Field(description="Images carrying each label.")
+    no_label: int = Field(ge=0, description="Images carrying none of the labels.")
+    cooccurrence: list[list[int]] = Field(description="Images carrying both labels, in class order; the "
+                                          "diagonal is each label's count.")
 
 
 class ImbalanceStats(BaseModel):
@@ -118,6 +132,9 @@ class DatasetRecord(Record):
                                                  "with; null when not searched (streamed data, "
                                                  "--no-group-duplicates, runs before it existed).")
     splits: dict[str, SplitFiles]
+    task: Literal["single", "multilabel"] = Field("single", description="multilabel: an image carries a set of "
+                                                  "labels (an index file); `counts` are images per label.")
+    label_stats: dict[str, LabelStats] | None = Field(None, description="Multi-label data: per split.")
 
     def split_paths(self, split: str) -> tuple[list[str], list[int]]:
         s = self.splits[split]
@@ -184,6 +201,33 @@ class UnknownScores(BaseModel):
     accuracy_kept: float | None = Field(description="Accuracy on the images not flagged.")
 
 
+class LabelScores(BaseModel):
+    """One label of a multi-label evaluation, at the card's threshold for it."""
+
+    model_config = ConfigDict(extra="forbid")
+    ap: float | None = Field(description="Average precision (area under the PR curve); None without positives.")
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    support: int = Field(ge=0, description="Images carrying the label.")
+
+
+class MultiLabelScores(BaseModel):
+    """metrics.json `multilabel`: ranking and set scores of a multi-label evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+    map_macro: float | None = Field(description="Mean of the per-label average precisions (labels with positives).")
+    map_micro: float | None = Field(description="Average precision over every (image, label) pair.")
+    subset_accuracy: float = Field(description="Images whose predicted label set equals the true set.")
+    hamming_loss: float = Field(description="Share of (image, label) decisions that are wrong.")
+    micro: AverageScores
+    samples_f1: float = Field(description="F1 of each image's predicted set against its true set, averaged.")
+    per_label: dict[str, LabelScores]
+    cardinality_true: float
+    cardinality_pred: float
+
+
 class MetricsRecord(Record):
     """metrics.json: scores of one evaluated split, computed from predictions.csv's probabilities."""
 
@@ -205,6 +249,11 @@ class MetricsRecord(Record):
     tta: TTAScores | None = None
     calibration: CalibrationScores | None = None
     unknown: UnknownScores | None = None
+    task: Literal["single", "multilabel"] = Field("single", description="multilabel: accuracy is subset accuracy, "
+                                                  "loss the mean binary cross-entropy, per_class / macro / weighted "
+                                                  "the labels' P/R/F1 at their thresholds, auc per label, "
+                                                  "confusion the label co-occurrence (true x predicted).")
+    multilabel: MultiLabelScores | None = None
 
 
 # --------------------------------------------------------------------------------------------- model.json
@@ -318,6 +367,11 @@ class ModelCard(Record):
     created: str = ""
     calibration: CalibrationInfo | None = Field(None, description="Absent in cards before schema 2: raw softmax.")
     unknown: UnknownInfo | None = Field(None, description="Absent in cards before schema 2: no image is unknown.")
+    task: Literal["single", "multilabel"] = Field("single", description="multilabel: one sigmoid per label, and "
+                                                  "an image carries every label whose probability reaches its "
+                                                  "threshold.")
+    thresholds: dict[str, float] | None = Field(None, description="Multi-label: each label's decision threshold, "
+                                                "tuned on the validation split (maximum F1).")
     lr_find: LRFindInfo | None = Field(None, description="Set when lr was found by the LR finder (--lr auto); "
                                        "absent otherwise and in older cards.")
 
@@ -341,6 +395,8 @@ class ModelCard(Record):
             raise ValueError("std values must be > 0")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("class names must be unique")
+        if self.thresholds is not None and set(self.thresholds) != set(self.classes):
+            raise ValueError("thresholds must name every class, and only those")
         return self
 
 

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Split:
     indices: np.ndarray  # rows of the decoded array
-    labels: np.ndarray  # int64 class ids
+    labels: np.ndarray  # int64 class ids (multi-label: each image's rarest label, `multilabel.primary_labels`)
+    targets: np.ndarray | None = None  # multi-label: (N, K) uint8 multi-hot; None for single-label data
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -45,6 +46,7 @@ class PreparedData:
     interpolation: str = "bilinear"
     color_source: str = ""  # why this colour mode: "color=rgb", or what color=auto found (see `resolve_color`)
     grouping: Grouping | None = None  # near-duplicate groups the split kept together / found leaking
+    task: str = "single"  # or "multilabel": the splits carry `targets`
 
     @property
     def channels(self) -> int:
@@ -66,8 +68,12 @@ class PreparedData:
         return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
 
     def counts(self) -> dict[str, dict[str, int]]:
+        """Images per class and split; multi-label: images carrying each label."""
         out = {}
         for name, split in self.splits.items():
+            if split.targets is not None:
+                out[name] = {cls: int(v) for cls, v in zip(self.classes, split.targets.sum(0))}
+                continue
             c = Counter(split.labels.tolist())
             out[name] = {cls: int(c.get(i, 0)) for i, cls in enumerate(self.classes)}
         return out
@@ -76,6 +82,13 @@ class PreparedData:
         """The content of dataset.json."""
         counts = self.counts()
         root = self.scan.root.resolve()
+        multilabel = {}
+        if self.task == "multilabel":
+            from .multilabel import label_stats
+
+            multilabel = {"task": "multilabel",
+                          "label_stats": {name: label_stats(split.targets, self.classes)
+                                          for name, split in self.splits.items()}}
         return {
             "root": str(root),
             "roots": [str(r) for r in self.scan.roots or [root]],
@@ -95,9 +108,12 @@ class PreparedData:
                 name: {
                     "files": [_rel(self.decoded.paths[i], root) for i in split.indices],
                     "labels": split.labels.tolist(),
+                    **({"label_sets": [np.flatnonzero(row).tolist() for row in split.targets]}
+                       if split.targets is not None else {}),
                 }
                 for name, split in self.splits.items()
             },
+            **multilabel,
         }
 
 
@@ -204,6 +220,13 @@ def prepare_data(
     the validation split, the rest train.
     group_duplicates: find near-duplicate groups in the cache; an automatic split (val/test drawn from a pool,
     folds) keeps each group in one split, and user-given splits are checked for leaks (`data.groups`)."""
+    from .multilabel import is_label_index
+
+    if is_label_index(data):
+        from .index_data import prepare_index
+
+        return prepare_index(data, img_size, color, val_split, test_split, seed, interpolation, cache_dir,
+                             cache_budget, workers, model_in_chans, selection, fold, progress)
     selection = selection or Selection(seed=seed)
     scan = select_classes(scan or scan_folders(data), selection)
     classes = scan.classes

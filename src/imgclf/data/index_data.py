@@ -1,0 +1,85 @@
+"""A multi-label data set from an index file: decode into the same uint8 cache, split by iterative stratification.
+
+The automatic split uses the `iterative-stratification` package (BSD-3, last release 2024-10, pure Python on
+numpy / scikit-learn): its MultilabelStratifiedShuffleSplit is Sechidis et al. (2011)'s iterative
+stratification, which keeps every label's share close to the requested one in each split, rarest labels first
+(a plain random split can leave a rare label out of validation entirely, and then its threshold cannot be tuned).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import invalid
+from .cache import decode_all
+from .folder import FolderScan
+from .multilabel import primary_labels, read_label_index
+from .select import Selection
+
+
+def multilabel_holdout(targets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of a seeded, iteratively stratified hold-out of `fraction` of the rows."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    n = len(targets)
+    mask = np.zeros(n, dtype=bool)
+    take = int(round(n * fraction))
+    if fraction <= 0 or take == 0 or n < 2:
+        return mask
+    take = min(take, n - 1)
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=take, random_state=seed)
+    _, held = next(splitter.split(np.zeros(n), np.asarray(targets, dtype=np.int64)))
+    mask[held] = True
+    return mask
+
+
+def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split: float, test_split: float,
+                  seed: int, interpolation: str, cache_dir: str | None, cache_budget: int, workers: int,
+                  model_in_chans: int | None, selection: Selection | None, fold: tuple[int, int] | None,
+                  progress: bool):
+    """`prepare_data` for an index file: the images decoded once, test then val held out (iterative
+    stratification), the rest train. Near-duplicate grouping, folds and class selection are not applied to
+    multi-label data yet; asking for folds or a class choice is refused rather than ignored."""
+    from .dataset import PreparedData, Split, resolve_color
+
+    if fold is not None:
+        raise invalid("folds", fold[1], "unset for multi-label data (an index file)",
+                      note="cross-validation folds are not stratified for label sets yet")
+    if selection is not None and (selection.classes or selection.drop_classes or selection.per_class_max):
+        raise invalid("classes", selection.classes or selection.drop_classes or selection.per_class_max,
+                      "unset for multi-label data (an index file)",
+                      note="class choice and per-class caps apply to class-per-folder data only",
+                      hint="Leave the labels out of the index file instead")
+    labelled = read_label_index(index)
+    color, color_source = resolve_color(color, labelled.files, model_in_chans)
+    decoded = decode_all(labelled.files, img_size, color, interpolation, cache_dir, cache_budget, workers,
+                         progress=progress)
+    skipped = [{"path": labelled.files[i], "reason": r} for i, r in sorted(decoded.failures.items())]
+    ok = decoded.ok_indices
+    targets = labelled.targets[ok]
+    test_mask = multilabel_holdout(targets, test_split, seed)
+    rest = np.flatnonzero(~test_mask)
+    val_in_rest = multilabel_holdout(targets[rest], val_split / max(1e-9, 1 - test_split), seed + 1)
+
+    def split(rows: np.ndarray) -> Split:
+        rows = np.sort(rows)
+        return Split(ok[rows], primary_labels(targets[rows]), targets[rows])
+
+    splits = {"train": split(rest[~val_in_rest]), "val": split(rest[val_in_rest])}
+    if test_split > 0:
+        splits["test"] = split(np.flatnonzero(test_mask))
+    if len(splits["val"]) == 0:
+        raise invalid("val_split", val_split, "> 0 with enough images to hold some out",
+                      note="the validation split is empty")
+    missing = [c for c, n in zip(labelled.classes, splits["train"].targets.sum(0)) if n == 0]
+    if missing:
+        raise invalid("data", index, "an index where every label is carried by a decodable training image",
+                      note=f"no training image carries {missing}; {len(skipped)} file(s) skipped")
+    scan = FolderScan(root=labelled.path.parent, layout="index", classes=labelled.classes,
+                      files={"all": [(f, "") for f in labelled.files]})
+    val_source = (f"{val_split:g} of the index {labelled.path.name} "
+                  f"(iterative multi-label stratification, seed {seed})")
+    return PreparedData(scan, decoded, labelled.classes, img_size, color, splits, skipped, val_source,
+                        interpolation, color_source, None, task="multilabel")

@@ -1,0 +1,184 @@
+"""Multi-label data: an index file (CSV or JSON lines) naming each image and the set of labels it carries.
+
+CSV: one row per image, `path,labels`, the labels separated by `;` (an optional header row `path,labels`).
+JSON lines: one object per line, `{"path": ..., "labels": [...]}` (or a `;`-separated string). Paths are
+relative to the index file. An empty labels cell is an image that carries none of the labels (a legitimate
+negative for every label), but a blank row, a row without a path or a labels column, a file that does not
+exist or a label the model does not know is the user's mistake: one line naming the file and its line number.
+
+The labels are held as a multi-hot matrix (N, K) of uint8: `targets`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import bad_path, invalid
+
+INDEX_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+LABEL_SEPARATOR = ";"
+
+
+@dataclass
+class LabelIndex:
+    """What an index file holds: absolute image paths, the label names (sorted), and who carries which."""
+
+    path: Path
+    classes: list[str]
+    files: list[str]
+    targets: np.ndarray  # (N, K) uint8 multi-hot
+    lines: list[int]  # the index file's line number of each image, for messages
+
+
+def is_label_index(data: object) -> bool:
+    """True for a path to a CSV / JSON-lines file: the multi-label layout (a folder is the class-per-folder one)."""
+    return isinstance(data, (str, os.PathLike)) and str(data).lower().endswith(INDEX_SUFFIXES) \
+        and not Path(data).is_dir()
+
+
+def _row_error(index: Path, line: int, allowed: str, note: str) -> Exception:
+    return invalid("data", f"{index}:{line}", allowed, note=note)
+
+
+def _split_labels(cell: object, index: Path, line: int) -> list[str]:
+    if isinstance(cell, list):
+        if not all(isinstance(v, str) for v in cell):
+            raise _row_error(index, line, "a row whose labels are strings", note=f"labels {cell!r}")
+        raw = cell
+    elif isinstance(cell, str):
+        raw = cell.split(LABEL_SEPARATOR)
+    else:
+        raise _row_error(index, line, f"a row whose labels are a list or a {LABEL_SEPARATOR!r}-separated string",
+                         note=f"labels {cell!r}")
+    labels = [v.strip() for v in raw if v.strip()]
+    return sorted(set(labels))
+
+
+def _csv_rows(index: Path) -> list[tuple[int, str, object]]:
+    rows = []
+    with open(index, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        for cells in reader:
+            line = reader.line_num
+            if line == 1 and [c.strip().lower() for c in cells] == ["path", "labels"]:
+                continue
+            if not any(c.strip() for c in cells):
+                raise _row_error(index, line, "a row `path,labels` (labels separated by ';', may be empty)",
+                                 note="empty row")
+            if len(cells) != 2:
+                raise _row_error(index, line, "a row of 2 columns, `path,labels` (labels separated by ';')",
+                                 note=f"{len(cells)} column(s)")
+            rows.append((line, cells[0].strip(), cells[1]))
+    return rows
+
+
+def _jsonl_rows(index: Path) -> list[tuple[int, str, object]]:
+    rows = []
+    with open(index, encoding="utf-8-sig") as f:
+        for line, text in enumerate(f, 1):
+            if not text.strip():
+                raise _row_error(index, line, 'a JSON object {"path": ..., "labels": [...]} on every line',
+                                 note="empty row")
+            try:
+                item = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise _row_error(index, line, 'a JSON object {"path": ..., "labels": [...]} on every line',
+                                 note=f"not JSON: {exc.msg}") from None
+            if not isinstance(item, dict) or "path" not in item or "labels" not in item:
+                keys = sorted(item) if isinstance(item, dict) else type(item).__name__
+                raise _row_error(index, line, 'a JSON object with the keys "path" and "labels"', note=f"{keys}")
+            path = item["path"]
+            rows.append((line, path.strip() if isinstance(path, str) else "", item["labels"]))
+    return rows
+
+
+def read_label_index(index: str | os.PathLike, classes: list[str] | None = None) -> LabelIndex:
+    """Read and check an index file. classes: the label set to hold the rows to (a trained model's); None: the
+    labels found, sorted."""
+    index = Path(index)
+    if not index.is_file():
+        raise bad_path("data", index, "an image folder, or a CSV / JSON-lines index of images and their labels",
+                       "a folder" if index.is_dir() else "not found")
+    try:
+        rows = _jsonl_rows(index) if index.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(index)
+    except UnicodeDecodeError as exc:
+        raise bad_path("data", index, "a UTF-8 text index file", f"not UTF-8 text: {exc.reason}") from None
+    if not rows:
+        raise bad_path("data", index, "an index file listing at least one image", "no rows")
+    base = index.parent
+    files, label_sets, lines, seen = [], [], [], {}
+    for line, path, cell in rows:
+        if not path:
+            raise _row_error(index, line, "a row whose first column is an image path", note="no path")
+        full = os.path.abspath(base / path)
+        if not os.path.isfile(full):
+            raise _row_error(index, line, "a row naming an existing image file (relative to the index file)",
+                             note=f"{path!r} not found")
+        if full in seen:
+            raise _row_error(index, line, "a row per image (list all of its labels in one row)",
+                             note=f"{path!r} already on line {seen[full]}")
+        seen[full] = line
+        files.append(full)
+        label_sets.append(_split_labels(cell, index, line))
+        lines.append(line)
+    found = sorted({label for labels in label_sets for label in labels})
+    if classes is None:
+        classes = found
+        if len(classes) < 2:
+            raise bad_path("data", index, "an index whose rows use at least 2 distinct labels",
+                           f"labels found: {classes}")
+    else:
+        known = set(classes)
+        for line, labels in zip(lines, label_sets):
+            unknown = [label for label in labels if label not in known]
+            if unknown:
+                raise _row_error(index, line, f"a row whose labels are among the model's labels {classes}",
+                                 note=f"unknown label(s) {unknown}")
+    column = {c: i for i, c in enumerate(classes)}
+    targets = np.zeros((len(files), len(classes)), dtype=np.uint8)
+    for row, labels in enumerate(label_sets):
+        targets[row, [column[label] for label in labels]] = 1
+    return LabelIndex(index, list(classes), files, targets, lines)
+
+
+def label_stats(targets: np.ndarray, classes: list[str]) -> dict[str, object]:
+    """Label cardinality (mean labels per image), per-label counts, images with none, and the co-occurrence
+    matrix (images carrying both labels; the diagonal is the label's count)."""
+    t = np.asarray(targets, dtype=np.int64)
+    co = t.T @ t if len(t) else np.zeros((len(classes), len(classes)), dtype=np.int64)
+    return {
+        "images": int(len(t)),
+        "cardinality": round(float(t.sum(1).mean()), 4) if len(t) else 0.0,
+        "counts": {c: int(v) for c, v in zip(classes, t.sum(0))},
+        "no_label": int((t.sum(1) == 0).sum()) if len(t) else 0,
+        "cooccurrence": co.tolist(),
+    }
+
+
+def primary_labels(targets: np.ndarray) -> np.ndarray:
+    """One class id per image for the code that needs a single label (per-class caps, group search): its
+    rarest label, 0 for an image with none."""
+    t = np.asarray(targets)
+    if not len(t):
+        return np.zeros(0, dtype=np.int64)
+    rarity = np.where(t > 0, t.sum(0)[None, :], np.iinfo(np.int64).max)
+    return np.where(t.any(1), rarity.argmin(1), 0).astype(np.int64)
+
+
+def positive_weights(spec: str, targets: np.ndarray, classes: list[str]) -> list[float] | None:
+    """pos_weight of each label's binary loss: none; balanced, negatives / positives in the training split
+    (PyTorch's BCEWithLogitsLoss recipe: a label on 10 % of the images gets 9); or a JSON file of weights."""
+    from ..data.imbalance import class_weights
+
+    if spec != "balanced":
+        # a JSON file maps label -> weight exactly as for classes; its checks and messages are the same
+        return class_weights(spec, np.zeros(0, dtype=np.int64), classes)
+    t = np.asarray(targets, dtype=np.float64)
+    positives = t.sum(0)
+    return [float((len(t) - p) / p) if p else 1.0 for p in positives]

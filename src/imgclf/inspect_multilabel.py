@@ -1,0 +1,61 @@
+"""`imgclf inspect INDEX.csv`: a multi-label index's label cardinality, per-label counts and co-occurrence."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+from .data.decode import DecodeError, decode_image
+from .data.multilabel import label_stats, read_label_index
+
+
+def inspect_index(index: str | os.PathLike) -> dict[str, Any]:
+    """Every listed image decoded once (unreadable ones listed), then the label statistics of the readable."""
+    labelled = read_label_index(index)
+    sizes: Counter[str] = Counter()
+    modes: Counter[str] = Counter()
+    skipped, ok = [], []
+    for row, path in enumerate(labelled.files):
+        try:
+            _, meta = decode_image(path, None, "rgb")
+        except DecodeError as exc:
+            skipped.append({"path": path, "reason": str(exc)})
+            continue
+        ok.append(row)
+        sizes[f"{meta['width']}x{meta['height']}"] += 1
+        modes[str(meta["mode"])] += 1
+    stats = label_stats(labelled.targets[ok], labelled.classes)
+    return {"root": str(labelled.path.resolve()), "layout": "index", "task": "multilabel",
+            "classes": labelled.classes, "total": len(ok), **stats,
+            "sizes": dict(sizes.most_common(10)), "distinct_sizes": len(sizes), "modes": dict(modes.most_common()),
+            "skipped": skipped}
+
+
+def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .io import terminal_safe
+
+    classes = summary["classes"]
+    console.print(f"{escape(terminal_safe(summary['root']))}: multi-label index, {summary['total']} readable images, "
+                  f"{len(classes)} labels")
+    console.print(f"label cardinality {summary['cardinality']:.3f} labels per image; "
+                  f"{summary['no_label']} image(s) carry no label")
+    table = Table(title="co-occurrence: images carrying both labels (diagonal: the label's count)",
+                  title_justify="left")
+    table.add_column("label")
+    table.add_column("images", justify="right")
+    table.add_column("share", justify="right")
+    for c in classes:
+        table.add_column(escape(terminal_safe(c)), justify="right")
+    total = max(1, summary["total"])
+    for i, c in enumerate(classes):
+        table.add_row(escape(terminal_safe(c)), str(summary["counts"][c]), f"{summary['counts'][c] / total:.1%}",
+                      *[str(v) for v in summary["cooccurrence"][i]])
+    console.print(table)
+    if summary["skipped"]:
+        console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
+        for s in summary["skipped"]:
+            console.print(f"  {escape(terminal_safe(s['path']))}: {escape(terminal_safe(s['reason']))}")

@@ -1,0 +1,107 @@
+"""Multi-label data: index files read and checked, iterative stratification, dataset.json, inspect."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ml_fixtures import SHAPES, make_mosaics
+
+from imgclf.data.dataset import prepare_data
+from imgclf.data.index_data import multilabel_holdout
+from imgclf.data.multilabel import label_stats, read_label_index
+from imgclf.errors import ImgclfError
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_index_file_gives_label_sets_in_file_order(tmp_path, fmt):
+    index, sets = make_mosaics(tmp_path, count=12, fmt=fmt)
+    got = read_label_index(index)
+    assert got.classes == sorted({s for labels in sets for s in labels})
+    assert [sorted(np.asarray(got.classes)[row > 0]) for row in got.targets] == sets
+    assert got.files[0] == str(tmp_path / "images" / "m000.png")
+
+
+def _write(tmp_path, text, name="index.csv"):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.png").write_bytes(b"")
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("a.png,cat;dog\n\nb.png,dog\n", 2, "empty row"),
+    ("a.png,cat\nb.png\n", 2, "1 column"),
+    ("a.png,cat\nmissing.png,dog\n", 2, "'missing.png' not found"),
+    ("path,labels\na.png,cat\n,dog\n", 3, "no path"),
+    ("a.png,cat\nb.png,dog\na.png,fox\n", 3, "already on line 1"),
+])
+def test_bad_rows_name_the_file_and_line(tmp_path, text, line, words):
+    index = _write(tmp_path, text)
+    with pytest.raises(ImgclfError) as err:
+        read_label_index(index)
+    message = str(err.value)
+    assert f"index.csv:{line}" in message and words in message and "\n" not in message
+
+
+def test_unknown_label_is_refused_against_a_label_set(tmp_path):
+    index = _write(tmp_path, "a.png,cat\nb.png,cat;zebra\n")
+    with pytest.raises(ImgclfError, match=r"index.csv:2.*unknown label\(s\) \['zebra'\]"):
+        read_label_index(index, classes=["cat", "dog"])
+
+
+def test_jsonl_bad_line_is_named(tmp_path):
+    index = _write(tmp_path, '{"path": "a.png", "labels": ["cat"]}\n{"path": "b.png"}\n', "index.jsonl")
+    with pytest.raises(ImgclfError, match=r"index.jsonl:2"):
+        read_label_index(index)
+
+
+def test_an_image_without_labels_is_a_negative_not_an_error(tmp_path):
+    index = _write(tmp_path, "a.png,cat;dog\nb.png,\n")
+    got = read_label_index(index)
+    assert got.targets.tolist() == [[1, 1], [0, 0]]
+
+
+def test_iterative_stratification_keeps_each_label_share_better_than_random():
+    rng = np.random.default_rng(0)
+    # a rare label (4 %) and common ones: a random 20 % hold-out often misses or doubles the rare label
+    targets = (rng.random((500, 5)) < np.array([0.04, 0.1, 0.3, 0.5, 0.6])).astype(np.uint8)
+    mask = multilabel_holdout(targets, 0.2, seed=0)
+    assert mask.sum() == 100
+    share = targets[mask].sum(0) / targets.sum(0)
+    assert np.all(np.abs(share - 0.2) < 0.03), share
+    random_err = []
+    for seed in range(20):
+        pick = np.random.default_rng(seed).permutation(500)[:100]
+        random_err.append(np.abs(targets[pick].sum(0) / targets.sum(0) - 0.2).max())
+    assert np.abs(share - 0.2).max() < np.mean(random_err)
+
+
+def test_prepare_data_on_an_index_records_the_task_and_label_counts(tmp_path):
+    index, sets = make_mosaics(tmp_path, count=60)
+    data = prepare_data(str(index), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False)
+    assert data.task == "multilabel" and data.classes == list(SHAPES)
+    assert sum(len(s) for s in data.splits.values()) == 60
+    described = data.describe()
+    assert described["task"] == "multilabel"
+    train = data.splits["train"]
+    assert described["counts"]["train"] == {c: int(v) for c, v in zip(SHAPES, train.targets.sum(0))}
+    stats = described["label_stats"]["train"]
+    assert stats["cooccurrence"][0][0] == stats["counts"]["circle"]
+    # every image's label set survives into dataset.json
+    files = described["splits"]["train"]["files"]
+    by_name = {f"images/m{n:03d}.png": s for n, s in enumerate(sets)}
+    assert [[SHAPES[i] for i in ids] for ids in described["splits"]["train"]["label_sets"]] == \
+        [by_name[f] for f in files]
+    from imgclf.records import DatasetRecord
+
+    assert DatasetRecord.model_validate(described).task == "multilabel"
+
+
+def test_label_stats_count_cardinality_and_cooccurrence():
+    t = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]])
+    s = label_stats(t, ["a", "b", "c"])
+    assert s["cardinality"] == 1.0 and s["no_label"] == 1
+    assert s["counts"] == {"a": 2, "b": 1, "c": 0}
+    assert s["cooccurrence"][0][1] == 1 and s["cooccurrence"][0][0] == 2

@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch and torchvision first: CPU-capable builds pinned together (PyPI's torchvision alone mismatches)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e ".[serve,export,explain,test,track]"
+	$(PY) -m pip install -q -e ".[serve,export,explain,test,track,tune]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "list_runs", "load", "lr_find", "__version__"]
+__all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "list_runs", "load", "lr_find", "tune",
+           "__version__"]
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -63,6 +64,16 @@ def lr_find(config: Any = None, **values: Any):
     from .pipeline.lr_find import lr_find as _lr_find
 
     return _lr_find(config, **values)
+
+
+def tune(config: Any = None, *, trials: int, **kwargs: Any):
+    """Hyper-parameter search with Optuna: `trials` ordinary runs (settings as `fit` takes them) under one search
+    folder, selected on the validation split, the best tested; `time_limit=` is the whole search's budget,
+    `space=` a YAML file or mapping of field -> range (default: the model family's), `resume=True, out=FOLDER`
+    continues a killed search. Returns an `imgclf.search.TuneResult`; see `imgclf.search.search.tune`."""
+    from .search import tune as _tune
+
+    return _tune(config, trials=trials, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

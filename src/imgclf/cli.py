@@ -213,6 +213,51 @@ def _lr_find_options() -> list[inspect.Parameter]:
 _generated_command(app, "lr-find", lr_find, _lr_find_options)
 
 
+def tune(data: Optional[list[str]] = None, **options: Any) -> None:
+    """Search hyper-parameters with Optuna: every trial an ordinary run, the best tested.
+
+    Trials are selected on the validation split; only the best one is evaluated on the test split. Writes
+    OUT/study.db (resumable with --resume), OUT/trials/trial-NNN, best.yaml, tune.json and tune.html."""
+    from .search.search import stderr_log
+    from .search.search import tune as search
+
+    own = {k: options.pop(k) for k in ("trials", "time_limit", "space", "resume", "config")}
+    if data:
+        options["data"] = data[0] if len(data) == 1 else data
+    options = {k: v for k, v in options.items() if v is not None}
+    result = search(trials=own["trials"], time_limit=own["time_limit"], space=own["space"], resume=own["resume"],
+                    config_file=own["config"], log=stderr_log if options.get("progress", True) else None, **options)
+    best = result.record.best
+    test = "" if best.test_accuracy is None else f", test accuracy {best.test_accuracy:.4f}"
+    typer.echo(f"best trial {best.number}: validation accuracy {best.value:.4f}{test}  ({result.best_run})")
+    typer.echo(f"search: {result.path} (tune.html, tune.json); train it again: imgclf train --config "
+               f"{result.path / 'best.yaml'}")
+
+
+def _tune_options() -> list[inspect.Parameter]:
+    params = [p for p in _train_options() if p.name not in ("resume", "overwrite", "time_limit", "folds", "fold")]
+    out = typer.Option(None, "--out", help="Search folder (default: tune/<model>-<n>).", show_default=False)
+    params = [p.replace(default=out) if p.name == "out" else p for p in params]
+    own = [
+        ("trials", int, typer.Option(..., "--trials", help="Number of trials (finished or pruned) to run.")),
+        ("time_limit", Optional[str], typer.Option(None, "--time-limit", help="Total budget of the search, such as "
+                                                   "30m: each trial trains at most its equal share, and no trial "
+                                                   "starts once less than half a share is left.")),
+        ("space", Optional[Path], typer.Option(None, "--space", help="YAML file of the settings to search: "
+                                               "'lr: {low: 1e-4, high: 1e-1, log: true}', 'batch_size: [32, 64]', "
+                                               "'model_args.dropout: {low: 0, high: 0.5}' (default: the model "
+                                               "family's space).")),
+        ("resume", bool, typer.Option(False, "--resume", help="Continue the search in --out (trials already "
+                                      "finished are kept, not rerun).")),
+    ]
+    for name, ann, default in own:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
+    return params
+
+
+_generated_command(app, "tune", tune, _tune_options)
+
+
 def _print_run_summary(run: Any) -> None:
     from .hardware import launch_rank
 

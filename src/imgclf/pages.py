@@ -18,7 +18,7 @@ from typing import Any
 from .stats import MeanStd
 
 # Packages whose templates/ folder the environment loads from; template names are unique across them.
-TEMPLATE_PACKAGES = ("imgclf.evaluation", "imgclf.study", "imgclf.audit")
+TEMPLATE_PACKAGES = ("imgclf.evaluation", "imgclf.study", "imgclf.audit", "imgclf.search")
 
 
 @lru_cache(maxsize=1)

@@ -142,6 +142,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = "failed", problems[0]
     elif card is not None and metrics is not None:
         status, reason = "completed", ""
+    elif card is not None and card.metrics.split == "val":  # a search trial: validated, never tested (tune)
+        status, reason = "completed", ""
     elif card is not None:
         status, reason = "interrupted", "not evaluated (no metrics.json): imgclf evaluate RUN"
     elif run.has("checkpoints/last.ckpt"):

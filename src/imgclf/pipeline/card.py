@@ -36,6 +36,13 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
     )
 
 
+def validation_headline(history: list[HistoryRow], best_epoch: int | None) -> HeadlineMetrics:
+    """The card's numbers for a run trained without a test evaluation (a search trial): validation only."""
+    val = next((r.val_acc for r in history if r.epoch == best_epoch), None)
+    loss = next((r.val_loss for r in history if r.epoch == best_epoch), None)
+    return HeadlineMetrics(split="val", accuracy=val, loss=loss, val_accuracy=val)
+
+
 def headline(metrics: MetricsRecord, history: list[HistoryRow], best_epoch: int | None) -> HeadlineMetrics:
     """The card's quotable numbers: test scores, and validation accuracy at the kept epoch."""
     val = next((r.val_acc for r in history if r.epoch == best_epoch), None)

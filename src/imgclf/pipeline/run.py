@@ -143,12 +143,16 @@ def dataset_record(data: PreparedData) -> DatasetRecord:
 
 
 def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | None = None, resume: bool = False,
-              report: bool = True) -> Run:
-    """Run `cfg` into its run directory. `checkpoint` continues from a Lightning checkpoint (resume)."""
+              report: bool = True, evaluate: bool = True, callbacks: list | None = None) -> Run:
+    """Run `cfg` into its run directory. `checkpoint` continues from a Lightning checkpoint (resume).
+
+    `evaluate=False` stops after the model card (validation scores only): a search's trials must never see the
+    test split, which is scored for the chosen trial alone (`imgclf.tune`); no metrics.json, no report.
+    `callbacks`: extra Lightning callbacks for the training (a search's pruner)."""
     from ..train.finetune import transfer_model_args
     from ..train.fit import TrainingInterrupted, train_model
     from ..train.callbacks import save_weights
-    from .card import headline, make_card
+    from .card import headline, make_card, validation_headline
 
     from .lr_find import card_info, check_auto_lr
 
@@ -192,7 +196,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     loggers = make_loggers(resolved, run_dir, resume)
     log_config(loggers, resolved, resume)
     try:
-        result = train_model(resolved, data, model, run_dir, checkpoint, loggers)
+        result = train_model(resolved, data, model, run_dir, checkpoint, loggers, callbacks)
     except ImgclfError as exc:
         # A setting refused before any epoch ran (normalize=backbone without a backbone, a frozen backbone with
         # plain ddp): take back the files written above, so the corrected command may use the same --out.
@@ -214,6 +218,11 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
     # before the card is written: evaluation, serving and export then all apply the temperature and threshold
     card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir)
+    if not evaluate:
+        card.metrics = validation_headline(result.history, result.best_epoch)
+        run.write_card(card)
+        return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
+                   result.stopped_reason, skipped)
     run.write_card(card)
 
     from ..evaluation.run_eval import evaluate_run

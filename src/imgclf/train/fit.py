@@ -108,10 +108,12 @@ def _devices(cfg: TrainConfig) -> int | str:
 
 
 def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, run_dir: Path,
-                ckpt_path: str | None = None, loggers: list[Any] | None = None) -> TrainResult:
+                ckpt_path: str | None = None, loggers: list[Any] | None = None,
+                extra_callbacks: list[Any] | None = None) -> TrainResult:
     """Fit `model` on `data` as `cfg` says; checkpoints and history.csv go to `run_dir`. With `restore_best` the
     returned model holds the best epoch's weights (by `cfg.monitor`). `loggers`: Lightning loggers (trackers) that
-    receive per-step loss and learning rate and per-epoch metrics."""
+    receive per-step loss and learning rate and per-epoch metrics. `extra_callbacks`: Lightning callbacks of the
+    caller's own (a search's pruning callback), after imgclf's, so they see each epoch's metrics as logged."""
     import logging
 
     import lightning as L
@@ -122,6 +124,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     world = (_devices(cfg) if isinstance(_devices(cfg), int) else 1) * cfg.num_nodes
     module, model, mean, std, sample_w, epoch_items, steps = _module(cfg, data, model, world)
     callbacks, best, history = _callbacks(cfg, run_dir, model, steps)
+    callbacks.extend(extra_callbacks or [])
     if loggers:
         from lightning.pytorch.callbacks import LearningRateMonitor
 

@@ -1,0 +1,196 @@
+"""What a finished search writes: best.yaml, tune.json (`imgclf.records.TuneRecord`) and tune.html."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..records import RunDir, TuneBest, TuneRecord, TuneTrial
+
+# best.yaml leaves out where the trial ran and what only described it: `imgclf train --config best.yaml` makes a
+# new run (runs/<model>-<n>, or --out) with the best trial's settings, progress shown.
+NOT_IN_BEST = ("out", "schema_version", "progress", "lr_auto")
+
+
+def best_settings(path: Path, run: RunDir) -> dict[str, Any]:
+    from ..io import write_yaml
+
+    settings = {k: v for k, v in run.read_config().model_dump(mode="json").items() if k not in NOT_IN_BEST}
+    write_yaml(path, settings)
+    return settings
+
+
+def _trial(t: Any) -> TuneTrial:
+    seconds = (t.datetime_complete - t.datetime_start).total_seconds() \
+        if t.datetime_complete is not None and t.datetime_start is not None else None
+    value = t.value if t.value is not None else (t.intermediate_values[max(t.intermediate_values)]
+                                                  if t.intermediate_values else None)
+    return TuneTrial(number=t.number, state=t.state.name.lower(), value=value, params=dict(t.params),
+                     run=t.user_attrs.get("run"), epochs=t.user_attrs.get("epochs"),
+                     seconds=None if seconds is None else round(seconds, 1), stopped=t.user_attrs.get("stopped"))
+
+
+def importances(study: Any) -> dict[str, float] | None:
+    """Optuna's parameter importances over the complete trials; None when there are too few to say (fewer than 3
+    complete trials, or no parameter that varied)."""
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 3:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError, ZeroDivisionError):  # every trial drew the same values, or one value only
+        return None
+    found = {k: float(v) for k, v in found.items() if math.isfinite(v)}
+    return found or None
+
+
+def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,
+                stop_reason: str) -> TuneRecord:
+    import optuna
+
+    from .. import __version__
+    from .search import _used_seconds
+
+    settings = search["settings"]
+    best = study.best_trial
+    run = RunDir(folder / best.user_attrs["run"])
+    metrics = run.read_metrics() if run.has("metrics.json") else None
+    return TuneRecord(
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), imgclf_version=__version__,
+        optuna_version=optuna.__version__, data=settings["data"], model=settings["model"],
+        recipe=settings.get("recipe"), sampler=type(study.sampler).__name__, pruner=type(study.pruner).__name__,
+        seed=search["seed"], trials_asked=trials, time_limit_seconds=budget,
+        seconds_used=round(_used_seconds(study), 1), stopped=stop_reason, space=search["space"],
+        trials=[_trial(t) for t in study.get_trials(deepcopy=False)],
+        best=TuneBest(number=best.number, value=best.value, params=dict(best.params), run=best.user_attrs["run"],
+                      test_accuracy=None if metrics is None else metrics.accuracy,
+                      test_macro_f1=None if metrics is None else metrics.macro.f1),
+        importances=importances(study))
+
+
+# ------------------------------------------------------------------------------------------- figures
+STATE_COLORS = {"complete": "#2563eb", "pruned": "#9ca3af", "fail": "#dc2626"}
+
+
+def history_figure(record: TuneRecord, path: Path) -> Path:
+    """Each trial's validation accuracy in order, pruned ones at their last reported epoch, the best so far."""
+    from ..plotting import BEST_COLOR, FULL_WIDTH_PX, inches, new_figure, save_figure, style
+
+    with style():
+        fig = new_figure(inches(FULL_WIDTH_PX), inches(340))
+        ax = fig.add_subplot()
+        for state, color in STATE_COLORS.items():
+            shown = [t for t in record.trials if t.state == state and t.value is not None]
+            if shown:
+                ax.scatter([t.number for t in shown], [t.value for t in shown], color=color, s=28, zorder=3,
+                           label=f"{state} ({len(shown)})")
+        best, xs, ys = -math.inf, [], []
+        for t in record.trials:
+            if t.state == "complete" and t.value is not None:
+                best = max(best, t.value)
+                xs.append(t.number)
+                ys.append(best)
+        ax.step(xs, ys, where="post", color=BEST_COLOR, linewidth=1.6, label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("validation accuracy")
+        ax.set_title("Optimisation history")
+        ax.legend(loc="lower right")
+    return save_figure(fig, path)
+
+
+def importance_figure(record: TuneRecord, path: Path) -> Path | None:
+    from ..plotting import FULL_WIDTH_PX, TRAIN_COLOR, inches, new_figure, save_figure, style
+
+    if not record.importances:
+        return None
+    names = list(record.importances)[::-1]
+    with style():
+        fig = new_figure(inches(FULL_WIDTH_PX), inches(90 + 34 * len(names)))
+        ax = fig.add_subplot()
+        ax.barh(names, [record.importances[n] for n in names], color=TRAIN_COLOR)
+        for i, n in enumerate(names):
+            ax.text(record.importances[n], i, f" {record.importances[n]:.2f}", va="center")
+        ax.set_xlabel("importance (share of the variation in validation accuracy)")
+        ax.set_title("Parameter importances")
+        ax.grid(axis="y", visible=False)
+    return save_figure(fig, path)
+
+
+def _axis(values: list[Any], spec: dict[str, Any]) -> tuple[list[float], list[float], list[str]]:
+    """Values of one parameter on a 0..1 axis, with tick positions and labels (log ranges in log space)."""
+    if "choices" in spec:
+        labels = [repr(c) if c == "" else str(c) for c in spec["choices"]]
+        n = max(1, len(labels) - 1)
+        index = {repr(c): i for i, c in enumerate(spec["choices"])}
+        return [index.get(repr(v), 0) / n for v in values], [i / n for i in range(len(labels))], labels
+    low, high = spec["low"], spec["high"]
+    f = (lambda x: math.log10(x)) if spec.get("log") else (lambda x: x)
+    span = (f(high) - f(low)) or 1.0
+    ticks = [low, high]
+    return [(f(v) - f(low)) / span for v in values], [0.0, 1.0], [f"{t:.3g}" for t in ticks]
+
+
+def parallel_figure(record: TuneRecord, path: Path) -> Path | None:
+    """Parallel coordinates: one line per complete trial across the parameters, coloured by its accuracy."""
+    from matplotlib import colormaps, colors
+
+    from ..plotting import FULL_WIDTH_PX, inches, new_figure, save_figure, short, style
+
+    done = [t for t in record.trials if t.state == "complete" and t.value is not None]
+    names = [n for n in record.space if any(n in t.params for t in done)]
+    if len(done) < 2 or not names:
+        return None
+    axes_data = {n: _axis([t.params.get(n) for t in done], record.space[n]) for n in names}
+    values = [t.value for t in done]
+    norm = colors.Normalize(min(values), max(values) if max(values) > min(values) else min(values) + 1e-9)
+    cmap = colormaps["viridis"]
+    with style():
+        fig = new_figure(inches(FULL_WIDTH_PX), inches(380))
+        ax = fig.add_subplot()
+        xs = list(range(len(names) + 1))
+        for i, t in sorted(enumerate(done), key=lambda it: it[1].value):  # best drawn last, on top
+            ys = [axes_data[n][0][i] for n in names] + [norm(t.value)]
+            ax.plot(xs, ys, color=cmap(norm(t.value)), linewidth=2.2 if t.number == record.best.number else 1.1,
+                    alpha=0.9)
+        for x, n in enumerate(names):
+            ax.axvline(x, color="#444", linewidth=0.8)
+            for pos, label in zip(axes_data[n][1], axes_data[n][2]):
+                ax.text(x + 0.03, pos, short(label, 14), fontsize=8, va="center")
+        ax.axvline(len(names), color="#444", linewidth=0.8)
+        ax.text(len(names) + 0.03, 0, f"{min(values):.3f}", fontsize=8, va="center")
+        ax.text(len(names) + 0.03, 1, f"{max(values):.3f}", fontsize=8, va="center")
+        ax.set_xticks(xs, [short(n.replace("model_args.", ""), 16) for n in names] + ["val accuracy"])
+        ax.set_yticks([])
+        ax.set_xlim(-0.1, len(names) + 0.5)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(False)
+        ax.set_title("Parallel coordinates (complete trials; the best drawn thick)")
+    return save_figure(fig, path)
+
+
+def write_page(path: Path, record: TuneRecord, study: Any) -> Path:
+    """tune.html: self-contained (figures inlined), linking the best trial's report.html."""
+    from ..io import atomic_write_text
+    from ..pages import embed_png, render
+
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = {"history": history_figure(record, Path(tmp) / "history.png"),
+                   "importances": importance_figure(record, Path(tmp) / "importances.png"),
+                   "parallel": parallel_figure(record, Path(tmp) / "parallel.png")}
+        images = {name: embed_png(p) for name, p in figures.items()}
+    best_report = Path(record.best.run) / "report.html"
+    has_report = (path.parent / best_report).is_file()
+    html = render("tune.html", record=record, images=images, best_report=best_report.as_posix(),
+                  has_report=has_report, data=record.data if isinstance(record.data, str) else " + ".join(record.data))
+    atomic_write_text(path, html)
+    return path

@@ -1,0 +1,319 @@
+"""`imgclf tune`: a hyper-parameter search with Optuna, every trial an ordinary run through the pipeline.
+
+    OUT/study.db          the Optuna study (SQLite): what makes --resume continue a killed search
+    OUT/search.yaml       the settings the search started from, its space and seed (a resume must match them)
+    OUT/trials/trial-NNN  one run directory per trial (NNN = Optuna's trial number), validated, never tested
+    OUT/best.yaml         the best trial's settings: imgclf train --config OUT/best.yaml [DATA]
+    OUT/tune.json         every trial, the best, parameter importances (imgclf.records.TuneRecord)
+    OUT/tune.html         history, importances, parallel coordinates, a link to the best trial's report
+
+Selection uses the validation split only: a trial's value is the validation accuracy of the weights it kept,
+Optuna's TPE sampler (seeded) proposes the next settings and a pruner (median by default) stops a trial whose
+per-epoch validation accuracy, reported by optuna-integration's Lightning callback, trails the others. Only the
+chosen trial is then evaluated on the test split (and gets its report.html).
+
+Budget: `time_limit` is the whole search's. Each trial gets an equal share (time_limit / trials) as its own
+training time limit, on top of the config's epochs; a trial starts only while at least half a share is left,
+counted from the trials' real durations (so a resumed search spends what is left, not a new budget). Without
+`time_limit` every trial trains the config's epochs (or its own time limit, as a recipe sets one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig, parse_seconds
+from ..errors import ImgclfError, bad_path, invalid
+from .space import Param, apply, check_against, default_space, parse_param, read_space
+
+STUDY_FILE, SEARCH_FILE, BEST_FILE, JSON_FILE, HTML_FILE = "study.db", "search.yaml", "best.yaml", "tune.json", \
+    "tune.html"
+STUDY_NAME = "imgclf"
+OBJECTIVE = "val_acc"  # what the pruner watches each epoch and what a trial is scored by (at the kept epoch)
+# Settings a resumed search may change: how many trials and how long, not what is searched or on what.
+RESUMABLE = ("progress",)
+
+
+@dataclass
+class TuneResult:
+    """A finished search: its folder, the best trial's run and settings, and every trial (as in tune.json)."""
+
+    path: Path
+    best_run: Path
+    best_value: float
+    best_params: dict[str, Any]
+    record: Any  # imgclf.records.TuneRecord
+
+    def __repr__(self) -> str:
+        return f"TuneResult({str(self.path)!r}, best_value={self.best_value:.4f}, best_run={str(self.best_run)!r})"
+
+
+def trial_dir(folder: Path, number: int) -> Path:
+    return folder / "trials" / f"trial-{number:03d}"
+
+
+def _space(space: Any, base: TrainConfig) -> list[Param]:
+    if space is None:
+        return default_space(base)
+    if isinstance(space, (str, os.PathLike)):
+        return read_space(space)
+    if isinstance(space, Mapping):
+        if not space:
+            raise invalid("space", space, "a mapping of field: range entries, at least one")
+        return [parse_param(name, spec) for name, spec in space.items()]
+    raise invalid("space", space, "a YAML file, a mapping of field: range entries, or None (the model's default)")
+
+
+def _settings(base: TrainConfig) -> dict[str, Any]:
+    """The base config as trials get it: what was resolved, without the search's own folders."""
+    return {k: v for k, v in base.model_dump(mode="json").items() if k not in ("out", "schema_version", "lr_auto")}
+
+
+def _check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise invalid("trials", trials, "a whole number >= 1")
+    if base.folds:
+        raise invalid("folds", base.folds, "unset for tune: each trial is one run, selected on the validation split")
+    if budget is not None and budget <= 0:
+        raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
+
+
+def _folder(out: str | os.PathLike | None, model: str, resume: bool) -> Path:
+    from ..io import next_free_dir, writable_folder
+
+    if resume:
+        if out is None:
+            raise invalid("resume", True, "given with --out: the folder of the search to continue")
+        folder = Path(out).absolute()
+        if not (folder / STUDY_FILE).is_file() or not (folder / SEARCH_FILE).is_file():
+            raise bad_path("out", folder, f"a search folder with {STUDY_FILE} and {SEARCH_FILE} to resume",
+                           "not found" if not folder.exists() else f"no {STUDY_FILE}")
+        return folder
+    folder = writable_folder("out", Path(out)).absolute() if out is not None else next_free_dir("tune", model)
+    if (folder / STUDY_FILE).exists():
+        raise bad_path("out", folder, "a folder without a search", f"holds {STUDY_FILE}",
+                       hint="Pass --resume to continue that search, or another --out")
+    if folder.exists() and any(folder.iterdir()):
+        raise bad_path("out", folder, "an empty or new folder", "not empty")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _check_resume(folder: Path, stored: dict[str, Any], search: dict[str, Any]) -> None:
+    """A resumed search runs the stored settings and space: anything else would mix two searches in one study."""
+    for key in ("settings", "space", "seed"):
+        if key == "settings":
+            old, new = stored["settings"], search["settings"]
+            changed = sorted(k for k in set(old) | set(new) if k not in RESUMABLE and old.get(k) != new.get(k))
+            if changed:
+                name = changed[0]
+                raise invalid(name, new.get(name), f"{old.get(name)!r} as in the search being resumed",
+                              where=f"--resume {folder}", note=f"changed: {', '.join(changed)}",
+                              hint="Resume with the same data, recipe and settings, or start a new search")
+        elif stored[key] != search[key]:
+            raise invalid(key, search[key], f"{stored[key]!r} as in the search being resumed",
+                          where=f"--resume {folder}")
+
+
+def _storage(folder: Path):
+    import optuna
+
+    return optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}")
+
+
+def _fail_unfinished(storage: Any, study: Any) -> list[int]:
+    """Trials left RUNNING by a killed process are marked FAIL: they never finished, and are not rerun under the
+    same number (their run directories stay as they were left); the search carries on with new trials."""
+    from optuna.trial import TrialState
+
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for t in stale:
+        storage.set_trial_user_attr(t._trial_id, "stopped", "interrupted (the search was killed)")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return [t.number for t in stale]
+
+
+def _used_seconds(study: Any) -> float:
+    return sum((t.datetime_complete - t.datetime_start).total_seconds() for t in study.get_trials(deepcopy=False)
+               if t.datetime_complete is not None and t.datetime_start is not None)
+
+
+def _pruner(trials: int):
+    import optuna
+
+    # a trial is compared with the median of the others from its second epoch, once two trials have finished:
+    # small searches (the common case here) would otherwise never prune
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+
+
+def _sampler(seed: int, existing: int, trials: int):
+    import optuna
+
+    # seeded by the trials already in the study too: a resumed search must not draw the first trials' settings again
+    startup = min(10, max(3, trials // 3))
+    return optuna.samplers.TPESampler(seed=seed + existing, n_startup_trials=startup)
+
+
+def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, time_limit: str | float | None = None,
+         space: Any = None, recipe: str | None = None, config_file: str | os.PathLike | None = None,
+         resume: bool = False, out: str | os.PathLike | None = None, pruner: Any = None,
+         log: Callable[[str], None] | None = None, **values: Any) -> TuneResult:
+    """Search `trials` settings of a run (config, recipe, YAML file and keyword arguments as `imgclf.fit` takes
+    them; `values["time_limit"]` is not a trial's: the search's is `time_limit`), `space` being a --space YAML
+    file, a mapping of field -> range/choices, or None for the model family's default. `resume=True` continues the
+    search in `out`. `pruner`: an Optuna pruner instead of the median pruner. See the module docstring."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ..io import write_yaml, read_yaml
+    from ..pipeline.resolve import resolve_config
+
+    say = log or (lambda line: None)
+    budget = parse_seconds(time_limit)
+    base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None})
+    _check_base(base, trials, budget)
+    params = _space(space, base)
+    settings = _settings(base)
+    check_against(params, {**settings, "out": None})
+    search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed}
+    folder = _folder(out, base.model, resume)
+    if resume:
+        stored = read_yaml(folder / SEARCH_FILE)
+        _check_resume(folder, stored, search)
+    else:
+        write_yaml(folder / SEARCH_FILE, search)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _storage(folder)
+    existing = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials if resume else []
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize", load_if_exists=resume,
+                                sampler=_sampler(base.seed, len(existing), trials), pruner=pruner or _pruner(trials))
+    failed = _fail_unfinished(storage, study) if resume else []
+    if failed:
+        say(f"resume: trial(s) {', '.join(map(str, failed))} had not finished; marked failed, not rerun")
+    share = None if budget is None else budget / trials
+    finished = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
+                        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    stop_reason = f"{trials} trials"
+    if finished():
+        say(f"resume: {len(finished())} trial(s) already done")
+    while len(finished()) < trials:
+        left = None if budget is None else budget - _used_seconds(study)
+        if left is not None and left < 0.5 * share:
+            stop_reason = f"time limit ({time_limit})"
+            break
+        _run_trial(study, params, settings, folder, None if left is None else min(share, left), say)
+    return finish(folder, study, search, trials, budget, stop_reason, say)
+
+
+def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder: Path, seconds: float | None,
+               say: Callable[[str], None]) -> None:
+    """One trial: draw its settings, train them as an ordinary run (validation only), tell Optuna how it went."""
+    import optuna
+    from optuna.trial import TrialState
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from ..config import make_config
+    from ..pipeline.run import train_run
+    from ..records import RunDir
+    from ..train.fit import TrainingInterrupted
+
+    trial = study.ask()
+    run_dir = trial_dir(folder, trial.number)
+    trial.set_user_attr("run", str(run_dir.relative_to(folder)))
+    sampled = {p.name: p.suggest(trial) for p in params}
+    values = apply(settings, sampled)
+    values.update(out=str(run_dir), progress=False)
+    if seconds is not None:
+        values["time_limit"] = f"{max(1.0, seconds):.0f}s"
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in sampled.items())
+    start = time.perf_counter()
+    try:
+        cfg = make_config(**values)
+        run = train_run(cfg, report=False, evaluate=False,
+                        callbacks=[PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE)])
+    except optuna.TrialPruned as exc:
+        trial.set_user_attr("stopped", str(exc))
+        study.tell(trial, state=TrialState.PRUNED)
+        say(f"trial {trial.number:3d}  pruned ({exc})  {shown}")
+        return
+    except (KeyboardInterrupt, SystemExit, TrainingInterrupted):  # Ctrl-C / SIGTERM: the search stops here
+        trial.set_user_attr("stopped", "interrupted")
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except ImgclfError as exc:  # a setting this trial drew that the run refuses: the search goes on
+        trial.set_user_attr("stopped", f"failed: {str(exc).splitlines()[0][:300]}")
+        study.tell(trial, state=TrialState.FAIL)
+        say(f"trial {trial.number:3d}  failed: {str(exc).splitlines()[0][:200]}")
+        return
+    value = RunDir(run.path).read_card().metrics.val_accuracy
+    trial.set_user_attr("stopped", run.stopped_reason)
+    trial.set_user_attr("epochs", run.epochs_run)
+    if value is None:
+        trial.set_user_attr("stopped", "failed: no validation accuracy (a validation split is needed)")
+        study.tell(trial, state=TrialState.FAIL)
+        say(f"trial {trial.number:3d}  failed: no validation accuracy")
+        return
+    study.tell(trial, value)
+    say(f"trial {trial.number:3d}  val acc {value:.4f}  {run.epochs_run} epochs, {time.perf_counter() - start:.0f} s  "
+        f"{shown}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else repr(value) if value == "" else str(value)
+
+
+def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None, stop_reason: str,
+           say: Callable[[str], None]) -> TuneResult:
+    """The best trial tested (once) with its report, then best.yaml, tune.json and tune.html."""
+    from optuna.trial import TrialState
+
+    from ..records import RunDir
+    from .outputs import best_settings, tune_record, write_page
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise invalid("trials", trials, "enough for at least one trial to complete",
+                      note=f"none completed in {folder}", hint="See tune.json / the trial folders for why")
+    best = study.best_trial
+    best_run = folder / best.user_attrs["run"]
+    run = RunDir(best_run)
+    if not run.has("metrics.json"):
+        _test_best(best_run, say)
+    best_settings(folder / BEST_FILE, run)
+    record = tune_record(folder, study, search, trials, budget, stop_reason)
+    from ..io import write_json
+
+    write_json(folder / JSON_FILE, record.model_dump(mode="json"))
+    write_page(folder / HTML_FILE, record, study)
+    return TuneResult(folder, best_run, best.value, dict(best.params), record)
+
+
+def _test_best(run_dir: Path, say: Callable[[str], None]) -> None:
+    """The chosen trial alone meets the test split: metrics.json, then its report.html."""
+    from ..evaluation.report import write_report
+    from ..evaluation.run_eval import evaluate_run
+    from ..pipeline.card import headline
+    from ..records import RunDir
+
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
+                           budget_bytes=cfg.cache_budget_bytes, progress=False)
+    card = run.read_card()
+    val = card.metrics.val_accuracy
+    card.metrics = headline(metrics, run.read_history(), card.training.best_epoch)
+    card.metrics.val_accuracy = val
+    run.write_card(card)
+    write_report(run_dir)
+    say(f"best   {run_dir.name}: test accuracy {metrics.accuracy:.4f} (validation {val:.4f})")
+
+
+def stderr_log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,202 @@
+"""What a search may change: parameters (a config field, or one of the model builder's arguments as
+`model_args.NAME`) with a range or a list of choices, from a `--space` YAML file or a model family's default.
+
+    lr: {low: 1e-4, high: 1e-1, log: true}     # a float range (log: sampled uniformly in log space)
+    epochs: {low: 2, high: 8}                  # an int range: the field is an int
+    batch_size: [32, 64, 128]                  # choices
+    model_args.dropout: {low: 0.0, high: 0.5}  # an argument of the model's builder
+
+Every end of a range and every choice is checked against `TrainConfig` (with the search's other settings)
+before any trial runs, so a bad space fails in a second, on one line, not in trial 7.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig, make_config
+from ..errors import ImgclfError, bad_path, invalid
+
+# Fields a search never changes: where things are, what the run is, how it is launched or reported.
+FIXED = ("schema_version", "data", "out", "recipe", "lr_auto", "folds", "fold", "cache_dir", "cache_budget",
+         "num_workers", "progress", "logger", "mlflow_uri", "accelerator", "devices", "strategy", "num_nodes",
+         "classes", "drop_classes", "per_class_max", "checkpoint_every", "model_args", "l2")
+RANGE_KEYS = ("low", "high", "log", "step")
+NUMERIC = (int, float)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched setting: `choices`, or a numeric range [low, high] (`log`: log-uniform; `step`: a grid)."""
+
+    name: str  # a TrainConfig field, or model_args.NAME
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    integer: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    def suggest(self, trial: Any) -> Any:
+        """The value an Optuna trial draws for this parameter."""
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def describe(self) -> dict[str, Any]:
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        out: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+
+def searchable_fields() -> list[str]:
+    return [name for name in TrainConfig.model_fields if name not in FIXED] + ["model_args.NAME"]
+
+
+def apply(values: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
+    """Settings with a trial's sampled values put in (model_args.NAME into the model_args mapping)."""
+    out = dict(values)
+    for name, value in sampled.items():
+        if name.startswith("model_args."):
+            out["model_args"] = {**(out.get("model_args") or {}), name.split(".", 1)[1]: value}
+        else:
+            out[name] = value
+    return out
+
+
+def _number(name: str, key: str, value: Any, spec: Any) -> float:
+    """YAML reads 1e-4 (no dot) as text: such text is a number here too."""
+    if isinstance(value, bool):
+        raise invalid(f"space {name}", spec, f"a range whose {key} is a number")
+    if isinstance(value, NUMERIC):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise invalid(f"space {name}", spec, f"a range whose {key} is a number") from None
+
+
+def _field_type(name: str) -> type | None:
+    """int or float for a numeric field (lr: its number part), None for anything else."""
+    if name.startswith("model_args."):
+        return float
+    annotation = TrainConfig.model_fields[name].annotation
+    if annotation in NUMERIC:
+        return annotation
+    import typing
+
+    numbers = [a for a in typing.get_args(annotation) if a in NUMERIC]
+    return numbers[0] if numbers else None
+
+
+def parse_param(name: str, spec: Any) -> Param:
+    """One entry of a space: a list of choices or a {low, high[, log][, step]} range, its field checked."""
+    if not isinstance(name, str) or not (name in TrainConfig.model_fields and name not in FIXED
+                                         or re.fullmatch(r"model_args\.[A-Za-z_][A-Za-z0-9_]*", name)):
+        raise invalid("space field", name, searchable_fields())
+    if isinstance(spec, (list, tuple)):
+        if not spec or len({repr(c) for c in spec}) != len(spec):
+            raise invalid(f"space {name}", spec, "a non-empty list of distinct choices")
+        if not all(c is None or isinstance(c, (str, int, float, bool)) for c in spec):
+            raise invalid(f"space {name}", spec, "a list of plain values (numbers, text, true/false)")
+        return Param(name, choices=tuple(spec))
+    if not isinstance(spec, dict):
+        raise invalid(f"space {name}", spec, "a list of choices or a range {low: ..., high: ...[, log: true]"
+                      "[, step: ...]}")
+    unknown = sorted(set(map(str, spec)) - set(RANGE_KEYS))
+    if unknown:
+        raise invalid(f"space {name} key", unknown[0], RANGE_KEYS, also={f"space {name}": spec})
+    if "low" not in spec or "high" not in spec:
+        raise invalid(f"space {name}", spec, "a range with both low and high")
+    kind = _field_type(name)
+    if kind is None:
+        raise invalid(f"space {name}", spec, "a list of choices: the field is not a number")
+    low, high = _number(name, "low", spec["low"], spec), _number(name, "high", spec["high"], spec)
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise invalid(f"space {name}", spec, "a range whose log is true or false")
+    step = None if spec.get("step") is None else _number(name, "step", spec["step"], spec)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise invalid(f"space {name}", spec, "a range with finite low < high")
+    if log and low <= 0:
+        raise invalid(f"space {name}", spec, "a range with low > 0 when log is true")
+    if step is not None and (step <= 0 or log):
+        raise invalid(f"space {name}", spec, "a range with step > 0, and no step when log is true")
+    integer = kind is int
+    if integer and not all(float(v).is_integer() for v in (low, high, step or 1)):
+        raise invalid(f"space {name}", spec, "a range of whole numbers: the field is an integer")
+    return Param(name, float(low), float(high), log, None if step is None else float(step), integer)
+
+
+def check_against(params: list[Param], base: dict[str, Any]) -> None:
+    """Every end of every range and every choice, tried in a config with the search's other settings: a value
+    TrainConfig refuses (lr above 10, an unknown optimiser) is reported for the space, with TrainConfig's reason."""
+    for p in params:
+        values = p.choices if p.choices is not None else (p.low, p.high)
+        for value in values:
+            if p.integer and p.choices is None:
+                value = int(value)
+            try:
+                make_config(**apply(base, {p.name: value}))
+            except ImgclfError as exc:
+                raise invalid(f"space {p.name}", p.describe(), "values the setting accepts",
+                              note=f"{value!r}: {str(exc).splitlines()[0]}") from None
+
+
+def read_space(path: str | os.PathLike) -> list[Param]:
+    """A --space YAML file: a mapping of field -> range or choices."""
+    from ..io import read_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise bad_path("space", path, "a YAML file of field: range entries", "a folder" if path.is_dir() else
+                       "not found")
+    try:
+        doc = read_yaml(path)
+    except Exception as exc:  # a YAML syntax error: the file and the parser's first line
+        raise invalid("space", str(path), "a YAML mapping of field: range entries",
+                      note=str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if not isinstance(doc, dict) or not doc:
+        raise invalid("space", str(path), "a YAML mapping of field: range entries, at least one",
+                      note=f"the file holds {type(doc).__name__}")
+    return [parse_param(name, spec) for name, spec in doc.items()]
+
+
+def default_space(base: TrainConfig) -> list[Param]:
+    """The search a model family gets without --space, around the settings it starts from (recipe or defaults):
+
+    - lr, log-uniform: Adam/AdamW 1e-4..1e-2, SGD 1e-3..0.5 (SGD with momentum trains at ~10x Adam's rates);
+      a pretrained backbone a decade lower (fine-tuning keeps what it knows);
+    - weight_decay, log-uniform 1e-6..1e-2; label_smoothing 0..0.2;
+    - batch_size: half, the same and double the starting one;
+    - augmentation on or off: the start's own spec, or a mild one without flips (flips change digits and
+      text) when it has none; never for features_only (no augmentation there);
+    - dropout where the model builder has it (model_args.dropout 0..0.5)."""
+    from ..models import get_model_info
+
+    info = get_model_info(base.model)
+    sgd = base.optimizer == "sgd"
+    low, high = (1e-3, 0.5) if sgd else (1e-4, 1e-2)
+    if info.pretrained:
+        low, high = low / 10, high / 10
+    params = [Param("lr", low, high, log=True), Param("weight_decay", 1e-6, 1e-2, log=True),
+              Param("label_smoothing", 0.0, 0.2),
+              Param("batch_size", choices=tuple(sorted({max(8, base.batch_size // 2), base.batch_size,
+                                                        base.batch_size * 2})))]
+    if not base.features_only:
+        params.append(Param("augment", choices=(base.augment.strip() or "shift=0.1,zoom=0.1", "")))
+    if "dropout" in info.arg_names:
+        params.append(Param("model_args.dropout", 0.0, 0.5))
+    return params

@@ -1,0 +1,189 @@
+"""imgclf tune / imgclf.tune (issue 22 item 3): trials are ordinary runs, only the best is tested, best.yaml trains,
+a killed search resumes without rerunning a finished trial, the pruner is wired, a bad space is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imgclf.cli import app
+from conftest import make_image_folder
+
+SETTINGS = {"model": "simple_cnn", "img_size": 12, "epochs": 2, "batch_size": 8, "model_args": {"width": 4},
+            "val_split": 0.25, "test_split": 0.25, "num_workers": 0, "group_duplicates": False, "progress": False}
+FLAGS = ["--model", "simple_cnn", "--img-size", "12", "--epochs", "2", "--batch-size", "8", "--model-args",
+         "width=4", "--val-split", "0.25", "--test-split", "0.25", "--num-workers", "0", "--no-group-duplicates"]
+SPACE = {"lr": {"low": 1e-3, "high": 1e-2, "log": True}, "label_smoothing": [0.0, 0.1]}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """One torch thread here and in the subprocesses: nothing is timed, and on a shared machine two spinning
+    threads per process made these tiny steps many times slower."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("tune-data"), per_class=12, size=12)
+
+
+def _record(folder: Path) -> dict:
+    return json.loads((folder / "tune.json").read_text())
+
+
+def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_path):
+    import optuna
+
+    import imgclf
+    from imgclf.records import TuneRecord
+
+    class PruneTrialOne(optuna.pruners.BasePruner):  # forced: proves the callback reports and obeys should_prune
+        def prune(self, study, trial):
+            return trial.number == 1
+
+    out = tmp_path / "search"
+    result = imgclf.tune({"data": str(data), **SETTINGS}, trials=3, space=SPACE, out=str(out), pruner=PruneTrialOne())
+    record = TuneRecord.model_validate(_record(out))
+    states = {t.number: t.state for t in record.trials}
+    assert states == {0: "complete", 1: "pruned", 2: "complete"}
+    pruned = out / "trials" / "trial-001"
+    assert (pruned / "config.yaml").is_file() and not (pruned / "model.json").exists()
+    assert "pruned at epoch 0" in record.trials[1].stopped
+    for n in (0, 2):  # ordinary run directories, validated; the test split only for the best
+        run = out / "trials" / f"trial-{n:03d}"
+        assert (run / "config.yaml").is_file() and (run / "model.safetensors").is_file()
+        assert (run / "metrics.json").is_file() == (n == record.best.number)
+        assert (run / "report.html").is_file() == (n == record.best.number)
+    assert record.best.value == max(t.value for t in record.trials if t.state == "complete")
+    assert record.best.test_accuracy is not None and result.best_run == out / record.best.run
+    page = (out / "tune.html").read_text()
+    assert f'href="trials/trial-{record.best.number:03d}/report.html"' in page and "data:image/png;base64," in page
+    rows = imgclf.list_runs(out)
+    assert {r.name: r.status for r in rows}["trials/trial-000"] == "completed"
+
+    again = CliRunner().invoke(app, ["train", "--config", str(out / "best.yaml"), "--out", str(tmp_path / "again"),
+                                     "--epochs", "1", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    best_cfg = imgclf.load(result.best_run)  # the same settings, a new run
+    trained = (tmp_path / "again" / "config.yaml").read_text()
+    assert f"lr: {record.best.params['lr']}" in trained and (tmp_path / "again" / "metrics.json").is_file()
+    assert best_cfg is not None
+
+
+def test_a_killed_search_resumes_without_rerunning_finished_trials(data, tmp_path):
+    import imgclf
+
+    out = tmp_path / "search"
+    (tmp_path / "space.yaml").write_text("lr: {low: 1e-3, high: 1e-2, log: true}\nlabel_smoothing: [0.0, 0.1]\n")
+    cmd = [sys.executable, "-m", "imgclf.cli", "tune", str(data), "--trials", "6", "--out", str(out), "--space",
+           str(tmp_path / "space.yaml"), *FLAGS, "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "trials" / "trial-002").exists():  # trials 0 and 1 finished, trial 2 under way
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode() if proc.poll() else "slow"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "tune.json").exists()
+    before = {n: (out / "trials" / f"trial-{n:03d}" / "model.safetensors").stat().st_mtime_ns for n in (0, 1)}
+
+    imgclf.tune(data=str(data), trials=3, space=tmp_path / "space.yaml", out=str(out), resume=True,
+                **{k: v for k, v in SETTINGS.items() if k != "progress"}, progress=False)
+    record = _record(out)
+    states = {t["number"]: t["state"] for t in record["trials"]}
+    assert states == {0: "complete", 1: "complete", 2: "fail", 3: "complete"}, states
+    assert "interrupted" in record["trials"][2]["stopped"]
+    after = {n: (out / "trials" / f"trial-{n:03d}" / "model.safetensors").stat().st_mtime_ns for n in (0, 1)}
+    assert after == before  # not trained again
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["trial-000", "trial-001", "trial-002", "trial-003"]
+    drawn = [tuple(sorted(t["params"].items())) for t in record["trials"]]
+    assert len(set(drawn)) == len(drawn)  # the resumed sampler did not draw trial 0's settings again
+
+    changed = CliRunner().invoke(app, ["tune", str(data), "--trials", "4", "--out", str(out), "--resume", "--space",
+                                       str(tmp_path / "space.yaml"), *FLAGS[:-1], "--epochs", "3"])
+    assert changed.exit_code == 2 and "epochs" in changed.output and "Received: epochs=3" in changed.output
+
+
+def test_time_limit_is_the_whole_search_budget(data, tmp_path):
+    import imgclf
+
+    out = tmp_path / "search"
+    result = imgclf.tune({"data": str(data), **SETTINGS}, trials=5, time_limit="1s", space=SPACE, out=str(out))
+    record = result.record
+    assert len(record.trials) == 1 and record.stopped == "time limit (1s)"  # one trial spent the budget
+    assert (out / "trials" / "trial-000" / "config.yaml").read_text().count("time_limit: 1s") == 1
+
+
+@pytest.mark.parametrize("space, expected", [
+    ("lrr: {low: 1e-4, high: 1e-2}", "space field must be one of {"),
+    ("lr: {low: 1e-2, high: 1e-4}", "space lr must be a range with finite low < high"),
+    ("lr: {low: 0, high: 1e-2, log: true}", "space lr must be a range with low > 0 when log is true"),
+    ("lr: {low: 1e-3, high: 100}", "space lr must be values the setting accepts"),
+    ("optimizer: {low: 1, high: 2}", "space optimizer must be a list of choices: the field is not a number"),
+    ("optimizer: [adam, rmsprop]", "optimizer must be one of {adam, adamw, sgd}"),
+    ("batch_size: []", "space batch_size must be a non-empty list of distinct choices"),
+    ("data: [a, b]", "space field must be one of {"),
+    ("lr: {low: 1e-3, hi: 1e-2}", "space lr key must be one of {high, log, low, step}"),
+    ("epochs: {low: 1.5, high: 3}", "space epochs must be a range of whole numbers"),
+])
+def test_a_bad_space_is_one_line_naming_the_field_before_anything_is_written(data, tmp_path, space, expected):
+    (tmp_path / "space.yaml").write_text(space + "\n")
+    out = tmp_path / "search"
+    result = CliRunner().invoke(app, ["tune", str(data), "--trials", "2", "--out", str(out), "--space",
+                                      str(tmp_path / "space.yaml"), *FLAGS])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Received:" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not out.exists()
+
+
+def test_default_space_follows_the_model_family():
+    from imgclf.config import make_config
+    from imgclf.search.space import default_space
+
+    adam = {p.name: p for p in default_space(make_config(data="d", model="simple_cnn"))}
+    assert (adam["lr"].low, adam["lr"].high, adam["lr"].log) == (1e-4, 1e-2, True)
+    assert "model_args.dropout" in adam and adam["augment"].choices == ("shift=0.1,zoom=0.1", "")
+    sgd = {p.name: p for p in default_space(make_config(data="d", recipe=None, model="fast_resnet", optimizer="sgd",
+                                                        batch_size=256, augment="hflip"))}
+    assert sgd["lr"].high == 0.5 and sgd["batch_size"].choices == (128, 256, 512)
+    assert "model_args.dropout" not in sgd and sgd["augment"].choices == ("hflip", "")
+
+
+def test_cli_is_a_thin_layer_over_the_api(monkeypatch, data, tmp_path):
+    import imgclf.search.search as search
+
+    seen = {}
+
+    class Fake:
+        path = tmp_path
+        best_run = tmp_path / "trials" / "trial-000"
+        record = type("R", (), {"best": type("B", (), {"number": 0, "value": 0.5, "test_accuracy": 0.25})()})()
+
+    def fake_tune(**kwargs):
+        seen.update(kwargs)
+        return Fake()
+
+    monkeypatch.setattr(search, "tune", fake_tune)
+    result = CliRunner().invoke(app, ["tune", str(data), "--trials", "7", "--time-limit", "3m", "--recipe",
+                                      "fast-fmnist", "--lr", "0.05", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert seen["trials"] == 7 and seen["time_limit"] == "3m" and seen["recipe"] == "fast-fmnist"
+    assert str(seen["lr"]) == "0.05" and seen["data"] == str(data) and seen["out"] == str(tmp_path / "s")
+    assert seen["resume"] is False and seen["space"] is None
+    assert "best trial 0: validation accuracy 0.5000, test accuracy 0.2500" in result.output

@@ -237,3 +237,26 @@ def test_a_large_photo_takes_the_gated_decode_path(client, tiny_run):
     r = client.post("/predict", files=_files(("photo.png", buf.getvalue(), "image/png")))
     assert r.status_code == 200, r.text
     assert serve_app._declared_pixels(b"not an image") == 0
+
+
+def test_small_images_decode_on_the_event_loop_and_larger_ones_in_the_pool(client, monkeypatch):
+    """A thread hop per request cost the loop more CPU than decoding a 32x32 PNG: small uploads skip it; larger
+    ones still decode off the loop, so they do not hold up other requests."""
+    from imgclf.serve import app as serve_app
+
+    hops = []
+    real = serve_app.run_in_threadpool
+
+    async def counting(func, *args):
+        hops.append(func.__name__)
+        return await real(func, *args)
+
+    monkeypatch.setattr(serve_app, "run_in_threadpool", counting)
+    sizes = {"small": (32, 32), "at the limit": (256, 256), "larger": (300, 300)}
+    for name, size in sizes.items():
+        buf = io.BytesIO()
+        Image.new("RGB", size, (30, 200, 30)).save(buf, format="PNG")
+        r = client.post("/predict", files=_files((f"{name}.png", buf.getvalue(), "image/png")))
+        assert r.status_code == 200 and r.json()["predictions"][0]["error"] is None, r.text
+    assert hops == ["decode_uploads"], "only the 300x300 image should have gone to the thread pool"
+    assert 256 * 256 <= serve_app.INLINE_DECODE_PIXELS < 300 * 300

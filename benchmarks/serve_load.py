@@ -10,8 +10,10 @@ older than the run's model.json), starts one `imgclf serve` subprocess per backe
 never another interface), and sends --requests requests from --concurrency clients and --sequential-requests one
 at a time to each, in --rounds rounds that alternate the backends (and their order) and the two modes, so that
 a change in background load hits all of them alike (every phase also stops at --time-limit seconds). It counts
-5xx answers and transport errors, stops the servers and writes benchmarks/results/serve.json with, per run, each
-backend's figures and the onnx/torch ratios. Every request is one PNG from the run's test split, as the upload
+5xx answers and transport errors, stops the servers, splits each backend's server CPU per request into decoding,
+the forward pass (both measured in-process at the batch size the server reached) and the rest (HTTP, multipart,
+batcher, JSON: the same code for both), and writes benchmarks/results/serve.json with, per run, each backend's
+figures and the onnx/torch ratios. Every request is one PNG from the run's test split, as the upload
 page or `curl -F files=@x.png` sends it. Besides wall-clock figures it records the server's CPU time per
 request, which other jobs on a shared machine inflate far less than latency. The load generator is aiohttp
 (`pip install -e ".[bench]"`). The smoke mode serves one digits run trained for one epoch and sends a few dozen
@@ -206,6 +208,40 @@ def backend_summary(concurrent: Phase, sequential: Phase, backend: str) -> dict:
     return out
 
 
+def where_time_goes(run: Path, backend: str, files: list[tuple[str, bytes]], batch: int, repeats: int) -> dict:
+    """CPU time (this thread's, so other jobs on the machine inflate it little) of the two parts of a request
+    that are the backend's own, measured in this process the way the server runs them: decoding one upload and
+    the forward pass at the batch size the server reached under load, per image. The rest of the server's CPU
+    per request is HTTP, multipart parsing, the batcher and JSON, the same code for both backends."""
+    import io
+
+    import torch
+
+    from imgclf.serve.app import load_classifier
+
+    threads = torch.get_num_threads()
+    try:
+        clf = load_classifier(run, backend, threads=1)  # what `imgclf serve` runs with on 2 cores
+        data = [d for _, d in files]
+        pixels = np.stack([clf.decode(io.BytesIO(d)) for d in data])
+        chunk = np.concatenate([pixels] * (batch // len(pixels) + 1))[:batch]
+
+        def cpu_ms(work, n: int) -> float:
+            work()  # first call: allocations, lazy initialisation
+            start = time.thread_time()
+            for _ in range(n):
+                work()
+            return 1000 * (time.thread_time() - start) / n
+
+        return {"batch": batch,
+                "decode_cpu_ms_per_image": round(cpu_ms(lambda: [clf.decode(io.BytesIO(d)) for d in data], 3)
+                                                 / len(data), 4),
+                "forward_cpu_ms_per_image": round(cpu_ms(lambda: clf.infer_pixels(chunk), repeats) / batch, 4),
+                "forward_cpu_ms_single_image": round(cpu_ms(lambda: clf.infer_pixels(chunk[:1]), repeats), 4)}
+    finally:
+        torch.set_num_threads(threads)
+
+
 def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     backends = args.backends
     if "onnx" in backends:
@@ -241,10 +277,18 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     per_backend = {b: backend_summary(*phases[b], b) for b in backends}
     for b, out in per_backend.items():
         c = out["concurrent"]
+        parts = where_time_goes(run, b, files, max(1, round(c["mean_batch"] or 1)), 5 if args.smoke else 100)
+        parts["rest_cpu_ms_per_request"] = round(c["server_cpu_ms_per_request"] - parts["decode_cpu_ms_per_image"]
+                                                 - parts["forward_cpu_ms_per_image"], 3)
+        out["server_cpu_parts"] = parts
+    for b, out in per_backend.items():
+        c = out["concurrent"]
         print(f"{label} [{b}]: {args.concurrency} clients {c['throughput_rps']} req/s (p50 {c['latency_ms']['p50']} ms, "
               f"p99 {c['latency_ms']['p99']} ms, mean batch {c['mean_batch']}, server CPU "
               f"{c['server_cpu_ms_per_request']} ms/request); errors 5xx {out['server_errors_5xx']}, transport "
-              f"{out['transport_errors']}"
+              f"{out['transport_errors']}; forward {out['server_cpu_parts']['forward_cpu_ms_per_image']} ms CPU/image at "
+              f"batch {out['server_cpu_parts']['batch']}, decode {out['server_cpu_parts']['decode_cpu_ms_per_image']}, "
+              f"rest {out['server_cpu_parts']['rest_cpu_ms_per_request']} ms/request"
               + (f"; one at a time {out['sequential']['throughput_rps']} req/s "
                  f"(p50 {out['sequential']['latency_ms']['p50']} ms)" if "sequential" in out else ""))
     result = {
@@ -256,6 +300,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     }
     if {"torch", "onnx"} <= set(backends):
         t, o = per_backend["torch"]["concurrent"], per_backend["onnx"]["concurrent"]
+        tp, op = per_backend["torch"]["server_cpu_parts"], per_backend["onnx"]["server_cpu_parts"]
         ratio = o["throughput_rps"] / t["throughput_rps"]
         errors = per_backend["onnx"]["server_errors_5xx"] + per_backend["onnx"]["transport_errors"]
         result["onnx_over_torch"] = {
@@ -263,6 +308,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
             "p50": round(o["latency_ms"]["p50"] / t["latency_ms"]["p50"], 3),
             "p99": round(o["latency_ms"]["p99"] / t["latency_ms"]["p99"], 3),
             "server_cpu_per_request": round(o["server_cpu_ms_per_request"] / t["server_cpu_ms_per_request"], 3),
+            "forward_cpu_per_image": round(op["forward_cpu_ms_per_image"] / tp["forward_cpu_ms_per_image"], 3),
         }
         result["meets_target"] = {"throughput_1_5x": ratio >= 1.5,
                                   "p99_no_worse": o["latency_ms"]["p99"] <= t["latency_ms"]["p99"],

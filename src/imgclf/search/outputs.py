@@ -36,13 +36,14 @@ def _trial(t: Any) -> TuneTrial:
 
 def importances(study: Any) -> dict[str, float] | None:
     """Optuna's parameter importances over the complete trials; None when there are too few to say (fewer than 3
-    complete trials, or no parameter that varied)."""
+    complete trials, all with the same value, or no parameter that varied)."""
     import warnings
 
     import optuna
     from optuna.trial import TrialState
 
-    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 3:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 3 or len({t.value for t in complete}) < 2:  # equal values: nothing to attribute
         return None
     try:
         with warnings.catch_warnings():
@@ -101,9 +102,11 @@ def history_figure(record: TuneRecord, path: Path) -> Path:
                 xs.append(t.number)
                 ys.append(best)
         ax.step(xs, ys, where="post", color=BEST_COLOR, linewidth=1.6, label="best so far")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial")
         ax.set_ylabel("validation accuracy")
-        ax.set_title("Optimisation history")
         ax.legend(loc="lower right")
     return save_figure(fig, path)
 
@@ -121,7 +124,6 @@ def importance_figure(record: TuneRecord, path: Path) -> Path | None:
         for i, n in enumerate(names):
             ax.text(record.importances[n], i, f" {record.importances[n]:.2f}", va="center")
         ax.set_xlabel("importance (share of the variation in validation accuracy)")
-        ax.set_title("Parameter importances")
         ax.grid(axis="y", visible=False)
     return save_figure(fig, path)
 
@@ -174,7 +176,6 @@ def parallel_figure(record: TuneRecord, path: Path) -> Path | None:
         ax.set_xlim(-0.1, len(names) + 0.5)
         ax.set_ylim(-0.05, 1.05)
         ax.grid(False)
-        ax.set_title("Parallel coordinates (complete trials; the best drawn thick)")
     return save_figure(fig, path)
 
 

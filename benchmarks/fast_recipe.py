@@ -1,20 +1,30 @@
-"""Our `fast-fmnist` recipe on Fashion-MNIST through `imgclf train`, with a wall-time budget per seed.
+"""Our `fast` recipes on Fashion-MNIST through `imgclf train`, with a wall-time budget per seed.
 
 Fashion-MNIST 28x28 grayscale: 60,000 train (55,000 train + 5,000 validation split off, stratified) and the
 10,000 official test images. Selection uses the validation split only; the test split is scored once.
 
     python -m benchmarks.fast_recipe --time-limit 10m --seeds 0,1
     python -m benchmarks.fast_recipe --time-limit 10m --seeds 0 --tag b128 -- --batch-size 128 --lr 0.1
+    python -m benchmarks.fast_recipe --time-limit 10m --seeds 0 --recipe fast,fast-fmnist --together
 
 Arguments after `--` go to `imgclf train` unchanged (a variant of the recipe); `--tag` names its result file,
 results/fast_variant_<budget>_<tag>.json, apart from the recipe's own fast_recipe_<budget>*.json. Each seed is
 an `imgclf train` subprocess (the smoke mode trains in-process: one seed, one epoch, generated data).
+
+Several recipes (`--recipe fast,fast-fmnist`: the self-sizing recipe against the fixed width-16 one) run one after
+the other per seed, or with `--together` at the same time, so that a machine shared with other work loads both
+alike (each then gets about half the cores: compare them with each other, not with runs made alone). The
+self-sizing recipe's results (recipe_fast_<budget>_seed<S>.json) add its probe: candidates, speeds, the choice,
+and the measured epoch speed over the probe's speed of the chosen width (what EPOCH_EFFICIENCY assumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import time
 
 from benchmarks.common import Bench, add_arguments
 
@@ -26,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time-limit", default="10m")
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--recipe", default="fast-fmnist")
+    parser.add_argument("--recipe", default="fast-fmnist", help="a recipe, or several separated by commas")
+    parser.add_argument("--together", action="store_true",
+                        help="with several recipes: train them at the same time (one subprocess each) per seed")
     parser.add_argument("--tag", default="", help="result file suffix for a variant")
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="-- then extra `imgclf train` arguments")
     return add_arguments(parser)
@@ -41,29 +53,88 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("a variant (arguments after --) needs --tag: its runs are not the recipe's")
     data = bench.fashion_tree()
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if bench.smoke else None]
+    recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
+    if args.tag and len(recipes) > 1:
+        parser.error("a variant (--tag) is of one recipe")
     values = {"time_limit": args.time_limit, "val_split": 5000 / 60000}
     if bench.smoke:
         values.update(epochs=1, batch_size=32)
-    runs = []
+    runs: dict[str, list[dict]] = {r: [] for r in recipes}
+    together = args.together and len(recipes) > 1
     for seed in seeds:
-        trained = bench.train(data, bench.run_dir(f"{args.recipe}-{args.time_limit}-seed{seed}"), recipe=args.recipe,
-                              values={**values, "seed": seed}, cli_args=overrides,
-                              isolate=bool(overrides) or not bench.smoke)
-        row = trained.row()
-        runs.append({key: row[key] for key in ROW_KEYS})
-        print(json.dumps(runs[-1]))
-    command = " ".join(["imgclf train DATA --recipe", args.recipe, "--time-limit", args.time_limit,
+        if together and not bench.smoke:
+            trained = _together(bench, data, recipes, seed, values, overrides, args.time_limit)
+        else:
+            trained = {recipe: bench.train(data, bench.run_dir(f"{recipe}-{args.time_limit}-seed{seed}"),
+                                           recipe=recipe, values={**values, "seed": seed}, cli_args=overrides,
+                                           isolate=bool(overrides) or not bench.smoke) for recipe in recipes}
+        for recipe, run in trained.items():
+            row = run.row()
+            runs[recipe].append({**{key: row[key] for key in ROW_KEYS}, **sizing_row(run.run)})
+            print(json.dumps({"recipe": recipe, **runs[recipe][-1]}))
+            if not args.tag:  # each seed's file as soon as it is done: a later seed cut short loses only itself
+                print(f"wrote {_write(bench, args, recipe, runs[recipe][-1:], overrides, together)}")
+    if args.tag:
+        print(f"wrote {_write(bench, args, recipes[0], runs[recipes[0]], overrides, together)}")
+
+
+def _together(bench, data, recipes: list[str], seed: int, values: dict, overrides: list[str], budget: str) -> dict:
+    """One `imgclf train` subprocess per recipe, started together (the same load on each)."""
+    from imgclf.io import write_yaml
+    from imgclf.records import RunDir
+
+    from benchmarks.common import Trained
+
+    procs, start = {}, time.perf_counter()
+    for recipe in recipes:
+        out = bench.run_dir(f"{recipe}-{budget}-seed{seed}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        config = out.parent / f"{out.name}.yaml"
+        write_yaml(config, {"cache_dir": str(bench.cache_dir), "progress": False, **values, "seed": seed,
+                            "data": str(data), "out": str(out), "recipe": recipe})
+        log = open(out.parent / f"{out.name}.log", "wb")
+        procs[recipe] = (out, log, subprocess.Popen([sys.executable, "-m", "imgclf.cli", "train", "--config",
+                                                     str(config), *overrides], stdout=log, stderr=subprocess.STDOUT))
+    done = {}
+    for recipe, (out, log, proc) in procs.items():
+        if proc.wait() != 0:
+            raise RuntimeError(f"imgclf train --recipe {recipe} exited with {proc.returncode}: see {log.name}")
+        log.close()
+        # waited in turn: a run that ended before the one waited on first reads that one's end
+        done[recipe] = Trained(RunDir(out), time.perf_counter() - start, None, 0, out.parent / f"{out.name}.log")
+    return done
+
+
+def sizing_row(run) -> dict:
+    """The probe of a self-sizing run (empty for fixed recipes): candidates, choice, and the run's measured
+    training speed over the probe's for the chosen candidate."""
+    card = run.read_card()
+    if card.sizing is None:
+        return {"width": card.model_args.get("width")}
+    chosen = card.sizing.candidates[card.sizing.chosen]
+    speed = card.training.images_per_s
+    return {"width": chosen.model_args.get("width"), "augment": card.sizing.augment, "ema": card.sizing.ema,
+            "probe_seconds": card.sizing.probe_seconds, "sizing_reason": card.sizing.reason,
+            "candidates": [c.model_dump() for c in card.sizing.candidates],
+            "epoch_over_probe_speed": round(speed / chosen.images_per_s, 3) if speed and chosen.images_per_s else None}
+
+
+def _write(bench, args, recipe: str, runs: list[dict], overrides: list[str], together: bool):
+    command = " ".join(["imgclf train DATA --recipe", recipe, "--time-limit", args.time_limit,
                         "--seed SEED --val-split 0.0833", *overrides])
-    common = {"recipe": args.recipe, "time_limit": args.time_limit, "data": "Fashion-MNIST 55k/5k/10k",
-              "extra_args": overrides, "command": command}
+    common = {"recipe": recipe, "time_limit": args.time_limit, "data": "Fashion-MNIST 55k/5k/10k",
+              "extra_args": overrides, "command": command, "together_with": args.recipe if together else None}
     if args.tag:  # a variant: one file for the seeds of this invocation, named by its tag
         accs = [r["test_accuracy"] for r in runs]
-        path = bench.write_result(f"fast_variant_{args.time_limit}_{args.tag}",
+        return bench.write_result(f"fast_variant_{args.time_limit}_{args.tag}",
                                   {**common, "runs": runs, "mean_test_accuracy": sum(accs) / len(accs)})
-    else:  # the recipe: one file per seed, so a later run of another seed adds to the table, never doubles one
-        for run in runs:
-            path = bench.write_result(f"fast_recipe_{args.time_limit}_seed{run['seed']}", {**common, "runs": [run]})
-    print(f"wrote {path}")
+    # the recipe: one file per seed, so a later run of another seed adds to the table, never doubles one;
+    # fast-fmnist keeps its historical name
+    prefix = "fast_recipe" if recipe == "fast-fmnist" else f"recipe_{recipe.replace('-', '_')}"
+    path = None
+    for run in runs:
+        path = bench.write_result(f"{prefix}_{args.time_limit}_seed{run['seed']}", {**common, "runs": [run]})
+    return path
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ def test_recipe_trains_one_step(name, tmp_path_factory):
     overrides = {"data": str(data), "out": str(tmp_path_factory.mktemp("r") / name), "epochs": 1,
                  "batch_size": 64, "progress": False, "val_split": 0.2, "test_split": 0.2, "time_limit": None,
                  "schedule": "none" if config.get("schedule") == "budget" else config.get("schedule", "none")}
+    if config.get("sizing") == "probe":
+        overrides["sizing"] = "fixed"  # the probe sizes for a time limit; tests/test_sizing.py trains it
     if config["model"] in SMALL_SIZE:
         overrides["img_size"] = SMALL_SIZE[config["model"]]
     if get_model_info(config["model"]).pretrained:
@@ -81,7 +83,7 @@ def test_recipes_cli_keeps_the_comments_a_yaml_round_trip_drops():
 
 
 @pytest.mark.parametrize("words, message", [
-    (["recipes", "s5-model"], "recipe must be one of {fast-fmnist, "),
+    (["recipes", "s5-model"], "recipe must be one of {fast, fast-fmnist, "),
     (["recipes", "show", "s4-caltech"], "Did you mean: s4-caltech-cnn, s4-caltech-cnn-reg, s4-caltech-cnn-reg-bn? "
                                         "Received: recipe='s4-caltech'"),
     (["recipes", "show"], "NAME must be a recipe name. Received: nothing after 'show'"),

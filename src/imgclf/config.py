@@ -108,6 +108,11 @@ class TrainConfig(BaseModel):
     # model
     model: str = Field("simple_cnn", description="A registered model name (see `imgclf models`).")
     model_args: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the model builder.")
+    sizing: Literal["fixed", "probe"] = Field(
+        "fixed", description="probe (the fast recipe): with --time-limit, time a few widths of the model on this "
+        "machine for a few seconds (inside the budget) and train the widest that gets enough epochs, with "
+        "regularisation for the epochs it gets; recorded in model.json. fixed: model_args as given.")
+
 
     # transfer learning (timm backbones: any `imgclf models --pretrained` name)
     head: str | None = Field(None, description="Head spec for a timm backbone, e.g. 'flatten,dense:256,bn,dropout:0.5' "
@@ -169,6 +174,9 @@ class TrainConfig(BaseModel):
     min_delta: float = Field(0.0, ge=0.0)
     restore_best: bool = Field(True, description="Keep the best epoch's weights (by monitor) as the final model.")
     augment: str = Field("", description="Augmentation spec, e.g. 'hflip,rotate=30,shift=0.1,zoom=0.1'.")
+    ema: float | None = Field(None, gt=0.0, lt=1.0, description="Keep an exponential moving average of the weights "
+                              "(this decay per step, e.g. 0.999; Lightning's EMAWeightAveraging): validation and the "
+                              "final model use the average. None: no averaging.")
 
     # trust: what the probabilities mean, and images of no known class
     calibrate: Calibrate = Field("temperature", description="After training, fit a temperature on the validation "
@@ -420,6 +428,9 @@ class TrainConfig(BaseModel):
         if self.schedule == "budget" and not self.time_limit:
             raise invalid("time_limit", self.time_limit, "set when schedule=budget: it fits the learning rate to "
                           "--time-limit (e.g. --time-limit 10m)", also={"schedule": self.schedule})
+        if self.sizing == "probe" and not self.time_limit:
+            raise invalid("time_limit", self.time_limit, "set when sizing=probe: the model is sized for the budget "
+                          "(e.g. --time-limit 10m)", also={"sizing": self.sizing})
         return self
 
     @model_validator(mode="after")

@@ -324,6 +324,39 @@ class LRFindInfo(BaseModel):
     data: str = Field("lr_find.json", description="The sweep's learning rates and losses, in the run directory.")
 
 
+class SizingCandidate(BaseModel):
+    """One model the `fast` sizing probe timed: its settings, measured speed and the epochs the budget buys it."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_args: dict[str, Any]
+    num_params: int = Field(ge=0)
+    images_per_s: float = Field(ge=0, description="Training throughput measured by the probe: forward, backward "
+                                "and optimiser step on batches of the run's shape and precision.")
+    predicted_epochs: float = Field(ge=0, description="Epochs the training time left after the probe buys at "
+                                    "that speed, less the measured overhead of a whole epoch.")
+
+
+class SizingInfo(BaseModel):
+    """The card's `sizing`, for runs with sizing=probe (the `fast` recipe): what the probe measured on this
+    machine and which candidate and regularisation the rule chose for the budget."""
+
+    model_config = ConfigDict(extra="forbid")
+    budget_seconds: float = Field(gt=0, description="The whole --time-limit; the probe is counted inside it.")
+    probe_seconds: float = Field(ge=0)
+    counted_seconds: float = Field(ge=0, description="Probe seconds charged to the budget: all of them, unless "
+                                   "the probe took over half the budget (a very slow machine): then half, so that "
+                                   "training keeps the other half.")
+    train_images: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    precision: str
+    min_epochs: float = Field(gt=0, description="Epochs a candidate must be predicted to reach to be chosen.")
+    candidates: list[SizingCandidate]
+    chosen: int = Field(ge=0, description="Index of the chosen candidate in `candidates`.")
+    augment: str = Field(description="Augmentation the rule set for the predicted epochs.")
+    ema: float | None = Field(None, description="EMA decay of the weights the rule set (None: no averaging).")
+    reason: str
+
+
 class UnknownInfo(BaseModel):
     """The card's `unknown`: how an image is scored and below which score it is reported as unknown."""
 
@@ -374,6 +407,8 @@ class ModelCard(Record):
                                                 "tuned on the validation split (maximum F1).")
     lr_find: LRFindInfo | None = Field(None, description="Set when lr was found by the LR finder (--lr auto); "
                                        "absent otherwise and in older cards.")
+    sizing: SizingInfo | None = Field(None, description="Set when the model was sized by the probe (sizing=probe, "
+                                      "the fast recipe); absent otherwise and in older cards.")
 
     @property
     def temperature(self) -> float:

@@ -350,6 +350,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "lr_changes": len(lr_changes([r.value("lr") for r in history])),
             "settings": {k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
         },
+        "sizing": sizing_table(card.sizing),
         "hardware": {"cpu": hardware.get("cpu"), "cores": hardware.get("cores"), "gpu": hardware.get("gpu"),
                      "threads": hardware.get("torch_threads"), "platform": hardware.get("platform")},
         "versions": card.versions,
@@ -369,6 +370,18 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "slots": {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60},
         "skipped": skipped,
     }
+
+
+def sizing_table(sizing: Any) -> dict[str, Any] | None:
+    """The card's `sizing` (sizing=probe) as the page shows it: one row per timed candidate, the chosen marked."""
+    if sizing is None:
+        return None
+    rows = [{"args": ", ".join(f"{k} {v}" for k, v in c.model_args.items()), "params": c.num_params,
+             "images_per_s": c.images_per_s, "epochs": c.predicted_epochs, "chosen": i == sizing.chosen}
+            for i, c in enumerate(sizing.candidates)]
+    return {"rows": rows, "probe_seconds": sizing.probe_seconds, "budget_seconds": sizing.budget_seconds,
+            "precision": sizing.precision, "min_epochs": sizing.min_epochs, "batch_size": sizing.batch_size,
+            "reason": sizing.reason}
 
 
 def _calibration_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, Any]:

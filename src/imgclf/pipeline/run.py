@@ -159,7 +159,12 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     check_auto_lr(cfg, resume)
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)  # checks transfer settings before any data is decoded
-    img_size = cfg.img_size or info.default_img_size
+    if cfg.sizing == "probe" and not cfg.img_size and not resume:
+        from .sizing import native_img_size
+
+        img_size = native_img_size(cfg.data, info.min_img_size)  # the fast family takes small images as they are
+    else:
+        img_size = cfg.img_size or info.default_img_size
     if img_size < info.min_img_size:
         raise invalid("img_size", img_size, f"at least {info.min_img_size}", where=f"model {cfg.model}")
     is_launch_zero = hardware.launch_rank() == 0
@@ -174,6 +179,11 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     run = RunDir(run_dir)
     try:
         data, model, resolved = _data_and_model(cfg, info, img_size, transfer_args)
+        sizing = None
+        if resolved.sizing == "probe" and not resume:  # a resumed run keeps the model its config.yaml holds
+            from .sizing import size_run
+
+            resolved, model, sizing = size_run(resolved, data)
         if resolved.lr == "auto":
             resolved = _auto_lr(resolved, data, model, run_dir)
     except BaseException:
@@ -196,7 +206,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     loggers = make_loggers(resolved, run_dir, resume)
     log_config(loggers, resolved, resume)
     try:
-        result = train_model(resolved, data, model, run_dir, checkpoint, loggers, callbacks)
+        result = train_model(resolved, data, model, run_dir, checkpoint, loggers, callbacks,
+                             budget_spent=sizing.counted_seconds if sizing else 0.0)
     except ImgclfError as exc:
         # A setting refused before any epoch ran (normalize=backbone without a backbone, a frozen backbone with
         # plain ddp): take back the files written above, so the corrected command may use the same --out.
@@ -214,6 +225,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     save_weights(result.model, run.file("model.safetensors"))
     card = make_card(resolved, data, result)
     card.lr_find = card_info(run_dir)
+    card.sizing = sizing
     from .trust import fit_trust
 
     # before the card is written: evaluation, serving and export then all apply the temperature and threshold

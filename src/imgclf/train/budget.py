@@ -33,6 +33,7 @@ class TimeBudget(L.Callback):
         self.fit_schedule = fit_schedule
         self.warmup = warmup
         self.spent = 0.0  # seconds used before this process (restored on --resume)
+        self.before_training = 0.0  # of those, spent before training by the run itself (the sizing probe)
         self._t0: float | None = None
         self._last_check = 0.0
         self._base_lrs: list[float] = []
@@ -45,9 +46,12 @@ class TimeBudget(L.Callback):
 
     def summary(self) -> dict[str, float | None]:
         """For the model card: how the run met its budget."""
-        return {"seconds": self.seconds,
-                "stopped_at_seconds": None if self.stopped_at is None else round(self.stopped_at, 3),
-                "longest_check_interval_seconds": round(self.longest_interval, 3)}
+        out = {"seconds": self.seconds,
+               "stopped_at_seconds": None if self.stopped_at is None else round(self.stopped_at, 3),
+               "longest_check_interval_seconds": round(self.longest_interval, 3)}
+        if self.before_training:
+            out["before_training_seconds"] = round(self.before_training, 3)
+        return out
 
     def _check(self, trainer: L.Trainer, run_complete: bool = False) -> None:
         elapsed = self.elapsed()

@@ -109,7 +109,8 @@ def _devices(cfg: TrainConfig) -> int | str:
 
 def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, run_dir: Path,
                 ckpt_path: str | None = None, loggers: list[Any] | None = None,
-                extra_callbacks: list[Any] | None = None) -> TrainResult:
+                extra_callbacks: list[Any] | None = None,
+                budget_spent: float = 0.0) -> TrainResult:
     """Fit `model` on `data` as `cfg` says; checkpoints and history.csv go to `run_dir`. With `restore_best` the
     returned model holds the best epoch's weights (by `cfg.monitor`). `loggers`: Lightning loggers (trackers) that
     receive per-step loss and learning rate and per-epoch metrics. `extra_callbacks`: Lightning callbacks of the
@@ -124,6 +125,9 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     world = (_devices(cfg) if isinstance(_devices(cfg), int) else 1) * cfg.num_nodes
     module, model, mean, std, sample_w, epoch_items, steps = _module(cfg, data, model, world)
     callbacks, best, history = _callbacks(cfg, run_dir, model, steps)
+    for callback in callbacks:
+        if type(callback).__name__ == "TimeBudget":  # time spent before training (the sizing probe) counts too
+            callback.spent = callback.before_training = budget_spent
     callbacks.extend(extra_callbacks or [])
     if loggers:
         from lightning.pytorch.callbacks import LearningRateMonitor
@@ -322,6 +326,11 @@ def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:
         from .budget import TimeBudget
 
         extra.append(TimeBudget(cfg.time_limit_seconds, fit_schedule=cfg.schedule == "budget"))
+    if cfg.ema is not None:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        # averaged from the second epoch: the first epoch's weights, far from the optimum, would linger in it
+        extra.append(EMAWeightAveraging(decay=cfg.ema, update_starting_at_epoch=1))
     if not cfg.features_only and (cfg.freeze_epochs or cfg.unfreeze != "all" or cfg.freeze_bn):
         from .finetune import FreezeSchedule
 

@@ -1,0 +1,117 @@
+"""The `fast` recipe's self-sizing: the rule on made-up throughput tables (no timing), the input size taken from
+the images, and whole runs on tiny grey 28, RGB 32 and grey 48 folders that record the probe in model.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import imgclf
+from imgclf.config import make_config
+from imgclf.errors import ImgclfError
+from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_EPOCHS, Timed, choose, native_img_size,
+                                    predicted_epochs)
+from imgclf.records import RunDir
+from conftest import make_image_folder
+
+BASE = "hflip,crop=2,fill=constant"
+PARAMS = {16: 411_000, 24: 920_000, 32: 1_630_000, 48: 3_660_000}
+
+
+def table(speeds: dict[int, float]) -> list[Timed]:
+    return [Timed({"width": w}, PARAMS[w], s) for w, s in speeds.items()]
+
+
+def test_a_fast_machine_with_a_long_budget_trains_the_widest_model_with_ema_and_erasing():
+    timed = table({16: 3500, 24: 2200, 32: 1400, 48: 700})
+    choice = choose(timed, 3600 - 20, 55_000, 256, BASE, budget_seconds=3600)
+    assert timed[choice.index].model_args == {"width": 48}
+    assert choice.epochs[choice.index] >= MIN_EPOCHS
+    assert choice.ema is not None and 0.99 <= choice.ema < 1
+    assert choice.augment == BASE + ",erase=0.5"
+
+
+def test_a_slow_machine_with_a_short_budget_keeps_width_16_and_the_plain_augmentation():
+    timed = table({16: 745, 24: 420})
+    choice = choose(timed, 600 - 15, 55_000, 256, BASE)
+    assert timed[choice.index].model_args == {"width": 16}
+    assert choice.epochs[choice.index] < MIN_EPOCHS and "no candidate reaches" in choice.reason
+    assert (choice.augment, choice.ema) == (BASE, None)
+
+
+@pytest.mark.parametrize("speeds, seconds, width", [
+    ({16: 3500, 24: 2200, 32: 1400, 48: 700}, 585, 24),  # AVX-512 bf16, 10 minutes: 24 reaches 18, 32 does not
+    ({16: 3500, 24: 2200, 32: 1400}, 900, 32),
+    ({16: 2000, 24: 2500}, 600, 24),  # a wider model measured faster (cache effects) still wins on width
+])
+def test_the_widest_candidate_that_reaches_the_minimum_is_chosen(speeds, seconds, width):
+    timed = table(speeds)
+    choice = choose(timed, seconds, 55_000, 256, BASE)
+    assert timed[choice.index].model_args["width"] == width
+    assert choice.epochs[choice.index] >= MIN_EPOCHS
+    wider = [i for i, t in enumerate(timed) if t.num_params > timed[choice.index].num_params]
+    assert all(choice.epochs[i] < MIN_EPOCHS for i in wider)
+
+
+def test_a_slow_machine_with_a_long_budget_regularises_its_many_epochs_of_width_16():
+    timed = table({16: 745, 24: 420})
+    choice = choose(timed, 3600 - 15, 55_000, 256, BASE, budget_seconds=3600)
+    assert timed[choice.index].model_args == {"width": 24} and choice.epochs[choice.index] >= MIN_EPOCHS
+    assert choice.ema is not None and "erase=0.5" in choice.augment
+
+
+def test_regularisation_grows_with_the_epochs_and_replaces_an_erase_already_given():
+    between = (ERASE_EPOCHS + LONG_EPOCHS) / 2
+    speed = between / predicted_epochs(1.0, 600, 55_000)  # the speed that predicts `between` epochs
+    choice = choose(table({16: speed}), 600, 55_000, 256, BASE + ",erase=0.9")
+    assert choice.epochs[0] == pytest.approx(between)
+    assert (choice.augment, choice.ema) == (BASE + ",erase=0.25", None)
+
+
+def test_the_rule_refuses_an_empty_table():
+    with pytest.raises(ImgclfError, match="sizing candidates"):
+        choose([], 600, 100, 32, BASE)
+
+
+@pytest.mark.parametrize("size, mode, expected", [(28, "L", 28), (48, "L", 48), (32, "RGB", 32), (100, "RGB", 64)])
+def test_the_input_size_comes_from_the_images(tmp_path, size, mode, expected):
+    data = make_image_folder(tmp_path, classes=("a", "b"), per_class=3, size=size, mode=mode)
+    assert native_img_size(str(data), 8) == expected
+
+
+def test_sizing_needs_a_time_limit():
+    with pytest.raises(ImgclfError, match="time_limit.*sizing=probe"):
+        make_config(data="x", sizing="probe")
+
+
+@pytest.mark.parametrize("size, mode, color", [(28, "L", "grayscale"), (32, "RGB", "rgb"), (48, "L", "grayscale")])
+def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode, color):
+    data = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=12, size=size, mode=mode)
+    run = imgclf.fit({"data": str(data), "recipe": "fast", "time_limit": "8s", "batch_size": 16, "progress": False,
+                      "val_split": 0.2, "test_split": 0.2, "out": str(tmp_path / "run")}, report=size == 48)
+    card = RunDir(run.path).read_card()
+    assert (card.img_size, card.color, card.in_chans) == (size, color, 3 if color == "rgb" else 1)
+    sizing = card.sizing
+    assert sizing is not None and sizing.candidates and sizing.budget_seconds == 8
+    chosen = sizing.candidates[sizing.chosen]
+    assert chosen.images_per_s > 0 and card.model_args["width"] == chosen.model_args["width"]
+    assert card.training.augment == sizing.augment
+    # the probe is inside the budget: the budget's clock started at the probe's seconds
+    assert card.training.time_budget["before_training_seconds"] == sizing.counted_seconds > 0
+    assert sizing.counted_seconds == min(sizing.probe_seconds, 4.0)
+    stored = json.loads((run.path / "model.json").read_text())
+    assert stored["sizing"]["candidates"][0]["model_args"]["width"] == 16
+    if size == 48:
+        page = (run.path / "report.html").read_text()
+        assert "Model sized for the budget" in page and f"{chosen.images_per_s:,.0f}" in page
+
+
+def test_ema_adds_lightnings_weight_averaging_callback():
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    from imgclf.train.fit import _extra_callbacks
+
+    cfg = make_config(data="x", ema=0.995)
+    averaging = [c for c in _extra_callbacks(cfg, None) if isinstance(c, EMAWeightAveraging)]
+    assert len(averaging) == 1 and _extra_callbacks(make_config(data="x"), None) == []

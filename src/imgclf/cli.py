@@ -332,7 +332,8 @@ def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders
 
 
 @app.command("inspect")
-def inspect_cmd(data: Path = typer.Argument(..., help="Image folder."),
+def inspect_cmd(data: Path = typer.Argument(..., help="Image folder, or a multi-label index file (CSV / JSON "
+                                                      "lines: path and labels per image)."),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
                 plots: Optional[Path] = typer.Option(None, help="Write class-distribution and sample figures here.")) -> None:
     """What is in an image folder: classes, counts per split, sizes, modes, unreadable files, mu and rho."""
@@ -418,7 +419,10 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
                                                  "vflip) and two small shifts (shift, crop). Refused for a run "
                                                  "trained with none of these."),
             backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN --format onnx`)."),
-            unknown: str = typer.Option("on", help=UNKNOWN_HELP)) -> None:
+            unknown: str = typer.Option("on", help=UNKNOWN_HELP),
+            threshold: Optional[float] = typer.Option(None, help="Multi-label runs: one decision threshold for "
+                                                      "every label instead of the ones tuned on validation "
+                                                      "(model.json thresholds).")) -> None:
     """Predict labels and calibrated probabilities for images, or unknown for an image like no class.
 
     Each prediction carries its in-distribution score. Unreadable files get an error row."""
@@ -441,7 +445,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         clf = load(run)
     else:
         raise invalid("backend", backend, ("torch", "onnx"))
-    predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown)
+    extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
+    predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
     text = format_predictions(predictions, fmt)
     if output:
         from .io import atomic_write_text

@@ -17,7 +17,8 @@ Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
 Color = Literal["rgb", "grayscale", "auto"]
 Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
 Normalize = Literal["auto", "dataset", "zerocenter", "rescale", "backbone"]
-Loss = Literal["ce", "focal"]
+Loss = Literal["ce", "focal", "asl"]
+Task = Literal["auto", "single", "multilabel"]
 Sampler = Literal["none", "oversample", "undersample"]
 Calibrate = Literal["none", "temperature"]
 UnknownDetector = Literal["msp", "energy", "mahalanobis", "mahalanobis-l2"]
@@ -71,6 +72,23 @@ def parse_mapping(name: str, text: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = raw
     return out
+
+
+def check_task_settings(cfg: "TrainConfig", task: str) -> None:
+    """Settings that exist for one task only: asl is a multi-label loss; focal loss, class samplers and label
+    smoothing are single-label ones (an image with several labels has no one class to draw it by)."""
+    if task == "single" and cfg.loss == "asl":
+        raise invalid("loss", cfg.loss, "ce or focal for single-label data (asl is a multi-label loss)",
+                      also={"task": task})
+    if task == "multilabel":
+        if cfg.loss == "focal":
+            raise invalid("loss", cfg.loss, "ce (per-label binary cross-entropy) or asl for multi-label data",
+                          also={"task": task})
+        if cfg.sampler != "none":
+            raise invalid("sampler", cfg.sampler, "none for multi-label data (--class-weight balanced weighs "
+                          "each label's positives instead)", also={"task": task})
+        if cfg.label_smoothing:
+            raise invalid("label_smoothing", cfg.label_smoothing, "0 for multi-label data", also={"task": task})
 
 
 class TrainConfig(BaseModel):
@@ -156,7 +174,11 @@ class TrainConfig(BaseModel):
         "None keeps the model's own (reference models declare theirs)."
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    loss: Loss = Field("ce", description="ce (cross-entropy) or focal.")
+    loss: Loss = Field("ce", description="ce (cross-entropy; per-label binary cross-entropy on multi-label data), "
+                       "focal, or asl (asymmetric loss, Ridnik et al. 2021, timm's; multi-label only).")
+    task: Task = Field("auto", description="single (one class per image) or multilabel (a set of labels per image, "
+                       "sigmoid outputs); auto: multilabel for an index file (CSV / JSON lines), else single. "
+                       "config.yaml stores the one used.")
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0)
     class_weight: str = Field("none", description="none, balanced, or a JSON file mapping class name -> weight.")
     sampler: Sampler = Field("none", description="none, oversample (classes drawn equally, epoch = train size), "
@@ -336,6 +358,12 @@ class TrainConfig(BaseModel):
         if value in ("none", "balanced") or value.endswith(".json"):
             return value
         raise invalid("class_weight", value, "none, balanced, or a path to a .json file mapping class names to weights")
+
+    @model_validator(mode="after")
+    def _task_settings(self) -> "TrainConfig":
+        # with task=auto these are checked again once the data has said which task it is (pipeline.run)
+        check_task_settings(self, self.task)
+        return self
 
     @field_validator("augment")
     @classmethod

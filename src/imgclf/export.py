@@ -193,7 +193,7 @@ class OnnxClassifier(Classifier):
 # The card fields that decide what the exported graph and its decoding answer. `created` changes with every
 # training, so a run retrained after its export is caught even when nothing else in the card moved.
 _GRAPH_FIELDS = ("architecture", "model_args", "classes", "img_size", "in_chans", "color", "mean", "std",
-                 "interpolation", "num_params", "created", "calibration", "unknown")
+                 "interpolation", "num_params", "created", "calibration", "unknown", "task", "thresholds")
 
 
 def _refuse_stale(run_dir: str | os.PathLike, exported: ModelCard) -> None:

@@ -60,7 +60,11 @@ def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
 
 def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
     """The card's temperature and unknown detector as a module. A card from before schema 2 has neither: raw
-    softmax, scored by its highest probability, never unknown."""
+    softmax, scored by its highest probability, never unknown. A multi-label card: one sigmoid per label."""
+    if card.task == "multilabel":
+        from .multilabel import SigmoidHead
+
+        return SigmoidHead()
     if card.unknown is None:
         return TrustHead(card.temperature, "msp", None)
     means = precision = None
@@ -99,6 +103,9 @@ class Prediction:
     score: float | None = None
     unknown: bool = False
     best_label: str | None = None
+    # multi-label runs: every label whose probability reaches its threshold, most probable first (may be empty);
+    # `label` is then those names joined by ";" and `top` the most probable labels, carried or not
+    labels: list[tuple[str, float]] | None = None
 
 
 @dataclass
@@ -177,6 +184,9 @@ class Classifier:
         except DecodeError as exc:
             return i, None, str(exc)
 
+    def _label_thresholds(self, threshold: float | None) -> np.ndarray | None:
+        return _thresholds_of(self.card, threshold)
+
     @property
     def threshold(self) -> float | None:
         """Scores below this are unknown (None: the card sets no threshold)."""
@@ -235,7 +245,7 @@ class Classifier:
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3, tta: bool = False,
-                unknown: bool = True) -> list[Prediction]:
+                unknown: bool = True, threshold: float | None = None) -> list[Prediction]:
         """Files, folders, PIL images or numpy arrays (`ImageInput`) -> one Prediction each, in order.
 
         A folder gives one per image file in it; a 4-D array one per row. Unreadable files get a Prediction
@@ -244,6 +254,7 @@ class Classifier:
         tta averages each prediction over the views of the image that training also made (`tta_views`).
         unknown: label an image scoring below the card's threshold "unknown" (False: always the top class; the
         score is reported either way).
+        threshold: multi-label runs only: one decision threshold for every label instead of the card's tuned ones.
         """
         if top_k < 1:
             raise invalid("top_k", top_k, "a whole number >= 1 (larger than the number of classes lists them all)")
@@ -251,6 +262,7 @@ class Classifier:
             raise invalid("unknown", unknown, (True, False))
         if tta:
             self.tta_views.require()  # before any image is decoded
+        cutoffs = self._label_thresholds(threshold)
         names, sources = _gather(images)
         by_index: dict[int, tuple[np.ndarray, float, bool]] = {}
         errors: dict[int, str] = {}
@@ -277,10 +289,28 @@ class Classifier:
                 continue
             probs, score, is_unknown = by_index[i]
             top = top_classes(probs, self.classes, k)
+            if cutoffs is not None:
+                carried = sorted(((c, float(p)) for c, p, t in zip(self.classes, probs, cutoffs) if p >= t),
+                                 key=lambda item: -item[1])
+                results.append(Prediction(name, ";".join(c for c, _ in carried), top[0][1], top, score=score,
+                                          best_label=top[0][0], labels=carried))
+                continue
             flagged = unknown and is_unknown
             results.append(Prediction(name, UNKNOWN_LABEL if flagged else top[0][0], top[0][1], top, score=score,
                                       unknown=flagged, best_label=top[0][0]))
         return results
+
+
+def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | None:
+    """Multi-label: the decision threshold of each label (the card's, or `threshold` for all); None otherwise."""
+    if card.task != "multilabel":
+        if threshold is not None:
+            raise invalid("threshold", threshold, "unset for a single-label run (it applies to multi-label runs, "
+                          "whose labels each have a decision threshold)")
+        return None
+    from .multilabel import threshold_vector
+
+    return threshold_vector(card.classes, card.thresholds, threshold)
 
 
 def _is_file_object(item: object) -> bool:

@@ -18,7 +18,9 @@ def as_json(p: Any) -> dict[str, Any]:
     known class either way; `score` is the in-distribution score (higher: more like the training images)."""
     return {"path": p.path, "label": p.label, "probability": p.probability, "best_label": p.best_label,
             "score": p.score, "unknown": p.unknown if p.error is None else None,
-            "top": [{"label": lbl, "probability": prob} for lbl, prob in p.top], "error": p.error}
+            "top": [{"label": lbl, "probability": prob} for lbl, prob in p.top], "error": p.error,
+            **({"labels": [{"label": lbl, "probability": prob} for lbl, prob in p.labels]}
+               if getattr(p, "labels", None) is not None else {})}
 
 
 def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
@@ -46,7 +48,10 @@ def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
             continue
         ranked = "  ".join(f"{terminal_safe(lbl)} {prob:.3f}" for lbl, prob in p.top)
         score = "" if p.score is None else f"  (score {p.score:.4g})"
-        if p.unknown:  # the known classes stay listed: the closest one is still worth seeing
+        if getattr(p, "labels", None) is not None:  # multi-label: the set carried, then the ranking
+            carried = ", ".join(f"{terminal_safe(lbl)} {prob:.3f}" for lbl, prob in p.labels) or "no label"
+            lines.append(f"{terminal_safe(p.path)}\tlabels: {carried}  (top: {ranked})")
+        elif p.unknown:  # the known classes stay listed: the closest one is still worth seeing
             lines.append(f"{terminal_safe(p.path)}\tUNKNOWN, like none of the classes {score.strip()}; closest: {ranked}")
         else:
             lines.append(f"{terminal_safe(p.path)}\t{ranked}{score}")

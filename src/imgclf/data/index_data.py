@@ -59,17 +59,32 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
     skipped = [{"path": labelled.files[i], "reason": r} for i, r in sorted(decoded.failures.items())]
     ok = decoded.ok_indices
     targets = labelled.targets[ok]
-    test_mask = multilabel_holdout(targets, test_split, seed)
-    rest = np.flatnonzero(~test_mask)
-    val_in_rest = multilabel_holdout(targets[rest], val_split / max(1e-9, 1 - test_split), seed + 1)
 
     def split(rows: np.ndarray) -> Split:
         rows = np.sort(rows)
         return Split(ok[rows], primary_labels(targets[rows]), targets[rows])
 
-    splits = {"train": split(rest[~val_in_rest]), "val": split(rest[val_in_rest])}
-    if test_split > 0:
-        splits["test"] = split(np.flatnonzero(test_mask))
+    stratified = f"iterative multi-label stratification, seed {seed}"
+    if labelled.splits is not None:  # the index names the splits: val drawn from train only when it has none
+        column = np.asarray(labelled.splits, dtype=object)[ok]
+        train_rows = np.flatnonzero(column == "train")
+        if (column == "val").any():
+            splits = {"train": split(train_rows), "val": split(np.flatnonzero(column == "val"))}
+            val_source = f"val rows of the index {labelled.path.name}"
+        else:
+            held = multilabel_holdout(targets[train_rows], val_split, seed + 1)
+            splits = {"train": split(train_rows[~held]), "val": split(train_rows[held])}
+            val_source = f"{val_split:g} of the index's train rows ({stratified})"
+        if (column == "test").any():
+            splits["test"] = split(np.flatnonzero(column == "test"))
+    else:
+        test_mask = multilabel_holdout(targets, test_split, seed)
+        rest = np.flatnonzero(~test_mask)
+        val_in_rest = multilabel_holdout(targets[rest], val_split / max(1e-9, 1 - test_split), seed + 1)
+        splits = {"train": split(rest[~val_in_rest]), "val": split(rest[val_in_rest])}
+        if test_split > 0:
+            splits["test"] = split(np.flatnonzero(test_mask))
+        val_source = f"{val_split:g} of the index {labelled.path.name} ({stratified})"
     if len(splits["val"]) == 0:
         raise invalid("val_split", val_split, "> 0 with enough images to hold some out",
                       note="the validation split is empty")
@@ -79,7 +94,5 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
                       note=f"no training image carries {missing}; {len(skipped)} file(s) skipped")
     scan = FolderScan(root=labelled.path.parent, layout="index", classes=labelled.classes,
                       files={"all": [(f, "") for f in labelled.files]})
-    val_source = (f"{val_split:g} of the index {labelled.path.name} "
-                  f"(iterative multi-label stratification, seed {seed})")
     return PreparedData(scan, decoded, labelled.classes, img_size, color, splits, skipped, val_source,
                         interpolation, color_source, None, task="multilabel")

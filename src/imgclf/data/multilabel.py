@@ -2,7 +2,8 @@
 
 CSV: one row per image, `path,labels`, the labels separated by `;` (an optional header row `path,labels`).
 JSON lines: one object per line, `{"path": ..., "labels": [...]}` (or a `;`-separated string). Paths are
-relative to the index file. An empty labels cell is an image that carries none of the labels (a legitimate
+relative to the index file. An optional third column (CSV header `path,labels,split`; JSON key "split") names
+each image's split, train, val or test, for data whose test set is fixed (the automatic split is then not drawn). An empty labels cell is an image that carries none of the labels (a legitimate
 negative for every label), but a blank row, a row without a path or a labels column, a file that does not
 exist or a label the model does not know is the user's mistake: one line naming the file and its line number.
 
@@ -34,6 +35,7 @@ class LabelIndex:
     files: list[str]
     targets: np.ndarray  # (N, K) uint8 multi-hot
     lines: list[int]  # the index file's line number of each image, for messages
+    splits: list[str] | None = None  # the split column, when the index has one
 
 
 def is_label_index(data: object) -> bool:
@@ -60,25 +62,25 @@ def _split_labels(cell: object, index: Path, line: int) -> list[str]:
     return sorted(set(labels))
 
 
-def _csv_rows(index: Path) -> list[tuple[int, str, object]]:
+def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
     rows = []
     with open(index, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         for cells in reader:
             line = reader.line_num
-            if line == 1 and [c.strip().lower() for c in cells] == ["path", "labels"]:
+            if line == 1 and [c.strip().lower() for c in cells] in (["path", "labels"], ["path", "labels", "split"]):
                 continue
             if not any(c.strip() for c in cells):
                 raise _row_error(index, line, "a row `path,labels` (labels separated by ';', may be empty)",
                                  note="empty row")
-            if len(cells) != 2:
-                raise _row_error(index, line, "a row of 2 columns, `path,labels` (labels separated by ';')",
-                                 note=f"{len(cells)} column(s)")
-            rows.append((line, cells[0].strip(), cells[1]))
+            if len(cells) not in (2, 3):
+                raise _row_error(index, line, "a row of 2 columns, `path,labels` (labels separated by ';'), or 3 "
+                                 "with a split", note=f"{len(cells)} column(s)")
+            rows.append((line, cells[0].strip(), cells[1], cells[2].strip() if len(cells) == 3 else None))
     return rows
 
 
-def _jsonl_rows(index: Path) -> list[tuple[int, str, object]]:
+def _jsonl_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
     rows = []
     with open(index, encoding="utf-8-sig") as f:
         for line, text in enumerate(f, 1):
@@ -94,7 +96,7 @@ def _jsonl_rows(index: Path) -> list[tuple[int, str, object]]:
                 keys = sorted(item) if isinstance(item, dict) else type(item).__name__
                 raise _row_error(index, line, 'a JSON object with the keys "path" and "labels"', note=f"{keys}")
             path = item["path"]
-            rows.append((line, path.strip() if isinstance(path, str) else "", item["labels"]))
+            rows.append((line, path.strip() if isinstance(path, str) else "", item["labels"], item.get("split")))
     return rows
 
 
@@ -112,8 +114,11 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
     if not rows:
         raise bad_path("data", index, "an index file listing at least one image", "no rows")
     base = index.parent
-    files, label_sets, lines, seen = [], [], [], {}
-    for line, path, cell in rows:
+    files, label_sets, lines, seen, splits = [], [], [], {}, []
+    for line, path, cell, split in rows:
+        if split not in (None, "train", "val", "test"):
+            raise _row_error(index, line, "a row whose split is train, val or test", note=f"split {split!r}")
+        splits.append(split)
         if not path:
             raise _row_error(index, line, "a row whose first column is an image path", note="no path")
         full = os.path.abspath(base / path)
@@ -144,7 +149,13 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
     targets = np.zeros((len(files), len(classes)), dtype=np.uint8)
     for row, labels in enumerate(label_sets):
         targets[row, [column[label] for label in labels]] = 1
-    return LabelIndex(index, list(classes), files, targets, lines)
+    given = [s for s in splits if s is not None]
+    if given and len(given) != len(splits):
+        line = lines[splits.index(None)]
+        raise _row_error(index, line, "a split on every row once one row has one", note="no split")
+    if given and "train" not in given:
+        raise bad_path("data", index, "an index whose split column names some train images", "no train row")
+    return LabelIndex(index, list(classes), files, targets, lines, splits if given else None)
 
 
 def label_stats(targets: np.ndarray, classes: list[str]) -> dict[str, object]:

@@ -370,13 +370,14 @@ def _pr_floor(recall: np.ndarray, precision: np.ndarray, start: float = 0.7) -> 
 
 
 def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str], path: str | os.PathLike) -> Path:
-    """Precision-recall per class with average precision (AP), plus the micro-average."""
+    """Precision-recall per class with average precision (AP), plus the micro-average. y_true: class ids, or
+    (N, K) multi-hot label sets (multi-label runs: one curve per label)."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     y = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     k = len(classes)
-    onehot = _one_hot(y, k)
+    onehot = y if y.ndim == 2 else _one_hot(y, k)
     labelled = [c for i, c in enumerate(classes) if onehot[:, i].any()] if k <= 10 else []
     legend = [f"{short(c, 13)} (AP 0.000)" for c in labelled] + ["micro-average (AP 0.000)"]
     columns = _legend_columns(legend, HALF_WIDTH_PX - 4, handle_em=1.8)

@@ -417,6 +417,10 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
         raise bad_path("run", run_dir, "a run directory with model.json",
                        "no model.json" if Path(run_dir).exists() else "no such folder")
     card = run.read_card()
+    if card.task == "multilabel":  # its own page: label sets, per-label thresholds, no softmax-only sections
+        from .multilabel_report import write_multilabel_report
+
+        return write_multilabel_report(run_dir, failures)
     dataset = run.read_dataset() if run.has("dataset.json") else None
     metrics = run.read_metrics() if run.has("metrics.json") else None
     interp = Interpretation.from_run(run_dir)

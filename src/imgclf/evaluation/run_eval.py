@@ -91,6 +91,13 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         raise invalid("tta", tta, (True, False, "auto"))
     run = RunDir(run_dir)
     card = run.read_card()
+    if card.task == "multilabel":
+        from .multilabel import evaluate_multilabel
+
+        if tta is True:
+            raise invalid("tta", tta, "False for a multi-label run (test-time augmentation is single-label only)")
+        return evaluate_multilabel(run.path, results_dir(run.path, data, split), data, split, batch_size, cache_dir,
+                                   workers, budget_bytes, progress)
     clf = Classifier.load(run.path)
     views = clf.tta_views
     if tta is True:

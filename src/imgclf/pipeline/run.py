@@ -116,7 +116,9 @@ def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
                         selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
                         group_duplicates=cfg.group_duplicates, progress=cfg.progress)
-    resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color})
+    from .multilabel import resolve_task
+
+    resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color, "task": resolve_task(cfg, data)})
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})
     if cfg.l2 is not None:
@@ -228,8 +230,15 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     card.sizing = sizing
     from .trust import fit_trust
 
-    # before the card is written: evaluation, serving and export then all apply the temperature and threshold
-    card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir)
+    if data.task == "multilabel":
+        from .multilabel import fit_thresholds
+
+        # no temperature or unknown detector (softmax ideas); the labels' decision thresholds instead
+        card.task = "multilabel"
+        card.thresholds = fit_thresholds(data, result.model, card)
+    else:
+        # before the card is written: evaluation, serving and export then all apply the temperature and threshold
+        card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir)
     if not evaluate:
         card.metrics = validation_headline(result.history, result.best_epoch)
         run.write_card(card)

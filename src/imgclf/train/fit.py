@@ -83,9 +83,10 @@ def _loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int, train_
              epoch_items: int | None, root_device: torch.device = torch.device("cpu")):
     def dataset(split: str):
         s = data.splits[split]
+        labels = s.labels if s.targets is None else s.targets
         if data.decoded.pixels is not None:
-            return CachedImages(data.decoded.pixels, s.indices, s.labels, resident_device)
-        return StreamedImages(data.paths(split), s.labels, data.img_size, data.color, data.interpolation)
+            return CachedImages(data.decoded.pixels, s.indices, labels, resident_device)
+        return StreamedImages(data.paths(split), labels, data.img_size, data.color, data.interpolation)
 
     resident_device = _resident_device(data, root_device)
     workers = 0 if data.decoded.pixels is not None else cfg.num_workers
@@ -174,7 +175,12 @@ def _module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, world:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_labels = data.splits["train"].labels
-    weights = make_class_weights(cfg.class_weight, train_labels, data.classes)
+    if data.splits["train"].targets is not None:  # multi-label: per-label pos_weight of the binary losses
+        from ..data.multilabel import positive_weights
+
+        weights = positive_weights(cfg.class_weight, data.splits["train"].targets, data.classes)
+    else:
+        weights = make_class_weights(cfg.class_weight, train_labels, data.classes)
     sample_w, epoch_items = sampler_weights(cfg.sampler, train_labels, len(data.classes))
     steps = cfg.steps_per_epoch or math.ceil((epoch_items or len(train_labels)) / cfg.batch_size / world)
     module = ImageClassifierModule(model, cfg.model_dump(mode="json"), mean, std, weights, steps)

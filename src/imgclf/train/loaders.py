@@ -92,8 +92,14 @@ class BatchIndexSampler(Sampler[np.ndarray]):
                 yield batch
 
 
+def label_dtype(labels) -> torch.dtype:
+    """int64 class ids, or float32 multi-hot rows (what BCEWithLogits takes) for multi-label targets."""
+    return torch.float32 if np.ndim(labels) == 2 else torch.long
+
+
 class CachedImages(Dataset):
-    """Indexable by an array of positions; returns (uint8 NHWC tensor, int64 labels).
+    """Indexable by an array of positions; returns (uint8 NHWC tensor, int64 labels), or float32 (N, K) multi-hot
+    targets when `labels` is 2-D (multi-label data).
 
     With `device` set (a GPU with room for it), the split's uint8 pixels are copied there once and batches
     are gathered on the device: no per-step host-to-device copy, and augmentation runs where the data is.
@@ -101,7 +107,7 @@ class CachedImages(Dataset):
 
     def __init__(self, pixels: np.ndarray, rows: np.ndarray, labels: np.ndarray, device: torch.device | None = None):
         self.rows = np.asarray(rows)
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=label_dtype(labels))
         self.device = device
         if device is not None:
             self.pixels = torch.from_numpy(np.ascontiguousarray(pixels[np.sort(self.rows)] if len(self.rows) != len(pixels)
@@ -147,8 +153,10 @@ class StreamedImages(Dataset):
                 continue
         if not images:
             channels = 1 if self.color == "grayscale" else 3
-            return torch.zeros((0, self.size, self.size, channels), dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
-        return torch.from_numpy(np.stack(images)), torch.as_tensor(np.array(labels), dtype=torch.long)
+            dtype = label_dtype(self.labels)
+            return (torch.zeros((0, self.size, self.size, channels), dtype=torch.uint8),
+                    torch.zeros((0, *self.labels.shape[1:]), dtype=dtype))
+        return torch.from_numpy(np.stack(images)), torch.as_tensor(np.array(labels), dtype=label_dtype(self.labels))
 
 
 class ResumableLoader(DataLoader):

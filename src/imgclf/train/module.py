@@ -40,6 +40,31 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight:
     return loss.mean()
 
 
+def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str,
+                    pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-label loss, one sigmoid per label: binary cross-entropy averaged over images and labels (pos_weight
+    scales each label's positive term), or timm's asymmetric loss (asl, default gammas 4 / 1 and clip 0.05 of
+    Ridnik et al. 2021) summed over labels and averaged over images, so that its scale, and the learning rate it
+    wants, do not change with the batch size (timm before 1.0.2x only summed: divided here)."""
+    logits, targets = logits.float(), targets.float()
+    if kind == "asl":
+        from timm.loss import AsymmetricLossMultiLabel
+
+        try:
+            return AsymmetricLossMultiLabel(reduction="batchmean", pos_weight=pos_weight)(logits, targets)
+        except TypeError:  # older timm: no reduction or pos_weight arguments
+            return AsymmetricLossMultiLabel()(logits, targets) / max(1, len(targets))
+    return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
+
+
+def right_answers(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per batch: images whose top class is right; multi-label (y 2-D), the share of each image's label decisions
+    at probability 0.5 that are right, summed (so acc = 1 - Hamming loss; the tuned thresholds come after)."""
+    if y.dim() == 2:
+        return ((logits > 0) == (y > 0.5)).float().mean(1).sum()
+    return (logits.argmax(1) == y).sum()
+
+
 class ImageClassifierModule(L.LightningModule):
     def __init__(self, model: nn.Module, hparams: dict[str, Any], mean: list[float], std: list[float],
                  class_weights: list[float] | None = None, steps_per_epoch: int = 1):
@@ -103,7 +128,13 @@ class ImageClassifierModule(L.LightningModule):
             self.epoch_sums.copy_(torch.tensor(sums, dtype=torch.float32))
 
     # ----- loss -----------------------------------------------------------------------------------
+    @property
+    def multilabel(self) -> bool:
+        return self.cfg.task == "multilabel"
+
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.multilabel:
+            return multilabel_loss(logits, y, self.cfg.loss, self.class_weights)
         smoothing = self.cfg.label_smoothing
         if self.cfg.loss == "focal":
             return focal_loss(logits, y, self.cfg.focal_gamma, self.class_weights, smoothing)
@@ -127,7 +158,7 @@ class ImageClassifierModule(L.LightningModule):
                 return None
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
             raise NonFiniteLossError(self.current_epoch, batch_idx, float(total.detach()), lr)
-        correct = (logits.argmax(1) == y).sum()
+        correct = right_answers(logits, y)
         acc = correct.float() / len(y)
         n = len(y)
         self.epoch_sums += torch.stack([loss.detach().float() * n, correct.float(),
@@ -143,8 +174,8 @@ class ImageClassifierModule(L.LightningModule):
         if len(y) == 0:
             return
         logits = self.model(self.prepare(x, train=False))
-        loss = F.cross_entropy(logits.float(), y)
-        acc = (logits.argmax(1) == y).float().mean()
+        loss = multilabel_loss(logits, y, "ce") if self.multilabel else F.cross_entropy(logits.float(), y)
+        acc = right_answers(logits, y).float() / len(y)
         n = len(y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)

@@ -1,0 +1,184 @@
+"""Evaluate a multi-label run: label-set predictions.csv and metrics.json (mAP, per-label AP, P/R/F1 at the card's
+thresholds, subset accuracy, Hamming loss), from the same files and `Classifier` as single-label evaluation.
+
+The shared fields of `MetricsRecord` keep a multi-label meaning, so `compare` and the card's headline read them as
+they are: accuracy is subset accuracy, loss the mean binary cross-entropy, per_class / macro / weighted the
+labels' P/R/F1 at their thresholds, auc the per-label ROC AUC, ece the calibration error over every (image,
+label) probability, confusion the co-occurrence of true (rows) and predicted (columns) labels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..data.cache import decode_all
+from ..errors import invalid
+from ..inference import Classifier
+from ..multilabel import decide, threshold_vector
+from ..progress import StepProgress
+from ..records import MetricsRecord, PredictionRow, RunDir, SkippedFile
+
+
+def binary_calibration_error(targets: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """ECE over every (image, label) probability: |share of positives - mean probability| per equal-width bin,
+    weighted by the bin's count."""
+    y, p = np.asarray(targets, dtype=np.float64).ravel(), np.asarray(probs, dtype=np.float64).ravel()
+    if not len(y):
+        return 0.0
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            ece += members.mean() * abs(y[members].mean() - p[members].mean())
+    return float(ece)
+
+
+def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: Sequence[str],
+                               thresholds: np.ndarray, split: str = "") -> MetricsRecord:
+    from sklearn.metrics import average_precision_score, hamming_loss, precision_recall_fscore_support, roc_auc_score
+
+    y = np.asarray(targets, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    pred = decide(p, thresholds).astype(np.int64)
+    k = len(classes)
+    support = y.sum(0)
+    precision, recall, f1, _ = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
+    ap: dict[str, float | None] = {}
+    auc: dict[str, float | None] = {}
+    for i, c in enumerate(classes):
+        has_both = 0 < support[i] < len(y)
+        ap[c] = float(average_precision_score(y[:, i], p[:, i])) if support[i] > 0 else None
+        auc[c] = float(roc_auc_score(y[:, i], p[:, i])) if has_both else None
+    present = [c for c, n in zip(classes, support) if n > 0]
+
+    def averages(kind: str) -> dict[str, float]:
+        pr, rc, f, _ = precision_recall_fscore_support(y, pred, average=kind, zero_division=0)
+        return {"precision": float(pr), "recall": float(rc), "f1": float(f)}
+
+    per_class = {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                     "support": int(support[i])} for i, c in enumerate(classes)}
+    recalls = {c: per_class[c]["recall"] for c in present}
+    worst = min(recalls, key=recalls.get) if recalls else None
+    valid_ap = [v for v in ap.values() if v is not None]
+    valid_auc = [v for v in auc.values() if v is not None]
+    clipped = np.clip(p, 1e-7, 1 - 1e-7)
+    bce = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
+    samples_f1 = precision_recall_fscore_support(y, pred, average="samples", zero_division=1)[2] if len(y) else 0.0
+    multilabel = {
+        "map_macro": float(np.mean(valid_ap)) if valid_ap else None,
+        "map_micro": float(average_precision_score(y, p, average="micro")) if y.any() else None,
+        "subset_accuracy": float((pred == y).all(1).mean()) if len(y) else 0.0,
+        "hamming_loss": float(hamming_loss(y, pred)) if len(y) else 0.0,
+        "micro": averages("micro"),
+        "samples_f1": float(samples_f1),
+        "per_label": {c: {"ap": ap[c], "threshold": float(thresholds[i]), **per_class[c]}
+                      for i, c in enumerate(classes)},
+        "cardinality_true": float(y.sum(1).mean()) if len(y) else 0.0,
+        "cardinality_pred": float(pred.sum(1).mean()) if len(y) else 0.0,
+    }
+    return MetricsRecord(**{
+        "split": split, "count": int(len(y)), "task": "multilabel",
+        "accuracy": multilabel["subset_accuracy"],
+        "loss": float(bce.mean()) if len(y) else None,
+        "macro": averages("macro"), "weighted": averages("weighted"),
+        "per_class": per_class,
+        "worst_class": {"name": worst, "recall": recalls[worst]} if worst else None,
+        "auc": auc, "macro_auc": float(np.mean(valid_auc)) if valid_auc else None,
+        "ece": binary_calibration_error(y, p),
+        "confusion": (y.T @ pred).tolist() if len(y) else np.zeros((k, k), dtype=int).tolist(),
+        "classes_present": present,
+        "multilabel": multilabel,
+    })
+
+
+def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: list[str]
+           ) -> tuple[list[str], np.ndarray, str]:
+    """Image paths and (N, K) targets of the run's own split, or of an index file (its labels checked against
+    the model's)."""
+    if data is not None:
+        from ..data.multilabel import is_label_index, read_label_index
+
+        if not is_label_index(data):
+            raise invalid("data", data, "a CSV / JSON-lines index of images and labels for a multi-label run")
+        index = read_label_index(data, classes)
+        return index.files, index.targets, f"{Path(data)}:all"
+    dataset = run.read_dataset()
+    if split not in dataset.splits:
+        if split == "test" and "val" in dataset.splits:
+            split = "val"
+        else:
+            raise invalid("split", split, dataset.splits)
+    files, _ = dataset.split_paths(split)
+    sets = dataset.splits[split].label_sets
+    if sets is None:
+        raise invalid("run", run.path, "a multi-label run whose dataset.json lists each image's label set",
+                      note=f"no label_sets in split {split}")
+    targets = np.zeros((len(files), len(classes)), dtype=np.uint8)
+    for row, ids in enumerate(sets):
+        targets[row, ids] = 1
+    return files, targets, split
+
+
+def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | os.PathLike | None = None,
+                        split: str = "test", batch_size: int = 256, cache_dir: str | None = None, workers: int = 2,
+                        budget_bytes: int = 4 * 10**9, progress: bool = True) -> MetricsRecord:
+    """`evaluate_run` for a multi-label run: predictions.csv (true and predicted label sets, `;`-joined, and
+    every label's probability) and metrics.json into `out_dir`."""
+    from .run_eval import _blocks
+
+    run = RunDir(run_dir)
+    card = run.read_card()
+    clf = Classifier.load(run.path)
+    files, targets, split_name = _files(run, data, split, card.classes)
+    decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers,
+                         progress=progress)
+    ok = decoded.ok_indices
+    if len(ok) == 0:
+        raise invalid("data" if data is not None else "run", data if data is not None else run_dir,
+                      "images of which at least one is readable", note=f"{len(files)} file(s), none readable")
+    chunks = []
+    with StepProgress(f"evaluating on {split_name}", len(ok), enabled=progress) as bar:
+        for block in _blocks(decoded, ok, files, card, batch_size):
+            chunks.append(clf.infer_pixels(block, batch_size).probabilities)
+            bar.update(len(block))
+    probs = np.concatenate(chunks)
+    y = targets[ok]
+    thresholds = threshold_vector(card.classes, card.thresholds)
+    metrics = compute_multilabel_metrics(y, probs, card.classes, thresholds, split_name)
+    metrics.skipped = [SkippedFile(path=files[i], reason=r) for i, r in sorted(decoded.failures.items())]
+    out = RunDir(out_dir)
+    out.write_predictions(prediction_rows([files[i] for i in ok], y, probs, card.classes, thresholds,
+                                          metrics.skipped), card.classes)
+    out.write_metrics(metrics)
+    return metrics
+
+
+def prediction_rows(files: list[str], targets: np.ndarray, probs: np.ndarray, classes: Sequence[str],
+                    thresholds: np.ndarray, skipped: list[SkippedFile]) -> list[PredictionRow]:
+    """One row per image: `true` and `pred` the label sets joined by ';', prob the highest label probability,
+    loss the image's mean binary cross-entropy."""
+    pred = decide(probs, thresholds)
+    clipped = np.clip(probs, 1e-7, 1 - 1e-7)
+    losses = -(targets * np.log(clipped) + (1 - targets) * np.log(1 - clipped)).mean(1)
+    names = np.asarray(classes, dtype=object)
+    rows = [PredictionRow(path=f, true=";".join(names[t > 0]), pred=";".join(names[d > 0]), prob=float(p.max()),
+                          loss=float(loss), probs=[float(v) for v in p])
+            for f, t, d, p, loss in zip(files, targets, pred, probs, losses)]
+    return rows + [PredictionRow(path=s.path, error=s.reason) for s in skipped]
+
+
+def label_sets(rows: list[PredictionRow], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, probabilities) of predictions.csv's evaluated rows, back as (N, K) arrays (for the report)."""
+    index = {c: i for i, c in enumerate(classes)}
+    kept = [r for r in rows if not r.error]
+    targets = np.zeros((len(kept), len(classes)), dtype=np.uint8)
+    for n, r in enumerate(kept):
+        for name in filter(None, r.true.split(";")):
+            targets[n, index[name]] = 1
+    probs = np.array([r.probs for r in kept], dtype=np.float64).reshape(len(kept), len(classes))
+    return targets, probs

@@ -1,0 +1,96 @@
+"""report.html of a multi-label run: headline set and ranking scores, per-label table, PR curves, co-occurrence of
+true and predicted labels, sample grid with true vs predicted label sets. Reads the run's files only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_write_text
+from ..pages import embed_png, render
+from ..records import ModelCard, RunDir
+from . import plots
+from .multilabel import label_sets
+
+FIGURES = {
+    "training_curves": ("Training curves", "Train vs validation per epoch: binary cross-entropy (or the asymmetric "
+                        "loss) and acc, the share of label decisions right at probability 0.5 (1 - Hamming loss)."),
+    "pr": ("Precision-recall per label", "One curve per label from the test probabilities, with its average "
+           "precision (AP); dashed: every (image, label) pair together (micro)."),
+    "per_label": ("Per-label precision, recall and F1", "At each label's tuned threshold."),
+    "cooccurrence": ("True vs predicted labels", "Row: a true label; column: a predicted label; each cell counts the "
+                     "test images carrying the row's label that were given the column's. The diagonal counts the "
+                     "true positives; off the diagonal, labels predicted alongside (or instead of) the true one."),
+    "samples": ("True vs predicted label sets", "A seeded sample of test images; red: the predicted set differs "
+                "from the true one. The probability is the highest of the image's labels."),
+}
+
+
+def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = None) -> Path:
+    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    card = run.read_card()
+    dataset = run.read_dataset()
+    metrics = run.read_metrics()
+    history = run.read_history()
+    rows = run.read_predictions(card.classes)
+    targets, probs = label_sets(rows, card.classes)
+    plot_dir = run_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    made: dict[str, dict[str, Any]] = {}
+
+    def add(key: str, draw) -> None:
+        title, caption = FIGURES[key]
+        try:
+            path = draw(plot_dir / f"{key}.png")
+            made[key] = {"title": title, "caption": caption, **embed_png(path)}
+        except Exception as exc:  # a figure that fails is shown as missing, never a report that fails
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            made[key] = {"title": title, "caption": f"could not be drawn ({reason})", **embed_png(None)}
+            if failures is not None:
+                failures.append(f"{key}: {reason}")
+
+    if history:
+        add("training_curves", lambda p: plots.plot_training_curves(history, p, card.training.best_epoch))
+    add("pr", lambda p: plots.plot_pr_curves(targets, probs, card.classes, p))
+    add("per_label", lambda p: plots.plot_per_class_metrics(metrics.per_class, p))
+    add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p))
+    add("samples", lambda p: plots.plot_prediction_grid(_samples(rows, card), p, title="Label sets"))
+    ml = metrics.multilabel
+    label_rows = [{"name": c, "auc": metrics.auc.get(c), **ml.per_label[c].model_dump()} for c in card.classes]
+    t = card.training
+    html = render(
+        "multilabel_report.html", figures=made, name=run_dir.name, architecture=card.architecture,
+        labels=card.classes, split=metrics.split, count=metrics.count, ml=ml, macro=metrics.macro,
+        loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
+        data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
+        val_source=dataset.val_source,
+        training_line=f"{t.epochs_run} epochs ({t.stopped}), best epoch {t.best_epoch}, loss {t.loss} "
+                      f"(class_weight {t.class_weight}), optimizer {t.optimizer}, lr {t.lr}, batch {t.batch_size}, "
+                      f"{t.train_seconds:.0f} s.",
+        config_text=run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else "",
+        run_path=str(run_dir.resolve()))
+    path = run_dir / "report.html"
+    atomic_write_text(path, html)
+    return path
+
+
+def _samples(rows, card: ModelCard, count: int = 12, seed: int = 0) -> list[dict[str, Any]]:
+    """A seeded sample of evaluated images, decoded as the model saw them, with '+'-joined label sets."""
+    from ..data.decode import DecodeError, open_image
+
+    kept = [r for r in rows if not r.error]
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(kept), size=min(count, len(kept)), replace=False)) if kept else []
+    out = []
+    for i in picked:
+        r = kept[i]
+        try:
+            image = open_image(r.path, card.img_size, card.color, card.interpolation)
+        except DecodeError:
+            continue
+        true, pred = r.true.replace(";", "+") or "none", r.pred.replace(";", "+") or "none"
+        out.append({"image": image, "true": true, "pred": pred, "prob": r.prob or 0.0, "correct": true == pred})
+    return out

@@ -1,0 +1,79 @@
+"""Multi-label outputs: one sigmoid per label, and per-label decision thresholds tuned on the validation split.
+
+Shared by training (the thresholds go into the card), evaluation, `Classifier.predict` and the exported graph, so
+every stage turns logits into label sets the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import invalid
+
+DEFAULT_THRESHOLD = 0.5
+
+
+class SigmoidHead(nn.Module):
+    """logits (N, K) -> (probabilities sigmoid(logits) (N, K), score (N,), unknown (N,) bool): the `TrustHead`
+    interface for multi-label cards. The score is the highest label probability; no image is called unknown
+    (an image carrying none of the labels is a legitimate answer here, not an out-of-distribution one)."""
+
+    needs_features = False
+    threshold = None
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits.float())
+
+    def forward(self, logits: torch.Tensor, features: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        probs = self.probabilities(logits)
+        score = probs.max(dim=1).values
+        return probs, score, torch.zeros_like(score, dtype=torch.bool)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability threshold with the highest F1 for one label (scikit-learn's PR curve), halfway between
+    the chosen score and the next lower one so that it does not sit on a validation image's exact score. A
+    label with no positive in validation keeps 0.5: no F1 to maximise."""
+    from sklearn.metrics import precision_recall_curve
+
+    y = np.asarray(y).astype(bool)
+    if not y.any():
+        return DEFAULT_THRESHOLD
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    best = int(np.argmax(f1))
+    chosen = float(thresholds[best])
+    lower = np.asarray(p)[np.asarray(p) < chosen]
+    return float((chosen + lower.max()) / 2) if len(lower) else chosen
+
+
+def tune_thresholds(targets: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Each label's max-F1 threshold on (validation) targets (N, K) and probabilities (N, K)."""
+    return {c: round(best_f1_threshold(targets[:, i], probs[:, i]), 6) for i, c in enumerate(classes)}
+
+
+def threshold_vector(classes: Sequence[str], thresholds: Mapping[str, float] | None,
+                     override: float | None = None) -> np.ndarray:
+    """The thresholds in class order: `override` for every label when given (predict --threshold), else the
+    card's, else 0.5."""
+    if override is not None:
+        if not (isinstance(override, (int, float)) and 0.0 < float(override) < 1.0):
+            raise invalid("threshold", override, "a probability between 0 and 1 (exclusive)")
+        return np.full(len(classes), float(override))
+    if not thresholds:
+        return np.full(len(classes), DEFAULT_THRESHOLD)
+    return np.array([float(thresholds[c]) for c in classes])
+
+
+def decide(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Multi-hot (N, K) decisions: a label is carried when its probability reaches its threshold."""
+    return (np.asarray(probs) >= thresholds[None, :]).astype(np.uint8)

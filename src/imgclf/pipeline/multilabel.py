@@ -1,0 +1,32 @@
+"""The multi-label steps of a run: which task the data is, and the per-label thresholds fitted after training."""
+
+from __future__ import annotations
+
+
+from ..config import TrainConfig, check_task_settings
+from ..data.dataset import PreparedData
+from ..errors import invalid
+
+
+def resolve_task(cfg: TrainConfig, data: PreparedData) -> str:
+    """The task the run trains: the data's (an index file is multi-label), checked against an explicit setting,
+    and the settings that belong to the other task refused."""
+    if cfg.task not in ("auto", data.task):
+        given = "an index file (CSV / JSON lines) of label sets" if data.task == "multilabel" else \
+            "a class-per-folder image tree"
+        raise invalid("task", cfg.task, f"auto or {data.task} for this data", note=f"the data is {given}")
+    check_task_settings(cfg, data.task)
+    return data.task
+
+
+def fit_thresholds(data: PreparedData, model, card) -> dict[str, float]:
+    """Each label's max-F1 threshold on the validation split, from the probabilities `Classifier` computes (the
+    same sigmoid prediction, evaluation and export use)."""
+    from ..inference import Classifier
+    from ..multilabel import sigmoid, tune_thresholds
+    from .trust import _embed
+
+    split = data.splits["val"]
+    clf = Classifier(model, card)
+    logits, _ = _embed(clf, data, split.indices, features=False)
+    return tune_thresholds(split.targets, sigmoid(logits), data.classes)

@@ -1,0 +1,158 @@
+"""A multi-label run end to end on generated mosaics: sigmoid training, tuned thresholds in the card, metrics,
+predictions, report; and the pieces (loss, thresholds, metrics) checked on their own."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ml_fixtures import SHAPES, make_mosaics
+
+from imgclf.errors import ImgclfError
+
+
+@pytest.fixture(scope="module")
+def ml_run(tmp_path_factory):
+    import imgclf
+
+    root = tmp_path_factory.mktemp("mosaics")
+    index, _ = make_mosaics(root, count=90)
+    out = root / "run"
+    run = imgclf.fit(data=str(index), out=str(out), epochs=6, batch_size=16, lr=3e-3, img_size=32, progress=False,
+                     class_weight="balanced", val_split=0.2, test_split=0.2, seed=0)
+    return run, root, index
+
+
+def test_run_trains_sigmoid_outputs_and_stores_tuned_thresholds(ml_run):
+    run, _, _ = ml_run
+    card = json.loads((run.path / "model.json").read_text())
+    assert card["task"] == "multilabel" and card["calibration"] is None and card["unknown"] is None
+    assert set(card["thresholds"]) == set(SHAPES) and all(0 < t < 1 for t in card["thresholds"].values())
+    assert "task: multilabel" in (run.path / "config.yaml").read_text()
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    ml = metrics["multilabel"]
+    # the shapes are easy: a trained model ranks far better than chance (AP of a random ranking ~ label share)
+    assert ml["map_macro"] > 0.9 and metrics["task"] == "multilabel"
+    assert metrics["accuracy"] == ml["subset_accuracy"]
+    assert 0 <= ml["hamming_loss"] <= 1
+    assert {r["threshold"] for r in ml["per_label"].values()} == set(card["thresholds"].values())
+    report = (run.path / "report.html").read_text()
+    assert "Per-label scores" in report and "Precision-recall per label" in report
+
+
+def test_predictions_csv_holds_label_sets(ml_run):
+    run, _, _ = ml_run
+    from imgclf.records import RunDir
+
+    rows = RunDir(run.path).read_predictions(list(SHAPES))
+    assert rows and all(set(filter(None, r.true.split(";"))) <= set(SHAPES) for r in rows)
+    assert any(";" in r.true for r in rows)
+
+
+def test_predict_returns_label_sets_and_threshold_overrides(ml_run):
+    import imgclf
+
+    run, root, _ = ml_run
+    clf = imgclf.load(run.path)
+    image = root / "images" / "m000.png"
+    tuned = clf.predict([str(image)])[0]
+    assert tuned.labels is not None and tuned.label == ";".join(name for name, _ in tuned.labels)
+    probs = dict(tuned.top)
+    assert all(probs[name] >= clf.card.thresholds[name] for name, _ in tuned.labels)
+    everything = clf.predict([str(image)], threshold=0.001)[0]
+    assert {name for name, _ in everything.labels} == set(SHAPES)
+    nothing = clf.predict([str(image)], threshold=0.999999)[0]
+    assert nothing.labels == [] or all(p >= 0.999999 for _, p in nothing.labels)
+    with pytest.raises(ImgclfError, match="threshold"):
+        clf.predict([str(image)], threshold=1.5)
+
+
+def test_evaluate_on_an_index_file_refuses_unknown_labels(ml_run, tmp_path):
+    from imgclf.evaluation.run_eval import evaluate_run
+
+    run, root, _ = ml_run
+    bad = root / "bad.csv"
+    bad.write_text("images/m001.png,circle;hexagon\n")
+    with pytest.raises(ImgclfError, match=r"bad.csv:1.*hexagon"):
+        evaluate_run(run.path, data=bad, progress=False)
+    good = root / "more.csv"
+    good.write_text("images/m001.png,circle\nimages/m002.png,\n")
+    metrics = evaluate_run(run.path, data=good, progress=False)
+    assert metrics.count == 2 and metrics.task == "multilabel"
+
+
+def test_bce_weights_positives_and_asl_is_scaled_per_image():
+    from imgclf.train.module import multilabel_loss
+
+    logits = torch.zeros(4, 2)
+    targets = torch.tensor([[1.0, 0.0]] * 4)
+    plain = multilabel_loss(logits, targets, "ce")
+    weighted = multilabel_loss(logits, targets, "ce", torch.tensor([3.0, 1.0]))
+    assert plain.item() == pytest.approx(np.log(2))
+    # label 0's positive term counts 3x: (3 ln2 + ln2) / 2 per image
+    assert weighted.item() == pytest.approx(2 * np.log(2))
+    asl4 = multilabel_loss(logits, targets, "asl")
+    asl8 = multilabel_loss(torch.zeros(8, 2), torch.tensor([[1.0, 0.0]] * 8), "asl")
+    assert asl4.item() == pytest.approx(asl8.item())
+
+
+def test_balanced_positive_weights_are_negatives_over_positives():
+    from imgclf.data.multilabel import positive_weights
+
+    targets = np.array([[1, 0], [0, 0], [0, 1], [0, 1]])
+    assert positive_weights("balanced", targets, ["a", "b"]) == [3.0, 1.0]
+    assert positive_weights("none", targets, ["a", "b"]) is None
+
+
+def test_thresholds_maximise_f1_per_label():
+    from imgclf.multilabel import tune_thresholds
+
+    y = np.array([[1], [1], [0], [0], [1]])
+    p = np.array([[0.9], [0.35], [0.4], [0.1], [0.8]])
+    t = tune_thresholds(y, p, ["a"])["a"]
+    # 0.35 gives F1 6/7 (3 found, one false alarm), anything above 0.4 at most 0.8
+    assert 0.1 < t <= 0.35
+
+
+def test_multilabel_metrics_by_hand():
+    from imgclf.evaluation.multilabel import compute_multilabel_metrics
+
+    y = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
+    p = np.array([[0.9, 0.2], [0.6, 0.4], [0.3, 0.8], [0.1, 0.1]])
+    m = compute_multilabel_metrics(y, p, ["a", "b"], np.array([0.5, 0.5]))
+    ml = m.multilabel
+    assert ml.subset_accuracy == 0.75 and ml.hamming_loss == pytest.approx(1 / 8)
+    assert ml.per_label["a"].ap == pytest.approx(1.0) and ml.per_label["b"].recall == 0.5
+    assert m.confusion == [[2, 0], [1, 1]]
+
+
+def test_task_setting_must_match_the_data(tmp_path):
+    import imgclf
+
+    index, _ = make_mosaics(tmp_path, count=12)
+    with pytest.raises(ImgclfError, match="task"):
+        imgclf.fit(data=str(index), out=str(tmp_path / "r"), task="single", epochs=1, progress=False)
+    with pytest.raises(ImgclfError, match="loss"):
+        imgclf.fit(data=str(index), out=str(tmp_path / "r2"), loss="focal", epochs=1, progress=False)
+
+
+def test_onnx_export_has_sigmoid_outputs_and_the_thresholds(ml_run):
+    pytest.importorskip("onnxruntime")
+    import imgclf
+    from imgclf.export import export_run, load_onnx
+
+    run, root, _ = ml_run
+    export_run(run.path, "onnx")
+    onnx_clf = load_onnx(run.path)
+    assert onnx_clf.card.task == "multilabel" and onnx_clf.card.thresholds == imgclf.load(run.path).card.thresholds
+    images = [str(root / "images" / f"m{n:03d}.png") for n in range(8)]
+    torch_preds = imgclf.load(run.path).predict(images, top_k=3)
+    onnx_preds = onnx_clf.predict(images, top_k=3)
+    for t, o in zip(torch_preds, onnx_preds):
+        assert t.label == o.label
+        assert np.allclose([p for _, p in t.top], [p for _, p in o.top], atol=1e-5)
+    # sigmoid, not softmax: the label probabilities of one image need not sum to 1
+    sums = [sum(p for _, p in o.top) for o in onnx_preds]
+    assert any(abs(s - 1) > 0.1 for s in sums)

@@ -128,6 +128,14 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path):
     assert len(record.trials) == 1 and record.stopped == "time limit (1s)"  # one trial spent the budget
     assert (out / "trials" / "trial-000" / "config.yaml").read_text().count("time_limit: 1s") == 1
 
+    # a later trial's training limit is its share less what the earlier trials spent outside training
+    two = imgclf.tune({"data": str(data), **SETTINGS}, trials=2, time_limit="120s", space=SPACE,
+                       out=str(tmp_path / "b"))
+    limits = [imgclf.pipeline.resolve.read_config_file(tmp_path / "b" / "trials" / f"trial-{n:03d}" / "config.yaml")
+              ["time_limit"] for n in (0, 1)]
+    assert limits[0] == "60s" and int(limits[1].rstrip("s")) < 60, limits
+    assert len(two.record.trials) == 2
+
 
 @pytest.mark.parametrize("space, expected", [
     ("lrr: {low: 1e-4, high: 1e-2}", "space field must be one of {"),

@@ -12,9 +12,10 @@ Optuna's TPE sampler (seeded) proposes the next settings and a pruner (median by
 per-epoch validation accuracy, reported by optuna-integration's Lightning callback, trails the others. Only the
 chosen trial is then evaluated on the test split (and gets its report.html).
 
-Budget: `time_limit` is the whole search's. Each trial gets an equal share (time_limit / trials) as its own
-training time limit, on top of the config's epochs; a trial starts only while at least half a share is left,
-counted from the trials' real durations (so a resumed search spends what is left, not a new budget). Without
+Budget: `time_limit` is the whole search's. Each trial gets an equal share (time_limit / trials, or what is left
+if less) of wall time: its training time limit is that share less the mean time earlier trials spent outside
+training (data, model, card), on top of the config's epochs; a trial starts only while at least half a share is
+left, counted from the trials' real durations (so a resumed search spends what is left, not a new budget). Without
 `time_limit` every trial trains the config's epochs (or its own time limit, as a recipe sets one).
 """
 
@@ -144,6 +145,14 @@ def _used_seconds(study: Any) -> float:
                if t.datetime_complete is not None and t.datetime_start is not None)
 
 
+def _overhead(study: Any) -> float:
+    """Mean wall seconds a finished trial spent outside its training (0 before any)."""
+    spent = [(t.datetime_complete - t.datetime_start).total_seconds() - t.user_attrs["train_seconds"]
+             for t in study.get_trials(deepcopy=False)
+             if t.datetime_complete is not None and "train_seconds" in t.user_attrs]
+    return max(0.0, sum(spent) / len(spent)) if spent else 0.0
+
+
 def _pruner(trials: int):
     import optuna
 
@@ -208,7 +217,10 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
         if left is not None and left < 0.5 * share:
             stop_reason = f"time limit ({time_limit})"
             break
-        _run_trial(study, params, settings, folder, None if left is None else min(share, left), say)
+        # a trial's own time limit covers its training only: what the trials so far spent around it (data, model,
+        # card) comes off, so that the search as a whole keeps to its budget
+        training = None if left is None else min(share, left) - _overhead(study)
+        _run_trial(study, params, settings, folder, training, say)
     return finish(folder, study, search, trials, budget, stop_reason, say)
 
 
@@ -255,6 +267,7 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
     value = RunDir(run.path).read_card().metrics.val_accuracy
     trial.set_user_attr("stopped", run.stopped_reason)
     trial.set_user_attr("epochs", run.epochs_run)
+    trial.set_user_attr("train_seconds", run.train_seconds)
     if value is None:
         trial.set_user_attr("stopped", "failed: no validation accuracy (a validation split is needed)")
         study.tell(trial, state=TrialState.FAIL)

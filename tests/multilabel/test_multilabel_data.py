@@ -114,3 +114,25 @@ def test_a_split_column_fixes_the_splits(tmp_path):
     index.write_text("path,labels,split\n" + "".join(f"{r},{s}\n" for r, s in zip(rows, ["train"] * 29 + ["dev"])))
     with pytest.raises(ImgclfError, match=r"index.csv:31.*split 'dev'"):
         read_label_index(index)
+
+
+def test_class_folders_with_hard_links_are_label_sets_with_task_multilabel(tmp_path):
+    import os
+
+    index, sets = make_mosaics(tmp_path / "src", count=24)
+    tree = tmp_path / "tree"
+    for n, labels in enumerate(sets):
+        for label in labels or ["none"]:
+            (tree / label).mkdir(parents=True, exist_ok=True)
+            os.link(tmp_path / "src" / "images" / f"m{n:03d}.png", tree / label / f"m{n:03d}.png")
+    data = prepare_data(str(tree), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False,
+                        task="multilabel")
+    assert data.task == "multilabel" and sum(len(s) for s in data.splits.values()) == 24  # each file once
+    rows = {os.path.basename(p): row for split in data.splits.values()
+            for p, row in zip([data.decoded.paths[i] for i in split.indices], split.targets)}
+    for n, labels in enumerate(sets):
+        assert sorted(np.asarray(data.classes)[rows[f"m{n:03d}.png"] > 0]) == (labels or ["none"])
+    # without task=multilabel the same tree stays single-label (each link one image of one class)
+    single = prepare_data(str(tree), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False,
+                          group_duplicates=False)
+    assert single.task == "single" and sum(len(s) for s in single.splits.values()) == sum(len(s or [1]) for s in sets)

@@ -210,6 +210,7 @@ def prepare_data(
     fold: tuple[int, int] | None = None,
     group_duplicates: bool = True,
     progress: bool = True,
+    task: str = "auto",
 ) -> PreparedData:
     """Scan, decode and split `data` (one folder, or several merged: `data.merge`). model_in_chans: the channels
     the model is built for by default (its registry entry's default_in_chans); with color="auto" a 1-channel
@@ -219,10 +220,12 @@ def prepare_data(
     (train/ and val/ pooled; a train cap applied to the pool) goes into K stratified folds: fold i (1-based) is
     the validation split, the rest train.
     group_duplicates: find near-duplicate groups in the cache; an automatic split (val/test drawn from a pool,
-    folds) keeps each group in one split, and user-given splits are checked for leaks (`data.groups`)."""
+    folds) keeps each group in one split, and user-given splits are checked for leaks (`data.groups`).
+    task: multilabel reads a class-per-folder tree as label sets (a file in several class folders, as hard links,
+    carries each: `multilabel.read_label_folder`); an index file (CSV / JSON lines) is multi-label whatever it says."""
     from .multilabel import is_label_index
 
-    if is_label_index(data):
+    if is_label_index(data) or (task == "multilabel" and isinstance(data, (str, os.PathLike))):
         from .index_data import prepare_index
 
         return prepare_index(data, img_size, color, val_split, test_split, seed, interpolation, cache_dir,

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import invalid
 from .cache import decode_all
 from .folder import FolderScan
-from .multilabel import primary_labels, read_label_index
+from .multilabel import is_label_index, primary_labels, read_label_folder, read_label_index
 from .select import Selection
 
 
@@ -52,7 +52,7 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
                       "unset for multi-label data (an index file)",
                       note="class choice and per-class caps apply to class-per-folder data only",
                       hint="Leave the labels out of the index file instead")
-    labelled = read_label_index(index)
+    labelled = read_label_index(index) if is_label_index(index) else read_label_folder(index)
     color, color_source = resolve_color(color, labelled.files, model_in_chans)
     decoded = decode_all(labelled.files, img_size, color, interpolation, cache_dir, cache_budget, workers,
                          progress=progress)
@@ -70,11 +70,11 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
         train_rows = np.flatnonzero(column == "train")
         if (column == "val").any():
             splits = {"train": split(train_rows), "val": split(np.flatnonzero(column == "val"))}
-            val_source = f"val rows of the index {labelled.path.name}"
+            val_source = f"val rows of {labelled.path.name}"
         else:
             held = multilabel_holdout(targets[train_rows], val_split, seed + 1)
             splits = {"train": split(train_rows[~held]), "val": split(train_rows[held])}
-            val_source = f"{val_split:g} of the index's train rows ({stratified})"
+            val_source = f"{val_split:g} of the train rows of {labelled.path.name} ({stratified})"
         if (column == "test").any():
             splits["test"] = split(np.flatnonzero(column == "test"))
     else:
@@ -84,7 +84,7 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
         splits = {"train": split(rest[~val_in_rest]), "val": split(rest[val_in_rest])}
         if test_split > 0:
             splits["test"] = split(np.flatnonzero(test_mask))
-        val_source = f"{val_split:g} of the index {labelled.path.name} ({stratified})"
+        val_source = f"{val_split:g} of {labelled.path.name} ({stratified})"
     if len(splits["val"]) == 0:
         raise invalid("val_split", val_split, "> 0 with enough images to hold some out",
                       note="the validation split is empty")
@@ -92,7 +92,8 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
     if missing:
         raise invalid("data", index, "an index where every label is carried by a decodable training image",
                       note=f"no training image carries {missing}; {len(skipped)} file(s) skipped")
-    scan = FolderScan(root=labelled.path.parent, layout="index", classes=labelled.classes,
+    scan = FolderScan(root=labelled.path if labelled.path.is_dir() else labelled.path.parent,
+                      layout="index" if is_label_index(index) else "folders (multi-label)", classes=labelled.classes,
                       files={"all": [(f, "") for f in labelled.files]})
     return PreparedData(scan, decoded, labelled.classes, img_size, color, splits, skipped, val_source,
                         interpolation, color_source, None, task="multilabel")

@@ -193,3 +193,37 @@ def positive_weights(spec: str, targets: np.ndarray, classes: list[str]) -> list
     t = np.asarray(targets, dtype=np.float64)
     positives = t.sum(0)
     return [float((len(t) - p) / p) if p else 1.0 for p in positives]
+
+
+def read_label_folder(root: str | os.PathLike) -> LabelIndex:
+    """Multi-label data laid out class-per-folder: an image carries every class folder it sits in, the same file
+    found through hard links (or symbolic links) in several folders counting once. Splits (train/ val/ test/)
+    become the index's split column. Used with task=multilabel only: for single-label data a file in two class
+    folders is a conflict the audit reports, not a label set."""
+    from .folder import scan_folder
+
+    scan = scan_folder(root)
+    first: dict[tuple[int, int], int] = {}
+    files, label_sets, splits = [], [], []
+    for split, items in scan.files.items():
+        for path, cls in items:
+            st = os.stat(path)
+            key = (st.st_dev, st.st_ino)
+            if key in first:
+                row = first[key]
+                if splits[row] != split:
+                    raise bad_path("data", root, "a folder where each image (and its hard links) sits in one split",
+                                   f"{path} is also {files[row]} in {splits[row]}/")
+                label_sets[row].add(cls)
+                continue
+            first[key] = len(files)
+            files.append(os.path.abspath(path))
+            label_sets.append({cls})
+            splits.append(split)
+    classes = scan.classes
+    column = {c: i for i, c in enumerate(classes)}
+    targets = np.zeros((len(files), len(classes)), dtype=np.uint8)
+    for row, labels in enumerate(label_sets):
+        targets[row, [column[c] for c in labels]] = 1
+    given = None if scan.layout == "flat" else splits
+    return LabelIndex(Path(root), classes, files, targets, [0] * len(files), given)

@@ -115,7 +115,7 @@ def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
     data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
                         selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
-                        group_duplicates=cfg.group_duplicates, progress=cfg.progress)
+                        group_duplicates=cfg.group_duplicates, progress=cfg.progress, task=cfg.task)
     from .multilabel import resolve_task
 
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color, "task": resolve_task(cfg, data)})

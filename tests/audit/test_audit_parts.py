@@ -186,3 +186,52 @@ def test_bad_options_are_refused_before_any_work(planted, tmp_path, options, mes
     with pytest.raises(ImgclfError, match=message.replace("[", r"\[")):
         audit(planted.root, out=tmp_path / "out", **options)
     assert not (tmp_path / "out").exists()
+
+
+def _garment(seed: int, sleeve: int = 11, half: int = 7, side: int = 28) -> np.ndarray:
+    """A plain T-shirt as Fashion-MNIST draws one: a soft-edged silhouette with its own faint folds (smooth
+    noise of the given seed). Two seeds: the same shape, different garments."""
+    import torch
+
+    yy, xx = np.mgrid[:side, :side].astype(np.float32)
+    body = (np.abs(xx - 13.5) <= half) & (yy >= 5) & (yy <= 25)
+    sleeves = (np.abs(xx - 13.5) <= 12) & (yy >= 5) & (yy <= sleeve)
+    shape = (body | sleeves) & (((xx - 13.5) ** 2 + (yy - 4) ** 2) >= 9)
+    noise = np.random.default_rng(seed).normal(0, 1, (1, side, side)).astype(np.float32)
+    folds = gaussian_blur(torch.from_numpy(noise), 0.8)[0].numpy()
+    soft = gaussian_blur(torch.from_numpy(shape[None].astype(np.float32)), 1.0)[0].numpy()
+    return np.clip(np.rint(soft * 150 + shape * 10 * folds / folds.std()), 0, 255).astype(np.uint8)
+
+
+def _shrunk_and_enlarged(img: np.ndarray, factor: float) -> np.ndarray:
+    from PIL import Image
+
+    side = img.shape[0]
+    small = Image.fromarray(img).resize((round(side * factor),) * 2, Image.Resampling.BILINEAR)
+    return np.asarray(small.resize((side, side), Image.Resampling.BILINEAR))
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(img).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+
+
+def test_a_garment_of_the_same_shape_is_not_a_duplicate_but_its_resized_copy_is():
+    """The hard negative of the Fashion-MNIST benchmark: two plain garments of one silhouette whose blurred
+    pixels correlate above the threshold (the silhouette dominates), told apart by their folds; a shrunk-and-
+    enlarged and a re-compressed copy keep the folds and are grouped with their original."""
+    original, other = _garment(1), _garment(2)
+    thumbs = np.stack([original, other, _shrunk_and_enlarged(original, 0.9), _jpeg(original, 60),
+                       *[_garment(10 + k, sleeve=8 + 2 * k, half=5 + k) for k in range(3)]])
+    signatures = perceptual_signatures(thumbs)
+    # correlation alone (the verifier's first score) would call the other garment a copy
+    assert pair_similarity(thumbs, signatures.offsets, np.array([(0, 1)]))[0] >= duplicates.NEAR_THRESHOLD
+    found = find_duplicates(thumbs, signatures)
+    group = found.group_of[0]
+    assert group >= 0 and found.group_of[2] == group and found.group_of[3] == group, found.group_of
+    assert found.group_of[1] != group, found.group_of

@@ -166,6 +166,15 @@ ROWS = [
                                              "--end-lr", "0.1"], "start_lr=1.0", "end_lr=0.1"),
     row("lrfind-missing-data", lambda w: ["lr-find", w.missing(), "--out", str(w.tmp / "lf"), "--steps", "20"],
         "data", value=lambda w: w.missing()),
+    # --- tune (issue 22 item 3) -------------------------------------------------------------------------------
+    row("tune-trials-0", lambda w: ["tune", str(w.data), "--trials", "0", "--out", str(w.tmp / "t")], "trials=0"),
+    row("tune-resume-without-out", lambda w: ["tune", str(w.data), "--trials", "2", "--resume"], "resume=True",
+        "--out"),
+    row("tune-space-missing", lambda w: ["tune", str(w.data), "--trials", "2", "--space", w.missing(), "--out",
+                                         str(w.tmp / "t")], "space", value=lambda w: w.missing()),
+    row("tune-space-unknown-field", lambda w: ["tune", str(w.data), "--trials", "2", "--space",
+                                               w.file("space.yaml", b"lrr: [0.1, 0.2]\n"), "--out", str(w.tmp / "t")],
+        "space field='lrr'", "lr"),
     row("train-img-size-0", lambda w: w.train("--img-size", "0"), "img_size=0"),
     row("train-img-size-negative", lambda w: w.train("--img-size", "-16"), "img_size=-16"),
     row("train-val-split-negative", lambda w: w.train("--val-split", "-0.1"), "val_split=-0.1"),
@@ -455,7 +464,7 @@ def test_the_table_covers_every_command():
     covered = {command.get(r.id.split("-")[0], r.id.split("-")[0]) for r in ROWS}
     assert covered == {"imgclf", "train", "evaluate", "predict", "export", "serve", "inspect", "report", "compare",
                        "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs", "lr-find",
-                       "audit"}
+                       "audit", "tune"}
 
 
 @pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])

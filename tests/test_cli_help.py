@@ -102,8 +102,8 @@ def test_lr_find_help_names_its_own_default_out_folder():
 def test_star_import_gives_the_public_functions():
     namespace: dict = {}
     exec("from imgclf import *", namespace)
-    assert {"fit", "evaluate", "load", "lr_find", "list_runs", "list_models"} <= set(namespace)
-    assert callable(namespace["lr_find"]) and callable(namespace["list_runs"])
+    assert {"fit", "evaluate", "load", "lr_find", "list_runs", "list_models", "tune"} <= set(namespace)
+    assert callable(namespace["lr_find"]) and callable(namespace["list_runs"]) and callable(namespace["tune"])
 
 
 def test_serve_help_names_both_backends_and_the_default():

@@ -156,3 +156,47 @@ def test_onnx_export_has_sigmoid_outputs_and_the_thresholds(ml_run):
     # sigmoid, not softmax: the label probabilities of one image need not sum to 1
     sums = [sum(p for _, p in o.top) for o in onnx_preds]
     assert any(abs(s - 1) > 0.1 for s in sums)
+
+
+def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):
+    from pathlib import Path
+
+    if not Path("/usr/lib/chromium/chromium").exists():
+        pytest.skip("Debian's chromium is not installed")
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    import imgclf
+    from imgclf.serve import create_app
+
+    run, root, _ = ml_run
+    image = root / "images" / "m003.png"
+    expected = imgclf.load(run.path).predict([str(image)])[0]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(run.path), log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/lib/chromium/chromium",
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+            page.set_input_files("#file", str(image))
+            label = page.wait_for_selector("[data-testid=label]", timeout=15_000).text_content()
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    assert expected.labels, "the fixture image carries at least one shape"
+    assert [name for name, _ in expected.labels] == [part.split(" ")[0] for part in label.split(", ")]

@@ -74,8 +74,15 @@ function render(files, predictions) {
     img.src = URL.createObjectURL(files[i]);
     img.alt = pred.path;
     img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
-    node.querySelector(".label").textContent = pred.unknown ? "Unknown" : pred.label;
-    node.querySelector(".prob").textContent = pred.unknown ? "" : percent(pred.probability);
+    if (Array.isArray(pred.labels)) {
+      // a multi-label model: every label whose probability reached its threshold, possibly none
+      node.querySelector(".label").textContent = pred.labels.length ?
+        pred.labels.map(({ label, probability }) => `${label} ${percent(probability)}`).join(", ") : "No label";
+      node.querySelector(".prob").textContent = "";
+    } else {
+      node.querySelector(".label").textContent = pred.unknown ? "Unknown" : pred.label;
+      node.querySelector(".prob").textContent = pred.unknown ? "" : percent(pred.probability);
+    }
     node.querySelector(".file").textContent = pred.path;
     const trust = node.querySelector(".trust");
     if (typeof pred.score === "number") {

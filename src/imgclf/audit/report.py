@@ -13,6 +13,7 @@ import numpy as np
 
 from ..io import atomic_write_text
 from ..pages import render
+from .duplicates import DETAIL_THRESHOLD, SAME_PIXELS
 
 SHOWN_GROUPS = 60
 SHOWN_MEMBERS = 12
@@ -73,7 +74,8 @@ def write_audit_page(result: Any) -> Path:
     html = render("audit.html", record=record, c=record.counts, findings=_findings(record), groups=groups,
                   suspects=suspects, outliers=outliers, pixel_issues=pixel_issues, pixelated=small,
                   name=Path(record.root).name, shown={"groups": SHOWN_GROUPS, "members": SHOWN_MEMBERS,
-                                                      "suspects": SHOWN_SUSPECTS, "outliers": SHOWN_OUTLIERS})
+                                                      "suspects": SHOWN_SUSPECTS, "outliers": SHOWN_OUTLIERS},
+                  detail_threshold=DETAIL_THRESHOLD, same_pixels=SAME_PIXELS)
     path = result.html_path
     atomic_write_text(path, html)
     return path

@@ -200,3 +200,13 @@ def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):
         sock.close()
     assert expected.labels, "the fixture image carries at least one shape"
     assert [name for name, _ in expected.labels] == [part.split(" ")[0] for part in label.split(", ")]
+
+
+def test_binary_calibration_error_by_hand():
+    from imgclf.evaluation.multilabel import binary_calibration_error
+
+    # bin of p = 0.9: 2 of 4 positive -> |0.5 - 0.9| = 0.4 on half the pairs; bin of 0.1: 0 of 4 -> 0.1
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    p = np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1])
+    assert binary_calibration_error(y, p) == pytest.approx(0.5 * 0.4 + 0.5 * 0.1)
+    assert binary_calibration_error(np.array([1, 0]), np.array([1.0, 0.0])) == pytest.approx(0.0)

@@ -12,7 +12,7 @@ from ..io import atomic_write_text
 from ..pages import embed_png, render
 from ..records import ModelCard, RunDir
 from . import plots
-from .multilabel import label_sets
+from .multilabel import binary_calibration_error, label_sets
 
 FIGURES = {
     "training_curves": ("Training curves", "Train vs validation per epoch: binary cross-entropy (or the asymmetric "
@@ -59,7 +59,8 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p))
     add("samples", lambda p: plots.plot_prediction_grid(_samples(rows, card), p, title="Label sets"))
     ml = metrics.multilabel
-    label_rows = [{"name": c, "auc": metrics.auc.get(c), **ml.per_label[c].model_dump()} for c in card.classes]
+    label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),
+                   **ml.per_label[c].model_dump()} for i, c in enumerate(card.classes)]
     t = card.training
     html = render(
         "multilabel_report.html", figures=made, name=run_dir.name, architecture=card.architecture,

@@ -1,0 +1,196 @@
+"""Calibrated probabilities and what trust costs at prediction time (issue 21 item 4).
+
+1. calibration: a `fast-fmnist` run (Fashion-MNIST 55,000 / 5,000 / 10,000, the recipe as shipped under a short
+   time limit) and an `s5-model-s` run (DATA.md's S5 stand-in: Fashion-MNIST at 32x32, grey replicated to RGB;
+   1,000 training images per class, the whole validation and test splits, a short time limit), both trained
+   through the Python API with the default `calibrate: temperature`. On the 10,000 test images, from the raw
+   logits: ECE (15 equal-width bins, as metrics.json), accuracy and NLL with the raw softmax (T = 1) and with the
+   card's temperature (fitted on validation by training).
+2. cost: on the fast-fmnist run, prediction time with the run as trained (temperature + the default unknown
+   detector, mahalanobis-l2: a second output of the network's penultimate layer and a float64 distance) against
+   the same network with a plain softmax (what `--calibrate none` and no detector would give: T = 1, the top
+   probability as score, nothing flagged), interleaved, 5 rounds in alternating order, 1 thread (--threads). Two paths:
+   `Classifier.predict` on 2,000 test PNG files (decode included, as `imgclf predict`), and `infer_pixels` on the
+   10,000 decoded test images (network and head only, where the share of the head is largest).
+
+    python -m benchmarks.trust_calibration                 # 5 min of training per run
+    python -m benchmarks.trust_calibration --time-limit 4m
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import Bench, add_arguments, torch_threads
+
+TARGETS = {"ece_ratio": 0.5, "cost_ratio": 1.05}
+S5_PER_CLASS = 1000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = add_arguments(argparse.ArgumentParser(description=__doc__,
+                                                   formatter_class=argparse.RawDescriptionHelpFormatter))
+    parser.add_argument("--time-limit", default="5m", help="training budget of each run; default 5m")
+    parser.add_argument("--rounds", type=int, default=5, help="timing rounds of the cost comparison; default 5")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for training and scoring; default 1: on a machine shared with other "
+                             "jobs, two spinning threads per process ran steps several times slower than one")
+    parser.add_argument("--fast-run", type=Path, default=None,
+                        help="measure this finished fast-fmnist run (e.g. one of trust_unknowns') instead of "
+                             "training one")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="measure finished runs of the same recipe and time limit in WORK/runs again")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------- calibration
+def test_split(run_path: Path) -> tuple[list[str], np.ndarray]:
+    from imgclf.records import RunDir
+
+    files, labels = RunDir(run_path).read_dataset().split_paths("test")
+    return files, np.asarray(labels)
+
+
+def calibration_row(run_path: Path) -> tuple[dict, np.ndarray]:
+    """ECE, accuracy and NLL on the test split before (T = 1) and after the card's temperature, from the raw
+    logits; and the decoded test pixels (for the cost measurement)."""
+    import torch
+
+    from imgclf.calibration import nll
+    from imgclf.evaluation.metrics import expected_calibration_error
+    from imgclf.inference import Classifier
+    from imgclf.records import RunDir
+
+    clf = Classifier.load(run_path)
+    files, labels = test_split(run_path)
+    pixels = np.stack([clf.decode(f) for f in files])
+    logits, _ = clf.embed_pixels(pixels)
+    temperature = clf.card.temperature
+    row: dict = {"temperature": round(temperature, 4)}
+    for name, t in (("before", 1.0), ("after", temperature)):
+        probs = torch.softmax(torch.from_numpy(logits).double() / t, dim=1).numpy()
+        ece, _ = expected_calibration_error(probs, labels)
+        row[name] = {"ece": round(ece, 5), "accuracy": round(float((probs.argmax(1) == labels).mean()), 5),
+                     "nll": round(nll(logits, labels, t), 5),
+                     "mean_confidence": round(float(probs.max(1).mean()), 5)}
+    row["ece_ratio"] = round(row["after"]["ece"] / row["before"]["ece"], 3) if row["before"]["ece"] else None
+    row["accuracy_unchanged"] = row["before"]["accuracy"] == row["after"]["accuracy"]
+    card = RunDir(run_path).read_card()
+    row["val"] = card.calibration.model_dump(mode="json")  # what training fitted on (validation)
+    metrics = RunDir(run_path).read_metrics()
+    # evaluation's own figures (from predictions.csv's calibrated probabilities): the same split, another path
+    row["metrics_json"] = {"ece": metrics.ece, "ece_before": metrics.calibration.ece_before
+                           if getattr(metrics, "calibration", None) else None}
+    row.update({"test_images": int(len(labels)), "classes": len(card.classes), "schedule": card.training.schedule,
+                "train_images": card.training.train_images, "label_smoothing": card.training.label_smoothing,
+                "epochs": card.training.epochs_run,
+                "train_seconds": card.training.train_seconds, "run": str(run_path)})
+    return row, pixels
+
+
+def train(bench: Bench, recipe: str, data: Path, values: dict, reuse: bool) -> Path:
+    import shutil
+
+    import imgclf
+
+    run_path = bench.work / "runs" / f"calibration-{recipe}-{values['time_limit']}"
+    if reuse and (run_path / "metrics.json").exists():
+        return run_path
+    if run_path.exists():
+        shutil.rmtree(run_path)
+    start = time.perf_counter()
+    # group_duplicates off: the splits come from the tree's folders, so the search would only warn (minutes here)
+    imgclf.fit({"cache_dir": str(bench.cache_dir), "progress": False, "seed": 0, "group_duplicates": False, **values, "recipe": recipe,
+                "data": str(data), "out": str(run_path)}, report=False)
+    print(f"trained {run_path.name} in {time.perf_counter() - start:.0f} s", flush=True)
+    return run_path
+
+
+# --------------------------------------------------------------------------------------------- cost
+def cost(run_path: Path, pixels: np.ndarray, files: list[str], rounds: int) -> dict:
+    """Seconds per call of the run as trained and of the same network with a plain softmax head, interleaved."""
+    import torch
+
+    from imgclf.inference import Classifier
+    from imgclf.ood import TrustHead
+
+    trusted = Classifier.load(run_path)
+    plain = Classifier(trusted.model, trusted.card, head=TrustHead())
+    assert plain.head.temperature == 1.0 and not plain.head.needs_features
+    cases = {
+        "predict_files": lambda clf: clf.predict(files),
+        "infer_pixels": lambda clf: clf.infer_pixels(pixels),
+    }
+    out = {}
+    for case, call in cases.items():
+        call(plain), call(trusted)  # warm-up
+        seconds: dict[str, list[float]] = {"plain": [], "trusted": []}
+        for r in range(rounds):
+            order = ("plain", "trusted") if r % 2 == 0 else ("trusted", "plain")
+            for name in order:
+                clf = plain if name == "plain" else trusted
+                start = time.perf_counter()
+                call(clf)
+                seconds[name].append(time.perf_counter() - start)
+        paired = [t / p for t, p in zip(seconds["trusted"], seconds["plain"])]
+        out[case] = {"images": len(files) if case == "predict_files" else int(len(pixels)),
+                     "plain_s": [round(s, 3) for s in seconds["plain"]],
+                     "trusted_s": [round(s, 3) for s in seconds["trusted"]],
+                     "ratio_of_medians": round(statistics.median(seconds["trusted"])
+                                               / statistics.median(seconds["plain"]), 4),
+                     "median_paired_ratio": round(statistics.median(paired), 4)}
+        print(f"cost {case}: plain {statistics.median(seconds['plain']):.3f} s, trusted "
+              f"{statistics.median(seconds['trusted']):.3f} s, ratio {out[case]['ratio_of_medians']:.3f} "
+              f"(paired {out[case]['median_paired_ratio']:.3f})", flush=True)
+    out["detector"] = trusted.card.unknown.detector if trusted.card.unknown else None
+    out["temperature"] = trusted.card.temperature
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    bench = Bench.from_args(args)
+    with torch_threads(args.threads):
+        return _main(args, bench)
+
+
+def _main(args: argparse.Namespace, bench: Bench) -> int:
+    limit = "60s" if bench.smoke else args.time_limit
+    smoke = {"epochs": 1, "batch_size": 16} if bench.smoke else {}
+    runs = {
+        "fast-fmnist": args.fast_run or train(bench, "fast-fmnist", bench.split_tree(),
+                                              {"time_limit": limit, **smoke}, args.reuse_runs),
+        "s5-model-s": train(bench, "s5-model-s", bench.split_subset(S5_PER_CLASS),
+                            {"time_limit": limit, **smoke}, args.reuse_runs),
+    }
+    rows, fast_pixels = {}, None
+    for recipe, run_path in runs.items():
+        rows[recipe], pixels = calibration_row(run_path)
+        if recipe == "fast-fmnist":
+            fast_pixels = pixels
+        r = rows[recipe]
+        print(f"{recipe}: T={r['temperature']:.3f}  ECE {r['before']['ece']:.4f} -> {r['after']['ece']:.4f} "
+              f"(x{r['ece_ratio']})  acc {r['before']['accuracy']:.4f} -> {r['after']['accuracy']:.4f}  "
+              f"NLL {r['before']['nll']:.4f} -> {r['after']['nll']:.4f}", flush=True)
+    files, _ = test_split(runs["fast-fmnist"])
+    spent = cost(runs["fast-fmnist"], fast_pixels, files[:2000], bench.repeats(args.rounds))
+    met = {f"{recipe} ece_after <= 0.5 x before": bool(r["ece_ratio"] is not None
+                                                        and r["ece_ratio"] <= TARGETS["ece_ratio"])
+           for recipe, r in rows.items()}
+    met.update({f"{case} cost <= 5 %": spent[case]["ratio_of_medians"] <= TARGETS["cost_ratio"]
+                for case in ("predict_files", "infer_pixels")})
+    path = bench.write_result("trust_calibration", {
+        "smoke": bench.smoke, "time_limit": limit, "s5_train_per_class": S5_PER_CLASS, "targets": TARGETS,
+        "calibration": rows, "cost": spent, "targets_met": met})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -266,7 +266,9 @@ def _print_run_summary(run: Any) -> None:
     m = run.metrics
     console = _console()
     console.print(f"[bold]run[/bold] {_shown(run.path)}  ({run.epochs_run} epochs, {run.train_seconds:.1f} s, {run.stopped_reason})")
-    if m:
+    if m and m.multilabel is not None:
+        console.print(f"[bold]{m.split}[/bold] {_multilabel_line(m)}")
+    elif m:
         worst = f"  worst class {m.worst_class.name} recall {m.worst_class.recall:.3f}" if m.worst_class else ""
         console.print(f"[bold]{m.split}[/bold] accuracy {m.accuracy:.4f}  macro F1 {m.macro.f1:.4f}  "
                       f"macro recall {m.macro.recall:.4f}{worst}")
@@ -725,8 +727,19 @@ def runs(folder: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Fold
         render_runs(rows, _console(), folder)
 
 
+def _multilabel_line(m: Any) -> str:
+    ml = m.multilabel
+    ap = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731  (None: no label had a positive)
+    return (f"mAP {ap(ml.map_macro)} (micro {ap(ml.map_micro)})  macro F1 {m.macro.f1:.4f}  subset accuracy "
+            f"{ml.subset_accuracy:.4f}  Hamming loss {ml.hamming_loss:.4f}  (labels at their tuned thresholds)")
+
+
 def _print_most_confused(metrics: Any, top: int = 5) -> None:
     from .evaluation.interpret import most_confused
+
+    if metrics.multilabel is not None:  # its confusion is label co-occurrence: no class was mistaken for another
+        _console().print(_multilabel_line(metrics))
+        return
 
     pairs = most_confused(metrics, top=top)
     if pairs:

@@ -210,3 +210,15 @@ def test_binary_calibration_error_by_hand():
     p = np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1])
     assert binary_calibration_error(y, p) == pytest.approx(0.5 * 0.4 + 0.5 * 0.1)
     assert binary_calibration_error(np.array([1, 0]), np.array([1.0, 0.0])) == pytest.approx(0.0)
+
+
+def test_cli_evaluate_prints_multilabel_scores_not_confusions(ml_run):
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    run, _, _ = ml_run
+    result = CliRunner().invoke(app, ["evaluate", str(run.path)])
+    assert result.exit_code == 0, result.output
+    assert "mAP" in result.output and "Hamming loss" in result.output
+    assert "most confused" not in result.output

@@ -222,3 +222,20 @@ def test_cli_evaluate_prints_multilabel_scores_not_confusions(ml_run):
     assert result.exit_code == 0, result.output
     assert "mAP" in result.output and "Hamming loss" in result.output
     assert "most confused" not in result.output
+
+
+def test_compare_shows_map_for_multilabel_runs_only(ml_run, tmp_path):
+    import shutil
+
+    from imgclf.evaluation.compare import summarize_run
+    from imgclf.records import RunDir
+
+    run, _, _ = ml_run
+    metrics = run.path / "metrics.json"
+    assert summarize_run(run.path).values["test_map"] == json.loads(metrics.read_text())["multilabel"]["map_macro"]
+    plain = tmp_path / "plain"
+    shutil.copytree(run.path, plain)
+    record = RunDir(plain).read_metrics()
+    record.multilabel, record.task = None, "single"
+    RunDir(plain).write_metrics(record)
+    assert summarize_run(plain).values["test_map"] is None  # no column for single-label runs

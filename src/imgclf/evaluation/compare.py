@@ -38,6 +38,7 @@ NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache
 COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
     ("val_accuracy", "val acc", "pct", True),
     ("test_accuracy", "test acc", "pct", True),
+    ("test_map", "test mAP", "pct", True),  # multi-label runs only (their test acc is subset accuracy)
     ("macro_f1", "macro F1", "pct", True),
     ("minority_recall", "minority recall", "pct", True),
     ("worst_recall", "worst-class recall", "pct", True),
@@ -147,6 +148,7 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     values = {
         "val_accuracy": best_val_accuracy(history, training.best_epoch),
         "test_accuracy": _value(metrics.accuracy) if metrics else None,
+        "test_map": _value(metrics.multilabel.map_macro) if metrics and metrics.multilabel else None,
         "macro_f1": _value(metrics.macro.f1) if metrics else None,
         "minority_recall": mean_recall(metrics.per_class, minority) if metrics and minority else None,
         "worst_recall": _value(metrics.worst_class.recall) if metrics and metrics.worst_class else None,
@@ -337,6 +339,7 @@ def best_groups(comparison: Comparison) -> dict[str, set[int]]:
 TERMINAL_COLUMNS = (
     ("val_accuracy", "val\nacc %", "pct"),
     ("test_accuracy", "test\nacc %", "pct"),
+    ("test_map", "test\nmAP %", "pct"),
     ("macro_f1", "macro\nF1 %", "pct"),
     ("worst_recall", "worst\nrecall %", "pct"),
     ("minority_recall", "minority\nrecall %", "pct"),

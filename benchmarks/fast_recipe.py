@@ -13,7 +13,8 @@ an `imgclf train` subprocess (the smoke mode trains in-process: one seed, one ep
 
 Several recipes (`--recipe fast,fast-fmnist`: the self-sizing recipe against the fixed width-16 one) run one after
 the other per seed, or with `--together` at the same time, so that a machine shared with other work loads both
-alike (each then gets about half the cores: compare them with each other, not with runs made alone). The
+alike (each then gets about half the cores: compare them with each other, not with runs made alone). Recipes
+trained together go to one file, fast_pair_<budget>_seed<S>.json, with the load average before and after. The
 self-sizing recipe's results (recipe_fast_<budget>_seed<S>.json) add its probe: candidates, speeds, the choice,
 and the measured epoch speed over the probe's speed of the chosen width (what EPOCH_EFFICIENCY assumes).
 """
@@ -22,11 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 
 from benchmarks.common import Bench, add_arguments
+
+# DATA.md's stand-ins as files at their own size: (side, PIL mode, images per class and split, classes)
+STAND_INS = {"s3": (48, "L", 300, 6), "s5": (32, "RGB", 150, 10)}
 
 ROW_KEYS = ("seed", "run", "test_accuracy", "test_accuracy_tta", "val_accuracy", "epochs", "train_seconds",
             "images_per_s", "precision", "wall_seconds_total")
@@ -40,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--together", action="store_true",
                         help="with several recipes: train them at the same time (one subprocess each) per seed")
     parser.add_argument("--tag", default="", help="result file suffix for a variant")
+    parser.add_argument("--stand-in", choices=sorted(STAND_INS), default=None,
+                        help="train on a DATA.md stand-in written as image files of its own size and colour "
+                             "instead of the full Fashion-MNIST (what the self-sizing recipe reads its input from)")
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="-- then extra `imgclf train` arguments")
     return add_arguments(parser)
 
@@ -51,17 +59,18 @@ def main(argv: list[str] | None = None) -> None:
     overrides = args.overrides[1:] if args.overrides[:1] == ["--"] else args.overrides
     if overrides and not args.tag:
         parser.error("a variant (arguments after --) needs --tag: its runs are not the recipe's")
-    data = bench.fashion_tree()
+    data = stand_in_tree(bench, args.stand_in) if args.stand_in else bench.fashion_tree()
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if bench.smoke else None]
     recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
     if args.tag and len(recipes) > 1:
         parser.error("a variant (--tag) is of one recipe")
-    values = {"time_limit": args.time_limit, "val_split": 5000 / 60000}
+    values = {"time_limit": args.time_limit, "val_split": 0.1 if args.stand_in else 5000 / 60000}
     if bench.smoke:
         values.update(epochs=1, batch_size=32)
     runs: dict[str, list[dict]] = {r: [] for r in recipes}
     together = args.together and len(recipes) > 1
     for seed in seeds:
+        load_before = os.getloadavg()
         if together and not bench.smoke:
             trained = _together(bench, data, recipes, seed, values, overrides, args.time_limit)
         else:
@@ -72,10 +81,47 @@ def main(argv: list[str] | None = None) -> None:
             row = run.row()
             runs[recipe].append({**{key: row[key] for key in ROW_KEYS}, **sizing_row(run.run)})
             print(json.dumps({"recipe": recipe, **runs[recipe][-1]}))
-            if not args.tag:  # each seed's file as soon as it is done: a later seed cut short loses only itself
+            if not args.tag and not together:  # each seed's file when done: a seed cut short loses only itself
                 print(f"wrote {_write(bench, args, recipe, runs[recipe][-1:], overrides, together)}")
+        if together:
+            rows = {recipe: runs[recipe][-1] for recipe in recipes}
+            print(f"wrote {write_pair(bench, args.time_limit, seed, rows, args.stand_in, load_before)}")
     if args.tag:
         print(f"wrote {_write(bench, args, recipes[0], runs[recipes[0]], overrides, together)}")
+
+
+def write_pair(bench, budget: str, seed: int, rows: dict[str, dict], stand_in: str | None,
+               load_before: tuple[float, ...]):
+    """Recipes trained together (--together): one file, fast_pair_<budget>[_<stand-in>]_seed<S>.json, apart from
+    each recipe's own results, which were measured alone."""
+    data = (f"stand-in {stand_in}: Fashion-MNIST " + "{2}/class, {3} classes, {0}x{0} {1}".format(*STAND_INS[stand_in])
+            if stand_in else "Fashion-MNIST 55k/5k/10k")
+    name = f"fast_pair_{budget}{'_' + stand_in if stand_in else ''}_seed{seed}"
+    return bench.write_result(name, {
+        "time_limit": budget, "seed": seed, "data": data, "recipes": list(rows), "runs": rows,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "command": f"python -m benchmarks.fast_recipe --time-limit {budget} --seeds {seed} --recipe "
+                   f"{','.join(rows)} --together" + (f" --stand-in {stand_in}" if stand_in else "")})
+
+
+def stand_in_tree(bench, name: str):
+    """The Fashion-MNIST subset of a stand-in, resized into files of the stand-in's side and colour (the fixed
+    recipes get theirs from the decoder's img_size; the self-sizing one reads it from the files)."""
+    from PIL import Image
+
+    side, mode, per_class, classes = STAND_INS[name]
+    source = bench.fashion_tree(min(per_class, 6) if bench.smoke else per_class, classes)
+    out = bench.work / f"standin-{name}-{side}-{mode}-{per_class}-{classes}"
+    if (out / ".complete").exists():
+        return out
+    for path in sorted(source.rglob("*.png")):
+        target = out / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as img:
+            img.convert(mode).resize((side, side), Image.BILINEAR).save(target)
+    (out / ".complete").write_text("ok")
+    return out
 
 
 def _together(bench, data, recipes: list[str], seed: int, values: dict, overrides: list[str], budget: str) -> dict:
@@ -114,6 +160,7 @@ def sizing_row(run) -> dict:
     chosen = card.sizing.candidates[card.sizing.chosen]
     speed = card.training.images_per_s
     return {"width": chosen.model_args.get("width"), "augment": card.sizing.augment, "ema": card.sizing.ema,
+            "input": f"{card.img_size}x{card.img_size} {card.color}",
             "probe_seconds": card.sizing.probe_seconds, "sizing_reason": card.sizing.reason,
             "candidates": [c.model_dump() for c in card.sizing.candidates],
             "epoch_over_probe_speed": round(speed / chosen.images_per_s, 3) if speed and chosen.images_per_s else None}
@@ -131,6 +178,10 @@ def _write(bench, args, recipe: str, runs: list[dict], overrides: list[str], tog
     # the recipe: one file per seed, so a later run of another seed adds to the table, never doubles one;
     # fast-fmnist keeps its historical name
     prefix = "fast_recipe" if recipe == "fast-fmnist" else f"recipe_{recipe.replace('-', '_')}"
+    if args.stand_in:
+        prefix += f"_{args.stand_in}"
+        common["data"] = f"stand-in {args.stand_in}: Fashion-MNIST " + "{2}/class, {3} classes, {0}x{0} {1}".format(
+            *STAND_INS[args.stand_in])
     path = None
     for run in runs:
         path = bench.write_result(f"{prefix}_{args.time_limit}_seed{run['seed']}", {**common, "runs": [run]})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import hardware
@@ -149,6 +149,10 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     probe_seconds = time.perf_counter() - start
     counted = min(probe_seconds, 0.5 * budget)
     choice = choose(timed, budget - counted, len(train), cfg.batch_size, cfg.augment, budget_seconds=budget)
+    untimed = [w for w in candidates if w not in {t.model_args["width"] for t in timed}]
+    if untimed:  # the probe stopped early: say why these have no row
+        choice = replace(choice, reason=choice.reason + f"; widths {', '.join(map(str, untimed))} not timed "
+                         "(the probe stopped at a width already short of the minimum, or out of time)")
     chosen = timed[choice.index]
     sized = cfg.model_copy(update={"model_args": chosen.model_args, "augment": choice.augment, "ema": choice.ema})
     torch.manual_seed(cfg.seed)  # the same initial weights as a fixed run of the chosen width

@@ -11,7 +11,9 @@
    the same network with a plain softmax (what `--calibrate none` and no detector would give: T = 1, the top
    probability as score, nothing flagged), interleaved, 5 rounds in alternating order, 1 thread (--threads). Two paths:
    `Classifier.predict` on 2,000 test PNG files (decode included, as `imgclf predict`), and `infer_pixels` on the
-   10,000 decoded test images (network and head only, where the share of the head is largest).
+   decoded test images (network and head only, where the share of the head is largest). Wall seconds and this
+   process's CPU seconds are both recorded; on a machine shared with other jobs the CPU seconds are the ones
+   that compare.
 
     python -m benchmarks.trust_calibration                 # 5 min of training per run
     python -m benchmarks.trust_calibration --time-limit 4m
@@ -130,23 +132,32 @@ def cost(run_path: Path, pixels: np.ndarray, files: list[str], rounds: int) -> d
     for case, call in cases.items():
         call(plain), call(trusted)  # warm-up
         seconds: dict[str, list[float]] = {"plain": [], "trusted": []}
+        cpu: dict[str, list[float]] = {"plain": [], "trusted": []}
         for r in range(rounds):
             order = ("plain", "trusted") if r % 2 == 0 else ("trusted", "plain")
             for name in order:
                 clf = plain if name == "plain" else trusted
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 call(clf)
                 seconds[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
         paired = [t / p for t, p in zip(seconds["trusted"], seconds["plain"])]
+        # CPU seconds of this process: on a machine shared with other jobs the wall time of the same call varied
+        # threefold between rounds, the CPU time it used far less
         out[case] = {"images": len(files) if case == "predict_files" else int(len(pixels)),
                      "plain_s": [round(s, 3) for s in seconds["plain"]],
                      "trusted_s": [round(s, 3) for s in seconds["trusted"]],
+                     "plain_cpu_s": [round(s, 3) for s in cpu["plain"]],
+                     "trusted_cpu_s": [round(s, 3) for s in cpu["trusted"]],
                      "ratio_of_medians": round(statistics.median(seconds["trusted"])
                                                / statistics.median(seconds["plain"]), 4),
-                     "median_paired_ratio": round(statistics.median(paired), 4)}
+                     "median_paired_ratio": round(statistics.median(paired), 4),
+                     "cpu_ratio_of_medians": round(statistics.median(cpu["trusted"])
+                                                   / statistics.median(cpu["plain"]), 4)}
         print(f"cost {case}: plain {statistics.median(seconds['plain']):.3f} s, trusted "
               f"{statistics.median(seconds['trusted']):.3f} s, ratio {out[case]['ratio_of_medians']:.3f} "
-              f"(paired {out[case]['median_paired_ratio']:.3f})", flush=True)
+              f"(paired {out[case]['median_paired_ratio']:.3f}); CPU seconds ratio "
+              f"{out[case]['cpu_ratio_of_medians']:.3f}", flush=True)
     out["detector"] = trusted.card.unknown.detector if trusted.card.unknown else None
     out["temperature"] = trusted.card.temperature
     out["threads"] = torch.get_num_threads()
@@ -183,7 +194,8 @@ def _main(args: argparse.Namespace, bench: Bench) -> int:
     met = {f"{recipe} ece_after <= 0.5 x before": bool(r["ece_ratio"] is not None
                                                         and r["ece_ratio"] <= TARGETS["ece_ratio"])
            for recipe, r in rows.items()}
-    met.update({f"{case} cost <= 5 %": spent[case]["ratio_of_medians"] <= TARGETS["cost_ratio"]
+    met.update({f"{case} cost <= 5 % (CPU seconds)":
+                spent[case]["cpu_ratio_of_medians"] <= TARGETS["cost_ratio"]
                 for case in ("predict_files", "infer_pixels")})
     path = bench.write_result("trust_calibration", {
         "smoke": bench.smoke, "time_limit": limit, "s5_train_per_class": S5_PER_CLASS, "targets": TARGETS,

@@ -15,8 +15,10 @@ from . import plots
 from .multilabel import binary_calibration_error, label_sets
 
 FIGURES = {
-    "training_curves": ("Training curves", "Train vs validation per epoch: binary cross-entropy (or the asymmetric "
-                        "loss) and acc, the share of label decisions right at probability 0.5 (1 - Hamming loss)."),
+    "training_curves": ("Training curves", "Train vs validation per epoch. Loss: the training loss (binary "
+                        "cross-entropy, weighted by --class-weight, or the asymmetric loss) on train, plain binary "
+                        "cross-entropy on validation (as single-label runs validate on plain cross-entropy); acc: the "
+                        "share of label decisions right at probability 0.5 (1 - Hamming loss)."),
     "pr": ("Precision-recall per label", "One curve per label from the test probabilities, with its average "
            "precision (AP); dashed: every (image, label) pair together (micro)."),
     "per_label": ("Per-label precision, recall and F1", "At each label's tuned threshold."),

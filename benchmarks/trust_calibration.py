@@ -107,8 +107,8 @@ def train(bench: Bench, recipe: str, data: Path, values: dict, reuse: bool) -> P
         shutil.rmtree(run_path)
     start = time.perf_counter()
     # group_duplicates off: the splits come from the tree's folders, so the search would only warn (minutes here)
-    imgclf.fit({"cache_dir": str(bench.cache_dir), "progress": False, "seed": 0, "group_duplicates": False, **values, "recipe": recipe,
-                "data": str(data), "out": str(run_path)}, report=False)
+    imgclf.fit({"cache_dir": str(bench.cache_dir), "progress": False, "seed": 0, "group_duplicates": False,
+                **values, "recipe": recipe, "data": str(data), "out": str(run_path)}, report=False)
     print(f"trained {run_path.name} in {time.perf_counter() - start:.0f} s", flush=True)
     return run_path
 
@@ -158,10 +158,39 @@ def cost(run_path: Path, pixels: np.ndarray, files: list[str], rounds: int) -> d
               f"{statistics.median(seconds['trusted']):.3f} s, ratio {out[case]['ratio_of_medians']:.3f} "
               f"(paired {out[case]['median_paired_ratio']:.3f}); CPU seconds ratio "
               f"{out[case]['cpu_ratio_of_medians']:.3f}", flush=True)
+    out["head_alone"] = head_share(trusted, plain, pixels[:2048], rounds)
+    print(f"cost of the head alone: {out['head_alone']}", flush=True)
     out["detector"] = trusted.card.unknown.detector if trusted.card.unknown else None
     out["temperature"] = trusted.card.temperature
     out["threads"] = torch.get_num_threads()
     return out
+
+
+def head_share(trusted, plain, pixels: np.ndarray, rounds: int) -> dict:
+    """CPU seconds (medians over interleaved rounds) of the network alone, of the network giving its penultimate
+    features too (what a feature detector needs), and of each head on those outputs: the cost split into its
+    parts, each small enough to time in CPU seconds despite other jobs on the machine."""
+    import torch
+
+    from imgclf.data.tensors import to_unit_nchw
+    from imgclf.ood import logits_and_features
+
+    x = trusted._normalised(to_unit_nchw(np.asarray(pixels, dtype=np.uint8), trusted.device))
+    model = trusted.model
+    calls = {"network": lambda: model(x), "network_with_features": lambda: logits_and_features(model, x, True)}
+    with torch.inference_mode():
+        logits, features = logits_and_features(model, x, True)
+        calls.update({"trusted_head": lambda: trusted.head(logits, features), "plain_head": lambda: plain.head(logits)})
+        cpu: dict[str, list[float]] = {name: [] for name in calls}
+        for r in range(max(rounds, 2) * 2):
+            for name in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
+                start = time.process_time()
+                calls[name]()
+                cpu[name].append(time.process_time() - start)
+    med = {name: statistics.median(v) for name, v in cpu.items()}
+    return {"images": int(len(pixels)), **{f"{k}_cpu_s": round(v, 5) for k, v in med.items()},
+            "features_over_network": round(med["network_with_features"] / med["network"], 4),
+            "head_extra_over_network": round((med["trusted_head"] - med["plain_head"]) / med["network"], 5)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,12 @@ def test_sizing_needs_a_time_limit():
         make_config(data="x", sizing="probe")
 
 
+def test_sizing_is_refused_with_several_devices():
+    with pytest.raises(ImgclfError, match="sizing must be fixed with several devices"):
+        make_config(data="x", sizing="probe", time_limit="1m", devices="2")
+    make_config(data="x", sizing="probe", time_limit="1m")
+
+
 @pytest.mark.parametrize("size, mode, color", [(28, "L", "grayscale"), (32, "RGB", "rgb"), (48, "L", "grayscale")])
 def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode, color):
     data = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=12, size=size, mode=mode)

@@ -459,6 +459,10 @@ class TrainConfig(BaseModel):
         if self.sizing == "probe" and not self.time_limit:
             raise invalid("time_limit", self.time_limit, "set when sizing=probe: the model is sized for the budget "
                           "(e.g. --time-limit 10m)", also={"sizing": self.sizing})
+        if self.sizing == "probe" and (self.devices != "1" or self.num_nodes != 1):
+            # every process would time the candidates itself and could choose another width
+            raise invalid("sizing", self.sizing, "fixed with several devices or nodes (one process sizes the model)",
+                          also={"devices": self.devices, "num_nodes": self.num_nodes})
         return self
 
     @model_validator(mode="after")

@@ -131,7 +131,6 @@ class TrainConfig(BaseModel):
         "machine for a few seconds (inside the budget) and train the widest that gets enough epochs, with "
         "regularisation for the epochs it gets; recorded in model.json. fixed: model_args as given.")
 
-
     # transfer learning (timm backbones: any `imgclf models --pretrained` name)
     head: str | None = Field(None, description="Head spec for a timm backbone, e.g. 'flatten,dense:256,bn,dropout:0.5' "
                              "or 'avg,dense:128,dropout:0.3' (default: global average pool + linear).")

@@ -290,15 +290,22 @@ class Classifier:
             probs, score, is_unknown = by_index[i]
             top = top_classes(probs, self.classes, k)
             if cutoffs is not None:
-                carried = sorted(((c, float(p)) for c, p, t in zip(self.classes, probs, cutoffs) if p >= t),
-                                 key=lambda item: -item[1])
-                results.append(Prediction(name, ";".join(c for c, _ in carried), top[0][1], top, score=score,
-                                          best_label=top[0][0], labels=carried))
+                results.append(multilabel_prediction(name, probs, self.classes, top, cutoffs, score))
                 continue
             flagged = unknown and is_unknown
             results.append(Prediction(name, UNKNOWN_LABEL if flagged else top[0][0], top[0][1], top, score=score,
                                       unknown=flagged, best_label=top[0][0]))
         return results
+
+
+def multilabel_prediction(name: str, probs: np.ndarray, classes: Sequence[str], top: list[tuple[str, float]],
+                          cutoffs: np.ndarray, score: float | None) -> Prediction:
+    """A multi-label image's Prediction: every label whose probability reaches its threshold, most probable first
+    (`labels`, and `label` their names joined by ';'); `top` the ranking, carried or not. Shared by `predict`
+    and the HTTP service."""
+    carried = sorted(((c, float(p)) for c, p, t in zip(classes, probs, cutoffs) if p >= t), key=lambda item: -item[1])
+    return Prediction(name, ";".join(c for c, _ in carried), top[0][1], top, score=score, best_label=top[0][0],
+                      labels=carried)
 
 
 def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | None:

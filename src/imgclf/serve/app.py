@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..data.decode import DecodeError
 from ..topk import top_k as top_classes
 from ..errors import Described, invalid, invalid_message
-from ..inference import Classifier, PixelResults, Prediction
+from ..inference import Classifier, PixelResults, Prediction, multilabel_prediction
 from ..ood import UNKNOWN_LABEL
 from ..predict_format import as_json
 from .batcher import MicroBatcher
@@ -100,6 +100,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     default_unknown = unknown
     card = clf.card.model_dump(mode="json")
     classes = clf.classes
+    cutoffs = clf._label_thresholds(None)  # multi-label cards: each label's threshold; None otherwise
     pages = {route: (resources.files(__package__).joinpath("static", name).read_bytes(), media)
              for route, (name, media) in STATIC.items()}
     # A decoded photo can take hundreds of MB before it is resized (Pillow refuses only past ~89 Mpixel), so
@@ -187,6 +188,11 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
                 results.append(as_json(Prediction(up.name, None, None, [], pixels)))
                 continue
             top = top_classes(out.probabilities[j], classes, k)
+            if cutoffs is not None:
+                results.append(as_json(multilabel_prediction(up.name, out.probabilities[j], classes, top, cutoffs,
+                                                             float(out.scores[j]))))
+                j += 1
+                continue
             flagged = flag_unknown and bool(out.unknown[j])
             results.append(as_json(Prediction(up.name, UNKNOWN_LABEL if flagged else top[0][0], top[0][1], top,
                                               score=float(out.scores[j]), unknown=flagged, best_label=top[0][0])))

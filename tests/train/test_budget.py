@@ -42,7 +42,7 @@ def _step(budget: TimeBudget, trainer, clock: _FakeClock, seconds: float = 1.0) 
 
 def test_time_budget_stops_at_the_end_of_the_first_step_past_the_deadline():
     clock, trainer = _FakeClock(), _fake_trainer(lr=0.1)
-    budget = TimeBudget(3.5, fit_schedule=True, clock=clock)
+    budget = TimeBudget(3.5, fit_schedule=True, min_warmup_steps=0, clock=clock)
     budget.on_train_start(trainer, None)
     lrs = []
     for _ in range(3):  # steps ending at 1, 2, 3 s: inside the budget
@@ -53,6 +53,24 @@ def test_time_budget_stops_at_the_end_of_the_first_step_past_the_deadline():
     assert budget.summary() == {"seconds": 3.5, "stopped_at_seconds": 4.0, "longest_check_interval_seconds": 1.0}
     # each step runs at the learning rate of its start time's fraction of the budget
     assert lrs == pytest.approx([0.1 * budget_lr_factor(t / 3.5) for t in (0, 1, 2, 3)])
+
+
+def test_warm_up_lasts_a_minimum_of_steps_when_the_time_share_holds_only_a_few():
+    """5 % of a budget whose steps take 10 % each is under one step: without a minimum the first step after it
+    runs at the full rate (SGD at 0.2 diverged so on a small data set); the warm-up lasts 4 steps here, also
+    across a resume."""
+    clock, trainer = _FakeClock(), _fake_trainer(lr=0.2)
+    budget = TimeBudget(10.0, fit_schedule=True, min_warmup_steps=4, clock=clock)
+    budget.on_train_start(trainer, None)
+    lrs = [_step(budget, trainer, clock) for _ in range(2)]
+    resumed = TimeBudget(10.0, fit_schedule=True, min_warmup_steps=4, clock=clock)
+    resumed.load_state_dict(budget.state_dict())
+    resumed.on_train_start(trainer, None)
+    lrs += [_step(resumed, trainer, clock) for _ in range(4)]
+    ramp = [0.2 * min(budget_lr_factor(t / 10.0), (i + 1) / 4) for i, t in enumerate(range(6))]
+    assert lrs == pytest.approx(ramp)
+    assert lrs[:4] == pytest.approx([0.004, 0.1, 0.15, 0.2 * budget_lr_factor(0.3)])  # steps 1-3 held by the ramp
+    assert lrs[4:] == pytest.approx([0.2 * budget_lr_factor(t / 10.0) for t in (4, 5)])  # then the clock's decay
 
 
 def test_time_budget_spent_during_validation_stops_before_the_next_epoch():
@@ -79,13 +97,14 @@ def test_the_last_step_of_the_last_epoch_completes_the_run_whatever_the_clock():
 
 def test_a_resumed_run_keeps_the_time_it_spent_and_stops_at_once_when_it_is_all_spent():
     clock, trainer = _FakeClock(), _fake_trainer()
-    first = TimeBudget(60, fit_schedule=True, clock=clock)
+    first = TimeBudget(60, fit_schedule=True, min_warmup_steps=0, clock=clock)
     first.on_train_start(trainer, None)
     _step(first, trainer, clock, seconds=20.0)
     state = first.state_dict()
-    assert state == {"spent": 20.0, "longest_interval": 20.0}  # the fake clock starts at 0: still counted
+    assert state == {"spent": 20.0, "longest_interval": 20.0, "steps": 1}
+    # the fake clock starts at 0: still counted
 
-    resumed, trainer = TimeBudget(60, fit_schedule=True, clock=clock), _fake_trainer()
+    resumed, trainer = TimeBudget(60, fit_schedule=True, min_warmup_steps=0, clock=clock), _fake_trainer()
     resumed.load_state_dict(state)
     resumed.on_train_start(trainer, None)
     assert _step(resumed, trainer, clock, seconds=1.0) == pytest.approx(0.1 * budget_lr_factor(20 / 60))

@@ -21,9 +21,10 @@ from ..records import RunDir
 from ..stats import mean_std
 
 FOLDS_FILE = "folds.json"
-# Settings that do not change what a fold trains: a re-run with other values still reuses finished folds.
+# Settings that do not change what a fold trains: a re-run with other values still reuses finished folds. img_size,
+# color and task are stored as resolved from the data ("auto" becomes "single"), so they are not compared either.
 _NOT_COMPARED = frozenset({"out", "fold", "progress", "num_workers", "cache_dir", "cache_budget", "img_size",
-                           "color", "schema_version"})
+                           "color", "task", "schema_version"})
 # (name in folds.json, where it is read from); val_* from history.csv at the kept epoch, test_* from metrics.json
 METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "test_macro_precision", "test_macro_recall",
            "test_macro_f1", "test_weighted_f1", "test_ece", "test_macro_auc", "test_worst_class_recall")

@@ -280,6 +280,31 @@ def tune_section(result: dict | None) -> list[str]:
                     f"{result['trials_asked']}{tag}`.", ""]
 
 
+def precision_section(result: dict | None) -> list[str]:
+    """Issue 23 item 5: test accuracy under bf16 autocast against fp32 at equal epochs and seeds."""
+    if not result:
+        return []
+    lines = ["## `precision: auto` (the default): bf16 autocast against fp32 at equal epochs", "",
+             f"Each recipe trained twice per seed, `--precision 32` and `--precision bf16-mixed` forced, "
+             f"{result['epochs']} epochs, Fashion-MNIST {result['per_class']} images per class and split "
+             f"(`fast-fmnist` with a one-cycle schedule instead of the wall-clock one; `s5-model-s` at 32x32 RGB "
+             f"without early stopping). On a CPU without native bf16 (this one) the bf16 arm is emulated: its "
+             f"images/s say nothing of a native machine. Measured on: {env_line(result)}.", "",
+             "| recipe | test fp32 | test bf16 | bf16 - fp32 per seed | img/s fp32 | img/s bf16 (emulated) |",
+             "|---|---:|---:|---|---:|---:|"]
+    for recipe, row in result["summary"].items():
+        lines.append(f"| {recipe} | {_pct(row['mean_test_accuracy_32'])} | {_pct(row['mean_test_accuracy_bf16-mixed'])} | "
+                     f"{', '.join(f'{d:+.2f}' for d in row['bf16_minus_fp32_points_per_seed'])} pt | "
+                     f"{row['images_per_second_32']:.0f} | {row['images_per_second_bf16-mixed']:.0f} |")
+    unlearned = [r for r, row in result["summary"].items()
+                 if max(row["mean_test_accuracy_32"], row["mean_test_accuracy_bf16-mixed"]) < 0.5]
+    if unlearned:
+        lines += ["", f"{', '.join(unlearned)}: neither precision learned at this size (too few steps for the "
+                  f"recipe's learning rate), so these rows say nothing about bf16 either way."]
+    return lines + ["", f"Command: `python -m benchmarks.precision_auto --per-class {result['per_class']} --epochs "
+                    f"{result['epochs']} --seeds {','.join(map(str, result['seeds']))}`.", ""]
+
+
 def serving_section(result: dict | None) -> list[str]:
     """Issue 23 item 6: `imgclf serve --backend onnx` against `--backend torch` on the same run, interleaved."""
     if not result or not result.get("results") or "backends" not in result["results"][0]:
@@ -424,6 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     out += fast_sizing_section(source)
     out += freeze_bn_section(load_result("freeze_bn", source))
     out += serving_section(load_result("serve", source))
+    out += precision_section(load_result("precision_auto", source))
     out += lr_auto_section(load_result("lr_auto", source))
     out += tune_section(load_result("tune_vs_recipe", source) or load_result("tune_vs_recipe_5m", source))
     docs.mkdir(parents=True, exist_ok=True)

@@ -222,9 +222,9 @@ class TrainConfig(BaseModel):
     fold: int | None = Field(None, ge=1, le=100, description="With --folds: the fold this run validates on "
                              "(1-based; --folds alone trains them all).")
     precision: Precision = Field("auto", description="auto: bf16 autocast where the CPU has native bf16 "
-                                 "(AVX-512 BF16, AMX), mixed bf16/fp16 on a GPU, fp32 elsewhere; measured to "
-                                 "cost no accuracy at equal epochs (benchmarks/precision_auto.py). 32 forces "
-                                 "fp32.")
+                                 "(AVX-512 BF16, AMX), mixed bf16/fp16 on a GPU, fp32 elsewhere (weights stay "
+                                 "fp32; benchmarks/precision_auto.py compares accuracy at equal epochs). 32 "
+                                 "forces fp32.")
     channels_last: bool = True
     accelerator: str = Field("auto", description="cpu, gpu, or auto.")
     devices: str = Field("1", description="Number of devices, or 'auto'.")

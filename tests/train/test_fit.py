@@ -116,8 +116,10 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig):
     data = make_image_folder(tmp_path / "data", classes=("a", "b", "c", "d"), per_class=120)
     env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
     subprocess.run(_train_cmd(data, tmp_path / "full"), check=True, env=env, capture_output=True)
+    # a shell without job control starts background commands with SIGINT ignored, and Python keeps that: a suite
+    # run as `make test &` would then see the run finish; the child gets the default disposition back
     proc = subprocess.Popen(_train_cmd(data, tmp_path / "cut"), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     history = tmp_path / "cut" / "history.csv"
     deadline = time.time() + 120
     while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):

@@ -40,6 +40,7 @@ def test_run_trains_sigmoid_outputs_and_stores_tuned_thresholds(ml_run):
     assert {r["threshold"] for r in ml["per_label"].values()} == set(card["thresholds"].values())
     report = (run.path / "report.html").read_text()
     assert "Per-label scores" in report and "Precision-recall per label" in report
+    assert all(f'id="fig-{key}"' in report for key in ("training_curves", "pr", "per_label", "cooccurrence", "samples"))
 
 
 def test_predictions_csv_holds_label_sets(ml_run):

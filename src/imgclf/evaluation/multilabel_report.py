@@ -13,6 +13,7 @@ from ..pages import embed_png, render
 from ..records import ModelCard, RunDir
 from . import plots
 from .multilabel import binary_calibration_error, label_sets
+from .report import FIGURE_SLOTS
 
 FIGURES = {
     "training_curves": ("Training curves", "Train vs validation per epoch. Loss: the training loss (binary "
@@ -65,7 +66,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
                    **ml.per_label[c].model_dump()} for i, c in enumerate(card.classes)]
     t = card.training
     html = render(
-        "multilabel_report.html", figures=made, name=run_dir.name, architecture=card.architecture,
+        "multilabel_report.html", figures=made, slots=FIGURE_SLOTS, name=run_dir.name, architecture=card.architecture,
         labels=card.classes, split=metrics.split, count=metrics.count, ml=ml, macro=metrics.macro,
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),

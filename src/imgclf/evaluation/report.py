@@ -37,6 +37,10 @@ from .interpret import (
     overfitting_onset,
 )
 
+# a figure up to `half` pixels wide fits beside another, up to `full` across the page (see plotting); the
+# figure macro of templates/figures.html reads them
+FIGURE_SLOTS = {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60}
+
 
 # ------------------------------------------------------------------------------------------- figures
 # id -> (title, caption): the report's order and words, shared by freshly drawn and reused figures.
@@ -366,8 +370,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                         "verdict": calibration_verdict(confidence - m.accuracy) if finite(confidence) else "—",
                         **_calibration_facts(card, metrics)},
         "unknown": _unknown_facts(card, metrics),
-        # a figure up to `half` pixels wide fits beside another, up to `full` across the page (see plotting)
-        "slots": {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60},
+        "slots": FIGURE_SLOTS,
         "skipped": skipped,
     }
 

@@ -40,7 +40,10 @@ def test_run_trains_sigmoid_outputs_and_stores_tuned_thresholds(ml_run):
     assert {r["threshold"] for r in ml["per_label"].values()} == set(card["thresholds"].values())
     report = (run.path / "report.html").read_text()
     assert "Per-label scores" in report and "Precision-recall per label" in report
-    assert all(f'id="fig-{key}"' in report for key in ("training_curves", "pr", "per_label", "cooccurrence", "samples"))
+    figures = ("training_curves", "pr", "per_label", "cooccurrence", "reliability", "samples")
+    assert all(f'id="fig-{key}"' in report for key in figures)
+    assert "could not be drawn" not in report  # a figure that fails keeps its slot, with this text instead
+    assert all((run.path / "plots" / f"{key}.png").stat().st_size > 0 for key in figures)
 
 
 def test_predictions_csv_holds_label_sets(ml_run):
@@ -202,6 +205,18 @@ def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):
         thread.join(timeout=10)
         sock.close()
     assert [name for name, _ in expected.labels] == [part.split(" ")[0] for part in label.split(", ")]
+
+
+def test_label_reliability_bins_by_hand():
+    from imgclf.evaluation.label_reliability import reliability_bins
+
+    targets = np.array([0, 1, 1, 1, 0, 0])
+    probs = np.array([0.05, 0.15, 0.95, 0.91, 0.92, 0.08])
+    mean_p, share, counts = reliability_bins(targets, probs, bins=10)
+    assert counts.tolist() == [2, 1, 0, 0, 0, 0, 0, 0, 0, 3]
+    assert mean_p[0] == pytest.approx(0.065) and share[0] == 0.0
+    assert share[1] == 1.0 and np.isnan(share[2])
+    assert mean_p[9] == pytest.approx(0.9266667) and share[9] == pytest.approx(2 / 3)
 
 
 def test_binary_calibration_error_by_hand():

@@ -1,5 +1,5 @@
 """report.html of a multi-label run: headline set and ranking scores, per-label table, PR curves, co-occurrence of
-true and predicted labels, sample grid with true vs predicted label sets. Reads the run's files only."""
+true and predicted labels, per-label reliability, sample grid with true vs predicted label sets. Reads the run's files only."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..io import atomic_write_text
 from ..pages import embed_png, render
 from ..records import ModelCard, RunDir
 from . import plots
+from .label_reliability import MIN_BIN_IMAGES, plot_label_reliability
 from .multilabel import binary_calibration_error, label_sets
 from .report import FIGURE_SLOTS
 
@@ -26,6 +27,10 @@ FIGURES = {
     "cooccurrence": ("True vs predicted labels", "Row: a true label; column: a predicted label; each cell counts the "
                      "test images carrying the row's label that were given the column's. The diagonal counts the "
                      "true positives; off the diagonal, labels predicted alongside (or instead of) the true one."),
+    "reliability": ("Reliability per label", "For each label, test images grouped into ten bins by the predicted "
+                    "probability of that label: the share that carry it against the bins' mean probability. On the "
+                    f"dashed diagonal the probabilities mean what they say; below it the model is over-confident, "
+                    f"above it under-confident. Hollow markers: bins of fewer than {MIN_BIN_IMAGES} images."),
     "samples": ("True vs predicted label sets", "A seeded sample of test images; red: the predicted set differs "
                 "from the true one. The probability is the highest of the image's labels."),
 }
@@ -60,6 +65,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     add("pr", lambda p: plots.plot_pr_curves(targets, probs, card.classes, p))
     add("per_label", lambda p: plots.plot_per_class_metrics(metrics.per_class, p))
     add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p))
+    add("reliability", lambda p: plot_label_reliability(targets, probs, card.classes, p))
     add("samples", lambda p: plots.plot_prediction_grid(_samples(rows, card), p, title="Label sets"))
     ml = metrics.multilabel
     label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),

@@ -18,6 +18,10 @@ from ..recipes import load_recipe
 
 # Settings that name files or folders: stored absolute, so a saved config works from another working directory.
 PATH_SETTINGS = ("data", "out", "cache_dir")
+# Single-label settings a recipe may carry, and what they become on multi-label data unless the user gave them:
+# recipes are written for one label per image (label smoothing has no one class to smooth towards), and a
+# recipe such as `fast` should train an index file as it is; a value the user gives is still refused there.
+MULTILABEL_RECIPE_VALUES = {"label_smoothing": 0.0, "sampler": "none"}
 
 
 def _given(values: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -75,7 +79,16 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     if "data" not in layered:
         raise invalid("data", Described("no data setting"), "given: the image folder to train on "
                       "(imgclf train DATA, or imgclf.fit(data=...))")
+    if _multilabel(layered):
+        layered.update({k: v for k, v in MULTILABEL_RECIPE_VALUES.items() if k not in given and k in layered})
     return make_config(**_absolute(layered))
+
+
+def _multilabel(layered: Mapping[str, Any]) -> bool:
+    """Whether the run trains multi-label data: an index file, or task: multilabel set by the user or file."""
+    from ..data.multilabel import is_label_index
+
+    return layered.get("task") == "multilabel" or is_label_index(layered.get("data"))
 
 
 def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> TrainConfig:

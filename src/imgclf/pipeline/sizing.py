@@ -99,13 +99,17 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
 
 def native_img_size(data: str | list[str], min_size: int) -> int:
     """The input side the images have (median of their longer side over up to 200 headers, no decode), within
-    [min_size, NATIVE_SIZE_CAP]."""
+    [min_size, NATIVE_SIZE_CAP]. data: class folders, or a multi-label index file."""
     import numpy as np
 
     from ..data.decode import probe_image
     from ..data.merge import scan_folders
+    from ..data.multilabel import is_label_index, read_label_index
 
-    paths = [p for items in scan_folders(data).files.values() for p, _ in items]
+    if is_label_index(data):
+        paths = read_label_index(data).files
+    else:
+        paths = [p for items in scan_folders(data).files.values() for p, _ in items]
     sides = []
     for path in paths[:: max(1, len(paths) // 200)]:
         try:

@@ -1,0 +1,35 @@
+"""Recipes on multi-label data: a recipe's single-label settings give way to the index file, the user's do not,
+and the self-sizing recipe reads its input size from the index's images."""
+
+from __future__ import annotations
+
+import pytest
+from ml_fixtures import make_mosaics
+
+from imgclf.errors import ImgclfError
+from imgclf.pipeline.resolve import resolve_config
+from imgclf.pipeline.sizing import native_img_size
+
+
+def test_a_recipe_label_smoothing_gives_way_on_an_index_file(tmp_path):
+    index, _ = make_mosaics(tmp_path, count=4)
+    cfg = resolve_config(recipe="fast", data=str(index))
+    assert cfg.label_smoothing == 0.0 and cfg.recipe == "fast"
+    # the same recipe on class folders keeps it
+    assert resolve_config(recipe="fast", data=str(tmp_path / "images")).label_smoothing == 0.1
+
+
+def test_label_smoothing_the_user_gives_is_still_refused_on_multilabel_data(tmp_path):
+    index, _ = make_mosaics(tmp_path, count=30)
+    import imgclf
+
+    assert resolve_config(recipe="fast", data=str(index), label_smoothing=0.1).label_smoothing == 0.1
+    with pytest.raises(ImgclfError, match=r"label_smoothing must be 0 for multi-label data.*label_smoothing=0.1"):
+        imgclf.fit(data=str(index), recipe="fast", label_smoothing=0.1, sizing="fixed", time_limit=None, epochs=1,
+                   img_size=32, out=str(tmp_path / "run"), progress=False)
+
+
+@pytest.mark.parametrize("size", [24, 40])
+def test_the_input_size_comes_from_the_index_files_images(tmp_path, size):
+    index, _ = make_mosaics(tmp_path, count=6, size=size)
+    assert native_img_size(str(index), 8) == size

@@ -142,3 +142,14 @@ def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, m
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert _history(tmp_path / "cut") == _history(tmp_path / "full")  # the cut epoch's mean loss included
+
+
+def test_a_checkpoint_before_the_first_epoch_holds_the_history_state(tmp_path):
+    # Lightning asks every callback for its state when it saves, also when the budget stops a run (or ^C
+    # interrupts it) before the first epoch began
+    writer = HistoryWriter(tmp_path)
+    state = writer.state_dict()
+    assert state["seen"] == 0 and state["train_seconds"] == 0.0 and 0 <= state["elapsed"] < 60
+    again = HistoryWriter(tmp_path)
+    again.load_state_dict(state)
+    assert again.state_dict()["seen"] == 0

@@ -239,9 +239,10 @@ class HistoryWriter(L.Callback):
         self.run = RunDir(run_dir)
         self.rows: list[HistoryRow] = []
         self.frozen_until = frozen_until
-        self._start = 0.0
+        self._start = time.perf_counter()
         self._lr = 0.0
         self._seen = 0
+        self._train_seconds = 0.0  # a checkpoint written before the first epoch (budget spent, ^C) reads it
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # On resume, start from the rows on disk; an epoch that is replayed replaces its row when it ends

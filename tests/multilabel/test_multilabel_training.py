@@ -1,0 +1,98 @@
+"""Multi-label data through the training machinery single-label runs use: resume (no epoch trained twice),
+data-parallel processes, a pretrained-style backbone with a custom head and freezing, the asymmetric loss, and
+the time budget."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from ml_fixtures import make_mosaics
+from safetensors.torch import load_file
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+import imgclf
+from imgclf.io import read_csv
+from imgclf.records import RunDir
+from imgclf.train.callbacks import HistoryWriter
+from imgclf.train.fit import TrainingInterrupted
+
+BASE = {"img_size": 32, "epochs": 4, "batch_size": 16, "progress": False, "model_args": {"width": 4},
+        "val_split": 0.2, "test_split": 0.2, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    return str(make_mosaics(tmp_path_factory.mktemp("mosaics"), count=80)[0])
+
+
+@pytest.fixture()
+def steps():
+    counted: list[int] = []
+    handle = register_optimizer_step_post_hook(
+        lambda optimizer, *_: None if isinstance(optimizer, torch.optim.LBFGS) else counted.append(1))
+    yield counted
+    handle.remove()
+
+
+def test_a_multilabel_run_resumes_without_repeating_an_epoch(index, tmp_path, steps, monkeypatch):
+    settings = {**BASE, "data": index}
+    full = imgclf.fit(settings, out=str(tmp_path / "full"), report=False)
+    per_epoch = len(steps) // full.epochs_run
+    original = HistoryWriter.on_train_epoch_start
+
+    def interrupt(self, trainer, pl_module):
+        if trainer.current_epoch == 2:
+            raise KeyboardInterrupt
+        original(self, trainer, pl_module)
+
+    steps.clear()
+    with monkeypatch.context() as m:
+        m.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
+        with pytest.raises(TrainingInterrupted, match="epochs 1-2 are saved"):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    steps.clear()
+    resumed = imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    assert len(steps) == 2 * per_epoch, "a resumed run retrained saved epochs"
+    a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    card = RunDir(resumed.path).read_card()
+    assert card.task == "multilabel" and card.thresholds == RunDir(full.path).read_card().thresholds
+
+
+def test_a_transfer_backbone_with_a_head_freezing_and_the_asymmetric_loss(index, tmp_path):
+    run = imgclf.fit({**BASE, "data": index, "model": "test_efficientnet", "pretrained": False, "model_args": {},
+                      "head": "avg,dense:8", "freeze_epochs": 1, "epochs": 3, "loss": "asl"},
+                     out=str(tmp_path / "run"), report=False)
+    card = RunDir(run.path).read_card()
+    assert card.task == "multilabel" and card.training.loss == "asl" and len(card.thresholds) == 3
+    assert [r.frozen for r in RunDir(run.path).read_history()] == [1, 0, 0]
+    assert run.metrics.multilabel is not None and 0 <= run.metrics.multilabel.map_macro <= 1
+
+
+def test_the_time_budget_stops_a_multilabel_run(index, tmp_path):
+    run = imgclf.fit({**BASE, "data": index, "epochs": 10_000, "time_limit": "4s", "schedule": "budget"},
+                     out=str(tmp_path / "run"), report=False)
+    assert run.stopped_reason == "time limit (4s)" and 1 <= run.epochs_run < 10_000
+    assert RunDir(run.path).read_card().task == "multilabel"
+
+
+def test_two_process_ddp_trains_a_multilabel_run_like_one_process(index, tmp_path):
+    cli = [sys.executable, "-m", "imgclf.cli", "train", index, "--img-size", "32", "--epochs", "3", "--no-progress",
+           "--accelerator", "cpu", "--model-args", "width=4", "--seed", "0"]
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    one = subprocess.run(cli + ["--batch-size", "16", "--out", str(tmp_path / "one")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(cli + ["--batch-size", "8", "--devices", "2", "--strategy", "ddp", "--out",
+                                str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("test mAP") == 1, "only rank 0 reports"
+    h1, h2 = read_csv(tmp_path / "one" / "history.csv"), read_csv(tmp_path / "two" / "history.csv")
+    assert len(h1) == len(h2) == 3
+    # the same tolerance as the single-label check: only per-rank BatchNorm statistics differ
+    assert abs(float(h1[-1]["val_loss"]) - float(h2[-1]["val_loss"])) <= 0.15
+    assert RunDir(tmp_path / "two").read_card().task == "multilabel"

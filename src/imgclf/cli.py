@@ -716,8 +716,8 @@ def runs(folder: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Fold
          as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects for scripts.")) -> None:
     """List the runs under a folder: model, data, epochs, accuracies, macro F1, time, when, status.
 
-    Status is completed, interrupted or failed; a run whose files cannot be read is listed as failed with the
-    reason."""
+    Status is completed, pruned (a search trial the pruner stopped), interrupted or failed; a run whose files
+    cannot be read is listed as failed with the reason."""
     from .runs import list_runs, render_runs
 
     rows = list_runs(folder, sort=sort, reverse=reverse)

@@ -2,7 +2,8 @@
 
 A listing is what a user opens after a crash, so it never fails on one bad run: a file that cannot be read
 makes that run's row `failed`, with the reason, and the other rows are unaffected. A run with a checkpoint or a
-history but no model card or metrics yet is `interrupted` (`imgclf train --resume RUN` continues it).
+history but no model card or metrics yet is `interrupted` (`imgclf train --resume RUN` continues it), unless
+it is a search trial that the search's tune.json says was pruned: then `pruned`, stopped on purpose.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from .errors import bad_path, invalid
 
-STATUSES = ("completed", "interrupted", "failed")
+STATUSES = ("completed", "pruned", "interrupted", "failed")
 # Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
 RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
 
@@ -150,6 +151,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = "interrupted", f"stopped after epoch {len(history)}: imgclf train --resume RUN"
     else:
         status, reason = "interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt)"
+    if status == "interrupted" and (trial := _search_trial(run.path)) is not None and trial.state == "pruned":
+        status, reason = "pruned", f"search trial {trial.stopped or 'pruned'}"
     return RunRow(
         name=name, path=str(run.path.resolve()),
         model=config.model if config else card.architecture if card else None,
@@ -160,6 +163,23 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         macro_f1=_finite(metrics.macro.f1) if on_test else None,
         train_seconds=_finite(seconds),
         created=created, status=status, reason=reason)
+
+
+def _search_trial(path: Path):
+    """The TuneTrial of a run that is a trial of a finished search (SEARCH/trials/trial-NNN beside
+    SEARCH/tune.json), or None: not a trial, or the search wrote no readable tune.json yet."""
+    from .io import read_json
+    from .records import TuneRecord
+
+    summary = path.parent.parent / "tune.json"
+    if path.parent.name != "trials" or not summary.is_file():
+        return None
+    try:
+        record = TuneRecord.model_validate(read_json(summary))
+    except Exception:  # a listing never fails on a neighbour's file: the run keeps its own status
+        return None
+    name = f"trials/{path.name}"
+    return next((t for t in record.trials if t.run == name), None)
 
 
 def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[RunRow]:
@@ -212,7 +232,7 @@ def _when(created: str | None, now: datetime | None = None) -> str:
     return t.strftime("%b %d") if t.year == now.year else t.strftime("%Y-%m")
 
 
-STATUS_STYLE = {"completed": "green", "interrupted": "yellow", "failed": "red"}
+STATUS_STYLE = {"completed": "green", "pruned": "blue", "interrupted": "yellow", "failed": "red"}
 
 
 def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "runs") -> None:

@@ -208,7 +208,7 @@ def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):
 
 
 def test_label_reliability_bins_by_hand():
-    from imgclf.evaluation.label_reliability import reliability_bins
+    from imgclf.evaluation.multilabel_plots import reliability_bins
 
     targets = np.array([0, 1, 1, 1, 0, 0])
     probs = np.array([0.05, 0.15, 0.95, 0.91, 0.92, 0.08])
@@ -256,3 +256,17 @@ def test_compare_shows_map_for_multilabel_runs_only(ml_run, tmp_path):
     record.multilabel, record.task = None, "single"
     RunDir(plain).write_metrics(record)
     assert summarize_run(plain).values["test_map"] is None  # no column for single-label runs
+
+
+def test_label_set_captions_wrap_whole_sets_and_keep_each_probability_with_its_label():
+    from imgclf.evaluation.multilabel_plots import label_set_caption
+
+    caption = label_set_caption(["coat", "dress", "pullover", "t-shirt"],
+                                [("t-shirt", 0.99), ("dress", 0.95), ("pullover", 0.9), ("coat", 0.48)], width=30)
+    lines = caption.split("\n")
+    assert all(len(line) <= 30 for line in lines) and len(lines) > 2
+    flat = " ".join(line.strip() for line in lines)
+    for name in ("coat", "dress", "pullover", "t-shirt"):
+        assert name in flat.split("Pred:")[0]  # no label cut out of the true set
+    assert all(f"{n}\u00a0{p}" in caption for n, p in (("t-shirt", "0.99"), ("coat", "0.48")))
+    assert label_set_caption([], []) == "True: none\nPred: none"

@@ -74,7 +74,9 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     page = (out / "tune.html").read_text()
     assert f'href="trials/trial-{record.best.number:03d}/report.html"' in page and "data:image/png;base64," in page
     rows = imgclf.list_runs(out)
-    assert {r.name: r.status for r in rows}["trials/trial-000"] == "completed"
+    status = {r.name: (r.status, r.reason) for r in rows}
+    assert status["trials/trial-000"][0] == "completed"
+    assert status["trials/trial-001"][0] == "pruned" and "pruned at epoch 0" in status["trials/trial-001"][1]
 
     again = CliRunner().invoke(app, ["train", "--config", str(out / "best.yaml"), "--out", str(tmp_path / "again"),
                                      "--epochs", "1", "--no-progress"])

@@ -12,7 +12,7 @@ from ..io import atomic_write_text
 from ..pages import embed_png, render
 from ..records import ModelCard, RunDir
 from . import plots
-from .label_reliability import MIN_BIN_IMAGES, plot_label_reliability
+from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
 from .multilabel import binary_calibration_error, label_sets
 from .report import FIGURE_SLOTS
 
@@ -32,7 +32,8 @@ FIGURES = {
                     f"dashed diagonal the probabilities mean what they say; below it the model is over-confident, "
                     f"above it under-confident. Hollow markers: bins of fewer than {MIN_BIN_IMAGES} images."),
     "samples": ("True vs predicted label sets", "A seeded sample of test images; red: the predicted set differs "
-                "from the true one. The probability is the highest of the image's labels."),
+                "from the true one. Each predicted label carries its probability (it reached its tuned "
+                "threshold)."),
 }
 
 
@@ -66,7 +67,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     add("per_label", lambda p: plots.plot_per_class_metrics(metrics.per_class, p))
     add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p))
     add("reliability", lambda p: plot_label_reliability(targets, probs, card.classes, p))
-    add("samples", lambda p: plots.plot_prediction_grid(_samples(rows, card), p, title="Label sets"))
+    add("samples", lambda p: plot_label_set_grid(_samples(rows, card), p))
     ml = metrics.multilabel
     label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),
                    **ml.per_label[c].model_dump()} for i, c in enumerate(card.classes)]
@@ -101,6 +102,8 @@ def _samples(rows, card: ModelCard, count: int = 12, seed: int = 0) -> list[dict
             image = open_image(r.path, card.img_size, card.color, card.interpolation)
         except DecodeError:
             continue
-        true, pred = r.true.replace(";", "+") or "none", r.pred.replace(";", "+") or "none"
-        out.append({"image": image, "true": true, "pred": pred, "prob": r.prob or 0.0, "correct": true == pred})
+        true, pred = [t for t in r.true.split(";") if t], [p for p in r.pred.split(";") if p]
+        probs = dict(zip(card.classes, r.probs or []))
+        ranked = sorted(((p, probs.get(p, 0.0)) for p in pred), key=lambda item: -item[1])
+        out.append({"image": image, "true": true, "pred": ranked, "correct": set(true) == set(pred)})
     return out

@@ -186,7 +186,7 @@ def logistic_baseline(files: dict[str, list[str]], targets: dict[str, np.ndarray
     scaler = StandardScaler().fit(features["train"])
     x = {split: scaler.transform(f) for split, f in features.items()}
     fits = {}
-    for c in (0.01, 0.1, 1.0):
+    for c in (0.0001, 0.001, 0.01, 0.1, 1.0):
         model = OneVsRestClassifier(LogisticRegression(C=c, max_iter=2000, random_state=seed), n_jobs=1)
         model.fit(x["train"], targets["train"])
         val_probs = model.predict_proba(x["val"])

@@ -24,6 +24,9 @@ def test_label_smoothing_the_user_gives_is_still_refused_on_multilabel_data(tmp_
     import imgclf
 
     assert resolve_config(recipe="fast", data=str(index), label_smoothing=0.1).label_smoothing == 0.1
+    own = tmp_path / "mine.yaml"
+    own.write_text("label_smoothing: 0.1\n")  # a config file is the user's too: kept, then refused by the run
+    assert resolve_config(recipe="fast", config_file=own, data=str(index)).label_smoothing == 0.1
     with pytest.raises(ImgclfError, match=r"label_smoothing must be 0 for multi-label data.*label_smoothing=0.1"):
         imgclf.fit(data=str(index), recipe="fast", label_smoothing=0.1, sizing="fixed", time_limit=None, epochs=1,
                    img_size=32, out=str(tmp_path / "run"), progress=False)

@@ -270,3 +270,6 @@ def test_label_set_captions_wrap_whole_sets_and_keep_each_probability_with_its_l
         assert name in flat.split("Pred:")[0]  # no label cut out of the true set
     assert all(f"{n}\u00a0{p}" in caption for n, p in (("t-shirt", "0.99"), ("coat", "0.48")))
     assert label_set_caption([], []) == "True: none\nPred: none"
+    # a hyphen at the wrap point: "ankle-boot" stays whole
+    hyphen = label_set_caption(["bag", "ankle-boot"], [("ankle-boot", 0.9)], width=20)
+    assert "ankle-boot" in hyphen.replace("\n  ", " ")

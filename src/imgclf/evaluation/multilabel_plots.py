@@ -82,13 +82,16 @@ LINE_IN = 0.17  # one caption line, inches
 
 
 def label_set_caption(true: Sequence[str], pred: Sequence[tuple[str, float]], width: int = CAPTION_CHARS) -> str:
-    """ "True: a + b" and "Pred: a 0.97 + c 0.61", each wrapped to `width` characters, never between a label
-    and its probability (a no-break space joins them: textwrap breaks at ASCII whitespace only)."""
+    """ "True: a + b" and "Pred: a 0.97 + c 0.61", each wrapped to `width` characters, never inside a label
+    (no break at its hyphens) nor between a label and its probability (a no-break space joins them: textwrap
+    breaks at ASCII whitespace only)."""
     def wrapped(head: str, items: list[str]) -> list[str]:
-        return textwrap.wrap(head + (" + ".join(items) or "none"), width=width, break_long_words=True,
-                             subsequent_indent="  ")
+        return textwrap.wrap(head + (" + ".join(items) or "none"), width=width, break_long_words=False,
+                             break_on_hyphens=False, subsequent_indent="  ")
 
-    return "\n".join(wrapped("True: ", list(true)) + wrapped("Pred: ", [f"{n}\u00a0{p:.2f}" for n, p in pred]))
+    name = max(8, width - 10)  # a label longer than a line is shortened, never split
+    return "\n".join(wrapped("True: ", [short(t, name) for t in true])
+                     + wrapped("Pred: ", [f"{short(n, name)}\u00a0{p:.2f}" for n, p in pred]))
 
 
 def plot_label_set_grid(samples: Sequence[Mapping], path: str | os.PathLike, title: str = "Label sets") -> Path:
@@ -97,14 +100,12 @@ def plot_label_set_grid(samples: Sequence[Mapping], path: str | os.PathLike, tit
     captions = [label_set_caption(s["true"], s["pred"]) for s in samples]
     lines = max((c.count("\n") + 1 for c in captions), default=2)
     n_wrong = sum(1 for s in samples if not s["correct"])
-    heading = (f"{title}: {n_wrong} wrong (red frame) and {len(samples) - n_wrong} right, "
-               "mixed on purpose (not the error rate)")
+    heading = f"{title}: a seeded random sample of {len(samples)} test images, {n_wrong} wrong (red frame)"
     with style():
         fig, cells = _cell_axes(max(len(samples), 1), SET_COLUMNS, caption_in=LINE_IN * lines + 0.1, title=heading)
         for (ax,), s, caption in zip(cells, samples, captions):
             _show(ax, s["image"])
-            color = TRAIN_COLOR if s["correct"] else WRONG_COLOR
-            ax.set_title(caption, fontsize=CAPTION_PT, color=RIGHT_COLOR if s["correct"] else color, loc="left",
+            ax.set_title(caption, fontsize=CAPTION_PT, color=RIGHT_COLOR if s["correct"] else WRONG_COLOR, loc="left",
                          fontweight="normal" if s["correct"] else "bold", pad=4, linespacing=1.15)
             _mark(ax, "#d1d5db" if s["correct"] else WRONG_COLOR, 0.8 if s["correct"] else 3.0)
         if not samples:

@@ -30,7 +30,8 @@ FIGURES = {
     "reliability": ("Reliability per label", "For each label, test images grouped into ten bins by the predicted "
                     "probability of that label: the share that carry it against the bins' mean probability. On the "
                     f"dashed diagonal the probabilities mean what they say; below it the model is over-confident, "
-                    f"above it under-confident. Hollow markers: bins of fewer than {MIN_BIN_IMAGES} images."),
+                    f"above it under-confident. Hollow markers: bins of fewer than {MIN_BIN_IMAGES} images. Each panel's ECE is the "
+                    "table's (15 bins)."),
     "samples": ("True vs predicted label sets", "A seeded sample of test images; red: the predicted set differs "
                 "from the true one. Each predicted label carries its probability (it reached its tuned "
                 "threshold)."),

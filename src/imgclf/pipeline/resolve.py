@@ -18,9 +18,10 @@ from ..recipes import load_recipe
 
 # Settings that name files or folders: stored absolute, so a saved config works from another working directory.
 PATH_SETTINGS = ("data", "out", "cache_dir")
-# Single-label settings a recipe may carry, and what they become on multi-label data unless the user gave them:
-# recipes are written for one label per image (label smoothing has no one class to smooth towards), and a
-# recipe such as `fast` should train an index file as it is; a value the user gives is still refused there.
+# Single-label settings a recipe may carry, and what they become on multi-label data unless the user gave them
+# (as a value or in a --config file): recipes are written for one label per image (label smoothing has no one
+# class to smooth towards), and a recipe such as `fast` should train an index file as it is; a value the user
+# gives is still refused there.
 MULTILABEL_RECIPE_VALUES = {"label_smoothing": 0.0, "sampler": "none"}
 
 
@@ -73,6 +74,7 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     `explicit` (keyword arguments win over `values`). The recipe is named by `recipe`, else by a `recipe` key in
     the explicit values or the file. `None` values are "not given"."""
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
+    chosen = {**(read_config_file(config_file) if config_file is not None else {}), **given}  # the user's own
     layered = {**recipe_and_file(recipe or given.get("recipe"), config_file), **given}
     if layered.get("recipe"):
         layered["recipe"] = recipe or given.get("recipe") or layered["recipe"]
@@ -80,7 +82,7 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
         raise invalid("data", Described("no data setting"), "given: the image folder to train on "
                       "(imgclf train DATA, or imgclf.fit(data=...))")
     if _multilabel(layered):
-        layered.update({k: v for k, v in MULTILABEL_RECIPE_VALUES.items() if k not in given and k in layered})
+        layered.update({k: v for k, v in MULTILABEL_RECIPE_VALUES.items() if k not in chosen and k in layered})
     return make_config(**_absolute(layered))
 
 

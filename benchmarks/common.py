@@ -429,18 +429,38 @@ def env_line(result: dict) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def fast_recipe_runs(folder: Path = RESULTS) -> dict[tuple[str, str], list[tuple[dict, dict]]]:
-    """(recipe, time limit) -> [(result file, run)] from fast_recipe_*.json, one run per seed: where two files
-    hold the same seed (a re-run), the newer one counts, so no seed is counted twice."""
+# Training speed differs about 4-5x between these CPU classes, so results are named and tabled per class.
+MACHINE_CLASSES = {"avx512bf16": "AVX-512 with native bf16", "avx512": "AVX-512", "avx2": "AVX2 only"}
+
+
+def machine_tag(env: dict) -> str:
+    """The CPU class of an environment() record, as a file-name token (a key of MACHINE_CLASSES)."""
+    isa = set(env.get("isa") or [])
+    return "avx512bf16" if isa & {"avx512_bf16", "amx_bf16"} else "avx512" if "avx512f" in isa else "avx2"
+
+
+def machine_class(result: dict) -> str:
+    """The CPU class a result file was measured on, in words."""
+    return MACHINE_CLASSES[machine_tag(result.get("environment", {}))]
+
+
+def fast_recipe_runs(folder: Path = RESULTS, recipe: str = "fast-fmnist"
+                     ) -> dict[tuple[str, str], list[tuple[dict, dict]]]:
+    """(machine class, time limit) -> [(result file, run)] of one recipe trained alone on the full Fashion-MNIST
+    (fast_recipe_*.json for fast-fmnist, recipe_<name>_*.json for the others; stand-ins left out), one run per
+    seed: where two files hold the same seed (a re-run), the newer one counts, so no seed is counted twice."""
+    pattern = "fast_recipe_*.json" if recipe == "fast-fmnist" else f"recipe_{recipe.replace('-', '_')}_*.json"
     newest: dict[tuple[str, str, int], tuple[dict, dict]] = {}
-    for path in sorted(folder.glob("fast_recipe_*.json")):
+    for path in sorted(folder.glob(pattern)):
         result = json.loads(path.read_text())
+        if result.get("recipe") != recipe or not result.get("data", "").startswith("Fashion-MNIST"):
+            continue
         for run in result["runs"]:
-            key = (result["recipe"], result["time_limit"], run["seed"])
+            key = (machine_class(result), result["time_limit"], run["seed"])
             if key not in newest or result.get("when", "") > newest[key][0].get("when", ""):
                 newest[key] = (result, run)
     grouped: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
-    for (recipe, limit, _), pair in sorted(newest.items(), key=lambda item: item[0][2]):
-        grouped.setdefault((recipe, limit), []).append(pair)
+    for (cls, limit, _), pair in sorted(newest.items(), key=lambda item: item[0][2]):
+        grouped.setdefault((cls, limit), []).append(pair)
     return grouped
 

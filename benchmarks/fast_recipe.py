@@ -8,15 +8,16 @@ Fashion-MNIST 28x28 grayscale: 60,000 train (55,000 train + 5,000 validation spl
     python -m benchmarks.fast_recipe --time-limit 10m --seeds 0 --recipe fast,fast-fmnist --together
 
 Arguments after `--` go to `imgclf train` unchanged (a variant of the recipe); `--tag` names its result file,
-results/fast_variant_<budget>_<tag>.json, apart from the recipe's own fast_recipe_<budget>*.json. Each seed is
-an `imgclf train` subprocess (the smoke mode trains in-process: one seed, one epoch, generated data).
+results/fast_variant_<budget>_<tag>.json, apart from the recipe's own fast_recipe_<budget>_<cpu>_seed<S>.json (cpu:
+avx2, avx512 or avx512bf16, the class of the machine). Each seed is an `imgclf train` subprocess (the smoke mode
+trains in-process: one seed, one epoch, generated data).
 
 Several recipes (`--recipe fast,fast-fmnist`: the self-sizing recipe against the fixed width-16 one) run one after
 the other per seed, or with `--together` at the same time, so that a machine shared with other work loads both
 alike (each then gets about half the cores: compare them with each other, not with runs made alone). Recipes
 trained together go to one file, fast_pair_<budget>_seed<S>.json, with the load average before and after. The
-self-sizing recipe's results (recipe_fast_<budget>_seed<S>.json) add its probe: candidates, speeds, the choice,
-and the measured epoch speed over the probe's speed of the chosen width (what EPOCH_EFFICIENCY assumes).
+self-sizing recipe's results (recipe_fast_<budget>_<cpu>_seed<S>.json) add its probe: candidates, speeds, the
+choice, and the measured epoch speed over the probe's speed of the chosen width (what EPOCH_EFFICIENCY assumes).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import Bench, add_arguments
+from imgclf import hardware
+
+from benchmarks.common import Bench, add_arguments, machine_tag
 
 # DATA.md's stand-ins as files at their own size: (side, PIL mode, images per class and split, classes)
 STAND_INS = {"s3": (48, "L", 300, 6), "s5": (32, "RGB", 150, 10)}
@@ -182,9 +185,11 @@ def _write(bench, args, recipe: str, runs: list[dict], overrides: list[str], tog
         prefix += f"_{args.stand_in}"
         common["data"] = f"stand-in {args.stand_in}: Fashion-MNIST " + "{2}/class, {3} classes, {0}x{0} {1}".format(
             *STAND_INS[args.stand_in])
+    # the CPU class in the name: the same budget trains 4-5x more on one class than another, and each keeps its file
+    tag = machine_tag(hardware.describe())
     path = None
     for run in runs:
-        path = bench.write_result(f"{prefix}_{args.time_limit}_seed{run['seed']}", {**common, "runs": [run]})
+        path = bench.write_result(f"{prefix}_{args.time_limit}_{tag}_seed{run['seed']}", {**common, "runs": [run]})
     return path
 
 

@@ -113,6 +113,38 @@ def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode
         assert "Model sized for the budget" in page and f"{chosen.images_per_s:,.0f}" in page
 
 
+def test_a_resumed_fast_run_keeps_its_probe_record_without_probing_again(tmp_path, monkeypatch):
+    from imgclf.pipeline import sizing as sizing_module
+    from imgclf.train.callbacks import HistoryWriter
+    from imgclf.train.fit import TrainingInterrupted
+
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=10, size=28, mode="L")
+    original = HistoryWriter.on_train_epoch_start
+
+    def interrupt(self, trainer, pl_module):  # Ctrl-C once the first epoch's checkpoint is written
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+        original(self, trainer, pl_module)
+
+    with monkeypatch.context() as m:
+        m.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit({"data": str(data), "recipe": "fast", "time_limit": "6s", "epochs": 3, "batch_size": 8,
+                        "progress": False, "val_split": 0.2, "test_split": 0.2, "out": str(tmp_path / "run")},
+                       report=False)
+    probed = json.loads((tmp_path / "run" / "sizing.json").read_text())
+
+    def probe_again(*args, **kwargs):
+        raise AssertionError("a resumed run keeps the model it was sized to; it must not probe again")
+
+    monkeypatch.setattr(sizing_module, "size_run", probe_again)
+    run = imgclf.fit(resume=str(tmp_path / "run"), report=False)
+    card = RunDir(run.path).read_card()
+    assert card.sizing is not None and card.sizing.model_dump(mode="json") == probed
+    assert card.model_args["width"] == probed["candidates"][probed["chosen"]]["model_args"]["width"]
+    assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3]
+
+
 def test_ema_adds_lightnings_weight_averaging_callback():
     from lightning.pytorch.callbacks import EMAWeightAveraging
 

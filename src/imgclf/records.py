@@ -676,10 +676,12 @@ class TuneRecord(Record):
     trials_asked: int = Field(ge=1)
     time_limit_seconds: float | None = None
     seconds_used: float = Field(ge=0, description="Sum of the trials' wall times (the budget's measure).")
-    stopped: str = Field(description="Why the search ended: all trials run, or the time limit.")
+    stopped: str = Field(description="Why the search ended: all trials run, or the time limit; 'running: ...' "
+                         "while it runs (the file is rewritten after every trial).")
     space: dict[str, dict[str, Any]]
     trials: list[TuneTrial]
-    best: TuneBest
+    best: TuneBest | None = Field(description="The chosen trial, tested; while the search runs, the best so far "
+                                  "(untested); None when no trial has completed.")
     importances: dict[str, float] | None = Field(None, description="Optuna's parameter importances (PED-ANOVA "
                                                  "by default) over the complete trials; None with too few.")
 

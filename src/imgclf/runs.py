@@ -166,8 +166,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
 
 
 def _search_trial(path: Path):
-    """The TuneTrial of a run that is a trial of a finished search (SEARCH/trials/trial-NNN beside
-    SEARCH/tune.json), or None: not a trial, or the search wrote no readable tune.json yet."""
+    """The TuneTrial of a run that is a trial of a search (SEARCH/trials/trial-NNN beside SEARCH/tune.json, which
+    the search rewrites after every trial), or None: not a trial, or no readable tune.json yet."""
     from .io import read_json
     from .records import TuneRecord
 

@@ -41,12 +41,15 @@ def _benchmarks_package():
 
 
 benchmarks = _benchmarks_package()
+from benchmarks.common import machine_tag  # noqa: E402
+from imgclf.hardware import describe  # noqa: E402
+
 HELPERS = {"common"}  # shared plumbing, not a benchmark
 # Benchmarks whose optional dependency (an extra of pyproject.toml) may be missing from a test install.
 NEEDS = {"serve_load": "aiohttp"}
 # What each smoke run writes into its results folder (the report generators write pages instead).
 WRITES = {"report_performance": "docs/performance.md", "report_results": "docs/results.md", "run_all": None,
-          "fast_recipe": "results/fast_recipe_10m_seed0.json", "peers_10min": "results/peers_600s.json",
+          "fast_recipe": f"results/fast_recipe_10m_{machine_tag(describe())}_seed0.json", "peers_10min": "results/peers_600s.json",
           "transfer_pretrained_vs_scratch": "results/transfer_pretrained_vs_scratch.json",
           "imbalance_study": "results/imbalance_study.json", "serve_load": "results/serve.json"}
 

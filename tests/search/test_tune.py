@@ -87,6 +87,34 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     assert best_cfg is not None
 
 
+def test_a_search_cut_short_lists_its_pruned_trial_as_pruned(data, tmp_path, monkeypatch):
+    import optuna
+
+    import imgclf
+    from imgclf.pipeline import run as pipeline_run
+
+    class PruneTrialOne(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.number == 1
+
+    train_run = pipeline_run.train_run
+
+    def ctrl_c_in_trial_two(cfg, **kwargs):
+        if cfg.out.endswith("trial-002"):
+            raise KeyboardInterrupt
+        return train_run(cfg, **kwargs)
+
+    monkeypatch.setattr(pipeline_run, "train_run", ctrl_c_in_trial_two)
+    out = tmp_path / "search"
+    with pytest.raises(KeyboardInterrupt):
+        imgclf.tune({"data": str(data), **SETTINGS}, trials=3, space=SPACE, out=str(out), pruner=PruneTrialOne())
+    record = _record(out)
+    assert record["stopped"] == "running: 2 of 3 trials done" and record["best"]["number"] == 0
+    status = {r.name: (r.status, r.reason) for r in imgclf.list_runs(out)}
+    assert status["trials/trial-000"][0] == "completed"
+    assert status["trials/trial-001"][0] == "pruned" and "pruned at epoch 0" in status["trials/trial-001"][1]
+
+
 def test_a_killed_search_resumes_without_rerunning_finished_trials(data, tmp_path):
     import imgclf
 
@@ -101,7 +129,9 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(data, tmp_pat
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (out / "tune.json").exists()
+    so_far = _record(out)  # rewritten after each trial: the killed search's record of the trials it finished
+    assert so_far["stopped"] == "running: 2 of 6 trials done" and so_far["best"]["test_accuracy"] is None
+    assert [t["state"] for t in so_far["trials"]][:2] == ["complete", "complete"]
     before = {n: (out / "trials" / f"trial-{n:03d}" / "model.safetensors").stat().st_mtime_ns for n in (0, 1)}
 
     imgclf.tune(data=str(data), trials=3, space=tmp_path / "space.yaml", out=str(out), resume=True,

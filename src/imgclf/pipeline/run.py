@@ -23,7 +23,7 @@ from ..ood import STATS_FILE
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", STATS_FILE, "model.json", "history.csv",
-             "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png")
+             "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json")
 
 
 @dataclass
@@ -182,10 +182,15 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     try:
         data, model, resolved = _data_and_model(cfg, info, img_size, transfer_args)
         sizing = None
-        if resolved.sizing == "probe" and not resume:  # a resumed run keeps the model its config.yaml holds
-            from .sizing import size_run
+        if resolved.sizing == "probe":
+            from .sizing import save_sizing, size_run, stored_sizing
 
-            resolved, model, sizing = size_run(resolved, data)
+            if resume:  # a resumed run keeps the model its config.yaml holds, and the probe's record
+                sizing = stored_sizing(run_dir)
+            else:
+                resolved, model, sizing = size_run(resolved, data)
+                if is_launch_zero:
+                    save_sizing(run_dir, sizing)
         if resolved.lr == "auto":
             resolved = _auto_lr(resolved, data, model, run_dir)
     except BaseException:

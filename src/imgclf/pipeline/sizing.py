@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from .. import hardware
@@ -34,6 +35,9 @@ EPOCH_EFFICIENCY = 0.8
 PROBE_SHARE = 0.025  # of the budget, for all candidates together
 PROBE_SECONDS = (2.0, 30.0)  # bounds on that
 NATIVE_SIZE_CAP = 64  # the fast family is built for small images; larger ones are downscaled to this
+# The probe's record in the run directory from the moment the choice is made, so that a resumed run's card (written
+# by the process that finishes the run) still says how its model was chosen.
+SIZING_FILE = "sizing.json"
 
 
 @dataclass(frozen=True)
@@ -174,3 +178,19 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
         print(f"sizing {info.probe_seconds:.1f} s probe ({precision}): {speeds}; chose width "
               f"{chosen.model_args['width']}: {choice.reason}", file=sys.stderr, flush=True)
     return sized, model, info
+
+
+def save_sizing(run_dir: Path, info: Any) -> None:
+    """Keep the probe's SizingInfo in the run directory (atomically) until the card takes it."""
+    from ..io import write_json
+
+    write_json(Path(run_dir) / SIZING_FILE, info.model_dump(mode="json"))
+
+
+def stored_sizing(run_dir: Path) -> Any:
+    """The SizingInfo an earlier process of this run saved (None for runs sized before it was kept)."""
+    from ..io import read_json
+    from ..records import SizingInfo
+
+    path = Path(run_dir) / SIZING_FILE
+    return SizingInfo.model_validate(read_json(path)) if path.is_file() else None

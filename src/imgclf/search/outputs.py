@@ -56,16 +56,23 @@ def importances(study: Any) -> dict[str, float] | None:
 
 
 def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,
-                stop_reason: str) -> TuneRecord:
+                stop_reason: str, final: bool = True) -> TuneRecord:
+    """The search as it stands; `final=False` (after each trial) leaves out the importances, which take a fit."""
     import optuna
+    from optuna.trial import TrialState
 
     from .. import __version__
     from .search import _used_seconds
 
     settings = search["settings"]
-    best = study.best_trial
-    run = RunDir(folder / best.user_attrs["run"])
-    metrics = run.read_metrics() if run.has("metrics.json") else None
+    chosen = None
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        best = study.best_trial
+        run = RunDir(folder / best.user_attrs["run"])
+        metrics = run.read_metrics() if run.has("metrics.json") else None
+        chosen = TuneBest(number=best.number, value=best.value, params=dict(best.params), run=best.user_attrs["run"],
+                          test_accuracy=None if metrics is None else metrics.accuracy,
+                          test_macro_f1=None if metrics is None else metrics.macro.f1)
     return TuneRecord(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), imgclf_version=__version__,
         optuna_version=optuna.__version__, data=settings["data"], model=settings["model"],
@@ -73,10 +80,7 @@ def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, b
         seed=search["seed"], trials_asked=trials, time_limit_seconds=budget,
         seconds_used=round(_used_seconds(study), 1), stopped=stop_reason, space=search["space"],
         trials=[_trial(t) for t in study.get_trials(deepcopy=False)],
-        best=TuneBest(number=best.number, value=best.value, params=dict(best.params), run=best.user_attrs["run"],
-                      test_accuracy=None if metrics is None else metrics.accuracy,
-                      test_macro_f1=None if metrics is None else metrics.macro.f1),
-        importances=importances(study))
+        best=chosen, importances=importances(study) if final else None)
 
 
 # ------------------------------------------------------------------------------------------- figures

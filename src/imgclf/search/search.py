@@ -4,7 +4,8 @@
     OUT/search.yaml       the settings the search started from, its space and seed (a resume must match them)
     OUT/trials/trial-NNN  one run directory per trial (NNN = Optuna's trial number), validated, never tested
     OUT/best.yaml         the best trial's settings: imgclf train --config OUT/best.yaml [DATA]
-    OUT/tune.json         every trial, the best, parameter importances (imgclf.records.TuneRecord)
+    OUT/tune.json         every trial, the best, parameter importances (imgclf.records.TuneRecord); rewritten
+                          after each trial (stopped: 'running: ...'), so a search cut short still has it
     OUT/tune.html         history, importances, parallel coordinates, a link to the best trial's report
 
 Selection uses the validation split only: a trial's value is the validation accuracy of the weights it kept,
@@ -221,7 +222,21 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
         # card) comes off, so that the search as a whole keeps to its budget
         training = None if left is None else min(share, left) - _overhead(study)
         _run_trial(study, params, settings, folder, training, say)
+        _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
+                      final=False)
     return finish(folder, study, search, trials, budget, stop_reason, say)
+
+
+def _write_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,
+                  stop_reason: str, final: bool = True) -> Any:
+    """tune.json as the search stands: rewritten after every trial, so that a search cut short still says how each
+    trial ended (`imgclf runs` lists its pruned trials as pruned)."""
+    from ..io import write_json
+    from .outputs import tune_record
+
+    record = tune_record(folder, study, search, trials, budget, stop_reason, final=final)
+    write_json(folder / JSON_FILE, record.model_dump(mode="json"))
+    return record
 
 
 def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder: Path, seconds: float | None,
@@ -288,10 +303,11 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     from optuna.trial import TrialState
 
     from ..records import RunDir
-    from .outputs import best_settings, tune_record, write_page
+    from .outputs import best_settings, write_page
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
+        _write_record(folder, study, search, trials, budget, f"{stop_reason}, none completed")
         raise invalid("trials", trials, "enough for at least one trial to complete",
                       note=f"none completed in {folder}", hint="See tune.json / the trial folders for why")
     best = study.best_trial
@@ -300,10 +316,7 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     if not run.has("metrics.json"):
         _test_best(best_run, say)
     best_settings(folder / BEST_FILE, run)
-    record = tune_record(folder, study, search, trials, budget, stop_reason)
-    from ..io import write_json
-
-    write_json(folder / JSON_FILE, record.model_dump(mode="json"))
+    record = _write_record(folder, study, search, trials, budget, stop_reason)
     write_page(folder / HTML_FILE, record, study)
     return TuneResult(folder, best_run, best.value, dict(best.params), record)
 

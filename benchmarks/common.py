@@ -429,6 +429,14 @@ def env_line(result: dict) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def shared_caveat(result: dict) -> str:
+    """" (a machine shared ...)" where the load average at the end (the benchmark's own cores included) says others
+    ran beside it, else "": the reader is told which seconds to read as upper bounds."""
+    env = result.get("environment", {})
+    load, cores = (env.get("load_average") or [0.0])[0], env.get("cores") or 1
+    return " (a machine shared with other sessions: seconds are upper bounds)" if load > cores + 0.5 else ""
+
+
 # Training speed differs about 4-5x between these CPU classes, so results are named and tabled per class.
 MACHINE_CLASSES = {"avx512bf16": "AVX-512 with native bf16", "avx512": "AVX-512", "avx2": "AVX2 only"}
 

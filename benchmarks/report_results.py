@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import (DOCS, RESULTS, Bench, add_arguments, env_line, fast_recipe_runs, load_result,
-                               machine_class)
+                               machine_class, shared_caveat)
 
 
 def _pct(value: float | None) -> str:
@@ -256,7 +256,7 @@ def lr_auto_section(result: dict | None) -> list[str]:
              f"is in test accuracy ({result['per_class']:,} validation images: one image is "
              f"{100 / result['per_class']:.1f} points, so the grid's choice is noisy). Target: auto within 0.5 points "
              f"of the grid's best. Measured on: "
-             f"{env_line(result)} (a machine shared with other sessions: seconds are upper bounds).", "",
+             f"{env_line(result)}{shared_caveat(result)}.", "",
              "| model, seed | auto lr | auto test | best grid lr (val) | its test | auto behind by | within 0.5 pt |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for name, row in result["summary"].items():
@@ -284,8 +284,7 @@ def tune_section(result: dict | None) -> list[str]:
              f"seed {result['seed']}, budget {result['budget']} per arm. The recipe's run trains for the budget; the "
              f"search runs up to {result['trials_asked']} trials of budget / trials each (its budget counts whole "
              "trials: data, training, card), chooses on validation accuracy and scores only the best trial on "
-             f"test. Measured on: {env_line(result)} (a machine shared with other sessions: seconds are upper "
-             "bounds).", "",
+             f"test. Measured on: {env_line(result)}{shared_caveat(result)}.", "",
              "| arm | runs | epochs (best) | val accuracy | test accuracy | wall s |", "|---|---:|---:|---:|---:|---:|",
              f"| train --recipe {result['recipe']} --time-limit {result['budget']} | 1 | {recipe['epochs']} | "
              f"{_pct(recipe['val_accuracy'])} | {_pct(recipe['test_accuracy'])} | {recipe['wall_seconds_total']:.0f} |",
@@ -295,6 +294,12 @@ def tune_section(result: dict | None) -> list[str]:
              f"Search minus recipe: {result['tune_minus_recipe_points']:+.2f} points of test accuracy. Best trial's "
              "settings: " + ", ".join(f"`{k}={v:.3g}`" if isinstance(v, float) else f"`{k}={v!r}`"
                                       for k, v in tune["best_params"].items()) + ".", ""]
+    trained = sorted(t["epochs"] for t in done if t.get("epochs"))
+    if trained:
+        lines += [f"Each complete trial trained {trained[0]}-{trained[-1]} epochs, the recipe's one run "
+                  f"{recipe['epochs']}. The search used {tune['seconds_used']:.0f} s of its {result['budget']}: it "
+                  f"ends at its {result['trials_asked']} trials, and a pruned trial's unused share is not handed to "
+                  "another.", ""]
     if result["budget"] != "30m":
         epochs = sorted({t["epochs"] for t in tune["trials"] if t.get("epochs")})
         lines += [f"The issue asks for 30 minutes per arm; this run had {result['budget']} (the shared machine's time "

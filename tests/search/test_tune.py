@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imgclf.cli import app
+from imgclf.errors import ImgclfError
 from conftest import make_image_folder
 
 SETTINGS = {"model": "simple_cnn", "img_size": 12, "epochs": 2, "batch_size": 8, "model_args": {"width": 4},
@@ -124,6 +125,14 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(data, tmp_pat
            str(tmp_path / "space.yaml"), *FLAGS, "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 240
+    while not (out / "study.db").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode() if proc.poll() else "slow"
+        time.sleep(0.1)
+    # a second search on the folder while the first lives is refused, before it touches the study
+    with pytest.raises(ImgclfError, match=r"out .*in use by another imgclf tune"):
+        imgclf.tune(data=str(data), trials=3, space=tmp_path / "space.yaml", out=str(out), resume=True,
+                    **{k: v for k, v in SETTINGS.items() if k != "progress"}, progress=False)
+    assert proc.poll() is None, "the first search must still be running for this check to mean anything"
     while not (out / "trials" / "trial-002").exists():  # trials 0 and 1 finished, trial 2 under way
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode() if proc.poll() else "slow"
         time.sleep(0.2)

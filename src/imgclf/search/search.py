@@ -7,6 +7,7 @@
     OUT/tune.json         every trial, the best, parameter importances (imgclf.records.TuneRecord); rewritten
                           after each trial (stopped: 'running: ...'), so a search cut short still has it
     OUT/tune.html         history, importances, parallel coordinates, a link to the best trial's report
+    OUT/tune.lock         held by the process searching: a second `tune` on the folder is refused while it lives
 
 Selection uses the validation split only: a trial's value is the validation accuracy of the weights it kept,
 Optuna's TPE sampler (seeded) proposes the next settings and a pruner (median by default) stops a trial whose
@@ -25,7 +26,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from .space import Param, apply, check_against, default_space, parse_param, read
 
 STUDY_FILE, SEARCH_FILE, BEST_FILE, JSON_FILE, HTML_FILE = "study.db", "search.yaml", "best.yaml", "tune.json", \
     "tune.html"
+LOCK_FILE = "tune.lock"
 STUDY_NAME = "imgclf"
 OBJECTIVE = "val_acc"  # what the pruner watches each epoch and what a trial is scored by (at the kept epoch)
 # Settings a resumed search may change: how many trials and how long, not what is searched or on what.
@@ -105,6 +108,24 @@ def _folder(out: str | os.PathLike | None, model: str, resume: bool) -> Path:
         raise bad_path("out", folder, "an empty or new folder", "not empty")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """One process per search folder. A second `tune --resume` would mark the first one's running trial failed and
+    both would add trials to one study. The OS drops the lock when its holder dies, so a killed search resumes."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(folder / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise bad_path("out", folder, "a search folder no other process is using", "in use by another imgclf tune",
+                       hint="Wait for that search to end (or stop it), then pass --resume") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _check_resume(folder: Path, stored: dict[str, Any], search: dict[str, Any]) -> None:
@@ -193,38 +214,40 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     check_against(params, {**settings, "out": None})
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed}
     folder = _folder(out, base.model, resume)
-    if resume:
-        stored = read_yaml(folder / SEARCH_FILE)
-        _check_resume(folder, stored, search)
-    else:
-        write_yaml(folder / SEARCH_FILE, search)
+    with _exclusive(folder):  # held until the search returns or dies
+        if resume:
+            stored = read_yaml(folder / SEARCH_FILE)
+            _check_resume(folder, stored, search)
+        else:
+            write_yaml(folder / SEARCH_FILE, search)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _storage(folder)
-    existing = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials if resume else []
-    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize", load_if_exists=resume,
-                                sampler=_sampler(base.seed, len(existing), trials), pruner=pruner or _pruner(trials))
-    failed = _fail_unfinished(storage, study) if resume else []
-    if failed:
-        say(f"resume: trial(s) {', '.join(map(str, failed))} had not finished; marked failed, not rerun")
-    share = None if budget is None else budget / trials
-    finished = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
-                        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    stop_reason = f"{trials} trials"
-    if finished():
-        say(f"resume: {len(finished())} trial(s) already done")
-    while len(finished()) < trials:
-        left = None if budget is None else budget - _used_seconds(study)
-        if left is not None and left < 0.5 * share:
-            stop_reason = f"time limit ({time_limit})"
-            break
-        # a trial's own time limit covers its training only: what the trials so far spent around it (data, model,
-        # card) comes off, so that the search as a whole keeps to its budget
-        training = None if left is None else min(share, left) - _overhead(study)
-        _run_trial(study, params, settings, folder, training, say)
-        _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
-                      final=False)
-    return finish(folder, study, search, trials, budget, stop_reason, say)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = _storage(folder)
+        existing = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials if resume else []
+        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize",
+                                    load_if_exists=resume, sampler=_sampler(base.seed, len(existing), trials),
+                                    pruner=pruner or _pruner(trials))
+        failed = _fail_unfinished(storage, study) if resume else []
+        if failed:
+            say(f"resume: trial(s) {', '.join(map(str, failed))} had not finished; marked failed, not rerun")
+        share = None if budget is None else budget / trials
+        finished = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
+                            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        stop_reason = f"{trials} trials"
+        if finished():
+            say(f"resume: {len(finished())} trial(s) already done")
+        while len(finished()) < trials:
+            left = None if budget is None else budget - _used_seconds(study)
+            if left is not None and left < 0.5 * share:
+                stop_reason = f"time limit ({time_limit})"
+                break
+            # a trial's own time limit covers its training only: what the trials so far spent around it (data, model,
+            # card) comes off, so that the search as a whole keeps to its budget
+            training = None if left is None else min(share, left) - _overhead(study)
+            _run_trial(study, params, settings, folder, training, say)
+            _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
+                          final=False)
+        return finish(folder, study, search, trials, budget, stop_reason, say)
 
 
 def _write_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,

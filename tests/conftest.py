@@ -52,6 +52,21 @@ def _isolated_cache(tmp_path_factory):
         os.environ["IMGCLF_CACHE"] = old
 
 
+@pytest.fixture()
+def steps():
+    """The training optimiser steps taken while a test runs (one entry each): a resumed run that repeats an epoch
+    takes more than the uninterrupted one. The temperature fitted after training (LBFGS on one scalar) is not an
+    epoch's step."""
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    counted: list[int] = []
+    handle = register_optimizer_step_post_hook(
+        lambda optimizer, *_: None if isinstance(optimizer, torch.optim.LBFGS) else counted.append(1))
+    yield counted
+    handle.remove()
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
     """3 classes x 20 RGB 16x16 images, flat layout."""

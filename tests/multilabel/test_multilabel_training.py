@@ -12,7 +12,6 @@ import pytest
 import torch
 from ml_fixtures import make_mosaics
 from safetensors.torch import load_file
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import imgclf
 from imgclf.io import read_csv
@@ -27,15 +26,6 @@ BASE = {"img_size": 32, "epochs": 4, "batch_size": 16, "progress": False, "model
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     return str(make_mosaics(tmp_path_factory.mktemp("mosaics"), count=80)[0])
-
-
-@pytest.fixture()
-def steps():
-    counted: list[int] = []
-    handle = register_optimizer_step_post_hook(
-        lambda optimizer, *_: None if isinstance(optimizer, torch.optim.LBFGS) else counted.append(1))
-    yield counted
-    handle.remove()
 
 
 def test_a_multilabel_run_resumes_without_repeating_an_epoch(index, tmp_path, steps, monkeypatch):

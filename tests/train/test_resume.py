@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import imgclf
 from conftest import make_image_folder
@@ -36,16 +35,6 @@ KINDS = {
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_image_folder(tmp_path_factory.mktemp("resume"), per_class=16)
-
-
-@pytest.fixture()
-def steps():
-    counted: list[int] = []
-    # training steps only: the temperature fitted after training (LBFGS on one scalar) is not an epoch's step
-    handle = register_optimizer_step_post_hook(
-        lambda optimizer, *_: None if isinstance(optimizer, torch.optim.LBFGS) else counted.append(1))
-    yield counted
-    handle.remove()
 
 
 def _interrupt_when(epoch_index: int, monkeypatch) -> None:

@@ -130,8 +130,7 @@ def fast_budget_section(source: Path) -> list[str]:
             tag = result["benchmark"].removeprefix(f"fast_variant_{result['time_limit']}_")
             extra = " ".join(result["extra_args"]) or "none (the recipe re-run)"
             lines.append(f"| {machine_class(result)} | {result['time_limit']} | {tag} | `{extra}` | {seeds} | {val} | "
-                         f"{test} | "
-                         f"{epochs} | {statistics.median(r['images_per_s'] for r in rows):,.0f} |")
+                         f"{test} | {epochs} | {statistics.median(r['images_per_s'] for r in rows):,.0f} |")
     budgets = ",".join(sorted({budget for _, budget in recipe}, key=parse_seconds))
     return lines + ["", f"Commands: `python -m benchmarks.fast_recipe --time-limit BUDGET --seeds S` for BUDGET in "
                     f"{budgets}; variants with `--tag T -- ARGS`.", ""]
@@ -156,7 +155,8 @@ def fast_sizing_section(source: Path) -> list[str]:
              "`fast-fmnist` is the fixed width-16 recipe. No TTA; selection on validation only.", ""]
     if sized:
         lines += ["### Trained alone, against the issue's targets", "",
-                  "Fashion-MNIST 55k/5k/10k, each run alone on an otherwise idle machine, one after the other. "
+                  "Fashion-MNIST 55k/5k/10k, each run alone, one after the other (the load average at the end is "
+                  "given: about 2 is the run's own two threads). "
                   "Target: issue 23's mean test accuracy over 2 seeds for the machine class, and at least the fixed "
                   "width-16 recipe measured in the same session.", "",
                   "| machine | budget | target | recipe | seeds | width | epochs | img/s | val | test (mean) | "
@@ -172,7 +172,7 @@ def fast_sizing_section(source: Path) -> list[str]:
                              f"{'/'.join(str(r.get('width') or 16) for r in rows)} | {epochs} | "
                              f"{statistics.median(r['images_per_s'] for r in rows):,.0f} | {val} | {test} | "
                              f"{', '.join(sorted({r.get('when', '')[:10] for r, _ in runs}))} |")
-        lines += ["", "Machines: " + "; ".join(sorted({f"{cls}: {env_line(runs[0][0])}"
+        lines += ["", "Machines: " + "; ".join(sorted({f"{cls}: {env_line(runs[0][0])}{shared_caveat(runs[0][0])}"
                                                       for (cls, _), runs in sized.items()})) + ".", ""]
     if pairs:
         lines += ["### Trained together on shared machines", "",

@@ -6,7 +6,10 @@ is 3e-4, 1e-3, 3e-3, 1e-2, 3e-2. Selection of the grid's best is by validation a
 comparison by test accuracy; both are in the JSON. The smoke mode: generated images, one model, two grid
 values, one epoch.
 
-    python -m benchmarks.lr_auto --per-class 1000 --epochs 10 --seeds 0
+    python -m benchmarks.lr_auto --per-class 1000 --epochs 10 --seeds 0 [--reuse]
+
+`--reuse` finishes a benchmark that was cut short: grid arms already completed under work/runs with the same
+settings are read back (marked `reused` in the JSON), the auto arms are always trained.
 """
 
 from __future__ import annotations
@@ -19,18 +22,45 @@ MODELS = ("model_s", "fast_resnet")
 GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
 
-def arm(bench: Bench, data, model: str, lr: float | str, seed: int, epochs: int) -> dict[str, object]:
-    from imgclf.records import RunDir
-
+def arm(bench: Bench, data, model: str, lr: float | str, seed: int, epochs: int,
+        reuse: bool = False) -> dict[str, object]:
+    """One run at `lr` (a number, or "auto"). With `reuse`, a grid arm that already completed under work/runs
+    with the same data, model, lr, seed and epochs is read back instead of trained again; `auto` always trains,
+    since its learning rate comes from the finder code being measured."""
     values = {"model": model, "lr": lr, "seed": seed, "epochs": epochs, "early_stopping": None,
               **({k: v for k, v in SMOKE_TRAINING.items() if k != "epochs"} if bench.smoke else {})}
-    trained = bench.train(data, bench.run_dir(f"lrauto-{model}-{lr}-seed{seed}"), values=values)
-    run = RunDir(trained.run.path)
+    name = f"lrauto-{model}-{lr}-seed{seed}"
+    earlier = _completed(bench, name, data, values) if reuse and lr != "auto" else None
+    if earlier is not None:
+        return {**_row(earlier, values), "wall_seconds_total": None, "reused": True}
+    trained = bench.train(data, bench.run_dir(name), values=values)
+    return {**_row(trained.run.path, values), "wall_seconds_total": round(trained.wall_seconds, 1), "reused": False}
+
+
+def _completed(bench: Bench, name: str, data, values: dict[str, object]):
+    """The newest completed run named `name`-<time> under work/runs whose config holds `values` on `data`."""
+    from imgclf.records import RunDir
+    from imgclf.runs import read_run
+
+    runs = bench.work / "runs"
+    for path in sorted(runs.glob(f"{name}-*"), reverse=True):
+        if read_run(path, runs).status != "completed":
+            continue
+        config = RunDir(path).read_config()
+        if str(config.data) == str(data) and all(getattr(config, k) == v for k, v in values.items()):
+            return path
+    return None
+
+
+def _row(path, values: dict[str, object]) -> dict[str, object]:
+    from imgclf.records import RunDir
+
+    run = RunDir(path)
     card, config = run.read_card(), run.read_config()
-    return {"model": model, "seed": seed, "lr_setting": lr, "lr_used": config.lr, "epochs": epochs,
-            "val_accuracy": card.metrics.val_accuracy, "test_accuracy": run.read_metrics().accuracy,
-            "lr_find": None if card.lr_find is None else card.lr_find.model_dump(),
-            "wall_seconds_total": round(trained.wall_seconds, 1), "run": str(run.path)}
+    return {"model": values["model"], "seed": values["seed"], "lr_setting": values["lr"], "lr_used": config.lr,
+            "epochs": values["epochs"], "val_accuracy": card.metrics.val_accuracy,
+            "test_accuracy": run.read_metrics().accuracy,
+            "lr_find": None if card.lr_find is None else card.lr_find.model_dump(), "run": str(run.path)}
 
 
 def summarise(rows: list[dict[str, object]]) -> dict[str, dict[str, object]]:
@@ -55,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--reuse", action="store_true",
+                        help="read grid arms back from completed runs of the same settings under work/runs (a "
+                             "benchmark cut short, or a new suggestion rule measured against the same grid)")
     return add_arguments(parser)
 
 
@@ -66,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     epochs = 1 if bench.smoke else args.epochs
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if bench.smoke else None]
     data = bench.fashion_tree(args.per_class)
-    rows = [arm(bench, data, model, lr, seed, epochs)
+    rows = [arm(bench, data, model, lr, seed, epochs, args.reuse)
             for model in models for seed in seeds for lr in ("auto", *grid)]
     summary = summarise(rows)
     for name, s in summary.items():

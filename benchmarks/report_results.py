@@ -266,9 +266,26 @@ def lr_auto_section(result: dict | None) -> list[str]:
     lines += ["", "Every arm (validation / test accuracy):", "", "| model | lr | val | test |", "|---|---:|---:|---:|"]
     for run in result["runs"]:
         lr = f"auto = {run['lr_used']:.3g}" if run["lr_setting"] == "auto" else f"{run['lr_setting']:g}"
+        lr += " (read back)" if run.get("reused") else ""
         lines.append(f"| {run['model']} | {lr} | {_pct(run['val_accuracy'])} | {_pct(run['test_accuracy'])} |")
+    if any(run.get("reused") for run in result["runs"]):
+        lines += ["", "Grid arms marked *read back* were trained earlier on this machine with the same data, model, "
+                  "learning rate, seed and epochs, and read from their run directories (`--reuse`: a benchmark cut "
+                  "short is finished without training its completed arms again); the auto arms were trained in "
+                  "this run."]
+    missed = {name: row for name, row in result["summary"].items() if not row["within_0_5_points"]}
+    for name, row in missed.items():
+        lines += ["", f"{name}: the grid's best learning rate is {row['best_grid_lr'] / row['auto_lr']:.2g}x the "
+                  f"finder's suggestion."]
+    if missed:
+        lines += ["", "The finder sees the training loss of a 100-step sweep from the initial weights; what a rate "
+                  "does over the whole run, for instance as a regulariser on a model that fits its training set, is "
+                  "outside what it measures."]
+    threads = result["environment"].get("torch_threads")
+    reuse = " --reuse" if any(run.get("reused") for run in result["runs"]) else ""
     return lines + ["", f"Command: `python -m benchmarks.lr_auto --per-class {result['per_class']} --epochs "
-                    f"{result['epochs']} --seeds 0` (with OMP_NUM_THREADS=1 on the shared machine).", ""]
+                    f"{result['epochs']} --seeds {','.join(sorted({str(r['seed']) for r in result['runs']}))}{reuse}`"
+                    f" ({threads} torch threads).", ""]
 
 
 def tune_section(result: dict | None) -> list[str]:

@@ -88,3 +88,30 @@ def test_smoke(name, tmp_path, monkeypatch):
     expected = WRITES.get(name, f"results/{name}.json")
     if expected:
         assert (tmp_path / expected).is_file()
+
+
+def test_lr_auto_reuse_reads_grid_arms_back_and_always_retrains_auto(tmp_path, monkeypatch):
+    """`--reuse` (a new suggestion rule measured against the same grid) must not retrain a finished grid arm,
+    and must never reuse the auto arm, whose learning rate comes from the code being measured."""
+    import json
+
+    from benchmarks import lr_auto
+
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    lr_auto.main(["--smoke", "--work", str(tmp_path)])
+    first = {r["lr_setting"]: r for r in json.loads((tmp_path / "results" / "lr_auto.json").read_text())["runs"]}
+    runs_before = set((tmp_path / "runs").iterdir())
+    lr_auto.main(["--smoke", "--work", str(tmp_path), "--reuse"])
+    second = {r["lr_setting"]: r for r in json.loads((tmp_path / "results" / "lr_auto.json").read_text())["runs"]}
+    made = set((tmp_path / "runs").iterdir()) - runs_before
+    assert [p.name.startswith("lrauto-model_s-auto-") for p in made] == [True]  # only auto trained again
+    assert second["auto"]["reused"] is False and second["auto"]["run"] != first["auto"]["run"]
+    for lr in lr_auto.GRID[1:5:2]:
+        assert second[lr]["reused"] is True and second[lr]["run"] == first[lr]["run"]
+        assert second[lr]["test_accuracy"] == first[lr]["test_accuracy"]
+    # a grid arm with other settings is not taken for this one
+    assert lr_auto._completed(lr_auto.Bench.from_args(lr_auto.build_parser().parse_args(
+        ["--smoke", "--work", str(tmp_path)])), f"lrauto-model_s-{lr_auto.GRID[1]}-seed0", tmp_path / "other",
+        {"model": "model_s", "lr": lr_auto.GRID[1], "seed": 0}) is None

@@ -380,9 +380,10 @@ def main(argv: list[str] | None = None) -> None:
                                   "1 thread (imgclf serve's default: half the cores)",
                         "load_average_after": [round(x, 2) for x in os.getloadavg()],
                         "load_average_1min_before": load_before[0],
-                        "note": "the server and the load generator share the machine's cores, and other engineers' "
-                                "jobs ran on the same CPU during the measurement (see the load averages): wall-clock "
-                                "figures are noisy; server CPU per request less so"},
+                        "note": "the server and the load generator share the machine's cores" + (
+                            ", and other work ran on the same CPU during the measurement (see the load averages): "
+                            "wall-clock figures are noisy; server CPU per request less so" if load_before[0] > 1.0
+                            else "; nothing else was running when it started")},
     }
     path = bench.results / "serve.json"
     write_json(path, report)

@@ -344,9 +344,12 @@ def machine() -> dict:
     except (OSError, subprocess.SubprocessError):
         flags = ""
     isa = sorted({f for f in ("avx512_bf16", "avx2") if f in flags.split()})
+    load = os.getloadavg()
+    busy = load[0] > 1.0  # before the first stage starts, anything runnable is somebody else's
     return {"cores": os.cpu_count(), "isa": isa, "cpu": platform.processor() or platform.machine(),
-            "load_average_at_start": os.getloadavg(),
-            "note": "2 shared cores, loaded by other sessions while this ran: seconds are upper bounds"}
+            "load_average_at_start": load,
+            "note": (f"{os.cpu_count()} shared cores, loaded by other work when this started: seconds are upper "
+                     "bounds") if busy else f"{os.cpu_count()} cores, idle when this started"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,13 +9,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 import imgclf
 from conftest import make_image_folder
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
-from imgclf.records import RunDir
+from imgclf.pipeline.folds import METRICS, read_folds
+from imgclf.records import FoldRow, RunDir, json_schemas
 
 K = 3
 TINY = {"model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 16, "progress": False,
@@ -81,6 +84,19 @@ def test_folds_json_holds_the_mean_and_std_of_the_fold_metrics(cross_validation)
         assert stat["std"] == pytest.approx(statistics.stdev(values)), name
         assert [f[name] for f in summary["per_fold"]] == pytest.approx(values)
     assert summary["test_images"] == len(RunDir(folds.runs[0]).read_dataset().splits["test"].files)
+    # the file is its record's, and its JSON Schema (docs/schema/folds_json.schema.json) accepts it as written
+    Draft202012Validator(json_schemas()["folds.json"]).validate(summary)
+    assert read_folds(folds.path).per_fold[0].test_accuracy == summary["per_fold"][0]["test_accuracy"]
+    assert set(FoldRow.model_fields) - {"fold", "run"} == set(METRICS) == set(summary["metrics"])
+
+
+def test_a_folds_json_with_an_unknown_metric_is_refused(cross_validation, tmp_path):
+    _, _, folds = cross_validation
+    summary = json.loads((folds.path / "folds.json").read_text())
+    summary["per_fold"][0]["test_acuracy"] = 0.5  # a writer's typo must fail, not drift into the file
+    (tmp_path / "folds.json").write_text(json.dumps(summary))
+    with pytest.raises(ValidationError, match="test_acuracy"):
+        read_folds(tmp_path)
 
 
 def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_validation):

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ..config import TrainConfig
 from ..errors import bad_path
 from ..io import next_free_dir, read_json, writable_folder, write_json
-from ..records import RunDir
+from ..records import FoldMetric, FoldsRecord, RunDir
 from ..stats import mean_std
 
 FOLDS_FILE = "folds.json"
@@ -25,9 +25,7 @@ FOLDS_FILE = "folds.json"
 # color and task are stored as resolved from the data ("auto" becomes "single"), so they are not compared either.
 _NOT_COMPARED = frozenset({"out", "fold", "progress", "num_workers", "cache_dir", "cache_budget", "img_size",
                            "color", "task", "schema_version"})
-# (name in folds.json, where it is read from); val_* from history.csv at the kept epoch, test_* from metrics.json
-METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "test_macro_precision", "test_macro_recall",
-           "test_macro_f1", "test_weighted_f1", "test_ece", "test_macro_auc", "test_worst_class_recall")
+METRICS: tuple[str, ...] = get_args(FoldMetric)
 
 
 @dataclass
@@ -145,8 +143,10 @@ def summarize_folds(out: str | os.PathLike, runs: list[Path]) -> dict[str, Any]:
         s = mean_std(f[name] for f in per_fold)
         stats[name] = {"mean": s.mean, "std": s.std, "n": s.n}
     dataset = RunDir(runs[0]).read_dataset()
-    return {"folds": len(runs), "test_images": dataset.sizes.get("test", 0), "metrics": stats, "per_fold": per_fold}
+    record = FoldsRecord(folds=len(runs), test_images=dataset.sizes.get("test", 0), metrics=stats,
+                         per_fold=per_fold)
+    return record.model_dump(mode="json")
 
 
-def read_folds(out: str | os.PathLike) -> dict[str, Any]:
-    return read_json(Path(out) / FOLDS_FILE)
+def read_folds(out: str | os.PathLike) -> FoldsRecord:
+    return FoldsRecord.model_validate(read_json(Path(out) / FOLDS_FILE))

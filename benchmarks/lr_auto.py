@@ -27,8 +27,7 @@ def arm(bench: Bench, data, model: str, lr: float | str, seed: int, epochs: int,
     """One run at `lr` (a number, or "auto"). With `reuse`, a grid arm that already completed under work/runs
     with the same data, model, lr, seed and epochs is read back instead of trained again; `auto` always trains,
     since its learning rate comes from the finder code being measured."""
-    values = {"model": model, "lr": lr, "seed": seed, "epochs": epochs, "early_stopping": None,
-              **({k: v for k, v in SMOKE_TRAINING.items() if k != "epochs"} if bench.smoke else {})}
+    values = arm_values(bench, model, lr, seed, epochs)
     name = f"lrauto-{model}-{lr}-seed{seed}"
     earlier = _completed(bench, name, data, values) if reuse and lr != "auto" else None
     if earlier is not None:
@@ -37,30 +36,42 @@ def arm(bench: Bench, data, model: str, lr: float | str, seed: int, epochs: int,
     return {**_row(trained.run.path, values), "wall_seconds_total": round(trained.wall_seconds, 1), "reused": False}
 
 
+def arm_values(bench: Bench, model: str, lr: float | str, seed: int, epochs: int) -> dict[str, object]:
+    return {"model": model, "lr": lr, "seed": seed, "epochs": epochs, "early_stopping": None,
+            **({k: v for k, v in SMOKE_TRAINING.items() if k != "epochs"} if bench.smoke else {})}
+
+
 def _completed(bench: Bench, name: str, data, values: dict[str, object]):
-    """The newest completed run named `name`-<time> under work/runs whose config holds `values` on `data`."""
+    """The newest completed run named `name`-<time> under work/runs that trained the same experiment: every
+    setting equal (imgclf's own test for reusing a finished fold) once `values` are resolved on `data`."""
+    from imgclf.pipeline.folds import experiment_settings
+    from imgclf.pipeline.resolve import resolve_config
     from imgclf.records import RunDir
     from imgclf.runs import read_run
 
     runs = bench.work / "runs"
+    wanted = experiment_settings(resolve_config(None, **values, data=str(data)))
     for path in sorted(runs.glob(f"{name}-*"), reverse=True):
-        if read_run(path, runs).status != "completed":
+        run = RunDir(path)
+        # completed with a test score: a run without a test split is listed completed with a val score only
+        if read_run(path, runs).status != "completed" or not run.has("metrics.json"):
             continue
-        config = RunDir(path).read_config()
-        if str(config.data) == str(data) and all(getattr(config, k) == v for k, v in values.items()):
+        if experiment_settings(run.read_config()) == wanted:
             return path
     return None
 
 
 def _row(path, values: dict[str, object]) -> dict[str, object]:
     from imgclf.records import RunDir
+    from imgclf.runs import read_run
 
     run = RunDir(path)
     card, config = run.read_card(), run.read_config()
     return {"model": values["model"], "seed": values["seed"], "lr_setting": values["lr"], "lr_used": config.lr,
             "epochs": values["epochs"], "val_accuracy": card.metrics.val_accuracy,
             "test_accuracy": run.read_metrics().accuracy,
-            "lr_find": None if card.lr_find is None else card.lr_find.model_dump(), "run": str(run.path)}
+            "lr_find": None if card.lr_find is None else card.lr_find.model_dump(), "run": str(run.path),
+            "created": read_run(path).created}
 
 
 def summarise(rows: list[dict[str, object]]) -> dict[str, dict[str, object]]:

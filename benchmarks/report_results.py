@@ -173,8 +173,13 @@ def fast_sizing_section(source: Path) -> list[str]:
                              f"{'/'.join(str(r.get('width') or 16) for r in rows)} | {epochs} | "
                              f"{statistics.median(r['images_per_s'] for r in rows):,.0f} | {val} | {test} | "
                              f"{', '.join(sorted({r.get('when', '')[:10] for r, _ in runs}))} |")
-        lines += ["", "Machines: " + "; ".join(sorted({f"{cls}: {env_line(runs[0][0])}{shared_caveat(runs[0][0])}"
-                                                      for (cls, _), runs in sized.items()})) + ".", ""]
+        # one line per result file: the seeds of one row may have run on different days, under different load
+        files = {(key[0], json.dumps(result["environment"], sort_keys=True), result.get("when", "")): result
+                 for key in sized for group in (sized, fixed) for result, _ in group.get(key, [])}
+        lines += ["", "Machines: " + "; ".join(
+            f"{cls}: {env_line(result)}{shared_caveat(result)}" for (cls, _, _), result in sorted(files.items(),
+                                                                                             key=lambda kv: kv[0][2]))
+            + ".", ""]
     if pairs:
         lines += ["### Trained together on shared machines", "",
                   "Both recipes at the same time (`--together`), so the machine's other load falls on both alike; "
@@ -269,11 +274,12 @@ def lr_auto_section(result: dict | None) -> list[str]:
         lr = f"auto = {run['lr_used']:.3g}" if run["lr_setting"] == "auto" else f"{run['lr_setting']:g}"
         lr += " (read back)" if run.get("reused") else ""
         lines.append(f"| {run['model']} | {lr} | {_pct(run['val_accuracy'])} | {_pct(run['test_accuracy'])} |")
-    if any(run.get("reused") for run in result["runs"]):
-        lines += ["", "Grid arms marked *read back* were trained earlier on this machine with the same data, model, "
-                  "learning rate, seed and epochs, and read from their run directories (`--reuse`: a benchmark cut "
-                  "short is finished without training its completed arms again); the auto arms were trained in "
-                  "this run."]
+    reused = sorted(run.get("created") or "?" for run in result["runs"] if run.get("reused"))
+    if reused:
+        lines += ["", f"Grid arms marked *read back* were trained earlier (between {reused[0]} and {reused[-1]}) "
+                  "with the same settings, and read from their run directories (`--reuse`: a benchmark cut short "
+                  "is finished without training its completed arms again; their machine is not recorded per "
+                  "run); the auto arms were trained in the run the line above describes."]
     missed = {name: row for name, row in result["summary"].items() if not row["within_0_5_points"]}
     for name, row in missed.items():
         lines += ["", f"{name}: the grid's best learning rate is {row['best_grid_lr'] / row['auto_lr']:.2g}x the "
@@ -285,7 +291,7 @@ def lr_auto_section(result: dict | None) -> list[str]:
     threads = result["environment"].get("torch_threads")
     reuse = " --reuse" if any(run.get("reused") for run in result["runs"]) else ""
     return lines + ["", f"Command: `python -m benchmarks.lr_auto --per-class {result['per_class']} --epochs "
-                    f"{result['epochs']} --seeds {','.join(sorted({str(r['seed']) for r in result['runs']}))}{reuse}`"
+                    f"{result['epochs']} --seeds {','.join(str(x) for x in sorted({r['seed'] for r in result['runs']}))}{reuse}`"
                     f" ({threads} torch threads).", ""]
 
 
@@ -440,8 +446,8 @@ def serving_section(result: dict | None) -> list[str]:
                       f"per image {ratio['forward_cpu_per_image']:.2f}x. Target (issue 23: at least 1.5x requests/s, "
                       f"p99 no worse, 0 errors): **{'met' if not missed else 'missed: ' + ', '.join(missed)}**.",
                       "", f"Where the time goes: the forward pass is the only part that differs, and the per-request "
-                      f"rest ({t['rest_cpu_ms_per_request']:.2f} / {o['rest_cpu_ms_per_request']:.2f} ms) is paid by "
-                      "both; on a machine whose cores are all busy, requests/s follow the server's CPU per request. "
+                      f"rest ({t['rest_cpu_ms_per_request']:.2f} / {o['rest_cpu_ms_per_request']:.2f} ms) runs the same "
+                      "code in both; on a machine whose cores are all busy, requests/s follow the server's CPU per request. "
                       f"Even with that rest at zero, the CPU ratio could reach at most {ceiling:.2f}x (forward + "
                       "decode, torch over onnx). Where cores are free, a server can also use more of them: here the "
                       f"torch server used {_busy(run, 'torch'):.2f} CPU-seconds per second and the onnx server "

@@ -96,6 +96,7 @@ def test_lr_auto_reuse_reads_grid_arms_back_and_always_retrains_auto(tmp_path, m
     import json
 
     from benchmarks import lr_auto
+    from imgclf.records import RunDir
 
     monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -111,7 +112,11 @@ def test_lr_auto_reuse_reads_grid_arms_back_and_always_retrains_auto(tmp_path, m
     for lr in lr_auto.GRID[1:5:2]:
         assert second[lr]["reused"] is True and second[lr]["run"] == first[lr]["run"]
         assert second[lr]["test_accuracy"] == first[lr]["test_accuracy"]
-    # a grid arm with other settings is not taken for this one
-    assert lr_auto._completed(lr_auto.Bench.from_args(lr_auto.build_parser().parse_args(
-        ["--smoke", "--work", str(tmp_path)])), f"lrauto-model_s-{lr_auto.GRID[1]}-seed0", tmp_path / "other",
-        {"model": "model_s", "lr": lr_auto.GRID[1], "seed": 0}) is None
+    # a grid arm is taken for the same experiment only: not for other data, nor for any other setting
+    bench = lr_auto.Bench.from_args(lr_auto.build_parser().parse_args(["--smoke", "--work", str(tmp_path)]))
+    lr, run = lr_auto.GRID[1], Path(first[lr_auto.GRID[1]]["run"])
+    name, data = f"lrauto-model_s-{lr}-seed0", RunDir(run).read_config().data
+    asked = lr_auto.arm_values(bench, "model_s", lr, 0, 1)
+    assert lr_auto._completed(bench, name, data, asked) == run
+    assert lr_auto._completed(bench, name, tmp_path / "other", asked) is None
+    assert lr_auto._completed(bench, name, data, {**asked, "label_smoothing": 0.1}) is None

@@ -44,7 +44,9 @@ def fold_dir(out: Path, i: int) -> Path:
     return out / f"fold-{i}"
 
 
-def _experiment(cfg: TrainConfig) -> dict[str, Any]:
+def experiment_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that decide what a run trains: the config less paths, progress and what is resolved from the
+    data. Two runs with equal settings are the same experiment (a finished fold is reused on that test)."""
     return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_COMPARED}
 
 
@@ -68,8 +70,8 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
         return "new" if not run.has("checkpoints/last.ckpt") else "restart"
     if overwrite:
         return "restart"
-    stored = _experiment(run.read_config())
-    changed = sorted(k for k in set(stored) | set(_experiment(wanted)) if stored.get(k) != _experiment(wanted).get(k))
+    stored, asked = experiment_settings(run.read_config()), experiment_settings(wanted)
+    changed = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
     if changed:
         raise bad_path("out", run.path.parent, "a folder whose finished folds were trained with these settings",
                        f"{run.path.name} differs in {', '.join(changed[:5])}",

@@ -25,8 +25,8 @@ GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 def arm(bench: Bench, data, model: str, lr: float | str, seed: int, epochs: int,
         reuse: bool = False) -> dict[str, object]:
     """One run at `lr` (a number, or "auto"). With `reuse`, a grid arm that already completed under work/runs
-    with the same data, model, lr, seed and epochs is read back instead of trained again; `auto` always trains,
-    since its learning rate comes from the finder code being measured."""
+    with every setting the same is read back instead of trained again; `auto` always trains, since its learning
+    rate comes from the finder code being measured."""
     values = arm_values(bench, model, lr, seed, epochs)
     name = f"lrauto-{model}-{lr}-seed{seed}"
     earlier = _completed(bench, name, data, values) if reuse and lr != "auto" else None

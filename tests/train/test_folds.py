@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
-from pydantic import ValidationError
 from typer.testing import CliRunner
 
 import imgclf
@@ -90,13 +89,19 @@ def test_folds_json_holds_the_mean_and_std_of_the_fold_metrics(cross_validation)
     assert set(FoldRow.model_fields) - {"fold", "run"} == set(METRICS) == set(summary["metrics"])
 
 
-def test_a_folds_json_with_an_unknown_metric_is_refused(cross_validation, tmp_path):
+def test_a_bad_or_missing_folds_json_gets_a_one_line_error(cross_validation, tmp_path):
     _, _, folds = cross_validation
     summary = json.loads((folds.path / "folds.json").read_text())
     summary["per_fold"][0]["test_acuracy"] = 0.5  # a writer's typo must fail, not drift into the file
     (tmp_path / "folds.json").write_text(json.dumps(summary))
-    with pytest.raises(ValidationError, match="test_acuracy"):
+    with pytest.raises(ImgclfError, match=r"out .*folds.json matches its record.*test_acuracy"):
         read_folds(tmp_path)
+    (tmp_path / "folds.json").write_text("{not json")
+    with pytest.raises(ImgclfError, match=r"out .*folds.json can be read"):
+        read_folds(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImgclfError, match=r"out .*no folds.json"):
+        read_folds(tmp_path / "empty")
 
 
 def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_validation):

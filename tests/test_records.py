@@ -73,7 +73,7 @@ def test_schema_files_are_generated_from_the_records():
     for name, text in expected.items():
         assert (folder / name).read_text() == text, f"{name} is stale: python -m imgclf.records docs/schema"
     assert set(RECORDS) == {"config.yaml", "dataset.json", "model.json", "metrics.json", "history.csv",
-                            "predictions.csv", "audit.json", "tune.json", "folds.json"}
+                            "predictions.csv", "audit.json", "tune.json", "folds.json", "study.json"}
 
 
 @pytest.mark.parametrize("name, mutate, message", [

@@ -1,11 +1,16 @@
 import json
 import os
+import shutil
 
 import pytest
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from conftest import make_image_folder
 from imgclf.errors import ImgclfError
+from imgclf.records import StudyRecord, json_schemas
+from imgclf.study.files import write_study
 from imgclf.study.imbalance import _run_cell, configuration_settings, run_imbalance_study
 
 TINY = {"img_size": 8, "epochs": 1, "batch_size": 16, "model_args": {"width": 4}, "test_split": 0.3,
@@ -59,6 +64,57 @@ def test_study_writes_runs_json_and_html(study_dir):
     for png in ("metrics_vs_rho.png", "curves_by_config.png", "curves_none.png", "class_recall_oversample.png",
                 "class_recall_by_config.png"):
         assert (study_dir / "plots" / png).stat().st_size > 5000
+    # the file is its record's, and its JSON Schema (docs/schema/study_json.schema.json) accepts it as written
+    Draft202012Validator(json_schemas()["study.json"]).validate(study)
+    assert StudyRecord.model_validate(study).runs[0].curves.val_loss is not None
+
+
+def test_study_json_is_written_through_its_record(tmp_path):
+    running = {"request": {"data": "/d", "mu": 0.5, "per_class": 8, "minority": None, "model": "simple_cnn",
+                           "subset_seed": 0, "overrides": {}},
+               "state": "running", "cells": [{"rho": 3.0, "config": "none", "seed": 0, "run": "runs/r"}]}
+    written = write_study(tmp_path, running)
+    assert json.loads((tmp_path / "study.json").read_text()) == written == {**running, "schema_version": 1}
+    # a writer's misspelt key, or a finished study without its numbers, fails where it is written
+    with pytest.raises(ValidationError, match="celss"):
+        write_study(tmp_path / "typo", {**running, "celss": []})
+    with pytest.raises(ValidationError, match="a complete study needs protocol"):
+        write_study(tmp_path / "bare", {**running, "state": "complete"})
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "bare").exists()
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda d: d["cells"][0].update(seed=-1), r"whose study.json matches its record \(StudyRecord\).*cells\.0\.seed"),
+    (lambda d: d.update(state="done"), r"whose study.json matches its record \(StudyRecord\).*state"),
+    (None, r"whose study.json can be read"),
+])
+def test_a_damaged_study_json_is_one_clear_error(study_dir, pool, tmp_path, spoil, message):
+    out = tmp_path / "s"
+    out.mkdir()
+    if spoil is None:
+        (out / "study.json").write_text("{ not json")
+    else:
+        study = json.loads((study_dir / "study.json").read_text())
+        spoil(study)
+        (out / "study.json").write_text(json.dumps(study))
+    with pytest.raises(ImgclfError, match=r"out must be a new folder, or one " + message):
+        run_imbalance_study(pool, out, per_class=8, rhos=[1, 3], configs=["none"], model="simple_cnn",
+                            overrides={**TINY, "progress": False})
+    assert sorted(p.name for p in out.iterdir()) == ["study.json"], "nothing trained on a damaged study"
+
+
+def test_a_study_from_before_protocols_is_extended_as_a_standard_one(study_dir, pool, tmp_path):
+    out = tmp_path / "old"
+    shutil.copytree(study_dir, out, symlinks=True)
+    study = json.loads((out / "study.json").read_text())
+    del study["request"]["protocol"], study["schema_version"]
+    (out / "study.json").write_text(json.dumps(study))
+    log = []
+    extended = run_imbalance_study(pool, out, per_class=8, rhos=[1, 3], configs=["none"], seeds=[0],
+                                   model="simple_cnn", overrides={**TINY, "progress": False}, run_reports=False,
+                                   log=log.append)
+    assert extended["request"]["protocol"] == "standard" and extended["schema_version"] == 1
+    assert log == ["[1/2] rho1-none-seed0: skipped (finished)", "[2/2] rho3-none-seed0: skipped (finished)"]
 
 
 def test_rerun_skips_finished_cells_and_resumes_interrupted_ones(study_dir, pool):
@@ -167,7 +223,9 @@ def s4_study(tmp_path_factory):
     assert result.exit_code == 0, result.output
     assert result.output.count(": trained") == 6
     assert "configurations and protocol set" in result.output and "test_split, val_split" in result.output
-    return out, json.loads((out / "study.json").read_text())
+    study = json.loads((out / "study.json").read_text())
+    Draft202012Validator(json_schemas()["study.json"]).validate(study)
+    return out, study
 
 
 def test_s4_protocol_splits_every_subset_70_30_into_train_and_test(s4_study):

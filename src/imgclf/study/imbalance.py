@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import invalid
-from ..io import read_json, write_json
 from ..records import RunDir
 from ..stats import mean_std
+from .files import read_study, write_study
 
 S4_RHOS = (1.0, 3.0, 7.0, 15.0)
 S4_CONFIGS = ("none", "reg", "reg+bn")
@@ -56,7 +56,6 @@ TOKENS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 CONTROLLED = tuple(_BASE_TRAIN) + ("data", "out", "seed", "model", "resume")
 STUDY_MODEL_ARGS = tuple(_BASE_MODEL)
-STUDY_FILE = "study.json"
 
 PROTOCOLS = {
     "standard": "each run's own train / validation / test split (val_split, test_split); curves on validation",
@@ -216,19 +215,19 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     request = {"data": str(Path(data).resolve()), "mu": plan["manifest"]["mu"], "per_class": int(per_class),
                "minority": sorted(minority) if minority else None, "model": model, "subset_seed": int(subset_seed),
                "overrides": overrides, "protocol": protocol}
-    previous = read_json(out / STUDY_FILE) if (out / STUDY_FILE).exists() else None
-    # A study.json from before protocols existed ran the standard one.
-    before = {"protocol": "standard", **previous["request"]} if previous and previous.get("request") else {}
+    previous = read_study(out)
+    # A study.json from before protocols existed ran the standard one (the record's default).
+    before = previous.request.model_dump(mode="json") if previous else {}
     if previous is not None and before != request:
         changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request if before.get(k) != request[k]}
         raise invalid("out", out, "a new folder, or one holding a study with the same settings",
                       note=f"holds a study with other settings: {changed}",
                       hint="Use a new --out (a study can only be extended with more rhos, configs or seeds)")
-    cells = {(float(c["rho"]), c["config"], int(c["seed"])) for c in (previous or {}).get("cells", [])}
+    cells = {(c.rho, c.config, c.seed) for c in (previous.cells if previous else [])}
     new = [(rho, c, s) for s in seeds for rho in rhos for c in configs]
     cells |= set(new)
     grid = sorted(cells, key=lambda c: (c[0], c[1], c[2]))
-    write_json(out / STUDY_FILE, {"request": request, "state": "running", "cells": _cells_json(grid)})
+    write_study(out, {"request": request, "state": "running", "cells": _cells_json(grid)})
 
     subsets = {}
     for rho in sorted({c[0] for c in grid}):
@@ -245,8 +244,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
     seconds = time.perf_counter() - started
 
-    study = summarise(out, grid, subsets, request, seconds)
-    write_json(out / STUDY_FILE, study)
+    study = write_study(out, summarise(out, grid, subsets, request, seconds))
     from .report import write_study_report
 
     write_study_report(out, study)

@@ -1,0 +1,208 @@
+"""model.json: the model card, everything needed to rebuild, preprocess and label; and the card an export carries."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .base import CARD_SCHEMA_VERSION, Interpolation, Record
+from .metrics import WorstClass
+
+
+class TrainingSummary(BaseModel):
+    """How the weights were made (the card's `training`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    recipe: str | None = None
+    epochs_run: int = Field(0, ge=0)
+    best_epoch: int | None = Field(None, description="1-based epoch whose weights were kept.")
+    stopped: str = ""
+    train_seconds: float = 0.0
+    images_per_s: float | None = None
+    precision: str = "32"
+    optimizer: str = ""
+    lr: float | None = None
+    batch_size: int | None = None
+    schedule: str = ""
+    augment: str = ""
+    seed: int | None = None
+    loss: str = ""
+    class_weight: str = ""
+    sampler: str = ""
+    label_smoothing: float = 0.0
+    train_images: int | None = None
+    time_budget: dict[str, float | None] | None = None
+
+
+class HeadlineMetrics(BaseModel):
+    """The card's `metrics`: the numbers people quote, copied from metrics.json and history.csv."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: str | None = None
+    accuracy: float | None = None
+    loss: float | None = None
+    macro_f1: float | None = None
+    macro_recall: float | None = None
+    worst_class: WorstClass | None = None
+    macro_auc: float | None = None
+    val_accuracy: float | None = None
+
+
+class CalibrationInfo(BaseModel):
+    """The card's `calibration`: the temperature every probability is computed with, and what it did on the
+    validation split it was fitted on."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["none", "temperature"]
+    temperature: float = Field(1.0, gt=0, description="Probabilities are softmax(logits / temperature).")
+    split: str = "val"
+    images: int = Field(0, ge=0)
+    ece_before: float | None = None
+    ece_after: float | None = None
+    nll_before: float | None = None
+    nll_after: float | None = None
+    skipped: str = Field("", description="Why no temperature was fitted (it stays 1), if none was.")
+
+
+class LRFindInfo(BaseModel):
+    """The card's `lr_find`, for runs trained with --lr auto: Lightning's LR range test and what it suggested."""
+
+    model_config = ConfigDict(extra="forbid")
+    suggestion: float = Field(gt=0, description="The learning rate training used: where the loss fell fastest.")
+    min_lr: float = Field(gt=0, description="First learning rate of the sweep.")
+    max_lr: float = Field(gt=0, description="Last learning rate the sweep would reach.")
+    steps: int = Field(ge=1, description="Training steps swept (fewer than asked when the loss diverged).")
+    curve: str = Field("lr_find.png", description="The loss-vs-learning-rate figure, in the run directory.")
+    data: str = Field("lr_find.json", description="The sweep's learning rates and losses, in the run directory.")
+
+
+class SizingCandidate(BaseModel):
+    """One model the `fast` sizing probe timed: its settings, measured speed and the epochs the budget buys it."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_args: dict[str, Any]
+    num_params: int = Field(ge=0)
+    images_per_s: float = Field(ge=0, description="Training throughput measured by the probe: forward, backward "
+                                "and optimiser step on batches of the run's shape and precision.")
+    predicted_epochs: float = Field(ge=0, description="Epochs the training time left after the probe buys at "
+                                    "that speed, less the measured overhead of a whole epoch.")
+
+
+class SizingInfo(BaseModel):
+    """The card's `sizing`, for runs with sizing=probe (the `fast` recipe): what the probe measured on this
+    machine and which candidate and regularisation the rule chose for the budget."""
+
+    model_config = ConfigDict(extra="forbid")
+    budget_seconds: float = Field(gt=0, description="The whole --time-limit; the probe is counted inside it.")
+    probe_seconds: float = Field(ge=0)
+    counted_seconds: float = Field(ge=0, description="Probe seconds charged to the budget: all of them, unless "
+                                   "the probe took over half the budget (a very slow machine): then half, so that "
+                                   "training keeps the other half.")
+    train_images: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    precision: str
+    min_epochs: float = Field(gt=0, description="Epochs a candidate must be predicted to reach to be chosen.")
+    candidates: list[SizingCandidate]
+    chosen: int = Field(ge=0, description="Index of the chosen candidate in `candidates`.")
+    augment: str = Field(description="Augmentation the rule set for the predicted epochs.")
+    ema: float | None = Field(None, description="EMA decay of the weights the rule set (None: no averaging).")
+    reason: str
+
+
+class UnknownInfo(BaseModel):
+    """The card's `unknown`: how an image is scored and below which score it is reported as unknown."""
+
+    model_config = ConfigDict(extra="forbid")
+    detector: Literal["msp", "energy", "mahalanobis", "mahalanobis-l2"]
+    acceptance: float = Field(gt=0, lt=1, description="Share of the validation images the threshold was set to "
+                              "accept as known.")
+    threshold: float | None = Field(description="Scores below it are unknown (higher scores: more like the "
+                                    "training images).")
+    split: str = "val"
+    images: int = Field(0, ge=0)
+    accepted: float | None = Field(None, description="Share of the validation images at or above the threshold.")
+    score_quantiles: dict[str, float] = Field(default_factory=dict, description="Validation scores at the "
+                                              "percentiles named by the keys (p1, p5, p50, ...).")
+    statistics: str | None = Field(None, description="File beside the weights holding the detector's tensors "
+                                   "(class means and precision for the mahalanobis detectors) and the validation scores.")
+    fitted_on: str = Field("", description="Images the detector's statistics come from (mahalanobis detectors).")
+    feature_dim: int | None = None
+
+
+class ModelCard(Record):
+    """model.json: everything needed to rebuild, preprocess and label; validated before use."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = Field(CARD_SCHEMA_VERSION, ge=1, le=CARD_SCHEMA_VERSION)
+
+    architecture: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    classes: list[str] = Field(min_length=2)
+    img_size: int = Field(ge=1, le=4096)
+    in_chans: int = Field(ge=1, le=4)
+    color: Literal["rgb", "grayscale"]
+    mean: list[float]
+    std: list[float]
+    interpolation: Interpolation = "bilinear"
+    num_params: int = Field(ge=0)
+    metrics: HeadlineMetrics = Field(default_factory=HeadlineMetrics)
+    training: TrainingSummary = Field(default_factory=TrainingSummary)
+    versions: dict[str, str] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    created: str = ""
+    calibration: CalibrationInfo | None = Field(None, description="Absent in cards before schema 2: raw softmax.")
+    unknown: UnknownInfo | None = Field(None, description="Absent in cards before schema 2: no image is unknown.")
+    task: Literal["single", "multilabel"] = Field("single", description="multilabel: one sigmoid per label, and "
+                                                  "an image carries every label whose probability reaches its "
+                                                  "threshold.")
+    thresholds: dict[str, float] | None = Field(None, description="Multi-label: each label's decision threshold, "
+                                                "tuned on the validation split (maximum F1).")
+    lr_find: LRFindInfo | None = Field(None, description="Set when lr was found by the LR finder (--lr auto); "
+                                       "absent otherwise and in older cards.")
+    sizing: SizingInfo | None = Field(None, description="Set when the model was sized by the probe (sizing=probe, "
+                                      "the fast recipe); absent otherwise and in older cards.")
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature if self.calibration is not None else 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_format_version(cls, data: Any) -> Any:  # before schema 1 the card said format_version: 1
+        if isinstance(data, dict) and "format_version" in data:
+            data = {k: v for k, v in data.items() if k != "format_version"}
+            data.setdefault("schema_version", 1)
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelCard":
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            raise ValueError(f"mean and std need {self.in_chans} values (one per input channel)")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be > 0")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("class names must be unique")
+        if self.thresholds is not None and set(self.thresholds) != set(self.classes):
+            raise ValueError("thresholds must name every class, and only those")
+        return self
+
+
+class ExportInfo(BaseModel):
+    """How an exported model file was made (the `export` block of its embedded card and of model.onnx.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: str
+    file: str
+    input: str
+    output: str
+    outputs: list[str] = Field(default_factory=list, description="Every output, in order (exports before card "
+                               "schema 2 had `output` only).")
+    input_layout: str
+    torch: str
+
+
+class ExportedCard(ModelCard):
+    """The model card an export carries: the run's card plus how the file was exported."""
+
+    export: ExportInfo

@@ -1,0 +1,103 @@
+"""dataset.json: what a run trained and was evaluated on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import Record
+
+
+class SkippedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    reason: str
+
+
+class SplitFiles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    files: list[str] = Field(description="Paths relative to the data set's root.")
+    labels: list[int]
+    label_sets: list[list[int]] | None = Field(None, description="Multi-label data: the label ids each image "
+                                               "carries (may be empty); `labels` is then its rarest label.")
+
+
+class LabelStats(BaseModel):
+    """One split of a multi-label data set: how many labels an image carries and which go together."""
+
+    model_config = ConfigDict(extra="forbid")
+    images: int = Field(ge=0)
+    cardinality: float = Field(ge=0, description="Mean number of labels per image.")
+    counts: dict[str, int] = Field(description="Images carrying each label.")
+    no_label: int = Field(ge=0, description="Images carrying none of the labels.")
+    cooccurrence: list[list[int]] = Field(description="Images carrying both labels, in class order; the "
+                                          "diagonal is each label's count.")
+
+
+class ImbalanceStats(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rho: float | None = Field(description="Largest class count / smallest (training split).")
+    mu: float | None = Field(description="Share of the classes that are minority classes.")
+    minority: list[str]
+    imbalanced: bool
+
+
+class SplitLeak(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    split: str = Field(description="The split holding the images (val or test).")
+    source: str = Field(description="The earlier split holding their duplicates (train or val).")
+    images: int = Field(ge=0, description="Images of `split` with a duplicate in `source`.")
+    exact: int = Field(ge=0, description="Of those, byte-identical copies of a file in `source`.")
+
+
+class DuplicateGrouping(BaseModel):
+    """The near-duplicate groups the split was drawn with (`imgclf.data.groups`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str
+    threshold: float = Field(description="Pixel correlation a near-duplicate pair reaches.")
+    groups: int = Field(ge=0)
+    images: int = Field(ge=0, description="Images in a group (kept in one split by an automatic split).")
+    exact_images: int = Field(ge=0, description="Images with a byte-identical copy among the searched files.")
+    seconds: float = Field(ge=0, description="Time the duplicate search took (reading the memo, when reused).")
+    reused: bool = Field(False, description="The groups were read from the memo beside the uint8 cache.")
+    automatic_splits: list[str] = Field(description="The splits drawn here (the others were given as folders); "
+                                        "each group is kept inside one of them.")
+    separated: int = Field(ge=0, description="Groups divided between the drawn splits anyway: a class had no "
+                           "group small enough to hold out whole (one picture in many copies).")
+    leaks: list[SplitLeak] = Field(default_factory=list, description="Duplicates across splits (user-given "
+                                   "folders, which are never changed; only a warning).")
+
+
+class DatasetRecord(Record):
+    """dataset.json: what the run trained and was evaluated on."""
+
+    root: str = Field(description="Absolute path of the data folder, which the split file paths are relative to "
+                      "(with several data folders: their common parent).")
+    roots: list[str] = Field(default_factory=list, description="Every data folder the data set was made from, "
+                             "absolute (several when they were merged; empty in older runs, which had one: root).")
+    layout: str
+    classes: list[str] = Field(min_length=2)
+    img_size: int = Field(ge=1)
+    color: Literal["rgb", "grayscale"]
+    val_source: str
+    sizes: dict[str, int]
+    counts: dict[str, dict[str, int]]
+    imbalance: ImbalanceStats
+    cache_key: str | None = None
+    streamed: bool = False
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    duplicates: DuplicateGrouping | None = Field(None, description="Near-duplicate groups the split was drawn "
+                                                 "with; null when not searched (streamed data, "
+                                                 "--no-group-duplicates, runs before it existed).")
+    splits: dict[str, SplitFiles]
+    task: Literal["single", "multilabel"] = Field("single", description="multilabel: an image carries a set of "
+                                                  "labels (an index file); `counts` are images per label.")
+    label_stats: dict[str, LabelStats] | None = Field(None, description="Multi-label data: per split.")
+
+    def split_paths(self, split: str) -> tuple[list[str], list[int]]:
+        s = self.splits[split]
+        root = Path(self.root)
+        return [str(root / f) for f in s.files], list(s.labels)

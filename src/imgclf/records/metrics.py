@@ -1,0 +1,123 @@
+"""metrics.json: the scores of one evaluated split."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .base import METRICS_SCHEMA_VERSION, Record
+from .dataset import SkippedFile
+
+
+class ClassScores(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    precision: float
+    recall: float
+    f1: float
+    support: int = Field(ge=0)
+
+
+class AverageScores(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    precision: float
+    recall: float
+    f1: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_f1(cls, data: Any) -> Any:  # before schema 1 the averages said "f1-score", the classes "f1"
+        if isinstance(data, dict) and "f1-score" in data:
+            data = {k if k != "f1-score" else "f1": v for k, v in data.items()}
+        return data
+
+
+class WorstClass(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    recall: float
+
+
+class TTAScores(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    accuracy: float
+    loss: float | None
+    macro: AverageScores
+    worst_class: WorstClass | None = None
+    macro_auc: float | None = None
+    transforms: str = ""
+
+
+class CalibrationScores(BaseModel):
+    """The evaluated split before and after temperature scaling (metrics.json `calibration`); `ece` and `loss`
+    of the record itself are the calibrated ones."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(gt=0)
+    ece_before: float
+    loss_before: float | None
+
+
+class UnknownScores(BaseModel):
+    """How the unknown threshold treated the evaluated split (metrics.json `unknown`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    detector: str
+    threshold: float | None
+    flagged: float = Field(ge=0, le=1, description="Share of the images scored below the threshold (unknown).")
+    accuracy_kept: float | None = Field(description="Accuracy on the images not flagged.")
+
+
+class LabelScores(BaseModel):
+    """One label of a multi-label evaluation, at the card's threshold for it."""
+
+    model_config = ConfigDict(extra="forbid")
+    ap: float | None = Field(description="Average precision (area under the PR curve); None without positives.")
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    support: int = Field(ge=0, description="Images carrying the label.")
+
+
+class MultiLabelScores(BaseModel):
+    """metrics.json `multilabel`: ranking and set scores of a multi-label evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+    map_macro: float | None = Field(description="Mean of the per-label average precisions (labels with positives).")
+    map_micro: float | None = Field(description="Average precision over every (image, label) pair.")
+    subset_accuracy: float = Field(description="Images whose predicted label set equals the true set.")
+    hamming_loss: float = Field(description="Share of (image, label) decisions that are wrong.")
+    micro: AverageScores
+    samples_f1: float = Field(description="F1 of each image's predicted set against its true set, averaged.")
+    per_label: dict[str, LabelScores]
+    cardinality_true: float
+    cardinality_pred: float
+
+
+class MetricsRecord(Record):
+    """metrics.json: scores of one evaluated split, computed from predictions.csv's probabilities."""
+
+    schema_version: int = Field(METRICS_SCHEMA_VERSION, ge=1, le=METRICS_SCHEMA_VERSION)
+    split: str = Field(description="test, val, or DATA:split for another folder.")
+    count: int = Field(ge=0)
+    accuracy: float
+    loss: float | None
+    macro: AverageScores
+    weighted: AverageScores
+    per_class: dict[str, ClassScores]
+    worst_class: WorstClass | None = None
+    auc: dict[str, float | None]
+    macro_auc: float | None = None
+    ece: float
+    confusion: list[list[int]]
+    classes_present: list[str]
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    tta: TTAScores | None = None
+    calibration: CalibrationScores | None = None
+    unknown: UnknownScores | None = None
+    task: Literal["single", "multilabel"] = Field("single", description="multilabel: accuracy is subset accuracy, "
+                                                  "loss the mean binary cross-entropy, per_class / macro / weighted "
+                                                  "the labels' P/R/F1 at their thresholds, auc per label, "
+                                                  "confusion the label co-occurrence (true x predicted).")
+    multilabel: MultiLabelScores | None = None

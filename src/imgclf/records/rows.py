@@ -1,0 +1,61 @@
+"""The CSV files of a run: history.csv (one row per epoch) and predictions.csv (one row per evaluated image)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HistoryRow(BaseModel):
+    """One row of history.csv: one training epoch (1-based). Empty cells read as None."""
+
+    model_config = ConfigDict(extra="forbid")
+    COLUMNS: ClassVar[tuple[str, ...]] = ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "seconds",
+                                          "images_per_s", "frozen")
+    epoch: int = Field(ge=1)
+    lr: float | None = None
+    loss: float | None = None
+    acc: float | None = None
+    val_loss: float | None = None
+    val_acc: float | None = None
+    seconds: float | None = None
+    images_per_s: float | None = None
+    frozen: int = 0
+
+    def cells(self) -> list[str]:
+        out = []
+        for name in self.COLUMNS:
+            v = getattr(self, name)
+            out.append("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v))
+        return out
+
+    def value(self, name: str) -> float:
+        """A column as a float, NaN when empty (what the curves plot)."""
+        v = getattr(self, name)
+        return math.nan if v is None else float(v)
+
+
+class PredictionRow(BaseModel):
+    """One row of predictions.csv: an evaluated image, or a skipped file (`error` set, no prediction)."""
+
+    model_config = ConfigDict(extra="forbid")
+    FIXED: ClassVar[tuple[str, ...]] = ("path", "true", "pred", "prob", "loss", "error")
+    # written since card schema 2; files without them still read
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("score", "unknown")
+    path: str
+    true: str = ""
+    pred: str = ""
+    prob: float | None = None
+    loss: float | None = None
+    error: str = ""
+    score: float | None = Field(None, description="In-distribution score (model.json `unknown`).")
+    unknown: bool | None = Field(None, description="Score below the card's threshold.")
+    probs: list[float] = Field(default_factory=list, description="One probability per class, in the card's "
+                               "class order; written as p_<class> columns.")
+
+    @staticmethod
+    def header(classes: Sequence[str]) -> list[str]:
+        return [*PredictionRow.FIXED, *PredictionRow.OPTIONAL, *(f"p_{c}" for c in classes)]

@@ -1,0 +1,198 @@
+"""Typed access to a run directory's files."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..config import TrainConfig
+from ..errors import ImgclfError, bad_path, invalid
+from ..io import (
+    checked_row,
+    from_spreadsheet_safe,
+    read_csv,
+    read_json,
+    read_yaml,
+    write_csv,
+    write_json,
+    write_yaml,
+)
+from .base import (
+    CARD_SCHEMA_VERSION,
+    METRICS_SCHEMA_VERSION,
+    _blank_to_none,
+    validation_problems,
+)
+from .card import ModelCard
+from .dataset import DatasetRecord
+from .metrics import MetricsRecord
+from .rows import HistoryRow, PredictionRow
+
+
+class RunDir:
+    """Typed access to one run directory's files. Readers raise ImgclfError naming the file when it is missing
+    or does not match its record."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    # ----- generic ------------------------------------------------------------------------------
+    def _load(self, name: str, record: type[BaseModel], data: Any) -> Any:
+        try:
+            return record.model_validate(data)
+        except ValidationError as exc:
+            raise invalid("run", self.path, f"a run directory whose {name} matches its record ({record.__name__})",
+                          note=validation_problems(exc)) from None
+
+    def _unreadable(self, name: str, exc: BaseException) -> ImgclfError:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return invalid("run", self.path, f"a run directory whose {name} can be read",
+                       note=f"{name} cannot be read: {first}")
+
+    def _read_mapping(self, name: str, reader) -> Any:
+        path = self.path / name
+        if not path.is_file():
+            raise bad_path("run", self.path, f"a run directory containing {name}",
+                           "no such folder" if not self.path.exists() else f"no {name}: training unfinished?")
+        try:
+            data = reader(path)
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            raise self._unreadable(name, exc) from None
+        except Exception as exc:  # yaml's errors are not ValueErrors
+            raise invalid("run", self.path, f"a run directory whose {name} can be read",
+                          note=f"{name} cannot be read: {type(exc).__name__}") from None
+        if not isinstance(data, dict):
+            raise invalid("run", self.path, f"a run directory whose {name} holds a mapping",
+                          note=f"{name} holds a {type(data).__name__}")
+        return data
+
+    # ----- config.yaml --------------------------------------------------------------------------
+    def read_config(self) -> TrainConfig:
+        return self._load("config.yaml", TrainConfig, self._read_mapping("config.yaml", read_yaml))
+
+    def write_config(self, config: TrainConfig) -> None:
+        write_yaml(self.path / "config.yaml", config.model_dump(mode="json"))
+
+    # ----- dataset.json -------------------------------------------------------------------------
+    def read_dataset(self) -> DatasetRecord:
+        return self._load("dataset.json", DatasetRecord, self._read_mapping("dataset.json", read_json))
+
+    def write_dataset(self, record: DatasetRecord) -> None:
+        write_json(self.path / "dataset.json", record.model_dump(mode="json"))
+
+    # ----- model.json ---------------------------------------------------------------------------
+    def read_card(self) -> ModelCard:
+        return self._load("model.json", ModelCard, self._read_mapping("model.json", read_json))
+
+    def write_card(self, card: ModelCard) -> None:
+        # the layout written is this version's, whatever the card was read as (Record._legacy reads a dict
+        # without schema_version as version 1, and a card built in code is such a dict)
+        write_json(self.path / "model.json", {**card.model_dump(mode="json"), "schema_version": CARD_SCHEMA_VERSION})
+
+    # ----- metrics.json -------------------------------------------------------------------------
+    def read_metrics(self, name: str = "metrics.json") -> MetricsRecord:
+        return self._load(name, MetricsRecord, self._read_mapping(name, read_json))
+
+    def write_metrics(self, metrics: MetricsRecord, name: str = "metrics.json") -> None:
+        write_json(self.path / name, {**metrics.model_dump(mode="json"), "schema_version": METRICS_SCHEMA_VERSION})
+
+    # ----- history.csv --------------------------------------------------------------------------
+    def read_history(self) -> list[HistoryRow]:
+        """[] when the run has no history yet."""
+        path = self.path / "history.csv"
+        if not path.is_file():
+            return []
+        try:
+            rows = read_csv(path)
+        except (UnicodeDecodeError, csv.Error, OSError) as exc:
+            raise self._unreadable("history.csv", exc) from None
+        return [self._load("history.csv", HistoryRow, _blank_to_none(r)) for r in rows]
+
+    def write_history(self, rows: Iterable[HistoryRow]) -> None:
+        write_csv(self.path / "history.csv", HistoryRow.COLUMNS, [r.cells() for r in rows])
+
+    # ----- predictions.csv ----------------------------------------------------------------------
+    def read_predictions(self, classes: Sequence[str], name: str = "predictions.csv") -> list[PredictionRow]:
+        path = self.path / name
+        if not path.is_file():
+            raise bad_path("predictions", path, f"an existing {name}",
+                           hint="Run `imgclf evaluate RUN` to write it")
+        try:
+            return self._read_prediction_rows(path, classes, name)
+        except (UnicodeDecodeError, csv.Error, OSError) as exc:
+            raise self._unreadable(name, exc) from None
+
+    def _read_prediction_rows(self, path: Path, classes: Sequence[str], name: str) -> list[PredictionRow]:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            reader.fieldnames = [from_spreadsheet_safe(h) for h in reader.fieldnames or []]
+            header = reader.fieldnames
+            columns = [f"p_{c}" for c in classes]
+            missing = [c for c in (*PredictionRow.FIXED, *columns) if c not in header]
+            if missing:
+                raise invalid("predictions", path, f"a {name} with the columns "
+                              f"{[*PredictionRow.FIXED, *columns]}",
+                              note=f"without {missing}")
+            out = []
+            for raw in reader:
+                raw = {k: from_spreadsheet_safe(v or "") for k, v in checked_row(reader, raw).items()}
+                row = _blank_to_none({k: raw[k] for k in (*PredictionRow.FIXED, *PredictionRow.OPTIONAL) if k in raw})
+                row = {k: ("" if v is None and k in ("true", "pred", "error") else v) for k, v in row.items()}
+                row["path"] = raw["path"]
+                try:
+                    row["probs"] = [float(raw[c]) for c in columns] if not raw.get("error") else []
+                except (TypeError, ValueError):
+                    raise invalid("predictions", path, "a file with a probability in every p_<class> cell of a "
+                                  "predicted row", note=f"row {reader.line_num}, {raw['path']!r}") from None
+                out.append(self._load(name, PredictionRow, row))
+        return out
+
+    def write_predictions(self, rows: Iterable[PredictionRow], classes: Sequence[str],
+                          name: str = "predictions.csv") -> None:
+        def cells(r: PredictionRow) -> list[str]:
+            num = lambda v: "" if v is None else f"{v:.6f}"  # noqa: E731
+            probs = [f"{p:.6f}" for p in r.probs] if r.probs else [""] * len(classes)
+            score = "" if r.score is None else f"{r.score:.6g}"
+            unknown = "" if r.unknown is None else str(int(r.unknown))
+            return [r.path, r.true, r.pred, num(r.prob), num(r.loss), r.error, score, unknown, *probs]
+
+        write_csv(self.path / name, PredictionRow.header(classes), [cells(r) for r in rows])
+
+    # ----- every file ---------------------------------------------------------------------------
+    def validate(self) -> list[str]:
+        """Read every run file present through its record; returns the names checked."""
+        checked = []
+        if self.has("config.yaml"):
+            self.read_config()
+            checked.append("config.yaml")
+        for name, reader in (("dataset.json", self.read_dataset), ("metrics.json", self.read_metrics),
+                             ("history.csv", self.read_history)):
+            if self.has(name):
+                reader()
+                checked.append(name)
+        if self.has("model.json"):
+            card = self.read_card()
+            checked.append("model.json")
+            if self.has("predictions.csv"):
+                self.read_predictions(card.classes)
+                checked.append("predictions.csv")
+        return checked
+
+
+def load_card(run_dir: str | os.PathLike) -> ModelCard:
+    """The validated model card of a run directory."""
+    return RunDir(run_dir).read_card()

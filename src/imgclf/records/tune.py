@@ -1,0 +1,63 @@
+"""tune.json: written by `imgclf tune` in the search folder (not a run file)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import Record
+
+
+class TuneTrial(BaseModel):
+    """One trial of a search: what it drew, how it ended, its run directory (relative to the search folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+    number: int = Field(ge=0, description="Optuna's trial number; the run is trials/trial-NNN.")
+    state: Literal["complete", "pruned", "fail", "running", "waiting"]
+    value: float | None = Field(None, description="Validation accuracy of the weights the trial kept (complete "
+                                "trials); pruned trials: their last reported epoch's.")
+    params: dict[str, Any]
+    run: str | None = None
+    epochs: int | None = None
+    seconds: float | None = Field(None, description="Wall time of the whole trial (data, training, card).")
+    stopped: str | None = Field(None, description="Why its training ended (completed, time limit, pruned at "
+                                "epoch k, failed: ..., interrupted).")
+
+
+class TuneBest(BaseModel):
+    """The chosen trial: by validation accuracy only; the one trial evaluated on the test split."""
+
+    model_config = ConfigDict(extra="forbid")
+    number: int = Field(ge=0)
+    value: float
+    params: dict[str, Any]
+    run: str
+    test_accuracy: float | None = None
+    test_macro_f1: float | None = None
+
+
+class TuneRecord(Record):
+    """tune.json: a hyper-parameter search (`imgclf tune`): its space, every trial, the best, importances."""
+
+    created: str
+    imgclf_version: str
+    optuna_version: str
+    data: str | list[str]
+    model: str
+    recipe: str | None = None
+    objective: Literal["val_accuracy"] = "val_accuracy"
+    sampler: str
+    pruner: str
+    seed: int
+    trials_asked: int = Field(ge=1)
+    time_limit_seconds: float | None = None
+    seconds_used: float = Field(ge=0, description="Sum of the trials' wall times (the budget's measure).")
+    stopped: str = Field(description="Why the search ended: all trials run, or the time limit; 'running: ...' "
+                         "while it runs (the file is rewritten after every trial).")
+    space: dict[str, dict[str, Any]]
+    trials: list[TuneTrial]
+    best: TuneBest | None = Field(description="The chosen trial, tested; while the search runs, the best so far "
+                                  "(untested); None when no trial has completed.")
+    importances: dict[str, float] | None = Field(None, description="Optuna's parameter importances (PED-ANOVA "
+                                                 "by default) over the complete trials; None with too few.")

@@ -1,0 +1,112 @@
+"""The command groups and what every command shares: building only the command that runs, the console,
+the small parsers of flag values."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import typer
+
+from ..cli_errors import CommandGroup
+from ..errors import invalid
+from ..io import terminal_safe
+
+_HELP_FLAGS = {"help_option_names": ["-h", "--help"]}
+_GENERATED: dict[Any, Any] = {}  # command function -> the function listing its generated options
+_DEFERRED: dict[Any, Any] = {}  # command function -> its Typer CommandInfo, built when the command runs
+
+
+class _Commands(CommandGroup):
+    """Builds only the command that runs. Typer builds a command's options with pydantic (its own type checks),
+    train's come from TrainConfig and the study's from numpy code: `imgclf models` and `--version` should wait
+    for none of them. Until it runs, a command holds its help line only, enough for `imgclf --help`'s list."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        func = getattr(getattr(cmd, "callback", None), "__wrapped__", None)
+        if func in _DEFERRED and func.__dict__.get("__signature__") is _PENDING:
+            if func in _GENERATED:
+                func.__signature__ = inspect.Signature(_GENERATED[func]())
+            else:
+                del func.__signature__  # the function's own parameters again
+            cmd = typer.main.get_command_from_info(_DEFERRED[func], pretty_exceptions_short=True,
+                                                   rich_markup_mode=getattr(cmd, "rich_markup_mode", None))
+            self.commands[name] = cmd
+        return name, cmd, rest
+
+
+_PENDING = inspect.Signature([])
+
+
+def generated_command(group: typer.Typer, name: str, func: Any, options: Any) -> None:
+    _GENERATED[func] = options
+    group.command(name, context_settings=_HELP_FLAGS)(func)
+
+
+def defer_options(*groups: typer.Typer) -> None:
+    for group in groups:
+        for info in group.registered_commands:
+            _DEFERRED[info.callback] = info
+            info.callback.__signature__ = _PENDING
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate, explain and serve image classifiers from a folder of labelled images.")
+data_app = typer.Typer(cls=_Commands, no_args_is_help=True, help="Built-in data sets.")
+app.add_typer(data_app, name="data")
+study_app = typer.Typer(cls=_Commands, no_args_is_help=True,
+                        help="Experiment grids whose cells are ordinary run directories.")
+app.add_typer(study_app, name="study")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"imgclf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print imgclf's version and exit.")) -> None:
+    """Train, evaluate, explain and serve image classifiers from a folder of labelled images."""
+
+
+def shown(text: Any) -> str:
+    """A user-chosen name (file, class) for the console: neither Rich markup nor terminal control sequences."""
+    from rich.markup import escape
+
+    return escape(terminal_safe(text))
+
+
+def new_console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False, soft_wrap=True)  # a redirected summary keeps its lines whole
+
+
+UNKNOWN_HELP = ("on: an image scoring below the run's threshold (model.json 'unknown', set on the validation split) "
+                "is labelled unknown, with its score and closest class; off: always the most probable class.")
+
+
+def on_off(name: str, value: str) -> bool:
+    if value not in ("on", "off"):
+        raise invalid(name, value, ("on", "off"))
+    return value == "on"
+
+
+def split_list(name: str, text: str, kind: type) -> list[Any]:
+    try:
+        return [kind(p.strip()) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise invalid(name, text, f"a comma-separated list of {kind.__name__} values such as "
+                                  f"{'1,3,7,15' if kind is float else '0,1,2'}") from None
+
+
+def multilabel_line(m: Any) -> str:
+    ml = m.multilabel
+    ap = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731  (None: no label had a positive)
+    return (f"mAP {ap(ml.map_macro)} (micro {ap(ml.map_micro)})  macro F1 {m.macro.f1:.4f}  subset accuracy "
+            f"{ml.subset_accuracy:.4f}  Hamming loss {ml.hamming_loss:.4f}  (labels at their tuned thresholds)")

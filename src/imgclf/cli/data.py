@@ -1,0 +1,202 @@
+"""Commands on image folders: audit, inspect, subset, data fetch and study imbalance (thin layers over
+imgclf.audit, imgclf.inspect, imgclf.data and imgclf.study)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..io import writable_folder
+from .base import app, data_app, generated_command, new_console, shown, split_list, study_app
+from .training import train_options
+
+
+@app.command("audit")
+def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders, or train/ (val/, test/) of class "
+                                                    "folders."),
+              run: Optional[Path] = typer.Option(None, "--run", help="Run directory whose model's penultimate "
+                                                 "features judge labels and outliers (default: the images' pixels)."),
+              out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json and audit.html "
+                                                 "(default: audits/<folder name>)."),
+              img_size: Optional[int] = typer.Option(None, "--img-size", help="Decode size without --run (default: "
+                                                     "the images' median short side, 16 to 64)."),
+              folds: int = typer.Option(5, "--folds", help="k of the out-of-fold probabilities (>= 2)."),
+              seed: int = typer.Option(0, "--seed", help="Seed of the folds and projections (>= 0)."),
+              as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
+    """Audit an image folder: duplicates, leaks between splits, likely label errors, outliers.
+
+    Exact and near-duplicates within a class, across classes and across train/val/test; likely label errors,
+    outliers and near-empty images. Writes audit.json and a self-contained audit.html."""
+    from ..audit import audit
+
+    result = audit(data, run=run, out=out, img_size=img_size, folds=folds, seed=seed)
+    counts = result.record.counts
+    if as_json:
+        typer.echo(json.dumps({"counts": counts.model_dump(), "leakage": result.record.leakage,
+                               "audit": str(result.json_path), "page": str(result.html_path)}, indent=2))
+        return
+    from ..audit.summary import render_counts
+
+    render_counts(result.record, new_console())
+    console = new_console()
+    console.print(f"audit: {shown(result.json_path)}")
+    console.print(f"page: {shown(result.html_path)}")
+
+
+@app.command("inspect")
+def inspect_cmd(data: Path = typer.Argument(..., help="Image folder, or a multi-label index file (CSV / JSON "
+                                                      "lines: path and labels per image)."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+                plots: Optional[Path] = typer.Option(None, help="Write class-distribution and sample figures here.")) -> None:
+    """What is in an image folder: classes, counts per split, sizes, modes, unreadable files, mu and rho."""
+    from ..inspect import inspect_folder, render_inspection
+
+    summary = inspect_folder(data, plots_dir=plots)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        render_inspection(summary, new_console())
+
+
+@app.command()
+def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder, or train/ with optional val/ and test/."),
+           out: Path = typer.Option(..., "--out", help="New folder for the subset (links + subset.json)."),
+           per_class: int = typer.Option(..., "--per-class", min=1, help="Base set: images per class before imbalancing."),
+           rho: float = typer.Option(..., help="Imbalance ratio: majority class size / minority class size."),
+           mu: Optional[float] = typer.Option(None, help="Share of classes that are minority (default 0.5)."),
+           minority: Optional[str] = typer.Option(None, help="Comma-separated minority classes (default: the smallest classes)."),
+           seed: int = typer.Option(0, min=0, help="Seed of the per-class draws."),
+           mode: str = typer.Option("symlink", help="symlink, hardlink or list (subset.csv only).")) -> None:
+    """Make a step-imbalanced copy of a data set (S4): links or a file list, never pixel copies."""
+    from ..data.subset import build_subset
+
+    names = split_list("minority", minority, str) if minority else None
+    m = build_subset(data, out, per_class, rho, mu, seed, names, mode)
+    typer.echo(f"wrote {out} ({m['mode']}): {m['total']} images, rho {m['rho_actual']:g}, mu {m['mu']:g}; "
+               f"{m['minority_count']} per minority class ({', '.join(m['minority'])}), "
+               f"{m['majority_count']} per majority class")
+    if not m["exact"]:
+        k, n_min = len(m["classes"]), len(m["minority"])
+        typer.echo(f"note: the total is {m['total']} instead of {m['target_total']} (rounding): the exact sizes need "
+                   f"{k} x per-class divisible by {n_min} + {k - n_min} x rho")
+
+
+@data_app.command("fetch")
+def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifar10 or fer2013."),
+               out: Path = typer.Option(..., "--out", help="Folder to write the PNG tree into."),
+               source: Optional[Path] = typer.Option(
+                   None, help="Local copy: fashion-mnist's IDX folder; cifar-10-binary.tar.gz or its extracted "
+                              "folder; fer2013.csv (.csv.gz, or a .tar.gz / .zip holding it)."),
+               url: Optional[str] = typer.Option(
+                   None, help="Download from here instead of the official address (fashion-mnist: the folder "
+                              "holding the four .gz files). fer2013 has no public address: it needs --url or --source."),
+               md5: Optional[str] = typer.Option(
+                   None, help="fer2013: the MD5 your copy must match (none is published)."),
+               cache_dir: Optional[Path] = typer.Option(
+                   None, "--cache-dir", help="Where downloads are kept (default $IMGCLF_CACHE/downloads, "
+                                             "i.e. ~/.cache/imgclf/downloads).")) -> None:
+    """Write a built-in data set as a class-per-folder PNG tree.
+
+    digits: scikit-learn's copy, offline.
+
+    fashion-mnist: --source, else /usr/share/datasets/fashion-mnist (Debian: dataset-fashion-mnist), else downloaded.
+
+    cifar10: the binary version (never the pickled python one) from --source, else downloaded.
+
+    fer2013: the CSV (emotion, pixels, Usage) from --source, or downloaded from --url.
+
+    Published MD5s (fashion-mnist, cifar10) are checked before a download is kept.
+    """
+    import logging
+
+    from ..data.sources import fetch
+
+    # Download progress and skipped-row counts are logged by the library; show them on stderr here.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("imgclf.data.sources")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        path = fetch(name, out, source=source, url=url, md5=md5, cache_dir=cache_dir)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    typer.echo(f"wrote {path}")
+
+
+def _study_options() -> list[inspect.Parameter]:
+    from ..study.imbalance import CONTROLLED
+
+    def opt(name: str, ann: Any, default: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
+
+    own = [
+        inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                          default=typer.Argument(..., help="Image folder to draw the imbalanced subsets from.")),
+        opt("out", Path, typer.Option(..., "--out", help="Study folder: data/, runs/, study.json, study.html.")),
+        opt("per_class", int, typer.Option(..., "--per-class", min=1, help="Base set: images per class (S4: 32).")),
+        opt("rhos", str, typer.Option("1,3,7,15", help="Imbalance ratios.")),
+        opt("mu", Optional[float], typer.Option(None, help="Share of minority classes (default 0.5).")),
+        opt("configs", str, typer.Option("none,reg,reg+bn", help="Configurations: none, reg, reg+bn; also weighted, "
+                                          "oversample, undersample, focal, and '+' combinations.")),
+        opt("seeds", str, typer.Option("0", help="Training seeds; results are mean +- std over them.")),
+        opt("minority", Optional[str], typer.Option(None, help="Comma-separated minority classes (default: the smallest classes).")),
+        opt("subset_seed", int, typer.Option(0, "--subset-seed", min=0, help="Seed of the subsets' draws.")),
+        opt("run_reports", bool, typer.Option(True, "--run-reports/--no-run-reports",
+                                               help="Also write each run's report.html (slow for many tiny runs).")),
+        opt("protocol", str, typer.Option("standard", help="How each subset is split. standard: train / validation "
+                                          "/ test (--val-split, --test-split), curves on validation. s4: S4's 70/30 "
+                                          "train/test, no validation; test scored every epoch for the curves, last "
+                                          "epoch's weights kept, no early stopping.", show_default=True)),
+    ]
+    skip = (set(CONTROLLED) - {"model"}) | {"config", "overwrite", "resume"}
+    train = [p for p in train_options()[1:] if p.name not in skip]
+    config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                               default=typer.Option(None, "--config", help="YAML file of training settings."))
+    return own + train + [config]
+
+
+def study_imbalance(data: str, **options: Any) -> None:
+    """Run S4's imbalance study: ratios x configurations x seeds, then study.json + study.html."""
+    from rich.table import Table
+
+    from ..study.imbalance import run_imbalance_study
+    from ..study.settings import study_settings
+
+    own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed",
+                                       "run_reports", "protocol")}
+    writable_folder("out", own["out"])
+    model, values, ignored = study_settings(options.pop("config"), options, own["protocol"])
+    if ignored:
+        typer.echo(f"note: the study's configurations{' and protocol' if own['protocol'] != 'standard' else ''} set "
+                   f"{', '.join(ignored)}; ignoring the recipe/config file's values")
+    study = run_imbalance_study(
+        data, own["out"], per_class=own["per_class"], rhos=split_list("rhos", own["rhos"], float), mu=own["mu"],
+        configs=split_list("configs", own["configs"], str), seeds=split_list("seeds", own["seeds"], int),
+        model=model, minority=split_list("minority", own["minority"], str) if own["minority"] else None,
+        subset_seed=own["subset_seed"], overrides=values, run_reports=own["run_reports"], protocol=own["protocol"],
+        log=typer.echo)
+    table = Table(title=f"imbalance study: mean ± std over seeds ({study['finished_runs']}/{len(study['runs'])} runs)")
+    for col in ("rho", "config", "seeds", "accuracy", "macro recall", "minority recall"):
+        table.add_column(col, justify="left" if col == "config" else "right")
+
+    def cell(stat: dict[str, Any]) -> str:
+        if stat["mean"] is None:
+            return "-"
+        return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat["std"] is not None else "")
+
+    for row in study["summary"]:
+        table.add_row(f"{row['rho']:g}", row["config"], str(len(row["seeds"])), cell(row["accuracy"]),
+                      cell(row["macro_recall"]), cell(row["minority_recall"]))
+    new_console().print(table)
+    typer.echo(f"report: {Path(own['out']) / 'study.html'}")
+
+
+generated_command(study_app, "imbalance", study_imbalance, _study_options)

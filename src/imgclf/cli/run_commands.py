@@ -1,0 +1,213 @@
+"""Commands on run directories: evaluate, predict, export, serve, report, compare and runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import bad_path, invalid
+from ..io import terminal_safe, writable_file
+from .base import UNKNOWN_HELP, app, multilabel_line, new_console, on_off, shown
+
+
+@app.command()
+def evaluate(run: Path = typer.Argument(..., help="Run directory."),
+             data: Optional[Path] = typer.Option(None, help="Evaluate on this folder instead of the run's test split."),
+             split: str = typer.Option("test", help="Split of the run's data set: test or val."),
+             tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean prediction over "
+                                                  "the image plus, only where the run's training made them, its "
+                                                  "mirror images (augment hflip, vflip) and two small shifts "
+                                                  "(shift, crop); metrics.json names the views used. Refused for "
+                                                  "a run trained with none of these.")) -> None:
+    """Evaluate a run: predictions.csv, metrics.json and the classification report.
+
+    For --data or another --split they are written beside the run's own, in evaluations/."""
+    from ..evaluation.run_eval import results_dir
+    from ..pipeline import evaluate as evaluate_run
+
+    metrics = evaluate_run(run, data=data, split=split, tta=tta)
+    _print_metrics(metrics)
+    _print_most_confused(metrics)
+    if data is not None:
+        from ..evaluation.run_eval import classes_left_out
+
+        left_out = classes_left_out(run, data)
+        if left_out:
+            typer.echo(f"left out class folder(s) {', '.join(map(shown, left_out))}, as the run's training did "
+                       "(its classes / drop_classes)")
+    typer.echo(f"wrote {results_dir(run, data, split) / 'metrics.json'} and predictions.csv")
+
+
+def _print_metrics(m: Any) -> None:
+    from rich.table import Table
+
+    console = new_console()
+    loss = "-" if m.loss is None else f"{m.loss:.4f}"
+    table = Table(title=f"{m.split}: accuracy {m.accuracy:.4f}, loss {loss}, {m.count} images")
+    for col in ("class", "precision", "recall", "f1", "support", "auc"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, row in m.per_class.items():
+        auc = m.auc.get(name)
+        table.add_row(shown(name), f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(row.support),
+                      "-" if auc is None else f"{auc:.3f}")
+    for avg in ("macro", "weighted"):
+        r = getattr(m, avg)
+        table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}", str(m.count), "")
+    console.print(table)
+    if m.tta is not None:
+        console.print(f"with TTA ({m.tta.transforms}): accuracy {m.tta.accuracy:.4f}")
+    if m.skipped:
+        console.print(f"[yellow]{len(m.skipped)} file(s) skipped:[/yellow]")
+        for s in m.skipped[:20]:
+            console.print(f"  {shown(s.path)}: {shown(s.reason)}")
+
+
+@app.command()
+def predict(run: Path = typer.Argument(..., help="Run directory."),
+            images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+            top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to list per image."),
+            fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+            tta: bool = typer.Option(False, help="Average each prediction over the image plus, only where the "
+                                                 "run's training made them, its mirror images (augment hflip, "
+                                                 "vflip) and two small shifts (shift, crop). Refused for a run "
+                                                 "trained with none of these."),
+            backend: str = typer.Option("torch", help="torch or onnx (needs `imgclf export RUN --format onnx`)."),
+            unknown: str = typer.Option("on", help=UNKNOWN_HELP),
+            threshold: Optional[float] = typer.Option(None, help="Multi-label runs: one decision threshold for "
+                                                      "every label instead of the ones tuned on validation "
+                                                      "(model.json thresholds).")) -> None:
+    """Predict labels and calibrated probabilities for images, or unknown for an image like no class.
+
+    Each prediction carries its in-distribution score. Unreadable files get an error row."""
+    from ..inference import load
+    from ..predict_format import format_predictions
+
+    if fmt not in ("table", "csv", "json"):
+        raise invalid("format", fmt, ("table", "csv", "json"))
+    flag_unknown = on_off("unknown", unknown)
+    if output:
+        writable_file("output", output)
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        raise bad_path("images", ", ".join(missing), "existing files or folders")
+    if backend == "onnx":
+        from ..export import load_onnx
+
+        clf: Any = load_onnx(run)
+    elif backend == "torch":
+        clf = load(run)
+    else:
+        raise invalid("backend", backend, ("torch", "onnx"))
+    extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
+    predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
+    text = format_predictions(predictions, fmt)
+    if output:
+        from ..io import atomic_write_text
+
+        atomic_write_text(output, text)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def export(run: Path = typer.Argument(..., help="Run directory."),
+           fmt: str = typer.Option("onnx", "--format", help="onnx, or torchscript (a torch.export .pt2 program)."),
+           out: Optional[Path] = typer.Option(None, "--out", help="Folder to write into (default: RUN/export).")) -> None:
+    """Export a run to ONNX or .pt2 with its preprocessing, temperature and unknown detector.
+
+    uint8 NHWC in; calibrated probabilities, in-distribution score and unknown flag out; plus its model card."""
+    from ..export import export_run
+
+    path = export_run(run, fmt, out)
+    typer.echo(f"wrote {path} and {path.name}.json")
+
+
+@app.command()
+def serve(run: Path = typer.Argument(..., help="Run directory."),
+          host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to the network)."),
+          port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
+          max_upload_mb: float = typer.Option(10.0, min=0.001, help="Largest request body, in MB (10^6 bytes)."),
+          max_files: int = typer.Option(32, min=1, help="Most images per request."),
+          backend: str = typer.Option("torch", help="torch, or onnx: onnxruntime over RUN/export/model.onnx "
+                                                    "(make it with `imgclf export RUN`); same answers."),
+          threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads (default: half the cores)."),
+          access_log: bool = typer.Option(True, help="Log every request."),
+          unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off.")) -> None:
+    """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
+    from ..serve import serve as run_server
+    from ..serve.app import BACKENDS
+
+    if backend not in BACKENDS:  # before the run is loaded: the flag is wrong whatever the run holds
+        raise invalid("--backend", backend, BACKENDS)
+    flag_unknown = on_off("unknown", unknown)
+    run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
+               max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files, unknown=flag_unknown)
+
+
+@app.command()
+def report(run: Path = typer.Argument(..., help="Run directory."),
+           explain: bool = typer.Option(True, help="Include Grad-CAM heatmaps (needs the weights and grad-cam).")) -> None:
+    """Redraw a run's figures (plots/*.png) and write its self-contained report.html."""
+    from ..evaluation.report import write_report
+
+    failures: list[str] = []
+    path = write_report(run, explain=explain, failures=failures)
+    for failure in failures:
+        typer.echo(f"figure could not be drawn: {terminal_safe(failure)}", err=True)
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+            out: Path = typer.Option(Path("compare.html"), "--out", help="Where to write the HTML comparison.")) -> None:
+    """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
+    import warnings
+
+    from ..evaluation.compare import UnfinishedRunWarning, compare_runs, render_table, write_compare_html
+
+    writable_file("out", out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnfinishedRunWarning)  # the table lists the skipped runs itself
+        comparison = compare_runs(runs)
+    render_table(comparison, new_console())
+    path = write_compare_html(comparison, out)
+    typer.echo(f"comparison: {path}")
+
+
+@app.command()
+def runs(folder: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Folder holding run directories "
+                                       "(searched recursively).", show_default=True),
+         sort: str = typer.Option("created", help="Column to sort by: name, model, data, epochs, val_accuracy, "
+                                  "test_accuracy, macro_f1, train_seconds, created or status (scores best first).",
+                                  show_default=True),
+         reverse: bool = typer.Option(False, "--reverse", help="Reverse the order."),
+         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects for scripts.")) -> None:
+    """List the runs under a folder: model, data, epochs, accuracies, macro F1, time, when, status.
+
+    Status is completed, pruned (a search trial the pruner stopped), interrupted or failed; a run whose files
+    cannot be read is listed as failed with the reason."""
+    from ..runs import list_runs, render_runs
+
+    rows = list_runs(folder, sort=sort, reverse=reverse)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        render_runs(rows, new_console(), folder)
+
+
+def _print_most_confused(metrics: Any, top: int = 5) -> None:
+    from ..evaluation.interpret import most_confused
+
+    if metrics.multilabel is not None:  # its confusion is label co-occurrence: no class was mistaken for another
+        new_console().print(multilabel_line(metrics))
+        return
+
+    pairs = most_confused(metrics, top=top)
+    if pairs:
+        new_console().print("most confused: " + "; ".join(f"{shown(c.true)} → {shown(c.pred)} ({c.count}, "
+                                                        f"{100 * c.rate:.0f} %)"
+                                                        for c in pairs))

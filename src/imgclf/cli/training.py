@@ -1,0 +1,223 @@
+"""train, lr-find, tune and demo: their options are generated from TrainConfig, so the CLI and YAML can
+never drift apart."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .base import app, generated_command, multilabel_line, new_console, shown
+
+
+def train_options() -> list[inspect.Parameter]:
+    from ..config import TrainConfig
+
+    params = [inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
+                                default=typer.Argument(None, help="Image folder (class-per-folder, or train/ val/ "
+                                                       "test/); several folders are used as one, classes merged by "
+                                                       "folder name.", show_default=False, metavar="DATA"))]
+    for name, field in TrainConfig.model_fields.items():
+        if name in ("data", "schema_version", "lr_auto"):  # lr_auto records what --lr auto did; not a flag
+            continue
+        ann = field.annotation
+        origin = typing.get_origin(ann)
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if ann is bool:
+            py_type: Any = Optional[bool]
+        elif origin is dict or (args and typing.get_origin(args[0]) is dict):
+            py_type = Optional[str]
+        elif origin is list and typing.get_origin(typing.get_args(ann)[0]) is typing.Literal:
+            py_type = Optional[list[str]]  # a repeatable flag: --logger csv --logger mlflow
+        elif ann in (int, float) or (len(args) == 1 and args[0] in (int, float)):  # lr (a number or auto): text
+            py_type = Optional[ann if ann in (int, float) else args[0]]
+        else:
+            py_type = Optional[str]
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if ann is bool else [flag]
+        help_text = field.description or ""
+        choices = typing.get_args(ann) if typing.get_origin(ann) is typing.Literal else ()
+        if choices:
+            help_text += f" One of: {', '.join(map(str, choices))}."
+        if field.default is not None and not callable(field.default_factory or None):
+            # escaped: Rich reads [default: ...] as markup and drops it (the options default to None, so that a
+            # flag left out never hides a recipe's value, and typer cannot show the real default itself)
+            help_text += f" \\[default: {field.default}]"
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=py_type,
+                                        default=typer.Option(None, *decls, help=help_text, show_default=False)))
+    extra = [
+        ("config", Optional[Path], typer.Option(None, "--config", help="YAML file of settings (flags override it).")),
+        ("overwrite", bool, typer.Option(False, "--overwrite", help="Replace the run in --out if there is one.")),
+        ("resume", Optional[Path], typer.Option(None, "--resume", help="Continue an interrupted run directory.")),
+    ]
+    for name, ann, default in extra:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
+    return params
+
+
+def train(data: Optional[list[str]] = None, **options: Any) -> None:
+    """Train a model on an image folder and write a complete run directory."""
+    from ..pipeline import fit
+
+    config, overwrite, resume = options.pop("config"), options.pop("overwrite"), options.pop("resume")
+    if data:
+        options["data"] = data[0] if len(data) == 1 else data
+    if resume:
+        run = fit(resume=resume, **options)
+    else:
+        run = fit(config_file=config, overwrite=overwrite, **options)
+    from ..pipeline.folds import Folds
+
+    if isinstance(run, Folds):
+        _print_folds(run)
+    else:
+        _print_run_summary(run)
+
+
+def _print_folds(folds: Any) -> None:
+    """The cross-validation's summary: mean ± std over the folds of each metric, then where it is."""
+    from rich.table import Table
+
+    summary = folds.summary
+    table = Table(title=f"{summary['folds']} folds: mean ± std (test split: {summary['test_images']} images, the "
+                  "same for every fold)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("mean ± std", justify="right")
+    table.add_column("per fold", justify="right")
+    for name, stat in summary["metrics"].items():
+        if stat["mean"] is None:
+            continue
+        spread = "" if stat["std"] is None else f" ± {stat['std']:.4f}"
+        each = " ".join("—" if f[name] is None else f"{f[name]:.3f}" for f in summary["per_fold"])
+        table.add_row(name.replace("_", " "), f"{stat['mean']:.4f}{spread}", each)
+    new_console().print(table)
+    typer.echo(f"folds: {folds.path} (fold-1 ... fold-{summary['folds']}, folds.json)")
+
+
+generated_command(app, "train", train, train_options)
+
+
+def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
+    """Sweep the learning rate with Lightning's LR finder and print the suggestion.
+
+    A run's settings on a data folder, no run trained; writes lr_find.png and lr_find.json to --out."""
+    from ..pipeline.lr_find import lr_find as find
+
+    config, overwrite = options.pop("config"), options.pop("overwrite")
+    sweep = {k: options.pop(k) for k in ("start_lr", "end_lr", "steps")}
+    if data:
+        options["data"] = data[0] if len(data) == 1 else data
+    options = {k: v for k, v in options.items() if v is not None}
+    result = find(config_file=config, overwrite=overwrite, **sweep, **options)
+    typer.echo(f"suggested lr {result.suggestion:.3g}  ({len(result.lrs)} steps from {result.min_lr:g} to "
+               f"{result.max_lr:g}; curve {result.path / 'lr_find.png'})")
+    typer.echo(f"use: imgclf train ... --lr {result.suggestion:.3g}   (or --lr auto to run the finder in train)")
+
+
+def _lr_find_options() -> list[inspect.Parameter]:
+    params = [p for p in train_options() if p.name not in ("resume", "lr")]
+    out = typer.Option(None, "--out", help="Folder for lr_find.json and lr_find.png (default: lr-find/<model>-<n>).",
+                       show_default=False)
+    params = [p.replace(default=out) if p.name == "out" else p for p in params]
+    own = [
+        ("start_lr", float, typer.Option(1e-7, "--start-lr", help="First learning rate of the sweep.")),
+        ("end_lr", float, typer.Option(1.0, "--end-lr", help="Last learning rate of the sweep.")),
+        ("steps", int, typer.Option(100, "--steps", help="Training steps of the sweep (at least 15).")),
+    ]
+    for name, ann, default in own:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
+    return params
+
+
+generated_command(app, "lr-find", lr_find, _lr_find_options)
+
+
+def tune(data: Optional[list[str]] = None, **options: Any) -> None:
+    """Search hyper-parameters with Optuna: every trial an ordinary run, the best tested.
+
+    Trials are selected on the validation split; only the best one is evaluated on the test split. Writes
+    OUT/study.db (resumable with --resume), OUT/trials/trial-NNN, best.yaml, tune.json and tune.html."""
+    from ..search.search import stderr_log
+    from ..search.search import tune as search
+
+    own = {k: options.pop(k) for k in ("trials", "time_limit", "space", "resume", "config")}
+    if data:
+        options["data"] = data[0] if len(data) == 1 else data
+    options = {k: v for k, v in options.items() if v is not None}
+    result = search(trials=own["trials"], time_limit=own["time_limit"], space=own["space"], resume=own["resume"],
+                    config_file=own["config"], log=stderr_log if options.get("progress", True) else None, **options)
+    best = result.record.best
+    test = "" if best.test_accuracy is None else f", test accuracy {best.test_accuracy:.4f}"
+    typer.echo(f"best trial {best.number}: validation accuracy {best.value:.4f}{test}  ({result.best_run})")
+    typer.echo(f"search: {result.path} (tune.html, tune.json); train it again: imgclf train --config "
+               f"{result.path / 'best.yaml'}")
+
+
+def _tune_options() -> list[inspect.Parameter]:
+    params = [p for p in train_options() if p.name not in ("resume", "overwrite", "time_limit", "folds", "fold")]
+    out = typer.Option(None, "--out", help="Search folder (default: tune/<model>-<n>).", show_default=False)
+    params = [p.replace(default=out) if p.name == "out" else p for p in params]
+    own = [
+        ("trials", int, typer.Option(..., "--trials", help="Number of trials (finished or pruned) to run.")),
+        ("time_limit", Optional[str], typer.Option(None, "--time-limit", help="Total budget of the search, such as "
+                                                   "30m: each trial trains at most its equal share, and no trial "
+                                                   "starts once less than half a share is left.")),
+        ("space", Optional[Path], typer.Option(None, "--space", help="YAML file of the settings to search: "
+                                               "'lr: {low: 1e-4, high: 1e-1, log: true}', 'batch_size: [32, 64]', "
+                                               "'model_args.dropout: {low: 0, high: 0.5}' (default: the model "
+                                               "family's space).")),
+        ("resume", bool, typer.Option(False, "--resume", help="Continue the search in --out (trials already "
+                                      "finished are kept, not rerun).")),
+    ]
+    for name, ann, default in own:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
+    return params
+
+
+generated_command(app, "tune", tune, _tune_options)
+
+
+def _print_run_summary(run: Any) -> None:
+    from ..hardware import launch_rank
+
+    if launch_rank() != 0:
+        return  # worker processes of a data-parallel run stay quiet; rank 0 reports
+    m = run.metrics
+    console = new_console()
+    console.print(f"[bold]run[/bold] {shown(run.path)}  ({run.epochs_run} epochs, {run.train_seconds:.1f} s, {run.stopped_reason})")
+    if m and m.multilabel is not None:
+        console.print(f"[bold]{m.split}[/bold] {multilabel_line(m)}")
+    elif m:
+        worst = f"  worst class {m.worst_class.name} recall {m.worst_class.recall:.3f}" if m.worst_class else ""
+        console.print(f"[bold]{m.split}[/bold] accuracy {m.accuracy:.4f}  macro F1 {m.macro.f1:.4f}  "
+                      f"macro recall {m.macro.recall:.4f}{worst}")
+    skipped = run.skipped
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} file(s) skipped[/yellow] (all listed in {run.path / 'dataset.json'}):")
+        for s in skipped[:10]:
+            console.print(f"  {shown(s.path)}: {shown(s.reason)}", soft_wrap=True)
+        if len(skipped) > 10:
+            console.print(f"  ... and {len(skipped) - 10} more")
+    if run.figure_failures:
+        console.print(f"[yellow]{len(run.figure_failures)} figure(s) could not be drawn[/yellow] (the report says "
+                      "so in their place):")
+        for failure in run.figure_failures:
+            console.print(f"  {shown(failure)}", soft_wrap=True)
+    report = run.path / "report.html"
+    if report.exists():
+        console.print(f"report: {report}")
+
+
+# ---------------------------------------------------------------------------------------------------
+@app.command()
+def demo(out: Path = typer.Option(Path("imgclf-demo"), help="Folder for the exported digits and the run."),
+         epochs: int = typer.Option(15, help="Training epochs."),
+         progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
+    """Offline demo: scikit-learn's digits as PNGs -> train a small CNN -> evaluate -> run directory."""
+    from ..demo import run_demo
+
+    run = run_demo(out, epochs, progress)
+    _print_run_summary(run)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import make_image_folder
 from imgclf.errors import ImgclfError
-from imgclf.records import StudyRecord, json_schemas
+from imgclf.records import CellCurves, StudyRecord, json_schemas
 from imgclf.study.files import write_study
 from imgclf.study.imbalance import _run_cell, configuration_settings, run_imbalance_study
 
@@ -78,9 +78,12 @@ def test_study_json_is_written_through_its_record(tmp_path):
     # a writer's misspelt key, or a finished study without its numbers, fails where it is written
     with pytest.raises(ValidationError, match="celss"):
         write_study(tmp_path / "typo", {**running, "celss": []})
-    with pytest.raises(ValidationError, match="a complete study needs protocol"):
+    with pytest.raises(ValidationError, match="a complete study needs classes"):
         write_study(tmp_path / "bare", {**running, "state": "complete"})
     assert not (tmp_path / "typo").exists() and not (tmp_path / "bare").exists()
+    # a cell's held-out curves go under one split's name
+    with pytest.raises(ValidationError, match="under one name"):
+        CellCurves(loss=[1.0], acc=[0.5], val_loss=[1.0], test_acc=[0.5])
 
 
 @pytest.mark.parametrize("spoil, message", [
@@ -107,7 +110,10 @@ def test_a_study_from_before_protocols_is_extended_as_a_standard_one(study_dir, 
     out = tmp_path / "old"
     shutil.copytree(study_dir, out, symlinks=True)
     study = json.loads((out / "study.json").read_text())
-    del study["request"]["protocol"], study["schema_version"]
+    # as written before protocols (commit 2016752^): no protocol, no curves_by_config, no split or sizes per run
+    del study["request"]["protocol"], study["schema_version"], study["protocol"], study["curves_by_config"]
+    for run in study["runs"]:
+        del run["split"], run["sizes"]
     (out / "study.json").write_text(json.dumps(study))
     log = []
     extended = run_imbalance_study(pool, out, per_class=8, rhos=[1, 3], configs=["none"], seeds=[0],

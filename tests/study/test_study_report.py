@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from imgclf.records import StudyRecord
 from imgclf.stats import mean_std
 from imgclf.study.imbalance import cell_name, curves_by_config, summarise
 from imgclf.study.report import write_study_report
@@ -44,6 +45,7 @@ def test_cells_are_read_through_the_records(study):
     assert all(r["overfitting_onset"] == 6 for r in finished)  # the fixture's validation loss turns at epoch 5
     assert set(finished[0]["per_class"]) == set(CLASSES)
     json.dumps(result)  # study.json holds plain values only
+    StudyRecord.model_validate(result)  # and is its record's
 
 
 def test_summary_is_mean_and_std_over_seeds(study):
@@ -146,6 +148,7 @@ def test_s4_protocol_names_the_held_out_curves_test(study, monkeypatch):
                for k, v in result["subsets"].items()}
     s4 = summarise(out, grid, subsets, {**result["request"], "protocol": "s4"})
     assert s4["protocol"]["name"] == "s4" and s4["protocol"]["held_out"] == "test"
+    StudyRecord.model_validate(s4)
     finished = [r for r in s4["runs"] if r["finished"]]
     assert all(set(r["curves"]) == {"loss", "acc", "test_loss", "test_acc"} for r in finished)
     assert all(r["curves"]["test_loss"] == std["curves"]["val_loss"]

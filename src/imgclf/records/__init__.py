@@ -71,13 +71,15 @@ from .metrics import (
 )
 from .rows import HistoryRow, PredictionRow
 from .run_dir import RunDir, load_card
-from .study import StudyRecord
+from .study import (CellCurves, ClassRecall, ConfigCurves, ConfigurationSettings, SeedStats, StudyCell,
+                    StudyProtocol, StudyRecord, StudyRequest, StudyRun, SubsetSummary, SummaryRow)
 from .tune import TuneBest, TuneRecord, TuneTrial
 
 RECORDS: dict[str, type[BaseModel]] = {
     "config.yaml": TrainConfig, "dataset.json": DatasetRecord, "model.json": ModelCard,
     "metrics.json": MetricsRecord, "history.csv": HistoryRow, "predictions.csv": PredictionRow,
-    # not run files: written beside the audit's page, in the search folder, beside the fold runs, the study's
+    # not run files: written beside the audit's page, in the search folder, beside the fold runs, in the
+    # imbalance study's folder
     "audit.json": AuditRecord, "tune.json": TuneRecord, "folds.json": FoldsRecord, "study.json": StudyRecord,
 }
 
@@ -89,7 +91,9 @@ __all__ = [
     "FoldMetric", "FoldRow", "FoldStats", "FoldsRecord", "HeadlineMetrics", "HistoryRow", "ImbalanceStats",
     "Interpolation", "LRFindInfo", "LabelScores", "LabelStats", "MetricsRecord", "ModelCard", "MultiLabelScores",
     "PixelIssue", "PredictionRow", "Record", "RunDir", "SizingCandidate", "SizingInfo", "SkippedFile",
-    "SplitFiles", "SplitLeak", "StudyRecord", "TTAScores", "TrainingSummary", "TuneBest", "TuneRecord", "TuneTrial", "UnknownInfo",
+    "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "ConfigCurves",
+    "ConfigurationSettings", "SeedStats", "StudyCell", "StudyProtocol", "StudyRecord", "StudyRequest", "StudyRun",
+    "SubsetSummary", "SummaryRow", "TTAScores", "TrainingSummary", "TuneBest", "TuneRecord", "TuneTrial", "UnknownInfo",
     "UnknownScores", "WorstClass", "json_schemas", "load_card", "schema_texts", "validation_problems",
     "write_schemas",
 ]

@@ -14,9 +14,6 @@ from .base import Record
 from .metrics import WorstClass
 
 Protocol = Literal["standard", "s4"]
-# Summarised over seeds per (rho, configuration); the same names are a finished cell's fields.
-SeedMetric = Literal["accuracy", "macro_recall", "minority_recall", "majority_recall", "final_train_acc",
-                     "overfitting_onset", "train_seconds"]
 Curve = list[float | None]  # one value per epoch; None where it was not finite
 
 
@@ -110,8 +107,10 @@ class CellCurves(BaseModel):
 
     @model_validator(mode="after")
     def _one_held_out_split(self) -> CellCurves:
-        if (self.val_loss is None) == (self.test_loss is None):
-            raise ValueError("curves need the held-out split's loss as val_loss or test_loss (one of them)")
+        val, test = (self.val_loss, self.val_acc), (self.test_loss, self.test_acc)
+        if not ((None not in val and test == (None, None)) or (None not in test and val == (None, None))):
+            raise ValueError("curves need the held-out split's loss and accuracy under one name: val_loss and "
+                             "val_acc, or test_loss and test_acc")
         return self
 
 
@@ -162,6 +161,8 @@ class StudyRun(BaseModel):
     def _finished_has_numbers(self) -> StudyRun:
         if self.finished and (self.accuracy is None or self.curves is None or self.per_class is None):
             raise ValueError(f"finished run {self.run} needs accuracy, per_class and curves")
+        if self.final_val_acc is not None and self.final_test_acc is not None:
+            raise ValueError(f"run {self.run} has one held-out split: final_val_acc or final_test_acc, not both")
         return self
 
 
@@ -173,7 +174,8 @@ class StudyRecord(Record):
                                                              "(only request and cells); partial: some cells have "
                                                              "not finished; complete: all have.")
     cells: list[StudyCell]
-    protocol: StudyProtocol | None = None
+    protocol: StudyProtocol | None = Field(None, description="Absent in studies from before protocols, which ran "
+                                           "the standard one.")
     classes: list[str] | None = None
     minority: list[str] | None = None
     majority: list[str] | None = None
@@ -183,7 +185,8 @@ class StudyRecord(Record):
     table: dict[str, dict[str, dict[str, ClassRecall]]] | None = Field(
         None, description="configuration -> rho -> class -> precision, recall, support (mean over seeds).")
     curves_by_config: dict[str, dict[str, ConfigCurves]] | None = Field(None, description="rho -> configuration "
-                                                                        "-> mean curves.")
+                                                                        "-> mean curves; absent in studies from "
+                                                                        "before protocols.")
     runs: list[StudyRun] | None = None
     finished_runs: int | None = Field(None, ge=0)
     seconds: float | None = Field(None, description="Wall time of the last call's training (None: not timed).")
@@ -192,11 +195,18 @@ class StudyRecord(Record):
 
     @model_validator(mode="after")
     def _summarised_unless_running(self) -> StudyRecord:
-        needed = ("protocol", "classes", "minority", "majority", "subsets", "configs", "summary", "table",
-                  "curves_by_config", "runs", "finished_runs")
+        # protocol and curves_by_config came later: a study written before them still loads and can be extended
+        needed = ("classes", "minority", "majority", "subsets", "configs", "summary", "table", "runs",
+                  "finished_runs")
         missing = [k for k in needed if getattr(self, k) is None]
         if self.state != "running" and missing:
             raise ValueError(f"a {self.state} study needs {', '.join(missing)}")
+        held = self.protocol.held_out if self.protocol else "val"
+        other = "test" if held == "val" else "val"
+        stray = [r.run for r in self.runs or []
+                 if r.curves is not None and getattr(r.curves, f"{other}_loss") is not None]
+        if stray:
+            raise ValueError(f"the protocol's held-out split is {held}, but run {stray[0]} has {other}_* curves")
         if self.runs is not None and self.finished_runs != sum(r.finished for r in self.runs):
             raise ValueError("finished_runs must count the finished runs")
         return self

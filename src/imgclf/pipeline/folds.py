@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from ..config import TrainConfig
-from ..errors import bad_path, invalid
-from ..io import next_free_dir, read_json, writable_folder, write_json
+from ..errors import bad_path
+from ..io import next_free_dir, writable_folder, write_json
 from ..records import FoldMetric, FoldsRecord, RunDir
 from ..stats import mean_std
 
@@ -153,19 +153,10 @@ def summarize_folds(out: str | os.PathLike, runs: list[Path]) -> dict[str, Any]:
 def read_folds(out: str | os.PathLike) -> FoldsRecord:
     """OUT/folds.json of a finished cross-validation, checked against its record; a missing, unreadable or
     mismatched file is a one-line error naming OUT, not a traceback."""
-    from pydantic import ValidationError
-
-    from ..records import validation_problems
+    from ..records.base import read_record
 
     path = Path(out) / FOLDS_FILE
     if not path.is_file():
         raise bad_path("out", out, f"a cross-validation folder holding {FOLDS_FILE}",
                        "no such folder" if not Path(out).exists() else f"no {FOLDS_FILE}: not all folds finished?")
-    try:
-        return FoldsRecord.model_validate(read_json(path))
-    except ValidationError as exc:  # before ValueError: pydantic's error is one
-        raise invalid("out", out, f"a folder whose {FOLDS_FILE} matches its record (FoldsRecord)",
-                      note=validation_problems(exc)) from None
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise invalid("out", out, f"a folder whose {FOLDS_FILE} can be read",
-                      note=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]) from None
+    return read_record(path, FoldsRecord, "out", out, "a folder")

@@ -3,9 +3,12 @@ upgrades unversioned files, and validation errors on one line."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+RecordT = TypeVar("RecordT", bound=BaseModel)
 
 SCHEMA_VERSION = 1
 # model.json and metrics.json are at version 2: cards carry `calibration` and `unknown`, metrics the matching
@@ -37,3 +40,20 @@ def _blank_to_none(row: dict[str, str]) -> dict[str, Any]:
 def validation_problems(exc: ValidationError, limit: int = 5) -> str:
     """A record's validation errors on one line: `field.path: message; ...`."""
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:limit])
+
+
+def read_record(path: Path, record: type[RecordT], argument: str, value: Any, folder: str) -> RecordT:
+    """`path` checked against `record`, for a file beside runs that a command was pointed at through `argument`:
+    unreadable or mismatched content is the house one-line error naming the argument, never a traceback.
+    `folder` says what the argument must be ("a folder", "a new folder, or one")."""
+    from ..errors import invalid
+    from ..io import read_json
+
+    try:
+        return record.model_validate(read_json(path))
+    except ValidationError as exc:  # before ValueError: pydantic's error is one
+        raise invalid(argument, value, f"{folder} whose {path.name} matches its record ({record.__name__})",
+                      note=validation_problems(exc)) from None
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise invalid(argument, value, f"{folder} whose {path.name} can be read",
+                      note=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]) from None

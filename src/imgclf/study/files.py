@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import invalid
-from ..io import read_json, write_json
+from ..io import write_json
 from ..records import StudyRecord
 
 STUDY_FILE = "study.json"
@@ -24,18 +23,9 @@ def write_study(out: str | os.PathLike, study: dict[str, Any]) -> dict[str, Any]
 
 def read_study(out: str | os.PathLike) -> StudyRecord | None:
     """OUT/study.json checked against its record, or None when OUT holds no study yet."""
-    from pydantic import ValidationError
-
-    from ..records import validation_problems
+    from ..records.base import read_record
 
     path = Path(out) / STUDY_FILE
     if not path.exists():
         return None
-    try:
-        return StudyRecord.model_validate(read_json(path))
-    except ValidationError as exc:  # before ValueError: pydantic's error is one
-        raise invalid("out", out, f"a new folder, or one whose {STUDY_FILE} matches its record (StudyRecord)",
-                      note=validation_problems(exc)) from None
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise invalid("out", out, f"a new folder, or one whose {STUDY_FILE} can be read",
-                      note=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]) from None
+    return read_record(path, StudyRecord, "out", out, "a new folder, or one")

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from eval_fixtures import compare_runs_dirs, load_in_chromium  # noqa: F401  (fixtures)
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
-from imgclf.evaluation.compare import (best_groups, compare_runs, format_cell, render_table, summarize_run,
-                                      write_compare_html)
+from imgclf.evaluation.compare import compare_runs, summarize_run
+from imgclf.evaluation.compare_render import best_groups, format_cell, render_table, write_compare_html
 from imgclf.stats import MeanStd
 from run_fixtures import write_run
 
@@ -205,10 +205,10 @@ def test_terminal_output_fits_80_columns_with_the_numbers_and_labels(tmp_path):
 
 def test_curve_legend_stays_inside_the_figure(tmp_path, monkeypatch):
     """Long labels ran off the figure (issue 26): each legend entry is the group's letter and its label wrapped."""
-    import imgclf.evaluation.plots as plots
+    from imgclf.evaluation.plots import training_curves
 
     seen = {}
-    real_save = plots.save_figure
+    real_save = training_curves.save_figure
 
     def save(fig, path, *args, **kwargs):
         fig.canvas.draw()
@@ -217,7 +217,7 @@ def test_curve_legend_stays_inside_the_figure(tmp_path, monkeypatch):
         seen["texts"] = [t.get_text() for t in fig.legends[0].get_texts()]
         return real_save(fig, path, *args, **kwargs)
 
-    monkeypatch.setattr(plots, "save_figure", save)
+    monkeypatch.setattr(training_curves, "save_figure", save)
     a, b, c = _three_runs(tmp_path)
     seeds = [_configure(write_run(tmp_path / "s", seed=s, run_name=f"seed{s}"), lr=0.01) for s in (0, 1)]
     comparison = compare_runs([a, b, c, *seeds])

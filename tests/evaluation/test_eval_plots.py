@@ -139,7 +139,7 @@ def test_grids_and_samples_tolerate_unreadable_and_empty_input(tmp_path):
 def drawn(monkeypatch, draw):
     """The Figure a plot function saves, drawn, with its renderer."""
     saved = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    monkeypatch.setattr(plots.score_curves, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
     draw()
     (fig,) = saved
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -167,7 +167,8 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
     """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
     import warnings
 
-    from ..evaluation.compare import UnfinishedRunWarning, compare_runs, render_table, write_compare_html
+    from ..evaluation.compare import UnfinishedRunWarning, compare_runs
+    from ..evaluation.compare_render import render_table, write_compare_html
 
     writable_file("out", out)
     with warnings.catch_warnings():

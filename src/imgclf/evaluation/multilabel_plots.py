@@ -22,7 +22,7 @@ import numpy as np
 from ..plotting import (FULL_WIDTH_PX, GREY, MIN_FONT_PT, RIGHT_COLOR, TRAIN_COLOR, WRONG_COLOR, inches, new_figure,
                         save_figure, short, style)
 from .multilabel import binary_calibration_error
-from .plots import CAPTION_PT, TITLE_PT, _cell_axes, _mark, _show
+from .plots.layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image
 
 BINS = 10
 MIN_BIN_IMAGES = 20
@@ -102,12 +102,12 @@ def plot_label_set_grid(samples: Sequence[Mapping], path: str | os.PathLike, tit
     n_wrong = sum(1 for s in samples if not s["correct"])
     heading = f"{title}: a seeded random sample of {len(samples)} test images, {n_wrong} wrong (red frame)"
     with style():
-        fig, cells = _cell_axes(max(len(samples), 1), SET_COLUMNS, caption_in=LINE_IN * lines + 0.1, title=heading)
+        fig, cells = cell_axes(max(len(samples), 1), SET_COLUMNS, caption_in=LINE_IN * lines + 0.1, title=heading)
         for (ax,), s, caption in zip(cells, samples, captions):
-            _show(ax, s["image"])
+            show_image(ax, s["image"])
             ax.set_title(caption, fontsize=CAPTION_PT, color=RIGHT_COLOR if s["correct"] else WRONG_COLOR, loc="left",
                          fontweight="normal" if s["correct"] else "bold", pad=4, linespacing=1.15)
-            _mark(ax, "#d1d5db" if s["correct"] else WRONG_COLOR, 0.8 if s["correct"] else 3.0)
+            frame(ax, "#d1d5db" if s["correct"] else WRONG_COLOR, 0.8 if s["correct"] else 3.0)
         if not samples:
             cells[0][0].axis("off")
             cells[0][0].text(0.5, 0.5, "no readable images", ha="center", va="center", color=GREY)

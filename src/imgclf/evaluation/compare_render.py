@@ -1,0 +1,211 @@
+"""How `imgclf compare` shows a `Comparison`: the terminal table and compare.html (its table by evaluation set,
+the overlaid validation curves, each group's runs and settings). The best group of each column is marked within
+its section only."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_write_text
+from ..stats import MeanStd, mean_std
+from .compare import COLUMNS, Comparison, Group, setting_text
+
+
+def format_cell(stat: MeanStd, kind: str) -> str:
+    """One table cell: a group's mean ± std (the std left out for a single run), formatted by column kind."""
+    if stat.mean is None:
+        return "—"
+    if kind == "pct":
+        return stat.text(2, scale=100, unit=" %")
+    if kind == "seconds":
+        return stat.text(1, unit=" s")
+    if kind == "int":
+        return f"{int(round(stat.mean)):,}"
+    if stat.std is not None and stat.std > 0:
+        return stat.text(1)
+    return f"{stat.mean:.0f}" if float(stat.mean).is_integer() else f"{stat.mean:.1f}"
+
+
+def best_groups(comparison: Comparison) -> dict[str, set[int]]:
+    """{column: indices of the best groups of each section} for columns with a direction; groups that tie for
+    best are all marked, and a column where every group ties marks none.
+
+    Within a section only: a higher accuracy on other images (another data set, another test split) is not a
+    better result, and highlighting it as one was how `compare` misled (issue 26)."""
+    best: dict[str, set[int]] = {}
+    for key, _, _, higher in COLUMNS:
+        if higher is None:
+            continue
+        for section in comparison.sections:
+            scored = {i: comparison.groups[i].stats[key].mean for i in section.groups
+                      if comparison.groups[i].stats[key].mean is not None}
+            if len(scored) < 2:
+                continue
+            top = (max if higher else min)(scored.values())
+            winners = {i for i, v in scored.items() if math.isclose(v, top, rel_tol=1e-9, abs_tol=1e-12)}
+            if len(winners) < len(scored):
+                best.setdefault(key, set()).update(winners)
+    return best
+
+
+# The terminal's columns, narrower than the page's: (key, header, kind). images/s is left to the page (it says
+# more about the machine than the model), so the table fits 80 columns.
+TERMINAL_COLUMNS = (
+    ("val_accuracy", "val\nacc %", "pct"),
+    ("test_accuracy", "test\nacc %", "pct"),
+    ("test_map", "test\nmAP %", "pct"),
+    ("macro_f1", "macro\nF1 %", "pct"),
+    ("worst_recall", "worst\nrecall %", "pct"),
+    ("minority_recall", "minority\nrecall %", "pct"),
+    ("num_params", "\nparams", "count"),
+    ("epochs", "\nepochs", "num"),
+    ("train_seconds", "train\ns", "num"),
+)
+
+
+def terminal_cell(stat: MeanStd, kind: str) -> str:
+    """A narrow cell: the mean, and ± std on a second line (a group of seeds), no unit (the header has it)."""
+    if stat.mean is None:
+        return "—"
+    if kind == "count":
+        n = stat.mean
+        return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else f"{n:.0f}"
+    scale, digits = (100, 2) if kind == "pct" else (1, 1)
+    mean = f"{scale * stat.mean:.{digits}f}"
+    if kind == "num" and float(stat.mean).is_integer() and not stat.std:
+        mean = f"{stat.mean:.0f}"
+    return mean + (f"\n±{scale * stat.std:.{digits}f}" if stat.std else "")
+
+
+def render_table(comparison: Comparison, console: Any) -> None:
+    """The side-by-side tables in the terminal (rich), one per evaluation set, then the key of the group letters.
+    Fits 80 columns: group labels live in the key below the tables, which wraps, not in a table column."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..io import terminal_safe
+
+    groups = comparison.groups
+    columns = [c for c in TERMINAL_COLUMNS if any(g.stats[c[0]].mean is not None for g in groups)]
+    best = best_groups(comparison)
+    total = sum(g.n for g in groups)
+    for n, section in enumerate(comparison.sections):
+        title = terminal_safe(section.title)
+        if len(comparison.sections) == 1:
+            title = f"{total} runs in {len(groups)} group{'s' if len(groups) != 1 else ''} · {title}"
+        # the title on its own, wrapped at the console's width (a table title wider than its table is not)
+        console.print(("\n" if n else "") + escape(title), style="bold", soft_wrap=False, highlight=False)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        table.add_column("", no_wrap=True)
+        table.add_column("\nn", justify="right")
+        for _, header, _ in columns:
+            table.add_column(header, justify="right")
+        for i in section.groups:
+            g = groups[i]
+            cells = []
+            for key, _, kind in columns:
+                text = terminal_cell(g.stats[key], kind)
+                cells.append(f"[bold green]{text}[/bold green]" if i in best.get(key, ()) else text)
+            table.add_row(f"[bold]{g.key}[/bold]", str(g.n), *cells)
+        console.print(table)
+    console.print()
+    key = Table.grid(padding=(0, 1))
+    key.add_column(no_wrap=True)
+    key.add_column()
+    for g in groups:
+        names = ", ".join(r.name for r in g.runs)
+        text = Text(terminal_safe(g.label))
+        if names != g.label:
+            text.append(f"  ({'runs ' if g.n > 1 else ''}{terminal_safe(names)})", style="dim")
+        key.add_row(Text(g.key, style="bold"), text)
+    console.print(key)
+    notes = []
+    if comparison.differing:
+        notes.append("groups differ in: " + ", ".join(comparison.differing))
+    if any(g.n > 1 for g in groups):
+        notes.append("mean and ±std over the seeds (or cross-validation folds) of a group")
+    if len(comparison.sections) > 1:
+        notes.append(f"best per column in green within each of the {len(comparison.sections)} evaluation sets "
+                     "above; groups scored on different images are not ranked against each other")
+    elif best:
+        notes.append("best per column in green")
+    notes.append("hardware: " + "; ".join(sorted({r.hardware for g in groups for r in g.runs})))
+    for note in notes:
+        console.print(escape(terminal_safe(note)), soft_wrap=False, highlight=False)
+    for run, why in comparison.skipped:
+        console.print(escape(terminal_safe(f"skipped {run}: {why}")), style="yellow", soft_wrap=False,
+                      highlight=False)
+
+
+def _breakable(text: str) -> Any:
+    """HTML of a label that may break after each comma: `augment=hflip,rotate=30,...` has no space to wrap at."""
+    from markupsafe import Markup, escape
+
+    return Markup(",<wbr>").join(escape(part) for part in text.split(","))
+
+
+def _spread(stat: MeanStd, kind: str) -> str:
+    """The ± std part of a page cell, shown under the mean so that the columns stay narrow ("" for one run)."""
+    if stat.std is None or stat.mean is None or kind == "int":
+        return ""
+    return "± " + format_cell(MeanStd(stat.std, None, 1), kind)
+
+
+def legend_label(group: Group, width: int = 42, max_lines: int = 3) -> str:
+    """The curves' legend entry: the letter and the label, wrapped (a legend does not wrap by itself, and a long
+    single line ran off the figure), at most `max_lines` lines; the page's key has the whole label."""
+    lines = textwrap.wrap(f"{group.key}: {group.label}", width) or [group.key]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: width - 1] + "…"
+    if len(group.runs) > 1 and len(lines[-1]) > width - 24:  # the figure appends " (mean of N seeds ± std)"
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
+    """compare.html: the table (by evaluation set), the overlaid curves (embedded), each group's runs and
+    settings."""
+    from ..pages import embed_png, render
+    from .plots import plot_compare_curves
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        curves = Path(tmp) / "curves.png"
+        plot_compare_curves([{"label": legend_label(g), "histories": [r.history for r in g.runs]}
+                             for g in comparison.groups], curves)
+        figure = embed_png(curves)
+    best = best_groups(comparison)
+    # a column no run has a value for (minority recall on balanced data) is left out rather than all dashes
+    shown = {k for k, *_ in COLUMNS if any(g.stats[k].mean is not None for g in comparison.groups)}
+    rows = []
+    for i, g in enumerate(comparison.groups):
+        rows.append({
+            "key": g.key, "label": g.label, "label_html": _breakable(g.label), "n": g.n,
+            "cells": [{"text": format_cell(MeanStd(g.stats[k].mean, None, g.stats[k].n), kind),
+                       "spread": _spread(g.stats[k], kind), "best": i in best.get(k, ())}
+                      for k, _, kind, _ in COLUMNS if k in shown],
+            "runs": [{"name": r.name, "path": str(r.path.resolve()), "seed": r.seed, "hardware": r.hardware,
+                      "report": str((r.path / "report.html").resolve()) if (r.path / "report.html").exists() else None,
+                      "evaluation": r.evaluation.describe([r.seed]) if r.evaluation else "not evaluated",
+                      "cells": [format_cell(mean_std([r.values[k]]), kind) for k, _, kind, _ in COLUMNS
+                                if k in shown]}
+                     for r in g.runs],
+            "settings": {k: setting_text(k, g.runs[0].config.get(k)) for k in comparison.differing},
+        })
+    sections = [{"title": s.title, "rows": [rows[i] for i in s.groups]} for s in comparison.sections]
+    html = render("compare.html", columns=[c[1] for c in COLUMNS if c[0] in shown], sections=sections, rows=rows, figure=figure,
+                  differing=comparison.differing, ranked=bool(best),
+                  hardware=sorted({r.hardware for g in comparison.groups for r in g.runs}),
+                  generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  total=sum(g.n for g in comparison.groups))
+    atomic_write_text(out, html)
+    return out

@@ -1,0 +1,123 @@
+"""Grids of images: sample predictions, top losses, Grad-CAM overlays, and one sample image per class."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...plotting import (
+    FULL_WIDTH_PX,
+    GREY,
+    MIN_FONT_PT,
+    RIGHT_COLOR,
+    WRONG_COLOR,
+    save_figure,
+    short,
+    style,
+)
+from .layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image, text_px
+
+
+def _caption(s: Mapping[str, Any], show_loss: bool = False) -> str:
+    text = f"True: {short(s['true'], 13)}\nPred: {short(s['pred'], 13)} ({s['prob']:.2f})"
+    return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
+
+
+def _is_wrong(s: Mapping[str, Any]) -> bool:
+    return not s.get("correct", s["true"] == s["pred"])
+
+
+def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                         title: str = "Sample predictions", show_loss: bool = False, max_cols: int = 6) -> Path:
+    """Images captioned "True: x / Pred: y (p)"; wrong predictions get a red caption and a red frame.
+
+    Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}.
+    """
+    n_wrong = sum(1 for s in samples if _is_wrong(s))
+    # The sample mixes right and wrong on purpose: say so, or the share of red reads as the error rate.
+    drawn = "" if show_loss else ", mixed on purpose (not the error rate)"
+    heading = f"{title}: {n_wrong} wrong (red frame) and {len(samples) - n_wrong} right{drawn}"
+    with style():
+        fig, cells = cell_axes(max(len(samples), 1), max_cols, caption_in=0.62 if show_loss else 0.5, title=heading)
+        for (ax,), s in zip(cells, samples):
+            show_image(ax, s["image"])
+            wrong = _is_wrong(s)
+            ax.set_title(_caption(s, show_loss), fontsize=CAPTION_PT, color=WRONG_COLOR if wrong else RIGHT_COLOR,
+                         fontweight="bold" if wrong else "normal", pad=4)
+            frame(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
+        if not samples:
+            cells[0][0].axis("off")
+            cells[0][0].text(0.5, 0.5, "no readable images", ha="center", va="center", color=GREY)
+        fig.suptitle(heading, fontweight="bold", fontsize=TITLE_PT, y=1 - 0.1 / fig.get_figheight())
+        return save_figure(fig, path)
+
+
+def plot_top_losses(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """The images the model got most confidently wrong (highest loss first)."""
+    return plot_prediction_grid(samples, path, title="Top losses", show_loss=True)
+
+
+def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, layer: str = "",
+                      max_cols: int = 6) -> Path:
+    """Each sample as the input image above its Grad-CAM overlay; wrong predictions marked red.
+
+    Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}.
+    """
+    heading = "Grad-CAM: where the model looked for its predicted class" + (f" (layer {layer})" if layer else "")
+    with style():
+        fig, cells = cell_axes(max(len(samples), 1), max_cols, images_per_cell=2, caption_in=0.62, title=heading)
+        for (top, bottom), s in zip(cells, samples):
+            wrong = _is_wrong(s)
+            show_image(top, s["image"])
+            flat = float(np.max(s["heatmap"])) < 1e-6  # Grad-CAM found no positive evidence for the class
+            top.set_title(_caption(s) + ("\n(no positive evidence)" if flat else ""), fontsize=CAPTION_PT,
+                          color=WRONG_COLOR if wrong else RIGHT_COLOR, fontweight="bold" if wrong else "normal", pad=4)
+            show_image(bottom, s["image"])
+            h, w = s["image"].shape[:2]
+            bottom.imshow(s["heatmap"], cmap="jet", alpha=0.45, vmin=0, vmax=1, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                          interpolation="bilinear")
+            for ax in (top, bottom):
+                frame(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
+        if not samples:
+            for ax in cells[0]:
+                ax.axis("off")
+        fig.suptitle(heading, fontweight="bold", fontsize=TITLE_PT, y=1 - 0.1 / fig.get_figheight())
+        return save_figure(fig, path)
+
+
+def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_side: int = 160) -> Path:
+    """One example image per class ({class: image path}), at its own aspect ratio; unreadable ones are marked."""
+    from PIL import Image
+
+    from ...data.decode import DecodeError, open_image
+
+    names = list(paths)
+    n = max(len(names), 1)
+    cols = math.ceil(n / math.ceil(n / 10))  # rows of at most 10, as even as possible
+    width_px = min(FULL_WIDTH_PX, cols * 175 + 15)  # images up to 160 pixels
+    cell_px = (width_px - 15) / cols
+    name_chars = max((n for n in range(3, 41) if text_px("m" * n, CAPTION_PT) * 0.85 <= cell_px), default=3)
+    with style():
+        fig, cells = cell_axes(n, cols, caption_in=0.3, width_px=width_px, title="One sample image per class")
+        if not names:
+            cells[0][0].axis("off")
+        for (ax,), name in zip(cells, names):
+            try:
+                arr = open_image(paths[name], None, "rgb")
+                img = Image.fromarray(arr)
+                img.thumbnail((max_side, max_side))
+                show_image(ax, np.asarray(img))
+                frame(ax, "#d1d5db", 0.8)
+            except DecodeError as exc:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"unreadable:\n{exc}", ha="center", va="center", fontsize=MIN_FONT_PT,
+                        color=WRONG_COLOR, wrap=True)
+            ax.set_title(short(name, name_chars), fontsize=CAPTION_PT, pad=4)
+        fig.suptitle("One sample image per class", fontweight="bold", fontsize=TITLE_PT,
+                     y=1 - 0.1 / fig.get_figheight())
+        return save_figure(fig, path)

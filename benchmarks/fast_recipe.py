@@ -172,19 +172,24 @@ def sizing_row(run) -> dict:
 def _write(bench, args, recipe: str, runs: list[dict], overrides: list[str], together: bool):
     command = " ".join(["imgclf train DATA --recipe", recipe, "--time-limit", args.time_limit,
                         "--seed SEED --val-split 0.0833", *overrides])
+    if args.stand_in:
+        command = command.replace(" --val-split 0.0833", f" --val-split 0.1 (--stand-in {args.stand_in})")
     common = {"recipe": recipe, "time_limit": args.time_limit, "data": "Fashion-MNIST 55k/5k/10k",
-              "extra_args": overrides, "command": command, "together_with": args.recipe if together else None}
-    if args.tag:  # a variant: one file for the seeds of this invocation, named by its tag
+              "stand_in": args.stand_in, "extra_args": overrides, "command": command,
+              "together_with": args.recipe if together else None}
+    if args.stand_in:
+        common["data"] = f"stand-in {args.stand_in}: Fashion-MNIST " + "{2}/class, {3} classes, {0}x{0} {1}".format(
+            *STAND_INS[args.stand_in])
+    if args.tag:  # a variant: one file for the seeds of this invocation, named by its tag (and stand-in)
         accs = [r["test_accuracy"] for r in runs]
-        return bench.write_result(f"fast_variant_{args.time_limit}_{args.tag}",
+        where = f"{args.stand_in}_" if args.stand_in else ""
+        return bench.write_result(f"fast_variant_{args.time_limit}_{where}{args.tag}",
                                   {**common, "runs": runs, "mean_test_accuracy": sum(accs) / len(accs)})
     # the recipe: one file per seed, so a later run of another seed adds to the table, never doubles one;
     # fast-fmnist keeps its historical name
     prefix = "fast_recipe" if recipe == "fast-fmnist" else f"recipe_{recipe.replace('-', '_')}"
     if args.stand_in:
         prefix += f"_{args.stand_in}"
-        common["data"] = f"stand-in {args.stand_in}: Fashion-MNIST " + "{2}/class, {3} classes, {0}x{0} {1}".format(
-            *STAND_INS[args.stand_in])
     # the CPU class in the name: the same budget trains 4-5x more on one class than another, and each keeps its file
     tag = machine_tag(hardware.describe())
     path = None

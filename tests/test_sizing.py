@@ -10,8 +10,8 @@ import pytest
 import imgclf
 from imgclf.config import make_config
 from imgclf.errors import ImgclfError
-from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_EPOCHS, Timed, choose, native_img_size,
-                                    predicted_epochs)
+from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_EPOCHS, MIN_STEPS, Timed, choose,
+                                    native_img_size, predicted_epochs)
 from imgclf.records import RunDir
 from conftest import make_image_folder
 
@@ -52,6 +52,18 @@ def test_the_widest_candidate_that_reaches_the_minimum_is_chosen(speeds, seconds
     assert choice.epochs[choice.index] >= MIN_EPOCHS
     wider = [i for i, t in enumerate(timed) if t.num_params > timed[choice.index].num_params]
     assert all(choice.epochs[i] < MIN_EPOCHS for i in wider)
+
+
+def test_a_small_data_set_keeps_width_16_when_the_epochs_are_too_few_steps():
+    # the S5 stand-in at 2 minutes on 2 AVX2 cores: 1,350 images are 6 steps a epoch at batch 256, so width 24's
+    # 22.8 predicted epochs are 137 steps; it trained to 76.3 % test where width 16 reached 83.9 %
+    timed = table({16: 573.6, 24: 330.2})
+    choice = choose(timed, 117, 1_350, 256, BASE, budget_seconds=120)
+    assert min(choice.epochs) >= MIN_EPOCHS and max(choice.epochs) * 6 < MIN_STEPS
+    assert timed[choice.index].model_args == {"width": 16}
+    assert f"no candidate reaches {MIN_STEPS:,} steps (6 a epoch of 1,350 images at batch 256)" in choice.reason
+    # the same speeds with the images to make 18 epochs enough steps: the wider model again
+    assert choose(timed, 117 * 40, 1_350 * 40, 256, BASE).index == 1
 
 
 def test_a_slow_machine_with_a_long_budget_regularises_its_many_epochs_of_width_16():

@@ -103,6 +103,8 @@ class SizingInfo(BaseModel):
     batch_size: int = Field(ge=1)
     precision: str
     min_epochs: float = Field(gt=0, description="Epochs a candidate must be predicted to reach to be chosen.")
+    min_steps: int | None = Field(None, ge=1, description="Optimiser steps a candidate must also be predicted to "
+                                  "reach (None: runs sized before the rule had it).")
     candidates: list[SizingCandidate]
     chosen: int = Field(ge=0, description="Index of the chosen candidate in `candidates`.")
     augment: str = Field(description="Augmentation the rule set for the predicted epochs.")

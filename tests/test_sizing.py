@@ -55,13 +55,13 @@ def test_the_widest_candidate_that_reaches_the_minimum_is_chosen(speeds, seconds
 
 
 def test_a_small_data_set_keeps_width_16_when_the_epochs_are_too_few_steps():
-    # the S5 stand-in at 2 minutes on 2 AVX2 cores: 1,350 images are 6 steps a epoch at batch 256, so width 24's
+    # the S5 stand-in at 2 minutes on 2 AVX2 cores: 1,350 images are 6 steps per epoch at batch 256, so width 24's
     # 22.8 predicted epochs are 137 steps; it trained to 76.3 % test where width 16 reached 83.9 %
     timed = table({16: 573.6, 24: 330.2})
     choice = choose(timed, 117, 1_350, 256, BASE, budget_seconds=120)
     assert min(choice.epochs) >= MIN_EPOCHS and max(choice.epochs) * 6 < MIN_STEPS
     assert timed[choice.index].model_args == {"width": 16}
-    assert f"no candidate reaches {MIN_STEPS:,} steps (6 a epoch of 1,350 images at batch 256)" in choice.reason
+    assert f"no candidate reaches {MIN_STEPS:,} steps (6 per epoch of 1,350 images at batch 256)" in choice.reason
     # the same speeds with the images to make 18 epochs enough steps: the wider model again
     assert choose(timed, 117 * 40, 1_350 * 40, 256, BASE).index == 1
 

@@ -24,7 +24,7 @@ from ..errors import invalid
 CANDIDATE_WIDTHS = (16, 24, 32, 48)
 MIN_EPOCHS = 18.0
 # The steps those 18 epochs are where the minimum was measured (Fashion-MNIST's 55,000 training images at batch 256:
-# 215 a epoch). On the S5 stand-in (1,500 images, 6 steps an epoch) width 24 qualified on epochs alone at 2 minutes
+# 215 per epoch). On the S5 stand-in (1,350 training images, 6 steps an epoch) width 24 qualified on epochs alone at 2 minutes
 # and trained 29 epochs (175 steps) to 76.3 % test, where width 16 trained 45 (270 steps) to 83.9 % (2 AVX2 cores).
 MIN_STEPS = 18 * 215
 # Epochs from which the chosen model gets random erasing with probability 0.25, and from which 0.5 and EMA; on
@@ -98,7 +98,7 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     else:
         index = max(range(len(timed)), key=lambda i: epochs[i])
         short_of = f"{min_epochs:g} epochs" if max(epochs) < min_epochs else (
-            f"{min_steps:,} steps ({steps} a epoch of {train_images:,} images at batch {batch_size})")
+            f"{min_steps:,} steps ({steps} per epoch of {train_images:,} images at batch {batch_size})")
         reason = (f"no candidate reaches {short_of} in {train_seconds:.0f} s; the fastest, "
                   f"{epochs[index]:.1f} epochs")
     augment, ema = regularisation(epochs[index], budget_seconds or train_seconds, base_augment, steps)

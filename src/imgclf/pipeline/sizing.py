@@ -24,8 +24,9 @@ from ..errors import invalid
 CANDIDATE_WIDTHS = (16, 24, 32, 48)
 MIN_EPOCHS = 18.0
 # The steps those 18 epochs are where the minimum was measured (Fashion-MNIST's 55,000 training images at batch 256:
-# 215 per epoch). On the S5 stand-in (1,350 training images, 6 steps an epoch) width 24 qualified on epochs alone at 2 minutes
-# and trained 29 epochs (175 steps) to 76.3 % test, where width 16 trained 45 (270 steps) to 83.9 % (2 AVX2 cores).
+# 215 per epoch). On the S5 stand-in (1,350 training images, 6 steps an epoch) width 24 qualified on epochs alone
+# at 2 minutes and trained 29 epochs (175 steps) to 76.3 % test, where width 16 trained 45 (270 steps) to 83.9 %
+# (2 AVX2 cores).
 MIN_STEPS = 18 * 215
 # Epochs from which the chosen model gets random erasing with probability 0.25, and from which 0.5 and EMA; on
 # Fashion-MNIST width 16, 66 epochs with erase=0.5 tested 94.74 % against 94.59 % without (benchmarks/results).

@@ -72,6 +72,18 @@ def _curve_legend(fig, ax, columns: int) -> None:
                columnspacing=1.2)
 
 
+def _finish_curves(fig, ax, title: str, scores: dict[str, float], score_name: str, grey: bool, columns: int,
+                   path: str | os.PathLike) -> Path:
+    """Title (with the lowest-scoring class when the classes are drawn in grey), square axes, legend below; saved."""
+    if grey and scores:
+        worst = min(scores, key=scores.get)
+        title += f"\n{len(scores)} classes in grey\nlowest {score_name}: {short(worst, 14)} ({scores[worst]:.3f})"
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_aspect("equal")
+    _curve_legend(fig, ax, columns)
+    return save_figure(fig, path)
+
+
 def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str], path: str | os.PathLike) -> Path:
     """One-vs-rest ROC per class with its AUC, plus micro- and macro-averaged curves."""
     from sklearn.metrics import auc, roc_curve
@@ -113,14 +125,7 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
         ax.set_ylim(-0.01, 1.01)
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        title = "ROC curves, one class vs rest"
-        if k > 10 and aucs:
-            worst = min(aucs, key=aucs.get)
-            title += f"\n{len(aucs)} classes in grey\nlowest AUC: {short(worst, 14)} ({aucs[worst]:.3f})"
-        ax.set_title(title, fontsize=TITLE_PT)
-        ax.set_aspect("equal")
-        _curve_legend(fig, ax, columns)
-        return save_figure(fig, path)
+        return _finish_curves(fig, ax, "ROC curves, one class vs rest", aucs, "AUC", k > 10, columns, path)
 
 
 def _pr_floor(recall: np.ndarray, precision: np.ndarray, start: float = 0.7) -> float:
@@ -169,14 +174,7 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
         ax.set_ylim(0, 1.03)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
-        title = "Precision-recall curves"
-        if k > 10 and aps:
-            worst = min(aps, key=aps.get)
-            title += f"\n{len(aps)} classes in grey\nlowest AP: {short(worst, 14)} ({aps[worst]:.3f})"
-        ax.set_title(title, fontsize=TITLE_PT)
-        ax.set_aspect("equal")
-        _curve_legend(fig, ax, columns)
-        return save_figure(fig, path)
+        return _finish_curves(fig, ax, "Precision-recall curves", aps, "AP", k > 10, columns, path)
 
 
 # ---------------------------------------------------------------------------------------- calibration

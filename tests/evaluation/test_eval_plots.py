@@ -124,6 +124,24 @@ def test_training_curves_mark_step_and_continuous_lr_schedules(tmp_path):
     assert_png(plots.plot_training_curves(one.read_history(), tmp_path / "one.png"))
 
 
+def test_a_loss_spike_puts_the_loss_panel_on_a_log_scale(tmp_path, monkeypatch):
+    from imgclf.evaluation.plots import training_curves
+
+    saved = []
+    monkeypatch.setattr(training_curves, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+
+    def loss_axis_scale(val_losses):
+        rows = [HistoryRow(epoch=e, loss=0.8 - 0.01 * e, val_loss=v, acc=0.5, val_acc=0.5, lr=0.1)
+                for e, v in enumerate(val_losses, 1)]
+        plots.plot_training_curves(rows, tmp_path / "c.png")
+        return saved.pop().axes[1].get_yscale()
+
+    # one validation epoch at loss 2,000 among 0.7s (a small data set at a high learning rate)
+    assert loss_axis_scale([2.3, 2000.0, 150.0] + [0.7] * 12) == "log"
+    assert loss_axis_scale([2.3, 1.2, 0.9] + [0.7] * 12) == "linear"  # an ordinary start stays linear
+    assert not training_curves.loss_spikes(np.array([np.nan, 0.5, 0.4, 0.3]))
+
+
 def test_grids_and_samples_tolerate_unreadable_and_empty_input(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")

@@ -123,6 +123,8 @@ def test_time_limit_stops_cleanly_with_a_complete_run(tmp_path, image_folder):
     assert run.stopped_reason == "time limit (4s)"
     history = read_csv(run.path / "history.csv")
     assert 1 <= len(history) < 10_000
+    # the first epoch's rate is the one its first step ran at, deep in the warm-up, not the unscheduled base 0.05
+    assert float(history[0]["lr"]) < 0.05 * 0.05
     card = json.loads((run.path / "model.json").read_text())
     budget = card["training"]["time_budget"]
     interval = budget["longest_check_interval_seconds"]

@@ -263,6 +263,10 @@ class HistoryWriter(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._train_seconds = time.perf_counter() - self._start
+        if batch_idx == 0:
+            # the rate the epoch's first step used: the budget schedule sets it per batch, so at epoch start the
+            # first epoch still showed the unscheduled base rate (0.2 where the step ran at 0.004)
+            self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
         # what a resume inside an epoch needs to finish that epoch's row as an uninterrupted run would

@@ -27,6 +27,20 @@ from ...stats import mean_std
 from .layout import LEGEND_PT, legend_columns
 
 
+# A loss this many times the run's median puts the loss panel on a log scale. A run at a high learning rate on a
+# small data set can have one validation epoch at loss 2,000 against 0.7 for the others (S5 stand-in, fast recipe):
+# on a linear axis every other epoch is a flat line at zero. Measured max / median: 2.0-3.4 for the Fashion-MNIST
+# and S5 model_s runs of benchmarks/, 350-8,700 for the fast recipe's runs on the S3 and S5 stand-ins.
+SPIKE_RATIO = 20.0
+
+
+def loss_spikes(losses: np.ndarray) -> bool:
+    """Whether the finite, positive losses of a run reach SPIKE_RATIO times their median."""
+    values = np.asarray(losses, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return len(values) >= 3 and values.min() > 0 and values.max() > SPIKE_RATIO * np.median(values)
+
+
 def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike, best_epoch: int | None = None,
                          onset: int | None = None) -> Path:
     """Accuracy and loss per epoch, train vs validation, from history.csv rows.
@@ -74,6 +88,9 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
         finite_acc = np.concatenate([col["acc"][np.isfinite(col["acc"])], col["val_acc"][np.isfinite(col["val_acc"])]])
         if len(finite_acc):
             acc_ax.set_ylim(max(0.0, finite_acc.min() - 0.05), min(1.02, max(finite_acc.max() + 0.03, 0.1)))
+        if loss_spikes(np.concatenate([col["loss"], col["val_loss"]])):
+            plain_log_scale(loss_ax, "y")
+            loss_ax.set_title("Loss (log scale: one epoch's loss is far above the rest)")
         changes = lr_changes(list(col["lr"]))
         handles, labels = loss_ax.get_legend_handles_labels()
         if changes and len(changes) <= 6:

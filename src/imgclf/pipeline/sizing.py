@@ -69,6 +69,15 @@ def predicted_epochs(images_per_s: float, seconds: float, train_images: int,
     return max(0.0, images_per_s * efficiency * seconds / max(1, train_images))
 
 
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    return max(1, -(-train_images // batch_size))
+
+
+def qualifies(epochs: float, steps: int, min_epochs: float = MIN_EPOCHS, min_steps: int = MIN_STEPS) -> bool:
+    """Whether `epochs` predicted epochs of `steps` optimiser steps each are enough for the budget schedule."""
+    return epochs >= min_epochs and epochs * steps >= min_steps
+
+
 def regularisation(epochs: float, budget_seconds: float, base_augment: str,
                    steps_per_epoch: int) -> tuple[str, float | None]:
     """Augmentation and EMA decay for a run predicted to train `epochs` epochs in a `budget_seconds` budget. EMA
@@ -90,8 +99,8 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     if not timed:
         raise invalid("sizing candidates", "none timed", "at least one candidate measured by the probe")
     epochs = [predicted_epochs(t.images_per_s, train_seconds, train_images) for t in timed]
-    steps = max(1, -(-train_images // batch_size))
-    qualified = [i for i, e in enumerate(epochs) if e >= min_epochs and e * steps >= min_steps]
+    steps = steps_per_epoch(train_images, batch_size)
+    qualified = [i for i, e in enumerate(epochs) if qualifies(e, steps, min_epochs, min_steps)]
     if qualified:
         index = max(qualified, key=lambda i: (timed[i].num_params, epochs[i]))
         reason = (f"widest candidate predicted to train >= {min_epochs:g} epochs and {min_steps:,} steps in "
@@ -153,7 +162,7 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
                           else "cpu")
     train = data.splits["train"]
     batch = probe_batch(data.decoded.pixels, train.indices, cfg.batch_size, data.channels, data.img_size)
-    steps_per_epoch = max(1, -(-len(train) // cfg.batch_size))
+    steps = steps_per_epoch(len(train), cfg.batch_size)
     timed: list[Timed] = []
     for width in candidates:
         args = {**cfg.model_args, "width": width}
@@ -162,8 +171,7 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
                                   probe_total / len(candidates), device)
         timed.append(Timed(args, int(sum(p.numel() for p in model.parameters())), speed))
         spent = time.perf_counter() - start
-        epochs = predicted_epochs(speed, budget - spent, len(train))
-        if epochs < MIN_EPOCHS or epochs * steps_per_epoch < MIN_STEPS or spent >= probe_total:
+        if not qualifies(predicted_epochs(speed, budget - spent, len(train)), steps) or spent >= probe_total:
             break
     probe_seconds = time.perf_counter() - start
     counted = min(probe_seconds, 0.5 * budget)

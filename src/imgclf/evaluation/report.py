@@ -2,214 +2,40 @@
 
 Everything comes from the run directory's files (model.json, dataset.json, config.yaml, history.csv,
 predictions.csv, metrics.json); images are embedded as base64 data URIs, the CSS is inline, and nothing is
-fetched from the network, so the page can be mailed, archived or opened offline.
+fetched from the network, so the page can be mailed, archived or opened offline. The figures are drawn by
+`report_figures`; this module gathers the page's facts and writes it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..calibration import uncalibrated
 from ..data.imbalance import IMBALANCE_FLAG_RHO
-from ..errors import ImgclfError, bad_path
+from ..errors import bad_path
 from ..io import atomic_write_text
-from ..ood import STATS_FILE, load_stats
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FULL_WIDTH_PX, HALF_WIDTH_PX
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir
-from . import plots
 from .interpret import (
     OVERFITTING_RULE,
     Interpretation,
     best_val_accuracy,
     calibration_verdict,
-    decode_for_display,
     detect_overfitting,
     lr_changes,
     mean_recall,
-    overfitting_onset,
 )
+from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
 
 # a figure up to `half` pixels wide fits beside another, up to `full` across the page (see plotting); the
 # figure macro of templates/figures.html reads them
 FIGURE_SLOTS = {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60}
-
-
-# ------------------------------------------------------------------------------------------- figures
-# id -> (title, caption): the report's order and words, shared by freshly drawn and reused figures.
-FIGURES: dict[str, tuple[str, str]] = {
-    "class_distribution": ("Images per class and split", "Training, validation and test images per class."),
-    "class_samples": ("One sample per class", "A random training image of each class, as stored on disk."),
-    "training_curves": ("Training curves",
-                        "Train vs validation per epoch. Green: the epoch whose weights were kept; red: overfitting, "
-                        "from the epoch after the validation-loss minimum when validation loss then settles well "
-                        "above it while training loss stays flat or falls (rule under Training); grey dotted lines or "
-                        "the dash-dot curve: learning-rate changes; grey band: frozen backbone."),
-    "confusion_counts": ("Confusion matrix (counts)", "Rows: true class; columns: predicted class."),
-    "confusion_normalized": ("Confusion matrix (row-normalised)",
-                             "Each row sums to 1; the diagonal is each class's recall, off-diagonal cells show where "
-                             "its images go."),
-    "per_class": ("Precision, recall and F1 per class", "n = number of test images of the class (support)."),
-    "roc": ("ROC curves", "One class against the rest; the area under each curve (AUC) is 1 for a perfect ranking and "
-            "0.5 for chance."),
-    "pr": ("Precision-recall curves", "More telling than ROC when a class is rare: average precision (AP) falls "
-           "quickly when confident predictions are wrong."),
-    "reliability": ("Calibration", "Do predicted probabilities mean what they say? Bars below the diagonal: "
-                    "over-confident; above: under-confident. ECE is the image-weighted mean gap."),
-    "reliability_before": ("Calibration before temperature scaling",
-                           "The same test images with the raw softmax (temperature 1), for comparison with the "
-                           "calibrated probabilities the run gives out."),
-    "unknown_scores": ("Unknown-input scores", "Each image's in-distribution score on the validation split (where "
-                       "the threshold was set) and the test split; images scoring below the dashed line are "
-                       "reported as unknown."),
-    "samples": ("Sample predictions", "A random mix of right and wrong test predictions (up to half wrong); wrong ones "
-                "are framed in red. The number is the predicted class's probability."),
-    "top_losses": ("Top losses", "The test images with the highest loss: confident mistakes, label errors and hard "
-                   "cases."),
-    "gradcam": ("Grad-CAM explanations", "Where the model looked for the class it predicted: red = strong evidence."),
-}
-
-
-def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = None, explain: bool = True,
-                  n_samples: int = 12, n_losses: int = 12) -> dict[str, dict[str, Any]]:
-    """Write every figure of a run under plots/; returns {id: {"path", "title", "caption"}} in report order.
-
-    Grad-CAM needs the optional `grad-cam` package and the weights; when either is missing the report says so
-    instead of failing.
-    """
-    run_dir = Path(run_dir)
-    run = RunDir(run_dir)
-    card = run.read_card()
-    dataset = run.read_dataset() if run.has("dataset.json") else None
-    interp = interp or Interpretation.from_run(run_dir)
-    out = run_dir / "plots"
-    figures: dict[str, dict[str, Any]] = {}
-
-    def add(key: str, make) -> None:
-        title, caption = FIGURES[key]
-        path = out / f"{key}.png"
-        try:
-            make(path)
-        except ImgclfError:
-            raise
-        except Exception as exc:  # one broken figure must not cost the user the whole report
-            warnings.warn(f"figure {key} failed: {type(exc).__name__}: {exc}", stacklevel=2)
-            figures[key] = {"path": None, "title": title, "caption": f"Could not draw this figure: {exc}",
-                            "failed": f"{type(exc).__name__}: {exc}"}
-            return
-        figures[key] = {"path": path, "title": title, "caption": caption}
-
-    if dataset is not None and dataset.counts:
-        add("class_distribution", lambda p: plots.plot_class_distribution(dataset.counts, p))
-        samples = _class_samples(dataset)
-        if samples:
-            add("class_samples", lambda p: plots.plot_class_samples(samples, p))
-
-    history = run.read_history()
-    if history:
-        onset = overfitting_onset([r.value("loss") for r in history], [r.value("val_loss") for r in history])
-        best = card.training.best_epoch
-        add("training_curves", lambda p: plots.plot_training_curves(history, p, best, onset))
-
-    classes = interp.classes
-    add("confusion_counts", lambda p: plots.plot_confusion_matrix(interp.confusion, classes, p))
-    add("confusion_normalized", lambda p: plots.plot_confusion_matrix(interp.confusion, classes, p, normalize=True))
-    add("per_class", lambda p: plots.plot_per_class_metrics(interp.per_class, p, interp.metrics.macro))
-    add("roc", lambda p: plots.plot_roc_curves(interp.y_true, interp.probs, classes, p))
-    add("pr", lambda p: plots.plot_pr_curves(interp.y_true, interp.probs, classes, p))
-    calibrated = card.calibration is not None and card.temperature != 1.0
-    title = f"Calibrated (T = {card.temperature:.2f})" if calibrated else "Reliability"
-    add("reliability", lambda p: plots.plot_reliability(interp.y_true, interp.probs, p, title=title))
-    if calibrated:
-        raw = uncalibrated(interp.probs, card.temperature)
-        add("reliability_before", lambda p: plots.plot_reliability(interp.y_true, raw, p, title="Before calibration"))
-    scores = _unknown_scores(run, card)
-    if scores:
-        add("unknown_scores", lambda p: plots.plot_score_distributions(scores, card.unknown.threshold,
-                                                                        card.unknown.detector, p))
-
-    def grid(indices: list[int]) -> list[dict[str, Any]]:
-        images = decode_for_display([interp.paths[i] for i in indices], card.img_size, card.color,
-                                    card.interpolation)
-        return [dict(interp.describe(i), image=images[j]) for j, i in enumerate(indices) if j in images]
-
-    sample = grid(interp.sample(n_samples))
-    if sample:
-        add("samples", lambda p: plots.plot_prediction_grid(sample, p))
-    losses = grid(interp.top_losses(n_losses))
-    if losses:
-        add("top_losses", lambda p: plots.plot_top_losses(losses, p))
-    if explain:
-        figures.update(_gradcam_figure(run_dir))
-    return figures
-
-
-def _unknown_scores(run: RunDir, card: ModelCard) -> dict[str, np.ndarray]:
-    """{"validation": scores, "test": scores}: validation's stored beside the weights when the detector was
-    fitted, the evaluated split's from predictions.csv; {} for a run without an unknown detector."""
-    if card.unknown is None:
-        return {}
-    out = {}
-    stats = run.file(card.unknown.statistics or STATS_FILE)
-    if stats.is_file():
-        try:
-            out["validation"] = load_stats(stats)["val_scores"]
-        except Exception:  # a damaged statistics file costs the figure its validation half, not the report
-            pass
-    if run.has("predictions.csv"):
-        test = [r.score for r in run.read_predictions(card.classes) if r.score is not None and not r.error]
-        if test:
-            out["test"] = np.asarray(test)
-    return out
-
-
-def _class_samples(dataset: DatasetRecord, seed: int = 0) -> dict[str, str]:
-    """{class: path of one random training image} (the first split when there is no train split)."""
-    split = "train" if "train" in dataset.splits else next(iter(dataset.splits), None)
-    if split is None:
-        return {}
-    files, labels = dataset.split_paths(split)
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    out = {}
-    for i, name in enumerate(dataset.classes):
-        rows = np.flatnonzero(labels == i)
-        if len(rows):
-            out[name] = files[int(rng.choice(rows))]
-    return out
-
-
-def _gradcam_figure(run_dir: Path) -> dict[str, dict[str, Any]]:
-    title = FIGURES["gradcam"][0]
-    try:
-        import pytorch_grad_cam  # noqa: F401
-    except ImportError:
-        return {"gradcam": {"path": None, "title": title,
-                            "caption": "Install the explain extra (pip install 'imgclf[explain]') for Grad-CAM "
-                                       "heatmaps."}}
-    from .explain import explain_run
-
-    try:
-        result = explain_run(run_dir)
-    except ImgclfError as exc:
-        return {"gradcam": {"path": None, "title": title, "caption": str(exc)}}
-    except Exception as exc:  # an exotic architecture must not cost the user the report
-        warnings.warn(f"Grad-CAM failed: {type(exc).__name__}: {exc}", stacklevel=2)
-        return {"gradcam": {"path": None, "title": title, "caption": f"Grad-CAM failed: {type(exc).__name__}: {exc}",
-                            "failed": f"{type(exc).__name__}: {exc}"}}
-    if result is None:
-        return {}
-    caption = (f"Where the model looked for the class it predicted, on {result['wrong']} wrong (highest loss first) "
-               f"and {result['correct']} right test images: red = strong evidence. Layer: {result['layer']}, "
-               "the last convolution with a spatial output.")
-    return {"gradcam": {"path": result["path"], "title": title, "caption": caption}}
 
 
 # ------------------------------------------------------------------------------------------- context
@@ -427,7 +253,7 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     dataset = run.read_dataset() if run.has("dataset.json") else None
     metrics = run.read_metrics() if run.has("metrics.json") else None
     interp = Interpretation.from_run(run_dir)
-    made = write_figures(run_dir, interp, explain=explain) if redraw else _existing_figures(run_dir)
+    made = write_figures(run_dir, interp, explain=explain) if redraw else existing_figures(run_dir)
     if failures is not None:
         failures.extend(f"{key}: {f['failed']}" for key, f in made.items() if f.get("failed"))
     figs = {key: {**f, **embed_png(f["path"])} for key, f in made.items()}
@@ -446,9 +272,3 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     path = run_dir / "report.html"
     atomic_write_text(path, html)
     return path
-
-
-def _existing_figures(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """The figures already under plots/, in report order (for a quick re-render of the page only)."""
-    return {key: {"path": run_dir / "plots" / f"{key}.png", "title": title, "caption": caption}
-            for key, (title, caption) in FIGURES.items() if (run_dir / "plots" / f"{key}.png").exists()}

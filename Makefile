@@ -20,7 +20,7 @@ demo: install
 	$(VENV)/bin/imgclf demo
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal tests
 
 bench: install
 	$(PY) -m pip install -q -e ".[bench]"

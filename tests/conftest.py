@@ -12,6 +12,14 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# Under pytest-xdist (`make test` runs `-n auto`) each worker takes its share of the cores, so that two workers
+# on two cores do not each run two torch threads; the variable reaches the processes that tests start too.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+
+WORKER_DONE = ".worker-finished"
+
 
 def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class: int = 20, size: int = 16,
                       mode: str = "RGB", seed: int = 0, layout: str = "flat", per_split: dict | None = None) -> Path:
@@ -50,6 +58,16 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("IMGCLF_CACHE", None)
     else:
         os.environ["IMGCLF_CACHE"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _mark_worker_finished(tmp_path_factory):
+    """Under pytest-xdist, a worker leaves a mark beside its base folder once its last test is over, so that
+    the walk over every worker's run directories (tests/test_records.py) knows they are complete."""
+    yield
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = tmp_path_factory.getbasetemp()
+        (base.parent / f"{base.name}{WORKER_DONE}").touch()
 
 
 @pytest.fixture()

@@ -4,14 +4,16 @@ Schemas under docs/schema/ are the records' own (torchvision's test_schema_meta_
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
 import imgclf
-from conftest import SPOILED_MARK, spoilable_copy
+from conftest import SPOILED_MARK, WORKER_DONE, spoilable_copy
 from imgclf.errors import ImgclfError
 from imgclf.io import read_yaml
 from imgclf.records import (CARD_SCHEMA_VERSION, RECORDS, SCHEMA_VERSION, ModelCard, RunDir, json_schemas,
@@ -27,13 +29,35 @@ def _run_dirs(base: Path) -> list[Path]:
     return sorted(d for d in found if not (d / SPOILED_MARK).exists())
 
 
+def _suite_base(tmp_path_factory, wait_s: float = 1200.0) -> Path:
+    """The folder holding every run directory of the session. Under pytest-xdist, the one above the workers'
+    own, once every other worker has finished its tests (conftest marks it), so that no run is half-written."""
+    base = tmp_path_factory.getbasetemp()
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
+        return base
+    others = workers - 1
+    deadline = time.monotonic() + wait_s
+    while len(list(base.parent.glob(f"*{WORKER_DONE}"))) < others:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the other {others} pytest-xdist worker(s) did not finish within {wait_s:.0f} s")
+        time.sleep(1.0)
+    return base.parent
+
+
 @pytest.mark.run_last
 def test_every_run_directory_written_by_the_suite_matches_its_records(tiny_run, tmp_path_factory):
-    """Runs last (conftest orders it): walks every run directory the session's tests wrote."""
-    base = tmp_path_factory.getbasetemp()
+    """Runs last (conftest orders it): walks every run directory the session's tests wrote, on every worker."""
+    base = _suite_base(tmp_path_factory)
     schemas = json_schemas()
     checked: dict[str, int] = {}
-    for run_dir in _run_dirs(base):
+    run_dirs = _run_dirs(base)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:  # every worker's runs, not only this one's
+        above = tmp_path_factory.getbasetemp().parent
+        walked = {d.relative_to(above).parts[0] for d in run_dirs}
+        assert len(walked) == workers, sorted(walked)
+    for run_dir in run_dirs:
         run = RunDir(run_dir)
         for name in run.validate():
             checked[name] = checked.get(name, 0) + 1

@@ -157,12 +157,13 @@ def _together(bench, data, recipes: list[str], seed: int, values: dict, override
 def sizing_row(run) -> dict:
     """The probe of a self-sizing run (empty for fixed recipes): candidates, choice, and the run's measured
     training speed over the probe's for the chosen candidate."""
-    card = run.read_card()
+    card, config = run.read_card(), run.read_config()
+    trained = {"batch_size": config.batch_size, "lr": config.lr}  # after the sizing's batch rule
     if card.sizing is None:
-        return {"width": card.model_args.get("width")}
+        return {"width": card.model_args.get("width"), **trained}
     chosen = card.sizing.candidates[card.sizing.chosen]
     speed = card.training.images_per_s
-    return {"width": chosen.model_args.get("width"), "augment": card.sizing.augment, "ema": card.sizing.ema,
+    return {"width": chosen.model_args.get("width"), **trained, "augment": card.sizing.augment, "ema": card.sizing.ema,
             "input": f"{card.img_size}x{card.img_size} {card.color}",
             "probe_seconds": card.sizing.probe_seconds, "sizing_reason": card.sizing.reason,
             "candidates": [c.model_dump() for c in card.sizing.candidates],

@@ -137,6 +137,15 @@ def fast_budget_section(source: Path) -> list[str]:
                     f"{budgets}; variants with `--tag T -- ARGS`.", ""]
 
 
+def trained_batch(row: dict, result: dict) -> int:
+    """The batch a `fast` benchmark run trained at: recorded since the sizing chooses it; before, the recipe's 256
+    unless the variant's arguments set it."""
+    if row.get("batch_size"):
+        return int(row["batch_size"])
+    args = result.get("extra_args") or []
+    return int(args[args.index("--batch-size") + 1]) if "--batch-size" in args else 256
+
+
 def fast_sizing_section(source: Path) -> list[str]:
     """Issue 23: the self-sizing `fast` recipe against the fixed width-16 `fast-fmnist`, trained together under the
     same load (fast_pair_*.json), one table per machine class; then `fast` alone on the S3 / S5 stand-ins."""
@@ -162,8 +171,8 @@ def fast_sizing_section(source: Path) -> list[str]:
                   "given: about 2 is the run's own two threads). "
                   "Target: issue 23's mean test accuracy over 2 seeds for the machine class, and at least the fixed "
                   "width-16 recipe measured in the same session.", "",
-                  "| machine | budget | target | recipe | seeds | width | epochs | img/s | val | test (mean) | "
-                  "measured |", "|---|---|---:|---|---|---|---|---:|---:|---:|---|"]
+                  "| machine | budget | target | recipe | seeds | width | batch | epochs | img/s | val | test (mean) | "
+                  "measured |", "|---|---|---:|---|---|---|---|---|---:|---:|---:|---|"]
         for cls, budget in sorted(sized):
             for recipe, runs in (("fast", sized[cls, budget]), ("fast-fmnist", fixed.get((cls, budget), []))):
                 if not runs:
@@ -172,7 +181,8 @@ def fast_sizing_section(source: Path) -> list[str]:
                 seeds, val, test, epochs = _row_cells(rows)
                 target = FAST_TARGETS.get(cls, {}).get(budget) if recipe == "fast" else None
                 lines.append(f"| {cls} | {budget} | {_pct(target) if target else '–'} | `{recipe}` | {seeds} | "
-                             f"{'/'.join(str(r.get('width') or 16) for r in rows)} | {epochs} | "
+                             f"{'/'.join(str(r.get('width') or 16) for r in rows)} | "
+                             f"{'/'.join(str(trained_batch(r, result)) for result, r in runs)} | {epochs} | "
                              f"{statistics.median(r['images_per_s'] for r in rows):,.0f} | {val} | {test} | "
                              f"{', '.join(sorted({r.get('when', '')[:10] for r, _ in runs}))} |")
         # one line per result file: the seeds of one row may have run on different days, under different load
@@ -218,13 +228,13 @@ def fast_sizing_section(source: Path) -> list[str]:
                   "that rule, width 24 was chosen at 2 minutes (probe w16 574, w24 330 img/s) and trained 29 epochs "
                   "to 76.33 % test (2026-12-01, AVX2). In this regime accuracy follows the epochs the machine's speed "
                   "of the moment allows: 475 to 693 img/s in back-to-back runs of width 16.", "",
-                  "| data | budget | machine | input | width | probe s | probe img/s | reason | epochs | val | test |",
-                  "|---|---|---|---|---:|---:|---|---|---:|---:|---:|"]
+                  "| data | budget | machine | input | width | batch | probe s | probe img/s | reason | epochs | val | "
+                  "test |", "|---|---|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
         for result in alone:
             for row in result["runs"]:
                 lines.append(f"| {result['data']} | {result['time_limit']} | {machine_class(result)}, load "
                              f"{result.get('environment', {}).get('load_average', [0])[0]:.1f} | {row.get('input', '–')} | "
-                             f"{row.get('width')} | "
+                             f"{row.get('width')} | {trained_batch(row, result)} | "
                              f"{row.get('probe_seconds') or '–'} | {probe(row)} | "
                              f"{row.get('sizing_reason') or 'not sized: `' + ' '.join(result['extra_args']) + '`'} | "
                              f"{row['epochs']} | {_pct(row['val_accuracy'])} | {_pct(row['test_accuracy'])} |")

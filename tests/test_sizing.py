@@ -10,8 +10,8 @@ import pytest
 import imgclf
 from imgclf.config import make_config
 from imgclf.errors import ImgclfError
-from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_EPOCHS, MIN_STEPS, Timed, choose,
-                                    native_img_size, predicted_epochs)
+from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS, Timed, choose,
+                                    native_img_size, predicted_epochs, steps_per_epoch)
 from imgclf.records import RunDir
 from conftest import make_image_folder
 
@@ -66,6 +66,28 @@ def test_a_small_data_set_keeps_width_16_when_the_epochs_are_too_few_steps():
     assert choose(timed, 117 * 40, 1_350 * 40, 256, BASE).index == 1
 
 
+@pytest.mark.parametrize("images, speed, seconds, batch", [
+    (1_350, 573.6, 117, MIN_BATCH),  # S5 at 2 minutes: 45 epochs are 270 steps at 256, 1,935 at 32: as far as it goes
+    (55_000, 1_000, 585, 64),  # Fashion-MNIST, 10 minutes, 2 AVX2 cores: 8.5 epochs, 1,830 steps at 256
+    (55_000, 1_600, 585, 128),  # a faster machine: 13.6 epochs, 2,930 steps at 256, 5,860 at 128
+    (55_000, 1_000, 3585, 256),  # an hour: 52 epochs at 256 are enough steps
+])
+def test_too_few_steps_halve_the_batch_until_there_are_enough(images, speed, seconds, batch):
+    choice = choose(table({16: speed}), seconds, images, 256, BASE)
+    epochs = choice.epochs[0]
+    assert choice.batch_size == batch
+    if batch < 256:  # the halving stops at the first batch with enough steps, or at the smallest
+        assert epochs * steps_per_epoch(images, 2 * batch) < MIN_STEPS
+        assert batch == MIN_BATCH or epochs * steps_per_epoch(images, batch) >= MIN_STEPS
+        assert f"batch {batch} (from 256, learning rate scaled alike)" in choice.reason
+    else:
+        assert "batch" not in choice.reason
+    # the EMA horizon follows the batch's steps per epoch
+    long = choose(table({16: speed}), seconds, images, 256, BASE, budget_seconds=3600)
+    assert long.ema == pytest.approx(min(0.9999, max(0.99, 1 - 1 / steps_per_epoch(images, long.batch_size))),
+                                     abs=1e-5)
+
+
 def test_a_slow_machine_with_a_long_budget_regularises_its_many_epochs_of_width_16():
     timed = table({16: 745, 24: 420})
     choice = choose(timed, 3600 - 15, 55_000, 256, BASE, budget_seconds=3600)
@@ -106,9 +128,13 @@ def test_sizing_is_refused_with_several_devices():
 @pytest.mark.parametrize("size, mode, color", [(28, "L", "grayscale"), (32, "RGB", "rgb"), (48, "L", "grayscale")])
 def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode, color):
     data = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=12, size=size, mode=mode)
-    run = imgclf.fit({"data": str(data), "recipe": "fast", "time_limit": "8s", "batch_size": 16, "progress": False,
+    run = imgclf.fit({"data": str(data), "recipe": "fast", "time_limit": "8s", "batch_size": 64, "progress": False,
                       "val_split": 0.2, "test_split": 0.2, "out": str(tmp_path / "run")}, report=size == 48)
     card = RunDir(run.path).read_card()
+    # 22 training images are one step per epoch: the batch halves to the smallest, the learning rate with it
+    config = RunDir(run.path).read_config()
+    assert card.sizing.batch_size == 64 and card.sizing.train_batch_size == config.batch_size == MIN_BATCH
+    assert card.sizing.lr == config.lr == pytest.approx(0.2 * MIN_BATCH / 64)
     assert (card.img_size, card.color, card.in_chans) == (size, color, 3 if color == "rgb" else 1)
     sizing = card.sizing
     assert sizing is not None and sizing.candidates and sizing.budget_seconds == 8

@@ -4,7 +4,9 @@ The probe times a few widths of the model for a few seconds, inside the budget (
 rule, a pure function of the measured speeds, so it is tested with made-up tables. A candidate qualifies when the
 training time left buys it at least MIN_EPOCHS epochs (the budget schedule's warm-up and decay need that many to
 converge) and at least MIN_STEPS optimiser steps (on a small data set an epoch is a handful of steps); the widest
-that qualifies wins, else the fastest. The epochs it gets set the regularisation: a long
+that qualifies wins, else the fastest. Then the batch: the run's batch size is the largest it may train at, halved
+while the chosen model's predicted epochs give fewer than MIN_STEPS steps, with the learning rate scaled alike. The
+epochs it gets set the regularisation: a long
 run of a model overfits (width 16 on Fashion-MNIST for 60 minutes: train 98.3 %, test lower than at 38 epochs,
 issue 23), so longer runs get random erasing and then weight averaging (EMA).
 """
@@ -28,6 +30,10 @@ MIN_EPOCHS = 18.0
 # at 2 minutes and trained 29 epochs (175 steps) to 76.3 % test, where width 16 trained 45 (270 steps) to 83.9 %
 # (2 AVX2 cores).
 MIN_STEPS = 18 * 215
+# The smallest batch the steps rule halves to. On the S5 stand-in (2 minutes, width 16 fixed, seed 0, 2 AVX2 cores)
+# the same images per second trained to 85.1 % test at batch 256 (lr 0.2, 342 steps), 86.1 % at 64 (lr 0.05) and
+# 87.1 % at 32 (lr 0.025, 2,580 steps), the smallest measured.
+MIN_BATCH = 32
 # Epochs from which the chosen model gets random erasing with probability 0.25, and from which 0.5 and EMA; on
 # Fashion-MNIST width 16, 66 epochs with erase=0.5 tested 94.74 % against 94.59 % without (benchmarks/results).
 ERASE_EPOCHS = 25.0
@@ -62,6 +68,7 @@ class Choice:
     augment: str
     ema: float | None
     reason: str
+    batch_size: int  # the batch the chosen model trains at (the run's, or halved by `batch_for_steps`)
 
 
 def predicted_epochs(images_per_s: float, seconds: float, train_images: int,
@@ -76,6 +83,17 @@ def steps_per_epoch(train_images: int, batch_size: int) -> int:
 def qualifies(epochs: float, steps: int, min_epochs: float = MIN_EPOCHS, min_steps: int = MIN_STEPS) -> bool:
     """Whether `epochs` predicted epochs of `steps` optimiser steps each are enough for the budget schedule."""
     return epochs >= min_epochs and epochs * steps >= min_steps
+
+
+def batch_for_steps(epochs: float, train_images: int, batch_size: int, min_steps: int = MIN_STEPS,
+                    min_batch: int = MIN_BATCH) -> int:
+    """The batch for a run predicted to train `epochs` epochs: `batch_size` halved while those epochs would take
+    fewer than `min_steps` optimiser steps, down to `min_batch` (a small data set or a short budget: more, smaller
+    steps at the same images per second). The learning rate goes with it (linear scaling, Goyal et al. 2017)."""
+    batch = batch_size
+    while batch // 2 >= min_batch and epochs * steps_per_epoch(train_images, batch) < min_steps:
+        batch //= 2
+    return batch
 
 
 def regularisation(epochs: float, budget_seconds: float, base_augment: str,
@@ -111,12 +129,17 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
             f"{min_steps:,} steps ({steps} per epoch of {train_images:,} images at batch {batch_size})")
         reason = (f"no candidate reaches {short_of} in {train_seconds:.0f} s; the fastest, "
                   f"{epochs[index]:.1f} epochs")
-    augment, ema = regularisation(epochs[index], budget_seconds or train_seconds, base_augment, steps)
+    batch = batch_for_steps(epochs[index], train_images, batch_size, min_steps)
+    if batch != batch_size:
+        reason += (f"; batch {batch} (from {batch_size}, learning rate scaled alike) for "
+                   f"{epochs[index] * steps_per_epoch(train_images, batch):,.0f} steps")
+    augment, ema = regularisation(epochs[index], budget_seconds or train_seconds, base_augment,
+                                  steps_per_epoch(train_images, batch))
     extra = [f"random erasing {augment.rsplit('erase=', 1)[1]}"] if "erase=" in augment else []
     extra += [f"EMA of the weights (decay {ema:g})"] if ema is not None else []
     if extra:
         reason += "; " + " and ".join(extra) + f" for {epochs[index]:.0f} epochs of a {train_seconds / 60:.0f}-minute run"
-    return Choice(index, epochs, augment, ema, reason)
+    return Choice(index, epochs, augment, ema, reason, batch)
 
 
 def native_img_size(data: str | list[str], min_size: int) -> int:
@@ -181,7 +204,9 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
         choice = replace(choice, reason=choice.reason + f"; widths {', '.join(map(str, untimed))} not timed "
                          "(the probe stopped at a width already short of the minimum, or out of time)")
     chosen = timed[choice.index]
-    sized = cfg.model_copy(update={"model_args": chosen.model_args, "augment": choice.augment, "ema": choice.ema})
+    lr = cfg.lr if cfg.lr == "auto" else cfg.lr * choice.batch_size / cfg.batch_size  # "auto": the finder's
+    sized = cfg.model_copy(update={"model_args": chosen.model_args, "augment": choice.augment, "ema": choice.ema,
+                                   "batch_size": choice.batch_size, "lr": lr})
     torch.manual_seed(cfg.seed)  # the same initial weights as a fixed run of the chosen width
     model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **chosen.model_args)
     info = SizingInfo(
@@ -191,7 +216,8 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
         candidates=[SizingCandidate(model_args=t.model_args, num_params=t.num_params,
                                     images_per_s=round(t.images_per_s, 1), predicted_epochs=round(e, 1))
                     for t, e in zip(timed, choice.epochs)],
-        chosen=choice.index, augment=choice.augment, ema=choice.ema, reason=choice.reason)
+        chosen=choice.index, augment=choice.augment, ema=choice.ema, reason=choice.reason,
+        train_batch_size=choice.batch_size, lr=None if lr == "auto" else lr)
     if cfg.progress:
         speeds = ", ".join(f"width {t.model_args['width']} {t.images_per_s:,.0f} img/s" for t in timed)
         print(f"sizing {info.probe_seconds:.1f} s probe ({precision}): {speeds}; chose width "

@@ -110,6 +110,11 @@ class SizingInfo(BaseModel):
     augment: str = Field(description="Augmentation the rule set for the predicted epochs.")
     ema: float | None = Field(None, description="EMA decay of the weights the rule set (None: no averaging).")
     reason: str
+    train_batch_size: int | None = Field(None, ge=1, description="The batch the chosen model trains at: "
+                                         "`batch_size`, halved while the predicted epochs give fewer than "
+                                         "`min_steps` steps (None: runs sized before the rule had it).")
+    lr: float | None = Field(None, gt=0, description="The learning rate at that batch: the configured one scaled "
+                             "by train_batch_size / batch_size (None: --lr auto, or runs sized before).")
 
 
 class UnknownInfo(BaseModel):

@@ -5,20 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
+# Under pytest-xdist (`make test` runs `-n auto`) each worker takes its share of the cores, so that two workers
+# on two cores do not each run two torch threads; set before numpy and torch load, and inherited by the processes
+# that tests start.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from run_walk import SPOILED_MARK, check_run_dirs  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-# Under pytest-xdist (`make test` runs `-n auto`) each worker takes its share of the cores, so that two workers
-# on two cores do not each run two torch threads; the variable reaches the processes that tests start too.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
-
-WORKER_DONE = ".worker-finished"
 
 
 def make_image_folder(root: Path, classes=("cat", "dog", "fox"), per_class: int = 20, size: int = 16,
@@ -58,16 +59,6 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("IMGCLF_CACHE", None)
     else:
         os.environ["IMGCLF_CACHE"] = old
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _mark_worker_finished(tmp_path_factory):
-    """Under pytest-xdist, a worker leaves a mark beside its base folder once its last test is over, so that
-    the walk over every worker's run directories (tests/test_records.py) knows they are complete."""
-    yield
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = tmp_path_factory.getbasetemp()
-        (base.parent / f"{base.name}{WORKER_DONE}").touch()
 
 
 @pytest.fixture()
@@ -122,7 +113,27 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)  # stable: others keep their order
 
 
-SPOILED_MARK = ".spoiled-on-purpose"
+def pytest_sessionfinish(session, exitstatus):
+    """On the pytest-xdist controller, once every worker is done: the walk of tests/test_records.py over every
+    worker's run directories (the workers' base folders are inside the controller's). A mismatch fails the
+    session and is printed."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return  # a worker, or a single-process session: the test itself walks
+    base = config._tmp_path_factory.getbasetemp()  # the folder xdist hands each worker a subfolder of
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.ensure_newline()
+    try:
+        checked = check_run_dirs(base)
+    except Exception as exc:  # an assertion or a schema error: name it, fail the session
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter:
+            reporter.write_line(f"FAILED the walk over every run directory under {base}: {exc!r}", red=True)
+        return
+    if reporter:
+        reporter.write_line(f"every run directory the workers wrote under {base} matches its records "
+                            f"({sum(checked.values())} files)")
 
 
 def spoilable_copy(run_dir: Path, dest: Path) -> Path:

@@ -6,71 +6,29 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator
 
 import imgclf
-from conftest import SPOILED_MARK, WORKER_DONE, spoilable_copy
+from conftest import spoilable_copy
 from imgclf.errors import ImgclfError
 from imgclf.io import read_yaml
-from imgclf.records import (CARD_SCHEMA_VERSION, RECORDS, SCHEMA_VERSION, ModelCard, RunDir, json_schemas,
-                            schema_texts)
+from imgclf.records import RECORDS, SCHEMA_VERSION, ModelCard, RunDir, json_schemas, schema_texts
+from run_walk import check_run_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_run_v0"
 
 
-def _run_dirs(base: Path) -> list[Path]:
-    """Run directories under `base` (a model card or a history), less the ones a test spoiled on purpose."""
-    found = {p.parent for name in ("model.json", "history.csv") for p in base.rglob(name)}
-    return sorted(d for d in found if not (d / SPOILED_MARK).exists())
-
-
-def _suite_base(tmp_path_factory, wait_s: float = 1200.0) -> Path:
-    """The folder holding every run directory of the session. Under pytest-xdist, the one above the workers'
-    own, once every other worker has finished its tests (conftest marks it), so that no run is half-written."""
-    base = tmp_path_factory.getbasetemp()
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
-        return base
-    others = workers - 1
-    deadline = time.monotonic() + wait_s
-    while len(list(base.parent.glob(f"*{WORKER_DONE}"))) < others:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the other {others} pytest-xdist worker(s) did not finish within {wait_s:.0f} s")
-        time.sleep(1.0)
-    return base.parent
-
-
 @pytest.mark.run_last
 def test_every_run_directory_written_by_the_suite_matches_its_records(tiny_run, tmp_path_factory):
-    """Runs last (conftest orders it): walks every run directory the session's tests wrote, on every worker."""
-    base = _suite_base(tmp_path_factory)
-    schemas = json_schemas()
-    checked: dict[str, int] = {}
-    run_dirs = _run_dirs(base)
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers > 1:  # every worker's runs, not only this one's
-        above = tmp_path_factory.getbasetemp().parent
-        walked = {d.relative_to(above).parts[0] for d in run_dirs}
-        assert len(walked) == workers, sorted(walked)
-    for run_dir in run_dirs:
-        run = RunDir(run_dir)
-        for name in run.validate():
-            checked[name] = checked.get(name, 0) + 1
-        for name in ("dataset.json", "model.json", "metrics.json"):
-            raw = json.loads(run.file(name).read_text()) if run.has(name) else {}
-            if "schema_version" in raw:  # written by this version: the generated schema accepts it as it is
-                Draft202012Validator(schemas[name]).validate(raw)
-        if run.has("model.json") and run.has("model.safetensors"):
-            card = run.read_card()
-            model = imgclf.load(run_dir).model
-            assert card.num_params == sum(p.numel() for p in model.parameters()), run_dir
-            if "schema_version" in json.loads(run.file("model.json").read_text()):  # not the pre-version fixture
-                assert card.schema_version == CARD_SCHEMA_VERSION, run_dir
+    """Runs last (conftest orders it): walks every run directory the session's tests wrote (tests/run_walk.py).
+    Under pytest-xdist a worker cannot know when the others are done: the controller walks every worker's runs
+    at the end of the session instead (conftest's pytest_sessionfinish)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.skip("under pytest-xdist the controller walks every worker's run directories at the session's end")
+    checked = check_run_dirs(tmp_path_factory.getbasetemp())
     assert checked.get("model.json", 0) >= 1 and checked.get("predictions.csv", 0) >= 1, checked
 
 

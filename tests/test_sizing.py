@@ -10,8 +10,8 @@ import pytest
 import imgclf
 from imgclf.config import make_config
 from imgclf.errors import ImgclfError
-from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS, Timed, choose,
-                                    native_img_size, predicted_epochs, steps_per_epoch)
+from imgclf.pipeline.sizing import (ERASE_EPOCHS, confirm_halving, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS, Timed, choose,
+                                    native_img_size, predicted_epochs, scaled_lr, steps_per_epoch)
 from imgclf.records import RunDir
 from conftest import make_image_folder
 
@@ -79,13 +79,43 @@ def test_too_few_steps_halve_the_batch_until_there_are_enough(images, speed, sec
     if batch < 256:  # the halving stops at the first batch with enough steps, or at the smallest
         assert epochs * steps_per_epoch(images, 2 * batch) < MIN_STEPS
         assert batch == MIN_BATCH or epochs * steps_per_epoch(images, batch) >= MIN_STEPS
-        assert f"batch {batch} (from 256, learning rate scaled alike)" in choice.reason
+        assert f"batch down to {batch} (from 256, learning rate scaled alike)" in choice.reason
     else:
         assert "batch" not in choice.reason
     # the EMA horizon follows the batch's steps per epoch
     long = choose(table({16: speed}), seconds, images, 256, BASE, budget_seconds=3600)
     assert long.ema == pytest.approx(min(0.9999, max(0.99, 1 - 1 / steps_per_epoch(images, long.batch_size))),
                                      abs=1e-5)
+
+
+def test_the_batch_halves_only_while_it_adds_steps_and_the_learning_rate_follows_the_real_batch():
+    # 100 images: batch 256 and 128 are both the whole set, one step; 64 is two steps
+    assert choose(table({16: 500}), 60, 100, 256, BASE).batch_size == 32
+    assert choose(table({16: 500}), 60, 40, 256, BASE).batch_size == 32  # 32 is two steps of 40, 64 one
+    assert choose(table({16: 500}), 60, 30, 256, BASE).batch_size == 256  # one step whatever the batch
+    assert scaled_lr(0.2, 32, 256, 100) == pytest.approx(0.2 * 32 / 100)
+    assert scaled_lr(0.2, 128, 256, 55_000) == pytest.approx(0.1)
+    # an accelerator keeps the batch (min_batch = the batch); the note names what sets the learning rate
+    assert choose(table({16: 500}), 60, 1_350, 256, BASE, min_batch=256).batch_size == 256
+    auto = choose(table({16: 500}), 60, 1_350, 256, BASE, lr_note="the LR finder sets the learning rate")
+    assert "batch down to 32 (from 256, the LR finder sets the learning rate)" in auto.reason
+
+
+@pytest.mark.parametrize("speeds, kept", [
+    ({128: 716, 64: 602}, 128),  # Fashion-MNIST at 10 minutes: batch 64's steps ran 0.84 of 128's images per second
+    ({128: 700, 64: 690, 32: 650}, 32),  # each halving within 0.9 of the batch above it
+    ({128: 600}, 256),
+])
+def test_a_halved_batch_is_kept_only_if_its_steps_keep_the_speed(speeds, kept):
+    timed: list[int] = []
+
+    def time_at(batch: int) -> float:
+        timed.append(batch)
+        return speeds[batch]
+
+    batch, why = confirm_halving(time_at, 256, 32 if len(speeds) == 3 else 64, 705)
+    assert batch == kept and timed == sorted(speeds, reverse=True)[: len(timed)]
+    assert (why == "") == (kept == 32) and (not why or f"batch {kept} kept" in why)
 
 
 def test_a_slow_machine_with_a_long_budget_regularises_its_many_epochs_of_width_16():
@@ -126,15 +156,20 @@ def test_sizing_is_refused_with_several_devices():
 
 
 @pytest.mark.parametrize("size, mode, color", [(28, "L", "grayscale"), (32, "RGB", "rgb"), (48, "L", "grayscale")])
-def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode, color):
-    data = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=12, size=size, mode=mode)
+def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode, color, monkeypatch):
+    from imgclf.pipeline import sizing as sizing_module
+
+    monkeypatch.setattr(sizing_module, "SPEED_KEPT", 0.0)  # the halving is kept whatever this machine's timing
+    data = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=24, size=size, mode=mode)
     run = imgclf.fit({"data": str(data), "recipe": "fast", "time_limit": "8s", "batch_size": 64, "progress": False,
                       "val_split": 0.2, "test_split": 0.2, "out": str(tmp_path / "run")}, report=size == 48)
     card = RunDir(run.path).read_card()
-    # 22 training images are one step per epoch: the batch halves to the smallest, the learning rate with it
-    config = RunDir(run.path).read_config()
-    assert card.sizing.batch_size == 64 and card.sizing.train_batch_size == config.batch_size == MIN_BATCH
-    assert card.sizing.lr == config.lr == pytest.approx(0.2 * MIN_BATCH / 64)
+    # about 43 training images are one step per epoch at 64, two at 32: the batch halves, and the learning rate
+    # by the batches' real sizes (the batch of 64 holds all of them)
+    config, images = RunDir(run.path).read_config(), card.sizing.train_images
+    assert card.sizing.batch_size == 64 and MIN_BATCH < images < 64
+    assert card.sizing.train_batch_size == config.batch_size == MIN_BATCH
+    assert card.sizing.lr == config.lr == pytest.approx(0.2 * MIN_BATCH / images)
     assert (card.img_size, card.color, card.in_chans) == (size, color, 3 if color == "rgb" else 1)
     sizing = card.sizing
     assert sizing is not None and sizing.candidates and sizing.budget_seconds == 8

@@ -129,7 +129,9 @@ class TrainConfig(BaseModel):
     sizing: Literal["fixed", "probe"] = Field(
         "fixed", description="probe (the fast recipe): with --time-limit, time a few widths of the model on this "
         "machine for a few seconds (inside the budget) and train the widest that gets enough epochs, with "
-        "regularisation for the epochs it gets; recorded in model.json. fixed: model_args as given.")
+        "regularisation for the epochs it gets; on a CPU the batch size is the largest it trains at, halved (down to "
+        "32, the learning rate scaled alike) while those epochs are too few optimiser steps; recorded in model.json. "
+        "fixed: model_args and batch size as given.")
 
     # transfer learning (timm backbones: any `imgclf models --pretrained` name)
     head: str | None = Field(None, description="Head spec for a timm backbone, e.g. 'flatten,dense:256,bn,dropout:0.5' "

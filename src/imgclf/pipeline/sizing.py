@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import hardware
 from ..config import TrainConfig
@@ -44,6 +44,10 @@ LONG_BUDGET_SECONDS = 1800.0
 # Whole epochs (batch assembly, augmentation, validation, history) run slower than the probe's bare steps:
 # imgclf train epochs over probe img/s, measured on 2 AVX2 cores with fast_resnet width 16 on Fashion-MNIST.
 EPOCH_EFFICIENCY = 0.8
+# A halved batch is kept only where its steps run at this share of the larger batch's images per second: a CPU step
+# has a fixed cost besides its images (Fashion-MNIST, width 16, 2 AVX2 cores: batch 64 trained 602 img/s, where 128
+# and 256 ran 705-736 in the runs before it).
+SPEED_KEPT = 0.9
 PROBE_SHARE = 0.025  # of the budget, for all candidates together
 PROBE_SECONDS = (2.0, 30.0)  # bounds on that
 NATIVE_SIZE_CAP = 64  # the fast family is built for small images; larger ones are downscaled to this
@@ -89,11 +93,36 @@ def batch_for_steps(epochs: float, train_images: int, batch_size: int, min_steps
                     min_batch: int = MIN_BATCH) -> int:
     """The batch for a run predicted to train `epochs` epochs: `batch_size` halved while those epochs would take
     fewer than `min_steps` optimiser steps, down to `min_batch` (a small data set or a short budget: more, smaller
-    steps at the same images per second). The learning rate goes with it (linear scaling, Goyal et al. 2017)."""
+    steps at the same images per second); where no halving is enough, the one with the most steps (a batch larger
+    than the data set is the data set: halving it adds none). The learning rate goes with it (`scaled_lr`)."""
+    halvings = [batch_size >> k for k in range(batch_size.bit_length()) if batch_size >> k >= min_batch]
+    for batch in halvings or [batch_size]:
+        if epochs * steps_per_epoch(train_images, batch) >= min_steps:
+            return batch
+    # none is enough: the most steps, and of batches with as many (larger than the data set), the largest
+    return max(halvings or [batch_size], key=lambda b: (steps_per_epoch(train_images, b), b))
+
+
+def confirm_halving(time_at: Callable[[int], float], batch_size: int, target: int, speed: float,
+                    speed_kept: float = SPEED_KEPT) -> tuple[int, str]:
+    """Walk the halvings from `batch_size` (trained at `speed` img/s) down to the rule's `target`, timing each
+    (`time_at(batch)`: img/s); stop at the first that runs below `speed_kept` of the batch above it. Returns the
+    batch and, where it stopped short of the target, why."""
     batch = batch_size
-    while batch // 2 >= min_batch and epochs * steps_per_epoch(train_images, batch) < min_steps:
-        batch //= 2
-    return batch
+    while batch > target:
+        half = batch // 2
+        measured = time_at(half)
+        if measured < speed_kept * speed:
+            return batch, (f"batch {batch} kept: {half} ran at {measured:,.0f} img/s, {measured / speed:.2f} of "
+                           f"{batch}'s {speed:,.0f}")
+        batch, speed = half, measured
+    return batch, ""
+
+
+def scaled_lr(lr: float, batch: int, from_batch: int, train_images: int) -> float:
+    """Linear scaling (Goyal et al. 2017) by the batches' real sizes: a batch larger than the data set holds the
+    data set only."""
+    return lr * min(batch, train_images) / min(from_batch, train_images)
 
 
 def regularisation(epochs: float, budget_seconds: float, base_augment: str,
@@ -110,9 +139,11 @@ def regularisation(epochs: float, budget_seconds: float, base_augment: str,
 
 
 def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_size: int, base_augment: str,
-           min_epochs: float = MIN_EPOCHS, budget_seconds: float | None = None, min_steps: int = MIN_STEPS) -> Choice:
+           min_epochs: float = MIN_EPOCHS, budget_seconds: float | None = None, min_steps: int = MIN_STEPS,
+           min_batch: int = MIN_BATCH, lr_note: str = "learning rate scaled alike") -> Choice:
     """The rule: the widest candidate predicted to reach `min_epochs` and `min_steps` optimiser steps in
-    `train_seconds` (the budget less the probe), else the fastest; regularisation for its epochs and the budget
+    `train_seconds` (the budget less the probe), else the fastest; its batch (`batch_for_steps`, no smaller than
+    `min_batch`; `lr_note` says what becomes of the learning rate); regularisation for its epochs and the budget
     (`regularisation`)."""
     if not timed:
         raise invalid("sizing candidates", "none timed", "at least one candidate measured by the probe")
@@ -129,9 +160,9 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
             f"{min_steps:,} steps ({steps} per epoch of {train_images:,} images at batch {batch_size})")
         reason = (f"no candidate reaches {short_of} in {train_seconds:.0f} s; the fastest, "
                   f"{epochs[index]:.1f} epochs")
-    batch = batch_for_steps(epochs[index], train_images, batch_size, min_steps)
+    batch = batch_for_steps(epochs[index], train_images, batch_size, min_steps, min_batch)
     if batch != batch_size:
-        reason += (f"; batch {batch} (from {batch_size}, learning rate scaled alike) for "
+        reason += (f"; batch down to {batch} (from {batch_size}, {lr_note}) for "
                    f"{epochs[index] * steps_per_epoch(train_images, batch):,.0f} steps")
     augment, ema = regularisation(epochs[index], budget_seconds or train_seconds, base_augment,
                                   steps_per_epoch(train_images, batch))
@@ -196,15 +227,28 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
         spent = time.perf_counter() - start
         if not qualifies(predicted_epochs(speed, budget - spent, len(train)), steps) or spent >= probe_total:
             break
-    probe_seconds = time.perf_counter() - start
-    counted = min(probe_seconds, 0.5 * budget)
-    choice = choose(timed, budget - counted, len(train), cfg.batch_size, cfg.augment, budget_seconds=budget)
+    # Smaller batches were measured on CPU cores only; an accelerator keeps the batch.
+    min_batch = MIN_BATCH if device.type == "cpu" else cfg.batch_size
+    choice = choose(timed, budget - (time.perf_counter() - start), len(train), cfg.batch_size, cfg.augment,
+                    budget_seconds=budget, min_batch=min_batch,
+                    lr_note="the LR finder sets the learning rate" if cfg.lr == "auto" else "learning rate scaled alike")
     untimed = [w for w in candidates if w not in {t.model_args["width"] for t in timed}]
     if untimed:  # the probe stopped early: say why these have no row
         choice = replace(choice, reason=choice.reason + f"; widths {', '.join(map(str, untimed))} not timed "
                          "(the probe stopped at a width already short of the minimum, or out of time)")
     chosen = timed[choice.index]
-    lr = cfg.lr if cfg.lr == "auto" else cfg.lr * choice.batch_size / cfg.batch_size  # "auto": the finder's
+    if choice.batch_size < cfg.batch_size:  # the halvings' speeds, timed like the candidates, inside the budget
+        def time_at(batch_size: int) -> float:
+            model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **chosen.model_args)
+            images = probe_batch(data.decoded.pixels, train.indices, batch_size, data.channels, data.img_size)
+            return images_per_second(model, images, len(data.classes), precision, cfg.channels_last,
+                                     probe_total / len(candidates), device)
+
+        kept, why = confirm_halving(time_at, cfg.batch_size, choice.batch_size, chosen.images_per_s, SPEED_KEPT)
+        choice = replace(choice, batch_size=kept, reason=choice.reason + (f"; {why}" if why else ""))
+    probe_seconds = time.perf_counter() - start
+    counted = min(probe_seconds, 0.5 * budget)
+    lr = cfg.lr if cfg.lr == "auto" else scaled_lr(cfg.lr, choice.batch_size, cfg.batch_size, len(train))
     sized = cfg.model_copy(update={"model_args": chosen.model_args, "augment": choice.augment, "ema": choice.ema,
                                    "batch_size": choice.batch_size, "lr": lr})
     torch.manual_seed(cfg.seed)  # the same initial weights as a fixed run of the chosen width

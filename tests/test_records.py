@@ -14,7 +14,7 @@ import imgclf
 from conftest import spoilable_copy
 from imgclf.errors import ImgclfError
 from imgclf.io import read_yaml
-from imgclf.records import RECORDS, SCHEMA_VERSION, ModelCard, RunDir, json_schemas, schema_texts
+from imgclf.records import RECORDS, SCHEMA_VERSION, ModelCard, RunDir, schema_texts
 from run_walk import check_run_dirs
 
 ROOT = Path(__file__).resolve().parents[1]

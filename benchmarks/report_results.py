@@ -212,8 +212,9 @@ def fast_sizing_section(source: Path) -> list[str]:
         for result in variants:
             tag = result["benchmark"].removeprefix(f"fast_variant_{result['time_limit']}_")
             for row in result["runs"]:
+                extra = f"`{' '.join(result['extra_args'])}`" if result["extra_args"] else f"none: {result.get('note', '')}"
                 lines.append(f"| {machine_class(result)} | {result['time_limit']} | {tag} | "
-                             f"`{' '.join(result['extra_args'])}` | {row['seed']} | {trained_batch(row, result)} | "
+                             f"{extra} | {row['seed']} | {trained_batch(row, result)} | "
                              f"{row['epochs']} | {row['images_per_s']:,.0f} | {_pct(row['val_accuracy'])} | "
                              f"{_pct(row['test_accuracy'])} | {result.get('when', '')[:16].replace('T', ' ')} |")
         lines += ["", f"Measured on: {env_line(variants[-1])}.", ""]

@@ -123,7 +123,7 @@ def pytest_sessionfinish(session, exitstatus):
     base = config._tmp_path_factory.getbasetemp()  # the folder xdist hands each worker a subfolder of
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
-        reporter.ensure_newline()
+        reporter.write("\n")  # xdist's progress dots do not end their line
     try:
         checked = check_run_dirs(base)
     except Exception as exc:  # an assertion or a schema error: name it, fail the session

@@ -4,10 +4,10 @@ The probe times a few widths of the model for a few seconds, inside the budget (
 rule, a pure function of the measured speeds, so it is tested with made-up tables. A candidate qualifies when the
 training time left buys it at least MIN_EPOCHS epochs (the budget schedule's warm-up and decay need that many to
 converge) and at least MIN_STEPS optimiser steps (on a small data set an epoch is a handful of steps); the widest
-that qualifies wins, else the fastest. Then the batch: the run's batch size is the largest it may train at, halved
-while the chosen model's predicted epochs give fewer than MIN_STEPS steps, with the learning rate scaled alike. The
-epochs it gets set the regularisation: a long
-run of a model overfits (width 16 on Fashion-MNIST for 60 minutes: train 98.3 %, test lower than at 38 epochs,
+that qualifies wins, else the fastest. Then the batch (on a CPU): the run's batch size is the largest it may train
+at, halved while the chosen model's predicted epochs give fewer than MIN_STEPS steps, each halving kept only if the
+probe times its steps at SPEED_KEPT of the batch above it; the learning rate is scaled alike. The epochs it gets
+set the regularisation: a long run of a model overfits (width 16 on Fashion-MNIST for 60 minutes: train 98.3 %, test lower than at 38 epochs,
 issue 23), so longer runs get random erasing and then weight averaging (EMA).
 """
 

@@ -215,15 +215,21 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     device = torch.device("cuda" if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
                           else "cpu")
     train = data.splits["train"]
-    batch = probe_batch(data.decoded.pixels, train.indices, cfg.batch_size, data.channels, data.img_size)
     steps = steps_per_epoch(len(train), cfg.batch_size)
+
+    def time_model(args: dict[str, Any], batch_size: int) -> tuple[float, int]:
+        """Images per second of a fresh model with `args` at `batch_size`, for its share of the probe; its size."""
+        model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **args)
+        images = probe_batch(data.decoded.pixels, train.indices, batch_size, data.channels, data.img_size)
+        speed = images_per_second(model, images, len(data.classes), precision, cfg.channels_last,
+                                  probe_total / len(candidates), device)
+        return speed, int(sum(p.numel() for p in model.parameters()))
+
     timed: list[Timed] = []
     for width in candidates:
         args = {**cfg.model_args, "width": width}
-        model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **args)
-        speed = images_per_second(model, batch, len(data.classes), precision, cfg.channels_last,
-                                  probe_total / len(candidates), device)
-        timed.append(Timed(args, int(sum(p.numel() for p in model.parameters())), speed))
+        speed, num_params = time_model(args, cfg.batch_size)
+        timed.append(Timed(args, num_params, speed))
         spent = time.perf_counter() - start
         if not qualifies(predicted_epochs(speed, budget - spent, len(train)), steps) or spent >= probe_total:
             break
@@ -238,13 +244,8 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
                          "(the probe stopped at a width already short of the minimum, or out of time)")
     chosen = timed[choice.index]
     if choice.batch_size < cfg.batch_size:  # the halvings' speeds, timed like the candidates, inside the budget
-        def time_at(batch_size: int) -> float:
-            model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **chosen.model_args)
-            images = probe_batch(data.decoded.pixels, train.indices, batch_size, data.channels, data.img_size)
-            return images_per_second(model, images, len(data.classes), precision, cfg.channels_last,
-                                     probe_total / len(candidates), device)
-
-        kept, why = confirm_halving(time_at, cfg.batch_size, choice.batch_size, chosen.images_per_s, SPEED_KEPT)
+        kept, why = confirm_halving(lambda b: time_model(chosen.model_args, b)[0], cfg.batch_size,
+                                    choice.batch_size, chosen.images_per_s, SPEED_KEPT)
         choice = replace(choice, batch_size=kept, reason=choice.reason + (f"; {why}" if why else ""))
     probe_seconds = time.perf_counter() - start
     counted = min(probe_seconds, 0.5 * budget)

@@ -62,6 +62,19 @@ def test_layers_apply_in_order_defaults_recipe_file_explicit(tmp_path):
     assert resolve_config(recipe="s5-model-s", data=".", augment=None).augment == recipe["augment"]
 
 
+def test_model_args_add_to_the_recipes_and_the_files_key_by_key(tmp_path):
+    assert load_recipe("fast-fmnist")["model_args"] == {"width": 16}
+    cfg = resolve_config(recipe="fast-fmnist", data=str(tmp_path), model_args="stem=stride")
+    assert cfg.model_args == {"width": 16, "stem": "stride"}  # not the builder's default width
+    assert resolve_config(recipe="fast-fmnist", data=".", model_args={"width": 24}).model_args == {"width": 24}
+    config_file = tmp_path / "settings.yaml"
+    config_file.write_text(yaml.safe_dump({"recipe": "fast-fmnist", "model_args": {"init": "dirac"}}))
+    cfg = resolve_config(config_file=config_file, data=".", model_args="stem=stride")
+    assert cfg.model_args == {"width": 16, "init": "dirac", "stem": "stride"}
+    with pytest.raises(ImgclfError, match=r"model_args must be key=value pairs .* Received: model_args='w'"):
+        resolve_config(recipe="fast-fmnist", data=".", model_args="w")
+
+
 def test_api_fit_applies_a_recipe_it_names(tmp_path):
     """imgclf.fit({"recipe": ...}) used to train the default simple_cnn: the recipe was resolved in the CLI only."""
     cfg = resolve_config({"recipe": "fast-fmnist", "data": str(tmp_path)}, time_limit="5m")

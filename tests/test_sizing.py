@@ -118,6 +118,30 @@ def test_a_halved_batch_is_kept_only_if_its_steps_keep_the_speed(speeds, kept):
     assert (why == "") == (kept == 32) and (not why or f"batch {kept} kept" in why)
 
 
+def test_the_batch_the_speed_check_keeps_sets_the_ema_and_the_reason():
+    # 10 minutes of an hour's budget (EMA on) on 30,000 images: the rule wants batch 64, the timing keeps 128 (64
+    # ran at 0.82 of its speed)
+    speeds = {128: 700, 64: 575}
+    asked: list[tuple[dict, int]] = []
+
+    def time_at(candidate: Timed, batch: int) -> float:
+        asked.append((candidate.model_args, batch))
+        return speeds[batch]
+
+    timed = table({16: 720, 24: 300})
+    choice = choose(timed, 600, 30_000, 256, BASE, budget_seconds=3600, time_at=time_at)
+    untimed = choose(timed, 600, 30_000, 256, BASE, budget_seconds=3600)
+    assert untimed.batch_size == 64 and choice.batch_size == 128
+    assert asked == [(timed[choice.index].model_args, 128), (timed[choice.index].model_args, 64)]
+    assert choice.ema == pytest.approx(1 - 1 / steps_per_epoch(30_000, 128), abs=1e-5)
+    assert untimed.ema == pytest.approx(1 - 1 / steps_per_epoch(30_000, 64), abs=1e-5)
+    assert "batch down to 128 (from 256" in choice.reason and "batch 128 kept: 64 ran at 575 img/s" in choice.reason
+    assert "batch down to 64" not in choice.reason
+    # every halving refused: the run's batch, and the reason says why
+    refused = choose(timed, 600, 30_000, 256, BASE, budget_seconds=3600, time_at=lambda c, b: 100.0)
+    assert refused.batch_size == 256 and "batch down" not in refused.reason and "batch 256 kept" in refused.reason
+
+
 def test_a_slow_machine_with_a_long_budget_regularises_its_many_epochs_of_width_16():
     timed = table({16: 745, 24: 420})
     choice = choose(timed, 3600 - 15, 55_000, 256, BASE, budget_seconds=3600)
@@ -169,6 +193,7 @@ def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode
     config, images = RunDir(run.path).read_config(), card.sizing.train_images
     assert card.sizing.batch_size == 64 and MIN_BATCH < images < 64
     assert card.sizing.train_batch_size == config.batch_size == MIN_BATCH
+    assert config.sizing == "fixed" and config.model_args == card.model_args  # config.yaml holds what was trained
     assert card.sizing.lr == config.lr == pytest.approx(0.2 * MIN_BATCH / images)
     assert (card.img_size, card.color, card.in_chans) == (size, color, 3 if color == "rgb" else 1)
     sizing = card.sizing
@@ -216,6 +241,27 @@ def test_a_resumed_fast_run_keeps_its_probe_record_without_probing_again(tmp_pat
     assert card.sizing is not None and card.sizing.model_dump(mode="json") == probed
     assert card.model_args["width"] == probed["candidates"][probed["chosen"]]["model_args"]["width"]
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3]
+
+
+def test_a_sized_runs_config_repeats_its_choice_without_probing(tmp_path, monkeypatch):
+    from imgclf.pipeline import sizing as sizing_module
+
+    monkeypatch.setattr(sizing_module, "SPEED_KEPT", 0.0)  # the halving is kept whatever this machine's timing
+    data = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=24, size=28, mode="L")
+    first = imgclf.fit({"data": str(data), "recipe": "fast", "time_limit": "6s", "batch_size": 64, "progress": False,
+                        "val_split": 0.2, "test_split": 0.2, "out": str(tmp_path / "first")}, report=False)
+    sized = RunDir(first.path).read_config()
+    assert sized.batch_size == MIN_BATCH < 64  # halved: probing again from config.yaml would start from 32
+
+    def probe_again(*args, **kwargs):
+        raise AssertionError("a saved config repeats the sized run; it must not probe again")
+
+    monkeypatch.setattr(sizing_module, "size_run", probe_again)
+    again = imgclf.fit(config_file=str(first.path / "config.yaml"), out=str(tmp_path / "again"), report=False)
+    repeated = RunDir(again.path).read_config()
+    trained = ("model_args", "batch_size", "lr", "augment", "ema", "img_size", "color", "seed")
+    assert {k: getattr(repeated, k) for k in trained} == {k: getattr(sized, k) for k in trained}
+    assert RunDir(again.path).read_card().sizing is None  # no probe ran for it
 
 
 def test_ema_adds_lightnings_weight_averaging_callback():

@@ -125,13 +125,15 @@ class TrainConfig(BaseModel):
 
     # model
     model: str = Field("simple_cnn", description="A registered model name (see `imgclf models`).")
-    model_args: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the model builder.")
+    model_args: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the model "
+                                       "builder; over a recipe or --config file, they add to its own key by key.")
     sizing: Literal["fixed", "probe"] = Field(
         "fixed", description="probe (the fast recipe): with --time-limit, time a few widths of the model on this "
         "machine for a few seconds (inside the budget) and train the widest that gets enough epochs, with "
         "regularisation for the epochs it gets; on a CPU the batch size is the largest it trains at, halved (down to "
         "32, the learning rate scaled alike) while those epochs are too few optimiser steps; recorded in model.json. "
-        "fixed: model_args and batch size as given.")
+        "fixed: model_args and batch size as given (a sized run's config.yaml stores fixed with the probe's choice, "
+        "so --config repeats the run).")
 
     # transfer learning (timm backbones: any `imgclf models --pretrained` name)
     head: str | None = Field(None, description="Head spec for a timm backbone, e.g. 'flatten,dense:256,bn,dropout:0.5' "

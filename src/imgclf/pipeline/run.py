@@ -182,15 +182,16 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     try:
         data, model, resolved = _data_and_model(cfg, info, img_size, transfer_args)
         sizing = None
-        if resolved.sizing == "probe":
-            from .sizing import save_sizing, size_run, stored_sizing
+        if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record
+            from .sizing import stored_sizing
 
-            if resume:  # a resumed run keeps the model its config.yaml holds, and the probe's record
-                sizing = stored_sizing(run_dir)
-            else:
-                resolved, model, sizing = size_run(resolved, data)
-                if is_launch_zero:
-                    save_sizing(run_dir, sizing)
+            sizing = stored_sizing(run_dir)
+        elif resolved.sizing == "probe":
+            from .sizing import save_sizing, size_run
+
+            resolved, model, sizing = size_run(resolved, data)
+            if is_launch_zero:
+                save_sizing(run_dir, sizing)
         if resolved.lr == "auto":
             resolved = _auto_lr(resolved, data, model, run_dir)
     except BaseException:

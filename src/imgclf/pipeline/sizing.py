@@ -7,8 +7,9 @@ converge) and at least MIN_STEPS optimiser steps (on a small data set an epoch i
 that qualifies wins, else the fastest. Then the batch (on a CPU): the run's batch size is the largest it may train
 at, halved while the chosen model's predicted epochs give fewer than MIN_STEPS steps, each halving kept only if the
 probe times its steps at SPEED_KEPT of the batch above it; the learning rate is scaled alike. The epochs it gets
-set the regularisation: a long run of a model overfits (width 16 on Fashion-MNIST for 60 minutes: train 98.3 %, test lower than at 38 epochs,
-issue 23), so longer runs get random erasing and then weight averaging (EMA).
+set the regularisation: a long run of a model overfits (width 16 on Fashion-MNIST for 60 minutes: train 98.3 %,
+test lower than at 38 epochs, issue 23), so longer runs get random erasing and then weight averaging (EMA). The run
+trains with the choice as fixed settings (config.yaml says `sizing: fixed`); the probe's record is the card's.
 """
 
 from __future__ import annotations
@@ -140,11 +141,13 @@ def regularisation(epochs: float, budget_seconds: float, base_augment: str,
 
 def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_size: int, base_augment: str,
            min_epochs: float = MIN_EPOCHS, budget_seconds: float | None = None, min_steps: int = MIN_STEPS,
-           min_batch: int = MIN_BATCH, lr_note: str = "learning rate scaled alike") -> Choice:
+           min_batch: int = MIN_BATCH, lr_note: str = "learning rate scaled alike",
+           time_at: Callable[[Timed, int], float] | None = None, speed_kept: float = SPEED_KEPT) -> Choice:
     """The rule: the widest candidate predicted to reach `min_epochs` and `min_steps` optimiser steps in
     `train_seconds` (the budget less the probe), else the fastest; its batch (`batch_for_steps`, no smaller than
-    `min_batch`; `lr_note` says what becomes of the learning rate); regularisation for its epochs and the budget
-    (`regularisation`)."""
+    `min_batch`; `lr_note` says what becomes of the learning rate), each halving kept only if
+    `time_at(candidate, batch)` (img/s) keeps `speed_kept` of the speed above it (`confirm_halving`; None: kept
+    untimed); regularisation for its epochs, the budget and the batch it keeps (`regularisation`)."""
     if not timed:
         raise invalid("sizing candidates", "none timed", "at least one candidate measured by the probe")
     epochs = [predicted_epochs(t.images_per_s, train_seconds, train_images) for t in timed]
@@ -161,9 +164,14 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
         reason = (f"no candidate reaches {short_of} in {train_seconds:.0f} s; the fastest, "
                   f"{epochs[index]:.1f} epochs")
     batch = batch_for_steps(epochs[index], train_images, batch_size, min_steps, min_batch)
+    refused = ""
+    if time_at is not None and batch < batch_size:
+        batch, refused = confirm_halving(lambda b: time_at(timed[index], b), batch_size, batch,
+                                         timed[index].images_per_s, speed_kept)
     if batch != batch_size:
         reason += (f"; batch down to {batch} (from {batch_size}, {lr_note}) for "
                    f"{epochs[index] * steps_per_epoch(train_images, batch):,.0f} steps")
+    reason += f"; {refused}" if refused else ""
     augment, ema = regularisation(epochs[index], budget_seconds or train_seconds, base_augment,
                                   steps_per_epoch(train_images, batch))
     extra = [f"random erasing {augment.rsplit('erase=', 1)[1]}"] if "erase=" in augment else []
@@ -237,21 +245,22 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     min_batch = MIN_BATCH if device.type == "cpu" else cfg.batch_size
     choice = choose(timed, budget - (time.perf_counter() - start), len(train), cfg.batch_size, cfg.augment,
                     budget_seconds=budget, min_batch=min_batch,
-                    lr_note="the LR finder sets the learning rate" if cfg.lr == "auto" else "learning rate scaled alike")
+                    lr_note="the LR finder sets the learning rate" if cfg.lr == "auto" else "learning rate scaled alike",
+                    # the halvings' speeds, timed like the candidates, inside the budget
+                    time_at=lambda candidate, batch: time_model(candidate.model_args, batch)[0],
+                    speed_kept=SPEED_KEPT)
     untimed = [w for w in candidates if w not in {t.model_args["width"] for t in timed}]
     if untimed:  # the probe stopped early: say why these have no row
         choice = replace(choice, reason=choice.reason + f"; widths {', '.join(map(str, untimed))} not timed "
                          "(the probe stopped at a width already short of the minimum, or out of time)")
     chosen = timed[choice.index]
-    if choice.batch_size < cfg.batch_size:  # the halvings' speeds, timed like the candidates, inside the budget
-        kept, why = confirm_halving(lambda b: time_model(chosen.model_args, b)[0], cfg.batch_size,
-                                    choice.batch_size, chosen.images_per_s, SPEED_KEPT)
-        choice = replace(choice, batch_size=kept, reason=choice.reason + (f"; {why}" if why else ""))
     probe_seconds = time.perf_counter() - start
     counted = min(probe_seconds, 0.5 * budget)
     lr = cfg.lr if cfg.lr == "auto" else scaled_lr(cfg.lr, choice.batch_size, cfg.batch_size, len(train))
+    # What the run trains with, as fixed settings: config.yaml then repeats this run (`--config`) rather than
+    # probing again from the batch already halved; the probe's record is the card's `sizing`.
     sized = cfg.model_copy(update={"model_args": chosen.model_args, "augment": choice.augment, "ema": choice.ema,
-                                   "batch_size": choice.batch_size, "lr": lr})
+                                   "batch_size": choice.batch_size, "lr": lr, "sizing": "fixed"})
     torch.manual_seed(cfg.seed)  # the same initial weights as a fixed run of the chosen width
     model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **chosen.model_args)
     info = SizingInfo(

@@ -73,6 +73,16 @@ def test_model_args_add_to_the_recipes_and_the_files_key_by_key(tmp_path):
     assert cfg.model_args == {"width": 16, "init": "dirac", "stem": "stride"}
     with pytest.raises(ImgclfError, match=r"model_args must be key=value pairs .* Received: model_args='w'"):
         resolve_config(recipe="fast-fmnist", data=".", model_args="w")
+    # another model: the recipe's model_args were its model's
+    assert resolve_config(recipe="fast-fmnist", data=".", model="simple_cnn").model_args == {}
+    assert resolve_config(recipe="fast-fmnist", data=".", model="simple_cnn", model_args="width=8").model_args == {
+        "width": 8}
+    # a stored config.yaml is a whole run: its model_args replace the recipe's (a run from before a recipe changed
+    # repeats as it trained)
+    stored = resolve_config(recipe="fast-fmnist", data=".", model_args={"width": 24}).model_dump(mode="json")
+    stored["model_args"] = {"stem": "stride"}
+    config_file.write_text(yaml.safe_dump(stored))
+    assert resolve_config(config_file=config_file).model_args == {"stem": "stride"}
 
 
 def test_api_fit_applies_a_recipe_it_names(tmp_path):

@@ -128,6 +128,20 @@ def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_val
                    report=False)
 
 
+def test_folds_of_the_self_sizing_recipe_are_skipped_when_run_again(tmp_path):
+    # each fold stores what its probe chose as fixed settings; the same command again finds them finished
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=12, size=28, mode="L")
+    values = {"data": str(data), "out": str(tmp_path / "cv"), "folds": 2, "recipe": "fast", "time_limit": "4s",
+              "batch_size": 16, "test_split": 0.2, "progress": False}
+    first = imgclf.fit(values, report=False)
+    stamps = [(run / "model.json").stat().st_mtime_ns for run in first.runs]
+    assert all(RunDir(run).read_config().sizing == "fixed" for run in first.runs)
+    again = imgclf.fit(values, report=False)
+    assert [(run / "model.json").stat().st_mtime_ns for run in again.runs] == stamps
+    with pytest.raises(ImgclfError, match="differs in label_smoothing"):
+        imgclf.fit({**values, "label_smoothing": 0.0}, report=False)
+
+
 def test_compare_groups_the_folds(cross_validation, tmp_path):
     from imgclf.evaluation.compare import compare_runs
 

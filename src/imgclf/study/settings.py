@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..pipeline.resolve import recipe_and_file
+from ..pipeline.resolve import layer_settings, recipe_and_file
 
 
 def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any],
@@ -20,10 +20,9 @@ def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any],
     flags = {k: v for k, v in flags.items() if v is not None}
     layered = recipe_and_file(flags.get("recipe"), config_file)
     ignored = sorted(k for k in layered if k in decided and k != "model")
-    if "model_args" not in flags and isinstance(layered.get("model_args"), dict):
+    if isinstance(layered.get("model_args"), dict):
         ignored += [f"model_args.{k}" for k in sorted(layered["model_args"]) if k in STUDY_MODEL_ARGS]
         layered["model_args"] = {k: v for k, v in layered["model_args"].items() if k not in STUDY_MODEL_ARGS}
-    values = {k: v for k, v in layered.items() if k not in decided or k == "model"}
-    values.update(flags)
+    values = layer_settings({k: v for k, v in layered.items() if k not in decided or k == "model"}, flags)
     model = values.pop("model", None) or "caltech_cnn"
     return model, values, ignored

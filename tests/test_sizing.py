@@ -10,7 +10,8 @@ import pytest
 import imgclf
 from imgclf.config import make_config
 from imgclf.errors import ImgclfError
-from imgclf.pipeline.sizing import (ERASE_EPOCHS, confirm_halving, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS, Timed, choose,
+from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS, SHORT_EPOCHS, Timed,
+                                    choose, confirm_halving,
                                     native_img_size, predicted_epochs, scaled_lr, steps_per_epoch)
 from imgclf.records import RunDir
 from conftest import make_image_folder
@@ -37,7 +38,22 @@ def test_a_slow_machine_with_a_short_budget_keeps_width_16_and_the_plain_augment
     choice = choose(timed, 600 - 15, 55_000, 256, BASE)
     assert timed[choice.index].model_args == {"width": 16}
     assert choice.epochs[choice.index] < MIN_EPOCHS and "no candidate reaches" in choice.reason
-    assert (choice.augment, choice.ema) == (BASE, None)
+    # 6.3 epochs: too few for the pad-and-crop, the flip stays
+    assert (choice.augment, choice.ema) == ("hflip,fill=constant", None)
+    assert "no pad-and-crop for 6 epochs of a 10-minute run" in choice.reason
+
+
+@pytest.mark.parametrize("epochs, augment", [
+    (SHORT_EPOCHS - 0.1, "hflip,fill=constant"), (SHORT_EPOCHS, BASE), (ERASE_EPOCHS - 1, BASE),
+])
+def test_only_a_short_run_drops_the_pad_and_crop(epochs, augment):
+    speed = epochs / predicted_epochs(1.0, 600, 55_000)  # the speed that predicts `epochs` epochs
+    choice = choose(table({16: speed}), 600, 55_000, 256, BASE)
+    assert choice.epochs[0] == pytest.approx(epochs) and choice.augment == augment
+    assert ("no pad-and-crop" in choice.reason) == (augment != BASE)
+    # a long budget on a starved machine keeps its crop with the strongest regularisation
+    starved = choose(table({16: speed}), 600, 55_000, 256, BASE, budget_seconds=3600)
+    assert starved.augment == BASE + ",erase=0.5"
 
 
 @pytest.mark.parametrize("speeds, seconds, width", [

@@ -248,7 +248,10 @@ def fast_sizing_section(source: Path) -> list[str]:
                   "to 76.33 % test (2026-12-01, AVX2). In this regime accuracy follows the epochs the machine's speed "
                   "of the moment allows: 475 to 693 img/s in back-to-back runs of width 16. The `--sizing fixed` rows "
                   "with batches 256, 64 and 32 ran one after the other at the same speed (667-717 img/s): the smaller "
-                  "batches' extra steps are why `fast` halves its batch on small data sets.", "",
+                  "batches' extra steps are why `fast` halves its batch on small data sets. The `fast` rows are the "
+                  "stride-2 stem (2026-12-01 19:4x UTC); with the pooling stem S3 at 90 s had tested 72.72 % (batch 256, "
+                  "before the batch rule: w16 155 img/s, 12 epochs) and S5 at 2 minutes 86.73 % (batch 32, 34 epochs).",
+                  "",
                   "| data | budget | machine | input | width | batch | probe s | probe img/s | reason | epochs | val | "
                   "test |", "|---|---|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
         for result in alone:

@@ -77,6 +77,9 @@ def test_model_args_add_to_the_recipes_and_the_files_key_by_key(tmp_path):
     assert resolve_config(recipe="fast-fmnist", data=".", model="simple_cnn").model_args == {}
     assert resolve_config(recipe="fast-fmnist", data=".", model="simple_cnn", model_args="width=8").model_args == {
         "width": 8}
+    # a file that names no model: its model_args go with the model the flags name
+    config_file.write_text(yaml.safe_dump({"model_args": {"width": 8}}))
+    assert resolve_config(config_file=config_file, data=".", model="simple_cnn").model_args == {"width": 8}
     # a stored config.yaml is a whole run: its model_args replace the recipe's (a run from before a recipe changed
     # repeats as it trained)
     stored = resolve_config(recipe="fast-fmnist", data=".", model_args={"width": 24}).model_dump(mode="json")

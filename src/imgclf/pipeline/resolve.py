@@ -99,7 +99,8 @@ def layer_settings(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[s
     if "schema_version" in upper:
         return out
     keys = list(MAPPING_SETTINGS)
-    if upper.get("model") is not None and upper["model"] != lower.get("model") and "model_args" in lower:
+    # a lower layer without a model leaves it to the layers above: its model_args are for whichever they name
+    if lower.get("model") is not None and upper.get("model") not in (None, lower["model"]) and "model_args" in lower:
         out["model_args"] = upper.get("model_args", {})
         keys.remove("model_args")
     for key in keys:

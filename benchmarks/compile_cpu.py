@@ -28,7 +28,7 @@ def make_step(name: str, args: dict, size: int, chans: int, batch: int, backend:
     import torch
     from torch import nn
 
-    from imgclf.models.registry import create_model
+    from imgclf.models import create_model
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_chans=chans, img_size=size, **args)

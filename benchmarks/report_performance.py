@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         lines += ["## Time to accuracy against the Keras `model_s` reference run", "", f"Machine: {env_line(tta)}", "",
                   "![time to accuracy](time_to_accuracy.png)", "",
                   "| run | epochs | wall time | final val acc | test acc |", "|---|---:|---:|---:|---:|",
-                  f"| Keras S5 `model_s` reference recipe "
+                  "| Keras S5 `model_s` reference recipe "
                   + ("(best val_loss epoch restored at the end)" if keras["finished"] else
                      "(**unfinished**: best val_loss so far)")
                   + f" | {keras['epochs']} | {keras['wall_seconds_estimated_clean'] / 60:.1f} min (raw "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -107,58 +106,6 @@ def test_bad_settings_name_the_setting(tmp_path, kwargs, message):
 def test_missing_data_is_one_clear_error():
     with pytest.raises(ImgclfError, match="data must be given"):
         resolve_config(recipe="s5-model-s")
-
-
-# ----------------------------------------------------------------------------------------- layering
-# package -> packages it must never import (DESIGN.md: train only trains, evaluation only reads records,
-# models know neither; only the pipeline joins them, and only the CLI sits above the pipeline)
-FORBIDDEN = {
-    "models": {"train", "evaluation", "pipeline", "study", "serve", "cli"},
-    "data": {"train", "evaluation", "pipeline", "models", "study", "serve", "cli"},
-    "train": {"evaluation", "pipeline", "study", "serve", "cli"},
-    "evaluation": {"train", "pipeline", "study", "serve", "cli"},
-    "pipeline": {"cli", "serve", "study"},
-    "records": {"train", "evaluation", "pipeline", "models", "data", "cli"},
-}
-
-
-def _imported_packages(path: Path) -> set[str]:
-    """imgclf sub-packages/modules that `path` imports (absolute or relative, at any depth of the code)."""
-    module = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:  # the package of a module (or of an __init__) is its parts less the last
-                package = module.split(".")[:-1]
-                base = package[: len(package) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            names = [target] + [f"{target}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        else:
-            continue
-        out |= {n.split(".")[1] for n in names if n.startswith("imgclf.") and len(n.split(".")) > 1}
-    return out
-
-
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_package_layering(package):
-    files = [SRC / f"{package}.py"] if (SRC / f"{package}.py").exists() else sorted((SRC / package).rglob("*.py"))
-    assert files
-    bad = {f"{f.relative_to(SRC)} imports imgclf.{p}" for f in files for p in _imported_packages(f) & FORBIDDEN[package]}
-    assert not bad, sorted(bad)
-
-
-def test_layering_check_sees_relative_imports(tmp_path):
-    """The checker itself: a relative import of train from models is caught (so the layering test can fail)."""
-    fake = SRC / "models" / "_layering_probe.py"
-    fake.write_text("from ..train.finetune import FreezeSchedule\nfrom .registry import list_models\n")
-    try:
-        assert _imported_packages(fake) == {"train", "models"}
-    finally:
-        fake.unlink()
 
 
 def test_a_run_that_fails_on_its_data_leaves_no_empty_folder(tmp_path):

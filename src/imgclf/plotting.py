@@ -43,6 +43,9 @@ DPI = 110
 # of it beside a neighbour (443 px). A figure up to this wide is shown at its natural size there and wider.
 FULL_WIDTH_PX = 900
 HALF_WIDTH_PX = 440
+# the pages' figure slots: a figure up to `half` pixels wide fits beside another, up to `full` across the page;
+# the figure macro of evaluation/templates/figures.html reads them
+FIGURE_SLOTS = {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60}
 MIN_FONT_PT = 7.5  # 11.5 px at DPI: at least 10 px even where a narrower window shrinks the figure to 87 %
 TEXT_PX_KEY = "imgclf:min-text-px"  # PNG text chunk: pixel height of the smallest text in the image
 

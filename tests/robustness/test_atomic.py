@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import textwrap
-import time
 
 from imgclf.io import atomic_write_bytes
 

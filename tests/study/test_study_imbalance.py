@@ -11,7 +11,8 @@ from conftest import make_image_folder
 from imgclf.errors import ImgclfError
 from imgclf.records import CellCurves, StudyRecord, json_schemas
 from imgclf.study.files import write_study
-from imgclf.study.imbalance import _run_cell, configuration_settings, run_imbalance_study
+from imgclf.study.configurations import configuration_settings
+from imgclf.study.imbalance import _run_cell, run_imbalance_study
 
 TINY = {"img_size": 8, "epochs": 1, "batch_size": 16, "model_args": {"width": 4}, "test_split": 0.3,
         "val_split": 0.15, "num_workers": 0}

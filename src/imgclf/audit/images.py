@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.cache import decode_all
-from ..data.dataset import resolve_color
+from ..data.color import resolve_color
 from ..data.decode import probe_image
 from ..data.folder import FolderScan, scan_folder
 

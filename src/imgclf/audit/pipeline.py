@@ -148,7 +148,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     stats = pixel_stats(images.pixels)
     lap("outliers")
 
-    from .. import __version__
+    from .._version import __version__
     from ..records import AuditRecord
     from .freshness import data_fingerprint, remember
 

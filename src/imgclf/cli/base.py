@@ -62,7 +62,7 @@ app.add_typer(study_app, name="study")
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from .._version import __version__
 
         typer.echo(f"imgclf {__version__}")
         raise typer.Exit()

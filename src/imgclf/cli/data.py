@@ -132,7 +132,7 @@ def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifa
 
 
 def _study_options() -> list[inspect.Parameter]:
-    from ..study.imbalance import CONTROLLED
+    from ..study.configurations import CONTROLLED
 
     def opt(name: str, ann: Any, default: Any) -> inspect.Parameter:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)

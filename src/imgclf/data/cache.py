@@ -12,6 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,3 +145,17 @@ def decode_all(
                            "failures": {str(k): v for k, v in sorted(failures.items())}})
     pixels = np.load(array_path, mmap_mode="r") if store else None
     return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
+
+
+def readable_blocks(decoded: DecodedImages, size: int, color: str, interpolation: str,
+                    batch_size: int) -> Iterator[np.ndarray]:
+    """uint8 (n, H, W, C) blocks of the readable images, in order: slices of the cache (several batches each, so
+    that a progress bar moves without a call per batch), or one batch at a time decoded from the files."""
+    ok = decoded.ok_indices
+    if decoded.pixels is not None:
+        pixels = decoded.pixels if len(ok) == len(decoded.pixels) else decoded.pixels[ok]
+        for start in range(0, len(ok), 8 * batch_size):
+            yield pixels[start:start + 8 * batch_size]
+        return
+    for start in range(0, len(ok), batch_size):
+        yield np.stack([open_image(decoded.paths[i], size, color, interpolation) for i in ok[start:start + batch_size]])

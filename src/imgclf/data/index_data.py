@@ -14,8 +14,10 @@ import numpy as np
 
 from ..errors import invalid
 from .cache import decode_all
+from .color import resolve_color
 from .folder import FolderScan
 from .multilabel import is_label_index, primary_labels, read_label_folder, read_label_index
+from .prepared import PreparedData, Split
 from .select import Selection
 
 
@@ -42,8 +44,6 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
     """`prepare_data` for an index file: the images decoded once, test then val held out (iterative
     stratification), the rest train. Near-duplicate grouping, folds and class selection are not applied to
     multi-label data yet; asking for folds or a class choice is refused rather than ignored."""
-    from .dataset import PreparedData, Split, resolve_color
-
     if fold is not None:
         raise invalid("folds", fold[1], "unset for multi-label data (an index file)",
                       note="cross-validation folds are not stratified for label sets yet")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.cache import decode_all
+from ..data.cache import decode_all, readable_blocks
 from ..errors import invalid
 from ..inference import Classifier
 from ..multilabel import decide, threshold_vector
@@ -129,8 +129,6 @@ def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | o
                         budget_bytes: int = 4 * 10**9, progress: bool = True) -> MetricsRecord:
     """`evaluate_run` for a multi-label run: predictions.csv (true and predicted label sets, `;`-joined, and
     every label's probability) and metrics.json into `out_dir`."""
-    from .run_eval import _blocks
-
     run = RunDir(run_dir)
     card = run.read_card()
     clf = Classifier.load(run.path)
@@ -143,7 +141,7 @@ def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | o
                       "images of which at least one is readable", note=f"{len(files)} file(s), none readable")
     chunks = []
     with StepProgress(f"evaluating on {split_name}", len(ok), enabled=progress) as bar:
-        for block in _blocks(decoded, ok, files, card, batch_size):
+        for block in readable_blocks(decoded, card.img_size, card.color, card.interpolation, batch_size):
             chunks.append(clf.infer_pixels(block, batch_size).probabilities)
             bar.update(len(block))
     probs = np.concatenate(chunks)

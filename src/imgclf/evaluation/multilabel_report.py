@@ -10,11 +10,11 @@ import numpy as np
 
 from ..io import atomic_write_text
 from ..pages import embed_png, render
+from ..plotting import FIGURE_SLOTS
 from ..records import ModelCard, RunDir
 from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
 from .multilabel import binary_calibration_error, label_sets
-from .report import FIGURE_SLOTS
 
 FIGURES = {
     "training_curves": ("Training curves", "Train vs validation per epoch. Loss: the training loss (binary "

@@ -20,7 +20,7 @@ from ..data.imbalance import IMBALANCE_FLAG_RHO
 from ..errors import bad_path
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
-from ..plotting import FULL_WIDTH_PX, HALF_WIDTH_PX
+from ..plotting import FIGURE_SLOTS
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir
 from .interpret import (
     OVERFITTING_RULE,
@@ -32,10 +32,6 @@ from .interpret import (
     mean_recall,
 )
 from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
-
-# a figure up to `half` pixels wide fits beside another, up to `full` across the page (see plotting); the
-# figure macro of templates/figures.html reads them
-FIGURE_SLOTS = {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60}
 
 
 # ------------------------------------------------------------------------------------------- context

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from ..data.cache import DecodedImages, decode_all
+from ..data.cache import decode_all, readable_blocks
 from ..data.folder import scan_folder
 from ..errors import invalid
 from ..inference import Classifier
@@ -115,7 +114,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     plain, scores, flagged, with_tta = [], [], [], []
     what = f"evaluating on {split_name}" + (" (with TTA)" if tta else "")
     with StepProgress(what, len(ok), enabled=progress) as bar:
-        for chunk in _blocks(decoded, ok, files, card, batch_size):  # streaming: each image decoded once for both
+        # streaming: each image decoded once for both
+        for chunk in readable_blocks(decoded, card.img_size, card.color, card.interpolation, batch_size):
             out = clf.infer_pixels(chunk, batch_size)
             plain.append(out.probabilities)
             scores.append(out.scores)
@@ -147,22 +147,6 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
                                            score, unknown), card.classes)
     out.write_metrics(metrics)
     return metrics
-
-
-def _blocks(decoded: DecodedImages, ok: np.ndarray, files: list[str], card: ModelCard,
-            batch_size: int) -> Iterator[np.ndarray]:
-    """uint8 (n, H, W, C) blocks of the readable images, in order: slices of the cache (several batches each, so
-    that the progress bar moves without a call per batch), or one batch at a time decoded from the files."""
-    if decoded.pixels is not None:
-        pixels = decoded.pixels if len(ok) == len(decoded.pixels) else decoded.pixels[ok]
-        for start in range(0, len(ok), 8 * batch_size):
-            yield pixels[start:start + 8 * batch_size]
-        return
-    from ..data.decode import open_image
-
-    for start in range(0, len(ok), batch_size):
-        yield np.stack([open_image(files[i], card.img_size, card.color, card.interpolation)
-                        for i in ok[start:start + batch_size]])
 
 
 def _trust_scores(card: ModelCard, y_true: np.ndarray, probs: np.ndarray, score: np.ndarray,

@@ -1,6 +1,7 @@
 """One registry of model builders keyed by name (timm's `@register_model`, torchvision's duplicate check).
 
-A builder is `(num_classes, in_chans, img_size, **args) -> nn.Module`. Every built module exposes
+This module holds the registry and what builders use (`register_model`, `at_least`, `rate`); finding and building
+a model by name is `models.lookup`, which imports the builders. A builder is `(num_classes, in_chans, img_size, **args) -> nn.Module`. Every built module exposes
 `forward_features`, `forward_head` and `reset_classifier(num_classes)`.
 """
 
@@ -8,10 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import invalid
 
@@ -39,7 +39,8 @@ class ModelInfo:
         return [p for p in params if p not in ("num_classes", "in_chans", "img_size")]
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
+# name -> ModelInfo, filled by @register_model as the builders' modules are imported (models.lookup imports them)
+REGISTRY: dict[str, ModelInfo] = {}
 
 
 # what normalize=auto may resolve to for a registered model (pretrained backbones use their own config)
@@ -59,12 +60,12 @@ def register_model(
     normalize: str = "dataset",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
+        if name in REGISTRY:
             raise invalid("name", name, "a model name not yet registered", note="already registered")
         if normalize not in AUTO_NORMALIZE:
             # a typo here would silently fall back to dataset statistics when normalize=auto
             raise invalid("normalize", normalize, AUTO_NORMALIZE)
-        _REGISTRY[name] = ModelInfo(
+        REGISTRY[name] = ModelInfo(
             name, builder, description, default_img_size, default_in_chans, min_img_size, reference, pretrained, tags,
             normalize=normalize,
         )
@@ -106,82 +107,6 @@ LISTING: tuple[ModelListing, ...] = (
 def list_registered(pattern: str = "*") -> list[ModelListing]:
     """The registered models matching a glob, from LISTING: no builder is imported."""
     return [m for m in sorted(LISTING, key=lambda m: m.name) if fnmatch.fnmatch(m.name, pattern)]
-
-
-def _ensure_loaded() -> None:
-    from . import reference, resnet  # noqa: F401  (registration side effect)
-
-
-def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]:
-    _ensure_loaded()
-    names = [n for n in sorted(_REGISTRY) if fnmatch.fnmatch(n, pattern)]
-    if pretrained is not None:
-        names = [n for n in names if _REGISTRY[n].pretrained == pretrained]
-    return names
-
-
-def get_model_info(name: str) -> ModelInfo:
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        try:
-            from .transfer import timm_model_info
-
-            info = timm_model_info(name)
-        except ImportError:
-            info = None
-        if info is None:
-            raise _unknown_model(name)
-        return info
-    return _REGISTRY[name]
-
-
-def _unknown_model(name: str) -> Exception:
-    """Any timm architecture is a model too: say so, and look for what was meant among both sets of names."""
-    registered = sorted(_REGISTRY)
-    try:
-        from .transfer import timm_names_near
-
-        timm_names, note = timm_names_near(name)
-    except ImportError:  # timm missing: the registered models are all there is
-        return invalid("model", name, registered)
-    return invalid("model", name, f"one of the registered models {{{', '.join(registered)}}} or a timm architecture "
-                                  f"(`imgclf models --pretrained` lists those with weights)",
-                   suggest=registered + timm_names, note=note)
-
-
-def create_model(name: str, num_classes: int, in_chans: int | None = None, img_size: int | None = None,
-                 **args: Any) -> nn.Module:
-    info = get_model_info(name)
-    in_chans = info.default_in_chans if in_chans is None else in_chans
-    img_size = info.default_img_size if img_size is None else img_size
-    if img_size < info.min_img_size:
-        raise invalid("img_size", img_size, f"at least {info.min_img_size} for model {name}")
-    unknown = set(args) - set(info.arg_names)
-    if unknown and not info.pretrained:
-        first, *rest = sorted(unknown)
-        raise invalid("model_args key", first, info.arg_names or f"left out: {name} takes no model_args", where=name,
-                      note=f"also unknown: {', '.join(rest)}" if rest else None)
-    if num_classes < 2:
-        raise invalid("num_classes", num_classes, ">= 2")
-    _check_arg_types(info, args)
-    return info.builder(num_classes=num_classes, in_chans=in_chans, img_size=img_size, **args)
-
-
-_KINDS = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
-def _check_arg_types(info: ModelInfo, args: dict[str, Any]) -> None:
-    """model_args against the builder's annotations (`width: int`): 'abc' or 2.5 for an int is the user's error,
-    not torch's TypeError deep inside a layer. Ranges are the builder's to check (`at_least`, `rate`)."""
-    try:
-        hints = typing.get_type_hints(info.builder)
-    except (NameError, TypeError):  # annotations that do not resolve at run time: nothing to check against
-        return
-    for key, value in args.items():
-        kind = hints.get(key)
-        if kind in _KINDS and (not isinstance(value, _KINDS[kind]) or (kind is not bool and isinstance(value, bool))):
-            raise invalid(f"model_args.{key}", value, _KIND_NAMES[kind], where=info.name)
 
 
 def at_least(model: str, low: float, **values: float) -> None:

@@ -1,6 +1,6 @@
 """Pretrained timm backbones with a head built from a spec: `--model resnet18 --head "avg,dense:128,dropout:0.3"`.
 
-Any timm architecture is a model name here (`registry.get_model_info` falls back to `timm_model_info`).
+Any timm architecture is a model name here (`lookup.get_model_info` falls back to `timm_model_info`).
 Where the weights come from (a file, an installed package, the local hub cache, a download) is `weights.py`.
 
 Grayscale data on an RGB backbone: the first conv is built with `in_chans=1` and its pretrained kernels are

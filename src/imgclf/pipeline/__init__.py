@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
 from ..errors import invalid
-from ..records import MetricsRecord, RunDir
+from ..records import MetricsRecord
 from .resolve import resolve_config, resume_config
+from .resume import resume_run
 from .run import Run, train_run
 
 __all__ = ["Run", "evaluate", "fit", "resolve_config", "resume_config", "train_run"]
@@ -38,12 +38,7 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
             given = "config" if config is not None else "recipe" if recipe is not None else "config_file"
             raise invalid(given, config if given == "config" else recipe if given == "recipe" else config_file,
                           "None with resume: a resumed run keeps its stored config.yaml", also={"resume": resume})
-        cfg = resume_config(resume, **values)
-        from ..io import remove_temp_files
-
-        remove_temp_files(resume)  # half-written files of the interrupted process are never picked up
-        ckpt = _checked_checkpoints(RunDir(resume))
-        return train_run(cfg, checkpoint=None if ckpt is None else str(ckpt), resume=True, report=report)
+        return resume_run(resume, report=report, **values)
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
     if cfg.folds and cfg.fold is None:  # every fold: a `Folds` (OUT/fold-i runs and folds.json), not one Run
         from .folds import fit_folds
@@ -56,23 +51,6 @@ def _stderr(line: str) -> None:
     import sys
 
     print(line, file=sys.stderr, flush=True)
-
-
-def _checked_checkpoints(run: RunDir) -> Path | None:
-    """The run's last.ckpt (None when it has none), after reading it and best.safetensors as training would, before
-    any data is decoded: a garbage, truncated or crafted file is reported on one line, and nothing in it runs."""
-    from ..train.callbacks import checkpoint_problem, weights_problem
-
-    for name, problem_of in (("checkpoints/last.ckpt", checkpoint_problem),
-                             ("checkpoints/best.safetensors", weights_problem)):
-        path = run.file(name)
-        problem = problem_of(path) if path.is_file() else None
-        if problem:
-            raise invalid("resume", run.path, f"a run directory whose {name} can be read", note=f"{name} {problem}",
-                          hint=f"Delete {path} to resume without it" + (" (from epoch 1)" if name.endswith("ckpt")
-                                                                        else ""))
-    last = run.file("checkpoints/last.ckpt")
-    return last if last.is_file() else None
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",

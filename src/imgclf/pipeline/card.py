@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import hardware
 from ..config import TrainConfig
-from ..data.dataset import PreparedData
+from ..data.prepared import PreparedData
 from ..records import HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, TrainingSummary
 from ..train.fit import TrainResult
 

@@ -87,7 +87,7 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
 
 def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True, log=None) -> Folds:
     """Train (or finish) the K folds of `cfg` (cfg.folds = K) and write OUT/folds.json."""
-    from . import fit
+    from .resume import resume_run
     from .run import train_run
 
     k = int(cfg.folds or 0)
@@ -104,7 +104,7 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
                                      "resume": "resuming from its checkpoint", "restart": "training again"}[state])
         try:
             if state == "resume":
-                fit(resume=path, report=report)
+                resume_run(path, report=report)
             elif state != "done":
                 train_run(wanted, overwrite=state == "restart", report=report)
         except BaseException:

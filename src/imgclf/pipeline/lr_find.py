@@ -130,7 +130,7 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     from ..models import get_model_info
     from ..train.finetune import transfer_model_args
     from .resolve import resolve_config
-    from .run import _data_and_model
+    from .prepare import data_and_model
 
     check_sweep(start_lr, end_lr, steps)
     if values.get("lr") is not None:
@@ -144,7 +144,7 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     if img_size < info.min_img_size:
         raise invalid("img_size", img_size, f"at least {info.min_img_size}", where=f"model {cfg.model}")
     folder = _out_folder(cfg, overwrite)
-    data, model, resolved = _data_and_model(cfg, info, img_size, transfer_args)
+    data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
     return sweep(resolved, data, model, folder, start_lr, end_lr, steps)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from ..config import TrainConfig, check_task_settings
-from ..data.dataset import PreparedData
+from ..data.prepared import PreparedData
 from ..errors import invalid
 
 
@@ -24,9 +24,9 @@ def fit_thresholds(data: PreparedData, model, card) -> dict[str, float]:
     same sigmoid prediction, evaluation and export use)."""
     from ..inference import Classifier
     from ..multilabel import sigmoid, tune_thresholds
-    from .trust import _embed
+    from .trust import split_logits
 
     split = data.splits["val"]
     clf = Classifier(model, card)
-    logits, _ = _embed(clf, data, split.indices, features=False)
+    logits, _ = split_logits(clf, data, split.indices, features=False)
     return tune_thresholds(split.targets, sigmoid(logits), data.classes)

@@ -13,14 +13,13 @@ from pathlib import Path
 
 from .. import hardware
 from ..config import TrainConfig
-from ..data.dataset import PreparedData, prepare_data
-from ..data.select import Selection
+from ..data.prepared import PreparedData
 from ..errors import ImgclfError, bad_path, invalid
 from ..io import next_free_dir, writable_folder
-from ..models import create_model, get_model_info
-from ..models.base import set_l2
+from ..models import get_model_info
 from ..ood import STATS_FILE
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
+from .prepare import data_and_model
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", STATS_FILE, "model.json", "history.csv",
              "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json")
@@ -106,26 +105,6 @@ def _warn_leaks(data: PreparedData, folders: str) -> None:
         print(f"warning {separated_warning(data.grouping)}", file=sys.stderr, flush=True)
 
 
-def _data_and_model(cfg: TrainConfig, info, img_size: int, transfer_args: dict):
-    import lightning as L
-    import torch
-
-    L.seed_everything(cfg.seed, verbose=False)
-    selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
-    data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
-                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
-                        selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
-                        group_duplicates=cfg.group_duplicates, progress=cfg.progress, task=cfg.task)
-    from .multilabel import resolve_task
-
-    resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color, "task": resolve_task(cfg, data)})
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})
-    if cfg.l2 is not None:
-        set_l2(model, cfg.l2.get("conv"), cfg.l2.get("dense"))
-    return data, model, resolved
-
-
 def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> TrainConfig:
     """--lr auto: Lightning's LR finder on this run's data and model (weights restored after the sweep); the
     config then holds the number found, with lr_auto recording where it came from."""
@@ -180,7 +159,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     cfg = cfg.model_copy(update={"out": str(run_dir)})
     run = RunDir(run_dir)
     try:
-        data, model, resolved = _data_and_model(cfg, info, img_size, transfer_args)
+        data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
         sizing = None
         if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record
             from .sizing import stored_sizing

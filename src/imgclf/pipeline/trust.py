@@ -16,7 +16,7 @@ import torch
 
 from ..calibration import fit_temperature, nll
 from ..config import TrainConfig
-from ..data.dataset import PreparedData
+from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier
 from ..ood import FEATURE_DETECTORS, STATS_FILE, TrustHead, fit_mahalanobis, save_stats, threshold_at
@@ -41,8 +41,10 @@ def _split_pixels(data: PreparedData, rows: np.ndarray, block: int = 1024) -> It
                             for i in part])
 
 
-def _embed(clf: Classifier, data: PreparedData, rows: np.ndarray,
-           features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def split_logits(clf: Classifier, data: PreparedData, rows: np.ndarray,
+                 features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The trained model's logits for the prepared images `rows` (and, with `features`, its feature vectors),
+    streamed a block at a time."""
     logits, feats = [], []
     for block in _split_pixels(data, rows):
         lo, fe = clf.embed_pixels(block, features=features)
@@ -78,7 +80,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     clf = Classifier(model, card, device, head=TrustHead())
     detector = cfg.unknown_detector
     val = data.splits["val"]
-    logits, features = _embed(clf, data, val.indices, detector in FEATURE_DETECTORS)
+    logits, features = split_logits(clf, data, val.indices, detector in FEATURE_DETECTORS)
     labels = val.labels
 
     if cfg.calibrate == "temperature":
@@ -97,7 +99,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     fitted_on, feature_dim = "", None
     if detector in FEATURE_DETECTORS:
         rows, train_labels = _train_sample(data, cfg.seed)
-        _, train_features = _embed(clf, data, rows, True)
+        _, train_features = split_logits(clf, data, rows, True)
         means, precision = fit_mahalanobis(train_features, train_labels, len(data.classes),
                                            unit_length=detector == "mahalanobis-l2")
         # the stored (float32) statistics are the ones every later score uses

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -56,13 +55,13 @@ def importances(study: Any) -> dict[str, float] | None:
 
 
 def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,
-                stop_reason: str, final: bool = True) -> TuneRecord:
-    """The search as it stands; `final=False` (after each trial) leaves out the importances, which take a fit."""
+                seconds_used: float, stop_reason: str, final: bool = True) -> TuneRecord:
+    """The search as it stands; `final=False` (after each trial) leaves out the importances, which take a fit.
+    `seconds_used`: the trials' wall time as the search's budget counts it."""
     import optuna
     from optuna.trial import TrialState
 
-    from .. import __version__
-    from .search import _used_seconds
+    from .._version import __version__
 
     settings = search["settings"]
     chosen = None
@@ -78,7 +77,7 @@ def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, b
         optuna_version=optuna.__version__, data=settings["data"], model=settings["model"],
         recipe=settings.get("recipe"), sampler=type(study.sampler).__name__, pruner=type(study.pruner).__name__,
         seed=search["seed"], trials_asked=trials, time_limit_seconds=budget,
-        seconds_used=round(_used_seconds(study), 1), stopped=stop_reason, space=search["space"],
+        seconds_used=round(seconds_used, 1), stopped=stop_reason, space=search["space"],
         trials=[_trial(t) for t in study.get_trials(deepcopy=False)],
         best=chosen, importances=importances(study) if final else None)
 

@@ -257,7 +257,7 @@ def _write_record(folder: Path, study: Any, search: dict[str, Any], trials: int,
     from ..io import write_json
     from .outputs import tune_record
 
-    record = tune_record(folder, study, search, trials, budget, stop_reason, final=final)
+    record = tune_record(folder, study, search, trials, budget, _used_seconds(study), stop_reason, final=final)
     write_json(folder / JSON_FILE, record.model_dump(mode="json"))
     return record
 

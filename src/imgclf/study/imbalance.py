@@ -6,17 +6,7 @@ resumable: finished cells (metrics.json present) are skipped, interrupted ones c
 checkpoints/last.ckpt, and calling it again with more ratios, configurations or seeds extends the grid.
 Everything in study.json / study.html is read back from the run directories' files.
 
-Configurations are '+'-joined tokens (S4's three are none, reg, reg+bn):
-  none        no regularisation: no weight decay, no augmentation, dropout 0, no batch norm
-  reg         weight decay 5e-4 + augmentation (rotate=20, hflip, crop=3 px) + dropout 0.5
-  bn          batch normalisation layers (the model's `batch_norm` argument)
-  weighted    class-weighted loss (class_weight=balanced)
-  oversample  class-balanced sampler (sampler=oversample), undersample likewise
-  focal       focal loss (loss=focal, focal_gamma from the overrides, default 2)
-
-Protocols (how each cell's subset is split):
-  standard    the run's own train / validation / test split (val_split, test_split); curves on validation
-  s4          S4's: 70 % train / 30 % test, no validation split; the test split is scored after every epoch
+What a cell's configuration and protocol mean: `study.configurations`.
 """
 
 from __future__ import annotations
@@ -34,85 +24,9 @@ import numpy as np
 from ..errors import invalid
 from ..records import RunDir
 from ..stats import mean_std
+from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
+                             configuration_settings, held_out)
 from .files import read_study, write_study
-
-S4_RHOS = (1.0, 3.0, 7.0, 15.0)
-S4_CONFIGS = ("none", "reg", "reg+bn")
-REG_AUGMENT = "rotate=20,hflip,crop=3"  # S4: rotation +-20 degrees, left-right flip, translation +-3 px
-REG_WEIGHT_DECAY = 5e-4  # S4's SGD weight decay
-
-# Everything a configuration decides starts "off"; tokens switch parts on.
-_BASE_TRAIN: dict[str, Any] = {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none",
-                               "loss": "ce"}
-_BASE_MODEL: dict[str, Any] = {"dropout": 0.0, "batch_norm": False}
-TOKENS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "none": ({}, {}),
-    "reg": ({"weight_decay": REG_WEIGHT_DECAY, "augment": REG_AUGMENT}, {"dropout": 0.5}),
-    "bn": ({}, {"batch_norm": True}),
-    "weighted": ({"class_weight": "balanced"}, {}),
-    "oversample": ({"sampler": "oversample"}, {}),
-    "undersample": ({"sampler": "undersample"}, {}),
-    "focal": ({"loss": "focal"}, {}),
-}
-CONTROLLED = tuple(_BASE_TRAIN) + ("data", "out", "seed", "model", "resume")
-STUDY_MODEL_ARGS = tuple(_BASE_MODEL)
-
-PROTOCOLS = {
-    "standard": "each run's own train / validation / test split (val_split, test_split); curves on validation",
-    "s4": "S4's 70/30 train/test split without a validation split; the test split is scored after every epoch",
-}
-# S4's protocol as run settings. The run's one held-out split (its `val` split: 30 %, stratified, seeded by the
-# cell's seed) is S4's test split: Lightning scores it after every epoch, which gives S4's test curves, and the
-# run's evaluation scores it at the end (a run without a test split is evaluated on its val split). Nothing is
-# chosen on it: the last epoch's weights are kept and there is no early stopping.
-S4_SPLIT = {"val_split": 0.3, "test_split": 0.0, "restore_best": False, "early_stopping": None}
-
-
-def controlled(protocol: str = "standard") -> tuple[str, ...]:
-    """The settings a study decides itself under `protocol` (a cell cannot take them from the overrides)."""
-    return CONTROLLED + (tuple(S4_SPLIT) if protocol == "s4" else ())
-
-
-def held_out(protocol: str) -> str:
-    """What the curves' held-out split is called in the study's records: 'test' under S4's protocol."""
-    return "test" if protocol == "s4" else "val"
-
-
-def check_protocol(protocol: str) -> str:
-    if protocol not in PROTOCOLS:
-        raise invalid("protocol", protocol, PROTOCOLS)
-    return protocol
-
-
-def configuration_settings(name: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A configuration name -> (training settings, model_args) for `model`.
-
-    Model arguments a token needs (dropout for reg, batch_norm for bn) must exist on the model; the "off"
-    defaults are passed only where the model has the argument (a model without dropout has none to switch off).
-    """
-    from ..models import get_model_info
-
-    tokens = [t.strip() for t in name.split("+")]
-    for t in tokens:
-        if t not in TOKENS:
-            raise invalid("configs", t, TOKENS)
-    if len(set(tokens)) != len(tokens) or ("none" in tokens and len(tokens) > 1):
-        raise invalid("configs entry", name, "'none' or distinct '+'-joined tokens such as reg+bn")
-    if {"oversample", "undersample"} <= set(tokens):
-        raise invalid("configs entry", name, "a configuration with one sampler: oversample or undersample, not both")
-    train, wanted = dict(_BASE_TRAIN), {}
-    for t in tokens:
-        train.update(TOKENS[t][0])
-        wanted.update(TOKENS[t][1])
-    args = get_model_info(model).arg_names
-    missing = sorted(k for k in wanted if k not in args)
-    if missing:
-        raise invalid("model", model, f"a model with the argument(s) {missing}, which configs entry {name!r} "
-                                      "switches", note=f"its arguments are {args or 'none'}",
-                      hint="Use caltech_cnn (S4's CNN) or drop the entry")
-    model_args = {k: v for k, v in {**_BASE_MODEL, **wanted}.items() if k in args}
-    return train, model_args
-
 
 def _parse_rhos(rhos: Sequence[float]) -> list[float]:
     out = []
@@ -135,29 +49,6 @@ def rho_label(rho: float) -> str:
 
 def cell_name(rho: float, config: str, seed: int) -> str:
     return f"rho{rho_label(rho)}-{config}-seed{seed}"
-
-
-def _check_overrides(overrides: dict[str, Any], protocol: str = "standard") -> None:
-    clash = sorted(k for k in overrides if k in CONTROLLED)
-    if clash:
-        raise invalid("overrides", {k: overrides[k] for k in clash}, "free of the study's own settings: the study "
-                      f"sets {', '.join(CONTROLLED)} itself",
-                      hint="Choose them with --configs, --model, --seeds, --out")
-    if protocol == "s4":
-        clash = sorted(k for k in overrides if k in S4_SPLIT)
-        if clash:
-            fixed = ", ".join(f"{k}={v}" for k, v in S4_SPLIT.items())
-            raise invalid("overrides", {k: overrides[k] for k in clash}, f"free of {', '.join(S4_SPLIT)} under "
-                          f"protocol s4: it sets {fixed} (a 70/30 train/test split, nothing chosen on the test split)",
-                          hint="Use protocol standard to choose the splits, early stopping and best weights")
-        if overrides.get("schedule") == "plateau":
-            raise invalid("schedule", "plateau", "a schedule that does not watch the held-out split under protocol "
-                          "s4, where that split is the test split: none, step, cosine, onecycle or budget",
-                          also={"protocol": "s4"}, hint="S4's own schedule is step; plateau needs protocol standard")
-    extra_args = (overrides.get("model_args") or {})
-    clash = sorted(k for k in extra_args if k in STUDY_MODEL_ARGS)
-    if clash:
-        raise invalid("model_args", extra_args, f"free of {clash} in a study: the configurations decide them")
 
 
 def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
@@ -192,7 +83,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         if ignored:
             log(f"the configurations and protocol set {', '.join(ignored)}: the recipe's values for them are not used")
     model = model or recipe_model or "caltech_cnn"
-    _check_overrides(overrides, protocol)
+    check_overrides(overrides, protocol)
     rhos = _parse_rhos(rhos)
     if not configs:
         raise invalid("configs", list(configs), "at least one configuration such as none,reg,reg+bn")

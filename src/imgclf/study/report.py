@@ -8,7 +8,7 @@ from typing import Any
 from ..io import atomic_write_text
 from ..pages import embed_png, render
 from . import figures
-from .imbalance import PROTOCOLS
+from .configurations import PROTOCOLS
 
 
 def write_study_report(out: str | Path, study: dict[str, Any]) -> Path:

@@ -14,7 +14,7 @@ def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any],
     """(model, settings for every cell, names dropped). A recipe or config file (S4's recipes, say) may set what
     the study's configurations, or its protocol, decide: those values are dropped and named. The same settings
     given as flags are kept, so that `run_imbalance_study` refuses them with its own error."""
-    from .imbalance import STUDY_MODEL_ARGS, check_protocol, controlled
+    from .configurations import STUDY_MODEL_ARGS, check_protocol, controlled
 
     decided = controlled(check_protocol(protocol))
     flags = {k: v for k, v in flags.items() if v is not None}

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.cache import default_cache_dir
-from ..data.dataset import PreparedData
+from ..data.prepared import PreparedData
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..io import write_json
 from .loaders import CachedImages, make_loader

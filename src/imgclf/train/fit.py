@@ -20,7 +20,7 @@ import torch
 
 from .. import hardware
 from ..config import TrainConfig
-from ..data.dataset import PreparedData
+from ..data.prepared import PreparedData
 from ..errors import ImgclfError, invalid
 from ..models import get_model_info
 from ..records import HistoryRow

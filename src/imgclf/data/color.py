@@ -1,0 +1,43 @@
+"""Which colour mode images are decoded in: what color=auto finds in the images' headers, and why."""
+
+from __future__ import annotations
+
+import logging
+
+from .decode import probe_image
+
+_GRAY_MODES = {"L", "LA", "I;16", "I;16B", "I;16L", "I", "F", "1"}
+log = logging.getLogger(__name__)
+
+
+def detect_color(paths: list[str], sample: int = 200) -> str:
+    """grayscale when every sampled image has a grayscale mode, else rgb (headers only, no decode)."""
+    if not paths:
+        return "rgb"
+    step = max(1, len(paths) // sample)
+    for path in paths[::step]:
+        try:
+            mode = probe_image(path)["mode"]
+        except Exception:  # unreadable files are reported by the decode pass, not here
+            continue
+        if mode not in _GRAY_MODES:
+            return "rgb"
+    return "grayscale"
+
+
+def resolve_color(color: str, paths: list[str], model_in_chans: int | None = None) -> tuple[str, str]:
+    """The colour mode to decode in, and why. color=auto follows the images (grayscale when every sampled one
+    is), except that a model built for one channel (a registry entry with default_in_chans=1, such as fer_cnn)
+    gets grayscale input: training it on colour would silently give it a 3-channel first layer it was not
+    designed with. An explicit color=rgb or grayscale is always kept."""
+    if color != "auto":
+        return color, f"color={color}"
+    detected = detect_color(paths)
+    if model_in_chans == 1:
+        if detected == "rgb":
+            source = ("color=auto: colour images converted to grayscale, because the model takes 1 channel "
+                      "(color=rgb keeps the colour and widens its first layer)")
+            log.warning(source)  # information is dropped: say so where the run's output goes
+            return "grayscale", source
+        return "grayscale", "color=auto: grayscale images, and the model takes 1 channel"
+    return detected, f"color=auto: {'every sampled image is grayscale' if detected == 'grayscale' else 'colour images'}"

@@ -1,0 +1,117 @@
+"""The prepared data set a run trains and evaluates on: decoded images, classes and splits (`dataset.prepare_data`
+builds it)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cache import DecodedImages
+from .folder import FolderScan
+from .groups import Grouping
+from .imbalance import imbalance_stats
+
+
+@dataclass
+class Split:
+    indices: np.ndarray  # rows of the decoded array
+    labels: np.ndarray  # int64 class ids (multi-label: each image's rarest label, `multilabel.primary_labels`)
+    targets: np.ndarray | None = None  # multi-label: (N, K) uint8 multi-hot; None for single-label data
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass
+class PreparedData:
+    scan: FolderScan
+    decoded: DecodedImages
+    classes: list[str]
+    img_size: int
+    color: str
+    splits: dict[str, Split]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    val_source: str = ""
+    interpolation: str = "bilinear"
+    color_source: str = ""  # why this colour mode: "color=rgb", or what color=auto found (see `resolve_color`)
+    grouping: Grouping | None = None  # near-duplicate groups the split kept together / found leaking
+    task: str = "single"  # or "multilabel": the splits carry `targets`
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "grayscale" else 3
+
+    def paths(self, split: str) -> list[str]:
+        return [self.decoded.paths[i] for i in self.splits[split].indices]
+
+    def pixel_mean_std(self, limit: int = 10_000) -> tuple[list[float], list[float]]:
+        """Per-channel mean/std of (a seeded sample of) the training images, in [0, 1] units."""
+        rows = self.splits["train"].indices
+        if len(rows) > limit:
+            rows = np.sort(np.random.default_rng(0).choice(rows, limit, replace=False))
+        if self.decoded.pixels is None:  # streamed: no cache to measure, so a neutral guess
+            return [0.5] * self.channels, [0.25] * self.channels
+        pixels = np.asarray(self.decoded.pixels[rows], dtype=np.float64) / 255.0
+        mean = pixels.mean(axis=(0, 1, 2))
+        std = np.maximum(pixels.std(axis=(0, 1, 2)), 1e-3)
+        return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per class and split; multi-label: images carrying each label."""
+        out = {}
+        for name, split in self.splits.items():
+            if split.targets is not None:
+                out[name] = {cls: int(v) for cls, v in zip(self.classes, split.targets.sum(0))}
+                continue
+            c = Counter(split.labels.tolist())
+            out[name] = {cls: int(c.get(i, 0)) for i, cls in enumerate(self.classes)}
+        return out
+
+    def describe(self) -> dict[str, object]:
+        """The content of dataset.json."""
+        counts = self.counts()
+        root = self.scan.root.resolve()
+        multilabel = {}
+        if self.task == "multilabel":
+            from .multilabel import label_stats
+
+            multilabel = {"task": "multilabel",
+                          "label_stats": {name: label_stats(split.targets, self.classes)
+                                          for name, split in self.splits.items()}}
+        return {
+            "root": str(root),
+            "roots": [str(r) for r in self.scan.roots or [root]],
+            "layout": self.scan.layout,
+            "classes": self.classes,
+            "img_size": self.img_size,
+            "color": self.color,
+            "val_source": self.val_source,
+            "sizes": {name: len(split) for name, split in self.splits.items()},
+            "counts": counts,
+            "imbalance": imbalance_stats(counts["train"]),
+            "cache_key": self.decoded.key,
+            "streamed": self.decoded.streamed,
+            "skipped": self.skipped,
+            "duplicates": self.grouping.describe() if self.grouping is not None else None,
+            "splits": {
+                name: {
+                    "files": [_rel(self.decoded.paths[i], root) for i in split.indices],
+                    "labels": split.labels.tolist(),
+                    **({"label_sets": [np.flatnonzero(row).tolist() for row in split.targets]}
+                       if split.targets is not None else {}),
+                }
+                for name, split in self.splits.items()
+            },
+            **multilabel,
+        }
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return os.path.relpath(os.path.abspath(path), root)
+    except ValueError:
+        return path

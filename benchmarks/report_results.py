@@ -299,8 +299,9 @@ def freeze_bn_section(result: dict | None) -> list[str]:
     return lines + ["", "Command: `python -m benchmarks.freeze_bn --seeds 0,1`. The recipe sets `freeze_bn: true`.", ""]
 
 
-def lr_auto_section(result: dict | None) -> list[str]:
-    """Issue 22 item 2: --lr auto against the best of a 5-value grid (chosen on validation), test points apart."""
+def lr_auto_section(result: dict | None, later: list[dict] = ()) -> list[str]:
+    """Issue 22 item 2: --lr auto against the best of a 5-value grid (chosen on validation), test points apart.
+    `later`: the same benchmark on other seeds, measured in later sessions (results/lr_auto_seed<S>.json)."""
     if not result:
         return []
     lines = ["## LR finder", "",
@@ -340,9 +341,63 @@ def lr_auto_section(result: dict | None) -> list[str]:
                   "outside what it measures."]
     threads = result["environment"].get("torch_threads")
     reuse = " --reuse" if any(run.get("reused") for run in result["runs"]) else ""
+    lines += ["", f"Command: `python -m benchmarks.lr_auto --per-class {result['per_class']} --epochs "
+              f"{result['epochs']} --seeds {','.join(str(x) for x in sorted({r['seed'] for r in result['runs']}))}{reuse}`"
+              f" ({threads} torch threads).", ""]
+    for other in later:
+        lines += _lr_auto_later(other)
+    return lines + (_lr_auto_over_seeds([result, *later]) if later else [])
+
+
+def _lr_auto_later(result: dict) -> list[str]:
+    """Another seed's arms, all trained in the session its environment describes."""
+    models = sorted({r["model"] for r in result["runs"]})
+    seeds = sorted({r["seed"] for r in result["runs"]})
+    lines = [f"### {', '.join(models)}, seed {', '.join(map(str, seeds))}", "",
+             f"Same grid, epochs and data; every arm trained in one run. Measured on: {env_line(result)}"
+             f"{shared_caveat(result)}.", "",
+             "| model, seed | auto lr | auto test | best grid lr (val) | its test | auto behind by | within 0.5 pt |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for name, row in result["summary"].items():
+        lines.append(f"| {name} | {row['auto_lr']:.3g} | {_pct(row['auto_test_accuracy'])} | {row['best_grid_lr']:g} | "
+                     f"{_pct(row['best_grid_test_accuracy'])} | {row['points_behind_best']:+.2f} pt | "
+                     f"{'yes' if row['within_0_5_points'] else 'no'} |")
+    lines += ["", "| model | lr | val | test |", "|---|---:|---:|---:|"]
+    for run in result["runs"]:
+        lr = f"auto = {run['lr_used']:.3g}" if run["lr_setting"] == "auto" else f"{run['lr_setting']:g}"
+        lines.append(f"| {run['model']} | {lr} | {_pct(run['val_accuracy'])} | {_pct(run['test_accuracy'])} |")
     return lines + ["", f"Command: `python -m benchmarks.lr_auto --per-class {result['per_class']} --epochs "
-                    f"{result['epochs']} --seeds {','.join(str(x) for x in sorted({r['seed'] for r in result['runs']}))}{reuse}`"
-                    f" ({threads} torch threads).", ""]
+                    f"{result['epochs']} --seeds {','.join(map(str, seeds))} --models {','.join(models)}`.", ""]
+
+
+def _lr_auto_over_seeds(results: list[dict]) -> list[str]:
+    """Per model with more than one seed: auto's mean test accuracy against the grid value whose mean validation
+    accuracy is best, and that value's mean test accuracy."""
+    runs = [run for result in results for run in result["runs"]]
+    lines = []
+    for model in sorted({r["model"] for r in runs}):
+        mine = [r for r in runs if r["model"] == model]
+        seeds = sorted({r["seed"] for r in mine})
+        if len(seeds) < 2:
+            continue
+
+        def mean(rows: list[dict], key: str) -> float:
+            return sum(r[key] for r in rows) / len(rows)
+
+        auto = [r for r in mine if r["lr_setting"] == "auto"]
+        grid = {lr: [r for r in mine if r["lr_setting"] == lr] for lr in {r["lr_setting"] for r in mine} - {"auto"}}
+        grid = {lr: rows for lr, rows in grid.items() if len(rows) == len(seeds)}
+        best = max(grid, key=lambda lr: mean(grid[lr], "val_accuracy"))
+        gap = 100 * (mean(grid[best], "test_accuracy") - mean(auto, "test_accuracy"))
+        if not lines:
+            lines = ["### Over seeds", "",
+                     "| model | seeds | auto lr (each seed) | auto mean test | best grid lr (mean val) | its mean test | "
+                     "auto behind by | within 0.5 pt |", "|---|---|---|---:|---:|---:|---:|---|"]
+        auto_lrs = ", ".join(f"{r['lr_used']:.2g}" for r in auto)
+        lines.append(f"| {model} | {', '.join(map(str, seeds))} | {auto_lrs} | "
+                     f"{_pct(mean(auto, 'test_accuracy'))} | {best:g} | {_pct(mean(grid[best], 'test_accuracy'))} | "
+                     f"{gap:+.2f} pt | {'yes' if gap <= 0.5 else 'no'} |")
+    return lines + [""] if lines else []
 
 
 def tune_section(result: dict | None) -> list[str]:
@@ -609,7 +664,8 @@ def main(argv: list[str] | None = None) -> None:
     out += freeze_bn_section(load_result("freeze_bn", source))
     out += serving_section(load_result("serve", source))
     out += precision_section(load_result("precision_auto", source))
-    out += lr_auto_section(load_result("lr_auto", source))
+    out += lr_auto_section(load_result("lr_auto", source),
+                           [r for r in (load_result("lr_auto_seed1", source),) if r is not None])
     out += tune_section(load_result("tune_vs_recipe", source) or load_result("tune_vs_recipe_5m", source))
     out += multilabel_section(load_result("multilabel", source))
     docs.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,37 @@
+"""docs/results.md's LR-finder section over several seeds: the grid value kept is the one with the best mean
+validation accuracy, and auto is compared with that value's mean test accuracy (never with a per-seed best)."""
+
+from __future__ import annotations
+
+from benchmarks import report_results
+
+
+def _run(lr, seed, val, test, used=None):
+    return {"model": "fast_resnet", "seed": seed, "lr_setting": lr, "lr_used": used or lr, "val_accuracy": val,
+            "test_accuracy": test}
+
+
+def _result(runs, seed):
+    return {"per_class": 1000, "epochs": 10, "grid": [0.001, 0.01], "environment": {"cpu": "test"},
+            "when": f"seed {seed}", "runs": runs, "summary": {}}
+
+
+def test_over_seeds_keeps_the_grid_value_with_the_best_mean_validation_accuracy():
+    seed0 = _result([_run("auto", 0, 0.86, 0.870, used=3e-4), _run(0.001, 0, 0.880, 0.905),
+                     _run(0.01, 0, 0.875, 0.900)], 0)
+    seed1 = _result([_run("auto", 1, 0.87, 0.880, used=2e-4), _run(0.001, 1, 0.860, 0.903),
+                     _run(0.01, 1, 0.874, 0.898)], 1)
+    lines = report_results._lr_auto_over_seeds([seed0, seed1])
+    row = next(line for line in lines if line.startswith("| fast_resnet"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # 0.001 wins seed 0's validation and the mean test, 0.01 the mean validation (0.8745 against 0.870)
+    assert cells[:6] == ["fast_resnet", "0, 1", "0.0003, 0.0002", "87.50 %", "0.01", "89.90 %"]
+    assert cells[6:] == ["+2.40 pt", "no"]
+
+
+def test_a_grid_value_missing_a_seed_is_not_compared_and_one_seed_gives_no_table():
+    seed0 = _result([_run("auto", 0, 0.86, 0.895, used=1e-3), _run(0.001, 0, 0.88, 0.89), _run(0.01, 0, 0.99, 0.99)], 0)
+    seed1 = _result([_run("auto", 1, 0.87, 0.893, used=1e-3), _run(0.001, 1, 0.86, 0.88)], 1)
+    row = next(line for line in report_results._lr_auto_over_seeds([seed0, seed1]) if line.startswith("| fast"))
+    assert "| 0.001 |" in row and "| yes |" in row  # 0.01 ran on seed 0 only
+    assert report_results._lr_auto_over_seeds([seed0]) == []

@@ -372,22 +372,25 @@ def _lr_auto_later(result: dict) -> list[str]:
 
 def _lr_auto_over_seeds(results: list[dict]) -> list[str]:
     """Per model with more than one seed: auto's mean test accuracy against the grid value whose mean validation
-    accuracy is best, and that value's mean test accuracy."""
-    runs = [run for result in results for run in result["runs"]]
+    accuracy is best (ties: the smaller rate), and that value's mean test accuracy. An arm measured in several files
+    counts once, from the later file; only arms run on every seed of the model compare, auto included."""
+    arms = {(r["model"], r["seed"], r["lr_setting"]): r for result in results for r in result["runs"]}
     lines = []
-    for model in sorted({r["model"] for r in runs}):
-        mine = [r for r in runs if r["model"] == model]
-        seeds = sorted({r["seed"] for r in mine})
-        if len(seeds) < 2:
+    for model in sorted({m for m, _, _ in arms}):
+        seeds = sorted({s for m, s, _ in arms if m == model})
+        by_lr = {}
+        for (m, seed, lr), run in sorted(arms.items(), key=lambda item: item[0][1]):
+            if m == model:
+                by_lr.setdefault(lr, []).append(run)
+        complete = {lr: rows for lr, rows in by_lr.items() if len(rows) == len(seeds)}
+        auto, grid = complete.pop("auto", None), complete
+        if len(seeds) < 2 or auto is None or not grid:
             continue
 
         def mean(rows: list[dict], key: str) -> float:
             return sum(r[key] for r in rows) / len(rows)
 
-        auto = [r for r in mine if r["lr_setting"] == "auto"]
-        grid = {lr: [r for r in mine if r["lr_setting"] == lr] for lr in {r["lr_setting"] for r in mine} - {"auto"}}
-        grid = {lr: rows for lr, rows in grid.items() if len(rows) == len(seeds)}
-        best = max(grid, key=lambda lr: mean(grid[lr], "val_accuracy"))
+        best = max(grid, key=lambda lr: (mean(grid[lr], "val_accuracy"), -lr))
         gap = 100 * (mean(grid[best], "test_accuracy") - mean(auto, "test_accuracy"))
         if not lines:
             lines = ["### Over seeds", "",

@@ -35,3 +35,14 @@ def test_a_grid_value_missing_a_seed_is_not_compared_and_one_seed_gives_no_table
     row = next(line for line in report_results._lr_auto_over_seeds([seed0, seed1]) if line.startswith("| fast"))
     assert "| 0.001 |" in row and "| yes |" in row  # 0.01 ran on seed 0 only
     assert report_results._lr_auto_over_seeds([seed0]) == []
+
+
+def test_a_seed_measured_twice_counts_once_from_the_later_file_and_auto_must_cover_every_seed():
+    seed0 = _result([_run("auto", 0, 0.86, 0.870, used=3e-4), _run(0.001, 0, 0.88, 0.880)], 0)
+    rerun = _result([_run("auto", 0, 0.86, 0.860, used=3e-4), _run(0.001, 0, 0.88, 0.890),
+                     _run("auto", 1, 0.86, 0.880, used=2e-4), _run(0.001, 1, 0.88, 0.900)], 1)
+    row = next(line for line in report_results._lr_auto_over_seeds([seed0, rerun]) if line.startswith("| fast"))
+    # seed 0 from the later file: auto (86.0 + 88.0) / 2, 0.001 (89.0 + 90.0) / 2
+    assert "| 87.00 % | 0.001 | 89.50 % | +2.50 pt |" in row
+    no_auto = _result([_run(0.001, 1, 0.88, 0.900)], 1)
+    assert report_results._lr_auto_over_seeds([seed0, no_auto]) == []  # auto ran on seed 0 only

@@ -22,7 +22,7 @@ def rgb_folder(tmp_path_factory):
     ("rgb", 1, "rgb"),  # asked for explicitly: kept, the first layer takes 3 channels
 ])
 def test_color_auto_follows_a_one_channel_model(rgb_folder, color, model_in_chans, expected, caplog):
-    with caplog.at_level(logging.WARNING, logger="imgclf.data.dataset"):
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.color"):
         data = prepare_data(rgb_folder, 8, color, val_split=0.25, test_split=0.0, model_in_chans=model_in_chans)
     assert data.color == expected and data.decoded.pixels.shape[-1] == data.channels == (1 if expected == "grayscale" else 3)
     converted = "colour images converted to grayscale, because the model takes 1 channel"
@@ -32,7 +32,7 @@ def test_color_auto_follows_a_one_channel_model(rgb_folder, color, model_in_chan
 
 def test_grayscale_images_on_a_one_channel_model_need_no_warning(tmp_path, caplog):
     make_image_folder(tmp_path, mode="L", per_class=3)
-    with caplog.at_level(logging.WARNING, logger="imgclf.data.dataset"):
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.color"):
         data = prepare_data(tmp_path, 8, "auto", val_split=0.34, test_split=0.0, model_in_chans=1)
     assert data.color == "grayscale" and not caplog.text
 
@@ -41,7 +41,7 @@ def test_training_a_grayscale_model_on_colour_images_records_grayscale(rgb_folde
     import imgclf
     from imgclf.records import RunDir, load_card
 
-    with caplog.at_level(logging.WARNING, logger="imgclf.data.dataset"):
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.color"):
         run = imgclf.fit({"data": str(rgb_folder), "model": "fer_cnn_small", "img_size": 8, "epochs": 1,
                           "batch_size": 4, "out": str(tmp_path / "run"), "progress": False, "val_split": 0.25,
                           "test_split": 0.25})

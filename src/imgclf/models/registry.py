@@ -1,8 +1,9 @@
 """One registry of model builders keyed by name (timm's `@register_model`, torchvision's duplicate check).
 
 This module holds the registry and what builders use (`register_model`, `at_least`, `rate`); finding and building
-a model by name is `models.lookup`, which imports the builders. A builder is `(num_classes, in_chans, img_size, **args) -> nn.Module`. Every built module exposes
-`forward_features`, `forward_head` and `reset_classifier(num_classes)`.
+a model by name is `models.lookup`, which imports the builders. A builder is
+`(num_classes, in_chans, img_size, **args) -> nn.Module`. Every built module exposes `forward_features`,
+`forward_head` and `reset_classifier(num_classes)`.
 """
 
 from __future__ import annotations

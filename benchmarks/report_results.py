@@ -299,6 +299,27 @@ def freeze_bn_section(result: dict | None) -> list[str]:
     return lines + ["", "Command: `python -m benchmarks.freeze_bn --seeds 0,1`. The recipe sets `freeze_bn: true`.", ""]
 
 
+def _lr_auto_summary(result: dict) -> list[str]:
+    """One row per model and seed of a result: auto against the grid's best on validation."""
+    lines = ["| model, seed | auto lr | auto test | best grid lr (val) | its test | auto behind by | within 0.5 pt |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for name, row in result["summary"].items():
+        lines.append(f"| {name} | {row['auto_lr']:.3g} | {_pct(row['auto_test_accuracy'])} | {row['best_grid_lr']:g} | "
+                     f"{_pct(row['best_grid_test_accuracy'])} | {row['points_behind_best']:+.2f} pt | "
+                     f"{'yes' if row['within_0_5_points'] else 'no'} |")
+    return lines
+
+
+def _lr_auto_arms(result: dict) -> list[str]:
+    """Every arm of a result, marked where it was read back from an earlier run (`--reuse`)."""
+    lines = ["| model | lr | val | test |", "|---|---:|---:|---:|"]
+    for run in result["runs"]:
+        lr = f"auto = {run['lr_used']:.3g}" if run["lr_setting"] == "auto" else f"{run['lr_setting']:g}"
+        lr += " (read back)" if run.get("reused") else ""
+        lines.append(f"| {run['model']} | {lr} | {_pct(run['val_accuracy'])} | {_pct(run['test_accuracy'])} |")
+    return lines
+
+
 def lr_auto_section(result: dict | None, later: list[dict] = ()) -> list[str]:
     """Issue 22 item 2: --lr auto against the best of a 5-value grid (chosen on validation), test points apart.
     `later`: the same benchmark on other seeds, measured in later sessions (results/lr_auto_seed<S>.json)."""
@@ -314,17 +335,8 @@ def lr_auto_section(result: dict | None, later: list[dict] = ()) -> list[str]:
              f"{100 / result['per_class']:.1f} points, so the grid's choice is noisy). Target: auto within 0.5 points "
              f"of the grid's best. Measured on: "
              f"{env_line(result)}{shared_caveat(result)}.", "",
-             "| model, seed | auto lr | auto test | best grid lr (val) | its test | auto behind by | within 0.5 pt |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for name, row in result["summary"].items():
-        lines.append(f"| {name} | {row['auto_lr']:.3g} | {_pct(row['auto_test_accuracy'])} | {row['best_grid_lr']:g} | "
-                     f"{_pct(row['best_grid_test_accuracy'])} | {row['points_behind_best']:+.2f} pt | "
-                     f"{'yes' if row['within_0_5_points'] else 'no'} |")
-    lines += ["", "Every arm (validation / test accuracy):", "", "| model | lr | val | test |", "|---|---:|---:|---:|"]
-    for run in result["runs"]:
-        lr = f"auto = {run['lr_used']:.3g}" if run["lr_setting"] == "auto" else f"{run['lr_setting']:g}"
-        lr += " (read back)" if run.get("reused") else ""
-        lines.append(f"| {run['model']} | {lr} | {_pct(run['val_accuracy'])} | {_pct(run['test_accuracy'])} |")
+             *_lr_auto_summary(result)]
+    lines += ["", "Every arm (validation / test accuracy):", "", *_lr_auto_arms(result)]
     reused = sorted(run.get("created") or "?" for run in result["runs"] if run.get("reused"))
     if reused:
         lines += ["", f"Grid arms marked *read back* were trained earlier (between {reused[0]} and {reused[-1]}) "
@@ -356,16 +368,8 @@ def _lr_auto_later(result: dict) -> list[str]:
     lines = [f"### {', '.join(models)}, seed {', '.join(map(str, seeds))}", "",
              f"Same grid, epochs and data; every arm trained in one run. Measured on: {env_line(result)}"
              f"{shared_caveat(result)}.", "",
-             "| model, seed | auto lr | auto test | best grid lr (val) | its test | auto behind by | within 0.5 pt |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for name, row in result["summary"].items():
-        lines.append(f"| {name} | {row['auto_lr']:.3g} | {_pct(row['auto_test_accuracy'])} | {row['best_grid_lr']:g} | "
-                     f"{_pct(row['best_grid_test_accuracy'])} | {row['points_behind_best']:+.2f} pt | "
-                     f"{'yes' if row['within_0_5_points'] else 'no'} |")
-    lines += ["", "| model | lr | val | test |", "|---|---:|---:|---:|"]
-    for run in result["runs"]:
-        lr = f"auto = {run['lr_used']:.3g}" if run["lr_setting"] == "auto" else f"{run['lr_setting']:g}"
-        lines.append(f"| {run['model']} | {lr} | {_pct(run['val_accuracy'])} | {_pct(run['test_accuracy'])} |")
+             *_lr_auto_summary(result)]
+    lines += ["", *_lr_auto_arms(result)]
     return lines + ["", f"Command: `python -m benchmarks.lr_auto --per-class {result['per_class']} --epochs "
                     f"{result['epochs']} --seeds {','.join(map(str, seeds))} --models {','.join(models)}`.", ""]
 

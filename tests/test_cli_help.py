@@ -37,6 +37,13 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"imgclf {imgclf.__version__}"
 
 
+def test_the_installed_version_is_the_packages_own():
+    """pyproject.toml reads the version from imgclf/_version.py (one source), so what pip installed says the same."""
+    import importlib.metadata
+
+    assert importlib.metadata.version("imgclf") == imgclf.__version__
+
+
 def test_models_lists_every_registered_model_without_importing_torch():
     """Importing torch costs over a second; listing seven names must not pay it (issue 26)."""
     import subprocess

@@ -146,3 +146,16 @@ def test_compare_skips_unfinished_runs_with_a_warning(runs_folder, tmp_path):
     assert "UserWarning" not in result.output
     with pytest.warns(UnfinishedRunWarning), pytest.raises(ImgclfError, match="at least one finished run"):
         compare_runs([stopped, early])
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"trials": "none"}'])
+def test_a_search_trial_beside_an_unreadable_tune_json_keeps_its_own_status(tmp_path, content):
+    """A trial's search summary is read as a TuneRecord; garbage or a mismatched record there never breaks the
+    listing: the trial keeps the status its own files give."""
+    search = tmp_path / "search"
+    trial = search / "trials" / "trial-000"
+    trial.mkdir(parents=True)  # stopped before its first checkpoint: only its config, so the summary is consulted
+    shutil.copy(Path(__file__).parent / "fixtures" / "legacy_run_v0" / "config.yaml", trial)
+    (search / "tune.json").write_text(content)
+    rows = imgclf.list_runs(search)
+    assert [(r.name, r.status) for r in rows] == [("trials/trial-000", "interrupted")]

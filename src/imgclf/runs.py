@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import bad_path, invalid
+from .errors import ImgclfError, bad_path, invalid
 
 STATUSES = ("completed", "pruned", "interrupted", "failed")
 # Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
@@ -168,15 +168,15 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
 def _search_trial(path: Path):
     """The TuneTrial of a run that is a trial of a search (SEARCH/trials/trial-NNN beside SEARCH/tune.json, which
     the search rewrites after every trial), or None: not a trial, or no readable tune.json yet."""
-    from .io import read_json
-    from .records import TuneRecord
+    from .records import TUNE_FILE, TuneRecord
+    from .records.base import read_record
 
-    summary = path.parent.parent / "tune.json"
+    summary = path.parent.parent / TUNE_FILE
     if path.parent.name != "trials" or not summary.is_file():
         return None
     try:
-        record = TuneRecord.model_validate(read_json(summary))
-    except Exception:  # a listing never fails on a neighbour's file: the run keeps its own status
+        record = read_record(summary, TuneRecord, "runs", path.parent.parent, "a search folder")
+    except ImgclfError:  # a listing never fails on a neighbour's file: the run keeps its own status
         return None
     name = f"trials/{path.name}"
     return next((t for t in record.trials if t.run == name), None)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from .. import hardware
 from ..config import TrainConfig
+from ..data.augment import parse_augment
 from ..errors import invalid
 
 CANDIDATE_WIDTHS = (16, 24, 32, 48)
@@ -134,24 +135,17 @@ def regularisation(epochs: float, budget_seconds: float, base_augment: str,
                    steps_per_epoch: int) -> tuple[str, float | None]:
     """Augmentation and EMA decay for a run predicted to train `epochs` epochs in a `budget_seconds` budget: no
     pad-and-crop below SHORT_EPOCHS, random erasing from ERASE_EPOCHS, with EMA from LONG_EPOCHS. EMA averages over
-    about one epoch of steps, so its horizon scales with the data rather than a fixed step count."""
-    items = [item for item in _items(base_augment) if not item.startswith("erase")]
+    about one epoch of steps, so its horizon scales with the data rather than a fixed step count. The augmentation
+    is the base's, rewritten in its canonical form (`AugmentSpec.to_string`)."""
+    spec = replace(parse_augment(base_augment), erase=0.0)
     if epochs < SHORT_EPOCHS and budget_seconds < LONG_BUDGET_SECONDS:
-        items = [item for item in items if not item.startswith("crop")]
+        spec = replace(spec, crop=0.0)
     if epochs >= LONG_EPOCHS or budget_seconds >= LONG_BUDGET_SECONDS:
         decay = min(0.9999, max(0.99, 1.0 - 1.0 / max(1, steps_per_epoch)))
-        return ",".join([*items, "erase=0.5"]), round(decay, 5)
+        return replace(spec, erase=0.5).to_string(), round(decay, 5)
     if epochs >= ERASE_EPOCHS:
-        return ",".join([*items, "erase=0.25"]), None
-    return ",".join(items), None
-
-
-def _items(augment: str) -> list[str]:
-    return [item.strip() for item in augment.split(",") if item.strip()]
-
-
-def _crops(augment: str) -> bool:
-    return any(item.startswith("crop") for item in _items(augment))
+        return replace(spec, erase=0.25).to_string(), None
+    return spec.to_string(), None
 
 
 def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_size: int, base_augment: str,
@@ -189,8 +183,9 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     reason += f"; {refused}" if refused else ""
     augment, ema = regularisation(epochs[index], budget_seconds or train_seconds, base_augment,
                                   steps_per_epoch(train_images, batch))
-    extra = [f"random erasing {augment.rsplit('erase=', 1)[1]}"] if "erase=" in augment else []
-    extra += ["no pad-and-crop"] if _crops(base_augment) and not _crops(augment) else []
+    chosen = parse_augment(augment)
+    extra = [f"random erasing {chosen.erase:g}"] if chosen.erase else []
+    extra += ["no pad-and-crop"] if parse_augment(base_augment).crop and not chosen.crop else []
     extra += [f"EMA of the weights (decay {ema:g})"] if ema is not None else []
     if extra:
         reason += "; " + " and ".join(extra) + f" for {epochs[index]:.0f} epochs of a {train_seconds / 60:.0f}-minute run"

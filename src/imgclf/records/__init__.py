@@ -73,18 +73,18 @@ from .rows import HistoryRow, PredictionRow
 from .run_dir import RunDir, load_card
 from .study import (CellCurves, ClassRecall, ConfigCurves, ConfigurationSettings, SeedStats, StudyCell,
                     StudyProtocol, StudyRecord, StudyRequest, StudyRun, SubsetSummary, SummaryRow)
-from .tune import TuneBest, TuneRecord, TuneTrial
+from .tune import TUNE_FILE, TuneBest, TuneRecord, TuneTrial
 
 RECORDS: dict[str, type[BaseModel]] = {
     "config.yaml": TrainConfig, "dataset.json": DatasetRecord, "model.json": ModelCard,
     "metrics.json": MetricsRecord, "history.csv": HistoryRow, "predictions.csv": PredictionRow,
     # not run files: written beside the audit's page, in the search folder, beside the fold runs, in the
     # imbalance study's folder
-    "audit.json": AuditRecord, "tune.json": TuneRecord, "folds.json": FoldsRecord, "study.json": StudyRecord,
+    "audit.json": AuditRecord, TUNE_FILE: TuneRecord, "folds.json": FoldsRecord, "study.json": StudyRecord,
 }
 
 __all__ = [
-    "CARD_SCHEMA_VERSION", "METRICS_SCHEMA_VERSION", "RECORDS", "SCHEMA_VERSION", "AuditCounts",
+    "CARD_SCHEMA_VERSION", "METRICS_SCHEMA_VERSION", "RECORDS", "SCHEMA_VERSION", "TUNE_FILE", "AuditCounts",
     "AuditDuplicateGroup", "AuditFeatures", "AuditFingerprint", "AuditFlag", "AuditImage", "AuditLabelIssue",
     "AuditOutlier", "AuditPixelIssue", "AuditRecord", "AuditSettings", "AverageScores", "CalibrationInfo",
     "CalibrationScores", "ClassScores", "DatasetRecord", "DuplicateGrouping", "ExportInfo", "ExportedCard",

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Record
 
+TUNE_FILE = "tune.json"  # in the search folder, beside trials/
+
 
 class TuneTrial(BaseModel):
     """One trial of a search: what it drew, how it ended, its run directory (relative to the search folder)."""

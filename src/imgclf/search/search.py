@@ -34,9 +34,10 @@ from typing import Any
 
 from ..config import TrainConfig, parse_seconds
 from ..errors import ImgclfError, bad_path, invalid
+from ..records.tune import TUNE_FILE
 from .space import Param, apply, check_against, default_space, parse_param, read_space
 
-STUDY_FILE, SEARCH_FILE, BEST_FILE, JSON_FILE, HTML_FILE = "study.db", "search.yaml", "best.yaml", "tune.json", \
+STUDY_FILE, SEARCH_FILE, BEST_FILE, JSON_FILE, HTML_FILE = "study.db", "search.yaml", "best.yaml", TUNE_FILE, \
     "tune.html"
 LOCK_FILE = "tune.lock"
 STUDY_NAME = "imgclf"

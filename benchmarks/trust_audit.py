@@ -123,9 +123,9 @@ def pixel_digests(images: np.ndarray) -> list[str]:
 
 # --------------------------------------------------------------------------------------------- duplicates
 def find(images: np.ndarray, digests=None, **options):
-    from imgclf.audit.duplicates import find_duplicates
-    from imgclf.audit.hashing import perceptual_signatures
-    from imgclf.audit.images import grey_thumbnails
+    from imgclf.duplicates.hashing import perceptual_signatures
+    from imgclf.duplicates.search import find_duplicates
+    from imgclf.duplicates.thumbnails import grey_thumbnails
 
     seconds = {}
     clock = time.perf_counter()

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from audit_fixtures import planted  # noqa: F401 (fixture)
-from imgclf.audit import duplicates
-from imgclf.audit.duplicates import candidate_pairs, find_duplicates, pair_similarity, sharpness
-from imgclf.audit.hashing import gaussian_blur, perceptual_signatures
-from imgclf.audit.images import grey_thumbnails, load_images
+from imgclf.audit.images import load_images
+from imgclf.duplicates import search as duplicates
+from imgclf.duplicates.hashing import gaussian_blur, perceptual_signatures
+from imgclf.duplicates.search import candidate_pairs, find_duplicates, pair_similarity, sharpness
+from imgclf.duplicates.thumbnails import grey_thumbnails
 from imgclf.audit.label_errors import confident_learning
 
 

@@ -1,6 +1,6 @@
 """The images an audit looks at, read through the data layer: scan (classes, splits, skipped files), the uint8
-decode cache (shared with training: an audit after `imgclf train` at the same size decodes nothing), and the
-small grey thumbnails the duplicate search and the quick model work on."""
+decode cache (shared with training: an audit after `imgclf train` at the same size decodes nothing). The small
+grey thumbnails the duplicate search and the quick model work on are `imgclf.duplicates.thumbnails`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,6 @@ from ..data.cache import decode_all
 from ..data.color import resolve_color
 from ..data.decode import probe_image
 from ..data.folder import FolderScan, scan_folder
-
-THUMB_SIDE = 32  # near-duplicates and the quick model see at most 32 x 32 grey pixels
-_CHUNK = 8192
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
 
 
 @dataclass
@@ -83,21 +79,3 @@ def load_images(data: str | os.PathLike, img_size: int | None = None, color: str
                        splits=np.array([tagged[i][0] for i in ok], dtype=object).astype(str),
                        labels=np.array([tagged[i][2] for i in ok], dtype=np.int64), pixels=pixels,
                        img_size=size, color=color, interpolation=interpolation, skipped=skipped)
-
-
-def grey_thumbnails(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
-    """(N, S, S, C) uint8 -> (N, T, T) uint8 luma, T = min(S, side); area-averaged when it shrinks. Kept as
-    uint8 (rounding costs under half a grey level) so 70,000 thumbnails take 70 MB, not 290."""
-    import torch
-
-    n, size = len(pixels), pixels.shape[1]
-    target = min(size, side)
-    out = np.empty((n, target, target), dtype=np.uint8)
-    for start in range(0, n, _CHUNK):
-        chunk = np.asarray(pixels[start:start + _CHUNK], dtype=np.float32)
-        grey = chunk[..., 0] if chunk.shape[-1] == 1 else chunk @ _LUMA
-        if target != size:
-            t = torch.from_numpy(np.ascontiguousarray(grey))[:, None]
-            grey = torch.nn.functional.interpolate(t, size=(target, target), mode="area")[:, 0].numpy()
-        out[start:start + len(chunk)] = np.clip(np.rint(grey), 0, 255)
-    return out

@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from ..duplicates.hashing import content_digests, perceptual_signatures
+from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates
+from ..duplicates.thumbnails import grey_thumbnails
 from ..errors import bad_path, invalid
 from ..io import writable_folder, write_json
-from .duplicates import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates, group_flags, leakage_counts
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
-from .hashing import content_digests, perceptual_signatures
-from .images import AuditImages, grey_thumbnails, load_images
+from .flags import group_flags, leakage_counts
+from .images import AuditImages, load_images
 from .label_errors import MIN_PER_CLASS, QUICK_MODEL, LabelIssues, find_label_issues, out_of_fold
 from .outliers import (OUTLIER_Z, Outliers, PixelStats, class_distance, feature_outliers, pixel_stats,
                        quality_issues)

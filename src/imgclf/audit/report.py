@@ -13,7 +13,7 @@ import numpy as np
 
 from ..io import atomic_write_text
 from ..pages import render
-from .duplicates import DETAIL_THRESHOLD, SAME_PIXELS
+from ..duplicates.search import DETAIL_THRESHOLD, SAME_PIXELS
 
 SHOWN_GROUPS = 60
 SHOWN_MEMBERS = 12

@@ -1,7 +1,7 @@
 """Near-duplicate groups for the split: an automatic split keeps each group inside one split (a copy of a test
 image in train inflates test accuracy), and user-given train/ val/ test/ folders are checked for such leaks.
 
-The groups come from the audit's duplicate search (`imgclf.audit.duplicate_groups`) on the uint8 cache, so
+The groups come from the duplicate search (`imgclf.duplicates`) on the uint8 cache, so
 the split is drawn after decoding. Without a cache (streamed data) there are no pixels to compare: the split
 is then drawn as before and the record says the grouping was not done.
 """
@@ -51,7 +51,7 @@ def find_groups(pixels: np.ndarray, paths: list[str], rows: np.ndarray, memo: Pa
     """Duplicate groups among `rows` of the cache (other rows: no group). memo: a file beside the cache
     (named by its key, which covers every file's size and mtime) that keeps the result, so that the next run
     on the same cache skips the search (about 90 s for 60,000 Fashion-MNIST images on 2 cores)."""
-    from ..audit.duplicates import NEAR_THRESHOLD
+    from ..duplicates.search import NEAR_THRESHOLD
 
     start = time.perf_counter()
     rows = np.asarray(rows, dtype=np.int64)
@@ -69,9 +69,9 @@ def find_groups(pixels: np.ndarray, paths: list[str], rows: np.ndarray, memo: Pa
 
 
 def _search(pixels: np.ndarray, paths: list[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from ..audit.duplicates import find_duplicates
-    from ..audit.hashing import content_digests, perceptual_signatures
-    from ..audit.images import grey_thumbnails
+    from ..duplicates.hashing import content_digests, perceptual_signatures
+    from ..duplicates.search import find_duplicates
+    from ..duplicates.thumbnails import grey_thumbnails
 
     if len(rows) < 2:
         return np.full(len(rows), -1, np.int64), np.full(len(rows), "", dtype=object)

@@ -1,5 +1,6 @@
-"""Exact and near-duplicate groups, and what each group means for the data set: copies within a class,
-conflicting labels (one picture under several classes) and leakage (one picture in several splits).
+"""Exact and near-duplicate groups of images: which images are copies of one another. What a group means for a
+data set (copies within a class, conflicting labels, leakage between splits) is the audit's (`audit/flags.py`);
+the group-aware split (`data/groups.py`) uses the groups alone.
 
 Near-duplicates are found in two steps, so that the cost stays N x N x 32 multiply-adds plus a fixed amount per
 image rather than a Python loop over pairs:
@@ -398,25 +399,3 @@ def find_duplicates(thumbs: np.ndarray, signatures: Signatures, digests: list[st
     remap[np.array(order, dtype=np.int64)] = np.arange(len(order))
     group_of = np.where(group_of >= 0, remap[group_of], -1)
     return Duplicates([groups[g] for g in order], group_of, pairs, scores, candidates=len(candidates))
-
-
-# ------------------------------------------------------------------------------------------- meaning
-def group_flags(members: list[int], splits: np.ndarray, labels: np.ndarray) -> list[str]:
-    """What a group means: "conflicting_labels" (members under more than one class), "leakage" (members in
-    more than one of train/val/test), else "same_class"."""
-    flags = []
-    if len(set(labels[members].tolist())) > 1:
-        flags.append("conflicting_labels")
-    in_splits = set(splits[members].tolist()) - {"all"}
-    if len(in_splits) > 1:
-        flags.append("leakage")
-    return flags or ["same_class"]
-
-
-def leakage_counts(group_of: np.ndarray, splits: np.ndarray) -> dict[str, int]:
-    """For each pair of splits ("train-test", ...), how many duplicate groups have members in both: what
-    `imgclf train` can warn with when a user-given split leaks into another."""
-    names = [s for s in ("train", "val", "test") if s in set(splits.tolist())]
-    present = {s: np.unique(group_of[(splits == s) & (group_of >= 0)]) for s in names}
-    return {f"{a}-{b}": int(len(np.intersect1d(present[a], present[b])))
-            for x, a in enumerate(names) for b in names[x + 1:]}

@@ -6,7 +6,7 @@ shifted copy is a median of 18 bits (99th percentile 34) from its original, whil
 is a median of 8 bits away, so no Hamming threshold separates them. Moving each image's centre of mass to the
 centre first, blurring a little and leaving out a 3/28 border (where a shift crops or fills) gives a vector
 whose nearest neighbours include the shifted original for 98.5 % of shifted copies among 70,000 Fashion-MNIST
-images, and for all JPEG (quality 60-90), resize (+-10 %) and brightness (+-10 %) copies. `duplicates.py`
+images, and for all JPEG (quality 60-90), resize (+-10 %) and brightness (+-10 %) copies. `search.py`
 then verifies each candidate pair on the unaligned pixels.
 """
 

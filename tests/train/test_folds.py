@@ -129,7 +129,9 @@ def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_val
 
 
 def test_folds_of_the_self_sizing_recipe_are_skipped_when_run_again(tmp_path):
-    # each fold stores what its probe chose as fixed settings; the same command again finds them finished
+    # each fold's config.yaml holds what its probe chose as fixed settings, its sizing.json what the command asked
+    # for: the same command again finds them finished, another learning rate or batch (settings the probe
+    # rewrites) does not
     data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=12, size=28, mode="L")
     values = {"data": str(data), "out": str(tmp_path / "cv"), "folds": 2, "recipe": "fast", "time_limit": "4s",
               "batch_size": 16, "test_split": 0.2, "progress": False}
@@ -140,6 +142,17 @@ def test_folds_of_the_self_sizing_recipe_are_skipped_when_run_again(tmp_path):
     assert [(run / "model.json").stat().st_mtime_ns for run in again.runs] == stamps
     with pytest.raises(ImgclfError, match="differs in label_smoothing"):
         imgclf.fit({**values, "label_smoothing": 0.0}, report=False)
+    with pytest.raises(ImgclfError, match="differs in lr"):
+        imgclf.fit({**values, "lr": 0.05}, report=False)
+    with pytest.raises(ImgclfError, match="differs in batch_size"):
+        imgclf.fit({**values, "batch_size": 32}, report=False)
+    # folds sized before sizing.json kept the request: the settings the probe rewrote cannot be compared
+    for run in first.runs:
+        stored = json.loads((run / "sizing.json").read_text())
+        assert stored["requested"]["lr"] == 0.2 and stored["requested"]["sizing"] == "probe"
+        (run / "sizing.json").write_text(json.dumps({**stored, "requested": None}))
+    imgclf.fit({**values, "lr": 0.05}, report=False)
+    assert [(run / "model.json").stat().st_mtime_ns for run in first.runs] == stamps
 
 
 def test_compare_groups_the_folds(cross_validation, tmp_path):

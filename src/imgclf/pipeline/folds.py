@@ -26,8 +26,6 @@ FOLDS_FILE = "folds.json"
 _NOT_COMPARED = frozenset({"out", "fold", "progress", "num_workers", "cache_dir", "cache_budget", "img_size",
                            "color", "task", "schema_version"})
 METRICS: tuple[str, ...] = get_args(FoldMetric)
-# What sizing=probe chooses for each run (pipeline/sizing.py): a fold of the fast recipe stores them as fixed settings.
-PROBED = frozenset({"sizing", "model_args", "batch_size", "lr", "augment", "ema"})
 
 
 @dataclass
@@ -73,8 +71,10 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
     if overwrite:
         return "restart"
     stored, asked = experiment_settings(run.read_config()), experiment_settings(wanted)
-    if wanted.sizing == "probe":  # the fold stored what its probe chose, as fixed settings: compare the rest
-        stored, asked = ({k: v for k, v in settings.items() if k not in PROBED} for settings in (stored, asked))
+    if wanted.sizing == "probe":  # the fold's config.yaml holds what its probe chose, sizing.json what it was asked
+        from .sizing import as_requested
+
+        stored, asked = as_requested(run.path, stored, asked)
     changed = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
     if changed:
         raise bad_path("out", run.path.parent, "a folder whose finished folds were trained with these settings",

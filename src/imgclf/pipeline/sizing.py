@@ -60,6 +60,8 @@ NATIVE_SIZE_CAP = 64  # the fast family is built for small images; larger ones a
 # The probe's record in the run directory from the moment the choice is made, so that a resumed run's card (written
 # by the process that finishes the run) still says how its model was chosen.
 SIZING_FILE = "sizing.json"
+# The settings the probe replaces: config.yaml holds its choice as fixed settings, sizing.json the values asked for.
+SIZED_SETTINGS = ("sizing", "model_args", "batch_size", "lr", "augment", "ema")
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,8 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
                                     images_per_s=round(t.images_per_s, 1), predicted_epochs=round(e, 1))
                     for t, e in zip(timed, choice.epochs)],
         chosen=choice.index, augment=choice.augment, ema=choice.ema, reason=choice.reason,
-        train_batch_size=choice.batch_size, lr=None if lr == "auto" else lr)
+        train_batch_size=choice.batch_size, lr=None if lr == "auto" else lr,
+        requested={k: v for k, v in cfg.model_dump(mode="json").items() if k in SIZED_SETTINGS})
     if cfg.progress:
         speeds = ", ".join(f"width {t.model_args['width']} {t.images_per_s:,.0f} img/s" for t in timed)
         print(f"sizing {info.probe_seconds:.1f} s probe ({precision}): {speeds}; chose width "
@@ -295,6 +298,21 @@ def save_sizing(run_dir: Path, info: Any) -> None:
     from ..io import write_json
 
     write_json(Path(run_dir) / SIZING_FILE, info.model_dump(mode="json"))
+
+
+def as_requested(run_dir: Path, stored: dict[str, Any],
+                 asked: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An earlier run's settings (`stored`, its config.yaml) and a new request for the same run (`asked`), made
+    comparable when the request sizes the model: a sized run's config.yaml holds the probe's choice, so the values
+    the probe replaced go back to what its command asked for. The same command then compares equal, and another
+    learning rate, batch or augmentation does not. A run that was not sized compares as it is; one sized before
+    sizing.json kept the request leaves the replaced settings out on both sides (what was asked is not known)."""
+    info = stored_sizing(run_dir)
+    if info is None:
+        return stored, asked
+    if info.requested is None:
+        return tuple({k: v for k, v in d.items() if k not in SIZED_SETTINGS} for d in (stored, asked))
+    return {**stored, **info.requested}, asked
 
 
 def stored_sizing(run_dir: Path) -> Any:

@@ -115,6 +115,9 @@ class SizingInfo(BaseModel):
                                          "`min_steps` steps (None: runs sized before the rule had it).")
     lr: float | None = Field(None, gt=0, description="The learning rate at that batch: the configured one scaled "
                              "by train_batch_size / batch_size (None: --lr auto, or runs sized before).")
+    requested: dict[str, Any] | None = Field(None, description="The settings the probe replaced, as the run was "
+                                             "asked for them (config.yaml holds what it chose): what a re-run of "
+                                             "the same command compares against (None: runs sized before).")
 
 
 class UnknownInfo(BaseModel):

@@ -5,7 +5,8 @@
    1,000 training images per class, the whole validation and test splits, a short time limit), both trained
    through the Python API with the default `calibrate: temperature`. On the 10,000 test images, from the raw
    logits: ECE (15 equal-width bins, as metrics.json), accuracy and NLL with the raw softmax (T = 1) and with the
-   card's temperature (fitted on validation by training).
+   card's temperature (fitted on validation by training). Beside them, the noise floor of that ECE estimate: what
+   a perfectly calibrated model with the calibrated run's confidences would measure on as many images.
 2. cost: on the fast-fmnist run, prediction time with the run as trained (temperature + the default unknown
    detector, mahalanobis-l2: a second output of the network's penultimate layer and a float64 distance) against
    the same network with a plain softmax (what `--calibrate none` and no detector would give: T = 1, the top
@@ -58,6 +59,27 @@ def test_split(run_path: Path) -> tuple[list[str], np.ndarray]:
     return files, np.asarray(labels)
 
 
+def binned_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """`metrics.expected_calibration_error` from the top probabilities and hits alone (the same (lo, hi] bins),
+    vectorised for the thousands of draws below."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    gap = np.bincount(which, correct.astype(float), bins) - np.bincount(which, confidence, bins)
+    return float(np.abs(gap).sum() / len(confidence))
+
+
+def ece_noise_floor(confidence: np.ndarray, target: float, draws: int = 1000, seed: int = 0) -> dict:
+    """The ECE a perfectly calibrated model with these top probabilities would show on this many images: each
+    prediction right with probability equal to its confidence, `draws` times. What is left of a measured ECE near
+    this floor is the 15-bin estimate's sampling noise, which no calibration removes; `share_at_or_below_target`
+    is how often even a perfect model would measure at or below `target`."""
+    rng = np.random.default_rng(seed)
+    floor = np.array([binned_ece(confidence, rng.random(len(confidence)) < confidence) for _ in range(draws)])
+    return {"draws": draws, "mean": round(float(floor.mean()), 5),
+            "p05": round(float(np.quantile(floor, 0.05)), 5), "p95": round(float(np.quantile(floor, 0.95)), 5),
+            "target": round(float(target), 5), "share_at_or_below_target": round(float((floor <= target).mean()), 3)}
+
+
 def calibration_row(run_path: Path) -> tuple[dict, np.ndarray]:
     """ECE, accuracy and NLL on the test split before (T = 1) and after the card's temperature, from the raw
     logits; and the decoded test pixels (for the cost measurement)."""
@@ -91,6 +113,8 @@ def calibration_row(run_path: Path) -> tuple[dict, np.ndarray]:
                           "ece_ratio": round(float(eces[best]) / row["before"]["ece"], 3) if row["before"]["ece"]
                           else None}
     row["accuracy_unchanged"] = row["before"]["accuracy"] == row["after"]["accuracy"]
+    after = torch.softmax(torch.from_numpy(logits).double() / temperature, dim=1).numpy()
+    row["noise_floor"] = ece_noise_floor(after.max(1), 0.5 * row["before"]["ece"])
     card = RunDir(run_path).read_card()
     row["val"] = card.calibration.model_dump(mode="json")  # what training fitted on (validation)
     metrics = RunDir(run_path).read_metrics()

@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     n = {split: len(paths) for split, paths in files.items()}
     common = {"time_limit": args.time_limit, "seed": args.seed, "label_smoothing": 0.0}
     if bench.smoke:
-        common.update(epochs=1, batch_size=16, time_limit=None, sizing="fixed", schedule="none", img_size=32)
+        common.update(epochs=1, batch_size=16, time_limit="none", sizing="fixed", schedule="none", img_size=32)
     by_name = {Path(p).name: t for split in files for p, t in zip(files[split], targets[split])}
 
     multi = bench.train(index, bench.run_dir("multilabel"), recipe=args.recipe, values=common, report=not bench.smoke)

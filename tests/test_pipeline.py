@@ -61,6 +61,26 @@ def test_layers_apply_in_order_defaults_recipe_file_explicit(tmp_path):
     assert resolve_config(recipe="s5-model-s", data=".", augment=None).augment == recipe["augment"]
 
 
+def test_time_limit_none_lifts_a_recipes_budget(tmp_path):
+    # None is "not given" (the recipe's 10m stays); "none" is given, and means no budget
+    assert resolve_config(recipe="fast-fmnist", data=".", time_limit=None).time_limit == "10m"
+    lifted = resolve_config(recipe="fast-fmnist", data=".", time_limit="none", schedule="onecycle", epochs=3)
+    assert lifted.time_limit is None and lifted.time_limit_seconds is None
+    assert resolve_config(recipe="fast-fmnist", data=".", time_limit="Off", schedule="cosine").time_limit is None
+    with pytest.raises(ImgclfError, match=r"^time_limit must be set when schedule=budget"):
+        resolve_config(recipe="fast-fmnist", data=".", time_limit="none")  # the recipe's schedule needs one
+    with pytest.raises(ImgclfError, match=r"time_limit must be a duration such as 90s, 10m or 1.5h, or none "
+                                          r"\(no budget\)\. Received: time_limit='never'"):
+        resolve_config(recipe="fast-fmnist", data=".", time_limit="never")
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=6, size=28, mode="L")
+    result = CliRunner().invoke(app, ["train", str(data), "--recipe", "fast-fmnist", "--time-limit", "none",
+                                      "--schedule", "onecycle", "--epochs", "2", "--batch-size", "4", "--no-progress",
+                                      "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert _saved(tmp_path / "r")["time_limit"] is None
+    assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 1 + 2
+
+
 def test_model_args_add_to_the_recipes_and_the_files_key_by_key(tmp_path):
     assert load_recipe("fast-fmnist")["model_args"] == {"width": 16}
     cfg = resolve_config(recipe="fast-fmnist", data=str(tmp_path), model_args="stem=stride")

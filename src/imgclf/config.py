@@ -27,6 +27,7 @@ Tracker = Literal["csv", "tensorboard", "mlflow"]
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
 MONITORS = ("val_loss", "val_acc")
+NO_TIME_LIMIT = ("none", "off")
 SPLITS = ("train", "val", "test")
 L2_KEYS = ("conv", "dense")
 
@@ -237,7 +238,8 @@ class TrainConfig(BaseModel):
     checkpoint_every: int | None = Field(None, ge=1, le=10_000_000, description="Also save checkpoints/last.ckpt "
                                          "every N training steps inside an epoch (long epochs); --resume then "
                                          "continues from that step. Epoch ends are always saved.")
-    time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it.")
+    time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it. "
+                                   "none lifts a recipe's budget.")
     progress: bool = True
     logger: list[Tracker] = Field(default_factory=list, description="Experiment trackers, through Lightning's "
                                   "loggers: csv (logs/csv/metrics.csv), tensorboard (logs/tensorboard), mlflow. "
@@ -407,10 +409,16 @@ class TrainConfig(BaseModel):
         parse_bytes(value)
         return value
 
-    @field_validator("time_limit")
+    @field_validator("time_limit", mode="before")
     @classmethod
-    def _valid_time(cls, value: str | None) -> str | None:
-        parse_seconds(value)
+    def _valid_time(cls, value: Any) -> Any:
+        # "none" lifts a recipe's budget (None itself means "not given" while settings are layered)
+        if isinstance(value, str) and value.strip().lower() in NO_TIME_LIMIT:
+            return None
+        try:
+            parse_seconds(value)
+        except ImgclfError:
+            raise invalid("time_limit", value, "a duration such as 90s, 10m or 1.5h, or none (no budget)") from None
         return value
 
     @field_validator("time_limit")

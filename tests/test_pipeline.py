@@ -69,6 +69,10 @@ def test_time_limit_none_lifts_a_recipes_budget(tmp_path):
     assert resolve_config(recipe="fast-fmnist", data=".", time_limit="Off", schedule="cosine").time_limit is None
     with pytest.raises(ImgclfError, match=r"^time_limit must be set when schedule=budget"):
         resolve_config(recipe="fast-fmnist", data=".", time_limit="none")  # the recipe's schedule needs one
+    with pytest.raises(ImgclfError, match=r"^time_limit must be set when sizing=probe"):
+        resolve_config(recipe="fast", data=".", time_limit="none", schedule="onecycle")  # README: --sizing fixed too
+    assert resolve_config(recipe="fast", data=".", time_limit="none", schedule="onecycle",
+                          sizing="fixed").time_limit is None
     with pytest.raises(ImgclfError, match=r"time_limit must be a duration such as 90s, 10m or 1.5h, or none "
                                           r"\(no budget\)\. Received: time_limit='never'"):
         resolve_config(recipe="fast-fmnist", data=".", time_limit="never")

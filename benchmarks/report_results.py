@@ -322,7 +322,7 @@ def _lr_auto_arms(result: dict) -> list[str]:
 
 def lr_auto_section(result: dict | None, later: list[dict] = ()) -> list[str]:
     """Issue 22 item 2: --lr auto against the best of a 5-value grid (chosen on validation), test points apart.
-    `later`: the same benchmark on other seeds, measured in later sessions (results/lr_auto_seed<S>.json)."""
+    `later`: the same benchmark on other seeds, measured in later sessions (results/lr_auto_seed<S>[_<model>].json)."""
     if not result:
         return []
     lines = ["## LR finder", "",
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> None:
     out += precision_section([r for r in (load_result(name, source) for name in ("precision_auto", "precision_auto_fast"))
                               if r is not None])
     out += lr_auto_section(load_result("lr_auto", source),
-                           [r for r in (load_result("lr_auto_seed1", source),) if r is not None])
+                           [load_result(path.stem, source) for path in sorted(source.glob("lr_auto_seed*.json"))])
     out += tune_section(load_result("tune_vs_recipe", source) or load_result("tune_vs_recipe_5m", source))
     out += multilabel_section(load_result("multilabel", source))
     docs.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ comparison by test accuracy; both are in the JSON. The smoke mode: generated ima
 values, one epoch.
 
     python -m benchmarks.lr_auto --per-class 1000 --epochs 10 --seeds 0 [--reuse]
+    python -m benchmarks.lr_auto --per-class 1000 --epochs 10 --seeds 1 --models model_s --tag _seed1_model_s
 
 `--reuse` finishes a benchmark that was cut short: grid arms already completed under work/runs with the same
 settings are read back (marked `reused` in the JSON), the auto arms are always trained.
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reuse", action="store_true",
                         help="read grid arms back from completed runs of the same settings under work/runs (a "
                              "benchmark cut short, or a new suggestion rule measured against the same grid)")
+    parser.add_argument("--tag", default="", help="result file suffix: results/lr_auto<tag>.json (later seeds: "
+                        "_seed<S> or _seed<S>_<model>, which docs/results.md shows beside the first)")
     return add_arguments(parser)
 
 
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:22s} auto lr {s['auto_lr']:.3g} test {s['auto_test_accuracy']:.4f}   best grid lr "
               f"{s['best_grid_lr']:g} test {s['best_grid_test_accuracy']:.4f}   behind by {s['points_behind_best']} pt")
     payload = {"per_class": args.per_class, "epochs": epochs, "grid": list(grid), "runs": rows, "summary": summary}
-    print(f"wrote {bench.write_result('lr_auto', payload)}")
+    print(f"wrote {bench.write_result(f'lr_auto{args.tag}', payload)}")
 
 
 if __name__ == "__main__":

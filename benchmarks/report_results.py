@@ -322,7 +322,8 @@ def _lr_auto_arms(result: dict) -> list[str]:
 
 def lr_auto_section(result: dict | None, later: list[dict] = ()) -> list[str]:
     """Issue 22 item 2: --lr auto against the best of a 5-value grid (chosen on validation), test points apart.
-    `later`: the same benchmark on other seeds, measured in later sessions (results/lr_auto_seed<S>[_<model>].json)."""
+    `later`: the same benchmark on other seeds, measured in later sessions (results/lr_auto_seed<S>[_<model>].json,
+    its file's suffix as `_tag`)."""
     if not result:
         return []
     lines = ["## LR finder", "",
@@ -371,7 +372,8 @@ def _lr_auto_later(result: dict) -> list[str]:
              *_lr_auto_summary(result)]
     lines += ["", *_lr_auto_arms(result)]
     return lines + ["", f"Command: `python -m benchmarks.lr_auto --per-class {result['per_class']} --epochs "
-                    f"{result['epochs']} --seeds {','.join(map(str, seeds))} --models {','.join(models)}`.", ""]
+                    f"{result['epochs']} --seeds {','.join(map(str, seeds))} --models {','.join(models)}"
+                    + (f" --tag {result['_tag']}" if result.get("_tag") else "") + "`.", ""]
 
 
 def _lr_auto_over_seeds(results: list[dict]) -> list[str]:
@@ -689,10 +691,11 @@ def main(argv: list[str] | None = None) -> None:
     out += fast_sizing_section(source)
     out += freeze_bn_section(load_result("freeze_bn", source))
     out += serving_section(load_result("serve", source))
-    out += precision_section([r for r in (load_result(name, source) for name in ("precision_auto", "precision_auto_fast"))
-                              if r is not None])
+    precision = (load_result(name, source) for name in ("precision_auto", "precision_auto_fast"))
+    out += precision_section([result for result in precision if result is not None])
     out += lr_auto_section(load_result("lr_auto", source),
-                           [load_result(path.stem, source) for path in sorted(source.glob("lr_auto_seed*.json"))])
+                           [{**load_result(path.stem, source), "_tag": path.stem.removeprefix("lr_auto")}
+                            for path in sorted(source.glob("lr_auto_seed*.json"))])
     out += tune_section(load_result("tune_vs_recipe", source) or load_result("tune_vs_recipe_5m", source))
     out += multilabel_section(load_result("multilabel", source))
     docs.mkdir(parents=True, exist_ok=True)

@@ -46,3 +46,20 @@ def test_a_seed_measured_twice_counts_once_from_the_later_file_and_auto_must_cov
     assert "| 87.00 % | 0.001 | 89.50 % | +2.50 pt |" in row
     no_auto = _result([_run(0.001, 1, 0.88, 0.900)], 1)
     assert report_results._lr_auto_over_seeds([seed0, no_auto]) == []  # auto ran on seed 0 only
+
+
+def test_a_later_seed_gives_the_command_that_writes_its_own_file(tmp_path):
+    import json
+
+    from benchmarks.lr_auto import build_parser
+
+    later = _result([_run("auto", 1, 0.87, 0.880, used=2e-4), _run(0.001, 1, 0.86, 0.903)], 1)
+    text = "\n".join(report_results._lr_auto_later({**later, "_tag": "_seed1_fast"}))
+    assert "--seeds 1 --models fast_resnet --tag _seed1_fast`" in text
+    assert build_parser().parse_args(["--tag", "_seed1_fast"]).tag == "_seed1_fast"
+    # main() reads results/lr_auto_seed*.json with the file's suffix as the tag
+    first = _result([_run("auto", 0, 0.8, 0.8, used=3e-4)], 0)
+    for name, result in (("lr_auto", first), ("lr_auto_seed1_fast", later)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    report_results.main(["--results", str(tmp_path), "--docs", str(tmp_path / "docs")])
+    assert "--tag _seed1_fast`" in (tmp_path / "docs" / "results.md").read_text()

@@ -21,7 +21,7 @@ RECIPE = "s2-mobilenetv2-finetune"
 
 def run_arm(bench: Bench, seed: int, freeze_bn: bool) -> Path:
     epochs, freeze = (2, 1) if bench.smoke else (8, 5)
-    return bench.train_recipe(RECIPE, seed, {"epochs": epochs, "freeze_epochs": freeze, "early_stopping": None,
+    return bench.train_recipe(RECIPE, seed, {"epochs": epochs, "freeze_epochs": freeze, "early_stopping": "none",
                                              "freeze_bn": freeze_bn}, prefix=f"freezebn-{int(freeze_bn)}").run.path
 
 

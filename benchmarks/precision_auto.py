@@ -29,7 +29,7 @@ from benchmarks.common import SMOKE_TRAINING, Bench, add_arguments, epoch_speeds
 PRECISIONS = ("32", "bf16-mixed")
 # recipe -> what this benchmark changes in it besides epochs, seed and precision
 ARMS: dict[str, dict[str, object]] = {
-    "s5-model-s": {"early_stopping": None, "restore_best": False},
+    "s5-model-s": {"early_stopping": "none", "restore_best": False},
     "fast-fmnist": {"schedule": "onecycle", "time_limit": "none"},
     "fast": {"sizing": "fixed", "batch_size": 32, "lr": 0.025, "schedule": "onecycle", "time_limit": "none"},
 }

@@ -61,12 +61,19 @@ def test_layers_apply_in_order_defaults_recipe_file_explicit(tmp_path):
     assert resolve_config(recipe="s5-model-s", data=".", augment=None).augment == recipe["augment"]
 
 
-def test_time_limit_none_lifts_a_recipes_budget(tmp_path):
-    # None is "not given" (the recipe's 10m stays); "none" is given, and means no budget
+def test_none_unsets_a_recipes_value(tmp_path):
+    # None is "not given" (the recipe's value stays); the word none (or off) is given, and unsets the setting
     assert resolve_config(recipe="fast-fmnist", data=".", time_limit=None).time_limit == "10m"
     lifted = resolve_config(recipe="fast-fmnist", data=".", time_limit="none", schedule="onecycle", epochs=3)
     assert lifted.time_limit is None and lifted.time_limit_seconds is None
     assert resolve_config(recipe="fast-fmnist", data=".", time_limit="Off", schedule="cosine").time_limit is None
+    assert load_recipe("s5-model-s")["early_stopping"] == 6
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"recipe": "s5-model-s", "l2": {"conv": 1e-4}}))
+    assert resolve_config(config_file=settings, data=".").l2 == {"conv": 1e-4}
+    s5 = resolve_config(config_file=settings, data=".", early_stopping="none", l2="none")  # a mapping unset too
+    assert s5.early_stopping is None and s5.l2 is None
+    assert resolve_config(recipe="s5-model-s", data=".", early_stopping=None).early_stopping == 6
     with pytest.raises(ImgclfError, match=r"^time_limit must be set when schedule=budget"):
         resolve_config(recipe="fast-fmnist", data=".", time_limit="none")  # the recipe's schedule needs one
     with pytest.raises(ImgclfError, match=r"^time_limit must be set when sizing=probe"):
@@ -76,12 +83,15 @@ def test_time_limit_none_lifts_a_recipes_budget(tmp_path):
     with pytest.raises(ImgclfError, match=r"time_limit must be a duration such as 90s, 10m or 1.5h, or none "
                                           r"\(no budget\)\. Received: time_limit='never'"):
         resolve_config(recipe="fast-fmnist", data=".", time_limit="never")
+    with pytest.raises(ImgclfError, match=r"^epochs must be a valid integer\. Received"):  # not unsettable
+        resolve_config(recipe="fast-fmnist", data=".", epochs="none")
     data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=6, size=28, mode="L")
     result = CliRunner().invoke(app, ["train", str(data), "--recipe", "fast-fmnist", "--time-limit", "none",
                                       "--schedule", "onecycle", "--epochs", "2", "--batch-size", "4", "--no-progress",
-                                      "--out", str(tmp_path / "r")])
+                                      "--early-stopping", "1", "--ema", "off", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert _saved(tmp_path / "r")["time_limit"] is None
+    saved = _saved(tmp_path / "r")
+    assert saved["time_limit"] is None and saved["ema"] is None and saved["early_stopping"] == 1
     assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 1 + 2
 
 

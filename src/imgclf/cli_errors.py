@@ -91,6 +91,8 @@ def _usage_message(exc: UsageError) -> str:
     param = getattr(exc, "param", None)
     if param is not None and isinstance(cause, ValidationError) and cause.errors():
         first = cause.errors()[0]
+        if isinstance((first.get("ctx") or {}).get("error"), ImgclfError):  # the option's parser said it already
+            return str(first["ctx"]["error"])
         flag = max(getattr(param, "opts", None) or [param.name or "value"], key=len)
         if first["type"] in _BOUNDS:
             sign, key = _BOUNDS[first["type"]]

@@ -27,7 +27,14 @@ Tracker = Literal["csv", "tensorboard", "mlflow"]
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
 MONITORS = ("val_loss", "val_acc")
-NO_TIME_LIMIT = ("none", "off")
+# A setting that can be unset, given as one of these words, is unset: None itself means "not given" while settings
+# are layered (a flag left out never hides a recipe's value), so this is how a command lifts a recipe's time limit,
+# early stopping or EMA. A folder literally named none is ./none.
+NONE_WORDS = ("none", "off")
+
+
+def is_none_word(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in NONE_WORDS
 SPLITS = ("train", "val", "test")
 L2_KEYS = ("conv", "dense")
 
@@ -195,14 +202,14 @@ class TrainConfig(BaseModel):
     lr_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before reducing.")
     lr_step: int = Field(10, ge=1, description="step: reduce every N epochs.")
     min_lr: float = Field(0.0, ge=0.0)
-    early_stopping: int | None = Field(None, ge=0, description="Patience in epochs; None disables early stopping.")
+    early_stopping: int | None = Field(None, ge=0, description="Patience in epochs; none disables early stopping.")
     monitor: str = Field("val_loss", description="Metric for early stopping, best weights and plateau: val_loss or val_acc.")
     min_delta: float = Field(0.0, ge=0.0)
     restore_best: bool = Field(True, description="Keep the best epoch's weights (by monitor) as the final model.")
     augment: str = Field("", description="Augmentation spec, e.g. 'hflip,rotate=30,shift=0.1,zoom=0.1'.")
     ema: float | None = Field(None, gt=0.0, lt=1.0, description="Keep an exponential moving average of the weights "
                               "(this decay per step, e.g. 0.999; Lightning's EMAWeightAveraging): validation and the "
-                              "final model use the average. None: no averaging.")
+                              "final model use the average. none: no averaging.")
 
     # trust: what the probabilities mean, and images of no known class
     calibrate: Calibrate = Field("temperature", description="After training, fit a temperature on the validation "
@@ -409,12 +416,16 @@ class TrainConfig(BaseModel):
         parse_bytes(value)
         return value
 
-    @field_validator("time_limit", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _valid_time(cls, value: Any) -> Any:
-        # "none" lifts a recipe's budget (None itself means "not given" while settings are layered)
-        if isinstance(value, str) and value.strip().lower() in NO_TIME_LIMIT:
-            return None
+    def _none_words_unset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {k: None if k in NULLABLE_SETTINGS and is_none_word(v) else v for k, v in data.items()}
+
+    @field_validator("time_limit")
+    @classmethod
+    def _valid_time(cls, value: str | None) -> str | None:
         try:
             parse_seconds(value)
         except ImgclfError:
@@ -493,6 +504,11 @@ class TrainConfig(BaseModel):
         return parse_seconds(self.time_limit)
 
 
+# The settings that can be unset (their type admits None): what NONE_WORDS apply to.
+NULLABLE_SETTINGS = frozenset(name for name, field in TrainConfig.model_fields.items()
+                              if type(None) in get_args(field.annotation))
+
+
 class ConfigError(ImgclfError):
     """Settings that do not validate. pydantic reports every bad setting at once, so the text is one line per
     setting, each built by `imgclf.errors` (`invalid_message`, or the validator's own `invalid` error)."""
@@ -537,6 +553,8 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> str
             allowed, _, detail = msg.removeprefix("Input should be ").partition(", ")
             if not detail.startswith(("unable", "got")):  # "a valid integer, got a number with a fractional part"
                 allowed, detail = msg.removeprefix("Input should be "), ""
+            if name in NULLABLE_SETTINGS:
+                allowed += ", or none (unset)"
             lines.append(invalid_message(name, received, allowed, note=detail or None))
         else:
             msg = msg.removeprefix("Value error, ")

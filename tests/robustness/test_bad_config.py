@@ -34,6 +34,8 @@ def _cli(args):
                               r"Received: monitor='val_f1'"),
     (["--cache-budget", "lots"], r"cache_budget must be a size such as 512MB"),
     (["--time-limit", "soon"], r"time_limit must be a duration such as 90s"),
+    (["--early-stopping", "soon"], r"^error: --early-stopping must be an integer, or none \(unset\)\. "
+                                   r"Received: --early-stopping='soon'$"),
 ])
 def test_bad_option(image_folder, tmp_path, args, message):
     proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), *args])

@@ -26,17 +26,21 @@ def train_options() -> list[inspect.Parameter]:
         ann = field.annotation
         origin = typing.get_origin(ann)
         args = [a for a in typing.get_args(ann) if a is not type(None)]
+        # a number that can be unset: the number, or the word none (TrainConfig unsets it)
+        nullable_number = len(args) == 1 and args[0] in (int, float) and type(None) in typing.get_args(ann)
         if ann is bool:
             py_type: Any = Optional[bool]
         elif origin is dict or (args and typing.get_origin(args[0]) is dict):
             py_type = Optional[str]
         elif origin is list and typing.get_origin(typing.get_args(ann)[0]) is typing.Literal:
             py_type = Optional[list[str]]  # a repeatable flag: --logger csv --logger mlflow
-        elif ann in (int, float) or (len(args) == 1 and args[0] in (int, float)):  # lr (a number or auto): text
-            py_type = Optional[ann if ann in (int, float) else args[0]]
-        else:
+        elif ann in (int, float):
+            py_type = Optional[ann]
+        else:  # text; lr is a number or auto
             py_type = Optional[str]
         flag = "--" + name.replace("_", "-")
+        parser = _number_or_none(flag, args[0]) if nullable_number else None
+        metavar = f"<{args[0].__name__}|none>" if nullable_number else None
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if ann is bool else [flag]
         help_text = field.description or ""
         choices = typing.get_args(ann) if typing.get_origin(ann) is typing.Literal else ()
@@ -47,7 +51,8 @@ def train_options() -> list[inspect.Parameter]:
             # flag left out never hides a recipe's value, and typer cannot show the real default itself)
             help_text += f" \\[default: {field.default}]"
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=py_type,
-                                        default=typer.Option(None, *decls, help=help_text, show_default=False)))
+                                        default=typer.Option(None, *decls, help=help_text, show_default=False,
+                                                             parser=parser, metavar=metavar)))
     extra = [
         ("config", Optional[Path], typer.Option(None, "--config", help="YAML file of settings (flags override it).")),
         ("overwrite", bool, typer.Option(False, "--overwrite", help="Replace the run in --out if there is one.")),
@@ -56,6 +61,21 @@ def train_options() -> list[inspect.Parameter]:
     for name, ann, default in extra:
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))
     return params
+
+
+def _number_or_none(flag: str, kind: type) -> Any:
+    from ..config import is_none_word
+    from ..errors import invalid
+
+    def parse(text: str) -> Any:
+        if is_none_word(text):
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise invalid(flag, text, f"{'an integer' if kind is int else 'a number'}, or none (unset)") from None
+
+    return parse
 
 
 def train(data: Optional[list[str]] = None, **options: Any) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, load_config_file, make_config, parse_mapping
+from ..config import TrainConfig, is_none_word, load_config_file, make_config, parse_mapping
 from ..errors import Described, bad_path, invalid
 from ..recipes import load_recipe
 
@@ -105,6 +105,8 @@ def layer_settings(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[s
         keys.remove("model_args")
     for key in keys:
         below, above = lower.get(key), upper.get(key)
+        if is_none_word(below) or is_none_word(above):  # unset (l2: none): nothing to merge
+            continue
         if isinstance(below, (str, Mapping)) and isinstance(above, (str, Mapping)):
             out[key] = {**_mapping(key, below), **_mapping(key, above)}
     return out

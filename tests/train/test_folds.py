@@ -153,6 +153,9 @@ def test_folds_of_the_self_sizing_recipe_are_skipped_when_run_again(tmp_path):
         (run / "sizing.json").write_text(json.dumps({**stored, "requested": None}))
     imgclf.fit({**values, "lr": 0.05}, report=False)
     assert [(run / "model.json").stat().st_mtime_ns for run in first.runs] == stamps
+    (first.runs[0] / "sizing.json").write_text("{")  # damaged: one line naming the option, no traceback
+    with pytest.raises(ImgclfError, match=r"^out must be a run directory whose sizing.json can be read"):
+        imgclf.fit(values, report=False)
 
 
 def test_compare_groups_the_folds(cross_validation, tmp_path):

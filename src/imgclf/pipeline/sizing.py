@@ -300,14 +300,14 @@ def save_sizing(run_dir: Path, info: Any) -> None:
     write_json(Path(run_dir) / SIZING_FILE, info.model_dump(mode="json"))
 
 
-def as_requested(run_dir: Path, stored: dict[str, Any],
-                 asked: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def as_requested(run_dir: Path, stored: dict[str, Any], asked: dict[str, Any],
+                 argument: str = "out") -> tuple[dict[str, Any], dict[str, Any]]:
     """An earlier run's settings (`stored`, its config.yaml) and a new request for the same run (`asked`), made
     comparable when the request sizes the model: a sized run's config.yaml holds the probe's choice, so the values
     the probe replaced go back to what its command asked for. The same command then compares equal, and another
     learning rate, batch or augmentation does not. A run that was not sized compares as it is; one sized before
     sizing.json kept the request leaves the replaced settings out on both sides (what was asked is not known)."""
-    info = stored_sizing(run_dir)
+    info = stored_sizing(run_dir, argument)
     if info is None:
         return stored, asked
     if info.requested is None:
@@ -315,10 +315,11 @@ def as_requested(run_dir: Path, stored: dict[str, Any],
     return {**stored, **info.requested}, asked
 
 
-def stored_sizing(run_dir: Path) -> Any:
-    """The SizingInfo an earlier process of this run saved (None for runs sized before it was kept)."""
-    from ..io import read_json
+def stored_sizing(run_dir: Path, argument: str = "resume") -> Any:
+    """The SizingInfo an earlier process of this run saved (None for runs sized before it was kept); a damaged
+    file is the usual one-line error naming `argument`, the option that pointed at the run."""
     from ..records import SizingInfo
+    from ..records.base import read_record
 
     path = Path(run_dir) / SIZING_FILE
-    return SizingInfo.model_validate(read_json(path)) if path.is_file() else None
+    return read_record(path, SizingInfo, argument, run_dir, "a run directory") if path.is_file() else None

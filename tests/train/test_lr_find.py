@@ -49,12 +49,27 @@ def test_suggestion_is_the_steepest_fall_per_log_step_before_the_lowest_loss():
     assert _finder(losses, lrs).suggestion() < 1e-5  # why imgclf does not take Lightning's as is
 
 
+def test_lowest_loss_skips_the_first_points_and_non_finite_losses():
+    """The other usual pick is read off the lowest smoothed loss; Lightning's first smoothed points read low (its
+    bias correction is one step short) and a diverged sweep ends in inf or nan, so neither may be the lowest."""
+    from imgclf.train.fit import _lowest_index
+
+    losses = [0.1] * 3 + [2.0] * 7 + [1.9, 1.5, 1.2, 1.3, float("nan"), float("inf"), 5.0]
+    assert _lowest_index(losses) == 12
+    assert _lowest_index([0.5] * 10 + [float("nan")] * 5) is None
+
+
 def test_lr_find_api_writes_curve_and_suggestion_within_the_sweep(data, tmp_path):
     result = imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **SWEEP, **BASE)
     assert SWEEP["start_lr"] <= result.suggestion <= SWEEP["end_lr"]
     assert result.suggestion in result.lrs and len(result.lrs) == len(result.losses) <= SWEEP["steps"]
     stored = json.loads((tmp_path / "lf" / "lr_find.json").read_text())
     assert stored["suggestion"] == result.suggestion and stored["lr"] == result.lrs
+    # the lowest loss is kept beside the suggestion: a point of the sweep, none lower after the first 10
+    lowest = result.lrs.index(result.lowest_loss_lr)
+    assert stored["lowest_loss_lr"] == result.lowest_loss_lr and lowest >= 10
+    assert result.losses[lowest] == min(x for x in result.losses[10:] if math.isfinite(x))
+    assert result.tenth_of_lowest == result.lowest_loss_lr / 10
     png = (tmp_path / "lf" / "lr_find.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert not list((tmp_path / "lf").glob(".lr_find*"))  # Lightning's restore checkpoint is gone
@@ -68,6 +83,10 @@ def test_lr_find_cli_prints_the_suggestion(data, tmp_path):
     assert result.exit_code == 0, result.output
     stored = json.loads((out / "lr_find.json").read_text())
     assert f"suggested lr {stored['suggestion']:.3g}" in result.stdout
+    if stored["lowest_loss_lr"] / 10 > stored["suggestion"]:
+        assert f"--lr {stored['lowest_loss_lr'] / 10:.3g}" in result.stdout
+    else:
+        assert "also worth a run" not in result.stdout
     again = CliRunner().invoke(app, ["lr-find", str(data), "--out", str(out), "--steps", "20"])
     assert again.exit_code == 2 and "overwrite" in again.stderr  # an earlier sweep is not replaced silently
 
@@ -81,11 +100,13 @@ def test_train_lr_auto_trains_with_the_suggestion_and_records_it(data, tmp_path)
     assert isinstance(config["lr"], float) and config["lr_auto"] is True  # the number, and where it came from
     assert card.lr_find is not None and card.lr_find.suggestion == config["lr"] == stored["suggestion"]
     assert card.lr_find.min_lr <= card.lr_find.suggestion <= card.lr_find.max_lr
+    assert card.lr_find.lowest_loss_lr == stored["lowest_loss_lr"] and card.lr_find.lowest_loss_lr in stored["lr"]
     assert card.training.lr == config["lr"]
     assert math.isclose(rd.read_history()[0].lr, config["lr"], rel_tol=1e-5)  # the optimiser started at it
     assert (run.path / card.lr_find.curve).is_file()
     html = (run.path / "report.html").read_text()
     assert 'id="fig-lr_find"' in html and "Learning-rate finder" in html
+    assert f"The loss was lowest at {card.lr_find.lowest_loss_lr:.3g}" in html
     # the same config (lr now a number) trains again without a second sweep
     assert imgclf.TrainConfig.model_validate(config).lr == config["lr"]
 

@@ -258,7 +258,10 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
         figs["lr_find"] = {"path": run.file(lr_find.curve), "title": "Learning-rate finder", "caption": (
             f"Training loss (smoothed) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "
             f"over {lr_find.steps} steps, from the initial weights. Training used the suggestion, "
-            f"{lr_find.suggestion:.3g}: the steepest fall of the loss before its lowest point (--lr auto)."),
+            f"{lr_find.suggestion:.3g}: the steepest fall of the loss before its lowest point (--lr auto)."
+            + ("" if lr_find.lowest_loss_lr is None else
+               f" The loss was lowest at {lr_find.lowest_loss_lr:.3g}; a tenth of that, "
+               f"{lr_find.lowest_loss_lr / 10:.3g}, is the other usual pick (Smith's rule).")),
             **embed_png(run.file(lr_find.curve))}
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it

@@ -30,6 +30,13 @@ class LRFindResult:
     losses: list[float]
     min_lr: float
     max_lr: float
+    lowest_loss_lr: float | None = None  # where the sweep's loss was lowest (not used: shown beside the suggestion)
+
+    @property
+    def tenth_of_lowest(self) -> float | None:
+        """A tenth of the rate at the lowest loss: Smith's rule for the largest rate to train at (fastai's
+        `minimum` suggestion), the usual other pick."""
+        return None if self.lowest_loss_lr is None else self.lowest_loss_lr / 10
 
     def __repr__(self) -> str:
         return f"LRFindResult({str(self.path)!r}, suggestion={self.suggestion:.3g})"
@@ -72,8 +79,9 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
         raise invalid("lr", "auto", "a number: the LR finder found no suggestion",
                       note=f"too few usable points: {sum(x == x for x in curve.losses)} finite losses in "
                       f"{len(curve.lrs)} steps, of which the first 10 are skipped", hint="Pass --lr explicitly, or run imgclf lr-find with a lower --end-lr")
-    result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr)
-    write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "min_lr": start_lr, "max_lr": end_lr,
+    result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest)
+    write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "lowest_loss_lr": curve.lowest,
+                                    "min_lr": start_lr, "max_lr": end_lr,
                                     "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
                                     "loss": [None if x != x else x for x in curve.losses]})
     plot_curve(result, folder / PNG_FILE)
@@ -88,12 +96,14 @@ def card_info(run_dir: Path) -> LRFindInfo | None:
     if not path.is_file():
         return None
     stored = read_json(path)
-    return LRFindInfo(suggestion=stored["suggestion"], min_lr=stored["min_lr"], max_lr=stored["max_lr"],
+    return LRFindInfo(suggestion=stored["suggestion"], lowest_loss_lr=stored.get("lowest_loss_lr"),
+                      min_lr=stored["min_lr"], max_lr=stored["max_lr"],
                       steps=max(1, int(stored["steps"])), curve=PNG_FILE, data=JSON_FILE)
 
 
 def plot_curve(result: LRFindResult, path: Path) -> Path:
-    """Loss against learning rate (log axis), the suggestion marked where the loss falls fastest."""
+    """Loss against learning rate (log axis), the suggestion marked where the loss falls fastest, and the other
+    usual pick, a tenth of the rate at the lowest loss."""
     import numpy as np
 
     from ..plotting import inches, new_figure, plain_log_scale, save_figure, style
@@ -108,6 +118,12 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         ax.axvline(result.suggestion, color="#d62728", linestyle="--", linewidth=1.2)
         ax.plot([result.suggestion], [losses[i]], "o", color="#d62728",
                 label=f"suggested lr {result.suggestion:.2g} (steepest descent)")
+        if result.lowest_loss_lr is not None:
+            j = int(np.argmin(np.abs(lrs - result.lowest_loss_lr)))
+            ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
+                    label=f"lowest loss at {result.lowest_loss_lr:.2g}")
+            ax.axvline(result.tenth_of_lowest, color="#7f7f7f", linestyle=":", linewidth=1.2,
+                       label=f"a tenth of it, {result.tenth_of_lowest:.2g} (the other usual pick)")
         finite = losses[np.isfinite(losses)]
         if finite.size:  # the divergence at the end would squash the useful part of the curve
             low, start = float(finite.min()), float(finite[: max(1, len(finite) // 10)].max())

@@ -114,7 +114,8 @@ def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> Trai
 
     found = sweep(cfg, data, model, run_dir)
     if cfg.progress:
-        print(f"lr     auto: {found.suggestion:.3g} (LR finder, {len(found.lrs)} steps, see lr_find.png)",
+        lowest = "" if found.lowest_loss_lr is None else f"; lowest loss at {found.lowest_loss_lr:.3g}"
+        print(f"lr     auto: {found.suggestion:.3g} (LR finder, {len(found.lrs)} steps{lowest}, see lr_find.png)",
               file=sys.stderr, flush=True)
     return cfg.model_copy(update={"lr": found.suggestion, "lr_auto": True})
 

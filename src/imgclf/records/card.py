@@ -70,6 +70,9 @@ class LRFindInfo(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     suggestion: float = Field(gt=0, description="The learning rate training used: where the loss fell fastest.")
+    lowest_loss_lr: float | None = Field(None, gt=0, description=(
+        "The learning rate at the sweep's lowest loss. A tenth of it is Smith's rule for the largest rate to train "
+        "at (fastai's `minimum`), shown beside the suggestion, not used. None in runs from before it was kept."))
     min_lr: float = Field(gt=0, description="First learning rate of the sweep.")
     max_lr: float = Field(gt=0, description="Last learning rate the sweep would reach.")
     steps: int = Field(ge=1, description="Training steps swept (fewer than asked when the loss diverged).")

@@ -194,6 +194,7 @@ class LRCurve:
     lrs: list[float]
     losses: list[float]
     suggestion: float | None  # the steepest descent of the loss (Lightning's suggestion); None: too few points
+    lowest: float | None  # the learning rate at the lowest loss after the first 10 points; None: none finite
     min_lr: float
     max_lr: float
     steps: int  # steps asked for; len(lrs) is fewer when the loss diverged first
@@ -240,7 +241,15 @@ def find_lr(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, work_d
     lrs = [float(x) for x in finder.results["lr"]]
     losses = [float(x) for x in finder.results["loss"]]
     suggestion = _steepest(finder) if len(lrs) > 12 else None  # it skips the first 10 and the last point
-    return LRCurve(lrs, losses, suggestion, min_lr, max_lr, steps)
+    lowest = _lowest_index(losses)
+    return LRCurve(lrs, losses, suggestion, None if lowest is None else lrs[lowest], min_lr, max_lr, steps)
+
+
+def _lowest_index(losses: list[float]) -> int | None:
+    """Where the smoothed loss is lowest, after Lightning's 10 skipped points: its bias correction is one step
+    short, which makes the first smoothed losses read low (half the loss at step 1)."""
+    finite = [i for i, x in enumerate(losses) if math.isfinite(x) and i >= 10]
+    return min(finite, key=lambda i: losses[i]) if finite else None
 
 
 def _steepest(finder: Any) -> float | None:
@@ -251,15 +260,10 @@ def _steepest(finder: Any) -> float | None:
     100-step sweep of 1e-7..1 it chose 4.8e-6 where the loss fell fastest near 1e-2): the gradient is divided by
     the spacing, a million times smaller there; fastai's `steep` suggestion is per log step too. Past the lowest
     loss the sweep is diverging, and a noisy drop there (0.85 on the same sweep) is no learning rate to train at."""
-    import math
-
     lrs, losses = list(finder.results["lr"]), list(finder.results["loss"])
-    # after Lightning's 10 skipped points only: its bias correction is one step short, which makes the first
-    # smoothed losses read low (half the loss at step 1)
-    finite = [i for i, x in enumerate(losses) if math.isfinite(x) and i >= 10]
-    if not finite:
+    lowest = _lowest_index(losses)
+    if lowest is None:
         return None
-    lowest = min(finite, key=lambda i: losses[i])
     skip_end = len(lrs) - 1 - lowest if lowest >= 12 else 1  # a loss that never fell: the whole sweep
     finder.results["lr"] = [math.log10(x) for x in lrs]
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the run (default 6)")
     parser.add_argument("--seed", type=int, default=0, help="which labels are flipped, and the run's seed")
+    parser.add_argument("--reuse-run", type=Path, default=None, metavar="RUN",
+                        help="a run this benchmark trained before on the same noisy folder: audit it again "
+                             "instead of training (its config must name that folder)")
     return parser
 
 
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     from imgclf.audit import audit
     from imgclf.data.sources import FASHION_CLASSES
     from imgclf.inference import load as load_classifier
+    from imgclf.records import RunDir
 
     images, labels, splits = load(bench.smoke)
     images, labels = images[splits == "train"], labels[splits == "train"]
@@ -90,10 +95,16 @@ def main(argv: list[str] | None = None) -> None:
     folder = bench.work / f"fmnist-train-flipped-{FLIP_FRACTION:g}-seed{args.seed}{'-smoke' if bench.smoke else ''}"
     write_folder(folder, images, noisy, FASHION_CLASSES)
 
-    values = {"seed": args.seed, "time_limit": "none", "schedule": "onecycle", "epochs": args.epochs,
-              **(SMOKE_TRAINING if bench.smoke else {})}
-    trained = bench.train(folder, bench.run_dir(f"audit-run-seed{args.seed}"), recipe="fast-fmnist", values=values)
-    run = trained.run
+    if args.reuse_run is None:
+        values = {"seed": args.seed, "time_limit": "none", "schedule": "onecycle", "epochs": args.epochs,
+                  **(SMOKE_TRAINING if bench.smoke else {})}
+        trained = bench.train(folder, bench.run_dir(f"audit-run-seed{args.seed}"), recipe="fast-fmnist",
+                              values=values)
+        run, train_wall = trained.run, round(trained.wall_seconds, 1)
+    else:
+        run, train_wall = RunDir(args.reuse_run), None
+        if Path(run.read_config().data).resolve() != folder.resolve():
+            raise SystemExit(f"--reuse-run {args.reuse_run} was trained on {run.read_config().data}, not {folder}")
     card = run.read_card()
 
     rows_of = {}
@@ -110,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = rows_of["run"]
     probabilities = load_classifier(run.path).predict_pixels(images[rows][..., None])
-    loss = -np.log(np.maximum(probabilities[np.arange(len(rows)), noisy[rows]], 1e-12))
+    column = np.array([card.classes.index(name) for name in FASHION_CLASSES])  # the run's classes are sorted
+    loss = -np.log(np.maximum(probabilities[np.arange(len(rows)), column[noisy[rows]]], 1e-12))
     results["run_loss_single_model"] = {"auroc": round(auroc(loss, flipped[rows]), 4),
                                         "precision_at_recall_0.5": round(precision_at_recall(loss, flipped[rows]),
                                                                          4)}
@@ -122,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         "run": {"path": str(run.path), "recipe": "fast-fmnist", "schedule": "onecycle",
                 "epochs": card.training.epochs_run, "test_accuracy_vs_given_labels": run.read_metrics().accuracy,
                 "train_seconds": card.training.train_seconds,
-                "train_wall_seconds": round(trained.wall_seconds, 1)},
+                "train_wall_seconds": train_wall, "reused": args.reuse_run is not None},
         "rankings": results,
-        "command": f"python -m benchmarks.trust_audit_run --epochs {args.epochs} --seed {args.seed}"})
+        "command": f"python -m benchmarks.trust_audit_run --epochs {args.epochs} --seed {args.seed}"
+                   + (f" --reuse-run {args.reuse_run}" if args.reuse_run else "")})
     print(f"wrote {path}")
 
 

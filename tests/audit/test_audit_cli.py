@@ -22,6 +22,10 @@ def test_audit_command_writes_its_files_and_inspect_shows_the_counts_until_the_f
     assert (out / "audit.json").is_file() and (out / "audit.html").is_file()
     assert "leakage: 1 val/test images with a copy in another split (1 groups: train-test 1)" in result.output
     assert f"page: {out / 'audit.html'}" in result.output
+    # labels judged on pixels: the summary and the page point to --run, which finds far more of the real errors
+    record = json.loads((out / "audit.json").read_text())
+    assert record["features"]["source"] == "pixels" and record["features"]["folds"] > 0
+    assert "--run RUN" in result.output and "--run RUN</code>" in (out / "audit.html").read_text()
 
     shown = runner.invoke(app, ["inspect", str(data)])
     assert shown.exit_code == 0, shown.output

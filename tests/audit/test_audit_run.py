@@ -19,3 +19,4 @@ def test_audit_with_a_run_uses_its_penultimate_features_and_its_preprocessing(im
     # the run learned the classes, so its features separate them out of fold
     assert record.features.accuracy is not None and record.features.accuracy >= 0.9
     assert json.loads(result.json_path.read_text())["features"]["source"] == "run"
+    assert "--run RUN" not in result.html_path.read_text()  # the hint is for audits on pixels only

@@ -6,6 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 
+# measured by benchmarks/trust_audit_run.py (docs/trust.md): Fashion-MNIST with 2 % of labels flipped
+RUN_HINT = ("labels were judged on pixels: a trained run's features flag far fewer clean images (imgclf audit DATA "
+            "--run RUN; on Fashion-MNIST 677 clean images flagged instead of 3,651)")
+
+
 def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = None) -> list[str]:
     """Plain-text lines (Rich markup only for colour) for an AuditCounts."""
     c = counts
@@ -30,3 +35,5 @@ def render_counts(record: Any, console: Any, heading: str | None = None) -> None
                              f"{record.features.source}")
     for line in count_lines(c, record.leakage, record.features.accuracy):
         console.print(f"  {line}")
+    if record.features.source == "pixels" and record.features.folds:
+        console.print(f"  [dim]{RUN_HINT}[/dim]")

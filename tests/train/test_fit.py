@@ -146,6 +146,19 @@ def test_resume_a_finished_run_with_more_epochs_keeps_its_history(tmp_path, imag
     run = imgclf.fit(None, resume=str(tmp_path / "r"), epochs=3, report=False)
     assert [int(r["epoch"]) for r in read_csv(run.path / "history.csv")] == [1, 2, 3]
 
+    # What the checkpoint cannot continue is refused on one line before anything is written: the run's files stay
+    # as they were, and it resumes afterwards (refused inside Lightning, config.yaml held the new value for good)
+    files = {name: (run.path / name).read_bytes() for name in ("config.yaml", "dataset.json", "history.csv")}
+    for values, words in (({"epochs": 2}, "epochs for --resume"), ({"model": "model_s"}, "model for --resume"),
+                          ({"model_args": {"width": 4}}, "model_args for --resume"),
+                          ({"seed": 5}, "seed for --resume")):
+        with pytest.raises(ImgclfError) as refused:
+            imgclf.fit(None, resume=str(run.path), report=False, **values)
+        assert words in str(refused.value) and "Traceback" not in str(refused.value)
+        assert {name: (run.path / name).read_bytes() for name in files} == files
+    again = imgclf.fit(None, resume=str(run.path), epochs=4, report=False)
+    assert [int(r["epoch"]) for r in read_csv(again.path / "history.csv")] == [1, 2, 3, 4]
+
 
 def test_data_over_the_cache_budget_streams_and_skips_broken_files(tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=12)

@@ -12,15 +12,43 @@ from .resolve import resume_config
 from .run import Run, train_run
 
 
+# What a run's checkpoint and splits were made under, so a resumed run cannot change it: the weights' shapes
+# (model, head, input), which images are train, val and test (data, classes, splits, seed), and the state saved
+# beside the weights (optimiser, schedule, EMA). Changing one is a new run.
+FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size", "color", "val_split", "test_split",
+                   "group_duplicates", "model", "model_args", "head", "pretrained", "weights", "features_only",
+                   "task", "normalize", "seed", "folds", "fold", "optimizer", "schedule", "ema")
+
+
 def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -> Run:
     """Continue the run at `path` from its last checkpoint with its stored config (`values` override it, e.g. more
     epochs); a run without a checkpoint trains again from epoch 1."""
     from ..io import remove_temp_files
 
     cfg = resume_config(path, **values)
+    check_resumable(RunDir(path), cfg, values)
     remove_temp_files(path)  # half-written files of the interrupted process are never picked up
     ckpt = _checked_checkpoints(RunDir(path))
     return train_run(cfg, checkpoint=None if ckpt is None else str(ckpt), resume=True, report=report)
+
+
+def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
+    """Refuse, before anything is written, what the run's checkpoint cannot continue: fewer epochs than it has
+    trained, or another value of a FIXED_ON_RESUME setting. (Refused later, the run's config.yaml would already
+    hold the new value, and every later resume of it would fail.)"""
+    stored = run.read_config().model_dump(mode="json")
+    asked = cfg.model_dump(mode="json")
+    changed = [name for name in FIXED_ON_RESUME if values.get(name) is not None and asked[name] != stored[name]]
+    if changed:
+        name = changed[0]
+        raise invalid(name, asked[name], f"{stored[name]!r} for this run, as it was trained (a resumed run keeps it)",
+                      where=f"--resume {run.path}",
+                      hint=f"Start a new run from its settings instead: imgclf train --config {run.file('config.yaml')} "
+                           f"--{name.replace('_', '-')} ... --out NEW")
+    trained = len(run.read_history())
+    if cfg.epochs < trained:
+        raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",
+                      where=f"--resume {run.path}")
 
 
 def _checked_checkpoints(run: RunDir) -> Path | None:

@@ -130,6 +130,19 @@ def test_bad_requests_name_the_argument(pool, tmp_path):
         build_subset(pool, tmp_path / "s", 8, 3, mode="copy")
 
 
+def test_the_shares_the_error_offers_are_accepted_and_the_default_suits_an_odd_class_count(tmp_path):
+    """With 3 classes 0.5 is no share: the default takes half the classes rounded down, and the values the error
+    message prints (6 digits: 0.333333) are taken as the shares they stand for."""
+    three = make_image_folder(tmp_path / "three", classes=("x", "y", "z"), per_class=12, size=4)
+    assert len(plan_subset(three, 6, 2)["manifest"]["minority"]) == 1
+    with pytest.raises(ImgclfError, match=r"one of \{0.333333, 0.666667\}.*Received: mu=0.5") as refused:
+        plan_subset(three, 6, 2, mu=0.5)
+    for shown in refused.value.args[0].split("{")[1].split("}")[0].split(", "):
+        assert len(plan_subset(three, 6, 2, mu=float(shown))["manifest"]["minority"]) == round(float(shown) * 3)
+    with pytest.raises(ImgclfError, match="mu must be a share"):
+        plan_subset(three, 6, 2, mu=0.34)
+
+
 def test_choose_minority_breaks_ties_by_name():
     assert choose_minority({"x": 5, "b": 5, "a": 9, "c": 1}, 2) == ["b", "c"]
 

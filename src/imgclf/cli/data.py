@@ -68,7 +68,7 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
            out: Path = typer.Option(..., "--out", help="New folder for the subset (links + subset.json)."),
            per_class: int = typer.Option(..., "--per-class", min=1, help="Base set: images per class before imbalancing."),
            rho: float = typer.Option(..., help="Imbalance ratio: majority class size / minority class size."),
-           mu: Optional[float] = typer.Option(None, help="Share of classes that are minority (default 0.5)."),
+           mu: Optional[float] = typer.Option(None, help="Share of classes that are minority (default: half of them, rounded down)."),
            minority: Optional[str] = typer.Option(None, help="Comma-separated minority classes (default: the smallest classes)."),
            seed: int = typer.Option(0, min=0, help="Seed of the per-class draws."),
            mode: str = typer.Option("symlink", help="symlink, hardlink or list (subset.csv only).")) -> None:
@@ -143,7 +143,7 @@ def _study_options() -> list[inspect.Parameter]:
         opt("out", Path, typer.Option(..., "--out", help="Study folder: data/, runs/, study.json, study.html.")),
         opt("per_class", int, typer.Option(..., "--per-class", min=1, help="Base set: images per class (S4: 32).")),
         opt("rhos", str, typer.Option("1,3,7,15", help="Imbalance ratios.")),
-        opt("mu", Optional[float], typer.Option(None, help="Share of minority classes (default 0.5).")),
+        opt("mu", Optional[float], typer.Option(None, help="Share of minority classes (default: half of them, rounded down).")),
         opt("configs", str, typer.Option("none,reg,reg+bn", help="Configurations: none, reg, reg+bn; also weighted, "
                                           "oversample, undersample, focal, and '+' combinations.")),
         opt("seeds", str, typer.Option("0", help="Training seeds; results are mean +- std over them.")),

@@ -37,6 +37,11 @@ def choose_minority(counts: dict[str, int], num_minority: int) -> list[str]:
     return sorted(sorted(counts, key=lambda c: (counts[c], c))[:num_minority])
 
 
+# how far a given share may be from i/k: the error message prints the shares to 6 digits (0.333333 for 1/3), and
+# what it prints must be accepted
+MU_TOLERANCE = 1e-4
+
+
 def _num_minority(classes: Sequence[str], mu: float | None, minority: Sequence[str] | None) -> int:
     k = len(classes)
     if minority:
@@ -46,16 +51,17 @@ def _num_minority(classes: Sequence[str], mu: float | None, minority: Sequence[s
                           note=f"unknown {unknown}; the classes are {list(classes)}")
         if len(set(minority)) != len(minority):
             raise invalid("minority", list(minority), "distinct classes", note="repeats a class")
-        if mu is not None and abs(mu * k - len(minority)) > 1e-6:
+        if mu is not None and abs(mu - len(minority) / k) > MU_TOLERANCE:
             raise invalid("mu", mu, f"the share of minority classes ({len(minority)}/{k} = {len(minority) / k:g}) "
                                     f"when both are given", also={"minority": list(minority)})
         return len(minority)
-    mu = 0.5 if mu is None else mu
-    m = mu * k
+    if mu is None:  # half the classes, rounded down (0.5 itself is no share of an odd number of classes)
+        return max(1, k // 2)
+    m = round(mu * k)
     allowed = ", ".join(f"{i / k:g}" for i in range(1, k))
-    if abs(m - round(m)) > 1e-6 or not 0 < round(m) < k:
+    if abs(mu - m / k) > MU_TOLERANCE or not 0 < m < k:
         raise invalid("mu", mu, f"a share of the {k} classes: one of {{{allowed}}}")
-    return int(round(m))
+    return m
 
 
 def _class_order(paths: list[str], name: str, seed: int) -> list[str]:

@@ -52,7 +52,7 @@ def cell_name(rho: float, config: str, seed: int) -> str:
 
 
 def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
-                        rhos: Sequence[float] = S4_RHOS, mu: float | None = 0.5,
+                        rhos: Sequence[float] = S4_RHOS, mu: float | None = None,
                         configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str | None = None,
                         minority: Sequence[str] | None = None, subset_seed: int = 0,
                         overrides: dict[str, Any] | None = None, run_reports: bool = True,

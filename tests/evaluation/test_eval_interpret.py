@@ -71,6 +71,21 @@ def test_metrics_match_scikit_learn_on_known_predictions():
     assert (m.worst_class.name, m.worst_class.recall) == (CLASSES[worst], pytest.approx(r[worst]))
 
 
+def test_macro_averages_leave_out_a_class_the_split_does_not_hold():
+    """Evaluated on data without one class (evaluate --data with fewer classes), every image right: the absent
+    class has no recall, and counting it as 0 put the macro recall (0.667) below the worst class's (1.0)."""
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(4)[y] * 0.9 + 0.025
+    m = compute_metrics(y, probs, CLASSES)
+    assert m.classes_present == CLASSES[:3] and m.per_class[CLASSES[3]].support == 0
+    assert (m.macro.precision, m.macro.recall, m.macro.f1) == (1.0, 1.0, 1.0)
+    assert m.macro.recall >= m.worst_class.recall
+    # a prediction of the absent class is still an error: it costs accuracy and the recall of the image's class
+    probs[0] = [0.1, 0.1, 0.1, 0.7]
+    m = compute_metrics(y, probs, CLASSES)
+    assert m.accuracy == pytest.approx(5 / 6) and m.macro.recall == pytest.approx((0.5 + 1 + 1) / 3)
+
+
 def test_expected_calibration_error_by_hand():
     # Two bins used: conf 0.9 (2 images, 1 right) and conf 0.6 (2 images, both right).
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])

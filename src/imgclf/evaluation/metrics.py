@@ -8,6 +8,7 @@ from sklearn.metrics import (
     classification_report,
     confusion_matrix,
     log_loss,
+    precision_recall_fscore_support,
     roc_auc_score,
 )
 
@@ -60,12 +61,22 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], s
         return {"precision": float(report[name]["precision"]), "recall": float(report[name]["recall"]),
                 "f1": float(report[name]["f1-score"])}
 
+    def macro_over_present() -> dict[str, float]:
+        # A class with no image in the split has no recall: counted as 0 (sklearn's macro over labels=range(k)),
+        # it pulls the mean below the worst present class's recall. Predictions of it still cost accuracy and the
+        # precision of nothing present, so they are not lost.
+        if not present or len(present) == k:
+            return averages("macro avg")
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro",
+                                                     zero_division=0)
+        return {"precision": float(p), "recall": float(r), "f1": float(f)}
+
     return MetricsRecord(**{
         "split": split,
         "count": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "loss": float(log_loss(y_true, clipped, labels=labels)) if len(y_true) else None,
-        "macro": averages("macro avg"),
+        "macro": macro_over_present(),
         "weighted": averages("weighted avg"),
         "per_class": per_class,
         "worst_class": {"name": worst, "recall": recalls[worst]} if worst else None,

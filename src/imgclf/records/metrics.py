@@ -103,7 +103,8 @@ class MetricsRecord(Record):
     count: int = Field(ge=0)
     accuracy: float
     loss: float | None
-    macro: AverageScores
+    macro: AverageScores = Field(description="Unweighted means over the classes the split holds (classes_present): "
+                                             "a class with no image has no recall to average.")
     weighted: AverageScores
     per_class: dict[str, ClassScores]
     worst_class: WorstClass | None = None

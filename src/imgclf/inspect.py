@@ -23,7 +23,7 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
         return inspect_index(data)
     if plots_dir is not None:
         writable_folder("plots", plots_dir)  # before the scan, which may take minutes
-    scan = scan_folder(data)
+    scan = scan_folder(data, allow_empty=True)  # an empty class folder is reported here, not refused
     counts: dict[str, dict[str, int]] = {}
     sizes: Counter[str] = Counter()
     modes: Counter[str] = Counter()
@@ -59,6 +59,7 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
         "modes": dict(modes.most_common()),
         "imbalance": imbalance_stats(counts[train_split]),
         "skipped": skipped,
+        "empty_class_folders": [folder for _, folder in scan.empty],
     }
     audit = _audit_summary(scan)
     if audit is not None:
@@ -120,6 +121,10 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
     sizes = ", ".join(f"{k} ({v})" for k, v in summary["sizes"].items())
     console.print(f"image sizes: {sizes}{' ...' if summary['distinct_sizes'] > 10 else ''}")
     console.print("colour modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()))
+    for folder in summary["empty_class_folders"]:
+        name = Path(folder).name
+        console.print(f"[yellow]class folder {folder!r} holds no image:[/yellow] training refuses it; add its images, "
+                      f"remove the folder, or leave the class out with --drop-classes {name}")
     if summary["skipped"]:
         console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
         for s in summary["skipped"]:

@@ -100,3 +100,28 @@ def test_train_with_classes_and_per_class_max_from_the_command_line(faces, tmp_p
     assert weights[head].shape[0] == 3, (head, weights[head].shape)  # the last layer's outputs
     predictions = (out / "predictions.csv").read_text()
     assert "disgust" not in predictions and predictions.count("\n") == 1 + 9
+
+
+def test_an_empty_class_folder_is_refused_unless_left_out_and_inspect_lists_it(tmp_path):
+    """A class folder made before its images were: training and the scan refuse it on one line that says how to
+    leave it out; --drop-classes (or --classes) does, in either layout; inspect reports it with a count of 0."""
+    from imgclf.inspect import inspect_folder
+
+    flat = make_image_folder(tmp_path / "flat", classes=("a", "b", "c"), per_class=4, size=8)
+    (flat / "later").mkdir()
+    with pytest.raises(ImgclfError, match=r"class folder 'later' holds no image.*--drop-classes later"):
+        prepare_data(flat, 8, "rgb", val_split=0.25, test_split=0.0)
+    for selection in (Selection(drop_classes=["later"]), Selection(classes=["a", "b"])):
+        kept = prepare_data(flat, 8, "rgb", val_split=0.25, test_split=0.0, selection=selection)
+        assert "later" not in kept.classes and len(kept.classes) >= 2
+    summary = inspect_folder(flat)
+    assert summary["counts"]["all"]["later"] == 0 and summary["empty_class_folders"] == ["later"]
+
+    splits = make_image_folder(tmp_path / "splits", layout="splits", classes=("a", "b", "c"),
+                               per_split={"train": 4, "test": 2}, size=8)
+    for image in (splits / "test" / "c").iterdir():
+        image.unlink()
+    with pytest.raises(ImgclfError, match=r"class folder 'test/c' holds no image"):
+        prepare_data(splits, 8, "rgb", val_split=0.25)
+    kept = prepare_data(splits, 8, "rgb", val_split=0.25, selection=Selection(drop_classes=["c"]))
+    assert kept.classes == ["a", "b"]

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import invalid
 from .cache import decode_all, default_cache_dir
 from .color import resolve_color
-from .folder import FolderScan
+from .folder import FolderScan, require_images
 from .groups import find_groups, group_holdout, leaks_between, separated_groups
 from .merge import scan_folders
 from .prepared import PreparedData, Split
@@ -91,7 +91,8 @@ def prepare_data(
         return prepare_index(data, img_size, color, val_split, test_split, seed, interpolation, cache_dir,
                              cache_budget, workers, model_in_chans, selection, fold, progress)
     selection = selection or Selection(seed=seed)
-    scan = select_classes(scan or scan_folders(data), selection)
+    # empty class folders are refused after the selection, so --drop-classes can leave one out
+    scan = require_images(select_classes(scan or scan_folders(data, allow_empty=True), selection))
     classes = scan.classes
     class_id = {c: i for i, c in enumerate(classes)}
     tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]

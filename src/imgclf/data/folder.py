@@ -23,6 +23,9 @@ class FolderScan:
     files: dict[str, list[tuple[str, str]]]  # split -> [(absolute path, class name)]
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
     roots: list[Path] = field(default_factory=list)  # the folders merged into this scan; empty: just `root`
+    # class folders holding no image: (class, folder relative to root). Refused by `require_images` unless the
+    # class is left out (--classes / --drop-classes); `inspect` lists them with a count of 0.
+    empty: list[tuple[str, str]] = field(default_factory=list)
 
 
 def is_hidden(name: str) -> bool:
@@ -111,30 +114,42 @@ LOOSE_REASON = "not in a class folder, so it has no class: not used (move it int
 OUTSIDE_SPLITS_REASON = "not in train/, val/ or test/: not used (move it into SPLIT/<class>/ to use it)"
 
 
-def _scan_class_tree(root: Path, skipped: list[dict[str, str]]) -> dict[str, list[str]]:
+def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tuple[str, str]],
+                     prefix: str = "") -> dict[str, list[str]]:
     per_class = {d.name: _walk_images(d, skipped) for d in _class_dirs(root)}
     if per_class:  # loose images beside class folders: listed, not silently ignored (no class folder: see scan_folder)
         skipped += [{"path": path, "reason": LOOSE_REASON} for path in _loose_images(root)]
-    for name, paths in per_class.items():
-        if not paths:
-            raise invalid("data", root, f"a folder whose class folders each hold at least one image with an "
-                                        f"extension in {', '.join(IMAGE_EXTENSIONS)}",
-                          note=f"class folder {name!r} holds no image")
+    empty += [(name, prefix + name) for name, paths in per_class.items() if not paths]
     return per_class
 
 
-def scan_folder(root: str | os.PathLike, min_classes: int = 2) -> FolderScan:
+def require_images(scan: FolderScan) -> FolderScan:
+    """The scan, refused when a class it keeps has a class folder with no image in it."""
+    empty = [(name, folder) for name, folder in scan.empty if name in scan.classes]
+    if empty:
+        name, folder = empty[0]
+        raise invalid("data", scan.root, f"a folder whose class folders each hold at least one image with an "
+                                         f"extension in {', '.join(IMAGE_EXTENSIONS)}",
+                      note=f"class folder {folder!r} holds no image",
+                      hint=f"Add its images or remove the folder; training can also leave the class out: --drop-classes {name}")
+    return scan
+
+
+def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool = False) -> FolderScan:
     """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders.
-    min_classes: 1 for one of several folders that are merged (`data.merge`), which may hold a single class."""
+    min_classes: 1 for one of several folders that are merged (`data.merge`), which may hold a single class.
+    allow_empty: keep a class folder with no image as a class with no files (`FolderScan.empty`), for a caller
+    that leaves classes out first or only reports (then `require_images`); otherwise it is refused here."""
     root = Path(root)
     if not root.exists():
         raise bad_path("data", root, "an existing folder", "no such path")
     if not root.is_dir():
         raise bad_path("data", root, "a folder of class folders", "a file")
     skipped: list[dict[str, str]] = []
+    empty: list[tuple[str, str]] = []
     split_dirs = _split_dirs(root)
     if "train" in split_dirs:
-        trees = {split: _scan_class_tree(path, skipped) for split, path in split_dirs.items()}
+        trees = {split: _scan_class_tree(path, skipped, empty, f"{path.name}/") for split, path in split_dirs.items()}
         classes = sorted(trees["train"])
         for split, tree in trees.items():
             if sorted(tree) != classes:
@@ -149,13 +164,14 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2) -> FolderScan:
         if split_dirs:
             raise invalid("data", root, "a folder of class folders, or one that contains train/ (and val/, test/)",
                           note=f"{sorted(split_dirs)} but no train/")
-        tree = _scan_class_tree(root, skipped)
+        tree = _scan_class_tree(root, skipped, empty)
         classes = sorted(tree)
         files = {"all": [(p, c) for c in classes for p in tree[c]]}
         layout = "flat"
     if len(classes) < min_classes:
         raise _too_few_classes(root, split_dirs.get("train"), classes)
-    return FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped)
+    scan = FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped, empty=empty)
+    return scan if allow_empty else require_images(scan)
 
 
 def _plural(n: int, word: str) -> str:

@@ -12,19 +12,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import invalid
-from .folder import SPLIT_NAMES, FolderScan, scan_folder
+from .folder import SPLIT_NAMES, FolderScan, require_images, scan_folder
 
 
-def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> FolderScan:
+def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_empty: bool = False) -> FolderScan:
     """One folder: `scan_folder`. Several: their scans merged, with `root` their common parent (the folder
-    dataset.json's file paths are relative to) and `roots` every folder."""
+    dataset.json's file paths are relative to) and `roots` every folder. allow_empty: as `scan_folder`'s."""
     if isinstance(roots, (str, os.PathLike)):
-        return scan_folder(roots)
+        return scan_folder(roots, allow_empty=allow_empty)
     if len(roots) == 1:
-        return scan_folder(roots[0])
+        return scan_folder(roots[0], allow_empty=allow_empty)
     given = [str(r) for r in roots]
     _distinct(given)
-    scans = [scan_folder(r, min_classes=1) for r in given]
+    scans = [scan_folder(r, min_classes=1, allow_empty=True) for r in given]
+    empty = [(name, os.path.join(str(scan.root), folder)) for scan in scans for name, folder in scan.empty]
     layouts = {scan.layout for scan in scans}
     if len(layouts) > 1:
         raise invalid("data", given, "folders of one layout: all class-per-folder, or all with train/ (val/, test/)",
@@ -39,7 +40,7 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> Fold
              for split in splits}
     if "train" in files:
         for split, items in files.items():
-            missing = sorted(set(classes) - {c for _, c in items})
+            missing = sorted(set(classes) - {c for _, c in items} - {name for name, _ in empty})
             if missing:
                 raise invalid("data", given, "folders whose split folders, merged, have every class of train/",
                               note=f"no {split}/ folder holds {missing}")
@@ -48,8 +49,9 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike]) -> Fold
         common = Path(os.path.commonpath(resolved))
     except ValueError:  # different drives: paths in dataset.json stay absolute
         common = resolved[0]
-    return FolderScan(root=common, layout=scans[0].layout, classes=classes, files=files,
-                      skipped=[s for scan in scans for s in scan.skipped], roots=resolved)
+    scan = FolderScan(root=common, layout=scans[0].layout, classes=classes, files=files,
+                      skipped=[s for scan in scans for s in scan.skipped], roots=resolved, empty=empty)
+    return scan if allow_empty else require_images(scan)
 
 
 def _layout_words(layout: str) -> str:

@@ -254,7 +254,8 @@ class TrainConfig(BaseModel):
                                   "imgclf[track] for tensorboard and mlflow.")
     mlflow_uri: str | None = Field(None, description="MLflow tracking URI for --logger mlflow (default: a SQLite "
                                    "store beside the run, sqlite:///<runs folder>/mlflow.db; no server needed).")
-    recipe: str | None = Field(None, description="Recipe this config came from (informational).")
+    recipe: str | None = Field(None, description="Named recipe whose settings apply under a --config file's and "
+                               "the flags' (imgclf recipes lists them); a run's config.yaml records the one it used.")
 
     @field_validator("data", mode="before")
     @classmethod

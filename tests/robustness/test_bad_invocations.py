@@ -263,6 +263,11 @@ ROWS = [
     row("resume-a-file", lambda w: ["train", "--resume", w.file()], "resume",
         value=lambda w: str(w.tmp / "a-file.txt")),
     row("resume-epochs-0", lambda w: ["train", "--resume", w.run(), "--epochs", "0"], "epochs=0"),
+    # the run trained 5 epochs: fewer, or another model, cannot continue its checkpoint (Lightning refused them
+    # only after config.yaml held the new value)
+    row("resume-fewer-epochs", lambda w: ["train", "--resume", w.run(), "--epochs", "2"], "epochs=2", "at least 5"),
+    row("resume-other-model", lambda w: ["train", "--resume", w.run(), "--model", "fast_resnet"],
+        "model='fast_resnet'", "'simple_cnn'"),
     # --- evaluate -------------------------------------------------------------------------------------------
     row("evaluate-run-is-a-file", lambda w: ["evaluate", w.file()], "run", value=lambda w: str(w.tmp / "a-file.txt")),
     row("evaluate-garbage-model-json", lambda w: ["evaluate", w.run(model_json=GARBAGE)], "model.json",
@@ -294,6 +299,8 @@ ROWS = [
     row("predict-output-inside-a-file", lambda w: ["predict", w.run(), str(w.data), "--output",
                                                    str(Path(w.file()) / "p.csv")], "output",
         value=lambda w: str(w.tmp / "a-file.txt" / "p.csv")),
+    row("predict-folder-without-images", lambda w: ["predict", w.run(), w.folder()], "images", "no image found",
+        value=lambda w: str(w.tmp / "a-folder")),
     row("predict-run-is-a-file", lambda w: ["predict", w.file(), str(w.data)], "run",
         value=lambda w: str(w.tmp / "a-file.txt")),
     row("predict-truncated-weights",

@@ -131,7 +131,7 @@ BAD_REQUESTS = {
                                r"files \(text\)"),
     "missing boundary": (dict(content=b"abc", headers={"content-type": "multipart/form-data"}), 400,
                          r"well-formed multipart/form-data.*could not be parsed.*boundary"),
-    "bad top_k": ("BAD_TOP_K", 400, r"top_k must be a whole number from 1 to 3. Received: top_k='-2'"),
+    "bad top_k": ("BAD_TOP_K", 400, r"top_k must be a whole number >= 1 \(above 3, the number of classes, lists them all\)\. Received: top_k='-2'"),
 }
 
 

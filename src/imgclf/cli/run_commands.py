@@ -16,7 +16,7 @@ from .base import UNKNOWN_HELP, app, multilabel_line, new_console, on_off, shown
 @app.command()
 def evaluate(run: Path = typer.Argument(..., help="Run directory."),
              data: Optional[Path] = typer.Option(None, help="Evaluate on this folder instead of the run's test split."),
-             split: str = typer.Option("test", help="Split of the run's data set: test or val."),
+             split: str = typer.Option("test", help="Split of the run's data set: test, val or train."),
              tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean prediction over "
                                                   "the image plus, only where the run's training made them, its "
                                                   "mirror images (augment hflip, vflip) and two small shifts "
@@ -104,6 +104,11 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         raise invalid("backend", backend, ("torch", "onnx"))
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
     predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
+    if not predictions:  # a mistyped or empty folder must not look like success
+        from ..data.folder import IMAGE_EXTENSIONS
+
+        raise bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "
+                       f"extension in {', '.join(IMAGE_EXTENSIONS)}", "no image found")
     text = format_predictions(predictions, fmt)
     if output:
         from ..io import atomic_write_text

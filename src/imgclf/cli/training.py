@@ -14,6 +14,8 @@ from .base import app, generated_command, multilabel_line, new_console, shown
 
 
 def train_options() -> list[inspect.Parameter]:
+    from rich.markup import escape
+
     from ..config import TrainConfig
 
     params = [inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
@@ -42,7 +44,7 @@ def train_options() -> list[inspect.Parameter]:
         parser = _number_or_none(flag, args[0]) if nullable_number else None
         metavar = f"<{args[0].__name__}|none>" if nullable_number else None
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if ann is bool else [flag]
-        help_text = field.description or ""
+        help_text = escape(field.description or "")  # Rich would read imgclf[track] as markup and drop [track]
         choices = typing.get_args(ann) if typing.get_origin(ann) is typing.Literal else ()
         if choices:
             help_text += f" One of: {', '.join(map(str, choices))}."

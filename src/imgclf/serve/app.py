@@ -238,7 +238,8 @@ def _parse_top_k(raw: str | None, num_classes: int) -> int:
     if raw is None:
         return min(3, num_classes)
     if not raw.strip().isdigit() or int(raw) < 1:
-        raise ApiError(400, invalid_message("top_k", raw[:40], f"a whole number from 1 to {num_classes}"))
+        raise ApiError(400, invalid_message("top_k", raw[:40], f"a whole number >= 1 (above {num_classes}, the "
+                                                               "number of classes, lists them all)"))
     return min(int(raw), num_classes)  # asking for more classes than exist lists them all
 
 

@@ -53,7 +53,8 @@ def defer_options(*groups: typer.Typer) -> None:
 
 # -h on the top group: click's contexts inherit help_option_names, so every command and group takes it
 app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  context_settings=_HELP_FLAGS, help="Train, evaluate, explain and serve image classifiers from a folder of labelled images.")
+                  context_settings=_HELP_FLAGS,
+                  help="Train, evaluate, explain and serve image classifiers from a folder of labelled images.")
 data_app = typer.Typer(cls=_Commands, no_args_is_help=True, help="Built-in data sets.")
 app.add_typer(data_app, name="data")
 study_app = typer.Typer(cls=_Commands, no_args_is_help=True,

@@ -139,7 +139,8 @@ def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
     typer.echo(f"use: imgclf train ... --lr {result.suggestion:.3g}   (or --lr auto to run the finder in train)")
     if result.tenth_of_lowest is not None and result.tenth_of_lowest > result.suggestion:
         typer.echo(f"also worth a run: --lr {result.tenth_of_lowest:.3g}  (a tenth of {result.lowest_loss_lr:.3g}, "
-                   "where the loss was lowest; some models train better there: see the LR finder section of docs/results.md)")
+                   "where the loss was lowest; some models train better there: see the LR finder section of "
+                   "docs/results.md)")
 
 
 def _lr_find_options() -> list[inspect.Parameter]:

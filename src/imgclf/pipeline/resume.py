@@ -43,8 +43,8 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
         name = changed[0]
         raise invalid(name, asked[name], f"{stored[name]!r} for this run, as it was trained (a resumed run keeps it)",
                       where=f"--resume {run.path}",
-                      hint=f"Start a new run from its settings instead: imgclf train --config {run.file('config.yaml')} "
-                           f"--{name.replace('_', '-')} ... --out NEW")
+                      hint=f"Start a new run from its settings instead: imgclf train --config "
+                           f"{run.file('config.yaml')} --{name.replace('_', '-')} ... --out NEW")
     trained = len(run.read_history())
     if cfg.epochs < trained:
         raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",

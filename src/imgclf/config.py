@@ -572,6 +572,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = read_yaml(path) or {}
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        problem = getattr(exc, "problem", None)
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        if problem and mark is not None:  # YAML's own first line ("while parsing a flow sequence") says not where
+            first = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
         raise bad_path("config", path, "a readable YAML file", first[:200]) from None
     if not isinstance(data, dict):
         raise bad_path("config", path, "a YAML file holding a mapping of settings", f"holds a {type(data).__name__}")

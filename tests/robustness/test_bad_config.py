@@ -68,6 +68,17 @@ def test_a_misspelt_setting_in_a_config_file_gets_a_suggestion(image_folder, tmp
     assert "optimizer must be one of {adam, adamw, sgd}. Did you mean: adam, adamw?" in text
 
 
+def test_a_broken_config_file_says_where(tmp_path):
+    """YAML's own first line ("while parsing a flow sequence") names no line; the error does."""
+    from imgclf.config import load_config_file
+    from imgclf.errors import ImgclfError
+
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 3\nmodel_args: [width: 4\nlr: 0.1\n")
+    with pytest.raises(ImgclfError, match=r"config must be a readable YAML file.*at line 3, column 3\)"):
+        load_config_file(config)
+
+
 def test_every_bad_setting_is_one_line_in_the_helpers_shape():
     from imgclf.config import ConfigError, TrainConfig, make_config
 

@@ -182,7 +182,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Decoupled weight decay (AdamW/SGD style).")
     l2: dict[str, float] | None = Field(
         None, description="Keras-style L2 penalties added to the loss, e.g. {conv: 1e-5, dense: 1e-4}; "
-        "None keeps the model's own (reference models declare theirs)."
+        "left out, or none, keeps the model's own (reference models declare theirs)."
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     loss: Loss = Field("ce", description="ce (cross-entropy; per-label binary cross-entropy on multi-label data), "

@@ -239,6 +239,13 @@ def test_cli_evaluate_prints_multilabel_scores_not_confusions(ml_run):
     assert result.exit_code == 0, result.output
     assert "mAP" in result.output and "Hamming loss" in result.output
     assert "most confused" not in result.output
+    # on another index file too, as docs/multilabel.md shows: it wrote its files, then failed (exit 2) looking
+    # for class folders in the index file
+    more = run.path.parent / "more-cli.csv"
+    more.write_text("images/m001.png,circle\nimages/m002.png,\n")
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(more)])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
 
 
 def test_compare_shows_map_for_multilabel_runs_only(ml_run, tmp_path):

@@ -43,7 +43,12 @@ def left_out_as_in_training(run: RunDir, folder_classes: list[str]) -> list[str]
 
 
 def classes_left_out(run_dir: str | os.PathLike, data: str | os.PathLike) -> list[str]:
-    """`left_out_as_in_training` for a run directory and a folder, for the CLI to say what it left out."""
+    """`left_out_as_in_training` for a run directory and a folder, for the CLI to say what it left out; none for a
+    multi-label index file, which has no class folders to leave out."""
+    from ..data.multilabel import is_label_index
+
+    if is_label_index(data):
+        return []
     return left_out_as_in_training(RunDir(run_dir), scan_folder(data).classes)
 
 

@@ -21,6 +21,9 @@ from .errors import ImgclfError, bad_path, invalid
 STATUSES = ("completed", "pruned", "interrupted", "failed")
 # Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
 RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
+# MLflow's artefact stores: `--logger mlflow` copies each run's files (config.yaml, model.json) into mlartifacts/
+# beside the runs (mlruns/ for a file store), and those copies are not runs of their own
+TRACKER_STORES = frozenset({"mlartifacts", "mlruns"})
 
 
 @dataclass
@@ -51,7 +54,8 @@ _DESCENDING = frozenset({"val_accuracy", "test_accuracy", "macro_f1"})
 
 
 def find_run_dirs(folder: Path) -> list[Path]:
-    """Every run directory at or below `folder` (not inside another run), hidden folders skipped, sorted."""
+    """Every run directory at or below `folder` (not inside another run), hidden folders and MLflow's artefact
+    stores skipped, sorted."""
     found = []
     stack = [folder]
     while stack:
@@ -65,7 +69,7 @@ def find_run_dirs(folder: Path) -> list[Path]:
             continue
         for entry in entries:
             try:
-                if entry.is_dir() and not entry.name.startswith("."):
+                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in TRACKER_STORES:
                     stack.append(Path(entry.path))
             except OSError:
                 continue

@@ -4,6 +4,7 @@ file, TensorBoard's EventAccumulator, mlflow.search_runs on the SQLite store and
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,10 @@ def test_mlflow_sqlite_store_has_params_metrics_and_artifacts(tracked_run):
     plots = {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
     assert any(p.endswith(".png") for p in plots)
     assert (runs / "mlartifacts").is_dir()  # beside the store, not in the working folder
+    # its copies of config.yaml and model.json are no run of their own: `imgclf runs` listed every run twice
+    from imgclf.runs import list_runs
+
+    assert [Path(r.path).name for r in list_runs(runs)] == ["r1"]
 
 
 def test_no_logger_writes_no_logs(data, tmp_path):

@@ -56,6 +56,15 @@ def test_jsonl_bad_line_is_named(tmp_path):
         read_label_index(index)
 
 
+def test_a_json_label_holding_the_separator_is_refused(tmp_path):
+    """Label sets are written back ';'-joined (predictions.csv): 'sm;all' was taken, then training crashed in the
+    report (KeyError 'sm') and predictions.csv could not be read back."""
+    index = _write(tmp_path, '{"path": "a.png", "labels": ["cat"]}\n{"path": "b.png", "labels": ["dog", "sm;all"]}\n',
+                   "index.jsonl")
+    with pytest.raises(ImgclfError, match=r"contain no ';'.*index.jsonl:2' \(label 'sm;all'\)"):
+        read_label_index(index)
+
+
 def test_an_image_without_labels_is_a_negative_not_an_error(tmp_path):
     index = _write(tmp_path, "a.png,cat;dog\nb.png,\n")
     got = read_label_index(index)

@@ -52,6 +52,10 @@ def _split_labels(cell: object, index: Path, line: int) -> list[str]:
     if isinstance(cell, list):
         if not all(isinstance(v, str) for v in cell):
             raise _row_error(index, line, "a row whose labels are strings", note=f"labels {cell!r}")
+        joined = [v for v in cell if LABEL_SEPARATOR in v]
+        if joined:  # label sets are written back ';'-joined (predictions.csv, predict --format csv)
+            raise _row_error(index, line, f"a row whose labels contain no {LABEL_SEPARATOR!r}",
+                             note=f"label {joined[0]!r}")
         raw = cell
     elif isinstance(cell, str):
         raw = cell.split(LABEL_SEPARATOR)

@@ -31,6 +31,8 @@ MONITORS = ("val_loss", "val_acc")
 # are layered (a flag left out never hides a recipe's value), so this is how a command lifts a recipe's time limit,
 # early stopping or EMA. A folder literally named none is ./none.
 NONE_WORDS = ("none", "off")
+# the tracking-store schemes MLflow opens (mlflow.store.tracking: file, database dialects, REST, Databricks)
+MLFLOW_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 
 
 def is_none_word(value: Any) -> bool:
@@ -301,6 +303,19 @@ class TrainConfig(BaseModel):
             if name not in get_args(Tracker):
                 raise invalid("logger", name, get_args(Tracker))
         return list(dict.fromkeys(names))
+
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _tracking_uri(cls, value: str | None) -> str | None:
+        """A store MLflow can open: a local path, or a URI of a scheme it has a store for. Anything else failed
+        deep inside MLflow once the run folder was written (UnsupportedModelRegistryStoreURIException)."""
+        if value is None or "://" not in value and not value.startswith(("file:", "sqlite:", "databricks")):
+            return value
+        scheme = value.split(":", 1)[0].split("+", 1)[0].lower()  # postgresql+psycopg2://
+        if scheme not in MLFLOW_SCHEMES:
+            raise invalid("mlflow_uri", value, f"a local path or a URI of scheme {', '.join(MLFLOW_SCHEMES)}",
+                          note=f"unknown scheme {scheme!r}")
+        return value
 
     @field_validator("classes", "drop_classes", mode="before")
     @classmethod

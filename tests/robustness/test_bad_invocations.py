@@ -132,6 +132,9 @@ ROWS = [
     row("imgclf-missing-option", lambda w: ["subset", str(w.data), "--rho", "2"], "--out"),
     # --- train: numbers -------------------------------------------------------------------------------------
     row("train-devices-0", lambda w: w.train("--devices", "0"), "devices='0'"),
+    # MLflow failed on it deep inside its registry (an internal error), with the run folder already written
+    row("train-mlflow-uri-unknown-scheme", lambda w: w.train("--logger", "mlflow", "--mlflow-uri", "bogus://x"),
+        "mlflow_uri='bogus://x'", "sqlite"),
     row("train-devices-negative", lambda w: w.train("--devices", "-1"), "devices='-1'"),
     row("train-devices-text", lambda w: w.train("--devices", "abc"), "devices='abc'"),
     row("train-model-args-width-negative", lambda w: w.train("--model-args", "width=-4"), "model_args.width=-4"),

@@ -77,7 +77,9 @@ class FreezeSchedule(L.Callback):
 
     def __init__(self, backbone: nn.Module, freeze_epochs: int, unfreeze: str = "all", strategy: str = "auto",
                  freeze_bn: bool = False):
-        parse_unfreeze(unfreeze)
+        # last:K checked against this backbone's blocks now, before any epoch: at the unfreeze epoch it cost the
+        # whole frozen phase and left an interrupted run behind
+        trainable_names(backbone, frozen=False, unfreeze=unfreeze)
         if str(strategy).startswith("ddp") and "find_unused_parameters_true" not in str(strategy):
             # DDP registers the trainable parameters once; frozen ones never get a gradient and stall it.
             raise invalid("strategy", strategy, "ddp_find_unused_parameters_true when part of the backbone is "

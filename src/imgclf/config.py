@@ -31,6 +31,9 @@ MONITORS = ("val_loss", "val_acc")
 # are layered (a flag left out never hides a recipe's value), so this is how a command lifts a recipe's time limit,
 # early stopping or EMA. A folder literally named none is ./none.
 NONE_WORDS = ("none", "off")
+# Settings that change how a run is carried out, never what it learns: a re-run differing only in them is the
+# same experiment (finished folds and study cells are kept)
+RUNTIME_ONLY = frozenset({"progress", "num_workers", "cache_dir", "cache_budget"})
 # the tracking-store schemes MLflow opens (mlflow.store.tracking: file, database dialects, REST, Databricks)
 MLFLOW_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 

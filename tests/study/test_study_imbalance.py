@@ -145,6 +145,17 @@ def test_a_study_folder_refuses_other_settings(study_dir, pool):
     with pytest.raises(ImgclfError, match=r"out must be a new folder.*holds a study with other settings"):
         run_imbalance_study(pool, study_dir, per_class=6, rhos=[1, 3], configs=["none"], model="simple_cnn",
                             overrides={**TINY, "progress": False})
+    with pytest.raises(ImgclfError, match=r"holds a study with other settings: \{'overrides'.*'epochs': 3"):
+        run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none"], model="simple_cnn",
+                            overrides={**TINY, "epochs": 3, "progress": False})
+
+
+def test_a_rerun_differing_only_in_how_it_runs_continues_the_study(study_dir, pool):
+    """--progress, --num-workers, --cache-dir change nothing a cell learns: the study was refused for them."""
+    log = []
+    run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none"], seeds=[0], model="simple_cnn",
+                        overrides={**TINY, "progress": True, "num_workers": 1}, run_reports=False, log=log.append)
+    assert all(line.endswith("skipped (finished)") for line in log) and len(log) == 2
 
 
 def test_configurations_map_to_settings():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from ..config import TrainConfig
+from ..config import RUNTIME_ONLY, TrainConfig
 from ..errors import bad_path
 from ..io import next_free_dir, writable_folder, write_json
 from ..records import FoldMetric, FoldsRecord, RunDir
@@ -23,8 +23,7 @@ from ..stats import mean_std
 FOLDS_FILE = "folds.json"
 # Settings that do not change what a fold trains: a re-run with other values still reuses finished folds. img_size,
 # color and task are stored as resolved from the data ("auto" becomes "single"), so they are not compared either.
-_NOT_COMPARED = frozenset({"out", "fold", "progress", "num_workers", "cache_dir", "cache_budget", "img_size",
-                           "color", "task", "schema_version"})
+_NOT_COMPARED = RUNTIME_ONLY | {"out", "fold", "img_size", "color", "task", "schema_version"}
 METRICS: tuple[str, ...] = get_args(FoldMetric)
 
 

@@ -51,6 +51,15 @@ def cell_name(rho: float, config: str, seed: int) -> str:
     return f"rho{rho_label(rho)}-{config}-seed{seed}"
 
 
+def _compared(request: dict[str, Any]) -> dict[str, Any]:
+    """A study's request less the overrides that cannot change its results (--no-progress, --num-workers, ...):
+    a re-run that differs only in them continues the study."""
+    from ..config import RUNTIME_ONLY
+
+    overrides = {k: v for k, v in (request.get("overrides") or {}).items() if k not in RUNTIME_ONLY}
+    return {**request, "overrides": overrides}
+
+
 def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
                         rhos: Sequence[float] = S4_RHOS, mu: float | None = None,
                         configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str | None = None,
@@ -109,8 +118,9 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     previous = read_study(out)
     # A study.json from before protocols existed ran the standard one (the record's default).
     before = previous.request.model_dump(mode="json") if previous else {}
-    if previous is not None and before != request:
-        changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request if before.get(k) != request[k]}
+    if previous is not None and _compared(before) != _compared(request):
+        changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request
+                   if _compared(before).get(k) != _compared(request)[k]}
         raise invalid("out", out, "a new folder, or one holding a study with the same settings",
                       note=f"holds a study with other settings: {changed}",
                       hint="Use a new --out (a study can only be extended with more rhos, configs or seeds)")

@@ -51,6 +51,10 @@ def test_step_counts_generalise_to_other_mu():
 def test_subset_counts_mu_rho_and_total(pool, tmp_path, rho):
     m = build_subset(pool, tmp_path / "s", per_class=32, rho=rho)
     counts = _counts(tmp_path / "s")
+    # made as any folder is (the umask's mode), not mkdtemp's 0700 that others cannot read
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "s").stat().st_mode & 0o777 == 0o777 & ~umask
     assert dict(counts) == m["counts"]
     assert sum(counts.values()) == 320 == m["total"] == m["target_total"] and m["exact"]
     assert m["minority"] == list(TEN[:5]), "the smallest classes are minority, as in S4"

@@ -146,6 +146,9 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
         out.rmdir()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would stay on the subset after the rename: others could not read it
     try:
         rows = _write(plan, tmp, mode)
         write_csv(tmp / FILE_LIST, ["split", "class", "path", "link"], rows)

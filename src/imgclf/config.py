@@ -365,6 +365,13 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _store_for_a_tracker(self) -> "TrainConfig":
+        if self.mlflow_uri is not None and "mlflow" not in self.logger:  # it was ignored without a word
+            raise invalid("mlflow_uri", self.mlflow_uri, "given with --logger mlflow, whose store it names",
+                          also={"logger": ",".join(self.logger) or "none"})
+        return self
+
+    @model_validator(mode="after")
     def _keep_or_drop(self) -> "TrainConfig":
         if self.classes and self.drop_classes:
             raise invalid("drop_classes", self.drop_classes, "unset when classes is set: classes already names "

@@ -135,6 +135,8 @@ ROWS = [
     # MLflow failed on it deep inside its registry (an internal error), with the run folder already written
     row("train-mlflow-uri-unknown-scheme", lambda w: w.train("--logger", "mlflow", "--mlflow-uri", "bogus://x"),
         "mlflow_uri='bogus://x'", "sqlite"),
+    row("train-mlflow-uri-without-mlflow", lambda w: w.train("--mlflow-uri", "sqlite:///x.db"),
+        "mlflow_uri='sqlite:///x.db'", "--logger mlflow"),
     row("train-devices-negative", lambda w: w.train("--devices", "-1"), "devices='-1'"),
     row("train-devices-text", lambda w: w.train("--devices", "abc"), "devices='abc'"),
     row("train-model-args-width-negative", lambda w: w.train("--model-args", "width=-4"), "model_args.width=-4"),

@@ -77,6 +77,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     from ..config import make_config, parse_mapping
     from ..data.subset import build_subset, plan_subset
     from ..pipeline import fit
+    from ..train.fit import TrainingInterrupted
 
     log = log or (lambda message: None)
     out = Path(out)
@@ -140,8 +141,16 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         train, model_args = settings[config]
         if protocol == "s4":
             train = {**train, **S4_SPLIT}
-        status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}", model,
-                           seed, train, model_args, overrides)
+        try:
+            status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}",
+                               model, seed, train, model_args, overrides)
+        except TrainingInterrupted as exc:
+            # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
+            # resumes it and goes on with the rest
+            message = str(exc).split(" Continue with:")[0]
+            raise TrainingInterrupted(f"{message} (study cell {run_dir.name}). Continue the study by running the same "
+                                      "imgclf study imbalance command again: finished cells are kept, this one "
+                                      "resumes") from None
         log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
     seconds = time.perf_counter() - started
 

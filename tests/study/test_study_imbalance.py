@@ -338,20 +338,21 @@ def test_the_api_applies_a_recipe_as_the_cli_does(pool, tmp_path, monkeypatch):
     assert (cell["epochs"], cell["img_size"]) == (2, 37)  # the overrides win over the recipe
 
 
-def test_an_interrupted_cell_says_to_run_the_study_again(pool, tmp_path, monkeypatch):
+@pytest.mark.parametrize("saved_epochs", [0, 1])
+def test_an_interrupted_cell_says_to_run_the_study_again(pool, tmp_path, monkeypatch, saved_epochs):
     """The cell's own hint (imgclf train --resume CELL) finishes that cell only; the study command resumes it and
-    trains the cells after it."""
+    trains the cells after it. Both shapes of the run's message (before or after an epoch was saved) lose it."""
     import imgclf.pipeline
-    from imgclf.train.fit import TrainingInterrupted
+    from imgclf.train.fit import TrainingInterrupted, interrupt_message, interrupt_state
 
     def interrupted(*args, **kwargs):
-        raise TrainingInterrupted("training interrupted (KeyboardInterrupt) after 1 completed epoch; epoch 1 is "
-                                  "saved in checkpoints/last.ckpt. Continue with: imgclf train --resume RUN")
+        state = interrupt_state("KeyboardInterrupt", saved_epochs, saved_epochs)
+        raise TrainingInterrupted(interrupt_message(state, saved_epochs, tmp_path / "cell"), state=state)
 
     monkeypatch.setattr(imgclf.pipeline, "fit", interrupted)
     with pytest.raises(TrainingInterrupted) as stopped:
         run_imbalance_study(pool, tmp_path / "st", per_class=8, rhos=[1], configs=["none"], model="simple_cnn",
                             overrides=TINY, run_reports=False)
     message = str(stopped.value)
-    assert "after 1 completed epoch" in message and "study cell rho1-none-seed0" in message
+    assert f"after {saved_epochs} completed epoch" in message and "study cell rho1-none-seed0" in message
     assert "imgclf study imbalance command again" in message and "imgclf train --resume" not in message

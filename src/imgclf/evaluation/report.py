@@ -261,7 +261,7 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
             f"{lr_find.suggestion:.3g}: the steepest fall of the loss before its lowest point (--lr auto)."
             + ("" if lr_find.lowest_loss_lr is None else
                f" The loss was lowest at {lr_find.lowest_loss_lr:.3g}; a tenth of that, "
-               f"{lr_find.lowest_loss_lr / 10:.3g}, is the other usual pick (Smith's rule).")),
+               f"{lr_find.tenth_of_lowest:.3g}, is the other usual pick (Smith's rule).")),
             **embed_png(run.file(lr_find.curve))}
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it

@@ -15,6 +15,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..errors import Described, bad_path, invalid
 from ..records import LRFindInfo
+from ..records.card import tenth_of
 
 JSON_FILE, PNG_FILE = "lr_find.json", "lr_find.png"
 DEFAULTS = {"start_lr": 1e-7, "end_lr": 1.0, "steps": 100}
@@ -34,9 +35,7 @@ class LRFindResult:
 
     @property
     def tenth_of_lowest(self) -> float | None:
-        """A tenth of the rate at the lowest loss: Smith's rule for the largest rate to train at (fastai's
-        `minimum` suggestion), the usual other pick."""
-        return None if self.lowest_loss_lr is None else self.lowest_loss_lr / 10
+        return tenth_of(self.lowest_loss_lr)
 
     def __repr__(self) -> str:
         return f"LRFindResult({str(self.path)!r}, suggestion={self.suggestion:.3g})"

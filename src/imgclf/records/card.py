@@ -65,6 +65,12 @@ class CalibrationInfo(BaseModel):
     skipped: str = Field("", description="Why no temperature was fitted (it stays 1), if none was.")
 
 
+def tenth_of(lowest_loss_lr: float | None) -> float | None:
+    """A tenth of the rate at an LR sweep's lowest loss: Smith's rule for the largest rate to train at (fastai's
+    `minimum` suggestion), the usual other pick beside the steepest fall."""
+    return None if lowest_loss_lr is None else lowest_loss_lr / 10
+
+
 class LRFindInfo(BaseModel):
     """The card's `lr_find`, for runs trained with --lr auto: Lightning's LR range test and what it suggested."""
 
@@ -78,6 +84,10 @@ class LRFindInfo(BaseModel):
     steps: int = Field(ge=1, description="Training steps swept (fewer than asked when the loss diverged).")
     curve: str = Field("lr_find.png", description="The loss-vs-learning-rate figure, in the run directory.")
     data: str = Field("lr_find.json", description="The sweep's learning rates and losses, in the run directory.")
+
+    @property
+    def tenth_of_lowest(self) -> float | None:
+        return tenth_of(self.lowest_loss_lr)
 
 
 class SizingCandidate(BaseModel):

@@ -119,9 +119,9 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     previous = read_study(out)
     # A study.json from before protocols existed ran the standard one (the record's default).
     before = previous.request.model_dump(mode="json") if previous else {}
-    if previous is not None and _compared(before) != _compared(request):
-        changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request
-                   if _compared(before).get(k) != _compared(request)[k]}
+    was, now = _compared(before), _compared(request)
+    if previous is not None and was != now:
+        changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request if was.get(k) != now[k]}
         raise invalid("out", out, "a new folder, or one holding a study with the same settings",
                       note=f"holds a study with other settings: {changed}",
                       hint="Use a new --out (a study can only be extended with more rhos, configs or seeds)")
@@ -147,10 +147,9 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         except TrainingInterrupted as exc:
             # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
             # resumes it and goes on with the rest
-            message = str(exc).split(" Continue with:")[0]
-            raise TrainingInterrupted(f"{message} (study cell {run_dir.name}). Continue the study by running the same "
-                                      "imgclf study imbalance command again: finished cells are kept, this one "
-                                      "resumes") from None
+            raise TrainingInterrupted(f"{exc.state} (study cell {run_dir.name}). Continue the study by running the "
+                                      "same imgclf study imbalance command again: finished cells are kept, this one "
+                                      "resumes", state=exc.state) from None
         log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
     seconds = time.perf_counter() - started
 

@@ -30,7 +30,11 @@ from .module import ImageClassifierModule, NonFiniteLossError
 
 
 class TrainingInterrupted(ImgclfError):
-    pass
+    """`state`: what the interrupted run has kept, without the hint on how to continue it (a study gives its own)."""
+
+    def __init__(self, message: str, state: str | None = None):
+        super().__init__(message)
+        self.state = state if state is not None else message
 
 
 @dataclass
@@ -309,24 +313,30 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
         except NonFiniteLossError as exc:
             return str(exc)
         except (KeyboardInterrupt, SystemExit) as exc:
-            raise TrainingInterrupted(interrupt_message(type(exc).__name__, trainer.current_epoch,
-                                                        last.saved_epochs, run_dir, last.saved_steps)) from None
+            kept = interrupt_state(type(exc).__name__, trainer.current_epoch, last.saved_epochs, last.saved_steps)
+            raise TrainingInterrupted(interrupt_message(kept, last.saved_epochs, run_dir, last.saved_steps),
+                                      state=kept) from None
     return "completed"
 
 
-def interrupt_message(signal_name: str, completed: int, saved_epochs: int, run_dir: Path, saved_steps: int = 0) -> str:
+def interrupt_state(signal_name: str, completed: int, saved_epochs: int, saved_steps: int = 0) -> str:
     """What an interrupted run has kept, said only as far as it is true."""
     done = f"after {completed} completed epoch{'s' if completed != 1 else ''}"
     if saved_steps:
         kept = f"epochs 1-{saved_epochs} and " if saved_epochs > 1 else "epoch 1 and " if saved_epochs else ""
         return (f"training interrupted ({signal_name}) {done}; {kept}{saved_steps} steps of epoch {saved_epochs + 1} "
-                f"are saved in checkpoints/last.ckpt. Continue with: imgclf train --resume {run_dir}")
+                f"are saved in checkpoints/last.ckpt")
     if saved_epochs == 0:
-        return (f"training interrupted ({signal_name}) {done}, before any epoch was saved; "
-                f"imgclf train --resume {run_dir} starts it again from epoch 1")
+        return f"training interrupted ({signal_name}) {done}, before any epoch was saved"
     kept = "epoch 1 is" if saved_epochs == 1 else f"epochs 1-{saved_epochs} are"
-    return (f"training interrupted ({signal_name}) {done}; {kept} saved in checkpoints/last.ckpt. "
-            f"Continue with: imgclf train --resume {run_dir}")
+    return f"training interrupted ({signal_name}) {done}; {kept} saved in checkpoints/last.ckpt"
+
+
+def interrupt_message(state: str, saved_epochs: int, run_dir: Path, saved_steps: int = 0) -> str:
+    """`interrupt_state` and how to continue the run."""
+    if saved_epochs == 0 and not saved_steps:
+        return f"{state}; imgclf train --resume {run_dir} starts it again from epoch 1"
+    return f"{state}. Continue with: imgclf train --resume {run_dir}"
 
 
 def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:

@@ -195,3 +195,22 @@ def test_without_out_each_command_takes_the_next_free_numbered_folder(tmp_path, 
                      model_args={"width": 4}, report=False)
     assert run.path == tmp_path / "runs" / "simple_cnn-2"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["simple_cnn-1", "simple_cnn-2", "simple_cnn-3"]
+
+
+def test_a_split_without_a_class_is_warned(tmp_path, capsys):
+    """A class of 2 images split three ways leaves one split without it: training says which split lacks which
+    class (stderr, even without progress) instead of leaving its scores to be read as covering every class."""
+    root = make_image_folder(tmp_path / "d", per_class=12)
+    for extra in sorted((root / "fox").iterdir())[2:]:
+        extra.unlink()
+    run = imgclf.fit(data=str(root), img_size=16, epochs=1, batch_size=16, progress=False, model="simple_cnn",
+                     model_args={"width": 4}, out=str(tmp_path / "r"), report=False)
+    from imgclf.records import RunDir
+
+    counts = RunDir(run.path).read_dataset().counts
+    lacking = [s for s in ("val", "test") if counts[s]["fox"] == 0]
+    err = " ".join(capsys.readouterr().err.split())
+    assert lacking, counts  # the premise: 2 images cannot reach train, val and test
+    for split in lacking:
+        assert f"the {split} split holds no image of 1 class ('fox')" in err
+    assert err.count("holds no image of") == len(lacking)  # and nothing said of the splits that hold it

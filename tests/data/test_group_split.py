@@ -165,7 +165,7 @@ def test_a_leak_between_given_splits_is_warned_with_counts_and_recorded(tmp_path
 def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp_path, capsys):
     """Every image of a class a copy of one picture: no group can be held out whole, so that class is drawn
     image by image (an empty validation class would stop the run) and the record and warning say so."""
-    from imgclf.pipeline.run import _warn_leaks
+    from imgclf.pipeline.run import _warn_about_splits
 
     _flat(tmp_path / "d", per_class=10, plant=False)
     for k in range(1, 10):
@@ -174,7 +174,7 @@ def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp
     cats = {name: int((split.labels == 0).sum()) for name, split in data.splits.items()}
     assert cats["val"] >= 1 and cats["test"] >= 1
     assert data.grouping.separated == 1
-    _warn_leaks(data, "d")
+    _warn_about_splits(data, "d")
     assert "1 near-duplicate group divided between train/, val/, test/" in capsys.readouterr().err
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -37,3 +38,47 @@ def test_evaluating_a_folder_leaves_out_the_classes_training_dropped(image_folde
     written = [m for m in (run.path / "evaluations").glob("*/metrics.json")]
     metrics = RunDir(written[0].parent).read_metrics()
     assert len(written) == 1 and metrics.count == len(kept) and "fox" not in metrics.per_class
+
+
+def test_evaluating_images_the_run_learnt_from_says_so(tiny_run, image_folder, tmp_path):
+    """`evaluate --data` on the training folder itself, or on a folder holding copies of training files, records
+    which images the run trained or selected on (metrics.json `seen`) and warns: those scores are not held-out.
+    Its own test split is not flagged; its val split is, whole."""
+    from PIL import Image
+
+    from imgclf.records import RunDir
+
+    run = RunDir(shutil.copytree(tiny_run, tmp_path / "run"))
+    dataset = run.read_dataset()
+    train, val, test = (dataset.split_paths(s)[0] for s in ("train", "val", "test"))
+
+    def evaluate(*args: str):
+        result = CliRunner().invoke(app, ["evaluate", str(run.path), *args], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return result, " ".join(result.output.split())
+
+    result, said = evaluate("--data", str(image_folder))  # the very folder it was split from
+    seen = [RunDir(m.parent).read_metrics() for m in (run.path / "evaluations").glob("*/metrics.json")][0].seen
+    assert seen.by_split == {"train": len(train), "val": len(val)} and seen.exact_copies == 0
+    assert f"{len(train) + len(val)} of the {len(train) + len(val) + len(test)} evaluated images" in said
+    assert "not held-out scores" in said
+
+    other = tmp_path / "other"  # copies under other names, beside an image the run never saw
+    for n, path in enumerate([train[0], train[1], val[0], test[0]]):
+        cls = Path(path).parent.name
+        (other / cls).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, other / cls / f"copy-{n}.png")
+    (other / "dog").mkdir(exist_ok=True)
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(other / "dog" / "new.png")
+    evaluate("--data", str(other))
+    written = RunDir(run.path / "evaluations" / next(p.name for p in (run.path / "evaluations").iterdir()
+                                                      if p.name.startswith("other-")))
+    seen = written.read_metrics().seen
+    assert seen.by_split == {"train": 2, "val": 1} and seen.exact_copies == 3 and seen.images == 3
+    assert all(Path(p).name.startswith("copy-") for p in seen.examples)
+
+    result, said = evaluate("--split", "val")
+    assert RunDir(run.path / "evaluations" / "val").read_metrics().seen.by_split == {"val": len(val)}
+    assert "not held-out scores" in said
+    result, said = evaluate()
+    assert run.read_metrics().seen is None and "not held-out" not in said

@@ -4,6 +4,7 @@ predictions, report; and the pieces (loss, thresholds, metrics) checked on their
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,17 @@ def test_evaluate_on_an_index_file_refuses_unknown_labels(ml_run, tmp_path):
     good.write_text("images/m001.png,circle\nimages/m002.png,\n")
     metrics = evaluate_run(run.path, data=good, progress=False)
     assert metrics.count == 2 and metrics.task == "multilabel"
+    # an index naming one of the run's training images beside one it never saw: the first is not held out
+    from PIL import Image
+
+    from imgclf.records import RunDir
+
+    trained = RunDir(run.path).read_dataset().split_paths("train")[0][0]
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "fresh.png")
+    mixed = root / "mixed.csv"
+    mixed.write_text(f"{trained},circle\nfresh.png,\n")
+    seen = evaluate_run(run.path, data=mixed, progress=False).seen
+    assert seen.by_split == {"train": 1} and seen.examples == [trained]
 
 
 def test_bce_weights_positives_and_asl_is_scaled_per_image():

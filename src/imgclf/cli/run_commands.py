@@ -31,6 +31,10 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     metrics = evaluate_run(run, data=data, split=split, tta=tta)
     _print_metrics(metrics)
     _print_most_confused(metrics)
+    if metrics.seen is not None:
+        from ..evaluation.seen import seen_warning
+
+        typer.secho(f"warning {seen_warning(metrics.seen, metrics.count)}", fg="yellow", err=True)
     if data is not None:
         from ..evaluation.run_eval import classes_left_out
 

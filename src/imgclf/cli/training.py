@@ -213,7 +213,7 @@ def _print_run_summary(run: Any) -> None:
         return  # worker processes of a data-parallel run stay quiet; rank 0 reports
     m = run.metrics
     console = new_console()
-    console.print(f"[bold]run[/bold] {shown(run.path)}  ({run.epochs_run} epochs, {run.train_seconds:.1f} s, {run.stopped_reason})")
+    console.print(f"[bold]run[/bold] {shown(run.path)}  ({run.epochs_run} epoch{'s' if run.epochs_run != 1 else ''}, {run.train_seconds:.1f} s, {run.stopped_reason})")
     if m and m.multilabel is not None:
         console.print(f"[bold]{m.split}[/bold] {multilabel_line(m)}")
     elif m:

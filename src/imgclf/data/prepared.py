@@ -71,6 +71,12 @@ class PreparedData:
             out[name] = {cls: int(c.get(i, 0)) for i, cls in enumerate(self.classes)}
         return out
 
+    def missing_classes(self) -> dict[str, list[str]]:
+        """Split (other than train) -> the classes it holds no image of: their recall is not measured there, and
+        for val no threshold or epoch is chosen with them in view."""
+        return {name: [c for c, n in by_class.items() if n == 0]
+                for name, by_class in self.counts().items() if name != "train" and 0 in by_class.values()}
+
     def describe(self) -> dict[str, object]:
         """The content of dataset.json."""
         counts = self.counts()

@@ -21,6 +21,7 @@ from ..inference import Classifier
 from ..multilabel import decide, threshold_vector
 from ..progress import StepProgress
 from ..records import MetricsRecord, PredictionRow, RunDir, SkippedFile
+from .seen import seen_by_run
 
 
 def binary_calibration_error(targets: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
@@ -149,6 +150,7 @@ def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | o
     thresholds = threshold_vector(card.classes, card.thresholds)
     metrics = compute_multilabel_metrics(y, probs, card.classes, thresholds, split_name)
     metrics.skipped = [SkippedFile(path=files[i], reason=r) for i, r in sorted(decoded.failures.items())]
+    metrics.seen = seen_by_run(run, [files[i] for i in ok], data is not None, split_name)
     out = RunDir(out_dir)
     out.write_predictions(prediction_rows([files[i] for i in ok], y, probs, card.classes, thresholds,
                                           metrics.skipped), card.classes)

@@ -19,6 +19,7 @@ from ..calibration import uncalibrated
 from ..records import (CalibrationScores, MetricsRecord, ModelCard, PredictionRow, RunDir, SkippedFile, TTAScores,
                        UnknownScores)
 from .metrics import compute_metrics, expected_calibration_error
+from .seen import seen_by_run
 
 
 def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]:
@@ -143,6 +144,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     score = np.concatenate(scores) if scores else np.zeros(0)
     unknown = np.concatenate(flagged) if flagged else np.zeros(0, dtype=bool)
     metrics.calibration, metrics.unknown = _trust_scores(card, y_true, probs, score, unknown)
+    metrics.seen = seen_by_run(run, [files[i] for i in ok], data is not None, split_name)
     if tta_probs is not None:
         t = compute_metrics(y_true, tta_probs, card.classes)
         metrics.tta = TTAScores(accuracy=t.accuracy, loss=t.loss, macro=t.macro, worst_class=t.worst_class,

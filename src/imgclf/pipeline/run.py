@@ -89,14 +89,20 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _warn_leaks(data: PreparedData, folders: str) -> None:
-    """User-given splits that share near-duplicates: a warning with counts (stderr, even without progress),
-    never a refusal: the folders are the user's choice."""
+def _warn_about_splits(data: PreparedData, folders: str) -> None:
+    """User-given splits that share near-duplicates, and val or test splits lacking a class (an automatic split of
+    a class with fewer images than splits): a warning with counts (stderr, even without progress), never a
+    refusal: the folders are the user's choice."""
     import sys
 
     from ..data.groups import leak_warning, separated_warning
     from ..io import terminal_safe
 
+    for split, classes in data.missing_classes().items():
+        names = ", ".join(repr(terminal_safe(c)) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")
+        print(f"warning the {split} split holds no image of {len(classes)} class{'es' if len(classes) > 1 else ''} "
+              f"({names}): {split} scores say nothing about {'them' if len(classes) > 1 else 'it'}; give "
+              f"{'those classes' if len(classes) > 1 else 'that class'} more images", file=sys.stderr, flush=True)
     if data.grouping is None:
         return
     for leak in data.grouping.leaks:
@@ -188,7 +194,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     if resolved.progress and is_launch_zero:
         _announce(resolved, data, model, run_dir, checkpoint)
     if is_launch_zero:
-        _warn_leaks(data, resolved.data if isinstance(resolved.data, str) else " ".join(resolved.data))
+        _warn_about_splits(data, resolved.data if isinstance(resolved.data, str) else " ".join(resolved.data))
     from ..train.trackers import log_config, log_final, make_loggers
 
     loggers = make_loggers(resolved, run_dir, resume)

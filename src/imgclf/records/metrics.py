@@ -68,6 +68,18 @@ class UnknownScores(BaseModel):
     accuracy_kept: float | None = Field(description="Accuracy on the images not flagged.")
 
 
+class SeenImages(BaseModel):
+    """metrics.json `seen`: evaluated images that the run learnt from (train) or chose its epoch with (val), so
+    that their scores are not held-out scores."""
+
+    model_config = ConfigDict(extra="forbid")
+    images: int = Field(ge=0, description="Evaluated images that are files of the run's train or val split.")
+    by_split: dict[str, int] = Field(description="Of those, how many per split of the run (train, val).")
+    exact_copies: int = Field(0, ge=0, description="Of those, found by identical bytes at another path (the "
+                              "others are the very files).")
+    examples: list[str] = Field(default_factory=list, description="A few of the evaluated paths.")
+
+
 class LabelScores(BaseModel):
     """One label of a multi-label evaluation, at the card's threshold for it."""
 
@@ -117,6 +129,9 @@ class MetricsRecord(Record):
     tta: TTAScores | None = None
     calibration: CalibrationScores | None = None
     unknown: UnknownScores | None = None
+    seen: SeenImages | None = Field(None, description="Evaluated images the run trained on or selected with "
+                                    "(its train or val split, or another folder holding their files); null "
+                                    "when none are, and for the run's own test split.")
     task: Literal["single", "multilabel"] = Field("single", description="multilabel: accuracy is subset accuracy, "
                                                   "loss the mean binary cross-entropy, per_class / macro / weighted "
                                                   "the labels' P/R/F1 at their thresholds, auc per label, "

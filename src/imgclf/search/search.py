@@ -313,8 +313,8 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
         say(f"trial {trial.number:3d}  failed: no validation accuracy")
         return
     study.tell(trial, value)
-    say(f"trial {trial.number:3d}  val acc {value:.4f}  {run.epochs_run} epochs, {time.perf_counter() - start:.0f} s  "
-        f"{shown}")
+    epochs = f"{run.epochs_run} epoch{'s' if run.epochs_run != 1 else ''}"
+    say(f"trial {trial.number:3d}  val acc {value:.4f}  {epochs}, {time.perf_counter() - start:.0f} s  {shown}")
 
 
 def _short(value: Any) -> str:

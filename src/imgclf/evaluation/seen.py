@@ -1,0 +1,105 @@
+"""Which evaluated images the run has already seen: files of its train or val split, found by path or by
+identical bytes at another path. Scores on them are not held-out scores, and `evaluate --data` says so."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+from ..duplicates.hashing import content_digest
+from ..records import DatasetRecord, RunDir, SeenImages
+
+LEARNT_FROM = ("train", "val")  # the run fits the first and chooses its epoch, threshold and temperature on the second
+_EXAMPLES = 5
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # moved or deleted since training: it can match nothing
+        return None
+
+
+def _digest(path: str, memo: dict[str, str | None]) -> str | None:
+    if path not in memo:
+        try:
+            memo[path] = content_digest(path)
+        except OSError:
+            memo[path] = None
+    return memo[path]
+
+
+def seen_in_training(files: list[str], dataset: DatasetRecord) -> SeenImages | None:
+    """The evaluated `files` that are the run's train or val files: the same file (after symlinks) or a copy with
+    identical bytes. Only same-sized files are read, so a folder with no copies costs one stat per training file.
+    None when there are none."""
+    split_of: dict[str, str] = {}
+    by_size: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for split in LEARNT_FROM:
+        if split not in dataset.splits:
+            continue
+        for path in dataset.split_paths(split)[0]:
+            real = _real(path)
+            split_of.setdefault(real, split)
+            size = _size(real)
+            if size is not None:
+                by_size[size].append((real, split))
+    counts: dict[str, int] = defaultdict(int)
+    examples: list[str] = []
+    copies = 0
+    memo: dict[str, str | None] = {}
+    digests_by_size: dict[int, dict[str, str]] = {}
+    for path in files:
+        real = _real(path)
+        split = split_of.get(real)
+        if split is None:
+            size = _size(real)
+            if size is None or size not in by_size:
+                continue
+            if size not in digests_by_size:
+                digests_by_size[size] = {}
+                for train_path, train_split in by_size[size]:
+                    digest = _digest(train_path, memo)
+                    if digest is not None:
+                        digests_by_size[size].setdefault(digest, train_split)
+            digest = _digest(real, memo)
+            split = digests_by_size[size].get(digest) if digest is not None else None
+            if split is None:
+                continue
+            copies += 1
+        counts[split] += 1
+        if len(examples) < _EXAMPLES:
+            examples.append(path)
+    if not counts:
+        return None
+    return SeenImages(images=sum(counts.values()), by_split=dict(counts), exact_copies=copies, examples=examples)
+
+
+def whole_split(split: str, count: int) -> SeenImages | None:
+    """The run's own train or val split, evaluated as such: every image seen."""
+    if split not in LEARNT_FROM or count == 0:
+        return None
+    return SeenImages(images=count, by_split={split: count})
+
+
+def seen_by_run(run: RunDir, files: list[str], other_folder: bool, split: str) -> SeenImages | None:
+    """`seen_in_training` for a folder given to evaluate (`other_folder`), else `whole_split` for a split of the
+    run's own data (its test split: none seen; its val split, which a run without a test split falls back to:
+    all)."""
+    if not other_folder:
+        return whole_split(split, len(files))
+    if not run.file("dataset.json").exists():  # a run without its data set's record: nothing to compare with
+        return None
+    return seen_in_training(files, run.read_dataset())
+
+
+def seen_warning(seen: SeenImages, evaluated: int) -> str:
+    """One line for the console: how many, from which split, and why it matters."""
+    parts = ", ".join(f"{split} {n:,}" for split, n in seen.by_split.items())
+    copies = f"; {seen.exact_copies:,} of them identical copies at another path" if seen.exact_copies else ""
+    return (f"{seen.images:,} of the {evaluated:,} evaluated images are images the run trained or selected on "
+            f"({parts}{copies}): these scores are not held-out scores")

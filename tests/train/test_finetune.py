@@ -145,6 +145,17 @@ def test_freeze_bn_keeps_pretrained_statistics_while_the_backbone_trains(tmp_pat
     assert yaml.safe_load((run.path / "config.yaml").read_text())["freeze_bn"] is True
 
 
+def test_a_frozen_random_backbone_is_warned_and_nothing_else():
+    from imgclf.config import TrainConfig
+    from imgclf.train.finetune import transfer_warnings
+
+    def said(**settings) -> list[str]:
+        return transfer_warnings(TrainConfig(data=".", model=TINY, **settings))
+
+    assert said(pretrained=False, freeze_epochs=2) and "--freeze-epochs 0" in said(pretrained=False, freeze_epochs=2)[0]
+    assert said(pretrained=False) == [] and said(freeze_epochs=2) == [] and said(features_only=True) == []
+
+
 def test_transfer_settings_are_refused_for_registered_models(tmp_path):
     with pytest.raises(ImgclfError, match="head needs a timm backbone"):
         imgclf.fit({"data": str(tmp_path / "nowhere"), "model": "simple_cnn", "head": "avg,dense:8"})
@@ -152,12 +163,14 @@ def test_transfer_settings_are_refused_for_registered_models(tmp_path):
         imgclf.fit({"data": str(tmp_path / "nowhere"), "model": "simple_cnn", "features_only": True})
 
 
-def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, image_folder):
+def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, image_folder, capsys):
     from imgclf.data.cache import decode_all
     from imgclf.train.features import compute_features
 
     head = "flatten,dense:16,bn,dropout:0.5"
     run = _fit(image_folder, tmp_path / "feat", features_only=True, head=head, epochs=3)
+    # it runs (a random-features baseline), but says what it is: a frozen backbone that never trained
+    assert "warning features_only with --no-pretrained" in capsys.readouterr().err
     for name in ("model.safetensors", "model.json", "predictions.csv", "metrics.json", "history.csv"):
         assert (run.path / name).exists(), name
     assert [r["frozen"] for r in read_csv(run.path / "history.csv")] == ["1", "1", "1"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +65,6 @@ def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
 
 def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpoint: str | None) -> None:
     """Before the first epoch: what is about to be trained, on what, where (stderr, a few short lines)."""
-    import sys
-
     import torch
 
     from ..io import terminal_safe
@@ -93,8 +92,6 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
     """User-given splits that share near-duplicates, and val or test splits lacking a class (an automatic split of
     a class with fewer images than splits): a warning with counts (stderr, even without progress), never a
     refusal: the folders are the user's choice."""
-    import sys
-
     from ..data.groups import leak_warning, separated_warning
     from ..io import terminal_safe
 
@@ -114,8 +111,6 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
 def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> TrainConfig:
     """--lr auto: Lightning's LR finder on this run's data and model (weights restored after the sweep); the
     config then holds the number found, with lr_auto recording where it came from."""
-    import sys
-
     from .lr_find import sweep
 
     found = sweep(cfg, data, model, run_dir)
@@ -137,7 +132,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     `evaluate=False` stops after the model card (validation scores only): a search's trials must never see the
     test split, which is scored for the chosen trial alone (`imgclf.tune`); no metrics.json, no report.
     `callbacks`: extra Lightning callbacks for the training (a search's pruner)."""
-    from ..train.finetune import transfer_model_args
+    from ..train.finetune import transfer_model_args, transfer_warnings
     from ..train.fit import TrainingInterrupted, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card, validation_headline
@@ -147,6 +142,9 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     check_auto_lr(cfg, resume)
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)  # checks transfer settings before any data is decoded
+    if hardware.launch_rank() == 0:
+        for warning in transfer_warnings(cfg) if transfer_args else []:
+            print(f"warning {warning}", file=sys.stderr, flush=True)
     if cfg.sizing == "probe" and not cfg.img_size and not resume:
         from .sizing import native_img_size
 

@@ -128,3 +128,16 @@ def transfer_model_args(cfg: Any, info: Any) -> dict[str, Any]:
     if cfg.weights:
         args["weights"] = cfg.weights
     return args
+
+
+def transfer_warnings(cfg: Any) -> list[str]:
+    """Transfer settings that run but are almost always a mistake: a frozen backbone that was never trained."""
+    if cfg.pretrained or cfg.weights:
+        return []
+    if cfg.features_only:
+        return ["features_only with --no-pretrained: the head trains on the features of a random, frozen backbone "
+                "(a random-features baseline at best); leave out --no-pretrained, or pass --weights FILE"]
+    if cfg.freeze_epochs:
+        return [f"freeze_epochs {cfg.freeze_epochs} with --no-pretrained: for those epochs only the head trains, on "
+                "a random frozen backbone; use --freeze-epochs 0 to train a network from scratch"]
+    return []

@@ -1,7 +1,8 @@
 """study.json: written by `imgclf study imbalance` beside its cells' run directories (not a run file).
 
-While the grid trains the file holds only what was asked (`request`, `cells`, state "running"); the finished
-study adds every cell's numbers read back from its run directory and the means over seeds.
+While the grid trains the file holds only what was asked (`request`, `cells`, state "running", or "interrupted"
+once its training was stopped); the finished study adds every cell's numbers read back from its run directory and
+the means over seeds.
 """
 
 from __future__ import annotations
@@ -166,13 +167,17 @@ class StudyRun(BaseModel):
         return self
 
 
+UNSUMMARISED = ("running", "interrupted")  # states whose file holds only the request and the grid
+
+
 class StudyRecord(Record):
     """study.json: an imbalance study's grid, every cell's numbers and the means over seeds."""
 
     request: StudyRequest
-    state: Literal["running", "partial", "complete"] = Field(description="running: the grid is being trained "
-                                                             "(only request and cells); partial: some cells have "
-                                                             "not finished; complete: all have.")
+    state: Literal["running", "interrupted", "partial", "complete"] = Field(
+        description="running: the grid is being trained (only request and cells); interrupted: its training was "
+                    "stopped (Ctrl-C, a signal) and the same command continues it (only request and cells); "
+                    "partial: some cells have not finished; complete: all have.")
     cells: list[StudyCell]
     protocol: StudyProtocol | None = Field(None, description="Absent in studies from before protocols, which ran "
                                            "the standard one.")
@@ -199,7 +204,7 @@ class StudyRecord(Record):
         needed = ("classes", "minority", "majority", "subsets", "configs", "summary", "table", "runs",
                   "finished_runs")
         missing = [k for k in needed if getattr(self, k) is None]
-        if self.state != "running" and missing:
+        if self.state not in UNSUMMARISED and missing:
             raise ValueError(f"a {self.state} study needs {', '.join(missing)}")
         held = self.protocol.held_out if self.protocol else "val"
         other = "test" if held == "val" else "val"

@@ -145,6 +145,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
             status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}",
                                model, seed, train, model_args, overrides)
         except TrainingInterrupted as exc:
+            write_study(out, {"request": request, "state": "interrupted", "cells": _cells_json(grid)})
             # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
             # resumes it and goes on with the rest
             raise TrainingInterrupted(f"{exc.state} (study cell {run_dir.name}). Continue the study by running the "

@@ -144,3 +144,17 @@ def test_class_folders_with_hard_links_are_label_sets_with_task_multilabel(tmp_p
     single = prepare_data(str(tree), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False,
                           group_duplicates=False)
     assert single.task == "single" and sum(len(s) for s in single.splits.values()) == sum(len(s or [1]) for s in sets)
+
+
+def test_folds_on_an_index_file_are_refused_before_any_fold_is_announced(tmp_path):
+    """It said "fold 1/2: training" and made OUT, then refused when the fold's data was read."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    index, _ = make_mosaics(tmp_path, count=12)
+    result = CliRunner().invoke(app, ["train", str(index), "--folds", "2", "--epochs", "1", "--out",
+                                      str(tmp_path / "cv")], env={"COLUMNS": "200"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "folds must be unset for multi-label data" in said, said
+    assert "fold 1/2" not in said and not (tmp_path / "cv").exists()

@@ -37,6 +37,11 @@ def multilabel_holdout(targets: np.ndarray, fraction: float, seed: int) -> np.nd
     return mask
 
 
+def refuse_folds(folds: int) -> None:
+    raise invalid("folds", folds, "unset for multi-label data (an index file)",
+                  note="cross-validation folds are not stratified for label sets yet")
+
+
 def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split: float, test_split: float,
                   seed: int, interpolation: str, cache_dir: str | None, cache_budget: int, workers: int,
                   model_in_chans: int | None, selection: Selection | None, fold: tuple[int, int] | None,
@@ -45,8 +50,7 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
     stratification), the rest train. Near-duplicate grouping, folds and class selection are not applied to
     multi-label data yet; asking for folds or a class choice is refused rather than ignored."""
     if fold is not None:
-        raise invalid("folds", fold[1], "unset for multi-label data (an index file)",
-                      note="cross-validation folds are not stratified for label sets yet")
+        refuse_folds(fold[1])
     if selection is not None and (selection.classes or selection.drop_classes or selection.per_class_max):
         raise invalid("classes", selection.classes or selection.drop_classes or selection.per_class_max,
                       "unset for multi-label data (an index file)",

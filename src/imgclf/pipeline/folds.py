@@ -86,10 +86,14 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
 
 def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True, log=None) -> Folds:
     """Train (or finish) the K folds of `cfg` (cfg.folds = K) and write OUT/folds.json."""
+    from ..data.index_data import refuse_folds
+    from ..data.multilabel import is_label_index
     from .resume import resume_run
     from .run import train_run
 
     k = int(cfg.folds or 0)
+    if cfg.task == "multilabel" or (isinstance(cfg.data, str) and is_label_index(cfg.data)):
+        refuse_folds(k)  # before a fold is announced, not when its data is read
     out = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", f"{cfg.model}-folds"))
     _check_folder(out, k, overwrite)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,11 +38,21 @@ class CommandGroup(TyperGroup):
                 raise
             _usage_error(exc)
 
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[_COMMAND_KEY] = name  # the innermost group's invoke reads it when the command fails
+        return name, command, rest
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ImgclfError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            # by name: a subclass may build the command it resolves (cli.base._Commands)
+            command = self.commands.get(ctx.meta.get(_COMMAND_KEY, ""))
+            lines = str(exc).split("\n")
+            arguments = getattr(exc, "arguments", None) or [exc.argument] + [None] * (len(lines) - 1)
+            message = "\n".join(with_flag(line, argument, command) for line, argument in zip(lines, arguments))
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         except UsageError as exc:  # a bad flag or value, found while parsing: one line too, not Typer's box
             if isinstance(exc, NoArgsIsHelpError):
@@ -59,6 +69,27 @@ class CommandGroup(TyperGroup):
             typer.secho(f"internal error: {type(exc).__name__}: {terminal_safe(first)} ({where}; please report it)",
                         fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
+
+
+_COMMAND_KEY = "imgclf.command"
+
+
+def with_flag(message: str, argument: str | None, command: Any) -> str:
+    """`img_size must be ...` -> `img_size (--img-size) must be ...` when `command` has that option: errors name
+    the setting (the Python API's keyword, the config file's key), the command line's user typed its flag. A
+    nested setting (`model_args.stem`) names the option it belongs to; a flag spelled like its setting
+    (`--epochs`) is not repeated."""
+    if not argument or command is None or not message.startswith(argument):
+        return message
+    setting = argument.split(".")[0]
+    for param in getattr(command, "params", []):
+        flags = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+        if getattr(param, "param_type_name", "") == "option" and param.name == setting and flags:
+            flag = flags[0]
+            if flag == f"--{argument}":
+                return message
+            return f"{argument} ({flag}){message[len(argument):]}"
+    return message
 
 
 def _quiet_after_closed_pipe() -> typing.NoReturn:

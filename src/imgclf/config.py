@@ -537,7 +537,15 @@ NULLABLE_SETTINGS = frozenset(name for name, field in TrainConfig.model_fields.i
 
 class ConfigError(ImgclfError):
     """Settings that do not validate. pydantic reports every bad setting at once, so the text is one line per
-    setting, each built by `imgclf.errors` (`invalid_message`, or the validator's own `invalid` error)."""
+    setting, each built by `imgclf.errors` (`invalid_message`, or the validator's own `invalid` error);
+    `arguments` holds the setting each line starts with (None where a line names none)."""
+
+    def __init__(self, found: list[tuple[str | None, str]]):
+        super().__init__("\n".join(line for _, line in found), found[0][0] if len(found) == 1 else None)
+        self.arguments = [argument for argument, _ in found]
+
+    def __reduce__(self):  # pickled with what __init__ takes (a process pool re-raises it)
+        return type(self), (list(zip(self.arguments, self.lines)),)
 
     @property
     def lines(self) -> list[str]:
@@ -558,34 +566,35 @@ def _literal_options(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()
 
 
-def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> str:
+def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> list[tuple[str | None, str]]:
     """One `invalid_message` line per pydantic error: the setting, what is allowed, the value received, and a
-    "Did you mean" for a misspelt choice or setting name."""
-    lines = []
+    "Did you mean" for a misspelt choice or setting name; each with the setting it names (None: no setting)."""
+    lines: list[tuple[str | None, str]] = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "config"
         received = err.get("input", values.get(name))
         msg = err["msg"]
         original = (err.get("ctx") or {}).get("error")
         if isinstance(original, ImgclfError):
-            lines.append(str(original))
+            lines.append((original.argument, str(original)))
         elif err["type"] == "extra_forbidden":
-            lines.append(invalid_message("setting", name, TrainConfig.model_fields, also={name: received}))
+            lines.append((None, invalid_message("setting", name, TrainConfig.model_fields, also={name: received})))
         elif err["type"] == "missing":
-            lines.append(invalid_message(name, Described(f"no {name} setting"), "given"))
+            lines.append((name, invalid_message(name, Described(f"no {name} setting"), "given")))
         elif err["type"] == "literal_error" and _literal_options(err["loc"]):
-            lines.append(invalid_message(name, received, _literal_options(err["loc"])))
+            lines.append((name, invalid_message(name, received, _literal_options(err["loc"]))))
         elif msg.startswith("Input should be "):  # pydantic's own phrase names what is allowed
             allowed, _, detail = msg.removeprefix("Input should be ").partition(", ")
             if not detail.startswith(("unable", "got")):  # "a valid integer, got a number with a fractional part"
                 allowed, detail = msg.removeprefix("Input should be "), ""
             if name in NULLABLE_SETTINGS:
                 allowed += ", or none (unset)"
-            lines.append(invalid_message(name, received, allowed, note=detail or None))
+            lines.append((name, invalid_message(name, received, allowed, note=detail or None)))
         else:
             msg = msg.removeprefix("Value error, ")
-            lines.append(msg if name == "config" else invalid_message(name, received, "valid", note=msg))
-    return "\n".join(lines)
+            lines.append((None, msg) if name == "config" else
+                         (name, invalid_message(name, received, "valid", note=msg)))
+    return lines
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

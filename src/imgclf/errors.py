@@ -21,7 +21,19 @@ MAX_SHOWN = 300  # characters of an echoed value; longer ones are cut (a whole f
 
 
 class ImgclfError(ValueError):
-    """A problem with the user's input: names the argument, echoes the value, lists what is allowed."""
+    """A problem with the user's input: names the argument, echoes the value, lists what is allowed.
+
+    `argument`: the setting the message starts with (None for errors of another shape), so that the command line
+    can add the flag that sets it (`img_size (--img-size) must be ...`)."""
+
+    def __init__(self, message: str, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
+
+    def __reduce__(self):  # pickled with the argument too (a process pool re-raises it)
+        if type(self).__init__ is not ImgclfError.__init__:  # a subclass that takes other arguments
+            return super().__reduce__()
+        return type(self), (str(self), self.argument)
 
 
 class Described(str):
@@ -112,7 +124,7 @@ def invalid(argument: str, received: object, allowed: str | Iterable[object], *,
             suggest: Iterable[str] | None = None) -> ImgclfError:
     """An `ImgclfError` with the house-style message (`invalid_message`); raise it: `raise invalid(...)`."""
     return ImgclfError(invalid_message(argument, received, allowed, where=where, note=note, hint=hint, also=also,
-                                       suggest=suggest))
+                                       suggest=suggest), argument)
 
 
 def bad_path(argument: str, path: str | os.PathLike, allowed: str, problem: str = "not found", *,
@@ -124,4 +136,4 @@ def bad_path(argument: str, path: str | os.PathLike, allowed: str, problem: str 
 
 def add_hint(error: ImgclfError, hint: str) -> ImgclfError:
     """The same error with one more sentence on what to do (a caller that knows more than the raiser)."""
-    return ImgclfError(f"{_sentence(str(error))} {_sentence(hint)}")
+    return ImgclfError(f"{_sentence(str(error))} {_sentence(hint)}", error.argument)

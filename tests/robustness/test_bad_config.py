@@ -25,15 +25,16 @@ def _cli(args):
     (["--augment", "zoom=5"], r"augment zoom must be between 0 and 0.95. Received: augment zoom=5"),
     (["--lr", "-1"], r"lr must be a number > 0 and <= 10 \(e.g. 3e-3\), or auto .* Received: lr=-1.0"),
     (["--val-split", "0.95"], r"val_split \+ test_split must be < 0.9"),
-    (["--img-size", "4", "--model", "model_s"], r"img_size for model model_s must be at least 8. Received: img_size=4"),
+    (["--img-size", "4", "--model", "model_s"],
+     r"img_size \(--img-size\) for model model_s must be at least 8. Received: img_size=4"),
     (["--optimizer", "adamm"], r"optimizer must be one of \{adam, adamw, sgd\}. Did you mean: adam, adamw\? "
                                 r"Received: optimizer='adamm'"),
     (["--color", "cmyk"], r"color must be one of \{auto, grayscale, rgb\}. Received: color='cmyk'"),
     (["--model-args", "depth=3"], r"model_args key for simple_cnn must be one of \{dropout, width\}"),
     (["--monitor", "val_f1"], r"monitor must be one of \{val_acc, val_loss\}. Did you mean: val_acc\? "
                               r"Received: monitor='val_f1'"),
-    (["--cache-budget", "lots"], r"cache_budget must be a size such as 512MB"),
-    (["--time-limit", "soon"], r"time_limit must be a duration such as 90s"),
+    (["--cache-budget", "lots"], r"cache_budget \(--cache-budget\) must be a size such as 512MB"),
+    (["--time-limit", "soon"], r"time_limit \(--time-limit\) must be a duration such as 90s"),
     (["--early-stopping", "soon"], r"^error: --early-stopping must be an integer, or none \(unset\)\. "
                                    r"Received: --early-stopping='soon'$"),
 ])
@@ -42,6 +43,24 @@ def test_bad_option(image_folder, tmp_path, args, message):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert re.search(message, " ".join(proc.stderr.split())), proc.stderr
+
+
+def test_the_command_line_names_the_flag_of_a_setting_and_the_api_does_not(image_folder, tmp_path):
+    """Errors name the setting (the API's keyword, the config file's key); on the command line each line of one
+    also names the flag, for a setting pydantic refused (several at once) as for one a validator refused."""
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), "--batch-size", "0",
+                 "--label-smoothing", "3", "--model", "fast_resnet", "--model-args", "stem=x"])
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines[0].startswith("error: batch_size (--batch-size) must be"), proc.stderr
+    assert lines[1].startswith("label_smoothing (--label-smoothing) must be"), proc.stderr
+    proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), "--model", "fast_resnet",
+                 "--model-args", "stem=x", "--epochs", "1"])
+    assert "model_args.stem (--model-args) for fast_resnet must be one of {pool, stride}" in proc.stderr
+    with pytest.raises(ImgclfError, match=r"^batch_size must be"):
+        imgclf.fit(data=str(image_folder), batch_size=0)
 
 
 def test_missing_data_and_existing_run(tiny_run, tmp_path):

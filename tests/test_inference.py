@@ -38,6 +38,27 @@ def test_predict_files_folders_arrays_and_broken(tiny_run, image_folder, tmp_pat
     assert cats.count("cat") >= 15, "the tiny run learns the synthetic classes"
 
 
+def test_a_folder_is_walked_as_training_walks_a_class_folder(tiny_run, image_folder, tmp_path):
+    """Symlinked sub-folders are followed (training counts them; predict left them out without a word), a
+    dangling link gets its error row, files that are not images are left out."""
+    import os
+    import shutil
+
+    from imgclf.data.folder import scan_folder
+
+    tree = tmp_path / "tree"
+    shutil.copytree(image_folder / "cat", tree / "cat")
+    os.symlink(image_folder / "dog", tree / "cat" / "linked")
+    os.symlink(tmp_path / "nowhere.png", tree / "cat" / "dangling.png")
+    (tree / "cat" / "notes.txt").write_text("not an image")
+    shutil.copytree(image_folder / "fox", tree / "fox")
+    preds = imgclf.load(tiny_run).predict([str(tree)])
+    readable = [p.path for p in preds if not p.error]
+    scanned = [path for paths in scan_folder(tree).files.values() for path, _ in paths]
+    assert sorted(readable) == sorted(scanned) and len(readable) == 60
+    assert [p.path for p in preds if p.error] == [str(tree / "cat" / "dangling.png")]
+
+
 def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run, image_folder):
     clf = imgclf.load(tiny_run)
     path = sorted((image_folder / "fox").iterdir())[0]

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from .records import ModelCard, load_card
 from .ood import FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
 from .data.decode import DecodeError, image_to_array, open_image
-from .data.folder import IMAGE_EXTENSIONS, is_hidden
+from .data.folder import IMAGE_EXTENSIONS, walk_images
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import TTAViews
@@ -44,15 +44,17 @@ def build_from_card(card: ModelCard) -> torch.nn.Module:
 
 
 def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
-    """Files as given; folders expanded to their image files (recursively, hidden entries skipped)."""
+    """Files as given; folders expanded to their image files the way training reads a class folder (recursively,
+    hidden entries skipped, symlinked folders followed once). An image name that cannot be read (a dangling
+    link) is kept, so that its prediction row says why; other files are not images and are left out."""
     out: list[str] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not is_hidden(d))
-                out += [os.path.join(root, f) for f in sorted(files)
-                        if not is_hidden(f) and f.lower().endswith(IMAGE_EXTENSIONS)]
+            skipped: list[dict[str, str]] = []
+            found = walk_images(path, skipped)
+            unreadable = [s["path"] for s in skipped if s["path"].lower().endswith(IMAGE_EXTENSIONS)]
+            out += sorted(found + unreadable)
         else:
             out.append(str(path))
     return out

@@ -54,8 +54,9 @@ def _class_dirs(root: Path) -> list[Path]:
     return dirs
 
 
-def _walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
-    """All image files under class_dir (recursively, symlinks followed once), sorted."""
+def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
+    """All image files under class_dir (recursively, symlinks followed once), sorted; what cannot be used is
+    added to `skipped` with the reason."""
     out: list[str] = []
     seen_dirs: set[str] = set()
     stack = [class_dir]
@@ -116,7 +117,7 @@ OUTSIDE_SPLITS_REASON = "not in train/, val/ or test/: not used (move it into SP
 
 def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tuple[str, str]],
                      prefix: str = "") -> dict[str, list[str]]:
-    per_class = {d.name: _walk_images(d, skipped) for d in _class_dirs(root)}
+    per_class = {d.name: walk_images(d, skipped) for d in _class_dirs(root)}
     if per_class:  # loose images beside class folders: listed, not silently ignored (no class folder: see scan_folder)
         skipped += [{"path": path, "reason": LOOSE_REASON} for path in _loose_images(root)]
     empty += [(name, prefix + name) for name, paths in per_class.items() if not paths]

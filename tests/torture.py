@@ -15,7 +15,7 @@ from conftest import make_image_folder
 
 # name -> expected reason fragment (None: decodable and must be used)
 BROKEN = {
-    "zero.jpg": "not a recognised image format",
+    "zero.jpg": "empty file (0 bytes)",
     "truncated.jpg": "truncated",
     "truncated.png": "truncated",
     "text.jpg": "not a recognised image format",

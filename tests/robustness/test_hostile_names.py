@@ -68,6 +68,21 @@ def test_predict_csv_and_table_keep_names_inert(hostile_run):
     assert "\\x1b]0;pwned" in result.stdout  # shown, escaped, not acted on
 
 
+def test_inspect_prints_names_as_text(hostile_run, tmp_path):
+    """inspect printed the names of files it could not use raw: an escape sequence in one acted on the terminal
+    (found by a walkthrough; the other commands escaped it). A zero-byte file says so."""
+    import shutil
+
+    _, data = hostile_run
+    tree = shutil.copytree(data, tmp_path / "data")
+    (tree / CLASSES[1] / ("empty" + ESCAPE_NAME)).write_bytes(b"")
+    result = CliRunner().invoke(app, ["inspect", str(tree)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "empty\\x1b]0;pwned" in result.stdout and "empty file (0 bytes)" in result.stdout
+    assert "[bold red]rich" in result.stdout  # Rich markup in a class name is printed, not applied
+
+
 def test_evaluate_prints_class_names_as_text(hostile_run):
     run_dir, _ = hostile_run
     result = CliRunner().invoke(app, ["evaluate", str(run_dir)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import IO
 
@@ -41,6 +42,16 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
     return img
 
 
+def _is_empty(source: str | IO[bytes]) -> bool:
+    """A zero-byte file (or stream): said so, as the server says of an empty upload, not "not an image"."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            return os.path.getsize(source) == 0
+        return source.seek(0, os.SEEK_END) == 0
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
 def open_image(source: str | IO[bytes], size: int | None, color: str, interpolation: str = "bilinear") -> np.ndarray:
     """Decode one image to a (H, W, C) uint8 array, C = 3 for rgb and 1 for grayscale.
 
@@ -68,7 +79,7 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     except Image.DecompressionBombWarning as exc:
         raise DecodeError(f"decompression bomb refused ({exc})") from None
     except UnidentifiedImageError:
-        raise DecodeError("not a recognised image format") from None
+        raise DecodeError("empty file (0 bytes)" if _is_empty(source) else "not a recognised image format") from None
     except FileNotFoundError:
         raise DecodeError("file not found") from None
     except PermissionError:

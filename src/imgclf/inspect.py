@@ -85,7 +85,8 @@ def _audit_summary(scan: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {"status": status, "path": str(path), "created": record.created}
     if status == FRESH:
         out.update(counts=record.counts.model_dump(), leakage=record.leakage, features=record.features.source,
-                   accuracy=record.features.accuracy)
+                   accuracy=record.features.accuracy, label_errors_checked=record.features.folds > 0,
+                   note=record.features.note)
     return out
 
 
@@ -143,7 +144,8 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         from .records import AuditCounts
 
         console.print(f"audit of {audit['created']} ({_safe(audit['path'])}):")
-        for line in count_lines(AuditCounts(**audit["counts"]), audit["leakage"], audit["accuracy"]):
+        for line in count_lines(AuditCounts(**audit["counts"]), audit["leakage"], audit["accuracy"],
+                                audit["label_errors_checked"], audit["note"]):
             console.print(f"  {line}")
     elif audit is not None:
         console.print(f"audit of {audit['created']} is stale: the folder changed since (run `imgclf audit` again)")

@@ -46,3 +46,38 @@ def test_audit_json_option_prints_the_counts(tmp_path):
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
     assert printed["counts"]["images"] == 12 and printed["counts"]["duplicate_groups"] == 0 and printed["audit"].endswith("audit.json")
+
+
+def test_a_class_too_small_to_judge_leaves_the_others_checked_and_says_so(tmp_path):
+    """A class of 1 or 2 images used to switch label errors off for the whole folder while the console and the
+    JSON said 0. Now the other classes are still judged (a planted flip is found) and the note names the small
+    class; with fewer than 2 judgeable classes the console says 'not checked', never 0."""
+    from PIL import Image
+
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=12)  # a class: a bar at its own place, plus noise
+    shutil.move(data / "fox" / "fox_000.png", data / "cat" / "flipped.png")
+    (data / "solo").mkdir()
+    Image.linear_gradient("L").resize((16, 16)).save(data / "solo" / "only.png")
+    runner = CliRunner()
+    result = runner.invoke(app, ["audit", str(data), "--out", str(tmp_path / "a"), "--json"])
+    assert result.exit_code == 0, result.output
+    said = json.loads(result.output)
+    assert said["label_errors_checked"] and "fewer than 3 images: solo" in said["note"]
+    record = json.loads((tmp_path / "a" / "audit.json").read_text())
+    flagged = [i["path"] for i in record["label_issues"]]
+    assert flagged[:1] == ["cat/flipped.png"] and not any("solo" in p for p in flagged), flagged
+    assert "fewer than 3 images: solo" in (tmp_path / "a" / "audit.html").read_text()
+
+    for extra in sorted((data / "dog").iterdir())[2:] + sorted((data / "fox").iterdir())[2:]:
+        extra.unlink()  # cat alone keeps 3 or more
+    result = runner.invoke(app, ["audit", str(data), "--out", str(tmp_path / "b")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "likely label errors: not checked: needs at least 2 classes with 3 or more images each (this data " \
+           "has 1)" in " ".join(result.output.split())
+    page = (tmp_path / "b" / "audit.html").read_text()
+    assert "Likely label errors (not checked)" in page and "Label errors not checked: needs at least 2" in page
+    # its summary said "No duplicates ..." beside a count of duplicate groups (copies within a class)
+    record = json.loads((tmp_path / "b" / "audit.json").read_text())
+    assert record["counts"]["duplicate_groups"] and "No duplicates" not in page

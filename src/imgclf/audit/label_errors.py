@@ -94,3 +94,32 @@ def find_label_issues(oof: OutOfFold, labels: np.ndarray) -> LabelIssues:
     ranking = candidates[np.argsort(self_confidence[candidates], kind="stable")]
     accuracy = float((probabilities.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
     return LabelIssues(probabilities, thresholds, suggested, flagged, self_confidence, ranking, oof.folds, accuracy)
+
+
+def checkable_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K,) bool: the classes with enough images for out-of-fold judgement (MIN_PER_CLASS)."""
+    return np.bincount(labels, minlength=num_classes) >= MIN_PER_CLASS
+
+
+def find_label_issues_among(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int,
+                            seed: int) -> tuple[LabelIssues, OutOfFold, np.ndarray] | None:
+    """Confident learning over the images of the checkable classes, with the results laid out for all N images
+    (an image of a class too small to judge: never flagged, NaN probabilities); also the out-of-fold pass and the
+    indices it covered. None when fewer than 2 classes are checkable. A class of 1 or 2 images used to leave
+    the whole data set unchecked."""
+    checkable = checkable_classes(labels, num_classes)
+    if checkable.sum() < 2:
+        return None
+    keep = np.flatnonzero(checkable[labels])
+    oof = out_of_fold(features[keep], labels[keep], num_classes, folds, seed)
+    part = find_label_issues(oof, labels[keep])
+    if len(keep) == len(labels):
+        return part, oof, keep
+    n = len(labels)
+    probabilities = np.full((n, num_classes), np.nan)
+    probabilities[keep] = part.probabilities
+    suggested, flagged, confidence = np.full(n, -1), np.zeros(n, dtype=bool), np.full(n, np.nan)
+    suggested[keep], flagged[keep], confidence[keep] = part.suggested, part.flagged, part.self_confidence
+    whole = LabelIssues(probabilities, part.thresholds, suggested, flagged, confidence, keep[part.ranking],
+                        part.folds, part.accuracy)
+    return whole, oof, keep

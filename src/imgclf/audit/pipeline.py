@@ -24,7 +24,8 @@ from ..io import writable_folder, write_json
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
 from .flags import group_flags, leakage_counts
 from .images import AuditImages, load_images
-from .label_errors import MIN_PER_CLASS, QUICK_MODEL, LabelIssues, find_label_issues, out_of_fold
+from .label_errors import MIN_PER_CLASS, QUICK_MODEL, LabelIssues, find_label_issues_among
+from .summary import NOT_CHECKED
 from .outliers import (OUTLIER_Z, Outliers, PixelStats, class_distance, feature_outliers, pixel_stats,
                        quality_issues)
 
@@ -135,16 +136,21 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     features = run_features(run, images.pixels, dims=dims, seed=seed) if run is not None \
         else pixel_features(images.pixels, dims=dims, seed=seed)
     lap("features")
-    issues = None
-    note = ""
-    if len(present) >= 2 and present.min() >= MIN_PER_CLASS:
-        oof = out_of_fold(features.values, images.labels, len(images.classes), folds, seed)
-        issues = find_label_issues(oof, images.labels)
-        distance = oof.distance
-    else:
-        note = (f"label errors not checked: needs at least 2 classes with {MIN_PER_CLASS} or more images each "
-                f"(smallest class has {int(present.min()) if len(present) else 0})")
+    issues, note = None, ""
+    found = find_label_issues_among(features.values, images.labels, len(images.classes), folds, seed)
+    small = [c for c, n in zip(images.classes, counts) if 0 < n < MIN_PER_CLASS]
+    if found is None:
+        enough = int((counts >= MIN_PER_CLASS).sum())
+        note = (f"{NOT_CHECKED}needs at least 2 classes with {MIN_PER_CLASS} or more images each "
+                f"(this data has {enough})")
         distance = class_distance(features.values, images.labels)
+    else:
+        issues, oof, judged = found
+        distance = class_distance(features.values, images.labels) if small else np.zeros(len(images.labels))
+        distance[judged] = oof.distance  # held-out distances where there were folds
+        if small:
+            note = (f"label errors not looked for in {len(small)} class{'es' if len(small) > 1 else ''} with fewer "
+                    f"than {MIN_PER_CLASS} images: {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}")
     lap("label_errors")
     outliers = feature_outliers(distance, features.residual)
     stats = pixel_stats(images.pixels)

@@ -46,9 +46,15 @@ def _findings(record: Any) -> list[str]:
     if c.label_issues:
         out.append(f"{c.label_issues} image(s) look like another class than their label (confident learning); "
                    f"the most suspicious are shown first.")
+    if not record.features.folds:
+        out.append(f"{record.features.note[0].upper()}{record.features.note[1:]}.")
     if c.outliers or c.pixel_issues:
         out.append(f"{c.outliers} image(s) are far from every class, {c.pixel_issues} nearly empty, dark, "
                    f"bright or flat.")
+    if c.redundant_images and not out:  # copies within one class, in one split: harmless to scores
+        out.append(f"{c.duplicate_groups} duplicate group(s) within a class ({c.redundant_images} redundant "
+                   f"images): they only weigh their picture more in training. No leakage, conflicting labels, "
+                   f"likely label errors or outliers found.")
     if not out:
         out.append("No duplicates, leakage, likely label errors or outliers found.")
     return out

@@ -11,10 +11,24 @@ RUN_HINT = ("labels were judged on pixels: a trained run's features flag far few
             "--run RUN; on Fashion-MNIST 677 clean images flagged instead of 3,651)")
 
 
-def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = None) -> list[str]:
-    """Plain-text lines (Rich markup only for colour) for an AuditCounts."""
+NOT_CHECKED = "label errors not checked: "  # how the audit's note starts when it looked for none
+
+
+def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = None, checked: bool = True,
+                note: str = "") -> list[str]:
+    """Plain-text lines (Rich markup only for colour) for an AuditCounts. checked: whether label errors were
+    looked for (False: 'not checked', never a count of 0 that reads as clean); note: the features' note (why not,
+    or which classes were left out)."""
+    from rich.markup import escape
+
     c = counts
     warn = lambda n: f"[yellow]{n}[/yellow]" if n else str(n)  # noqa: E731
+    if not checked:
+        labels = f"likely label errors: [yellow]not checked[/yellow]: {escape(note.removeprefix(NOT_CHECKED))}"
+    else:
+        labels = (f"likely label errors: {warn(c.label_issues)}"
+                  + (f" (out-of-fold accuracy {100 * accuracy:.1f} %)" if accuracy is not None else "")
+                  + (f"; {escape(note)}" if note else ""))
     between = ", ".join(f"{k} {v}" for k, v in leakage.items() if v)
     lines = [
         f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "
@@ -22,8 +36,7 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
         f"leakage: {warn(c.leaked_images)} val/test images with a copy in another split"
         + (f" ({c.leakage_groups} groups: {between})" if c.leakage_groups else ""),
         f"conflicting labels: {warn(c.conflicting_label_groups)} groups hold one picture under several classes",
-        f"likely label errors: {warn(c.label_issues)}"
-        + (f" (out-of-fold accuracy {100 * accuracy:.1f} %)" if accuracy is not None else ""),
+        labels,
         f"outliers: {c.outliers}; dark, bright, flat or near-empty: {c.pixel_issues}",
     ]
     return lines
@@ -33,7 +46,8 @@ def render_counts(record: Any, console: Any, heading: str | None = None) -> None
     c = record.counts
     console.print(heading or f"[bold]audit[/bold] of {c.images} images ({c.skipped} skipped), features: "
                              f"{record.features.source}")
-    for line in count_lines(c, record.leakage, record.features.accuracy):
+    for line in count_lines(c, record.leakage, record.features.accuracy, record.features.folds > 0,
+                            record.features.note):
         console.print(f"  {line}")
     if record.features.source == "pixels" and record.features.folds:
         console.print(f"  [dim]{RUN_HINT}[/dim]")

@@ -37,7 +37,9 @@ def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders
     result = audit(data, run=run, out=out, img_size=img_size, folds=folds, seed=seed)
     counts = result.record.counts
     if as_json:
+        features = result.record.features
         typer.echo(json.dumps({"counts": counts.model_dump(), "leakage": result.record.leakage,
+                               "label_errors_checked": features.folds > 0, "note": features.note,
                                "audit": str(result.json_path), "page": str(result.html_path)}, indent=2))
         return
     from ..audit.summary import render_counts

@@ -53,7 +53,7 @@ class CommandGroup(TyperGroup):
             arguments = getattr(exc, "arguments", None) or [exc.argument] + [None] * (len(lines) - 1)
             message = "\n".join(with_flag(line, argument, command) for line, argument in zip(lines, arguments))
             typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None  # an interrupted run: the signal's status
         except UsageError as exc:  # a bad flag or value, found while parsing: one line too, not Typer's box
             if isinstance(exc, NoArgsIsHelpError):
                 raise

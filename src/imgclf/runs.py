@@ -155,8 +155,11 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = "interrupted", f"stopped after epoch {len(history)}: imgclf train --resume RUN"
     else:
         status, reason = "interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt)"
-    if status == "interrupted" and (trial := _search_trial(run.path)) is not None and trial.state == "pruned":
+    trial = _search_trial(run.path) if status == "interrupted" else None
+    if trial is not None and trial.state == "pruned":
         status, reason = "pruned", f"search trial {trial.stopped or 'pruned'}"
+    elif trial is not None and trial.state == "fail":  # train --resume would finish it outside its search
+        reason = "the search stopped in this trial, which counts as failed: imgclf tune --resume goes on with new ones"
     return RunRow(
         name=name, path=str(run.path.resolve()),
         model=config.model if config else card.architecture if card else None,

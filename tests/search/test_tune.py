@@ -98,22 +98,37 @@ def test_a_search_cut_short_lists_its_pruned_trial_as_pruned(data, tmp_path, mon
         def prune(self, study, trial):
             return trial.number == 1
 
+    import lightning.pytorch as pl
+
+    from imgclf.train.fit import TrainingInterrupted
+
     train_run = pipeline_run.train_run
 
-    def ctrl_c_in_trial_two(cfg, **kwargs):
-        if cfg.out.endswith("trial-002"):
-            raise KeyboardInterrupt
-        return train_run(cfg, **kwargs)
+    class CtrlC(pl.Callback):  # what Ctrl-C does once the first epoch is saved
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    def ctrl_c_in_trial_two(cfg, callbacks=(), **kwargs):
+        extra = [CtrlC()] if cfg.out.endswith("trial-002") else []
+        return train_run(cfg, callbacks=[*callbacks, *extra], **kwargs)
 
     monkeypatch.setattr(pipeline_run, "train_run", ctrl_c_in_trial_two)
     out = tmp_path / "search"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TrainingInterrupted) as stopped:
         imgclf.tune({"data": str(data), **SETTINGS}, trials=3, space=SPACE, out=str(out), pruner=PruneTrialOne())
+    # the trial run's own hint (imgclf train --resume TRIAL) would finish it outside the search, which counts it
+    # failed: the message, the record and the listing point to the search
+    message = " ".join(str(stopped.value).split())
+    assert "search interrupted in trial 2 (training interrupted (Ctrl-C) after 1 completed epoch" in message
+    assert "same imgclf tune command with --resume" in message and "train --resume" not in message
+    assert stopped.value.exit_code == 130
     record = _record(out)
-    assert record["stopped"] == "running: 2 of 3 trials done" and record["best"]["number"] == 0
+    assert record["stopped"] == "interrupted during trial 2: 2 of 3 trials done" and record["best"]["number"] == 0
     status = {r.name: (r.status, r.reason) for r in imgclf.list_runs(out)}
     assert status["trials/trial-000"][0] == "completed"
     assert status["trials/trial-001"][0] == "pruned" and "pruned at epoch 0" in status["trials/trial-001"][1]
+    assert status["trials/trial-002"][0] == "interrupted" and "imgclf tune --resume" in status["trials/trial-002"][1]
 
 
 def test_a_killed_search_resumes_without_rerunning_finished_trials(data, tmp_path):

@@ -205,7 +205,7 @@ def test_cli_takes_s4_recipes_but_lets_the_configurations_decide_regularisation(
     assert "too few" in result.output
     flag = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "s"), "--per-class",
                                     "8", "--model-args", "dropout=0.2"])
-    assert flag.exit_code == 2 and "model_args must be free of ['dropout']" in flag.output
+    assert flag.exit_code == 2 and "model_args (--model-args) must be free of ['dropout']" in flag.output
 
 
 def test_a_cell_does_not_claim_the_recipe_its_settings_came_from(tmp_path):

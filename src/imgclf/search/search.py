@@ -205,6 +205,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
 
     from ..io import write_yaml, read_yaml
     from ..pipeline.resolve import resolve_config
+    from ..train.fit import TrainingInterrupted, stop_signal
 
     say = log or (lambda line: None)
     budget = parse_seconds(time_limit)
@@ -245,10 +246,26 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
             # a trial's own time limit covers its training only: what the trials so far spent around it (data, model,
             # card) comes off, so that the search as a whole keeps to its budget
             training = None if left is None else min(share, left) - _overhead(study)
-            _run_trial(study, params, settings, folder, training, say)
+            try:
+                _run_trial(study, params, settings, folder, training, say)
+            except (KeyboardInterrupt, SystemExit, TrainingInterrupted) as exc:
+                number = study.get_trials(deepcopy=False)[-1].number
+                _write_record(folder, study, search, trials, budget, f"interrupted during trial {number}: "
+                              f"{len(finished())} of {trials} trials done", final=False)
+                code = exc.exit_code if isinstance(exc, TrainingInterrupted) else stop_signal(exc)[1]
+                raise TrainingInterrupted(_interrupted_message(exc, number, folder), exit_code=code) from None
             _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
                           final=False)
         return finish(folder, study, search, trials, budget, stop_reason, say)
+
+
+def _interrupted_message(exc: BaseException, number: int, folder: Path) -> str:
+    """What a search stopped in trial `number` says: the run's own hint (imgclf train --resume TRIAL) would finish
+    that trial outside the search, whose study has marked it failed; the search goes on with --resume."""
+    what = getattr(exc, "state", None) or "interrupted"
+    return (f"search interrupted in trial {number} ({what}; its run stays in {trial_dir(folder, number)}). "
+            f"Continue the search by running the same imgclf tune command with --resume --out {folder}: finished "
+            f"trials are kept, trial {number} counts as failed and new trials take its place")
 
 
 def _write_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,

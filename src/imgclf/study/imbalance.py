@@ -150,7 +150,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
             # resumes it and goes on with the rest
             raise TrainingInterrupted(f"{exc.state} (study cell {run_dir.name}). Continue the study by running the "
                                       "same imgclf study imbalance command again: finished cells are kept, this one "
-                                      "resumes", state=exc.state) from None
+                                      "resumes", state=exc.state, exit_code=exc.exit_code) from None
         log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
     seconds = time.perf_counter() - started
 

@@ -32,9 +32,10 @@ from .module import ImageClassifierModule, NonFiniteLossError
 class TrainingInterrupted(ImgclfError):
     """`state`: what the interrupted run has kept, without the hint on how to continue it (a study gives its own)."""
 
-    def __init__(self, message: str, state: str | None = None):
+    def __init__(self, message: str, state: str | None = None, exit_code: int = 130):
         super().__init__(message)
         self.state = state if state is not None else message
+        self.exit_code = exit_code  # the command's status: a shell's for the signal (130 SIGINT, 143 SIGTERM)
 
 
 @dataclass
@@ -313,10 +314,21 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
         except NonFiniteLossError as exc:
             return str(exc)
         except (KeyboardInterrupt, SystemExit) as exc:
-            kept = interrupt_state(type(exc).__name__, trainer.current_epoch, last.saved_epochs, last.saved_steps)
+            words, code = stop_signal(exc)
+            kept = interrupt_state(words, trainer.current_epoch, last.saved_epochs, last.saved_steps)
             raise TrainingInterrupted(interrupt_message(kept, last.saved_epochs, run_dir, last.saved_steps),
-                                      state=kept) from None
+                                      state=kept, exit_code=code) from None
     return "completed"
+
+
+def stop_signal(exc: BaseException) -> tuple[str, int]:
+    """What stopped the run, in words, and the shell's exit status for it. Lightning answers Ctrl-C by exiting
+    (a SystemExit raised while handling the KeyboardInterrupt) and SIGTERM with its own SIGTERMException."""
+    if type(exc).__name__ == "SIGTERMException":
+        return "SIGTERM", 143
+    if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt):
+        return "Ctrl-C", 130
+    return type(exc).__name__, 130
 
 
 def interrupt_state(signal_name: str, completed: int, saved_epochs: int, saved_steps: int = 0) -> str:

@@ -86,6 +86,34 @@ def test_macro_averages_leave_out_a_class_the_split_does_not_hold():
     assert m.accuracy == pytest.approx(5 / 6) and m.macro.recall == pytest.approx((0.5 + 1 + 1) / 3)
 
 
+def test_tables_show_a_dash_where_a_score_divides_by_nothing(tiny_run, image_folder, tmp_path):
+    """A class with no image has no recall or F1, and one never predicted no precision: the console and the report
+    showed 0.000 beside macro averages that (rightly) leave the class out."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+    from imgclf.evaluation.interpret import scores_shown
+    from imgclf.records import ClassScores
+
+    absent = ClassScores(precision=0.0, recall=0.0, f1=0.0, support=0)
+    assert scores_shown(absent, predicted=0) == {"precision": None, "recall": None, "f1": None}
+    assert scores_shown(absent, predicted=2) == {"precision": 0.0, "recall": None, "f1": None}
+    missed = ClassScores(precision=0.0, recall=0.0, f1=0.0, support=3)
+    assert scores_shown(missed, predicted=0) == {"precision": None, "recall": 0.0, "f1": 0.0}
+
+    two = tmp_path / "two"
+    for name in ("cat", "dog"):
+        shutil.copytree(image_folder / name, two / name)
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(two)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    fox = next(line for line in result.output.splitlines() if " fox " in line)
+    cells = [c.strip() for c in fox.strip("│┃ ").split("│")]
+    assert cells[2:5] == ["-", "-", "0"] or cells[1:5] == ["-", "-", "-", "0"], fox
+
+
 def test_expected_calibration_error_by_hand():
     # Two bins used: conf 0.9 (2 images, 1 right) and conf 0.6 (2 images, both right).
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])

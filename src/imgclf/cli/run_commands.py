@@ -48,15 +48,19 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
 def _print_metrics(m: Any) -> None:
     from rich.table import Table
 
+    from ..evaluation.interpret import scores_shown
+
     console = new_console()
     loss = "-" if m.loss is None else f"{m.loss:.4f}"
     table = Table(title=f"{m.split}: accuracy {m.accuracy:.4f}, loss {loss}, {m.count} images")
     for col in ("class", "precision", "recall", "f1", "support", "auc"):
         table.add_column(col, justify="left" if col == "class" else "right")
+    predicted = dict(zip(m.per_class, [sum(column) for column in zip(*m.confusion)])) if m.confusion else {}
     for name, row in m.per_class.items():
         auc = m.auc.get(name)
-        table.add_row(shown(name), f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(row.support),
-                      "-" if auc is None else f"{auc:.3f}")
+        cells = scores_shown(row, predicted.get(name, 0))  # a dash where there is nothing to divide by
+        scores = ("-" if cells[k] is None else f"{cells[k]:.3f}" for k in ("precision", "recall", "f1"))
+        table.add_row(shown(name), *scores, str(row.support), "-" if auc is None else f"{auc:.3f}")
     for avg in ("macro", "weighted"):
         r = getattr(m, avg)
         table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}", str(m.count), "")

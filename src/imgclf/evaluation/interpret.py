@@ -247,6 +247,14 @@ def calibration_verdict(gap: float) -> str:
 
 
 # ---------------------------------------------------------------------- run-level summary (for compare)
+def scores_shown(scores: ClassScores, predicted: int) -> dict[str, float | None]:
+    """A class's precision, recall and F1 as a table shows them: None (a dash) where there is nothing to divide by.
+    A class the split holds no image of has no recall or F1 (scikit-learn's 0 would read as 'always missed'), and
+    one never predicted has no precision."""
+    return {"precision": scores.precision if predicted else None,
+            "recall": scores.recall if scores.support else None, "f1": scores.f1 if scores.support else None}
+
+
 def mean_recall(per_class: Mapping[str, ClassScores], classes: Sequence[str]) -> float | None:
     """Mean recall over those of `classes` (the minority ones, say) that the evaluated split contains; None if it
     contains none of them. A class without test images has no recall, not a recall of 0."""

@@ -30,6 +30,7 @@ from .interpret import (
     detect_overfitting,
     lr_changes,
     mean_recall,
+    scores_shown,
 )
 from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
 
@@ -78,9 +79,13 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.append(text + ".")
     if imbalance is not None and imbalance.imbalanced:
         mr = mean_recall(per_class, minority)
+        tested = [c for c in minority if c in per_class and per_class[c].support > 0]
+        untested = [c for c in minority if c not in tested]
         findings.append(f"Imbalanced training data (ρ = {num(imbalance.rho, 2)}, μ = {num(imbalance.mu, 2)}): "
-                        f"minority classes {', '.join(minority)} reach a mean recall of {pct(mr)} against an "
-                        f"accuracy of {pct(m.accuracy)}. Judge this model by per-class recall, not accuracy.")
+                        + (f"minority classes {', '.join(tested)} reach a mean recall of {pct(mr)} against an "
+                           f"accuracy of {pct(m.accuracy)}" if tested else "no minority class has a test image")
+                        + (f" ({', '.join(untested)}: no test image, so no recall)" if untested and tested else "")
+                        + ". Judge this model by per-class recall, not accuracy.")
     if overfit is not None:
         kept = f"; the weights of epoch {best_epoch} were kept" if best_epoch else ""
         findings.append(f"Overfitting from epoch {overfit.onset}: {overfit.text()}{kept}.")
@@ -112,9 +117,12 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
 
     recalls = [r.recall for r in per_class.values() if finite(r.recall)] or [0.0]
 
+    predicted = dict(zip(per_class, np.asarray(m.confusion).sum(axis=0).tolist())) if m.confusion else {}
+
     def row(name: str) -> dict[str, Any]:  # "lowest recall" is tagged only where recalls differ
         r = per_class[name]
-        return {"name": name, "precision": r.precision, "recall": r.recall, "f1": r.f1, "support": r.support,
+        shown = scores_shown(r, predicted.get(name, 0))
+        return {"name": name, **shown, "support": r.support,
                 "auc": m.auc.get(name), "minority": name in minority,
                 "worst": name == worst_name and finite(worst_recall) and worst_recall < max(recalls)}
 

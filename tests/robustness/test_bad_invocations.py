@@ -306,6 +306,12 @@ ROWS = [
         value=lambda w: str(w.tmp / "a-file.txt" / "p.csv")),
     row("predict-folder-without-images", lambda w: ["predict", w.run(), w.folder()], "images", "no image found",
         value=lambda w: str(w.tmp / "a-folder")),
+    # a quoted pattern reaches the program unexpanded: said so, not only "not found"
+    row("predict-quoted-pattern", lambda w: ["predict", w.run(), str(w.data / "cat" / "*.png")], "images",
+        "A quoted pattern is not expanded"),
+    # every image unreadable: the error rows are printed, and the status tells a script nothing was predicted
+    row("predict-every-image-unreadable", lambda w: ["predict", w.run(), w.file("broken.png", GARBAGE)],
+        "none of the 1 image(s) could be read"),
     row("predict-run-is-a-file", lambda w: ["predict", w.file(), str(w.data)], "run",
         value=lambda w: str(w.tmp / "a-file.txt")),
     row("predict-truncated-weights",

@@ -204,6 +204,9 @@ def test_page_and_assets_are_self_contained(client):
         assert not re.search(r"(https?:)?//[a-z0-9]", r.text.replace("://${", "")), f"external reference in {route}"
     page = client.get("/").text
     assert 'type="file"' in page and 'src="app.js"' in page
+    # no page that needs the internet: Swagger UI's /docs loaded its script from a CDN (blank offline)
+    assert client.get("/docs").status_code == 404
+    assert client.get("/openapi.json").json()["paths"]["/predict"]
 
 
 def test_bad_settings_are_refused_before_serving(tiny_run, tmp_path):

@@ -101,7 +101,10 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         writable_file("output", output)
     missing = [str(p) for p in images if not p.exists()]
     if missing:
-        raise bad_path("images", ", ".join(missing), "existing files or folders")
+        wildcard = any(c in m for m in missing for c in "*?[")
+        raise bad_path("images", ", ".join(missing), "existing files or folders",
+                       hint="A quoted pattern is not expanded: leave the quotes out for the shell to expand it, "
+                            "or give the folder" if wildcard else None)
     if backend == "onnx":
         from ..export import load_onnx
 
@@ -124,6 +127,10 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         atomic_write_text(output, text)
     else:
         typer.echo(text, nl=False)
+    if all(p.error for p in predictions):  # the rows say why; the status tells a script that nothing was predicted
+        typer.secho(f"error: none of the {len(predictions)} image(s) could be read (see the error column)",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
 
 
 @app.command()

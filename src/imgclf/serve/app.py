@@ -115,8 +115,10 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         yield
         await batcher.close()
 
+    # no /docs: Swagger UI loads its script from a CDN, so on an offline machine it was a blank page; the schema
+    # itself is served (/openapi.json) and the upload page is at /
     app = FastAPI(title=f"imgclf: {Path(run_dir).name}", version="1", lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
+                  docs_url=None, redoc_url=None)
     app.state.classifier = clf
     app.state.batcher = batcher
 
@@ -132,7 +134,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        message = invalid_message("request", Described(problems), "one this API accepts (see /docs)")
+        message = invalid_message("request", Described(problems), "one this API accepts (see /openapi.json)")
         return JSONResponse({"error": message, "status": 400}, status_code=400)
 
     @app.exception_handler(Exception)

@@ -214,3 +214,5 @@ def test_a_split_without_a_class_is_warned(tmp_path, capsys):
     for split in lacking:
         assert f"the {split} split holds no image of 1 class ('fox')" in err
     assert err.count("holds no image of") == len(lacking)  # and nothing said of the splits that hold it
+    val = sum(counts["val"].values())  # 26 images, 10 % each: the temperature and threshold come from 3 or so
+    assert f"warning the val split holds {val} images: the epoch kept, the temperature" in err

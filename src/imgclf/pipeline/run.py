@@ -88,13 +88,21 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points
+
+
 def _warn_about_splits(data: PreparedData, folders: str) -> None:
-    """User-given splits that share near-duplicates, and val or test splits lacking a class (an automatic split of
-    a class with fewer images than splits): a warning with counts (stderr, even without progress), never a
-    refusal: the folders are the user's choice."""
+    """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
+    splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
+    (stderr, even without progress), never a refusal: the folders are the user's choice."""
     from ..data.groups import leak_warning, separated_warning
     from ..io import terminal_safe
 
+    val = len(data.splits["val"]) if "val" in data.splits else 0
+    if 0 < val < FEW_VALIDATION_IMAGES:
+        print(f"warning the val split holds {val} image{'s' if val != 1 else ''}: the epoch kept, the temperature and "
+              "the unknown threshold are chosen on them; give it more (--val-split, or more images)",
+              file=sys.stderr, flush=True)
     for split, classes in data.missing_classes().items():
         names = ", ".join(repr(terminal_safe(c)) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")
         print(f"warning the {split} split holds no image of {len(classes)} class{'es' if len(classes) > 1 else ''} "

@@ -59,18 +59,20 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
     added to `skipped` with the reason."""
     out: list[str] = []
     seen_dirs: set[str] = set()
-    stack = [class_dir]
+    stack: list[tuple[Path, frozenset[str]]] = [(class_dir, frozenset())]  # a folder and the real folders above it
     while stack:
-        directory = stack.pop()
+        directory, above = stack.pop()
         try:
             real = os.path.realpath(directory)
         except OSError as exc:
             skipped.append({"path": str(directory), "reason": f"cannot resolve folder: {exc.strerror or exc}"})
             continue
         if real in seen_dirs:
-            skipped.append({"path": str(directory), "reason": "symlink loop (folder already visited)"})
+            skipped.append({"path": str(directory), "reason": "symlink loop (a link back to a folder it is in)"
+                            if real in above else "a second link to a folder already read (read once)"})
             continue
         seen_dirs.add(real)
+        below = above | {real}
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
@@ -86,7 +88,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
                 skipped.append({"path": entry.path, "reason": f"cannot stat: {exc.strerror or exc}"})
                 continue
             if is_dir:
-                stack.append(Path(entry.path))
+                stack.append((Path(entry.path), below))
             elif is_file:
                 if entry.name.lower().endswith(IMAGE_EXTENSIONS):
                     out.append(entry.path)

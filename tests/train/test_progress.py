@@ -1,12 +1,20 @@
-"""What training prints when its output goes to a file: a header, then one short line per epoch, no tqdm frames."""
+"""What training prints when its output goes to a file: a header, then one short line per epoch, no tqdm frames;
+the epoch line's counter, and what is left of a time limit."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
 
 from conftest import make_image_folder
+from imgclf.train.budget import TimeBudget
+from imgclf.train.progress import EpochLines
 
 
 def test_a_redirected_log_has_a_header_and_one_short_line_per_epoch(tmp_path):
@@ -26,3 +34,29 @@ def test_a_redirected_log_has_a_header_and_one_short_line_per_epoch(tmp_path):
     assert all(len(line.encode()) <= 200 for line in epochs) and all("loss " in line for line in epochs)
     summary = proc.stdout.splitlines()
     assert any(line.startswith("test accuracy") and "worst class" in line for line in summary), proc.stdout
+
+
+def _line(epochs: int, budget: TimeBudget | None) -> str:
+    stream = io.StringIO()
+    lines = EpochLines(epochs, stream=stream)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=2, optimizers=[optimizer],
+                              callback_metrics={"loss": 0.5, "acc": 0.8, "val_loss": 0.6, "val_acc": 0.7},
+                              callbacks=[budget] if budget is not None else [])
+    lines.on_train_epoch_start(trainer, None)
+    lines.on_train_epoch_end(trainer, None)
+    return stream.getvalue().strip()
+
+
+@pytest.mark.parametrize("fit_schedule, counter", [(True, "epoch 3  loss"), (False, "epoch    3/1000  loss")])
+def test_a_time_limit_shows_what_is_left_and_a_fitted_schedule_no_epoch_total(fit_schedule, counter):
+    """`epoch 3/1000` read as a plan of 1000 epochs for the fast recipes, whose schedule follows the time."""
+    budget = TimeBudget(600, fit_schedule=fit_schedule, clock=lambda: 0.0)
+    budget.spent = 355.0  # the probe and the epochs so far
+    line = _line(1000, budget)
+    assert line.startswith(counter) and line.endswith("  4m05s left"), line
+
+
+def test_without_a_time_limit_the_line_is_as_before():
+    line = _line(30, None)
+    assert line.startswith("epoch  3/30  loss 0.5000") and "left" not in line, line

@@ -19,7 +19,8 @@ def _num(value: Any, digits: int = 4) -> str:
 
 class EpochLines(L.Callback):
     """`epoch  3/30  loss 0.4123  acc 0.8571  val_loss 0.3912  val_acc 0.8702  lr 1e-03  12.3s` after every
-    epoch, 1-based like history.csv."""
+    epoch, 1-based like history.csv; with a time limit, what is left of it (`  4m05s left`), and with the schedule
+    fitted to the time no total (`epoch 3  loss ...`): the epochs setting is then a cap, not a plan."""
 
     def __init__(self, epochs: int, stream: TextIO | None = None):
         self.epochs = epochs
@@ -38,9 +39,21 @@ class EpochLines(L.Callback):
         m = trainer.callback_metrics
         width = len(str(self.epochs))
         lr = trainer.optimizers[0].param_groups[-1]["lr"]
-        self._print(f"epoch {trainer.current_epoch + 1:>{width}}/{self.epochs}  loss {_num(m.get('loss'))}  "
+        budget = next((c for c in trainer.callbacks if type(c).__name__ == "TimeBudget"), None)
+        # with the schedule fitted to the time, the epochs setting is only a cap (a recipe's 1000): not shown
+        of = "" if budget is not None and budget.fit_schedule else f"/{self.epochs}"
+        left = "" if budget is None else f"  {_clock(max(0.0, budget.seconds - budget.elapsed()))} left"
+        self._print(f"epoch {trainer.current_epoch + 1:>{width if of else 0}}{of}  loss {_num(m.get('loss'))}  "
                     f"acc {_num(m.get('acc'))}  val_loss {_num(m.get('val_loss'))}  val_acc {_num(m.get('val_acc'))}  "
-                    f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s")
+                    f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s{left}")
+
+
+def _clock(seconds: float) -> str:
+    """4m05s, 1h02m, 38s: the time left of a budget, to the second."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def stderr_is_terminal() -> bool:

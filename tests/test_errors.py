@@ -58,6 +58,34 @@ def test_bad_path_defaults_to_not_found():
     assert str(err) == "path must be an existing image file. Received: path='cat.jpg' (not found)"
 
 
+def test_every_user_error_survives_pickling_whole():
+    """A process pool (data workers, DDP) re-raises an exception by pickling it: the message, the setting it names
+    (which the command line turns into a flag), a ConfigError's lines (a line may hold a line break of its own),
+    an interrupted run's exit status and an HTTP error's status and details come back as they were."""
+    import pickle
+
+    from imgclf.config import ConfigError
+    from imgclf.search.search import SearchInterrupted
+    from imgclf.serve.uploads import ApiError
+    from imgclf.train.fit import TrainingInterrupted
+
+    def again(exc):
+        return pickle.loads(pickle.dumps(exc))
+
+    plain = again(add_hint(invalid("img_size", 2, ">= 4"), "Pass a larger --img-size"))
+    assert (type(plain), str(plain), plain.argument) == (ImgclfError, "img_size must be >= 4. Received: "
+                                                         "img_size=2. Pass a larger --img-size.", "img_size")
+    found = [("batch_size", "batch_size must be >= 1"), (None, "a line\x0bwith\nbreaks")]
+    config = again(ConfigError(found))
+    assert config.found == found and config.arguments == ["batch_size", None] and str(config) == str(ConfigError(found))
+    stopped = again(TrainingInterrupted("stopped", state="kept", exit_code=143))
+    assert (str(stopped), stopped.state, stopped.exit_code) == ("stopped", "kept", 143)
+    search = again(SearchInterrupted("search stopped", 2, 130))
+    assert (str(search), search.trial, search.exit_code) == ("search stopped", 2, 130)
+    api = again(ApiError(413, "too large", limit=10))
+    assert (api.status, api.message, api.details) == (413, "too large", {"limit": 10})
+
+
 def test_add_hint_keeps_the_message_and_adds_a_sentence():
     err = add_hint(invalid("url", "http://x/y.gz", "an address that can be reached"), "Use --source")
     assert isinstance(err, ImgclfError)

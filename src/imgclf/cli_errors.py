@@ -1,6 +1,7 @@
 """How the `imgclf` command reports failures: the one place where a user's error (ImgclfError, or a flag Typer
-could not parse) becomes one line and exit status 2, and an error of ours one line plus the path of a log that
-holds its traceback (exit status 1). Every command and sub-command runs through `CommandGroup`."""
+could not parse) becomes one line and exit status 2 (an interrupted run: the signal's status, 130 or 143), and an
+error of ours one line plus the path of a log that holds its traceback (exit status 1). Every command and
+sub-command runs through `CommandGroup`."""
 
 from __future__ import annotations
 
@@ -49,9 +50,8 @@ class CommandGroup(TyperGroup):
         except ImgclfError as exc:
             # by name: a subclass may build the command it resolves (cli.base._Commands)
             command = self.commands.get(ctx.meta.get(_COMMAND_KEY, ""))
-            lines = str(exc).split("\n")
-            arguments = getattr(exc, "arguments", None) or [exc.argument] + [None] * (len(lines) - 1)
-            message = "\n".join(with_flag(line, argument, command) for line, argument in zip(lines, arguments))
+            found = getattr(exc, "found", None) or [(exc.argument, str(exc))]  # ConfigError: one per setting
+            message = "\n".join(with_flag(line, argument, command) for argument, line in found)
             typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
             raise typer.Exit(getattr(exc, "exit_code", 2)) from None  # an interrupted run: the signal's status
         except UsageError as exc:  # a bad flag or value, found while parsing: one line too, not Typer's box

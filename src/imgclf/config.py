@@ -542,14 +542,18 @@ class ConfigError(ImgclfError):
 
     def __init__(self, found: list[tuple[str | None, str]]):
         super().__init__("\n".join(line for _, line in found), found[0][0] if len(found) == 1 else None)
-        self.arguments = [argument for argument, _ in found]
+        self.found = list(found)  # (setting, line): kept whole, since a line's own text may hold a line break
 
     def __reduce__(self):  # pickled with what __init__ takes (a process pool re-raises it)
-        return type(self), (list(zip(self.arguments, self.lines)),)
+        return type(self), (self.found,)
+
+    @property
+    def arguments(self) -> list[str | None]:
+        return [argument for argument, _ in self.found]
 
     @property
     def lines(self) -> list[str]:
-        return str(self).splitlines()
+        return [line for _, line in self.found]
 
 
 def make_config(**values: Any) -> TrainConfig:

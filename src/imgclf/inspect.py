@@ -11,7 +11,7 @@ from typing import Any
 from .data.decode import DecodeError, decode_image
 from .data.folder import scan_folder
 from .data.imbalance import imbalance_stats
-from .io import terminal_safe, writable_folder
+from .io import console_text, writable_folder
 
 
 def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -98,14 +98,6 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _safe(text: Any) -> str:
-    """A name from the file system as printed: control characters escaped (they would act on the terminal) and
-    Rich's markup brackets too (a class folder named [red] is a name, not a colour)."""
-    from rich.markup import escape
-
-    return escape(terminal_safe(text))
-
-
 def render_inspection(summary: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
@@ -115,39 +107,41 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         render_index_inspection(summary, console)
         return
     splits = list(summary["counts"])
-    table = Table(title=f"{_safe(summary['root'])} ({summary['layout']} layout, {summary['total']} readable images)")
+    table = Table(title=f"{console_text(summary['root'])} ({summary['layout']} layout, {summary['total']} readable "
+                        "images)")
     table.add_column("class")
     for s in splits:
         table.add_column(s, justify="right")
     for c in summary["classes"]:
-        table.add_row(_safe(c), *[str(summary["counts"][s][c]) for s in splits])
+        table.add_row(console_text(c), *[str(summary["counts"][s][c]) for s in splits])
     table.add_row("[bold]total[/bold]", *[str(sum(summary["counts"][s].values())) for s in splits])
     console.print(table)
     imb = summary["imbalance"]
     flag = "  [yellow]imbalanced[/yellow]" if imb["imbalanced"] else ""
     console.print(f"imbalance: rho = {imb['rho']} (max/min class count), mu = {imb['mu']} "
-                  f"(minority classes {_safe(imb['minority'] or 'none')}){flag}")
+                  f"(minority classes {console_text(imb['minority'] or 'none')}){flag}")
     sizes = ", ".join(f"{k} ({v})" for k, v in summary["sizes"].items())
     console.print(f"image sizes: {sizes}{' ...' if summary['distinct_sizes'] > 10 else ''}")
     console.print("colour modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()))
     for folder in summary["empty_class_folders"]:
         name = Path(folder).name
-        console.print(f"[yellow]class folder {_safe(repr(folder))} holds no image:[/yellow] training refuses it; add "
-                      f"its images, remove the folder, or leave the class out with --drop-classes {_safe(name)}")
+        console.print(f"[yellow]class folder {console_text(repr(folder))} holds no image:[/yellow] training refuses "
+                      f"it; add its images, remove the folder, or leave the class out with --drop-classes "
+                      f"{console_text(name)}")
     if summary["skipped"]:
         console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
         for s in summary["skipped"]:
-            console.print(f"  {_safe(s['path'])}: {_safe(s['reason'])}")
+            console.print(f"  {console_text(s['path'])}: {console_text(s['reason'])}")
     audit = summary.get("audit")
     if audit is not None and audit["status"] == "fresh":
         from .audit.summary import count_lines
         from .records import AuditCounts
 
-        console.print(f"audit of {audit['created']} ({_safe(audit['path'])}):")
+        console.print(f"audit of {audit['created']} ({console_text(audit['path'])}):")
         for line in count_lines(AuditCounts(**audit["counts"]), audit["leakage"], audit["accuracy"],
                                 audit["label_errors_checked"], audit["note"]):
             console.print(f"  {line}")
     elif audit is not None:
         console.print(f"audit of {audit['created']} is stale: the folder changed since (run `imgclf audit` again)")
     for p in summary.get("plots", []):
-        console.print(f"figure: {_safe(p)}")
+        console.print(f"figure: {console_text(p)}")

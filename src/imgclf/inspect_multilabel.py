@@ -33,13 +33,12 @@ def inspect_index(index: str | os.PathLike) -> dict[str, Any]:
 
 
 def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
-    from .io import terminal_safe
+    from .io import console_text
 
     classes = summary["classes"]
-    console.print(f"{escape(terminal_safe(summary['root']))}: multi-label index, {summary['total']} readable images, "
+    console.print(f"{console_text(summary['root'])}: multi-label index, {summary['total']} readable images, "
                   f"{len(classes)} labels")
     console.print(f"label cardinality {summary['cardinality']:.3f} labels per image; "
                   f"{summary['no_label']} image(s) carry no label")
@@ -49,13 +48,13 @@ def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
     table.add_column("images", justify="right")
     table.add_column("share", justify="right")
     for c in classes:
-        table.add_column(escape(terminal_safe(c)), justify="right")
+        table.add_column(console_text(c), justify="right")
     total = max(1, summary["total"])
     for i, c in enumerate(classes):
-        table.add_row(escape(terminal_safe(c)), str(summary["counts"][c]), f"{summary['counts'][c] / total:.1%}",
+        table.add_row(console_text(c), str(summary["counts"][c]), f"{summary['counts'][c] / total:.1%}",
                       *[str(v) for v in summary["cooccurrence"][i]])
     console.print(table)
     if summary["skipped"]:
         console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
         for s in summary["skipped"]:
-            console.print(f"  {escape(terminal_safe(s['path']))}: {escape(terminal_safe(s['reason']))}")
+            console.print(f"  {console_text(s['path'])}: {console_text(s['reason'])}")

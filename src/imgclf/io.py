@@ -172,6 +172,14 @@ def terminal_safe(text: Any) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
+def console_text(text: Any) -> str:
+    """A user-chosen name (file, class, a note holding them) for a Rich console: terminal control sequences
+    escaped (`terminal_safe`) and Rich's markup brackets too (a class folder named [red] is a name, not a colour)."""
+    from rich.markup import escape
+
+    return escape(terminal_safe(text))
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

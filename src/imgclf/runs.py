@@ -158,7 +158,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     trial = _search_trial(run.path) if status == "interrupted" else None
     if trial is not None and trial.state == "pruned":
         status, reason = "pruned", f"search trial {trial.stopped or 'pruned'}"
-    elif trial is not None and trial.state == "fail":  # train --resume would finish it outside its search
+    elif trial is not None and (trial.stopped or "").startswith("interrupted"):  # train --resume would finish it
+        # outside its search, which counts it failed
         reason = "the search stopped in this trial, which counts as failed: imgclf tune --resume goes on with new ones"
     return RunRow(
         name=name, path=str(run.path.resolve()),
@@ -246,13 +247,12 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
     """The listing as one Rich table that fits 80 columns (names wrap; numbers never do), then the reasons of
     the runs that did not complete, one line each."""
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
 
-    from .io import terminal_safe
+    from .io import console_text
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True, padding=(0, 1),
-                  title=escape(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {terminal_safe(folder)}"),
+                  title=console_text(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {folder}"),
                   title_justify="left")
     table.add_column("run", overflow="fold")
     table.add_column("model", overflow="fold")
@@ -260,7 +260,7 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
     for header in ("ep", "val\nacc %", "test\nacc %", "macro\nF1 %", "time", "when"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    shown = lambda v: "—" if v is None else escape(terminal_safe(v))  # noqa: E731
+    shown = lambda v: "—" if v is None else console_text(v)  # noqa: E731
     for r in rows:
         table.add_row(shown(r.name), shown(r.model), shown(r.data), "—" if r.epochs is None else str(r.epochs),
                       _pct(r.val_accuracy), _pct(r.test_accuracy), _pct(r.macro_f1), _duration(r.train_seconds),
@@ -268,5 +268,5 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
     console.print(table)
     for r in rows:
         if r.reason:
-            console.print(f"{escape(terminal_safe(r.name))}: {escape(terminal_safe(r.reason))}",
+            console.print(f"{console_text(r.name)}: {console_text(r.reason)}",
                           style=STATUS_STYLE[r.status], highlight=False, soft_wrap=False)

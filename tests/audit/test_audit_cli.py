@@ -78,6 +78,20 @@ def test_a_class_too_small_to_judge_leaves_the_others_checked_and_says_so(tmp_pa
            "has 1)" in " ".join(result.output.split())
     page = (tmp_path / "b" / "audit.html").read_text()
     assert "Likely label errors (not checked)" in page and "Label errors not checked: needs at least 2" in page
-    # its summary said "No duplicates ..." beside a count of duplicate groups (copies within a class)
-    record = json.loads((tmp_path / "b" / "audit.json").read_text())
-    assert record["counts"]["duplicate_groups"] and "No duplicates" not in page
+
+
+def test_the_page_summary_counts_copies_within_a_class():
+    """It said "No duplicates, leakage, likely label errors or outliers found." beside a count of duplicate
+    groups when every copy was within one class and one split."""
+    from types import SimpleNamespace
+
+    from imgclf.audit.report import _findings
+
+    counts = dict(leakage_groups=0, leaked_images=0, conflicting_label_groups=0, label_issues=0, outliers=0,
+                  pixel_issues=0, duplicate_groups=2, redundant_images=3)
+    record = SimpleNamespace(counts=SimpleNamespace(**counts), leakage={},
+                             features=SimpleNamespace(folds=5, note=""))
+    said = " ".join(_findings(record))
+    assert "2 duplicate group(s) within a class (3 redundant images)" in said and "No duplicates" not in said
+    record.counts.duplicate_groups = record.counts.redundant_images = 0
+    assert _findings(record) == ["No duplicates, leakage, likely label errors or outliers found."]

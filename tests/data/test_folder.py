@@ -134,17 +134,21 @@ def test_loose_images_in_a_split_layout_are_listed_as_skipped(tmp_path):
     assert "not in a class folder" in reasons["test/loose_00.png"]
 
 
-def test_a_link_back_up_is_a_loop_and_a_second_link_is_read_once(tmp_path):
-    """Both were called "symlink loop (folder already visited)"; a second link to a folder is not a loop."""
+@pytest.mark.parametrize("link", ["again", "zlink"])  # before and after the real folder's name
+def test_a_link_back_up_is_a_loop_and_a_second_link_is_read_once(tmp_path, link):
+    """Both were called "symlink loop (folder already visited)"; a second link to a folder is not a loop, and the
+    real folder is read through its own path whatever the link's name."""
     import os
 
     root = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=3)
     (root / "cat" / "sub").mkdir()
     os.rename(root / "cat" / "cat_000.png", root / "cat" / "sub" / "cat_000.png")
-    os.symlink("sub", root / "cat" / "again")  # a second way to the same folder
+    os.symlink("sub", root / "cat" / link)  # a second way to the same folder
     os.symlink("..", root / "cat" / "sub" / "up")  # back to cat/, which holds it
     scan = scan_folder(root)
     reasons = {Path(s["path"]).name: s["reason"] for s in scan.skipped}
-    assert reasons["up"].startswith("symlink loop") and reasons["again"].startswith("a second link")
-    cats = [p for p, c in scan.files["all"] if c == "cat"]
-    assert sorted(Path(p).name for p in cats) == ["cat_000.png", "cat_001.png", "cat_002.png"]  # each once
+    assert set(reasons) == {"up", link}, reasons
+    assert reasons["up"].startswith("symlink loop")
+    assert reasons[link] == f"the same folder as {root / 'cat' / 'sub'} (read once, there)"
+    cats = sorted(p for p, c in scan.files["all"] if c == "cat")
+    assert cats == sorted(str(root / "cat" / n) for n in ("cat_001.png", "cat_002.png", "sub/cat_000.png"))

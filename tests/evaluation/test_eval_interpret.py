@@ -102,6 +102,8 @@ def test_tables_show_a_dash_where_a_score_divides_by_nothing(tiny_run, image_fol
     assert scores_shown(absent, predicted=2) == {"precision": 0.0, "recall": None, "f1": None}
     missed = ClassScores(precision=0.0, recall=0.0, f1=0.0, support=3)
     assert scores_shown(missed, predicted=0) == {"precision": None, "recall": 0.0, "f1": 0.0}
+    # multi-label: the confusion matrix is label co-occurrence, so nothing is known of predictions
+    assert scores_shown(missed, predicted=None) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
 
     two = tmp_path / "two"
     for name in ("cat", "dog"):

@@ -311,7 +311,7 @@ ROWS = [
         "A quoted pattern is not expanded"),
     # every image unreadable: the error rows are printed, and the status tells a script nothing was predicted
     row("predict-every-image-unreadable", lambda w: ["predict", w.run(), w.file("broken.png", GARBAGE)],
-        "none of the 1 image(s) could be read"),
+        "images must be images of which at least one can be read", "1 file(s), none readable"),
     row("predict-run-is-a-file", lambda w: ["predict", w.file(), str(w.data)], "run",
         value=lambda w: str(w.tmp / "a-file.txt")),
     row("predict-truncated-weights",

@@ -157,7 +157,7 @@ def test_one_bad_file_gets_an_error_entry_and_the_others_their_predictions(tiny_
     bad = {"notes.png": (b"just some text, not pixels", "image/png", "not a recognised image format"),
            "cut.png": (png[: len(png) // 2], "image/png", "truncated"),
            "a.txt": (b"hello", "text/plain", "not an image: sent as Content-Type 'text/plain'"),
-           "empty.png": (b"", "image/png", "empty file")}
+           "empty.png": (b"", "image/png", "empty file (0 bytes)")}
     parts = [("good.png", png, "image/png")] + [(name, data, ctype) for name, (data, ctype, _) in bad.items()]
     parts.append(("good2.png", png, "image/png"))
     with TestClient(create_app(tiny_run)) as client:  # the module's client takes 3 files at most

@@ -360,3 +360,18 @@ def test_an_interrupted_cell_says_to_run_the_study_again(pool, tmp_path, monkeyp
 
     study = StudyRecord.model_validate_json((tmp_path / "st" / "study.json").read_text())
     assert study.state == "interrupted" and [c.run for c in study.cells] == ["runs/rho1-none-seed0"]
+
+
+def test_a_study_stopped_before_its_cells_says_interrupted(pool, tmp_path, monkeypatch):
+    """Ctrl-C while the subsets are drawn left study.json at "running" (only a cell's interruption was caught)."""
+    import imgclf.data.subset
+    from imgclf.records import StudyRecord
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imgclf.data.subset, "build_subset", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_imbalance_study(pool, tmp_path / "st", per_class=8, rhos=[1], configs=["none"], model="simple_cnn",
+                            overrides=TINY, run_reports=False)
+    assert StudyRecord.model_validate_json((tmp_path / "st" / "study.json").read_text()).state == "interrupted"

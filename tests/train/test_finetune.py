@@ -152,7 +152,7 @@ def test_a_frozen_random_backbone_is_warned_and_nothing_else():
     def said(**settings) -> list[str]:
         return transfer_warnings(TrainConfig(data=".", model=TINY, **settings))
 
-    assert said(pretrained=False, freeze_epochs=2) and "--freeze-epochs 0" in said(pretrained=False, freeze_epochs=2)[0]
+    assert said(pretrained=False, freeze_epochs=2) and "set it to 0" in said(pretrained=False, freeze_epochs=2)[0]
     assert said(pretrained=False) == [] and said(freeze_epochs=2) == [] and said(features_only=True) == []
 
 
@@ -170,7 +170,7 @@ def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, imag
     head = "flatten,dense:16,bn,dropout:0.5"
     run = _fit(image_folder, tmp_path / "feat", features_only=True, head=head, epochs=3)
     # it runs (a random-features baseline), but says what it is: a frozen backbone that never trained
-    assert "warning features_only with --no-pretrained" in capsys.readouterr().err
+    assert "warning features_only (--features-only) without pretrained weights" in capsys.readouterr().err
     for name in ("model.safetensors", "model.json", "predictions.csv", "metrics.json", "history.csv"):
         assert (run.path / name).exists(), name
     assert [r["frozen"] for r in read_csv(run.path / "history.csv")] == ["1", "1", "1"]

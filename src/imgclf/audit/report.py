@@ -47,7 +47,8 @@ def _findings(record: Any) -> list[str]:
         out.append(f"{c.label_issues} image(s) look like another class than their label (confident learning); "
                    f"the most suspicious are shown first.")
     if not record.features.folds:
-        out.append(f"{record.features.note[0].upper()}{record.features.note[1:]}.")
+        note = record.features.note or "label errors not checked"
+        out.append(f"{note[0].upper()}{note[1:]}.")
     if c.outliers or c.pixel_issues:
         out.append(f"{c.outliers} image(s) are far from every class, {c.pixel_issues} nearly empty, dark, "
                    f"bright or flat.")

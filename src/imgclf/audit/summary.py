@@ -19,16 +19,16 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
     """Plain-text lines (Rich markup only for colour) for an AuditCounts. checked: whether label errors were
     looked for (False: 'not checked', never a count of 0 that reads as clean); note: the features' note (why not,
     or which classes were left out)."""
-    from rich.markup import escape
+    from ..io import console_text
 
     c = counts
     warn = lambda n: f"[yellow]{n}[/yellow]" if n else str(n)  # noqa: E731
     if not checked:
-        labels = f"likely label errors: [yellow]not checked[/yellow]: {escape(note.removeprefix(NOT_CHECKED))}"
+        labels = f"likely label errors: [yellow]not checked[/yellow]: {console_text(note.removeprefix(NOT_CHECKED))}"
     else:
         labels = (f"likely label errors: {warn(c.label_issues)}"
                   + (f" (out-of-fold accuracy {100 * accuracy:.1f} %)" if accuracy is not None else "")
-                  + (f"; {escape(note)}" if note else ""))
+                  + (f"; {console_text(note)}" if note else ""))
     between = ", ".join(f"{k} {v}" for k, v in leakage.items() if v)
     lines = [
         f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "

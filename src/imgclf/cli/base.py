@@ -10,7 +10,7 @@ import typer
 
 from ..cli_errors import CommandGroup
 from ..errors import invalid
-from ..io import terminal_safe
+from ..io import console_text
 
 _HELP_FLAGS = {"help_option_names": ["-h", "--help"]}
 _GENERATED: dict[Any, Any] = {}  # command function -> the function listing its generated options
@@ -76,11 +76,7 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
     """Train, evaluate, explain and serve image classifiers from a folder of labelled images."""
 
 
-def shown(text: Any) -> str:
-    """A user-chosen name (file, class) for the console: neither Rich markup nor terminal control sequences."""
-    from rich.markup import escape
-
-    return escape(terminal_safe(text))
+shown = console_text  # a user-chosen name (file, class) for the console: neither Rich markup nor control sequences
 
 
 def new_console():

@@ -48,17 +48,17 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
 def _print_metrics(m: Any) -> None:
     from rich.table import Table
 
-    from ..evaluation.interpret import scores_shown
+    from ..evaluation.interpret import predicted_counts, scores_shown
 
     console = new_console()
     loss = "-" if m.loss is None else f"{m.loss:.4f}"
     table = Table(title=f"{m.split}: accuracy {m.accuracy:.4f}, loss {loss}, {m.count} images")
     for col in ("class", "precision", "recall", "f1", "support", "auc"):
         table.add_column(col, justify="left" if col == "class" else "right")
-    predicted = dict(zip(m.per_class, [sum(column) for column in zip(*m.confusion)])) if m.confusion else {}
+    predicted = predicted_counts(m)
     for name, row in m.per_class.items():
         auc = m.auc.get(name)
-        cells = scores_shown(row, predicted.get(name, 0))  # a dash where there is nothing to divide by
+        cells = scores_shown(row, predicted.get(name))  # a dash where there is nothing to divide by
         scores = ("-" if cells[k] is None else f"{cells[k]:.3f}" for k in ("precision", "recall", "f1"))
         table.add_row(shown(name), *scores, str(row.support), "-" if auc is None else f"{auc:.3f}")
     for avg in ("macro", "weighted"):
@@ -128,8 +128,12 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     else:
         typer.echo(text, nl=False)
     if all(p.error for p in predictions):  # the rows say why; the status tells a script that nothing was predicted
-        typer.secho(f"error: none of the {len(predictions)} image(s) could be read (see the error column)",
-                    fg=typer.colors.RED, err=True)
+        from ..errors import Described, invalid_message
+
+        message = invalid_message("images", Described(f"{len(predictions)} file(s), none readable"),
+                                  "images of which at least one can be read", hint="Each file's reason is printed "
+                                  "with it")
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
 
 

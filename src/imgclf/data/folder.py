@@ -58,7 +58,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
     """All image files under class_dir (recursively, symlinks followed once), sorted; what cannot be used is
     added to `skipped` with the reason."""
     out: list[str] = []
-    seen_dirs: set[str] = set()
+    first_path: dict[str, Path] = {}  # real folder -> the path it was read through
     stack: list[tuple[Path, frozenset[str]]] = [(class_dir, frozenset())]  # a folder and the real folders above it
     while stack:
         directory, above = stack.pop()
@@ -67,12 +67,14 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
         except OSError as exc:
             skipped.append({"path": str(directory), "reason": f"cannot resolve folder: {exc.strerror or exc}"})
             continue
-        if real in seen_dirs:
+        if real in first_path:
             skipped.append({"path": str(directory), "reason": "symlink loop (a link back to a folder it is in)"
-                            if real in above else "a second link to a folder already read (read once)"})
+                            if real in above else f"the same folder as {first_path[real]} (read once, there)"})
             continue
-        seen_dirs.add(real)
+        first_path[real] = directory
         below = above | {real}
+        links: list[tuple[Path, frozenset[str]]] = []  # pushed first, so that a folder's own sub-folders are read
+        folders: list[tuple[Path, frozenset[str]]] = []  # before links to them (popped last in, first out)
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
@@ -88,7 +90,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
                 skipped.append({"path": entry.path, "reason": f"cannot stat: {exc.strerror or exc}"})
                 continue
             if is_dir:
-                stack.append((Path(entry.path), below))
+                (links if entry.is_symlink() else folders).append((Path(entry.path), below))
             elif is_file:
                 if entry.name.lower().endswith(IMAGE_EXTENSIONS):
                     out.append(entry.path)
@@ -96,6 +98,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
                     skipped.append({"path": entry.path, "reason": "not an image file extension"})
             elif entry.is_symlink():
                 skipped.append({"path": entry.path, "reason": "broken symlink or symlink loop"})
+        stack += links[::-1] + folders[::-1]  # in name order within each kind
     return sorted(out)
 
 

@@ -38,7 +38,7 @@ def multilabel_holdout(targets: np.ndarray, fraction: float, seed: int) -> np.nd
 
 
 def refuse_folds(folds: int) -> None:
-    raise invalid("folds", folds, "unset for multi-label data (an index file)",
+    raise invalid("folds", folds, "unset for multi-label data",
                   note="cross-validation folds are not stratified for label sets yet")
 
 

@@ -91,7 +91,7 @@ def render_table(comparison: Comparison, console: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ..io import terminal_safe
+    from ..io import console_text, terminal_safe
 
     groups = comparison.groups
     columns = [c for c in TERMINAL_COLUMNS if any(g.stats[c[0]].mean is not None for g in groups)]
@@ -139,9 +139,9 @@ def render_table(comparison: Comparison, console: Any) -> None:
         notes.append("best per column in green")
     notes.append("hardware: " + "; ".join(sorted({r.hardware for g in groups for r in g.runs})))
     for note in notes:
-        console.print(escape(terminal_safe(note)), soft_wrap=False, highlight=False)
+        console.print(console_text(note), soft_wrap=False, highlight=False)
     for run, why in comparison.skipped:
-        console.print(escape(terminal_safe(f"skipped {run}: {why}")), style="yellow", soft_wrap=False,
+        console.print(console_text(f"skipped {run}: {why}"), style="yellow", soft_wrap=False,
                       highlight=False)
 
 

@@ -247,11 +247,19 @@ def calibration_verdict(gap: float) -> str:
 
 
 # ---------------------------------------------------------------------- run-level summary (for compare)
-def scores_shown(scores: ClassScores, predicted: int) -> dict[str, float | None]:
+def predicted_counts(metrics: MetricsRecord) -> dict[str, int | None]:
+    """How many images each class was predicted for (the confusion matrix's columns); None per class for a
+    multi-label evaluation, whose matrix is the labels' co-occurrence."""
+    if metrics.task != "single" or not metrics.confusion:
+        return {name: None for name in metrics.per_class}
+    return dict(zip(metrics.per_class, (int(v) for v in np.asarray(metrics.confusion).sum(axis=0))))
+
+
+def scores_shown(scores: ClassScores, predicted: int | None) -> dict[str, float | None]:
     """A class's precision, recall and F1 as a table shows them: None (a dash) where there is nothing to divide by.
     A class the split holds no image of has no recall or F1 (scikit-learn's 0 would read as 'always missed'), and
-    one never predicted has no precision."""
-    return {"precision": scores.precision if predicted else None,
+    one never predicted has no precision. predicted None: not known, precision shown as it is."""
+    return {"precision": scores.precision if predicted is None or predicted else None,
             "recall": scores.recall if scores.support else None, "f1": scores.f1 if scores.support else None}
 
 

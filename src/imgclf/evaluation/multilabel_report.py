@@ -79,7 +79,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source,
-        training_line=f"{t.epochs_run} epochs ({t.stopped}), best epoch {t.best_epoch}, loss {t.loss} "
+        training_line=f"{t.epochs_run} epoch{'s' if t.epochs_run != 1 else ''} ({t.stopped}), best epoch {t.best_epoch}, loss {t.loss} "
                       f"(class_weight {t.class_weight}), optimizer {t.optimizer}, lr {t.lr}, batch {t.batch_size}, "
                       f"{t.train_seconds:.0f} s.",
         config_text=run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else "",

@@ -30,6 +30,7 @@ from .interpret import (
     detect_overfitting,
     lr_changes,
     mean_recall,
+    predicted_counts,
     scores_shown,
 )
 from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
@@ -117,11 +118,11 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
 
     recalls = [r.recall for r in per_class.values() if finite(r.recall)] or [0.0]
 
-    predicted = dict(zip(per_class, np.asarray(m.confusion).sum(axis=0).tolist())) if m.confusion else {}
+    predicted = predicted_counts(m)
 
     def row(name: str) -> dict[str, Any]:  # "lowest recall" is tagged only where recalls differ
         r = per_class[name]
-        shown = scores_shown(r, predicted.get(name, 0))
+        shown = scores_shown(r, predicted.get(name))
         return {"name": name, **shown, "support": r.support,
                 "auc": m.auc.get(name), "minority": name in minority,
                 "worst": name == worst_name and finite(worst_recall) and worst_recall < max(recalls)}

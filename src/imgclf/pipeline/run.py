@@ -103,11 +103,13 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
         print(f"warning the val split holds {val} image{'s' if val != 1 else ''}: the epoch kept, the temperature and "
               "the unknown threshold are chosen on them; give it more (--val-split, or more images)",
               file=sys.stderr, flush=True)
+    kind = ("label", "labels") if data.task == "multilabel" else ("class", "classes")
     for split, classes in data.missing_classes().items():
-        names = ", ".join(repr(terminal_safe(c)) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")
-        print(f"warning the {split} split holds no image of {len(classes)} class{'es' if len(classes) > 1 else ''} "
-              f"({names}): {split} scores say nothing about {'them' if len(classes) > 1 else 'it'}; give "
-              f"{'those classes' if len(classes) > 1 else 'that class'} more images", file=sys.stderr, flush=True)
+        names = ", ".join(repr(c) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")  # repr escapes
+        many = len(classes) > 1
+        print(f"warning the {split} split holds no image of {len(classes)} {kind[many]} ({names}): {split} scores "
+              f"say nothing about {'them' if many else 'it'}; give {'those' if many else 'that'} {kind[many]} more "
+              "images", file=sys.stderr, flush=True)
     if data.grouping is None:
         return
     for leak in data.grouping.leaks:

@@ -31,6 +31,9 @@ class ApiError(ImgclfError):
         self.message = message
         self.details = details
 
+    def __reduce__(self):  # pickled with what __init__ takes; the details come back as the instance's state
+        return type(self), (self.status, self.message), {"details": self.details}
+
 
 @dataclass
 class Upload:
@@ -124,7 +127,7 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
             up.error = (f"not an image: sent as Content-Type {up.content_type[:100]!r} "
                         f"(image/* or application/octet-stream expected)")
         elif not up.data:
-            up.error = "empty file"
+            up.error = "empty file (0 bytes)"  # the decoder's words for an empty file on disk
     return uploads
 
 

@@ -130,28 +130,31 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     cells |= set(new)
     grid = sorted(cells, key=lambda c: (c[0], c[1], c[2]))
     write_study(out, {"request": request, "state": "running", "cells": _cells_json(grid)})
-
-    subsets = {}
-    for rho in sorted({c[0] for c in grid}):
-        subsets[rho] = build_subset(data, out / "data" / f"rho{rho_label(rho)}", per_class, rho, mu, subset_seed,
-                                    minority, mode="symlink")
-    started = time.perf_counter()
-    for k, (rho, config, seed) in enumerate(new, 1):
-        run_dir = out / "runs" / cell_name(rho, config, seed)
-        train, model_args = settings[config]
-        if protocol == "s4":
-            train = {**train, **S4_SPLIT}
-        try:
-            status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}",
-                               model, seed, train, model_args, overrides)
-        except TrainingInterrupted as exc:
-            write_study(out, {"request": request, "state": "interrupted", "cells": _cells_json(grid)})
-            # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
-            # resumes it and goes on with the rest
-            raise TrainingInterrupted(f"{exc.state} (study cell {run_dir.name}). Continue the study by running the "
-                                      "same imgclf study imbalance command again: finished cells are kept, this one "
-                                      "resumes", state=exc.state, exit_code=exc.exit_code) from None
-        log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
+    try:
+        subsets = {}
+        for rho in sorted({c[0] for c in grid}):
+            subsets[rho] = build_subset(data, out / "data" / f"rho{rho_label(rho)}", per_class, rho, mu, subset_seed,
+                                        minority, mode="symlink")
+        started = time.perf_counter()
+        for k, (rho, config, seed) in enumerate(new, 1):
+            run_dir = out / "runs" / cell_name(rho, config, seed)
+            train, model_args = settings[config]
+            if protocol == "s4":
+                train = {**train, **S4_SPLIT}
+            try:
+                status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}",
+                                   model, seed, train, model_args, overrides)
+            except TrainingInterrupted as exc:
+                # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
+                # resumes it and goes on with the rest
+                raise TrainingInterrupted(f"{exc.state} (study cell {run_dir.name}). Continue the study by running "
+                                          "the same imgclf study imbalance command again: finished cells are kept, "
+                                          "this one resumes", state=exc.state, exit_code=exc.exit_code) from None
+            log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
+    except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
+        # stopped while drawing subsets, in a cell or between cells: the file says so, not "running"
+        write_study(out, {"request": request, "state": "interrupted", "cells": _cells_json(grid)})
+        raise
     seconds = time.perf_counter() - started
 
     study = write_study(out, summarise(out, grid, subsets, request, seconds))

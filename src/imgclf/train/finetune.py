@@ -135,9 +135,11 @@ def transfer_warnings(cfg: Any) -> list[str]:
     if cfg.pretrained or cfg.weights:
         return []
     if cfg.features_only:
-        return ["features_only with --no-pretrained: the head trains on the features of a random, frozen backbone "
-                "(a random-features baseline at best); leave out --no-pretrained, or pass --weights FILE"]
+        return ["features_only (--features-only) without pretrained weights (--no-pretrained): the head trains on "
+                "the features of a random, frozen backbone (a random-features baseline at best); use pretrained "
+                "weights, or local ones (weights, --weights FILE)"]
     if cfg.freeze_epochs:
-        return [f"freeze_epochs {cfg.freeze_epochs} with --no-pretrained: for those epochs only the head trains, on "
-                "a random frozen backbone; use --freeze-epochs 0 to train a network from scratch"]
+        return [f"freeze_epochs (--freeze-epochs) {cfg.freeze_epochs} without pretrained weights (--no-pretrained): "
+                "for those epochs only the head trains, on a random frozen backbone; set it to 0 to train a network "
+                "from scratch"]
     return []

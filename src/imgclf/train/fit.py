@@ -37,6 +37,9 @@ class TrainingInterrupted(ImgclfError):
         self.state = state if state is not None else message
         self.exit_code = exit_code  # the command's status: a shell's for the signal (130 SIGINT, 143 SIGTERM)
 
+    def __reduce__(self):  # pickled with what __init__ takes
+        return type(self), (str(self), self.state, self.exit_code)
+
 
 @dataclass
 class TrainResult:
@@ -328,7 +331,8 @@ def stop_signal(exc: BaseException) -> tuple[str, int]:
         return "SIGTERM", 143
     if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt):
         return "Ctrl-C", 130
-    return type(exc).__name__, 130
+    code = getattr(exc, "code", None)  # another exit (a callback's sys.exit): its own status
+    return type(exc).__name__, code if isinstance(code, int) and code else 1
 
 
 def interrupt_state(signal_name: str, completed: int, saved_epochs: int, saved_steps: int = 0) -> str:

@@ -195,8 +195,9 @@ def _tune_options() -> list[inspect.Parameter]:
                                                "'lr: {low: 1e-4, high: 1e-1, log: true}', 'batch_size: [32, 64]', "
                                                "'model_args.dropout: {low: 0, high: 0.5}' (default: the model "
                                                "family's space).")),
-        ("resume", bool, typer.Option(False, "--resume", help="Continue the search in --out (trials already "
-                                      "finished are kept, not rerun).")),
+        ("resume", bool, typer.Option(False, "--resume", help="Continue the search in --out: trials already "
+                                      "finished are kept, not rerun; a trial that was interrupted counts as failed "
+                                      "and a new one takes its place.")),
     ]
     for name, ann, default in own:
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))

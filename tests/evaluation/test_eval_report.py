@@ -173,6 +173,10 @@ def test_every_chart_shows_its_text_at_10_px_or_more_in_chromium(tiny_run, tmp_p
         assert figures["ROC curves"]["top"] == figures["Precision-recall curves"]["top"]
         counts, rates = figures["Confusion matrix (counts)"], figures["Confusion matrix (row-normalised)"]
         assert (counts["top"] == rates["top"]) == (count == 13)
+        # the classification table beside its figure scrolled its AUC column out of view at this width
+        assert page["clipped"] == [], page["clipped"]
+    wide = load_in_chromium(twelve / "report.html", width=1600)  # table and figure side by side
+    assert wide["clipped"] == [], wide["clipped"]
 
 
 def test_lowest_recall_is_tagged_only_where_recalls_differ(tmp_path):

@@ -65,7 +65,7 @@ def test_every_user_error_survives_pickling_whole():
     import pickle
 
     from imgclf.config import ConfigError
-    from imgclf.search.search import SearchInterrupted
+    from imgclf.search.interrupt import SearchInterrupted
     from imgclf.serve.uploads import ApiError
     from imgclf.train.fit import TrainingInterrupted
 

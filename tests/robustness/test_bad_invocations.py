@@ -494,8 +494,7 @@ def test_bad_invocation_is_one_line_exit_2(case, tmp_path, small_data, tiny_run)
     assert "Traceback" not in everything
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 2, f"exit {result.exit_code}\n{everything}"
-    # the data's warnings (a small validation split) may come first when the refusal comes after the data is read
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("warning ")]
+    lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     line = lines[0]
     assert line.startswith("error: "), line

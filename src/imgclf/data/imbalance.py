@@ -31,21 +31,27 @@ def class_weights(spec: str, labels, classes: list[str]) -> list[float] | None:
     """Loss weights per class: none, balanced (n / (k * n_c), scikit-learn's rule) or a JSON file."""
     import numpy as np
 
-    from ..errors import invalid
-    from ..io import read_json
-
     if spec == "none":
         return None
     counts = np.bincount(np.asarray(labels), minlength=len(classes)).astype(float)
     if spec == "balanced":
         return [float(len(labels) / (len(classes) * c)) if c else 0.0 for c in counts]
+    return weights_from_file(spec, classes)
+
+
+def weights_from_file(path: str, classes: list[str]) -> list[float]:
+    """A class_weight JSON file's weight of each class, in class order; the usual error when it cannot be read or
+    does not name exactly the classes (training checks it before it writes anything or warns of the data)."""
+    from ..errors import invalid
+    from ..io import read_json
+
     try:
-        mapping = read_json(spec)
+        mapping = read_json(path)
     except (OSError, ValueError) as exc:
-        raise invalid("class_weight", spec, "none, balanced or a readable JSON file", note=str(exc)) from None
+        raise invalid("class_weight", path, "none, balanced or a readable JSON file", note=str(exc)) from None
     if not isinstance(mapping, dict) or set(mapping) != set(classes):
         held = f"keys {sorted(mapping)}" if isinstance(mapping, dict) else f"a {type(mapping).__name__}"
-        raise invalid("class_weight", spec, "a JSON file that maps every class name to a weight",
+        raise invalid("class_weight", path, "a JSON file that maps every class name to a weight",
                       note=f"{held}; the classes are {classes}")
     return [float(mapping[c]) for c in classes]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-from ..duplicates.hashing import content_digest
+from ..duplicates.hashing import content_digests
 from ..records import DatasetRecord, RunDir, SeenImages
 
 LEARNT_FROM = ("train", "val")  # the run fits the first and chooses its epoch, threshold and temperature on the second
@@ -22,15 +22,6 @@ def _size(path: str) -> int | None:
         return os.stat(path).st_size
     except OSError:  # moved or deleted since training: it can match nothing
         return None
-
-
-def _digest(path: str, memo: dict[str, str | None]) -> str | None:
-    if path not in memo:
-        try:
-            memo[path] = content_digest(path)
-        except OSError:
-            memo[path] = None
-    return memo[path]
 
 
 def seen_in_training(files: list[str], dataset: DatasetRecord) -> SeenImages | None:
@@ -51,8 +42,7 @@ def seen_in_training(files: list[str], dataset: DatasetRecord) -> SeenImages | N
     counts: dict[str, int] = defaultdict(int)
     examples: list[str] = []
     copies = 0
-    memo: dict[str, str | None] = {}
-    digests_by_size: dict[int, dict[str, str]] = {}
+    digests_by_size: dict[int, dict[str, str]] = {}  # the training files of a size, hashed once when first needed
     for path in files:
         real = _real(path)
         split = split_of.get(real)
@@ -61,13 +51,13 @@ def seen_in_training(files: list[str], dataset: DatasetRecord) -> SeenImages | N
             if size is None or size not in by_size:
                 continue
             if size not in digests_by_size:
-                digests_by_size[size] = {}
-                for train_path, train_split in by_size[size]:
-                    digest = _digest(train_path, memo)
-                    if digest is not None:
-                        digests_by_size[size].setdefault(digest, train_split)
-            digest = _digest(real, memo)
-            split = digests_by_size[size].get(digest) if digest is not None else None
+                same = by_size[size]
+                known = digests_by_size[size] = {}
+                for digest, (_, train_split) in zip(content_digests([p for p, _ in same]), same):
+                    if digest:  # "" for a file that cannot be read any more
+                        known.setdefault(digest, train_split)  # train before val
+            digest = content_digests([real])[0]
+            split = digests_by_size[size].get(digest) if digest else None
             if split is None:
                 continue
             copies += 1

@@ -186,6 +186,10 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
             resolved, model, sizing = size_run(resolved, data)
             if is_launch_zero:
                 save_sizing(run_dir, sizing)
+        if resolved.class_weight not in ("none", "balanced"):  # a bad file is refused before anything is written
+            from ..data.imbalance import weights_from_file
+
+            weights_from_file(resolved.class_weight, data.classes)
         if resolved.lr == "auto":
             resolved = _auto_lr(resolved, data, model, run_dir)
     except BaseException:

@@ -35,7 +35,7 @@ from typing import Any
 from ..config import TrainConfig, parse_seconds
 from ..errors import ImgclfError, bad_path, invalid
 from ..records.tune import TUNE_FILE
-from ..train.fit import TrainingInterrupted
+from .interrupt import SearchInterrupted, interrupted_message
 from .space import Param, apply, check_against, default_space, parse_param, read_space
 
 STUDY_FILE, SEARCH_FILE, BEST_FILE, JSON_FILE, HTML_FILE = "study.db", "search.yaml", "best.yaml", TUNE_FILE, \
@@ -256,34 +256,10 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
             except (KeyboardInterrupt, SystemExit) as exc:  # outside a trial's training (drawing, telling)
                 _write_record(folder, study, search, trials, budget, f"interrupted between trials: "
                               f"{len(finished())} of {trials} trials done", final=False)
-                raise SearchInterrupted(_interrupted_message(exc, None, folder), None, stop_signal(exc)[1]) from None
+                raise SearchInterrupted(interrupted_message(exc, folder), None, stop_signal(exc)[1]) from None
             _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
                           final=False)
         return finish(folder, study, search, trials, budget, stop_reason, say)
-
-
-class SearchInterrupted(TrainingInterrupted):
-    """A search stopped by a signal, in trial `trial` (None: between trials); its message says how to go on."""
-
-    def __init__(self, message: str, trial: int | None, exit_code: int = 130):
-        super().__init__(message, exit_code=exit_code)
-        self.trial = trial
-
-    def __reduce__(self):  # pickled with what __init__ takes
-        return type(self), (str(self), self.trial, self.exit_code)
-
-
-def _interrupted_message(exc: BaseException, number: int | None, folder: Path) -> str:
-    """What a search stopped in trial `number` (None: between trials) says: the run's own hint (imgclf train
-    --resume TRIAL) would finish that trial outside the search, whose study has marked it failed; the search goes
-    on with --resume."""
-    what = getattr(exc, "state", None) or "interrupted"
-    go_on = (f"Continue the search by running the same imgclf tune command with --resume --out {folder}: finished "
-             "trials are kept")
-    if number is None:
-        return f"search interrupted between trials ({what}). {go_on}"
-    return (f"search interrupted in trial {number} ({what}; its run stays in {trial_dir(folder, number)}). "
-            f"{go_on}, trial {number} counts as failed and new trials take its place")
 
 
 def _write_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,
@@ -308,7 +284,7 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
     from ..config import make_config
     from ..pipeline.run import train_run
     from ..records import RunDir
-    from ..train.fit import stop_signal
+    from ..train.fit import TrainingInterrupted, stop_signal
 
     trial = study.ask()
     run_dir = trial_dir(folder, trial.number)
@@ -333,7 +309,7 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
         trial.set_user_attr("stopped", "interrupted")
         study.tell(trial, state=TrialState.FAIL)
         code = exc.exit_code if isinstance(exc, TrainingInterrupted) else stop_signal(exc)[1]
-        raise SearchInterrupted(_interrupted_message(exc, trial.number, folder), trial.number, code) from None
+        raise SearchInterrupted(interrupted_message(exc, folder, trial.number, run_dir), trial.number, code) from None
     except ImgclfError as exc:  # a setting this trial drew that the run refuses: the search goes on
         trial.set_user_attr("stopped", f"failed: {str(exc).splitlines()[0][:300]}")
         study.tell(trial, state=TrialState.FAIL)

@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 import lightning as L
 
+from .budget import TimeBudget
+
 
 def _num(value: Any, digits: int = 4) -> str:
     return "-" if value is None else f"{float(value):.{digits}f}"
@@ -39,7 +41,7 @@ class EpochLines(L.Callback):
         m = trainer.callback_metrics
         width = len(str(self.epochs))
         lr = trainer.optimizers[0].param_groups[-1]["lr"]
-        budget = next((c for c in trainer.callbacks if type(c).__name__ == "TimeBudget"), None)
+        budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
         # with the schedule fitted to the time, the epochs setting is only a cap (a recipe's 1000): not shown
         of = "" if budget is not None and budget.fit_schedule else f"/{self.epochs}"
         left = "" if budget is None else f"  {_clock(max(0.0, budget.seconds - budget.elapsed()))} left"

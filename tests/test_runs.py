@@ -131,6 +131,17 @@ def test_cli_table_is_the_same_listing(runs_folder):
     assert "6 runs in" in result.output and "study/bad-card" in result.output
 
 
+def test_redirected_table_keeps_each_run_on_one_line(tmp_path, tiny_run):
+    """Piped or written to a file (no terminal, no COLUMNS), a long run name is not folded over several rows:
+    `imgclf runs | grep NAME` finds the whole row."""
+    name = "seed-sweep-fast-resnet-width-48-lr-0.05-batch-512-erase-0.5-" + "x" * 30
+    shutil.copytree(tiny_run, tmp_path / name)
+    result = CliRunner().invoke(app, ["runs", str(tmp_path)], env={"COLUMNS": None})
+    assert result.exit_code == 0, result.output
+    row = [line for line in result.output.splitlines() if name in line]
+    assert len(row) == 1 and "completed" in row[0], result.output
+
+
 def test_compare_skips_unfinished_runs_with_a_warning(runs_folder, tmp_path):
     from imgclf.evaluation.compare import UnfinishedRunWarning, compare_runs
 

@@ -4,6 +4,7 @@ the small parsers of flag values."""
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
 import typer
@@ -76,13 +77,20 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
     """Train, evaluate, explain and serve image classifiers from a folder of labelled images."""
 
 
+REDIRECTED_WIDTH = 1000
+
 shown = console_text  # a user-chosen name (file, class) for the console: neither Rich markup nor control sequences
 
 
 def new_console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False, soft_wrap=True)  # a redirected summary keeps its lines whole
+    console = Console(stderr=False, highlight=False, soft_wrap=True)  # a redirected summary keeps its lines whole
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        # a pipe or file has no width to fit: Rich's default of 80 columns would fold each long run or class
+        # name over several rows, and a table read by grep or less needs one row per line
+        console.width = REDIRECTED_WIDTH
+    return console
 
 
 UNKNOWN_HELP = ("on: an image scoring below the run's threshold (model.json 'unknown', set on the validation split) "

@@ -37,7 +37,7 @@ def _finder(losses, lrs):
 def test_suggestion_is_the_steepest_fall_per_log_step_before_the_lowest_loss():
     """A scripted sweep (no training): a wiggle at tiny rates, the real fall around 1e-2, then divergence with a
     noisy drop. Lightning's own suggestion (gradient over lr) picks the wiggle; ours picks the fall."""
-    from imgclf.train.fit import _steepest
+    from imgclf.train.lr_sweep import _steepest
 
     lrs = np.logspace(-7, 0, 100)
     x = np.log10(lrs)
@@ -50,13 +50,25 @@ def test_suggestion_is_the_steepest_fall_per_log_step_before_the_lowest_loss():
 
 
 def test_lowest_loss_skips_the_first_points_and_non_finite_losses():
-    """The other usual pick is read off the lowest smoothed loss; Lightning's first smoothed points read low (its
-    bias correction is one step short) and a diverged sweep ends in inf or nan, so neither may be the lowest."""
-    from imgclf.train.fit import _lowest_index
+    """The other usual pick is read off the lowest smoothed loss, after the first 10 points (a mean of a few noisy
+    steps); a diverged sweep ends in inf or nan, which may not be the lowest either."""
+    from imgclf.train.lr_sweep import _lowest_index
 
     losses = [0.1] * 3 + [2.0] * 7 + [1.9, 1.5, 1.2, 1.3, float("nan"), float("inf"), 5.0]
     assert _lowest_index(losses) == 12
     assert _lowest_index([0.5] * 10 + [float("nan")] * 5) is None
+
+
+def test_smoothed_curve_reads_a_constant_loss_as_constant_from_the_first_step():
+    """Debiased by the number of losses seen: Lightning's own curve divides by one step more, which reads the
+    first point as half the loss and makes the curve climb at rates too small to change anything."""
+    from imgclf.train.lr_sweep import smoothed
+
+    assert smoothed([2.0] * 30) == pytest.approx([2.0] * 30, rel=1e-12)
+    # a step without a finite loss is a gap in the curve, not a zero pulled into the mean
+    curve = smoothed([3.0, float("nan"), 3.0, float("inf"), 1.0])
+    assert curve[0] == pytest.approx(3.0) and curve[2] == pytest.approx(3.0) and math.isnan(curve[1]) and math.isnan(curve[3])
+    assert curve[4] == pytest.approx((0.02 * 0.98 ** 2 * 3.0 + 0.02 * 0.98 * 3.0 + 0.02 * 1.0) / (1 - 0.98 ** 3))
 
 
 def test_lr_find_api_writes_curve_and_suggestion_within_the_sweep(data, tmp_path):
@@ -70,6 +82,12 @@ def test_lr_find_api_writes_curve_and_suggestion_within_the_sweep(data, tmp_path
     assert stored["lowest_loss_lr"] == result.lowest_loss_lr and lowest >= 10
     assert result.losses[lowest] == min(x for x in result.losses[10:] if math.isfinite(x))
     assert result.tenth_of_lowest == result.lowest_loss_lr / 10
+    # the curve is the running mean of the steps' own losses, stored beside it: it starts at the first step's
+    # loss (about ln 3 for an untrained 3-class model), where Lightning's own reads half of it
+    raw = stored["loss_raw"]
+    assert len(raw) == len(stored["loss"]) == len(result.lrs) and raw == result.raw_losses
+    assert stored["loss"][0] == pytest.approx(raw[0]) and 0.5 < raw[0] < 3
+    assert stored["loss"][-1] == pytest.approx(result.losses[-1])
     png = (tmp_path / "lf" / "lr_find.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert not list((tmp_path / "lf").glob(".lr_find*"))  # Lightning's restore checkpoint is gone

@@ -1,11 +1,12 @@
 """The learning-rate finder as a pipeline step: `imgclf lr-find` (its own out folder) and `train --lr auto` (the
-run directory), both through Lightning's `Tuner.lr_find` (`imgclf.train.fit.find_lr`).
+run directory), both through Lightning's `Tuner.lr_find` (`imgclf.train.lr_sweep.find_lr`).
 
 Either way the folder gets lr_find.json (the sweep and its suggestion) and lr_find.png (the curve).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class LRFindResult:
     min_lr: float
     max_lr: float
     lowest_loss_lr: float | None = None  # where the sweep's loss was lowest (not used: shown beside the suggestion)
+    raw_losses: list[float] | None = None  # each step's own loss, under the smoothed `losses`
 
     @property
     def tenth_of_lowest(self) -> float | None:
@@ -70,21 +72,27 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     """Run the finder on a prepared data set and built model (weights restored afterwards); write lr_find.json
     and lr_find.png into `folder`."""
     from ..io import write_json
-    from ..train.fit import find_lr
+    from ..train.lr_sweep import find_lr
 
     check_sweep(start_lr, end_lr, steps)
     curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
     if curve.suggestion is None:
         raise invalid("lr", "auto", "a number: the LR finder found no suggestion",
                       note=f"too few usable points: {sum(x == x for x in curve.losses)} finite losses in "
-                      f"{len(curve.lrs)} steps, of which the first 10 are skipped", hint="Pass --lr explicitly, or run imgclf lr-find with a lower --end-lr")
-    result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest)
+                      f"{len(curve.lrs)} steps, of which the first 10 are skipped",
+                      hint="Pass --lr explicitly, or run imgclf lr-find with a lower --end-lr")
+    result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
+                          curve.raw)
     write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "lowest_loss_lr": curve.lowest,
                                     "min_lr": start_lr, "max_lr": end_lr,
                                     "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
-                                    "loss": [None if x != x else x for x in curve.losses]})
+                                    "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
     plot_curve(result, folder / PNG_FILE)
     return result
+
+
+def _json_floats(values: list[float]) -> list[float | None]:
+    return [x if math.isfinite(x) else None for x in values]  # JSON has no NaN or infinity
 
 
 def card_info(run_dir: Path) -> LRFindInfo | None:
@@ -111,6 +119,9 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
     with style():
         fig = new_figure(inches(900), inches(560))
         ax = fig.add_subplot()
+        if result.raw_losses is not None:
+            ax.plot(lrs, result.raw_losses, ".", color="#1f77b4", alpha=0.35, markersize=3,
+                    label="training loss, each step")
         ax.plot(lrs, losses, color="#1f77b4", linewidth=1.6, label="training loss (smoothed)")
         plain_log_scale(ax, "x")
         i = int(np.argmin(np.abs(lrs - result.suggestion)))
@@ -126,6 +137,9 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         finite = losses[np.isfinite(losses)]
         if finite.size:  # the divergence at the end would squash the useful part of the curve
             low, start = float(finite.min()), float(finite[: max(1, len(finite) // 10)].max())
+            if result.raw_losses is not None:  # the steps run ahead of their running mean: show how far
+                raw = np.array(result.raw_losses, dtype=float)
+                low = min(low, float(raw[np.isfinite(raw)].min(initial=low)))
             ax.set_ylim(low - 0.1 * (start - low + 1e-9), start + 0.25 * (start - low + 1e-9))
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")

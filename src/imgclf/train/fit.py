@@ -6,10 +6,7 @@ this module never reads or writes those files, only the checkpoints and history.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +84,7 @@ def _resident_device(data: PreparedData, device: torch.device) -> torch.device |
     return device if data.decoded.pixels.nbytes < 0.25 * free else None
 
 
-def _loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int, train_weights: np.ndarray | None,
+def training_loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int, train_weights: np.ndarray | None,
              epoch_items: int | None, root_device: torch.device = torch.device("cpu")):
     def dataset(split: str):
         s = data.splits[split]
@@ -132,7 +129,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     precision = hardware.resolve_precision(cfg.precision, cfg.accelerator)
     world = (_devices(cfg) if isinstance(_devices(cfg), int) else 1) * cfg.num_nodes
-    module, model, mean, std, sample_w, epoch_items, steps = _module(cfg, data, model, world)
+    module, model, mean, std, sample_w, epoch_items, steps = training_module(cfg, data, model, world)
     callbacks, best, history = _callbacks(cfg, run_dir, model, steps)
     for callback in callbacks:
         if type(callback).__name__ == "TimeBudget":  # time spent before training (the sizing probe) counts too
@@ -152,8 +149,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
         deterministic=False, default_root_dir=str(run_dir),
     )
-    train_loader, val_loader = _loaders(cfg, data, trainer.global_rank, trainer.world_size, sample_w, epoch_items,
-                                        trainer.strategy.root_device)
+    train_loader, val_loader = training_loaders(cfg, data, trainer.global_rank, trainer.world_size, sample_w,
+                                                epoch_items, trainer.strategy.root_device)
     if cfg.features_only:  # backbone features computed once, the head trained on them (train/features.py)
         from .features import use_stored_features
 
@@ -174,7 +171,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
                        trainer.is_global_zero, trainer.global_step)
 
 
-def _module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, world: int):
+def training_module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, world: int):
     """The LightningModule around `model`, and what the samplers need: (module, model, mean, std, sampler
     weights, items per epoch, steps per epoch)."""
     from ..data.imbalance import class_weights as make_class_weights, sampler_weights
@@ -193,92 +190,6 @@ def _module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, world:
     steps = cfg.steps_per_epoch or math.ceil((epoch_items or len(train_labels)) / cfg.batch_size / world)
     module = ImageClassifierModule(model, cfg.model_dump(mode="json"), mean, std, weights, steps)
     return module, model, mean, std, sample_w, epoch_items, steps
-
-
-@dataclass
-class LRCurve:
-    """Lightning's LR range test: the loss (smoothed, as Lightning records it) at each learning rate tried."""
-
-    lrs: list[float]
-    losses: list[float]
-    suggestion: float | None  # the steepest descent of the loss (Lightning's suggestion); None: too few points
-    lowest: float | None  # the learning rate at the lowest loss after the first 10 points; None: none finite
-    min_lr: float
-    max_lr: float
-    steps: int  # steps asked for; len(lrs) is fewer when the loss diverged first
-
-
-def find_lr(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, work_dir: Path,
-            min_lr: float = 1e-7, max_lr: float = 1.0, steps: int = 100) -> LRCurve:
-    """Lightning's `Tuner.lr_find` on `cfg`'s optimiser, loss and data: `steps` training steps with the learning
-    rate growing exponentially from min_lr to max_lr. The model's weights are restored afterwards (Lightning
-    reloads the checkpoint it saved in `work_dir` before the sweep)."""
-    import logging
-
-    import lightning as L
-    from lightning.pytorch.tuner import Tuner
-
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    # its "not enough points" error is ours to report (pipeline/lr_find.py), its restore notice is noise
-    logging.getLogger("lightning.pytorch.tuner.lr_finder").setLevel(logging.CRITICAL)
-    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
-    module, model, _, _, sample_w, epoch_items, _ = _module(cfg.model_copy(update={"lr": max(min_lr, 1e-12)}), data,
-                                                      model, 1)
-    module.stop_on_nonfinite = False  # a diverging loss is what the sweep looks for, not an error
-    trainer = L.Trainer(
-        max_epochs=-1, accelerator=cfg.accelerator, devices=1, precision=hardware.resolve_precision(
-            cfg.precision, cfg.accelerator), logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-        plugins=[AtomicCheckpointIO()], default_root_dir=str(work_dir),
-    )
-    train_loader, _ = _loaders(cfg, data, 0, 1, sample_w, epoch_items, trainer.strategy.root_device)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        warnings.filterwarnings("ignore", ".*max_epochs.*")
-        warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")  # the sweep trains only
-        warnings.filterwarnings("ignore", ".*weights_only.*")  # reloads the checkpoint it has just written
-        from .progress import stderr_is_terminal
-
-        # Lightning's finder draws its own tqdm bar on stderr whatever the trainer's progress setting says
-        quiet = not (cfg.progress and stderr_is_terminal())
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull if quiet else sys.stderr):
-            finder = Tuner(trainer).lr_find(module, train_dataloaders=train_loader, min_lr=min_lr, max_lr=max_lr,
-                                            num_training=steps, update_attr=False)
-    model.to(memory_format=torch.contiguous_format)
-    lrs = [float(x) for x in finder.results["lr"]]
-    losses = [float(x) for x in finder.results["loss"]]
-    suggestion = _steepest(finder) if len(lrs) > 12 else None  # it skips the first 10 and the last point
-    lowest = _lowest_index(losses)
-    return LRCurve(lrs, losses, suggestion, None if lowest is None else lrs[lowest], min_lr, max_lr, steps)
-
-
-def _lowest_index(losses: list[float]) -> int | None:
-    """Where the smoothed loss is lowest, after Lightning's 10 skipped points: its bias correction is one step
-    short, which makes the first smoothed losses read low (half the loss at step 1)."""
-    finite = [i for i, x in enumerate(losses) if math.isfinite(x) and i >= 10]
-    return min(finite, key=lambda i: losses[i]) if finite else None
-
-
-def _steepest(finder: Any) -> float | None:
-    """Lightning's suggestion (steepest descent of the loss, its skips and finite-loss filter), taken over log10(lr)
-    rather than lr, and before the lowest loss only.
-
-    Over lr itself the exponentially spaced points make any wiggle at the smallest rates the steepest (on a
-    100-step sweep of 1e-7..1 it chose 4.8e-6 where the loss fell fastest near 1e-2): the gradient is divided by
-    the spacing, a million times smaller there; fastai's `steep` suggestion is per log step too. Past the lowest
-    loss the sweep is diverging, and a noisy drop there (0.85 on the same sweep) is no learning rate to train at."""
-    lrs, losses = list(finder.results["lr"]), list(finder.results["loss"])
-    lowest = _lowest_index(losses)
-    if lowest is None:
-        return None
-    skip_end = len(lrs) - 1 - lowest if lowest >= 12 else 1  # a loss that never fell: the whole sweep
-    finder.results["lr"] = [math.log10(x) for x in lrs]
-    try:
-        log_lr = finder.suggestion(skip_end=max(1, skip_end))
-    finally:
-        finder.results["lr"] = lrs
-    return None if log_lr is None else float(10 ** log_lr)
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,

@@ -8,6 +8,8 @@ Nothing here trains: rows that could train fail before the first epoch.
 
 from __future__ import annotations
 
+import json
+
 import os
 import pickle
 import re
@@ -244,6 +246,11 @@ ROWS = [
     row("train-config-devices-0", lambda w: w.train("--config", w.file("c.yaml", b"devices: 0\n")), "devices=0"),
     row("train-class-weight-garbage-json", lambda w: w.train("--class-weight", w.file("w.json", GARBAGE)),
         "class_weight", value=lambda w: str(w.tmp / "w.json")),
+    # its weights were read with float(): a word was an internal error, a negative weight trained, zeros gave NaN
+    *[row(f"train-class-weight-{kind}", lambda w, weight=weight: w.train("--class-weight", w.file(
+        "w.json", json.dumps({"cat": 1, "dog": 1, "fox": 1, "owl": weight}).encode())),
+        "class_weight", "finite numbers above 0", f"'owl': {weight!r}", value=lambda w: str(w.tmp / "w.json"))
+      for kind, weight in (("word", "heavy"), ("negative", -1), ("zero", 0), ("boolean", True))],
     # --- train --resume: garbage and crafted run files -------------------------------------------------------
     row("resume-garbage-last-ckpt", lambda w: ["train", "--resume", w.run(checkpoints__last_ckpt=GARBAGE)],
         "last.ckpt", value=lambda w: str(w.tmp / "run")),

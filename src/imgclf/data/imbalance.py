@@ -53,7 +53,18 @@ def weights_from_file(path: str, classes: list[str]) -> list[float]:
         held = f"keys {sorted(mapping)}" if isinstance(mapping, dict) else f"a {type(mapping).__name__}"
         raise invalid("class_weight", path, "a JSON file that maps every class name to a weight",
                       note=f"{held}; the classes are {classes}")
+    bad = {c: w for c, w in mapping.items() if not _positive_number(w)}
+    if bad:  # a negative weight trains towards the class's errors, and zero weights give a NaN loss
+        shown = ", ".join(f"{c!r}: {w!r}" for c, w in list(bad.items())[:5]) + (" ..." if len(bad) > 5 else "")
+        raise invalid("class_weight", path, "a JSON file whose weights are finite numbers above 0",
+                      note=f"{len(bad)} {'weight is' if len(bad) == 1 else 'weights are'} not: {shown}")
     return [float(mapping[c]) for c in classes]
+
+
+def _positive_number(value: object) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def sampler_weights(kind: str, labels, num_classes: int):

@@ -140,6 +140,46 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig):
     assert [(r["epoch"], r["lr"], r["val_loss"]) for r in ha] == [(r["epoch"], r["lr"], r["val_loss"]) for r in hb]
 
 
+# Training done, evaluation under way: the signal arrives while the test split is being scored
+_SIGNAL_WHILE_EVALUATING = """
+import os, signal, sys, time
+import imgclf.evaluation.run_eval as run_eval
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background shell may have left SIGINT ignored
+SENT = getattr(signal, sys.argv[1])
+def evaluate_run(*args, **kwargs):
+    os.kill(os.getpid(), SENT)
+    time.sleep(30)
+    raise AssertionError("the signal did not stop the evaluation")
+run_eval.evaluate_run = evaluate_run
+from imgclf.cli import main
+sys.argv = ["imgclf", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_after_training_says_how_to_finish_the_run(tmp_path, image_folder, sig):
+    """After the last epoch Lightning's handlers are gone: SIGTERM ended the process without a word (status 143,
+    no card, no scores) and Ctrl-C as click's bare "Aborted!". Both now say what is kept and how to finish, and
+    --resume finishes it without training any epoch again."""
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "run"
+    args = ["train", str(image_folder), "--img-size", "16", "--epochs", "2", "--batch-size", "8", "--no-progress",
+            "--model-args", "width=8", "--out", str(out)]
+    cut = subprocess.run([sys.executable, "-c", _SIGNAL_WHILE_EVALUATING, sig, *args], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert cut.returncode == {"SIGTERM": 143, "SIGINT": 130}[sig], cut.stderr
+    said = {"SIGTERM": "SIGTERM", "SIGINT": "Ctrl-C"}[sig]
+    assert f"interrupted ({said}) after training" in cut.stderr and "epochs 1-2 are saved" in cut.stderr
+    assert f"imgclf train --resume {out}" in cut.stderr and "Traceback" not in cut.stderr, cut.stderr
+    assert not (out / "metrics.json").exists()
+    done = subprocess.run(IMGCLF + ["train", "--resume", str(out), "--no-progress"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [int(r["epoch"]) for r in read_csv(out / "history.csv")] == [1, 2]  # no epoch ran twice
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] >= 0
+
+
 def test_resume_a_finished_run_with_more_epochs_keeps_its_history(tmp_path, image_folder):
     cfg = {"data": str(image_folder), "img_size": 16, "epochs": 2, "batch_size": 8, "progress": False,
            "model_args": {"width": 8}, "out": str(tmp_path / "r")}

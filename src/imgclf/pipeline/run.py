@@ -228,41 +228,45 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
                    result.stopped_reason, skipped)
 
-    save_weights(result.model, run.file("model.safetensors"))
-    card = make_card(resolved, data, result)
-    card.lr_find = card_info(run_dir)
-    card.sizing = sizing
-    from .trust import fit_trust
+    from .interrupts import finishing
 
-    if data.task == "multilabel":
-        from .multilabel import fit_thresholds
+    # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them
+    with finishing(run_dir, len(result.history)):
+        save_weights(result.model, run.file("model.safetensors"))
+        card = make_card(resolved, data, result)
+        card.lr_find = card_info(run_dir)
+        card.sizing = sizing
+        from .trust import fit_trust
 
-        # no temperature or unknown detector (softmax ideas); the labels' decision thresholds instead
-        card.task = "multilabel"
-        card.thresholds = fit_thresholds(data, result.model, card)
-    else:
-        # before the card is written: evaluation, serving and export then all apply the temperature and threshold
-        card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir)
-    if not evaluate:
-        card.metrics = validation_headline(result.history, result.best_epoch)
+        if data.task == "multilabel":
+            from .multilabel import fit_thresholds
+
+            # no temperature or unknown detector (softmax ideas); the labels' decision thresholds instead
+            card.task = "multilabel"
+            card.thresholds = fit_thresholds(data, result.model, card)
+        else:
+            # before the card is written: evaluation, serving and export then all apply the temperature and threshold
+            card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir)
+        if not evaluate:
+            card.metrics = validation_headline(result.history, result.best_epoch)
+            run.write_card(card)
+            return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
+                       result.stopped_reason, skipped)
         run.write_card(card)
-        return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
-                   result.stopped_reason, skipped)
-    run.write_card(card)
 
-    from ..evaluation.run_eval import evaluate_run
+        from ..evaluation.run_eval import evaluate_run
 
-    # TTA too, where training made views to average over: the report shows with and without; evaluation streams
-    # when training did.
-    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
-                           budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
-    card.metrics = headline(metrics, result.history, result.best_epoch)
-    run.write_card(card)
-    figure_failures: list[str] = []
-    if report:
-        from ..evaluation.report import write_report
+        # TTA too, where training made views to average over: the report shows with and without; evaluation streams
+        # when training did.
+        metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
+                               budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
+        card.metrics = headline(metrics, result.history, result.best_epoch)
+        run.write_card(card)
+        figure_failures: list[str] = []
+        if report:
+            from ..evaluation.report import write_report
 
-        write_report(run_dir, failures=figure_failures)
-    log_final(loggers, run_dir, metrics, result.global_step)  # after the report: its files go as artefacts
-    return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
-               result.stopped_reason, skipped, figure_failures)
+            write_report(run_dir, failures=figure_failures)
+        log_final(loggers, run_dir, metrics, result.global_step)  # after the report: its files go as artefacts
+        return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
+                   result.stopped_reason, skipped, figure_failures)

@@ -1,0 +1,48 @@
+"""Ctrl-C or SIGTERM after the last epoch, while the run is calibrated, evaluated and reported.
+
+During training, Lightning turns either signal into an exception that `train.fit` reports with the epochs kept
+and how to continue. Once `trainer.fit` returns, Lightning has put back the handlers it found: SIGTERM would
+end the process with no word and Ctrl-C would end as click's bare "Aborted!", each leaving a run without its
+card or scores. Here either one ends the same way as during training: what is kept, and the --resume command
+that finishes the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class _Terminated(BaseException):
+    """SIGTERM as an exception (a BaseException, as KeyboardInterrupt: no `except Exception` swallows it)."""
+
+
+@contextlib.contextmanager
+def finishing(run_dir: Path, epochs: int) -> Iterator[None]:
+    """Turn Ctrl-C and SIGTERM inside the block into `TrainingInterrupted` (exit status 130 or 143). The SIGTERM
+    handler is only installed from the main thread, the one place Python allows it."""
+    from ..train.fit import TrainingInterrupted
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    if main:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except (KeyboardInterrupt, _Terminated) as exc:
+        name, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("Ctrl-C", 130)
+        kept = ("no epoch was completed" if epochs == 0 else "epoch 1 is saved in checkpoints/last.ckpt"
+                if epochs == 1 else f"epochs 1-{epochs} are saved in checkpoints/last.ckpt")
+        state = f"interrupted ({name}) after training, while the run was being evaluated; {kept}"
+        raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {run_dir}", state=state,
+                                  exit_code=code) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()

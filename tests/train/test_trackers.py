@@ -90,7 +90,7 @@ def test_no_logger_writes_no_logs(data, tmp_path):
     assert not (run.path / "logs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_resume_continues_the_same_mlflow_run_and_tensorboard_folder(data, tmp_path, monkeypatch):
+def test_resume_continues_the_same_mlflow_run_tensorboard_folder_and_csv_file(data, tmp_path, monkeypatch):
     import mlflow
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -104,8 +104,11 @@ def test_resume_continues_the_same_mlflow_run_and_tensorboard_folder(data, tmp_p
     monkeypatch.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
     out = tmp_path / "runs" / "r"
     with pytest.raises(TrainingInterrupted):
-        imgclf.fit(data=str(data), out=str(out), logger=["mlflow", "tensorboard"], **BASE)
+        imgclf.fit(data=str(data), out=str(out), logger=["mlflow", "tensorboard", "csv"], **BASE)
     monkeypatch.setattr(HistoryWriter, "on_train_epoch_start", original)
+    with open(out / "logs" / "csv" / "metrics.csv") as f:
+        before = [r for r in csv.DictReader(f) if r["val_acc"]]
+    assert [int(r["epoch"]) for r in before] == [0, 1]
     imgclf.fit(resume=str(out))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     found = mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
@@ -117,6 +120,13 @@ def test_resume_continues_the_same_mlflow_run_and_tensorboard_folder(data, tmp_p
     acc = EventAccumulator(str(out / "logs" / "tensorboard"))
     acc.Reload()
     assert len({e.step for e in acc.Scalars("val_acc")}) == EPOCHS
+    # Lightning's CSV writer deleted the file on start: the resumed file began at epoch 3
+    with open(out / "logs" / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows if r["val_acc"]] == list(range(EPOCHS))  # each epoch once, in order
+    assert [r["val_acc"] for r in rows if r["val_acc"]][:2] == [r["val_acc"] for r in before]
+    steps = [int(r["step"]) for r in rows if r["step_loss"]]
+    assert len(steps) > EPOCHS and steps == sorted(set(steps)) and any(r["test_accuracy"] for r in rows)
 
 
 def test_bad_logger_name_is_one_line():
@@ -124,3 +134,25 @@ def test_bad_logger_name_is_one_line():
         make_config(data="x", logger=["csv", "wandb"])
     assert "logger" in str(exc.value) and "wandb" in str(exc.value) and "mlflow" in str(exc.value)
     assert make_config(data="x", logger="csv,mlflow").logger == ["csv", "mlflow"]
+
+
+def test_resumed_csv_drops_the_steps_the_resumed_run_trains_again(tmp_path):
+    """Killed mid-epoch, the interrupted process logged steps after its last checkpoint; the resumed run trains
+    them again, so its first logged step replaces those rows instead of adding a second copy."""
+    from imgclf.train.csv_resume import ContinuedCSVWriter
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,step_loss,val_acc\n" + "".join(
+        f"0,{s},{1 - s / 10},\n" for s in range(4)) + "0,3,,0.5\n" + "".join(f"1,{s},0.9,\n" for s in (5, 6)))
+    writer = ContinuedCSVWriter(str(tmp_path))
+    assert path.is_file()  # Lightning's own writer deletes it here
+    for step in (5, 6, 7):
+        writer.log_metrics({"step_loss": 0.4, "epoch": 1, "lr-SGD": 0.1}, step)
+    writer.save()
+    rows = list(csv.DictReader(path.open()))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 3, 5, 6, 7]
+    assert [r["step_loss"] for r in rows[5:]] == ["0.4"] * 3 and rows[4]["val_acc"] == "0.5"
+    assert set(rows[0]) == {"epoch", "step", "step_loss", "val_acc", "lr-SGD"}  # a new column joins the header
+    writer.log_metrics({"step_loss": 0.3, "epoch": 1}, 8)
+    writer.save()  # later saves append, as Lightning's
+    assert [int(r["step"]) for r in csv.DictReader(path.open())][-2:] == [7, 8]

@@ -33,7 +33,14 @@ def make_loggers(cfg: TrainConfig, run_dir: Path, resume: bool) -> list[Any]:
         if name == "csv":
             from lightning.pytorch.loggers import CSVLogger
 
-            loggers.append(CSVLogger(save_dir=str(run_dir / LOGS_FOLDER), name="", version="csv"))
+            logger = CSVLogger(save_dir=str(run_dir / LOGS_FOLDER), name="", version="csv")
+            if resume:
+                from .csv_resume import ContinuedCSVWriter
+
+                # Lightning's writer deletes an existing metrics.csv when it starts: the epochs before the
+                # interruption would be gone (its experiment is made on first use; this one is made first)
+                logger._experiment = ContinuedCSVWriter(logger.log_dir)
+            loggers.append(logger)
         elif name == "tensorboard":
             _require("tensorboard", "tensorboard")
             from lightning.pytorch.loggers import TensorBoardLogger

@@ -202,6 +202,9 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     assert outside > 0
     assert limits == ["60s", f"{max(1.0, 60 - outside):.0f}s"], (limits, outside)
     assert len(two.record.trials) == 2
+    # a trial's share of the search's budget is not a setting of the best model: best.yaml keeps the base's
+    # (none here), or `train --config best.yaml --epochs 100` would stop at the share, 60 s
+    assert imgclf.pipeline.resolve.read_config_file(tmp_path / "b" / "best.yaml")["time_limit"] is None
 
 
 @pytest.mark.parametrize("space, expected", [

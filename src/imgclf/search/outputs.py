@@ -15,10 +15,13 @@ from ..records import RunDir, TuneBest, TuneRecord, TuneTrial
 NOT_IN_BEST = ("out", "schema_version", "progress", "lr_auto")
 
 
-def best_settings(path: Path, run: RunDir) -> dict[str, Any]:
+def best_settings(path: Path, run: RunDir, base_time_limit: Any = None) -> dict[str, Any]:
+    """The best trial's settings, with the time limit the search started from: a trial's own limit is its share
+    of the search's budget, which would cap a later `train --config best.yaml --epochs 100` without a word."""
     from ..io import write_yaml
 
     settings = {k: v for k, v in run.read_config().model_dump(mode="json").items() if k not in NOT_IN_BEST}
+    settings["time_limit"] = base_time_limit
     write_yaml(path, settings)
     return settings
 

@@ -351,7 +351,7 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     run = RunDir(best_run)
     if not run.has("metrics.json"):
         _test_best(best_run, say)
-    best_settings(folder / BEST_FILE, run)
+    best_settings(folder / BEST_FILE, run, search["settings"].get("time_limit"))
     record = _write_record(folder, study, search, trials, budget, stop_reason)
     write_page(folder / HTML_FILE, record, study)
     return TuneResult(folder, best_run, best.value, dict(best.params), record)

@@ -218,6 +218,8 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     ("data: [a, b]", "space field must be one of {"),
     ("lr: {low: 1e-3, hi: 1e-2}", "space lr key must be one of {high, log, low, step}"),
     ("epochs: {low: 1.5, high: 3}", "space epochs must be a range of whole numbers"),
+    ("batch_size: {choices: 32}", "space batch_size choices must be a non-empty list of distinct choices"),
+    ("batch_size: {choices: [32], low: 8}", "Choices go alone: {choices: [a, b]}, or the list [a, b]"),
 ])
 def test_a_bad_space_is_one_line_naming_the_field_before_anything_is_written(data, tmp_path, space, expected):
     (tmp_path / "space.yaml").write_text(space + "\n")
@@ -228,6 +230,20 @@ def test_a_bad_space_is_one_line_naming_the_field_before_anything_is_written(dat
     assert expected in result.output and "Received:" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert not out.exists()
+
+
+def test_a_space_as_a_search_records_it_is_a_valid_space_file(tmp_path):
+    """search.yaml and tune.json write choices as {choices: [...]}: pasted into a --space file, they read back
+    as the same space (they were refused: "space augment key must be one of {high, log, low, step}")."""
+    import yaml
+
+    from imgclf.config import make_config
+    from imgclf.search.space import default_space, read_space
+
+    space = default_space(make_config(data="d", model="simple_cnn"))
+    assert any(p.choices is not None for p in space) and any(p.choices is None for p in space)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({p.name: p.describe() for p in space}))
+    assert {p.name: p.describe() for p in read_space(tmp_path / "space.yaml")} == {p.name: p.describe() for p in space}
 
 
 def test_default_space_follows_the_model_family():

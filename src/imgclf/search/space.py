@@ -4,6 +4,7 @@
     lr: {low: 1e-4, high: 1e-1, log: true}     # a float range (log: sampled uniformly in log space)
     epochs: {low: 2, high: 8}                  # an int range: the field is an int
     batch_size: [32, 64, 128]                  # choices
+    augment: {choices: ["hflip", ""]}          # choices, as search.yaml and tune.json record them
     model_args.dropout: {low: 0.0, high: 0.5}  # an argument of the model's builder
 
 Every end of a range and every choice is checked against `TrainConfig` (with the search's other settings)
@@ -106,6 +107,10 @@ def parse_param(name: str, spec: Any) -> Param:
     if not isinstance(name, str) or not (name in TrainConfig.model_fields and name not in FIXED
                                          or re.fullmatch(r"model_args\.[A-Za-z_][A-Za-z0-9_]*", name)):
         raise invalid("space field", name, searchable_fields())
+    if isinstance(spec, dict) and set(map(str, spec)) == {"choices"}:
+        spec = spec["choices"]  # the form search.yaml and tune.json record a space in
+        if not isinstance(spec, (list, tuple)):
+            raise invalid(f"space {name} choices", spec, "a non-empty list of distinct choices")
     if isinstance(spec, (list, tuple)):
         if not spec or len({repr(c) for c in spec}) != len(spec):
             raise invalid(f"space {name}", spec, "a non-empty list of distinct choices")
@@ -113,11 +118,12 @@ def parse_param(name: str, spec: Any) -> Param:
             raise invalid(f"space {name}", spec, "a list of plain values (numbers, text, true/false)")
         return Param(name, choices=tuple(spec))
     if not isinstance(spec, dict):
-        raise invalid(f"space {name}", spec, "a list of choices or a range {low: ..., high: ...[, log: true]"
-                      "[, step: ...]}")
+        raise invalid(f"space {name}", spec, "a list of choices ([a, b] or {choices: [a, b]}) or a range "
+                      "{low: ..., high: ...[, log: true][, step: ...]}")
     unknown = sorted(set(map(str, spec)) - set(RANGE_KEYS))
     if unknown:
-        raise invalid(f"space {name} key", unknown[0], RANGE_KEYS, also={f"space {name}": spec})
+        raise invalid(f"space {name} key", unknown[0], RANGE_KEYS, also={f"space {name}": spec},
+                      hint="Choices go alone: {choices: [a, b]}, or the list [a, b]")
     if "low" not in spec or "high" not in spec:
         raise invalid(f"space {name}", spec, "a range with both low and high")
     kind = _field_type(name)

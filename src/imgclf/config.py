@@ -64,27 +64,51 @@ def parse_seconds(value: str | int | float | None) -> float | None:
     return float(match.group(1)) * _TIME_UNITS[match.group(2) or "s"]
 
 
+# what a mapping setting looks like on the command line, for its error message
+MAPPING_EXAMPLES = {"l2": "conv=1e-5,dense=1e-4", "model_args": "width=64", "per_class_max": "train=2999,test=599"}
+
+
 def parse_mapping(name: str, text: str) -> dict[str, Any]:
-    """'{"a": 1}' (JSON) or 'a=1,b=x' -> dict, numbers and booleans converted (how the CLI passes mappings)."""
+    """'{"a": 1}' (JSON), '{a: 1, b: x}' (a YAML flow mapping, as a config file writes it) or 'a=1,b=x' -> dict,
+    numbers and booleans converted (how the CLI passes mappings)."""
     text = text.strip()
     if text.startswith("{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise invalid(name, text, "JSON or key=value pairs", note=exc.msg) from None
-        if not isinstance(value, dict):
-            raise invalid(name, text, "a JSON object or key=value pairs", note=f"a JSON {type(value).__name__}")
-        return value
+        return _braced_mapping(name, text)
+    example = MAPPING_EXAMPLES.get(name, "key=value")
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise invalid(name, text, "key=value pairs such as width=64", note=f"item {item!r} is not key=value")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
+            raise invalid(name, text, f"key=value pairs such as {example}", note=f"item {item!r} is not key=value")
+        out[key.strip()] = _scalar(raw)
     return out
+
+
+def _braced_mapping(name: str, text: str) -> dict[str, Any]:
+    """JSON, else a YAML flow mapping; YAML's words for numbers ('1e-5' is text to PyYAML) read as JSON's."""
+    import yaml
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as not_yaml:
+            example = MAPPING_EXAMPLES.get(name, "key=value")
+            raise invalid(name, text, f"a mapping such as {{{example.replace('=', ': ').replace(',', ', ')}}} "
+                          f"or {example}", note=getattr(not_yaml, "problem", None) or exc.msg) from None
+        if isinstance(value, dict):
+            value = {k: _scalar(v) if isinstance(v, str) else v for k, v in value.items()}
+    if not isinstance(value, dict):
+        raise invalid(name, text, "a JSON object or key=value pairs", note=f"a JSON {type(value).__name__}")
+    return value
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def check_task_settings(cfg: "TrainConfig", task: str) -> None:

@@ -117,3 +117,17 @@ def test_every_bad_setting_is_one_line_in_the_helpers_shape():
     with pytest.raises(ConfigError, match=r"^model_args must be key=value pairs such as width=64. "
                                           r"Received: model_args='w' \(item 'w' is not key=value\)$"):
         make_config(data="x", model_args="w")
+
+
+def test_mapping_settings_take_the_forms_the_help_shows():
+    """--l2's help shows {conv: 1e-5, dense: 1e-4}, a YAML flow mapping as a config file writes it: it was refused
+    as bad JSON, and a bad --l2 was told to look like width=64 (a model_args example)."""
+    from imgclf.config import ConfigError, make_config
+
+    for text in ("{conv: 1e-5, dense: 1e-4}", '{"conv": 1e-5, "dense": 1e-4}', "conv=1e-5,dense=1e-4"):
+        assert make_config(data="x", l2=text).l2 == {"conv": 1e-5, "dense": 1e-4}, text
+    assert make_config(data="x", model_args="{width: 8, stem: stride}").model_args == {"width": 8, "stem": "stride"}
+    with pytest.raises(ConfigError, match=r"^l2 must be key=value pairs such as conv=1e-5,dense=1e-4. "):
+        make_config(data="x", l2="garbage")
+    with pytest.raises(ConfigError, match=r"^l2 must be a mapping such as \{conv: 1e-5, dense: 1e-4\} or "):
+        make_config(data="x", l2="{conv: [1, }")

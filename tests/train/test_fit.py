@@ -192,10 +192,16 @@ def test_resume_a_finished_run_with_more_epochs_keeps_its_history(tmp_path, imag
     files = {name: (run.path / name).read_bytes() for name in ("config.yaml", "dataset.json", "history.csv")}
     for values, words in (({"epochs": 2}, "epochs for --resume"), ({"model": "model_s"}, "model for --resume"),
                           ({"model_args": {"width": 4}}, "model_args for --resume"),
-                          ({"seed": 5}, "seed for --resume")):
+                          ({"seed": 5}, "seed for --resume"), ({"data": str(tmp_path)}, "data for --resume")):
         with pytest.raises(ImgclfError) as refused:
             imgclf.fit(None, resume=str(run.path), report=False, **values)
         assert words in str(refused.value) and "Traceback" not in str(refused.value)
+        # the hint's command runs: train has no --data flag, the data folder is its argument
+        name = next(iter(values))
+        hint = str(refused.value).partition("instead: ")[2]
+        assert hint.startswith("imgclf train DATA --config" if name == "data" else "imgclf train --config") or \
+            name == "epochs", str(refused.value)
+        assert "--data" not in hint
         assert {name: (run.path / name).read_bytes() for name in files} == files
     again = imgclf.fit(None, resume=str(run.path), epochs=4, report=False)
     assert [int(r["epoch"]) for r in read_csv(again.path / "history.csv")] == [1, 2, 3, 4]

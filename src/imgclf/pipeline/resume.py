@@ -41,10 +41,12 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     changed = [name for name in FIXED_ON_RESUME if values.get(name) is not None and asked[name] != stored[name]]
     if changed:
         name = changed[0]
+        # the data folder is train's positional argument; every other setting is a flag of its own name
+        given = "DATA" if name == "data" else f"--{name.replace('_', '-')} ..."
+        command = f"imgclf train {given} --config {run.file('config.yaml')}" if name == "data" else \
+            f"imgclf train --config {run.file('config.yaml')} {given}"
         raise invalid(name, asked[name], f"{stored[name]!r} for this run, as it was trained (a resumed run keeps it)",
-                      where=f"--resume {run.path}",
-                      hint=f"Start a new run from its settings instead: imgclf train --config "
-                           f"{run.file('config.yaml')} --{name.replace('_', '-')} ... --out NEW")
+                      where=f"--resume {run.path}", hint=f"Start a new run from its settings instead: {command} --out NEW")
     trained = len(run.read_history())
     if cfg.epochs < trained:
         raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",

@@ -46,7 +46,8 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
         command = f"imgclf train {given} --config {run.file('config.yaml')}" if name == "data" else \
             f"imgclf train --config {run.file('config.yaml')} {given}"
         raise invalid(name, asked[name], f"{stored[name]!r} for this run, as it was trained (a resumed run keeps it)",
-                      where=f"--resume {run.path}", hint=f"Start a new run from its settings instead: {command} --out NEW")
+                      where=f"--resume {run.path}",
+                      hint=f"Start a new run from its settings instead: {command} --out NEW")
     trained = len(run.read_history())
     if cfg.epochs < trained:
         raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",

@@ -74,6 +74,10 @@ class CommandGroup(TyperGroup):
 _COMMAND_KEY = "imgclf.command"
 
 
+# the Python API's keywords whose command-line option is named otherwise
+API_OPTION_NAMES = {"config_file": "config"}
+
+
 def with_flag(message: str, argument: str | None, command: Any) -> str:
     """`img_size must be ...` -> `img_size (--img-size) must be ...` when `command` has that option: errors name
     the setting (the Python API's keyword, the config file's key), the command line's user typed its flag. A
@@ -81,7 +85,7 @@ def with_flag(message: str, argument: str | None, command: Any) -> str:
     (`--epochs`) is not repeated."""
     if not argument or command is None or not message.startswith(argument):
         return message
-    setting = argument.split(".")[0]
+    setting = API_OPTION_NAMES.get(argument.split(".")[0], argument.split(".")[0])
     for param in getattr(command, "params", []):
         flags = [o for o in getattr(param, "opts", []) if o.startswith("--")]
         if getattr(param, "param_type_name", "") == "option" and param.name == setting and flags:

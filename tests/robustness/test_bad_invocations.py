@@ -251,7 +251,14 @@ ROWS = [
         "w.json", json.dumps({"cat": 1, "dog": 1, "fox": 1, "owl": weight}).encode())),
         "class_weight", "finite numbers above 0", f"'owl': {weight!r}", value=lambda w: str(w.tmp / "w.json"))
       for kind, weight in (("word", "heavy"), ("negative", -1), ("zero", 0), ("boolean", True))],
+    row("lr-find-with-folds", lambda w: ["lr-find", str(w.data), "--folds", "3"], "folds", "unset for lr-find"),
+    row("lr-find-with-logger", lambda w: ["lr-find", str(w.data), "--logger", "csv"], "logger", "unset for lr-find"),
     # --- train --resume: garbage and crafted run files -------------------------------------------------------
+    # both were dropped without a word: the run resumed with its stored config, nothing replaced
+    row("resume-with-overwrite", lambda w: ["train", "--resume", w.run(), "--overwrite"], "overwrite must be False",
+        "a resumed run continues its own folder"),
+    row("resume-with-config", lambda w: ["train", "--resume", w.run(), "--config", w.file("c.yaml", b"epochs: 3\n")],
+        "config_file (--config)", "keeps its stored config.yaml"),
     row("resume-garbage-last-ckpt", lambda w: ["train", "--resume", w.run(checkpoints__last_ckpt=GARBAGE)],
         "last.ckpt", value=lambda w: str(w.tmp / "run")),
     row("resume-truncated-last-ckpt",

@@ -87,8 +87,8 @@ def train(data: Optional[list[str]] = None, **options: Any) -> None:
     config, overwrite, resume = options.pop("config"), options.pop("overwrite"), options.pop("resume")
     if data:
         options["data"] = data[0] if len(data) == 1 else data
-    if resume:
-        run = fit(resume=resume, **options)
+    if resume:  # --config and --overwrite go along, to be refused: a resumed run keeps its own folder and config
+        run = fit(resume=resume, config_file=config, overwrite=overwrite, **options)
     else:
         run = fit(config_file=config, overwrite=overwrite, **options)
     from ..pipeline.folds import Folds

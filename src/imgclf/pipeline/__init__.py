@@ -38,6 +38,9 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
             given = "config" if config is not None else "recipe" if recipe is not None else "config_file"
             raise invalid(given, config if given == "config" else recipe if given == "recipe" else config_file,
                           "None with resume: a resumed run keeps its stored config.yaml", also={"resume": resume})
+        if overwrite:  # the resumed run continues its own folder: nothing in it is replaced
+            raise invalid("overwrite", overwrite, "False with resume: a resumed run continues its own folder",
+                          also={"resume": resume}, hint="Start a new run with --out NEW to train afresh")
         return resume_run(resume, report=report, **values)
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
     if cfg.folds and cfg.fold is None:  # every fold: a `Folds` (OUT/fold-i runs and folds.json), not one Run

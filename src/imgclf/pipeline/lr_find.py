@@ -164,6 +164,11 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     check_sweep(start_lr, end_lr, steps)
     if values.get("lr") is not None:
         raise invalid("lr", values["lr"], "unset for lr-find: it sweeps start_lr..end_lr and suggests one")
+    for name, why in (("folds", "the sweep runs once, on the training split"), ("fold", "the sweep runs once"),
+                      ("logger", "the sweep writes lr_find.json and lr_find.png, not a tracked run"),
+                      ("mlflow_uri", "the sweep logs to no tracker")):
+        if values.get(name):  # accepted before and silently ignored
+            raise invalid(name, values[name], f"unset for lr-find: {why}")
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
     cfg = cfg.model_copy(update={"lr": "auto"})
     check_auto_lr(cfg)

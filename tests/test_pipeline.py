@@ -215,4 +215,19 @@ def test_a_split_without_a_class_is_warned(tmp_path, capsys):
         assert f"the {split} split holds no image of 1 class ('fox')" in err
     assert err.count("holds no image of") == len(lacking)  # and nothing said of the splits that hold it
     val = sum(counts["val"].values())  # 26 images, 10 % each: the temperature and threshold come from 3 or so
-    assert f"warning the val split holds {val} images: the epoch kept, the temperature" in err
+    assert f"warning the val split holds {val} images: the epoch kept and the temperature" in err
+
+
+def test_the_small_val_warning_names_what_a_multilabel_run_chooses_on_it(capsys):
+    """A multi-label run has no temperature or unknown threshold: its val split chooses the labels' thresholds."""
+    from types import SimpleNamespace
+
+    from imgclf.pipeline.run import _warn_about_splits
+
+    for task, chosen, absent in (("multilabel", "each label's decision threshold", "temperature"),
+                                 ("single", "the temperature and the unknown threshold", "label's")):
+        data = SimpleNamespace(task=task, splits={"val": [0] * 12}, missing_classes=dict, grouping=None)
+        _warn_about_splits(data, "data")
+        err = capsys.readouterr().err
+        assert f"val split holds 12 images: the epoch kept and {chosen} are chosen on them" in err
+        assert absent not in err

@@ -100,9 +100,10 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
 
     val = len(data.splits["val"]) if "val" in data.splits else 0
     if 0 < val < FEW_VALIDATION_IMAGES:
-        print(f"warning the val split holds {val} image{'s' if val != 1 else ''}: the epoch kept, the temperature and "
-              "the unknown threshold are chosen on them; give it more (--val-split, or more images)",
-              file=sys.stderr, flush=True)
+        chosen = "each label's decision threshold" if data.task == "multilabel" else \
+            "the temperature and the unknown threshold"
+        print(f"warning the val split holds {val} image{'s' if val != 1 else ''}: the epoch kept and {chosen} are "
+              "chosen on them; give it more (--val-split, or more images)", file=sys.stderr, flush=True)
     kind = ("label", "labels") if data.task == "multilabel" else ("class", "classes")
     for split, classes in data.missing_classes().items():
         names = ", ".join(repr(c) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")  # repr escapes

@@ -231,3 +231,23 @@ def test_the_small_val_warning_names_what_a_multilabel_run_chooses_on_it(capsys)
         err = capsys.readouterr().err
         assert f"val split holds 12 images: the epoch kept and {chosen} are chosen on them" in err
         assert absent not in err
+
+
+@pytest.mark.parametrize("how", ["link", "copy"])
+def test_one_picture_under_several_classes_is_warned(tmp_path, capsys, how):
+    """A multi-label tree (the same file hard-linked into each of its classes) trained without --task multilabel
+    trained silently as single-label; copies under two classes are conflicting labels. Each gets its warning."""
+    import os
+    import shutil
+
+    root = make_image_folder(tmp_path / "d", per_class=12)
+    for source in sorted((root / "cat").iterdir())[:2]:
+        (os.link if how == "link" else shutil.copyfile)(source, root / "dog" / f"also-{source.name}")
+    imgclf.fit(data=str(root), img_size=16, epochs=1, batch_size=16, progress=False, model="simple_cnn",
+               model_args={"width": 4}, out=str(tmp_path / "r"), report=False)
+    err = " ".join(capsys.readouterr().err.split())
+    if how == "link":
+        assert "2 images sit in several class folders, 2 as links to one file" in err and "--task multilabel" in err
+    else:
+        assert "2 images are byte-identical under different classes" in err and "imgclf audit" in err
+        assert "--task multilabel" not in err

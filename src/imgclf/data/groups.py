@@ -198,6 +198,42 @@ def leaks_between(grouping: Grouping, split_rows: dict[str, np.ndarray], automat
     return out
 
 
+def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str]) -> tuple[int, int, list[str]]:
+    """Byte-identical images under more than one class of a single-label data set: (how many such pictures, how
+    many of them are one file reached through hard or symbolic links, the paths of one example). Links are how a
+    multi-label folder tree is laid out (`--task multilabel` reads it as label sets); copies are conflicting
+    labels."""
+    import os
+
+    members: dict[str, list[tuple[int, int]]] = {}
+    for split in splits.values():
+        for row, label in zip(np.asarray(split.indices).tolist(), np.asarray(split.labels).tolist()):
+            if grouping.digests[row]:
+                members.setdefault(grouping.digests[row], []).append((row, label))
+    conflicting = [m for m in members.values() if len({label for _, label in m}) > 1]
+
+    def identity(path: str) -> object:
+        try:
+            st = os.stat(path)
+            return st.st_dev, st.st_ino
+        except OSError:
+            return path
+
+    linked = sum(len({identity(paths[row]) for row, _ in m}) < len(m) for m in conflicting)
+    example = [paths[row] for row, _ in conflicting[0]] if conflicting else []
+    return len(conflicting), linked, example
+
+
+def several_classes_warning(count: int, linked: int, example: list[str], data: str) -> str:
+    shown = " and ".join(repr(p) for p in example[:2]) + (" ..." if len(example) > 2 else "")
+    if linked:
+        return (f"{count} image{'s' if count != 1 else ''} sit{'s' if count == 1 else ''} in several class folders, "
+                f"{linked} as links to one file (e.g. {shown}): a single-label run learns each under one class and "
+                "counts the others as its errors; if an image may carry several labels, train with --task multilabel")
+    return (f"{count} image{'s are' if count != 1 else ' is'} byte-identical under different classes (e.g. {shown}): "
+            f"conflicting labels; run `imgclf audit {data}` for the list")
+
+
 def leak_warning(leak: dict, data: str) -> str:
     exact = f" ({leak['exact']} exact cop{'y' if leak['exact'] == 1 else 'ies'})" if leak["exact"] else ""
     verb = "has" if leak["images"] == 1 else "have"

@@ -95,7 +95,7 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
     """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
     splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
     (stderr, even without progress), never a refusal: the folders are the user's choice."""
-    from ..data.groups import leak_warning, separated_warning
+    from ..data.groups import files_in_several_classes, leak_warning, separated_warning, several_classes_warning
     from ..io import terminal_safe
 
     val = len(data.splits["val"]) if "val" in data.splits else 0
@@ -113,6 +113,12 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
               "images", file=sys.stderr, flush=True)
     if data.grouping is None:
         return
+    if data.task != "multilabel":
+        count, linked, example = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
+        if count:
+            shown = [terminal_safe(p) for p in example]
+            print(f"warning {several_classes_warning(count, linked, shown, terminal_safe(folders))}", file=sys.stderr,
+                  flush=True)
     for leak in data.grouping.leaks:
         print(f"warning {leak_warning(leak, terminal_safe(folders))}", file=sys.stderr, flush=True)
     if data.grouping.separated:

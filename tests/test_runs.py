@@ -159,6 +159,20 @@ def test_compare_skips_unfinished_runs_with_a_warning(runs_folder, tmp_path):
         compare_runs([stopped, early])
 
 
+def test_compare_takes_a_folder_of_runs_and_skips_unreadable_ones(runs_folder, tmp_path):
+    """`imgclf compare runs/` compares the runs under the folder (a k-fold parent or a study was refused as "at
+    least two run directories"), and a run with a corrupt file is skipped with its reason, as an unfinished one
+    is, instead of ending the whole comparison."""
+    result = CliRunner().invoke(app, ["compare", str(runs_folder), "--out", str(tmp_path / "c.html")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    for name in ("bad-metrics", "bad-config", "bad-card"):
+        assert f"{name}: unreadable: " in said, result.output
+    assert "stopped: interrupted" in said and "early: unfinished" in said
+    assert (tmp_path / "c.html").is_file()
+
+
 @pytest.mark.parametrize("content", ["{not json", '{"trials": "none"}'])
 def test_a_search_trial_beside_an_unreadable_tune_json_keeps_its_own_status(tmp_path, content):
     """A trial's search summary is read as a TuneRecord; garbage or a mismatched record there never breaks the

@@ -186,7 +186,8 @@ def report(run: Path = typer.Argument(..., help="Run directory."),
 
 
 @app.command()
-def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directories, or folders of runs (every run "
+                                             "under such a folder)."),
             out: Path = typer.Option(Path("compare.html"), "--out", help="Where to write the HTML comparison.")) -> None:
     """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
     import warnings

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import bad_path, invalid
+from ..errors import ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
 from ..stats import MeanStd, mean_std
 from .interpret import best_val_accuracy, mean_recall
@@ -183,7 +183,10 @@ def _experiment(config: dict[str, Any]) -> str:
 
 
 def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
-    """Summarise each run, group runs that differ only in seed, label each group by what sets it apart."""
+    """Summarise each run, group runs that differ only in seed, label each group by what sets it apart. A folder
+    that is not a run itself stands for the runs under it (a k-fold parent, a study, a runs/ folder). A run that is
+    unfinished or cannot be read is skipped with a warning naming why, as long as one finished run is left."""
+    run_dirs = _expand_folders(run_dirs)
     if len(run_dirs) < 2:
         raise invalid("runs", [str(r) for r in run_dirs], "at least two run directories")
     resolved = [str(Path(r).resolve()) for r in run_dirs]
@@ -202,7 +205,19 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     if not finished:
         raise invalid("runs", [str(r) for r in run_dirs], "at least one finished run directory (with model.json)",
                       note="none has finished training")
-    summaries = [summarize_run(r) for r in finished]
+    summaries = []
+    for r in finished:
+        try:
+            summaries.append(summarize_run(r))
+        except ImgclfError as exc:  # one corrupt file no longer ends the whole comparison
+            if not Path(r).is_dir():
+                raise  # a path that is not there at all is a typo to fix, not a run to pass over
+            why = f"unreadable: {str(exc).splitlines()[0]}"
+            skipped.append((str(r), why))
+            warnings.warn(f"compare: skipped {r}: {why}", UnfinishedRunWarning, stacklevel=2)
+    if not summaries:
+        raise invalid("runs", [str(r) for r in run_dirs], "at least one readable, finished run directory",
+                      note="; ".join(f"{r}: {why}" for r, why in skipped[:3]))
     by_key: dict[str, list[RunSummary]] = {}
     for s in summaries:
         # scores on another folder (written over the run's own by an older release) are never averaged with
@@ -230,6 +245,18 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     for i, g in enumerate(groups):
         g.key = _letter(i)
     return Comparison(groups, differing, sorted({s.split for s in summaries}), sections, skipped)
+
+
+def _expand_folders(run_dirs: list[str | os.PathLike]) -> list[str | os.PathLike]:
+    """Each given folder that is not a run directory but holds some, replaced by those runs (sorted)."""
+    from ..runs import find_run_dirs
+
+    out: list[str | os.PathLike] = []
+    for r in run_dirs:
+        path = Path(r)
+        inside = find_run_dirs(path) if path.is_dir() else []
+        out.extend([r] if not inside or inside == [path] else inside)
+    return out
 
 
 class UnfinishedRunWarning(UserWarning):

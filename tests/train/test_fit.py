@@ -104,6 +104,22 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_fold
     assert run.metrics.accuracy > 0
 
 
+def test_nan_loss_in_the_first_epoch_is_an_error_not_a_run(tmp_path, image_folder, monkeypatch):
+    """Stopped before any epoch completed there are no best weights: the run was evaluated with its initial
+    weights, listed as completed, and the command exited 0 (found with all-zero class weights)."""
+    from imgclf.train.module import ImageClassifierModule
+
+    original = ImageClassifierModule.loss_fn
+    monkeypatch.setattr(ImageClassifierModule, "loss_fn",
+                        lambda self, logits, y: original(self, logits, y) * float("nan"))
+    out = tmp_path / "nan"
+    with pytest.raises(ImgclfError, match=r"loss became nan at epoch 1, batch 1, before any epoch completed, so "
+                                          r"there is no model to keep and no run was written\. Try a lower"):
+        imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 3, "progress": False,
+                    "model_args": {"width": 8}, "out": str(out)})
+    assert not (out / "model.json").exists() and not (out / "config.yaml").exists()
+
+
 def _train_cmd(data, out, *extra):
     return IMGCLF + ["train", str(data), "--model", "simple_cnn", "--img-size", "16", "--epochs", "5",
                      "--batch-size", "16", "--augment", "hflip,rotate=10", "--schedule", "step", "--lr-step", "2",

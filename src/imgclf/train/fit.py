@@ -226,6 +226,8 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
             # weights_only=True: a checkpoint is read without running code, whoever wrote it
             trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
         except NonFiniteLossError as exc:
+            if exc.epoch == 0 and last.saved_epochs == 0:  # a fresh run's first epoch: nothing learnt to keep
+                raise ImgclfError(exc.nothing_learnt()) from None
             return str(exc)
         except (KeyboardInterrupt, SystemExit) as exc:
             words, code = stop_signal(exc)

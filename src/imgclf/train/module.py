@@ -18,11 +18,19 @@ from ..models.base import keras_l2_penalty
 
 class NonFiniteLossError(RuntimeError):
     def __init__(self, epoch: int, batch: int, value: float, lr: float):
-        super().__init__(
-            f"training stopped: the loss became {value} at epoch {epoch + 1}, batch {batch + 1}. "
-            f"The best weights so far were kept. Try a lower learning rate (lr={lr:g} now, e.g. --lr {lr / 10:g}), "
-            "gradient-friendly settings such as batch norm, or check the data for corrupt values."
-        )
+        self.epoch, self.batch, self.value, self.lr = epoch, batch, value, lr
+        super().__init__(f"training stopped: the loss became {value} at epoch {epoch + 1}, batch {batch + 1}. "
+                         f"The best weights so far were kept. {self.advice}")
+
+    @property
+    def advice(self) -> str:
+        return (f"Try a lower learning rate (lr={self.lr:g} now, e.g. --lr {self.lr / 10:g}), gradient-friendly "
+                "settings such as batch norm, or check the data for corrupt values.")
+
+    def nothing_learnt(self) -> str:
+        """The message when no epoch had completed: there are no best weights to keep."""
+        return (f"training stopped: the loss became {self.value} at epoch {self.epoch + 1}, batch {self.batch + 1}, "
+                f"before any epoch completed, so there is no model to keep and no run was written. {self.advice}")
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None,

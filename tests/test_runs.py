@@ -163,11 +163,15 @@ def test_compare_takes_a_folder_of_runs_and_skips_unreadable_ones(runs_folder, t
     """`imgclf compare runs/` compares the runs under the folder (a k-fold parent or a study was refused as "at
     least two run directories"), and a run with a corrupt file is skipped with its reason, as an unfinished one
     is, instead of ending the whole comparison."""
-    result = CliRunner().invoke(app, ["compare", str(runs_folder), "--out", str(tmp_path / "c.html")],
+    folder = tmp_path / "runs"
+    shutil.copytree(runs_folder, folder)
+    (spoilable_copy(folder / "done", folder / "bad-history") / "history.csv").write_bytes(bytes(range(256)))
+    (spoilable_copy(folder / "done", folder / "bad-scores") / "metrics.json").write_text('{"accuracy": "high"}')
+    result = CliRunner().invoke(app, ["compare", str(folder), "--out", str(tmp_path / "c.html")],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    for name in ("bad-metrics", "bad-config", "bad-card"):
+    for name in ("bad-metrics", "bad-config", "bad-card", "bad-history", "bad-scores"):
         assert f"{name}: unreadable: " in said, result.output
     assert "stopped: interrupted" in said and "early: unfinished" in said
     assert (tmp_path / "c.html").is_file()

@@ -38,6 +38,10 @@ class TrainingInterrupted(ImgclfError):
         return type(self), (str(self), self.state, self.exit_code)
 
 
+class TrainingDiverged(ImgclfError):
+    """The loss became non-finite before the first epoch completed: there are no weights worth keeping."""
+
+
 @dataclass
 class TrainResult:
     """What training hands back to the pipeline: the model holding the weights to keep, and how it got there."""
@@ -227,7 +231,7 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
             trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
         except NonFiniteLossError as exc:
             if exc.epoch == 0 and last.saved_epochs == 0:  # a fresh run's first epoch: nothing learnt to keep
-                raise ImgclfError(exc.nothing_learnt()) from None
+                raise TrainingDiverged(exc.nothing_learnt()) from None
             return str(exc)
         except (KeyboardInterrupt, SystemExit) as exc:
             words, code = stop_signal(exc)

@@ -17,13 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImgclfError, bad_path, invalid
+from .records.run_dir import find_run_dirs
 
 STATUSES = ("completed", "pruned", "interrupted", "failed")
-# Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
-RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
-# MLflow's artefact stores: `--logger mlflow` copies each run's files (config.yaml, model.json) into mlartifacts/
-# beside the runs (mlruns/ for a file store), and those copies are not runs of their own
-TRACKER_STORES = frozenset({"mlartifacts", "mlruns"})
 
 
 @dataclass
@@ -51,29 +47,6 @@ SORT_KEYS = ("name", "model", "data", "epochs", "val_accuracy", "test_accuracy",
              "created", "status")
 # Sorted best first: a user sorting by a score wants the best run at the top.
 _DESCENDING = frozenset({"val_accuracy", "test_accuracy", "macro_f1"})
-
-
-def find_run_dirs(folder: Path) -> list[Path]:
-    """Every run directory at or below `folder` (not inside another run), hidden folders and MLflow's artefact
-    stores skipped, sorted."""
-    found = []
-    stack = [folder]
-    while stack:
-        directory = stack.pop()
-        if any((directory / m).is_file() for m in RUN_MARKERS):
-            found.append(directory)
-            continue
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in TRACKER_STORES:
-                    stack.append(Path(entry.path))
-            except OSError:
-                continue
-    return sorted(found)
 
 
 def _finite(x: Any) -> float | None:

@@ -249,7 +249,7 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
 
 def _expand_folders(run_dirs: list[str | os.PathLike]) -> list[str | os.PathLike]:
     """Each given folder that is not a run directory but holds some, replaced by those runs (sorted)."""
-    from ..runs import find_run_dirs
+    from ..records.run_dir import find_run_dirs
 
     out: list[str | os.PathLike] = []
     for r in run_dirs:

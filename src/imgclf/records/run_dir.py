@@ -34,6 +34,36 @@ from .metrics import MetricsRecord
 from .rows import HistoryRow, PredictionRow
 
 
+# Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
+RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
+# MLflow's artefact stores: `--logger mlflow` copies each run's files (config.yaml, model.json) into mlartifacts/
+# beside the runs (mlruns/ for a file store), and those copies are not runs of their own
+TRACKER_STORES = frozenset({"mlartifacts", "mlruns"})
+
+
+def find_run_dirs(folder: Path) -> list[Path]:
+    """Every run directory at or below `folder` (not inside another run), hidden folders and MLflow's artefact
+    stores skipped, sorted."""
+    found = []
+    stack = [folder]
+    while stack:
+        directory = stack.pop()
+        if any((directory / m).is_file() for m in RUN_MARKERS):
+            found.append(directory)
+            continue
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in TRACKER_STORES:
+                    stack.append(Path(entry.path))
+            except OSError:
+                continue
+    return sorted(found)
+
+
 class RunDir:
     """Typed access to one run directory's files. Readers raise ImgclfError naming the file when it is missing
     or does not match its record."""

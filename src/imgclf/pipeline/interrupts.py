@@ -21,10 +21,12 @@ class _Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def finishing(run_dir: Path, epochs: int) -> Iterator[None]:
+def finishing(run_dir: Path, epochs: int, stopped: str = "completed") -> Iterator[None]:
     """Turn Ctrl-C and SIGTERM inside the block into `TrainingInterrupted` (exit status 130 or 143). The SIGTERM
-    handler is only installed from the main thread, the one place Python allows it."""
-    from ..train.fit import TrainingInterrupted
+    handler is only installed from the main thread, the one place Python allows it. `stopped`: why training
+    ended; a run stopped before its last epoch (early stopping, a time limit) is finished with --epochs set to
+    the epochs it trained, since a checkpoint does not hold the stop and a plain --resume would train on."""
+    from ..train.fit import TrainingInterrupted, interrupt_state
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
@@ -34,10 +36,10 @@ def finishing(run_dir: Path, epochs: int) -> Iterator[None]:
         yield
     except (KeyboardInterrupt, _Terminated) as exc:
         name, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("Ctrl-C", 130)
-        kept = ("no epoch was completed" if epochs == 0 else "epoch 1 is saved in checkpoints/last.ckpt"
-                if epochs == 1 else f"epochs 1-{epochs} are saved in checkpoints/last.ckpt")
-        state = f"interrupted ({name}) after training, while the run was being evaluated; {kept}"
-        raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {run_dir}", state=state,
+        _, _, kept = interrupt_state(name, epochs, epochs).partition("; ")  # what the checkpoint holds
+        state = f"interrupted ({name}) after training, while the run was being evaluated; {kept or 'no epoch was saved'}"
+        more = "" if stopped == "completed" else f" --epochs {epochs}"
+        raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {run_dir}{more}", state=state,
                                   exit_code=code) from None
     finally:
         if main:

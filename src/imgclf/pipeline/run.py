@@ -238,7 +238,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     from .interrupts import finishing
 
     # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them
-    with finishing(run_dir, len(result.history)):
+    with finishing(run_dir, len(result.history), result.stopped_reason):
         save_weights(result.model, run.file("model.safetensors"))
         card = make_card(resolved, data, result)
         card.lr_find = card_info(run_dir)

@@ -37,7 +37,8 @@ def finishing(run_dir: Path, epochs: int, stopped: str = "completed") -> Iterato
     except (KeyboardInterrupt, _Terminated) as exc:
         name, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("Ctrl-C", 130)
         _, _, kept = interrupt_state(name, epochs, epochs).partition("; ")  # what the checkpoint holds
-        state = f"interrupted ({name}) after training, while the run was being evaluated; {kept or 'no epoch was saved'}"
+        kept = kept or "no epoch was saved"
+        state = f"interrupted ({name}) after training, while the run was being evaluated; {kept}"
         more = "" if stopped == "completed" else f" --epochs {epochs}"
         raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {run_dir}{more}", state=state,
                                   exit_code=code) from None

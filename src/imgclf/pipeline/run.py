@@ -138,6 +138,14 @@ def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> Trai
     return cfg.model_copy(update={"lr": found.suggestion, "lr_auto": True})
 
 
+def _remove_training_files(run_dir: Path) -> None:
+    """A run's own files and folders (the sweep's, the probe's, the loggers', the checkpoints), none other."""
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in ("logs", "checkpoints"):
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
+
+
 def dataset_record(data: PreparedData) -> DatasetRecord:
     return DatasetRecord.model_validate(data.describe())
 
@@ -150,7 +158,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     test split, which is scored for the chosen trial alone (`imgclf.tune`); no metrics.json, no report.
     `callbacks`: extra Lightning callbacks for the training (a search's pruner)."""
     from ..train.finetune import transfer_model_args, transfer_warnings
-    from ..train.fit import TrainingInterrupted, train_model
+    from ..train.fit import TrainingDiverged, TrainingInterrupted, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card, validation_headline
 
@@ -227,6 +235,12 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         if is_launch_zero and not resume and not isinstance(exc, TrainingInterrupted) and not run.has("history.csv"):
             for name in ("config.yaml", "dataset.json"):
                 run.file(name).unlink(missing_ok=True)
+            if isinstance(exc, TrainingDiverged):  # no epoch to keep: what the sweep, probe and loggers wrote goes too
+                _remove_training_files(run_dir)
+                if new_folder and run_dir.is_dir():
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise TrainingDiverged(f"{exc} Nothing of the run was kept: the corrected command may use the same "
+                                       "--out.") from None
             if new_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
         raise

@@ -30,7 +30,7 @@ class NonFiniteLossError(RuntimeError):
     def nothing_learnt(self) -> str:
         """The message when no epoch had completed: there are no best weights to keep."""
         return (f"training stopped: the loss became {self.value} at epoch {self.epoch + 1}, batch {self.batch + 1}, "
-                f"before any epoch completed, so there is no model to keep and no run was written. {self.advice}")
+                f"before any epoch completed, so there is no model to keep. {self.advice}")
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None,

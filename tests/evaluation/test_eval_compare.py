@@ -88,6 +88,11 @@ def test_bad_run_lists_are_clear_errors(compare_runs_dirs, tmp_path):
         compare_runs([a0, a0.parent / "." / a0.name])
     with pytest.raises(ImgclfError, match="runs must be run directories.*no such folder"):
         compare_runs([a0, tmp_path / "missing"])
+    # an existing folder that is not a run (a data folder given by mistake) is refused too, not skipped
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    (tmp_path / "photos" / "cat" / "1.png").write_bytes(b"x")
+    with pytest.raises(ImgclfError, match="photos"):
+        compare_runs([a0, compare_runs_dirs[1], tmp_path / "photos"])
 
 
 def test_cli_compare(compare_runs_dirs, tmp_path):

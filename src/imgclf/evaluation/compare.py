@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
+from ..records.run_dir import RUN_MARKERS
 from ..stats import MeanStd, mean_std
 from .interpret import best_val_accuracy, mean_recall
 
@@ -210,8 +211,8 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
         try:
             summaries.append(summarize_run(r))
         except ImgclfError as exc:  # one corrupt file no longer ends the whole comparison
-            if not Path(r).is_dir():
-                raise  # a path that is not there at all is a typo to fix, not a run to pass over
+            if not any((Path(r) / marker).is_file() for marker in RUN_MARKERS):
+                raise  # not a run at all (a typo, a data folder): to fix, not a run to pass over
             why = f"unreadable: {str(exc).splitlines()[0]}"
             skipped.append((str(r), why))
             warnings.warn(f"compare: skipped {r}: {why}", UnfinishedRunWarning, stacklevel=2)
@@ -260,7 +261,8 @@ def _expand_folders(run_dirs: list[str | os.PathLike]) -> list[str | os.PathLike
 
 
 class UnfinishedRunWarning(UserWarning):
-    """A run given to `compare` that has not finished training; it is left out of the comparison."""
+    """A run given to `compare` that has not finished training, or whose files cannot be read; it is left out of
+    the comparison."""
 
 
 def unfinished(run_dir: str | os.PathLike) -> str:

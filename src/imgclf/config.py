@@ -85,11 +85,12 @@ def parse_mapping(name: str, text: str) -> dict[str, Any]:
 
 
 def _braced_mapping(name: str, text: str) -> dict[str, Any]:
-    """JSON, else a YAML flow mapping; YAML's words for numbers ('1e-5' is text to PyYAML) read as JSON's."""
+    """JSON, else a YAML flow mapping. PyYAML (YAML 1.1) reads an exponent without a decimal point (1e-5) as
+    text: such values are read as the numbers JSON and YAML 1.2 make of them; other text stays text."""
     import yaml
 
     try:
-        value = json.loads(text)
+        return json.loads(text)  # text starting with "{" is an object or no JSON at all
     except json.JSONDecodeError as exc:
         try:
             value = yaml.safe_load(text)
@@ -97,11 +98,10 @@ def _braced_mapping(name: str, text: str) -> dict[str, Any]:
             example = MAPPING_EXAMPLES.get(name, "key=value")
             raise invalid(name, text, f"a mapping such as {{{example.replace('=', ': ').replace(',', ', ')}}} "
                           f"or {example}", note=getattr(not_yaml, "problem", None) or exc.msg) from None
-        if isinstance(value, dict):
-            value = {k: _scalar(v) if isinstance(v, str) else v for k, v in value.items()}
-    if not isinstance(value, dict):
-        raise invalid(name, text, "a JSON object or key=value pairs", note=f"a JSON {type(value).__name__}")
-    return value
+    return {k: float(v) if isinstance(v, str) and _EXPONENT.fullmatch(v) else v for k, v in value.items()}
+
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _scalar(raw: str) -> Any:

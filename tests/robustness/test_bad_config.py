@@ -127,6 +127,8 @@ def test_mapping_settings_take_the_forms_the_help_shows():
     for text in ("{conv: 1e-5, dense: 1e-4}", '{"conv": 1e-5, "dense": 1e-4}', "conv=1e-5,dense=1e-4"):
         assert make_config(data="x", l2=text).l2 == {"conv": 1e-5, "dense": 1e-4}, text
     assert make_config(data="x", model_args="{width: 8, stem: stride}").model_args == {"width": 8, "stem": "stride"}
+    # only the exponents PyYAML reads as text become numbers; quoted text stays text
+    assert make_config(data="x", model_args='{stem: "1", name: e5}').model_args == {"stem": "1", "name": "e5"}
     with pytest.raises(ConfigError, match=r"^l2 must be key=value pairs such as conv=1e-5,dense=1e-4. "):
         make_config(data="x", l2="garbage")
     with pytest.raises(ConfigError, match=r"^l2 must be a mapping such as \{conv: 1e-5, dense: 1e-4\} or "):

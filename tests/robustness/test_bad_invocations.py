@@ -250,7 +250,7 @@ ROWS = [
     *[row(f"train-class-weight-{kind}", lambda w, weight=weight: w.train("--class-weight", w.file(
         "w.json", json.dumps({"cat": 1, "dog": 1, "fox": 1, "owl": weight}).encode())),
         "class_weight", "finite numbers above 0", f"'owl': {weight!r}", value=lambda w: str(w.tmp / "w.json"))
-      for kind, weight in (("word", "heavy"), ("negative", -1), ("zero", 0), ("boolean", True))],
+      for kind, weight in (("word", "heavy"), ("negative", -1), ("zero", 0), ("boolean", True), ("huge", 10 ** 400))],
     row("lrfind-with-folds", lambda w: ["lr-find", str(w.data), "--folds", "3"], "folds", "unset for lr-find"),
     row("lrfind-with-logger", lambda w: ["lr-find", str(w.data), "--logger", "csv"], "logger", "unset for lr-find"),
     # --- train --resume: garbage and crafted run files -------------------------------------------------------

@@ -64,7 +64,10 @@ def weights_from_file(path: str, classes: list[str]) -> list[float]:
 def _positive_number(value: object) -> bool:
     import math
 
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    try:  # an integer too large for a float is no weight either (math.isfinite would raise OverflowError)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    except OverflowError:
+        return False
 
 
 def sampler_weights(kind: str, labels, num_classes: int):

@@ -123,7 +123,7 @@ def parse_param(name: str, spec: Any) -> Param:
     unknown = sorted(set(map(str, spec)) - set(RANGE_KEYS))
     if unknown:
         raise invalid(f"space {name} key", unknown[0], RANGE_KEYS, also={f"space {name}": spec},
-                      hint="Choices go alone: {choices: [a, b]}, or the list [a, b]")
+                      hint="Choices go alone: {choices: [a, b]}, or the list [a, b]" if "choices" in spec else None)
     if "low" not in spec or "high" not in spec:
         raise invalid(f"space {name}", spec, "a range with both low and high")
     kind = _field_type(name)

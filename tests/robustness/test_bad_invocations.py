@@ -253,6 +253,9 @@ ROWS = [
       for kind, weight in (("word", "heavy"), ("negative", -1), ("zero", 0), ("boolean", True), ("huge", 10 ** 400))],
     row("lrfind-with-folds", lambda w: ["lr-find", str(w.data), "--folds", "3"], "folds", "unset for lr-find"),
     row("lrfind-with-logger", lambda w: ["lr-find", str(w.data), "--logger", "csv"], "logger", "unset for lr-find"),
+    row("lrfind-with-fold", lambda w: ["lr-find", str(w.data), "--fold", "1"], "fold", "unset for lr-find"),
+    row("lrfind-with-mlflow-uri", lambda w: ["lr-find", str(w.data), "--mlflow-uri", "sqlite:///m.db"], "mlflow_uri",
+        "unset for lr-find"),
     # --- train --resume: garbage and crafted run files -------------------------------------------------------
     # both were dropped without a word: the run resumed with its stored config, nothing replaced
     row("resume-with-overwrite", lambda w: ["train", "--resume", w.run(), "--overwrite"], "overwrite must be False",

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from imgclf.cli import app
@@ -282,3 +283,12 @@ def test_cli_is_a_thin_layer_over_the_api(monkeypatch, data, tmp_path):
     assert str(seen["lr"]) == "0.05" and seen["data"] == str(data) and seen["out"] == str(tmp_path / "s")
     assert seen["resume"] is False and seen["space"] is None
     assert "best trial 0: validation accuracy 0.5000, test accuracy 0.2500" in result.output
+
+
+def test_best_yaml_keeps_the_time_limit_the_search_started_from(tiny_run, tmp_path):
+    """A recipe's own time limit (fast-fmnist: 10m) stays in best.yaml; only a trial's share is dropped."""
+    from imgclf.records import RunDir
+    from imgclf.search.outputs import best_settings
+
+    assert best_settings(tmp_path / "best.yaml", RunDir(tiny_run), "10m")["time_limit"] == "10m"
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["time_limit"] == "10m"

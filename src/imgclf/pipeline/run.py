@@ -111,7 +111,7 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
         print(f"warning the {split} split holds no image of {len(classes)} {kind[many]} ({names}): {split} scores "
               f"say nothing about {'them' if many else 'it'}; give {'those' if many else 'that'} {kind[many]} more "
               "images", file=sys.stderr, flush=True)
-    if data.grouping is None:
+    if data.grouping is None:  # streamed, or --no-group-duplicates: no content hashes to find such files by
         return
     if data.task != "multilabel":
         count, linked, example = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)

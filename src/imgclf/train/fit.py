@@ -89,7 +89,7 @@ def _resident_device(data: PreparedData, device: torch.device) -> torch.device |
 
 
 def training_loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int, train_weights: np.ndarray | None,
-             epoch_items: int | None, root_device: torch.device = torch.device("cpu")):
+                     epoch_items: int | None, root_device: torch.device = torch.device("cpu")):
     def dataset(split: str):
         s = data.splits[split]
         labels = s.labels if s.targets is None else s.targets

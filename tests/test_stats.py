@@ -30,3 +30,11 @@ def test_text_and_dict():
     assert MeanStd(0.5, None, 1).text() == "0.500"
     assert MeanStd(None, None, 0).text() == "—"
     assert mean_std([1.0, 3.0]).as_dict() == {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "n": 2}
+
+
+def test_finite_number_is_a_float_or_none():
+    """The one reading of a number from a record or a user's file (runs, compare, class weights, lr_find.json)."""
+    from imgclf.stats import finite_number
+
+    assert [finite_number(x) for x in (3, 2.5, -1, 0)] == [3.0, 2.5, -1.0, 0.0]
+    assert [finite_number(x) for x in (True, "1", None, float("nan"), float("inf"), 10 ** 400, [1])] == [None] * 7

@@ -8,7 +8,6 @@ it is a search trial that the search's tune.json says was pruned: then `pruned`,
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from .errors import ImgclfError, bad_path, invalid
 from .records.run_dir import find_run_dirs
+from .stats import finite_number
 
 STATUSES = ("completed", "pruned", "interrupted", "failed")
 
@@ -47,10 +47,6 @@ SORT_KEYS = ("name", "model", "data", "epochs", "val_accuracy", "test_accuracy",
              "created", "status")
 # Sorted best first: a user sorting by a score wants the best run at the top.
 _DESCENDING = frozenset({"val_accuracy", "test_accuracy", "macro_f1"})
-
-
-def _finite(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -139,10 +135,10 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         model=config.model if config else card.architecture if card else None,
         data=data,
         epochs=(card.training.epochs_run or None) if card else (len(history) or None),
-        val_accuracy=_finite(val),
-        test_accuracy=_finite(metrics.accuracy) if on_test else None,
-        macro_f1=_finite(metrics.macro.f1) if on_test else None,
-        train_seconds=_finite(seconds),
+        val_accuracy=finite_number(val),
+        test_accuracy=finite_number(metrics.accuracy) if on_test else None,
+        macro_f1=finite_number(metrics.macro.f1) if on_test else None,
+        train_seconds=finite_number(seconds),
         created=created, status=status, reason=reason)
 
 

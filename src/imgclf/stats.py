@@ -43,3 +43,15 @@ def mean_std(values: Iterable[float | int | None]) -> MeanStd:
         return MeanStd(mean, None, 1)
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
     return MeanStd(mean, std, len(xs))
+
+
+def finite_number(x: Any) -> float | None:
+    """A number read from a record or a user's file, as a float; None for anything else: text, true/false, NaN,
+    infinity, or an integer too large for a float."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    try:
+        value = float(x)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None

@@ -258,7 +258,7 @@ ROWS = [
         "unset for lr-find"),
     # --- train --resume: garbage and crafted run files -------------------------------------------------------
     # both were dropped without a word: the run resumed with its stored config, nothing replaced
-    row("resume-with-overwrite", lambda w: ["train", "--resume", w.run(), "--overwrite"], "overwrite must be False",
+    row("resume-with-overwrite", lambda w: ["train", "--resume", w.run(), "--overwrite"], "overwrite must be left unset",
         "a resumed run continues its own folder"),
     row("resume-with-config", lambda w: ["train", "--resume", w.run(), "--config", w.file("c.yaml", b"epochs: 3\n")],
         "config_file (--config)", "keeps its stored config.yaml"),

@@ -62,12 +62,10 @@ def weights_from_file(path: str, classes: list[str]) -> list[float]:
 
 
 def _positive_number(value: object) -> bool:
-    import math
+    from ..stats import finite_number
 
-    try:  # an integer too large for a float is no weight either (math.isfinite would raise OverflowError)
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    except OverflowError:
-        return False
+    weight = finite_number(value)
+    return weight is not None and weight > 0
 
 
 def sampler_weights(kind: str, labels, num_classes: int):

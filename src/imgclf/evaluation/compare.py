@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any
 from ..errors import ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
 from ..records.run_dir import RUN_MARKERS
-from ..stats import MeanStd, mean_std
+from ..stats import MeanStd, finite_number, mean_std
 from .interpret import best_val_accuracy, mean_recall
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
@@ -123,10 +122,6 @@ class Comparison:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run, why): unfinished runs left out
 
 
-def _value(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
-
-
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     """The numbers `compare` shows for one run, read from its records. metrics.json and dataset.json may be
     missing (a run still training or not yet evaluated): their columns are then empty."""
@@ -146,15 +141,15 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     hardware = hw.get("gpu") or (f"{hw.get('cpu')} ({hw.get('cores')} cores)" if hw.get("cpu") else "unknown")
     values = {
         "val_accuracy": best_val_accuracy(history, training.best_epoch),
-        "test_accuracy": _value(metrics.accuracy) if metrics else None,
-        "test_map": _value(metrics.multilabel.map_macro) if metrics and metrics.multilabel else None,
-        "macro_f1": _value(metrics.macro.f1) if metrics else None,
+        "test_accuracy": finite_number(metrics.accuracy) if metrics else None,
+        "test_map": finite_number(metrics.multilabel.map_macro) if metrics and metrics.multilabel else None,
+        "macro_f1": finite_number(metrics.macro.f1) if metrics else None,
         "minority_recall": mean_recall(metrics.per_class, minority) if metrics and minority else None,
-        "worst_recall": _value(metrics.worst_class.recall) if metrics and metrics.worst_class else None,
-        "num_params": _value(card.num_params),
-        "epochs": _value(training.epochs_run or len(history) or None),
-        "train_seconds": _value(training.train_seconds),
-        "images_per_s": _value(training.images_per_s),
+        "worst_recall": finite_number(metrics.worst_class.recall) if metrics and metrics.worst_class else None,
+        "num_params": finite_number(card.num_params),
+        "epochs": finite_number(training.epochs_run or len(history) or None),
+        "train_seconds": finite_number(training.train_seconds),
+        "images_per_s": finite_number(training.images_per_s),
     }
     evaluation = _evaluation_set(metrics, dataset, config.data) if metrics else None
     return RunSummary(run_dir, run_dir.resolve().name, config.model_dump(mode="json"), config.seed,

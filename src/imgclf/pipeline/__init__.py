@@ -37,9 +37,9 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
         if config is not None or recipe is not None or config_file is not None:
             given = "config" if config is not None else "recipe" if recipe is not None else "config_file"
             raise invalid(given, config if given == "config" else recipe if given == "recipe" else config_file,
-                          "None with resume: a resumed run keeps its stored config.yaml", also={"resume": resume})
+                          "left unset with resume: a resumed run keeps its stored config.yaml", also={"resume": resume})
         if overwrite:  # the resumed run continues its own folder: nothing in it is replaced
-            raise invalid("overwrite", overwrite, "False with resume: a resumed run continues its own folder",
+            raise invalid("overwrite", overwrite, "left unset with resume: a resumed run continues its own folder",
                           also={"resume": resume}, hint="Start a new run with --out NEW to train afresh")
         return resume_run(resume, report=report, **values)
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)

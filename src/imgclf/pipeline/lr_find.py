@@ -6,7 +6,6 @@ Either way the folder gets lr_find.json (the sweep and its suggestion) and lr_fi
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,7 +91,9 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
 
 
 def _json_floats(values: list[float]) -> list[float | None]:
-    return [x if math.isfinite(x) else None for x in values]  # JSON has no NaN or infinity
+    from ..stats import finite_number
+
+    return [finite_number(x) for x in values]  # JSON has no NaN or infinity
 
 
 def card_info(run_dir: Path) -> LRFindInfo | None:

@@ -251,3 +251,16 @@ def test_one_picture_under_several_classes_is_warned(tmp_path, capsys, how):
     else:
         assert "2 images are byte-identical under different classes" in err and "imgclf audit" in err
         assert "--task multilabel" not in err
+
+
+def test_two_corrections_of_the_imbalance_are_warned(tmp_path, capsys):
+    """--class-weight balanced with --sampler oversample ran without a note, correcting the imbalance twice."""
+    root = make_image_folder(tmp_path / "d", per_class=12)
+    common = {"data": str(root), "img_size": 16, "epochs": 1, "batch_size": 16, "progress": False,
+              "model": "simple_cnn", "model_args": {"width": 4}}
+    imgclf.fit(common, class_weight="balanced", sampler="oversample", out=str(tmp_path / "both"), report=False)
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("class_weight (--class-weight) balanced with sampler (--sampler) oversample: both correct the class "
+            "imbalance") in err
+    imgclf.fit(common, class_weight="balanced", out=str(tmp_path / "one"), report=False)
+    assert "both correct" not in capsys.readouterr().err

@@ -68,6 +68,15 @@ def _positive_number(value: object) -> bool:
     return weight is not None and weight > 0
 
 
+def imbalance_warnings(cfg) -> list[str]:
+    """Imbalance settings that run but are almost always a mistake: two corrections of the same imbalance."""
+    if cfg.class_weight != "none" and cfg.sampler != "none":
+        return [f"class_weight (--class-weight) {cfg.class_weight} with sampler (--sampler) {cfg.sampler}: both "
+                "correct the class imbalance, so the small classes are favoured twice (drawn more often, then "
+                "weighed up again in the loss); use one of the two"]
+    return []
+
+
 def sampler_weights(kind: str, labels, num_classes: int):
     """(per-sample draw weights, items per epoch) for the training sampler; (None, None) for plain shuffling.
 

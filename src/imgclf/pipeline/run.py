@@ -168,7 +168,9 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)  # checks transfer settings before any data is decoded
     if hardware.launch_rank() == 0:
-        for warning in transfer_warnings(cfg) if transfer_args else []:
+        from ..data.imbalance import imbalance_warnings
+
+        for warning in [*(transfer_warnings(cfg) if transfer_args else []), *imbalance_warnings(cfg)]:
             print(f"warning {warning}", file=sys.stderr, flush=True)
     if cfg.sizing == "probe" and not cfg.img_size and not resume:
         from .sizing import native_img_size

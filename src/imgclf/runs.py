@@ -31,8 +31,8 @@ class RunRow:
     model: str | None
     data: str | None  # the data folder's name (several: joined with ' + ')
     epochs: int | None
-    val_accuracy: float | None
-    test_accuracy: float | None
+    val_accuracy: float | None  # multi-label: label-wise, 1 - Hamming loss (as training's val_acc)
+    test_accuracy: float | None  # multi-label: label-wise too, so that both columns measure the same thing
     macro_f1: float | None  # on the test split
     train_seconds: float | None
     created: str | None  # ISO 8601, UTC
@@ -136,10 +136,18 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         data=data,
         epochs=(card.training.epochs_run or None) if card else (len(history) or None),
         val_accuracy=finite_number(val),
-        test_accuracy=finite_number(metrics.accuracy) if on_test else None,
+        test_accuracy=finite_number(_test_accuracy(metrics)) if on_test else None,
         macro_f1=finite_number(metrics.macro.f1) if on_test else None,
         train_seconds=finite_number(seconds),
         created=created, status=status, reason=reason)
+
+
+def _test_accuracy(metrics: Any) -> float:
+    """The test score beside the val one: for a multi-label run metrics.json's accuracy is subset accuracy (every
+    label right), while training's val_acc is label-wise; the listing shows label-wise for both."""
+    if metrics.task == "multilabel" and metrics.multilabel is not None:
+        return 1.0 - metrics.multilabel.hamming_loss
+    return metrics.accuracy
 
 
 def _search_trial(path: Path):

@@ -292,3 +292,21 @@ def test_label_set_captions_wrap_whole_sets_and_keep_each_probability_with_its_l
     # a hyphen at the wrap point: "ankle-boot" stays whole
     hyphen = label_set_caption(["bag", "ankle-boot"], [("ankle-boot", 0.9)], width=20)
     assert "ankle-boot" in hyphen.replace("\n  ", " ")
+
+
+def test_runs_lists_label_wise_accuracy_on_both_splits(ml_run, tmp_path):
+    """A multi-label run's val column is training's val_acc (label-wise, 1 - Hamming loss) while metrics.json's
+    accuracy is subset accuracy: `imgclf runs` put the two side by side as if they were one measure."""
+    import shutil
+
+    import imgclf
+
+    run, _, _ = ml_run
+    copy = tmp_path / "runs" / "ml"
+    shutil.copytree(run.path, copy)
+    metrics = json.loads((copy / "metrics.json").read_text())  # the mosaics are learnt whole: make them differ
+    metrics["accuracy"] = metrics["multilabel"]["subset_accuracy"] = 0.6
+    metrics["multilabel"]["hamming_loss"] = 0.1
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    (row,) = imgclf.list_runs(tmp_path / "runs")
+    assert row.status == "completed" and row.test_accuracy == pytest.approx(0.9)

@@ -215,7 +215,8 @@ def runs(folder: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Fold
     """List the runs under a folder: model, data, epochs, accuracies, macro F1, time, when, status.
 
     Status is completed, pruned (a search trial the pruner stopped), interrupted or failed; a run whose files
-    cannot be read is listed as failed with the reason."""
+    cannot be read is listed as failed with the reason. For a multi-label run both accuracies are label-wise
+    (1 - Hamming loss)."""
     from ..runs import list_runs, render_runs
 
     rows = list_runs(folder, sort=sort, reverse=reverse)

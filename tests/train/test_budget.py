@@ -129,11 +129,13 @@ def test_time_limit_stops_cleanly_with_a_complete_run(tmp_path, image_folder):
     budget = card["training"]["time_budget"]
     interval = budget["longest_check_interval_seconds"]
     assert budget["seconds"] == 4 and budget["stopped_at_seconds"] >= 4 and interval > 0
-    # the learning rate was fitted to the budget: the last step ran at its start time's fraction of the budget,
-    # which began no earlier than one check interval before the stop (2 ms: the card's rounding)
+    # the learning rate was fitted to the budget: the last step ran at its start time's fraction of the budget.
+    # It began after the check before it; the stop is that check's next one, or the epoch-end check after one more
+    # interval (the budget ran out between the last step's check and the end of the epoch): no earlier than two
+    # check intervals before the stop (2 ms: the card's rounding)
     state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     final_lr = state["optimizer_states"][0]["param_groups"][0]["lr"]
-    last_start = (budget["stopped_at_seconds"] - interval - 0.002) / 4
+    last_start = (budget["stopped_at_seconds"] - 2 * interval - 0.002) / 4
     assert final_lr <= 0.05 * budget_lr_factor(max(last_start, 0.05)) + 1e-9
     for name in ("model.safetensors", "model.json", "metrics.json", "predictions.csv", "checkpoints/last.ckpt"):
         assert (run.path / name).exists()

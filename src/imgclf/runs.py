@@ -94,7 +94,7 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     dataset = read("dataset.json", run.read_dataset)
     history = read("history.csv", run.read_history) or []
 
-    from .evaluation.interpret import best_val_accuracy
+    from .evaluation.interpret import accuracy_beside_val, best_val_accuracy
 
     best_epoch = card.training.best_epoch if card else None
     val = card.metrics.val_accuracy if card and card.metrics.val_accuracy is not None else \
@@ -136,18 +136,10 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         data=data,
         epochs=(card.training.epochs_run or None) if card else (len(history) or None),
         val_accuracy=finite_number(val),
-        test_accuracy=finite_number(_test_accuracy(metrics)) if on_test else None,
+        test_accuracy=finite_number(accuracy_beside_val(metrics)) if on_test else None,
         macro_f1=finite_number(metrics.macro.f1) if on_test else None,
         train_seconds=finite_number(seconds),
         created=created, status=status, reason=reason)
-
-
-def _test_accuracy(metrics: Any) -> float:
-    """The test score beside the val one: for a multi-label run metrics.json's accuracy is subset accuracy (every
-    label right), while training's val_acc is label-wise; the listing shows label-wise for both."""
-    if metrics.task == "multilabel" and metrics.multilabel is not None:
-        return 1.0 - metrics.multilabel.hamming_loss
-    return metrics.accuracy
 
 
 def _search_trial(path: Path):

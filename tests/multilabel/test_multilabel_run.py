@@ -310,3 +310,6 @@ def test_runs_lists_label_wise_accuracy_on_both_splits(ml_run, tmp_path):
     (copy / "metrics.json").write_text(json.dumps(metrics))
     (row,) = imgclf.list_runs(tmp_path / "runs")
     assert row.status == "completed" and row.test_accuracy == pytest.approx(0.9)
+    from imgclf.evaluation.compare import summarize_run
+
+    assert summarize_run(copy).values["test_accuracy"] == pytest.approx(0.9)  # compare reads it alike

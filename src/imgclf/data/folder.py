@@ -54,6 +54,12 @@ def _class_dirs(root: Path) -> list[Path]:
     return dirs
 
 
+def file_identity(path: str | os.PathLike) -> tuple[int, int]:
+    """(device, inode): the same for every hard or symbolic link to one file. OSError when it cannot be read."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
 def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
     """All image files under class_dir (recursively, symlinks followed once), sorted; what cannot be used is
     added to `skipped` with the reason."""

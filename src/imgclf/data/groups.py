@@ -203,7 +203,7 @@ def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str])
     many of them are one file reached through hard or symbolic links, the paths of one example). Links are how a
     multi-label folder tree is laid out (`--task multilabel` reads it as label sets); copies are conflicting
     labels."""
-    import os
+    from .folder import file_identity
 
     members: dict[str, list[tuple[int, int]]] = {}
     for split in splits.values():
@@ -214,9 +214,8 @@ def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str])
 
     def identity(path: str) -> object:
         try:
-            st = os.stat(path)
-            return st.st_dev, st.st_ino
-        except OSError:
+            return file_identity(path)
+        except OSError:  # gone since the scan: counted as its own file
             return path
 
     linked = sum(len({identity(paths[row]) for row, _ in m}) < len(m) for m in conflicting)

@@ -204,15 +204,14 @@ def read_label_folder(root: str | os.PathLike) -> LabelIndex:
     found through hard links (or symbolic links) in several folders counting once. Splits (train/ val/ test/)
     become the index's split column. Used with task=multilabel only: for single-label data a file in two class
     folders is a conflict the audit reports, not a label set."""
-    from .folder import scan_folder
+    from .folder import file_identity, scan_folder
 
     scan = scan_folder(root)
     first: dict[tuple[int, int], int] = {}
     files, label_sets, splits = [], [], []
     for split, items in scan.files.items():
         for path, cls in items:
-            st = os.stat(path)
-            key = (st.st_dev, st.st_ino)
+            key = file_identity(path)
             if key in first:
                 row = first[key]
                 if splits[row] != split:

@@ -23,9 +23,9 @@ from typing import Any
 
 from ..errors import ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
-from ..records.run_dir import RUN_MARKERS
+from ..records.run_dir import find_run_dirs, is_run_dir
 from ..stats import MeanStd, finite_number, mean_std
-from .interpret import best_val_accuracy, mean_recall
+from .interpret import accuracy_beside_val, best_val_accuracy, mean_recall
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
 # `fold`: the K runs of a cross-validation are one group, reported as mean ± std over the folds.
@@ -141,7 +141,7 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     hardware = hw.get("gpu") or (f"{hw.get('cpu')} ({hw.get('cores')} cores)" if hw.get("cpu") else "unknown")
     values = {
         "val_accuracy": best_val_accuracy(history, training.best_epoch),
-        "test_accuracy": finite_number(metrics.accuracy) if metrics else None,
+        "test_accuracy": finite_number(accuracy_beside_val(metrics)) if metrics else None,
         "test_map": finite_number(metrics.multilabel.map_macro) if metrics and metrics.multilabel else None,
         "macro_f1": finite_number(metrics.macro.f1) if metrics else None,
         "minority_recall": mean_recall(metrics.per_class, minority) if metrics and minority else None,
@@ -206,7 +206,7 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
         try:
             summaries.append(summarize_run(r))
         except ImgclfError as exc:  # one corrupt file no longer ends the whole comparison
-            if not any((Path(r) / marker).is_file() for marker in RUN_MARKERS):
+            if not is_run_dir(r):
                 raise  # not a run at all (a typo, a data folder): to fix, not a run to pass over
             why = f"unreadable: {str(exc).splitlines()[0]}"
             skipped.append((str(r), why))
@@ -245,13 +245,11 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
 
 def _expand_folders(run_dirs: list[str | os.PathLike]) -> list[str | os.PathLike]:
     """Each given folder that is not a run directory but holds some, replaced by those runs (sorted)."""
-    from ..records.run_dir import find_run_dirs
-
     out: list[str | os.PathLike] = []
     for r in run_dirs:
         path = Path(r)
-        inside = find_run_dirs(path) if path.is_dir() else []
-        out.extend([r] if not inside or inside == [path] else inside)
+        inside = find_run_dirs(path) if path.is_dir() and not is_run_dir(path) else []
+        out.extend(inside or [r])  # a folder with no run under it stays, to be refused by name
     return out
 
 
@@ -264,7 +262,7 @@ def unfinished(run_dir: str | os.PathLike) -> str:
     """Why a run directory is still unfinished (no model card yet: training interrupted or under way), or ""
     for a finished run and for anything that is not a run at all (summarize_run reports those)."""
     run = RunDir(run_dir)
-    if run.has("model.json") or not (run.has("config.yaml") or run.has("checkpoints/last.ckpt")):
+    if run.has("model.json") or not is_run_dir(run_dir):
         return ""
     if run.has("checkpoints/last.ckpt"):
         return "interrupted, no model.json (imgclf train --resume continues it)"

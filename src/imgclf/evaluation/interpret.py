@@ -247,6 +247,14 @@ def calibration_verdict(gap: float) -> str:
 
 
 # ---------------------------------------------------------------------- run-level summary (for compare)
+def accuracy_beside_val(metrics: MetricsRecord) -> float:
+    """The test accuracy a listing puts beside the val accuracy, measured alike: training's val_acc of a
+    multi-label run is label-wise (1 - Hamming loss), while its metrics.json accuracy is subset accuracy."""
+    if metrics.task == "multilabel" and metrics.multilabel is not None:
+        return 1.0 - metrics.multilabel.hamming_loss
+    return metrics.accuracy
+
+
 def predicted_counts(metrics: MetricsRecord) -> dict[str, int | None]:
     """How many images each class was predicted for (the confusion matrix's columns); None per class for a
     multi-label evaluation, whose matrix is the labels' co-occurrence."""

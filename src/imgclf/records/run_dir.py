@@ -41,6 +41,11 @@ RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
 TRACKER_STORES = frozenset({"mlartifacts", "mlruns"})
 
 
+def is_run_dir(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a run's own files (finished or not), as opposed to a folder of runs or of data."""
+    return any((Path(folder) / marker).is_file() for marker in RUN_MARKERS)
+
+
 def find_run_dirs(folder: Path) -> list[Path]:
     """Every run directory at or below `folder` (not inside another run), hidden folders and MLflow's artefact
     stores skipped, sorted."""
@@ -48,7 +53,7 @@ def find_run_dirs(folder: Path) -> list[Path]:
     stack = [folder]
     while stack:
         directory = stack.pop()
-        if any((directory / m).is_file() for m in RUN_MARKERS):
+        if is_run_dir(directory):
             found.append(directory)
             continue
         try:

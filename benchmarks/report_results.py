@@ -82,7 +82,7 @@ FAST_TARGETS = {"AVX-512 with native bf16": {"10m": 0.953, "60m": 0.96}, "AVX2 o
 
 def _target_key(time_limit: str) -> str:
     """"60m" or "1h" -> "target_test_accuracy_60min", the key of the recipe file's `reproduces:`."""
-    from imgclf.config import parse_seconds
+    from imgclf.config_text import parse_seconds
 
     return f"target_test_accuracy_{parse_seconds(time_limit) / 60:g}min"
 
@@ -97,7 +97,7 @@ def _row_cells(rows: list[dict]) -> tuple[str, str, str, str]:
 def fast_budget_section(source: Path) -> list[str]:
     """fast-fmnist per machine class and wall-time budget against the targets in its recipe file, then the
     variants tried."""
-    from imgclf.config import parse_seconds
+    from imgclf.config_text import parse_seconds
     from imgclf.recipes import recipe_document
 
     targets = recipe_document("fast-fmnist").get("reproduces") or {}

@@ -66,7 +66,7 @@ def train_options() -> list[inspect.Parameter]:
 
 
 def _number_or_none(flag: str, kind: type) -> Any:
-    from ..config import is_none_word
+    from ..config_text import is_none_word
     from ..errors import invalid
 
     def parse(text: str) -> Any:

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, parse_seconds
+from ..config import TrainConfig
+from ..config_text import parse_seconds
 from ..errors import ImgclfError, bad_path, invalid
 from ..records.tune import TUNE_FILE
 from .interrupt import SearchInterrupted, interrupted_message

@@ -74,7 +74,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     curves per epoch (S4's protocol; see S4_SPLIT). `run_reports=False` skips each run's own report.html (it can
     cost more than a tiny run's training); `imgclf report RUN` can still write one later.
     """
-    from ..config import make_config, parse_mapping
+    from ..config import make_config
+    from ..config_text import parse_mapping
     from ..data.subset import build_subset, plan_subset
     from ..pipeline import fit
     from ..train.fit import TrainingInterrupted

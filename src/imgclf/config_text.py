@@ -1,0 +1,88 @@
+"""Settings given as text, on the command line or in a YAML file: sizes (4GB), durations (10m), mappings
+({conv: 1e-5} or width=64), and the words that unset a setting. `TrainConfig`'s validators read them here."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .errors import invalid
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
+# A setting that can be unset, given as one of these words, is unset: None itself means "not given" while settings
+# are layered (a flag left out never hides a recipe's value), so this is how a command lifts a recipe's time limit,
+# early stopping or EMA. A folder literally named none is ./none.
+NONE_WORDS = ("none", "off")
+
+
+def is_none_word(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in NONE_WORDS
+
+
+def parse_bytes(value: str | int | float) -> int:
+    """'4GB' -> 4_000_000_000; plain numbers are bytes."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).upper() not in _SIZE_UNITS:
+        raise invalid("cache_budget", value, "a size such as 512MB, 4GB or 2GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+def parse_seconds(value: str | int | float | None) -> float | None:
+    """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0; plain numbers are seconds."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([smh]?)\s*", str(value))
+    if not match:
+        raise invalid("time_limit", value, "a duration such as 90s, 10m or 1.5h")
+    return float(match.group(1)) * _TIME_UNITS[match.group(2) or "s"]
+
+
+# what a mapping setting looks like on the command line, for its error message
+MAPPING_EXAMPLES = {"l2": "conv=1e-5,dense=1e-4", "model_args": "width=64", "per_class_max": "train=2999,test=599"}
+
+
+def parse_mapping(name: str, text: str) -> dict[str, Any]:
+    """'{"a": 1}' (JSON), '{a: 1, b: x}' (a YAML flow mapping, as a config file writes it) or 'a=1,b=x' -> dict,
+    numbers and booleans converted (how the CLI passes mappings)."""
+    text = text.strip()
+    if text.startswith("{"):
+        return _braced_mapping(name, text)
+    example = MAPPING_EXAMPLES.get(name, "key=value")
+    out: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise invalid(name, text, f"key=value pairs such as {example}", note=f"item {item!r} is not key=value")
+        out[key.strip()] = _scalar(raw)
+    return out
+
+
+def _braced_mapping(name: str, text: str) -> dict[str, Any]:
+    """JSON, else a YAML flow mapping. PyYAML (YAML 1.1) reads an exponent without a decimal point (1e-5) as
+    text: such values are read as the numbers JSON and YAML 1.2 make of them; other text stays text."""
+    import yaml
+
+    try:
+        return json.loads(text)  # text starting with "{" is an object or no JSON at all
+    except json.JSONDecodeError as exc:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as not_yaml:
+            example = MAPPING_EXAMPLES.get(name, "key=value")
+            raise invalid(name, text, f"a mapping such as {{{example.replace('=', ': ').replace(',', ', ')}}} "
+                          f"or {example}", note=getattr(not_yaml, "problem", None) or exc.msg) from None
+    return {k: float(v) if isinstance(v, str) and _EXPONENT.fullmatch(v) else v for k, v in value.items()}
+
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw

@@ -11,11 +11,22 @@ values, one epoch.
 
 `--reuse` finishes a benchmark that was cut short: grid arms already completed under work/runs with the same
 settings are read back (marked `reused` in the JSON), the auto arms are always trained.
+
+`--grid-from` measures a new suggestion rule against a grid trained in an earlier session: only the auto arms
+train, the grid arms are the rows of the named result files with the same model, seed, images and epochs
+(marked `reused` with the file's name). `--check-lr` trains one grid value again beside them (first model,
+first seed), so the JSON shows whether this machine and code reproduce the grid read back (`rechecked`, not
+used in the summary). `--sweep-seeds` runs the finder alone at more seeds, recording its suggestion.
+
+    python -m benchmarks.lr_auto --seeds 0,1 --tag _end_of_fall --check-lr 0.001 \
+        --grid-from benchmarks/results/lr_auto.json,benchmarks/results/lr_auto_seed1.json,...
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from benchmarks.common import SMOKE_TRAINING, Bench, add_arguments
 
@@ -75,6 +86,35 @@ def _row(path, values: dict[str, object]) -> dict[str, object]:
             "created": read_run(path).created}
 
 
+def sweep(bench: Bench, data, model: str, seed: int, epochs: int) -> dict[str, object]:
+    """The finder alone, with an auto arm's settings at `seed`: its suggestion and lowest-loss rate."""
+    import imgclf
+
+    values = {k: v for k, v in arm_values(bench, model, "auto", seed, epochs).items() if k != "lr"}
+    found = imgclf.lr_find(data=str(data), out=str(bench.run_dir(f"lrfind-{model}-seed{seed}")), **values)
+    return {"model": model, "seed": seed, "suggestion": found.suggestion, "lowest_loss_lr": found.lowest_loss_lr}
+
+
+def grid_rows(files: list[Path], models: list[str], seeds: list[int], grid: tuple[float, ...], per_class: int,
+              epochs: int) -> list[dict[str, object]]:
+    """The grid arms of earlier result files for these models and seeds, at the same images and epochs; the
+    later file's row where two hold the same arm. Refused when one of the grid's arms is in none of them."""
+    found: dict[tuple, dict[str, object]] = {}
+    for path in files:
+        result = json.loads(Path(path).read_text())
+        if (result["per_class"], result["epochs"]) != (per_class, epochs):
+            raise SystemExit(f"--grid-from: {path} holds per_class {result['per_class']}, epochs "
+                             f"{result['epochs']}; this run is per_class {per_class}, epochs {epochs}")
+        for row in result["runs"]:
+            if row["lr_setting"] != "auto":
+                found[(row["model"], row["seed"], row["lr_setting"])] = {**row, "reused": Path(path).name}
+    wanted = [(m, s, lr) for m in models for s in seeds for lr in grid]
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        raise SystemExit(f"--grid-from: no arm for {missing} in {', '.join(map(str, files))}")
+    return [found[key] for key in wanted]
+
+
 def summarise(rows: list[dict[str, object]]) -> dict[str, dict[str, object]]:
     """Per model and seed: the grid's best (by validation accuracy) against auto, in test-accuracy points."""
     out = {}
@@ -100,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reuse", action="store_true",
                         help="read grid arms back from completed runs of the same settings under work/runs (a "
                              "benchmark cut short, or a new suggestion rule measured against the same grid)")
+    parser.add_argument("--grid-from", default="", help="comma-separated result files whose grid arms are read "
+                        "instead of trained (a new suggestion rule against an earlier session's grid)")
+    parser.add_argument("--check-lr", type=float, default=None, help="with --grid-from: train this grid value "
+                        "again (first model, first seed), to show whether the grid read back reproduces here")
+    parser.add_argument("--sweep-seeds", default="", help="also sweep (no training) at these seeds and record "
+                        "each model's suggestion and lowest-loss rate: how the suggestion moves with the seed")
     parser.add_argument("--tag", default="", help="result file suffix: results/lr_auto<tag>.json (later seeds: "
                         "_seed<S> or _seed<S>_<model>, which docs/results.md shows beside the first)")
     return add_arguments(parser)
@@ -111,15 +157,25 @@ def main(argv: list[str] | None = None) -> None:
     models = args.models.split(",")[: 1 if bench.smoke else None]
     grid = GRID[1:5:2] if bench.smoke else GRID
     epochs = 1 if bench.smoke else args.epochs
-    seeds = [int(s) for s in args.seeds.split(",")][: 1 if bench.smoke else None]
+    seeds = [int(s) for s in args.seeds.split(",") if s][: 1 if bench.smoke else None]
     data = bench.fashion_tree(args.per_class)
-    rows = [arm(bench, data, model, lr, seed, epochs, args.reuse)
-            for model in models for seed in seeds for lr in ("auto", *grid)]
+    if args.grid_from:
+        files = [Path(f) for f in args.grid_from.split(",")]
+        earlier = grid_rows(files, models, seeds, grid, args.per_class, epochs)  # refused before training
+        rows = [*(arm(bench, data, model, "auto", seed, epochs) for model in models for seed in seeds), *earlier]
+        rechecked = [arm(bench, data, models[0], args.check_lr, seeds[0], epochs)] if args.check_lr else []
+    else:
+        rows = [arm(bench, data, model, lr, seed, epochs, args.reuse)
+                for model in models for seed in seeds for lr in ("auto", *grid)]
+        rechecked = []
     summary = summarise(rows)
     for name, s in summary.items():
         print(f"{name:22s} auto lr {s['auto_lr']:.3g} test {s['auto_test_accuracy']:.4f}   best grid lr "
               f"{s['best_grid_lr']:g} test {s['best_grid_test_accuracy']:.4f}   behind by {s['points_behind_best']} pt")
-    payload = {"per_class": args.per_class, "epochs": epochs, "grid": list(grid), "runs": rows, "summary": summary}
+    sweeps = [sweep(bench, data, model, int(seed), epochs) for model in models
+              for seed in args.sweep_seeds.split(",") if seed]
+    payload = {"per_class": args.per_class, "epochs": epochs, "grid": list(grid), "runs": rows, "summary": summary,
+               **({"rechecked": rechecked} if rechecked else {}), **({"sweeps": sweeps} if sweeps else {})}
     print(f"wrote {bench.write_result(f'lr_auto{args.tag}', payload)}")
 
 

@@ -120,3 +120,42 @@ def test_lr_auto_reuse_reads_grid_arms_back_and_always_retrains_auto(tmp_path, m
     assert lr_auto._completed(bench, name, data, asked) == run
     assert lr_auto._completed(bench, name, tmp_path / "other", asked) is None
     assert lr_auto._completed(bench, name, data, {**asked, "label_smoothing": 0.1}) is None
+
+
+def test_lr_auto_grid_from_trains_only_auto_and_reads_the_grid_from_earlier_results(tmp_path, monkeypatch):
+    """`--grid-from` (a new suggestion rule against an earlier session's grid): the auto arm trains, the grid arms
+    are the earlier file's rows (named as read back), `--check-lr` trains one grid value again beside them, and
+    `--sweep-seeds` runs the finder alone at other seeds."""
+    import json
+
+    from benchmarks import lr_auto
+
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    lr_auto.main(["--smoke", "--work", str(tmp_path)])
+    earlier = tmp_path / "results" / "lr_auto.json"
+    first = {r["lr_setting"]: r for r in json.loads(earlier.read_text())["runs"]}
+    runs_before = set((tmp_path / "runs").iterdir())
+    lr_auto.main(["--smoke", "--work", str(tmp_path), "--grid-from", str(earlier), "--check-lr", "0.001",
+                  "--sweep-seeds", "1", "--tag", "_new"])
+    made = sorted(p.name.split("-1")[0] for p in set((tmp_path / "runs").iterdir()) - runs_before)
+    assert made == ["lrauto-model_s-0.001-seed0", "lrauto-model_s-auto-seed0", "lrfind-model_s-seed1"]
+    result = json.loads((tmp_path / "results" / "lr_auto_new.json").read_text())
+    second = {r["lr_setting"]: r for r in result["runs"]}
+    assert second["auto"]["reused"] is False and second["auto"]["run"] != first["auto"]["run"]
+    for lr in lr_auto.GRID[1:5:2]:
+        assert second[lr] == {**first[lr], "reused": "lr_auto.json"}
+    assert [(r["lr_setting"], r["reused"]) for r in result["rechecked"]] == [(0.001, False)]
+    assert result["rechecked"][0]["run"] != first[0.001]["run"]
+    [sweep] = result["sweeps"]
+    assert sweep["model"] == "model_s" and sweep["seed"] == 1 and sweep["suggestion"] > 0
+    assert result["summary"]["model_s seed 0"]["best_grid_lr"] in lr_auto.GRID
+    # a file of another experiment, or one missing an arm, is refused before anything trains
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(earlier.read_text()), "epochs": 5}))
+    with pytest.raises(SystemExit, match="epochs 5"):
+        lr_auto.main(["--smoke", "--work", str(tmp_path), "--grid-from", str(other)])
+    other.write_text(json.dumps({**json.loads(earlier.read_text()), "runs": [first["auto"], first[0.001]]}))
+    with pytest.raises(SystemExit, match="no arm for"):
+        lr_auto.main(["--smoke", "--work", str(tmp_path), "--grid-from", str(other)])

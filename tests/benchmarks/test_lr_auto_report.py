@@ -63,3 +63,28 @@ def test_a_later_seed_gives_the_command_that_writes_its_own_file(tmp_path):
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
     report_results.main(["--results", str(tmp_path), "--docs", str(tmp_path / "docs")])
     assert "--tag _seed1_fast`" in (tmp_path / "docs" / "results.md").read_text()
+
+
+def test_the_current_rule_is_compared_with_the_grid_read_back_and_its_check():
+    """results/lr_auto_end_of_fall.json: auto arms of today's rule against the earlier files' grid. The over-seeds
+    table of the current rule takes its auto arms, the earlier rule's table keeps its own, and the grid value
+    trained again is shown beside the value read back."""
+    seed0 = _result([_run("auto", 0, 0.86, 0.870, used=3e-4), _run(0.001, 0, 0.880, 0.905)], 0)
+    seed1 = _result([_run("auto", 1, 0.87, 0.880, used=2e-4), _run(0.001, 1, 0.860, 0.903)], 1)
+    grid = [{**r, "reused": name} for name, result in (("lr_auto.json", seed0), ("lr_auto_seed1.json", seed1))
+            for r in result["runs"] if r["lr_setting"] != "auto"]
+    current = {**_result([_run("auto", 0, 0.88, 0.900, used=9e-4), _run("auto", 1, 0.88, 0.902, used=7e-4),
+                          *grid], 0),
+               "rechecked": [{**_run(0.001, 0, 0.879, 0.904), "reused": False}],
+               "sweeps": [{"model": "fast_resnet", "seed": 2, "suggestion": 8.3e-4, "lowest_loss_lr": 1.9e-3}]}
+    text = "\n".join(report_results.lr_auto_section(seed0, [seed1], current))
+    old, new = text.split("### Where the fall ends")  # exactly one such heading
+    assert "| fast_resnet | 0, 1 | 0.0003, 0.0002 | 87.50 % | 0.001 | 90.40 % | +2.90 pt | no |" in old
+    assert "| fast_resnet | 0, 1 | 0.0009, 0.0007 | 90.10 % | 0.001 | 90.40 % | +0.30 pt | yes |" in new
+    assert ("fast_resnet seed 0 at 0.001 trained again to 87.90 % val / 90.40 % test, against 88.00 % / 90.50 % "
+            "read back from lr_auto.json") in new
+    assert "| fast_resnet | 2 | 0.00083 | 0.0019 |" in new
+    assert ("--grid-from benchmarks/results/lr_auto.json,benchmarks/results/lr_auto_seed1.json --sweep-seeds 2`"
+            in new and "--check-lr 0.001 " in new)
+    # without a current file the section is as before: no split, the rules table at its end
+    assert "### Where the fall ends" not in "\n".join(report_results.lr_auto_section(seed0, [seed1]))

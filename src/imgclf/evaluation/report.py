@@ -265,9 +265,10 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     lr_find = card.lr_find
     if lr_find is not None and run.has(lr_find.curve):  # drawn once by --lr auto, before training; not redrawn
         figs["lr_find"] = {"path": run.file(lr_find.curve), "title": "Learning-rate finder", "caption": (
-            f"Training loss (smoothed) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "
+            f"Training loss (mean of 9 steps) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "
             f"over {lr_find.steps} steps, from the initial weights. Training used the suggestion, "
-            f"{lr_find.suggestion:.3g}: the steepest fall of the loss before its lowest point (--lr auto)."
+            f"{lr_find.suggestion:.3g}: where the loss's fall ends, within 5 % of the whole fall of its lowest point "
+            "(--lr auto)."
             + ("" if lr_find.lowest_loss_lr is None else
                f" The loss was lowest at {lr_find.lowest_loss_lr:.3g}; a tenth of that, "
                f"{lr_find.tenth_of_lowest:.3g}, is the other usual pick (Smith's rule).")),

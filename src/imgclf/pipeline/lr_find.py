@@ -77,8 +77,9 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
     if curve.suggestion is None:
         raise invalid("lr", "auto", "a number: the LR finder found no suggestion",
-                      note=f"too few usable points: {sum(x == x for x in curve.losses)} finite losses in "
-                      f"{len(curve.lrs)} steps, of which the first 10 are skipped",
+                      note=f"too few usable points, or a loss that never fell below its start: "
+                      f"{sum(x == x for x in curve.losses)} finite losses in {len(curve.lrs)} steps, of which "
+                      f"the first 10 are skipped",
                       hint="Pass --lr explicitly, or run imgclf lr-find with a lower --end-lr")
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
                           curve.raw)
@@ -123,12 +124,12 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         if result.raw_losses is not None:
             ax.plot(lrs, result.raw_losses, ".", color="#1f77b4", alpha=0.35, markersize=3,
                     label="training loss, each step")
-        ax.plot(lrs, losses, color="#1f77b4", linewidth=1.6, label="training loss (smoothed)")
+        ax.plot(lrs, losses, color="#1f77b4", linewidth=1.6, label="training loss (mean of 9 steps)")
         plain_log_scale(ax, "x")
         i = int(np.argmin(np.abs(lrs - result.suggestion)))
         ax.axvline(result.suggestion, color="#d62728", linestyle="--", linewidth=1.2)
         ax.plot([result.suggestion], [losses[i]], "o", color="#d62728",
-                label=f"suggested lr {result.suggestion:.2g} (steepest descent)")
+                label=f"suggested lr {result.suggestion:.2g} (where the fall ends)")
         if result.lowest_loss_lr is not None:
             j = int(np.argmin(np.abs(lrs - result.lowest_loss_lr)))
             ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",

@@ -67,7 +67,7 @@ class CalibrationInfo(BaseModel):
 
 def tenth_of(lowest_loss_lr: float | None) -> float | None:
     """A tenth of the rate at an LR sweep's lowest loss: Smith's rule for the largest rate to train at (fastai's
-    `minimum` suggestion), the usual other pick beside the steepest fall."""
+    `minimum` suggestion), the usual other pick beside the suggestion."""
     return None if lowest_loss_lr is None else lowest_loss_lr / 10
 
 
@@ -75,7 +75,9 @@ class LRFindInfo(BaseModel):
     """The card's `lr_find`, for runs trained with --lr auto: Lightning's LR range test and what it suggested."""
 
     model_config = ConfigDict(extra="forbid")
-    suggestion: float = Field(gt=0, description="The learning rate training used: where the loss fell fastest.")
+    suggestion: float = Field(gt=0, description=(
+        "The learning rate training used: where the loss's fall ended (the first rate within 5 % of the whole "
+        "fall of the lowest loss; before 2026-12-02, the steepest fall)."))
     lowest_loss_lr: float | None = Field(None, gt=0, description=(
         "The learning rate at the sweep's lowest loss. A tenth of it is Smith's rule for the largest rate to train "
         "at (fastai's `minimum`), shown beside the suggestion, not used. None in runs from before it was kept."))

@@ -18,7 +18,7 @@ train, the grid arms are the rows of the named result files with the same model,
 first seed), so the JSON shows whether this machine and code reproduce the grid read back (`rechecked`, not
 used in the summary). `--sweep-seeds` runs the finder alone at more seeds, recording its suggestion.
 
-    python -m benchmarks.lr_auto --seeds 0,1 --tag _end_of_fall --check-lr 0.001 \
+    python -m benchmarks.lr_auto --seeds 0,1 --tag _end_of_fall_earlier_grid --check-lr 0.001 \
         --grid-from benchmarks/results/lr_auto.json,benchmarks/results/lr_auto_seed1.json,...
 """
 
@@ -89,22 +89,27 @@ def _row(path, values: dict[str, object]) -> dict[str, object]:
 def sweep(bench: Bench, data, model: str, seed: int, epochs: int) -> dict[str, object]:
     """The finder alone, with an auto arm's settings at `seed`: its suggestion and lowest-loss rate."""
     import imgclf
+    from imgclf.errors import ImgclfError
 
     values = {k: v for k, v in arm_values(bench, model, "auto", seed, epochs).items() if k != "lr"}
-    found = imgclf.lr_find(data=str(data), out=str(bench.run_dir(f"lrfind-{model}-seed{seed}")), **values)
+    try:
+        found = imgclf.lr_find(data=str(data), out=str(bench.run_dir(f"lrfind-{model}-seed{seed}")), **values)
+    except ImgclfError as error:  # no suggestion at this seed: a finding, not a reason to lose the trained arms
+        return {"model": model, "seed": seed, "suggestion": None, "lowest_loss_lr": None, "error": str(error)}
     return {"model": model, "seed": seed, "suggestion": found.suggestion, "lowest_loss_lr": found.lowest_loss_lr}
 
 
 def grid_rows(files: list[Path], models: list[str], seeds: list[int], grid: tuple[float, ...], per_class: int,
-              epochs: int) -> list[dict[str, object]]:
+              epochs: int, smoke: bool) -> list[dict[str, object]]:
     """The grid arms of earlier result files for these models and seeds, at the same images and epochs; the
     later file's row where two hold the same arm. Refused when one of the grid's arms is in none of them."""
     found: dict[tuple, dict[str, object]] = {}
     for path in files:
         result = json.loads(Path(path).read_text())
-        if (result["per_class"], result["epochs"]) != (per_class, epochs):
-            raise SystemExit(f"--grid-from: {path} holds per_class {result['per_class']}, epochs "
-                             f"{result['epochs']}; this run is per_class {per_class}, epochs {epochs}")
+        theirs = (result["per_class"], result["epochs"], result.get("smoke", False))
+        if theirs != (per_class, epochs, smoke):
+            raise SystemExit(f"--grid-from: {path} holds per_class {theirs[0]}, epochs {theirs[1]}, smoke "
+                             f"{theirs[2]}; this run is per_class {per_class}, epochs {epochs}, smoke {smoke}")
         for row in result["runs"]:
             if row["lr_setting"] != "auto":
                 found[(row["model"], row["seed"], row["lr_setting"])] = {**row, "reused": Path(path).name}
@@ -158,10 +163,13 @@ def main(argv: list[str] | None = None) -> None:
     grid = GRID[1:5:2] if bench.smoke else GRID
     epochs = 1 if bench.smoke else args.epochs
     seeds = [int(s) for s in args.seeds.split(",") if s][: 1 if bench.smoke else None]
+    if args.check_lr is not None and (not args.grid_from or args.check_lr not in grid):
+        raise SystemExit(f"--check-lr {args.check_lr:g}: a value of the grid ({', '.join(f'{g:g}' for g in grid)}) "
+                         "with --grid-from, whose arm it trains again")
     data = bench.fashion_tree(args.per_class)
     if args.grid_from:
         files = [Path(f) for f in args.grid_from.split(",")]
-        earlier = grid_rows(files, models, seeds, grid, args.per_class, epochs)  # refused before training
+        earlier = grid_rows(files, models, seeds, grid, args.per_class, epochs, bench.smoke)  # before training
         rows = [*(arm(bench, data, model, "auto", seed, epochs) for model in models for seed in seeds), *earlier]
         rechecked = [arm(bench, data, models[0], args.check_lr, seeds[0], epochs)] if args.check_lr else []
     else:
@@ -174,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{s['best_grid_lr']:g} test {s['best_grid_test_accuracy']:.4f}   behind by {s['points_behind_best']} pt")
     sweeps = [sweep(bench, data, model, int(seed), epochs) for model in models
               for seed in args.sweep_seeds.split(",") if seed]
-    payload = {"per_class": args.per_class, "epochs": epochs, "grid": list(grid), "runs": rows, "summary": summary,
+    payload = {"per_class": args.per_class, "epochs": epochs, "smoke": bench.smoke, "grid": list(grid), "runs": rows,
+               "summary": summary,
                **({"rechecked": rechecked} if rechecked else {}), **({"sweeps": sweeps} if sweeps else {})}
     print(f"wrote {bench.write_result(f'lr_auto{args.tag}', payload)}")
 

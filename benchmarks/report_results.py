@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks.common import (DOCS, RESULTS, Bench, add_arguments, env_line, fast_recipe_runs, load_result,
                                machine_class, shared_caveat)
+from benchmarks.lr_auto import MODELS
 
 
 def _pct(value: float | None) -> str:
@@ -320,11 +321,13 @@ def _lr_auto_arms(result: dict) -> list[str]:
     return lines
 
 
-def lr_auto_section(result: dict | None, later: list[dict] = (), current: dict | None = None) -> list[str]:
+def lr_auto_section(result: dict | None, later: list[dict] = (), current: dict | None = None,
+                    first_try: dict | None = None) -> list[str]:
     """Issue 22 item 2: --lr auto against the best of a 5-value grid (chosen on validation), test points apart.
     `later`: the same benchmark on other seeds, measured in later sessions (results/lr_auto_seed<S>[_<model>].json,
-    its file's suffix as `_tag`). `current`: the auto arms of today's suggestion rule against the grid of those
-    files (results/lr_auto_end_of_fall.json, `--grid-from`)."""
+    its file's suffix as `_tag`). `current`: today's suggestion rule, every arm trained again in one run
+    (results/lr_auto_end_of_fall.json); `first_try`: its auto arms against the grid of the earlier files
+    (`--grid-from`, results/lr_auto_end_of_fall_earlier_grid.json)."""
     if not result:
         return []
     rule = ("the steepest fall of the running-mean loss, the rule until 2026-12-02: *Where the fall ends* below "
@@ -365,45 +368,66 @@ def lr_auto_section(result: dict | None, later: list[dict] = (), current: dict |
     over_seeds = _lr_auto_over_seeds([result, *later], "Over seeds" + (", steepest fall" if current else ""))
     lines += [*over_seeds, ""] if over_seeds else []
     if current:
-        lines += _lr_auto_current(current, [result, *later])
+        lines += _lr_auto_current(current, "### Where the fall ends: the suggestion since 2026-12-02")
+    if first_try:
+        lines += _lr_auto_current(first_try, "#### The same rule against the earlier sessions' grid, read back")
     return lines + ["", *SUGGESTION_RULES, ""]
 
 
-def _lr_auto_current(current: dict, earlier: list[dict]) -> list[str]:
-    """Today's suggestion rule: its auto arms against the grid arms read back from the earlier files, the grid
-    value trained again here to show they reproduce, the over-seeds table, and the suggestion at more seeds."""
-    lines = ["### Where the fall ends: the suggestion since 2026-12-02", "",
-             "The curve is now a centred mean of 9 steps (the running mean lagged the steps by one to two decades "
-             "of rate), and the suggestion the first rate whose loss has come within 5 % of the sweep's whole fall "
-             "of its lowest point: where a higher rate stops lowering the loss. Only the auto arms trained; the "
-             "grid arms are those above, read back from their result files (`--grid-from`). Measured on: "
-             f"{env_line(current)}{shared_caveat(current)}.", "", *_lr_auto_summary(current), "",
-             "| model | lr | val | test |", "|---|---:|---:|---:|"]
-    for run in current["runs"]:
-        if run["lr_setting"] == "auto":
-            lines.append(f"| {run['model']} | auto = {run['lr_used']:.3g} | {_pct(run['val_accuracy'])} | "
-                         f"{_pct(run['test_accuracy'])} |")
+RULE_SINCE = ("The curve is now a centred mean of 9 steps (the running mean lagged the steps by one to two decades "
+              "of rate), and the suggestion the first rate whose loss has come within 5 % of the sweep's whole fall "
+              "of its lowest point: where a higher rate stops lowering the loss.")
+
+
+def _lr_auto_current(current: dict, heading: str) -> list[str]:
+    """Today's suggestion rule against a grid: trained in the same run, or read back from the earlier files
+    (`--grid-from`, with the grid value trained again to show whether they reproduce); the over-seeds table, and
+    the suggestion at more seeds."""
+    read_back = sorted({r["reused"] for r in current["runs"] if r.get("reused")})
+    how = ("Only the auto arms trained; the grid arms are those above, read back from their result files "
+           "(`--grid-from`)." if read_back else "Every arm, the grid's and auto's, trained in this one run.")
+    lines = [heading, "", *([RULE_SINCE] if heading.startswith("### ") else []),
+             f"{how} Measured on: {env_line(current)}{shared_caveat(current)}.", "", *_lr_auto_summary(current), ""]
+    if read_back:
+        lines += ["| model | lr | val | test |", "|---|---:|---:|---:|"]
+        lines += [f"| {run['model']} | auto = {run['lr_used']:.3g} | {_pct(run['val_accuracy'])} | "
+                  f"{_pct(run['test_accuracy'])} |" for run in current["runs"] if run["lr_setting"] == "auto"]
+    else:
+        lines += _lr_auto_arms(current)
     for again in current.get("rechecked", []):
-        before = next(r for r in current["runs"] if (r["model"], r["seed"], r["lr_setting"])
-                      == (again["model"], again["seed"], again["lr_setting"]))
-        lines += ["", f"The grid read back reproduces here: {again['model']} seed {again['seed']} at "
-                  f"{again['lr_setting']:g} trained again to {_pct(again['val_accuracy'])} val / "
-                  f"{_pct(again['test_accuracy'])} test, against {_pct(before['val_accuracy'])} / "
-                  f"{_pct(before['test_accuracy'])} read back from {before['reused']}."]
-    lines += ["", *_lr_auto_over_seeds([*earlier, current], "Over seeds, where the fall ends")]
+        before = next((r for r in current["runs"] if (r["model"], r["seed"], r["lr_setting"])
+                       == (again["model"], again["seed"], again["lr_setting"])), None)
+        if before is not None:
+            lines += ["", f"The grid value trained again here: {again['model']} seed {again['seed']} at "
+                      f"{again['lr_setting']:g}, {_pct(again['val_accuracy'])} val / {_pct(again['test_accuracy'])} "
+                      f"test, against {_pct(before['val_accuracy'])} / {_pct(before['test_accuracy'])} read back "
+                      f"from {before.get('reused') or 'this run'}."]
+    over = _lr_auto_over_seeds([current], "Over seeds, where the fall ends")  # its grid rows, read back or not
+    if over:
+        lines += ["", "#" + over[0] if heading.startswith("#### ") else over[0], *over[1:]]
     sweeps = current.get("sweeps", [])
     if sweeps:
         lines += ["", "The suggestion at more seeds (the finder alone, no training; the grid was not trained at "
                   "these seeds):", "", "| model | seed | suggestion | lowest loss at |", "|---|---:|---:|---:|"]
-        lines += [f"| {s['model']} | {s['seed']} | {s['suggestion']:.2g} | {s['lowest_loss_lr']:.2g} |"
-                  for s in sweeps]
-    files = ",".join(f"benchmarks/results/{name}" for name in sorted({r["reused"] for r in current["runs"]
-                                                                      if r.get("reused")}))
+        lines += [f"| {s['model']} | {s['seed']} | " + (f"{s['suggestion']:.2g} | {s['lowest_loss_lr']:.2g} |"
+                  if s["suggestion"] is not None else f"none: {s.get('error', '')} | – |") for s in sweeps]
     seeds = ",".join(str(s) for s in sorted({r["seed"] for r in current["runs"]}))
     check = "".join(f" --check-lr {r['lr_setting']:g}" for r in current.get("rechecked", [])[:1])
+    files = ",".join(f"benchmarks/results/{name}" for name in read_back)
     more = ",".join(str(s) for s in sorted({s["seed"] for s in sweeps}))
-    return lines + ["", f"Command: `python -m benchmarks.lr_auto --seeds {seeds} --tag _end_of_fall{check} "
-                    f"--grid-from {files}" + (f" --sweep-seeds {more}" if more else "") + "`.", ""]
+    models = sorted({r["model"] for r in current["runs"]})
+    other = "".join(f" {flag} {value}" for flag, value, default in (
+        ("--per-class", current["per_class"], 1000), ("--epochs", current["epochs"], 10),
+        ("--models", ",".join(models), ",".join(sorted(MODELS)))) if str(value) != str(default))
+    return lines + ["", f"Command: `python -m benchmarks.lr_auto --seeds {seeds}{other} --tag "
+                    f"{current.get('_tag', '')}{check}" + (f" --grid-from {files}" if files else "")
+                    + (f" --sweep-seeds {more}" if more else "") + "`.", ""]
+
+
+def _tagged(name: str, source: Path) -> dict | None:
+    """results/NAME.json with its suffix after lr_auto as `_tag` (the --tag that wrote it); None if absent."""
+    result = load_result(name, source)
+    return None if result is None else {**result, "_tag": name.removeprefix("lr_auto")}
 
 
 def _lr_auto_later(result: dict) -> list[str]:
@@ -771,7 +795,8 @@ def main(argv: list[str] | None = None) -> None:
     out += lr_auto_section(load_result("lr_auto", source),
                            [{**load_result(path.stem, source), "_tag": path.stem.removeprefix("lr_auto")}
                             for path in sorted(source.glob("lr_auto_seed*.json"))],
-                           load_result("lr_auto_end_of_fall", source))
+                           _tagged("lr_auto_end_of_fall", source),
+                           _tagged("lr_auto_end_of_fall_earlier_grid", source))
     out += tune_section(load_result("tune_vs_recipe", source) or load_result("tune_vs_recipe_5m", source))
     out += multilabel_section(load_result("multilabel", source))
     docs.mkdir(parents=True, exist_ok=True)

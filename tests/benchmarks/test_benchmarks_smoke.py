@@ -149,9 +149,15 @@ def test_lr_auto_grid_from_trains_only_auto_and_reads_the_grid_from_earlier_resu
     assert [(r["lr_setting"], r["reused"]) for r in result["rechecked"]] == [(0.001, False)]
     assert result["rechecked"][0]["run"] != first[0.001]["run"]
     [sweep] = result["sweeps"]
-    assert sweep["model"] == "model_s" and sweep["seed"] == 1 and sweep["suggestion"] > 0
-    assert result["summary"]["model_s seed 0"]["best_grid_lr"] in lr_auto.GRID
-    # a file of another experiment, or one missing an arm, is refused before anything trains
+    assert sweep["model"] == "model_s" and sweep["seed"] == 1 and sweep["suggestion"] in json.loads(
+        next((tmp_path / "runs").glob("lrfind-model_s-seed1-*/lr_find.json")).read_text())["lr"]
+    best = max(lr_auto.GRID[1:5:2], key=lambda lr: first[lr]["val_accuracy"])
+    assert result["summary"]["model_s seed 0"]["best_grid_test_accuracy"] == first[best]["test_accuracy"]
+    # a rate to check outside the grid, or without a grid read back, is refused before anything trains
+    for argv in (["--grid-from", str(earlier), "--check-lr", "0.003"], ["--check-lr", "0.001"]):
+        with pytest.raises(SystemExit, match="--check-lr"):
+            lr_auto.main(["--smoke", "--work", str(tmp_path), *argv])
+    # so is a file of another experiment, or one missing an arm
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**json.loads(earlier.read_text()), "epochs": 5}))
     with pytest.raises(SystemExit, match="epochs 5"):

@@ -65,26 +65,37 @@ def test_a_later_seed_gives_the_command_that_writes_its_own_file(tmp_path):
     assert "--tag _seed1_fast`" in (tmp_path / "docs" / "results.md").read_text()
 
 
-def test_the_current_rule_is_compared_with_the_grid_read_back_and_its_check():
-    """results/lr_auto_end_of_fall.json: auto arms of today's rule against the earlier files' grid. The over-seeds
-    table of the current rule takes its auto arms, the earlier rule's table keeps its own, and the grid value
-    trained again is shown beside the value read back."""
+def test_the_current_rule_trained_in_one_run_and_its_first_try_against_the_grid_read_back():
+    """results/lr_auto_end_of_fall.json: today's rule with every arm trained in one run; its over-seeds table takes
+    that file's arms, the earlier rule's table keeps its own. The first try (`--grid-from`) shows its auto arms
+    against the grid read back, and the grid value trained again beside the value read back."""
     seed0 = _result([_run("auto", 0, 0.86, 0.870, used=3e-4), _run(0.001, 0, 0.880, 0.905)], 0)
     seed1 = _result([_run("auto", 1, 0.87, 0.880, used=2e-4), _run(0.001, 1, 0.860, 0.903)], 1)
+    current = {**_result([_run("auto", 0, 0.88, 0.900, used=9e-4), _run("auto", 1, 0.88, 0.902, used=7e-4),
+                          _run(0.001, 0, 0.875, 0.899), _run(0.001, 1, 0.87, 0.897)], 0),
+               "sweeps": [{"model": "fast_resnet", "seed": 2, "suggestion": 8.3e-4, "lowest_loss_lr": 1.9e-3}],
+               "_tag": "_end_of_fall"}
     grid = [{**r, "reused": name} for name, result in (("lr_auto.json", seed0), ("lr_auto_seed1.json", seed1))
             for r in result["runs"] if r["lr_setting"] != "auto"]
-    current = {**_result([_run("auto", 0, 0.88, 0.900, used=9e-4), _run("auto", 1, 0.88, 0.902, used=7e-4),
-                          *grid], 0),
-               "rechecked": [{**_run(0.001, 0, 0.879, 0.904), "reused": False}],
-               "sweeps": [{"model": "fast_resnet", "seed": 2, "suggestion": 8.3e-4, "lowest_loss_lr": 1.9e-3}]}
-    text = "\n".join(report_results.lr_auto_section(seed0, [seed1], current))
+    first_try = {**_result([_run("auto", 0, 0.88, 0.890, used=9e-4), _run("auto", 1, 0.88, 0.892, used=7e-4),
+                            *grid], 0),
+                 "rechecked": [{**_run(0.001, 0, 0.879, 0.894), "reused": False}],
+                 "_tag": "_end_of_fall_earlier_grid"}
+    text = "\n".join(report_results.lr_auto_section(seed0, [seed1], current, first_try))
     old, new = text.split("### Where the fall ends")  # exactly one such heading
     assert "| fast_resnet | 0, 1 | 0.0003, 0.0002 | 87.50 % | 0.001 | 90.40 % | +2.90 pt | no |" in old
-    assert "| fast_resnet | 0, 1 | 0.0009, 0.0007 | 90.10 % | 0.001 | 90.40 % | +0.30 pt | yes |" in new
-    assert ("fast_resnet seed 0 at 0.001 trained again to 87.90 % val / 90.40 % test, against 88.00 % / 90.50 % "
-            "read back from lr_auto.json") in new
+    new, tried = new.split("#### The same rule against the earlier sessions' grid")
+    assert "Every arm, the grid's and auto's, trained in this one run." in new and "read back" not in new
+    assert "| fast_resnet | 0.001 | 87.00 % | 89.70 % |" in new  # today's grid arms are listed
+    assert "| fast_resnet | 0, 1 | 0.0009, 0.0007 | 90.10 % | 0.001 | 89.80 % | -0.30 pt | yes |" in new
     assert "| fast_resnet | 2 | 0.00083 | 0.0019 |" in new
-    assert ("--grid-from benchmarks/results/lr_auto.json,benchmarks/results/lr_auto_seed1.json --sweep-seeds 2`"
-            in new and "--check-lr 0.001 " in new)
-    # without a current file the section is as before: no split, the rules table at its end
+    assert ("Command: `python -m benchmarks.lr_auto --seeds 0,1 --models fast_resnet --tag _end_of_fall "
+            "--sweep-seeds 2`.") in new
+    assert "| fast_resnet | 0, 1 | 0.0009, 0.0007 | 89.10 % | 0.001 | 90.40 % | +1.30 pt | no |" in tried
+    assert ("fast_resnet seed 0 at 0.001, 87.90 % val / 89.40 % test, against 88.00 % / 90.50 % read back from "
+            "lr_auto.json") in tried
+    assert ("--tag _end_of_fall_earlier_grid --check-lr 0.001 --grid-from benchmarks/results/lr_auto.json,"
+            "benchmarks/results/lr_auto_seed1.json`") in tried
+    assert "#### Over seeds, where the fall ends" in tried  # a level below its own heading
+    # without the new files the section is as before
     assert "### Where the fall ends" not in "\n".join(report_results.lr_auto_section(seed0, [seed1]))

@@ -21,7 +21,7 @@ from ..errors import bad_path
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
-from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir
+from ..records import DatasetRecord, HistoryRow, LRFindInfo, MetricsRecord, ModelCard, RunDir
 from .interpret import (
     OVERFITTING_RULE,
     Interpretation,
@@ -240,6 +240,19 @@ def _unknown_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, 
             "accuracy_kept": scored.accuracy_kept if scored is not None else None}
 
 
+def lr_find_caption(lr_find: LRFindInfo) -> str:
+    """What the finder's figure shows and which rule chose the rate training used."""
+    curve, rule = (("mean of 9 steps", "where the loss's fall ends, within 5 % of the whole fall of its lowest point")
+                   if lr_find.rule == "end_of_fall" else
+                   ("running mean", "the steepest fall of the running mean (the rule before 2026-12-02)"))
+    return (f"Training loss ({curve}) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "
+            f"over {lr_find.steps} steps, from the initial weights. Training used the suggestion, "
+            f"{lr_find.suggestion:.3g}: {rule} (--lr auto)."
+            + ("" if lr_find.lowest_loss_lr is None else
+               f" The loss was lowest at {lr_find.lowest_loss_lr:.3g}; a tenth of that, "
+               f"{lr_find.tenth_of_lowest:.3g}, is the other usual pick (Smith's rule)."))
+
+
 def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool = True,
                  failures: list[str] | None = None) -> Path:
     """Redraw plots/*.png (`redraw=False`: reuse the figures already there) and write runs/<name>/report.html
@@ -264,15 +277,8 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     figs = {key: {**f, **embed_png(f["path"])} for key, f in made.items()}
     lr_find = card.lr_find
     if lr_find is not None and run.has(lr_find.curve):  # drawn once by --lr auto, before training; not redrawn
-        figs["lr_find"] = {"path": run.file(lr_find.curve), "title": "Learning-rate finder", "caption": (
-            f"Training loss (mean of 9 steps) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "
-            f"over {lr_find.steps} steps, from the initial weights. Training used the suggestion, "
-            f"{lr_find.suggestion:.3g}: where the loss's fall ends, within 5 % of the whole fall of its lowest point "
-            "(--lr auto)."
-            + ("" if lr_find.lowest_loss_lr is None else
-               f" The loss was lowest at {lr_find.lowest_loss_lr:.3g}; a tenth of that, "
-               f"{lr_find.tenth_of_lowest:.3g}, is the other usual pick (Smith's rule).")),
-            **embed_png(run.file(lr_find.curve))}
+        figs["lr_find"] = {"path": run.file(lr_find.curve), "title": "Learning-rate finder",
+                           "caption": lr_find_caption(lr_find), **embed_png(run.file(lr_find.curve))}
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it
     context["config_text"] = run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else ""

@@ -6,6 +6,7 @@ Either way the folder gets lr_find.json (the sweep and its suggestion) and lr_fi
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
         raise invalid("start_lr, end_lr", Described(f"start_lr={start_lr!r}, end_lr={end_lr!r}"),
                       "0 < start_lr < end_lr <= 10")
     if steps < 15:
-        raise invalid("steps", steps, "at least 15 (the suggestion skips the first 10 points)")
+        raise invalid("steps", steps, "at least 15 (the suggestion is read after the first 10 steps, on a mean of 9)")
 
 
 def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float = DEFAULTS["start_lr"],
@@ -71,19 +72,21 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     """Run the finder on a prepared data set and built model (weights restored afterwards); write lr_find.json
     and lr_find.png into `folder`."""
     from ..io import write_json
-    from ..train.lr_sweep import find_lr
+    from ..train.lr_sweep import RULE, find_lr
 
     check_sweep(start_lr, end_lr, steps)
     curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
     if curve.suggestion is None:
+        finite = sum(math.isfinite(x) for x in curve.raw)
         raise invalid("lr", "auto", "a number: the LR finder found no suggestion",
-                      note=f"too few usable points, or a loss that never fell below its start: "
-                      f"{sum(x == x for x in curve.losses)} finite losses in {len(curve.lrs)} steps, of which "
-                      f"the first 10 are skipped",
-                      hint="Pass --lr explicitly, or run imgclf lr-find with a lower --end-lr")
+                      note=f"{finite} finite losses in {len(curve.lrs)} steps (the first 10 are the start); "
+                      + ("too few to read a curve from" if curve.lowest is None else
+                         f"after them the loss did not fall clearly below its start (lowest at {curve.lowest:.3g})"),
+                      hint="Pass --lr explicitly, or run imgclf lr-find again: with a lower --start-lr if the loss "
+                      "rose from the start, with a higher --end-lr or more --steps if it had not yet fallen")
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
                           curve.raw)
-    write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "lowest_loss_lr": curve.lowest,
+    write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "rule": RULE, "lowest_loss_lr": curve.lowest,
                                     "min_lr": start_lr, "max_lr": end_lr,
                                     "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
                                     "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
@@ -105,14 +108,15 @@ def card_info(run_dir: Path) -> LRFindInfo | None:
     if not path.is_file():
         return None
     stored = read_json(path)
-    return LRFindInfo(suggestion=stored["suggestion"], lowest_loss_lr=stored.get("lowest_loss_lr"),
+    return LRFindInfo(suggestion=stored["suggestion"], rule=stored.get("rule", "steepest"),
+                      lowest_loss_lr=stored.get("lowest_loss_lr"),
                       min_lr=stored["min_lr"], max_lr=stored["max_lr"],
                       steps=max(1, int(stored["steps"])), curve=PNG_FILE, data=JSON_FILE)
 
 
 def plot_curve(result: LRFindResult, path: Path) -> Path:
-    """Loss against learning rate (log axis), the suggestion marked where the loss falls fastest, and the other
-    usual pick, a tenth of the rate at the lowest loss."""
+    """Loss against learning rate (log axis): the steps' own losses, their 9-step mean, the suggestion where the
+    mean's fall ends, and the other usual pick, a tenth of the rate at the lowest loss."""
     import numpy as np
 
     from ..plotting import inches, new_figure, plain_log_scale, save_figure, style
@@ -139,7 +143,7 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         finite = losses[np.isfinite(losses)]
         if finite.size:  # the divergence at the end would squash the useful part of the curve
             low, start = float(finite.min()), float(finite[: max(1, len(finite) // 10)].max())
-            if result.raw_losses is not None:  # the steps run ahead of their running mean: show how far
+            if result.raw_losses is not None:  # single steps dip below their mean: keep them in view
                 raw = np.array(result.raw_losses, dtype=float)
                 low = min(low, float(raw[np.isfinite(raw)].min(initial=low)))
             ax.set_ylim(low - 0.1 * (start - low + 1e-9), start + 0.25 * (start - low + 1e-9))

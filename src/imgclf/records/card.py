@@ -75,9 +75,11 @@ class LRFindInfo(BaseModel):
     """The card's `lr_find`, for runs trained with --lr auto: Lightning's LR range test and what it suggested."""
 
     model_config = ConfigDict(extra="forbid")
-    suggestion: float = Field(gt=0, description=(
-        "The learning rate training used: where the loss's fall ended (the first rate within 5 % of the whole "
-        "fall of the lowest loss; before 2026-12-02, the steepest fall)."))
+    suggestion: float = Field(gt=0, description="The learning rate training used, found by `rule`.")
+    rule: Literal["end_of_fall", "steepest"] = Field("steepest", description=(
+        "How the suggestion was read off the sweep. end_of_fall: the first rate whose 9-step mean loss came "
+        "within 5 % of the whole fall of its lowest point; steepest: the steepest fall of a 50-step running mean "
+        "(cards from before 2026-12-02, which lack the field)."))
     lowest_loss_lr: float | None = Field(None, gt=0, description=(
         "The learning rate at the sweep's lowest loss. A tenth of it is Smith's rule for the largest rate to train "
         "at (fastai's `minimum`), shown beside the suggestion, not used. None in runs from before it was kept."))

@@ -36,8 +36,10 @@ from ..data.prepared import PreparedData
 from .callbacks import AtomicCheckpointIO
 
 HALF_WINDOW = 4  # the curve at a step is the mean of the finite losses from 4 steps before to 4 after
-SKIP_BEGIN = 10  # the lowest loss and the suggestion are read after these first points (as Lightning skips them)
+SKIP_BEGIN = 10  # the lowest loss and the suggestion are read after these first points (the untrained model's)
 FALL_LEFT = 0.05  # the suggestion: the first rate within this share of the whole fall of the lowest loss
+MIN_FALL = 3.0  # a fall smaller than this many times the first steps' step-to-step noise is no fall
+RULE = "end_of_fall"  # recorded in lr_find.json; runs from before 2026-12-02 were suggested the steepest fall
 
 
 @dataclass
@@ -72,12 +74,13 @@ def record_step_losses(module: Any) -> list[float]:
 
 
 def smoothed(raw: list[float], half: int = HALF_WINDOW) -> list[float]:
-    """Mean of the finite losses within `half` steps either side (fewer at the ends); NaN where none is finite.
-    Centred, so a feature of the curve sits at the rate where the steps show it, not after it."""
+    """Mean of the finite losses within `half` steps either side (fewer at the ends); NaN where fewer than
+    half + 1 are finite, so that one step among skipped ones (a non-finite loss leaves the weights as they
+    were) is not read as a mean. Centred, so a feature of the curve sits at the rate where the steps show it."""
     out = []
     for i in range(len(raw)):
         window = [x for x in raw[max(0, i - half): i + half + 1] if math.isfinite(x)]
-        out.append(sum(window) / len(window) if window else float("nan"))
+        out.append(sum(window) / len(window) if len(window) > half else float("nan"))
     return out
 
 
@@ -93,7 +96,7 @@ def find_lr(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, work_d
     from .progress import stderr_is_terminal
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    # its "not enough points" error is ours to report (pipeline/lr_find.py), its restore notice is noise
+    # its restore notice is noise; a sweep without a suggestion is ours to report (pipeline/lr_find.py)
     logging.getLogger("lightning.pytorch.tuner.lr_finder").setLevel(logging.CRITICAL)
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
     module, model, _, _, sample_w, epoch_items, _ = training_module(
@@ -138,13 +141,16 @@ def _lowest_index(losses: list[float]) -> int | None:
 def end_of_fall(raw: list[float], losses: list[float]) -> int | None:
     """The index of the first point, after the first SKIP_BEGIN, where the curve `losses` has come within
     FALL_LEFT of the whole fall from the start (the median of the first SKIP_BEGIN steps' own losses) to its
-    lowest point. None when there is no lowest point after them, or the loss never fell below its start."""
+    lowest point. None when there is no lowest point after them, or the loss did not fall: by less than
+    MIN_FALL times the first steps' noise (the median change from one step to the next), where the lowest
+    point of a flat or rising loss is a dip of its noise."""
     lowest = _lowest_index(losses)
     start = [x for x in raw[:SKIP_BEGIN] if math.isfinite(x)]
-    if lowest is None or not start:
+    if lowest is None or len(start) < 3:
         return None
     start_level, low = statistics.median(start), losses[lowest]
-    if not start_level > low:
+    noise = statistics.median(abs(b - a) for a, b in zip(start, start[1:]))
+    if not start_level - low > MIN_FALL * noise:
         return None
     level = low + FALL_LEFT * (start_level - low)
     return next(i for i in range(SKIP_BEGIN, lowest + 1) if losses[i] <= level)

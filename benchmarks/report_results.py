@@ -322,12 +322,13 @@ def _lr_auto_arms(result: dict) -> list[str]:
 
 
 def lr_auto_section(result: dict | None, later: list[dict] = (), current: dict | None = None,
-                    first_try: dict | None = None) -> list[str]:
+                    first_try: dict | None = None, held_out: list[dict] = ()) -> list[str]:
     """Issue 22 item 2: --lr auto against the best of a 5-value grid (chosen on validation), test points apart.
     `later`: the same benchmark on other seeds, measured in later sessions (results/lr_auto_seed<S>[_<model>].json,
     its file's suffix as `_tag`). `current`: today's suggestion rule, every arm trained again in one run
     (results/lr_auto_end_of_fall.json); `first_try`: its auto arms against the grid of the earlier files
-    (`--grid-from`, results/lr_auto_end_of_fall_earlier_grid.json)."""
+    (`--grid-from`, results/lr_auto_end_of_fall_earlier_grid.json); `held_out`: the rule at seeds it was not
+    chosen on, auto and grid trained together (results/lr_auto_end_of_fall_seed*.json)."""
     if not result:
         return []
     rule = ("the steepest fall of the running-mean loss, the rule until 2026-12-02: *Where the fall ends* below "
@@ -371,6 +372,10 @@ def lr_auto_section(result: dict | None, later: list[dict] = (), current: dict |
         lines += _lr_auto_current(current, "### Where the fall ends: the suggestion since 2026-12-02")
     if first_try:
         lines += _lr_auto_current(first_try, "#### The same rule against the earlier sessions' grid, read back")
+    for other in held_out:
+        models = ", ".join(sorted({r["model"] for r in other["runs"]}))
+        seeds = " and ".join(str(s) for s in sorted({r["seed"] for r in other["runs"]}))
+        lines += _lr_auto_current(other, f"#### {models}, seeds {seeds}: seeds the rule was not chosen on")
     return lines + ["", *SUGGESTION_RULES, ""]
 
 
@@ -796,7 +801,9 @@ def main(argv: list[str] | None = None) -> None:
                            [{**load_result(path.stem, source), "_tag": path.stem.removeprefix("lr_auto")}
                             for path in sorted(source.glob("lr_auto_seed*.json"))],
                            _tagged("lr_auto_end_of_fall", source),
-                           _tagged("lr_auto_end_of_fall_earlier_grid", source))
+                           _tagged("lr_auto_end_of_fall_earlier_grid", source),
+                           [_tagged(path.stem, source)
+                            for path in sorted(source.glob("lr_auto_end_of_fall_seed*.json"))])
     out += tune_section(load_result("tune_vs_recipe", source) or load_result("tune_vs_recipe_5m", source))
     out += multilabel_section(load_result("multilabel", source))
     docs.mkdir(parents=True, exist_ok=True)

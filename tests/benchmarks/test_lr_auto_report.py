@@ -81,10 +81,17 @@ def test_the_current_rule_trained_in_one_run_and_its_first_try_against_the_grid_
                             *grid], 0),
                  "rechecked": [{**_run(0.001, 0, 0.879, 0.894), "reused": False}],
                  "_tag": "_end_of_fall_earlier_grid"}
-    text = "\n".join(report_results.lr_auto_section(seed0, [seed1], current, first_try))
+    from benchmarks.lr_auto import summarise
+
+    runs3 = [_run("auto", 3, 0.88, 0.880, used=4e-4), _run(0.001, 3, 0.89, 0.893)]
+    seed3 = {**_result(runs3, 3), "summary": summarise(runs3), "_tag": "_end_of_fall_seed3_fast_resnet"}
+    text = "\n".join(report_results.lr_auto_section(seed0, [seed1], current, first_try, [seed3]))
     old, new = text.split("### Where the fall ends")  # exactly one such heading
     assert "| fast_resnet | 0, 1 | 0.0003, 0.0002 | 87.50 % | 0.001 | 90.40 % | +2.90 pt | no |" in old
     new, tried = new.split("#### The same rule against the earlier sessions' grid")
+    tried, held_out = tried.split("#### fast_resnet, seeds 3: seeds the rule was not chosen on")
+    assert "| fast_resnet seed 3 | 0.0004 | 88.00 % | 0.001 | 89.30 % | +1.30 pt | no |" in held_out
+    assert "--seeds 3 --models fast_resnet --tag _end_of_fall_seed3_fast_resnet`" in held_out
     assert "Every arm, the grid's and auto's, trained in this one run." in new and "read back" not in new
     assert "| fast_resnet | 0.001 | 87.00 % | 89.70 % |" in new  # today's grid arms are listed
     assert "| fast_resnet | 0, 1 | 0.0009, 0.0007 | 90.10 % | 0.001 | 89.80 % | -0.30 pt | yes |" in new

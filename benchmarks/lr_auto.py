@@ -25,10 +25,9 @@ used in the summary). `--sweep-seeds` runs the finder alone at more seeds, recor
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from benchmarks.common import SMOKE_TRAINING, Bench, add_arguments
+from benchmarks.common import SMOKE_TRAINING, Bench, add_arguments, load_result
 
 MODELS = ("model_s", "fast_resnet")
 GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
@@ -105,7 +104,9 @@ def grid_rows(files: list[Path], models: list[str], seeds: list[int], grid: tupl
     later file's row where two hold the same arm. Refused when one of the grid's arms is in none of them."""
     found: dict[tuple, dict[str, object]] = {}
     for path in files:
-        result = json.loads(Path(path).read_text())
+        result = load_result(path.stem, path.parent)
+        if result is None:
+            raise SystemExit(f"--grid-from: {path} is no file")
         theirs = (result["per_class"], result["epochs"], result.get("smoke", False))
         if theirs != (per_class, epochs, smoke):
             raise SystemExit(f"--grid-from: {path} holds per_class {theirs[0]}, epochs {theirs[1]}, smoke "

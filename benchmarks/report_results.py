@@ -393,12 +393,8 @@ def _lr_auto_current(current: dict, heading: str) -> list[str]:
            "(`--grid-from`)." if read_back else "Every arm, the grid's and auto's, trained in this one run.")
     lines = [heading, "", *([RULE_SINCE] if heading.startswith("### ") else []),
              f"{how} Measured on: {env_line(current)}{shared_caveat(current)}.", "", *_lr_auto_summary(current), ""]
-    if read_back:
-        lines += ["| model | lr | val | test |", "|---|---:|---:|---:|"]
-        lines += [f"| {run['model']} | auto = {run['lr_used']:.3g} | {_pct(run['val_accuracy'])} | "
-                  f"{_pct(run['test_accuracy'])} |" for run in current["runs"] if run["lr_setting"] == "auto"]
-    else:
-        lines += _lr_auto_arms(current)
+    # read back, the grid arms are the tables' above: only the arms trained here are listed
+    lines += _lr_auto_arms({"runs": [r for r in current["runs"] if not (read_back and r.get("reused"))]})
     for again in current.get("rechecked", []):
         before = next((r for r in current["runs"] if (r["model"], r["seed"], r["lr_setting"])
                        == (again["model"], again["seed"], again["lr_setting"])), None)
@@ -802,8 +798,7 @@ def main(argv: list[str] | None = None) -> None:
     precision = (load_result(name, source) for name in ("precision_auto", "precision_auto_fast"))
     out += precision_section([result for result in precision if result is not None])
     out += lr_auto_section(load_result("lr_auto", source),
-                           [{**load_result(path.stem, source), "_tag": path.stem.removeprefix("lr_auto")}
-                            for path in sorted(source.glob("lr_auto_seed*.json"))],
+                           [_tagged(path.stem, source) for path in sorted(source.glob("lr_auto_seed*.json"))],
                            _tagged("lr_auto_end_of_fall", source),
                            _tagged("lr_auto_end_of_fall_earlier_grid", source),
                            [_tagged(path.stem, source)

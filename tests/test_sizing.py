@@ -11,8 +11,8 @@ import imgclf
 from imgclf.config import make_config
 from imgclf.errors import ImgclfError
 from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS, SHORT_EPOCHS, Timed,
-                                    choose, confirm_halving,
-                                    native_img_size, predicted_epochs, scaled_lr, steps_per_epoch)
+                                    choose, confirm_halving, predicted_epochs, scaled_lr, steps_per_epoch)
+from imgclf.data.native_size import native_img_size
 from imgclf.records import RunDir
 from conftest import make_image_folder
 
@@ -44,16 +44,21 @@ def test_a_slow_machine_with_a_short_budget_keeps_width_16_and_the_plain_augment
 
 
 @pytest.mark.parametrize("epochs, augment", [
-    (SHORT_EPOCHS - 0.1, "hflip,fill=constant"), (SHORT_EPOCHS, BASE), (ERASE_EPOCHS - 1, BASE),
+    (SHORT_EPOCHS - 0.1, "hflip,fill=constant"), (SHORT_EPOCHS, BASE), (MIN_EPOCHS - 1, BASE),
+    (ERASE_EPOCHS - 1, BASE),
 ])
 def test_only_a_short_run_drops_the_pad_and_crop(epochs, augment):
     speed = epochs / predicted_epochs(1.0, 600, 55_000)  # the speed that predicts `epochs` epochs
     choice = choose(table({16: speed}), 600, 55_000, 256, BASE)
     assert choice.epochs[0] == pytest.approx(epochs) and choice.augment == augment
     assert ("no pad-and-crop" in choice.reason) == (augment != BASE)
-    # a long budget on a starved machine keeps its crop with the strongest regularisation
-    starved = choose(table({16: speed}), 600, 55_000, 256, BASE, budget_seconds=3600)
-    assert starved.augment == "hflip,crop=2,erase=0.5,fill=constant"
+    # a long budget on a machine that cannot give any candidate MIN_EPOCHS regularises for the epochs it gets:
+    # the strongest regularisation is for the wide model a long budget buys, which this run does not train
+    long = choose(table({16: speed}), 600, 55_000, 256, BASE, budget_seconds=3600)
+    if epochs < MIN_EPOCHS:
+        assert (long.augment, long.ema) == (augment, None)
+    else:  # a candidate that qualifies in a long budget gets the strongest
+        assert long.augment == "hflip,crop=2,erase=0.5,fill=constant" and long.ema is not None
 
 
 @pytest.mark.parametrize("speeds, seconds, width", [
@@ -98,10 +103,13 @@ def test_too_few_steps_halve_the_batch_until_there_are_enough(images, speed, sec
         assert f"batch down to {batch} (from 256, learning rate scaled alike)" in choice.reason
     else:
         assert "batch" not in choice.reason
-    # the EMA horizon follows the batch's steps per epoch
+    # in a long budget the EMA horizon follows the batch's steps per epoch; a run short of MIN_EPOCHS has none
     long = choose(table({16: speed}), seconds, images, 256, BASE, budget_seconds=3600)
-    assert long.ema == pytest.approx(min(0.9999, max(0.99, 1 - 1 / steps_per_epoch(images, long.batch_size))),
-                                     abs=1e-5)
+    if long.trained_epochs >= MIN_EPOCHS:
+        assert long.ema == pytest.approx(min(0.9999, max(0.99, 1 - 1 / steps_per_epoch(images, long.batch_size))),
+                                         abs=1e-5)
+    else:
+        assert long.ema is None
 
 
 def test_the_batch_halves_only_while_it_adds_steps_and_the_learning_rate_follows_the_real_batch():
@@ -129,14 +137,15 @@ def test_a_halved_batch_is_kept_only_if_its_steps_keep_the_speed(speeds, kept):
         timed.append(batch)
         return speeds[batch]
 
-    batch, why = confirm_halving(time_at, 256, 32 if len(speeds) == 3 else 64, 705)
+    batch, why, speed = confirm_halving(time_at, 256, 32 if len(speeds) == 3 else 64, 705)
     assert batch == kept and timed == sorted(speeds, reverse=True)[: len(timed)]
+    assert speed == speeds.get(batch, 705)  # the speed of the batch kept, as timed
     assert (why == "") == (kept == 32) and (not why or f"batch {kept} kept" in why)
 
 
 def test_the_batch_the_speed_check_keeps_sets_the_ema_and_the_reason():
-    # 10 minutes of an hour's budget (EMA on) on 30,000 images: the rule wants batch 64, the timing keeps 128 (64
-    # ran at 0.82 of its speed)
+    # 11 minutes of an hour's budget (EMA on: 18 epochs or more) on 20,000 images: the rule wants batch 64, the
+    # timing keeps 128 (64 ran at 0.82 of its speed)
     speeds = {128: 700, 64: 575}
     asked: list[tuple[dict, int]] = []
 
@@ -145,16 +154,16 @@ def test_the_batch_the_speed_check_keeps_sets_the_ema_and_the_reason():
         return speeds[batch]
 
     timed = table({16: 720, 24: 300})
-    choice = choose(timed, 600, 30_000, 256, BASE, budget_seconds=3600, time_at=time_at)
-    untimed = choose(timed, 600, 30_000, 256, BASE, budget_seconds=3600)
+    choice = choose(timed, 660, 20_000, 256, BASE, budget_seconds=3600, time_at=time_at)
+    untimed = choose(timed, 660, 20_000, 256, BASE, budget_seconds=3600)
     assert untimed.batch_size == 64 and choice.batch_size == 128
     assert asked == [(timed[choice.index].model_args, 128), (timed[choice.index].model_args, 64)]
-    assert choice.ema == pytest.approx(1 - 1 / steps_per_epoch(30_000, 128), abs=1e-5)
-    assert untimed.ema == pytest.approx(1 - 1 / steps_per_epoch(30_000, 64), abs=1e-5)
+    assert choice.ema == pytest.approx(1 - 1 / steps_per_epoch(20_000, 128), abs=1e-5)
+    assert untimed.ema == pytest.approx(1 - 1 / steps_per_epoch(20_000, 64), abs=1e-5)
     assert "batch down to 128 (from 256" in choice.reason and "batch 128 kept: 64 ran at 575 img/s" in choice.reason
     assert "batch down to 64" not in choice.reason
     # every halving refused: the run's batch, and the reason says why
-    refused = choose(timed, 600, 30_000, 256, BASE, budget_seconds=3600, time_at=lambda c, b: 100.0)
+    refused = choose(timed, 660, 20_000, 256, BASE, budget_seconds=3600, time_at=lambda c, b: 100.0)
     assert refused.batch_size == 256 and "batch down" not in refused.reason and "batch 256 kept" in refused.reason
 
 
@@ -171,6 +180,32 @@ def test_regularisation_grows_with_the_epochs_and_replaces_an_erase_already_give
     choice = choose(table({16: speed}), 600, 55_000, 256, BASE + ",erase=0.9")
     assert choice.epochs[0] == pytest.approx(between)
     assert (choice.augment, choice.ema) == ("hflip,crop=2,erase=0.25,fill=constant", None)
+
+
+def test_the_speed_of_the_halved_batch_sets_the_epochs_and_the_regularisation():
+    """A halving that trains faster than the batch above it gives more epochs: the regularisation is set for the
+    epochs the run will train at the batch it keeps, not for the candidate's speed at the batch it was timed at."""
+    images, seconds = 1_350, 120
+    speed = 35 / predicted_epochs(1.0, seconds, images)  # 35 epochs at batch 256: erase 0.25, no EMA
+    untimed = choose(table({16: speed}), seconds, images, 256, BASE)
+    assert untimed.epochs[0] == pytest.approx(35) and untimed.trained_epochs == pytest.approx(35)
+    assert (untimed.ema, "erase=0.25" in untimed.augment) == (None, True)
+    faster = choose(table({16: speed}), seconds, images, 256, BASE, time_at=lambda c, b: speed * 1.3)
+    assert faster.batch_size == MIN_BATCH and faster.trained_images_per_s == pytest.approx(speed * 1.3)
+    assert faster.epochs[0] == pytest.approx(35)  # the candidate's row keeps what was timed at batch 256
+    assert faster.trained_epochs == pytest.approx(35 * 1.3) and faster.trained_epochs >= LONG_EPOCHS
+    assert faster.ema is not None and "erase=0.5" in faster.augment
+    assert f"({35 * 1.3:.1f} epochs at its" in faster.reason and f"for {35 * 1.3:.0f} epochs" in faster.reason
+
+
+def test_predicted_epochs_stop_at_the_runs_epoch_limit():
+    """--epochs caps the run: a candidate predicted 60 epochs that may train 12 is sized as a 12-epoch run."""
+    timed = table({16: 3500, 24: 2200, 32: 1400})
+    capped = choose(timed, 3600, 55_000, 256, BASE, budget_seconds=3600, max_epochs=12)
+    assert max(capped.epochs) == 12 and capped.trained_epochs == 12
+    assert "no candidate reaches 18 epochs" in capped.reason
+    assert (capped.augment, capped.ema) == (BASE, None)  # regularised for 12 epochs, not for the budget
+    assert choose(timed, 3600, 55_000, 256, BASE, budget_seconds=3600).epochs[0] > 100
 
 
 def test_the_rule_refuses_an_empty_table():
@@ -225,6 +260,52 @@ def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode
     if size == 48:
         page = (run.path / "report.html").read_text()
         assert "Model sized for the budget" in page and f"{chosen.images_per_s:,.0f}" in page
+        # what the chosen model trained at, predicted and ran: the halved batch, its rate, the epochs
+        assert (f"Trained at: batch {MIN_BATCH}, learning rate {config.lr:.3g}; {sizing.train_epochs:.1f} epochs "
+                f"predicted at {sizing.train_images_per_s:,.0f} img/s; {card.training.epochs_run} trained") in page
+    assert sizing.train_images_per_s > 0 and sizing.train_epochs >= 0
+
+
+def test_a_sized_run_trains_with_the_l2_it_was_given(tmp_path):
+    """The probe builds the chosen model again: with the config's L2 marks, as a fixed run would. BatchNorm after
+    every convolution makes the loss blind to a convolution's scale, so only the penalty shrinks those weights."""
+    from safetensors.torch import load_file
+
+    from imgclf.models import create_model
+
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=16, size=28, mode="L")
+    base = {"data": str(data), "recipe": "fast", "time_limit": "6s", "epochs": 3, "progress": False,
+            "val_split": 0.2, "test_split": 0.2}
+    run = imgclf.fit({**base, "l2": {"conv": 5.0}, "out": str(tmp_path / "l2")}, report=False)
+    card = RunDir(run.path).read_card()
+    assert card.sizing is not None and RunDir(run.path).read_config().l2 == {"conv": 5.0}
+
+    def conv_norm(state: dict) -> float:
+        return sum(float((v.float() ** 2).sum()) for k, v in state.items() if v.ndim == 4)
+
+    import torch
+
+    torch.manual_seed(0)
+    start = create_model("fast_resnet", 2, 1, 28, **card.model_args)
+    assert conv_norm(load_file(str(run.path / "model.safetensors"))) < 0.5 * conv_norm(start.state_dict())
+
+
+def test_the_fast_family_reads_the_input_size_from_the_images_when_not_sized(tmp_path):
+    """`--recipe fast --sizing fixed` (no probe) trains the images at their own size, as the probe does."""
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=8, size=32, mode="RGB")
+    run = imgclf.fit({"data": str(data), "recipe": "fast", "sizing": "fixed", "epochs": 1, "progress": False,
+                      "val_split": 0.25, "test_split": 0.25, "out": str(tmp_path / "run")}, report=False)
+    card = RunDir(run.path).read_card()
+    assert (card.img_size, card.in_chans, card.sizing) == (32, 3, None)
+
+
+def test_sizing_is_refused_for_a_model_without_the_fast_familys_width(tmp_path):
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=4, size=16, mode="L")
+    refused = r"sizing for model model_s must be fixed for this model: the probe sizes .*\(fast_resnet\)"
+    with pytest.raises(ImgclfError, match=refused):
+        imgclf.fit({"data": str(data), "recipe": "fast", "model": "model_s", "progress": False,
+                    "out": str(tmp_path / "run")})
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_resumed_fast_run_keeps_its_probe_record_without_probing_again(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from ml_fixtures import make_mosaics
 
 from imgclf.errors import ImgclfError
 from imgclf.pipeline.resolve import resolve_config
-from imgclf.pipeline.sizing import native_img_size
+from imgclf.data.native_size import native_img_size
 
 
 def test_a_recipe_label_smoothing_gives_way_on_an_index_file(tmp_path):

@@ -132,9 +132,14 @@ def test_a_search_cut_short_lists_its_pruned_trial_as_pruned(data, tmp_path, mon
     assert status["trials/trial-002"][0] == "interrupted" and "imgclf tune --resume" in status["trials/trial-002"][1]
 
 
-def test_a_killed_search_resumes_without_rerunning_finished_trials(data, tmp_path):
+def test_a_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     import imgclf
 
+    from imgclf.search import search  # noqa: F401  (imported before the search starts: the refusal below is then
+    # quick, where its first import took seconds, in which a fast CPU finished most of the six trials)
+
+    # trials long enough (about 0.4 s each on a fast CPU) for trial 2 to be killed while it trains
+    data = make_image_folder(tmp_path / "data", per_class=120, size=12)
     out = tmp_path / "search"
     (tmp_path / "space.yaml").write_text("lr: {low: 1e-3, high: 1e-2, log: true}\nlabel_smoothing: [0.0, 0.1]\n")
     cmd = [sys.executable, "-m", "imgclf.cli", "tune", str(data), "--trials", "6", "--out", str(out), "--space",
@@ -151,7 +156,7 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(data, tmp_pat
     assert proc.poll() is None, "the first search must still be running for this check to mean anything"
     while not (out / "trials" / "trial-002").exists():  # trials 0 and 1 finished, trial 2 under way
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode() if proc.poll() else "slow"
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     so_far = _record(out)  # rewritten after each trial: the killed search's record of the trials it finished
@@ -232,6 +237,16 @@ def test_a_bad_space_is_one_line_naming_the_field_before_anything_is_written(dat
     assert expected in result.output and "Received:" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert not out.exists()
+
+
+def test_a_search_refuses_the_sizing_probe_before_any_trial(data, tmp_path):
+    """Each trial's probe would replace the sampled width, batch, learning rate and augmentation."""
+    import imgclf
+
+    with pytest.raises(ImgclfError, match=r"sizing .*fixed for tune.*--sizing fixed"):
+        imgclf.tune({"data": str(data), "recipe": "fast", "progress": False}, trials=2, time_limit="30s",
+                    out=str(tmp_path / "t"))
+    assert not (tmp_path / "t").exists()
 
 
 def test_a_space_as_a_search_records_it_is_a_valid_space_file(tmp_path):

@@ -146,8 +146,10 @@ def test_folds_of_the_self_sizing_recipe_are_skipped_when_run_again(tmp_path):
         imgclf.fit({**values, "lr": 0.05}, report=False)
     with pytest.raises(ImgclfError, match="differs in batch_size"):
         imgclf.fit({**values, "batch_size": 32}, report=False)
+    # the first fold probed; the second trained its choice, with no probe of its own
+    assert not RunDir(first.runs[1]).has("sizing.json")
     # folds sized before sizing.json kept the request: the settings the probe rewrote cannot be compared
-    for run in first.runs:
+    for run in first.runs[:1]:
         stored = json.loads((run / "sizing.json").read_text())
         assert stored["requested"]["lr"] == 0.2 and stored["requested"]["sizing"] == "probe"
         (run / "sizing.json").write_text(json.dumps({**stored, "requested": None}))
@@ -180,3 +182,32 @@ def test_bad_k_is_one_error_before_training(tmp_path, k, allowed):
     assert f"folds={k}" in str(err.value) and len(str(err.value).splitlines()) == 1
     assert not (tmp_path / "cv").exists()
     assert Counter(p.parent.name for p in data.rglob("*.png")) == {"cat": 8, "dog": 8, "fox": 8}
+
+
+def test_the_fast_recipe_sizes_once_and_every_fold_trains_that_choice(tmp_path, monkeypatch):
+    """With sizing=probe the first fold probes and the others train its choice (one model in the mean ± std,
+    not whichever width each probe read); the same command, --lr auto included, finds every fold finished."""
+    from imgclf.pipeline import sizing as sizing_module
+    from imgclf.pipeline.sizing import SIZED_SETTINGS
+
+    probes = []
+    size_run = sizing_module.size_run
+
+    def counted(*args, **kwargs):
+        probes.append(1)
+        return size_run(*args, **kwargs)
+
+    monkeypatch.setattr(sizing_module, "size_run", counted)
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=12, size=28, mode="L")
+    asked = {"data": str(data), "recipe": "fast", "time_limit": "4s", "epochs": 2, "folds": 2, "lr": "auto",
+             "test_split": 0.2, "progress": False, "out": str(tmp_path / "cv")}
+    folds = imgclf.fit(asked, report=False)
+    first, second = (RunDir(path) for path in folds.runs)
+    chosen = {k: getattr(first.read_config(), k) for k in SIZED_SETTINGS}
+    assert probes == [1] and chosen["sizing"] == "fixed"
+    assert {k: getattr(second.read_config(), k) for k in SIZED_SETTINGS} == chosen
+    assert first.has("sizing.json") and not second.has("sizing.json")
+    assert first.read_config().lr_auto  # the finder ran for the first fold; the second trains its rate
+    weights = {path: (path / "model.safetensors").stat().st_mtime_ns for path in folds.runs}
+    again = imgclf.fit(asked, report=False)
+    assert probes == [1] and {path: (path / "model.safetensors").stat().st_mtime_ns for path in again.runs} == weights

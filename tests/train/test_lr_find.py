@@ -189,5 +189,36 @@ def test_a_card_from_before_the_rule_was_recorded_is_captioned_with_the_old_rule
                                      "steps": 100})
     assert old.rule == "steepest"
     assert "steepest fall of the running mean (the rule before 2026-12-02)" in lr_find_caption(old)
-    new = old.model_copy(update={"rule": "end_of_fall"})
-    assert "where the loss's fall ends" in lr_find_caption(new) and "steepest" not in lr_find_caption(new)
+    assert old.window is None and old.fall_left is None
+    # the end_of_fall cards of 2026-12-02 lack the rule's settings: they used a 9-step mean and 5 %
+    first = LRFindInfo.model_validate({**old.model_dump(), "rule": "end_of_fall", "window": None, "fall_left": None})
+    caption = lr_find_caption(first)
+    assert "where the loss's fall ends, within 5 % of" in caption and "mean of 9 steps" in caption
+    assert "steepest" not in caption
+    # later cards caption the settings they record, not today's constants
+    later = LRFindInfo.model_validate({**first.model_dump(), "window": 7, "fall_left": 0.1})
+    assert "within 10 % of" in lr_find_caption(later) and "mean of 7 steps" in lr_find_caption(later)
+
+
+def test_the_sweep_records_the_rule_settings_it_used(data, tmp_path):
+    """lr_find.json and the card carry the mean's window and the share of the fall, so that a report redrawn
+    after the constants change still describes the rule that chose the run's rate."""
+    from imgclf.pipeline.lr_find import card_info
+    from imgclf.train import lr_sweep
+
+    imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **SWEEP, **BASE)
+    stored = json.loads((tmp_path / "lf" / "lr_find.json").read_text())
+    assert (stored["rule"], stored["window"], stored["fall_left"]) == ("end_of_fall", 9, lr_sweep.FALL_LEFT)
+    info = card_info(tmp_path / "lf")
+    assert (info.window, info.fall_left) == (9, lr_sweep.FALL_LEFT)
+
+
+def test_too_few_steps_to_read_a_window_after_the_start_are_refused(data, tmp_path):
+    from imgclf.errors import ImgclfError
+    from imgclf.train.lr_sweep import SKIP_BEGIN, WINDOW
+
+    fewest = SKIP_BEGIN + WINDOW
+    with pytest.raises(ImgclfError, match=rf"steps must be at least {fewest} .*steps={fewest - 1}$"):
+        imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **{**SWEEP, "steps": SKIP_BEGIN + WINDOW - 1},
+                       **BASE)
+    assert not (tmp_path / "lf").exists()  # refused before any data is read

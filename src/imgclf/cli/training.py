@@ -151,7 +151,7 @@ def _lr_find_options() -> list[inspect.Parameter]:
     own = [
         ("start_lr", float, typer.Option(1e-7, "--start-lr", help="First learning rate of the sweep.")),
         ("end_lr", float, typer.Option(1.0, "--end-lr", help="Last learning rate of the sweep.")),
-        ("steps", int, typer.Option(100, "--steps", help="Training steps of the sweep (at least 15).")),
+        ("steps", int, typer.Option(100, "--steps", help="Training steps of the sweep (at least 19).")),
     ]
     for name, ann, default in own:
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))

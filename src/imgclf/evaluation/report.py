@@ -185,7 +185,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "lr_changes": len(lr_changes([r.value("lr") for r in history])),
             "settings": {k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
         },
-        "sizing": sizing_table(card.sizing),
+        "sizing": sizing_table(card.sizing, card.training.epochs_run),
         "hardware": {"cpu": hardware.get("cpu"), "cores": hardware.get("cores"), "gpu": hardware.get("gpu"),
                      "threads": hardware.get("torch_threads"), "platform": hardware.get("platform")},
         "versions": card.versions,
@@ -206,16 +206,26 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     }
 
 
-def sizing_table(sizing: Any) -> dict[str, Any] | None:
-    """The card's `sizing` (sizing=probe) as the page shows it: one row per timed candidate, the chosen marked."""
+def sizing_table(sizing: Any, epochs_run: int | None = None) -> dict[str, Any] | None:
+    """The card's `sizing` (sizing=probe) as the page shows it: one row per timed candidate, the chosen marked;
+    then what the chosen model trained at (batch, learning rate), the epochs predicted there and those it ran."""
     if sizing is None:
         return None
+    trained = []
+    if sizing.train_batch_size is not None:
+        trained.append(f"batch {sizing.train_batch_size}"
+                       + (f", learning rate {sizing.lr:.3g}" if sizing.lr is not None else ", learning rate from the "
+                          "LR finder"))
+    if sizing.train_epochs is not None:
+        trained.append(f"{sizing.train_epochs:.1f} epochs predicted at {sizing.train_images_per_s:,.0f} img/s")
+    if epochs_run:
+        trained.append(f"{epochs_run} trained")
     rows = [{"args": ", ".join(f"{k} {v}" for k, v in c.model_args.items()), "params": c.num_params,
              "images_per_s": c.images_per_s, "epochs": c.predicted_epochs, "chosen": i == sizing.chosen}
             for i, c in enumerate(sizing.candidates)]
     return {"rows": rows, "probe_seconds": sizing.probe_seconds, "budget_seconds": sizing.budget_seconds,
             "precision": sizing.precision, "min_epochs": sizing.min_epochs, "batch_size": sizing.batch_size,
-            "reason": sizing.reason}
+            "reason": sizing.reason, "trained": "; ".join(trained)}
 
 
 def _calibration_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, Any]:
@@ -242,7 +252,8 @@ def _unknown_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, 
 
 def lr_find_caption(lr_find: LRFindInfo) -> str:
     """What the finder's figure shows and which rule chose the rate training used."""
-    curve, rule = (("mean of 9 steps", "where the loss's fall ends, within 5 % of the whole fall of its lowest point")
+    curve, rule = ((f"mean of {lr_find.window} steps", f"where the loss's fall ends, within "
+                    f"{lr_find.fall_left * 100:g} % of the whole fall of its lowest point")
                    if lr_find.rule == "end_of_fall" else
                    ("running mean", "the steepest fall of the running mean (the rule before 2026-12-02)"))
     return (f"Training loss ({curve}) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "

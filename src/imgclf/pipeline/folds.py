@@ -23,7 +23,8 @@ from ..stats import mean_std
 FOLDS_FILE = "folds.json"
 # Settings that do not change what a fold trains: a re-run with other values still reuses finished folds. img_size,
 # color and task are stored as resolved from the data ("auto" becomes "single"), so they are not compared either.
-_NOT_COMPARED = RUNTIME_ONLY | {"out", "fold", "img_size", "color", "task", "schema_version"}
+# lr_auto records where a stored lr came from (--lr auto), it is not a setting: see `_fold_state`.
+_NOT_COMPARED = RUNTIME_ONLY | {"out", "fold", "img_size", "color", "task", "schema_version", "lr_auto"}
 METRICS: tuple[str, ...] = get_args(FoldMetric)
 
 
@@ -69,7 +70,10 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
         return "new" if not run.has("checkpoints/last.ckpt") else "restart"
     if overwrite:
         return "restart"
-    stored, asked = experiment_settings(run.read_config()), experiment_settings(wanted)
+    stored_config = run.read_config()
+    stored, asked = experiment_settings(stored_config), experiment_settings(wanted)
+    if wanted.lr == "auto" and stored_config.lr_auto:  # the fold holds the rate the finder found for it
+        stored["lr"] = "auto"
     if wanted.sizing == "probe":  # the fold's config.yaml holds what its probe chose, sizing.json what it was asked
         from .sizing import as_requested
 
@@ -98,9 +102,12 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     _check_folder(out, k, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
+    sized: dict[str, Any] = {}
     for i in range(1, k + 1):
         path = fold_dir(out, i)
-        wanted = cfg.model_copy(update={"out": str(path), "fold": i})
+        # With sizing=probe the first fold probes; the others train what it chose, so that the folds' mean and
+        # spread are of one model, not of whichever width each probe read.
+        wanted = cfg.model_copy(update={"out": str(path), "fold": i, **sized})
         state = _fold_state(RunDir(path), wanted, overwrite)
         if log is not None:
             log(f"fold {i}/{k}: " + {"new": "training", "done": "finished already, skipped",
@@ -115,6 +122,10 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
                 out.rmdir()  # a K refused before any fold trained leaves no empty folder behind
             raise
         runs.append(path)
+        if cfg.sizing == "probe" and not sized:
+            from .sizing import SIZED_SETTINGS
+
+            sized = {k: v for k, v in RunDir(path).read_config().model_dump().items() if k in SIZED_SETTINGS}
     summary = summarize_folds(out, runs)
     write_json(out / FOLDS_FILE, summary)
     return Folds(out, runs, summary)

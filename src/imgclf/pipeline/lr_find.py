@@ -34,6 +34,7 @@ class LRFindResult:
     max_lr: float
     lowest_loss_lr: float | None = None  # where the sweep's loss was lowest (not used: shown beside the suggestion)
     raw_losses: list[float] | None = None  # each step's own loss, under the smoothed `losses`
+    window: int | None = None  # steps in the centred mean `losses` is
 
     @property
     def tenth_of_lowest(self) -> float | None:
@@ -63,8 +64,11 @@ def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
     if not 0 < start_lr < end_lr <= 10:
         raise invalid("start_lr, end_lr", Described(f"start_lr={start_lr!r}, end_lr={end_lr!r}"),
                       "0 < start_lr < end_lr <= 10")
-    if steps < 15:
-        raise invalid("steps", steps, "at least 15 (the suggestion is read after the first 10 steps, on a mean of 9)")
+    from ..train.lr_sweep import SKIP_BEGIN, WINDOW
+
+    if steps < SKIP_BEGIN + WINDOW:  # fewer leave the suggestion no whole mean past the start to read
+        raise invalid("steps", steps, f"at least {SKIP_BEGIN + WINDOW} (the suggestion is read after the first "
+                      f"{SKIP_BEGIN} steps, on means of {WINDOW})")
 
 
 def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float = DEFAULTS["start_lr"],
@@ -72,7 +76,7 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     """Run the finder on a prepared data set and built model (weights restored afterwards); write lr_find.json
     and lr_find.png into `folder`."""
     from ..io import write_json
-    from ..train.lr_sweep import RULE, find_lr
+    from ..train.lr_sweep import FALL_LEFT, RULE, WINDOW, find_lr
 
     check_sweep(start_lr, end_lr, steps)
     curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
@@ -85,8 +89,9 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
                       hint="Pass --lr explicitly, or run imgclf lr-find again: with a lower --start-lr if the loss "
                       "rose from the start, with a higher --end-lr or more --steps if it had not yet fallen")
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
-                          curve.raw)
-    write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "rule": RULE, "lowest_loss_lr": curve.lowest,
+                          curve.raw, WINDOW)
+    write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "rule": RULE, "window": WINDOW,
+                                    "fall_left": FALL_LEFT, "lowest_loss_lr": curve.lowest,
                                     "min_lr": start_lr, "max_lr": end_lr,
                                     "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
                                     "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
@@ -109,13 +114,14 @@ def card_info(run_dir: Path) -> LRFindInfo | None:
         return None
     stored = read_json(path)
     return LRFindInfo(suggestion=stored["suggestion"], rule=stored.get("rule", "steepest"),
+                      window=stored.get("window"), fall_left=stored.get("fall_left"),
                       lowest_loss_lr=stored.get("lowest_loss_lr"),
                       min_lr=stored["min_lr"], max_lr=stored["max_lr"],
                       steps=max(1, int(stored["steps"])), curve=PNG_FILE, data=JSON_FILE)
 
 
 def plot_curve(result: LRFindResult, path: Path) -> Path:
-    """Loss against learning rate (log axis): the steps' own losses, their 9-step mean, the suggestion where the
+    """Loss against learning rate (log axis): the steps' own losses, their centred mean, the suggestion where the
     mean's fall ends, and the other usual pick, a tenth of the rate at the lowest loss."""
     import numpy as np
 
@@ -128,7 +134,8 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         if result.raw_losses is not None:
             ax.plot(lrs, result.raw_losses, ".", color="#1f77b4", alpha=0.35, markersize=3,
                     label="training loss, each step")
-        ax.plot(lrs, losses, color="#1f77b4", linewidth=1.6, label="training loss (mean of 9 steps)")
+        ax.plot(lrs, losses, color="#1f77b4", linewidth=1.6,
+                label=f"training loss (mean of {result.window} steps)" if result.window else "training loss")
         plain_log_scale(ax, "x")
         i = int(np.argmin(np.abs(lrs - result.suggestion)))
         ax.axvline(result.suggestion, color="#d62728", linestyle="--", linewidth=1.2)
@@ -165,7 +172,7 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     from ..models import get_model_info
     from ..train.finetune import transfer_model_args
     from .resolve import resolve_config
-    from .prepare import data_and_model
+    from .prepare import data_and_model, input_size
 
     check_sweep(start_lr, end_lr, steps)
     if values.get("lr") is not None:
@@ -180,9 +187,7 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     check_auto_lr(cfg)
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)
-    img_size = cfg.img_size or info.default_img_size
-    if img_size < info.min_img_size:
-        raise invalid("img_size", img_size, f"at least {info.min_img_size}", where=f"model {cfg.model}")
+    img_size = input_size(cfg, info)
     folder = _out_folder(cfg, overwrite)
     data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
     return sweep(resolved, data, model, folder, start_lr, end_lr, steps)

@@ -11,6 +11,7 @@ from ..config import TrainConfig
 from ..data.dataset import prepare_data
 from ..data.prepared import PreparedData
 from ..data.select import Selection
+from ..errors import invalid
 from ..models import create_model
 from ..models.base import set_l2
 from .multilabel import resolve_task
@@ -21,12 +22,28 @@ if TYPE_CHECKING:
     from ..models.registry import ModelInfo
 
 
+def input_size(cfg: TrainConfig, info: ModelInfo) -> int:
+    """The side images are resized to: the config's, else for the fast family the images' own (small images as
+    they are, `data.native_size.native_img_size`), else the model's default; refused below the model's
+    minimum."""
+    if cfg.img_size:
+        size = cfg.img_size
+    elif "fast" in info.tags:
+        from ..data.native_size import native_img_size
+
+        size = native_img_size(cfg.data, info.min_img_size)
+    else:
+        size = info.default_img_size
+    if size < info.min_img_size:
+        raise invalid("img_size", size, f"at least {info.min_img_size}", where=f"model {cfg.model}")
+    return size
+
+
 def data_and_model(cfg: TrainConfig, info: ModelInfo, img_size: int,
                    transfer_args: dict[str, Any]) -> tuple[PreparedData, torch.nn.Module, TrainConfig]:
     """The run's images (split, cached, selected as `cfg` says) and its freshly seeded model, with `cfg` resolved
     against the data (image size, colour, task)."""
     import lightning as L
-    import torch
 
     L.seed_everything(cfg.seed, verbose=False)
     selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
@@ -35,8 +52,16 @@ def data_and_model(cfg: TrainConfig, info: ModelInfo, img_size: int,
                         selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
                         group_duplicates=cfg.group_duplicates, progress=cfg.progress, task=cfg.task)
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color, "task": resolve_task(cfg, data)})
+    return data, seeded_model(cfg, data, img_size, transfer_args), resolved
+
+
+def seeded_model(cfg: TrainConfig, data: PreparedData, img_size: int, transfer_args: dict[str, Any]) -> torch.nn.Module:
+    """`cfg`'s model for `data`, its weights drawn from `cfg.seed`, with the config's L2 marks: the model a run
+    trains, whether its settings were given or chosen by the sizing probe."""
+    import torch
+
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, len(data.classes), data.channels, img_size, **{**cfg.model_args, **transfer_args})
     if cfg.l2 is not None:
         set_l2(model, cfg.l2.get("conv"), cfg.l2.get("dense"))
-    return data, model, resolved
+    return model

@@ -17,10 +17,10 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..errors import ImgclfError, bad_path, invalid
 from ..io import next_free_dir, writable_folder
-from ..models import get_model_info
+from ..models import get_model_info, list_models
 from ..ood import STATS_FILE
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
-from .prepare import data_and_model
+from .prepare import data_and_model, input_size
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", STATS_FILE, "model.json", "history.csv",
              "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json")
@@ -172,14 +172,11 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
         for warning in [*(transfer_warnings(cfg) if transfer_args else []), *imbalance_warnings(cfg)]:
             print(f"warning {warning}", file=sys.stderr, flush=True)
-    if cfg.sizing == "probe" and not cfg.img_size and not resume:
-        from .sizing import native_img_size
-
-        img_size = native_img_size(cfg.data, info.min_img_size)  # the fast family takes small images as they are
-    else:
-        img_size = cfg.img_size or info.default_img_size
-    if img_size < info.min_img_size:
-        raise invalid("img_size", img_size, f"at least {info.min_img_size}", where=f"model {cfg.model}")
+    if cfg.sizing == "probe" and "fast" not in info.tags:
+        raise invalid("sizing", "probe", "fixed for this model: the probe sizes the width of the fast family "
+                      f"({', '.join(n for n in list_models() if 'fast' in get_model_info(n).tags)})",
+                      where=f"model {cfg.model}")
+    img_size = input_size(cfg, info)  # a resumed run's config.yaml holds the size it trained at
     is_launch_zero = hardware.launch_rank() == 0
     # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
     if is_launch_zero:

@@ -56,7 +56,6 @@ EPOCH_EFFICIENCY = 0.8
 SPEED_KEPT = 0.9
 PROBE_SHARE = 0.025  # of the budget, for all candidates together
 PROBE_SECONDS = (2.0, 30.0)  # bounds on that
-NATIVE_SIZE_CAP = 64  # the fast family is built for small images; larger ones are downscaled to this
 # The probe's record in the run directory from the moment the choice is made, so that a resumed run's card (written
 # by the process that finishes the run) still says how its model was chosen.
 SIZING_FILE = "sizing.json"
@@ -81,6 +80,8 @@ class Choice:
     ema: float | None
     reason: str
     batch_size: int  # the batch the chosen model trains at (the run's, or halved by `batch_for_steps`)
+    trained_epochs: float  # the chosen model's predicted epochs at that batch's timed speed, within --epochs
+    trained_images_per_s: float  # that speed (the candidate's own where the batch stayed)
 
 
 def predicted_epochs(images_per_s: float, seconds: float, train_images: int,
@@ -112,19 +113,19 @@ def batch_for_steps(epochs: float, train_images: int, batch_size: int, min_steps
 
 
 def confirm_halving(time_at: Callable[[int], float], batch_size: int, target: int, speed: float,
-                    speed_kept: float = SPEED_KEPT) -> tuple[int, str]:
+                    speed_kept: float = SPEED_KEPT) -> tuple[int, str, float]:
     """Walk the halvings from `batch_size` (trained at `speed` img/s) down to the rule's `target`, timing each
     (`time_at(batch)`: img/s); stop at the first that runs below `speed_kept` of the batch above it. Returns the
-    batch and, where it stopped short of the target, why."""
+    batch, where it stopped short of the target why, and the speed measured at the batch kept."""
     batch = batch_size
     while batch > target:
         half = batch // 2
         measured = time_at(half)
         if measured < speed_kept * speed:
             return batch, (f"batch {batch} kept: {half} ran at {measured:,.0f} img/s, {measured / speed:.2f} of "
-                           f"{batch}'s {speed:,.0f}")
+                           f"{batch}'s {speed:,.0f}"), speed
         batch, speed = half, measured
-    return batch, ""
+    return batch, "", speed
 
 
 def scaled_lr(lr: float, batch: int, from_batch: int, train_images: int) -> float:
@@ -136,13 +137,14 @@ def scaled_lr(lr: float, batch: int, from_batch: int, train_images: int) -> floa
 def regularisation(epochs: float, budget_seconds: float, base_augment: str,
                    steps_per_epoch: int) -> tuple[str, float | None]:
     """Augmentation and EMA decay for a run predicted to train `epochs` epochs in a `budget_seconds` budget: no
-    pad-and-crop below SHORT_EPOCHS, random erasing from ERASE_EPOCHS, with EMA from LONG_EPOCHS. EMA averages over
+    pad-and-crop below SHORT_EPOCHS, random erasing from ERASE_EPOCHS, with EMA from LONG_EPOCHS (or from
+    MIN_EPOCHS in a budget of LONG_BUDGET_SECONDS: it buys a wide model, which overfits sooner). EMA averages over
     about one epoch of steps, so its horizon scales with the data rather than a fixed step count. The augmentation
     is the base's, rewritten in its canonical form (`AugmentSpec.to_string`)."""
     spec = replace(parse_augment(base_augment), erase=0.0)
-    if epochs < SHORT_EPOCHS and budget_seconds < LONG_BUDGET_SECONDS:
+    if epochs < SHORT_EPOCHS:  # however long the budget: a starved run underfits
         spec = replace(spec, crop=0.0)
-    if epochs >= LONG_EPOCHS or budget_seconds >= LONG_BUDGET_SECONDS:
+    if epochs >= LONG_EPOCHS or (budget_seconds >= LONG_BUDGET_SECONDS and epochs >= MIN_EPOCHS):
         decay = min(0.9999, max(0.99, 1.0 - 1.0 / max(1, steps_per_epoch)))
         return replace(spec, erase=0.5).to_string(), round(decay, 5)
     if epochs >= ERASE_EPOCHS:
@@ -153,15 +155,18 @@ def regularisation(epochs: float, budget_seconds: float, base_augment: str,
 def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_size: int, base_augment: str,
            min_epochs: float = MIN_EPOCHS, budget_seconds: float | None = None, min_steps: int = MIN_STEPS,
            min_batch: int = MIN_BATCH, lr_note: str = "learning rate scaled alike",
-           time_at: Callable[[Timed, int], float] | None = None, speed_kept: float = SPEED_KEPT) -> Choice:
+           time_at: Callable[[Timed, int], float] | None = None, speed_kept: float = SPEED_KEPT,
+           max_epochs: float | None = None) -> Choice:
     """The rule: the widest candidate predicted to reach `min_epochs` and `min_steps` optimiser steps in
     `train_seconds` (the budget less the probe), else the fastest; its batch (`batch_for_steps`, no smaller than
     `min_batch`; `lr_note` says what becomes of the learning rate), each halving kept only if
     `time_at(candidate, batch)` (img/s) keeps `speed_kept` of the speed above it (`confirm_halving`; None: kept
-    untimed); regularisation for its epochs, the budget and the batch it keeps (`regularisation`)."""
+    untimed); regularisation for the epochs it is predicted at the batch it keeps (timed there), the budget and
+    that batch (`regularisation`). Predicted epochs never exceed `max_epochs` (the run's --epochs)."""
     if not timed:
         raise invalid("sizing candidates", "none timed", "at least one candidate measured by the probe")
-    epochs = [predicted_epochs(t.images_per_s, train_seconds, train_images) for t in timed]
+    cap = float("inf") if max_epochs is None else max_epochs
+    epochs = [min(cap, predicted_epochs(t.images_per_s, train_seconds, train_images)) for t in timed]
     steps = steps_per_epoch(train_images, batch_size)
     qualified = [i for i, e in enumerate(epochs) if qualifies(e, steps, min_epochs, min_steps)]
     if qualified:
@@ -175,47 +180,26 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
         reason = (f"no candidate reaches {short_of} in {train_seconds:.0f} s; the fastest, "
                   f"{epochs[index]:.1f} epochs")
     batch = batch_for_steps(epochs[index], train_images, batch_size, min_steps, min_batch)
-    refused = ""
+    refused, speed = "", timed[index].images_per_s
     if time_at is not None and batch < batch_size:
-        batch, refused = confirm_halving(lambda b: time_at(timed[index], b), batch_size, batch,
-                                         timed[index].images_per_s, speed_kept)
+        batch, refused, speed = confirm_halving(lambda b: time_at(timed[index], b), batch_size, batch, speed,
+                                                speed_kept)
+    trained = min(cap, predicted_epochs(speed, train_seconds, train_images))
     if batch != batch_size:
         reason += (f"; batch down to {batch} (from {batch_size}, {lr_note}) for "
-                   f"{epochs[index] * steps_per_epoch(train_images, batch):,.0f} steps")
+                   f"{trained * steps_per_epoch(train_images, batch):,.0f} steps"
+                   + (f" ({trained:.1f} epochs at its {speed:,.0f} img/s)" if speed != timed[index].images_per_s
+                      else ""))
     reason += f"; {refused}" if refused else ""
-    augment, ema = regularisation(epochs[index], budget_seconds or train_seconds, base_augment,
+    augment, ema = regularisation(trained, budget_seconds or train_seconds, base_augment,
                                   steps_per_epoch(train_images, batch))
     chosen = parse_augment(augment)
     extra = [f"random erasing {chosen.erase:g}"] if chosen.erase else []
     extra += ["no pad-and-crop"] if parse_augment(base_augment).crop and not chosen.crop else []
     extra += [f"EMA of the weights (decay {ema:g})"] if ema is not None else []
     if extra:
-        reason += "; " + " and ".join(extra) + f" for {epochs[index]:.0f} epochs of a {train_seconds / 60:.0f}-minute run"
-    return Choice(index, epochs, augment, ema, reason, batch)
-
-
-def native_img_size(data: str | list[str], min_size: int) -> int:
-    """The input side the images have (median of their longer side over up to 200 headers, no decode), within
-    [min_size, NATIVE_SIZE_CAP]. data: class folders, or a multi-label index file."""
-    import numpy as np
-
-    from ..data.decode import probe_image
-    from ..data.merge import scan_folders
-    from ..data.multilabel import is_label_index, read_label_index
-
-    if is_label_index(data):
-        paths = read_label_index(data).files
-    else:
-        paths = [p for items in scan_folders(data).files.values() for p, _ in items]
-    sides = []
-    for path in paths[:: max(1, len(paths) // 200)]:
-        try:
-            meta = probe_image(path)
-        except Exception:  # unreadable files are reported by the decode pass, not here
-            continue
-        sides.append(max(int(meta["width"]), int(meta["height"])))
-    side = int(np.median(sides)) if sides else NATIVE_SIZE_CAP
-    return min(NATIVE_SIZE_CAP, max(min_size, side))
+        reason += "; " + " and ".join(extra) + f" for {trained:.0f} epochs of a {train_seconds / 60:.0f}-minute run"
+    return Choice(index, epochs, augment, ema, reason, batch, trained, speed)
 
 
 def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDATE_WIDTHS):
@@ -228,6 +212,7 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     from ..models import create_model
     from ..records import SizingCandidate, SizingInfo
     from ..train.probe import images_per_second, probe_batch
+    from .prepare import seeded_model
 
     start = time.perf_counter()
     budget = float(cfg.time_limit_seconds or 0)
@@ -241,18 +226,24 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     def time_model(args: dict[str, Any], batch_size: int) -> tuple[float, int]:
         """Images per second of a fresh model with `args` at `batch_size`, for its share of the probe; its size."""
         model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **args)
-        images = probe_batch(data.decoded.pixels, train.indices, batch_size, data.channels, data.img_size)
+        # a batch larger than the training split is the split: its steps hold that many images, so they are timed
+        images = probe_batch(data.decoded.pixels, train.indices, min(batch_size, max(1, len(train))), data.channels,
+                             data.img_size)
         speed = images_per_second(model, images, len(data.classes), precision, cfg.channels_last,
                                   probe_total / len(candidates), device)
         return speed, int(sum(p.numel() for p in model.parameters()))
 
+    if cfg.progress:
+        print(f"sizing: timing {cfg.model} widths {', '.join(map(str, candidates))} on this machine (up to "
+              f"{probe_total:.0f} s of the {budget:.0f} s budget)", file=sys.stderr, flush=True)
     timed: list[Timed] = []
     for width in candidates:
         args = {**cfg.model_args, "width": width}
         speed, num_params = time_model(args, cfg.batch_size)
         timed.append(Timed(args, num_params, speed))
         spent = time.perf_counter() - start
-        if not qualifies(predicted_epochs(speed, budget - spent, len(train)), steps) or spent >= probe_total:
+        if not qualifies(min(cfg.epochs, predicted_epochs(speed, budget - spent, len(train))), steps) \
+                or spent >= probe_total:
             break
     # Smaller batches were measured on CPU cores only; an accelerator keeps the batch.
     min_batch = MIN_BATCH if device.type == "cpu" else cfg.batch_size
@@ -261,7 +252,7 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
                     lr_note="the LR finder sets the learning rate" if cfg.lr == "auto" else "learning rate scaled alike",
                     # the halvings' speeds, timed like the candidates, inside the budget
                     time_at=lambda candidate, batch: time_model(candidate.model_args, batch)[0],
-                    speed_kept=SPEED_KEPT)
+                    speed_kept=SPEED_KEPT, max_epochs=cfg.epochs)
     untimed = [w for w in candidates if w not in {t.model_args["width"] for t in timed}]
     if untimed:  # the probe stopped early: say why these have no row
         choice = replace(choice, reason=choice.reason + f"; widths {', '.join(map(str, untimed))} not timed "
@@ -274,8 +265,8 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     # probing again from the batch already halved; the probe's record is the card's `sizing`.
     sized = cfg.model_copy(update={"model_args": chosen.model_args, "augment": choice.augment, "ema": choice.ema,
                                    "batch_size": choice.batch_size, "lr": lr, "sizing": "fixed"})
-    torch.manual_seed(cfg.seed)  # the same initial weights as a fixed run of the chosen width
-    model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **chosen.model_args)
+    # the same initial weights (and L2 marks) as a fixed run of the chosen width
+    model = seeded_model(sized, data, data.img_size, {})
     info = SizingInfo(
         budget_seconds=budget, probe_seconds=round(probe_seconds, 2),
         counted_seconds=round(counted, 2), train_images=len(train),
@@ -285,6 +276,7 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
                     for t, e in zip(timed, choice.epochs)],
         chosen=choice.index, augment=choice.augment, ema=choice.ema, reason=choice.reason,
         train_batch_size=choice.batch_size, lr=None if lr == "auto" else lr,
+        train_images_per_s=round(choice.trained_images_per_s, 1), train_epochs=round(choice.trained_epochs, 1),
         requested={k: v for k, v in cfg.model_dump(mode="json").items() if k in SIZED_SETTINGS})
     if cfg.progress:
         speeds = ", ".join(f"width {t.model_args['width']} {t.images_per_s:,.0f} img/s" for t in timed)

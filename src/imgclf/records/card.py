@@ -77,9 +77,15 @@ class LRFindInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
     suggestion: float = Field(gt=0, description="The learning rate training used, found by `rule`.")
     rule: Literal["end_of_fall", "steepest"] = Field("steepest", description=(
-        "How the suggestion was read off the sweep. end_of_fall: the first rate whose 9-step mean loss came "
-        "within 5 % of the whole fall of its lowest point; steepest: the steepest fall of a 50-step running mean "
-        "(cards from before 2026-12-02, which lack the field)."))
+        "How the suggestion was read off the sweep. end_of_fall: the first rate whose centred mean loss (over "
+        "`window` steps) came within `fall_left` of the whole fall of its lowest point; steepest: the steepest fall "
+        "of a 50-step running mean (cards from before 2026-12-02, which lack the field)."))
+    window: int | None = Field(None, ge=1, description=(
+        "end_of_fall: steps in the centred mean the rule reads (9 in the cards of 2026-12-02, which lack the "
+        "field); None for the steepest rule."))
+    fall_left: float | None = Field(None, gt=0, lt=1, description=(
+        "end_of_fall: the share of the whole fall still left where the suggestion sits (0.05 in the cards of "
+        "2026-12-02, which lack the field); None for the steepest rule."))
     lowest_loss_lr: float | None = Field(None, gt=0, description=(
         "The learning rate at the sweep's lowest loss. A tenth of it is Smith's rule for the largest rate to train "
         "at (fastai's `minimum`), shown beside the suggestion, not used. None in runs from before it was kept."))
@@ -88,6 +94,14 @@ class LRFindInfo(BaseModel):
     steps: int = Field(ge=1, description="Training steps swept (fewer than asked when the loss diverged).")
     curve: str = Field("lr_find.png", description="The loss-vs-learning-rate figure, in the run directory.")
     data: str = Field("lr_find.json", description="The sweep's learning rates and losses, in the run directory.")
+
+    @model_validator(mode="after")
+    def _first_end_of_fall_settings(self) -> "LRFindInfo":
+        """The end_of_fall cards written before the rule's settings were kept used a 9-step mean and 5 %."""
+        if self.rule == "end_of_fall":
+            self.window = 9 if self.window is None else self.window
+            self.fall_left = 0.05 if self.fall_left is None else self.fall_left
+        return self
 
     @property
     def tenth_of_lowest(self) -> float | None:
@@ -131,7 +145,14 @@ class SizingInfo(BaseModel):
                                          "`batch_size`, halved while the predicted epochs give fewer than "
                                          "`min_steps` steps (None: runs sized before the rule had it).")
     lr: float | None = Field(None, gt=0, description="The learning rate at that batch: the configured one scaled "
-                             "by train_batch_size / batch_size (None: --lr auto, or runs sized before).")
+                             "by the batches' real sizes (no larger than the training split), train_batch_size / "
+                             "batch_size (None: --lr auto, or runs sized before).")
+    train_images_per_s: float | None = Field(None, gt=0, description="The chosen model's probe speed at "
+                                             "train_batch_size: its candidate's where the batch stayed, else the "
+                                             "halving's own timing (None: runs sized before it was kept).")
+    train_epochs: float | None = Field(None, ge=0, description="The epochs the rule predicted for the chosen model "
+                                       "at that speed, within --epochs: what `augment` and `ema` were set for "
+                                       "(None: runs sized before it was kept).")
     requested: dict[str, Any] | None = Field(None, description="The settings the probe replaced, as the run was "
                                              "asked for them (config.yaml holds what it chose): what a re-run of "
                                              "the same command compares against (None: runs sized before).")

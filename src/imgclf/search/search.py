@@ -88,6 +88,10 @@ def _check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
         raise invalid("trials", trials, "a whole number >= 1")
     if base.folds:
         raise invalid("folds", base.folds, "unset for tune: each trial is one run, selected on the validation split")
+    if base.sizing == "probe":
+        raise invalid("sizing", "probe", "fixed for tune: each trial's probe would replace the width, batch, learning "
+                      "rate and augmentation the search sampled with its own choice",
+                      hint="Pass --sizing fixed (and the width to search from with --model-args width=N)")
     if budget is not None and budget <= 0:
         raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
 

@@ -1,7 +1,7 @@
 """The learning-rate range test: Lightning's `Tuner.lr_find` runs the sweep (exponentially growing rate, weights
 restored afterwards); the curve and the suggestion are read here, from the sweep's per-step losses.
 
-The curve is a centred mean of 9 steps. Lightning's (and fastai's) curve is a running mean with beta 0.98,
+The curve is a centred mean of 9 steps (WINDOW). Lightning's (and fastai's) curve is a running mean with beta 0.98,
 whose 50-step memory on a 100-step sweep of seven decades lags the steps by one to two decades of rate: the
 fall it shows happens where the steps had already stopped falling (lr_find.png draws both). Lightning's running
 mean is also debiased by one step too many (Lightning-AI/pytorch-lightning#14167: its first point reads half
@@ -40,6 +40,7 @@ SKIP_BEGIN = 10  # the lowest loss and the suggestion are read after these first
 FALL_LEFT = 0.05  # the suggestion: the first rate within this share of the whole fall of the lowest loss
 MIN_FALL = 3.0  # a fall smaller than this many times the first steps' step-to-step noise is no fall
 RULE = "end_of_fall"  # recorded in lr_find.json; runs from before 2026-12-02 were suggested the steepest fall
+WINDOW = 2 * HALF_WINDOW + 1  # steps in the curve's mean; recorded with FALL_LEFT beside RULE
 
 
 @dataclass

@@ -5,25 +5,35 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .data.decode import DecodeError, decode_image
-from .data.folder import scan_folder
 from .data.imbalance import imbalance_stats
+from .data.merge import scan_folders
+from .errors import invalid
 from .io import console_text, writable_folder
 
 
-def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
+                   plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The summary of `data`: one folder or index file, or several folders merged as training merges them."""
     from .data.multilabel import is_label_index
 
-    if is_label_index(data):
+    folders = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    index = [str(f) for f in folders if is_label_index(f)]
+    if index and len(folders) == 1:
         from .inspect_multilabel import inspect_index
 
-        return inspect_index(data)
+        return inspect_index(folders[0])
+    if index:
+        raise invalid("data", [str(f) for f in folders], "image folders when several are given: an index file is "
+                      "inspected alone", note=f"{index[0]} is a multi-label index file")
     if plots_dir is not None:
         writable_folder("plots", plots_dir)  # before the scan, which may take minutes
-    scan = scan_folder(data, allow_empty=True)  # an empty class folder is reported here, not refused
+    # an empty class folder is reported here, not refused
+    scan = scan_folders(folders[0] if len(folders) == 1 else folders, allow_empty=True)
     counts: dict[str, dict[str, int]] = {}
     sizes: Counter[str] = Counter()
     modes: Counter[str] = Counter()
@@ -49,7 +59,8 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
     samples = {cls: rng.choice(paths) for cls, paths in sorted(candidates.items())}
     train_split = "train" if "train" in counts else "all"
     summary: dict[str, Any] = {
-        "root": str(Path(data).resolve()),
+        "root": str(Path(folders[0]).resolve()) if len(folders) == 1 else str(scan.root),
+        "roots": [str(r) for r in scan.roots],  # several folders merged; empty for one
         "layout": scan.layout,
         "classes": scan.classes,
         "counts": counts,
@@ -61,7 +72,7 @@ def inspect_folder(data: str | os.PathLike, plots_dir: str | os.PathLike | None 
         "skipped": skipped,
         "empty_class_folders": [folder for _, folder in scan.empty],
     }
-    audit = _audit_summary(scan)
+    audit = None if scan.roots else _audit_summary(scan)  # an audit is of one folder
     if audit is not None:
         summary["audit"] = audit
     if plots_dir is not None:
@@ -107,8 +118,10 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         render_index_inspection(summary, console)
         return
     splits = list(summary["counts"])
-    table = Table(title=f"{console_text(summary['root'])} ({summary['layout']} layout, {summary['total']} readable "
-                        "images)")
+    roots = summary.get("roots") or [summary["root"]]
+    where = console_text(roots[0]) if len(roots) == 1 else \
+        f"{len(roots)} folders merged ({', '.join(console_text(r) for r in roots)})"
+    table = Table(title=f"{where} ({summary['layout']} layout, {summary['total']} readable images)")
     table.add_column("class")
     for s in splits:
         table.add_column(s, justify="right")

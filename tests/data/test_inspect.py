@@ -26,3 +26,33 @@ def test_inspect_reports_stored_sizes_modes_and_imbalance(tmp_path):
     assert summary["modes"] == {"RGB": 4, "L": 1}
     assert [s["path"].endswith("broken.png") for s in summary["skipped"]] == [True]
     assert summary["imbalance"]["rho"] == pytest.approx(1.5)
+
+
+def test_inspect_merges_several_folders_as_training_does(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from imgclf.cli import app
+    from imgclf.data.merge import scan_folders
+
+    first = make_image_folder(tmp_path / "one", classes=("cat", "dog"), per_class=3, size=12)
+    second = make_image_folder(tmp_path / "two", classes=("dog", "fox"), per_class=2, size=12)
+    result = CliRunner().invoke(app, ["inspect", str(first), str(second), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    # the classes and counts training reads from the same two folders (S5 trains from several directories)
+    trained = scan_folders([str(first), str(second)])
+    assert summary["classes"] == trained.classes == ["cat", "dog", "fox"]
+    assert summary["counts"]["all"] == {"cat": 3, "dog": 5, "fox": 2} == \
+        {c: sum(1 for _, k in trained.files["all"] if k == c) for c in trained.classes}
+    assert summary["roots"] == [str(first.resolve()), str(second.resolve())] and summary["total"] == 10
+    shown = CliRunner().invoke(app, ["inspect", str(first), str(second)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "2 folders merged" in " ".join(shown.output.split())
+    # one folder as before; a folder given twice is refused as training refuses it
+    assert inspect_folder(first)["roots"] == []
+    twice = CliRunner().invoke(app, ["inspect", str(first), str(first)])
+    assert twice.exit_code == 2 and "data must be distinct folders" in " ".join(twice.output.split())
+    mixed = CliRunner().invoke(app, ["inspect", str(first), str(tmp_path / "labels.csv")])
+    assert mixed.exit_code == 2 and "an index file is inspected alone" in " ".join(mixed.output.split())

@@ -51,14 +51,15 @@ def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders
 
 
 @app.command("inspect")
-def inspect_cmd(data: Path = typer.Argument(..., help="Image folder, or a multi-label index file (CSV / JSON "
-                                                      "lines: path and labels per image)."),
+def inspect_cmd(data: list[Path] = typer.Argument(..., help="Image folder, several merged as `train` merges them, "
+                                                            "or a multi-label index file (CSV / JSON lines: path "
+                                                            "and labels per image)."),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
                 plots: Optional[Path] = typer.Option(None, help="Write class-distribution and sample figures here.")) -> None:
     """What is in an image folder: classes, counts per split, sizes, modes, unreadable files, mu and rho."""
     from ..inspect import inspect_folder, render_inspection
 
-    summary = inspect_folder(data, plots_dir=plots)
+    summary = inspect_folder(data[0] if len(data) == 1 else data, plots_dir=plots)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:

@@ -4,12 +4,17 @@ the images, and whole runs on tiny grey 28, RGB 32 and grey 48 folders that reco
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
+import yaml
 
 import imgclf
 from imgclf.config import make_config
+from imgclf.config_text import parse_mapping
 from imgclf.errors import ImgclfError
+from imgclf.pipeline.resolve import resolve_config
 from imgclf.pipeline.sizing import (ERASE_EPOCHS, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS, SHORT_EPOCHS, Timed,
                                     choose, confirm_halving, predicted_epochs, scaled_lr, steps_per_epoch)
 from imgclf.data.native_size import native_img_size
@@ -224,6 +229,78 @@ def test_sizing_needs_a_time_limit():
         make_config(data="x", sizing="probe")
 
 
+@pytest.mark.parametrize("given, refused", [
+    ({"model_args": {"width": 32}}, r"^model_args\.width must be left to the probe with sizing=probe: .* Received: "
+                                    r"model_args\.width=32\. Add --sizing fixed to train it as given"),
+    ({"model_args": "stem=pool,width=24"}, r"^model_args\.width must be left to the probe .* Received: "
+                                           r"model_args\.width=24\."),
+    ({"augment": "hflip,erase=0.3"}, r"^augment must be without erase= with sizing=probe: .* Received: "
+                                     r"augment='hflip,erase=0\.3' \(erase=0\.3 given\)\. .*--sizing fixed"),
+    ({"ema": 0.999}, r"^ema must be left to the probe with sizing=probe: .* Received: ema=0\.999\. .*--sizing fixed"),
+])
+def test_a_setting_the_probe_chooses_is_refused_when_the_user_gives_it(tmp_path, given, refused):
+    with pytest.raises(ImgclfError, match=refused):
+        resolve_config(recipe="fast", data=".", **given)
+    own = tmp_path / "own.yaml"  # in a --config file too
+    own.write_text(yaml.safe_dump({"recipe": "fast", **given}))
+    with pytest.raises(ImgclfError, match=refused):
+        resolve_config(config_file=own, data=".")
+    # the hint's way: trained as given, the recipe's other settings kept
+    fixed = resolve_config(recipe="fast", data=".", sizing="fixed", **given)
+    assert fixed.batch_size == 256 and fixed.model_args["stem"] in ("stride", "pool")
+    for key, value in given.items():
+        if key == "model_args":
+            mapping = parse_mapping(key, value) if isinstance(value, str) else value
+            assert fixed.model_args["width"] == mapping["width"]
+        else:
+            assert getattr(fixed, key) == value
+
+
+def test_a_width_in_a_config_file_is_refused_beside_other_model_args_given(tmp_path):
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({"recipe": "fast", "model_args": {"width": 32}}))
+    with pytest.raises(ImgclfError, match=r"^model_args\.width must be left to the probe .* model_args\.width=32\."):
+        resolve_config(config_file=own, data=".", model_args="stem=pool")
+
+
+def test_a_stored_config_with_the_probe_asked_again_says_what_it_holds(tmp_path):
+    stored = tmp_path / "config.yaml"
+    stored.write_text(yaml.safe_dump({**resolve_config(recipe="fast", data=".", sizing="fixed",
+                                                       model_args={"width": 24}).model_dump(mode="json")}))
+    with pytest.raises(ImgclfError, match=r"^model_args\.width must be .* Received: model_args\.width=24\. A run's "
+                                          r"config\.yaml holds the settings it trained .*--recipe fast probes afresh"):
+        resolve_config(config_file=stored, sizing="probe")
+
+
+def test_a_resolved_config_handed_back_is_not_refused_for_the_recipes_own_width():
+    cfg = resolve_config(recipe="fast", data=".")
+    assert resolve_config(cfg).model_dump() == cfg.model_dump()  # imgclf.fit(resolve_config(...)): the recipe's width
+
+
+def test_lr_find_refuses_the_probe_it_would_not_run():
+    with pytest.raises(ImgclfError, match=r"^sizing must be unset or fixed for lr-find.* Received: sizing='probe'"):
+        imgclf.lr_find(data=".", recipe="fast", sizing="probe")
+
+
+def test_the_probe_keeps_what_it_does_not_choose():
+    cfg = resolve_config(recipe="fast", data=".", model_args={"stem": "pool"}, augment="hflip,rotate=10")
+    assert cfg.sizing == "probe" and cfg.model_args == {"width": 16, "stem": "pool"}
+    assert cfg.augment == "hflip,rotate=10" and cfg.ema is None
+
+
+def test_lr_find_sweeps_a_width_given_with_the_fast_recipe(tmp_path, monkeypatch):
+    from imgclf.pipeline import lr_find as lr_find_module
+
+    swept = {}
+    monkeypatch.setattr(lr_find_module, "sweep", lambda cfg, data, model, *rest: swept.update(cfg=cfg, model=model))
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=8, size=16, mode="L")
+    imgclf.lr_find(data=str(data), recipe="fast", model_args={"width": 4}, batch_size=4, steps=20, progress=False,
+                   out=str(tmp_path / "lf"))
+    assert swept["cfg"].model_args["width"] == 4  # no probe runs for a sweep: the width given is the one swept
+    widths = {m.out_channels for m in swept["model"].modules() if isinstance(m, torch.nn.Conv2d)}
+    assert min(widths) == 4
+
+
 def test_sizing_is_refused_with_several_devices():
     with pytest.raises(ImgclfError, match="sizing must be fixed with several devices"):
         make_config(data="x", sizing="probe", time_limit="1m", devices="2")
@@ -328,16 +405,55 @@ def test_a_resumed_fast_run_keeps_its_probe_record_without_probing_again(tmp_pat
                         "progress": False, "val_split": 0.2, "test_split": 0.2, "out": str(tmp_path / "run")},
                        report=False)
     probed = json.loads((tmp_path / "run" / "sizing.json").read_text())
+    assert probed["resumed_with"] is None
 
     def probe_again(*args, **kwargs):
         raise AssertionError("a resumed run keeps the model it was sized to; it must not probe again")
 
     monkeypatch.setattr(sizing_module, "size_run", probe_again)
+    partial = tmp_path / "partial"  # the interrupted run as it was, to resume a second time with other settings
+    shutil.copytree(tmp_path / "run", partial)
     run = imgclf.fit(resume=str(tmp_path / "run"), report=False)
     card = RunDir(run.path).read_card()
     assert card.sizing is not None and card.sizing.model_dump(mode="json") == probed
     assert card.model_args["width"] == probed["candidates"][probed["chosen"]]["model_args"]["width"]
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3]
+
+    # resumed with another batch and augmentation: the card says its later epochs did not train the probe's choice
+    run = imgclf.fit(resume=str(partial), batch_size=4, augment="hflip,rotate=10", time_limit="20s")
+    sizing = RunDir(run.path).read_card().sizing
+    assert sizing.resumed_with == {"batch_size": 4, "augment": "hflip,rotate=10", "time_limit": "20s"}
+    assert {k: v for k, v in sizing.model_dump(mode="json").items() if k != "resumed_with"} == \
+        {k: v for k, v in probed.items() if k != "resumed_with"}  # what the probe chose stays on record
+    assert json.loads((partial / "sizing.json").read_text())["resumed_with"] == sizing.resumed_with  # kept
+    page = (run.path / "report.html").read_text()
+    assert "resumed with batch size 4, augment hflip,rotate=10, time limit 20s: its later epochs trained at" in page
+
+
+def _sized(**fields):
+    from imgclf.records import SizingCandidate, SizingInfo
+
+    return SizingInfo(**{"budget_seconds": 600.0, "probe_seconds": 10.0, "counted_seconds": 10.0, "train_images": 1000,
+                         "batch_size": 256, "precision": "32", "min_epochs": 18.0, "reason": "r", "chosen": 0,
+                         "candidates": [SizingCandidate(model_args={"width": 16}, num_params=1, images_per_s=1.0,
+                                                        predicted_epochs=1.0)],
+                         "augment": "hflip,crop=2", "train_batch_size": 64, "lr": 0.05, **fields})
+
+
+def test_a_resume_records_what_it_trains_at_other_than_the_probe_chose():
+    from imgclf.pipeline.sizing import with_resume_changes
+
+    asked = {"data": ".", "time_limit": "10m", "batch_size": 64, "lr": 0.05, "augment": "crop=2,hflip"}
+    assert with_resume_changes(_sized(), make_config(**asked)).resumed_with is None  # the same, written otherwise
+    assert with_resume_changes(_sized(), make_config(**{**asked, "lr": 0.01, "time_limit": None})).resumed_with == \
+        {"lr": 0.01, "time_limit": None}
+    # a later resume back at the probe's batch still names it: some epochs trained at another
+    earlier = _sized(resumed_with={"batch_size": 32})
+    assert with_resume_changes(earlier, make_config(**asked)).resumed_with == {"batch_size": 64}
+    # where the LR finder set the rate, the rate it found is the choice
+    found = _sized(lr=None)
+    assert with_resume_changes(found, make_config(**asked), found_lr=0.05).resumed_with is None
+    assert with_resume_changes(found, make_config(**asked), found_lr=0.2).resumed_with == {"lr": 0.05}
 
 
 def test_a_sized_runs_config_repeats_its_choice_without_probing(tmp_path, monkeypatch):

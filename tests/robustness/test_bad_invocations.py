@@ -149,6 +149,13 @@ ROWS = [
     row("train-model-args-fast-resnet-width-0",
         lambda w: w.train("--model", "fast_resnet", "--model-args", "width=0"), "fast_resnet", "model_args.width=0"),
     row("train-model-args-bad-json", lambda w: w.train("--model-args", "{width: 4"), "model_args='{width: 4'"),
+    # what the fast recipe's probe sets, given by the user too: replaced without a word before
+    row("train-fast-width-with-probe", lambda w: w.train("--recipe", "fast", "--model-args", "width=32"),
+        "model_args.width=32", "--sizing fixed"),
+    row("train-fast-erase-with-probe", lambda w: w.train("--recipe", "fast", "--augment", "hflip,erase=0.3"),
+        "augment='hflip,erase=0.3'", "--sizing fixed"),
+    row("train-fast-ema-with-probe", lambda w: w.train("--recipe", "fast", "--ema", "0.999"), "ema=0.999",
+        "--sizing fixed"),
     row("train-epochs-0", lambda w: w.train("--epochs", "0"), "epochs=0"),
     row("train-epochs-negative", lambda w: w.train("--epochs", "-3"), "epochs=-3"),
     row("train-epochs-text", lambda w: w.train("--epochs", "abc"), "--epochs='abc'"),

@@ -208,6 +208,16 @@ def test_cli_takes_s4_recipes_but_lets_the_configurations_decide_regularisation(
     assert flag.exit_code == 2 and "model_args (--model-args) must be free of ['dropout']" in flag.output
 
 
+def test_a_study_refuses_the_fast_recipes_probe_before_writing_anything(pool, tmp_path):
+    from imgclf.cli import app
+
+    # each cell's probe would pick its own width and add erasing and EMA to the configurations being compared
+    result = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "s"), "--per-class",
+                                      "8", "--recipe", "fast", "--no-progress"])
+    assert result.exit_code == 2 and "sizing for a study" not in result.output
+    assert "sizing must be fixed for a study" in " ".join(result.output.split()) and not (tmp_path / "s").exists()
+
+
 def test_a_cell_does_not_claim_the_recipe_its_settings_came_from(tmp_path):
     seen = {}
     status = _run_cell(lambda values, overwrite: seen.update(values), tmp_path / "cell", tmp_path / "data",

@@ -222,3 +222,6 @@ def test_too_few_steps_to_read_a_window_after_the_start_are_refused(data, tmp_pa
         imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **{**SWEEP, "steps": SKIP_BEGIN + WINDOW - 1},
                        **BASE)
     assert not (tmp_path / "lf").exists()  # refused before any data is read
+    # the command's help states the same minimum (a number written there by hand)
+    help_text = " ".join(CliRunner().invoke(app, ["lr-find", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert f"Training steps of the sweep (at least {fewest})." in help_text

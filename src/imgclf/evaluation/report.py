@@ -220,6 +220,11 @@ def sizing_table(sizing: Any, epochs_run: int | None = None) -> dict[str, Any] |
         trained.append(f"{sizing.train_epochs:.1f} epochs predicted at {sizing.train_images_per_s:,.0f} img/s")
     if epochs_run:
         trained.append(f"{epochs_run} trained")
+    if sizing.resumed_with:
+        changed = ", ".join(f"{name.replace('_', ' ')} {'none' if value is None else value}"
+                            for name, value in sizing.resumed_with.items())
+        trained.append(f"resumed with {changed}: its later epochs trained at these, not at what the probe chose "
+                       "and sized for")
     rows = [{"args": ", ".join(f"{k} {v}" for k, v in c.model_args.items()), "params": c.num_params,
              "images_per_s": c.images_per_s, "epochs": c.predicted_epochs, "chosen": i == sizing.chosen}
             for i, c in enumerate(sizing.candidates)]

@@ -182,6 +182,11 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
                       ("mlflow_uri", "the sweep logs to no tracker")):
         if values.get(name):  # accepted before and silently ignored
             raise invalid(name, values[name], f"unset for lr-find: {why}")
+    if values.get("sizing") == "probe":  # accepted before and silently ignored
+        raise invalid("sizing", "probe", "unset or fixed for lr-find: the sweep trains the width given (no probe "
+                      "runs for it)")
+    # a width given with `--recipe fast` is the one swept, not refused as a width the probe would choose
+    values = {**values, "sizing": "fixed"}
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
     cfg = cfg.model_copy(update={"lr": "auto"})
     check_auto_lr(cfg)

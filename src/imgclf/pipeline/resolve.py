@@ -79,7 +79,8 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     `explicit` (keyword arguments win over `values`). The recipe is named by `recipe`, else by a `recipe` key in
     the explicit values or the file. `None` values are "not given"."""
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
-    chosen = {**(read_config_file(config_file) if config_file is not None else {}), **given}  # the user's own
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    chosen = {**file_values, **given}  # the user's own
     layered = layer_settings(recipe_and_file(recipe or given.get("recipe"), config_file), given)
     if layered.get("recipe"):
         layered["recipe"] = recipe or given.get("recipe") or layered["recipe"]
@@ -88,7 +89,45 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
                       "(imgclf train DATA, or imgclf.fit(data=...))")
     if _multilabel(layered):
         layered.update({k: v for k, v in MULTILABEL_RECIPE_VALUES.items() if k not in chosen and k in layered})
+    if layered.get("sizing") == "probe":
+        # a TrainConfig handed in was resolved already: its width is the recipe's as much as its maker's
+        own = {k: v for k, v in explicit.items() if v is not None}
+        if isinstance(values, Mapping):
+            own = {**{k: v for k, v in values.items() if v is not None}, **own}
+        _refuse_what_the_probe_sets(layer_settings(file_values, own), layered, "schema_version" in file_values)
     return make_config(**_absolute(layered))
+
+
+def _refuse_what_the_probe_sets(own: Mapping[str, Any], layered: Mapping[str, Any], stored: bool) -> None:
+    """sizing=probe chooses the width, the random erasing and the EMA for the budget: the same settings given by
+    the user (`own`: values or a --config file) would be replaced without a word, so they are refused, with the
+    way to train them as given. `stored`: the file is a run's config.yaml, which holds an earlier probe's choice."""
+    width = layered.get("model_args")
+    width = _mapping("model_args", width).get("width") if isinstance(width, (str, Mapping)) \
+        and not is_none_word(width) else None
+    as_given = "Add --sizing fixed to train it as given (the other settings stay"
+    if stored:
+        as_given = as_width = ("A run's config.yaml holds the settings it trained (a sized run's: its probe's "
+                               "choice): --config without --sizing probe repeats them, --recipe fast probes afresh")
+    else:
+        as_width = as_given + ")"
+        as_given += f"; width {width} unless --model-args width=N)" if width is not None else ")"
+    model_args = own.get("model_args")
+    if isinstance(model_args, (str, Mapping)) and not is_none_word(model_args) \
+            and "width" in _mapping("model_args", model_args):
+        raise invalid("model_args.width", _mapping("model_args", model_args)["width"], "left to the probe with "
+                      "sizing=probe: it times widths of the fast family on this machine and trains the widest "
+                      "the --time-limit affords", hint=as_width)
+    augment = own.get("augment")
+    erase = [item.strip() for item in augment.split(",")
+             if item.partition("=")[0].strip().lower() == "erase"] if isinstance(augment, str) else []
+    if erase:
+        raise invalid("augment", augment, "without erase= with sizing=probe: the probe sets random erasing for "
+                      "the epochs it predicts (0, 0.25 or 0.5), over the rest of the augmentation given",
+                      note=f"{erase[0]} given", hint=as_given)
+    if own.get("ema") is not None:  # `none` too: the probe may still set one
+        raise invalid("ema", own["ema"], "left to the probe with sizing=probe: it sets an EMA of the weights for "
+                      "the epochs it predicts", hint=as_given)
 
 
 def layer_settings(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:

@@ -191,9 +191,14 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
         sizing = None
         if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record
-            from .sizing import stored_sizing
+            from .sizing import save_sizing, stored_sizing, with_resume_changes
 
             sizing = stored_sizing(run_dir)
+            if sizing is not None:
+                found = card_info(run_dir)
+                sizing = with_resume_changes(sizing, resolved, found.suggestion if found else None)
+                if is_launch_zero:  # a later resume that goes back to the probe's values still knows of this one
+                    save_sizing(run_dir, sizing)
         elif resolved.sizing == "probe":
             from .sizing import save_sizing, size_run
 

@@ -307,6 +307,22 @@ def as_requested(run_dir: Path, stored: dict[str, Any], asked: dict[str, Any],
     return {**stored, **info.requested}, asked
 
 
+def with_resume_changes(info: Any, cfg: TrainConfig, found_lr: float | None = None) -> Any:
+    """The probe's record of a resumed run with `resumed_with` naming each sized setting that this or an earlier
+    resume trained at other than the probe chose, with the value the resumed config (`cfg`) trains at now: a batch,
+    learning rate, augmentation or budget given with --resume would otherwise be read on the card as what the run
+    trained with. `found_lr`: the LR finder's rate, the choice where the probe left the learning rate to it."""
+    chosen_lr = info.lr if info.lr is not None else found_lr
+    now = {"batch_size": cfg.batch_size, "lr": cfg.lr, "augment": cfg.augment, "time_limit": cfg.time_limit}
+    differs = {"batch_size": info.train_batch_size is not None and cfg.batch_size != info.train_batch_size,
+               "lr": chosen_lr is not None and cfg.lr != chosen_lr,
+               "augment": parse_augment(cfg.augment) != parse_augment(info.augment),
+               "time_limit": cfg.time_limit_seconds != info.budget_seconds}
+    earlier = info.resumed_with or {}
+    changed = {name: value for name, value in now.items() if differs[name] or name in earlier}
+    return info.model_copy(update={"resumed_with": changed or None})
+
+
 def stored_sizing(run_dir: Path, argument: str = "resume") -> Any:
     """The SizingInfo an earlier process of this run saved (None for runs sized before it was kept); a damaged
     file is the usual one-line error naming `argument`, the option that pointed at the run."""

@@ -156,6 +156,10 @@ class SizingInfo(BaseModel):
     requested: dict[str, Any] | None = Field(None, description="The settings the probe replaced, as the run was "
                                              "asked for them (config.yaml holds what it chose): what a re-run of "
                                              "the same command compares against (None: runs sized before).")
+    resumed_with: dict[str, Any] | None = Field(None, description="Sized settings (batch_size, lr, augment, "
+                                                "time_limit) that a resume of the run trained at other than the "
+                                                "probe chose, with the values the last process trained at (None: "
+                                                "trained as chosen).")
 
 
 class UnknownInfo(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..errors import invalid
 from ..pipeline.resolve import layer_settings, recipe_and_file
 
 
@@ -24,5 +25,9 @@ def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any],
         ignored += [f"model_args.{k}" for k in sorted(layered["model_args"]) if k in STUDY_MODEL_ARGS]
         layered["model_args"] = {k: v for k, v in layered["model_args"].items() if k not in STUDY_MODEL_ARGS}
     values = layer_settings({k: v for k, v in layered.items() if k not in decided or k == "model"}, flags)
+    if values.get("sizing") == "probe":  # before study.json and the subsets are written
+        raise invalid("sizing", "probe", "fixed for a study: each cell's probe would choose its own width and add "
+                      "random erasing and EMA to configurations meant to differ only in what the study sets",
+                      hint="Pass --sizing fixed (and the width with --model-args width=N)")
     model = values.pop("model", None) or "caltech_cnn"
     return model, values, ignored

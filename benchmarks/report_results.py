@@ -219,7 +219,8 @@ def fast_sizing_section(source: Path) -> list[str]:
     lines = ["## `fast` sizes itself: against the fixed width-16 recipe (issue 23)", "",
              "`imgclf train DATA --recipe fast --time-limit T` times fast_resnet widths 16/24/32/48 (stride-2 stem "
              "from commit ddc40a8, the pooling stem before it) for a few seconds "
-             "inside the budget and trains the widest predicted to reach 18 epochs (`src/imgclf/pipeline/sizing.py`), "
+             "inside the budget and trains the widest predicted to reach 18 epochs (80 in a budget of 30 minutes or "
+             "more since 2026-12-02 18:00 UTC; 18 before) (`src/imgclf/pipeline/sizing.py`), "
              "at a batch halved from 256 (down to 32, the learning rate scaled alike) while its predicted epochs are "
              "fewer than 3,870 optimiser steps; `fast-fmnist` is the fixed width-16 recipe at batch 256. No TTA; "
              "selection on validation only.", ""]

@@ -29,7 +29,8 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         return inspect_index(folders[0])
     if index:
         raise invalid("data", [str(f) for f in folders], "image folders when several are given: an index file is "
-                      "inspected alone", note=f"{index[0]} is a multi-label index file")
+                      "inspected alone", note=f"{index[0]} names a multi-label index file by its suffix",
+                      hint=f"Run imgclf inspect {index[0]} on its own")
     if plots_dir is not None:
         writable_folder("plots", plots_dir)  # before the scan, which may take minutes
     # an empty class folder is reported here, not refused
@@ -59,8 +60,9 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
     samples = {cls: rng.choice(paths) for cls, paths in sorted(candidates.items())}
     train_split = "train" if "train" in counts else "all"
     summary: dict[str, Any] = {
+        # several folders: their common parent, as dataset.json's root (empty class folders are named from it)
         "root": str(Path(folders[0]).resolve()) if len(folders) == 1 else str(scan.root),
-        "roots": [str(r) for r in scan.roots],  # several folders merged; empty for one
+        "roots": [str(r) for r in scan.roots] or [str(Path(folders[0]).resolve())],  # every folder inspected
         "layout": scan.layout,
         "classes": scan.classes,
         "counts": counts,
@@ -118,7 +120,7 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         render_index_inspection(summary, console)
         return
     splits = list(summary["counts"])
-    roots = summary.get("roots") or [summary["root"]]
+    roots = summary["roots"]
     where = console_text(roots[0]) if len(roots) == 1 else \
         f"{len(roots)} folders merged ({', '.join(console_text(r) for r in roots)})"
     table = Table(title=f"{where} ({summary['layout']} layout, {summary['total']} readable images)")

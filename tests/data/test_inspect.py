@@ -51,7 +51,7 @@ def test_inspect_merges_several_folders_as_training_does(tmp_path):
     shown = CliRunner().invoke(app, ["inspect", str(first), str(second)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0 and "2 folders merged" in " ".join(shown.output.split())
     # one folder as before; a folder given twice is refused as training refuses it
-    assert inspect_folder(first)["roots"] == []
+    assert inspect_folder(first)["roots"] == [str(first.resolve())]
     twice = CliRunner().invoke(app, ["inspect", str(first), str(first)])
     assert twice.exit_code == 2 and "data must be distinct folders" in " ".join(twice.output.split())
     mixed = CliRunner().invoke(app, ["inspect", str(first), str(tmp_path / "labels.csv")])

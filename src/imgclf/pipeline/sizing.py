@@ -3,8 +3,8 @@
 The probe times a few widths of the model for a few seconds, inside the budget (`train.probe`); `choose` is the
 rule, a pure function of the measured speeds, so it is tested with made-up tables. A candidate qualifies when the
 training time left buys it at least MIN_EPOCHS epochs (the budget schedule's warm-up and decay need that many to
-converge) and at least MIN_STEPS optimiser steps (on a small data set an epoch is a handful of steps); in a long
-budget it must reach LONG_MIN_EPOCHS (there, more epochs of a narrower model beat fewer of a wider one); the widest
+converge), or EPOCHS_PER_HOUR for each hour of a longer budget (more epochs of a narrower model beat fewer of a
+wider one), and at least MIN_STEPS optimiser steps (on a small data set an epoch is a handful of steps); the widest
 that qualifies wins, else the fastest. Then the batch (on a CPU): the run's batch size is the largest it may train
 at, halved while the chosen model's predicted epochs give fewer than MIN_STEPS steps, each halving kept only if the
 probe times its steps at SPEED_KEPT of the batch above it; the learning rate is scaled alike. The epochs it gets
@@ -48,12 +48,14 @@ LONG_EPOCHS = 40.0
 # A budget this long gets the strongest regularisation from MIN_EPOCHS: it trains long enough for any candidate to
 # overfit (width 16 on Fashion-MNIST for 60 minutes: train 98.3 %, issue 23).
 LONG_BUDGET_SECONDS = 1800.0
-# In such a budget a candidate qualifies from this many predicted epochs. Fashion-MNIST, 60 minutes, seed 0, erase 0.5
-# + EMA, 2 AVX-512-bf16 cores: width 48 (chosen at 18) trained 37 epochs to 94.83 % test, width 24 92 epochs to
-# 95.12 % (val 95.00 and 95.58 %), where fixed width 16 without regularisation trained 189 to 95.01 %. On 2 AVX2
-# cores no wider candidate reaches it in 60 minutes: width 16 trains, as seed 1 did there (47 epochs, 94.74 %,
-# against 94.72 % for width 24 at 25 epochs, seed 0).
-LONG_MIN_EPOCHS = 80.0
+# A candidate must be predicted this many epochs for each hour of the budget (never fewer than MIN_EPOCHS, reached
+# below 13.5 minutes): above that a floor on speed, an epoch every 45 s, so a longer budget never buys a narrower
+# model. Measured at 60 minutes only (Fashion-MNIST, seed 0, erase 0.5 + EMA, 2 AVX-512-bf16 cores): width 48 of
+# fast (stride-2 stem), chosen at 18 epochs, trained 37 to 94.83 % test; width 24 of fast-fmnist (pooling stem) 92
+# to 95.12 % (val 95.00 and 95.58 %); fixed width 16 without regularisation 189 to 95.01 %. On 2 AVX2 cores no
+# wider candidate reaches it in 60 minutes and width 16 trains, where the two seeds of the old rule tied: width 24
+# at 25 epochs 94.74 % (seed 0), width 16 at 47 epochs 94.72 % (seed 1).
+EPOCHS_PER_HOUR = 80.0
 # Whole epochs (batch assembly, augmentation, validation, history) run slower than the probe's bare steps:
 # imgclf train epochs over probe img/s, measured on 2 AVX2 cores with fast_resnet width 16 on Fashion-MNIST.
 EPOCH_EFFICIENCY = 0.8
@@ -100,9 +102,11 @@ def steps_per_epoch(train_images: int, batch_size: int) -> int:
     return max(1, -(-train_images // batch_size))
 
 
-def min_epochs_for(budget_seconds: float) -> float:
-    """The epochs a candidate must be predicted to train in a budget of `budget_seconds` to qualify."""
-    return LONG_MIN_EPOCHS if budget_seconds >= LONG_BUDGET_SECONDS else MIN_EPOCHS
+def min_epochs_for(budget_seconds: float, max_epochs: float | None = None) -> float:
+    """The epochs a candidate must be predicted to train in a budget of `budget_seconds` to qualify: MIN_EPOCHS,
+    or EPOCHS_PER_HOUR of the budget where that is more, but no more than a run of `max_epochs` (--epochs) trains."""
+    wanted = max(MIN_EPOCHS, round(EPOCHS_PER_HOUR * budget_seconds / 3600, 1))
+    return wanted if max_epochs is None else min(wanted, max(MIN_EPOCHS, max_epochs))
 
 
 def qualifies(epochs: float, steps: int, min_epochs: float = MIN_EPOCHS, min_steps: int = MIN_STEPS) -> bool:
@@ -177,7 +181,7 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     that batch (`regularisation`). Predicted epochs never exceed `max_epochs` (the run's --epochs)."""
     if not timed:
         raise invalid("sizing candidates", "none timed", "at least one candidate measured by the probe")
-    min_epochs = min_epochs_for(budget_seconds or train_seconds) if min_epochs is None else min_epochs
+    min_epochs = min_epochs_for(budget_seconds or train_seconds, max_epochs) if min_epochs is None else min_epochs
     cap = float("inf") if max_epochs is None else max_epochs
     epochs = [min(cap, predicted_epochs(t.images_per_s, train_seconds, train_images)) for t in timed]
     steps = steps_per_epoch(train_images, batch_size)
@@ -256,7 +260,7 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
         timed.append(Timed(args, num_params, speed))
         spent = time.perf_counter() - start
         if not qualifies(min(cfg.epochs, predicted_epochs(speed, budget - spent, len(train))), steps,
-                         min_epochs_for(budget)) \
+                         min_epochs_for(budget, cfg.epochs)) \
                 or spent >= probe_total:
             break
     # Smaller batches were measured on CPU cores only; an accelerator keeps the batch.
@@ -284,7 +288,8 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     info = SizingInfo(
         budget_seconds=budget, probe_seconds=round(probe_seconds, 2),
         counted_seconds=round(counted, 2), train_images=len(train),
-        batch_size=cfg.batch_size, precision=precision, min_epochs=min_epochs_for(budget), min_steps=MIN_STEPS,
+        batch_size=cfg.batch_size, precision=precision, min_epochs=min_epochs_for(budget, cfg.epochs),
+        min_steps=MIN_STEPS,
         candidates=[SizingCandidate(model_args=t.model_args, num_params=t.num_params,
                                     images_per_s=round(t.images_per_s, 1), predicted_epochs=round(e, 1))
                     for t, e in zip(timed, choice.epochs)],

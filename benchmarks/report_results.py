@@ -220,12 +220,16 @@ def fast_sizing_section(source: Path) -> list[str]:
 
     def probe(row: dict) -> str:
         cands = row.get("candidates") or []
-        return ", ".join(f"w{c['model_args'].get('width')} {c['images_per_s']:,.0f}" for c in cands) or "–"
+        # several readings (the probe reads each width in turn, round after round): all of them, the fastest kept
+        return ", ".join(f"w{c['model_args'].get('width')} "
+                         + " / ".join(f"{r:,.0f}" for r in (c.get("readings") or [c["images_per_s"]]))
+                         for c in cands) or "–"
 
     lines = ["## `fast` sizes itself: against the fixed width-16 recipe (issue 23)", "",
              "`imgclf train DATA --recipe fast --time-limit T` times fast_resnet widths 16/24/32/48 (stride-2 stem "
              "from commit ddc40a8, the pooling stem before it) for a few seconds "
-             "inside the budget and trains the widest predicted to reach 18 epochs (since 2026-12-02, or 80 for "
+             "inside the budget (each width read twice, in turn with the others, and its fastest reading kept, "
+             "since 2026-12-03) and trains the widest predicted to reach 18 epochs (since 2026-12-02, or 80 for "
              "each hour of the budget where that is more) (`src/imgclf/pipeline/sizing.py`), "
              "at a batch halved from 256 (down to 32, the learning rate scaled alike) while its predicted epochs are "
              "fewer than 3,870 optimiser steps; `fast-fmnist` is the fixed width-16 recipe at batch 256. No TTA; "

@@ -16,8 +16,8 @@ from imgclf.config_text import parse_mapping
 from imgclf.errors import ImgclfError
 from imgclf.pipeline.resolve import resolve_config
 from imgclf.pipeline.sizing import (EPOCHS_PER_HOUR, ERASE_EPOCHS, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS,
-                                    SHORT_EPOCHS, Timed, choose, confirm_halving, min_epochs_for, predicted_epochs,
-                                    scaled_lr, steps_per_epoch)
+                                    PROBE_ROUNDS, SHORT_EPOCHS, Timed, choose, confirm_halving, min_epochs_for,
+                                    predicted_epochs, qualifies, read_candidates, scaled_lr, steps_per_epoch)
 from imgclf.data.native_size import native_img_size
 from imgclf.records import RunDir
 from conftest import make_image_folder
@@ -65,6 +65,53 @@ def test_a_slow_machine_with_a_short_budget_keeps_width_16_and_the_plain_augment
     # 6.3 epochs: too few for the pad-and-crop, the flip stays
     assert (choice.augment, choice.ema) == ("hflip,fill=constant", None)
     assert "no pad-and-crop for 6 epochs of a 10-minute run" in choice.reason
+
+
+class ScriptedProbe:
+    """A probe that reads each width's next speed from a script, and logs the widths in the order read."""
+
+    def __init__(self, speeds: dict[int, list[float]], readings_in_time: int = 99):
+        self.speeds = {w: iter(s) for w, s in speeds.items()}
+        self.read: list[int] = []
+        self.readings_in_time = readings_in_time
+
+    def __call__(self, args: dict) -> tuple[float, int]:
+        self.read.append(args["width"])
+        return next(self.speeds[args["width"]]), PARAMS[args["width"]]
+
+    def out_of_time(self) -> bool:
+        return len(self.read) >= self.readings_in_time
+
+    def run(self) -> list[Timed]:
+        # an hour's budget of 55,000 images: the 80 epochs need about 1,540 img/s
+        return read_candidates([{"width": w} for w in PARAMS], self,
+                               lambda speed: not qualifies(predicted_epochs(speed, 3580, 55_000), 215, 80),
+                               self.out_of_time)
+
+
+def test_a_spell_of_load_in_one_round_of_the_probe_does_not_decide_the_width():
+    # the 60-minute run of 2026-12-02: the first round read both widths at about 0.6x, the epochs then ran at 3,227
+    probe = ScriptedProbe({16: [1970, 3500], 24: [921, 1800], 32: [1100, 1150]})
+    timed = probe.run()
+    assert PROBE_ROUNDS == 2 and probe.read == [16, 24, 16, 24, 32]  # round 2 goes past width 24, now fast enough
+    assert [(t.model_args["width"], t.images_per_s, t.readings) for t in timed] == [
+        (16, 3500, (1970, 3500)), (24, 1800, (921, 1800)), (32, 1100, (1100,))]
+    choice = choose(timed, 3580, 55_000, 256, BASE, budget_seconds=3600)
+    assert timed[choice.index].model_args == {"width": 24}
+    # the first round alone would have trained width 16
+    assert choose(timed[:1], 3580, 55_000, 256, BASE, budget_seconds=3600).index == 0
+
+
+def test_a_steady_machine_reads_each_width_up_to_the_first_short_one_in_every_round():
+    probe = ScriptedProbe({16: [3500] * 2, 24: [1800] * 2, 32: [1100] * 2})
+    assert [t.readings for t in probe.run()] == [(3500, 3500), (1800, 1800), (1100, 1100)]
+    assert probe.read == [16, 24, 32, 16, 24, 32]  # width 48 never: width 32 is already short
+
+
+def test_the_probe_stops_reading_when_its_time_is_used():
+    probe = ScriptedProbe({16: [3500] * 2, 24: [1800] * 2, 32: [1600] * 2, 48: [700]}, readings_in_time=5)
+    assert [t.readings for t in probe.run()] == [(3500, 3500), (1800,), (1600,), (700,)]
+    assert probe.read == [16, 24, 32, 48, 16]
 
 
 @pytest.mark.parametrize("epochs, augment", [
@@ -350,6 +397,8 @@ def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode
     assert sizing is not None and sizing.candidates and sizing.budget_seconds == 8
     chosen = sizing.candidates[sizing.chosen]
     assert chosen.images_per_s > 0 and card.model_args["width"] == chosen.model_args["width"]
+    # each speed is the candidate's fastest reading (how many fit the probe's 1.6 s depends on this machine)
+    assert all(0 < len(c.readings) <= PROBE_ROUNDS and c.images_per_s == max(c.readings) for c in sizing.candidates)
     assert card.training.augment == sizing.augment
     # the probe is inside the budget: the budget's clock started at the probe's seconds
     assert card.training.time_budget["before_training_seconds"] == sizing.counted_seconds > 0
@@ -359,6 +408,8 @@ def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode
     if size == 48:
         page = (run.path / "report.html").read_text()
         assert "Model sized for the budget" in page and f"{chosen.images_per_s:,.0f}" in page
+        twice = [c for c in sizing.candidates if len(c.readings) > 1]
+        assert all(f"(read {' · '.join(f'{r:,.0f}' for r in c.readings)})" in page for c in twice)
         assert "a candidate qualifies from 18. Chosen:" in page  # an 8-second budget: MIN_EPOCHS
         # what the chosen model trained at, predicted and ran: the halved batch, its rate, the epochs
         assert (f"Trained at: batch {MIN_BATCH}, learning rate {config.lr:.3g}; {sizing.train_epochs:.1f} epochs "
@@ -461,6 +512,19 @@ def _sized(**fields):
                          "candidates": [SizingCandidate(model_args={"width": 16}, num_params=1, images_per_s=1.0,
                                                         predicted_epochs=1.0)],
                          "augment": "hflip,crop=2", "train_batch_size": 64, "lr": 0.05, **fields})
+
+
+def test_the_report_shows_each_candidates_readings_beside_the_speed_it_kept():
+    from imgclf.evaluation.report import sizing_table
+    from imgclf.records import SizingCandidate
+
+    read = [SizingCandidate(model_args={"width": 16}, num_params=1, images_per_s=3500.0, predicted_epochs=99.0,
+                            readings=[1970.0, 3500.0]),
+            SizingCandidate(model_args={"width": 24}, num_params=2, images_per_s=900.0, predicted_epochs=40.0,
+                            readings=[900.0])]
+    rows = sizing_table(_sized(candidates=read))["rows"]
+    assert [(r["images_per_s"], r["readings"]) for r in rows] == [(3500.0, "1,970 · 3,500"), (900.0, "")]
+    assert sizing_table(_sized())["rows"][0]["readings"] == ""  # a card from before the readings were kept
 
 
 def test_a_resume_records_what_it_trains_at_other_than_the_probe_chose():

@@ -226,7 +226,8 @@ def sizing_table(sizing: Any, epochs_run: int | None = None) -> dict[str, Any] |
         trained.append(f"resumed with {changed}: its later epochs trained at these, not at what the probe chose "
                        "and sized for")
     rows = [{"args": ", ".join(f"{k} {v}" for k, v in c.model_args.items()), "params": c.num_params,
-             "images_per_s": c.images_per_s, "epochs": c.predicted_epochs, "chosen": i == sizing.chosen}
+             "images_per_s": c.images_per_s, "epochs": c.predicted_epochs, "chosen": i == sizing.chosen,
+             "readings": " · ".join(f"{r:,.0f}" for r in c.readings) if len(c.readings) > 1 else ""}
             for i, c in enumerate(sizing.candidates)]
     return {"rows": rows, "probe_seconds": sizing.probe_seconds, "budget_seconds": sizing.budget_seconds,
             "precision": sizing.precision, "min_epochs": sizing.min_epochs, "batch_size": sizing.batch_size,

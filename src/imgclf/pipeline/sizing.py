@@ -15,6 +15,7 @@ trains with the choice as fixed settings (config.yaml says `sizing: fixed`); the
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -64,6 +65,12 @@ EPOCH_EFFICIENCY = 0.8
 # and 256 ran 705-736 in the runs before it).
 SPEED_KEPT = 0.9
 PROBE_SHARE = 0.025  # of the budget, for all candidates together
+# Each candidate is read this many times, in turn with the others, and its fastest reading kept: on a shared machine
+# a neighbour's load only slows a reading. One reading each read a 60-minute run's widths at about 0.6x the speed its
+# epochs then trained at (2 AVX-512-bf16 cores, 2026-12-02: width 16 1,970 img/s, its first epoch 2,837 and the
+# median 3,227), predicting width 24 48 epochs where it would have trained about 80, so width 16 trained; across the
+# eight runs in docs/results.md the epochs ran at 0.82-1.74x of the single reading.
+PROBE_ROUNDS = 2
 PROBE_SECONDS = (2.0, 30.0)  # bounds on that
 # The probe's record in the run directory from the moment the choice is made, so that a resumed run's card (written
 # by the process that finishes the run) still says how its model was chosen.
@@ -78,7 +85,8 @@ class Timed:
 
     model_args: dict[str, Any]
     num_params: int
-    images_per_s: float
+    images_per_s: float  # the fastest reading
+    readings: tuple[float, ...] = ()  # every reading, in the order taken
 
 
 @dataclass(frozen=True)
@@ -219,11 +227,36 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     return Choice(index, epochs, augment, ema, reason, batch, trained, speed)
 
 
+def read_candidates(candidates: list[dict[str, Any]], read: Callable[[dict[str, Any]], tuple[float, int]],
+                    short_of_minimum: Callable[[float], bool], out_of_time: Callable[[], bool],
+                    rounds: int = PROBE_ROUNDS) -> list[Timed]:
+    """The probe's readings of `candidates` (model_args, narrow to wide), each `read` giving (images/s, parameters).
+    A round reads them in turn until one is short of the minimum by its fastest reading so far (a wider one is
+    slower still) or the probe's time is used; each later round reads again those read so far and goes on past that
+    one where it now qualifies. A candidate's speed is its fastest reading: a spell of load that slows one round
+    does not decide the width."""
+    readings: list[list[float]] = []
+    params: list[int] = []
+    for _ in range(rounds):
+        for i, args in enumerate(candidates):
+            if out_of_time():
+                break
+            speed, num_params = read(args)
+            if i == len(readings):
+                readings.append([])
+                params.append(num_params)
+            readings[i].append(speed)
+            if short_of_minimum(max(readings[i])):
+                break
+    return [Timed(args, n, max(r), tuple(r)) for args, n, r in zip(candidates, params, readings)]
+
+
 def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDATE_WIDTHS):
     """Probe, choose and build: (config with the chosen model_args, augment and ema; the freshly seeded model;
-    the card's SizingInfo). Candidates are timed from narrow to wide (one warm-up step, then steps for their share
-    of the probe's time) and the probe stops at the first that falls short of `min_epochs_for` the budget or of
-    MIN_STEPS, a wider one being slower still, or once its time is used."""
+    the card's SizingInfo). Candidates are read from narrow to wide, PROBE_ROUNDS times in turn (`read_candidates`:
+    each reading one warm-up step, then steps for its share of the probe's time), up to the first that falls short
+    of `min_epochs_for` the budget or of MIN_STEPS, a wider one being slower still, or until the probe's time is
+    used."""
     import torch
 
     from ..models import create_model
@@ -240,37 +273,44 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     train = data.splits["train"]
     steps = steps_per_epoch(len(train), cfg.batch_size)
 
+    built: dict[tuple[str, int], tuple[torch.nn.Module, torch.Tensor]] = {}  # a later round re-reads the same
+
     def time_model(args: dict[str, Any], batch_size: int) -> tuple[float, int]:
-        """Images per second of a fresh model with `args` at `batch_size`, for its share of the probe; its size."""
-        model = create_model(cfg.model, len(data.classes), data.channels, data.img_size, **args)
-        # a batch larger than the training split is the split: its steps hold that many images, so they are timed
-        images = probe_batch(data.decoded.pixels, train.indices, min(batch_size, max(1, len(train))), data.channels,
-                             data.img_size)
+        """Images per second of a model with `args` at `batch_size`, for one reading's share of the probe; its
+        size."""
+        key = (json.dumps(args, sort_keys=True), batch_size)
+        if key not in built:
+            # a batch larger than the training split is the split: its steps hold that many images, so they are timed
+            built[key] = (create_model(cfg.model, len(data.classes), data.channels, data.img_size, **args),
+                          probe_batch(data.decoded.pixels, train.indices, min(batch_size, max(1, len(train))),
+                                      data.channels, data.img_size))
+        model, images = built[key]
         speed = images_per_second(model, images, len(data.classes), precision, cfg.channels_last,
-                                  probe_total / len(candidates), device)
+                                  probe_total / (len(candidates) * PROBE_ROUNDS), device)
         return speed, int(sum(p.numel() for p in model.parameters()))
 
     if cfg.progress:
         print(f"sizing: timing {cfg.model} widths {', '.join(map(str, candidates))} on this machine (up to "
               f"{probe_total:.0f} s of the {budget:.0f} s budget)", file=sys.stderr, flush=True)
-    timed: list[Timed] = []
-    for width in candidates:
-        args = {**cfg.model_args, "width": width}
-        speed, num_params = time_model(args, cfg.batch_size)
-        timed.append(Timed(args, num_params, speed))
-        spent = time.perf_counter() - start
-        if not qualifies(min(cfg.epochs, predicted_epochs(speed, budget - spent, len(train))), steps,
-                         min_epochs_for(budget, cfg.epochs)) \
-                or spent >= probe_total:
-            break
+
+    def short_of_minimum(speed: float) -> bool:
+        left = budget - (time.perf_counter() - start)
+        return not qualifies(min(cfg.epochs, predicted_epochs(speed, left, len(train))), steps,
+                             min_epochs_for(budget, cfg.epochs))
+
+    timed = read_candidates([{**cfg.model_args, "width": width} for width in candidates],
+                            lambda args: time_model(args, cfg.batch_size), short_of_minimum,
+                            lambda: time.perf_counter() - start >= probe_total)
     # Smaller batches were measured on CPU cores only; an accelerator keeps the batch.
     min_batch = MIN_BATCH if device.type == "cpu" else cfg.batch_size
     choice = choose(timed, budget - (time.perf_counter() - start), len(train), cfg.batch_size, cfg.augment,
                     budget_seconds=budget, min_batch=min_batch,
                     lr_note="the LR finder sets the learning rate" if cfg.lr == "auto" else "learning rate scaled alike",
-                    # the halvings' speeds, timed like the candidates, inside the budget
-                    time_at=lambda candidate, batch: time_model(candidate.model_args, batch)[0],
+                    # the halvings' speeds, read like the candidates (the fastest of PROBE_ROUNDS), inside the budget
+                    time_at=lambda candidate, batch: max(time_model(candidate.model_args, batch)[0]
+                                                         for _ in range(PROBE_ROUNDS)),
                     speed_kept=SPEED_KEPT, max_epochs=cfg.epochs)
+    built.clear()
     untimed = [w for w in candidates if w not in {t.model_args["width"] for t in timed}]
     if untimed:  # the probe stopped early: say why these have no row
         choice = replace(choice, reason=choice.reason + f"; widths {', '.join(map(str, untimed))} not timed "
@@ -291,14 +331,16 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
         batch_size=cfg.batch_size, precision=precision, min_epochs=min_epochs_for(budget, cfg.epochs),
         min_steps=MIN_STEPS,
         candidates=[SizingCandidate(model_args=t.model_args, num_params=t.num_params,
-                                    images_per_s=round(t.images_per_s, 1), predicted_epochs=round(e, 1))
+                                    images_per_s=round(t.images_per_s, 1), predicted_epochs=round(e, 1),
+                                    readings=[round(r, 1) for r in t.readings])
                     for t, e in zip(timed, choice.epochs)],
         chosen=choice.index, augment=choice.augment, ema=choice.ema, reason=choice.reason,
         train_batch_size=choice.batch_size, lr=None if lr == "auto" else lr,
         train_images_per_s=round(choice.trained_images_per_s, 1), train_epochs=round(choice.trained_epochs, 1),
         requested={k: v for k, v in cfg.model_dump(mode="json").items() if k in SIZED_SETTINGS})
     if cfg.progress:
-        speeds = ", ".join(f"width {t.model_args['width']} {t.images_per_s:,.0f} img/s" for t in timed)
+        speeds = ", ".join(f"width {t.model_args['width']} {t.images_per_s:,.0f} img/s (read "
+                           f"{' and '.join(f'{r:,.0f}' for r in t.readings)})" for t in timed)
         print(f"sizing {info.probe_seconds:.1f} s probe ({precision}): {speeds}; chose width "
               f"{chosen.model_args['width']}: {choice.reason}", file=sys.stderr, flush=True)
     return sized, model, info

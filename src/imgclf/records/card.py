@@ -114,10 +114,15 @@ class SizingCandidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model_args: dict[str, Any]
     num_params: int = Field(ge=0)
-    images_per_s: float = Field(ge=0, description="Training throughput measured by the probe: forward, backward "
-                                "and optimiser step on batches of the run's shape and precision.")
+    images_per_s: float = Field(ge=0, description="Training throughput measured by the probe (its fastest "
+                                "reading): forward, backward and optimiser step on batches of the run's shape and "
+                                "precision.")
     predicted_epochs: float = Field(ge=0, description="Epochs the training time left after the probe buys at "
                                     "that speed, less the measured overhead of a whole epoch.")
+    readings: list[float] = Field(default_factory=list, description="Every reading of the probe, in the order "
+                                  "taken (the candidates were read in turn, round after round); images_per_s is the "
+                                  "fastest, as a neighbour's load on a shared machine only slows a reading (empty: "
+                                  "runs sized before the probe kept them).")
 
 
 class SizingInfo(BaseModel):

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import (DOCS, RESULTS, Bench, add_arguments, env_line, fast_recipe_runs, load_result,
-                               machine_class, shared_caveat)
+                               machine_class, machine_tag, shared_caveat)
 from benchmarks.lr_auto import MODELS
 
 
@@ -648,27 +648,31 @@ def precision_section(results: list[dict]) -> list[str]:
     recipe of every result file (precision_auto.json, precision_auto_<tag>.json)."""
     if not results:
         return []
-    recipes = [recipe for result in results for recipe in result["summary"]]
+    recipes = list(dict.fromkeys(recipe for result in results for recipe in result["summary"]))
     lines = ["## `precision: auto` (the default): bf16 autocast against fp32 at equal epochs", "",
              "Each recipe trained twice per seed, `--precision 32` and `--precision bf16-mixed` forced, on a "
              "Fashion-MNIST subset (images per class and split in the table): "
              + "; ".join(f"`{r}` {PRECISION_ARMS.get(r, 'as shipped')}" for r in recipes)
-             + ". On a CPU without native bf16 (this one) the bf16 arm is emulated: its images/s say nothing of a "
-             "native machine.", "",
-             "| recipe | per class | epochs | seeds | test fp32 | test bf16 | bf16 - fp32 per seed | img/s fp32 | "
-             "img/s bf16 (emulated) | measured on |",
-             "|---|---:|---:|---|---:|---:|---|---:|---:|---|"]
+             + ". The machine class is given per row: on a CPU without native bf16 the bf16 arm is emulated, and its "
+             "images/s say nothing of a native machine; where bf16 is native, `auto` trains under it, and the last "
+             "columns are the speed that buys.", "",
+             "| machine | recipe | per class | epochs | seeds | test fp32 | test bf16 | bf16 - fp32 per seed | "
+             "img/s fp32 | img/s bf16 | bf16 / fp32 | measured on |",
+             "|---|---|---:|---:|---|---:|---:|---|---:|---:|---|---|"]
     unlearned = []
     for result in results:
         for recipe, row in result["summary"].items():
-            lines.append(f"| {recipe} | {result['per_class']} | {result['epochs']} | "
+            native = machine_tag(result.get("environment", {})) == "avx512bf16"
+            fp32, bf16 = row["images_per_second_32"], row["images_per_second_bf16-mixed"]
+            ratio = f"**{bf16 / fp32:.2f}x**" if native else "-"
+            lines.append(f"| {machine_class(result)} | {recipe} | {result['per_class']} | {result['epochs']} | "
                          f"{', '.join(map(str, result['seeds']))} | {_pct(row['mean_test_accuracy_32'])} | "
                          f"{_pct(row['mean_test_accuracy_bf16-mixed'])} | "
                          f"{', '.join(f'{d:+.2f}' for d in row['bf16_minus_fp32_points_per_seed'])} pt | "
-                         f"{row['images_per_second_32']:.0f} | {row['images_per_second_bf16-mixed']:.0f} | "
-                         f"{env_line(result)}{shared_caveat(result)} |")
+                         f"{fp32:,.0f} | {bf16:,.0f}{'' if native else ' (emulated)'} | "
+                         f"{ratio} | {env_line(result)}{shared_caveat(result)} |")
             if max(row["mean_test_accuracy_32"], row["mean_test_accuracy_bf16-mixed"]) < 0.5:
-                unlearned.append(recipe)
+                unlearned.append(f"{recipe} at {result['per_class']} per class ({machine_class(result)})")
     if unlearned:
         lines += ["", f"{', '.join(unlearned)}: neither precision learned at this size (too few steps for the "
                   f"recipe's learning rate), so these rows say nothing about bf16 either way."]
@@ -877,8 +881,7 @@ def main(argv: list[str] | None = None) -> None:
     out += fast_sizing_section(source)
     out += freeze_bn_section(load_result("freeze_bn", source))
     out += serving_section(load_result("serve", source))
-    precision = (load_result(name, source) for name in ("precision_auto", "precision_auto_fast"))
-    out += precision_section([result for result in precision if result is not None])
+    out += precision_section([load_result(path.stem, source) for path in sorted(source.glob("precision_auto*.json"))])
     out += lr_auto_section(load_result("lr_auto", source),
                            [_tagged(path.stem, source) for path in sorted(source.glob("lr_auto_seed*.json"))],
                            _tagged("lr_auto_end_of_fall", source),

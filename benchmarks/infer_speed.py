@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     from imgclf.evaluation.run_eval import evaluate_run
-    from imgclf.inference import Classifier, expand_inputs
+    from imgclf.inference import Classifier
+    from imgclf.inputs import expand_inputs
 
     args = build_parser().parse_args(argv)
     bench = Bench.from_args(args)

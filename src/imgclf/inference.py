@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +16,12 @@ from safetensors.torch import load_file
 from .records import ModelCard, load_card
 from .ood import FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
 from .data.decode import DecodeError, image_to_array, open_image
-from .data.folder import IMAGE_EXTENSIONS, walk_images
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import TTAViews
-from .errors import Described, bad_path, invalid
+from .errors import bad_path, invalid
+from .inputs import ImageInput, array_to_image, gather_inputs
 
-# A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
-# float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
-ImageInput = str | os.PathLike | np.ndarray | Image.Image
-IMAGE_KINDS = ("an image file or folder path, a PIL image, or a numpy array (H x W or H x W x C with C 1, 3 or 4; "
-               "uint8, or float in [0, 1]; N x H x W x C for a batch)")
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
 # bound the memory held by decoded pixels when predicting a large folder.
 _PREDICT_CHUNK = 1024
@@ -41,23 +36,6 @@ def build_from_card(card: ModelCard) -> torch.nn.Module:
         args["pretrained"] = False  # the run's own weights follow; never fetch anything here
         args.pop("weights", None)
     return create_model(card.architecture, len(card.classes), card.in_chans, card.img_size, **args)
-
-
-def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
-    """Files as given; folders expanded to their image files the way training reads a class folder (recursively,
-    hidden entries skipped, symlinked folders followed once). An image name that cannot be read (a dangling
-    link) is kept, so that its prediction row says why; other files are not images and are left out."""
-    out: list[str] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            skipped: list[dict[str, str]] = []
-            found = walk_images(path, skipped)
-            unreadable = [s["path"] for s in skipped if s["path"].lower().endswith(IMAGE_EXTENSIONS)]
-            out += sorted(found + unreadable)
-        else:
-            out.append(str(path))
-    return out
 
 
 def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
@@ -265,7 +243,7 @@ class Classifier:
         if tta:
             self.tta_views.require()  # before any image is decoded
         cutoffs = self._label_thresholds(threshold)
-        names, sources = _gather(images)
+        names, sources = gather_inputs(images)
         by_index: dict[int, tuple[np.ndarray, float, bool]] = {}
         errors: dict[int, str] = {}
         workers = max(1, min(4, os.cpu_count() or 1, len(sources) // 32))
@@ -320,85 +298,6 @@ def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | Non
     from .multilabel import threshold_vector
 
     return threshold_vector(card.classes, card.thresholds, threshold)
-
-
-def _is_file_object(item: object) -> bool:
-    return callable(getattr(item, "read", None)) and callable(getattr(item, "seek", None))
-
-
-def _gather(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str], list[ImageInput]]:
-    """The caller's images as (names, sources), one per image: folders expanded, batches split, every item
-    checked before any is decoded (a wrong kind of input is the caller's error, not one image's)."""
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        _check_array(images, "images")
-        return [f"images[{j}]" for j in range(len(images))], list(images)
-    if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)) or _is_file_object(images):
-        images = [images]
-    elif isinstance(images, (bytes, bytearray, dict, torch.Tensor)) or not isinstance(images, Iterable):
-        raise _not_an_image("images", images)
-    names: list[str] = []
-    sources: list[ImageInput] = []
-    for i, item in enumerate(images):
-        name = f"images[{i}]"
-        if isinstance(item, (str, os.PathLike)):
-            paths = expand_inputs([item])
-            names += paths
-            sources += paths
-        elif isinstance(item, Image.Image) or _is_file_object(item):
-            names.append(getattr(item, "name", None) if isinstance(getattr(item, "name", None), str) else name)
-            sources.append(item)
-        elif isinstance(item, np.ndarray):
-            _check_array(item, name)
-            rows = list(item) if item.ndim == 4 else [item]
-            names += [f"{name}[{j}]" for j in range(len(rows))] if item.ndim == 4 else [name]
-            sources += rows
-        else:
-            raise _not_an_image(name, item)
-    return names, sources
-
-
-def _not_an_image(name: str, item: object) -> Exception:
-    kind = type(item).__name__
-    hint = None
-    if isinstance(item, torch.Tensor):
-        hint = "For a C x H x W tensor in [0, 1], pass tensor.permute(1, 2, 0).cpu().numpy()"
-    elif isinstance(item, (bytes, bytearray)):
-        hint = "For an encoded image in memory, pass io.BytesIO(data)"
-    plain = item is None or isinstance(item, (bool, int, float, complex, bytes, bytearray, dict, np.generic))
-    return invalid(name, item if plain else Described(f"an object of type {kind}"), IMAGE_KINDS,
-                   note=f"type {kind}" if plain else None, hint=hint)
-
-
-def _check_array(arr: np.ndarray, name: str) -> None:
-    """An array that is an image (or, 4-D, a batch of them): shape, dtype, and floats within [0, 1]."""
-    shape = "x".join(map(str, arr.shape)) or "scalar"
-    received = Described(f"a {arr.dtype} array of shape {shape}")
-    image_shape = arr.shape[1:] if arr.ndim == 4 else arr.shape
-    if len(image_shape) not in (2, 3) or (len(image_shape) == 3 and image_shape[-1] not in (1, 3, 4)):
-        raise invalid(name, received, IMAGE_KINDS, note="not an image shape")
-    if arr.size == 0:
-        raise invalid(name, received, IMAGE_KINDS, note="no pixels")
-    if np.issubdtype(arr.dtype, np.floating):
-        low, high = float(np.min(arr)), float(np.max(arr))
-        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low and high <= 1.0):
-            raise invalid(name, received, IMAGE_KINDS, note=f"values from {low:g} to {high:g}",
-                          hint="Divide 0..255 values by 255, or pass them as uint8")
-    elif arr.dtype != np.uint8:
-        raise invalid(name, received, IMAGE_KINDS,
-                      hint="Convert 0..255 values with .astype(np.uint8); scale other ranges to [0, 1] floats")
-
-
-def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
-    """A checked H x W (x C) array -> a PIL image: uint8 as is, float in [0, 1] scaled to 0..255 and rounded;
-    C = 1 is grayscale, 3 RGB, 4 RGBA (composited over white later, as PNG files are)."""
-    _check_array(arr, name)
-    if arr.ndim == 4:
-        raise invalid(name, Described(f"a batch of shape {'x'.join(map(str, arr.shape))}"), "one image")
-    if arr.dtype != np.uint8:
-        arr = np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    return Image.fromarray(np.ascontiguousarray(arr))
 
 
 def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:

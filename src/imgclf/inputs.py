@@ -1,0 +1,118 @@
+"""What the prediction API accepts as an image, and the checks that run on it before any work: paths (folders
+expanded as training reads a class folder), PIL images, numpy arrays (one image or a batch) and open binary
+files. A wrong kind of input is the caller's error, named with the value received and what is allowed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data.folder import IMAGE_EXTENSIONS, walk_images
+from .errors import Described, invalid
+
+# A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
+# float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
+ImageInput = str | os.PathLike | np.ndarray | Image.Image
+IMAGE_KINDS = ("an image file or folder path, a PIL image, or a numpy array (H x W or H x W x C with C 1, 3 or 4; "
+               "uint8, or float in [0, 1]; N x H x W x C for a batch)")
+
+
+def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
+    """Files as given; folders expanded to their image files the way training reads a class folder (recursively,
+    hidden entries skipped, symlinked folders followed once). An image name that cannot be read (a dangling
+    link) is kept, so that its prediction row says why; other files are not images and are left out."""
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            skipped: list[dict[str, str]] = []
+            found = walk_images(path, skipped)
+            unreadable = [s["path"] for s in skipped if s["path"].lower().endswith(IMAGE_EXTENSIONS)]
+            out += sorted(found + unreadable)
+        else:
+            out.append(str(path))
+    return out
+
+
+def is_file_object(item: object) -> bool:
+    return callable(getattr(item, "read", None)) and callable(getattr(item, "seek", None))
+
+
+def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str], list[ImageInput]]:
+    """The caller's images as (names, sources), one per image: folders expanded, batches split, every item
+    checked before any is decoded (a wrong kind of input is the caller's error, not one image's)."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        check_array(images, "images")
+        return [f"images[{j}]" for j in range(len(images))], list(images)
+    if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)) or is_file_object(images):
+        images = [images]
+    elif isinstance(images, (bytes, bytearray, dict, torch.Tensor)) or not isinstance(images, Iterable):
+        raise not_an_image("images", images)
+    names: list[str] = []
+    sources: list[ImageInput] = []
+    for i, item in enumerate(images):
+        name = f"images[{i}]"
+        if isinstance(item, (str, os.PathLike)):
+            paths = expand_inputs([item])
+            names += paths
+            sources += paths
+        elif isinstance(item, Image.Image) or is_file_object(item):
+            names.append(getattr(item, "name", None) if isinstance(getattr(item, "name", None), str) else name)
+            sources.append(item)
+        elif isinstance(item, np.ndarray):
+            check_array(item, name)
+            rows = list(item) if item.ndim == 4 else [item]
+            names += [f"{name}[{j}]" for j in range(len(rows))] if item.ndim == 4 else [name]
+            sources += rows
+        else:
+            raise not_an_image(name, item)
+    return names, sources
+
+
+def not_an_image(name: str, item: object) -> Exception:
+    kind = type(item).__name__
+    hint = None
+    if isinstance(item, torch.Tensor):
+        hint = "For a C x H x W tensor in [0, 1], pass tensor.permute(1, 2, 0).cpu().numpy()"
+    elif isinstance(item, (bytes, bytearray)):
+        hint = "For an encoded image in memory, pass io.BytesIO(data)"
+    plain = item is None or isinstance(item, (bool, int, float, complex, bytes, bytearray, dict, np.generic))
+    return invalid(name, item if plain else Described(f"an object of type {kind}"), IMAGE_KINDS,
+                   note=f"type {kind}" if plain else None, hint=hint)
+
+
+def check_array(arr: np.ndarray, name: str) -> None:
+    """An array that is an image (or, 4-D, a batch of them): shape, dtype, and floats within [0, 1]."""
+    shape = "x".join(map(str, arr.shape)) or "scalar"
+    received = Described(f"a {arr.dtype} array of shape {shape}")
+    image_shape = arr.shape[1:] if arr.ndim == 4 else arr.shape
+    if len(image_shape) not in (2, 3) or (len(image_shape) == 3 and image_shape[-1] not in (1, 3, 4)):
+        raise invalid(name, received, IMAGE_KINDS, note="not an image shape")
+    if arr.size == 0:
+        raise invalid(name, received, IMAGE_KINDS, note="no pixels")
+    if np.issubdtype(arr.dtype, np.floating):
+        low, high = float(np.min(arr)), float(np.max(arr))
+        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low and high <= 1.0):
+            raise invalid(name, received, IMAGE_KINDS, note=f"values from {low:g} to {high:g}",
+                          hint="Divide 0..255 values by 255, or pass them as uint8")
+    elif arr.dtype != np.uint8:
+        raise invalid(name, received, IMAGE_KINDS,
+                      hint="Convert 0..255 values with .astype(np.uint8); scale other ranges to [0, 1] floats")
+
+
+def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
+    """A checked H x W (x C) array -> a PIL image: uint8 as is, float in [0, 1] scaled to 0..255 and rounded;
+    C = 1 is grayscale, 3 RGB, 4 RGBA (composited over white later, as PNG files are)."""
+    check_array(arr, name)
+    if arr.ndim == 4:
+        raise invalid(name, Described(f"a batch of shape {'x'.join(map(str, arr.shape))}"), "one image")
+    if arr.dtype != np.uint8:
+        arr = np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    return Image.fromarray(np.ascontiguousarray(arr))

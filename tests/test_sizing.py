@@ -46,7 +46,7 @@ def test_a_fast_machine_with_a_long_budget_trains_the_widest_model_with_many_epo
 
 def test_the_minimum_epochs_grow_with_the_budget_within_the_runs_epochs():
     assert [min_epochs_for(m * 60) for m in (2, 10, 13.5, 15, 30, 60, 120)] == [18, 18, 18, 20, 40, 80, 160]
-    assert min_epochs_for(3600, max_epochs=50) == 50 and min_epochs_for(3600, max_epochs=12) == MIN_EPOCHS
+    assert min_epochs_for(3600, max_epochs=50) == 50 and min_epochs_for(3600, max_epochs=12) == 12
     # so a longer budget never buys a narrower model (the AVX-512-bf16 probe's speeds)
     timed = table({16: 3500, 24: 2200, 32: 1400, 48: 700})
     widths = [timed[choose(timed, m * 60, 55_000, 256, BASE, budget_seconds=m * 60).index].model_args["width"]
@@ -101,6 +101,15 @@ def test_a_spell_of_load_in_one_round_of_the_probe_does_not_decide_the_width():
     # the first round's readings alone would have trained width 16
     first = choose(table({16: 1970, 24: 921}), 3580, 55_000, 256, BASE, budget_seconds=3600)
     assert first.index == 0 and first.epochs[1] < 80
+
+
+def test_a_slower_second_reading_does_not_replace_the_first():
+    probe = ScriptedProbe({16: [3500, 1970], 24: [1800, 900], 32: [1100, 1150]})
+    timed = probe.run()
+    # round 2 reads width 24 short, but its first reading qualified it: the round goes on to width 32
+    assert probe.read == [16, 24, 32, 16, 24, 32]
+    assert [t.images_per_s for t in timed] == [3500, 1800, 1150]
+    assert timed[choose(timed, 3580, 55_000, 256, BASE, budget_seconds=3600).index].model_args == {"width": 24}
 
 
 def test_a_steady_machine_reads_each_width_up_to_the_first_short_one_in_every_round():
@@ -278,7 +287,12 @@ def test_predicted_epochs_stop_at_the_runs_epoch_limit():
     timed = table({16: 3500, 24: 2200, 32: 1400})
     capped = choose(timed, 3600, 55_000, 256, BASE, budget_seconds=3600, max_epochs=12)
     assert max(capped.epochs) == 12 and capped.trained_epochs == 12
-    assert "no candidate reaches 18 epochs" in capped.reason  # --epochs 12 cannot reach the hour's 80
+    # every width trains its 12 epochs within the hour, but 12 epochs of 215 steps fall short of MIN_STEPS at batch
+    # 256: the fastest trains, at the batch that gives it the steps
+    assert f"no candidate reaches {MIN_STEPS:,} steps" in capped.reason and capped.batch_size == 128
+    # with steps enough (four times the images), --epochs 12 qualifies the widest width that trains them
+    wide = choose(timed, 3600, 220_000, 256, BASE, budget_seconds=3600, max_epochs=12)
+    assert timed[wide.index].model_args == {"width": 32} and ">= 12 epochs" in wide.reason
     assert (capped.augment, capped.ema) == (BASE, None)  # regularised for 12 epochs, not for the budget
     assert choose(timed, 3600, 55_000, 256, BASE, budget_seconds=3600).epochs[0] > 100
 

@@ -112,9 +112,10 @@ def steps_per_epoch(train_images: int, batch_size: int) -> int:
 
 def min_epochs_for(budget_seconds: float, max_epochs: float | None = None) -> float:
     """The epochs a candidate must be predicted to train in a budget of `budget_seconds` to qualify: MIN_EPOCHS,
-    or EPOCHS_PER_HOUR of the budget where that is more, but no more than a run of `max_epochs` (--epochs) trains."""
+    or EPOCHS_PER_HOUR of the budget where that is more, but no more than a run of `max_epochs` (--epochs) trains
+    (a run stopped at 12 epochs qualifies a width that trains those 12 in the budget)."""
     wanted = max(MIN_EPOCHS, round(EPOCHS_PER_HOUR * budget_seconds / 3600, 1))
-    return wanted if max_epochs is None else min(wanted, max(MIN_EPOCHS, max_epochs))
+    return wanted if max_epochs is None else min(wanted, max_epochs)
 
 
 def qualifies(epochs: float, steps: int, min_epochs: float = MIN_EPOCHS, min_steps: int = MIN_STEPS) -> bool:
@@ -306,7 +307,8 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
     choice = choose(timed, budget - (time.perf_counter() - start), len(train), cfg.batch_size, cfg.augment,
                     budget_seconds=budget, min_batch=min_batch,
                     lr_note="the LR finder sets the learning rate" if cfg.lr == "auto" else "learning rate scaled alike",
-                    # the halvings' speeds, read like the candidates (the fastest of PROBE_ROUNDS), inside the budget
+                    # a halving's speed: the fastest of PROBE_ROUNDS readings inside the budget, taken back to back
+                    # (one spell of load can cover both, where the candidates' own were read in turn)
                     time_at=lambda candidate, batch: max(time_model(candidate.model_args, batch)[0]
                                                          for _ in range(PROBE_ROUNDS)),
                     speed_kept=SPEED_KEPT, max_epochs=cfg.epochs)

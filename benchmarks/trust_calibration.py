@@ -18,6 +18,8 @@
 
     python -m benchmarks.trust_calibration                 # 5 min of training per run
     python -m benchmarks.trust_calibration --time-limit 4m
+    python -m benchmarks.trust_calibration --time-limit none --tag _own_end   # each recipe to its own end:
+        # fast-fmnist its 10-minute budget, s5-model-s its 40 epochs (plateau, early stopping, best val_loss)
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ S5_PER_CLASS = 1000
 def build_parser() -> argparse.ArgumentParser:
     parser = add_arguments(argparse.ArgumentParser(description=__doc__,
                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
-    parser.add_argument("--time-limit", default="5m", help="training budget of each run; default 5m")
+    parser.add_argument("--time-limit", default="5m",
+                        help="training budget of each run; default 5m; 'none': each recipe trains to its own end "
+                             "(s5-model-s: 40 epochs at most, early stopping on val_loss)")
+    parser.add_argument("--s5-per-class", type=int, default=S5_PER_CLASS,
+                        help=f"s5-model-s training images per class; 0: all 55,000; default {S5_PER_CLASS}")
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds of the cost comparison; default 5")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for training and scoring; default 1: on a machine shared with other "
@@ -46,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fast-run", type=Path, default=None,
                         help="measure this finished fast-fmnist run (e.g. one of trust_unknowns') instead of "
                              "training one")
+    parser.add_argument("--seed", type=int, default=0, help="seed of both runs; default 0")
+    parser.add_argument("--tag", default="", help="suffix of the result file's name (trust_calibration{TAG}.json)")
     parser.add_argument("--reuse-runs", action="store_true",
                         help="measure finished runs of the same recipe and time limit in WORK/runs again")
     return parser
@@ -128,19 +136,20 @@ def calibration_row(run_path: Path) -> tuple[dict, np.ndarray]:
     return row, pixels
 
 
-def train(bench: Bench, recipe: str, data: Path, values: dict, reuse: bool) -> Path:
+def train(bench: Bench, recipe: str, data: Path, values: dict, reuse: bool, tag: str = "", seed: int = 0) -> Path:
     import shutil
 
     import imgclf
 
-    run_path = bench.work / "runs" / f"calibration-{recipe}-{values['time_limit']}"
+    run_path = (bench.work / "runs" / f"calibration-{recipe}-{values.get('time_limit') or 'own-end'}{tag}"
+                f"{f'-seed{seed}' if seed else ''}")
     if reuse and (run_path / "metrics.json").exists():
         return run_path
     if run_path.exists():
         shutil.rmtree(run_path)
     start = time.perf_counter()
     # group_duplicates off: the splits come from the tree's folders, so the search would only warn (minutes here)
-    imgclf.fit({"cache_dir": str(bench.cache_dir), "progress": False, "seed": 0, "group_duplicates": False,
+    imgclf.fit({"cache_dir": str(bench.cache_dir), "progress": False, "seed": seed, "group_duplicates": False,
                 **values, "recipe": recipe, "data": str(data), "out": str(run_path)}, report=False)
     print(f"trained {run_path.name} in {time.perf_counter() - start:.0f} s", flush=True)
     return run_path
@@ -235,12 +244,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, bench: Bench) -> int:
     limit = "60s" if bench.smoke else args.time_limit
+    budget = {} if limit == "none" else {"time_limit": limit}
     smoke = {"epochs": 1, "batch_size": 16} if bench.smoke else {}
+    s5_per_class = args.s5_per_class
+    s5_data = bench.split_subset(s5_per_class) if s5_per_class else bench.split_tree()
     runs = {
         "fast-fmnist": args.fast_run or train(bench, "fast-fmnist", bench.split_tree(),
-                                              {"time_limit": limit, **smoke}, args.reuse_runs),
-        "s5-model-s": train(bench, "s5-model-s", bench.split_subset(S5_PER_CLASS),
-                            {"time_limit": limit, **smoke}, args.reuse_runs),
+                                              {**budget, **smoke}, args.reuse_runs, seed=args.seed),
+        "s5-model-s": train(bench, "s5-model-s", s5_data, {**budget, **smoke}, args.reuse_runs,
+                            tag="" if s5_per_class == S5_PER_CLASS else f"-{s5_per_class or 'all'}", seed=args.seed),
     }
     rows, fast_pixels = {}, None
     for recipe, run_path in runs.items():
@@ -260,8 +272,9 @@ def _main(args: argparse.Namespace, bench: Bench) -> int:
     met.update({f"{case} cost <= 5 % (CPU seconds)":
                 spent[case]["cpu_ratio_of_medians"] <= TARGETS["cost_ratio"]
                 for case in ("predict_files", "infer_pixels")})
-    path = bench.write_result("trust_calibration", {
-        "smoke": bench.smoke, "time_limit": limit, "s5_train_per_class": S5_PER_CLASS, "targets": TARGETS,
+    path = bench.write_result(f"trust_calibration{args.tag}", {
+        "smoke": bench.smoke, "time_limit": limit, "seed": args.seed, "s5_train_per_class": s5_per_class or "all",
+        "targets": TARGETS,
         "calibration": rows, "cost": spent, "targets_met": met})
     print(f"wrote {path}")
     return 0

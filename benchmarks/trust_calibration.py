@@ -129,7 +129,8 @@ def calibration_row(run_path: Path) -> tuple[dict, np.ndarray]:
     # evaluation's own figures (from predictions.csv's calibrated probabilities): the same split, another path
     row["metrics_json"] = {"ece": metrics.ece, "ece_before": metrics.calibration.ece_before
                            if getattr(metrics, "calibration", None) else None}
-    row.update({"test_images": int(len(labels)), "classes": len(card.classes), "schedule": card.training.schedule,
+    row.update({"seed": card.training.seed, "test_images": int(len(labels)), "classes": len(card.classes),
+                "schedule": card.training.schedule,
                 "train_images": card.training.train_images, "label_smoothing": card.training.label_smoothing,
                 "epochs": card.training.epochs_run,
                 "train_seconds": card.training.train_seconds, "run": str(run_path)})
@@ -242,7 +243,18 @@ def main(argv: list[str] | None = None) -> int:
         return _main(args, bench)
 
 
+def check_tag(args: argparse.Namespace) -> None:
+    """A variant (another seed, no time limit, another S5 size) must be named, so that its result never replaces
+    the committed trust_calibration.json."""
+    variant = [flag for flag, on in (("--seed", args.seed != 0), ("--time-limit none", args.time_limit == "none"),
+                                     ("--s5-per-class", args.s5_per_class != S5_PER_CLASS)) if on]
+    if variant and not args.tag:
+        raise ValueError(f"{', '.join(variant)} needs a --tag (e.g. --tag _own_end), so its result does not "
+                         "replace trust_calibration.json")
+
+
 def _main(args: argparse.Namespace, bench: Bench) -> int:
+    check_tag(args)
     limit = "60s" if bench.smoke else args.time_limit
     budget = {} if limit == "none" else {"time_limit": limit}
     smoke = {"epochs": 1, "batch_size": 16} if bench.smoke else {}

@@ -41,6 +41,7 @@ from benchmarks.common import Bench, add_arguments, torch_threads
 #   and coat; sneaker with sandal and ankle boot), so a held-out image looks like a kept class: the hard near set.
 PAIRS = (("bag", "ankle-boot"), ("shirt", "sneaker"))
 TARGETS = {"far_auroc": 0.98, "near_auroc": 0.85}
+SEED = 0
 PHOTOS = ("camera", "coins", "moon", "page", "text", "astronaut", "chelsea", "coffee", "rocket", "clock", "grass",
           "gravel", "brick", "cell", "hubble_deep_field", "immunohistochemistry", "retina")
 
@@ -200,12 +201,26 @@ def overrides(args: argparse.Namespace) -> dict:
     return values
 
 
+def check_settings(run_path: Path, settings: dict) -> None:
+    """A kept run is reused only if it was trained with the --set settings asked for now."""
+    from imgclf.records import RunDir
+
+    stored = RunDir(run_path).read_config().model_dump()
+    differ = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
+    if differ:
+        raise ValueError(f"--reuse-runs: {run_path.name} was trained with "
+                         + ", ".join(f"{k}={was!r}" for k, (was, _) in differ.items()) + ", not "
+                         + ", ".join(f"{k}={now!r}" for k, (_, now) in differ.items())
+                         + "; give another --tag or drop --reuse-runs")
+
+
 def training(args: argparse.Namespace, smoke: bool) -> tuple[str, dict]:
     """A name for the training setting and what it changes in fast-fmnist."""
     if smoke:
-        return "smoke", {"epochs": 1, "batch_size": 16, "time_limit": "60s", **overrides(args)}
+        return "smoke" + args.tag, {"epochs": 1, "batch_size": 16, "time_limit": "60s", **overrides(args)}
     if args.time_limit:
-        return args.time_limit + args.tag, {"time_limit": args.time_limit, **overrides(args)}
+        per_class = f"-{args.per_class}pc" if args.per_class else ""
+        return args.time_limit + per_class + args.tag, {"time_limit": args.time_limit, **overrides(args)}
     # a time limit of None leaves the recipe's 10m in place, which stopped both measured runs before the
     # one-cycle schedule had annealed (docs/trust.md): a cap that the epochs, not the clock, should reach
     return f"{args.per_class or 'all'}pc-{args.epochs}ep{args.tag}", {"schedule": "onecycle", "epochs": args.epochs,
@@ -235,17 +250,19 @@ def run_pair(bench: Bench, pair: tuple[str, ...], args: argparse.Namespace, far:
     name, setting = training(args, bench.smoke)
     # the split comes from the tree's folders, so the near-duplicate search would only warn (trust_audit measures
     # it), at minutes per run on this machine
-    values = {"cache_dir": str(bench.cache_dir), "progress": False, "seed": 0, "group_duplicates": False,
+    values = {"cache_dir": str(bench.cache_dir), "progress": False, "seed": SEED, "group_duplicates": False,
               **setting}
     run_path = bench.work / "runs" / f"unknowns-{'-'.join(pair)}-{name}"
-    if not (args.reuse_runs and (run_path / "metrics.json").exists()):
+    if args.reuse_runs and (run_path / "metrics.json").exists():
+        check_settings(run_path, overrides(args))
+    else:
         if run_path.exists():
             shutil.rmtree(run_path)
         start = time.perf_counter()
         imgclf.fit({**values, "recipe": "fast-fmnist", "data": str(train_tree), "out": str(run_path)}, report=False)
         print(f"trained {run_path.name} in {time.perf_counter() - start:.0f} s", flush=True)
     test, test_labels = read_tree(tree / "test", kept)
-    near, _ = read_tree(source / "test", list(pair))
+    near, near_labels = read_tree(source / "test", list(pair))
     sets = {"test": test, "near": near, **far}
     scored = score_detectors(run_path, sets, DETECTORS)
     card = RunDir(run_path).read_card()
@@ -256,7 +273,9 @@ def run_pair(bench: Bench, pair: tuple[str, ...], args: argparse.Namespace, far:
             "epochs": card.training.epochs_run, "train_seconds": card.training.train_seconds,
             "test_accuracy_8_classes": round(accuracy, 4),
             "sizes": {k: int(len(v)) for k, v in sets.items()},
-            "detectors": summarise(scored, test_labels, ["near", *far])}
+            "detectors": summarise(scored, test_labels, ["near", *far]),
+            "near_by_class": {d: {cls: round(auroc(s["scores"]["test"], s["scores"]["near"][near_labels == k]), 4)
+                                  for k, cls in enumerate(pair)} for d, s in scored.items()}}
 
 
 def targets_met(detectors: dict[str, dict], far: list[str]) -> dict[str, dict[str, bool]]:
@@ -272,6 +291,8 @@ def print_pair(result: dict, far: list[str]) -> None:
     for detector, r in result["detectors"].items():
         print(f"{detector:16s} " + " ".join(f"{r['auroc'][n]:7.4f}" for n in ["near", *far])
               + f"  {r['test_accepted']:8.3f}  " + " ".join(f"{r['rejected'][n]:10.3f}" for n in ["near", *far]))
+    print("near AUROC by held-out class: " + "; ".join(
+        f"{d} " + ", ".join(f"{c} {v:.4f}" for c, v in by.items()) for d, by in result["near_by_class"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,8 +313,10 @@ def _main(args: argparse.Namespace, bench: Bench) -> int:
         result["targets_met"] = targets_met(result["detectors"], list(far))
         print_pair(result, list(far))
         results.append(result)
-    path = bench.write_result(f"trust_unknowns{args.tag}", {
-        "smoke": bench.smoke, "recipe": "fast-fmnist", "training": training(args, bench.smoke)[1],
+    # one file per invocation: a run of some pairs names them, so it never replaces a run of the others
+    pairs_part = "".join("_" + "_".join(p).replace("-", "_") for p in pairs) if args.pairs else ""
+    path = bench.write_result(f"trust_unknowns{args.tag}{pairs_part}", {
+        "smoke": bench.smoke, "recipe": "fast-fmnist", "seed": SEED, "training": training(args, bench.smoke)[1],
         "train_per_class": None if bench.smoke else args.per_class,
         "targets": TARGETS, "far_sets": {k: int(len(v)) for k, v in far.items()}, "pairs": results})
     print(f"wrote {path}")

@@ -1,18 +1,28 @@
-"""trust_unknowns' --set: extra training settings for a variant, always under a tag of their own."""
+"""trust_unknowns' --set: extra training settings for a variant, always under a tag and a run of their own."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.trust_unknowns import build_parser, training
+from benchmarks.trust_unknowns import build_parser, check_settings, training
+from imgclf.config import TrainConfig
+from imgclf.records import RunDir
 
 
 def test_settings_reach_the_training_values_and_the_run_name():
-    args = build_parser().parse_args(["--time-limit", "10m", "--set", "label_smoothing=0", "--set",
-                                      "augment=hflip", "--tag", "_ls0"])
+    args = build_parser().parse_args(["--time-limit", "10m", "--per-class", "0", "--set", "label_smoothing=0",
+                                      "--set", "augment=hflip", "--tag", "_ls0"])
     name, values = training(args, smoke=False)
     assert values == {"time_limit": "10m", "label_smoothing": 0, "augment": "hflip"}
     assert name == "10m_ls0"  # the variant's runs never replace the recipe's own
+
+
+def test_runs_of_other_sizes_and_smoke_variants_get_names_of_their_own():
+    sized = build_parser().parse_args(["--time-limit", "10m", "--per-class", "500"])
+    assert training(sized, smoke=False)[0] == "10m-500pc"
+    smoke = build_parser().parse_args(["--set", "label_smoothing=0", "--tag", "_ls0"])
+    name, values = training(smoke, smoke=True)
+    assert name == "smoke_ls0" and values["label_smoothing"] == 0
 
 
 def test_untagged_settings_and_malformed_ones_are_refused():
@@ -20,3 +30,12 @@ def test_untagged_settings_and_malformed_ones_are_refused():
         training(build_parser().parse_args(["--set", "label_smoothing=0"]), smoke=False)
     with pytest.raises(ValueError, match="KEY=VALUE. Received: 'label_smoothing'"):
         training(build_parser().parse_args(["--set", "label_smoothing", "--tag", "_x"]), smoke=False)
+
+
+def test_a_kept_run_is_reused_only_with_the_settings_it_was_trained_with(tmp_path):
+    run = tmp_path / "unknowns-shirt-sneaker-10m_ls0"
+    run.mkdir()
+    RunDir(run).write_config(TrainConfig(data=str(tmp_path), label_smoothing=0.1))
+    check_settings(run, {"label_smoothing": 0.1})
+    with pytest.raises(ValueError, match=r"trained with label_smoothing=0.1, not label_smoothing=0;"):
+        check_settings(run, {"label_smoothing": 0})

@@ -41,7 +41,6 @@ from benchmarks.common import Bench, add_arguments, torch_threads
 #   and coat; sneaker with sandal and ankle boot), so a held-out image looks like a kept class: the hard near set.
 PAIRS = (("bag", "ankle-boot"), ("shirt", "sneaker"))
 TARGETS = {"far_auroc": 0.98, "near_auroc": 0.85}
-SEED = 0
 PHOTOS = ("camera", "coins", "moon", "page", "text", "astronaut", "chelsea", "coffee", "rocket", "clock", "grass",
           "gravel", "brick", "cell", "hubble_deep_field", "immunohistochemistry", "retina")
 
@@ -68,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "--set label_smoothing=0; repeatable; needs --tag")
     parser.add_argument("--tag", default="",
                         help="suffix of the runs' and the result file's names (trust_unknowns{TAG}.json)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed; default 0; another seed's runs and result file are named by it")
     parser.add_argument("--reuse-runs", action="store_true",
                         help="score a finished run of the same pair and time limit in WORK/runs again, untrained")
     return parser
@@ -216,14 +217,15 @@ def check_settings(run_path: Path, settings: dict) -> None:
 
 def training(args: argparse.Namespace, smoke: bool) -> tuple[str, dict]:
     """A name for the training setting and what it changes in fast-fmnist."""
+    suffix = args.tag + (f"-seed{args.seed}" if args.seed else "")
     if smoke:
-        return "smoke" + args.tag, {"epochs": 1, "batch_size": 16, "time_limit": "60s", **overrides(args)}
+        return "smoke" + suffix, {"epochs": 1, "batch_size": 16, "time_limit": "60s", **overrides(args)}
     if args.time_limit:
         per_class = f"-{args.per_class}pc" if args.per_class else ""
-        return args.time_limit + per_class + args.tag, {"time_limit": args.time_limit, **overrides(args)}
+        return args.time_limit + per_class + suffix, {"time_limit": args.time_limit, **overrides(args)}
     # a time limit of None leaves the recipe's 10m in place, which stopped both measured runs before the
     # one-cycle schedule had annealed (docs/trust.md): a cap that the epochs, not the clock, should reach
-    return f"{args.per_class or 'all'}pc-{args.epochs}ep{args.tag}", {"schedule": "onecycle", "epochs": args.epochs,
+    return f"{args.per_class or 'all'}pc-{args.epochs}ep{suffix}", {"schedule": "onecycle", "epochs": args.epochs,
                                                                      "time_limit": "3h", **overrides(args)}
 
 
@@ -250,7 +252,7 @@ def run_pair(bench: Bench, pair: tuple[str, ...], args: argparse.Namespace, far:
     name, setting = training(args, bench.smoke)
     # the split comes from the tree's folders, so the near-duplicate search would only warn (trust_audit measures
     # it), at minutes per run on this machine
-    values = {"cache_dir": str(bench.cache_dir), "progress": False, "seed": SEED, "group_duplicates": False,
+    values = {"cache_dir": str(bench.cache_dir), "progress": False, "seed": args.seed, "group_duplicates": False,
               **setting}
     run_path = bench.work / "runs" / f"unknowns-{'-'.join(pair)}-{name}"
     if args.reuse_runs and (run_path / "metrics.json").exists():
@@ -315,8 +317,9 @@ def _main(args: argparse.Namespace, bench: Bench) -> int:
         results.append(result)
     # one file per invocation: a run of some pairs names them, so it never replaces a run of the others
     pairs_part = "".join("_" + "_".join(p).replace("-", "_") for p in pairs) if args.pairs else ""
-    path = bench.write_result(f"trust_unknowns{args.tag}{pairs_part}", {
-        "smoke": bench.smoke, "recipe": "fast-fmnist", "seed": SEED, "training": training(args, bench.smoke)[1],
+    seed_part = f"_seed{args.seed}" if args.seed else ""
+    path = bench.write_result(f"trust_unknowns{args.tag}{pairs_part}{seed_part}", {
+        "smoke": bench.smoke, "recipe": "fast-fmnist", "seed": args.seed, "training": training(args, bench.smoke)[1],
         "train_per_class": None if bench.smoke else args.per_class,
         "targets": TARGETS, "far_sets": {k: int(len(v)) for k, v in far.items()}, "pairs": results})
     print(f"wrote {path}")

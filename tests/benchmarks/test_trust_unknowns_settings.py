@@ -39,3 +39,9 @@ def test_a_kept_run_is_reused_only_with_the_settings_it_was_trained_with(tmp_pat
     check_settings(run, {"label_smoothing": 0.1})
     with pytest.raises(ValueError, match=r"trained with label_smoothing=0.1, not label_smoothing=0;"):
         check_settings(run, {"label_smoothing": 0})
+
+
+def test_another_seed_trains_runs_of_its_own():
+    base = ["--time-limit", "10m", "--per-class", "0", "--tag", "_ls0", "--set", "label_smoothing=0"]
+    assert training(build_parser().parse_args(base), smoke=False)[0] == "10m_ls0"
+    assert training(build_parser().parse_args([*base, "--seed", "1"]), smoke=False)[0] == "10m_ls0-seed1"

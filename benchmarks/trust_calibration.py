@@ -237,7 +237,12 @@ def head_share(trusted, plain, pixels: np.ndarray, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_tag(args)
+    except ValueError as exc:  # a usage error: one line and exit 2, no traceback
+        parser.error(str(exc))
     bench = Bench.from_args(args)
     with torch_threads(args.threads):
         return _main(args, bench)
@@ -254,7 +259,6 @@ def check_tag(args: argparse.Namespace) -> None:
 
 
 def _main(args: argparse.Namespace, bench: Bench) -> int:
-    check_tag(args)
     limit = "60s" if bench.smoke else args.time_limit
     budget = {} if limit == "none" else {"time_limit": limit}
     smoke = {"epochs": 1, "batch_size": 16} if bench.smoke else {}

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "jobs, two spinning threads per process ran steps several times slower than one")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a training setting on top of the recipe (VALUE read as YAML), e.g. "
-                             "--set label_smoothing=0; repeatable; needs --tag")
+                             "--set label_smoothing=0 (or key=value,key=value); repeatable; needs --tag")
     parser.add_argument("--tag", default="",
                         help="suffix of the runs' and the result file's names (trust_unknowns{TAG}.json)")
     parser.add_argument("--seed", type=int, default=0,
@@ -187,15 +187,12 @@ def summarise(scored: dict[str, dict], test_labels: np.ndarray, unknown_sets: li
 
 
 def overrides(args: argparse.Namespace) -> dict:
-    """--set KEY=VALUE pairs as settings."""
-    import yaml
+    """--set KEY=VALUE pairs as settings, read as the CLI reads its key=value mappings."""
+    from imgclf.config_text import parse_mapping
 
     values = {}
     for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set takes KEY=VALUE. Received: {item!r}")
-        values[key] = yaml.safe_load(value)
+        values.update(parse_mapping("set", item))
     if values and not args.tag:
         raise ValueError(f"--set {' '.join(args.overrides)} needs a --tag, so its runs and result do not "
                          "replace the recipe's own")
@@ -298,7 +295,12 @@ def print_pair(result: dict, far: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides(args)
+    except ValueError as exc:  # a usage error: one line and exit 2, no traceback
+        parser.error(str(exc))
     bench = Bench.from_args(args)
     with torch_threads(args.threads):
         return _main(args, bench)

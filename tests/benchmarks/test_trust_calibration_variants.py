@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.trust_calibration import build_parser, check_tag, train
+from benchmarks.trust_calibration import build_parser, check_tag, main, train
 
 
 @pytest.mark.parametrize("argv", [["--seed", "1"], ["--time-limit", "none"], ["--s5-per-class", "0"]])
@@ -15,6 +15,18 @@ def test_a_variant_without_a_tag_is_refused(argv):
     with pytest.raises(ValueError, match="needs a --tag"):
         check_tag(build_parser().parse_args(argv))
     check_tag(build_parser().parse_args([*argv, "--tag", "_variant"]))
+
+
+def test_main_answers_an_untagged_variant_with_a_usage_line_and_no_traceback(capsys, monkeypatch):
+    def no_benchmark(args):  # the check must come first: without it the benchmark would start training
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr("benchmarks.trust_calibration.Bench.from_args", no_benchmark)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--seed", "1"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "--seed needs a --tag" in err and "Traceback" not in err
 
 
 def test_the_default_measurement_needs_no_tag():

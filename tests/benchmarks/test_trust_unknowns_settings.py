@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.trust_unknowns import build_parser, check_settings, training
+from benchmarks.trust_unknowns import build_parser, check_settings, main, training
 from imgclf.config import TrainConfig
 from imgclf.records import RunDir
 
@@ -28,8 +28,20 @@ def test_runs_of_other_sizes_and_smoke_variants_get_names_of_their_own():
 def test_untagged_settings_and_malformed_ones_are_refused():
     with pytest.raises(ValueError, match="needs a --tag"):
         training(build_parser().parse_args(["--set", "label_smoothing=0"]), smoke=False)
-    with pytest.raises(ValueError, match="KEY=VALUE. Received: 'label_smoothing'"):
+    with pytest.raises(ValueError, match=r"set must be key=value pairs .* Received: set='label_smoothing'"):
         training(build_parser().parse_args(["--set", "label_smoothing", "--tag", "_x"]), smoke=False)
+
+
+def test_main_answers_a_bad_set_with_a_usage_line_and_no_traceback(capsys, monkeypatch):
+    def no_benchmark(args):  # the check must come first: without it the benchmark would start training
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr("benchmarks.trust_unknowns.Bench.from_args", no_benchmark)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--set", "label_smoothing=0"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "needs a --tag" in err and "Traceback" not in err
 
 
 def test_a_kept_run_is_reused_only_with_the_settings_it_was_trained_with(tmp_path):

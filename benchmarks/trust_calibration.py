@@ -210,19 +210,19 @@ def cost(run_path: Path, pixels: np.ndarray, files: list[str], rounds: int) -> d
 
 
 def head_share(trusted, plain, pixels: np.ndarray, rounds: int) -> dict:
-    """CPU seconds (medians over interleaved rounds) of the network alone, of the network giving its penultimate
-    features too (what a feature detector needs), and of each head on those outputs: the cost split into its
+    """CPU seconds (medians over interleaved rounds) of the network alone, of the network giving the features its
+    detector reads too, and of each head on those outputs: the cost split into its
     parts, each small enough to time in CPU seconds despite other jobs on the machine."""
     import torch
 
-    from imgclf.data.tensors import to_unit_nchw
     from imgclf.ood import logits_and_features
 
-    x = trusted._normalised(to_unit_nchw(np.asarray(pixels, dtype=np.uint8), trusted.device))
-    model = trusted.model
-    calls = {"network": lambda: model(x), "network_with_features": lambda: logits_and_features(model, x, True)}
+    x = trusted.network_input(pixels)
+    model, source = trusted.model, trusted.feature_source
+    calls = {"network": lambda: model(x),
+             "network_with_features": lambda: logits_and_features(model, x, True, source)}
     with torch.inference_mode():
-        logits, features = logits_and_features(model, x, True)
+        logits, features = logits_and_features(model, x, True, source)
         calls.update({"trusted_head": lambda: trusted.head(logits, features), "plain_head": lambda: plain.head(logits)})
         cpu: dict[str, list[float]] = {name: [] for name in calls}
         for r in range(max(rounds, 2) * 2):

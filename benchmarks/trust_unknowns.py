@@ -141,9 +141,19 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     return float(roc_auc_score(y, np.r_[inside, outside]))
 
 
+def variants(detectors: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
+    """Row name -> (detector, features): each detector as the product fits it (features: its own choice), and each
+    feature detector on the pre-logits too, which every network read until 2026-12-03 (the head's input)."""
+    from imgclf.ood import FEATURE_DETECTORS
+
+    rows: dict[str, tuple[str, str | None]] = {d: (d, None) for d in detectors}
+    rows.update({f"{d} (pre-logits)": (d, "pre-logits") for d in detectors if d in FEATURE_DETECTORS})
+    return rows
+
+
 def score_detectors(run_path: Path, sets: dict[str, np.ndarray], detectors: tuple[str, ...]) -> dict[str, dict]:
-    """Each detector fitted by the training pipeline's own step on the trained run, then scored through
-    `Classifier` on every set: scores and unknown flags per set, plus the card's threshold block."""
+    """Each detector fitted by the training pipeline's own step on the trained run (`variants`), then scored
+    through `Classifier` on every set: scores and unknown flags per set, plus the card's threshold block."""
     from imgclf.data.dataset import prepare_data
     from imgclf.inference import Classifier
     from imgclf.pipeline.trust import fit_trust
@@ -156,15 +166,15 @@ def score_detectors(run_path: Path, sets: dict[str, np.ndarray], detectors: tupl
                         progress=False)
     model = Classifier.load(run_path).model
     out: dict[str, dict] = {}
-    for detector in detectors:
+    for row, (detector, features) in variants(detectors).items():
         cfg = base_cfg.model_copy(update={"unknown_detector": detector})
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
-            _, unknown = fit_trust(cfg, data, model, card, Path(folder))
+            _, unknown = fit_trust(cfg, data, model, card, Path(folder), features=features)
             fit_seconds = time.perf_counter() - start
             clf = Classifier(model, card.model_copy(update={"unknown": unknown}), run_dir=folder)
             results = {name: clf.infer_pixels(pixels[..., None]) for name, pixels in sets.items()}
-        out[detector] = {"unknown": unknown.model_dump(mode="json"), "fit_seconds": fit_seconds,
+        out[row] = {"unknown": unknown.model_dump(mode="json"), "fit_seconds": fit_seconds,
                          "scores": {k: r.scores for k, r in results.items()},
                          "flagged": {k: r.unknown for k, r in results.items()},
                          "probabilities": results["test"].probabilities}
@@ -172,10 +182,13 @@ def score_detectors(run_path: Path, sets: dict[str, np.ndarray], detectors: tupl
 
 
 def summarise(scored: dict[str, dict], test_labels: np.ndarray, unknown_sets: list[str]) -> dict[str, dict]:
+    from imgclf.ood import FEATURE_DETECTORS
+
     rows = {}
     for detector, s in scored.items():
         inside = s["scores"]["test"]
         rows[detector] = {
+            "features": s["unknown"]["features"] if s["unknown"]["detector"] in FEATURE_DETECTORS else None,
             "auroc": {name: round(auroc(inside, s["scores"][name]), 4) for name in unknown_sets},
             "threshold": s["unknown"]["threshold"],
             "val_accepted": round(s["unknown"]["accepted"], 4),
@@ -285,10 +298,10 @@ def targets_met(detectors: dict[str, dict], far: list[str]) -> dict[str, dict[st
 def print_pair(result: dict, far: list[str]) -> None:
     print(f"\nheld out {' + '.join(result['held_out'])}: test accuracy on the 8 kept classes "
           f"{result['test_accuracy_8_classes']:.4f}, {result['epochs']} epochs")
-    print(f"{'detector':16s} " + " ".join(f"{n:>7s}" for n in ["near", *far]) + "  accepted  "
+    print(f"{'detector':27s} " + " ".join(f"{n:>7s}" for n in ["near", *far]) + "  accepted  "
           + " ".join(f"rej.{n:>6s}" for n in ["near", *far]))
     for detector, r in result["detectors"].items():
-        print(f"{detector:16s} " + " ".join(f"{r['auroc'][n]:7.4f}" for n in ["near", *far])
+        print(f"{detector:27s} " + " ".join(f"{r['auroc'][n]:7.4f}" for n in ["near", *far])
               + f"  {r['test_accepted']:8.3f}  " + " ".join(f"{r['rejected'][n]:10.3f}" for n in ["near", *far]))
     print("near AUROC by held-out class: " + "; ".join(
         f"{d} " + ", ".join(f"{c} {v:.4f}" for c, v in by.items()) for d, by in result["near_by_class"].items()))

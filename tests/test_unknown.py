@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from imgclf.config import TrainConfig
 from imgclf.inference import Classifier
 from imgclf.io import read_json
-from imgclf.ood import DETECTORS, TrustHead, fit_mahalanobis, threshold_at
+from imgclf.errors import ImgclfError
+from imgclf.ood import DETECTORS, TrustHead, feature_source, fit_mahalanobis, logits_and_features, threshold_at
 from trust_run import ACCEPTANCE, noise_images, trust_run
 
 DEFAULT = TrainConfig.model_fields["unknown_detector"].default
@@ -125,6 +126,63 @@ def test_each_detector_fits_its_threshold_on_validation(run, tmp_path, detector)
     scores = clf.infer_pixels(np.concatenate([pixels, noise_images(10)])).scores
     if detector != "msp":  # noise far from every class: the feature and logit detectors rank it below everything
         assert scores[len(pixels):].max() < scores[:len(pixels)].min(), detector
+
+
+def test_the_feature_detectors_read_the_mean_and_max_of_the_map_the_head_pools(run):
+    """simple_cnn's head average-pools its last map: the card says so, and the features the detector is fitted on
+    and scores are that map's per-channel mean, then its per-channel max."""
+    clf = Classifier.load(run)
+    pixels, _ = _split(run, clf, "val")
+    with torch.inference_mode():
+        mapped = clf.model.forward_features(clf.network_input(pixels))
+    _, features = clf.embed_pixels(pixels, features=True)
+    card = read_json(run / "model.json")["unknown"]
+    assert card["features"] == "map-mean-max" and card["feature_dim"] == 2 * mapped.shape[1] == features.shape[1]
+    expected = torch.cat([mapped.mean(dim=(2, 3)), mapped.amax(dim=(2, 3))], dim=1).float().numpy()
+    assert np.allclose(features, expected, atol=1e-5)
+
+
+def test_a_head_that_does_not_pool_its_map_gives_the_pre_logits():
+    """model_s flattens its map into a dense layer: no per-channel pooling to stand for, so the pre-logits; asked
+    for the map's mean and max anyway, a one-line error naming the argument."""
+    from imgclf.models import create_model
+
+    model = create_model("model_s", 3, 3, 32).eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert feature_source(model, x) == "pre-logits"
+    with pytest.raises(ImgclfError, match=r"source='map-mean-max'"), torch.inference_mode():
+        logits_and_features(model, x, True, "map-mean-max")
+
+
+def test_a_card_from_before_the_features_field_scores_the_pre_logits(run, tmp_path):
+    """A card whose `unknown` block has no `features` key (written before it existed, with statistics of the
+    pre-logits) loads and scores those: the distance to its stored class means, computed here by hand."""
+    import shutil
+
+    from imgclf.data.dataset import prepare_data
+    from imgclf.ood import load_stats
+    from imgclf.pipeline.trust import fit_trust
+    from imgclf.records import RunDir
+
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    stored = RunDir(copy)
+    cfg = stored.read_config()
+    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
+    model = Classifier.load(copy).model
+    _, unknown = fit_trust(cfg, data, model, stored.read_card(), copy, features="pre-logits")
+    card = read_json(copy / "model.json")
+    card["unknown"] = {k: v for k, v in unknown.model_dump(mode="json").items() if k != "features"}
+    (copy / "model.json").write_text(json.dumps(card))
+    clf = Classifier.load(copy)
+    pixels, _ = _split(run, clf, "test")
+    with torch.inference_mode():
+        pre = clf.model.forward_head(clf.model.forward_features(clf.network_input(pixels)), pre_logits=True)
+    stats = load_stats(copy / "unknown.safetensors")
+    f = (pre / pre.norm(dim=1, keepdim=True)).double().numpy()  # the default detector: unit length first
+    diff = f[:, None, :] - stats["means"].astype(np.float64)[None]
+    by_hand = -np.einsum("nkd,de,nke->nk", diff, stats["precision"].astype(np.float64), diff).min(1)
+    assert clf.head.features == "pre-logits" and DEFAULT == "mahalanobis-l2"
+    assert np.allclose(clf.infer_pixels(pixels).scores, by_hand, rtol=1e-4, atol=1e-4)
 
 
 def test_threshold_at_keeps_at_least_the_share():

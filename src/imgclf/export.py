@@ -54,7 +54,8 @@ class _WithPreprocessing(torch.nn.Module):
         x = images.permute(0, 3, 1, 2).to(torch.float32)
         # (x/255 - mean)/std == (x - 255*mean)/(255*std): one op fewer, same value to float rounding.
         x = (x - self.mean) / self.std
-        logits, features = logits_and_features(self.model, x, self.head.needs_features)
+        logits, features = logits_and_features(self.model, x, self.head.needs_features,
+                                               self.head.features)
         return self.head(logits, features)
 
 

@@ -62,7 +62,8 @@ def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
             raise bad_path("run", run_dir if run_dir is not None else path, f"a run directory whose {name} "
                            "holds the detector's class means and precision", reason) from None
     try:
-        return TrustHead(card.temperature, card.unknown.detector, card.unknown.threshold, means, precision)
+        return TrustHead(card.temperature, card.unknown.detector, card.unknown.threshold, means, precision,
+                         features=card.unknown.features)
     except (RuntimeError, ValueError) as exc:  # shapes that do not fit, a precision that is not positive definite
         raise bad_path("run", run_dir if run_dir is not None else "model.json", "a run directory whose unknown "
                        "detector statistics fit its model", " ".join(str(exc).split())[:200]) from None
@@ -189,7 +190,8 @@ class Classifier:
             x = to_unit_nchw(np.asarray(chunk, dtype=np.uint8), self.device)
             # views before normalising: their fill (zeros for fill=constant) is in pixel values, as in training
             views = views_of(x) if views_of is not None else [x]
-            logits, features = logits_and_features(self.model, self._normalised(views[0]), self.head.needs_features)
+            logits, features = logits_and_features(self.model, self._normalised(views[0]), self.head.needs_features,
+                                                   self.feature_source)
             probs, score, unknown = self.head(*self._for_head(logits, features))
             if len(views) > 1:
                 others = [self.head.probabilities(*self._for_head(self.model(self._normalised(v)))) for v in views[1:]]
@@ -205,18 +207,28 @@ class Classifier:
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256,
                      features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """uint8 (N, H, W, C) -> raw logits (N, K), before any temperature, and with features=True the
-        penultimate features (N, D): what the calibration and the unknown detector are fitted on."""
+        """uint8 (N, H, W, C) -> raw logits (N, K), before any temperature, and with features=True the features
+        (N, D) the head's detector reads (`feature_source`): what the calibration and the unknown detector are fitted
+        on."""
         logits_out, features_out = [], []
         for start in range(0, len(pixels), batch_size):
-            x = to_unit_nchw(np.asarray(pixels[start:start + batch_size], dtype=np.uint8), self.device)
-            logits, feats = logits_and_features(self.model, self._normalised(x), features)
+            logits, feats = logits_and_features(self.model, self.network_input(pixels[start:start + batch_size]),
+                                                features, self.feature_source)
             logits_out.append(logits.float().cpu().numpy())
             if feats is not None:
                 features_out.append(feats.float().cpu().numpy())
         k = len(self.classes)
         logits = np.concatenate(logits_out) if logits_out else np.zeros((0, k), dtype=np.float32)
         return logits, np.concatenate(features_out) if features_out else None
+
+    @property
+    def feature_source(self) -> str:
+        """Which features the head's detector reads (`imgclf.ood.FEATURE_SOURCES`)."""
+        return self.head.features
+
+    def network_input(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, C) -> the normalised, channels-last float batch the network reads."""
+        return self._normalised(to_unit_nchw(np.asarray(pixels, dtype=np.uint8), self.device))
 
     def _for_head(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
         return [t if t is None else t.to(self.head_device) for t in tensors]

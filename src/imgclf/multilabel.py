@@ -23,6 +23,7 @@ class SigmoidHead(nn.Module):
     (an image carrying none of the labels is a legitimate answer here, not an out-of-distribution one)."""
 
     needs_features = False
+    features = "pre-logits"  # never read: no detector
     threshold = None
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.trust_unknowns import build_parser, check_settings, main, training
+from benchmarks.trust_unknowns import build_parser, check_settings, main, training, variants
 from imgclf.config import TrainConfig
 from imgclf.records import RunDir
 
@@ -57,3 +57,14 @@ def test_another_seed_trains_runs_of_its_own():
     base = ["--time-limit", "10m", "--per-class", "0", "--tag", "_ls0", "--set", "label_smoothing=0"]
     assert training(build_parser().parse_args(base), smoke=False)[0] == "10m_ls0"
     assert training(build_parser().parse_args([*base, "--seed", "1"]), smoke=False)[0] == "10m_ls0-seed1"
+
+
+def test_each_feature_detector_is_also_scored_on_the_pre_logits():
+    """Beside each detector as the product fits it, the feature detectors on the pre-logits they read before the
+    map's mean and max: the comparison the result file holds."""
+    from imgclf.ood import DETECTORS, FEATURE_DETECTORS
+
+    rows = variants(DETECTORS)
+    assert {rows[d] for d in DETECTORS} == {(d, None) for d in DETECTORS}
+    assert {k: v for k, v in rows.items() if k not in DETECTORS} == {
+        f"{d} (pre-logits)": (d, "pre-logits") for d in FEATURE_DETECTORS}

@@ -50,12 +50,31 @@ def test_onnx_matches_pytorch_on_the_test_split(run, onnx_path):
     assert np.abs(onnx_clf.predict_pixels(pixels, tta=True) - clf.predict_pixels(pixels, tta=True)).max() < 1e-4
 
 
-@pytest.mark.parametrize("detector", DETECTORS)
-def test_onnx_score_and_unknown_equal_the_torch_path(run, tmp_path, detector):
+def _refitted(run: Path, features: str) -> dict:
+    """The run's unknown block and statistics fitted again on `features`, written into the run."""
+    from imgclf.data.dataset import prepare_data
+    from imgclf.pipeline.trust import fit_trust
+    from imgclf.records import RunDir
+
+    stored = RunDir(run)
+    cfg = stored.read_config()
+    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
+    _, unknown = fit_trust(cfg, data, Classifier.load(run).model, stored.read_card(), run, features=features)
+    assert unknown.features == features
+    return unknown.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(("detector", "features"), [*((d, "map-mean-max") for d in DETECTORS),
+                                                     ("mahalanobis-l2", "pre-logits")])
+def test_onnx_score_and_unknown_equal_the_torch_path(run, tmp_path, detector, features):
     """The graph's `score` and `unknown` outputs against the torch Classifier, for every detector, on the test
-    split plus uniform noise, with a threshold between them so that both answers occur."""
+    split plus uniform noise, with a threshold between them so that both answers occur. simple_cnn's head pools
+    its map, so its run reads the map's mean and max; the pre-logits (any other head) from statistics refitted."""
     copy = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("export")))
     card = read_json(copy / "model.json")
+    assert card["unknown"]["features"] == "map-mean-max"
+    if features != card["unknown"]["features"]:
+        card["unknown"] = _refitted(copy, features)
     card["calibration"] = {"method": "temperature", "temperature": 1.7}
     card["unknown"] = {**card["unknown"], "detector": detector, "threshold": None}
     write_json(copy / "model.json", card)

@@ -74,7 +74,6 @@ def run_features(run_dir: str | os.PathLike, pixels: np.ndarray, dims: int = FEA
     interface, which every registered model has) of pixels decoded at the run's size and colour mode."""
     import torch
 
-    from ..data.tensors import to_unit_nchw
     from ..inference import load
 
     classifier = load(run_dir)
@@ -82,8 +81,7 @@ def run_features(run_dir: str | os.PathLike, pixels: np.ndarray, dims: int = FEA
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(pixels), batch_size):
-            x = to_unit_nchw(np.asarray(pixels[start:start + batch_size], dtype=np.uint8), classifier.device)
-            x = ((x - classifier.mean) / classifier.std).contiguous(memory_format=torch.channels_last)
+            x = classifier.network_input(pixels[start:start + batch_size])
             f = model.forward_head(model.forward_features(x), pre_logits=True)
             chunks.append(f.float().flatten(1).cpu().numpy())
     raw = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)

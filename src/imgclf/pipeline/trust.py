@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier
-from ..ood import FEATURE_DETECTORS, STATS_FILE, TrustHead, fit_mahalanobis, save_stats, threshold_at
+from ..ood import FEATURE_DETECTORS, STATS_FILE, TrustHead, feature_source, fit_mahalanobis, save_stats, threshold_at
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
 
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
@@ -74,12 +74,19 @@ def _probs(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,
-              run_dir: Path) -> tuple[CalibrationInfo, UnknownInfo]:
-    """Fit both on the trained `model`; writes RUN/unknown.safetensors; returns the card's two blocks."""
+              run_dir: Path, features: str | None = None) -> tuple[CalibrationInfo, UnknownInfo]:
+    """Fit both on the trained `model`; writes RUN/unknown.safetensors; returns the card's two blocks.
+    features: what a feature detector reads (`imgclf.ood.FEATURE_SOURCES`); default: the map's mean and max where
+    the network's head pools its last map, else the pre-logits."""
     device = next(model.parameters()).device
-    clf = Classifier(model, card, device, head=TrustHead())
     detector = cfg.unknown_detector
     val = data.splits["val"]
+    source = features
+    if source is None:
+        plain = Classifier(model, card, device, head=TrustHead())
+        first = next(_split_pixels(data, val.indices[:1]))
+        source = feature_source(model, plain.network_input(first)) if detector in FEATURE_DETECTORS else "pre-logits"
+    clf = Classifier(model, card, device, head=TrustHead(features=source))
     logits, features = split_logits(clf, data, val.indices, detector in FEATURE_DETECTORS)
     labels = val.labels
 
@@ -107,7 +114,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         fitted_on = f"{len(rows)} training images, without augmentation"
         feature_dim = int(means.shape[1])
     tensors = {k: torch.from_numpy(v) for k, v in stats.items()}
-    head = TrustHead(temperature, detector, None, tensors.get("means"), tensors.get("precision"))
+    head = TrustHead(temperature, detector, None, tensors.get("means"), tensors.get("precision"), source)
     with torch.inference_mode():
         _, scores, _ = head(torch.from_numpy(logits), None if features is None else torch.from_numpy(features))
     scores = scores.numpy().astype(np.float64)
@@ -118,5 +125,5 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         detector=detector, acceptance=cfg.unknown_acceptance, threshold=threshold, split="val", images=len(scores),
         accepted=float(np.mean(scores >= np.float32(threshold))),
         score_quantiles={f"p{q}": float(np.percentile(scores, q)) for q in QUANTILES},
-        statistics=STATS_FILE, fitted_on=fitted_on, feature_dim=feature_dim)
+        statistics=STATS_FILE, fitted_on=fitted_on, feature_dim=feature_dim, features=source)
     return calibration, unknown

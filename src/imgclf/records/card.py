@@ -185,6 +185,10 @@ class UnknownInfo(BaseModel):
                                    "(class means and precision for the mahalanobis detectors) and the validation scores.")
     fitted_on: str = Field("", description="Images the detector's statistics come from (mahalanobis detectors).")
     feature_dim: int | None = None
+    features: Literal["pre-logits", "map-mean-max"] = Field(
+        "pre-logits", description="What the mahalanobis detectors read: the vector the last linear layer reads, or "
+        "the last feature map's per-channel mean and max side by side (where the head pools that map). Cards "
+        "written before this field read pre-logits.")
 
 
 class ModelCard(Record):

@@ -25,13 +25,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Bench, add_arguments, torch_threads
+from benchmarks.common import Bench, add_arguments, refit_trust, torch_threads
 
 TARGETS = {"ece_ratio": 0.5, "cost_ratio": 1.05}
 S5_PER_CLASS = 1000
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tag", default="", help="suffix of the result file's name (trust_calibration{TAG}.json)")
     parser.add_argument("--reuse-runs", action="store_true",
                         help="measure finished runs of the same recipe and time limit in WORK/runs again")
+    parser.add_argument("--refit-trust", action="store_true",
+                        help="measure copies of the runs (WORK/runs/NAME-refit) whose temperature and unknown "
+                             "detector the current code fitted again: for runs trained before a change to that "
+                             "step; needs --tag")
     return parser
 
 
@@ -138,8 +143,6 @@ def calibration_row(run_path: Path) -> tuple[dict, np.ndarray]:
 
 
 def train(bench: Bench, recipe: str, data: Path, values: dict, reuse: bool, tag: str = "", seed: int = 0) -> Path:
-    import shutil
-
     import imgclf
 
     run_path = (bench.work / "runs" / f"calibration-{recipe}-{values.get('time_limit') or 'own-end'}{tag}"
@@ -154,6 +157,20 @@ def train(bench: Bench, recipe: str, data: Path, values: dict, reuse: bool, tag:
                 **values, "recipe": recipe, "data": str(data), "out": str(run_path)}, report=False)
     print(f"trained {run_path.name} in {time.perf_counter() - start:.0f} s", flush=True)
     return run_path
+
+
+def refitted_copy(run_path: Path) -> Path:
+    """A copy of the run beside it (NAME-refit) with its temperature and unknown detector fitted again by the
+    current code (`benchmarks.common.refit_trust`); the weights, splits and metrics are the run's."""
+    from imgclf.records import RunDir
+
+    copy = run_path.with_name(f"{run_path.name}-refit")
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(run_path, copy, ignore=shutil.ignore_patterns("checkpoints", "export", "evaluations"))
+    RunDir(copy).write_card(refit_trust(run_path, copy))
+    print(f"{copy.name}: temperature and unknown detector fitted again", flush=True)
+    return copy
 
 
 # --------------------------------------------------------------------------------------------- cost
@@ -252,7 +269,8 @@ def check_tag(args: argparse.Namespace) -> None:
     """A variant (another seed, no time limit, another S5 size) must be named, so that its result never replaces
     the committed trust_calibration.json."""
     variant = [flag for flag, on in (("--seed", args.seed != 0), ("--time-limit none", args.time_limit == "none"),
-                                     ("--s5-per-class", args.s5_per_class != S5_PER_CLASS)) if on]
+                                     ("--s5-per-class", args.s5_per_class != S5_PER_CLASS),
+                                     ("--refit-trust", args.refit_trust)) if on]
     if variant and not args.tag:
         raise ValueError(f"{', '.join(variant)} needs a --tag (e.g. --tag _own_end), so its result does not "
                          "replace trust_calibration.json")
@@ -270,6 +288,8 @@ def _main(args: argparse.Namespace, bench: Bench) -> int:
         "s5-model-s": train(bench, "s5-model-s", s5_data, {**budget, **smoke}, args.reuse_runs,
                             tag="" if s5_per_class == S5_PER_CLASS else f"-{s5_per_class or 'all'}", seed=args.seed),
     }
+    if args.refit_trust:
+        runs = {recipe: refitted_copy(run_path) for recipe, run_path in runs.items()}
     rows, fast_pixels = {}, None
     for recipe, run_path in runs.items():
         rows[recipe], pixels = calibration_row(run_path)

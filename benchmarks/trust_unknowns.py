@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Bench, add_arguments, torch_threads
+from benchmarks.common import Bench, add_arguments, refit_trust, torch_threads
 
 # bag + ankle boot: the classes most unlike the other 8 taken out (the pair the detector was developed on, an
 #   "easier" near set); shirt + sneaker: each the class most confused with kept ones (shirt with t-shirt, pullover
@@ -154,30 +154,21 @@ def variants(detectors: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
 def score_detectors(run_path: Path, sets: dict[str, np.ndarray], detectors: tuple[str, ...]) -> dict[str, dict]:
     """Each detector fitted by the training pipeline's own step on the trained run (`variants`), then scored
     through `Classifier` on every set: scores and unknown flags per set, plus the card's threshold block."""
-    from imgclf.data.dataset import prepare_data
     from imgclf.inference import Classifier
-    from imgclf.pipeline.trust import fit_trust
-    from imgclf.records import RunDir
 
-    stored = RunDir(run_path)
-    base_cfg, card = stored.read_config(), stored.read_card()
-    data = prepare_data(base_cfg.data, base_cfg.img_size, base_cfg.color, base_cfg.val_split, base_cfg.test_split,
-                        base_cfg.seed, cache_dir=base_cfg.cache_dir, group_duplicates=base_cfg.group_duplicates,
-                        progress=False)
     model = Classifier.load(run_path).model
     out: dict[str, dict] = {}
     for row, (detector, features) in variants(detectors).items():
-        cfg = base_cfg.model_copy(update={"unknown_detector": detector})
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
-            _, unknown = fit_trust(cfg, data, model, card, Path(folder), features=features)
+            card = refit_trust(run_path, Path(folder), features, detector)
             fit_seconds = time.perf_counter() - start
-            clf = Classifier(model, card.model_copy(update={"unknown": unknown}), run_dir=folder)
+            clf = Classifier(model, card, run_dir=folder)
             results = {name: clf.infer_pixels(pixels[..., None]) for name, pixels in sets.items()}
-        out[row] = {"unknown": unknown.model_dump(mode="json"), "fit_seconds": fit_seconds,
-                         "scores": {k: r.scores for k, r in results.items()},
-                         "flagged": {k: r.unknown for k, r in results.items()},
-                         "probabilities": results["test"].probabilities}
+        out[row] = {"unknown": card.unknown.model_dump(mode="json"), "fit_seconds": fit_seconds,
+                    "scores": {k: r.scores for k, r in results.items()},
+                    "flagged": {k: r.unknown for k, r in results.items()},
+                    "probabilities": results["test"].probabilities}
     return out
 
 

@@ -68,3 +68,17 @@ def test_each_feature_detector_is_also_scored_on_the_pre_logits():
     assert {rows[d] for d in DETECTORS} == {(d, None) for d in DETECTORS}
     assert {k: v for k, v in rows.items() if k not in DETECTORS} == {
         f"{d} (pre-logits)": (d, "pre-logits") for d in FEATURE_DETECTORS}
+
+
+def test_the_result_names_the_features_each_row_read(tmp_path, monkeypatch):
+    """The smoke run (fast_resnet, whose head pools its map): the product's rows read the map's mean and max, the
+    comparison rows the pre-logits, as their names say."""
+    import json
+
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    main(["--smoke", "--work", str(tmp_path)])
+    rows = json.loads((tmp_path / "results" / "trust_unknowns.json").read_text())["pairs"][0]["detectors"]
+    assert {name: row["features"] for name, row in rows.items()} == {
+        "msp": None, "energy": None, "mahalanobis": "map-mean-max", "mahalanobis-l2": "map-mean-max",
+        "mahalanobis (pre-logits)": "pre-logits", "mahalanobis-l2 (pre-logits)": "pre-logits"}

@@ -170,8 +170,9 @@ class TrainConfig(BaseModel):
                                  "predicted class never changes. none: the raw softmax.")
     unknown_detector: UnknownDetector = Field(
         "mahalanobis-l2", description="How each prediction's in-distribution score is computed: msp (highest "
-        "probability), energy (logsumexp of the logits), mahalanobis (distance of the penultimate features to the "
-        "nearest class mean, fitted on training images) or mahalanobis-l2 (the same on unit-length features; "
+        "probability), energy (logsumexp of the logits), mahalanobis (distance of the features to the nearest class "
+        "mean, fitted on training images; the features: the last map's per-channel mean and max where the head "
+        "pools that map, else the penultimate layer) or mahalanobis-l2 (the same on unit-length features; "
         "Mahalanobis++). Images scoring below the threshold are 'unknown'.")
     unknown_acceptance: float = Field(0.95, gt=0.0, lt=1.0, description="Share of the validation images the "
                                       "unknown threshold keeps as known (0.95: 5 % of validation images would be "

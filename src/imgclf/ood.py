@@ -6,7 +6,7 @@ card is reported as unknown. Detectors:
 
 - msp: the maximum (calibrated) softmax probability (Hendrycks and Gimpel, 2017).
 - energy: logsumexp of the logits, i.e. minus the free energy at T = 1 (Liu et al., 2020).
-- mahalanobis: minus the smallest squared Mahalanobis distance of the penultimate features to a class mean, with
+- mahalanobis: minus the smallest squared Mahalanobis distance of the features (below) to a class mean, with
   one covariance shared by all classes (Lee et al., 2018), fitted on training images. The covariance is
   scikit-learn's Ledoit-Wolf estimate: ReLU features often have dead units, whose plain covariance is singular.
 - mahalanobis-l2: the same on features scaled to unit length first (Mahalanobis++, Mueller and Hein, 2025): the

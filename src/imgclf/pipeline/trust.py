@@ -87,7 +87,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         first = next(_split_pixels(data, val.indices[:1]))
         source = feature_source(model, plain.network_input(first)) if detector in FEATURE_DETECTORS else "pre-logits"
     clf = Classifier(model, card, device, head=TrustHead(features=source))
-    logits, features = split_logits(clf, data, val.indices, detector in FEATURE_DETECTORS)
+    logits, val_features = split_logits(clf, data, val.indices, detector in FEATURE_DETECTORS)
     labels = val.labels
 
     if cfg.calibrate == "temperature":
@@ -116,7 +116,8 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     tensors = {k: torch.from_numpy(v) for k, v in stats.items()}
     head = TrustHead(temperature, detector, None, tensors.get("means"), tensors.get("precision"), source)
     with torch.inference_mode():
-        _, scores, _ = head(torch.from_numpy(logits), None if features is None else torch.from_numpy(features))
+        _, scores, _ = head(torch.from_numpy(logits),
+                            None if val_features is None else torch.from_numpy(val_features))
     scores = scores.numpy().astype(np.float64)
     threshold = threshold_at(scores, cfg.unknown_acceptance)
     stats["val_scores"] = np.sort(scores).astype(np.float32)

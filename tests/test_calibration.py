@@ -179,3 +179,7 @@ def test_the_report_shows_reliability_before_and_after_and_the_unknown_scores(ca
         assert (calibrated_run / "plots" / f"{key}.png").is_file() and f'id="fig-{key}"' in html, key
     t = read_json(calibrated_run / "model.json")["calibration"]["temperature"]
     assert f"T = {t:.2f}, fitted on the validation split" in html and 'id="unknown"' in html
+    unknown = read_json(calibrated_run / "model.json")["unknown"]
+    assert unknown["detector"] == "mahalanobis-l2" and unknown["features"] == "map-mean-max"  # what it reads, said
+    assert (f"<dt>features</dt><dd>the last feature map&#39;s per-channel mean and max ({unknown['feature_dim']} "
+            "values per image)</dd>") in html

@@ -250,8 +250,13 @@ def _unknown_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, 
     if u is None:
         return None
     scored = metrics.unknown if metrics is not None else None
+    features = None
+    if u.feature_dim:  # the Mahalanobis detectors: say what they read
+        read = ("the last feature map's per-channel mean and max" if u.features == "map-mean-max"
+                else "the layer the classifier reads")
+        features = f"{read} ({u.feature_dim} values per image)"
     return {"detector": u.detector, "threshold": u.threshold, "acceptance": u.acceptance, "val_images": u.images,
-            "val_accepted": u.accepted, "fitted_on": u.fitted_on,
+            "val_accepted": u.accepted, "fitted_on": u.fitted_on, "features": features,
             "flagged": scored.flagged if scored is not None else None,
             "accuracy_kept": scored.accuracy_kept if scored is not None else None}
 

@@ -44,6 +44,9 @@ DETECTORS = ("msp", "energy", "mahalanobis", "mahalanobis-l2")
 FEATURE_DETECTORS = ("mahalanobis", "mahalanobis-l2")
 FEATURE_SOURCES = ("pre-logits", "map-mean-max")
 STATS_FILE = "unknown.safetensors"  # beside model.safetensors: class means, precision, validation scores
+# a refit (`imgclf calibrate`) writes the name its card does not use yet, then the card, then drops the old file:
+# an interruption leaves a card whose statistics match it
+STATS_FILES = (STATS_FILE, "unknown-refit.safetensors")
 UNKNOWN_LABEL = "unknown"
 
 

@@ -1,4 +1,4 @@
-"""Commands on run directories: evaluate, predict, export, serve, report, compare and runs."""
+"""Commands on run directories: evaluate, predict, calibrate, export, serve, report, compare and runs."""
 
 from __future__ import annotations
 
@@ -183,6 +183,34 @@ def report(run: Path = typer.Argument(..., help="Run directory."),
     for failure in failures:
         typer.echo(f"figure could not be drawn: {terminal_safe(failure)}", err=True)
     typer.echo(f"report: {path}")
+
+
+@app.command()
+def calibrate(run: Path = typer.Argument(..., help="Run directory."),
+              method: Optional[str] = typer.Option(None, "--calibrate", help="temperature or none; default: the "
+                                                   "run's own setting.", show_default=False),
+              detector: Optional[str] = typer.Option(None, "--unknown-detector", help="msp, energy, mahalanobis or "
+                                                     "mahalanobis-l2; default: the run's own.", show_default=False),
+              acceptance: Optional[float] = typer.Option(None, "--unknown-acceptance", help="Share of the validation "
+                                                         "images the threshold keeps as known; default: the run's "
+                                                         "own.", show_default=False),
+              report: bool = typer.Option(True, help="Write report.html again.")) -> None:
+    """Fit a finished run's temperature and unknown detector again, on its own train and val images, without
+    training: another detector or acceptance rate, or what the current version fits. Rewrites model.json,
+    config.yaml, the detector's statistics, metrics.json and predictions.csv."""
+    from ..pipeline.recalibrate import recalibrate
+
+    settings = {k: v for k, v in (("calibrate", method), ("unknown_detector", detector),
+                                  ("unknown_acceptance", acceptance)) if v is not None}
+    card = recalibrate(run, report=report, **settings)
+    u, t = card.unknown, card.temperature
+    reads = f", reads {u.features} ({u.feature_dim} values)" if u.feature_dim else ""
+    typer.echo(f"temperature {t:.3f}; unknown: {u.detector}{reads}, threshold {u.threshold:.4g} keeps "
+               f"{u.accepted:.1%} of {u.images} validation images")
+    if card.metrics is not None:
+        typer.echo(f"test accuracy {card.metrics.accuracy:.4f}")
+    typer.echo(f"wrote {Path(run) / 'model.json'}, config.yaml, {u.statistics}, metrics.json, predictions.csv"
+               + (", report.html" if report else ""))
 
 
 @app.command()

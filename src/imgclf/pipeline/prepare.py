@@ -39,6 +39,16 @@ def input_size(cfg: TrainConfig, info: ModelInfo) -> int:
     return size
 
 
+def run_images(cfg: TrainConfig, info: ModelInfo, img_size: int) -> PreparedData:
+    """The run's images, split, cached and selected as `cfg` says: what training reads, and what refitting a
+    finished run's temperature and unknown detector reads again (`pipeline.recalibrate`)."""
+    selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
+    return prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
+                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
+                        selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
+                        group_duplicates=cfg.group_duplicates, progress=cfg.progress, task=cfg.task)
+
+
 def data_and_model(cfg: TrainConfig, info: ModelInfo, img_size: int,
                    transfer_args: dict[str, Any]) -> tuple[PreparedData, torch.nn.Module, TrainConfig]:
     """The run's images (split, cached, selected as `cfg` says) and its freshly seeded model, with `cfg` resolved
@@ -46,11 +56,7 @@ def data_and_model(cfg: TrainConfig, info: ModelInfo, img_size: int,
     import lightning as L
 
     L.seed_everything(cfg.seed, verbose=False)
-    selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
-    data = prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
-                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
-                        selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
-                        group_duplicates=cfg.group_duplicates, progress=cfg.progress, task=cfg.task)
+    data = run_images(cfg, info, img_size)
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color, "task": resolve_task(cfg, data)})
     return data, seeded_model(cfg, data, img_size, transfer_args), resolved
 

@@ -18,11 +18,11 @@ from ..data.prepared import PreparedData
 from ..errors import ImgclfError, bad_path, invalid
 from ..io import next_free_dir, writable_folder
 from ..models import get_model_info, list_models
-from ..ood import STATS_FILE
+from ..ood import STATS_FILES
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from .prepare import data_and_model, input_size
 
-RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", STATS_FILE, "model.json", "history.csv",
+RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
              "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json")
 
 

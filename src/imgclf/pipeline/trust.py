@@ -74,8 +74,10 @@ def _probs(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,
-              run_dir: Path, features: str | None = None) -> tuple[CalibrationInfo, UnknownInfo]:
-    """Fit both on the trained `model`; writes RUN/unknown.safetensors; returns the card's two blocks.
+              run_dir: Path, features: str | None = None, stats_name: str = STATS_FILE
+              ) -> tuple[CalibrationInfo, UnknownInfo]:
+    """Fit both on the trained `model`; writes RUN/`stats_name` (unknown.safetensors); returns the card's two
+    blocks.
     features: what a feature detector reads (`imgclf.ood.FEATURE_SOURCES`); default: the map's mean and max where
     the network's head pools its last map, else the pre-logits."""
     device = next(model.parameters()).device
@@ -121,10 +123,10 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     scores = scores.numpy().astype(np.float64)
     threshold = threshold_at(scores, cfg.unknown_acceptance)
     stats["val_scores"] = np.sort(scores).astype(np.float32)
-    save_stats(run_dir / STATS_FILE, stats)
+    save_stats(run_dir / stats_name, stats)
     unknown = UnknownInfo(
         detector=detector, acceptance=cfg.unknown_acceptance, threshold=threshold, split="val", images=len(scores),
         accepted=float(np.mean(scores >= np.float32(threshold))),
         score_quantiles={f"p{q}": float(np.percentile(scores, q)) for q in QUANTILES},
-        statistics=STATS_FILE, fitted_on=fitted_on, feature_dim=feature_dim, features=source)
+        statistics=stats_name, fitted_on=fitted_on, feature_dim=feature_dim, features=source)
     return calibration, unknown

@@ -1,0 +1,102 @@
+"""`imgclf calibrate RUN` (`pipeline.recalibrate`): a finished run's temperature and unknown detector fitted again
+on its own images, without training; every file that depends on them follows, and nothing else moves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_image_folder
+from imgclf.cli import app
+from imgclf.errors import ImgclfError
+from imgclf.inference import Classifier
+from imgclf.io import read_json
+from imgclf.pipeline.recalibrate import recalibrate
+from imgclf.records import RunDir
+
+
+def _train(base: Path) -> Path:
+    import imgclf
+
+    data = make_image_folder(base / "data", classes=("cat", "dog", "fox"), per_class=40, size=16, seed=5)
+    return imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 3, "batch_size": 16,
+                       "out": str(base / "run"), "progress": False, "seed": 0, "model_args": {"width": 8},
+                       "val_split": 0.3, "test_split": 0.2}, report=False).path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory.mktemp("recalibrate"))
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+def _val_pixels(run: Path, clf: Classifier) -> np.ndarray:
+    files, _ = RunDir(run).read_dataset().split_paths("val")
+    return np.stack([clf.decode(f) for f in files])
+
+
+def test_another_acceptance_rate_moves_the_threshold_and_every_file_that_holds_it(run):
+    before = read_json(run / "model.json")
+    predictions_before = (run / "predictions.csv").read_text()
+    card = recalibrate(run, unknown_acceptance=0.7, report=False)
+    clf = Classifier.load(run)
+    kept = 1.0 - clf.infer_pixels(_val_pixels(run, clf)).unknown.mean()
+    assert card.unknown.acceptance == 0.7 and 0.7 <= kept < before["unknown"]["accepted"]
+    assert read_json(run / "metrics.json")["unknown"]["threshold"] == card.unknown.threshold
+    assert "unknown_acceptance: 0.7" in (run / "config.yaml").read_text()
+    # the statistics moved to the name the card did not use, the old file is gone, the weights did not move
+    assert card.unknown.statistics == "unknown-refit.safetensors" and not (run / "unknown.safetensors").exists()
+    assert card.calibration.temperature == pytest.approx(before["calibration"]["temperature"])
+    assert card.metrics.accuracy == before["metrics"]["accuracy"]
+    assert (run / "predictions.csv").read_text() != predictions_before  # the unknown column follows the threshold
+    recalibrate(run, report=False)  # and back: the other name again
+    assert RunDir(run).read_card().unknown.statistics == "unknown.safetensors"
+    assert not (run / "unknown-refit.safetensors").exists()
+
+
+def test_a_run_fitted_on_the_pre_logits_reads_what_the_current_version_fits(run):
+    """A run whose detector read the pre-logits (every run before the map's mean and max): refitted, the card
+    says map-mean-max and predictions use it."""
+    from imgclf.data.dataset import prepare_data
+    from imgclf.pipeline.trust import fit_trust
+
+    stored = RunDir(run)
+    cfg = stored.read_config()
+    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
+    _, unknown = fit_trust(cfg, data, Classifier.load(run).model, stored.read_card(), run, features="pre-logits")
+    card = read_json(run / "model.json")
+    card["unknown"] = {k: v for k, v in unknown.model_dump(mode="json").items() if k != "features"}
+    (run / "model.json").write_text(json.dumps(card))
+    assert Classifier.load(run).feature_source == "pre-logits"
+    recalibrate(run, report=False)
+    assert Classifier.load(run).feature_source == "map-mean-max"
+    assert RunDir(run).read_card().unknown.feature_dim == 2 * unknown.feature_dim
+
+
+def test_a_run_whose_data_changed_is_refused_before_anything_is_written(tmp_path):
+    run = _train(tmp_path)
+    first = Path(RunDir(run).read_dataset().split_paths("train")[0][0])
+    first.unlink()
+    card_before = (run / "model.json").read_text()
+    with pytest.raises(ImgclfError, match=r"its train split is not the one dataset.json lists"):
+        recalibrate(run, unknown_acceptance=0.8)
+    assert (run / "model.json").read_text() == card_before
+
+
+def test_the_cli_refits_and_names_a_bad_value_in_one_line(run):
+    runner = CliRunner()
+    done = runner.invoke(app, ["calibrate", str(run), "--unknown-detector", "energy", "--no-report"])
+    assert done.exit_code == 0, done.output
+    assert "unknown: energy, threshold" in done.output and RunDir(run).read_card().unknown.detector == "energy"
+    bad = runner.invoke(app, ["calibrate", str(run), "--unknown-detector", "knn"])
+    assert bad.exit_code == 2 and "unknown_detector" in bad.output and "'knn'" in bad.output
+    assert "Traceback" not in bad.output and RunDir(run).read_card().unknown.detector == "energy"

@@ -195,9 +195,9 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
                                                          "images the threshold keeps as known; default: the run's "
                                                          "own.", show_default=False),
               report: bool = typer.Option(True, help="Write report.html again.")) -> None:
-    """Fit a finished run's temperature and unknown detector again, on its own train and val images, without
-    training: another detector or acceptance rate, or what the current version fits. Rewrites model.json,
-    config.yaml, the detector's statistics, metrics.json and predictions.csv."""
+    """Refit a run's temperature and unknown detector on its own images, without training.
+
+    Rewrites model.json, config.yaml, the statistics, metrics.json, predictions.csv and report.html."""
     from ..pipeline.recalibrate import recalibrate
 
     settings = {k: v for k, v in (("calibrate", method), ("unknown_detector", detector),

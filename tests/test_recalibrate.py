@@ -25,6 +25,7 @@ def _train(base: Path) -> Path:
 
     data = make_image_folder(base / "data", classes=("cat", "dog", "fox"), per_class=40, size=16, seed=5)
     return imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 3, "batch_size": 16,
+                       "augment": "hflip",  # so that evaluation scores test-time views too
                        "out": str(base / "run"), "progress": False, "seed": 0, "model_args": {"width": 8},
                        "val_split": 0.3, "test_split": 0.2}, report=False).path
 
@@ -57,6 +58,7 @@ def test_another_acceptance_rate_moves_the_threshold_and_every_file_that_holds_i
     assert card.unknown.statistics == "unknown-refit.safetensors" and not (run / "unknown.safetensors").exists()
     assert card.calibration.temperature == pytest.approx(before["calibration"]["temperature"])
     assert card.metrics.accuracy == before["metrics"]["accuracy"]
+    assert read_json(run / "metrics.json")["tta"] is not None  # evaluated as training evaluates
     assert (run / "predictions.csv").read_text() != predictions_before  # the unknown column follows the threshold
     recalibrate(run, report=False)  # and back: the other name again
     assert RunDir(run).read_card().unknown.statistics == "unknown.safetensors"

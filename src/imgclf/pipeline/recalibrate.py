@@ -51,7 +51,8 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     if old and old != new:
         run.file(old).unlink(missing_ok=True)
     run.write_config(cfg)
-    metrics = evaluate_run(run.path, cache_dir=cfg.cache_dir, workers=cfg.num_workers,
+    # as training evaluates: with test-time views too where training made them
+    metrics = evaluate_run(run.path, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
                            budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
     card.metrics = headline(metrics, run.read_history(), card.training.best_epoch if card.training else None)
     run.write_card(card)

@@ -474,22 +474,14 @@ def fast_recipe_runs(folder: Path = RESULTS, recipe: str = "fast-fmnist"
 
 
 def refit_trust(run_path: Path, out: Path, features: str | None = None, detector: str | None = None) -> Any:
-    """The run's temperature and unknown detector fitted again by the current `pipeline.trust.fit_trust` on the
-    run's own data (its config's folder, size, colour mode, splits and seed), the statistics written into `out`;
-    returns the card with both blocks replaced (the run itself is not touched). For runs trained before a change
-    to that step, and for a detector (default: the run's) or feature source (default: fit_trust's choice) other
-    than the run's."""
-    from imgclf.data.dataset import prepare_data
-    from imgclf.inference import Classifier
-    from imgclf.pipeline.trust import fit_trust
+    """The run's card with its temperature and unknown detector fitted again by the current code
+    (`imgclf.pipeline.recalibrate.refitted`: the run's own images, prepared as training did and checked against
+    its dataset.json), the statistics written into `out`; the run itself is not touched. For runs trained before a
+    change to that step, and for a detector (default: the run's) or feature source (default: fit_trust's choice)
+    other than the run's."""
+    from imgclf.pipeline.recalibrate import refitted
     from imgclf.records import RunDir
 
-    stored = RunDir(run_path)
-    cfg, card = stored.read_config(), stored.read_card()
-    if detector is not None:
-        cfg = cfg.model_copy(update={"unknown_detector": detector})
-    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed,
-                        cache_dir=cfg.cache_dir, group_duplicates=cfg.group_duplicates, progress=False)
-    calibration, unknown = fit_trust(cfg, data, Classifier.load(run_path).model, card, out, features=features)
-    return card.model_copy(update={"calibration": calibration, "unknown": unknown})
-
+    card, _ = refitted(RunDir(run_path), out, features=features,
+                       **({"unknown_detector": detector} if detector is not None else {}))
+    return card

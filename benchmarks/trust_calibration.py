@@ -221,6 +221,8 @@ def cost(run_path: Path, pixels: np.ndarray, files: list[str], rounds: int) -> d
     out["head_alone"] = head_share(trusted, plain, pixels[:2048], rounds)
     print(f"cost of the head alone: {out['head_alone']}", flush=True)
     out["detector"] = trusted.card.unknown.detector if trusted.card.unknown else None
+    out["features"] = trusted.card.unknown.features if trusted.card.unknown and trusted.head.needs_features else None
+    out["feature_dim"] = trusted.card.unknown.feature_dim if trusted.card.unknown else None
     out["temperature"] = trusted.card.temperature
     out["threads"] = torch.get_num_threads()
     return out

@@ -102,3 +102,25 @@ def test_the_cli_refits_and_names_a_bad_value_in_one_line(run):
     bad = runner.invoke(app, ["calibrate", str(run), "--unknown-detector", "knn"])
     assert bad.exit_code == 2 and "unknown_detector" in bad.output and "'knn'" in bad.output
     assert "Traceback" not in bad.output and RunDir(run).read_card().unknown.detector == "energy"
+
+
+def test_a_card_naming_no_statistics_file_keeps_its_file_until_the_new_card_is_written(run):
+    """statistics null means unknown.safetensors (the readers' fallback): the refit must write the other name, or
+    an interruption would leave the old card reading new statistics. And the old file is not needed to refit."""
+    card = read_json(run / "model.json")
+    card["unknown"]["statistics"] = None
+    (run / "model.json").write_text(json.dumps(card))
+    assert Classifier.load(run).head.needs_features  # still readable through the fallback name
+    (run / "unknown.safetensors").write_bytes(b"damaged")
+    refit = recalibrate(run, report=False)
+    assert refit.unknown.statistics == "unknown-refit.safetensors" and not (run / "unknown.safetensors").exists()
+    assert Classifier.load(run).infer_pixels(_val_pixels(run, Classifier.load(run, plain=True))).scores.size
+
+
+def test_a_run_never_evaluated_is_not_evaluated_by_a_refit(run):
+    """A tuning trial is trained without evaluation, so that the test split stays unseen: a refit keeps it so."""
+    (run / "metrics.json").unlink()
+    (run / "predictions.csv").unlink()
+    recalibrate(run, unknown_acceptance=0.8)
+    assert not (run / "metrics.json").exists() and not (run / "predictions.csv").exists()
+    assert RunDir(run).read_card().unknown.acceptance == 0.8

@@ -154,6 +154,20 @@ def test_a_head_that_does_not_pool_its_map_gives_the_pre_logits():
         logits_and_features(model, x, True, "map-mean-max")
 
 
+def test_the_map_is_read_only_where_the_head_s_features_are_its_pooling():
+    """Decided on the values: a head that projects the pooled map to as many features as the map has channels
+    keeps the pre-logits; fast_resnet (max pool) and simple_cnn (average pool) read the map."""
+    from imgclf.models import create_model
+    from imgclf.models.base import FeaturesHeadNet
+
+    x = torch.rand(2, 1, 28, 28)
+    projected = FeaturesHeadNet(torch.nn.Conv2d(1, 8, 3), torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 8), torch.nn.Linear(8, 3))).eval()
+    assert feature_source(projected, x) == "pre-logits"
+    for name in ("fast_resnet", "simple_cnn"):
+        assert feature_source(create_model(name, 3, 1, 28).eval(), x) == "map-mean-max", name
+
+
 def test_a_card_from_before_the_features_field_scores_the_pre_logits(run, tmp_path):
     """A card whose `unknown` block has no `features` key (written before it existed, with statistics of the
     pre-logits) loads and scores those: the distance to its stored class means, computed here by hand."""

@@ -113,7 +113,10 @@ class Classifier:
         self.head = (head if head is not None else trust_head(card, run_dir)).to(self.head_device).eval()
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> "Classifier":
+    def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu", plain: bool = False
+             ) -> "Classifier":
+        """The run's network and card; plain: with a bare softmax head instead of the card's temperature and unknown
+        detector, whose statistics are then not read (refitting them must not need them)."""
         card = load_card(run_dir)
         weights = Path(run_dir) / "model.safetensors"
         if not weights.exists():
@@ -126,7 +129,7 @@ class Classifier:
             raise bad_path("run", run_dir, "a run directory whose weights fit its model card",
                            f"model.safetensors does not match its model.json: "
                            f"{reason if len(reason) <= 300 else reason[:296] + ' ...'}") from None
-        return cls(model, card, device, run_dir=run_dir, head=trust_head(card, run_dir))
+        return cls(model, card, device, run_dir=run_dir, head=TrustHead() if plain else trust_head(card, run_dir))
 
     def __repr__(self) -> str:
         parts = [f"architecture={self.card.architecture!r}", f"classes={len(self.card.classes)}",

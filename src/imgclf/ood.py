@@ -148,10 +148,17 @@ def logits_and_features(model: nn.Module, x: torch.Tensor, features: bool = True
 
 @torch.inference_mode()
 def feature_source(model: nn.Module, x: torch.Tensor) -> str:
-    """The features a feature detector of `model` should read: map-mean-max where its head pools its last map,
-    else pre-logits (decided on the network input `x`, a batch of one image is enough)."""
+    """The features a feature detector of `model` should read: map-mean-max where its head's features are the
+    per-channel mean or max of its last (N, C, H, W) map, checked on the values (a head that normalises or
+    projects the pooled map, or a channels-last map, keeps pre-logits); decided on the network input `x`."""
     mapped = model.forward_features(x)
-    return "map-mean-max" if pools_map(mapped, model.forward_head(mapped, pre_logits=True)) else "pre-logits"
+    pre = model.forward_head(mapped, pre_logits=True)
+    if not pools_map(mapped, pre):
+        return "pre-logits"
+    pre, mapped = pre.float(), mapped.float()
+    pooled = any(torch.allclose(pre, p, rtol=1e-3, atol=1e-4)
+                 for p in (mapped.mean(dim=(2, 3)), mapped.amax(dim=(2, 3))))
+    return "map-mean-max" if pooled else "pre-logits"
 
 
 def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int,

@@ -3,9 +3,12 @@ rate, `--calibrate none`, or a run trained before a change to that step (the det
 
 The run's own images are prepared as training prepared them (its config.yaml) and must still be the ones its
 dataset.json lists for train and val: statistics and thresholds fitted on other images would describe another
-run. The new statistics go to the file name the card does not use yet, the card follows, the old file goes last,
-so an interrupted refit leaves a card whose statistics match it. metrics.json, predictions.csv and the report are
-then written again from the refitted card (the predicted classes do not change: a temperature keeps their order).
+run. Writes in an order that an interruption cannot leave inconsistent where it matters: the new statistics under
+the file name the card does not use, then config.yaml, then the card, then the old statistics are removed. A run
+that was evaluated (metrics.json) is evaluated again as training evaluates, and its report redrawn: the plain
+predicted classes do not change (dividing the logits by one temperature keeps their order), but the scores that
+read probabilities, the unknown flags and the test-time-view average can. A run never evaluated (a tuning
+trial) stays so.
 """
 
 from __future__ import annotations
@@ -13,48 +16,64 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import make_config
+from ..config import TrainConfig, make_config
 from ..errors import Described, bad_path, invalid
-from ..ood import STATS_FILES
+from ..ood import STATS_FILE, STATS_FILES
 from ..records import ModelCard, RunDir
 
 SETTINGS = ("calibrate", "unknown_detector", "unknown_acceptance")
 
 
-def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: object) -> ModelCard:
-    """Refit the run's calibration and unknown detector with `settings` (any of `SETTINGS`; the run's own where
-    not given) on its own train and val images; rewrites model.json, config.yaml, the detector's statistics,
-    metrics.json, predictions.csv and (`report`) report.html. Returns the new card."""
-    from ..evaluation.run_eval import evaluate_run
+def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str | None = None,
+             **settings: object) -> tuple[ModelCard, TrainConfig]:
+    """The run's card with its calibration and unknown blocks fitted again by the current `fit_trust` (with
+    `settings` over the run's config; `features` as fit_trust takes it) on the run's own train and val images, the
+    statistics written to out/`stats_name`; and the config used. Nothing of the run itself is written."""
     from ..inference import Classifier
     from ..models import get_model_info
-    from .card import headline
     from .prepare import run_images
     from .trust import fit_trust
 
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise invalid("setting", unknown[0], SETTINGS)
-    run = RunDir(run_dir)
     card = run.read_card()
     if card.task == "multilabel":
-        raise bad_path("run", run_dir, "a single-label run", "a multi-label run: its labels have decision "
+        raise bad_path("run", run.path, "a single-label run", "a multi-label run: its labels have decision "
                        "thresholds, not a temperature or an unknown detector")
     cfg = make_config(**{**run.read_config().model_dump(), **settings})
     data = run_images(cfg, get_model_info(cfg.model), card.img_size)
     _check_same_images(run, data)
-    old = card.unknown.statistics if card.unknown is not None else None
+    model = Classifier.load(run.path, plain=True).model  # the old statistics are not needed, nor trusted
+    card.calibration, card.unknown = fit_trust(cfg, data, model, card, out, features=features, stats_name=stats_name)
+    return card, cfg
+
+
+def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: object) -> ModelCard:
+    """Refit the run's calibration and unknown detector with `settings` (any of `SETTINGS`; the run's own where
+    not given) on its own train and val images; rewrites the detector's statistics, config.yaml, model.json and,
+    for an evaluated run, metrics.json, predictions.csv and (`report`) report.html. Returns the new card."""
+    from ..evaluation.run_eval import evaluate_run
+    from .card import headline
+    from .trust import drop_unused_statistics
+
+    run = RunDir(run_dir)
+    before = run.read_card()
+    old = (before.unknown.statistics or STATS_FILE) if before.unknown is not None else None
     new = STATS_FILES[1] if old == STATS_FILES[0] else STATS_FILES[0]
-    model = Classifier.load(run.path).model
-    card.calibration, card.unknown = fit_trust(cfg, data, model, card, run.path, stats_name=new)
-    run.write_card(card)
-    if old and old != new:
-        run.file(old).unlink(missing_ok=True)
+    card, cfg = refitted(run, run.path, new, **settings)
     run.write_config(cfg)
+    run.write_card(card)
+    drop_unused_statistics(run.path, card)
+    if not run.has("metrics.json"):
+        return card
     # as training evaluates: with test-time views too where training made them
     metrics = evaluate_run(run.path, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
                            budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
-    card.metrics = headline(metrics, run.read_history(), card.training.best_epoch if card.training else None)
+    scores = headline(metrics, run.read_history(), card.training.best_epoch if card.training else None)
+    if scores.val_accuracy is None and before.metrics is not None:  # a card from before `training` was recorded
+        scores.val_accuracy = before.metrics.val_accuracy
+    card.metrics = scores
     run.write_card(card)
     if report:
         from ..evaluation.report import write_report

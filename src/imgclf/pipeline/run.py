@@ -261,7 +261,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         card = make_card(resolved, data, result)
         card.lr_find = card_info(run_dir)
         card.sizing = sizing
-        from .trust import fit_trust
+        from .trust import drop_unused_statistics, fit_trust
 
         if data.task == "multilabel":
             from .multilabel import fit_thresholds
@@ -275,9 +275,11 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         if not evaluate:
             card.metrics = validation_headline(result.history, result.best_epoch)
             run.write_card(card)
+            drop_unused_statistics(run_dir, card)
             return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
                        result.stopped_reason, skipped)
         run.write_card(card)
+        drop_unused_statistics(run_dir, card)
 
         from ..evaluation.run_eval import evaluate_run
 

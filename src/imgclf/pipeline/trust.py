@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier
-from ..ood import FEATURE_DETECTORS, STATS_FILE, TrustHead, feature_source, fit_mahalanobis, save_stats, threshold_at
+from ..ood import FEATURE_DETECTORS, STATS_FILE, STATS_FILES, TrustHead, feature_source, fit_mahalanobis, save_stats, threshold_at
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
 
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
@@ -130,3 +130,13 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         score_quantiles={f"p{q}": float(np.percentile(scores, q)) for q in QUANTILES},
         statistics=stats_name, fitted_on=fitted_on, feature_dim=feature_dim, features=source)
     return calibration, unknown
+
+
+def drop_unused_statistics(run_dir: Path, card: ModelCard) -> None:
+    """Remove the detector statistics files the written card does not name (the other of `STATS_FILES`, left by
+    a refit before a resume, say); call after the card is written."""
+    used = card.unknown.statistics if card.unknown is not None else None
+    for name in STATS_FILES:
+        if name != used:
+            (Path(run_dir) / name).unlink(missing_ok=True)
+

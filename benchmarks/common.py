@@ -380,6 +380,21 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def checked_main(parser: argparse.ArgumentParser, argv: list[str] | None,
+                 check: Callable[[argparse.Namespace], object],
+                 body: Callable[[argparse.Namespace, Bench], int]) -> int:
+    """Parse `argv`, run `check` on the arguments before anything starts (a ValueError from it is a usage line and
+    exit 2, no traceback), then `body(args, bench)` under the arguments' torch thread count."""
+    args = parser.parse_args(argv)
+    try:
+        check(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    bench = Bench.from_args(args)
+    with torch_threads(args.threads):
+        return body(args, bench)
+
+
 def print_table(results: dict[str, dict[str, float]], ratios: dict[str, object]) -> None:
     """Medians with their range, then the ratios, as the benchmarks print them."""
     width = max(len(name) for name in results)

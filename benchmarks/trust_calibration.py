@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Bench, add_arguments, refit_trust, torch_threads
+from benchmarks.common import Bench, add_arguments, checked_main, refit_trust
 
 TARGETS = {"ece_ratio": 0.5, "cost_ratio": 1.05}
 S5_PER_CLASS = 1000
@@ -256,15 +256,7 @@ def head_share(trusted, plain, pixels: np.ndarray, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        check_tag(args)
-    except ValueError as exc:  # a usage error: one line and exit 2, no traceback
-        parser.error(str(exc))
-    bench = Bench.from_args(args)
-    with torch_threads(args.threads):
-        return _main(args, bench)
+    return checked_main(build_parser(), argv, check_tag, _main)
 
 
 def check_tag(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Bench, add_arguments, refit_trust, torch_threads
+from benchmarks.common import Bench, add_arguments, checked_main, refit_trust
 
 # bag + ankle boot: the classes most unlike the other 8 taken out (the pair the detector was developed on, an
 #   "easier" near set); shirt + sneaker: each the class most confused with kept ones (shirt with t-shirt, pullover
@@ -299,15 +299,7 @@ def print_pair(result: dict, far: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        overrides(args)
-    except ValueError as exc:  # a usage error: one line and exit 2, no traceback
-        parser.error(str(exc))
-    bench = Bench.from_args(args)
-    with torch_threads(args.threads):
-        return _main(args, bench)
+    return checked_main(build_parser(), argv, overrides, _main)
 
 
 def _main(args: argparse.Namespace, bench: Bench) -> int:

@@ -197,7 +197,13 @@ def _verdict(runs: list[tuple[dict, dict]], fixed: list[tuple[dict, dict]], targ
 
 
 # Runs replaced by a second run of the same seed (the newer file counts, `fast_recipe_runs`), and why.
-RERUNS = ("Replaced runs: AVX-512 with native bf16, 10m, `fast` seed 0 was trained twice (commit 03da24e). The first "
+RERUNS = ("Replaced runs: AVX-512 with native bf16, 10m: the rows hold the pair trained on 2026-12-03 on an Intel "
+          "Xeon (AMX too; *_avx512bf16_xeon_seed*.json), both recipes one after the other per seed. They replace "
+          "the AMD EPYC pair of 2026-12-02 (recipe_fast_10m_avx512bf16_seed*.json, "
+          "fast_recipe_10m_avx512bf16_seed*.json): `fast` 94.45 % (width 16 stride, erase 0.25, 31/37 epochs) "
+          "against `fast-fmnist` 94.68 %, 0.23 points below the fixed recipe, where the Xeon pair has it 0.03 above "
+          "(38/38 epochs against 29/31: the pooling stem ran at 0.77x of the stride stem's speed there). "
+          "Before that, the AMD `fast` seed 0 was trained twice (commit 03da24e). The first "
           "run's probe ran while short commands of mine ran beside it, read width 24 at 2,503 img/s (alone, five "
           "probes since read 1,546-1,758), chose it, trained 20 epochs and tested 93.57 %; the row holds the second "
           "run, alone (width 16, 31 epochs, 94.58 %). With the first run the mean of seeds 0, 1 is 93.94 %. "

@@ -17,7 +17,7 @@ Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
 Color = Literal["rgb", "grayscale", "auto"]
 Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
 Normalize = Literal["auto", "dataset", "zerocenter", "rescale", "backbone"]
-Loss = Literal["ce", "focal", "asl"]
+Loss = Literal["ce", "focal", "logitnorm", "asl"]
 Task = Literal["auto", "single", "multilabel"]
 Sampler = Literal["none", "oversample", "undersample"]
 Calibrate = Literal["none", "temperature"]
@@ -36,13 +36,13 @@ L2_KEYS = ("conv", "dense")
 
 
 def check_task_settings(cfg: "TrainConfig", task: str) -> None:
-    """Settings that exist for one task only: asl is a multi-label loss; focal loss, class samplers and label
-    smoothing are single-label ones (an image with several labels has no one class to draw it by)."""
+    """Settings that exist for one task only: asl is a multi-label loss; focal and logitnorm losses, class samplers
+    and label smoothing are single-label ones (an image with several labels has no one class to draw it by)."""
     if task == "single" and cfg.loss == "asl":
-        raise invalid("loss", cfg.loss, "ce or focal for single-label data (asl is a multi-label loss)",
+        raise invalid("loss", cfg.loss, "ce, focal or logitnorm for single-label data (asl is a multi-label loss)",
                       also={"task": task})
     if task == "multilabel":
-        if cfg.loss == "focal":
+        if cfg.loss in ("focal", "logitnorm"):
             raise invalid("loss", cfg.loss, "ce (per-label binary cross-entropy) or asl for multi-label data",
                           also={"task": task})
         if cfg.sampler != "none":
@@ -139,11 +139,15 @@ class TrainConfig(BaseModel):
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     loss: Loss = Field("ce", description="ce (cross-entropy; per-label binary cross-entropy on multi-label data), "
-                       "focal, or asl (asymmetric loss, Ridnik et al. 2021, timm's; multi-label only).")
+                       "focal, logitnorm (cross-entropy of the logits scaled to length 1 / logitnorm_temperature, "
+                       "Wei et al. 2022: fewer confident scores on unknown inputs), or asl (asymmetric loss, Ridnik "
+                       "et al. 2021, timm's; multi-label only).")
     task: Task = Field("auto", description="single (one class per image) or multilabel (a set of labels per image, "
                        "sigmoid outputs); auto: multilabel for an index file (CSV / JSON lines), else single. "
                        "config.yaml stores the one used.")
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0)
+    logitnorm_temperature: float = Field(0.04, gt=0.0, le=1.0, description="loss logitnorm: the logits' length "
+                                         "is 1 / this in the loss (0.04, the paper's CIFAR-10 value).")
     class_weight: str = Field("none", description="none, balanced, or a JSON file mapping class name -> weight.")
     sampler: Sampler = Field("none", description="none, oversample (classes drawn equally, epoch = train size), "
                              "undersample (epoch = classes x smallest class).")

@@ -48,6 +48,16 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight:
     return loss.mean()
 
 
+def logitnorm_loss(logits: torch.Tensor, target: torch.Tensor, temperature: float,
+                   weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+    """LogitNorm (Wei et al. 2022): cross-entropy of the logits divided by `temperature` times their L2 norm. The
+    loss can no longer fall by growing the logits, which is what makes plain cross-entropy confident far from the
+    training data; the network itself is unchanged, so predictions still use its raw logits."""
+    logits = logits.float()
+    norms = logits.norm(p=2, dim=1, keepdim=True).clamp_min(1e-7)
+    return F.cross_entropy(logits / (norms * temperature), target, weight=weight, label_smoothing=label_smoothing)
+
+
 def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str,
                     pos_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-label loss, one sigmoid per label: binary cross-entropy averaged over images and labels (pos_weight
@@ -146,6 +156,8 @@ class ImageClassifierModule(L.LightningModule):
         smoothing = self.cfg.label_smoothing
         if self.cfg.loss == "focal":
             return focal_loss(logits, y, self.cfg.focal_gamma, self.class_weights, smoothing)
+        if self.cfg.loss == "logitnorm":
+            return logitnorm_loss(logits, y, self.cfg.logitnorm_temperature, self.class_weights, smoothing)
         return F.cross_entropy(logits.float(), y, weight=self.class_weights, label_smoothing=smoothing)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,18 +33,40 @@ def test_logitnorm_cannot_be_lowered_by_growing_the_logits():
     assert F.cross_entropy(10 * logits, target).item() != pytest.approx(F.cross_entropy(logits, target).item())
 
 
-def test_the_training_module_trains_on_the_chosen_loss():
-    settings = {"data": "unused", "loss": "logitnorm", "logitnorm_temperature": 0.5}
-    module = ImageClassifierModule(nn.Linear(4, 3), settings, mean=[0.0], std=[1.0])
+def test_the_training_module_trains_on_the_chosen_loss_with_its_weights_and_smoothing():
+    settings = {"data": "unused", "loss": "logitnorm", "logitnorm_temperature": 0.5, "label_smoothing": 0.1}
+    weights = [1.0, 2.0, 0.5]
+    module = ImageClassifierModule(nn.Linear(4, 3), settings, mean=[0.0], std=[1.0], class_weights=weights)
     logits = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
     target = torch.arange(8) % 3
-    assert module.loss_fn(logits, target).item() == pytest.approx(logitnorm_loss(logits, target, 0.5).item())
+    expected = logitnorm_loss(logits, target, 0.5, torch.tensor(weights), label_smoothing=0.1)
+    assert module.loss_fn(logits, target).item() == pytest.approx(expected.item())
+    assert expected.item() != pytest.approx(logitnorm_loss(logits, target, 0.5).item())
     plain = ImageClassifierModule(nn.Linear(4, 3), {"data": "unused"}, mean=[0.0], std=[1.0])
     assert plain.loss_fn(logits, target).item() == pytest.approx(F.cross_entropy(logits, target).item())
+
+
+def test_bf16_logits_give_a_float32_loss():
+    logits = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
+    target = torch.arange(8) % 3
+    loss = logitnorm_loss(logits.bfloat16(), target, 0.04)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(logitnorm_loss(logits.bfloat16().float(), target, 0.04).item())
+
+
+def test_validation_reports_the_logitnorm_loss_not_the_raw_logits_cross_entropy():
+    # best epoch, early stopping and the plateau schedule read val_loss: under logitnorm it must not move with the
+    # logits' length, which that loss leaves free
+    module = ImageClassifierModule(nn.Linear(4, 3), {"data": "unused", "loss": "logitnorm"}, mean=[0.0],
+                                   std=[1.0], class_weights=[1.0, 2.0, 0.5])
+    logits = torch.randn(8, 3, generator=torch.Generator().manual_seed(3))
+    target = torch.arange(8) % 3
+    assert module.val_loss_fn(logits, target).item() == pytest.approx(module.val_loss_fn(7 * logits, target).item())
+    assert module.val_loss_fn(logits, target).item() == pytest.approx(logitnorm_loss(logits, target, 0.04).item())
 
 
 def test_logitnorm_is_refused_for_multi_label_data_and_a_bad_temperature():
     with pytest.raises(ImgclfError, match="loss.*logitnorm"):
         check_task_settings(TrainConfig(data="x", loss="logitnorm"), "multilabel")
-    with pytest.raises(Exception, match="logitnorm_temperature"):
+    with pytest.raises(ValidationError, match="logitnorm_temperature"):
         TrainConfig(data="x", logitnorm_temperature=0)

@@ -160,6 +160,17 @@ class ImageClassifierModule(L.LightningModule):
             return logitnorm_loss(logits, y, self.cfg.logitnorm_temperature, self.class_weights, smoothing)
         return F.cross_entropy(logits.float(), y, weight=self.class_weights, label_smoothing=smoothing)
 
+    def val_loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What val_loss reports (and best epoch, early stopping and plateau read): plain cross-entropy, without
+        class weights or smoothing, so runs that differ in them compare. Under logitnorm the raw logits' length is
+        left free by training, and their cross-entropy would track that length more than the fit: it reports the
+        logitnorm loss itself."""
+        if self.multilabel:
+            return multilabel_loss(logits, y, "ce")
+        if self.cfg.loss == "logitnorm":
+            return logitnorm_loss(logits, y, self.cfg.logitnorm_temperature)
+        return F.cross_entropy(logits.float(), y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
@@ -194,7 +205,7 @@ class ImageClassifierModule(L.LightningModule):
         if len(y) == 0:
             return
         logits = self.model(self.prepare(x, train=False))
-        loss = multilabel_loss(logits, y, "ce") if self.multilabel else F.cross_entropy(logits.float(), y)
+        loss = self.val_loss_fn(logits, y)
         acc = right_answers(logits, y).float() / len(y)
         n = len(y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)

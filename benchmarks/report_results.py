@@ -298,7 +298,10 @@ def fast_sizing_section(source: Path) -> list[str]:
                              f"{extra} | {row['seed']} | {trained_batch(row, result)} | "
                              f"{row['epochs']} | {row['images_per_s']:,.0f} | {_pct(row['val_accuracy'])} | "
                              f"{_pct(row['test_accuracy'])} | {result.get('when', '')[:16].replace('T', ' ')} |")
-        lines += ["", f"Measured on: {env_line(variants[-1])}.", ""]
+        # one machine line per file: the table mixes machines of a class (AMD EPYC, Intel Xeon) and days
+        lines += ["", "Measured on, file by file: " + "; ".join(
+            f"{result['benchmark'].removeprefix('fast_variant_')}: {env_line(result)}" for result in variants) + ".",
+            ""]
     if pairs:
         lines += ["### Trained together on shared machines", "",
                   "Both recipes at the same time (`--together`), so the machine's other load falls on both alike; "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from pydantic import ValidationError
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import nn
 
 from imgclf.config import TrainConfig, check_task_settings

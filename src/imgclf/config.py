@@ -140,8 +140,8 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     loss: Loss = Field("ce", description="ce (cross-entropy; per-label binary cross-entropy on multi-label data), "
                        "focal, logitnorm (cross-entropy of the logits scaled to length 1 / logitnorm_temperature, "
-                       "Wei et al. 2022: meant to keep unknown inputs from confident scores), or asl (asymmetric loss, Ridnik "
-                       "et al. 2021, timm's; multi-label only).")
+                       "Wei et al. 2022: meant to keep unknown inputs from confident scores), or asl (asymmetric "
+                       "loss, Ridnik et al. 2021, timm's; multi-label only).")
     task: Task = Field("auto", description="single (one class per image) or multilabel (a set of labels per image, "
                        "sigmoid outputs); auto: multilabel for an index file (CSV / JSON lines), else single. "
                        "config.yaml stores the one used.")

@@ -19,7 +19,8 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier
-from ..ood import FEATURE_DETECTORS, STATS_FILE, STATS_FILES, TrustHead, feature_source, fit_mahalanobis, save_stats, threshold_at
+from ..ood import (FEATURE_DETECTORS, STATS_FILE, STATS_FILES, TrustHead, feature_source, fit_mahalanobis, save_stats,
+                   threshold_at)
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
 
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for

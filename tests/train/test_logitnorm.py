@@ -24,6 +24,18 @@ def test_logitnorm_matches_a_hand_computed_value():
     assert logitnorm_loss(logits, target, tau).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_logitnorm_matches_pytorch_ood():
+    # the reference implementation (a test dependency, as for the unknown scores); ours adds class weights and
+    # label smoothing, which the training module passes to every single-label loss
+    from pytorch_ood.loss import LogitNorm
+
+    logits = torch.randn(32, 6, generator=torch.Generator().manual_seed(4)) * 3
+    target = torch.arange(32) % 6
+    for tau in (0.04, 0.5):
+        assert logitnorm_loss(logits, target, tau).item() == pytest.approx(
+            LogitNorm(t=tau)(logits, target).item(), rel=1e-5)
+
+
 def test_logitnorm_cannot_be_lowered_by_growing_the_logits():
     # what it is for: cross-entropy falls as the logits grow, so training makes them large everywhere
     logits = torch.randn(16, 5, generator=torch.Generator().manual_seed(0))

@@ -52,7 +52,9 @@ def logitnorm_loss(logits: torch.Tensor, target: torch.Tensor, temperature: floa
                    weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
     """LogitNorm (Wei et al. 2022): cross-entropy of the logits divided by `temperature` times their L2 norm. The
     loss can no longer fall by growing the logits, which is what makes plain cross-entropy confident far from the
-    training data; the network itself is unchanged, so predictions still use its raw logits."""
+    training data; the network itself is unchanged, so predictions still use its raw logits. pytorch-ood's
+    `LogitNorm` is the reference the tests check against; it takes no class weights or label smoothing, which
+    every single-label loss here does."""
     logits = logits.float()
     norms = logits.norm(p=2, dim=1, keepdim=True).clamp_min(1e-7)
     return F.cross_entropy(logits / (norms * temperature), target, weight=weight, label_smoothing=label_smoothing)

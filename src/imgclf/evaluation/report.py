@@ -149,7 +149,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                 if s.path not in seen]
 
     hardware = card.hardware
-    settings = ("optimizer", "lr", "batch_size", "schedule", "augment", "loss", "label_smoothing", "class_weight",
+    settings = ("optimizer", "lr", "batch_size", "schedule", "augment", "loss", "focal_gamma",
+                "logitnorm_temperature", "label_smoothing", "class_weight",
                 "sampler", "precision", "seed", "recipe")
     return {
         "name": run_dir.resolve().name,

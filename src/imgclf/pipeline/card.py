@@ -24,6 +24,8 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
         images_per_s=round(float(np.median(speeds)), 1) if speeds else None,
         precision=result.precision, optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
         schedule=cfg.schedule, augment=cfg.augment, seed=cfg.seed, loss=cfg.loss, class_weight=cfg.class_weight,
+        focal_gamma=cfg.focal_gamma if cfg.loss == "focal" else None,
+        logitnorm_temperature=cfg.logitnorm_temperature if cfg.loss == "logitnorm" else None,
         sampler=cfg.sampler, label_smoothing=cfg.label_smoothing, train_images=len(data.splits["train"]),
         time_budget=result.time_budget,
     )

@@ -28,6 +28,9 @@ class TrainingSummary(BaseModel):
     augment: str = ""
     seed: int | None = None
     loss: str = ""
+    focal_gamma: float | None = Field(None, description="loss focal: the focusing exponent (absent for other losses).")
+    logitnorm_temperature: float | None = Field(
+        None, description="loss logitnorm: the logits' length is 1 / this in the loss (absent for other losses).")
     class_weight: str = ""
     sampler: str = ""
     label_smoothing: float = 0.0

@@ -141,13 +141,15 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     return float(roc_auc_score(y, np.r_[inside, outside]))
 
 
-def variants(detectors: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
-    """Row name -> (detector, features): each detector as the product fits it (features: its own choice), and each
-    feature detector on the pre-logits too, which every network read until 2026-12-03 (the head's input)."""
-    from imgclf.ood import FEATURE_DETECTORS
+# the feature detectors that read the pre-logits (the head's input) on every network until 2026-12-03
+PRE_LOGITS_ROWS = ("mahalanobis", "mahalanobis-l2")
 
+
+def variants(detectors: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
+    """Row name -> (detector, features): each detector as the product fits it (features: its own choice), and the
+    detectors of `PRE_LOGITS_ROWS` on the pre-logits too, as they read them before."""
     rows: dict[str, tuple[str, str | None]] = {d: (d, None) for d in detectors}
-    rows.update({f"{d} (pre-logits)": (d, "pre-logits") for d in detectors if d in FEATURE_DETECTORS})
+    rows.update({f"{d} (pre-logits)": (d, "pre-logits") for d in detectors if d in PRE_LOGITS_ROWS})
     return rows
 
 

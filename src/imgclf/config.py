@@ -21,7 +21,7 @@ Loss = Literal["ce", "focal", "logitnorm", "asl"]
 Task = Literal["auto", "single", "multilabel"]
 Sampler = Literal["none", "oversample", "undersample"]
 Calibrate = Literal["none", "temperature"]
-UnknownDetector = Literal["msp", "energy", "mahalanobis", "mahalanobis-l2"]
+UnknownDetector = Literal["msp", "energy", "mahalanobis", "mahalanobis-l2", "msp+mahalanobis-l2"]
 Tracker = Literal["csv", "tensorboard", "mlflow"]
 
 MONITORS = ("val_loss", "val_acc")
@@ -176,8 +176,9 @@ class TrainConfig(BaseModel):
         "mahalanobis-l2", description="How each prediction's in-distribution score is computed: msp (highest "
         "probability), energy (logsumexp of the logits), mahalanobis (distance of the features to the nearest class "
         "mean, fitted on training images; the features: the last map's per-channel mean and max where the head "
-        "pools that map, else the penultimate layer) or mahalanobis-l2 (the same on unit-length features; "
-        "Mahalanobis++). Images scoring below the threshold are 'unknown'.")
+        "pools that map, else the penultimate layer), mahalanobis-l2 (the same on unit-length features; "
+        "Mahalanobis++) or msp+mahalanobis-l2 (the sum of the top probability's log-odds and mahalanobis-l2, each "
+        "scaled by its spread on validation). Images scoring below the threshold are 'unknown'.")
     unknown_acceptance: float = Field(0.95, gt=0.0, lt=1.0, description="Share of the validation images the "
                                       "unknown threshold keeps as known (0.95: 5 % of validation images would be "
                                       "called unknown).")

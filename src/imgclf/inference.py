@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
 from .records import ModelCard, load_card
-from .ood import FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
+from .ood import COMBINED, FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
@@ -47,7 +47,7 @@ def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
         return SigmoidHead()
     if card.unknown is None:
         return TrustHead(card.temperature, "msp", None)
-    means = precision = None
+    means = precision = standardise = None
     if card.unknown.detector in FEATURE_DETECTORS:
         name = card.unknown.statistics or STATS_FILE
         path = Path(run_dir) / name if run_dir is not None else Path(name)
@@ -57,13 +57,16 @@ def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
         try:
             stats = load_stats(path)
             means, precision = torch.from_numpy(stats["means"]), torch.from_numpy(stats["precision"])
+            if card.unknown.detector == COMBINED:
+                standardise = torch.from_numpy(stats["standardise"])
         except Exception as exc:  # safetensors raises its own error types for a damaged file
             reason = " ".join(str(exc).split())[:200] or type(exc).__name__
             raise bad_path("run", run_dir if run_dir is not None else path, f"a run directory whose {name} "
-                           "holds the detector's class means and precision", reason) from None
+                           "holds the detector's class means and precision (and, for msp+mahalanobis-l2, its parts' "
+                           "standardisation)", reason) from None
     try:
         return TrustHead(card.temperature, card.unknown.detector, card.unknown.threshold, means, precision,
-                         features=card.unknown.features)
+                         features=card.unknown.features, standardise=standardise)
     except (RuntimeError, ValueError) as exc:  # shapes that do not fit, a precision that is not positive definite
         raise bad_path("run", run_dir if run_dir is not None else "model.json", "a run directory whose unknown "
                        "detector statistics fit its model", " ".join(str(exc).split())[:200]) from None

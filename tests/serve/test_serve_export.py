@@ -17,7 +17,7 @@ from imgclf.errors import ImgclfError
 from imgclf.export import CARD_METADATA_KEY, export_run, load_onnx
 from imgclf.inference import Classifier
 from imgclf.io import read_json, write_json
-from imgclf.ood import DETECTORS
+from imgclf.ood import COMBINED, DETECTORS
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +50,14 @@ def test_onnx_matches_pytorch_on_the_test_split(run, onnx_path):
     assert np.abs(onnx_clf.predict_pixels(pixels, tta=True) - clf.predict_pixels(pixels, tta=True)).max() < 1e-4
 
 
-def _refitted(run: Path, features: str) -> dict:
-    """The run's unknown block and statistics fitted again on `features`, written into the run."""
+def _refitted(run: Path, features: str, detector: str) -> dict:
+    """The run's unknown block and statistics fitted again for `detector` on `features`, written into the run."""
     from imgclf.data.dataset import prepare_data
     from imgclf.pipeline.trust import fit_trust
     from imgclf.records import RunDir
 
     stored = RunDir(run)
-    cfg = stored.read_config()
+    cfg = stored.read_config().model_copy(update={"unknown_detector": detector})
     data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
     _, unknown = fit_trust(cfg, data, Classifier.load(run).model, stored.read_card(), run, features=features)
     assert unknown.features == features
@@ -73,8 +73,8 @@ def test_onnx_score_and_unknown_equal_the_torch_path(run, tmp_path, detector, fe
     copy = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("export")))
     card = read_json(copy / "model.json")
     assert card["unknown"]["features"] == "map-mean-max"
-    if features != card["unknown"]["features"]:
-        card["unknown"] = _refitted(copy, features)
+    if features != card["unknown"]["features"] or detector == COMBINED:  # the combined one has statistics of its own
+        card["unknown"] = _refitted(copy, features, detector)
     card["calibration"] = {"method": "temperature", "temperature": 1.7}
     card["unknown"] = {**card["unknown"], "detector": detector, "threshold": None}
     write_json(copy / "model.json", card)

@@ -19,8 +19,8 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier
-from ..ood import (FEATURE_DETECTORS, STATS_FILE, STATS_FILES, TrustHead, feature_source, fit_mahalanobis, save_stats,
-                   threshold_at)
+from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LENGTH_DETECTORS, TrustHead,
+                   feature_source, fit_mahalanobis, fit_standardise, save_stats, threshold_at)
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
 
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
@@ -111,13 +111,21 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         rows, train_labels = _train_sample(data, cfg.seed)
         _, train_features = split_logits(clf, data, rows, True)
         means, precision = fit_mahalanobis(train_features, train_labels, len(data.classes),
-                                           unit_length=detector == "mahalanobis-l2")
+                                           unit_length=detector in UNIT_LENGTH_DETECTORS)
         # the stored (float32) statistics are the ones every later score uses
         stats = {"means": means.astype(np.float32), "precision": precision.astype(np.float32)}
         fitted_on = f"{len(rows)} training images, without augmentation"
         feature_dim = int(means.shape[1])
     tensors = {k: torch.from_numpy(v) for k, v in stats.items()}
-    head = TrustHead(temperature, detector, None, tensors.get("means"), tensors.get("precision"), source)
+    if detector == COMBINED:
+        parts_head = TrustHead(temperature, "mahalanobis-l2", None, tensors["means"], tensors["precision"], source)
+        with torch.inference_mode():
+            parts = torch.stack([parts_head.top_log_odds(torch.from_numpy(logits)),
+                                 parts_head.mahalanobis_score(torch.from_numpy(val_features))], dim=1)
+        stats["standardise"] = fit_standardise(parts.numpy()).astype(np.float32)
+        tensors["standardise"] = torch.from_numpy(stats["standardise"])
+    head = TrustHead(temperature, detector, None, tensors.get("means"), tensors.get("precision"), source,
+                     tensors.get("standardise"))
     with torch.inference_mode():
         _, scores, _ = head(torch.from_numpy(logits),
                             None if val_features is None else torch.from_numpy(val_features))

@@ -174,7 +174,7 @@ class UnknownInfo(BaseModel):
     """The card's `unknown`: how an image is scored and below which score it is reported as unknown."""
 
     model_config = ConfigDict(extra="forbid")
-    detector: Literal["msp", "energy", "mahalanobis", "mahalanobis-l2"]
+    detector: Literal["msp", "energy", "mahalanobis", "mahalanobis-l2", "msp+mahalanobis-l2"]
     acceptance: float = Field(gt=0, lt=1, description="Share of the validation images the threshold was set to "
                               "accept as known.")
     threshold: float | None = Field(description="Scores below it are unknown (higher scores: more like the "

@@ -15,8 +15,9 @@ card is reported as unknown. Detectors:
   photos to 0.999 and 0.997, and lowered it against the 2 held-out classes from 0.927 to 0.864: the only one of
   the detectors above 0.98 on every far set and 0.85 on the near one, hence the default.
 - msp+mahalanobis-l2: the log-odds of the top calibrated probability plus mahalanobis-l2, each less its mean and
-  divided by its standard deviation on validation. The logits see a look-alike class (a shirt among t-shirts)
-  better than the features, the features see what is no garment at all. On models trained with the logitnorm
+  divided by its standard deviation on validation. Trained without label smoothing, a network's logits see a
+  look-alike class (a shirt among t-shirts) better than its features do, and the features see what is no garment
+  at all. On models trained with the logitnorm
   loss it kept mahalanobis-l2's far AUROC (0.993 or more) and gained 0.04-0.06 on the hardest held-out pair; on
   the recipes' label-smoothed cross-entropy models it lost on the easier pair and on noise (docs/trust.md), so it
   is not the default.
@@ -124,8 +125,9 @@ class TrustHead(nn.Module):
         return probs, score, score < self.cutoff
 
     def top_log_odds(self, logits: torch.Tensor) -> torch.Tensor:
-        """log(p / (1 - p)) of the top calibrated probability p, from the logits: MSP without its saturation at 1
-        (in float32 p is 1.0 for a third of confident images, which then tie), in float64."""
+        """log(p / (1 - p)) of the top calibrated probability p, from the logits, in float64: MSP on a scale that
+        spreads the confident images it crowds just below 1 (and that float32 rounds to 1.0 beyond log-odds of
+        about 17, where they would tie)."""
         z = logits.to(torch.float64) * self.inv_temperature.to(torch.float64)
         top = z.max(dim=1, keepdim=True).values
         first_top = torch.arange(z.shape[1], device=z.device) == z.argmax(dim=1, keepdim=True)

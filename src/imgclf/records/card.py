@@ -185,7 +185,8 @@ class UnknownInfo(BaseModel):
     score_quantiles: dict[str, float] = Field(default_factory=dict, description="Validation scores at the "
                                               "percentiles named by the keys (p1, p5, p50, ...).")
     statistics: str | None = Field(None, description="File beside the weights holding the detector's tensors "
-                                   "(class means and precision for the mahalanobis detectors) and the validation scores.")
+                                   "(class means and precision for the feature detectors, and the mean and standard "
+                                   "deviation of each part for msp+mahalanobis-l2) and the validation scores.")
     fitted_on: str = Field("", description="Images the detector's statistics come from (mahalanobis detectors).")
     feature_dim: int | None = None
     features: Literal["pre-logits", "map-mean-max"] = Field(

@@ -19,7 +19,7 @@ card is reported as unknown. Detectors:
   look-alike class (a shirt among t-shirts) better than its features do, and the features see what is no garment
   at all. On models trained with the logitnorm loss it kept mahalanobis-l2's far AUROC (0.993 or more) and
   gained 0.04-0.06 on the hardest held-out pair; on the recipes' label-smoothed cross-entropy models it lost on
-  the easier pair and on noise (docs/trust.md), so it is not the default.
+  the easier pair and on the far sets (docs/trust.md), so it is not the default.
 
 The feature detectors read, where the network's head pools its last feature map to one vector per image, that
 map's per-channel mean and maximum side by side (`map-mean-max`), else what the last linear layer reads

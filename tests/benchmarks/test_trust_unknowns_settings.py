@@ -82,4 +82,5 @@ def test_the_result_names_the_features_each_row_read(tmp_path, monkeypatch):
     rows = json.loads((tmp_path / "results" / "trust_unknowns.json").read_text())["pairs"][0]["detectors"]
     assert {name: row["features"] for name, row in rows.items()} == {
         "msp": None, "energy": None, "mahalanobis": "map-mean-max", "mahalanobis-l2": "map-mean-max",
-        "msp+mahalanobis-l2": "map-mean-max", "mahalanobis (pre-logits)": "pre-logits", "mahalanobis-l2 (pre-logits)": "pre-logits"}
+        "msp+mahalanobis-l2": "map-mean-max", "mahalanobis (pre-logits)": "pre-logits",
+        "mahalanobis-l2 (pre-logits)": "pre-logits"}

@@ -190,7 +190,8 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
               method: Optional[str] = typer.Option(None, "--calibrate", help="temperature or none; default: the "
                                                    "run's own setting.", show_default=False),
               detector: Optional[str] = typer.Option(None, "--unknown-detector", help="msp, energy, mahalanobis, "
-                                                     "mahalanobis-l2 or msp+mahalanobis-l2; default: the run's own.", show_default=False),
+                                                     "mahalanobis-l2 or msp+mahalanobis-l2; default: the run's own.",
+                                                     show_default=False),
               acceptance: Optional[float] = typer.Option(None, "--unknown-acceptance", help="Share of the validation "
                                                          "images the threshold keeps as known; default: the run's "
                                                          "own.", show_default=False),

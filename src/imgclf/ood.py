@@ -215,8 +215,8 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int,
 
 def fit_standardise(parts: np.ndarray) -> np.ndarray:
     """msp+mahalanobis-l2's 4 numbers from its two parts' validation scores (N, 2): each part's mean and standard
-    deviation, so that each moves the sum alike whatever its units. (Median and interquartile range, tried on the
-    same 5 runs, weighted the log-odds more and scored lower on 4 of them: docs/trust.md.)"""
+    deviation, so that each moves the sum alike whatever its units. (Median and interquartile range, tried on 5
+    runs, weighted the log-odds more and scored lower on 4 of them: docs/trust.md.)"""
     parts = np.asarray(parts, dtype=np.float64)
     if parts.ndim != 2 or parts.shape[1] != 2 or len(parts) < 2:
         raise invalid("parts", Described(f"shape {parts.shape}"), "(N, 2) validation scores, N >= 2")

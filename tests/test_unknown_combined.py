@@ -60,3 +60,15 @@ def test_the_combined_detector_needs_its_standardisation():
     means, precision, _ = _fitted()
     with pytest.raises(ImgclfError, match="standardise"):
         TrustHead(1.0, COMBINED, None, means, precision)
+
+
+def test_the_config_the_card_and_the_head_offer_the_same_detectors():
+    # three lists (the config's choices, the card's record, the head's formulas): a detector added to one only
+    # would be accepted by one layer and refused, or silently unscored, by another
+    from typing import get_args
+
+    from imgclf.config import UnknownDetector
+    from imgclf.ood import DETECTORS
+    from imgclf.records import UnknownInfo
+
+    assert get_args(UnknownDetector) == DETECTORS == get_args(UnknownInfo.model_fields["detector"].annotation)

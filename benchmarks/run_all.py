@@ -27,6 +27,7 @@ STEPS = [
     ["flops"],
     ["compile_cpu", "--repeats", "3"],
     ["infer_speed", "--repeats", "3"],
+    ["infer_precision", "--per-class", "1000", "--epochs", "4", "--repeats", "3"],
     ["serve_load"],
     ["fast_recipe", "--time-limit", "10m", "--seeds", "0,1"],
     ["fast_recipe", "--time-limit", "60m", "--seeds", "0"],  # one hour

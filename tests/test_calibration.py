@@ -136,7 +136,8 @@ def test_the_temperature_is_applied_in_predict_serve_and_onnx(hot_run, image_fol
     from imgclf.serve import create_app
 
     files = [sorted(image_folder.glob(f"{c}/*.png"))[1] for c in ("cat", "dog", "fox")]
-    clf = Classifier.load(hot_run)
+    # every path in fp32, as the ONNX graph runs: bf16 against fp32 is tests/test_inference_precision.py
+    clf = Classifier.load(hot_run, precision="32")
     pixels = np.stack([clf.decode(str(f)) for f in files])
     logits, _ = clf.embed_pixels(pixels)
     expected = _softmax(logits, 2.5)
@@ -150,11 +151,12 @@ def test_the_temperature_is_applied_in_predict_serve_and_onnx(hot_run, image_fol
     assert np.abs(clf.predict_pixels(pixels, tta=True) - np.mean(
         [_softmax(clf.embed_pixels(v)[0], 2.5) for v in _views(clf, pixels)], axis=0)).max() < 1e-5
 
-    result = CliRunner().invoke(app, ["predict", str(hot_run), *map(str, files), "--format", "json", "--unknown", "off"])
+    result = CliRunner().invoke(app, ["predict", str(hot_run), *map(str, files), "--format", "json", "--unknown", "off",
+                                      "--precision", "32"])
     assert result.exit_code == 0, result.output
     assert [e["probability"] for e in json.loads(result.output)] == pytest.approx(best(expected), abs=1e-5)
 
-    with TestClient(create_app(hot_run, threads=1)) as client:
+    with TestClient(create_app(hot_run, threads=1, precision="32")) as client:
         r = client.post("/predict?top_k=3&unknown=off",
                         files=[("files", (f.name, f.read_bytes(), "image/png")) for f in files])
     assert r.status_code == 200, r.text

@@ -130,8 +130,8 @@ def test_each_detector_fits_its_threshold_on_validation(run, tmp_path, detector)
 
 def test_the_feature_detectors_read_the_mean_and_max_of_the_map_the_head_pools(run):
     """simple_cnn's head average-pools its last map: the card says so, and the features the detector is fitted on
-    and scores are that map's per-channel mean, then its per-channel max."""
-    clf = Classifier.load(run)
+    and scores are that map's per-channel mean, then its per-channel max (both sides in fp32)."""
+    clf = Classifier.load(run, precision="32")
     pixels, _ = _split(run, clf, "val")
     with torch.inference_mode():
         mapped = clf.model.forward_features(clf.network_input(pixels))
@@ -187,7 +187,7 @@ def test_a_card_from_before_the_features_field_scores_the_pre_logits(run, tmp_pa
     card = read_json(copy / "model.json")
     card["unknown"] = {k: v for k, v in unknown.model_dump(mode="json").items() if k != "features"}
     (copy / "model.json").write_text(json.dumps(card))
-    clf = Classifier.load(copy)
+    clf = Classifier.load(copy, precision="32")  # as the sum below
     pixels, _ = _split(run, clf, "test")
     with torch.inference_mode():
         pre = clf.model.forward_head(clf.model.forward_features(clf.network_input(pixels)), pre_logits=True)

@@ -28,19 +28,20 @@ def fit(config: Any = None, **kwargs: Any):
     return _fit(config, **kwargs)
 
 
-def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False):
+def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False, precision: str = "auto"):
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
-    them as an `imgclf.records.MetricsRecord`."""
+    them as an `imgclf.records.MetricsRecord`. precision: as for `load`."""
     from .pipeline import evaluate as _evaluate
 
-    return _evaluate(run_dir, data=data, split=split, tta=tta)
+    return _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision)
 
 
-def load(run_dir: Any, device: str = "cpu") -> "Classifier":
-    """Load a trained run for prediction."""
+def load(run_dir: Any, device: str = "cpu", precision: str = "auto") -> "Classifier":
+    """Load a trained run for prediction. precision: auto (bf16 where the CPU has it natively, mixed on a GPU),
+    32, bf16-mixed or 16-mixed."""
     from .inference import load as _load
 
-    return _load(run_dir, device)
+    return _load(run_dir, device, precision=precision)
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -133,6 +133,7 @@ class OnnxClassifier(Classifier):
         self.card = card
         self.session = session
         self.device = torch.device("cpu")
+        self.precision = "32"  # the graph is exported in fp32
         # exports made before the graph scored images output the probabilities only
         self.outputs = [o.name for o in session.get_outputs()]
 
@@ -214,10 +215,16 @@ def _uint8_views(chunk: np.ndarray, views_of: Callable[[torch.Tensor], list[torc
     return [np.ascontiguousarray(v.permute(0, 2, 3, 1).to(torch.uint8).numpy()) for v in views_of(x)]
 
 
-def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None) -> OnnxClassifier:
+def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precision: str = "auto"
+              ) -> OnnxClassifier:
     """A run directory (uses RUN/export/model.onnx) or an .onnx file -> OnnxClassifier.
 
-    threads: onnxruntime's intra-op threads (default: its own choice, one per physical core)."""
+    threads: onnxruntime's intra-op threads (default: its own choice, one per physical core).
+    precision: only auto, which is fp32 here: the graph was exported in fp32 (other values are the torch
+    backend's, and are refused rather than ignored)."""
+    if precision != "auto":
+        raise invalid("precision", precision, "auto with the onnx backend (its graph runs in fp32); 32, bf16-mixed "
+                      "or 16-mixed with the torch backend")
     path = Path(run_or_file)
     if path.is_dir():
         path = path / "export" / FORMATS["onnx"]

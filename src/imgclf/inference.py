@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +21,31 @@ from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import TTAViews
 from .errors import bad_path, invalid
+from .hardware import resolve_precision
 from .inputs import ImageInput, array_to_image, gather_inputs
 
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
 # bound the memory held by decoded pixels when predicting a large folder.
 _PREDICT_CHUNK = 1024
+
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+_AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def inference_precision(precision: str, device: torch.device) -> str:
+    """The precision the network runs at: auto is bf16 autocast on a CPU with native bf16 (AVX-512 BF16 or AMX)
+    and the GPU's mixed precision, else fp32 (`hardware.resolve_precision`, as for training). The head
+    (temperature, unknown detector) always reads float32 logits and features."""
+    if precision not in PRECISIONS:
+        raise invalid("precision", precision, PRECISIONS)
+    return resolve_precision(precision, device.type)
+
+
+def precision_for_run(training_precision: str) -> str:
+    """What a run's own fits and evaluation run at: fp32 when its training was asked for fp32 (`--precision 32`
+    keeps the whole run in fp32), else auto. Not the training's mixed precision as such: the evaluation runs on
+    the CPU, where fp16 autocast is emulated."""
+    return "32" if training_precision == "32" else "auto"
 
 
 def build_from_card(card: ModelCard) -> torch.nn.Module:
@@ -104,10 +125,11 @@ class PixelResults:
 
 class Classifier:
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu",
-                 run_dir: str | os.PathLike | None = None, head: TrustHead | None = None):
+                 run_dir: str | os.PathLike | None = None, head: TrustHead | None = None, precision: str = "auto"):
         self.card = card
         self.run_dir = Path(run_dir).absolute() if run_dir is not None else None  # where it was loaded from
         self.device = torch.device(device)
+        self.precision = inference_precision(precision, self.device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.mean = channel_stats(card.mean, self.device)
         self.std = channel_stats(card.std, self.device)
@@ -116,10 +138,12 @@ class Classifier:
         self.head = (head if head is not None else trust_head(card, run_dir)).to(self.head_device).eval()
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu", plain: bool = False
-             ) -> "Classifier":
+    def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu", plain: bool = False,
+             precision: str = "auto") -> "Classifier":
         """The run's network and card; plain: with a bare softmax head instead of the card's temperature and unknown
-        detector, whose statistics are then not read (refitting them must not need them)."""
+        detector, whose statistics are then not read (refitting them must not need them). precision: `PRECISIONS`
+        (`inference_precision`)."""
+        inference_precision(precision, torch.device(device))  # a bad value fails before the weights are read
         card = load_card(run_dir)
         weights = Path(run_dir) / "model.safetensors"
         if not weights.exists():
@@ -132,7 +156,8 @@ class Classifier:
             raise bad_path("run", run_dir, "a run directory whose weights fit its model card",
                            f"model.safetensors does not match its model.json: "
                            f"{reason if len(reason) <= 300 else reason[:296] + ' ...'}") from None
-        return cls(model, card, device, run_dir=run_dir, head=TrustHead() if plain else trust_head(card, run_dir))
+        return cls(model, card, device, run_dir=run_dir, head=TrustHead() if plain else trust_head(card, run_dir),
+                   precision=precision)
 
     def __repr__(self) -> str:
         parts = [f"architecture={self.card.architecture!r}", f"classes={len(self.card.classes)}",
@@ -196,11 +221,11 @@ class Classifier:
             x = to_unit_nchw(np.asarray(chunk, dtype=np.uint8), self.device)
             # views before normalising: their fill (zeros for fill=constant) is in pixel values, as in training
             views = views_of(x) if views_of is not None else [x]
-            logits, features = logits_and_features(self.model, self._normalised(views[0]), self.head.needs_features,
-                                                   self.feature_source)
+            logits, features = self._forward(self._normalised(views[0]), self.head.needs_features)
             probs, score, unknown = self.head(*self._for_head(logits, features))
             if len(views) > 1:
-                others = [self.head.probabilities(*self._for_head(self.model(self._normalised(v)))) for v in views[1:]]
+                others = [self.head.probabilities(*self._for_head(self._forward(self._normalised(v))[0]))
+                          for v in views[1:]]
                 probs = torch.stack([probs, *others]).mean(0)
             probs_out.append(probs.cpu().numpy())
             scores_out.append(score.float().cpu().numpy())
@@ -218,11 +243,10 @@ class Classifier:
         on."""
         logits_out, features_out = [], []
         for start in range(0, len(pixels), batch_size):
-            logits, feats = logits_and_features(self.model, self.network_input(pixels[start:start + batch_size]),
-                                                features, self.feature_source)
-            logits_out.append(logits.float().cpu().numpy())
+            logits, feats = self._forward(self.network_input(pixels[start:start + batch_size]), features)
+            logits_out.append(logits.cpu().numpy())
             if feats is not None:
-                features_out.append(feats.float().cpu().numpy())
+                features_out.append(feats.cpu().numpy())
         k = len(self.classes)
         logits = np.concatenate(logits_out) if logits_out else np.zeros((0, k), dtype=np.float32)
         return logits, np.concatenate(features_out) if features_out else None
@@ -235,6 +259,17 @@ class Classifier:
     def network_input(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, C) -> the normalised, channels-last float batch the network reads."""
         return self._normalised(to_unit_nchw(np.asarray(pixels, dtype=np.uint8), self.device))
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The context the network's forward pass runs in: autocast at `precision`, or nothing for fp32."""
+        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+    def _forward(self, x: torch.Tensor, features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and, if asked, the detector's features, as float32 whatever precision the network ran at."""
+        with self.autocast():
+            logits, feats = logits_and_features(self.model, x, features, self.feature_source)
+        return logits.float(), None if feats is None else feats.float()
 
     def _for_head(self, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
         return [t if t is None else t.to(self.head_device) for t in tensors]
@@ -318,6 +353,7 @@ def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | Non
     return threshold_vector(card.classes, card.thresholds, threshold)
 
 
-def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:
-    """Load a trained run for prediction: `clf = imgclf.load("runs/s1"); clf.predict(["cat.jpg"])`."""
-    return Classifier.load(run_dir, device)
+def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", precision: str = "auto") -> Classifier:
+    """Load a trained run for prediction: `clf = imgclf.load("runs/s1"); clf.predict(["cat.jpg"])`.
+    precision: auto (bf16 where the CPU has it natively, mixed on a GPU), 32, bf16-mixed or 16-mixed."""
+    return Classifier.load(run_dir, device, precision=precision)

@@ -39,7 +39,7 @@ def _test_split_pixels(run: Path, clf: Classifier) -> np.ndarray:
 
 
 def test_onnx_matches_pytorch_on_the_test_split(run, onnx_path):
-    clf = Classifier.load(run)
+    clf = Classifier.load(run, precision="32")
     pixels = _test_split_pixels(run, clf)
     expected = clf.predict_pixels(pixels)
     onnx_clf = load_onnx(run)
@@ -78,13 +78,13 @@ def test_onnx_score_and_unknown_equal_the_torch_path(run, tmp_path, detector, fe
     card["calibration"] = {"method": "temperature", "temperature": 1.7}
     card["unknown"] = {**card["unknown"], "detector": detector, "threshold": None}
     write_json(copy / "model.json", card)
-    clf = Classifier.load(copy)
+    clf = Classifier.load(copy, precision="32")
     noise = np.random.default_rng(1).integers(0, 256, (6, *_test_split_pixels(copy, clf).shape[1:]), dtype=np.uint8)
     pixels = np.concatenate([_test_split_pixels(copy, clf), noise])
     scores = clf.infer_pixels(pixels).scores
     card["unknown"]["threshold"] = float(np.median(scores))  # half the images unknown
     write_json(copy / "model.json", card)
-    expected = Classifier.load(copy).infer_pixels(pixels)
+    expected = Classifier.load(copy, precision="32").infer_pixels(pixels)
     assert 0 < expected.unknown.sum() < len(pixels)
     export_run(copy, "onnx")
     onnx_clf = load_onnx(copy)
@@ -96,7 +96,7 @@ def test_onnx_score_and_unknown_equal_the_torch_path(run, tmp_path, detector, fe
     files = [Path(read_json(copy / "dataset.json")["root"]) / f
              for f in read_json(copy / "dataset.json")["splits"]["test"]["files"]]
     assert ([p.label for p in onnx_clf.predict([str(f) for f in files])]
-            == [p.label for p in Classifier.load(copy).predict([str(f) for f in files])])
+            == [p.label for p in Classifier.load(copy, precision="32").predict([str(f) for f in files])])
 
 
 def test_onnx_file_carries_the_model_card(run, onnx_path):
@@ -117,7 +117,7 @@ def test_onnx_file_carries_the_model_card(run, onnx_path):
 
 def test_onnx_predict_gives_the_same_labels_as_torch(run, onnx_path, image_folder):
     files = sorted(str(p) for p in image_folder.glob("*/*.png"))[::7]
-    torch_preds = Classifier.load(run).predict(files, top_k=2)
+    torch_preds = Classifier.load(run, precision="32").predict(files, top_k=2)
     onnx_preds = load_onnx(run).predict(files, top_k=2)
     assert [p.label for p in onnx_preds] == [p.label for p in torch_preds]
     assert np.allclose([p.probability for p in onnx_preds], [p.probability for p in torch_preds], atol=1e-4)
@@ -126,7 +126,7 @@ def test_onnx_predict_gives_the_same_labels_as_torch(run, onnx_path, image_folde
 def test_torchscript_format_is_a_torch_export_program(run, tmp_path):
     path = export_run(run, "torchscript", out=tmp_path)
     assert path.name == "model.pt2" and (tmp_path / "model.pt2.json").exists()
-    clf = Classifier.load(run)
+    clf = Classifier.load(run, precision="32")
     pixels = _test_split_pixels(run, clf)
     module = torch.export.load(str(path)).module()
     with torch.no_grad():
@@ -167,7 +167,7 @@ def test_the_server_can_answer_from_the_onnx_export(run, onnx_path, image_folder
     from imgclf.serve import create_app
 
     files = sorted(image_folder.glob("dog/*.png"))[:3]
-    expected = [p.label for p in Classifier.load(run).predict([str(f) for f in files])]
+    expected = [p.label for p in Classifier.load(run, precision="32").predict([str(f) for f in files])]
     with TestClient(create_app(run, backend="onnx", threads=1)) as client:
         r = client.post("/predict", files=[("files", (f.name, f.read_bytes(), "image/png")) for f in files])
         assert r.status_code == 200, r.text

@@ -71,7 +71,8 @@ def pixel_features(pixels: np.ndarray, dims: int = FEATURE_DIMS, seed: int = 0) 
 def run_features(run_dir: str | os.PathLike, pixels: np.ndarray, dims: int = FEATURE_DIMS, seed: int = 0,
                  batch_size: int = 256) -> Features:
     """The run's penultimate-layer features (`forward_head(forward_features(x), pre_logits=True)`, timm's
-    interface, which every registered model has) of pixels decoded at the run's size and colour mode."""
+    interface, which every registered model has) of pixels decoded at the run's size and colour mode, the network
+    at the precision prediction runs at here (`Classifier.autocast`)."""
     import torch
 
     from ..inference import load
@@ -79,7 +80,7 @@ def run_features(run_dir: str | os.PathLike, pixels: np.ndarray, dims: int = FEA
     classifier = load(run_dir)
     model = classifier.model
     chunks = []
-    with torch.inference_mode():
+    with torch.inference_mode(), classifier.autocast():
         for start in range(0, len(pixels), batch_size):
             x = classifier.network_input(pixels[start:start + batch_size])
             f = model.forward_head(model.forward_features(x), pre_logits=True)

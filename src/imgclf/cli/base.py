@@ -93,6 +93,8 @@ def new_console():
     return console
 
 
+PRECISION_HELP = ("What the network runs at: auto (bf16 autocast on a CPU with native bf16, AVX-512 BF16 or AMX; "
+                  "fp32 elsewhere), 32, bf16-mixed or 16-mixed.")
 UNKNOWN_HELP = ("on: an image scoring below the run's threshold (model.json 'unknown', set on the validation split) "
                 "is labelled unknown, with its score and closest class; off: always the most probable class.")
 

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import bad_path, invalid
 from ..io import terminal_safe, writable_file
-from .base import UNKNOWN_HELP, app, multilabel_line, new_console, on_off, shown
+from .base import PRECISION_HELP, UNKNOWN_HELP, app, multilabel_line, new_console, on_off, shown
 
 
 @app.command()
@@ -21,14 +21,15 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
                                                   "the image plus, only where the run's training made them, its "
                                                   "mirror images (augment hflip, vflip) and two small shifts "
                                                   "(shift, crop); metrics.json names the views used. Refused for "
-                                                  "a run trained with none of these.")) -> None:
+                                                  "a run trained with none of these."),
+             precision: str = typer.Option("auto", help=PRECISION_HELP + " metrics.json records it.")) -> None:
     """Evaluate a run: predictions.csv, metrics.json and the classification report.
 
     For --data or another --split they are written beside the run's own, in evaluations/."""
     from ..evaluation.run_eval import results_dir
     from ..pipeline import evaluate as evaluate_run
 
-    metrics = evaluate_run(run, data=data, split=split, tta=tta)
+    metrics = evaluate_run(run, data=data, split=split, tta=tta, precision=precision)
     _print_metrics(metrics)
     _print_most_confused(metrics)
     if metrics.seen is not None:
@@ -87,7 +88,9 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
             unknown: str = typer.Option("on", help=UNKNOWN_HELP),
             threshold: Optional[float] = typer.Option(None, help="Multi-label runs: one decision threshold for "
                                                       "every label instead of the ones tuned on validation "
-                                                      "(model.json thresholds).")) -> None:
+                                                      "(model.json thresholds)."),
+            precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto "
+                                          "only).")) -> None:
     """Predict labels and calibrated probabilities for images, or unknown for an image like no class.
 
     Each prediction carries its in-distribution score. Unreadable files get an error row."""
@@ -108,9 +111,9 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     if backend == "onnx":
         from ..export import load_onnx
 
-        clf: Any = load_onnx(run)
+        clf: Any = load_onnx(run, precision=precision)
     elif backend == "torch":
-        clf = load(run)
+        clf = load(run, precision=precision)
     else:
         raise invalid("backend", backend, ("torch", "onnx"))
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
@@ -160,7 +163,9 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
                                                     "(make it with `imgclf export RUN`); same answers."),
           threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads (default: half the cores)."),
           access_log: bool = typer.Option(True, help="Log every request."),
-          unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off.")) -> None:
+          unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off."),
+          precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto only); "
+                                        "GET /health says which.")) -> None:
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
     from ..serve import serve as run_server
     from ..serve.app import BACKENDS
@@ -169,7 +174,8 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
         raise invalid("--backend", backend, BACKENDS)
     flag_unknown = on_off("unknown", unknown)
     run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
-               max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files, unknown=flag_unknown)
+               max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files, unknown=flag_unknown,
+               precision=precision)
 
 
 @app.command()

@@ -127,12 +127,12 @@ def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: lis
 
 def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | os.PathLike | None = None,
                         split: str = "test", batch_size: int = 256, cache_dir: str | None = None, workers: int = 2,
-                        budget_bytes: int = 4 * 10**9, progress: bool = True) -> MetricsRecord:
+                        budget_bytes: int = 4 * 10**9, progress: bool = True, precision: str = "auto") -> MetricsRecord:
     """`evaluate_run` for a multi-label run: predictions.csv (true and predicted label sets, `;`-joined, and
     every label's probability) and metrics.json into `out_dir`."""
     run = RunDir(run_dir)
     card = run.read_card()
-    clf = Classifier.load(run.path)
+    clf = Classifier.load(run.path, precision=precision)
     files, targets, split_name = _files(run, data, split, card.classes)
     decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers,
                          progress=progress)
@@ -151,6 +151,7 @@ def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | o
     metrics = compute_multilabel_metrics(y, probs, card.classes, thresholds, split_name)
     metrics.skipped = [SkippedFile(path=files[i], reason=r) for i, r in sorted(decoded.failures.items())]
     metrics.seen = seen_by_run(run, [files[i] for i in ok], data is not None, split_name)
+    metrics.precision = clf.precision
     out = RunDir(out_dir)
     out.write_predictions(prediction_rows([files[i] for i in ok], y, probs, card.classes, thresholds,
                                           metrics.skipped), card.classes)

@@ -85,13 +85,16 @@ def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
                  tta: bool | Literal["auto"] = False, batch_size: int = 256, cache_dir: str | None = None,
-                 workers: int = 2, budget_bytes: int = 4 * 10**9, progress: bool = True) -> MetricsRecord:
+                 workers: int = 2, budget_bytes: int = 4 * 10**9, progress: bool = True,
+                 precision: str = "auto") -> MetricsRecord:
     """Predict every image of the split (or of `data`), write predictions.csv and metrics.json into
     `results_dir(run_dir, data)`, return the metrics. progress: a bar (terminal) or a few lines (redirected)
     for the cache build and the predictions when they take more than a second.
 
     tta: also score test-time augmentation over the views the run's training made (`tta.TTAViews`); True is
-    refused for a run whose training made none, "auto" (what training's own evaluation asks) then skips it."""
+    refused for a run whose training made none, "auto" (what training's own evaluation asks) then skips it.
+    precision: what the network runs at (`inference.PRECISIONS`; auto: bf16 where the CPU has it natively), recorded
+    in metrics.json."""
     if tta not in (True, False, "auto"):
         raise invalid("tta", tta, (True, False, "auto"))
     run = RunDir(run_dir)
@@ -102,8 +105,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         if tta is True:
             raise invalid("tta", tta, "False for a multi-label run (test-time augmentation is single-label only)")
         return evaluate_multilabel(run.path, results_dir(run.path, data, split), data, split, batch_size, cache_dir,
-                                   workers, budget_bytes, progress)
-    clf = Classifier.load(run.path)
+                                   workers, budget_bytes, progress, precision)
+    clf = Classifier.load(run.path, precision=precision)
     views = clf.tta_views
     if tta is True:
         views.require()  # before any image is decoded
@@ -141,6 +144,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
                       note=unreadable)
     metrics = compute_metrics(y_true, probs, card.classes, split_name)
     metrics.skipped = [SkippedFile.model_validate(s) for s in skipped]
+    metrics.precision = clf.precision
     score = np.concatenate(scores) if scores else np.zeros(0)
     unknown = np.concatenate(flagged) if flagged else np.zeros(0, dtype=bool)
     metrics.calibration, metrics.unknown = _trust_scores(card, y_true, probs, score, unknown)

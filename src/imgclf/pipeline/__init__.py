@@ -57,9 +57,9 @@ def _stderr(line: str) -> None:
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
-             tta: bool = False) -> MetricsRecord:
+             tta: bool = False, precision: str = "auto") -> MetricsRecord:
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json."""
     from ..evaluation.run_eval import evaluate_run
 
-    return evaluate_run(run_dir, data=data, split=split, tta=tta)
+    return evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision)
 

@@ -19,14 +19,14 @@ def resolve_task(cfg: TrainConfig, data: PreparedData) -> str:
     return data.task
 
 
-def fit_thresholds(data: PreparedData, model, card) -> dict[str, float]:
+def fit_thresholds(data: PreparedData, model, card, precision: str = "auto") -> dict[str, float]:
     """Each label's max-F1 threshold on the validation split, from the probabilities `Classifier` computes (the
-    same sigmoid prediction, evaluation and export use)."""
+    same sigmoid prediction, evaluation and export use) at `precision` (`inference.PRECISIONS`)."""
     from ..inference import Classifier
     from ..multilabel import sigmoid, tune_thresholds
     from .trust import split_logits
 
     split = data.splits["val"]
-    clf = Classifier(model, card)
+    clf = Classifier(model, card, precision=precision)
     logits, _ = split_logits(clf, data, split.indices, features=False)
     return tune_thresholds(split.targets, sigmoid(logits), data.classes)

@@ -261,6 +261,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         card = make_card(resolved, data, result)
         card.lr_find = card_info(run_dir)
         card.sizing = sizing
+        from ..inference import precision_for_run
         from .trust import drop_unused_statistics, fit_trust
 
         if data.task == "multilabel":
@@ -268,7 +269,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
             # no temperature or unknown detector (softmax ideas); the labels' decision thresholds instead
             card.task = "multilabel"
-            card.thresholds = fit_thresholds(data, result.model, card)
+            card.thresholds = fit_thresholds(data, result.model, card, precision_for_run(resolved.precision))
         else:
             # before the card is written: evaluation, serving and export then all apply the temperature and threshold
             card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir)
@@ -286,7 +287,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         # TTA too, where training made views to average over: the report shows with and without; evaluation streams
         # when training did.
         metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
-                               budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
+                               budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress,
+                               precision=precision_for_run(resolved.precision))
         card.metrics = headline(metrics, result.history, result.best_epoch)
         run.write_card(card)
         figure_failures: list[str] = []

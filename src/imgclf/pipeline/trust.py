@@ -18,7 +18,7 @@ from ..calibration import fit_temperature, nll
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
-from ..inference import Classifier
+from ..inference import Classifier, precision_for_run
 from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LENGTH_DETECTORS, TrustHead,
                    feature_source, fit_mahalanobis, fit_standardise, save_stats, threshold_at)
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
@@ -86,10 +86,11 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     val = data.splits["val"]
     source = features
     if source is None:
-        plain = Classifier(model, card, device, head=TrustHead())
+        plain = Classifier(model, card, device, head=TrustHead(), precision=precision_for_run(cfg.precision))
         first = next(_split_pixels(data, val.indices[:1]))
         source = feature_source(model, plain.network_input(first)) if detector in FEATURE_DETECTORS else "pre-logits"
-    clf = Classifier(model, card, device, head=TrustHead(features=source))
+    # at the precision the run's evaluation (and, with the default auto, predict on this machine) runs at
+    clf = Classifier(model, card, device, head=TrustHead(features=source), precision=precision_for_run(cfg.precision))
     logits, val_features = split_logits(clf, data, val.indices, detector in FEATURE_DETECTORS)
     labels = val.labels
 

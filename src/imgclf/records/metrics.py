@@ -137,3 +137,7 @@ class MetricsRecord(Record):
                                                   "the labels' P/R/F1 at their thresholds, auc per label, "
                                                   "confusion the label co-occurrence (true x predicted).")
     multilabel: MultiLabelScores | None = None
+    precision: Literal["32", "bf16-mixed", "16-mixed"] | None = Field(
+        None, description="What the network ran at for these predictions: 32 (fp32), or bf16 / fp16 autocast "
+                          "(`precision auto` picks bf16 on a CPU with native bf16); null in files from before it "
+                          "was recorded.")

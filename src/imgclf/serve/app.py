@@ -71,32 +71,37 @@ def default_threads() -> int:
     return max(1, cores // 2)
 
 
-def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None) -> Classifier:
+def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None,
+                    precision: str = "auto") -> Classifier:
+    """precision: what the torch backend's network runs at (`inference.PRECISIONS`); the ONNX graph is fp32, so
+    with it only auto is accepted."""
     if backend == "torch":
         if threads is not None:
             torch.set_num_threads(threads)  # process-wide in torch: only when asked for
-        return Classifier.load(run_dir)
+        return Classifier.load(run_dir, precision=precision)
     if backend == "onnx":
         from ..export import load_onnx
 
-        return load_onnx(run_dir, threads=threads)
+        return load_onnx(run_dir, threads=threads, precision=precision)
     raise invalid("backend", backend, BACKENDS)
 
 
 def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_files: int = DEFAULT_MAX_FILES, backend: str = "torch", max_batch: int = 64,
-               max_wait_ms: float = 0.0, threads: int | None = None, unknown: bool = True) -> FastAPI:
+               max_wait_ms: float = 0.0, threads: int | None = None, unknown: bool = True,
+               precision: str = "auto") -> FastAPI:
     """A FastAPI app serving the run in `run_dir` (loaded now, so a bad run fails before serving starts).
 
     max_batch / max_wait_ms: how concurrent requests are batched (see `MicroBatcher`). threads: threads for
     the forward pass; None leaves torch and onnxruntime at their defaults (`serve()` passes a value).
     unknown: label images below the card's threshold "unknown" (a request's ?unknown=on|off overrides it).
+    precision: the torch backend's (`load_classifier`); /health says what it resolved to.
     """
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_files", max_files), ("threads", threads),
                         ("max_batch", max_batch)):
         if value is not None and value < 1:
             raise invalid(name, value, ">= 1")
-    clf = load_classifier(run_dir, backend, threads)
+    clf = load_classifier(run_dir, backend, threads, precision)
     default_unknown = unknown
     card = clf.card.model_dump(mode="json")
     classes = clf.classes
@@ -157,7 +162,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     async def health() -> dict[str, Any]:
         """Liveness and what is loaded; `mean_batch` shows how well concurrent requests were batched."""
         return {"status": "ok", "model": card["architecture"], "classes": len(classes), "backend": backend,
-                "unknown": "on" if default_unknown else "off",
+                "precision": clf.precision, "unknown": "on" if default_unknown else "off",
                 "forward_passes": batcher.batches, "images": batcher.images,
                 "mean_batch": round(batcher.images / batcher.batches, 3) if batcher.batches else None,
                 "limits": {"max_upload_bytes": max_upload_bytes, "max_files": max_files}}

@@ -8,7 +8,8 @@ the largest change of a probability, unknown flags that differ, ECE.
 
 Runs: `--runs RUN ...` (any trained runs with a test split, such as the 10-minute `fast` runs of
 benchmarks/fast_recipe.py), or by default two trained here on a Fashion-MNIST subset: `fast-fmnist` (fast_resnet,
-28x28 grey) and `s5-model-s` (model_s, 32x32 RGB), `--epochs` each.
+28x28 grey) and `s5-model-s` (model_s, 32x32 RGB), `--epochs` each (short: enough for answers to compare, not
+trained to their end).
 
     python -m benchmarks.infer_precision --per-class 1000 --epochs 4 --repeats 3
     python -m benchmarks.infer_precision --runs benchmarks/work/runs/fast-10m-seed0-* --tag _fast10m
@@ -100,10 +101,8 @@ def train_runs(bench: Bench, per_class: int, epochs: int) -> list[Path]:
         values = {**values, "epochs": 1 if bench.smoke else epochs, "seed": 0}
         if bench.smoke:
             values.update({k: v for k, v in SMOKE_TRAINING.items() if k != "epochs"})
-        run = bench.run_dir(f"infer-precision-{recipe}")
-        if not (run / "metrics.json").exists():
-            bench.train(data, run, recipe=recipe, values=values, overwrite=True)
-        runs.append(run)
+        trained = bench.train(data, bench.run_dir(f"infer-precision-{recipe}"), recipe=recipe, values=values)
+        runs.append(trained.run.path)
     return runs
 
 

@@ -695,6 +695,37 @@ def precision_section(results: list[dict]) -> list[str]:
     return lines + ["", f"Command{'s' if len(commands) > 1 else ''}: {'; '.join(commands)}.", ""]
 
 
+def inference_precision_section(results: list[dict]) -> list[str]:
+    """Issue 23 item 5, prediction side: the same runs' test splits through `Classifier.infer_pixels` at fp32 and
+    at `precision: auto`, one row per run of every result file (infer_precision*.json)."""
+    if not results:
+        return []
+    lines = ["## `precision: auto` for prediction: bf16 autocast against fp32 on the same runs", "",
+             "Each run's test split through `Classifier.infer_pixels` (network, temperature, unknown detector: what "
+             "predict, serve, evaluate and the API run), batch 256, fp32 and auto interleaved, the median of the "
+             "repeats after a warm-up pass; the answers compared image by image. Where the CPU lacks native bf16, "
+             "auto is fp32 and the two arms are the same.", "",
+             "| machine | run | images | auto is | img/s fp32 | img/s auto | auto / fp32 | accuracy fp32 -> auto | "
+             "top-1 agreement | unknown flags differing | largest probability change | ECE fp32 -> auto | "
+             "measured on |",
+             "|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|---|"]
+    for result in results:
+        for row in result["rows"]:
+            speed, accuracy, ece = row["images_per_second"], row["accuracy"], row["ece"]
+            lines.append(f"| {machine_class(result)} | {row['architecture']} {row['img_size']}x{row['img_size']} "
+                         f"{row['color']}, `{Path(row['run']).name}` | {row['images']:,} | {row['auto_resolved_to']} | "
+                         f"{speed['32']:,.0f} | {speed['auto']:,.0f} | **{row['auto_over_fp32_speed']:.2f}x** | "
+                         f"{_pct(accuracy['32'])} -> {_pct(accuracy['auto'])} | {row['top1_agreement']:.4f} | "
+                         f"{row['unknown_flags_differing']} | {row['max_probability_change']:.3f} | "
+                         f"{ece['32']:.4f} -> {ece['auto']:.4f} | {env_line(result)}{shared_caveat(result)} |")
+    commands = [f"`python -m benchmarks.infer_precision "
+                + ("--runs RUN ... " if result["per_class"] is None else
+                   f"--per-class {result['per_class']} --epochs {result['epochs']} ")
+                + f"--repeats {result['repeats']}" + (f" --tag {result['tag']}" if result.get("tag") else "") + "`"
+                for result in results]
+    return lines + ["", f"Command{'s' if len(commands) > 1 else ''}: {'; '.join(commands)}.", ""]
+
+
 def multilabel_section(result: dict | None) -> list[str]:
     """Issue 25 item 5: the multi-label pipeline against the single-label one forced onto the same mosaics and
     against one-vs-rest logistic regression on pretrained features."""
@@ -736,14 +767,16 @@ def multilabel_section(result: dict | None) -> list[str]:
                     f"{result['seed']}`.", ""]
 
 
-def serving_section(result: dict | None) -> list[str]:
-    """Issue 23 item 6: `imgclf serve --backend onnx` against `--backend torch` on the same run, interleaved."""
+def serving_section(result: dict | None, heading: str = "## Serving") -> list[str]:
+    """Issue 23 item 6: `imgclf serve --backend onnx` against `--backend torch` on the same run, interleaved; with
+    a `torch-fp32` arm, also torch at its default precision (auto) against fp32."""
     if not result or not result.get("results") or "backends" not in result["results"][0]:
         return []  # a serve.json from before the backends were compared holds no such table
     env = result["environment"]
-    lines = ["## Serving", "",
+    lines = [heading, "",
              "`imgclf serve RUN --backend torch` and `--backend onnx` (onnxruntime over `imgclf export RUN`), both "
-             "serving the same run: POST /predict with one PNG of the run's test split per request, loopback "
+             "serving the same run (`torch-fp32`: the torch backend with `--precision 32`, where the default `auto` is "
+             "bf16 autocast on a CPU with native bf16): POST /predict with one PNG of the run's test split per request, loopback "
              "HTTP/1.1 keep-alive, aiohttp clients, the backends measured in alternating rounds (order reversed every "
              "round); each server runs its forward pass on 1 thread (`imgclf serve`'s default on 2 cores). Measured "
              f"on: {env_line(result)} · {result['created']}, 1-minute load average {env['load_average_1min_before']:.1f} "
@@ -787,6 +820,15 @@ def serving_section(result: dict | None) -> list[str]:
                       "decode, torch over onnx). Where cores are free, a server can also use more of them: here the "
                       f"torch server used {_busy(run, 'torch'):.2f} CPU-seconds per second and the onnx server "
                       f"{_busy(run, 'onnx'):.2f}."]
+        auto = run.get("torch_auto_over_fp32")
+        if auto:
+            backends = run["backends"]
+            onnx_vs_fp32 = (backends["onnx"]["concurrent"]["throughput_rps"]
+                            / backends["torch-fp32"]["concurrent"]["throughput_rps"]) if "onnx" in backends else None
+            lines += ["", f"torch at `auto` ({auto['precision']}) / torch at fp32: **{auto['throughput']:.2f}x "
+                      f"requests/s**, p99 {auto['p99']:.2f}x, forward CPU per image {auto['forward_cpu_per_image']:.2f}x"
+                      + (f"; onnx / torch at fp32 (the comparison before `auto` served in bf16): "
+                         f"{onnx_vs_fp32:.2f}x requests/s." if onnx_vs_fp32 else ".")]
     return lines + ["", f"Command: `{result['command']}`.", ""]
 
 
@@ -893,7 +935,12 @@ def main(argv: list[str] | None = None) -> None:
     out += fast_sizing_section(source)
     out += freeze_bn_section(load_result("freeze_bn", source))
     out += serving_section(load_result("serve", source))
+    for path in sorted(source.glob("serve_*.json")):  # the other machine classes'
+        other = load_result(path.stem, source)
+        out += serving_section(other, f"### Serving, {machine_class(other)}")
     out += precision_section([load_result(path.stem, source) for path in sorted(source.glob("precision_auto*.json"))])
+    out += inference_precision_section([load_result(path.stem, source)
+                                        for path in sorted(source.glob("infer_precision*.json"))])
     out += lr_auto_section(load_result("lr_auto", source),
                            [_tagged(path.stem, source) for path in sorted(source.glob("lr_auto_seed*.json"))],
                            _tagged("lr_auto_end_of_fall", source),

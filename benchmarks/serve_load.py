@@ -1,9 +1,11 @@
 """Load test of `imgclf serve` on loopback: throughput and latency with 16 concurrent clients vs one at a time,
-for each serving backend (torch, onnx) of the same run.
+for each serving backend (torch, onnx) of the same run, and optionally torch forced to fp32 (`torch-fp32`: where
+the CPU has native bf16, torch serves under bf16 autocast by default).
 
     python -m benchmarks.serve_load                 # trains two small digits runs first (about a minute)
     python -m benchmarks.serve_load --models model_s:32 --backends torch,onnx   # issue 23's comparison
     python -m benchmarks.serve_load --run runs/x    # an existing run
+    python -m benchmarks.serve_load --models model_s:32 --backends torch,torch-fp32,onnx --tag _xeon
 
 For each run: exports it to ONNX when the onnx backend is asked (always afresh: the server refuses an export
 older than the run's model.json), starts one `imgclf serve` subprocess per backend on 127.0.0.1 (free ports,
@@ -12,7 +14,7 @@ at a time to each, in --rounds rounds that alternate the backends (and their ord
 a change in background load hits all of them alike (every phase also stops at --time-limit seconds). It counts
 5xx answers and transport errors, stops the servers, splits each backend's server CPU per request into decoding,
 the forward pass (both measured in-process at the batch size the server reached) and the rest (HTTP, multipart,
-batcher, JSON: the same code for both), and writes benchmarks/results/serve.json with, per run, each backend's
+batcher, JSON: the same code for both), and writes benchmarks/results/serve<--tag>.json with, per run, each backend's
 figures and the onnx/torch ratios. Every request is one PNG from the run's test split, as the upload
 page or `curl -F files=@x.png` sends it. Besides wall-clock figures it records the server's CPU time per
 request, which other jobs on a shared machine inflate far less than latency. The load generator is aiohttp
@@ -70,9 +72,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, backend: str) -> subprocess.Popen:
+# arm -> (`imgclf serve --backend`, `--precision`): torch at its default (auto: bf16 where the CPU has it
+# natively), the same forced to fp32 (what torch served at before auto; the same as torch elsewhere), the ONNX graph
+ARMS = {"torch": ("torch", "auto"), "torch-fp32": ("torch", "32"), "onnx": ("onnx", "auto")}
+
+
+def start_server(run: Path, port: int, arm: str) -> subprocess.Popen:
+    backend, precision = ARMS[arm]
     cmd = [sys.executable, "-m", "imgclf.cli", "serve", str(run), "--host", "127.0.0.1", "--port", str(port),
-           "--no-access-log", "--backend", backend]
+           "--no-access-log", "--backend", backend, "--precision", precision]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -208,7 +216,7 @@ def backend_summary(concurrent: Phase, sequential: Phase, backend: str) -> dict:
     return out
 
 
-def where_time_goes(run: Path, backend: str, files: list[tuple[str, bytes]], batch: int, repeats: int) -> dict:
+def where_time_goes(run: Path, arm: str, files: list[tuple[str, bytes]], batch: int, repeats: int) -> dict:
     """CPU time (this thread's, so other jobs on the machine inflate it little) of the two parts of a request
     that are the backend's own, measured in this process the way the server runs them: decoding one upload and
     the forward pass at the batch size the server reached under load, per image. The rest of the server's CPU
@@ -221,7 +229,8 @@ def where_time_goes(run: Path, backend: str, files: list[tuple[str, bytes]], bat
 
     threads = torch.get_num_threads()
     try:
-        clf = load_classifier(run, backend, threads=1)  # what `imgclf serve` runs with on 2 cores
+        backend, precision = ARMS[arm]
+        clf = load_classifier(run, backend, threads=1, precision=precision)  # as `imgclf serve` runs on 2 cores
         data = [d for _, d in files]
         pixels = np.stack([clf.decode(io.BytesIO(d)) for d in data])
         chunk = np.concatenate([pixels] * (batch // len(pixels) + 1))[:batch]
@@ -315,14 +324,30 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
                                   "onnx_no_errors": errors == 0}
         print(f"{label}: onnx/torch {ratio:.2f}x req/s, p99 {o['latency_ms']['p99']} vs {t['latency_ms']['p99']} ms; "
               f"target (>= 1.5x, p99 no worse, 0 errors) {'met' if all(result['meets_target'].values()) else 'MISSED'}")
+    if {"torch", "torch-fp32"} <= set(backends):
+        t, fp = per_backend["torch"]["concurrent"], per_backend["torch-fp32"]["concurrent"]
+        result["torch_auto_over_fp32"] = {
+            "precision": "bf16-mixed" if _native_bf16() else "32",
+            "throughput": round(t["throughput_rps"] / fp["throughput_rps"], 3),
+            "p99": round(t["latency_ms"]["p99"] / fp["latency_ms"]["p99"], 3),
+            "forward_cpu_per_image": round(per_backend["torch"]["server_cpu_parts"]["forward_cpu_ms_per_image"]
+                                           / per_backend["torch-fp32"]["server_cpu_parts"]["forward_cpu_ms_per_image"],
+                                           3)}
+        print(f"{label}: torch at auto / fp32 {result['torch_auto_over_fp32']['throughput']:.2f}x req/s")
     return result
+
+
+def _native_bf16() -> bool:
+    from imgclf.hardware import cpu_has_fast_bf16
+
+    return cpu_has_fast_bf16()
 
 
 def _backends(text: str) -> list[str]:
     names = [b.strip() for b in text.split(",") if b.strip()]
-    if not names or any(b not in ("torch", "onnx") for b in names) or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"backends must be a comma-separated list of torch, onnx, each at most "
-                                         f"once. Received: {text!r}")
+    if not names or any(b not in ARMS for b in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"backends must be a comma-separated list of {', '.join(ARMS)}, each at "
+                                         f"most once. Received: {text!r}")
     return names
 
 
@@ -340,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds at most per mode and run")
     ap.add_argument("--warmup", type=int, default=50, help="requests sent before measuring")
     ap.add_argument("--backends", default="torch,onnx", type=_backends,
-                    help="comma-separated serving backends, measured interleaved (torch, onnx)")
+                    help="comma-separated serving backends, measured interleaved (torch, torch-fp32, onnx)")
+    ap.add_argument("--tag", default="", help="result file suffix: results/serve<tag>.json (one per machine class)")
     return add_arguments(ap)
 
 
@@ -385,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
                             "wall-clock figures are noisy; server CPU per request less so" if load_before[0] > 1.0
                             else "; nothing else was running when it started")},
     }
-    path = bench.results / "serve.json"
+    path = bench.results / f"serve{args.tag}.json"
     write_json(path, report)
     print(f"wrote {path}")
 

@@ -2,8 +2,8 @@
 
 The audit ranks likely label errors by confident learning over out-of-fold probabilities of class Gaussians fitted
 on features: the images' pixels by default, a run's penultimate layer with `--run`. This measures whether a run
-is worth passing, on the whole Fashion-MNIST training set (60,000 images) with 2 % of its labels flipped at
-random to another class, written as a folder of PNGs:
+is worth passing, on the whole Fashion-MNIST training set (60,000 images; `--images all`: with the 10,000 test
+images, 70,000) with 2 % of its labels flipped at random to another class, written as a folder of PNGs:
 
 1. a `fast-fmnist` run is trained on that noisy folder for a fixed number of epochs (one-cycle schedule instead
    of the recipe's wall-clock budget, so that the figures do not depend on the machine's speed), on its own
@@ -16,6 +16,7 @@ random to another class, written as a folder of PNGs:
    the ranking a user gets without an audit.
 
     python -m benchmarks.trust_audit_run --epochs 6      # writes results/trust_audit_run.json
+    python -m benchmarks.trust_audit_run --epochs 6 --images all --tag _all_xeon
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reuse-run", type=Path, default=None, metavar="RUN",
                         help="a run this benchmark trained before on the same noisy folder: audit it again "
                              "instead of training (its config must name that folder)")
+    parser.add_argument("--images", choices=("train", "all"), default="train",
+                        help="Fashion-MNIST's training set (60,000), or all 70,000 images")
+    parser.add_argument("--tag", default="", help="result file suffix: results/trust_audit_run<tag>.json")
     return parser
 
 
@@ -90,9 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     from imgclf.records import RunDir
 
     images, labels, splits = load(bench.smoke)
-    images, labels = images[splits == "train"], labels[splits == "train"]
+    if args.images == "train":
+        images, labels = images[splits == "train"], labels[splits == "train"]
     noisy, flipped = flip_labels(labels, FLIP_FRACTION, args.seed, len(FASHION_CLASSES))
-    folder = bench.work / f"fmnist-train-flipped-{FLIP_FRACTION:g}-seed{args.seed}{'-smoke' if bench.smoke else ''}"
+    folder = bench.work / (f"fmnist-{args.images}-flipped-{FLIP_FRACTION:g}-seed{args.seed}"
+                           f"{'-smoke' if bench.smoke else ''}")
     write_folder(folder, images, noisy, FASHION_CLASSES)
 
     if args.reuse_run is None:
@@ -128,8 +134,10 @@ def main(argv: list[str] | None = None) -> None:
                                                                          4)}
     print("run loss", results["run_loss_single_model"])
 
-    path = bench.write_result("trust_audit_run", {
-        "data": "generated blobs (smoke)" if bench.smoke else "Fashion-MNIST training set, 60,000 PNGs",
+    path = bench.write_result(f"trust_audit_run{args.tag}", {
+        "data": "generated blobs (smoke)" if bench.smoke else (
+            "Fashion-MNIST training set, 60,000 PNGs" if args.images == "train"
+            else "Fashion-MNIST training and test sets, 70,000 PNGs"),
         "images": len(labels), "flipped": int(flipped.sum()), "flip_seed": args.seed,
         "run": {"path": str(run.path), "recipe": "fast-fmnist", "schedule": "onecycle",
                 "epochs": card.training.epochs_run, "test_accuracy_vs_given_labels": run.read_metrics().accuracy,
@@ -137,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
                 "train_wall_seconds": train_wall, "reused": args.reuse_run is not None},
         "rankings": results,
         "command": f"python -m benchmarks.trust_audit_run --epochs {args.epochs} --seed {args.seed}"
+                   + (f" --images {args.images}" if args.images != "train" else "")
+                   + (f" --tag {args.tag}" if args.tag else "")
                    + (f" --reuse-run {args.reuse_run}" if args.reuse_run else "")})
     print(f"wrote {path}")
 

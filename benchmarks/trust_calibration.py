@@ -231,17 +231,22 @@ def cost(run_path: Path, pixels: np.ndarray, files: list[str], rounds: int) -> d
 def head_share(trusted, plain, pixels: np.ndarray, rounds: int) -> dict:
     """CPU seconds (medians over interleaved rounds) of the network alone, of the network giving the features its
     detector reads too, and of each head on those outputs: the cost split into its
-    parts, each small enough to time in CPU seconds despite other jobs on the machine."""
+    parts, each small enough to time in CPU seconds despite other jobs on the machine. The network runs at the
+    precision prediction runs at (`Classifier.autocast`: bf16 where the CPU has it natively), the heads on float32."""
     import torch
 
     from imgclf.ood import logits_and_features
 
     x = trusted.network_input(pixels)
     model, source = trusted.model, trusted.feature_source
-    calls = {"network": lambda: model(x),
-             "network_with_features": lambda: logits_and_features(model, x, True, source)}
+
+    def network(features: bool):
+        with trusted.autocast():
+            return logits_and_features(model, x, features, source)
+
+    calls = {"network": lambda: network(False), "network_with_features": lambda: network(True)}
     with torch.inference_mode():
-        logits, features = logits_and_features(model, x, True, source)
+        logits, features = (t.float() for t in network(True))
         calls.update({"trusted_head": lambda: trusted.head(logits, features), "plain_head": lambda: plain.head(logits)})
         cpu: dict[str, list[float]] = {name: [] for name in calls}
         for r in range(max(rounds, 2) * 2):
@@ -250,7 +255,8 @@ def head_share(trusted, plain, pixels: np.ndarray, rounds: int) -> dict:
                 calls[name]()
                 cpu[name].append(time.process_time() - start)
     med = {name: statistics.median(v) for name, v in cpu.items()}
-    return {"images": int(len(pixels)), **{f"{k}_cpu_s": round(v, 5) for k, v in med.items()},
+    return {"images": int(len(pixels)), "precision": trusted.precision,
+            **{f"{k}_cpu_s": round(v, 5) for k, v in med.items()},
             "features_over_network": round(med["network_with_features"] / med["network"], 4),
             "head_extra_over_network": round((med["trusted_head"] - med["plain_head"]) / med["network"], 5)}
 

@@ -103,9 +103,9 @@ def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_fo
 
 
 def test_classifier_repr_says_what_is_loaded(tiny_run):
-    clf = imgclf.load(tiny_run)
+    clf = imgclf.load(tiny_run, precision="32")
     assert repr(clf) == (f"Classifier(architecture='simple_cnn', classes=3, img_size=16, color='rgb', device='cpu', "
-                         f"run={str(tiny_run.absolute())!r})")
+                         f"precision='32', run={str(tiny_run.absolute())!r})")
 
 
 def test_predict_pixels_matches_evaluation(tiny_run):

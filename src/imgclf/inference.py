@@ -161,7 +161,8 @@ class Classifier:
 
     def __repr__(self) -> str:
         parts = [f"architecture={self.card.architecture!r}", f"classes={len(self.card.classes)}",
-                 f"img_size={self.card.img_size}", f"color={self.card.color!r}", f"device={str(self.device)!r}"]
+                 f"img_size={self.card.img_size}", f"color={self.card.color!r}", f"device={str(self.device)!r}",
+                 f"precision={self.precision!r}"]
         run = getattr(self, "run_dir", None)
         if run is not None:
             parts.append(f"run={str(run)!r}")

@@ -17,6 +17,10 @@ images, 70,000) with 2 % of its labels flipped at random to another class, writt
 
     python -m benchmarks.trust_audit_run --epochs 6      # writes results/trust_audit_run.json
     python -m benchmarks.trust_audit_run --epochs 6 --images all --tag _all_xeon
+    python -m benchmarks.trust_audit_run --data digits --epochs 15 --tag _digits   # scikit-learn's 1,797 digits
+
+With `--data digits` the data set is scikit-learn's 8x8 digits (the demo's data; 2 % flips is 36 images) and
+the run is the demo's (`simple_cnn` at 16x16, `imgclf.demo.DEMO_SETTINGS`), trained on the noisy folder.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reuse-run", type=Path, default=None, metavar="RUN",
                         help="a run this benchmark trained before on the same noisy folder: audit it again "
                              "instead of training (its config must name that folder)")
+    parser.add_argument("--data", choices=("fashion-mnist", "digits"), default="fashion-mnist",
+                        help="Fashion-MNIST, or scikit-learn's digits with the demo's run")
     parser.add_argument("--images", choices=("train", "all"), default="train",
                         help="Fashion-MNIST's training set (60,000), or all 70,000 images")
     parser.add_argument("--tag", default="", help="result file suffix: results/trust_audit_run<tag>.json")
@@ -93,18 +99,30 @@ def main(argv: list[str] | None = None) -> None:
     from imgclf.inference import load as load_classifier
     from imgclf.records import RunDir
 
-    images, labels, splits = load(bench.smoke)
-    if args.images == "train":
-        images, labels = images[splits == "train"], labels[splits == "train"]
-    noisy, flipped = flip_labels(labels, FLIP_FRACTION, args.seed, len(FASHION_CLASSES))
-    folder = bench.work / (f"fmnist-{args.images}-flipped-{FLIP_FRACTION:g}-seed{args.seed}"
-                           f"{'-smoke' if bench.smoke else ''}")
-    write_folder(folder, images, noisy, FASHION_CLASSES)
+    digits = args.data == "digits"
+    if digits:
+        from sklearn.datasets import load_digits
+
+        from imgclf.demo import DEMO_SETTINGS
+
+        loaded = load_digits()
+        images = np.clip(loaded.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
+        labels, classes, name = loaded.target.astype(np.int64), [str(d) for d in range(10)], "digits"
+        recipe, settings = None, DEMO_SETTINGS
+    else:
+        images, labels, splits = load(bench.smoke)
+        if args.images == "train":
+            images, labels = images[splits == "train"], labels[splits == "train"]
+        classes, name = FASHION_CLASSES, f"fmnist-{args.images}"
+        recipe, settings = "fast-fmnist", {"time_limit": "none"}
+    noisy, flipped = flip_labels(labels, FLIP_FRACTION, args.seed, len(classes))
+    folder = bench.work / f"{name}-flipped-{FLIP_FRACTION:g}-seed{args.seed}{'-smoke' if bench.smoke else ''}"
+    write_folder(folder, images, noisy, classes)
 
     if args.reuse_run is None:
-        values = {"seed": args.seed, "time_limit": "none", "schedule": "onecycle", "epochs": args.epochs,
+        values = {**settings, "seed": args.seed, "schedule": "onecycle", "epochs": args.epochs,
                   **(SMOKE_TRAINING if bench.smoke else {})}
-        trained = bench.train(folder, bench.run_dir(f"audit-run-seed{args.seed}"), recipe="fast-fmnist",
+        trained = bench.train(folder, bench.run_dir(f"audit-run-{args.data}-seed{args.seed}"), recipe=recipe,
                               values=values)
         run, train_wall = trained.run, round(trained.wall_seconds, 1)
     else:
@@ -126,8 +144,9 @@ def main(argv: list[str] | None = None) -> None:
         print(source, results[source])
 
     rows = rows_of["run"]
-    probabilities = load_classifier(run.path).predict_pixels(images[rows][..., None])
-    column = np.array([card.classes.index(name) for name in FASHION_CLASSES])  # the run's classes are sorted
+    classifier = load_classifier(run.path)
+    probabilities = classifier.predict_pixels(np.stack([classifier.decode(p) for p in result.images.paths]))
+    column = np.array([card.classes.index(c) for c in classes])  # the run's classes are sorted
     loss = -np.log(np.maximum(probabilities[np.arange(len(rows)), column[noisy[rows]]], 1e-12))
     results["run_loss_single_model"] = {"auroc": round(auroc(loss, flipped[rows]), 4),
                                         "precision_at_recall_0.5": round(precision_at_recall(loss, flipped[rows]),
@@ -135,16 +154,18 @@ def main(argv: list[str] | None = None) -> None:
     print("run loss", results["run_loss_single_model"])
 
     path = bench.write_result(f"trust_audit_run{args.tag}", {
-        "data": "generated blobs (smoke)" if bench.smoke else (
+        "data": "generated blobs (smoke)" if bench.smoke and not digits else (
+            "scikit-learn's digits, 1,797 8x8 PNGs" if digits else
             "Fashion-MNIST training set, 60,000 PNGs" if args.images == "train"
             else "Fashion-MNIST training and test sets, 70,000 PNGs"),
         "images": len(labels), "flipped": int(flipped.sum()), "flip_seed": args.seed,
-        "run": {"path": str(run.path), "recipe": "fast-fmnist", "schedule": "onecycle",
+        "run": {"path": str(run.path), "recipe": recipe or "the demo's settings (simple_cnn)", "schedule": "onecycle",
                 "epochs": card.training.epochs_run, "test_accuracy_vs_given_labels": run.read_metrics().accuracy,
                 "train_seconds": card.training.train_seconds,
                 "train_wall_seconds": train_wall, "reused": args.reuse_run is not None},
         "rankings": results,
         "command": f"python -m benchmarks.trust_audit_run --epochs {args.epochs} --seed {args.seed}"
+                   + (f" --data {args.data}" if digits else "")
                    + (f" --images {args.images}" if args.images != "train" else "")
                    + (f" --tag {args.tag}" if args.tag else "")
                    + (f" --reuse-run {args.reuse_run}" if args.reuse_run else "")})

@@ -4,7 +4,8 @@ Issue 23 item 5 asks for `auto` as the default for inference too, once it is sho
 run, its test split is decoded once, then `Classifier.infer_pixels` (network, temperature, unknown detector: what
 predict, serve, evaluate and the API run) is timed at fp32 and at auto, interleaved, `--repeats` times each after
 one warm-up pass, at batch 256; the answers of the two are compared image by image: accuracy, top-1 agreement,
-the largest change of a probability, unknown flags that differ, ECE.
+the largest change of a probability, unknown flags that differ, ECE. A third arm, fp32 with the batch norms kept
+(`fold_batch_norm=False`), times what folding them into the convolutions buys and checks it changes no answer.
 
 Runs: `--runs RUN ...` (any trained runs with a test split, such as the 10-minute `fast` runs of
 benchmarks/fast_recipe.py), or by default two trained here on a Fashion-MNIST subset: `fast-fmnist` (fast_resnet,
@@ -26,7 +27,9 @@ import numpy as np
 
 from benchmarks.common import SMOKE_TRAINING, Bench, add_arguments
 
-ARMS = ("32", "auto")
+# arm -> (precision, batch norms folded): fp32 as the network trained (how prediction ran before both changes),
+# fp32 folded, and the default (auto, folded)
+ARMS = {"32-unfolded": ("32", False), "32": ("32", True), "auto": ("auto", True)}
 TRAINED = {"fast-fmnist": {"schedule": "onecycle", "time_limit": "none"},
            "s5-model-s": {"early_stopping": "none", "restore_best": False, "img_size": 32, "color": "rgb"}}
 
@@ -65,7 +68,8 @@ def measure(run_dir: Path, repeats: int) -> dict[str, object]:
     from imgclf.inference import Classifier
 
     pixels, labels = test_split(run_dir)
-    classifiers = {arm: Classifier.load(run_dir, precision=arm) for arm in ARMS}
+    classifiers = {arm: Classifier.load(run_dir, precision=precision, fold_batch_norm=fold)
+                   for arm, (precision, fold) in ARMS.items()}
     seconds: dict[str, list[float]] = {arm: [] for arm in ARMS}
     answers = {arm: clf.infer_pixels(pixels) for arm, clf in classifiers.items()}  # warm-up, and the answers
     for _ in range(repeats):
@@ -73,7 +77,7 @@ def measure(run_dir: Path, repeats: int) -> dict[str, object]:
             start = time.perf_counter()
             clf.infer_pixels(pixels)
             seconds[arm].append(time.perf_counter() - start)
-    fp32, auto = answers["32"], answers["auto"]
+    fp32, auto, unfolded = answers["32"], answers["auto"], answers["32-unfolded"]
     per_second = {arm: round(len(pixels) / statistics.median(s), 1) for arm, s in seconds.items()}
     accuracy = {arm: float((a.probabilities.argmax(1) == labels).mean()) for arm, a in answers.items()}
     card = classifiers["32"].card
@@ -82,6 +86,11 @@ def measure(run_dir: Path, repeats: int) -> dict[str, object]:
         "images": len(pixels), "auto_resolved_to": classifiers["auto"].precision,
         "images_per_second": per_second,
         "auto_over_fp32_speed": round(per_second["auto"] / per_second["32"], 3),
+        "folded_over_unfolded_fp32_speed": round(per_second["32"] / per_second["32-unfolded"], 3),
+        "auto_over_unfolded_fp32_speed": round(per_second["auto"] / per_second["32-unfolded"], 3),
+        "folding_max_probability_change": float(np.abs(fp32.probabilities - unfolded.probabilities).max()),
+        "folding_top1_agreement": round(float((fp32.probabilities.argmax(1)
+                                               == unfolded.probabilities.argmax(1)).mean()), 5),
         "seconds": {arm: [round(s, 3) for s in v] for arm, v in seconds.items()},
         "accuracy": {arm: round(v, 4) for arm, v in accuracy.items()},
         "accuracy_auto_minus_fp32_points": round(100 * (accuracy["auto"] - accuracy["32"]), 2),
@@ -115,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['architecture']:12s} {r['images']:6d} images  img/s fp32 {r['images_per_second']['32']:>9,.0f}  "
               f"auto ({r['auto_resolved_to']}) {r['images_per_second']['auto']:>9,.0f}  x{r['auto_over_fp32_speed']}"
               f"  accuracy {r['accuracy']['32']:.4f} -> {r['accuracy']['auto']:.4f}  agreement {r['top1_agreement']}"
-              f"  unknown flags differing {r['unknown_flags_differing']}")
+              f"  unknown flags differing {r['unknown_flags_differing']}; folding x{r['folded_over_unfolded_fp32_speed']}"
+              f" (fp32), max change {r['folding_max_probability_change']:.1e}")
     payload = {"repeats": args.repeats, "batch_size": 256, "per_class": None if args.runs else args.per_class,
                "epochs": None if args.runs else args.epochs, "tag": args.tag, "rows": rows}
     print(f"wrote {bench.write_result(f'infer_precision{args.tag}', payload)}")

@@ -704,17 +704,24 @@ def inference_precision_section(results: list[dict]) -> list[str]:
              "Each run's test split through `Classifier.infer_pixels` (network, temperature, unknown detector: what "
              "predict, serve, evaluate and the API run), batch 256, fp32 and auto interleaved, the median of the "
              "repeats after a warm-up pass; the answers compared image by image. Where the CPU lacks native bf16, "
-             "auto is fp32 and the two arms are the same.", "",
-             "| machine | run | images | auto is | img/s fp32 | img/s auto | auto / fp32 | accuracy fp32 -> auto | "
-             "top-1 agreement | unknown flags differing | largest probability change | ECE fp32 -> auto | "
-             "measured on |",
-             "|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|---|"]
+             "auto is fp32 and the two arms are the same. Both arms have their batch norms folded into the "
+             "convolutions before them (`Classifier.load`'s default); the first speed column is fp32 with them "
+             "kept, as prediction ran before either change, and `folded / kept` what folding alone buys (its "
+             "largest change of a probability in brackets).", "",
+             "| machine | run | images | auto is | img/s fp32, norms kept | img/s fp32 | img/s auto | folded / kept "
+             "| auto / fp32 | accuracy fp32 -> auto | top-1 agreement | unknown flags differing | largest "
+             "probability change | ECE fp32 -> auto | measured on |",
+             "|---|---|---:|---|---:|---:|---:|---|---:|---|---:|---:|---:|---|---|"]
     for result in results:
         for row in result["rows"]:
             speed, accuracy, ece = row["images_per_second"], row["accuracy"], row["ece"]
+            kept = speed.get("32-unfolded")
+            folding = (f"{row['folded_over_unfolded_fp32_speed']:.2f}x ({row['folding_max_probability_change']:.0e})"
+                       if kept else "–")
             lines.append(f"| {machine_class(result)} | {row['architecture']} {row['img_size']}x{row['img_size']} "
                          f"{row['color']}, `{Path(row['run']).name}` | {row['images']:,} | {row['auto_resolved_to']} | "
-                         f"{speed['32']:,.0f} | {speed['auto']:,.0f} | **{row['auto_over_fp32_speed']:.2f}x** | "
+                         f"{f'{kept:,.0f}' if kept else '–'} | {speed['32']:,.0f} | {speed['auto']:,.0f} | {folding} | "
+                         f"**{row['auto_over_fp32_speed']:.2f}x** | "
                          f"{_pct(accuracy['32'])} -> {_pct(accuracy['auto'])} | {row['top1_agreement']:.4f} | "
                          f"{row['unknown_flags_differing']} | {row['max_probability_change']:.3f} | "
                          f"{ece['32']:.4f} -> {ece['auto']:.4f} | {env_line(result)}{shared_caveat(result)} |")

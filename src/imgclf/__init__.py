@@ -36,12 +36,13 @@ def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = Fa
     return _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision)
 
 
-def load(run_dir: Any, device: str = "cpu", precision: str = "auto") -> "Classifier":
+def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_norm: bool = True) -> "Classifier":
     """Load a trained run for prediction. precision: auto (bf16 where the CPU has it natively, mixed on a GPU),
-    32, bf16-mixed or 16-mixed."""
+    32, bf16-mixed or 16-mixed. fold_batch_norm: batch norms folded into the convolutions before them (faster;
+    the network can then only predict); False keeps the trained network as it is."""
     from .inference import load as _load
 
-    return _load(run_dir, device, precision=precision)
+    return _load(run_dir, device, precision=precision, fold_batch_norm=fold_batch_norm)
 
 
 def list_models(pattern: str = "*") -> list[str]:

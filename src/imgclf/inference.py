@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,17 @@ def inference_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise invalid("precision", precision, PRECISIONS)
     return resolve_precision(precision, device.type)
+
+
+def for_prediction(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a trained network as `Classifier.load` makes it predict: eval mode, batch norms folded. The
+    temperature and the thresholds (unknown, multi-label) are fitted on it, so that they hold for prediction to
+    the image, not only up to the rounding by which a folded network differs; the trained network is untouched."""
+    from .models.fold import fold_batch_norms
+
+    predicting = copy.deepcopy(model).eval()
+    fold_batch_norms(predicting)
+    return predicting
 
 
 def precision_for_run(training_precision: str) -> str:
@@ -139,10 +151,12 @@ class Classifier:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu", plain: bool = False,
-             precision: str = "auto") -> "Classifier":
+             precision: str = "auto", fold_batch_norm: bool = True) -> "Classifier":
         """The run's network and card; plain: with a bare softmax head instead of the card's temperature and unknown
         detector, whose statistics are then not read (refitting them must not need them). precision: `PRECISIONS`
-        (`inference_precision`)."""
+        (`inference_precision`). fold_batch_norm: fold the batch norms that follow a convolution into it
+        (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then only predict); False
+        keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, torch.device(device))  # a bad value fails before the weights are read
         card = load_card(run_dir)
         weights = Path(run_dir) / "model.safetensors"
@@ -156,6 +170,10 @@ class Classifier:
             raise bad_path("run", run_dir, "a run directory whose weights fit its model card",
                            f"model.safetensors does not match its model.json: "
                            f"{reason if len(reason) <= 300 else reason[:296] + ' ...'}") from None
+        if fold_batch_norm:
+            from .models.fold import fold_batch_norms
+
+            fold_batch_norms(model.eval())
         return cls(model, card, device, run_dir=run_dir, head=TrustHead() if plain else trust_head(card, run_dir),
                    precision=precision)
 
@@ -354,7 +372,10 @@ def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | Non
     return threshold_vector(card.classes, card.thresholds, threshold)
 
 
-def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", precision: str = "auto") -> Classifier:
+def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", precision: str = "auto",
+         fold_batch_norm: bool = True) -> Classifier:
     """Load a trained run for prediction: `clf = imgclf.load("runs/s1"); clf.predict(["cat.jpg"])`.
-    precision: auto (bf16 where the CPU has it natively, mixed on a GPU), 32, bf16-mixed or 16-mixed."""
-    return Classifier.load(run_dir, device, precision=precision)
+    precision: auto (bf16 where the CPU has it natively, mixed on a GPU), 32, bf16-mixed or 16-mixed.
+    fold_batch_norm: batch norms folded into the convolutions before them (faster; `clf.model` can then only
+    predict); False to get the trained network as it is, to train it further."""
+    return Classifier.load(run_dir, device, precision=precision, fold_batch_norm=fold_batch_norm)

@@ -72,7 +72,7 @@ def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     from .plots import plot_gradcam_grid
 
     run_dir = Path(run_dir)
-    clf = Classifier.load(run_dir)
+    clf = Classifier.load(run_dir, fold_batch_norm=False)  # Grad-CAM reads the last convolution's own output
     card = clf.card
     interp = Interpretation.from_run(run_dir)
     rng = np.random.default_rng(seed)

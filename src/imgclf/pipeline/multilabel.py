@@ -22,11 +22,11 @@ def resolve_task(cfg: TrainConfig, data: PreparedData) -> str:
 def fit_thresholds(data: PreparedData, model, card, precision: str = "auto") -> dict[str, float]:
     """Each label's max-F1 threshold on the validation split, from the probabilities `Classifier` computes (the
     same sigmoid prediction, evaluation and export use) at `precision` (`inference.PRECISIONS`)."""
-    from ..inference import Classifier
+    from ..inference import Classifier, for_prediction
     from ..multilabel import sigmoid, tune_thresholds
     from .trust import split_logits
 
     split = data.splits["val"]
-    clf = Classifier(model, card, precision=precision)
+    clf = Classifier(for_prediction(model), card, precision=precision)
     logits, _ = split_logits(clf, data, split.indices, features=False)
     return tune_thresholds(split.targets, sigmoid(logits), data.classes)

@@ -18,7 +18,7 @@ from ..calibration import fit_temperature, nll
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
-from ..inference import Classifier, precision_for_run
+from ..inference import Classifier, for_prediction, precision_for_run
 from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LENGTH_DETECTORS, TrustHead,
                    feature_source, fit_mahalanobis, fit_standardise, save_stats, threshold_at)
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
@@ -82,6 +82,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     features: what a feature detector reads (`imgclf.ood.FEATURE_SOURCES`); default: the map's mean and max where
     the network's head pools its last map, else the pre-logits."""
     device = next(model.parameters()).device
+    model = for_prediction(model)
     detector = cfg.unknown_detector
     val = data.splits["val"]
     source = features

@@ -1,0 +1,34 @@
+"""Batch norms folded into the convolutions before them, for inference: the same function in eval mode, one pass
+less over every feature map."""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+def fold_batch_norms(model: nn.Module) -> int:
+    """Fold every BatchNorm2d that directly follows a Conv2d inside an nn.Sequential (with running statistics)
+    into that convolution, whose weights and bias absorb its scale and shift, and put nn.Identity in its place.
+    Returns how many were folded.
+
+    Only for a network that predicts from now on: it must be in eval mode, and it cannot train afterwards (the
+    batch norms are gone). Convolutions and batch norms joined otherwise (an activation between them, attributes
+    of a custom module) are left as they are. On fast_resnet (2 cores, Intel Xeon) prediction ran 1.30x faster
+    in bf16 and 1.38x in fp32 with its 8 batch norms folded (benchmarks/infer_precision.py)."""
+    if model.training:
+        raise ValueError("fold_batch_norms needs a model in eval mode (call model.eval() first): a folded batch norm "
+                         "uses its running statistics and can no longer train")
+    folded = 0
+    for sequence in model.modules():
+        if not isinstance(sequence, nn.Sequential):
+            continue
+        names = list(sequence._modules)
+        for conv_name, norm_name in zip(names, names[1:]):
+            conv, norm = sequence._modules[conv_name], sequence._modules[norm_name]
+            if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats
+                    and norm.running_mean is not None):
+                sequence._modules[conv_name] = fuse_conv_bn_eval(conv, norm)
+                sequence._modules[norm_name] = nn.Identity()
+                folded += 1
+    return folded

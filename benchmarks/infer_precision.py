@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['architecture']:12s} {r['images']:6d} images  img/s fp32 {r['images_per_second']['32']:>9,.0f}  "
               f"auto ({r['auto_resolved_to']}) {r['images_per_second']['auto']:>9,.0f}  x{r['auto_over_fp32_speed']}"
               f"  accuracy {r['accuracy']['32']:.4f} -> {r['accuracy']['auto']:.4f}  agreement {r['top1_agreement']}"
-              f"  unknown flags differing {r['unknown_flags_differing']}; folding x{r['folded_over_unfolded_fp32_speed']}"
-              f" (fp32), max change {r['folding_max_probability_change']:.1e}")
+              f"  unknown flags differing {r['unknown_flags_differing']}; folding "
+              f"x{r['folded_over_unfolded_fp32_speed']} (fp32), max change {r['folding_max_probability_change']:.1e}")
     payload = {"repeats": args.repeats, "batch_size": 256, "per_class": None if args.runs else args.per_class,
                "epochs": None if args.runs else args.epochs, "tag": args.tag, "rows": rows}
     print(f"wrote {bench.write_result(f'infer_precision{args.tag}', payload)}")

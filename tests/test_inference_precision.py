@@ -83,6 +83,8 @@ def test_a_run_trained_in_fp32_is_fitted_and_evaluated_in_fp32(tmp_path, native_
                           "out": str(tmp_path / precision), "progress": False, "precision": precision,
                           "model_args": {"width": 4}, "val_split": 0.25, "test_split": 0.25})
         recorded[precision] = json.loads((run.path / "metrics.json").read_text())["precision"]
+        report = (run.path / "report.html").read_text()
+        assert f'evaluation precision</span> {recorded[precision]}<' in report
     assert recorded == {"32": "32", "auto": "bf16-mixed"}
 
 

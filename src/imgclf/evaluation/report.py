@@ -184,7 +184,10 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             else float(np.median(speeds)) if speeds else None,
             "onset": onset, "overfitting_rule": OVERFITTING_RULE,
             "lr_changes": len(lr_changes([r.value("lr") for r in history])),
-            "settings": {k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
+            "settings": {**{k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
+                         # what the scores above were predicted at, beside what training ran at
+                         **({"evaluation_precision": metrics.precision}
+                            if metrics is not None and metrics.precision else {})},
         },
         "sizing": sizing_table(card.sizing, card.training.epochs_run),
         "hardware": {"cpu": hardware.get("cpu"), "cores": hardware.get("cores"), "gpu": hardware.get("gpu"),

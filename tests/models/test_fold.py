@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import imgclf
+from imgclf.errors import ImgclfError
 from imgclf.inference import for_prediction
 from imgclf.models import create_model
 from imgclf.models.fold import fold_batch_norms
@@ -45,9 +46,14 @@ def test_folding_keeps_the_function_and_removes_the_norms(name, expected):
     assert torch.allclose(before, after, atol=1e-4, rtol=1e-4)
 
 
-def test_a_training_model_is_refused():
+def test_a_training_model_is_refused_and_a_folded_one_cannot_train():
     with pytest.raises(ValueError, match="eval mode"):
         fold_batch_norms(create_model("fast_resnet", 10, 1, 28, width=8).train())
+    model = _trained_like(create_model("fast_resnet", 10, 1, 28, width=8))
+    fold_batch_norms(model)
+    model.train()
+    with pytest.raises(ImgclfError, match=r"fold_batch_norm=False"):
+        model(torch.zeros(2, 1, 28, 28))
 
 
 def test_load_folds_and_predicts_the_same(tiny_run):

@@ -15,10 +15,11 @@ def fold_batch_norms(model: nn.Module) -> int:
     Returns how many were folded.
 
     Only for a network that predicts from now on: it must be in eval mode, and it cannot train afterwards (the
-    batch norms are gone): a forward pass in training mode then raises, rather than train a different network. Convolutions and batch norms joined otherwise (an activation between them, attributes
-    of a custom module) are left as they are. With fast_resnet's 8 batch norms folded, fp32 prediction ran
-    1.26-1.45x faster on 2 cores of an Intel Xeon (benchmarks/infer_precision.py); model_s, whose batch norms
-    follow an activation, has none to fold."""
+    batch norms are gone): a forward pass in training mode then raises, rather than train a different network.
+    Convolutions and batch norms joined otherwise (an activation between them, attributes of a custom module)
+    are left as they are. With fast_resnet's 8 batch norms folded, fp32 prediction ran 1.26-1.45x faster on 2
+    cores of an Intel Xeon (benchmarks/infer_precision.py); model_s, whose batch norms follow an activation, has
+    none to fold."""
     if model.training:
         raise ValueError("fold_batch_norms needs a model in eval mode (call model.eval() first): a folded batch norm "
                          "uses its running statistics and can no longer train")

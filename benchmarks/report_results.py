@@ -782,8 +782,11 @@ def serving_section(result: dict | None, heading: str = "## Serving") -> list[st
     env = result["environment"]
     lines = [heading, "",
              "`imgclf serve RUN --backend torch` and `--backend onnx` (onnxruntime over `imgclf export RUN`), both "
-             "serving the same run (`torch-fp32`: the torch backend with `--precision 32`, where the default `auto` is "
-             "bf16 autocast on a CPU with native bf16): POST /predict with one PNG of the run's test split per request, loopback "
+             "serving the same run"
+             + (" (`torch-fp32`: the torch backend with `--precision 32`, where the default `auto` is bf16 autocast on "
+                "a CPU with native bf16)" if any("torch-fp32" in r.get("backends", {}) for r in result["results"])
+                else "")
+             + ": POST /predict with one PNG of the run's test split per request, loopback "
              "HTTP/1.1 keep-alive, aiohttp clients, the backends measured in alternating rounds (order reversed every "
              "round); each server runs its forward pass on 1 thread (`imgclf serve`'s default on 2 cores). Measured "
              f"on: {env_line(result)} · {result['created']}, 1-minute load average {env['load_average_1min_before']:.1f} "

@@ -263,10 +263,13 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     files = payloads(run)
     servers: dict[str, tuple[subprocess.Popen, int]] = {}
     phases = {b: (Phase(args.concurrency), Phase(1)) for b in backends}
+    precisions: dict[str, str | None] = {}
     try:
         for backend in backends:
             port = free_port()
             servers[backend] = (start_server(run, port, backend), port)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as answer:
+                precisions[backend] = json.loads(answer.read()).get("precision")  # what the server runs at
             # warm-up: first forward passes, connections
             asyncio.run(load(f"http://127.0.0.1:{port}/predict", files, args.warmup, 4, 30))
         for r in range(args.rounds):
@@ -283,7 +286,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     finally:
         for server, _ in servers.values():
             stop(server)
-    per_backend = {b: backend_summary(*phases[b], b) for b in backends}
+    per_backend = {b: {**backend_summary(*phases[b], b), "precision": precisions.get(b)} for b in backends}
     for b, out in per_backend.items():
         c = out["concurrent"]
         parts = where_time_goes(run, b, files, max(1, round(c["mean_batch"] or 1)), 5 if args.smoke else 100)
@@ -327,7 +330,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     if {"torch", "torch-fp32"} <= set(backends):
         t, fp = per_backend["torch"]["concurrent"], per_backend["torch-fp32"]["concurrent"]
         result["torch_auto_over_fp32"] = {
-            "precision": "bf16-mixed" if _native_bf16() else "32",
+            "precision": precisions.get("torch"),
             "throughput": round(t["throughput_rps"] / fp["throughput_rps"], 3),
             "p99": round(t["latency_ms"]["p99"] / fp["latency_ms"]["p99"], 3),
             "forward_cpu_per_image": round(per_backend["torch"]["server_cpu_parts"]["forward_cpu_ms_per_image"]
@@ -335,12 +338,6 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
                                            3)}
         print(f"{label}: torch at auto / fp32 {result['torch_auto_over_fp32']['throughput']:.2f}x req/s")
     return result
-
-
-def _native_bf16() -> bool:
-    from imgclf.hardware import cpu_has_fast_bf16
-
-    return cpu_has_fast_bf16()
 
 
 def _backends(text: str) -> list[str]:

@@ -71,13 +71,13 @@ def test_bf16_answers_are_close_to_fp32(tiny_run):
 
 
 def test_a_run_trained_in_fp32_is_fitted_and_evaluated_in_fp32(tmp_path, native_bf16):
-    """`--precision 32` keeps the whole run in fp32, even on a CPU where auto would be bf16; auto follows the
-    machine. metrics.json records what evaluation ran at."""
+    """`--precision 32` keeps the whole run in fp32, even on a CPU where auto would be bf16, also when it is loaded
+    or evaluated later at the default; auto follows the machine. metrics.json records what evaluation ran at."""
     assert precision_for_run("32") == "32"
     assert {precision_for_run(p) for p in ("auto", "bf16-mixed", "16-mixed")} == {"auto"}
     native_bf16(True)
     data = make_image_folder(tmp_path / "data", per_class=8, size=16)
-    recorded = {}
+    recorded, loaded = {}, {}
     for precision in ("32", "auto"):
         run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 8,
                           "out": str(tmp_path / precision), "progress": False, "precision": precision,
@@ -85,7 +85,10 @@ def test_a_run_trained_in_fp32_is_fitted_and_evaluated_in_fp32(tmp_path, native_
         recorded[precision] = json.loads((run.path / "metrics.json").read_text())["precision"]
         report = (run.path / "report.html").read_text()
         assert f'evaluation precision</span> {recorded[precision]}<' in report
+        # and later, predict / serve / evaluate at their default (auto) keep to it
+        loaded[precision] = (imgclf.load(run.path).precision, imgclf.evaluate(run.path, split="val").precision)
     assert recorded == {"32": "32", "auto": "bf16-mixed"}
+    assert loaded == {"32": ("32", "32"), "auto": ("bf16-mixed", "bf16-mixed")}
 
 
 def test_evaluate_records_the_precision_asked(tiny_run):

@@ -53,6 +53,21 @@ def for_prediction(model: torch.nn.Module) -> torch.nn.Module:
     return predicting
 
 
+def run_precision(run_dir: str | os.PathLike) -> str:
+    """What `auto` means for this run: `precision_for_run` of the precision its training asked for (config.yaml),
+    so that a run kept in fp32 is predicted as its thresholds were fitted; auto for a run without config.yaml."""
+    import yaml
+
+    from .io import read_yaml
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        asked = read_yaml(path).get("precision", "auto") if path.exists() else "auto"
+    except (OSError, AttributeError, yaml.YAMLError):  # an unreadable config.yaml does not stop prediction
+        asked = "auto"
+    return precision_for_run(str(asked))
+
+
 def precision_for_run(training_precision: str) -> str:
     """What a run's own fits and evaluation run at: fp32 when its training was asked for fp32 (`--precision 32`
     keeps the whole run in fp32), else auto. Not the training's mixed precision as such: the evaluation runs on
@@ -154,10 +169,14 @@ class Classifier:
              precision: str = "auto", fold_batch_norm: bool = True) -> "Classifier":
         """The run's network and card; plain: with a bare softmax head instead of the card's temperature and unknown
         detector, whose statistics are then not read (refitting them must not need them). precision: `PRECISIONS`
-        (`inference_precision`). fold_batch_norm: fold the batch norms that follow a convolution into it
+        (`inference_precision`); auto keeps fp32 for a run trained with --precision 32 (`run_precision`), whose
+        temperature and thresholds were fitted in fp32. fold_batch_norm: fold the batch norms that follow a
+        convolution into it
         (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then only predict); False
         keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, torch.device(device))  # a bad value fails before the weights are read
+        if precision == "auto":
+            precision = run_precision(run_dir)
         card = load_card(run_dir)
         weights = Path(run_dir) / "model.safetensors"
         if not weights.exists():

@@ -52,8 +52,24 @@ def test_a_training_model_is_refused_and_a_folded_one_cannot_train():
     model = _trained_like(create_model("fast_resnet", 10, 1, 28, width=8))
     fold_batch_norms(model)
     model.train()
-    with pytest.raises(ImgclfError, match=r"fold_batch_norm=False"):
-        model(torch.zeros(2, 1, 28, 28))
+    for forward in (model, model.forward_features):  # the features alone too, as the audit and the detectors read
+        with pytest.raises(ImgclfError, match=r"fold_batch_norm=False"):
+            forward(torch.zeros(2, 1, 28, 28))
+
+
+def test_a_norm_that_also_activates_is_left_alone():
+    """timm's BatchNormAct2d is a BatchNorm2d that applies an activation after it (densenet's stem): folding it
+    as a plain one would drop that activation."""
+    from timm.layers import BatchNormAct2d
+
+    model = _trained_like(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), BatchNormAct2d(8),
+                                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)))
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = model(x)
+        assert fold_batch_norms(model) == 1
+        assert isinstance(model[1], BatchNormAct2d) and isinstance(model[3], nn.Identity)
+        assert torch.allclose(before, model(x), atol=1e-4, rtol=1e-4)
 
 
 def test_load_folds_and_predicts_the_same(tiny_run):

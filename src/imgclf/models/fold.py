@@ -10,12 +10,13 @@ from ..errors import ImgclfError
 
 
 def fold_batch_norms(model: nn.Module) -> int:
-    """Fold every BatchNorm2d that directly follows a Conv2d inside an nn.Sequential (with running statistics)
-    into that convolution, whose weights and bias absorb its scale and shift, and put nn.Identity in its place.
+    """Fold every plain BatchNorm2d that directly follows a Conv2d inside an nn.Sequential (with running
+    statistics; not a subclass, such as timm's BatchNormAct2d, which also applies an activation) into that
+    convolution, whose weights and bias absorb its scale and shift, and put nn.Identity in its place.
     Returns how many were folded.
 
     Only for a network that predicts from now on: it must be in eval mode, and it cannot train afterwards (the
-    batch norms are gone): a forward pass in training mode then raises, rather than train a different network.
+    batch norms are gone): a folded convolution run in training mode raises, rather than train a different network.
     Convolutions and batch norms joined otherwise (an activation between them, attributes of a custom module)
     are left as they are. With fast_resnet's 8 batch norms folded, fp32 prediction ran 1.26-1.45x faster on 2
     cores of an Intel Xeon (benchmarks/infer_precision.py); model_s, whose batch norms follow an activation, has
@@ -30,18 +31,19 @@ def fold_batch_norms(model: nn.Module) -> int:
         names = list(sequence._modules)
         for conv_name, norm_name in zip(names, names[1:]):
             conv, norm = sequence._modules[conv_name], sequence._modules[norm_name]
-            if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats
+            if (isinstance(conv, nn.Conv2d) and type(norm) is nn.BatchNorm2d and norm.track_running_stats
                     and norm.running_mean is not None):
-                sequence._modules[conv_name] = fuse_conv_bn_eval(conv, norm)
+                fused = fuse_conv_bn_eval(conv, norm)
+                # on each folded convolution, not the network: forward_features and the like bypass its forward
+                fused.register_forward_pre_hook(_refuse_training)
+                sequence._modules[conv_name] = fused
                 sequence._modules[norm_name] = nn.Identity()
                 folded += 1
-    if folded:
-        model.register_forward_pre_hook(_refuse_training)
     return folded
 
 
-def _refuse_training(model: nn.Module, _inputs: object) -> None:
-    if model.training:
+def _refuse_training(conv: nn.Module, _inputs: object) -> None:
+    if conv.training:
         raise ImgclfError("This network's batch norms were folded into its convolutions for prediction "
                           "(fold_batch_norm=True, imgclf.load's default), so it cannot train: load the run with "
                           "imgclf.load(run, fold_batch_norm=False) to train it further.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import ImgclfError
+from ..errors import invalid
 
 
 def fold_batch_norms(model: nn.Module) -> int:
@@ -44,6 +44,6 @@ def fold_batch_norms(model: nn.Module) -> int:
 
 def _refuse_training(conv: nn.Module, _inputs: object) -> None:
     if conv.training:
-        raise ImgclfError("This network's batch norms were folded into its convolutions for prediction "
-                          "(fold_batch_norm=True, imgclf.load's default), so it cannot train: load the run with "
-                          "imgclf.load(run, fold_batch_norm=False) to train it further.")
+        raise invalid("fold_batch_norm", True, "False for a network that trains",
+                      note="its batch norms were folded into its convolutions for prediction, imgclf.load's default",
+                      hint="Load the run with imgclf.load(run, fold_batch_norm=False) to train it further")

@@ -720,7 +720,8 @@ def inference_precision_section(results: list[dict]) -> list[str]:
                        if kept else "–")
             lines.append(f"| {machine_class(result)} | {row['architecture']} {row['img_size']}x{row['img_size']} "
                          f"{row['color']}, `{Path(row['run']).name}` | {row['images']:,} | {row['auto_resolved_to']} | "
-                         f"{f'{kept:,.0f}' if kept else '–'} | {speed['32']:,.0f} | {speed['auto']:,.0f} | {folding} | "
+                         f"{f'{kept:,.0f}' if kept else '–'} | {speed['32']:,.0f} | {speed['auto']:,.0f} | "
+                         f"{folding} | "
                          f"**{row['auto_over_fp32_speed']:.2f}x** | "
                          f"{_pct(accuracy['32'])} -> {_pct(accuracy['auto'])} | {row['top1_agreement']:.4f} | "
                          f"{row['unknown_flags_differing']} | {row['max_probability_change']:.3f} | "
@@ -836,7 +837,8 @@ def serving_section(result: dict | None, heading: str = "## Serving") -> list[st
             onnx_vs_fp32 = (backends["onnx"]["concurrent"]["throughput_rps"]
                             / backends["torch-fp32"]["concurrent"]["throughput_rps"]) if "onnx" in backends else None
             lines += ["", f"torch at `auto` ({auto['precision']}) / torch at fp32: **{auto['throughput']:.2f}x "
-                      f"requests/s**, p99 {auto['p99']:.2f}x, forward CPU per image {auto['forward_cpu_per_image']:.2f}x"
+                      f"requests/s**, p99 {auto['p99']:.2f}x, forward CPU per image "
+                      f"{auto['forward_cpu_per_image']:.2f}x"
                       + (f"; onnx / torch at fp32 (the comparison before `auto` served in bf16): "
                          f"{onnx_vs_fp32:.2f}x requests/s." if onnx_vs_fp32 else ".")]
     return lines + ["", f"Command: `{result['command']}`.", ""]

@@ -171,9 +171,8 @@ class Classifier:
         detector, whose statistics are then not read (refitting them must not need them). precision: `PRECISIONS`
         (`inference_precision`); auto keeps fp32 for a run trained with --precision 32 (`run_precision`), whose
         temperature and thresholds were fitted in fp32. fold_batch_norm: fold the batch norms that follow a
-        convolution into it
-        (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then only predict); False
-        keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
+        convolution into it (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then
+        only predict); False keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, torch.device(device))  # a bad value fails before the weights are read
         if precision == "auto":
             precision = run_precision(run_dir)

@@ -15,13 +15,13 @@ import torch
 from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
-from .records import ModelCard, load_card
+from .records import ModelCard, RunDir, load_card
 from .ood import COMBINED, FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import TTAViews
-from .errors import bad_path, invalid
+from .errors import ImgclfError, bad_path, invalid
 from .hardware import resolve_precision
 from .inputs import ImageInput, array_to_image, gather_inputs
 
@@ -56,16 +56,11 @@ def for_prediction(model: torch.nn.Module) -> torch.nn.Module:
 def run_precision(run_dir: str | os.PathLike) -> str:
     """What `auto` means for this run: `precision_for_run` of the precision its training asked for (config.yaml),
     so that a run kept in fp32 is predicted as its thresholds were fitted; auto for a run without config.yaml."""
-    import yaml
-
-    from .io import read_yaml
-
-    path = Path(run_dir) / "config.yaml"
+    run = RunDir(run_dir)
     try:
-        asked = read_yaml(path).get("precision", "auto") if path.exists() else "auto"
-    except (OSError, AttributeError, yaml.YAMLError):  # an unreadable config.yaml does not stop prediction
-        asked = "auto"
-    return precision_for_run(str(asked))
+        return precision_for_run(run.read_config().precision) if run.has("config.yaml") else "auto"
+    except ImgclfError:  # a config.yaml this version cannot read does not stop prediction: the card is what counts
+        return "auto"
 
 
 def precision_for_run(training_precision: str) -> str:

@@ -54,7 +54,6 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     not given) on its own train and val images; rewrites the detector's statistics, config.yaml, model.json and,
     for an evaluated run, metrics.json, predictions.csv and (`report`) report.html. Returns the new card."""
     from ..evaluation.run_eval import evaluate_run
-    from ..inference import precision_for_run
     from .card import headline
     from .trust import drop_unused_statistics
 
@@ -70,8 +69,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
         return card
     # as training evaluates: with test-time views too where training made them
     metrics = evaluate_run(run.path, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
-                           budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress,
-                           precision=precision_for_run(cfg.precision))
+                           budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
     scores = headline(metrics, run.read_history(), card.training.best_epoch if card.training else None)
     if scores.val_accuracy is None and before.metrics is not None:  # a card from before `training` was recorded
         scores.val_accuracy = before.metrics.val_accuracy

@@ -287,8 +287,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         # TTA too, where training made views to average over: the report shows with and without; evaluation streams
         # when training did.
         metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
-                               budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress,
-                               precision=precision_for_run(resolved.precision))
+                               budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
         card.metrics = headline(metrics, result.history, result.best_epoch)
         run.write_card(card)
         figure_failures: list[str] = []

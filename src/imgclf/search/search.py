@@ -366,15 +366,13 @@ def _test_best(run_dir: Path, say: Callable[[str], None]) -> None:
     """The chosen trial alone meets the test split: metrics.json, then its report.html."""
     from ..evaluation.report import write_report
     from ..evaluation.run_eval import evaluate_run
-    from ..inference import precision_for_run
     from ..pipeline.card import headline
     from ..records import RunDir
 
     run = RunDir(run_dir)
     cfg = run.read_config()
     metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
-                           budget_bytes=cfg.cache_budget_bytes, progress=False,
-                           precision=precision_for_run(cfg.precision))
+                           budget_bytes=cfg.cache_budget_bytes, progress=False)
     card = run.read_card()
     val = card.metrics.val_accuracy
     card.metrics = headline(metrics, run.read_history(), card.training.best_epoch)

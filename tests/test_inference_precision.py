@@ -12,7 +12,7 @@ import imgclf
 from imgclf import hardware
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
-from imgclf.inference import Classifier, inference_precision, precision_for_run
+from imgclf.inference import Classifier, inference_precision
 
 from conftest import make_image_folder
 
@@ -70,14 +70,22 @@ def test_bf16_answers_are_close_to_fp32(tiny_run):
     assert np.corrcoef(bf16.scores, fp32.scores)[0, 1] > 0.99
 
 
+def _val_scores(run, precision: str) -> np.ndarray:
+    clf = Classifier.load(run, precision=precision)
+    dataset = json.loads((run / "dataset.json").read_text())
+    files = [f"{dataset['root']}/{f}" for f in dataset["splits"]["val"]["files"]]
+    return np.sort(clf.infer_pixels(np.stack([clf.decode(f) for f in files])).scores)
+
+
 def test_a_run_trained_in_fp32_is_fitted_and_evaluated_in_fp32(tmp_path, native_bf16):
-    """`--precision 32` keeps the whole run in fp32, even on a CPU where auto would be bf16, also when it is loaded
-    or evaluated later at the default; auto follows the machine. metrics.json records what evaluation ran at."""
-    assert precision_for_run("32") == "32"
-    assert {precision_for_run(p) for p in ("auto", "bf16-mixed", "16-mixed")} == {"auto"}
+    """`--precision 32` keeps the whole run in fp32, even on a CPU where auto would be bf16: its temperature and
+    unknown threshold are fitted on fp32 scores, the card says so, and predict / serve / evaluate at their default
+    (auto) keep to it; auto follows the machine. metrics.json records what evaluation ran at."""
+    from imgclf.ood import load_stats
+
     native_bf16(True)
     data = make_image_folder(tmp_path / "data", per_class=8, size=16)
-    recorded, loaded = {}, {}
+    recorded, loaded, fitted = {}, {}, {}
     for precision in ("32", "auto"):
         run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 8,
                           "out": str(tmp_path / precision), "progress": False, "precision": precision,
@@ -85,10 +93,21 @@ def test_a_run_trained_in_fp32_is_fitted_and_evaluated_in_fp32(tmp_path, native_
         recorded[precision] = json.loads((run.path / "metrics.json").read_text())["precision"]
         report = (run.path / "report.html").read_text()
         assert f'evaluation precision</span> {recorded[precision]}<' in report
-        # and later, predict / serve / evaluate at their default (auto) keep to it
+        card = run.path.joinpath("model.json")
+        fitted[precision] = json.loads(card.read_text())["fitted_precision"]
+        # the validation scores the threshold was set on are those of the network at the recorded precision
+        stored = load_stats(run.path / json.loads(card.read_text())["unknown"]["statistics"])["val_scores"]
+        other = "bf16-mixed" if fitted[precision] == "32" else "32"
+        assert np.allclose(stored, _val_scores(run.path, fitted[precision]), rtol=1e-5, atol=1e-5)
+        assert not np.allclose(stored, _val_scores(run.path, other), rtol=1e-5, atol=1e-5)
         loaded[precision] = (imgclf.load(run.path).precision, imgclf.evaluate(run.path, split="val").precision)
-    assert recorded == {"32": "32", "auto": "bf16-mixed"}
+    assert recorded == fitted == {"32": "32", "auto": "bf16-mixed"}
     assert loaded == {"32": ("32", "32"), "auto": ("bf16-mixed", "bf16-mixed")}
+    # a card written before fitted_precision was fitted in fp32, whatever its training ran at
+    card = json.loads((tmp_path / "auto" / "model.json").read_text())
+    del card["fitted_precision"]
+    (tmp_path / "auto" / "model.json").write_text(json.dumps(card))
+    assert imgclf.load(tmp_path / "auto").precision == "32"
 
 
 def test_evaluate_records_the_precision_asked(tiny_run):
@@ -105,5 +124,5 @@ def test_bad_precision_is_refused_naming_the_value(tiny_run):
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(tiny_run / "model.json"), "--precision", "fp8"])
     assert result.exit_code == 2 and "precision" in result.output and "fp8" in result.output
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(tiny_run), "--backend", "onnx",
-                                      "--precision", "32"])
-    assert result.exit_code == 2 and "auto with the onnx backend" in result.output
+                                      "--precision", "bf16-mixed"])
+    assert result.exit_code == 2 and "auto or 32 with the onnx backend" in result.output

@@ -220,11 +220,11 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     """A run directory (uses RUN/export/model.onnx) or an .onnx file -> OnnxClassifier.
 
     threads: onnxruntime's intra-op threads (default: its own choice, one per physical core).
-    precision: only auto, which is fp32 here: the graph was exported in fp32 (other values are the torch
+    precision: auto or 32, both fp32 here: the graph was exported in fp32 (the mixed precisions are the torch
     backend's, and are refused rather than ignored)."""
-    if precision != "auto":
-        raise invalid("precision", precision, "auto with the onnx backend (its graph runs in fp32); 32, bf16-mixed "
-                      "or 16-mixed with the torch backend")
+    if precision not in ("auto", "32"):
+        raise invalid("precision", precision, "auto or 32 with the onnx backend (its graph runs in fp32); "
+                      "bf16-mixed or 16-mixed with the torch backend")
     path = Path(run_or_file)
     if path.is_dir():
         path = path / "export" / FORMATS["onnx"]

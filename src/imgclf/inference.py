@@ -15,13 +15,13 @@ import torch
 from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
-from .records import ModelCard, RunDir, load_card
+from .records import ModelCard, load_card
 from .ood import COMBINED, FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import TTAViews
-from .errors import ImgclfError, bad_path, invalid
+from .errors import bad_path, invalid
 from .hardware import resolve_precision
 from .inputs import ImageInput, array_to_image, gather_inputs
 
@@ -53,21 +53,23 @@ def for_prediction(model: torch.nn.Module) -> torch.nn.Module:
     return predicting
 
 
-def run_precision(run_dir: str | os.PathLike) -> str:
-    """What `auto` means for this run: `precision_for_run` of the precision its training asked for (config.yaml),
-    so that a run kept in fp32 is predicted as its thresholds were fitted; auto for a run without config.yaml."""
-    run = RunDir(run_dir)
-    try:
-        return precision_for_run(run.read_config().precision) if run.has("config.yaml") else "auto"
-    except ImgclfError:  # a config.yaml this version cannot read does not stop prediction: the card is what counts
-        return "auto"
+def fitting_precision(training_precision: str, device: torch.device) -> str:
+    """The precision a run's temperature and thresholds are fitted at, as its card records it
+    (`ModelCard.fitted_precision`): fp32 for a run trained with --precision 32 (which keeps the whole run in fp32),
+    else auto resolved on `device`. Not the training's mixed precision as such: the fits run on the CPU, where fp16
+    autocast is emulated."""
+    return inference_precision("32" if training_precision == "32" else "auto", device)
 
 
-def precision_for_run(training_precision: str) -> str:
-    """What a run's own fits and evaluation run at: fp32 when its training was asked for fp32 (`--precision 32`
-    keeps the whole run in fp32), else auto. Not the training's mixed precision as such: the evaluation runs on
-    the CPU, where fp16 autocast is emulated."""
-    return "32" if training_precision == "32" else "auto"
+def card_precision(card: ModelCard) -> str:
+    """What `auto` means for a run: fp32 where its temperature and thresholds were fitted in fp32, so that it is
+    predicted as they were fitted (a card written before `fitted_precision` and holding any fit: fitted in fp32);
+    else auto, which follows the machine."""
+    fitted = card.fitted_precision
+    if fitted is None and (card.unknown is not None or card.thresholds is not None
+                           or (card.calibration is not None and card.calibration.method != "none")):
+        fitted = "32"
+    return "32" if fitted == "32" else "auto"
 
 
 def build_from_card(card: ModelCard) -> torch.nn.Module:
@@ -164,14 +166,14 @@ class Classifier:
              precision: str = "auto", fold_batch_norm: bool = True) -> "Classifier":
         """The run's network and card; plain: with a bare softmax head instead of the card's temperature and unknown
         detector, whose statistics are then not read (refitting them must not need them). precision: `PRECISIONS`
-        (`inference_precision`); auto keeps fp32 for a run trained with --precision 32 (`run_precision`), whose
-        temperature and thresholds were fitted in fp32. fold_batch_norm: fold the batch norms that follow a
+        (`inference_precision`); auto keeps fp32 for a run whose temperature and thresholds were fitted in fp32
+        (`card_precision`). fold_batch_norm: fold the batch norms that follow a
         convolution into it (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then
         only predict); False keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, torch.device(device))  # a bad value fails before the weights are read
-        if precision == "auto":
-            precision = run_precision(run_dir)
         card = load_card(run_dir)
+        if precision == "auto":
+            precision = card_precision(card)
         weights = Path(run_dir) / "model.safetensors"
         if not weights.exists():
             raise bad_path("run", run_dir, "a run directory containing model.safetensors", "no model.safetensors")

@@ -72,6 +72,23 @@ def test_a_norm_that_also_activates_is_left_alone():
         assert torch.allclose(before, model(x), atol=1e-4, rtol=1e-4)
 
 
+def test_a_convolution_that_makes_its_weights_in_forward_is_left_alone():
+    """timm's StdConv2d standardises its weights in every forward and a weight-normed convolution rebuilds them:
+    a batch norm folded into either would be undone (or fail to fold); the plain convolution beside them folds."""
+    from timm.layers import StdConv2d
+
+    model = _trained_like(nn.Sequential(StdConv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8),
+                                        nn.utils.parametrizations.weight_norm(nn.Conv2d(8, 8, 3, padding=1)),
+                                        nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)))
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = model(x)
+        assert fold_batch_norms(model) == 1
+        assert isinstance(model[1], nn.BatchNorm2d) and isinstance(model[3], nn.BatchNorm2d)
+        assert isinstance(model[5], nn.Identity)
+        assert torch.allclose(before, model(x), atol=1e-4, rtol=1e-4)
+
+
 def test_load_folds_and_predicts_the_same(tiny_run):
     """tiny_run is simple_cnn: its batch norms are folded on load, the predictions of fp32 stay those of the
     network as trained; fold_batch_norm=False returns the trained network itself."""

@@ -4,6 +4,7 @@ less over every feature map."""
 from __future__ import annotations
 
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import invalid
@@ -12,8 +13,9 @@ from ..errors import invalid
 def fold_batch_norms(model: nn.Module) -> int:
     """Fold every plain BatchNorm2d that directly follows a Conv2d inside an nn.Sequential (with running
     statistics; not a subclass, such as timm's BatchNormAct2d, which also applies an activation) into that
-    convolution, whose weights and bias absorb its scale and shift, and put nn.Identity in its place.
-    Returns how many were folded.
+    convolution (a plain, unparametrized Conv2d: a subclass such as timm's StdConv2d recomputes its weights in
+    forward, which would undo the fold), whose weights and bias absorb its scale and shift, and put nn.Identity in
+    its place. Returns how many were folded.
 
     Only for a network that predicts from now on: it must be in eval mode, and it cannot train afterwards (the
     batch norms are gone): a folded convolution run in training mode raises, rather than train a different network.
@@ -31,8 +33,8 @@ def fold_batch_norms(model: nn.Module) -> int:
         names = list(sequence._modules)
         for conv_name, norm_name in zip(names, names[1:]):
             conv, norm = sequence._modules[conv_name], sequence._modules[norm_name]
-            if (isinstance(conv, nn.Conv2d) and type(norm) is nn.BatchNorm2d and norm.track_running_stats
-                    and norm.running_mean is not None):
+            if (type(conv) is nn.Conv2d and not parametrize.is_parametrized(conv) and type(norm) is nn.BatchNorm2d
+                    and norm.track_running_stats and norm.running_mean is not None):
                 fused = fuse_conv_bn_eval(conv, norm)
                 # on each folded convolution, not the network: forward_features and the like bypass its forward
                 fused.register_forward_pre_hook(_refuse_training)

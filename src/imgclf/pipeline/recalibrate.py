@@ -29,7 +29,7 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
     """The run's card with its calibration and unknown blocks fitted again by the current `fit_trust` (with
     `settings` over the run's config; `features` as fit_trust takes it) on the run's own train and val images, the
     statistics written to out/`stats_name`; and the config used. Nothing of the run itself is written."""
-    from ..inference import Classifier
+    from ..inference import Classifier, fitting_precision
     from ..models import get_model_info
     from .prepare import run_images
     from .trust import fit_trust
@@ -45,7 +45,9 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
     data = run_images(cfg, get_model_info(cfg.model), card.img_size)
     _check_same_images(run, data)
     model = Classifier.load(run.path, plain=True).model  # the old statistics are not needed, nor trusted
-    card.calibration, card.unknown = fit_trust(cfg, data, model, card, out, features=features, stats_name=stats_name)
+    card.fitted_precision = fitting_precision(cfg.precision, next(model.parameters()).device)
+    card.calibration, card.unknown = fit_trust(cfg, data, model, card, out, features=features, stats_name=stats_name,
+                                               precision=card.fitted_precision)
     return card, cfg
 
 

@@ -261,18 +261,21 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         card = make_card(resolved, data, result)
         card.lr_find = card_info(run_dir)
         card.sizing = sizing
-        from ..inference import precision_for_run
+        from ..inference import fitting_precision
         from .trust import drop_unused_statistics, fit_trust
 
+        # predict's default (auto) then runs as the fits did: fp32 where they ran in fp32
+        card.fitted_precision = fitting_precision(resolved.precision, next(result.model.parameters()).device)
         if data.task == "multilabel":
             from .multilabel import fit_thresholds
 
             # no temperature or unknown detector (softmax ideas); the labels' decision thresholds instead
             card.task = "multilabel"
-            card.thresholds = fit_thresholds(data, result.model, card, precision_for_run(resolved.precision))
+            card.thresholds = fit_thresholds(data, result.model, card, card.fitted_precision)
         else:
             # before the card is written: evaluation, serving and export then all apply the temperature and threshold
-            card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir)
+            card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir,
+                                                       precision=card.fitted_precision)
         if not evaluate:
             card.metrics = validation_headline(result.history, result.best_epoch)
             run.write_card(card)

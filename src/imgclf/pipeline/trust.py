@@ -18,7 +18,7 @@ from ..calibration import fit_temperature, nll
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
-from ..inference import Classifier, for_prediction, precision_for_run
+from ..inference import Classifier, for_prediction
 from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LENGTH_DETECTORS, TrustHead,
                    feature_source, fit_mahalanobis, fit_standardise, save_stats, threshold_at)
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
@@ -75,23 +75,24 @@ def _probs(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,
-              run_dir: Path, features: str | None = None, stats_name: str = STATS_FILE
+              run_dir: Path, features: str | None = None, stats_name: str = STATS_FILE, precision: str = "auto"
               ) -> tuple[CalibrationInfo, UnknownInfo]:
     """Fit both on the trained `model`; writes RUN/`stats_name` (unknown.safetensors); returns the card's two
     blocks.
     features: what a feature detector reads (`imgclf.ood.FEATURE_SOURCES`); default: the map's mean and max where
-    the network's head pools its last map, else the pre-logits."""
+    the network's head pools its last map, else the pre-logits.
+    precision: what the network runs at (`inference.PRECISIONS`); the pipeline passes the run's
+    `inference.fitting_precision` and records it in the card, so that prediction runs as the fit did."""
     device = next(model.parameters()).device
     model = for_prediction(model)
     detector = cfg.unknown_detector
     val = data.splits["val"]
     source = features
     if source is None:
-        plain = Classifier(model, card, device, head=TrustHead(), precision=precision_for_run(cfg.precision))
+        plain = Classifier(model, card, device, head=TrustHead(), precision=precision)
         first = next(_split_pixels(data, val.indices[:1]))
         source = feature_source(model, plain.network_input(first)) if detector in FEATURE_DETECTORS else "pre-logits"
-    # at the precision the run's evaluation (and, with the default auto, predict on this machine) runs at
-    clf = Classifier(model, card, device, head=TrustHead(features=source), precision=precision_for_run(cfg.precision))
+    clf = Classifier(model, card, device, head=TrustHead(features=source), precision=precision)
     logits, val_features = split_logits(clf, data, val.indices, detector in FEATURE_DETECTORS)
     labels = val.labels
 

@@ -227,6 +227,10 @@ class ModelCard(Record):
                                        "absent otherwise and in older cards.")
     sizing: SizingInfo | None = Field(None, description="Set when the model was sized by the probe (sizing=probe, "
                                       "the fast recipe); absent otherwise and in older cards.")
+    fitted_precision: Literal["32", "bf16-mixed", "16-mixed"] | None = Field(
+        None, description="The precision the network ran at when the temperature, the unknown threshold or the "
+        "multi-label thresholds were fitted; `precision auto` predicts in fp32 where it is 32. Absent in cards "
+        "written before it, whose fits ran in fp32.")
 
     @property
     def temperature(self) -> float:

@@ -152,7 +152,27 @@ def writable_folder(argument: str, path: str | os.PathLike) -> Path:
     if blocker is not None:
         raise bad_path(argument, path, "a folder to write into",
                        "a file" if blocker == path else f"{blocker} is a file")
+    # a trial folder in the nearest existing one: permissions, a read-only disk or a pseudo file system (/proc)
+    # refuse it now, not after the work
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".imgclf-write-test-", dir=existing))
+    except OSError as exc:
+        raise bad_path(argument, path, "a folder to write into",
+                       f"cannot write in {existing}: {exc.strerror or type(exc).__name__}") from None
     return path
+
+
+def outside_data(argument: str, path: str | os.PathLike, data: str | os.PathLike) -> None:
+    """Refuse an output folder at or inside the image folder `data`: the next scan of the data would take it for
+    a class folder (or its images for data). The default outputs (runs/, audits/) are made in the current folder,
+    so running from inside the data folder would put them there."""
+    root = Path(os.path.realpath(data))
+    target = Path(os.path.realpath(path))
+    if root.is_dir() and (target == root or root in target.parents):
+        raise bad_path(argument, path, "a folder outside the data folder",
+                       f"inside the data folder {data}: the next scan would read it as a class folder",
+                       hint="Pass another --out, or run the command from outside the data folder")
 
 
 def writable_file(argument: str, path: str | os.PathLike) -> Path:

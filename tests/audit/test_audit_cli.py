@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from audit_fixtures import make_blob_folder
@@ -95,3 +96,36 @@ def test_the_page_summary_counts_copies_within_a_class():
     assert "2 duplicate group(s) within a class (3 redundant images)" in said and "No duplicates" not in said
     record.counts.duplicate_groups = record.counts.redundant_images = 0
     assert _findings(record) == ["No duplicates, leakage, likely label errors or outliers found."]
+
+
+def test_an_output_inside_the_data_folder_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Run from inside the data folder, the default audits/ (and runs/) would land among the class folders,
+    and the next scan would take them for one."""
+    data = make_blob_folder(tmp_path / "data", classes=("a", "b"), per_split={"train": 6})
+    monkeypatch.chdir(data)
+    runner = CliRunner()
+    for command in (["audit", "."], ["audit", str(data), "--out", str(data / "train" / "report")],
+                    ["train", ".", "--model", "simple_cnn", "--img-size", "16", "--epochs", "1"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "must be a folder outside the data folder" in result.output and "inside the data folder" in result.output
+    assert sorted(p.name for p in data.iterdir()) == ["train"]
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path):
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc, where no folder can be made")
+    data = make_blob_folder(tmp_path / "data", classes=("a", "b"), per_split={"train": 6})
+    result = CliRunner().invoke(app, ["audit", str(data), "--out", "/proc/imgclf-audit"])
+    assert result.exit_code == 2, result.output
+    assert "out must be a folder to write into" in result.output and "cannot write in /proc" in result.output
+
+
+def test_inspect_finds_the_audit_through_a_link_to_the_folder(tmp_path):
+    data = make_blob_folder(tmp_path / "data", classes=("a", "b"), per_split={"train": 6})
+    (tmp_path / "link").symlink_to(data, target_is_directory=True)
+    runner = CliRunner()
+    assert runner.invoke(app, ["audit", str(tmp_path / "link"), "--out", str(tmp_path / "out")]).exit_code == 0
+    for folder in (tmp_path / "link", data):
+        shown = json.loads(runner.invoke(app, ["inspect", str(folder), "--json"]).output)
+        assert shown["audit"]["status"] == "fresh", folder

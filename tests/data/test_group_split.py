@@ -155,7 +155,7 @@ def test_a_leak_between_given_splits_is_warned_with_counts_and_recorded(tmp_path
     err = capsys.readouterr().err
     # leak_a..leak_d: 4 test images with a duplicate in train/, of which leak_a and leak_b are byte copies
     assert (f"4 images in test/ have a near-duplicate in train/ (2 exact copies): test accuracy may be inflated; "
-            f"run `imgclf audit {tmp_path / 'd'}` for the list") in err
+            f"run `imgclf audit {tmp_path / 'd'} --img-size {SIDE}` for the list") in err
     record = DatasetRecord.model_validate_json((tmp_path / "run" / "dataset.json").read_text())
     assert [leak.model_dump() for leak in record.duplicates.leaks] == [
         {"split": "test", "source": "train", "images": 4, "exact": 2}]

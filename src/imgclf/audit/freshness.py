@@ -6,7 +6,7 @@ adding, removing, moving or editing any file makes it stale. Reading sizes and t
 decoding, so `imgclf inspect` can check it every time.
 
 `imgclf audit` may write anywhere (--out), so it leaves a pointer in the cache folder keyed by the folder's
-absolute path: `$IMGCLF_CACHE/audits/<hash>.json` -> the audit.json it wrote last.
+real path (symbolic links resolved, as the audit records the folder, so that a link and its target agree): `$IMGCLF_CACHE/audits/<hash>.json` -> the audit.json it wrote last.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def data_fingerprint(scan: FolderScan) -> dict[str, Any]:
 
 
 def pointer_path(root: str | os.PathLike) -> Path:
-    key = hashlib.sha256(os.path.abspath(root).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    key = hashlib.sha256(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()[:24]
     return default_cache_dir() / "audits" / f"{key}.json"
 
 
@@ -49,7 +49,7 @@ def remember(root: str | os.PathLike, audit_json: str | os.PathLike) -> None:
     """Point the folder's cache entry at `audit_json`. Best effort: an unwritable cache only costs inspect
     the counts."""
     try:
-        write_json(pointer_path(root), {"root": os.path.abspath(root), "audit": os.path.abspath(audit_json)})
+        write_json(pointer_path(root), {"root": os.path.realpath(root), "audit": os.path.abspath(audit_json)})
     except OSError:
         pass
 
@@ -67,7 +67,7 @@ def latest_audit(scan: FolderScan) -> tuple[str, Path, Any] | None:
         record = AuditRecord.model_validate(read_json(path))
     except (OSError, ValueError, KeyError, TypeError, ValidationError):
         return None
-    if os.path.abspath(record.root) != os.path.abspath(scan.root):
+    if os.path.realpath(record.root) != os.path.realpath(scan.root):
         return None
     fresh = record.fingerprint.model_dump() == data_fingerprint(scan)
     return (FRESH if fresh else STALE), path, record

@@ -73,7 +73,9 @@ def load_images(data: str | os.PathLike, img_size: int | None = None, color: str
     # the audit needs every pixel in memory anyway, so no streaming budget: the cache always holds them
     decoded = decode_all(paths, size, color, interpolation, cache_dir, budget_bytes=2**62, workers=workers)
     ok = decoded.ok_indices
-    skipped = list(scan.skipped) + [{"path": paths[i], "reason": r} for i, r in sorted(decoded.failures.items())]
+    # relative to the data folder, as every other path of the audit
+    skipped = [{**s, "path": relative_to(s["path"], scan.root)} for s in scan.skipped] + \
+        [{"path": relative_to(paths[i], scan.root), "reason": r} for i, r in sorted(decoded.failures.items())]
     pixels = decoded.pixels if len(ok) == len(paths) else np.asarray(decoded.pixels[ok])
     return AuditImages(scan=scan, classes=list(scan.classes), paths=[paths[i] for i in ok],
                        splits=np.array([tagged[i][0] for i in ok], dtype=object).astype(str),

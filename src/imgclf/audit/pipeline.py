@@ -20,7 +20,7 @@ from ..duplicates.hashing import content_digests, perceptual_signatures
 from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates
 from ..duplicates.thumbnails import grey_thumbnails
 from ..errors import bad_path, invalid
-from ..io import writable_folder, write_json
+from ..io import outside_data, writable_folder, write_json
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
 from .flags import group_flags, leakage_counts
 from .images import AuditImages, load_images
@@ -67,16 +67,23 @@ def feature_dims(smallest_class: int) -> int:
     return int(np.clip(smallest_class // 2, 8, FEATURE_DIMS))
 
 
+# Every image is held in memory at the decode size: 70,000 images at 512 x 512 RGB are 55 GB, so larger sizes can
+# only exhaust memory; the comparisons read at most 32 x 32 and the quick model 64 x 64 anyway.
+MAX_IMG_SIZE = 512
+
+
 def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, run: Any) -> None:
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise invalid("folds", folds, "a whole number >= 2")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise invalid("seed", seed, "a whole number >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise invalid("seed", seed, "a whole number from 0 to 2**32 - 1")
     if isinstance(near_threshold, bool) or not isinstance(near_threshold, (int, float)) \
             or not 0 < near_threshold <= 1:
         raise invalid("near_threshold", near_threshold, "a correlation in (0, 1]")
-    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 8):
-        raise invalid("img_size", img_size, "a whole number of pixels >= 8")
+    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int)
+                                 or not 8 <= img_size <= MAX_IMG_SIZE):
+        raise invalid("img_size", img_size, f"a whole number of pixels from 8 to {MAX_IMG_SIZE}",
+                      note="the audit holds every image in memory at this size")
     if run is not None:
         path = Path(run)
         if not path.is_dir():
@@ -96,6 +103,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     """
     _check(folds, seed, near_threshold, img_size, run)
     out = writable_folder("out", out if out is not None else default_out(data))
+    outside_data("out", out, data)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 

@@ -223,23 +223,30 @@ def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str])
     return len(conflicting), linked, example
 
 
-def several_classes_warning(count: int, linked: int, example: list[str], data: str) -> str:
+def several_classes_warning(count: int, linked: int, example: list[str], audit: str) -> str:
+    """audit: the `imgclf audit` command that lists them (`audit_command`)."""
     shown = " and ".join(repr(p) for p in example[:2]) + (" ..." if len(example) > 2 else "")
     if linked:
         return (f"{count} image{'s' if count != 1 else ''} sit{'s' if count == 1 else ''} in several class folders, "
                 f"{linked} as links to one file (e.g. {shown}): a single-label run learns each under one class and "
                 "counts the others as its errors; if an image may carry several labels, train with --task multilabel")
     return (f"{count} image{'s are' if count != 1 else ' is'} byte-identical under different classes (e.g. {shown}): "
-            f"conflicting labels; run `imgclf audit {data}` for the list")
+            f"conflicting labels; run `{audit}` for the list")
 
 
-def leak_warning(leak: dict, data: str) -> str:
+def audit_command(data: str, img_size: int) -> str:
+    """The audit that finds what training found: the same images at the run's decode size (the audit's own
+    default size can differ, and with it which pairs count as near-duplicates)."""
+    return f"imgclf audit {data} --img-size {img_size}"
+
+
+def leak_warning(leak: dict, audit: str) -> str:
+    """audit: the `imgclf audit` command that lists them (`audit_command`)."""
     exact = f" ({leak['exact']} exact cop{'y' if leak['exact'] == 1 else 'ies'})" if leak["exact"] else ""
     verb = "has" if leak["images"] == 1 else "have"
     what = {"test": "test accuracy", "val": "validation scores (early stopping, calibration)"}[leak["split"]]
     return (f"{leak['images']} image{'s' if leak['images'] != 1 else ''} in {leak['split']}/ {verb} a "
-            f"near-duplicate in {leak['source']}/{exact}: {what} may be inflated; run `imgclf audit {data}` for "
-            "the list")
+            f"near-duplicate in {leak['source']}/{exact}: {what} may be inflated; run `{audit}` for the list")
 
 
 def separated_warning(grouping: Grouping) -> str:

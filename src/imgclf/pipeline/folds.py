@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 from ..config import RUNTIME_ONLY, TrainConfig
 from ..errors import bad_path
-from ..io import next_free_dir, writable_folder, write_json
+from ..io import next_free_dir, outside_data, writable_folder, write_json
 from ..records import FoldMetric, FoldsRecord, RunDir
 from ..stats import mean_std
 
@@ -99,6 +99,8 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     if cfg.task == "multilabel" or (isinstance(cfg.data, str) and is_label_index(cfg.data)):
         refuse_folds(k)  # before a fold is announced, not when its data is read
     out = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", f"{cfg.model}-folds"))
+    if cfg.data:
+        outside_data("out", out, cfg.data)
     _check_folder(out, k, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     runs = []

@@ -16,7 +16,7 @@ from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..errors import ImgclfError, bad_path, invalid
-from ..io import next_free_dir, writable_folder
+from ..io import next_free_dir, outside_data, writable_folder
 from ..models import get_model_info, list_models
 from ..ood import STATS_FILES
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
@@ -48,6 +48,8 @@ class Run:
 
 def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
     run_dir = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", cfg.model))
+    if cfg.data:
+        outside_data("out", run_dir, cfg.data)
     if (run_dir / "config.yaml").exists() and not resume:
         if not overwrite:
             raise bad_path("out", run_dir, "a new run directory", "holds another run",
@@ -95,7 +97,8 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
     """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
     splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
     (stderr, even without progress), never a refusal: the folders are the user's choice."""
-    from ..data.groups import files_in_several_classes, leak_warning, separated_warning, several_classes_warning
+    from ..data.groups import (audit_command, files_in_several_classes, leak_warning, separated_warning,
+                               several_classes_warning)
     from ..io import terminal_safe
 
     val = len(data.splits["val"]) if "val" in data.splits else 0
@@ -113,14 +116,14 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
               "images", file=sys.stderr, flush=True)
     if data.grouping is None:  # streamed, or --no-group-duplicates: no content hashes to find such files by
         return
+    audit = audit_command(terminal_safe(folders), data.img_size)
     if data.task != "multilabel":
         count, linked, example = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
         if count:
             shown = [terminal_safe(p) for p in example]
-            print(f"warning {several_classes_warning(count, linked, shown, terminal_safe(folders))}", file=sys.stderr,
-                  flush=True)
+            print(f"warning {several_classes_warning(count, linked, shown, audit)}", file=sys.stderr, flush=True)
     for leak in data.grouping.leaks:
-        print(f"warning {leak_warning(leak, terminal_safe(folders))}", file=sys.stderr, flush=True)
+        print(f"warning {leak_warning(leak, audit)}", file=sys.stderr, flush=True)
     if data.grouping.separated:
         print(f"warning {separated_warning(data.grouping)}", file=sys.stderr, flush=True)
 

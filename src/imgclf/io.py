@@ -163,16 +163,17 @@ def writable_folder(argument: str, path: str | os.PathLike) -> Path:
     return path
 
 
-def outside_data(argument: str, path: str | os.PathLike, data: str | os.PathLike) -> None:
-    """Refuse an output folder at or inside the image folder `data`: the next scan of the data would take it for
-    a class folder (or its images for data). The default outputs (runs/, audits/) are made in the current folder,
-    so running from inside the data folder would put them there."""
-    root = Path(os.path.realpath(data))
+def outside_data(argument: str, path: str | os.PathLike, data: str | os.PathLike | Sequence[str]) -> None:
+    """Refuse an output folder at or inside the image folder `data` (or any of several): the next scan of the data
+    would take it for a class folder (or its images for data). The default outputs (runs/, audits/) are made in
+    the current folder, so running from inside the data folder would put them there."""
     target = Path(os.path.realpath(path))
-    if root.is_dir() and (target == root or root in target.parents):
-        raise bad_path(argument, path, "a folder outside the data folder",
-                       f"inside the data folder {data}: the next scan would read it as a class folder",
-                       hint="Pass another --out, or run the command from outside the data folder")
+    for folder in [data] if isinstance(data, (str, os.PathLike)) else data:
+        root = Path(os.path.realpath(folder))
+        if root.is_dir() and (target == root or root in target.parents):
+            raise bad_path(argument, path, "a folder outside the data folder",
+                           f"inside the data folder {folder}: the next scan would read it as a class folder",
+                           hint="Pass another --out, or run the command from outside the data folder")
 
 
 def writable_file(argument: str, path: str | os.PathLike) -> Path:

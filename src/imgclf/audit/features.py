@@ -47,6 +47,8 @@ def _principal_components(x: np.ndarray, dims: int, seed: int) -> tuple[np.ndarr
         residual[start:start + len(centred)] = np.maximum(
             (centred ** 2).sum(axis=1) - (projected ** 2).sum(axis=1), 0.0)
         values[start:start + len(centred)] = projected / scale
+    if dims >= x.shape[1]:  # the components span everything: what is left is rounding, and must not rank images
+        residual[:] = 0.0
     return values, residual
 
 

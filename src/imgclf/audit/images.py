@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.cache import decode_all
+from ..data.cache import comparison_pixels, decode_all
 from ..data.color import resolve_color
 from ..data.decode import probe_image
 from ..data.folder import FolderScan, scan_folder
@@ -30,6 +30,7 @@ class AuditImages:
     color: str
     interpolation: str
     skipped: list[dict[str, str]] = field(default_factory=list)
+    comparison: np.ndarray | None = None  # what the near-duplicate search reads (`data.cache.comparison_pixels`)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -77,7 +78,13 @@ def load_images(data: str | os.PathLike, img_size: int | None = None, color: str
     skipped = [{**s, "path": relative_to(s["path"], scan.root)} for s in scan.skipped] + \
         [{"path": relative_to(paths[i], scan.root), "reason": r} for i, r in sorted(decoded.failures.items())]
     pixels = decoded.pixels if len(ok) == len(paths) else np.asarray(decoded.pixels[ok])
+    compared = comparison_pixels(decoded, color, interpolation, cache_dir, workers)
+    if compared is not decoded.pixels:
+        compared = compared if len(ok) == len(paths) else np.asarray(compared[ok])
+    else:
+        compared = pixels
     return AuditImages(scan=scan, classes=list(scan.classes), paths=[paths[i] for i in ok],
                        splits=np.array([tagged[i][0] for i in ok], dtype=object).astype(str),
                        labels=np.array([tagged[i][2] for i in ok], dtype=np.int64), pixels=pixels,
-                       img_size=size, color=color, interpolation=interpolation, skipped=skipped)
+                       img_size=size, color=color, interpolation=interpolation, skipped=skipped,
+                       comparison=compared)

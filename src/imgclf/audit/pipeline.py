@@ -134,7 +134,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     lap("decode")
     digests = content_digests(images.paths, workers=max(2, workers))
     lap("exact_hashes")
-    thumbs = grey_thumbnails(images.pixels)
+    thumbs = grey_thumbnails(images.comparison if images.comparison is not None else images.pixels)
     signatures = perceptual_signatures(thumbs, seed=seed)
     duplicates = find_duplicates(thumbs, signatures, digests, threshold=near_threshold)
     lap("near_duplicates")

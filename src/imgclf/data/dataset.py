@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import invalid
-from .cache import decode_all, default_cache_dir
+from .cache import comparison_pixels, decode_all, default_cache_dir
 from .color import resolve_color
 from .folder import FolderScan, require_images
 from .groups import find_groups, group_holdout, leaks_between, separated_groups
@@ -110,9 +110,10 @@ def prepare_data(
         idx = ok[split_of == name]
         return idx, labels_all[idx]
 
-    memo = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{decoded.key}.groups.npz"
-    grouping = find_groups(decoded.pixels, decoded.paths, ok, memo) \
-        if group_duplicates and decoded.pixels is not None else None
+    # "-native": groups compared at the files' own side (`comparison_pixels`); older memos compared the decode
+    memo = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{decoded.key}.groups-native.npz"
+    grouping = find_groups(comparison_pixels(decoded, color, interpolation, cache_dir, workers), decoded.paths, ok,
+                           memo) if group_duplicates and decoded.pixels is not None else None
 
     def holdout(rows: np.ndarray, y: np.ndarray, fraction: float) -> np.ndarray:
         if grouping is None:

@@ -106,6 +106,20 @@ def image_to_array(img: Image.Image, size: int | None, color: str, interpolation
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def median_short_side(paths: list[str], sample: int = 200) -> int | None:
+    """The median short side of an even sample of the images, from their headers (no decoding); None when none
+    of them can be read."""
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in paths[::step]:
+        try:
+            meta = probe_image(path)
+        except Exception:  # unreadable files are reported by the decode pass
+            continue
+        sides.append(min(int(meta["width"]), int(meta["height"])))
+    return int(np.median(sides)) if sides else None
+
+
 def probe_image(path: str) -> dict[str, object]:
     """Size, mode and format of an image without decoding its pixels (for `inspect`)."""
     with warnings.catch_warnings():

@@ -587,3 +587,16 @@ def test_ema_adds_lightnings_weight_averaging_callback():
     cfg = make_config(data="x", ema=0.995)
     averaging = [c for c in _extra_callbacks(cfg, None) if isinstance(c, EMAWeightAveraging)]
     assert len(averaging) == 1 and _extra_callbacks(make_config(data="x"), None) == []
+
+
+def test_no_weight_average_for_a_run_too_short_for_it_to_forget_its_start():
+    """50 epochs of 2 steps (a small data set) would leave an EMA of decay 0.99 mostly the initial weights (such a
+    run tested at chance); the same epochs of Fashion-MNIST's 215 steps average as usual."""
+    from imgclf.pipeline.sizing import EMA_HORIZONS, regularisation
+
+    small = regularisation(50.0, 30.0, BASE, steps_per_epoch=2)
+    assert small == ("hflip,crop=2,erase=0.25,fill=constant", None)
+    large = regularisation(50.0, 30.0, BASE, steps_per_epoch=215)
+    assert large[0] == "hflip,crop=2,erase=0.5,fill=constant" and large[1] == pytest.approx(1 - 1 / 215, abs=1e-5)
+    # just enough steps: EMA_HORIZONS horizons of 100 steps
+    assert regularisation(EMA_HORIZONS * 100 / 2, 30.0, BASE, steps_per_epoch=2)[1] == 0.99

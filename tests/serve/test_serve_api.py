@@ -132,6 +132,8 @@ BAD_REQUESTS = {
     "missing boundary": (dict(content=b"abc", headers={"content-type": "multipart/form-data"}), 400,
                          r"well-formed multipart/form-data.*could not be parsed.*boundary"),
     "bad top_k": ("BAD_TOP_K", 400, r"top_k must be a whole number >= 1 \(above 3, the number of classes, lists them all\)\. Received: top_k='-2'"),
+    # a digit to str.isdigit, not to int()
+    "superscript top_k": ("SUPERSCRIPT_TOP_K", 400, r"top_k must be a whole number >= 1 .*Received: top_k='²'"),
 }
 
 
@@ -143,6 +145,8 @@ def test_bad_requests_get_a_clear_json_error_and_the_server_keeps_serving(client
         kwargs = dict(files=_files(*[(f"{i}.png", png, "image/png") for i in range(MAX_FILES + 1)]))
     elif kwargs == "BAD_TOP_K":
         url, kwargs = "/predict?top_k=-2", dict(files=_files(("a.png", png, "image/png")))
+    elif kwargs == "SUPERSCRIPT_TOP_K":
+        url, kwargs = "/predict?top_k=%C2%B2", dict(files=_files(("a.png", png, "image/png")))
     r = client.post(url, **kwargs)
     assert r.status_code == status, r.text
     body = r.json()

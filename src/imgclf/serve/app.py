@@ -244,7 +244,8 @@ def _parse_on_off(name: str, raw: str | None, default: bool) -> bool:
 def _parse_top_k(raw: str | None, num_classes: int) -> int:
     if raw is None:
         return min(3, num_classes)
-    if not raw.strip().isdigit() or int(raw) < 1:
+    # ASCII digits only: str.isdigit also accepts "²", which int() refuses
+    if not (raw.strip().isascii() and raw.strip().isdigit()) or int(raw) < 1:
         raise ApiError(400, invalid_message("top_k", raw[:40], f"a whole number >= 1 (above {num_classes}, the "
                                                                "number of classes, lists them all)"))
     return min(int(raw), num_classes)  # asking for more classes than exist lists them all

@@ -84,7 +84,7 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
     a part that is not an image type, or empty, comes back with its `error` set."""
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise ApiError(400, invalid_message("Content-Length", length[:40], "a number of bytes"))
         if int(length) == 0:
             raise ApiError(400, invalid_message("request body", Described("an empty body"), _MULTIPART))

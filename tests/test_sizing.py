@@ -225,6 +225,19 @@ def test_a_halved_batch_is_kept_only_if_its_steps_keep_the_speed(speeds, kept):
     assert (why == "") == (kept == 32) and (not why or f"batch {kept} kept" in why)
 
 
+def test_halvings_left_untimed_once_the_probe_is_out_of_time_are_kept_at_the_speed_above():
+    """The halvings' readings are counted inside the probe's time: a probe out of time keeps the rule's batch
+    untimed rather than run past its share (a 30 s budget on 64 px images spent 31 s probing, 76 s in all)."""
+    timed: list[int] = []
+
+    def time_at(batch: int) -> float | None:
+        timed.append(batch)
+        return 700.0 if batch == 128 else None
+
+    batch, why, speed = confirm_halving(time_at, 256, 32, 705)
+    assert (batch, speed, timed) == (32, 700.0, [128, 64]) and "untimed" in why
+
+
 def test_the_batch_the_speed_check_keeps_sets_the_ema_and_the_reason():
     # 11 minutes of an hour's budget (EMA on: 18 epochs or more) on 20,000 images: the rule wants batch 64, the
     # timing keeps 128 (64 ran at 0.82 of its speed)

@@ -142,15 +142,18 @@ def batch_for_steps(epochs: float, train_images: int, batch_size: int, min_steps
     return max(halvings or [batch_size], key=lambda b: (steps_per_epoch(train_images, b), b))
 
 
-def confirm_halving(time_at: Callable[[int], float], batch_size: int, target: int, speed: float,
+def confirm_halving(time_at: Callable[[int], float | None], batch_size: int, target: int, speed: float,
                     speed_kept: float = SPEED_KEPT) -> tuple[int, str, float]:
     """Walk the halvings from `batch_size` (trained at `speed` img/s) down to the rule's `target`, timing each
-    (`time_at(batch)`: img/s); stop at the first that runs below `speed_kept` of the batch above it. Returns the
-    batch, where it stopped short of the target why, and the speed measured at the batch kept."""
+    (`time_at(batch)`: img/s, or None once the probe's time is used: the rest are kept untimed, at the speed
+    above); stop at the first that runs below `speed_kept` of the batch above it. Returns the batch, where it
+    stopped short of the target why, and the speed measured at the batch kept."""
     batch = batch_size
     while batch > target:
         half = batch // 2
         measured = time_at(half)
+        if measured is None:
+            return target, f"batch {target} untimed (the probe's time was used)", speed
         if measured < speed_kept * speed:
             return batch, (f"batch {batch} kept: {half} ran at {measured:,.0f} img/s, {measured / speed:.2f} of "
                            f"{batch}'s {speed:,.0f}"), speed
@@ -231,8 +234,12 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     extra += ["no pad-and-crop"] if parse_augment(base_augment).crop and not chosen.crop else []
     extra += [f"EMA of the weights (decay {ema:g})"] if ema is not None else []
     if extra:
-        reason += "; " + " and ".join(extra) + f" for {trained:.0f} epochs of a {train_seconds / 60:.0f}-minute run"
+        reason += "; " + " and ".join(extra) + f" for {trained:.0f} epochs of a {_run_length(train_seconds)} run"
     return Choice(index, epochs, augment, ema, reason, batch, trained, speed)
+
+
+def _run_length(seconds: float) -> str:
+    return f"{seconds:.0f}-second" if seconds < 90 else f"{seconds / 60:.0f}-minute"
 
 
 def read_candidates(candidates: list[dict[str, Any]], read: Callable[[dict[str, Any]], tuple[float, int]],
@@ -316,8 +323,8 @@ def size_run(cfg: TrainConfig, data: Any, candidates: tuple[int, ...] = CANDIDAT
                     lr_note="the LR finder sets the learning rate" if cfg.lr == "auto" else "learning rate scaled alike",
                     # a halving's speed: the fastest of PROBE_ROUNDS readings inside the budget, taken back to back
                     # (one spell of load can cover both, where the candidates' own were read in turn)
-                    time_at=lambda candidate, batch: max(time_model(candidate.model_args, batch)[0]
-                                                         for _ in range(PROBE_ROUNDS)),
+                    time_at=lambda candidate, batch: None if time.perf_counter() - start >= probe_total else
+                    max(time_model(candidate.model_args, batch)[0] for _ in range(PROBE_ROUNDS)),
                     speed_kept=SPEED_KEPT, max_epochs=cfg.epochs)
     built.clear()
     untimed = [w for w in candidates if w not in {t.model_args["width"] for t in timed}]

@@ -613,3 +613,15 @@ def test_no_weight_average_for_a_run_too_short_for_it_to_forget_its_start():
     assert large[0] == "hflip,crop=2,erase=0.5,fill=constant" and large[1] == pytest.approx(1 - 1 / 215, abs=1e-5)
     # just enough steps: EMA_HORIZONS horizons of 100 steps
     assert regularisation(EMA_HORIZONS * 100 / 2, 30.0, BASE, steps_per_epoch=2)[1] == 0.99
+
+
+def test_the_native_size_is_read_from_a_sample_that_no_pattern_in_the_listing_fools(tmp_path):
+    """Every third file 100 px, the others 20: a stride of 3 through the listing read only the large ones."""
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(201):
+            side = 100 if i % 3 == 0 else 20
+            Image.new("L", (side, side), 128).save(tmp_path / cls / f"{i:03d}.png")
+    assert native_img_size(str(tmp_path), 8) == 20

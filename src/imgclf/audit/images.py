@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.cache import comparison_pixels, decode_all
 from ..data.color import resolve_color
-from ..data.decode import probe_image
+from ..data.decode import median_side
 from ..data.folder import FolderScan, scan_folder
 
 
@@ -46,19 +46,12 @@ def relative_to(path: str, root: Path) -> str:
         return path
 
 
-def auto_size(paths: list[str], sample: int = 200, low: int = 16, high: int = 64) -> int:
+def auto_size(paths: list[str], low: int = 16, high: int = 64) -> int:
     """The decode size when neither the user nor a run chooses one: the median short side of a sample of the
-    images (headers only), clipped to [low, high]. Fashion-MNIST keeps its 28 (and so shares the cache of a
-    fast-fmnist run); photos are read at 64, enough for thumbnails and the quick model."""
-    step = max(1, len(paths) // sample)
-    sides = []
-    for path in paths[::step]:
-        try:
-            meta = probe_image(path)
-        except Exception:  # unreadable files are reported by the decode pass
-            continue
-        sides.append(min(int(meta["width"]), int(meta["height"])))
-    return int(np.clip(np.median(sides), low, high)) if sides else high
+    images (headers only, `median_side`), clipped to [low, high]. Fashion-MNIST keeps its 28 (and so shares the
+    cache of a fast-fmnist run); photos are read at 64, enough for thumbnails and the quick model."""
+    side = median_side(paths)
+    return int(np.clip(side, low, high)) if side else high
 
 
 def load_images(data: str | os.PathLike, img_size: int | None = None, color: str = "auto",

@@ -172,12 +172,12 @@ def comparison_pixels(decoded: DecodedImages, color: str, interpolation: str = "
     below MIN_COMPARISON_SIDE; cached like any decode). Enlarging smooths away what tells two small images
     apart: scikit-learn's 8 x 8 digits, decoded at 16 px, held 48 near-duplicate groups of different writers'
     digits, at their own 8 px 16."""
-    from .decode import median_short_side
+    from .decode import median_side
 
     if decoded.pixels is None:
         return None
     size = decoded.pixels.shape[1]
-    native = median_short_side([decoded.paths[i] for i in decoded.ok_indices])
+    native = median_side([decoded.paths[i] for i in decoded.ok_indices])
     if native is None or max(native, MIN_COMPARISON_SIDE) >= size:
         return decoded.pixels
     small = decode_all(decoded.paths, max(native, MIN_COMPARISON_SIDE), color, interpolation, cache_dir,

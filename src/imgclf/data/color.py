@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .decode import probe_image
+from .decode import header_sample, probe_image
 
 _GRAY_MODES = {"L", "LA", "I;16", "I;16B", "I;16L", "I", "F", "1"}
 log = logging.getLogger(__name__)
@@ -14,8 +14,7 @@ def detect_color(paths: list[str], sample: int = 200) -> str:
     """grayscale when every sampled image has a grayscale mode, else rgb (headers only, no decode)."""
     if not paths:
         return "rgb"
-    step = max(1, len(paths) // sample)
-    for path in paths[::step]:
+    for path in header_sample(paths, sample):
         try:
             mode = probe_image(path)["mode"]
         except Exception:  # unreadable files are reported by the decode pass, not here

@@ -106,17 +106,26 @@ def image_to_array(img: Image.Image, size: int | None, color: str, interpolation
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def median_short_side(paths: list[str], sample: int = 200) -> int | None:
-    """The median short side of an even sample of the images, from their headers (no decoding); None when none
-    of them can be read."""
-    step = max(1, len(paths) // sample)
+def header_sample(paths: list[str], sample: int = 200) -> list[str]:
+    """Up to `sample` of `paths`, in their order, drawn at random with a fixed seed, for what is read from
+    headers (sizes, modes): an even stride through a folder listing can fall in step with a pattern in it (every
+    third file large: the median side of a stride said 100 px where it is 20)."""
+    if len(paths) <= sample:
+        return list(paths)
+    return [paths[i] for i in sorted(np.random.default_rng(0).choice(len(paths), sample, replace=False))]
+
+
+def median_side(paths: list[str], longer: bool = False, sample: int = 200) -> int | None:
+    """The median short (or `longer`) side of a `header_sample` of the images, from their headers (no
+    decoding); None when none can be read."""
     sides = []
-    for path in paths[::step]:
+    for path in header_sample(paths, sample):
         try:
             meta = probe_image(path)
         except Exception:  # unreadable files are reported by the decode pass
             continue
-        sides.append(min(int(meta["width"]), int(meta["height"])))
+        pick = max if longer else min
+        sides.append(pick(int(meta["width"]), int(meta["height"])))
     return int(np.median(sides)) if sides else None
 
 

@@ -8,9 +8,7 @@ NATIVE_SIZE_CAP = 64  # the fast family is built for small images; larger ones a
 def native_img_size(data: str | list[str], min_size: int) -> int:
     """The input side the images have (median of their longer side over up to 200 headers, no decode), within
     [min_size, NATIVE_SIZE_CAP]. data: class folders, or a multi-label index file."""
-    import numpy as np
-
-    from .decode import probe_image
+    from .decode import median_side
     from .merge import scan_folders
     from .multilabel import is_label_index, read_label_index
 
@@ -18,12 +16,5 @@ def native_img_size(data: str | list[str], min_size: int) -> int:
         paths = read_label_index(data).files
     else:
         paths = [p for items in scan_folders(data).files.values() for p, _ in items]
-    sides = []
-    for path in paths[:: max(1, -(-len(paths) // 200))]:  # at most 200
-        try:
-            meta = probe_image(path)
-        except Exception:  # unreadable files are reported by the decode pass, not here
-            continue
-        sides.append(max(int(meta["width"]), int(meta["height"])))
-    side = int(np.median(sides)) if sides else NATIVE_SIZE_CAP
+    side = median_side(paths, longer=True) or NATIVE_SIZE_CAP
     return min(NATIVE_SIZE_CAP, max(min_size, side))

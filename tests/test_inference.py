@@ -102,6 +102,25 @@ def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_fo
         clf.predict(bad if not isinstance(bad, list) else bad + [str(image_folder / "cat")])
 
 
+@pytest.mark.parametrize("call, pattern", [
+    (lambda clf, f: clf.predict(f, top_k=None), r"top_k must be a whole number >= 1 .*Received: top_k=None"),
+    (lambda clf, f: clf.predict(f, top_k="3"), r"Received: top_k='3'"),
+    (lambda clf, f: clf.predict(f, top_k=2.5), r"Received: top_k=2\.5"),
+    (lambda clf, f: clf.infer_pixels(np.zeros((1, 8, 8, 1), np.uint8)),
+     r"pixels must be uint8 images of shape \(N, 16, 16, 3\).*Received: an array of shape \(1, 8, 8, 1\)"),
+    (lambda clf, f: clf.embed_pixels(np.zeros((2, 16, 16), np.uint8)), r"Received: an array of shape \(2, 16, 16\)"),
+    (lambda clf, f: imgclf.load(clf.run_dir, device="foo"), r"device must be cpu, cuda, cuda:N or mps.*device='foo'"),
+    (lambda clf, f: imgclf.load(clf.run_dir, device="cuda:7"), r"device='cuda:7' \(\d+ CUDA devices here\)"),
+])
+def test_api_arguments_of_the_wrong_kind_get_the_usual_one_line_error(tiny_run, image_folder, call, pattern):
+    """Not torch's or numpy's errors from deep inside (a TypeError comparing None, 'mat1 and mat2 shapes')."""
+    from imgclf.errors import ImgclfError
+
+    clf = imgclf.load(tiny_run)
+    with pytest.raises(ImgclfError, match=pattern):
+        call(clf, [str(next((image_folder / "cat").iterdir()))])
+
+
 def test_classifier_repr_says_what_is_loaded(tiny_run):
     clf = imgclf.load(tiny_run, precision="32")
     assert repr(clf) == (f"Classifier(architecture='simple_cnn', classes=3, img_size=16, color='rgb', device='cpu', "

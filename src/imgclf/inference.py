@@ -21,7 +21,7 @@ from .data.decode import DecodeError, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import TTAViews
-from .errors import bad_path, invalid
+from .errors import Described, bad_path, invalid
 from .hardware import resolve_precision
 from .inputs import ImageInput, array_to_image, gather_inputs
 
@@ -51,6 +51,24 @@ def for_prediction(model: torch.nn.Module) -> torch.nn.Module:
     predicting = copy.deepcopy(model).eval()
     fold_batch_norms(predicting)
     return predicting
+
+
+def prediction_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch device this machine has; the user's error otherwise (not torch's, at the first tensor
+    moved there)."""
+    allowed = "cpu, cuda, cuda:N or mps, on a machine that has it"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise invalid("device", device, allowed) from None
+    if resolved.type == "cuda" and not (torch.cuda.is_available()
+                                        and (resolved.index or 0) < torch.cuda.device_count()):
+        raise invalid("device", device, allowed, note=f"{torch.cuda.device_count()} CUDA devices here")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise invalid("device", device, allowed, note="no MPS device here")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise invalid("device", device, allowed)
+    return resolved
 
 
 def fitting_precision(training_precision: str, device: torch.device) -> str:
@@ -152,7 +170,7 @@ class Classifier:
                  run_dir: str | os.PathLike | None = None, head: TrustHead | None = None, precision: str = "auto"):
         self.card = card
         self.run_dir = Path(run_dir).absolute() if run_dir is not None else None  # where it was loaded from
-        self.device = torch.device(device)
+        self.device = prediction_device(device)
         self.precision = inference_precision(precision, self.device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.mean = channel_stats(card.mean, self.device)
@@ -170,7 +188,7 @@ class Classifier:
         (`card_precision`). fold_batch_norm: fold the batch norms that follow a
         convolution into it (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then
         only predict); False keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
-        inference_precision(precision, torch.device(device))  # a bad value fails before the weights are read
+        inference_precision(precision, prediction_device(device))  # bad values fail before the weights are read
         card = load_card(run_dir)
         if precision == "auto":
             precision = card_precision(card)
@@ -248,6 +266,7 @@ class Classifier:
         """uint8 (N, H, W, C) -> probabilities, scores and unknown flags (`PixelResults`)."""
         if batch_size < 1:
             raise invalid("batch_size", batch_size, ">= 1")
+        self._check_pixels(pixels)
         views_of = self.tta_views.require() if tta else None
         probs_out, scores_out, unknown_out = [], [], []
         for start in range(0, len(pixels), batch_size):
@@ -269,12 +288,21 @@ class Classifier:
                                 np.zeros(0, dtype=bool))
         return PixelResults(np.concatenate(probs_out), np.concatenate(scores_out), np.concatenate(unknown_out))
 
+    def _check_pixels(self, pixels: np.ndarray | torch.Tensor) -> None:
+        """Decoded images must have the card's size and channels (`decode` makes them so)."""
+        side, channels = self.card.img_size, self.card.in_chans
+        shape = tuple(pixels.shape)
+        if len(shape) != 4 or shape[1:] != (side, side, channels):
+            raise invalid("pixels", Described(f"an array of shape {shape}"),
+                          f"uint8 images of shape (N, {side}, {side}, {channels}), as Classifier.decode makes them")
+
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256,
                      features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 (N, H, W, C) -> raw logits (N, K), before any temperature, and with features=True the features
         (N, D) the head's detector reads (`feature_source`): what the calibration and the unknown detector are fitted
         on."""
+        self._check_pixels(pixels)
         logits_out, features_out = [], []
         for start in range(0, len(pixels), batch_size):
             logits, feats = self._forward(self.network_input(pixels[start:start + batch_size]), features)
@@ -323,7 +351,7 @@ class Classifier:
         score is reported either way).
         threshold: multi-label runs only: one decision threshold for every label instead of the card's tuned ones.
         """
-        if top_k < 1:
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise invalid("top_k", top_k, "a whole number >= 1 (larger than the number of classes lists them all)")
         if not isinstance(unknown, bool):
             raise invalid("unknown", unknown, (True, False))

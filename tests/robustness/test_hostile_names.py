@@ -60,8 +60,11 @@ def test_predict_csv_and_table_keep_names_inert(hostile_run):
     run_dir, data = hostile_run
     result = CliRunner().invoke(app, ["predict", str(run_dir), str(data / CLASSES[0]), "--format", "csv"])
     assert result.exit_code == 0, result.output
-    for row in csv.reader(std_io.StringIO(result.stdout)):
+    rows = list(csv.reader(std_io.StringIO(result.stdout)))
+    for row in rows:
         assert not any(c.startswith(("=", "+", "@", "\t", "\r")) for c in row), row
+    # piped, the CSV holds the file's real name: nothing that looks like a colour code is stripped from it
+    assert any(row[0].endswith(ESCAPE_NAME) for row in rows)
     result = CliRunner().invoke(app, ["predict", str(run_dir), str(data / CLASSES[0]), "--format", "table"])
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout

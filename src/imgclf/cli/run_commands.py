@@ -129,7 +129,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
 
         atomic_write_text(output, text)
     else:
-        typer.echo(text, nl=False)
+        write_stdout(text)
     if all(p.error for p in predictions):  # the rows say why; the status tells a script that nothing was predicted
         from ..errors import Described, invalid_message
 
@@ -273,3 +273,17 @@ def _print_most_confused(metrics: Any, top: int = 5) -> None:
         new_console().print("most confused: " + "; ".join(f"{shown(c.true)} → {shown(c.pred)} ({c.count}, "
                                                         f"{100 * c.rate:.0f} %)"
                                                         for c in pairs))
+
+
+def write_stdout(text: str) -> None:
+    """The predictions as they are where a program reads them (a pipe, a file): click's echo would strip what
+    looks like a colour code from a file name there. On a terminal, control characters in names are escaped
+    line by line (`io.terminal_safe`) so that a name cannot act on it."""
+    import sys
+
+    from ..io import terminal_safe
+
+    if sys.stdout.isatty():
+        text = "".join(terminal_safe(line) + "\n" for line in text.splitlines())
+    sys.stdout.write(text)
+    sys.stdout.flush()

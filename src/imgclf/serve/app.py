@@ -279,5 +279,26 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
     """Serve a run with uvicorn until interrupted (Ctrl-C). threads: forward-pass threads (default: half the cores)."""
     import uvicorn
 
+    check_bindable(host, port)  # before the model loads, and as the usual one-line error, not uvicorn's log
     app = create_app(run_dir, threads=threads or default_threads(), **options)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Refuse a host this machine cannot listen on, or a port already taken there, naming the option."""
+    import errno
+    import socket
+
+    listen_on = "a name or address of this machine (127.0.0.1, 0.0.0.0 for every interface, ::)"
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise invalid("host", host, listen_on, note=getattr(exc, "strerror", None) or str(exc)) from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise invalid("port", port, "a free port (0: any free one)", note=f"in use on {host}") from None
+            raise invalid("host", host, listen_on, note=exc.strerror or str(exc)) from None

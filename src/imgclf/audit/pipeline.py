@@ -8,6 +8,7 @@ probabilities), outliers and pixel checks, then the record and the page.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -124,6 +125,11 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     from ..data.folder import scan_folder
 
     scan = scan_folder(data)
+    if card is not None and sorted(card.classes) != sorted(scan.classes):
+        shared = len(set(card.classes) & set(scan.classes))
+        print(f"warning the run was trained on other classes ({len(card.classes)}, {shared} of them among the "
+              f"folder's {len(scan.classes)}): its features judge these labels only as well as they separate "
+              "classes it never learnt; a run trained on this folder does better", file=sys.stderr, flush=True)
     images = load_images(data, img_size=card.img_size if card else img_size,
                          color=card.color if card else "auto",
                          interpolation=card.interpolation if card else "bilinear",

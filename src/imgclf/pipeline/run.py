@@ -107,6 +107,12 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
             "the temperature and the unknown threshold"
         print(f"warning the val split holds {val} image{'s' if val != 1 else ''}: the epoch kept and {chosen} are "
               "chosen on them; give it more (--val-split, or more images)", file=sys.stderr, flush=True)
+    from ..ood import UNKNOWN_LABEL
+
+    if data.task != "multilabel" and UNKNOWN_LABEL in data.classes:
+        print(f"warning a class is named {UNKNOWN_LABEL!r}, the label predictions give an image like none of the "
+              f"classes: predict, serve and predictions.csv tell the two apart by their 'unknown' field (true for "
+              f"the verdict), or rename the class folder", file=sys.stderr, flush=True)
     kind = ("label", "labels") if data.task == "multilabel" else ("class", "classes")
     for split, classes in data.missing_classes().items():
         names = ", ".join(repr(c) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")  # repr escapes

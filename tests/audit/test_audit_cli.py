@@ -21,7 +21,7 @@ def test_audit_command_writes_its_files_and_inspect_shows_the_counts_until_the_f
     result = runner.invoke(app, ["audit", str(data), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "audit.json").is_file() and (out / "audit.html").is_file()
-    assert "leakage: 1 val/test images with a copy in another split (1 groups: train-test 1)" in result.output
+    assert "leakage: 1 val/test images with a copy in an earlier split (1 groups: train-test 1)" in result.output
     assert f"page: {out / 'audit.html'}" in result.output
     # labels judged on pixels: the summary and the page point to --run, which finds far more of the real errors
     record = json.loads((out / "audit.json").read_text())
@@ -129,3 +129,11 @@ def test_inspect_finds_the_audit_through_a_link_to_the_folder(tmp_path):
     for folder in (tmp_path / "link", data):
         shown = json.loads(runner.invoke(app, ["inspect", str(folder), "--json"]).output)
         assert shown["audit"]["status"] == "fresh", folder
+
+
+def test_a_val_image_copied_into_test_leaks_the_test_image_only(tmp_path):
+    """As training counts leaks: an image is leaked by a copy in a split before its own."""
+    data = make_blob_folder(tmp_path / "data", per_split={"train": 10, "val": 4, "test": 4})
+    shutil.copyfile(data / "val" / "cat" / "cat_000.png", data / "test" / "cat" / "from_val.png")
+    record = json.loads(CliRunner().invoke(app, ["audit", str(data), "--out", str(tmp_path / "a"), "--json"]).output)
+    assert record["counts"]["leaked_images"] == 1 and record["counts"]["leakage_groups"] == 1

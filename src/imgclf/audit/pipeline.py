@@ -209,6 +209,14 @@ def _image(images: AuditImages, i: int) -> dict[str, str]:
     return {"path": images.relative(i), "split": str(images.splits[i]), "label": images.classes[images.labels[i]]}
 
 
+def _leaks(split: str, group_splits: list[str]) -> bool:
+    """Whether an image of `split` is leaked by a group spanning `group_splits`: a copy in a split before its own
+    (train for val; train or val for test), as training counts its leaks. The val image of a val-test pair is not
+    leaked; the test image is."""
+    before = {"val": {"train"}, "test": {"train", "val"}}.get(split, set())
+    return bool(before & set(group_splits))
+
+
 def _findings(images: AuditImages, duplicates: Duplicates, issues: LabelIssues | None, outliers: Outliers,
               stats: PixelStats) -> dict[str, Any]:
     classes = images.classes
@@ -226,7 +234,7 @@ def _findings(images: AuditImages, duplicates: Duplicates, issues: LabelIssues |
     leaked = 0
     for g in groups:
         if "leakage" in g["flags"]:
-            leaked += sum(1 for m in g["members"] if m["split"] in ("val", "test"))
+            leaked += sum(1 for m in g["members"] if _leaks(m["split"], g["splits"]))
     label_issues = []
     if issues is not None:
         for i in issues.ranking:

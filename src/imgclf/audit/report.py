@@ -38,7 +38,7 @@ def _findings(record: Any) -> list[str]:
     out = []
     if c.leakage_groups:
         pairs = ", ".join(f"{k} {v}" for k, v in record.leakage.items() if v)
-        out.append(f"{c.leaked_images} validation/test image(s) have a copy in another split ({pairs} groups): "
+        out.append(f"{c.leaked_images} validation/test image(s) have a copy in an earlier split ({pairs} groups): "
                    f"scores on those splits are inflated until the copies are removed or moved.")
     if c.conflicting_label_groups:
         out.append(f"{c.conflicting_label_groups} group(s) hold the same picture under different classes: "

@@ -33,7 +33,7 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
     lines = [
         f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "
         f"{c.redundant_images} redundant images",
-        f"leakage: {warn(c.leaked_images)} val/test images with a copy in another split"
+        f"leakage: {warn(c.leaked_images)} val/test images with a copy in an earlier split"
         + (f" ({c.leakage_groups} groups: {between})" if c.leakage_groups else ""),
         f"conflicting labels: {warn(c.conflicting_label_groups)} groups hold one picture under several classes",
         labels,

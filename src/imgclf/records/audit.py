@@ -85,7 +85,7 @@ class AuditCounts(BaseModel):
     redundant_images: int = Field(ge=0, description="Images in duplicate groups beyond one per group.")
     conflicting_label_groups: int = Field(ge=0)
     leakage_groups: int = Field(ge=0)
-    leaked_images: int = Field(ge=0, description="val/test images with a duplicate in another split.")
+    leaked_images: int = Field(ge=0, description="val/test images with a duplicate in a split before their own (train for val; train or val for test).")
     label_issues: int = Field(ge=0)
     outliers: int = Field(ge=0)
     pixel_issues: int = Field(ge=0)

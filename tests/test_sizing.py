@@ -438,7 +438,8 @@ def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode
         assert "Model sized for the budget" in page and f"{chosen.images_per_s:,.0f}" in page
         twice = [c for c in sizing.candidates if len(c.readings) > 1]
         assert all(f"(read {' · '.join(f'{r:,.0f}' for r in c.readings)})" in page for c in twice)
-        assert "a candidate qualifies from 18. Chosen:" in page  # an 8-second budget: MIN_EPOCHS
+        # an 8-second budget: MIN_EPOCHS, and the steps that decide on a small data set
+        assert f"a candidate qualifies from 18 epochs and {MIN_STEPS:,} optimiser steps" in page
         # what the chosen model trained at, predicted and ran: the halved batch, its rate, the epochs
         assert (f"Trained at: batch {MIN_BATCH}, learning rate {config.lr:.3g}; {sizing.train_epochs:.1f} epochs "
                 f"predicted at {sizing.train_images_per_s:,.0f} img/s; {card.training.epochs_run} trained") in page

@@ -234,7 +234,8 @@ def sizing_table(sizing: Any, epochs_run: int | None = None) -> dict[str, Any] |
              "readings": " · ".join(f"{r:,.0f}" for r in c.readings) if len(c.readings) > 1 else ""}
             for i, c in enumerate(sizing.candidates)]
     return {"rows": rows, "probe_seconds": sizing.probe_seconds, "budget_seconds": sizing.budget_seconds,
-            "precision": sizing.precision, "min_epochs": sizing.min_epochs, "batch_size": sizing.batch_size,
+            "precision": sizing.precision, "min_epochs": sizing.min_epochs, "min_steps": sizing.min_steps,
+            "batch_size": sizing.batch_size,
             "reason": sizing.reason, "trained": "; ".join(trained)}
 
 

@@ -213,7 +213,8 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
         index = max(range(len(timed)), key=lambda i: epochs[i])
         short_of = f"{min_epochs:g} epochs" if max(epochs) < min_epochs else (
             f"{min_steps:,} steps ({steps} per epoch of {train_images:,} images at batch {batch_size})")
-        reason = (f"no candidate reaches {short_of} in {train_seconds:.0f} s; the fastest, "
+        fastest = "the fastest" if len(timed) > 1 else "the only one timed"
+        reason = (f"no candidate reaches {short_of} in {train_seconds:.0f} s; {fastest}, "
                   f"{epochs[index]:.1f} epochs")
     batch = batch_for_steps(epochs[index], train_images, batch_size, min_steps, min_batch)
     refused, speed = "", timed[index].images_per_s

@@ -206,3 +206,18 @@ def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder):
     assert "macro avg" in result.stdout and "with TTA" in result.stdout
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(image_folder / "cat"), "--format", "csv"])
     assert result.exit_code == 0 and result.stdout.count("\n") == 21
+
+
+def test_a_float_pil_image_reads_as_the_same_float_array_and_an_empty_one_is_an_error_entry(tiny_run):
+    """A PIL 'F' image holds float pixels, read as numpy floats are ([0, 1] scaled to 0..255; converting it to 'L'
+    would read 0.5 as black); a 0 x 0 image has no pixels to predict from, as an empty file has none."""
+    from PIL import Image
+
+    clf = imgclf.load(tiny_run)
+    values = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    as_pil, as_array = clf.predict([Image.fromarray(values), values])
+    assert as_pil.probability == as_array.probability and as_pil.top == as_array.top
+    grey = clf.predict([Image.fromarray(np.full((16, 16), 0.5, np.float32)), np.full((16, 16), 128, np.uint8)])
+    assert grey[0].probability == grey[1].probability  # mid-grey, not black
+    empty = clf.predict(Image.new("L", (0, 0)))[0]
+    assert empty.error == "image has no pixels (0x0)" and empty.label is None

@@ -30,7 +30,8 @@ class AuditImages:
     color: str
     interpolation: str
     skipped: list[dict[str, str]] = field(default_factory=list)
-    comparison: np.ndarray | None = None  # what the near-duplicate search reads (`data.cache.comparison_pixels`)
+    # what the near-duplicate search reads where it is not `pixels` (`data.cache.comparison_pixels`)
+    comparison: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -46,11 +47,10 @@ def relative_to(path: str, root: Path) -> str:
         return path
 
 
-def auto_size(paths: list[str], low: int = 16, high: int = 64) -> int:
-    """The decode size when neither the user nor a run chooses one: the median short side of a sample of the
-    images (headers only, `median_side`), clipped to [low, high]. Fashion-MNIST keeps its 28 (and so shares the
-    cache of a fast-fmnist run); photos are read at 64, enough for thumbnails and the quick model."""
-    side = median_side(paths)
+def auto_size(side: int | None, low: int = 16, high: int = 64) -> int:
+    """The decode size when neither the user nor a run chooses one: the images' median short side
+    (`median_side`), clipped to [low, high]. Fashion-MNIST keeps its 28 (and so shares the cache of a fast-fmnist
+    run); photos are read at 64, enough for thumbnails and the quick model."""
     return int(np.clip(side, low, high)) if side else high
 
 
@@ -62,7 +62,8 @@ def load_images(data: str | os.PathLike, img_size: int | None = None, color: str
     class_id = {c: i for i, c in enumerate(scan.classes)}
     tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]
     paths = [p for _, p, _ in tagged]
-    size = img_size or auto_size(paths)
+    native = median_side(paths)  # read once: the decode size and the duplicate search's side both follow it
+    size = img_size or auto_size(native)
     color, _ = resolve_color(color, paths)
     # the audit needs every pixel in memory anyway, so no streaming budget: the cache always holds them
     decoded = decode_all(paths, size, color, interpolation, cache_dir, budget_bytes=2**62, workers=workers)
@@ -71,11 +72,11 @@ def load_images(data: str | os.PathLike, img_size: int | None = None, color: str
     skipped = [{**s, "path": relative_to(s["path"], scan.root)} for s in scan.skipped] + \
         [{"path": relative_to(paths[i], scan.root), "reason": r} for i, r in sorted(decoded.failures.items())]
     pixels = decoded.pixels if len(ok) == len(paths) else np.asarray(decoded.pixels[ok])
-    compared = comparison_pixels(decoded, color, interpolation, cache_dir, workers)
-    if compared is not decoded.pixels:
-        compared = compared if len(ok) == len(paths) else np.asarray(compared[ok])
-    else:
-        compared = pixels
+    compared = comparison_pixels(decoded, color, interpolation, cache_dir, workers, native=native)
+    if compared is decoded.pixels:  # compared as decoded: `pixels` serves
+        compared = None
+    elif len(ok) < len(paths):
+        compared = np.asarray(compared[ok])
     return AuditImages(scan=scan, classes=list(scan.classes), paths=[paths[i] for i in ok],
                        splits=np.array([tagged[i][0] for i in ok], dtype=object).astype(str),
                        labels=np.array([tagged[i][2] for i in ok], dtype=np.int64), pixels=pixels,

@@ -166,18 +166,19 @@ MIN_COMPARISON_SIDE = 8
 
 
 def comparison_pixels(decoded: DecodedImages, color: str, interpolation: str = "bilinear",
-                      cache_dir: str | os.PathLike | None = None, workers: int = 2) -> np.ndarray | None:
+                      cache_dir: str | os.PathLike | None = None, workers: int = 2,
+                      native: int | None = None) -> np.ndarray | None:
     """The pixels the near-duplicate search compares, row for row as `decoded.pixels`: those pixels, or, where
     the files are smaller than they were decoded, the files at their own side (their median short side, not
     below MIN_COMPARISON_SIDE; cached like any decode). Enlarging smooths away what tells two small images
     apart: scikit-learn's 8 x 8 digits, decoded at 16 px, held 48 near-duplicate groups of different writers'
-    digits, at their own 8 px 16."""
+    digits, at their own 8 px 16. native: that side where the caller has read it already."""
     from .decode import median_side
 
     if decoded.pixels is None:
         return None
     size = decoded.pixels.shape[1]
-    native = median_side([decoded.paths[i] for i in decoded.ok_indices])
+    native = native if native is not None else median_side([decoded.paths[i] for i in decoded.ok_indices])
     if native is None or max(native, MIN_COMPARISON_SIDE) >= size:
         return decoded.pixels
     small = decode_all(decoded.paths, max(native, MIN_COMPARISON_SIDE), color, interpolation, cache_dir,

@@ -8,7 +8,8 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,18 @@ def next_free_dir(base: str | os.PathLike, stem: str) -> Path:
     return base / f"{stem}-{n}"
 
 
+def make_free_dir(base: str | os.PathLike, stem: str) -> Path:
+    """Create and return the first free base/stem-N: two processes started together get a folder each (the
+    name is taken by mkdir, which only one of them wins)."""
+    while True:
+        path = next_free_dir(base, stem)
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+
+
 def writable_folder(argument: str, path: str | os.PathLike) -> Path:
     """`path` as a folder to create or write into; the user's error (not NotADirectoryError later, half-way
     through) when it, or a folder it would be made in, is a file."""
@@ -213,3 +226,25 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextmanager
+def exclusive(folder: Path, lock_name: str, argument: str, expected: str, in_use: str, hint: str) -> Iterator[None]:
+    """Hold `folder`/`lock_name` while the body runs: a second process asking for the same folder is refused at
+    once (naming `argument`), not left to interleave its files with ours. The OS drops the lock when its holder
+    dies, so a killed process's folder is free again. The lock file goes on release (filelock keeps it): a folder
+    holding nothing else is then empty again. A process that opened it just before is safe, filelock retries a
+    lock taken on an unlinked file."""
+    from filelock import FileLock, Timeout
+
+    path = folder / lock_name
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise bad_path(argument, folder, expected, in_use, hint=hint) from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while held: no other process can be holding it
+        lock.release()

@@ -202,6 +202,10 @@ def _out_folder(cfg: TrainConfig, overwrite: bool) -> Path:
     from ..io import next_free_dir, writable_folder
 
     folder = writable_folder("out", Path(cfg.out)) if cfg.out else next_free_dir("lr-find", cfg.model)
+    if (folder / "config.yaml").exists():  # its lr_find.json would pass for the sweep that chose the run's lr
+        raise bad_path("out", folder, "a folder that holds no training run", "holds one",
+                       hint="Pass another --out; a sweep with the run's settings: imgclf lr-find --config "
+                            f"{folder / 'config.yaml'} --out NEW")
     if (folder / JSON_FILE).exists() and not overwrite:
         raise bad_path("out", folder, "a folder without an earlier lr_find.json", "holds one",
                        hint="Pass --overwrite to replace it")

@@ -14,10 +14,12 @@ from .run import Run, train_run
 
 # What a run's checkpoint and splits were made under, so a resumed run cannot change it: the weights' shapes
 # (model, head, input), which images are train, val and test (data, classes, splits, seed), and the state saved
-# beside the weights (optimiser, schedule, EMA). Changing one is a new run.
+# beside the weights (optimiser with its learning rate, weight decay and momentum, schedule, EMA): the checkpoint's
+# optimiser state would bring the old rate back, while config.yaml said the new one. Changing one is a new run.
 FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size", "color", "val_split", "test_split",
                    "group_duplicates", "model", "model_args", "head", "pretrained", "weights", "features_only",
-                   "task", "normalize", "seed", "folds", "fold", "optimizer", "schedule", "ema")
+                   "task", "normalize", "seed", "folds", "fold", "optimizer", "lr", "weight_decay", "momentum",
+                   "schedule", "ema")
 
 
 def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -> Run:
@@ -25,10 +27,15 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
     epochs); a run without a checkpoint trains again from epoch 1."""
     from ..io import remove_temp_files
 
+    if values.get("out") is not None and os.path.realpath(values["out"]) != os.path.realpath(path):
+        raise invalid("out", values["out"], "unset with resume: a resumed run writes into its own folder",
+                      also={"resume": path}, hint="Start a new run with --config RUN/config.yaml --out NEW instead")
     cfg = resume_config(path, **values)
     check_resumable(RunDir(path), cfg, values)
     remove_temp_files(path)  # half-written files of the interrupted process are never picked up
     ckpt = _checked_checkpoints(RunDir(path))
+    if ckpt is not None:
+        _check_batch_size(RunDir(path), ckpt, cfg, values)
     return train_run(cfg, checkpoint=None if ckpt is None else str(ckpt), resume=True, report=report)
 
 
@@ -52,6 +59,23 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     if cfg.epochs < trained:
         raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",
                       where=f"--resume {run.path}")
+
+
+def _check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) -> None:
+    """Another batch size continues a checkpoint saved at an epoch's end, never one inside an epoch: the loader
+    skips the batches already trained by count, and batches of another size would skip other images."""
+    from ..train.callbacks import batches_into_epoch
+
+    stored = run.read_config().batch_size
+    if values.get("batch_size") is None or cfg.batch_size == stored:
+        return
+    done = batches_into_epoch(ckpt)
+    if done:
+        raise invalid("batch_size", cfg.batch_size, f"{stored}, the batch size of the epoch this run's checkpoint "
+                      f"stopped inside ({done} batch{'es' if done != 1 else ''} of it trained)",
+                      where=f"--resume {run.path}",
+                      hint=f"Resume without --batch-size and with --epochs {len(run.read_history()) + 1} to "
+                           "finish that epoch, then resume again with the new batch size")
 
 
 def _checked_checkpoints(run: RunDir) -> Path | None:

@@ -11,16 +11,20 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..errors import ImgclfError, bad_path, invalid
-from ..io import next_free_dir, outside_data, writable_folder
+from ..io import exclusive, make_free_dir, outside_data, writable_folder
 from ..models import get_model_info, list_models
 from ..ood import STATS_FILES
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from .prepare import data_and_model, input_size
+
+if TYPE_CHECKING:
+    from ..models.registry import ModelInfo
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
              "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json")
@@ -46,23 +50,46 @@ class Run:
         return f"Run({str(self.path)!r}, accuracy={self.metrics.accuracy:.4f})"
 
 
-def prepare_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> Path:
-    run_dir = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", cfg.model))
+LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
+RUN_FOLDERS = ("checkpoints", "plots", "evaluations", "logs", "export")
+
+
+def _claim_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
+    """The run's folder (--out, else a new runs/<model>-N), created, and whether this call created it."""
+    if not cfg.out:
+        if cfg.data:
+            outside_data("out", Path("runs").absolute(), cfg.data)
+        return make_free_dir("runs", cfg.model), True
+    run_dir = writable_folder("out", Path(cfg.out))
     if cfg.data:
         outside_data("out", run_dir, cfg.data)
+    new_folder = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, new_folder
+
+
+def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
+    """Refuse a folder holding another run (unless overwrite) or other files; True when it holds a run that
+    this one replaces. The old run is removed only once the new command's data and model are built
+    (`_remove_run_files`): a mistyped command with --overwrite must not cost the run it was meant to replace."""
     if (run_dir / "config.yaml").exists() and not resume:
         if not overwrite:
             raise bad_path("out", run_dir, "a new run directory", "holds another run",
                            hint="Pass --overwrite to replace it, or --resume to continue it")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        for folder in ("checkpoints", "plots", "evaluations", "logs"):
-            shutil.rmtree(run_dir / folder, ignore_errors=True)
-    elif run_dir.exists() and any(run_dir.iterdir()) and not resume and not overwrite:
+        return True
+    if not resume and not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise bad_path("out", run_dir, "an empty or new folder", "not empty",
                        hint="Pass --overwrite to use it anyway")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    return False
+
+
+def _remove_run_files(run_dir: Path) -> None:
+    """A run's own files and folders (the sweep's, the probe's, the loggers', the checkpoints, the report's), none
+    other: those of a run being replaced, or of one that diverged."""
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in RUN_FOLDERS:
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
 
 
 def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpoint: str | None) -> None:
@@ -147,14 +174,6 @@ def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> Trai
     return cfg.model_copy(update={"lr": found.suggestion, "lr_auto": True})
 
 
-def _remove_training_files(run_dir: Path) -> None:
-    """A run's own files and folders (the sweep's, the probe's, the loggers', the checkpoints), none other."""
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for folder in ("logs", "checkpoints"):
-        shutil.rmtree(run_dir / folder, ignore_errors=True)
-
-
 def dataset_record(data: PreparedData) -> DatasetRecord:
     return DatasetRecord.model_validate(data.describe())
 
@@ -167,11 +186,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     test split, which is scored for the chosen trial alone (`imgclf.tune`); no metrics.json, no report.
     `callbacks`: extra Lightning callbacks for the training (a search's pruner)."""
     from ..train.finetune import transfer_model_args, transfer_warnings
-    from ..train.fit import TrainingDiverged, TrainingInterrupted, train_model
-    from ..train.callbacks import save_weights
-    from .card import headline, make_card, validation_headline
-
-    from .lr_find import card_info, check_auto_lr
+    from .lr_find import check_auto_lr
 
     check_auto_lr(cfg, resume)
     info = get_model_info(cfg.model)
@@ -186,45 +201,63 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
                       f"({', '.join(n for n in list_models() if 'fast' in get_model_info(n).tags)})",
                       where=f"model {cfg.model}")
     img_size = input_size(cfg, info)  # a resumed run's config.yaml holds the size it trained at
-    is_launch_zero = hardware.launch_rank() == 0
-    # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
-    if is_launch_zero:
-        new_folder = not Path(cfg.out).exists() if cfg.out else True
-        run_dir = prepare_run_dir(cfg, overwrite, resume)
-        os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
-    else:
-        new_folder, run_dir = False, Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", ""))
-    cfg = cfg.model_copy(update={"out": str(run_dir)})
-    run = RunDir(run_dir)
+    args = (info, img_size, transfer_args, checkpoint, resume, report, evaluate, callbacks)
+    if hardware.launch_rank() != 0:
+        # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
+        return _train_into(Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", "")), cfg, *args, replacing=False,
+                           new_folder=False)
+    run_dir, new_folder = _claim_run_dir(cfg)
+    os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
     try:
-        data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
-        sizing = None
-        if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record
-            from .sizing import save_sizing, stored_sizing, with_resume_changes
-
-            sizing = stored_sizing(run_dir)
-            if sizing is not None:
-                found = card_info(run_dir)
-                sizing = with_resume_changes(sizing, resolved, found.suggestion if found else None)
-                if is_launch_zero:  # a later resume that goes back to the probe's values still knows of this one
-                    save_sizing(run_dir, sizing)
-        elif resolved.sizing == "probe":
-            from .sizing import save_sizing, size_run
-
-            resolved, model, sizing = size_run(resolved, data)
-            if is_launch_zero:
-                save_sizing(run_dir, sizing)
-        if resolved.class_weight not in ("none", "balanced"):  # a bad file is refused before anything is written
-            from ..data.imbalance import weights_from_file
-
-            weights_from_file(resolved.class_weight, data.classes)
-        if resolved.lr == "auto":
-            resolved = _auto_lr(resolved, data, model, run_dir)
+        with exclusive(run_dir, LOCK_FILE, "out", "a run folder no other process is using",
+                       "in use by another imgclf training", "Wait for that run to end, or pass another --out"):
+            replacing = check_run_dir(run_dir, overwrite, resume)
+            return _train_into(run_dir, cfg, *args, replacing=replacing, new_folder=new_folder)
     except BaseException:
         # A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them)
         if new_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
+
+
+def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int, transfer_args: dict[str, Any],
+                checkpoint: str | None, resume: bool, report: bool, evaluate: bool, callbacks: list | None, *,
+                replacing: bool, new_folder: bool) -> Run:
+    """`train_run` once its folder is claimed (and, on rank 0, locked): data → model → train → card → evaluate →
+    report."""
+    from ..train.fit import TrainingDiverged, TrainingInterrupted, train_model
+    from ..train.callbacks import save_weights
+    from .card import headline, make_card, validation_headline
+    from .lr_find import card_info
+
+    is_launch_zero = hardware.launch_rank() == 0
+    cfg = cfg.model_copy(update={"out": str(run_dir)})
+    run = RunDir(run_dir)
+    data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
+    if resolved.class_weight not in ("none", "balanced"):  # a bad file is refused before anything is written
+        from ..data.imbalance import weights_from_file
+
+        weights_from_file(resolved.class_weight, data.classes)
+    if replacing:  # the new command's data and model are built: the run it replaces goes now
+        _remove_run_files(run_dir)
+    sizing = None
+    if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record
+        from .sizing import save_sizing, stored_sizing, with_resume_changes
+
+        sizing = stored_sizing(run_dir)
+        if sizing is not None:
+            found = card_info(run_dir) if resolved.lr_auto else None
+            sizing = with_resume_changes(sizing, resolved, found.suggestion if found else None)
+            if is_launch_zero:  # a later resume that goes back to the probe's values still knows of this one
+                save_sizing(run_dir, sizing)
+    elif resolved.sizing == "probe":
+        from .sizing import save_sizing, size_run
+
+        resolved, model, sizing = size_run(resolved, data)
+        if is_launch_zero:
+            save_sizing(run_dir, sizing)
+    if resolved.lr == "auto":
+        resolved = _auto_lr(resolved, data, model, run_dir)
     # Written only once the model is built: a bad model argument must not leave a run behind that refuses the
     # corrected command's --out.
     if is_launch_zero:
@@ -249,13 +282,13 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
             for name in ("config.yaml", "dataset.json"):
                 run.file(name).unlink(missing_ok=True)
             if isinstance(exc, TrainingDiverged):  # no epoch to keep: what the sweep, probe and loggers wrote goes too
-                _remove_training_files(run_dir)
-                if new_folder and run_dir.is_dir():
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                _remove_run_files(run_dir)
+                if new_folder:  # whatever else the loggers made; the folder itself goes once the lock is released
+                    for path in run_dir.iterdir():
+                        if path.name != LOCK_FILE:
+                            shutil.rmtree(path) if path.is_dir() else path.unlink()
                 raise TrainingDiverged(f"{exc} Nothing of the run was kept: the corrected command may use the same "
                                        "--out.") from None
-            if new_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
-                run_dir.rmdir()
         raise
     skipped = [SkippedFile.model_validate(s) for s in data.skipped]
     if not result.is_global_zero:
@@ -268,7 +301,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     with finishing(run_dir, len(result.history), result.stopped_reason):
         save_weights(result.model, run.file("model.safetensors"))
         card = make_card(resolved, data, result)
-        card.lr_find = card_info(run_dir)
+        # the sweep that chose this run's lr; an lr-find run into the folder later chose nothing of it
+        card.lr_find = card_info(run_dir) if resolved.lr_auto else None
         card.sizing = sizing
         from ..inference import fitting_precision
         from .trust import drop_unused_statistics, fit_trust

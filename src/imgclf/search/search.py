@@ -7,7 +7,8 @@
     OUT/tune.json         every trial, the best, parameter importances (imgclf.records.TuneRecord); rewritten
                           after each trial (stopped: 'running: ...'), so a search cut short still has it
     OUT/tune.html         history, importances, parallel coordinates, a link to the best trial's report
-    OUT/tune.lock         held by the process searching: a second `tune` on the folder is refused while it lives
+    OUT/tune.lock         held by the process searching (gone when it ends): a second `tune` on the folder is
+                          refused while it lives
 
 Selection uses the validation split only: a trial's value is the validation accuracy of the weights it kept,
 Optuna's TPE sampler (seeded) proposes the next settings and a pruner (median by default) stops a trial whose
@@ -26,8 +27,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,24 +117,6 @@ def _folder(out: str | os.PathLike | None, model: str, resume: bool) -> Path:
     return folder
 
 
-@contextmanager
-def _exclusive(folder: Path) -> Iterator[None]:
-    """One process per search folder. A second `tune --resume` would mark the first one's running trial failed and
-    both would add trials to one study. The OS drops the lock when its holder dies, so a killed search resumes."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(folder / LOCK_FILE)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise bad_path("out", folder, "a search folder no other process is using", "in use by another imgclf tune",
-                       hint="Wait for that search to end (or stop it), then pass --resume") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def _check_resume(folder: Path, stored: dict[str, Any], search: dict[str, Any]) -> None:
     """A resumed search runs the stored settings and space: anything else would mix two searches in one study."""
     for key in ("settings", "space", "seed"):
@@ -209,7 +191,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     import optuna
     from optuna.trial import TrialState
 
-    from ..io import write_yaml, read_yaml
+    from ..io import exclusive, read_yaml, write_yaml
     from ..pipeline.resolve import resolve_config
     from ..train.fit import stop_signal
 
@@ -222,7 +204,11 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     check_against(params, {**settings, "out": None})
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed}
     folder = _folder(out, base.model, resume)
-    with _exclusive(folder):  # held until the search returns or dies
+    # one process per search folder: a second `tune --resume` would mark the first one's running trial failed and
+    # both would add trials to one study
+    with exclusive(folder, LOCK_FILE, "out", "a search folder no other process is using",
+                   "in use by another imgclf tune",
+                   "Wait for that search to end (or stop it), then pass --resume"):  # held until the search ends
         if resume:
             stored = read_yaml(folder / SEARCH_FILE)
             _check_resume(folder, stored, search)

@@ -75,6 +75,20 @@ def checkpoint_problem(path: str | Path) -> str | None:
     return None
 
 
+def batches_into_epoch(path: str | Path) -> int:
+    """How many batches of an unfinished epoch the checkpoint at `path` holds (0 when it was saved at an epoch's
+    end): the loader's own state (`ResumableLoader`), which a resume skips by count of batches. An epoch's end is
+    Lightning's word (its loader state then still holds the last step-count save's batches, unused)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    fit_loop = ckpt.get("loops", {}).get("fit_loop", {})
+    if fit_loop.get("epoch_loop.batch_progress", {}).get("is_last_batch", True):
+        return 0
+    loaders = fit_loop.get("state_dict", {}).get("combined_loader") or [{}]
+    return int(loaders[0].get("batches_done", 0)) if isinstance(loaders[0], dict) else 0
+
+
 def weights_problem(path: str | Path) -> str | None:
     """Why `path` is not a safetensors file of tensors, or None (its header only is read)."""
     from safetensors import SafetensorError, safe_open

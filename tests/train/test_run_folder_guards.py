@@ -1,0 +1,153 @@
+"""What a run folder is protected from: a mistyped --overwrite command, a second training into it, settings that
+a resume would record but not train with, and a sweep that would pass for the run's own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import imgclf
+from conftest import make_image_folder
+from imgclf.errors import ImgclfError
+from imgclf.pipeline import resolve_config, train_run
+from imgclf.pipeline.run import LOCK_FILE
+from imgclf.records import RunDir
+
+SMALL = {"model": "simple_cnn", "img_size": 16, "batch_size": 8, "progress": False, "model_args": {"width": 4},
+         "val_split": 0.25, "test_split": 0.2, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("guards"), per_class=12)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data):
+    """A finished 2-epoch run with an export/ folder, copied by each test that changes it."""
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 2, "out": str(tmp_path_factory.mktemp("f") / "run")},
+                     report=False)
+    (run.path / "export").mkdir()
+    (run.path / "export" / "model.onnx").write_bytes(b"an earlier export")
+    return run.path
+
+
+def _copy(run, tmp_path):
+    return shutil.copytree(run, tmp_path / "run")
+
+
+def test_a_bad_command_with_overwrite_keeps_the_run_it_would_replace(finished, data, tmp_path):
+    run_dir = _copy(finished, tmp_path)
+    before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ImgclfError, match="model_args"):  # refused when the model is built, after the data is read
+        imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(run_dir), "model_args": {"widht": 4}},
+                   overwrite=True)
+    after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before
+
+    # the corrected command replaces all of it, the old export too (it was made from the weights replaced)
+    imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(run_dir)}, overwrite=True)
+    assert not (run_dir / "export").exists()
+    assert [r.epoch for r in RunDir(run_dir).read_history()] == [1]
+
+
+def _hold_lock(folder):
+    """Another process holding the folder's training lock, as a running `imgclf train` does."""
+    code = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+            "print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder / LOCK_FILE)], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_training_into_a_folder_in_use_is_refused_and_the_folder_frees_when_its_holder_dies(data, tmp_path):
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    holder = _hold_lock(folder)
+    try:
+        for resume in (False, True):
+            with pytest.raises(ImgclfError, match="in use by another imgclf training") as info:
+                if resume:
+                    (folder / "config.yaml").write_text("")  # refused for the lock before the config is read
+                    train_run(resolve_config({**SMALL, "data": str(data), "epochs": 1, "out": str(folder)}),
+                              resume=True)
+                else:
+                    imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(folder)})
+            assert "out" in str(info.value)
+            (folder / "config.yaml").unlink(missing_ok=True)
+        assert sorted(p.name for p in folder.iterdir()) == [LOCK_FILE]  # nothing of the refused run was written
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(folder)}, report=False)  # a dead holder's
+    assert (run.path / "model.safetensors").is_file()  # lock is free, and its leftover lock file is no run file
+    assert not (folder / LOCK_FILE).exists()  # released when the run ended
+
+
+@pytest.mark.parametrize("setting,value", [("lr", 0.5), ("weight_decay", 0.1), ("momentum", 0.5)])
+def test_a_resume_refuses_optimiser_settings_its_checkpoint_would_bring_back(finished, tmp_path, setting, value):
+    run_dir = _copy(finished, tmp_path)
+    config = (run_dir / "config.yaml").read_bytes()
+    with pytest.raises(ImgclfError, match=f"{setting}.*a resumed run keeps it"):
+        imgclf.fit(resume=str(run_dir), epochs=3, **{setting: value})
+    assert (run_dir / "config.yaml").read_bytes() == config
+
+
+def test_a_resume_refuses_another_out(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path)
+    with pytest.raises(ImgclfError, match="out.*unset with resume"):
+        imgclf.fit(resume=str(run_dir), epochs=3, out=str(tmp_path / "elsewhere"))
+    assert not (tmp_path / "elsewhere").exists()
+    imgclf.fit(resume=str(run_dir), epochs=3, out=str(run_dir), report=False)  # its own folder, named: accepted
+    assert [r.epoch for r in RunDir(run_dir).read_history()] == [1, 2, 3]
+
+
+def test_a_resume_inside_an_epoch_refuses_another_batch_size(data, tmp_path, steps, monkeypatch):
+    from imgclf.train.fit import TrainingInterrupted
+    from imgclf.train.module import ImageClassifierModule
+
+    settings = {**SMALL, "data": str(data), "epochs": 2, "batch_size": 2, "checkpoint_every": 2,
+                "out": str(tmp_path / "cut")}
+    original = ImageClassifierModule.training_step
+
+    def interrupt(self, batch, batch_idx):
+        if self.trainer.current_epoch == 0 and batch_idx == 5:  # inside epoch 1, after the save at its 4th step
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    with monkeypatch.context() as m:
+        m.setattr(ImageClassifierModule, "training_step", interrupt)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(settings, report=False)
+    with pytest.raises(ImgclfError, match=r"batch_size.*stopped inside \(4 batches of it trained\)") as info:
+        imgclf.fit(resume=str(tmp_path / "cut"), batch_size=4)
+    assert "--epochs 1 " in str(info.value)
+    steps.clear()
+    imgclf.fit(resume=str(tmp_path / "cut"), epochs=1, report=False)  # finishes the epoch at its own batch size
+    train_images = RunDir(tmp_path / "cut").read_dataset().sizes["train"]
+    assert train_images > 10 and len(steps) == -(-train_images // 2) - 4
+    steps.clear()
+    imgclf.fit(resume=str(tmp_path / "cut"), epochs=2, batch_size=4, report=False)  # from an epoch's end: accepted
+    assert len(steps) == -(-train_images // 4)
+
+
+def test_a_sweep_is_refused_inside_a_run_and_only_the_runs_own_sweep_reaches_its_card(finished, data, tmp_path):
+    from imgclf.pipeline.lr_find import lr_find
+
+    run_dir = _copy(finished, tmp_path)
+    with pytest.raises(ImgclfError, match="out.*holds no training run"):
+        lr_find({**SMALL, "data": str(data), "out": str(run_dir)}, steps=20)  # refused before any image is read
+    assert not (run_dir / "lr_find.json").exists()
+
+    # a sweep's file put there by hand: the run's lr was given, so the card names no sweep
+    (run_dir / "lr_find.json").write_text(json.dumps({"suggestion": 0.01, "min_lr": 1e-5, "max_lr": 1.0,
+                                                      "steps": 20}))
+    imgclf.fit(resume=str(run_dir), epochs=3, report=False)
+    assert RunDir(run_dir).read_card().lr_find is None

@@ -151,3 +151,22 @@ def test_a_sweep_is_refused_inside_a_run_and_only_the_runs_own_sweep_reaches_its
                                                       "steps": 20}))
     imgclf.fit(resume=str(run_dir), epochs=3, report=False)
     assert RunDir(run_dir).read_card().lr_find is None
+
+
+def test_a_resume_on_a_changed_data_folder_is_refused_before_any_file_is_written(finished, data, tmp_path):
+    import os
+
+    run_dir = _copy(finished, tmp_path)
+    moved = shutil.copytree(data, tmp_path / "data")  # the run's folder, moved: the same images are accepted
+    config = (run_dir / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(config.replace(str(data), str(moved)))
+    added = moved / "cat" / "new.png"
+    shutil.copy(next((moved / "dog").glob("*.png")), added)
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    with pytest.raises(ImgclfError, match=r"data for --resume .*the images this run was trained on.*added") as info:
+        imgclf.fit(resume=str(run_dir), epochs=3, report=False)
+    assert "--out NEW" in str(info.value)
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+    os.remove(added)
+    imgclf.fit(resume=str(run_dir), epochs=3, report=False)
+    assert [r.epoch for r in RunDir(run_dir).read_history()] == [1, 2, 3]

@@ -234,6 +234,10 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     cfg = cfg.model_copy(update={"out": str(run_dir)})
     run = RunDir(run_dir)
     data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
+    if resume and is_launch_zero:
+        from .resume_checks import check_same_images
+
+        check_same_images(run, dataset_record(data), cfg.data)
     if resolved.class_weight not in ("none", "balanced"):  # a bad file is refused before anything is written
         from ..data.imbalance import weights_from_file
 

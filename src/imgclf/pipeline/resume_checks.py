@@ -1,0 +1,101 @@
+"""What a resumed run must keep: the checks `resume_run` makes before anything is written, and the one training
+makes once the images are read (`check_same_images`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import invalid
+from ..records import RunDir
+
+# What a run's checkpoint and splits were made under, so a resumed run cannot change it: the weights' shapes
+# (model, head, input), which images are train, val and test (data, classes, splits, seed), and the state saved
+# beside the weights (optimiser with its learning rate, weight decay and momentum, schedule, EMA): the checkpoint's
+# optimiser state would bring the old rate back, while config.yaml said the new one. Changing one is a new run.
+FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size", "color", "val_split", "test_split",
+                   "group_duplicates", "model", "model_args", "head", "pretrained", "weights", "features_only",
+                   "task", "normalize", "seed", "folds", "fold", "optimizer", "lr", "weight_decay", "momentum",
+                   "schedule", "ema")
+
+
+def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
+    """Refuse, before anything is written, what the run's checkpoint cannot continue: fewer epochs than it has
+    trained, or another value of a FIXED_ON_RESUME setting. (Refused later, the run's config.yaml would already
+    hold the new value, and every later resume of it would fail.)"""
+    stored = run.read_config().model_dump(mode="json")
+    asked = cfg.model_dump(mode="json")
+    changed = [name for name in FIXED_ON_RESUME if values.get(name) is not None and asked[name] != stored[name]]
+    if changed:
+        name = changed[0]
+        # the data folder is train's positional argument; every other setting is a flag of its own name
+        given = "DATA" if name == "data" else f"--{name.replace('_', '-')} ..."
+        command = f"imgclf train {given} --config {run.file('config.yaml')}" if name == "data" else \
+            f"imgclf train --config {run.file('config.yaml')} {given}"
+        raise invalid(name, asked[name], f"{stored[name]!r} for this run, as it was trained (a resumed run keeps it)",
+                      where=f"--resume {run.path}",
+                      hint=f"Start a new run from its settings instead: {command} --out NEW")
+    trained = len(run.read_history())
+    if cfg.epochs < trained:
+        raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",
+                      where=f"--resume {run.path}")
+
+
+def check_same_images(run: RunDir, now: Any, data: Any) -> None:
+    """Refuse to resume on images other than the run's: a file added to or gone from the data folder draws other
+    splits, and the resumed epochs would train on images the earlier ones held out (`now`: the resumed run's
+    DatasetRecord, before anything is written)."""
+    stored = run.read_dataset()
+    changes = []
+    for split in sorted(set(stored.splits) | set(now.splits), key=["train", "val", "test"].index):
+        old = set(zip(*_files(stored, split)))
+        new = set(zip(*_files(now, split)))
+        if old != new:
+            changes.append(f"{split}: {len(new - old)} added, {len(old - new)} gone")
+    if changes:
+        raise invalid("data", data, "the images this run was trained on, as its dataset.json lists them",
+                      where=f"--resume {run.path}", note="; ".join(changes),
+                      hint=f"Put the folder back as it was, or train a new run on it: imgclf train DATA --config "
+                           f"{run.file('config.yaml')} --out NEW")
+
+
+def _files(record: Any, split: str) -> tuple[list[str], list[Any]]:
+    """A split's files and labels (label sets for multi-label data) from a DatasetRecord; empty when absent."""
+    if split not in record.splits:
+        return [], []
+    files = record.splits[split]
+    return files.files, [tuple(s) for s in files.label_sets] if files.label_sets is not None else files.labels
+
+
+def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) -> None:
+    """Another batch size continues a checkpoint saved at an epoch's end, never one inside an epoch: the loader
+    skips the batches already trained by count, and batches of another size would skip other images."""
+    from ..train.callbacks import batches_into_epoch
+
+    stored = run.read_config().batch_size
+    if values.get("batch_size") is None or cfg.batch_size == stored:
+        return
+    done = batches_into_epoch(ckpt)
+    if done:
+        raise invalid("batch_size", cfg.batch_size, f"{stored}, the batch size of the epoch this run's checkpoint "
+                      f"stopped inside ({done} batch{'es' if done != 1 else ''} of it trained)",
+                      where=f"--resume {run.path}",
+                      hint=f"Resume without --batch-size and with --epochs {len(run.read_history()) + 1} to "
+                           "finish that epoch, then resume again with the new batch size")
+
+
+def checked_checkpoints(run: RunDir) -> Path | None:
+    """The run's last.ckpt (None when it has none), after reading it and best.safetensors as training would, before
+    any data is decoded: a garbage, truncated or crafted file is reported on one line, and nothing in it runs."""
+    from ..train.callbacks import checkpoint_problem, weights_problem
+
+    for name, problem_of in (("checkpoints/last.ckpt", checkpoint_problem),
+                             ("checkpoints/best.safetensors", weights_problem)):
+        path = run.file(name)
+        problem = problem_of(path) if path.is_file() else None
+        if problem:
+            raise invalid("resume", run.path, f"a run directory whose {name} can be read", note=f"{name} {problem}",
+                          hint=f"Delete {path} to resume without it" + (" (from epoch 1)" if name.endswith("ckpt")
+                                                                        else ""))
+    last = run.file("checkpoints/last.ckpt")
+    return last if last.is_file() else None

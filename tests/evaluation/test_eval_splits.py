@@ -82,3 +82,19 @@ def test_evaluating_images_the_run_learnt_from_says_so(tiny_run, image_folder, t
     assert "not held-out scores" in said
     result, said = evaluate()
     assert run.read_metrics().seen is None and "not held-out" not in said
+
+
+def test_evaluating_a_run_without_a_test_split_says_the_scores_are_validation_scores(image_folder, tmp_path,
+                                                                                      tiny_run):
+    import imgclf
+
+    run = imgclf.fit(data=str(image_folder), img_size=16, epochs=1, batch_size=16, progress=False,
+                     model_args={"width": 4}, val_split=0.25, test_split=0, out=str(tmp_path / "r"), report=False)
+    result = CliRunner().invoke(app, ["evaluate", str(run.path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert json.loads((run.path / "metrics.json").read_text())["split"] == "val"
+    assert "no test split (trained with test_split 0): these are its validation scores" in \
+        " ".join(result.stderr.split())
+    held_out = CliRunner().invoke(app, ["evaluate", str(shutil.copytree(tiny_run, tmp_path / "tiny"))],
+                                  env={"COLUMNS": "200"})
+    assert held_out.exit_code == 0 and "no test split" not in held_out.stderr

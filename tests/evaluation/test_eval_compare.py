@@ -242,3 +242,20 @@ def test_cli_compare_output_fits_80_columns(tmp_path):
     assert max(len(line) for line in lines if not line.startswith("comparison: ")) <= 80, result.output
     assert "61.00" in result.output and "72.00" in result.output and "93.00" in result.output
     assert "not ranked against each other" in " ".join(result.output.split())
+
+
+def test_a_copy_or_rerun_of_a_seed_is_counted_once(tmp_path):
+    """Two runs with the same settings and seed are one sample, not two: the second would halve nothing but the
+    ±std. It is left out with a warning naming the run it repeats; other seeds still make the group."""
+    import shutil
+
+    from imgclf.evaluation.compare import UnfinishedRunWarning
+
+    a0 = write_run(tmp_path, seed=0, run_name="a0")
+    a1 = write_run(tmp_path, seed=1, run_name="a1")
+    copy = shutil.copytree(a0, tmp_path / "a0-copy")
+    with pytest.warns(UnfinishedRunWarning, match=r"a0-copy: the same settings and seed 0 as .*a0 \(a copy"):
+        comparison = compare_runs([a0, copy, a1])
+    assert [g.n for g in comparison.groups] == [2]
+    assert {r.name for r in comparison.groups[0].runs} == {"a0", "a1"}
+    assert [r for r, _ in comparison.skipped] == [str(copy)]

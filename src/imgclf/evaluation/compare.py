@@ -219,7 +219,15 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
         # scores on another folder (written over the run's own by an older release) are never averaged with
         # scores on the run's own split
         other_data = s.split if ":" in s.split else ""
-        by_key.setdefault(_experiment(s.config) + other_data, []).append(s)
+        group = by_key.setdefault(_experiment(s.config) + other_data, [])
+        twin = next((t for t in group if (t.seed, t.config.get("fold")) == (s.seed, s.config.get("fold"))), None)
+        if twin is not None:  # a copy or a rerun: one more sample of the same seed would narrow the ±std falsely
+            what = f"seed {s.seed}" + (f", fold {s.config['fold']}" if s.config.get("fold") else "")
+            why = f"the same settings and {what} as {twin.path} (a copy or a rerun): counted once"
+            skipped.append((str(s.path), why))
+            warnings.warn(f"compare: skipped {s.path}: {why}", UnfinishedRunWarning, stacklevel=2)
+            continue
+        group.append(s)
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)
     members = list(by_key.values())
     differing = [k for k in keys

@@ -151,7 +151,8 @@ class Prediction:
     unknown: bool = False
     best_label: str | None = None
     # multi-label runs: every label whose probability reaches its threshold, most probable first (may be empty);
-    # `label` is then those names joined by ";" and `top` the most probable labels, carried or not
+    # `label` is then those names joined by ";", `top` the most probable labels, carried or not, and `best_label`
+    # with `probability` the most probable label, carried or not (as for an unknown single-label image)
     labels: list[tuple[str, float]] | None = None
 
 

@@ -44,6 +44,23 @@ def test_bad_rows_name_the_file_and_line(tmp_path, text, line, words):
     assert f"index.csv:{line}" in message and words in message and "\n" not in message
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "dotted path"])
+def test_one_file_listed_under_two_paths_is_refused(tmp_path, link):
+    """A link to a listed image is that image: in another split it would be a test image the model trained on."""
+    import os
+
+    (tmp_path / "sub").mkdir()
+    if link == "symlink":
+        os.symlink(tmp_path / "a.png", tmp_path / "sub" / "c.png")
+    elif link == "hardlink":
+        (tmp_path / "a.png").write_bytes(b"")
+        os.link(tmp_path / "a.png", tmp_path / "sub" / "c.png")
+    second = "sub/../a.png" if link == "dotted path" else "sub/c.png"
+    index = _write(tmp_path, f"a.png,cat\nb.png,dog\n{second},cat\n")
+    with pytest.raises(ImgclfError, match=rf"index.csv:3.*'{second}' is the file 'a.png' of line 1"):
+        read_label_index(index)
+
+
 def test_unknown_label_is_refused_against_a_label_set(tmp_path):
     index = _write(tmp_path, "a.png,cat\nb.png,cat;zebra\n")
     with pytest.raises(ImgclfError, match=r"index.csv:2.*unknown label\(s\) \['zebra'\]"):

@@ -107,6 +107,8 @@ def _jsonl_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
 def read_label_index(index: str | os.PathLike, classes: list[str] | None = None) -> LabelIndex:
     """Read and check an index file. classes: the label set to hold the rows to (a trained model's); None: the
     labels found, sorted."""
+    from .folder import file_identity
+
     index = Path(index)
     if not index.is_file():
         raise bad_path("data", index, "an image folder, or a CSV / JSON-lines index of images and their labels",
@@ -129,10 +131,13 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
         if not os.path.isfile(full):
             raise _row_error(index, line, "a row naming an existing image file (relative to the index file)",
                              note=f"{path!r} not found")
-        if full in seen:
-            raise _row_error(index, line, "a row per image (list all of its labels in one row)",
-                             note=f"{path!r} already on line {seen[full]}")
-        seen[full] = line
+        key = file_identity(full)  # a link to a listed file is that file: in two splits it would leak
+        if key in seen:
+            first_line, first_path = seen[key]
+            note = f"{path!r} already on line {first_line}" if first_path == path else \
+                f"{path!r} is the file {first_path!r} of line {first_line} (a link to it)"
+            raise _row_error(index, line, "a row per image (list all of its labels in one row)", note=note)
+        seen[key] = (line, path)
         files.append(full)
         label_sets.append(_split_labels(cell, index, line))
         lines.append(line)

@@ -61,6 +61,16 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
         pr, rc, f, _ = precision_recall_fscore_support(y, pred, average=kind, zero_division=0)
         return {"precision": float(pr), "recall": float(rc), "f1": float(f)}
 
+    def macro_over_present() -> dict[str, float]:
+        # a label no image of the split carries has no recall: as sklearn's 0 it would pull the mean below every
+        # present label's (as for single-label metrics, `evaluation.metrics`); its false alarms still cost the
+        # micro and per-label precision
+        keep = [i for i in range(k) if support[i] > 0]
+        if not keep or len(keep) == k:
+            return averages("macro")
+        return {"precision": float(np.mean(precision[keep])), "recall": float(np.mean(recall[keep])),
+                "f1": float(np.mean(f1[keep]))}
+
     per_class = {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                      "support": int(support[i])} for i, c in enumerate(classes)}
     recalls = {c: per_class[c]["recall"] for c in present}
@@ -86,7 +96,7 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
         "split": split, "count": int(len(y)), "task": "multilabel",
         "accuracy": multilabel["subset_accuracy"],
         "loss": float(bce.mean()) if len(y) else None,
-        "macro": averages("macro"), "weighted": averages("weighted"),
+        "macro": macro_over_present(), "weighted": averages("weighted"),
         "per_class": per_class,
         "worst_class": {"name": worst, "recall": recalls[worst]} if worst else None,
         "auc": auc, "macro_auc": float(np.mean(valid_auc)) if valid_auc else None,

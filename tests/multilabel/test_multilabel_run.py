@@ -50,6 +50,23 @@ def test_run_trains_sigmoid_outputs_and_stores_tuned_thresholds(ml_run):
     assert all((run.path / "plots" / f"{key}.png").stat().st_size > 0 for key in figures)
 
 
+def test_the_cooccurrence_figure_is_titled_and_labelled_for_labels(tmp_path, monkeypatch):
+    """It is drawn by the confusion-matrix plot, which titled it "Confusion matrix" with class axes."""
+    from matplotlib.axes import Axes
+
+    from imgclf.evaluation.plots import per_class
+
+    said = []
+    monkeypatch.setattr(per_class, "figure_title", lambda fig, text: said.append(text))
+    set_xlabel = Axes.set_xlabel
+    monkeypatch.setattr(Axes, "set_xlabel", lambda ax, text, **kw: (said.append(text), set_xlabel(ax, text, **kw)))
+    per_class.plot_confusion_matrix([[3, 1], [0, 2]], ["cat", "dog"], tmp_path / "c.png",
+                                    names=("Label co-occurrence", "label"))
+    per_class.plot_confusion_matrix([[3, 1], [0, 2]], ["cat", "dog"], tmp_path / "d.png")
+    assert said == ["predicted label", "Label co-occurrence (image counts)",
+                    "predicted class", "Confusion matrix (image counts)"]
+
+
 def test_predictions_csv_holds_label_sets(ml_run):
     run, _, _ = ml_run
     from imgclf.records import RunDir

@@ -66,7 +66,8 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         add("training_curves", lambda p: plots.plot_training_curves(history, p, card.training.best_epoch))
     add("pr", lambda p: plots.plot_pr_curves(targets, probs, card.classes, p))
     add("per_label", lambda p: plots.plot_per_class_metrics(metrics.per_class, p))
-    add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p))
+    add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p,
+                                                                names=("Label co-occurrence", "label")))
     add("reliability", lambda p: plot_label_reliability(targets, probs, card.classes, p))
     add("samples", lambda p: plot_label_set_grid(_samples(rows, card), p))
     ml = metrics.multilabel

@@ -25,8 +25,9 @@ from .layout import LEGEND_PT, TICK_PT, TITLE_PT, figure_title, text_px
 
 
 def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
-                          normalize: bool = False) -> Path:
-    """Counts, or rates normalised per true class (the diagonal is then each class's recall).
+                          normalize: bool = False, names: tuple[str, str] = ("Confusion matrix", "class")) -> Path:
+    """Counts, or rates normalised per true class (the diagonal is then each class's recall). `names`: the
+    counts' title and what the axes hold (multi-label runs draw label co-occurrence with it).
 
     Cells are big enough for their numbers at a readable size (about 33 pixels), so the figure grows with the
     number of classes: up to 10 short class names it fits half the report's width. Above 30 classes the cell
@@ -37,6 +38,7 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
     support = cm.sum(1, keepdims=True)
     values = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0) if normalize else cm
     numbers = k <= 30
+    counts_title, axis = names
     names = [short(c) for c in classes]
     label_px = max((text_px(n, TICK_PT) for n in names), default=6) + 14
     cell_px = float(np.clip(300 / max(k, 1), 33, 60)) if numbers else 17.0
@@ -59,10 +61,10 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
         cbar.ax.tick_params(labelsize=tick_font)
         ax.set_xticks(range(k), names, rotation=90 if turn else 0, fontsize=tick_font)
         ax.set_yticks(range(k), names, fontsize=tick_font)
-        ax.set_xlabel("predicted class", fontsize=9)
-        ax.set_ylabel("true class", fontsize=9)
+        ax.set_xlabel(f"predicted {axis}", fontsize=9)
+        ax.set_ylabel(f"true {axis}", fontsize=9)
         # Short titles: the page's caption says the rest, and a title wider than the figure would be cut.
-        title = "Row-normalised (diagonal = recall)" if normalize else "Confusion matrix (image counts)"
+        title = "Row-normalised (diagonal = recall)" if normalize else f"{counts_title} (image counts)"
         figure_title(fig, title + ("" if numbers else "\ncolour on a square-root scale: small confusions show"))
         for spine in ax.spines.values():
             spine.set_visible(False)

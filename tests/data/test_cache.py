@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 import imgclf.data.cache as cache_mod
 from conftest import make_image_folder
@@ -72,3 +73,32 @@ def test_cache_build_progress_when_redirected_is_a_few_lines_with_the_counts(tmp
     assert capsys.readouterr().err == "", "opening a built cache is not a step to report"
     decode_all(paths, 8, "rgb", cache_dir=tmp_path / "q", workers=1, progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_calling_imgclf_at_top_level_gets_the_guard_named_not_a_broken_pool(tmp_path, guarded):
+    """Decode workers are spawned, and each imports the script that started it: unguarded top-level calls run
+    again inside them, and they die. The error names num_workers and the `__main__` guard; guarded, it works."""
+    import subprocess
+    import sys
+    from textwrap import indent
+
+    from PIL import Image
+
+    for i in range(4):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / f"{i}.png")
+    call = (f"import imgclf.data.cache as cache\ncache._IN_PROCESS_BELOW = 0\n"
+            f"decoded = cache.decode_all([str(p) for p in sorted(pathlib.Path({str(tmp_path)!r}).glob('*.png'))], 8, "
+            f"'rgb', cache_dir={str(tmp_path / 'cache')!r}, workers=2, progress=False)\nprint('decoded', "
+            f"len(decoded.paths))\n")
+    body = f"if __name__ == '__main__':\n{indent(call, '    ')}" if guarded else call
+    script = tmp_path / "train_script.py"
+    script.write_text("import pathlib\n" + body)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    if guarded:
+        assert done.returncode == 0 and "decoded 4" in done.stdout, done.stderr
+    else:
+        assert done.returncode == 1
+        last = done.stderr.strip().splitlines()[-1]
+        assert "num_workers must be 1, or more with a script whose imgclf calls sit under" in last
+        assert "__name__" in last and "train_script.py" in last

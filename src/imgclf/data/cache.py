@@ -14,11 +14,13 @@ import os
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import invalid
 from ..io import write_json
 from ..progress import StepProgress
 from .decode import DecodeError, open_image
@@ -87,11 +89,28 @@ def _run_chunks(tasks: list[tuple], workers: int, bar: StepProgress) -> dict[int
             bar.update(len(task[2]))
     else:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for task, result in zip(tasks, pool.map(_decode_chunk, tasks)):
-                failures.update(result)
-                bar.update(len(task[2]))
+        try:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                for task, result in zip(tasks, pool.map(_decode_chunk, tasks)):
+                    failures.update(result)
+                    bar.update(len(task[2]))
+        except BrokenProcessPool:
+            raise _workers_died(workers) from None
     return failures
+
+
+def _workers_died(workers: int) -> Exception:
+    """The usual cause: a script that calls imgclf at its top level. A spawned worker imports the script again
+    before it can run anything, so it starts the training again in itself and dies (Python's own message, printed
+    above by the worker, says so too)."""
+    import __main__
+
+    script = getattr(__main__, "__file__", None)
+    died = f"a decode worker process died{f' ({script})' if script else ''}"
+    return invalid("num_workers", workers, "1, or more with a script whose imgclf calls sit under "
+                   "`if __name__ == \"__main__\":`", note=died,
+                   hint="Each worker imports the script that started it; guard its calls, as multiprocessing's "
+                        "'safe importing of main module' says, or pass num_workers=1")
 
 
 def decode_all(

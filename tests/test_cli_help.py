@@ -99,6 +99,24 @@ def test_train_help_says_how_the_data_is_chosen_and_what_an_epoch_is(train_help,
     assert re.search(pattern, train_help), pattern
 
 
+def test_study_help_names_the_network_the_study_trains_by_default(tmp_path):
+    """Its training flags come from train's, whose --model default (simple_cnn) is not the study's; the cells'
+    config.yaml show which network trained."""
+    from conftest import make_image_folder
+    from imgclf.io import read_yaml
+    from imgclf.study.imbalance import run_imbalance_study
+
+    result = CliRunner().invoke(app, ["study", "imbalance", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    text = " ".join(result.output.replace("│", " ").split())
+    said = re.search(r"--model .*?\[default: (\w+), S4's network, at its own input size\]", text)
+    assert result.exit_code == 0 and said, text
+    data = make_image_folder(tmp_path / "data", per_class=4, size=40)
+    run_imbalance_study(data, tmp_path / "out", per_class=4, rhos=[1], configs=["none"], run_reports=False,
+                        overrides={"epochs": 1, "batch_size": 4, "img_size": 40, "progress": False})
+    configs = [read_yaml(p) for p in (tmp_path / "out").rglob("config.yaml")]
+    assert configs and {c["model"] for c in configs} == {said.group(1)}
+
+
 def test_lr_find_help_names_its_own_default_out_folder():
     result = CliRunner().invoke(app, ["lr-find", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
     text = " ".join(result.output.replace("│", " ").split())

@@ -160,10 +160,22 @@ def _study_options() -> list[inspect.Parameter]:
                                           "epoch's weights kept, no early stopping.", show_default=True)),
     ]
     skip = (set(CONTROLLED) - {"model"}) | {"config", "overwrite", "resume"}
-    train = [p for p in train_options()[1:] if p.name not in skip]
+    train = [_study_default(p) for p in train_options()[1:] if p.name not in skip]
     config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                                default=typer.Option(None, "--config", help="YAML file of training settings."))
     return own + train + [config]
+
+
+def _study_default(param: inspect.Parameter) -> inspect.Parameter:
+    """The study's own default where it is not training's: S4's network (`imgclf train` defaults to simple_cnn)."""
+    if param.name != "model":
+        return param
+    from ..study import DEFAULT_MODEL
+
+    option = param.default
+    own = f" \\[default: {DEFAULT_MODEL}, S4's network, at its own input size]"
+    help_text = option.help.split(" \\[default:")[0] + own
+    return param.replace(default=typer.Option(None, *option.param_decls, help=help_text, show_default=False))
 
 
 def study_imbalance(data: str, **options: Any) -> None:

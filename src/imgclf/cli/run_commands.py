@@ -93,8 +93,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
             threshold: Optional[float] = typer.Option(None, help="Multi-label runs: one decision threshold for "
                                                       "every label instead of the ones tuned on validation "
                                                       "(model.json thresholds)."),
-            precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto "
-                                          "only).")) -> None:
+            precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto or "
+                                          "32).")) -> None:
     """Predict labels and calibrated probabilities for images, or unknown for an image like no class.
 
     Each prediction carries its in-distribution score. Unreadable files get an error row."""
@@ -168,7 +168,7 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
           threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads (default: half the cores)."),
           access_log: bool = typer.Option(True, help="Log every request."),
           unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off."),
-          precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto only); "
+          precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto or 32); "
                                         "GET /health says which.")) -> None:
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
     from ..serve import serve as run_server

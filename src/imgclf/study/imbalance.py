@@ -78,6 +78,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     from ..config_text import parse_mapping
     from ..data.subset import build_subset, plan_subset
     from ..pipeline import fit
+    from . import DEFAULT_MODEL
     from ..train.fit import TrainingInterrupted
 
     log = log or (lambda message: None)
@@ -93,7 +94,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         recipe_model, overrides, ignored = study_settings(None, overrides, protocol)
         if ignored:
             log(f"the configurations and protocol set {', '.join(ignored)}: the recipe's values for them are not used")
-    model = model or recipe_model or "caltech_cnn"
+    model = model or recipe_model or DEFAULT_MODEL
     check_overrides(overrides, protocol)
     rhos = _parse_rhos(rhos)
     if not configs:

@@ -134,7 +134,11 @@ def test_a_loss_spike_puts_the_loss_panel_on_a_log_scale(tmp_path, monkeypatch):
         rows = [HistoryRow(epoch=e, loss=0.8 - 0.01 * e, val_loss=v, acc=0.5, val_acc=0.5, lr=0.1)
                 for e, v in enumerate(val_losses, 1)]
         plots.plot_training_curves(rows, tmp_path / "c.png")
-        return saved.pop().axes[1].get_yscale()
+        fig = saved.pop()
+        fig.canvas.draw()
+        title = fig.axes[1].title.get_window_extent()
+        assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1, "the loss panel's title runs off the figure"
+        return fig.axes[1].get_yscale()
 
     # one validation epoch at loss 2,000 among 0.7s (a small data set at a high learning rate)
     assert loss_axis_scale([2.3, 2000.0, 150.0] + [0.7] * 12) == "log"

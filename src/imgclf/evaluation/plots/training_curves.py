@@ -90,7 +90,7 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
             acc_ax.set_ylim(max(0.0, finite_acc.min() - 0.05), min(1.02, max(finite_acc.max() + 0.03, 0.1)))
         if loss_spikes(np.concatenate([col["loss"], col["val_loss"]])):
             plain_log_scale(loss_ax, "y")
-            loss_ax.set_title("Loss (log scale: one epoch's loss is far above the rest)")
+            loss_ax.set_title("Loss, log scale\n(one epoch's loss is far above the rest)")  # one line was cut
         changes = lr_changes(list(col["lr"]))
         handles, labels = loss_ax.get_legend_handles_labels()
         if changes and len(changes) <= 6:

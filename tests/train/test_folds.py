@@ -122,6 +122,9 @@ def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_val
     assert (folds.runs[2] / "model.json").stat().st_mtime_ns == stamps["fold-3"]
     assert RunDir(folds.runs[1]).has("metrics.json")
     assert "3 folds: mean ± std" in result.output and "test accuracy" in result.output
+    # the two losses are named for what they are: training's raw one, and the one after the temperature
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "val loss (raw, as training chose the epoch)" in said and "test loss (after the temperature)" in said
     # other settings than the finished folds had: refused, not mixed into one summary
     with pytest.raises(ImgclfError, match="differs in epochs"):
         imgclf.fit({"data": str(data), "out": str(folds.path), "folds": K, **TINY, "epochs": 2, "test_split": 0.2},

@@ -109,12 +109,18 @@ def _print_folds(folds: Any) -> None:
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
     table.add_column("per fold", justify="right")
+    from ..records import RunDir
+
+    # the two losses are not of the same probabilities where evaluation applies the fitted temperature
+    calibrated = RunDir(folds.runs[0]).read_card().calibration is not None
+    shown_as = {"val_loss": "val loss (raw, as training chose the epoch)",
+                "test_loss": "test loss (after the temperature)"} if calibrated else {}
     for name, stat in summary["metrics"].items():
         if stat["mean"] is None:
             continue
         spread = "" if stat["std"] is None else f" ± {stat['std']:.4f}"
         each = " ".join("—" if f[name] is None else f"{f[name]:.3f}" for f in summary["per_fold"])
-        table.add_row(name.replace("_", " "), f"{stat['mean']:.4f}{spread}", each)
+        table.add_row(shown_as.get(name, name.replace("_", " ")), f"{stat['mean']:.4f}{spread}", each)
     new_console().print(table)
     typer.echo(f"folds: {folds.path} (fold-1 ... fold-{summary['folds']}, folds.json)")
 

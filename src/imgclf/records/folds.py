@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Record
 
-# val_* from the fold's card and history at the kept epoch, test_* from its metrics.json (None without a test split)
+# val_* from the fold's card and history at the kept epoch, test_* from its metrics.json (None without a test split):
+# val_loss is training's raw loss, test_loss that of the probabilities after the card's temperature (if fitted)
 FoldMetric = Literal["val_accuracy", "val_loss", "test_accuracy", "test_loss", "test_macro_precision",
                      "test_macro_recall", "test_macro_f1", "test_weighted_f1", "test_ece", "test_macro_auc",
                      "test_worst_class_recall"]

@@ -214,3 +214,28 @@ def test_the_fast_recipe_sizes_once_and_every_fold_trains_that_choice(tmp_path, 
     weights = {path: (path / "model.safetensors").stat().st_mtime_ns for path in folds.runs}
     again = imgclf.fit(asked, report=False)
     assert probes == [1] and {path: (path / "model.safetensors").stat().st_mtime_ns for path in again.runs} == weights
+
+
+def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monkeypatch):
+    """The fold's own hint (`--resume FOLD`) would finish that fold and leave no folds.json."""
+    from imgclf.train.callbacks import HistoryWriter
+    from imgclf.train.fit import TrainingInterrupted
+
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    cfg = {"data": str(data), "out": str(tmp_path / "cv"), "folds": K, **TINY, "epochs": 2, "test_split": 0.2}
+    original = HistoryWriter.on_train_epoch_start
+
+    def interrupt(self, trainer, pl_module):
+        if trainer.current_epoch == 1 and "fold-2" in str(self.run.path):
+            raise KeyboardInterrupt
+        original(self, trainer, pl_module)
+
+    with monkeypatch.context() as m:
+        m.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
+        with pytest.raises(TrainingInterrupted) as info:
+            imgclf.fit(cfg, report=False)
+    said = str(info.value)
+    assert "(fold 2 of 3)" in said and "same imgclf train --folds command again" in said
+    assert "--resume" not in said and info.value.exit_code == 130
+    folds = imgclf.fit(cfg, report=False)  # as it says: fold 1 kept, fold 2 resumed, fold 3 trained
+    assert [len(RunDir(r).read_history()) for r in folds.runs] == [2, 2, 2]

@@ -92,6 +92,7 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     """Train (or finish) the K folds of `cfg` (cfg.folds = K) and write OUT/folds.json."""
     from ..data.index_data import refuse_folds
     from ..data.multilabel import is_label_index
+    from ..train.fit import TrainingInterrupted
     from .resume import resume_run
     from .run import train_run
 
@@ -119,6 +120,11 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
                 resume_run(path, report=report)
             elif state != "done":
                 train_run(wanted, overwrite=state == "restart", report=report)
+        except TrainingInterrupted as exc:
+            # the fold's own hint (imgclf train --resume FOLD) would finish that fold only, and no folds.json
+            raise TrainingInterrupted(f"{exc.state} (fold {i} of {k}). Continue the cross-validation by running the "
+                                      "same imgclf train --folds command again: finished folds are kept, this one "
+                                      "resumes", state=exc.state, exit_code=exc.exit_code) from None
         except BaseException:
             if not any(out.iterdir()):
                 out.rmdir()  # a K refused before any fold trained leaves no empty folder behind

@@ -170,3 +170,18 @@ def test_a_resume_on_a_changed_data_folder_is_refused_before_any_file_is_written
     os.remove(added)
     imgclf.fit(resume=str(run_dir), epochs=3, report=False)
     assert [r.epoch for r in RunDir(run_dir).read_history()] == [1, 2, 3]
+
+
+def test_an_early_stopped_run_resumes_only_with_a_larger_patience_and_then_waits_that_long(data, tmp_path):
+    run_dir = tmp_path / "es"
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 40, "early_stopping": 1, "lr": 0.05,
+                      "out": str(run_dir)}, report=False)
+    stopped_at = run.epochs_run
+    assert run.stopped_reason == "early stopping" and stopped_at < 40
+    with pytest.raises(ImgclfError, match=r"early_stopping .*more than 1, or none: this run stopped early"):
+        imgclf.fit(resume=str(run_dir), report=False)  # it would train one epoch and stop again
+    assert len(RunDir(run_dir).read_history()) == stopped_at
+    # patience 4, the restored wait of 1 epoch counted: at least 3 more epochs (Lightning restored the old
+    # patience from the checkpoint, and stopped after one)
+    imgclf.fit(resume=str(run_dir), early_stopping=4, report=False)
+    assert len(RunDir(run_dir).read_history()) >= min(stopped_at + 3, 40)

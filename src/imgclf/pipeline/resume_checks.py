@@ -36,6 +36,15 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
                       where=f"--resume {run.path}",
                       hint=f"Start a new run from its settings instead: {command} --out NEW")
     trained = len(run.read_history())
+    stored_patience = run.read_config().early_stopping
+    # (with --epochs at the epochs trained it trains none: it finishes a run cut after training)
+    if cfg.epochs > trained and run.has("model.json") and run.read_card().training.stopped == "early stopping" \
+            and cfg.early_stopping is not None and cfg.early_stopping <= (stored_patience or 0):
+        raise invalid("early_stopping", cfg.early_stopping, f"more than {stored_patience}, or none: this run stopped "
+                      f"early after epoch {trained}, its {cfg.monitor} not better for {stored_patience} "
+                      f"epoch{'s' if stored_patience != 1 else ''}, and "
+                      "with that patience it would stop again after one more", where=f"--resume {run.path}",
+                      hint="Pass --early-stopping K (a larger patience) or none to train on")
     if cfg.epochs < trained:
         raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",
                       where=f"--resume {run.path}")

@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
@@ -315,3 +316,14 @@ class HistoryWriter(L.Callback):
         )
         self.rows = [r for r in self.rows if r.epoch < row.epoch] + [row]
         self.run.write_history(self.rows)
+
+
+class PatienceAsConfigured(EarlyStopping):
+    """Lightning's EarlyStopping, except that a resumed run keeps the patience its config gives: Lightning's
+    restores the checkpoint's, so `--resume RUN --early-stopping 10` still stopped after the old patience. The
+    epochs waited and the best score are restored as Lightning does."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience

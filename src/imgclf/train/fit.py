@@ -198,7 +198,9 @@ def training_module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
                steps: int) -> tuple[list[Any], BestWeights, HistoryWriter]:
-    from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from .callbacks import PatienceAsConfigured
 
     mode = "min" if cfg.monitor == "val_loss" else "max"
     best = BestWeights(run_dir / "checkpoints" / "best.safetensors", cfg.monitor, mode, cfg.restore_best)
@@ -206,8 +208,8 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
     # LastCheckpoint first: its epoch-start save must see the state before any other epoch-start hook moves it
     callbacks: list[Any] = [LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint_every), best, history]
     if cfg.early_stopping is not None:
-        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping,
-                                       min_delta=cfg.min_delta, check_finite=True))
+        callbacks.append(PatienceAsConfigured(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping,
+                                              min_delta=cfg.min_delta, check_finite=True))
     callbacks.extend(_extra_callbacks(cfg, model))
     if cfg.progress:
         from .progress import EpochLines, stderr_is_terminal

@@ -65,7 +65,7 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     assert states == {0: "complete", 1: "pruned", 2: "complete"}
     pruned = out / "trials" / "trial-001"
     assert (pruned / "config.yaml").is_file() and not (pruned / "model.json").exists()
-    assert "pruned at epoch 0" in record.trials[1].stopped
+    assert "pruned at epoch 0" in record.trials[1].stopped and record.trials[1].epochs == 1  # its first epoch ran
     for n in (0, 2):  # ordinary run directories, validated; the test split only for the best
         run = out / "trials" / f"trial-{n:03d}"
         assert (run / "config.yaml").is_file() and (run / "model.safetensors").is_file()

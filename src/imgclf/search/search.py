@@ -293,6 +293,10 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
                         callbacks=[PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE)])
     except optuna.TrialPruned as exc:
         trial.set_user_attr("stopped", str(exc))
+        # the epochs it trained before the pruner stopped it (tune.json and tune.html showed none): each reported its
+        # validation accuracy (step = 0-based epoch) before the pruner read it
+        reported = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
+        trial.set_user_attr("epochs", max(reported) + 1 if reported else 0)
         study.tell(trial, state=TrialState.PRUNED)
         say(f"trial {trial.number:3d}  pruned ({exc})  {shown}")
         return

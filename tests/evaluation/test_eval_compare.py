@@ -259,3 +259,10 @@ def test_a_copy_or_rerun_of_a_seed_is_counted_once(tmp_path):
     assert [g.n for g in comparison.groups] == [2]
     assert {r.name for r in comparison.groups[0].runs} == {"a0", "a1"}
     assert [r for r, _ in comparison.skipped] == [str(copy)]
+
+
+def test_where_a_run_was_logged_does_not_make_it_another_experiment(tmp_path):
+    a0 = write_run(tmp_path, seed=0, run_name="a0")
+    a1 = _configure(write_run(tmp_path, seed=1, run_name="a1"), logger=["csv", "tensorboard"], checkpoint_every=5)
+    comparison = compare_runs([a0, a1])
+    assert [g.n for g in comparison.groups] == [2] and comparison.differing == []

@@ -176,6 +176,21 @@ def test_compare_groups_the_folds(cross_validation, tmp_path):
     assert group.stats["test_accuracy"].std == pytest.approx(statistics.stdev(accuracies))
 
 
+def test_the_compare_figure_calls_folds_folds(cross_validation, tmp_path, monkeypatch):
+    from imgclf.evaluation import compare_render
+    from imgclf.evaluation.compare import compare_runs
+
+    from imgclf.evaluation import plots
+
+    drawn = []
+
+    monkeypatch.setattr(plots, "plot_compare_curves", lambda groups, path: drawn.extend(groups) or
+                        Path(path).write_bytes(b""))
+    _, _, folds = cross_validation
+    compare_render.write_compare_html(compare_runs(folds.runs), tmp_path / "compare.html")
+    assert [g["members"] for g in drawn] == ["folds"]
+
+
 @pytest.mark.parametrize("k, allowed", [(1, "greater than or equal to 2"), (0, "greater than or equal to 2"),
                                         (9, "at most 7")])
 def test_bad_k_is_one_error_before_training(tmp_path, k, allowed):

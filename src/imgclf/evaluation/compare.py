@@ -29,8 +29,9 @@ from .interpret import accuracy_beside_val, best_val_accuracy, mean_recall
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
 # `fold`: the K runs of a cross-validation are one group, reported as mean ± std over the folds.
+# `logger`, `mlflow_uri`, `checkpoint_every`: where the run was also logged and how often it saved; same weights.
 NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache_dir", "cache_budget",
-                                "schema_version", "fold"})
+                                "schema_version", "fold", "logger", "mlflow_uri", "checkpoint_every"})
 
 # (key, column title, kind, higher is better); kind decides the formatting.
 COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (

@@ -180,7 +180,8 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         curves = Path(tmp) / "curves.png"
-        plot_compare_curves([{"label": legend_label(g), "histories": [r.history for r in g.runs]}
+        plot_compare_curves([{"label": legend_label(g), "histories": [r.history for r in g.runs],
+                              "members": "folds" if any(r.config.get("fold") for r in g.runs) else "seeds"}
                              for g in comparison.groups], curves)
         figure = embed_png(curves)
     best = best_groups(comparison)

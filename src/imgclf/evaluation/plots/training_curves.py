@@ -125,7 +125,8 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
 def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Validation accuracy and loss of several runs overlaid, one colour per group.
 
-    Each group: {"label": str, "histories": [the HistoryRow list of each run]}. A group of several seeds is drawn as
+    Each group: {"label": str, "histories": [the HistoryRow list of each run], "members": "seeds" (default) or
+    "folds", what its runs are}. A group of several is drawn as
     its mean with a ±1 std band (where at least two runs reached that epoch) over thin lines of the runs.
     """
     from matplotlib import colormaps
@@ -144,7 +145,7 @@ def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.Path
                 if not series:
                     continue
                 n = len(series)
-                label = group["label"] + (f" (mean of {n} seeds ± std)" if n > 1 else "")
+                label = group["label"] + (f" (mean of {n} {group.get('members', 'seeds')} ± std)" if n > 1 else "")
                 if n == 1:
                     e, v = series[0]
                     ax.plot(e, v, color=color, linewidth=1.9, marker="o" if len(e) <= 30 else None, markersize=3,

@@ -16,7 +16,7 @@ from imgclf.errors import ImgclfError
 from imgclf.runs import SORT_KEYS
 
 KEYS = ["name", "path", "model", "data", "epochs", "val_accuracy", "test_accuracy", "macro_f1", "train_seconds",
-        "created", "status", "reason"]
+        "created", "status", "reason", "task"]  # task: added after the others
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ class RunRow:
     created: str | None  # ISO 8601, UTC
     status: str
     reason: str = ""  # why a run is not completed
+    task: str = "single"  # multilabel: its accuracies are label-wise (above)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,7 +140,7 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         test_accuracy=finite_number(accuracy_beside_val(metrics)) if on_test else None,
         macro_f1=finite_number(metrics.macro.f1) if on_test else None,
         train_seconds=finite_number(seconds),
-        created=created, status=status, reason=reason)
+        created=created, status=status, reason=reason, task=config.task if config else "single")
 
 
 def _search_trial(path: Path):
@@ -235,6 +236,10 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
                       _pct(r.val_accuracy), _pct(r.test_accuracy), _pct(r.macro_f1), _duration(r.train_seconds),
                       _when(r.created), f"[{STATUS_STYLE[r.status]}]{r.status}[/]")
     console.print(table)
+    if any(r.task == "multilabel" for r in rows):
+        from .evaluation.interpret import MULTILABEL_ACCURACY_NOTE
+
+        console.print(MULTILABEL_ACCURACY_NOTE, highlight=False, soft_wrap=False)
     for r in rows:
         if r.reason:
             console.print(f"{console_text(r.name)}: {console_text(r.reason)}",

@@ -347,3 +347,17 @@ def test_runs_lists_label_wise_accuracy_on_both_splits(ml_run, tmp_path):
     from imgclf.evaluation.compare import summarize_run
 
     assert summarize_run(copy).values["test_accuracy"] == pytest.approx(0.9)  # compare reads it alike
+    # and both say so: the train summary and evaluate print the subset accuracy, 0.6 here
+    from rich.console import Console
+
+    from imgclf.evaluation.compare import compare_runs
+    from imgclf.evaluation.compare_render import render_table
+    from imgclf.runs import render_runs
+
+    for render in (lambda c: render_runs([row], c), lambda c: render_table(compare_runs([copy, run.path]), c)):
+        console = Console(record=True, width=200)
+        render(console)
+        assert "multi-label runs: val and test acc are label-wise" in console.export_text()
+    console = Console(record=True, width=200)
+    render_runs([row.__class__(**{**row.as_dict(), "task": "single"})], console)
+    assert "label-wise" not in console.export_text()

@@ -137,6 +137,10 @@ def render_table(comparison: Comparison, console: Any) -> None:
                      "above; groups scored on different images are not ranked against each other")
     elif best:
         notes.append("best per column in green")
+    if any(r.config.get("task") == "multilabel" for g in groups for r in g.runs):
+        from .interpret import MULTILABEL_ACCURACY_NOTE
+
+        notes.append(MULTILABEL_ACCURACY_NOTE)
     notes.append("hardware: " + "; ".join(sorted({r.hardware for g in groups for r in g.runs})))
     for note in notes:
         console.print(console_text(note), soft_wrap=False, highlight=False)

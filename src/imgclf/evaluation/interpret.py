@@ -247,6 +247,11 @@ def calibration_verdict(gap: float) -> str:
 
 
 # ---------------------------------------------------------------------- run-level summary (for compare)
+# said wherever accuracy_beside_val stands beside training's val acc (`imgclf runs`, `imgclf compare`)
+MULTILABEL_ACCURACY_NOTE = ("multi-label runs: val and test acc are label-wise (1 - Hamming loss, as training's val "
+                            "acc); their subset accuracy (every label of an image right) is in metrics.json")
+
+
 def accuracy_beside_val(metrics: MetricsRecord) -> float:
     """The test accuracy a listing puts beside the val accuracy, measured alike: training's val_acc of a
     multi-label run is label-wise (1 - Hamming loss), while its metrics.json accuracy is subset accuracy."""

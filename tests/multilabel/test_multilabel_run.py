@@ -361,3 +361,32 @@ def test_runs_lists_label_wise_accuracy_on_both_splits(ml_run, tmp_path):
     console = Console(record=True, width=200)
     render_runs([row.__class__(**{**row.as_dict(), "task": "single"})], console)
     assert "label-wise" not in console.export_text()
+
+
+def test_a_serve_request_may_set_one_threshold_for_every_label(ml_run, tiny_run):
+    """As predict --threshold: ?threshold=T carries every label whose probability reaches T; refused (400, naming
+    it) out of (0, 1), and for a single-label model rather than ignored."""
+    from fastapi.testclient import TestClient
+
+    from imgclf.serve import create_app
+
+    run, root, _ = ml_run
+    image = sorted((root / "images").glob("*.png"))[0]
+
+    def ask(client, query):
+        with open(image, "rb") as f:
+            return client.post(f"/predict{query}", files=[("files", (image.name, f, "image/png"))])
+
+    with TestClient(create_app(run.path)) as client:
+        default = ask(client, "?top_k=9").json()["predictions"][0]
+        low = ask(client, "?top_k=9&threshold=0.000001").json()["predictions"][0]
+        assert [lb["label"] for lb in low["labels"]] == [t["label"] for t in default["top"]]  # every label
+        high = ask(client, "?threshold=0.999999").json()["predictions"][0]
+        assert all(lb["probability"] >= 0.999999 for lb in high["labels"])
+        assert len(high["labels"]) <= len(default["labels"]) <= len(low["labels"])
+        for bad in ("1", "0", "x", "nan"):
+            refused = ask(client, f"?threshold={bad}")
+            assert refused.status_code == 400 and "threshold" in refused.json()["error"], bad
+    with TestClient(create_app(tiny_run)) as client:
+        refused = ask(client, "?threshold=0.5")
+        assert refused.status_code == 400 and "unset for a single-label model" in refused.json()["error"]

@@ -1,14 +1,14 @@
 """The HTTP service of a run: `create_app(run_dir)` -> a FastAPI app; `serve(...)` runs it with uvicorn.
 
-Routes: GET / (upload page), GET /model (the model card), GET /health, POST /predict (multipart, field
-`files`, `?top_k=`). A request refused as a whole (no file, too many, too large, not multipart) is a JSON body
-`{"error": message, ...}` with a 4xx status. Otherwise every file gets an entry in `predictions`, in upload
-order, with the keys of `imgclf predict --format json`: `path` (the client's file name), `label` ("unknown"
-for an image scoring below the model card's threshold, unless the server runs with unknown off or the request
-asks `?unknown=off`), `probability` and `best_label` (the closest known class), `score` (in-distribution:
-higher is more like the training images), `unknown`, `top` (calibrated probabilities), and `error` (null, or
-why that one file could not be used: one bad file does not cost the others their predictions). Preprocessing
-and labels come from the model card through
+Routes: GET / (upload page), GET /model (the model card), GET /health, POST /predict (multipart, field `files`,
+`?top_k=`; multi-label models also `?threshold=`, one decision threshold for every label). A request refused as a
+whole (no file, too many, too large, not multipart) is a JSON body `{"error": message, ...}` with a 4xx status.
+Otherwise every file gets an entry in `predictions`, in upload order, with the keys of `imgclf predict --format
+json`: `path` (the client's file name), `label` ("unknown" for an image scoring below the model card's threshold,
+unless the server runs with unknown off or the request asks `?unknown=off`), `probability` and `best_label` (the
+closest known class), `score` (in-distribution: higher is more like the training images), `unknown`, `top`
+(calibrated probabilities), and `error` (null, or why that one file could not be used: one bad file does not cost
+the others their predictions). Preprocessing and labels come from the model card through
 `imgclf.inference.Classifier`; the only files read are the run's own and the page shipped in this package.
 """
 
@@ -173,10 +173,12 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         return card
 
     @app.post("/predict")
-    async def predict(request: Request, top_k: str | None = None, unknown: str | None = None) -> dict[str, Any]:
+    async def predict(request: Request, top_k: str | None = None, unknown: str | None = None,
+                      threshold: str | None = None) -> dict[str, Any]:
         """Images in the multipart field `files` (one or more) -> top-k labels with probabilities, in order."""
         k = _parse_top_k(top_k, len(classes))
         flag_unknown = _parse_on_off("unknown", unknown, default_unknown)
+        labels_at = cutoffs if threshold is None else _parse_threshold(threshold, classes, cutoffs)
         uploads = await read_uploads(request, max_upload_bytes, max_files)
         # Larger images decode in Starlette's thread pool, so photos decode on several cores at once.
         declared = sum(_declared_pixels(up.data) for up in uploads)
@@ -195,8 +197,8 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
                 results.append(as_json(Prediction(up.name, None, None, [], pixels)))
                 continue
             top = top_classes(out.probabilities[j], classes, k)
-            if cutoffs is not None:
-                results.append(as_json(multilabel_prediction(up.name, out.probabilities[j], classes, top, cutoffs,
+            if labels_at is not None:
+                results.append(as_json(multilabel_prediction(up.name, out.probabilities[j], classes, top, labels_at,
                                                              float(out.scores[j]))))
                 j += 1
                 continue
@@ -239,6 +241,21 @@ def _parse_on_off(name: str, raw: str | None, default: bool) -> bool:
     if raw not in ("on", "off"):
         raise ApiError(400, invalid_message(name, raw[:40], ("on", "off")))
     return raw == "on"
+
+
+def _parse_threshold(raw: str, classes: list[str], cutoffs: np.ndarray | None) -> np.ndarray:
+    """A request's ?threshold= (multi-label models: one decision threshold for every label, as predict
+    --threshold), refused for a single-label model rather than ignored."""
+    if cutoffs is None:
+        raise ApiError(400, invalid_message("threshold", raw[:40], "unset for a single-label model (it applies to "
+                                            "multi-label models, whose labels each have a decision threshold)"))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 < value < 1.0:
+        raise ApiError(400, invalid_message("threshold", raw[:40], "a probability between 0 and 1 (exclusive)"))
+    return np.full(len(classes), value)
 
 
 def _parse_top_k(raw: str | None, num_classes: int) -> int:

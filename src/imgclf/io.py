@@ -140,21 +140,25 @@ def checked_row(reader: csv.DictReader, row: dict[Any, Any]) -> dict[str, Any]:
 def next_free_dir(base: str | os.PathLike, stem: str) -> Path:
     """base/stem-1, base/stem-2, ...: the first that does not exist yet (absolute), for a default output folder."""
     base, n = Path(base).absolute(), 1
-    while (base / f"{stem}-{n}").exists():
+    while os.path.lexists(base / f"{stem}-{n}"):  # a dangling link takes the name too
         n += 1
     return base / f"{stem}-{n}"
 
 
 def make_free_dir(base: str | os.PathLike, stem: str) -> Path:
     """Create and return the first free base/stem-N: two processes started together get a folder each (the
-    name is taken by mkdir, which only one of them wins)."""
+    name is taken by mkdir, which only one of them wins). A base that is a file, or not writable, is the user's
+    error naming `out`."""
+    base, n = writable_folder("out", base).absolute(), 1
     while True:
-        path = next_free_dir(base, stem)
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
+        path = base / f"{stem}-{n}"
+        if not os.path.lexists(path):  # a dangling link takes the name too (mkdir would refuse it for ever)
+            try:
+                path.mkdir(parents=True)
+                return path
+            except FileExistsError:  # another process took it just now
+                pass
+        n += 1
 
 
 def writable_folder(argument: str, path: str | os.PathLike) -> Path:
@@ -246,5 +250,9 @@ def exclusive(folder: Path, lock_name: str, argument: str, expected: str, in_use
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)  # while held: no other process can be holding it
-        lock.release()
+        try:
+            path.unlink(missing_ok=True)  # while held: no other process can be holding it
+        except OSError:  # a system that cannot unlink an open file (Windows): it stays, still a free lock
+            pass
+        finally:
+            lock.release()

@@ -102,3 +102,17 @@ def test_a_script_calling_imgclf_at_top_level_gets_the_guard_named_not_a_broken_
         last = done.stderr.strip().splitlines()[-1]
         assert "num_workers must be 1, or more with a script whose imgclf calls sit under" in last
         assert "__name__" in last and "train_script.py" in last
+
+
+def test_a_default_run_folder_is_found_past_a_dangling_link_and_a_file_in_the_way_is_named(tmp_path):
+    import os
+
+    from imgclf.errors import ImgclfError
+    from imgclf.io import make_free_dir
+
+    (tmp_path / "runs").mkdir()
+    os.symlink(tmp_path / "nowhere", tmp_path / "runs" / "m-1")  # the name is taken, by a link to nothing
+    assert make_free_dir(tmp_path / "runs", "m") == tmp_path / "runs" / "m-2"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ImgclfError, match="out must be a folder to write into"):
+        make_free_dir(tmp_path / "file", "m")

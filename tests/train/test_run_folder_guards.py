@@ -75,12 +75,16 @@ def test_a_second_training_into_a_folder_in_use_is_refused_and_the_folder_frees_
             with pytest.raises(ImgclfError, match="in use by another imgclf training") as info:
                 if resume:
                     (folder / "config.yaml").write_text("")  # refused for the lock before the config is read
+                    # a file the running process is writing: a resume refused must not delete it under it
+                    (folder / ".model.safetensors.x1y2.tmp").write_bytes(b"being written")
                     train_run(resolve_config({**SMALL, "data": str(data), "epochs": 1, "out": str(folder)}),
                               resume=True)
                 else:
                     imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(folder)})
-            assert "out" in str(info.value)
+            assert str(info.value).startswith("resume " if resume else "out ")  # the option that named the folder
             (folder / "config.yaml").unlink(missing_ok=True)
+        assert (folder / ".model.safetensors.x1y2.tmp").read_bytes() == b"being written"
+        (folder / ".model.safetensors.x1y2.tmp").unlink()
         assert sorted(p.name for p in folder.iterdir()) == [LOCK_FILE]  # nothing of the refused run was written
     finally:
         holder.kill()
@@ -185,3 +189,25 @@ def test_an_early_stopped_run_resumes_only_with_a_larger_patience_and_then_waits
     # patience from the checkpoint, and stopped after one)
     imgclf.fit(resume=str(run_dir), early_stopping=4, report=False)
     assert len(RunDir(run_dir).read_history()) >= min(stopped_at + 3, 40)
+
+
+def test_a_resume_of_a_steps_per_epoch_run_refuses_another_batch_size(data, tmp_path):
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "steps_per_epoch": 3, "out": str(tmp_path / "r")},
+                     report=False)
+    with pytest.raises(ImgclfError, match=r"batch_size .*steps_per_epoch its epochs continue one stream"):
+        imgclf.fit(resume=str(run.path), epochs=2, batch_size=4, report=False)
+
+
+def test_a_resume_that_would_stream_a_cached_run_names_the_cache_budget(tmp_path):
+    """Near-duplicate groups draw the split only from cached pixels: the same folder streamed splits otherwise,
+    and the refusal says why, rather than that files were added."""
+    from PIL import Image
+
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    for cls in ("cat", "dog"):  # copies: groups the cached split keeps together
+        for i, src in enumerate(sorted((data / cls).glob("*.png"))[:4]):
+            Image.open(src).save(data / cls / f"copy{i}.png")
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(tmp_path / "r")}, report=False)
+    assert RunDir(run.path).read_dataset().duplicates is not None
+    with pytest.raises(ImgclfError, match=r"^cache_budget for --resume .*the split drawn otherwise"):
+        imgclf.fit(resume=str(run.path), epochs=2, cache_budget="1KB", report=False)

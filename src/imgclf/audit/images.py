@@ -66,7 +66,8 @@ def load_images(data: str | os.PathLike, img_size: int | None = None, color: str
     size = img_size or auto_size(native)
     color, _ = resolve_color(color, paths)
     # the audit needs every pixel in memory anyway, so no streaming budget: the cache always holds them
-    decoded = decode_all(paths, size, color, interpolation, cache_dir, budget_bytes=2**62, workers=workers)
+    decoded = decode_all(paths, size, color, interpolation, cache_dir, budget_bytes=2**62, workers=workers,
+                         workers_argument="workers")
     ok = decoded.ok_indices
     # relative to the data folder, as every other path of the audit
     skipped = [{**s, "path": relative_to(s["path"], scan.root)} for s in scan.skipped] + \

@@ -80,7 +80,7 @@ def _decode_chunk(args: tuple[str, int, list[str], int, str, str, bool]) -> dict
     return failures
 
 
-def _run_chunks(tasks: list[tuple], workers: int, bar: StepProgress) -> dict[int, str]:
+def _run_chunks(tasks: list[tuple], workers: int, bar: StepProgress, argument: str) -> dict[int, str]:
     failures: dict[int, str] = {}
     n_items = sum(len(t[2]) for t in tasks)
     if workers <= 1 or n_items < _IN_PROCESS_BELOW:
@@ -95,22 +95,22 @@ def _run_chunks(tasks: list[tuple], workers: int, bar: StepProgress) -> dict[int
                     failures.update(result)
                     bar.update(len(task[2]))
         except BrokenProcessPool:
-            raise _workers_died(workers) from None
+            raise _workers_died(workers, argument) from None
     return failures
 
 
-def _workers_died(workers: int) -> Exception:
+def _workers_died(workers: int, argument: str) -> Exception:
     """The usual cause: a script that calls imgclf at its top level. A spawned worker imports the script again
-    before it can run anything, so it starts the training again in itself and dies (Python's own message, printed
-    above by the worker, says so too)."""
+    before it can run anything, so it starts the work again in itself and dies (Python's own message, printed
+    above by the worker, says so too). `argument`: the caller's name for the worker count."""
     import __main__
 
     script = getattr(__main__, "__file__", None)
     died = f"a decode worker process died{f' ({script})' if script else ''}"
-    return invalid("num_workers", workers, "1, or more with a script whose imgclf calls sit under "
+    return invalid(argument, workers, "1, or more with a script whose imgclf calls sit under "
                    "`if __name__ == \"__main__\":`", note=died,
                    hint="Each worker imports the script that started it; guard its calls, as multiprocessing's "
-                        "'safe importing of main module' says, or pass num_workers=1")
+                        f"'safe importing of main module' says, or pass {argument}=1")
 
 
 def decode_all(
@@ -122,9 +122,11 @@ def decode_all(
     budget_bytes: int = 4 * 10**9,
     workers: int = 2,
     progress: bool = True,
+    workers_argument: str = "num_workers",
 ) -> DecodedImages:
     """Decode `paths` once into the cache (or only validate them when they exceed the budget). progress: show a
-    bar on a terminal, a few lines when redirected, for a build that takes more than a second."""
+    bar on a terminal, a few lines when redirected, for a build that takes more than a second.
+    `workers_argument`: what the caller names `workers`, for the error when they cannot start."""
     channels = 1 if color == "grayscale" else 3
     key = cache_key(paths, size, color, interpolation)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -152,7 +154,7 @@ def decode_all(
         ]
         what = f"{size}x{size} {color}" + ("" if store else ", too large to cache: checking only")
         with StepProgress(f"decoding {len(paths):,} images ({what})", len(paths), enabled=progress) as bar:
-            failures = _run_chunks(tasks, workers, bar)
+            failures = _run_chunks(tasks, workers, bar, workers_argument)
             bar.close(f"{len(failures):,} unreadable" if failures else "")
         if tmp_path is not None:
             os.replace(tmp_path, array_path)

@@ -50,7 +50,7 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
                       where=f"--resume {run.path}")
 
 
-def check_same_images(run: RunDir, now: Any, data: Any) -> None:
+def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:
     """Refuse to resume on images other than the run's: a file added to or gone from the data folder draws other
     splits, and the resumed epochs would train on images the earlier ones held out (`now`: the resumed run's
     DatasetRecord, before anything is written)."""
@@ -61,11 +61,18 @@ def check_same_images(run: RunDir, now: Any, data: Any) -> None:
         new = set(zip(*_files(now, split)))
         if old != new:
             changes.append(f"{split}: {len(new - old)} added, {len(old - new)} gone")
+    if changes and stored.streamed != now.streamed:
+        # the same files, maybe, split another way: near-duplicate groups draw the split only from a cached decode
+        was, now_is = ("cached", "streamed") if now.streamed else ("streamed", "cached")
+        raise invalid("cache_budget", cfg.cache_budget, f"a budget that keeps its images {was}, as when it was "
+                      "trained", where=f"--resume {run.path}",
+                      note=f"they would be {now_is}, and the split drawn otherwise ({'; '.join(changes)})",
+                      hint="Resume with the --cache-budget the run was trained with")
     if changes:
-        raise invalid("data", data, "the images this run was trained on, as its dataset.json lists them",
+        raise invalid("data", cfg.data, "the images this run was trained on, as its dataset.json lists them",
                       where=f"--resume {run.path}", note="; ".join(changes),
-                      hint=f"Put the folder back as it was, or train a new run on it: imgclf train DATA --config "
-                           f"{run.file('config.yaml')} --out NEW")
+                      hint=f"Put the folder back as it was (if it is, an older release drew this run's split), or "
+                           f"train a new run on it: imgclf train DATA --config {run.file('config.yaml')} --out NEW")
 
 
 def _files(record: Any, split: str) -> tuple[list[str], list[Any]]:
@@ -84,6 +91,10 @@ def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) 
     stored = run.read_config().batch_size
     if values.get("batch_size") is None or cfg.batch_size == stored:
         return
+    if cfg.steps_per_epoch:  # the stream's place is counted in batches across epochs: another size moves it
+        raise invalid("batch_size", cfg.batch_size, f"{stored}, as the run was trained: with steps_per_epoch its "
+                      "epochs continue one stream of passes, counted in batches of that size",
+                      where=f"--resume {run.path}", hint="Resume without --batch-size")
     done = batches_into_epoch(ckpt)
     if done:
         raise invalid("batch_size", cfg.batch_size, f"{stored}, the batch size of the epoch this run's checkpoint "

@@ -17,7 +17,7 @@ from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..errors import ImgclfError, bad_path, invalid
-from ..io import exclusive, make_free_dir, outside_data, writable_folder
+from ..io import exclusive, make_free_dir, outside_data, remove_temp_files, writable_folder
 from ..models import get_model_info, list_models
 from ..ood import STATS_FILES
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
@@ -209,9 +209,13 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     run_dir, new_folder = _claim_run_dir(cfg)
     os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
     try:
-        with exclusive(run_dir, LOCK_FILE, "out", "a run folder no other process is using",
-                       "in use by another imgclf training", "Wait for that run to end, or pass another --out"):
+        argument, hint = ("resume", "Wait for that run to end, then resume it") if resume else \
+            ("out", "Wait for that run to end, or pass another --out")
+        with exclusive(run_dir, LOCK_FILE, argument, "a run folder no other process is using",
+                       "in use by another imgclf training", hint):
             replacing = check_run_dir(run_dir, overwrite, resume)
+            if resume:  # half-written files of the interrupted process are never picked up (none is being written)
+                remove_temp_files(run_dir)
             return _train_into(run_dir, cfg, *args, replacing=replacing, new_folder=new_folder)
     except BaseException:
         # A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them)
@@ -237,7 +241,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     if resume and is_launch_zero:
         from .resume_checks import check_same_images
 
-        check_same_images(run, dataset_record(data), cfg.data)
+        check_same_images(run, dataset_record(data), cfg)
     if resolved.class_weight not in ("none", "balanced"):  # a bad file is refused before anything is written
         from ..data.imbalance import weights_from_file
 

@@ -44,7 +44,7 @@ def test_run_trains_sigmoid_outputs_and_stores_tuned_thresholds(ml_run):
     assert {r["threshold"] for r in ml["per_label"].values()} == set(card["thresholds"].values())
     report = (run.path / "report.html").read_text()
     assert "Per-label scores" in report and "Precision-recall per label" in report
-    figures = ("training_curves", "pr", "per_label", "cooccurrence", "reliability", "samples")
+    figures = ("training_curves", "pr", "per_label", "cooccurrence", "reliability", "samples", "gradcam")
     assert all(f'id="fig-{key}"' in report for key in figures)
     assert "could not be drawn" not in report  # a figure that fails keeps its slot, with this text instead
     assert all((run.path / "plots" / f"{key}.png").stat().st_size > 0 for key in figures)

@@ -32,6 +32,8 @@ FIGURES = {
                     f"dashed diagonal the probabilities mean what they say; below it the model is over-confident, "
                     f"above it under-confident. Hollow markers: bins of fewer than {MIN_BIN_IMAGES} images. Each panel's ECE is the "
                     "table's (15 bins)."),
+    "gradcam": ("Grad-CAM explanations", "Where the model looked for each image's most probable label (the same "
+                "sampled test images): red = strong evidence. Red caption: that label is not one the image carries."),
     "samples": ("True vs predicted label sets", "A seeded sample of test images; red: the predicted set differs "
                 "from the true one. Each predicted label carries its probability (it reached its tuned "
                 "threshold)."),
@@ -69,7 +71,9 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p,
                                                                 names=("Label co-occurrence", "label")))
     add("reliability", lambda p: plot_label_reliability(targets, probs, card.classes, p))
-    add("samples", lambda p: plot_label_set_grid(_samples(rows, card), p))
+    samples = _samples(rows, card)
+    add("samples", lambda p: plot_label_set_grid(samples, p))
+    _add_gradcam(made, run_dir, card, samples, plot_dir / "gradcam.png", failures)
     ml = metrics.multilabel
     label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),
                    **ml.per_label[c].model_dump()} for i, c in enumerate(card.classes)]
@@ -90,6 +94,39 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     return path
 
 
+def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard, samples: list[dict[str, Any]],
+                 path: Path, failures: list[str] | None) -> None:
+    """Grad-CAM of each sampled image's most probable label; where it cannot be drawn (no grad-cam installed, a
+    model it cannot read) the slot says why, as single-label reports do."""
+    title = FIGURES["gradcam"][0]
+    if not any(s["top"] for s in samples):
+        return  # no readable test image: the sample grid already says so
+    try:
+        import pytorch_grad_cam  # noqa: F401
+    except ImportError:
+        made["gradcam"] = {"title": title, "caption": "Install the explain extra (pip install 'imgclf[explain]') for "
+                           "Grad-CAM heatmaps.", **embed_png(None)}
+        return
+    try:
+        import torch
+
+        from ..inference import Classifier
+        from .explain import gradcam_heatmaps
+
+        model = Classifier.load(run_dir, fold_batch_norm=False).model.to(memory_format=torch.contiguous_format)
+        explained = [s for s in samples if s["top"]]
+        maps, layer = gradcam_heatmaps(model, np.stack([s["image"] for s in explained]), card.mean, card.std)
+        shown = [{"image": s["image"], "heatmap": m, "true": "+".join(s["true"]) or "none", "pred": s["top"][0],
+                  "prob": s["top"][1], "correct": s["top"][0] in s["true"]} for s, m in zip(explained, maps)]
+        plots.plot_gradcam_grid(shown, path, layer=layer, target="its most probable label")
+        made["gradcam"] = {"title": title, "caption": FIGURES["gradcam"][1], **embed_png(path)}
+    except Exception as exc:  # a figure that fails is shown as missing, never a report that fails
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        made["gradcam"] = {"title": title, "caption": f"could not be drawn ({reason})", **embed_png(None)}
+        if failures is not None:
+            failures.append(f"gradcam: {reason}")
+
+
 def _samples(rows, card: ModelCard, count: int = 12, seed: int = 0) -> list[dict[str, Any]]:
     """A seeded sample of evaluated images, decoded as the model saw them, with '+'-joined label sets."""
     from ..data.decode import DecodeError, open_image
@@ -107,5 +144,6 @@ def _samples(rows, card: ModelCard, count: int = 12, seed: int = 0) -> list[dict
         true, pred = [t for t in r.true.split(";") if t], [p for p in r.pred.split(";") if p]
         probs = dict(zip(card.classes, r.probs or []))
         ranked = sorted(((p, probs.get(p, 0.0)) for p in pred), key=lambda item: -item[1])
-        out.append({"image": image, "true": true, "pred": ranked, "correct": set(true) == set(pred)})
+        top = max(probs.items(), key=lambda item: item[1]) if probs else None  # carried or not: Grad-CAM's target
+        out.append({"image": image, "true": true, "pred": ranked, "correct": set(true) == set(pred), "top": top})
     return out

@@ -63,12 +63,13 @@ def plot_top_losses(samples: Sequence[Mapping[str, Any]], path: str | os.PathLik
 
 
 def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, layer: str = "",
-                      max_cols: int = 6) -> Path:
+                      max_cols: int = 6, target: str = "its predicted class") -> Path:
     """Each sample as the input image above its Grad-CAM overlay; wrong predictions marked red.
 
     Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}.
+    `target`: what the maps explain, for the heading.
     """
-    heading = "Grad-CAM: where the model looked for its predicted class" + (f" (layer {layer})" if layer else "")
+    heading = f"Grad-CAM: where the model looked for {target}" + (f" (layer {layer})" if layer else "")
     with style():
         fig, cells = cell_axes(max(len(samples), 1), max_cols, images_per_cell=2, caption_in=0.62, title=heading)
         for (top, bottom), s in zip(cells, samples):

@@ -7,6 +7,7 @@ from conftest import make_image_folder
 from imgclf.data.dataset import prepare_data, stratified_holdout
 from imgclf.data.folder import scan_folder
 from imgclf.errors import ImgclfError
+from imgclf.records import RunDir
 
 
 def test_flat_folder_classes_sorted_and_hidden_ignored(tmp_path):
@@ -61,13 +62,30 @@ def test_stratified_holdout_keeps_a_training_item_per_class():
     (lambda p: make_image_folder(p, classes=("only",), per_class=3), "at least 2 class folders"),
     (lambda p: (make_image_folder(p, layout="splits", classes=("a", "b"), per_split={"train": 2}),
                 make_image_folder(p, layout="splits", classes=("a", "c"), per_split={"test": 2})),
-     r"split folders have the classes of train/.*test/ is missing \['b'\], has extra \['c'\]"),
+     r"split folders hold only classes of train/.*test/ has \['c'\], which train/ lacks"),
     (lambda p: make_image_folder(p, layout="splits", classes=("a", "b"), per_split={"test": 2}), "contains train/ .*no train/"),
 ])
 def test_bad_folders_give_clear_errors(tmp_path, make, message):
     make(tmp_path)
     with pytest.raises(ImgclfError, match=message):
         scan_folder(tmp_path)
+
+
+def test_a_split_folder_without_a_class_of_train_is_scored_on_the_others(tmp_path, capsys):
+    """A rare class with no val/ image is a data set, not an error: the split holds none of it, and training says
+    so (as for an automatic split too small for a class)."""
+    import shutil
+
+    import imgclf
+
+    make_image_folder(tmp_path / "d", layout="splits", per_split={"train": 8, "val": 3, "test": 3})
+    shutil.rmtree(tmp_path / "d" / "val" / "fox")
+    scan = scan_folder(tmp_path / "d")
+    assert scan.classes == ["cat", "dog", "fox"] and not [c for _, c in scan.files["val"] if c == "fox"]
+    run = imgclf.fit(data=str(tmp_path / "d"), img_size=16, epochs=1, batch_size=8, model_args={"width": 4},
+                     out=str(tmp_path / "run"), report=False)
+    assert RunDir(run.path).read_dataset().counts["val"]["fox"] == 0
+    assert "the val split holds no image of 1 class ('fox')" in " ".join(capsys.readouterr().err.split())
 
 
 def test_missing_path_names_the_argument(tmp_path):

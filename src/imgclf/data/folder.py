@@ -165,11 +165,16 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
         trees = {split: _scan_class_tree(path, skipped, empty, f"{path.name}/") for split, path in split_dirs.items()}
         classes = sorted(trees["train"])
         for split, tree in trees.items():
-            if sorted(tree) != classes:
-                missing = sorted(set(classes) - set(tree))
-                extra = sorted(set(tree) - set(classes))
-                raise invalid("data", root, f"a folder whose split folders have the classes of train/, {classes}",
-                              note=f"{split}/ is missing {missing or 'none'}, has extra {extra or 'none'}")
+            # a val/ or test/ without some class of train/ is scored on the others (training warns which); a
+            # class train/ lacks has no output of the model to score it with
+            extra = sorted(set(tree) - set(classes))
+            if extra:
+                raise invalid("data", root, f"a folder whose split folders hold only classes of train/, {classes}",
+                              note=f"{split}/ has {extra}, which train/ lacks",
+                              hint="Give train/ images of those classes, or move their folders out of "
+                                   f"{split}/")
+            for missing in set(classes) - set(tree):
+                tree[missing] = []
         files = {split: [(p, c) for c in classes for p in tree[c]] for split, tree in trees.items()}
         skipped += [{"path": path, "reason": OUTSIDE_SPLITS_REASON} for path in _loose_images(root)]
         layout = "splits"

@@ -137,3 +137,16 @@ def test_a_val_image_copied_into_test_leaks_the_test_image_only(tmp_path):
     shutil.copyfile(data / "val" / "cat" / "cat_000.png", data / "test" / "cat" / "from_val.png")
     record = json.loads(CliRunner().invoke(app, ["audit", str(data), "--out", str(tmp_path / "a"), "--json"]).output)
     assert record["counts"]["leaked_images"] == 1 and record["counts"]["leakage_groups"] == 1
+
+
+def test_fewer_folds_than_asked_are_named_on_the_terminal_and_the_page(tmp_path):
+    data = make_blob_folder(tmp_path / "data", classes=("a", "b"), per_split={"train": 6})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["audit", str(data), "--out", str(out), "--folds", "1000"])
+    assert result.exit_code == 0, result.output
+    used = json.loads((out / "audit.json").read_text())["features"]["folds"]
+    assert 2 <= used < 1000
+    said = " ".join(result.output.split())
+    assert f"label errors from {used} folds, not the 1000 asked" in said
+    assert f"not the 1000 folds asked: a fold needs an image of every class, and the smallest has {used}" in \
+        " ".join((out / "audit.html").read_text().split())

@@ -49,5 +49,8 @@ def render_counts(record: Any, console: Any, heading: str | None = None) -> None
     for line in count_lines(c, record.leakage, record.features.accuracy, record.features.folds > 0,
                             record.features.note):
         console.print(f"  {line}")
+    if 0 < record.features.folds < record.settings.folds:
+        console.print(f"  label errors from {record.features.folds} folds, not the {record.settings.folds} asked: a "
+                      f"fold needs an image of every class, and the smallest has {record.features.folds}")
     if record.features.source == "pixels" and record.features.folds:
         console.print(f"  [dim]{RUN_HINT}[/dim]")

@@ -26,7 +26,9 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
     if index and len(folders) == 1:
         from .inspect_multilabel import inspect_index
 
-        return inspect_index(folders[0])
+        if plots_dir is not None:
+            writable_folder("plots", plots_dir)  # before the images are read
+        return inspect_index(folders[0], plots_dir)
     if index:
         raise invalid("data", [str(f) for f in folders], "image folders when several are given: an index file is "
                       "inspected alone", note=f"{index[0]} names a multi-label index file by its suffix",

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from .data.decode import DecodeError, decode_image
 from .data.multilabel import label_stats, read_label_index
 
 
-def inspect_index(index: str | os.PathLike) -> dict[str, Any]:
-    """Every listed image decoded once (unreadable ones listed), then the label statistics of the readable."""
+def inspect_index(index: str | os.PathLike, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Every listed image decoded once (unreadable ones listed), then the label statistics of the readable.
+    plots_dir: also the images per label and one example of each, as `inspect_folder` draws them per class."""
     labelled = read_label_index(index)
     sizes: Counter[str] = Counter()
     modes: Counter[str] = Counter()
@@ -26,10 +28,20 @@ def inspect_index(index: str | os.PathLike) -> dict[str, Any]:
         sizes[f"{meta['width']}x{meta['height']}"] += 1
         modes[str(meta["mode"])] += 1
     stats = label_stats(labelled.targets[ok], labelled.classes)
-    return {"root": str(labelled.path.resolve()), "layout": "index", "task": "multilabel",
-            "classes": labelled.classes, "total": len(ok), **stats,
-            "sizes": dict(sizes.most_common(10)), "distinct_sizes": len(sizes), "modes": dict(modes.most_common()),
-            "skipped": skipped}
+    summary = {"root": str(labelled.path.resolve()), "layout": "index", "task": "multilabel",
+               "classes": labelled.classes, "total": len(ok), **stats,
+               "sizes": dict(sizes.most_common(10)), "distinct_sizes": len(sizes), "modes": dict(modes.most_common()),
+               "skipped": skipped}
+    if plots_dir is not None:
+        from .evaluation.plots import plot_class_distribution, plot_class_samples
+
+        examples = {c: labelled.files[next(r for r in ok if labelled.targets[r, i])]
+                    for i, c in enumerate(labelled.classes) if stats["counts"][c]}
+        figures = (plot_class_distribution({"images": stats["counts"]}, Path(plots_dir) / "label_distribution.png",
+                                           per="label"),
+                   plot_class_samples(examples, Path(plots_dir) / "label_samples.png", per="label"))
+        summary["plots"] = [str(p) for p in figures]
+    return summary
 
 
 def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
@@ -58,3 +70,5 @@ def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
         for s in summary["skipped"]:
             console.print(f"  {console_text(s['path'])}: {console_text(s['reason'])}")
+    for p in summary.get("plots", []):
+        console.print(f"figure: {console_text(p)}")

@@ -175,3 +175,17 @@ def test_folds_on_an_index_file_are_refused_before_any_fold_is_announced(tmp_pat
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "folds must be unset for multi-label data" in said, said
     assert "fold 1/2" not in said and not (tmp_path / "cv").exists()
+
+
+def test_inspect_of_an_index_draws_its_figures_when_asked(tmp_path):
+    """--plots was accepted and ignored for an index file."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    index, sets = make_mosaics(tmp_path, count=12)
+    result = CliRunner().invoke(app, ["inspect", str(index), "--plots", str(tmp_path / "plots")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ("label_distribution.png", "label_samples.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 0 and f"figure: {tmp_path / 'plots' / name}" in result.output

@@ -91,7 +91,8 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
         return save_figure(fig, path)
 
 
-def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_side: int = 160) -> Path:
+def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_side: int = 160,
+                       per: str = "class") -> Path:
     """One example image per class ({class: image path}), at its own aspect ratio; unreadable ones are marked."""
     from PIL import Image
 
@@ -104,7 +105,7 @@ def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_si
     cell_px = (width_px - 15) / cols
     name_chars = max((n for n in range(3, 41) if text_px("m" * n, CAPTION_PT) * 0.85 <= cell_px), default=3)
     with style():
-        fig, cells = cell_axes(n, cols, caption_in=0.3, width_px=width_px, title="One sample image per class")
+        fig, cells = cell_axes(n, cols, caption_in=0.3, width_px=width_px, title=f"One sample image per {per}")
         if not names:
             cells[0][0].axis("off")
         for (ax,), name in zip(cells, names):
@@ -119,6 +120,6 @@ def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_si
                 ax.text(0.5, 0.5, f"unreadable:\n{exc}", ha="center", va="center", fontsize=MIN_FONT_PT,
                         color=WRONG_COLOR, wrap=True)
             ax.set_title(short(name, name_chars), fontsize=CAPTION_PT, pad=4)
-        fig.suptitle("One sample image per class", fontweight="bold", fontsize=TITLE_PT,
+        fig.suptitle(f"One sample image per {per}", fontweight="bold", fontsize=TITLE_PT,
                      y=1 - 0.1 / fig.get_figheight())
         return save_figure(fig, path)

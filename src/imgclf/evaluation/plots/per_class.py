@@ -127,8 +127,10 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
         return save_figure(fig, path)
 
 
-def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str | os.PathLike) -> Path:
-    """Images per class, one bar per split ({split: {class: n}}); horizontal bars above 20 classes.
+def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str | os.PathLike,
+                            per: str = "class") -> Path:
+    """Images per class, one bar per split ({split: {class: n}}); horizontal bars above 20 classes. per="label"
+    for multi-label data: no total in the legend, since an image carrying several labels is in several bars.
 
     Each bar is labelled with its count where the label fits the bar (its width, or its height when horizontal).
     """
@@ -156,8 +158,9 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
         for j, split in enumerate(splits):
             values = [int(counts[split].get(c, 0)) for c in classes]
             offset = pos + (j - (s - 1) / 2) * width
+            legend = split if per == "label" else f"{split} ({sum(values)})"
             bars = (ax.barh if horizontal else ax.bar)(offset, values, width * 0.95, color=palette[j % len(palette)],
-                                                       label=f"{split} ({sum(values)})", zorder=3)
+                                                       label=legend, zorder=3)
             if fits:
                 ax.bar_label(bars, fontsize=MIN_FONT_PT, padding=2, color="#374151")
         if horizontal:
@@ -172,6 +175,6 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
             ax.set_ylabel("images")
             ax.grid(axis="x", visible=False)
             ax.margins(y=0.12)
-        ax.set_title("Images per class and split" if s > 1 else "Images per class", fontsize=TITLE_PT)
+        ax.set_title(f"Images per {per} and split" if s > 1 else f"Images per {per}", fontsize=TITLE_PT)
         fig.legend(loc="outside lower center", ncol=len(splits), fontsize=LEGEND_PT)
         return save_figure(fig, path)

@@ -157,6 +157,16 @@ def test_class_folders_with_hard_links_are_label_sets_with_task_multilabel(tmp_p
             for p, row in zip([data.decoded.paths[i] for i in split.indices], split.targets)}
     for n, labels in enumerate(sets):
         assert sorted(np.asarray(data.classes)[rows[f"m{n:03d}.png"] > 0]) == (labels or ["none"])
+    # a class choice is refused for it, in the words of its own layout (it spoke of an index file)
+    from imgclf.data.select import Selection
+
+    with pytest.raises(ImgclfError, match=r"^drop_classes must be unset for multi-label data \(a folder whose "
+                                          r"images are linked into several class folders\).*Leave those class"):
+        prepare_data(str(tree), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False,
+                     task="multilabel", selection=Selection(drop_classes=["none"]))
+    with pytest.raises(ImgclfError, match=r"^classes must be unset for multi-label data \(an index file\)"):
+        prepare_data(str(index), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False,
+                     selection=Selection(classes=["circle", "square"]))
     # without task=multilabel the same tree stays single-label (each link one image of one class)
     single = prepare_data(str(tree), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False,
                           group_duplicates=False)

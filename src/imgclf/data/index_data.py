@@ -52,10 +52,12 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
     if fold is not None:
         refuse_folds(fold[1])
     if selection is not None and (selection.classes or selection.drop_classes or selection.per_class_max):
-        raise invalid("classes", selection.classes or selection.drop_classes or selection.per_class_max,
-                      "unset for multi-label data (an index file)",
-                      note="class choice and per-class caps apply to class-per-folder data only",
-                      hint="Leave the labels out of the index file instead")
+        given = next(name for name in ("classes", "drop_classes", "per_class_max") if getattr(selection, name))
+        source, hint = ("an index file", "Leave the labels out of the index file instead") if is_label_index(index) \
+            else ("a folder whose images are linked into several class folders",
+                  "Leave those class folders out of the data instead")
+        raise invalid(given, getattr(selection, given), f"unset for multi-label data ({source})",
+                      note="class choice and per-class caps apply to single-label data only", hint=hint)
     labelled = read_label_index(index) if is_label_index(index) else read_label_folder(index)
     color, color_source = resolve_color(color, labelled.files, model_in_chans)
     decoded = decode_all(labelled.files, img_size, color, interpolation, cache_dir, cache_budget, workers,

@@ -12,7 +12,8 @@ import imgclf
 from imgclf import hardware
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
-from imgclf.inference import Classifier, inference_precision
+from imgclf.inference import Classifier
+from imgclf.prediction_precision import inference_precision
 
 from conftest import make_image_folder
 
@@ -110,10 +111,13 @@ def test_a_run_trained_in_fp32_is_fitted_and_evaluated_in_fp32(tmp_path, native_
     assert imgclf.load(tmp_path / "auto").precision == "32"
 
 
-def test_evaluate_records_the_precision_asked(tiny_run):
-    out = imgclf.evaluate(tiny_run, split="val", precision="32")
+def test_evaluate_records_the_precision_asked(tiny_run, tmp_path):
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # the shared run keeps no evaluation of ours
+    out = imgclf.evaluate(run, split="val", precision="32")
     assert out.precision == "32"
-    written = json.loads((tiny_run / "evaluations" / "val" / "metrics.json").read_text())
+    written = json.loads((run / "evaluations" / "val" / "metrics.json").read_text())
     assert written["precision"] == "32"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from functools import lru_cache
+from typing import Any
 
 
 @lru_cache(maxsize=1)
@@ -83,3 +84,25 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def prediction_device(device: Any) -> Any:
+    """`device` (a name or a torch.device) as a torch device this machine has; the user's error otherwise (not
+    torch's, at the first tensor moved there)."""
+    import torch
+
+    from .errors import invalid
+
+    allowed = "cpu, cuda, cuda:N or mps, on a machine that has it"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise invalid("device", device, allowed) from None
+    if resolved.type == "cuda" and not (torch.cuda.is_available()
+                                        and (resolved.index or 0) < torch.cuda.device_count()):
+        raise invalid("device", device, allowed, note=f"{torch.cuda.device_count()} CUDA devices here")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise invalid("device", device, allowed, note="no MPS device here")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise invalid("device", device, allowed)
+    return resolved

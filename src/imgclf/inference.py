@@ -22,24 +22,15 @@ from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import TTAViews
 from .errors import Described, bad_path, invalid
-from .hardware import resolve_precision
+from .hardware import prediction_device
+from .prediction_precision import card_precision, inference_precision
 from .inputs import ImageInput, array_to_image, gather_inputs
 
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
 # bound the memory held by decoded pixels when predicting a large folder.
 _PREDICT_CHUNK = 1024
 
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-def inference_precision(precision: str, device: torch.device) -> str:
-    """The precision the network runs at: auto is bf16 autocast on a CPU with native bf16 (AVX-512 BF16 or AMX)
-    and the GPU's mixed precision, else fp32 (`hardware.resolve_precision`, as for training). The head
-    (temperature, unknown detector) always reads float32 logits and features."""
-    if precision not in PRECISIONS:
-        raise invalid("precision", precision, PRECISIONS)
-    return resolve_precision(precision, device.type)
 
 
 def for_prediction(model: torch.nn.Module) -> torch.nn.Module:
@@ -51,43 +42,6 @@ def for_prediction(model: torch.nn.Module) -> torch.nn.Module:
     predicting = copy.deepcopy(model).eval()
     fold_batch_norms(predicting)
     return predicting
-
-
-def prediction_device(device: str | torch.device) -> torch.device:
-    """`device` as a torch device this machine has; the user's error otherwise (not torch's, at the first tensor
-    moved there)."""
-    allowed = "cpu, cuda, cuda:N or mps, on a machine that has it"
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise invalid("device", device, allowed) from None
-    if resolved.type == "cuda" and not (torch.cuda.is_available()
-                                        and (resolved.index or 0) < torch.cuda.device_count()):
-        raise invalid("device", device, allowed, note=f"{torch.cuda.device_count()} CUDA devices here")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise invalid("device", device, allowed, note="no MPS device here")
-    if resolved.type not in ("cpu", "cuda", "mps"):
-        raise invalid("device", device, allowed)
-    return resolved
-
-
-def fitting_precision(training_precision: str, device: torch.device) -> str:
-    """The precision a run's temperature and thresholds are fitted at, as its card records it
-    (`ModelCard.fitted_precision`): fp32 for a run trained with --precision 32 (which keeps the whole run in fp32),
-    else auto resolved on `device`. Not the training's mixed precision as such: the fits run on the CPU, where fp16
-    autocast is emulated."""
-    return inference_precision("32" if training_precision == "32" else "auto", device)
-
-
-def card_precision(card: ModelCard) -> str:
-    """What `auto` means for a run: fp32 where its temperature and thresholds were fitted in fp32, so that it is
-    predicted as they were fitted (a card written before `fitted_precision` and holding any fit: fitted in fp32);
-    else auto, which follows the machine."""
-    fitted = card.fitted_precision
-    if fitted is None and (card.unknown is not None or card.thresholds is not None
-                           or (card.calibration is not None and card.calibration.method != "none")):
-        fitted = "32"
-    return "32" if fitted == "32" else "auto"
 
 
 def build_from_card(card: ModelCard) -> torch.nn.Module:

@@ -32,7 +32,7 @@ def test_run_trains_sigmoid_outputs_and_stores_tuned_thresholds(ml_run):
     assert card["task"] == "multilabel" and card["calibration"] is None and card["unknown"] is None
     assert set(card["thresholds"]) == set(SHAPES) and all(0 < t < 1 for t in card["thresholds"].values())
     # the thresholds were tuned on the probabilities of the network at the precision predict's default runs at
-    from imgclf.inference import inference_precision
+    from imgclf.prediction_precision import inference_precision
     assert card["fitted_precision"] == inference_precision("auto", torch.device("cpu"))
     assert "task: multilabel" in (run.path / "config.yaml").read_text()
     metrics = json.loads((run.path / "metrics.json").read_text())

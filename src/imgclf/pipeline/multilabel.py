@@ -21,7 +21,7 @@ def resolve_task(cfg: TrainConfig, data: PreparedData) -> str:
 
 def fit_thresholds(data: PreparedData, model, card, precision: str = "auto") -> dict[str, float]:
     """Each label's max-F1 threshold on the validation split, from the probabilities `Classifier` computes (the
-    same sigmoid prediction, evaluation and export use) at `precision` (`inference.PRECISIONS`)."""
+    same sigmoid prediction, evaluation and export use) at `precision` (`prediction_precision.PRECISIONS`)."""
     from ..inference import Classifier, for_prediction
     from ..multilabel import sigmoid, tune_thresholds
     from .trust import split_logits

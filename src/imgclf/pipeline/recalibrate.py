@@ -29,7 +29,8 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
     """The run's card with its calibration and unknown blocks fitted again by the current `fit_trust` (with
     `settings` over the run's config; `features` as fit_trust takes it) on the run's own train and val images, the
     statistics written to out/`stats_name`; and the config used. Nothing of the run itself is written."""
-    from ..inference import Classifier, fitting_precision
+    from ..inference import Classifier
+    from ..prediction_precision import fitting_precision
     from ..models import get_model_info
     from .prepare import run_images
     from .trust import fit_trust

@@ -312,7 +312,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         # the sweep that chose this run's lr; an lr-find run into the folder later chose nothing of it
         card.lr_find = card_info(run_dir) if resolved.lr_auto else None
         card.sizing = sizing
-        from ..inference import fitting_precision
+        from ..prediction_precision import fitting_precision
         from .trust import drop_unused_statistics, fit_trust
 
         # predict's default (auto) then runs as the fits did: fp32 where they ran in fp32

@@ -81,8 +81,8 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     blocks.
     features: what a feature detector reads (`imgclf.ood.FEATURE_SOURCES`); default: the map's mean and max where
     the network's head pools its last map, else the pre-logits.
-    precision: what the network runs at (`inference.PRECISIONS`); the pipeline passes the run's
-    `inference.fitting_precision` and records it in the card, so that prediction runs as the fit did."""
+    precision: what the network runs at (`prediction_precision.PRECISIONS`); the pipeline passes the run's
+    `prediction_precision.fitting_precision` and records it in the card, so that prediction runs as the fit did."""
     device = next(model.parameters()).device
     model = for_prediction(model)
     detector = cfg.unknown_detector

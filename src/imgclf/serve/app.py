@@ -73,7 +73,7 @@ def default_threads() -> int:
 
 def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None,
                     precision: str = "auto") -> Classifier:
-    """precision: what the torch backend's network runs at (`inference.PRECISIONS`); the ONNX graph is fp32, so
+    """precision: what the torch backend's network runs at (`prediction_precision.PRECISIONS`); the ONNX graph is fp32, so
     with it only auto is accepted."""
     if backend == "torch":
         if threads is not None:

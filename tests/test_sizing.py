@@ -557,7 +557,7 @@ def test_the_report_shows_each_candidates_readings_beside_the_speed_it_kept():
 
 
 def test_a_resume_records_what_it_trains_at_other_than_the_probe_chose():
-    from imgclf.pipeline.sizing import with_resume_changes
+    from imgclf.pipeline.sizing_record import with_resume_changes
 
     asked = {"data": ".", "time_limit": "10m", "batch_size": 64, "lr": 0.05, "augment": "crop=2,hflip"}
     assert with_resume_changes(_sized(), make_config(**asked)).resumed_with is None  # the same, written otherwise

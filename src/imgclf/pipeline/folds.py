@@ -75,7 +75,7 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
     if wanted.lr == "auto" and stored_config.lr_auto:  # the fold holds the rate the finder found for it
         stored["lr"] = "auto"
     if wanted.sizing == "probe":  # the fold's config.yaml holds what its probe chose, sizing.json what it was asked
-        from .sizing import as_requested
+        from .sizing_record import as_requested
 
         stored, asked = as_requested(run.path, stored, asked)
     changed = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))

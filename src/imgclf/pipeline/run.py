@@ -250,7 +250,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         _remove_run_files(run_dir)
     sizing = None
     if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record
-        from .sizing import save_sizing, stored_sizing, with_resume_changes
+        from .sizing_record import save_sizing, stored_sizing, with_resume_changes
 
         sizing = stored_sizing(run_dir)
         if sizing is not None:
@@ -259,7 +259,8 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             if is_launch_zero:  # a later resume that goes back to the probe's values still knows of this one
                 save_sizing(run_dir, sizing)
     elif resolved.sizing == "probe":
-        from .sizing import save_sizing, size_run
+        from .sizing import size_run
+        from .sizing_record import save_sizing
 
         resolved, model, sizing = size_run(resolved, data)
         if is_launch_zero:

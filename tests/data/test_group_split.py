@@ -178,6 +178,26 @@ def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp
     assert "1 near-duplicate group divided between train/, val/, test/" in capsys.readouterr().err
 
 
+def test_a_held_out_split_filled_only_by_a_class_s_odd_images_is_warned(tmp_path, capsys):
+    """Burst shots: most of a class one near-duplicate group, too large to hold out, plus a few odd pictures. Whole
+    groups kept out of test leave test the odd ones only, which the run warns about (it said nothing)."""
+    from imgclf.pipeline.run import _warn_about_splits
+
+    _flat(tmp_path / "d", per_class=12, plant=False)
+    for k in range(12, 40):  # cat: 28 copies of one picture, beside its 12 distinct ones
+        shutil.copyfile(tmp_path / "d" / "cat" / "000.png", tmp_path / "d" / "cat" / f"{k:03d}.png")
+    data = prepare_data(tmp_path / "d", SIDE, "grayscale", 0.1, 0.1, 0, cache_dir=str(tmp_path / "c"))
+    test_cats = data.splits["test"].indices[data.splits["test"].labels == 0]
+    group = data.grouping.group_of[test_cats]
+    assert (group < 0).all() or len(set(group)) == len(group)  # whole groups kept out: the odd pictures only
+    assert {(item["split"], item["class"]) for item in data.grouping.lopsided} >= {("test", "cat")}
+    assert not [item for item in data.grouping.lopsided if item["class"] != "cat"]  # the other classes: no group
+    _warn_about_splits(data, "d")
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"the test split's {len(test_cats)} 'cat' images are all from outside the near-duplicate groups that " \
+           "hold 29 of its 40 images" in said
+
+
 def test_a_second_run_on_the_same_cache_reuses_the_groups(tmp_path):
     groups = _flat(tmp_path / "d")
     first, second = (prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, 1, cache_dir=str(tmp_path / "c"))

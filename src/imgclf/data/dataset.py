@@ -11,7 +11,7 @@ from ..errors import invalid
 from .cache import comparison_pixels, decode_all, default_cache_dir
 from .color import resolve_color
 from .folder import FolderScan, require_images
-from .groups import find_groups, group_holdout, leaks_between, separated_groups
+from .groups import find_groups, group_holdout, leaks_between, lopsided_holdouts, separated_groups
 from .merge import scan_folders
 from .prepared import PreparedData, Split
 from .select import Selection, cap_per_class, select_classes
@@ -164,6 +164,7 @@ def prepare_data(
         rows = {name: split.indices for name, split in splits.items()}
         grouping.leaks = leaks_between(grouping, rows, grouping.automatic)
         grouping.separated = separated_groups(grouping, {name: rows[name] for name in grouping.automatic})
+        grouping.lopsided = lopsided_holdouts(grouping, splits, classes)
     train_counts = np.bincount(splits["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(train_counts == 0)]
     if empty:

@@ -31,6 +31,8 @@ class Grouping:
     reused: bool = False  # read from the memo beside the cache, not searched again
     automatic: list[str] = field(default_factory=list)  # the splits drawn here (not given as folders)
     separated: int = 0  # groups the automatic split had to divide (`group_holdout`, `stratified_folds`)
+    # drawn val/test splits of a class that only its few ungrouped images could fill (`lopsided_holdouts`)
+    lopsided: list[dict] = field(default_factory=list)
 
     def ids(self, rows: np.ndarray) -> np.ndarray:
         """One id per row, shared within a group and unique otherwise (sklearn's `groups` argument)."""
@@ -247,6 +249,37 @@ def leak_warning(leak: dict, audit: str) -> str:
     what = {"test": "test accuracy", "val": "validation scores (early stopping, calibration)"}[leak["split"]]
     return (f"{leak['images']} image{'s' if leak['images'] != 1 else ''} in {leak['split']}/ {verb} a "
             f"near-duplicate in {leak['source']}/{exact}: {what} may be inflated; run `{audit}` for the list")
+
+
+def lopsided_holdouts(grouping: Grouping, splits: dict, classes: list[str], share: float = 0.5) -> list[dict]:
+    """Drawn val/test splits whose images of a class all come from outside the near-duplicate groups too large to
+    hold out whole, where those groups hold at least `share` of the class (burst shots, video frames): whole groups
+    kept out of the split leave it only the class's few odd images, so its scores say little about the rest.
+    `splits`: name -> Split (decoded rows and labels)."""
+    rows = np.concatenate([s.indices for s in splits.values()])
+    labels = np.concatenate([s.labels for s in splits.values()])
+    found = []
+    for name in ("test", "val"):
+        if name not in grouping.automatic or name not in splits:
+            continue
+        split = splits[name]
+        for c in np.unique(split.labels):
+            members = rows[labels == c]
+            held = split.indices[split.labels == c]
+            ids = grouping.ids(members)
+            _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+            too_large = members[counts[inverse.ravel()] > len(held)]
+            if len(too_large) >= share * len(members) and not np.isin(held, too_large).any():
+                found.append({"split": name, "class": classes[int(c)], "held": int(len(held)),
+                              "images": int(len(members)), "grouped": int(len(too_large))})
+    return found
+
+
+def lopsided_warning(item: dict, audit: str) -> str:
+    are = "s are" if item["held"] != 1 else " is"
+    return (f"the {item['split']} split's {item['held']} {item['class']!r} image{are} all from outside the near-duplicate groups that hold {item['grouped']} of its {item['images']} images "
+            f"(too large to hold out whole): {item['split']} scores for {item['class']!r} say little about those. "
+            f"See them with {audit}")
 
 
 def separated_warning(grouping: Grouping) -> str:

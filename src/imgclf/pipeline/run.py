@@ -124,8 +124,8 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
     """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
     splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
     (stderr, even without progress), never a refusal: the folders are the user's choice."""
-    from ..data.groups import (audit_command, files_in_several_classes, leak_warning, separated_warning,
-                               several_classes_warning)
+    from ..data.groups import (audit_command, files_in_several_classes, leak_warning, lopsided_warning,
+                               separated_warning, several_classes_warning)
     from ..io import terminal_safe
 
     val = len(data.splits["val"]) if "val" in data.splits else 0
@@ -159,6 +159,8 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
         print(f"warning {leak_warning(leak, audit)}", file=sys.stderr, flush=True)
     if data.grouping.separated:
         print(f"warning {separated_warning(data.grouping)}", file=sys.stderr, flush=True)
+    for item in data.grouping.lopsided:
+        print(f"warning {lopsided_warning(item, audit)}", file=sys.stderr, flush=True)
 
 
 def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> TrainConfig:

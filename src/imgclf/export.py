@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +31,9 @@ from .inference import Classifier, PixelResults
 from .io import atomic_write_bytes, write_json
 from .ood import TrustHead, logits_and_features
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt2"}
+FORMATS = {"onnx": "model.onnx", "pt2": "model.pt2"}
+# the pt2 format's first name, kept for the commands and scripts that use it (it never was a torch.jit archive)
+FORMAT_ALIASES = {"torchscript": "pt2"}
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 SCORE_NAME = "score"
@@ -67,7 +70,8 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
 
     Both formats output (probabilities, score, unknown); see the module's docstring.
 
-    format="torchscript" writes `model.pt2`, a `torch.export` program, not a `torch.jit` archive:
+    format="pt2" (also accepted by its first name, "torchscript") writes `model.pt2`, a `torch.export` program,
+    not a `torch.jit` archive:
     torch.jit.trace/script are deprecated in torch 2.14, a trace freezes the batch size unless handled
     with care, and torch.export is the same capture the ONNX exporter uses, so both formats come from one
     graph. Load it with `torch.export.load("model.pt2").module()`; it needs torch but not imgclf. Like any
@@ -75,6 +79,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
 
     out: the folder to write into (default `RUN/export/`). Files are written atomically.
     """
+    format = FORMAT_ALIASES.get(format, format)
     if format not in FORMATS:
         raise invalid("format", format, FORMATS)
     run_dir = Path(run_dir)
@@ -100,7 +105,10 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
         with torch.no_grad():
             program = torch.export.export(wrapped, (example,), dynamic_shapes=dynamic)
         buf = io.BytesIO()
-        torch.export.save(program, buf, extra_files={"model.json": json.dumps(card_json)})
+        with warnings.catch_warnings():
+            # torch's note on weights not on the CPU ("No complete tensor found in the group!"): ours are
+            warnings.filterwarnings("ignore", message=".*No complete tensor found.*")
+            torch.export.save(program, buf, extra_files={"model.json": json.dumps(card_json)})
         data = buf.getvalue()
     atomic_write_bytes(target, data)
     write_json(target.with_name(target.name + ".json"), card_json)

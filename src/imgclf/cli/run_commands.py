@@ -146,7 +146,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
 
 @app.command()
 def export(run: Path = typer.Argument(..., help="Run directory."),
-           fmt: str = typer.Option("onnx", "--format", help="onnx, or torchscript (a torch.export .pt2 program)."),
+           fmt: str = typer.Option("onnx", "--format", help="onnx, or pt2 (a torch.export program, model.pt2; also "
+                                                                 "accepted as torchscript, its first name)."),
            out: Optional[Path] = typer.Option(None, "--out", help="Folder to write into (default: RUN/export).")) -> None:
     """Export a run to ONNX or .pt2 with its preprocessing, temperature and unknown detector.
 

@@ -266,3 +266,25 @@ def test_where_a_run_was_logged_does_not_make_it_another_experiment(tmp_path):
     a1 = _configure(write_run(tmp_path, seed=1, run_name="a1"), logger=["csv", "tensorboard"], checkpoint_every=5)
     comparison = compare_runs([a0, a1])
     assert [g.n for g in comparison.groups] == [2] and comparison.differing == []
+
+
+def test_one_runs_loss_spike_puts_the_compared_loss_panel_on_a_log_scale(tmp_path, monkeypatch):
+    """A run whose first epoch's validation loss was 1,600 flattened every other run's curve onto zero."""
+    from imgclf.evaluation import compare_render
+    from imgclf.evaluation.plots import training_curves
+    from imgclf.records import RunDir
+
+    saved = []
+    real_save = training_curves.save_figure
+    monkeypatch.setattr(training_curves, "save_figure", lambda fig, path, **kw: saved.append(fig) or
+                        real_save(fig, path, **kw))
+    a = write_run(tmp_path, seed=0, run_name="a")
+    b = _configure(write_run(tmp_path, seed=0, run_name="b"), lr=0.5)
+    compare_render.write_compare_html(compare_runs([a, b]), tmp_path / "plain.html")
+    assert saved.pop().axes[1].get_yscale() == "linear"
+    run = RunDir(b)
+    history = run.read_history()
+    history[0] = history[0].model_copy(update={"val_loss": 1600.0})
+    run.write_history(history)
+    compare_render.write_compare_html(compare_runs([a, b]), tmp_path / "spiked.html")
+    assert saved.pop().axes[1].get_yscale() == "log"

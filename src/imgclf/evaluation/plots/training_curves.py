@@ -164,7 +164,14 @@ def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.Path
                 ax.plot(epochs, mean, color=color, linewidth=2.1, label=label)
                 band = np.isfinite(std)
                 ax.fill_between(epochs[band], (mean - std)[band], (mean + std)[band], color=color, alpha=0.18, lw=0)
-        for ax, title in zip(axes, ("Validation accuracy", "Validation loss")):
+        losses = np.array([r.value("val_loss") for group in groups for h in group["histories"] for r in h],
+                          dtype=np.float64)
+        spiked = loss_spikes(losses)  # one run's spike would flatten every other run's curve on zero
+        if spiked:
+            plain_log_scale(axes[1], "y")
+        titles = ("Validation accuracy", "Validation loss, log scale\n(one epoch's loss is far above the rest)"
+                  if spiked else "Validation loss")
+        for ax, title in zip(axes, titles):
             ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)

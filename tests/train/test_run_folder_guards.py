@@ -211,3 +211,17 @@ def test_a_resume_that_would_stream_a_cached_run_names_the_cache_budget(tmp_path
     assert RunDir(run.path).read_dataset().duplicates is not None
     with pytest.raises(ImgclfError, match=r"^cache_budget for --resume .*the split drawn otherwise"):
         imgclf.fit(resume=str(run.path), epochs=2, cache_budget="1KB", report=False)
+
+
+def test_an_img_size_far_above_the_images_and_the_model_is_warned_and_a_bare_time_limit_shows_its_unit(
+        tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", per_class=6, size=8)  # 8-pixel images
+    imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "img_size": 48, "time_limit": "30", "progress": True,
+                "out": str(tmp_path / "big")}, report=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "warning img_size 48 is 6x the images' own side (8 px, the median)" in said
+    assert "time limit 30 s" in said
+    # at or below the model's own input size (a pretrained network's 224 on small images): no warning
+    imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "img_size": 32, "model": "simple_cnn",
+                "out": str(tmp_path / "own")}, report=False)
+    assert "inventing pixels" not in capsys.readouterr().err

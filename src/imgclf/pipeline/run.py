@@ -109,7 +109,8 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
         f"batch {cfg.batch_size}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
         + (f" of {cfg.steps_per_epoch} step{'s' if cfg.steps_per_epoch != 1 else ''}" if cfg.steps_per_epoch else "")
         + (f", {cfg.val_steps} validation step{'s' if cfg.val_steps != 1 else ''}" if cfg.val_steps else "")
-        + (f", time limit {cfg.time_limit}" if cfg.time_limit else ""),
+        + (f", time limit {cfg.time_limit}" + (" s" if cfg.time_limit.strip().replace(".", "").isdigit() else "")
+           if cfg.time_limit else ""),
         f"device {device} ({torch.get_num_threads()} threads), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),
@@ -203,6 +204,12 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
                       f"({', '.join(n for n in list_models() if 'fast' in get_model_info(n).tags)})",
                       where=f"model {cfg.model}")
     img_size = input_size(cfg, info)  # a resumed run's config.yaml holds the size it trained at
+    if cfg.img_size and cfg.data and not resume and hardware.launch_rank() == 0:
+        from ..data.native_size import upscale_warning
+
+        warning = upscale_warning(cfg.data, img_size, info.default_img_size)
+        if warning:
+            print(f"warning {warning}", file=sys.stderr, flush=True)
     args = (info, img_size, transfer_args, checkpoint, resume, report, evaluate, callbacks)
     if hardware.launch_rank() != 0:
         # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.

@@ -188,3 +188,17 @@ def test_a_search_trial_beside_an_unreadable_tune_json_keeps_its_own_status(tmp_
     (search / "tune.json").write_text(content)
     rows = imgclf.list_runs(search)
     assert [(r.name, r.status) for r in rows] == [("trials/trial-000", "interrupted")]
+
+
+def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_path):
+    """`imgclf predict data/digits runs/s1` said "no model.json: training unfinished?"."""
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    result = CliRunner().invoke(app, ["predict", str(data), str(tmp_path)])
+    assert result.exit_code == 2
+    assert "an image folder, not a run (the run comes first: imgclf predict RUN IMAGES)" in \
+        " ".join(result.output.split())
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "empty"), str(tmp_path)])
+    assert "training unfinished?" in result.output

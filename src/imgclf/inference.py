@@ -24,7 +24,7 @@ from .tta import TTAViews
 from .errors import Described, bad_path, invalid
 from .hardware import prediction_device
 from .prediction_precision import card_precision, inference_precision
-from .inputs import ImageInput, array_to_image, gather_inputs
+from .inputs import ImageInput, array_to_image, gather_inputs, refuse_image_folder_as_run
 
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
 # bound the memory held by decoded pixels when predicting a large folder.
@@ -42,26 +42,6 @@ def for_prediction(model: torch.nn.Module) -> torch.nn.Module:
     predicting = copy.deepcopy(model).eval()
     fold_batch_norms(predicting)
     return predicting
-
-
-def _refuse_image_folder(run_dir: str | os.PathLike, look: int = 200) -> None:
-    """An image folder given where the run goes (`imgclf predict data/ runs/s1`): said so, with the order, rather
-    than "no model.json: training unfinished?". Image files in it or two levels down, among the first `look`."""
-    from .data.folder import IMAGE_EXTENSIONS
-    from .records.run_dir import is_run_dir
-
-    folder = Path(run_dir)
-    if not folder.is_dir() or is_run_dir(folder):
-        return
-    seen = 0
-    for pattern in ("*", "*/*", "*/*/*"):
-        for path in folder.glob(pattern):
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                raise bad_path("run", folder, "a run directory containing model.json",
-                               "an image folder, not a run (the run comes first: imgclf predict RUN IMAGES)")
-            seen += 1
-            if seen >= look:
-                return
 
 
 def build_from_card(card: ModelCard) -> torch.nn.Module:
@@ -164,7 +144,7 @@ class Classifier:
         convolution into it (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then
         only predict); False keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, prediction_device(device))  # bad values fail before the weights are read
-        _refuse_image_folder(run_dir)
+        refuse_image_folder_as_run(run_dir)
         card = load_card(run_dir)
         if precision == "auto":
             precision = card_precision(card)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .data.folder import IMAGE_EXTENSIONS, walk_images
-from .errors import Described, invalid
+from .errors import Described, bad_path, invalid
 
 # A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
 # float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
@@ -116,3 +116,22 @@ def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> None:
+    """An image folder given where the run goes (`imgclf predict data/ runs/s1`): said so, with the order, rather
+    than "no model.json: training unfinished?". Image files in it or two levels down, among the first `look`."""
+    from .records.run_dir import is_run_dir
+
+    folder = Path(run_dir)
+    if not folder.is_dir() or is_run_dir(folder):
+        return
+    seen = 0
+    for pattern in ("*", "*/*", "*/*/*"):
+        for path in folder.glob(pattern):
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                raise bad_path("run", folder, "a run directory containing model.json",
+                               "an image folder, not a run (the run comes first: imgclf predict RUN IMAGES)")
+            seen += 1
+            if seen >= look:
+                return

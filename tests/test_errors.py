@@ -21,6 +21,11 @@ def test_invalid_names_the_argument_lists_sorted_options_and_suggests():
                         "Received: model='resnt18'")
 
 
+def test_a_value_that_begins_an_option_is_offered_it():
+    message = invalid_message("sort", "test", ["name", "test_accuracy", "val_accuracy", "train_seconds"])
+    assert "Did you mean: test_accuracy?" in message  # imgclf runs --sort test offered nothing
+
+
 def test_options_from_a_mapping_are_its_keys_and_far_values_get_no_suggestion():
     message = invalid_message("backend", "tensorflow", {"torch": 1, "onnx": 2})
     assert message == "backend must be one of {onnx, torch}. Received: backend='tensorflow'"

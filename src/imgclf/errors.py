@@ -106,7 +106,8 @@ def invalid_message(argument: str, received: object, allowed: str | Iterable[obj
         options = _options(allowed)
         text = f"{subject} must be one of {{{', '.join(options)}}}."
         if isinstance(received, str) and not isinstance(received, Described):
-            close = difflib.get_close_matches(received, options, n=3, cutoff=0.6)
+            # else the names it begins (`test` for test_accuracy), separators and case aside
+            close = difflib.get_close_matches(received, options, n=3, cutoff=0.6) or close_names(received, options, 3)
             if close:
                 text += f" Did you mean: {', '.join(close)}?"
     echo = str(received) if isinstance(received, Described) else f"{argument}={shown(received)}"

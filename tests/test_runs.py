@@ -202,3 +202,8 @@ def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_pat
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "empty"), str(tmp_path)])
     assert "training unfinished?" in result.output
+
+
+def test_a_run_listed_on_its_own_goes_by_its_folder_name(tiny_run):
+    (row,) = imgclf.list_runs(tiny_run)
+    assert row.name == tiny_run.name  # it was "."

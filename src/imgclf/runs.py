@@ -78,6 +78,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         name = str(run.path.resolve().relative_to(base.resolve()))
     except ValueError:
         name = run.path.name
+    if name == ".":  # the listed folder is the run itself (imgclf runs runs/s1)
+        name = run.path.resolve().name
     problems: list[str] = []
 
     def read(name: str, reader):

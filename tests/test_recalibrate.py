@@ -104,6 +104,18 @@ def test_the_cli_refits_and_names_a_bad_value_in_one_line(run):
     assert "Traceback" not in bad.output and RunDir(run).read_card().unknown.detector == "energy"
 
 
+def test_the_cli_says_when_no_temperature_was_fitted_and_why(run, monkeypatch):
+    """It printed "temperature 1.000" as if one had been fitted."""
+    from imgclf.calibration import TemperatureFit
+    from imgclf.pipeline import trust
+
+    why = "every validation image is classified correctly, so no temperature can be fitted"
+    monkeypatch.setattr(trust, "fit_temperature", lambda logits, labels: TemperatureFit(1.0, 0.1, 0.1, why))
+    done = CliRunner().invoke(app, ["calibrate", str(run), "--no-report"], env={"COLUMNS": "250"})
+    assert done.exit_code == 0, done.output
+    assert f"no temperature fitted ({why})" in " ".join(done.output.split()) and "temperature 1.000" not in done.output
+
+
 def test_a_card_naming_no_statistics_file_keeps_its_file_until_the_new_card_is_written(run):
     """statistics null means unknown.safetensors (the readers' fallback): the refit must write the other name, or
     an interruption would leave the old card reading new statistics. And the old file is not needed to refit."""

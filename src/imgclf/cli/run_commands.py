@@ -217,7 +217,10 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
     card = recalibrate(run, report=report, **settings)
     u, t = card.unknown, card.temperature
     reads = f", reads {u.features} ({u.feature_dim} values)" if u.feature_dim else ""
-    typer.echo(f"temperature {t:.3f}; unknown: {u.detector}{reads}, threshold {u.threshold:.4g} keeps "
+    skipped = card.calibration.skipped if card.calibration is not None else ""
+    # a fit skipped leaves the temperature at 1: say why rather than print it as if it were fitted
+    temperature = f"no temperature fitted ({skipped})" if skipped else f"temperature {t:.3f}"
+    typer.echo(f"{temperature}; unknown: {u.detector}{reads}, threshold {u.threshold:.4g} keeps "
                f"{u.accepted:.1%} of {u.images} validation images")
     if card.metrics is not None:
         typer.echo(f"test accuracy {card.metrics.accuracy:.4f}")

@@ -207,3 +207,15 @@ def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_pat
 def test_a_run_listed_on_its_own_goes_by_its_folder_name(tiny_run):
     (row,) = imgclf.list_runs(tiny_run)
     assert row.name == tiny_run.name  # it was "."
+
+
+def test_a_loss_rounded_below_zero_is_written_as_zero(tmp_path):
+    """A certain prediction's loss, -log(p) with p rounded a hair above 1, was written -0.000000."""
+    from imgclf.records import PredictionRow, RunDir
+
+    run = RunDir(tmp_path)
+    run.write_predictions([PredictionRow(path="a.png", true="cat", pred="cat", prob=1.0, loss=-1e-9, probs=[1.0, 0.0]),
+                           PredictionRow(path="b.png", true="cat", pred="cat", prob=1.0, loss=-0.0, probs=[1.0, 0.0])],
+                          ["cat", "dog"])
+    text = (tmp_path / "predictions.csv").read_text()
+    assert "-0.000000" not in text and text.count(",0.000000,") >= 2

@@ -307,3 +307,19 @@ def test_best_yaml_keeps_the_time_limit_the_search_started_from(tiny_run, tmp_pa
 
     assert best_settings(tmp_path / "best.yaml", RunDir(tiny_run), "10m")["time_limit"] == "10m"
     assert yaml.safe_load((tmp_path / "best.yaml").read_text())["time_limit"] == "10m"
+
+
+def test_an_empty_choice_is_shown_as_none(data, tmp_path):
+    """`augment: ["", hflip]`: the empty choice was shown as augment='' on the terminal and as blank cells."""
+    import imgclf
+
+    said = []
+    out = tmp_path / "search"
+    imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=2, out=str(out), log=said.append,
+                space={"augment": ["", "hflip"]})
+    page = (out / "tune.html").read_text()
+    trials = [line for line in said if line.startswith("trial")]
+    assert trials and all("augment=''" not in line for line in trials)
+    record = _record(out)
+    assert any(t["params"].get("augment") == "" for t in record["trials"])  # the seeded sampler drew it
+    assert any("augment=none" in line for line in trials) and "<td>none</td>" in page

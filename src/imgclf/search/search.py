@@ -325,7 +325,8 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
 
 
 def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else repr(value) if value == "" else str(value)
+    # an empty choice is "none" in this space (augment="": no augmentation), as the page and compare say it
+    return f"{value:.3g}" if isinstance(value, float) else "none" if value == "" else str(value)
 
 
 def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None, stop_reason: str,

@@ -193,7 +193,8 @@ def points(line) -> np.ndarray:
 def test_curve_legend_is_off_the_plot_and_the_zoom_inset_covers_no_curve(monkeypatch, tmp_path, kind):
     """Issue 26: the ROC inset's connector lines crossed the legend (both sat on the plot)."""
     y, probs, classes, _ = synthetic(6, per_class=30)
-    probs = probs ** 0.2 * np.eye(6)[y] + probs * 0.05  # a good model: AUC about 0.99, so the inset is drawn
+    probs = probs ** 0.2 * np.eye(6)[y] + probs * 2.0  # a good model, not a perfect one: AUC about 0.99, so the
+    # inset is drawn (at * 0.05 every AUC was 1.000)
     probs /= probs.sum(1, keepdims=True)
     draw = plots.plot_roc_curves if kind == "roc" else plots.plot_pr_curves
     fig, renderer = drawn(monkeypatch, lambda: draw(y, probs, classes, tmp_path / "c.png"))
@@ -205,6 +206,16 @@ def test_curve_legend_is_off_the_plot_and_the_zoom_inset_covers_no_curve(monkeyp
     for line in ax.get_lines():
         inside = [(box.x0 < px < box.x1) and (box.y0 < py < box.y1) for px, py in points(line)]
         assert not any(inside), f"the inset covers {line.get_label()!r}"
+
+
+@pytest.mark.parametrize("kind", ["roc", "pr"])
+def test_perfect_curves_get_no_zoom_inset(monkeypatch, tmp_path, kind):
+    """Every AUC 1.000: nothing differs in the corner, and the inset only crossed the plot with its lines."""
+    y, _, classes, _ = synthetic(4, per_class=20)
+    probs = np.eye(4)[y] * 0.9 + 0.025  # every image's own class far ahead: perfect rankings
+    draw = plots.plot_roc_curves if kind == "roc" else plots.plot_pr_curves
+    fig, _ = drawn(monkeypatch, lambda: draw(y, probs, classes, tmp_path / "c.png"))
+    assert fig.axes[0].child_axes == []
 
 
 def test_reliability_legend_covers_no_bar(monkeypatch, tmp_path):

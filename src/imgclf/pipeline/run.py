@@ -106,7 +106,8 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     lines = [
         f"data   {terminal_safe(folders)}: {len(data.classes)} classes, {sizes}{skipped}",
         f"model  {cfg.model}, {params:,} parameters, {data.img_size}x{data.img_size} {data.color}, "
-        f"batch {cfg.batch_size}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+        f"batch {cfg.batch_size}, {'up to ' if cfg.time_limit else ''}{cfg.epochs} "
+        f"epoch{'s' if cfg.epochs != 1 else ''}"
         + (f" of {cfg.steps_per_epoch} step{'s' if cfg.steps_per_epoch != 1 else ''}" if cfg.steps_per_epoch else "")
         + (f", {cfg.val_steps} validation step{'s' if cfg.val_steps != 1 else ''}" if cfg.val_steps else "")
         + (f", time limit {cfg.time_limit}" + (" s" if cfg.time_limit.strip().replace(".", "").isdigit() else "")

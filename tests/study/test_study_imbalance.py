@@ -306,7 +306,8 @@ def test_s4_protocol_refuses_what_would_choose_on_the_test_split(pool, tmp_path)
     with pytest.raises(ImgclfError, match=r"schedule must be a schedule that does not watch the held-out split "
                                           r"under protocol s4.*Received: schedule='plateau', protocol='s4'"):
         run_imbalance_study(pool, tmp_path / "s", overrides={"schedule": "plateau"}, **base)
-    with pytest.raises(ImgclfError, match=r"protocol must be one of \{s4, standard\}. Received: protocol='S4 '"):
+    with pytest.raises(ImgclfError, match=r"protocol must be one of \{s4, standard\}. Did you mean: s4\? "
+                                          r"Received: protocol='S4 '"):
         run_imbalance_study(pool, tmp_path / "s", **{**base, "protocol": "S4 "})
     splits = make_image_folder(tmp_path / "splits", classes=("a", "b"), per_class=12, size=8, layout="splits")
     with pytest.raises(ImgclfError, match=r"data must be a folder of class folders under protocol s4"):

@@ -202,6 +202,14 @@ def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_pat
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "empty"), str(tmp_path)])
     assert "training unfinished?" in result.output
+    # a folder of runs, or a run's plots/: their PNGs are no data set
+    runs = tmp_path / "runs" / "r1"
+    (runs / "plots").mkdir(parents=True)
+    (runs / "config.yaml").write_text("")
+    (runs / "plots" / "curves.png").write_bytes(b"")
+    for folder in (tmp_path / "runs", runs / "plots"):
+        result = CliRunner().invoke(app, ["predict", str(folder), str(tmp_path)])
+        assert result.exit_code == 2 and "an image folder" not in result.output, result.output
 
 
 def test_a_run_listed_on_its_own_goes_by_its_folder_name(tiny_run):
@@ -219,3 +227,6 @@ def test_a_loss_rounded_below_zero_is_written_as_zero(tmp_path):
                           ["cat", "dog"])
     text = (tmp_path / "predictions.csv").read_text()
     assert "-0.000000" not in text and text.count(",0.000000,") >= 2
+    run.write_predictions([PredictionRow(path="c.png", true="cat", pred="cat", prob=float("nan"), loss=float("nan"),
+                                         probs=[1.0, 0.0])], ["cat", "dog"])
+    assert "c.png,cat,cat,nan,nan," in (tmp_path / "predictions.csv").read_text()  # a diverged run shows as one

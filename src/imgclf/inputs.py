@@ -123,8 +123,11 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
     than "no model.json: training unfinished?". Image files in it or two levels down, among the first `look`."""
     from .records.run_dir import is_run_dir
 
+    from .records.run_dir import find_run_dirs
+
     folder = Path(run_dir)
-    if not folder.is_dir() or is_run_dir(folder):
+    # a run, a run's own subfolder (plots/), or a folder of runs: their PNGs are no data set
+    if not folder.is_dir() or is_run_dir(folder) or is_run_dir(folder.parent) or find_run_dirs(folder):
         return
     seen = 0
     for pattern in ("*", "*/*", "*/*/*"):

@@ -88,6 +88,23 @@ def test_a_split_folder_without_a_class_of_train_is_scored_on_the_others(tmp_pat
     assert "the val split holds no image of 1 class ('fox')" in " ".join(capsys.readouterr().err.split())
 
 
+def test_an_empty_class_folder_in_val_is_a_missing_class_and_an_empty_split_is_refused_naming_it(tmp_path):
+    import shutil
+
+    make_image_folder(tmp_path / "d", layout="splits", per_split={"train": 4, "val": 2, "test": 2})
+    for f in (tmp_path / "d" / "val" / "fox").iterdir():
+        f.unlink()  # an empty val/fox: as if it were missing (it was refused, suggesting to drop fox everywhere)
+    scan = scan_folder(tmp_path / "d")
+    assert scan.classes == ["cat", "dog", "fox"] and not scan.empty
+    for split in ("test", "val"):
+        shutil.rmtree(tmp_path / "d" / split)
+        (tmp_path / "d" / split / "cat").mkdir(parents=True)  # a split folder with no image at all
+        with pytest.raises(ImgclfError, match=rf"{split}/ holds no image in its class folders.*remove {split}/"):
+            scan_folder(tmp_path / "d")
+        assert scan_folder(tmp_path / "d", allow_empty=True).empty  # inspect still reports it as it is
+        shutil.rmtree(tmp_path / "d" / split)
+
+
 def test_missing_path_names_the_argument(tmp_path):
     with pytest.raises(ImgclfError, match=r"data must be an existing folder.*Received: data="):
         scan_folder(tmp_path / "nope")

@@ -82,6 +82,31 @@ def test_heatmaps_follow_the_evidence():
     assert maps[:, :8, :8].mean() > 0.9 and maps[:, 8:, 8:].mean() < 0.1
 
 
+def test_heatmaps_explain_the_class_asked_for():
+    """A caption's label (multi-label reports: the most probable by the stored probabilities) may not be this
+    network's top class: the map is of the class asked for."""
+    conv = nn.Conv2d(1, 2, 1)  # channel 0: the pixels; channel 1: their negative (bright where the image is dark)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([0.0, 1.0]))
+
+    class TwoQuadrants(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(conv)
+
+        def forward(self, x):
+            f = self.features(x)  # class 0: dark bottom-right (channel 1); class 1: bright top-left (channel 0)
+            return torch.stack([f[:, 1, 8:, 8:].mean((1, 2)), 2 * f[:, 0, :8, :8].mean((1, 2))], 1)
+
+    pixels = np.full((1, 16, 16, 1), 20, dtype=np.uint8)
+    pixels[:, :8, :8] = 250
+    top, _ = gradcam_heatmaps(TwoQuadrants(), pixels, [0.0], [1.0])  # class 1 is the top
+    asked, _ = gradcam_heatmaps(TwoQuadrants(), pixels, [0.0], [1.0], classes=[0])
+    assert top[:, :8, :8].mean() > top[:, 8:, 8:].mean()
+    assert asked[:, 8:, 8:].mean() > asked[:, :8, :8].mean()
+
+
 def test_explain_run_writes_the_gradcam_figure(tiny_run, tmp_path):
     out = tmp_path / "gradcam.png"
     result = explain_run(tiny_run, out=out, n_correct=3, n_wrong=3)

@@ -175,6 +175,14 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
                                    f"{split}/")
             for missing in set(classes) - set(tree):
                 tree[missing] = []
+            if split != "train" and not allow_empty:  # (inspect reports empty folders as they are)
+                # an empty class folder of val/ or test/ is that class missing there, as a missing folder is
+                empty[:] = [(name, folder) for name, folder in empty if not folder.startswith(f"{split}/")]
+                if not any(tree.values()):  # a split of no image would be refused later, for another reason
+                    redraw = " (val_split then draws one from train/)" if split == "val" else ""
+                    raise invalid("data", root, f"a folder whose {split}/ holds images, if it has one",
+                                  note=f"{split}/ holds no image in its class folders",
+                                  hint=f"Add its images, or remove {split}/{redraw}")
         files = {split: [(p, c) for c in classes for p in tree[c]] for split, tree in trees.items()}
         skipped += [{"path": path, "reason": OUTSIDE_SPLITS_REASON} for path in _loose_images(root)]
         layout = "splits"

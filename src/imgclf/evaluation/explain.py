@@ -46,9 +46,11 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.
 
 
 def gradcam_heatmaps(model: nn.Module, pixels: np.ndarray, mean: list[float], std: list[float],
-                     layer: nn.Module | None = None) -> tuple[np.ndarray, str]:
-    """uint8 (N, H, W, C) images -> Grad-CAM maps (N, H, W) in [0, 1] for each image's top predicted class."""
+                     layer: nn.Module | None = None, classes: list[int] | None = None) -> tuple[np.ndarray, str]:
+    """uint8 (N, H, W, C) images -> Grad-CAM maps (N, H, W) in [0, 1] for each image's top predicted class, or for
+    `classes` (one index per image: the label a caption names, whatever this network's own top is)."""
     from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = model.eval()
     device = next(model.parameters()).device
@@ -57,7 +59,8 @@ def gradcam_heatmaps(model: nn.Module, pixels: np.ndarray, mean: list[float], st
     if layer is None:
         name, layer = find_target_layer(model, x[:1])
     with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
-        maps = cam(input_tensor=x, targets=None)  # None = each image's top class (STACK.md trap 9)
+        targets = None if classes is None else [ClassifierOutputTarget(int(c)) for c in classes]
+        maps = cam(input_tensor=x, targets=targets)  # None = each image's top class (STACK.md trap 9)
     return np.nan_to_num(np.asarray(maps, dtype=np.float32)), name
 
 

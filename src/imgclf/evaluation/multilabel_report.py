@@ -115,7 +115,8 @@ def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard
 
         model = Classifier.load(run_dir, fold_batch_norm=False).model.to(memory_format=torch.contiguous_format)
         explained = [s for s in samples if s["top"]]
-        maps, layer = gradcam_heatmaps(model, np.stack([s["image"] for s in explained]), card.mean, card.std)
+        maps, layer = gradcam_heatmaps(model, np.stack([s["image"] for s in explained]), card.mean, card.std,
+                                       classes=[card.classes.index(s["top"][0]) for s in explained])
         shown = [{"image": s["image"], "heatmap": m, "true": "+".join(s["true"]) or "none", "pred": s["top"][0],
                   "prob": s["top"][1], "correct": s["top"][0] in s["true"]} for s, m in zip(explained, maps)]
         plots.plot_gradcam_grid(shown, path, layer=layer, target="its most probable label")

@@ -199,8 +199,8 @@ class RunDir:
     def write_predictions(self, rows: Iterable[PredictionRow], classes: Sequence[str],
                           name: str = "predictions.csv") -> None:
         def cells(r: PredictionRow) -> list[str]:
-            # a probability or a loss is never below 0: rounding's -1e-9 (or -0.0) is written 0.000000
-            num = lambda v: "" if v is None else f"{max(0.0, v):.6f}"  # noqa: E731
+            # a probability or a loss is never below 0: rounding's -1e-9 (or -0.0) is written 0.000000; NaN stays
+            num = lambda v: "" if v is None else f"{0.0 if v <= 0 else v:.6f}"  # noqa: E731
             probs = [f"{p:.6f}" for p in r.probs] if r.probs else [""] * len(classes)
             score = "" if r.score is None else f"{r.score:.6g}"
             unknown = "" if r.unknown is None else str(int(r.unknown))

@@ -149,16 +149,14 @@ def make_free_dir(base: str | os.PathLike, stem: str) -> Path:
     """Create and return the first free base/stem-N: two processes started together get a folder each (the
     name is taken by mkdir, which only one of them wins). A base that is a file, or not writable, is the user's
     error naming `out`."""
-    base, n = writable_folder("out", base).absolute(), 1
+    writable_folder("out", base)
     while True:
-        path = base / f"{stem}-{n}"
-        if not os.path.lexists(path):  # a dangling link takes the name too (mkdir would refuse it for ever)
-            try:
-                path.mkdir(parents=True)
-                return path
-            except FileExistsError:  # another process took it just now
-                pass
-        n += 1
+        path = next_free_dir(base, stem)
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:  # another process took it just now: the next call sees it
+            continue
 
 
 def writable_folder(argument: str, path: str | os.PathLike) -> Path:

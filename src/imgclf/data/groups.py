@@ -277,7 +277,8 @@ def lopsided_holdouts(grouping: Grouping, splits: dict, classes: list[str], shar
 
 def lopsided_warning(item: dict, audit: str) -> str:
     are = "s are" if item["held"] != 1 else " is"
-    return (f"the {item['split']} split's {item['held']} {item['class']!r} image{are} all from outside the near-duplicate groups that hold {item['grouped']} of its {item['images']} images "
+    return (f"the {item['split']} split's {item['held']} {item['class']!r} image{are} all from outside the "
+            f"near-duplicate groups that hold {item['grouped']} of its {item['images']} images "
             f"(too large to hold out whole): {item['split']} scores for {item['class']!r} say little about those. "
             f"See them with {audit}")
 

@@ -45,6 +45,9 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.
     return names[layer], layer
 
 
+GRADCAM_MISSING = "Install the explain extra (pip install 'imgclf[explain]') for Grad-CAM heatmaps."
+
+
 def gradcam_heatmaps(model: nn.Module, pixels: np.ndarray, mean: list[float], std: list[float],
                      layer: nn.Module | None = None, classes: list[int] | None = None) -> tuple[np.ndarray, str]:
     """uint8 (N, H, W, C) images -> Grad-CAM maps (N, H, W) in [0, 1] for each image's top predicted class, or for

@@ -104,8 +104,9 @@ def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard
     try:
         import pytorch_grad_cam  # noqa: F401
     except ImportError:
-        made["gradcam"] = {"title": title, "caption": "Install the explain extra (pip install 'imgclf[explain]') for "
-                           "Grad-CAM heatmaps.", **embed_png(None)}
+        from .explain import GRADCAM_MISSING
+
+        made["gradcam"] = {"title": title, "caption": GRADCAM_MISSING, **embed_png(None)}
         return
     try:
         import torch

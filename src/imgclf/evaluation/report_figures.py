@@ -166,9 +166,9 @@ def _gradcam_figure(run_dir: Path) -> dict[str, dict[str, Any]]:
     try:
         import pytorch_grad_cam  # noqa: F401
     except ImportError:
-        return {"gradcam": {"path": None, "title": title,
-                            "caption": "Install the explain extra (pip install 'imgclf[explain]') for Grad-CAM "
-                                       "heatmaps."}}
+        from .explain import GRADCAM_MISSING
+
+        return {"gradcam": {"path": None, "title": title, "caption": GRADCAM_MISSING}}
     from .explain import explain_run
 
     try:

@@ -93,8 +93,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
 
     tta: also score test-time augmentation over the views the run's training made (`tta.TTAViews`); True is
     refused for a run whose training made none, "auto" (what training's own evaluation asks) then skips it.
-    precision: what the network runs at (`prediction_precision.PRECISIONS`; auto: bf16 where the CPU has it natively), recorded
-    in metrics.json."""
+    precision: what the network runs at (`prediction_precision.PRECISIONS`; auto: bf16 where the CPU has it
+    natively), recorded in metrics.json."""
     if tta not in (True, False, "auto"):
         raise invalid("tta", tta, (True, False, "auto"))
     run = RunDir(run_dir)

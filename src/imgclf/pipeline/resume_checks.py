@@ -23,7 +23,8 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     """Refuse, before anything is written, what the run's checkpoint cannot continue: fewer epochs than it has
     trained, or another value of a FIXED_ON_RESUME setting. (Refused later, the run's config.yaml would already
     hold the new value, and every later resume of it would fail.)"""
-    stored = run.read_config().model_dump(mode="json")
+    stored_config = run.read_config()
+    stored = stored_config.model_dump(mode="json")
     asked = cfg.model_dump(mode="json")
     changed = [name for name in FIXED_ON_RESUME if values.get(name) is not None and asked[name] != stored[name]]
     if changed:
@@ -36,7 +37,7 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
                       where=f"--resume {run.path}",
                       hint=f"Start a new run from its settings instead: {command} --out NEW")
     trained = len(run.read_history())
-    stored_patience = run.read_config().early_stopping
+    stored_patience = stored_config.early_stopping
     # (with --epochs at the epochs trained it trains none: it finishes a run cut after training)
     if cfg.epochs > trained and run.has("model.json") and run.read_card().training.stopped == "early stopping" \
             and cfg.early_stopping is not None and cfg.early_stopping <= (stored_patience or 0):

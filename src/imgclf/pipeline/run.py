@@ -248,10 +248,11 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     cfg = cfg.model_copy(update={"out": str(run_dir)})
     run = RunDir(run_dir)
     data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
+    record = dataset_record(data)
     if resume and is_launch_zero:
         from .resume_checks import check_same_images
 
-        check_same_images(run, dataset_record(data), cfg)
+        check_same_images(run, record, cfg)
     if resolved.class_weight not in ("none", "balanced"):  # a bad file is refused before anything is written
         from ..data.imbalance import weights_from_file
 
@@ -281,7 +282,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     # corrected command's --out.
     if is_launch_zero:
         run.write_config(resolved)
-        run.write_dataset(dataset_record(data))
+        run.write_dataset(record)
 
     if resolved.progress and is_launch_zero:
         _announce(resolved, data, model, run_dir, checkpoint)

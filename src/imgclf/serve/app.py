@@ -73,8 +73,8 @@ def default_threads() -> int:
 
 def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None,
                     precision: str = "auto") -> Classifier:
-    """precision: what the torch backend's network runs at (`prediction_precision.PRECISIONS`); the ONNX graph is fp32, so
-    with it only auto is accepted."""
+    """precision: what the torch backend's network runs at (`prediction_precision.PRECISIONS`); the ONNX graph is
+    fp32, so with it auto or 32 is accepted."""
     if backend == "torch":
         if threads is not None:
             torch.set_num_threads(threads)  # process-wide in torch: only when asked for
@@ -249,13 +249,12 @@ def _parse_threshold(raw: str, classes: list[str], cutoffs: np.ndarray | None) -
     if cutoffs is None:
         raise ApiError(400, invalid_message("threshold", raw[:40], "unset for a single-label model (it applies to "
                                             "multi-label models, whose labels each have a decision threshold)"))
+    from ..multilabel import threshold_vector
+
     try:
-        value = float(raw)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 < value < 1.0:
+        return threshold_vector(classes, None, float(raw))  # predict --threshold's check
+    except ValueError:  # not a number, or out of (0, 1) (ImgclfError is a ValueError)
         raise ApiError(400, invalid_message("threshold", raw[:40], "a probability between 0 and 1 (exclusive)"))
-    return np.full(len(classes), value)
 
 
 def _parse_top_k(raw: str | None, num_classes: int) -> int:

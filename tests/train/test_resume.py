@@ -142,3 +142,22 @@ def test_a_checkpoint_before_the_first_epoch_holds_the_history_state(tmp_path):
     again = HistoryWriter(tmp_path)
     again.load_state_dict(state)
     assert again.state_dict()["seen"] == 0
+
+
+def test_a_checkpoint_at_an_epoch_boundary_holds_no_batches_of_an_epoch(data, tmp_path, monkeypatch):
+    """--checkpoint-every saves inside epochs; the file written when the next epoch starts, or when training ends,
+    must not carry the last inside-epoch count, which a resume inside an epoch would skip."""
+    settings = {**BASE, "data": str(data), "batch_size": 4, "checkpoint_every": 3, "epochs": 3}
+    with monkeypatch.context() as m:
+        _interrupt_when(2, m)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    assert _loader_state(last) == {"epoch": 2, "batches_done": 0}
+    imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    assert _loader_state(last)["batches_done"] == 0  # the file written when training ended
+
+
+def _loader_state(path) -> dict:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]

@@ -79,7 +79,7 @@ def checkpoint_problem(path: str | Path) -> str | None:
 def batches_into_epoch(path: str | Path) -> int:
     """How many batches of an unfinished epoch the checkpoint at `path` holds (0 when it was saved at an epoch's
     end): the loader's own state (`ResumableLoader`), which a resume skips by count of batches. An epoch's end is
-    Lightning's word (its loader state then still holds the last step-count save's batches, unused)."""
+    Lightning's word (files written before 2026-12-04 still hold the last step-count save's batches there)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
@@ -150,6 +150,7 @@ class LastCheckpoint(L.Callback):
         self.seconds_before = float(state.get("train_seconds", 0.0))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _set_batches_done(trainer, 0)  # not the last epoch's mid-epoch count: a boundary file holds none
         if trainer.current_epoch > self.saved_epochs:
             self._at_epoch_start = True
             before = self.saved_epochs, self.saved_steps
@@ -170,10 +171,7 @@ class LastCheckpoint(L.Callback):
         step = trainer.global_step
         if not self.every_n_steps or step == 0 or step % self.every_n_steps or trainer.is_last_batch:
             return
-        loaders = trainer.train_dataloader
-        for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
-            if hasattr(loader, "batches_done"):
-                loader.batches_done = batch_idx + 1
+        _set_batches_done(trainer, batch_idx + 1)
         before = self.saved_epochs, self.saved_steps
         self.saved_epochs, self.saved_steps = trainer.current_epoch, batch_idx + 1  # what the file will hold
         try:
@@ -186,6 +184,7 @@ class LastCheckpoint(L.Callback):
         """A checkpoint at an epoch boundary; the counts are set first, since the file holds this callback's state."""
         before = self.saved_epochs, self.saved_steps
         self.saved_epochs, self.saved_steps = completed, 0
+        _set_batches_done(trainer, 0)
         try:
             trainer.save_checkpoint(self.path, weights_only=False)
         except BaseException:
@@ -211,6 +210,14 @@ class LastCheckpoint(L.Callback):
             if counts["ready"] != counts["completed"] + 1:
                 raise RuntimeError(f"unexpected epoch progress at epoch start: {progress}")  # Lightning changed
             counts["ready"] = counts["completed"]
+
+
+def _set_batches_done(trainer: L.Trainer, count: int) -> None:
+    """What the loaders' state in the next checkpoint says was trained of the current epoch."""
+    loaders = trainer.train_dataloader
+    for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
+        if hasattr(loader, "batches_done"):
+            loader.batches_done = count
 
 
 class BestWeights(L.Callback):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .config_errors import ConfigError, format_validation_error
 from .config_text import is_none_word, parse_bytes, parse_mapping, parse_seconds
-from .errors import Described, ImgclfError, bad_path, invalid, invalid_message
+from .errors import Described, ImgclfError, invalid
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
@@ -489,86 +489,9 @@ NULLABLE_SETTINGS = frozenset(name for name, field in TrainConfig.model_fields.i
                               if type(None) in get_args(field.annotation))
 
 
-class ConfigError(ImgclfError):
-    """Settings that do not validate. pydantic reports every bad setting at once, so the text is one line per
-    setting, each built by `imgclf.errors` (`invalid_message`, or the validator's own `invalid` error);
-    `arguments` holds the setting each line starts with (None where a line names none)."""
-
-    def __init__(self, found: list[tuple[str | None, str]]):
-        super().__init__("\n".join(line for _, line in found), found[0][0] if len(found) == 1 else None)
-        self.found = list(found)  # (setting, line): kept whole, since a line's own text may hold a line break
-
-    def __reduce__(self):  # pickled with what __init__ takes (a process pool re-raises it)
-        return type(self), (self.found,)
-
-    @property
-    def arguments(self) -> list[str | None]:
-        return [argument for argument, _ in self.found]
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for _, line in self.found]
-
-
 def make_config(**values: Any) -> TrainConfig:
     """Build a TrainConfig, turning pydantic's errors into one readable ImgclfError (a ConfigError)."""
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, values)) from None
-
-
-def _literal_options(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The values a Literal setting allows (optimizer -> adam, adamw, sgd); () for anything else."""
-    field = TrainConfig.model_fields.get(str(loc[0])) if len(loc) == 1 else None
-    return get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()
-
-
-def format_validation_error(exc: ValidationError, values: dict[str, Any]) -> list[tuple[str | None, str]]:
-    """One `invalid_message` line per pydantic error: the setting, what is allowed, the value received, and a
-    "Did you mean" for a misspelt choice or setting name; each with the setting it names (None: no setting)."""
-    lines: list[tuple[str | None, str]] = []
-    for err in exc.errors():
-        name = ".".join(str(p) for p in err["loc"]) or "config"
-        received = err.get("input", values.get(name))
-        msg = err["msg"]
-        original = (err.get("ctx") or {}).get("error")
-        if isinstance(original, ImgclfError):
-            lines.append((original.argument, str(original)))
-        elif err["type"] == "extra_forbidden":
-            lines.append((None, invalid_message("setting", name, TrainConfig.model_fields, also={name: received})))
-        elif err["type"] == "missing":
-            lines.append((name, invalid_message(name, Described(f"no {name} setting"), "given")))
-        elif err["type"] == "literal_error" and _literal_options(err["loc"]):
-            lines.append((name, invalid_message(name, received, _literal_options(err["loc"]))))
-        elif msg.startswith("Input should be "):  # pydantic's own phrase names what is allowed
-            allowed, _, detail = msg.removeprefix("Input should be ").partition(", ")
-            if not detail.startswith(("unable", "got")):  # "a valid integer, got a number with a fractional part"
-                allowed, detail = msg.removeprefix("Input should be "), ""
-            if name in NULLABLE_SETTINGS:
-                allowed += ", or none (unset)"
-            lines.append((name, invalid_message(name, received, allowed, note=detail or None)))
-        else:
-            msg = msg.removeprefix("Value error, ")
-            lines.append((None, msg) if name == "config" else
-                         (name, invalid_message(name, received, "valid", note=msg)))
-    return lines
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    from .io import read_yaml
-
-    try:
-        data = read_yaml(path) or {}
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        problem = getattr(exc, "problem", None)
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        if problem and mark is not None:  # YAML's own first line ("while parsing a flow sequence") says not where
-            first = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-        raise bad_path("config", path, "a readable YAML file", first[:200]) from None
-    if not isinstance(data, dict):
-        raise bad_path("config", path, "a YAML file holding a mapping of settings", f"holds a {type(data).__name__}")
-    return data
+        raise ConfigError(format_validation_error(exc, values, TrainConfig, NULLABLE_SETTINGS)) from None

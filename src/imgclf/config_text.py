@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
-from .errors import invalid
+from .errors import bad_path, invalid
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -86,3 +87,23 @@ def _scalar(raw: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping of settings a YAML file (--config, a recipe) holds; a one-line error naming `config` else."""
+    import yaml
+
+    from .io import read_yaml
+
+    try:
+        data = read_yaml(path) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        problem = getattr(exc, "problem", None)
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        if problem and mark is not None:  # YAML's own first line ("while parsing a flow sequence") says not where
+            first = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+        raise bad_path("config", path, "a readable YAML file", first[:200]) from None
+    if not isinstance(data, dict):
+        raise bad_path("config", path, "a YAML file holding a mapping of settings", f"holds a {type(data).__name__}")
+    return data

@@ -89,7 +89,7 @@ def test_a_misspelt_setting_in_a_config_file_gets_a_suggestion(image_folder, tmp
 
 def test_a_broken_config_file_says_where(tmp_path):
     """YAML's own first line ("while parsing a flow sequence") names no line; the error does."""
-    from imgclf.config import load_config_file
+    from imgclf.config_text import load_config_file
     from imgclf.errors import ImgclfError
 
     config = tmp_path / "c.yaml"

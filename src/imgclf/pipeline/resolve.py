@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, load_config_file, make_config
+from ..config import TrainConfig, make_config
+from ..config_text import load_config_file
 from ..config_text import is_none_word, parse_mapping
 from ..errors import Described, bad_path, invalid
 from ..recipes import load_recipe

@@ -1,0 +1,69 @@
+"""pydantic's validation errors of the settings, as the one-line-per-setting messages of `imgclf.errors`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import Described, ImgclfError, invalid_message
+
+
+class ConfigError(ImgclfError):
+    """Settings that do not validate. pydantic reports every bad setting at once, so the text is one line per
+    setting, each built by `imgclf.errors` (`invalid_message`, or the validator's own `invalid` error);
+    `arguments` holds the setting each line starts with (None where a line names none)."""
+
+    def __init__(self, found: list[tuple[str | None, str]]):
+        super().__init__("\n".join(line for _, line in found), found[0][0] if len(found) == 1 else None)
+        self.found = list(found)  # (setting, line): kept whole, since a line's own text may hold a line break
+
+    def __reduce__(self):  # pickled with what __init__ takes (a process pool re-raises it)
+        return type(self), (self.found,)
+
+    @property
+    def arguments(self) -> list[str | None]:
+        return [argument for argument, _ in self.found]
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for _, line in self.found]
+
+
+def _literal_options(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The values a Literal setting allows (optimizer -> adam, adamw, sgd); () for anything else."""
+    field = model.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+    return get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()
+
+
+def format_validation_error(exc: ValidationError, values: dict[str, Any], model: type[BaseModel],
+                            nullable: frozenset[str] = frozenset()) -> list[tuple[str | None, str]]:
+    """One `invalid_message` line per pydantic error of `model`: the setting, what is allowed, the value received,
+    and a "Did you mean" for a misspelt choice or setting name; each with the setting it names (None: no setting).
+    nullable: the settings that can be unset (their message says so)."""
+    lines: list[tuple[str | None, str]] = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "config"
+        received = err.get("input", values.get(name))
+        msg = err["msg"]
+        original = (err.get("ctx") or {}).get("error")
+        if isinstance(original, ImgclfError):
+            lines.append((original.argument, str(original)))
+        elif err["type"] == "extra_forbidden":
+            lines.append((None, invalid_message("setting", name, model.model_fields, also={name: received})))
+        elif err["type"] == "missing":
+            lines.append((name, invalid_message(name, Described(f"no {name} setting"), "given")))
+        elif err["type"] == "literal_error" and _literal_options(model, err["loc"]):
+            lines.append((name, invalid_message(name, received, _literal_options(model, err["loc"]))))
+        elif msg.startswith("Input should be "):  # pydantic's own phrase names what is allowed
+            allowed, _, detail = msg.removeprefix("Input should be ").partition(", ")
+            if not detail.startswith(("unable", "got")):  # "a valid integer, got a number with a fractional part"
+                allowed, detail = msg.removeprefix("Input should be "), ""
+            if name in nullable:
+                allowed += ", or none (unset)"
+            lines.append((name, invalid_message(name, received, allowed, note=detail or None)))
+        else:
+            msg = msg.removeprefix("Value error, ")
+            lines.append((None, msg) if name == "config" else
+                         (name, invalid_message(name, received, "valid", note=msg)))
+    return lines

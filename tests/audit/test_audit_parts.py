@@ -7,14 +7,15 @@ import os
 
 import numpy as np
 import pytest
-
 from audit_fixtures import planted  # noqa: F401 (fixture)
+
 from imgclf.audit.images import load_images
+from imgclf.audit.label_errors import confident_learning
 from imgclf.duplicates import search as duplicates
 from imgclf.duplicates.hashing import gaussian_blur, perceptual_signatures
-from imgclf.duplicates.search import candidate_pairs, find_duplicates, pair_similarity, sharpness
+from imgclf.duplicates.search import candidate_pairs, find_duplicates
 from imgclf.duplicates.thumbnails import grey_thumbnails
-from imgclf.audit.label_errors import confident_learning
+from imgclf.duplicates.verify import pair_similarity, sharpness
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ..duplicates.verify import DETAIL_THRESHOLD, SAME_PIXELS
 from ..io import atomic_write_text
 from ..pages import render
-from ..duplicates.search import DETAIL_THRESHOLD, SAME_PIXELS
 
 SHOWN_GROUPS = 60
 SHOWN_MEMBERS = 12

@@ -7,7 +7,7 @@ image rather than a Python loop over pairs:
 
 1. candidates: each image's `NEIGHBOURS` nearest signatures (`hashing.perceptual_signatures`, cosine); among
    70,700 Fashion-MNIST images with 700 perturbed copies, 3 neighbours hold as many copies (99.1 %) as 10;
-2. verification: the normalised cross-correlation of the two grey thumbnails as they are (not aligned), at
+2. verification (`verify.py`): the normalised cross-correlation of the two grey thumbnails as they are (not aligned), at
    the integer shifts within one pixel of the shift their centres of mass suggest, and at the best of them with
    the sharper image slightly blurred (a copy that was shrunk and enlarged again, or JPEG-compressed, is a
    blurred original);
@@ -30,22 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .hashing import Signatures, gaussian_blur
+from .hashing import Signatures
+from .verify import NEAR_THRESHOLD, pair_detail, pair_similarity
 
 NEIGHBOURS = 4
-# Correlation a pair must reach, and its fine detail's. Measured on 70,000 Fashion-MNIST images with 700
-# perturbed copies (JPEG quality 60-90, resize +-10 %, brightness +-10 %, 1-2 px shift): the lowest true copies
-# sit at 0.973 (JPEG) and 0.981 (resize) matched; their detail correlation's 2nd percentile is 0.93, while
-# half the wrong links of copies lie below 0.83 (docs/trust.md has the sweep).
-NEAR_THRESHOLD = 0.98
-DETAIL_THRESHOLD = 0.93
-SAME_PIXELS = 0.995  # unblurred correlation that needs no detail test: a brightened or shifted copy (whose
-# cropped border spoils the detail test) reaches >= 0.999
-_MATCH_SIGMAS = (0.5, 0.7, 1.0, 1.5)  # blur widths tried on the sharper image, in pixels of a 28 px thumbnail
-_DETAIL_SIGMA = 1.0  # detail = image less its blur of this width
 _PREFILTER = 0.01  # pairs more than this below NEAR_THRESHOLD skip the detail stage
 MIN_CANDIDATE_COSINE = 0.8  # below this the signatures are too different for any verified pair (measured: >= 0.9)
-_PAIR_CHUNK = 2048
 _BRUTE_FORCE = 8192  # images compared all against all; more go through the inverted file
 _CELL = 256  # images per inverted-file cell
 _PROBES = 2  # cells each image joins
@@ -135,208 +125,6 @@ def _cells(vectors: np.ndarray, seed: int) -> list[np.ndarray]:
     owner = np.repeat(np.arange(n), _PROBES)[order]
     bounds = np.searchsorted(nearest.ravel()[order], np.arange(cells + 1))
     return [owner[bounds[c]:bounds[c + 1]] for c in range(cells)]
-
-
-# ------------------------------------------------------------------------------------------- verification
-def sharpness(thumbs: np.ndarray) -> np.ndarray:
-    """Laplacian energy over variance per (T, T) thumbnail: which of two copies holds more fine detail."""
-    x = np.asarray(thumbs, dtype=np.float32)
-    lap = 4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]
-    centred = x - x.mean(axis=(1, 2), keepdims=True)
-    return (lap ** 2).sum(axis=(1, 2)) / np.maximum((centred ** 2).sum(axis=(1, 2)), 1e-6)
-
-
-def _aligned(b, base: np.ndarray, reach: int):
-    """b (P, T, T) moved by each pair's integer `base` shift into a (P, T + 2, T + 2) frame with one spare
-    pixel each side for the residual search, zero where b has no pixel: frame[p, 1 + y, 1 + x] =
-    b[p, y + base_y, x + base_x]. Pairs are grouped by shift, so each group is one slice."""
-    import torch
-
-    side = b.shape[1]
-    pad = reach + 1
-    padded = torch.nn.functional.pad(b, (pad, pad, pad, pad))
-    frame = torch.empty((len(b), side + 2, side + 2), dtype=b.dtype)
-    shifts, group = np.unique(base, axis=0, return_inverse=True)
-    for g, (dy, dx) in enumerate(shifts):
-        rows = torch.from_numpy(np.flatnonzero(group.ravel() == g))
-        frame[rows] = padded[rows, pad + dy - 1:pad + dy + side + 1, pad + dx - 1:pad + dx + side + 1]
-    return frame
-
-
-class _Overlaps:
-    """Per image, the sum and sum of squares of its zero-mean pixels over the part another image shifted by
-    (dy, dx) overlaps: a[y, x] with y in [max(0, -dy), T - max(0, dy)), likewise x. Tabled once per image for
-    every shift in [-limit, limit]^2 (the partner's part is its own table at (-dy, -dx)), so a pair costs only
-    its cross sums."""
-
-    def __init__(self, thumbs: np.ndarray, limit: int, rows: np.ndarray):
-        import torch
-
-        n, side, _ = thumbs.shape
-        self.limit = limit
-        span = np.arange(-limit, limit + 1)
-        dy, dx = np.repeat(span, len(span)), np.tile(span, len(span))
-        y0, y1 = np.maximum(0, -dy), side - np.maximum(0, dy)
-        x0, x1 = np.maximum(0, -dx), side - np.maximum(0, dx)
-        self.means = np.zeros(n, np.float32)
-        self.table = np.zeros((n, 2, len(span), len(span)), np.float32)
-        for start in range(0, len(rows), _PAIR_CHUNK):
-            chunk = rows[start:start + _PAIR_CHUNK]
-            x = torch.from_numpy(np.asarray(thumbs[chunk], dtype=np.float32))
-            mean = x.mean(dim=(1, 2), keepdim=True)
-            x = x - mean
-            self.means[chunk] = mean[:, 0, 0].numpy()
-            for q, values in enumerate((x, x * x)):
-                s = torch.nn.functional.pad(values.cumsum(1).cumsum(2), (1, 0, 1, 0)).numpy()
-                box = s[:, y1, x1] - s[:, y0, x1] - s[:, y1, x0] + s[:, y0, x0]  # (chunk, shifts)
-                self.table[chunk, q] = box.reshape(len(chunk), len(span), len(span))
-
-    def sums(self, images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        entry = self.table[images, :, dy + self.limit, dx + self.limit]
-        return entry[:, 0], entry[:, 1]
-
-    def zero_mean(self, thumbs: np.ndarray, rows: np.ndarray):
-        import torch
-
-        return torch.from_numpy(np.asarray(thumbs[rows], dtype=np.float32) - self.means[rows, None, None])
-
-
-_RESIDUALS = [(ry, rx) for ry in (-1, 0, 1) for rx in (-1, 0, 1)]
-
-
-def _ncc_at(a, window, dy: np.ndarray, dx: np.ndarray, side: int, a_sums: _Overlaps, b_sums: _Overlaps,
-            i: np.ndarray, j: np.ndarray, min_overlap: float) -> np.ndarray:
-    """Normalised cross-correlation of a (P, T, T, zero-mean) with b's `window` (b moved by (dy, dx), zero
-    where it has no pixel) over the pixels both have."""
-    cross = (a * window).sum(dim=(1, 2)).numpy()
-    n = ((side - np.abs(dy)) * (side - np.abs(dx))).astype(np.float32)
-    sum_a, sum_a2 = a_sums.sums(i, dy, dx)
-    sum_b, sum_b2 = b_sums.sums(j, -dy, -dx)
-    cov = cross - sum_a * sum_b / n
-    var = (sum_a2 - sum_a ** 2 / n) * (sum_b2 - sum_b ** 2 / n)
-    return np.where(n >= min_overlap * side * side, cov / np.sqrt(np.maximum(var, 1e-6)), -1.0)
-
-
-def pair_similarity(thumbs: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Best normalised cross-correlation of each pair's grey thumbnails over the pixels they share: at the
-    integer shifts within one pixel of the difference of their centres of mass (capped at `side / 8`), then, at
-    the best of those shifts, with the sharper of the two blurred (a copy that was shrunk and enlarged, or
-    JPEG-compressed, is a blurred original; blurring the other one helps no copy)."""
-    out = np.zeros(len(pairs), np.float32)
-    if len(pairs) == 0:
-        return out
-    n, side, _ = thumbs.shape
-    reach = max(2, side // 8)  # a larger shift leaves too little overlap to judge by
-    used = np.unique(pairs)
-    blurred = np.zeros_like(thumbs)
-    for start in range(0, len(used), _PAIR_CHUNK):
-        import torch
-
-        rows = used[start:start + _PAIR_CHUNK]
-        x = gaussian_blur(torch.from_numpy(np.asarray(thumbs[rows], dtype=np.float32)), 0.7 * side / 28)
-        blurred[rows] = np.clip(np.rint(x.numpy()), 0, 255)
-    plain, soft = _Overlaps(thumbs, reach + 1, used), _Overlaps(blurred, reach + 1, used)
-    sharp = np.zeros(n, np.float32)
-    sharp[used] = sharpness(thumbs[used])
-    for start in range(0, len(pairs), _PAIR_CHUNK):
-        i, j = pairs[start:start + _PAIR_CHUNK, 0], pairs[start:start + _PAIR_CHUNK, 1]
-        base = np.clip(np.rint(offsets[j] - offsets[i]), -reach, reach).astype(np.int64)
-        a, frame = plain.zero_mean(thumbs, i), _aligned(plain.zero_mean(thumbs, j), base, reach)
-        scores = np.stack([_ncc_at(a, frame[:, 1 + ry:1 + ry + side, 1 + rx:1 + rx + side], base[:, 0] + ry,
-                                   base[:, 1] + rx, side, plain, plain, i, j, 0.6) for ry, rx in _RESIDUALS])
-        best = scores.max(axis=0)
-        shift = base + np.array(_RESIDUALS)[scores.argmax(axis=0)]
-        # at that shift, the sharper image blurred; pairs split in two groups so each uses whole tables
-        blur_a = sharp[i] > sharp[j]
-        for group, a_images, a_table, b_images, b_table in ((blur_a, blurred, soft, thumbs, plain),
-                                                            (~blur_a, thumbs, plain, blurred, soft)):
-            if not group.any():
-                continue
-            gi, gj, gshift = i[group], j[group], shift[group]
-            window = _aligned(b_table.zero_mean(b_images, gj), gshift, reach + 1)[:, 1:side + 1, 1:side + 1]
-            score = _ncc_at(a_table.zero_mean(a_images, gi), window, gshift[:, 0], gshift[:, 1], side, a_table,
-                            b_table, gi, gj, 0.6)
-            best[group] = np.maximum(best[group], score)
-        out[start:start + len(i)] = best
-    return out
-
-
-@dataclass
-class Detail:
-    """Per pair: the unblurred correlation, the correlation with the sharper image blurred to match the other,
-    and the correlation of the two images' fine detail at that match (all at the pair's best shift)."""
-
-    plain: np.ndarray
-    matched: np.ndarray
-    detail: np.ndarray
-
-    def accepted(self, threshold: float = NEAR_THRESHOLD, detail: float = DETAIL_THRESHOLD) -> np.ndarray:
-        return (self.plain >= max(SAME_PIXELS, threshold)) | ((self.matched >= threshold) & (self.detail >= detail))
-
-
-def _moved(x: np.ndarray, shift: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """x[p] moved by each pair's shift: out[p, y, x] = x[p, y + dy, x + dx], with a mask of where x has a pixel."""
-    side = x.shape[1]
-    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-    inside = np.pad(np.ones_like(x), ((0, 0), (pad, pad), (pad, pad)))
-    out, mask = np.empty_like(x), np.empty_like(x)
-    shifts, group = np.unique(shift, axis=0, return_inverse=True)
-    for g, (dy, dx) in enumerate(shifts):
-        rows = group.ravel() == g
-        window = np.s_[pad + dy:pad + dy + side, pad + dx:pad + dx + side]
-        out[rows], mask[rows] = padded[rows][:, window[0], window[1]], inside[rows][:, window[0], window[1]]
-    return out, mask
-
-
-def _masked_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    n = np.maximum(mask.sum(axis=(1, 2)), 1.0)
-    a = (a - ((a * mask).sum(axis=(1, 2)) / n)[:, None, None]) * mask
-    b = (b - ((b * mask).sum(axis=(1, 2)) / n)[:, None, None]) * mask
-    return (a * b).sum(axis=(1, 2)) / np.sqrt(np.maximum((a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2)), 1e-6))
-
-
-def pair_detail(thumbs: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) -> Detail:
-    """`Detail` of each pair: best shift within one pixel of the centres of mass' difference (as
-    `pair_similarity`), the sharper image blurred by whichever of `_MATCH_SIGMAS` (or none) correlates best, then
-    the correlation of image less its `_DETAIL_SIGMA` blur, over the pixels both images have."""
-    import torch
-
-    plain, matched, detail = (np.zeros(len(pairs), np.float32) for _ in range(3))
-    if len(pairs) == 0:
-        return Detail(plain, matched, detail)
-    side = thumbs.shape[1]
-    scale = side / 28
-    reach = max(2, side // 8)
-
-    def blur(x: np.ndarray, sigma: float) -> np.ndarray:
-        return gaussian_blur(torch.from_numpy(np.ascontiguousarray(x)), sigma * scale).numpy()
-
-    sharp = np.zeros(len(thumbs), np.float32)
-    used = np.unique(pairs)
-    sharp[used] = sharpness(thumbs[used])
-    for start in range(0, len(pairs), _PAIR_CHUNK):
-        i, j = pairs[start:start + _PAIR_CHUNK, 0], pairs[start:start + _PAIR_CHUNK, 1]
-        first = sharp[i] >= sharp[j]  # a: the sharper of the two, the one to blur
-        ia, ib = np.where(first, i, j), np.where(first, j, i)
-        a, b = thumbs[ia].astype(np.float32), thumbs[ib].astype(np.float32)
-        base = np.clip(np.rint(offsets[ib] - offsets[ia]), -reach, reach).astype(np.int64)
-        best = np.full(len(i), -2.0, np.float32)
-        shift = base.copy()
-        for ry, rx in _RESIDUALS:
-            window, mask = _moved(b, base + (ry, rx), reach + 1)
-            score = _masked_ncc(a, window, mask)
-            better = score > best
-            best[better], shift[better] = score[better], (base + (ry, rx))[better]
-        window, mask = _moved(b, shift, reach + 1)
-        blurred = [a] + [blur(a, sigma) for sigma in _MATCH_SIGMAS]
-        scores = np.stack([best] + [_masked_ncc(x, window, mask) for x in blurred[1:]])
-        pick = scores.argmax(axis=0)
-        a_matched = np.stack(blurred)[pick, np.arange(len(i))]
-        fine_b, _ = _moved(b - blur(b, _DETAIL_SIGMA), shift, reach + 1)
-        plain[start:start + len(i)] = best
-        matched[start:start + len(i)] = scores.max(axis=0)
-        detail[start:start + len(i)] = _masked_ncc(a_matched - blur(a_matched, _DETAIL_SIGMA), fine_b, mask)
-    return Detail(plain, matched, detail)
 
 
 # ------------------------------------------------------------------------------------------- grouping

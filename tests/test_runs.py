@@ -201,7 +201,7 @@ def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_pat
         " ".join(result.output.split())
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "empty"), str(tmp_path)])
-    assert "training unfinished?" in result.output
+    assert "not a run: no model.json" in result.output and "training unfinished" not in result.output
     # a folder of runs, or a run's plots/: their PNGs are no data set
     runs = tmp_path / "runs" / "r1"
     (runs / "plots").mkdir(parents=True)
@@ -230,3 +230,21 @@ def test_a_loss_rounded_below_zero_is_written_as_zero(tmp_path):
     run.write_predictions([PredictionRow(path="c.png", true="cat", pred="cat", prob=float("nan"), loss=float("nan"),
                                          probs=[1.0, 0.0])], ["cat", "dog"])
     assert "c.png,cat,cat,nan,nan," in (tmp_path / "predictions.csv").read_text()  # a diverged run shows as one
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report", "export"])
+def test_a_folder_that_holds_no_run_is_not_called_an_unfinished_run(command, tmp_path):
+    """evaluate, report and export given a data folder (or an audit's) said "no model.json: training
+    unfinished?", which sends a user looking for a training that never was."""
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    result = CliRunner().invoke(app, [command, str(data)])
+    assert result.exit_code == 2
+    assert "not a run: no model.json" in " ".join(result.output.split()), result.output
+    started = tmp_path / "runs" / "r1"
+    started.mkdir(parents=True)
+    (started / "config.yaml").write_text("")
+    result = CliRunner().invoke(app, [command, str(started)])
+    assert result.exit_code == 2 and "no model.json: training unfinished?" in " ".join(result.output.split())
+

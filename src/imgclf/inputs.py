@@ -120,10 +120,8 @@ def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
 
 def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> None:
     """An image folder given where the run goes (`imgclf predict data/ runs/s1`): said so, with the order, rather
-    than "no model.json: training unfinished?". Image files in it or two levels down, among the first `look`."""
-    from .records.run_dir import is_run_dir
-
-    from .records.run_dir import find_run_dirs
+    than "not a run: no model.json". Image files in it or two levels down, among the first `look`."""
+    from .records.run_dir import find_run_dirs, is_run_dir
 
     folder = Path(run_dir)
     # a run, a run's own subfolder (plots/), or a folder of runs: their PNGs are no data set

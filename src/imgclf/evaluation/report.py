@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from ..data.imbalance import IMBALANCE_FLAG_RHO
-from ..errors import bad_path
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
@@ -288,8 +287,7 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     if not run.has("model.json"):
-        raise bad_path("run", run_dir, "a run directory with model.json",
-                       "no model.json" if Path(run_dir).exists() else "no such folder")
+        raise run.missing("model.json")
     card = run.read_card()
     if card.task == "multilabel":  # its own page: label sets, per-label thresholds, no softmax-only sections
         from .multilabel_report import write_multilabel_report

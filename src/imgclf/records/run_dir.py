@@ -98,11 +98,21 @@ class RunDir:
         return invalid("run", self.path, f"a run directory whose {name} can be read",
                        note=f"{name} cannot be read: {first}")
 
+    def missing(self, name: str) -> ImgclfError:
+        """The error for a run file that is not there: a run that never finished differs from a folder that
+        holds no run at all (a data folder or an audit given where the run goes)."""
+        if not self.path.exists():
+            problem = "no such folder"
+        elif is_run_dir(self.path):
+            problem = f"no {name}: training unfinished?"
+        else:
+            problem = f"not a run: no {name} nor any other file imgclf train writes (config.yaml, checkpoints/)"
+        return bad_path("run", self.path, f"a run directory containing {name}", problem)
+
     def _read_mapping(self, name: str, reader) -> Any:
         path = self.path / name
         if not path.is_file():
-            raise bad_path("run", self.path, f"a run directory containing {name}",
-                           "no such folder" if not self.path.exists() else f"no {name}: training unfinished?")
+            raise self.missing(name)
         try:
             data = reader(path)
         except (ValueError, OSError, UnicodeDecodeError) as exc:

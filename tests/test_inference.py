@@ -9,6 +9,7 @@ from PIL import Image
 import imgclf
 from imgclf.records import RunDir, load_card
 from imgclf.evaluation.metrics import compute_metrics
+from imgclf.errors import ImgclfError
 from imgclf.inference import build_from_card
 from imgclf.predict_format import format_predictions
 
@@ -94,7 +95,6 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
 def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_folder, bad, pattern):
     import torch
 
-    from imgclf.errors import ImgclfError
 
     clf = imgclf.load(tiny_run)
     bad = torch.rand(3, 16, 16) if isinstance(bad, str) and bad == "TENSOR" else bad
@@ -114,7 +114,6 @@ def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_fo
 ])
 def test_api_arguments_of_the_wrong_kind_get_the_usual_one_line_error(tiny_run, image_folder, call, pattern):
     """Not torch's or numpy's errors from deep inside (a TypeError comparing None, 'mat1 and mat2 shapes')."""
-    from imgclf.errors import ImgclfError
 
     clf = imgclf.load(tiny_run)
     with pytest.raises(ImgclfError, match=pattern):
@@ -137,6 +136,21 @@ def test_predict_pixels_matches_evaluation(tiny_run):
     assert [p.label for p in preds] == ["unknown" if r["unknown"] == "1" else r["pred"] for r in rows]
     assert all(abs(p.probability - float(r["prob"])) < 1e-5 for p, r in zip(preds, rows))
     assert all(abs(p.score - float(r["score"])) <= 1e-4 * max(1.0, abs(p.score)) for p, r in zip(preds, rows))
+
+
+def test_pixel_methods_refuse_what_is_not_uint8(tiny_run, image_folder):
+    """Floats in [0, 1] given to predict_pixels were cast to uint8: every image a black one, answered without a
+    word."""
+    import torch
+
+    clf = imgclf.load(tiny_run)
+    pixels = clf.decode(str(next((image_folder / "cat").iterdir())))[None]
+    for floats in (pixels.astype(np.float32) / 255, torch.from_numpy(pixels).float() / 255):
+        for method in (clf.predict_pixels, clf.infer_pixels, clf.embed_pixels):
+            with pytest.raises(ImgclfError, match=r"pixels must be uint8 images .* Received: an array of "
+                                                  r".*float32 \(Classifier.predict takes floats in \[0, 1\]\)"):
+                method(floats)
+    assert clf.predict_pixels(torch.from_numpy(pixels)).shape == (1, 3)
 
 
 def test_predict_keeps_order_across_chunks_and_honours_tta(tiny_run, image_folder, tmp_path, monkeypatch):

@@ -252,9 +252,12 @@ class Classifier:
         """Decoded images must have the card's size and channels (`decode` makes them so)."""
         side, channels = self.card.img_size, self.card.in_chans
         shape = tuple(pixels.shape)
+        allowed = f"uint8 images of shape (N, {side}, {side}, {channels}), as Classifier.decode makes them"
         if len(shape) != 4 or shape[1:] != (side, side, channels):
-            raise invalid("pixels", Described(f"an array of shape {shape}"),
-                          f"uint8 images of shape (N, {side}, {side}, {channels}), as Classifier.decode makes them")
+            raise invalid("pixels", Described(f"an array of shape {shape}"), allowed)
+        if pixels.dtype not in (np.uint8, torch.uint8):  # floats in [0, 1] cast to uint8 would be a black image
+            raise invalid("pixels", Described(f"an array of {pixels.dtype}"), allowed,
+                          note="Classifier.predict takes floats in [0, 1]")
 
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256,

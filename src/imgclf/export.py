@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +29,8 @@ from pydantic import ValidationError
 from .records import ExportedCard, ExportInfo, ModelCard, load_card, validation_problems
 from .errors import bad_path, invalid
 from .inference import Classifier, PixelResults
-from .io import atomic_write_bytes, write_json
+from .export_usage import usage_page
+from .io import atomic_write_bytes, atomic_write_text, writable_folder, write_json
 from .ood import TrustHead, logits_and_features
 
 FORMATS = {"onnx": "model.onnx", "pt2": "model.pt2"}
@@ -79,15 +81,16 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
 
     out: the folder to write into (default `RUN/export/`). Files are written atomically.
     """
+    if format in FORMAT_ALIASES:
+        print(f"note: --format {format} writes {FORMATS[FORMAT_ALIASES[format]]}, a torch.export program: load it "
+              "with torch.export.load, not torch.jit.load", file=sys.stderr, flush=True)
     format = FORMAT_ALIASES.get(format, format)
     if format not in FORMATS:
         raise invalid("format", format, FORMATS)
     run_dir = Path(run_dir)
     card = load_card(run_dir)
     clf = Classifier.load(run_dir)
-    out_dir = Path(out) if out is not None else run_dir / "export"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise bad_path("out", out_dir, "a folder", "an existing file")
+    out_dir = writable_folder("out", out) if out is not None else run_dir / "export"
     target = out_dir / FORMATS[format]
 
     # A fresh float32, contiguous-format copy: the Classifier keeps its weights channels-last for speed.
@@ -112,7 +115,13 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
         data = buf.getvalue()
     atomic_write_bytes(target, data)
     write_json(target.with_name(target.name + ".json"), card_json)
+    atomic_write_text(usage_path(target), usage_page(card_json))
     return target
+
+
+def usage_path(model_file: Path) -> Path:
+    """The page beside an exported model that says how to call it (`export_usage`)."""
+    return model_file.with_name(model_file.name + ".md")
 
 
 def _onnx_bytes(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple, card_json: dict[str, Any]) -> bytes:

@@ -188,7 +188,7 @@ def test_task_setting_must_match_the_data(tmp_path):
         imgclf.fit(data=str(index), out=str(tmp_path / "r2"), loss="focal", epochs=1, progress=False)
 
 
-def test_onnx_export_has_sigmoid_outputs_and_the_thresholds(ml_run):
+def test_onnx_export_has_sigmoid_outputs_and_the_thresholds(ml_run, monkeypatch):
     pytest.importorskip("onnxruntime")
     import imgclf
     from imgclf.export import export_run, load_onnx
@@ -206,6 +206,15 @@ def test_onnx_export_has_sigmoid_outputs_and_the_thresholds(ml_run):
     # sigmoid, not softmax: the label probabilities of one image need not sum to 1
     sums = [sum(p for _, p in o.top) for o in onnx_preds]
     assert any(abs(s - 1) > 0.1 for s in sums)
+    # the example of the page beside the export finds the labels imgclf finds
+    from export_pages import run_page_example
+
+    page = run.path / "export" / "model.onnx.md"
+    assert "| label | threshold |" in page.read_text()
+    theirs = run_page_example(page, images, monkeypatch)
+    assert theirs == [[name for name, _ in sorted(o.labels, key=lambda item: onnx_clf.classes.index(item[0]))]
+                      for o in onnx_preds]
+    assert any(len(labels) > 1 for labels in theirs)
 
 
 def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):

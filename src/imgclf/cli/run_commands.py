@@ -155,7 +155,7 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
     from ..export import export_run
 
     path = export_run(run, fmt, out)
-    typer.echo(f"wrote {path} and {path.name}.json")
+    typer.echo(f"wrote {path}, its card {path.name}.json and how to call it, {path.name}.md")
 
 
 @app.command()

@@ -1,0 +1,125 @@
+"""The page written beside an exported model (`model.onnx.md`): what goes in, what comes out, and the exact
+decoding imgclf does before the graph, with a Pillow + onnxruntime example, so that a caller without imgclf gets
+the answers `imgclf predict` gives. The graph itself starts at uint8 pixels: everything before them is here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ONNX_EXAMPLE = '''import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps
+
+SIDE, MODE = {side}, "{mode}"
+
+
+def pixels(path):
+    """One file -> ({side}, {side}, {channels}) uint8, decoded as imgclf decodes it."""
+    with Image.open(path) as img:
+        if img.format == "JPEG":
+            img.draft(MODE, (SIDE, SIDE))  # libjpeg scales down while decoding, as imgclf lets it
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        if img.mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")
+        if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # transparency over white
+            img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
+        img = img.convert(MODE).resize((SIDE, SIDE), Image.Resampling.{resample}, reducing_gap=None)
+        array = np.asarray(img, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+CLASSES = {classes!r}
+session = ort.InferenceSession("{file}", providers=["CPUExecutionProvider"])
+
+
+def predict(paths):
+    batch = np.stack([pixels(p) for p in paths])  # (N, {side}, {side}, {channels}) uint8, any N
+    probabilities, score, unknown = session.run(["probabilities", "score", "unknown"], {{"images": batch}})
+{answer}'''
+
+_SINGLE_ANSWER = '''    best = probabilities.argmax(1)
+    return [("unknown" if u else CLASSES[b], CLASSES[b], float(p[b]), float(s))
+            for b, p, s, u in zip(best, probabilities, score, unknown)]  # label, best class, probability, score
+'''
+_MULTILABEL_ANSWER = '''    # each label's threshold, in CLASSES order
+    cutoffs = np.array({thresholds!r})
+    return [[c for c, on in zip(CLASSES, row >= cutoffs) if on] for row in probabilities]
+'''
+_PT2_EXAMPLE = '''import torch
+
+program = torch.export.load("{file}")  # not torch.jit.load: a torch.export program
+probabilities, score, unknown = program.module()(batch)  # batch: a uint8 tensor (N, {side}, {side}, {channels})
+'''
+
+
+def usage_page(card: dict[str, Any]) -> str:
+    """Markdown for the exported model whose card (`ExportedCard`, as JSON) is `card`."""
+    export = card["export"]
+    side, channels, classes = card["img_size"], card["in_chans"], list(card["classes"])
+    mode = "L" if card["color"] == "grayscale" else "RGB"
+    multilabel = card.get("task") == "multilabel"
+    unknown = card.get("unknown") or {}
+    lines = [f"# {export['file']}: imgclf {card['architecture']}, {len(classes)} "
+             f"{'labels' if multilabel else 'classes'}", "",
+             f"Written by `imgclf export` (torch {export['torch']}); its model card is `{export['file']}.json`"
+             f"{' and the ONNX metadata key `imgclf.model_card`' if export['format'] == 'onnx' else ''}.", "",
+             "## Input", "",
+             f"`{export['input']}`: uint8, shape (N, {side}, {side}, {channels}), channels last "
+             f"({'grey' if channels == 1 else 'RGB'}), N any number from 1. Give the pixels as decoded (0-255): "
+             "the normalisation (mean and std of the card) is inside the graph.", "",
+             "## Outputs", ""]
+    if multilabel:
+        lines += ["- `probabilities` float32 (N, K): each label's probability, sigmoid of its logit, independent "
+                  "of the others;",
+                  "- `score` float32 (N,): the highest label probability;",
+                  "- `unknown` bool (N,): always false (an image with none of the labels is a valid answer).", "",
+                  "A label is predicted when its probability reaches its threshold (chosen on validation, by F1):", ""]
+        thresholds = card.get("thresholds") or {c: 0.5 for c in classes}
+        lines += ["| label | threshold |", "|---|---:|"] + [f"| {c} | {thresholds[c]:.4f} |" for c in classes]
+    else:
+        calibration = card.get("calibration") or {}
+        if calibration.get("method") == "temperature" and not calibration.get("skipped"):
+            softmax = (f"softmax(logits / {calibration['temperature']:.4g}), the temperature fitted on validation "
+                       "(calibrated probabilities)")
+        else:
+            softmax = f"softmax(logits), no temperature ({calibration.get('skipped') or 'calibrate: none'})"
+        lines += [f"- `probabilities` float32 (N, K): {softmax}; columns in the class order below;"]
+        if unknown.get("threshold") is not None:
+            lines += [f"- `score` float32 (N,): in-distribution score of the `{unknown['detector']}` detector "
+                      "(higher: more like the training images);",
+                      f"- `unknown` bool (N,): score < {unknown['threshold']:.6g}, the threshold that accepts "
+                      f"{unknown['acceptance']:.0%} of the validation images. imgclf then answers `unknown`, "
+                      "with the best class beside it."]
+        else:
+            lines += ["- `score` float32 (N,): in-distribution score (higher: more like the training images);",
+                      "- `unknown` bool (N,): always false (this run has no unknown threshold)."]
+        lines += ["", "| index | class |", "|---:|---|"] + [f"| {i} | {c} |" for i, c in enumerate(classes)]
+    resample = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC"}.get(card["interpolation"],
+                                                                                       card["interpolation"].upper())
+    lines += ["", "## Decoding: what imgclf does before the graph", "",
+              "The same file decoded another way (another resize filter, no EXIF rotation, transparency over "
+              "black) gives other pixels, so other probabilities and scores, and near the threshold another unknown "
+              "verdict. imgclf, with Pillow:", "",
+              f"1. JPEG files are opened with `img.draft(\"{mode}\", ({side}, {side}))`: libjpeg scales the "
+              f"image down by 1/2 to 1/8 while decoding, keeping it at least {side} px a side;",
+              "2. the EXIF orientation is applied (`ImageOps.exif_transpose`);",
+              "3. transparency (RGBA, LA, palette with a transparent colour) is composited over white; 16-bit and "
+              "float images are scaled into 0-255 (by 1/257 when their maximum exceeds 255);",
+              f"4. the image is converted to `{mode}` and resized to {side} x {side}, aspect ratio not kept, with "
+              f"`img.resize(({side}, {side}), Image.Resampling.{resample}, reducing_gap=None)`;",
+              "5. `np.asarray(img, dtype=np.uint8)`, with a channel axis added for grey images.", "",
+              "`imgclf predict RUN IMAGES --backend onnx` (or `imgclf serve RUN --backend onnx`) runs this file with "
+              "exactly these steps.", ""]
+    example = {"side": side, "channels": channels, "mode": mode, "file": export["file"]}
+    if export["format"] == "onnx":
+        answer = _MULTILABEL_ANSWER.format(thresholds=[float((card.get("thresholds") or {}).get(c, 0.5))
+                                                       for c in classes]) if multilabel else _SINGLE_ANSWER
+        lines += ["## Example (Python: onnxruntime, Pillow, numpy)", "",
+                  "It leaves out 16-bit and float images (step 3's scaling).", "", "```python",
+                  _ONNX_EXAMPLE.format(**example, resample=resample, classes=classes, answer=answer).rstrip(),
+                  "```", ""]
+    else:
+        lines += ["## Example (Python: torch)", "", "```python", _PT2_EXAMPLE.format(**example).rstrip(), "```",
+                  "", "Decode the images with the `pixels` function of an ONNX export's page, or as above.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The page beside an exported model (`model.onnx.md`): its Pillow + onnxruntime example, run as a third party
+would run it, gives the answers `imgclf predict --backend onnx` gives, on files whose decoding has traps
+(transparency, EXIF orientation, JPEG scaled while decoded, a palette, grey)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from export_pages import page_example, run_page_example
+from PIL import Image
+
+from imgclf.export import export_run, load_onnx
+
+
+def tricky_images(folder: Path) -> list[str]:
+    """Files that a plain `Image.open(p).convert("RGB").resize(...)` decodes otherwise than imgclf."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    base[10:30, 20:50] = (220, 40, 30)
+    rgba = np.dstack([base, np.where(np.arange(64) < 32, 255, 60).astype(np.uint8)[None].repeat(48, 0)])
+    Image.fromarray(rgba, "RGBA").save(folder / "half_transparent.png")
+    Image.fromarray(base).save(folder / "photo.jpg", quality=90)  # 64 px wide: libjpeg decodes it at 1/2 or 1/4
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    Image.fromarray(base).save(folder / "rotated.jpg", quality=90, exif=exif)
+    palette = Image.fromarray(base).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 3
+    palette.save(folder / "palette.png", transparency=3)
+    Image.fromarray(base).convert("L").save(folder / "grey.png")
+    return sorted(str(p) for p in folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    run = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("usage") / "run"))
+    return run, export_run(run, "onnx")
+
+
+def test_the_onnx_page_example_answers_as_imgclf_does(exported, tmp_path, monkeypatch):
+    run, model = exported
+    page = model.with_name("model.onnx.md")
+    text = page.read_text()
+    assert "uint8, shape (N, 16, 16, 3)" in text and "| 0 | cat |" in text
+    card = load_onnx(run).card
+    assert f"score < {card.unknown.threshold:.6g}" in text
+    paths = tricky_images(tmp_path / "images")
+    theirs = run_page_example(page, paths, monkeypatch)
+    ours = load_onnx(run).predict(paths)
+    assert [p.error for p in ours] == [None] * len(paths)
+    assert [t[0] for t in theirs] == [p.label for p in ours]
+    assert [t[1] for t in theirs] == [p.best_label for p in ours]
+    assert np.allclose([t[2] for t in theirs], [p.probability for p in ours], atol=1e-6)
+    assert np.allclose([t[3] for t in theirs], [p.score for p in ours], rtol=1e-6)
+
+
+def test_the_page_example_fails_when_imgclf_decodes_otherwise(exported, tmp_path, monkeypatch):
+    """The comparison above can tell decodings apart: the example with transparency over black, without the EXIF
+    turn or without libjpeg's scaling gives other scores on these files."""
+    _, model = exported
+    paths = tricky_images(tmp_path / "images")
+    right = run_page_example(model.with_name("model.onnx.md"), paths, monkeypatch)
+    text = page_example(model.with_name("model.onnx.md"))
+    for wrong in (text.replace("(255, 255, 255, 255)", "(0, 0, 0, 255)"),
+                  text.replace("img = ImageOps.exif_transpose(img)", "pass"),
+                  text.replace("img.draft(MODE, (SIDE, SIDE))", "pass")):
+        assert wrong != text
+        other = tmp_path / "other" / "model.onnx.md"
+        other.parent.mkdir(exist_ok=True)
+        other.write_text(f"```python\n{wrong}```\n")
+        shutil.copy(model, other.parent / model.name)
+        scores = [t[3] for t in run_page_example(other, paths, monkeypatch)]
+        assert not np.allclose(scores, [t[3] for t in right], rtol=1e-6)
+
+
+def test_a_pt2_export_has_its_page_and_the_cli_names_it(exported, tmp_path):
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    run, _ = exported
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "load it with torch.export.load, not torch.jit.load" in output
+    assert "how to call it, model.pt2.md" in output
+    assert "torch.export.load(\"model.pt2\")" in (tmp_path / "model.pt2.md").read_text()
+
+
+def test_export_out_below_a_file_is_refused_naming_out(exported, tmp_path):
+    from imgclf.errors import ImgclfError
+
+    run, _ = exported
+    blocker = tmp_path / "photo.png"
+    blocker.write_bytes(b"x")
+    with pytest.raises(ImgclfError, match=r"out must be a folder to write into.*is a file"):
+        export_run(run, "pt2", out=blocker / "sub")

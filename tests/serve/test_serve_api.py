@@ -134,6 +134,10 @@ BAD_REQUESTS = {
     "bad top_k": ("BAD_TOP_K", 400, r"top_k must be a whole number >= 1 \(above 3, the number of classes, lists them all\)\. Received: top_k='-2'"),
     # a digit to str.isdigit, not to int()
     "superscript top_k": ("SUPERSCRIPT_TOP_K", 400, r"top_k must be a whole number >= 1 .*Received: top_k='²'"),
+    # answered without it, the client took the default for what it asked
+    "misspelt parameter": ("?topk=2", 400, r"query parameter must be one of \{threshold, top_k, unknown\}\. "
+                                           r"Did you mean: top_k\? Received: query parameter='topk'"),
+    "parameter given twice": ("?top_k=2&top_k=3", 400, r"top_k must be given once\. Received: 2 values"),
 }
 
 
@@ -147,6 +151,8 @@ def test_bad_requests_get_a_clear_json_error_and_the_server_keeps_serving(client
         url, kwargs = "/predict?top_k=-2", dict(files=_files(("a.png", png, "image/png")))
     elif kwargs == "SUPERSCRIPT_TOP_K":
         url, kwargs = "/predict?top_k=%C2%B2", dict(files=_files(("a.png", png, "image/png")))
+    elif isinstance(kwargs, str) and kwargs.startswith("?"):
+        url, kwargs = "/predict" + kwargs, dict(files=_files(("a.png", png, "image/png")))
     r = client.post(url, **kwargs)
     assert r.status_code == status, r.text
     body = r.json()
@@ -191,6 +197,11 @@ def test_a_batch_of_only_bad_files_is_answered_without_a_forward_pass(client):
                                         "score": None, "unknown": None, "top": [],
                                         "error": "not a recognised image format"}]
     assert client.get("/health").json()["forward_passes"] == before
+
+
+def test_health_answers_head_requests(client):
+    r = client.head("/health")
+    assert r.status_code == 200 and r.content == b""
 
 
 def test_unknown_routes_and_methods_are_json_errors(client):

@@ -158,7 +158,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     for route in STATIC:
         app.get(route, include_in_schema=False)(page(route))
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some load balancers' checks send
     async def health() -> dict[str, Any]:
         """Liveness and what is loaded; `mean_batch` shows how well concurrent requests were batched."""
         return {"status": "ok", "model": card["architecture"], "classes": len(classes), "backend": backend,
@@ -176,6 +176,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     async def predict(request: Request, top_k: str | None = None, unknown: str | None = None,
                       threshold: str | None = None) -> dict[str, Any]:
         """Images in the multipart field `files` (one or more) -> top-k labels with probabilities, in order."""
+        _check_query(request)
         k = _parse_top_k(top_k, len(classes))
         flag_unknown = _parse_on_off("unknown", unknown, default_unknown)
         labels_at = cutoffs if threshold is None else _parse_threshold(threshold, classes, cutoffs)
@@ -255,6 +256,20 @@ def _parse_threshold(raw: str, classes: list[str], cutoffs: np.ndarray | None) -
         return threshold_vector(classes, None, float(raw))  # predict --threshold's check
     except ValueError:  # not a number, or out of (0, 1) (ImgclfError is a ValueError)
         raise ApiError(400, invalid_message("threshold", raw[:40], "a probability between 0 and 1 (exclusive)"))
+
+
+PREDICT_QUERY = ("top_k", "unknown", "threshold")
+
+
+def _check_query(request: Request) -> None:
+    """A misspelt parameter (?topk=2) or one given twice is refused: answered without it, the client would take the
+    default for what it asked."""
+    for name in request.query_params.keys():
+        if name not in PREDICT_QUERY:
+            raise ApiError(400, invalid_message("query parameter", name[:40], PREDICT_QUERY))
+        if len(request.query_params.getlist(name)) > 1:
+            raise ApiError(400, invalid_message(name, Described(f"{len(request.query_params.getlist(name))} "
+                                                               "values"), "given once"))
 
 
 def _parse_top_k(raw: str | None, num_classes: int) -> int:

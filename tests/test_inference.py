@@ -222,6 +222,23 @@ def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder):
     assert result.exit_code == 0 and result.stdout.count("\n") == 21
 
 
+def test_predict_output_takes_its_format_from_the_extension_unless_told(tiny_run, image_folder, tmp_path):
+    """`predict -o out.json` wrote the table's text into out.json."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    images = str(image_folder / "cat")
+    for name, check in (("out.json", lambda text: len(json.loads(text)) == 20),
+                        ("OUT.CSV", lambda text: text.startswith("path,") and text.count("\n") == 21),
+                        ("out.txt", lambda text: not text.startswith(("[", "path,")))):
+        result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / name)])
+        assert result.exit_code == 0 and check((tmp_path / name).read_text()), (name, result.output)
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "x.json"),
+                                      "--format", "csv"])  # told: as told
+    assert result.exit_code == 0 and (tmp_path / "x.json").read_text().startswith("path,")
+
+
 def test_a_float_pil_image_reads_as_the_same_float_array_and_an_empty_one_is_an_error_entry(tiny_run):
     """A PIL 'F' image holds float pixels, read as numpy floats are ([0, 1] scaled to 0..255; converting it to 'L'
     would read 0.5 as black); a 0 x 0 image has no pixels to predict from, as an empty file has none."""

@@ -82,7 +82,8 @@ def _print_metrics(m: Any) -> None:
 def predict(run: Path = typer.Argument(..., help="Run directory."),
             images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
             top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to list per image."),
-            fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+            fmt: Optional[str] = typer.Option(None, "--format", help="table, csv or json (default: csv or json "
+                                              "when --output ends in .csv or .json, else table)."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
             tta: bool = typer.Option(False, help="Average each prediction over the image plus, only where the "
                                                  "run's training made them, its mirror images (augment hflip, "
@@ -101,6 +102,9 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     from ..inference import load
     from ..predict_format import format_predictions
 
+    if fmt is None:
+        suffix = output.suffix.lower().lstrip(".") if output else ""
+        fmt = suffix if suffix in ("csv", "json") else "table"
     if fmt not in ("table", "csv", "json"):
         raise invalid("format", fmt, ("table", "csv", "json"))
     flag_unknown = on_off("unknown", unknown)

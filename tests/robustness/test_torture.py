@@ -52,6 +52,22 @@ def test_transparency_is_composited_over_white(tmp_path):
     assert open_image(str(tmp_path / "clear.png"), None, "rgb").min() == 255
 
 
+def test_a_decompression_bomb_is_refused_naming_one_limit(tmp_path):
+    """Pillow warns above MAX_IMAGE_PIXELS and raises above twice it, each message with its own limit: an image
+    of 100 M pixels and one of 900 M were refused quoting two different limits."""
+    from PIL import Image
+
+    from torture import _bomb_png
+
+    for side in (10_000, 30_000):
+        path = tmp_path / f"bomb{side}.png"
+        path.write_bytes(_bomb_png(side, side))
+        with pytest.raises(DecodeError) as info:
+            open_image(str(path), 16, "rgb")
+        assert str(info.value) == (f"decompression bomb refused: {side * side:,} pixels, above the limit of "
+                                   f"{Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS); scale it down first")
+
+
 def test_inspect_lists_every_broken_file(corpus):
     proc = _run("inspect", str(corpus), "--json")
     assert proc.returncode == 0, proc.stderr

@@ -199,6 +199,19 @@ def test_a_batch_of_only_bad_files_is_answered_without_a_forward_pass(client):
     assert client.get("/health").json()["forward_passes"] == before
 
 
+def test_a_decompression_bomb_gets_its_error_entry_and_no_warning_in_the_log(client):
+    import warnings
+
+    from torture import _bomb_png
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        r = client.post("/predict", files=_files(("big.png", _bomb_png(10_000, 10_000), "image/png")))
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"][0]["error"].startswith("decompression bomb refused: 100,000,000 pixels")
+    assert not [w for w in seen if "DecompressionBomb" in w.category.__name__], [str(w.message) for w in seen]
+
+
 def test_health_answers_head_requests(client):
     r = client.head("/health")
     assert r.status_code == 200 and r.content == b""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import IO
 
@@ -42,6 +43,15 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
     return img
 
 
+def _bomb_reason(exc: Exception) -> str:
+    """One limit in every message: Pillow warns above MAX_IMAGE_PIXELS (refused here) and raises above twice it,
+    each quoting its own limit."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else "an image"
+    return (f"decompression bomb refused: {size}, above the limit of {Image.MAX_IMAGE_PIXELS:,} "
+            "(PIL.Image.MAX_IMAGE_PIXELS); scale it down first")
+
+
 def _is_empty(source: str | IO[bytes]) -> bool:
     """A zero-byte file (or stream): said so, as the server says of an empty upload, not "not an image"."""
     try:
@@ -74,10 +84,8 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
                     img.draft("L" if color == "grayscale" else "RGB", (size, size))
                 img.load()
                 arr = image_to_array(ImageOps.exif_transpose(img), size, color, interpolation)
-    except Image.DecompressionBombError as exc:
-        raise DecodeError(f"decompression bomb refused ({exc})") from None
-    except Image.DecompressionBombWarning as exc:
-        raise DecodeError(f"decompression bomb refused ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(_bomb_reason(exc)) from None
     except UnidentifiedImageError:
         raise DecodeError("empty file (0 bytes)" if _is_empty(source) else "not a recognised image format") from None
     except FileNotFoundError:

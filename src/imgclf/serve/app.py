@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import warnings
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -230,8 +231,10 @@ class _PerLoop:
 def _declared_pixels(data: bytes) -> int:
     """Width x height from the image header alone (microseconds; nothing is decoded); 0 if unreadable."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.width * img.height
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # decode_uploads refuses it, once
+            with Image.open(io.BytesIO(data)) as img:
+                return img.width * img.height
     except Exception:  # not an image: decode_uploads reports it properly
         return 0
 

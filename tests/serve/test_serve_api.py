@@ -237,6 +237,30 @@ def test_page_and_assets_are_self_contained(client):
     assert client.get("/openapi.json").json()["paths"]["/predict"]
 
 
+def test_the_openapi_schema_describes_what_predict_takes_and_answers(client, png):
+    """A client generated from /openapi.json needs the multipart body, the parameters and the answer's shape;
+    the body was missing (the route reads it itself) and the answer was a bare object."""
+    from jsonschema import Draft202012Validator
+
+    spec = client.get("/openapi.json").json()
+    route = spec["paths"]["/predict"]["post"]
+    body = route["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["files"] and body["properties"]["files"]["items"]["format"] == "binary"
+    assert {p["name"]: bool(p["description"]) for p in route["parameters"]} == \
+        {"top_k": True, "unknown": True, "threshold": True}
+
+    def validator(response: str) -> Draft202012Validator:
+        schema = route["responses"][response]["content"]["application/json"]["schema"]
+        return Draft202012Validator({**schema, "components": spec["components"]})
+
+    answer = client.post("/predict?top_k=2", files=_files(("a.png", png, "image/png"), ("b.png", b"x", "image/png")))
+    validator("200").validate(answer.json())
+    assert [e["error"] is None for e in answer.json()["predictions"]] == [True, False]
+    refused = client.post("/predict?top_k=0", files=_files(("a.png", png, "image/png")))
+    validator("400").validate(refused.json())
+    assert not validator("200").is_valid({"model": "m", "predictions": [{"path": "a.png"}]})
+
+
 def test_bad_settings_are_refused_before_serving(tiny_run, tmp_path):
     with pytest.raises(ImgclfError, match="max_files must be >= 1"):
         create_app(tiny_run, max_files=0)

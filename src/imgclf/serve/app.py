@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from PIL import Image
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -39,6 +39,7 @@ from ..inference import Classifier, PixelResults, Prediction, multilabel_predict
 from ..ood import UNKNOWN_LABEL
 from ..predict_format import as_json
 from .batcher import MicroBatcher
+from .schema import PREDICT_RESPONSES, THRESHOLD, TOP_K, UNKNOWN, PredictResponse, predict_openapi
 from .uploads import ApiError, Upload, read_uploads
 
 DEFAULT_MAX_UPLOAD_BYTES = 10_000_000
@@ -173,9 +174,12 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         """The model card (model.json): architecture, classes, input size, preprocessing, metrics."""
         return card
 
-    @app.post("/predict")
-    async def predict(request: Request, top_k: str | None = None, unknown: str | None = None,
-                      threshold: str | None = None) -> dict[str, Any]:
+    # response_model=None: the answer is built as plain JSON-ready dicts on the hot path; `responses` documents it
+    @app.post("/predict", response_model=None, openapi_extra=predict_openapi(),
+              responses={200: {"model": PredictResponse, "description": "One entry per file."}, **PREDICT_RESPONSES})
+    async def predict(request: Request, top_k: str | None = Query(None, description=TOP_K),
+                      unknown: str | None = Query(None, description=UNKNOWN),
+                      threshold: str | None = Query(None, description=THRESHOLD)) -> dict[str, Any]:
         """Images in the multipart field `files` (one or more) -> top-k labels with probabilities, in order."""
         _check_query(request)
         k = _parse_top_k(top_k, len(classes))

@@ -1,0 +1,61 @@
+"""What /openapi.json says of /predict, for clients generated from it: the multipart body, the query parameters
+with what they accept, and the answer's shape. The route reads the body itself (streamed, with its own limits and
+errors), so FastAPI cannot infer the body; these models document it and validate nothing at request time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+TOP_K = "How many classes to list per image: a whole number >= 1 (above the number of classes: all). Default 3."
+UNKNOWN = "on or off: off gives the best class even to an image below the unknown threshold. Default: the server's."
+THRESHOLD = ("Multi-label runs only: one decision threshold in [0, 1] for every label instead of the ones tuned on "
+             "validation.")
+
+
+class Ranked(BaseModel):
+    label: str
+    probability: float
+
+
+class PredictionEntry(BaseModel):
+    """One uploaded file's answer, with the keys of `imgclf predict --format json`; a file that cannot be read has
+    `error` set and the other keys null."""
+
+    path: str = Field(description="The file name as uploaded.")
+    label: str | None = Field(description="The class, or 'unknown' for an image below the unknown threshold "
+                                          "(multi-label: the labels carried, joined by ';').")
+    probability: float | None = Field(description="Calibrated probability of best_label.")
+    best_label: str | None = Field(description="The most probable known class, also when label is 'unknown'.")
+    score: float | None = Field(description="In-distribution score: higher is more like the training images.")
+    unknown: bool | None = Field(description="Whether the image scored below the model's unknown threshold.")
+    top: list[Ranked] = Field(description="The top_k classes, most probable first.")
+    error: str | None = Field(description="Why the file could not be used, or null.")
+    labels: list[Ranked] | None = Field(None, description="Multi-label runs: every label at or above its threshold.")
+
+
+class PredictResponse(BaseModel):
+    model: str = Field(description="The architecture that answered.")
+    predictions: list[PredictionEntry] = Field(description="One entry per uploaded file, in upload order.")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="One line: the argument, what is allowed, the value received.")
+    status: int
+
+
+def predict_openapi() -> dict[str, Any]:
+    """The `openapi_extra` of POST /predict: its multipart request body."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["files"],
+        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                 "description": "One or more images (PNG, JPEG, ...), each as a file part "
+                                                "named files."}}}}}}}
+
+
+PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "A bad request as a whole (no file, a bad parameter)."},
+    413: {"model": ErrorResponse, "description": "Too many files or too large a body."},
+    415: {"model": ErrorResponse, "description": "Not multipart/form-data."},
+}

@@ -98,7 +98,9 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
                                           "32).")) -> None:
     """Predict labels and calibrated probabilities for images, or unknown for an image like no class.
 
-    Each prediction carries its in-distribution score. Unreadable files get an error row."""
+    Each prediction carries its in-distribution score. Unreadable files get an error row.
+
+    Exit status: 0 when at least one file was predicted, 2 when none could be."""
     from ..inference import load
     from ..predict_format import format_predictions
 

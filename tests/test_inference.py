@@ -145,12 +145,12 @@ def test_pixel_methods_refuse_what_is_not_uint8(tiny_run, image_folder):
 
     clf = imgclf.load(tiny_run)
     pixels = clf.decode(str(next((image_folder / "cat").iterdir())))[None]
-    for floats in (pixels.astype(np.float32) / 255, torch.from_numpy(pixels).float() / 255):
+    for floats in (pixels.astype(np.float32) / 255, torch.from_numpy(pixels.copy()).float() / 255):
         for method in (clf.predict_pixels, clf.infer_pixels, clf.embed_pixels):
             with pytest.raises(ImgclfError, match=r"pixels must be uint8 images .* Received: an array of "
                                                   r".*float32 \(Classifier.predict takes floats in \[0, 1\]\)"):
                 method(floats)
-    assert clf.predict_pixels(torch.from_numpy(pixels)).shape == (1, 3)
+    assert clf.predict_pixels(torch.from_numpy(pixels.copy())).shape == (1, 3)
 
 
 def test_predict_keeps_order_across_chunks_and_honours_tta(tiny_run, image_folder, tmp_path, monkeypatch):

@@ -151,6 +151,10 @@ def test_pixel_methods_refuse_what_is_not_uint8(tiny_run, image_folder):
                                                   r".*float32 \(Classifier.predict takes floats in \[0, 1\]\)"):
                 method(floats)
     assert clf.predict_pixels(torch.from_numpy(pixels.copy())).shape == (1, 3)
+    # whole numbers in 0..255 are pixel values in another type; outside that range they are not pixels
+    assert np.array_equal(clf.predict_pixels(pixels.astype(np.int64)), clf.predict_pixels(pixels))
+    with pytest.raises(ImgclfError, match=r"Received: an array of int16 with values from -1 to 300"):
+        clf.predict_pixels(np.where(pixels > 128, 300, -1).astype(np.int16))
 
 
 def test_predict_keeps_order_across_chunks_and_honours_tta(tiny_run, image_folder, tmp_path, monkeypatch):

@@ -79,6 +79,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     graph. Load it with `torch.export.load("model.pt2").module()`; it needs torch but not imgclf. Like any
     pickle-capable torch archive, load a .pt2 only from a source you trust; ONNX is the format to share.
 
+    Beside the model: its card (`model.onnx.json`) and a page on how to call it without imgclf
+    (`model.onnx.md`: inputs, outputs, imgclf's exact decoding, an example; `export_usage`).
+
     out: the folder to write into (default `RUN/export/`). Files are written atomically.
     """
     if format in FORMAT_ALIASES:
@@ -90,7 +93,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     run_dir = Path(run_dir)
     card = load_card(run_dir)
     clf = Classifier.load(run_dir)
-    out_dir = writable_folder("out", out) if out is not None else run_dir / "export"
+    out_dir = writable_folder("out", out if out is not None else run_dir / "export")
     target = out_dir / FORMATS[format]
 
     # A fresh float32, contiguous-format copy: the Classifier keeps its weights channels-last for speed.
@@ -188,6 +191,7 @@ class OnnxClassifier(Classifier):
         image's own."""
         if batch_size < 1:
             raise invalid("batch_size", batch_size, ">= 1")
+        self._check_pixels(pixels)
         views_of = self.tta_views.require() if tta else None
         pixels = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
         scored = SCORE_NAME in self.outputs and UNKNOWN_NAME in self.outputs

@@ -20,6 +20,10 @@ def pixels(path):
             img.draft(MODE, (SIDE, SIDE))  # libjpeg scales down while decoding, as imgclf lets it
         img.load()
         img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float: their range into 0..255
+            values = np.asarray(img, dtype=np.float64)
+            scale = 255.0 / 65535.0 if values.size and values.max() > 255 else 1.0
+            img = Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), mode="L")
         if img.mode == "P" and "transparency" in img.info:
             img = img.convert("RGBA")
         if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # transparency over white
@@ -74,7 +78,8 @@ def usage_page(card: dict[str, Any]) -> str:
                   "of the others;",
                   "- `score` float32 (N,): the highest label probability;",
                   "- `unknown` bool (N,): always false (an image with none of the labels is a valid answer).", "",
-                  "A label is predicted when its probability reaches its threshold (chosen on validation, by F1):", ""]
+                  "A label is predicted when its probability reaches its threshold "
+                  + ("(chosen on validation, by F1):" if card.get("thresholds") else "(0.5: none was tuned):"), ""]
         thresholds = card.get("thresholds") or {c: 0.5 for c in classes}
         lines += ["| label | threshold |", "|---|---:|"] + [f"| {c} | {thresholds[c]:.4f} |" for c in classes]
     else:
@@ -109,14 +114,14 @@ def usage_page(card: dict[str, Any]) -> str:
               f"4. the image is converted to `{mode}` and resized to {side} x {side}, aspect ratio not kept, with "
               f"`img.resize(({side}, {side}), Image.Resampling.{resample}, reducing_gap=None)`;",
               "5. `np.asarray(img, dtype=np.uint8)`, with a channel axis added for grey images.", "",
-              "`imgclf predict RUN IMAGES --backend onnx` (or `imgclf serve RUN --backend onnx`) runs this file with "
-              "exactly these steps.", ""]
+              ("`imgclf predict RUN IMAGES --backend onnx` (or `imgclf serve RUN --backend onnx`) runs this file "
+               "with exactly these steps." if export["format"] == "onnx" else
+               "`imgclf predict RUN IMAGES` decodes with exactly these steps (and runs the run's own weights)."), ""]
     example = {"side": side, "channels": channels, "mode": mode, "file": export["file"]}
     if export["format"] == "onnx":
         answer = _MULTILABEL_ANSWER.format(thresholds=[float((card.get("thresholds") or {}).get(c, 0.5))
                                                        for c in classes]) if multilabel else _SINGLE_ANSWER
-        lines += ["## Example (Python: onnxruntime, Pillow, numpy)", "",
-                  "It leaves out 16-bit and float images (step 3's scaling).", "", "```python",
+        lines += ["## Example (Python: onnxruntime, Pillow, numpy)", "", "```python",
                   _ONNX_EXAMPLE.format(**example, resample=resample, classes=classes, answer=answer).rstrip(),
                   "```", ""]
     else:

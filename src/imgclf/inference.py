@@ -255,9 +255,17 @@ class Classifier:
         allowed = f"uint8 images of shape (N, {side}, {side}, {channels}), as Classifier.decode makes them"
         if len(shape) != 4 or shape[1:] != (side, side, channels):
             raise invalid("pixels", Described(f"an array of shape {shape}"), allowed)
-        if pixels.dtype not in (np.uint8, torch.uint8):  # floats in [0, 1] cast to uint8 would be a black image
+        if pixels.dtype in (np.uint8, torch.uint8):
+            return
+        floating = pixels.is_floating_point() if isinstance(pixels, torch.Tensor) else \
+            not np.issubdtype(pixels.dtype, np.integer)
+        if floating:  # floats in [0, 1] cast to uint8 would be a black image
             raise invalid("pixels", Described(f"an array of {pixels.dtype}"), allowed,
                           note="Classifier.predict takes floats in [0, 1]")
+        low, high = (int(pixels.min()), int(pixels.max())) if len(pixels) else (0, 0)
+        if low < 0 or high > 255:  # whole numbers in 0..255 are uint8 values in another type
+            raise invalid("pixels", Described(f"an array of {pixels.dtype} with values from {low} to {high}"),
+                          allowed)
 
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256,

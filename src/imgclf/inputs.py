@@ -126,7 +126,8 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
     folder = Path(run_dir)
     if folder.is_file() and folder.suffix.lower() == ".onnx":  # `predict` reads an ONNX file with its backend
         raise bad_path("run", folder, "a run directory containing model.json",
-                       "an exported ONNX model: add --backend onnx (or give its run folder)")
+                       "an exported ONNX model: add --backend onnx (Python: imgclf.export.load_onnx), or give its "
+                       "run folder")
     # a run, a run's own subfolder (plots/), or a folder of runs: their PNGs are no data set
     if not folder.is_dir() or is_run_dir(folder) or is_run_dir(folder.parent) or find_run_dirs(folder):
         return

@@ -31,6 +31,10 @@ def tricky_images(folder: Path) -> list[str]:
     palette.info["transparency"] = 3
     palette.save(folder / "palette.png", transparency=3)
     Image.fromarray(base).convert("L").save(folder / "grey.png")
+    Image.fromarray(base).convert("LA").save(folder / "grey_alpha.png")
+    deep = (base[:, :, 0].astype(np.uint16) * 200).astype(np.uint16)  # 16-bit, up to 51,000: scaled, not clipped
+    Image.fromarray(deep).save(folder / "sixteen_bit.png")
+    assert Image.open(folder / "sixteen_bit.png").mode.startswith("I")
     return sorted(str(p) for p in folder.iterdir())
 
 
@@ -58,6 +62,22 @@ def test_the_onnx_page_example_answers_as_imgclf_does(exported, tmp_path, monkey
     assert np.allclose([t[3] for t in theirs], [p.score for p in ours], rtol=1e-6)
 
 
+def test_the_example_of_a_grey_run_answers_as_imgclf_does(image_folder, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import imgclf
+
+    run = imgclf.fit(data=str(image_folder), out=str(tmp_path / "grey"), color="grayscale", img_size=16, epochs=1,
+                     progress=False, report=False, seed=0)
+    model = export_run(run.path, "onnx")
+    assert "uint8, shape (N, 16, 16, 1)" in model.with_name("model.onnx.md").read_text()
+    paths = tricky_images(tmp_path / "images")
+    theirs = run_page_example(model.with_name("model.onnx.md"), paths, monkeypatch)
+    ours = load_onnx(run.path).predict(paths)
+    assert [p.error for p in ours] == [None] * len(paths)
+    assert [t[1] for t in theirs] == [p.best_label for p in ours]
+    assert np.allclose([t[3] for t in theirs], [p.score for p in ours], rtol=1e-6)
+
+
 def test_the_page_example_fails_when_imgclf_decodes_otherwise(exported, tmp_path, monkeypatch):
     """The comparison above can tell decodings apart: the example with transparency over black, without the EXIF
     turn or without libjpeg's scaling gives other scores on these files."""
@@ -66,6 +86,7 @@ def test_the_page_example_fails_when_imgclf_decodes_otherwise(exported, tmp_path
     right = run_page_example(model.with_name("model.onnx.md"), paths, monkeypatch)
     text = page_example(model.with_name("model.onnx.md"))
     for wrong in (text.replace("(255, 255, 255, 255)", "(0, 0, 0, 255)"),
+                  text.replace("scale = 255.0 / 65535.0", "scale = 1.0"),
                   text.replace("img = ImageOps.exif_transpose(img)", "pass"),
                   text.replace("img.draft(MODE, (SIDE, SIDE))", "pass")):
         assert wrong != text

@@ -144,6 +144,13 @@ def test_pt2_format_is_a_torch_export_program(run, tmp_path):
     assert np.allclose(score, expected.scores, rtol=1e-4, atol=1e-3) and (unknown == expected.unknown).all()
 
 
+def test_the_onnx_backend_refuses_float_pixels_as_the_torch_one_does(run, onnx_path):
+    onnx_clf = load_onnx(run)
+    pixels = _test_split_pixels(run, onnx_clf)
+    with pytest.raises(ImgclfError, match=r"pixels must be uint8 images.*Classifier.predict takes floats"):
+        onnx_clf.predict_pixels(pixels.astype(np.float32) / 255)
+
+
 def test_bad_format_and_missing_export_are_clear_errors(run, tmp_path):
     with pytest.raises(ImgclfError, match=r"format must be one of \{onnx, pt2\}.*Received: format='tflite'"):
         export_run(run, "tflite")

@@ -157,7 +157,9 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
            out: Optional[Path] = typer.Option(None, "--out", help="Folder to write into (default: RUN/export).")) -> None:
     """Export a run to ONNX or .pt2 with its preprocessing, temperature and unknown detector.
 
-    uint8 NHWC in; calibrated probabilities, in-distribution score and unknown flag out; plus its model card."""
+    uint8 NHWC in; calibrated probabilities, in-distribution score and unknown flag out; plus its model card.
+
+    Beside it, model.onnx.md tells how to call it without imgclf: imgclf's exact decoding, an onnxruntime example."""
     from ..export import export_run
 
     path = export_run(run, fmt, out)

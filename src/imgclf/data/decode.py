@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from typing import IO
 
 import numpy as np
@@ -43,11 +45,20 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
     return img
 
 
-def _bomb_reason(exc: Exception) -> str:
-    """One limit in every message: Pillow warns above MAX_IMAGE_PIXELS (refused here) and raises above twice it,
-    each quoting its own limit."""
-    found = re.search(r"\((\d+) pixels\)", str(exc))
-    size = f"{int(found.group(1)):,} pixels" if found else "an image"
+@contextlib.contextmanager
+def quiet_bomb_warning() -> Iterator[None]:
+    """Pillow's DecompressionBombWarning silenced while an image is opened: imgclf refuses such an image by its
+    size, the same way in every thread. Not an "error" filter: `catch_warnings` swaps the process's filter list,
+    so concurrent decodes could miss it or leave it behind; an "ignore" left behind silences only this warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def _bomb_reason(pixels: int | None) -> str:
+    """One limit in every message: Pillow warns above MAX_IMAGE_PIXELS and raises above twice it, each quoting
+    its own limit; imgclf refuses above it."""
+    size = f"{pixels:,} pixels" if pixels is not None else "an image"
     return (f"decompression bomb refused: {size}, above the limit of {Image.MAX_IMAGE_PIXELS:,} "
             "(PIL.Image.MAX_IMAGE_PIXELS); scale it down first")
 
@@ -75,17 +86,18 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     """`open_image` plus the file's own width, height, mode and format, read from the same open (`inspect`
     reports both without reading a file twice)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
-                meta = {"width": img.size[0], "height": img.size[1], "mode": img.mode, "format": img.format}
-                if size is not None and img.format == "JPEG":
-                    # Let libjpeg downscale by 1/2..1/8 while decoding: much faster for big photos.
-                    img.draft("L" if color == "grayscale" else "RGB", (size, size))
-                img.load()
-                arr = image_to_array(ImageOps.exif_transpose(img), size, color, interpolation)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(_bomb_reason(exc)) from None
+        with quiet_bomb_warning(), Image.open(source) as img:
+            if img.size[0] * img.size[1] > Image.MAX_IMAGE_PIXELS:
+                raise DecodeError(_bomb_reason(img.size[0] * img.size[1]))
+            meta = {"width": img.size[0], "height": img.size[1], "mode": img.mode, "format": img.format}
+            if size is not None and img.format == "JPEG":
+                # Let libjpeg downscale by 1/2..1/8 while decoding: much faster for big photos.
+                img.draft("L" if color == "grayscale" else "RGB", (size, size))
+            img.load()
+            arr = image_to_array(ImageOps.exif_transpose(img), size, color, interpolation)
+    except Image.DecompressionBombError as exc:  # over twice the limit, Pillow refuses it while opening
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise DecodeError(_bomb_reason(int(found.group(1)) if found else None)) from None
     except UnidentifiedImageError:
         raise DecodeError("empty file (0 bytes)" if _is_empty(source) else "not a recognised image format") from None
     except FileNotFoundError:
@@ -139,7 +151,5 @@ def median_side(paths: list[str], longer: bool = False, sample: int = 200) -> in
 
 def probe_image(path: str) -> dict[str, object]:
     """Size, mode and format of an image without decoding its pixels (for `inspect`)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            return {"width": img.size[0], "height": img.size[1], "mode": img.mode, "format": img.format}
+    with quiet_bomb_warning(), Image.open(path) as img:
+        return {"width": img.size[0], "height": img.size[1], "mode": img.mode, "format": img.format}

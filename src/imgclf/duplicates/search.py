@@ -7,7 +7,7 @@ image rather than a Python loop over pairs:
 
 1. candidates: each image's `NEIGHBOURS` nearest signatures (`hashing.perceptual_signatures`, cosine); among
    70,700 Fashion-MNIST images with 700 perturbed copies, 3 neighbours hold as many copies (99.1 %) as 10;
-2. verification (`verify.py`): the normalised cross-correlation of the two grey thumbnails as they are (not aligned), at
+2. verification: the normalised cross-correlation of the two grey thumbnails as they are (not aligned), at
    the integer shifts within one pixel of the shift their centres of mass suggest, and at the best of them with
    the sharper image slightly blurred (a copy that was shrunk and enlarged again, or JPEG-compressed, is a
    blurred original);
@@ -20,6 +20,8 @@ image rather than a Python loop over pairs:
    copies' precision from 0.72 to 0.95 and the near-copies' from 0.90 to 0.98 at recall 0.986
    (docs/trust.md).
 A pair is a near-duplicate when its matched correlation reaches `NEAR_THRESHOLD` and it passes the detail test.
+Steps 2 and 3, with their constants (`SAME_PIXELS`, `_MATCH_SIGMAS`, `_DETAIL_SIGMA`, `DETAIL_THRESHOLD`,
+`NEAR_THRESHOLD`), are `verify.py`'s; this module finds the candidates and groups what passes.
 
 Groups are the connected components of the duplicate pairs (union-find), so A~B and B~C put A, B and C together.
 """

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import warnings
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -32,7 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..data.decode import DecodeError
+from ..data.decode import DecodeError, quiet_bomb_warning
 from ..topk import top_k as top_classes
 from ..errors import Described, invalid, invalid_message
 from ..inference import Classifier, PixelResults, Prediction, multilabel_prediction
@@ -160,7 +159,11 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     for route in STATIC:
         app.get(route, include_in_schema=False)(page(route))
 
-    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some load balancers' checks send
+    @app.head("/health", include_in_schema=False)  # what some load balancers' checks send
+    async def health_head() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and what is loaded; `mean_batch` shows how well concurrent requests were batched."""
         return {"status": "ok", "model": card["architecture"], "classes": len(classes), "backend": backend,
@@ -235,10 +238,8 @@ class _PerLoop:
 def _declared_pixels(data: bytes) -> int:
     """Width x height from the image header alone (microseconds; nothing is decoded); 0 if unreadable."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # decode_uploads refuses it, once
-            with Image.open(io.BytesIO(data)) as img:
-                return img.width * img.height
+        with quiet_bomb_warning(), Image.open(io.BytesIO(data)) as img:  # decode_uploads refuses a bomb, once
+            return img.width * img.height
     except Exception:  # not an image: decode_uploads reports it properly
         return 0
 
@@ -274,9 +275,10 @@ def _check_query(request: Request) -> None:
     for name in request.query_params.keys():
         if name not in PREDICT_QUERY:
             raise ApiError(400, invalid_message("query parameter", name[:40], PREDICT_QUERY))
-        if len(request.query_params.getlist(name)) > 1:
-            raise ApiError(400, invalid_message(name, Described(f"{len(request.query_params.getlist(name))} "
-                                                               "values"), "given once"))
+        values = request.query_params.getlist(name)
+        if len(values) > 1:
+            raise ApiError(400, invalid_message(name, Described(", ".join(repr(v[:40]) for v in values)),
+                                                "given once"))
 
 
 def _parse_top_k(raw: str | None, num_classes: int) -> int:

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 TOP_K = "How many classes to list per image: a whole number >= 1 (above the number of classes: all). Default 3."
 UNKNOWN = "on or off: off gives the best class even to an image below the unknown threshold. Default: the server's."
-THRESHOLD = ("Multi-label runs only: one decision threshold in [0, 1] for every label instead of the ones tuned on "
-             "validation.")
+THRESHOLD = ("Multi-label runs only: one decision threshold between 0 and 1 (exclusive) for every label instead of "
+             "the ones tuned on validation.")
 
 
 class Ranked(BaseModel):
@@ -58,4 +58,6 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A bad request as a whole (no file, a bad parameter)."},
     413: {"model": ErrorResponse, "description": "Too many files or too large a body."},
     415: {"model": ErrorResponse, "description": "Not multipart/form-data."},
+    # any other refusal has the same body; also keeps FastAPI from listing its own 422, which this API never sends
+    "4XX": {"model": ErrorResponse, "description": "Any other refused request."},
 }

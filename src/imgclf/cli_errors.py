@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from .errors import ImgclfError, invalid_message
+from .errors import ImgclfError, Interrupted, invalid_message
 from .io import terminal_safe
 
 try:  # Typer >= 0.2x carries its own copy of click
@@ -47,13 +47,16 @@ class CommandGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Interrupted as exc:  # what was kept and how to go on; the signal's status
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(exc.exit_code) from None
         except ImgclfError as exc:
             # by name: a subclass may build the command it resolves (cli.base._Commands)
             command = self.commands.get(ctx.meta.get(_COMMAND_KEY, ""))
             found = getattr(exc, "found", None) or [(exc.argument, str(exc))]  # ConfigError: one per setting
             message = "\n".join(with_flag(line, argument, command) for argument, line in found)
             typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(getattr(exc, "exit_code", 2)) from None  # an interrupted run: the signal's status
+            raise typer.Exit(2) from None
         except UsageError as exc:  # a bad flag or value, found while parsing: one line too, not Typer's box
             if isinstance(exc, NoArgsIsHelpError):
                 raise

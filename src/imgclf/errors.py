@@ -20,6 +20,23 @@ from collections.abc import Iterable, Mapping
 MAX_SHOWN = 300  # characters of an echoed value; longer ones are cut (a whole file listing helps no one)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM ended a run, a study or a search; the message says what was kept and how to go on.
+
+    A KeyboardInterrupt, as the Ctrl-C it reports: a loop of runs guarded by `except Exception` still stops.
+    `state`: what was kept, without the hint on how to continue (a study or a search gives its own);
+    `exit_code`: the command's status, a shell's for the signal (130 SIGINT, 143 SIGTERM)."""
+
+    def __init__(self, message: str, state: str | None = None, exit_code: int = 130):
+        super().__init__(message)
+        self.state = state if state is not None else message
+        self.exit_code = exit_code
+        self.argument = None
+
+    def __reduce__(self):  # pickled with what __init__ takes
+        return type(self), (str(self), self.state, self.exit_code)
+
+
 class ImgclfError(ValueError):
     """A problem with the user's input: names the argument, echoes the value, lists what is allowed.
 

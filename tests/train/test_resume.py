@@ -91,6 +91,23 @@ def test_time_limited_run_resumes_without_repeating_epochs(data, tmp_path, steps
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3, 4]
 
 
+def test_an_interrupt_stops_a_loop_of_runs_that_catches_exception(data, tmp_path, monkeypatch):
+    """Ctrl-C came out of fit as an Exception: `for s in seeds: try: fit(...) except Exception: ...` went on to the
+    next run instead of stopping."""
+    started = []
+    with monkeypatch.context() as m:
+        _interrupt_when(1, m)
+        with pytest.raises(KeyboardInterrupt) as info:
+            for seed in (0, 1):
+                started.append(seed)
+                try:
+                    imgclf.fit({**BASE, "data": str(data), "seed": seed}, out=str(tmp_path / f"s{seed}"), report=False)
+                except Exception:
+                    pass
+    assert started == [0] and isinstance(info.value, TrainingInterrupted)
+    assert "imgclf train --resume" in str(info.value)
+
+
 def test_an_interrupt_before_the_first_epoch_ends_says_nothing_was_saved(data, tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         _interrupt_when(0, m)

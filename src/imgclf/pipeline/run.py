@@ -239,7 +239,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
                 replacing: bool, new_folder: bool) -> Run:
     """`train_run` once its folder is claimed (and, on rank 0, locked): data → model → train → card → evaluate →
     report."""
-    from ..train.fit import TrainingDiverged, TrainingInterrupted, train_model
+    from ..train.fit import TrainingDiverged, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card, validation_headline
     from .lr_find import card_info
@@ -298,7 +298,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     except ImgclfError as exc:
         # A setting refused before any epoch ran (normalize=backbone without a backbone, a frozen backbone with
         # plain ddp): take back the files written above, so the corrected command may use the same --out.
-        if is_launch_zero and not resume and not isinstance(exc, TrainingInterrupted) and not run.has("history.csv"):
+        if is_launch_zero and not resume and not run.has("history.csv"):
             for name in ("config.yaml", "dataset.json"):
                 run.file(name).unlink(missing_ok=True)
             if isinstance(exc, TrainingDiverged):  # no epoch to keep: what the sweep, probe and loggers wrote goes too

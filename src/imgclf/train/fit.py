@@ -18,7 +18,7 @@ import torch
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
-from ..errors import ImgclfError, invalid
+from ..errors import ImgclfError, Interrupted, invalid
 from ..models import get_model_info
 from ..records import HistoryRow
 from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint
@@ -26,16 +26,9 @@ from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loade
 from .module import ImageClassifierModule, NonFiniteLossError
 
 
-class TrainingInterrupted(ImgclfError):
-    """`state`: what the interrupted run has kept, without the hint on how to continue it (a study gives its own)."""
-
-    def __init__(self, message: str, state: str | None = None, exit_code: int = 130):
-        super().__init__(message)
-        self.state = state if state is not None else message
-        self.exit_code = exit_code  # the command's status: a shell's for the signal (130 SIGINT, 143 SIGTERM)
-
-    def __reduce__(self):  # pickled with what __init__ takes
-        return type(self), (str(self), self.state, self.exit_code)
+class TrainingInterrupted(Interrupted):
+    """A run's training (or its evaluation after training) stopped by a signal; the message says which epochs are
+    kept and the --resume command that finishes it."""
 
 
 class TrainingDiverged(ImgclfError):

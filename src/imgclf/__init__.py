@@ -16,16 +16,47 @@ __all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "list_
            "__version__"]
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping
+
     from .config import TrainConfig
     from .inference import Classifier
+    from .pipeline import Run
+    from .pipeline.folds import Folds
 
 
-def fit(config: Any = None, **kwargs: Any):
-    """Train and write a run directory. Settings: `imgclf.config.TrainConfig`; layering (defaults, recipe=,
-    config_file=, then explicit values) and resume=: `imgclf.pipeline.fit`."""
+def fit(config: "TrainConfig | Mapping[str, Any] | None" = None, *, recipe: str | None = None,
+        config_file: "str | os.PathLike | None" = None, overwrite: bool = False,
+        resume: "str | os.PathLike | None" = None, report: bool = True, **values: Any) -> "Run | Folds":
+    """Train and write a run directory; returns an `imgclf.pipeline.Run` (with `folds=K`: a
+    `imgclf.pipeline.folds.Folds` of K runs).
+
+    Settings (every field of `imgclf.TrainConfig`, e.g. `data=`, `model=`, `epochs=`) layer as: the defaults,
+    then `recipe=` (see `imgclf recipes`), then `config_file=` (YAML), then `config` (a mapping or TrainConfig)
+    and keyword values. A recipe's value is unset with the word "none" (`time_limit="none"`); `None` means "not
+    given". `resume="runs/x"` continues an interrupted or finished run (keyword values override its stored
+    config, e.g. more epochs); `overwrite=True` replaces the run in `out`; `report=False` skips report.html.
+    Ctrl-C stops it with `imgclf.train.fit.TrainingInterrupted`, a KeyboardInterrupt saying how to resume.
+    The global random generators, environment and log levels are as before the call when it returns."""
+    from .caller_state import kept_caller_state
     from .pipeline import fit as _fit
 
-    return _fit(config, **kwargs)
+    _refuse_a_folder_as_config(config)
+    with kept_caller_state():
+        return _fit(config, recipe=recipe, config_file=config_file, overwrite=overwrite, resume=resume,
+                    report=report, **values)
+
+
+def _refuse_a_folder_as_config(config: Any) -> None:
+    """`imgclf.fit("data/")`, the natural first try, names `data=`."""
+    import os
+
+    if isinstance(config, (str, os.PathLike)):
+        from .errors import invalid
+
+        raise invalid("config", config, "a TrainConfig, a mapping of settings or None",
+                      hint=f"Give the image folder as data= (imgclf.fit(data={str(config)!r}, ...)), a YAML file "
+                           "as config_file=")
 
 
 def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False, precision: str = "auto"):
@@ -46,6 +77,7 @@ def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_
 
 
 def list_models(pattern: str = "*") -> list[str]:
+    """The registered architectures whose names match the glob `pattern` (`imgclf models` shows their details)."""
     from .models import list_models as _list
 
     return _list(pattern)
@@ -63,9 +95,12 @@ def lr_find(config: Any = None, **values: Any):
     """Lightning's LR range test on a data folder with a run's settings (as `fit` takes them), no run trained:
     returns an `LRFindResult` (.suggestion, .lrs, .losses) and writes lr_find.png and lr_find.json to `out`.
     `imgclf.fit(..., lr="auto")` runs the same finder inside a training run."""
+    from .caller_state import kept_caller_state
     from .pipeline.lr_find import lr_find as _lr_find
 
-    return _lr_find(config, **values)
+    _refuse_a_folder_as_config(config)
+    with kept_caller_state():
+        return _lr_find(config, **values)
 
 
 def tune(config: Any = None, *, trials: int, **kwargs: Any):
@@ -73,9 +108,12 @@ def tune(config: Any = None, *, trials: int, **kwargs: Any):
     folder, selected on the validation split, the best tested; `time_limit=` is the whole search's budget,
     `space=` a YAML file or mapping of field -> range (default: the model family's), `resume=True, out=FOLDER`
     continues a killed search. Returns an `imgclf.search.TuneResult`; see `imgclf.search.search.tune`."""
+    from .caller_state import kept_caller_state
     from .search import tune as _tune
 
-    return _tune(config, trials=trials, **kwargs)
+    _refuse_a_folder_as_config(config)
+    with kept_caller_state():
+        return _tune(config, trials=trials, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,50 @@
+"""What a training leaves changed in the calling process, put back when `imgclf.fit`, `tune` or `lr_find` returns:
+the global random generators (Lightning's `seed_everything` reseeds them all), the environment variables it sets
+for the processes a data-parallel launch starts, and the log levels it lowers to keep Lightning and Optuna quiet.
+A notebook that seeds numpy, calls fit, then draws its own numbers gets the numbers its seed gives."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "IMGCLF_RUN_DIR")
+LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.tuner.lr_finder",
+           "lightning.pytorch.trainer.connectors.checkpoint_connector", "lightning.pytorch.loggers.mlflow", "mlflow",
+           "matplotlib.font_manager")
+
+
+@contextlib.contextmanager
+def kept_caller_state() -> Iterator[None]:
+    import torch
+
+    python, numpy, torch_cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    environment = {name: os.environ.get(name) for name in ENVIRONMENT}
+    levels = {name: logging.getLogger(name).level for name in LOGGERS}
+    optuna = sys.modules.get("optuna")
+    verbosity = optuna.logging.get_verbosity() if optuna is not None else None
+    try:
+        yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+        torch.set_rng_state(torch_cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        optuna = sys.modules.get("optuna")
+        if optuna is not None:
+            optuna.logging.set_verbosity(verbosity if verbosity is not None else optuna.logging.INFO)

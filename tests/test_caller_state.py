@@ -1,0 +1,41 @@
+"""The Python API leaves the caller's process as it found it: a notebook that seeds its generators, trains, then
+draws numbers gets the numbers its own seed gives (Lightning's seed_everything reseeded every generator), and no
+environment variable or log level of the training stays behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import imgclf
+from imgclf.errors import ImgclfError
+
+TINY = {"img_size": 16, "epochs": 1, "batch_size": 16, "progress": False, "model_args": {"width": 4}, "seed": 3}
+
+
+def _draws() -> tuple:
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_fit_puts_back_the_generators_environment_and_log_levels(image_folder, tmp_path):
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero.setLevel(logging.DEBUG)
+    before_env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "IMGCLF_RUN_DIR")}
+    random.seed(11), np.random.seed(11), torch.manual_seed(11)
+    expected = _draws()
+    random.seed(11), np.random.seed(11), torch.manual_seed(11)
+    imgclf.fit(data=str(image_folder), out=str(tmp_path / "run"), report=False, **TINY)
+    assert _draws() == expected
+    assert {k: os.environ.get(k) for k in before_env} == before_env
+    assert rank_zero.level == logging.DEBUG
+
+
+def test_a_folder_given_as_the_config_names_data():
+    with pytest.raises(ImgclfError, match=r"config must be a TrainConfig.*Received: config='data/flowers'.*"
+                                          r"Give the image folder as data= \(imgclf.fit\(data='data/flowers'"):
+        imgclf.fit("data/flowers")

@@ -56,6 +56,25 @@ def test_a_model_that_cannot_be_built_leaves_no_run_behind(tmp_path, image_folde
     assert (run.path / "model.safetensors").exists()
 
 
+def test_lightning_refusing_to_start_leaves_no_run_behind(tmp_path, image_folder, monkeypatch):
+    """Lightning's own refusal of the machine (its MisconfigurationException, a ValueError of its own) left
+    config.yaml and dataset.json, and the corrected command was refused: 'holds another run'."""
+    import imgclf.train.fit as fit_module
+
+    cfg = {"data": str(image_folder), "out": str(tmp_path / "run"), "img_size": 16, "epochs": 1, "batch_size": 16,
+           "progress": False, "model_args": {"width": 4}}
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the machine said no")
+
+    with monkeypatch.context() as m:
+        m.setattr(fit_module, "train_model", refuse)
+        with pytest.raises(RuntimeError, match="the machine said no"):
+            imgclf.fit(cfg)
+    assert not (tmp_path / "run" / "config.yaml").exists() and not (tmp_path / "run" / "dataset.json").exists()
+    assert imgclf.fit(cfg).path == tmp_path / "run"
+
+
 def test_seeded_runs_are_reproducible_on_cpu(tmp_path, image_folder):
     cfg = {"data": str(image_folder), "img_size": 16, "epochs": 2, "batch_size": 16, "progress": False,
            "model_args": {"width": 8}, "augment": "hflip,rotate=15,zoom=0.1", "seed": 3}

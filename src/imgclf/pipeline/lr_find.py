@@ -170,6 +170,7 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     `imgclf.fit` takes them), without training a run: lr_find.json and lr_find.png go to `out` (default
     lr-find/<model>-<n>). `imgclf.lr_find(data="data/", recipe="fast-fmnist").suggestion`."""
     from ..models import get_model_info
+    from ..train.engine_choice import check_engine
     from ..train.finetune import transfer_model_args
     from .resolve import resolve_config
     from .prepare import data_and_model, input_size
@@ -190,6 +191,7 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
     cfg = cfg.model_copy(update={"lr": "auto"})
     check_auto_lr(cfg)
+    check_engine(cfg.accelerator, cfg.strategy)
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)
     img_size = input_size(cfg, info)

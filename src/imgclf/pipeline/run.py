@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
-from ..errors import ImgclfError, bad_path, invalid
+from ..errors import bad_path, invalid
 from ..io import exclusive, make_free_dir, outside_data, remove_temp_files, writable_folder
 from ..models import get_model_info, list_models
 from ..ood import STATS_FILES
@@ -190,9 +190,11 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     test split, which is scored for the chosen trial alone (`imgclf.tune`); no metrics.json, no report.
     `callbacks`: extra Lightning callbacks for the training (a search's pruner)."""
     from ..train.finetune import transfer_model_args, transfer_warnings
+    from ..train.engine_choice import check_engine
     from .lr_find import check_auto_lr
 
     check_auto_lr(cfg, resume)
+    check_engine(cfg.accelerator, cfg.strategy)
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)  # checks transfer settings before any data is decoded
     if hardware.launch_rank() == 0:
@@ -295,9 +297,10 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     try:
         result = train_model(resolved, data, model, run_dir, checkpoint, loggers, callbacks,
                              budget_spent=sizing.counted_seconds if sizing else 0.0)
-    except ImgclfError as exc:
+    except Exception as exc:
         # A setting refused before any epoch ran (normalize=backbone without a backbone, a frozen backbone with
-        # plain ddp): take back the files written above, so the corrected command may use the same --out.
+        # plain ddp), or Lightning's own refusal of the machine: take back the files written above, so the
+        # corrected command may use the same --out. (Not a Ctrl-C: a run interrupted is resumed.)
         if is_launch_zero and not resume and not run.has("history.csv"):
             for name in ("config.yaml", "dataset.json"):
                 run.file(name).unlink(missing_ok=True)

@@ -8,7 +8,6 @@ probabilities), outliers and pixel checks, then the record and the page.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_dup
 from ..duplicates.thumbnails import grey_thumbnails
 from ..errors import bad_path, invalid
 from ..io import outside_data, writable_folder, write_json
+from ..notices import warn
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
 from .flags import group_flags, leakage_counts
 from .images import AuditImages, load_images
@@ -127,9 +127,9 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     scan = scan_folder(data)
     if card is not None and sorted(card.classes) != sorted(scan.classes):
         shared = len(set(card.classes) & set(scan.classes))
-        print(f"warning the run was trained on other classes ({len(card.classes)}, {shared} of them among the "
-              f"folder's {len(scan.classes)}): its features judge these labels only as well as they separate "
-              "classes it never learnt; a run trained on this folder does better", file=sys.stderr, flush=True)
+        warn(f"the run was trained on other classes ({len(card.classes)}, {shared} of them among the "
+             f"folder's {len(scan.classes)}): its features judge these labels only as well as they separate "
+             "classes it never learnt; a run trained on this folder does better")
     images = load_images(data, img_size=card.img_size if card else img_size,
                          color=card.color if card else "auto",
                          interpolation=card.interpolation if card else "bilinear",

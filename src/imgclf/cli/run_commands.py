@@ -32,14 +32,6 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     metrics = evaluate_run(run, data=data, split=split, tta=tta, precision=precision)
     _print_metrics(metrics)
     _print_most_confused(metrics)
-    if data is None and split == "test" and metrics.split == "val":
-        typer.secho("warning the run has no test split (trained with test_split 0): these are its validation "
-                    "scores, on the images that chose the epoch kept and the temperature, so they overstate what new "
-                    "images would score", fg="yellow", err=True)
-    if metrics.seen is not None:
-        from ..evaluation.seen import seen_warning
-
-        typer.secho(f"warning {seen_warning(metrics.seen, metrics.count)}", fg="yellow", err=True)
     if data is not None:
         from ..evaluation.run_eval import classes_left_out
 

@@ -58,8 +58,18 @@ def _stderr(line: str) -> None:
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
              tta: bool = False, precision: str = "auto") -> MetricsRecord:
-    """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json."""
+    """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json. Warns (the
+    `imgclf` logger) when the scores overstate: validation images scored for want of a test split, or images the
+    run trained on."""
     from ..evaluation.run_eval import evaluate_run
+    from ..evaluation.seen import seen_warning
+    from ..notices import warn
 
-    return evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision)
+    metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision)
+    if data is None and split == "test" and metrics.split == "val":
+        warn("the run has no test split (trained with test_split 0): these are its validation scores, on the images "
+             "that chose the epoch kept and the temperature, so they overstate what new images would score")
+    if metrics.seen is not None:
+        warn(seen_warning(metrics.seen, metrics.count))
+    return metrics
 

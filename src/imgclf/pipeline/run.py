@@ -17,6 +17,7 @@ from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..errors import bad_path, invalid
+from ..notices import warn
 from ..io import exclusive, make_free_dir, outside_data, remove_temp_files, writable_folder
 from ..models import get_model_info, list_models
 from ..ood import STATS_FILES
@@ -134,21 +135,21 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
     if 0 < val < FEW_VALIDATION_IMAGES:
         chosen = "each label's decision threshold" if data.task == "multilabel" else \
             "the temperature and the unknown threshold"
-        print(f"warning the val split holds {val} image{'s' if val != 1 else ''}: the epoch kept and {chosen} are "
-              "chosen on them; give it more (--val-split, or more images)", file=sys.stderr, flush=True)
+        warn(f"the val split holds {val} image{'s' if val != 1 else ''}: the epoch kept and {chosen} are "
+              "chosen on them; give it more (--val-split, or more images)")
     from ..ood import UNKNOWN_LABEL
 
     if data.task != "multilabel" and UNKNOWN_LABEL in data.classes:
-        print(f"warning a class is named {UNKNOWN_LABEL!r}, the label predictions give an image like none of the "
+        warn(f"a class is named {UNKNOWN_LABEL!r}, the label predictions give an image like none of the "
               f"classes: predict, serve and predictions.csv tell the two apart by their 'unknown' field (true for "
-              f"the verdict), or rename the class folder", file=sys.stderr, flush=True)
+              f"the verdict), or rename the class folder")
     kind = ("label", "labels") if data.task == "multilabel" else ("class", "classes")
     for split, classes in data.missing_classes().items():
         names = ", ".join(repr(c) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")  # repr escapes
         many = len(classes) > 1
-        print(f"warning the {split} split holds no image of {len(classes)} {kind[many]} ({names}): {split} scores "
+        warn(f"the {split} split holds no image of {len(classes)} {kind[many]} ({names}): {split} scores "
               f"say nothing about {'them' if many else 'it'}; give {'those' if many else 'that'} {kind[many]} more "
-              "images", file=sys.stderr, flush=True)
+              "images")
     if data.grouping is None:  # streamed, or --no-group-duplicates: no content hashes to find such files by
         return
     audit = audit_command(terminal_safe(folders), data.img_size)
@@ -156,13 +157,13 @@ def _warn_about_splits(data: PreparedData, folders: str) -> None:
         count, linked, example = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
         if count:
             shown = [terminal_safe(p) for p in example]
-            print(f"warning {several_classes_warning(count, linked, shown, audit)}", file=sys.stderr, flush=True)
+            warn(several_classes_warning(count, linked, shown, audit))
     for leak in data.grouping.leaks:
-        print(f"warning {leak_warning(leak, audit)}", file=sys.stderr, flush=True)
+        warn(leak_warning(leak, audit))
     if data.grouping.separated:
-        print(f"warning {separated_warning(data.grouping)}", file=sys.stderr, flush=True)
+        warn(separated_warning(data.grouping))
     for item in data.grouping.lopsided:
-        print(f"warning {lopsided_warning(item, audit)}", file=sys.stderr, flush=True)
+        warn(lopsided_warning(item, audit))
 
 
 def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> TrainConfig:
@@ -201,7 +202,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         from ..data.imbalance import imbalance_warnings
 
         for warning in [*(transfer_warnings(cfg) if transfer_args else []), *imbalance_warnings(cfg)]:
-            print(f"warning {warning}", file=sys.stderr, flush=True)
+            warn(warning)
     if cfg.sizing == "probe" and "fast" not in info.tags:
         raise invalid("sizing", "probe", "fixed for this model: the probe sizes the width of the fast family "
                       f"({', '.join(n for n in list_models() if 'fast' in get_model_info(n).tags)})",
@@ -212,7 +213,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
         warning = upscale_warning(cfg.data, img_size, info.default_img_size)
         if warning:
-            print(f"warning {warning}", file=sys.stderr, flush=True)
+            warn(warning)
     args = (info, img_size, transfer_args, checkpoint, resume, report, evaluate, callbacks)
     if hardware.launch_rank() != 0:
         # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.

@@ -1,0 +1,45 @@
+"""Warnings about the user's data and settings (a tiny validation split, a leak between splits, a class named
+"unknown"): one line each on stderr, `warning ...`, through the `imgclf` logger, so that a script or notebook
+silences them as it silences any library's logs:
+
+    import logging
+    logging.getLogger("imgclf").setLevel(logging.ERROR)   # or logging.disable(logging.WARNING)
+
+They do not go to the root logger (a program that configures logging would print each twice)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+LOGGER_NAME = "imgclf"
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test runner or a notebook swaps it after import)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # logging.StreamHandler.__init__ sets it; the property reads sys.stderr
+        pass
+
+
+def _logger() -> logging.Logger:
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(isinstance(h, _CurrentStderr) for h in logger.handlers):
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("warning %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    return logger
+
+
+def warn(message: str) -> None:
+    """`message` as a warning line on stderr, unless the `imgclf` logger was set above WARNING."""
+    _logger().warning(message)

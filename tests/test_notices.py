@@ -1,0 +1,41 @@
+"""Warnings about the user's data reach stderr as `warning ...` lines from the Python API as from the command line,
+and a script silences them through the `imgclf` logger, as it would any library's."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+
+import imgclf
+
+
+@pytest.fixture
+def quiet_level():
+    logger = logging.getLogger("imgclf")
+    before = logger.level
+    yield logger
+    logger.setLevel(before)
+
+
+def test_evaluate_warns_in_python_and_the_logger_silences_it(tiny_run, image_folder, tmp_path, capsys, quiet_level):
+    """Evaluating on the training folder warned on the command line only: from Python the inflated scores came back
+    without a word."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    imgclf.evaluate(run, data=str(image_folder))
+    err = capsys.readouterr().err
+    assert "warning " in err and "images the run trained or selected on" in err
+    quiet_level.setLevel(logging.ERROR)
+    imgclf.evaluate(run, data=str(image_folder))
+    assert "images the run trained or selected on" not in capsys.readouterr().err
+
+
+def test_fit_warnings_follow_the_logger_level(image_folder, tmp_path, capsys, quiet_level):
+    settings = {"data": str(image_folder), "img_size": 16, "epochs": 1, "batch_size": 16, "progress": False,
+                "model_args": {"width": 4}, "report": False}
+    imgclf.fit(out=str(tmp_path / "a"), **settings)
+    assert "warning the val split holds" in capsys.readouterr().err
+    quiet_level.setLevel(logging.ERROR)
+    imgclf.fit(out=str(tmp_path / "b"), **settings)
+    assert "warning" not in capsys.readouterr().err

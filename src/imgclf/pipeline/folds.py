@@ -82,7 +82,8 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
     if changed:
         raise bad_path("out", run.path.parent, "a folder whose finished folds were trained with these settings",
                        f"{run.path.name} differs in {', '.join(changed[:5])}",
-                       hint="Pass --overwrite to train every fold again, or choose another --out")
+                       hint="Pass --overwrite (Python: overwrite=True) to train every fold again, or choose "
+                            "another --out")
     if run.has("model.json") and run.has("metrics.json"):
         return "done"
     return "resume" if run.has("checkpoints/last.ckpt") else "restart"

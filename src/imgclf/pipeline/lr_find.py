@@ -210,6 +210,6 @@ def _out_folder(cfg: TrainConfig, overwrite: bool) -> Path:
                             f"{folder / 'config.yaml'} --out NEW")
     if (folder / JSON_FILE).exists() and not overwrite:
         raise bad_path("out", folder, "a folder without an earlier lr_find.json", "holds one",
-                       hint="Pass --overwrite to replace it")
+                       hint="Pass --overwrite (Python: overwrite=True) to replace it")
     folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -76,11 +76,12 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
     if (run_dir / "config.yaml").exists() and not resume:
         if not overwrite:
             raise bad_path("out", run_dir, "a new run directory", "holds another run",
-                           hint="Pass --overwrite to replace it, or --resume to continue it")
+                           hint="Pass --overwrite to replace it, or --resume to continue it (Python: overwrite=True, "
+                                "resume=RUN)")
         return True
     if not resume and not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise bad_path("out", run_dir, "an empty or new folder", "not empty",
-                       hint="Pass --overwrite to use it anyway")
+                       hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
     return False
 
 

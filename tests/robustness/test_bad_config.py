@@ -133,3 +133,15 @@ def test_mapping_settings_take_the_forms_the_help_shows():
         make_config(data="x", l2="garbage")
     with pytest.raises(ConfigError, match=r"^l2 must be a mapping such as \{conv: 1e-5, dense: 1e-4\} or "):
         make_config(data="x", l2="{conv: [1, }")
+
+
+def test_data_of_the_wrong_type_is_one_line():
+    """fit(data=5) gave two lines, one per type pydantic tried (data.str ..., data.list[str] ...)."""
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    for value in (5, {"train": "x"}):
+        with pytest.raises(ImgclfError) as info:
+            imgclf.fit(data=value)
+        assert str(info.value) == ("data must be one image folder (a path) or a non-empty list of folders. "
+                                   f"Received: data={value!r}")

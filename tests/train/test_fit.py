@@ -64,12 +64,14 @@ def test_lightning_refusing_to_start_leaves_no_run_behind(tmp_path, image_folder
     cfg = {"data": str(image_folder), "out": str(tmp_path / "run"), "img_size": 16, "epochs": 1, "batch_size": 16,
            "progress": False, "model_args": {"width": 4}}
 
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     def refuse(*args, **kwargs):
-        raise RuntimeError("the machine said no")
+        raise MisconfigurationException("the machine said no")
 
     with monkeypatch.context() as m:
         m.setattr(fit_module, "train_model", refuse)
-        with pytest.raises(RuntimeError, match="the machine said no"):
+        with pytest.raises(MisconfigurationException, match="the machine said no"):
             imgclf.fit(cfg)
     assert not (tmp_path / "run" / "config.yaml").exists() and not (tmp_path / "run" / "dataset.json").exists()
     assert imgclf.fit(cfg).path == tmp_path / "run"

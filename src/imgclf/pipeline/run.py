@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
-from ..errors import bad_path, invalid
+from ..errors import ImgclfError, bad_path, invalid
 from ..notices import warn
 from ..io import exclusive, make_free_dir, outside_data, remove_temp_files, writable_folder
 from ..models import get_model_info, list_models
@@ -243,6 +243,8 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
                 replacing: bool, new_folder: bool) -> Run:
     """`train_run` once its folder is claimed (and, on rank 0, locked): data → model → train → card → evaluate →
     report."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     from ..train.fit import TrainingDiverged, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card, validation_headline
@@ -299,10 +301,11 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     try:
         result = train_model(resolved, data, model, run_dir, checkpoint, loggers, callbacks,
                              budget_spent=sizing.counted_seconds if sizing else 0.0)
-    except Exception as exc:
+    except (ImgclfError, MisconfigurationException) as exc:
         # A setting refused before any epoch ran (normalize=backbone without a backbone, a frozen backbone with
         # plain ddp), or Lightning's own refusal of the machine: take back the files written above, so the
-        # corrected command may use the same --out. (Not a Ctrl-C: a run interrupted is resumed.)
+        # corrected command may use the same --out. (Not a Ctrl-C: a run interrupted is resumed; not a search's
+        # pruning, whose trial stays a run.)
         if is_launch_zero and not resume and not run.has("history.csv"):
             for name in ("config.yaml", "dataset.json"):
                 run.file(name).unlink(missing_ok=True)

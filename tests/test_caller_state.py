@@ -39,3 +39,11 @@ def test_a_folder_given_as_the_config_names_data():
     with pytest.raises(ImgclfError, match=r"config must be a TrainConfig.*Received: config='data/flowers'.*"
                                           r"Give the image folder as data= \(imgclf.fit\(data='data/flowers'"):
         imgclf.fit("data/flowers")
+
+
+def test_a_run_or_a_listed_run_goes_where_a_run_folder_does(tiny_run, image_folder, tmp_path):
+    """imgclf.load(run) raised a bare TypeError (expected str, not Run)."""
+    run = imgclf.fit(data=str(image_folder), out=str(tmp_path / "run"), report=False, **TINY)
+    assert imgclf.load(run).card.classes == imgclf.load(run.path).card.classes
+    row = next(r for r in imgclf.list_runs(tmp_path) if r.name == "run")
+    assert imgclf.evaluate(row).count == imgclf.evaluate(run.path).count

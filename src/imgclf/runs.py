@@ -40,6 +40,9 @@ class RunRow:
     reason: str = ""  # why a run is not completed
     task: str = "single"  # multilabel: its accuracies are label-wise (above)
 
+    def __fspath__(self) -> str:  # a listed run goes wherever a run folder's path does (imgclf.load(row))
+        return self.path
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -45,6 +45,9 @@ class Run:
     skipped: list[SkippedFile] = field(default_factory=list)
     figure_failures: list[str] = field(default_factory=list)  # "figure: reason" for figures the report lacks
 
+    def __fspath__(self) -> str:  # a Run goes wherever a run folder's path does: imgclf.load(run), evaluate(run)
+        return str(self.path)
+
     def __repr__(self) -> str:
         if self.metrics is None:
             return f"Run({str(self.path)!r})"

@@ -145,3 +145,14 @@ def test_data_of_the_wrong_type_is_one_line():
             imgclf.fit(data=value)
         assert str(info.value) == ("data must be one image folder (a path) or a non-empty list of folders. "
                                    f"Received: data={value!r}")
+
+
+def test_a_misspelt_keyword_is_offered_the_functions_own_keywords_too(image_folder):
+    """lr_find(stepz=20) was offered lr_step but not steps, its own keyword; fit(overwrit=True) not overwrite."""
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    for call, wrong, right in ((imgclf.lr_find, "stepz", "steps"), (imgclf.fit, "overwrit", "overwrite"),
+                               (imgclf.fit, "reprot", "report")):
+        with pytest.raises(ImgclfError, match=rf"^setting must be one of .*Did you mean: ([a-z_]+, )*{right}\b"):
+            call(data=str(image_folder), **{wrong: 1})

@@ -315,8 +315,9 @@ def test_an_empty_choice_is_shown_as_none(data, tmp_path):
 
     said = []
     out = tmp_path / "search"
-    imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=2, out=str(out), log=said.append,
-                space={"augment": ["", "hflip"]})
+    result = imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=2, out=str(out), log=said.append,
+                         space={"augment": ["", "hflip"]}, report=False)  # as fit takes it
+    assert (result.best_run / "metrics.json").is_file() and not (result.best_run / "report.html").exists()
     page = (out / "tune.html").read_text()
     trials = [line for line in said if line.startswith("trial")]
     assert trials and all("augment=''" not in line for line in trials)

@@ -22,6 +22,9 @@ from .run import Run, train_run
 __all__ = ["Run", "evaluate", "fit", "resolve_config", "resume_config", "train_run"]
 
 
+FIT_KEYWORDS = ("overwrite", "resume", "report")
+
+
 def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
         config_file: str | os.PathLike | None = None, overwrite: bool = False,
         resume: str | os.PathLike | None = None, report: bool = True, **values: Any) -> Run:
@@ -42,7 +45,7 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
             raise invalid("overwrite", overwrite, "left unset with resume: a resumed run continues its own folder",
                           also={"resume": resume}, hint="Start a new run with --out NEW to train afresh")
         return resume_run(resume, report=report, **values)
-    cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
+    cfg = resolve_config(config, recipe=recipe, config_file=config_file, keywords=FIT_KEYWORDS, **values)
     if cfg.folds and cfg.fold is None:  # every fold: a `Folds` (OUT/fold-i runs and folds.json), not one Run
         from .folds import fit_folds
 

@@ -188,7 +188,8 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
                       "runs for it)")
     # a width given with `--recipe fast` is the one swept, not refused as a width the probe would choose
     values = {**values, "sizing": "fixed"}
-    cfg = resolve_config(config, recipe=recipe, config_file=config_file, **values)
+    cfg = resolve_config(config, recipe=recipe, config_file=config_file,
+                         keywords=("start_lr", "end_lr", "steps", "overwrite"), **values)
     cfg = cfg.model_copy(update={"lr": "auto"})
     check_auto_lr(cfg)
     check_engine(cfg.accelerator, cfg.strategy)

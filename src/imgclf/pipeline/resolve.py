@@ -75,10 +75,16 @@ def recipe_and_file(recipe: str | None, config_file: str | os.PathLike | None) -
 
 
 def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
-                   config_file: str | os.PathLike | None = None, **explicit: Any) -> TrainConfig:
+                   config_file: str | os.PathLike | None = None, keywords: tuple[str, ...] = (),
+                   **explicit: Any) -> TrainConfig:
     """Layer the settings: TrainConfig's defaults, then the recipe's, then the YAML file's, then `values` and
     `explicit` (keyword arguments win over `values`). The recipe is named by `recipe`, else by a `recipe` key in
-    the explicit values or the file. `None` values are "not given"."""
+    the explicit values or the file. `None` values are "not given". `keywords`: the calling function's own
+    keyword arguments, offered beside the settings when a keyword is neither (`lr_find(stepz=20)`)."""
+    for name, value in explicit.items():
+        if name not in TrainConfig.model_fields:
+            raise invalid("setting", name, sorted({*TrainConfig.model_fields, "config_file", *keywords}),
+                          also={name: value})
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
     file_values = read_config_file(config_file) if config_file is not None else {}
     chosen = {**file_values, **given}  # the user's own

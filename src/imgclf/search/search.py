@@ -183,11 +183,12 @@ def _sampler(seed: int, existing: int, trials: int):
 def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, time_limit: str | float | None = None,
          space: Any = None, recipe: str | None = None, config_file: str | os.PathLike | None = None,
          resume: bool = False, out: str | os.PathLike | None = None, pruner: Any = None,
-         log: Callable[[str], None] | None = None, **values: Any) -> TuneResult:
+         log: Callable[[str], None] | None = None, report: bool = True, **values: Any) -> TuneResult:
     """Search `trials` settings of a run (config, recipe, YAML file and keyword arguments as `imgclf.fit` takes
     them; `values["time_limit"]` is not a trial's: the search's is `time_limit`), `space` being a --space YAML
     file, a mapping of field -> range/choices, or None for the model family's default. `resume=True` continues the
-    search in `out`. `pruner`: an Optuna pruner instead of the median pruner. See the module docstring."""
+    search in `out`. `pruner`: an Optuna pruner instead of the median pruner. `report=False`: no report.html for the
+    chosen trial (trials never get one). See the module docstring."""
     import optuna
     from optuna.trial import TrialState
 
@@ -197,7 +198,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
 
     say = log or (lambda line: None)
     budget = parse_seconds(time_limit)
-    base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None})
+    base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
+                          keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     _check_base(base, trials, budget)
     params = _space(space, base)
     settings = _settings(base)
@@ -250,7 +252,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
                 raise SearchInterrupted(interrupted_message(exc, folder), None, stop_signal(exc)[1]) from None
             _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
                           final=False)
-        return finish(folder, study, search, trials, budget, stop_reason, say)
+        return finish(folder, study, search, trials, budget, stop_reason, say, report)
 
 
 def _write_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,
@@ -330,7 +332,7 @@ def _short(value: Any) -> str:
 
 
 def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None, stop_reason: str,
-           say: Callable[[str], None]) -> TuneResult:
+           say: Callable[[str], None], report: bool = True) -> TuneResult:
     """The best trial tested (once) with its report, then best.yaml, tune.json and tune.html."""
     from optuna.trial import TrialState
 
@@ -346,15 +348,15 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     best_run = folder / best.user_attrs["run"]
     run = RunDir(best_run)
     if not run.has("metrics.json"):
-        _test_best(best_run, say)
+        _test_best(best_run, say, report)
     best_settings(folder / BEST_FILE, run, search["settings"].get("time_limit"))
     record = _write_record(folder, study, search, trials, budget, stop_reason)
     write_page(folder / HTML_FILE, record, study)
     return TuneResult(folder, best_run, best.value, dict(best.params), record)
 
 
-def _test_best(run_dir: Path, say: Callable[[str], None]) -> None:
-    """The chosen trial alone meets the test split: metrics.json, then its report.html."""
+def _test_best(run_dir: Path, say: Callable[[str], None], report: bool = True) -> None:
+    """The chosen trial alone meets the test split: metrics.json, then (`report`) its report.html."""
     from ..evaluation.report import write_report
     from ..evaluation.run_eval import evaluate_run
     from ..pipeline.card import headline
@@ -369,7 +371,8 @@ def _test_best(run_dir: Path, say: Callable[[str], None]) -> None:
     card.metrics = headline(metrics, run.read_history(), card.training.best_epoch)
     card.metrics.val_accuracy = val
     run.write_card(card)
-    write_report(run_dir)
+    if report:
+        write_report(run_dir)
     say(f"best   {run_dir.name}: test accuracy {metrics.accuracy:.4f} (validation {val:.4f})")
 
 

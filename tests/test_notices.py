@@ -39,3 +39,21 @@ def test_fit_warnings_follow_the_logger_level(image_folder, tmp_path, capsys, qu
     quiet_level.setLevel(logging.ERROR)
     imgclf.fit(out=str(tmp_path / "b"), **settings)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_module_loggers_info_is_not_printed_as_a_warning(capsys):
+    """The modules' loggers are children of `imgclf`: their INFO lines (download progress) must not come out as
+    `warning ...`, their warnings once."""
+    from imgclf.notices import warn
+
+    warn("first")  # the handler is in place
+    child = logging.getLogger("imgclf.data.sources.download")
+    before = child.level
+    child.setLevel(logging.INFO)
+    try:
+        child.info("downloading x")
+        child.warning("checksum differs")
+    finally:
+        child.setLevel(before)
+    err = capsys.readouterr().err
+    assert "downloading x" not in err and err.count("warning checksum differs") == 1

@@ -5,7 +5,8 @@ silences them as it silences any library's logs:
     import logging
     logging.getLogger("imgclf").setLevel(logging.ERROR)   # or logging.disable(logging.WARNING)
 
-They do not go to the root logger (a program that configures logging would print each twice)."""
+They do not go to the root logger (a program that configures logging would print each twice). The modules' own
+loggers (`imgclf.data.color`, `imgclf.data.sources`) are its children: their warnings print the same way."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def _logger() -> logging.Logger:
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, _CurrentStderr) for h in logger.handlers):
         handler = _CurrentStderr()
+        handler.setLevel(logging.WARNING)  # the INFO lines of a module's own logger (imgclf.data.sources) pass by
         handler.setFormatter(logging.Formatter("warning %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False

@@ -123,14 +123,16 @@ def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifa
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("imgclf.data.sources")
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # its warnings once, here, not again as the `imgclf` logger's
     try:
         path = fetch(name, out, source=source, url=url, md5=md5, cache_dir=cache_dir)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
     typer.echo(f"wrote {path}")
 
 

@@ -386,3 +386,15 @@ def test_a_study_stopped_before_its_cells_says_interrupted(pool, tmp_path, monke
         run_imbalance_study(pool, tmp_path / "st", per_class=8, rhos=[1], configs=["none"], model="simple_cnn",
                             overrides=TINY, run_reports=False)
     assert StudyRecord.model_validate_json((tmp_path / "st" / "study.json").read_text()).state == "interrupted"
+
+
+def test_the_python_api_takes_a_settings_file_as_the_command_does(pool, tmp_path):
+    """`imgclf study imbalance --config FILE` was merged by the command: run_imbalance_study had no config_file."""
+    from imgclf.study.imbalance import run_imbalance_study
+
+    config = tmp_path / "cell.yaml"
+    config.write_text("model: caltech_cnn\nweight_decay: 0.01\nepochs: 1\n")
+    said = []
+    with pytest.raises(ImgclfError, match="too few"):  # stops after reading the file, before any training
+        run_imbalance_study(pool, tmp_path / "s", per_class=100, config_file=config, log=said.append)
+    assert any("configurations set weight_decay" in line for line in said), said

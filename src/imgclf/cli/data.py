@@ -185,21 +185,17 @@ def study_imbalance(data: str, **options: Any) -> None:
     from rich.table import Table
 
     from ..study.imbalance import run_imbalance_study
-    from ..study.settings import study_settings
 
     own = {k: options.pop(k) for k in ("out", "per_class", "rhos", "mu", "configs", "seeds", "minority", "subset_seed",
-                                       "run_reports", "protocol")}
+                                       "run_reports", "protocol", "config")}
     writable_folder("out", own["out"])
-    model, values, ignored = study_settings(options.pop("config"), options, own["protocol"])
-    if ignored:
-        typer.echo(f"note: the study's configurations{' and protocol' if own['protocol'] != 'standard' else ''} set "
-                   f"{', '.join(ignored)}; ignoring the recipe/config file's values")
     study = run_imbalance_study(
         data, own["out"], per_class=own["per_class"], rhos=split_list("rhos", own["rhos"], float), mu=own["mu"],
         configs=split_list("configs", own["configs"], str), seeds=split_list("seeds", own["seeds"], int),
-        model=model, minority=split_list("minority", own["minority"], str) if own["minority"] else None,
-        subset_seed=own["subset_seed"], overrides=values, run_reports=own["run_reports"], protocol=own["protocol"],
-        log=typer.echo)
+        model=options.pop("model", None), minority=split_list("minority", own["minority"], str)
+        if own["minority"] else None, subset_seed=own["subset_seed"],
+        overrides={k: v for k, v in options.items() if v is not None}, run_reports=own["run_reports"],
+        protocol=own["protocol"], log=typer.echo, config_file=own["config"])
     table = Table(title=f"imbalance study: mean ± std over seeds ({study['finished_runs']}/{len(study['runs'])} runs)")
     for col in ("rho", "config", "seeds", "accuracy", "macro recall", "minority recall"):
         table.add_column(col, justify="left" if col == "config" else "right")

@@ -65,13 +65,15 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                         configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str | None = None,
                         minority: Sequence[str] | None = None, subset_seed: int = 0,
                         overrides: dict[str, Any] | None = None, run_reports: bool = True,
-                        protocol: str = "standard", log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                        protocol: str = "standard", log: Callable[[str], None] | None = None,
+                        config_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train every missing (seed, rho, configuration) cell, then write study.json and study.html in `out`.
 
-    `overrides` may name a recipe, as `imgclf study imbalance --recipe` does: its settings apply under the other
-    overrides, less what the configurations and protocol decide, and its model is the default `model` (else
-    caltech_cnn). `protocol` is one of PROTOCOLS: "s4" splits every subset 70/30 into train and test and records the test
-    curves per epoch (S4's protocol; see S4_SPLIT). `run_reports=False` skips each run's own report.html (it can
+    `overrides` may name a recipe, as `imgclf study imbalance --recipe` does, and `config_file` a YAML file of
+    settings (`--config`): their settings apply under the other overrides, less what the configurations and
+    protocol decide, and their model is the default `model` (else caltech_cnn). `protocol` is one of PROTOCOLS:
+    "s4" splits every subset 70/30 into train and test and records the test curves per epoch (S4's protocol; see
+    S4_SPLIT). `run_reports=False` skips each run's own report.html (it can
     cost more than a tiny run's training); `imgclf report RUN` can still write one later.
     """
     from ..config import make_config
@@ -87,13 +89,13 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if isinstance(overrides.get("model_args"), str):  # as the CLI passes it: "width=4"; study.json stores a mapping
         overrides["model_args"] = parse_mapping("model_args", overrides["model_args"])
     check_protocol(protocol)
-    recipe_model = None
-    if overrides.get("recipe"):
-        from .settings import study_settings
+    from .settings import study_settings
 
-        recipe_model, overrides, ignored = study_settings(None, overrides, protocol)
-        if ignored:
-            log(f"the configurations and protocol set {', '.join(ignored)}: the recipe's values for them are not used")
+    # the command's layering (recipe, then file, then the flags), less what the configurations and protocol decide
+    recipe_model, overrides, ignored = study_settings(config_file, overrides, protocol)
+    if ignored:
+        log(f"note: the study's configurations{' and protocol' if protocol != 'standard' else ''} set "
+            f"{', '.join(ignored)}; ignoring the recipe/config file's values")
     model = model or recipe_model or DEFAULT_MODEL
     check_overrides(overrides, protocol)
     rhos = _parse_rhos(rhos)

@@ -104,8 +104,8 @@ def usage_page(card: dict[str, Any]) -> str:
                                                                                        card["interpolation"].upper())
     lines += ["", "## Decoding: what imgclf does before the graph", "",
               "The same file decoded another way (another resize filter, no EXIF rotation, transparency over "
-              "black) gives other pixels, so other probabilities and scores, and near the threshold another unknown "
-              "verdict. imgclf, with Pillow:", "",
+              "black) gives other pixels, so other probabilities and scores, and near a threshold another answer. "
+              "imgclf, with Pillow:", "",
               f"1. JPEG files are opened with `img.draft(\"{mode}\", ({side}, {side}))`: libjpeg scales the "
               f"image down by 1/2 to 1/8 while decoding, keeping it at least {side} px a side;",
               "2. the EXIF orientation is applied (`ImageOps.exif_transpose`);",

@@ -33,6 +33,13 @@ def test_fit_puts_back_the_generators_environment_and_log_levels(image_folder, t
     assert _draws() == expected
     assert {k: os.environ.get(k) for k in before_env} == before_env
     assert rank_zero.level == logging.DEBUG
+    # but not what imgclf quiets once per process for its own figures (a cached call would not quiet it again)
+    from imgclf.plotting import font_families
+
+    font_families.cache_clear()
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.NOTSET)
+    imgclf.fit(data=str(image_folder), out=str(tmp_path / "again"), **TINY)  # its report draws figures
+    assert logging.getLogger("matplotlib.font_manager").level == logging.ERROR
 
 
 def test_a_folder_given_as_the_config_names_data():
@@ -47,3 +54,12 @@ def test_a_run_or_a_listed_run_goes_where_a_run_folder_does(tiny_run, image_fold
     assert imgclf.load(run).card.classes == imgclf.load(run.path).card.classes
     row = next(r for r in imgclf.list_runs(tmp_path) if r.name == "run")
     assert imgclf.evaluate(row).count == imgclf.evaluate(run.path).count
+
+
+def test_a_run_given_as_out_is_that_folder_and_resume_checks_keywords(image_folder, tmp_path):
+    """out=run (a path-like Run) became a folder named after its repr in the current directory."""
+    run = imgclf.fit(data=str(image_folder), out=str(tmp_path / "run"), report=False, **TINY)
+    with pytest.raises(ImgclfError, match="holds another run"):
+        imgclf.fit(data=str(image_folder), out=run, report=False, **TINY)
+    with pytest.raises(ImgclfError, match=r"^setting must be one of .*Did you mean: overwrite\?"):
+        imgclf.fit(resume=run, overwrit=True)

@@ -57,3 +57,20 @@ def test_a_module_loggers_info_is_not_printed_as_a_warning(capsys):
         child.setLevel(before)
     err = capsys.readouterr().err
     assert "downloading x" not in err and err.count("warning checksum differs") == 1
+
+
+def test_a_program_that_configures_logging_does_not_get_each_warning_twice():
+    """imgclf's warnings print once, on stderr, as `warning ...`: a root handler the program set up
+    (logging.basicConfig) does not receive them again, whether they come from a module's own logger before any
+    warning of imgclf.notices was given, or after. (A fresh process: what was installed when matters.)"""
+    import subprocess
+    import sys
+
+    script = ("import logging, imgclf\n"
+              "logging.basicConfig(format='root: %(message)s')\n"
+              "logging.getLogger('imgclf.data.color').warning('from a module')\n"
+              "from imgclf.notices import warn\n"
+              "warn('from notices')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["warning from a module", "warning from notices"], result.stderr

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import numpy as np
 
 ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "IMGCLF_RUN_DIR")
+# not matplotlib.font_manager: plotting quiets it once per process (a cached call), for good
 LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.tuner.lr_finder",
-           "lightning.pytorch.trainer.connectors.checkpoint_connector", "lightning.pytorch.loggers.mlflow", "mlflow",
-           "matplotlib.font_manager")
+           "lightning.pytorch.trainer.connectors.checkpoint_connector", "lightning.pytorch.loggers.mlflow", "mlflow")
 
 
 @contextlib.contextmanager
@@ -25,7 +25,7 @@ def kept_caller_state() -> Iterator[None]:
     import torch
 
     python, numpy, torch_cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     environment = {name: os.environ.get(name) for name in ENVIRONMENT}
     levels = {name: logging.getLogger(name).level for name in LOGGERS}
     optuna = sys.modules.get("optuna")

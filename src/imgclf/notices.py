@@ -31,7 +31,8 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def _logger() -> logging.Logger:
+def install() -> logging.Logger:
+    """The `imgclf` logger with its stderr handler (once), not propagating to the root logger."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, _CurrentStderr) for h in logger.handlers):
         handler = _CurrentStderr()
@@ -44,4 +45,4 @@ def _logger() -> logging.Logger:
 
 def warn(message: str) -> None:
     """`message` as a warning line on stderr, unless the `imgclf` logger was set above WARNING."""
-    _logger().warning(message)
+    install().warning(message)

@@ -143,8 +143,8 @@ ROWS = [
     # Lightning's own errors, after the data was cached and the run's files written (a retry was refused)
     row("train-accelerator-misspelt", lambda w: w.train("--accelerator", "tpuu"), "accelerator='tpuu'",
         "auto, cpu, cuda, gpu"),
-    row("train-accelerator-absent", lambda w: w.train("--accelerator", "gpu"), "accelerator='gpu'",
-        "one this machine has: auto or cpu"),
+    row("train-accelerator-absent", lambda w: w.train("--accelerator", "tpu"), "accelerator='tpu'",
+        "one this machine has: auto or "),
     row("train-strategy-misspelt", lambda w: w.train("--strategy", "dpp"), "strategy='dpp'", "ddp_spawn"),
     row("lrfind-accelerator-misspelt", lambda w: ["lr-find", str(w.data), "--accelerator", "tpuu", "--out",
                                                   str(w.tmp / "lf")], "accelerator='tpuu'"),

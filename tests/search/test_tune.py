@@ -324,3 +324,27 @@ def test_an_empty_choice_is_shown_as_none(data, tmp_path):
     record = _record(out)
     assert any(t["params"].get("augment") == "" for t in record["trials"])  # the seeded sampler drew it
     assert any("augment=none" in line for line in trials) and "<td>none</td>" in page
+
+
+def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
+    """A failed trial is redrawn; a failure of every draw (here: a refused engine, before tune checked it) made
+    the search draw for ever: 1,200 failed trials in a minute."""
+    import imgclf
+    import imgclf.pipeline.run as run_module
+    from imgclf.errors import ImgclfError, invalid
+    from imgclf.search.search import FAILED_IN_A_ROW
+
+    def refused(*args, **kwargs):
+        raise invalid("accelerator", "tpuu", ("auto", "cpu"))
+
+    said = []
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "train_run", refused)
+        with pytest.raises(ImgclfError, match="none completed"):
+            imgclf.tune({"data": str(data), **SETTINGS}, trials=2, space=SPACE, out=str(tmp_path / "s"),
+                        log=said.append)
+    assert sum(line.startswith("trial") and "failed" in line for line in said) == FAILED_IN_A_ROW
+    assert any(f"{FAILED_IN_A_ROW} trials in a row failed" in line for line in said)
+    with pytest.raises(ImgclfError, match=r"accelerator must be one of .*Received: accelerator='tpuu'"):
+        imgclf.tune({"data": str(data), **SETTINGS}, trials=2, out=str(tmp_path / "t"), accelerator="tpuu")
+    assert not (tmp_path / "t").exists()

@@ -398,3 +398,19 @@ def test_the_python_api_takes_a_settings_file_as_the_command_does(pool, tmp_path
     with pytest.raises(ImgclfError, match="too few"):  # stops after reading the file, before any training
         run_imbalance_study(pool, tmp_path / "s", per_class=100, config_file=config, log=said.append)
     assert any("configurations set weight_decay" in line for line in said), said
+
+
+def test_the_model_given_drops_a_recipes_model_args_for_another_model(pool, tmp_path, monkeypatch):
+    """`--recipe fast-fmnist --model simple_cnn` kept the recipe's fast_resnet model_args (width 16), as
+    `imgclf train` would not."""
+    import imgclf.study.settings as settings
+    from imgclf.study.imbalance import run_imbalance_study
+
+    layered = []
+    real = settings.study_settings
+    monkeypatch.setattr(settings, "study_settings", lambda *a, **k: layered.append(real(*a, **k)) or layered[-1])
+    with pytest.raises(ImgclfError, match="too few"):
+        run_imbalance_study(pool, tmp_path / "s", per_class=100, model="simple_cnn", configs=["none"],
+                            overrides={"recipe": "fast-fmnist", "epochs": 1})
+    model, values, _ = layered[0]
+    assert model == "simple_cnn" and "width" not in (values.get("model_args") or {}), values

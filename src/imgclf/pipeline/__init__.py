@@ -15,7 +15,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..errors import invalid
 from ..records import MetricsRecord
-from .resolve import resolve_config, resume_config
+from .resolve import refuse_unknown_keywords, resolve_config, resume_config
 from .resume import resume_run
 from .run import Run, train_run
 
@@ -44,6 +44,7 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
         if overwrite:  # the resumed run continues its own folder: nothing in it is replaced
             raise invalid("overwrite", overwrite, "left unset with resume: a resumed run continues its own folder",
                           also={"resume": resume}, hint="Start a new run with --out NEW to train afresh")
+        refuse_unknown_keywords(values, FIT_KEYWORDS)
         return resume_run(resume, report=report, **values)
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, keywords=FIT_KEYWORDS, **values)
     if cfg.folds and cfg.fold is None:  # every fold: a `Folds` (OUT/fold-i runs and folds.json), not one Run

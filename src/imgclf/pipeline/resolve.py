@@ -44,11 +44,12 @@ def _given(values: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
 def _absolute(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     for key in PATH_SETTINGS:
-        if isinstance(out.get(key), (str, os.PathLike)) and str(out[key]):
-            out[key] = os.path.abspath(os.path.expanduser(str(out[key])))
+        # os.fspath, not str: a Run given as a folder is path-like, and its str is its repr
+        if isinstance(out.get(key), (str, os.PathLike)) and os.fspath(out[key]):
+            out[key] = os.path.abspath(os.path.expanduser(os.fspath(out[key])))
         elif key == "data" and isinstance(out.get(key), (list, tuple)):  # several data folders
-            out[key] = [os.path.abspath(os.path.expanduser(str(v))) if isinstance(v, (str, os.PathLike)) and str(v)
-                        else v for v in out[key]]
+            out[key] = [os.path.abspath(os.path.expanduser(os.fspath(v)))
+                        if isinstance(v, (str, os.PathLike)) and os.fspath(v) else v for v in out[key]]
     for key in ("weights", "class_weight"):  # files when they exist; package names and keywords stay as given
         value = out.get(key)
         if isinstance(value, str) and value and Path(value).expanduser().is_file():
@@ -74,6 +75,15 @@ def recipe_and_file(recipe: str | None, config_file: str | os.PathLike | None) -
     return layered
 
 
+def refuse_unknown_keywords(values: Mapping[str, Any], keywords: tuple[str, ...] = ()) -> None:
+    """A keyword that is neither a setting nor one of `keywords` (the calling function's own), refused with both
+    offered: pydantic would offer the settings alone (`lr_find(stepz=20)` was told of lr_step, not steps)."""
+    for name, value in values.items():
+        if name not in TrainConfig.model_fields:
+            raise invalid("setting", name, sorted({*TrainConfig.model_fields, "config_file", *keywords}),
+                          also={name: value})
+
+
 def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
                    config_file: str | os.PathLike | None = None, keywords: tuple[str, ...] = (),
                    **explicit: Any) -> TrainConfig:
@@ -81,10 +91,7 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     `explicit` (keyword arguments win over `values`). The recipe is named by `recipe`, else by a `recipe` key in
     the explicit values or the file. `None` values are "not given". `keywords`: the calling function's own
     keyword arguments, offered beside the settings when a keyword is neither (`lr_find(stepz=20)`)."""
-    for name, value in explicit.items():
-        if name not in TrainConfig.model_fields:
-            raise invalid("setting", name, sorted({*TrainConfig.model_fields, "config_file", *keywords}),
-                          also={name: value})
+    refuse_unknown_keywords(explicit, keywords)
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
     file_values = read_config_file(config_file) if config_file is not None else {}
     chosen = {**file_values, **given}  # the user's own

@@ -83,6 +83,10 @@ def _settings(base: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in base.model_dump(mode="json").items() if k not in ("out", "schema_version", "lr_auto")}
 
 
+# A failed trial (a setting drawn that the run refuses) is replaced by a new draw; this many in a row mean the
+# failure is the search's own, not a draw's, and the search stops instead of drawing for ever.
+FAILED_IN_A_ROW = 10
+
 def _check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise invalid("trials", trials, "a whole number >= 1")
@@ -94,6 +98,9 @@ def _check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
                       hint="Pass --sizing fixed (and the width to search from with --model-args width=N)")
     if budget is not None and budget <= 0:
         raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
+    from ..train.engine_choice import check_engine
+
+    check_engine(base.accelerator, base.strategy)  # else every trial fails on it, and failed trials are redrawn
 
 
 def _folder(out: str | os.PathLike | None, model: str, resume: bool) -> Path:
@@ -232,7 +239,12 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
         stop_reason = f"{trials} trials"
         if finished():
             say(f"resume: {len(finished())} trial(s) already done")
+        failed_in_a_row = 0
         while len(finished()) < trials:
+            if failed_in_a_row >= FAILED_IN_A_ROW:
+                stop_reason = f"{FAILED_IN_A_ROW} trials in a row failed"
+                say(f"stop   {stop_reason}: see the trial folders and tune.json for why")
+                break
             left = None if budget is None else budget - _used_seconds(study)
             if left is not None and left < 0.5 * share:
                 stop_reason = f"time limit ({time_limit})"
@@ -250,6 +262,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
                 _write_record(folder, study, search, trials, budget, f"interrupted between trials: "
                               f"{len(finished())} of {trials} trials done", final=False)
                 raise SearchInterrupted(interrupted_message(exc, folder), None, stop_signal(exc)[1]) from None
+            last = study.get_trials(deepcopy=False)[-1]
+            failed_in_a_row = failed_in_a_row + 1 if last.state == TrialState.FAIL else 0
             _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
                           final=False)
         return finish(folder, study, search, trials, budget, stop_reason, say, report)

@@ -92,7 +92,9 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     from .settings import study_settings
 
     # the command's layering (recipe, then file, then the flags), less what the configurations and protocol decide
-    recipe_model, overrides, ignored = study_settings(config_file, overrides, protocol)
+    # the model given counts as a flag: a recipe's model_args for another model are dropped, as `imgclf train` does
+    given = {**overrides, "model": model} if model else overrides
+    recipe_model, overrides, ignored = study_settings(config_file, given, protocol)
     if ignored:
         log(f"note: the study's configurations{' and protocol' if protocol != 'standard' else ''} set "
             f"{', '.join(ignored)}; ignoring the recipe/config file's values")

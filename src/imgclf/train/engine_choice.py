@@ -22,5 +22,5 @@ def check_engine(accelerator: str, strategy: str) -> None:
     if (accelerator in GPU_ALIASES and not gpus) or (accelerator in known and accelerator not in usable):
         raise invalid("accelerator", accelerator, f"one this machine has: auto or {', '.join(usable)}")
     strategies = sorted(StrategyRegistry.available_strategies())
-    if strategy != "auto" and strategy not in strategies:
+    if strategy.lower() != "auto" and strategy.lower() not in strategies:  # Lightning reads it lower-cased
         raise invalid("strategy", strategy, ("auto", *strategies))

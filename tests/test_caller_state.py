@@ -54,6 +54,12 @@ def test_a_run_or_a_listed_run_goes_where_a_run_folder_does(tiny_run, image_fold
     assert imgclf.load(run).card.classes == imgclf.load(run.path).card.classes
     row = next(r for r in imgclf.list_runs(tmp_path) if r.name == "run")
     assert imgclf.evaluate(row).count == imgclf.evaluate(run.path).count
+    # and it can be logged as JSON (json.dumps(dataclasses.asdict(run)) fails on its Path)
+    import json
+
+    record = json.loads(json.dumps(run.as_dict()))
+    assert record["path"] == str(run.path) and record["metrics"]["accuracy"] == run.metrics.accuracy
+    assert record["config"]["seed"] == TINY["seed"] and record["epochs_run"] == run.epochs_run
 
 
 def test_a_run_given_as_out_is_that_folder_and_resume_checks_keywords(image_folder, tmp_path):

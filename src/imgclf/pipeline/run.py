@@ -48,6 +48,14 @@ class Run:
     def __fspath__(self) -> str:  # a Run goes wherever a run folder's path does: imgclf.load(run), evaluate(run)
         return str(self.path)
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (json.dumps takes it): the path as text, the config and metrics as their records dump them."""
+        return {"path": str(self.path), "config": self.config.model_dump(mode="json"),
+                "metrics": None if self.metrics is None else self.metrics.model_dump(mode="json"),
+                "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "train_seconds": self.train_seconds,
+                "stopped_reason": self.stopped_reason, "skipped": [s.model_dump(mode="json") for s in self.skipped],
+                "figure_failures": list(self.figure_failures)}
+
     def __repr__(self) -> str:
         if self.metrics is None:
             return f"Run({str(self.path)!r})"

@@ -25,7 +25,9 @@ def kept_caller_state() -> Iterator[None]:
     import torch
 
     python, numpy, torch_cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    # only once CUDA is up: reading its state would start it, which a fork-based launch (ddp_fork, ddp_notebook)
+    # then refuses; a seed given before CUDA started is not kept
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     environment = {name: os.environ.get(name) for name in ENVIRONMENT}
     levels = {name: logging.getLogger(name).level for name in LOGGERS}
     optuna = sys.modules.get("optuna")

@@ -15,6 +15,7 @@ from . import notices as _notices
 from ._version import __version__
 
 _notices.install()  # at import, so the modules' own loggers print the same way before and after the first warning
+
 __all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "list_runs", "load", "lr_find", "tune",
            "__version__"]
 

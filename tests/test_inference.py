@@ -256,3 +256,11 @@ def test_a_float_pil_image_reads_as_the_same_float_array_and_an_empty_one_is_an_
     assert grey[0].probability == grey[1].probability  # mid-grey, not black
     empty = clf.predict(Image.new("L", (0, 0)))[0]
     assert empty.error == "image has no pixels (0x0)" and empty.label is None
+
+
+def test_a_prediction_as_a_dict_is_what_predict_json_gives(tiny_run, image_folder):
+    from imgclf.predict_format import format_predictions
+
+    prediction = imgclf.load(tiny_run).predict([str(next((image_folder / "cat").iterdir()))])[0]
+    assert json.loads(json.dumps(prediction.as_dict())) == json.loads(format_predictions([prediction], "json"))[0]
+    assert prediction.as_dict()["top"][0] == {"label": prediction.top[0][0], "probability": prediction.top[0][1]}

@@ -109,6 +109,13 @@ class Prediction:
     # with `probability` the most probable label, carried or not (as for an unknown single-label image)
     labels: list[tuple[str, float]] | None = None
 
+    def as_dict(self) -> dict:
+        """What `imgclf predict --format json` and the HTTP service give for it (`top` as label/probability
+        objects): JSON-ready."""
+        from .predict_format import as_json
+
+        return as_json(self)
+
 
 @dataclass
 class PixelResults:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +30,7 @@ from .errors import bad_path, invalid
 from .inference import Classifier, PixelResults
 from .export_usage import usage_page
 from .io import atomic_write_bytes, atomic_write_text, writable_folder, write_json
+from .notices import warn
 from .ood import TrustHead, logits_and_features
 
 FORMATS = {"onnx": "model.onnx", "pt2": "model.pt2"}
@@ -85,8 +85,8 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     out: the folder to write into (default `RUN/export/`). Files are written atomically.
     """
     if format in FORMAT_ALIASES:
-        print(f"note: --format {format} writes {FORMATS[FORMAT_ALIASES[format]]}, a torch.export program: load it "
-              "with torch.export.load, not torch.jit.load", file=sys.stderr, flush=True)
+        warn(f"format {format} writes {FORMATS[FORMAT_ALIASES[format]]}, a torch.export program: load it with "
+             "torch.export.load, not torch.jit.load")
     format = FORMAT_ALIASES.get(format, format)
     if format not in FORMATS:
         raise invalid("format", format, FORMATS)

@@ -251,3 +251,16 @@ def test_a_folder_that_holds_no_run_is_not_called_an_unfinished_run(command, tmp
     result = CliRunner().invoke(app, [command, str(started)])
     assert result.exit_code == 2 and "no model.json: training unfinished?" in " ".join(result.output.split())
 
+
+
+def test_a_run_whose_training_holds_its_lock_is_running_not_interrupted(runs_folder, tmp_path):
+    """A training under way was listed 'interrupted' with a --resume hint, which the lock then refused."""
+    from imgclf.io import exclusive
+    from imgclf.records.run_dir import LOCK_FILE
+
+    stopped = runs_folder / "stopped"
+    with exclusive(stopped, LOCK_FILE, "out", "free", "in use", "wait"):
+        row = _by_name(imgclf.list_runs(runs_folder))["stopped"]
+        assert (row.status, row.reason) == ("running", "training now (another process holds train.lock)")
+        assert "running" in CliRunner().invoke(app, ["runs", str(runs_folder)]).output
+    assert _by_name(imgclf.list_runs(runs_folder))["stopped"].status == "interrupted"

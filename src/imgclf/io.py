@@ -230,6 +230,21 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def is_locked(path: Path) -> bool:
+    """Whether a process holds the lock file `path` (as `exclusive` takes it) right now; False when there is none."""
+    from filelock import FileLock, Timeout
+
+    if not path.is_file():
+        return False
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 @contextmanager
 def exclusive(folder: Path, lock_name: str, argument: str, expected: str, in_use: str, hint: str) -> Iterator[None]:
     """Hold `folder`/`lock_name` while the body runs: a second process asking for the same folder is refused at

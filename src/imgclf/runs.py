@@ -3,7 +3,8 @@
 A listing is what a user opens after a crash, so it never fails on one bad run: a file that cannot be read
 makes that run's row `failed`, with the reason, and the other rows are unaffected. A run with a checkpoint or a
 history but no model card or metrics yet is `interrupted` (`imgclf train --resume RUN` continues it), unless
-it is a search trial that the search's tune.json says was pruned: then `pruned`, stopped on purpose.
+it is a search trial that the search's tune.json says was pruned: then `pruned`, stopped on purpose, or its
+training holds the folder's train.lock right now: then `running`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .errors import ImgclfError, bad_path, invalid
 from .records.run_dir import find_run_dirs
 from .stats import finite_number
 
-STATUSES = ("completed", "pruned", "interrupted", "failed")
+STATUSES = ("completed", "running", "pruned", "interrupted", "failed")
 
 
 @dataclass
@@ -130,6 +131,12 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = "interrupted", f"stopped after epoch {len(history)}: imgclf train --resume RUN"
     else:
         status, reason = "interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt)"
+    if status == "interrupted" and not problems:
+        from .io import is_locked
+        from .records.run_dir import LOCK_FILE
+
+        if is_locked(run.path / LOCK_FILE):  # its training holds the folder now: not one to resume
+            status, reason = "running", "training now (another process holds train.lock)"
     trial = _search_trial(run.path) if status == "interrupted" else None
     if trial is not None and trial.state == "pruned":
         status, reason = "pruned", f"search trial {trial.stopped or 'pruned'}"
@@ -215,7 +222,7 @@ def _when(created: str | None, now: datetime | None = None) -> str:
     return t.strftime("%b %d") if t.year == now.year else t.strftime("%Y-%m")
 
 
-STATUS_STYLE = {"completed": "green", "pruned": "blue", "interrupted": "yellow", "failed": "red"}
+STATUS_STYLE = {"completed": "green", "running": "cyan", "pruned": "blue", "interrupted": "yellow", "failed": "red"}
 
 
 def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "runs") -> None:

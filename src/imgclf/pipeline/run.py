@@ -22,6 +22,7 @@ from ..io import exclusive, make_free_dir, outside_data, remove_temp_files, writ
 from ..models import get_model_info, list_models
 from ..ood import STATS_FILES
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
+from ..records.run_dir import LOCK_FILE
 from .prepare import data_and_model, input_size
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ class Run:
         return f"Run({str(self.path)!r}, accuracy={self.metrics.accuracy:.4f})"
 
 
-LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
 RUN_FOLDERS = ("checkpoints", "plots", "evaluations", "logs", "export")
 
 

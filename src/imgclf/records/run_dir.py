@@ -36,6 +36,7 @@ from .rows import HistoryRow, PredictionRow
 
 # Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
 RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
+LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
 # MLflow's artefact stores: `--logger mlflow` copies each run's files (config.yaml, model.json) into mlartifacts/
 # beside the runs (mlruns/ for a file store), and those copies are not runs of their own
 TRACKER_STORES = frozenset({"mlartifacts", "mlruns"})

@@ -238,6 +238,8 @@ def test_predict_output_takes_its_format_from_the_extension_unless_told(tiny_run
                         ("out.txt", lambda text: not text.startswith(("[", "path,")))):
         result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / name)])
         assert result.exit_code == 0 and check((tmp_path / name).read_text()), (name, result.output)
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "p.xlsx")])
+    assert result.exit_code == 0 and "warning output p.xlsx gets the table as text" in result.output
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "x.json"),
                                       "--format", "csv"])  # told: as told
     assert result.exit_code == 0 and (tmp_path / "x.json").read_text().startswith("path,")

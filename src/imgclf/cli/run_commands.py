@@ -99,6 +99,11 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     if fmt is None:
         suffix = output.suffix.lower().lstrip(".") if output else ""
         fmt = suffix if suffix in ("csv", "json") else "table"
+        if suffix not in ("", "csv", "json", "txt"):
+            from ..notices import warn
+
+            warn(f"output {output.name} gets the table as text (tab-separated); --format csv or json, or an "
+                 "--output ending in .csv or .json, writes those")
     if fmt not in ("table", "csv", "json"):
         raise invalid("format", fmt, ("table", "csv", "json"))
     flag_unknown = on_off("unknown", unknown)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .data.decode import INTERPOLATIONS
+
 _ONNX_EXAMPLE = '''import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
@@ -100,8 +102,7 @@ def usage_page(card: dict[str, Any]) -> str:
             lines += ["- `score` float32 (N,): in-distribution score (higher: more like the training images);",
                       "- `unknown` bool (N,): always false (this run has no unknown threshold)."]
         lines += ["", "| index | class |", "|---:|---|"] + [f"| {i} | {c} |" for i, c in enumerate(classes)]
-    resample = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC"}.get(card["interpolation"],
-                                                                                       card["interpolation"].upper())
+    resample = INTERPOLATIONS[card["interpolation"]].name  # the Pillow filter decode.py resizes with
     lines += ["", "## Decoding: what imgclf does before the graph", "",
               "The same file decoded another way (another resize filter, no EXIF rotation, transparency over "
               "black) gives other pixels, so other probabilities and scores, and near a threshold another answer. "

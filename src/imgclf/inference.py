@@ -21,10 +21,10 @@ from .data.decode import DecodeError, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import TTAViews
-from .errors import Described, bad_path, invalid
+from .errors import bad_path, invalid
 from .hardware import prediction_device
 from .prediction_precision import card_precision, inference_precision
-from .inputs import ImageInput, array_to_image, gather_inputs, refuse_image_folder_as_run
+from .inputs import ImageInput, array_to_image, check_pixels, gather_inputs, refuse_image_folder_as_run
 
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
 # bound the memory held by decoded pixels when predicting a large folder.
@@ -257,22 +257,7 @@ class Classifier:
 
     def _check_pixels(self, pixels: np.ndarray | torch.Tensor) -> None:
         """Decoded images must have the card's size and channels (`decode` makes them so)."""
-        side, channels = self.card.img_size, self.card.in_chans
-        shape = tuple(pixels.shape)
-        allowed = f"uint8 images of shape (N, {side}, {side}, {channels}), as Classifier.decode makes them"
-        if len(shape) != 4 or shape[1:] != (side, side, channels):
-            raise invalid("pixels", Described(f"an array of shape {shape}"), allowed)
-        if pixels.dtype in (np.uint8, torch.uint8):
-            return
-        floating = pixels.is_floating_point() if isinstance(pixels, torch.Tensor) else \
-            not np.issubdtype(pixels.dtype, np.integer)
-        if floating:  # floats in [0, 1] cast to uint8 would be a black image
-            raise invalid("pixels", Described(f"an array of {pixels.dtype}"), allowed,
-                          note="Classifier.predict takes floats in [0, 1]")
-        low, high = (int(pixels.min()), int(pixels.max())) if len(pixels) else (0, 0)
-        if low < 0 or high > 255:  # whole numbers in 0..255 are uint8 values in another type
-            raise invalid("pixels", Described(f"an array of {pixels.dtype} with values from {low} to {high}"),
-                          allowed)
+        check_pixels(pixels, self.card.img_size, self.card.in_chans)
 
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256,

@@ -140,3 +140,22 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
             seen += 1
             if seen >= look:
                 return
+
+
+def check_pixels(pixels: np.ndarray | torch.Tensor, side: int, channels: int) -> None:
+    """Decoded images as the pixel methods take them: (N, side, side, channels) of uint8 values. Whole numbers in
+    0..255 of another type pass (uint8 values in a wider type); floats do not (cast, [0, 1] would be black)."""
+    shape = tuple(pixels.shape)
+    allowed = f"uint8 images of shape (N, {side}, {side}, {channels}), as Classifier.decode makes them"
+    if len(shape) != 4 or shape[1:] != (side, side, channels):
+        raise invalid("pixels", Described(f"an array of shape {shape}"), allowed)
+    if pixels.dtype in (np.uint8, torch.uint8):
+        return
+    floating = pixels.is_floating_point() if isinstance(pixels, torch.Tensor) else \
+        not np.issubdtype(pixels.dtype, np.integer)
+    if floating:
+        raise invalid("pixels", Described(f"an array of {pixels.dtype}"), allowed,
+                      note="Classifier.predict takes floats in [0, 1]")
+    low, high = (int(pixels.min()), int(pixels.max())) if len(pixels) else (0, 0)
+    if low < 0 or high > 255:
+        raise invalid("pixels", Described(f"an array of {pixels.dtype} with values from {low} to {high}"), allowed)

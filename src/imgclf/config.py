@@ -154,7 +154,8 @@ class TrainConfig(BaseModel):
     normalize: Normalize = Field("auto", description="auto (backbone's for pretrained models, else dataset), "
                                  "dataset (train mean/std), zerocenter (train mean subtracted, pixel units 0-255, "
                                  "as MATLAB's imageInputLayer), rescale (1/255 only, as Keras), backbone.")
-    schedule: Schedule = "none"
+    schedule: Schedule = Field("none", description="Learning-rate schedule. budget: warm-up, then linear decay to "
+                               "zero at --time-limit, or at the last epoch where --epochs runs out first.")
     lr_factor: float = Field(0.1, gt=0.0, lt=1.0, description="plateau/step: multiply the lr by this.")
     lr_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before reducing.")
     lr_step: int = Field(10, ge=1, description="step: reduce every N epochs.")

@@ -73,6 +73,26 @@ def test_warm_up_lasts_a_minimum_of_steps_when_the_time_share_holds_only_a_few()
     assert lrs[4:] == pytest.approx([0.2 * budget_lr_factor(t / 10.0) for t in (4, 5)])  # then the clock's decay
 
 
+def test_an_epoch_limit_reached_before_the_deadline_ends_the_schedule_too():
+    """`--time-limit 30s --epochs 3` on a small data set: the epochs run out long before the clock, so the
+    schedule follows the epochs' fraction and decays to near zero by the last step instead of stopping while
+    the time's warm-up still holds the rate low."""
+    clock, trainer = _FakeClock(), _fake_trainer(lr=0.2, max_epochs=3, num_training_batches=10)
+    budget = TimeBudget(1000.0, fit_schedule=True, min_warmup_steps=0, clock=clock)
+    budget.on_train_start(trainer, None)
+    lrs = []
+    for epoch in range(3):
+        trainer.current_epoch = epoch
+        for batch_idx in range(10):
+            budget.on_train_batch_start(trainer, None, None, batch_idx)
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+            clock.now += 0.1
+            budget.on_train_batch_end(trainer, None, None, None, batch_idx)
+    assert lrs == pytest.approx([0.2 * budget_lr_factor(step / 30) for step in range(30)])
+    assert max(lrs) == pytest.approx(0.2 * budget_lr_factor(2 / 30)) and lrs[-1] < 0.01
+    assert not budget.reached  # the time limit was not what ended it
+
+
 def test_time_budget_spent_during_validation_stops_before_the_next_epoch():
     clock, trainer = _FakeClock(), _fake_trainer()
     budget = TimeBudget(2.5, fit_schedule=False, clock=clock)

@@ -2,7 +2,9 @@
 
 The budget schedule is a function of the elapsed fraction of the budget rather than of the step count:
 linear warm-up over the first `warmup` fraction, then linear decay to zero at the deadline. Whatever the
-machine's speed, the run ends with a fully decayed learning rate exactly when the time is up.
+machine's speed, the run ends with a fully decayed learning rate exactly when the time is up. A run given an
+epoch limit too (`--epochs`) follows whichever of the two fractions is further on, so the learning rate also
+reaches zero when the epochs run out first, instead of stopping mid warm-up.
 """
 
 from __future__ import annotations
@@ -82,10 +84,18 @@ class TimeBudget(L.Callback):
         if self.spent >= self.seconds:  # a run resumed with its budget already spent trains no further
             self._check(trainer)
 
+    def progress(self, trainer: L.Trainer, batch_idx: int) -> float:
+        """How far the run is, 0 to 1: of its time, or of its epochs where those run out sooner."""
+        fraction = self.elapsed() / self.seconds
+        max_epochs, batches = trainer.max_epochs, getattr(trainer, "num_training_batches", float("inf"))
+        if max_epochs is not None and max_epochs > 0 and 0 < batches < float("inf"):
+            fraction = max(fraction, (trainer.current_epoch + batch_idx / batches) / max_epochs)
+        return min(fraction, 1.0)
+
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if self.fit_schedule:
-            factor = budget_lr_factor(min(self.elapsed() / self.seconds, 1.0), self.warmup)
+            factor = budget_lr_factor(self.progress(trainer, batch_idx), self.warmup)
             if self.steps < self.min_warmup_steps:
                 factor = min(factor, max((self.steps + 1) / self.min_warmup_steps, 0.02))
             for g, base in zip(trainer.optimizers[0].param_groups, self._base_lrs):

@@ -118,6 +118,62 @@ def test_calibrate_none_keeps_the_raw_softmax(calibrated_run, tmp_path):
     assert calibration.ece_after == calibration.ece_before
 
 
+def test_the_report_says_when_the_temperature_sits_at_a_bound_or_worsens_the_test_split(calibrated_run, tmp_path):
+    """A temperature pinned at the search's lower bound was shown as any other, and a test ECE that calibration
+    made worse was reported as '0.107 → 0.458, accuracy unchanged' without a word."""
+    from imgclf.calibration import T_MAX, T_MIN
+    from imgclf.evaluation.report import write_report
+
+    run = Path(shutil.copytree(calibrated_run, tmp_path / "run"))
+    card, metrics = read_json(run / "model.json"), read_json(run / "metrics.json")
+    card["calibration"]["temperature"] = T_MIN
+    metrics["calibration"]["ece_before"] = 0.0  # below any calibrated ECE: temperature made this split worse
+    write_json(run / "model.json", card)
+    write_json(run / "metrics.json", metrics)
+    html = write_report(run, explain=False).read_text()
+    assert f"This temperature is the search&#39;s lower bound ({T_MIN})" in html
+    assert (f"worse on test: the temperature fitted on {card['calibration']['images']} validation images does not "
+            "carry over") in html
+    card["calibration"]["temperature"], metrics["calibration"]["ece_before"] = T_MAX, 1.0
+    write_json(run / "model.json", card)
+    write_json(run / "metrics.json", metrics)
+    html = write_report(run, explain=False).read_text()
+    assert "the search&#39;s upper bound (50)" in html and "worse on test" not in html
+    card["calibration"]["temperature"] = 1.7
+    write_json(run / "model.json", card)
+    assert "This temperature is" not in write_report(run, explain=False).read_text()
+
+
+def test_one_calibration_verdict_weighs_the_overall_gap_and_the_ece():
+    """The findings said 'over-confident' (confidence above accuracy by any margin) where the section's verdict
+    said 'well calibrated' (gap within a point), for one and the same run with an ECE of 0.2."""
+    from imgclf.evaluation.interpret import calibration_verdict
+
+    assert calibration_verdict(0.05, 0.06) == "over-confident"
+    assert calibration_verdict(-0.05, 0.06) == "under-confident"
+    assert calibration_verdict(0.005, 0.2) == "over- and under-confident by bins"
+    assert calibration_verdict(0.005, 0.02) == "well calibrated"
+
+
+def test_a_temperature_that_raises_the_validation_ece_is_not_applied(calibrated_run, tmp_path, monkeypatch):
+    """A 1-epoch model that answers one class for everything got T = 0.39 from the NLL fit, and its validation
+    ECE went 0.105 → 0.449: the run kept the raw softmax's better calibration only if something checks."""
+    from imgclf.calibration import TemperatureFit
+    from imgclf.data.dataset import prepare_data
+    from imgclf.pipeline import trust
+    from imgclf.records import RunDir
+
+    run = RunDir(calibrated_run)
+    cfg = run.read_config()
+    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
+    clf = Classifier.load(calibrated_run)
+    monkeypatch.setattr(trust, "fit_temperature", lambda logits, labels: TemperatureFit(40.0, 1.0, 0.9))
+    calibration, _ = trust.fit_trust(cfg, data, clf.model, run.read_card(), tmp_path)
+    assert calibration.method == "none" and calibration.temperature == 1.0
+    assert calibration.ece_after == calibration.ece_before
+    assert calibration.skipped.startswith("the fitted T = 40 lowered the validation NLL but raised its ECE (")
+
+
 @pytest.fixture(scope="module")
 def hot_run(tiny_run, tmp_path_factory) -> Path:
     """The tiny run with a temperature of 2.5 written into its card: far from 1, so a path that forgets it shows."""

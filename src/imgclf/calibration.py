@@ -21,6 +21,18 @@ METHODS = ("none", "temperature")
 T_MIN, T_MAX = 0.02, 50.0
 
 
+def bound_reached(temperature: float) -> str | None:
+    """Why a fitted temperature is not to be trusted, when the search stopped at one of its bounds."""
+    if temperature <= T_MIN * (1 + 1e-6):
+        return (f"the search's lower bound ({T_MIN}): the validation images are nearly all right by wide margins, "
+                "so the likelihood kept rising as T fell; such a temperature sharpens probabilities further than "
+                "new images will bear out")
+    if temperature >= T_MAX * (1 - 1e-6):
+        return (f"the search's upper bound ({T_MAX:g}): the logits carry almost no information about the validation "
+                "labels, so the fit flattened the probabilities as far as it could")
+    return None
+
+
 @dataclass(frozen=True)
 class TemperatureFit:
     temperature: float

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.decode import DecodeError, decode_image
+from .data.folder import count_skipped
 from .data.imbalance import imbalance_stats
 from .data.merge import scan_folders
 from .errors import invalid
@@ -146,7 +147,7 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
                       f"it; add its images, remove the folder, or leave the class out with --drop-classes "
                       f"{console_text(name)}")
     if summary["skipped"]:
-        console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
+        console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")
         for s in summary["skipped"]:
             console.print(f"  {console_text(s['path'])}: {console_text(s['reason'])}")
     audit = summary.get("audit")

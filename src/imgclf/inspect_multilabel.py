@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.decode import DecodeError, decode_image
+from .data.folder import count_skipped
 from .data.multilabel import label_stats, read_label_index
 
 
@@ -67,7 +68,7 @@ def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
                       *[str(v) for v in summary["cooccurrence"][i]])
     console.print(table)
     if summary["skipped"]:
-        console.print(f"[yellow]{len(summary['skipped'])} file(s) cannot be used:[/yellow]")
+        console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")
         for s in summary["skipped"]:
             console.print(f"  {console_text(s['path'])}: {console_text(s['reason'])}")
     for p in summary.get("plots", []):

@@ -1,11 +1,14 @@
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from conftest import make_image_folder
+from imgclf.cli import app
 from imgclf.data.dataset import prepare_data, stratified_holdout
-from imgclf.data.folder import scan_folder
+from imgclf.data.folder import count_skipped, scan_folder
 from imgclf.errors import ImgclfError
 from imgclf.records import RunDir
 
@@ -167,6 +170,34 @@ def test_loose_images_in_a_split_layout_are_listed_as_skipped(tmp_path):
     assert reasons.keys() == {"loose_00.png", "test/loose_00.png"}
     assert "not in train/, val/ or test/" in reasons["loose_00.png"]
     assert "not in a class folder" in reasons["test/loose_00.png"]
+
+
+def test_folders_beside_the_splits_are_listed_as_skipped_and_a_split_alias_is_read(tmp_path):
+    """holdout/, testing/ or a stray class folder beside train/ are never read; they were left out without a
+    word. Validation/ (any case) is the val split, and hidden folders stay unlisted."""
+    make_image_folder(tmp_path, layout="splits", classes=("a", "b"), per_split={"train": 3, "test": 1})
+    make_image_folder(tmp_path / "holdout", classes=("a", "b"), per_class=2)
+    make_image_folder(tmp_path / "Validation", classes=("a", "b"), per_class=1)
+    make_image_folder(tmp_path, classes=("c",), per_class=2)
+    (tmp_path / ".git").mkdir()
+    scan = scan_folder(tmp_path)
+    assert sorted(scan.files) == ["test", "train", "val"] and scan.classes == ["a", "b"]
+    reasons = {s["path"]: s["reason"] for s in scan.skipped}
+    assert sorted(reasons) == [f"{tmp_path / name}{os.sep}" for name in ("c", "holdout")]
+    assert all("a folder beside train/ that is not a split" in r and "rename it val/ or test/" in r
+               for r in reasons.values())
+    assert count_skipped(list(reasons)) == "2 folders"
+    assert count_skipped([*reasons, "x.png"]) == "1 file and 2 folders"
+    out = CliRunner().invoke(app, ["inspect", str(tmp_path)], env={"COLUMNS": "250"}).output
+    assert "2 folders cannot be used" in out and "holdout" in out
+
+
+@pytest.mark.parametrize("name, classes", [("test", ("test", "control")), ("Train", ("Train", "control"))])
+def test_a_class_named_like_a_split_is_told_to_rename_it(tmp_path, name, classes):
+    make_image_folder(tmp_path, classes=classes, per_class=2)
+    with pytest.raises(ImgclfError) as err:
+        scan_folder(tmp_path)
+    assert f"if {name}/ is a class, rename it" in str(err.value).lower().replace(name.lower(), name), str(err.value)
 
 
 @pytest.mark.parametrize("link", ["again", "zlink"])  # before and after the real folder's name

@@ -151,7 +151,7 @@ def test_a_leak_between_given_splits_is_warned_with_counts_and_recorded(tmp_path
 
     _given_splits(tmp_path / "d")
     imgclf.fit(data=str(tmp_path / "d"), img_size=SIDE, color="grayscale", epochs=1, batch_size=16,
-               progress=False, out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"), report=False)
+               progress=False, out=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"))
     err = capsys.readouterr().err
     # leak_a..leak_d: 4 test images with a duplicate in train/, of which leak_a and leak_b are byte copies
     assert (f"4 images in test/ have a near-duplicate in train/ (2 exact copies): test accuracy may be inflated; "
@@ -160,6 +160,10 @@ def test_a_leak_between_given_splits_is_warned_with_counts_and_recorded(tmp_path
     assert [leak.model_dump() for leak in record.duplicates.leaks] == [
         {"split": "test", "source": "train", "images": 4, "exact": 2}]
     assert record.sizes["test"] == 16  # a warning, never a refusal: the user's test/ is kept whole
+    # and the report, where the test accuracy is read, says it too
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert ("4 images in test/ have a near-duplicate in train/ (2 exact copies): test accuracy may be inflated; "
+            f"run `imgclf audit {tmp_path / 'd'} --img-size {SIDE}` for the list.") in page
 
 
 def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp_path, capsys):

@@ -209,6 +209,22 @@ def test_curve_legend_is_off_the_plot_and_the_zoom_inset_covers_no_curve(monkeyp
 
 
 @pytest.mark.parametrize("kind", ["roc", "pr"])
+@pytest.mark.parametrize("classes", [["0", "1", "2"], ["cat", "dog", "fish"], list("abcde"),
+                                     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt"]])
+def test_curve_legend_fits_inside_the_figure(monkeypatch, tmp_path, kind, classes):
+    """Three short class names were laid out in 3 columns, as 2 + 1 + 1 entries, where the width was reckoned
+    for 2 + 2: the legend ran past both edges of the PR figure."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, len(classes), 120)
+    probs = rng.dirichlet(np.ones(len(classes)), 120) + np.eye(len(classes))[y]
+    probs /= probs.sum(1, keepdims=True)
+    draw = plots.plot_roc_curves if kind == "roc" else plots.plot_pr_curves
+    fig, renderer = drawn(monkeypatch, lambda: draw(y, probs, classes, tmp_path / "c.png"))
+    legend, figure = fig.legends[0].get_window_extent(renderer), fig.bbox
+    assert figure.x0 <= legend.x0 and legend.x1 <= figure.x1 and figure.y0 <= legend.y0, (legend, figure)
+
+
+@pytest.mark.parametrize("kind", ["roc", "pr"])
 def test_perfect_curves_get_no_zoom_inset(monkeypatch, tmp_path, kind):
     """Every AUC 1.000: nothing differs in the corner, and the inset only crossed the plot with its lines."""
     y, _, classes, _ = synthetic(4, per_class=20)

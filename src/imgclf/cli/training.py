@@ -214,6 +214,7 @@ generated_command(app, "tune", tune, _tune_options)
 
 
 def _print_run_summary(run: Any) -> None:
+    from ..data.folder import count_skipped
     from ..hardware import launch_rank
 
     if launch_rank() != 0:
@@ -229,7 +230,8 @@ def _print_run_summary(run: Any) -> None:
                       f"macro recall {m.macro.recall:.4f}{worst}")
     skipped = run.skipped
     if skipped:
-        console.print(f"[yellow]{len(skipped)} file(s) skipped[/yellow] (all listed in {run.path / 'dataset.json'}):")
+        console.print(f"[yellow]{count_skipped([s.path for s in skipped])} skipped[/yellow] (all listed in "
+                      f"{run.path / 'dataset.json'}):")
         for s in skipped[:10]:
             console.print(f"  {shown(s.path)}: {shown(s.reason)}", soft_wrap=True)
         if len(skipped) > 10:

@@ -11,6 +11,7 @@ from ..errors import ImgclfError, bad_path, invalid
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 SPLIT_NAMES = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPLIT_FOLDER_NAMES = "train, val, valid, validation and test"  # any case
 
 
 @dataclass
@@ -39,6 +40,21 @@ def _split_dirs(root: Path) -> dict[str, Path]:
         if alias and entry.is_dir() and alias not in found:
             found[alias] = Path(entry.path)
     return found
+
+
+def _other_folders(root: Path, split_dirs: dict[str, Path]) -> list[str]:
+    """Folders beside the split folders that are none of them (holdout/, testing/, a stray class): never read,
+    so listed with the skipped files rather than left out without a word."""
+    used = {path.name for path in split_dirs.values()}
+    return [str(folder) + os.sep for folder in _class_dirs(root) if folder.name not in used]
+
+
+def count_skipped(paths: list[str]) -> str:
+    """'3 files', '1 folder', '2 files and 1 folder': skipped entries, folders being those ending in a separator."""
+    folders = sum(1 for path in paths if path.endswith(("/", os.sep)))
+    files = len(paths) - folders
+    parts = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in ((files, "file"), (folders, "folder")) if n]
+    return " and ".join(parts) or "0 files"
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -124,6 +140,8 @@ def _loose_images(folder: Path) -> list[str]:
 
 LOOSE_REASON = "not in a class folder, so it has no class: not used (move it into a class folder to train on it)"
 OUTSIDE_SPLITS_REASON = "not in train/, val/ or test/: not used (move it into SPLIT/<class>/ to use it)"
+OTHER_FOLDER_REASON = ("a folder beside train/ that is not a split (val/, valid/, validation/ or test/): not read "
+                       "(rename it val/ or test/ to use it as that split, or move its class folders into train/)")
 
 
 def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tuple[str, str]],
@@ -185,11 +203,16 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
                                   hint=f"Add its images, or remove {split}/{redraw}")
         files = {split: [(p, c) for c in classes for p in tree[c]] for split, tree in trees.items()}
         skipped += [{"path": path, "reason": OUTSIDE_SPLITS_REASON} for path in _loose_images(root)]
+        skipped += [{"path": path, "reason": OTHER_FOLDER_REASON} for path in _other_folders(root, split_dirs)]
         layout = "splits"
     else:
         if split_dirs:
+            names = ", ".join(f"{path.name}/" for path in split_dirs.values())
             raise invalid("data", root, "a folder of class folders, or one that contains train/ (and val/, test/)",
-                          note=f"{sorted(split_dirs)} but no train/")
+                          note=f"{names} but no train/",
+                          hint=f"If {names} {'is a class' if len(split_dirs) == 1 else 'are classes'}, rename "
+                               f"{'it' if len(split_dirs) == 1 else 'them'}: {SPLIT_FOLDER_NAMES} name split "
+                               "folders; otherwise add train/ beside it")
         tree = _scan_class_tree(root, skipped, empty)
         classes = sorted(tree)
         files = {"all": [(p, c) for c in classes for p in tree[c]]}
@@ -220,4 +243,6 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str]) -> Imgc
                    note=found,
                    hint=(f"Move each image into a folder named after its class, {where}{os.sep}<class>{os.sep}; "
                          f"to classify unlabelled images instead, use `imgclf predict RUN {where}`"
+                         + (f"; if {train.name}/ is a class, rename it: {SPLIT_FOLDER_NAMES} name split folders"
+                            if train is not None else "")
                          if loose else None))

@@ -241,9 +241,18 @@ def lr_changes(lrs: Sequence[float]) -> list[tuple[int, float, float]]:
     return out
 
 
-def calibration_verdict(gap: float) -> str:
-    """Mean confidence minus accuracy, in words (the reliability diagram's title and the report's)."""
-    return "over-confident" if gap > 0.01 else "under-confident" if gap < -0.01 else "well calibrated"
+MISCALIBRATED_ECE = 0.05  # above this ECE a run is not called well calibrated, whatever its overall gap
+
+
+def calibration_verdict(gap: float, ece: float) -> str:
+    """Mean confidence minus accuracy, and the expected calibration error, in words (the reliability diagram's
+    title, the report's verdict and its findings say the same). A small overall gap with a large ECE is
+    over-confidence in some bins offset by under-confidence in others, not good calibration."""
+    if gap > 0.01:
+        return "over-confident"
+    if gap < -0.01:
+        return "under-confident"
+    return "over- and under-confident by bins" if ece > MISCALIBRATED_ECE else "well calibrated"
 
 
 # ---------------------------------------------------------------------- run-level summary (for compare)

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.folder import count_skipped
 from ..data.imbalance import IMBALANCE_FLAG_RHO
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
 from ..records import DatasetRecord, HistoryRow, LRFindInfo, MetricsRecord, ModelCard, RunDir
 from .interpret import (
+    MISCALIBRATED_ECE,
     OVERFITTING_RULE,
     Interpretation,
     best_val_accuracy,
@@ -45,6 +48,20 @@ def _tta_unavailable(card: ModelCard) -> str | None:
     trained = f"augment {card.training.augment}" if card.training.augment.strip() else "no augmentation"
     return (f"training used {trained}: no mirror image or shift, so the model saw no view of an image but the "
             "image itself, and test-time augmentation averages only over views seen in training.")
+
+
+def _leak_findings(dataset: DatasetRecord | None, img_size: int) -> list[str]:
+    """The terminal's warnings of val/test images with a near-duplicate in an earlier split, repeated where the
+    scores they inflate are read."""
+    grouping = dataset.duplicates if dataset is not None else None
+    if grouping is None or not grouping.leaks:
+        return []
+    from ..data.groups import audit_command, leak_warning
+
+    folder = dataset.roots[0] if len(dataset.roots) == 1 else dataset.root
+    audit = audit_command(shlex.quote(folder), img_size)
+    warnings = [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks]
+    return [text[0].upper() + text[1:] + "." for text in warnings]
 
 
 def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None, metrics: MetricsRecord | None,
@@ -71,7 +88,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     data_skipped = dataset.skipped if dataset is not None else []
     eval_skipped = metrics.skipped if metrics is not None else []
 
-    findings = []
+    findings = _leak_findings(dataset, card.img_size)
     if worst_name is not None and finite(worst_recall) and worst_recall < 1.0:
         text = f"Weakest class: {worst_name} (recall {pct(worst_recall)})"
         if worst_confusions:
@@ -98,14 +115,18 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                         f"({pct(m.accuracy)} → {pct(tta.accuracy)}).")
     ece = m.ece
     confidence = float(np.mean(interp.probs.max(1))) if len(interp.probs) else math.nan
-    if finite(ece) and ece > 0.05:
+    if finite(ece) and ece > MISCALIBRATED_ECE and finite(confidence):
         findings.append(f"Calibration: expected calibration error {ece:.3f}; mean confidence {pct(confidence)} vs "
-                        f"accuracy {pct(m.accuracy)} ({'over' if confidence > m.accuracy else 'under'}-confident).")
+                        f"accuracy {pct(m.accuracy)} ({calibration_verdict(confidence - m.accuracy, ece)}).")
     calibrated = metrics.calibration if metrics is not None else None
     if card.calibration is not None and card.calibration.method == "temperature" and calibrated is not None:
+        split, worse = metrics.split, ""
+        if finite(ece) and ece > calibrated.ece_before:
+            worse = (f" (worse on {split}: the temperature fitted on {card.calibration.images} validation "
+                     "images does not carry over; `imgclf calibrate RUN --calibrate none` keeps the raw softmax)")
         findings.append(f"Probabilities are calibrated by temperature scaling (T = {card.temperature:.2f}, fitted "
-                        f"on the validation split): test ECE {calibrated.ece_before:.3f} → {ece:.3f}, accuracy "
-                        "unchanged.")
+                        f"on the validation split): {split} ECE {calibrated.ece_before:.3f} → {ece:.3f}{worse}, "
+                        "accuracy unchanged.")
     flagged = metrics.unknown if metrics is not None else None
     if card.unknown is not None and flagged is not None and flagged.threshold is not None:
         kept = "" if flagged.accuracy_kept is None else f"; accuracy on the others {pct(flagged.accuracy_kept)}"
@@ -113,7 +134,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                         f"({card.unknown.detector}, set to keep {pct(card.unknown.acceptance)} of validation images) "
                         f"and would be reported as unknown{kept}.")
     if len(eval_skipped) + len(data_skipped):
-        findings.append(f"{len(eval_skipped) + len(data_skipped)} file(s) could not be used; see Skipped files.")
+        findings.append(f"{count_skipped([s.path for s in [*eval_skipped, *data_skipped]])} could not be used; "
+                        "see Skipped files.")
 
     recalls = [r.recall for r in per_class.values() if finite(r.recall)] or [0.0]
 
@@ -201,7 +223,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "tta_unavailable": None if tta is not None else _tta_unavailable(card),
         "confused": [{"true": c.true, "pred": c.pred, "count": c.count, "rate": c.rate} for c in confusions],
         "calibration": {"ece": ece, "confidence": confidence,
-                        "verdict": calibration_verdict(confidence - m.accuracy) if finite(confidence) else "—",
+                        "verdict": (calibration_verdict(confidence - m.accuracy, ece)
+                                    if finite(confidence) and finite(ece) else "—"),
                         **_calibration_facts(card, metrics)},
         "unknown": _unknown_facts(card, metrics),
         "slots": FIGURE_SLOTS,
@@ -243,8 +266,11 @@ def _calibration_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[s
     c = card.calibration
     if c is None:
         return {"method": None}
+    from ..calibration import bound_reached
+
     before = metrics.calibration.ece_before if metrics is not None and metrics.calibration is not None else None
     return {"method": c.method, "temperature": c.temperature, "skipped": c.skipped, "val_images": c.images,
+            "bound": bound_reached(c.temperature) if c.method == "temperature" else None,
             "val_ece_before": c.ece_before, "val_ece_after": c.ece_after, "val_nll_before": c.nll_before,
             "val_nll_after": c.nll_after, "ece_before": before}
 

@@ -103,6 +103,12 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         temperature, skipped = 1.0, ""
     ece_before, _ = expected_calibration_error(_probs(logits, 1.0), labels)
     ece_after, _ = expected_calibration_error(_probs(logits, temperature), labels)
+    if temperature != 1.0 and ece_after > ece_before:
+        # NLL is what the fit minimises; a model whose ranking is poor (one class for everything) can lower it by
+        # sharpening while its confidence drifts further from its accuracy: such a temperature is not calibration
+        skipped = (f"the fitted T = {temperature:.3g} lowered the validation NLL but raised its ECE "
+                   f"({ece_before:.3f} → {ece_after:.3f}), so probabilities stay the raw softmax")
+        temperature, ece_after = 1.0, ece_before
     calibration = CalibrationInfo(
         method="temperature" if cfg.calibrate == "temperature" and not skipped else "none",
         temperature=temperature, split="val", images=len(labels), ece_before=ece_before, ece_after=ece_after,

@@ -214,7 +214,7 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
         top.set_ylim(0, 1.02)
         top.set_ylabel("accuracy")
         over = float(np.nansum((conf - acc)[has] * counts[has]) / max(counts.sum(), 1))
-        figure_title(fig, f"{title} — ECE {ece:.3f}, {calibration_verdict(over)}")
+        figure_title(fig, f"{title} — ECE {ece:.3f}, {calibration_verdict(over, ece)}")
         handles, labels = top.get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=LEGEND_PT, columnspacing=1.2)
         bars = bottom.bar(centers, counts, width=width * 0.95, color="#94a3b8")

@@ -99,7 +99,11 @@ def test_cli_compare(compare_runs_dirs, tmp_path):
     out = tmp_path / "c.html"
     result = CliRunner().invoke(app, ["compare", *map(str, compare_runs_dirs), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.exists() and "comparison:" in result.output
+    assert out.exists() and "comparison:" in result.output and "no .html extension" not in result.output
+    bare = tmp_path / "cmp"  # written as given, but said: the file opens in no browser by its name
+    result = CliRunner().invoke(app, ["compare", *map(str, compare_runs_dirs), "--out", str(bare)])
+    assert result.exit_code == 0 and bare.read_text().startswith("<!DOCTYPE html>")
+    assert f"--out {bare} has no .html extension" in " ".join(result.output.split()), result.output
     result = CliRunner().invoke(app, ["compare", str(compare_runs_dirs[0]), str(tmp_path / "nope")])
     assert result.exit_code == 2 and "nope" in result.output
 
@@ -259,6 +263,9 @@ def test_a_copy_or_rerun_of_a_seed_is_counted_once(tmp_path):
     assert [g.n for g in comparison.groups] == [2]
     assert {r.name for r in comparison.groups[0].runs} == {"a0", "a1"}
     assert [r for r, _ in comparison.skipped] == [str(copy)]
+    # the page says so too: a reader of compare.html alone saw two runs where three were named
+    page = write_compare_html(comparison, tmp_path / "compare.html").read_text()
+    assert "<h1>2 runs, 1 group</h1>" in page and "1 run left out" in page and f"<li><code>{copy}</code>: the same settings and seed 0 as" in page
 
 
 def test_where_a_run_was_logged_does_not_make_it_another_experiment(tmp_path):

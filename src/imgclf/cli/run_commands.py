@@ -244,6 +244,11 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
     from ..evaluation.compare_render import render_table, write_compare_html
 
     writable_file("out", out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        from ..notices import warn
+
+        warn(f"--out {terminal_safe(out)} has no .html extension: the comparison is written there as HTML, which "
+             "browsers and file managers recognise by the extension")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnfinishedRunWarning)  # the table lists the skipped runs itself
         comparison = compare_runs(runs)

@@ -98,6 +98,29 @@ def test_the_page_summary_counts_copies_within_a_class():
     assert _findings(record) == ["No duplicates, leakage, likely label errors or outliers found."]
 
 
+def test_the_default_output_keeps_another_folder_s_audit_and_says_what_it_replaces(tmp_path, monkeypatch):
+    """audits/<folder name> is shared by every folder of that name: auditing b/data overwrote a/data's audit
+    without a word. It goes to audits/data-2 now, and a re-audit of a/data says it replaces the earlier one."""
+    first = make_blob_folder(tmp_path / "a" / "data", classes=("a", "b"), per_split={"train": 6})
+    second = make_blob_folder(tmp_path / "b" / "data", classes=("a", "b"), per_split={"train": 6})
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    runner = CliRunner()
+    outputs = []
+    for data in (first, second, first):
+        result = runner.invoke(app, ["audit", str(data), "--json"])
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads(result.output))
+    audits = tmp_path / "work" / "audits"
+    assert [o["audit"] for o in outputs] == [os.path.join("audits", name, "audit.json")
+                                             for name in ("data", "data-2", "data")]
+    assert [o["replaced"] for o in outputs[:2]] == [None, None] and outputs[2]["replaced"] is not None
+    for folder, data in (("data", first), ("data-2", second)):
+        assert json.loads((audits / folder / "audit.json").read_text())["root"] == str(data)
+    created = json.loads((audits / "data" / "audit.json").read_text())["created"]
+    assert f"(replaces the audit of {created} there)" in runner.invoke(app, ["audit", str(first)]).output
+
+
 def test_an_output_inside_the_data_folder_is_refused_before_any_work(tmp_path, monkeypatch):
     """Run from inside the data folder, the default audits/ (and runs/) would land among the class folders,
     and the next scan would take them for one."""

@@ -20,7 +20,7 @@ from ..duplicates.hashing import content_digests, perceptual_signatures
 from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates
 from ..duplicates.thumbnails import grey_thumbnails
 from ..errors import bad_path, invalid
-from ..io import outside_data, writable_folder, write_json
+from ..io import outside_data, read_json, writable_folder, write_json
 from ..notices import warn
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
 from .flags import group_flags, leakage_counts
@@ -46,6 +46,7 @@ class AuditResult:
     label_issues: LabelIssues | None
     outliers: Outliers
     pixel_stats: PixelStats
+    replaced: str | None = None  # `created` of the audit this one overwrote in `folder`, if any
 
     @property
     def json_path(self) -> Path:
@@ -57,8 +58,33 @@ class AuditResult:
 
 
 def default_out(data: str | os.PathLike) -> Path:
-    """audits/<folder name> in the current folder, as runs go to runs/<name>."""
-    return Path("audits") / (Path(os.path.abspath(data)).name or "data")
+    """audits/<folder name> in the current folder, as runs go to runs/<name>; audits/<name>-2, -3, ... where that
+    holds the audit of another folder of the same name (a/train and b/train), which it would overwrite."""
+    name = Path(os.path.abspath(data)).name or "data"
+    own = os.path.realpath(data)
+    out, n = Path("audits") / name, 1
+    while (earlier := audited_root(out)) is not None and earlier != own:
+        n += 1
+        out = Path("audits") / f"{name}-{n}"
+    return out
+
+
+def audited_root(folder: Path) -> str | None:
+    """The folder whose audit `folder` holds (its audit.json's root), or None when it holds none that reads."""
+    try:
+        root = read_json(folder / "audit.json").get("root")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return os.path.realpath(root) if isinstance(root, str) else None
+
+
+def earlier_audit(folder: Path) -> str | None:
+    """When the audit.json in `folder` was written (its `created`), if one is there: what a new audit replaces."""
+    try:
+        created = read_json(folder / "audit.json").get("created")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return created if isinstance(created, str) else "an unknown date"
 
 
 def feature_dims(smallest_class: int) -> int:
@@ -95,7 +121,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
           img_size: int | None = None, folds: int = 5, seed: int = 0, near_threshold: float = NEAR_THRESHOLD,
           workers: int = 2, cache_dir: str | os.PathLike | None = None, page: bool = True) -> AuditResult:
     """Audit the image folder `data` (class folders, or train/ val/ test/ of class folders) and write
-    audit.json and audit.html into `out` (default `audits/<folder name>`).
+    audit.json and audit.html into `out` (default `audits/<folder name>`, see `default_out`).
 
     run: a run directory whose model gives the features (its size and colour mode decide the decode); without
     it the images' own pixels do. img_size: decode size without a run (default: the images' median short side,
@@ -192,7 +218,8 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         "skipped": images.skipped,
         "seconds": seconds,
     })
-    result = AuditResult(record, out, images, duplicates, features, issues, outliers, stats)
+    result = AuditResult(record, out, images, duplicates, features, issues, outliers, stats,
+                         replaced=earlier_audit(out))
     if page:
         from .report import write_audit_page
 

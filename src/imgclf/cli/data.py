@@ -22,7 +22,7 @@ def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders
               run: Optional[Path] = typer.Option(None, "--run", help="Run directory whose model's penultimate "
                                                  "features judge labels and outliers (default: the images' pixels)."),
               out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json and audit.html "
-                                                 "(default: audits/<folder name>)."),
+                                                 "(default: audits/<folder name>, or <folder name>-2 ... where that holds another folder's audit)."),
               img_size: Optional[int] = typer.Option(None, "--img-size", help="Decode size without --run (default: "
                                                      "the images' median short side, 16 to 64)."),
               folds: int = typer.Option(5, "--folds", help="k of the out-of-fold probabilities (>= 2)."),
@@ -40,13 +40,15 @@ def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders
         features = result.record.features
         typer.echo(json.dumps({"counts": counts.model_dump(), "leakage": result.record.leakage,
                                "label_errors_checked": features.folds > 0, "note": features.note,
-                               "audit": str(result.json_path), "page": str(result.html_path)}, indent=2))
+                               "audit": str(result.json_path), "page": str(result.html_path),
+                               "replaced": result.replaced}, indent=2))
         return
     from ..audit.summary import render_counts
 
     render_counts(result.record, new_console())
     console = new_console()
-    console.print(f"audit: {shown(result.json_path)}")
+    replaced = f" (replaces the audit of {result.replaced} there)" if result.replaced else ""
+    console.print(f"audit: {shown(result.json_path)}{replaced}")
     console.print(f"page: {shown(result.html_path)}")
 
 

@@ -98,3 +98,25 @@ def test_evaluating_a_run_without_a_test_split_says_the_scores_are_validation_sc
     held_out = CliRunner().invoke(app, ["evaluate", str(shutil.copytree(tiny_run, tmp_path / "tiny"))],
                                   env={"COLUMNS": "200"})
     assert held_out.exit_code == 0 and "no test split" not in held_out.stderr
+
+
+def test_evaluating_a_folder_s_test_split_lists_what_it_skipped_there_and_nothing_of_train(tiny_run, image_folder,
+                                                                                             tmp_path):
+    """A notes.txt in train/ was listed as skipped by an evaluation of test/, while an unreadable image in
+    train/ was not (never decoded): only what the evaluated split skipped is its business, listed whole."""
+    from imgclf.records import RunDir
+
+    run = RunDir(shutil.copytree(tiny_run, tmp_path / "run"))
+    data = tmp_path / "ev"
+    for split in ("train", "test"):
+        shutil.copytree(image_folder, data / split)
+    (data / "train" / "cat" / "notes.txt").write_text("not an image")
+    (data / "train" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    (data / "test" / "cat" / "readme.txt").write_text("not an image")
+    (data / "test" / "dog" / "broken.png").write_bytes(b"not a png")
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(data)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    (written,) = (run.path / "evaluations").glob("*/metrics.json")
+    skipped = sorted(Path(s.path).relative_to(data).as_posix() for s in RunDir(written.parent).read_metrics().skipped)
+    assert skipped == ["test/cat/readme.txt", "test/dog/broken.png"]
+    assert "2 files skipped:" in result.output and "notes.txt" not in result.output

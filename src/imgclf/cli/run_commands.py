@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..data.folder import count_skipped
 from ..errors import bad_path, invalid
 from ..io import terminal_safe, writable_file
 from .base import PRECISION_HELP, UNKNOWN_HELP, app, multilabel_line, new_console, on_off, shown
@@ -65,7 +66,7 @@ def _print_metrics(m: Any) -> None:
     if m.tta is not None:
         console.print(f"with TTA ({m.tta.transforms}): accuracy {m.tta.accuracy:.4f}")
     if m.skipped:
-        console.print(f"[yellow]{len(m.skipped)} file(s) skipped:[/yellow]")
+        console.print(f"[yellow]{count_skipped([s.path for s in m.skipped])} skipped:[/yellow]")
         for s in m.skipped[:20]:
             console.print(f"  {shown(s.path)}: {shown(s.reason)}")
 

@@ -61,14 +61,25 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str],
     if unknown:
         raise invalid("data", data, f"a folder whose classes are among the model's classes {classes}",
                       note=f"class folder(s) {unknown} the model does not know")
+    skipped = scan.skipped
     if scan.layout == "splits":
         split = "test" if "test" in scan.files else "val" if "val" in scan.files else "train"
         items = scan.files[split]
+        # what was skipped elsewhere (a notes.txt in train/) is not part of this evaluation, as the unreadable
+        # images of the other splits, which are never decoded here, are not either
+        folder = _top_folder(items[0][0], scan.root) if items else None
+        skipped = [s for s in skipped if _top_folder(s["path"], scan.root) == folder]
     else:
         split, items = "all", scan.files["all"]
     items = [(p, c) for p, c in items if c not in left_out]
     index = {c: i for i, c in enumerate(classes)}
-    return [p for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", scan.skipped
+    return [p for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", skipped
+
+
+def _top_folder(path: str, root: Path) -> str | None:
+    """The folder directly under `root` that `path` lies in (its split folder), None for a file of root itself."""
+    parts = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).parts
+    return parts[0] if len(parts) > 1 else None
 
 
 def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test") -> Path:

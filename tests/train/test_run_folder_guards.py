@@ -225,3 +225,25 @@ def test_an_img_size_far_above_the_images_and_the_model_is_warned_and_a_bare_tim
     imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "img_size": 32, "model": "simple_cnn",
                 "out": str(tmp_path / "own")}, report=False)
     assert "inventing pixels" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_a_resume_of_a_planned_schedule_refuses_more_epochs_or_another_batch(data, tmp_path, schedule):
+    """onecycle resumed with more epochs crashed ("Tried to step 48 times"), after config.yaml had already taken
+    the new count; cosine climbed back up. Both plan the rate over epochs x batches from the start."""
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 2, "schedule": schedule, "lr": 0.01,
+                      "out": str(tmp_path / "run")}, report=False)
+    config = (run.path / "config.yaml").read_bytes()
+    for setting, value in (("epochs", 3), ("batch_size", 4)):
+        with pytest.raises(ImgclfError, match=f"{setting} for --resume .* its {schedule} schedule planned"):
+            imgclf.fit(resume=str(run.path), **{setting: value})
+        assert (run.path / "config.yaml").read_bytes() == config
+    imgclf.fit(resume=str(run.path), epochs=2, report=False)  # the same plan: accepted (it trains nothing more)
+    assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2]
+
+
+def test_a_planned_schedule_under_a_time_limit_is_warned(data, tmp_path, capsys):
+    imgclf.fit({**SMALL, "data": str(data), "epochs": 2, "schedule": "cosine", "time_limit": "10m", "lr": 0.01,
+                "out": str(tmp_path / "run")}, report=False)
+    assert "schedule cosine plans the learning rate over --epochs (2), whatever the time limit (10m)" in \
+        capsys.readouterr().err

@@ -37,6 +37,7 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
                       where=f"--resume {run.path}",
                       hint=f"Start a new run from its settings instead: {command} --out NEW")
     trained = len(run.read_history())
+    _check_planned_schedule(run, stored, asked, values, trained)
     stored_patience = stored_config.early_stopping
     # (with --epochs at the epochs trained it trains none: it finishes a run cut after training)
     if cfg.epochs > trained and run.has("model.json") and run.read_card().training.stopped == "early stopping" \
@@ -49,6 +50,25 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     if cfg.epochs < trained:
         raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",
                       where=f"--resume {run.path}")
+
+
+# Schedules whose whole course is fixed at the start, over epochs x batches: the checkpoint's scheduler holds
+# that plan, so more epochs ran off its end (onecycle: "Tried to step 48 times") or climbed back up (cosine).
+PLANNED_SCHEDULES = ("cosine", "onecycle")
+
+
+def _check_planned_schedule(run: RunDir, stored: dict[str, Any], asked: dict[str, Any], values: dict[str, Any],
+                            trained: int) -> None:
+    if stored["schedule"] not in PLANNED_SCHEDULES:
+        return
+    for name in ("epochs", "batch_size", "steps_per_epoch"):
+        if values.get(name) is not None and asked[name] != stored[name] and not (name == "epochs"
+                                                                                and asked[name] == trained):
+            raise invalid(name, asked[name], f"{stored[name]!r}, as this run was trained: its {stored['schedule']} "
+                          f"schedule planned the learning rate over {stored['epochs']} epochs of its batches "
+                          "from the start, and cannot be stretched", where=f"--resume {run.path}",
+                          hint=f"Start a new run with the epochs wanted: imgclf train --config "
+                               f"{run.file('config.yaml')} --{name.replace('_', '-')} {asked[name]} --out NEW")
 
 
 def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:

@@ -22,6 +22,16 @@ def budget_lr_factor(fraction: float, warmup: float = 0.05) -> float:
     return max(0.0, (1.0 - fraction) / (1.0 - warmup))
 
 
+def schedule_warnings(cfg: Any) -> list[str]:
+    """A schedule planned over --epochs under a --time-limit: the clock may stop the run long before the plan ends
+    (cosine, 100 epochs, stopped at 11 with the rate barely decayed)."""
+    if not cfg.time_limit_seconds or cfg.schedule not in ("cosine", "onecycle"):
+        return []
+    return [f"schedule {cfg.schedule} plans the learning rate over --epochs ({cfg.epochs}), whatever the time "
+            f"limit ({cfg.time_limit}): if the time runs out first, the run stops before the rate has decayed; "
+            "--schedule budget fits it to whichever ends first"]
+
+
 class TimeBudget(L.Callback):
     """Checks the deadline at the end of every training step and of every epoch, and stops at the first check
     past it. A run overshoots its budget by at most the longest time between two checks: one step with the

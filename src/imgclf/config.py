@@ -157,7 +157,8 @@ class TrainConfig(BaseModel):
     schedule: Schedule = Field("none", description="Learning-rate schedule. budget: warm-up, then linear decay to "
                                "zero at --time-limit, or at the last epoch where --epochs runs out first.")
     lr_factor: float = Field(0.1, gt=0.0, lt=1.0, description="plateau/step: multiply the lr by this.")
-    lr_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before reducing.")
+    lr_patience: int = Field(3, ge=0, description="plateau: reduce the lr after this many epochs without "
+                             "improvement (as Keras's ReduceLROnPlateau; 0 acts as 1).")
     lr_step: int = Field(10, ge=1, description="step: reduce every N epochs.")
     min_lr: float = Field(0.0, ge=0.0)
     early_stopping: int | None = Field(None, ge=0, description="Patience in epochs; none disables early stopping.")

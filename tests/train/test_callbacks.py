@@ -51,3 +51,23 @@ def test_device_resident_batches_equal_host_batches():
         hx, hy = host[np.array(positions)]
         dx, dy = resident[np.array(positions)]
         assert torch.equal(hx, dx) and torch.equal(hy, dy)
+
+
+@pytest.mark.parametrize("patience, first_cut", [(1, 2), (2, 3), (3, 4), (0, 2)])
+def test_plateau_patience_counts_as_keras_does(patience, first_cut):
+    """lr_patience K reduces the rate after K epochs without improvement, as Keras's ReduceLROnPlateau (the
+    reference recipes' meaning); torch's own patience waits one epoch more. Epoch 1 sets the best; every later
+    epoch is worse, so the first cut follows epoch 1 + K (0 acts as 1: Keras cuts on the first bad epoch too)."""
+    from torch import nn
+
+    from imgclf.train.module import ImageClassifierModule
+
+    module = ImageClassifierModule(nn.Linear(4, 3), {"data": "unused", "schedule": "plateau", "lr": 0.1,
+                                                     "lr_patience": patience, "lr_factor": 0.5},
+                                   mean=[0.0], std=[1.0])
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    rates = []
+    for epoch, val_loss in enumerate([1.0, 2.0, 2.0, 2.0, 2.0], start=1):
+        scheduler.step(val_loss)
+        rates.append(scheduler.optimizer.param_groups[0]["lr"])
+    assert rates.index(0.05) + 1 == first_cut, rates

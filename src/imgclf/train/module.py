@@ -234,8 +234,11 @@ class ImageClassifierModule(L.LightningModule):
         total_steps = max(1, c.epochs * self.steps_per_epoch)
         if c.schedule == "plateau":
             mode = "min" if c.monitor == "val_loss" else "max"
+            # Keras reduces after `patience` epochs without improvement, torch after patience + 1 of them: the
+            # setting means Keras's, which the reference recipes were written in
             sched: Any = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=c.lr_factor,
-                                                                    patience=c.lr_patience, min_lr=c.min_lr)
+                                                                    patience=max(c.lr_patience - 1, 0),
+                                                                    min_lr=c.min_lr)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": c.monitor, "interval": "epoch"}}
         if c.schedule == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=c.lr_step, gamma=c.lr_factor)

@@ -43,8 +43,9 @@ def test_step_counts_generalise_to_other_mu():
     # 3 minority of 4: 3n + 3n = 40 is not integral -> ratio kept exact, total off by rounding only
     n_min, n_maj = step_counts(4, 3, 10, 2)
     assert n_maj == 2 * n_min and abs(3 * n_min + n_maj - 40) <= 3
-    with pytest.raises(ImgclfError, match="rho"):
-        step_counts(10, 5, 32, 0.5)
+    for rho in (0.5, float("nan"), float("inf")):  # inf crashed: "cannot convert float infinity to integer"
+        with pytest.raises(ImgclfError, match=r"rho must be a finite ratio >= 1 .* Received: rho="):
+            step_counts(10, 5, 32, rho)
 
 
 @pytest.mark.parametrize("rho", [1, 3, 15])

@@ -191,6 +191,11 @@ def test_overrides_cannot_change_what_the_configurations_decide(pool, tmp_path):
         run_imbalance_study(pool, tmp_path / "s", per_class=8, configs=["none"], overrides={"weight_decay": 0.1})
     with pytest.raises(ImgclfError, match="too few"):
         run_imbalance_study(pool, tmp_path / "s", per_class=20, rhos=[15], configs=["none"], model="simple_cnn")
+    # nor which images and classes the cells train on: the subset decides (a class filter crashed the summary,
+    # per_class_max levelled rho 4 to 1.25, folds left every cell unsummarised)
+    for name, value in (("classes", ["a", "b"]), ("per_class_max", 5), ("folds", 3), ("drop_classes", ["a"])):
+        with pytest.raises(ImgclfError, match=rf"Received: overrides=\{{'{name}': .*--per-class, --rhos"):
+            run_imbalance_study(pool, tmp_path / "s", per_class=8, configs=["none"], overrides={name: value})
     assert not os.path.exists(tmp_path / "s"), "bad requests fail before anything is written"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 IMBALANCE_FLAG_RHO = 1.5  # above this ratio the report flags the data set as imbalanced
@@ -111,8 +112,8 @@ def step_counts(num_classes: int, num_minority: int, per_class: int, rho: float)
                       where=f"{num_classes} classes")
     if per_class < 1:
         raise invalid("per_class", per_class, "a positive number of images")
-    if not rho >= 1:
-        raise invalid("rho", rho, "a ratio >= 1 (largest / smallest class)")
+    if not 1 <= rho < math.inf:
+        raise invalid("rho", rho, "a finite ratio >= 1 (largest / smallest class)")
     exact = num_classes * per_class / (num_minority + (num_classes - num_minority) * rho)
     minority = max(1, int(exact + 0.5))  # round half up, never to an empty class
     return minority, int(rho * minority + 0.5)

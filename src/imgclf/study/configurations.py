@@ -38,7 +38,11 @@ TOKENS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "undersample": ({"sampler": "undersample"}, {}),
     "focal": ({"loss": "focal"}, {}),
 }
-CONTROLLED = tuple(_BASE_TRAIN) + ("data", "out", "seed", "model", "resume")
+# Which images and classes a cell trains on is the study's subset (per_class, rho, mu, minority): a class filter
+# crashed the summary on a class the cells no longer had, per_class_max levelled the imbalance away (rho 4 trained
+# at 1.25), and folds wrote fold folders the summary never read
+SUBSET_DECIDED = ("classes", "drop_classes", "per_class_max", "folds", "fold")
+CONTROLLED = tuple(_BASE_TRAIN) + ("data", "out", "seed", "model", "resume") + SUBSET_DECIDED
 STUDY_MODEL_ARGS = tuple(_BASE_MODEL)
 
 PROTOCOLS = {
@@ -104,7 +108,8 @@ def check_overrides(overrides: dict[str, Any], protocol: str = "standard") -> No
     if clash:
         raise invalid("overrides", {k: overrides[k] for k in clash}, "free of the study's own settings: the study "
                       f"sets {', '.join(CONTROLLED)} itself",
-                      hint="Choose them with --configs, --model, --seeds, --out")
+                      hint="Choose them with --configs, --model, --seeds, --out, and the images each cell "
+                           "trains on with --per-class, --rhos, --mu, --minority")
     if protocol == "s4":
         clash = sorted(k for k in overrides if k in S4_SPLIT)
         if clash:

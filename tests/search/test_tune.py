@@ -249,6 +249,16 @@ def test_a_search_refuses_the_sizing_probe_before_any_trial(data, tmp_path):
     assert not (tmp_path / "t").exists()
 
 
+def test_a_search_refuses_lr_auto_before_any_trial(data, tmp_path):
+    """search.yaml recorded lr: auto and every trial then sampled its own rate: the setting did nothing."""
+    import imgclf
+
+    with pytest.raises(ImgclfError, match=r"lr must be a number for tune: the search samples the learning rate"):
+        imgclf.tune({"data": str(data), "model": "simple_cnn", "lr": "auto", "epochs": 1, "progress": False},
+                    trials=2, out=str(tmp_path / "t"))
+    assert not (tmp_path / "t").exists()
+
+
 def test_a_space_as_a_search_records_it_is_a_valid_space_file(tmp_path):
     """search.yaml and tune.json write choices as {choices: [...]}: pasted into a --space file, they read back
     as the same space (they were refused: "space augment key must be one of {high, log, low, step}")."""

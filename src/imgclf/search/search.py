@@ -96,6 +96,10 @@ def _check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
         raise invalid("sizing", "probe", "fixed for tune: each trial's probe would replace the width, batch, learning "
                       "rate and augmentation the search sampled with its own choice",
                       hint="Pass --sizing fixed (and the width to search from with --model-args width=N)")
+    if base.lr == "auto" or base.lr_auto:  # recorded in search.yaml, then ignored: each trial sampled a number
+        raise invalid("lr", "auto", "a number for tune: the search samples the learning rate from its space (the "
+                      "model's default space includes lr), and a finder run per trial would replace that draw",
+                      hint="Pass --lr 0.01 (or leave --lr out), or find one first with imgclf lr-find DATA")
     if budget is not None and budget <= 0:
         raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
     from ..train.engine_choice import check_engine

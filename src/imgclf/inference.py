@@ -20,7 +20,7 @@ from .ood import COMBINED, FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHe
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
-from .tta import TTAViews
+from .tta import MULTILABEL_TTA, TTAViews
 from .errors import bad_path, invalid
 from .hardware import prediction_device
 from .prediction_precision import card_precision, inference_precision
@@ -191,6 +191,12 @@ class Classifier:
         """The test-time views this run may average over: those its training augmentation made (`tta`)."""
         return TTAViews.for_training(self.card.training.augment, self.card.img_size)
 
+    def _tta_views(self) -> TTAViews:
+        """The views TTA averages over, or the refusal: a multi-label run has none (evaluate refuses it alike)."""
+        if self.card.task == "multilabel":
+            raise invalid("tta", True, MULTILABEL_TTA)
+        return self.tta_views.require()
+
     def decode(self, source: ImageInput) -> np.ndarray:
         """One image -> (H, W, C) uint8 at the card's size and colour mode, converted as files are (EXIF
         orientation, transparency over white, any mode to the card's colour mode)."""
@@ -234,7 +240,7 @@ class Classifier:
         if batch_size < 1:
             raise invalid("batch_size", batch_size, ">= 1")
         self._check_pixels(pixels)
-        views_of = self.tta_views.require() if tta else None
+        views_of = self._tta_views() if tta else None
         probs_out, scores_out, unknown_out = [], [], []
         for start in range(0, len(pixels), batch_size):
             chunk = pixels[start : start + batch_size]
@@ -319,7 +325,7 @@ class Classifier:
         if not isinstance(unknown, bool):
             raise invalid("unknown", unknown, (True, False))
         if tta:
-            self.tta_views.require()  # before any image is decoded
+            self._tta_views()  # before any image is decoded
         cutoffs = self._label_thresholds(threshold)
         names, sources = gather_inputs(images)
         by_index: dict[int, tuple[np.ndarray, float, bool]] = {}

@@ -29,6 +29,10 @@ from .errors import invalid
 _FILL_WORDS = {"nearest": "edge pixels repeated", "constant": "zero fill", "reflect": "mirrored fill"}
 
 
+# what a multi-label run answers to --tta (predict and evaluate alike): its views were never measured to help
+MULTILABEL_TTA = "False for a multi-label run (test-time augmentation is single-label only)"
+
+
 @dataclass(frozen=True)
 class TTAViews:
     """Which test-time views a run may use; calling it on a batch (N, C, H, W) returns the views, image first."""

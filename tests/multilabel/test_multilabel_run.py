@@ -92,6 +92,28 @@ def test_predict_returns_label_sets_and_threshold_overrides(ml_run):
     assert nothing.labels == [] or all(p >= 0.999999 for _, p in nothing.labels)
     with pytest.raises(ImgclfError, match="threshold"):
         clf.predict([str(image)], threshold=1.5)
+    # TTA: refused as evaluate refuses it (predict averaged views the multi-label path was never measured with)
+    pixels = clf.decode(str(image))[None]
+    for call in (lambda: clf.predict([str(image)], tta=True), lambda: clf.infer_pixels(pixels, tta=True)):
+        with pytest.raises(ImgclfError, match=r"tta must be False for a multi-label run"):
+            call()
+
+
+def test_a_card_threshold_outside_0_to_1_is_refused_when_read(ml_run, tmp_path):
+    """A threshold of -2 in model.json predicted the label for every image, 1.5 for none, without a word."""
+    import shutil
+
+    from imgclf.records import RunDir
+
+    run, _, _ = ml_run
+    copy = RunDir(shutil.copytree(run.path, tmp_path / "run"))
+    card = json.loads(copy.file("model.json").read_text())
+    label = sorted(card["thresholds"])[0]
+    for value in (-2.0, 1.5):
+        card["thresholds"][label] = value
+        copy.file("model.json").write_text(json.dumps(card))
+        with pytest.raises(ImgclfError, match=rf"thresholds must be probabilities from 0 to 1; \{{'{label}': {value}\}}"):
+            copy.read_card()
 
 
 def test_evaluate_on_an_index_file_refuses_unknown_labels(ml_run, tmp_path):

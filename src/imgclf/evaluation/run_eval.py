@@ -15,6 +15,7 @@ from ..data.folder import scan_folder
 from ..errors import invalid
 from ..inference import Classifier
 from ..progress import StepProgress
+from ..tta import MULTILABEL_TTA
 from ..calibration import uncalibrated
 from ..records import (CalibrationScores, MetricsRecord, ModelCard, PredictionRow, RunDir, SkippedFile, TTAScores,
                        UnknownScores)
@@ -114,7 +115,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         from .multilabel import evaluate_multilabel
 
         if tta is True:
-            raise invalid("tta", tta, "False for a multi-label run (test-time augmentation is single-label only)")
+            raise invalid("tta", tta, MULTILABEL_TTA)
         return evaluate_multilabel(run.path, results_dir(run.path, data, split), data, split, batch_size, cache_dir,
                                    workers, budget_bytes, progress, precision)
     clf = Classifier.load(run.path, precision=precision)

@@ -254,6 +254,9 @@ class ModelCard(Record):
             raise ValueError("class names must be unique")
         if self.thresholds is not None and set(self.thresholds) != set(self.classes):
             raise ValueError("thresholds must name every class, and only those")
+        outside = {k: v for k, v in (self.thresholds or {}).items() if not 0.0 <= v <= 1.0}
+        if outside:  # -2 predicted the label for every image, 1.5 for none, and nothing said so
+            raise ValueError(f"thresholds must be probabilities from 0 to 1; {outside} are not")
         return self
 
 

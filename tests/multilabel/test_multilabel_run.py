@@ -421,3 +421,20 @@ def test_a_serve_request_may_set_one_threshold_for_every_label(ml_run, tiny_run)
     with TestClient(create_app(tiny_run)) as client:
         refused = ask(client, "?threshold=0.5")
         assert refused.status_code == 400 and "unset for a single-label model" in refused.json()["error"]
+
+
+def test_the_gradcam_captions_name_the_most_probable_label_top_not_pred(ml_run, tmp_path, monkeypatch):
+    """Grad-CAM explains each image's most probable label, predicted or not: captioned 'Pred: circle (0.34)' it
+    contradicted the sample grid, which showed that image's predicted set as empty."""
+    import shutil
+
+    from imgclf.evaluation import multilabel_report, plots
+    from imgclf.evaluation.plots.image_grids import _caption
+
+    run, _, _ = ml_run
+    copy = shutil.copytree(run.path, tmp_path / "run")
+    seen = {}
+    monkeypatch.setattr(plots, "plot_gradcam_grid", lambda shown, path, **kw: seen.setdefault("shown", shown))
+    multilabel_report.write_multilabel_report(copy)
+    assert seen["shown"] and all(_caption(s).split("\n")[1].startswith("Top: ") for s in seen["shown"])
+    assert _caption({"true": "a", "pred": "b", "prob": 0.5}).split("\n")[1] == "Pred: b (0.50)"  # single-label

@@ -32,8 +32,9 @@ FIGURES = {
                     f"dashed diagonal the probabilities mean what they say; below it the model is over-confident, "
                     f"above it under-confident. Hollow markers: bins of fewer than {MIN_BIN_IMAGES} images. Each panel's ECE is the "
                     "table's (15 bins)."),
-    "gradcam": ("Grad-CAM explanations", "Where the model looked for each image's most probable label (the same "
-                "sampled test images): red = strong evidence. Red caption: that label is not one the image carries."),
+    "gradcam": ("Grad-CAM explanations", "Where the model looked for each image's most probable label, 'Top' "
+                "(the same sampled test images; predicted only where it reached its threshold, as the sample grid "
+                "shows): red = strong evidence. Red caption: that label is not one the image carries."),
     "samples": ("True vs predicted label sets", "A seeded sample of test images; red: the predicted set differs "
                 "from the true one. Each predicted label carries its probability (it reached its tuned "
                 "threshold)."),
@@ -118,8 +119,11 @@ def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard
         explained = [s for s in samples if s["top"]]
         maps, layer = gradcam_heatmaps(model, np.stack([s["image"] for s in explained]), card.mean, card.std,
                                        classes=[card.classes.index(s["top"][0]) for s in explained])
+        # the most probable label, predicted or not (below its threshold it is not): captioned "Top", not "Pred",
+        # which beside the sample grid's predicted sets read as a contradiction
         shown = [{"image": s["image"], "heatmap": m, "true": "+".join(s["true"]) or "none", "pred": s["top"][0],
-                  "prob": s["top"][1], "correct": s["top"][0] in s["true"]} for s, m in zip(explained, maps)]
+                  "pred_word": "Top", "prob": s["top"][1], "correct": s["top"][0] in s["true"]}
+                 for s, m in zip(explained, maps)]
         plots.plot_gradcam_grid(shown, path, layer=layer, target="its most probable label")
         made["gradcam"] = {"title": title, "caption": FIGURES["gradcam"][1], **embed_png(path)}
     except Exception as exc:  # a figure that fails is shown as missing, never a report that fails

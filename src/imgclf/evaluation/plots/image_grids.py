@@ -24,7 +24,8 @@ from .layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image, text_px
 
 
 def _caption(s: Mapping[str, Any], show_loss: bool = False) -> str:
-    text = f"True: {short(s['true'], 13)}\nPred: {short(s['pred'], 13)} ({s['prob']:.2f})"
+    # "Top" where the label shown is the most probable one, not necessarily predicted (a multi-label Grad-CAM)
+    text = f"True: {short(s['true'], 13)}\n{s.get('pred_word', 'Pred')}: {short(s['pred'], 13)} ({s['prob']:.2f})"
     return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
 
 

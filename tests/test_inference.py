@@ -183,6 +183,10 @@ def test_formats(tiny_run, image_folder):
     parsed = list(csv.DictReader(io.StringIO(format_predictions(preds, "csv"))))
     assert len(parsed) == 20 and {"path", "label", "probability", "top1_label", "top3_prob", "error"} <= set(parsed[0])
     assert json.loads(format_predictions(preds, "json"))[0]["top"][0]["label"] == preds[0].label
+    # probability belongs to best_label, named beside it (an unknown image's label is "unknown", a multi-label
+    # image's a set: probability alone read as theirs)
+    assert list(parsed[0])[:4] == ["path", "label", "best_label", "probability"]
+    assert all(r["best_label"] == r["top1_label"] and r["probability"] == r["top1_prob"] for r in parsed)
 
 
 def test_metrics_agree_with_scikit_learn():

@@ -247,3 +247,18 @@ def test_a_planned_schedule_under_a_time_limit_is_warned(data, tmp_path, capsys)
                 "out": str(tmp_path / "run")}, report=False)
     assert "schedule cosine plans the learning rate over --epochs (2), whatever the time limit (10m)" in \
         capsys.readouterr().err
+
+
+def test_a_finished_run_resumed_with_nothing_left_to_train_refuses_a_changed_setting(finished, tmp_path):
+    """--resume RUN --batch-size 32 on a finished run trained no epoch, yet config.yaml and model.json then said
+    batch 32 for the whole run. With more epochs the setting applies to them, and is accepted."""
+    run_dir = _copy(finished, tmp_path)
+    before = {name: (run_dir / name).read_bytes() for name in ("config.yaml", "model.json")}
+    for setting, value in (("batch_size", 4), ("augment", "hflip"), ("early_stopping", 3)):
+        with pytest.raises(ImgclfError, match=rf"{setting}.*it has trained all 2 of its epochs, so another value "
+                                              "would apply to no epoch"):
+            imgclf.fit(resume=str(run_dir), **{setting: value})
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+    imgclf.fit(resume=str(run_dir), progress=False, report=False)  # nothing changed: accepted
+    imgclf.fit(resume=str(run_dir), epochs=3, augment="hflip", report=False)
+    assert RunDir(run_dir).read_config().augment == "hflip" and len(RunDir(run_dir).read_history()) == 3

@@ -38,6 +38,7 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
                       hint=f"Start a new run from its settings instead: {command} --out NEW")
     trained = len(run.read_history())
     _check_planned_schedule(run, stored, asked, values, trained)
+    _check_nothing_left_to_change(run, stored, asked, values, trained)
     stored_patience = stored_config.early_stopping
     # (with --epochs at the epochs trained it trains none: it finishes a run cut after training)
     if cfg.epochs > trained and run.has("model.json") and run.read_card().training.stopped == "early stopping" \
@@ -67,8 +68,27 @@ def _check_planned_schedule(run: RunDir, stored: dict[str, Any], asked: dict[str
             raise invalid(name, asked[name], f"{stored[name]!r}, as this run was trained: its {stored['schedule']} "
                           f"schedule planned the learning rate over {stored['epochs']} epochs of its batches "
                           "from the start, and cannot be stretched", where=f"--resume {run.path}",
-                          hint=f"Start a new run with the epochs wanted: imgclf train --config "
+                          hint=f"Start a new run with it instead: imgclf train --config "
                                f"{run.file('config.yaml')} --{name.replace('_', '-')} {asked[name]} --out NEW")
+
+
+def _check_nothing_left_to_change(run: RunDir, stored: dict[str, Any], asked: dict[str, Any],
+                                  values: dict[str, Any], trained: int) -> None:
+    """A finished run resumed with no epoch left to train: a changed setting would apply to no epoch, yet
+    config.yaml and model.json would record it as the run's (`--batch-size 32` on a run trained at 64)."""
+    from ..config import RUNTIME_ONLY
+
+    if asked["epochs"] != trained or not run.has("model.json"):
+        return
+    changed = [name for name, value in values.items() if value is not None and name in asked
+               and name not in RUNTIME_ONLY and name not in ("epochs", "out") and asked[name] != stored.get(name)]
+    if changed:
+        name = changed[0]
+        raise invalid(name, asked[name], f"{stored.get(name)!r}, as this run was trained: it has trained all "
+                      f"{trained} of its epochs, so another value would apply to no epoch, yet be recorded as the "
+                      "run's", where=f"--resume {run.path}",
+                      hint=f"Pass --epochs {trained + 1} or more to train further with it, or start a new run: "
+                           f"imgclf train --config {run.file('config.yaml')} --out NEW")
 
 
 def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:

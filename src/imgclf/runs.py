@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import ImgclfError, bad_path, invalid
 from .records.run_dir import find_run_dirs
+from .records.tune import trial_of_run
 from .stats import finite_number
 
 STATUSES = ("completed", "running", "pruned", "interrupted", "failed")
@@ -137,7 +138,7 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
 
         if is_locked(run.path / LOCK_FILE):  # its training holds the folder now: not one to resume
             status, reason = "running", "training now (another process holds train.lock)"
-    trial = _search_trial(run.path) if status == "interrupted" else None
+    trial = trial_of_run(run.path) if status == "interrupted" else None
     if trial is not None and trial.state == "pruned":
         status, reason = "pruned", f"search trial {trial.stopped or 'pruned'}"
     elif trial is not None and (trial.stopped or "").startswith("interrupted"):  # train --resume would finish it
@@ -153,23 +154,6 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         macro_f1=finite_number(metrics.macro.f1) if on_test else None,
         train_seconds=finite_number(seconds),
         created=created, status=status, reason=reason, task=config.task if config else "single")
-
-
-def _search_trial(path: Path):
-    """The TuneTrial of a run that is a trial of a search (SEARCH/trials/trial-NNN beside SEARCH/tune.json, which
-    the search rewrites after every trial), or None: not a trial, or no readable tune.json yet."""
-    from .records import TUNE_FILE, TuneRecord
-    from .records.base import read_record
-
-    summary = path.parent.parent / TUNE_FILE
-    if path.parent.name != "trials" or not summary.is_file():
-        return None
-    try:
-        record = read_record(summary, TuneRecord, "runs", path.parent.parent, "a search folder")
-    except ImgclfError:  # a listing never fails on a neighbour's file: the run keeps its own status
-        return None
-    name = f"trials/{path.name}"
-    return next((t for t in record.trials if t.run == name), None)
 
 
 def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[RunRow]:

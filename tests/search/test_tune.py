@@ -65,7 +65,8 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     assert states == {0: "complete", 1: "pruned", 2: "complete"}
     pruned = out / "trials" / "trial-001"
     assert (pruned / "config.yaml").is_file() and not (pruned / "model.json").exists()
-    assert "pruned at epoch 0" in record.trials[1].stopped and record.trials[1].epochs == 1  # its first epoch ran
+    # its first epoch ran, and is named as the run's history numbers it (Optuna's own message says "epoch 0")
+    assert "pruned after epoch 1: the pruner" in record.trials[1].stopped and record.trials[1].epochs == 1
     for n in (0, 2):  # ordinary run directories, validated; the test split only for the best
         run = out / "trials" / f"trial-{n:03d}"
         assert (run / "config.yaml").is_file() and (run / "model.safetensors").is_file()
@@ -78,7 +79,17 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     rows = imgclf.list_runs(out)
     status = {r.name: (r.status, r.reason) for r in rows}
     assert status["trials/trial-000"][0] == "completed"
-    assert status["trials/trial-001"][0] == "pruned" and "pruned at epoch 0" in status["trials/trial-001"][1]
+    assert status["trials/trial-001"][0] == "pruned" and "pruned after epoch 1" in status["trials/trial-001"][1]
+    # compare leaves it out as pruned: its advice was `train --resume`, which would finish a rejected trial
+    import warnings
+
+    from imgclf.evaluation.compare import compare_runs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        skipped = dict(compare_runs([out / "trials" / f"trial-{n:03d}" for n in range(3)]).skipped)
+    assert skipped[str(pruned)].startswith("a trial its search pruned (pruned after epoch 1") and \
+        "--resume" not in skipped[str(pruned)]
 
     again = CliRunner().invoke(app, ["train", "--config", str(out / "best.yaml"), "--out", str(tmp_path / "again"),
                                      "--epochs", "1", "--no-progress"])
@@ -128,7 +139,7 @@ def test_a_search_cut_short_lists_its_pruned_trial_as_pruned(data, tmp_path, mon
     assert record["stopped"] == "interrupted during trial 2: 2 of 3 trials done" and record["best"]["number"] == 0
     status = {r.name: (r.status, r.reason) for r in imgclf.list_runs(out)}
     assert status["trials/trial-000"][0] == "completed"
-    assert status["trials/trial-001"][0] == "pruned" and "pruned at epoch 0" in status["trials/trial-001"][1]
+    assert status["trials/trial-001"][0] == "pruned" and "pruned after epoch 1" in status["trials/trial-001"][1]
     assert status["trials/trial-002"][0] == "interrupted" and "imgclf tune --resume" in status["trials/trial-002"][1]
 
 

@@ -273,6 +273,11 @@ def unfinished(run_dir: str | os.PathLike) -> str:
     run = RunDir(run_dir)
     if run.has("model.json") or not is_run_dir(run_dir):
         return ""
+    from ..records.tune import trial_of_run
+
+    trial = trial_of_run(run.path.absolute())
+    if trial is not None and trial.state == "pruned":  # resuming it would make a finished run of a rejected trial
+        return f"a trial its search pruned ({trial.stopped or 'pruned'}), not a run to compare"
     if run.has("checkpoints/last.ckpt"):
         return "interrupted, no model.json (imgclf train --resume continues it)"
     return "unfinished, no model.json (training stopped before its first checkpoint, or is under way)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,3 +64,21 @@ class TuneRecord(Record):
                                   "(untested); None when no trial has completed.")
     importances: dict[str, float] | None = Field(None, description="Optuna's parameter importances (PED-ANOVA "
                                                  "by default) over the complete trials; None with too few.")
+
+
+def trial_of_run(path: Path) -> TuneTrial | None:
+    """The TuneTrial of a run that is a trial of a search (SEARCH/trials/trial-NNN beside SEARCH/tune.json, which
+    the search rewrites after every trial), or None: not a trial, or no readable tune.json yet. A listing never
+    fails on a neighbour's file: the run keeps its own status."""
+    from ..errors import ImgclfError
+    from .base import read_record
+
+    summary = path.parent.parent / TUNE_FILE
+    if path.parent.name != "trials" or not summary.is_file():
+        return None
+    try:
+        record = read_record(summary, TuneRecord, "runs", path.parent.parent, "a search folder")
+    except ImgclfError:
+        return None
+    name = f"trials/{path.name}"
+    return next((t for t in record.trials if t.run == name), None)

@@ -311,14 +311,17 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
         cfg = make_config(**values)
         run = train_run(cfg, report=False, evaluate=False,
                         callbacks=[PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE)])
-    except optuna.TrialPruned as exc:
-        trial.set_user_attr("stopped", str(exc))
+    except optuna.TrialPruned:
         # the epochs it trained before the pruner stopped it (tune.json and tune.html showed none): each reported its
         # validation accuracy (step = 0-based epoch) before the pruner read it
         reported = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
-        trial.set_user_attr("epochs", max(reported) + 1 if reported else 0)
+        epochs = max(reported) + 1 if reported else 0
+        # Optuna's own words ("pruned at epoch 2") count from 0: the run's history says epoch 3
+        why = f"pruned after epoch {epochs}: the pruner judged its validation accuracy too low at that epoch"
+        trial.set_user_attr("stopped", why)
+        trial.set_user_attr("epochs", epochs)
         study.tell(trial, state=TrialState.PRUNED)
-        say(f"trial {trial.number:3d}  pruned ({exc})  {shown}")
+        say(f"trial {trial.number:3d}  {why}  {shown}")
         return
     except (KeyboardInterrupt, SystemExit, TrainingInterrupted) as exc:  # Ctrl-C / SIGTERM: the search stops here
         trial.set_user_attr("stopped", "interrupted")

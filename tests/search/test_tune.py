@@ -361,7 +361,9 @@ def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
     said = []
     with monkeypatch.context() as m:
         m.setattr(run_module, "train_run", refused)
-        with pytest.raises(ImgclfError, match="none completed"):
+        # the error names the cause, not only a count of trials (a typo in the space read as too few --trials)
+        with pytest.raises(ImgclfError, match=rf"none completed in .*: {FAILED_IN_A_ROW} failed, the last with: "
+                                              r"accelerator must be one of .*'tpuu'"):
             imgclf.tune({"data": str(data), **SETTINGS}, trials=2, space=SPACE, out=str(tmp_path / "s"),
                         log=said.append)
     assert sum(line.startswith("trial") and "failed" in line for line in said) == FAILED_IN_A_ROW

@@ -363,6 +363,13 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
         _write_record(folder, study, search, trials, budget, f"{stop_reason}, none completed")
+        failures = [t.user_attrs.get("stopped", "") for t in study.get_trials(deepcopy=False)
+                    if t.state == TrialState.FAIL and t.user_attrs.get("stopped", "").startswith("failed: ")]
+        if failures:  # the cause, where every trial failed alike (a typo in the space), not a count of trials
+            last = failures[-1][len("failed: "):]
+            raise invalid("trials", trials, "enough for at least one trial to complete",
+                          note=f"none completed in {folder}: {len(failures)} failed, the last with: {last}",
+                          hint="Correct the setting named (in --space or the settings), or see tune.json")
         raise invalid("trials", trials, "enough for at least one trial to complete",
                       note=f"none completed in {folder}", hint="See tune.json / the trial folders for why")
     best = study.best_trial

@@ -371,3 +371,20 @@ def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
     with pytest.raises(ImgclfError, match=r"accelerator must be one of .*Received: accelerator='tpuu'"):
         imgclf.tune({"data": str(data), **SETTINGS}, trials=2, out=str(tmp_path / "t"), accelerator="tpuu")
     assert not (tmp_path / "t").exists()
+
+
+def test_the_train_it_again_line_gives_the_epochs_a_time_cut_best_trial_trained(tiny_run, tmp_path):
+    """best.yaml keeps the search's --epochs 30 and no time limit; the best trial, cut by its 8 s share after 10
+    epochs, was not repeated by `train --config best.yaml` as the line said."""
+    import shutil
+
+    from imgclf.cli.training import _best_trial_budget_note
+    from imgclf.io import read_json, write_json
+
+    run = shutil.copytree(tiny_run, tmp_path / "trial")
+    assert _best_trial_budget_note(run) == ""  # finished its epochs: best.yaml repeats it as it is
+    card = read_json(run / "model.json")
+    card["training"]["stopped"], card["training"]["epochs_run"] = "time limit (8s)", 1
+    write_json(run / "model.json", card)
+    note = _best_trial_budget_note(run)
+    assert note.startswith(" --epochs 1 to repeat the trial") and "stopped after 1 of " in note

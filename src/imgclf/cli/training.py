@@ -185,7 +185,21 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
     test = "" if best.test_accuracy is None else f", test accuracy {best.test_accuracy:.4f}"
     typer.echo(f"best trial {best.number}: validation accuracy {best.value:.4f}{test}  ({result.best_run})")
     typer.echo(f"search: {result.path} (tune.html, tune.json); train it again: imgclf train --config "
-               f"{result.path / 'best.yaml'}")
+               f"{result.path / 'best.yaml'}{_best_trial_budget_note(result.best_run)}")
+
+
+def _best_trial_budget_note(best_run: Any) -> str:
+    """Where the best trial was cut by its share of the search's time budget: best.yaml keeps the search's own
+    epochs and limit (a trial's share would cap a later, longer run), so repeating the trial takes its epochs."""
+    from ..records import RunDir
+
+    run = RunDir(best_run)
+    trained = run.read_card().training
+    if not trained.stopped.startswith("time limit"):
+        return ""
+    return (f" --epochs {trained.epochs_run} to repeat the trial, which its share of the search's time budget "
+            f"stopped after {trained.epochs_run} of {run.read_config().epochs} epochs (best.yaml keeps the "
+            "search's epochs and time limit)")
 
 
 def _tune_options() -> list[inspect.Parameter]:

@@ -438,3 +438,25 @@ def test_the_gradcam_captions_name_the_most_probable_label_top_not_pred(ml_run, 
     multilabel_report.write_multilabel_report(copy)
     assert seen["shown"] and all(_caption(s).split("\n")[1].startswith("Top: ") for s in seen["shown"])
     assert _caption({"true": "a", "pred": "b", "prob": 0.5}).split("\n")[1] == "Pred: b (0.50)"  # single-label
+
+
+def test_a_label_no_validation_image_carries_is_warned_its_threshold_is_untuned(tmp_path, capsys):
+    """Its threshold stayed 0.5 without a word, and predict applied it as if tuned."""
+    import csv
+
+    import imgclf
+
+    index, _ = make_mosaics(tmp_path, count=40)
+    rows = list(csv.reader(index.open()))
+    header, body = rows[0], rows[1:]
+    with index.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow([*header, "split"])
+        for i, row in enumerate(body):
+            labels = row[1] + (";rare" if i < 3 else "")  # only in train
+            out.writerow([row[0], labels, "train" if i < 28 else "val" if i < 34 else "test"])
+    run = imgclf.fit(data=str(index), out=str(tmp_path / "run"), epochs=1, batch_size=16, img_size=32,
+                     progress=False, report=False)
+    err = capsys.readouterr().err
+    assert "no validation image carries 1 label ('rare'): its threshold stays 0.5, untuned" in err, err
+    assert json.loads((run.path / "model.json").read_text())["thresholds"]["rare"] == 0.5

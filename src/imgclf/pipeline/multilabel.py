@@ -29,4 +29,13 @@ def fit_thresholds(data: PreparedData, model, card, precision: str = "auto") -> 
     split = data.splits["val"]
     clf = Classifier(for_prediction(model), card, precision=precision)
     logits, _ = split_logits(clf, data, split.indices, features=False)
+    untuned = [c for c, carried in zip(data.classes, split.targets.sum(axis=0)) if not carried]
+    if untuned:  # it keeps DEFAULT_THRESHOLD: no F1 to maximise without a positive
+        from ..multilabel import DEFAULT_THRESHOLD
+        from ..notices import warn
+
+        names = ", ".join(repr(c) for c in untuned[:10]) + (" ..." if len(untuned) > 10 else "")
+        warn(f"no validation image carries {len(untuned)} label{'s' if len(untuned) != 1 else ''} ({names}): "
+             f"{'their thresholds stay' if len(untuned) != 1 else 'its threshold stays'} {DEFAULT_THRESHOLD}, "
+             "untuned; give the validation split images of them (--val-split, or more images)")
     return tune_thresholds(split.targets, sigmoid(logits), data.classes)

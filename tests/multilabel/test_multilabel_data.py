@@ -35,6 +35,10 @@ def _write(tmp_path, text, name="index.csv"):
     ("a.png,cat\nmissing.png,dog\n", 2, "'missing.png' not found"),
     ("path,labels\na.png,cat\n,dog\n", 3, "no path"),
     ("a.png,cat\nb.png,dog\na.png,fox\n", 3, "already on line 1"),
+    # a header other than path,labels was read as an image row: its cause, the header, named
+    ("labels,path\na.png,cat\n", 1, "'labels' not found, nor a header: a header row is path,labels or "
+                                     "path,labels,split"),
+    ("a.png,cat\nfile,dog\n", 2, "'file' not found)"),  # a later row is no header
 ])
 def test_bad_rows_name_the_file_and_line(tmp_path, text, line, words):
     index = _write(tmp_path, text)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import bad_path, invalid
+from .folder import IMAGE_EXTENSIONS
 
 INDEX_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 LABEL_SEPARATOR = ";"
@@ -129,8 +130,11 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
             raise _row_error(index, line, "a row whose first column is an image path", note="no path")
         full = os.path.abspath(base / path)
         if not os.path.isfile(full):
+            header = line == 1 and not path.lower().endswith(IMAGE_EXTENSIONS) and index.suffix.lower() not in (
+                ".jsonl", ".ndjson")
             raise _row_error(index, line, "a row naming an existing image file (relative to the index file)",
-                             note=f"{path!r} not found")
+                             note=f"{path!r} not found" + (", nor a header: a header row is path,labels or "
+                                                            "path,labels,split" if header else ""))
         key = file_identity(full)  # a link to a listed file is that file: in two splits it would leak
         if key in seen:
             first_line, first_path = seen[key]

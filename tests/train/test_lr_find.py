@@ -225,3 +225,18 @@ def test_too_few_steps_to_read_a_window_after_the_start_are_refused(data, tmp_pa
     # the command's help states the same minimum (a number written there by hand)
     help_text = " ".join(CliRunner().invoke(app, ["lr-find", "--help"], env={"COLUMNS": "200"}).output.split())
     assert f"Training steps of the sweep (at least {fewest})." in help_text
+
+
+def test_a_sweep_that_stopped_early_is_described_as_it_ran():
+    """--steps 2000 to lr 1 stopped by Lightning at step 1325 (lr 0.0043) printed and titled "1325 steps from
+    1e-07 to 1", the planned end, and never said it stopped."""
+    from pathlib import Path
+
+    from imgclf.pipeline.lr_find import LRFindResult
+
+    lrs = list(np.geomspace(1e-7, 1.0, 2000)[:1325])
+    stopped = LRFindResult(Path("x"), 1e-3, lrs, [1.0] * len(lrs), 1e-7, 1.0)
+    assert stopped.stopped_early and stopped.span == "1325 steps from 1e-07 to 0.0043"
+    assert stopped.described.endswith("(stopped early, the loss diverged; the sweep was to 1)")
+    whole = LRFindResult(Path("x"), 1e-3, list(np.geomspace(1e-7, 1.0, 50)), [1.0] * 50, 1e-7, 1.0)
+    assert not whole.stopped_early and whole.described == "50 steps from 1e-07 to 1"

@@ -140,8 +140,7 @@ def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
         options["data"] = data[0] if len(data) == 1 else data
     options = {k: v for k, v in options.items() if v is not None}
     result = find(config_file=config, overwrite=overwrite, **sweep, **options)
-    typer.echo(f"suggested lr {result.suggestion:.3g}  ({len(result.lrs)} steps from {result.min_lr:g} to "
-               f"{result.max_lr:g}; curve {result.path / 'lr_find.png'})")
+    typer.echo(f"suggested lr {result.suggestion:.3g}  ({result.described}; curve {result.path / 'lr_find.png'})")
     typer.echo(f"use: imgclf train ... --lr {result.suggestion:.3g}   (or --lr auto to run the finder in train)")
     if result.tenth_of_lowest is not None and result.tenth_of_lowest > result.suggestion:
         typer.echo(f"also worth a run: --lr {result.tenth_of_lowest:.3g}  (a tenth of {result.lowest_loss_lr:.3g}, "

@@ -40,6 +40,23 @@ class LRFindResult:
     def tenth_of_lowest(self) -> float | None:
         return tenth_of(self.lowest_loss_lr)
 
+    @property
+    def stopped_early(self) -> bool:
+        """Lightning stops the sweep where the loss diverges, before end_lr."""
+        return bool(self.lrs) and self.lrs[-1] < 0.99 * self.max_lr
+
+    @property
+    def span(self) -> str:
+        """The sweep as it ran ('1325 steps from 1e-07 to 0.0043'): the planned bounds alone misreported one that
+        stopped early."""
+        reached = self.lrs[-1] if self.lrs else self.min_lr
+        return f"{len(self.lrs)} steps from {self.min_lr:g} to {reached:.2g}"
+
+    @property
+    def described(self) -> str:
+        early = f" (stopped early, the loss diverged; the sweep was to {self.max_lr:g})" if self.stopped_early else ""
+        return self.span + early
+
     def __repr__(self) -> str:
         return f"LRFindResult({str(self.path)!r}, suggestion={self.suggestion:.3g})"
 
@@ -156,7 +173,8 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
             ax.set_ylim(low - 0.1 * (start - low + 1e-9), start + 0.25 * (start - low + 1e-9))
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
-        ax.set_title(f"LR finder: {len(lrs)} steps from {result.min_lr:g} to {result.max_lr:g}")
+        ax.set_title(f"LR finder: {result.span}" + ("\n(stopped early: the loss diverged)" if result.stopped_early
+                                                   else ""))
         ax.legend(loc="upper right")  # the sweep starts low-left and ends lower right: this corner stays clear
         ax.grid(True, which="major", alpha=0.3)
     return save_figure(fig, path)

@@ -50,6 +50,12 @@ def check_task_settings(cfg: "TrainConfig", task: str) -> None:
                           "each label's positives instead)", also={"task": task})
         if cfg.label_smoothing:
             raise invalid("label_smoothing", cfg.label_smoothing, "0 for multi-label data", also={"task": task})
+        for name in ("unknown_detector", "unknown_acceptance"):  # were accepted, recorded, and never used
+            default = TrainConfig.model_fields[name].default
+            if getattr(cfg, name) != default:
+                raise invalid(name, getattr(cfg, name), f"left at its default ({default}) for multi-label data: a "
+                              "multi-label run flags no image as unknown (an image may carry no label at all)",
+                              also={"task": task})
 
 
 class TrainConfig(BaseModel):

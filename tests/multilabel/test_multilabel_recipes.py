@@ -36,3 +36,15 @@ def test_label_smoothing_the_user_gives_is_still_refused_on_multilabel_data(tmp_
 def test_the_input_size_comes_from_the_index_files_images(tmp_path, size):
     index, _ = make_mosaics(tmp_path, count=6, size=size)
     assert native_img_size(str(index), 8) == size
+
+
+@pytest.mark.parametrize("setting, value", [("unknown_detector", "energy"), ("unknown_acceptance", 0.9)])
+def test_unknown_settings_are_refused_on_multilabel_data(tmp_path, setting, value):
+    """They were accepted and recorded in config.yaml, and did nothing: a multi-label run has no unknown verdict."""
+    import imgclf
+
+    index, _ = make_mosaics(tmp_path, count=30)
+    with pytest.raises(ImgclfError, match=rf"{setting} must be left at its default .* for multi-label data"):
+        imgclf.fit(data=str(index), epochs=1, img_size=32, out=str(tmp_path / "run"), progress=False,
+                   **{setting: value})
+    assert not (tmp_path / "run").exists()

@@ -409,6 +409,7 @@ def test_a_serve_request_may_set_one_threshold_for_every_label(ml_run, tiny_run)
             return client.post(f"/predict{query}", files=[("files", (image.name, f, "image/png"))])
 
     with TestClient(create_app(run.path)) as client:
+        assert client.get("/health").json()["unknown"] == "none in this model"  # was "on", for a model with none
         default = ask(client, "?top_k=9").json()["predictions"][0]
         low = ask(client, "?top_k=9&threshold=0.000001").json()["predictions"][0]
         assert [lb["label"] for lb in low["labels"]] == [t["label"] for t in default["top"]]  # every label

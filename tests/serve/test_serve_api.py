@@ -43,7 +43,7 @@ def _assert_serving(client, png):
 
 def test_health_and_model_card(client, tiny_run):
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["classes"] == 3
+    assert health["status"] == "ok" and health["classes"] == 3 and health["unknown"] == "on"
     assert health["limits"] == {"max_upload_bytes": LIMIT, "max_files": MAX_FILES}
     assert client.get("/model").json() == read_json(tiny_run / "model.json")
 

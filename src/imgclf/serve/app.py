@@ -167,7 +167,10 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     async def health() -> dict[str, Any]:
         """Liveness and what is loaded; `mean_batch` shows how well concurrent requests were batched."""
         return {"status": "ok", "model": card["architecture"], "classes": len(classes), "backend": backend,
-                "precision": clf.precision, "unknown": "on" if default_unknown else "off",
+                "precision": clf.precision,
+                # a model without a detector (multi-label runs) flags nothing, whatever ?unknown says
+                "unknown": "none in this model" if card.get("unknown") is None
+                else "on" if default_unknown else "off",
                 "forward_passes": batcher.batches, "images": batcher.images,
                 "mean_batch": round(batcher.images / batcher.batches, 3) if batcher.batches else None,
                 "limits": {"max_upload_bytes": max_upload_bytes, "max_files": max_files}}

@@ -193,6 +193,8 @@ def _best_trial_budget_note(best_run: Any) -> str:
     from ..records import RunDir
 
     run = RunDir(best_run)
+    if not run.has("model.json"):
+        return ""
     trained = run.read_card().training
     if not trained.stopped.startswith("time limit"):
         return ""

@@ -461,3 +461,25 @@ def test_a_label_no_validation_image_carries_is_warned_its_threshold_is_untuned(
     err = capsys.readouterr().err
     assert "no validation image carries 1 label ('rare'): its threshold stays 0.5, untuned" in err, err
     assert json.loads((run.path / "model.json").read_text())["thresholds"]["rare"] == 0.5
+
+
+def test_evaluate_reads_a_linked_class_folder_tree_as_training_does(ml_run, tmp_path):
+    """A run may train on a tree whose images sit, through links, in each of their labels' folders; its
+    evaluation on such a tree was refused: "data must be a CSV / JSON-lines index"."""
+    import csv
+    import os
+
+    from imgclf.evaluation.run_eval import evaluate_run
+
+    run, root, index = ml_run
+    tree, carried = tmp_path / "tree", {}
+    for path, labels in list(csv.reader(index.open()))[1:]:
+        for label in filter(None, labels.split(";")):
+            (tree / label).mkdir(parents=True, exist_ok=True)
+            os.link(root / path, tree / label / Path(path).name)
+            carried.setdefault(Path(path).name, set()).add(label)
+    metrics = evaluate_run(run.path, data=tree, progress=False)
+    assert metrics.split == f"{tree}:all" and metrics.count == len(carried)
+    rows = {Path(r["path"]).name: set(filter(None, r["true"].split(";")))
+            for r in csv.DictReader((run.path / "evaluations").glob("tree-*/predictions.csv").__next__().open())}
+    assert rows == carried  # each image once, with every folder it sits in as its label set

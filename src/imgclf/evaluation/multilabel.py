@@ -114,10 +114,13 @@ def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: lis
     if data is not None:
         from ..data.multilabel import is_label_index, read_label_index
 
-        if not is_label_index(data):
-            raise invalid("data", data, "a CSV / JSON-lines index of images and labels for a multi-label run")
-        index = read_label_index(data, classes)
-        return index.files, index.targets, f"{Path(data)}:all"
+        if is_label_index(data):
+            index = read_label_index(data, classes)
+            return index.files, index.targets, f"{Path(data)}:all"
+        if not Path(data).is_dir():
+            raise invalid("data", data, "a CSV / JSON-lines index of images and labels, or a folder of class "
+                          "folders (an image in several, through links, carries each), for a multi-label run")
+        return _folder_files(data, classes)
     dataset = run.read_dataset()
     if split not in dataset.splits:
         if split == "test" and "val" in dataset.splits:
@@ -133,6 +136,28 @@ def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: lis
     for row, ids in enumerate(sets):
         targets[row, ids] = 1
     return files, targets, split
+
+
+def _folder_files(data: str | os.PathLike, classes: list[str]) -> tuple[list[str], np.ndarray, str]:
+    """A class-per-folder tree read as training reads one with task=multilabel (`read_label_folder`): its test/
+    split where it has splits (val/, then train/, as single-label evaluation picks), its labels put in the
+    model's order."""
+    from ..data.multilabel import read_label_folder
+
+    index = read_label_folder(data)
+    unknown = sorted(set(index.classes) - set(classes))
+    if unknown:
+        raise invalid("data", data, f"a folder whose labels are among the model's {classes}",
+                      note=f"class folder(s) {unknown} the model does not know")
+    rows = list(range(len(index.files)))
+    split = "all"
+    if index.splits is not None:
+        split = next(s for s in ("test", "val", "train") if s in index.splits)
+        rows = [i for i, s in enumerate(index.splits) if s == split]
+    targets = np.zeros((len(rows), len(classes)), dtype=np.uint8)
+    for column, name in enumerate(index.classes):
+        targets[:, classes.index(name)] = index.targets[rows, column]
+    return [index.files[i] for i in rows], targets, f"{Path(data)}:{split}"
 
 
 def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | os.PathLike | None = None,

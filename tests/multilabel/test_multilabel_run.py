@@ -101,12 +101,11 @@ def test_predict_returns_label_sets_and_threshold_overrides(ml_run):
 
 def test_a_card_threshold_outside_0_to_1_is_refused_when_read(ml_run, tmp_path):
     """A threshold of -2 in model.json predicted the label for every image, 1.5 for none, without a word."""
-    import shutil
-
+    from conftest import spoilable_copy
     from imgclf.records import RunDir
 
     run, _, _ = ml_run
-    copy = RunDir(shutil.copytree(run.path, tmp_path / "run"))
+    copy = RunDir(spoilable_copy(run.path, tmp_path / "run"))
     card = json.loads(copy.file("model.json").read_text())
     label = sorted(card["thresholds"])[0]
     for value in (-2.0, 1.5):

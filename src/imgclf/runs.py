@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ImgclfError, bad_path, invalid
+from .errors import bad_path, invalid
 from .records.run_dir import find_run_dirs
 from .records.tune import trial_of_run
 from .stats import finite_number

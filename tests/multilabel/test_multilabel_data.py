@@ -203,3 +203,25 @@ def test_inspect_of_an_index_draws_its_figures_when_asked(tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("label_distribution.png", "label_samples.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 0 and f"figure: {tmp_path / 'plots' / name}" in result.output
+
+
+def test_a_label_with_a_comma_is_warned_by_inspect_and_training(tmp_path, capsys):
+    """A cell written "square,triangle" (quoted, so one cell) became one label nobody meant, without a word."""
+    from PIL import Image
+
+    from imgclf.data.index_data import prepare_index
+    from imgclf.inspect_multilabel import inspect_index
+
+    rows = [f'i{n}.png,{"cat,dog" if n % 2 else "dog"}' for n in range(12)]
+    index = tmp_path / "index.csv"
+    index.write_text("".join(f'{r.split(",", 1)[0]},"{r.split(",", 1)[1]}"\n' for r in rows))
+    for n in range(12):
+        Image.new("RGB", (8, 8), (10 * n, 20, 30)).save(tmp_path / f"i{n}.png")
+    warning = ("1 label of index.csv contain a comma ('cat,dog'): each is one label; an image's several labels are "
+               "separated by ';' (a;b)")
+    inspect_index(index)
+    assert warning in capsys.readouterr().err
+    prepare_index(index, 8, "rgb", 0.25, 0.0, 0, "bilinear", str(tmp_path / "cache"), 10**8, 1, None, None, None,
+                  False)
+    assert warning in capsys.readouterr().err
+    assert read_label_index(index).classes == ["cat,dog", "dog"]  # a warning: a name may hold a comma

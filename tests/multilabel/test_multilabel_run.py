@@ -111,7 +111,8 @@ def test_a_card_threshold_outside_0_to_1_is_refused_when_read(ml_run, tmp_path):
     for value in (-2.0, 1.5):
         card["thresholds"][label] = value
         copy.file("model.json").write_text(json.dumps(card))
-        with pytest.raises(ImgclfError, match=rf"thresholds must be probabilities from 0 to 1; \{{'{label}': {value}\}}"):
+        refusal = rf"thresholds must be probabilities from 0 to 1; \{{'{label}': {value}\}}"
+        with pytest.raises(ImgclfError, match=refusal):
             copy.read_card()
 
 

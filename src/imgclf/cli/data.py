@@ -22,7 +22,8 @@ def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders
               run: Optional[Path] = typer.Option(None, "--run", help="Run directory whose model's penultimate "
                                                  "features judge labels and outliers (default: the images' pixels)."),
               out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json and audit.html "
-                                                 "(default: audits/<folder name>, or <folder name>-2 ... where that holds another folder's audit)."),
+                                                 "(default: audits/<folder name>, or <folder name>-2 ... where "
+                                                 "that holds another folder's audit)."),
               img_size: Optional[int] = typer.Option(None, "--img-size", help="Decode size without --run (default: "
                                                      "the images' median short side, 16 to 64)."),
               folds: int = typer.Option(5, "--folds", help="k of the out-of-fold probabilities (>= 2)."),

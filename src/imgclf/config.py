@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .config_errors import ConfigError, format_validation_error
 from .config_text import is_none_word, parse_bytes, parse_mapping, parse_seconds
 from .errors import Described, ImgclfError, invalid
+from .task_settings import check_task_settings
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
@@ -33,29 +34,6 @@ MLFLOW_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "htt
 
 SPLITS = ("train", "val", "test")
 L2_KEYS = ("conv", "dense")
-
-
-def check_task_settings(cfg: "TrainConfig", task: str) -> None:
-    """Settings that exist for one task only: asl is a multi-label loss; focal and logitnorm losses, class samplers
-    and label smoothing are single-label ones (an image with several labels has no one class to draw it by)."""
-    if task == "single" and cfg.loss == "asl":
-        raise invalid("loss", cfg.loss, "ce, focal or logitnorm for single-label data (asl is a multi-label loss)",
-                      also={"task": task})
-    if task == "multilabel":
-        if cfg.loss in ("focal", "logitnorm"):
-            raise invalid("loss", cfg.loss, "ce (per-label binary cross-entropy) or asl for multi-label data",
-                          also={"task": task})
-        if cfg.sampler != "none":
-            raise invalid("sampler", cfg.sampler, "none for multi-label data (--class-weight balanced weighs "
-                          "each label's positives instead)", also={"task": task})
-        if cfg.label_smoothing:
-            raise invalid("label_smoothing", cfg.label_smoothing, "0 for multi-label data", also={"task": task})
-        for name in ("unknown_detector", "unknown_acceptance"):  # were accepted, recorded, and never used
-            default = TrainConfig.model_fields[name].default
-            if getattr(cfg, name) != default:
-                raise invalid(name, getattr(cfg, name), f"left at its default ({default}) for multi-label data: a "
-                              "multi-label run flags no image as unknown (an image may carry no label at all)",
-                              also={"task": task})
 
 
 class TrainConfig(BaseModel):

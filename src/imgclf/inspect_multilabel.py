@@ -9,17 +9,14 @@ from typing import Any
 
 from .data.decode import DecodeError, decode_image
 from .data.folder import count_skipped
-from .data.multilabel import comma_warning, label_stats, read_label_index
+from .data.multilabel import label_stats, read_label_index, warn_comma_labels
 
 
 def inspect_index(index: str | os.PathLike, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Every listed image decoded once (unreadable ones listed), then the label statistics of the readable.
     plots_dir: also the images per label and one example of each, as `inspect_folder` draws them per class."""
     labelled = read_label_index(index)
-    if (joined := comma_warning(labelled)) is not None:
-        from .notices import warn
-
-        warn(joined)
+    warn_comma_labels(labelled)
     sizes: Counter[str] = Counter()
     modes: Counter[str] = Counter()
     skipped, ok = [], []

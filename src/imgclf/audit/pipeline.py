@@ -20,7 +20,7 @@ from ..duplicates.hashing import content_digests, perceptual_signatures
 from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates
 from ..duplicates.thumbnails import grey_thumbnails
 from ..errors import bad_path, invalid
-from ..io import outside_data, read_json, writable_folder, write_json
+from ..io import outside_data, writable_folder, write_json
 from ..notices import warn
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
 from .flags import group_flags, leakage_counts
@@ -63,28 +63,26 @@ def default_out(data: str | os.PathLike) -> Path:
     name = Path(os.path.abspath(data)).name or "data"
     own = os.path.realpath(data)
     out, n = Path("audits") / name, 1
-    while (earlier := audited_root(out)) is not None and earlier != own:
+    while (earlier := earlier_audit(out)) is not None and os.path.realpath(earlier.root) != own:
         n += 1
         out = Path("audits") / f"{name}-{n}"
     return out
 
 
-def audited_root(folder: Path) -> str | None:
-    """The folder whose audit `folder` holds (its audit.json's root), or None when it holds none that reads."""
-    try:
-        root = read_json(folder / "audit.json").get("root")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return os.path.realpath(root) if isinstance(root, str) else None
+def earlier_audit(folder: Path) -> Any:
+    """The AuditRecord an earlier audit left in `folder` (what a new one there replaces), or None where it holds
+    none that reads as one."""
+    from ..errors import ImgclfError
+    from ..records import AuditRecord
+    from ..records.base import read_record
 
-
-def earlier_audit(folder: Path) -> str | None:
-    """When the audit.json in `folder` was written (its `created`), if one is there: what a new audit replaces."""
-    try:
-        created = read_json(folder / "audit.json").get("created")
-    except (OSError, ValueError, AttributeError):
+    path = folder / "audit.json"
+    if not path.is_file():
         return None
-    return created if isinstance(created, str) else "an unknown date"
+    try:
+        return read_record(path, AuditRecord, "out", folder, "an audit folder")
+    except ImgclfError:
+        return None
 
 
 def feature_dims(smallest_class: int) -> int:
@@ -218,8 +216,9 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         "skipped": images.skipped,
         "seconds": seconds,
     })
+    earlier = earlier_audit(out)
     result = AuditResult(record, out, images, duplicates, features, issues, outliers, stats,
-                         replaced=earlier_audit(out))
+                         replaced=earlier.created if earlier is not None else None)
     if page:
         from .report import write_audit_page
 

@@ -16,7 +16,7 @@ from ..errors import invalid
 from .cache import decode_all
 from .color import resolve_color
 from .folder import FolderScan
-from .multilabel import comma_warning, is_label_index, primary_labels, read_label_folder, read_label_index
+from .multilabel import is_label_index, primary_labels, read_label_folder, read_label_index, warn_comma_labels
 from .prepared import PreparedData, Split
 from .select import Selection
 
@@ -59,10 +59,7 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
         raise invalid(given, getattr(selection, given), f"unset for multi-label data ({source})",
                       note="class choice and per-class caps apply to single-label data only", hint=hint)
     labelled = read_label_index(index) if is_label_index(index) else read_label_folder(index)
-    if (joined := comma_warning(labelled)) is not None:
-        from ..notices import warn
-
-        warn(joined)
+    warn_comma_labels(labelled)
     color, color_source = resolve_color(color, labelled.files, model_in_chans)
     decoded = decode_all(labelled.files, img_size, color, interpolation, cache_dir, cache_budget, workers,
                          progress=progress)

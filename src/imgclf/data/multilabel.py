@@ -171,15 +171,18 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
     return LabelIndex(index, list(classes), files, targets, lines, splits if given else None)
 
 
-def comma_warning(index: LabelIndex) -> str | None:
-    """Labels with a comma in their name, most likely a CSV cell of several labels written 'a,b' (quoted, so it is
-    one cell) where the separator is ';': it became one label nobody meant. A warning, since a name may hold one."""
+def warn_comma_labels(index: LabelIndex) -> None:
+    """Warn of labels with a comma in their name, most likely a CSV cell of several labels written 'a,b' (quoted, so
+    it is one cell) where the separator is ';': it became one label nobody meant. Only a warning: a name may hold
+    one. Said by `inspect` and by training, which read the index for the user."""
     joined = [c for c in index.classes if "," in c]
     if not joined:
-        return None
+        return
+    from ..notices import warn
+
     shown = ", ".join(repr(c) for c in joined[:3]) + (" ..." if len(joined) > 3 else "")
-    return (f"{len(joined)} label{'s' if len(joined) != 1 else ''} of {index.path.name} contain a comma ({shown}): "
-            f"each is one label; an image's several labels are separated by {LABEL_SEPARATOR!r} (a;b)")
+    warn(f"{len(joined)} label{'s' if len(joined) != 1 else ''} of {index.path.name} contain a comma ({shown}): "
+         f"each is one label; an image's several labels are separated by {LABEL_SEPARATOR!r} (a;b)")
 
 
 def label_stats(targets: np.ndarray, classes: list[str]) -> dict[str, object]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-from ..config import TrainConfig, check_task_settings
+from ..config import TrainConfig
+from ..task_settings import check_task_settings
 from ..data.prepared import PreparedData
 from ..errors import invalid
 

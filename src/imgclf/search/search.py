@@ -36,6 +36,7 @@ from ..config import TrainConfig
 from ..config_text import parse_seconds
 from ..errors import ImgclfError, bad_path, invalid
 from ..records.tune import TUNE_FILE
+from .checks import check_base
 from .interrupt import SearchInterrupted, interrupted_message
 from .space import Param, apply, check_against, default_space, parse_param, read_space
 
@@ -86,25 +87,6 @@ def _settings(base: TrainConfig) -> dict[str, Any]:
 # A failed trial (a setting drawn that the run refuses) is replaced by a new draw; this many in a row mean the
 # failure is the search's own, not a draw's, and the search stops instead of drawing for ever.
 FAILED_IN_A_ROW = 10
-
-def _check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise invalid("trials", trials, "a whole number >= 1")
-    if base.folds:
-        raise invalid("folds", base.folds, "unset for tune: each trial is one run, selected on the validation split")
-    if base.sizing == "probe":
-        raise invalid("sizing", "probe", "fixed for tune: each trial's probe would replace the width, batch, learning "
-                      "rate and augmentation the search sampled with its own choice",
-                      hint="Pass --sizing fixed (and the width to search from with --model-args width=N)")
-    if base.lr == "auto" or base.lr_auto:  # recorded in search.yaml, then ignored: each trial sampled a number
-        raise invalid("lr", "auto", "a number for tune: the search samples the learning rate from its space (the "
-                      "model's default space includes lr), and a finder run per trial would replace that draw",
-                      hint="Pass --lr 0.01 (or leave --lr out), or find one first with imgclf lr-find DATA")
-    if budget is not None and budget <= 0:
-        raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
-    from ..train.engine_choice import check_engine
-
-    check_engine(base.accelerator, base.strategy)  # else every trial fails on it, and failed trials are redrawn
 
 
 def _folder(out: str | os.PathLike | None, model: str, resume: bool) -> Path:
@@ -211,7 +193,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     budget = parse_seconds(time_limit)
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
-    _check_base(base, trials, budget)
+    check_base(base, trials, budget)
     params = _space(space, base)
     settings = _settings(base)
     check_against(params, {**settings, "out": None})

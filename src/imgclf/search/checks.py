@@ -1,0 +1,28 @@
+"""What a search refuses in its base settings before any trial runs (`imgclf.search.search.tune`)."""
+
+from __future__ import annotations
+
+from ..config import TrainConfig
+from ..errors import invalid
+
+
+def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
+    """Refused before the search folder is made: what would make every trial fail, or one that the search
+    would silently override."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise invalid("trials", trials, "a whole number >= 1")
+    if base.folds:
+        raise invalid("folds", base.folds, "unset for tune: each trial is one run, selected on the validation split")
+    if base.sizing == "probe":
+        raise invalid("sizing", "probe", "fixed for tune: each trial's probe would replace the width, batch, learning "
+                      "rate and augmentation the search sampled with its own choice",
+                      hint="Pass --sizing fixed (and the width to search from with --model-args width=N)")
+    if base.lr == "auto" or base.lr_auto:  # recorded in search.yaml, then ignored: each trial sampled a number
+        raise invalid("lr", "auto", "a number for tune: the search samples the learning rate from its space (the "
+                      "model's default space includes lr), and a finder run per trial would replace that draw",
+                      hint="Pass --lr 0.01 (or leave --lr out), or find one first with imgclf lr-find DATA")
+    if budget is not None and budget <= 0:
+        raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
+    from ..train.engine_choice import check_engine
+
+    check_engine(base.accelerator, base.strategy)  # else every trial fails on it, and failed trials are redrawn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -478,9 +479,10 @@ NULLABLE_SETTINGS = frozenset(name for name, field in TrainConfig.model_fields.i
                               if type(None) in get_args(field.annotation))
 
 
-def make_config(**values: Any) -> TrainConfig:
-    """Build a TrainConfig, turning pydantic's errors into one readable ImgclfError (a ConfigError)."""
+def make_config(sources: Mapping[str, str] | None = None, /, **values: Any) -> TrainConfig:
+    """Build a TrainConfig, turning pydantic's errors into one readable ImgclfError (a ConfigError). sources:
+    setting -> where the user wrote it, when not on the command line or in a call (a --config file's name)."""
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, values, TrainConfig, NULLABLE_SETTINGS)) from None
+        raise ConfigError(format_validation_error(exc, values, TrainConfig, NULLABLE_SETTINGS, sources)) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -37,12 +38,16 @@ def _literal_options(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any,
 
 
 def format_validation_error(exc: ValidationError, values: dict[str, Any], model: type[BaseModel],
-                            nullable: frozenset[str] = frozenset()) -> list[tuple[str | None, str]]:
+                            nullable: frozenset[str] = frozenset(),
+                            sources: Mapping[str, str] | None = None) -> list[tuple[str | None, str]]:
     """One `invalid_message` line per pydantic error of `model`: the setting, what is allowed, the value received,
     and a "Did you mean" for a misspelt choice or setting name; each with the setting it names (None: no setting).
-    nullable: the settings that can be unset (their message says so)."""
+    nullable: the settings that can be unset (their message says so). sources: where a setting came from when
+    the user did not type it (a --config file's name), said after the setting's name; such a line names no
+    setting, so the command line adds no flag the user never typed."""
     lines: list[tuple[str | None, str]] = []
     for err in exc.errors():
+        start = len(lines)
         name = ".".join(str(p) for p in err["loc"]) or "config"
         received = err.get("input", values.get(name))
         msg = err["msg"]
@@ -66,4 +71,15 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any], model:
             msg = msg.removeprefix("Value error, ")
             lines.append((None, msg) if name == "config" else
                          (name, invalid_message(name, received, "valid", note=msg)))
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if sources and top in sources and len(lines) > start:
+            lines[-1] = _from_source(*lines[-1], "setting" if err["type"] == "extra_forbidden" else name, sources[top])
     return lines
+
+
+def _from_source(argument: str | None, line: str, subject: str, source: str) -> tuple[None, str]:
+    """`epochs must be ...` -> `epochs in c.yaml must be ...`."""
+    subject = argument or subject
+    if line.startswith(subject):
+        line = f"{subject} in {source}{line[len(subject):]}"
+    return None, line

@@ -82,9 +82,23 @@ def test_a_misspelt_setting_in_a_config_file_gets_a_suggestion(image_folder, tmp
     proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), "--config", str(config)])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     text = " ".join(proc.stderr.split())
-    assert re.search(r"setting must be one of \{accelerator, .*\}. Did you mean: lr\? Received: setting='lrr', "
-                     r"lrr=0.01", text), proc.stderr
-    assert "optimizer must be one of {adam, adamw, sgd}. Did you mean: adam, adamw?" in text
+    assert re.search(rf"setting in {re.escape(str(config))} must be one of \{{accelerator, .*\}}. Did you mean: lr\? "
+                     r"Received: setting='lrr', lrr=0.01", text), proc.stderr
+    assert f"optimizer in {config} must be one of {{adam, adamw, sgd}}. Did you mean: adam, adamw?" in text
+
+
+def test_a_bad_setting_says_which_layer_it_came_from(image_folder, tmp_path):
+    """A bad value written in a --config file is named with the file (the user is not left to search their
+    command line for it), and gets no flag the user never typed; one typed on the command line over the file's
+    is named with its flag."""
+    config = tmp_path / "settings.yaml"
+    config.write_text("batch_size: 0\nepochs: 2\nlabel_smoothing: 3\n")
+    proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), "--config", str(config),
+                 "--label-smoothing", "2"])
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 2, proc.stderr
+    assert lines[0] == f"error: batch_size in {config} must be greater than or equal to 1. Received: batch_size=0"
+    assert lines[1].startswith("label_smoothing (--label-smoothing) must be"), proc.stderr
 
 
 def test_a_broken_config_file_says_where(tmp_path):

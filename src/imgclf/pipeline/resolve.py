@@ -109,7 +109,8 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
         if isinstance(values, Mapping):
             own = {**{k: v for k, v in values.items() if v is not None}, **own}
         _refuse_what_the_probe_sets(layer_settings(file_values, own), layered, "schema_version" in file_values)
-    return make_config(**_absolute(layered))
+    from_file = {name: os.fspath(config_file) for name in file_values if name not in given}
+    return make_config(from_file, **_absolute(layered))
 
 
 def _refuse_what_the_probe_sets(own: Mapping[str, Any], layered: Mapping[str, Any], stored: bool) -> None:

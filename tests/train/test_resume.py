@@ -50,7 +50,7 @@ def _interrupt_when(epoch_index: int, monkeypatch) -> None:
 
 
 def _history(run_dir):
-    return [(r.epoch, r.lr, r.loss, r.val_loss, r.frozen) for r in RunDir(run_dir).read_history()]
+    return [(r.epoch, r.lr, r.loss, r.val_loss, r.frozen, r.fraction) for r in RunDir(run_dir).read_history()]
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -89,6 +89,32 @@ def test_time_limited_run_resumes_without_repeating_epochs(data, tmp_path, steps
     run = imgclf.fit(resume=str(tmp_path / "cut"), report=False)
     assert len(steps) == (EPOCHS - STOP_AFTER) * per_epoch and run.epochs_run == EPOCHS
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3, 4]
+
+
+def test_a_time_limit_that_stops_inside_an_epoch_says_the_epoch_was_cut(data, tmp_path, steps, monkeypatch):
+    """The time limit stops a run at any step: the cut epoch's row in history.csv read like a whole one, and the
+    card and the terminal counted it as one. Its row says what share it trained; the card counts that share."""
+    from imgclf.records import epochs_text
+    from imgclf.train.budget import TimeBudget
+
+    settings = {**BASE, "data": str(data), "batch_size": 4, "epochs": 3}
+    whole = imgclf.fit(settings, out=str(tmp_path / "whole"), report=False)
+    per_epoch = len(steps) // whole.epochs_run
+    assert per_epoch >= 4 and [r.fraction for r in RunDir(whole.path).read_history()] == [1.0, 1.0, 1.0]
+    cut_after = per_epoch + per_epoch // 2  # half-way through the second epoch
+    # the clock reads the budget as spent once that many steps are done: no timing in the test
+    monkeypatch.setattr(TimeBudget, "elapsed", lambda self: 600.0 if self.steps >= cut_after else 0.0)
+    run = imgclf.fit({**settings, "time_limit": "10m"}, out=str(tmp_path / "cut"))
+    history = RunDir(run.path).read_history()
+    share = (per_epoch // 2) / per_epoch
+    assert run.stopped_reason == "time limit (10m)" and [r.epoch for r in history] == [1, 2]
+    assert [r.fraction for r in history] == [1.0, round(share, 4)]
+    training = RunDir(run.path).read_card().training
+    assert training.epochs_run == 2 and training.epochs_trained == pytest.approx(1 + share, abs=1e-3)
+    assert epochs_text(history) == f"2 epochs, the last cut at {int(100 * share)} %"
+    assert epochs_text(RunDir(whole.path).read_history()) == "3 epochs"
+    page = " ".join((run.path / "report.html").read_text().split())
+    assert f"2, the last cut at {int(100 * share)} %" in page
 
 
 def test_an_interrupt_stops_a_loop_of_runs_that_catches_exception(data, tmp_path, monkeypatch):

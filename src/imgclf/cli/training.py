@@ -231,12 +231,14 @@ generated_command(app, "tune", tune, _tune_options)
 def _print_run_summary(run: Any) -> None:
     from ..data.folder import count_skipped
     from ..hardware import launch_rank
+    from ..records import RunDir, epochs_text
 
     if launch_rank() != 0:
         return  # worker processes of a data-parallel run stay quiet; rank 0 reports
     m = run.metrics
     console = new_console()
-    console.print(f"[bold]run[/bold] {shown(run.path)}  ({run.epochs_run} epoch{'s' if run.epochs_run != 1 else ''}, {run.train_seconds:.1f} s, {run.stopped_reason})")
+    epochs = epochs_text(RunDir(run.path).read_history())
+    console.print(f"[bold]run[/bold] {shown(run.path)}  ({epochs}, {run.train_seconds:.1f} s, {run.stopped_reason})")
     if m and m.multilabel is not None:
         console.print(f"[bold]{m.split}[/bold] {multilabel_line(m)}")
     elif m:

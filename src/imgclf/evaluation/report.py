@@ -22,7 +22,7 @@ from ..data.imbalance import IMBALANCE_FLAG_RHO
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
-from ..records import DatasetRecord, HistoryRow, LRFindInfo, MetricsRecord, ModelCard, RunDir
+from ..records import DatasetRecord, HistoryRow, LRFindInfo, MetricsRecord, ModelCard, RunDir, last_epoch_cut
 from .interpret import (
     MISCALIBRATED_ECE,
     OVERFITTING_RULE,
@@ -199,7 +199,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "model": {"architecture": card.architecture, "model_args": card.model_args, "num_params": card.num_params,
                   "in_chans": card.in_chans, "mean": card.mean, "std": card.std},
         "training": {
-            "epochs_run": training.epochs_run or len(history), "best_epoch": best_epoch,
+            "epochs_run": training.epochs_run or len(history), "last_epoch_cut": last_epoch_cut(history),
+            "best_epoch": best_epoch,
             "stopped": training.stopped, "train_seconds": training.train_seconds or seconds or None,
             "images_per_s": training.images_per_s if training.images_per_s is not None
             else float(np.median(speeds)) if speeds else None,

@@ -8,7 +8,7 @@ import numpy as np
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
-from ..records import HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, TrainingSummary
+from ..records import HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, TrainingSummary, epochs_trained
 from ..train.fit import TrainResult
 
 
@@ -19,7 +19,8 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
     if callable(extra):
         model_args.update(extra())
     training = TrainingSummary(
-        recipe=cfg.recipe, epochs_run=len(result.history), best_epoch=result.best_epoch,
+        recipe=cfg.recipe, epochs_run=len(result.history), epochs_trained=epochs_trained(result.history),
+        best_epoch=result.best_epoch,
         stopped=result.stopped_reason, train_seconds=round(result.seconds, 2),
         images_per_s=round(float(np.median(speeds)), 1) if speeds else None,
         precision=result.precision, optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,

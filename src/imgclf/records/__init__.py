@@ -70,7 +70,7 @@ from .metrics import (
     UnknownScores,
     WorstClass,
 )
-from .rows import HistoryRow, PredictionRow
+from .rows import HistoryRow, PredictionRow, epochs_text, epochs_trained, last_epoch_cut
 from .run_dir import RunDir, load_card
 from .study import (CellCurves, ClassRecall, ConfigCurves, ConfigurationSettings, SeedStats, StudyCell,
                     StudyProtocol, StudyRecord, StudyRequest, StudyRun, SubsetSummary, SummaryRow)
@@ -95,7 +95,7 @@ __all__ = [
     "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "ConfigCurves",
     "ConfigurationSettings", "SeedStats", "StudyCell", "StudyProtocol", "StudyRecord", "StudyRequest", "StudyRun",
     "SubsetSummary", "SummaryRow", "TTAScores", "TrainingSummary", "TuneBest", "TuneRecord", "TuneTrial", "UnknownInfo",
-    "UnknownScores", "WorstClass", "json_schemas", "load_card", "schema_texts", "validation_problems",
+    "UnknownScores", "WorstClass", "epochs_text", "epochs_trained", "json_schemas", "last_epoch_cut", "load_card", "schema_texts", "validation_problems",
     "write_schemas",
 ]
 

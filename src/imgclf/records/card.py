@@ -16,6 +16,9 @@ class TrainingSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
     recipe: str | None = None
     epochs_run: int = Field(0, ge=0)
+    epochs_trained: float | None = Field(None, ge=0, description=(
+        "The epochs trained, one cut by a stop (the time limit, Ctrl-C) counted by its share of batches: 5.54 "
+        "where epochs_run is 6. Absent in cards written before it."))
     best_epoch: int | None = Field(None, description="1-based epoch whose weights were kept.")
     stopped: str = ""
     train_seconds: float = 0.0

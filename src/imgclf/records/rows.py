@@ -14,7 +14,7 @@ class HistoryRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     COLUMNS: ClassVar[tuple[str, ...]] = ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "seconds",
-                                          "images_per_s", "frozen")
+                                          "images_per_s", "frozen", "fraction")
     epoch: int = Field(ge=1)
     lr: float | None = None
     loss: float | None = None
@@ -24,6 +24,9 @@ class HistoryRow(BaseModel):
     seconds: float | None = None
     images_per_s: float | None = None
     frozen: int = 0
+    fraction: float | None = Field(None, ge=0, le=1, description=(
+        "Share of the epoch's batches trained: 1 for a whole epoch, less where a stop (the time limit, Ctrl-C) "
+        "cut it; empty in files written before the column (whole)."))
 
     def cells(self) -> list[str]:
         out = []
@@ -36,6 +39,23 @@ class HistoryRow(BaseModel):
         """A column as a float, NaN when empty (what the curves plot)."""
         v = getattr(self, name)
         return math.nan if v is None else float(v)
+
+
+def epochs_trained(rows: Sequence[HistoryRow]) -> float:
+    """The epochs `rows` trained, a cut epoch counted by its share (5.54 where a time limit cut the sixth)."""
+    return round(sum(1.0 if r.fraction is None else r.fraction for r in rows), 4)
+
+
+def last_epoch_cut(rows: Sequence[HistoryRow]) -> int | None:
+    """The percentage of its batches the last epoch trained where a stop cut it (54), else None."""
+    last = rows[-1].fraction if rows else None
+    return max(1, math.floor(100 * last)) if last is not None and last < 1 else None
+
+
+def epochs_text(rows: Sequence[HistoryRow]) -> str:
+    """'6 epochs', or '6 epochs, the last cut at 54 %' where a stop ended the last one early."""
+    cut = last_epoch_cut(rows)
+    return f"{len(rows)} epoch{'s' if len(rows) != 1 else ''}" + (f", the last cut at {cut} %" if cut else "")
 
 
 class PredictionRow(BaseModel):

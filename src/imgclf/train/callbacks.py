@@ -264,6 +264,7 @@ class HistoryWriter(L.Callback):
         self._start = time.perf_counter()
         self._lr = 0.0
         self._seen = 0
+        self._batches = 0  # of the current epoch, counted on (a resume inside an epoch restores it)
         self._train_seconds = 0.0  # a checkpoint written before the first epoch (budget spent, ^C) reads it
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -276,11 +277,14 @@ class HistoryWriter(L.Callback):
         self._start = time.perf_counter()
         self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
         self._seen = 0
+        self._batches = 0
         self._train_seconds = 0.0
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        self._seen += len(batch[1])  # counted at the start, so a checkpoint written at this batch's end counts it
+        # counted at the start, so a checkpoint written at this batch's end counts it
+        self._seen += len(batch[1])
+        self._batches += 1
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -293,12 +297,13 @@ class HistoryWriter(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         # what a resume inside an epoch needs to finish that epoch's row as an uninterrupted run would
         return {"lr": self._lr, "seen": self._seen, "elapsed": time.perf_counter() - self._start,
-                "train_seconds": self._train_seconds}
+                "train_seconds": self._train_seconds, "batches": self._batches}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._lr, self._seen = float(state.get("lr", 0.0)), int(state.get("seen", 0))
         self._start = time.perf_counter() - float(state.get("elapsed", 0.0))
         self._train_seconds = float(state.get("train_seconds", 0.0))
+        self._batches = int(state.get("batches", 0))
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._train_seconds = time.perf_counter() - self._start  # images/s counts training, not validation
@@ -319,10 +324,18 @@ class HistoryWriter(L.Callback):
             epoch=trainer.current_epoch + 1, lr=self._lr, loss=get("loss"), acc=get("acc"), val_loss=get("val_loss"),
             val_acc=get("val_acc"), seconds=round(seconds, 3),
             images_per_s=round(self._seen * trainer.world_size / max(self._train_seconds or seconds, 1e-9), 1),
-            frozen=int(trainer.current_epoch < self.frozen_until),
+            frozen=int(trainer.current_epoch < self.frozen_until), fraction=self._fraction(trainer),
         )
         self.rows = [r for r in self.rows if r.epoch < row.epoch] + [row]
         self.run.write_history(self.rows)
+
+
+    def _fraction(self, trainer: L.Trainer) -> float | None:
+        """The share of the epoch's batches trained: below 1 where a stop ended the epoch early."""
+        planned = trainer.num_training_batches
+        if not planned or planned == float("inf"):
+            return None
+        return round(min(1.0, self._batches / planned), 4)
 
 
 class PatienceAsConfigured(EarlyStopping):

@@ -52,7 +52,7 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     import optuna
 
     import imgclf
-    from imgclf.records import TuneRecord
+    from imgclf.records import RunDir, TuneRecord
 
     class PruneTrialOne(optuna.pruners.BasePruner):  # forced: proves the callback reports and obeys should_prune
         def prune(self, study, trial):
@@ -67,6 +67,7 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     assert (pruned / "config.yaml").is_file() and not (pruned / "model.json").exists()
     # its first epoch ran, and is named as the run's history numbers it (Optuna's own message says "epoch 0")
     assert "pruned after epoch 1: the pruner" in record.trials[1].stopped and record.trials[1].epochs == 1
+    assert [r.epoch for r in RunDir(pruned).read_history()] == [1]  # the epoch it was judged on is on record
     for n in (0, 2):  # ordinary run directories, validated; the test split only for the best
         run = out / "trials" / f"trial-{n:03d}"
         assert (run / "config.yaml").is_file() and (run / "model.safetensors").is_file()

@@ -272,12 +272,12 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
     """One trial: draw its settings, train them as an ordinary run (validation only), tell Optuna how it went."""
     import optuna
     from optuna.trial import TrialState
-    from optuna_integration import PyTorchLightningPruningCallback
 
     from ..config import make_config
     from ..pipeline.run import train_run
     from ..records import RunDir
     from ..train.fit import TrainingInterrupted, stop_signal
+    from .pruning import PruneAtEpochEnd
 
     trial = study.ask()
     run_dir = trial_dir(folder, trial.number)
@@ -292,7 +292,7 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
     try:
         cfg = make_config(**values)
         run = train_run(cfg, report=False, evaluate=False,
-                        callbacks=[PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE)])
+                        callbacks=[PruneAtEpochEnd(trial, monitor=OBJECTIVE)])
     except optuna.TrialPruned:
         # the epochs it trained before the pruner stopped it (tune.json and tune.html showed none): each reported its
         # validation accuracy (step = 0-based epoch) before the pruner read it

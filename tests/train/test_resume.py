@@ -117,6 +117,30 @@ def test_a_time_limit_that_stops_inside_an_epoch_says_the_epoch_was_cut(data, tm
     assert f"2, the last cut at {int(100 * share)} %" in page
 
 
+def test_the_card_says_what_each_resume_changed(data, tmp_path):
+    """config.yaml holds the last process's settings only: a run resumed with another batch size and augmentation
+    read on its card and report as if every epoch had trained with them. Each resume is on the card, with what
+    it changed and after which epoch."""
+    from imgclf.pipeline.resume_record import RESUMES_FILE
+
+    settings = {**BASE, "data": str(data), "epochs": 2, "augment": "none"}
+    imgclf.fit(settings, out=str(tmp_path / "r"), report=False)
+    assert not (tmp_path / "r" / RESUMES_FILE).exists()
+    imgclf.fit(resume=str(tmp_path / "r"), epochs=3, batch_size=8, augment="hflip", report=False)
+    run = imgclf.fit(resume=str(tmp_path / "r"), epochs=4)
+    card = RunDir(run.path).read_card()
+    assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3, 4]
+    first, second = card.training.resumes
+    assert first.after_epochs == 2 and second.after_epochs == 3
+    assert {c.setting: (c.before, c.after) for c in first.changed} == \
+        {"epochs": (2, 3), "batch_size": (16, 8), "augment": ("none", "hflip")}
+    assert [(c.setting, c.before, c.after) for c in second.changed] == [("epochs", 3, 4)]
+    assert card.training.batch_size == 8  # the last process's, as config.yaml: the resumes say since when
+    page = " ".join((run.path / "report.html").read_text().split())
+    assert "resumed</dt><dd>after epoch 3: epochs 3 → 4</dd>" in page
+    assert "batch size 16 → 8" in page and "augment none → hflip" in page
+
+
 def test_an_interrupt_stops_a_loop_of_runs_that_catches_exception(data, tmp_path, monkeypatch):
     """Ctrl-C came out of fit as an Exception: `for s in seeds: try: fit(...) except Exception: ...` went on to the
     next run instead of stopping."""

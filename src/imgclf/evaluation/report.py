@@ -206,6 +206,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             else float(np.median(speeds)) if speeds else None,
             "onset": onset, "overfitting_rule": OVERFITTING_RULE,
             "lr_changes": len(lr_changes([r.value("lr") for r in history])),
+            "resumes": [resume_text(r) for r in training.resumes or []],
             "settings": {**{k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
                          # what the scores above were predicted at, beside what training ran at
                          **({"evaluation_precision": metrics.precision}
@@ -231,6 +232,19 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "slots": FIGURE_SLOTS,
         "skipped": skipped,
     }
+
+
+def resume_text(resume: Any) -> str:
+    """'after epoch 5: batch size 64 → 32, epochs 10 → 20', or 'after epoch 5, no setting changed'."""
+    where = f"after epoch {resume.after_epochs}" if resume.after_epochs else "from the start (no checkpoint)"
+    if not resume.changed:
+        return f"{where}, no setting changed"
+    return f"{where}: " + ", ".join(f"{c.setting.replace('_', ' ')} {_setting_text(c.before)} → "
+                                    f"{_setting_text(c.after)}" for c in resume.changed)
+
+
+def _setting_text(value: Any) -> str:
+    return "none" if value is None or value == "" else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def sizing_table(sizing: Any, epochs_run: int | None = None) -> dict[str, Any] | None:

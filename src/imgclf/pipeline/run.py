@@ -261,6 +261,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     from ..train.fit import TrainingDiverged, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card, validation_headline
+    from .resume_record import stored_resumes
     from .lr_find import card_info
 
     is_launch_zero = hardware.launch_rank() == 0
@@ -300,6 +301,10 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     # Written only once the model is built: a bad model argument must not leave a run behind that refuses the
     # corrected command's --out.
     if is_launch_zero:
+        if resume and run.has("config.yaml"):  # before config.yaml takes this process's settings
+            from .resume_record import record_resume
+
+            record_resume(run_dir, run.read_config(), resolved, len(run.read_history()))
         run.write_config(resolved)
         run.write_dataset(record)
 
@@ -342,6 +347,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     with finishing(run_dir, len(result.history), result.stopped_reason):
         save_weights(result.model, run.file("model.safetensors"))
         card = make_card(resolved, data, result)
+        card.training.resumes = stored_resumes(run_dir) or None
         # the sweep that chose this run's lr; an lr-find run into the folder later chose nothing of it
         card.lr_find = card_info(run_dir) if resolved.lr_auto else None
         card.sizing = sizing

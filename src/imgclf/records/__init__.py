@@ -51,6 +51,8 @@ from .card import (
     HeadlineMetrics,
     LRFindInfo,
     ModelCard,
+    ResumeInfo,
+    SettingChange,
     SizingCandidate,
     SizingInfo,
     TrainingSummary,
@@ -91,12 +93,12 @@ __all__ = [
     "CalibrationScores", "ClassScores", "DatasetRecord", "DuplicateGrouping", "ExportInfo", "ExportedCard",
     "FoldMetric", "FoldRow", "FoldStats", "FoldsRecord", "HeadlineMetrics", "HistoryRow", "ImbalanceStats",
     "Interpolation", "LRFindInfo", "LabelScores", "LabelStats", "MetricsRecord", "ModelCard", "MultiLabelScores",
-    "PixelIssue", "PredictionRow", "Record", "RunDir", "SeenImages", "SizingCandidate", "SizingInfo", "SkippedFile",
-    "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "ConfigCurves",
-    "ConfigurationSettings", "SeedStats", "StudyCell", "StudyProtocol", "StudyRecord", "StudyRequest", "StudyRun",
-    "SubsetSummary", "SummaryRow", "TTAScores", "TrainingSummary", "TuneBest", "TuneRecord", "TuneTrial", "UnknownInfo",
-    "UnknownScores", "WorstClass", "epochs_text", "epochs_trained", "json_schemas", "last_epoch_cut", "load_card", "schema_texts", "validation_problems",
-    "write_schemas",
+    "PixelIssue", "PredictionRow", "Record", "ResumeInfo", "RunDir", "SeenImages", "SizingCandidate", "SizingInfo",
+    "SkippedFile", "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "ConfigCurves", "ConfigurationSettings",
+    "SeedStats", "SettingChange", "StudyCell", "StudyProtocol", "StudyRecord", "StudyRequest", "StudyRun",
+    "SubsetSummary", "SummaryRow", "TTAScores", "TrainingSummary", "TuneBest", "TuneRecord", "TuneTrial",
+    "UnknownInfo", "UnknownScores", "WorstClass", "epochs_text", "epochs_trained", "json_schemas", "last_epoch_cut",
+    "load_card", "schema_texts", "validation_problems", "write_schemas"
 ]
 
 

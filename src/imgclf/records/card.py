@@ -10,6 +10,26 @@ from .base import CARD_SCHEMA_VERSION, Interpolation, Record
 from .metrics import WorstClass
 
 
+class SettingChange(BaseModel):
+    """A setting a resume trained at other than the process before it."""
+
+    model_config = ConfigDict(extra="forbid")
+    setting: str
+    before: Any = None
+    after: Any = None
+
+
+class ResumeInfo(BaseModel):
+    """One `--resume` of the run: the later epochs trained at `after` of each change, the earlier ones at `before`
+    (config.yaml holds the last process's settings only)."""
+
+    model_config = ConfigDict(extra="forbid")
+    after_epochs: int = Field(ge=0, description="Rows in history.csv when the resume started: the epochs the "
+                              "earlier processes trained (0: no checkpoint, training began again).")
+    changed: list[SettingChange] = Field(default_factory=list)
+    started: str = Field("", description="When the resumed process started (UTC, ISO 8601).")
+
+
 class TrainingSummary(BaseModel):
     """How the weights were made (the card's `training`)."""
 
@@ -39,6 +59,8 @@ class TrainingSummary(BaseModel):
     label_smoothing: float = 0.0
     train_images: int | None = None
     time_budget: dict[str, float | None] | None = None
+    resumes: list[ResumeInfo] | None = Field(None, description="Each --resume of the run, in order, with the settings "
+                                             "it changed (None: trained in one go).")
 
 
 class HeadlineMetrics(BaseModel):

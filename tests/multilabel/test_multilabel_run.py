@@ -200,6 +200,30 @@ def test_a_label_no_test_image_carries_is_left_out_of_the_macro_mean():
     assert m.multilabel.micro.precision == pytest.approx(3 / 4)  # c's false alarm counted here
 
 
+def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(ml_run, tmp_path):
+    """A label no evaluated image carries has no recall or F1 (its AP and AUC were dashed already, its recall read
+    0.000: "always missed"); the single-label report's table dashes them the same way."""
+    import re
+    import shutil
+
+    from imgclf.evaluation.multilabel import evaluate_multilabel
+    from imgclf.evaluation.multilabel_report import write_multilabel_report
+
+    run, root, index = ml_run
+    copy = Path(shutil.copytree(run.path, tmp_path / "run"))
+    rows = index.read_text().splitlines()
+    without = root / "no-triangle.csv"
+    without.write_text("\n".join([rows[0]] + [r for r in rows[1:] if "triangle" not in r.split(",")[1]]) + "\n")
+    evaluate_multilabel(copy, copy, data=without, progress=False)
+    write_multilabel_report(copy)
+    cells = {m.group(1): m.group(2) for m in re.finditer(r"<tr><td>(\w+)</td>((?:<td>[^<]*</td>){8})</tr>",
+                                                            (copy / "report.html").read_text())}
+    triangle = re.findall(r"<td>([^<]*)</td>", cells["triangle"])
+    assert triangle[3:6] == ["—", "—", "0"] and triangle[0] == "—"  # recall, F1, support; AP
+    circle = re.findall(r"<td>([^<]*)</td>", cells["circle"])
+    assert "—" not in circle[2:5] and int(circle[5]) > 0
+
+
 def test_task_setting_must_match_the_data(tmp_path):
     import imgclf
 

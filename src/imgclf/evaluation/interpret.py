@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Described, invalid
-from ..records import ClassScores, HistoryRow, MetricsRecord, RunDir, SkippedFile
+from ..records import ClassScores, HistoryRow, LabelScores, MetricsRecord, RunDir, SkippedFile
 from ..topk import top_indices
 from .metrics import compute_metrics
 
@@ -277,7 +277,7 @@ def predicted_counts(metrics: MetricsRecord) -> dict[str, int | None]:
     return dict(zip(metrics.per_class, (int(v) for v in np.asarray(metrics.confusion).sum(axis=0))))
 
 
-def scores_shown(scores: ClassScores, predicted: int | None) -> dict[str, float | None]:
+def scores_shown(scores: ClassScores | LabelScores, predicted: int | None) -> dict[str, float | None]:
     """A class's precision, recall and F1 as a table shows them: None (a dash) where there is nothing to divide by.
     A class the split holds no image of has no recall or F1 (scikit-learn's 0 would read as 'always missed'), and
     one never predicted has no precision. predicted None: not known, precision shown as it is."""

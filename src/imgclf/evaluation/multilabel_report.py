@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_write_text
+from ..multilabel import decide
 from ..pages import embed_png, render
 from ..plotting import FIGURE_SLOTS
 from ..records import ModelCard, RunDir
 from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
+from .interpret import scores_shown
 from .multilabel import binary_calibration_error, label_sets
 
 FIGURES = {
@@ -76,8 +78,12 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     add("samples", lambda p: plot_label_set_grid(samples, p))
     _add_gradcam(made, run_dir, card, samples, plot_dir / "gradcam.png", failures)
     ml = metrics.multilabel
+    # a label no image carries has no recall or F1, one never predicted no precision: dashes, as the single-label
+    # report shows them (scikit-learn's 0.000 read as "always missed" beside that label's dashed AP and AUC)
+    predicted = decide(probs, np.array([ml.per_label[c].threshold for c in card.classes])).sum(0)
     label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),
-                   **ml.per_label[c].model_dump()} for i, c in enumerate(card.classes)]
+                   **ml.per_label[c].model_dump(), **scores_shown(ml.per_label[c], int(predicted[i]))}
+                  for i, c in enumerate(card.classes)]
     t = card.training
     html = render(
         "multilabel_report.html", figures=made, slots=FIGURE_SLOTS, name=run_dir.name, architecture=card.architecture,

@@ -108,9 +108,11 @@ def from_spreadsheet_safe(text: str) -> str:
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Every CSV imgclf writes goes through here, so user-chosen file and class names are data, never formulas."""
+    """Every CSV imgclf writes goes through here, so user-chosen file and class names are data, never formulas.
+    Lines end in LF: the csv module's CRLF left a carriage return in the last column for awk, cut and
+    `while read` (`frozen\r`); spreadsheets and CSV readers take either."""
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([spreadsheet_safe(h) for h in header])
     writer.writerows([spreadsheet_safe(c) for c in row] for row in rows)
     return buf.getvalue()

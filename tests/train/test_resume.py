@@ -139,6 +139,17 @@ def test_the_card_says_what_each_resume_changed(data, tmp_path):
     page = " ".join((run.path / "report.html").read_text().split())
     assert "resumed</dt><dd>after epoch 3: epochs 3 → 4</dd>" in page
     assert "batch size 16 → 8" in page and "augment none → hflip" in page
+    # compare groups runs by config.yaml, the last process's settings: it says the run was not trained at them
+    from imgclf.evaluation.compare import compare_runs
+    from imgclf.evaluation.compare_render import write_compare_html
+
+    other = imgclf.fit(settings, out=str(tmp_path / "other"), report=False)
+    comparison = compare_runs([run.path, other.path])
+    resumed = {r.name: r.resumed for g in comparison.groups for r in g.runs}
+    assert resumed == {"r": "resumed after epoch 2 with batch size, augment changed", "other": None}
+    key = next(g.key for g in comparison.groups if g.runs[0].name == "r")
+    html = write_compare_html(comparison, tmp_path / "compare.html").read_text()
+    assert f"{key} r: resumed after epoch 2 with batch size, augment changed; grouped by its last settings" in html
 
 
 def test_an_interrupt_stops_a_loop_of_runs_that_catches_exception(data, tmp_path, monkeypatch):

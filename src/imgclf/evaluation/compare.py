@@ -86,6 +86,9 @@ class RunSummary:
     history: list[HistoryRow]
     hardware: str
     evaluation: EvaluationSet | None = None  # None: not evaluated (no metrics.json)
+    # "resumed after epoch 2 with batch size, augment changed": its config.yaml, which groups it, is the last
+    # process's (None: trained in one go, or resumed with the same settings)
+    resumed: str | None = None
 
 
 @dataclass
@@ -154,7 +157,19 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     }
     evaluation = _evaluation_set(metrics, dataset, config.data) if metrics else None
     return RunSummary(run_dir, run_dir.resolve().name, config.model_dump(mode="json"), config.seed,
-                      metrics.split if metrics else "?", values, history, hardware, evaluation)
+                      metrics.split if metrics else "?", values, history, hardware, evaluation,
+                      resumed_note(training.resumes))
+
+
+def resumed_note(resumes: list[Any] | None) -> str | None:
+    """'resumed after epoch 2 with batch size, augment changed' for a run whose resumes changed what it trains
+    with (epochs alone change no epoch's training), else None."""
+    changes = [(r.after_epochs, [c.setting.replace("_", " ") for c in r.changed if c.setting != "epochs"])
+               for r in resumes or []]
+    changes = [(after, names) for after, names in changes if names]
+    if not changes:
+        return None
+    return "; ".join(f"resumed after epoch {after} with {', '.join(names)} changed" for after, names in changes)
 
 
 def _evaluation_set(metrics: Any, dataset: Any, data: Any) -> EvaluationSet:

@@ -142,6 +142,7 @@ def render_table(comparison: Comparison, console: Any) -> None:
 
         notes.append(MULTILABEL_ACCURACY_NOTE)
     notes.append("hardware: " + "; ".join(sorted({r.hardware for g in groups for r in g.runs})))
+    notes.extend(resumed_notes(groups))
     for note in notes:
         console.print(console_text(note), soft_wrap=False, highlight=False)
     for run, why in comparison.skipped:
@@ -207,7 +208,7 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
             "settings": {k: setting_text(k, g.runs[0].config.get(k)) for k in comparison.differing},
         })
     sections = [{"title": s.title, "rows": [rows[i] for i in s.groups]} for s in comparison.sections]
-    html = render("compare.html", columns=[c[1] for c in COLUMNS if c[0] in shown], sections=sections, rows=rows,
+    html = render("compare.html", resumed=resumed_notes(comparison.groups), columns=[c[1] for c in COLUMNS if c[0] in shown], sections=sections, rows=rows,
                   figure=figure,
                   differing=comparison.differing, ranked=bool(best),
                   hardware=sorted({r.hardware for g in comparison.groups for r in g.runs}),
@@ -215,3 +216,10 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
                   total=sum(g.n for g in comparison.groups), skipped=comparison.skipped)
     atomic_write_text(out, html)
     return out
+
+
+def resumed_notes(groups: list[Any]) -> list[str]:
+    """One line per run resumed with other settings: the settings it is grouped and labelled by are its last
+    process's, not those of its first epochs."""
+    return [f"{g.key} {r.name}: {r.resumed}; grouped by its last settings" for g in groups for r in g.runs
+            if r.resumed]

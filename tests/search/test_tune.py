@@ -77,6 +77,7 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     assert record.best.test_accuracy is not None and result.best_run == out / record.best.run
     page = (out / "tune.html").read_text()
     assert f'href="trials/trial-{record.best.number:03d}/report.html"' in page and "data:image/png;base64," in page
+    assert all(f'<a href="trials/trial-{n:03d}/"' in page for n in range(3))  # each trial links its run folder
     rows = imgclf.list_runs(out)
     status = {r.name: (r.status, r.reason) for r in rows}
     assert status["trials/trial-000"][0] == "completed"
@@ -346,6 +347,19 @@ def test_an_empty_choice_is_shown_as_none(data, tmp_path):
     record = _record(out)
     assert any(t["params"].get("augment") == "" for t in record["trials"])  # the seeded sampler drew it
     assert any("augment=none" in line for line in trials) and "<td>none</td>" in page
+    # the search space in words, not a Python dict: {'choices': ['', 'hflip']}
+    assert "<td class=\"name\">none or hflip</td>" in page and "'choices'" not in page
+
+
+def test_the_search_space_and_the_parallel_axes_read_as_words():
+    from imgclf.search.outputs import _axis, space_text
+
+    assert space_text({"low": 1e-4, "high": 0.01, "log": True}) == "0.0001 to 0.01, log scale"
+    assert space_text({"low": 8, "high": 64, "step": 8}) == "8 to 64 in steps of 8"
+    assert space_text({"choices": [32, 64, 128]}) == "32, 64 or 128"
+    assert space_text({"choices": ["hflip", ""]}) == "hflip or none"
+    positions, ticks, labels = _axis(["", "hflip", ""], {"choices": ["hflip", ""]})
+    assert labels == ["hflip", "none"] and positions == [1.0, 0.0, 1.0] and ticks == [0.0, 1.0]
 
 
 def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):

@@ -113,7 +113,8 @@ def history_figure(record: TuneRecord, path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial")
         ax.set_ylabel("validation accuracy")
-        ax.legend(loc="lower right")
+        # below the axes: inside, it hid the trials at the bottom right (a pruned trial's low score)
+        fig.legend(loc="outside lower center", ncol=4)
     return save_figure(fig, path)
 
 
@@ -134,10 +135,26 @@ def importance_figure(record: TuneRecord, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def choice_text(value: Any) -> str:
+    """A searched value as the page shows it: the empty choice is the setting unset (augment: none)."""
+    return "none" if value == "" or value is None else str(value)
+
+
+def space_text(spec: dict[str, Any]) -> str:
+    """A parameter's search space in words: '1e-04 to 0.01, log scale', 'hflip or none', '32, 64 or 128'."""
+    if "choices" in spec:
+        words = [choice_text(c) for c in spec["choices"]]
+        return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+    text = f"{spec['low']:g} to {spec['high']:g}"
+    if spec.get("step") is not None:
+        text += f" in steps of {spec['step']:g}"
+    return text + (", log scale" if spec.get("log") else "")
+
+
 def _axis(values: list[Any], spec: dict[str, Any]) -> tuple[list[float], list[float], list[str]]:
     """Values of one parameter on a 0..1 axis, with tick positions and labels (log ranges in log space)."""
     if "choices" in spec:
-        labels = [repr(c) if c == "" else str(c) for c in spec["choices"]]
+        labels = [choice_text(c) for c in spec["choices"]]
         n = max(1, len(labels) - 1)
         index = {repr(c): i for i, c in enumerate(spec["choices"])}
         return [index.get(repr(v), 0) / n for v in values], [i / n for i in range(len(labels))], labels
@@ -187,6 +204,8 @@ def parallel_figure(record: TuneRecord, path: Path) -> Path | None:
 
 def write_page(path: Path, record: TuneRecord, study: Any) -> Path:
     """tune.html: self-contained (figures inlined), linking the best trial's report.html."""
+    from markupsafe import Markup, escape
+
     from ..io import atomic_write_text
     from ..pages import embed_png, render
 
@@ -198,6 +217,9 @@ def write_page(path: Path, record: TuneRecord, study: Any) -> Path:
     best_report = Path(record.best.run) / "report.html"
     has_report = (path.parent / best_report).is_file()
     html = render("tune.html", record=record, images=images, best_report=best_report.as_posix(),
+                  space={name: space_text(spec) for name, spec in record.space.items()},
+                  # long setting names break after their underscores, so the table fits the page
+                  headers={name: escape(name).replace("_", Markup("_<wbr>")) for name in record.space},
                   has_report=has_report, data=record.data if isinstance(record.data, str) else " + ".join(record.data))
     atomic_write_text(path, html)
     return path

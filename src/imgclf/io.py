@@ -113,8 +113,12 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     `while read` (`frozen\r`); spreadsheets and CSV readers take either."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([spreadsheet_safe(h) for h in header])
-    writer.writerows([spreadsheet_safe(c) for c in row] for row in rows)
+    # the csv module quotes a cell holding a character of the line terminator only: with LF, a lone carriage
+    # return in a file name went out bare and split its row when read back; such rows are quoted whole
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in [header, *rows]:
+        cells = [spreadsheet_safe(c) for c in row]
+        (quoted if any("\r" in c for c in cells) else writer).writerow(cells)
     return buf.getvalue()
 
 

@@ -98,10 +98,11 @@ def test_csv_text_and_read_csv_round_trip(tmp_path):
     path.write_text(csv_text(["path", "=h"], [["=cmd", "-1.5"], ["@a", "b"]]))
     assert read_csv(path) == [{"path": "=cmd", "=h": "-1.5"}, {"path": "@a", "=h": "b"}]
     # lines end in LF (CRLF left "b\r" in awk's and cut's last column); a line break inside a name stays a cell's
-    text = csv_text(["path", "n"], [["two\r\nlines.png", 1], ["b", 2]])
-    assert text.endswith("b,2\n") and text.count("\r") == 1
+    names = ["two\r\nlines.png", "\rcr.png", "a\rb.png", "lf\n.png"]
+    text = csv_text(["path", "n"], [[name, i] for i, name in enumerate(names)] + [["b", 9]])
+    assert text.endswith("b,9\n") and text.count("\r") == 3
     path.write_bytes(text.encode())
-    assert read_csv(path) == [{"path": "two\r\nlines.png", "n": "1"}, {"path": "b", "n": "2"}]
+    assert read_csv(path) == [{"path": name, "n": str(i)} for i, name in enumerate(names)] + [{"path": "b", "n": "9"}]
 
 
 def test_terminal_safe_escapes_control_characters():

@@ -115,6 +115,19 @@ def test_a_time_limit_that_stops_inside_an_epoch_says_the_epoch_was_cut(data, tm
     assert epochs_text(RunDir(whole.path).read_history()) == "3 epochs"
     page = " ".join((run.path / "report.html").read_text().split())
     assert f"2, the last cut at {int(100 * share)} %" in page
+    # --epochs at the epochs trained trains none (it finishes the card): it changed no epoch's training
+    finished = imgclf.fit(resume=str(run.path), epochs=2, report=False)
+    resumes = RunDir(finished.path).read_card().training.resumes
+    assert [(r.after_epochs, r.changed) for r in resumes] == [(2, [])]
+
+
+def test_every_cut_epoch_is_named():
+    from imgclf.records import HistoryRow, cut_epochs_text, epochs_text
+
+    rows = [HistoryRow(epoch=1, fraction=1.0), HistoryRow(epoch=2, fraction=0.5), HistoryRow(epoch=3),
+            HistoryRow(epoch=4, fraction=0.255)]
+    assert cut_epochs_text(rows) == "epoch 2 cut at 50 %, the last cut at 25 %"
+    assert epochs_text(rows[:3]) == "3 epochs, epoch 2 cut at 50 %" and epochs_text(rows[:1]) == "1 epoch"
 
 
 def test_the_card_says_what_each_resume_changed(data, tmp_path):
@@ -150,6 +163,27 @@ def test_the_card_says_what_each_resume_changed(data, tmp_path):
     key = next(g.key for g in comparison.groups if g.runs[0].name == "r")
     html = write_compare_html(comparison, tmp_path / "compare.html").read_text()
     assert f"{key} r: resumed after epoch 2 with batch size, augment changed; grouped by its last settings" in html
+    # --overwrite starts a new run in the folder: none of the old one's resumes is its
+    fresh = imgclf.fit(settings, out=str(tmp_path / "r"), overwrite=True, report=False)
+    assert RunDir(fresh.path).read_card().training.resumes is None
+    assert not (tmp_path / "r" / RESUMES_FILE).exists()
+
+
+def test_resumes_from_one_point_are_one_resume(data, tmp_path):
+    """An attempt that failed before saving anything and the one after it continued from the same point: one
+    resume, each setting from its first value to its last (none when it went back)."""
+    from imgclf.config import make_config
+    from imgclf.pipeline.resume_record import record_resume, stored_resumes
+
+    first = make_config(data=str(data), batch_size=16)
+    second, third = first.model_copy(update={"batch_size": 8}), first.model_copy(update={"batch_size": 4})
+    record_resume(tmp_path, first, second, None)
+    record_resume(tmp_path, second, third, None)
+    (only,) = stored_resumes(tmp_path)
+    assert not only.from_checkpoint and [(c.setting, c.before, c.after) for c in only.changed] == \
+        [("batch_size", 16, 4)]
+    record_resume(tmp_path, third, first, None)
+    assert [r.changed for r in stored_resumes(tmp_path)] == [[]]
 
 
 def test_an_interrupt_stops_a_loop_of_runs_that_catches_exception(data, tmp_path, monkeypatch):
@@ -220,6 +254,16 @@ def test_a_checkpoint_before_the_first_epoch_holds_the_history_state(tmp_path):
     again = HistoryWriter(tmp_path)
     again.load_state_dict(state)
     assert again.state_dict()["seen"] == 0
+
+    class Trainer:
+        num_training_batches = 10
+
+    # a checkpoint written before the batches were counted: the resumed epoch's share is unknown, not 0
+    older = HistoryWriter(tmp_path)
+    older.load_state_dict({k: v for k, v in state.items() if k != "batches"})
+    assert older._fraction(Trainer()) is None
+    again._batches = 4
+    assert again._fraction(Trainer()) == 0.4
 
 
 def test_a_checkpoint_at_an_epoch_boundary_holds_no_batches_of_an_epoch(data, tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from ..data.imbalance import IMBALANCE_FLAG_RHO
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
-from ..records import DatasetRecord, HistoryRow, LRFindInfo, MetricsRecord, ModelCard, RunDir, last_epoch_cut
+from ..records import DatasetRecord, HistoryRow, LRFindInfo, MetricsRecord, ModelCard, RunDir, cut_epochs_text
 from .interpret import (
     MISCALIBRATED_ECE,
     OVERFITTING_RULE,
@@ -199,7 +199,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "model": {"architecture": card.architecture, "model_args": card.model_args, "num_params": card.num_params,
                   "in_chans": card.in_chans, "mean": card.mean, "std": card.std},
         "training": {
-            "epochs_run": training.epochs_run or len(history), "last_epoch_cut": last_epoch_cut(history),
+            "epochs_run": training.epochs_run or len(history), "cut": cut_epochs_text(history),
             "best_epoch": best_epoch,
             "stopped": training.stopped, "train_seconds": training.train_seconds or seconds or None,
             "images_per_s": training.images_per_s if training.images_per_s is not None
@@ -212,7 +212,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                          **({"evaluation_precision": metrics.precision}
                             if metrics is not None and metrics.precision else {})},
         },
-        "sizing": sizing_table(card.sizing, card.training.epochs_run),
+        "sizing": sizing_table(card.sizing, card.training.epochs_trained or card.training.epochs_run),
         "hardware": {"cpu": hardware.get("cpu"), "cores": hardware.get("cores"), "gpu": hardware.get("gpu"),
                      "threads": hardware.get("torch_threads"), "platform": hardware.get("platform")},
         "versions": card.versions,
@@ -236,7 +236,13 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
 
 def resume_text(resume: Any) -> str:
     """'after epoch 5: batch size 64 → 32, epochs 10 → 20', or 'after epoch 5, no setting changed'."""
-    where = f"after epoch {resume.after_epochs}" if resume.after_epochs else "from the start (no checkpoint)"
+    if not resume.from_checkpoint:
+        where = "from the start (no checkpoint was saved)"
+    elif resume.batches_into_epoch:
+        where = (f"after epoch {resume.after_epochs} and " if resume.after_epochs else "after ") + \
+            f"{resume.batches_into_epoch} batches of epoch {resume.after_epochs + 1}"
+    else:
+        where = f"after epoch {resume.after_epochs}"
     if not resume.changed:
         return f"{where}, no setting changed"
     return f"{where}: " + ", ".join(f"{c.setting.replace('_', ' ')} {_setting_text(c.before)} → "
@@ -247,7 +253,7 @@ def _setting_text(value: Any) -> str:
     return "none" if value is None or value == "" else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def sizing_table(sizing: Any, epochs_run: int | None = None) -> dict[str, Any] | None:
+def sizing_table(sizing: Any, epochs_run: float | None = None) -> dict[str, Any] | None:
     """The card's `sizing` (sizing=probe) as the page shows it: one row per timed candidate, the chosen marked;
     then what the chosen model trained at (batch, learning rate), the epochs predicted there and those it ran."""
     if sizing is None:
@@ -260,7 +266,7 @@ def sizing_table(sizing: Any, epochs_run: int | None = None) -> dict[str, Any] |
     if sizing.train_epochs is not None:
         trained.append(f"{sizing.train_epochs:.1f} epochs predicted at {sizing.train_images_per_s:,.0f} img/s")
     if epochs_run:
-        trained.append(f"{epochs_run} trained")
+        trained.append(f"{epochs_run:.1f} trained" if epochs_run != int(epochs_run) else f"{epochs_run:.0f} trained")
     if sizing.resumed_with:
         changed = ", ".join(f"{name.replace('_', ' ')} {'none' if value is None else value}"
                             for name, value in sizing.resumed_with.items())

@@ -11,8 +11,8 @@ from typing import Any
 from ..config import RUNTIME_ONLY, TrainConfig
 
 RESUMES_FILE = "resumes.json"
-# settings that say where and how a process runs, not what it trains
-NOT_TRAINING = RUNTIME_ONLY | {"out", "recipe"}
+# settings that say where and how a process runs or is logged, not what it trains
+NOT_TRAINING = RUNTIME_ONLY | {"out", "recipe", "logger", "mlflow_uri", "checkpoint_every"}
 
 
 def changed_settings(before: TrainConfig, after: TrainConfig) -> list[Any]:
@@ -46,12 +46,40 @@ def stored_resumes(run_dir: Path, argument: str = "resume") -> list[Any]:
                       note=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]) from None
 
 
-def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, epochs_before: int) -> None:
-    """Append this resume to the run's resumes.json (atomically): after how many epochs, and what it changed."""
+def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, checkpoint: str | None) -> None:
+    """Append this resume to the run's resumes.json (atomically): where in training it continued (what
+    `checkpoint` holds; None: no checkpoint, training begins again) and what it changed. A resume that trains no
+    epoch (`--epochs` at the epochs trained: finishing the card and report) changed no epoch's training, and
+    attempts that failed before saving anything are one resume with the one after them."""
     from ..io import write_json
-    from ..records import ResumeInfo
+    from ..records import ResumeInfo, RunDir
+    from ..train.callbacks import batches_into_epoch
 
-    entry = ResumeInfo(after_epochs=epochs_before, changed=changed_settings(stored, resumed),
-                       started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    write_json(Path(run_dir) / RESUMES_FILE,
-               [r.model_dump(mode="json") for r in [*stored_resumes(run_dir), entry]])
+    epochs = len(RunDir(run_dir).read_history()) if checkpoint else 0
+    batches = batches_into_epoch(checkpoint) if checkpoint else 0
+    changed = [c for c in changed_settings(stored, resumed)
+               if not (c.setting == "epochs" and checkpoint and resumed.epochs <= epochs and not batches)]
+    earlier = stored_resumes(run_dir)
+    last = earlier[-1] if earlier else None
+    if last is not None and (last.after_epochs, last.batches_into_epoch, last.from_checkpoint) == \
+            (epochs, batches, checkpoint is not None):
+        # the same point again: nothing trained since the last resume saved a checkpoint, so the settings before
+        # it are still the last that trained
+        changed = _merged(last.changed, changed)
+        earlier = earlier[:-1]
+    entry = ResumeInfo(after_epochs=epochs, batches_into_epoch=batches, from_checkpoint=checkpoint is not None,
+                       changed=changed, started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_json(Path(run_dir) / RESUMES_FILE, [r.model_dump(mode="json") for r in [*earlier, entry]])
+
+
+def _merged(first: list[Any], then: list[Any]) -> list[Any]:
+    """Two resumes' changes from one point as one: each setting from its first `before` to its last `after`."""
+    from ..records import SettingChange
+
+    before = {c.setting: c.before for c in first}
+    after = {c.setting: c.after for c in first}
+    for c in then:
+        before.setdefault(c.setting, c.before)
+        after[c.setting] = c.after
+    return [SettingChange(setting=name, before=before[name], after=after[name]) for name in after
+            if before[name] != after[name]]

@@ -24,12 +24,14 @@ from ..ood import STATS_FILES
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from ..records.run_dir import LOCK_FILE
 from .prepare import data_and_model, input_size
+from .resume_record import RESUMES_FILE
 
 if TYPE_CHECKING:
     from ..models.registry import ModelInfo
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
-             "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json")
+             "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json",
+             RESUMES_FILE)
 
 
 @dataclass
@@ -304,7 +306,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         if resume and run.has("config.yaml"):  # before config.yaml takes this process's settings
             from .resume_record import record_resume
 
-            record_resume(run_dir, run.read_config(), resolved, len(run.read_history()))
+            record_resume(run_dir, run.read_config(), resolved, checkpoint)
         run.write_config(resolved)
         run.write_dataset(record)
 
@@ -347,7 +349,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     with finishing(run_dir, len(result.history), result.stopped_reason):
         save_weights(result.model, run.file("model.safetensors"))
         card = make_card(resolved, data, result)
-        card.training.resumes = stored_resumes(run_dir) or None
+        card.training.resumes = (stored_resumes(run_dir) or None) if resume else None
         # the sweep that chose this run's lr; an lr-find run into the folder later chose nothing of it
         card.lr_find = card_info(run_dir) if resolved.lr_auto else None
         card.sizing = sizing

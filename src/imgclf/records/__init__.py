@@ -72,7 +72,7 @@ from .metrics import (
     UnknownScores,
     WorstClass,
 )
-from .rows import HistoryRow, PredictionRow, epochs_text, epochs_trained, last_epoch_cut
+from .rows import HistoryRow, PredictionRow, cut_epochs_text, epochs_text, epochs_trained
 from .run_dir import RunDir, load_card
 from .study import (CellCurves, ClassRecall, ConfigCurves, ConfigurationSettings, SeedStats, StudyCell,
                     StudyProtocol, StudyRecord, StudyRequest, StudyRun, SubsetSummary, SummaryRow)
@@ -97,7 +97,7 @@ __all__ = [
     "SkippedFile", "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "ConfigCurves", "ConfigurationSettings",
     "SeedStats", "SettingChange", "StudyCell", "StudyProtocol", "StudyRecord", "StudyRequest", "StudyRun",
     "SubsetSummary", "SummaryRow", "TTAScores", "TrainingSummary", "TuneBest", "TuneRecord", "TuneTrial",
-    "UnknownInfo", "UnknownScores", "WorstClass", "epochs_text", "epochs_trained", "json_schemas", "last_epoch_cut",
+    "UnknownInfo", "UnknownScores", "WorstClass", "cut_epochs_text", "epochs_text", "epochs_trained", "json_schemas",
     "load_card", "schema_texts", "validation_problems", "write_schemas"
 ]
 

@@ -24,8 +24,11 @@ class ResumeInfo(BaseModel):
     (config.yaml holds the last process's settings only)."""
 
     model_config = ConfigDict(extra="forbid")
-    after_epochs: int = Field(ge=0, description="Rows in history.csv when the resume started: the epochs the "
-                              "earlier processes trained (0: no checkpoint, training began again).")
+    after_epochs: int = Field(ge=0, description="Whole epochs the checkpoint it continued from held (0 without "
+                              "one: training began again).")
+    batches_into_epoch: int = Field(0, ge=0, description="Batches of the next epoch that checkpoint also held "
+                                    "(--checkpoint-every): they trained at the earlier settings.")
+    from_checkpoint: bool = Field(True, description="False: no checkpoint was saved, so training began again.")
     changed: list[SettingChange] = Field(default_factory=list)
     started: str = Field("", description="When the resumed process started (UTC, ISO 8601).")
 

@@ -25,8 +25,8 @@ class HistoryRow(BaseModel):
     images_per_s: float | None = None
     frozen: int = 0
     fraction: float | None = Field(None, ge=0, le=1, description=(
-        "Share of the epoch's batches trained: 1 for a whole epoch, less where a stop (the time limit, Ctrl-C) "
-        "cut it; empty in files written before the column (whole)."))
+        "Share of the epoch's batches trained: 1 for a whole epoch, less where the time limit cut it; empty in "
+        "files written before the column, and for an epoch resumed from a checkpoint written before it (whole)."))
 
     def cells(self) -> list[str]:
         out = []
@@ -46,16 +46,18 @@ def epochs_trained(rows: Sequence[HistoryRow]) -> float:
     return round(sum(1.0 if r.fraction is None else r.fraction for r in rows), 4)
 
 
-def last_epoch_cut(rows: Sequence[HistoryRow]) -> int | None:
-    """The percentage of its batches the last epoch trained where a stop cut it (54), else None."""
-    last = rows[-1].fraction if rows else None
-    return max(1, math.floor(100 * last)) if last is not None and last < 1 else None
+def cut_epochs_text(rows: Sequence[HistoryRow]) -> str:
+    """'the last cut at 54 %', 'epoch 6 cut at 54 %' (a run cut by its time limit, then resumed with more time),
+    or '' where every epoch trained whole."""
+    parts = [f"{'the last' if r is rows[-1] else f'epoch {r.epoch}'} cut at {max(1, math.floor(100 * r.fraction))} %"
+             for r in rows if r.fraction is not None and r.fraction < 1]
+    return ", ".join(parts)
 
 
 def epochs_text(rows: Sequence[HistoryRow]) -> str:
-    """'6 epochs', or '6 epochs, the last cut at 54 %' where a stop ended the last one early."""
-    cut = last_epoch_cut(rows)
-    return f"{len(rows)} epoch{'s' if len(rows) != 1 else ''}" + (f", the last cut at {cut} %" if cut else "")
+    """'6 epochs', or '6 epochs, the last cut at 54 %' where the time limit ended an epoch early."""
+    cut = cut_epochs_text(rows)
+    return f"{len(rows)} epoch{'s' if len(rows) != 1 else ''}" + (f", {cut}" if cut else "")
 
 
 class PredictionRow(BaseModel):

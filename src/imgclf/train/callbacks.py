@@ -264,7 +264,7 @@ class HistoryWriter(L.Callback):
         self._start = time.perf_counter()
         self._lr = 0.0
         self._seen = 0
-        self._batches = 0  # of the current epoch, counted on (a resume inside an epoch restores it)
+        self._batches: int | None = 0  # of the current epoch, counted on (a resume inside an epoch restores it)
         self._train_seconds = 0.0  # a checkpoint written before the first epoch (budget spent, ^C) reads it
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -284,7 +284,8 @@ class HistoryWriter(L.Callback):
                              batch_idx: int) -> None:
         # counted at the start, so a checkpoint written at this batch's end counts it
         self._seen += len(batch[1])
-        self._batches += 1
+        if self._batches is not None:
+            self._batches += 1
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -303,7 +304,8 @@ class HistoryWriter(L.Callback):
         self._lr, self._seen = float(state.get("lr", 0.0)), int(state.get("seen", 0))
         self._start = time.perf_counter() - float(state.get("elapsed", 0.0))
         self._train_seconds = float(state.get("train_seconds", 0.0))
-        self._batches = int(state.get("batches", 0))
+        # a checkpoint written before the count was kept: the epoch's share is unknown (its row reads whole)
+        self._batches = int(state["batches"]) if "batches" in state else None
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._train_seconds = time.perf_counter() - self._start  # images/s counts training, not validation
@@ -333,7 +335,7 @@ class HistoryWriter(L.Callback):
     def _fraction(self, trainer: L.Trainer) -> float | None:
         """The share of the epoch's batches trained: below 1 where a stop ended the epoch early."""
         planned = trainer.num_training_batches
-        if not planned or planned == float("inf"):
+        if not planned or planned == float("inf") or self._batches is None:
             return None
         return round(min(1.0, self._batches / planned), 4)
 

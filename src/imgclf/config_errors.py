@@ -71,7 +71,8 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any], model:
             msg = msg.removeprefix("Value error, ")
             lines.append((None, msg) if name == "config" else
                          (name, invalid_message(name, received, "valid", note=msg)))
-        top = str(err["loc"][0]) if err["loc"] else ""
+        # a check across settings (a model validator) has no location: the setting its error names
+        top = str(err["loc"][0]) if err["loc"] else (lines[-1][0] or "").split(".")[0] if len(lines) > start else ""
         if sources and top in sources and len(lines) > start:
             lines[-1] = _from_source(*lines[-1], "setting" if err["type"] == "extra_forbidden" else name, sources[top])
     return lines

@@ -16,6 +16,7 @@ from ..config import TrainConfig, make_config
 from ..config_text import load_config_file
 from ..config_text import is_none_word, parse_mapping
 from ..errors import Described, bad_path, invalid
+from ..io import terminal_safe
 from ..recipes import load_recipe
 
 # Settings that name files or folders: stored absolute, so a saved config works from another working directory.
@@ -109,7 +110,7 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
         if isinstance(values, Mapping):
             own = {**{k: v for k, v in values.items() if v is not None}, **own}
         _refuse_what_the_probe_sets(layer_settings(file_values, own), layered, "schema_version" in file_values)
-    from_file = {name: os.fspath(config_file) for name in file_values if name not in given}
+    from_file = {name: terminal_safe(os.fspath(config_file)) for name in file_values if name not in given}
     return make_config(from_file, **_absolute(layered))
 
 

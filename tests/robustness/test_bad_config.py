@@ -56,11 +56,6 @@ def test_the_command_line_names_the_flag_of_a_setting_and_the_api_does_not(image
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and lines[0].startswith("error: batch_size (--batch-size) must be"), proc.stderr
     assert lines[1].startswith("label_smoothing (--label-smoothing) must be"), proc.stderr
-    # a check across settings names the one it refuses, and where it was written
-    config.write_text("features_only: true\naugment: hflip\n")
-    proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), "--config", str(config),
-                 "--model", "test_efficientnet", "--no-pretrained"])
-    assert proc.returncode == 2 and proc.stderr.startswith(f"error: augment in {config} must be"), proc.stderr
     proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), "--model", "fast_resnet",
                  "--model-args", "stem=x", "--epochs", "1"])
     assert "model_args.stem (--model-args) for fast_resnet must be one of {pool, stride}" in proc.stderr

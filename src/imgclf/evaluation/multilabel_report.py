@@ -16,7 +16,6 @@ from ..records import ModelCard, RunDir, epochs_text
 from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
 from .interpret import scores_shown
-from .report import resume_text
 from .multilabel import binary_calibration_error, label_sets
 
 FIGURES = {
@@ -94,7 +93,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         val_source=dataset.val_source,
         training_line=f"{epochs_text(history)} ({t.stopped}), best epoch {t.best_epoch}, loss {t.loss} "
                       f"(class_weight {t.class_weight}), optimizer {t.optimizer}, lr {t.lr}, batch {t.batch_size}, "
-                      f"{t.train_seconds:.0f} s." + "".join(f" Resumed {resume_text(r)}." for r in t.resumes or []),
+                      f"{t.train_seconds:.0f} s." + "".join(f" Resumed {r.described()}." for r in t.resumes or []),
         config_text=run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else "",
         run_path=str(run_dir.resolve()))
     path = run_dir / "report.html"

@@ -206,7 +206,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             else float(np.median(speeds)) if speeds else None,
             "onset": onset, "overfitting_rule": OVERFITTING_RULE,
             "lr_changes": len(lr_changes([r.value("lr") for r in history])),
-            "resumes": [resume_text(r) for r in training.resumes or []],
+            "resumes": [r.described() for r in training.resumes or []],
             "settings": {**{k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
                          # what the scores above were predicted at, beside what training ran at
                          **({"evaluation_precision": metrics.precision}
@@ -232,25 +232,6 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "slots": FIGURE_SLOTS,
         "skipped": skipped,
     }
-
-
-def resume_text(resume: Any) -> str:
-    """'after epoch 5: batch size 64 → 32, epochs 10 → 20', or 'after epoch 5, no setting changed'."""
-    if not resume.from_checkpoint:
-        where = "from the start (no checkpoint was saved)"
-    elif resume.batches_into_epoch:
-        where = (f"after epoch {resume.after_epochs} and " if resume.after_epochs else "after ") + \
-            f"{resume.batches_into_epoch} batches of epoch {resume.after_epochs + 1}"
-    else:
-        where = f"after epoch {resume.after_epochs}"
-    if not resume.changed:
-        return f"{where}, no setting changed"
-    return f"{where}: " + ", ".join(f"{c.setting.replace('_', ' ')} {_setting_text(c.before)} → "
-                                    f"{_setting_text(c.after)}" for c in resume.changed)
-
-
-def _setting_text(value: Any) -> str:
-    return "none" if value is None or value == "" else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def sizing_table(sizing: Any, epochs_run: float | None = None) -> dict[str, Any] | None:

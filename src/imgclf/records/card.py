@@ -32,6 +32,24 @@ class ResumeInfo(BaseModel):
     changed: list[SettingChange] = Field(default_factory=list)
     started: str = Field("", description="When the resumed process started (UTC, ISO 8601).")
 
+    def described(self) -> str:
+        """'after epoch 5: batch size 64 → 32, epochs 10 → 20', or 'after epoch 5, no setting changed'."""
+        if not self.from_checkpoint:
+            where = "from the start (no checkpoint was saved)"
+        elif self.batches_into_epoch:
+            where = (f"after epoch {self.after_epochs} and " if self.after_epochs else "after ") + \
+                f"{self.batches_into_epoch} batches of epoch {self.after_epochs + 1}"
+        else:
+            where = f"after epoch {self.after_epochs}"
+        if not self.changed:
+            return f"{where}, no setting changed"
+        return f"{where}: " + ", ".join(f"{c.setting.replace('_', ' ')} {_setting_text(c.before)} → "
+                                        f"{_setting_text(c.after)}" for c in self.changed)
+
+
+def _setting_text(value: Any) -> str:
+    return "none" if value is None or value == "" else f"{value:g}" if isinstance(value, float) else str(value)
+
 
 class TrainingSummary(BaseModel):
     """How the weights were made (the card's `training`)."""

@@ -195,6 +195,17 @@ def test_an_empty_setting_is_named_not_left_blank(tmp_path):
     assert "augment: none" in html and "augment=</" not in html
 
 
+def test_a_searched_float_is_labelled_to_four_digits_unless_that_merges_two_labels(tmp_path):
+    """A search's rates read lr=0.008459126528049376 in every label; rounded, unless two groups then look alike."""
+    a = _scored(_configure(write_run(tmp_path, seed=0, run_name="a"), lr=0.008459126528049376), 0.6)
+    b = _scored(_configure(write_run(tmp_path, seed=1, run_name="b"), lr=3.417952912061011e-05), 0.7)
+    close = _scored(_configure(write_run(tmp_path, seed=2, run_name="close"), lr=0.0084591), 0.7)
+    labels = {g.runs[0].name: g.label for g in compare_runs([a, b]).groups}
+    assert labels == {"a": "lr=0.008459", "b": "lr=3.418e-05"}
+    labels = {g.runs[0].name: g.label for g in compare_runs([a, close]).groups}
+    assert labels == {"a": "lr=0.008459126528049376", "close": "lr=0.0084591"}
+
+
 def test_terminal_output_fits_80_columns_with_the_numbers_and_labels(tmp_path):
     a, b, c = _three_runs(tmp_path)
     seeds = [_configure(write_run(tmp_path / "s", seed=s, run_name=f"seed{s}"), lr=0.01) for s in (0, 1)]

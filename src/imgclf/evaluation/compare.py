@@ -249,10 +249,13 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     differing = [k for k in keys
                  if len({json.dumps(m[0].config.get(k), sort_keys=True, default=str) for m in members}) > 1]
     groups = []
+    # floats rounded, unless that makes two groups' labels one
+    short = [tuple(setting_text(k, m[0].config.get(k)) for k in differing) for m in members]
+    digits = 4 if len(set(short)) == len(short) else None
     for runs in members:
         # Label a group by what sets it apart; with one group only, by its model (several seeds) or run name.
         if differing:
-            label = ", ".join(f"{k}={setting_text(k, runs[0].config.get(k))}" for k in differing)
+            label = ", ".join(f"{k}={setting_text(k, runs[0].config.get(k), digits)}" for k in differing)
         else:
             label = str(runs[0].config.get("model")) if len(runs) > 1 else runs[0].name
         if ":" in runs[0].split:
@@ -329,10 +332,13 @@ def _letter(i: int) -> str:
     return chr(ord("A") + i) if i < 26 else f"G{i + 1}"
 
 
-def setting_text(key: str, value: Any) -> str:
-    """A setting's value for a label: what an unset or empty value means rather than `augment=`."""
+def setting_text(key: str, value: Any, digits: int | None = 4) -> str:
+    """A setting's value for a label: what an unset or empty value means rather than `augment=`; a float to
+    `digits` significant digits (a searched rate read lr=0.008459126528049376; None: all of them)."""
     if value is None or value == "" or value == {} or value == []:
         return UNSET_MEANS.get(key, "none")
+    if isinstance(value, float) and digits is not None:
+        return f"{value:.{digits}g}"
     if isinstance(value, list) and all(isinstance(v, str) for v in value) and key == "data":
         return " + ".join(_short_value(v, 30) for v in value)  # several data folders
     return _short_value(value)

@@ -262,6 +262,9 @@ def test_a_checkpoint_before_the_first_epoch_holds_the_history_state(tmp_path):
     older = HistoryWriter(tmp_path)
     older.load_state_dict({k: v for k, v in state.items() if k != "batches"})
     assert older._fraction(Trainer()) is None
+    again_later = HistoryWriter(tmp_path)  # and its state saved again inside that epoch still loads
+    again_later.load_state_dict(older.state_dict())
+    assert again_later._fraction(Trainer()) is None
     again._batches = 4
     assert again._fraction(Trainer()) == 0.4
 

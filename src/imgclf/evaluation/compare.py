@@ -164,12 +164,12 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
 def resumed_note(resumes: list[Any] | None) -> str | None:
     """'resumed after epoch 2 with batch size, augment changed' for a run whose resumes changed what it trains
     with (epochs alone change no epoch's training), else None."""
-    changes = [(r.after_epochs, [c.setting.replace("_", " ") for c in r.changed if c.setting != "epochs"])
+    changes = [(r.where, [c.setting.replace("_", " ") for c in r.changed if c.setting != "epochs"])
                for r in resumes or []]
-    changes = [(after, names) for after, names in changes if names]
+    changes = [(where, names) for where, names in changes if names]
     if not changes:
         return None
-    return "; ".join(f"resumed after epoch {after} with {', '.join(names)} changed" for after, names in changes)
+    return "; ".join(f"resumed {where} with {', '.join(names)} changed" for where, names in changes)
 
 
 def _evaluation_set(metrics: Any, dataset: Any, data: Any) -> EvaluationSet:

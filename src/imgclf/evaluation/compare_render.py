@@ -208,7 +208,8 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
             "settings": {k: setting_text(k, g.runs[0].config.get(k)) for k in comparison.differing},
         })
     sections = [{"title": s.title, "rows": [rows[i] for i in s.groups]} for s in comparison.sections]
-    html = render("compare.html", resumed=resumed_notes(comparison.groups), columns=[c[1] for c in COLUMNS if c[0] in shown], sections=sections, rows=rows,
+    html = render("compare.html", resumed=resumed_notes(comparison.groups),
+                  columns=[c[1] for c in COLUMNS if c[0] in shown], sections=sections, rows=rows,
                   figure=figure,
                   differing=comparison.differing, ranked=bool(best),
                   hardware=sorted({r.hardware for g in comparison.groups for r in g.runs}),

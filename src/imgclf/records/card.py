@@ -32,15 +32,19 @@ class ResumeInfo(BaseModel):
     changed: list[SettingChange] = Field(default_factory=list)
     started: str = Field("", description="When the resumed process started (UTC, ISO 8601).")
 
+    @property
+    def where(self) -> str:
+        """'after epoch 5', 'after epoch 5 and 40 batches of epoch 6', or 'from the start (no checkpoint was saved)'."""
+        if not self.from_checkpoint:
+            return "from the start (no checkpoint was saved)"
+        if self.batches_into_epoch:
+            return (f"after epoch {self.after_epochs} and " if self.after_epochs else "after ") + \
+                f"{self.batches_into_epoch} batches of epoch {self.after_epochs + 1}"
+        return f"after epoch {self.after_epochs}"
+
     def described(self) -> str:
         """'after epoch 5: batch size 64 → 32, epochs 10 → 20', or 'after epoch 5, no setting changed'."""
-        if not self.from_checkpoint:
-            where = "from the start (no checkpoint was saved)"
-        elif self.batches_into_epoch:
-            where = (f"after epoch {self.after_epochs} and " if self.after_epochs else "after ") + \
-                f"{self.batches_into_epoch} batches of epoch {self.after_epochs + 1}"
-        else:
-            where = f"after epoch {self.after_epochs}"
+        where = self.where
         if not self.changed:
             return f"{where}, no setting changed"
         return f"{where}: " + ", ".join(f"{c.setting.replace('_', ' ')} {_setting_text(c.before)} → "
@@ -58,7 +62,7 @@ class TrainingSummary(BaseModel):
     recipe: str | None = None
     epochs_run: int = Field(0, ge=0)
     epochs_trained: float | None = Field(None, ge=0, description=(
-        "The epochs trained, one cut by a stop (the time limit, Ctrl-C) counted by its share of batches: 5.54 "
+        "The epochs trained, one cut by the time limit counted by its share of batches: 5.54 "
         "where epochs_run is 6. Absent in cards written before it."))
     best_epoch: int | None = Field(None, description="1-based epoch whose weights were kept.")
     stopped: str = ""

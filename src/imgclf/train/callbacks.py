@@ -305,7 +305,7 @@ class HistoryWriter(L.Callback):
         self._start = time.perf_counter() - float(state.get("elapsed", 0.0))
         self._train_seconds = float(state.get("train_seconds", 0.0))
         # a checkpoint written before the count was kept: the epoch's share is unknown (its row reads whole)
-        self._batches = int(state["batches"]) if "batches" in state else None
+        self._batches = None if state.get("batches") is None else int(state["batches"])
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._train_seconds = time.perf_counter() - self._start  # images/s counts training, not validation

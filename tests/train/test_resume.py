@@ -169,6 +169,22 @@ def test_the_card_says_what_each_resume_changed(data, tmp_path):
     assert not (tmp_path / "r" / RESUMES_FILE).exists()
 
 
+def test_a_config_yaml_with_relative_paths_changes_no_path_on_resume(data, tmp_path, monkeypatch):
+    """A config.yaml edited by hand (or written elsewhere) may name the data relative to where the resume runs:
+    the resume resolves it to the same folder, which is no change of data."""
+    import yaml
+
+    imgclf.fit({**BASE, "data": str(data), "epochs": 1}, out=str(tmp_path / "r"), report=False)
+    config = tmp_path / "r" / "config.yaml"
+    stored = yaml.safe_load(config.read_text())
+    monkeypatch.chdir(data.parent)
+    stored["data"] = data.name
+    config.write_text(yaml.safe_dump(stored))
+    run = imgclf.fit(resume=str(tmp_path / "r"), epochs=2, report=False)
+    (only,) = RunDir(run.path).read_card().training.resumes
+    assert [(c.setting, c.before, c.after) for c in only.changed] == [("epochs", 1, 2)]
+
+
 def test_resumes_from_one_point_are_one_resume(data, tmp_path):
     """An attempt that failed before saving anything and the one after it continued from the same point: one
     resume, each setting from its first value to its last (none when it went back)."""

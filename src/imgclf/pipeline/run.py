@@ -24,6 +24,7 @@ from ..ood import STATS_FILES
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from ..records.run_dir import LOCK_FILE
 from .prepare import data_and_model, input_size
+from .resolve import resume_config
 from .resume_record import RESUMES_FILE
 
 if TYPE_CHECKING:
@@ -306,7 +307,8 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         if resume and run.has("config.yaml"):  # before config.yaml takes this process's settings
             from .resume_record import record_resume
 
-            record_resume(run_dir, run.read_config(), resolved, checkpoint)
+            # as the resume read it: a relative path in config.yaml names the folder it resolves to
+            record_resume(run_dir, resume_config(run_dir), resolved, checkpoint)
         run.write_config(resolved)
         run.write_dataset(record)
 

@@ -8,9 +8,11 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 import imgclf
 from conftest import make_image_folder
+from imgclf.cli import app
 from imgclf.errors import ImgclfError
 from imgclf.io import read_csv, read_yaml
 
@@ -151,11 +153,20 @@ def _train_cmd(data, out, *extra):
                      "--no-progress", "--model-args", "width=16", "--out", str(out), *extra]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The data of the interrupt tests and the run on it that nothing interrupted (one for both signals)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    data = make_image_folder(root / "data", classes=("a", "b", "c", "d"), per_class=120)
+    env = {**os.environ, "IMGCLF_CACHE": str(root / "cache")}
+    subprocess.run(_train_cmd(data, root / "full"), check=True, env=env, capture_output=True)
+    return data, root / "full"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig):
-    data = make_image_folder(tmp_path / "data", classes=("a", "b", "c", "d"), per_class=120)
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig, uninterrupted):
+    data, full = uninterrupted
     env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
-    subprocess.run(_train_cmd(data, tmp_path / "full"), check=True, env=env, capture_output=True)
     # a shell without job control starts background commands with SIGINT ignored, and Python keeps that: a suite
     # run as `make test &` would then see the run finish; the child gets the default disposition back
     proc = subprocess.Popen(_train_cmd(data, tmp_path / "cut"), env=env, stdout=subprocess.PIPE,
@@ -174,10 +185,10 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig):
     done = subprocess.run(IMGCLF + ["train", "--resume", str(tmp_path / "cut"), "--no-progress"], env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    a = load_file(str(full / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
-    ha, hb = read_csv(tmp_path / "full" / "history.csv"), read_csv(tmp_path / "cut" / "history.csv")
+    ha, hb = read_csv(full / "history.csv"), read_csv(tmp_path / "cut" / "history.csv")
     assert [(r["epoch"], r["lr"], r["val_loss"]) for r in ha] == [(r["epoch"], r["lr"], r["val_loss"]) for r in hb]
 
 
@@ -218,9 +229,9 @@ def test_a_signal_after_training_says_how_to_finish_the_run(tmp_path, image_fold
     assert hint[:4] == ["imgclf", "train", "--resume", str(out)] and "Traceback" not in cut.stderr, cut.stderr
     assert hint[4:] == (["--epochs", "2"] if stopped_early else []), cut.stderr
     assert not (out / "metrics.json").exists()
-    done = subprocess.run(IMGCLF + hint[1:] + ["--no-progress"], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
+    # the hint's command, run here (the signal needed a process of its own, finishing it does not)
+    done = CliRunner().invoke(app, hint[1:] + ["--no-progress"], env={"IMGCLF_CACHE": env["IMGCLF_CACHE"]})
+    assert done.exit_code == 0, done.output
     assert [int(r["epoch"]) for r in read_csv(out / "history.csv")] == [1, 2]  # no epoch ran twice
     assert json.loads((out / "metrics.json").read_text())["accuracy"] >= 0
 

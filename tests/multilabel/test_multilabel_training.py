@@ -78,7 +78,7 @@ def test_two_process_ddp_trains_a_multilabel_run_like_one_process(index, tmp_pat
     # the one process runs here, through the API with the same settings: only the launch needs the CLI
     imgclf.fit({"data": index, "img_size": 32, "epochs": 3, "progress": False, "accelerator": "cpu",
                 "model_args": {"width": 4}, "seed": 0, "batch_size": 16}, out=str(tmp_path / "one"), report=False)
-    two = subprocess.run(cli + ["--batch-size", "8", "--devices", "2", "--strategy", "ddp", "--out",
+    two = subprocess.run(cli + ["--batch-size", "8", "--devices", "2", "--strategy", "ddp", "--no-report", "--out",
                                 str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("test mAP") == 1, "only rank 0 reports"

@@ -23,7 +23,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, monkeypatch):
     # alternate batches of one shared permutation); only per-rank BatchNorm statistics differ. The one process
     # runs here (the same settings through the API, without the report): only the launch needs the CLI.
     imgclf.fit({**settings, "data": str(data), "batch_size": 16}, out=str(tmp_path / "one"), report=False)
-    two = subprocess.run(IMGCLF + common + ["--batch-size", "8", "--devices", "2", "--strategy", "ddp",
+    two = subprocess.run(IMGCLF + common + ["--batch-size", "8", "--devices", "2", "--strategy", "ddp", "--no-report",
                                             "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True,
                          timeout=300)
     assert two.returncode == 0, two.stderr

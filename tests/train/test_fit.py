@@ -150,7 +150,7 @@ def test_nan_loss_in_the_first_epoch_is_an_error_not_a_run(tmp_path, image_folde
 def _train_cmd(data, out, *extra):
     return IMGCLF + ["train", str(data), "--model", "simple_cnn", "--img-size", "16", "--epochs", "5",
                      "--batch-size", "16", "--augment", "hflip,rotate=10", "--schedule", "step", "--lr-step", "2",
-                     "--no-progress", "--model-args", "width=16", "--out", str(out), *extra]
+                     "--no-progress", "--model-args", "width=16", "--no-report", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +182,8 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig, uninterrupt
     said = {signal.SIGINT: "training interrupted (Ctrl-C)", signal.SIGTERM: "training interrupted (SIGTERM)"}[sig]
     assert said in output and "imgclf train --resume" in output and "Traceback" not in output
     assert not (tmp_path / "cut" / "model.safetensors").exists()
-    done = subprocess.run(IMGCLF + ["train", "--resume", str(tmp_path / "cut"), "--no-progress"], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(IMGCLF + ["train", "--resume", str(tmp_path / "cut"), "--no-progress", "--no-report"],
+                          env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     a = load_file(str(full / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
@@ -234,6 +234,24 @@ def test_a_signal_after_training_says_how_to_finish_the_run(tmp_path, image_fold
     assert done.exit_code == 0, done.output
     assert [int(r["epoch"]) for r in read_csv(out / "history.csv")] == [1, 2]  # no epoch ran twice
     assert json.loads((out / "metrics.json").read_text())["accuracy"] >= 0
+
+
+def test_no_report_leaves_the_report_to_imgclf_report(tmp_path, image_folder):
+    """`imgclf train --no-report` (the API's report=False) scores the run and writes no report.html; resumed
+    further without one, the earlier report is removed, since it shows the run before its later epochs."""
+    out = tmp_path / "run"
+    args = ["train", str(image_folder), "--img-size", "16", "--epochs", "1", "--batch-size", "8", "--no-progress",
+            "--model-args", "width=8", "--out", str(out), "--no-report"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "metrics.json").exists() and not (out / "report.html").exists()
+    assert f"write it with: imgclf report {out}" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, ["report", str(out)])
+    assert result.exit_code == 0 and (out / "report.html").exists(), result.output
+    result = CliRunner().invoke(app, ["train", "--resume", str(out), "--epochs", "2", "--no-progress", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert [int(r["epoch"]) for r in read_csv(out / "history.csv")] == [1, 2]
+    assert not (out / "report.html").exists()
 
 
 def test_resume_a_finished_run_with_more_epochs_keeps_its_history(tmp_path, image_folder):

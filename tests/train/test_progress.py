@@ -21,7 +21,8 @@ def test_a_redirected_log_has_a_header_and_one_short_line_per_epoch(tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=10)
     env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache"), "COLUMNS": "80"}
     proc = subprocess.run([sys.executable, "-m", "imgclf.cli", "train", str(data), "--img-size", "16", "--epochs", "3",
-                           "--model-args", "width=4", "--out", str(tmp_path / "run"), "--batch-size", "8"],
+                           "--model-args", "width=4", "--out", str(tmp_path / "run"), "--batch-size", "8",
+                           "--no-report"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr

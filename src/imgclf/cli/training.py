@@ -4,6 +4,7 @@ never drift apart."""
 from __future__ import annotations
 
 import inspect
+import shlex
 import typing
 from pathlib import Path
 from typing import Any, Optional
@@ -85,18 +86,26 @@ def train(data: Optional[list[str]] = None, **options: Any) -> None:
     from ..pipeline import fit
 
     config, overwrite, resume = options.pop("config"), options.pop("overwrite"), options.pop("resume")
+    report = options.pop("report")
     if data:
         options["data"] = data[0] if len(data) == 1 else data
     if resume:  # --config and --overwrite go along, to be refused: a resumed run keeps its own folder and config
-        run = fit(resume=resume, config_file=config, overwrite=overwrite, **options)
+        run = fit(resume=resume, config_file=config, overwrite=overwrite, report=report, **options)
     else:
-        run = fit(config_file=config, overwrite=overwrite, **options)
+        run = fit(config_file=config, overwrite=overwrite, report=report, **options)
     from ..pipeline.folds import Folds
 
     if isinstance(run, Folds):
         _print_folds(run)
     else:
         _print_run_summary(run)
+
+
+def _train_command_options() -> list[inspect.Parameter]:
+    report = typer.Option(True, "--report/--no-report", help="Write report.html and its figures once the run is "
+                          "scored (--no-report: one of many runs; `imgclf report RUN` writes them later).")
+    return [*train_options(),
+            inspect.Parameter("report", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=report)]
 
 
 def _print_folds(folds: Any) -> None:
@@ -125,7 +134,7 @@ def _print_folds(folds: Any) -> None:
     typer.echo(f"folds: {folds.path} (fold-1 ... fold-{summary['folds']}, folds.json)")
 
 
-generated_command(app, "train", train, train_options)
+generated_command(app, "train", train, _train_command_options)
 
 
 def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
@@ -261,6 +270,8 @@ def _print_run_summary(run: Any) -> None:
     report = run.path / "report.html"
     if report.exists():
         console.print(f"report: {report}")
+    elif m:
+        console.print(f"no report (--no-report); write it with: imgclf report {shlex.quote(str(run.path))}")
 
 
 # ---------------------------------------------------------------------------------------------------

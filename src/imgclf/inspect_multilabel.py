@@ -34,6 +34,13 @@ def inspect_index(index: str | os.PathLike, plots_dir: str | os.PathLike | None 
                "classes": labelled.classes, "total": len(ok), **stats,
                "sizes": dict(sizes.most_common(10)), "distinct_sizes": len(sizes), "modes": dict(modes.most_common()),
                "skipped": skipped}
+    if labelled.splits is not None:  # the index's split column: training keeps it, so each split's labels count
+        summary["splits"] = {}
+        present = {labelled.splits[r] for r in ok}
+        for name in [s for s in ("train", "val", "test") if s in present]:
+            rows = [r for r in ok if labelled.splits[r] == name]
+            summary["splits"][name] = {"images": len(rows),
+                                       "counts": label_stats(labelled.targets[rows], labelled.classes)["counts"]}
     if plots_dir is not None:
         from .evaluation.plots import plot_class_distribution, plot_class_samples
 
@@ -68,9 +75,37 @@ def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
         table.add_row(console_text(c), str(summary["counts"][c]), f"{summary['counts'][c] / total:.1%}",
                       *[str(v) for v in summary["cooccurrence"][i]])
     console.print(table)
+    splits = summary.get("splits")
+    if splits:
+        _render_splits(splits, classes, console)
     if summary["skipped"]:
         console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")
         for s in summary["skipped"]:
             console.print(f"  {console_text(s['path'])}: {console_text(s['reason'])}")
     for p in summary.get("plots", []):
         console.print(f"figure: {console_text(p)}")
+
+
+def _render_splits(splits: dict[str, Any], classes: list[str], console: Any) -> None:
+    """Images carrying each label in each split of the index, and the labels a split lacks: a label no
+    validation image carries keeps an untuned threshold, one no test image carries has no test score."""
+    from rich.table import Table
+
+    from .io import console_text
+
+    table = Table(title="images carrying each label, per split (the index's split column)", title_justify="left")
+    table.add_column("label")
+    for name in splits:
+        table.add_column(console_text(name), justify="right")
+    for c in classes:
+        table.add_row(console_text(c), *[str(s["counts"][c]) if s["counts"][c] else "[yellow]0[/yellow]"
+                                         for s in splits.values()])
+    table.add_row("[bold]images[/bold]", *[str(s["images"]) for s in splits.values()])
+    console.print(table)
+    for name, split in splits.items():
+        missing = [c for c in classes if not split["counts"][c]]
+        if missing:
+            names = ", ".join(console_text(repr(c)) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            why = {"val": ": the threshold stays untuned", "test": ": no test score"}.get(name, "")
+            console.print(f"[yellow]no {console_text(name)} image carries {len(missing)} label"
+                          f"{'s' if len(missing) != 1 else ''}:[/yellow] {names}{why}")

@@ -202,8 +202,11 @@ def test_a_searched_float_is_labelled_to_four_digits_unless_that_merges_two_labe
     close = _scored(_configure(write_run(tmp_path, seed=2, run_name="close"), lr=0.0084591), 0.7)
     labels = {g.runs[0].name: g.label for g in compare_runs([a, b]).groups}
     assert labels == {"a": "lr=0.008459", "b": "lr=3.418e-05"}
-    labels = {g.runs[0].name: g.label for g in compare_runs([a, close]).groups}
+    comparison = compare_runs([a, close])
+    labels = {g.runs[0].name: g.label for g in comparison.groups}
     assert labels == {"a": "lr=0.008459126528049376", "close": "lr=0.0084591"}
+    html = write_compare_html(comparison, tmp_path / "compare.html").read_text()
+    assert "<code>lr: 0.008459126528049376</code>" in html and "<code>lr: 0.0084591</code>" in html  # each row's
 
 
 def test_terminal_output_fits_80_columns_with_the_numbers_and_labels(tmp_path):

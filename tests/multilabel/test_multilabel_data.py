@@ -205,6 +205,33 @@ def test_inspect_of_an_index_draws_its_figures_when_asked(tmp_path):
         assert (tmp_path / "plots" / name).stat().st_size > 0 and f"figure: {tmp_path / 'plots' / name}" in result.output
 
 
+def test_inspect_of_an_index_with_a_split_column_counts_each_splits_labels(tmp_path):
+    """Training keeps an index's split column, so inspect counts each split's labels and names the labels a
+    split lacks (no validation image of a label: its threshold stays untuned)."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+    from imgclf.inspect_multilabel import inspect_index
+
+    rows = [("train", "cat;dog"), ("train", "dog"), ("train", "cat"), ("val", "dog"), ("val", ""),
+            ("test", "cat;dog"), ("test", "cat")]
+    index = tmp_path / "index.csv"
+    index.write_text("path,labels,split\n" + "".join(f"i{n}.png,{labels},{split}\n"
+                                                     for n, (split, labels) in enumerate(rows)))
+    for n in range(len(rows)):
+        Image.new("RGB", (8, 8), (30 * n, 20, 30)).save(tmp_path / f"i{n}.png")
+    summary = inspect_index(index)
+    assert summary["splits"] == {"train": {"images": 3, "counts": {"cat": 2, "dog": 2}},
+                                 "val": {"images": 2, "counts": {"cat": 0, "dog": 1}},
+                                 "test": {"images": 2, "counts": {"cat": 2, "dog": 1}}}
+    result = CliRunner().invoke(app, ["inspect", str(index)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "images carrying each label, per split" in said and "no val image carries 1 label: 'cat'" in said
+    assert "no train image" not in said and "no test image" not in said
+
+
 def test_a_label_with_a_comma_is_warned_by_inspect_and_training(tmp_path, capsys):
     """A cell written "square,triangle" (quoted, so one cell) became one label nobody meant, without a word."""
     from PIL import Image

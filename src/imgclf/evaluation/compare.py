@@ -124,6 +124,7 @@ class Comparison:
     splits: list[str]
     sections: list[Section] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run, why): unfinished runs left out
+    digits: int | None = 4  # significant digits of float settings as labels show them (None: all)
 
 
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
@@ -267,7 +268,7 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     groups, sections = _sections(groups)
     for i, g in enumerate(groups):
         g.key = _letter(i)
-    return Comparison(groups, differing, sorted({s.split for s in summaries}), sections, skipped)
+    return Comparison(groups, differing, sorted({s.split for s in summaries}), sections, skipped, digits)
 
 
 def _expand_folders(run_dirs: list[str | os.PathLike]) -> list[str | os.PathLike]:

@@ -205,7 +205,7 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
                       "cells": [format_cell(mean_std([r.values[k]]), kind) for k, _, kind, _ in COLUMNS
                                 if k in shown]}
                      for r in g.runs],
-            "settings": {k: setting_text(k, g.runs[0].config.get(k)) for k in comparison.differing},
+            "settings": {k: setting_text(k, g.runs[0].config.get(k), comparison.digits) for k in comparison.differing},
         })
     sections = [{"title": s.title, "rows": [rows[i] for i in s.groups]} for s in comparison.sections]
     html = render("compare.html", resumed=resumed_notes(comparison.groups),

@@ -299,6 +299,9 @@ def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):
             page.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/")
             page.set_input_files("#file", str(image))
             label = page.wait_for_selector("[data-testid=label]", timeout=15_000).text_content()
+            info = page.locator("#model-info").text_content()
+            # no unknown detector: no in-distribution score line, which only repeated the top label's probability
+            assert page.locator("#results .trust").is_hidden()
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
             browser.close()
     finally:
@@ -306,6 +309,10 @@ def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):
         thread.join(timeout=10)
         sock.close()
     assert [name for name, _ in expected.labels] == [part.split(" ")[0] for part in label.split(", ")]
+    # its headline is macro F1 (subset accuracy said as such), not a single-label "test accuracy"
+    card = clf.card
+    assert info.startswith(f"{len(card.classes)} labels (") and "test accuracy" not in info, info
+    assert f"{card.metrics.split} macro F1 " in info and "at the labels' thresholds (subset accuracy " in info, info
 
 
 def test_label_reliability_bins_by_hand():

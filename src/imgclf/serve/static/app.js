@@ -27,14 +27,22 @@ async function loadCard() {
     limits = health.limits || limits;
     topK = Math.min(5, card.classes.length);
     $("model-name").textContent = card.architecture;
-    const acc = card.metrics && typeof card.metrics.accuracy === "number" ? `, test accuracy ${percent(card.metrics.accuracy)}` : "";
+    // the card's headline split (test, or val where the run has none); a multi-label model's accuracy is subset
+    // accuracy (every label of an image right), so its macro F1 at the labels' thresholds comes first
+    const metrics = card.metrics || {};
+    const multilabel = card.task === "multilabel";
+    const split = metrics.split || "test";
+    const acc = multilabel && typeof metrics.macro_f1 === "number" ?
+      `, ${split} macro F1 ${percent(metrics.macro_f1)} at the labels' thresholds` +
+      (typeof metrics.accuracy === "number" ? ` (subset accuracy ${percent(metrics.accuracy)})` : "") :
+      !multilabel && typeof metrics.accuracy === "number" ? `, ${split} accuracy ${percent(metrics.accuracy)}` : "";
     const calibration = card.calibration && card.calibration.method === "temperature" ?
       `; probabilities calibrated (temperature ${card.calibration.temperature.toFixed(2)})` : "";
     const unknown = card.unknown && typeof card.unknown.threshold === "number";
     threshold = unknown && health.unknown !== "off" ? card.unknown.threshold : null;
     const flags = threshold === null ? "" : `; images scoring below ${score(threshold)} (${card.unknown.detector}, ` +
       `set to keep ${percent(card.unknown.acceptance)} of validation images) are called unknown`;
-    $("model-info").textContent = `${card.classes.length} classes (${card.classes.slice(0, 8).join(", ")}` +
+    $("model-info").textContent = `${card.classes.length} ${multilabel ? "labels" : "classes"} (${card.classes.slice(0, 8).join(", ")}` +
       `${card.classes.length > 8 ? ", …" : ""}), input ${card.img_size}×${card.img_size} ${card.color}${acc}` +
       calibration + flags;
     $("limits").textContent = `up to ${limits.max_files} image(s), ${(limits.max_upload_bytes / 1e6).toFixed(1)} MB per request`;
@@ -85,7 +93,8 @@ function render(files, predictions) {
     }
     node.querySelector(".file").textContent = pred.path;
     const trust = node.querySelector(".trust");
-    if (typeof pred.score === "number") {
+    // a multi-label model has no unknown detector: its score is the top label's probability, which the bars show
+    if (typeof pred.score === "number" && !Array.isArray(pred.labels)) {
       const below = threshold === null ? "" : ` (unknown below ${score(threshold)})`;
       trust.textContent = pred.unknown ?
         `Like none of the classes it was trained on: score ${score(pred.score)}${below}. Closest classes:` :

@@ -85,11 +85,17 @@ def test_evaluating_images_the_run_learnt_from_says_so(tiny_run, image_folder, t
 
 
 def test_evaluating_a_run_without_a_test_split_says_the_scores_are_validation_scores(image_folder, tmp_path,
-                                                                                      tiny_run):
+                                                                                      tiny_run, capsys):
+    """Training, its report and `imgclf evaluate` all say so: the val split chose what the run kept."""
     import imgclf
+    from imgclf.evaluation.report import write_report
 
     run = imgclf.fit(data=str(image_folder), img_size=16, epochs=1, batch_size=16, progress=False,
                      model_args={"width": 4}, val_split=0.25, test_split=0, out=str(tmp_path / "r"), report=False)
+    note = "no test split (trained with test_split 0): these are its validation scores"
+    assert note in " ".join(capsys.readouterr().err.split())
+    page = " ".join(write_report(run.path).read_text().split())
+    assert f"<li>The run has {note}" in page and "of the val images score below the threshold" in page
     result = CliRunner().invoke(app, ["evaluate", str(run.path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert json.loads((run.path / "metrics.json").read_text())["split"] == "val"

@@ -263,6 +263,21 @@ def test_onnx_export_has_sigmoid_outputs_and_the_thresholds(ml_run, monkeypatch)
     assert any(len(labels) > 1 for labels in theirs)
 
 
+def test_a_multilabel_run_without_a_test_split_says_its_scores_chose_the_thresholds(tmp_path, capsys):
+    """Scored on the val split, whose images tuned each label's threshold: training and the report say so."""
+    import html
+
+    import imgclf
+
+    index, _ = make_mosaics(tmp_path, count=24)
+    run = imgclf.fit(data=str(index), img_size=16, epochs=1, batch_size=8, progress=False, model_args={"width": 4},
+                     val_split=0.3, test_split=0, out=str(tmp_path / "r"))
+    note = "these are its validation scores, on the images that chose the epoch kept and each label's decision threshold"
+    assert run.metrics.split == "val" and note in " ".join(capsys.readouterr().err.split())
+    assert "<li>The run has no test split" in (page := " ".join((run.path / "report.html").read_text().split()))
+    assert note in html.unescape(page)
+
+
 def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):
     from pathlib import Path
 

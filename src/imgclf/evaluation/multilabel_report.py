@@ -17,6 +17,7 @@ from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
 from .interpret import scores_shown
 from .multilabel import binary_calibration_error, label_sets
+from .seen import validation_scores_note
 
 FIGURES = {
     "training_curves": ("Training curves", "Train vs validation per epoch. Loss: the training loss (binary "
@@ -88,6 +89,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     html = render(
         "multilabel_report.html", figures=made, slots=FIGURE_SLOTS, name=run_dir.name, architecture=card.architecture,
         labels=card.classes, split=metrics.split, count=metrics.count, ml=ml, macro=metrics.macro,
+        validation_scores=_sentence(validation_scores_note("multilabel")) if metrics.split == "val" else None,
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source,
@@ -99,6 +101,10 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     path = run_dir / "report.html"
     atomic_write_text(path, html)
     return path
+
+
+def _sentence(text: str) -> str:
+    return f"{text[:1].upper()}{text[1:]}."
 
 
 def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard, samples: list[dict[str, Any]],

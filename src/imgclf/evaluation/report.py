@@ -36,6 +36,7 @@ from .interpret import (
     scores_shown,
 )
 from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
+from .seen import validation_scores_note
 
 
 # ------------------------------------------------------------------------------------------- context
@@ -89,6 +90,10 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     eval_skipped = metrics.skipped if metrics is not None else []
 
     findings = _leak_findings(dataset, card.img_size)
+    split = metrics.split if metrics is not None else "test"
+    if split == "val":
+        note = validation_scores_note(card.task)
+        findings.insert(0, f"{note[:1].upper()}{note[1:]}.")
     if worst_name is not None and finite(worst_recall) and worst_recall < 1.0:
         text = f"Weakest class: {worst_name} (recall {pct(worst_recall)})"
         if worst_confusions:
@@ -120,7 +125,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                         f"accuracy {pct(m.accuracy)} ({calibration_verdict(confidence - m.accuracy, ece)}).")
     calibrated = metrics.calibration if metrics is not None else None
     if card.calibration is not None and card.calibration.method == "temperature" and calibrated is not None:
-        split, worse = metrics.split, ""
+        worse = ""
         if finite(ece) and ece > calibrated.ece_before:
             worse = (f" (worse on {split}: the temperature fitted on {card.calibration.images} validation "
                      "images does not carry over; `imgclf calibrate RUN --calibrate none` keeps the raw softmax)")
@@ -130,7 +135,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     flagged = metrics.unknown if metrics is not None else None
     if card.unknown is not None and flagged is not None and flagged.threshold is not None:
         kept = "" if flagged.accuracy_kept is None else f"; accuracy on the others {pct(flagged.accuracy_kept)}"
-        findings.append(f"Unknown inputs: {pct(flagged.flagged)} of the test images score below the threshold "
+        findings.append(f"Unknown inputs: {pct(flagged.flagged)} of the {split} images score below the threshold "
                         f"({card.unknown.detector}, set to keep {pct(card.unknown.acceptance)} of validation images) "
                         f"and would be reported as unknown{kept}.")
     if len(eval_skipped) + len(data_skipped):
@@ -178,7 +183,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "run_dir": str(run_dir.resolve()),
         "created": card.created,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "split": metrics.split if metrics is not None else "test",
+        "split": split,
         "count": m.count,
         "headline": {
             "accuracy": m.accuracy, "macro_recall": m.macro.recall, "macro_f1": m.macro.f1,

@@ -93,3 +93,13 @@ def seen_warning(seen: SeenImages, evaluated: int) -> str:
     copies = f"; {seen.exact_copies:,} of them identical copies at another path" if seen.exact_copies else ""
     return (f"{seen.images:,} of the {evaluated:,} evaluated images are images the run trained or selected on "
             f"({parts}{copies}): these scores are not held-out scores")
+
+
+def validation_scores_note(task: str = "single") -> str:
+    """What the scores of a run without a test split are (its own evaluation falls back to the val split): the
+    images that chose what was kept, so the scores overstate."""
+    chose = ("each label's decision threshold" if task == "multilabel"
+             else "the temperature and the unknown threshold")
+    return (f"the run has no test split (trained with test_split 0): these are its validation scores, on the images "
+            f"that chose the epoch kept and {chose}, so they overstate what new images would score; train with a "
+            "test split (--test-split) for scores to quote")

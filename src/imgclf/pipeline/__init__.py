@@ -66,13 +66,12 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     `imgclf` logger) when the scores overstate: validation images scored for want of a test split, or images the
     run trained on."""
     from ..evaluation.run_eval import evaluate_run
-    from ..evaluation.seen import seen_warning
+    from ..evaluation.seen import seen_warning, validation_scores_note
     from ..notices import warn
 
     metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision)
     if data is None and split == "test" and metrics.split == "val":
-        warn("the run has no test split (trained with test_split 0): these are its validation scores, on the images "
-             "that chose the epoch kept and the temperature, so they overstate what new images would score")
+        warn(validation_scores_note(metrics.task))
     if metrics.seen is not None:
         warn(seen_warning(metrics.seen, metrics.count))
     return metrics

@@ -387,6 +387,10 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
                                budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
         card.metrics = headline(metrics, result.history, result.best_epoch)
         run.write_card(card)
+        if metrics.split == "val":  # no test split: said here as `imgclf evaluate` says it
+            from ..evaluation.seen import validation_scores_note
+
+            warn(validation_scores_note(metrics.task))
         figure_failures: list[str] = []
         if report:
             from ..evaluation.report import write_report

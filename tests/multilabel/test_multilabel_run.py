@@ -272,7 +272,8 @@ def test_a_multilabel_run_without_a_test_split_says_its_scores_chose_the_thresho
     index, _ = make_mosaics(tmp_path, count=24)
     run = imgclf.fit(data=str(index), img_size=16, epochs=1, batch_size=8, progress=False, model_args={"width": 4},
                      val_split=0.3, test_split=0, out=str(tmp_path / "r"))
-    note = "these are its validation scores, on the images that chose the epoch kept and each label's decision threshold"
+    note = ("these are its validation scores, on the images that chose the epoch kept and each label's decision "
+            "threshold")
     assert run.metrics.split == "val" and note in " ".join(capsys.readouterr().err.split())
     assert "<li>The run has no test split" in (page := " ".join((run.path / "report.html").read_text().split()))
     assert note in html.unescape(page)

@@ -106,6 +106,32 @@ def test_evaluating_a_run_without_a_test_split_says_the_scores_are_validation_sc
     assert held_out.exit_code == 0 and "no test split" not in held_out.stderr
 
 
+def test_the_note_on_validation_scores_names_why_there_is_no_test_split_and_what_val_chose(tmp_path, capsys):
+    """A train/ + val/ folder has no test split whatever test_split says, and its fix is test images; a run that
+    kept its last epoch (a study's protocol, whose val split is its test split) chose no epoch on val, so its
+    accuracy does not overstate and training does not warn; the report still says what val chose."""
+    import imgclf
+    from conftest import make_image_folder
+    from imgclf.evaluation.report import write_report
+
+    folders = make_image_folder(tmp_path / "split", classes=("a", "b"), layout="splits",
+                                per_split={"train": 12, "val": 6})
+    imgclf.fit(data=str(folders), img_size=16, epochs=1, batch_size=8, progress=False, model_args={"width": 4},
+               out=str(tmp_path / "given"), report=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "the data has no test split (no test/ folder, or no row of split test): these are its validation " \
+           "scores, on the images that chose the epoch kept" in said and "test_split 0" not in said, said
+    assert "give it test images (a test/ folder, or rows of split test) for scores to quote" in said
+    flat = make_image_folder(tmp_path / "flat", classes=("a", "b"), per_class=12)
+    run = imgclf.fit(data=str(flat), img_size=16, epochs=1, batch_size=8, progress=False, model_args={"width": 4},
+                     val_split=0.3, test_split=0, restore_best=False, early_stopping=None, out=str(tmp_path / "last"),
+                     report=False)
+    assert run.metrics.split == "val" and "validation scores" not in capsys.readouterr().err
+    page = " ".join(write_report(run.path).read_text().split())
+    assert ("on the images that chose the temperature and the unknown threshold, so its calibration and "
+            "unknown-input figures overstate (not its accuracy: training kept the last epoch)") in page
+
+
 def test_evaluating_a_folder_s_test_split_lists_what_it_skipped_there_and_nothing_of_train(tiny_run, image_folder,
                                                                                              tmp_path):
     """A notes.txt in train/ was listed as skipped by an evaluation of test/, while an unreadable image in

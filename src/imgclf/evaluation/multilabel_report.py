@@ -89,7 +89,8 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     html = render(
         "multilabel_report.html", figures=made, slots=FIGURE_SLOTS, name=run_dir.name, architecture=card.architecture,
         labels=card.classes, split=metrics.split, count=metrics.count, ml=ml, macro=metrics.macro,
-        validation_scores=_sentence(validation_scores_note("multilabel")) if metrics.split == "val" else None,
+        validation_scores=_sentence(validation_scores_note(run.read_config() if run.has("config.yaml") else None,
+                                                           "multilabel")[0]) if metrics.split == "val" else None,
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source,

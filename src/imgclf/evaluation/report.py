@@ -92,7 +92,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     findings = _leak_findings(dataset, card.img_size)
     split = metrics.split if metrics is not None else "test"
     if split == "val":
-        note = validation_scores_note(card.task)
+        run = RunDir(run_dir)
+        note, _ = validation_scores_note(run.read_config() if run.has("config.yaml") else None, card.task)
         findings.insert(0, f"{note[:1].upper()}{note[1:]}.")
     if worst_name is not None and finite(worst_recall) and worst_recall < 1.0:
         text = f"Weakest class: {worst_name} (recall {pct(worst_recall)})"
@@ -105,8 +106,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         untested = [c for c in minority if c not in tested]
         findings.append(f"Imbalanced training data (ρ = {num(imbalance.rho, 2)}, μ = {num(imbalance.mu, 2)}): "
                         + (f"minority classes {', '.join(tested)} reach a mean recall of {pct(mr)} against an "
-                           f"accuracy of {pct(m.accuracy)}" if tested else "no minority class has a test image")
-                        + (f" ({', '.join(untested)}: no test image, so no recall)" if untested and tested else "")
+                           f"accuracy of {pct(m.accuracy)}" if tested else f"no minority class has a {split} image")
+                        + (f" ({', '.join(untested)}: no {split} image, so no recall)" if untested and tested else "")
                         + ". Judge this model by per-class recall, not accuracy.")
     if overfit is not None:
         kept = f"; the weights of epoch {best_epoch} were kept" if best_epoch else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from typing import Any
 
 from ..duplicates.hashing import content_digests
 from ..records import DatasetRecord, RunDir, SeenImages
@@ -95,11 +96,27 @@ def seen_warning(seen: SeenImages, evaluated: int) -> str:
             f"({parts}{copies}): these scores are not held-out scores")
 
 
-def validation_scores_note(task: str = "single") -> str:
-    """What the scores of a run without a test split are (its own evaluation falls back to the val split): the
-    images that chose what was kept, so the scores overstate."""
-    chose = ("each label's decision threshold" if task == "multilabel"
-             else "the temperature and the unknown threshold")
-    return (f"the run has no test split (trained with test_split 0): these are its validation scores, on the images "
-            f"that chose the epoch kept and {chose}, so they overstate what new images would score; train with a "
-            "test split (--test-split) for scores to quote")
+def validation_scores_note(config: Any, task: str = "single") -> tuple[str, bool]:
+    """What the scores of a run without a test split are (its own evaluation falls back to the val split), and
+    whether they overstate: the val images chose the epoch kept (best epoch or early stop) and the temperature and
+    unknown threshold, or each label's decision threshold. Kept its last epoch, a single-label run's accuracy is
+    not chosen on them, only its calibration and unknown-input figures. `config`: the run's TrainConfig."""
+    if config is not None and config.test_split == 0:
+        cause, fix = "the run has no test split (trained with test_split 0)", "train with a test split (--test-split)"
+    else:  # a split folder without test/, or an index whose split column names no test row: test_split is unused
+        cause, fix = ("the data has no test split (no test/ folder, or no row of split test)",
+                      "give it test images (a test/ folder, or rows of split test)")
+    chose_epoch = config is None or config.restore_best or config.early_stopping is not None
+    kept = "the epoch kept and " if chose_epoch else ""
+    if task == "multilabel":
+        chose, overstates = f"{kept}each label's decision threshold", True
+        consequence = "so they overstate what new images would score"
+    elif chose_epoch:
+        chose, overstates = f"{kept}the temperature and the unknown threshold", True
+        consequence = "so they overstate what new images would score"
+    else:
+        chose, overstates = "the temperature and the unknown threshold", False
+        consequence = ("so its calibration and unknown-input figures overstate (not its accuracy: training kept the "
+                       "last epoch)")
+    return (f"{cause}: these are its validation scores, on the images that chose {chose}, {consequence}; {fix} "
+            "for scores to quote"), overstates

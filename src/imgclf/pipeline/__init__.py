@@ -71,7 +71,10 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
 
     metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision)
     if data is None and split == "test" and metrics.split == "val":
-        warn(validation_scores_note(metrics.task))
+        from ..records import RunDir
+
+        run = RunDir(run_dir)
+        warn(validation_scores_note(run.read_config() if run.has("config.yaml") else None, metrics.task)[0])
     if metrics.seen is not None:
         warn(seen_warning(metrics.seen, metrics.count))
     return metrics

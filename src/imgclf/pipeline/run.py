@@ -390,7 +390,9 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         if metrics.split == "val":  # no test split: said here as `imgclf evaluate` says it
             from ..evaluation.seen import validation_scores_note
 
-            warn(validation_scores_note(metrics.task))
+            note, overstates = validation_scores_note(resolved, metrics.task)
+            if overstates:  # not for a protocol whose val split is its test split (a study keeping the last epoch)
+                warn(note)
         figure_failures: list[str] = []
         if report:
             from ..evaluation.report import write_report

@@ -48,9 +48,12 @@ def arm(bench: Bench, data, model: str, lr: float | str, seed: int, epochs: int,
 
 
 def arm_values(bench: Bench, model: str, lr: float | str, seed: int, epochs: int) -> dict[str, object]:
-    # smoke: the finder's 100 steps are most of the time, so the images are model_s's smallest (8 px, a
-    # sixteenth of SMOKE_TRAINING's 32 px work per step)
-    smoke = {**{k: v for k, v in SMOKE_TRAINING.items() if k != "epochs"}, "img_size": 8}
+    from imgclf.models import get_model_info
+
+    # smoke: the finder's 100 steps are most of the time, so the images are the model's smallest (model_s: 8 px,
+    # a sixteenth of SMOKE_TRAINING's 32 px work per step)
+    smoke = {**{k: v for k, v in SMOKE_TRAINING.items() if k != "epochs"},
+             "img_size": max(8, get_model_info(model).min_img_size)}
     return {"model": model, "lr": lr, "seed": seed, "epochs": epochs, "early_stopping": None,
             **(smoke if bench.smoke else {})}
 

@@ -39,7 +39,8 @@ def fit(config: "TrainConfig | Mapping[str, Any] | None" = None, *, recipe: str 
     then `recipe=` (see `imgclf recipes`), then `config_file=` (YAML), then `config` (a mapping or TrainConfig)
     and keyword values. A recipe's value is unset with the word "none" (`time_limit="none"`); `None` means "not
     given". `resume="runs/x"` continues an interrupted or finished run (keyword values override its stored
-    config, e.g. more epochs); `overwrite=True` replaces the run in `out`; `report=False` skips report.html.
+    config, e.g. more epochs); `overwrite=True` replaces the run in `out`; `report=False` skips report.html (and
+    removes a resumed run's earlier one).
     Ctrl-C stops it with `imgclf.train.fit.TrainingInterrupted`, a KeyboardInterrupt saying how to resume.
     The global random generators, environment and log levels are as before the call when it returns."""
     from .caller_state import kept_caller_state

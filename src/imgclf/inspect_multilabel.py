@@ -105,7 +105,10 @@ def _render_splits(splits: dict[str, Any], classes: list[str], console: Any) -> 
     for name, split in splits.items():
         missing = [c for c in classes if not split["counts"][c]]
         if missing:
+            one = len(missing) == 1
             names = ", ".join(console_text(repr(c)) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            why = {"val": ": the threshold stays untuned", "test": ": no test score"}.get(name, "")
+            why = {"val": f"{'its threshold stays' if one else 'their thresholds stay'} 0.5, untuned",
+                   "test": f"{'it has' if one else 'they have'} no test score",
+                   "train": "training refuses a label no training image carries"}.get(name)
             console.print(f"[yellow]no {console_text(name)} image carries {len(missing)} label"
-                          f"{'s' if len(missing) != 1 else ''}:[/yellow] {names}{why}")
+                          f"{'' if one else 's'}[/yellow] ({names}){': ' + why if why else ''}")

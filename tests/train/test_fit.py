@@ -248,10 +248,17 @@ def test_no_report_leaves_the_report_to_imgclf_report(tmp_path, image_folder):
     assert f"write it with: imgclf report {out}" in " ".join(result.output.split())
     result = CliRunner().invoke(app, ["report", str(out)])
     assert result.exit_code == 0 and (out / "report.html").exists(), result.output
+    assert (out / "plots" / "confusion_counts.png").exists()
     result = CliRunner().invoke(app, ["train", "--resume", str(out), "--epochs", "2", "--no-progress", "--no-report"])
     assert result.exit_code == 0, result.output
     assert [int(r["epoch"]) for r in read_csv(out / "history.csv")] == [1, 2]
-    assert not (out / "report.html").exists()
+    # the page and its figures showed epoch 1's model (a tracker would log the figures as this run's)
+    assert not (out / "report.html").exists() and not (out / "plots" / "confusion_counts.png").exists()
+    # so did recalibrating without a report
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    result = CliRunner().invoke(app, ["calibrate", str(out), "--no-report"])
+    assert result.exit_code == 0 and "no report.html (--no-report)" in result.output, result.output
+    assert not (out / "report.html").exists() and not (out / "plots" / "confusion_counts.png").exists()
 
 
 def test_resume_a_finished_run_with_more_epochs_keeps_its_history(tmp_path, image_folder):

@@ -212,7 +212,8 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
               acceptance: Optional[float] = typer.Option(None, "--unknown-acceptance", help="Share of the validation "
                                                          "images the threshold keeps as known; default: the run's "
                                                          "own.", show_default=False),
-              report: bool = typer.Option(True, help="Write report.html again.")) -> None:
+              report: bool = typer.Option(True, help="Write report.html again (--no-report: remove the one that "
+                                          "showed the run before; `imgclf report RUN` writes it later).")) -> None:
     """Refit a run's temperature and unknown detector on its own images, without training.
 
     Rewrites model.json, config.yaml, the statistics, metrics.json, predictions.csv and report.html."""
@@ -231,7 +232,7 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
     if card.metrics is not None:
         typer.echo(f"test accuracy {card.metrics.accuracy:.4f}")
     typer.echo(f"wrote {Path(run) / 'model.json'}, config.yaml, {u.statistics}, metrics.json, predictions.csv"
-               + (", report.html" if report else ""))
+               + (", report.html" if report else "; no report.html (--no-report)"))
 
 
 @app.command()

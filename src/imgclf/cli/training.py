@@ -103,7 +103,8 @@ def train(data: Optional[list[str]] = None, **options: Any) -> None:
 
 def _train_command_options() -> list[inspect.Parameter]:
     report = typer.Option(True, "--report/--no-report", help="Write report.html and its figures once the run is "
-                          "scored (--no-report: one of many runs; `imgclf report RUN` writes them later).")
+                          "scored (--no-report: skip them, e.g. in a grid of many small runs; `imgclf report RUN` "
+                          "writes them later; a resumed run's earlier report is removed).")
     return [*train_options(),
             inspect.Parameter("report", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=report)]
 
@@ -271,7 +272,7 @@ def _print_run_summary(run: Any) -> None:
     if report.exists():
         console.print(f"report: {report}")
     elif m:
-        console.print(f"no report (--no-report); write it with: imgclf report {shlex.quote(str(run.path))}")
+        console.print(f"no report (--no-report); write it with: imgclf report {shown(shlex.quote(str(run.path)))}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
     Settings layer as `resolve_config` says: TrainConfig's defaults, the recipe's, the YAML file's, then
     `config` and keyword arguments (`imgclf.fit(data="data/", recipe="fast-fmnist", time_limit="10m")`).
     `resume="runs/x"` continues an interrupted run from its last checkpoint with its stored config (keyword
-    arguments override it, e.g. more epochs). `report=False` skips report.html (grids of many small runs).
+    arguments override it, e.g. more epochs). `report=False` skips report.html (grids of many small runs;
+    a resumed run's earlier report is removed).
     With `folds=K` (and no `fold`) it trains K cross-validation folds and returns a `pipeline.folds.Folds`.
     """
     if resume is not None:

@@ -55,7 +55,8 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
 def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: object) -> ModelCard:
     """Refit the run's calibration and unknown detector with `settings` (any of `SETTINGS`; the run's own where
     not given) on its own train and val images; rewrites the detector's statistics, config.yaml, model.json and,
-    for an evaluated run, metrics.json, predictions.csv and (`report`) report.html. Returns the new card."""
+    for an evaluated run, metrics.json, predictions.csv and (`report`) report.html, else removes the report that
+    showed the run before. Returns the new card."""
     from ..evaluation.run_eval import evaluate_run
     from .card import headline
     from .trust import drop_unused_statistics
@@ -82,6 +83,10 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
         from ..evaluation.report import write_report
 
         write_report(run.path)
+    else:  # the page showed the old temperature, threshold and scores
+        from ..evaluation.stale_report import drop_stale_report
+
+        drop_stale_report(run.path)
     return card
 
 

@@ -399,7 +399,9 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
             write_report(run_dir, failures=figure_failures)
         else:  # an earlier process's report shows the run before this one trained it further
-            run.file("report.html").unlink(missing_ok=True)
+            from ..evaluation.stale_report import drop_stale_report
+
+            drop_stale_report(run_dir)
         log_final(loggers, run_dir, metrics, result.global_step)  # after the report: its files go as artefacts
         return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
                    result.stopped_reason, skipped, figure_failures)

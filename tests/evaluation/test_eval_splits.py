@@ -130,6 +130,9 @@ def test_the_note_on_validation_scores_names_why_there_is_no_test_split_and_what
     page = " ".join(write_report(run.path).read_text().split())
     assert ("on the images that chose the temperature and the unknown threshold, so its calibration and "
             "unknown-input figures overstate (not its accuracy: training kept the last epoch)") in page
+    # the figures' captions name the split scored too
+    assert "A random mix of right and wrong val predictions" in page and "n = number of val images" in page
+    assert "test predictions" not in page and "number of test images" not in page
 
 
 def test_evaluating_a_folder_s_test_split_lists_what_it_skipped_there_and_nothing_of_train(tiny_run, image_folder,

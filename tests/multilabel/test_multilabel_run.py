@@ -277,6 +277,7 @@ def test_a_multilabel_run_without_a_test_split_says_its_scores_chose_the_thresho
     assert run.metrics.split == "val" and note in " ".join(capsys.readouterr().err.split())
     assert "<li>The run has no test split" in (page := " ".join((run.path / "report.html").read_text().split()))
     assert note in html.unescape(page)
+    assert "A seeded sample of val images" in page and "test images" not in page  # the captions name the split
 
 
 def test_upload_page_shows_every_label_above_its_threshold(ml_run, tmp_path):

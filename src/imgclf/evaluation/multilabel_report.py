@@ -17,28 +17,29 @@ from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
 from .interpret import scores_shown
 from .multilabel import binary_calibration_error, label_sets
+from .report_figures import caption as figure_caption, scored_split
 from .seen import validation_scores_note
 
-FIGURES = {
+FIGURES = {  # {split}: the split scored, as in the single-label report's captions
     "training_curves": ("Training curves", "Train vs validation per epoch. Loss: the training loss (binary "
                         "cross-entropy, weighted by --class-weight, or the asymmetric loss) on train, plain binary "
                         "cross-entropy on validation (as single-label runs validate on plain cross-entropy); acc: the "
                         "share of label decisions right at probability 0.5 (1 - Hamming loss)."),
-    "pr": ("Precision-recall per label", "One curve per label from the test probabilities, with its average "
+    "pr": ("Precision-recall per label", "One curve per label from the {split} probabilities, with its average "
            "precision (AP); dashed: every (image, label) pair together (micro)."),
     "per_label": ("Per-label precision, recall and F1", "At each label's tuned threshold."),
     "cooccurrence": ("True vs predicted labels", "Row: a true label; column: a predicted label; each cell counts the "
-                     "test images carrying the row's label that were given the column's. The diagonal counts the "
+                     "{split} images carrying the row's label that were given the column's. The diagonal counts the "
                      "true positives; off the diagonal, labels predicted alongside (or instead of) the true one."),
-    "reliability": ("Reliability per label", "For each label, test images grouped into ten bins by the predicted "
+    "reliability": ("Reliability per label", "For each label, {split} images grouped into ten bins by the predicted "
                     "probability of that label: the share that carry it against the bins' mean probability. On the "
-                    f"dashed diagonal the probabilities mean what they say; below it the model is over-confident, "
-                    f"above it under-confident. Hollow markers: bins of fewer than {MIN_BIN_IMAGES} images. Each panel's ECE is the "
-                    "table's (15 bins)."),
+                    "dashed diagonal the probabilities mean what they say; below it the model is over-confident, "
+                    f"above it under-confident. Hollow markers: bins of fewer than {MIN_BIN_IMAGES} images. Each "
+                    "panel's ECE is the table's (15 bins)."),
     "gradcam": ("Grad-CAM explanations", "Where the model looked for each image's most probable label, 'Top' "
-                "(the same sampled test images; predicted only where it reached its threshold, as the sample grid "
+                "(the same sampled {split} images; predicted only where it reached its threshold, as the sample grid "
                 "shows): red = strong evidence. Red caption: that label is not one the image carries."),
-    "samples": ("True vs predicted label sets", "A seeded sample of test images; red: the predicted set differs "
+    "samples": ("True vs predicted label sets", "A seeded sample of {split} images; red: the predicted set differs "
                 "from the true one. Each predicted label carries its probability (it reached its tuned "
                 "threshold)."),
 }
@@ -56,9 +57,10 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     plot_dir = run_dir / "plots"
     plot_dir.mkdir(exist_ok=True)
     made: dict[str, dict[str, Any]] = {}
+    split = scored_split(run)
 
     def add(key: str, draw) -> None:
-        title, caption = FIGURES[key]
+        title, caption = FIGURES[key][0], figure_caption(key, split, FIGURES)
         try:
             path = draw(plot_dir / f"{key}.png")
             made[key] = {"title": title, "caption": caption, **embed_png(path)}
@@ -77,7 +79,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     add("reliability", lambda p: plot_label_reliability(targets, probs, card.classes, p))
     samples = _samples(rows, card)
     add("samples", lambda p: plot_label_set_grid(samples, p))
-    _add_gradcam(made, run_dir, card, samples, plot_dir / "gradcam.png", failures)
+    _add_gradcam(made, run_dir, card, samples, plot_dir / "gradcam.png", failures, split)
     ml = metrics.multilabel
     # a label no image carries has no recall or F1, one never predicted no precision: dashes, as the single-label
     # report shows them (scikit-learn's 0.000 read as "always missed" beside that label's dashed AP and AUC)
@@ -109,7 +111,7 @@ def _sentence(text: str) -> str:
 
 
 def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard, samples: list[dict[str, Any]],
-                 path: Path, failures: list[str] | None) -> None:
+                 path: Path, failures: list[str] | None, split: str = "test") -> None:
     """Grad-CAM of each sampled image's most probable label; where it cannot be drawn (no grad-cam installed, a
     model it cannot read) the slot says why, as single-label reports do."""
     title = FIGURES["gradcam"][0]
@@ -138,7 +140,7 @@ def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard
                   "pred_word": "Top", "prob": s["top"][1], "correct": s["top"][0] in s["true"]}
                  for s, m in zip(explained, maps)]
         plots.plot_gradcam_grid(shown, path, layer=layer, target="its most probable label")
-        made["gradcam"] = {"title": title, "caption": FIGURES["gradcam"][1], **embed_png(path)}
+        made["gradcam"] = {"title": title, "caption": figure_caption("gradcam", split, FIGURES), **embed_png(path)}
     except Exception as exc:  # a figure that fails is shown as missing, never a report that fails
         reason = f"{type(exc).__name__}: {exc}"[:200]
         made["gradcam"] = {"title": title, "caption": f"could not be drawn ({reason})", **embed_png(None)}

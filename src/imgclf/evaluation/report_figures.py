@@ -18,7 +18,8 @@ from ..records import DatasetRecord, ModelCard, RunDir
 from . import plots
 from .interpret import Interpretation, decode_for_display, overfitting_onset
 
-# id -> (title, caption): the report's order and words, shared by freshly drawn and reused figures.
+# id -> (title, caption): the report's order and words, shared by freshly drawn and reused figures; {split} in a
+# caption is the split the run was scored on (`caption`).
 FIGURES: dict[str, tuple[str, str]] = {
     "class_distribution": ("Images per class and split", "Training, validation and test images per class."),
     "class_samples": ("One sample per class", "A random training image of each class, as stored on disk."),
@@ -31,7 +32,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "confusion_normalized": ("Confusion matrix (row-normalised)",
                              "Each row sums to 1; the diagonal is each class's recall, off-diagonal cells show where "
                              "its images go."),
-    "per_class": ("Precision, recall and F1 per class", "n = number of test images of the class (support)."),
+    "per_class": ("Precision, recall and F1 per class", "n = number of {split} images of the class (support)."),
     "roc": ("ROC curves", "One class against the rest; the area under each curve (AUC) is 1 for a perfect ranking and "
             "0.5 for chance."),
     "pr": ("Precision-recall curves", "More telling than ROC when a class is rare: average precision (AP) falls "
@@ -39,14 +40,14 @@ FIGURES: dict[str, tuple[str, str]] = {
     "reliability": ("Calibration", "Do predicted probabilities mean what they say? Bars below the diagonal: "
                     "over-confident; above: under-confident. ECE is the image-weighted mean gap."),
     "reliability_before": ("Calibration before temperature scaling",
-                           "The same test images with the raw softmax (temperature 1), for comparison with the "
+                           "The same {split} images with the raw softmax (temperature 1), for comparison with the "
                            "calibrated probabilities the run gives out."),
     "unknown_scores": ("Unknown-input scores", "Each image's in-distribution score on the validation split (where "
-                       "the threshold was set) and the test split; images scoring below the dashed line are "
+                       "the threshold was set) and the {split} split; images scoring below the dashed line are "
                        "reported as unknown."),
-    "samples": ("Sample predictions", "A random mix of right and wrong test predictions (up to half wrong); wrong ones "
+    "samples": ("Sample predictions", "A random mix of right and wrong {split} predictions (up to half wrong); wrong ones "
                 "are framed in red. The number is the predicted class's probability."),
-    "top_losses": ("Top losses", "The test images with the highest loss: confident mistakes, label errors and hard "
+    "top_losses": ("Top losses", "The {split} images with the highest loss: confident mistakes, label errors and hard "
                    "cases."),
     "gradcam": ("Grad-CAM explanations", "Where the model looked for the class it predicted: red = strong evidence."),
 }
@@ -66,9 +67,10 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     interp = interp or Interpretation.from_run(run_dir)
     out = run_dir / "plots"
     figures: dict[str, dict[str, Any]] = {}
+    split = scored_split(run)
 
     def add(key: str, make) -> None:
-        title, caption = FIGURES[key]
+        title, text = FIGURES[key][0], caption(key, split)
         path = out / f"{key}.png"
         try:
             make(path)
@@ -79,7 +81,7 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
             figures[key] = {"path": None, "title": title, "caption": f"Could not draw this figure: {exc}",
                             "failed": f"{type(exc).__name__}: {exc}"}
             return
-        figures[key] = {"path": path, "title": title, "caption": caption}
+        figures[key] = {"path": path, "title": title, "caption": text}
 
     if dataset is not None and dataset.counts:
         add("class_distribution", lambda p: plots.plot_class_distribution(dataset.counts, p))
@@ -122,7 +124,7 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     if losses:
         add("top_losses", lambda p: plots.plot_top_losses(losses, p))
     if explain:
-        figures.update(_gradcam_figure(run_dir))
+        figures.update(_gradcam_figure(run_dir, split))
     return figures
 
 
@@ -161,7 +163,7 @@ def _class_samples(dataset: DatasetRecord, seed: int = 0) -> dict[str, str]:
     return out
 
 
-def _gradcam_figure(run_dir: Path) -> dict[str, dict[str, Any]]:
+def _gradcam_figure(run_dir: Path, split: str) -> dict[str, dict[str, Any]]:
     title = FIGURES["gradcam"][0]
     try:
         import pytorch_grad_cam  # noqa: F401
@@ -181,13 +183,24 @@ def _gradcam_figure(run_dir: Path) -> dict[str, dict[str, Any]]:
                             "failed": f"{type(exc).__name__}: {exc}"}}
     if result is None:
         return {}
-    caption = (f"Where the model looked for the class it predicted, on {result['wrong']} wrong (highest loss first) "
-               f"and {result['correct']} right test images: red = strong evidence. Layer: {result['layer']}, "
-               "the last convolution with a spatial output.")
-    return {"gradcam": {"path": result["path"], "title": title, "caption": caption}}
+    text = (f"Where the model looked for the class it predicted, on {result['wrong']} wrong (highest loss first) "
+            f"and {result['correct']} right {split} images: red = strong evidence. Layer: {result['layer']}, "
+            "the last convolution with a spatial output.")
+    return {"gradcam": {"path": result["path"], "title": title, "caption": text}}
 
 
 def existing_figures(run_dir: Path) -> dict[str, dict[str, Any]]:
     """The figures already under plots/, in report order (for a quick re-render of the page only)."""
-    return {key: {"path": run_dir / "plots" / f"{key}.png", "title": title, "caption": caption}
-            for key, (title, caption) in FIGURES.items() if (run_dir / "plots" / f"{key}.png").exists()}
+    split = scored_split(RunDir(run_dir))
+    return {key: {"path": run_dir / "plots" / f"{key}.png", "title": title, "caption": caption(key, split)}
+            for key, (title, _) in FIGURES.items() if (run_dir / "plots" / f"{key}.png").exists()}
+
+
+def scored_split(run: RunDir) -> str:
+    """The name of the split the run's metrics.json scored (val where the run has no test split), for captions."""
+    split = run.read_metrics().split if run.has("metrics.json") else "test"
+    return split if split in ("train", "val", "test") else "evaluated"
+
+
+def caption(key: str, split: str, figures: dict[str, tuple[str, str]] = FIGURES) -> str:
+    return figures[key][1].format(split=split)

@@ -45,8 +45,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     "unknown_scores": ("Unknown-input scores", "Each image's in-distribution score on the validation split (where "
                        "the threshold was set) and the {split} split; images scoring below the dashed line are "
                        "reported as unknown."),
-    "samples": ("Sample predictions", "A random mix of right and wrong {split} predictions (up to half wrong); wrong ones "
-                "are framed in red. The number is the predicted class's probability."),
+    "samples": ("Sample predictions", "A random mix of right and wrong {split} predictions (up to half wrong); wrong "
+                "ones are framed in red. The number is the predicted class's probability."),
     "top_losses": ("Top losses", "The {split} images with the highest loss: confident mistakes, label errors and hard "
                    "cases."),
     "gradcam": ("Grad-CAM explanations", "Where the model looked for the class it predicted: red = strong evidence."),

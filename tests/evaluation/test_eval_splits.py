@@ -130,7 +130,12 @@ def test_the_note_on_validation_scores_names_why_there_is_no_test_split_and_what
     page = " ".join(write_report(run.path).read_text().split())
     assert ("on the images that chose the temperature and the unknown threshold, so its calibration and "
             "unknown-input figures overstate (not its accuracy: training kept the last epoch)") in page
-    # the figures' captions name the split scored too
+    # the figures' captions name the split scored too; the unknown scores show val once, not again as "test"
+    assert "the run has no test split to show beside it" in page
+    from imgclf.evaluation.report_figures import _unknown_scores
+    from imgclf.records import RunDir
+
+    assert list(_unknown_scores(RunDir(run.path), RunDir(run.path).read_card(), "val")) == ["validation"]
     assert "A random mix of right and wrong val predictions" in page and "n = number of val images" in page
     assert "test predictions" not in page and "number of test images" not in page
 

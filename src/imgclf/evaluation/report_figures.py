@@ -107,7 +107,7 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     if calibrated:
         raw = uncalibrated(interp.probs, card.temperature)
         add("reliability_before", lambda p: plots.plot_reliability(interp.y_true, raw, p, title="Before calibration"))
-    scores = _unknown_scores(run, card)
+    scores = _unknown_scores(run, card, split)
     if scores:
         add("unknown_scores", lambda p: plots.plot_score_distributions(scores, card.unknown.threshold,
                                                                         card.unknown.detector, p))
@@ -128,9 +128,10 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     return figures
 
 
-def _unknown_scores(run: RunDir, card: ModelCard) -> dict[str, np.ndarray]:
-    """{"validation": scores, "test": scores}: validation's stored beside the weights when the detector was
-    fitted, the evaluated split's from predictions.csv; {} for a run without an unknown detector."""
+def _unknown_scores(run: RunDir, card: ModelCard, split: str = "test") -> dict[str, np.ndarray]:
+    """{"validation": scores, split: scores}: validation's stored beside the weights when the detector was
+    fitted, the evaluated split's from predictions.csv (not when that is val: the same images again); {} for a run
+    without an unknown detector."""
     if card.unknown is None:
         return {}
     out = {}
@@ -140,10 +141,10 @@ def _unknown_scores(run: RunDir, card: ModelCard) -> dict[str, np.ndarray]:
             out["validation"] = load_stats(stats)["val_scores"]
         except Exception:  # a damaged statistics file costs the figure its validation half, not the report
             pass
-    if run.has("predictions.csv"):
-        test = [r.score for r in run.read_predictions(card.classes) if r.score is not None and not r.error]
-        if test:
-            out["test"] = np.asarray(test)
+    if run.has("predictions.csv") and split != "val":
+        scored = [r.score for r in run.read_predictions(card.classes) if r.score is not None and not r.error]
+        if scored:
+            out[split] = np.asarray(scored)
     return out
 
 
@@ -202,5 +203,13 @@ def scored_split(run: RunDir) -> str:
     return split if split in ("train", "val", "test") else "evaluated"
 
 
+# where the run was scored on val (it has no test split), captions that set val beside the scored split
+ON_VAL = {"unknown_scores": "Each image's in-distribution score on the validation split, where the threshold was "
+                            "set (the run has no test split to show beside it); images scoring below the dashed line "
+                            "are reported as unknown."}
+
+
 def caption(key: str, split: str, figures: dict[str, tuple[str, str]] = FIGURES) -> str:
+    if figures is FIGURES and split == "val" and key in ON_VAL:
+        return ON_VAL[key]
     return figures[key][1].format(split=split)

@@ -227,9 +227,9 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
 
 def plot_score_distributions(scores: Mapping[str, np.ndarray], threshold: float | None, detector: str,
                              path: str | os.PathLike, bins: int = 40) -> Path:
-    """In-distribution scores per split ({"validation": ..., "test": ...}) as overlaid density histograms, with the
-    unknown threshold: images left of it are called unknown. The range is the splits' 0.5th to 100th percentile
-    (plus the threshold), so that a few extreme images do not squeeze the rest into one bin."""
+    """In-distribution scores per split ({"validation": ..., "test": ...}; the title names them) as overlaid density
+    histograms, with the unknown threshold: images left of it are called unknown. The range is the splits' 0.5th to
+    100th percentile (plus the threshold), so that a few extreme images do not squeeze the rest into one bin."""
     palette = {"validation": "#2563eb", "test": "#f59e0b"}
     values = {name: np.asarray(v, dtype=np.float64)[np.isfinite(v)] for name, v in scores.items() if len(v)}
     pooled = np.concatenate(list(values.values())) if values else np.zeros(1)
@@ -253,7 +253,7 @@ def plot_score_distributions(scores: Mapping[str, np.ndarray], threshold: float 
         ax.set_xlabel(f"{detector} score (higher: more like training)")
         ax.set_ylabel("density")
         ax.set_yticks([])
-        figure_title(fig, "Unknown-input scores, validation and test")
+        figure_title(fig, "Unknown-input scores, " + " and ".join(values))
         fig.legend(loc="outside lower center", ncol=1, fontsize=LEGEND_PT)
         return save_figure(fig, path)
 

@@ -18,7 +18,7 @@ from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label
 from .interpret import scores_shown
 from .multilabel import binary_calibration_error, label_sets
 from .report_figures import caption as figure_caption, scored_split
-from .seen import validation_scores_note
+from .seen import stored_validation_scores_note
 
 FIGURES = {  # {split}: the split scored, as in the single-label report's captions
     "training_curves": ("Training curves", "Train vs validation per epoch. Loss: the training loss (binary "
@@ -91,8 +91,8 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     html = render(
         "multilabel_report.html", figures=made, slots=FIGURE_SLOTS, name=run_dir.name, architecture=card.architecture,
         labels=card.classes, split=metrics.split, count=metrics.count, ml=ml, macro=metrics.macro,
-        validation_scores=_sentence(validation_scores_note(run.read_config() if run.has("config.yaml") else None,
-                                                           "multilabel")[0]) if metrics.split == "val" else None,
+        validation_scores=_sentence(stored_validation_scores_note(run, "multilabel")) if metrics.split == "val"
+        else None,
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source,

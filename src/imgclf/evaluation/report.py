@@ -36,7 +36,7 @@ from .interpret import (
     scores_shown,
 )
 from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
-from .seen import validation_scores_note
+from .seen import stored_validation_scores_note
 
 
 # ------------------------------------------------------------------------------------------- context
@@ -92,8 +92,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     findings = _leak_findings(dataset, card.img_size)
     split = metrics.split if metrics is not None else "test"
     if split == "val":
-        run = RunDir(run_dir)
-        note, _ = validation_scores_note(run.read_config() if run.has("config.yaml") else None, card.task)
+        note = stored_validation_scores_note(RunDir(run_dir), card.task)
         findings.insert(0, f"{note[:1].upper()}{note[1:]}.")
     if worst_name is not None and finite(worst_recall) and worst_recall < 1.0:
         text = f"Weakest class: {worst_name} (recall {pct(worst_recall)})"

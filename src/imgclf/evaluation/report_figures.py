@@ -210,6 +210,6 @@ ON_VAL = {"unknown_scores": "Each image's in-distribution score on the validatio
 
 
 def caption(key: str, split: str, figures: dict[str, tuple[str, str]] = FIGURES) -> str:
-    if figures is FIGURES and split == "val" and key in ON_VAL:
+    if split == "val" and key in ON_VAL:
         return ON_VAL[key]
     return figures[key][1].format(split=split)

@@ -120,3 +120,8 @@ def validation_scores_note(config: Any, task: str = "single") -> tuple[str, bool
                        "last epoch)")
     return (f"{cause}: these are its validation scores, on the images that chose {chose}, {consequence}; {fix} "
             "for scores to quote"), overstates
+
+
+def stored_validation_scores_note(run: RunDir, task: str = "single") -> str:
+    """`validation_scores_note` of a finished run, from its config.yaml (the general wording without one)."""
+    return validation_scores_note(run.read_config() if run.has("config.yaml") else None, task)[0]

@@ -9,6 +9,17 @@ from pathlib import Path
 REPORT_FILE = "report.html"
 
 
+def write_or_drop_report(run_dir: str | os.PathLike, report: bool, failures: list[str] | None = None) -> None:
+    """After the run changed (trained, refitted): its report written anew (`failures`: as `write_report`), or,
+    with `report` False, the earlier one removed."""
+    if report:
+        from .report import write_report
+
+        write_report(run_dir, failures=failures)
+    else:
+        drop_stale_report(run_dir)
+
+
 def drop_stale_report(run_dir: str | os.PathLike) -> bool:
     """Remove report.html and the figures it embeds (plots/<figure>.png); True when there was a report."""
     run_dir = Path(run_dir)

@@ -67,15 +67,13 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     `imgclf` logger) when the scores overstate: validation images scored for want of a test split, or images the
     run trained on."""
     from ..evaluation.run_eval import evaluate_run
-    from ..evaluation.seen import seen_warning, validation_scores_note
+    from ..evaluation.seen import seen_warning, stored_validation_scores_note
+    from ..records import RunDir
     from ..notices import warn
 
     metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision)
     if data is None and split == "test" and metrics.split == "val":
-        from ..records import RunDir
-
-        run = RunDir(run_dir)
-        warn(validation_scores_note(run.read_config() if run.has("config.yaml") else None, metrics.task)[0])
+        warn(stored_validation_scores_note(RunDir(run_dir), metrics.task))
     if metrics.seen is not None:
         warn(seen_warning(metrics.seen, metrics.count))
     return metrics

@@ -79,14 +79,9 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
         scores.val_accuracy = before.metrics.val_accuracy
     card.metrics = scores
     run.write_card(card)
-    if report:
-        from ..evaluation.report import write_report
+    from ..evaluation.stale_report import write_or_drop_report
 
-        write_report(run.path)
-    else:  # the page showed the old temperature, threshold and scores
-        from ..evaluation.stale_report import drop_stale_report
-
-        drop_stale_report(run.path)
+    write_or_drop_report(run.path, report)  # the earlier page showed the old temperature, threshold and scores
     return card
 
 

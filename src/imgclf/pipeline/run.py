@@ -387,21 +387,16 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
                                budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
         card.metrics = headline(metrics, result.history, result.best_epoch)
         run.write_card(card)
-        if metrics.split == "val":  # no test split: said here as `imgclf evaluate` says it
-            from ..evaluation.seen import validation_scores_note
+        from ..evaluation.seen import validation_scores_note
+        from ..evaluation.stale_report import write_or_drop_report
 
-            note, overstates = validation_scores_note(resolved, metrics.task)
-            if overstates:  # not for a protocol whose val split is its test split (a study keeping the last epoch)
-                warn(note)
+        # no test split: said as `imgclf evaluate` says it, where the scores overstate (not for a protocol whose
+        # val split is its test split: a study keeping the last epoch)
+        note, overstates = validation_scores_note(resolved, metrics.task) if metrics.split == "val" else ("", False)
+        if overstates:
+            warn(note)
         figure_failures: list[str] = []
-        if report:
-            from ..evaluation.report import write_report
-
-            write_report(run_dir, failures=figure_failures)
-        else:  # an earlier process's report shows the run before this one trained it further
-            from ..evaluation.stale_report import drop_stale_report
-
-            drop_stale_report(run_dir)
+        write_or_drop_report(run_dir, report, figure_failures)  # an earlier process's report showed the run before
         log_final(loggers, run_dir, metrics, result.global_step)  # after the report: its files go as artefacts
         return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
                    result.stopped_reason, skipped, figure_failures)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import make_image_folder
+from imgclf.records import RunDir
 from imgclf.train.budget import TimeBudget
 from imgclf.train.progress import EpochLines
 
@@ -33,6 +34,10 @@ def test_a_redirected_log_has_a_header_and_one_short_line_per_epoch(tmp_path):
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]  # 1-based, like history.csv
     assert all(len(line.encode()) <= 200 for line in epochs) and all("loss " in line for line in epochs)
+    # each line shows its epoch's training loss and accuracy, the figures history.csv keeps
+    history = RunDir(tmp_path / "run").read_history()
+    shown = [(line.split("  loss ")[1].split()[0], line.split("  acc ")[1].split()[0]) for line in epochs]
+    assert shown == [(f"{h.loss:.4f}", f"{h.acc:.4f}") for h in history], (shown, history)
     summary = proc.stdout.splitlines()
     assert any(line.startswith("test accuracy") and "worst class" in line for line in summary), proc.stdout
 

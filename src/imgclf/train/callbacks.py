@@ -308,6 +308,8 @@ class HistoryWriter(L.Callback):
         self._batches = None if state.get("batches") is None else int(state["batches"])
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":  # the host runs ahead of the GPU: count the steps it has queued too
+            torch.cuda.synchronize(pl_module.device)
         self._train_seconds = time.perf_counter() - self._start  # images/s counts training, not validation
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -126,7 +126,14 @@ class ImageClassifierModule(L.LightningModule):
         if self.aug_generator is None or self.aug_generator.device != self.device:
             self.aug_generator = torch.Generator(device=self.device)
         self.aug_generator.manual_seed(seed)
-        torch.manual_seed(seed + 1)
+        # dropout draws from the default generator of the device it runs on; torch.manual_seed would seed every
+        # backend instead, and each of CUDA's, XPU's and MTIA's lazy calls formats a stack trace when that backend
+        # is not initialised: 2-3 ms per step on 2 CPU cores, which a GPU step cannot hide
+        torch.default_generator.manual_seed(seed + 1)
+        if self.device.type == "cuda":
+            torch.cuda.default_generators[self.device.index or 0].manual_seed(seed + 1)
+        elif self.device.type == "mps":
+            torch.mps.manual_seed(seed + 1)
 
     def on_train_epoch_start(self) -> None:
         self.epoch_sums.zero_()  # not called when Lightning resumes inside an epoch: the restored sums go on
@@ -191,16 +198,21 @@ class ImageClassifierModule(L.LightningModule):
                 return None
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
             raise NonFiniteLossError(self.current_epoch, batch_idx, float(total.detach()), lr)
-        correct = right_answers(logits, y)
-        acc = correct.float() / len(y)
         n = len(y)
-        self.epoch_sums += torch.stack([loss.detach().float() * n, correct.float(),
-                                        torch.tensor(float(n), device=self.epoch_sums.device)])
-        self.log("loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        # no tensor made from a Python number on the device: that copy would wait for the GPU every step
+        self.epoch_sums[:2] += torch.stack([loss.detach().float() * n, right_answers(logits, y).float()])
+        self.epoch_sums[2] += n
         if self.trainer.loggers:  # per-step curve for the trackers; history.csv keeps the epoch means
             self.log("step_loss", loss, on_step=True, on_epoch=False, batch_size=n)
-        self.log("acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         return total
+
+    def on_train_epoch_end(self) -> None:
+        # The epoch's loss and accuracy for the trackers, from the sums the steps kept: one self.log per step
+        # cost Lightning's result bookkeeping (a recursive move of the metric's state) on every batch.
+        # The callbacks that print or record them read train_epoch_means themselves (they run before this hook).
+        means = self.train_epoch_means()
+        if means:  # already over every process: their mean (sync_dist) is the same value, without DDP's warning
+            self.log_dict(means, on_step=False, on_epoch=True, sync_dist=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

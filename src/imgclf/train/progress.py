@@ -36,9 +36,11 @@ class EpochLines(L.Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # every rank takes part in the reduction of the epoch's sums (the module logs them after this hook)
+        means = pl_module.train_epoch_means() if hasattr(pl_module, "train_epoch_means") else {}
         if not trainer.is_global_zero:
             return
-        m = trainer.callback_metrics
+        m = {**trainer.callback_metrics, **means}
         width = len(str(self.epochs))
         lr = trainer.optimizers[0].param_groups[-1]["lr"]
         budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)

@@ -15,9 +15,10 @@ from imgclf.config import make_config
 from imgclf.config_text import parse_mapping
 from imgclf.errors import ImgclfError
 from imgclf.pipeline.resolve import resolve_config
-from imgclf.pipeline.sizing import (EPOCHS_PER_HOUR, ERASE_EPOCHS, LONG_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS,
-                                    PROBE_ROUNDS, SHORT_EPOCHS, Timed, choose, confirm_halving, min_epochs_for,
-                                    predicted_epochs, qualifies, read_candidates, scaled_lr, steps_per_epoch)
+from imgclf.pipeline.sizing import (EPOCHS_PER_HOUR, ERASE_EPOCHS, GROWTH_GAIN, LONG_EPOCHS, MAX_GROWTH, MIN_BATCH,
+                                    MIN_EPOCHS, MIN_STEPS, PROBE_ROUNDS, SHORT_EPOCHS, Timed, choose, confirm_growth,
+                                    confirm_halving, min_epochs_for, predicted_epochs, qualifies, read_candidates,
+                                    scaled_lr, steps_per_epoch)
 from imgclf.data.native_size import native_img_size
 from imgclf.records import RunDir
 from conftest import make_image_folder
@@ -260,6 +261,90 @@ def test_the_batch_the_speed_check_keeps_sets_the_ema_and_the_reason():
     # every halving refused: the run's batch, and the reason says why
     refused = choose(timed, 660, 20_000, 256, BASE, budget_seconds=3600, time_at=lambda c, b: 100.0)
     assert refused.batch_size == 256 and "batch down" not in refused.reason and "batch 256 kept" in refused.reason
+
+
+@pytest.mark.parametrize("speeds, kept", [
+    # one H200, width 16 on Fashion-MNIST: a step's cost hardly grows with its images, so each doubling pays
+    ({512: 80_000, 1024: 150_000}, 1024),
+    ({512: 80_000, 1024: 100_000}, 512),  # 1.25x: fewer steps for too few more epochs
+    ({512: 55_000}, 256),  # a CPU-like reading: the batch stays
+])
+def test_an_accelerator_doubles_the_batch_while_its_steps_nearly_double_the_speed(speeds, kept):
+    timed: list[int] = []
+
+    def time_at(batch: int) -> float:
+        timed.append(batch)
+        return speeds[batch]
+
+    batch, why, speed = confirm_growth(time_at, 256, 41_000, 256 * MAX_GROWTH)
+    assert batch == kept and speed == speeds.get(batch, 41_000)
+    assert timed == sorted(speeds)[: len(timed)] and max(timed) <= 256 * MAX_GROWTH
+    refused = {b: s for b, s in speeds.items() if b == kept * 2}
+    assert (why == "") == (not refused) and all(f"batch {kept} kept: {b} ran at" in why for b in refused)
+    assert GROWTH_GAIN > 1
+
+
+def test_the_growth_stops_at_its_cap_at_the_data_sets_size_and_once_the_probe_is_out_of_time():
+    def fast(batch: int) -> float:
+        return 40.0 * batch  # each doubling doubles the speed
+
+    assert confirm_growth(fast, 256, 40.0 * 256, 1024)[0] == 1024
+    assert confirm_growth(fast, 256, 40.0 * 256, 700)[0] == 512  # 1024 would pass the cap (a data set of 700)
+    timed: list[int] = []
+
+    def out_of_time(batch: int) -> float | None:
+        timed.append(batch)
+        return 40.0 * batch if batch == 512 else None
+
+    assert confirm_growth(out_of_time, 256, 40.0 * 256, 4096)[:2] == (512, "") and timed == [512, 1024]
+
+
+def test_a_grown_batch_sets_the_epochs_the_regularisation_and_a_square_root_learning_rate():
+    """The rule on an accelerator: width 16 short of the minimum at batch 256 (as on the H200 at 30 s), then the
+    batch the probe reads faster; its speed sets the epochs, hence erasing and EMA; a CPU table keeps its batch."""
+    speeds = {512: 80_000.0, 1024: 150_000.0}
+    asked: list[int] = []
+
+    def time_at(candidate: Timed, batch: int) -> float:
+        asked.append(batch)
+        return speeds[batch]
+
+    timed = table({16: 41_000})
+    grown = choose(timed, 28, 55_000, 256, BASE, budget_seconds=30, min_batch=256, time_at=time_at, grow_to=1024)
+    kept = choose(timed, 28, 55_000, 256, BASE, budget_seconds=30, min_batch=256, time_at=time_at)
+    assert (grown.batch_size, grown.trained_images_per_s, asked) == (1024, 150_000.0, [512, 1024])
+    assert grown.trained_epochs == pytest.approx(predicted_epochs(150_000, 28, 55_000))
+    assert kept.batch_size == 256 and kept.trained_epochs < MIN_EPOCHS
+    assert "batch up to 1024 (from 256, learning rate scaled by the square root)" in grown.reason
+    assert grown.ema is not None and "erase=0.5" in grown.augment and kept.ema is None
+    asked.clear()  # 600 training images: a batch of 1024 would hold the same 600, so it is not read
+    assert choose(timed, 28, 600, 256, BASE, min_batch=256, time_at=time_at, grow_to=1024).batch_size == 512
+    assert asked == [512]
+    assert scaled_lr(0.2, 1024, 256, 55_000) == pytest.approx(0.4)
+    assert scaled_lr(0.2, 1024, 256, 600) == pytest.approx(0.2 * (600 / 256) ** 0.5)  # by the batches' real sizes
+
+
+def test_a_run_on_an_accelerator_grows_its_batch_on_the_probes_readings(tmp_path, monkeypatch):
+    """The probe's device decides the direction: on an accelerator the batch doubles where its readings pay, up to
+    the training split's size, and config.yaml and the card hold the batch and the square-root learning rate."""
+    from imgclf.pipeline import sizing as sizing_module
+    from imgclf.train import probe
+
+    monkeypatch.setattr(sizing_module, "probe_device", lambda cfg: torch.device("meta"))  # not the CPU
+    # width 16's steps cost the same whatever their images (a GPU bound by the host); the wider ones are slow
+    monkeypatch.setattr(probe, "images_per_second",
+                        lambda model, images, *args, **kwargs: 160.0 * len(images)
+                        if sum(p.numel() for p in model.parameters()) < 500_000 else 50.0)
+    data = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=250, size=8, mode="L")
+    run = imgclf.fit({"data": str(data), "recipe": "fast", "time_limit": "6s", "progress": False,
+                      "val_split": 0.1, "test_split": 0.1, "out": str(tmp_path / "run")}, report=False)
+    card, config = RunDir(run.path).read_card(), RunDir(run.path).read_config()
+    train = card.sizing.train_images
+    assert 512 < train < 1024  # 1024 would pass the data set's size: the growth stops at 512
+    assert card.sizing.batch_size == 256 and card.sizing.train_batch_size == config.batch_size == 512
+    assert card.sizing.lr == config.lr == pytest.approx(0.2 * 2 ** 0.5)
+    assert card.model_args["width"] == 16 and card.sizing.train_images_per_s == 160.0 * 512
+    assert "batch up to 512 (from 256, learning rate scaled by the square root)" in card.sizing.reason
 
 
 def test_a_slow_machine_with_a_long_budget_regularises_its_many_epochs_of_width_16():

@@ -200,14 +200,17 @@ class SizingInfo(BaseModel):
     ema: float | None = Field(None, description="EMA decay of the weights the rule set (None: no averaging).")
     reason: str
     train_batch_size: int | None = Field(None, ge=1, description="The batch the chosen model trains at: "
-                                         "`batch_size`, halved while the predicted epochs give fewer than "
-                                         "`min_steps` steps (None: runs sized before the rule had it).")
+                                         "`batch_size`, on a CPU halved while the predicted epochs give fewer "
+                                         "than `min_steps` steps, on an accelerator doubled while the probe reads "
+                                         "its steps 1.5x faster (None: runs sized before the rule had it).")
     lr: float | None = Field(None, gt=0, description="The learning rate at that batch: the configured one scaled "
                              "by the batches' real sizes (no larger than the training split), train_batch_size / "
-                             "batch_size (None: --lr auto, or runs sized before).")
+                             "batch_size for a halved batch, its square root for a grown one (None: --lr auto, or "
+                             "runs sized before).")
     train_images_per_s: float | None = Field(None, gt=0, description="The chosen model's probe speed at "
                                              "train_batch_size: its candidate's where the batch stayed, else the "
-                                             "halving's own timing (None: runs sized before it was kept).")
+                                             "halving's or doubling's own timing (None: runs sized before it was "
+                                             "kept).")
     train_epochs: float | None = Field(None, ge=0, description="The epochs the rule predicted for the chosen model "
                                        "at that speed, within --epochs: what `augment` and `ema` were set for "
                                        "(None: runs sized before it was kept).")

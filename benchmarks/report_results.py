@@ -1022,8 +1022,8 @@ def gpu_fast_section(source: Path) -> list[str]:
             "Each `fast` run's probe (img/s per width timed, bare steps at batch 256; seed 1 ran on a second machine "
             "of the same kind, where every width read about the same: the host bounds the step, not the width): "
             + "; ".join(probes) + ".",
-            "", f"Best test accuracy {best * 100:.2f} %: the target is {met}. Wall seconds are the whole `imgclf train` "
-            "process on that host (imports, the decode cache's first build, probe, training, evaluation). The batch "
+            "", f"Best test accuracy {best * 100:.2f} %: the target is {met}. Wall seconds are the whole "
+            "`imgclf train` process on that host (imports, the decode cache's first build, probe, training, evaluation). The batch "
             "growth of commit 7d6c820 (doubled on an accelerator while the probe reads 1.5x the speed, learning rate "
             "by the square root) follows the batch-1024 row; the rule as committed, with the erasing and EMA its "
             "predicted epochs call for, has not run on a GPU.", ""]

@@ -1026,7 +1026,8 @@ def gpu_fast_section(source: Path) -> list[str]:
             "`imgclf train` process on that host (imports, the decode cache's first build, probe, training, evaluation). The batch "
             "growth of commit 7d6c820 (doubled on an accelerator while the probe reads 1.5x the speed, learning rate "
             "by the square root) follows the batch-1024 row; the rule as committed, with the erasing and EMA its "
-            "predicted epochs call for, has not run on a GPU.", ""]
+            "predicted epochs call for, has not run on a GPU. The next GPU check, as one script: "
+            "`bash benchmarks/gpu_issue23.sh` (its header says what it reads).", ""]
     return out
 
 

@@ -9,7 +9,8 @@ tree of 25,000 images. Needs a CUDA GPU: on a machine without one it says so and
 same code on the CPU (one small case, 2 epochs of a few dozen images), so it runs anywhere.
 
     python -m benchmarks.gpu_throughput --work /tmp/w --results "$OUT" --data /tmp/w/fashion-mnist-full
-    python -m benchmarks.gpu_throughput ... --cases model_s:512:32 --tag _before    # an older imgclf on PYTHONPATH
+    python -m benchmarks.gpu_throughput ... --cases model_s:512:32 --tag _before --note "commit X"  # an older imgclf
+                                                                                    # first on PYTHONPATH
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--tag", default="", help="result file suffix (an older imgclf measured as the peer)")
     parser.add_argument("--no-bare", action="store_true", help="imgclf only, without the bare loop")
+    parser.add_argument("--note", default="", help="what imgclf this is and where it ran, for the report "
+                                                   "(e.g. 'commit 3444a42, before ...')")
     return add_arguments(parser)
 
 
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     images = (f"{args.data.name} ({train_images:,} training images an epoch) decoded at 32x32 RGB" if args.data
               else "32x32x3 PNG, 25,000 (generated)")
     write_json(path, {"benchmark": "gpu_throughput", "environment": env, "when": when, "images": images,
-                      "augment": AUGMENT, "results": results})
+                      "augment": AUGMENT, "note": args.note, "results": results})
     print(f"wrote {path}")
     return 0
 

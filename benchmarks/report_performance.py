@@ -243,21 +243,26 @@ def gpu_section(gpu: dict | None, before: dict | None, after: dict | None, earli
         lines.append(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['images_per_s_median']:,.0f} | "
                      + (f"{bare:,.0f} | {r['imgclf_over_bare']:.2f} |" if bare else "- | - |"))
     best = max(gpu["results"], key=lambda r: r["images_per_s_median"])
+    alike = next((r for r in gpu["results"] if (r["batch"], r["precision"]) == (512, "32")), None)
     again = next((r for r in (after or {}).get("results", []) if (r["model"], r["precision"], r["batch"])
                   == (best["model"], best["precision"], best["batch"])), None)
-    lines += ["", f"Best: {best['model']} at batch {best['batch']}, {best['precision']}: "
-              f"{best['images_per_s_median']:,.0f} images/s, {best['images_per_s_median'] / GPU_BASELINE:.1f}x the "
-              f"earlier {GPU_BASELINE:,.0f} (target: 3x)"
+    lines += ["", f"Best ({gpu.get('note') or 'this run'}): {best['model']} at batch {best['batch']}, "
+              f"{best['precision']}: {best['images_per_s_median']:,.0f} images/s, "
+              f"{best['images_per_s_median'] / GPU_BASELINE:.1f}x the earlier {GPU_BASELINE:,.0f} (target: 3x)"
               + (f"; {again['images_per_s_median']:,.0f} ({again['images_per_s_median'] / GPU_BASELINE:.1f}x) in the "
-                 "run below, on another machine of the same kind" if again else "")
+                 "run below" if again else "")
+              + (f". At the earlier figure's own setting (batch 512, fp32) it reads {alike['images_per_s_median']:,.0f}"
+                 f" ({alike['images_per_s_median'] / GPU_BASELINE:.2f}x, another GPU of the same class and other "
+                 "data): the factor is the batch and bf16, which the host-bound step lets pay, with imgclf's own "
+                 "per-step work measured below" if alike else "")
               + f". Host: {env.get('host_cpu', 'not recorded')}, {env.get('host_cores', '?')} cores. Steps of a "
               "32x32 model are bound by the host's work per step (Python, Lightning, one kernel launch per "
               "operation), not by the GPU's arithmetic: a larger batch is what pays, and bf16 only once the batch is "
               "large.", ""]
     if before and after:
-        lines += [f"This tree against commit 3444a42 (the training step before its per-step host work was cut), "
-                  f"one after the other in one run on the same machine, {after['when']}:", "",
-                  "| model | precision | batch | 3444a42 images/s | this tree images/s | ratio |",
+        lines += [f"Older against newer, one after the other in one run ({after['when']}): "
+                  f"{before.get('note') or 'the older'}; then {after.get('note') or 'the newer'}.", "",
+                  "| model | precision | batch | older images/s | newer images/s | ratio |",
                   "|---|---|---:|---:|---:|---:|"]
         for old, new in zip(before["results"], after["results"]):
             lines.append(f"| {new['model']} | {new['precision']} | {new['batch']} | "

@@ -276,7 +276,9 @@ def test_an_accelerator_doubles_the_batch_while_its_steps_nearly_double_the_spee
         timed.append(batch)
         return speeds[batch]
 
-    batch, why, speed = confirm_growth(time_at, 256, 41_000, 256 * MAX_GROWTH)
+    # a minute of Fashion-MNIST: the epochs and steps are there at every batch, so the speed decides
+    batch, why, speed = confirm_growth(time_at, 256, 41_000, 256 * MAX_GROWTH,
+                                       lambda v: predicted_epochs(v, 60, 55_000), 55_000, MIN_EPOCHS, MIN_STEPS)
     assert batch == kept and speed == speeds.get(batch, 41_000)
     assert timed == sorted(speeds)[: len(timed)] and max(timed) <= 256 * MAX_GROWTH
     refused = {b: s for b, s in speeds.items() if b == kept * 2}
@@ -288,21 +290,42 @@ def test_the_growth_stops_at_its_cap_at_the_data_sets_size_and_once_the_probe_is
     def fast(batch: int) -> float:
         return 40.0 * batch  # each doubling doubles the speed
 
-    assert confirm_growth(fast, 256, 40.0 * 256, 1024)[0] == 1024
-    assert confirm_growth(fast, 256, 40.0 * 256, 700)[0] == 512  # 1024 would pass the cap (a data set of 700)
+    def grow(time_at, max_batch):
+        return confirm_growth(time_at, 256, 40.0 * 256, max_batch, lambda v: predicted_epochs(v, 60, 55_000),
+                              55_000, MIN_EPOCHS, MIN_STEPS)
+
+    assert grow(fast, 1024)[0] == 1024
+    assert grow(fast, 700)[0] == 512  # 1024 would pass the cap (a data set of 700)
     timed: list[int] = []
 
     def out_of_time(batch: int) -> float | None:
         timed.append(batch)
         return 40.0 * batch if batch == 512 else None
 
-    assert confirm_growth(out_of_time, 256, 40.0 * 256, 4096)[:2] == (512, "") and timed == [512, 1024]
+    batch, why, _ = grow(out_of_time, 4096)
+    assert (batch, timed) == (512, [512, 1024])
+    assert why == "batch 1024 untimed (the probe's time was used): batch 512 kept"
+
+
+def test_the_growth_keeps_a_small_data_sets_steps_and_stops_where_the_epochs_reach_their_cap():
+    """1,350 images (the S5 stand-in) in 28 s: the epochs are there at batch 256, so a doubling must keep the
+    steps (or MIN_STEPS); a run whose --epochs already fit the budget gains nothing from more speed."""
+    def epochs(v: float) -> float:
+        return predicted_epochs(v, 28, 1_350)
+
+    speeds = {512: 75_000.0, 1024: 140_000.0}  # under 2x: fewer steps at 512 than at 256
+    batch, why, _ = confirm_growth(speeds.get, 256, 40_000, 1024, epochs, 1_350, MIN_EPOCHS, MIN_STEPS)
+    assert batch == 256 and why.startswith("batch 256 kept: 512 would train") and epochs(40_000) > MIN_EPOCHS
+    doubling = {512: 80_000.0, 1024: 160_000.0}  # 2x: as many epochs' worth of steps, so it grows
+    assert confirm_growth(doubling.get, 256, 40_000, 1024, epochs, 1_350, MIN_EPOCHS, MIN_STEPS)[0] == 1024
+    capped = confirm_growth(doubling.get, 256, 40_000, 1024, epochs, 1_350, MIN_EPOCHS, MIN_STEPS, max_epochs=500)
+    assert capped[0] == 256 and "500 epochs (--epochs) fit the budget" in capped[1]
 
 
 def test_a_grown_batch_sets_the_epochs_the_regularisation_and_a_square_root_learning_rate():
     """The rule on an accelerator: width 16 short of the minimum at batch 256 (as on the H200 at 30 s), then the
     batch the probe reads faster; its speed sets the epochs, hence erasing and EMA; a CPU table keeps its batch."""
-    speeds = {512: 80_000.0, 1024: 150_000.0}
+    speeds = {512: 90_000.0, 1024: 180_000.0}
     asked: list[int] = []
 
     def time_at(candidate: Timed, batch: int) -> float:
@@ -312,11 +335,13 @@ def test_a_grown_batch_sets_the_epochs_the_regularisation_and_a_square_root_lear
     timed = table({16: 41_000})
     grown = choose(timed, 28, 55_000, 256, BASE, budget_seconds=30, min_batch=256, time_at=time_at, grow_to=1024)
     kept = choose(timed, 28, 55_000, 256, BASE, budget_seconds=30, min_batch=256, time_at=time_at)
-    assert (grown.batch_size, grown.trained_images_per_s, asked) == (1024, 150_000.0, [512, 1024])
-    assert grown.trained_epochs == pytest.approx(predicted_epochs(150_000, 28, 55_000))
+    assert (grown.batch_size, grown.trained_images_per_s, asked) == (1024, 180_000.0, [512, 1024])
+    assert grown.trained_epochs == pytest.approx(predicted_epochs(180_000, 28, 55_000))
     assert kept.batch_size == 256 and kept.trained_epochs < MIN_EPOCHS
     assert "batch up to 1024 (from 256, learning rate scaled by the square root)" in grown.reason
     assert grown.ema is not None and "erase=0.5" in grown.augment and kept.ema is None
+    capped = choose(timed, 28, 55_000, 256, BASE, min_batch=256, time_at=time_at, grow_to=1024, max_epochs=20)
+    assert capped.batch_size == 512 and "20 epochs (--epochs) fit the budget" in capped.reason
     asked.clear()  # 600 training images: a batch of 1024 would hold the same 600, so it is not read
     assert choose(timed, 28, 600, 256, BASE, min_batch=256, time_at=time_at, grow_to=1024).batch_size == 512
     assert asked == [512]

@@ -66,3 +66,18 @@ def test_a_time_limit_shows_what_is_left_and_a_fitted_schedule_no_epoch_total(fi
 def test_without_a_time_limit_the_line_is_as_before():
     line = _line(30, None)
     assert line.startswith("epoch  3/30  loss 0.5000") and "left" not in line, line
+
+
+def test_a_terminal_gets_a_bar_with_the_epochs_running_training_accuracy(tmp_path, monkeypatch, capsys):
+    import re
+
+    import imgclf
+    from imgclf.train import progress
+
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    data = make_image_folder(tmp_path / "data", per_class=10)
+    imgclf.fit({"data": str(data), "img_size": 16, "epochs": 2, "model_args": {"width": 4}, "batch_size": 8,
+                "out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}, report=False)
+    bar = capsys.readouterr().out  # Lightning's bar draws on stdout
+    assert "it/s" in bar, "no bar drawn"
+    assert re.search(r"(?<!val_)acc=[01]\.\d{3}", bar), bar[-2000:]

@@ -75,7 +75,12 @@ SPEED_KEPT = 0.9
 # a second. One H200 (Intel Xeon host, 16 vCPU), Fashion-MNIST, 30 s, seed 0: width 16 at batch 256 trained 12
 # epochs at 21,900 img/s and tested 93.09 %; at batch 1024 (learning rate 0.4) 58 epochs at 115,800 img/s, 94.21 %.
 # A doubling is kept where the probe reads its steps at GROWTH_GAIN times the images/s of the batch below: 1.5x the
-# epochs for at most a quarter fewer optimiser steps.
+# epochs for at most a quarter fewer optimiser steps (`confirm_growth` also keeps MIN_STEPS once the epochs are
+# there). 1.5 is chosen, not measured: no probe read a grown batch of fast_resnet on a GPU (the bare loop of model_s
+# there read 1.96x from batch 512 to 1024 in bf16, 1.37x from 1024 to 2048). Unmeasured there too: the epochs a grown
+# batch trains against the probe's (EPOCH_EFFICIENCY is a CPU figure: whole epochs at batch 256 ran at 0.54 and 0.63
+# of the probe's speed on two H200 machines), and the erasing and EMA that the predicted epochs then call for (the
+# 94.21 % run had erase 0.25 and no EMA).
 GROWTH_GAIN = 1.5
 MAX_GROWTH = 4  # times the run's batch: 1,024 from 256, the largest measured
 PROBE_SHARE = 0.025  # of the budget, for all candidates together
@@ -171,19 +176,31 @@ def confirm_halving(time_at: Callable[[int], float | None], batch_size: int, tar
 
 
 def confirm_growth(time_at: Callable[[int], float | None], batch_size: int, speed: float, max_batch: int,
-                   gain: float = GROWTH_GAIN) -> tuple[int, str, float]:
-    """Double the batch from `batch_size` (trained at `speed` img/s) while the doubled batch fits `max_batch` and
-    its steps run at `gain` times the images/s of the batch below (`time_at(batch)`: img/s, or None once the
-    probe's time is used, which stops the growth: a batch is only grown on a reading). Returns the batch, why it
-    stopped where a doubling was read and refused, and the speed measured at the batch kept."""
+                   epochs_at: Callable[[float], float], train_images: int, min_epochs: float, min_steps: int,
+                   max_epochs: float = float("inf"), gain: float = GROWTH_GAIN) -> tuple[int, str, float]:
+    """Double the batch from `batch_size` (trained at `speed` img/s) while the doubled batch fits `max_batch`, the
+    batch below is predicted fewer epochs than `max_epochs` (`epochs_at(speed)`, uncapped: more speed buys nothing
+    past it) and the doubled batch's steps run at `gain` times the images/s of the batch below (`time_at(batch)`:
+    img/s, or None once the probe's time is used: no reading, no growth). Epochs first, then steps: a batch short of
+    `min_epochs` grows on speed alone; one that has them grows only where the doubled batch keeps `min_steps`
+    optimiser steps, or as many as the batch below where that had fewer (a small data set wants more steps, not
+    more epochs). Returns the batch, why it stopped where
+    a doubling was refused or left untimed, and the speed measured at the batch kept."""
     batch = batch_size
     while batch * 2 <= max_batch:
+        if epochs_at(speed) >= max_epochs:
+            return batch, f"batch {batch} kept: its {max_epochs:g} epochs (--epochs) fit the budget", speed
         measured = time_at(batch * 2)
         if measured is None:
-            return batch, "", speed
+            return batch, f"batch {batch * 2} untimed (the probe's time was used): batch {batch} kept", speed
         if measured < gain * speed:
             return batch, (f"batch {batch} kept: {batch * 2} ran at {measured:,.0f} img/s, {measured / speed:.2f}x "
                            f"{batch}'s {speed:,.0f}"), speed
+        steps = epochs_at(measured) * steps_per_epoch(train_images, batch * 2)
+        floor = min(min_steps, epochs_at(speed) * steps_per_epoch(train_images, batch))
+        if epochs_at(speed) >= min_epochs and steps < floor:
+            return batch, (f"batch {batch} kept: {batch * 2} would train {steps:,.0f} steps, fewer than "
+                           f"{floor:,.0f}"), speed
         batch, speed = batch * 2, measured
     return batch, "", speed
 
@@ -192,8 +209,8 @@ def scaled_lr(lr: float, batch: int, from_batch: int, train_images: int) -> floa
     """The learning rate for `batch` where `lr` was set for `from_batch`, by the batches' real sizes (a batch larger
     than the data set holds the data set only): linear for a smaller batch (Goyal et al. 2017); by the square root
     for a larger one, as the accelerator's growth makes it (one H200, Fashion-MNIST, 30 s, batch 1024 from 256:
-    0.4 trained width 16 to 94.21 %, where the linear 0.8 sent width 64's first epoch to a loss of 10.5 and its
-    validation accuracy to chance for three epochs)."""
+    0.4 trained width 16 to 94.21 %; the one run at the linear 0.8, width 64 with the pooling stem, erasing 0.5 and
+    EMA, started at a loss of 10.5, so the square root is the cautious choice, not a measured optimum)."""
     ratio = min(batch, train_images) / min(from_batch, train_images)
     return lr * (ratio if ratio <= 1 else ratio ** 0.5)
 
@@ -254,7 +271,9 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     refused, speed = "", timed[index].images_per_s
     if grow_to is not None and time_at is not None:
         batch, refused, speed = confirm_growth(lambda b: time_at(timed[index], b), batch_size, speed,
-                                               min(grow_to, train_images))
+                                               min(grow_to, train_images),
+                                               lambda v: predicted_epochs(v, train_seconds, train_images),
+                                               train_images, min_epochs, min_steps, cap)
     elif time_at is not None and batch < batch_size:
         batch, refused, speed = confirm_halving(lambda b: time_at(timed[index], b), batch_size, batch, speed,
                                                 speed_kept)

@@ -202,7 +202,8 @@ class SizingInfo(BaseModel):
     train_batch_size: int | None = Field(None, ge=1, description="The batch the chosen model trains at: "
                                          "`batch_size`, on a CPU halved while the predicted epochs give fewer "
                                          "than `min_steps` steps, on an accelerator doubled while the probe reads "
-                                         "its steps 1.5x faster (None: runs sized before the rule had it).")
+                                         "the doubled batch at 1.5x the images/s of the batch below (None: runs "
+                                         "sized before the rule had it).")
     lr: float | None = Field(None, gt=0, description="The learning rate at that batch: the configured one scaled "
                              "by the batches' real sizes (no larger than the training split), train_batch_size / "
                              "batch_size for a halved batch, its square root for a grown one (None: --lr auto, or "

@@ -266,6 +266,7 @@ class HistoryWriter(L.Callback):
         self._seen = 0
         self._batches: int | None = 0  # of the current epoch, counted on (a resume inside an epoch restores it)
         self._train_seconds = 0.0  # a checkpoint written before the first epoch (budget spent, ^C) reads it
+        self._validated = False  # whether this epoch's validation started (and read the training seconds)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # On resume, start from the rows on disk; an epoch that is replayed replaces its row when it ends
@@ -279,6 +280,7 @@ class HistoryWriter(L.Callback):
         self._seen = 0
         self._batches = 0
         self._train_seconds = 0.0
+        self._validated = False
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -308,11 +310,21 @@ class HistoryWriter(L.Callback):
         self._batches = None if state.get("batches") is None else int(state["batches"])
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if pl_module.device.type == "cuda":  # the host runs ahead of the GPU: count the steps it has queued too
+        self._train_seconds = self._trained_seconds(pl_module)  # images/s counts training, not validation
+        self._validated = True
+
+    def _trained_seconds(self, pl_module: L.LightningModule) -> float:
+        """Seconds since the epoch started, once the device has run what the host queued (the host runs ahead of
+        a GPU: without waiting, a 32x32 epoch read faster than it ran)."""
+        if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
-        self._train_seconds = time.perf_counter() - self._start  # images/s counts training, not validation
+        elif pl_module.device.type == "mps":
+            torch.mps.synchronize()
+        return time.perf_counter() - self._start
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._validated:  # no validation this epoch: the training ended here
+            self._train_seconds = self._trained_seconds(pl_module)
         # every rank takes part in the reduction of the epoch's sums; only rank 0 writes
         means = pl_module.train_epoch_means() if hasattr(pl_module, "train_epoch_means") else {}
         if not trainer.is_global_zero:

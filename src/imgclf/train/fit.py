@@ -141,7 +141,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg), strategy=cfg.strategy,
         num_nodes=cfg.num_nodes, precision=precision, logger=loggers or False, callbacks=callbacks,
         enable_checkpointing=False, log_every_n_steps=max(1, min(50, steps // 10)),
-        enable_progress_bar=any(type(c).__name__ == "TQDMProgressBar" for c in callbacks),
+        enable_progress_bar=any(type(c).__name__ == "EpochBar" for c in callbacks),
         enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
         deterministic=False, default_root_dir=str(run_dir),
@@ -191,8 +191,6 @@ def training_module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
                steps: int) -> tuple[list[Any], BestWeights, HistoryWriter]:
-    from lightning.pytorch.callbacks import TQDMProgressBar
-
     from .callbacks import PatienceAsConfigured
 
     mode = "min" if cfg.monitor == "val_loss" else "max"
@@ -205,11 +203,11 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
                                               min_delta=cfg.min_delta, check_finite=True))
     callbacks.extend(_extra_callbacks(cfg, model))
     if cfg.progress:
-        from .progress import EpochLines, stderr_is_terminal
+        from .progress import EpochBar, EpochLines, stderr_is_terminal
 
         callbacks.append(EpochLines(cfg.epochs))
         if stderr_is_terminal():  # a bar within the epoch; a redirected log gets the epoch lines only
-            callbacks.append(TQDMProgressBar(refresh_rate=max(1, steps // 10), leave=False))
+            callbacks.append(EpochBar(refresh_rate=max(1, steps // 10), leave=False))
     return callbacks, best, history
 
 

@@ -184,8 +184,8 @@ def confirm_growth(time_at: Callable[[int], float | None], batch_size: int, spee
     img/s, or None once the probe's time is used: no reading, no growth). Epochs first, then steps: a batch short of
     `min_epochs` grows on speed alone; one that has them grows only where the doubled batch keeps `min_steps`
     optimiser steps, or as many as the batch below where that had fewer (a small data set wants more steps, not
-    more epochs). Returns the batch, why it stopped where
-    a doubling was refused or left untimed, and the speed measured at the batch kept."""
+    more epochs). Returns the batch, why it stopped where a doubling was refused or left untimed, and the speed
+    measured at the batch kept."""
     batch = batch_size
     while batch * 2 <= max_batch:
         if epochs_at(speed) >= max_epochs:

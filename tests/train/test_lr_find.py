@@ -240,3 +240,29 @@ def test_a_sweep_that_stopped_early_is_described_as_it_ran():
     assert stopped.described.endswith("(stopped early, the loss diverged; the sweep was to 1)")
     whole = LRFindResult(Path("x"), 1e-3, list(np.geomspace(1e-7, 1.0, 50)), [1.0] * 50, 1e-7, 1.0)
     assert not whole.stopped_early and whole.described == "50 steps from 1e-07 to 1"
+
+
+def test_the_curves_legend_sits_off_the_plot(tmp_path, monkeypatch):
+    """Inside the plot the legend covered the suggestion's and the tenth's lines and the steps' dots."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import imgclf.plotting
+    from imgclf.pipeline import lr_find as lr_find_module
+    from imgclf.plotting import style
+
+    saved = []
+    monkeypatch.setattr(imgclf.plotting, "save_figure", lambda fig, path, **kw: saved.append(fig) or path)
+    lrs = list(np.geomspace(1e-7, 1, 100))
+    losses = [2.6 - 1.8 / (1 + np.exp(-(np.log10(lr) + 3))) + (3 * (lr - 0.05) if lr > 0.05 else 0) for lr in lrs]
+    result = lr_find_module.LRFindResult(tmp_path, 6.8e-3, lrs, losses, 1e-7, 1.0, lowest_loss_lr=1.3e-2,
+                                         raw_losses=[x + 0.1 * np.sin(i) for i, x in enumerate(losses)], window=9)
+    lr_find_module.plot_curve(result, tmp_path / "lr_find.png")
+    (fig,) = saved
+    canvas = FigureCanvasAgg(fig)
+    with style():
+        canvas.draw()
+    renderer = canvas.get_renderer()
+    legend = (fig.legends or [fig.axes[0].get_legend()])[0].get_window_extent(renderer)
+    plot = fig.axes[0].get_window_extent(renderer)
+    assert legend.y1 <= plot.y0 or legend.x1 <= plot.x0 or legend.x0 >= plot.x1 or legend.y0 >= plot.y1
+    assert 0 <= legend.x0 and legend.x1 <= fig.bbox.width and legend.y0 >= 0  # whole, inside the figure

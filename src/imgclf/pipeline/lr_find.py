@@ -167,15 +167,18 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         finite = losses[np.isfinite(losses)]
         if finite.size:  # the divergence at the end would squash the useful part of the curve
             low, start = float(finite.min()), float(finite[: max(1, len(finite) // 10)].max())
-            if result.raw_losses is not None:  # single steps dip below their mean: keep them in view
+            if result.raw_losses is not None:  # single steps stray from their mean: keep them in view
                 raw = np.array(result.raw_losses, dtype=float)
                 low = min(low, float(raw[np.isfinite(raw)].min(initial=low)))
-            ax.set_ylim(low - 0.1 * (start - low + 1e-9), start + 0.25 * (start - low + 1e-9))
+                first = raw[: max(1, len(raw) // 2)]  # before the end's divergence, which may be cut off
+                start = max(start, float(first[np.isfinite(first)].max(initial=start)))
+            ax.set_ylim(low - 0.1 * (start - low + 1e-9), start + 0.05 * (start - low + 1e-9))
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         ax.set_title(f"LR finder: {result.span}" + ("\n(stopped early: the loss diverged)" if result.stopped_early
                                                    else ""))
-        ax.legend(loc="upper right")  # the sweep starts low-left and ends lower right: this corner stays clear
+        # below the plot: inside it, the legend sat on the rate lines and the steps' dots wherever it went
+        fig.legend(loc="outside lower center", ncol=2, fontsize=8.5)
         ax.grid(True, which="major", alpha=0.3)
     return save_figure(fig, path)
 

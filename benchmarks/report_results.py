@@ -239,7 +239,7 @@ def fast_sizing_section(source: Path) -> list[str]:
              "from commit ddc40a8, the pooling stem before it) for a few seconds "
              "inside the budget (each width read twice, in turn with the others, and its fastest reading kept, "
              "since 2026-12-03) and trains the widest predicted to reach 18 epochs (since 2026-12-02, or 80 for "
-             "each hour of the budget where that is more) (`src/imgclf/pipeline/sizing.py`), "
+             "each hour of the budget where that is more) (`src/imgclf/pipeline/sizing_rule.py`), "
              "at a batch halved from 256 (down to 32, the learning rate scaled alike) while its predicted epochs are "
              "fewer than 3,870 optimiser steps; `fast-fmnist` is the fixed width-16 recipe at batch 256. No TTA; "
              "selection on validation only.", ""]
@@ -997,7 +997,7 @@ def gpu_fast_section(source: Path) -> list[str]:
     best, commands, probes, grown = 0.0, [], [], False
     for result in done:
         for run in result["runs"]:
-            args = _variant_args(result["command"])
+            args = _variant_args(result.get("extra_args") or [])
             width = run.get("width") or args.get("width")
             stem = args.get("stem") or next((c["model_args"].get("stem") for c in run.get("candidates", [])), "")
             regular = run.get("augment") or args.get("augment", "")
@@ -1030,7 +1030,7 @@ def gpu_fast_section(source: Path) -> list[str]:
             + "; ".join(probes) + ".",
             "", f"Best test accuracy {best * 100:.2f} %: the target is {met}. Wall seconds are the whole "
             "`imgclf train` process on that host (imports, the decode cache's first build, probe, training, "
-            "evaluation). The sizing's batch growth on an accelerator (`src/imgclf/pipeline/sizing.py`: doubled "
+            "evaluation). The sizing's batch growth on an accelerator (`src/imgclf/pipeline/sizing_rule.py`: doubled "
             "while the probe reads 1.5x the images/s and, once the epochs are there, the steps stay; learning rate "
             "by the square root) follows the batch-1024 row; "
             + ("`fast` runs with a grown batch are in the table." if grown else
@@ -1051,14 +1051,14 @@ def _recipe_label(commit: str | None) -> str:
     return f"`--recipe fast` (commit {commit})" if commit else "`--recipe fast`"
 
 
-def _variant_args(command: str) -> dict:
-    """A variant's width, stem, augment and EMA, read back from its command line."""
+def _variant_args(extra_args: list[str]) -> dict:
+    """A variant's width, stem, augment and EMA, read back from its extra `imgclf train` arguments."""
     found: dict = {}
-    if "--model-args " in command:
-        found.update(json.loads(command.split("--model-args ", 1)[1].split("}", 1)[0] + "}"))
-    for flag in ("augment", "ema"):
-        if f"--{flag} " in command:
-            found[flag] = command.split(f"--{flag} ", 1)[1].split()[0]
+    for flag, value in zip(extra_args, extra_args[1:]):
+        if flag == "--model-args":
+            found.update(json.loads(value))
+        elif flag in ("--augment", "--ema"):
+            found[flag[2:]] = value
     return found
 
 

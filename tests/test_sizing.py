@@ -15,10 +15,11 @@ from imgclf.config import make_config
 from imgclf.config_text import parse_mapping
 from imgclf.errors import ImgclfError
 from imgclf.pipeline.resolve import resolve_config
-from imgclf.pipeline.sizing import (EPOCHS_PER_HOUR, ERASE_EPOCHS, GROWTH_GAIN, LONG_EPOCHS, MAX_GROWTH, MIN_BATCH,
-                                    MIN_EPOCHS, MIN_STEPS, PROBE_ROUNDS, SHORT_EPOCHS, Timed, choose, confirm_growth,
-                                    confirm_halving, min_epochs_for, predicted_epochs, qualifies, read_candidates,
-                                    scaled_lr, steps_per_epoch)
+from imgclf.pipeline.sizing import PROBE_ROUNDS, read_candidates
+from imgclf.pipeline.sizing_rule import (EPOCHS_PER_HOUR, ERASE_EPOCHS, GROWTH_GAIN, LONG_EPOCHS, MAX_GROWTH,
+                                         MIN_BATCH, MIN_EPOCHS, MIN_STEPS, SHORT_EPOCHS, Timed, choose,
+                                         confirm_growth, confirm_halving, min_epochs_for, predicted_epochs,
+                                         qualifies, scaled_lr, steps_per_epoch)
 from imgclf.data.native_size import native_img_size
 from imgclf.records import RunDir
 from conftest import make_image_folder
@@ -718,7 +719,7 @@ def test_ema_adds_lightnings_weight_averaging_callback():
 def test_no_weight_average_for_a_run_too_short_for_it_to_forget_its_start():
     """50 epochs of 2 steps (a small data set) would leave an EMA of decay 0.99 mostly the initial weights (such a
     run tested at chance); the same epochs of Fashion-MNIST's 215 steps average as usual."""
-    from imgclf.pipeline.sizing import EMA_HORIZONS, regularisation
+    from imgclf.pipeline.sizing_rule import EMA_HORIZONS, regularisation
 
     small = regularisation(50.0, 30.0, BASE, steps_per_epoch=2)
     assert small == ("hflip,crop=2,erase=0.25,fill=constant", None)

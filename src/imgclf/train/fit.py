@@ -121,6 +121,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     import logging
 
     import lightning as L
+    from lightning.pytorch.callbacks import ProgressBar
 
     # Lightning's start-up banner (GPU/TPU availability, tips) is noise for our users.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
@@ -141,7 +142,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg), strategy=cfg.strategy,
         num_nodes=cfg.num_nodes, precision=precision, logger=loggers or False, callbacks=callbacks,
         enable_checkpointing=False, log_every_n_steps=max(1, min(50, steps // 10)),
-        enable_progress_bar=any(type(c).__name__ == "EpochBar" for c in callbacks),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
         deterministic=False, default_root_dir=str(run_dir),

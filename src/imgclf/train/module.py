@@ -107,6 +107,7 @@ class ImageClassifierModule(L.LightningModule):
         # in the middle reports the same mean loss and accuracy as an uninterrupted one
         # float32: MPS has no float64; exact for image counts up to 2**24 per epoch and process
         self.register_buffer("epoch_sums", torch.zeros(3, dtype=torch.float32), persistent=False)
+        self._means_at: tuple[int, dict[str, float]] | None = None  # (global_step, train_epoch_means at it)
 
     # ----- data path ------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -137,12 +138,17 @@ class ImageClassifierModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.epoch_sums.zero_()  # not called when Lightning resumes inside an epoch: the restored sums go on
+        self._means_at = None
 
     def train_epoch_means(self) -> dict[str, float]:
-        """Mean training loss and accuracy of the epoch so far, over every process (collective: call on all)."""
-        sums = self.trainer.strategy.reduce(self.epoch_sums.clone(), reduce_op="sum")
-        n = float(sums[2])
-        return {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n} if n else {}
+        """Mean training loss and accuracy of the epoch so far, over every process (collective: call on all). The
+        epoch's end asks three times (history.csv, the epoch line, the trackers): one reduction per optimiser step
+        count serves them all, and every process keeps the same key, so each reduces equally often."""
+        if self._means_at is None or self._means_at[0] != self.global_step:
+            sums = self.trainer.strategy.reduce(self.epoch_sums.clone(), reduce_op="sum")
+            n = float(sums[2])
+            self._means_at = (self.global_step, {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n} if n else {})
+        return dict(self._means_at[1])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # every process saves (rank 0 writes): the sums of all processes, so a resume counts each image once
@@ -150,6 +156,7 @@ class ImageClassifierModule(L.LightningModule):
         checkpoint["imgclf_epoch_sums"] = sums.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._means_at = None
         if "imgclf_epoch_sums" in checkpoint:  # the whole epoch's sums go to one process, zeros to the others
             sums = checkpoint["imgclf_epoch_sums"] if self.global_rank == 0 else [0.0, 0.0, 0.0]
             self.epoch_sums.copy_(torch.tensor(sums, dtype=torch.float32))

@@ -117,8 +117,8 @@ def test_each_detector_fits_its_threshold_on_validation(run, tmp_path, detector)
     cfg = stored.read_config().model_copy(update={"unknown_detector": detector, "unknown_acceptance": 0.8})
     data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
     model = Classifier.load(run).model
-    _, unknown = fit_trust(cfg, data, model, stored.read_card(), tmp_path)
-    card = stored.read_card().model_copy(update={"unknown": unknown})
+    calibration, unknown = fit_trust(cfg, data, model, stored.read_card(), tmp_path)
+    card = stored.read_card().model_copy(update={"calibration": calibration, "unknown": unknown})
     clf = Classifier(model, card, run_dir=tmp_path)
     pixels, labels = _split(run, clf, "val")
     kept = 1.0 - clf.infer_pixels(pixels).unknown.mean()
@@ -140,6 +140,22 @@ def test_the_feature_detectors_read_the_mean_and_max_of_the_map_the_head_pools(r
     assert card["features"] == "map-mean-max" and card["feature_dim"] == 2 * mapped.shape[1] == features.shape[1]
     expected = torch.cat([mapped.mean(dim=(2, 3)), mapped.amax(dim=(2, 3))], dim=1).float().numpy()
     assert np.allclose(features, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("features", [False, True])
+def test_under_bf16_autocast_the_logits_keep_float32_resolution(run, features):
+    """The network may run in bf16 (`precision: auto` on a CPU with native bf16), its classifier layer does not:
+    bf16 logits keep 8 bits of mantissa, so different images' softmax scores tied (3 distinct values among the
+    lowest 16 of this run's validation scores) and a threshold set at an acceptance rate kept whatever share the
+    tie gave. bf16 is forced here, so that every machine tests it; with or without the detector's features."""
+    clf = Classifier.load(run, precision="bf16-mixed")
+    pixels, _ = _split(run, clf, "val")
+    logits, _ = clf.embed_pixels(pixels, features=features)
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    margins = top2[:, 1] - top2[:, 0]  # what the softmax's top probability follows (it saturates in float32)
+    assert len(np.unique(margins)) == len(margins)
+    bf16_grid = torch.from_numpy(logits).bfloat16().float().numpy()
+    assert (logits != bf16_grid).mean() > 0.9  # values between bf16's steps, not bf16 cast to float32
 
 
 def test_a_head_that_does_not_pool_its_map_gives_the_pre_logits():

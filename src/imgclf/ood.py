@@ -153,13 +153,22 @@ def pools_map(mapped: torch.Tensor, pre: torch.Tensor) -> bool:
     return mapped.dim() == 4 and pre.dim() == 2 and pre.shape[1] == mapped.shape[1]
 
 
+def _float32_layer(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """The classifier layer in float32 under autocast. bf16 logits keep 8 bits of mantissa, so the softmax and
+    energy scores of different images tie (a 3-class model's lowest 16 validation scores held 3 distinct values),
+    and a threshold set at 95 % acceptance kept whatever share the tie gave; the layer is one small matmul."""
+    with torch.autocast(x.device.type, enabled=False):
+        return layer(x.float())
+
+
 def logits_and_features(model: nn.Module, x: torch.Tensor, features: bool = True, source: str = "pre-logits"
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The logits and, if asked, the features in one pass, through the interface every registered model has
     (timm's forward_features / forward_head(pre_logits)). source: "pre-logits", what the last linear layer reads;
     "map-mean-max", the last feature map's per-channel mean and max, concatenated (N, 2C), for a network whose
     head pools that map (`pools_map`; see the module's docstring)."""
-    if not features:
+    autocast = torch.is_autocast_enabled(x.device.type)
+    if not features and not (autocast and hasattr(model, "forward_features")):
         return model(x), None
     if source not in FEATURE_SOURCES:
         raise invalid("source", source, FEATURE_SOURCES)
@@ -167,9 +176,11 @@ def logits_and_features(model: nn.Module, x: torch.Tensor, features: bool = True
     pre = model.forward_head(mapped, pre_logits=True)
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
     if isinstance(classifier, nn.Linear) and pre.dim() == 2 and pre.shape[1] == classifier.in_features:
-        logits = classifier(pre)
+        logits = _float32_layer(classifier, pre) if autocast else classifier(pre)
     else:
         logits = model.forward_head(mapped)
+    if not features:
+        return logits, None
     if source == "pre-logits":
         return logits, pre.flatten(1)
     if not pools_map(mapped, pre):

@@ -219,6 +219,10 @@ def test_threshold_at_keeps_at_least_the_share():
     scores = np.arange(100.0)
     assert threshold_at(scores, 0.95) == 5.0 and (scores >= threshold_at(scores, 0.95)).mean() == 0.95
     assert (scores >= threshold_at(scores, 0.333)).mean() >= 0.333
+    # exactly the share where it is a whole number of images: (1 - 0.8) * 20 is 3.9999999999999996 in floating point
+    for n, acceptance in [(20, 0.8), (10, 0.9), (20, 0.9), (30, 0.9), (65, 0.8), (7, 0.95), (1000, 0.95)]:
+        kept = int((np.arange(float(n)) >= threshold_at(np.arange(float(n)), acceptance)).sum())
+        assert kept == int(np.ceil(round(acceptance * n, 6))), (n, acceptance, kept)
 
 
 def test_scores_match_pytorch_ood():
@@ -270,3 +274,21 @@ def test_a_card_without_the_block_never_says_unknown(tmp_path):
     run = Path(shutil.copytree(legacy, tmp_path / "legacy"))
     preds = Classifier.load(run).predict([str(run / "dark_0.png"), str(run / "light_0.png")])
     assert all(not p.unknown and p.label == p.best_label and p.score == pytest.approx(p.probability) for p in preds)
+
+
+def test_one_training_image_per_class_falls_back_to_msp_with_a_warning(tmp_path, caplog):
+    """The Mahalanobis detectors measure how features vary within a class: with one training image a class there
+    is nothing to measure (the precision is singular). Training finishes, the card says msp, and a warning says
+    why, rather than an internal error after the last epoch."""
+    import imgclf
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=4, size=12)
+    with caplog.at_level("WARNING", logger="imgclf"):
+        run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 12, "epochs": 1, "batch_size": 4,
+                          "per_class_max": 1, "val_split": 0.25, "test_split": 0.25, "progress": False,
+                          "out": str(tmp_path / "run"), "model_args": {"width": 4}})
+    card = read_json(run.path / "model.json")
+    assert card["unknown"]["detector"] == "msp" and card["unknown"]["threshold"] is not None
+    assert "unknown_detector: mahalanobis-l2" in (run.path / "config.yaml").read_text()  # what was asked
+    assert "cannot be fitted" in caplog.text and "fewer than 2 training images" in caplog.text

@@ -220,6 +220,9 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int,
         raise invalid("labels", Described(f"no row of class(es) {missing[:10]}"), "at least one row per class")
     means = np.stack([z[y == k].mean(0) for k in range(num_classes)])
     centred = z - means[y]
+    if not np.any(centred):  # one row per class (or alike rows): no spread to fit, and the precision is singular
+        raise invalid("features", Described(f"{len(z)} rows of {num_classes} classes, each equal to its class's mean"),
+                      "rows that vary within at least one class")
     precision = LedoitWolf(assume_centered=True).fit(centred).precision_
     return means, (precision + precision.T) / 2
 
@@ -240,7 +243,8 @@ def threshold_at(scores: np.ndarray, acceptance: float) -> float:
     s = np.sort(np.asarray(scores, dtype=np.float64))
     if len(s) == 0:
         return -math.inf
-    return float(s[int(math.floor((1.0 - acceptance) * len(s)))])
+    keep = math.ceil(round(acceptance * len(s), 9))  # rounded first: (1 - 0.8) * 20 is 3.9999999999999996
+    return float(s[len(s) - max(keep, 1)])
 
 
 def save_stats(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:

@@ -16,11 +16,13 @@ import torch
 
 from ..calibration import fit_temperature, nll
 from ..config import TrainConfig
+from ..errors import ImgclfError
 from ..data.prepared import PreparedData
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier, for_prediction
 from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LENGTH_DETECTORS, TrustHead,
                    feature_source, fit_mahalanobis, fit_standardise, save_stats, threshold_at)
+from ..notices import warn
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
 
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
@@ -74,6 +76,24 @@ def _probs(logits: np.ndarray, temperature: float) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits).double() / temperature, dim=1).numpy()
 
 
+def _fit_features(clf: Classifier, data: PreparedData, seed: int, detector: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The sampled training rows, class means and precision of a feature detector; None, with a warning, where
+    the training split cannot give them (a class without two training images: no spread within it to measure)."""
+    rows, labels = _train_sample(data, seed)
+    counts = np.bincount(labels, minlength=len(data.classes))
+    try:
+        _, features = split_logits(clf, data, rows, True)
+        means, precision = fit_mahalanobis(features, labels, len(data.classes),
+                                           unit_length=detector in UNIT_LENGTH_DETECTORS)
+    except ImgclfError:
+        warn(f"the unknown detector {detector} cannot be fitted: it measures how features vary within a class, and "
+             f"{int((counts < 2).sum())} of the {len(counts)} classes have fewer than 2 training images (fewest: "
+             f"{int(counts.min())}); unknown inputs are scored by msp (the top probability) instead")
+        return None
+    return rows, means, precision
+
+
 def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,
               run_dir: Path, features: str | None = None, stats_name: str = STATS_FILE, precision: str = "auto"
               ) -> tuple[CalibrationInfo, UnknownInfo]:
@@ -116,11 +136,11 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
 
     stats: dict[str, np.ndarray] = {}
     fitted_on, feature_dim = "", None
-    if detector in FEATURE_DETECTORS:
-        rows, train_labels = _train_sample(data, cfg.seed)
-        _, train_features = split_logits(clf, data, rows, True)
-        means, precision = fit_mahalanobis(train_features, train_labels, len(data.classes),
-                                           unit_length=detector in UNIT_LENGTH_DETECTORS)
+    fitted = _fit_features(clf, data, cfg.seed, detector) if detector in FEATURE_DETECTORS else None
+    if detector in FEATURE_DETECTORS and fitted is None:
+        detector, source, val_features = "msp", "pre-logits", None
+    if fitted is not None:
+        rows, means, precision = fitted
         # the stored (float32) statistics are the ones every later score uses
         stats = {"means": means.astype(np.float32), "precision": precision.astype(np.float32)}
         fitted_on = f"{len(rows)} training images, without augmentation"

@@ -19,8 +19,10 @@ def test_parse_keras_style_spec():
 @pytest.mark.parametrize("spec, message", [
     ("hflipp", r"augment item must be one of \{brightness, .*\}. Did you mean: hflip, vflip\? "
                r"Received: augment item='hflipp'"),
-    ("rotate=400", r"rotate must be between 0 and 180.*Received: augment rotate=400"),
-    ("zoom=abc", r"augment zoom must be a number, e.g. zoom=0.1. Received: augment zoom='abc'"),
+    ("rotate=400", r"rotate must be between 0 and 180 degrees.*Received: augment rotate=400"),
+    ("zoom=abc", r"augment zoom must be a number from 0 to 0.95, e.g. zoom=0.1. Received: augment zoom='abc'"),
+    ("rotate=abc", r"augment rotate must be a number from 0 to 180 degrees, e.g. rotate=10. Received: "),
+    ("crop=x", r"augment crop must be a number from 0 to 256 pixels, e.g. crop=4. Received: "),
     ("fill=wrap", r"fill must be one of"),
     ("hflip=1", r"augment hflip must be given without a value.*Received: augment hflip='1'"),
 ])

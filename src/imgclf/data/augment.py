@@ -51,6 +51,8 @@ _RANGES = {
     "crop": (0.0, 256.0),
     "erase": (0.0, 1.0),
 }
+# what a value means where it is not a fraction (of the side, the range of pixel values, the images), and an example
+_UNITS = {"rotate": (" degrees", 10), "shear": (" degrees", 10), "crop": (" pixels", 4)}
 _FILLS = {"nearest": "border", "constant": "zeros", "reflect": "reflection"}
 ALLOWED = sorted(_FLAGS | set(_RANGES) | {"fill"})
 
@@ -113,13 +115,15 @@ def parse_augment(spec: str | None) -> AugmentSpec:
                 raise invalid("augment fill", value, _FILLS)
             values["fill"] = value
         elif name in _RANGES:
+            lo, hi = _RANGES[name]
+            unit, example = _UNITS.get(name, ("", 0.1))
             try:
                 number = float(value)
             except ValueError:
-                raise invalid(f"augment {name}", value, f"a number, e.g. {name}=0.1") from None
-            lo, hi = _RANGES[name]
+                raise invalid(f"augment {name}", value, f"a number from {lo:g} to {hi:g}{unit}, e.g. "
+                              f"{name}={example}") from None
             if not lo <= number <= hi:
-                raise invalid(f"augment {name}", number, f"between {lo:g} and {hi:g}")
+                raise invalid(f"augment {name}", number, f"between {lo:g} and {hi:g}{unit}")
             if name == "shift":
                 values["width_shift"] = values["height_shift"] = number
             else:

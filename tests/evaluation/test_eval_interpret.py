@@ -280,3 +280,26 @@ def test_lr_changes_lists_every_change_with_its_epoch():
     assert lr_changes([1e-3, 1e-3, 1e-4, 1e-4, 1e-5]) == [(3, 1e-3, 1e-4), (5, 1e-4, 1e-5)]
     assert lr_changes([0.1, 0.1, 0.1]) == []
     assert lr_changes([0.1, math.nan, 0.1]) == []
+
+
+def test_divergence_is_a_training_loss_that_ends_above_its_first_epoch():
+    from imgclf.evaluation.interpret import detect_divergence
+
+    assert detect_divergence([2.3, 1.5, 1.0, 0.7, 0.5, 0.4]) is None
+    assert detect_divergence([2.3, 2.5]) is None  # too short to call
+    found = detect_divergence([2.3, 1.9, 2.6, float("nan"), 3.4, 4.1, 5.0, 4.8, 6.0])
+    assert found is not None and found.first_loss == 2.3 and found.epochs == 2 and found.final_loss == 5.4
+    # a wobble that ends below the start is not divergence, however high the middle went
+    assert detect_divergence([2.3, 9.0, 7.0, 3.0, 2.0, 1.0]) is None
+
+
+def test_no_better_than_guessing_compares_accuracy_with_the_most_common_class():
+    from imgclf.evaluation.interpret import no_better_than_guessing
+
+    y = np.repeat([0, 1, 2, 3], [40, 20, 20, 20])
+    always_first = np.tile([0.7, 0.1, 0.1, 0.1], (len(y), 1))
+    assert no_better_than_guessing(compute_metrics(y, always_first, list("abcd"))) == pytest.approx(0.4)
+    learnt = np.eye(4)[y] * 0.9 + 0.025
+    assert no_better_than_guessing(compute_metrics(y, learnt, list("abcd"))) is None
+    # one class present: nothing to guess between
+    assert no_better_than_guessing(compute_metrics(np.zeros(10, int), np.tile([0.9, 0.1], (10, 1)), ["a", "b"])) is None

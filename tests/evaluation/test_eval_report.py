@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+from html import unescape
 
 import pytest
 from typer.testing import CliRunner
@@ -216,3 +218,36 @@ def test_report_settings_show_the_learning_rate_to_four_digits(tmp_path):
     assert re.search(r'<span class="muted">lr</span> 0\.01288</span>', settings), settings
     assert "0.012882495516931335" not in html
     assert run.read_card().training.lr == 0.012882495516931335
+
+
+def test_a_run_that_learnt_nothing_or_diverged_says_so_first(tmp_path):
+    """A 20-second run on 270 images diverged (validation loss 581) and tested at 11 % on 10 classes, and its
+    summary said "No overfitting detected" and nothing else about it: a model no better than answering the most
+    common class, and a training loss that ended above its first epoch's, now lead the findings."""
+    from imgclf.records import HistoryRow, PredictionRow, RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path, per_class=40))
+
+    def summary() -> str:  # the page's text from its Summary heading (after the menu's) to its Data section
+        text = unescape(re.sub(r"<[^>]+>", " ", write_report(run.path, explain=False).read_text()))
+        text = re.sub(r"\s+", " ", text)
+        start = text.index(" Summary ", text.index(" Summary ") + 1)
+        return text[start:text.index(" Data ", start)]
+
+    healthy = summary()
+    assert "no better than always answering" not in healthy and "diverged" not in healthy
+    classes = run.read_card().classes
+    rows = run.read_predictions(classes)
+    probs = [0.5, 0.3, 0.2]  # every image called the first class
+    run.write_predictions([PredictionRow(path=r.path, true=r.true, pred=classes[0], prob=0.5,
+                                         loss=float(-math.log(probs[classes.index(r.true)])), probs=probs)
+                           for r in rows], classes)
+    run.write_history([HistoryRow(epoch=e, lr=0.1, loss=loss, acc=0.3, val_loss=2.0 * e, val_acc=0.33)
+                       for e, loss in enumerate([2.3, 1.9, 2.6, 3.4, 4.1, 5.0], start=1)])
+    found = summary()
+    first = found.index("Accuracy 33.3 % is no better than always answering the most common class (33.3 % of the "
+                        "test images): this model has not learnt the task.")
+    second = found.index("Training loss ended above its first epoch's (2.3 → 4.55, mean of the last 2 epochs): "
+                         "training diverged instead of fitting. Lower the learning rate (--lr)")
+    assert first < second < found.index("Weakest class")

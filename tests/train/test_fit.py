@@ -14,7 +14,7 @@ import imgclf
 from conftest import make_image_folder
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
-from imgclf.io import read_csv, read_yaml
+from imgclf.io import read_csv, read_json, read_yaml
 
 IMGCLF = [sys.executable, "-m", "imgclf.cli"]
 
@@ -97,6 +97,25 @@ def test_restore_best_keeps_the_best_val_loss_epoch(tmp_path, image_folder):
     saved = load_file(str(run.path / "model.safetensors"))
     best_w = load_file(str(run.path / "checkpoints" / "best.safetensors"))
     assert all(torch.equal(saved[k], best_w[k]) for k in saved)
+
+
+def test_without_restore_best_the_kept_epoch_is_the_last(tmp_path, image_folder):
+    """restore_best false keeps the last epoch's weights, and the card, the report and the headline validation
+    accuracy say that epoch, not the monitor's best (a 20-second `fast` run quoted 93 % validation accuracy from
+    its epoch 113 while it kept the weights of epoch 204, at 83 %)."""
+    run = imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 8, "progress": False, "lr": 0.05,
+                      "optimizer": "sgd", "schedule": "none", "monitor": "val_acc", "restore_best": False,
+                      "early_stopping": None, "model_args": {"width": 8}, "out": str(tmp_path / "last")})
+    history = read_csv(run.path / "history.csv")
+    accuracies = [float(r["val_acc"]) for r in history]
+    assert accuracies.index(max(accuracies)) + 1 < len(history)  # the monitor's best is an earlier epoch
+    card = read_json(run.path / "model.json")
+    assert run.best_epoch == card["training"]["best_epoch"] == len(history) == 8
+    assert card["metrics"]["val_accuracy"] == pytest.approx(accuracies[-1], abs=1e-6)
+    saved = load_file(str(run.path / "model.safetensors"))
+    best_w = load_file(str(run.path / "checkpoints" / "best.safetensors"))
+    assert not all(torch.equal(saved[k], best_w[k]) for k in saved)  # the best checkpoint was not restored
+    assert "weights of epoch 8 kept" in (run.path / "report.html").read_text()
 
 
 def test_early_stopping_and_plateau_schedule(tmp_path, image_folder):

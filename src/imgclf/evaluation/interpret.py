@@ -231,6 +231,52 @@ def overfitting_onset(train_loss: Sequence[float], val_loss: Sequence[float],
     return found.onset if found is not None else None
 
 
+@dataclass(frozen=True)
+class Divergence:
+    """Training loss that ended above where the first epoch left it: the run moved away from a fit."""
+
+    first_loss: float  # the first epoch's training loss
+    final_loss: float  # mean training loss of the last epochs
+    epochs: int  # how many last epochs that mean covers
+
+    def text(self) -> str:
+        return (f"training loss ended above its first epoch's ({self.first_loss:.3g} → {self.final_loss:.3g}, mean "
+                f"of the last {self.epochs} epochs): training diverged instead of fitting")
+
+
+def detect_divergence(train_loss: Sequence[float]) -> Divergence | None:
+    """A run whose training loss, averaged over its last epochs (up to 3, at most a third of the run), is above
+    the first epoch's: a fitting run lowers its own loss whatever happens on validation, so this is a learning
+    rate too high for the data (or a broken input pipeline), not overfitting. None with fewer than 3 epochs."""
+    loss = np.asarray([v for v in train_loss if math.isfinite(v)], dtype=np.float64)
+    if len(loss) < 3:
+        return None
+    tail = max(1, min(PATIENCE, len(loss) // 3))
+    final = float(loss[-tail:].mean())
+    return Divergence(float(loss[0]), final, tail) if final > loss[0] else None
+
+
+def majority_share(metrics: MetricsRecord) -> float | None:
+    """The accuracy of always answering the evaluated split's most common class; None for a multi-label
+    evaluation or one with fewer than 2 classes present (nothing to guess between)."""
+    if metrics.task != "single" or not metrics.count:
+        return None
+    supports = [s.support for s in metrics.per_class.values()]
+    if sum(n > 0 for n in supports) < 2:
+        return None
+    return max(supports) / metrics.count
+
+
+def no_better_than_guessing(metrics: MetricsRecord, z: float = 2.0) -> float | None:
+    """The majority share where accuracy is within `z` binomial standard errors above it (a model that learnt
+    nothing scores about the share of the class it answers most); else None."""
+    share = majority_share(metrics)
+    if share is None:
+        return None
+    margin = z * math.sqrt(share * (1.0 - share) / metrics.count)
+    return share if metrics.accuracy <= share + margin else None
+
+
 def lr_changes(lrs: Sequence[float]) -> list[tuple[int, float, float]]:
     """(1-based epoch, old lr, new lr) for every epoch whose learning rate differs from the previous one."""
     out = []

@@ -29,9 +29,11 @@ from .interpret import (
     Interpretation,
     best_val_accuracy,
     calibration_verdict,
+    detect_divergence,
     detect_overfitting,
     lr_changes,
     mean_recall,
+    no_better_than_guessing,
     predicted_counts,
     scores_shown,
 )
@@ -94,6 +96,16 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     if split == "val":
         note = stored_validation_scores_note(RunDir(run_dir), card.task)
         findings.insert(0, f"{note[:1].upper()}{note[1:]}.")
+    guess = no_better_than_guessing(m)
+    if guess is not None:
+        findings.insert(0, f"Accuracy {pct(m.accuracy)} is no better than always answering the most common class "
+                           f"({pct(guess)} of the {split} images): this model has not learnt the task. Look at the "
+                           "training curves below; more epochs, or a lower learning rate, may be what it needs.")
+    diverged = detect_divergence([r.value("loss") for r in history])
+    if diverged is not None:
+        findings.insert(1 if guess is not None else 0,
+                        f"{diverged.text()[:1].upper()}{diverged.text()[1:]}. Lower the learning rate (--lr) or let "
+                        "the LR finder choose it (--lr auto).")
     if worst_name is not None and finite(worst_recall) and worst_recall < 1.0:
         text = f"Weakest class: {worst_name} (recall {pct(worst_recall)})"
         if worst_confusions:

@@ -42,7 +42,7 @@ class TrainResult:
     model: torch.nn.Module
     mean: list[float]
     std: list[float]
-    best_epoch: int | None  # 1-based
+    best_epoch: int | None  # 1-based: the epoch whose weights `model` holds (restored best, else the last)
     history: list[HistoryRow]
     seconds: float
     stopped_reason: str
@@ -161,10 +161,13 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         stopped_reason = f"time limit ({cfg.time_limit})"
     elif trainer.should_stop and stopped_reason == "completed" and trainer.current_epoch < cfg.epochs:
         stopped_reason = "early stopping"
-    if trainer.is_global_zero and (cfg.restore_best or stopped_reason.startswith("training stopped")):
-        best.restore_into(model)
+    restored = (trainer.is_global_zero and (cfg.restore_best or stopped_reason.startswith("training stopped"))
+                and best.best_epoch is not None and best.restore_into(model))
+    # the epoch whose weights the model holds, which the card and report call the kept epoch: without
+    # restore_best, the last one (a time-limited run's cut epoch included), not the best by the monitor
+    kept_epoch = best.best_epoch + 1 if restored else (history.rows[-1].epoch if history.rows else None)
     model = model.to(memory_format=torch.contiguous_format)
-    return TrainResult(model, mean, std, None if best.best_epoch is None else best.best_epoch + 1, history.rows,
+    return TrainResult(model, mean, std, kept_epoch, history.rows,
                        seconds, stopped_reason, precision, None if budget is None else budget.summary(),
                        trainer.is_global_zero, trainer.global_step)
 

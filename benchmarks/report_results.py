@@ -248,7 +248,11 @@ def fast_sizing_section(source: Path) -> list[str]:
                   "Fashion-MNIST 55k/5k/10k, each run alone, one after the other (the load average at the end is "
                   "given: about 2 is the run's own two threads). "
                   "Target: issue 23's mean test accuracy over 2 seeds for the machine class, and at least the fixed "
-                  "width-16 recipe measured in the same session.", "",
+                  "width-16 recipe measured in the same session. The val column of these runs (all measured before "
+                  "2026-12-04) is the validation accuracy of the epoch with the lowest validation loss, which the "
+                  "card then called the kept epoch; these recipes keep the last epoch's weights (restore_best "
+                  "false), and since commit 64b4469 the card quotes that epoch's. The test column was always the "
+                  "last epoch's weights.", "",
                   "| machine | budget | target | recipe | seeds | width, stem | batch | regularisation | epochs | "
                   "img/s | val | test (mean) | met | measured |",
                   "|---|---|---:|---|---|---|---|---|---|---:|---:|---:|---|---|"]

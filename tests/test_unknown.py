@@ -153,7 +153,9 @@ def test_under_bf16_autocast_the_logits_keep_float32_resolution(run, features):
     logits, _ = clf.embed_pixels(pixels, features=features)
     top2 = np.sort(logits, axis=1)[:, -2:]
     margins = top2[:, 1] - top2[:, 0]  # what the softmax's top probability follows (it saturates in float32)
-    assert len(np.unique(margins)) == len(margins)
+    # bf16 logits gave 35 distinct margins for these 65 images; float32 ones tie only where the bf16 features do
+    # (two planted near-copies, 56 grey levels apart in a patch, can share every feature)
+    assert len(np.unique(margins)) >= 0.9 * len(margins)
     bf16_grid = torch.from_numpy(logits).bfloat16().float().numpy()
     assert (logits != bf16_grid).mean() > 0.9  # values between bf16's steps, not bf16 cast to float32
 

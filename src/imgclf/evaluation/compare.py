@@ -25,7 +25,7 @@ from ..errors import ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
 from ..records.run_dir import find_run_dirs, is_run_dir
 from ..stats import MeanStd, finite_number, mean_std
-from .interpret import accuracy_beside_val, best_val_accuracy, mean_recall
+from .interpret import accuracy_beside_val, kept_val_accuracy, mean_recall
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
 # `fold`: the K runs of a cross-validation are one group, reported as mean ± std over the folds.
@@ -145,7 +145,7 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     hw = card.hardware
     hardware = hw.get("gpu") or (f"{hw.get('cpu')} ({hw.get('cores')} cores)" if hw.get("cpu") else "unknown")
     values = {
-        "val_accuracy": best_val_accuracy(history, training.best_epoch),
+        "val_accuracy": kept_val_accuracy(history, training),
         "test_accuracy": finite_number(accuracy_beside_val(metrics)) if metrics else None,
         "test_map": finite_number(metrics.multilabel.map_macro) if metrics and metrics.multilabel else None,
         "macro_f1": finite_number(metrics.macro.f1) if metrics else None,

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import Described, invalid
-from ..records import ClassScores, HistoryRow, LabelScores, MetricsRecord, RunDir, SkippedFile
+from ..records import (ClassScores, HistoryRow, LabelScores, MetricsRecord, RunDir, SkippedFile,
+                       TrainingSummary)
 from ..topk import top_indices
 from .metrics import compute_metrics
 
@@ -336,6 +337,14 @@ def mean_recall(per_class: Mapping[str, ClassScores], classes: Sequence[str]) ->
     contains none of them. A class without test images has no recall, not a recall of 0."""
     values = [per_class[c].recall for c in classes if c in per_class and per_class[c].support > 0]
     return float(np.mean(values)) if values else None
+
+
+def kept_val_accuracy(history: Sequence[HistoryRow], training: TrainingSummary | None) -> float | None:
+    """Validation accuracy of the kept weights: measured after the BatchNorm statistics were recomputed where they
+    were (`train.batch_norm_stats`), else training's at the kept epoch (history.csv), else the last epoch's."""
+    if training is not None and training.val_accuracy_after_batch_norm is not None:
+        return training.val_accuracy_after_batch_norm
+    return best_val_accuracy(history, training.best_epoch if training is not None else None)
 
 
 def best_val_accuracy(history: Sequence[HistoryRow], best_epoch: int | None) -> float | None:

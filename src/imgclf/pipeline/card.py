@@ -8,6 +8,7 @@ import numpy as np
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
+from ..evaluation.interpret import kept_val_accuracy
 from ..records import HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, TrainingSummary, epochs_trained
 from ..train.fit import TrainResult
 
@@ -20,7 +21,8 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
         model_args.update(extra())
     training = TrainingSummary(
         recipe=cfg.recipe, epochs_run=len(result.history), epochs_trained=epochs_trained(result.history),
-        best_epoch=result.best_epoch,
+        best_epoch=result.best_epoch, batch_norm_images=result.batch_norm_images,
+        val_accuracy_after_batch_norm=result.val_accuracy_after_batch_norm,
         stopped=result.stopped_reason, train_seconds=round(result.seconds, 2),
         images_per_s=round(float(np.median(speeds)), 1) if speeds else None,
         precision=result.precision, optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
@@ -39,16 +41,18 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
     )
 
 
-def validation_headline(history: list[HistoryRow], best_epoch: int | None) -> HeadlineMetrics:
-    """The card's numbers for a run trained without a test evaluation (a search trial): validation only."""
-    val = next((r.val_acc for r in history if r.epoch == best_epoch), None)
+def validation_headline(history: list[HistoryRow], training: TrainingSummary | None) -> HeadlineMetrics:
+    """The card's numbers for a run trained without a test evaluation (a search trial): validation only. The
+    loss is training's at the kept epoch."""
+    val = kept_val_accuracy(history, training)
+    best_epoch = training.best_epoch if training is not None else None
     loss = next((r.val_loss for r in history if r.epoch == best_epoch), None)
     return HeadlineMetrics(split="val", accuracy=val, loss=loss, val_accuracy=val)
 
 
-def headline(metrics: MetricsRecord, history: list[HistoryRow], best_epoch: int | None) -> HeadlineMetrics:
-    """The card's quotable numbers: test scores, and validation accuracy at the kept epoch."""
-    val = next((r.val_acc for r in history if r.epoch == best_epoch), None)
+def headline(metrics: MetricsRecord, history: list[HistoryRow], training: TrainingSummary | None) -> HeadlineMetrics:
+    """The card's quotable numbers: test scores, and the kept weights' validation accuracy."""
+    val = kept_val_accuracy(history, training)
     return HeadlineMetrics(split=metrics.split, accuracy=metrics.accuracy, loss=metrics.loss,
                            macro_f1=metrics.macro.f1, macro_recall=metrics.macro.recall,
                            worst_class=metrics.worst_class, macro_auc=metrics.macro_auc, val_accuracy=val)

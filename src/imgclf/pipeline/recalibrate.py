@@ -74,7 +74,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     # as training evaluates: with test-time views too where training made them
     metrics = evaluate_run(run.path, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
                            budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
-    scores = headline(metrics, run.read_history(), card.training.best_epoch if card.training else None)
+    scores = headline(metrics, run.read_history(), card.training)
     if scores.val_accuracy is None and before.metrics is not None:  # a card from before `training` was recorded
         scores.val_accuracy = before.metrics.val_accuracy
     card.metrics = scores

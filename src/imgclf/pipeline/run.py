@@ -371,7 +371,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir,
                                                        precision=card.fitted_precision)
         if not evaluate:
-            card.metrics = validation_headline(result.history, result.best_epoch)
+            card.metrics = validation_headline(result.history, card.training)
             run.write_card(card)
             drop_unused_statistics(run_dir, card)
             return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
@@ -385,7 +385,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         # when training did.
         metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
                                budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
-        card.metrics = headline(metrics, result.history, result.best_epoch)
+        card.metrics = headline(metrics, result.history, card.training)
         run.write_card(card)
         from ..evaluation.seen import validation_scores_note
         from ..evaluation.stale_report import write_or_drop_report

@@ -65,6 +65,13 @@ class TrainingSummary(BaseModel):
         "The epochs trained, one cut by the time limit counted by its share of batches: 5.54 "
         "where epochs_run is 6. Absent in cards written before it."))
     best_epoch: int | None = Field(None, description="1-based epoch whose weights were kept.")
+    batch_norm_images: int | None = Field(None, ge=0, description=(
+        "Training images (un-augmented) whose pass through the kept weights set the statistics of every BatchNorm "
+        "layer that trained; 0: none did. Absent in cards written before it, whose statistics are training's "
+        "running averages."))
+    val_accuracy_after_batch_norm: float | None = Field(None, description=(
+        "Validation accuracy of the kept weights with the recomputed statistics (history.csv's val_acc is "
+        "training's, with its running averages); the card's metrics.val_accuracy quotes it."))
     stopped: str = ""
     train_seconds: float = 0.0
     images_per_s: float | None = None

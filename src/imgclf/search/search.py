@@ -378,7 +378,7 @@ def _test_best(run_dir: Path, say: Callable[[str], None], report: bool = True) -
                            budget_bytes=cfg.cache_budget_bytes, progress=False)
     card = run.read_card()
     val = card.metrics.val_accuracy
-    card.metrics = headline(metrics, run.read_history(), card.training.best_epoch)
+    card.metrics = headline(metrics, run.read_history(), card.training)
     card.metrics.val_accuracy = val
     run.write_card(card)
     if report:

@@ -21,6 +21,7 @@ from ..data.prepared import PreparedData
 from ..errors import ImgclfError, Interrupted, invalid
 from ..models import get_model_info
 from ..records import HistoryRow
+from .batch_norm_stats import images_for, norm_counts, recompute_batch_norm
 from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
 from .module import ImageClassifierModule, NonFiniteLossError
@@ -50,6 +51,8 @@ class TrainResult:
     time_budget: dict[str, float | None] | None
     is_global_zero: bool
     global_step: int = 0  # optimiser steps taken: where the trackers put the final test scores
+    batch_norm_images: int = 0  # training images the BatchNorm statistics were recomputed on (batch_norm_stats)
+    val_accuracy_after_batch_norm: float | None = None  # the returned model's, where those statistics changed
 
 
 def normalisation(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module) -> tuple[list[float], list[float]]:
@@ -154,6 +157,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
 
         module, train_loader, val_loader = use_stored_features(cfg, data, module, train_loader, val_loader)
 
+    counts = norm_counts(model)  # before training: which BatchNorm layers then train (not the frozen ones)
     stopped_reason = _run_trainer(trainer, module, train_loader, val_loader, ckpt_path, run_dir, callbacks[0])
     seconds = callbacks[0].train_seconds()  # includes the processes before a resume
     budget = next((c for c in callbacks if type(c).__name__ == "TimeBudget"), None)
@@ -166,10 +170,17 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     # the epoch whose weights the model holds, which the card and report call the kept epoch: without
     # restore_best, the last one (a time-limited run's cut epoch included), not the best by the monitor
     kept_epoch = best.best_epoch + 1 if restored else (history.rows[-1].epoch if history.rows else None)
+    norm_images = 0
+    if trainer.world_size == 1 and not cfg.features_only:  # one process: no SyncBatchNorm waiting for the others
+        limit = images_for(len(data.splits["train"]), trainer.global_step * cfg.batch_size)
+        inputs = (module.prepare(x.to(module.device), train=False) for x, _ in train_loader)
+        norm_images = recompute_batch_norm(model, counts, inputs, limit)
+    # history.csv's val_acc was measured with training's running statistics: the kept weights' own, after them
+    val_after = module.accuracy_on(val_loader) if norm_images and len(data.splits["val"]) else None
     model = model.to(memory_format=torch.contiguous_format)
     return TrainResult(model, mean, std, kept_epoch, history.rows,
                        seconds, stopped_reason, precision, None if budget is None else budget.summary(),
-                       trainer.is_global_zero, trainer.global_step)
+                       trainer.is_global_zero, trainer.global_step, norm_images, val_after)
 
 
 def training_module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, world: int):

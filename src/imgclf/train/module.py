@@ -232,6 +232,21 @@ class ImageClassifierModule(L.LightningModule):
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
 
+    @torch.no_grad()
+    def accuracy_on(self, loader: Any) -> float | None:
+        """The model's accuracy as it is now over `loader`'s batches, counted as validation_step counts it (in
+        float32, outside the trainer: after training changed the model, as batch_norm_stats does)."""
+        right, seen = 0.0, 0
+        training = self.model.training
+        self.model.eval()
+        for x, y in loader:
+            if len(y):
+                x, y = x.to(self.device), y.to(self.device)
+                right += float(right_answers(self.model(self.prepare(x, train=False)).float(), y))
+                seen += len(y)
+        self.model.train(training)
+        return right / seen if seen else None
+
     # ----- optimiser and schedule -----------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
         """One group per learning-rate multiplier (transfer models put the backbone in its own group)."""

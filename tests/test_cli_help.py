@@ -163,3 +163,14 @@ def test_every_command_takes_dash_h():
 def test_help_keeps_square_brackets_that_are_not_markup(train_help):
     assert "Needs imgclf[track] for tensorboard and mlflow" in train_help  # Rich dropped [track] as a tag
     assert re.search(r"--recipe .*?Named recipe whose settings apply", train_help)
+
+
+@pytest.mark.parametrize("argv", [["train", "--help"], ["tune", "--help"], ["serve", "--help"]])
+def test_help_in_an_80_column_terminal_cuts_nothing(argv):
+    """Rich's option tables, squeezed into 80 columns, cut 22 cells of train's help with "…" (flag names such as
+    --no-group-duplicates and defaults among them); below 120 columns the help is click's, which wraps."""
+    result = CliRunner().invoke(app, argv, env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+    assert result.exit_code == 0 and "…" not in result.output and "\\[" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    if argv[0] == "train":
+        assert "--group-duplicates / --no-group-duplicates" in result.output and "[default: 0.1]" in result.output

@@ -34,7 +34,21 @@ class _Commands(CommandGroup):
             cmd = typer.main.get_command_from_info(_DEFERRED[func], pretty_exceptions_short=True,
                                                    rich_markup_mode=getattr(cmd, "rich_markup_mode", None))
             self.commands[name] = cmd
+        if cmd is not None and _narrow_terminal():
+            cmd.rich_markup_mode = None  # click's help wraps every cell; rich's tables cut flags and defaults with "…"
+            for param in getattr(cmd, "params", []):
+                if getattr(param, "help", None):
+                    param.help = param.help.replace("\\[", "[")  # rich's escape of a literal bracket
         return name, cmd, rest
+
+
+RICH_HELP_COLUMNS = 120  # below it rich's option tables cut names: 22 cells of train's help at 80, 3 at 100
+
+
+def _narrow_terminal() -> bool:
+    import shutil
+
+    return shutil.get_terminal_size((RICH_HELP_COLUMNS, 24)).columns < RICH_HELP_COLUMNS
 
 
 _PENDING = inspect.Signature([])

@@ -32,6 +32,8 @@ def test_predict_files_folders_arrays_and_broken(tiny_run, image_folder, tmp_pat
     preds = clf.predict([str(image_folder / "cat"), str(broken), arr], top_k=2)
     assert len(preds) == 20 + 2
     assert preds[20].error and preds[20].label is None
+    # not judged, as the CLI's JSON and the HTTP service say it (a Python False read as "known")
+    assert preds[20].unknown is None and preds[20].as_dict()["unknown"] is None and preds[0].unknown is False
     good = [p for p in preds if not p.error]
     assert all(len(p.top) == 2 and p.top[0][1] >= p.top[1][1] for p in good)
     assert all(abs(sum(prob for _, prob in p.top) - 1) < 1 or len(clf.classes) > 2 for p in good)

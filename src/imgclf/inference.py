@@ -94,7 +94,8 @@ class Prediction:
     """One image's prediction. `label` is the most probable class, or "unknown" when `unknown` is True (the
     image scored below the card's threshold: it looks like none of the classes); `best_label` and `probability`
     are then still the closest known class and its probability, and `top` lists the known classes either way.
-    `score`: the in-distribution score (higher: more like the training images; model.json `unknown`)."""
+    `score`: the in-distribution score (higher: more like the training images; model.json `unknown`). An image
+    that could not be read has its `error`, and None for label, probability, score and unknown (not judged)."""
 
     path: str
     label: str | None
@@ -102,7 +103,7 @@ class Prediction:
     top: list[tuple[str, float]]
     error: str | None = None
     score: float | None = None
-    unknown: bool = False
+    unknown: bool | None = False
     best_label: str | None = None
     # multi-label runs: every label whose probability reaches its threshold, most probable first (may be empty);
     # `label` is then those names joined by ";", `top` the most probable labels, carried or not, and `best_label`
@@ -349,7 +350,7 @@ class Classifier:
         results = []
         for i, name in enumerate(names):
             if i in errors:
-                results.append(Prediction(name, None, None, [], errors[i]))
+                results.append(Prediction(name, None, None, [], errors[i], unknown=None))
                 continue
             probs, score, is_unknown = by_index[i]
             top = top_classes(probs, self.classes, k)

@@ -197,8 +197,15 @@ def _verdict(runs: list[tuple[dict, dict]], fixed: list[tuple[dict, dict]], targ
 
 
 # Runs replaced by a second run of the same seed (the newer file counts, `fast_recipe_runs`), and why.
-RERUNS = ("Replaced runs: AVX-512 with native bf16, 10m: the rows hold the pair trained on 2026-12-03 on an Intel "
-          "Xeon (AMX too; *_avx512bf16_xeon_seed*.json), both recipes one after the other per seed. They replace "
+RERUNS = ("Replaced runs: AVX-512 with native bf16, 10m: the rows hold the pair trained on 2026-12-04 on an AMD "
+          "EPYC (*_avx512bf16_amd1204_seed*.json), both recipes one after the other per seed, with each run's "
+          "BatchNorm statistics recomputed after training (commit b9bdca2). This machine's probe read width 16 at "
+          "5,155 and 5,541 img/s and width 24 at 2,610 and 2,744, so width 24's 22-23 predicted epochs qualified "
+          "under the minimum of 18: it trained 27 epochs to 94.19 and 94.56 %, where width 16 at the Xeon's 38 "
+          "had tested 94.56 % and the fixed recipe here trained 38-46 epochs to 94.85 and 94.77 %. `fast-fmnist` "
+          "seed 1 shared the cores with a 77-second test run of mine (3,946 img/s against seed 0's 4,276). "
+          "Those replace the pair trained on 2026-12-03 on an Intel "
+          "Xeon (AMX too; *_avx512bf16_xeon_seed*.json): `fast` 94.56 %, `fast-fmnist` 94.53 %, which replaced "
           "the AMD EPYC pair of 2026-12-02 (recipe_fast_10m_avx512bf16_seed*.json, "
           "fast_recipe_10m_avx512bf16_seed*.json): `fast` 94.45 % (width 16 stride, erase 0.25, 31/37 epochs) "
           "against `fast-fmnist` 94.68 %, 0.23 points below the fixed recipe, where the Xeon pair has it 0.03 above "
@@ -248,11 +255,12 @@ def fast_sizing_section(source: Path) -> list[str]:
                   "Fashion-MNIST 55k/5k/10k, each run alone, one after the other (the load average at the end is "
                   "given: about 2 is the run's own two threads). "
                   "Target: issue 23's mean test accuracy over 2 seeds for the machine class, and at least the fixed "
-                  "width-16 recipe measured in the same session. The val column of these runs (all measured before "
-                  "2026-12-04) is the validation accuracy of the epoch with the lowest validation loss, which the "
-                  "card then called the kept epoch; these recipes keep the last epoch's weights (restore_best "
-                  "false), and since commit 64b4469 the card quotes that epoch's. The test column was always the "
-                  "last epoch's weights.", "",
+                  "width-16 recipe measured in the same session. The val column of the runs measured before 2026-12-04 "
+                  "is the validation accuracy of the epoch with the lowest validation loss, which the card then "
+                  "called the kept epoch; these recipes keep the last epoch's weights (restore_best false), and "
+                  "since commit 64b4469 the card quotes that epoch's (the AVX-512 10-minute pair of 2026-12-04 "
+                  "quotes it, after its BatchNorm statistics were recomputed). The test column was always the last "
+                  "epoch's weights.", "",
                   "| machine | budget | target | recipe | seeds | width, stem | batch | regularisation | epochs | "
                   "img/s | val | test (mean) | met | measured |",
                   "|---|---|---:|---|---|---|---|---|---|---:|---:|---:|---|---|"]
@@ -387,6 +395,27 @@ def freeze_bn_section(result: dict | None) -> list[str]:
         lines.append(f"| {'yes' if row['freeze_bn'] else 'no'} | {row['seed']} | {losses} | "
                      f"{_pct(row['test_accuracy'])} |")
     return lines + ["", "Command: `python -m benchmarks.freeze_bn --seeds 0,1`. The recipe sets `freeze_bn: true`.", ""]
+
+
+def precise_bn_section(result: dict | None) -> list[str]:
+    """BatchNorm statistics recomputed after training, paired on the same checkpoints (benchmarks/precise_bn.py)."""
+    if not result:
+        return []
+    lines = ["## BatchNorm statistics recomputed after training", "",
+             "Each run's last checkpoint scored on its test split with training's running averages, then with every "
+             "BatchNorm layer's statistics recomputed from its training images as `imgclf train` now does "
+             "(un-augmented, up to 8,192), then from augmented ones as training augmented them; only the statistics "
+             f"differ, all in fp32. Measured on: {env_line(result)}.", "",
+             "| run | model | epochs | images read | running averages | recomputed | recomputed, augmented |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for row in result["runs"]:
+        name = Path(row["run"]).name.rsplit("-", 1)[0]
+        width = row["model_args"].get("width")
+        lines.append(f"| {name} | {row['model']}{f' w{width}' if width else ''} | {row['epochs_run']} | "
+                     f"{row['images_read']:,} of {row['train_images']:,} | {_pct(row['test_accuracy_running'])} | "
+                     f"{_pct(row['test_accuracy_recomputed'])} | {_pct(row['test_accuracy_recomputed_augmented'])} |")
+    return lines + ["", "Commands: `python -m benchmarks.precise_bn --short --seeds 0,1,2 --runs RUN ...` (the runs: "
+                    "the 10-minute pair above; the short runs: simple_cnn, 8 epochs on 30 digits a class).", ""]
 
 
 def _lr_auto_summary(result: dict) -> list[str]:
@@ -951,6 +980,7 @@ def main(argv: list[str] | None = None) -> None:
     out += fast_sizing_section(source)
     out += gpu_fast_section(source)
     out += freeze_bn_section(load_result("freeze_bn", source))
+    out += precise_bn_section(load_result("precise_bn", source))
     out += serving_section(load_result("serve", source))
     for path in sorted(source.glob("serve_*.json")):  # the other machine classes'
         other = load_result(path.stem, source)

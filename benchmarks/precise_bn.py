@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         runs += [short_run(bench, seed) for seed in seeds]
     rows = [paired(run) for run in runs]
     for r in rows:
-        print(f"{Path(str(r['run'])).name}: {r['epochs_run']} epochs, {r['images_read']} of {r['train_images']} training "
-              f"images read: test {r['test_accuracy_running']:.4f} (running averages), "
+        print(f"{Path(str(r['run'])).name}: {r['epochs_run']} epochs, {r['images_read']} of {r['train_images']} "
+              f"training images read: test {r['test_accuracy_running']:.4f} (running averages), "
               f"{r['test_accuracy_recomputed']:.4f} (recomputed), {r['test_accuracy_recomputed_augmented']:.4f} "
               "(recomputed on augmented images)")
     print(f"wrote {bench.write_result(args.name, {'machine': hardware.describe(), 'runs': rows})}")

@@ -174,3 +174,5 @@ def test_help_in_an_80_column_terminal_cuts_nothing(argv):
     assert max(len(line) for line in result.output.splitlines()) <= 80
     if argv[0] == "train":
         assert "--group-duplicates / --no-group-duplicates" in result.output and "[default: 0.1]" in result.output
+    wide = CliRunner().invoke(app, argv, env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    assert "╭" in wide.output and "…" not in wide.output  # wide enough: rich's panels

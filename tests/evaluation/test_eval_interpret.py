@@ -293,13 +293,17 @@ def test_divergence_is_a_training_loss_that_ends_above_its_first_epoch():
     assert detect_divergence([2.3, 9.0, 7.0, 3.0, 2.0, 1.0]) is None
 
 
-def test_no_better_than_guessing_compares_accuracy_with_the_most_common_class():
+def test_no_better_than_guessing_compares_macro_recall_with_chance():
     from imgclf.evaluation.interpret import no_better_than_guessing
 
     y = np.repeat([0, 1, 2, 3], [40, 20, 20, 20])
     always_first = np.tile([0.7, 0.1, 0.1, 0.1], (len(y), 1))
-    assert no_better_than_guessing(compute_metrics(y, always_first, list("abcd"))) == pytest.approx(0.4)
+    assert no_better_than_guessing(compute_metrics(y, always_first, list("abcd"))) == pytest.approx(0.25)
     learnt = np.eye(4)[y] * 0.9 + 0.025
     assert no_better_than_guessing(compute_metrics(y, learnt, list("abcd"))) is None
+    # 90/10 imbalance: recalls 0.93 and 0.90 (accuracy 0.927, below the majority's 0.9 + 2 standard errors) learnt
+    y = np.repeat([0, 1], [180, 20])
+    pred = np.concatenate([np.r_[np.zeros(167), np.ones(13)], np.r_[np.ones(18), np.zeros(2)]]).astype(int)
+    assert no_better_than_guessing(compute_metrics(y, np.eye(2)[pred] * 0.8 + 0.1, ["a", "b"])) is None
     # one class present: nothing to guess between
     assert no_better_than_guessing(compute_metrics(np.zeros(10, int), np.tile([0.9, 0.1], (10, 1)), ["a", "b"])) is None

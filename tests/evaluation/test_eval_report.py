@@ -236,7 +236,7 @@ def test_a_run_that_learnt_nothing_or_diverged_says_so_first(tmp_path):
         return text[start:text.index(" Data ", start)]
 
     healthy = summary()
-    assert "no better than always answering" not in healthy and "diverged" not in healthy
+    assert "cannot be told apart from chance" not in healthy and "diverged" not in healthy
     classes = run.read_card().classes
     rows = run.read_predictions(classes)
     probs = [0.5, 0.3, 0.2]  # every image called the first class
@@ -246,8 +246,8 @@ def test_a_run_that_learnt_nothing_or_diverged_says_so_first(tmp_path):
     run.write_history([HistoryRow(epoch=e, lr=0.1, loss=loss, acc=0.3, val_loss=2.0 * e, val_acc=0.33)
                        for e, loss in enumerate([2.3, 1.9, 2.6, 3.4, 4.1, 5.0], start=1)])
     found = summary()
-    first = found.index("Accuracy 33.3 % is no better than always answering the most common class (33.3 % of the "
-                        "test images): this model has not learnt the task.")
+    first = found.index("Macro recall 33.3 % cannot be told apart from chance (33.3 %, one class in 3) on these 30 "
+                        "test images: this model may not have learnt the task.")
     second = found.index("Training loss ended above its first epoch's (2.3 → 4.55, mean of the last 2 epochs): "
                          "training diverged instead of fitting. Lower the learning rate (--lr)")
     assert first < second < found.index("Weakest class")

@@ -22,13 +22,15 @@ def test_the_layers_that_trained_get_the_mean_of_the_pass_and_frozen_ones_keep_t
     frozen.eval()  # as a frozen backbone's layer: its count does not grow
     net(torch.randn(8, 2, 5, 5))  # one training step's forward: the last layer's count grows
     net.eval()
-    batches = [torch.randn(16, 2, 5, 5) + 2.0 for _ in range(3)]
+    batches = [torch.randn(16, 2, 5, 5) + 2.0, torch.randn(16, 2, 5, 5) + 2.0, torch.randn(1, 2, 5, 5) + 50.0,
+               torch.randn(16, 2, 5, 5) - 1.0]
     seen = recompute_batch_norm(net, before, iter(batches), limit=40)
-    assert seen == 40  # 16 + 16 + 8 of the third batch
+    assert seen == 40  # 16 + 16 + 8 of the fourth batch; the batch of one is skipped (it has no spread)
     assert torch.equal(frozen.running_mean, torch.full((4,), 3.0))
-    with torch.no_grad():  # what the last layer reads, batch by batch: its running mean is their plain mean
-        reads = [net[:5](x) for x in (batches[0], batches[1], batches[2][:8])]
-    expected = torch.stack([r.mean(dim=(0, 2, 3)) for r in reads]).mean(0)
+    with torch.no_grad():  # what the last layer reads, batch by batch: its running mean is their mean per image
+        reads = [net[:5](x) for x in (batches[0], batches[1], batches[3][:8])]
+    expected = (16 * reads[0].mean(dim=(0, 2, 3)) + 16 * reads[1].mean(dim=(0, 2, 3))
+                + 8 * reads[2].mean(dim=(0, 2, 3))) / 40
     assert torch.allclose(net[5].running_mean, expected, atol=1e-5)
     assert net[5].momentum == 0.1 and not any(m.training for m in net.modules())  # modes and momentum as given
 

@@ -34,21 +34,28 @@ class _Commands(CommandGroup):
             cmd = typer.main.get_command_from_info(_DEFERRED[func], pretty_exceptions_short=True,
                                                    rich_markup_mode=getattr(cmd, "rich_markup_mode", None))
             self.commands[name] = cmd
-        if cmd is not None and _narrow_terminal():
-            cmd.rich_markup_mode = None  # click's help wraps every cell; rich's tables cut flags and defaults with "…"
-            for param in getattr(cmd, "params", []):
-                if getattr(param, "help", None):
-                    param.help = param.help.replace("\\[", "[")  # rich's escape of a literal bracket
+        if cmd is not None:
+            _help_for_width(cmd)
         return name, cmd, rest
 
 
 RICH_HELP_COLUMNS = 120  # below it rich's option tables cut names: 22 cells of train's help at 80, 3 at 100
 
 
-def _narrow_terminal() -> bool:
-    import shutil
+def _help_for_width(cmd: Any) -> None:
+    """click's help, which wraps every cell, where rich's tables would cut flags and defaults with "…": below
+    RICH_HELP_COLUMNS as rich measures the output (a terminal's width, COLUMNS, else 80 for a pipe or a file).
+    The command's own help texts are kept, so a later call in a wide terminal gets rich's again."""
+    from rich.console import Console
 
-    return shutil.get_terminal_size((RICH_HELP_COLUMNS, 24)).columns < RICH_HELP_COLUMNS
+    if not hasattr(cmd, "_imgclf_rich_help"):
+        cmd._imgclf_rich_help = (cmd.rich_markup_mode, {p: p.help for p in getattr(cmd, "params", [])})
+    mode, helps = cmd._imgclf_rich_help
+    narrow = Console().width < RICH_HELP_COLUMNS
+    cmd.rich_markup_mode = None if narrow else mode
+    for param, text in helps.items():
+        # rich escapes a literal bracket; click prints the backslash
+        param.help = text.replace("\\[", "[") if narrow and text else text
 
 
 _PENDING = inspect.Signature([])

@@ -257,25 +257,20 @@ def detect_divergence(train_loss: Sequence[float]) -> Divergence | None:
     return Divergence(float(loss[0]), final, tail) if final > loss[0] else None
 
 
-def majority_share(metrics: MetricsRecord) -> float | None:
-    """The accuracy of always answering the evaluated split's most common class; None for a multi-label
-    evaluation or one with fewer than 2 classes present (nothing to guess between)."""
+def no_better_than_guessing(metrics: MetricsRecord, z: float = 2.0) -> float | None:
+    """Chance, 1/K for the K classes the evaluated split holds, where the macro recall is within `z` standard
+    errors above it; else None (and None for a multi-label evaluation or fewer than 2 classes present). A model
+    that learnt nothing recalls each class at 1/K on average, whatever it answers and however imbalanced the split
+    (accuracy would follow the most common class's share instead). The standard error is that of a mean of K
+    recalls, each a binomial share of its class's images at 1/K."""
     if metrics.task != "single" or not metrics.count:
         return None
-    supports = [s.support for s in metrics.per_class.values()]
-    if sum(n > 0 for n in supports) < 2:
+    supports = [s.support for s in metrics.per_class.values() if s.support > 0]
+    if len(supports) < 2:
         return None
-    return max(supports) / metrics.count
-
-
-def no_better_than_guessing(metrics: MetricsRecord, z: float = 2.0) -> float | None:
-    """The majority share where accuracy is within `z` binomial standard errors above it (a model that learnt
-    nothing scores about the share of the class it answers most); else None."""
-    share = majority_share(metrics)
-    if share is None:
-        return None
-    margin = z * math.sqrt(share * (1.0 - share) / metrics.count)
-    return share if metrics.accuracy <= share + margin else None
+    chance = 1.0 / len(supports)
+    error = math.sqrt(chance * (1.0 - chance) * sum(1.0 / n for n in supports)) / len(supports)
+    return chance if metrics.macro.recall <= chance + z * error else None
 
 
 def lr_changes(lrs: Sequence[float]) -> list[tuple[int, float, float]]:

@@ -98,9 +98,10 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.insert(0, f"{note[:1].upper()}{note[1:]}.")
     guess = no_better_than_guessing(m)
     if guess is not None:
-        findings.insert(0, f"Accuracy {pct(m.accuracy)} is no better than always answering the most common class "
-                           f"({pct(guess)} of the {split} images): this model has not learnt the task. Look at the "
-                           "training curves below; more epochs, or a lower learning rate, may be what it needs.")
+        findings.insert(0, f"Macro recall {pct(m.macro.recall)} cannot be told apart from chance ({pct(guess)}, one "
+                           f"class in {round(1 / guess)}) on these {m.count:,} {split} images: this model may not have "
+                           "learnt the task. Look at the training curves below; more epochs, or a lower learning "
+                           "rate, may be what it needs.")
     diverged = detect_divergence([r.value("loss") for r in history])
     if diverged is not None:
         findings.insert(1 if guess is not None else 0,

@@ -79,17 +79,19 @@ def _probs(logits: np.ndarray, temperature: float) -> np.ndarray:
 def _fit_features(clf: Classifier, data: PreparedData, seed: int, detector: str
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The sampled training rows, class means and precision of a feature detector; None, with a warning, where
-    the training split cannot give them (a class without two training images: no spread within it to measure)."""
+    the training split cannot give them (no class with two different training images: no spread to measure, or
+    a class without a training image)."""
     rows, labels = _train_sample(data, seed)
     counts = np.bincount(labels, minlength=len(data.classes))
+    _, features = split_logits(clf, data, rows, True)
     try:
-        _, features = split_logits(clf, data, rows, True)
         means, precision = fit_mahalanobis(features, labels, len(data.classes),
                                            unit_length=detector in UNIT_LENGTH_DETECTORS)
-    except ImgclfError:
+    except ImgclfError as exc:
+        cause = (f"{int((counts < 2).sum())} of the {len(counts)} classes have fewer than 2 training images "
+                 f"(fewest: {int(counts.min())})" if counts.min() < 2 else f"the fit failed: {exc}")
         warn(f"the unknown detector {detector} cannot be fitted: it measures how features vary within a class, and "
-             f"{int((counts < 2).sum())} of the {len(counts)} classes have fewer than 2 training images (fewest: "
-             f"{int(counts.min())}); unknown inputs are scored by msp (the top probability) instead")
+             f"{cause}; unknown inputs are scored by msp (the top probability) instead")
         return None
     return rows, means, precision
 

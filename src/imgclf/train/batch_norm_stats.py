@@ -7,8 +7,9 @@ relative to it (a short run, a small data set, a learning rate that never decays
 simple_cnn trained 8 epochs (64 steps) on 240 digits scored 99 % on its training batches with their own statistics
 and 17 % on validation with the running ones, 100 % after one pass recomputing them.
 
-So after training each BatchNorm layer that trained (its count of normalised batches grew) gets the plain mean of
-its statistics over a pass of un-augmented training images through the final weights, in float32. Layers that
+So after training each BatchNorm layer that trained (its count of normalised batches grew) gets the mean of its
+statistics over a pass of un-augmented training images through the final weights, in float32, on the training
+device. Runs of several processes and `features_only` runs (the stored features, not images) skip it. Layers that
 stayed frozen (`--freeze-bn`, a frozen backbone's) keep theirs. torch's `swa_utils.update_bn` does the same pass
 but resets every BatchNorm layer of the model, the frozen ones too."""
 
@@ -43,8 +44,10 @@ def images_for(train_images: int, images_stepped: int) -> int:
 def recompute_batch_norm(model: nn.Module, before: dict[nn.Module, int], batches: Iterable[torch.Tensor],
                          limit: int) -> int:
     """Recompute the running statistics of the layers of `before` whose count grew since, from `batches` (network
-    inputs, up to `limit` images); the model's modes and the layers' momenta are restored. Returns the images
-    read (0: no layer trained, and nothing is changed)."""
+    inputs, up to `limit` images; a batch, or the last slice, of fewer than 2 images is skipped): each layer's mean
+    and variance become the means over the images read of its batches' statistics. The model's modes and the
+    layers' momenta are restored. Returns the images read (0: no layer trained, or no batch came, and nothing is
+    changed)."""
     layers = [m for m, count in before.items() if int(m.num_batches_tracked) > count]
     if not layers or limit <= 0:
         return 0
@@ -54,12 +57,15 @@ def recompute_batch_norm(model: nn.Module, before: dict[nn.Module, int], batches
     model.eval()  # dropout and every other layer as in evaluation; only the chosen layers collect statistics
     for layer in layers:
         layer.reset_running_stats()
-        layer.momentum = None  # a cumulative average over the pass's batches
         layer.train()
     seen = 0
     try:
         for x in batches:
             x = x[: limit - seen]
+            if len(x) < 2:  # a batch of one has no spread (and a 1x1 map refuses it in training mode)
+                continue
+            for layer in layers:  # each batch weighted by its images: the mean over images, not over batches
+                layer.momentum = len(x) / (seen + len(x))
             model(x.float())
             seen += len(x)
             if seen >= limit:

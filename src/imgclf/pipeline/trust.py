@@ -16,8 +16,8 @@ import torch
 
 from ..calibration import fit_temperature, nll
 from ..config import TrainConfig
-from ..errors import ImgclfError
 from ..data.prepared import PreparedData
+from ..errors import ImgclfError
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier, for_prediction
 from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LENGTH_DETECTORS, TrustHead,

@@ -37,7 +37,7 @@ def norm_counts(model: nn.Module) -> dict[nn.Module, int]:
 def images_for(train_images: int, images_stepped: int) -> int:
     """How many training images the pass reads: all of a small split, else a share of the images training
     stepped through (at least MIN_IMAGES, at most MAX_IMAGES), so that the pass costs a few percent of training."""
-    return max(0, min(train_images, MAX_IMAGES, max(MIN_IMAGES, math.ceil(COST_SHARE * images_stepped))))
+    return min(train_images, MAX_IMAGES, max(MIN_IMAGES, math.ceil(COST_SHARE * images_stepped)))
 
 
 @torch.no_grad()
@@ -53,10 +53,8 @@ def recompute_batch_norm(model: nn.Module, before: dict[nn.Module, int], batches
         return 0
     modes = {m: m.training for m in model.modules()}
     momenta = {m: m.momentum for m in layers}
-    kept = {m: (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in layers}
     model.eval()  # dropout and every other layer as in evaluation; only the chosen layers collect statistics
     for layer in layers:
-        layer.reset_running_stats()
         layer.train()
     seen = 0
     try:
@@ -64,7 +62,7 @@ def recompute_batch_norm(model: nn.Module, before: dict[nn.Module, int], batches
             x = x[: limit - seen]
             if len(x) < 2:  # a batch of one has no spread (and a 1x1 map refuses it in training mode)
                 continue
-            for layer in layers:  # each batch weighted by its images: the mean over images, not over batches
+            for layer in layers:  # weighted by images: the first batch (momentum 1) replaces training's average
                 layer.momentum = len(x) / (seen + len(x))
             model(x.float())
             seen += len(x)
@@ -73,10 +71,6 @@ def recompute_batch_norm(model: nn.Module, before: dict[nn.Module, int], batches
     finally:
         for layer, momentum in momenta.items():
             layer.momentum = momentum
-            if seen == 0:  # no batch came (or the pass failed before one): the statistics training left
-                for buffer, value in zip((layer.running_mean, layer.running_var, layer.num_batches_tracked),
-                                         kept[layer]):
-                    buffer.copy_(value)
         for module, training in modes.items():
             module.train(training)
     return seen

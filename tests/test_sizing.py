@@ -17,7 +17,8 @@ from imgclf.errors import ImgclfError
 from imgclf.pipeline.resolve import resolve_config
 from imgclf.pipeline.sizing import PROBE_ROUNDS, read_candidates
 from imgclf.pipeline.sizing_rule import (EPOCHS_PER_HOUR, ERASE_EPOCHS, GROWTH_GAIN, LONG_EPOCHS, MAX_GROWTH,
-                                         MIN_BATCH, MIN_EPOCHS, MIN_STEPS, SHORT_EPOCHS, Timed, choose,
+                                         LONG_BUDGET_MIN_EPOCHS, MIN_BATCH, MIN_EPOCHS, MIN_STEPS, SHORT_EPOCHS,
+                                         Timed, choose,
                                          confirm_growth, confirm_halving, min_epochs_for, predicted_epochs,
                                          qualifies, scaled_lr, steps_per_epoch)
 from imgclf.data.native_size import native_img_size
@@ -33,27 +34,31 @@ def table(speeds: dict[int, float]) -> list[Timed]:
 
 
 def test_a_fast_machine_with_a_long_budget_trains_the_widest_model_with_many_epochs_and_ema_and_erasing():
-    # the AVX-512-bf16 probe of a 60-minute run: width 48 (36 epochs) would have been chosen at MIN_EPOCHS
+    # the AVX-512-bf16 probe of a 60-minute run: width 48 (36 epochs) would have been chosen at 18 epochs
     timed = table({16: 3500, 24: 2200, 32: 1400, 48: 700})
     choice = choose(timed, 3600 - 20, 55_000, 256, BASE, budget_seconds=3600)
     assert timed[choice.index].model_args == {"width": 24}
-    assert choice.epochs[choice.index] >= EPOCHS_PER_HOUR == 80 > choice.epochs[choice.index + 1] >= MIN_EPOCHS
+    assert choice.epochs[choice.index] >= EPOCHS_PER_HOUR == 80 > choice.epochs[choice.index + 1] >= 18
     assert ">= 80 epochs" in choice.reason
     assert choice.ema is not None and 0.99 <= choice.ema < 1
     assert choice.augment == "hflip,crop=2,erase=0.5,fill=constant"
-    # the same machine in 10 minutes: the minimum is MIN_EPOCHS
-    short = choose(timed, 600 - 15, 55_000, 256, BASE, budget_seconds=600)
-    assert short.epochs[short.index] >= MIN_EPOCHS > short.epochs[short.index + 1]
+    # in 10 minutes the minimum is MIN_EPOCHS: the probe of 2026-12-04 read width 24 at 22 epochs, which qualified
+    # under the old minimum of 18 and tested below width 16's 44
+    probe_1204 = table({16: 5155, 24: 2610, 32: 1643})
+    short = choose(probe_1204, 600 - 15, 55_000, 256, BASE, budget_seconds=600)
+    assert probe_1204[short.index].model_args == {"width": 16}
+    assert short.epochs[short.index] >= MIN_EPOCHS == 40 > short.epochs[short.index + 1] >= 18
+    assert ">= 40 epochs" in short.reason
 
 
 def test_the_minimum_epochs_grow_with_the_budget_within_the_runs_epochs():
-    assert [min_epochs_for(m * 60) for m in (2, 10, 13.5, 15, 30, 60, 120)] == [18, 18, 18, 20, 40, 80, 160]
+    assert [min_epochs_for(m * 60) for m in (2, 10, 15, 30, 45, 60, 120)] == [40, 40, 40, 40, 60, 80, 160]
     assert min_epochs_for(3600, max_epochs=50) == 50 and min_epochs_for(3600, max_epochs=12) == 12
     # so a longer budget never buys a narrower model (the AVX-512-bf16 probe's speeds)
     timed = table({16: 3500, 24: 2200, 32: 1400, 48: 700})
     widths = [timed[choose(timed, m * 60, 55_000, 256, BASE, budget_seconds=m * 60).index].model_args["width"]
               for m in (2, 5, 10, 15, 20, 30, 45, 60, 120, 240)]
-    assert widths == sorted(widths) and widths[-1] == 24
+    assert widths == sorted(widths) and widths[0] == 16 and widths[-1] == 24
     # --epochs 50 in an hour: width 16 would finish its 50 in 16 minutes; width 32 trains the hour (predicted 72)
     capped = choose(timed, 3600 - 20, 55_000, 256, BASE, budget_seconds=3600, max_epochs=50)
     assert timed[capped.index].model_args == {"width": 32} and ">= 50 epochs" in capped.reason
@@ -127,27 +132,29 @@ def test_the_probe_stops_reading_when_its_time_is_used():
 
 
 @pytest.mark.parametrize("epochs, augment", [
-    (SHORT_EPOCHS - 0.1, "hflip,fill=constant"), (SHORT_EPOCHS, BASE), (MIN_EPOCHS - 1, BASE),
-    (ERASE_EPOCHS - 1, BASE),
+    (SHORT_EPOCHS - 0.1, "hflip,fill=constant"), (SHORT_EPOCHS, BASE), (LONG_BUDGET_MIN_EPOCHS - 1, BASE),
+    (LONG_BUDGET_MIN_EPOCHS, BASE), (ERASE_EPOCHS - 1, BASE),
 ])
 def test_only_a_short_run_drops_the_pad_and_crop(epochs, augment):
     speed = epochs / predicted_epochs(1.0, 600, 55_000)  # the speed that predicts `epochs` epochs
     choice = choose(table({16: speed}), 600, 55_000, 256, BASE)
     assert choice.epochs[0] == pytest.approx(epochs) and choice.augment == augment
     assert ("no pad-and-crop" in choice.reason) == (augment != BASE)
-    # a long budget on a machine that cannot give any candidate MIN_EPOCHS regularises for the epochs it gets
+    # a long budget on a machine that cannot give any candidate LONG_BUDGET_MIN_EPOCHS regularises for the epochs
+    # it gets
     long = choose(table({16: speed}), 600, 55_000, 256, BASE, budget_seconds=3600)
-    if epochs < MIN_EPOCHS:
+    if epochs < LONG_BUDGET_MIN_EPOCHS:
         assert (long.augment, long.ema) == (augment, None)
-    else:  # MIN_EPOCHS or more in a long budget: so long a run overfits any width, the strongest
+    else:  # that many or more in a long budget: so long a run overfits any width, the strongest
         assert long.augment == "hflip,crop=2,erase=0.5,fill=constant" and long.ema is not None
 
 
 @pytest.mark.parametrize("speeds, seconds, width", [
-    ({16: 3500, 24: 2200, 32: 1400, 48: 700}, 585, 24),  # AVX-512 bf16, 10 minutes: 24 reaches 18, 32 does not
-    ({16: 3500, 24: 2200, 32: 1700}, 780, 32),  # 13 minutes: 32's 19.3 reaches 18 (the hour's rate asks 17.3)
-    ({16: 3500, 24: 2200, 32: 1400}, 900, 24),  # 15 minutes: 32's 18.3 is short of 20, the hour's rate
-    ({16: 2000, 24: 2500}, 600, 24),  # a wider model measured faster (cache effects) still wins on width
+    ({16: 5155, 24: 2610, 32: 1643}, 585, 16),  # AVX-512 bf16, 10 minutes: 16's 44 reach 40, 24's 22 do not
+    ({16: 5155, 24: 2610, 32: 1643}, 1185, 24),  # 20 minutes: 24's 45 reach 40, 32's 28 do not
+    ({16: 3500, 24: 2200, 32: 1700}, 2385, 32),  # 40 minutes: 32's 59 reach 53.3, the hour's rate
+    ({16: 3500, 24: 2200, 32: 1400}, 2385, 24),  # 32's 48.6 are past 40 but short of the hour's rate
+    ({16: 4000, 24: 5000}, 600, 24),  # a wider model measured faster (cache effects) still wins on width
 ])
 def test_the_widest_candidate_that_reaches_the_minimum_is_chosen(speeds, seconds, width):
     timed = table(speeds)
@@ -159,16 +166,17 @@ def test_the_widest_candidate_that_reaches_the_minimum_is_chosen(speeds, seconds
 
 
 def test_a_small_data_set_keeps_width_16_when_the_epochs_are_too_few_steps():
-    # the S5 stand-in at 2 minutes on 2 AVX2 cores: 1,350 images are 6 steps per epoch at batch 256, so width 24's
-    # 22.8 predicted epochs are 137 steps; it trained to 76.3 % test where width 16 reached 83.9 %
+    # the S5 stand-in's speeds on 2 AVX2 cores: 1,350 images are 6 steps per epoch at batch 256; at 2 minutes width
+    # 24's 22.8 predicted epochs were 137 steps, and it trained to 76.3 % test where width 16 reached 83.9 %. In 4
+    # minutes both widths reach MIN_EPOCHS, and the steps decide
     timed = table({16: 573.6, 24: 330.2})
-    choice = choose(timed, 117, 1_350, 256, BASE, budget_seconds=120)
+    choice = choose(timed, 237, 1_350, 256, BASE, budget_seconds=240)
     assert min(choice.epochs) >= MIN_EPOCHS and max(choice.epochs) * 6 < MIN_STEPS
     assert timed[choice.index].model_args == {"width": 16}
     assert f"no candidate reaches {MIN_STEPS:,} steps (6 per epoch of 1,350 images at batch 256)" in choice.reason
-    # the same speeds with the images to make 18 epochs enough steps: the wider model again (78 minutes: held to
+    # the same speeds with the images to make those epochs enough steps: the wider model again (158 minutes: held to
     # MIN_EPOCHS, not to the long budget's minimum, which is not what this checks)
-    assert choose(timed, 117 * 40, 1_350 * 40, 256, BASE, min_epochs=MIN_EPOCHS).index == 1
+    assert choose(timed, 237 * 40, 1_350 * 40, 256, BASE, min_epochs=MIN_EPOCHS).index == 1
 
 
 @pytest.mark.parametrize("images, speed, seconds, batch", [
@@ -187,9 +195,10 @@ def test_too_few_steps_halve_the_batch_until_there_are_enough(images, speed, sec
         assert f"batch down to {batch} (from 256, learning rate scaled alike)" in choice.reason
     else:
         assert "batch" not in choice.reason
-    # in a long budget the EMA horizon follows the batch's steps per epoch; a run short of MIN_EPOCHS has none
+    # in a long budget the EMA horizon follows the batch's steps per epoch; a run short of LONG_BUDGET_MIN_EPOCHS
+    # has none
     long = choose(table({16: speed}), seconds, images, 256, BASE, budget_seconds=3600)
-    if long.trained_epochs >= MIN_EPOCHS:
+    if long.trained_epochs >= LONG_BUDGET_MIN_EPOCHS:
         assert long.ema == pytest.approx(min(0.9999, max(0.99, 1 - 1 / steps_per_epoch(images, long.batch_size))),
                                          abs=1e-5)
     else:
@@ -374,10 +383,10 @@ def test_a_run_on_an_accelerator_grows_its_batch_on_the_probes_readings(tmp_path
 
 
 def test_a_slow_machine_with_a_long_budget_regularises_its_many_epochs_of_width_16():
-    # the AVX2 probe of a 60-minute run: width 24 gets 22 epochs, short of LONG_MIN_EPOCHS; width 16 gets 39
+    # the AVX2 probe of a 60-minute run: width 24 gets 22 epochs and width 16 39, both short of the hour's 80
     timed = table({16: 745, 24: 420})
     choice = choose(timed, 3600 - 15, 55_000, 256, BASE, budget_seconds=3600)
-    assert timed[choice.index].model_args == {"width": 16} and choice.epochs[1] >= MIN_EPOCHS
+    assert timed[choice.index].model_args == {"width": 16} and choice.epochs[1] >= LONG_BUDGET_MIN_EPOCHS
     assert "no candidate reaches 80 epochs" in choice.reason
     assert choice.ema is not None and "erase=0.5" in choice.augment
 
@@ -550,7 +559,7 @@ def test_the_fast_recipe_sizes_itself_and_records_the_probe(tmp_path, size, mode
         twice = [c for c in sizing.candidates if len(c.readings) > 1]
         assert all(f"(read {' · '.join(f'{r:,.0f}' for r in c.readings)})" in page for c in twice)
         # an 8-second budget: MIN_EPOCHS, and the steps that decide on a small data set
-        assert f"a candidate qualifies from 18 epochs and {MIN_STEPS:,} optimiser steps" in page
+        assert f"a candidate qualifies from {MIN_EPOCHS:g} epochs and {MIN_STEPS:,} optimiser steps" in page
         # what the chosen model trained at, predicted and ran: the halved batch, its rate, the epochs
         trained = card.training.epochs_trained  # the time limit may cut the last epoch: 8.6 trained
         trained = f"{trained:.0f}" if trained == int(trained) else f"{trained:.1f}"

@@ -403,16 +403,16 @@ def test_the_speed_of_the_halved_batch_sets_the_epochs_and_the_regularisation():
     """A halving that trains faster than the batch above it gives more epochs: the regularisation is set for the
     epochs the run will train at the batch it keeps, not for the candidate's speed at the batch it was timed at."""
     images, seconds = 1_350, 120
-    speed = 35 / predicted_epochs(1.0, seconds, images)  # 35 epochs at batch 256: erase 0.25, no EMA
+    speed = 52 / predicted_epochs(1.0, seconds, images)  # 52 epochs at batch 256: erase 0.25, no EMA
     untimed = choose(table({16: speed}), seconds, images, 256, BASE)
-    assert untimed.epochs[0] == pytest.approx(35) and untimed.trained_epochs == pytest.approx(35)
+    assert untimed.epochs[0] == pytest.approx(52) and untimed.trained_epochs == pytest.approx(52)
     assert (untimed.ema, "erase=0.25" in untimed.augment) == (None, True)
     faster = choose(table({16: speed}), seconds, images, 256, BASE, time_at=lambda c, b: speed * 1.3)
     assert faster.batch_size == MIN_BATCH and faster.trained_images_per_s == pytest.approx(speed * 1.3)
-    assert faster.epochs[0] == pytest.approx(35)  # the candidate's row keeps what was timed at batch 256
-    assert faster.trained_epochs == pytest.approx(35 * 1.3) and faster.trained_epochs >= LONG_EPOCHS
+    assert faster.epochs[0] == pytest.approx(52)  # the candidate's row keeps what was timed at batch 256
+    assert faster.trained_epochs == pytest.approx(52 * 1.3) and faster.trained_epochs >= LONG_EPOCHS
     assert faster.ema is not None and "erase=0.5" in faster.augment
-    assert f"({35 * 1.3:.1f} epochs at its" in faster.reason and f"for {35 * 1.3:.0f} epochs" in faster.reason
+    assert f"({52 * 1.3:.1f} epochs at its" in faster.reason and f"for {52 * 1.3:.0f} epochs" in faster.reason
 
 
 def test_predicted_epochs_stop_at_the_runs_epoch_limit():
@@ -726,13 +726,13 @@ def test_ema_adds_lightnings_weight_averaging_callback():
 
 
 def test_no_weight_average_for_a_run_too_short_for_it_to_forget_its_start():
-    """50 epochs of 2 steps (a small data set) would leave an EMA of decay 0.99 mostly the initial weights (such a
+    """60 epochs of 2 steps (a small data set) would leave an EMA of decay 0.99 mostly the initial weights (such a
     run tested at chance); the same epochs of Fashion-MNIST's 215 steps average as usual."""
     from imgclf.pipeline.sizing_rule import EMA_HORIZONS, regularisation
 
-    small = regularisation(50.0, 30.0, BASE, steps_per_epoch=2)
+    small = regularisation(LONG_EPOCHS, 30.0, BASE, steps_per_epoch=2)
     assert small == ("hflip,crop=2,erase=0.25,fill=constant", None)
-    large = regularisation(50.0, 30.0, BASE, steps_per_epoch=215)
+    large = regularisation(LONG_EPOCHS, 30.0, BASE, steps_per_epoch=215)
     assert large[0] == "hflip,crop=2,erase=0.5,fill=constant" and large[1] == pytest.approx(1 - 1 / 215, abs=1e-5)
     # just enough steps: EMA_HORIZONS horizons of 100 steps
     assert regularisation(EMA_HORIZONS * 100 / 2, 30.0, BASE, steps_per_epoch=2)[1] == 0.99

@@ -310,3 +310,20 @@ def test_one_runs_loss_spike_puts_the_compared_loss_panel_on_a_log_scale(tmp_pat
     run.write_history(history)
     compare_render.write_compare_html(compare_runs([a, b]), tmp_path / "spiked.html")
     assert saved.pop().axes[1].get_yscale() == "log"
+
+
+def test_a_model_without_pretrained_weights_is_neither_grouped_nor_labelled_by_pretrained(tmp_path):
+    """--no-pretrained changes nothing for simple_cnn: such runs are one experiment, and beside backbones that differ
+    in it, its label says it has no weights rather than pretrained=True."""
+    a0 = write_run(tmp_path, seed=0, run_name="a0")
+    a1 = _configure(write_run(tmp_path, seed=1, run_name="a1"), pretrained=False)
+    comparison = compare_runs([a0, a1])
+    assert [g.n for g in comparison.groups] == [2] and comparison.differing == []
+    scratch = _configure(write_run(tmp_path, seed=0, run_name="scratch"), model="mobilenetv2_100", pretrained=False)
+    assert compare_runs([a0, scratch]).differing == ["model"]
+    tuned = _configure(write_run(tmp_path, seed=0, run_name="tuned"), model="mobilenetv2_100")
+    comparison = compare_runs([a0, scratch, tuned])
+    assert comparison.differing == ["model", "pretrained"]
+    assert {g.runs[0].name: g.label for g in comparison.groups} == {
+        "a0": "model=simple_cnn, pretrained=no weights", "scratch": "model=mobilenetv2_100, pretrained=False",
+        "tuned": "model=mobilenetv2_100, pretrained=True"}

@@ -149,3 +149,5 @@ def test_static_listing_matches_the_live_registry():
             for n in list_models()]
     assert [(m.name, m.description, m.default_img_size, m.default_in_chans) for m in LISTING] == live
     assert [m.name for m in list_registered("fer*")] == list_models("fer*")
+    # `compare` reads a LISTING name as a model without pretrained weights
+    assert not any(get_model_info(m.name).pretrained for m in LISTING)

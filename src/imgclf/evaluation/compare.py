@@ -52,7 +52,10 @@ COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
 UNSET_MEANS = {"augment": "none", "early_stopping": "off", "l2": "model's own", "head": "default",
                "img_size": "model's", "model_args": "defaults", "classes": "all", "steps_per_epoch": "one pass",
                "val_steps": "whole split", "checkpoint_every": "epoch ends", "out": "default",
-               "folds": "none"}
+               "folds": "none", "pretrained": "no weights"}
+# Settings that a run's model ignores are left out of its config (None): such a run neither differs from the others
+# in them nor joins a label by them (simple_cnn has no pretrained weights, whatever --pretrained said).
+IGNORED_WHEN_UNSET = frozenset({"pretrained"})
 
 
 @dataclass(frozen=True)
@@ -157,9 +160,20 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
         "images_per_s": finite_number(training.images_per_s),
     }
     evaluation = _evaluation_set(metrics, dataset, config.data) if metrics else None
-    return RunSummary(run_dir, run_dir.resolve().name, config.model_dump(mode="json"), config.seed,
+    settings = config.model_dump(mode="json")
+    if not _has_pretrained_weights(config.model):
+        settings["pretrained"] = None
+    return RunSummary(run_dir, run_dir.resolve().name, settings, config.seed,
                       metrics.split if metrics else "?", values, history, hardware, evaluation,
                       resumed_note(training.resumes))
+
+
+def _has_pretrained_weights(model: str) -> bool:
+    """Whether `model` can start from pretrained weights: a timm backbone, not one of our registered models (all
+    trained from scratch; read from the registry's static listing, which imports no torch)."""
+    from ..models.registry import LISTING
+
+    return model not in {m.name for m in LISTING}
 
 
 def resumed_note(resumes: list[Any] | None) -> str | None:
@@ -248,7 +262,8 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)
     members = list(by_key.values())
     differing = [k for k in keys
-                 if len({json.dumps(m[0].config.get(k), sort_keys=True, default=str) for m in members}) > 1]
+                 if len({json.dumps(m[0].config.get(k), sort_keys=True, default=str) for m in members
+                         if not (k in IGNORED_WHEN_UNSET and m[0].config.get(k) is None)}) > 1]
     groups = []
     # floats rounded, unless that makes two groups' labels one
     short = [tuple(setting_text(k, m[0].config.get(k)) for k in differing) for m in members]

@@ -357,3 +357,17 @@ def test_batch_norm_statistics_are_recomputed_for_the_kept_weights(tmp_path, dig
     assert training["batch_norm_images"] == 300 == training["train_images"]
     assert card["metrics"]["accuracy"] >= 0.85
     assert card["metrics"]["val_accuracy"] == training["val_accuracy_after_batch_norm"] >= 0.85
+
+
+def test_a_trial_headline_pairs_the_accuracy_with_a_loss_of_the_same_weights():
+    """history.csv's validation loss was measured with training's BatchNorm statistics: beside the accuracy after
+    their recompute it would describe other weights, so the headline has none; without a recompute, the kept
+    epoch's."""
+    from imgclf.pipeline.card import validation_headline
+    from imgclf.records import HistoryRow, TrainingSummary
+
+    history = [HistoryRow(epoch=1, val_loss=0.9, val_acc=0.6), HistoryRow(epoch=2, val_loss=0.5, val_acc=0.8)]
+    plain = validation_headline(history, TrainingSummary(best_epoch=2))
+    assert (plain.accuracy, plain.loss) == (0.8, 0.5)
+    after = validation_headline(history, TrainingSummary(best_epoch=2, val_accuracy_after_batch_norm=0.85))
+    assert (after.accuracy, after.loss) == (0.85, None)

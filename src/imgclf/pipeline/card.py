@@ -43,10 +43,12 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
 
 def validation_headline(history: list[HistoryRow], training: TrainingSummary | None) -> HeadlineMetrics:
     """The card's numbers for a run trained without a test evaluation (a search trial): validation only. The
-    loss is training's at the kept epoch."""
+    loss is history.csv's at the kept epoch, and none where the BatchNorm statistics were recomputed after it:
+    that loss was measured with training's, so it would describe other weights than the accuracy beside it."""
     val = kept_val_accuracy(history, training)
     best_epoch = training.best_epoch if training is not None else None
-    loss = next((r.val_loss for r in history if r.epoch == best_epoch), None)
+    recomputed = training is not None and training.val_accuracy_after_batch_norm is not None
+    loss = None if recomputed else next((r.val_loss for r in history if r.epoch == best_epoch), None)
     return HeadlineMetrics(split="val", accuracy=val, loss=loss, val_accuracy=val)
 
 

@@ -241,3 +241,5 @@ def test_the_report_shows_reliability_before_and_after_and_the_unknown_scores(ca
     assert unknown["detector"] == "mahalanobis-l2" and unknown["features"] == "map-mean-max"  # what it reads, said
     assert (f"<dt>features</dt><dd>the last feature map&#39;s per-channel mean and max ({unknown['feature_dim']} "
             "values per image)</dd>") in html
+    low, high = unknown["rejection_range"]
+    assert f"on new images like them it rejects {100 * low:.1f} % to {100 * high:.1f} % (90 % range" in html

@@ -17,7 +17,8 @@ from imgclf.config import TrainConfig
 from imgclf.inference import Classifier
 from imgclf.io import read_json
 from imgclf.errors import ImgclfError
-from imgclf.ood import DETECTORS, TrustHead, feature_source, fit_mahalanobis, logits_and_features, threshold_at
+from imgclf.ood import (DETECTORS, TrustHead, feature_source, fit_mahalanobis, logits_and_features, rejection_range,
+                        threshold_at, too_few_images_note)
 from trust_run import ACCEPTANCE, noise_images, trust_run
 
 DEFAULT = TrainConfig.model_fields["unknown_detector"].default
@@ -54,6 +55,7 @@ def test_the_threshold_keeps_the_stated_share_of_validation_images(run):
     # at least the stated share, and no more than one image above it
     assert ACCEPTANCE <= kept <= ACCEPTANCE + 1.0 / len(labels) + 1e-9, kept
     assert card["accepted"] == pytest.approx(kept)
+    assert card["rejection_range"] == pytest.approx(list(rejection_range(len(labels), ACCEPTANCE)), abs=1e-6)
 
 
 def test_noise_is_unknown_and_in_distribution_images_mostly_are_not(run, noise_files):
@@ -227,6 +229,28 @@ def test_threshold_at_keeps_at_least_the_share():
         assert kept == int(np.ceil(round(acceptance * n, 6))), (n, acceptance, kept)
 
 
+def test_the_rejection_range_holds_what_new_images_are_rejected_at():
+    """A threshold set on n validation scores rejects a share of new images that varies with those n: 5 % of
+    validation sets leave it below the range and 5 % above, whatever the scores' distribution."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    for n, acceptance in [(40, 0.9), (200, 0.95)]:
+        low, high = rejection_range(n, acceptance)
+        # the share of new standard-normal scores below each validation set's threshold
+        shares = np.array([norm.cdf(threshold_at(rng.standard_normal(n), acceptance)) for _ in range(4000)])
+        assert np.mean(shares < low) == pytest.approx(0.05, abs=0.012), (n, low)
+        assert np.mean(shares > high) == pytest.approx(0.05, abs=0.012), (n, high)
+
+
+def test_a_threshold_on_too_few_validation_images_is_said_to_be_loose():
+    assert too_few_images_note(5000, 0.95) == "" and too_few_images_note(65, 0.9) == ""
+    note = too_few_images_note(50, 0.95)
+    low, high = rejection_range(50, 0.95)
+    assert high > 0.1 and "set on 50 validation images" in note and f"{low:.1%} to {high:.1%}" in note
+    assert "--val-split" in note
+
+
 def test_scores_match_pytorch_ood():
     """The three formulas against pytorch-ood's reference implementations (Apache-2.0, a test-only dependency)."""
     detector = pytest.importorskip("pytorch_ood.detector")
@@ -294,3 +318,4 @@ def test_one_training_image_per_class_falls_back_to_msp_with_a_warning(tmp_path,
     assert card["unknown"]["detector"] == "msp" and card["unknown"]["threshold"] is not None
     assert "unknown_detector: mahalanobis-l2" in (run.path / "config.yaml").read_text()  # what was asked
     assert "cannot be fitted" in caplog.text and "fewer than 2 training images" in caplog.text
+    assert f"threshold was set on {card['unknown']['images']} validation images" in caplog.text

@@ -247,6 +247,32 @@ def threshold_at(scores: np.ndarray, acceptance: float) -> float:
     return float(s[len(s) - max(keep, 1)])
 
 
+def rejection_range(images: int, acceptance: float, level: float = 0.9) -> tuple[float, float]:
+    """The central `level` range of the share of new images, drawn as the `images` validation images were, that a
+    threshold from `threshold_at` rejects. The threshold is the (r + 1)-th lowest of the scores (r of them below
+    it), and the share of new scores below the (r + 1)-th lowest of n exchangeable ones is Beta(r + 1, n - r): an
+    order statistic's coverage, whatever the scores' distribution."""
+    from scipy.stats import beta
+
+    if images < 1:
+        raise invalid("images", images, ">= 1 validation score")
+    below = images - max(math.ceil(round(acceptance * images, 9)), 1)
+    tail = (1 - level) / 2
+    low, high = beta.ppf([tail, 1 - tail], below + 1, images - below)
+    return float(low), float(high)
+
+
+def too_few_images_note(images: int, acceptance: float) -> str:
+    """What to say where a threshold set on `images` validation images may reject more than twice the share asked
+    (the top of `rejection_range`); else ""."""
+    low, high = rejection_range(images, acceptance)
+    if high <= 2 * (1 - acceptance):
+        return ""
+    return (f"the unknown threshold was set on {images} validation images: asked to reject {1 - acceptance:.0%} of "
+            f"such images, it may reject anywhere from {low:.1%} to {high:.1%} of new ones (90 % range); more "
+            "validation images (--val-split) narrow that")
+
+
 def save_stats(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:
     """Detector statistics as safetensors (never pickle), written atomically."""
     from safetensors.numpy import save

@@ -307,6 +307,7 @@ def _unknown_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, 
         features = f"{read} ({u.feature_dim} values per image)"
     return {"detector": u.detector, "threshold": u.threshold, "acceptance": u.acceptance, "val_images": u.images,
             "val_accepted": u.accepted, "fitted_on": u.fitted_on, "features": features,
+            "rejection_range": u.rejection_range,
             "flagged": scored.flagged if scored is not None else None,
             "accuracy_kept": scored.accuracy_kept if scored is not None else None}
 

@@ -21,7 +21,8 @@ from ..errors import ImgclfError
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier, for_prediction
 from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LENGTH_DETECTORS, TrustHead,
-                   feature_source, fit_mahalanobis, fit_standardise, save_stats, threshold_at)
+                   feature_source, fit_mahalanobis, fit_standardise, rejection_range, save_stats,
+                   threshold_at, too_few_images_note)
 from ..notices import warn
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
 
@@ -162,11 +163,14 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
                             None if val_features is None else torch.from_numpy(val_features))
     scores = scores.numpy().astype(np.float64)
     threshold = threshold_at(scores, cfg.unknown_acceptance)
+    rejected = rejection_range(len(scores), cfg.unknown_acceptance)
+    if note := too_few_images_note(len(scores), cfg.unknown_acceptance):
+        warn(note)
     stats["val_scores"] = np.sort(scores).astype(np.float32)
     save_stats(run_dir / stats_name, stats)
     unknown = UnknownInfo(
         detector=detector, acceptance=cfg.unknown_acceptance, threshold=threshold, split="val", images=len(scores),
-        accepted=float(np.mean(scores >= np.float32(threshold))),
+        accepted=float(np.mean(scores >= np.float32(threshold))), rejection_range=[round(r, 6) for r in rejected],
         score_quantiles={f"p{q}": float(np.percentile(scores, q)) for q in QUANTILES},
         statistics=stats_name, fitted_on=fitted_on, feature_dim=feature_dim, features=source)
     return calibration, unknown

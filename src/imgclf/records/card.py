@@ -243,6 +243,9 @@ class UnknownInfo(BaseModel):
     split: str = "val"
     images: int = Field(0, ge=0)
     accepted: float | None = Field(None, description="Share of the validation images at or above the threshold.")
+    rejection_range: list[float] | None = Field(None, min_length=2, max_length=2, description="The 90 % range of "
+                                                "the share of new images like the validation ones that the "
+                                                "threshold rejects (the fewer the validation images, the wider).")
     score_quantiles: dict[str, float] = Field(default_factory=dict, description="Validation scores at the "
                                               "percentiles named by the keys (p1, p5, p50, ...).")
     statistics: str | None = Field(None, description="File beside the weights holding the detector's tensors "

@@ -197,7 +197,15 @@ def _verdict(runs: list[tuple[dict, dict]], fixed: list[tuple[dict, dict]], targ
 
 
 # Runs replaced by a second run of the same seed (the newer file counts, `fast_recipe_runs`), and why.
-RERUNS = ("Replaced runs: AVX-512 with native bf16, 10m: the rows hold the pair trained on 2026-12-04 on an AMD "
+RERUNS = ("Replaced runs: AVX-512 with native bf16, 10m: the rows hold the runs of 2026-12-05 on an AMD EPYC "
+          "(*_avx512bf16_amd1205_seed*.json): `fast` under the minimum of 40 predicted epochs (commit e89dde5) and "
+          "random erasing from 50, erase 0.5 + EMA from 60 (commit 12429ed), trained after `fast-fmnist`'s pair. "
+          "The probe read width 16 at 5,188 and 5,532 img/s and width 24 at 2,738 and 2,467 (24 and 21 predicted "
+          "epochs), so width 16 trained, 55/54 epochs, 94.46 and 94.66 %, against the fixed recipe's 94.50 and "
+          "94.65 %. Before the erasing changed, the same session's first `fast` pair "
+          "(recipe_fast_10m_avx512bf16_amd1205_rule40_seed*.json, one after the other with `fast-fmnist` per seed) "
+          "had width 16 at 44 predicted epochs with erase 0.5 + EMA: 52 epochs, 94.31 and 94.41 %, train accuracy "
+          "on its erased batches 95.5 %. Those replace the pair trained on 2026-12-04 on an AMD "
           "EPYC (*_avx512bf16_amd1204_seed*.json), both recipes one after the other per seed, with each run's "
           "BatchNorm statistics recomputed after training (commit b9bdca2). This machine's probe read width 16 at "
           "5,155 and 5,541 img/s and width 24 at 2,610 and 2,744, so width 24's 22-23 predicted epochs qualified "
@@ -245,8 +253,9 @@ def fast_sizing_section(source: Path) -> list[str]:
              "`imgclf train DATA --recipe fast --time-limit T` times fast_resnet widths 16/24/32/48 (stride-2 stem "
              "from commit ddc40a8, the pooling stem before it) for a few seconds "
              "inside the budget (each width read twice, in turn with the others, and its fastest reading kept, "
-             "since 2026-12-03) and trains the widest predicted to reach 18 epochs (since 2026-12-02, or 80 for "
-             "each hour of the budget where that is more) (`src/imgclf/pipeline/sizing_rule.py`), "
+             "since 2026-12-03) and trains the widest predicted to reach 40 epochs (since 2026-12-05; 18 from "
+             "2026-12-02; or 80 for each hour of the budget where that is more) "
+             "(`src/imgclf/pipeline/sizing_rule.py`), "
              "at a batch halved from 256 (down to 32, the learning rate scaled alike) while its predicted epochs are "
              "fewer than 3,870 optimiser steps; `fast-fmnist` is the fixed width-16 recipe at batch 256. No TTA; "
              "selection on validation only.", ""]
@@ -319,7 +328,8 @@ def fast_sizing_section(source: Path) -> list[str]:
                   "Both recipes at the same time (`--together`), so the machine's other load falls on both alike; "
                   "each had about half of what the machine had left. The machines were shared with other sessions: "
                   "the load average is given, and every figure is a lower bound of what the machine does alone. "
-                  "Where the load leaves every candidate short of 18 epochs, `fast` trains width 16 like the fixed "
+                  "Where the load leaves every candidate short of the minimum (18 epochs when these ran), `fast` "
+                  "trains width 16 like the fixed "
                   "recipe, less the probe's seconds: such rows check the sizing on a starved machine, not the "
                   "accuracy targets of the issue.", ""]
     for cls in sorted({machine_class(r) for r in pairs}):
@@ -338,7 +348,8 @@ def fast_sizing_section(source: Path) -> list[str]:
         lines += ["### The stand-ins of DATA.md, `fast` alone", "",
                   "Input size and channels read from the files (the stand-in images written at their own size). "
                   "An epoch of S5's 1,350 training images is 6 steps at batch 256, so `fast` keeps width 16 until a "
-                  "wider candidate is predicted 3,870 optimiser steps as well as 18 epochs (`MIN_STEPS`). Before "
+                  "wider candidate is predicted 3,870 optimiser steps as well as the minimum epochs (`MIN_STEPS`; 18 "
+                  "epochs when these ran, 40 since 2026-12-05). Before "
                   "that rule, width 24 was chosen at 2 minutes (probe w16 574, w24 330 img/s) and trained 29 epochs "
                   "to 76.33 % test (2026-12-01, AVX2). In this regime accuracy follows the epochs the machine's speed "
                   "of the moment allows: 475 to 693 img/s in back-to-back runs of width 16. The `--sizing fixed` rows "

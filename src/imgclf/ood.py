@@ -243,20 +243,25 @@ def threshold_at(scores: np.ndarray, acceptance: float) -> float:
     s = np.sort(np.asarray(scores, dtype=np.float64))
     if len(s) == 0:
         return -math.inf
-    keep = math.ceil(round(acceptance * len(s), 9))  # rounded first: (1 - 0.8) * 20 is 3.9999999999999996
-    return float(s[len(s) - max(keep, 1)])
+    return float(s[len(s) - kept_count(len(s), acceptance)])
+
+
+def kept_count(images: int, acceptance: float) -> int:
+    """How many of `images` validation scores `threshold_at` keeps: at least `acceptance` of them, and one."""
+    return max(math.ceil(round(acceptance * images, 9)), 1)  # rounded first: (1 - 0.8) * 20 is 3.9999999999999996
 
 
 def rejection_range(images: int, acceptance: float, level: float = 0.9) -> tuple[float, float]:
     """The central `level` range of the share of new images, drawn as the `images` validation images were, that a
     threshold from `threshold_at` rejects. The threshold is the (r + 1)-th lowest of the scores (r of them below
     it), and the share of new scores below the (r + 1)-th lowest of n exchangeable ones is Beta(r + 1, n - r): an
-    order statistic's coverage, whatever the scores' distribution."""
+    order statistic's coverage, whatever the scores' distribution as long as they do not tie (tied scores keep
+    more, and the range is then cautious)."""
     from scipy.stats import beta
 
     if images < 1:
         raise invalid("images", images, ">= 1 validation score")
-    below = images - max(math.ceil(round(acceptance * images, 9)), 1)
+    below = images - kept_count(images, acceptance)
     tail = (1 - level) / 2
     low, high = beta.ppf([tail, 1 - tail], below + 1, images - below)
     return float(low), float(high)
@@ -268,9 +273,10 @@ def too_few_images_note(images: int, acceptance: float) -> str:
     low, high = rejection_range(images, acceptance)
     if high <= 2 * (1 - acceptance):
         return ""
-    return (f"the unknown threshold was set on {images} validation images: asked to reject {1 - acceptance:.0%} of "
-            f"such images, it may reject anywhere from {low:.1%} to {high:.1%} of new ones (90 % range); more "
-            "validation images (--val-split) narrow that")
+    return (f"the unknown threshold was set on {images} validation images: asked to reject "
+            f"{100 * (1 - acceptance):.3g} % of such images, it may reject anywhere from {100 * low:.1f} % to "
+            f"{100 * high:.1f} % of new ones (90 % range); more validation images (a larger --val-split, or more "
+            "files in val/) narrow that")
 
 
 def save_stats(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:

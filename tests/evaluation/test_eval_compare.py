@@ -319,9 +319,13 @@ def test_a_model_without_pretrained_weights_is_neither_grouped_nor_labelled_by_p
     a1 = _configure(write_run(tmp_path, seed=1, run_name="a1"), pretrained=False)
     comparison = compare_runs([a0, a1])
     assert [g.n for g in comparison.groups] == [2] and comparison.differing == []
-    scratch = _configure(write_run(tmp_path, seed=0, run_name="scratch"), model="mobilenetv2_100", pretrained=False)
-    assert compare_runs([a0, scratch]).differing == ["model"]
     tuned = _configure(write_run(tmp_path, seed=0, run_name="tuned"), model="mobilenetv2_100")
+    assert compare_runs([a0, tuned]).differing == ["model"]  # pretrained, as a backbone is by default
+    scratch = _configure(write_run(tmp_path, seed=0, run_name="scratch"), model="mobilenetv2_100", pretrained=False)
+    comparison = compare_runs([a0, scratch])
+    assert comparison.differing == ["model", "pretrained"]  # not the default: the label says so
+    assert [g.label for g in comparison.groups] == ["model=simple_cnn, pretrained=no weights",
+                                                    "model=mobilenetv2_100, pretrained=False"]
     comparison = compare_runs([a0, scratch, tuned])
     assert comparison.differing == ["model", "pretrained"]
     assert {g.runs[0].name: g.label for g in comparison.groups} == {

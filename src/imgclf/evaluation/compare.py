@@ -53,8 +53,9 @@ UNSET_MEANS = {"augment": "none", "early_stopping": "off", "l2": "model's own", 
                "img_size": "model's", "model_args": "defaults", "classes": "all", "steps_per_epoch": "one pass",
                "val_steps": "whole split", "checkpoint_every": "epoch ends", "out": "default",
                "folds": "none", "pretrained": "no weights"}
-# Settings that a run's model ignores are left out of its config (None): such a run neither differs from the others
-# in them nor joins a label by them (simple_cnn has no pretrained weights, whatever --pretrained said).
+# Settings that a run's model ignores are left out of its config (None): such a run does not differ from the others
+# in them (simple_cnn has no pretrained weights, whatever --pretrained said), though a label names them where another
+# run sets one otherwise than its default (a backbone trained from scratch beside simple_cnn: pretrained=False).
 IGNORED_WHEN_UNSET = frozenset({"pretrained"})
 
 
@@ -261,9 +262,7 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
         group.append(s)
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)
     members = list(by_key.values())
-    differing = [k for k in keys
-                 if len({json.dumps(m[0].config.get(k), sort_keys=True, default=str) for m in members
-                         if not (k in IGNORED_WHEN_UNSET and m[0].config.get(k) is None)}) > 1]
+    differing = [k for k in keys if _differs(k, [m[0].config.get(k) for m in members])]
     groups = []
     # floats rounded, unless that makes two groups' labels one
     short = [tuple(setting_text(k, m[0].config.get(k)) for k in differing) for m in members]
@@ -284,6 +283,18 @@ def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
     for i, g in enumerate(groups):
         g.key = _letter(i)
     return Comparison(groups, differing, sorted({s.split for s in summaries}), sections, skipped, digits)
+
+
+def _differs(key: str, values: list[Any]) -> bool:
+    """Whether groups whose settings hold `values` for `key` differ in it (IGNORED_WHEN_UNSET: their None is any
+    value, unless another is not the setting's default, which the labels then say)."""
+    if key not in IGNORED_WHEN_UNSET or None not in values:
+        return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
+    from ..config import TrainConfig
+
+    given = {json.dumps(v, sort_keys=True, default=str) for v in values if v is not None}
+    default = json.dumps(TrainConfig.model_fields[key].default, sort_keys=True, default=str)
+    return len(given) > 1 or given - {default} != set()
 
 
 def _expand_folders(run_dirs: list[str | os.PathLike]) -> list[str | os.PathLike]:

@@ -2,8 +2,8 @@
 
 The probe times a few widths of the model for a few seconds, inside the budget (`train.probe`); `choose` is the
 rule, a pure function of the measured speeds, so it is tested with made-up tables. A candidate qualifies when the
-training time left buys it at least MIN_EPOCHS epochs (the budget schedule's warm-up and decay need that many to
-converge), or EPOCHS_PER_HOUR for each hour of a longer budget (more epochs of a narrower model beat fewer of a
+training time left buys it at least MIN_EPOCHS epochs (below that a wider model's capacity does not pay for the
+epochs it loses), or EPOCHS_PER_HOUR for each hour of a longer budget (more epochs of a narrower model beat fewer of a
 wider one), and at least MIN_STEPS optimiser steps (on a small data set an epoch is a handful of steps); the widest
 that qualifies wins, else the fastest. Then the batch (on a CPU): the run's batch size is the largest it may train
 at, halved while the chosen model's predicted epochs give fewer than MIN_STEPS steps, each halving kept only if the

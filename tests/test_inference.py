@@ -251,6 +251,36 @@ def test_predict_output_takes_its_format_from_the_extension_unless_told(tiny_run
     assert result.exit_code == 0 and (tmp_path / "x.json").read_text().startswith("path,")
 
 
+def test_predict_output_writes_through_a_link_or_a_pipe_and_dash_is_stdout(tiny_run, image_folder, tmp_path,
+                                                                           monkeypatch):
+    """The temp file's rename put a regular file where -o named a symlink (the link's target kept its old text) or
+    a device (/dev/stdout, a link to the process's stdout, became a file); `-o -` wrote a file named -."""
+    import os
+    import threading
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    images = str(image_folder / "cat")
+    target, link = tmp_path / "target.csv", tmp_path / "link.csv"
+    target.write_text("old")
+    link.symlink_to(target)
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(link)])
+    assert result.exit_code == 0 and link.is_symlink() and target.read_text().startswith("path,"), result.output
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    read: list[str] = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_text()), daemon=True)
+    reader.start()
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(fifo), "--format", "json"])
+    reader.join(timeout=60)
+    assert result.exit_code == 0 and fifo.is_fifo() and len(json.loads(read[0])) == 20, result.output
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", "-", "--format", "json"])
+    assert result.exit_code == 0 and len(json.loads(result.stdout)) == 20 and not (tmp_path / "-").exists()
+
+
 def test_a_float_pil_image_reads_as_the_same_float_array_and_an_empty_one_is_an_error_entry(tiny_run):
     """A PIL 'F' image holds float pixels, read as numpy floats are ([0, 1] scaled to 0..255; converting it to 'L'
     would read 0.5 as black); a 0 x 0 image has no pixels to predict from, as an empty file has none."""

@@ -7,6 +7,7 @@ import glob
 import io
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +34,16 @@ def remove_temp_files(folder: str | os.PathLike) -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """`data` into `path` through a temp file and a rename, so a reader never sees half of it. A symlink stays a
+    link: its target is what gets replaced. A device or a pipe (/dev/stdout) is written to as it is: there is no
+    file there to replace, and a rename would put a regular file in its place."""
     path = Path(path)
+    if is_special_file(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in temp_files_of(path):  # a killed earlier write of this file; only one writer per file (rank 0)
         stale.unlink(missing_ok=True)
@@ -48,6 +58,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def is_special_file(path: str | os.PathLike) -> bool:
+    """Whether `path` (its links followed) is something other than a file or a folder: a device, a pipe, a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing, a dangling link, or unreadable: a file to create
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def default_file_mode() -> int:
@@ -198,13 +217,26 @@ def outside_data(argument: str, path: str | os.PathLike, data: str | os.PathLike
 
 
 def writable_file(argument: str, path: str | os.PathLike) -> Path:
-    """`path` as a file to (over)write: refused when it is a folder or its folder cannot be made."""
+    """`path` as a file to (over)write: refused when it is a folder, its folder cannot be made, or that folder
+    takes no new file (read-only, or /proc), which is checked by making one of the temp files `atomic_write_bytes`
+    makes there (and removing it), before the work whose result would then be lost."""
     path = Path(path)
     if path.is_dir():
         raise bad_path(argument, path, "a file to write", "a folder")
     blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise bad_path(argument, path, "a file to write", f"{blocker} is a file")
+    if is_special_file(path):
+        return path
+    target = Path(os.path.realpath(path))
+    if target.parent.is_dir():
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as exc:
+            raise bad_path(argument, path, "a file to write", f"{target.parent} takes no new file "
+                           f"({exc.strerror or exc})") from None
+        os.close(fd)
+        os.unlink(probe)
     return path
 
 

@@ -333,6 +333,10 @@ ROWS = [
         value=lambda w: str(w.tmp / "a-folder")),
     row("predict-onnx-not-exported", lambda w: ["predict", w.run(), str(w.data), "--backend", "onnx"], "model.onnx",
         value=lambda w: str(w.tmp / "run")),
+    # a folder that takes no file (/proc, for any user): refused before predicting, not an internal error after
+    row("predict-output-where-no-file-can-be-made",
+        lambda w: ["predict", w.run(), str(w.data), "--output", "/proc/imgclf-p.csv"], "output", "takes no new file",
+        value=lambda w: "/proc/imgclf-p.csv"),
     row("predict-output-inside-a-file", lambda w: ["predict", w.run(), str(w.data), "--output",
                                                    str(Path(w.file()) / "p.csv")], "output",
         value=lambda w: str(w.tmp / "a-file.txt" / "p.csv")),

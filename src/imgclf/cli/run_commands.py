@@ -77,7 +77,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
             top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to list per image."),
             fmt: Optional[str] = typer.Option(None, "--format", help="table, csv or json (default: csv or json "
                                               "when --output ends in .csv or .json, else table)."),
-            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+            output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                                  help="Write to this file instead of stdout (-: stdout)."),
             tta: bool = typer.Option(False, help="Average each prediction over the image plus, only where the "
                                                  "run's training made them, its mirror images (augment hflip, "
                                                  "vflip) and two small shifts (shift, crop). Refused for a run "
@@ -97,6 +98,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     from ..inference import load
     from ..predict_format import format_predictions
 
+    if output is not None and str(output) == "-":  # the usual spelling of stdout, not a file named -
+        output = None
     if fmt is None:
         suffix = output.suffix.lower().lstrip(".") if output else ""
         fmt = suffix if suffix in ("csv", "json") else "table"

@@ -160,3 +160,36 @@ def test_evaluating_a_folder_s_test_split_lists_what_it_skipped_there_and_nothin
     skipped = sorted(Path(s.path).relative_to(data).as_posix() for s in RunDir(written.parent).read_metrics().skipped)
     assert skipped == ["test/cat/readme.txt", "test/dog/broken.png"]
     assert "2 files skipped:" in result.output and "notes.txt" not in result.output
+
+
+def test_a_folder_s_split_is_the_one_asked_and_a_folder_of_test_alone_is_evaluated(tiny_run, image_folder, tmp_path):
+    """--split train with --data was ignored (test/ was scored) and on a folder without split folders evaluated
+    all of it, both without a word; a folder holding test/ alone was refused for lacking train/."""
+    from imgclf.records import RunDir
+
+    run = RunDir(shutil.copytree(tiny_run, tmp_path / "run"))
+    data = tmp_path / "ev"
+    shutil.copytree(image_folder, data / "test")
+    (data / "train" / "cat").mkdir(parents=True)
+    for path in sorted((image_folder / "cat").iterdir())[:5]:
+        shutil.copy(path, data / "train" / "cat" / path.name)
+
+    def evaluate(*args: str):
+        return CliRunner().invoke(app, ["evaluate", str(run.path), *args], env={"COLUMNS": "200"})
+
+    counts = {}
+    for split in ("train", "test"):
+        result = evaluate("--data", str(data), "--split", split)
+        assert result.exit_code == 0, result.output
+        metrics = RunDir(next(p for p in (run.path / "evaluations").iterdir() if p.name.endswith(
+            "-train") == (split == "train"))).read_metrics()
+        counts[split] = (metrics.split, metrics.count)
+    assert counts == {"train": (f"{data}:train", 5), "test": (f"{data}:test", 60)}
+    refused = evaluate("--data", str(data), "--split", "val")
+    assert refused.exit_code == 2 and "split must be one of the split folders" in refused.output
+    assert "Received: split='val'" in " ".join(refused.output.split())
+    flat = evaluate("--data", str(image_folder), "--split", "train")
+    assert flat.exit_code == 2 and "has no split folders" in " ".join(flat.output.split())
+    shutil.rmtree(data / "train")
+    alone = evaluate("--data", str(data))
+    assert alone.exit_code == 0 and f"{data}:test: accuracy" in " ".join(alone.output.split()), alone.output

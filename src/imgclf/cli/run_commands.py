@@ -17,7 +17,8 @@ from .base import PRECISION_HELP, UNKNOWN_HELP, app, multilabel_line, new_consol
 @app.command()
 def evaluate(run: Path = typer.Argument(..., help="Run directory."),
              data: Optional[Path] = typer.Option(None, help="Evaluate on this folder instead of the run's test split."),
-             split: str = typer.Option("test", help="Split of the run's data set: test, val or train."),
+             split: str = typer.Option("test", help="Split of the run's data set: test, val or train; with --data, "
+                                                    "its split folder (test/ by default, else val/, then train/)."),
              tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean prediction over "
                                                   "the image plus, only where the run's training made them, its "
                                                   "mirror images (augment hflip, vflip) and two small shifts "

@@ -166,11 +166,15 @@ def require_images(scan: FolderScan) -> FolderScan:
     return scan
 
 
-def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool = False) -> FolderScan:
+def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool = False,
+                without_train: bool = False) -> FolderScan:
     """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders.
     min_classes: 1 for one of several folders that are merged (`data.merge`), which may hold a single class.
     allow_empty: keep a class folder with no image as a class with no files (`FolderScan.empty`), for a caller
-    that leaves classes out first or only reports (then `require_images`); otherwise it is refused here."""
+    that leaves classes out first or only reports (then `require_images`); otherwise it is refused here.
+    without_train: for an evaluation, which trains on none of them: split folders without train/ are splits too
+    (test/ alone), and the classes are those of all of them; otherwise training needs train/, whose classes the
+    others must keep to, and a folder without it is refused."""
     root = Path(root)
     if not root.exists():
         raise bad_path("data", root, "an existing folder", "no such path")
@@ -179,9 +183,9 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
     skipped: list[dict[str, str]] = []
     empty: list[tuple[str, str]] = []
     split_dirs = _split_dirs(root)
-    if "train" in split_dirs:
+    if "train" in split_dirs or (split_dirs and without_train):
         trees = {split: _scan_class_tree(path, skipped, empty, f"{path.name}/") for split, path in split_dirs.items()}
-        classes = sorted(trees["train"])
+        classes = sorted(set().union(*trees.values()) if without_train else trees["train"])
         for split, tree in trees.items():
             # a val/ or test/ without some class of train/ is scored on the others (training warns which); a
             # class train/ lacks has no output of the model to score it with

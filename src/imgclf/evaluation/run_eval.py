@@ -51,12 +51,14 @@ def classes_left_out(run_dir: str | os.PathLike, data: str | os.PathLike) -> lis
 
     if is_label_index(data):
         return []
-    return left_out_as_in_training(RunDir(run_dir), scan_folder(data).classes)
+    return left_out_as_in_training(RunDir(run_dir), scan_folder(data, without_train=True).classes)
 
 
-def _files_from_folder(data: str | os.PathLike, classes: list[str],
-                       run: RunDir) -> tuple[list[str], list[int], str, list[dict]]:
-    scan = scan_folder(data)
+def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
+                       split: str = "test") -> tuple[list[str], list[int], str, list[dict]]:
+    """The images of `data` to evaluate on: its `split` folder where it has split folders (test/ alone will do;
+    without test/, the default, val/ then train/), or all of a folder of class folders."""
+    scan = scan_folder(data, without_train=True)
     left_out = set(left_out_as_in_training(run, scan.classes))
     unknown = sorted(set(scan.classes) - set(classes) - left_out)
     if unknown:
@@ -64,13 +66,18 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str],
                       note=f"class folder(s) {unknown} the model does not know")
     skipped = scan.skipped
     if scan.layout == "splits":
-        split = "test" if "test" in scan.files else "val" if "val" in scan.files else "train"
+        if split not in scan.files and split != "test":
+            raise invalid("split", split, f"one of the split folders of {data}: {', '.join(sorted(scan.files))}")
+        split = split if split in scan.files else "val" if "val" in scan.files else "train"
         items = scan.files[split]
         # what was skipped elsewhere (a notes.txt in train/) is not part of this evaluation, as the unreadable
         # images of the other splits, which are never decoded here, are not either
         folder = _top_folder(items[0][0], scan.root) if items else None
         skipped = [s for s in skipped if _top_folder(s["path"], scan.root) == folder]
     else:
+        if split != "test":
+            raise invalid("split", split, f"test, the default: {data} has no split folders (train/, val/, test/), "
+                          "so all of its images are evaluated")
         split, items = "all", scan.files["all"]
     items = [(p, c) for p, c in items if c not in left_out]
     index = {c: i for i, c in enumerate(classes)}
@@ -92,7 +99,8 @@ def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
         return Path(run_dir) if split == "test" else Path(run_dir) / "evaluations" / split
     resolved = os.path.abspath(data)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(resolved).name or "data")[:60]
-    return Path(run_dir) / "evaluations" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+    other = "" if split == "test" else f"-{split}"  # another split folder of it: beside, not over, its test scores
+    return Path(run_dir) / "evaluations" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}{other}"
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
@@ -127,7 +135,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     if data is None:
         files, labels, split_name = _files_from_run(run, split)
     else:
-        files, labels, split_name, skipped = _files_from_folder(data, card.classes, run)
+        files, labels, split_name, skipped = _files_from_folder(data, card.classes, run, split)
     decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers,
                          progress=progress)
     ok = decoded.ok_indices

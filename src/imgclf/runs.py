@@ -101,6 +101,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     metrics = read("metrics.json", run.read_metrics)
     dataset = read("dataset.json", run.read_dataset)
     history = read("history.csv", run.read_history) or []
+    if card is not None and not run.has("model.safetensors"):  # a card without its weights: nothing can use it
+        problems.append("model.safetensors: missing (predict, serve and export refuse the run)")
 
     from .evaluation.interpret import accuracy_beside_val, best_val_accuracy
 

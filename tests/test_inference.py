@@ -296,6 +296,22 @@ def test_a_float_pil_image_reads_as_the_same_float_array_and_an_empty_one_is_an_
     assert empty.error == "image has no pixels (0x0)" and empty.label is None
 
 
+def test_a_float_image_reads_alike_from_its_file_and_as_a_pil_image(tiny_run, tmp_path):
+    """A float TIFF in [0, 1] was read from its file on a 0..255 scale (black) where the same image passed as a PIL
+    image was scaled by 255; one in 0..255 was read from its file and refused as a PIL image."""
+    from PIL import Image
+
+    clf = imgclf.load(tiny_run)
+    values = np.random.default_rng(1).random((16, 16)).astype(np.float32)
+    for name, pixels in (("unit.tif", values), ("bytes.tif", values * 255)):
+        Image.fromarray(pixels).save(tmp_path / name)
+        from_file, from_pil = clf.predict([str(tmp_path / name), Image.open(tmp_path / name)])
+        assert from_file.error is None and from_pil.error is None, (name, from_file.error, from_pil.error)
+        assert from_file.probability == from_pil.probability and from_file.top == from_pil.top, name
+    as_uint8 = clf.predict(np.rint(values * 255).astype(np.uint8))[0]
+    assert clf.predict([str(tmp_path / "unit.tif")])[0].probability == as_uint8.probability
+
+
 def test_a_prediction_as_a_dict_is_what_predict_json_gives(tiny_run, image_folder):
     from imgclf.predict_format import format_predictions
 

@@ -24,8 +24,12 @@ def pixels(path):
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float: their range into 0..255
             values = np.asarray(img, dtype=np.float64)
-            scale = 255.0 / 65535.0 if values.size and values.max() > 255 else 1.0
-            img = Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), mode="L")
+            high = values.max() if values.size else 0.0
+            if img.mode == "F" and high <= 1.0:  # float pixels in [0, 1]
+                values = np.rint(values * 255.0)
+            elif high > 255:  # 16-bit
+                values = values * (255.0 / 65535.0)
+            img = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
         if img.mode == "P" and "transparency" in img.info:
             img = img.convert("RGBA")
         if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # transparency over white

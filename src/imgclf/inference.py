@@ -201,8 +201,6 @@ class Classifier:
     def decode(self, source: ImageInput) -> np.ndarray:
         """One image -> (H, W, C) uint8 at the card's size and colour mode, converted as files are (EXIF
         orientation, transparency over white, any mode to the card's colour mode)."""
-        if isinstance(source, Image.Image) and source.mode == "F":  # float pixels: read as a float array is
-            source = np.asarray(source)
         if isinstance(source, np.ndarray):
             source = array_to_image(source)
         if isinstance(source, Image.Image):

@@ -35,6 +35,8 @@ def tricky_images(folder: Path) -> list[str]:
     deep = (base[:, :, 0].astype(np.uint16) * 200).astype(np.uint16)  # 16-bit, up to 51,000: scaled, not clipped
     Image.fromarray(deep).save(folder / "sixteen_bit.png")
     assert Image.open(folder / "sixteen_bit.png").mode.startswith("I")
+    Image.fromarray(base[:, :, 1].astype(np.float32) / 255).save(folder / "float_unit.tif")  # 'F' in [0, 1]: x 255
+    assert Image.open(folder / "float_unit.tif").mode == "F"
     return sorted(str(p) for p in folder.iterdir())
 
 
@@ -79,14 +81,15 @@ def test_the_example_of_a_grey_run_answers_as_imgclf_does(image_folder, tmp_path
 
 
 def test_the_page_example_fails_when_imgclf_decodes_otherwise(exported, tmp_path, monkeypatch):
-    """The comparison above can tell decodings apart: the example with transparency over black, without the EXIF
-    turn or without libjpeg's scaling gives other scores on these files."""
+    """The comparison above can tell decodings apart: the example with transparency over black, 16-bit or float
+    pixels clipped, without the EXIF turn or without libjpeg's scaling gives other scores on these files."""
     _, model = exported
     paths = tricky_images(tmp_path / "images")
     right = run_page_example(model.with_name("model.onnx.md"), paths, monkeypatch)
     text = page_example(model.with_name("model.onnx.md"))
     for wrong in (text.replace("(255, 255, 255, 255)", "(0, 0, 0, 255)"),
-                  text.replace("scale = 255.0 / 65535.0", "scale = 1.0"),
+                  text.replace("values = values * (255.0 / 65535.0)", "pass"),
+                  text.replace("values = np.rint(values * 255.0)", "pass"),
                   text.replace("img = ImageOps.exif_transpose(img)", "pass"),
                   text.replace("img.draft(MODE, (SIDE, SIDE))", "pass")):
         assert wrong != text

@@ -28,11 +28,16 @@ class DecodeError(Exception):
 def _to_mode(img: Image.Image, color: str) -> Image.Image:
     """Convert any Pillow mode to 'RGB' or 'L'. Transparency is composited over white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float images: scale the actual range into 0..255 rather than clipping.
+        # 16-bit and float images: their range into 0..255 rather than clipped. Float pixels within [0, 1] are
+        # scaled by 255 and rounded, as float arrays are read (`inputs.array_to_image`): a float TIFF in [0, 1]
+        # read as 0..255 was black; 0..255 stay as they are, and more is read as 16-bit.
         arr = np.asarray(img, dtype=np.float64)
         hi = arr.max() if arr.size else 0.0
-        scale = 255.0 / 65535.0 if hi > 255 else 1.0
-        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), mode="L")
+        if img.mode == "F" and hi <= 1.0:
+            arr = np.rint(arr * 255.0)
+        elif hi > 255:
+            arr = arr * (255.0 / 65535.0)
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

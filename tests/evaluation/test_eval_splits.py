@@ -193,3 +193,16 @@ def test_a_folder_s_split_is_the_one_asked_and_a_folder_of_test_alone_is_evaluat
     shutil.rmtree(data / "train")
     alone = evaluate("--data", str(data))
     assert alone.exit_code == 0 and f"{data}:test: accuracy" in " ".join(alone.output.split()), alone.output
+
+
+def test_evaluating_a_run_whose_data_folder_moved_names_the_folder(tmp_path, image_folder):
+    """It said the split held no readable image: true, and no help."""
+    import imgclf
+
+    data = shutil.copytree(image_folder, tmp_path / "data")
+    run = imgclf.fit(data=str(data), img_size=16, epochs=1, batch_size=16, progress=False, model_args={"width": 4},
+                     out=str(tmp_path / "r"), report=False)
+    data.rename(tmp_path / "moved")
+    result = CliRunner().invoke(app, ["evaluate", str(run.path)], env={"COLUMNS": "200"})
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{data} is no longer a folder" in output and "--data FOLDER" in output, output

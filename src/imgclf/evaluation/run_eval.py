@@ -31,6 +31,12 @@ def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]
         else:
             raise invalid("split", split, dataset.splits)
     files, labels = dataset.split_paths(split)
+    gone = [root for root in dataset.roots or [dataset.root] if not Path(root).is_dir()]
+    if gone:  # else every file would be "unreadable", which names no cause
+        raise invalid("run", run.path, "a run whose data folder is where it was trained (dataset.json's root)",
+                      note=f"{gone[0]} is no longer a folder",
+                      hint=f"Put the folder back at {gone[0]}, or evaluate on a folder of your own: imgclf evaluate "
+                           f"{run.path} --data FOLDER")
     return files, labels, split
 
 

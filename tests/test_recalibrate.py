@@ -136,3 +136,15 @@ def test_a_run_never_evaluated_is_not_evaluated_by_a_refit(run):
     recalibrate(run, unknown_acceptance=0.8)
     assert not (run / "metrics.json").exists() and not (run / "predictions.csv").exists()
     assert RunDir(run).read_card().unknown.acceptance == 0.8
+
+
+def test_evaluations_of_other_splits_are_said_to_hold_the_earlier_scores(run, caplog):
+    """evaluations/val/metrics.json kept the earlier threshold after a refit, with nothing to say so."""
+    from imgclf.evaluation.run_eval import evaluate_run
+
+    evaluate_run(run, split="val", progress=False)
+    before = read_json(run / "evaluations" / "val" / "metrics.json")["unknown"]["threshold"]
+    with caplog.at_level("WARNING", logger="imgclf"):
+        card = recalibrate(run, unknown_acceptance=0.7, report=False)
+    assert card.unknown.threshold != before
+    assert "1 evaluation of this run (evaluations/val) was scored with the earlier" in caplog.text

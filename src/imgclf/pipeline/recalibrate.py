@@ -69,6 +69,15 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     run.write_config(cfg)
     run.write_card(card)
     drop_unused_statistics(run.path, card)
+    earlier = sorted(p.parent.relative_to(run.path).as_posix()
+                     for p in run.path.glob("evaluations/*/metrics.json"))
+    if earlier:  # other splits and folders, which only the user knows to score again
+        from ..notices import warn
+
+        many = len(earlier) > 1
+        warn(f"{len(earlier)} evaluation{'s' if many else ''} of this run ({', '.join(earlier)}) "
+             f"{'were' if many else 'was'} scored with the earlier temperature and unknown threshold: run imgclf "
+             f"evaluate again to update {'them' if many else 'it'}")
     if not run.has("metrics.json"):
         return card
     # as training evaluates: with test-time views too where training made them

@@ -206,3 +206,18 @@ def test_evaluating_a_run_whose_data_folder_moved_names_the_folder(tmp_path, ima
     result = CliRunner().invoke(app, ["evaluate", str(run.path)], env={"COLUMNS": "200"})
     output = " ".join(result.output.split())
     assert result.exit_code == 2 and f"{data} is no longer a folder" in output and "--data FOLDER" in output, output
+
+
+def test_a_folder_with_an_empty_class_folder_is_evaluated_on_the_others(tiny_run, image_folder, tmp_path):
+    """It was refused with a hint to pass --drop-classes, which evaluate does not take: an evaluation has no use
+    for a class folder's images it does not have."""
+    from imgclf.records import RunDir
+
+    run = RunDir(shutil.copytree(tiny_run, tmp_path / "run"))
+    data = shutil.copytree(image_folder, tmp_path / "ev")
+    shutil.rmtree(data / "fox")
+    (data / "fox").mkdir()
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(data)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    (written,) = (run.path / "evaluations").glob("*/metrics.json")
+    assert RunDir(written.parent).read_metrics().count == 40

@@ -209,11 +209,15 @@ def test_metrics_agree_with_scikit_learn():
     assert 0 <= m.ece <= 1
 
 
-def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder):
+def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder, tmp_path):
+    import shutil
+
     from typer.testing import CliRunner
 
     from imgclf.cli import app
 
+    # a copy: the session's run shared by other tests must not gain an evaluations/ folder
+    tiny_run = shutil.copytree(tiny_run, tmp_path / "run")
     own = {name: (tiny_run / name).read_bytes() for name in ("metrics.json", "predictions.csv")}
     metrics = imgclf.evaluate(tiny_run, data=image_folder)
     assert metrics.count == 60 and metrics.split.endswith(":all")
@@ -276,6 +280,14 @@ def test_predict_output_writes_through_a_link_or_a_pipe_and_dash_is_stdout(tiny_
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(fifo), "--format", "json"])
     reader.join(timeout=60)
     assert result.exit_code == 0 and fifo.is_fifo() and len(json.loads(read[0])) == 20, result.output
+    # a stream's name (/dev/stdout, /proc/self/fd/N) whose stream goes to a file: written to, not replaced
+    redirected = tmp_path / "redirected.txt"
+    with open(redirected, "w") as stream:
+        stream.write("written before\n")
+        stream.flush()
+        result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", f"/proc/self/fd/{stream.fileno()}",
+                                          "--format", "csv"])
+    assert result.exit_code == 0 and redirected.read_text().startswith("written before\npath,"), result.output
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", "-", "--format", "json"])
     assert result.exit_code == 0 and len(json.loads(result.stdout)) == 20 and not (tmp_path / "-").exists()
@@ -310,6 +322,11 @@ def test_a_float_image_reads_alike_from_its_file_and_as_a_pil_image(tiny_run, tm
         assert from_file.probability == from_pil.probability and from_file.top == from_pil.top, name
     as_uint8 = clf.predict(np.rint(values * 255).astype(np.uint8))[0]
     assert clf.predict([str(tmp_path / "unit.tif")])[0].probability == as_uint8.probability
+    # NaN or negative pixels are no image this reads (a NaN made the whole image black), whichever way it comes
+    for name, bad in (("nan.tif", np.where(values > 0.5, np.nan, values)), ("negative.tif", values * 2 - 1)):
+        Image.fromarray(bad.astype(np.float32)).save(tmp_path / name)
+        from_file, from_pil = clf.predict([str(tmp_path / name), Image.open(tmp_path / name)])
+        assert "NaN, infinity or negative" in from_file.error and from_pil.error == from_file.error, name
 
 
 def test_a_prediction_as_a_dict_is_what_predict_json_gives(tiny_run, image_folder):

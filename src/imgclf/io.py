@@ -35,11 +35,11 @@ def remove_temp_files(folder: str | os.PathLike) -> int:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """`data` into `path` through a temp file and a rename, so a reader never sees half of it. A symlink stays a
-    link: its target is what gets replaced. A device or a pipe (/dev/stdout) is written to as it is: there is no
-    file there to replace, and a rename would put a regular file in its place."""
+    link: its target is what gets replaced. A device, a pipe or a stream's name (/dev/stdout) is appended to as it
+    is: there is no file there to replace, and a rename would put a regular file in its place."""
     path = Path(path)
-    if is_special_file(path):
-        with open(path, "wb") as f:
+    if is_special_file(path) or names_a_stream(path):
+        with open(path, "ab") as f:  # appended: a stream redirected to a file keeps what was written before
             f.write(data)
         return
     if path.is_symlink():
@@ -67,6 +67,13 @@ def is_special_file(path: str | os.PathLike) -> bool:
     except OSError:  # missing, a dangling link, or unreadable: a file to create
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def names_a_stream(path: str | os.PathLike) -> bool:
+    """Whether `path` is one of the system's names for a stream (/dev/stdout, /dev/fd/1, /proc/self/fd/1): written
+    in place, since a rename would replace the file the stream was redirected to (`... > out.txt`), losing what
+    else the process wrote there."""
+    return Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)) and os.path.exists(path)
 
 
 def default_file_mode() -> int:
@@ -226,7 +233,7 @@ def writable_file(argument: str, path: str | os.PathLike) -> Path:
     blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise bad_path(argument, path, "a file to write", f"{blocker} is a file")
-    if is_special_file(path):
+    if is_special_file(path) or names_a_stream(path):
         return path
     target = Path(os.path.realpath(path))
     if target.parent.is_dir():

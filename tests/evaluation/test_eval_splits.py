@@ -221,3 +221,15 @@ def test_a_folder_with_an_empty_class_folder_is_evaluated_on_the_others(tiny_run
     assert result.exit_code == 0, result.output
     (written,) = (run.path / "evaluations").glob("*/metrics.json")
     assert RunDir(written.parent).read_metrics().count == 40
+
+
+def test_an_empty_test_folder_gives_way_to_the_next_split_with_images(tiny_run, image_folder, tmp_path):
+    from imgclf.records import RunDir
+
+    run = RunDir(shutil.copytree(tiny_run, tmp_path / "run"))
+    data = tmp_path / "ev"
+    shutil.copytree(image_folder, data / "val")
+    for name in ("cat", "dog", "fox"):
+        (data / "test" / name).mkdir(parents=True)
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(data)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and f"{data}:val: accuracy" in " ".join(result.output.split()), result.output

@@ -128,6 +128,8 @@ def test_evaluate_on_an_index_file_refuses_unknown_labels(ml_run, tmp_path):
     good.write_text("images/m001.png,circle\nimages/m002.png,\n")
     metrics = evaluate_run(run.path, data=good, progress=False)
     assert metrics.count == 2 and metrics.task == "multilabel"
+    with pytest.raises(ImgclfError, match=r"split must be test, the default, with --data"):  # not read: refused
+        evaluate_run(run.path, data=good, split="val", progress=False)
     # an index naming one of the run's training images beside one it never saw: the first is not held out
     from PIL import Image
 

@@ -32,6 +32,8 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
         # scaled by 255 and rounded, as float arrays are read (`inputs.array_to_image`): a float TIFF in [0, 1]
         # read as 0..255 was black; 0..255 stay as they are, and more is read as 16-bit.
         arr = np.asarray(img, dtype=np.float64)
+        if img.mode == "F" and arr.size and not (np.isfinite(arr).all() and arr.min() >= 0):
+            raise DecodeError("float pixels hold NaN, infinity or negative values (readable: [0, 1] or 0..255)")
         hi = arr.max() if arr.size else 0.0
         if img.mode == "F" and hi <= 1.0:
             arr = np.rint(arr * 255.0)

@@ -114,6 +114,10 @@ def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: lis
     if data is not None:
         from ..data.multilabel import is_label_index, read_label_index
 
+        if split != "test":  # the folder's or index's own choice below; another split is not read from it
+            raise invalid("split", split, "test, the default, with --data for a multi-label run: its images are "
+                          "taken from the index, or from the folder's test/ (else val/, then train/)")
+
         if is_label_index(data):
             index = read_label_index(data, classes)
             return index.files, index.targets, f"{Path(data)}:all"

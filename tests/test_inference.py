@@ -261,6 +261,7 @@ def test_predict_output_writes_through_a_link_or_a_pipe_and_dash_is_stdout(tiny_
     a device (/dev/stdout, a link to the process's stdout, became a file); `-o -` wrote a file named -."""
     import os
     import threading
+    from pathlib import Path
 
     from typer.testing import CliRunner
 
@@ -288,6 +289,16 @@ def test_predict_output_writes_through_a_link_or_a_pipe_and_dash_is_stdout(tiny_
         result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", f"/proc/self/fd/{stream.fileno()}",
                                           "--format", "csv"])
     assert result.exit_code == 0 and redirected.read_text().startswith("written before\npath,"), result.output
+    # a file of its own under /dev (tmpfs) is replaced as any file is, not appended to
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        own = shm / f"imgclf-test-{os.getpid()}.csv"
+        try:
+            for _ in range(2):
+                result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(own)])
+            assert result.exit_code == 0 and own.read_text().count("path,") == 1, result.output
+        finally:
+            own.unlink(missing_ok=True)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", "-", "--format", "json"])
     assert result.exit_code == 0 and len(json.loads(result.stdout)) == 20 and not (tmp_path / "-").exists()

@@ -70,10 +70,12 @@ def is_special_file(path: str | os.PathLike) -> bool:
 
 
 def names_a_stream(path: str | os.PathLike) -> bool:
-    """Whether `path` is one of the system's names for a stream (/dev/stdout, /dev/fd/1, /proc/self/fd/1): written
-    in place, since a rename would replace the file the stream was redirected to (`... > out.txt`), losing what
-    else the process wrote there."""
-    return Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)) and os.path.exists(path)
+    """Whether `path` is one of the system's names for a stream (/dev/stdout, /dev/fd/1, /proc/self/fd/1: links
+    under /dev or /proc): written in place, since a rename would replace the file the stream was redirected to
+    (`... > out.txt`), losing what else the process wrote there. A file of its own there (/dev/shm/out.csv) is
+    written as any other."""
+    return (Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)) and os.path.islink(path)
+            and os.path.exists(path))
 
 
 def default_file_mode() -> int:

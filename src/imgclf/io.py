@@ -47,7 +47,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in temp_files_of(path):  # a killed earlier write of this file; only one writer per file (rank 0)
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_file_of(path)
     try:
         os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; run files should be as readable as any other
         with os.fdopen(fd, "wb") as f:
@@ -58,6 +58,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _temp_file_of(path: Path) -> tuple[int, str]:
+    """A new temp file beside `path`, named as `temp_files_of` finds them: (descriptor, name)."""
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
 
 
 def is_special_file(path: str | os.PathLike) -> bool:
@@ -240,7 +245,7 @@ def writable_file(argument: str, path: str | os.PathLike) -> Path:
     target = Path(os.path.realpath(path))
     if target.parent.is_dir():
         try:
-            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            fd, probe = _temp_file_of(target)
         except OSError as exc:
             raise bad_path(argument, path, "a file to write", f"{target.parent} takes no new file "
                            f"({exc.strerror or exc})") from None

@@ -72,12 +72,11 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
                       note=f"class folder(s) {unknown} the model does not know")
     skipped = scan.skipped
     if scan.layout == "splits":
-        if split not in scan.files and split != "test":
+        if split != "test" and split not in scan.files:
             raise invalid("split", split, f"one of the split folders of {data}: {', '.join(sorted(scan.files))}")
-        if split not in scan.files or (split == "test" and not scan.files["test"]):
-            # the default: the first of them with images
+        if split == "test":  # the default: test/, else the first of val/, train/ with images
             split = next((s for s in ("test", "val", "train") if scan.files.get(s)),
-                         split if split in scan.files else next(iter(scan.files)))
+                         "test" if "test" in scan.files else next(iter(scan.files)))
         items = scan.files[split]
         # what was skipped elsewhere (a notes.txt in train/) is not part of this evaluation, as the unreadable
         # images of the other splits, which are never decoded here, are not either

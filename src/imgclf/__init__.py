@@ -16,14 +16,15 @@ from ._version import __version__
 
 _notices.install()  # at import, so the modules' own loggers print the same way before and after the first warning
 
-__all__ = ["Classifier", "TrainConfig", "evaluate", "fit", "list_models", "list_runs", "load", "lr_find", "tune",
-           "__version__"]
+__all__ = ["Classifier", "TrainConfig", "evaluate", "explain", "fit", "list_models", "list_runs", "load", "lr_find",
+           "tune", "__version__"]
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
 
     from .config import TrainConfig
+    from .evaluation.explain import Explanation
     from .inference import Classifier
     from .pipeline import Run
     from .pipeline.folds import Folds
@@ -79,6 +80,32 @@ def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_
     from .inference import load as _load
 
     return _load(run_dir, device, precision=precision, fold_batch_norm=fold_batch_norm)
+
+
+def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None, unknown: bool = True,
+            precision: str = "auto") -> "list[Explanation]":
+    """Grad-CAM for any images (files, folders, PIL images, arrays, as `Classifier.predict` takes them): where in
+    each image the run's network found the evidence for its predicted class, or for `label` on every image.
+    Returns one `imgclf.evaluation.explain.Explanation` each (prediction, heatmap, pixels; an unreadable file its
+    error), and draws the readable ones as a grid to `out` (a PNG) when given. precision: of the predictions, as
+    for `load`; the heatmaps are computed in fp32."""
+    from pathlib import Path
+
+    from .evaluation.explain import explain_images, plot_explanations
+    from .inference import load as _load
+
+    if out is not None:
+        from .errors import invalid
+        from .io import writable_file
+
+        if Path(out).suffix.lower() != ".png":
+            raise invalid("out", str(out), "a file name ending in .png (the figure is a PNG image)")
+        writable_file("out", out)  # before the work, not after it
+    clf = _load(run_dir, precision=precision, fold_batch_norm=False)
+    explanations = explain_images(clf, images, label=label, unknown=unknown)
+    if out is not None and any(e.heatmap is not None for e in explanations):
+        plot_explanations(explanations, out, label=label)
+    return explanations
 
 
 def list_models(pattern: str = "*") -> list[str]:

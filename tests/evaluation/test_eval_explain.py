@@ -114,3 +114,103 @@ def test_explain_run_writes_the_gradcam_figure(tiny_run, tmp_path):
     assert result["layer"].startswith("features.")
     with Image.open(out) as img:
         assert img.format == "PNG" and min(img.size) > 300
+
+
+def _two_quadrant_classifier():
+    """A Classifier whose class "dark" is evidence of a dark bottom-right quadrant and "bright" of a bright top-left
+    one (twice as strong): each image's map must light the quadrant of its own prediction."""
+    from imgclf.inference import Classifier
+    from imgclf.records import ModelCard
+
+    conv = nn.Conv2d(1, 2, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([0.0, 1.0]))
+
+    class TwoQuadrants(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(conv)
+
+        def forward(self, x):
+            f = self.features(x)
+            return torch.stack([f[:, 1, 8:, 8:].mean((1, 2)), 2 * f[:, 0, :8, :8].mean((1, 2))], 1)
+
+    card = ModelCard(architecture="two-quadrants", classes=["dark", "bright"], img_size=16, in_chans=1,
+                     color="grayscale", mean=[0.0], std=[1.0], num_params=4)
+    return Classifier(TwoQuadrants(), card)
+
+
+def _quadrant_files(folder):
+    bright = np.full((16, 16), 20, dtype=np.uint8)
+    bright[:8, :8] = 250
+    Image.fromarray(bright).save(folder / "bright.png")
+    dark = np.full((16, 16), 90, dtype=np.uint8)
+    dark[8:, 8:] = 0
+    Image.fromarray(dark).save(folder / "dark.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    return [str(folder / "bright.png"), str(folder / "broken.png"), str(folder / "dark.png")]
+
+
+def test_explain_images_maps_each_image_by_its_own_prediction_and_reports_unreadable_files(tmp_path):
+    from imgclf.evaluation.explain import explain_images
+
+    clf = _two_quadrant_classifier()
+    bright, broken, dark = explain_images(clf, _quadrant_files(tmp_path))
+    assert [e.path for e in (bright, broken, dark)] == _quadrant_files(tmp_path)
+    assert (bright.prediction.label, bright.explained) == ("bright", "bright")
+    assert (dark.prediction.label, dark.explained) == ("dark", "dark")
+    assert bright.prediction.path == bright.path  # named by its file, as predict names it
+    assert bright.heatmap.shape == (16, 16) and bright.image.shape == (16, 16, 1)
+    assert bright.heatmap[:8, :8].mean() > 0.9 and bright.heatmap[8:, 8:].mean() < 0.1
+    assert dark.heatmap[8:, 8:].mean() > 0.9 and dark.heatmap[:8, :8].mean() < 0.1
+    assert broken.heatmap is None and broken.explained is None and broken.prediction.error
+
+
+def test_explain_images_shows_the_class_asked_for_on_every_image(tmp_path):
+    from imgclf.evaluation.explain import explain_images
+
+    bright, _, dark = explain_images(_two_quadrant_classifier(), _quadrant_files(tmp_path), label="dark")
+    assert bright.prediction.label == "bright" and bright.explained == "dark"
+    assert bright.heatmap[8:, 8:].mean() > bright.heatmap[:8, :8].mean()
+    with pytest.raises(ImgclfError, match=r"label must be one of \{bright, dark\}.*Received: label='Dark'"):
+        explain_images(_two_quadrant_classifier(), _quadrant_files(tmp_path), label="Dark")
+
+
+def test_explain_command_prints_a_line_per_image_and_writes_the_figure(tiny_run, image_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "why.png"
+    folder = image_folder / "cat"
+    result = CliRunner().invoke(app, ["explain", str(tiny_run), str(tmp_path / "broken.png"), str(folder),
+                                      "--max-images", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()  # one per image, in the order given, then the figure
+    assert len(lines) == 5 and lines[-1].startswith(f"figure: {out} (the first 4 of 21 images")
+    assert lines[0].startswith(f"{tmp_path / 'broken.png'}: unreadable")
+    assert all(line.startswith(str(folder)) for line in lines[1:4])
+    with Image.open(out) as img:
+        assert img.format == "PNG" and min(img.size) > 200
+    result = CliRunner().invoke(app, ["explain", str(tiny_run), str(tmp_path / "broken.png"), "-o",
+                                      str(tmp_path / "none.png")])
+    assert result.exit_code == 2 and "none readable" in result.stderr and not (tmp_path / "none.png").exists()
+    result = CliRunner().invoke(app, ["explain", str(tiny_run), str(folder), "-o", str(tmp_path / "why.jpg")])
+    assert result.exit_code == 2 and "output must be a file name ending in .png" in result.stderr
+
+
+def test_the_python_api_explains_and_draws(tiny_run, image_folder, tmp_path):
+    import imgclf
+
+    with pytest.raises(ImgclfError, match=r"out must be a file name ending in \.png.*Received: out="):
+        imgclf.explain(tiny_run, str(image_folder / "cat"), out=tmp_path / "why.svg")
+    pixels = np.asarray(Image.open(sorted((image_folder / "dog").iterdir())[0]).convert("RGB"))
+    explanations = imgclf.explain(tiny_run, [pixels, str(image_folder / "cat")], out=tmp_path / "why.png")
+    assert len(explanations) == 21 and explanations[0].path == "images[0]"
+    plain = imgclf.load(tiny_run).predict([pixels])[0]
+    assert explanations[0].prediction.label == plain.label == explanations[0].explained
+    assert all(e.heatmap.shape == (16, 16) and 0 <= e.heatmap.min() <= e.heatmap.max() <= 1 for e in explanations)
+    with Image.open(tmp_path / "why.png") as img:
+        assert img.format == "PNG"

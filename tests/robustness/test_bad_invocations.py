@@ -79,6 +79,10 @@ class Where:
                 target.write_bytes(content if isinstance(content, bytes) else content.encode())
         return str(path)
 
+    def trained_run(self) -> str:
+        """The session's run itself, for commands that only read it (explain writes its figure elsewhere)."""
+        return str(self.trained)
+
     def truncated(self, relative: str) -> bytes:
         return (self.trained / relative).read_bytes()[: (self.trained / relative).stat().st_size // 2]
 
@@ -353,6 +357,20 @@ ROWS = [
     row("predict-truncated-weights",
         lambda w: ["predict", w.run(model_safetensors=w.truncated("model.safetensors")), str(w.data)],
         "model.safetensors", value=lambda w: str(w.tmp / "run")),
+    # --- explain --------------------------------------------------------------------------------------------
+    row("explain-label-not-a-class", lambda w: ["explain", w.trained_run(), str(w.data), "--label", "Cat"],
+        "label='Cat'", "cat"),
+    row("explain-output-not-png", lambda w: ["explain", w.trained_run(), str(w.data), "-o", str(w.tmp / "why.jpg")],
+        "output", ".png", value=lambda w: str(w.tmp / "why.jpg")),
+    row("explain-output-is-a-folder", lambda w: ["explain", w.trained_run(), str(w.data), "-o", w.folder("a.png")],
+        "output", "a folder", value=lambda w: str(w.tmp / "a.png")),
+    row("explain-missing-image", lambda w: ["explain", w.trained_run(), w.missing()], "images",
+        value=lambda w: str(w.tmp / "no-such-thing")),
+    row("explain-max-images-0", lambda w: ["explain", w.trained_run(), str(w.data), "--max-images", "0"],
+        "--max-images='0'"),
+    row("explain-every-image-unreadable", lambda w: ["explain", w.trained_run(), w.file("broken.png", GARBAGE),
+                                                     "-o", str(w.tmp / "why.png")],
+        "images must be images of which at least one can be read", "1 file(s), none readable"),
     # --- export ---------------------------------------------------------------------------------------------
     row("export-format-tflite", lambda w: ["export", w.run(), "--format", "tflite"], "format='tflite'"),
     row("export-out-is-a-file", lambda w: ["export", w.run(), "--out", w.file()], "out",
@@ -512,9 +530,9 @@ def test_the_table_covers_every_command():
     assert len(ROWS) >= 40 and len({r.id for r in ROWS}) == len(ROWS)
     command = {"resume": "train", "fetch": "data fetch", "study": "study imbalance", "lrfind": "lr-find"}
     covered = {command.get(r.id.split("-")[0], r.id.split("-")[0]) for r in ROWS}
-    assert covered == {"imgclf", "train", "evaluate", "predict", "export", "serve", "inspect", "report", "compare",
-                       "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs", "lr-find",
-                       "audit", "tune"}
+    assert covered == {"imgclf", "train", "evaluate", "predict", "explain", "export", "serve", "inspect", "report",
+                       "compare", "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs",
+                       "lr-find", "audit", "tune"}
 
 
 @pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])

@@ -1,4 +1,4 @@
-"""Commands on run directories: evaluate, predict, calibrate, export, serve, report, compare and runs."""
+"""Commands on run directories: evaluate, predict, explain, calibrate, export, serve, report, compare and runs."""
 
 from __future__ import annotations
 
@@ -150,6 +150,65 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
                                   "with it")
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+
+
+@app.command()
+def explain(run: Path = typer.Argument(..., help="Run directory."),
+            images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+            output: Path = typer.Option(Path("explain.png"), "--output", "-o", help="The figure to write (.png)."),
+            label: Optional[str] = typer.Option(None, help="Show the evidence for this class on every image "
+                                                "(default: each image's predicted class)."),
+            max_images: int = typer.Option(48, "--max-images", min=1, help="Explain at most this many images "
+                                           "(the first, in the order given; folders sorted by name)."),
+            unknown: str = typer.Option("on", help=UNKNOWN_HELP + " An unknown image's map shows its closest "
+                                        "class."),
+            precision: str = typer.Option("auto", help=PRECISION_HELP + " Of the predictions; the maps are "
+                                          "computed in fp32.")) -> None:
+    """Grad-CAM for your images: where the network found the evidence for its prediction, as a figure.
+
+    Each image is drawn above its heatmap, captioned with its name and prediction; a line per image is printed.
+    Unreadable files are reported and skipped. Exit status: 0 when at least one image was explained, 2 when none
+    could be."""
+    from ..evaluation.explain import explain_images, plot_explanations
+    from ..inference import load
+    from ..inputs import gather_inputs
+
+    if output.suffix.lower() != ".png":
+        raise invalid("output", str(output), "a file name ending in .png (the figure is a PNG image)")
+    writable_file("output", output)
+    flag_unknown = on_off("unknown", unknown)
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        raise bad_path("images", ", ".join(missing), "existing files or folders")
+    names, _ = gather_inputs([str(p) for p in images])
+    if not names:
+        from ..data.folder import IMAGE_EXTENSIONS
+
+        raise bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "
+                       f"extension in {', '.join(IMAGE_EXTENSIONS)}", "no image found")
+    clf = load(run, precision=precision, fold_batch_norm=False)
+    explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
+    for e in explanations:
+        p = e.prediction
+        if p.error:
+            typer.echo(f"{terminal_safe(e.path)}: unreadable: {terminal_safe(p.error)}")
+            continue
+        said = f"{p.best_label} {p.probability:.3f}"
+        said = f"unknown (closest {said})" if p.unknown else said
+        shown_class = "" if e.explained == p.best_label else f"; map of {e.explained}"
+        typer.echo(f"{terminal_safe(e.path)}: {terminal_safe(said)}{terminal_safe(shown_class)}")
+    if all(e.heatmap is None for e in explanations):
+        from ..errors import Described, invalid_message
+
+        message = invalid_message("images", Described(f"{len(explanations)} file(s), none readable"),
+                                  "images of which at least one can be read", hint="Each file's reason is printed "
+                                  "with it")
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    plot_explanations(explanations, output, label=label)
+    left = len(names) - len(explanations)
+    typer.echo(f"figure: {output}" + (f" (the first {len(explanations):,} of {len(names):,} images; "
+                                      "--max-images for more)" if left else ""))
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Grad-CAM explanations with the maintained `grad-cam` library (pytorch_grad_cam), not hand-written hooks.
+"""Grad-CAM explanations with the maintained `grad-cam` library (pytorch_grad_cam), not hand-written hooks: of a
+run's test images for its report (`explain_run`), and of any images a user gives (`explain_images`, `imgclf explain`).
 
 The target layer is found the same way for every architecture: the last Conv2d that runs inside
 `model.forward_features` (reference CNNs and timm backbones alike), preferring one whose output is still a
@@ -8,8 +9,10 @@ spatial map (a 1x1 map would paint the whole image one colour).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +21,10 @@ from torch import nn
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..errors import invalid
 from ..topk import top_indices
+
+if TYPE_CHECKING:
+    from ..inference import Classifier, Prediction
+    from ..inputs import ImageInput
 
 
 def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Module]:
@@ -100,3 +107,86 @@ def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     plot_gradcam_grid(samples, path, layer=layer)
     return {"path": path, "layer": layer, "correct": sum(s["correct"] for s in samples),
             "wrong": sum(not s["correct"] for s in samples)}
+
+
+# Grad-CAM keeps every image's activations and gradients of the target layer at once: batches bound that memory.
+_EXPLAIN_BATCH = 32
+
+
+@dataclass
+class Explanation:
+    """One image explained: its `prediction` (as `Classifier.predict` gives it), the class whose evidence the
+    `heatmap` shows (`explained`: the prediction's closest known class unless another was asked for), the
+    heatmap, (H, W) float32 in [0, 1] over `image`, the uint8 (H, W, C) pixels the network read (the run's size
+    and colour mode). An unreadable image has the prediction's `error` and None for the rest."""
+
+    path: str
+    prediction: "Prediction"
+    explained: str | None = None
+    heatmap: np.ndarray | None = None
+    image: np.ndarray | None = None
+
+
+def explain_images(clf: "Classifier", images: "Sequence[ImageInput] | ImageInput", label: str | None = None,
+                   unknown: bool = True) -> list[Explanation]:
+    """Files, folders, PIL images or arrays (as `Classifier.predict` takes them) -> one Explanation each, in order.
+
+    label: the class to explain on every image (None: each image's predicted class, its closest known class
+    when it is unknown). Load the classifier with `fold_batch_norm=False`: Grad-CAM reads the last convolution's
+    own output, which folding changes."""
+    from ..inputs import gather_inputs
+
+    if label is not None and label not in clf.classes:
+        raise invalid("label", label, clf.classes)
+    names, sources = gather_inputs(images)
+    decoded = [clf._try_decode(item) for item in enumerate(sources)]
+    readable = [(i, pixels) for i, pixels, _ in decoded if pixels is not None]
+    by_index: dict[int, Explanation] = {}
+    if readable:
+        pixels = np.stack([p for _, p in readable])
+        predictions = clf.predict(pixels, unknown=unknown)
+        explained = [label or p.best_label for p in predictions]
+        index = {name: k for k, name in enumerate(clf.classes)}
+        maps = _heatmaps_in_batches(clf, pixels, [index[name] for name in explained])
+        for (i, image), prediction, name, heatmap in zip(readable, predictions, explained, maps):
+            by_index[i] = Explanation(names[i], replace(prediction, path=names[i]), name, heatmap, image)
+    from ..inference import Prediction
+
+    return [by_index.get(i) or Explanation(names[i], Prediction(names[i], None, None, [], error, unknown=None))
+            for i, _, error in decoded]
+
+
+def _heatmaps_in_batches(clf: "Classifier", pixels: np.ndarray, classes: list[int]) -> list[np.ndarray]:
+    model = clf.model.to(memory_format=torch.contiguous_format)  # as explain_run: the layer's map as grad-cam reads it
+    try:
+        x = to_unit_nchw(pixels[:1], clf.device)
+        _, layer = find_target_layer(model, (x - clf.mean) / clf.std)
+        maps: list[np.ndarray] = []
+        for start in range(0, len(pixels), _EXPLAIN_BATCH):
+            found, _ = gradcam_heatmaps(model, pixels[start:start + _EXPLAIN_BATCH], clf.card.mean, clf.card.std,
+                                        layer=layer, classes=classes[start:start + _EXPLAIN_BATCH])
+            maps.extend(found)
+        return maps
+    finally:  # the caller's classifier predicts as before
+        clf.model.to(memory_format=torch.channels_last)
+
+
+def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLike,
+                      label: str | None = None) -> Path:
+    """The readable explanations as a grid: each image above its Grad-CAM overlay, captioned with its name and
+    prediction (and the class shown where it is not the prediction)."""
+    from ..plotting import short
+    from .plots import plot_gradcam_grid
+
+    samples = []
+    for e in explanations:
+        if e.heatmap is None:
+            continue
+        p = e.prediction
+        said = f"{short(p.best_label, 10)} {p.probability:.2f}"
+        caption = f"{short(Path(e.path).name, 16)}\n" + (f"unknown ({said})" if p.unknown else said)
+        if e.explained != p.best_label:
+            caption += f"\nmap of {short(e.explained, 10)}"
+        samples.append({"image": e.image, "heatmap": e.heatmap, "caption": caption, "correct": True})
+    target = f"the class {label!r}" if label is not None else "the class it predicted"
+    return plot_gradcam_grid(samples, path, target=target)

@@ -24,13 +24,15 @@ from .layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image, text_px
 
 
 def _caption(s: Mapping[str, Any], show_loss: bool = False) -> str:
+    if "caption" in s:  # images without a true label (`imgclf explain`) say what they are themselves
+        return s["caption"]
     # "Top" where the label shown is the most probable one, not necessarily predicted (a multi-label Grad-CAM)
     text = f"True: {short(s['true'], 13)}\n{s.get('pred_word', 'Pred')}: {short(s['pred'], 13)} ({s['prob']:.2f})"
     return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
 
 
 def _is_wrong(s: Mapping[str, Any]) -> bool:
-    return not s.get("correct", s["true"] == s["pred"])
+    return not (s["correct"] if "correct" in s else s["true"] == s["pred"])
 
 
 def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
@@ -67,7 +69,8 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
                       max_cols: int = 6, target: str = "its predicted class") -> Path:
     """Each sample as the input image above its Grad-CAM overlay; wrong predictions marked red.
 
-    Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}.
+    Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}, or
+    a "caption" of its own in place of "true", "pred" and "prob".
     `target`: what the maps explain, for the heading.
     """
     heading = f"Grad-CAM: where the model looked for {target}" + (f" (layer {layer})" if layer else "")

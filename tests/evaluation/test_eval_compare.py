@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from rich.console import Console
@@ -53,6 +56,19 @@ def test_terminal_table_and_html_page(compare_runs_dirs, tmp_path, load_in_chrom
     assert page["errors"] == [] and page["requests"] == [] and page["anchors_missing"] == []
     assert len(page["images"]) == 1 and page["images"][0][1] > 0
     assert page["pixel_std"] > 20
+
+
+def test_each_runs_report_is_linked_relative_to_the_page(tmp_path):
+    """A file:// link broke once the folder was moved, shared or served over http."""
+    from urllib.parse import unquote
+
+    runs = [write_run(tmp_path / "runs", seed=seed, run_name=f"seed {seed}") for seed in (0, 1)]
+    for run in runs:
+        (run / "report.html").write_text("<html></html>")
+    out = write_compare_html(compare_runs(runs), tmp_path / "pages" / "compare.html")
+    links = re.findall(r'href="([^"#]+report\.html)"', out.read_text())
+    assert len(links) == 2 and not any(":" in link or " " in link or link.startswith("/") for link in links)
+    assert {(out.parent / unquote(link)).resolve() for link in links} == {run / "report.html" for run in runs}
 
 
 def test_format_cell():

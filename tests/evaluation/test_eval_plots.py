@@ -105,6 +105,20 @@ def test_confusion_matrix_scales_with_the_number_of_classes(tmp_path, k):
         assert max(small, big) < 1200
 
 
+def test_a_confusion_matrix_of_counts_ticks_its_colour_scale_at_whole_images(tmp_path, monkeypatch):
+    from imgclf.evaluation.plots import per_class
+
+    drawn = []
+    monkeypatch.setattr(per_class, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
+    plots.plot_confusion_matrix([[2, 1], [0, 2]], ["a", "b"], tmp_path / "cm.png")  # up to 2 images a cell
+    (fig,) = drawn
+    fig.canvas.draw()
+    colour_bar = fig.axes[-1]
+    low, high = colour_bar.get_ylim()
+    ticks = [t for t in colour_bar.get_yticks() if low <= t <= high]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_roc_and_pr_with_more_than_ten_classes_and_a_class_absent(tmp_path):
     y, probs, classes, _ = synthetic(12, per_class=8)
     y[y == 5] = 4  # class 5 has no test images: its curves are left out, not a crash

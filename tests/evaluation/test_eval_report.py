@@ -115,6 +115,23 @@ def test_report_content_comes_from_the_records(tmp_path):
     assert "Not measured for this run" in html and "test accuracy" in html
 
 
+def test_a_validation_accuracy_measured_after_recomputing_batch_norms_says_so_beside_the_curves(tmp_path):
+    """The headline's validation accuracy is the kept weights' after their batch-norm statistics were recomputed;
+    the curve drawn on the same page is training's own: both numbers are given, with the reason they differ."""
+    from imgclf.records import RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    html = write_report(run.path, explain=False).read_text()
+    assert "70.0 %" in html and "recomputed" not in html  # epoch 5's val_acc, as the curve shows it
+    card = run.read_card()
+    training = card.training.model_copy(update={"val_accuracy_after_batch_norm": 0.9})
+    run.write_card(card.model_copy(update={"training": training}))
+    html = write_report(run.path, explain=False, redraw=False).read_text()
+    assert re.search(r">90\.0 %</div>\s*<div class=\"note\">at the kept epoch \(5\), batch-norm statistics "
+                     r"recomputed after training \(the curve, before: 70\.0 %\)", html)
+
+
 def test_a_run_written_before_schema_versions_still_reports(tmp_path):
     """tests/fixtures/legacy_run_v0: averages under `f1-score`, a card with `format_version`, images gone."""
     import shutil

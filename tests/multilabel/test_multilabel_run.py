@@ -44,6 +44,8 @@ def test_run_trains_sigmoid_outputs_and_stores_tuned_thresholds(ml_run):
     assert {r["threshold"] for r in ml["per_label"].values()} == set(card["thresholds"].values())
     report = (run.path / "report.html").read_text()
     assert "Per-label scores" in report and "Precision-recall per label" in report
+    # config.yaml's `loss: ce` is the per-label binary cross-entropy that a multi-label run trains with
+    assert "loss binary cross-entropy, labels weighted (balanced)," in report and "loss ce" not in report
     figures = ("training_curves", "pr", "per_label", "cooccurrence", "reliability", "samples", "gradcam")
     assert all(f'id="fig-{key}"' in report for key in figures)
     assert "could not be drawn" not in report  # a figure that fails keeps its slot, with this text instead
@@ -442,6 +444,10 @@ def test_runs_lists_label_wise_accuracy_on_both_splits(ml_run, tmp_path):
     console = Console(record=True, width=200)
     render_runs([row.__class__(**{**row.as_dict(), "task": "single"})], console)
     assert "label-wise" not in console.export_text()
+    from imgclf.evaluation.compare_render import write_compare_html
+
+    page = " ".join(write_compare_html(compare_runs([copy, run.path]), tmp_path / "c.html").read_text().split())
+    assert "for a multi-label run both accuracies are label-wise" in page  # the page as the terminal
 
 
 def test_a_serve_request_may_set_one_threshold_for_every_label(ml_run, tiny_run):

@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -61,6 +62,7 @@ def test_study_writes_runs_json_and_html(study_dir):
     assert html.count("data:image/png;base64,") == 7
     assert 'class="minority"' in html and "overfitting onset" in html
     assert "protocol <b>standard</b>" in html and "optimistic" not in html
+    assert 'name="viewport"' in html and "<code>epochs=1</code>" in html and "{'" not in html  # settings as given
     assert all(set(r["curves"]) == {"loss", "acc", "val_loss", "val_acc"} for r in study["runs"])
     for png in ("metrics_vs_rho.png", "curves_by_config.png", "curves_none.png", "class_recall_oversample.png",
                 "class_recall_by_config.png"):
@@ -68,6 +70,28 @@ def test_study_writes_runs_json_and_html(study_dir):
     # the file is its record's, and its JSON Schema (docs/schema/study_json.schema.json) accepts it as written
     Draft202012Validator(json_schemas()["study.json"]).validate(study)
     assert StudyRecord.model_validate(study).runs[0].curves.val_loss is not None
+
+
+def test_study_curves_tick_whole_epochs(study_dir, monkeypatch, tmp_path):
+    """A 3-epoch study's curves read 1.0, 1.5, 2.0, 2.5, 3.0 on the epoch axis."""
+    from imgclf.study import figures
+
+    study = json.loads((study_dir / "study.json").read_text())
+    for run in study["runs"]:  # three epochs each, as the page's figures would draw them
+        run["curves"] = {key: [0.5, 0.6, 0.7] for key in run["curves"]}
+    for by_config in study["curves_by_config"].values():
+        for curves in by_config.values():
+            curves.update({key: [0.5, 0.6, 0.7] for key in curves})
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
+    figures.plot_curves(study, "none", tmp_path / "a.png")
+    figures.plot_configs_overlaid(study, tmp_path / "b.png")
+    figures.plot_curves(json.loads((study_dir / "study.json").read_text()), "none", tmp_path / "c.png")  # 1 epoch
+    for fig in drawn:
+        fig.canvas.draw()
+        ticks = [t for ax in fig.axes if ax.get_xlabel() == "epoch" for t in ax.get_xticks()
+                 if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_study_json_is_written_through_its_record(tmp_path):

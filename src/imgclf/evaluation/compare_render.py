@@ -200,7 +200,7 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
                        "spread": _spread(g.stats[k], kind), "best": i in best.get(k, ())}
                       for k, _, kind, _ in COLUMNS if k in shown],
             "runs": [{"name": r.name, "path": str(r.path.resolve()), "seed": r.seed, "hardware": r.hardware,
-                      "report": str((r.path / "report.html").resolve()) if (r.path / "report.html").exists() else None,
+                      "report": _link(r.path / "report.html", out) if (r.path / "report.html").exists() else None,
                       "evaluation": r.evaluation.describe([r.seed]) if r.evaluation else "not evaluated",
                       "cells": [format_cell(mean_std([r.values[k]]), kind) for k, _, kind, _ in COLUMNS
                                 if k in shown]}
@@ -208,7 +208,8 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
             "settings": {k: setting_text(k, g.runs[0].config.get(k), comparison.digits) for k in comparison.differing},
         })
     sections = [{"title": s.title, "rows": [rows[i] for i in s.groups]} for s in comparison.sections]
-    html = render("compare.html", resumed=resumed_notes(comparison.groups),
+    multilabel = any(r.config.get("task") == "multilabel" for g in comparison.groups for r in g.runs)
+    html = render("compare.html", resumed=resumed_notes(comparison.groups), multilabel=multilabel,
                   columns=[c[1] for c in COLUMNS if c[0] in shown], sections=sections, rows=rows,
                   figure=figure,
                   differing=comparison.differing, ranked=bool(best),
@@ -217,6 +218,15 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
                   total=sum(g.n for g in comparison.groups), skipped=comparison.skipped)
     atomic_write_text(out, html)
     return out
+
+
+def _link(target: Path, page: Path) -> str:
+    """The href from `page` to `target`, relative, so the page's links survive the folder being moved, shared or
+    served (browsers block file:// links from a page served over http)."""
+    from urllib.parse import quote
+
+    relative = os.path.relpath(target.resolve(), page.resolve().parent)
+    return quote(Path(relative).as_posix())
 
 
 def resumed_notes(groups: list[Any]) -> list[str]:

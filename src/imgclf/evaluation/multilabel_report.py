@@ -96,14 +96,23 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source,
-        training_line=f"{epochs_text(history)} ({t.stopped}), best epoch {t.best_epoch}, loss {t.loss} "
-                      f"(class_weight {t.class_weight}), optimizer {t.optimizer}, lr {t.lr}, batch {t.batch_size}, "
+        training_line=f"{epochs_text(history)} ({t.stopped}), best epoch {t.best_epoch}, loss {_loss_words(t)}, "
+                      f"optimizer {t.optimizer}, lr {t.lr}, batch {t.batch_size}, "
                       f"{t.train_seconds:.0f} s." + "".join(f" Resumed {r.described()}." for r in t.resumes or []),
         config_text=run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else "",
         run_path=str(run_dir.resolve()))
     path = run_dir / "report.html"
     atomic_write_text(path, html)
     return path
+
+
+def _loss_words(training: Any) -> str:
+    """The multi-label loss as trained: `loss: ce`, the setting's default, means per-label binary cross-entropy."""
+    if training.loss == "asl":
+        return "asymmetric loss (ASL)"
+    name = {"ce": "binary cross-entropy", "focal": "focal binary cross-entropy"}.get(training.loss, str(training.loss))
+    weight = training.class_weight
+    return name + (f", labels weighted ({weight})" if weight not in (None, "", "none") else "")
 
 
 def _sentence(text: str) -> str:

@@ -27,6 +27,7 @@ from .interpret import (
     MISCALIBRATED_ECE,
     OVERFITTING_RULE,
     Interpretation,
+    best_val_accuracy,
     calibration_verdict,
     detect_divergence,
     detect_overfitting,
@@ -202,6 +203,10 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "accuracy": m.accuracy, "macro_recall": m.macro.recall, "macro_f1": m.macro.f1,
             "worst_name": worst_name, "worst_recall": worst_recall, "macro_auc": m.macro_auc,
             "ece": ece, "loss": m.loss, "val_accuracy": kept_val_accuracy(history, training),
+            # the curve's value at that epoch, where the headline's was measured after recomputing the batch norms
+            "val_accuracy_in_training": (best_val_accuracy(history, training.best_epoch)
+                                         if training is not None and training.val_accuracy_after_batch_norm
+                                         is not None else None),
             "tta_accuracy": tta.accuracy if tta is not None else None,
         },
         "findings": findings,

@@ -212,7 +212,9 @@ class RunDir:
         def cells(r: PredictionRow) -> list[str]:
             # a probability or a loss is never below 0: rounding's -1e-9 (or -0.0) is written 0.000000; NaN stays
             num = lambda v: "" if v is None else f"{0.0 if v <= 0 else v:.6f}"  # noqa: E731
-            probs = [f"{p:.6f}" for p in r.probs] if r.probs else [""] * len(classes)
+            # six significant digits, not decimals: the report undoes the temperature from these (the reliability
+            # before calibration), and at T = 0.2 a probability of 1e-20 is a raw softmax of 1e-4, which 0.000000 lost
+            probs = [f"{0.0 if p <= 0 else p:.6g}" for p in r.probs] if r.probs else [""] * len(classes)
             score = "" if r.score is None else f"{r.score:.6g}"
             unknown = "" if r.unknown is None else str(int(r.unknown))
             return [r.path, r.true, r.pred, num(r.prob), num(r.loss), r.error, score, unknown, *probs]

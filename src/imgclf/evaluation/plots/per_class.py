@@ -59,6 +59,11 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
         im = ax.imshow(values, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
         cbar = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02, fraction=0.06)
         cbar.ax.tick_params(labelsize=tick_font)
+        if not normalize:  # counts: a scale up to 4 images was ticked 0.5, 1.5, 2.5, 3.5
+            from matplotlib.ticker import MaxNLocator
+
+            cbar.locator = MaxNLocator(integer=True)
+            cbar.update_ticks()
         ax.set_xticks(range(k), names, rotation=90 if turn else 0, fontsize=tick_font)
         ax.set_yticks(range(k), names, fontsize=tick_font)
         ax.set_xlabel(f"predicted {axis}", fontsize=9)

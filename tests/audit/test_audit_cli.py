@@ -27,6 +27,12 @@ def test_audit_command_writes_its_files_and_inspect_shows_the_counts_until_the_f
     record = json.loads((out / "audit.json").read_text())
     assert record["features"]["source"] == "pixels" and record["features"]["folds"] > 0
     assert "--run RUN" in result.output and "--run RUN</code>" in (out / "audit.html").read_text()
+    assert '<span class="split test">test</span> · cat' in (out / "audit.html").read_text()  # each copy's split
+    flat = shutil.copytree(data / "train", tmp_path / "flat")  # one folder per class: no splits to name
+    shutil.copyfile(flat / "cat" / "cat_000.png", flat / "cat" / "again.png")
+    assert runner.invoke(app, ["audit", str(flat), "--out", str(tmp_path / "flat-audit")]).exit_code == 0
+    page = (tmp_path / "flat-audit" / "audit.html").read_text()
+    assert "again.png" in page and 'class="split' not in page and "all · " not in page
 
     shown = runner.invoke(app, ["inspect", str(data)])
     assert shown.exit_code == 0, shown.output

@@ -493,7 +493,7 @@ def test_the_gradcam_captions_name_the_most_probable_label_top_not_pred(ml_run, 
     seen = {}
     monkeypatch.setattr(plots, "plot_gradcam_grid", lambda shown, path, **kw: seen.setdefault("shown", shown))
     multilabel_report.write_multilabel_report(copy)
-    assert seen["shown"] and all(_caption(s).split("\n")[1].startswith("Top: ") for s in seen["shown"])
+    assert seen["shown"] and all(_caption(s).split("\n")[-1].startswith("Top: ") for s in seen["shown"])
     assert _caption({"true": "a", "pred": "b", "prob": 0.5}).split("\n")[1] == "Pred: b (0.50)"  # single-label
 
 
@@ -539,3 +539,13 @@ def test_evaluate_reads_a_linked_class_folder_tree_as_training_does(ml_run, tmp_
     rows = {Path(r["path"]).name: set(filter(None, r["true"].split(";")))
             for r in csv.DictReader((run.path / "evaluations").glob("tree-*/predictions.csv").__next__().open())}
     assert rows == carried  # each image once, with every folder it sits in as its label set
+
+
+def test_the_gradcam_caption_keeps_every_true_label_whole():
+    """Cut to 13 characters the caption read "True: big+even…ound"."""
+    from imgclf.evaluation.multilabel_report import _gradcam_caption
+
+    caption = _gradcam_caption(["big", "even", "round", "fringed-edge"], ("round", 0.912))
+    words = caption.replace("\n", " ").split()
+    assert all(label in words for label in ("big", "even", "round", "fringed-edge"))
+    assert caption.splitlines()[-1] == "Top: round (0.91)" and max(len(line) for line in caption.splitlines()) <= 26

@@ -82,7 +82,8 @@ def write_audit_page(result: Any) -> Path:
                   suspects=suspects, outliers=outliers, pixel_issues=pixel_issues, pixelated=small,
                   name=Path(record.root).name, shown={"groups": SHOWN_GROUPS, "members": SHOWN_MEMBERS,
                                                       "suspects": SHOWN_SUSPECTS, "outliers": SHOWN_OUTLIERS},
-                  detail_threshold=DETAIL_THRESHOLD, same_pixels=SAME_PIXELS)
+                  detail_threshold=DETAIL_THRESHOLD, same_pixels=SAME_PIXELS,
+                  splits=record.layout != "flat")  # a flat folder's one split, "all", says nothing beside each image
     path = result.html_path
     atomic_write_text(path, html)
     return path

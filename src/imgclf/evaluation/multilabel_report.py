@@ -106,6 +106,19 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     return path
 
 
+def _gradcam_caption(true: list[str], top: tuple[str, float]) -> str:
+    """The label set wrapped whole (cut to 13 characters it read "True: big+even…ound") above the label the map
+    explains: the most probable, predicted or not (below its threshold it is not), so "Top", not "Pred", which
+    beside the sample grid's predicted sets read as a contradiction."""
+    import textwrap
+
+    from ..plotting import short
+
+    lines = textwrap.wrap("True: " + (" + ".join(short(t, 20) for t in true) or "none"), width=26,
+                          break_long_words=False, break_on_hyphens=False, subsequent_indent="  ")
+    return "\n".join(lines + [f"Top: {short(top[0], 16)} ({top[1]:.2f})"])
+
+
 def _loss_words(training: Any) -> str:
     """The multi-label loss as trained: `loss: ce`, the setting's default, means per-label binary cross-entropy."""
     if training.loss == "asl":
@@ -145,10 +158,9 @@ def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard
                                        classes=[card.classes.index(s["top"][0]) for s in explained])
         # the most probable label, predicted or not (below its threshold it is not): captioned "Top", not "Pred",
         # which beside the sample grid's predicted sets read as a contradiction
-        shown = [{"image": s["image"], "heatmap": m, "true": "+".join(s["true"]) or "none", "pred": s["top"][0],
-                  "pred_word": "Top", "prob": s["top"][1], "correct": s["top"][0] in s["true"]}
-                 for s, m in zip(explained, maps)]
-        plots.plot_gradcam_grid(shown, path, layer=layer, target="its most probable label")
+        shown = [{"image": s["image"], "heatmap": m, "caption": _gradcam_caption(s["true"], s["top"]),
+                  "correct": s["top"][0] in s["true"]} for s, m in zip(explained, maps)]
+        plots.plot_gradcam_grid(shown, path, layer=layer, target="its most probable label", max_cols=4)
         made["gradcam"] = {"title": title, "caption": figure_caption("gradcam", split, FIGURES), **embed_png(path)}
     except Exception as exc:  # a figure that fails is shown as missing, never a report that fails
         reason = f"{type(exc).__name__}: {exc}"[:200]

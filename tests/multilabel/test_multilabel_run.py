@@ -429,7 +429,9 @@ def test_runs_lists_label_wise_accuracy_on_both_splits(ml_run, tmp_path):
     assert row.status == "completed" and row.test_accuracy == pytest.approx(0.9)
     from imgclf.evaluation.compare import summarize_run
 
-    assert summarize_run(copy).values["test_accuracy"] == pytest.approx(0.9)  # compare reads it alike
+    summary = summarize_run(copy)
+    assert summary.values["test_accuracy"] == pytest.approx(0.9)  # compare reads it alike
+    assert summary.evaluation.data == ml_run[2].name  # the index file, not the folder its images are under
     # and both say so: the train summary and evaluate print the subset accuracy, 0.6 here
     from rich.console import Console
 

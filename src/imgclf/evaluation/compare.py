@@ -193,7 +193,10 @@ def _evaluation_set(metrics: Any, dataset: Any, data: Any) -> EvaluationSet:
         folders = list(getattr(dataset, "roots", None) or [dataset.root])
     else:
         folders = data if isinstance(data, list) else [data]
-    names = ", ".join(Path(str(f)).name or str(f) for f in folders)
+    given = data if isinstance(data, list) else [data]
+    # an index file's images are named relative to its folder, which is the data set's root: name the file
+    named = given if dataset is not None and dataset.task == "multilabel" and all(given) else folders
+    names = ", ".join(Path(str(f)).name or str(f) for f in named)
     if dataset is None or metrics.split not in dataset.splits:
         key = f"{metrics.split}|{metrics.count}|{'|'.join(map(str, folders))}"
         return EvaluationSet(hashlib.sha256(key.encode()).hexdigest()[:16], metrics.split, metrics.count, names, False)

@@ -37,6 +37,19 @@ SPLITS = ("train", "val", "test")
 L2_KEYS = ("conv", "dense")
 
 
+def _takes_a_number_not_a_bool(annotation: Any) -> bool:
+    kinds = set()
+    pending = [annotation]
+    while pending:
+        kind = pending.pop()
+        args = get_args(kind)
+        if args:
+            pending.extend(args)
+        else:
+            kinds.add(kind)
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a training run. Field names are the CLI flags (with - for _)."""
 
@@ -385,6 +398,19 @@ class TrainConfig(BaseModel):
     def _valid_budget(cls, value: str) -> str:
         parse_bytes(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, data: Any) -> Any:
+        """YAML's `batch_size: true` or `fit(epochs=True)` became 1 (pydantic reads a bool as an int): a run at batch
+        size 1 that scored chance without a word."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                if isinstance(value, bool) and name in cls.model_fields and _takes_a_number_not_a_bool(
+                        cls.model_fields[name].annotation):
+                    raise invalid(name, value, f"a number{' or none' if name in NULLABLE_SETTINGS else ''}, "
+                                  "not true or false")
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,11 @@ def test_parse_keras_style_spec():
     ("crop=x", r"augment crop must be a number from 0 to 256 pixels, e.g. crop=4. Received: "),
     ("fill=wrap", r"fill must be one of"),
     ("hflip=1", r"augment hflip must be given without a value.*Received: augment hflip='1'"),
+    # the last one won without a word: rotate=30,rotate=10 trained rotate=10 and recorded both
+    ("rotate=30,rotate=10", r"augment must be a list naming each item once .*Received: augment='rotate=30,rotate=10' "
+                            r"\(rotate is given twice\)"),
+    ("hflip,crop=2,hflip", r"\(hflip is given twice\)"),
+    ("shift=0.1,height_shift=0.2", r"\(shift and height_shift overlap\)"),
 ])
 def test_bad_specs_name_what_is_allowed(spec, message):
     with pytest.raises(ImgclfError, match=message):

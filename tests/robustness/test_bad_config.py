@@ -175,3 +175,21 @@ def test_a_misspelt_keyword_is_offered_the_functions_own_keywords_too(image_fold
                                (imgclf.fit, "reprot", "report")):
         with pytest.raises(ImgclfError, match=rf"^setting must be one of .*Did you mean: ([a-z_]+, )*{right}\b"):
             call(data=str(image_folder), **{wrong: 1})
+
+
+def test_a_number_setting_refuses_true_and_false(image_folder, tmp_path):
+    """YAML's `batch_size: true` was read as 1 (pydantic takes a bool for an int): a run at batch size 1 that scored
+    chance without a word; `early_stopping: true` a patience of 1 epoch."""
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    config = tmp_path / "c.yaml"
+    for text, said in (("batch_size: true\nepochs: 1\n", "batch_size in {} must be a number, not true or false. "
+                                                            "Received: batch_size=True"),
+                       ("early_stopping: true\n", "early_stopping in {} must be a number or none, not true or false")):
+        config.write_text(text)
+        proc = _cli(["train", str(image_folder), "--out", str(tmp_path / "r"), "--config", str(config)])
+        assert proc.returncode == 2 and not (tmp_path / "r").exists(), proc.stderr
+        assert proc.stderr.startswith("error: " + said.format(config)), proc.stderr
+    with pytest.raises(ImgclfError, match=r"epochs must be a number, not true or false. Received: epochs=True"):
+        imgclf.fit(data=str(image_folder), epochs=True, out=str(tmp_path / "r"))

@@ -371,3 +371,22 @@ def test_a_trial_headline_pairs_the_accuracy_with_a_loss_of_the_same_weights():
     assert (plain.accuracy, plain.loss) == (0.8, 0.5)
     after = validation_headline(history, TrainingSummary(best_epoch=2, val_accuracy_after_batch_norm=0.85))
     assert (after.accuracy, after.loss) == (0.85, None)
+
+
+def test_batch_size_one_with_batch_norm_is_warned(image_folder, tmp_path, caplog):
+    """Each image normalised by its own statistics in training: the digits at --batch-size 1 scored chance, without
+    a word (the statistics pass skips batches of one, and recomputing them over larger batches does not help)."""
+    import logging
+
+    import imgclf
+
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(data=str(image_folder), model="simple_cnn", model_args={"width": 4}, img_size=8, epochs=1,
+                   batch_size=1, out=str(tmp_path / "one"), progress=False, report=False, group_duplicates=False)
+    assert [r.getMessage() for r in caplog.records if "batch_size 1 with a network that has BatchNorm" in
+            r.getMessage()] != []
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(data=str(image_folder), model="simple_cnn", model_args={"width": 4}, img_size=8, epochs=1,
+                   batch_size=2, out=str(tmp_path / "two"), progress=False, report=False, group_duplicates=False)
+    assert not any("BatchNorm" in r.getMessage() for r in caplog.records)

@@ -100,12 +100,19 @@ class AugmentSpec:
 def parse_augment(spec: str | None) -> AugmentSpec:
     """Parse 'hflip,rotate=30,shift=0.1' into an AugmentSpec, with errors naming what is allowed."""
     values: dict[str, object] = {}
+    named: set[str] = set()
     for raw in (spec or "").split(","):
         item = raw.strip()
         if not item or item.lower() == "none":
             continue
         name, _, value = item.partition("=")
         name = name.strip().lower()
+        sets = {"width_shift", "height_shift"} if name == "shift" else {name}
+        if sets & values.keys():  # the last one won without a word (rotate=30,rotate=10 trained rotate=10)
+            raise invalid("augment", spec, "a list naming each item once (shift sets width_shift and height_shift)",
+                          note=f"{name} is given twice" if name in named else
+                          f"shift and {' and '.join(sorted(sets & values.keys() - {'shift'}))} overlap")
+        named.add(name)
         if name in _FLAGS:
             if value:
                 raise invalid(f"augment {name}", value, "given without a value: it is a flag")

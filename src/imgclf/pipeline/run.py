@@ -216,9 +216,10 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     if hardware.launch_rank() == 0:
         from ..data.imbalance import imbalance_warnings
         from ..train.budget import schedule_warnings
+        from ..unused_settings import unused_settings_warning
 
         for warning in [*(transfer_warnings(cfg) if transfer_args else []), *imbalance_warnings(cfg),
-                        *schedule_warnings(cfg)]:
+                        *schedule_warnings(cfg), *unused_settings_warning(cfg)]:
             warn(warning)
     if cfg.sizing == "probe" and "fast" not in info.tags:
         raise invalid("sizing", "probe", "fixed for this model: the probe sizes the width of the fast family "

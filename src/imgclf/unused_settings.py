@@ -1,0 +1,41 @@
+"""Settings that only one value of another setting reads: given otherwise, they change nothing, and a user who set
+`--nesterov` beside Adam, `--focal-gamma` without the focal loss or `--lr-step` without the step schedule trained
+the same model as without them and was not told. Training names them once, in one warning (`unused_settings`);
+they are not refused, since a recipe's values meet a user's other choices (`--recipe fast --optimizer adam`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# setting -> (the setting that decides whether it is read, the values of that setting which read it)
+READ_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "momentum": ("optimizer", ("sgd",)),
+    "nesterov": ("optimizer", ("sgd",)),
+    "focal_gamma": ("loss", ("focal",)),
+    "logitnorm_temperature": ("loss", ("logitnorm",)),
+    "lr_factor": ("schedule", ("plateau", "step")),
+    "lr_patience": ("schedule", ("plateau",)),
+    "lr_step": ("schedule", ("step",)),
+    "min_lr": ("schedule", ("plateau", "cosine")),
+}
+
+
+def unused_settings(cfg: Any) -> list[str]:
+    """One phrase per setting `cfg` gives a value other than its default that its other settings leave unread,
+    e.g. "nesterov=True (read with optimizer sgd; this run: adam)"; empty when there is none."""
+    fields = type(cfg).model_fields
+    found = []
+    for name, (decider, readers) in READ_ONLY_WITH.items():
+        value = getattr(cfg, name)
+        if value != fields[name].default and getattr(cfg, decider) not in readers:
+            found.append(f"{name}={value} (read with {decider} {' or '.join(readers)}; this run: "
+                         f"{getattr(cfg, decider)})")
+    if cfg.min_delta != fields["min_delta"].default and cfg.early_stopping is None:
+        found.append(f"min_delta={cfg.min_delta} (read by early stopping; this run: early_stopping none)")
+    return found
+
+
+def unused_settings_warning(cfg: Any) -> list[str]:
+    """The warning training prints for `unused_settings`, or none."""
+    found = unused_settings(cfg)
+    return [f"settings this run does not use, so they change nothing: {'; '.join(found)}"] if found else []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data.sources import export_digits
+from .data.sources import TOP_LEVEL, export_digits, refuse_other_content
 from .io import next_free_dir, writable_folder
 
 DEMO_SETTINGS = {
@@ -17,6 +17,8 @@ def run_demo(out: str | Path = "imgclf-demo", epochs: int = 15, progress: bool =
     from .pipeline import fit
 
     out = writable_folder("out", out)
+    refuse_other_content("out", out, ("digits", "runs"), "an earlier demo's digits/ and runs/, which it adds a run to")
+    refuse_other_content("out", out / "digits", TOP_LEVEL["digits"], "the digits an earlier demo wrote")
     data = export_digits(out / "digits")
     return fit({**DEMO_SETTINGS, "data": str(data), "epochs": epochs, "progress": progress,
                 "out": str(next_free_dir(out / "runs", "demo"))})

@@ -179,3 +179,14 @@ def test_fewer_folds_than_asked_are_named_on_the_terminal_and_the_page(tmp_path)
     assert f"label errors from {used} folds, not the 1000 asked" in said
     assert f"not the 1000 folds asked: a fold needs an image of every class, and the smallest has {used}" in \
         " ".join((out / "audit.html").read_text().split())
+
+
+def test_an_empty_class_folder_is_audited_without_and_said(tmp_path):
+    """The audit refused the folder with a hint to --drop-classes, which only training takes."""
+    data = make_blob_folder(tmp_path / "data")
+    (data / "train" / "empty").mkdir()
+    result = CliRunner().invoke(app, ["audit", str(data), "--out", str(tmp_path / "audit")])
+    assert result.exit_code == 0, result.output
+    assert "warning class folder 'empty' holds no image: audited without it" in result.stderr
+    record = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert "empty" not in record["classes"] and len(record["classes"]) >= 2

@@ -443,6 +443,9 @@ ROWS = [
     row("runs-dir-missing", lambda w: ["runs", w.missing()], "DIR", value=lambda w: w.missing()),
     # --- models, recipes ------------------------------------------------------------------------------------
     row("models-pattern-matches-nothing", lambda w: ["models", "no_such_model*"], "pattern='no_such_model*'"),
+    # timm's backbones are models too (train --model resnet18): the listing that has them is named
+    row("models-pattern-of-pretrained-backbones", lambda w: ["models", "res*"], "pattern='res*'",
+        "imgclf models --pretrained 'res*'"),
     row("recipes-unknown-name", lambda w: ["recipes", "fast-fmnis"], "recipe='fast-fmnis'"),
     # --- data fetch -----------------------------------------------------------------------------------------
     row("fetch-unknown-name", lambda w: ["data", "fetch", "mnist", "--out", str(w.tmp / "d")], "name='mnist'"),
@@ -450,6 +453,10 @@ ROWS = [
         value=lambda w: str(w.tmp / "a-file.txt" / "d")),
     row("fetch-out-is-a-file", lambda w: ["data", "fetch", "digits", "--out", w.file()], "out",
         value=lambda w: str(w.tmp / "a-file.txt")),
+    # fetched into a folder of other images, the two made one data set (12 classes: the digits, cats and dogs)
+    row("fetch-into-a-folder-of-other-images",
+        lambda w: ["data", "fetch", "digits", "--out", str(Path(w.file("pets/cats/a.png")).parents[1])], "out",
+        "it holds cats", value=lambda w: str(w.tmp / "pets")),
     row("fetch-cifar10-garbage-source",
         lambda w: ["data", "fetch", "cifar10", "--out", str(w.tmp / "d"), "--source", w.file("c.tar.gz", GARBAGE)],
         "source", value=lambda w: str(w.tmp / "c.tar.gz")),
@@ -489,6 +496,9 @@ ROWS = [
         "epochs=0"),
     row("demo-epochs-negative", lambda w: ["demo", "--out", str(w.tmp / "demo"), "--epochs", "-1", "--no-progress"],
         "epochs=-1"),
+    row("demo-into-a-folder-of-other-images",
+        lambda w: ["demo", "--out", str(Path(w.file("pets/cats/a.png")).parents[1]), "--no-progress"], "out",
+        "it holds cats", value=lambda w: str(w.tmp / "pets")),
     row("demo-out-is-a-file", lambda w: ["demo", "--out", w.file(), "--no-progress"], "out",
         value=lambda w: str(w.tmp / "a-file.txt")),
 ]

@@ -148,7 +148,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
                           hint="The run's model takes images of its own size")
     from ..data.folder import scan_folder
 
-    scan = scan_folder(data)
+    scan = _without_empty_classes(scan_folder(data, allow_empty=True))
     if card is not None and sorted(card.classes) != sorted(scan.classes):
         shared = len(set(card.classes) & set(scan.classes))
         warn(f"the run was trained on other classes ({len(card.classes)}, {shared} of them among the "
@@ -285,3 +285,17 @@ def _findings(images: AuditImages, duplicates: Duplicates, issues: LabelIssues |
     return {"counts": counts, "leakage": leakage_counts(duplicates.group_of, images.splits),
             "duplicate_groups": groups, "label_issues": label_issues, "outliers": outlier_list,
             "pixel_issues": pixel_list}
+
+
+def _without_empty_classes(scan: Any) -> Any:
+    """The scan less its empty class folders, said in a warning: an audit judges the images there are (it was
+    refused, with a hint to a --drop-classes that only training has)."""
+    from ..data.select import Selection, select_classes
+
+    empty = sorted({name for name, _ in scan.empty if name in scan.classes})
+    if not empty:
+        return scan
+    many = len(empty) > 1
+    warn(f"class folder{'s' if many else ''} {', '.join(map(repr, empty))} hold{'' if many else 's'} no image: "
+         f"audited without {'them' if many else 'it'}")
+    return select_classes(scan, Selection(drop_classes=empty))

@@ -31,8 +31,13 @@ def models(pattern: str = typer.Argument("*", help="Glob over model names."),
             table.add_row(m.name, f"{m.default_img_size}x{m.default_img_size}x{m.default_in_chans}", m.description)
     if not table.row_count:  # an empty table would read as "no models installed"
         kind = "pretrained backbone" if pretrained else "registered model"
-        raise invalid("pattern", pattern, f"a glob matching at least one {kind} name",
-                      hint=f"imgclf models{' --pretrained' if pretrained else ''} lists them all")
+        hint = f"imgclf models{' --pretrained' if pretrained else ''} lists them all"
+        if not pretrained:
+            from ..models.transfer import list_pretrained
+
+            if list_pretrained(pattern):  # `train --model resnet18` takes timm's backbones too
+                hint = f"Pretrained (timm) backbones match it: imgclf models --pretrained {pattern!r}"
+        raise invalid("pattern", pattern, f"a glob matching at least one {kind} name", hint=hint)
     new_console().print(table)
 
 

@@ -161,8 +161,8 @@ def require_images(scan: FolderScan) -> FolderScan:
         raise invalid("data", scan.root, f"a folder whose class folders each hold at least one image with an "
                                          f"extension in {', '.join(IMAGE_EXTENSIONS)}",
                       note=f"class folder {folder!r} holds no image",
-                      hint=f"Add its images or remove the folder; training can also leave the class out: "
-                           f"--drop-classes {name}")
+                      hint=f"Add its images or remove the folder (imgclf train can also leave the class out: "
+                           f"--drop-classes {name})")
     return scan
 
 

@@ -41,3 +41,14 @@ def test_cli_cifar10_and_fer2013(tmp_path):
     assert "skipped 3 of 9 rows" in result.output
     result = runner.invoke(app, ["data", "fetch", "fer2013", "--out", str(tmp_path / "g")])
     assert result.exit_code == 2 and "error: source for fer2013 must be given" in result.output
+
+
+def test_a_fetch_completes_its_own_folder_and_refuses_one_of_other_images(tmp_path):
+    out = fetch("digits", tmp_path / "digits")
+    (out / "3" / "00003.png").unlink()  # an interrupted fetch: run again, it completes the folder
+    (out / ".DS_Store").write_bytes(b"")
+    assert (fetch("digits", out) / "3" / "00003.png").exists()
+    (out / "cats").mkdir()  # a folder of other images: fetched into, both made one data set of 11 classes
+    with pytest.raises(ImgclfError, match=r"out must be a new or empty folder, or one holding only an earlier "
+                                          r"fetch of digits.* \(it holds cats\)"):
+        fetch("digits", out)

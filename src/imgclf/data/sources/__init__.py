@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import invalid
+from ...errors import bad_path, invalid
 from ...io import writable_folder
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, export_cifar10, load_cifar10
 from .digits import export_digits
@@ -28,11 +28,34 @@ BUILTIN: dict[str, Callable[..., Path]] = {
 }
 
 
+# what each export writes at the top of its folder (class folders, or split folders of class folders)
+TOP_LEVEL: dict[str, tuple[str, ...]] = {
+    "digits": tuple(str(d) for d in range(10)),
+    "fashion-mnist": ("train", "test"),
+    "cifar10": ("train", "test"),
+    "fer2013": ("train", "val", "test"),
+}
+
+
+def refuse_other_content(argument: str, out: str | os.PathLike, written: tuple[str, ...], what: str) -> None:
+    """Refuse a folder to write into that holds entries other than `written` (hidden ones aside): data fetched
+    into a folder of other images made one data set of both (`data fetch digits --out pets/`: 12 classes)."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    other = sorted(p.name for p in out.iterdir() if p.name not in written and not p.name.startswith("."))
+    if other:
+        shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+        raise bad_path(argument, out, f"a new or empty folder, or one holding only {what}", f"it holds {shown}",
+                       hint="Give another --out")
+
+
 def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
     """Write data set `name` under `out`; options left as None are not passed, others must apply to `name`."""
     if name not in BUILTIN:
         raise invalid("name", name, BUILTIN)
     writable_folder("out", out)
+    refuse_other_content("out", out, TOP_LEVEL[name], f"an earlier fetch of {name}, which it completes")
     export = BUILTIN[name]
     given = {key: value for key, value in options.items() if value is not None}
     takes = [p for p in inspect.signature(export).parameters if p != "out"]

@@ -190,6 +190,13 @@ ROWS = [
         "steps=3"),
     row("lrfind-end-below-start", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--start-lr", "1",
                                              "--end-lr", "0.1"], "start_lr=1.0", "end_lr=0.1"),
+    # settings of a training run: accepted and ignored (schedule onecycle moved the suggestion 25x)
+    row("lrfind-schedule", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--schedule", "onecycle"],
+        "schedule='onecycle'", "unset for lr-find"),
+    row("lrfind-time-limit", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--time-limit", "1s"],
+        "time_limit='1s'", "unset for lr-find"),
+    row("lrfind-epochs", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--epochs", "3"],
+        "epochs=3", "unset for lr-find"),
     row("lrfind-missing-data", lambda w: ["lr-find", w.missing(), "--out", str(w.tmp / "lf"), "--steps", "20"],
         "data", value=lambda w: w.missing()),
     # --- tune (issue 22 item 3) -------------------------------------------------------------------------------
@@ -201,6 +208,11 @@ ROWS = [
     row("tune-space-unknown-field", lambda w: ["tune", str(w.data), "--trials", "2", "--space",
                                                w.file("space.yaml", b"lrr: [0.1, 0.2]\n"), "--out", str(w.tmp / "t")],
         "space field='lrr'", "lr"),
+    # every trial failed on it, ten of them, before the search gave up
+    row("tune-space-model-arg-the-model-lacks",
+        lambda w: ["tune", str(w.data), "--trials", "2", "--model", "model_s", "--space",
+                   w.file("space.yaml", b"model_args.width: [8, 16]\n"), "--out", str(w.tmp / "t")],
+        "space field='model_args.width'", "model_args.conv_l2"),
     row("train-img-size-0", lambda w: w.train("--img-size", "0"), "img_size=0"),
     row("train-img-size-negative", lambda w: w.train("--img-size", "-16"), "img_size=-16"),
     row("train-val-split-negative", lambda w: w.train("--val-split", "-0.1"), "val_split=-0.1"),

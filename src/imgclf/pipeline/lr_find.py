@@ -183,6 +183,18 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+# settings of a training run that the sweep has no use for: given to lr-find, refused rather than ignored
+SETTINGS_OF_A_TRAINING = {
+    "epochs": "the sweep runs --steps optimiser steps", "time_limit": "the sweep runs --steps optimiser steps",
+    "early_stopping": "the sweep stops after --steps, or where the loss diverges",
+    "min_delta": "the sweep has no early stopping", "restore_best": "the sweep keeps no weights",
+    "schedule": "the sweep sets the learning rate itself, step by step",
+    "ema": "the sweep averages no weights", "calibrate": "the sweep fits no temperature",
+    "unknown_detector": "the sweep fits no unknown detector", "unknown_acceptance": "the sweep sets no threshold",
+    "checkpoint_every": "the sweep writes no checkpoints",
+}
+
+
 def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
             config_file: str | os.PathLike | None = None, start_lr: float = DEFAULTS["start_lr"],
             end_lr: float = DEFAULTS["end_lr"], steps: int = DEFAULTS["steps"], overwrite: bool = False,
@@ -204,6 +216,10 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
                       ("mlflow_uri", "the sweep logs to no tracker")):
         if values.get(name):  # accepted before and silently ignored
             raise invalid(name, values[name], f"unset for lr-find: {why}")
+    for name, why in SETTINGS_OF_A_TRAINING.items():  # accepted, recorded nowhere, and changing nothing (schedule:
+        if values.get(name) is not None:  # onecycle's momentum cycling moved the suggestion 25x)
+            raise invalid(name, values[name], f"unset for lr-find: {why}",
+                          hint="Give it to imgclf train with the learning rate found")
     if values.get("sizing") == "probe":  # accepted before and silently ignored
         raise invalid("sizing", "probe", "unset or fixed for lr-find: the sweep trains the width given (no probe "
                       "runs for it)")

@@ -148,8 +148,17 @@ def parse_param(name: str, spec: Any) -> Param:
 
 def check_against(params: list[Param], base: dict[str, Any]) -> None:
     """Every end of every range and every choice, tried in a config with the search's other settings: a value
-    TrainConfig refuses (lr above 10, an unknown optimiser) is reported for the space, with TrainConfig's reason."""
+    TrainConfig refuses (lr above 10, an unknown optimiser) is reported for the space, with TrainConfig's reason;
+    a model_args.NAME the model's builder does not take, too (every trial failed on it, and failed trials are
+    redrawn: ten of them before the search gave up)."""
     for p in params:
+        if p.name.startswith("model_args.") and base.get("model"):
+            from ..models import get_model_info
+
+            info = get_model_info(base["model"])
+            if not info.pretrained and p.name.split(".", 1)[1] not in info.arg_names:
+                raise invalid("space field", p.name, [f"model_args.{n}" for n in info.arg_names] or
+                              f"left out: {base['model']} takes no model_args", where=f"model {base['model']}")
         values = p.choices if p.choices is not None else (p.low, p.high)
         for value in values:
             if p.integer and p.choices is None:

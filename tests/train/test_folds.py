@@ -104,6 +104,21 @@ def test_a_bad_or_missing_folds_json_gets_a_one_line_error(cross_validation, tmp
         read_folds(tmp_path / "empty")
 
 
+def test_a_fold_is_not_resumed_alone_with_other_settings(cross_validation):
+    """Resumed with more epochs, fold 1 left folds.json with its old figures, and the next --folds run refused the
+    folder; the cross-validation folder itself given to --resume said only "no config.yaml"."""
+    _, _, folds = cross_validation
+    before = (folds.path / "folds.json").read_bytes()
+    with pytest.raises(ImgclfError, match=r"epochs for --resume .*fold-1 \(fold 1\) must be 1, as the other folds "
+                                          r"of .* were trained. Received: epochs=2. Train every fold with it: imgclf "
+                                          r"train .* --folds 3 --out .* --overwrite --epochs 2"):
+        imgclf.fit(resume=folds.runs[0], epochs=2, report=False)
+    assert (folds.path / "folds.json").read_bytes() == before and len(RunDir(folds.runs[0]).read_history()) == 1
+    with pytest.raises(ImgclfError, match=r"no config.yaml\). It holds a cross-validation: run the same imgclf train "
+                                          r"DATA --folds K --out"):
+        imgclf.fit(resume=folds.path, epochs=2, report=False)
+
+
 def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_validation):
     layout, data, folds = cross_validation
     if layout != "flat":

@@ -185,8 +185,12 @@ def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> TrainConfig:
 
     run = RunDir(run_dir)
     if not run.has("config.yaml"):
+        folds = run.path.is_dir() and (run.has("folds.json") or (run.path / "fold-1" / "config.yaml").is_file())
         raise bad_path("resume", run_dir, "a run directory with config.yaml",
-                       "no config.yaml" if run.path.exists() else "no such folder")
+                       "no config.yaml" if run.path.exists() else "no such folder",
+                       hint="It holds a cross-validation: run the same imgclf train DATA --folds K --out "
+                            f"{run.path} command again (finished folds are kept, an interrupted one resumes)"
+                       if folds else None)
     stored = run.read_config().model_dump()
     stored.update({k: v for k, v in overrides.items() if v is not None})
     stored["out"] = str(run.path)

@@ -111,9 +111,27 @@ def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:
                       hint="Resume with the --cache-budget the run was trained with")
     if changes:
         raise invalid("data", cfg.data, "the images this run was trained on, as its dataset.json lists them",
-                      where=f"--resume {run.path}", note="; ".join(changes),
+                      where=f"--resume {run.path}", note=_folder_changes(stored, now, changes),
                       hint=f"Put the folder back as it was (if it is, an older release drew this run's split), or "
                            f"train a new run on it: imgclf train DATA --config {run.file('config.yaml')} --out NEW")
+
+
+def _folder_changes(stored: Any, now: Any, by_split: list[str]) -> str:
+    """What changed in the folder, then what that did to the splits: 104 images deleted from one class read as
+    "train: 220 added, 304 gone; val: ..." (the split is drawn again from what is left)."""
+    splits = ("train", "val", "test")
+    old = {f for split in splits for f in zip(*_files(stored, split))}
+    new = {f for split in splits for f in zip(*_files(now, split))}
+    gone, added = sorted(old - new), sorted(new - old)
+    said = []
+    if gone:
+        said.append(f"{len(gone):,} of the images dataset.json lists {'is' if len(gone) == 1 else 'are'} gone or "
+                    f"relabelled (e.g. {gone[0][0]})")
+    if added:
+        said.append(f"{len(added):,} image{' is' if len(added) == 1 else 's are'} new (e.g. {added[0][0]})")
+    if not said:
+        return "the same images, split otherwise (" + "; ".join(by_split) + ")"
+    return ", ".join(said) + "; the splits drawn from the folder now differ (" + "; ".join(by_split) + ")"
 
 
 def _files(record: Any, split: str) -> tuple[list[str], list[Any]]:

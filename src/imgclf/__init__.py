@@ -87,7 +87,7 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
     """Grad-CAM for any images (files, folders, PIL images, arrays, as `Classifier.predict` takes them): where in
     each image the run's network found the evidence for its predicted class, or for `label` on every image.
     Returns one `imgclf.evaluation.explain.Explanation` each (prediction, heatmap, pixels; an unreadable file its
-    error), and draws the readable ones as a grid to `out` (a PNG) when given. precision: of the predictions, as
+    error), and draws the first 48 readable ones as a grid to `out` (a PNG) when given. precision: of the predictions, as
     for `load`; the heatmaps are computed in fp32."""
     from pathlib import Path
 
@@ -104,7 +104,7 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
     clf = _load(run_dir, precision=precision, fold_batch_norm=False)
     explanations = explain_images(clf, images, label=label, unknown=unknown)
     if out is not None and any(e.heatmap is not None for e in explanations):
-        plot_explanations(explanations, out, label=label)
+        plot_explanations(explanations, out, label=label, multilabel=clf.card.task == "multilabel")
     return explanations
 
 

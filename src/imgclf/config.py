@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from types import UnionType
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -38,15 +39,10 @@ L2_KEYS = ("conv", "dense")
 
 
 def _takes_a_number_not_a_bool(annotation: Any) -> bool:
-    kinds = set()
-    pending = [annotation]
-    while pending:
-        kind = pending.pop()
-        args = get_args(kind)
-        if args:
-            pending.extend(args)
-        else:
-            kinds.add(kind)
+    """int or float among the annotation's alternatives (Optional, unions), bool not; a mapping's values aside."""
+    from typing import Union, get_origin
+
+    kinds = set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
     return bool(kinds & {int, float}) and bool not in kinds
 
 
@@ -404,12 +400,18 @@ class TrainConfig(BaseModel):
     def _numbers_are_not_booleans(cls, data: Any) -> Any:
         """YAML's `batch_size: true` or `fit(epochs=True)` became 1 (pydantic reads a bool as an int): a run at batch
         size 1 that scored chance without a word."""
-        if isinstance(data, dict):
-            for name, value in data.items():
-                if isinstance(value, bool) and name in cls.model_fields and _takes_a_number_not_a_bool(
-                        cls.model_fields[name].annotation):
-                    raise invalid(name, value, f"a number{' or none' if name in NULLABLE_SETTINGS else ''}, "
-                                  "not true or false")
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, value in data.items():
+            if not (isinstance(value, bool) and name in cls.model_fields
+                    and _takes_a_number_not_a_bool(cls.model_fields[name].annotation)):
+                continue
+            if value is False and name in NULLABLE_SETTINGS:  # YAML reads an unquoted `ema: off` as false
+                data[name] = None
+                continue
+            raise invalid(name, value, f"a number{' or none' if name in NULLABLE_SETTINGS else ''}, not true or "
+                          "false")
         return data
 
     @model_validator(mode="before")

@@ -190,3 +190,10 @@ def test_an_empty_class_folder_is_audited_without_and_said(tmp_path):
     assert "warning class folder 'empty' holds no image: audited without it" in result.stderr
     record = json.loads((tmp_path / "audit" / "audit.json").read_text())
     assert "empty" not in record["classes"] and len(record["classes"]) >= 2
+    # an empty test/ class folder is that class missing from test/, as everywhere: its train images are audited
+    shutil.rmtree(data / "train" / "empty")
+    for image in (data / "test" / "cat").iterdir():
+        image.unlink()
+    result = CliRunner().invoke(app, ["audit", str(data), "--out", str(tmp_path / "audit2")])
+    assert result.exit_code == 0 and "audited without" not in result.stderr, result.output
+    assert "cat" in json.loads((tmp_path / "audit2" / "audit.json").read_text())["classes"]

@@ -214,3 +214,18 @@ def test_the_python_api_explains_and_draws(tiny_run, image_folder, tmp_path):
     assert all(e.heatmap.shape == (16, 16) and 0 <= e.heatmap.min() <= e.heatmap.max() <= 1 for e in explanations)
     with Image.open(tmp_path / "why.png") as img:
         assert img.format == "PNG"
+
+
+def test_the_figure_draws_at_most_48_images(monkeypatch, tmp_path):
+    """A thousand images drew at 5 dpi within the figures' pixel cap: the figure keeps the first 48 readable."""
+    from imgclf.evaluation import explain, plots
+    from imgclf.inference import Prediction
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_gradcam_grid", lambda samples, path, **kw: drawn.setdefault("n", len(samples)))
+    image, heatmap = np.zeros((8, 8, 1), np.uint8), np.zeros((8, 8), np.float32)
+    many = [explain.Explanation(f"{i}.png", Prediction(f"{i}.png", "a", 0.9, [("a", 0.9)], best_label="a"), "a",
+                                heatmap, image) for i in range(60)]
+    broken = explain.Explanation("x.png", Prediction("x.png", None, None, [], "unreadable", unknown=None))
+    explain.plot_explanations([broken, *many], tmp_path / "f.png")
+    assert drawn["n"] == explain.FIGURE_IMAGES == 48

@@ -4,6 +4,7 @@ predictions, report; and the pieces (loss, thresholds, metrics) checked on their
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -551,3 +552,17 @@ def test_the_gradcam_caption_keeps_every_true_label_whole():
     words = caption.replace("\n", " ").split()
     assert all(label in words for label in ("big", "even", "round", "fringed-edge"))
     assert caption.splitlines()[-1] == "Top: round (0.91)" and max(len(line) for line in caption.splitlines()) <= 26
+
+
+def test_explain_names_a_multilabel_images_carried_labels_and_the_top_one_it_maps(ml_run, tmp_path):
+    """The most probable label, carried or not, read as "the prediction" (as the report's Grad-CAM once did)."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    run, root, index = ml_run
+    images = sorted(p for p in root.rglob("*.png") if "run" not in p.parts)[:3]
+    result = CliRunner().invoke(app, ["explain", str(run.path), *map(str, images), "-o", str(tmp_path / "w.png")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()[:3]
+    assert all(re.fullmatch(r".+\.png: (no label|[a-z;]+) \(top [a-z]+ [01]\.\d{3}\)", line) for line in lines), lines

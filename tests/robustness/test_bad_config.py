@@ -193,3 +193,9 @@ def test_a_number_setting_refuses_true_and_false(image_folder, tmp_path):
         assert proc.stderr.startswith("error: " + said.format(config)), proc.stderr
     with pytest.raises(ImgclfError, match=r"epochs must be a number, not true or false. Received: epochs=True"):
         imgclf.fit(data=str(image_folder), epochs=True, out=str(tmp_path / "r"))
+    # an unquoted `off`, a none word, reaches us as false from YAML: the setting is unset, as `none` would
+    from imgclf.config import TrainConfig
+
+    assert TrainConfig(data="x", early_stopping=False, ema=False).early_stopping is None
+    with pytest.raises(Exception, match=r"l2"):  # a mapping's own refusal, not "must be a number"
+        TrainConfig(data="x", l2=True)

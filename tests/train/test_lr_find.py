@@ -266,3 +266,17 @@ def test_the_curves_legend_sits_off_the_plot(tmp_path, monkeypatch):
     plot = fig.axes[0].get_window_extent(renderer)
     assert legend.y1 <= plot.y0 or legend.x1 <= plot.x0 or legend.x0 >= plot.x1 or legend.y0 >= plot.y1
     assert 0 <= legend.x0 and legend.x1 <= fig.bbox.width and legend.y0 >= 0  # whole, inside the figure
+
+
+def test_the_sweep_is_the_same_whatever_schedule_the_settings_name(tmp_path):
+    """OneCycleLR's constructor set the optimiser's momentum (Adam's beta1) to 0.95 before Lightning's finder
+    replaced the scheduler: a settings file naming schedule onecycle moved the suggestion 25x."""
+    from imgclf.data.sources import export_digits
+
+    data = export_digits(tmp_path / "digits")
+    config = tmp_path / "c.yaml"
+    config.write_text("schedule: onecycle\n")
+    common = {"data": str(data), "model": "simple_cnn", "img_size": 8, "steps": 30, "seed": 0, "progress": False}
+    plain = imgclf.lr_find(out=str(tmp_path / "a"), **common)
+    cycled = imgclf.lr_find(config_file=config, out=str(tmp_path / "b"), **common)
+    assert cycled.losses == plain.losses and cycled.suggestion == plain.suggestion

@@ -288,13 +288,22 @@ def _findings(images: AuditImages, duplicates: Duplicates, issues: LabelIssues |
 
 
 def _without_empty_classes(scan: Any) -> Any:
-    """The scan less its empty class folders, said in a warning: an audit judges the images there are (it was
-    refused, with a hint to a --drop-classes that only training has)."""
+    """The scan less the classes it holds no image of, said in a warning: an audit judges the images there are (a
+    folder with an empty class folder was refused, with a hint to a --drop-classes only training takes). An empty
+    val/ or test/ class folder is that class missing there, as everywhere; fewer than 2 classes with images left
+    is refused as before."""
+    from collections import Counter
+    from dataclasses import replace
+
+    from ..data.folder import require_images
     from ..data.select import Selection, select_classes
 
-    empty = sorted({name for name, _ in scan.empty if name in scan.classes})
+    held = Counter(name for items in scan.files.values() for _, name in items)
+    empty = [name for name in scan.classes if not held[name]]
     if not empty:
         return scan
+    if len(scan.classes) - len(empty) < 2:  # the folder's own refusal, naming an empty class folder
+        require_images(replace(scan, empty=[(name, folder) for name, folder in scan.empty if name in empty]))
     many = len(empty) > 1
     warn(f"class folder{'s' if many else ''} {', '.join(map(repr, empty))} hold{'' if many else 's'} no image: "
          f"audited without {'them' if many else 'it'}")

@@ -159,7 +159,8 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
             label: Optional[str] = typer.Option(None, help="Show the evidence for this class on every image "
                                                 "(default: each image's predicted class)."),
             max_images: int = typer.Option(48, "--max-images", min=1, help="Explain at most this many images "
-                                           "(the first, in the order given; folders sorted by name)."),
+                                           "(the first, in the order given; folders sorted by name); the figure "
+                                           "draws at most 48 of them."),
             unknown: str = typer.Option("on", help=UNKNOWN_HELP + " An unknown image's map shows its closest "
                                         "class."),
             precision: str = typer.Option("auto", help=PRECISION_HELP + " Of the predictions; the maps are "
@@ -169,7 +170,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     Each image is drawn above its heatmap, captioned with its name and prediction; a line per image is printed.
     Unreadable files are reported and skipped. Exit status: 0 when at least one image was explained, 2 when none
     could be."""
-    from ..evaluation.explain import explain_images, plot_explanations
+    from ..evaluation.explain import FIGURE_IMAGES, explain_images, plot_explanations
     from ..inference import load
     from ..inputs import gather_inputs
 
@@ -187,6 +188,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
         raise bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "
                        f"extension in {', '.join(IMAGE_EXTENSIONS)}", "no image found")
     clf = load(run, precision=precision, fold_batch_norm=False)
+    multilabel = clf.card.task == "multilabel"
     explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
     for e in explanations:
         p = e.prediction
@@ -194,10 +196,14 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
             typer.echo(f"{terminal_safe(e.path)}: unreadable: {terminal_safe(p.error)}")
             continue
         said = f"{p.best_label} {p.probability:.3f}"
-        said = f"unknown (closest {said})" if p.unknown else said
+        if multilabel:  # the labels carried, then the most probable, carried or not, whose map is drawn
+            said = f"{p.label or 'no label'} (top {said})"
+        elif p.unknown:
+            said = f"unknown (closest {said})"
         shown_class = "" if e.explained == p.best_label else f"; map of {e.explained}"
         typer.echo(f"{terminal_safe(e.path)}: {terminal_safe(said)}{terminal_safe(shown_class)}")
-    if all(e.heatmap is None for e in explanations):
+    readable = sum(e.heatmap is not None for e in explanations)
+    if not readable:
         from ..errors import Described, invalid_message
 
         message = invalid_message("images", Described(f"{len(explanations)} file(s), none readable"),
@@ -205,10 +211,13 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
                                   "with it")
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    plot_explanations(explanations, output, label=label)
-    left = len(names) - len(explanations)
-    typer.echo(f"figure: {output}" + (f" (the first {len(explanations):,} of {len(names):,} images; "
-                                      "--max-images for more)" if left else ""))
+    plot_explanations(explanations, output, label=label, multilabel=multilabel)
+    drawn = min(readable, FIGURE_IMAGES)
+    notes = [f"the first {len(explanations):,} of {len(names):,} images; --max-images for more"] \
+        if len(names) > len(explanations) else []
+    if drawn < readable:
+        notes.append(f"{drawn} of the {readable:,} explained drawn")
+    typer.echo(f"figure: {output}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 @app.command()

@@ -100,19 +100,12 @@ class AugmentSpec:
 def parse_augment(spec: str | None) -> AugmentSpec:
     """Parse 'hflip,rotate=30,shift=0.1' into an AugmentSpec, with errors naming what is allowed."""
     values: dict[str, object] = {}
-    named: set[str] = set()
     for raw in (spec or "").split(","):
         item = raw.strip()
         if not item or item.lower() == "none":
             continue
         name, _, value = item.partition("=")
         name = name.strip().lower()
-        sets = {"width_shift", "height_shift"} if name == "shift" else {name}
-        if sets & values.keys():  # the last one won without a word (rotate=30,rotate=10 trained rotate=10)
-            raise invalid("augment", spec, "a list naming each item once (shift sets width_shift and height_shift)",
-                          note=f"{name} is given twice" if name in named else
-                          f"shift and {' and '.join(sorted(sets & values.keys() - {'shift'}))} overlap")
-        named.add(name)
         if name in _FLAGS:
             if value:
                 raise invalid(f"augment {name}", value, "given without a value: it is a flag")
@@ -143,6 +136,23 @@ def parse_augment(spec: str | None) -> AugmentSpec:
         raise invalid("augment", spec, "a list that gives zoom=F wherever it gives keep_aspect (keep_aspect makes "
                       "both axes share zoom's scale)")
     return AugmentSpec(**values)  # type: ignore[arg-type]
+
+
+def refuse_repeated_items(spec: str | None) -> None:
+    """A spec naming an item twice is refused where a user gives it (`pipeline.resolve`): parsed, the last one
+    wins (rotate=30,rotate=10 trained rotate=10 and recorded both). Not in `parse_augment`, which also reads the
+    config.yaml of runs trained before this check."""
+    seen: dict[str, str] = {}  # what an item sets -> the item that set it
+    for raw in (spec or "").split(","):
+        name = raw.strip().partition("=")[0].strip().lower()
+        if not name or name == "none":
+            continue
+        for key in ({"width_shift", "height_shift"} if name == "shift" else {name}):
+            if key in seen:
+                note = f"{name} is given twice" if seen[key] == name else f"{seen[key]} and {name} overlap"
+                raise invalid("augment", spec, "a list naming each item once (shift sets width_shift and "
+                              "height_shift)", note=note)
+            seen[key] = name
 
 
 def _uniform(n: int, half_width: float, gen: torch.Generator | None, device: torch.device) -> torch.Tensor:

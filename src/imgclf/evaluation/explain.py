@@ -171,22 +171,32 @@ def _heatmaps_in_batches(clf: "Classifier", pixels: np.ndarray, classes: list[in
         clf.model.to(memory_format=torch.channels_last)
 
 
-def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLike,
-                      label: str | None = None) -> Path:
-    """The readable explanations as a grid: each image above its Grad-CAM overlay, captioned with its name and
-    prediction (and the class shown where it is not the prediction)."""
+# A figure shows at most this many: eight rows of six image pairs stay readable within the figures' pixel cap
+# (plotting.MAX_PIXELS); a thousand drew at 5 dpi.
+FIGURE_IMAGES = 48
+
+
+def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLike, label: str | None = None,
+                      multilabel: bool = False) -> Path:
+    """The first FIGURE_IMAGES readable explanations as a grid: each image above its Grad-CAM overlay, captioned
+    with its name and prediction (and the class shown where it is not the prediction). multilabel: the caption
+    gives the predicted label set (or none), and the map is of the most probable label, carried or not."""
     from ..plotting import short
     from .plots import plot_gradcam_grid
 
     samples = []
-    for e in explanations:
-        if e.heatmap is None:
-            continue
+    for e in [e for e in explanations if e.heatmap is not None][:FIGURE_IMAGES]:
         p = e.prediction
         said = f"{short(p.best_label, 10)} {p.probability:.2f}"
-        caption = f"{short(Path(e.path).name, 16)}\n" + (f"unknown ({said})" if p.unknown else said)
-        if e.explained != p.best_label:
-            caption += f"\nmap of {short(e.explained, 10)}"
+        if multilabel:
+            carried = " + ".join(short(name, 10) for name, _ in p.labels or []) or "no label"
+            shown = said if e.explained == p.best_label else short(e.explained, 10)
+            caption = f"{short(Path(e.path).name, 16)}\n{carried}\nmap: {shown}"
+        else:
+            caption = f"{short(Path(e.path).name, 16)}\n" + (f"unknown ({said})" if p.unknown else said)
+            if e.explained != p.best_label:
+                caption += f"\nmap of {short(e.explained, 10)}"
         samples.append({"image": e.image, "heatmap": e.heatmap, "caption": caption, "correct": True})
-    target = f"the class {label!r}" if label is not None else "the class it predicted"
+    target = f"the class {label!r}" if label is not None else \
+        "its most probable label" if multilabel else "the class it predicted"
     return plot_gradcam_grid(samples, path, target=target)

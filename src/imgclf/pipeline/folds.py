@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from ..config import RUNTIME_ONLY, TrainConfig
+from ..config import TrainConfig
 from ..errors import bad_path
 from ..io import next_free_dir, outside_data, writable_folder, write_json
 from ..records import FoldMetric, FoldsRecord, RunDir
 from ..stats import mean_std
+from .experiment import experiment_settings
 
 FOLDS_FILE = "folds.json"
 # Settings that do not change what a fold trains: a re-run with other values still reuses finished folds. img_size,
 # color and task are stored as resolved from the data ("auto" becomes "single"), so they are not compared either.
 # lr_auto records where a stored lr came from (--lr auto), it is not a setting: see `_fold_state`.
-_NOT_COMPARED = RUNTIME_ONLY | {"out", "fold", "img_size", "color", "task", "schema_version", "lr_auto"}
 METRICS: tuple[str, ...] = get_args(FoldMetric)
 
 
@@ -42,12 +42,6 @@ class Folds:
 
 def fold_dir(out: Path, i: int) -> Path:
     return out / f"fold-{i}"
-
-
-def experiment_settings(cfg: TrainConfig) -> dict[str, Any]:
-    """The settings that decide what a run trains: the config less paths, progress and what is resolved from the
-    data. Two runs with equal settings are the same experiment (a finished fold is reused on that test)."""
-    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_COMPARED}
 
 
 def _check_folder(out: Path, k: int, overwrite: bool) -> None:

@@ -96,6 +96,10 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
     file_values = read_config_file(config_file) if config_file is not None else {}
     chosen = {**file_values, **given}  # the user's own
+    if isinstance(chosen.get("augment"), str):
+        from ..data.augment import refuse_repeated_items
+
+        refuse_repeated_items(chosen["augment"])
     layered = layer_settings(recipe_and_file(recipe or given.get("recipe"), config_file), given)
     if layered.get("recipe"):
         layered["recipe"] = recipe or given.get("recipe") or layered["recipe"]

@@ -30,20 +30,33 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
 def _refuse_a_fold_changed_alone(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     """A fold of a cross-validation resumed with other settings (more epochs) differs from its siblings: folds.json
     kept the old figures, and the next `--folds` run refused the folder ("fold-1 differs in epochs"). Resumed
-    with its own settings (an interrupted fold) it stays one of them."""
-    from ..config import RUNTIME_ONLY
+    with its own settings (an interrupted fold) it stays one of them. Compared as that `--folds` run compares."""
+    from .experiment import experiment_settings
 
     stored = run.read_config()
     if stored.fold is None:
         return
-    old, new = stored.model_dump(mode="json"), cfg.model_dump(mode="json")
-    changed = sorted(k for k, v in values.items() if v is not None and k not in RUNTIME_ONLY and k != "out"
-                     and new.get(k) != old.get(k))
+    old, new = experiment_settings(stored), experiment_settings(cfg)
+    changed = sorted(k for k, v in values.items() if v is not None and k in new and new.get(k) != old.get(k))
     if changed:
         name = changed[0]
-        data = " ".join(stored.data) if isinstance(stored.data, list) else stored.data
+        data = " ".join(map(_quoted, stored.data)) if isinstance(stored.data, list) else _quoted(stored.data)
         raise invalid(name, new[name], f"{old[name]!r}, as the other folds of {run.path.parent} were trained",
                       where=f"--resume {run.path} (fold {stored.fold})",
                       hint=f"Train every fold with it: imgclf train {data} --folds {stored.folds} --out "
-                           f"{run.path.parent} --overwrite --{name.replace('_', '-')} {new[name]} (and the other "
+                           f"{_quoted(run.path.parent)} --overwrite {_flag(name, new[name])} (and the other "
                            "settings of the cross-validation)")
+
+
+def _flag(name: str, value: Any) -> str:
+    """The command-line spelling of a setting: --epochs 2, --no-restore-best, --model-args ... for a mapping."""
+    flag = f"--{name.replace('_', '-')}"
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    return f"{flag} {_quoted(str(value))}" if isinstance(value, (str, int, float)) else f"{flag} ..."
+
+
+def _quoted(text: Any) -> str:
+    import shlex
+
+    return shlex.quote(str(text))

@@ -87,8 +87,8 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
     """Grad-CAM for any images (files, folders, PIL images, arrays, as `Classifier.predict` takes them): where in
     each image the run's network found the evidence for its predicted class, or for `label` on every image.
     Returns one `imgclf.evaluation.explain.Explanation` each (prediction, heatmap, pixels; an unreadable file its
-    error), and draws the first 48 readable ones as a grid to `out` (a PNG) when given. precision: of the predictions, as
-    for `load`; the heatmaps are computed in fp32."""
+    error), and draws the first 48 readable ones as a grid to `out` (a PNG) when given. precision: of the
+    predictions, as for `load`; the heatmaps are computed in fp32."""
     from pathlib import Path
 
     from .evaluation.explain import explain_images, plot_explanations

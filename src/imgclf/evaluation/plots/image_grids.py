@@ -73,7 +73,8 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
     a "caption" of its own in place of "true", "pred" and "prob".
     `target`: what the maps explain, for the heading.
     """
-    heading = f"Grad-CAM: where the model looked for {target}" + (f" (at its last convolution, {layer})" if layer else "")
+    heading = f"Grad-CAM: where the model looked for {target}"
+    heading += f" (at its last convolution, {layer})" if layer else ""
     lines = max((_caption(s).count("\n") + 1 for s in samples), default=3)
     with style():
         fig, cells = cell_axes(max(len(samples), 1), max_cols, images_per_cell=2,

@@ -61,7 +61,7 @@ def arm_values(bench: Bench, model: str, lr: float | str, seed: int, epochs: int
 def _completed(bench: Bench, name: str, data, values: dict[str, object]):
     """The newest completed run named `name`-<time> under work/runs that trained the same experiment: every
     setting equal (imgclf's own test for reusing a finished fold) once `values` are resolved on `data`."""
-    from imgclf.pipeline.folds import experiment_settings
+    from imgclf.pipeline.experiment import experiment_settings
     from imgclf.pipeline.resolve import resolve_config
     from imgclf.records import RunDir
     from imgclf.runs import read_run
@@ -96,7 +96,11 @@ def sweep(bench: Bench, data, model: str, seed: int, epochs: int) -> dict[str, o
     import imgclf
     from imgclf.errors import ImgclfError
 
-    values = {k: v for k, v in arm_values(bench, model, "auto", seed, epochs).items() if k != "lr"}
+    from imgclf.pipeline.lr_find import SETTINGS_OF_A_TRAINING
+
+    # the arm's settings less what the sweep does not use (lr-find refuses them: epochs, early stopping, ...)
+    values = {k: v for k, v in arm_values(bench, model, "auto", seed, epochs).items()
+              if k != "lr" and k not in SETTINGS_OF_A_TRAINING}
     try:
         found = imgclf.lr_find(data=str(data), out=str(bench.run_dir(f"lrfind-{model}-seed{seed}")), **values)
     except ImgclfError as error:  # no suggestion at this seed: a finding, not a reason to lose the trained arms

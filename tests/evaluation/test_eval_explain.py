@@ -82,27 +82,30 @@ def test_heatmaps_follow_the_evidence():
     assert maps[:, :8, :8].mean() > 0.9 and maps[:, 8:, 8:].mean() < 0.1
 
 
+class _TwoQuadrants(nn.Module):
+    """Class 0: evidence of a dark bottom-right quadrant; class 1: of a bright top-left one, twice as strong. Its
+    1x1 convolution's channel 0 is the pixels, channel 1 their negative (bright where the image is dark)."""
+
+    def __init__(self):
+        super().__init__()
+        conv = nn.Conv2d(1, 2, 1)
+        with torch.no_grad():
+            conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+            conv.bias.copy_(torch.tensor([0.0, 1.0]))
+        self.features = nn.Sequential(conv)
+
+    def forward(self, x):
+        f = self.features(x)
+        return torch.stack([f[:, 1, 8:, 8:].mean((1, 2)), 2 * f[:, 0, :8, :8].mean((1, 2))], 1)
+
+
 def test_heatmaps_explain_the_class_asked_for():
     """A caption's label (multi-label reports: the most probable by the stored probabilities) may not be this
     network's top class: the map is of the class asked for."""
-    conv = nn.Conv2d(1, 2, 1)  # channel 0: the pixels; channel 1: their negative (bright where the image is dark)
-    with torch.no_grad():
-        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
-        conv.bias.copy_(torch.tensor([0.0, 1.0]))
-
-    class TwoQuadrants(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(conv)
-
-        def forward(self, x):
-            f = self.features(x)  # class 0: dark bottom-right (channel 1); class 1: bright top-left (channel 0)
-            return torch.stack([f[:, 1, 8:, 8:].mean((1, 2)), 2 * f[:, 0, :8, :8].mean((1, 2))], 1)
-
     pixels = np.full((1, 16, 16, 1), 20, dtype=np.uint8)
     pixels[:, :8, :8] = 250
-    top, _ = gradcam_heatmaps(TwoQuadrants(), pixels, [0.0], [1.0])  # class 1 is the top
-    asked, _ = gradcam_heatmaps(TwoQuadrants(), pixels, [0.0], [1.0], classes=[0])
+    top, _ = gradcam_heatmaps(_TwoQuadrants(), pixels, [0.0], [1.0])  # class 1 is the top
+    asked, _ = gradcam_heatmaps(_TwoQuadrants(), pixels, [0.0], [1.0], classes=[0])
     assert top[:, :8, :8].mean() > top[:, 8:, 8:].mean()
     assert asked[:, 8:, 8:].mean() > asked[:, :8, :8].mean()
 
@@ -122,23 +125,9 @@ def _two_quadrant_classifier():
     from imgclf.inference import Classifier
     from imgclf.records import ModelCard
 
-    conv = nn.Conv2d(1, 2, 1)
-    with torch.no_grad():
-        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
-        conv.bias.copy_(torch.tensor([0.0, 1.0]))
-
-    class TwoQuadrants(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(conv)
-
-        def forward(self, x):
-            f = self.features(x)
-            return torch.stack([f[:, 1, 8:, 8:].mean((1, 2)), 2 * f[:, 0, :8, :8].mean((1, 2))], 1)
-
     card = ModelCard(architecture="two-quadrants", classes=["dark", "bright"], img_size=16, in_chans=1,
                      color="grayscale", mean=[0.0], std=[1.0], num_params=4)
-    return Classifier(TwoQuadrants(), card)
+    return Classifier(_TwoQuadrants(), card)
 
 
 def _quadrant_files(folder):

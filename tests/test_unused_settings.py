@@ -23,6 +23,12 @@ def test_each_setting_is_named_only_where_its_decider_does_not_read_it(name):
     assert unused_settings(TrainConfig(data="x", **{decider: unread})) == []  # left at its default: nothing to say
 
 
+def test_momentum_is_cycled_by_the_one_cycle_schedule():
+    assert unused_settings(TrainConfig(data="x", optimizer="sgd", momentum=0.5, schedule="onecycle")) == [
+        "momentum=0.5 (schedule onecycle cycles it between 0.85 and 0.95 itself)"]
+    assert unused_settings(TrainConfig(data="x", optimizer="sgd", momentum=0.5, schedule="cosine")) == []
+
+
 def test_min_delta_is_read_by_early_stopping_only():
     assert unused_settings(TrainConfig(data="x", min_delta=0.1)) == [
         "min_delta=0.1 (read by early stopping; this run: early_stopping none)"]

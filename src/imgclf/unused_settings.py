@@ -30,6 +30,8 @@ def unused_settings(cfg: Any) -> list[str]:
         if value != fields[name].default and getattr(cfg, decider) not in readers:
             found.append(f"{name}={value} (read with {decider} {' or '.join(readers)}; this run: "
                          f"{getattr(cfg, decider)})")
+    if cfg.optimizer == "sgd" and cfg.schedule == "onecycle" and cfg.momentum != fields["momentum"].default:
+        found.append(f"momentum={cfg.momentum} (schedule onecycle cycles it between 0.85 and 0.95 itself)")
     if cfg.min_delta != fields["min_delta"].default and cfg.early_stopping is None:
         found.append(f"min_delta={cfg.min_delta} (read by early stopping; this run: early_stopping none)")
     return found

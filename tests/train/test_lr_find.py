@@ -280,3 +280,19 @@ def test_the_sweep_is_the_same_whatever_schedule_the_settings_name(tmp_path):
     plain = imgclf.lr_find(out=str(tmp_path / "a"), **common)
     cycled = imgclf.lr_find(config_file=config, out=str(tmp_path / "b"), **common)
     assert cycled.losses == plain.losses and cycled.suggestion == plain.suggestion
+
+
+def test_a_sweep_without_a_suggestion_says_so_as_a_sweep_and_leaves_its_own_curve(tmp_path):
+    """lr-find said "lr must be a number ... Pass --lr explicitly" (it has no --lr), and with --overwrite the
+    folder kept the earlier sweep's curve, which the user was then sent to look at."""
+    from imgclf.data.sources import export_digits
+    from imgclf.errors import ImgclfError
+
+    data = export_digits(tmp_path / "digits")
+    common = {"data": str(data), "model": "model_s", "img_size": 8, "steps": 20, "seed": 0, "progress": False,
+              "out": str(tmp_path / "lr")}
+    imgclf.lr_find(**common)
+    with pytest.raises(ImgclfError, match=r"^sweep must be a range over which the loss falls clearly .*Received: "
+                                          r"from 1e-07 to 1e-05 in 20 steps .*Run it again with a lower --start-lr"):
+        imgclf.lr_find(end_lr=1e-5, overwrite=True, **common)
+    assert json.loads((tmp_path / "lr" / "lr_find.json").read_text())["max_lr"] == 1e-5  # the failed sweep's

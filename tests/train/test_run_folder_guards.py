@@ -264,3 +264,15 @@ def test_a_finished_run_resumed_with_nothing_left_to_train_refuses_a_changed_set
     imgclf.fit(resume=str(run_dir), progress=False, report=False)  # nothing changed: accepted
     imgclf.fit(resume=str(run_dir), epochs=3, augment="hflip", report=False)
     assert RunDir(run_dir).read_config().augment == "hflip" and len(RunDir(run_dir).read_history()) == 3
+
+
+def test_a_resume_warns_of_the_evaluations_scored_with_the_weights_before(finished, tmp_path, caplog):
+    """evaluations/ kept the earlier weights' scores beside the resumed run's without a word (calibrate warned)."""
+    import logging
+
+    run_dir = _copy(finished, tmp_path)
+    imgclf.evaluate(run_dir, split="val")
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(resume=str(run_dir), epochs=3, report=False)
+    assert "1 evaluation of this run (evaluations/val) was scored with the weights before this resume: run imgclf " \
+           "evaluate again to update it" in caplog.text

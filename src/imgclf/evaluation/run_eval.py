@@ -217,3 +217,16 @@ def _prediction_rows(files: list[str], y_true: np.ndarray, probs: np.ndarray, cl
                                   probs=[float(v) for v in pr]))
     rows += [PredictionRow(path=s.path, error=s.reason) for s in skipped]
     return rows
+
+
+def warn_of_earlier_evaluations(run_dir: str | os.PathLike, why: str) -> None:
+    """Warn that the run's evaluations/* (other splits and folders, which only the user knows to score again)
+    were scored before `why` (the weights changed, or the temperature and unknown threshold)."""
+    earlier = sorted(p.parent.relative_to(run_dir).as_posix() for p in Path(run_dir).glob("evaluations/*/metrics.json"))
+    if earlier:
+        from ..notices import warn
+
+        many = len(earlier) > 1
+        warn(f"{len(earlier)} evaluation{'s' if many else ''} of this run ({', '.join(earlier)}) "
+             f"{'were' if many else 'was'} scored {why}: run imgclf evaluate again to update "
+             f"{'them' if many else 'it'}")

@@ -27,7 +27,7 @@ class LRFindResult:
     """What `imgclf.lr_find` hands back: the suggestion, the sweep, and the folder holding both."""
 
     path: Path
-    suggestion: float
+    suggestion: float | None  # None only in the files of a sweep that found none (an error then)
     lrs: list[float]
     losses: list[float]
     min_lr: float
@@ -89,30 +89,37 @@ def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
 
 
 def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float = DEFAULTS["start_lr"],
-          end_lr: float = DEFAULTS["end_lr"], steps: int = DEFAULTS["steps"]) -> LRFindResult:
+          end_lr: float = DEFAULTS["end_lr"], steps: int = DEFAULTS["steps"], within_run: bool = False) -> LRFindResult:
     """Run the finder on a prepared data set and built model (weights restored afterwards); write lr_find.json
-    and lr_find.png into `folder`."""
+    and lr_find.png into `folder`. No suggestion is an error: of `--lr auto` within a run, else of the sweep."""
     from ..io import write_json
     from ..train.lr_sweep import FALL_LEFT, RULE, WINDOW, find_lr
 
     check_sweep(start_lr, end_lr, steps)
     curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
-    if curve.suggestion is None:
-        finite = sum(math.isfinite(x) for x in curve.raw)
-        raise invalid("lr", "auto", "a number: the LR finder found no suggestion",
-                      note=f"{finite} finite losses in {len(curve.lrs)} steps (the first 10 are the start); "
-                      + ("too few to read a curve from" if curve.lowest is None else
-                         f"after them the loss did not fall clearly below its start (lowest at {curve.lowest:.3g})"),
-                      hint="Pass --lr explicitly, or run imgclf lr-find again: with a lower --start-lr if the loss "
-                      "rose from the start, with a higher --end-lr or more --steps if it had not yet fallen")
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
                           curve.raw, WINDOW)
+    # written whether or not there is a suggestion: a failed sweep's curve is what the user must look at, and an
+    # earlier sweep's files in the folder would be mistaken for it
     write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "rule": RULE, "window": WINDOW,
                                     "fall_left": FALL_LEFT, "lowest_loss_lr": curve.lowest,
                                     "min_lr": start_lr, "max_lr": end_lr,
                                     "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
                                     "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
     plot_curve(result, folder / PNG_FILE)
+    if curve.suggestion is None:
+        finite = sum(math.isfinite(x) for x in curve.raw)
+        note = (f"{finite} finite losses in {len(curve.lrs)} steps (the first 10 are the start); "
+                + ("too few to read a curve from" if curve.lowest is None else
+                   f"after them the loss did not fall clearly below its start (lowest at {curve.lowest:.3g})"))
+        again = ("with a lower --start-lr if the loss rose from the start, with a higher --end-lr or more --steps if "
+                 f"it had not yet fallen (the curve: {folder / PNG_FILE})")
+        if within_run:
+            raise invalid("lr", "auto", "a number: the LR finder found no suggestion", note=note,
+                          hint=f"Pass --lr explicitly, or run imgclf lr-find first: {again}")
+        raise invalid("sweep", Described(f"from {start_lr:g} to {end_lr:g} in {steps} steps"), "a range over which "
+                      "the loss falls clearly (the suggestion is where its fall ends)", note=note,
+                      hint=f"Run it again {again}")
     return result
 
 
@@ -154,10 +161,12 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         ax.plot(lrs, losses, color="#1f77b4", linewidth=1.6,
                 label=f"training loss (mean of {result.window} steps)" if result.window else "training loss")
         plain_log_scale(ax, "x")
-        i = int(np.argmin(np.abs(lrs - result.suggestion)))
-        ax.axvline(result.suggestion, color="#d62728", linestyle="--", linewidth=1.2)
-        ax.plot([result.suggestion], [losses[i]], "o", color="#d62728",
-                label=f"suggested lr {result.suggestion:.2g} (where the fall ends)")
+        if result.suggestion is not None:
+            i = int(np.argmin(np.abs(lrs - result.suggestion)))
+            ax.axvline(result.suggestion, color="#d62728", linestyle="--", linewidth=1.2)
+            ax.plot([result.suggestion], [losses[i]], "o", color="#d62728",
+                    label=f"suggested lr {result.suggestion:.2g} (where the fall ends)")
+
         if result.lowest_loss_lr is not None:
             j = int(np.argmin(np.abs(lrs - result.lowest_loss_lr)))
             ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
@@ -176,7 +185,9 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         ax.set_title(f"LR finder: {result.span}" + ("\n(stopped early: the loss diverged)" if result.stopped_early
-                                                   else ""))
+                                                   else "")
+                     + ("\nno suggestion: the loss did not fall clearly below its start"
+                        if result.suggestion is None else ""))
         # below the plot: inside it, the legend sat on the rate lines and the steps' dots wherever it went
         fig.legend(loc="outside lower center", ncol=2, fontsize=8.5)
         ax.grid(True, which="major", alpha=0.3)

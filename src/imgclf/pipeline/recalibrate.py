@@ -57,7 +57,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     not given) on its own train and val images; rewrites the detector's statistics, config.yaml, model.json and,
     for an evaluated run, metrics.json, predictions.csv and (`report`) report.html, else removes the report that
     showed the run before. Returns the new card."""
-    from ..evaluation.run_eval import evaluate_run
+    from ..evaluation.run_eval import evaluate_run, warn_of_earlier_evaluations
     from .card import headline
     from .trust import drop_unused_statistics
 
@@ -69,15 +69,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     run.write_config(cfg)
     run.write_card(card)
     drop_unused_statistics(run.path, card)
-    earlier = sorted(p.parent.relative_to(run.path).as_posix()
-                     for p in run.path.glob("evaluations/*/metrics.json"))
-    if earlier:  # other splits and folders, which only the user knows to score again
-        from ..notices import warn
-
-        many = len(earlier) > 1
-        warn(f"{len(earlier)} evaluation{'s' if many else ''} of this run ({', '.join(earlier)}) "
-             f"{'were' if many else 'was'} scored with the earlier temperature and unknown threshold: run imgclf "
-             f"evaluate again to update {'them' if many else 'it'}")
+    warn_of_earlier_evaluations(run.path, "with the earlier temperature and unknown threshold")
     if not run.has("metrics.json"):
         return card
     # as training evaluates: with test-time views too where training made them

@@ -186,7 +186,7 @@ def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> Trai
     config then holds the number found, with lr_auto recording where it came from."""
     from .lr_find import sweep
 
-    found = sweep(cfg, data, model, run_dir)
+    found = sweep(cfg, data, model, run_dir, within_run=True)
     if cfg.progress:
         lowest = "" if found.lowest_loss_lr is None else f"; lowest loss at {found.lowest_loss_lr:.3g}"
         print(f"lr     auto: {found.suggestion:.3g} (LR finder, {len(found.lrs)} steps{lowest}, see lr_find.png)",
@@ -380,8 +380,10 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         run.write_card(card)
         drop_unused_statistics(run_dir, card)
 
-        from ..evaluation.run_eval import evaluate_run
+        from ..evaluation.run_eval import evaluate_run, warn_of_earlier_evaluations
 
+        if resume:
+            warn_of_earlier_evaluations(run_dir, "with the weights before this resume")
         # TTA too, where training made views to average over: the report shows with and without; evaluation streams
         # when training did.
         metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",

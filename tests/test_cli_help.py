@@ -122,6 +122,12 @@ def test_lr_find_help_names_its_own_default_out_folder():
     text = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code == 0 and re.search(r"--out .*?\(default: lr-find/<model>-<n>\)", text), text
     assert "runs/<model>-<n>" not in text.split("--out", 1)[1].split("--", 1)[0]
+    # the settings of a training run it refuses (tests/robustness: "must be unset for lr-find") are not offered
+    offered = {m.group(1) for line in result.output.splitlines()
+               if (m := re.match(r"^[\s│]*(?:-\w, )?(--[a-z][a-z-]+)", line))}  # each option's own line
+    assert not offered & {"--epochs", "--schedule", "--time-limit", "--early-stopping", "--folds", "--logger",
+                          "--ema", "--min-lr"}, offered
+    assert {"--model", "--start-lr", "--end-lr", "--steps", "--batch-size"} <= offered
 
 
 def test_star_import_gives_the_public_functions():

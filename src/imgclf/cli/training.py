@@ -159,7 +159,16 @@ def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
 
 
 def _lr_find_options() -> list[inspect.Parameter]:
+    import copy
+
+    from ..pipeline.lr_find import REFUSED
+
     params = [p for p in train_options() if p.name not in ("resume", "lr")]
+    for i, p in enumerate(params):  # still parsed, to be refused with the reason, but not offered in --help
+        if p.name in REFUSED:
+            hidden = copy.copy(p.default)
+            hidden.hidden = True
+            params[i] = p.replace(default=hidden)
     out = typer.Option(None, "--out", help="Folder for lr_find.json and lr_find.png (default: lr-find/<model>-<n>).",
                        show_default=False)
     params = [p.replace(default=out) if p.name == "out" else p for p in params]

@@ -203,7 +203,12 @@ SETTINGS_OF_A_TRAINING = {
     "ema": "the sweep averages no weights", "calibrate": "the sweep fits no temperature",
     "unknown_detector": "the sweep fits no unknown detector", "unknown_acceptance": "the sweep sets no threshold",
     "checkpoint_every": "the sweep writes no checkpoints",
+    "monitor": "the sweep monitors no validation score", "lr_factor": "the sweep runs without a schedule",
+    "lr_patience": "the sweep runs without a schedule", "lr_step": "the sweep runs without a schedule",
+    "min_lr": "the sweep starts at --start-lr",
 }
+# refused the same way, for their own reasons (lr_find's body says why): the command's help leaves them all out
+REFUSED = (*SETTINGS_OF_A_TRAINING, "folds", "fold", "logger", "mlflow_uri")
 
 
 def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,

@@ -99,24 +99,27 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
                           curve.raw, WINDOW)
-    # written whether or not there is a suggestion: a failed sweep's curve is what the user must look at, and an
-    # earlier sweep's files in the folder would be mistaken for it
-    write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "rule": RULE, "window": WINDOW,
-                                    "fall_left": FALL_LEFT, "lowest_loss_lr": curve.lowest,
-                                    "min_lr": start_lr, "max_lr": end_lr,
-                                    "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
-                                    "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
-    plot_curve(result, folder / PNG_FILE)
+    # lr-find writes its sweep whether or not there is a suggestion: a failed sweep's curve is what the user must
+    # look at, and an earlier sweep's files in the folder would be mistaken for it. A run's folder gets none from a
+    # failed sweep (a run that fails before its config.yaml leaves no folder behind).
+    if curve.suggestion is not None or not within_run:
+        write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "rule": RULE, "window": WINDOW,
+                                        "fall_left": FALL_LEFT, "lowest_loss_lr": curve.lowest,
+                                        "min_lr": start_lr, "max_lr": end_lr,
+                                        "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
+                                        "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
+        plot_curve(result, folder / PNG_FILE)
     if curve.suggestion is None:
         finite = sum(math.isfinite(x) for x in curve.raw)
         note = (f"{finite} finite losses in {len(curve.lrs)} steps (the first 10 are the start); "
                 + ("too few to read a curve from" if curve.lowest is None else
                    f"after them the loss did not fall clearly below its start (lowest at {curve.lowest:.3g})"))
         again = ("with a lower --start-lr if the loss rose from the start, with a higher --end-lr or more --steps if "
-                 f"it had not yet fallen (the curve: {folder / PNG_FILE})")
+                 "it had not yet fallen")
         if within_run:
             raise invalid("lr", "auto", "a number: the LR finder found no suggestion", note=note,
                           hint=f"Pass --lr explicitly, or run imgclf lr-find first: {again}")
+        again += f" (the curve: {folder / PNG_FILE})"
         raise invalid("sweep", Described(f"from {start_lr:g} to {end_lr:g} in {steps} steps"), "a range over which "
                       "the loss falls clearly (the suggestion is where its fall ends)", note=note,
                       hint=f"Run it again {again}")

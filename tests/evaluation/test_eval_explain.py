@@ -206,7 +206,8 @@ def test_the_python_api_explains_and_draws(tiny_run, image_folder, tmp_path):
 
 
 def test_the_figure_draws_at_most_48_images(monkeypatch, tmp_path):
-    """A thousand images drew at 5 dpi within the figures' pixel cap: the figure keeps the first 48 readable."""
+    """A thousand images would draw at about 5 dpi within the figures' pixel cap: the figure keeps the first 48
+    readable ones."""
     from imgclf.evaluation import explain, plots
     from imgclf.inference import Prediction
 

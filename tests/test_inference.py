@@ -346,3 +346,27 @@ def test_a_prediction_as_a_dict_is_what_predict_json_gives(tiny_run, image_folde
     prediction = imgclf.load(tiny_run).predict([str(next((image_folder / "cat").iterdir()))])[0]
     assert json.loads(json.dumps(prediction.as_dict())) == json.loads(format_predictions([prediction], "json"))[0]
     assert prediction.as_dict()["top"][0] == {"label": prediction.top[0][0], "probability": prediction.top[0][1]}
+
+
+def test_evaluate_takes_progress_as_fit_does(tiny_run, tmp_path, monkeypatch):
+    """Its timing line ("evaluating on ... in 2.7 s") could not be silenced from Python."""
+    import contextlib
+    import shutil
+
+    from imgclf.errors import ImgclfError
+    from imgclf.evaluation import run_eval
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # evaluate rewrites the run's own scores
+    asked = []
+
+    @contextlib.contextmanager
+    def recorded(what, total, enabled=True):
+        asked.append(enabled)
+        yield type("Bar", (), {"advance": lambda self, n=1: None, "update": lambda self, *a, **k: None})()
+
+    monkeypatch.setattr(run_eval, "StepProgress", recorded)
+    imgclf.evaluate(run, progress=False)
+    imgclf.evaluate(run)
+    assert asked == [False, True]
+    with pytest.raises(ImgclfError, match=r"progress must be one of \{False, True\}. Received: progress='no'"):
+        imgclf.evaluate(run, progress="no")

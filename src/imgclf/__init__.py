@@ -65,12 +65,13 @@ def _refuse_a_folder_as_config(config: Any) -> None:
                            "as config_file=")
 
 
-def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False, precision: str = "auto"):
+def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False, precision: str = "auto",
+             progress: bool = True):
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
-    them as an `imgclf.records.MetricsRecord`. precision: as for `load`."""
+    them as an `imgclf.records.MetricsRecord`. precision: as for `load`. progress=False: no progress lines."""
     from .pipeline import evaluate as _evaluate
 
-    return _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision)
+    return _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
 
 
 def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_norm: bool = True) -> "Classifier":

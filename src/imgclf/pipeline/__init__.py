@@ -62,16 +62,20 @@ def _stderr(line: str) -> None:
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
-             tta: bool = False, precision: str = "auto") -> MetricsRecord:
+             tta: bool = False, precision: str = "auto", progress: bool = True) -> MetricsRecord:
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json. Warns (the
     `imgclf` logger) when the scores overstate: validation images scored for want of a test split, or images the
-    run trained on."""
+    run trained on. progress=False: no progress lines (stderr) for a long cache build or prediction."""
     from ..evaluation.run_eval import evaluate_run
     from ..evaluation.seen import seen_warning, stored_validation_scores_note
     from ..records import RunDir
     from ..notices import warn
 
-    metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision)
+    if not isinstance(progress, bool):
+        from ..errors import invalid
+
+        raise invalid("progress", progress, (True, False))
+    metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
     if data is None and split == "test" and metrics.split == "val":
         warn(stored_validation_scores_note(RunDir(run_dir), metrics.task))
     if metrics.seen is not None:

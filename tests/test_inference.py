@@ -370,3 +370,22 @@ def test_evaluate_takes_progress_as_fit_does(tiny_run, tmp_path, monkeypatch):
     assert asked == [False, True]
     with pytest.raises(ImgclfError, match=r"progress must be one of \{False, True\}. Received: progress='no'"):
         imgclf.evaluate(run, progress="no")
+
+
+def test_a_16_bit_image_is_read_on_the_16_bit_scale_whatever_its_brightest_pixel(tmp_path):
+    """Read by its own maximum, two 16-bit files 1/65535 apart decoded one bright (max 255: kept as 0..255) and one
+    black (max 256: scaled by 255/65535); a dark 16-bit photo decoded bright."""
+    from PIL import Image
+
+    from imgclf.data.decode import open_image
+
+    ramp = np.tile(np.arange(0, 250, 250 / 16), (16, 1)).astype(np.uint16)
+    for name, pixels in (("max255.png", ramp + 5), ("max256.png", ramp + 6), ("bright.png", ramp * 257)):
+        Image.fromarray(pixels).save(tmp_path / name)
+        with Image.open(tmp_path / name) as img:
+            assert img.mode.startswith("I;16"), img.mode
+    dim, dimmer = open_image(tmp_path / "max255.png", 16, "grayscale"), open_image(tmp_path / "max256.png", 16,
+                                                                                    "grayscale")
+    assert dim.max() <= 1 and dimmer.max() <= 1  # 255 of 65535: black, as a viewer shows it, both alike
+    expected = np.rint(ramp.astype(np.float64)).astype(np.uint8)[..., None]
+    assert np.abs(open_image(tmp_path / "bright.png", 16, "grayscale").astype(int) - expected).max() <= 1

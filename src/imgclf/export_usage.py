@@ -27,8 +27,8 @@ def pixels(path):
             high = values.max() if values.size else 0.0
             if img.mode == "F" and high <= 1.0:  # float pixels in [0, 1]
                 values = np.rint(values * 255.0)
-            elif high > 255:  # 16-bit
-                values = values * (255.0 / 65535.0)
+            elif img.mode.startswith("I;16") or high > 255:  # 16-bit: on the 0..65535 scale
+                values = np.rint(values * (255.0 / 65535.0))
             img = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
         if img.mode == "P" and "transparency" in img.info:
             img = img.convert("RGBA")

@@ -76,6 +76,10 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         "imbalance": imbalance_stats(counts[train_split]),
         "skipped": skipped,
         "empty_class_folders": [folder for _, folder in scan.empty],
+        # classes with files but not one readable in training's split: training refuses them as it refuses empty
+        # class folders, and inspect said nothing of them
+        "unreadable_classes": [c for c in scan.classes if not counts[train_split].get(c)
+                               and any(cls == c for _, cls in scan.files.get(train_split, []))],
     }
     audit = None if scan.roots else _audit_summary(scan)  # an audit is of one folder
     if audit is not None:
@@ -145,6 +149,10 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         name = Path(folder).name
         console.print(f"[yellow]class folder {console_text(repr(folder))} holds no image:[/yellow] training refuses "
                       f"it; add its images, remove the folder, or leave the class out with --drop-classes "
+                      f"{console_text(name)}")
+    for name in summary.get("unreadable_classes", []):
+        console.print(f"[yellow]class {console_text(repr(name))} has no readable image:[/yellow] training refuses it "
+                      f"(its files are listed below); replace them, or leave the class out with --drop-classes "
                       f"{console_text(name)}")
     if summary["skipped"]:
         console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")

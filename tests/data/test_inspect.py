@@ -9,7 +9,7 @@ from PIL import Image
 from imgclf.inspect import inspect_folder
 
 
-def test_inspect_reports_stored_sizes_modes_and_imbalance(tmp_path):
+def test_inspect_reports_upright_sizes_modes_and_imbalance(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(3):
         (tmp_path / "cat").mkdir(exist_ok=True)
@@ -18,14 +18,18 @@ def test_inspect_reports_stored_sizes_modes_and_imbalance(tmp_path):
     Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(tmp_path / "dog" / "gray.png")
     Image.fromarray(rng.integers(0, 255, (640, 480, 3), dtype=np.uint8)).save(tmp_path / "dog" / "big.jpg")
     (tmp_path / "dog" / "broken.png").write_bytes(b"not an image")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40 wide, 30 high, shown (and decoded) turned: 30 wide, 40 high
+    Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(tmp_path / "dog" / "turned.jpg",
+                                                                           exif=exif)
 
     summary = inspect_folder(tmp_path)
     assert summary["classes"] == ["cat", "dog"]
-    assert summary["counts"]["all"] == {"cat": 3, "dog": 2}
-    assert summary["sizes"] == {"10x8": 3, "12x12": 1, "480x640": 1}
-    assert summary["modes"] == {"RGB": 4, "L": 1}
+    assert summary["counts"]["all"] == {"cat": 3, "dog": 3}
+    assert summary["sizes"] == {"10x8": 3, "12x12": 1, "480x640": 1, "30x40": 1}
+    assert summary["modes"] == {"RGB": 5, "L": 1}
     assert [s["path"].endswith("broken.png") for s in summary["skipped"]] == [True]
-    assert summary["imbalance"]["rho"] == pytest.approx(1.5)
+    assert summary["imbalance"]["rho"] == pytest.approx(1.0)
 
 
 def test_inspect_merges_several_folders_as_training_does(tmp_path):
@@ -56,3 +60,22 @@ def test_inspect_merges_several_folders_as_training_does(tmp_path):
     assert twice.exit_code == 2 and "data must be distinct folders" in " ".join(twice.output.split())
     mixed = CliRunner().invoke(app, ["inspect", str(first), str(tmp_path / "labels.csv")])
     assert mixed.exit_code == 2 and "an index file is inspected alone" in " ".join(mixed.output.split())
+
+
+def test_a_class_without_one_readable_image_is_named_as_training_will_refuse_it(tmp_path):
+    """Every file of a class broken: inspect listed the files and a count of 0, then train refused the class."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "fox").mkdir()
+    (tmp_path / "fox" / "a.jpg").write_bytes(b"")
+    (tmp_path / "fox" / "b.jpg").write_bytes(b"\\xff\\xd8 truncated")
+    assert inspect_folder(tmp_path)["unreadable_classes"] == ["fox"]
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 0 and "class 'fox' has no readable image: training refuses it" in result.stdout

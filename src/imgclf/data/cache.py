@@ -26,8 +26,9 @@ from ..progress import StepProgress
 from .decode import DecodeError, open_image
 
 # Part of every cache key: raised when a decoding rule changes, so no cache keeps pixels the files no longer decode
-# to (2: float images within [0, 1] are scaled by 255, commit 4941474).
-CACHE_VERSION = 2
+# to (2: float images within [0, 1] are scaled by 255, commit 4941474; 3: a 16-bit image is on the 0..65535 scale
+# whatever its maximum, and rounded).
+CACHE_VERSION = 3
 _IN_PROCESS_BELOW = 3000  # starting worker processes costs more than it saves on small sets
 _CHUNK = 512
 

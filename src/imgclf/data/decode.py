@@ -28,17 +28,19 @@ class DecodeError(Exception):
 def _to_mode(img: Image.Image, color: str) -> Image.Image:
     """Convert any Pillow mode to 'RGB' or 'L'. Transparency is composited over white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float images: their range into 0..255 rather than clipped. Float pixels within [0, 1] are
-        # scaled by 255 and rounded, as float arrays are read (`inputs.array_to_image`): a float TIFF in [0, 1]
-        # read as 0..255 was black; 0..255 stay as they are, and more is read as 16-bit.
+        # 16-bit and float images: their range into 0..255 rather than clipped. A 16-bit mode is on the 0..65535
+        # scale whatever its content (read by its own maximum, two files 1/65535 apart decoded one bright, one
+        # black, and a dark photo bright). Float pixels within [0, 1] are scaled by 255 and rounded, as float
+        # arrays are read (`inputs.array_to_image`): a float TIFF in [0, 1] read as 0..255 was black; otherwise
+        # (floats, 32-bit integers) 0..255 stay as they are, and more is read as 16-bit.
         arr = np.asarray(img, dtype=np.float64)
         if img.mode == "F" and arr.size and not (np.isfinite(arr).all() and arr.min() >= 0):
             raise DecodeError("float pixels hold NaN, infinity or negative values (readable: [0, 1] or 0..255)")
         hi = arr.max() if arr.size else 0.0
         if img.mode == "F" and hi <= 1.0:
             arr = np.rint(arr * 255.0)
-        elif hi > 255:
-            arr = arr * (255.0 / 65535.0)
+        elif img.mode.startswith("I;16") or hi > 255:
+            arr = np.rint(arr * (255.0 / 65535.0))
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
@@ -96,7 +98,8 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
         with quiet_bomb_warning(), Image.open(source) as img:
             if img.size[0] * img.size[1] > Image.MAX_IMAGE_PIXELS:
                 raise DecodeError(_bomb_reason(img.size[0] * img.size[1]))
-            meta = {"width": img.size[0], "height": img.size[1], "mode": img.mode, "format": img.format}
+            width, height = upright_size(img)
+            meta = {"width": width, "height": height, "mode": img.mode, "format": img.format}
             if size is not None and img.format == "JPEG":
                 # Let libjpeg downscale by 1/2..1/8 while decoding: much faster for big photos.
                 img.draft("L" if color == "grayscale" else "RGB", (size, size))
@@ -156,7 +159,24 @@ def median_side(paths: list[str], longer: bool = False, sample: int = 200) -> in
     return int(np.median(sides)) if sides else None
 
 
+# EXIF orientations that turn the image by 90 degrees (5 to 8): its upright width is the stored height
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+
 def probe_image(path: str) -> dict[str, object]:
-    """Size, mode and format of an image without decoding its pixels (for `inspect`)."""
+    """Size (upright, as decoding turns it by its EXIF orientation), mode and format of an image without decoding
+    its pixels (for `inspect` and the median side)."""
     with quiet_bomb_warning(), Image.open(path) as img:
-        return {"width": img.size[0], "height": img.size[1], "mode": img.mode, "format": img.format}
+        width, height = upright_size(img)
+        return {"width": width, "height": height, "mode": img.mode, "format": img.format}
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) once the image is turned by its EXIF orientation, as decoding turns it (`inspect` listed a
+    portrait photo stored sideways as landscape)."""
+    width, height = img.size
+    try:
+        turned = img.getexif().get(0x0112) in _QUARTER_TURNS
+    except Exception:  # a damaged EXIF block: the image decodes as it is (or is skipped), as it will be
+        turned = False
+    return (height, width) if turned else (width, height)

@@ -62,6 +62,7 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
     rng = random.Random(0)  # one random sample per class, the same on every call
     samples = {cls: rng.choice(paths) for cls, paths in sorted(candidates.items())}
     train_split = "train" if "train" in counts else "all"
+    listed = {cls for _, cls in scan.files.get(train_split, [])}  # classes with files there, readable or not
     summary: dict[str, Any] = {
         # several folders: their common parent, as dataset.json's root (empty class folders are named from it)
         "root": str(Path(folders[0]).resolve()) if len(folders) == 1 else str(scan.root),
@@ -78,8 +79,7 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         "empty_class_folders": [folder for _, folder in scan.empty],
         # classes with files but not one readable in training's split: training refuses them as it refuses empty
         # class folders, and inspect said nothing of them
-        "unreadable_classes": [c for c in scan.classes if not counts[train_split].get(c)
-                               and any(cls == c for _, cls in scan.files.get(train_split, []))],
+        "unreadable_classes": [c for c in scan.classes if not counts[train_split].get(c) and c in listed],
     }
     audit = None if scan.roots else _audit_summary(scan)  # an audit is of one folder
     if audit is not None:

@@ -90,18 +90,11 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
     Returns one `imgclf.evaluation.explain.Explanation` each (prediction, heatmap, pixels; an unreadable file its
     error), and draws the first 48 readable ones as a grid to `out` (a PNG) when given. precision: of the
     predictions, as for `load`; the heatmaps are computed in fp32."""
-    from pathlib import Path
-
-    from .evaluation.explain import explain_images, plot_explanations
+    from .evaluation.explain import explain_images, figure_path, plot_explanations
     from .inference import load as _load
 
     if out is not None:
-        from .errors import invalid
-        from .io import writable_file
-
-        if Path(out).suffix.lower() != ".png":
-            raise invalid("out", str(out), "a file name ending in .png (the figure is a PNG image)")
-        writable_file("out", out)  # before the work, not after it
+        figure_path("out", out)  # before the work, not after it
     clf = _load(run_dir, precision=precision, fold_batch_norm=False)
     explanations = explain_images(clf, images, label=label, unknown=unknown)
     if out is not None and any(e.heatmap is not None for e in explanations):

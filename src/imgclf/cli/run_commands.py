@@ -114,12 +114,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     flag_unknown = on_off("unknown", unknown)
     if output:
         writable_file("output", output)
-    missing = [str(p) for p in images if not p.exists()]
-    if missing:
-        wildcard = any(c in m for m in missing for c in "*?[")
-        raise bad_path("images", ", ".join(missing), "existing files or folders",
-                       hint="A quoted pattern is not expanded: leave the quotes out for the shell to expand it, "
-                            "or give the folder" if wildcard else None)
+    _refuse_missing(images)
     if backend == "onnx":
         from ..export import load_onnx
 
@@ -131,10 +126,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
     predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
     if not predictions:  # a mistyped or empty folder must not look like success
-        from ..data.folder import IMAGE_EXTENSIONS
-
-        raise bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "
-                       f"extension in {', '.join(IMAGE_EXTENSIONS)}", "no image found")
+        raise _no_image_found(images)
     text = format_predictions(predictions, fmt)
     if output:
         from ..io import atomic_write_text
@@ -143,13 +135,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     else:
         write_stdout(text)
     if all(p.error for p in predictions):  # the rows say why; the status tells a script that nothing was predicted
-        from ..errors import Described, invalid_message
-
-        message = invalid_message("images", Described(f"{len(predictions)} file(s), none readable"),
-                                  "images of which at least one can be read", hint="Each file's reason is printed "
-                                  "with it")
-        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        _exit_none_readable(len(predictions))
 
 
 @app.command()
@@ -170,23 +156,16 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     Each image is drawn above its heatmap, captioned with its name and prediction; a line per image is printed.
     Unreadable files are reported and skipped. Exit status: 0 when at least one image was explained, 2 when none
     could be."""
-    from ..evaluation.explain import FIGURE_IMAGES, explain_images, plot_explanations
+    from ..evaluation.explain import FIGURE_IMAGES, explain_images, figure_path, plot_explanations
     from ..inference import load
     from ..inputs import gather_inputs
 
-    if output.suffix.lower() != ".png":
-        raise invalid("output", str(output), "a file name ending in .png (the figure is a PNG image)")
-    writable_file("output", output)
+    figure_path("output", output)
     flag_unknown = on_off("unknown", unknown)
-    missing = [str(p) for p in images if not p.exists()]
-    if missing:
-        raise bad_path("images", ", ".join(missing), "existing files or folders")
+    _refuse_missing(images)
     names, _ = gather_inputs([str(p) for p in images])
     if not names:
-        from ..data.folder import IMAGE_EXTENSIONS
-
-        raise bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "
-                       f"extension in {', '.join(IMAGE_EXTENSIONS)}", "no image found")
+        raise _no_image_found(images)
     clf = load(run, precision=precision, fold_batch_norm=False)
     multilabel = clf.card.task == "multilabel"
     explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
@@ -204,13 +183,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
         typer.echo(f"{terminal_safe(e.path)}: {terminal_safe(said)}{terminal_safe(shown_class)}")
     readable = sum(e.heatmap is not None for e in explanations)
     if not readable:
-        from ..errors import Described, invalid_message
-
-        message = invalid_message("images", Described(f"{len(explanations)} file(s), none readable"),
-                                  "images of which at least one can be read", hint="Each file's reason is printed "
-                                  "with it")
-        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        _exit_none_readable(len(explanations))
     plot_explanations(explanations, output, label=label, multilabel=multilabel)
     drawn = min(readable, FIGURE_IMAGES)
     notes = [f"the first {len(explanations):,} of {len(names):,} images; --max-images for more"] \
@@ -218,6 +191,32 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     if drawn < readable:
         notes.append(f"{drawn} of the {readable:,} explained drawn")
     typer.echo(f"figure: {output}" + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+def _refuse_missing(images: list[Path]) -> None:
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        wildcard = any(c in m for m in missing for c in "*?[")
+        raise bad_path("images", ", ".join(missing), "existing files or folders",
+                       hint="A quoted pattern is not expanded: leave the quotes out for the shell to expand it, "
+                            "or give the folder" if wildcard else None)
+
+
+def _no_image_found(images: list[Path]) -> Exception:
+    from ..data.folder import IMAGE_EXTENSIONS
+
+    return bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "
+                    f"extension in {', '.join(IMAGE_EXTENSIONS)}", "no image found")
+
+
+def _exit_none_readable(count: int) -> None:
+    """Each file's row says why it could not be read; the status tells a script that nothing came of it."""
+    from ..errors import Described, invalid_message
+
+    message = invalid_message("images", Described(f"{count} file(s), none readable"),
+                              "images of which at least one can be read", hint="Each file's reason is printed with it")
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
 
 
 @app.command()

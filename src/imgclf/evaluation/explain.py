@@ -109,6 +109,15 @@ def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
             "wrong": sum(not s["correct"] for s in samples)}
 
 
+def figure_path(argument: str, path: str | os.PathLike) -> Path:
+    """`path` as the PNG an explanation figure is written to, checked before any work."""
+    from ..io import writable_file
+
+    if Path(path).suffix.lower() != ".png":
+        raise invalid(argument, str(path), "a file name ending in .png (the figure is a PNG image)")
+    return writable_file(argument, path)
+
+
 # Grad-CAM keeps every image's activations and gradients of the target layer at once: batches bound that memory.
 _EXPLAIN_BATCH = 32
 

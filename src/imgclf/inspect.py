@@ -106,7 +106,7 @@ def _audit_summary(scan: Any) -> dict[str, Any] | None:
     if status == FRESH:
         out.update(counts=record.counts.model_dump(), leakage=record.leakage, features=record.features.source,
                    accuracy=record.features.accuracy, label_errors_checked=record.features.folds > 0,
-                   note=record.features.note)
+                   note=record.features.note, splits=record.settings.splits)
     return out
 
 
@@ -165,7 +165,7 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
 
         console.print(f"audit of {audit['created']} ({console_text(audit['path'])}):")
         for line in count_lines(AuditCounts(**audit["counts"]), audit["leakage"], audit["accuracy"],
-                                audit["label_errors_checked"], audit["note"]):
+                                audit["label_errors_checked"], audit["note"], audit["splits"] == "run"):
             console.print(f"  {line}")
     elif audit is not None:
         console.print(f"audit of {audit['created']} is stale: the folder changed since (run `imgclf audit` again)")

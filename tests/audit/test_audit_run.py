@@ -30,6 +30,56 @@ def test_a_run_trained_on_other_classes_is_warned(image_folder, tiny_run, tmp_pa
     other = tmp_path / "other"
     shutil.copytree(image_folder, other)
     (other / "cat").rename(other / "lynx")
-    audit(other, run=tiny_run, out=tmp_path / "audit", page=False)
+    record = audit(other, run=tiny_run, out=tmp_path / "audit", page=False).record
     err = " ".join(capsys.readouterr().err.split())
     assert "warning the run was trained on other classes (3, 2 of them among the folder's 3)" in err
+    # nor are these files the run's: its split says nothing of them
+    assert "leakage is judged on the folder's own split, not the run's: none of these images is in its split" in err
+    assert record.settings.splits == "folder"
+
+
+def test_with_a_run_leakage_is_judged_on_the_runs_own_split(tmp_path, capsys):
+    """A flat folder has no split of its own; the run drew one (here without keeping copies together), and the
+    audit with --run counts the copies that straddle that split: the leaks that inflate the run's scores."""
+    import shutil
+
+    import imgclf
+
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=16)
+    for name in ("cat", "dog", "fox"):
+        for j in range(6):
+            shutil.copy(data / name / f"{name}_{j:03d}.png", data / name / f"{name}_copy{j}.png")
+    run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 16,
+                      "out": str(tmp_path / "run"), "progress": False, "seed": 0, "model_args": {"width": 4},
+                      "val_split": 0.25, "test_split": 0.25, "group_duplicates": False})
+    dataset = json.loads((run.path / "dataset.json").read_text())
+    where = {f: split for split, s in dataset["splits"].items() for f in s["files"]}
+    order = {"train": 0, "val": 1, "test": 2}
+    assert any(where[f"{n}/{n}_{j:03d}.png"] != where[f"{n}/{n}_copy{j}.png"]
+               for n in ("cat", "dog", "fox") for j in range(6))  # the premise: the run's split separates copies
+
+    (data / "cat" / "added_later.png").write_bytes((data / "cat" / "cat_010.png").read_bytes())
+    capsys.readouterr()
+    record = audit(data, run=run.path, out=tmp_path / "audit").record
+    assert record.settings.splits == "run"
+    members = [m for g in record.duplicate_groups for m in g.members]
+    assert {m.path: m.split for m in members if m.path != "cat/added_later.png"} == \
+        {m.path: where[m.path] for m in members if m.path != "cat/added_later.png"}
+    assert [m.split for m in members if m.path == "cat/added_later.png"] == ["unused"]
+    expected = 0  # a member is leaked by a copy in a split before its own, in the run's split
+    for group in record.duplicate_groups:
+        ranks = [order[where[m.path]] for m in group.members if m.path in where]
+        expected += sum(rank > min(ranks) for rank in ranks)
+    assert expected > 0 and record.counts.leaked_images == expected
+    for group in record.duplicate_groups:  # an image the run never saw leaks nothing, nor is leaked
+        assert ("leakage" in group.flags) == (len({where[m.path] for m in group.members if m.path in where}) > 1)
+    assert record.counts.leakage_groups > 0 and "train-test" in record.leakage
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1 of the 67 images is not in the run's split" in err
+    page = (tmp_path / "audit" / "audit.html").read_text()
+    assert "splits: the run's" in page and "earlier split of the run" in page
+
+    # the folder's own (flat) split has none
+    assert audit(data, out=tmp_path / "pixels", page=False).record.counts.leaked_images == 0

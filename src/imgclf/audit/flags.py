@@ -12,7 +12,7 @@ def group_flags(members: list[int], splits: np.ndarray, labels: np.ndarray) -> l
     flags = []
     if len(set(labels[members].tolist())) > 1:
         flags.append("conflicting_labels")
-    in_splits = set(splits[members].tolist()) - {"all"}
+    in_splits = set(splits[members].tolist()) & {"train", "val", "test"}  # not "all" (flat) or "unused" (--run)
     if len(in_splits) > 1:
         flags.append("leakage")
     return flags or ["same_class"]

@@ -30,7 +30,7 @@ from .summary import NOT_CHECKED
 from .outliers import (OUTLIER_Z, Outliers, PixelStats, class_distance, feature_outliers, pixel_stats,
                        quality_issues)
 
-SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, "all": 3}
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, "all": 3, "unused": 4}
 
 
 @dataclass
@@ -161,6 +161,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     if len(images) == 0:
         raise invalid("data", data, "a folder with at least one readable image",
                       note=f"all {len(images.skipped)} files skipped")
+    split_source = _use_run_split(run, images) if run is not None else "folder"
     lap("decode")
     digests = content_digests(images.paths, workers=max(2, workers))
     lap("exact_hashes")
@@ -206,7 +207,8 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         "imgclf_version": __version__,
         "fingerprint": data_fingerprint(scan),
         "settings": {"img_size": images.img_size, "color": images.color, "interpolation": images.interpolation,
-                     "run": str(Path(run).resolve()) if run is not None else None, "folds": folds, "seed": seed,
+                     "run": str(Path(run).resolve()) if run is not None else None, "splits": split_source,
+                     "folds": folds, "seed": seed,
                      "near_threshold": near_threshold, "neighbours": NEIGHBOURS, "outlier_z": OUTLIER_Z},
         "features": {"source": features.source, "description": features.description,
                      "model": QUICK_MODEL,
@@ -229,6 +231,24 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     write_json(result.json_path, record.model_dump(mode="json"))
     remember(data, result.json_path)
     return result
+
+
+def _use_run_split(run: str | os.PathLike, images: AuditImages) -> str:
+    """Put the run's own split in `images.splits` where its dataset.json holds these images ("run"), else keep
+    the folder's and say why ("folder")."""
+    from .run_split import NOT_IN_RUN, run_split
+
+    found = run_split(run, images.paths)
+    if found.splits is None:
+        warn(f"leakage is judged on the folder's own split, not the run's: {found.why_not}")
+        return "folder"
+    images.splits = found.splits
+    if found.matched < len(images):
+        outside = len(images) - found.matched
+        warn(f"{outside:,} of the {len(images):,} images {'is' if outside == 1 else 'are'} not in the run's split "
+             f"(added since it trained, or left out of it): shown as {NOT_IN_RUN!r}, and no copy of them counts as "
+             "leakage")
+    return "run"
 
 
 def _image(images: AuditImages, i: int) -> dict[str, str]:

@@ -38,8 +38,9 @@ def _findings(record: Any) -> list[str]:
     out = []
     if c.leakage_groups:
         pairs = ", ".join(f"{k} {v}" for k, v in record.leakage.items() if v)
-        out.append(f"{c.leaked_images} validation/test image(s) have a copy in an earlier split ({pairs} groups): "
-                   f"scores on those splits are inflated until the copies are removed or moved.")
+        whose = " of the run's split (its dataset.json)" if record.settings.splits == "run" else ""
+        out.append(f"{c.leaked_images} validation/test image(s){whose} have a copy in an earlier split ({pairs} "
+                   f"groups): scores on those splits are inflated until the copies are removed or moved.")
     if c.conflicting_label_groups:
         out.append(f"{c.conflicting_label_groups} group(s) hold the same picture under different classes: "
                    f"at most one of the labels is right.")
@@ -83,7 +84,8 @@ def write_audit_page(result: Any) -> Path:
                   name=Path(record.root).name, shown={"groups": SHOWN_GROUPS, "members": SHOWN_MEMBERS,
                                                       "suspects": SHOWN_SUSPECTS, "outliers": SHOWN_OUTLIERS},
                   detail_threshold=DETAIL_THRESHOLD, same_pixels=SAME_PIXELS,
-                  splits=record.layout != "flat")  # a flat folder's one split, "all", says nothing beside each image
+                  # a flat folder's one split, "all", says nothing beside each image; a run's split does
+                  splits=record.layout != "flat" or record.settings.splits == "run")
     path = result.html_path
     atomic_write_text(path, html)
     return path

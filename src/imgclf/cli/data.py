@@ -20,7 +20,8 @@ from .training import train_options
 def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders, or train/ (val/, test/) of class "
                                                     "folders."),
               run: Optional[Path] = typer.Option(None, "--run", help="Run directory whose model's penultimate "
-                                                 "features judge labels and outliers (default: the images' pixels)."),
+                                                 "features judge labels and outliers (default: the images' pixels), and whose "
+                                                 "own split (its dataset.json) leakage is judged on."),
               out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json and audit.html "
                                                  "(default: audits/<folder name>, or <folder name>-2 ... where "
                                                  "that holds another folder's audit)."),
@@ -41,6 +42,7 @@ def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders
         features = result.record.features
         typer.echo(json.dumps({"counts": counts.model_dump(), "leakage": result.record.leakage,
                                "label_errors_checked": features.folds > 0, "note": features.note,
+                               "splits": result.record.settings.splits,
                                "audit": str(result.json_path), "page": str(result.html_path),
                                "replaced": result.replaced}, indent=2))
         return

@@ -18,7 +18,8 @@ class AuditImage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     path: str
-    split: str = Field(description="train, val or test; all for a folder without split folders.")
+    split: str = Field(description="train, val or test; all for a folder without split folders; with a run whose "
+                       "split the audit used (settings.splits: run), unused for an image not in that split.")
     label: str
 
 
@@ -56,6 +57,9 @@ class AuditSettings(BaseModel):
     color: Literal["rgb", "grayscale"]
     interpolation: Interpolation
     run: str | None = Field(None, description="Run whose penultimate features were used; none: pixels.")
+    splits: Literal["folder", "run"] = Field("folder", description="Whose split the images' splits and leakage "
+                                             "are: the folder's train/ val/ test/ folders, or the run's own split "
+                                             "(its dataset.json), used where the run holds the audited images.")
     folds: int = Field(ge=2)
     seed: int = Field(ge=0)
     near_threshold: float = Field(gt=0, le=1)

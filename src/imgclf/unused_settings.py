@@ -20,21 +20,27 @@ READ_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
 }
 
 
-def unused_settings(cfg: Any) -> list[str]:
-    """One phrase per setting `cfg` gives a value other than its default that its other settings leave unread,
-    e.g. "nesterov=True (read with optimizer sgd; this run: adam)"; empty when there is none."""
+def unused_by_name(cfg: Any) -> dict[str, str]:
+    """Setting name -> phrase, for each setting `cfg` gives a value other than its default that its other settings
+    leave unread, e.g. "nesterov": "nesterov=True (read with optimizer sgd; this run: adam)"."""
     fields = type(cfg).model_fields
-    found = []
+    found = {}
     for name, (decider, readers) in READ_ONLY_WITH.items():
         value = getattr(cfg, name)
         if value != fields[name].default and getattr(cfg, decider) not in readers:
-            found.append(f"{name}={value} (read with {decider} {' or '.join(readers)}; this run: "
-                         f"{getattr(cfg, decider)})")
+            found[name] = (f"{name}={value} (read with {decider} {' or '.join(readers)}; this run: "
+                           f"{getattr(cfg, decider)})")
     if cfg.optimizer == "sgd" and cfg.schedule == "onecycle" and cfg.momentum != fields["momentum"].default:
-        found.append(f"momentum={cfg.momentum} (schedule onecycle cycles it between 0.85 and 0.95 itself)")
+        found["momentum"] = f"momentum={cfg.momentum} (schedule onecycle cycles it between 0.85 and 0.95 itself)"
     if cfg.min_delta != fields["min_delta"].default and cfg.early_stopping is None:
-        found.append(f"min_delta={cfg.min_delta} (read by early stopping; this run: early_stopping none)")
+        found["min_delta"] = f"min_delta={cfg.min_delta} (read by early stopping; this run: early_stopping none)"
     return found
+
+
+def unused_settings(cfg: Any) -> list[str]:
+    """One phrase per setting of `cfg` that its other settings leave unread (`unused_by_name`); empty when there
+    is none."""
+    return list(unused_by_name(cfg).values())
 
 
 def unused_settings_warning(cfg: Any) -> list[str]:

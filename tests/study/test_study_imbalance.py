@@ -443,3 +443,26 @@ def test_the_model_given_drops_a_recipes_model_args_for_another_model(pool, tmp_
                             overrides={"recipe": "fast-fmnist", "epochs": 1})
     model, values, _ = layered[0]
     assert model == "simple_cnn" and "width" not in (values.get("model_args") or {}), values
+
+
+def test_a_setting_only_some_configurations_read_is_given_to_them_alone(pool, tmp_path, capsys):
+    """--focal-gamma beside configurations none,focal: the focal cell trains with it, the plain cell without it
+    and without a warning that it went unread (the study asked for it for the focal cells); a setting no
+    configuration reads is warned of once, for the study."""
+    import yaml
+
+    study = run_imbalance_study(pool, tmp_path / "s", per_class=8, rhos=[1.0], configs=["none", "focal"],
+                                model="simple_cnn", overrides={**TINY, "focal_gamma": 1.0, "lr_step": 3},
+                                run_reports=False)
+    err = " ".join(capsys.readouterr().err.split())
+    assert study["finished_runs"] == 2
+    assert "settings this run does not use" not in err
+    assert err.count("settings no configuration of this study reads") == 1
+    assert "reads, so they change nothing: lr_step (configurations: none, focal)" in err
+    used = {c: yaml.safe_load((tmp_path / "s" / "runs" / f"rho1-{c}-seed0" / "config.yaml").read_text())
+            for c in ("none", "focal")}
+    assert used["focal"]["focal_gamma"] == 1.0 and used["focal"]["loss"] == "focal"
+    assert used["none"]["focal_gamma"] == 2.0 and used["none"]["loss"] == "ce"  # the default: it read none
+    assert used["none"]["lr_step"] == used["focal"]["lr_step"] != 3
+    # the request keeps what was asked: extending the study with the same command is accepted
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["request"]["overrides"]["focal_gamma"] == 1.0

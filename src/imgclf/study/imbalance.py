@@ -89,7 +89,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if isinstance(overrides.get("model_args"), str):  # as the CLI passes it: "width=4"; study.json stores a mapping
         overrides["model_args"] = parse_mapping("model_args", overrides["model_args"])
     check_protocol(protocol)
-    from .settings import study_settings
+    from .settings import study_settings, unread_per_configuration
 
     # the command's layering (recipe, then file, then the flags), less what the configurations and protocol decide
     # the model given counts as a flag: a recipe's model_args for another model are dropped, as `imgclf train` does
@@ -112,6 +112,13 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         raise invalid("seeds", list(seeds), "distinct integers >= 0 such as 0,1,2")
     # fail on a bad override before any work
     make_config(data=str(data), model=model, **overrides, **(S4_SPLIT if protocol == "s4" else {}))
+    unread = unread_per_configuration(data, model, overrides, settings, S4_SPLIT if protocol == "s4" else {})
+    unread_anywhere = set.intersection(*unread.values())
+    if unread_anywhere:
+        from ..notices import warn
+
+        warn(f"settings no configuration of this study reads, so they change nothing: "
+             f"{', '.join(sorted(unread_anywhere))} (configurations: {', '.join(configs)})")
     for rho in rhos:  # fail on too-small classes before any training
         plan = plan_subset(data, per_class, rho, mu, subset_seed, minority)
     if protocol == "s4" and plan["manifest"]["layout"] != "flat":
@@ -148,8 +155,9 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
             if protocol == "s4":
                 train = {**train, **S4_SPLIT}
             try:
+                read = {k: v for k, v in overrides.items() if k not in unread[config]}
                 status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}",
-                                   model, seed, train, model_args, overrides)
+                                   model, seed, train, model_args, read)
             except TrainingInterrupted as exc:
                 # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
                 # resumes it and goes on with the rest

@@ -31,3 +31,20 @@ def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any],
                       hint="Pass --sizing fixed (and the width with --model-args width=N)")
     model = values.pop("model", None) or "caltech_cnn"
     return model, values, ignored
+
+
+def unread_per_configuration(data: str | os.PathLike, model: str, overrides: dict[str, Any],
+                             settings: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+                             split: dict[str, Any]) -> dict[str, set[str]]:
+    """Configuration -> the names of `overrides` its cells leave unread (`unused_settings`): `--focal-gamma 1`
+    is read by the focal cells alone. Those cells train without the value (their config.yaml holds what they
+    used), and the study warns once of what no configuration reads, not once a cell."""
+    from ..config import make_config
+    from ..unused_settings import unused_by_name
+
+    unread = {}
+    for config, (train, model_args) in settings.items():
+        cfg = make_config(**{**overrides, **train, **split, "data": str(data), "model": model,
+                             "model_args": {**(overrides.get("model_args") or {}), **model_args}})
+        unread[config] = {name for name in unused_by_name(cfg) if name in overrides}
+    return unread

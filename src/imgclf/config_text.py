@@ -18,6 +18,18 @@ _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
 NONE_WORDS = ("none", "off")
 
 
+# A switch given as text (--unknown, a request's ?unknown=): on/off as documented; true/false and 1/0 too, which
+# is what HTTP clients send for a boolean (Python's requests: params={"unknown": False} -> "False").
+SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
+
+
+def parse_switch(name: str, value: str) -> bool:
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word not in SWITCH_WORDS:
+        raise invalid(name, value[:40] if isinstance(value, str) else value, "on or off (or true/false, 1/0)")
+    return SWITCH_WORDS[word]
+
+
 def is_none_word(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in NONE_WORDS
 

@@ -121,9 +121,9 @@ UNKNOWN_HELP = ("on: an image scoring below the run's threshold (model.json 'unk
 
 
 def on_off(name: str, value: str) -> bool:
-    if value not in ("on", "off"):
-        raise invalid(name, value, ("on", "off"))
-    return value == "on"
+    from ..config_text import parse_switch
+
+    return parse_switch(name, value)
 
 
 def split_list(name: str, text: str, kind: type) -> list[Any]:

@@ -248,11 +248,14 @@ def _declared_pixels(data: bytes) -> int:
 
 
 def _parse_on_off(name: str, raw: str | None, default: bool) -> bool:
+    from ..config_text import parse_switch
+
     if raw is None:
         return default
-    if raw not in ("on", "off"):
-        raise ApiError(400, invalid_message(name, raw[:40], ("on", "off")))
-    return raw == "on"
+    try:
+        return parse_switch(name, raw)
+    except ValueError as exc:  # ImgclfError: its message, as a 400
+        raise ApiError(400, str(exc)) from None
 
 
 def _parse_threshold(raw: str, classes: list[str], cutoffs: np.ndarray | None) -> np.ndarray:

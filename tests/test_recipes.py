@@ -94,3 +94,40 @@ def test_recipes_cli_refuses_unknown_names_with_a_suggestion(words, message):
     assert result.exit_code == 2 and message in result.stderr and result.stdout == "", result.output
     if words[-1] == "s5-model":
         assert "Did you mean: s5-model-s? Received: recipe='s5-model'" in result.stderr
+
+
+# Whose final model is the best epoch's: the references that restore it (Keras' restore_best_weights,
+# ModelCheckpoint's best model) and those that keep the last epoch (no callback, or EarlyStopping's default).
+KEEPS_BEST_EPOCH = {"s1-vgg16-flatten256": False, "s1-vgg16-dense512-256": False, "s2-custom-cnn": False,
+                    "s2-mobilenetv2-finetune": True, "s3-fer-cnn": True, "s3-fer-cnn-small": True,
+                    "s4-caltech-cnn": False, "s4-caltech-cnn-reg": False, "s4-caltech-cnn-reg-bn": False,
+                    "s5-model-s": True, "s5-vgg16-features": True}
+
+
+@pytest.mark.parametrize("name", sorted(KEEPS_BEST_EPOCH))
+def test_a_reference_recipe_keeps_the_epoch_its_reference_keeps(name):
+    from imgclf.config import make_config
+
+    assert make_config(data="x", **load_recipe(name)).restore_best is KEEPS_BEST_EPOCH[name]
+
+
+def _quoted_commands(text: str) -> list[list[str]]:
+    import re
+    import shlex
+
+    return [shlex.split(c) for c in re.findall(r"`(imgclf [^`]+)`", " ".join(text.split()))]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_command_a_recipe_quotes_parses(name, tmp_path):
+    """A command a recipe's text tells the user to run is one the CLI takes: its options exist and the required
+    ones are there (parsed, not run)."""
+    import typer
+
+    root = typer.main.get_command(app)
+    for words in _quoted_commands(recipe_document(name)["reference"]):
+        args = [str(tmp_path) if w in ("DATA", "DIR") else w for w in words[1:]]
+        command = root
+        while hasattr(command, "resolve_command"):  # a group builds the command it resolves (options deferred)
+            _, command, args = command.resolve_command(command.make_context("imgclf", list(args)), args)
+        command.make_context(" ".join(words[:3]), args)  # raises click's UsageError on a bad command

@@ -23,7 +23,7 @@ def test_a_redirected_log_has_a_header_and_one_short_line_per_epoch(tmp_path):
     env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache"), "COLUMNS": "80"}
     proc = subprocess.run([sys.executable, "-m", "imgclf.cli", "train", str(data), "--img-size", "16", "--epochs", "3",
                            "--model-args", "width=4", "--out", str(tmp_path / "run"), "--batch-size", "8",
-                           "--no-report"],
+                           "--no-report", "--schedule", "step", "--lr-step", "1", "--lr", "0.01"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
@@ -38,6 +38,9 @@ def test_a_redirected_log_has_a_header_and_one_short_line_per_epoch(tmp_path):
     history = RunDir(tmp_path / "run").read_history()
     shown = [(line.split("  loss ")[1].split()[0], line.split("  acc ")[1].split()[0]) for line in epochs]
     assert shown == [(f"{h.loss:.4f}", f"{h.acc:.4f}") for h in history], (shown, history)
+    # and the rate it trained at, not the one the scheduler set for the next epoch as it ended
+    assert [line.split("  lr ")[1].split()[0] for line in epochs] == ["1.0e-02", "1.0e-03", "1.0e-04"]
+    assert [h.lr for h in history] == pytest.approx([1e-2, 1e-3, 1e-4])
     summary = proc.stdout.splitlines()
     assert any(line.startswith("test accuracy") and "worst class" in line for line in summary), proc.stdout
 

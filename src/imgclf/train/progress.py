@@ -29,12 +29,19 @@ class EpochLines(L.Callback):
         self.epochs = epochs
         self.stream = stream
         self._start = 0.0
+        self._lr = 0.0
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream or sys.stderr, flush=True)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
+        self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if batch_idx == 0:  # the rate the epoch trained at, as history.csv records it (budget: set per batch)
+            self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # every rank takes part in the reduction of the epoch's sums (the module logs them after this hook)
@@ -43,7 +50,8 @@ class EpochLines(L.Callback):
             return
         m = {**trainer.callback_metrics, **means}
         width = len(str(self.epochs))
-        lr = trainer.optimizers[0].param_groups[-1]["lr"]
+        # read at the epoch's start, not now: an epoch-wise schedule (step, plateau) has already set the next rate
+        lr = self._lr
         budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
         # with the schedule fitted to the time, the epochs setting is only a cap (a recipe's 1000): not shown
         of = "" if budget is not None and budget.fit_schedule else f"/{self.epochs}"

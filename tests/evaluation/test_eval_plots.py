@@ -261,3 +261,23 @@ def test_reliability_legend_covers_no_bar(monkeypatch, tmp_path):
     assert len(top.patches) > 5
     assert not [p for p in top.patches if overlaps(legend, p.get_window_extent(renderer))]
     assert not overlaps(legend, top.get_window_extent(renderer))
+
+
+def test_every_per_class_bar_carries_its_number_even_a_zero(tmp_path, monkeypatch):
+    """A class scoring 0 drew no bar and no number, and a short bar (recall 0.17) no number: read as missing."""
+    from imgclf.evaluation.plots import per_class as module
+    from imgclf.records import ClassScores
+
+    seen = {}
+    real_save = module.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        seen["texts"] = [t.get_text() for t in fig.axes[0].texts]
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(module, "save_figure", save)
+    scores = {"shirt": ClassScores(precision=0, recall=0, f1=0, support=6),
+              "sneaker": ClassScores(precision=1.0, recall=0.17, f1=0.29, support=6)}
+    module.plot_per_class_metrics(scores, tmp_path / "pc.png")
+    shown = [t for t in seen["texts"] if t and not t.startswith("n=")]
+    assert sorted(shown) == sorted(["0", "0", "0", "1.00", "0.17", "0.29"])

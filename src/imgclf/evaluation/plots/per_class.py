@@ -113,6 +113,10 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
                 if k <= 15:  # near-equal bars need their numbers to be told apart
                     ax.bar_label(bars, labels=[f"{v:.2f}" if v >= 0.2 else "" for v in values], label_type="edge",
                                  padding=-31, fontsize=MIN_FONT_PT, color="white", fontweight="bold")
+                    # a bar too short to hold its number gets it beside it: a class scoring 0 showed no bar and
+                    # no number, which read as missing data
+                    ax.bar_label(bars, labels=["0" if v == 0 else f"{v:.2f}" if v < 0.2 else "" for v in values],
+                                 label_type="edge", padding=3, fontsize=MIN_FONT_PT, color=GREY)
         if dots:
             for yi in y:
                 ax.axhline(yi, color="#e5e7eb", linewidth=0.6, zorder=1)

@@ -98,6 +98,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
 
     # A fresh float32, contiguous-format copy: the Classifier keeps its weights channels-last for speed.
     wrapped = _WithPreprocessing(clf.model.to(memory_format=torch.contiguous_format), card, clf.head).eval()
+    # weights that ask for no gradient: the loaded pt2 program's outputs carried grad_fn (and numpy() refused
+    # them) unless the caller knew to wrap every call in torch.no_grad()
+    wrapped.requires_grad_(False)
     example = torch.zeros((2, card.img_size, card.img_size, card.in_chans), dtype=torch.uint8)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},)
     exported = ExportedCard(**dict(card), export=ExportInfo(

@@ -137,8 +137,10 @@ def test_pt2_format_is_a_torch_export_program(run, tmp_path):
     clf = Classifier.load(run, precision="32")
     pixels = _test_split_pixels(run, clf)
     module = torch.export.load(str(path)).module()
-    with torch.no_grad():
-        probs, score, unknown = (t.numpy() for t in module(torch.from_numpy(pixels)))
+    # called as a user would, outside no_grad: an inference program, whose outputs numpy() takes as they come
+    outputs = module(torch.from_numpy(pixels))
+    assert not any(t.requires_grad for t in outputs) and not any(p.requires_grad for p in module.parameters())
+    probs, score, unknown = (t.numpy() for t in outputs)
     expected = clf.infer_pixels(pixels)
     assert np.abs(probs - expected.probabilities).max() < 1e-4
     assert np.allclose(score, expected.scores, rtol=1e-4, atol=1e-3) and (unknown == expected.unknown).all()

@@ -81,6 +81,9 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     gray = np.asarray(pil.convert("L"))
     one, two = clf.predict([gray, gray[..., None]])
     assert one.top == two.top and one.error is None
+    # whole numbers 0..255 in a wider type (np.array of nested lists is int64) are the same image
+    assert [p.top for p in clf.predict([rgb.astype(np.int64), np.array(rgb.tolist())], top_k=3)] \
+        == [clf.predict(rgb, top_k=3)[0].top] * 2
 
 
 @pytest.mark.parametrize("bad, pattern", [
@@ -91,7 +94,8 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     ([np.zeros((8, 8, 2), np.uint8)], r"images\[0\] must be .*Received: a uint8 array of shape 8x8x2 \(not an image shape\)"),
     ([np.full((8, 8), 200.0)], r"Received: a float64 array of shape 8x8 \(values from 200 to 200\)\. Divide 0\.\.255 values by 255"),
     ([np.full((8, 8), np.nan)], r"float64 array of shape 8x8 \(values from nan to nan\)"),
-    ([np.zeros((8, 8), np.int64)], r"int64 array of shape 8x8\. Convert 0\.\.255 values with \.astype\(np\.uint8\)"),
+    ([np.full((8, 8), 300, np.int64)], r"int64 array of shape 8x8 \(values from 300 to 300\)\. Scale them to 0\.\.255"),
+    ([np.zeros((8, 8), bool)], r"bool array of shape 8x8\. Convert 0\.\.255 values with \.astype\(np\.uint8\)"),
     ([np.zeros((0, 8, 3), np.uint8)], r"0x8x3 \(no pixels\)"),
 ])
 def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_folder, bad, pattern):

@@ -3,6 +3,7 @@ a resume would record but not train with, and a sweep that would pass for the ru
 
 from __future__ import annotations
 
+import logging
 import json
 import shutil
 import subprocess
@@ -251,7 +252,7 @@ def test_a_planned_schedule_under_a_time_limit_is_warned(data, tmp_path, capsys)
         capsys.readouterr().err
 
 
-def test_a_finished_run_resumed_with_nothing_left_to_train_refuses_a_changed_setting(finished, tmp_path):
+def test_a_finished_run_resumed_with_nothing_left_to_train_refuses_a_changed_setting(finished, tmp_path, caplog):
     """--resume RUN --batch-size 32 on a finished run trained no epoch, yet config.yaml and model.json then said
     batch 32 for the whole run. With more epochs the setting applies to them, and is accepted."""
     run_dir = _copy(finished, tmp_path)
@@ -261,8 +262,14 @@ def test_a_finished_run_resumed_with_nothing_left_to_train_refuses_a_changed_set
                                               "would apply to no epoch"):
             imgclf.fit(resume=str(run_dir), **{setting: value})
     assert {name: (run_dir / name).read_bytes() for name in before} == before
-    imgclf.fit(resume=str(run_dir), progress=False, report=False)  # nothing changed: accepted
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(resume=str(run_dir), progress=False, report=False)  # nothing changed: accepted, and said
+    assert f"{run_dir} has trained all 2 of its epochs: none to train, so it is only scored and reported again " \
+           "(--epochs 3 or more trains further)" in caplog.text
+    assert len(RunDir(run_dir).read_history()) == 2
+    caplog.clear()
     imgclf.fit(resume=str(run_dir), epochs=3, augment="hflip", report=False)
+    assert "none to train" not in caplog.text
     assert RunDir(run_dir).read_config().augment == "hflip" and len(RunDir(run_dir).read_history()) == 3
 
 

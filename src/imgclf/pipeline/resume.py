@@ -6,9 +6,10 @@ import os
 from typing import Any
 
 from ..errors import invalid
+from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
-from .resume_checks import check_batch_size, check_resumable, checked_checkpoints
+from .resume_checks import check_batch_size, check_resumable, checked_checkpoints, nothing_left_to_train
 from .run import Run, train_run
 
 
@@ -21,6 +22,8 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
     cfg = resume_config(path, **values)
     _refuse_a_fold_changed_alone(RunDir(path), cfg, values)
     check_resumable(RunDir(path), cfg, values)
+    if (finished := nothing_left_to_train(RunDir(path), cfg.epochs)) is not None:
+        warn(finished)
     ckpt = checked_checkpoints(RunDir(path))  # (its temp files are removed once training holds the folder)
     if ckpt is not None:
         check_batch_size(RunDir(path), ckpt, cfg, values)

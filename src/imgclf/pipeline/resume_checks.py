@@ -72,6 +72,16 @@ def _check_planned_schedule(run: RunDir, stored: dict[str, Any], asked: dict[str
                                f"{run.file('config.yaml')} --{name.replace('_', '-')} {asked[name]} --out NEW")
 
 
+def nothing_left_to_train(run: RunDir, epochs: int) -> str | None:
+    """The warning for a finished run resumed with no epoch left (`imgclf train --resume RUN` as is): it trains
+    nothing and is scored again, which looked like a resume that had trained; None where epochs are left."""
+    trained = len(run.read_history())
+    if epochs != trained or not run.has("model.json"):
+        return None
+    return (f"{run.path} has trained all {trained} of its epochs: none to train, so it is only scored and reported "
+            f"again (--epochs {trained + 1} or more trains further)")
+
+
 def _check_nothing_left_to_change(run: RunDir, stored: dict[str, Any], asked: dict[str, Any],
                                   values: dict[str, Any], trained: int) -> None:
     """A finished run resumed with no epoch left to train: a changed setting would apply to no epoch, yet

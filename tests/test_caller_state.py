@@ -69,3 +69,44 @@ def test_a_run_given_as_out_is_that_folder_and_resume_checks_keywords(image_fold
         imgclf.fit(data=str(image_folder), out=run, report=False, **TINY)
     with pytest.raises(ImgclfError, match=r"^setting must be one of .*Did you mean: overwrite\?"):
         imgclf.fit(resume=run, overwrit=True)
+
+
+def test_loading_explaining_and_evaluating_leave_the_callers_generators(tiny_run, image_folder):
+    """The network's random initialisation, which the run's weights replace, drew from the caller's torch
+    generator: torch.manual_seed(0); imgclf.load(run); torch.rand(1) gave another number."""
+    image = str(next((image_folder / "cat").iterdir()))
+    for call in (lambda: imgclf.load(tiny_run), lambda: imgclf.explain(tiny_run, [image]),
+                 lambda: imgclf.evaluate(tiny_run, split="val", progress=False)):
+        random.seed(5), np.random.seed(5), torch.manual_seed(5)
+        expected = _draws()
+        random.seed(5), np.random.seed(5), torch.manual_seed(5)
+        call()
+        assert _draws() == expected
+
+
+def test_a_loaded_classifier_goes_where_a_run_does_and_other_objects_are_named(tiny_run, image_folder):
+    clf = imgclf.load(tiny_run)
+    image = str(next((image_folder / "cat").iterdir()))
+    assert imgclf.evaluate(clf, split="val", progress=False).count == \
+        imgclf.evaluate(tiny_run, split="val", progress=False).count
+    # and explain's predictions are predict's to the last digit (folded batch norms both)
+    assert imgclf.explain(clf, [image])[0].prediction.top == clf.predict(image)[0].top
+    for bad in (None, 3, clf.card):
+        with pytest.raises(ImgclfError, match=rf"^run must be a run directory's path .*Received: an object of type "
+                                              rf"{type(bad).__name__}"):
+            imgclf.load(bad)
+    with pytest.raises(ImgclfError, match=r"fold_batch_norm must be one of \{False, True\}.*'no'"):
+        imgclf.load(tiny_run, fold_batch_norm="no")
+
+
+def test_the_first_tune_of_a_process_leaves_the_callers_random(image_folder, tmp_path):
+    """Importing the search (optuna, rich) drew from `random` before the caller's state was kept."""
+    import subprocess
+    import sys
+
+    code = ("import random, imgclf; random.seed(5); expected = random.random(); random.seed(5); "
+            f"imgclf.tune(data={str(image_folder)!r}, img_size=8, epochs=1, trials=1, out={str(tmp_path / 's')!r}, "
+            "progress=False, model_args={'width': 4}, batch_size=16); assert random.random() == expected, 'moved'")
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -135,10 +135,11 @@ def tune(config: Any = None, *, trials: int, **kwargs: Any):
     `space=` a YAML file or mapping of field -> range (default: the model family's), `resume=True, out=FOLDER`
     continues a killed search. Returns an `imgclf.search.TuneResult`; see `imgclf.search.search.tune`."""
     from .caller_state import kept_caller_state
-    from .search import tune as _tune
 
     _refuse_a_folder_as_config(config)
-    with kept_caller_state():
+    with kept_caller_state():  # the first import of optuna (rich) draws from the caller's `random`
+        from .search import tune as _tune
+
         return _tune(config, trials=trials, **kwargs)
 
 

@@ -52,7 +52,10 @@ def build_from_card(card: ModelCard) -> torch.nn.Module:
     if info.pretrained:
         args["pretrained"] = False  # the run's own weights follow; never fetch anything here
         args.pop("weights", None)
-    return create_model(card.architecture, len(card.classes), card.in_chans, card.img_size, **args)
+    # the random initialisation the run's weights then replace must not draw from the caller's generator
+    # (torch.manual_seed(0); imgclf.load(run); torch.rand(1) gave another number than without the load)
+    with torch.random.fork_rng(devices=[]):
+        return create_model(card.architecture, len(card.classes), card.in_chans, card.img_size, **args)
 
 
 def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
@@ -152,6 +155,8 @@ class Classifier:
         convolution into it (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then
         only predict); False keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, prediction_device(device))  # bad values fail before the weights are read
+        if not isinstance(fold_batch_norm, bool):  # "no" is truthy
+            raise invalid("fold_batch_norm", fold_batch_norm, (True, False))
         refuse_image_folder_as_run(run_dir)
         card = load_card(run_dir)
         if precision == "auto":
@@ -173,6 +178,13 @@ class Classifier:
             fold_batch_norms(model.eval())
         return cls(model, card, device, run_dir=run_dir, head=TrustHead() if plain else trust_head(card, run_dir),
                    precision=precision)
+
+    def __fspath__(self) -> str:
+        """The run it was loaded from, so that a loaded classifier goes where a run's path does
+        (`imgclf.evaluate(clf)`, `imgclf.explain(clf, ...)`)."""
+        if self.run_dir is None:
+            raise TypeError("this Classifier was not loaded from a run directory")
+        return str(self.run_dir)
 
     def __repr__(self) -> str:
         parts = [f"architecture={self.card.architecture!r}", f"classes={len(self.card.classes)}",

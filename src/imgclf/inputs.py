@@ -131,9 +131,9 @@ def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
 def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> None:
     """An image folder given where the run goes (`imgclf predict data/ runs/s1`): said so, with the order, rather
     than "not a run: no model.json". Image files in it or two levels down, among the first `look`."""
-    from .records.run_dir import find_run_dirs, is_run_dir
+    from .records.run_dir import find_run_dirs, is_run_dir, run_path
 
-    folder = Path(run_dir)
+    folder = run_path(run_dir)
     if folder.is_file() and folder.suffix.lower() == ".onnx":  # `predict` reads an ONNX file with its backend
         raise bad_path("run", folder, "a run directory containing model.json",
                        "an exported ONNX model: add --backend onnx (Python: imgclf.export.load_onnx), or give its "

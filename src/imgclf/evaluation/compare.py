@@ -213,10 +213,13 @@ def _experiment(config: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT}, sort_keys=True, default=str)
 
 
-def compare_runs(run_dirs: list[str | os.PathLike]) -> Comparison:
+def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike) -> Comparison:
     """Summarise each run, group runs that differ only in seed, label each group by what sets it apart. A folder
     that is not a run itself stands for the runs under it (a k-fold parent, a study, a runs/ folder). A run that is
-    unfinished or cannot be read is skipped with a warning naming why, as long as one finished run is left."""
+    unfinished or cannot be read is skipped with a warning naming why, as long as one finished run is left.
+    One path (a str or os.PathLike) is a list of that one folder, not of its characters."""
+    if isinstance(run_dirs, (str, os.PathLike)):  # compare_runs("runs"): "r", "u", ..., "/" searched from the root
+        run_dirs = [run_dirs]
     run_dirs = _expand_folders(run_dirs)
     if len(run_dirs) < 2:
         raise invalid("runs", [str(r) for r in run_dirs], "at least two run directories")

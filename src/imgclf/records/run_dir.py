@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..config import TrainConfig
-from ..errors import ImgclfError, bad_path, invalid
+from ..errors import Described, ImgclfError, bad_path, invalid
 from ..io import (
     checked_row,
     from_spreadsheet_safe,
@@ -70,12 +70,21 @@ def find_run_dirs(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+def run_path(value: Any) -> Path:
+    """A run directory given as a path (str, os.PathLike: a Run, a loaded Classifier), else the usual error: a
+    bare TypeError from Path() named no argument."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise invalid("run", Described(f"an object of type {type(value).__name__}"),
+                      "a run directory's path (str or os.PathLike, e.g. a Run or a loaded Classifier)")
+    return Path(value)
+
+
 class RunDir:
     """Typed access to one run directory's files. Readers raise ImgclfError naming the file when it is missing
     or does not match its record."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = run_path(path)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"

@@ -16,8 +16,8 @@ from ._version import __version__
 
 _notices.install()  # at import, so the modules' own loggers print the same way before and after the first warning
 
-__all__ = ["Classifier", "TrainConfig", "evaluate", "explain", "fit", "list_models", "list_runs", "load", "lr_find",
-           "tune", "__version__"]
+__all__ = ["Classifier", "TrainConfig", "calibrate", "compare", "evaluate", "explain", "fit", "list_models",
+           "list_runs", "load", "lr_find", "report", "tune", "__version__"]
 
 if TYPE_CHECKING:
     import os
@@ -97,7 +97,15 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
         figure_path("out", out)  # before the work, not after it
     clf = _load(run_dir, precision=precision, fold_batch_norm=False)
     explanations = explain_images(clf, images, label=label, unknown=unknown)
-    if out is not None and any(e.heatmap is not None for e in explanations):
+    if out is not None:
+        if not any(e.heatmap is not None for e in explanations):
+            # a figure was asked for: without one, `out` would still show an earlier call's maps as these
+            from .errors import Described, invalid
+
+            errors = sorted({e.prediction.error for e in explanations if e.prediction.error})
+            raise invalid("images", Described(f"{len(explanations)} image(s), none readable" if explanations
+                                              else "no image"), "at least one readable image to draw into out",
+                          note="; ".join(errors[:3]) or None, also={"out": str(out)})
         plot_explanations(explanations, out, label=label, multilabel=clf.card.task == "multilabel")
     return explanations
 
@@ -143,6 +151,49 @@ def tune(config: Any = None, *, trials: int, **kwargs: Any):
         return _tune(config, trials=trials, **kwargs)
 
 
+def compare(runs: Any, out: Any = None):
+    """Compare finished runs (`imgclf compare`): run paths (or Runs, loaded Classifiers), or folders standing for
+    the runs under them, one path alone included. Groups runs that differ only in seed; returns an
+    `imgclf.evaluation.compare.Comparison` and writes compare.html to `out` (an .html path) when given."""
+    from .evaluation.compare import compare_runs
+
+    if out is not None:
+        from .io import writable_file
+
+        writable_file("out", out)  # before the work, not after it
+    comparison = compare_runs(runs)
+    if out is not None:
+        from .evaluation.compare_render import write_compare_html
+
+        write_compare_html(comparison, out)
+    return comparison
+
+
+def calibrate(run_dir: Any, *, report: bool = True, **settings: Any):
+    """Refit a finished run's temperature and unknown detector on its own train and val images, without training
+    (`imgclf calibrate`): `calibrate=`, `unknown_detector=`, `unknown_acceptance=` (the run's own where not
+    given). Rewrites its model.json and scores; returns the new `imgclf.records.ModelCard`."""
+    from .pipeline.recalibrate import recalibrate
+
+    return recalibrate(run_dir, report=report, **settings)
+
+
+def report(run_dir: Any, explain: bool = True):
+    """Redraw a run's figures and write its report.html (`imgclf report`); returns the page's path."""
+    from .evaluation.report import write_report
+
+    return write_report(run_dir, explain=explain)
+
+
+# Names a user tries first, after the command line's verbs, and where the thing is.
+_ELSEWHERE = {
+    "train": "imgclf.fit(data=..., ...) trains a run (the command line's imgclf train)",
+    "predict": "imgclf.load(RUN).predict(images) predicts (a Classifier: load once, predict many times)",
+    "export_run": "from imgclf.export import export_run (the command line's imgclf export)",
+    "serve": "from imgclf.serve import create_app (a FastAPI app), or the command line's imgclf serve",
+}
+
+
 def __getattr__(name: str) -> Any:
     # Heavy modules (torch, lightning) load on first use, so `import imgclf` and the CLI's --help stay fast.
     if name == "Classifier":
@@ -153,4 +204,9 @@ def __getattr__(name: str) -> Any:
         from .config import TrainConfig
 
         return TrainConfig
-    raise AttributeError(f"module 'imgclf' has no attribute {name!r}")
+    if name in ("audit", "export"):  # subpackages: imgclf.audit.audit(DATA), imgclf.export.export_run(RUN)
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    hint = f": {_ELSEWHERE[name]}" if name in _ELSEWHERE else ""
+    raise AttributeError(f"module 'imgclf' has no attribute {name!r}{hint}")

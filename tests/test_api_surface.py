@@ -1,0 +1,68 @@
+"""The top-level Python API a notebook reaches for: the command line's verbs as functions (or a hint to the one
+that does the job), each taking what the command takes."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import imgclf
+from imgclf.errors import ImgclfError
+
+
+def test_compare_takes_one_folder_of_runs_as_a_path_and_writes_the_page(tiny_run, tmp_path, monkeypatch):
+    """compare_runs("runs") iterated the string: "/" of an absolute path became a folder searched from the file
+    system's root (given relative here, so that a regression fails at once rather than walk the disk)."""
+    folder = tmp_path / "runs"
+    for name in ("a", "b"):
+        shutil.copytree(tiny_run, folder / name)
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="runs/b: the same settings and seed 0 as .*runs/a"):  # copies: once
+        comparison = imgclf.compare("runs", out=tmp_path / "c.html")
+    assert [s.name for g in comparison.groups for s in g.runs] == ["a"]
+    assert "<table" in (tmp_path / "c.html").read_text()
+    assert len(imgclf.compare(folder).groups) == len(comparison.groups)  # a Path alike
+
+
+def test_calibrate_and_report_are_the_commands_functions(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    card = imgclf.calibrate(run, unknown_acceptance=0.9, report=False)
+    assert card.unknown.acceptance == 0.9 and imgclf.load(run).card.unknown.acceptance == 0.9
+    page = imgclf.report(run, explain=False)
+    assert page == run / "report.html" and page.is_file()
+
+
+@pytest.mark.parametrize("name, hint", [("predict", "imgclf.load(RUN).predict(images)"),
+                                        ("export_run", "from imgclf.export import export_run")])
+def test_a_verb_that_is_elsewhere_says_where(name, hint):
+    with pytest.raises(AttributeError, match=rf"no attribute '{name}': .*{hint.replace('(', '.').replace(')', '.')}"):
+        getattr(imgclf, name)
+
+
+def test_train_says_fit_in_a_fresh_process():
+    """imgclf.train is the training subpackage once anything imported it; in a fresh notebook it is the hint."""
+    import subprocess
+    import sys
+
+    code = "import imgclf\ntry:\n    imgclf.train\nexcept AttributeError as e:\n    print(e)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "no attribute 'train': imgclf.fit(data=..., ...) trains a run" in out
+
+
+def test_the_audit_and_export_subpackages_are_reachable_from_the_package():
+    assert callable(imgclf.audit.audit) and callable(imgclf.export.export_run)
+
+
+def test_explain_with_a_figure_asked_and_nothing_readable_is_refused(tiny_run, tmp_path):
+    """The second call left the first call's figure in place without a word: a notebook showed old maps as new."""
+    out = tmp_path / "why.png"
+    broken = tmp_path / "typo.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ImgclfError, match=r"^images must be at least one readable image to draw into out.*"
+                                          r"Received: 1 image\(s\), none readable"):
+        imgclf.explain(tiny_run, [str(broken)], out=out)
+    with pytest.raises(ImgclfError, match=r"Received: no image"):
+        imgclf.explain(tiny_run, [], out=out)
+    assert not out.exists()
+    assert imgclf.explain(tiny_run, [str(broken)])[0].prediction.error  # without a figure: the list, as before

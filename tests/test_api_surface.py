@@ -66,3 +66,21 @@ def test_explain_with_a_figure_asked_and_nothing_readable_is_refused(tiny_run, t
         imgclf.explain(tiny_run, [], out=out)
     assert not out.exists()
     assert imgclf.explain(tiny_run, [str(broken)])[0].prediction.error  # without a figure: the list, as before
+
+
+def test_what_the_api_returns_prints_as_one_readable_line(tiny_run, image_folder, tmp_path):
+    """An AuditResult printed 46 KB in a notebook, a Comparison every run's config, an Explanation two arrays."""
+    from imgclf.audit import audit
+
+    result = audit(image_folder, out=tmp_path / "audit", page=False)
+    text = repr(result)
+    assert text.startswith("AuditResult(folder=") and f"images={result.record.counts.images}" in text
+    explanation = imgclf.explain(tiny_run, [str(next((image_folder / "cat").iterdir()))])[0]
+    assert repr(explanation).startswith("Explanation(path=") and "heatmap=16x16)" in repr(explanation)
+    shutil.copytree(tiny_run, tmp_path / "runs" / "a")
+    other = shutil.copytree(tiny_run, tmp_path / "runs" / "b")
+    (other / "config.yaml").write_text((other / "config.yaml").read_text().replace("seed: 0", "seed: 1"))
+    comparison = imgclf.compare(tmp_path / "runs")
+    assert repr(comparison).startswith("Comparison(runs=2, groups=[A: ")
+    for shown in (text, repr(explanation), repr(comparison)):
+        assert len(shown) < 400 and "\n" not in shown

@@ -65,10 +65,12 @@ def _refuse_a_folder_as_config(config: Any) -> None:
                            "as config_file=")
 
 
-def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: bool = False, precision: str = "auto",
-             progress: bool = True):
+def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | str" = False,
+             precision: str = "auto", progress: bool = True):
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
-    them as an `imgclf.records.MetricsRecord`. precision: as for `load`. progress=False: no progress lines."""
+    the metrics as an `imgclf.records.MetricsRecord`. tta: also score test-time augmentation over the views the
+    run's training made (True refuses a run that made none; "auto" then skips it). precision: as for `load`.
+    progress=False: no progress lines."""
     from .pipeline import evaluate as _evaluate
 
     return _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)

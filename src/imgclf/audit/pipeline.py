@@ -52,6 +52,12 @@ class AuditResult:
     def json_path(self) -> Path:
         return self.folder / "audit.json"
 
+    def __repr__(self) -> str:  # the counts: the record and the arrays behind it are tens of kilobytes
+        c = self.record.counts
+        return (f"AuditResult(folder={str(self.folder)!r}, images={c.images}, duplicate_groups={c.duplicate_groups}, "
+                f"leaked_images={c.leaked_images}, conflicting_label_groups={c.conflicting_label_groups}, "
+                f"label_issues={c.label_issues}, outliers={c.outliers}, pixel_issues={c.pixel_issues})")
+
     @property
     def html_path(self) -> Path:
         return self.folder / "audit.html"

@@ -130,6 +130,10 @@ class Comparison:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run, why): unfinished runs left out
     digits: int | None = 4  # significant digits of float settings as labels show them (None: all)
 
+    def __repr__(self) -> str:  # the groups, not every run's whole config
+        groups = ", ".join(f"{g.key}: {g.label!r} (n={g.n})" for g in self.groups)
+        return f"Comparison(runs={sum(g.n for g in self.groups)}, groups=[{groups}], differing={self.differing})"
+
 
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     """The numbers `compare` shows for one run, read from its records. metrics.json and dataset.json may be

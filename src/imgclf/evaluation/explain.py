@@ -135,6 +135,14 @@ class Explanation:
     heatmap: np.ndarray | None = None
     image: np.ndarray | None = None
 
+    def __repr__(self) -> str:  # a notebook's line, not two arrays of numbers
+        p = self.prediction
+        if p.error:
+            return f"Explanation(path={self.path!r}, error={p.error!r})"
+        size = "x".join(map(str, self.heatmap.shape)) if self.heatmap is not None else None
+        return (f"Explanation(path={self.path!r}, label={p.label!r}, probability={p.probability:.4f}, "
+                f"explained={self.explained!r}, heatmap={size})")
+
 
 def explain_images(clf: "Classifier", images: "Sequence[ImageInput] | ImageInput", label: str | None = None,
                    unknown: bool = True) -> list[Explanation]:

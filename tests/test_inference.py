@@ -395,3 +395,15 @@ def test_a_16_bit_image_is_read_on_the_16_bit_scale_whatever_its_brightest_pixel
     assert dim.max() <= 1 and dimmer.max() <= 1  # 255 of 65535: black, as a viewer shows it, both alike
     expected = np.rint(ramp.astype(np.float64)).astype(np.uint8)[..., None]
     assert np.abs(open_image(tmp_path / "bright.png", 16, "grayscale").astype(int) - expected).max() <= 1
+
+
+def test_an_empty_folder_among_the_images_is_warned_of(tiny_run, image_folder, tmp_path, caplog):
+    """predict(empty_folder) returned [] without a word, where the command line refuses it."""
+    import logging
+
+    (tmp_path / "empty").mkdir()
+    clf = imgclf.load(tiny_run)
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        assert clf.predict(tmp_path / "empty") == []
+        assert len(clf.predict([tmp_path / "empty", image_folder / "cat"])) == 20
+    assert caplog.text.count(f"the folder {str(tmp_path / 'empty')!r} holds no image file (.jpg, .jpeg, .png") == 2

@@ -60,6 +60,10 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
         name = f"images[{i}]"
         if isinstance(item, (str, os.PathLike)):
             paths = expand_inputs([item])
+            if not paths:  # an empty folder: no row says so, and an empty result read as "nothing predicted"
+                from .notices import warn
+
+                warn(f"the folder {str(item)!r} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])} ...)")
             names += paths
             sources += paths
         elif isinstance(item, Image.Image) or is_file_object(item):

@@ -123,6 +123,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         clf = load(run, precision=precision)
     else:
         raise invalid("backend", backend, ("torch", "onnx"))
+    _refuse_no_image(images)  # after the run: the first argument's error first
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
     predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
     if not predictions:  # a mistyped or empty folder must not look like success
@@ -163,10 +164,9 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     figure_path("output", output)
     flag_unknown = on_off("unknown", unknown)
     _refuse_missing(images)
-    names, _ = gather_inputs([str(p) for p in images])
-    if not names:
-        raise _no_image_found(images)
     clf = load(run, precision=precision, fold_batch_norm=False)
+    _refuse_no_image(images)
+    names, _ = gather_inputs([str(p) for p in images])
     multilabel = clf.card.task == "multilabel"
     explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
     for e in explanations:
@@ -200,6 +200,15 @@ def _refuse_missing(images: list[Path]) -> None:
         raise bad_path("images", ", ".join(missing), "existing files or folders",
                        hint="A quoted pattern is not expanded: leave the quotes out for the shell to expand it, "
                             "or give the folder" if wildcard else None)
+
+
+def _refuse_no_image(images: list[Path]) -> None:
+    """Folders that hold no image and nothing else: refused in one line (the API's warning of each empty folder
+    would only repeat it)."""
+    from ..inputs import expand_inputs
+
+    if not expand_inputs(images):
+        raise _no_image_found(images)
 
 
 def _no_image_found(images: list[Path]) -> Exception:

@@ -22,11 +22,11 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
     cfg = resume_config(path, **values)
     _refuse_a_fold_changed_alone(RunDir(path), cfg, values)
     check_resumable(RunDir(path), cfg, values)
-    if (finished := nothing_left_to_train(RunDir(path), cfg.epochs)) is not None:
-        warn(finished)
     ckpt = checked_checkpoints(RunDir(path))  # (its temp files are removed once training holds the folder)
     if ckpt is not None:
         check_batch_size(RunDir(path), ckpt, cfg, values)
+    if (finished := nothing_left_to_train(RunDir(path), cfg.epochs)) is not None:  # once it can go ahead
+        warn(finished)
     return train_run(cfg, checkpoint=None if ckpt is None else str(ckpt), resume=True, report=report)
 
 

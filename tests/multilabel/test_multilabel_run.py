@@ -172,11 +172,26 @@ def test_balanced_positive_weights_are_negatives_over_positives():
 def test_thresholds_maximise_f1_per_label():
     from imgclf.multilabel import tune_thresholds
 
-    y = np.array([[1], [1], [0], [0], [1]])
-    p = np.array([[0.9], [0.35], [0.4], [0.1], [0.8]])
+    y = np.array([[1], [1], [0], [0], [1], [1], [1]])
+    p = np.array([[0.9], [0.35], [0.4], [0.1], [0.8], [0.7], [0.6]])
     t = tune_thresholds(y, p, ["a"])["a"]
-    # 0.35 gives F1 6/7 (3 found, one false alarm), anything above 0.4 at most 0.8
+    # 0.35 gives F1 10/11 (5 found, one false alarm), anything above 0.4 at most 8/9
     assert 0.1 < t <= 0.35
+
+
+def test_a_label_with_a_few_validation_positives_keeps_the_default_threshold():
+    """One positive at p = 0.047 made the max-F1 threshold 0.045: the label was then carried on most images."""
+    from imgclf.multilabel import DEFAULT_THRESHOLD, MIN_TUNING_POSITIVES, tune_thresholds
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.05, 0.3, size=(40, 1))
+    for n in (1, MIN_TUNING_POSITIVES - 1, MIN_TUNING_POSITIVES):
+        y = np.zeros((40, 1), dtype=int)
+        y[:n] = 1
+        q = p.copy()
+        q[:n] = 0.047  # the positives score lowest: max F1 would carry the label on every image
+        t = tune_thresholds(y, q, ["rare"])["rare"]
+        assert (t == DEFAULT_THRESHOLD) == (n < MIN_TUNING_POSITIVES), (n, t)
 
 
 def test_multilabel_metrics_by_hand():
@@ -518,7 +533,9 @@ def test_a_label_no_validation_image_carries_is_warned_its_threshold_is_untuned(
     run = imgclf.fit(data=str(index), out=str(tmp_path / "run"), epochs=1, batch_size=16, img_size=32,
                      progress=False, report=False)
     err = capsys.readouterr().err
-    assert "no validation image carries 1 label ('rare'): its threshold stays 0.5, untuned" in err, err
+    # 6 validation images: the other labels have too few positives to tune on as well
+    assert "4 labels have fewer than 5 validation images carrying them ('circle' (4), 'rare' (0), 'square' (3), " \
+           "'triangle' (4)): their thresholds stay 0.5, untuned" in err, err
     assert json.loads((run.path / "model.json").read_text())["thresholds"]["rare"] == 0.5
 
 

@@ -30,13 +30,18 @@ def fit_thresholds(data: PreparedData, model, card, precision: str = "auto") -> 
     split = data.splits["val"]
     clf = Classifier(for_prediction(model), card, precision=precision)
     logits, _ = split_logits(clf, data, split.indices, features=False)
-    untuned = [c for c, carried in zip(data.classes, split.targets.sum(axis=0)) if not carried]
-    if untuned:  # it keeps DEFAULT_THRESHOLD: no F1 to maximise without a positive
+    from ..multilabel import MIN_TUNING_POSITIVES
+
+    carried = split.targets.sum(axis=0)
+    untuned = [f"{c!r} ({int(n)})" for c, n in zip(data.classes, carried) if n < MIN_TUNING_POSITIVES]
+    if untuned:  # they keep DEFAULT_THRESHOLD: no F1 to maximise without a positive, one image's F1 with a few
         from ..multilabel import DEFAULT_THRESHOLD
         from ..notices import warn
 
-        names = ", ".join(repr(c) for c in untuned[:10]) + (" ..." if len(untuned) > 10 else "")
-        warn(f"no validation image carries {len(untuned)} label{'s' if len(untuned) != 1 else ''} ({names}): "
-             f"{'their thresholds stay' if len(untuned) != 1 else 'its threshold stays'} {DEFAULT_THRESHOLD}, "
-             "untuned; give the validation split images of them (--val-split, or more images)")
+        many = len(untuned) != 1
+        names = ", ".join(untuned[:10]) + (" ..." if len(untuned) > 10 else "")
+        warn(f"{len(untuned)} label{'s' if many else ''} {'have' if many else 'has'} fewer than "
+             f"{MIN_TUNING_POSITIVES} validation images carrying {'them' if many else 'it'} ({names}): "
+             f"{'their thresholds stay' if many else 'its threshold stays'} {DEFAULT_THRESHOLD}, untuned; give the "
+             "validation split more images of them (--val-split, or more images)")
     return tune_thresholds(split.targets, sigmoid(logits), data.classes)

@@ -29,15 +29,20 @@ def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([as_json(p) for p in predictions], indent=2) + "\n"
     k = max((len(p.top) for p in predictions), default=1)
+    # multi-label: the carried labels' own probabilities beside their names (';'-joined, in the same order), since
+    # `probability` is best_label's, which a low threshold may carry after another or not at all
+    multilabel = any(getattr(p, "labels", None) is not None for p in predictions)
     # best_label beside probability: for an unknown image or a multi-label set, probability is best_label's
-    header = (["path", "label", "best_label", "probability", "score", "unknown"]
-              + [f"top{i + 1}_{part}" for i in range(k) for part in ("label", "prob")] + ["error"])
+    header = (["path", "label", *(["label_probabilities"] if multilabel else []), "best_label", "probability",
+               "score", "unknown"] + [f"top{i + 1}_{part}" for i in range(k) for part in ("label", "prob")] + ["error"])
     rows = []
     for p in predictions:
         tops: list[Any] = []
         for i in range(k):
             tops += [p.top[i][0], f"{p.top[i][1]:.4f}"] if i < len(p.top) else ["", ""]
-        rows.append([p.path, p.label or "", p.best_label or "", "" if p.probability is None else f"{p.probability:.4f}",
+        carried = [";".join(f"{prob:.4f}" for _, prob in (p.labels or []))] if multilabel else []
+        rows.append([p.path, p.label or "", *carried, p.best_label or "",
+                     "" if p.probability is None else f"{p.probability:.4f}",
                      "" if p.score is None else f"{p.score:.6g}", "" if p.error else str(int(p.unknown))]
                     + tops + [p.error or ""])
     if fmt == "csv":

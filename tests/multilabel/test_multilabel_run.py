@@ -583,3 +583,22 @@ def test_explain_names_a_multilabel_images_carried_labels_and_the_top_one_it_map
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()[:3]
     assert all(re.fullmatch(r".+\.png: (no label|[a-z;]+) \(top [a-z]+ [01]\.\d{3}\)", line) for line in lines), lines
+
+
+def test_predict_csv_gives_each_carried_label_its_own_probability(ml_run):
+    """`probability` is best_label's: a label carried at a low threshold sat beside another label's probability
+    (label=rare, probability=0.2591, blue's), and its own appeared nowhere in the row."""
+    import csv
+    import io
+
+    import imgclf
+    from imgclf.predict_format import format_predictions
+
+    run, root, _ = ml_run
+    predictions = imgclf.load(run.path).predict(sorted((root / "images").glob("*.png"))[:6], threshold=0.001)
+    rows = list(csv.DictReader(io.StringIO(format_predictions(predictions, "csv"))))
+    for row, p in zip(rows, predictions):
+        names, probs = row["label"].split(";"), row["label_probabilities"].split(";")
+        assert names == [n for n, _ in p.labels] and len(names) > 1
+        assert probs == [f"{q:.4f}" for _, q in p.labels]
+    assert "label_probabilities" not in format_predictions([], "csv")  # nor in a single-label run's rows

@@ -131,8 +131,18 @@ def test_evaluate_on_an_index_file_refuses_unknown_labels(ml_run, tmp_path):
     good.write_text("images/m001.png,circle\nimages/m002.png,\n")
     metrics = evaluate_run(run.path, data=good, progress=False)
     assert metrics.count == 2 and metrics.task == "multilabel"
-    with pytest.raises(ImgclfError, match=r"split must be test, the default, with --data"):  # not read: refused
+    with pytest.raises(ImgclfError, match=r"split must be test, the default: .*more.csv has no split column"):
         evaluate_run(run.path, data=good, split="val", progress=False)
+    # an index's split column is read: its test rows by default, another split by name (every row was scored)
+    split = root / "split.csv"
+    split.write_text("path,labels,split\nimages/m001.png,circle,train\nimages/m002.png,,test\n"
+                     "images/m003.png,square,test\nimages/m004.png,circle,val\n")
+    scored = evaluate_run(run.path, data=split, progress=False)
+    assert (scored.count, scored.split) == (2, f"{split}:test")
+    assert evaluate_run(run.path, data=split, split="train", progress=False).count == 1
+    with pytest.raises(ImgclfError, match=r"split for .*split.csv \(its split column or folders\) must be one of "
+                                          r"\{test, train, val\}.*Received: split='all'"):
+        evaluate_run(run.path, data=split, split="all", progress=False)
     # an index naming one of the run's training images beside one it never saw: the first is not held out
     from PIL import Image
 

@@ -114,17 +114,14 @@ def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: lis
     if data is not None:
         from ..data.multilabel import is_label_index, read_label_index
 
-        if split != "test":  # the folder's or index's own choice below; another split is not read from it
-            raise invalid("split", split, "test, the default, with --data for a multi-label run: its images are "
-                          "taken from the index, or from the folder's test/ (else val/, then train/)")
-
         if is_label_index(data):
             index = read_label_index(data, classes)
-            return index.files, index.targets, f"{Path(data)}:all"
+            rows, chosen = _rows_of(index.splits, len(index.files), split, data)
+            return [index.files[i] for i in rows], index.targets[rows], f"{Path(data)}:{chosen}"
         if not Path(data).is_dir():
             raise invalid("data", data, "a CSV / JSON-lines index of images and labels, or a folder of class "
                           "folders (an image in several, through links, carries each), for a multi-label run")
-        return _folder_files(data, classes)
+        return _folder_files(data, classes, split)
     dataset = run.read_dataset()
     if split not in dataset.splits:
         if split == "test" and "val" in dataset.splits:
@@ -142,10 +139,29 @@ def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: lis
     return files, targets, split
 
 
-def _folder_files(data: str | os.PathLike, classes: list[str]) -> tuple[list[str], np.ndarray, str]:
+def _rows_of(splits: list[str] | None, n: int, split: str, data: str | os.PathLike) -> tuple[list[int], str]:
+    """The rows of an index's (or a folder's) split column to score, and the split's name: with `split` test, the
+    default, its test rows (else val, then train, as single-label evaluation picks a folder's); another split by
+    name. Without a split column every row ("all"), and only the default. (Its split column was ignored: every
+    row was scored, 125 of 149 of them training's own.)"""
+    if splits is None:
+        if split != "test":
+            raise invalid("split", split, f"test, the default: {data} has no split column or split folders, so all "
+                          "of its images are scored")
+        return list(range(n)), "all"
+    present = [s for s in ("train", "val", "test") if s in splits]
+    if split == "test":
+        split = next(s for s in ("test", "val", "train") if s in present)
+    elif split not in present:
+        raise invalid("split", split, present, where=f"{data} (its split column or folders)")
+    return [i for i, s in enumerate(splits) if s == split], split
+
+
+def _folder_files(data: str | os.PathLike, classes: list[str], split: str = "test"
+                  ) -> tuple[list[str], np.ndarray, str]:
     """A class-per-folder tree read as training reads one with task=multilabel (`read_label_folder`): its test/
-    split where it has splits (val/, then train/, as single-label evaluation picks), its labels put in the
-    model's order."""
+    split where it has splits (val/, then train/, as single-label evaluation picks; another by `split`), its
+    labels put in the model's order."""
     from ..data.multilabel import read_label_folder
 
     index = read_label_folder(data)
@@ -153,11 +169,7 @@ def _folder_files(data: str | os.PathLike, classes: list[str]) -> tuple[list[str
     if unknown:
         raise invalid("data", data, f"a folder whose labels are among the model's {classes}",
                       note=f"class folder(s) {unknown} the model does not know")
-    rows = list(range(len(index.files)))
-    split = "all"
-    if index.splits is not None:
-        split = next(s for s in ("test", "val", "train") if s in index.splits)
-        rows = [i for i, s in enumerate(index.splits) if s == split]
+    rows, split = _rows_of(index.splits, len(index.files), split, data)
     targets = np.zeros((len(rows), len(classes)), dtype=np.uint8)
     for column, name in enumerate(index.classes):
         targets[:, classes.index(name)] = index.targets[rows, column]

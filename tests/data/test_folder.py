@@ -218,3 +218,20 @@ def test_a_link_back_up_is_a_loop_and_a_second_link_is_read_once(tmp_path, link)
     assert reasons[link] == f"the same folder as {root / 'cat' / 'sub'} (read once, there)"
     cats = sorted(p for p, c in scan.files["all"] if c == "cat")
     assert cats == sorted(str(root / "cat" / n) for n in ("cat_001.png", "cat_002.png", "sub/cat_000.png"))
+
+
+@pytest.mark.parametrize("name, said", [
+    ("labels.csv", "an index file of label sets: train, evaluate and inspect read one on its own, not beside other "
+                   "data, and audit reads class folders only"),
+    ("labels.json", "a file; an index of label sets is read from .csv, .jsonl, .ndjson files"),
+    ("notes.md", "a file"),
+])
+def test_a_file_where_a_folder_goes_says_what_kind_of_file(tmp_path, name, said):
+    """Two indexes given to train, an index given to audit, or a .json index all read "(a file)", which told the
+    user neither that the index was fine nor which suffixes an index may have."""
+    from imgclf.data.folder import scan_folder
+
+    (tmp_path / name).write_text("path,labels\n")
+    with pytest.raises(ImgclfError) as caught:
+        scan_folder(tmp_path / name)
+    assert str(caught.value).endswith(f"({said})")

@@ -166,6 +166,20 @@ def require_images(scan: FolderScan) -> FolderScan:
     return scan
 
 
+def _what_file(path: Path) -> str:
+    """What a file given where a folder goes is, so that an index in the wrong place, or an index of a suffix not
+    read, is not left at "a file"."""
+    from .multilabel import INDEX_SUFFIXES
+
+    suffix = path.suffix.lower()
+    if suffix in INDEX_SUFFIXES:
+        return ("an index file of label sets: train, evaluate and inspect read one on its own, not beside other "
+                "data, and audit reads class folders only")
+    if suffix in (".json", ".tsv", ".tab", ".txt", ".xlsx", ".parquet"):
+        return f"a file; an index of label sets is read from {', '.join(INDEX_SUFFIXES)} files"
+    return "a file"
+
+
 def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool = False,
                 without_train: bool = False) -> FolderScan:
     """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders.
@@ -179,7 +193,7 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
     if not root.exists():
         raise bad_path("data", root, "an existing folder", "no such path")
     if not root.is_dir():
-        raise bad_path("data", root, "a folder of class folders", "a file")
+        raise bad_path("data", root, "a folder of class folders", _what_file(root))
     skipped: list[dict[str, str]] = []
     empty: list[tuple[str, str]] = []
     split_dirs = _split_dirs(root)

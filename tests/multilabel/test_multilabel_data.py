@@ -245,11 +245,29 @@ def test_a_label_with_a_comma_is_warned_by_inspect_and_training(tmp_path, capsys
     index.write_text("".join(f'{r.split(",", 1)[0]},"{r.split(",", 1)[1]}"\n' for r in rows))
     for n in range(12):
         Image.new("RGB", (8, 8), (10 * n, 20, 30)).save(tmp_path / f"i{n}.png")
-    warning = ("1 label of index.csv contain a comma ('cat,dog'): each is one label; an image's several labels are "
-               "separated by ';' (a;b)")
+    warning = ("1 label of index.csv contains a comma or '|' ('cat,dog'): each is one label; an image's several "
+               "labels are separated by ';' (a;b)")
     inspect_index(index)
     assert warning in capsys.readouterr().err
     prepare_index(index, 8, "rgb", 0.25, 0.0, 0, "bilinear", str(tmp_path / "cache"), 10**8, 1, None, None, None,
                   False)
     assert warning in capsys.readouterr().err
     assert read_label_index(index).classes == ["cat,dog", "dog"]  # a warning: a name may hold a comma
+
+
+def test_labels_written_with_a_pipe_or_in_two_cases_are_warned(tmp_path, capsys):
+    """'blue|dot' became one label, 'Blue' and 'blue' two, without a word."""
+    from imgclf.inspect_multilabel import inspect_index
+
+    labels = ["blue|dot", "Blue", "blue", "red", "ankle boot", "Ankle  boot"]
+    index = tmp_path / "index.csv"
+    index.write_text("".join(f"i{n}.png,{labels[n % len(labels)]}\n" for n in range(12)))
+    from PIL import Image
+
+    for n in range(12):
+        Image.new("RGB", (8, 8), (10 * n, 20, 30)).save(tmp_path / f"i{n}.png")
+    inspect_index(index)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1 label of index.csv contains a comma or '|' ('blue|dot')" in err
+    assert ("labels of index.csv that differ only in case or spaces are different labels ('Ankle boot' and "
+            "'ankle boot'; 'Blue' and 'blue'): write each label one way") in err

@@ -172,17 +172,28 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
 
 
 def warn_comma_labels(index: LabelIndex) -> None:
-    """Warn of labels with a comma in their name, most likely a CSV cell of several labels written 'a,b' (quoted, so
-    it is one cell) where the separator is ';': it became one label nobody meant. Only a warning: a name may hold
-    one. Said by `inspect` and by training, which read the index for the user."""
-    joined = [c for c in index.classes if "," in c]
-    if not joined:
-        return
+    """Warn of labels that look like typing slips: a comma or '|' in a name, most likely a cell of several labels
+    written 'a,b' or 'a|b' (quoted, so one cell) where the separator is ';', which became one label nobody meant;
+    and names that differ only in case or spaces ('Blue', 'blue'), which became two. Only warnings: a name may
+    hold either. Said by `inspect` and by training, which read the index for the user."""
     from ..notices import warn
 
-    shown = ", ".join(repr(c) for c in joined[:3]) + (" ..." if len(joined) > 3 else "")
-    warn(f"{len(joined)} label{'s' if len(joined) != 1 else ''} of {index.path.name} contain a comma ({shown}): "
-         f"each is one label; an image's several labels are separated by {LABEL_SEPARATOR!r} (a;b)")
+    joined = [c for c in index.classes if "," in c or "|" in c]
+    if joined:
+        shown = ", ".join(repr(c) for c in joined[:3]) + (" ..." if len(joined) > 3 else "")
+        many = len(joined) != 1
+        warn(f"{len(joined)} label{'s' if many else ''} of {index.path.name} contain{'' if many else 's'} a comma "
+             f"or '|' ({shown}): each is one label; an image's several labels are separated by "
+             f"{LABEL_SEPARATOR!r} (a;b)")
+    alike: dict[str, list[str]] = {}
+    for c in index.classes:
+        alike.setdefault(" ".join(c.lower().split()), []).append(c)
+    twins = [names for names in alike.values() if len(names) > 1]
+    if twins:
+        shown = "; ".join(" and ".join(repr(n) for n in names) for names in twins[:3]) + \
+            (" ..." if len(twins) > 3 else "")
+        warn(f"labels of {index.path.name} that differ only in case or spaces are different labels ({shown}): "
+             "write each label one way")
 
 
 def label_stats(targets: np.ndarray, classes: list[str]) -> dict[str, object]:

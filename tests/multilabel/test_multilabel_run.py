@@ -394,6 +394,10 @@ def test_cli_evaluate_prints_multilabel_scores_not_confusions(ml_run):
     assert result.exit_code == 0, result.output
     assert "mAP" in result.output and "Hamming loss" in result.output
     assert "most confused" not in result.output
+    # accuracy named as the share of whole label sets right, and no image count as the average rows' support
+    assert ": subset accuracy " in result.output and "┃ label " in result.output
+    macro = next(line for line in result.output.splitlines() if "macro avg" in line)
+    assert macro.split("│")[5].strip() == "", macro
     # on another index file too, as docs/multilabel.md shows: it wrote its files, then failed (exit 2) looking
     # for class folders in the index file
     more = run.path.parent / "more-cli.csv"

@@ -51,9 +51,13 @@ def _print_metrics(m: Any) -> None:
 
     console = new_console()
     loss = "-" if m.loss is None else f"{m.loss:.4f}"
-    table = Table(title=f"{m.split}: accuracy {m.accuracy:.4f}, loss {loss}, {m.count} images")
-    for col in ("class", "precision", "recall", "f1", "support", "auc"):
-        table.add_column(col, justify="left" if col == "class" else "right")
+    multilabel = m.multilabel is not None
+    # multi-label: accuracy is the share of images whose whole label set is right, support a label's positives
+    # (the average rows' image count would read as their sum)
+    accuracy = "subset accuracy" if multilabel else "accuracy"
+    table = Table(title=f"{m.split}: {accuracy} {m.accuracy:.4f}, loss {loss}, {m.count} images")
+    for col in ("label" if multilabel else "class", "precision", "recall", "f1", "support", "auc"):
+        table.add_column(col, justify="left" if col in ("class", "label") else "right")
     predicted = predicted_counts(m)
     for name, row in m.per_class.items():
         auc = m.auc.get(name)
@@ -62,7 +66,8 @@ def _print_metrics(m: Any) -> None:
         table.add_row(shown(name), *scores, str(row.support), "-" if auc is None else f"{auc:.3f}")
     for avg in ("macro", "weighted"):
         r = getattr(m, avg)
-        table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}", str(m.count), "")
+        table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}",
+                      "" if multilabel else str(m.count), "")
     console.print(table)
     if m.tta is not None:
         console.print(f"with TTA ({m.tta.transforms}): accuracy {m.tta.accuracy:.4f}")

@@ -271,3 +271,13 @@ def test_labels_written_with_a_pipe_or_in_two_cases_are_warned(tmp_path, capsys)
     assert "1 label of index.csv contains a comma or '|' ('blue|dot')" in err
     assert ("labels of index.csv that differ only in case or spaces are different labels ('Ankle boot' and "
             "'ankle boot'; 'Blue' and 'blue'): write each label one way") in err
+
+
+def test_a_split_is_read_the_same_in_csv_and_json_lines_whatever_spaces_surround_it(tmp_path):
+    """" train" was train in a CSV cell and refused in a JSON line."""
+    (tmp_path / "c.png").write_bytes(b"")
+    rows = [("a.png", "cat", " train"), ("b.png", "dog", "train "), ("c.png", "cat", " test ")]
+    csv_index = _write(tmp_path, "path,labels,split\n" + "".join(f"{p},{lab},{s}\n" for p, lab, s in rows))
+    json_index = _write(tmp_path, "".join(f'{{"path": "{p}", "labels": ["{lab}"], "split": "{s}"}}\n'
+                                          for p, lab, s in rows), "index.jsonl")
+    assert read_label_index(csv_index).splits == read_label_index(json_index).splits == ["train", "train", "test"]

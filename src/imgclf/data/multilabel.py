@@ -101,7 +101,9 @@ def _jsonl_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
                 keys = sorted(item) if isinstance(item, dict) else type(item).__name__
                 raise _row_error(index, line, 'a JSON object with the keys "path" and "labels"', note=f"{keys}")
             path = item["path"]
-            rows.append((line, path.strip() if isinstance(path, str) else "", item["labels"], item.get("split")))
+            split = item.get("split")  # stripped as a CSV cell is: " train" is train in either format
+            rows.append((line, path.strip() if isinstance(path, str) else "", item["labels"],
+                         split.strip() if isinstance(split, str) else split))
     return rows
 
 

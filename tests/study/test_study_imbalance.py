@@ -466,3 +466,20 @@ def test_a_setting_only_some_configurations_read_is_given_to_them_alone(pool, tm
     assert used["none"]["lr_step"] == used["focal"]["lr_step"] != 3
     # the request keeps what was asked: extending the study with the same command is accepted
     assert json.loads((tmp_path / "s" / "study.json").read_text())["request"]["overrides"]["focal_gamma"] == 1.0
+
+
+def test_study_figure_titles_fit_their_figures(study_dir, monkeypatch, tmp_path):
+    """One ratio's curve figure is 4 inches wide; its one-line title was cut at both edges."""
+    from imgclf.study import figures
+
+    study = json.loads((study_dir / "study.json").read_text())
+    one_ratio = {**study, "runs": [r for r in study["runs"] if r["rho"] == 1.0],
+                 "curves_by_config": {k: v for k, v in study["curves_by_config"].items() if float(k) == 1.0}}
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
+    figures.plot_curves(one_ratio, "none", tmp_path / "a.png")
+    figures.plot_configs_overlaid(one_ratio, tmp_path / "b.png")
+    for fig in drawn:
+        fig.canvas.draw()
+        title, frame = fig._suptitle.get_window_extent(), fig.bbox
+        assert frame.x0 <= title.x0 and title.x1 <= frame.x1, (fig._suptitle.get_text(), title, frame)

@@ -124,7 +124,8 @@ def plot_curves(study: dict[str, Any], config: str, path: str | os.PathLike) -> 
         handles = {label: h for ax in axes[1] for h, label in zip(*ax.get_legend_handles_labels())}
         if handles:
             fig.legend(handles.values(), handles.keys(), fontsize=8, loc="outside lower center", ncol=len(handles))
-        fig.suptitle(f"train and {held_label} curves, configuration {config} (one line per seed)", fontsize=10)
+        fig.suptitle(_fitted(fig, f"train and {held_label} curves, configuration {config} (one line per seed)"),
+                     fontsize=10)
         return save_figure(fig, path)
 
 
@@ -159,9 +160,18 @@ def plot_configs_overlaid(study: dict[str, Any], path: str | os.PathLike) -> Pat
         labels = configs + ["train", held_label]
         fig.legend(handles, labels, fontsize=9, loc="outside lower center", ncol=len(labels))
         seeds = max(len(c["seeds"]) for by_config in overlay.values() for c in by_config.values())
-        fig.suptitle(f"configurations overlaid: train (solid) and {held_label} (dashed) per epoch, "
-                     + ("one seed" if seeds == 1 else f"mean over up to {seeds} seeds"), fontsize=10)
+        fig.suptitle(_fitted(fig, f"configurations overlaid: train (solid) and {held_label} (dashed) per epoch, "
+                             + ("one seed" if seeds == 1 else f"mean over up to {seeds} seeds")), fontsize=10)
         return save_figure(fig, path)
+
+
+def _fitted(fig: Any, title: str) -> str:
+    """The title wrapped to the figure's width: one ratio's figure is 4 inches wide, and its one-line title was
+    cut at both edges."""
+    from ..evaluation.plots.layout import wrapped
+    from ..plotting import DPI
+
+    return wrapped(title, 0.94 * fig.get_figwidth() * DPI, 10)
 
 
 def _whole_epochs(*axes: Any) -> None:

@@ -216,18 +216,21 @@ def test_multilabel_metrics_by_hand():
     assert m.confusion == [[2, 0], [1, 1]]
 
 
-def test_a_label_no_test_image_carries_is_left_out_of_the_macro_mean():
-    """Label c is absent from the split: its recall is undefined, not 0, so the macro mean is a's and b's. Its
-    false alarm (image 4) still costs its precision and the micro scores."""
+def test_a_label_no_test_image_carries_is_left_out_of_the_macro_recall_not_its_false_alarms():
+    """Label c is absent from the split: its recall is undefined, not 0, so the macro recall is a's and b's. Its
+    false alarm (image 4) costs the macro precision (c's, 0, in the mean: left out, the macro precision read 1.0
+    with a wrong label predicted) and the micro scores; never predicted, it would not enter the precision."""
     from imgclf.evaluation.multilabel import compute_multilabel_metrics
 
     y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
     p = np.array([[0.9, 0.2, 0.1], [0.6, 0.4, 0.1], [0.3, 0.8, 0.1], [0.1, 0.1, 0.9]])
     m = compute_multilabel_metrics(y, p, ["a", "b", "c"], np.array([0.5, 0.5, 0.5]))
     assert m.classes_present == ["a", "b"]
-    assert m.macro.recall == pytest.approx((1.0 + 0.5) / 2) and m.macro.precision == pytest.approx(1.0)
-    assert m.macro.f1 == pytest.approx((1.0 + 2 / 3) / 2)
-    assert m.multilabel.micro.precision == pytest.approx(3 / 4)  # c's false alarm counted here
+    assert m.macro.recall == pytest.approx((1.0 + 0.5) / 2) and m.macro.precision == pytest.approx((1 + 1 + 0) / 3)
+    assert m.macro.f1 == pytest.approx((1.0 + 2 / 3) / 2)  # no recall, so no F1: a dash in its row
+    assert m.multilabel.micro.precision == pytest.approx(3 / 4)  # c's false alarm counted here too
+    quiet = compute_multilabel_metrics(y, p, ["a", "b", "c"], np.array([0.5, 0.5, 0.95]))  # c never predicted
+    assert quiet.macro.precision == pytest.approx(1.0) and quiet.macro.f1 == pytest.approx((1.0 + 2 / 3) / 2)
 
 
 def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(ml_run, tmp_path):

@@ -63,13 +63,16 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
 
     def macro_over_present() -> dict[str, float]:
         # a label no image of the split carries has no recall: as sklearn's 0 it would pull the mean below every
-        # present label's (as for single-label metrics, `evaluation.metrics`); its false alarms still cost the
-        # micro and per-label precision
-        keep = [i for i in range(k) if support[i] > 0]
-        if not keep or len(keep) == k:
+        # present label's (as for single-label metrics, `evaluation.metrics`), and so no F1. Its false alarms
+        # count, though: unlike a single-label class's, they cost no other label's recall, so a label predicted
+        # but absent enters the macro precision (at 0, as its row shows it), which left out hid them (macro
+        # precision 0.900 where they gave 0.720)
+        present = support > 0
+        judged = present | (pred.sum(0) > 0)
+        if present.all() or not present.any():
             return averages("macro")
-        return {"precision": float(np.mean(precision[keep])), "recall": float(np.mean(recall[keep])),
-                "f1": float(np.mean(f1[keep]))}
+        return {"precision": float(np.mean(precision[judged])), "recall": float(np.mean(recall[present])),
+                "f1": float(np.mean(f1[present]))}
 
     per_class = {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                      "support": int(support[i])} for i, c in enumerate(classes)}

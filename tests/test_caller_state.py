@@ -71,9 +71,12 @@ def test_a_run_given_as_out_is_that_folder_and_resume_checks_keywords(image_fold
         imgclf.fit(resume=run, overwrit=True)
 
 
-def test_loading_explaining_and_evaluating_leave_the_callers_generators(tiny_run, image_folder):
+def test_loading_explaining_and_evaluating_leave_the_callers_generators(tiny_run, image_folder, tmp_path):
     """The network's random initialisation, which the run's weights replace, drew from the caller's torch
     generator: torch.manual_seed(0); imgclf.load(run); torch.rand(1) gave another number."""
+    import shutil
+
+    tiny_run = shutil.copytree(tiny_run, tmp_path / "run")  # evaluate writes evaluations/ into it
     image = str(next((image_folder / "cat").iterdir()))
     for call in (lambda: imgclf.load(tiny_run), lambda: imgclf.explain(tiny_run, [image]),
                  lambda: imgclf.evaluate(tiny_run, split="val", progress=False)):
@@ -84,7 +87,10 @@ def test_loading_explaining_and_evaluating_leave_the_callers_generators(tiny_run
         assert _draws() == expected
 
 
-def test_a_loaded_classifier_goes_where_a_run_does_and_other_objects_are_named(tiny_run, image_folder):
+def test_a_loaded_classifier_goes_where_a_run_does_and_other_objects_are_named(tiny_run, image_folder, tmp_path):
+    import shutil
+
+    tiny_run = shutil.copytree(tiny_run, tmp_path / "run")  # evaluate writes evaluations/ into it
     clf = imgclf.load(tiny_run)
     image = str(next((image_folder / "cat").iterdir()))
     assert imgclf.evaluate(clf, split="val", progress=False).count == \

@@ -98,6 +98,8 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     ([np.full((8, 8), np.nan)], r"float64 array of shape 8x8 \(values from nan to nan\)"),
     ([np.full((8, 8), 300, np.int64)], r"int64 array of shape 8x8 \(values from 300 to 300\)\. Scale them to 0\.\.255"),
     ([np.zeros((8, 8), bool)], r"bool array of shape 8x8\. Convert 0\.\.255 values with \.astype\(np\.uint8\)"),
+    # a 16-bit image, whose file is read on the 0..65535 scale: 200 is dark there, not 8-bit bright
+    ([np.full((8, 8), 200, np.uint16)], r"uint16 array of shape 8x8\. Convert 0\.\.255 values"),
     ([np.zeros((0, 8, 3), np.uint8)], r"0x8x3 \(no pixels\)"),
 ])
 def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_folder, bad, pattern):

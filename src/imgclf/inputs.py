@@ -19,7 +19,7 @@ from .errors import Described, bad_path, invalid
 # float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
 ImageInput = str | os.PathLike | np.ndarray | Image.Image
 IMAGE_KINDS = ("an image file or folder path, a PIL image, or a numpy array (H x W or H x W x C with C 1, 3 or 4; "
-               "uint8 (or whole numbers 0..255 of another integer type), or float in [0, 1]; N x H x W x C for a "
+               "uint8 (or whole numbers 0..255 of a signed integer type), or float in [0, 1]; N x H x W x C for a "
                "batch)")
 
 
@@ -105,9 +105,10 @@ def check_array(arr: np.ndarray, name: str) -> None:
         if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low and high <= 1.0):
             raise invalid(name, received, IMAGE_KINDS, note=f"values from {low:g} to {high:g}",
                           hint="Divide 0..255 values by 255, or pass them as uint8")
-    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+    elif np.issubdtype(arr.dtype, np.signedinteger):
         # whole numbers in 0..255 are 8-bit values in a wider type (np.array of a list is int64), as the pixel
-        # methods take them; another range has no one reading (16-bit? signed?), so it is refused
+        # methods take them; another range has no one reading, so it is refused. Not uint16 and wider: those
+        # are 16-bit images, which a file of them is read as (0..65535), and 200 would read bright here
         low, high = int(np.min(arr)), int(np.max(arr))
         if low < 0 or high > 255:
             raise invalid(name, received, IMAGE_KINDS, note=f"values from {low} to {high}",
@@ -123,7 +124,7 @@ def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
     check_array(arr, name)
     if arr.ndim == 4:
         raise invalid(name, Described(f"a batch of shape {'x'.join(map(str, arr.shape))}"), "one image")
-    if np.issubdtype(arr.dtype, np.integer):
+    if np.issubdtype(arr.dtype, np.signedinteger):
         arr = arr.astype(np.uint8)  # checked: within 0..255
     elif arr.dtype != np.uint8:
         arr = np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)

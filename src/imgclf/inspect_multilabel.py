@@ -102,13 +102,24 @@ def _render_splits(splits: dict[str, Any], classes: list[str], console: Any) -> 
                                          for s in splits.values()])
     table.add_row("[bold]images[/bold]", *[str(s["images"]) for s in splits.values()])
     console.print(table)
+    from .multilabel import MIN_TUNING_POSITIVES
+
     for name, split in splits.items():
+        if name == "val":  # training tunes a threshold on 5 or more (multilabel.MIN_TUNING_POSITIVES)
+            few = [c for c in classes if split["counts"][c] < MIN_TUNING_POSITIVES]
+            if few:
+                one = len(few) == 1
+                names = ", ".join(f"{console_text(repr(c))} ({split['counts'][c]})" for c in few[:10]) + \
+                    (" ..." if len(few) > 10 else "")
+                stays = "its threshold stays" if one else "their thresholds stay"
+                console.print(f"[yellow]fewer than {MIN_TUNING_POSITIVES} val images carry {len(few)} label"
+                              f"{'' if one else 's'}[/yellow] ({names}): {stays} 0.5, untuned")
+            continue
         missing = [c for c in classes if not split["counts"][c]]
         if missing:
             one = len(missing) == 1
             names = ", ".join(console_text(repr(c)) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            why = {"val": f"{'its threshold stays' if one else 'their thresholds stay'} 0.5, untuned",
-                   "test": f"{'it has' if one else 'they have'} no test score",
+            why = {"test": f"{'it has' if one else 'they have'} no test score",
                    "train": "training refuses a label no training image carries"}.get(name)
             console.print(f"[yellow]no {console_text(name)} image carries {len(missing)} label"
                           f"{'' if one else 's'}[/yellow] ({names}){': ' + why if why else ''}")

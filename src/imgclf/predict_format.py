@@ -23,7 +23,9 @@ def as_json(p: Any) -> dict[str, Any]:
                if getattr(p, "labels", None) is not None else {})}
 
 
-def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
+def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | None = None) -> str:
+    """multilabel: the model's task, which decides the CSV's columns (None: read from the rows, which cannot
+    tell when no image of a multi-label run could be read)."""
     if fmt not in FORMATS:
         raise invalid("format", fmt, FORMATS)
     if fmt == "json":
@@ -31,7 +33,8 @@ def format_predictions(predictions: Sequence[Any], fmt: str) -> str:
     k = max((len(p.top) for p in predictions), default=1)
     # multi-label: the carried labels' own probabilities beside their names (';'-joined, in the same order), since
     # `probability` is best_label's, which a low threshold may carry after another or not at all
-    multilabel = any(getattr(p, "labels", None) is not None for p in predictions)
+    if multilabel is None:
+        multilabel = any(getattr(p, "labels", None) is not None for p in predictions)
     # best_label beside probability: for an unknown image or a multi-label set, probability is best_label's
     header = (["path", "label", *(["label_probabilities"] if multilabel else []), "best_label", "probability",
                "score", "unknown"] + [f"top{i + 1}_{part}" for i in range(k) for part in ("label", "prob")] + ["error"])

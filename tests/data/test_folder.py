@@ -221,9 +221,9 @@ def test_a_link_back_up_is_a_loop_and_a_second_link_is_read_once(tmp_path, link)
 
 
 @pytest.mark.parametrize("name, said", [
-    ("labels.csv", "an index file of label sets: train, evaluate and inspect read one on its own, not beside other "
-                   "data, and audit reads class folders only"),
-    ("labels.json", "a file; an index of label sets is read from .csv, .jsonl, .ndjson files"),
+    ("labels.csv", "an index file of label sets, which only a multi-label run's train, evaluate and inspect read, "
+                   "each on its own"),
+    ("labels.json", "a file; an index of label sets (a multi-label run's data) is a .csv, .jsonl, .ndjson file"),
     ("notes.md", "a file"),
 ])
 def test_a_file_where_a_folder_goes_says_what_kind_of_file(tmp_path, name, said):

@@ -140,6 +140,9 @@ def test_evaluate_on_an_index_file_refuses_unknown_labels(ml_run, tmp_path):
     scored = evaluate_run(run.path, data=split, progress=False)
     assert (scored.count, scored.split) == (2, f"{split}:test")
     assert evaluate_run(run.path, data=split, split="train", progress=False).count == 1
+    held_out = root / "held-out.csv"  # an evaluation index of test rows only: read, not refused for no train row
+    held_out.write_text("path,labels,split\nimages/m002.png,,test\nimages/m003.png,square,test\n")
+    assert evaluate_run(run.path, data=held_out, progress=False).count == 2
     with pytest.raises(ImgclfError, match=r"split for .*split.csv \(its split column or folders\) must be one of "
                                           r"\{test, train, val\}.*Received: split='all'"):
         evaluate_run(run.path, data=split, split="all", progress=False)
@@ -619,3 +622,8 @@ def test_predict_csv_gives_each_carried_label_its_own_probability(ml_run):
         assert names == [n for n, _ in p.labels] and len(names) > 1
         assert probs == [f"{q:.4f}" for _, q in p.labels]
     assert "label_probabilities" not in format_predictions([], "csv")  # nor in a single-label run's rows
+    # the model's task decides the columns: a multi-label run none of whose images could be read keeps them
+    from imgclf.inference import Prediction
+
+    unreadable = [Prediction("x.png", None, None, [], "not an image", unknown=None)]
+    assert "label_probabilities" in format_predictions(unreadable, "csv", multilabel=True).splitlines()[0]

@@ -127,8 +127,9 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     """Audit the image folder `data` (class folders, or train/ val/ test/ of class folders) and write
     audit.json and audit.html into `out` (default `audits/<folder name>`, see `default_out`).
 
-    run: a run directory whose model gives the features (its size and colour mode decide the decode); without
-    it the images' own pixels do. img_size: decode size without a run (default: the images' median short side,
+    run: a run directory whose model gives the features (its size and colour mode decide the decode), and whose
+    own split (its dataset.json) leakage is judged on where it holds these images; without it the images' own
+    pixels give the features and the folder's split folders the splits. img_size: decode size without a run (default: the images' median short side,
     clipped to 16..64). folds: k of the out-of-fold probabilities. near_threshold: correlation a near-duplicate
     pair must reach.
     """

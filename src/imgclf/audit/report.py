@@ -20,7 +20,8 @@ SHOWN_MEMBERS = 12
 SHOWN_SUSPECTS = 48
 SHOWN_OUTLIERS = 24
 FLAG_TEXT = {"leakage": "leakage", "conflicting_labels": "conflicting labels", "same_class": "same class"}
-PIXEL_TEXT = {"dark": "dark", "bright": "bright", "low_variance": "low variance", "near_empty": "near-empty"}
+PIXEL_TEXT = {"dark": "dark", "bright": "bright", "low_variance": "low variance", "near_empty": "near-empty",
+              "noise_like": "noise-like"}
 
 
 def png_uri(pixels: np.ndarray) -> str:
@@ -51,7 +52,7 @@ def _findings(record: Any) -> list[str]:
         note = record.features.note or "label errors not checked"
         out.append(f"{note[0].upper()}{note[1:]}.")
     if c.outliers or c.pixel_issues:
-        out.append(f"{c.outliers} image(s) are far from every class, {c.pixel_issues} nearly empty, dark, "
+        out.append(f"{c.outliers} image(s) are far from every class, {c.pixel_issues} nearly empty, dark, noise-like, "
                    f"bright or flat.")
     if c.redundant_images and not out:  # copies within one class, in one split: harmless to scores
         out.append(f"{c.duplicate_groups} duplicate group(s) within a class ({c.redundant_images} redundant "

@@ -38,7 +38,7 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
         + (f" ({c.leakage_groups} groups: {between})" if c.leakage_groups else ""),
         f"conflicting labels: {warn(c.conflicting_label_groups)} groups hold one picture under several classes",
         labels,
-        f"outliers: {c.outliers}; dark, bright, flat or near-empty: {c.pixel_issues}",
+        f"outliers: {c.outliers}; dark, bright, flat, near-empty or noise-like: {c.pixel_issues}",
     ]
     return lines
 

@@ -16,9 +16,11 @@ from .base import PRECISION_HELP, UNKNOWN_HELP, app, multilabel_line, new_consol
 
 @app.command()
 def evaluate(run: Path = typer.Argument(..., help="Run directory."),
-             data: Optional[Path] = typer.Option(None, help="Evaluate on this folder instead of the run's test split."),
+             data: Optional[Path] = typer.Option(None, help="Evaluate on this folder (a multi-label run: or an "
+                                                 "index file of label sets) instead of the run's test split."),
              split: str = typer.Option("test", help="Split of the run's data set: test, val or train; with --data, "
-                                                    "its split folder (test/ by default, else val/, then train/)."),
+                                                    "its split folder (test/ by default, else val/, then train/), "
+                                                    "or an index's rows of that split (its split column)."),
              tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean prediction over "
                                                   "the image plus, only where the run's training made them, its "
                                                   "mirror images (augment hflip, vflip) and two small shifts "
@@ -133,7 +135,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
     if not predictions:  # a mistyped or empty folder must not look like success
         raise _no_image_found(images)
-    text = format_predictions(predictions, fmt)
+    text = format_predictions(predictions, fmt, multilabel=clf.card.task == "multilabel")
     if output:
         from ..io import atomic_write_text
 

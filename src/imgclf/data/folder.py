@@ -166,17 +166,20 @@ def require_images(scan: FolderScan) -> FolderScan:
     return scan
 
 
+# What a multi-label run's data may be besides folders (data.multilabel reads them).
+INDEX_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+
+
 def _what_file(path: Path) -> str:
     """What a file given where a folder goes is, so that an index in the wrong place, or an index of a suffix not
-    read, is not left at "a file"."""
-    from .multilabel import INDEX_SUFFIXES
-
+    read, is not left at "a file". Said without the caller's context: where an index is read at all, it is read
+    on its own, as a multi-label run's data."""
     suffix = path.suffix.lower()
     if suffix in INDEX_SUFFIXES:
-        return ("an index file of label sets: train, evaluate and inspect read one on its own, not beside other "
-                "data, and audit reads class folders only")
+        return ("an index file of label sets, which only a multi-label run's train, evaluate and inspect read, "
+                "each on its own")
     if suffix in (".json", ".tsv", ".tab", ".txt", ".xlsx", ".parquet"):
-        return f"a file; an index of label sets is read from {', '.join(INDEX_SUFFIXES)} files"
+        return f"a file; an index of label sets (a multi-label run's data) is a {', '.join(INDEX_SUFFIXES)} file"
     return "a file"
 
 

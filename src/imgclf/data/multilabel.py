@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import bad_path, invalid
-from .folder import IMAGE_EXTENSIONS
+from .folder import IMAGE_EXTENSIONS, INDEX_SUFFIXES  # the suffixes: the folder scan names them in its errors
 
-INDEX_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 LABEL_SEPARATOR = ";"
 
 
@@ -112,6 +111,7 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
     labels found, sorted."""
     from .folder import file_identity
 
+    classes_given = classes
     index = Path(index)
     if not index.is_file():
         raise bad_path("data", index, "an image folder, or a CSV / JSON-lines index of images and their labels",
@@ -168,7 +168,7 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
     if given and len(given) != len(splits):
         line = lines[splits.index(None)]
         raise _row_error(index, line, "a split on every row once one row has one", note="no split")
-    if given and "train" not in given:
+    if given and "train" not in given and classes_given is None:  # training's; an evaluation reads test rows
         raise bad_path("data", index, "an index whose split column names some train images", "no train row")
     return LabelIndex(index, list(classes), files, targets, lines, splits if given else None)
 

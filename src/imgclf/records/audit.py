@@ -10,7 +10,7 @@ from .base import Interpolation, Record
 from .dataset import SkippedFile
 
 AuditFlag = Literal["same_class", "conflicting_labels", "leakage"]
-PixelIssue = Literal["dark", "bright", "low_variance", "near_empty"]
+PixelIssue = Literal["dark", "bright", "low_variance", "near_empty", "noise_like"]
 
 
 class AuditImage(BaseModel):

@@ -409,3 +409,20 @@ def test_an_empty_folder_among_the_images_is_warned_of(tiny_run, image_folder, t
         assert clf.predict(tmp_path / "empty") == []
         assert len(clf.predict([tmp_path / "empty", image_folder / "cat"])) == 20
     assert caplog.text.count(f"the folder {str(tmp_path / 'empty')!r} holds no image file (.jpg, .jpeg, .png") == 2
+
+
+def test_evaluate_prints_a_folder_and_split_as_written(tiny_run, tmp_path):
+    """Rich read ":train:" in "DATA:train: accuracy" as an emoji (a train), and "[red]" in a name as markup."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from imgclf.cli import app
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # evaluate --data writes evaluations/ into it
+    data = make_image_folder(tmp_path / "e[red]x", layout="splits", per_split={"train": 4, "test": 2})
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(data), "--split", "train"],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert f"{data}:train: accuracy" in result.output

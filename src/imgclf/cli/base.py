@@ -106,7 +106,8 @@ shown = console_text  # a user-chosen name (file, class) for the console: neithe
 def new_console():
     from rich.console import Console
 
-    console = Console(stderr=False, highlight=False, soft_wrap=True)  # a redirected summary keeps its lines whole
+    # soft_wrap: a redirected summary keeps its lines whole; no emoji: a path's ":train:" is a path, not a train
+    console = Console(stderr=False, highlight=False, soft_wrap=True, emoji=False)
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         # a pipe or file has no width to fit: Rich's default of 80 columns would fold each long run or class
         # name over several rows, and a table read by grep or less needs one row per line

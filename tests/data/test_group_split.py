@@ -155,7 +155,7 @@ def test_a_leak_between_given_splits_is_warned_with_counts_and_recorded(tmp_path
     err = capsys.readouterr().err
     # leak_a..leak_d: 4 test images with a duplicate in train/, of which leak_a and leak_b are byte copies
     assert (f"4 images in test/ have a near-duplicate in train/ (2 exact copies): test accuracy may be inflated; "
-            f"run `imgclf audit {tmp_path / 'd'} --img-size {SIDE}` for the list") in err
+            f"run `imgclf audit {tmp_path / 'd'} --run {tmp_path / 'run'}` for the list") in err
     record = DatasetRecord.model_validate_json((tmp_path / "run" / "dataset.json").read_text())
     assert [leak.model_dump() for leak in record.duplicates.leaks] == [
         {"split": "test", "source": "train", "images": 4, "exact": 2}]
@@ -163,7 +163,22 @@ def test_a_leak_between_given_splits_is_warned_with_counts_and_recorded(tmp_path
     # and the report, where the test accuracy is read, says it too
     page = (tmp_path / "run" / "report.html").read_text()
     assert ("4 images in test/ have a near-duplicate in train/ (2 exact copies): test accuracy may be inflated; "
-            f"run `imgclf audit {tmp_path / 'd'} --img-size {SIDE}` for the list.") in page
+            f"run `imgclf audit {tmp_path / 'd'} --run {tmp_path / 'run'}` for the list.") in page
+    # and the audit it names finds what training found: the run's size and split, its 4 leaked test images
+    from imgclf.audit import audit
+
+    found = audit(tmp_path / "d", run=tmp_path / "run", out=tmp_path / "audit", cache_dir=str(tmp_path / "c"),
+                  page=False).record
+    leaked = [m.path for g in found.duplicate_groups if "leakage" in g.flags for m in g.members if m.split == "test"]
+    assert found.settings.splits == "run" and found.counts.leaked_images == 4
+    # evaluating the run's own test split says it too (it was silent, where --data on the same folder warned)
+    capsys.readouterr()
+    imgclf.evaluate(tmp_path / "run", progress=False)
+    assert "4 images in test/ have a near-duplicate in train/ (2 exact copies)" in capsys.readouterr().err
+    imgclf.evaluate(tmp_path / "run", split="val", progress=False)  # val has no leak recorded
+    assert "near-duplicate in" not in capsys.readouterr().err
+    assert sorted(leaked) == ["test/cat/leak_a.png", "test/cat/leak_d.png", "test/dog/leak_b.png",
+                              "test/fox/leak_c.png"]
 
 
 def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp_path, capsys):
@@ -178,7 +193,7 @@ def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp
     cats = {name: int((split.labels == 0).sum()) for name, split in data.splits.items()}
     assert cats["val"] >= 1 and cats["test"] >= 1
     assert data.grouping.separated == 1
-    _warn_about_splits(data, "d")
+    _warn_about_splits(data, "d", Path("runs/r"))
     assert "1 near-duplicate group divided between train/, val/, test/" in capsys.readouterr().err
 
 
@@ -196,7 +211,7 @@ def test_a_held_out_split_filled_only_by_a_class_s_odd_images_is_warned(tmp_path
     assert (group < 0).all() or len(set(group)) == len(group)  # whole groups kept out: the odd pictures only
     assert {(item["split"], item["class"]) for item in data.grouping.lopsided} >= {("test", "cat")}
     assert not [item for item in data.grouping.lopsided if item["class"] != "cat"]  # the other classes: no group
-    _warn_about_splits(data, "d")
+    _warn_about_splits(data, "d", Path("runs/r"))
     said = " ".join(capsys.readouterr().err.split())
     assert f"the test split's {len(test_cats)} 'cat' images are all from outside the near-duplicate groups that " \
            "hold 29 of its 40 images" in said

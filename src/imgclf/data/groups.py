@@ -236,10 +236,11 @@ def several_classes_warning(count: int, linked: int, example: list[str], audit: 
             f"conflicting labels; run `{audit}` for the list")
 
 
-def audit_command(data: str, img_size: int) -> str:
-    """The audit that finds what training found: the same images at the run's decode size (the audit's own
-    default size can differ, and with it which pairs count as near-duplicates)."""
-    return f"imgclf audit {data} --img-size {img_size}"
+def audit_command(data: str, img_size: int, run: str | None = None) -> str:
+    """The audit that finds what training found: with the run, its decode size and its own split (the numbers
+    then match, val carved from train/ included); without one, the same images at the run's decode size (the
+    audit's own default size can differ, and with it which pairs count as near-duplicates)."""
+    return f"imgclf audit {data} --run {run}" if run is not None else f"imgclf audit {data} --img-size {img_size}"
 
 
 def leak_warning(leak: dict, audit: str) -> str:

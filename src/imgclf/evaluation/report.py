@@ -54,7 +54,7 @@ def _tta_unavailable(card: ModelCard) -> str | None:
             "image itself, and test-time augmentation averages only over views seen in training.")
 
 
-def _leak_findings(dataset: DatasetRecord | None, img_size: int) -> list[str]:
+def _leak_findings(dataset: DatasetRecord | None, img_size: int, run_dir: Path | None = None) -> list[str]:
     """The terminal's warnings of val/test images with a near-duplicate in an earlier split, repeated where the
     scores they inflate are read."""
     grouping = dataset.duplicates if dataset is not None else None
@@ -63,7 +63,7 @@ def _leak_findings(dataset: DatasetRecord | None, img_size: int) -> list[str]:
     from ..data.groups import audit_command, leak_warning
 
     folder = dataset.roots[0] if len(dataset.roots) == 1 else dataset.root
-    audit = audit_command(shlex.quote(folder), img_size)
+    audit = audit_command(shlex.quote(folder), img_size, shlex.quote(str(run_dir)) if run_dir is not None else None)
     warnings = [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks]
     return [text[0].upper() + text[1:] + "." for text in warnings]
 
@@ -92,7 +92,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     data_skipped = dataset.skipped if dataset is not None else []
     eval_skipped = metrics.skipped if metrics is not None else []
 
-    findings = _leak_findings(dataset, card.img_size)
+    findings = _leak_findings(dataset, card.img_size, run_dir)
     split = metrics.split if metrics is not None else "test"
     if split == "val":
         note = stored_validation_scores_note(RunDir(run_dir), card.task)

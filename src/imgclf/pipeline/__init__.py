@@ -80,5 +80,29 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
         warn(stored_validation_scores_note(RunDir(run_dir), metrics.task))
     if metrics.seen is not None:
         warn(seen_warning(metrics.seen, metrics.count))
+    if data is None:
+        for leak in _leaks_into(RunDir(run_dir), metrics.split):
+            warn(leak)
     return metrics
+
+
+def _leaks_into(run: Any, split: str) -> list[str]:
+    """Training's warnings of images of `split` (the run's own, as evaluated) with a near-duplicate in an earlier
+    split (dataset.json's `duplicates.leaks`, user-given split folders): said again where the scores they inflate
+    are read, as the report says them (evaluate was silent, while --data on the same folder warned)."""
+    import shlex
+
+    from ..data.groups import audit_command, leak_warning
+    from ..errors import ImgclfError
+
+    try:
+        dataset = run.read_dataset()
+    except ImgclfError:
+        return []
+    grouping = dataset.duplicates
+    if grouping is None:
+        return []
+    folder = dataset.roots[0] if len(dataset.roots) == 1 else dataset.root
+    audit = audit_command(shlex.quote(folder), dataset.img_size, shlex.quote(str(run.path)))
+    return [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks if leak.split == split]
 

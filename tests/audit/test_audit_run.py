@@ -30,11 +30,17 @@ def test_a_run_trained_on_other_classes_is_warned(image_folder, tiny_run, tmp_pa
     other = tmp_path / "other"
     shutil.copytree(image_folder, other)
     (other / "cat").rename(other / "lynx")
-    record = audit(other, run=tiny_run, out=tmp_path / "audit", page=False).record
+    audit(other, run=tiny_run, out=tmp_path / "audit", page=False)
     err = " ".join(capsys.readouterr().err.split())
     assert "warning the run was trained on other classes (3, 2 of them among the folder's 3)" in err
-    # nor are these files the run's: its split says nothing of them
-    assert "leakage is judged on the folder's own split, not the run's: none of these images is in its split" in err
+    # images the run never saw (neither its files nor copies of them): its split says nothing of them
+    from conftest import make_image_folder
+
+    fresh = make_image_folder(tmp_path / "fresh", seed=7)
+    record = audit(fresh, run=tiny_run, out=tmp_path / "fresh-audit", page=False).record
+    err = " ".join(capsys.readouterr().err.split())
+    assert "leakage is judged on the folder's own split, not the run's: none of these images is in its split, by " \
+           "path or as a copy of its folder" in err
     assert record.settings.splits == "folder"
 
 
@@ -83,3 +89,12 @@ def test_with_a_run_leakage_is_judged_on_the_runs_own_split(tmp_path, capsys):
 
     # the folder's own (flat) split has none
     assert audit(data, out=tmp_path / "pixels", page=False).record.counts.leaked_images == 0
+    # a copy of the folder the run trained on is matched file by file (place and bytes), as evaluate --data finds it
+    import shutil as _shutil
+
+    copy = _shutil.copytree(data, tmp_path / "copy")
+    (copy / "cat" / "added_later.png").unlink()
+    capsys.readouterr()
+    copied = audit(copy, run=run.path, out=tmp_path / "copy-audit", page=False).record
+    assert "66 of the 66 images are copies of the run's files" in " ".join(capsys.readouterr().err.split())
+    assert copied.settings.splits == "run" and copied.counts.leaked_images == record.counts.leaked_images

@@ -168,10 +168,10 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     if len(images) == 0:
         raise invalid("data", data, "a folder with at least one readable image",
                       note=f"all {len(images.skipped)} files skipped")
-    split_source = _use_run_split(run, images) if run is not None else "folder"
     lap("decode")
     digests = content_digests(images.paths, workers=max(2, workers))
     lap("exact_hashes")
+    split_source = _use_run_split(run, images, digests) if run is not None else "folder"
     thumbs = grey_thumbnails(images.comparison if images.comparison is not None else images.pixels)
     signatures = perceptual_signatures(thumbs, seed=seed)
     duplicates = find_duplicates(thumbs, signatures, digests, threshold=near_threshold)
@@ -240,15 +240,18 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     return result
 
 
-def _use_run_split(run: str | os.PathLike, images: AuditImages) -> str:
-    """Put the run's own split in `images.splits` where its dataset.json holds these images ("run"), else keep
-    the folder's and say why ("folder")."""
+def _use_run_split(run: str | os.PathLike, images: AuditImages, digests: list[str]) -> str:
+    """Put the run's own split in `images.splits` where its dataset.json holds these images, by path or else by
+    content ("run"), else keep the folder's and say why ("folder")."""
     from .run_split import NOT_IN_RUN, run_split
 
-    found = run_split(run, images.paths)
+    found = run_split(run, images.paths, digests, images.scan.root)
     if found.splits is None:
         warn(f"leakage is judged on the folder's own split, not the run's: {found.why_not}")
         return "folder"
+    if found.by_content:
+        warn(f"{found.matched:,} of the {len(images):,} images are copies of the run's files (the same place in "
+             "the folder, the same bytes: a copy of the folder it trained on): their splits are the run's")
     images.splits = found.splits
     if found.matched < len(images):
         outside = len(images) - found.matched

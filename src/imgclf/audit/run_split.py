@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,15 +18,19 @@ class RunSplit:
     splits: np.ndarray | None  # str per audited image: train / val / test, or NOT_IN_RUN; None: not usable
     matched: int  # images found in the run's split
     why_not: str = ""  # where `splits` is None: why the folder's own split is kept
+    by_content: bool = False  # found by identical bytes: the folder is a copy of the one the run trained on
 
 
 def _key(path: str) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def run_split(run: str | os.PathLike, paths: list[str]) -> RunSplit:
-    """The run's split of `paths` (absolute image paths, symbolic links followed); `splits` None where its
-    dataset.json cannot be read or holds none of them (another folder than the one it trained on)."""
+def run_split(run: str | os.PathLike, paths: list[str], digests: list[str] | None = None,
+              root: str | os.PathLike | None = None) -> RunSplit:
+    """The run's split of `paths` (absolute image paths, symbolic links followed); where no path is the run's,
+    by the path relative to `root` (the audited folder) where the file's bytes are the run's file's too
+    (`digests`: a copy of the folder it trained on, which `evaluate --data` finds by its bytes); `splits` None
+    where its dataset.json cannot be read or holds none of them (another folder than the one it trained on)."""
     from ..errors import ImgclfError
     from ..records.run_dir import RunDir
 
@@ -36,6 +41,30 @@ def run_split(run: str | os.PathLike, paths: list[str]) -> RunSplit:
     where = {_key(path): split for split in dataset.splits for path in dataset.split_paths(split)[0]}
     splits = np.array([where.get(_key(path), NOT_IN_RUN) for path in paths], dtype=object).astype(str)
     matched = int((splits != NOT_IN_RUN).sum())
+    if not matched and digests is not None and root is not None:
+        return _in_a_copy(dataset, paths, digests, root)
     if not matched:
         return RunSplit(None, 0, f"none of these images is in its split (it trained on {dataset.root})")
     return RunSplit(splits, matched)
+
+
+def _in_a_copy(dataset: Any, paths: list[str], digests: list[str], root: str | os.PathLike) -> RunSplit:
+    """The run's split of a copy of its data folder: an image at the relative path of one of the run's files, with
+    the same bytes (byte-identical copies within the data set keep their own splits, which bytes alone could not
+    tell apart)."""
+    from ..duplicates.hashing import content_digests
+
+    relative = {os.path.normcase(os.path.relpath(p, root)): i for i, p in enumerate(paths)}
+    candidates = [(relative[os.path.normcase(f)], split, os.path.join(dataset.root, f))
+                  for split, s in dataset.splits.items() for f in s.files if os.path.normcase(f) in relative]
+    theirs = content_digests([path for _, _, path in candidates])
+    splits = np.full(len(paths), NOT_IN_RUN, dtype=object)
+    for (i, split, _), digest in zip(candidates, theirs):
+        if digest and digest == digests[i]:
+            splits[i] = split
+    splits = splits.astype(str)
+    matched = int((splits != NOT_IN_RUN).sum())
+    if not matched:
+        return RunSplit(None, 0, f"none of these images is in its split, by path or as a copy of its folder (it "
+                                 f"trained on {dataset.root})")
+    return RunSplit(splits, matched, by_content=True)

@@ -129,9 +129,9 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
 
     run: a run directory whose model gives the features (its size and colour mode decide the decode), and whose
     own split (its dataset.json) leakage is judged on where it holds these images; without it the images' own
-    pixels give the features and the folder's split folders the splits. img_size: decode size without a run (default: the images' median short side,
-    clipped to 16..64). folds: k of the out-of-fold probabilities. near_threshold: correlation a near-duplicate
-    pair must reach.
+    pixels give the features and the folder's split folders the splits. img_size: decode size without a run
+    (default: the images' median short side, clipped to 16..64). folds: k of the out-of-fold probabilities.
+    near_threshold: correlation a near-duplicate pair must reach.
     """
     _check(folds, seed, near_threshold, img_size, run)
     out = writable_folder("out", out if out is not None else default_out(data))

@@ -107,7 +107,8 @@ def test_the_server_says_unknown_and_honours_unknown_off(run, noise_files):
         assert client.get("/model").json()["unknown"]["threshold"] == read_json(run / "model.json")["unknown"]["threshold"]
     assert all(e["label"] == "unknown" and e["unknown"] and e["score"] is not None for e in on)
     assert [e["label"] for e in off] == [e["best_label"] for e in on] and not any(e["unknown"] for e in off)
-    assert bad.status_code == 400 and bad.json()["error"] == "unknown must be on or off (or true/false, 1/0). Received: unknown='maybe'"
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "unknown must be on or off (or true/false, 1/0). Received: unknown='maybe'"
     with TestClient(create_app(run, threads=1, unknown=False)) as client:
         assert not any(e["unknown"] for e in client.post("/predict", files=files).json()["predictions"])
 

@@ -20,8 +20,9 @@ from .training import train_options
 def audit_cmd(data: Path = typer.Argument(..., help="Image folder: class folders, or train/ (val/, test/) of class "
                                                     "folders."),
               run: Optional[Path] = typer.Option(None, "--run", help="Run directory whose model's penultimate "
-                                                 "features judge labels and outliers (default: the images' pixels), and whose "
-                                                 "own split (its dataset.json) leakage is judged on."),
+                                                 "features judge labels and outliers (default: the images' "
+                                                 "pixels), and whose own split (its dataset.json) leakage is "
+                                                 "judged on."),
               out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json and audit.html "
                                                  "(default: audits/<folder name>, or <folder name>-2 ... where "
                                                  "that holds another folder's audit)."),

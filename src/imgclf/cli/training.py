@@ -23,7 +23,8 @@ def train_options() -> list[inspect.Parameter]:
                                 default=typer.Argument(None, help="Image folder (class-per-folder, or train/ val/ "
                                                        "test/); several folders are used as one, classes merged by "
                                                        "folder name. Or one index file of label sets (.csv, .jsonl, "
-                                                       ".ndjson): a multi-label run (docs/multilabel.md).", show_default=False, metavar="DATA"))]
+                                                       ".ndjson): a multi-label run (docs/multilabel.md).",
+                                                       show_default=False, metavar="DATA"))]
     for name, field in TrainConfig.model_fields.items():
         if name in ("data", "schema_version", "lr_auto"):  # lr_auto records what --lr auto did; not a flag
             continue

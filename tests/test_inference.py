@@ -99,7 +99,7 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     ([np.full((8, 8), 300, np.int64)], r"int64 array of shape 8x8 \(values from 300 to 300\)\. Scale them to 0\.\.255"),
     ([np.zeros((8, 8), bool)], r"bool array of shape 8x8\. Convert 0\.\.255 values with \.astype\(np\.uint8\)"),
     # a 16-bit image, whose file is read on the 0..65535 scale: 200 is dark there, not 8-bit bright
-    ([np.full((8, 8), 200, np.uint16)], r"uint16 array of shape 8x8\. Convert 0\.\.255 values"),
+    ([np.full((8, 8), 200, np.uint16)], r"uint16 array of shape 8x8\. A 16-bit image: divide by 65535"),
     ([np.zeros((0, 8, 3), np.uint8)], r"0x8x3 \(no pixels\)"),
 ])
 def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_folder, bad, pattern):
@@ -165,6 +165,9 @@ def test_pixel_methods_refuse_what_is_not_uint8(tiny_run, image_folder):
     assert np.array_equal(clf.predict_pixels(pixels.astype(np.int64)), clf.predict_pixels(pixels))
     with pytest.raises(ImgclfError, match=r"Received: an array of int16 with values from -1 to 300"):
         clf.predict_pixels(np.where(pixels > 128, 300, -1).astype(np.int16))
+    for sixteen in (pixels.astype(np.uint16), torch.from_numpy(pixels.astype(np.int32)).to(torch.uint16)):
+        with pytest.raises(ImgclfError, match=r"Received: an array of (torch\.)?uint16 \(a 16-bit image: scale"):
+            clf.predict_pixels(sixteen)
 
 
 def test_predict_keeps_order_across_chunks_and_honours_tta(tiny_run, image_folder, tmp_path, monkeypatch):

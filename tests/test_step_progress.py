@@ -73,3 +73,14 @@ def test_a_run_without_progress_prints_no_cache_or_evaluation_lines(tmp_path, im
                cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "r"), report=False)
     err = capfd.readouterr().err
     assert "decoding" not in err and "evaluating on" not in err, err
+
+
+def test_a_bar_shows_a_path_as_written():
+    """A label holds user paths: on a terminal "[/x]" raised Rich's MarkupError, ":train:" drew a train emoji."""
+    import io
+
+    stream = io.StringIO()
+    with StepProgress("evaluating on /d/e[red]x[/x]:train:", 10, after_seconds=0, stream=stream, terminal=True) as bar:
+        bar.update(5)
+        bar.update(5)
+    assert "\U0001f68b" not in stream.getvalue()  # the train emoji

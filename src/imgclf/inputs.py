@@ -114,8 +114,10 @@ def check_array(arr: np.ndarray, name: str) -> None:
             raise invalid(name, received, IMAGE_KINDS, note=f"values from {low} to {high}",
                           hint="Scale them to 0..255 (uint8) or to [0, 1] floats")
     elif arr.dtype != np.uint8:
+        sixteen = np.issubdtype(arr.dtype, np.unsignedinteger)
         raise invalid(name, received, IMAGE_KINDS,
-                      hint="Convert 0..255 values with .astype(np.uint8); scale other ranges to [0, 1] floats")
+                      hint="A 16-bit image: divide by 65535 for [0, 1] floats" if sixteen else
+                      "Convert 0..255 values with .astype(np.uint8); scale other ranges to [0, 1] floats")
 
 
 def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
@@ -159,13 +161,18 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
 
 def check_pixels(pixels: np.ndarray | torch.Tensor, side: int, channels: int) -> None:
     """Decoded images as the pixel methods take them: (N, side, side, channels) of uint8 values. Whole numbers in
-    0..255 of another type pass (uint8 values in a wider type); floats do not (cast, [0, 1] would be black)."""
+    0..255 of a signed type pass (uint8 values in a wider type); floats do not (cast, [0, 1] would be black), nor
+    16-bit and wider unsigned ones (16-bit images)."""
     shape = tuple(pixels.shape)
     allowed = f"uint8 images of shape (N, {side}, {side}, {channels}), as Classifier.decode makes them"
     if len(shape) != 4 or shape[1:] != (side, side, channels):
         raise invalid("pixels", Described(f"an array of shape {shape}"), allowed)
     if pixels.dtype in (np.uint8, torch.uint8):
         return
+    wide_unsigned = str(pixels.dtype).removeprefix("torch.") in ("uint16", "uint32", "uint64")
+    if wide_unsigned:  # a 16-bit image, which a file of it is read as (0..65535): 200 is dark, not 8-bit bright
+        raise invalid("pixels", Described(f"an array of {pixels.dtype}"), allowed,
+                      note="a 16-bit image: scale it to 0..255 first (x * 255 / 65535, rounded)")
     floating = pixels.is_floating_point() if isinstance(pixels, torch.Tensor) else \
         not np.issubdtype(pixels.dtype, np.integer)
     if floating:

@@ -83,8 +83,9 @@ class StepProgress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeRemainingColumn(), console=Console(file=self._out()), transient=True)
+        # a label holds user paths: "[/x]" raised Rich's MarkupError, ":train:" drew an emoji
+        self._bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), console=Console(file=self._out(), emoji=False), transient=True)
         self._task = self._bar.add_task(self.label, total=self.total, completed=self.done)
         self._bar.start()
 

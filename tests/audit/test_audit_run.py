@@ -98,3 +98,38 @@ def test_with_a_run_leakage_is_judged_on_the_runs_own_split(tmp_path, capsys):
     copied = audit(copy, run=run.path, out=tmp_path / "copy-audit", page=False).record
     assert "66 of the 66 images are copies of the run's files" in " ".join(capsys.readouterr().err.split())
     assert copied.settings.splits == "run" and copied.counts.leaked_images == record.counts.leaked_images
+    # with the originals gone, the copy cannot be matched to them: said so, not "none of these is in its split"
+    _shutil.rmtree(data)
+    gone = audit(copy, run=run.path, out=tmp_path / "gone-audit", page=False).record
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"its own files, under {data}, cannot be read (moved or deleted?)" in err
+    assert gone.settings.splits == "folder"
+
+
+def test_a_copy_of_one_folder_of_a_merged_run_takes_the_runs_split(tmp_path):
+    """A merged run lists its files relative to the folders' common parent (a/cat/x.png): a copy of one of its
+    folders (cat/x.png) matched none of them."""
+    import shutil
+
+    import imgclf
+
+    from conftest import make_image_folder
+
+    a = make_image_folder(tmp_path / "src" / "a", per_class=8, seed=1)
+    b = make_image_folder(tmp_path / "src" / "b", per_class=8, seed=2)
+    from imgclf.audit.run_split import run_split
+    from imgclf.duplicates.hashing import content_digests
+
+    a = make_image_folder(tmp_path / "src" / "a", per_class=8, seed=1)
+    b = make_image_folder(tmp_path / "src" / "b", per_class=8, seed=2)
+    run = imgclf.fit({"data": [str(a), str(b)], "model": "simple_cnn", "img_size": 16, "epochs": 1,
+                      "batch_size": 16, "out": str(tmp_path / "run"), "progress": False, "model_args": {"width": 4},
+                      "val_split": 0.25, "test_split": 0.25}, report=False)
+    dataset = json.loads((run.path / "dataset.json").read_text())
+    where = {f: split for split, s in dataset["splits"].items() for f in s["files"]}
+    copy = shutil.copytree(a, tmp_path / "copy-of-a")
+    assert audit(copy, run=run.path, out=tmp_path / "audit").record.settings.splits == "run"
+    files = sorted(copy.rglob("*.png"))
+    found = run_split(run.path, [str(p) for p in files], content_digests([str(p) for p in files]), copy)
+    assert found.matched == 24 and found.by_content
+    assert list(found.splits) == [where[f"a/{p.relative_to(copy).as_posix()}"] for p in files]

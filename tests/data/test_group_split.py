@@ -227,3 +227,14 @@ def test_a_second_run_on_the_same_cache_reuses_the_groups(tmp_path):
     assert second.describe()["duplicates"]["exact_images"] == 9
     where = _split_of(second)
     assert all(len({where[p] for p in group}) == 1 for group in groups)
+
+
+def test_the_suggested_audit_is_ready_to_paste():
+    """Training printed `imgclf audit /x/my data --run /x/my run` (the shell reads 4 arguments), and a merged
+    run's folders joined as if one audit read several."""
+    from imgclf.data.groups import audit_command
+
+    assert audit_command(["/x/my data"], 28, "/x/my run") == "imgclf audit '/x/my data' --run '/x/my run'"
+    assert audit_command("/x/d", 28) == "imgclf audit /x/d --img-size 28"
+    assert audit_command(["/x/a", "/x/b c"], 28, "/x/r") == "imgclf audit /x/a --run /x/r (and the same for '/x/b c')"
+    assert audit_command(["/x/\x1b[31mred"], 28, "/x/r") == "imgclf audit '/x/\\x1b[31mred' --run /x/r"

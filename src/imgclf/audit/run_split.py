@@ -55,8 +55,7 @@ def _in_a_copy(dataset: Any, paths: list[str], digests: list[str], root: str | o
     from ..duplicates.hashing import content_digests
 
     relative = {os.path.normcase(os.path.relpath(p, root)): i for i, p in enumerate(paths)}
-    candidates = [(relative[os.path.normcase(f)], split, os.path.join(dataset.root, f))
-                  for split, s in dataset.splits.items() for f in s.files if os.path.normcase(f) in relative]
+    candidates = [(relative[key], split, path) for split, path, key in _run_files(dataset) if key in relative]
     theirs = content_digests([path for _, _, path in candidates])
     splits = np.full(len(paths), NOT_IN_RUN, dtype=object)
     for (i, split, _), digest in zip(candidates, theirs):
@@ -65,6 +64,24 @@ def _in_a_copy(dataset: Any, paths: list[str], digests: list[str], root: str | o
     splits = splits.astype(str)
     matched = int((splits != NOT_IN_RUN).sum())
     if not matched:
+        if candidates and not any(theirs):  # the originals are gone: a copy cannot be told from another folder
+            return RunSplit(None, 0, f"its own files, under {dataset.root}, cannot be read (moved or deleted?), so "
+                                     "this folder cannot be matched to them file by file")
         return RunSplit(None, 0, f"none of these images is in its split, by path or as a copy of its folder (it "
                                  f"trained on {dataset.root})")
     return RunSplit(splits, matched, by_content=True)
+
+
+def _run_files(dataset: Any) -> list[tuple[str, str, str]]:
+    """(split, absolute path, path relative to the data folder holding it) of every file of the run's split. A
+    merged run lists its files relative to the folders' common parent (A/cat/0.png); a copy of one folder of it
+    holds them relative to that folder (cat/0.png)."""
+    roots = [str(r) for r in dataset.roots] or [str(dataset.root)]
+    found = []
+    for split, files in dataset.splits.items():
+        for f in files.files:
+            path = os.path.join(dataset.root, f)
+            inside = [r for r in roots if _key(path).startswith(_key(r).rstrip(os.sep) + os.sep)]
+            base = max(inside, key=len) if inside else str(dataset.root)
+            found.append((split, path, os.path.normcase(os.path.relpath(path, base))))
+    return found

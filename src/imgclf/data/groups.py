@@ -9,6 +9,8 @@ is then drawn as before and the record says the grouping was not done.
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Sequence
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,11 +238,22 @@ def several_classes_warning(count: int, linked: int, example: list[str], audit: 
             f"conflicting labels; run `{audit}` for the list")
 
 
-def audit_command(data: str, img_size: int, run: str | None = None) -> str:
-    """The audit that finds what training found: with the run, its decode size and its own split (the numbers
-    then match, val carved from train/ included); without one, the same images at the run's decode size (the
-    audit's own default size can differ, and with it which pairs count as near-duplicates)."""
-    return f"imgclf audit {data} --run {run}" if run is not None else f"imgclf audit {data} --img-size {img_size}"
+def audit_command(folders: str | os.PathLike | Sequence[str | os.PathLike], img_size: int,
+                  run: str | os.PathLike | None = None) -> str:
+    """The audit that finds what training found, ready to paste (each path shell-quoted, control characters
+    escaped): with the run, its decode size and its own split (the numbers then match, val carved from train/
+    included); without one, the same images at the run's decode size (the audit's own default size can differ,
+    and with it which pairs count as near-duplicates). An audit reads one folder: a merged run's is one command
+    per folder."""
+    import shlex
+
+    from ..io import terminal_safe
+
+    given = [folders] if isinstance(folders, (str, os.PathLike)) else list(folders)
+    quoted = [shlex.quote(terminal_safe(str(f))) for f in given]
+    tail = f" --run {shlex.quote(terminal_safe(str(run)))}" if run is not None else f" --img-size {img_size}"
+    first = f"imgclf audit {quoted[0]}{tail}"
+    return first if len(quoted) == 1 else f"{first} (and the same for {', '.join(quoted[1:])})"
 
 
 def leak_warning(leak: dict, audit: str) -> str:

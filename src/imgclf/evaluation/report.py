@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -62,8 +61,7 @@ def _leak_findings(dataset: DatasetRecord | None, img_size: int, run_dir: Path |
         return []
     from ..data.groups import audit_command, leak_warning
 
-    folder = dataset.roots[0] if len(dataset.roots) == 1 else dataset.root
-    audit = audit_command(shlex.quote(folder), img_size, shlex.quote(str(run_dir)) if run_dir is not None else None)
+    audit = audit_command(dataset.roots or [dataset.root], img_size, run_dir)
     warnings = [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks]
     return [text[0].upper() + text[1:] + "." for text in warnings]
 

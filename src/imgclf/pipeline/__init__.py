@@ -90,8 +90,6 @@ def _leaks_into(run: Any, split: str) -> list[str]:
     """Training's warnings of images of `split` (the run's own, as evaluated) with a near-duplicate in an earlier
     split (dataset.json's `duplicates.leaks`, user-given split folders): said again where the scores they inflate
     are read, as the report says them (evaluate was silent, while --data on the same folder warned)."""
-    import shlex
-
     from ..data.groups import audit_command, leak_warning
     from ..errors import ImgclfError
 
@@ -102,7 +100,6 @@ def _leaks_into(run: Any, split: str) -> list[str]:
     grouping = dataset.duplicates
     if grouping is None:
         return []
-    folder = dataset.roots[0] if len(dataset.roots) == 1 else dataset.root
-    audit = audit_command(shlex.quote(folder), dataset.img_size, shlex.quote(str(run.path)))
+    audit = audit_command(dataset.roots or [dataset.root], dataset.img_size, run.path)
     return [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks if leak.split == split]
 

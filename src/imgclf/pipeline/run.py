@@ -138,7 +138,7 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
 FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points
 
 
-def _warn_about_splits(data: PreparedData, folders: str, run_dir: Path) -> None:
+def _warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path) -> None:
     """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
     splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
     (stderr, even without progress), never a refusal: the folders are the user's choice."""
@@ -168,7 +168,7 @@ def _warn_about_splits(data: PreparedData, folders: str, run_dir: Path) -> None:
     if data.grouping is None:  # streamed, or --no-group-duplicates: no content hashes to find such files by
         return
     # the run's own audit once it has trained: its size and its split, so the counts match these
-    audit = audit_command(terminal_safe(folders), data.img_size, terminal_safe(run_dir))
+    audit = audit_command(folders, data.img_size, run_dir)
     if data.task != "multilabel":
         count, linked, example = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
         if count:
@@ -317,7 +317,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     if resolved.progress and is_launch_zero:
         _announce(resolved, data, model, run_dir, checkpoint)
     if is_launch_zero:
-        _warn_about_splits(data, resolved.data if isinstance(resolved.data, str) else " ".join(resolved.data),
+        _warn_about_splits(data, [resolved.data] if isinstance(resolved.data, str) else list(resolved.data),
                            run_dir)
     from ..train.trackers import log_config, log_final, make_loggers
 

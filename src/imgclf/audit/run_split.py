@@ -76,12 +76,13 @@ def _run_files(dataset: Any) -> list[tuple[str, str, str]]:
     """(split, absolute path, path relative to the data folder holding it) of every file of the run's split. A
     merged run lists its files relative to the folders' common parent (A/cat/0.png); a copy of one folder of it
     holds them relative to that folder (cat/0.png)."""
-    roots = [str(r) for r in dataset.roots] or [str(dataset.root)]
+    roots = {str(r): _key(str(r)).rstrip(os.sep) + os.sep for r in dataset.roots or [dataset.root]}
     found = []
     for split, files in dataset.splits.items():
         for f in files.files:
             path = os.path.join(dataset.root, f)
-            inside = [r for r in roots if _key(path).startswith(_key(r).rstrip(os.sep) + os.sep)]
+            key = _key(path)
+            inside = [r for r, prefix in roots.items() if key.startswith(prefix)]
             base = max(inside, key=len) if inside else str(dataset.root)
             found.append((split, path, os.path.normcase(os.path.relpath(path, base))))
     return found

@@ -50,8 +50,8 @@ def test_train_says_fit_in_a_fresh_process():
     assert "no attribute 'train': imgclf.fit(data=..., ...) trains a run" in out
 
 
-def test_the_audit_and_export_subpackages_are_reachable_from_the_package():
-    assert callable(imgclf.audit.audit) and callable(imgclf.export.export_run)
+def test_the_audit_export_and_serve_subpackages_are_reachable_from_the_package():
+    assert callable(imgclf.audit.audit) and callable(imgclf.export.export_run) and callable(imgclf.serve.create_app)
 
 
 def test_explain_with_a_figure_asked_and_nothing_readable_is_refused(tiny_run, tmp_path):

@@ -192,7 +192,6 @@ _ELSEWHERE = {
     "train": "imgclf.fit(data=..., ...) trains a run (the command line's imgclf train)",
     "predict": "imgclf.load(RUN).predict(images) predicts (a Classifier: load once, predict many times)",
     "export_run": "from imgclf.export import export_run (the command line's imgclf export)",
-    "serve": "from imgclf.serve import create_app (a FastAPI app), or the command line's imgclf serve",
 }
 
 
@@ -206,7 +205,8 @@ def __getattr__(name: str) -> Any:
         from .config import TrainConfig
 
         return TrainConfig
-    if name in ("audit", "export"):  # subpackages: imgclf.audit.audit(DATA), imgclf.export.export_run(RUN)
+    if name in ("audit", "export", "serve"):  # subpackages: imgclf.audit.audit(DATA), imgclf.export.export_run(RUN),
+        # imgclf.serve.create_app(RUN) (a FastAPI app)
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

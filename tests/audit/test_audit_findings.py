@@ -134,3 +134,19 @@ def test_group_ids_keep_every_duplicate_group_together(audited):
         assert len(set(ids[group.members].tolist())) == 1
     alone = result.duplicates.group_of < 0
     assert len(set(ids[alone].tolist())) == int(alone.sum())  # singletons never share an id
+
+
+def test_static_enlarged_to_the_decode_size_is_still_found(tmp_path):
+    """Checked as decoded, 16 px static enlarged to 32 px was smooth and passed (a run at 32 px audited its own
+    28 px images: none of the 4 planted noise files flagged)."""
+    from PIL import Image
+
+    from conftest import make_image_folder
+    from imgclf.audit import audit
+
+    data = make_image_folder(tmp_path / "d", per_class=12, size=16)
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(data / "cat" / "static.png")
+    record = audit(data, img_size=32, out=tmp_path / "audit", page=False).record
+    assert record.settings.img_size == 32
+    assert [(p.path, p.issues) for p in record.pixel_issues] == [("cat/static.png", ["noise_like"])]

@@ -15,8 +15,9 @@ vertical, both diagonals: the largest absolute correlation under `NOISE_CORRELAT
 `NOISE_MIN_STD` grey levels. Measured at 28 x 28: Fashion-MNIST's 60,000 training images' largest correlation
 0.27-1.0, uniform noise at most 0.13; 1-px diagonal line art correlates 1.0 along its lines and a dot grid 0.33;
 a flat frame with sensor noise (std 6) is under the spread. Noise scored only 3.9-4.2 on the feature-space z
-(under `OUTLIER_Z`), so no check listed it before. Measured at the decode size: static much larger than that is
-smoothed by the resize (128 px static decoded at 28: 0.27) and not caught.
+(under `OUTLIER_Z`), so no check listed it before. The checks read files smaller than the decode size at their
+own size (the audit's comparison pixels), since enlarging smooths static; static much larger than the decode size
+is smoothed by the shrinking (128 px static decoded at 28: 0.27) and not caught.
 """
 
 from __future__ import annotations

@@ -281,3 +281,29 @@ def test_every_per_class_bar_carries_its_number_even_a_zero(tmp_path, monkeypatc
     module.plot_per_class_metrics(scores, tmp_path / "pc.png")
     shown = [t for t in seen["texts"] if t and not t.startswith("n=")]
     assert sorted(shown) == sorted(["0", "0", "0", "1.00", "0.17", "0.29"])
+
+
+def test_training_curves_show_the_kept_weights_accuracy_after_batch_norm_recompute(tmp_path, monkeypatch):
+    """The curve read 18 % at the kept epoch where the model kept, its batch-norm statistics recomputed, scored 60 %:
+    only the report's text said why. The figure draws the kept model's point and names it; where the two agree,
+    nothing is added."""
+    from imgclf.evaluation.plots import training_curves as module
+
+    seen = []
+    real_save = module.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        acc_ax = fig.axes[0]
+        points = [line.get_xydata().tolist() for line in acc_ax.lines if line.get_marker() == "D"]
+        seen.append((points, [t.get_text() for t in fig.legends[0].get_texts()], acc_ax.get_ylim()))
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(module, "save_figure", save)
+    rows = [HistoryRow(epoch=e, loss=1 / e, val_loss=1 / e + 0.1, acc=0.5 + e / 20, val_acc=0.18, lr=0.1)
+            for e in range(1, 6)]
+    module.plot_training_curves(rows, tmp_path / "a.png", best_epoch=4, kept_val_acc=0.6)
+    module.plot_training_curves(rows, tmp_path / "b.png", best_epoch=4, kept_val_acc=0.18)
+    (points, labels, ylim), (same_points, same_labels, _) = seen
+    assert points == [[[4.0, 0.6]]] and ylim[0] <= 0.6 <= ylim[1]
+    assert "kept weights, batch-norm statistics recomputed (0.600)" in labels
+    assert same_points == [] and not any(label.startswith("kept weights") for label in same_labels)

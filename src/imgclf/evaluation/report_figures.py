@@ -93,7 +93,8 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     if history:
         onset = overfitting_onset([r.value("loss") for r in history], [r.value("val_loss") for r in history])
         best = card.training.best_epoch
-        add("training_curves", lambda p: plots.plot_training_curves(history, p, best, onset))
+        kept = card.training.val_accuracy_after_batch_norm
+        add("training_curves", lambda p: plots.plot_training_curves(history, p, best, onset, kept))
 
     classes = interp.classes
     add("confusion_counts", lambda p: plots.plot_confusion_matrix(interp.confusion, classes, p))

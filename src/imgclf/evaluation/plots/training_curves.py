@@ -42,8 +42,12 @@ def loss_spikes(losses: np.ndarray) -> bool:
 
 
 def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike, best_epoch: int | None = None,
-                         onset: int | None = None) -> Path:
+                         onset: int | None = None, kept_val_acc: float | None = None) -> Path:
     """Accuracy and loss per epoch, train vs validation, from history.csv rows.
+
+    kept_val_acc: the kept weights' validation accuracy once their batch-norm statistics were recomputed (model.json
+    `val_accuracy_after_batch_norm`), drawn at the kept epoch where it differs from that epoch's curve: the curve
+    read 18 % where the model kept scored 60 %, and only the report's text said why.
 
     Marks the kept (best) epoch, the overfitting onset (see interpret.overfitting_onset) and learning-rate
     changes: a few step changes get a labelled line each; schedules that change every epoch (cosine, one-cycle)
@@ -80,12 +84,19 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
                 if hit.any() and np.isfinite(col[val_key][hit]).all():
                     ax.plot(epochs[hit], col[val_key][hit], marker="*", markersize=14, color=BEST_COLOR,
                             markeredgecolor="white", zorder=5, linestyle="none")
+            if ax is axes[0] and kept_val_acc is not None and best_epoch is not None:
+                at = col["val_acc"][epochs == best_epoch]
+                if not (len(at) and np.isfinite(at).all() and abs(float(at[0]) - kept_val_acc) < 0.0005):
+                    ax.plot([best_epoch], [kept_val_acc], marker="D", markersize=8, color="white",
+                            markeredgecolor=BEST_COLOR, markeredgewidth=2, linestyle="none", zorder=6,
+                            label=f"kept weights, batch-norm statistics recomputed ({kept_val_acc:.3f})")
             if onset is not None:
                 ax.axvspan(onset - 0.5, epochs.max() + 0.5, color=ONSET_COLOR, alpha=0.07, lw=0)
                 ax.axvline(onset - 0.5, color=ONSET_COLOR, linestyle="--", linewidth=1.4,
                            label=f"overfitting from epoch {onset}")
         acc_ax, loss_ax = axes
-        finite_acc = np.concatenate([col["acc"][np.isfinite(col["acc"])], col["val_acc"][np.isfinite(col["val_acc"])]])
+        finite_acc = np.concatenate([col["acc"][np.isfinite(col["acc"])], col["val_acc"][np.isfinite(col["val_acc"])],
+                                     [kept_val_acc] if kept_val_acc is not None else []])
         if len(finite_acc):
             acc_ax.set_ylim(max(0.0, finite_acc.min() - 0.05), min(1.02, max(finite_acc.max() + 0.03, 0.1)))
         if loss_spikes(np.concatenate([col["loss"], col["val_loss"]])):
@@ -93,6 +104,10 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
             loss_ax.set_title("Loss, log scale\n(one epoch's loss is far above the rest)")  # one line was cut
         changes = lr_changes(list(col["lr"]))
         handles, labels = loss_ax.get_legend_handles_labels()
+        for handle, label in zip(*acc_ax.get_legend_handles_labels()):  # drawn on the accuracy panel alone
+            if label.startswith("kept weights"):
+                handles.append(handle)
+                labels.append(label)
         if changes and len(changes) <= 6:
             for ax in axes:
                 for epoch, old, new in changes:

@@ -412,6 +412,16 @@ def test_an_empty_folder_among_the_images_is_warned_of(tiny_run, image_folder, t
         assert clf.predict(tmp_path / "empty") == []
         assert len(clf.predict([tmp_path / "empty", image_folder / "cat"])) == 20
     assert caplog.text.count(f"the folder {str(tmp_path / 'empty')!r} holds no image file (.jpg, .jpeg, .png") == 2
+    # the command line says it too, once, beside the other folder's 20 rows
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), str(tmp_path / "empty"), str(image_folder / "cat"),
+                                      "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).count("holds no image file") == 1
+    assert sum(line.startswith(str(image_folder)) for line in result.output.splitlines()) == 20
 
 
 def test_evaluate_prints_a_folder_and_split_as_written(tiny_run, tmp_path):

@@ -23,10 +23,11 @@ IMAGE_KINDS = ("an image file or folder path, a PIL image, or a numpy array (H x
                "batch)")
 
 
-def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
+def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = None) -> list[str]:
     """Files as given; folders expanded to their image files the way training reads a class folder (recursively,
     hidden entries skipped, symlinked folders followed once). An image name that cannot be read (a dangling
-    link) is kept, so that its prediction row says why; other files are not images and are left out."""
+    link) is kept, so that its prediction row says why; other files are not images and are left out. `empty`:
+    where given, the folders holding no image are appended to it."""
     out: list[str] = []
     for item in items:
         path = Path(item)
@@ -35,9 +36,19 @@ def expand_inputs(items: Iterable[str | os.PathLike]) -> list[str]:
             found = walk_images(path, skipped)
             unreadable = [s["path"] for s in skipped if s["path"].lower().endswith(IMAGE_EXTENSIONS)]
             out += sorted(found + unreadable)
+            if empty is not None and not found and not unreadable:
+                empty.append(str(item))
         else:
             out.append(str(path))
     return out
+
+
+def warn_of_empty_folders(folders: Iterable[str]) -> None:
+    """An empty folder among the images: no row says so, and an empty result read as "nothing predicted"."""
+    from .notices import warn
+
+    for folder in folders:
+        warn(f"the folder {folder!r} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])} ...)")
 
 
 def is_file_object(item: object) -> bool:
@@ -59,11 +70,9 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
     for i, item in enumerate(images):
         name = f"images[{i}]"
         if isinstance(item, (str, os.PathLike)):
-            paths = expand_inputs([item])
-            if not paths:  # an empty folder: no row says so, and an empty result read as "nothing predicted"
-                from .notices import warn
-
-                warn(f"the folder {str(item)!r} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])} ...)")
+            empty: list[str] = []
+            paths = expand_inputs([item], empty)
+            warn_of_empty_folders(empty)
             names += paths
             sources += paths
         elif isinstance(item, Image.Image) or is_file_object(item):

@@ -102,18 +102,13 @@ def _render_splits(splits: dict[str, Any], classes: list[str], console: Any) -> 
                                          for s in splits.values()])
     table.add_row("[bold]images[/bold]", *[str(s["images"]) for s in splits.values()])
     console.print(table)
-    from .multilabel import MIN_TUNING_POSITIVES
+    from .multilabel import untuned_thresholds
 
     for name, split in splits.items():
-        if name == "val":  # training tunes a threshold on 5 or more (multilabel.MIN_TUNING_POSITIVES)
-            few = [c for c in classes if split["counts"][c] < MIN_TUNING_POSITIVES]
-            if few:
-                one = len(few) == 1
-                names = ", ".join(f"{console_text(repr(c))} ({split['counts'][c]})" for c in few[:10]) + \
-                    (" ..." if len(few) > 10 else "")
-                stays = "its threshold stays" if one else "their thresholds stay"
-                console.print(f"[yellow]fewer than {MIN_TUNING_POSITIVES} val images carry {len(few)} label"
-                              f"{'' if one else 's'}[/yellow] ({names}): {stays} 0.5, untuned")
+        if name == "val":  # what training will say of them (it tunes a threshold on 5 positives or more)
+            untuned = untuned_thresholds(classes, [split["counts"][c] for c in classes])
+            if untuned:
+                console.print(f"[yellow]{console_text(untuned)}[/yellow]")
             continue
         missing = [c for c in classes if not split["counts"][c]]
         if missing:

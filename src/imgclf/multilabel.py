@@ -61,6 +61,19 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float((chosen + lower.max()) / 2) if len(lower) else chosen
 
 
+def untuned_thresholds(classes: Sequence[str], positives: Sequence[int]) -> str | None:
+    """What training will say of the labels with fewer than MIN_TUNING_POSITIVES validation positives (`positives`,
+    one count a label), and `inspect` before it: their thresholds stay DEFAULT_THRESHOLD. None when there is none."""
+    few = [f"{c!r} ({int(n)})" for c, n in zip(classes, positives) if n < MIN_TUNING_POSITIVES]
+    if not few:
+        return None
+    many = len(few) != 1
+    names = ", ".join(few[:10]) + (" ..." if len(few) > 10 else "")
+    return (f"{len(few)} label{'s' if many else ''} {'have' if many else 'has'} fewer than {MIN_TUNING_POSITIVES} "
+            f"validation images carrying {'them' if many else 'it'} ({names}): "
+            f"{'their thresholds stay' if many else 'its threshold stays'} {DEFAULT_THRESHOLD}, untuned")
+
+
 def tune_thresholds(targets: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     """Each label's max-F1 threshold on (validation) targets (N, K) and probabilities (N, K)."""
     return {c: round(best_f1_threshold(targets[:, i], probs[:, i]), 6) for i, c in enumerate(classes)}

@@ -230,8 +230,8 @@ def test_inspect_of_an_index_with_a_split_column_counts_each_splits_labels(tmp_p
     said = " ".join(result.output.split())
     assert "images carrying each label, per split" in said
     # as training decides: fewer than 5 validation images carrying a label leave its threshold at 0.5
-    assert "fewer than 5 val images carry 2 labels ('cat' (0), 'dog' (1)): their thresholds stay 0.5, untuned" \
-        in said
+    assert "2 labels have fewer than 5 validation images carrying them ('cat' (0), 'dog' (1)): their thresholds " \
+           "stay 0.5, untuned" in said
     assert "no train image" not in said and "no test image" not in said
 
 

@@ -130,11 +130,9 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         clf = load(run, precision=precision)
     else:
         raise invalid("backend", backend, ("torch", "onnx"))
-    _refuse_no_image(images)  # after the run: the first argument's error first
+    paths = _image_paths(images)  # after the run: the first argument's error first
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
-    predictions = clf.predict([str(p) for p in images], top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
-    if not predictions:  # a mistyped or empty folder must not look like success
-        raise _no_image_found(images)
+    predictions = clf.predict(paths, top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
     text = format_predictions(predictions, fmt, multilabel=clf.card.task == "multilabel")
     if output:
         from ..io import atomic_write_text
@@ -166,14 +164,12 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     could be."""
     from ..evaluation.explain import FIGURE_IMAGES, explain_images, figure_path, plot_explanations
     from ..inference import load
-    from ..inputs import gather_inputs
 
     figure_path("output", output)
     flag_unknown = on_off("unknown", unknown)
     _refuse_missing(images)
     clf = load(run, precision=precision, fold_batch_norm=False)
-    _refuse_no_image(images)
-    names, _ = gather_inputs([str(p) for p in images])
+    names = _image_paths(images)
     multilabel = clf.card.task == "multilabel"
     explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
     for e in explanations:
@@ -209,13 +205,18 @@ def _refuse_missing(images: list[Path]) -> None:
                             "or give the folder" if wildcard else None)
 
 
-def _refuse_no_image(images: list[Path]) -> None:
-    """Folders that hold no image and nothing else: refused in one line (the API's warning of each empty folder
-    would only repeat it)."""
-    from ..inputs import expand_inputs
+def _image_paths(images: list[Path]) -> list[str]:
+    """The image files given and found in the folders given, the folders walked once (predict and explain then
+    take the files): none at all is refused in one line, and an empty folder beside others is warned of, as the
+    API warns of it."""
+    from ..inputs import expand_inputs, warn_of_empty_folders
 
-    if not expand_inputs(images):
+    empty: list[str] = []
+    paths = expand_inputs(images, empty)
+    if not paths:
         raise _no_image_found(images)
+    warn_of_empty_folders(empty)
+    return paths
 
 
 def _no_image_found(images: list[Path]) -> Exception:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -263,6 +264,17 @@ def leak_warning(leak: dict, audit: str) -> str:
     what = {"test": "test accuracy", "val": "validation scores (early stopping, calibration)"}[leak["split"]]
     return (f"{leak['images']} image{'s' if leak['images'] != 1 else ''} in {leak['split']}/ {verb} a "
             f"near-duplicate in {leak['source']}/{exact}: {what} may be inflated; run `{audit}` for the list")
+
+
+def recorded_leak_warnings(dataset: Any, run_dir: str | os.PathLike | None, split: str | None = None) -> list[str]:
+    """Training's warnings of val/test images with a near-duplicate in an earlier split, from a run's DatasetRecord
+    (`duplicates.leaks`: user-given split folders), for `split` alone where given: said again where the scores
+    they inflate are read (the report, `evaluate`)."""
+    grouping = dataset.duplicates if dataset is not None else None
+    if grouping is None:
+        return []
+    audit = audit_command(dataset.roots or [dataset.root], dataset.img_size, run_dir)
+    return [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks if split in (None, leak.split)]
 
 
 def lopsided_holdouts(grouping: Grouping, splits: dict, classes: list[str], share: float = 0.5) -> list[dict]:

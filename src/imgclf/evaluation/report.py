@@ -53,17 +53,11 @@ def _tta_unavailable(card: ModelCard) -> str | None:
             "image itself, and test-time augmentation averages only over views seen in training.")
 
 
-def _leak_findings(dataset: DatasetRecord | None, img_size: int, run_dir: Path | None = None) -> list[str]:
-    """The terminal's warnings of val/test images with a near-duplicate in an earlier split, repeated where the
-    scores they inflate are read."""
-    grouping = dataset.duplicates if dataset is not None else None
-    if grouping is None or not grouping.leaks:
-        return []
-    from ..data.groups import audit_command, leak_warning
+def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
+    """The terminal's warnings of val/test images with a near-duplicate in an earlier split, as sentences."""
+    from ..data.groups import recorded_leak_warnings
 
-    audit = audit_command(dataset.roots or [dataset.root], img_size, run_dir)
-    warnings = [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks]
-    return [text[0].upper() + text[1:] + "." for text in warnings]
+    return [text[0].upper() + text[1:] + "." for text in recorded_leak_warnings(dataset, run_dir)]
 
 
 def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None, metrics: MetricsRecord | None,
@@ -90,7 +84,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     data_skipped = dataset.skipped if dataset is not None else []
     eval_skipped = metrics.skipped if metrics is not None else []
 
-    findings = _leak_findings(dataset, card.img_size, run_dir)
+    findings = _leak_findings(dataset, run_dir)
     split = metrics.split if metrics is not None else "test"
     if split == "val":
         note = stored_validation_scores_note(RunDir(run_dir), card.task)

@@ -87,19 +87,13 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
 
 
 def _leaks_into(run: Any, split: str) -> list[str]:
-    """Training's warnings of images of `split` (the run's own, as evaluated) with a near-duplicate in an earlier
-    split (dataset.json's `duplicates.leaks`, user-given split folders): said again where the scores they inflate
-    are read, as the report says them (evaluate was silent, while --data on the same folder warned)."""
-    from ..data.groups import audit_command, leak_warning
+    """Training's leak warnings for `split`, the run's own as evaluated, as the report repeats them (evaluate was
+    silent, while --data on the same folder warned)."""
+    from ..data.groups import recorded_leak_warnings
     from ..errors import ImgclfError
 
     try:
-        dataset = run.read_dataset()
-    except ImgclfError:
+        return recorded_leak_warnings(run.read_dataset(), run.path, split)
+    except ImgclfError:  # no dataset.json to read them from
         return []
-    grouping = dataset.duplicates
-    if grouping is None:
-        return []
-    audit = audit_command(dataset.roots or [dataset.root], dataset.img_size, run.path)
-    return [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks if leak.split == split]
 

@@ -30,18 +30,12 @@ def fit_thresholds(data: PreparedData, model, card, precision: str = "auto") -> 
     split = data.splits["val"]
     clf = Classifier(for_prediction(model), card, precision=precision)
     logits, _ = split_logits(clf, data, split.indices, features=False)
-    from ..multilabel import MIN_TUNING_POSITIVES
+    from ..multilabel import untuned_thresholds
 
-    carried = split.targets.sum(axis=0)
-    untuned = [f"{c!r} ({int(n)})" for c, n in zip(data.classes, carried) if n < MIN_TUNING_POSITIVES]
-    if untuned:  # they keep DEFAULT_THRESHOLD: no F1 to maximise without a positive, one image's F1 with a few
-        from ..multilabel import DEFAULT_THRESHOLD
+    # they keep DEFAULT_THRESHOLD: no F1 to maximise without a positive, one image's F1 with a few
+    untuned = untuned_thresholds(data.classes, split.targets.sum(axis=0))
+    if untuned:
         from ..notices import warn
 
-        many = len(untuned) != 1
-        names = ", ".join(untuned[:10]) + (" ..." if len(untuned) > 10 else "")
-        warn(f"{len(untuned)} label{'s' if many else ''} {'have' if many else 'has'} fewer than "
-             f"{MIN_TUNING_POSITIVES} validation images carrying {'them' if many else 'it'} ({names}): "
-             f"{'their thresholds stay' if many else 'its threshold stays'} {DEFAULT_THRESHOLD}, untuned; give the "
-             "validation split more images of them (--val-split, or more images)")
+        warn(f"{untuned}; give the validation split more images of them (--val-split, or more images)")
     return tune_thresholds(split.targets, sigmoid(logits), data.classes)

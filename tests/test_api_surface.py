@@ -84,3 +84,11 @@ def test_what_the_api_returns_prints_as_one_readable_line(tiny_run, image_folder
     assert repr(comparison).startswith("Comparison(runs=2, groups=[A: ")
     for shown in (text, repr(explanation), repr(comparison)):
         assert len(shown) < 400 and "\n" not in shown
+
+
+@pytest.mark.parametrize("call", [lambda: imgclf.report(None), lambda: imgclf.compare(None),
+                                  lambda: imgclf.compare(3), lambda: imgclf.compare(["runs/a", None])])
+def test_the_new_functions_name_what_is_not_a_run(call):
+    """A bare TypeError ('NoneType' object is not iterable) named no argument."""
+    with pytest.raises(ImgclfError, match=r"^(run|runs) must be .*Received: an object of type (NoneType|int)"):
+        call()

@@ -17,13 +17,14 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImgclfError, bad_path, invalid
+from ..errors import Described, ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
-from ..records.run_dir import find_run_dirs, is_run_dir
+from ..records.run_dir import find_run_dirs, is_run_dir, run_path
 from ..stats import MeanStd, finite_number, mean_std
 from .interpret import accuracy_beside_val, kept_val_accuracy, mean_recall
 
@@ -224,6 +225,13 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike) -> Compa
     One path (a str or os.PathLike) is a list of that one folder, not of its characters."""
     if isinstance(run_dirs, (str, os.PathLike)):  # compare_runs("runs"): "r", "u", ..., "/" searched from the root
         run_dirs = [run_dirs]
+    elif isinstance(run_dirs, Iterable):
+        run_dirs = list(run_dirs)  # a generator (Path.glob) too
+    else:
+        raise invalid("runs", Described(f"an object of type {type(run_dirs).__name__}"),
+                      "a list of run directories, or one folder of runs")
+    for r in run_dirs:
+        run_path(r)  # a path (a Run, a loaded Classifier); anything else named, not a TypeError
     run_dirs = _expand_folders(run_dirs)
     if len(run_dirs) < 2:
         raise invalid("runs", [str(r) for r in run_dirs], "at least two run directories")

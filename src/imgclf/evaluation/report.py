@@ -328,8 +328,8 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     """Redraw plots/*.png (`redraw=False`: reuse the figures already there) and write runs/<name>/report.html
     (atomically); returns the report's path. Figures that could not be drawn are shown as such on the page and,
     when `failures` is a list, appended to it as "name: reason" (the train summary prints them)."""
-    run_dir = Path(run_dir)
-    run = RunDir(run_dir)
+    run = RunDir(run_dir)  # a path, or named in the error
+    run_dir = run.path
     if not run.has("model.json"):
         raise run.missing("model.json")
     card = run.read_card()

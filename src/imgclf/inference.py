@@ -22,6 +22,7 @@ from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import MULTILABEL_TTA, TTAViews
 from .errors import bad_path, invalid
+from .notices import warn
 from .hardware import prediction_device
 from .prediction_precision import card_precision, inference_precision
 from .inputs import ImageInput, array_to_image, check_pixels, gather_inputs, refuse_image_folder_as_run
@@ -338,6 +339,9 @@ class Classifier:
         if tta:
             self._tta_views()  # before any image is decoded
         cutoffs = self._label_thresholds(threshold)
+        if cutoffs is not None and not unknown:
+            warn("unknown=False changes nothing for a multi-label run: it labels an image with every label whose "
+                 "probability reaches its threshold, and with none when none does; there is no unknown class")
         names, sources = gather_inputs(images)
         by_index: dict[int, tuple[np.ndarray, float, bool]] = {}
         errors: dict[int, str] = {}

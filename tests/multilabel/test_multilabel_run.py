@@ -4,6 +4,7 @@ predictions, report; and the pieces (loss, thresholds, metrics) checked on their
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_predictions_csv_holds_label_sets(ml_run):
     assert any(";" in r.true for r in rows)
 
 
-def test_predict_returns_label_sets_and_threshold_overrides(ml_run):
+def test_predict_returns_label_sets_and_threshold_overrides(ml_run, caplog):
     import imgclf
 
     run, root, _ = ml_run
@@ -95,6 +96,11 @@ def test_predict_returns_label_sets_and_threshold_overrides(ml_run):
     assert nothing.labels == [] or all(p >= 0.999999 for _, p in nothing.labels)
     with pytest.raises(ImgclfError, match="threshold"):
         clf.predict([str(image)], threshold=1.5)
+    # unknown off means nothing here: said, and the labels are the same
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        plain = clf.predict([str(image)], unknown=False)[0]
+    assert plain.labels == tuned.labels
+    assert any("unknown=False changes nothing for a multi-label run" in r.getMessage() for r in caplog.records)
     # TTA: refused as evaluate refuses it (predict averaged views the multi-label path was never measured with)
     pixels = clf.decode(str(image))[None]
     for call in (lambda: clf.predict([str(image)], tta=True), lambda: clf.infer_pixels(pixels, tta=True)):

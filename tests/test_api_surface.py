@@ -90,5 +90,57 @@ def test_what_the_api_returns_prints_as_one_readable_line(tiny_run, image_folder
                                   lambda: imgclf.compare(3), lambda: imgclf.compare(["runs/a", None])])
 def test_the_new_functions_name_what_is_not_a_run(call):
     """A bare TypeError ('NoneType' object is not iterable) named no argument."""
-    with pytest.raises(ImgclfError, match=r"^(run|runs) must be .*Received: an object of type (NoneType|int)"):
+    with pytest.raises(ImgclfError, match=r"^(run_dir|runs|run) must be .*Received: an object of type (NoneType|int)"):
         call()
+
+
+def test_a_word_for_a_switch_is_refused_and_the_run_is_kept(tiny_run, image_folder, tmp_path):
+    """Python reads "no" as true: fit(overwrite="no") replaced the run it was meant to keep."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ImgclfError, match=r"^overwrite must be one of \{False, True\}. Received: overwrite='no'"):
+        imgclf.fit(data=str(image_folder), model="simple_cnn", img_size=16, epochs=1, out=str(run), overwrite="no")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("name, call", [
+    ("report", lambda run, tmp: imgclf.fit(data=str(tmp), report="no")),
+    ("tta", lambda run, tmp: imgclf.load(run).predict([str(tmp / "x.png")], tta="false")),
+    ("explain", lambda run, tmp: imgclf.report(run, explain="no")),
+    ("report", lambda run, tmp: imgclf.calibrate(run, report="no")),
+    ("reverse", lambda run, tmp: imgclf.list_runs(str(tmp), reverse="no")),
+    ("resume", lambda run, tmp: imgclf.tune(data=str(tmp), trials=2, resume="no")),
+    ("page", lambda run, tmp: imgclf.audit.audit(str(tmp), page="no")),
+], ids=["fit-report", "predict-tta", "report-explain", "calibrate-report", "list_runs-reverse", "tune-resume",
+        "audit-page"])
+def test_every_switch_of_the_api_takes_true_or_false_only(name, call, tiny_run, tmp_path):
+    with pytest.raises(ImgclfError, match=rf"^{name} must be one of \{{False, True\}}\. .*Received: {name}='"):
+        call(tiny_run, tmp_path)
+
+
+@pytest.mark.parametrize("name, call", [
+    ("run_dir", lambda run, tmp: imgclf.load(3)),
+    ("run_dir", lambda run, tmp: imgclf.evaluate(3)),
+    ("run_dir", lambda run, tmp: imgclf.calibrate(3)),
+    ("run_dir", lambda run, tmp: imgclf.explain(3, [])),
+    ("resume", lambda run, tmp: imgclf.fit(resume=3)),
+    ("config_file", lambda run, tmp: imgclf.fit(config_file=3)),
+    ("data", lambda run, tmp: imgclf.evaluate(run, data=3)),
+    ("folder", lambda run, tmp: imgclf.list_runs(3)),
+    ("out", lambda run, tmp: imgclf.compare([run, run], out=3)),
+    ("out", lambda run, tmp: imgclf.explain(run, [], out=3)),
+    ("out", lambda run, tmp: imgclf.export.export_run(run, "onnx", 3)),
+    ("data", lambda run, tmp: imgclf.audit.audit(3)),
+    ("pattern", lambda run, tmp: imgclf.list_models(3)),
+], ids=["load", "evaluate", "calibrate", "explain", "fit-resume", "fit-config_file", "evaluate-data", "list_runs",
+        "compare-out", "explain-out", "export-out", "audit", "list_models"])
+def test_what_is_not_a_path_is_refused_naming_the_keyword(name, call, tiny_run, tmp_path):
+    """Path(3) raised a bare TypeError naming no argument; the API names its own keyword (run_dir, not RUN)."""
+    with pytest.raises(ImgclfError, match=rf"^{name} must be "):
+        call(tiny_run, tmp_path)
+
+
+def test_a_missing_config_file_is_named_by_its_keyword(tmp_path):
+    with pytest.raises(ImgclfError, match=r"^config_file must be an existing YAML file"):
+        imgclf.fit(config_file=str(tmp_path / "nowhere.yaml"))

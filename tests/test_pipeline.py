@@ -129,7 +129,7 @@ def test_api_fit_applies_a_recipe_it_names(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"recipe": "s5-modl-s"}, r"recipe must be one of .*Did you mean: s5-model-s"),
-    ({"config_file": "nowhere.yaml"}, r"config must be an existing YAML file. Received: config='nowhere.yaml'"),
+    ({"config_file": "nowhere.yaml"}, r"config_file must be an existing YAML file. Received: config_file='nowhere.yaml'"),
     ({"lr": "fast"}, r"lr must be a number > 0 .* or auto .* Received: lr='fast'"),
 ])
 def test_bad_settings_name_the_setting(tmp_path, kwargs, message):

@@ -73,6 +73,7 @@ def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | s
     progress=False: no progress lines."""
     from .pipeline import evaluate as _evaluate
 
+    _check_run_dir(run_dir)
     return _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
 
 
@@ -82,6 +83,7 @@ def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_
     the network can then only predict); False keeps the trained network as it is."""
     from .inference import load as _load
 
+    _check_run_dir(run_dir)
     return _load(run_dir, device, precision=precision, fold_batch_norm=fold_batch_norm)
 
 
@@ -95,6 +97,7 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
     from .evaluation.explain import explain_images, figure_path, plot_explanations
     from .inference import load as _load
 
+    _check_run_dir(run_dir)
     if out is not None:
         figure_path("out", out)  # before the work, not after it
     clf = _load(run_dir, precision=precision, fold_batch_norm=False)
@@ -177,6 +180,7 @@ def calibrate(run_dir: Any, *, report: bool = True, **settings: Any):
     given). Rewrites its model.json and scores; returns the new `imgclf.records.ModelCard`."""
     from .pipeline.recalibrate import recalibrate
 
+    _check_run_dir(run_dir)
     return recalibrate(run_dir, report=report, **settings)
 
 
@@ -184,7 +188,15 @@ def report(run_dir: Any, explain: bool = True):
     """Redraw a run's figures and write its report.html (`imgclf report`); returns the page's path."""
     from .evaluation.report import write_report
 
+    _check_run_dir(run_dir)
     return write_report(run_dir, explain=explain)
+
+
+def _check_run_dir(run_dir: Any) -> None:
+    """A run that is not a path is refused naming this API's keyword (`run_dir`), not the command line's RUN."""
+    from .records.run_dir import run_path
+
+    run_path(run_dir, "run_dir")
 
 
 # Names a user tries first, after the command line's verbs, and where the thing is.

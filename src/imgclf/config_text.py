@@ -102,7 +102,8 @@ def _scalar(raw: str) -> Any:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping of settings a YAML file (--config, a recipe) holds; a one-line error naming `config` else."""
+    """The mapping of settings a YAML file (--config, a recipe) holds; else a one-line error naming `config_file`
+    (the Python API's keyword; the command line adds its flag, --config)."""
     import yaml
 
     from .io import read_yaml
@@ -115,7 +116,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if problem and mark is not None:  # YAML's own first line ("while parsing a flow sequence") says not where
             first = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-        raise bad_path("config", path, "a readable YAML file", first[:200]) from None
+        raise bad_path("config_file", path, "a readable YAML file", first[:200]) from None
     if not isinstance(data, dict):
-        raise bad_path("config", path, "a YAML file holding a mapping of settings", f"holds a {type(data).__name__}")
+        raise bad_path("config_file", path, "a YAML file holding a mapping of settings", f"holds a {type(data).__name__}")
     return data

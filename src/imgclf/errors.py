@@ -16,6 +16,7 @@ import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 MAX_SHOWN = 300  # characters of an echoed value; longer ones are cut (a whole file listing helps no one)
 
@@ -155,3 +156,21 @@ def bad_path(argument: str, path: str | os.PathLike, allowed: str, problem: str 
 def add_hint(error: ImgclfError, hint: str) -> ImgclfError:
     """The same error with one more sentence on what to do (a caller that knows more than the raiser)."""
     return ImgclfError(f"{_sentence(str(error))} {_sentence(hint)}", error.argument)
+
+
+def check_switch(argument: str, value: object) -> bool:
+    """`value` as a bool when it is True or False (numpy's included), else the usual error: Python reads "no" and
+    "false" as true, so `overwrite="no"` would have replaced a run."""
+    if isinstance(value, bool):
+        return value
+    if getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and getattr(value, "ndim", 1) == 0:
+        return bool(value)
+    raise invalid(argument, value, (True, False))
+
+
+def path_argument(argument: str, value: object, allowed: str = "a path (str or os.PathLike)") -> Path:
+    """`value` as a Path when it is a str or os.PathLike, else the usual error: Path(3) raised a bare TypeError
+    that named no argument."""
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    raise invalid(argument, Described(f"an object of type {type(value).__name__}"), allowed)

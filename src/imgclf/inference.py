@@ -21,7 +21,7 @@ from .data.decode import DecodeError, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import MULTILABEL_TTA, TTAViews
-from .errors import bad_path, invalid
+from .errors import bad_path, check_switch, invalid
 from .notices import warn
 from .hardware import prediction_device
 from .prediction_precision import card_precision, inference_precision
@@ -156,8 +156,7 @@ class Classifier:
         convolution into it (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then
         only predict); False keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, prediction_device(device))  # bad values fail before the weights are read
-        if not isinstance(fold_batch_norm, bool):  # "no" is truthy
-            raise invalid("fold_batch_norm", fold_batch_norm, (True, False))
+        fold_batch_norm = check_switch("fold_batch_norm", fold_batch_norm)
         refuse_image_folder_as_run(run_dir)
         card = load_card(run_dir)
         if precision == "auto":
@@ -251,6 +250,7 @@ class Classifier:
         """uint8 (N, H, W, C) -> probabilities, scores and unknown flags (`PixelResults`)."""
         if batch_size < 1:
             raise invalid("batch_size", batch_size, ">= 1")
+        tta = check_switch("tta", tta)
         self._check_pixels(pixels)
         views_of = self._tta_views() if tta else None
         probs_out, scores_out, unknown_out = [], [], []
@@ -334,8 +334,7 @@ class Classifier:
         """
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise invalid("top_k", top_k, "a whole number >= 1 (larger than the number of classes lists them all)")
-        if not isinstance(unknown, bool):
-            raise invalid("unknown", unknown, (True, False))
+        unknown, tta = check_switch("unknown", unknown), check_switch("tta", tta)
         if tta:
             self._tta_views()  # before any image is decoded
         cutoffs = self._label_thresholds(threshold)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import bad_path
+from .errors import bad_path, path_argument
 
 
 def temp_files_of(path: str | os.PathLike) -> list[Path]:
@@ -201,7 +201,7 @@ def make_free_dir(base: str | os.PathLike, stem: str) -> Path:
 def writable_folder(argument: str, path: str | os.PathLike) -> Path:
     """`path` as a folder to create or write into; the user's error (not NotADirectoryError later, half-way
     through) when it, or a folder it would be made in, is a file."""
-    path = Path(path)
+    path = path_argument(argument, path, "a folder to write into (str or os.PathLike)")
     blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise bad_path(argument, path, "a folder to write into",
@@ -234,7 +234,7 @@ def writable_file(argument: str, path: str | os.PathLike) -> Path:
     """`path` as a file to (over)write: refused when it is a folder, its folder cannot be made, or that folder
     takes no new file (read-only, or /proc), which is checked by making one of the temp files `atomic_write_bytes`
     makes there (and removing it), before the work whose result would then be lost."""
-    path = Path(path)
+    path = path_argument(argument, path, "a file to write (str or os.PathLike)")
     if path.is_dir():
         raise bad_path(argument, path, "a file to write", "a folder")
     blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)

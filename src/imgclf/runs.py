@@ -1,4 +1,4 @@
-"""`imgclf runs [DIR]`: one row per run directory under a folder, read through `imgclf.records.RunDir`.
+"""`imgclf runs [FOLDER]`: one row per run directory under a folder, read through `imgclf.records.RunDir`.
 
 A listing is what a user opens after a crash, so it never fails on one bad run: a file that cannot be read
 makes that run's row `failed`, with the reason, and the other rows are unaffected. A run with a checkpoint or a
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import bad_path, invalid
+from .errors import bad_path, check_switch, invalid, path_argument
 from .records.run_dir import find_run_dirs
 from .records.tune import trial_of_run
 from .stats import finite_number
@@ -173,9 +173,10 @@ def list_runs(folder: str | os.PathLike = "runs", sort: str = "created", reverse
     sorted by `sort` (one of SORT_KEYS). Unfinished and unreadable runs are listed with their status."""
     if sort not in SORT_KEYS:
         raise invalid("sort", sort, SORT_KEYS)
-    folder = Path(folder)
+    reverse = check_switch("reverse", reverse)
+    folder = path_argument("folder", folder)
     if not folder.is_dir():
-        raise bad_path("DIR", folder, "a folder of run directories", "a file" if folder.exists() else "not found")
+        raise bad_path("folder", folder, "a folder of run directories", "a file" if folder.exists() else "not found")
     rows = [read_run(p, folder) for p in find_run_dirs(folder)]
     return sort_rows(sorted(rows, key=lambda r: r.name), sort, reverse)
 

@@ -113,7 +113,7 @@ def test_a_broken_config_file_says_where(tmp_path):
 
     config = tmp_path / "c.yaml"
     config.write_text("epochs: 3\nmodel_args: [width: 4\nlr: 0.1\n")
-    with pytest.raises(ImgclfError, match=r"config must be a readable YAML file.*at line 3, column 3\)"):
+    with pytest.raises(ImgclfError, match=r"config_file must be a readable YAML file.*at line 3, column 3\)"):
         load_config_file(config)
 
 

@@ -451,8 +451,8 @@ ROWS = [
     # --- runs ---------------------------------------------------------------------------------------------
     row("runs-sort-unknown", lambda w: ["runs", str(w.tmp), "--sort", "accuracy"], "sort='accuracy'",
         "val_accuracy", "test_accuracy"),
-    row("runs-dir-is-a-file", lambda w: ["runs", w.file()], "DIR", value=lambda w: str(w.tmp / "a-file.txt")),
-    row("runs-dir-missing", lambda w: ["runs", w.missing()], "DIR", value=lambda w: w.missing()),
+    row("runs-dir-is-a-file", lambda w: ["runs", w.file()], "folder", value=lambda w: str(w.tmp / "a-file.txt")),
+    row("runs-dir-missing", lambda w: ["runs", w.missing()], "folder", value=lambda w: w.missing()),
     # --- models, recipes ------------------------------------------------------------------------------------
     row("models-pattern-matches-nothing", lambda w: ["models", "no_such_model*"], "pattern='no_such_model*'"),
     # timm's backbones are models too (train --model resnet18): the listing that has them is named

@@ -19,7 +19,7 @@ import numpy as np
 from ..duplicates.hashing import content_digests, perceptual_signatures
 from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates
 from ..duplicates.thumbnails import grey_thumbnails
-from ..errors import bad_path, invalid
+from ..errors import bad_path, check_switch, invalid, path_argument
 from ..io import outside_data, writable_folder, write_json
 from ..notices import warn
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
@@ -116,7 +116,7 @@ def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, r
         raise invalid("img_size", img_size, f"a whole number of pixels from 8 to {MAX_IMG_SIZE}",
                       note="the audit holds every image in memory at this size")
     if run is not None:
-        path = Path(run)
+        path = path_argument("run", run, "a run directory's path (str or os.PathLike)")
         if not path.is_dir():
             raise bad_path("run", path, "a run directory", "a file" if path.exists() else "no such folder")
 
@@ -133,7 +133,9 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     (default: the images' median short side, clipped to 16..64). folds: k of the out-of-fold probabilities.
     near_threshold: correlation a near-duplicate pair must reach.
     """
+    path_argument("data", data, "an image folder's path (str or os.PathLike)")
     _check(folds, seed, near_threshold, img_size, run)
+    page = check_switch("page", page)
     out = writable_folder("out", out if out is not None else default_out(data))
     outside_data("out", out, data)
     seconds: dict[str, float] = {}

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..data.tensors import channel_stats, to_unit_nchw
-from ..errors import invalid
+from ..errors import invalid, path_argument
 from ..topk import top_indices
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def figure_path(argument: str, path: str | os.PathLike) -> Path:
     """`path` as the PNG an explanation figure is written to, checked before any work."""
     from ..io import writable_file
 
-    if Path(path).suffix.lower() != ".png":
+    if path_argument(argument, path, "a .png file to write (str or os.PathLike)").suffix.lower() != ".png":
         raise invalid(argument, str(path), "a file name ending in .png (the figure is a PNG image)")
     return writable_file(argument, path)
 

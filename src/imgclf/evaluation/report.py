@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.folder import count_skipped
 from ..data.imbalance import IMBALANCE_FLAG_RHO
+from ..errors import check_switch
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
@@ -330,6 +331,7 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     when `failures` is a list, appended to it as "name: reason" (the train summary prints them)."""
     run = RunDir(run_dir)  # a path, or named in the error
     run_dir = run.path
+    explain, redraw = check_switch("explain", explain), check_switch("redraw", redraw)
     if not run.has("model.json"):
         raise run.missing("model.json")
     card = run.read_card()

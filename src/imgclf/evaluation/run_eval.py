@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.cache import decode_all, readable_blocks
 from ..data.folder import scan_folder
-from ..errors import invalid
+from ..errors import invalid, path_argument
 from ..inference import Classifier
 from ..progress import StepProgress
 from ..tta import MULTILABEL_TTA
@@ -125,6 +125,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     natively), recorded in metrics.json."""
     if tta not in (True, False, "auto"):
         raise invalid("tta", tta, (True, False, "auto"))
+    if data is not None:
+        path_argument("data", data, "an image folder's path, or a multi-label index file's (str or os.PathLike)")
     run = RunDir(run_dir)
     card = run.read_card()
     if card.task == "multilabel":

@@ -21,6 +21,8 @@ def _ensure_loaded() -> None:
 
 
 def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]:
+    if not isinstance(pattern, str):
+        raise invalid("pattern", pattern, "a glob of model names (str), e.g. '*' or 'resnet*'")
     _ensure_loaded()
     names = [n for n in sorted(REGISTRY) if fnmatch.fnmatch(n, pattern)]
     if pretrained is not None:

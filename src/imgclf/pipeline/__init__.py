@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import TrainConfig
-from ..errors import invalid
+from ..errors import check_switch, invalid
 from ..records import MetricsRecord
+from ..records.run_dir import run_path
 from .resolve import refuse_unknown_keywords, resolve_config, resume_config
 from .resume import resume_run
 from .run import Run, train_run
@@ -37,6 +38,7 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
     a resumed run's earlier report is removed).
     With `folds=K` (and no `fold`) it trains K cross-validation folds and returns a `pipeline.folds.Folds`.
     """
+    overwrite, report = check_switch("overwrite", overwrite), check_switch("report", report)
     if resume is not None:
         if config is not None or recipe is not None or config_file is not None:
             given = "config" if config is not None else "recipe" if recipe is not None else "config_file"
@@ -46,6 +48,7 @@ def fit(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | 
             raise invalid("overwrite", overwrite, "left unset with resume: a resumed run continues its own folder",
                           also={"resume": resume}, hint="Start a new run with --out NEW to train afresh")
         refuse_unknown_keywords(values, FIT_KEYWORDS)
+        run_path(resume, "resume")
         return resume_run(resume, report=report, **values)
     cfg = resolve_config(config, recipe=recipe, config_file=config_file, keywords=FIT_KEYWORDS, **values)
     if cfg.folds and cfg.fold is None:  # every fold: a `Folds` (OUT/fold-i runs and folds.json), not one Run
@@ -71,10 +74,7 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     from ..records import RunDir
     from ..notices import warn
 
-    if not isinstance(progress, bool):
-        from ..errors import invalid
-
-        raise invalid("progress", progress, (True, False))
+    progress = check_switch("progress", progress)
     metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
     if data is None and split == "test" and metrics.split == "val":
         warn(stored_validation_scores_note(RunDir(run_dir), metrics.task))

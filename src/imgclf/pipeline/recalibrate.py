@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from ..config import TrainConfig, make_config
-from ..errors import Described, bad_path, invalid
+from ..errors import Described, bad_path, check_switch, invalid
 from ..ood import STATS_FILE, STATS_FILES
 from ..records import ModelCard, RunDir
 
@@ -61,6 +61,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     from .card import headline
     from .trust import drop_unused_statistics
 
+    report = check_switch("report", report)
     run = RunDir(run_dir)
     before = run.read_card()
     old = (before.unknown.statistics or STATS_FILE) if before.unknown is not None else None

@@ -15,7 +15,7 @@ from typing import Any
 from ..config import TrainConfig, make_config
 from ..config_text import load_config_file
 from ..config_text import is_none_word, parse_mapping
-from ..errors import Described, bad_path, invalid
+from ..errors import Described, bad_path, invalid, path_argument
 from ..io import terminal_safe
 from ..recipes import load_recipe
 
@@ -59,9 +59,10 @@ def _absolute(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A YAML file of settings, as a mapping (validated later, with everything else)."""
-    if not Path(path).is_file():
-        raise bad_path("config", path, "an existing YAML file", "a folder" if Path(path).is_dir() else "not found")
+    """A YAML file of settings, as a mapping (validated later, with everything else). Errors name the Python
+    API's keyword, `config_file` (the command line adds its flag, --config)."""
+    if not path_argument("config_file", path, "a YAML file's path (str or os.PathLike)").is_file():
+        raise bad_path("config_file", path, "an existing YAML file", "a folder" if Path(path).is_dir() else "not found")
     return load_config_file(path)
 
 

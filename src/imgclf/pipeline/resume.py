@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import invalid
+from ..errors import check_switch, invalid
 from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
@@ -16,6 +16,7 @@ from .run import Run, train_run
 def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -> Run:
     """Continue the run at `path` from its last checkpoint with its stored config (`values` override it, e.g. more
     epochs); a run without a checkpoint trains again from epoch 1."""
+    report = check_switch("report", report)
     if values.get("out") is not None and os.path.realpath(values["out"]) != os.path.realpath(path):
         raise invalid("out", values["out"], "unset with resume: a resumed run writes into its own folder",
                       also={"resume": path}, hint="Start a new run with --config RUN/config.yaml --out NEW instead")

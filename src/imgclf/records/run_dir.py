@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..config import TrainConfig
-from ..errors import Described, ImgclfError, bad_path, invalid
+from ..errors import ImgclfError, bad_path, invalid, path_argument
 from ..io import (
     checked_row,
     from_spreadsheet_safe,
@@ -70,13 +70,11 @@ def find_run_dirs(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def run_path(value: Any) -> Path:
-    """A run directory given as a path (str, os.PathLike: a Run, a loaded Classifier), else the usual error: a
-    bare TypeError from Path() named no argument."""
-    if not isinstance(value, (str, os.PathLike)):
-        raise invalid("run", Described(f"an object of type {type(value).__name__}"),
-                      "a run directory's path (str or os.PathLike, e.g. a Run or a loaded Classifier)")
-    return Path(value)
+def run_path(value: Any, argument: str = "run") -> Path:
+    """A run directory given as a path (str, os.PathLike: a Run, a loaded Classifier), else the usual error
+    naming `argument` (the caller's keyword: `run_dir` for the Python API's functions)."""
+    return path_argument(argument, value, "a run directory's path (str or os.PathLike, e.g. a Run or a loaded "
+                         "Classifier)")
 
 
 class RunDir:

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..config_text import parse_seconds
-from ..errors import ImgclfError, bad_path, invalid
+from ..errors import ImgclfError, bad_path, check_switch, invalid
 from ..records.tune import TUNE_FILE
 from .checks import check_base
 from .interrupt import SearchInterrupted, interrupted_message
@@ -189,6 +189,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     from ..pipeline.resolve import resolve_config
     from ..train.fit import stop_signal
 
+    resume, report = check_switch("resume", resume), check_switch("report", report)
     say = log or (lambda line: None)
     budget = parse_seconds(time_limit)
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.decode import DecodeError, quiet_bomb_warning
 from ..topk import top_k as top_classes
-from ..errors import Described, invalid, invalid_message
+from ..errors import Described, check_switch, invalid, invalid_message
 from ..inference import Classifier, PixelResults, Prediction, multilabel_prediction
 from ..ood import UNKNOWN_LABEL
 from ..predict_format import as_json
@@ -103,7 +103,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         if value is not None and value < 1:
             raise invalid(name, value, ">= 1")
     clf = load_classifier(run_dir, backend, threads, precision)
-    default_unknown = unknown
+    default_unknown = check_switch("unknown", unknown)
     card = clf.card.model_dump(mode="json")
     classes = clf.classes
     cutoffs = clf._label_thresholds(None)  # multi-label cards: each label's threshold; None otherwise

@@ -225,7 +225,7 @@ def where_time_goes(run: Path, arm: str, files: list[tuple[str, bytes]], batch: 
 
     import torch
 
-    from imgclf.serve.app import load_classifier
+    from imgclf.backends import load_classifier
 
     threads = torch.get_num_threads()
     try:

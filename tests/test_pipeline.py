@@ -142,11 +142,19 @@ def test_missing_data_is_one_clear_error():
         resolve_config(recipe="s5-model-s")
 
 
-def test_a_run_that_fails_on_its_data_leaves_no_empty_folder(tmp_path):
+def test_a_run_that_fails_on_its_data_leaves_no_empty_folder(tmp_path, monkeypatch):
     (tmp_path / "data" / "only").mkdir(parents=True)
     with pytest.raises(ImgclfError, match="data"):
         imgclf.fit(data=str(tmp_path / "data"), out=str(tmp_path / "runs" / "x"))
-    assert not (tmp_path / "runs" / "x").exists()
+    assert not (tmp_path / "runs").exists()  # nor the parent it made for the run
+    monkeypatch.chdir(tmp_path)  # the default place, runs/<model>-N, as well
+    with pytest.raises(ImgclfError, match="data"):
+        imgclf.fit(data=str(tmp_path / "nowhere"))
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "runs").mkdir()  # a runs/ that was there stays
+    with pytest.raises(ImgclfError, match="data"):
+        imgclf.fit(data=str(tmp_path / "nowhere"))
+    assert (tmp_path / "runs").is_dir() and not any((tmp_path / "runs").iterdir())
     (tmp_path / "mine").mkdir()  # a folder the user made stays, empty or not
     with pytest.raises(ImgclfError):
         imgclf.fit(data=str(tmp_path / "data"), out=str(tmp_path / "mine"))

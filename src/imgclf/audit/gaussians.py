@@ -49,11 +49,14 @@ class ClassGaussians:
                 out[start:start + len(x), k] = np.einsum("ij,jk,ik->i", diff, inverse, diff, optimize=True)
         return out
 
-    def log_joint(self, features: np.ndarray, num_classes: int) -> np.ndarray:
+    def log_joint(self, features: np.ndarray, num_classes: int, mahalanobis: np.ndarray | None = None) -> np.ndarray:
         """(N, num_classes) log prior + log density up to a constant; -inf for a class the model has no image
-        of. Also what the outlier check reads: the Mahalanobis part is computed once."""
+        of. mahalanobis: `self.mahalanobis(features)`, where the caller has it already (the distances are the
+        costly part)."""
+        if mahalanobis is None:
+            mahalanobis = self.mahalanobis(features)
         out = np.full((len(features), num_classes), -np.inf)
-        out[:, self.classes] = -0.5 * (self.mahalanobis(features) + self.log_dets[None, :]) + self.log_priors[None, :]
+        out[:, self.classes] = -0.5 * (mahalanobis + self.log_dets[None, :]) + self.log_priors[None, :]
         return out
 
 

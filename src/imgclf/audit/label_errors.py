@@ -61,8 +61,7 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, num_classes: int, fold
     for train, held_out in splitter.split(features, labels):
         model = ClassGaussians.fit(features[train], labels[train])
         mahalanobis = model.mahalanobis(features[held_out])
-        logits[np.ix_(held_out, model.classes)] = (-0.5 * (mahalanobis + model.log_dets[None, :])
-                                                   + model.log_priors[None, :])
+        logits[held_out] = model.log_joint(features[held_out], num_classes, mahalanobis)
         distance[held_out] = mahalanobis.min(axis=1) / features.shape[1]
     temperature = fit_temperature(logits, labels)
     return OutOfFold(softmax(np.where(np.isfinite(logits), logits, -1e30), temperature), distance, folds,

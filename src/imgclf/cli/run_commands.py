@@ -103,7 +103,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     Each prediction carries its in-distribution score. Unreadable files get an error row.
 
     Exit status: 0 when at least one file was predicted, 2 when none could be."""
-    from ..inference import load
+    from ..backends import check_backend, load_classifier
     from ..predict_format import format_predictions
 
     if output is not None and str(output) == "-":  # the usual spelling of stdout, not a file named -
@@ -119,18 +119,12 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     if fmt not in ("table", "csv", "json"):
         raise invalid("format", fmt, ("table", "csv", "json"))
     flag_unknown = on_off("unknown", unknown)
+    check_backend("backend", backend)
     if output:
         writable_file("output", output)
-    _refuse_missing(images)
-    if backend == "onnx":
-        from ..export import load_onnx
-
-        clf: Any = load_onnx(run, precision=precision)
-    elif backend == "torch":
-        clf = load(run, precision=precision)
-    else:
-        raise invalid("backend", backend, ("torch", "onnx"))
-    paths = _image_paths(images)  # after the run: the first argument's error first
+    clf = load_classifier(run, backend, precision=precision)
+    _refuse_missing(images)  # after the run: the first argument's error first
+    paths = _image_paths(images)
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
     predictions = clf.predict(paths, top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
     text = format_predictions(predictions, fmt, multilabel=clf.card.task == "multilabel")
@@ -167,8 +161,8 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
 
     figure_path("output", output)
     flag_unknown = on_off("unknown", unknown)
-    _refuse_missing(images)
     clf = load(run, precision=precision, fold_batch_norm=False)
+    _refuse_missing(images)  # after the run: the first argument's error first
     names = _image_paths(images)
     multilabel = clf.card.task == "multilabel"
     explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
@@ -266,11 +260,10 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
           precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto or 32); "
                                         "GET /health says which.")) -> None:
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
+    from ..backends import check_backend
     from ..serve import serve as run_server
-    from ..serve.app import BACKENDS
 
-    if backend not in BACKENDS:  # before the run is loaded: the flag is wrong whatever the run holds
-        raise invalid("--backend", backend, BACKENDS)
+    check_backend("backend", backend)
     flag_unknown = on_off("unknown", unknown)
     run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
                max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files, unknown=flag_unknown,

@@ -19,10 +19,6 @@ def _keras_bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=1e-3)
 
 
-def _keras_bn1d(features: int) -> nn.BatchNorm1d:
-    return nn.BatchNorm1d(features, eps=1e-3)
-
-
 def _glorot(model: nn.Module) -> nn.Module:
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):

@@ -69,18 +69,42 @@ class Run:
 RUN_FOLDERS = ("checkpoints", "plots", "evaluations", "logs", "export")
 
 
-def _claim_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
-    """The run's folder (--out, else a new runs/<model>-N), created, and whether this call created it."""
+def _claim_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
+    """The run's folder (--out, else a new runs/<model>-N), created, and the outermost folder this call created
+    for it (the run's own, or a parent such as runs/; None when the run's folder was there already)."""
     if not cfg.out:
         if cfg.data:
             outside_data("out", Path("runs").absolute(), cfg.data)
-        return make_free_dir("runs", cfg.model), True
+        made = _first_missing(Path("runs"))
+        run_dir = make_free_dir("runs", cfg.model)
+        return run_dir, made or run_dir
     run_dir = writable_folder("out", Path(cfg.out))
     if cfg.data:
         outside_data("out", run_dir, cfg.data)
-    new_folder = not run_dir.exists()
+    made = _first_missing(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, new_folder
+    return run_dir, made
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of `path` and its parents that does not exist yet (what mkdir(parents=True) creates first)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_empty_folders(run_dir: Path, outermost: Path) -> None:
+    """A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them),
+    nor the empty parents (runs/) it made for it."""
+    for folder in (run_dir, *run_dir.parents):
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
+        if folder == outermost:
+            return
 
 
 def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
@@ -238,7 +262,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
         return _train_into(Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", "")), cfg, *args, replacing=False,
                            new_folder=False)
-    run_dir, new_folder = _claim_run_dir(cfg)
+    run_dir, made = _claim_run_dir(cfg)
+    new_folder = made is not None
     os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
     try:
         argument, hint = ("resume", "Wait for that run to end, then resume it") if resume else \
@@ -250,9 +275,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
                 remove_temp_files(run_dir)
             return _train_into(run_dir, cfg, *args, replacing=replacing, new_folder=new_folder)
     except BaseException:
-        # A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them)
-        if new_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        if made is not None:
+            _remove_empty_folders(run_dir, made)
         raise
 
 

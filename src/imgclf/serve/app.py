@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from fastapi import FastAPI, Query, Request
 from PIL import Image
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.decode import DecodeError, quiet_bomb_warning
 from ..topk import top_k as top_classes
+from ..backends import load_classifier
 from ..errors import Described, check_switch, invalid, invalid_message
 from ..inference import Classifier, PixelResults, Prediction, multilabel_prediction
 from ..ood import UNKNOWN_LABEL
@@ -48,7 +48,6 @@ LARGE_UPLOAD_PIXELS = 4_000_000  # about a 4-megapixel photo: 12 MB once decoded
 # on the event loop: a hop to the thread pool and back cost the loop more CPU than such a decode (profiled with
 # 32x32 PNGs under 16 clients), and the loop is what every request waits for.
 INLINE_DECODE_PIXELS = 65_536
-BACKENDS = ("torch", "onnx")
 # The page loads nothing from elsewhere; this header makes the browser enforce that.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
@@ -70,21 +69,6 @@ def default_threads() -> int:
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(1, cores // 2)
-
-
-def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None,
-                    precision: str = "auto") -> Classifier:
-    """precision: what the torch backend's network runs at (`prediction_precision.PRECISIONS`); the ONNX graph is
-    fp32, so with it auto or 32 is accepted."""
-    if backend == "torch":
-        if threads is not None:
-            torch.set_num_threads(threads)  # process-wide in torch: only when asked for
-        return Classifier.load(run_dir, precision=precision)
-    if backend == "onnx":
-        from ..export import load_onnx
-
-        return load_onnx(run_dir, threads=threads, precision=precision)
-    raise invalid("backend", backend, BACKENDS)
 
 
 def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,

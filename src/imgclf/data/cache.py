@@ -12,7 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -175,14 +175,20 @@ def readable_blocks(decoded: DecodedImages, size: int, color: str, interpolation
                     batch_size: int) -> Iterator[np.ndarray]:
     """uint8 (n, H, W, C) blocks of the readable images, in order: slices of the cache (several batches each, so
     that a progress bar moves without a call per batch), or one batch at a time decoded from the files."""
-    ok = decoded.ok_indices
-    if decoded.pixels is not None:
-        pixels = decoded.pixels if len(ok) == len(decoded.pixels) else decoded.pixels[ok]
-        for start in range(0, len(ok), 8 * batch_size):
-            yield pixels[start:start + 8 * batch_size]
-        return
-    for start in range(0, len(ok), batch_size):
-        yield np.stack([open_image(decoded.paths[i], size, color, interpolation) for i in ok[start:start + batch_size]])
+    block = 8 * batch_size if decoded.pixels is not None else batch_size
+    yield from pixel_blocks(decoded, decoded.ok_indices, size, color, interpolation, block)
+
+
+def pixel_blocks(decoded: DecodedImages, rows: Sequence[int] | np.ndarray, size: int, color: str,
+                 interpolation: str, block: int) -> Iterator[np.ndarray]:
+    """uint8 (n, H, W, C) blocks of the images at `rows`, in order, `block` at a time: slices of the cache, or
+    decoded from their files (streamed data: decoded here, once)."""
+    for start in range(0, len(rows), block):
+        part = rows[start:start + block]
+        if decoded.pixels is not None:
+            yield np.asarray(decoded.pixels[part])
+        else:
+            yield np.stack([open_image(decoded.paths[i], size, color, interpolation) for i in part])
 
 
 # Smaller files are compared at this side: the near-duplicate search's border and blur need pixels.

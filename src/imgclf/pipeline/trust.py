@@ -8,7 +8,6 @@ computed by the same `TrustHead` that prediction, serving and the ONNX export ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from ..calibration import fit_temperature, nll
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
+from ..data.cache import pixel_blocks
 from ..errors import ImgclfError
 from ..evaluation.metrics import expected_calibration_error
 from ..inference import Classifier, for_prediction
@@ -32,25 +32,12 @@ TRAIN_SAMPLE = 10_000
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 
 
-def _split_pixels(data: PreparedData, rows: np.ndarray, block: int = 1024) -> Iterator[np.ndarray]:
-    """uint8 blocks of the decoded images at `rows`: from the cache, or decoded from their files (streamed)."""
-    from ..data.decode import open_image
-
-    for start in range(0, len(rows), block):
-        part = rows[start:start + block]
-        if data.decoded.pixels is not None:
-            yield np.asarray(data.decoded.pixels[part])
-        else:
-            yield np.stack([open_image(data.decoded.paths[i], data.img_size, data.color, data.interpolation)
-                            for i in part])
-
-
 def split_logits(clf: Classifier, data: PreparedData, rows: np.ndarray,
                  features: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """The trained model's logits for the prepared images `rows` (and, with `features`, its feature vectors),
     streamed a block at a time."""
     logits, feats = [], []
-    for block in _split_pixels(data, rows):
+    for block in pixel_blocks(data.decoded, rows, data.img_size, data.color, data.interpolation, 1024):
         lo, fe = clf.embed_pixels(block, features=features)
         logits.append(lo)
         if fe is not None:
@@ -113,7 +100,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
     source = features
     if source is None:
         plain = Classifier(model, card, device, head=TrustHead(), precision=precision)
-        first = next(_split_pixels(data, val.indices[:1]))
+        first = next(pixel_blocks(data.decoded, val.indices[:1], data.img_size, data.color, data.interpolation, 1))
         source = feature_source(model, plain.network_input(first)) if detector in FEATURE_DETECTORS else "pre-logits"
     clf = Classifier(model, card, device, head=TrustHead(features=source), precision=precision)
     logits, val_features = split_logits(clf, data, val.indices, detector in FEATURE_DETECTORS)

@@ -50,15 +50,12 @@ def feature_key(pixel_key: str, model: torch.nn.Module, img_size: int, mean: lis
 
 
 def _pixel_batches(data: PreparedData, rows: np.ndarray, batch_size: int):
-    from ..data.decode import open_image
+    """(rows, their uint8 pixels) a batch at a time."""
+    from ..data.cache import pixel_blocks
 
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        if data.decoded.pixels is not None:
-            yield chunk, np.asarray(data.decoded.pixels[chunk])
-        else:  # streamed data: decode here, once
-            yield chunk, np.stack([open_image(data.decoded.paths[i], data.img_size, data.color, data.interpolation)
-                                   for i in chunk])
+    blocks = pixel_blocks(data.decoded, rows, data.img_size, data.color, data.interpolation, batch_size)
+    for start, pixels in zip(range(0, len(rows), batch_size), blocks):
+        yield rows[start:start + batch_size], pixels
 
 
 @torch.no_grad()  # not inference_mode: parameters moved to a GPU in it could never train again

@@ -140,7 +140,25 @@ def _usage_message(exc: UsageError) -> str:
         return invalid_message(flag, first["input"], allowed)
     text = " ".join(exc.format_message().split())
     text = text if text.endswith((".", "?", "!")) else text + "."
+    option = _option_naming_extra(text, exc.ctx)
+    if option:
+        text += f" Did you mean {option}?"
     return f"{text} See: {exc.ctx.command_path} --help" if exc.ctx is not None else text
+
+
+def _option_naming_extra(text: str, ctx: Any) -> str | None:
+    """`imgclf export RUN onnx`: the one option whose help names the stray word as a value ('--format onnx'),
+    else None."""
+    import re
+
+    extra = re.match(r"Got unexpected extra argument(?:s|\(s\))? \(([^\s)]+)", text)
+    if extra is None or ctx is None:
+        return None
+    word = extra.group(1)
+    flags = [max(p.opts, key=len) for p in getattr(ctx.command, "params", [])
+             if getattr(p, "param_type_name", "") == "option" and p.help
+             and re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", p.help)]
+    return f"{flags[0]} {word}" if len(flags) == 1 else None
 
 
 def _log_internal_error(exc: BaseException) -> Path | None:

@@ -391,6 +391,8 @@ ROWS = [
                                                      "-o", str(w.tmp / "why.png")],
         "images must be images of which at least one can be read", "1 file(s), none readable"),
     # --- export ---------------------------------------------------------------------------------------------
+    # the format as a second positional argument: the option whose help names it
+    row("export-format-as-an-argument", lambda w: ["export", w.run(), "onnx"], "(onnx)", "Did you mean --format onnx?"),
     row("export-format-tflite", lambda w: ["export", w.run(), "--format", "tflite"], "format='tflite'"),
     row("export-out-is-a-file", lambda w: ["export", w.run(), "--out", w.file()], "out",
         value=lambda w: str(w.tmp / "a-file.txt")),

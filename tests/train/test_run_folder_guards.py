@@ -96,7 +96,8 @@ def test_a_second_training_into_a_folder_in_use_is_refused_and_the_folder_frees_
     assert not (folder / LOCK_FILE).exists()  # released when the run ended
 
 
-@pytest.mark.parametrize("setting,value", [("lr", 0.5), ("weight_decay", 0.1), ("momentum", 0.5)])
+@pytest.mark.parametrize("setting,value", [("lr", 0.5), ("weight_decay", 0.1), ("momentum", 0.5),
+                                           ("backbone_lr_mult", 0.5)])
 def test_a_resume_refuses_optimiser_settings_its_checkpoint_would_bring_back(finished, tmp_path, setting, value):
     run_dir = _copy(finished, tmp_path)
     config = (run_dir / "config.yaml").read_bytes()

@@ -11,12 +11,13 @@ from ..records import RunDir
 
 # What a run's checkpoint and splits were made under, so a resumed run cannot change it: the weights' shapes
 # (model, head, input), which images are train, val and test (data, classes, splits, seed), and the state saved
-# beside the weights (optimiser with its learning rate, weight decay and momentum, schedule, EMA): the checkpoint's
-# optimiser state would bring the old rate back, while config.yaml said the new one. Changing one is a new run.
+# beside the weights (optimiser with its learning rates, the backbone's too, weight decay and momentum, schedule,
+# EMA): the checkpoint's optimiser state would bring the old rate back, while config.yaml said the new one.
+# Changing one is a new run.
 FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size", "color", "val_split", "test_split",
                    "group_duplicates", "model", "model_args", "head", "pretrained", "weights", "features_only",
-                   "task", "normalize", "seed", "folds", "fold", "optimizer", "lr", "weight_decay", "momentum",
-                   "schedule", "ema")
+                   "task", "normalize", "seed", "folds", "fold", "optimizer", "lr", "backbone_lr_mult", "weight_decay",
+                   "momentum", "schedule", "ema")
 
 
 def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:

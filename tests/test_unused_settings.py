@@ -35,6 +35,23 @@ def test_min_delta_is_read_by_early_stopping_only():
     assert unused_settings(TrainConfig(data="x", min_delta=0.1, early_stopping=3)) == []
 
 
+TUNING = {"unfreeze": "last:2", "backbone_lr_mult": 0.1, "freeze_bn": True}
+
+
+@pytest.mark.parametrize("name", sorted(TUNING))
+def test_fine_tuning_settings_are_named_where_the_backbone_never_trains(name):
+    given = {name: TUNING[name]}
+    never = [TrainConfig(data="x", epochs=2, freeze_epochs=2, **given),
+             TrainConfig(data="x", epochs=2, freeze_epochs=5, **given)]
+    for cfg in never:
+        assert unused_settings(cfg) == [f"{name}={TUNING[name]} (read once the backbone trains, after freeze_epochs "
+                                        f"{cfg.freeze_epochs}; this run: 2 epochs)"]
+    assert unused_settings(TrainConfig(data="x", features_only=True, **given)) == [
+        f"{name}={TUNING[name]} (this run: features_only, the backbone never trains)"]
+    for trains in (TrainConfig(data="x", epochs=3, freeze_epochs=2, **given), TrainConfig(data="x", epochs=2, **given)):
+        assert unused_settings(trains) == []
+
+
 def test_training_warns_of_them_once(image_folder, tmp_path):
     from imgclf.cli import app
 

@@ -34,7 +34,24 @@ def unused_by_name(cfg: Any) -> dict[str, str]:
         found["momentum"] = f"momentum={cfg.momentum} (schedule onecycle cycles it between 0.85 and 0.95 itself)"
     if cfg.min_delta != fields["min_delta"].default and cfg.early_stopping is None:
         found["min_delta"] = f"min_delta={cfg.min_delta} (read by early stopping; this run: early_stopping none)"
+    found.update(_unused_while_the_backbone_never_trains(cfg, fields))
     return found
+
+
+# read only once a pretrained backbone trains: what of it trains, at which rate, with which BatchNorm mode
+FINE_TUNING = ("unfreeze", "backbone_lr_mult", "freeze_bn")
+
+
+def _unused_while_the_backbone_never_trains(cfg: Any, fields: dict[str, Any]) -> dict[str, str]:
+    if cfg.features_only:
+        why = "this run: features_only, the backbone never trains"
+    elif cfg.freeze_epochs and cfg.freeze_epochs >= cfg.epochs:
+        why = (f"read once the backbone trains, after freeze_epochs {cfg.freeze_epochs}; this run: {cfg.epochs} "
+               f"epoch{'s' if cfg.epochs != 1 else ''}")
+    else:
+        return {}
+    return {name: f"{name}={getattr(cfg, name)} ({why})" for name in FINE_TUNING
+            if getattr(cfg, name) != fields[name].default}
 
 
 def unused_settings(cfg: Any) -> list[str]:

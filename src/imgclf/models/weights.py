@@ -102,6 +102,16 @@ def package_weights_path(name: str) -> str:
     return str(getattr(module, class_name).get_model_file_path())
 
 
+def _check_package_architecture(package: str, arch: str) -> None:
+    """A package's weights are one architecture's: its twin with other padding or another input normalisation
+    (efficientnet_lite0 beside tf_efficientnet_lite0) loads them without a complaint and then predicts worse,
+    and a run would record that twin's preprocessing, not the one the weights were trained with."""
+    own = WEIGHT_PACKAGES[package][2]
+    if arch.split(".")[0] != own:
+        raise invalid("weights", package, f"used with model {own}: the package holds {own}'s ImageNet weights",
+                      also={"model": arch}, hint=f"Pass --model {own} (Python: model={own!r}), or another --weights")
+
+
 def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = None) -> WeightsSource:
     """Decide where the backbone's weights come from, failing fast (never a long network timeout)."""
     if weights:
@@ -109,6 +119,7 @@ def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = No
             raise invalid("weights", weights, "left out with pretrained=false (random init)",
                           also={"pretrained": False})
         if weights in WEIGHT_PACKAGES:
+            _check_package_architecture(weights, arch)
             path = package_weights_path(weights)
             return WeightsSource("file", path, f"package {weights}")
         if not Path(weights).is_file():

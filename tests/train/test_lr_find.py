@@ -296,3 +296,40 @@ def test_a_sweep_without_a_suggestion_says_so_as_a_sweep_and_leaves_its_own_curv
                                           r"from 1e-07 to 1e-05 in 20 steps .*Run it again with a lower --start-lr"):
         imgclf.lr_find(end_lr=1e-5, overwrite=True, **common)
     assert json.loads((tmp_path / "lr" / "lr_find.json").read_text())["max_lr"] == 1e-5  # the failed sweep's
+
+
+@pytest.mark.parametrize("settings, backbone_trains, batch_norm_trains", [
+    ({"freeze_epochs": 1, "backbone_lr_mult": 0.1}, False, False),
+    ({"freeze_bn": True, "backbone_lr_mult": 0.1}, True, False),
+    ({}, True, True),
+], ids=["frozen", "freeze-bn", "plain"])
+def test_the_sweep_runs_a_transfer_model_as_its_first_epoch_trains(settings, backbone_trains, batch_norm_trains,
+                                                                   data, tmp_path, monkeypatch):
+    """Lightning's finder set every group to one rate and ran none of our callbacks: a frozen phase's sweep
+    trained the whole backbone, at the head's rate, its BatchNorm in train mode."""
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    steps, modes = [], []
+    step = torch.optim.Adam.step
+
+    def seen_step(self, *args, **kwargs):  # after the step: Lightning runs the training step inside it (closure)
+        loss = step(self, *args, **kwargs)
+        groups = {g.get("name"): g for g in self.param_groups}
+        steps.append((groups["backbone"]["lr"], groups["head"]["lr"],
+                      any(p.requires_grad for p in groups["backbone"]["params"])))
+        return loss
+
+    monkeypatch.setattr(torch.optim.Adam, "step", seen_step)
+    hook = register_module_forward_pre_hook(
+        lambda m, _: modes.append(m.training) if isinstance(m, _BatchNorm) and torch.is_grad_enabled() else None)
+    try:
+        imgclf.lr_find(data=str(data), model="test_efficientnet", pretrained=False, img_size=32, batch_size=8,
+                       progress=False, out=str(tmp_path / "lf"), start_lr=1e-5, end_lr=1.0, steps=20, **settings)
+    finally:
+        hook.remove()
+    mult = settings.get("backbone_lr_mult", 1.0)
+    assert len(steps) >= 15 and all(backbone == pytest.approx(head * mult) for backbone, head, _ in steps)
+    assert {trains for _, _, trains in steps} == {backbone_trains}
+    assert modes and set(modes) == {batch_norm_trains}

@@ -74,6 +74,35 @@ def record_step_losses(module: Any) -> list[float]:
     return losses
 
 
+def hold_first_epoch_phase(module: Any, model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Each of `module`'s training steps runs a transfer model as training's first epoch does: the backbone
+    frozen for `freeze_epochs`, else what `unfreeze` trains, BatchNorm modes as `freeze_bn` says, and the
+    backbone's rate `backbone_lr_mult` times the swept rate. Lightning's finder sets every parameter group to
+    the same rate and runs no callbacks of ours (the phase is a callback in training), so the sweep measured a
+    network that training never runs: the whole backbone training, at the head's rate. Set at every step,
+    because Lightning puts the model back in train mode at each epoch start and its scheduler sets every group's
+    rate after each step."""
+    from .finetune import apply_phase
+
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or cfg.features_only:
+        return
+    phased = bool(cfg.freeze_epochs) or cfg.unfreeze != "all" or cfg.freeze_bn
+    step = module.training_step
+
+    def first_epoch_step(*args: Any, **kwargs: Any) -> Any:
+        if phased:
+            apply_phase(backbone, cfg.freeze_epochs > 0, cfg.unfreeze, cfg.freeze_bn)
+        groups = module.trainer.optimizers[0].param_groups
+        swept = groups[-1]["lr"]  # the head's group, last (`TransferModel.param_groups`)
+        for group in groups:
+            if group.get("name") == "backbone":
+                group["lr"] = swept * cfg.backbone_lr_mult
+        return step(*args, **kwargs)
+
+    module.training_step = first_epoch_step
+
+
 def smoothed(raw: list[float], half: int = HALF_WINDOW) -> list[float]:
     """Mean of the finite losses within `half` steps either side (fewer at the ends); NaN where fewer than
     half + 1 are finite, so that one step among skipped ones (a non-finite loss leaves the weights as they
@@ -106,6 +135,7 @@ def find_lr(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, work_d
         cfg.model_copy(update={"lr": max(min_lr, 1e-12), "schedule": "none"}), data, model, 1)
     module.stop_on_nonfinite = False  # a diverging loss is what the sweep looks for, not an error
     raw = record_step_losses(module)
+    hold_first_epoch_phase(module, model, cfg)
     trainer = L.Trainer(
         max_epochs=-1, accelerator=cfg.accelerator, devices=1, precision=hardware.resolve_precision(
             cfg.precision, cfg.accelerator), logger=False, enable_checkpointing=False, enable_progress_bar=False,

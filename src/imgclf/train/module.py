@@ -203,7 +203,7 @@ class ImageClassifierModule(L.LightningModule):
         if (self.device.type == "cpu" or batch_idx % 25 == 0) and not torch.isfinite(total):
             if not self.stop_on_nonfinite:
                 return None
-            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            lr = self.trainer.optimizers[0].param_groups[-1]["lr"]  # the head's: the lr setting
             raise NonFiniteLossError(self.current_epoch, batch_idx, float(total.detach()), lr)
         n = len(y)
         # no tensor made from a Python number on the device: that copy would wait for the GPU every step

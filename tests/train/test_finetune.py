@@ -131,6 +131,16 @@ def test_unfreezing_fit_records_the_phases(tmp_path, image_folder):
                for k, v in initial.backbone.state_dict().items() if not torch.equal(v, trained[k])}
     assert "conv_stem" not in changed and "blocks.0" not in changed  # early blocks stayed frozen
     assert "conv_head" in changed or "bn2" in changed  # the last block trained
+    # the card says so, with the parameters that trained in each phase, counted here from the weights that moved
+    final = dict(imgclf.load(run.path, fold_batch_norm=False).model.named_parameters())
+    head = sum(p.numel() for p in initial.head.parameters())
+    moved = head + sum(p.numel() for name, p in initial.named_parameters()
+                       if name.startswith("backbone.") and not torch.equal(p, final[name]))
+    total = sum(p.numel() for p in initial.parameters())
+    blocks = len(backbone_blocks(initial.backbone))
+    assert read_json(run.path / "model.json")["training"]["fine_tuning"] == (
+        f"head only for epoch 1 ({head:,} of {total:,} parameters), then head and the last 2 of {blocks} backbone "
+        f"blocks from epoch 2 ({moved:,}), at 0.1 x lr")
 
 
 def test_freeze_bn_keeps_pretrained_statistics_while_the_backbone_trains(tmp_path, image_folder):
@@ -202,3 +212,23 @@ def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, imag
         end_to_end = joined(x)
     assert torch.allclose(from_features, end_to_end, atol=1e-4)
     assert float(read_json(run.path / "metrics.json")["accuracy"]) > 0.0
+
+
+def test_the_fine_tuning_plan_is_none_only_for_a_network_trained_whole_at_one_rate():
+    from imgclf.config import TrainConfig
+    from imgclf.train.finetune import fine_tuning_plan
+
+    model = build_transfer_model(TINY, num_classes=3, img_size=32, pretrained=False)
+    total = sum(p.numel() for p in model.parameters())
+    head = sum(p.numel() for p in model.head.parameters())
+
+    def plan(**settings):
+        return fine_tuning_plan(TrainConfig(data="x", epochs=3, **settings), model)
+
+    assert plan() is None and fine_tuning_plan(TrainConfig(data="x"), nn.Linear(2, 2)) is None
+    assert plan(freeze_epochs=3) == f"head only, every epoch ({head:,} of {total:,} parameters)"
+    assert plan(features_only=True) == f"head only, on the frozen backbone's features ({head:,} of {total:,} parameters)"
+    assert plan(backbone_lr_mult=0.5) == f"head and the whole backbone ({total:,} of {total:,} parameters), at 0.5 x lr"
+    assert plan(freeze_bn=True).endswith("; backbone BatchNorm statistics kept (freeze_bn)")
+    assert plan(freeze_epochs=2).startswith(f"head only for epochs 1-2 ({head:,} of {total:,} parameters), then head "
+                                            f"and the whole backbone from epoch 3 ({total:,})")

@@ -223,6 +223,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "onset": onset, "overfitting_rule": OVERFITTING_RULE,
             "lr_changes": len(lr_changes([r.value("lr") for r in history])),
             "resumes": [r.described() for r in training.resumes or []],
+            "fine_tuning": training.fine_tuning,
             "settings": {**{k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
                          # what the scores above were predicted at, beside what training ran at
                          **({"evaluation_precision": metrics.precision}

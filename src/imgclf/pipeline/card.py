@@ -10,6 +10,7 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.interpret import kept_val_accuracy
 from ..records import HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, TrainingSummary, epochs_trained
+from ..train.finetune import fine_tuning_plan
 from ..train.fit import TrainResult
 
 
@@ -30,7 +31,7 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
         focal_gamma=cfg.focal_gamma if cfg.loss == "focal" else None,
         logitnorm_temperature=cfg.logitnorm_temperature if cfg.loss == "logitnorm" else None,
         sampler=cfg.sampler, label_smoothing=cfg.label_smoothing, train_images=len(data.splits["train"]),
-        time_budget=result.time_budget,
+        time_budget=result.time_budget, fine_tuning=fine_tuning_plan(cfg, result.model),
     )
     return ModelCard(
         architecture=cfg.model, model_args=model_args, classes=data.classes, img_size=data.img_size,

@@ -137,6 +137,7 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     import torch
 
     from ..io import terminal_safe
+    from ..train.finetune import fine_tuning_plan
 
     sizes = " / ".join(f"{name} {len(split):,}" for name, split in data.splits.items())
     skipped = f", {len(data.skipped)} skipped" if data.skipped else ""
@@ -152,6 +153,7 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
         + (f", {cfg.val_steps} validation step{'s' if cfg.val_steps != 1 else ''}" if cfg.val_steps else "")
         + (f", time limit {cfg.time_limit}" + (" s" if cfg.time_limit.strip().replace(".", "").isdigit() else "")
            if cfg.time_limit else ""),
+        *([f"tuning {plan}"] if (plan := fine_tuning_plan(cfg, model)) else []),
         f"device {device} ({torch.get_num_threads()} threads), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),

@@ -143,3 +143,33 @@ def transfer_warnings(cfg: Any) -> list[str]:
                 "for those epochs only the head trains, on a random frozen backbone; set it to 0 to train a network "
                 "from scratch"]
     return []
+
+
+def fine_tuning_plan(cfg: Any, model: nn.Module) -> str | None:
+    """What of a transfer model trains when, in words, for the console, the model card and the report: 'head only
+    for epochs 1-2 (164,484 of 3,535,492 parameters), then the whole backbone from epoch 3, at 0.1 x lr'; None
+    for a model without a timm backbone, or one trained whole, at one rate, from the start."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        return None
+    total = sum(p.numel() for p in model.parameters())
+    head = total - sum(p.numel() for p in backbone.parameters())
+    if cfg.features_only:
+        return f"head only, on the frozen backbone's features ({head:,} of {total:,} parameters)"
+    sizes = {name: p.numel() for name, p in backbone.named_parameters()}
+    last = parse_unfreeze(cfg.unfreeze)
+    blocks = len(backbone_blocks(backbone))
+    part = "the whole backbone" if last is None else f"the last {last} of {blocks} backbone blocks"
+    trained = head + sum(sizes[name] for name in trainable_names(backbone, False, cfg.unfreeze))
+    rate = f", at {cfg.backbone_lr_mult:g} x lr" if cfg.backbone_lr_mult != 1 else ""
+    batch_norm = "; backbone BatchNorm statistics kept (freeze_bn)" if cfg.freeze_bn else ""
+    frozen = cfg.freeze_epochs
+    if frozen >= cfg.epochs:
+        return f"head only, every epoch ({head:,} of {total:,} parameters)"
+    if frozen:
+        epochs = "epoch 1" if frozen == 1 else f"epochs 1-{frozen}"
+        return (f"head only for {epochs} ({head:,} of {total:,} parameters), then head and {part} from epoch "
+                f"{frozen + 1} ({trained:,}){rate}{batch_norm}")
+    if last is None and not rate and not batch_norm:
+        return None
+    return f"head and {part} ({trained:,} of {total:,} parameters){rate}{batch_norm}"

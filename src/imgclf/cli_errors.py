@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from .errors import ImgclfError, Interrupted, invalid_message
+from .errors import ImgclfError, Interrupted, disk_problem, invalid_message
 from .io import terminal_safe
 
 try:  # Typer >= 0.2x carries its own copy of click
@@ -66,6 +66,10 @@ class CommandGroup(TyperGroup):
         except BrokenPipeError:
             _quiet_after_closed_pipe()
         except Exception as exc:
+            disk = disk_problem(exc)
+            if disk is not None:
+                typer.secho(f"error: {terminal_safe(disk)}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(1) from None
             log = _log_internal_error(exc)
             first = next((line for line in str(exc).splitlines() if line.strip()), "")[:300]
             where = f"traceback in {log}" if log else "its traceback could not be saved"

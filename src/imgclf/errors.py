@@ -174,3 +174,23 @@ def path_argument(argument: str, value: object, allowed: str = "a path (str or o
     if isinstance(value, (str, os.PathLike)):
         return Path(value)
     raise invalid(argument, Described(f"an object of type {type(value).__name__}"), allowed)
+
+
+# The disk refused a write: the user's machine, not a bug of ours (no space, a read-only mount, a quota, no right).
+_DISK_ERRNOS = {28: "has no space left", 30: "is read-only", 122: "is over its quota", 13: "refuses the write"}
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """One line for a write the disk refused (`OSError` ENOSPC, EROFS, EDQUOT, EACCES, or a library's error that
+    quotes one, as safetensors' 'os error 28'), naming the folder; None for any other error."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is None:
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    if code not in _DISK_ERRNOS:
+        return None
+    filename = getattr(exc, "filename", None)
+    where = f"the disk holding {Path(os.fspath(filename)).parent}" if filename else "the disk written to"
+    return (f"{where} {_DISK_ERRNOS[code]} ({os.strerror(code)}): the file being written was not kept, and the "
+            "files written before it are whole. Make room (or write elsewhere) and run the command again; an "
+            "interrupted training run continues with: imgclf train --resume RUN")

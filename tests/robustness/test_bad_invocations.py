@@ -608,6 +608,30 @@ def test_an_internal_error_is_one_line_with_the_log_path(monkeypatch, tmp_path):
     assert "in broken" in text  # the frame that raised, not only the message
 
 
+@pytest.mark.parametrize("error, said", [
+    (OSError(28, "No space left on device", "/data/runs/r/.report.html.x1.tmp"),
+     "the disk holding /data/runs/r has no space left"),
+    (OSError(30, "Read-only file system", "/mnt/ro/metrics.json"), "the disk holding /mnt/ro is read-only"),
+    (RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull }) (os error 28)"),
+     "the disk written to has no space left"),
+], ids=["full", "read-only", "safetensors-full"])
+def test_a_disk_that_refuses_a_write_is_the_users_one_line_not_an_internal_error(error, said, monkeypatch, tmp_path):
+    """A full disk read 'internal error: OSError: [Errno 28] ... please report it'."""
+    import imgclf.recipes
+
+    def full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(imgclf.recipes, "list_recipes", full)
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["recipes"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {said} ("), result.stderr
+    assert "imgclf train --resume RUN" in lines[0] and "report it" not in lines[0]
+    assert not (tmp_path / "cache" / "logs").exists()  # no traceback kept: nothing of ours to report
+
+
 def test_an_internal_error_whose_log_folder_cannot_be_made_logs_to_the_temp_folder(monkeypatch, tmp_path):
     import tempfile
 

@@ -133,3 +133,27 @@ def test_a_failed_figure_is_listed_in_the_train_summary_and_the_report(tmp_path,
     assert "Could not draw this figure: no ink" in (tmp_path / "r" / "report.html").read_text()
     result = CliRunner().invoke(app, ["report", str(tmp_path / "r"), "--no-explain"])
     assert result.exit_code == 0 and "figure could not be drawn: confusion" in result.stderr
+
+
+def test_a_full_disk_stops_the_report_at_its_first_figure(tiny_run, tmp_path, monkeypatch):
+    """Each figure's failure was a warning of its own (14 of them, with source lines), then the page failed too."""
+    import shutil
+
+    from imgclf.evaluation import plots
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    calls = []
+
+    def full(*args, **kwargs):
+        calls.append(1)
+        raise OSError(28, "No space left on device", str(run / "plots" / ".x.png.tmp"))
+
+    for name in ("plot_class_distribution", "plot_confusion_matrix", "plot_training_curves"):
+        monkeypatch.setattr(plots, name, full)
+    result = CliRunner().invoke(app, ["report", str(run), "--no-explain"])
+    assert result.exit_code == 1 and len(calls) == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: the disk holding {run / 'plots'} has no space left (No space left on device): the file being "
+        "written was not kept, and the files written before it are whole. Make room (or write elsewhere) and run the "
+        "command again; an interrupted training run continues with: imgclf train --resume RUN"]

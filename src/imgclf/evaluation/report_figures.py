@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..calibration import uncalibrated
-from ..errors import ImgclfError
+from ..errors import ImgclfError, disk_problem
 from ..ood import STATS_FILE, load_stats
 from ..records import DatasetRecord, ModelCard, RunDir
 from . import plots
@@ -77,6 +77,8 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
         except ImgclfError:
             raise
         except Exception as exc:  # one broken figure must not cost the user the whole report
+            if disk_problem(exc) is not None:  # nor would the next figure fit: the disk's error, once
+                raise
             warnings.warn(f"figure {key} failed: {type(exc).__name__}: {exc}", stacklevel=2)
             figures[key] = {"path": None, "title": title, "caption": f"Could not draw this figure: {exc}",
                             "failed": f"{type(exc).__name__}: {exc}"}

@@ -23,6 +23,47 @@ def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
     assert isinstance(second.pixels, np.memmap)
 
 
+@pytest.mark.parametrize("damage", ["truncated array", "garbled record", "other shape"])
+def test_a_damaged_cache_entry_is_decoded_again_with_a_warning(damage, tmp_path, caplog):
+    """A truncated .npy (a crash of the disk or of a copy) failed every later run: 'mmap length is greater than
+    file size', reported as an internal error."""
+    import logging
+
+    make_image_folder(tmp_path / "d", per_class=5)
+    paths = _paths(tmp_path / "d")
+    first = np.array(decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c").pixels)
+    key = cache_key(paths, 8, "rgb", "bilinear")
+    array, record = tmp_path / "c" / f"{key}.npy", tmp_path / "c" / f"{key}.json"
+    if damage == "truncated array":
+        array.write_bytes(array.read_bytes()[:500])
+    elif damage == "garbled record":
+        record.write_text('{"version": 1, "si')
+    else:
+        np.save(array, np.zeros((15, 4, 4, 3), np.uint8))
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        again = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(np.asarray(again.pixels), first)
+    assert any("is damaged" in r.getMessage() and "decoding the images again" in r.getMessage()
+               for r in caplog.records)
+    np.testing.assert_array_equal(np.asarray(decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c").pixels), first)
+
+
+def test_a_cache_disk_without_room_is_named_before_any_pixel_is_written(tmp_path, monkeypatch):
+    """A memory-mapped write past the space left killed training with SIGBUS and no word."""
+    from imgclf.errors import ImgclfError
+
+    make_image_folder(tmp_path / "d", per_class=5)
+
+    def full(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_mod.os, "posix_fallocate", full)
+    with pytest.raises(ImgclfError, match=r"^cache_dir must be a folder with 0.003\d* MB free for the decoded images"
+                                          r".*No space left on device.*--cache-budget 0"):
+        decode_all(_paths(tmp_path / "d"), 8, "rgb", cache_dir=tmp_path / "c")
+    assert list((tmp_path / "c").iterdir()) == []  # no temp file left
+
+
 def test_cache_key_changes_with_size_mode_and_files(tmp_path):
     make_image_folder(tmp_path, per_class=2)
     paths = _paths(tmp_path)

@@ -116,6 +116,43 @@ def _workers_died(workers: int, argument: str) -> Exception:
                         f"'safe importing of main module' says, or pass {argument}=1")
 
 
+def _read_cached(meta_path: Path, array_path: Path | None, shape: tuple[int, ...]
+                 ) -> tuple[dict[int, str], np.ndarray | None] | None:
+    """A finished cache entry's failures and pixels, or None (and a warning) when either file is damaged, a
+    truncated array or garbled JSON after a crash of the disk or of a copy: it is derived data, decoded again."""
+    from ..notices import warn
+
+    try:
+        meta = json.loads(meta_path.read_text())
+        failures = {int(k): str(v) for k, v in meta["failures"].items()}
+        pixels = np.load(array_path, mmap_mode="r") if array_path is not None else None
+        if pixels is not None and (pixels.shape != shape or pixels.dtype != np.uint8):
+            raise ValueError(f"holds {pixels.dtype} {pixels.shape}, not uint8 {shape}")
+        return failures, pixels
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        warn(f"decoded-image cache entry {meta_path.with_suffix('')} is damaged ({type(exc).__name__}: "
+             f"{str(exc)[:120]}): decoding the images again")
+        return None
+
+
+def _reserve(path: Path, cache_dir: Path) -> None:
+    """Claim the array's disk blocks before any pixel is written: a memory-mapped write past the space left kills
+    the process with SIGBUS, without a word."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    size = path.stat().st_size
+    try:
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as exc:
+        if exc.errno not in (28, 122):  # no space, over quota; anything else (no fallocate there): write as before
+            return
+        path.unlink(missing_ok=True)
+        raise invalid("cache_dir", str(cache_dir), f"a folder with {size / 1e6:.3g} MB free for the decoded images",
+                      note=os.strerror(exc.errno), hint="Free space there, point IMGCLF_CACHE (or --cache-dir) at "
+                      "another disk, or pass --cache-budget 0 to decode the images at every epoch instead") from None
+
+
 def decode_all(
     paths: list[str],
     size: int,
@@ -138,18 +175,20 @@ def decode_all(
     meta_path = cache_dir / f"{key}.json"
     store = len(paths) * size * size * channels <= budget_bytes
 
+    shape = (len(paths), size, size, channels)
     if meta_path.exists() and (array_path.exists() or not store):
-        meta = json.loads(meta_path.read_text())
-        failures = {int(k): v for k, v in meta["failures"].items()}
-        pixels = np.load(array_path, mmap_mode="r") if store else None
-        return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
+        cached = _read_cached(meta_path, array_path if store else None, shape)
+        if cached is not None:
+            failures, pixels = cached
+            return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
 
     tmp_path = None
     if store:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=cache_dir)
         os.close(fd)
         tmp_path = Path(tmp_name)
-        np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, channels)).flush()
+        np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=shape).flush()
+        _reserve(tmp_path, cache_dir)
     try:
         tasks = [
             (str(tmp_path), start, paths[start : start + _CHUNK], size, color, interpolation, store)

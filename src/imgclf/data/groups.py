@@ -9,6 +9,7 @@ is then drawn as before and the record says the grouping was not done.
 from __future__ import annotations
 
 import io
+import zipfile
 import os
 import time
 from collections.abc import Sequence
@@ -94,7 +95,7 @@ def _read_memo(memo: Path | None, rows: np.ndarray, threshold: float) -> tuple[n
             if not np.array_equal(saved["rows"], rows) or float(saved["threshold"]) != threshold:
                 return None
             return saved["group_of"].astype(np.int64), saved["digests"].astype(object)
-    except (OSError, ValueError, KeyError):  # a damaged memo is searched again and rewritten
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: searched again, rewritten
         return None
 
 

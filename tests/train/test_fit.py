@@ -217,25 +217,30 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, sig, uninterrupt
     assert [(r["epoch"], r["lr"], r["val_loss"]) for r in ha] == [(r["epoch"], r["lr"], r["val_loss"]) for r in hb]
 
 
-# Training done, evaluation under way: the signal arrives while the test split is being scored
-_SIGNAL_WHILE_EVALUATING = """
-import os, signal, sys, time
-import imgclf.evaluation.run_eval as run_eval
+# Training done, the run being finished: the signal arrives at the stage named (module:function)
+_SIGNAL_WHILE_FINISHING = """
+import importlib, os, signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a background shell may have left SIGINT ignored
 SENT = getattr(signal, sys.argv[1])
-def evaluate_run(*args, **kwargs):
+module, function = sys.argv[2].split(":")
+def stage(*args, **kwargs):
     os.kill(os.getpid(), SENT)
     time.sleep(30)
-    raise AssertionError("the signal did not stop the evaluation")
-run_eval.evaluate_run = evaluate_run
+    raise AssertionError("the signal did not stop the stage")
+setattr(importlib.import_module(module), function, stage)
 from imgclf.cli import main
-sys.argv = ["imgclf", *sys.argv[2:]]
+sys.argv = ["imgclf", *sys.argv[3:]]
 main()
 """
+EVALUATING = "imgclf.evaluation.run_eval:evaluate_run"
+# the kept weights' BatchNorm statistics, recomputed right after trainer.fit: Ctrl-C there ended silently
+RECOMPUTING = "imgclf.train.fit:recompute_batch_norm"
 
 
-@pytest.mark.parametrize("sig, stopped_early", [("SIGTERM", False), ("SIGINT", False), ("SIGINT", True)])
-def test_a_signal_after_training_says_how_to_finish_the_run(tmp_path, image_folder, sig, stopped_early):
+@pytest.mark.parametrize("sig, stopped_early, stage", [("SIGTERM", False, EVALUATING), ("SIGINT", False, EVALUATING),
+                                                       ("SIGINT", True, EVALUATING), ("SIGINT", False, RECOMPUTING),
+                                                       ("SIGTERM", False, RECOMPUTING)])
+def test_a_signal_after_training_says_how_to_finish_the_run(tmp_path, image_folder, sig, stopped_early, stage):
     """After the last epoch Lightning's handlers are gone: SIGTERM ended the process without a word (status 143,
     no card, no scores) and Ctrl-C as click's bare "Aborted!". Both now say what is kept and how to finish, and
     --resume finishes it without training any epoch again."""
@@ -245,8 +250,8 @@ def test_a_signal_after_training_says_how_to_finish_the_run(tmp_path, image_fold
     epochs = ["--epochs", "10", "--early-stopping", "1", "--min-delta", "10"] if stopped_early else ["--epochs", "2"]
     args = ["train", str(image_folder), "--img-size", "16", *epochs, "--batch-size", "8", "--no-progress",
             "--model-args", "width=8", "--out", str(out)]
-    cut = subprocess.run([sys.executable, "-c", _SIGNAL_WHILE_EVALUATING, sig, *args], env=env, capture_output=True,
-                         text=True, timeout=300)
+    cut = subprocess.run([sys.executable, "-c", _SIGNAL_WHILE_FINISHING, sig, stage, *args], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert cut.returncode == {"SIGTERM": 143, "SIGINT": 130}[sig], cut.stderr
     said = {"SIGTERM": "SIGTERM", "SIGINT": "Ctrl-C"}[sig]
     assert f"interrupted ({said}) after training" in cut.stderr and "epochs 1-2 are saved" in cut.stderr

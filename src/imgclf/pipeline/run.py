@@ -374,7 +374,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
                    result.stopped_reason, skipped)
 
-    from .interrupts import finishing
+    from ..train.interrupts import finishing
 
     # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them
     with finishing(run_dir, len(result.history), result.stopped_reason):

@@ -22,6 +22,7 @@ from ..errors import ImgclfError, Interrupted, invalid
 from ..models import get_model_info
 from ..records import HistoryRow
 from .batch_norm_stats import images_for, norm_counts, recompute_batch_norm
+from .interrupts import finishing
 from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
 from .module import ImageClassifierModule, NonFiniteLossError
@@ -174,6 +175,16 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         stopped_reason = f"time limit ({cfg.time_limit})"
     elif trainer.should_stop and stopped_reason == "completed" and trainer.current_epoch < cfg.epochs:
         stopped_reason = "early stopping"
+    # Lightning's signal handling ended with trainer.fit: from here a signal says how to finish the run
+    with finishing(run_dir, len(history.rows), stopped_reason):
+        return _after_training(cfg, data, trainer, module, model, train_loader, val_loader, best, history,
+                               counts, mean, std, precision, stopped_reason, seconds, budget)
+
+
+def _after_training(cfg: TrainConfig, data: PreparedData, trainer: Any, module: Any, model: torch.nn.Module,
+                    train_loader: Any, val_loader: Any, best: Any, history: Any, counts: Any, mean: list[float],
+                    std: list[float], precision: str, stopped_reason: str, seconds: float, budget: Any) -> TrainResult:
+    """The kept weights, their BatchNorm statistics recomputed and their validation accuracy measured."""
     restored = (trainer.is_global_zero and (cfg.restore_best or stopped_reason.startswith("training stopped"))
                 and best.best_epoch is not None and best.restore_into(model))
     # the epoch whose weights the model holds, which the card and report call the kept epoch: without

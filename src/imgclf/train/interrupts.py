@@ -1,4 +1,5 @@
-"""Ctrl-C or SIGTERM after the last epoch, while the run is calibrated, evaluated and reported.
+"""Ctrl-C or SIGTERM after the last epoch, while the run is finished: its BatchNorm statistics recomputed, its
+weights saved, calibrated, evaluated and reported.
 
 During training, Lightning turns either signal into an exception that `train.fit` reports with the epochs kept
 and how to continue. Once `trainer.fit` returns, Lightning has put back the handlers it found: SIGTERM would
@@ -26,7 +27,7 @@ def finishing(run_dir: Path, epochs: int, stopped: str = "completed") -> Iterato
     handler is only installed from the main thread, the one place Python allows it. `stopped`: why training
     ended; a run stopped before its last epoch (early stopping, a time limit) is finished with --epochs set to
     the epochs it trained, since a checkpoint does not hold the stop and a plain --resume would train on."""
-    from ..train.fit import TrainingInterrupted, interrupt_state
+    from .fit import TrainingInterrupted, interrupt_state
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
@@ -38,7 +39,7 @@ def finishing(run_dir: Path, epochs: int, stopped: str = "completed") -> Iterato
         name, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("Ctrl-C", 130)
         _, _, kept = interrupt_state(name, epochs, epochs).partition("; ")  # what the checkpoint holds
         kept = kept or "no epoch was saved"
-        state = f"interrupted ({name}) after training, while the run was being evaluated; {kept}"
+        state = f"interrupted ({name}) after training, while the run was being finished; {kept}"
         more = "" if stopped == "completed" else f" --epochs {epochs}"
         raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {run_dir}{more}", state=state,
                                   exit_code=code) from None

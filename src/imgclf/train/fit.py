@@ -18,19 +18,14 @@ import torch
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
-from ..errors import ImgclfError, Interrupted, invalid
+from ..errors import ImgclfError, invalid
 from ..models import get_model_info
 from ..records import HistoryRow
 from .batch_norm_stats import images_for, norm_counts, recompute_batch_norm
-from .interrupts import finishing
+from .interrupts import TrainingInterrupted, finishing, interrupt_message, interrupt_state
 from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
 from .module import ImageClassifierModule, NonFiniteLossError
-
-
-class TrainingInterrupted(Interrupted):
-    """A run's training (or its evaluation after training) stopped by a signal; the message says which epochs are
-    kept and the --resume command that finishes it."""
 
 
 class TrainingDiverged(ImgclfError):
@@ -282,26 +277,6 @@ def stop_signal(exc: BaseException) -> tuple[str, int]:
         return "Ctrl-C", 130
     code = getattr(exc, "code", None)  # another exit (a callback's sys.exit): its own status
     return type(exc).__name__, code if isinstance(code, int) and code else 1
-
-
-def interrupt_state(signal_name: str, completed: int, saved_epochs: int, saved_steps: int = 0) -> str:
-    """What an interrupted run has kept, said only as far as it is true."""
-    done = f"after {completed} completed epoch{'s' if completed != 1 else ''}"
-    if saved_steps:
-        kept = f"epochs 1-{saved_epochs} and " if saved_epochs > 1 else "epoch 1 and " if saved_epochs else ""
-        return (f"training interrupted ({signal_name}) {done}; {kept}{saved_steps} steps of epoch {saved_epochs + 1} "
-                f"are saved in checkpoints/last.ckpt")
-    if saved_epochs == 0:
-        return f"training interrupted ({signal_name}) {done}, before any epoch was saved"
-    kept = "epoch 1 is" if saved_epochs == 1 else f"epochs 1-{saved_epochs} are"
-    return f"training interrupted ({signal_name}) {done}; {kept} saved in checkpoints/last.ckpt"
-
-
-def interrupt_message(state: str, saved_epochs: int, run_dir: Path, saved_steps: int = 0) -> str:
-    """`interrupt_state` and how to continue the run."""
-    if saved_epochs == 0 and not saved_steps:
-        return f"{state}; imgclf train --resume {run_dir} starts it again from epoch 1"
-    return f"{state}. Continue with: imgclf train --resume {run_dir}"
 
 
 def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:

@@ -1,5 +1,5 @@
-"""Ctrl-C or SIGTERM after the last epoch, while the run is finished: its BatchNorm statistics recomputed, its
-weights saved, calibrated, evaluated and reported.
+"""A run stopped by a signal: what it has kept and how to go on, during training and after it (`finishing`: its
+BatchNorm statistics recomputed, its weights saved, calibrated, evaluated and reported).
 
 During training, Lightning turns either signal into an exception that `train.fit` reports with the epochs kept
 and how to continue. Once `trainer.fit` returns, Lightning has put back the handlers it found: SIGTERM would
@@ -16,6 +16,33 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import Interrupted
+
+
+class TrainingInterrupted(Interrupted):
+    """A run's training (or its evaluation after training) stopped by a signal; the message says which epochs are
+    kept and the --resume command that finishes it."""
+
+
+def interrupt_state(signal_name: str, completed: int, saved_epochs: int, saved_steps: int = 0) -> str:
+    """What an interrupted run has kept, said only as far as it is true."""
+    done = f"after {completed} completed epoch{'s' if completed != 1 else ''}"
+    if saved_steps:
+        kept = f"epochs 1-{saved_epochs} and " if saved_epochs > 1 else "epoch 1 and " if saved_epochs else ""
+        return (f"training interrupted ({signal_name}) {done}; {kept}{saved_steps} steps of epoch {saved_epochs + 1} "
+                f"are saved in checkpoints/last.ckpt")
+    if saved_epochs == 0:
+        return f"training interrupted ({signal_name}) {done}, before any epoch was saved"
+    kept = "epoch 1 is" if saved_epochs == 1 else f"epochs 1-{saved_epochs} are"
+    return f"training interrupted ({signal_name}) {done}; {kept} saved in checkpoints/last.ckpt"
+
+
+def interrupt_message(state: str, saved_epochs: int, run_dir: Path, saved_steps: int = 0) -> str:
+    """`interrupt_state` and how to continue the run."""
+    if saved_epochs == 0 and not saved_steps:
+        return f"{state}; imgclf train --resume {run_dir} starts it again from epoch 1"
+    return f"{state}. Continue with: imgclf train --resume {run_dir}"
+
 
 class _Terminated(BaseException):
     """SIGTERM as an exception (a BaseException, as KeyboardInterrupt: no `except Exception` swallows it)."""
@@ -27,8 +54,6 @@ def finishing(run_dir: Path, epochs: int, stopped: str = "completed") -> Iterato
     handler is only installed from the main thread, the one place Python allows it. `stopped`: why training
     ended; a run stopped before its last epoch (early stopping, a time limit) is finished with --epochs set to
     the epochs it trained, since a checkpoint does not hold the stop and a plain --resume would train on."""
-    from .fit import TrainingInterrupted, interrupt_state
-
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
     if main:

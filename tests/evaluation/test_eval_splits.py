@@ -9,6 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from imgclf.cli import app
+from imgclf.records import RunDir
 
 
 def test_evaluating_the_val_split_keeps_the_runs_test_metrics(tiny_run, tmp_path):
@@ -206,6 +207,18 @@ def test_evaluating_a_run_whose_data_folder_moved_names_the_folder(tmp_path, ima
     result = CliRunner().invoke(app, ["evaluate", str(run.path)], env={"COLUMNS": "200"})
     output = " ".join(result.output.split())
     assert result.exit_code == 2 and f"{data} is no longer a folder" in output and "--data FOLDER" in output, output
+    # a class folder renamed: scored on the rest, the run's own metrics.json was replaced by another split's
+    (tmp_path / "moved").rename(data)
+    before = (run.path / "metrics.json").read_bytes()
+    test_files = RunDir(run.path).read_dataset().split_paths("test")[0]
+    moved = Path(test_files[0]).parent
+    moved.rename(moved.with_name(moved.name + "-renamed"))
+    gone = sum(Path(f).parent == moved for f in test_files)
+    result = CliRunner().invoke(app, ["evaluate", str(run.path)], env={"COLUMNS": "200"})
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert f"{gone} of its {len(test_files)} images are gone" in output and "--data FOLDER" in output, output
+    assert (run.path / "metrics.json").read_bytes() == before
 
 
 def test_a_folder_with_an_empty_class_folder_is_evaluated_on_the_others(tiny_run, image_folder, tmp_path):

@@ -37,6 +37,14 @@ def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]
                       note=f"{gone[0]} is no longer a folder",
                       hint=f"Put the folder back at {gone[0]}, or evaluate on a folder of your own: imgclf evaluate "
                            f"{run.path} --data FOLDER")
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing:  # scored on what is left, metrics.json would stand for another split than the run's
+        raise invalid("run", run.path, f"a run whose {split} split is where dataset.json lists it",
+                      note=f"{len(missing):,} of its {len(files):,} images are gone (e.g. {missing[0]}): moved, "
+                           "renamed or deleted since training",
+                      hint=f"Put them back; to score the images the folder holds now, evaluate it as another folder "
+                           f"(written under {run.path / 'evaluations'}, beside the run's own scores): imgclf evaluate "
+                           f"{run.path} --data FOLDER")
     return files, labels, split
 
 

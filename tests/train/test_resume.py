@@ -230,7 +230,7 @@ def test_an_interrupt_before_the_first_epoch_ends_says_nothing_was_saved(data, t
 
 @pytest.mark.parametrize("kind", ["dropout_and_augment", "onecycle_sampler", "early_stopping_plateau",
                                   "freeze_then_unfreeze", "steps_per_epoch"])
-def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, monkeypatch):
+def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, monkeypatch, capsys):
     """--checkpoint-every N: a run cut in the middle of an epoch resumes at the step after the last save."""
     from imgclf.train.module import ImageClassifierModule
 
@@ -253,8 +253,15 @@ def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, m
         with pytest.raises(TrainingInterrupted, match=f"epoch 1 and {saved - per_epoch} steps of epoch 2 are saved"):
             imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
     steps.clear()
-    imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    capsys.readouterr()
+    imgclf.fit(resume=str(tmp_path / "cut"), report=False, progress=True)
     assert len(steps) == steps_full - saved, "a resumed run retrained saved steps"
+    # the resumed epoch's line: its rate (it read lr 0, the epoch's start hook being skipped) and this process's
+    # seconds (it read the machine's uptime)
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("epoch 2/"))
+    lr, seconds = float(line.split("lr ")[1].split()[0]), float(line.split()[-1].rstrip("s"))
+    assert lr == pytest.approx(RunDir(tmp_path / "cut").read_history()[1].lr, rel=0.05) and lr > 0, line
+    assert 0 <= seconds < 120, line
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

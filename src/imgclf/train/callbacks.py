@@ -302,6 +302,11 @@ class HistoryWriter(L.Callback):
         return {"lr": self._lr, "seen": self._seen, "elapsed": time.perf_counter() - self._start,
                 "train_seconds": self._train_seconds, "batches": self._batches}
 
+    @property
+    def epoch_lr(self) -> float:
+        """The rate of the epoch under way, as its row will record it (0 before its first step)."""
+        return self._lr
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._lr, self._seen = float(state.get("lr", 0.0)), int(state.get("seen", 0))
         self._start = time.perf_counter() - float(state.get("elapsed", 0.0))

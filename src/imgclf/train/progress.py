@@ -38,6 +38,13 @@ class EpochLines(L.Callback):
         self._start = time.perf_counter()
         self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a resume inside an epoch skips that epoch's start hook: its line read lr 0 and the machine's uptime.
+        # The epoch's rate is the one history.csv records, restored from the checkpoint (a per-step schedule has
+        # moved on since the epoch's first step)
+        self.on_train_epoch_start(trainer, pl_module)
+        self._lr = next((c.epoch_lr for c in trainer.callbacks if getattr(c, "epoch_lr", None)), self._lr)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if batch_idx == 0:  # the rate the epoch trained at, as history.csv records it (budget: set per batch)

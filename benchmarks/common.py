@@ -499,4 +499,4 @@ def refit_trust(run_path: Path, out: Path, features: str | None = None, detector
 
     card, _ = refitted(RunDir(run_path), out, features=features,
                        **({"unknown_detector": detector} if detector is not None else {}))
-    return card
+    return card.model_copy(update={"file_sha256": None})  # its digests are of the run's files, not of `out`'s

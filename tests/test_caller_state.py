@@ -98,7 +98,7 @@ def test_a_loaded_classifier_goes_where_a_run_does_and_other_objects_are_named(t
     # and explain's predictions are predict's to the last digit (folded batch norms both)
     assert imgclf.explain(clf, [image])[0].prediction.top == clf.predict(image)[0].top
     for bad in (None, 3, clf.card):
-        with pytest.raises(ImgclfError, match=rf"^run must be a run directory's path .*Received: an object of type "
+        with pytest.raises(ImgclfError, match=rf"^run_dir must be a run directory's path .*Received: an object of type "
                                               rf"{type(bad).__name__}"):
             imgclf.load(bad)
     with pytest.raises(ImgclfError, match=r"fold_batch_norm must be one of \{False, True\}.*'no'"):

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
-from .records import ModelCard, load_card
+from .records import ModelCard, RunDir, load_card
 from .ood import COMBINED, FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
 from .data.decode import DecodeError, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
@@ -75,6 +75,8 @@ def trust_head(card: ModelCard, run_dir: str | os.PathLike | None) -> TrustHead:
         if not path.is_file():
             raise bad_path("run", run_dir if run_dir is not None else path, f"a run directory containing {name} "
                            "(the unknown detector's statistics its model.json names)", f"no {name}")
+        if run_dir is not None:
+            RunDir(run_dir).checked_file(name, card)
         try:
             stats = load_stats(path)
             means, precision = torch.from_numpy(stats["means"]), torch.from_numpy(stats["precision"])
@@ -161,7 +163,7 @@ class Classifier:
         card = load_card(run_dir)
         if precision == "auto":
             precision = card_precision(card)
-        weights = Path(run_dir) / "model.safetensors"
+        weights = RunDir(run_dir).checked_file("model.safetensors", card)
         if not weights.exists():
             raise bad_path("run", run_dir, "a run directory containing model.safetensors", "no model.safetensors")
         model = build_from_card(card)

@@ -66,3 +66,28 @@ def test_weights_that_do_not_match_the_card_are_refused(tiny_run, tmp_path):
     (run / "model.json").write_text(json.dumps(card))
     with pytest.raises(ImgclfError, match="does not match its model.json"):
         Classifier.load(run)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "unknown.safetensors"])
+def test_a_weight_file_whose_bytes_changed_since_the_card_is_refused(name, tiny_run, tmp_path):
+    """64 flipped bytes inside a weight tensor loaded without complaint: evaluate then scored 10 % and replaced
+    the run's metrics.json, predict answered garbage, export exported it."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    assert name in load_card(tiny_run).file_sha256  # the run as trained carries the digests, and loads
+    Classifier.load(tiny_run)
+    run = spoilable_copy(tiny_run, tmp_path / "run")
+    data = bytearray((run / name).read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")  # safetensors: an 8-byte length, a JSON header, the tensors
+    middle = header + (len(data) - header) // 2
+    data[middle:middle + 64] = bytes(b ^ 0x5A for b in data[middle:middle + 64])
+    (run / name).write_bytes(bytes(data))
+    with pytest.raises(ImgclfError, match=rf"^run must be a run directory whose {name} is the file its model.json "
+                                          r"was written with.*SHA-256 differs"):
+        Classifier.load(run)
+    metrics = (run / "metrics.json").read_bytes()
+    result = CliRunner().invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 2 and "SHA-256 differs" in result.stderr, result.output
+    assert (run / "metrics.json").read_bytes() == metrics

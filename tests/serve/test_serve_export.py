@@ -75,6 +75,7 @@ def test_onnx_score_and_unknown_equal_the_torch_path(run, tmp_path, detector, fe
     assert card["unknown"]["features"] == "map-mean-max"
     if features != card["unknown"]["features"] or detector == COMBINED:  # the combined one has statistics of its own
         card["unknown"] = _refitted(copy, features, detector)
+        card.pop("file_sha256")  # statistics refitted by hand: a card without the digests, as before them
     card["calibration"] = {"method": "temperature", "temperature": 1.7}
     card["unknown"] = {**card["unknown"], "detector": detector, "threshold": None}
     write_json(copy / "model.json", card)

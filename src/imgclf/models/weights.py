@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import sys
@@ -238,8 +237,6 @@ def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor],
 
 
 def file_digest(path: str | os.PathLike, length: int = 16) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
+    from ..io import file_sha256
+
+    return file_sha256(path)[:length]

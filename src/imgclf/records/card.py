@@ -293,6 +293,10 @@ class ModelCard(Record):
                                                 "tuned on the validation split (maximum F1).")
     lr_find: LRFindInfo | None = Field(None, description="Set when lr was found by the LR finder (--lr auto); "
                                        "absent otherwise and in older cards.")
+    file_sha256: dict[str, str] | None = Field(None, description=(
+        "SHA-256 of the run's weight files (model.safetensors, the unknown detector's statistics) as they were when "
+        "model.json was written; checked when they are loaded, so that a damaged copy is an error rather than "
+        "wrong predictions. Absent in older cards (nothing is checked)."))
     sizing: SizingInfo | None = Field(None, description="Set when the model was sized by the probe (sizing=probe, "
                                       "the fast recipe); absent otherwise and in older cards.")
     fitted_precision: Literal["32", "bf16-mixed", "16-mixed"] | None = Field(

@@ -14,6 +14,7 @@ from ..config import TrainConfig
 from ..errors import ImgclfError, bad_path, invalid, path_argument
 from ..io import (
     checked_row,
+    file_sha256,
     from_spreadsheet_safe,
     read_csv,
     read_json,
@@ -37,6 +38,8 @@ from .rows import HistoryRow, PredictionRow
 # Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
 RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
 LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
+WEIGHTS_FILE = "model.safetensors"
+UNKNOWN_STATS_FILE = "unknown.safetensors"  # the detector's statistics when model.json names none (ood.STATS_FILE)
 # MLflow's artefact stores: `--logger mlflow` copies each run's files (config.yaml, model.json) into mlartifacts/
 # beside the runs (mlruns/ for a file store), and those copies are not runs of their own
 TRACKER_STORES = frozenset({"mlartifacts", "mlruns"})
@@ -152,9 +155,24 @@ class RunDir:
         return self._load("model.json", ModelCard, self._read_mapping("model.json", read_json))
 
     def write_card(self, card: ModelCard) -> None:
+        """model.json, with the digests of the weight files beside it as they are now (`checked_file`)."""
+        names = [WEIGHTS_FILE] + ([card.unknown.statistics or UNKNOWN_STATS_FILE] if card.unknown else [])
+        card.file_sha256 = {name: file_sha256(self.path / name) for name in names if self.has(name)} or None
         # the layout written is this version's, whatever the card was read as (Record._legacy reads a dict
         # without schema_version as version 1, and a card built in code is such a dict)
         write_json(self.path / "model.json", {**card.model_dump(mode="json"), "schema_version": CARD_SCHEMA_VERSION})
+
+    def checked_file(self, name: str, card: ModelCard) -> Path:
+        """The run's weight file `name`, refused when its bytes are not those `card` recorded (a damaged copy, a
+        disk's error): such a file loads without complaint and predicts garbage."""
+        path = self.path / name
+        recorded = (card.file_sha256 or {}).get(name)
+        if recorded is not None and path.is_file() and file_sha256(path) != recorded:
+            raise invalid("run", self.path, f"a run directory whose {name} is the file its model.json was written "
+                          "with", note="its SHA-256 differs from model.json's file_sha256: the file changed since "
+                          "(a damaged copy or disk?)", hint="Copy the run again from where it was trained, or "
+                          "train it again")
+        return path
 
     # ----- metrics.json -------------------------------------------------------------------------
     def read_metrics(self, name: str = "metrics.json") -> MetricsRecord:

@@ -69,6 +69,28 @@ def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     assert rows["bad-metrics"].model == "simple_cnn" and rows["bad-metrics"].test_accuracy is None
 
 
+def test_a_run_interrupted_while_being_finished_is_told_to_resume_and_that_finishes_it(tiny_run, tmp_path):
+    """It said `imgclf evaluate RUN`, which scored it but left the card's headline and the report unwritten (the
+    listing then read training's validation accuracy from before the batch-norm recompute)."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    for name in ("metrics.json", "predictions.csv", "report.html"):
+        (run / name).unlink(missing_ok=True)
+    (row,) = imgclf.list_runs(tmp_path)
+    assert row.status == "interrupted"
+    assert row.reason == "not evaluated (no metrics.json): imgclf train --resume RUN finishes it"
+    imgclf.fit(resume=str(run), progress=False)
+    (row,) = imgclf.list_runs(tmp_path)
+    assert row.status == "completed" and (run / "metrics.json").is_file() and (run / "report.html").is_file()
+    assert row.val_accuracy == json.loads((tiny_run / "model.json").read_text())["metrics"]["val_accuracy"]
+    # a run that stopped before its last epoch: a plain --resume would train on
+    card = json.loads((run / "model.json").read_text())
+    card["training"]["stopped"] = "early stopping"
+    (run / "model.json").write_text(json.dumps(card))
+    (run / "metrics.json").unlink()
+    assert imgclf.list_runs(tmp_path)[0].reason.endswith(f"imgclf train --resume RUN --epochs "
+                                                         f"{card['training']['epochs_run']} finishes it")
+
+
 def test_json_is_a_list_of_objects_with_stable_keys(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder), "--json"])
     assert result.exit_code == 0, result.output

@@ -128,8 +128,10 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = "completed", ""
     elif card is not None and card.metrics.split == "val":  # a search trial: validated, never tested (tune)
         status, reason = "completed", ""
-    elif card is not None:
-        status, reason = "interrupted", "not evaluated (no metrics.json): imgclf evaluate RUN"
+    elif card is not None:  # stopped while being finished: resuming scores it, fills the card and the report
+        stopped_early = card.training.stopped not in ("", "completed")
+        more = f" --epochs {card.training.epochs_run}" if stopped_early else ""
+        status, reason = "interrupted", f"not evaluated (no metrics.json): imgclf train --resume RUN{more} finishes it"
     elif run.has("checkpoints/last.ckpt"):
         status, reason = "interrupted", f"stopped after epoch {len(history)}: imgclf train --resume RUN"
     else:

@@ -328,3 +328,12 @@ def file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's bytes, read in blocks (hashlib's own loop)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def relative_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """`path` relative to `root` (both made absolute first), as records store files; as given where no relative
+    path exists (another drive on Windows)."""
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    except ValueError:
+        return os.fspath(path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +13,7 @@ from ..data.cache import comparison_pixels, decode_all
 from ..data.color import resolve_color
 from ..data.decode import median_side
 from ..data.folder import FolderScan, scan_folder
+from ..io import relative_path
 
 
 @dataclass
@@ -37,14 +37,7 @@ class AuditImages:
         return len(self.paths)
 
     def relative(self, index: int) -> str:
-        return relative_to(self.paths[index], self.scan.root)
-
-
-def relative_to(path: str, root: Path) -> str:
-    try:
-        return os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-    except ValueError:  # another drive on Windows
-        return path
+        return relative_path(self.paths[index], self.scan.root)
 
 
 def auto_size(side: int | None, low: int = 16, high: int = 64) -> int:
@@ -70,8 +63,8 @@ def load_images(data: str | os.PathLike, img_size: int | None = None, color: str
                          workers_argument="workers")
     ok = decoded.ok_indices
     # relative to the data folder, as every other path of the audit
-    skipped = [{**s, "path": relative_to(s["path"], scan.root)} for s in scan.skipped] + \
-        [{"path": relative_to(paths[i], scan.root), "reason": r} for i, r in sorted(decoded.failures.items())]
+    skipped = [{**s, "path": relative_path(s["path"], scan.root)} for s in scan.skipped] + \
+        [{"path": relative_path(paths[i], scan.root), "reason": r} for i, r in sorted(decoded.failures.items())]
     pixels = decoded.pixels if len(ok) == len(paths) else np.asarray(decoded.pixels[ok])
     compared = comparison_pixels(decoded, color, interpolation, cache_dir, workers, native=native)
     if compared is decoded.pixels:  # compared as decoded: `pixels` serves

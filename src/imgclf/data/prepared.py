@@ -3,13 +3,12 @@ builds it)."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from ..io import relative_path
 from .cache import DecodedImages
 from .folder import FolderScan
 from .groups import Grouping
@@ -105,7 +104,7 @@ class PreparedData:
             "duplicates": self.grouping.describe() if self.grouping is not None else None,
             "splits": {
                 name: {
-                    "files": [_rel(self.decoded.paths[i], root) for i in split.indices],
+                    "files": [relative_path(self.decoded.paths[i], root) for i in split.indices],
                     "labels": split.labels.tolist(),
                     **({"label_sets": [np.flatnonzero(row).tolist() for row in split.targets]}
                        if split.targets is not None else {}),
@@ -116,8 +115,3 @@ class PreparedData:
         }
 
 
-def _rel(path: str, root: Path) -> str:
-    try:
-        return os.path.relpath(os.path.abspath(path), root)
-    except ValueError:
-        return path

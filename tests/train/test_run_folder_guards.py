@@ -176,6 +176,14 @@ def test_a_resume_on_a_changed_data_folder_is_refused_before_any_file_is_written
     assert "--out NEW" in str(info.value)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
     os.remove(added)
+    # a listed image still there that no longer decodes is said so, not "gone"
+    listed = moved / RunDir(run_dir).read_dataset().splits["train"].files[0]
+    good = listed.read_bytes()
+    listed.write_bytes(good[:45])
+    with pytest.raises(ImgclfError, match=r"1 of the images dataset.json lists cannot be read now \(e.g. "
+                                          rf"{listed.parent.name}/{listed.name}: "):
+        imgclf.fit(resume=str(run_dir), epochs=3, report=False)
+    listed.write_bytes(good)
     imgclf.fit(resume=str(run_dir), epochs=3, report=False)
     assert [r.epoch for r in RunDir(run_dir).read_history()] == [1, 2, 3]
 

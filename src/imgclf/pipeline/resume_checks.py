@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import invalid
+from ..io import relative_path
 from ..records import RunDir
 
 # What a run's checkpoint and splits were made under, so a resumed run cannot change it: the weights' shapes
@@ -134,7 +135,14 @@ def _folder_changes(stored: Any, now: Any, by_split: list[str]) -> str:
     old = {f for split in splits for f in zip(*_files(stored, split))}
     new = {f for split in splits for f in zip(*_files(now, split))}
     gone, added = sorted(old - new), sorted(new - old)
+    # a listed image that is still there but no longer decodes is not "gone": say what is wrong with it
+    unreadable = {relative_path(s.path, now.root): s.reason for s in now.skipped}
+    broken = [f for f, _ in gone if f in unreadable]
+    gone = [g for g in gone if g[0] not in unreadable]
     said = []
+    if broken:
+        said.append(f"{len(broken):,} of the images dataset.json lists cannot be read now (e.g. {broken[0]}: "
+                    f"{unreadable[broken[0]]})")
     if gone:
         said.append(f"{len(gone):,} of the images dataset.json lists {'is' if len(gone) == 1 else 'are'} gone or "
                     f"relabelled (e.g. {gone[0][0]})")

@@ -329,6 +329,9 @@ class Classifier:
         A folder gives one per image file in it; a 4-D array one per row. Unreadable files get a Prediction
         with an `error`, not an exception; anything that is not an image input raises ImgclfError before any
         work. In-memory images are named by their place in `images`: `images[2]`, `images[2][5]` (a batch row).
+        A JPEG file is decoded as training decoded its images (libjpeg scales a large photo down by 1/2 to 1/8
+        while decoding); a PIL image is resized from all its pixels, so the same photo given as an image may score
+        slightly otherwise than its path.
         tta averages each prediction over the views of the image that training also made (`tta_views`).
         unknown: label an image scoring below the card's threshold "unknown" (False: always the top class; the
         score is reported either way).

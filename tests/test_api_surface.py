@@ -144,3 +144,12 @@ def test_what_is_not_a_path_is_refused_naming_the_keyword(name, call, tiny_run, 
 def test_a_missing_config_file_is_named_by_its_keyword(tmp_path):
     with pytest.raises(ImgclfError, match=r"^config_file must be an existing YAML file"):
         imgclf.fit(config_file=str(tmp_path / "nowhere.yaml"))
+
+
+def test_compare_warns_of_a_page_without_html_as_the_command_does(tiny_run, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.compare([tiny_run, shutil.copytree(tiny_run, tmp_path / "again")], out=tmp_path / "table.txt")
+    assert any(f"out {tmp_path / 'table.txt'} has no .html extension" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "table.txt").read_text().lstrip().lower().startswith("<!doctype html")

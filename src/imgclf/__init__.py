@@ -163,9 +163,9 @@ def compare(runs: Any, out: Any = None):
     from .evaluation.compare import compare_runs
 
     if out is not None:
-        from .io import writable_file
+        from .evaluation.compare_render import page_path
 
-        writable_file("out", out)  # before the work, not after it
+        page_path("out", out)  # before the work, not after it
     comparison = compare_runs(runs)
     if out is not None:
         from .evaluation.compare_render import write_compare_html

@@ -324,14 +324,9 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
     import warnings
 
     from ..evaluation.compare import UnfinishedRunWarning, compare_runs
-    from ..evaluation.compare_render import render_table, write_compare_html
+    from ..evaluation.compare_render import page_path, render_table, write_compare_html
 
-    writable_file("out", out)
-    if out.suffix.lower() not in (".html", ".htm"):
-        from ..notices import warn
-
-        warn(f"--out {terminal_safe(out)} has no .html extension: the comparison is written there as HTML, which "
-             "browsers and file managers recognise by the extension")
+    page_path("out", out, said="--out")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnfinishedRunWarning)  # the table lists the skipped runs itself
         comparison = compare_runs(runs)

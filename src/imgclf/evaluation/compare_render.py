@@ -176,6 +176,20 @@ def legend_label(group: Group, width: int = 42, max_lines: int = 3) -> str:
     return "\n".join(lines)
 
 
+def page_path(argument: str, out: str | os.PathLike, said: str | None = None) -> Path:
+    """`out` as the page to write, checked before the runs are read; a name without .html is written all the same,
+    with a warning (browsers and file managers go by the extension) naming it as `said` (the command line's
+    --out; default `argument`)."""
+    from ..io import terminal_safe, writable_file
+    from ..notices import warn
+
+    out = writable_file(argument, out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        warn(f"{said or argument} {terminal_safe(out)} has no .html extension: the comparison is written there as HTML, "
+             "which browsers and file managers recognise by the extension")
+    return out
+
+
 def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
     """compare.html: the table (by evaluation set), the overlaid curves (embedded), each group's runs and
     settings."""

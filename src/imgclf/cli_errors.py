@@ -158,11 +158,13 @@ def _option_naming_extra(text: str, ctx: Any) -> str | None:
     extra = re.match(r"Got unexpected extra argument(?:s|\(s\))? \(([^\s)]+)", text)
     if extra is None or ctx is None:
         return None
-    word = extra.group(1)
+    word = re.escape(extra.group(1))
+    # a value the help lists ("onnx, or pt2 (...)", "one of: a, b"), not the word anywhere in its prose
+    listed = re.compile(rf"(^|[:,]\s*|\bor\s+){word}(?=\s*(,|$|\bor\b|\())")
     flags = [max(p.opts, key=len) for p in getattr(ctx.command, "params", [])
-             if getattr(p, "param_type_name", "") == "option" and p.help
-             and re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", p.help)]
-    return f"{flags[0]} {word}" if len(flags) == 1 else None
+             if getattr(p, "param_type_name", "") == "option" and not getattr(p, "is_flag", False) and p.help
+             and listed.search(p.help)]
+    return f"{flags[0]} {extra.group(1)}" if len(flags) == 1 else None
 
 
 def _log_internal_error(exc: BaseException) -> Path | None:

@@ -13,6 +13,7 @@ file or folder, with the problem found ("not found", "not a file", ...) as the n
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -163,7 +164,8 @@ def check_switch(argument: str, value: object) -> bool:
     "false" as true, so `overwrite="no"` would have replaced a run."""
     if isinstance(value, bool):
         return value
-    if getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and getattr(value, "ndim", 1) == 0:
+    if type(value).__module__ == "numpy" and getattr(value, "dtype", None) is not None \
+            and value.dtype.kind == "b" and getattr(value, "ndim", 1) == 0:
         return bool(value)
     raise invalid(argument, value, (True, False))
 
@@ -176,21 +178,26 @@ def path_argument(argument: str, value: object, allowed: str = "a path (str or o
     raise invalid(argument, Described(f"an object of type {type(value).__name__}"), allowed)
 
 
-# The disk refused a write: the user's machine, not a bug of ours (no space, a read-only mount, a quota, no right).
-_DISK_ERRNOS = {28: "has no space left", 30: "is read-only", 122: "is over its quota", 13: "refuses the write"}
+# The disk refused a write: the user's machine, not a bug of ours. What is wrong, and what to do about it.
+_DISK_ERRORS = {
+    errno.ENOSPC: ("has no space left", "Make room there, or write elsewhere"),
+    errno.EROFS: ("is read-only", "Write elsewhere"),
+    errno.EDQUOT: ("is over your quota", "Free some of your quota there, or write elsewhere"),
+}
 
 
 def disk_problem(exc: BaseException) -> str | None:
-    """One line for a write the disk refused (`OSError` ENOSPC, EROFS, EDQUOT, EACCES, or a library's error that
+    """One line for a write the disk refused (no space, a read-only mount, a quota; also a library's error that
     quotes one, as safetensors' 'os error 28'), naming the folder; None for any other error."""
     code = exc.errno if isinstance(exc, OSError) else None
     if code is None:
         found = re.search(r"os error (\d+)", str(exc))
         code = int(found.group(1)) if found else None
-    if code not in _DISK_ERRNOS:
+    if code not in _DISK_ERRORS:
         return None
     filename = getattr(exc, "filename", None)
     where = f"the disk holding {Path(os.fspath(filename)).parent}" if filename else "the disk written to"
-    return (f"{where} {_DISK_ERRNOS[code]} ({os.strerror(code)}): the file being written was not kept, and the "
-            "files written before it are whole. Make room (or write elsewhere) and run the command again; an "
-            "interrupted training run continues with: imgclf train --resume RUN")
+    problem, advice = _DISK_ERRORS[code]
+    return (f"{where} {problem} ({os.strerror(code)}): the file being written was not kept, and the files written "
+            f"before it are whole. {advice}, then run the command again (an interrupted training run continues "
+            "with imgclf train --resume RUN)")

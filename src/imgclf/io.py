@@ -325,9 +325,12 @@ def exclusive(folder: Path, lock_name: str, argument: str, expected: str, in_use
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, read in blocks (hashlib's own loop)."""
+    """The SHA-256 of a file's bytes, read in blocks (hashlib.file_digest would do it from Python 3.11 on)."""
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def relative_path(path: str | os.PathLike, root: str | os.PathLike) -> str:

@@ -393,6 +393,7 @@ ROWS = [
     # --- export ---------------------------------------------------------------------------------------------
     # the format as a second positional argument: the option whose help names it
     row("export-format-as-an-argument", lambda w: ["export", w.run(), "onnx"], "(onnx)", "Did you mean --format onnx?"),
+    row("runs-sort-column-as-an-argument", lambda w: ["runs", str(w.tmp), "name"], "Did you mean --sort name?"),
     row("export-format-tflite", lambda w: ["export", w.run(), "--format", "tflite"], "format='tflite'"),
     row("export-out-is-a-file", lambda w: ["export", w.run(), "--out", w.file()], "out",
         value=lambda w: str(w.tmp / "a-file.txt")),
@@ -566,6 +567,14 @@ def test_the_table_covers_every_command():
                        "lr-find", "audit", "tune"}
 
 
+@pytest.mark.parametrize("args", [["runs", "{tmp}", "order"], ["runs", "{tmp}", "sort"], ["evaluate", "{run}", "views"]])
+def test_a_stray_word_that_no_option_lists_as_a_value_gets_no_suggestion(args, tmp_path, tiny_run):
+    """It matched the word anywhere in an option's help: 'order' suggested --reverse order, 'views' --tta views."""
+    result = CliRunner().invoke(app, [a.format(tmp=tmp_path, run=tiny_run) for a in args])
+    assert result.exit_code == 2 and "Got unexpected extra argument" in result.stderr, result.output
+    assert "Did you mean" not in result.stderr
+
+
 @pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])
 def test_bad_invocation_is_one_line_exit_2(case, tmp_path, small_data, tiny_run):
     where = Where(tmp_path, small_data, tiny_run)
@@ -614,7 +623,8 @@ def test_an_internal_error_is_one_line_with_the_log_path(monkeypatch, tmp_path):
     (OSError(30, "Read-only file system", "/mnt/ro/metrics.json"), "the disk holding /mnt/ro is read-only"),
     (RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull }) (os error 28)"),
      "the disk written to has no space left"),
-], ids=["full", "read-only", "safetensors-full"])
+    (PermissionError(13, "Permission denied", "/data/runs/r/model.safetensors"), None),  # a read, maybe: ours to log
+], ids=["full", "read-only", "safetensors-full", "permission-is-not-a-disk-problem"])
 def test_a_disk_that_refuses_a_write_is_the_users_one_line_not_an_internal_error(error, said, monkeypatch, tmp_path):
     """A full disk read 'internal error: OSError: [Errno 28] ... please report it'."""
     import imgclf.recipes
@@ -627,6 +637,9 @@ def test_a_disk_that_refuses_a_write_is_the_users_one_line_not_an_internal_error
     result = CliRunner().invoke(app, ["recipes"])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
+    if said is None:
+        assert len(lines) == 1 and lines[0].startswith("internal error: PermissionError"), result.stderr
+        return
     assert len(lines) == 1 and lines[0].startswith(f"error: {said} ("), result.stderr
     assert "imgclf train --resume RUN" in lines[0] and "report it" not in lines[0]
     assert not (tmp_path / "cache" / "logs").exists()  # no traceback kept: nothing of ours to report

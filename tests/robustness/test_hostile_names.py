@@ -155,5 +155,5 @@ def test_a_full_disk_stops_the_report_at_its_first_figure(tiny_run, tmp_path, mo
     assert result.exit_code == 1 and len(calls) == 1
     assert result.stderr.strip().splitlines() == [
         f"error: the disk holding {run / 'plots'} has no space left (No space left on device): the file being "
-        "written was not kept, and the files written before it are whole. Make room (or write elsewhere) and run the "
-        "command again; an interrupted training run continues with: imgclf train --resume RUN"]
+        "written was not kept, and the files written before it are whole. Make room there, or write elsewhere, then "
+        "run the command again (an interrupted training run continues with imgclf train --resume RUN)"]

@@ -97,14 +97,16 @@ def _fit(folder, out, **extra):
     return imgclf.fit(settings)
 
 
-def test_unfreeze_beyond_the_backbone_is_refused_before_any_epoch_and_leaves_no_run(tmp_path, image_folder):
+@pytest.mark.parametrize("progress", [False, True])  # with progress, the console's tuning line reads it first
+def test_unfreeze_beyond_the_backbone_is_refused_before_any_epoch_and_leaves_no_run(tmp_path, image_folder, progress):
     """It was checked only at the unfreeze epoch: the whole frozen phase trained, then the error, and an
     interrupted run stayed behind that every resume refused again."""
     blocks = len(backbone_blocks(build_transfer_model(TINY, num_classes=3, img_size=32, pretrained=False).backbone))
     out = tmp_path / "unf"
-    with pytest.raises(ImgclfError, match=f"K <= {blocks}"):
-        _fit(image_folder, out, freeze_epochs=1, unfreeze=f"last:{blocks + 1}")
-    assert not out.exists()
+    for frozen in (1, 0):
+        with pytest.raises(ImgclfError, match=f"K <= {blocks}"):
+            _fit(image_folder, out, freeze_epochs=frozen, unfreeze=f"last:{blocks + 1}", progress=progress)
+        assert not out.exists()
 
 
 def test_fully_frozen_fit_keeps_backbone_weights_and_batchnorm_statistics(tmp_path, image_folder):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..errors import Described, bad_path, invalid
+from ..errors import Described, bad_path, check_switch, invalid
 from ..records import LRFindInfo
 from ..records.card import tenth_of
 
@@ -228,6 +228,7 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     from .prepare import data_and_model, input_size
 
     check_sweep(start_lr, end_lr, steps)
+    overwrite = check_switch("overwrite", overwrite)
     if values.get("lr") is not None:
         raise invalid("lr", values["lr"], "unset for lr-find: it sweeps start_lr..end_lr and suggests one")
     for name, why in (("folds", "the sweep runs once, on the training split"), ("fold", "the sweep runs once"),

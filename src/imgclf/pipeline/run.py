@@ -137,7 +137,6 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     import torch
 
     from ..io import terminal_safe
-    from ..train.finetune import fine_tuning_plan
 
     sizes = " / ".join(f"{name} {len(split):,}" for name, split in data.splits.items())
     skipped = f", {len(data.skipped)} skipped" if data.skipped else ""
@@ -153,12 +152,23 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
         + (f", {cfg.val_steps} validation step{'s' if cfg.val_steps != 1 else ''}" if cfg.val_steps else "")
         + (f", time limit {cfg.time_limit}" + (" s" if cfg.time_limit.strip().replace(".", "").isdigit() else "")
            if cfg.time_limit else ""),
-        *([f"tuning {plan}"] if (plan := fine_tuning_plan(cfg, model)) else []),
+        *([f"tuning {plan}"] if (plan := _plan_or_none(cfg, model)) else []),
         f"device {device} ({torch.get_num_threads()} threads), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _plan_or_none(cfg: TrainConfig, model) -> str | None:
+    """The tuning line, or none where the settings are wrong (unfreeze last:K beyond the backbone): that error
+    comes from training's own check, inside the step that takes the run's files back."""
+    from ..train.finetune import fine_tuning_plan
+
+    try:
+        return fine_tuning_plan(cfg, model)
+    except ImgclfError:
+        return None
 
 
 FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points

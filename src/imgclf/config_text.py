@@ -44,6 +44,15 @@ def parse_bytes(value: str | int | float) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
+def byte_text(n: float) -> str:
+    """A size as people read it: 850 KB, 1.5 MB, 46 MB, 12.3 GB (parse_bytes reads these back)."""
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:,.0f} MB" if n >= 1e7 else f"{n / 1e6:.2g} MB"
+    return f"{max(1.0, n / 1e3):.0f} KB"
+
+
 def parse_seconds(value: str | int | float | None) -> float | None:
     """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0; plain numbers are seconds."""
     if value is None or isinstance(value, (int, float)):
@@ -118,5 +127,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             first = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
         raise bad_path("config_file", path, "a readable YAML file", first[:200]) from None
     if not isinstance(data, dict):
-        raise bad_path("config_file", path, "a YAML file holding a mapping of settings", f"holds a {type(data).__name__}")
+        raise bad_path("config_file", path, "a YAML file holding a mapping of settings",
+                       f"holds a {type(data).__name__}")
     return data

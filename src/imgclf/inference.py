@@ -344,7 +344,7 @@ class Classifier:
             self._tta_views()  # before any image is decoded
         cutoffs = self._label_thresholds(threshold)
         if cutoffs is not None and not unknown:
-            warn("unknown=False changes nothing for a multi-label run: it labels an image with every label whose "
+            warn("unknown=False (--unknown off) changes nothing for a multi-label run: it labels an image with every label whose "
                  "probability reaches its threshold, and with none when none does; there is no unknown class")
         names, sources = gather_inputs(images)
         by_index: dict[int, tuple[np.ndarray, float, bool]] = {}

@@ -100,7 +100,7 @@ def test_predict_returns_label_sets_and_threshold_overrides(ml_run, caplog):
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         plain = clf.predict([str(image)], unknown=False)[0]
     assert plain.labels == tuned.labels
-    assert any("unknown=False changes nothing for a multi-label run" in r.getMessage() for r in caplog.records)
+    assert any("unknown=False (--unknown off) changes nothing for a multi-label run" in r.getMessage() for r in caplog.records)
     # TTA: refused as evaluate refuses it (predict averaged views the multi-label path was never measured with)
     pixels = clf.decode(str(image))[None]
     for call in (lambda: clf.predict([str(image)], tta=True), lambda: clf.infer_pixels(pixels, tta=True)):
@@ -633,3 +633,21 @@ def test_predict_csv_gives_each_carried_label_its_own_probability(ml_run):
 
     unreadable = [Prediction("x.png", None, None, [], "not an image", unknown=None)]
     assert "label_probabilities" in format_predictions(unreadable, "csv", multilabel=True).splitlines()[0]
+
+
+def test_evaluating_a_multilabel_run_whose_images_are_gone_is_refused(ml_run, tmp_path):
+    """As for a single-label run: scored on what was left, its metrics.json was replaced by another split's."""
+    import imgclf
+    from conftest import spoilable_copy
+    from imgclf.errors import ImgclfError
+
+    run, _, _ = ml_run
+    copy = spoilable_copy(run.path, tmp_path / "run")
+    dataset = json.loads((copy / "dataset.json").read_text())
+    dataset["splits"]["test"]["files"][0] = "nowhere/gone.png"
+    (copy / "dataset.json").write_text(json.dumps(dataset))
+    metrics = (copy / "metrics.json").read_bytes()
+    n = len(dataset["splits"]["test"]["files"])
+    with pytest.raises(ImgclfError, match=rf"test split is where dataset.json lists it.*1 of its {n} images are gone"):
+        imgclf.evaluate(copy)
+    assert (copy / "metrics.json").read_bytes() == metrics

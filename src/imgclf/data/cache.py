@@ -148,9 +148,12 @@ def _reserve(path: Path, cache_dir: Path) -> None:
         if exc.errno not in (28, 122):  # no space, over quota; anything else (no fallocate there): write as before
             return
         path.unlink(missing_ok=True)
-        raise invalid("cache_dir", str(cache_dir), f"a folder with {size / 1e6:.3g} MB free for the decoded images",
-                      note=os.strerror(exc.errno), hint="Free space there, point IMGCLF_CACHE (or --cache-dir) at "
-                      "another disk, or pass --cache-budget 0 to decode the images at every epoch instead") from None
+        from ..config_text import byte_text
+
+        raise invalid("cache_dir", str(cache_dir), f"a folder with {byte_text(size)} free for the decoded images",
+                      note=os.strerror(exc.errno), hint="Free space there, or point IMGCLF_CACHE (training: "
+                      "--cache-dir) at another disk; training can also decode at every epoch, uncached, with "
+                      "--cache-budget 0") from None
 
 
 def decode_all(

@@ -22,14 +22,14 @@ def upscale_warning(data: str | list[str], img_size: int, model_size: int) -> st
     without a word."""
     if img_size <= model_size:
         return None
+    from ..config_text import byte_text
     from .decode import median_side
 
     side = median_side(_paths(data), longer=True)
     if not side or img_size < UPSCALE_WARNED * side:
         return None
     size = img_size * img_size * 3  # bytes of an RGB image (a third of it grey)
-    decoded = f"{size / 1e6:,.0f} MB" if size >= 1e7 else f"{size / 1e6:.2g} MB" if size >= 1e6 else \
-        f"{size / 1e3:.0f} KB"
+    decoded = byte_text(size)
     return (f"img_size {img_size} is {img_size / side:.0f}x the images' own side ({side} px, the median): each is "
             f"upscaled, inventing pixels, to {decoded} decoded (RGB), and training is that much slower; pass an "
             "--img-size near the images' side, or leave it out for the model's default")

@@ -185,8 +185,8 @@ def page_path(argument: str, out: str | os.PathLike, said: str | None = None) ->
 
     out = writable_file(argument, out)
     if out.suffix.lower() not in (".html", ".htm"):
-        warn(f"{said or argument} {terminal_safe(out)} has no .html extension: the comparison is written there as HTML, "
-             "which browsers and file managers recognise by the extension")
+        warn(f"{said or argument} {terminal_safe(out)} has no .html extension: the comparison is written there as "
+             "HTML, which browsers and file managers recognise by the extension")
     return out
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data.cache import decode_all, readable_blocks
 from ..errors import invalid
+from .own_split import check_on_disk
 from ..inference import Classifier
 from ..multilabel import decide, threshold_vector
 from ..progress import StepProgress
@@ -132,6 +133,7 @@ def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: lis
         else:
             raise invalid("split", split, dataset.splits)
     files, _ = dataset.split_paths(split)
+    check_on_disk(run, dataset, files, split)
     sets = dataset.splits[split].label_sets
     if sets is None:
         raise invalid("run", run.path, "a multi-label run whose dataset.json lists each image's label set",

@@ -13,6 +13,7 @@ import numpy as np
 from ..data.cache import decode_all, readable_blocks
 from ..data.folder import scan_folder
 from ..errors import invalid, path_argument
+from .own_split import check_on_disk
 from ..inference import Classifier
 from ..progress import StepProgress
 from ..tta import MULTILABEL_TTA
@@ -31,20 +32,7 @@ def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]
         else:
             raise invalid("split", split, dataset.splits)
     files, labels = dataset.split_paths(split)
-    gone = [root for root in dataset.roots or [dataset.root] if not Path(root).is_dir()]
-    if gone:  # else every file would be "unreadable", which names no cause
-        raise invalid("run", run.path, "a run whose data folder is where it was trained (dataset.json's root)",
-                      note=f"{gone[0]} is no longer a folder",
-                      hint=f"Put the folder back at {gone[0]}, or evaluate on a folder of your own: imgclf evaluate "
-                           f"{run.path} --data FOLDER")
-    missing = [f for f in files if not os.path.exists(f)]
-    if missing:  # scored on what is left, metrics.json would stand for another split than the run's
-        raise invalid("run", run.path, f"a run whose {split} split is where dataset.json lists it",
-                      note=f"{len(missing):,} of its {len(files):,} images are gone (e.g. {missing[0]}): moved, "
-                           "renamed or deleted since training",
-                      hint=f"Put them back; to score the images the folder holds now, evaluate it as another folder "
-                           f"(written under {run.path / 'evaluations'}, beside the run's own scores): imgclf evaluate "
-                           f"{run.path} --data FOLDER")
+    check_on_disk(run, dataset, files, split)
     return files, labels, split
 
 

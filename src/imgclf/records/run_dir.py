@@ -171,7 +171,8 @@ class RunDir:
             raise invalid("run", self.path, f"a run directory whose {name} is the file its model.json was written "
                           "with", note="its SHA-256 differs from model.json's file_sha256: the file changed since "
                           "(a damaged copy or disk?)", hint="Copy the run again from where it was trained, or "
-                          "train it again")
+                          "train it again; a run interrupted while being finished (its weights rewritten, model.json "
+                          "not yet) is finished with: imgclf train --resume RUN")
         return path
 
     # ----- metrics.json -------------------------------------------------------------------------

@@ -147,8 +147,8 @@ def transfer_warnings(cfg: Any) -> list[str]:
 
 def fine_tuning_plan(cfg: Any, model: nn.Module) -> str | None:
     """What of a transfer model trains when, in words, for the console, the model card and the report: 'head only
-    for epochs 1-2 (164,484 of 3,535,492 parameters), then the whole backbone from epoch 3, at 0.1 x lr'; None
-    for a model without a timm backbone, or one trained whole, at one rate, from the start."""
+    for epochs 1-2 (164,484 of 3,535,492 parameters), then head and the whole backbone from epoch 3 (3,535,492),
+    at 0.1 x lr'; None for a model without a timm backbone, or one trained whole, at one rate, from the start."""
     backbone = getattr(model, "backbone", None)
     if backbone is None:
         return None

@@ -106,6 +106,22 @@ def test_a_resume_refuses_optimiser_settings_its_checkpoint_would_bring_back(fin
     assert (run_dir / "config.yaml").read_bytes() == config
 
 
+@pytest.mark.parametrize("damage", ["deleted", "cut inside its header"])
+def test_a_resume_whose_history_lost_saved_epochs_is_refused(finished, tmp_path, damage):
+    """It went on: the card then counted only the new epochs, the earlier rows lost without a word."""
+    run_dir = _copy(finished, tmp_path)
+    history = run_dir / "history.csv"
+    if damage == "deleted":
+        history.unlink()
+    else:
+        history.write_bytes(history.read_bytes()[:20])
+    config = (run_dir / "config.yaml").read_bytes()
+    with pytest.raises(ImgclfError, match=r"history.csv holds a row for every epoch its checkpoint saved.*"
+                                          r"history.csv holds 0, checkpoints/last.ckpt 2.*delete .*last.ckpt"):
+        imgclf.fit(resume=str(run_dir), epochs=3, report=False)
+    assert (run_dir / "config.yaml").read_bytes() == config
+
+
 def test_a_resume_refuses_another_out(finished, tmp_path):
     run_dir = _copy(finished, tmp_path)
     with pytest.raises(ImgclfError, match="out.*unset with resume"):

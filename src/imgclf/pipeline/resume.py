@@ -9,7 +9,8 @@ from ..errors import check_switch, invalid
 from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
-from .resume_checks import check_batch_size, check_resumable, checked_checkpoints, nothing_left_to_train
+from .resume_checks import (check_batch_size, check_history, check_resumable, checked_checkpoints,
+                            nothing_left_to_train)
 from .run import Run, train_run
 
 
@@ -25,6 +26,7 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
     check_resumable(RunDir(path), cfg, values)
     ckpt = checked_checkpoints(RunDir(path))  # (its temp files are removed once training holds the folder)
     if ckpt is not None:
+        check_history(RunDir(path), ckpt)
         check_batch_size(RunDir(path), ckpt, cfg, values)
     if (finished := nothing_left_to_train(RunDir(path), cfg.epochs)) is not None:  # once it can go ahead
         warn(finished)

@@ -182,6 +182,20 @@ def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) 
                            "finish that epoch, then resume again with the new batch size")
 
 
+def check_history(run: RunDir, ckpt: Path) -> None:
+    """history.csv must hold a row for every epoch the checkpoint saved: without it (deleted, or cut inside its
+    header) a resume went on and the earlier epochs' rows were lost, the card counting only the new ones."""
+    from ..train.callbacks import saved_epochs_of
+
+    saved = saved_epochs_of(ckpt)
+    rows = len(run.read_history()) if run.has("history.csv") else 0
+    if saved and rows < saved:
+        raise invalid("resume", run.path, "a run directory whose history.csv holds a row for every epoch its "
+                      "checkpoint saved", note=f"history.csv holds {rows}, checkpoints/last.ckpt {saved}",
+                      hint=f"Put history.csv back from a copy of the run; or train it again from epoch 1: delete "
+                           f"{ckpt}")
+
+
 def checked_checkpoints(run: RunDir) -> Path | None:
     """The run's last.ckpt (None when it has none), after reading it and best.safetensors as training would, before
     any data is decoded: a garbage, truncated or crafted file is reported on one line, and nothing in it runs."""

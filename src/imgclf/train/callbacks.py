@@ -90,6 +90,15 @@ def batches_into_epoch(path: str | Path) -> int:
     return int(loaders[0].get("batches_done", 0)) if isinstance(loaders[0], dict) else 0
 
 
+def saved_epochs_of(path: str | Path) -> int | None:
+    """The completed epochs the checkpoint at `path` holds (`LastCheckpoint`'s own state); None when it has none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    state = (ckpt.get("callbacks") or {}).get(LastCheckpoint.__qualname__)
+    return int(state.get("saved_epochs", 0)) if isinstance(state, dict) else None
+
+
 def weights_problem(path: str | Path) -> str | None:
     """Why `path` is not a safetensors file of tensors, or None (its header only is read)."""
     from safetensors import SafetensorError, safe_open

@@ -336,7 +336,7 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
 
 
 @app.command()
-def runs(folder: Path = typer.Argument(Path("runs"), metavar="[FOLDER]", help="Folder holding run directories "
+def runs(folder: Path = typer.Argument(Path("runs"), metavar="FOLDER", help="Folder holding run directories "
                                        "(searched recursively).", show_default=True),
          sort: str = typer.Option("created", help="Column to sort by: name, model, data, epochs, val_accuracy, "
                                   "test_accuracy, macro_f1, train_seconds, created or status (scores best first).",

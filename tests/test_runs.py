@@ -221,7 +221,7 @@ def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_pat
     data = make_image_folder(tmp_path / "data", per_class=2)
     result = CliRunner().invoke(app, ["predict", str(data), str(tmp_path)])
     assert result.exit_code == 2
-    assert "an image folder, not a run (the run comes first: imgclf predict RUN IMAGES)" in \
+    assert "an image folder, not a run: the run comes first, then the images" in \
         " ".join(result.output.split())
     (tmp_path / "model.onnx").write_bytes(b"")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "model.onnx"), str(data)])

@@ -162,7 +162,7 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
         for path in folder.glob(pattern):
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 raise bad_path("run", folder, "a run directory containing model.json",
-                               "an image folder, not a run (the run comes first: imgclf predict RUN IMAGES)")
+                               "an image folder, not a run: the run comes first, then the images")
             seen += 1
             if seen >= look:
                 return

@@ -338,6 +338,11 @@ ROWS = [
     row("predict-top-k-0", lambda w: ["predict", w.run(), str(w.data), "--top-k", "0"], "--top-k='0'"),
     row("predict-top-k-negative", lambda w: ["predict", w.run(), str(w.data), "--top-k", "-2"], "--top-k='-2'"),
     row("predict-top-k-text", lambda w: ["predict", w.run(), str(w.data), "--top-k", "all"], "--top-k='all'"),
+    # what is close to a run is named for what it is: "not a run: no model.json" told a user who gave model.json
+    row("predict-run-given-as-its-model-json", lambda w: ["predict", w.run() + "/model.json", str(w.data)],
+        "a file of the run", "give that folder"),
+    row("calibrate-a-cross-validation-folder", lambda w: ["calibrate", str(Path(w.file("cv/folds.json", b"{}")).parent)],
+        "a cross-validation folder: its runs are", "fold-1"),
     row("predict-backend-tf", lambda w: ["predict", w.run(), str(w.data), "--backend", "tf"], "backend='tf'",
         "{onnx, torch}"),
     # two wrong arguments: the first one's error (the run), as the command reads them
@@ -564,7 +569,7 @@ def test_the_table_covers_every_command():
     covered = {command.get(r.id.split("-")[0], r.id.split("-")[0]) for r in ROWS}
     assert covered == {"imgclf", "train", "evaluate", "predict", "explain", "export", "serve", "inspect", "report",
                        "compare", "models", "recipes", "data fetch", "subset", "study imbalance", "demo", "runs",
-                       "lr-find", "audit", "tune"}
+                       "lr-find", "audit", "tune", "calibrate"}
 
 
 @pytest.mark.parametrize("args", [["runs", "{tmp}", "order"], ["runs", "{tmp}", "sort"], ["evaluate", "{run}", "views"]])

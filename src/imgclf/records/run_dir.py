@@ -114,8 +114,14 @@ class RunDir:
         holds no run at all (a data folder or an audit given where the run goes)."""
         if not self.path.exists():
             problem = "no such folder"
+        elif self.path.is_file() and is_run_dir(self.path.parent):  # runs/s1/model.json for runs/s1
+            problem = f"a file of the run {self.path.parent}: give that folder"
+        elif self.path.is_file():
+            problem = "a file, not a folder"
         elif is_run_dir(self.path):
-            problem = f"no {name}: training unfinished?"
+            problem = f"no {name}: training unfinished? (imgclf train --resume {self.path} finishes it)"
+        elif (self.path / "folds.json").is_file() or (self.path / "fold-1").is_dir():
+            problem = f"a cross-validation folder: its runs are {self.path / 'fold-1'}, fold-2, ..."
         else:
             problem = f"not a run: no {name} nor any other file imgclf train writes (config.yaml, checkpoints/)"
         return bad_path("run", self.path, f"a run directory containing {name}", problem)

@@ -259,6 +259,7 @@ def test_predict_output_takes_its_format_from_the_extension_unless_told(tiny_run
                         ("out.txt", lambda text: not text.startswith(("[", "path,")))):
         result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / name)])
         assert result.exit_code == 0 and check((tmp_path / name).read_text()), (name, result.output)
+        assert result.stderr.strip() == f"wrote {tmp_path / name} (20 predictions)"  # it said nothing at all
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "p.xlsx")])
     assert result.exit_code == 0 and "warning output p.xlsx gets the table as text" in result.output
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "x.json"),
@@ -300,6 +301,7 @@ def test_predict_output_writes_through_a_link_or_a_pipe_and_dash_is_stdout(tiny_
         result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", f"/proc/self/fd/{stream.fileno()}",
                                           "--format", "csv"])
     assert result.exit_code == 0 and redirected.read_text().startswith("written before\npath,"), result.output
+    assert "wrote" not in redirected.read_text()  # the note goes to stderr, never into the predictions
     # a file of its own under /dev (tmpfs) is replaced as any file is, not appended to
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):

@@ -343,6 +343,9 @@ ROWS = [
         "a file of the run", "give that folder"),
     row("calibrate-a-cross-validation-folder", lambda w: ["calibrate", str(Path(w.file("cv/folds.json", b"{}")).parent)],
         "a cross-validation folder: its runs are", "fold-1"),
+    # a flag given a value: the word became a second data folder, and the error sent the user to their data
+    row("train-overwrite-no", lambda w: ["train", str(w.data), "--overwrite", "no"], "data='no'",
+        "takes no value: leave out 'no'"),
     row("predict-backend-tf", lambda w: ["predict", w.run(), str(w.data), "--backend", "tf"], "backend='tf'",
         "{onnx, torch}"),
     # two wrong arguments: the first one's error (the run), as the command reads them

@@ -132,6 +132,9 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         from ..io import atomic_write_text
 
         atomic_write_text(output, text)
+        count = f"{len(predictions):,} prediction{'s' if len(predictions) != 1 else ''}"
+        # on stderr: -o may name this process's own stdout (/dev/stdout), which holds the predictions
+        typer.echo(f"wrote {terminal_safe(output)} ({count})", err=True)
     else:
         write_stdout(text)
     if all(p.error for p in predictions):  # the rows say why; the status tells a script that nothing was predicted

@@ -83,6 +83,23 @@ def _number_or_none(flag: str, kind: type) -> Any:
     return parse
 
 
+SWITCH_WORDS = ("no", "yes", "true", "false", "on", "off")
+
+
+def _refuse_a_switch_word_as_data(data: list[str]) -> None:
+    """`--overwrite no`: a flag takes no value, so "no" became a second data folder, and the error sent the user to
+    check their data ("data must be an existing folder. Received: data='no'")."""
+    from pathlib import Path
+
+    from ..errors import invalid
+
+    for word in data[1:]:
+        if word.lower() in SWITCH_WORDS and not Path(word).exists():
+            raise invalid("data", word, "image folders (a second one is merged with the first)",
+                          note="no such folder", hint=f"A flag such as --overwrite or --report takes no value: "
+                          f"leave out {word!r} (--no-report turns that one off)")
+
+
 def train(data: Optional[list[str]] = None, **options: Any) -> None:
     """Train a model on an image folder and write a complete run directory."""
     from ..pipeline import fit
@@ -90,6 +107,7 @@ def train(data: Optional[list[str]] = None, **options: Any) -> None:
     config, overwrite, resume = options.pop("config"), options.pop("overwrite"), options.pop("resume")
     report = options.pop("report")
     if data:
+        _refuse_a_switch_word_as_data(data)
         options["data"] = data[0] if len(data) == 1 else data
     if resume:  # --config and --overwrite go along, to be refused: a resumed run keeps its own folder and config
         run = fit(resume=resume, config_file=config, overwrite=overwrite, report=report, **options)

@@ -324,15 +324,11 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
                                              "under such a folder)."),
             out: Path = typer.Option(Path("compare.html"), "--out", help="Where to write the HTML comparison.")) -> None:
     """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
-    import warnings
-
-    from ..evaluation.compare import UnfinishedRunWarning, compare_runs
+    from ..evaluation.compare import compare_runs
     from ..evaluation.compare_render import page_path, render_table, write_compare_html
 
     page_path("out", out, said="--out")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnfinishedRunWarning)  # the table lists the skipped runs itself
-        comparison = compare_runs(runs)
+    comparison = compare_runs(runs, say_skipped=False)  # the table lists the skipped runs itself
     render_table(comparison, new_console())
     path = write_compare_html(comparison, out)
     typer.echo(f"comparison: {path}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,10 +217,11 @@ def _experiment(config: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT}, sort_keys=True, default=str)
 
 
-def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike) -> Comparison:
+def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skipped: bool = True) -> Comparison:
     """Summarise each run, group runs that differ only in seed, label each group by what sets it apart. A folder
     that is not a run itself stands for the runs under it (a k-fold parent, a study, a runs/ folder). A run that is
-    unfinished or cannot be read is skipped with a warning naming why, as long as one finished run is left.
+    unfinished, cannot be read, or repeats another's settings and seed is skipped, as long as one finished run is
+    left: `Comparison.skipped` says why, and (`say_skipped`) a warning line of the `imgclf` logger too.
     One path (a str or os.PathLike) is a list of that one folder, not of its characters."""
     if isinstance(run_dirs, (str, os.PathLike)):  # compare_runs("runs"): "r", "u", ..., "/" searched from the root
         run_dirs = [run_dirs]
@@ -245,7 +245,7 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike) -> Compa
         why = unfinished(r)
         if why:
             skipped.append((str(r), why))
-            warnings.warn(f"compare: skipped {r}: {why}", UnfinishedRunWarning, stacklevel=2)
+            _skipped(f"compare: skipped {r}: {why}", say_skipped)
         else:
             finished.append(r)
     if not finished:
@@ -260,7 +260,7 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike) -> Compa
                 raise  # not a run at all (a typo, a data folder): to fix, not a run to pass over
             why = f"unreadable: {str(exc).splitlines()[0]}"
             skipped.append((str(r), why))
-            warnings.warn(f"compare: skipped {r}: {why}", UnfinishedRunWarning, stacklevel=2)
+            _skipped(f"compare: skipped {r}: {why}", say_skipped)
     if not summaries:
         raise invalid("runs", [str(r) for r in run_dirs], "at least one readable, finished run directory",
                       note="; ".join(f"{r}: {why}" for r, why in skipped[:3]))
@@ -275,7 +275,7 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike) -> Compa
             what = f"seed {s.seed}" + (f", fold {s.config['fold']}" if s.config.get("fold") else "")
             why = f"the same settings and {what} as {twin.path} (a copy or a rerun): counted once"
             skipped.append((str(s.path), why))
-            warnings.warn(f"compare: skipped {s.path}: {why}", UnfinishedRunWarning, stacklevel=2)
+            _skipped(f"compare: skipped {s.path}: {why}", say_skipped)
             continue
         group.append(s)
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)
@@ -325,9 +325,11 @@ def _expand_folders(run_dirs: list[str | os.PathLike]) -> list[str | os.PathLike
     return out
 
 
-class UnfinishedRunWarning(UserWarning):
-    """A run given to `compare` that has not finished training, or whose files cannot be read; it is left out of
-    the comparison."""
+def _skipped(line: str, say: bool) -> None:
+    if say:  # the imgclf logger, as every warning about the user's runs and data (silenced as any library's logs)
+        from ..notices import warn
+
+        warn(line)
 
 
 def unfinished(run_dir: str | os.PathLike) -> str:

@@ -88,7 +88,7 @@ SWITCH_WORDS = ("no", "yes", "true", "false", "on", "off")
 
 def _refuse_a_switch_word_as_data(data: list[str]) -> None:
     """`--overwrite no`: a flag takes no value, so "no" became a second data folder, and the error sent the user to
-    check their data ("data must be an existing folder. Received: data='no'")."""
+    check their data (a data folder named 'no' was not found)."""
     from pathlib import Path
 
     from ..errors import invalid

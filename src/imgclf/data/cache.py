@@ -7,6 +7,7 @@ milliseconds. Files are written under a temporary name and renamed when complete
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing as mp
@@ -145,7 +146,7 @@ def _reserve(path: Path, cache_dir: Path) -> None:
         with open(path, "r+b") as handle:
             os.posix_fallocate(handle.fileno(), 0, size)
     except OSError as exc:
-        if exc.errno not in (28, 122):  # no space, over quota; anything else (no fallocate there): write as before
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # anything else (no fallocate there): write as before
             return
         path.unlink(missing_ok=True)
         from ..config_text import byte_text

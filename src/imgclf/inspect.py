@@ -102,7 +102,8 @@ def _audit_summary(scan: Any) -> dict[str, Any] | None:
     if found is None:
         return None
     status, path, record = found
-    out: dict[str, Any] = {"status": status, "path": str(path), "created": record.created}
+    out: dict[str, Any] = {"status": status, "path": str(path), "created": record.created,
+                           "run": record.settings.run}
     if status == FRESH:
         out.update(counts=record.counts.model_dump(), leakage=record.leakage, features=record.features.source,
                    accuracy=record.features.accuracy, label_errors_checked=record.features.folds > 0,
@@ -163,7 +164,8 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         from .audit.summary import count_lines
         from .records import AuditCounts
 
-        console.print(f"audit of {audit['created']} ({console_text(audit['path'])}):")
+        judged = f"the features of run {console_text(audit['run'])}" if audit.get("run") else "the images' pixels"
+        console.print(f"audit of {audit['created']}, on {judged} ({console_text(audit['path'])}):")
         for line in count_lines(AuditCounts(**audit["counts"]), audit["leakage"], audit["accuracy"],
                                 audit["label_errors_checked"], audit["note"], audit["splits"] == "run"):
             console.print(f"  {line}")

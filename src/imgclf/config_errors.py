@@ -37,6 +37,38 @@ def _literal_options(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any,
     return get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()
 
 
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _both_bounds(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """'greater than 0 and less than 1', 'from 1 to 4096': a setting's whole range where it has a bound on each
+    side; None otherwise (pydantic's own phrase then says the one bound)."""
+    field = model.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+    if field is None:
+        return None
+    low = high = None
+    for bound in field.metadata:
+        for attr, words in (("gt", "greater than"), ("ge", "from")):
+            if getattr(bound, attr, None) is not None:
+                low = (words, getattr(bound, attr))
+        for attr, words in (("lt", "less than"), ("le", "to")):
+            if getattr(bound, attr, None) is not None:
+                high = (words, getattr(bound, attr))
+    if low is None or high is None:
+        return None
+    lo, hi = _number(low[1]), _number(high[1])
+    if low[0] == "from" and high[0] == "to":
+        return f"from {lo} to {hi}"
+    lower = f"at least {lo}" if low[0] == "from" else f"greater than {lo}"
+    upper = f"at most {hi}" if high[0] == "to" else f"less than {hi}"
+    return f"{lower} and {upper}"
+
+
+def _number(value: float) -> str:
+    """10,000,000 rather than 1e+07; 0.5 as 0.5."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
 def format_validation_error(exc: ValidationError, values: dict[str, Any], model: type[BaseModel],
                             nullable: frozenset[str] = frozenset(),
                             sources: Mapping[str, str] | None = None) -> list[tuple[str | None, str]]:
@@ -60,6 +92,9 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any], model:
             lines.append((name, invalid_message(name, Described(f"no {name} setting"), "given")))
         elif err["type"] == "literal_error" and _literal_options(model, err["loc"]):
             lines.append((name, invalid_message(name, received, _literal_options(model, err["loc"]))))
+        elif err["type"] in _BOUND_ERRORS and (both := _both_bounds(model, err["loc"])):
+            # one range, not its two halves one error at a time ("less than 1", then "greater than 0")
+            lines.append((name, invalid_message(name, received, both)))
         elif msg.startswith("Input should be "):  # pydantic's own phrase names what is allowed
             allowed, _, detail = msg.removeprefix("Input should be ").partition(", ")
             if not detail.startswith(("unable", "got")):  # "a valid integer, got a number with a fractional part"

@@ -97,7 +97,7 @@ def test_a_bad_setting_says_which_layer_it_came_from(image_folder, tmp_path):
                  "--label-smoothing", "2"])
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 2, proc.stderr
-    assert lines[0] == f"error: batch_size in {config} must be greater than or equal to 1. Received: batch_size=0"
+    assert lines[0] == f"error: batch_size in {config} must be from 1 to 65,536. Received: batch_size=0"
     assert lines[1].startswith("label_smoothing (--label-smoothing) must be"), proc.stderr
     # a check across settings names the one it refuses, and where it was written
     config.write_text("features_only: true\naugment: hflip\n")

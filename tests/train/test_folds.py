@@ -206,7 +206,7 @@ def test_the_compare_figure_calls_folds_folds(cross_validation, tmp_path, monkey
     assert [g["members"] for g in drawn] == ["folds"]
 
 
-@pytest.mark.parametrize("k, allowed", [(1, "greater than or equal to 2"), (0, "greater than or equal to 2"),
+@pytest.mark.parametrize("k, allowed", [(1, "from 2 to 100"), (0, "from 2 to 100"),
                                         (9, "at most 7")])
 def test_bad_k_is_one_error_before_training(tmp_path, k, allowed):
     data = make_image_folder(tmp_path / "data", per_class=8)  # test 10 %: 1 per class, 7 left to fold

@@ -16,23 +16,18 @@ from typing import TYPE_CHECKING, Any
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
-from ..errors import ImgclfError, bad_path, invalid
+from ..errors import ImgclfError, invalid
 from ..notices import warn
-from ..io import exclusive, make_free_dir, outside_data, remove_temp_files, writable_folder
+from ..io import exclusive, remove_temp_files
 from ..models import get_model_info, list_models
-from ..ood import STATS_FILES
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from ..records.run_dir import LOCK_FILE
 from .prepare import data_and_model, input_size
 from .resolve import resume_config
-from .resume_record import RESUMES_FILE
+from .run_folder import claim_run_dir, check_run_dir, remove_empty_folders, remove_run_files
 
 if TYPE_CHECKING:
     from ..models.registry import ModelInfo
-
-RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
-             "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json",
-             RESUMES_FILE)
 
 
 @dataclass
@@ -66,77 +61,12 @@ class Run:
         return f"Run({str(self.path)!r}, accuracy={self.metrics.accuracy:.4f})"
 
 
-RUN_FOLDERS = ("checkpoints", "plots", "evaluations", "logs", "export")
-
-
-def _claim_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
-    """The run's folder (--out, else a new runs/<model>-N), created, and the outermost folder this call created
-    for it (the run's own, or a parent such as runs/; None when the run's folder was there already)."""
-    if not cfg.out:
-        if cfg.data:
-            outside_data("out", Path("runs").absolute(), cfg.data)
-        made = _first_missing(Path("runs"))
-        run_dir = make_free_dir("runs", cfg.model)
-        return run_dir, made or run_dir
-    run_dir = writable_folder("out", Path(cfg.out))
-    if cfg.data:
-        outside_data("out", run_dir, cfg.data)
-    made = _first_missing(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, made
-
-
-def _first_missing(path: Path) -> Path | None:
-    """The outermost of `path` and its parents that does not exist yet (what mkdir(parents=True) creates first)."""
-    missing = None
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        missing = folder
-    return missing
-
-
-def _remove_empty_folders(run_dir: Path, outermost: Path) -> None:
-    """A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them),
-    nor the empty parents (runs/) it made for it."""
-    for folder in (run_dir, *run_dir.parents):
-        if not folder.is_dir() or any(folder.iterdir()):
-            return
-        folder.rmdir()
-        if folder == outermost:
-            return
-
-
-def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
-    """Refuse a folder holding another run (unless overwrite) or other files; True when it holds a run that
-    this one replaces. The old run is removed only once the new command's data and model are built
-    (`_remove_run_files`): a mistyped command with --overwrite must not cost the run it was meant to replace."""
-    if (run_dir / "config.yaml").exists() and not resume:
-        if not overwrite:
-            raise bad_path("out", run_dir, "a new run directory", "holds another run",
-                           hint="Pass --overwrite to replace it, or --resume to continue it (Python: overwrite=True, "
-                                "resume=RUN)")
-        return True
-    if not resume and not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
-        raise bad_path("out", run_dir, "an empty or new folder", "not empty",
-                       hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
-    return False
-
-
-def _remove_run_files(run_dir: Path) -> None:
-    """A run's own files and folders (the sweep's, the probe's, the loggers', the checkpoints, the report's), none
-    other: those of a run being replaced, or of one that diverged."""
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for folder in RUN_FOLDERS:
-        shutil.rmtree(run_dir / folder, ignore_errors=True)
-
-
 def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpoint: str | None) -> None:
     """Before the first epoch: what is about to be trained, on what, where (stderr, a few short lines)."""
     import torch
 
     from ..io import terminal_safe
+    from ..train.finetune import fine_tuning_plan
 
     sizes = " / ".join(f"{name} {len(split):,}" for name, split in data.splits.items())
     skipped = f", {len(data.skipped)} skipped" if data.skipped else ""
@@ -152,23 +82,12 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
         + (f", {cfg.val_steps} validation step{'s' if cfg.val_steps != 1 else ''}" if cfg.val_steps else "")
         + (f", time limit {cfg.time_limit}" + (" s" if cfg.time_limit.strip().replace(".", "").isdigit() else "")
            if cfg.time_limit else ""),
-        *([f"tuning {plan}"] if (plan := _plan_or_none(cfg, model)) else []),
+        *([f"tuning {plan}"] if (plan := fine_tuning_plan(cfg, model)) else []),
         f"device {device} ({torch.get_num_threads()} threads), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def _plan_or_none(cfg: TrainConfig, model) -> str | None:
-    """The tuning line, or none where the settings are wrong (unfreeze last:K beyond the backbone): that error
-    comes from training's own check, inside the step that takes the run's files back."""
-    from ..train.finetune import fine_tuning_plan
-
-    try:
-        return fine_tuning_plan(cfg, model)
-    except ImgclfError:
-        return None
 
 
 FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points
@@ -274,7 +193,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
         return _train_into(Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", "")), cfg, *args, replacing=False,
                            new_folder=False)
-    run_dir, made = _claim_run_dir(cfg)
+    run_dir, made = claim_run_dir(cfg)
     new_folder = made is not None
     os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
     try:
@@ -288,7 +207,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
             return _train_into(run_dir, cfg, *args, replacing=replacing, new_folder=new_folder)
     except BaseException:
         if made is not None:
-            _remove_empty_folders(run_dir, made)
+            remove_empty_folders(run_dir, made)
         raise
 
 
@@ -319,7 +238,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
         weights_from_file(resolved.class_weight, data.classes)
     if replacing:  # the new command's data and model are built: the run it replaces goes now
-        _remove_run_files(run_dir)
+        remove_run_files(run_dir)
     sizing = None
     if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record
         from .sizing_record import save_sizing, stored_sizing, with_resume_changes
@@ -371,7 +290,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             for name in ("config.yaml", "dataset.json"):
                 run.file(name).unlink(missing_ok=True)
             if isinstance(exc, TrainingDiverged):  # no epoch to keep: what the sweep, probe and loggers wrote goes too
-                _remove_run_files(run_dir)
+                remove_run_files(run_dir)
                 if new_folder:  # whatever else the loggers made; the folder itself goes once the lock is released
                     for path in run_dir.iterdir():
                         if path.name != LOCK_FILE:

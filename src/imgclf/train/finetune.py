@@ -148,7 +148,9 @@ def transfer_warnings(cfg: Any) -> list[str]:
 def fine_tuning_plan(cfg: Any, model: nn.Module) -> str | None:
     """What of a transfer model trains when, in words, for the console, the model card and the report: 'head only
     for epochs 1-2 (164,484 of 3,535,492 parameters), then head and the whole backbone from epoch 3 (3,535,492),
-    at 0.1 x lr'; None for a model without a timm backbone, or one trained whole, at one rate, from the start."""
+    at 0.1 x lr'; None for a model without a timm backbone, or one trained whole, at one rate, from the start,
+    and for an `unfreeze` beyond the backbone's blocks, which training's own check refuses (where the run's files
+    are taken back)."""
     backbone = getattr(model, "backbone", None)
     if backbone is None:
         return None
@@ -159,6 +161,8 @@ def fine_tuning_plan(cfg: Any, model: nn.Module) -> str | None:
     sizes = {name: p.numel() for name, p in backbone.named_parameters()}
     last = parse_unfreeze(cfg.unfreeze)
     blocks = len(backbone_blocks(backbone))
+    if last is not None and last > blocks:
+        return None
     part = "the whole backbone" if last is None else f"the last {last} of {blocks} backbone blocks"
     trained = head + sum(sizes[name] for name in trainable_names(backbone, False, cfg.unfreeze))
     rate = f", at {cfg.backbone_lr_mult:g} x lr" if cfg.backbone_lr_mult != 1 else ""

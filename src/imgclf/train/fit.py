@@ -172,30 +172,23 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         stopped_reason = "early stopping"
     # Lightning's signal handling ended with trainer.fit: from here a signal says how to finish the run
     with finishing(run_dir, len(history.rows), stopped_reason):
-        return _after_training(cfg, data, trainer, module, model, train_loader, val_loader, best, history,
-                               counts, mean, std, precision, stopped_reason, seconds, budget)
-
-
-def _after_training(cfg: TrainConfig, data: PreparedData, trainer: Any, module: Any, model: torch.nn.Module,
-                    train_loader: Any, val_loader: Any, best: Any, history: Any, counts: Any, mean: list[float],
-                    std: list[float], precision: str, stopped_reason: str, seconds: float, budget: Any) -> TrainResult:
-    """The kept weights, their BatchNorm statistics recomputed and their validation accuracy measured."""
-    restored = (trainer.is_global_zero and (cfg.restore_best or stopped_reason.startswith("training stopped"))
-                and best.best_epoch is not None and best.restore_into(model))
-    # the epoch whose weights the model holds, which the card and report call the kept epoch: without
-    # restore_best, the last one (a time-limited run's cut epoch included), not the best by the monitor
-    kept_epoch = best.best_epoch + 1 if restored else (history.rows[-1].epoch if history.rows else None)
-    norm_images, val_after = 0, None
-    if trainer.world_size == 1 and not cfg.features_only:  # one process: no SyncBatchNorm waiting for the others
-        # on the training device: Lightning's teardown has moved the module back to the CPU
-        held_on = next(model.parameters()).device
-        module.to(trainer.strategy.root_device)
-        limit = images_for(len(data.splits["train"]), trainer.global_step * cfg.batch_size)
-        inputs = (module.prepare(x.to(module.device), train=False) for x, _ in train_loader)
-        norm_images = recompute_batch_norm(model, counts, inputs, limit)
-        # history.csv's val_acc was measured with training's running statistics: the kept weights' own, after them
-        val_after = module.accuracy_on(val_loader) if norm_images and len(data.splits["val"]) else None
-        module.to(held_on)
+        # the kept weights, their BatchNorm statistics recomputed and their validation accuracy measured
+        restored = (trainer.is_global_zero and (cfg.restore_best or stopped_reason.startswith("training stopped"))
+                    and best.best_epoch is not None and best.restore_into(model))
+        # the epoch whose weights the model holds, which the card and report call the kept epoch: without
+        # restore_best, the last one (a time-limited run's cut epoch included), not the best by the monitor
+        kept_epoch = best.best_epoch + 1 if restored else (history.rows[-1].epoch if history.rows else None)
+        norm_images, val_after = 0, None
+        if trainer.world_size == 1 and not cfg.features_only:  # one process: no SyncBatchNorm waiting for the others
+            # on the training device: Lightning's teardown has moved the module back to the CPU
+            held_on = next(model.parameters()).device
+            module.to(trainer.strategy.root_device)
+            limit = images_for(len(data.splits["train"]), trainer.global_step * cfg.batch_size)
+            inputs = (module.prepare(x.to(module.device), train=False) for x, _ in train_loader)
+            norm_images = recompute_batch_norm(model, counts, inputs, limit)
+            # history.csv's val_acc was measured with training's running statistics: the kept weights' own, after them
+            val_after = module.accuracy_on(val_loader) if norm_images and len(data.splits["val"]) else None
+            module.to(held_on)
     model = model.to(memory_format=torch.contiguous_format)
     return TrainResult(model, mean, std, kept_epoch, history.rows,
                        seconds, stopped_reason, precision, None if budget is None else budget.summary(),

@@ -1,0 +1,82 @@
+"""A training run's folder: claimed (--out, or a new runs/<model>-N), checked against the run it may hold, and
+taken back when the run fails before training (its empty folders) or is replaced (its own files, none other)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import bad_path
+from ..io import make_free_dir, outside_data, writable_folder
+from ..ood import STATS_FILES
+from ..records.run_dir import LOCK_FILE
+from .resume_record import RESUMES_FILE
+
+RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
+             "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json",
+             RESUMES_FILE)
+RUN_FOLDERS = ("checkpoints", "plots", "evaluations", "logs", "export")
+
+
+def claim_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
+    """The run's folder (--out, else a new runs/<model>-N), created, and the outermost folder this call created
+    for it (the run's own, or a parent such as runs/; None when the run's folder was there already)."""
+    if not cfg.out:
+        if cfg.data:
+            outside_data("out", Path("runs").absolute(), cfg.data)
+        made = _first_missing(Path("runs"))
+        run_dir = make_free_dir("runs", cfg.model)
+        return run_dir, made or run_dir
+    run_dir = writable_folder("out", Path(cfg.out))
+    if cfg.data:
+        outside_data("out", run_dir, cfg.data)
+    made = _first_missing(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, made
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of `path` and its parents that does not exist yet (what mkdir(parents=True) creates first)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def remove_empty_folders(run_dir: Path, outermost: Path) -> None:
+    """A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them),
+    nor the empty parents (runs/) it made for it."""
+    for folder in (run_dir, *run_dir.parents):
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
+        if folder == outermost:
+            return
+
+
+def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
+    """Refuse a folder holding another run (unless overwrite) or other files; True when it holds a run that
+    this one replaces. The old run is removed only once the new command's data and model are built
+    (`remove_run_files`): a mistyped command with --overwrite must not cost the run it was meant to replace."""
+    if (run_dir / "config.yaml").exists() and not resume:
+        if not overwrite:
+            raise bad_path("out", run_dir, "a new run directory", "holds another run",
+                           hint="Pass --overwrite to replace it, or --resume to continue it (Python: overwrite=True, "
+                                "resume=RUN)")
+        return True
+    if not resume and not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        raise bad_path("out", run_dir, "an empty or new folder", "not empty",
+                       hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
+    return False
+
+
+def remove_run_files(run_dir: Path) -> None:
+    """A run's own files and folders (the sweep's, the probe's, the loggers', the checkpoints, the report's), none
+    other: those of a run being replaced, or of one that diverged."""
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in RUN_FOLDERS:
+        shutil.rmtree(run_dir / folder, ignore_errors=True)

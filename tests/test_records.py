@@ -74,6 +74,18 @@ def test_a_file_that_breaks_its_record_is_one_clear_error(tmp_path, name, mutate
         RunDir(run_dir).validate()
 
 
+@pytest.mark.parametrize("name", ["model.json", "metrics.json", "dataset.json"])
+def test_a_file_from_a_newer_imgclf_says_so_rather_than_listing_its_new_keys(tmp_path, name):
+    run_dir = spoilable_copy(LEGACY, tmp_path / "newer")
+    data = json.loads((run_dir / name).read_text())
+    data.update(schema_version=99, a_key_from_the_future=1)
+    (run_dir / name).write_text(json.dumps(data))
+    with pytest.raises(ImgclfError, match=f"{name}.*written by a newer imgclf .schema_version 99; imgclf "
+                                          r"[0-9.]+ reads up to [0-9]+.: read it with that version") as caught:
+        RunDir(run_dir).validate()
+    assert "a_key_from_the_future" not in str(caught.value)
+
+
 def test_garbage_run_files_are_one_clear_error(tmp_path):
     run_dir = spoilable_copy(LEGACY, tmp_path / "garbage")
     (run_dir / "config.yaml").write_text("{{{ not: yaml")

@@ -8,6 +8,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .._version import __version__ as version
+
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
 SCHEMA_VERSION = 1
@@ -30,6 +32,12 @@ class Record(BaseModel):
     def _legacy(cls, data: Any) -> Any:
         if isinstance(data, dict) and "schema_version" not in data:
             data = {**data, "schema_version": 1}
+        newest = cls.model_fields["schema_version"].default
+        written = data.get("schema_version") if isinstance(data, dict) else None
+        if isinstance(written, int) and not isinstance(written, bool) and written > newest:
+            # before the field checks: a newer layout's new keys would otherwise read as typos
+            raise ValueError(f"written by a newer imgclf (schema_version {written}; imgclf {version} reads up "
+                             f"to {newest}): read it with that version or a later one")
         return data
 
 
@@ -39,7 +47,9 @@ def _blank_to_none(row: dict[str, str]) -> dict[str, Any]:
 
 def validation_problems(exc: ValidationError, limit: int = 5) -> str:
     """A record's validation errors on one line: `field.path: message; ...`."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:limit])
+    # a validator's own message goes as written, without pydantic's "Value error, " in front
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors()[:limit])
 
 
 def read_record(path: Path, record: type[RecordT], argument: str, value: Any, folder: str) -> RecordT:

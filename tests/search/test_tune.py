@@ -347,6 +347,9 @@ def test_an_empty_choice_is_shown_as_none(data, tmp_path):
     record = _record(out)
     assert any(t["params"].get("augment") == "" for t in record["trials"])  # the seeded sampler drew it
     assert any("augment=none" in line for line in trials) and "<td>none</td>" in page
+    # the test split's figure is the summary's, which the caller prints: the terminal showed it twice
+    assert not any("test accuracy" in line for line in said), said
+    assert f"testing {result.best_run.name}, the best on validation, on the test split" in said
     # the search space in words, not a Python dict: {'choices': ['', 'hflip']}
     assert "<td class=\"name\">none or hflip</td>" in page and "'choices'" not in page
 

@@ -375,6 +375,8 @@ def _test_best(run_dir: Path, say: Callable[[str], None], report: bool = True) -
 
     run = RunDir(run_dir)
     cfg = run.read_config()
+    # before, not after: the accuracies are the search's summary, which its caller prints (the CLI on stdout)
+    say(f"testing {run_dir.name}, the best on validation, on the test split")
     metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
                            budget_bytes=cfg.cache_budget_bytes, progress=False)
     card = run.read_card()
@@ -384,7 +386,6 @@ def _test_best(run_dir: Path, say: Callable[[str], None], report: bool = True) -
     run.write_card(card)
     if report:
         write_report(run_dir)
-    say(f"best   {run_dir.name}: test accuracy {metrics.accuracy:.4f} (validation {val:.4f})")
 
 
 def stderr_log(line: str) -> None:

@@ -109,6 +109,15 @@ def test_unfreeze_beyond_the_backbone_is_refused_before_any_epoch_and_leaves_no_
         assert not out.exists()
 
 
+def test_early_stopping_waits_its_patience_after_the_backbone_unfreezes(tmp_path, image_folder):
+    """As Keras' second model.fit with its own EarlyStopping: a head that levels off (min_delta 10: no epoch
+    improves) used to stop the run before the backbone trained; now the frozen epochs never stop it and the
+    patience counts from the first unfrozen epoch (here epochs 4 and 5), not from the head's best."""
+    run = _fit(image_folder, tmp_path / "es", freeze_epochs=3, epochs=10, early_stopping=2, min_delta=10.0)
+    assert [r["frozen"] for r in read_csv(run.path / "history.csv")] == ["1", "1", "1", "0", "0"]
+    assert run.stopped_reason == "early stopping"
+
+
 def test_fully_frozen_fit_keeps_backbone_weights_and_batchnorm_statistics(tmp_path, image_folder):
     run = _fit(image_folder, tmp_path / "frozen", freeze_epochs=2, head="avg,dense:16,bn,dropout:0.2")
     torch.manual_seed(0)  # fit seeds the same way right before building the model

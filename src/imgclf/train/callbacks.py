@@ -371,9 +371,31 @@ class HistoryWriter(L.Callback):
 class PatienceAsConfigured(EarlyStopping):
     """Lightning's EarlyStopping, except that a resumed run keeps the patience its config gives: Lightning's
     restores the checkpoint's, so `--resume RUN --early-stopping 10` still stopped after the old patience. The
-    epochs waited and the best score are restored as Lightning does."""
+    epochs waited and the best score are restored as Lightning does.
+
+    `waits_from_epoch` (0-based; a fine-tuning's first unfrozen epoch): before it the best score is followed but
+    patience never runs out, and from it the epochs waited count afresh, as the second `model.fit` of Keras'
+    two-phase fine-tuning gets its own EarlyStopping. Otherwise a head that levels off stops the run before the
+    backbone ever trains, or the first unfrozen epoch (whose validation loss jumps) ends it."""
+
+    def __init__(self, *args: Any, waits_from_epoch: int = 0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.waits_from_epoch = waits_from_epoch
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
         super().load_state_dict(state_dict)
         self.patience = patience
+
+    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
+        epoch = trainer.current_epoch
+        if epoch == self.waits_from_epoch:  # checked once per epoch, so a resume inside it resets it too
+            self.wait_count = 0
+        if epoch >= self.waits_from_epoch:
+            super()._run_early_stopping_check(trainer)
+            return
+        patience, self.patience = self.patience, float("inf")  # a non-finite metric still stops it
+        try:
+            super()._run_early_stopping_check(trainer)
+        finally:
+            self.patience = patience

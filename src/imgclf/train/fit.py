@@ -227,7 +227,8 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
     callbacks: list[Any] = [LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint_every), best, history]
     if cfg.early_stopping is not None:
         callbacks.append(PatienceAsConfigured(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping,
-                                              min_delta=cfg.min_delta, check_finite=True))
+                                              min_delta=cfg.min_delta, check_finite=True,
+                                              waits_from_epoch=_first_unfrozen_epoch(cfg)))
     callbacks.extend(_extra_callbacks(cfg, model))
     if cfg.progress:
         from .progress import EpochBar, EpochLines, stderr_is_terminal
@@ -236,6 +237,14 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
         if stderr_is_terminal():  # a bar within the epoch; a redirected log gets the epoch lines only
             callbacks.append(EpochBar(refresh_rate=max(1, steps // 10), leave=False))
     return callbacks, best, history
+
+
+def _first_unfrozen_epoch(cfg: TrainConfig) -> int:
+    """The epoch (0-based) from which a fine-tuning's backbone trains: 0 for a network trained whole from the
+    start, and for a head trained on a backbone that never unfreezes (features_only, freeze_epochs >= epochs)."""
+    if cfg.features_only or cfg.freeze_epochs >= cfg.epochs:
+        return 0
+    return cfg.freeze_epochs
 
 
 def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_path: str | None,

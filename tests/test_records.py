@@ -55,7 +55,8 @@ def test_schema_files_are_generated_from_the_records():
     for name, text in expected.items():
         assert (folder / name).read_text() == text, f"{name} is stale: python -m imgclf.records docs/schema"
     assert set(RECORDS) == {"config.yaml", "dataset.json", "model.json", "metrics.json", "history.csv",
-                            "predictions.csv", "audit.json", "tune.json", "folds.json", "study.json"}
+                            "predictions.csv", "sizing.json", "resumes.json", "audit.json", "tune.json", "folds.json",
+                            "study.json"}
 
 
 @pytest.mark.parametrize("name, mutate, message", [
@@ -84,6 +85,20 @@ def test_a_file_from_a_newer_imgclf_says_so_rather_than_listing_its_new_keys(tmp
                                           r"[0-9.]+ reads up to [0-9]+.: read it with that version") as caught:
         RunDir(run_dir).validate()
     assert "a_key_from_the_future" not in str(caught.value)
+
+
+def test_resumes_json_written_as_a_bare_list_before_its_schema_version_still_reads(tmp_path):
+    from imgclf.pipeline.resume_record import stored_resumes
+
+    run_dir = spoilable_copy(LEGACY, tmp_path / "resumed")
+    entry = {"after_epochs": 2, "batches_into_epoch": 0, "from_checkpoint": True,
+             "changed": [{"setting": "epochs", "before": 2, "after": 3}], "started": "2026-12-01T00:00:00+00:00"}
+    (run_dir / "resumes.json").write_text(json.dumps([entry]))
+    assert "resumes.json" in RunDir(run_dir).validate()
+    assert [(r.after_epochs, r.changed[0].after) for r in stored_resumes(run_dir)] == [(2, 3)]
+    (run_dir / "resumes.json").write_text(json.dumps([{**entry, "after_epochs": -1}]))
+    with pytest.raises(ImgclfError, match=r"resumes.json matches its record \(ResumesRecord\).*after_epochs"):
+        RunDir(run_dir).validate()
 
 
 def test_garbage_run_files_are_one_clear_error(tmp_path):

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RUNTIME_ONLY, TrainConfig
-
-RESUMES_FILE = "resumes.json"
+from ..records.side_files import RESUMES_FILE, ResumesRecord
 # settings that say where and how a process runs or is logged, not what it trains
 NOT_TRAINING = RUNTIME_ONLY | {"out", "recipe", "logger", "mlflow_uri", "checkpoint_every"}
 
@@ -26,24 +25,10 @@ def changed_settings(before: TrainConfig, after: TrainConfig) -> list[Any]:
 
 def stored_resumes(run_dir: Path, argument: str = "resume") -> list[Any]:
     """The resumes earlier processes recorded ([] for a run never resumed, or resumed before the file was kept)."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from ..errors import invalid
-    from ..io import read_json
-    from ..records import ResumeInfo
-    from ..records.base import validation_problems
+    from ..records.base import read_record
 
     path = Path(run_dir) / RESUMES_FILE
-    if not path.is_file():
-        return []
-    try:
-        return TypeAdapter(list[ResumeInfo]).validate_python(read_json(path))
-    except ValidationError as exc:
-        raise invalid(argument, run_dir, f"a run directory whose {RESUMES_FILE} matches its record (ResumeInfo)",
-                      note=validation_problems(exc)) from None
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise invalid(argument, run_dir, f"a run directory whose {RESUMES_FILE} can be read",
-                      note=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]) from None
+    return read_record(path, ResumesRecord, argument, run_dir, "a run directory").resumes if path.is_file() else []
 
 
 def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, checkpoint: str | None) -> None:
@@ -69,7 +54,7 @@ def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, chec
         earlier = earlier[:-1]
     entry = ResumeInfo(after_epochs=epochs, batches_into_epoch=batches, from_checkpoint=checkpoint is not None,
                        changed=changed, started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    write_json(Path(run_dir) / RESUMES_FILE, [r.model_dump(mode="json") for r in [*earlier, entry]])
+    write_json(Path(run_dir) / RESUMES_FILE, ResumesRecord(resumes=[*earlier, entry]).model_dump(mode="json"))
 
 
 def _merged(first: list[Any], then: list[Any]) -> list[Any]:

@@ -39,7 +39,6 @@ PROBE_ROUNDS = 2
 PROBE_SECONDS = (2.0, 30.0)  # bounds on that
 # The probe's record in the run directory from the moment the choice is made, so that a resumed run's card (written
 # by the process that finishes the run) still says how its model was chosen.
-SIZING_FILE = "sizing.json"
 # The settings the probe replaces: config.yaml holds its choice as fixed settings, sizing.json the values asked for.
 SIZED_SETTINGS = ("sizing", "model_args", "batch_size", "lr", "augment", "ema")
 

@@ -8,14 +8,15 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..data.augment import parse_augment
-from .sizing import SIZED_SETTINGS, SIZING_FILE
+from ..records.side_files import SIZING_FILE, SizingRecord
+from .sizing import SIZED_SETTINGS
 
 
 def save_sizing(run_dir: Path, info: Any) -> None:
     """Keep the probe's SizingInfo in the run directory (atomically) until the card takes it."""
     from ..io import write_json
 
-    write_json(Path(run_dir) / SIZING_FILE, info.model_dump(mode="json"))
+    write_json(Path(run_dir) / SIZING_FILE, SizingRecord.of(info).model_dump(mode="json"))
 
 
 def as_requested(run_dir: Path, stored: dict[str, Any], asked: dict[str, Any],
@@ -52,8 +53,7 @@ def with_resume_changes(info: Any, cfg: TrainConfig, found_lr: float | None = No
 def stored_sizing(run_dir: Path, argument: str = "resume") -> Any:
     """The SizingInfo an earlier process of this run saved (None for runs sized before it was kept); a damaged
     file is the usual one-line error naming `argument`, the option that pointed at the run."""
-    from ..records import SizingInfo
     from ..records.base import read_record
 
     path = Path(run_dir) / SIZING_FILE
-    return read_record(path, SizingInfo, argument, run_dir, "a run directory") if path.is_file() else None
+    return read_record(path, SizingRecord, argument, run_dir, "a run directory").info() if path.is_file() else None

@@ -76,11 +76,14 @@ from .rows import HistoryRow, PredictionRow, cut_epochs_text, epochs_text, epoch
 from .run_dir import RunDir, load_card
 from .study import (CellCurves, ClassRecall, ConfigCurves, ConfigurationSettings, SeedStats, StudyCell,
                     StudyProtocol, StudyRecord, StudyRequest, StudyRun, SubsetSummary, SummaryRow)
+from .side_files import RESUMES_FILE, SIZING_FILE, ResumesRecord, SizingRecord
 from .tune import TUNE_FILE, TuneBest, TuneRecord, TuneTrial
 
 RECORDS: dict[str, type[BaseModel]] = {
     "config.yaml": TrainConfig, "dataset.json": DatasetRecord, "model.json": ModelCard,
     "metrics.json": MetricsRecord, "history.csv": HistoryRow, "predictions.csv": PredictionRow,
+    # kept until the card takes them: the sizing probe's record, each --resume
+    SIZING_FILE: SizingRecord, RESUMES_FILE: ResumesRecord,
     # not run files: written beside the audit's page, in the search folder, beside the fold runs, in the
     # imbalance study's folder
     "audit.json": AuditRecord, TUNE_FILE: TuneRecord, "folds.json": FoldsRecord, "study.json": StudyRecord,
@@ -93,7 +96,7 @@ __all__ = [
     "CalibrationScores", "ClassScores", "DatasetRecord", "DuplicateGrouping", "ExportInfo", "ExportedCard",
     "FoldMetric", "FoldRow", "FoldStats", "FoldsRecord", "HeadlineMetrics", "HistoryRow", "ImbalanceStats",
     "Interpolation", "LRFindInfo", "LabelScores", "LabelStats", "MetricsRecord", "ModelCard", "MultiLabelScores",
-    "PixelIssue", "PredictionRow", "Record", "ResumeInfo", "RunDir", "SeenImages", "SizingCandidate", "SizingInfo",
+    "PixelIssue", "PredictionRow", "RESUMES_FILE", "Record", "ResumeInfo", "ResumesRecord", "RunDir", "SeenImages", "SIZING_FILE", "SizingCandidate", "SizingInfo", "SizingRecord",
     "SkippedFile", "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "ConfigCurves", "ConfigurationSettings",
     "SeedStats", "SettingChange", "StudyCell", "StudyProtocol", "StudyRecord", "StudyRequest", "StudyRun",
     "SubsetSummary", "SummaryRow", "TTAScores", "TrainingSummary", "TuneBest", "TuneRecord", "TuneTrial",

@@ -27,12 +27,14 @@ from .base import (
     CARD_SCHEMA_VERSION,
     METRICS_SCHEMA_VERSION,
     _blank_to_none,
+    read_record,
     validation_problems,
 )
 from .card import ModelCard
 from .dataset import DatasetRecord
 from .metrics import MetricsRecord
 from .rows import HistoryRow, PredictionRow
+from .side_files import RESUMES_FILE, SIZING_FILE, ResumesRecord, SizingRecord
 
 
 # Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
@@ -271,6 +273,10 @@ class RunDir:
             if self.has("predictions.csv"):
                 self.read_predictions(card.classes)
                 checked.append("predictions.csv")
+        for name, record in ((SIZING_FILE, SizingRecord), (RESUMES_FILE, ResumesRecord)):
+            if self.has(name):
+                read_record(self.path / name, record, "run", self.path, "a run directory")
+                checked.append(name)
         return checked
 
 

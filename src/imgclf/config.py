@@ -74,7 +74,8 @@ class TrainConfig(BaseModel):
                                    "drawn automatically keeps each group in one split, and user-given train/ "
                                    "val/ test/ folders that share duplicates get a warning (--no-group-duplicates: "
                                    "the plain stratified split, no search).")
-    cache_dir: str | None = Field(None, description="Where decoded uint8 caches live (default ~/.cache/imgclf).")
+    cache_dir: str | None = Field(None, description="Where decoded uint8 caches live (default $IMGCLF_CACHE, else "
+                                      "~/.cache/imgclf).")
     cache_budget: str = Field("4GB", description="Largest decoded cache kept in memory; larger data sets stream.")
     num_workers: int = Field(2, ge=0, le=256, description="Decode workers (cache build and streaming).")
 

@@ -79,8 +79,8 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     graph. Load it with `torch.export.load("model.pt2").module()`; it needs torch but not imgclf. Like any
     pickle-capable torch archive, load a .pt2 only from a source you trust; ONNX is the format to share.
 
-    Beside the model: its card (`model.onnx.json`) and a page on how to call it without imgclf
-    (`model.onnx.md`: inputs, outputs, imgclf's exact decoding, an example; `export_usage`).
+    Beside the model: its card (`model.onnx.json`, `model.pt2.json`) and a page on how to call it without imgclf
+    (`model.onnx.md`, `model.pt2.md`: inputs, outputs, imgclf's exact decoding, an example; `export_usage`).
 
     out: the folder to write into (default `RUN/export/`). Files are written atomically.
     """

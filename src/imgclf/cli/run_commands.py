@@ -242,7 +242,8 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
 
     uint8 NHWC in; calibrated probabilities, in-distribution score and unknown flag out; plus its model card.
 
-    Beside it, model.onnx.md tells how to call it without imgclf: imgclf's exact decoding, an onnxruntime example."""
+    Beside it, model.onnx.md (model.pt2.md) tells how to call it without imgclf: imgclf's exact decoding, an
+    example."""
     from ..export import export_run
 
     path = export_run(run, fmt, out)

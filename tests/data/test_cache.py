@@ -64,6 +64,25 @@ def test_a_cache_disk_without_room_is_named_before_any_pixel_is_written(tmp_path
     assert list((tmp_path / "c").iterdir()) == []  # no temp file left
 
 
+def test_a_cache_folder_that_is_a_file_is_named_where_it_came_from(tmp_path, monkeypatch):
+    """It was an internal error (FileExistsError from the mkdir), for --cache-dir and $IMGCLF_CACHE alike."""
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    make_image_folder(tmp_path / "d", per_class=5)
+    paths = _paths(tmp_path / "d")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ImgclfError, match=r"^cache_dir must be a folder to write into.*a_file.*\(a file\)"):
+        decode_all(paths, 8, "rgb", cache_dir=tmp_path / "a_file")
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "a_file" / "below"))
+    with pytest.raises(ImgclfError, match=r"^IMGCLF_CACHE must be a folder to write into.*a_file is a file"):
+        decode_all(paths, 8, "rgb")
+    with pytest.raises(ImgclfError, match=r"^IMGCLF_CACHE must be a folder"):
+        imgclf.fit(data=str(tmp_path / "d"), model="simple_cnn", img_size=8, epochs=1, out=str(tmp_path / "run"),
+                   progress=False, report=False)
+    assert not (tmp_path / "run").exists()  # refused before the run's folder was kept
+
+
 def test_cache_key_changes_with_size_mode_and_files(tmp_path):
     make_image_folder(tmp_path, per_class=2)
     paths = _paths(tmp_path)

@@ -56,6 +56,24 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("IMGCLF_CACHE", Path.home() / ".cache" / "imgclf"))
 
 
+def cache_folder(cache_dir: str | os.PathLike | None = None, sub: str = "") -> Path:
+    """The cache folder (`cache_dir`, else $IMGCLF_CACHE, else ~/.cache/imgclf), and `sub` in it, made if need be;
+    one that is a file or cannot be written in is the user's error, naming where it came from, before any image
+    is decoded (it was an internal error, FileExistsError, from the mkdir)."""
+    from ..io import writable_folder
+
+    argument = "cache_dir" if cache_dir else "IMGCLF_CACHE" if os.environ.get("IMGCLF_CACHE") else "cache_dir"
+    folder = writable_folder(argument, Path(cache_dir) if cache_dir else default_cache_dir()) / sub
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a race with another process, or a sub folder name taken by a file
+        from ..errors import bad_path
+
+        raise bad_path(argument, folder, "a folder to keep decoded images in",
+                       exc.strerror or type(exc).__name__) from None
+    return folder
+
+
 def cache_key(paths: list[str], size: int, color: str, interpolation: str) -> str:
     digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{color}|{interpolation}|{len(paths)}".encode())
     for path in paths:
@@ -173,8 +191,7 @@ def decode_all(
     `workers_argument`: what the caller names `workers`, for the error when they cannot start."""
     channels = 1 if color == "grayscale" else 3
     key = cache_key(paths, size, color, interpolation)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = cache_folder(cache_dir)
     array_path = cache_dir / f"{key}.npy"
     meta_path = cache_dir / f"{key}.json"
     store = len(paths) * size * size * channels <= budget_bytes

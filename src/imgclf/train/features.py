@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.cache import default_cache_dir
+from ..data.cache import cache_folder
 from ..data.prepared import PreparedData
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..io import write_json
@@ -64,9 +64,7 @@ def compute_features(model: torch.nn.Module, data: PreparedData, mean: list[floa
                      batch_size: int = 64) -> np.ndarray:
     """(N, D) float32 pooled backbone features for every decoded image (rows of skipped files stay zero)."""
     key = feature_key(data.decoded.key, model, data.img_size, mean, std)
-    folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    folder = folder / "features"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = cache_folder(cache_dir, "features")
     path = folder / f"{key}.npy"
     if path.exists():
         return np.load(path, mmap_mode="r")

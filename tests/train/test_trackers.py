@@ -136,6 +136,43 @@ def test_bad_logger_name_is_one_line():
     assert make_config(data="x", logger="csv,mlflow").logger == ["csv", "mlflow"]
 
 
+def test_an_unreachable_tracking_server_is_refused_at_once_before_the_run_folder_is_written(data, tmp_path):
+    """MLflow retried a server that was not there for minutes, then failed with an internal error, the run folder
+    written. A server that answers, whatever it answers, passes."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from imgclf.errors import ImgclfError
+    from imgclf.train.trackers import check_tracking_server
+
+    with socket.socket() as free:  # a port nothing listens on once this closes
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(ImgclfError, match=rf"^mlflow_uri must be the address of a running MLflow tracking server.*"
+                                          rf"127.0.0.1:{port}.*no answer within"):
+        imgclf.fit(data=str(data), out=str(tmp_path / "r"), logger="mlflow", mlflow_uri=f"http://127.0.0.1:{port}",
+                   **BASE)
+    assert not (tmp_path / "r").exists()
+
+    class Answers(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    for path in ("", "/no-such-prefix"):  # /health answered 200, then 404: both are a server
+        server = HTTPServer(("127.0.0.1", 0), Answers)
+        threading.Thread(target=server.handle_request, daemon=True).start()
+        try:
+            check_tracking_server(f"http://127.0.0.1:{server.server_address[1]}{path}")
+        finally:
+            server.server_close()
+    check_tracking_server("sqlite:///nowhere/mlflow.db")  # not a server: nothing to reach
+
+
 def test_resumed_csv_drops_the_steps_the_resumed_run_trains_again(tmp_path):
     """Killed mid-epoch, the interrupted process logged steps after its last checkpoint; the resumed run trains
     them again, so its first logged step replaces those rows instead of adding a second copy."""

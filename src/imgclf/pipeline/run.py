@@ -167,6 +167,10 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
     check_auto_lr(cfg, resume)
     check_engine(cfg.accelerator, cfg.strategy)
+    if "mlflow" in cfg.logger and cfg.mlflow_uri and hardware.launch_rank() == 0:
+        from ..train.trackers import check_tracking_server
+
+        check_tracking_server(cfg.mlflow_uri)  # before the run's folder is written
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)  # checks transfer settings before any data is decoded
     if hardware.launch_rank() == 0:

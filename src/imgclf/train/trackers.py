@@ -81,6 +81,27 @@ def _mlflow_logger(cfg: TrainConfig, run_dir: Path, resume: bool) -> Any:
                         tags={RUN_DIR_TAG: str(run_dir.absolute())}, artifact_location=artifacts)
 
 
+def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
+    """An http(s) tracking URI must answer now: MLflow retries an unreachable server for minutes (7 retries with
+    backoff per request), then fails with an internal error, the run folder written."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
+    if not uri.lower().startswith(("http://", "https://")):
+        return
+    try:
+        with urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except HTTPError:  # it answered: a server (or a proxy before it) is there, whatever it thinks of /health
+        return
+    except (URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise invalid("mlflow_uri", uri, "the address of a running MLflow tracking server",
+                      note=f"no answer within {timeout:g} s: {reason}",
+                      hint="Start it (mlflow server --port 5000), or leave --mlflow-uri out: the runs then share a "
+                           "SQLite store beside them (mlflow.db)") from None
+
+
 def _existing_mlflow_run(uri: str, run_dir: Path) -> str | None:
     """The MLflow run an interrupted run directory logged to, if any (the newest one, after an --overwrite)."""
     from mlflow.tracking import MlflowClient

@@ -133,6 +133,10 @@ def test_bad_requests_name_the_argument(pool, tmp_path):
         plan_subset(pool, 40, 15)  # majority would need 75 images
     with pytest.raises(ImgclfError, match="mode must be one of"):
         build_subset(pool, tmp_path / "s", 8, 3, mode="copy")
+    # inside the data, its links were read as one more class of it (by inspect, train, the next subset)
+    with pytest.raises(ImgclfError, match=r"^out must be a folder outside the data folder.*read it as a class"):
+        build_subset(pool, pool / "sub", 8, 3)
+    assert not (pool / "sub").exists()
 
 
 def test_the_shares_the_error_offers_are_accepted_and_the_default_suits_an_odd_class_count(tmp_path):

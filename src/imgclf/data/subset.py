@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import bad_path, invalid
-from ..io import read_json, writable_folder, write_csv, write_json
+from ..io import outside_data, read_json, writable_folder, write_csv, write_json
 from .folder import scan_folder
 from .imbalance import step_counts
 
@@ -135,6 +135,7 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
     if mode not in MODES:
         raise invalid("mode", mode, MODES)
     out = writable_folder("out", out)
+    outside_data("out", out, data)  # inside, its links would be read as one more class of the data
     plan = plan_subset(data, per_class, rho, mu, seed, minority)
     manifest = dict(plan["manifest"], mode=mode)
     if out.exists():

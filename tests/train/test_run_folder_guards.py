@@ -57,6 +57,16 @@ def test_a_bad_command_with_overwrite_keeps_the_run_it_would_replace(finished, d
     assert [r.epoch for r in RunDir(run_dir).read_history()] == [1]
 
 
+def test_overwrite_never_trains_into_another_image_folder(data, tmp_path):
+    """`--out digits --overwrite` (another data set) wrote the run's files beside its class folders: the next
+    scan of it read checkpoints/ and plots/ as classes."""
+    other = make_image_folder(tmp_path / "other", per_class=2)
+    before = sorted(p.relative_to(other) for p in other.rglob("*"))
+    with pytest.raises(ImgclfError, match=r"^out must be an empty or new folder.*it holds images: an image folder"):
+        imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(other)}, overwrite=True)
+    assert sorted(p.relative_to(other) for p in other.rglob("*")) == before
+
+
 def _hold_lock(folder):
     """Another process holding the folder's training lock, as a running `imgclf train` does."""
     code = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import bad_path
+from ..inputs import holds_images
 from ..io import make_free_dir, outside_data, writable_folder
 from ..ood import STATS_FILES
-from ..records.run_dir import LOCK_FILE
+from ..records.run_dir import LOCK_FILE, is_run_dir
 from .resume_record import RESUMES_FILE
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
@@ -70,6 +71,9 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
     if not resume and not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise bad_path("out", run_dir, "an empty or new folder", "not empty",
                        hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
+    if not resume and not is_run_dir(run_dir) and holds_images(run_dir):  # --overwrite too: the run's files would become the data's classes
+        raise bad_path("out", run_dir, "an empty or new folder", "it holds images: an image folder, not a run",
+                       hint="Pass another --out")
     return False
 
 

@@ -235,3 +235,13 @@ def test_a_file_where_a_folder_goes_says_what_kind_of_file(tmp_path, name, said)
     with pytest.raises(ImgclfError) as caught:
         scan_folder(tmp_path / name)
     assert str(caught.value).endswith(f"({said})")
+
+
+def test_a_run_directory_given_as_data_is_named_as_a_run(tiny_run):
+    """Its checkpoints/, plots/ and evaluations/ were taken for class folders: inspect listed them as classes,
+    train suggested --drop-classes checkpoints."""
+    with pytest.raises(ImgclfError, match=r"^data must be a folder of class folders.*a run directory, not an image "
+                                          r"folder.*imgclf train --resume"):
+        scan_folder(tiny_run)
+    result = CliRunner().invoke(app, ["inspect", str(tiny_run)])
+    assert result.exit_code == 2 and "a run directory, not an image folder" in result.output

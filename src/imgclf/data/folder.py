@@ -197,6 +197,12 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
         raise bad_path("data", root, "an existing folder", "no such path")
     if not root.is_dir():
         raise bad_path("data", root, "a folder of class folders", _what_file(root))
+    from ..records.run_dir import is_run_dir
+
+    if is_run_dir(root):  # its checkpoints/, plots/ and evaluations/ were taken for class folders
+        raise bad_path("data", root, "a folder of class folders", "a run directory, not an image folder",
+                       hint=f"Its images are in the data folder it trained on (its config.yaml's data); to "
+                            f"continue the run: imgclf train --resume {root}")
     skipped: list[dict[str, str]] = []
     empty: list[tuple[str, str]] = []
     split_dirs = _split_dirs(root)

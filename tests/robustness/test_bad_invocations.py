@@ -147,6 +147,9 @@ ROWS = [
     # Lightning's own errors, after the data was cached and the run's files written (a retry was refused)
     row("train-accelerator-misspelt", lambda w: w.train("--accelerator", "tpuu"), "accelerator='tpuu'",
         "auto, cpu, cuda, gpu"),
+    # Lightning trained bf16-mixed instead, with its own warning, and the card said 16-mixed
+    row("train-fp16-on-cpu", lambda w: w.train("--precision", "16-mixed", "--accelerator", "cpu"),
+        "precision='16-mixed'", "GPU only"),
     row("train-accelerator-absent", lambda w: w.train("--accelerator", "tpu"), "accelerator='tpu'",
         "one this machine has: auto or "),
     row("train-strategy-misspelt", lambda w: w.train("--strategy", "dpp"), "strategy='dpp'", "ddp_spawn"),

@@ -249,7 +249,7 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
                          keywords=("start_lr", "end_lr", "steps", "overwrite"), **values)
     cfg = cfg.model_copy(update={"lr": "auto"})
     check_auto_lr(cfg)
-    check_engine(cfg.accelerator, cfg.strategy)
+    check_engine(cfg.accelerator, cfg.strategy, cfg.precision)
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)
     img_size = input_size(cfg, info)

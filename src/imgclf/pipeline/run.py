@@ -166,7 +166,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     from .lr_find import check_auto_lr
 
     check_auto_lr(cfg, resume)
-    check_engine(cfg.accelerator, cfg.strategy)
+    check_engine(cfg.accelerator, cfg.strategy, cfg.precision)
     if "mlflow" in cfg.logger and cfg.mlflow_uri and hardware.launch_rank() == 0:
         from ..train.trackers import check_tracking_server
 

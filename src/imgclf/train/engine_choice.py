@@ -8,9 +8,9 @@ from ..errors import invalid
 GPU_ALIASES = ("gpu",)  # Lightning's word for whichever GPU the machine has (cuda, mps)
 
 
-def check_engine(accelerator: str, strategy: str) -> None:
+def check_engine(accelerator: str, strategy: str, precision: str = "auto") -> None:
     """An `invalid` error naming the setting when Lightning's registries do not know the accelerator or strategy,
-    or when the accelerator named is not on this machine."""
+    when the accelerator named is not on this machine, or when fp16 mixed precision would train on a CPU."""
     from lightning.pytorch.accelerators import AcceleratorRegistry
     from lightning.pytorch.strategies import StrategyRegistry
 
@@ -24,3 +24,7 @@ def check_engine(accelerator: str, strategy: str) -> None:
     strategies = sorted(StrategyRegistry.available_strategies())
     if strategy.lower() != "auto" and strategy.lower() not in strategies:  # Lightning reads it lower-cased
         raise invalid("strategy", strategy, ("auto", *strategies))
+    if precision == "16-mixed" and (accelerator == "cpu" or (accelerator == "auto" and not gpus)):
+        # Lightning trains bf16-mixed instead, with a warning of its own, and the card said 16-mixed
+        raise invalid("precision", precision, "auto, 32 or bf16-mixed when training on a CPU",
+                      note="fp16 mixed precision trains on a GPU only")

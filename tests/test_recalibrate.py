@@ -149,3 +149,23 @@ def test_evaluations_of_other_splits_are_said_to_hold_the_earlier_scores(run, ca
         card = recalibrate(run, unknown_acceptance=0.7, report=False)
     assert card.unknown.threshold != before
     assert "1 evaluation of this run (evaluations/val) was scored with the earlier" in caplog.text
+
+
+def test_calibrate_and_resume_name_the_run_whose_data_moved(tiny_run, tmp_path):
+    """Both read the run's own images again; they said "data must be an existing folder", naming a setting
+    neither command takes."""
+    import yaml
+
+    import imgclf
+    from conftest import spoilable_copy
+
+    run_dir = spoilable_copy(tiny_run, tmp_path / "moved")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["data"] = str(tmp_path / "gone")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ImgclfError, match=r"^run must be a run whose data is where it was trained.*gone is no longer "
+                                          r"there.*calibrate reads the run's own images again"):
+        recalibrate(run_dir)
+    with pytest.raises(ImgclfError, match=r"^resume must be a run whose data is where it was trained.*gone is no "
+                                          "longer there"):
+        imgclf.fit(resume=str(run_dir), epochs=3)

@@ -33,6 +33,7 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
     from ..prediction_precision import fitting_precision
     from ..models import get_model_info
     from .prepare import run_images
+    from .resume_checks import check_data_in_place
     from .trust import fit_trust
 
     unknown = sorted(set(settings) - set(SETTINGS))
@@ -43,6 +44,7 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
         raise bad_path("run", run.path, "a single-label run", "a multi-label run: its labels have decision "
                        "thresholds, not a temperature or an unknown detector")
     cfg = make_config(**{**run.read_config().model_dump(), **settings})
+    check_data_in_place(run, cfg, "run", "calibrate")
     data = run_images(cfg, get_model_info(cfg.model), card.img_size)
     _check_same_images(run, data)
     model = Classifier.load(run.path, plain=True).model  # the old statistics are not needed, nor trusted

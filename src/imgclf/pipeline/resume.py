@@ -9,8 +9,8 @@ from ..errors import check_switch, invalid
 from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
-from .resume_checks import (check_batch_size, check_history, check_resumable, checked_checkpoints,
-                            nothing_left_to_train)
+from .resume_checks import (check_batch_size, check_data_in_place, check_history, check_resumable,
+                            checked_checkpoints, nothing_left_to_train)
 from .run import Run, train_run
 
 
@@ -22,6 +22,7 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
         raise invalid("out", values["out"], "unset with resume: a resumed run writes into its own folder",
                       also={"resume": path}, hint="Start a new run with --config RUN/config.yaml --out NEW instead")
     cfg = resume_config(path, **values)
+    check_data_in_place(RunDir(path), cfg, "resume", "a resume")
     _refuse_a_fold_changed_alone(RunDir(path), cfg, values)
     check_resumable(RunDir(path), cfg, values)
     ckpt = checked_checkpoints(RunDir(path))  # (its temp files are removed once training holds the folder)

@@ -3,6 +3,7 @@ makes once the images are read (`check_same_images`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,18 @@ FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size
                    "group_duplicates", "model", "model_args", "head", "pretrained", "weights", "features_only",
                    "task", "normalize", "seed", "folds", "fold", "optimizer", "lr", "backbone_lr_mult", "weight_decay",
                    "momentum", "schedule", "ema")
+
+
+def check_data_in_place(run: RunDir, cfg: Any, argument: str, command: str) -> None:
+    """The data the run trained on (config.yaml's data: folders, or a multi-label index file) still where it was:
+    else a command that reads it again (a resume, calibrate) said "data must be an existing folder", naming a
+    setting the user never gave it."""
+    datas = [cfg.data] if isinstance(cfg.data, (str, os.PathLike)) else list(cfg.data or [])
+    gone = [d for d in datas if not os.path.exists(d)]
+    if gone:
+        raise invalid(argument, run.path, "a run whose data is where it was trained (config.yaml's data)",
+                      note=f"{gone[0]} is no longer there",
+                      hint=f"Put it back at {gone[0]}; {command} reads the run's own images again")
 
 
 def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:

@@ -314,6 +314,13 @@ def test_a_resume_warns_of_the_evaluations_scored_with_the_weights_before(finish
 
     run_dir = _copy(finished, tmp_path)
     imgclf.evaluate(run_dir, split="val")
+    weights = (run_dir / "model.safetensors").read_bytes()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(resume=str(run_dir), report=False)  # no epoch to train: the same weights, nothing stale
+    assert "none to train" in caplog.text and "scored with the weights before" not in caplog.text
+    # the BatchNorm statistics too: the pass recomputing them read another epoch's batches of a resumed loader
+    assert (run_dir / "model.safetensors").read_bytes() == weights
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         imgclf.fit(resume=str(run_dir), epochs=3, report=False)
     assert "1 evaluation of this run (evaluations/val) was scored with the weights before this resume: run imgclf " \

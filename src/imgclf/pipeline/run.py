@@ -18,7 +18,7 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..errors import ImgclfError, invalid
 from ..notices import warn
-from ..io import exclusive, remove_temp_files
+from ..io import exclusive, file_sha256, remove_temp_files
 from ..models import get_model_info, list_models
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from ..records.run_dir import LOCK_FILE
@@ -311,6 +311,9 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
     # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them
     with finishing(run_dir, len(result.history), result.stopped_reason):
+        # a resume that trained no epoch (finishing the card) may write the very weights its evaluations scored
+        weights_before = file_sha256(run.file("model.safetensors")) if resume and run.has("model.safetensors") \
+            else None
         save_weights(result.model, run.file("model.safetensors"))
         card = make_card(resolved, data, result)
         card.training.resumes = (stored_resumes(run_dir) or None) if resume else None
@@ -343,7 +346,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
         from ..evaluation.run_eval import evaluate_run, warn_of_earlier_evaluations
 
-        if resume:
+        if resume and file_sha256(run.file("model.safetensors")) != weights_before:
             warn_of_earlier_evaluations(run_dir, "with the weights before this resume")
         # TTA too, where training made views to average over: the report shows with and without; evaluation streams
         # when training did.

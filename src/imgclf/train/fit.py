@@ -184,6 +184,10 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
             held_on = next(model.parameters()).device
             module.to(trainer.strategy.root_device)
             limit = images_for(len(data.splits["train"]), trainer.global_step * cfg.batch_size)
+            if hasattr(train_loader.sampler, "start_epoch"):
+                # the same batches whatever this process did before: a resume that trained no epoch then writes
+                # the statistics the run ended with (it read a resumed loader's other epoch)
+                train_loader.sampler.start_epoch(len(history.rows))
             inputs = (module.prepare(x.to(module.device), train=False) for x, _ in train_loader)
             norm_images = recompute_batch_norm(model, counts, inputs, limit)
             # history.csv's val_acc was measured with training's running statistics: the kept weights' own, after them

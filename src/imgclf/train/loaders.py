@@ -44,6 +44,11 @@ class BatchIndexSampler(Sampler[np.ndarray]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def start_epoch(self, epoch: int) -> None:
+        """The whole of `epoch`'s batches next, whatever this process iterated or resumed before."""
+        self.set_epoch(epoch)
+        self.skip = 0
+
     def _order(self, pass_index: int) -> np.ndarray:
         """The items of one pass over the data, in order (a pass is an epoch unless `steps` is set)."""
         rng = np.random.default_rng([self.seed, pass_index])

@@ -137,6 +137,15 @@ def test_bad_settings_name_the_setting(tmp_path, kwargs, message):
         resolve_config(data=str(tmp_path), **kwargs)
 
 
+def test_python_values_the_command_line_spells_as_text_are_taken(tmp_path):
+    """A number of seconds and a list of transforms from Python were refused as 'must be a valid string'."""
+    cfg = resolve_config(data=str(tmp_path), time_limit=30, augment=["hflip", "rotate=10"])
+    assert (cfg.time_limit, cfg.time_limit_seconds, cfg.augment) == ("30s", 30.0, "hflip,rotate=10")
+    assert resolve_config(data=str(tmp_path), time_limit=1.5, augment=[]).time_limit_seconds == 1.5
+    with pytest.raises(ImgclfError, match=r"^time_limit must be a valid string"):
+        resolve_config(data=str(tmp_path), time_limit=True)  # a switch is no duration
+
+
 def test_missing_data_is_one_clear_error():
     with pytest.raises(ImgclfError, match="data must be given"):
         resolve_config(recipe="s5-model-s")

@@ -358,6 +358,14 @@ class TrainConfig(BaseModel):
         check_task_settings(self, self.task)
         return self
 
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_items(cls, value: Any) -> Any:
+        """A list of transforms (`augment=["hflip", "rotate=10"]` from Python) is the command line's comma list."""
+        if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            return ",".join(value)
+        return value
+
     @field_validator("augment")
     @classmethod
     def _valid_augment(cls, value: str) -> str:
@@ -422,6 +430,14 @@ class TrainConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         return {k: None if k in NULLABLE_SETTINGS and is_none_word(v) else v for k, v in data.items()}
+
+    @field_validator("time_limit", mode="before")
+    @classmethod
+    def _seconds_as_a_duration(cls, value: Any) -> Any:
+        """A number is seconds, as on the command line (`time_limit=30` from Python was refused as no string)."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return f"{value:g}s"
+        return value
 
     @field_validator("time_limit")
     @classmethod

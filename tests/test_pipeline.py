@@ -146,6 +146,15 @@ def test_python_values_the_command_line_spells_as_text_are_taken(tmp_path):
         resolve_config(data=str(tmp_path), time_limit=True)  # a switch is no duration
 
 
+def test_a_keyword_of_fit_put_among_the_settings_is_named_as_one(tmp_path):
+    """fit({"data": ..., "report": False}) listed the 70 settings a mapping may hold and nothing else."""
+    import imgclf
+
+    with pytest.raises(ImgclfError, match=r"^setting must be a setting .*setting='report', report=False \(report is "
+                                          r"a keyword of the function, not a setting\).*\(settings, report=...\)"):
+        imgclf.fit({"data": str(tmp_path), "report": False})
+
+
 def test_missing_data_is_one_clear_error():
     with pytest.raises(ImgclfError, match="data must be given"):
         resolve_config(recipe="s5-model-s")

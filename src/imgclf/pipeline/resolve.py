@@ -94,6 +94,12 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     the explicit values or the file. `None` values are "not given". `keywords`: the calling function's own
     keyword arguments, offered beside the settings when a keyword is neither (`lr_find(stepz=20)`)."""
     refuse_unknown_keywords(explicit, keywords)
+    if isinstance(values, Mapping):  # fit({"data": ..., "report": False}): the generic list of 70 settings said why
+        for name in (*keywords, "config_file"):
+            if name in values and name not in TrainConfig.model_fields:
+                raise invalid("setting", name, "a setting (a TrainConfig field) in the mapping of settings",
+                              also={name: values[name]}, note=f"{name} is a keyword of the function, not a setting",
+                              hint=f"Pass it as a keyword argument beside the mapping: (settings, {name}=...)")
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
     file_values = read_config_file(config_file) if config_file is not None else {}
     chosen = {**file_values, **given}  # the user's own

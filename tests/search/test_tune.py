@@ -235,6 +235,8 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     ("optimizer: [adam, rmsprop]", "optimizer must be one of {adam, adamw, sgd}"),
     ("batch_size: []", "space batch_size must be a non-empty list of distinct choices"),
     ("data: [a, b]", "space field must be one of {"),
+    # TrainConfig takes any model name: ten trials failed, then --trials was blamed; or it was never drawn
+    ("model: [simple_cnn, nope]", "space model must be values the setting accepts"),
     ("lr: {low: 1e-3, hi: 1e-2}", "space lr key must be one of {high, log, low, step}. Did you mean: high? "
                                   "Received: space lr key='hi', space lr={'low': '1e-3', 'hi': '1e-2'}\n"),
     ("epochs: {low: 1.5, high: 3}", "space epochs must be a range of whole numbers"),

@@ -165,6 +165,10 @@ def check_against(params: list[Param], base: dict[str, Any]) -> None:
                 value = int(value)
             try:
                 make_config(**apply(base, {p.name: value}))
+                if p.name == "model":  # TrainConfig takes any name: the registry knows the models
+                    from ..models import get_model_info
+
+                    get_model_info(value)
             except ImgclfError as exc:
                 raise invalid(f"space {p.name}", p.describe(), "values the setting accepts",
                               note=f"{value!r}: {str(exc).splitlines()[0]}") from None

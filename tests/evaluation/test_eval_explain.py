@@ -164,6 +164,11 @@ def test_explain_images_shows_the_class_asked_for_on_every_image(tmp_path):
     assert bright.heatmap[8:, 8:].mean() > bright.heatmap[:8, :8].mean()
     with pytest.raises(ImgclfError, match=r"label must be one of \{bright, dark\}.*Received: label='Dark'"):
         explain_images(_two_quadrant_classifier(), _quadrant_files(tmp_path), label="Dark")
+    # class folders named 0 and 1, asked for as numbers: "label must be one of {0, 1}. Received: label=1"
+    numbered = _two_quadrant_classifier()
+    numbered.card.classes = ["0", "1"]
+    bright, _, _ = explain_images(numbered, _quadrant_files(tmp_path), label=0)
+    assert bright.explained == "0"
 
 
 def test_explain_command_prints_a_line_per_image_and_writes_the_figure(tiny_run, image_folder, tmp_path):

@@ -155,6 +155,15 @@ def test_a_keyword_of_fit_put_among_the_settings_is_named_as_one(tmp_path):
         imgclf.fit({"data": str(tmp_path), "report": False})
 
 
+def test_lr_auto_records_the_finder_and_is_no_setting(tmp_path):
+    """A run's config.yaml repeated with --config said lr_auto true (a finder chose lr) where none ran."""
+    (tmp_path / "run.yaml").write_text("lr: 0.0123\nlr_auto: true\n")
+    cfg = resolve_config(data=str(tmp_path), config_file=tmp_path / "run.yaml")
+    assert cfg.lr == 0.0123 and cfg.lr_auto is False
+    with pytest.raises(ImgclfError, match=r"^lr_auto must be left out: it records that --lr auto chose.*lr='auto'"):
+        resolve_config(data=str(tmp_path), lr_auto=True)
+
+
 def test_missing_data_is_one_clear_error():
     with pytest.raises(ImgclfError, match="data must be given"):
         resolve_config(recipe="s5-model-s")

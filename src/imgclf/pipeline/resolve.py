@@ -66,10 +66,18 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return load_config_file(path)
 
 
+def _file_settings(config_file: str | os.PathLike | None) -> dict[str, Any]:
+    """A --config file's settings. Without lr_auto: a run's config.yaml repeated (--config RUN/config.yaml)
+    trains at the rate that run's finder found, which no finder of the new run chose (its card said one had, with
+    no sweep to show)."""
+    values = read_config_file(config_file) if config_file is not None else {}
+    return {k: v for k, v in values.items() if k != "lr_auto"}
+
+
 def recipe_and_file(recipe: str | None, config_file: str | os.PathLike | None) -> dict[str, Any]:
     """The two lower layers: the recipe's settings, then the YAML file's. The recipe is `recipe`, else the one
     the file names; the result's `recipe` key says which was used."""
-    file_values = read_config_file(config_file) if config_file is not None else {}
+    file_values = _file_settings(config_file)
     name = recipe or file_values.get("recipe")
     layered = layer_settings(load_recipe(name) if name else {}, file_values)
     if name:
@@ -101,7 +109,10 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
                               also={name: values[name]}, note=f"{name} is a keyword of the function, not a setting",
                               hint=f"Pass it as a keyword argument beside the mapping: (settings, {name}=...)")
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
-    file_values = read_config_file(config_file) if config_file is not None else {}
+    if given.get("lr_auto") and not isinstance(values, TrainConfig):
+        raise invalid("lr_auto", given["lr_auto"], "left out: it records that --lr auto chose the learning rate",
+                      hint="Pass lr='auto' (--lr auto) to have the LR finder choose it")
+    file_values = _file_settings(config_file)
     chosen = {**file_values, **given}  # the user's own
     if isinstance(chosen.get("augment"), str):
         from ..data.augment import refuse_repeated_items

@@ -192,6 +192,10 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     changed = CliRunner().invoke(app, ["tune", str(data), "--trials", "4", "--out", str(out), "--resume", "--space",
                                        str(tmp_path / "space.yaml"), *FLAGS[:-1], "--epochs", "3"])
     assert changed.exit_code == 2 and "epochs" in changed.output and "Received: epochs=3" in changed.output
+    # neither data nor space given again: those the search started from (it asked for data, naming imgclf train)
+    again = CliRunner().invoke(app, ["tune", "--resume", "--out", str(out), "--trials", "5", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert [t["state"] for t in _record(out)["trials"]] == ["complete"] * 2 + ["fail"] + ["complete"] * 3  # 5 done
 
 
 def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):

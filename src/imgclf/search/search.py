@@ -192,6 +192,12 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     resume, report = check_switch("resume", resume), check_switch("report", report)
     say = log or (lambda line: None)
     budget = parse_seconds(time_limit)
+    if resume:  # `tune --resume --out S`: what is not given again is what the search started from
+        started = read_yaml(_folder(out, "", resume) / SEARCH_FILE)
+        if config is None and config_file is None and recipe is None and values.get("data") is None:
+            config = started.get("settings")  # it said "data must be given", naming imgclf train
+        if space is None:
+            space = started.get("space")  # the model's default space, refused as a change of the one searched
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)

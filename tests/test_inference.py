@@ -441,3 +441,17 @@ def test_evaluate_prints_a_folder_and_split_as_written(tiny_run, tmp_path):
                                 env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert f"{data}:train: accuracy" in result.output
+
+
+def test_a_broken_symlink_is_named_as_one(tiny_run, tmp_path):
+    """ls lists a link whose target is gone, so "file not found" (predict) read as a typo; train named it."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    link = tmp_path / "photo.png"
+    link.symlink_to(tmp_path / "gone.png")
+    [row] = imgclf.load(tiny_run).predict([str(link)])
+    assert row.error == "broken symlink (its target is gone)"
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), str(link)])
+    assert result.exit_code == 2 and "(broken symlink (its target is gone))" in result.output, result.output

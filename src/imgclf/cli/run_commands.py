@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -186,7 +187,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
         _exit_none_readable(len(explanations))
     plot_explanations(explanations, output, label=label, multilabel=multilabel)
     drawn = min(readable, FIGURE_IMAGES)
-    notes = [f"the first {len(explanations):,} of {len(names):,} images; --max-images for more"] \
+    notes = [f"the first {len(explanations):,} of {len(names):,} files; --max-images for more"] \
         if len(names) > len(explanations) else []
     if drawn < readable:
         notes.append(f"{drawn} of the {readable:,} explained drawn")
@@ -197,7 +198,9 @@ def _refuse_missing(images: list[Path]) -> None:
     missing = [str(p) for p in images if not p.exists()]
     if missing:
         wildcard = any(c in m for m in missing for c in "*?[")
+        links = [m for m in missing if os.path.islink(m)]
         raise bad_path("images", ", ".join(missing), "existing files or folders",
+                       "broken symlink (its target is gone)" if links == missing else "not found",
                        hint="A quoted pattern is not expanded: leave the quotes out for the shell to expand it, "
                             "or give the folder" if wildcard else None)
 

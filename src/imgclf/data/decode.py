@@ -110,8 +110,9 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
         raise DecodeError(_bomb_reason(int(found.group(1)) if found else None)) from None
     except UnidentifiedImageError:
         raise DecodeError("empty file (0 bytes)" if _is_empty(source) else "not a recognised image format") from None
-    except FileNotFoundError:
-        raise DecodeError("file not found") from None
+    except FileNotFoundError:  # a link whose target is gone is listed by ls: "not found" read as a mistake
+        raise DecodeError("broken symlink (its target is gone)" if isinstance(source, (str, os.PathLike))
+                          and os.path.islink(source) else "file not found") from None
     except PermissionError:
         raise DecodeError("permission denied") from None
     except IsADirectoryError:

@@ -268,3 +268,17 @@ def test_a_run_that_learnt_nothing_or_diverged_says_so_first(tmp_path):
     second = found.index("Training loss ended above its first epoch's (2.3 → 4.55, mean of the last 2 epochs): "
                          "training diverged instead of fitting. Lower the learning rate (--lr)")
     assert first < second < found.index("Weakest class")
+
+
+def test_report_says_on_the_console_why_the_gradcam_figure_is_missing(tiny_run, tmp_path):
+    """Without the weights it said so inside the page alone: `imgclf report RUN` printed only the page's path."""
+    import shutil
+    from pathlib import Path
+
+    run_dir = Path(shutil.copytree(tiny_run, tmp_path / "no-weights"))
+    (run_dir / "model.safetensors").unlink()
+    result = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "figure could not be drawn: gradcam: run must be a run directory containing model.safetensors" \
+        in result.output
+    assert "no model.safetensors" in (run_dir / "report.html").read_text()

@@ -179,8 +179,8 @@ def _gradcam_figure(run_dir: Path, split: str) -> dict[str, dict[str, Any]]:
 
     try:
         result = explain_run(run_dir)
-    except ImgclfError as exc:
-        return {"gradcam": {"path": None, "title": title, "caption": str(exc)}}
+    except ImgclfError as exc:  # the run's weights gone or changed: said on the console too, not on the page alone
+        return {"gradcam": {"path": None, "title": title, "caption": str(exc), "failed": str(exc)}}
     except Exception as exc:  # an exotic architecture must not cost the user the report
         warnings.warn(f"Grad-CAM failed: {type(exc).__name__}: {exc}", stacklevel=2)
         return {"gradcam": {"path": None, "title": title, "caption": f"Grad-CAM failed: {type(exc).__name__}: {exc}",

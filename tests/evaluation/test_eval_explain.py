@@ -183,7 +183,7 @@ def test_explain_command_prints_a_line_per_image_and_writes_the_figure(tiny_run,
                                       "--max-images", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()  # one per image, in the order given, then the figure
-    assert len(lines) == 5 and lines[-1].startswith(f"figure: {out} (the first 4 of 21 images")
+    assert len(lines) == 5 and lines[-1].startswith(f"figure: {out} (the first 4 of 21 files")
     assert lines[0].startswith(f"{tmp_path / 'broken.png'}: unreadable")
     assert all(line.startswith(str(folder)) for line in lines[1:4])
     with Image.open(out) as img:

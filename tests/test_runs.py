@@ -22,7 +22,8 @@ KEYS = ["name", "path", "model", "data", "epochs", "val_accuracy", "test_accurac
 @pytest.fixture(scope="module")
 def runs_folder(tmp_path_factory, tiny_run) -> Path:
     """A completed run, an interrupted one (checkpoint and history, no card or metrics), one killed before its
-    first checkpoint, three with a corrupt file each, one of them inside a sub-folder, and one without weights."""
+    first checkpoint, three with a corrupt file each, one of them inside a sub-folder, one without weights and one
+    with its weights cut short."""
     root = tmp_path_factory.mktemp("listing")
     shutil.copytree(tiny_run, root / "done")
     stopped = spoilable_copy(tiny_run, root / "stopped")
@@ -37,6 +38,8 @@ def runs_folder(tmp_path_factory, tiny_run) -> Path:
     (spoilable_copy(tiny_run, root / "bad-config") / "config.yaml").write_text("epochs: [unclosed\n")
     (spoilable_copy(tiny_run, root / "study" / "bad-card") / "model.json").write_text('{"architecture": 3}')
     (spoilable_copy(tiny_run, root / "no-weights") / "model.safetensors").unlink()
+    cut = spoilable_copy(tiny_run, root / "cut-weights") / "model.safetensors"
+    cut.write_bytes(cut.read_bytes()[:-1000])  # a copy that stopped short: listed as completed, then refused
     (root / "notes").mkdir()  # not a run: no run file
     (root / "notes" / "todo.txt").write_text("try a bigger model\n")
     return root
@@ -48,7 +51,8 @@ def _by_name(rows) -> dict:
 
 def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     rows = _by_name(imgclf.list_runs(runs_folder))
-    assert set(rows) == {"done", "stopped", "early", "bad-metrics", "bad-config", "study/bad-card", "no-weights"}
+    assert set(rows) == {"done", "stopped", "early", "bad-metrics", "bad-config", "study/bad-card", "no-weights",
+                         "cut-weights"}
     done = rows["done"]
     card = json.loads((tiny_run / "model.json").read_text())
     metrics = json.loads((tiny_run / "metrics.json").read_text())
@@ -63,7 +67,7 @@ def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     assert rows["stopped"].val_accuracy is not None and rows["stopped"].model == "simple_cnn"
     assert rows["early"].status == "interrupted" and "first checkpoint" in rows["early"].reason
     for name, file in (("bad-metrics", "metrics.json"), ("bad-config", "config.yaml"), ("study/bad-card", "model.json"),
-                       ("no-weights", "model.safetensors")):
+                       ("no-weights", "model.safetensors"), ("cut-weights", "a truncated or damaged copy")):
         assert rows[name].status == "failed" and file in rows[name].reason, rows[name]
     # what could be read is still shown: the model from config.yaml when metrics.json is garbage
     assert rows["bad-metrics"].model == "simple_cnn" and rows["bad-metrics"].test_accuracy is None
@@ -95,7 +99,7 @@ def test_json_is_a_list_of_objects_with_stable_keys(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder), "--json"])
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
-    assert isinstance(listed, list) and len(listed) == 7
+    assert isinstance(listed, list) and len(listed) == 8
     assert all(list(item) == KEYS for item in listed)
 
 
@@ -152,7 +156,7 @@ def test_table_fits_80_columns_and_shows_every_run(runs_folder, tiny_run):
 def test_cli_table_is_the_same_listing(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder)], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    assert "7 runs in" in result.output and "study/bad-card" in result.output
+    assert "8 runs in" in result.output and "study/bad-card" in result.output
 
 
 def test_redirected_table_keeps_each_run_on_one_line(tmp_path, tiny_run):

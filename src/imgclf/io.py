@@ -333,6 +333,26 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def safetensors_damage(path: str | os.PathLike) -> str | None:
+    """Why a .safetensors file cannot be whole, from its header alone (a listing of many runs cannot hash every
+    weight file): its length is not the one the header states (a truncated copy), or the header is no JSON.
+    None when it is consistent, which a flipped byte inside a tensor still is (the card's digest catches that)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length < 0 or length > size - 8:
+            return f"truncated: {size:,} bytes, less than its header"
+        try:
+            header = json.loads(handle.read(length))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "its header is unreadable"
+    if 8 + length + end != size:
+        return f"{size:,} bytes where its header needs {8 + length + end:,} (a truncated or damaged copy)"
+    return None
+
+
 def relative_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
     """`path` relative to `root` (both made absolute first), as records store files; as given where no relative
     path exists (another drive on Windows)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import bad_path, check_switch, invalid, path_argument
+from .io import safetensors_damage
 from .records.run_dir import find_run_dirs
 from .records.tune import trial_of_run
 from .stats import finite_number
@@ -103,6 +104,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     history = read("history.csv", run.read_history) or []
     if card is not None and not run.has("model.safetensors"):  # a card without its weights: nothing can use it
         problems.append("model.safetensors: missing (predict, serve and export refuse the run)")
+    elif card is not None and (damage := safetensors_damage(run.file("model.safetensors"))):
+        problems.append(f"model.safetensors: {damage} (predict, serve and export refuse the run)")
 
     from .evaluation.interpret import accuracy_beside_val, best_val_accuracy
 

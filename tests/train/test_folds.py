@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import imgclf
 from conftest import make_image_folder
+from run_walk import SPOILED_MARK
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
 from imgclf.pipeline.folds import METRICS, read_folds
@@ -174,6 +175,7 @@ def test_folds_of_the_self_sizing_recipe_are_skipped_when_run_again(tmp_path):
     imgclf.fit({**values, "lr": 0.05}, report=False)
     assert [(run / "model.json").stat().st_mtime_ns for run in first.runs] == stamps
     (first.runs[0] / "sizing.json").write_text("{")  # damaged: one line naming the option, no traceback
+    (first.runs[0] / SPOILED_MARK).write_text("sizing.json damaged on purpose\n")  # out of the walk over runs
     with pytest.raises(ImgclfError, match=r"^out must be a run directory whose sizing.json can be read"):
         imgclf.fit(values, report=False)
 

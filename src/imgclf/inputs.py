@@ -157,22 +157,15 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
     # a run, a run's own subfolder (plots/), or a folder of runs: their PNGs are no data set
     if not folder.is_dir() or is_run_dir(folder) or is_run_dir(folder.parent) or find_run_dirs(folder):
         return
-    if holds_images(folder, look):
-        raise bad_path("run", folder, "a run directory containing model.json",
-                       "an image folder, not a run: the run comes first, then the images")
-
-
-def holds_images(folder: Path, look: int = 200) -> bool:
-    """Image files in `folder` or up to two levels down, among the first `look` entries (a data set's look)."""
     seen = 0
     for pattern in ("*", "*/*", "*/*/*"):
         for path in folder.glob(pattern):
             if path.suffix.lower() in IMAGE_EXTENSIONS:
-                return True
+                raise bad_path("run", folder, "a run directory containing model.json",
+                               "an image folder, not a run: the run comes first, then the images")
             seen += 1
             if seen >= look:
-                return False
-    return False
+                return
 
 
 def check_pixels(pixels: np.ndarray | torch.Tensor, side: int, channels: int) -> None:

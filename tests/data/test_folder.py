@@ -237,7 +237,7 @@ def test_a_file_where_a_folder_goes_says_what_kind_of_file(tmp_path, name, said)
     assert str(caught.value).endswith(f"({said})")
 
 
-def test_a_run_directory_given_as_data_is_named_as_a_run(tiny_run):
+def test_a_run_directory_given_as_data_is_named_as_a_run(tiny_run, tmp_path):
     """Its checkpoints/, plots/ and evaluations/ were taken for class folders: inspect listed them as classes,
     train suggested --drop-classes checkpoints."""
     with pytest.raises(ImgclfError, match=r"^data must be a folder of class folders.*a run directory, not an image "
@@ -245,3 +245,12 @@ def test_a_run_directory_given_as_data_is_named_as_a_run(tiny_run):
         scan_folder(tiny_run)
     result = CliRunner().invoke(app, ["inspect", str(tiny_run)])
     assert result.exit_code == 2 and "a run directory, not an image folder" in result.output
+    import shutil
+
+    shutil.copytree(tiny_run, tmp_path / "cv" / "fold-1")
+    with pytest.raises(ImgclfError, match=r"a cross-validation folder, not an image folder.*fold-1, fold-2"):
+        scan_folder(tmp_path / "cv")
+    # a data set that keeps its own settings beside the classes is still one
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    (data / "config.yaml").write_text("model: simple_cnn\n")
+    assert len(scan_folder(data).classes) >= 2

@@ -57,14 +57,25 @@ def test_a_bad_command_with_overwrite_keeps_the_run_it_would_replace(finished, d
     assert [r.epoch for r in RunDir(run_dir).read_history()] == [1]
 
 
-def test_overwrite_never_trains_into_another_image_folder(data, tmp_path):
+def test_overwrite_never_trains_into_another_image_folder(data, finished, tmp_path):
     """`--out digits --overwrite` (another data set) wrote the run's files beside its class folders: the next
     scan of it read checkpoints/ and plots/ as classes."""
+    from imgclf.pipeline.run_folder import check_run_dir
+
     other = make_image_folder(tmp_path / "other", per_class=2)
     before = sorted(p.relative_to(other) for p in other.rglob("*"))
-    with pytest.raises(ImgclfError, match=r"^out must be an empty or new folder.*it holds images: an image folder"):
+    with pytest.raises(ImgclfError, match=r"^out must be an empty or new folder.*it holds folders of images: a data "
+                                          "set, not a run"):
         imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(other)}, overwrite=True)
     assert sorted(p.relative_to(other) for p in other.rglob("*")) == before
+    # what imgclf writes itself is no data set: an lr-find's figure, a folder of runs with their plots/
+    (tmp_path / "lr-find").mkdir()
+    (tmp_path / "lr-find" / "lr_find.png").write_bytes(b"png")
+    shutil.copytree(finished, tmp_path / "runs" / "old")
+    (tmp_path / "runs" / "old" / "plots").mkdir(exist_ok=True)
+    (tmp_path / "runs" / "old" / "plots" / "curves.png").write_bytes(b"png")
+    for folder in (tmp_path / "lr-find", tmp_path / "runs"):
+        assert check_run_dir(folder, overwrite=True, resume=False) is False
 
 
 def _hold_lock(folder):

@@ -183,6 +183,22 @@ def _what_file(path: Path) -> str:
     return "a file"
 
 
+def _refuse_imgclf_output(root: Path) -> None:
+    """A folder imgclf wrote, given as data: a run's checkpoints/, plots/ and evaluations/, a cross-validation's
+    fold-N or a search's trials/ were taken for class folders. A run is known by the pair of files every training
+    writes first (a data folder may well keep a config.yaml of its own)."""
+    if (root / "dataset.json").is_file() and (root / "config.yaml").is_file():
+        what, hint = "a run directory", f"to continue the run: imgclf train --resume {root}"
+    elif (root / "folds.json").is_file() or (root / "fold-1" / "dataset.json").is_file():
+        what, hint = "a cross-validation folder", f"its runs are {root / 'fold-1'}, fold-2, ..."
+    elif (root / "search.yaml").is_file() and (root / "study.db").is_file():
+        what, hint = "a search folder (imgclf tune)", f"its runs are under {root / 'trials'}"
+    else:
+        return
+    raise bad_path("data", root, "a folder of class folders", f"{what}, not an image folder",
+                   hint=f"Its images are in the data folder it trained on (config.yaml's data); {hint}")
+
+
 def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool = False,
                 without_train: bool = False) -> FolderScan:
     """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders.
@@ -197,12 +213,7 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
         raise bad_path("data", root, "an existing folder", "no such path")
     if not root.is_dir():
         raise bad_path("data", root, "a folder of class folders", _what_file(root))
-    from ..records.run_dir import is_run_dir
-
-    if is_run_dir(root):  # its checkpoints/, plots/ and evaluations/ were taken for class folders
-        raise bad_path("data", root, "a folder of class folders", "a run directory, not an image folder",
-                       hint=f"Its images are in the data folder it trained on (its config.yaml's data); to "
-                            f"continue the run: imgclf train --resume {root}")
+    _refuse_imgclf_output(root)
     skipped: list[dict[str, str]] = []
     empty: list[tuple[str, str]] = []
     split_dirs = _split_dirs(root)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import bad_path
-from ..inputs import holds_images
+from ..data.folder import IMAGE_EXTENSIONS
 from ..io import make_free_dir, outside_data, writable_folder
 from ..ood import STATS_FILES
 from ..records.run_dir import LOCK_FILE, is_run_dir
@@ -71,9 +71,24 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
     if not resume and not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise bad_path("out", run_dir, "an empty or new folder", "not empty",
                        hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
-    if not resume and not is_run_dir(run_dir) and holds_images(run_dir):  # --overwrite too: the run's files would become the data's classes
-        raise bad_path("out", run_dir, "an empty or new folder", "it holds images: an image folder, not a run",
+    if not resume and _holds_class_folders(run_dir):  # --overwrite too: the run's folders would become classes
+        raise bad_path("out", run_dir, "an empty or new folder", "it holds folders of images: a data set, not a run",
                        hint="Pass another --out")
+    return False
+
+
+def _holds_class_folders(folder: Path) -> bool:
+    """Whether `folder` looks like a data set: a subfolder with image files in it (a class) or in its subfolders
+    (a split's classes), past what imgclf writes there itself (plots/, an lr-find's lr_find.png, runs)."""
+    for child in folder.iterdir():
+        if not child.is_dir() or child.name in RUN_FOLDERS or is_run_dir(child):
+            continue
+        for inner in child.iterdir():
+            if inner.is_file() and inner.suffix.lower() in IMAGE_EXTENSIONS:
+                return True
+            if inner.is_dir() and not is_run_dir(inner) and any(
+                    p.suffix.lower() in IMAGE_EXTENSIONS for p in inner.iterdir() if p.is_file()):
+                return True
     return False
 
 

@@ -83,6 +83,26 @@ def test_a_cache_folder_that_is_a_file_is_named_where_it_came_from(tmp_path, mon
     assert not (tmp_path / "run").exists()  # refused before the run's folder was kept
 
 
+def test_a_cache_that_takes_no_file_serves_what_it_holds_and_names_itself_for_the_rest(tmp_path, monkeypatch):
+    """A shared cache on a read-only disk was refused before its lookup; a miss there is the user's error."""
+    from imgclf.errors import ImgclfError
+
+    make_image_folder(tmp_path / "d", per_class=5)
+    paths = _paths(tmp_path / "d")
+    built = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(cache_mod.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(cache_mod.tempfile, "mkdtemp", read_only)
+    served = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(np.asarray(built.pixels), np.asarray(served.pixels))
+    with pytest.raises(ImgclfError, match=r"^cache_dir must be a folder this process can write the decoded images "
+                                          r"in.*not cached there yet.*Read-only file system"):
+        decode_all(paths, 10, "rgb", cache_dir=tmp_path / "c")
+
+
 def test_cache_key_changes_with_size_mode_and_files(tmp_path):
     make_image_folder(tmp_path, per_class=2)
     paths = _paths(tmp_path)

@@ -58,12 +58,16 @@ def default_cache_dir() -> Path:
 
 def cache_folder(cache_dir: str | os.PathLike | None = None, sub: str = "") -> Path:
     """The cache folder (`cache_dir`, else $IMGCLF_CACHE, else ~/.cache/imgclf), and `sub` in it, made if need be;
-    one that is a file or cannot be written in is the user's error, naming where it came from, before any image
-    is decoded (it was an internal error, FileExistsError, from the mkdir)."""
+    one that is a file, or that is not there and cannot be made, is the user's error, naming where it came from,
+    before any image is decoded (it was an internal error, FileExistsError, from the mkdir). One that is there is
+    taken as it is: a shared cache on a read-only disk serves what it holds (a write it lacks says so then)."""
     from ..io import writable_folder
 
     argument = "cache_dir" if cache_dir else "IMGCLF_CACHE" if os.environ.get("IMGCLF_CACHE") else "cache_dir"
-    folder = writable_folder(argument, Path(cache_dir) if cache_dir else default_cache_dir()) / sub
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = (folder if folder.is_dir() else writable_folder(argument, folder)) / sub
+    if folder.is_dir():
+        return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a race with another process, or a sub folder name taken by a file
@@ -205,7 +209,13 @@ def decode_all(
 
     tmp_path = None
     if store:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=cache_dir)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=cache_dir)
+        except OSError as exc:  # a cache taken as it was (read-only, another user's) that lacks these images
+            raise invalid("cache_dir", str(cache_dir), "a folder this process can write the decoded images in",
+                          note=f"these images are not cached there yet and it takes no file: "
+                               f"{exc.strerror or type(exc).__name__}",
+                          hint="Pass another --cache-dir (or $IMGCLF_CACHE), one this user can write in") from None
         os.close(fd)
         tmp_path = Path(tmp_name)
         np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=shape).flush()

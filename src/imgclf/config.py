@@ -157,7 +157,7 @@ class TrainConfig(BaseModel):
     lr_step: int = Field(10, ge=1, description="step: reduce every N epochs.")
     min_lr: float = Field(0.0, ge=0.0)
     early_stopping: int | None = Field(None, ge=0, description="Patience in epochs; none disables early stopping. "
-                                      "With --freeze-epochs it counts from the first unfrozen epoch.")
+                                      "With --freeze-epochs it starts afresh at the first unfrozen epoch.")
     monitor: str = Field("val_loss", description="Metric for early stopping, best weights and plateau: val_loss or val_acc.")
     min_delta: float = Field(0.0, ge=0.0)
     restore_best: bool = Field(True, description="Keep the best epoch's weights (by monitor) as the final model.")

@@ -111,10 +111,11 @@ def test_unfreeze_beyond_the_backbone_is_refused_before_any_epoch_and_leaves_no_
 
 def test_early_stopping_waits_its_patience_after_the_backbone_unfreezes(tmp_path, image_folder):
     """As Keras' second model.fit with its own EarlyStopping: a head that levels off (min_delta 10: no epoch
-    improves) used to stop the run before the backbone trained; now the frozen epochs never stop it and the
-    patience counts from the first unfrozen epoch (here epochs 4 and 5), not from the head's best."""
+    improves on the one before) used to stop the run before the backbone trained. Now the frozen epochs never stop
+    it and early stopping starts afresh at the first unfrozen epoch (4), whose score is its first best: patience 2
+    then runs out at epoch 6, not at 5 (the head's best kept) nor at 3 (no hold)."""
     run = _fit(image_folder, tmp_path / "es", freeze_epochs=3, epochs=10, early_stopping=2, min_delta=10.0)
-    assert [r["frozen"] for r in read_csv(run.path / "history.csv")] == ["1", "1", "1", "0", "0"]
+    assert [r["frozen"] for r in read_csv(run.path / "history.csv")] == ["1", "1", "1", "0", "0", "0"]
     assert run.stopped_reason == "early stopping"
 
 

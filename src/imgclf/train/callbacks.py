@@ -373,14 +373,16 @@ class PatienceAsConfigured(EarlyStopping):
     restores the checkpoint's, so `--resume RUN --early-stopping 10` still stopped after the old patience. The
     epochs waited and the best score are restored as Lightning does.
 
-    `waits_from_epoch` (0-based; a fine-tuning's first unfrozen epoch): before it the best score is followed but
-    patience never runs out, and from it the epochs waited count afresh, as the second `model.fit` of Keras'
-    two-phase fine-tuning gets its own EarlyStopping. Otherwise a head that levels off stops the run before the
-    backbone ever trains, or the first unfrozen epoch (whose validation loss jumps) ends it."""
+    `waits_from_epoch` (0-based; a fine-tuning's first unfrozen epoch): before it patience never runs out, and
+    from it early stopping starts afresh, its best score and epochs waited those of the unfrozen epochs alone, as
+    the second `model.fit` of Keras' two-phase fine-tuning gets its own EarlyStopping. Otherwise a head that levels
+    off stops the run before the backbone ever trains, or the first unfrozen epochs, whose validation loss jumps
+    above the head's best, end it. (The weights kept are still the best of the whole run: BestWeights.)"""
 
     def __init__(self, *args: Any, waits_from_epoch: int = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.waits_from_epoch = waits_from_epoch
+        self._unset_best = self.best_score.clone()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
@@ -389,8 +391,8 @@ class PatienceAsConfigured(EarlyStopping):
 
     def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
         epoch = trainer.current_epoch
-        if epoch == self.waits_from_epoch:  # checked once per epoch, so a resume inside it resets it too
-            self.wait_count = 0
+        if epoch == self.waits_from_epoch and epoch:  # checked once per epoch: a resume inside it resets it too
+            self.wait_count, self.best_score = 0, self._unset_best.clone()
         if epoch >= self.waits_from_epoch:
             super()._run_early_stopping_check(trainer)
             return

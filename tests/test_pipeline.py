@@ -142,8 +142,14 @@ def test_python_values_the_command_line_spells_as_text_are_taken(tmp_path):
     cfg = resolve_config(data=str(tmp_path), time_limit=30, augment=["hflip", "rotate=10"])
     assert (cfg.time_limit, cfg.time_limit_seconds, cfg.augment) == ("30s", 30.0, "hflip,rotate=10")
     assert resolve_config(data=str(tmp_path), time_limit=1.5, augment=[]).time_limit_seconds == 1.5
+    assert resolve_config(data=str(tmp_path), time_limit=10**6).time_limit == "1000000s"  # not 1e+06s, refused
+    with pytest.raises(ImgclfError, match=r"^time_limit must be a duration > 0 .*Received: time_limit=-5$"):
+        resolve_config(data=str(tmp_path), time_limit=-5)
     with pytest.raises(ImgclfError, match=r"^time_limit must be a valid string"):
         resolve_config(data=str(tmp_path), time_limit=True)  # a switch is no duration
+    # the list goes through the string form's checks: an item twice is refused alike
+    with pytest.raises(ImgclfError, match=r"^augment .*hflip is given twice"):
+        resolve_config(data=str(tmp_path), augment=["hflip", "hflip"])
 
 
 def test_a_keyword_of_fit_put_among_the_settings_is_named_as_one(tmp_path):

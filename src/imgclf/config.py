@@ -436,7 +436,10 @@ class TrainConfig(BaseModel):
     def _seconds_as_a_duration(cls, value: Any) -> Any:
         """A number is seconds, as on the command line (`time_limit=30` from Python was refused as no string)."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return f"{value:g}s"
+            if not value > 0 or value == float("inf"):
+                raise invalid("time_limit", value, "a duration > 0 such as 90s, 10m or 1.5h, or a number of seconds")
+            text = str(value) if isinstance(value, int) else f"{value:.12f}".rstrip("0").rstrip(".")
+            return f"{text}s"  # 1e6 -> 1000000s, not 1e+06s, which the duration's own check refused
         return value
 
     @field_validator("time_limit")

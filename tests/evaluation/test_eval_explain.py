@@ -167,7 +167,7 @@ def test_explain_images_shows_the_class_asked_for_on_every_image(tmp_path):
     # class folders named 0 and 1, asked for as numbers: "label must be one of {0, 1}. Received: label=1"
     numbered = _two_quadrant_classifier()
     numbered.card.classes = ["0", "1"]
-    bright, _, _ = explain_images(numbered, _quadrant_files(tmp_path), label=0)
+    bright, _, _ = explain_images(numbered, _quadrant_files(tmp_path), label=np.int64(0))  # an int of numpy too
     assert bright.explained == "0"
 
 

@@ -8,6 +8,7 @@ spatial map (a 1x1 map would paint the whole image one colour).
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -153,8 +154,8 @@ def explain_images(clf: "Classifier", images: "Sequence[ImageInput] | ImageInput
     own output, which folding changes."""
     from ..inputs import gather_inputs
 
-    if isinstance(label, int) and not isinstance(label, bool) and str(label) in clf.classes:
-        label = str(label)  # a class folder named 3, as fit(classes=[0, 1]) takes numbers for folder names
+    if isinstance(label, numbers.Integral) and not isinstance(label, bool) and str(int(label)) in clf.classes:
+        label = str(int(label))  # a class folder named 3, as fit(classes=[0, 1]) takes numbers for folder names
     if label is not None and label not in clf.classes:
         raise invalid("label", label, clf.classes)
     names, sources = gather_inputs(images)

@@ -109,6 +109,8 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
                               also={name: values[name]}, note=f"{name} is a keyword of the function, not a setting",
                               hint=f"Pass it as a keyword argument beside the mapping: (settings, {name}=...)")
     given = {k: v for k, v in {**_given(values), **explicit}.items() if v is not None}
+    if isinstance(given.get("augment"), (list, tuple)) and all(isinstance(a, str) for a in given["augment"]):
+        given["augment"] = ",".join(given["augment"])  # the checks below read the command line's comma list
     if given.get("lr_auto") and not isinstance(values, TrainConfig):
         raise invalid("lr_auto", given["lr_auto"], "left out: it records that --lr auto chose the learning rate",
                       hint="Pass lr='auto' (--lr auto) to have the LR finder choose it")

@@ -87,6 +87,18 @@ def test_a_file_from_a_newer_imgclf_says_so_rather_than_listing_its_new_keys(tmp
     assert "a_key_from_the_future" not in str(caught.value)
 
 
+def test_a_config_yaml_from_a_newer_imgclf_says_so(tmp_path):
+    import yaml
+
+    run_dir = spoilable_copy(LEGACY, tmp_path / "newer")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, "schema_version": 2, "a_key_from_the_future": 1}))
+    with pytest.raises(ImgclfError, match=r"config.yaml.*schema_version must be at most 1.*written by a newer imgclf "
+                                          r"\(schema_version 2") as caught:
+        RunDir(run_dir).read_config()
+    assert "a_key_from_the_future" not in str(caught.value)
+
+
 def test_resumes_json_written_as_a_bare_list_before_its_schema_version_still_reads(tmp_path):
     from imgclf.pipeline.resume_record import stored_resumes
 

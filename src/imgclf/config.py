@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ._version import newer_layout
 from .config_errors import ConfigError, format_validation_error
 from .config_text import is_none_word, parse_bytes, parse_mapping, parse_seconds
 from .errors import Described, ImgclfError, invalid
@@ -404,6 +405,15 @@ class TrainConfig(BaseModel):
     def _valid_budget(cls, value: str) -> str:
         parse_bytes(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _newer_layout(cls, data: Any) -> Any:
+        newest = cls.model_fields["schema_version"].default
+        written = data.get("schema_version") if isinstance(data, dict) else None
+        if newer := newer_layout(written, newest):
+            raise invalid("schema_version", written, f"at most {newest}", note=newer)
+        return data
 
     @model_validator(mode="before")
     @classmethod

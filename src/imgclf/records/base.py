@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .._version import __version__ as version
+from .._version import newer_layout
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
@@ -32,12 +32,10 @@ class Record(BaseModel):
     def _legacy(cls, data: Any) -> Any:
         if isinstance(data, dict) and "schema_version" not in data:
             data = {**data, "schema_version": 1}
-        newest = cls.model_fields["schema_version"].default
-        written = data.get("schema_version") if isinstance(data, dict) else None
-        if isinstance(written, int) and not isinstance(written, bool) and written > newest:
-            # before the field checks: a newer layout's new keys would otherwise read as typos
-            raise ValueError(f"written by a newer imgclf (schema_version {written}; imgclf {version} reads up "
-                             f"to {newest}): read it with that version or a later one")
+        newer = newer_layout(data.get("schema_version") if isinstance(data, dict) else None,
+                             cls.model_fields["schema_version"].default)
+        if newer:
+            raise ValueError(newer)
         return data
 
 

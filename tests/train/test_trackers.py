@@ -150,7 +150,7 @@ def test_an_unreachable_tracking_server_is_refused_at_once_before_the_run_folder
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     with pytest.raises(ImgclfError, match=rf"^mlflow_uri must be the address of a running MLflow tracking server.*"
-                                          rf"127.0.0.1:{port}.*no answer within"):
+                                          rf"127.0.0.1:{port}.*no answer: .*refused"):
         imgclf.fit(data=str(data), out=str(tmp_path / "r"), logger="mlflow", mlflow_uri=f"http://127.0.0.1:{port}",
                    **BASE)
     assert not (tmp_path / "r").exists()
@@ -171,6 +171,18 @@ def test_an_unreachable_tracking_server_is_refused_at_once_before_the_run_folder
         finally:
             server.server_close()
     check_tracking_server("sqlite:///nowhere/mlflow.db")  # not a server: nothing to reach
+    with socket.socket() as other:  # another service on the port, answering in its own protocol
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+
+        def banner():
+            conn, _ = other.accept()
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            conn.close()
+
+        threading.Thread(target=banner, daemon=True).start()
+        with pytest.raises(ImgclfError, match=r"^mlflow_uri must be .*speaks no HTTP"):
+            check_tracking_server(f"http://127.0.0.1:{other.getsockname()[1]}")
 
 
 def test_resumed_csv_drops_the_steps_the_resumed_run_trains_again(tmp_path):

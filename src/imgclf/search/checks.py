@@ -25,4 +25,5 @@ def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
         raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
     from ..train.engine_choice import check_engine
 
-    check_engine(base.accelerator, base.strategy, base.precision)  # else every trial fails on it, and failed trials are redrawn
+    # else every trial fails on it, and failed trials are redrawn
+    check_engine(base.accelerator, base.strategy, base.precision)

@@ -194,8 +194,10 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     budget = parse_seconds(time_limit)
     if resume:  # `tune --resume --out S`: what is not given again is what the search started from
         started = read_yaml(_folder(out, "", resume) / SEARCH_FILE)
-        if config is None and config_file is None and recipe is None and values.get("data") is None:
-            config = started.get("settings")  # it said "data must be given", naming imgclf train
+        given = config if isinstance(config, Mapping) else {}
+        if config is None and values.get("data") is None or given and given.get("data") is None:
+            # it said "data must be given", naming imgclf train; a recipe or file given too lays under them
+            config = {**started.get("settings", {}), **given}
         if space is None:
             space = started.get("space")  # the model's default space, refused as a change of the one searched
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},

@@ -84,22 +84,30 @@ def _mlflow_logger(cfg: TrainConfig, run_dir: Path, resume: bool) -> Any:
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     """An http(s) tracking URI must answer now: MLflow retries an unreachable server for minutes (7 retries with
     backoff per request), then fails with an internal error, the run folder written."""
+    import ssl
+    from http.client import HTTPException
     from urllib.error import HTTPError, URLError
     from urllib.request import urlopen
 
     if not uri.lower().startswith(("http://", "https://")):
         return
+    problem = None
     try:
         with urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
             return
     except HTTPError:  # it answered: a server (or a proxy before it) is there, whatever it thinks of /health
         return
+    except HTTPException as exc:  # something answered, not in HTTP (another service on that port)
+        problem = f"what answers there speaks no HTTP ({type(exc).__name__})"
     except (URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise invalid("mlflow_uri", uri, "the address of a running MLflow tracking server",
-                      note=f"no answer within {timeout:g} s: {reason}",
-                      hint="Start it (mlflow server --port 5000), or leave --mlflow-uri out: the runs then share a "
-                           "SQLite store beside them (mlflow.db)") from None
+        if isinstance(reason, ssl.SSLError):  # a TLS server answered; its certificate is MLflow's own settings' affair
+            return
+        waited = isinstance(reason, TimeoutError) or "timed out" in str(reason)
+        problem = f"no answer within {timeout:g} s" if waited else f"no answer: {reason}"
+    raise invalid("mlflow_uri", uri, "the address of a running MLflow tracking server", note=problem,
+                  hint="Start it (mlflow server --port 5000), or leave --mlflow-uri out: the runs then share a SQLite "
+                       "store beside them (mlflow.db)")
 
 
 def _existing_mlflow_run(uri: str, run_dir: Path) -> str | None:

@@ -31,7 +31,7 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
         focal_gamma=cfg.focal_gamma if cfg.loss == "focal" else None,
         logitnorm_temperature=cfg.logitnorm_temperature if cfg.loss == "logitnorm" else None,
         sampler=cfg.sampler, label_smoothing=cfg.label_smoothing, train_images=len(data.splits["train"]),
-        time_budget=result.time_budget, fine_tuning=fine_tuning_plan(cfg, result.model),
+        time_budget=result.time_budget, fine_tuning=fine_tuning_plan(cfg, result.model, len(result.history)),
     )
     return ModelCard(
         architecture=cfg.model, model_args=model_args, classes=data.classes, img_size=data.img_size,

@@ -145,12 +145,13 @@ def transfer_warnings(cfg: Any) -> list[str]:
     return []
 
 
-def fine_tuning_plan(cfg: Any, model: nn.Module) -> str | None:
+def fine_tuning_plan(cfg: Any, model: nn.Module, epochs_run: int | None = None) -> str | None:
     """What of a transfer model trains when, in words, for the console, the model card and the report: 'head only
     for epochs 1-2 (164,484 of 3,535,492 parameters), then head and the whole backbone from epoch 3 (3,535,492),
     at 0.1 x lr'; None for a model without a timm backbone, or one trained whole, at one rate, from the start,
     and for an `unfreeze` beyond the backbone's blocks, which training's own check refuses (where the run's files
-    are taken back)."""
+    are taken back). `epochs_run` (the card's): a run that ended before the unfreeze (a time limit) says so, since
+    the plan alone reads as if the backbone had trained."""
     backbone = getattr(model, "backbone", None)
     if backbone is None:
         return None
@@ -172,8 +173,10 @@ def fine_tuning_plan(cfg: Any, model: nn.Module) -> str | None:
         return f"head only, every epoch ({head:,} of {total:,} parameters)"
     if frozen:
         epochs = "epoch 1" if frozen == 1 else f"epochs 1-{frozen}"
+        ended = f"; the run ended after epoch {epochs_run}, before the backbone unfroze" \
+            if epochs_run is not None and epochs_run <= frozen else ""
         return (f"head only for {epochs} ({head:,} of {total:,} parameters), then head and {part} from epoch "
-                f"{frozen + 1} ({trained:,}){rate}{batch_norm}")
+                f"{frozen + 1} ({trained:,}){rate}{batch_norm}{ended}")
     if last is None and not rate and not batch_norm:
         return None
     return f"head and {part} ({trained:,} of {total:,} parameters){rate}{batch_norm}"

@@ -15,6 +15,10 @@ def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
     paths = _paths(tmp_path / "d")
     first = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
     assert first.pixels.shape == (15, 8, 8, 3) and first.pixels.dtype == np.uint8
+    from imgclf.io import default_file_mode
+
+    # readable as the JSON beside it is, by whoever shares the cache (mkstemp made it 0600)
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "c").iterdir()} == {default_file_mode()}
     calls = []
     monkeypatch.setattr(cache_mod, "_decode_chunk", lambda task: calls.append(task) or {})
     second = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")

@@ -248,7 +248,7 @@ def test_a_run_directory_given_as_data_is_named_as_a_run(tiny_run, tmp_path):
     import shutil
 
     shutil.copytree(tiny_run, tmp_path / "cv" / "fold-1")
-    with pytest.raises(ImgclfError, match=r"a cross-validation folder, not an image folder.*fold-1, fold-2"):
+    with pytest.raises(ImgclfError, match=r"a cross-validation folder, not an image folder.*runs. config.yaml say"):
         scan_folder(tmp_path / "cv")
     # a data set that keeps its own settings beside the classes is still one
     data = make_image_folder(tmp_path / "data", per_class=2)

@@ -196,6 +196,12 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     again = CliRunner().invoke(app, ["tune", "--resume", "--out", str(out), "--trials", "5", "--no-progress"])
     assert again.exit_code == 0, again.output
     assert [t["state"] for t in _record(out)["trials"]] == ["complete"] * 2 + ["fail"] + ["complete"] * 3  # 5 done
+    # a --config file given again is compared with the search's settings, not laid under them unread
+    (tmp_path / "more.yaml").write_text("epochs: 3\n")
+    changed = CliRunner().invoke(app, ["tune", "--resume", "--out", str(out), "--trials", "6", "--config",
+                                       str(tmp_path / "more.yaml")])
+    assert changed.exit_code == 2 and "as in the search being resumed" in changed.output, changed.output
+    assert "epochs" in changed.output.split("changed: ")[1], changed.output
 
 
 def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):

@@ -246,6 +246,6 @@ def test_the_fine_tuning_plan_is_none_only_for_a_network_trained_whole_at_one_ra
                                             f"and the whole backbone from epoch 3 ({total:,})")
     # a run cut before the unfreeze (a time limit) says so: the plan alone read as if the backbone had trained
     cut = fine_tuning_plan(TrainConfig(data="x", epochs=3, freeze_epochs=2), model, epochs_run=2)
-    assert cut.endswith("; the run ended after epoch 2, before the backbone unfroze")
+    assert cut.endswith("; the run ended at epoch 2, before the backbone unfroze")
     assert "before the backbone unfroze" not in fine_tuning_plan(TrainConfig(data="x", epochs=3, freeze_epochs=2),
                                                                  model, epochs_run=3)

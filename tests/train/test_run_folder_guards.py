@@ -68,14 +68,18 @@ def test_overwrite_never_trains_into_another_image_folder(data, finished, tmp_pa
                                           "set, not a run"):
         imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(other)}, overwrite=True)
     assert sorted(p.relative_to(other) for p in other.rglob("*")) == before
-    # what imgclf writes itself is no data set: an lr-find's figure, a folder of runs with their plots/
+    # a data set keeping its own config.yaml: taken for a run, its config.yaml was overwritten
+    (other / "config.yaml").write_text("model: simple_cnn\n")
+    with pytest.raises(ImgclfError, match=r"a data set, not a run"):
+        check_run_dir(other, overwrite=True, resume=False)
+    # a folder of runs (their plots/ no data set): the run wrapped them, and `imgclf runs` listed it alone
+    shutil.copytree(finished, tmp_path / "runs" / "old")
+    with pytest.raises(ImgclfError, match=r"a folder of runs: --overwrite replaces one run, not those"):
+        check_run_dir(tmp_path / "runs", overwrite=True, resume=False)
+    # an lr-find's folder holds a run's files: replaced with the run (a stale lr_find.json went to MLflow)
     (tmp_path / "lr-find").mkdir()
     (tmp_path / "lr-find" / "lr_find.png").write_bytes(b"png")
-    shutil.copytree(finished, tmp_path / "runs" / "old")
-    (tmp_path / "runs" / "old" / "plots").mkdir(exist_ok=True)
-    (tmp_path / "runs" / "old" / "plots" / "curves.png").write_bytes(b"png")
-    for folder in (tmp_path / "lr-find", tmp_path / "runs"):
-        assert check_run_dir(folder, overwrite=True, resume=False) is False
+    assert check_run_dir(tmp_path / "lr-find", overwrite=True, resume=False) is True
 
 
 def _hold_lock(folder):

@@ -170,6 +170,13 @@ def test_an_unreachable_tracking_server_is_refused_at_once_before_the_run_folder
             check_tracking_server(f"http://127.0.0.1:{server.server_address[1]}{path}")
         finally:
             server.server_close()
+    server = HTTPServer(("127.0.0.1", 0), Answers)  # https:// to a plain HTTP server: no TLS there at all
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    try:
+        with pytest.raises(ImgclfError, match=r"^mlflow_uri must be .*no answer: .*SSL"):
+            check_tracking_server(f"https://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.server_close()
     check_tracking_server("sqlite:///nowhere/mlflow.db")  # not a server: nothing to reach
     with socket.socket() as other:  # another service on the port, answering in its own protocol
         other.bind(("127.0.0.1", 0))

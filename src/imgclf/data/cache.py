@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import invalid
-from ..io import write_json
+from ..io import default_file_mode, write_json
 from ..progress import StepProgress
 from .decode import DecodeError, open_image
 
@@ -230,6 +230,7 @@ def decode_all(
             failures = _run_chunks(tasks, workers, bar, workers_argument)
             bar.close(f"{len(failures):,} unreadable" if failures else "")
         if tmp_path is not None:
+            os.chmod(tmp_path, default_file_mode())  # mkstemp's 0600 kept other users of a shared cache out
             os.replace(tmp_path, array_path)
     except BaseException:
         if tmp_path is not None:

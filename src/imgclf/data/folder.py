@@ -187,16 +187,26 @@ def _refuse_imgclf_output(root: Path) -> None:
     """A folder imgclf wrote, given as data: a run's checkpoints/, plots/ and evaluations/, a cross-validation's
     fold-N or a search's trials/ were taken for class folders. A run is known by the pair of files every training
     writes first (a data folder may well keep a config.yaml of its own)."""
-    if (root / "dataset.json").is_file() and (root / "config.yaml").is_file():
-        what, hint = "a run directory", f"to continue the run: imgclf train --resume {root}"
-    elif (root / "folds.json").is_file() or (root / "fold-1" / "dataset.json").is_file():
-        what, hint = "a cross-validation folder", f"its runs are {root / 'fold-1'}, fold-2, ..."
-    elif (root / "search.yaml").is_file() and (root / "study.db").is_file():
-        what, hint = "a search folder (imgclf tune)", f"its runs are under {root / 'trials'}"
-    else:
+    what = imgclf_output(root)
+    if what is None:
         return
+    hint = f"to continue the run: imgclf train --resume {root}" if what == "a run directory" else \
+        "its runs' config.yaml say which"
     raise bad_path("data", root, "a folder of class folders", f"{what}, not an image folder",
-                   hint=f"Its images are in the data folder it trained on (config.yaml's data); {hint}")
+                   hint=f"Its images are in the data folder it trained on; {hint}")
+
+
+def imgclf_output(folder: Path) -> str | None:
+    """What imgclf wrote `folder` as (a run, a cross-validation, a search), in words; None for anything else."""
+    from ..records.run_dir import is_run_dir
+
+    if is_run_dir(folder):
+        return "a run directory"
+    if (folder / "folds.json").is_file() or is_run_dir(folder / "fold-1"):
+        return "a cross-validation folder"
+    if (folder / "search.yaml").is_file() and (folder / "study.db").is_file():
+        return "a search folder (imgclf tune)"
+    return None
 
 
 def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool = False,

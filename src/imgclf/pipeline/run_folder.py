@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import bad_path
-from ..data.folder import IMAGE_EXTENSIONS
+from ..data.folder import IMAGE_EXTENSIONS, imgclf_output
 from ..io import make_free_dir, outside_data, writable_folder
 from ..ood import STATS_FILES
 from ..records.run_dir import LOCK_FILE, is_run_dir
@@ -59,22 +59,36 @@ def remove_empty_folders(run_dir: Path, outermost: Path) -> None:
 
 
 def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
-    """Refuse a folder holding another run (unless overwrite) or other files; True when it holds a run that
-    this one replaces. The old run is removed only once the new command's data and model are built
-    (`remove_run_files`): a mistyped command with --overwrite must not cost the run it was meant to replace."""
-    if (run_dir / "config.yaml").exists() and not resume:
+    """Refuse a folder holding another run (unless overwrite) or other files; True when it holds a run, or a run's
+    files (an lr-find's), that this one replaces. The old run is removed only once the new command's data and
+    model are built (`remove_run_files`): a mistyped command with --overwrite must not cost the run it was meant to
+    replace. Never a folder of runs or a data set, --overwrite or not: the run would wrap the runs (`imgclf runs`
+    then listed it alone) or its folders become classes."""
+    if resume:
+        return False
+    if is_run_dir(run_dir):
         if not overwrite:
             raise bad_path("out", run_dir, "a new run directory", "holds another run",
                            hint="Pass --overwrite to replace it, or --resume to continue it (Python: overwrite=True, "
                                 "resume=RUN)")
         return True
-    if not resume and not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+    if not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise bad_path("out", run_dir, "an empty or new folder", "not empty",
                        hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
-    if not resume and _holds_class_folders(run_dir):  # --overwrite too: the run's folders would become classes
+    held = imgclf_output(run_dir) or ("a folder of runs" if _holds_runs(run_dir) else None)
+    if held is not None:
+        raise bad_path("out", run_dir, "an empty or new folder", f"{held}: --overwrite replaces one run, not those",
+                       hint="Pass another --out")
+    if _holds_class_folders(run_dir):
         raise bad_path("out", run_dir, "an empty or new folder", "it holds folders of images: a data set, not a run",
                        hint="Pass another --out")
-    return False
+    return any((run_dir / name).exists() for name in RUN_FILES)
+
+
+def _holds_runs(folder: Path) -> bool:
+    """Runs among its subfolders or theirs (runs/, a study's cells): the depth imgclf itself makes them at."""
+    children = [c for c in folder.iterdir() if c.is_dir()]
+    return any(is_run_dir(c) or any(is_run_dir(g) for g in c.iterdir() if g.is_dir()) for c in children)
 
 
 def _holds_class_folders(folder: Path) -> bool:

@@ -94,7 +94,7 @@ class TrainingSummary(BaseModel):
     fine_tuning: str | None = Field(None, description=(
         "A transfer model's fine-tuning plan: what of it trains when, at which rate ('head only for epochs 1-2 "
         "(164,484 of 3,535,492 parameters), then head and the whole backbone from epoch 3 (3,535,492), at 0.1 x "
-        "lr'); the plan as set, with '; the run ended after epoch K, before the backbone unfroze' where it did. "
+        "lr'); the plan as set, with '; the run ended at epoch K, before the backbone unfroze' where it did. "
         "None for a network trained whole from the start."))
     resumes: list[ResumeInfo] | None = Field(None, description="Each --resume of the run, in order, with the settings "
                                              "it changed (None: trained in one go).")

@@ -37,8 +37,9 @@ from .rows import HistoryRow, PredictionRow
 from .side_files import RESUMES_FILE, SIZING_FILE, ResumesRecord, SizingRecord
 
 
-# Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last).
-RUN_MARKERS = ("config.yaml", "model.json", "checkpoints/last.ckpt")
+# Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last):
+# config.yaml only beside dataset.json, which training writes right after it (a data set may keep a config.yaml)
+RUN_MARKERS = (("config.yaml", "dataset.json"), ("model.json",), ("checkpoints/last.ckpt",))
 LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
 WEIGHTS_FILE = "model.safetensors"
 UNKNOWN_STATS_FILE = "unknown.safetensors"  # the detector's statistics when model.json names none (ood.STATS_FILE)
@@ -49,7 +50,7 @@ TRACKER_STORES = frozenset({"mlartifacts", "mlruns"})
 
 def is_run_dir(folder: str | os.PathLike) -> bool:
     """Whether `folder` holds a run's own files (finished or not), as opposed to a folder of runs or of data."""
-    return any((Path(folder) / marker).is_file() for marker in RUN_MARKERS)
+    return any(all((Path(folder) / name).is_file() for name in marker) for marker in RUN_MARKERS)
 
 
 def find_run_dirs(folder: Path) -> list[Path]:

@@ -195,9 +195,13 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     if resume:  # `tune --resume --out S`: what is not given again is what the search started from
         started = read_yaml(_folder(out, "", resume) / SEARCH_FILE)
         given = config if isinstance(config, Mapping) else {}
-        if config is None and values.get("data") is None or given and given.get("data") is None:
-            # it said "data must be given", naming imgclf train; a recipe or file given too lays under them
-            config = {**started.get("settings", {}), **given}
+        if values.get("data") is None and not given.get("data") and not isinstance(config, TrainConfig):
+            # it said "data must be given", naming imgclf train. Only where nothing else says what the trials train
+            # are the stored settings the base: a --config file or recipe given again is compared with them
+            if config is None and config_file is None and recipe is None:
+                config = started.get("settings")
+            else:
+                values["data"] = started.get("settings", {}).get("data")
         if space is None:
             space = started.get("space")  # the model's default space, refused as a change of the one searched
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},

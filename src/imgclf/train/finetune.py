@@ -173,7 +173,7 @@ def fine_tuning_plan(cfg: Any, model: nn.Module, epochs_run: int | None = None) 
         return f"head only, every epoch ({head:,} of {total:,} parameters)"
     if frozen:
         epochs = "epoch 1" if frozen == 1 else f"epochs 1-{frozen}"
-        ended = f"; the run ended after epoch {epochs_run}, before the backbone unfroze" \
+        ended = f"; the run ended at epoch {epochs_run}, before the backbone unfroze" \
             if epochs_run is not None and epochs_run <= frozen else ""
         return (f"head only for {epochs} ({head:,} of {total:,} parameters), then head and {part} from epoch "
                 f"{frozen + 1} ({trained:,}){rate}{batch_norm}{ended}")

@@ -101,7 +101,7 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
         problem = f"what answers there speaks no HTTP ({type(exc).__name__})"
     except (URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        if isinstance(reason, ssl.SSLError):  # a TLS server answered; its certificate is MLflow's own settings' affair
+        if isinstance(reason, ssl.SSLCertVerificationError):  # a TLS server whose certificate MLflow's settings trust
             return
         waited = isinstance(reason, TimeoutError) or "timed out" in str(reason)
         problem = f"no answer within {timeout:g} s" if waited else f"no answer: {reason}"

@@ -214,8 +214,9 @@ def test_a_search_trial_beside_an_unreadable_tune_json_keeps_its_own_status(tmp_
     listing: the trial keeps the status its own files give."""
     search = tmp_path / "search"
     trial = search / "trials" / "trial-000"
-    trial.mkdir(parents=True)  # stopped before its first checkpoint: only its config, so the summary is consulted
-    shutil.copy(Path(__file__).parent / "fixtures" / "legacy_run_v0" / "config.yaml", trial)
+    trial.mkdir(parents=True)  # stopped before its first checkpoint: its config, so the summary is consulted
+    for name in ("config.yaml", "dataset.json"):  # (training writes the one right after the other)
+        shutil.copy(Path(__file__).parent / "fixtures" / "legacy_run_v0" / name, trial)
     (search / "tune.json").write_text(content)
     rows = imgclf.list_runs(search)
     assert [(r.name, r.status) for r in rows] == [("trials/trial-000", "interrupted")]
@@ -240,6 +241,7 @@ def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_pat
     runs = tmp_path / "runs" / "r1"
     (runs / "plots").mkdir(parents=True)
     (runs / "config.yaml").write_text("")
+    (runs / "dataset.json").write_text("")  # training writes it right after config.yaml
     (runs / "plots" / "curves.png").write_bytes(b"")
     for folder in (tmp_path / "runs", runs / "plots"):
         result = CliRunner().invoke(app, ["predict", str(folder), str(tmp_path)])
@@ -279,6 +281,7 @@ def test_a_folder_that_holds_no_run_is_not_called_an_unfinished_run(command, tmp
     started = tmp_path / "runs" / "r1"
     started.mkdir(parents=True)
     (started / "config.yaml").write_text("")
+    (started / "dataset.json").write_text("")  # training writes it right after config.yaml
     result = CliRunner().invoke(app, [command, str(started)])
     assert result.exit_code == 2 and "no model.json: training unfinished?" in " ".join(result.output.split())
 

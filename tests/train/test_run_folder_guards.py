@@ -74,8 +74,9 @@ def test_overwrite_never_trains_into_another_image_folder(data, finished, tmp_pa
         check_run_dir(other, overwrite=True, resume=False)
     # a folder of runs (their plots/ no data set): the run wrapped them, and `imgclf runs` listed it alone
     shutil.copytree(finished, tmp_path / "runs" / "old")
-    with pytest.raises(ImgclfError, match=r"a folder of runs: --overwrite replaces one run, not those"):
-        check_run_dir(tmp_path / "runs", overwrite=True, resume=False)
+    for overwrite in (True, False):  # without it, "not empty" advised --overwrite, which this refuses
+        with pytest.raises(ImgclfError, match=r"a folder of runs: --overwrite replaces one run, not those"):
+            check_run_dir(tmp_path / "runs", overwrite=overwrite, resume=False)
     # an lr-find's folder holds a run's files: replaced with the run (a stale lr_find.json went to MLflow)
     (tmp_path / "lr-find").mkdir()
     (tmp_path / "lr-find" / "lr_find.png").write_bytes(b"png")

@@ -72,9 +72,7 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
                            hint="Pass --overwrite to replace it, or --resume to continue it (Python: overwrite=True, "
                                 "resume=RUN)")
         return True
-    if not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
-        raise bad_path("out", run_dir, "an empty or new folder", "not empty",
-                       hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
+    # before "not empty", whose advice (--overwrite) these refuse too
     held = imgclf_output(run_dir) or ("a folder of runs" if _holds_runs(run_dir) else None)
     if held is not None:
         raise bad_path("out", run_dir, "an empty or new folder", f"{held}: --overwrite replaces one run, not those",
@@ -82,6 +80,9 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
     if _holds_class_folders(run_dir):
         raise bad_path("out", run_dir, "an empty or new folder", "it holds folders of images: a data set, not a run",
                        hint="Pass another --out")
+    if not overwrite and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        raise bad_path("out", run_dir, "an empty or new folder", "not empty",
+                       hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
     return any((run_dir / name).exists() for name in RUN_FILES)
 
 

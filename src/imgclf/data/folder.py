@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImgclfError, bad_path, invalid
+from ..run_markers import is_run_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 SPLIT_NAMES = ("train", "val", "test")
@@ -198,8 +199,6 @@ def _refuse_imgclf_output(root: Path) -> None:
 
 def imgclf_output(folder: Path) -> str | None:
     """What imgclf wrote `folder` as (a run, a cross-validation, a search), in words; None for anything else."""
-    from ..records.run_dir import is_run_dir
-
     if is_run_dir(folder):
         return "a run directory"
     if (folder / "folds.json").is_file() or is_run_dir(folder / "fold-1"):

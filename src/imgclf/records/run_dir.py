@@ -34,23 +34,16 @@ from .card import ModelCard
 from .dataset import DatasetRecord
 from .metrics import MetricsRecord
 from .rows import HistoryRow, PredictionRow
+from ..run_markers import is_run_dir
 from .side_files import RESUMES_FILE, SIZING_FILE, ResumesRecord, SizingRecord
 
 
-# Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last):
-# config.yaml only beside dataset.json, which training writes right after it (a data set may keep a config.yaml)
-RUN_MARKERS = (("config.yaml", "dataset.json"), ("model.json",), ("checkpoints/last.ckpt",))
 LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
 WEIGHTS_FILE = "model.safetensors"
 UNKNOWN_STATS_FILE = "unknown.safetensors"  # the detector's statistics when model.json names none (ood.STATS_FILE)
 # MLflow's artefact stores: `--logger mlflow` copies each run's files (config.yaml, model.json) into mlartifacts/
 # beside the runs (mlruns/ for a file store), and those copies are not runs of their own
 TRACKER_STORES = frozenset({"mlartifacts", "mlruns"})
-
-
-def is_run_dir(folder: str | os.PathLike) -> bool:
-    """Whether `folder` holds a run's own files (finished or not), as opposed to a folder of runs or of data."""
-    return any(all((Path(folder) / name).is_file() for name in marker) for marker in RUN_MARKERS)
 
 
 def find_run_dirs(folder: Path) -> list[Path]:

@@ -1,0 +1,16 @@
+"""What makes a folder a run directory, known below the records and the data layers (both ask: a run's folder
+given where images go, a data set given where a run goes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last):
+# config.yaml only beside dataset.json, which training writes right after it (a data set may keep a config.yaml)
+RUN_MARKERS = (("config.yaml", "dataset.json"), ("model.json",), ("checkpoints/last.ckpt",))
+
+
+def is_run_dir(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a run's own files (finished or not), as opposed to a folder of runs or of data."""
+    return any(all((Path(folder) / name).is_file() for name in marker) for marker in RUN_MARKERS)

@@ -101,8 +101,8 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
         problem = f"what answers there speaks no HTTP ({type(exc).__name__})"
     except (URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        if isinstance(reason, ssl.SSLCertVerificationError):  # a TLS server whose certificate MLflow's settings trust
-            return
+        if isinstance(reason, ssl.SSLCertVerificationError):  # a TLS server answered: whether its certificate
+            return  # is to be trusted is for MLflow's own settings (MLFLOW_TRACKING_SERVER_CERT_PATH), not urllib's
         waited = isinstance(reason, TimeoutError) or "timed out" in str(reason)
         problem = f"no answer within {timeout:g} s" if waited else f"no answer: {reason}"
     raise invalid("mlflow_uri", uri, "the address of a running MLflow tracking server", note=problem,

@@ -18,10 +18,10 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..errors import ImgclfError, invalid
 from ..notices import warn
-from ..io import exclusive, file_sha256, remove_temp_files
+from ..io import exclusive, remove_temp_files
 from ..models import get_model_info, list_models
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
-from ..records.run_dir import LOCK_FILE
+from ..records.run_dir import LOCK_FILE, WEIGHTS_FILE
 from .prepare import data_and_model, input_size
 from .resolve import resume_config
 from .run_folder import claim_run_dir, check_run_dir, remove_empty_folders, remove_run_files
@@ -148,6 +148,17 @@ def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> Trai
         print(f"lr     auto: {found.suggestion:.3g} (LR finder, {len(found.lrs)} steps{lowest}, see lr_find.png)",
               file=sys.stderr, flush=True)
     return cfg.model_copy(update={"lr": found.suggestion, "lr_auto": True})
+
+
+def _recorded_weights_digest(run: RunDir) -> str | None:
+    """The SHA-256 of model.safetensors its model.json recorded (None: no card, an unreadable one, or one written
+    before cards kept digests)."""
+    if not (run.has("model.json") and run.has(WEIGHTS_FILE)):
+        return None
+    try:
+        return (run.read_card().file_sha256 or {}).get(WEIGHTS_FILE)
+    except ImgclfError:
+        return None
 
 
 def dataset_record(data: PreparedData) -> DatasetRecord:
@@ -311,9 +322,9 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
     # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them
     with finishing(run_dir, len(result.history), result.stopped_reason):
-        # a resume that trained no epoch (finishing the card) may write the very weights its evaluations scored
-        weights_before = file_sha256(run.file("model.safetensors")) if resume and run.has("model.safetensors") \
-            else None
+        # a resume that trained no epoch (finishing the card) may write the very weights its evaluations scored:
+        # the digest the card recorded, against the one write_card records below (no file hashed twice)
+        weights_before = _recorded_weights_digest(run) if resume else None
         save_weights(result.model, run.file("model.safetensors"))
         card = make_card(resolved, data, result)
         card.training.resumes = (stored_resumes(run_dir) or None) if resume else None
@@ -346,7 +357,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
         from ..evaluation.run_eval import evaluate_run, warn_of_earlier_evaluations
 
-        if resume and file_sha256(run.file("model.safetensors")) != weights_before:
+        if resume and (weights_before is None or (card.file_sha256 or {}).get(WEIGHTS_FILE) != weights_before):
             warn_of_earlier_evaluations(run_dir, "with the weights before this resume")
         # TTA too, where training made views to average over: the report shows with and without; evaluation streams
         # when training did.

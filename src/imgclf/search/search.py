@@ -34,19 +34,17 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..config_text import parse_seconds
-from ..errors import ImgclfError, bad_path, check_switch, invalid
+from ..errors import ImgclfError, check_switch, invalid
 from ..records.tune import TUNE_FILE
 from .checks import check_base
+from .folder import SEARCH_FILE, STUDY_FILE, check_resume, resumed_request, search_folder
 from .interrupt import SearchInterrupted, interrupted_message
 from .space import Param, apply, check_against, default_space, parse_param, read_space
 
-STUDY_FILE, SEARCH_FILE, BEST_FILE, JSON_FILE, HTML_FILE = "study.db", "search.yaml", "best.yaml", TUNE_FILE, \
-    "tune.html"
+BEST_FILE, JSON_FILE, HTML_FILE = "best.yaml", TUNE_FILE, "tune.html"
 LOCK_FILE = "tune.lock"
 STUDY_NAME = "imgclf"
 OBJECTIVE = "val_acc"  # what the pruner watches each epoch and what a trial is scored by (at the kept epoch)
-# Settings a resumed search may change: how many trials and how long, not what is searched or on what.
-RESUMABLE = ("progress",)
 
 
 @dataclass
@@ -87,43 +85,6 @@ def _settings(base: TrainConfig) -> dict[str, Any]:
 # A failed trial (a setting drawn that the run refuses) is replaced by a new draw; this many in a row mean the
 # failure is the search's own, not a draw's, and the search stops instead of drawing for ever.
 FAILED_IN_A_ROW = 10
-
-
-def _folder(out: str | os.PathLike | None, model: str, resume: bool) -> Path:
-    from ..io import next_free_dir, writable_folder
-
-    if resume:
-        if out is None:
-            raise invalid("resume", True, "given with --out: the folder of the search to continue")
-        folder = Path(out).absolute()
-        if not (folder / STUDY_FILE).is_file() or not (folder / SEARCH_FILE).is_file():
-            raise bad_path("out", folder, f"a search folder with {STUDY_FILE} and {SEARCH_FILE} to resume",
-                           "not found" if not folder.exists() else f"no {STUDY_FILE}")
-        return folder
-    folder = writable_folder("out", Path(out)).absolute() if out is not None else next_free_dir("tune", model)
-    if (folder / STUDY_FILE).exists():
-        raise bad_path("out", folder, "a folder without a search", f"holds {STUDY_FILE}",
-                       hint="Pass --resume to continue that search, or another --out")
-    if folder.exists() and any(folder.iterdir()):
-        raise bad_path("out", folder, "an empty or new folder", "not empty")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _check_resume(folder: Path, stored: dict[str, Any], search: dict[str, Any]) -> None:
-    """A resumed search runs the stored settings and space: anything else would mix two searches in one study."""
-    for key in ("settings", "space", "seed"):
-        if key == "settings":
-            old, new = stored["settings"], search["settings"]
-            changed = sorted(k for k in set(old) | set(new) if k not in RESUMABLE and old.get(k) != new.get(k))
-            if changed:
-                name = changed[0]
-                raise invalid(name, new.get(name), f"{old.get(name)!r} as in the search being resumed",
-                              where=f"--resume {folder}", note=f"changed: {', '.join(changed)}",
-                              hint="Resume with the same data, recipe and settings, or start a new search")
-        elif stored[key] != search[key]:
-            raise invalid(key, search[key], f"{stored[key]!r} as in the search being resumed",
-                          where=f"--resume {folder}")
 
 
 def _storage(folder: Path):
@@ -192,18 +153,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     resume, report = check_switch("resume", resume), check_switch("report", report)
     say = log or (lambda line: None)
     budget = parse_seconds(time_limit)
-    if resume:  # `tune --resume --out S`: what is not given again is what the search started from
-        started = read_yaml(_folder(out, "", resume) / SEARCH_FILE)
-        given = config if isinstance(config, Mapping) else {}
-        if values.get("data") is None and not given.get("data") and not isinstance(config, TrainConfig):
-            # it said "data must be given", naming imgclf train. Only where nothing else says what the trials train
-            # are the stored settings the base: a --config file or recipe given again is compared with them
-            if config is None and config_file is None and recipe is None:
-                config = started.get("settings")
-            else:
-                values["data"] = started.get("settings", {}).get("data")
-        if space is None:
-            space = started.get("space")  # the model's default space, refused as a change of the one searched
+    if resume:
+        config, values, space = resumed_request(out, config, config_file, recipe, values, space)
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)
@@ -211,7 +162,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     settings = _settings(base)
     check_against(params, {**settings, "out": None})
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed}
-    folder = _folder(out, base.model, resume)
+    folder = search_folder(out, base.model, resume)
     # one process per search folder: a second `tune --resume` would mark the first one's running trial failed and
     # both would add trials to one study
     with exclusive(folder, LOCK_FILE, "out", "a search folder no other process is using",
@@ -219,7 +170,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
                    "Wait for that search to end (or stop it), then pass --resume"):  # held until the search ends
         if resume:
             stored = read_yaml(folder / SEARCH_FILE)
-            _check_resume(folder, stored, search)
+            check_resume(folder, stored, search)
         else:
             write_yaml(folder / SEARCH_FILE, search)
 

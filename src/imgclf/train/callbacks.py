@@ -14,7 +14,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
@@ -366,38 +365,3 @@ class HistoryWriter(L.Callback):
         if not planned or planned == float("inf") or self._batches is None:
             return None
         return round(min(1.0, self._batches / planned), 4)
-
-
-class PatienceAsConfigured(EarlyStopping):
-    """Lightning's EarlyStopping, except that a resumed run keeps the patience its config gives: Lightning's
-    restores the checkpoint's, so `--resume RUN --early-stopping 10` still stopped after the old patience. The
-    epochs waited and the best score are restored as Lightning does.
-
-    `waits_from_epoch` (0-based; a fine-tuning's first unfrozen epoch): before it patience never runs out, and
-    from it early stopping starts afresh, its best score and epochs waited those of the unfrozen epochs alone, as
-    the second `model.fit` of Keras' two-phase fine-tuning gets its own EarlyStopping. Otherwise a head that levels
-    off stops the run before the backbone ever trains, or the first unfrozen epochs, whose validation loss jumps
-    above the head's best, end it. (The weights kept are still the best of the whole run: BestWeights.)"""
-
-    def __init__(self, *args: Any, waits_from_epoch: int = 0, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.waits_from_epoch = waits_from_epoch
-        self._unset_best = self.best_score.clone()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        patience = self.patience
-        super().load_state_dict(state_dict)
-        self.patience = patience
-
-    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
-        epoch = trainer.current_epoch
-        if epoch == self.waits_from_epoch and epoch:  # checked once per epoch: a resume inside it resets it too
-            self.wait_count, self.best_score = 0, self._unset_best.clone()
-        if epoch >= self.waits_from_epoch:
-            super()._run_early_stopping_check(trainer)
-            return
-        patience, self.patience = self.patience, float("inf")  # a non-finite metric still stops it
-        try:
-            super()._run_early_stopping_check(trainer)
-        finally:
-            self.patience = patience

@@ -222,7 +222,7 @@ def training_module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
                steps: int) -> tuple[list[Any], BestWeights, HistoryWriter]:
-    from .callbacks import PatienceAsConfigured
+    from .early_stopping import PatienceAsConfigured, first_unfrozen_epoch
 
     mode = "min" if cfg.monitor == "val_loss" else "max"
     best = BestWeights(run_dir / "checkpoints" / "best.safetensors", cfg.monitor, mode, cfg.restore_best)
@@ -232,7 +232,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
     if cfg.early_stopping is not None:
         callbacks.append(PatienceAsConfigured(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping,
                                               min_delta=cfg.min_delta, check_finite=True,
-                                              waits_from_epoch=_first_unfrozen_epoch(cfg)))
+                                              waits_from_epoch=first_unfrozen_epoch(cfg)))
     callbacks.extend(_extra_callbacks(cfg, model))
     if cfg.progress:
         from .progress import EpochBar, EpochLines, stderr_is_terminal
@@ -241,14 +241,6 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
         if stderr_is_terminal():  # a bar within the epoch; a redirected log gets the epoch lines only
             callbacks.append(EpochBar(refresh_rate=max(1, steps // 10), leave=False))
     return callbacks, best, history
-
-
-def _first_unfrozen_epoch(cfg: TrainConfig) -> int:
-    """The epoch (0-based) from which a fine-tuning's backbone trains: 0 for a network trained whole from the
-    start, and for a head trained on a backbone that never unfreezes (features_only, freeze_epochs >= epochs)."""
-    if cfg.features_only or cfg.freeze_epochs >= cfg.epochs:
-        return 0
-    return cfg.freeze_epochs
 
 
 def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_path: str | None,

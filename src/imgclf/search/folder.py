@@ -1,0 +1,73 @@
+"""A search's folder: made for a new search, or found, read and checked for one resumed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig
+from ..errors import bad_path, invalid
+
+STUDY_FILE, SEARCH_FILE = "study.db", "search.yaml"
+# Settings a resumed search may change: how many trials and how long, not what is searched or on what.
+RESUMABLE = ("progress",)
+
+
+def search_folder(out: str | os.PathLike | None, model: str, resume: bool) -> Path:
+    """The search's folder: an existing search's to resume, else a new or empty one (`out`, or tune/<model>-N)."""
+    from ..io import next_free_dir, writable_folder
+
+    if resume:
+        if out is None:
+            raise invalid("resume", True, "given with --out: the folder of the search to continue")
+        folder = Path(out).absolute()
+        if not (folder / STUDY_FILE).is_file() or not (folder / SEARCH_FILE).is_file():
+            raise bad_path("out", folder, f"a search folder with {STUDY_FILE} and {SEARCH_FILE} to resume",
+                           "not found" if not folder.exists() else f"no {STUDY_FILE}")
+        return folder
+    folder = writable_folder("out", Path(out)).absolute() if out is not None else next_free_dir("tune", model)
+    if (folder / STUDY_FILE).exists():
+        raise bad_path("out", folder, "a folder without a search", f"holds {STUDY_FILE}",
+                       hint="Pass --resume to continue that search, or another --out")
+    if folder.exists() and any(folder.iterdir()):
+        raise bad_path("out", folder, "an empty or new folder", "not empty")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def check_resume(folder: Path, stored: dict[str, Any], search: dict[str, Any]) -> None:
+    """A resumed search runs the stored settings and space: anything else would mix two searches in one study."""
+    for key in ("settings", "space", "seed"):
+        if key == "settings":
+            old, new = stored["settings"], search["settings"]
+            changed = sorted(k for k in set(old) | set(new) if k not in RESUMABLE and old.get(k) != new.get(k))
+            if changed:
+                name = changed[0]
+                raise invalid(name, new.get(name), f"{old.get(name)!r} as in the search being resumed",
+                              where=f"--resume {folder}", note=f"changed: {', '.join(changed)}",
+                              hint="Resume with the same data, recipe and settings, or start a new search")
+        elif stored[key] != search[key]:
+            raise invalid(key, search[key], f"{stored[key]!r} as in the search being resumed",
+                          where=f"--resume {folder}")
+
+
+def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any, recipe: str | None,
+                    values: dict[str, Any], space: Any) -> tuple[Any, dict[str, Any], Any]:
+    """`tune --resume --out S`: what is not given again is what the search started from (config, keyword values,
+    space, as `tune` takes them)."""
+    from ..io import read_yaml
+
+    started = read_yaml(search_folder(out, "", True) / SEARCH_FILE)
+    given = config if isinstance(config, Mapping) else {}
+    if values.get("data") is None and not given.get("data") and not isinstance(config, TrainConfig):
+        # it said "data must be given", naming imgclf train. Only where nothing else says what the trials train
+        # are the stored settings the base: a --config file or recipe given again is compared with them
+        if config is None and config_file is None and recipe is None:
+            config = started.get("settings")
+        else:
+            values = {**values, "data": started.get("settings", {}).get("data")}
+    if space is None:
+        space = started.get("space")  # the model's default space, refused as a change of the one searched
+    return config, values, space

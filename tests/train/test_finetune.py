@@ -119,6 +119,18 @@ def test_early_stopping_waits_its_patience_after_the_backbone_unfreezes(tmp_path
     assert run.stopped_reason == "early stopping"
 
 
+def test_reduce_lr_on_plateau_starts_afresh_when_the_backbone_unfreezes(tmp_path, image_folder):
+    """As early stopping: the head's best validation loss was kept as the one to beat, so each unfrozen epoch
+    counted as one without improvement and the rate was cut again at every epoch. With a rate too small to move
+    the loss (and BatchNorm in eval mode, so its statistics do not move it either), no epoch improves: cut after
+    epoch 2 (patience 1); epoch 3, the first unfrozen one, is the new best (no cut); cut again after epoch 4."""
+    run = _fit(image_folder, tmp_path / "plateau", freeze_epochs=2, epochs=5, lr=1e-6, schedule="plateau",
+               lr_patience=1, lr_factor=0.5, min_lr=0.0, freeze_bn=True)
+    rows = read_csv(run.path / "history.csv")
+    assert [r["frozen"] for r in rows] == ["1", "1", "0", "0", "0"]
+    assert [float(r["lr"]) / 1e-6 for r in rows] == pytest.approx([1, 1, 0.5, 0.5, 0.25])
+
+
 def test_fully_frozen_fit_keeps_backbone_weights_and_batchnorm_statistics(tmp_path, image_folder):
     run = _fit(image_folder, tmp_path / "frozen", freeze_epochs=2, head="avg,dense:16,bn,dropout:0.2")
     torch.manual_seed(0)  # fit seeds the same way right before building the model

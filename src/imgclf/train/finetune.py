@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning as L
 from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ..errors import invalid
 
@@ -93,12 +94,28 @@ class FreezeSchedule(L.Callback):
         return epoch < self.freeze_epochs
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        apply_phase(self.backbone, self.frozen(trainer.current_epoch), self.unfreeze, self.freeze_bn,
-                    pl_module.training)
+        epoch = trainer.current_epoch
+        apply_phase(self.backbone, self.frozen(epoch), self.unfreeze, self.freeze_bn, pl_module.training)
+        if epoch == self.freeze_epochs and epoch:
+            restart_plateaus(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # a resume inside an epoch skips that epoch's start hook: set its phase here too
         self.on_train_epoch_start(trainer, pl_module)
+
+
+def restart_plateaus(trainer: L.Trainer) -> None:
+    """ReduceLROnPlateau starts afresh at the first unfrozen epoch, as early stopping does (PatienceAsConfigured)
+    and as the second `model.fit` of Keras' two-phase fine-tuning gets its own callback: otherwise the head's best
+    validation loss stays the one to beat, the first unfrozen epochs (whose loss jumps above it) count as epochs
+    without improvement, and the rate is cut just as the backbone starts to learn. The rate itself is kept (cuts
+    made while the head trained stand). Run before the epoch's scheduler step, so its score is the first best; a
+    resume inside that epoch resets it again, before the same step."""
+    for config in trainer.lr_scheduler_configs:
+        if isinstance(config.scheduler, ReduceLROnPlateau):
+            config.scheduler.best = config.scheduler.mode_worse
+            config.scheduler.num_bad_epochs = 0
+            config.scheduler.cooldown_counter = 0
 
 
 # Transfer settings are "given" when they differ from TrainConfig's defaults (the one place defaults live).

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import imgclf
 from conftest import make_image_folder
 from imgclf.cli import app
+from imgclf.pipeline.resolve import resume_config
 from imgclf.records import ModelCard, RunDir
 
 BASE = {"img_size": 16, "batch_size": 8, "progress": False, "model_args": {"width": 4}, "val_split": 0.25,
@@ -167,8 +168,12 @@ def test_train_lr_auto_trains_with_the_suggestion_and_records_it(data, tmp_path)
     assert 'id="fig-lr_find"' in html and "Learning-rate finder" in html
     assert f"The loss was lowest at {card.lr_find.lowest_loss_lr:.3g}" in html
     assert card.lr_find.rule == stored["rule"] == "end_of_fall" and "fall ends, within 5 % of the whole fall" in html
-    # the same config (lr now a number) trains again without a second sweep
-    assert imgclf.TrainConfig.model_validate(config).lr == config["lr"]
+    # the same config (lr now a number) trains again without a second sweep, and the new run does not claim a
+    # finder it never ran (its config said lr_auto true, its card had no lr_find)
+    again = imgclf.fit(resume_config(run.path), out=str(tmp_path / "again"), report=False)
+    again_config = yaml.safe_load((again.path / "config.yaml").read_text())
+    assert again_config["lr"] == config["lr"] and again_config["lr_auto"] is False
+    assert RunDir(again.path).read_card().lr_find is None and not (again.path / "lr_find.json").exists()
 
 
 def test_a_card_without_lr_find_still_loads(tiny_run):

@@ -177,6 +177,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     from .lr_find import check_auto_lr
 
     check_auto_lr(cfg, resume)
+    if cfg.lr_auto and not resume:  # a config taken from a run whose finder chose lr: here it is a number given
+        cfg = cfg.model_copy(update={"lr_auto": False})
     check_engine(cfg.accelerator, cfg.strategy, cfg.precision)
     if "mlflow" in cfg.logger and cfg.mlflow_uri and hardware.launch_rank() == 0:
         from ..train.trackers import check_tracking_server

@@ -247,6 +247,24 @@ def test_evaluate_on_another_folder_and_cli(tiny_run, image_folder, tmp_path):
     assert result.exit_code == 0 and result.stdout.count("\n") == 21
 
 
+def test_evaluate_on_a_folder_of_one_class(tiny_run, image_folder, tmp_path):
+    """The model's classes are known, so a folder of new images of one class is an evaluation (its recall): it was
+    refused as training data is, for holding fewer than 2 class folders. A folder of none is still refused, now
+    saying one class folder will do."""
+    import shutil
+
+    tiny_run = shutil.copytree(tiny_run, tmp_path / "run")
+    one = tmp_path / "new-cats"
+    shutil.copytree(image_folder / "cat", one / "cat")
+    metrics = imgclf.evaluate(tiny_run, data=one)
+    assert metrics.count == 20 and metrics.per_class["cat"].support == 20
+    assert metrics.accuracy == pytest.approx(metrics.per_class["cat"].recall)
+    assert {c for c, row in metrics.per_class.items() if row.support} == {"cat"}
+    shutil.rmtree(one / "cat")
+    with pytest.raises(ImgclfError, match="at least 1 class folder,"):
+        imgclf.evaluate(tiny_run, data=one)
+
+
 def test_predict_output_takes_its_format_from_the_extension_unless_told(tiny_run, image_folder, tmp_path):
     """`predict -o out.json` wrote the table's text into out.json."""
     from typer.testing import CliRunner

@@ -265,7 +265,7 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
         files = {"all": [(p, c) for c in classes for p in tree[c]]}
         layout = "flat"
     if len(classes) < min_classes:
-        raise _too_few_classes(root, split_dirs.get("train"), classes)
+        raise _too_few_classes(root, split_dirs.get("train"), classes, min_classes)
     scan = FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped, empty=empty)
     return scan if allow_empty else require_images(scan)
 
@@ -274,8 +274,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _too_few_classes(root: Path, train: Path | None, classes: list[str]) -> ImgclfError:
-    """Fewer than 2 class folders; says how many images lie loose in the folder and how to arrange them."""
+def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_classes: int = 2) -> ImgclfError:
+    """Fewer class folders than asked for; says how many images lie loose in the folder and how to arrange them."""
     where = train or root
     loose = len(_loose_images(where))
     found = _plural(len(classes), "class folder") + (f" ({', '.join(map(repr, classes))})" if classes else "")
@@ -284,7 +284,8 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str]) -> Imgc
     if loose:
         found += f"; {_plural(loose, 'image')} directly in {'train/' if train is not None else 'it'}, " \
                  f"outside any class folder"
-    return invalid("data", root, "a folder with at least 2 class folders, each holding that class's images "
+    return invalid("data", root, f"a folder with at least {_plural(min_classes, 'class folder')}, each holding "
+                                 "that class's images "
                                  "(DATA/<class>/*.png), or with train/ (and val/, test/) laid out that way "
                                  "(DATA/train/<class>/*.png)",
                    note=found,

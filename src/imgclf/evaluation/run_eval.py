@@ -53,14 +53,14 @@ def classes_left_out(run_dir: str | os.PathLike, data: str | os.PathLike) -> lis
 
     if is_label_index(data):
         return []
-    return left_out_as_in_training(RunDir(run_dir), scan_folder(data, allow_empty=True, without_train=True).classes)
+    return left_out_as_in_training(RunDir(run_dir), scan_folder(data, min_classes=1, allow_empty=True, without_train=True).classes)
 
 
 def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
                        split: str = "test") -> tuple[list[str], list[int], str, list[dict]]:
     """The images of `data` to evaluate on: its `split` folder where it has split folders (test/ alone will do;
     without test/, the default, val/ then train/), or all of a folder of class folders."""
-    scan = scan_folder(data, allow_empty=True, without_train=True)
+    scan = scan_folder(data, min_classes=1, allow_empty=True, without_train=True)
     left_out = set(left_out_as_in_training(run, scan.classes))
     unknown = sorted(set(scan.classes) - set(classes) - left_out)
     if unknown:

@@ -128,10 +128,13 @@ class TrainConfig(BaseModel):
     lr_auto: bool = Field(False, description="Set by --lr auto (not a setting): lr is the LR finder's suggestion.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Decoupled weight decay (AdamW/SGD style).")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="The optimiser's weight decay, on every "
+                                "parameter: decoupled with adamw; with adam and sgd added to the gradient, as "
+                                "torch does (not Keras' kernel L2: see l2).")
     l2: dict[str, float] | None = Field(
         None, description="Keras-style L2 penalties added to the loss, e.g. {conv: 1e-5, dense: 1e-4}; "
-        "left out, or none, keeps the model's own (reference models declare theirs)."
+        "left out, or none, keeps the model's own (reference models declare theirs). As in Keras, the loss and "
+        "val_loss recorded (and watched by early stopping, plateau and the epoch kept) include the penalty."
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     loss: Loss = Field("ce", description="ce (cross-entropy; per-label binary cross-entropy on multi-label data), "

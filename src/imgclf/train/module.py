@@ -180,7 +180,8 @@ class ImageClassifierModule(L.LightningModule):
         """What val_loss reports (and best epoch, early stopping and plateau read): plain cross-entropy, without
         class weights or smoothing, so runs that differ in them compare. Under logitnorm the raw logits' length is
         left free by training, and their cross-entropy would track that length more than the fit: it reports the
-        logitnorm loss itself."""
+        logitnorm loss itself. validation_step adds the Keras-style L2 penalty of the layers that carry one, as
+        Keras does (a reference's EarlyStopping and ReduceLROnPlateau watched that sum)."""
         if self.multilabel:
             return multilabel_loss(logits, y, "ce")
         if self.cfg.loss == "logitnorm":
@@ -206,11 +207,12 @@ class ImageClassifierModule(L.LightningModule):
             lr = self.trainer.optimizers[0].param_groups[-1]["lr"]  # the head's: the lr setting
             raise NonFiniteLossError(self.current_epoch, batch_idx, float(total.detach()), lr)
         n = len(y)
+        # the epoch's loss is Keras' too: the L2 penalty of the layers that carry one included, as in val_loss
         # no tensor made from a Python number on the device: that copy would wait for the GPU every step
-        self.epoch_sums[:2] += torch.stack([loss.detach().float() * n, right_answers(logits, y).float()])
+        self.epoch_sums[:2] += torch.stack([total.detach().float() * n, right_answers(logits, y).float()])
         self.epoch_sums[2] += n
         if self.trainer.loggers:  # per-step curve for the trackers; history.csv keeps the epoch means
-            self.log("step_loss", loss, on_step=True, on_epoch=False, batch_size=n)
+            self.log("step_loss", total, on_step=True, on_epoch=False, batch_size=n)
         return total
 
     def on_train_epoch_end(self) -> None:
@@ -227,6 +229,9 @@ class ImageClassifierModule(L.LightningModule):
             return
         logits = self.model(self.prepare(x, train=False))
         loss = self.val_loss_fn(logits, y)
+        penalty = keras_l2_penalty(self.model)
+        if penalty is not None:
+            loss = loss + penalty.detach().float()
         acc = right_answers(logits, y).float() / len(y)
         n = len(y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)

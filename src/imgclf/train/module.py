@@ -85,6 +85,8 @@ def right_answers(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(1) == y).sum()
 
 
+KERAS_PLATEAU_MIN_DELTA = 1e-4  # ReduceLROnPlateau(min_delta=1e-4), Keras' default
+
 class ImageClassifierModule(L.LightningModule):
     def __init__(self, model: nn.Module, hparams: dict[str, Any], mean: list[float], std: list[float],
                  class_weights: list[float] | None = None, steps_per_epoch: int = 1):
@@ -273,11 +275,13 @@ class ImageClassifierModule(L.LightningModule):
         total_steps = max(1, c.epochs * self.steps_per_epoch)
         if c.schedule == "plateau":
             mode = "min" if c.monitor == "val_loss" else "max"
-            # Keras reduces after `patience` epochs without improvement, torch after patience + 1 of them: the
-            # setting means Keras's, which the reference recipes were written in
+            # Keras reduces after `patience` epochs without improvement, torch after patience + 1 of them, and
+            # Keras counts an improvement only beyond min_delta 1e-4 in the metric's own units, torch beyond 1e-4
+            # of the best value: the settings mean Keras's, which the reference recipes were written in
             sched: Any = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=c.lr_factor,
                                                                     patience=max(c.lr_patience - 1, 0),
-                                                                    min_lr=c.min_lr)
+                                                                    threshold=KERAS_PLATEAU_MIN_DELTA,
+                                                                    threshold_mode="abs", min_lr=c.min_lr)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": c.monitor, "interval": "epoch"}}
         if c.schedule == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=c.lr_step, gamma=c.lr_factor)

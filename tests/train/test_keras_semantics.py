@@ -1,5 +1,6 @@
-"""Keras' kernel_regularizer=L2 in the losses a run records: what early stopping, the plateau schedule and the
-epoch kept read, as in the Keras references."""
+"""Keras semantics in what a run records and watches: kernel_regularizer=L2 inside the losses (which early
+stopping, the plateau schedule and the epoch kept read), and ReduceLROnPlateau's min_delta, as in the Keras
+references."""
 
 from __future__ import annotations
 
@@ -35,3 +36,21 @@ def test_losses_include_the_keras_l2_penalty_as_keras_reports_them():
     module.training_step((pixels, target), 0)
     loss_sum, _, seen = module.epoch_sums.tolist()
     assert loss_sum / seen == pytest.approx(float(cross_entropy) + penalty, rel=1e-5)  # no dropout, no augmentation
+
+
+@pytest.mark.parametrize("start, fall, cut_at", [(0.3, 2e-5, 3), (2.0, 6e-5, None)])
+def test_plateau_counts_an_improvement_as_keras_does(start, fall, cut_at):
+    """Keras' ReduceLROnPlateau counts an epoch as better only when the loss falls more than min_delta 1e-4 below
+    the best (in the loss's own units); torch's default, 1e-4 of the best value, read a loss near 0.3 falling
+    2e-5 an epoch as improving for ever (never cut, where Keras cuts after patience 3), and one near 2.0 falling
+    6e-5 an epoch as flat (cut, where every second epoch is 1.2e-4 below the best and Keras never cuts)."""
+    settings = {"data": "unused", "schedule": "plateau", "lr": 1e-3, "lr_factor": 0.1, "lr_patience": 3}
+    module = ImageClassifierModule(nn.Linear(4, 3), settings, mean=[0.0], std=[1.0])
+    found = module.configure_optimizers()
+    optimizer, schedule = found["optimizer"], found["lr_scheduler"]["scheduler"]
+    rates = []
+    for epoch in range(7):
+        schedule.step(start - fall * epoch)
+        rates.append(optimizer.param_groups[0]["lr"])
+    expected = [1e-3 if cut_at is None or epoch < cut_at else 1e-4 for epoch in range(7)]
+    assert rates == pytest.approx(expected)

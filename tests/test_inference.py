@@ -265,6 +265,28 @@ def test_evaluate_on_a_folder_of_one_class(tiny_run, image_folder, tmp_path):
         imgclf.evaluate(tiny_run, data=one)
 
 
+def test_non_finite_probabilities_are_named_not_a_scikit_learn_error(tiny_run, tmp_path, monkeypatch):
+    """A NaN probability (a reduced precision that overflowed, broken weights) ended evaluate in scikit-learn's bare
+    "Input contains NaN"; now the error names the run, how many images, the first of them and what to try."""
+    import shutil
+
+    from imgclf.inference import Classifier
+
+    tiny_run = shutil.copytree(tiny_run, tmp_path / "run")
+    original = Classifier.infer_pixels
+
+    def one_nan(self, pixels, batch_size=256, tta=False):
+        out = original(self, pixels, batch_size, tta)
+        out.probabilities[1] = np.nan
+        return out
+
+    monkeypatch.setattr(Classifier, "infer_pixels", one_nan)
+    with pytest.raises(ImgclfError, match=r"^run must be a model whose outputs are finite numbers\. Received: .*"
+                                          r"\(1 of \d+ images got non-finite probabilities at precision \S+, the "
+                                          r"first .*\.png\)\. Evaluate again with --precision 32"):
+        imgclf.evaluate(tiny_run)
+
+
 def test_predict_output_takes_its_format_from_the_extension_unless_told(tiny_run, image_folder, tmp_path):
     """`predict -o out.json` wrote the table's text into out.json."""
     from typer.testing import CliRunner

@@ -168,6 +168,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
             raise invalid("data", data, "a folder with at least one readable image", note=unreadable)
         raise invalid("run", run_dir, f"a run whose {split_name} split holds at least one readable image",
                       note=unreadable)
+    _refuse_non_finite(run_dir, probs, [files[i] for i in ok], clf.precision)
+    if tta_probs is not None:
+        _refuse_non_finite(run_dir, tta_probs, [files[i] for i in ok], clf.precision, "with TTA")
     metrics = compute_metrics(y_true, probs, card.classes, split_name)
     metrics.skipped = [SkippedFile.model_validate(s) for s in skipped]
     metrics.precision = clf.precision
@@ -184,6 +187,19 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
                                            score, unknown), card.classes)
     out.write_metrics(metrics)
     return metrics
+
+
+def _refuse_non_finite(run_dir: str | os.PathLike, probs: np.ndarray, files: list[str], precision: str,
+                       how: str = "") -> None:
+    """Scores need finite probabilities: a NaN one ended the evaluation in scikit-learn's bare "Input contains
+    NaN" (and ECE left such rows out of its bins while still counting them)."""
+    bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+    if len(bad):
+        raise invalid("run", run_dir, "a model whose outputs are finite numbers",
+                      note=f"{len(bad)} of {len(probs)} images got non-finite probabilities"
+                           f"{' ' + how if how else ''} at precision {precision}, the first {files[bad[0]]}",
+                      hint="Evaluate again with --precision 32 (a reduced precision can overflow); if they stay, "
+                           "the weights themselves hold non-finite values or the run diverged")
 
 
 def _trust_scores(card: ModelCard, y_true: np.ndarray, probs: np.ndarray, score: np.ndarray,

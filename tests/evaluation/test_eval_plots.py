@@ -307,3 +307,30 @@ def test_training_curves_show_the_kept_weights_accuracy_after_batch_norm_recompu
     assert points == [[[4.0, 0.6]]] and ylim[0] <= 0.6 <= ylim[1]
     assert "kept weights, batch-norm statistics recomputed (0.600)" in labels
     assert same_points == [] and not any(label.startswith("kept weights") for label in same_labels)
+
+
+def test_a_class_without_test_images_is_drawn_with_dashes_as_the_table_shows_it(tmp_path, monkeypatch):
+    """The table shows "—" for the recall and F1 of a class the test split holds no image of (nothing to divide
+    by); the figure beside it drew "0" for both, which read as "always missed"."""
+    import shutil
+
+    import imgclf
+    from conftest import make_image_folder
+    from imgclf.evaluation.plots import per_class as module
+
+    data = make_image_folder(tmp_path / "data", layout="splits", per_split={"train": 12, "test": 6})
+    shutil.rmtree(data / "test" / "fox")
+    seen = {}
+    real_save = module.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        if Path(path).name == "per_class.png":
+            seen["texts"] = [t.get_text() for t in fig.axes[0].texts]
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(module, "save_figure", save)
+    run = imgclf.fit({"data": str(data), "img_size": 16, "epochs": 1, "progress": False, "model_args": {"width": 8},
+                      "out": str(tmp_path / "run"), "val_split": 0.25})
+    never_predicted = int((np.asarray(run.metrics.confusion).sum(axis=0) == 0).sum())
+    # fox's recall and F1, and the precision of each class never predicted
+    assert seen["texts"].count("—") == 2 + never_predicted, (seen["texts"], run.metrics.confusion)

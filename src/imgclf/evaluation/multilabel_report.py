@@ -73,20 +73,20 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     if history:
         add("training_curves", lambda p: plots.plot_training_curves(history, p, card.training.best_epoch))
     add("pr", lambda p: plots.plot_pr_curves(targets, probs, card.classes, p))
-    add("per_label", lambda p: plots.plot_per_class_metrics(metrics.per_class, p))
+    ml = metrics.multilabel
+    # a label no image carries has no recall or F1, one never predicted no precision: dashes, as the single-label
+    # report shows them (scikit-learn's 0.000 read as "always missed" beside that label's dashed AP and AUC)
+    predicted = decide(probs, np.array([ml.per_label[c].threshold for c in card.classes])).sum(0)
+    shown = {c: scores_shown(ml.per_label[c], int(predicted[i])) for i, c in enumerate(card.classes)}
+    add("per_label", lambda p: plots.plot_per_class_metrics(metrics.per_class, p, shown=shown))
     add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p,
                                                                 names=("Label co-occurrence", "label")))
     add("reliability", lambda p: plot_label_reliability(targets, probs, card.classes, p))
     samples = _samples(rows, card)
     add("samples", lambda p: plot_label_set_grid(samples, p))
     _add_gradcam(made, run_dir, card, samples, plot_dir / "gradcam.png", failures, split)
-    ml = metrics.multilabel
-    # a label no image carries has no recall or F1, one never predicted no precision: dashes, as the single-label
-    # report shows them (scikit-learn's 0.000 read as "always missed" beside that label's dashed AP and AUC)
-    predicted = decide(probs, np.array([ml.per_label[c].threshold for c in card.classes])).sum(0)
     label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),
-                   **ml.per_label[c].model_dump(), **scores_shown(ml.per_label[c], int(predicted[i]))}
-                  for i, c in enumerate(card.classes)]
+                   **ml.per_label[c].model_dump(), **shown[c]} for i, c in enumerate(card.classes)]
     t = card.training
     html = render(
         "multilabel_report.html", figures=made, slots=FIGURE_SLOTS, name=run_dir.name, architecture=card.architecture,

@@ -16,7 +16,7 @@ from ..errors import ImgclfError, disk_problem
 from ..ood import STATS_FILE, load_stats
 from ..records import DatasetRecord, ModelCard, RunDir
 from . import plots
-from .interpret import Interpretation, decode_for_display, overfitting_onset
+from .interpret import Interpretation, decode_for_display, overfitting_onset, predicted_counts, scores_shown
 
 # id -> (title, caption): the report's order and words, shared by freshly drawn and reused figures; {split} in a
 # caption is the split the run was scored on (`caption`).
@@ -101,7 +101,9 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     classes = interp.classes
     add("confusion_counts", lambda p: plots.plot_confusion_matrix(interp.confusion, classes, p))
     add("confusion_normalized", lambda p: plots.plot_confusion_matrix(interp.confusion, classes, p, normalize=True))
-    add("per_class", lambda p: plots.plot_per_class_metrics(interp.per_class, p, interp.metrics.macro))
+    predicted = predicted_counts(interp.metrics)
+    shown = {c: scores_shown(scores, predicted.get(c)) for c, scores in interp.per_class.items()}
+    add("per_class", lambda p: plots.plot_per_class_metrics(interp.per_class, p, interp.metrics.macro, shown))
     add("roc", lambda p: plots.plot_roc_curves(interp.y_true, interp.probs, classes, p))
     add("pr", lambda p: plots.plot_pr_curves(interp.y_true, interp.probs, classes, p))
     calibrated = card.calibration is not None and card.temperature != 1.0

@@ -101,7 +101,8 @@ class MultiLabelScores(BaseModel):
     subset_accuracy: float = Field(description="Images whose predicted label set equals the true set.")
     hamming_loss: float = Field(description="Share of (image, label) decisions that are wrong.")
     micro: AverageScores
-    samples_f1: float = Field(description="F1 of each image's predicted set against its true set, averaged.")
+    samples_f1: float = Field(description="F1 of each image's predicted set against its true set, averaged; an "
+                              "image with no true label and none predicted scores 1 (its empty set is right).")
     per_label: dict[str, LabelScores]
     cardinality_true: float
     cardinality_pred: float

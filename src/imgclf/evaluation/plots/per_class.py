@@ -87,8 +87,12 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
 
 
 def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.PathLike,
-                           macro: AverageScores | None = None) -> Path:
+                           macro: AverageScores | None = None,
+                           shown: Mapping[str, Mapping[str, float | None]] | None = None) -> Path:
     """Precision, recall and F1 per class (horizontal bars, classes top to bottom), support written beside.
+    `shown`: each class's scores as the report's table shows them (`interpret.scores_shown`), None where there is
+    nothing to divide by: no bar and a dash there, as in the table (a class without test images was drawn with a
+    recall and F1 of "0", which read as "always missed").
 
     Half the report's width, beside the classification table. Up to 15 classes each bar carries its value, so
     rows are tall enough for that text; above 30 classes the bars become dots on one line per class.
@@ -105,9 +109,12 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
         ax = fig.subplots()
         y = np.arange(k)
         for j, (name, color) in enumerate(metrics):
-            values = [float(getattr(per_class[c], name)) for c in classes]
+            given = [shown[c][name] if shown is not None else float(getattr(per_class[c], name)) for c in classes]
+            values = [0.0 if v is None else float(v) for v in given]
+            undefined = [v is None for v in given]
             if dots:
-                ax.scatter(values, y, s=18, color=color, label=names[name], zorder=3)
+                ax.scatter([np.nan if none else v for v, none in zip(values, undefined)], y, s=18, color=color,
+                           label=names[name], zorder=3)
             else:
                 bars = ax.barh(y + (j - 1) * 0.27, values, height=0.26, color=color, label=names[name], zorder=3)
                 if k <= 15:  # near-equal bars need their numbers to be told apart
@@ -115,7 +122,8 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
                                  padding=-31, fontsize=MIN_FONT_PT, color="white", fontweight="bold")
                     # a bar too short to hold its number gets it beside it: a class scoring 0 showed no bar and
                     # no number, which read as missing data
-                    ax.bar_label(bars, labels=["0" if v == 0 else f"{v:.2f}" if v < 0.2 else "" for v in values],
+                    ax.bar_label(bars, labels=["—" if none else "0" if v == 0 else f"{v:.2f}" if v < 0.2 else ""
+                                               for v, none in zip(values, undefined)],
                                  label_type="edge", padding=3, fontsize=MIN_FONT_PT, color=GREY)
         if dots:
             for yi in y:

@@ -4,8 +4,12 @@ Issue 11 asks for each option that might close the fer_cnn gap to be measured an
 Both sides run the same step (channels-last, SGD + Nesterov, cross-entropy with label smoothing), interleaved
 and repeated; the compiled side's first-compilation seconds are reported apart (a 10-minute budget pays them).
 The smoke mode times the first case on batches of 4 with the `eager` backend (graph capture, no code generation).
+`--precision bf16-mixed` runs both sides' step under bf16 autocast, as `precision: auto` trains on a CPU with
+native bf16 (Lightning's bf16-mixed: the training step inside `torch.autocast`); its results go to
+compile_cpu_bf16.json.
 
     python -m benchmarks.compile_cpu --repeats 3
+    python -m benchmarks.compile_cpu --repeats 3 --precision bf16-mixed
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ CASES = {
 }
 
 
-def make_step(name: str, args: dict, size: int, chans: int, batch: int, backend: str | None):
+def make_step(name: str, args: dict, size: int, chans: int, batch: int, backend: str | None, bf16: bool = False):
     """A training step of the model (compiled with `backend`, or eager for None), and its first two steps' time."""
     import torch
     from torch import nn
@@ -41,7 +45,9 @@ def make_step(name: str, args: dict, size: int, chans: int, batch: int, backend:
 
     def step() -> int:
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(forward(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(forward(x), y)
+        loss.backward()
         optimizer.step()
         return batch
 
@@ -55,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled side")
+    parser.add_argument("--precision", choices=("32", "bf16-mixed"), default="32",
+                        help="both sides' step in fp32, or under bf16 autocast")
     return add_arguments(parser)
 
 
@@ -71,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         for compiled in (False, True):
             side = f"{label} {'compiled' if compiled else 'eager'}"
             steps[side], first_steps[side] = make_step(name, model_args, size, chans, batch,
-                                                       backend if compiled else None)
+                                                       backend if compiled else None,
+                                                       bf16=args.precision == "bf16-mixed")
         timed = {side: (lambda s=s: throughput(s, min_seconds=bench.min_seconds(5.0))) for side, s in steps.items()}
         found = interleaved(timed, bench.repeats(args.repeats))
         results.update(found)
@@ -80,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     print_table(results, ratios)
     seconds = {side: round(s, 1) for side, s in first_steps.items()}
     print("first two steps (s):", seconds)
-    path = bench.write_result("compile_cpu", {"unit": "images/s", "repeats": args.repeats, "results": results,
+    name = "compile_cpu" if args.precision == "32" else "compile_cpu_bf16"
+    path = bench.write_result(name, {"unit": "images/s", "repeats": args.repeats, "precision": args.precision,
+                                     "results": results,
                                               "ratios": ratios, "first_two_steps_seconds": seconds,
                                               "backend": backend, "threads": torch.get_num_threads()})
     print(f"wrote {path}")

@@ -53,7 +53,8 @@ def classes_left_out(run_dir: str | os.PathLike, data: str | os.PathLike) -> lis
 
     if is_label_index(data):
         return []
-    return left_out_as_in_training(RunDir(run_dir), scan_folder(data, min_classes=1, allow_empty=True, without_train=True).classes)
+    scan = scan_folder(data, min_classes=1, allow_empty=True, without_train=True)
+    return left_out_as_in_training(RunDir(run_dir), scan.classes)
 
 
 def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,

@@ -187,11 +187,23 @@ def test_configurations_map_to_settings():
     assert train == {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none", "loss": "ce"}
     assert args == {"dropout": 0.0, "batch_norm": False}
     train, args = configuration_settings("reg+bn", "caltech_cnn")
-    assert train["weight_decay"] == 5e-4 and train["augment"] == "rotate=20,hflip,crop=3"
+    assert train["weight_decay"] == 5e-4 and train["augment"] == "rotate=20,hflip,crop=3,fill=constant"
     assert args == {"dropout": 0.5, "batch_norm": True}
     assert configuration_settings("weighted", "caltech_cnn")[0]["class_weight"] == "balanced"
     assert configuration_settings("focal", "caltech_cnn")[0]["loss"] == "focal"
     assert configuration_settings("none", "simple_cnn")[1] == {"dropout": 0.0}  # simple_cnn has no batch_norm switch
+
+
+def test_the_s4_recipes_train_as_the_study_configurations_of_the_same_name():
+    """S4's configurations 2 and 3 as recipes and as study cells: the same augmentation, MATLAB's zero fill
+    included (its imageDataAugmenter fills what rotation and translation uncover with 0)."""
+    from imgclf.recipes import load_recipe
+
+    for recipe, configuration in (("s4-caltech-cnn-reg", "reg"), ("s4-caltech-cnn-reg-bn", "reg+bn")):
+        train, args = configuration_settings(configuration, "caltech_cnn")
+        config = load_recipe(recipe)
+        assert config["augment"] == train["augment"] and "fill=constant" in config["augment"], recipe
+        assert config["weight_decay"] == train["weight_decay"] and config["model_args"]["dropout"] == args["dropout"]
 
 
 @pytest.mark.parametrize("name, message", [

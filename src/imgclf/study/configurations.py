@@ -3,7 +3,7 @@ splits its subset.
 
 Configurations are '+'-joined tokens (S4's three are none, reg, reg+bn):
   none        no regularisation: no weight decay, no augmentation, dropout 0, no batch norm
-  reg         weight decay 5e-4 + augmentation (rotate=20, hflip, crop=3 px) + dropout 0.5
+  reg         weight decay 5e-4 + augmentation (rotate=20, hflip, crop=3 px, zero fill) + dropout 0.5
   bn          batch normalisation layers (the model's `batch_norm` argument)
   weighted    class-weighted loss (class_weight=balanced)
   oversample  class-balanced sampler (sampler=oversample), undersample likewise
@@ -22,7 +22,9 @@ from ..errors import invalid
 
 S4_RHOS = (1.0, 3.0, 7.0, 15.0)
 S4_CONFIGS = ("none", "reg", "reg+bn")
-REG_AUGMENT = "rotate=20,hflip,crop=3"  # S4: rotation +-20 degrees, left-right flip, translation +-3 px
+# S4: rotation +-20 degrees, left-right flip, translation +-3 px; MATLAB's imageDataAugmenter fills what they
+# uncover with 0 (FillValue), not with the nearest edge pixel
+REG_AUGMENT = "rotate=20,hflip,crop=3,fill=constant"
 REG_WEIGHT_DECAY = 5e-4  # S4's SGD weight decay
 
 # Everything a configuration decides starts "off"; tokens switch parts on.

@@ -82,4 +82,3 @@ def test_logitnorm_is_refused_for_multi_label_data_and_a_bad_temperature():
         check_task_settings(TrainConfig(data="x", loss="logitnorm"), "multilabel")
     with pytest.raises(ValidationError, match="logitnorm_temperature"):
         TrainConfig(data="x", logitnorm_temperature=0)
-

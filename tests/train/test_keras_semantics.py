@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from imgclf.models.base import with_l2
+from imgclf.records import RunDir
 from imgclf.train.module import ImageClassifierModule
 
 
@@ -54,3 +55,23 @@ def test_plateau_counts_an_improvement_as_keras_does(start, fall, cut_at):
         rates.append(optimizer.param_groups[0]["lr"])
     expected = [1e-3 if cut_at is None or epoch < cut_at else 1e-4 for epoch in range(7)]
     assert rates == pytest.approx(expected)
+
+
+def test_the_card_and_report_give_the_l2_penalty_inside_the_losses(tmp_path, image_folder):
+    """With Keras' L2 inside loss and val_loss, the curves sit above the test loss by the penalty: the card gives
+    its value for the kept weights, and the report shows it beside the settings (and nothing for a run without)."""
+    import re
+
+    import imgclf
+
+    base = {"data": str(image_folder), "model": "simple_cnn", "img_size": 16, "epochs": 1, "progress": False}
+    run = imgclf.fit({**base, "l2": {"conv": 0.01}, "out": str(tmp_path / "l2")})
+    card = RunDir(run.path).read_card()
+    model = imgclf.load(run.path, fold_batch_norm=False).model
+    expected = sum(0.01 * float(m.weight.detach().pow(2).sum()) for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert card.training.l2_penalty == pytest.approx(expected, rel=1e-4) and expected > 0
+    settings = re.search(r'<p class="settings">(.*?)</p>', (run.path / "report.html").read_text(), re.S).group(1)
+    assert f"L2 penalty in loss and val loss</span> {expected:.4g}<" in settings
+    plain = imgclf.fit({**base, "out": str(tmp_path / "plain")})
+    assert RunDir(plain.path).read_card().training.l2_penalty is None
+    assert "L2 penalty" not in (plain.path / "report.html").read_text()

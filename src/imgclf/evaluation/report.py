@@ -225,6 +225,9 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "resumes": [r.described() for r in training.resumes or []],
             "fine_tuning": training.fine_tuning,
             "settings": {**{k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
+                         # why the curves' losses sit above the test loss: Keras' kernel L2 is inside them
+                         **({"L2 penalty in loss and val loss": training.l2_penalty}
+                            if training.l2_penalty is not None else {}),
                          # what the scores above were predicted at, beside what training ran at
                          **({"evaluation_precision": metrics.precision}
                             if metrics is not None and metrics.precision else {})},

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+
 import numpy as np
+import torch
 
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.interpret import kept_val_accuracy
+from ..models.base import keras_l2_penalty
 from ..records import HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, TrainingSummary, epochs_trained
 from ..train.finetune import fine_tuning_plan
 from ..train.fit import TrainResult
@@ -30,7 +33,8 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
         schedule=cfg.schedule, augment=cfg.augment, seed=cfg.seed, loss=cfg.loss, class_weight=cfg.class_weight,
         focal_gamma=cfg.focal_gamma if cfg.loss == "focal" else None,
         logitnorm_temperature=cfg.logitnorm_temperature if cfg.loss == "logitnorm" else None,
-        sampler=cfg.sampler, label_smoothing=cfg.label_smoothing, train_images=len(data.splits["train"]),
+        sampler=cfg.sampler, label_smoothing=cfg.label_smoothing, l2_penalty=_l2_penalty(result.model),
+        train_images=len(data.splits["train"]),
         time_budget=result.time_budget, fine_tuning=fine_tuning_plan(cfg, result.model, len(result.history)),
     )
     return ModelCard(
@@ -41,6 +45,11 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 
+
+def _l2_penalty(model: torch.nn.Module) -> float | None:
+    with torch.no_grad():
+        penalty = keras_l2_penalty(model)
+    return None if penalty is None else round(float(penalty), 6)
 
 def validation_headline(history: list[HistoryRow], training: TrainingSummary | None) -> HeadlineMetrics:
     """The card's numbers for a run trained without a test evaluation (a search trial): validation only. The

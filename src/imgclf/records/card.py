@@ -89,6 +89,10 @@ class TrainingSummary(BaseModel):
     class_weight: str = ""
     sampler: str = ""
     label_smoothing: float = 0.0
+    l2_penalty: float | None = Field(None, description=(
+        "Keras-style L2 penalty of the kept weights (C x sum of w**2 over the layers that carry one, the `l2` "
+        "setting or a reference model's own), which history.csv's loss and val_loss include, as Keras' do. "
+        "None: no layer carries one, or a card written before it."))
     train_images: int | None = None
     time_budget: dict[str, float | None] | None = None
     fine_tuning: str | None = Field(None, description=(

@@ -267,8 +267,8 @@ def test_the_small_val_warning_names_what_a_multilabel_run_chooses_on_it(capsys)
 
     for task, chosen, absent in (("multilabel", "each label's decision threshold", "temperature"),
                                  ("single", "the temperature and the unknown threshold", "label's")):
-        data = SimpleNamespace(task=task, splits={"val": [0] * 12}, missing_classes=dict, grouping=None,
-                               classes=["a", "b"])
+        data = SimpleNamespace(task=task, split_notes=[], splits={"val": [0] * 12}, missing_classes=dict,
+                               grouping=None, classes=["a", "b"])
         _warn_about_splits(data, "data", Path("runs/r"))
         err = capsys.readouterr().err
         assert f"val split holds 12 images: the epoch kept and {chosen} are chosen on them" in err
@@ -284,8 +284,8 @@ def test_a_class_named_like_the_unknown_verdict_is_warned(capsys):
 
     for task, classes, warned in (("single", ["cat", "unknown"], True), ("single", ["cat", "dog"], False),
                                   ("multilabel", ["cat", "unknown"], False)):
-        data = SimpleNamespace(task=task, splits={"val": [0] * 40}, missing_classes=dict, grouping=None,
-                               classes=classes)
+        data = SimpleNamespace(task=task, split_notes=[], splits={"val": [0] * 40}, missing_classes=dict,
+                               grouping=None, classes=classes)
         _warn_about_splits(data, "data", Path("runs/r"))
         err = " ".join(capsys.readouterr().err.split())
         assert ("a class is named 'unknown', the label predictions give an image like none of the classes" in err) \

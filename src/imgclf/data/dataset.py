@@ -31,6 +31,40 @@ def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Gener
     return mask
 
 
+# a held-out split taking this many times its fraction (and 2 points more) is named: the image each class must give
+# it did that, which on classes of a few images takes a third of the data or more
+ENLARGED_SHARE = 1.5
+
+
+def enlarged_shares(total: int, taken: dict[str, tuple[int, float]]) -> dict[str, tuple[float, float]]:
+    """{split: (share taken, fraction asked)} of the held-out splits that took far more than asked."""
+    shares = {name: (n / total, asked) for name, (n, asked) in taken.items() if total and asked > 0}
+    return {name: (share, asked) for name, (share, asked) in shares.items()
+            if share > ENLARGED_SHARE * asked and share - asked > 0.02}
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.0f} %"
+
+
+def _taken(enlarged: dict[str, tuple[float, float]], name: str) -> str:
+    return f" asked, {_pct(enlarged[name][0])} taken: at least one image of each class" if name in enlarged else ""
+
+
+def enlarged_notes(enlarged: dict[str, tuple[float, float]], splits: dict[str, Split], classes: list[str]) -> list[str]:
+    """The warning for held-out splits far larger than asked, with what training is left."""
+    if not enlarged:
+        return []
+    counts = np.bincount(np.concatenate([s.labels for s in splits.values()]), minlength=len(classes))
+    names, shares = " and ".join(enlarged), " and ".join(_pct(share) for share, _ in enlarged.values())
+    asked = " and ".join(_pct(fraction) for _, fraction in enlarged.values())
+    plural = "s" if len(enlarged) > 1 else ""
+    return [f"the {names} split{plural} took {shares} of the images, not the {asked} asked: each class gives "
+            f"every held-out split at least one image, and the smallest class has {int(counts.min())}, so training "
+            f"keeps {len(splits['train'])} of {int(counts.sum())} images; more images per class, or fewer held-out "
+            "splits (--test-split 0: the validation split then scores the model), leave training more"]
+
+
 def stratified_folds(labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold number (0-based) of each item: scikit-learn's StratifiedKFold, shuffled with `seed`, so every class
     is spread as evenly as possible over the folds and each item is in exactly one. groups: one id per item;
@@ -121,6 +155,7 @@ def prepare_data(
         return group_holdout(y, grouping.ids(rows), fraction, rng)
 
     splits: dict[str, Split] = {}
+    enlarged: list[str] = []
     if scan.layout == "flat":
         idx, y = subset("all")
         test_mask = holdout(idx, y, test_split)
@@ -130,7 +165,9 @@ def prepare_data(
         splits["val"] = Split(rest_idx[val_mask], rest_y[val_mask])
         if test_split > 0:
             splits["test"] = Split(idx[test_mask], y[test_mask])
-        val_source = f"{val_split:g} of the folder (stratified, seed {seed})"
+        enlarged = enlarged_shares(len(idx), {"test": (int(test_mask.sum()), test_split),
+                                              "val": (int(val_mask.sum()), val_split)})
+        val_source = f"{val_split:g} of the folder{_taken(enlarged, 'val')} (stratified, seed {seed})"
     else:
         idx, y = subset("train")
         if "val" in scan.files:
@@ -141,7 +178,8 @@ def prepare_data(
             val_mask = holdout(idx, y, val_split)
             splits["train"] = Split(idx[~val_mask], y[~val_mask])
             splits["val"] = Split(idx[val_mask], y[val_mask])
-            val_source = f"{val_split:g} of train/ (stratified, seed {seed})"
+            enlarged = enlarged_shares(len(idx), {"val": (int(val_mask.sum()), val_split)})
+            val_source = f"{val_split:g} of train/{_taken(enlarged, 'val')} (stratified, seed {seed})"
         if "test" in scan.files:
             splits["test"] = Split(*subset("test"))
 
@@ -172,7 +210,17 @@ def prepare_data(
                       note=f"no usable training image for {empty}; {len(skipped)} file(s) skipped",
                       hint=f"See `imgclf inspect {scan.root}`")
     if len(splits["val"]) == 0:
-        raise invalid("val_split", val_split, "> 0 when the data has no val/ folder",
-                      note="the validation split is empty", hint="Use a val/ folder or val_split > 0")
+        if val_split <= 0:
+            raise invalid("val_split", val_split, "> 0 when the data has no val/ folder",
+                          note="the validation split is empty", hint="Use a val/ folder or val_split > 0")
+        # the fraction was fine: no class had an image to spare once training (and test) kept theirs
+        before = "the test split and training" if scan.layout == "flat" and test_split > 0 else "training"
+        raise invalid("data", scan.root, "a folder with images to spare for validation",
+                      also={"val_split": val_split}, note=f"the validation split is empty: {before} kept every image "
+                      f"of each class (at most {int(np.bincount(labels_all[ok]).max())} per class)",
+                      hint="Add images (a class needs 2 to give one to validation"
+                           + (", 3 with a test split as well), or set --test-split 0 so that the validation split "
+                              "also scores the model" if before != "training" else ")")
+                           + ", or add a val/ folder")
     return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation,
-                        color_source, grouping)
+                        color_source, grouping, split_notes=enlarged_notes(enlarged, splits, classes))

@@ -101,6 +101,8 @@ def _warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path) ->
                                separated_warning, several_classes_warning)
     from ..io import terminal_safe
 
+    for note in data.split_notes:
+        warn(note)
     val = len(data.splits["val"]) if "val" in data.splits else 0
     if 0 < val < FEW_VALIDATION_IMAGES:
         chosen = "each label's decision threshold" if data.task == "multilabel" else \

@@ -1,0 +1,52 @@
+"""Held-out splits on classes of few images: each class gives every held-out split one image, which can take far
+more than the fraction asked, and leave none for validation. Both are said, with what to change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import make_image_folder
+from imgclf.data.dataset import prepare_data
+from imgclf.errors import ImgclfError
+from imgclf.pipeline.run import _warn_about_splits
+
+CLASSES = ("a", "b", "c", "d", "e")
+
+
+def _prepare(root: Path, tmp_path: Path, **splits):
+    return prepare_data(root, 16, "grayscale", splits.get("val", 0.1), splits.get("test", 0.1), 0,
+                        cache_dir=str(tmp_path / "cache"), group_duplicates=False)
+
+
+def test_held_out_splits_far_larger_than_asked_are_warned_and_recorded(tmp_path, capsys):
+    """3 images a class, 10 % asked of each: each class gave test and val one image, a third each, and the record
+    still said "0.1 of the folder" with no warning; training kept a third of the data unknowingly."""
+    data = _prepare(make_image_folder(tmp_path / "few", classes=CLASSES, per_class=3), tmp_path)
+    assert {name: len(split) for name, split in data.splits.items()} == {"train": 5, "val": 5, "test": 5}
+    assert data.val_source == "0.1 of the folder asked, 33 % taken: at least one image of each class " \
+                              "(stratified, seed 0)"
+    _warn_about_splits(data, ["few"], Path("runs/r"))
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("the test and val splits took 33 % and 33 % of the images, not the 10 % and 10 % asked: each class "
+            "gives every held-out split at least one image, and the smallest class has 3, so training keeps 5 of "
+            "15 images") in err and "--test-split 0" in err
+
+    plenty = _prepare(make_image_folder(tmp_path / "plenty", classes=CLASSES, per_class=20), tmp_path)
+    assert plenty.val_source == "0.1 of the folder (stratified, seed 0)" and plenty.split_notes == []
+
+
+def test_an_empty_validation_split_names_the_data_not_the_fraction(tmp_path):
+    """2 images a class: test and training kept them all. The error blamed val_split=0.1 ("must be > 0") and
+    suggested val_split > 0, which it was; --test-split 0 is the way out, and it works."""
+    few = make_image_folder(tmp_path / "two", classes=CLASSES, per_class=2)
+    with pytest.raises(ImgclfError, match=r"^data must be a folder with images to spare for validation\. Received: "
+                                          r".*val_split=0\.1 \(the validation split is empty: the test split and "
+                                          r"training kept every image of each class \(at most 2 per class\)\)\. .*"
+                                          r"--test-split 0"):
+        _prepare(few, tmp_path)
+    data = _prepare(few, tmp_path, test=0.0)
+    assert len(data.splits["val"]) == 5 and "test" not in data.splits
+    with pytest.raises(ImgclfError, match=r"^val_split must be > 0 when the data has no val/ folder"):
+        _prepare(few, tmp_path, val=0.0, test=0.0)

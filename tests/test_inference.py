@@ -495,3 +495,32 @@ def test_a_broken_symlink_is_named_as_one(tiny_run, tmp_path):
     assert row.error == "broken symlink (its target is gone)"
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(link)])
     assert result.exit_code == 2 and "(broken symlink (its target is gone))" in result.output, result.output
+
+
+def test_terminal_tables_keep_long_class_names_whole(tmp_path, monkeypatch):
+    """On an 80-column terminal the class column cut every 'a_very_long_..._0K_variant' to the same
+    'a_very_long_…', so the rows could not be told apart: the names now fold onto further lines, whole."""
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from imgclf.cli import app
+
+    names = [f"a_very_long_descriptive_category_name_for_product_type_with_more_words_0{i}_variant" for i in range(3)]
+    data = make_image_folder(tmp_path / "data", classes=names, per_class=10)
+    run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 1, "progress": False,
+                      "out": str(tmp_path / "run")}, report=False)
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in (["evaluate", str(run.path)], ["inspect", str(data)]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, result.output
+        rows, current = [], None
+        for line in result.stdout.splitlines():
+            cells = [c.strip() for c in line.split("│")[1:-1]]
+            if len(cells) < 2:
+                continue
+            if cells[1]:  # a row's first line carries its numbers; a folded name continues on lines without
+                current = [cells[0]]
+                rows.append(current)
+            elif current is not None:
+                current.append(cells[0])
+        assert set(names) <= {"".join(row) for row in rows}, result.stdout

@@ -54,3 +54,38 @@ def test_the_png_records_the_pixel_height_of_its_smallest_text(tmp_path):
         img.verify()  # the inserted chunk keeps the file valid (CRC included)
     with Image.open(path) as img:
         assert float(img.info[plotting.TEXT_PX_KEY]) == pytest.approx(6 * 100 / 72, abs=0.01)
+
+
+def test_names_shown_together_are_cut_where_they_differ():
+    """Cut alone, every 'a_very_long_..._number_0K_variant' read 'a_very_long…ariant' and 'class_000' and
+    'class_100' both 'class…00': rows, bars and tiles of different classes looked the same."""
+    long = [f"a_very_long_descriptive_category_name_for_product_number_0{i}_variant" for i in range(10)]
+    for names, limit in ((long + ["Zzz"], 16), (long, 22), ([f"class_{i:03d}" for i in range(0, 300, 10)], 8)):
+        labels = plotting.distinct_short(names, limit)
+        assert len(set(labels)) == len(set(names)), labels
+        assert all(len(label) <= limit for label in labels)
+        assert [plotting.short(n, limit) for n in names if len(n) <= limit] == [
+            label for n, label in zip(names, labels) if len(n) <= limit]  # short names stay whole
+    assert plotting.distinct_short(["cat", "dog", "cat"], 8) == ["cat", "dog", "cat"]
+    assert plotting.distinct_short(["pullover_long_name", "t_shirt_long_name"], 10) == [
+        plotting.short("pullover_long_name", 10), plotting.short("t_shirt_long_name", 10)]  # no clash: as before
+
+
+def test_the_figures_tell_classes_with_long_shared_names_apart(tmp_path, monkeypatch):
+    from imgclf.evaluation import plots
+    from imgclf.evaluation.plots import per_class
+
+    classes = [f"a_very_long_descriptive_category_name_for_product_number_0{i}_variant" for i in range(6)]
+    ticks = {}
+    real_save = per_class.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        ticks[path.name] = [t.get_text() for ax in fig.axes[:1] for t in ax.get_yticklabels()]
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(per_class, "save_figure", save)
+    plots.plot_confusion_matrix(np.eye(6, dtype=int) * 3, classes, tmp_path / "cm.png")
+    scores = {c: per_class.ClassScores(precision=1.0, recall=1.0, f1=1.0, support=3) for c in classes}
+    plots.plot_per_class_metrics(scores, tmp_path / "pc.png")
+    for name in ("cm.png", "pc.png"):
+        assert len(set(ticks[name])) == 6, ticks[name]

@@ -132,7 +132,7 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
     where = console_text(roots[0]) if len(roots) == 1 else \
         f"{len(roots)} folders merged ({', '.join(console_text(r) for r in roots)})"
     table = Table(title=f"{where} ({summary['layout']} layout, {summary['total']} readable images)")
-    table.add_column("class")
+    table.add_column("class", overflow="fold")  # cut with an ellipsis, long names that share a start read alike
     for s in splits:
         table.add_column(s, justify="right")
     for c in summary["classes"]:

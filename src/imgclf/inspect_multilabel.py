@@ -65,7 +65,7 @@ def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
                   f"{summary['no_label']} image(s) carry no label")
     table = Table(title="co-occurrence: images carrying both labels (diagonal: the label's count)",
                   title_justify="left")
-    table.add_column("label")
+    table.add_column("label", overflow="fold")
     table.add_column("images", justify="right")
     table.add_column("share", justify="right")
     for c in classes:
@@ -94,7 +94,7 @@ def _render_splits(splits: dict[str, Any], classes: list[str], console: Any) -> 
     from .io import console_text
 
     table = Table(title="images carrying each label, per split (the index's split column)", title_justify="left")
-    table.add_column("label")
+    table.add_column("label", overflow="fold")
     for name in splits:
         table.add_column(console_text(name), justify="right")
     for c in classes:

@@ -22,7 +22,7 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -154,10 +154,44 @@ def plain_log_scale(ax, which: str = "y", base: float = 10) -> None:
     axis.set_minor_formatter(LogFormatter(base, labelOnlyBase=False))
 
 
-def short(name: str, limit: int = 18) -> str:
+def short(name: str, limit: int = 18, head: int | None = None) -> str:
     """A label cut to `limit` characters (long class names would squeeze the axes), the ellipsis in the middle:
-    names often share a prefix ("class_with_a_long_name_3"), so the end is kept too."""
+    names often share a prefix ("class_with_a_long_name_3"), so the end is kept too. `head`: how many of the
+    first characters are kept (default 60 % of the room)."""
     if len(name) <= limit:
         return name
-    head = math.ceil((limit - 1) * 0.6)
+    head = math.ceil((limit - 1) * 0.6) if head is None else head
     return name[:head] + "…" + name[len(name) - (limit - 1 - head):]
+
+
+def distinct_short(names: Sequence[str], limit: int = 18) -> list[str]:
+    """`short` for labels shown together: where two different names would read the same ("a_very_long…ariant"
+    for every "a_very_long_…_number_0K_variant"), the cut moves to where they differ, so that a row, bar or
+    tile can still be told from its neighbours. Names that are equal stay equal."""
+    out = [short(name, limit) for name in names]
+    for _ in range(3):  # a subgroup may still share more than the group did: settle it on the next pass
+        clashes: dict[str, set[str]] = {}
+        for name, label in zip(names, out):
+            clashes.setdefault(label, set()).add(name)
+        settled = {name: label for label, group in clashes.items() if len(group) > 1
+                   for name, label in _told_apart(sorted(group), limit).items()}
+        if not settled:
+            break
+        out = [settled.get(name, label) for name, label in zip(names, out)]
+    return out
+
+
+def _told_apart(group: list[str], limit: int) -> dict[str, str]:
+    """The first cut that gives each name of `group` its own label: `short` with another share for the head,
+    nearest the default first; else a window that starts just before the characters where they differ."""
+    default = math.ceil((limit - 1) * 0.6)
+    for head in sorted(range(limit), key=lambda h: abs(h - default)):
+        labels = {name: short(name, limit, head) for name in group}
+        if len(set(labels.values())) == len(group):
+            return labels
+    common = len(os.path.commonprefix(group))
+    start = max(0, common - max(1, limit // 3))
+    lead = group[0][:2] + "…" if start > 2 else group[0][:start]
+    room = limit - len(lead)
+    return {name: lead + (name[start:] if len(name) - start <= room else name[start:start + room - 1] + "…")
+            for name in group}

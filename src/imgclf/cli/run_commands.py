@@ -60,7 +60,8 @@ def _print_metrics(m: Any) -> None:
     accuracy = "subset accuracy" if multilabel else "accuracy"
     table = Table(title=f"{shown(m.split)}: {accuracy} {m.accuracy:.4f}, loss {loss}, {m.count} images")
     for col in ("label" if multilabel else "class", "precision", "recall", "f1", "support", "auc"):
-        table.add_column(col, justify="left" if col in ("class", "label") else "right")
+        table.add_column(col, justify="left" if col in ("class", "label") else "right",
+                         overflow="fold" if col in ("class", "label") else "ellipsis")  # cut names read alike
     predicted = predicted_counts(m)
     for name, row in m.per_class.items():
         auc = m.auc.get(name)

@@ -16,8 +16,8 @@ from ...plotting import (
     MIN_FONT_PT,
     RIGHT_COLOR,
     WRONG_COLOR,
+    distinct_short,
     save_figure,
-    short,
     style,
 )
 from .layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image, text_px
@@ -27,7 +27,8 @@ def _caption(s: Mapping[str, Any], show_loss: bool = False) -> str:
     if "caption" in s:  # images without a true label (`imgclf explain`) say what they are themselves
         return s["caption"]
     # "Top" where the label shown is the most probable one, not necessarily predicted (a multi-label Grad-CAM)
-    text = f"True: {short(s['true'], 13)}\n{s.get('pred_word', 'Pred')}: {short(s['pred'], 13)} ({s['prob']:.2f})"
+    true, pred = distinct_short([s["true"], s["pred"]], 13)  # a wrong answer must not read as the right one
+    text = f"True: {true}\n{s.get('pred_word', 'Pred')}: {pred} ({s['prob']:.2f})"
     return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
 
 
@@ -115,6 +116,7 @@ def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_si
         fig, cells = cell_axes(n, cols, caption_in=0.3, width_px=width_px, title=f"One sample image per {per}")
         if not names:
             cells[0][0].axis("off")
+        labels = dict(zip(names, distinct_short(names, name_chars)))
         for (ax,), name in zip(cells, names):
             try:
                 arr = open_image(paths[name], None, "rgb")
@@ -126,7 +128,7 @@ def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_si
                 ax.axis("off")
                 ax.text(0.5, 0.5, f"unreadable:\n{exc}", ha="center", va="center", fontsize=MIN_FONT_PT,
                         color=WRONG_COLOR, wrap=True)
-            ax.set_title(short(name, name_chars), fontsize=CAPTION_PT, pad=4)
+            ax.set_title(labels[name], fontsize=CAPTION_PT, pad=4)
         fig.suptitle(f"One sample image per {per}", fontweight="bold", fontsize=TITLE_PT,
                      y=1 - 0.1 / fig.get_figheight())
         return save_figure(fig, path)

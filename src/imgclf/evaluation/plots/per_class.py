@@ -16,8 +16,8 @@ from ...plotting import (
     MIN_FONT_PT,
     inches,
     new_figure,
+    distinct_short,
     save_figure,
-    short,
     style,
 )
 from ...records import AverageScores, ClassScores
@@ -39,7 +39,7 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
     values = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0) if normalize else cm
     numbers = k <= 30
     counts_title, axis = names
-    names = [short(c) for c in classes]
+    names = distinct_short(classes)
     label_px = max((text_px(n, TICK_PT) for n in names), default=6) + 14
     cell_px = float(np.clip(300 / max(k, 1), 33, 60)) if numbers else 17.0
     turn = k > 6 or max((len(n) for n in names), default=0) > 6
@@ -131,7 +131,7 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
         if macro:
             ax.axvline(macro.f1, color="#047857", linestyle="--",
                        linewidth=1.2, label="macro F1")
-        ax.set_yticks(y, [short(c, 16) for c in classes], fontsize=font)
+        ax.set_yticks(y, distinct_short(classes, 16), fontsize=font)
         ax.set_ylim(k - 0.5, -0.5)  # first class on top, no empty margins
         ax.set_xlim(0, 1.0)
         ax.set_xlabel("score")
@@ -156,7 +156,7 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
     k, s = len(classes), max(len(splits), 1)
     palette = ["#2563eb", "#f59e0b", "#10b981", "#a855f7", "#64748b"]
     horizontal = k > 20
-    labels = [short(c, 22) for c in classes]
+    labels = distinct_short(classes, 22)
     turn = not horizontal and k > 6 and max(len(c) for c in labels) > 3
     digits = len(str(max((int(v) for split in counts.values() for v in split.values()), default=0)))
     if horizontal:

@@ -18,6 +18,7 @@ from ...plotting import (
     ONSET_COLOR,
     inches,
     new_figure,
+    distinct_short,
     save_figure,
     short,
     style,
@@ -95,7 +96,8 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
     grid = np.linspace(0, 1, 501)
     tprs, aucs = [], {}
     labelled = [c for i, c in enumerate(classes) if 0 < onehot[:, i].sum() < len(y)] if k <= 10 else []
-    legend = [f"{short(c, 13)} (AUC 0.000)" for c in labelled] + ["micro-average (AUC 0.000)"] * 2 + ["chance"]
+    shown = dict(zip(labelled, distinct_short(labelled, 13)))
+    legend = [f"{shown[c]} (AUC 0.000)" for c in labelled] + ["micro-average (AUC 0.000)"] * 2 + ["chance"]
     columns = legend_columns(legend, HALF_WIDTH_PX - 4, handle_em=1.8)
     with style():
         fig, ax = _curve_figure(len(legend), 1 if k <= 10 else 3, columns)
@@ -106,7 +108,7 @@ def plot_roc_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[
             fpr, tpr, _ = roc_curve(onehot[:, i], probs[:, i])
             aucs[c] = auc(fpr, tpr)
             tprs.append(np.interp(grid, fpr, tpr))
-            ax.plot(fpr, tpr, label=f"{short(c, 13)} (AUC {aucs[c]:.3f})" if k <= 10 else None, **curve_kwargs)
+            ax.plot(fpr, tpr, label=f"{shown[c]} (AUC {aucs[c]:.3f})" if k <= 10 else None, **curve_kwargs)
         if tprs:
             fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
             ax.plot(fpr, tpr, color="#111827", linestyle="--", linewidth=2.2,
@@ -149,7 +151,8 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
     k = len(classes)
     onehot = y if y.ndim == 2 else _one_hot(y, k)
     labelled = [c for i, c in enumerate(classes) if onehot[:, i].any()] if k <= 10 else []
-    legend = [f"{short(c, 13)} (AP 0.000)" for c in labelled] + ["micro-average (AP 0.000)"]
+    shown = dict(zip(labelled, distinct_short(labelled, 13)))
+    legend = [f"{shown[c]} (AP 0.000)" for c in labelled] + ["micro-average (AP 0.000)"]
     columns = legend_columns(legend, HALF_WIDTH_PX - 4, handle_em=1.8)
     with style():
         fig, ax = _curve_figure(len(legend), 1 if k <= 10 else 3, columns)
@@ -160,7 +163,7 @@ def plot_pr_curves(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
                 continue
             precision, recall, _ = precision_recall_curve(onehot[:, i], probs[:, i])
             aps[c] = average_precision_score(onehot[:, i], probs[:, i])
-            ax.step(recall, precision, where="post", label=f"{short(c, 13)} (AP {aps[c]:.3f})" if k <= 10 else None,
+            ax.step(recall, precision, where="post", label=f"{shown[c]} (AP {aps[c]:.3f})" if k <= 10 else None,
                     **curve_kwargs)
         if aps:
             precision, recall, _ = precision_recall_curve(onehot.ravel(), probs.ravel())

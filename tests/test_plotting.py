@@ -89,3 +89,28 @@ def test_the_figures_tell_classes_with_long_shared_names_apart(tmp_path, monkeyp
     plots.plot_per_class_metrics(scores, tmp_path / "pc.png")
     for name in ("cm.png", "pc.png"):
         assert len(set(ticks[name])) == 6, ticks[name]
+
+
+def test_sample_captions_fit_their_tiles_and_tell_classes_apart(tmp_path, monkeypatch):
+    """'Pred: a_very_l…iant (0.31)' (162 pixels) ran into the next tile's caption in a 132-pixel cell, and every
+    variant class read 'a_very_l…iant': the grid now takes fewer columns, and the names are cut where they differ."""
+    from imgclf.evaluation.plots import image_grids
+    from imgclf.evaluation.plots.layout import CAPTION_PT, text_px
+
+    names = [f"a_very_long_descriptive_category_name_for_product_number_0{i}_variant" for i in range(6)]
+    samples = [{"image": np.zeros((8, 8, 3), np.uint8), "true": n, "pred": n, "prob": 0.5, "correct": True}
+               for n in names]
+    seen = {}
+    real_save = image_grids.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        seen["tiles"] = [(ax.get_title(), ax.get_window_extent().width) for ax in fig.axes if ax.get_title()]
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(image_grids, "save_figure", save)
+    image_grids.plot_prediction_grid(samples, tmp_path / "s.png")
+    titles = [title for title, _ in seen["tiles"]]
+    assert len(set(titles)) == 6, titles
+    gap = 0.14 * plotting.DPI  # the padding between tiles: a caption may spread into it, not over the next one
+    assert all(text_px(line, CAPTION_PT) <= width + gap for title, width in seen["tiles"]
+               for line in title.splitlines()), seen["tiles"]

@@ -23,13 +23,33 @@ from ...plotting import (
 from .layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image, text_px
 
 
-def _caption(s: Mapping[str, Any], show_loss: bool = False) -> str:
+def _labels(samples: Sequence[Mapping[str, Any]], limit: int = 13) -> dict[str, str]:
+    """The class names of a grid's captions, each cut where it differs from the others (a wrong answer must not
+    read as the right one, nor one tile's class as its neighbour's)."""
+    names = sorted({s[key] for s in samples if "caption" not in s for key in ("true", "pred")})
+    return dict(zip(names, distinct_short(names, limit)))
+
+
+def _caption(s: Mapping[str, Any], show_loss: bool = False, labels: Mapping[str, str] | None = None) -> str:
     if "caption" in s:  # images without a true label (`imgclf explain`) say what they are themselves
         return s["caption"]
+    labels = labels if labels is not None else _labels([s])
     # "Top" where the label shown is the most probable one, not necessarily predicted (a multi-label Grad-CAM)
-    true, pred = distinct_short([s["true"], s["pred"]], 13)  # a wrong answer must not read as the right one
-    text = f"True: {true}\n{s.get('pred_word', 'Pred')}: {pred} ({s['prob']:.2f})"
+    text = f"True: {labels[s['true']]}\n{s.get('pred_word', 'Pred')}: {labels[s['pred']]} ({s['prob']:.2f})"
     return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
+
+
+def _columns_for(captions: Sequence[str], max_cols: int, fewest: int = 3) -> int:
+    """The most columns, up to `max_cols`, whose cells are as wide as the widest caption line: long class names
+    ran into the neighbouring captions at 6 columns ("Pred: a_very_l…iant (0.31)" is 162 pixels, a cell 132)."""
+    from ...plotting import DPI, FULL_WIDTH_PX
+
+    widest = max((text_px(line, CAPTION_PT) for c in captions for line in c.splitlines()), default=0.0)
+    pad = 0.14 * DPI  # cell_axes' padding
+    for cols in range(max_cols, fewest, -1):
+        if (FULL_WIDTH_PX - pad) / cols - pad >= widest:
+            return cols
+    return min(fewest, max_cols)
 
 
 def _is_wrong(s: Mapping[str, Any]) -> bool:
@@ -46,13 +66,15 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
     # The sample mixes right and wrong on purpose: say so, or the share of red reads as the error rate.
     drawn = "" if show_loss else ", mixed on purpose (not the error rate)"
     heading = f"{title}: {n_wrong} wrong (red frame) and {len(samples) - n_wrong} right{drawn}"
+    labels = _labels(samples)
+    cols = _columns_for([_caption(s, show_loss, labels) for s in samples], max_cols)
     with style():
-        fig, cells = cell_axes(max(len(samples), 1), max_cols, caption_in=0.62 if show_loss else 0.5, title=heading)
+        fig, cells = cell_axes(max(len(samples), 1), cols, caption_in=0.62 if show_loss else 0.5, title=heading)
         for (ax,), s in zip(cells, samples):
             show_image(ax, s["image"])
             wrong = _is_wrong(s)
-            ax.set_title(_caption(s, show_loss), fontsize=CAPTION_PT, color=WRONG_COLOR if wrong else RIGHT_COLOR,
-                         fontweight="bold" if wrong else "normal", pad=4)
+            ax.set_title(_caption(s, show_loss, labels), fontsize=CAPTION_PT,
+                         color=WRONG_COLOR if wrong else RIGHT_COLOR, fontweight="bold" if wrong else "normal", pad=4)
             frame(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
         if not samples:
             cells[0][0].axis("off")
@@ -76,16 +98,19 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
     """
     heading = f"Grad-CAM: where the model looked for {target}"
     heading += f" (at its last convolution, {layer})" if layer else ""
-    lines = max((_caption(s).count("\n") + 1 for s in samples), default=3)
+    labels = _labels(samples)
+    lines = max((_caption(s, labels=labels).count("\n") + 1 for s in samples), default=3)
+    cols = _columns_for([_caption(s, labels=labels) for s in samples], max_cols)
     with style():
-        fig, cells = cell_axes(max(len(samples), 1), max_cols, images_per_cell=2,
+        fig, cells = cell_axes(max(len(samples), 1), cols, images_per_cell=2,
                                caption_in=max(0.62, 0.17 * lines + 0.11), title=heading)
         for (top, bottom), s in zip(cells, samples):
             wrong = _is_wrong(s)
             show_image(top, s["image"])
             flat = float(np.max(s["heatmap"])) < 1e-6  # Grad-CAM found no positive evidence for the class
-            top.set_title(_caption(s) + ("\n(no positive evidence)" if flat else ""), fontsize=CAPTION_PT,
-                          color=WRONG_COLOR if wrong else RIGHT_COLOR, fontweight="bold" if wrong else "normal", pad=4)
+            top.set_title(_caption(s, labels=labels) + ("\n(no positive evidence)" if flat else ""),
+                          fontsize=CAPTION_PT, color=WRONG_COLOR if wrong else RIGHT_COLOR,
+                          fontweight="bold" if wrong else "normal", pad=4)
             show_image(bottom, s["image"])
             h, w = s["image"].shape[:2]
             bottom.imshow(s["heatmap"], cmap="jet", alpha=0.45, vmin=0, vmax=1, extent=(-0.5, w - 0.5, h - 0.5, -0.5),

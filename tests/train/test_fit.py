@@ -133,6 +133,22 @@ def test_early_stopping_and_plateau_schedule(tmp_path, image_folder):
     assert run.stopped_reason == "early stopping"
 
 
+def test_the_weights_kept_with_ema_are_the_averaged_ones(tmp_path, image_folder):
+    """With --ema and restore_best (the default) the best epoch was chosen on the averaged weights' validation
+    score, but the raw weights were saved for it: the model kept was byte for byte the run without --ema. Now the
+    averaged weights are kept; where the best epoch is the last, they are the ones a run without restore_best ends
+    with."""
+    base = {"data": str(image_folder), "img_size": 16, "epochs": 3, "progress": False, "model_args": {"width": 8},
+            "seed": 0}
+    runs = {name: imgclf.fit({**base, **extra, "out": str(tmp_path / name)}, report=False)
+            for name, extra in (("plain", {}), ("ema", {"ema": 0.5}),
+                                ("ema_last", {"ema": 0.5, "restore_best": False}))}
+    weights = {name: (run.path / "model.safetensors").read_bytes() for name, run in runs.items()}
+    assert weights["ema"] != weights["plain"]
+    best = runs["ema"].best_epoch
+    assert (weights["ema"] == weights["ema_last"]) == (best == 3), best
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_folder, monkeypatch):
     from imgclf.train.module import ImageClassifierModule
 

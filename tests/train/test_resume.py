@@ -29,6 +29,9 @@ KINDS = {
     "features_only": {**TRANSFER, "features_only": True, "head": "avg,dense:8"},
     # epochs of 5 batches from an endless stream of passes: a resume must continue the stream, not restart a pass
     "steps_per_epoch": {"steps_per_epoch": 5, "val_steps": 2},
+    # the average validated and kept: a file written inside an epoch before the average took that step's weights
+    # resumed without them
+    "ema": {"ema": 0.8},
 }
 
 
@@ -229,7 +232,7 @@ def test_an_interrupt_before_the_first_epoch_ends_says_nothing_was_saved(data, t
 
 
 @pytest.mark.parametrize("kind", ["dropout_and_augment", "onecycle_sampler", "early_stopping_plateau",
-                                  "freeze_then_unfreeze", "steps_per_epoch"])
+                                  "freeze_then_unfreeze", "steps_per_epoch", "ema"])
 def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, monkeypatch, capsys):
     """--checkpoint-every N: a run cut in the middle of an epoch resumes at the step after the last save."""
     from imgclf.train.module import ImageClassifierModule

@@ -172,10 +172,10 @@ class LastCheckpoint(L.Callback):
             finally:
                 self._at_epoch_start = False
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def save_within_epoch(self, trainer: L.Trainer, batch_idx: int) -> None:
         """With every_n_steps, also inside long epochs: the loop's progress and the loaders' `batches_done`
-        (what a resume skips) are saved with the rest. The last batch of an epoch is left to the epoch's save."""
+        (what a resume skips) are saved with the rest. The last batch of an epoch is left to the epoch's save.
+        Called by `WithinEpochCheckpoint`, after every other callback's hook for the batch."""
         step = trainer.global_step
         if not self.every_n_steps or step == 0 or step % self.every_n_steps or trainer.is_last_batch:
             return
@@ -228,6 +228,18 @@ def _set_batches_done(trainer: L.Trainer, count: int) -> None:
             loader.batches_done = count
 
 
+class WithinEpochCheckpoint(L.Callback):
+    """LastCheckpoint's saves inside an epoch, made at a batch's end after every other callback's hook for that
+    batch (it goes last in the list): an EMA takes the step's weights into its average there, and a file written
+    before that resumed without them, so the run ended elsewhere than an uninterrupted one."""
+
+    def __init__(self, last: LastCheckpoint):
+        self.last = last
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.last.save_within_epoch(trainer, batch_idx)
+
 class BestWeights(L.Callback):
     """Keeps the best epoch's weights (by monitor) on disk and, if asked, restores them at the end
     (Keras' ModelCheckpoint(save_best_only) + EarlyStopping(restore_best_weights))."""
@@ -238,7 +250,10 @@ class BestWeights(L.Callback):
         self.best: float | None = None
         self.best_epoch: int | None = None
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # at the epoch's end, not at validation's: an EMA (Lightning's WeightAveraging, a later callback) validates
+        # with the averaged weights and swaps the raw ones back in its own epoch-end hook, so at on_validation_end
+        # the raw weights were saved under the averaged weights' score (--ema then changed nothing kept)
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)

@@ -23,7 +23,7 @@ from ..models import get_model_info
 from ..records import HistoryRow
 from .batch_norm_stats import images_for, norm_counts, recompute_batch_norm
 from .interrupts import TrainingInterrupted, finishing, interrupt_message, interrupt_state
-from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint
+from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint, WithinEpochCheckpoint
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
 from .module import ImageClassifierModule, NonFiniteLossError
 
@@ -240,6 +240,8 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
         callbacks.append(EpochLines(cfg.epochs))
         if stderr_is_terminal():  # a bar within the epoch; a redirected log gets the epoch lines only
             callbacks.append(EpochBar(refresh_rate=max(1, steps // 10), leave=False))
+    if cfg.checkpoint_every:  # last: after every hook that moves state at a batch's end (an EMA's average)
+        callbacks.append(WithinEpochCheckpoint(callbacks[0]))
     return callbacks, best, history
 
 
@@ -287,8 +289,11 @@ def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:
     if cfg.ema is not None:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
-        # averaged from the second epoch: the first epoch's weights, far from the optimum, would linger in it
-        extra.append(EMAWeightAveraging(decay=cfg.ema, update_starting_at_epoch=1))
+        # updated after every optimizer step and at no epoch's end: update_starting_at_epoch=1 (meant to start the
+        # average at the second epoch) left the steps updating it from the first, and added an update at each
+        # epoch's end, after validation, so the weights a run without restore_best kept had moved past the ones
+        # its last epoch was validated with
+        extra.append(EMAWeightAveraging(decay=cfg.ema, update_starting_at_epoch=None))
     if not cfg.features_only and (cfg.freeze_epochs or cfg.unfreeze != "all" or cfg.freeze_bn):
         from .finetune import FreezeSchedule
 

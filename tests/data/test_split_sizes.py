@@ -50,3 +50,19 @@ def test_an_empty_validation_split_names_the_data_not_the_fraction(tmp_path):
     assert len(data.splits["val"]) == 5 and "test" not in data.splits
     with pytest.raises(ImgclfError, match=r"^val_split must be > 0 when the data has no val/ folder"):
         _prepare(few, tmp_path, val=0.0, test=0.0)
+
+
+def test_streamed_data_is_normalised_by_its_own_statistics_and_says_what_it_skips(tmp_path):
+    """Data larger than the cache budget is streamed from its files: its mean/std were a fixed 0.5 / 0.25 whatever
+    `normalize: dataset` asked, and its split skipped the near-duplicate search without a word. The statistics
+    are now measured on the files (here all of them: the same as the cached run's), and the skip is said."""
+    root = make_image_folder(tmp_path / "data", classes=CLASSES, per_class=8)
+    settings = (root, 16, "rgb", 0.2, 0.2, 0)
+    cached = prepare_data(*settings, cache_dir=str(tmp_path / "cache"))
+    streamed = prepare_data(*settings, cache_dir=str(tmp_path / "cache"), cache_budget=1)
+    assert streamed.decoded.pixels is None and cached.decoded.pixels is not None
+    streamed.splits["train"] = cached.splits["train"]  # the grouped and ungrouped splits may differ
+    for mine, theirs in zip(streamed.pixel_mean_std(), cached.pixel_mean_std()):
+        assert mine == pytest.approx(theirs, abs=1e-5) and mine != [0.5] * 3 and mine != [0.25] * 3
+    assert any("near-duplicates are not looked for" in note for note in streamed.split_notes)
+    assert not any("near-duplicates" in note for note in cached.split_notes)

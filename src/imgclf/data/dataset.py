@@ -65,6 +65,12 @@ def enlarged_notes(enlarged: dict[str, tuple[float, float]], splits: dict[str, S
             "splits (--test-split 0: the validation split then scores the model), leave training more"]
 
 
+# said once per run: the near-duplicate search reads the cache, so streamed data splits without it
+_UNGROUPED_STREAM = ["the images are streamed from their files (they exceed --cache-budget), so near-duplicates "
+                     "are not looked for: the automatic split may put copies of one picture in both train and "
+                     "test, and the split differs from a cached run's; a larger --cache-budget caches them and "
+                     "keeps each group of copies in one split"]
+
 def stratified_folds(labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold number (0-based) of each item: scikit-learn's StratifiedKFold, shuffled with `seed`, so every class
     is spread as evenly as possible over the folds and each item is in exactly one. groups: one id per item;
@@ -223,4 +229,5 @@ def prepare_data(
                               "also scores the model" if before != "training" else ")")
                            + ", or add a val/ folder")
     return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation,
-                        color_source, grouping, split_notes=enlarged_notes(enlarged, splits, classes))
+                        color_source, grouping, split_notes=enlarged_notes(enlarged, splits, classes)
+                        + (_UNGROUPED_STREAM if group_duplicates and decoded.pixels is None else []))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..io import relative_path
-from .cache import DecodedImages
+from .cache import DecodedImages, pixel_blocks
 from .folder import FolderScan
 from .groups import Grouping
 from .imbalance import imbalance_stats
@@ -48,16 +48,29 @@ class PreparedData:
     def paths(self, split: str) -> list[str]:
         return [self.decoded.paths[i] for i in self.splits[split].indices]
 
-    def pixel_mean_std(self, limit: int = 10_000) -> tuple[list[float], list[float]]:
-        """Per-channel mean/std of (a seeded sample of) the training images, in [0, 1] units."""
+    def pixel_mean_std(self, limit: int = 10_000, streamed_limit: int = 2_000) -> tuple[list[float], list[float]]:
+        """Per-channel mean/std of (a seeded sample of) the training images, in [0, 1] units. Streamed data (too
+        large for the cache) is measured on a smaller sample, decoded from its files: it had a fixed 0.5 / 0.25,
+        whatever `normalize: dataset` asked, so the same images streamed and cached trained differently."""
+        streamed = self.decoded.pixels is None
         rows = self.splits["train"].indices
-        if len(rows) > limit:
-            rows = np.sort(np.random.default_rng(0).choice(rows, limit, replace=False))
-        if self.decoded.pixels is None:  # streamed: no cache to measure, so a neutral guess
+        cap = streamed_limit if streamed else limit
+        if len(rows) > cap:
+            rows = np.sort(np.random.default_rng(0).choice(rows, cap, replace=False))
+        if not streamed:
+            pixels = np.asarray(self.decoded.pixels[rows], dtype=np.float64) / 255.0
+            mean, std = pixels.mean(axis=(0, 1, 2)), np.maximum(pixels.std(axis=(0, 1, 2)), 1e-3)
+            return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
+        sums, squares, count = np.zeros(self.channels), np.zeros(self.channels), 0
+        for block in pixel_blocks(self.decoded, rows, self.img_size, self.color, self.interpolation, 512):
+            pixels = np.asarray(block, dtype=np.float64) / 255.0
+            sums += pixels.sum(axis=(0, 1, 2))
+            squares += np.square(pixels).sum(axis=(0, 1, 2))
+            count += pixels.shape[0] * pixels.shape[1] * pixels.shape[2]
+        if not count:
             return [0.5] * self.channels, [0.25] * self.channels
-        pixels = np.asarray(self.decoded.pixels[rows], dtype=np.float64) / 255.0
-        mean = pixels.mean(axis=(0, 1, 2))
-        std = np.maximum(pixels.std(axis=(0, 1, 2)), 1e-3)
+        mean = sums / count
+        std = np.maximum(np.sqrt(np.maximum(squares / count - mean**2, 0.0)), 1e-3)
         return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
 
     def counts(self) -> dict[str, dict[str, int]]:

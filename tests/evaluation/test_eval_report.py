@@ -282,3 +282,39 @@ def test_report_says_on_the_console_why_the_gradcam_figure_is_missing(tiny_run, 
     assert "figure could not be drawn: gradcam: run must be a run directory containing model.safetensors" \
         in result.output
     assert "no model.safetensors" in (run_dir / "report.html").read_text()
+
+
+def test_classes_that_share_the_lowest_recall_are_counted_not_one_named(tmp_path):
+    """With 60 of 120 classes at recall 0 the report called the first of them by name "the weakest class", and
+    the terminal line did too; where every class shares one recall, the terminal still named a worst class."""
+    import numpy as np
+
+    from imgclf.cli.training import _worst_class_text
+    from imgclf.evaluation.metrics import compute_metrics
+    from imgclf.records import PredictionRow, RunDir
+    from run_fixtures import write_run
+
+    classes = ["a", "b", "c", "d"]
+    y = np.repeat(np.arange(4), 4)
+    probs = np.eye(4)[y] * 0.7 + 0.075
+    for i in (0, 4):  # one image of "a" and one of "b" taken for "c": both at recall 0.75
+        probs[i] = np.roll(probs[i], 2)
+    m = compute_metrics(y, probs, classes)
+    assert _worst_class_text(m) == "  worst class a recall 0.750 (and 1 more at it)"
+    assert _worst_class_text(compute_metrics(y, np.eye(4)[y] * 0.7 + 0.075, classes)) == ""  # all at 1.0
+
+    run = RunDir(write_run(tmp_path))
+    names = run.read_card().classes
+    rows = run.read_predictions(names)
+    first = {}
+    predictions = []
+    for r in rows:
+        wrong = first.setdefault(r.true, r.path) == r.path  # each class's first image is wrong: all tie
+        pred = names[(names.index(r.true) + 1) % len(names)] if wrong else r.true
+        probs_row = [0.8 if c == pred else 0.2 / (len(names) - 1) for c in names]
+        predictions.append(PredictionRow(path=r.path, true=r.true, pred=pred, prob=0.8, loss=0.2, probs=probs_row))
+    run.write_predictions(predictions, names)
+    assert len({sum(r.true == c for r in rows) for c in names}) == 1  # the fixture's classes are alike in size
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert f"Weakest classes: {len(names)} of the {len(names)} share the lowest recall" in html
+    assert "Weakest class:" not in html and f"class {names[0]} and {len(names) - 1} more" in html

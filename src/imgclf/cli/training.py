@@ -129,6 +129,18 @@ def _train_command_options() -> list[inspect.Parameter]:
             inspect.Parameter("report", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=report)]
 
 
+def _worst_class_text(m: Any) -> str:
+    """The worst class, and how many share its recall; nothing when every class does (no class is worst)."""
+    from ..evaluation.interpret import lowest_recall_classes
+
+    if m.worst_class is None:
+        return ""
+    lowest = lowest_recall_classes(m.per_class)
+    if len(lowest) == sum(1 for row in m.per_class.values() if row.support > 0):
+        return ""
+    more = f" (and {len(lowest) - 1} more at it)" if len(lowest) > 1 else ""
+    return f"  worst class {m.worst_class.name} recall {m.worst_class.recall:.3f}{more}"
+
 def _print_folds(folds: Any) -> None:
     """The cross-validation's summary: mean ± std over the folds of each metric, then where it is."""
     from rich.table import Table
@@ -281,7 +293,7 @@ def _print_run_summary(run: Any) -> None:
     if m and m.multilabel is not None:
         console.print(f"[bold]{m.split}[/bold] {multilabel_line(m)}")
     elif m:
-        worst = f"  worst class {m.worst_class.name} recall {m.worst_class.recall:.3f}" if m.worst_class else ""
+        worst = _worst_class_text(m)
         console.print(f"[bold]{m.split}[/bold] accuracy {m.accuracy:.4f}  macro F1 {m.macro.f1:.4f}  "
                       f"macro recall {m.macro.recall:.4f}{worst}")
     skipped = run.skipped

@@ -327,6 +327,17 @@ def scores_shown(scores: ClassScores | LabelScores, predicted: int | None) -> di
             "recall": scores.recall if scores.support else None, "f1": scores.f1 if scores.support else None}
 
 
+def lowest_recall_classes(per_class: Mapping[str, ClassScores]) -> list[str]:
+    """The classes the split holds that share the lowest recall (the metrics' worst class is the first of them by
+    name): with 60 classes at 0 the report named one of them as "the weakest", and with every class at the same
+    recall it named one at all."""
+    recalls = {name: row.recall for name, row in per_class.items() if row.support > 0}
+    if not recalls:
+        return []
+    lowest = min(recalls.values())
+    return [name for name, recall in recalls.items() if recall == lowest]
+
+
 def mean_recall(per_class: Mapping[str, ClassScores], classes: Sequence[str]) -> float | None:
     """Mean recall over those of `classes` (the minority ones, say) that the evaluated split contains; None if it
     contains none of them. A class without test images has no recall, not a recall of 0."""

@@ -32,6 +32,7 @@ from .interpret import (
     detect_divergence,
     detect_overfitting,
     kept_val_accuracy,
+    lowest_recall_classes,
     lr_changes,
     mean_recall,
     no_better_than_guessing,
@@ -101,7 +102,13 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.insert(1 if guess is not None else 0,
                         f"{diverged.text()[:1].upper()}{diverged.text()[1:]}. Lower the learning rate (--lr) or let "
                         "the LR finder choose it (--lr auto).")
-    if worst_name is not None and finite(worst_recall) and worst_recall < 1.0:
+    lowest = lowest_recall_classes(per_class)
+    if worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) > 1:
+        tested = sum(1 for row in per_class.values() if row.support > 0)
+        named = ", ".join(lowest[:5]) + (", …" if len(lowest) > 5 else "")
+        findings.append(f"Weakest classes: {len(lowest)} of the {tested} share the lowest recall, {pct(worst_recall)} "
+                        f"({named}).")
+    elif worst_name is not None and finite(worst_recall) and worst_recall < 1.0:
         text = f"Weakest class: {worst_name} (recall {pct(worst_recall)})"
         if worst_confusions:
             text += ", most often taken for " + ", ".join(f"{c.pred} ({c.count})" for c in worst_confusions)
@@ -194,7 +201,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "count": m.count,
         "headline": {
             "accuracy": m.accuracy, "macro_recall": m.macro.recall, "macro_f1": m.macro.f1,
-            "worst_name": worst_name, "worst_recall": worst_recall, "macro_auc": m.macro_auc,
+            "worst_name": worst_name if len(lowest) <= 1 else f"{worst_name} and {len(lowest) - 1} more",
+            "worst_recall": worst_recall, "macro_auc": m.macro_auc,
             "ece": ece, "loss": m.loss, "val_accuracy": kept_val_accuracy(history, training),
             # the curve's value at that epoch, where the headline's was measured after recomputing the batch norms
             "val_accuracy_in_training": (best_val_accuracy(history, training.best_epoch)

@@ -66,6 +66,18 @@ def test_names_shown_together_are_cut_where_they_differ():
         assert all(len(label) <= limit for label in labels)
         assert [plotting.short(n, limit) for n in names if len(n) <= limit] == [
             label for n, label in zip(names, labels) if len(n) <= limit]  # short names stay whole
+    # names that differ in two places the room cannot both show: numbered, never alike
+    acer = ["Acer_saccharum_var_northern", "Acer_saccharum_var_southern", "Acer_saccharinum_var_northern",
+            "Acer_saccharinum_var_southern"]
+    for limit in (4, 13, 16, 18, 22):
+        labels = plotting.distinct_short(acer, limit)
+        assert len(set(labels)) == 4 and all(len(label) <= limit for label in labels), labels
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        names = sorted({"".join(rng.choice(list("ab_"), rng.integers(1, 40))) for _ in range(rng.integers(2, 40))})
+        limit = int(rng.integers(4, 23))
+        labels = plotting.distinct_short(names, limit)
+        assert len(set(labels)) == len(names) and all(len(label) <= limit for label in labels), (names, labels)
     assert plotting.distinct_short(["cat", "dog", "cat"], 8) == ["cat", "dog", "cat"]
     assert plotting.distinct_short(["pullover_long_name", "t_shirt_long_name"], 10) == [
         plotting.short("pullover_long_name", 10), plotting.short("t_shirt_long_name", 10)]  # no clash: as before

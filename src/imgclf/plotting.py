@@ -167,18 +167,31 @@ def short(name: str, limit: int = 18, head: int | None = None) -> str:
 def distinct_short(names: Sequence[str], limit: int = 18) -> list[str]:
     """`short` for labels shown together: where two different names would read the same ("a_very_long…ariant"
     for every "a_very_long_…_number_0K_variant"), the cut moves to where they differ, so that a row, bar or
-    tile can still be told from its neighbours. Names that are equal stay equal."""
+    tile can still be told from its neighbours; names that differ in two places the room cannot both show end in
+    "#1", "#2", ... (in name order). Names that are equal stay equal. `limit` is at least 4."""
+    limit = max(limit, 4)
     out = [short(name, limit) for name in names]
     for _ in range(3):  # a subgroup may still share more than the group did: settle it on the next pass
-        clashes: dict[str, set[str]] = {}
-        for name, label in zip(names, out):
-            clashes.setdefault(label, set()).add(name)
-        settled = {name: label for label, group in clashes.items() if len(group) > 1
-                   for name, label in _told_apart(sorted(group), limit).items()}
-        if not settled:
-            break
+        clashes = _clashes(names, out)
+        if not clashes:
+            return out
+        settled = {name: label for group in clashes for name, label in _told_apart(group, limit).items()}
         out = [settled.get(name, label) for name, label in zip(names, out)]
-    return out
+    left = sorted({name for group in _clashes(names, out) for name in group})
+    room = limit - len(f"#{len(left)}")
+    bases: dict[str, list[str]] = {}
+    for name in left:
+        bases.setdefault(short(name, room), []).append(name)
+    numbered = {name: base + f"#{i}" for base, group in bases.items() for i, name in enumerate(group, 1)}
+    return [numbered.get(name, label) for name, label in zip(names, out)]
+
+
+def _clashes(names: Sequence[str], labels: Sequence[str]) -> list[list[str]]:
+    """Groups of different names (sorted) that share a label."""
+    by_label: dict[str, set[str]] = {}
+    for name, label in zip(names, labels):
+        by_label.setdefault(label, set()).add(name)
+    return [sorted(group) for group in by_label.values() if len(group) > 1]
 
 
 def _told_apart(group: list[str], limit: int) -> dict[str, str]:

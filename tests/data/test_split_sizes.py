@@ -66,3 +66,24 @@ def test_streamed_data_is_normalised_by_its_own_statistics_and_says_what_it_skip
         assert mine == pytest.approx(theirs, abs=1e-5) and mine != [0.5] * 3 and mine != [0.25] * 3
     assert any("near-duplicates are not looked for" in note for note in streamed.split_notes)
     assert not any("near-duplicates" in note for note in cached.split_notes)
+
+
+def test_the_note_speaks_of_the_draw_it_made_and_an_empty_val_folder_is_named(tmp_path):
+    """Under k-fold the validation split is the fold, not the draw: no note of the draw's share. With train/ and
+    test/ folders the share is of train/, and its counts leave test/ out; --test-split 0 is no help there. A val/
+    folder of unreadable files was answered with advice about drawing a validation split."""
+    few = make_image_folder(tmp_path / "few", classes=CLASSES, per_class=6)
+    folded = prepare_data(few, 16, "grayscale", 0.1, 0.1, 0, cache_dir=str(tmp_path / "cache"),
+                          group_duplicates=False, fold=(1, 2))
+    assert all(not note.startswith("the test and val") and "val split" not in note for note in folded.split_notes)
+    splits = make_image_folder(tmp_path / "splits", classes=CLASSES, layout="splits", per_split={"train": 3, "test": 4})
+    data = _prepare(splits, tmp_path)
+    note = " ".join(data.split_notes)
+    assert "the val split took 33 % of train/, not the 10 % asked" in note
+    assert "has 3, so training keeps 10 of 15" in note and "--test-split" not in note
+    for png in (splits / "train").rglob("*.png"):
+        (splits / "val" / png.parent.name).mkdir(parents=True, exist_ok=True)
+        (splits / "val" / png.parent.name / png.name).write_bytes(b"not an image")
+    with pytest.raises(ImgclfError, match=r"^data must be a val/ folder with at least one readable image\..*"
+                                          r"\(val/ holds none\)\. Add images to val/, or remove it"):
+        _prepare(splits, tmp_path)

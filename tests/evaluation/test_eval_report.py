@@ -316,5 +316,11 @@ def test_classes_that_share_the_lowest_recall_are_counted_not_one_named(tmp_path
     run.write_predictions(predictions, names)
     assert len({sum(r.true == c for r in rows) for c in names}) == 1  # the fixture's classes are alike in size
     html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
-    assert f"Weakest classes: {len(names)} of the {len(names)} share the lowest recall" in html
-    assert "Weakest class:" not in html and f"class {names[0]} and {len(names) - 1} more" in html
+    assert "Every class has the same recall, 50.0 %: no class is weaker than another." in html
+    assert "Weakest class" not in html and f"class all {len(names)}" in html
+    predictions[0] = PredictionRow(path=rows[0].path, true=rows[0].true, pred=rows[0].true, prob=0.8, loss=0.2,
+                                   probs=[0.8 if c == rows[0].true else 0.2 / (len(names) - 1) for c in names])
+    run.write_predictions(predictions, names)  # the first class now right on both images: the others tie below
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert f"Weakest classes: {len(names) - 1} of the {len(names)} share the lowest recall, 50.0 %" in html
+    assert f"class {names[1]} and {len(names) - 2} more" in html

@@ -75,3 +75,17 @@ def test_the_card_and_report_give_the_l2_penalty_inside_the_losses(tmp_path, ima
     plain = imgclf.fit({**base, "out": str(tmp_path / "plain")})
     assert RunDir(plain.path).read_card().training.l2_penalty is None
     assert "L2 penalty" not in (plain.path / "report.html").read_text()
+
+
+def test_frozen_layers_keep_their_l2_term_in_the_losses(tmp_path, image_folder):
+    """The penalty counted the trainable layers only: while the backbone was frozen the losses left its term out
+    and jumped by it at the unfreeze, so restore_best leaned towards the head-only epochs. A backbone frozen all
+    run long (its convolutions marked, the head's dense layers not) is in the card's penalty."""
+    import imgclf
+
+    run = imgclf.fit({"data": str(image_folder), "model": "test_efficientnet", "pretrained": False, "img_size": 32,
+                      "epochs": 1, "freeze_epochs": 1, "batch_size": 16, "progress": False, "l2": {"conv": 0.01},
+                      "out": str(tmp_path / "frozen")}, report=False)
+    model = imgclf.load(run.path, fold_batch_norm=False).model
+    expected = sum(0.01 * float(m.weight.detach().pow(2).sum()) for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert RunDir(run.path).read_card().training.l2_penalty == pytest.approx(expected, rel=1e-4) and expected > 0

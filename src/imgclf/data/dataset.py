@@ -51,19 +51,21 @@ def _taken(enlarged: dict[str, tuple[float, float]], name: str) -> str:
     return f" asked, {_pct(enlarged[name][0])} taken: at least one image of each class" if name in enlarged else ""
 
 
-def enlarged_notes(enlarged: dict[str, tuple[float, float]], splits: dict[str, Split], classes: list[str]) -> list[str]:
-    """The warning for held-out splits far larger than asked, with what training is left."""
+def enlarged_notes(enlarged: dict[str, tuple[float, float]], pool: np.ndarray, train: int, flat: bool) -> list[str]:
+    """The warning for held-out splits far larger than asked, with what training is left: `pool` the labels of
+    the images they were drawn from (the folder, or train/), `train` the training images kept."""
     if not enlarged:
         return []
-    counts = np.bincount(np.concatenate([s.labels for s in splits.values()]), minlength=len(classes))
     names, shares = " and ".join(enlarged), " and ".join(_pct(share) for share, _ in enlarged.values())
     asked = " and ".join(_pct(fraction) for _, fraction in enlarged.values())
     plural = "s" if len(enlarged) > 1 else ""
-    return [f"the {names} split{plural} took {shares} of the images, not the {asked} asked: each class gives "
-            f"every held-out split at least one image, and the smallest class has {int(counts.min())}, so training "
-            f"keeps {len(splits['train'])} of {int(counts.sum())} images; more images per class, or fewer held-out "
-            "splits (--test-split 0: the validation split then scores the model), leave training more"]
-
+    source = "the images" if flat else "train/"
+    smallest = int(np.bincount(pool)[np.bincount(pool) > 0].min())
+    fewer = " (--test-split 0: the validation split then scores the model)" if flat and "test" in enlarged else ""
+    return [f"the {names} split{plural} took {shares} of {source}, not the {asked} asked: each class gives "
+            f"every held-out split at least one image, and the smallest class has {smallest}, so training keeps "
+            f"{train} of {len(pool)} images; more images per class, or fewer held-out splits{fewer}, leave "
+            "training more"]
 
 # said once per run: the near-duplicate search reads the cache, so streamed data splits without it
 _UNGROUPED_STREAM = ["the images are streamed from their files (they exceed --cache-budget), so near-duplicates "
@@ -161,7 +163,8 @@ def prepare_data(
         return group_holdout(y, grouping.ids(rows), fraction, rng)
 
     splits: dict[str, Split] = {}
-    enlarged: list[str] = []
+    enlarged: dict[str, tuple[float, float]] = {}
+    pool = np.zeros(0, dtype=np.int64)  # the labels of the images automatic held-out splits were drawn from
     if scan.layout == "flat":
         idx, y = subset("all")
         test_mask = holdout(idx, y, test_split)
@@ -173,6 +176,7 @@ def prepare_data(
             splits["test"] = Split(idx[test_mask], y[test_mask])
         enlarged = enlarged_shares(len(idx), {"test": (int(test_mask.sum()), test_split),
                                               "val": (int(val_mask.sum()), val_split)})
+        pool = y
         val_source = f"{val_split:g} of the folder{_taken(enlarged, 'val')} (stratified, seed {seed})"
     else:
         idx, y = subset("train")
@@ -185,6 +189,7 @@ def prepare_data(
             splits["train"] = Split(idx[~val_mask], y[~val_mask])
             splits["val"] = Split(idx[val_mask], y[val_mask])
             enlarged = enlarged_shares(len(idx), {"val": (int(val_mask.sum()), val_split)})
+            pool = y
             val_source = f"{val_split:g} of train/{_taken(enlarged, 'val')} (stratified, seed {seed})"
         if "test" in scan.files:
             splits["test"] = Split(*subset("test"))
@@ -199,8 +204,10 @@ def prepare_data(
         splits["train"] = Split(pool_idx[~held_out], pool_y[~held_out])
         splits["val"] = Split(pool_idx[held_out], pool_y[held_out])
         val_source = f"fold {i} of {k} of the non-test images (stratified, seed {seed})"
+        enlarged.pop("val", None)  # the fold is the validation split now, not the draw
     splits = {name: Split(*cap_per_class(name, split.indices, split.labels, classes, selection))
               if fold is None or name == "test" else split for name, split in splits.items()}
+    automatic = scan.layout == "flat" or "val" not in scan.files or fold is not None  # a split drawn here
     if grouping is not None:
         grouping.automatic = (["train", "val", "test"] if scan.layout == "flat" else
                               ["train", "val"] if "val" not in scan.files or fold is not None else [])
@@ -215,6 +222,9 @@ def prepare_data(
         raise invalid("data", scan.root, "a folder where every class has decodable training images",
                       note=f"no usable training image for {empty}; {len(skipped)} file(s) skipped",
                       hint=f"See `imgclf inspect {scan.root}`")
+    if len(splits["val"]) == 0 and "val" in scan.files and fold is None:
+        raise invalid("data", scan.root, "a val/ folder with at least one readable image",
+                      note="val/ holds none", hint="Add images to val/, or remove it (val_split then draws one)")
     if len(splits["val"]) == 0:
         if val_split <= 0:
             raise invalid("val_split", val_split, "> 0 when the data has no val/ folder",
@@ -223,11 +233,13 @@ def prepare_data(
         before = "the test split and training" if scan.layout == "flat" and test_split > 0 else "training"
         raise invalid("data", scan.root, "a folder with images to spare for validation",
                       also={"val_split": val_split}, note=f"the validation split is empty: {before} kept every image "
-                      f"of each class (at most {int(np.bincount(labels_all[ok]).max())} per class)",
+                      f"of each class (at most {int(np.bincount(pool if len(pool) else labels_all[ok]).max())} per "
+                      "class)",
                       hint="Add images (a class needs 2 to give one to validation"
                            + (", 3 with a test split as well), or set --test-split 0 so that the validation split "
                               "also scores the model" if before != "training" else ")")
                            + ", or add a val/ folder")
     return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation,
-                        color_source, grouping, split_notes=enlarged_notes(enlarged, splits, classes)
-                        + (_UNGROUPED_STREAM if group_duplicates and decoded.pixels is None else []))
+                        color_source, grouping,
+                        split_notes=enlarged_notes(enlarged, pool, len(splits["train"]), scan.layout == "flat")
+                        + (_UNGROUPED_STREAM if group_duplicates and decoded.pixels is None and automatic else []))

@@ -39,7 +39,7 @@ class PreparedData:
     color_source: str = ""  # why this colour mode: "color=rgb", or what color=auto found (see `resolve_color`)
     grouping: Grouping | None = None  # near-duplicate groups the split kept together / found leaking
     task: str = "single"  # or "multilabel": the splits carry `targets`
-    split_notes: list[str] = field(default_factory=list)  # held-out splits far larger than asked (warned)
+    split_notes: list[str] = field(default_factory=list)  # warned: held-out splits far larger than asked, streaming
 
     @property
     def channels(self) -> int:

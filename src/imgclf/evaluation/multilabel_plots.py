@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plotting import (FULL_WIDTH_PX, GREY, MIN_FONT_PT, RIGHT_COLOR, TRAIN_COLOR, WRONG_COLOR, inches, new_figure,
-                        save_figure, short, style)
+from ..plotting import (FULL_WIDTH_PX, GREY, MIN_FONT_PT, RIGHT_COLOR, TRAIN_COLOR, WRONG_COLOR, distinct_short,
+                        inches, new_figure, save_figure, style)
 from .multilabel import binary_calibration_error
 from .plots.layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image
 
@@ -47,6 +47,7 @@ def plot_label_reliability(targets: np.ndarray, probs: np.ndarray, classes: Sequ
     k = len(classes)
     columns = min(COLUMNS, max(k, 1))
     rows = max(1, math.ceil(k / columns))
+    titles = distinct_short(classes, 16)
     with style():
         fig = new_figure(inches(FULL_WIDTH_PX), inches(PANEL_HEIGHT_PX * rows + 60))
         axes = np.atleast_1d(fig.subplots(rows, columns, sharex=True, sharey=True)).ravel()
@@ -63,7 +64,7 @@ def plot_label_reliability(targets: np.ndarray, probs: np.ndarray, classes: Sequ
                 ax.plot(mean_p[few], share[few], linestyle="none", marker="o", markersize=3.5,
                         markerfacecolor="none", markeredgecolor=TRAIN_COLOR, alpha=0.6)
             ece = binary_calibration_error(targets[:, i], probs[:, i])
-            ax.set_title(f"{short(classes[i], 16)}: ECE {ece:.3f}", fontsize=MIN_FONT_PT + 1)
+            ax.set_title(f"{titles[i]}: ECE {ece:.3f}", fontsize=MIN_FONT_PT + 1)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
             ax.set_aspect("equal")
@@ -81,23 +82,33 @@ CAPTION_CHARS = 30  # characters per caption line in a cell of a four-column gri
 LINE_IN = 0.17  # one caption line, inches
 
 
-def label_set_caption(true: Sequence[str], pred: Sequence[tuple[str, float]], width: int = CAPTION_CHARS) -> str:
+def label_set_caption(true: Sequence[str], pred: Sequence[tuple[str, float]], width: int = CAPTION_CHARS,
+                      labels: Mapping[str, str] | None = None) -> str:
     """ "True: a + b" and "Pred: a 0.97 + c 0.61", each wrapped to `width` characters, never inside a label
     (no break at its hyphens) nor between a label and its probability (a no-break space joins them: textwrap
-    breaks at ASCII whitespace only)."""
+    breaks at ASCII whitespace only). `labels`: each label as shown, cut where it differs from the grid's
+    others (`caption_labels`); by default, cut alone."""
     def wrapped(head: str, items: list[str]) -> list[str]:
         return textwrap.wrap(head + (" + ".join(items) or "none"), width=width, break_long_words=False,
                              break_on_hyphens=False, subsequent_indent="  ")
 
-    name = max(8, width - 10)  # a label longer than a line is shortened, never split
-    return "\n".join(wrapped("True: ", [short(t, name) for t in true])
-                     + wrapped("Pred: ", [f"{short(n, name)}\u00a0{p:.2f}" for n, p in pred]))
+    labels = labels if labels is not None else caption_labels([{"true": true, "pred": pred}], width)
+    return "\n".join(wrapped("True: ", [labels[t] for t in true])
+                     + wrapped("Pred: ", [f"{labels[n]}\u00a0{p:.2f}" for n, p in pred]))
+
+
+def caption_labels(samples: Sequence[Mapping], width: int = CAPTION_CHARS) -> dict[str, str]:
+    """Every label of the grid's captions, as shown: one longer than a line is shortened, never split, and cut
+    where it differs from the others, so that two labels never read alike."""
+    names = sorted({t for s in samples for t in s["true"]} | {n for s in samples for n, _ in s["pred"]})
+    return dict(zip(names, distinct_short(names, max(8, width - 10))))
 
 
 def plot_label_set_grid(samples: Sequence[Mapping], path: str | os.PathLike, title: str = "Label sets") -> Path:
     """samples: {"image": uint8 HWC, "true": [labels], "pred": [(label, probability)], "correct": bool}; wrong
     sets get a red caption and frame."""
-    captions = [label_set_caption(s["true"], s["pred"]) for s in samples]
+    labels = caption_labels(samples)
+    captions = [label_set_caption(s["true"], s["pred"], labels=labels) for s in samples]
     lines = max((c.count("\n") + 1 for c in captions), default=2)
     n_wrong = sum(1 for s in samples if not s["correct"])
     heading = f"{title}: a seeded random sample of {len(samples)} test images, {n_wrong} wrong (red frame)"

@@ -103,8 +103,10 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                         f"{diverged.text()[:1].upper()}{diverged.text()[1:]}. Lower the learning rate (--lr) or let "
                         "the LR finder choose it (--lr auto).")
     lowest = lowest_recall_classes(per_class)
-    if worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) > 1:
-        tested = sum(1 for row in per_class.values() if row.support > 0)
+    tested = sum(1 for row in per_class.values() if row.support > 0)
+    if worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) == tested > 1:
+        findings.append(f"Every class has the same recall, {pct(worst_recall)}: no class is weaker than another.")
+    elif worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) > 1:
         named = ", ".join(lowest[:5]) + (", …" if len(lowest) > 5 else "")
         findings.append(f"Weakest classes: {len(lowest)} of the {tested} share the lowest recall, {pct(worst_recall)} "
                         f"({named}).")
@@ -201,7 +203,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "count": m.count,
         "headline": {
             "accuracy": m.accuracy, "macro_recall": m.macro.recall, "macro_f1": m.macro.f1,
-            "worst_name": worst_name if len(lowest) <= 1 else f"{worst_name} and {len(lowest) - 1} more",
+            "worst_name": worst_name if len(lowest) <= 1 else f"all {tested}" if len(lowest) == tested
+            else f"{worst_name} and {len(lowest) - 1} more",
             "worst_recall": worst_recall, "macro_auc": m.macro_auc,
             "ece": ece, "loss": m.loss, "val_accuracy": kept_val_accuracy(history, training),
             # the curve's value at that epoch, where the headline's was measured after recomputing the batch norms

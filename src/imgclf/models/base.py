@@ -13,10 +13,13 @@ def with_l2(module: nn.Module, coefficient: float) -> nn.Module:
 
 
 def keras_l2_penalty(model: nn.Module) -> torch.Tensor | None:
+    """The sum of c * sum(w**2) over the marked layers, frozen ones included: their term is constant and carries
+    no gradient, but leaving it out made loss and val_loss jump when a backbone unfroze, so that the epoch kept
+    (restore_best) leaned towards the head-only epochs. None where no layer is marked."""
     total = None
     for module in model.modules():
         c = getattr(module, "l2_penalty", 0.0)
-        if c and getattr(module, "weight", None) is not None and module.weight.requires_grad:
+        if c and getattr(module, "weight", None) is not None:
             term = c * module.weight.pow(2).sum()
             total = term if total is None else total + term
     return total

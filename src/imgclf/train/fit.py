@@ -136,6 +136,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         from lightning.pytorch.callbacks import LearningRateMonitor
 
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+    # last of all: after every hook that moves state at a batch's end (an EMA's average, a pruner's count)
+    callbacks.sort(key=lambda c: isinstance(c, WithinEpochCheckpoint))
 
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg), strategy=cfg.strategy,
@@ -240,7 +242,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
         callbacks.append(EpochLines(cfg.epochs))
         if stderr_is_terminal():  # a bar within the epoch; a redirected log gets the epoch lines only
             callbacks.append(EpochBar(refresh_rate=max(1, steps // 10), leave=False))
-    if cfg.checkpoint_every:  # last: after every hook that moves state at a batch's end (an EMA's average)
+    if cfg.checkpoint_every:  # put last of all by `train_model`
         callbacks.append(WithinEpochCheckpoint(callbacks[0]))
     return callbacks, best, history
 

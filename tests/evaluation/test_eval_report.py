@@ -324,3 +324,22 @@ def test_classes_that_share_the_lowest_recall_are_counted_not_one_named(tmp_path
     html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
     assert f"Weakest classes: {len(names) - 1} of the {len(names)} share the lowest recall, 50.0 %" in html
     assert f"class {names[1]} and {len(names) - 2} more" in html
+
+
+def test_overfitting_is_read_from_the_fit_not_the_penalty(tmp_path):
+    """With Keras' L2 inside val_loss, a penalty shrinking faster than the cross-entropy rises made the sum fall,
+    and the report said "No overfitting detected" for a run whose fit worsened from epoch 14: history.csv now keeps
+    each epoch's penalty, and the rule reads the losses without it."""
+    from imgclf.records import HistoryRow, RunDir
+    from run_fixtures import write_run
+    from test_eval_interpret import FLAT_TRAIN, RISING_VAL
+
+    run = RunDir(write_run(tmp_path))
+    penalty = [1.0 - 0.03 * e for e in range(len(RISING_VAL))]  # falls 0.03 an epoch: more than the fit rises
+    rows = [HistoryRow(epoch=e, lr=1e-3, loss=t + p, acc=0.9, val_loss=v + p, val_acc=0.9, l2_penalty=p)
+            for e, (t, v, p) in enumerate(zip(FLAT_TRAIN, RISING_VAL, penalty), start=1)]
+    assert all(b.val_loss < a.val_loss for a, b in zip(rows[-5:], rows[-4:]))  # the sum keeps falling
+    run.write_history(rows)
+    assert [r.l2_penalty for r in run.read_history()] == pytest.approx(penalty)
+    html = re.sub(r"\s+", " ", write_report(run.path, explain=False).read_text())
+    assert "Overfitting from epoch 14" in html and "No overfitting detected" not in html

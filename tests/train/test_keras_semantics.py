@@ -89,3 +89,16 @@ def test_frozen_layers_keep_their_l2_term_in_the_losses(tmp_path, image_folder):
     model = imgclf.load(run.path, fold_batch_norm=False).model
     expected = sum(0.01 * float(m.weight.detach().pow(2).sum()) for m in model.modules() if isinstance(m, nn.Conv2d))
     assert RunDir(run.path).read_card().training.l2_penalty == pytest.approx(expected, rel=1e-4) and expected > 0
+
+
+def test_history_keeps_each_epochs_l2_penalty(tmp_path, image_folder):
+    """The column the overfitting rule reads the fit from: the penalty inside that epoch's losses, empty without."""
+    import imgclf
+
+    base = {"data": str(image_folder), "model": "simple_cnn", "img_size": 16, "epochs": 2, "progress": False}
+    run = imgclf.fit({**base, "l2": {"conv": 0.01}, "out": str(tmp_path / "l2")}, report=False)
+    rows = RunDir(run.path).read_history()
+    assert all(r.l2_penalty is not None and 0 < r.l2_penalty < r.val_loss for r in rows), rows
+    assert rows[-1].l2_penalty == pytest.approx(RunDir(run.path).read_card().training.l2_penalty, rel=0.05)
+    plain = imgclf.fit({**base, "out": str(tmp_path / "plain")}, report=False)
+    assert all(r.l2_penalty is None for r in RunDir(plain.path).read_history())

@@ -69,8 +69,9 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     m = interp.metrics
     training = card.training
     best_epoch = training.best_epoch
-    overfit = detect_overfitting([r.value("loss") for r in history],
-                                 [r.value("val_loss") for r in history]) if history else None
+    # the fit alone: a shrinking L2 penalty inside the losses would hide a rising cross-entropy
+    overfit = detect_overfitting([r.less_penalty("loss") for r in history],
+                                 [r.less_penalty("val_loss") for r in history]) if history else None
     onset = overfit.onset if overfit is not None else None
     imbalance = dataset.imbalance if dataset is not None else None
     minority = imbalance.minority if imbalance is not None else []

@@ -93,7 +93,9 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
 
     history = run.read_history()
     if history:
-        onset = overfitting_onset([r.value("loss") for r in history], [r.value("val_loss") for r in history])
+        # the fit alone: a shrinking L2 penalty inside the losses would hide a rising cross-entropy
+        onset = overfitting_onset([r.less_penalty("loss") for r in history],
+                                  [r.less_penalty("val_loss") for r in history])
         best = card.training.best_epoch
         kept = card.training.val_accuracy_after_batch_norm
         add("training_curves", lambda p: plots.plot_training_curves(history, p, best, onset, kept))

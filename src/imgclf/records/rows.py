@@ -14,7 +14,7 @@ class HistoryRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     COLUMNS: ClassVar[tuple[str, ...]] = ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "seconds",
-                                          "images_per_s", "frozen", "fraction")
+                                          "images_per_s", "frozen", "fraction", "l2_penalty")
     epoch: int = Field(ge=1)
     lr: float | None = None
     loss: float | None = None
@@ -27,6 +27,10 @@ class HistoryRow(BaseModel):
     fraction: float | None = Field(None, ge=0, le=1, description=(
         "Share of the epoch's batches trained: 1 for a whole epoch, less where the time limit cut it; empty in "
         "files written before the column, and for an epoch resumed from a checkpoint written before it (whole)."))
+    l2_penalty: float | None = Field(None, ge=0, description=(
+        "The Keras-style L2 penalty inside this epoch's loss and val_loss (as Keras reports them), at its "
+        "validation: `less_penalty` takes it out again. Empty where no layer carries one, and in files written "
+        "before the column."))
 
     def cells(self) -> list[str]:
         out = []
@@ -39,6 +43,11 @@ class HistoryRow(BaseModel):
         """A column as a float, NaN when empty (what the curves plot)."""
         v = getattr(self, name)
         return math.nan if v is None else float(v)
+
+    def less_penalty(self, name: str) -> float:
+        """loss or val_loss without the L2 penalty: the fit alone, which a shrinking penalty does not hide (the
+        overfitting rule reads it; for `loss`, the epoch's mean less the penalty at its end)."""
+        return self.value(name) - (self.l2_penalty or 0.0)
 
 
 def epochs_trained(rows: Sequence[HistoryRow]) -> float:

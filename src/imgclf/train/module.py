@@ -232,10 +232,12 @@ class ImageClassifierModule(L.LightningModule):
         logits = self.model(self.prepare(x, train=False))
         loss = self.val_loss_fn(logits, y)
         penalty = keras_l2_penalty(self.model)
+        n = len(y)
         if penalty is not None:
             loss = loss + penalty.detach().float()
+            self.log("l2_penalty", penalty.detach().float(), on_step=False, on_epoch=True, batch_size=n,
+                     sync_dist=True)
         acc = right_answers(logits, y).float() / len(y)
-        n = len(y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
 

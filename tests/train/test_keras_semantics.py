@@ -102,3 +102,29 @@ def test_history_keeps_each_epochs_l2_penalty(tmp_path, image_folder):
     assert rows[-1].l2_penalty == pytest.approx(RunDir(run.path).read_card().training.l2_penalty, rel=0.05)
     plain = imgclf.fit({**base, "out": str(tmp_path / "plain")}, report=False)
     assert all(r.l2_penalty is None for r in RunDir(plain.path).read_history())
+
+
+def test_a_resume_of_epochs_recorded_without_the_penalty_says_their_losses_differ(tmp_path, image_folder, caplog):
+    """A run begun before loss and val_loss included the L2 penalty, resumed now, would compare its old epochs'
+    lower val_loss with the new epochs' sum: said, with the way to compare like with like."""
+    import logging
+
+    import imgclf
+    from imgclf.io import read_csv
+
+    settings = {"data": str(image_folder), "model": "simple_cnn", "img_size": 16, "epochs": 1, "progress": False,
+                "l2": {"conv": 0.01}, "out": str(tmp_path / "old")}
+    run = imgclf.fit(settings, report=False)
+    history = run.path / "history.csv"
+    rows = read_csv(history)
+    columns = [c for c in rows[0] if c != "l2_penalty"]  # as written before the column
+    history.write_text(",".join(columns) + "\n" + "".join(",".join(r[c] for c in columns) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(resume=str(run.path), epochs=2, report=False, progress=False)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "epoch 1 of" in said and "recorded before loss and val_loss included the model's Keras L2 penalty" in said
+    fresh = imgclf.fit({**settings, "out": str(tmp_path / "new")}, report=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(resume=str(fresh.path), epochs=2, report=False, progress=False)
+    assert "Keras L2 penalty" not in " ".join(r.getMessage() for r in caplog.records)  # its epochs have it

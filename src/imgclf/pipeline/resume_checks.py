@@ -116,6 +116,23 @@ def _check_nothing_left_to_change(run: RunDir, stored: dict[str, Any], asked: di
                            f"imgclf train --config {run.file('config.yaml')} --out NEW")
 
 
+def penalty_unrecorded(run: RunDir, model: Any) -> str | None:
+    """Why a resume compares unlike losses, where it does: epochs recorded before loss and val_loss included the
+    model's Keras L2 penalty (their history rows have no l2_penalty) beside the resumed epochs that include it."""
+    from ..models.base import keras_l2_penalty
+
+    if keras_l2_penalty(model) is None or not run.has("history.csv"):
+        return None
+    before = [row.epoch for row in run.read_history() if row.l2_penalty is None]
+    if not before:
+        return None
+    epochs = f"epoch {before[0]}" if len(before) == 1 else f"epochs {before[0]}-{before[-1]}"
+    return (f"{epochs} of {run.path} were recorded before loss and val_loss included the model's Keras L2 "
+            "penalty, which the resumed epochs' include: the best epoch, early stopping and the plateau schedule "
+            "compare unlike values across them; a new run (imgclf train DATA --config "
+            f"{run.file('config.yaml')} --out NEW) compares like with like")
+
+
 def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:
     """Refuse to resume on images other than the run's: a file added to or gone from the data folder draws other
     splits, and the resumed epochs would train on images the earlier ones held out (`now`: the resumed run's

@@ -249,9 +249,12 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
     record = dataset_record(data)
     if resume and is_launch_zero:
-        from .resume_checks import check_same_images
+        from .resume_checks import check_same_images, penalty_unrecorded
 
         check_same_images(run, record, cfg)
+        unrecorded = penalty_unrecorded(run, model)
+        if unrecorded:
+            warn(unrecorded)
     if resolved.class_weight not in ("none", "balanced"):  # a bad file is refused before anything is written
         from ..data.imbalance import weights_from_file
 

@@ -28,9 +28,10 @@ class HistoryRow(BaseModel):
         "Share of the epoch's batches trained: 1 for a whole epoch, less where the time limit cut it; empty in "
         "files written before the column, and for an epoch resumed from a checkpoint written before it (whole)."))
     l2_penalty: float | None = Field(None, ge=0, description=(
-        "The Keras-style L2 penalty inside this epoch's loss and val_loss (as Keras reports them), at its "
-        "validation: `less_penalty` takes it out again. Empty where no layer carries one, and in files written "
-        "before the column."))
+        "The Keras-style L2 penalty inside this epoch's val_loss (as Keras reports it), of the weights validated: "
+        "`less_penalty` takes it out again. loss holds each step's own (of the raw weights under --ema, which "
+        "validation replaces by their average), so for loss the subtraction is near, not exact. Empty where no "
+        "layer carries one, and in files written before the column."))
 
     def cells(self) -> list[str]:
         out = []
@@ -46,7 +47,7 @@ class HistoryRow(BaseModel):
 
     def less_penalty(self, name: str) -> float:
         """loss or val_loss without the L2 penalty: the fit alone, which a shrinking penalty does not hide (the
-        overfitting rule reads it; for `loss`, the epoch's mean less the penalty at its end)."""
+        overfitting rule reads it; for `loss`, near: the epoch's mean less the validated weights' penalty)."""
         return self.value(name) - (self.l2_penalty or 0.0)
 
 

@@ -524,3 +524,21 @@ def test_terminal_tables_keep_long_class_names_whole(tmp_path, monkeypatch):
             elif current is not None:
                 current.append(cells[0])
         assert set(names) <= {"".join(row) for row in rows}, result.stdout
+
+
+def test_evaluating_the_runs_own_split_again_refreshes_its_report_and_says_what_it_dropped(tiny_run, tmp_path,
+                                                                                         caplog):
+    """`imgclf evaluate RUN` rewrote metrics.json without the TTA block the training's evaluation had made, and
+    the report.html beside it went on showing 'with TTA ...' until `imgclf report` dropped it silently."""
+    import logging
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    imgclf.evaluate(run, tta=True, progress=False)
+    assert "with TTA" in (run / "report.html").read_text()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.evaluate(run, progress=False)
+    assert RunDir(run).read_metrics().tta is None
+    assert "with TTA" not in (run / "report.html").read_text()  # the page shows what metrics.json now holds
+    assert any("test-time augmentation scores" in r.getMessage() and "--tta" in r.getMessage()
+               for r in caplog.records)

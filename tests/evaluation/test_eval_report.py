@@ -343,3 +343,27 @@ def test_overfitting_is_read_from_the_fit_not_the_penalty(tmp_path):
     assert [r.l2_penalty for r in run.read_history()] == pytest.approx(penalty)
     html = re.sub(r"\s+", " ", write_report(run.path, explain=False).read_text())
     assert "Overfitting from epoch 14" in html and "No overfitting detected" not in html
+
+
+def test_a_kept_head_only_epoch_and_the_losses_l2_are_said(tmp_path):
+    """A fine-tuning run whose best validation epoch came before the backbone unfroze delivers the head on the
+    frozen backbone: only a star in the curves' grey band said so. And with an L2 penalty inside the curves' losses,
+    the headline's test loss (cross-entropy) sat below the penalty itself, unexplained."""
+    from imgclf.records import HistoryRow, RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    run.write_history([HistoryRow(epoch=e, lr=1e-3, loss=1.0 / e, acc=0.8, val_loss=v, val_acc=0.8, frozen=int(e <= 3))
+                       for e, v in enumerate([0.9, 0.5, 0.6, 0.8, 0.7], start=1)])
+    card = run.read_card()
+    card.training.best_epoch = 2
+    card.training.l2_penalty = 0.0524
+    run.write_card(card)
+    html = " ".join(write_report(run.path, explain=False).read_text().split())
+    assert ("The weights kept are those of epoch 2, with the backbone still frozen: no epoch after it unfroze "
+            "(from epoch 4) scored better on validation") in html
+    assert "(cross-entropy: the curves' losses add the L2 penalty)" in html
+    card.training.best_epoch, card.training.l2_penalty = 4, None
+    run.write_card(card)
+    html = " ".join(write_report(run.path, explain=False).read_text().split())
+    assert "with the backbone still frozen" not in html and "the curves' losses add the L2 penalty" not in html

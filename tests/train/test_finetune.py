@@ -188,6 +188,10 @@ def test_a_frozen_random_backbone_is_warned_and_nothing_else():
 
     assert said(pretrained=False, freeze_epochs=2) and "set it to 0" in said(pretrained=False, freeze_epochs=2)[0]
     assert said(pretrained=False) == [] and said(freeze_epochs=2) == [] and said(features_only=True) == []
+    # the S2 recipe keeps BatchNorm frozen for pretrained weights; from scratch that is no normalisation at all
+    assert len(said(pretrained=False, freeze_bn=True)) == 1 and "--no-freeze-bn" in said(pretrained=False,
+                                                                                          freeze_bn=True)[0]
+    assert said(freeze_bn=True) == [] and len(said(pretrained=False, freeze_bn=True, freeze_epochs=2)) == 2
 
 
 def test_transfer_settings_are_refused_for_registered_models(tmp_path):

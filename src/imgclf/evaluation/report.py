@@ -62,6 +62,17 @@ def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
     return [text[0].upper() + text[1:] + "." for text in recorded_leak_warnings(dataset, run_dir)]
 
 
+def _kept_before_unfreezing(history: list, best_epoch: int | None) -> str | None:
+    """Said where the epoch kept is a head-only one of a run whose backbone then trained: the model delivered is
+    the head on the frozen backbone, which the card's fine-tuning plan alone did not tell."""
+    kept = next((row for row in history if row.epoch == best_epoch), None)
+    thawed = [row.epoch for row in history if not row.frozen]
+    if kept is None or not kept.frozen or not thawed:
+        return None
+    return (f"The weights kept are those of epoch {best_epoch}, with the backbone still frozen: no epoch after it "
+            f"unfroze (from epoch {thawed[0]}) scored better on validation, so the model is the head on the frozen "
+            "backbone and the fine-tuning epochs were not kept.")
+
 def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None, metrics: MetricsRecord | None,
              interp: Interpretation, history: list[HistoryRow]) -> dict[str, Any]:
     """The page's context. `m` is recomputed from predictions.csv; `metrics` (metrics.json, None before the run
@@ -125,6 +136,9 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                            f"accuracy of {pct(m.accuracy)}" if tested else f"no minority class has a {split} image")
                         + (f" ({', '.join(untested)}: no {split} image, so no recall)" if untested and tested else "")
                         + ". Judge this model by per-class recall, not accuracy.")
+    head_only = _kept_before_unfreezing(history, best_epoch)
+    if head_only:
+        findings.append(head_only)
     if overfit is not None:
         kept = f"; the weights of epoch {best_epoch} were kept" if best_epoch else ""
         findings.append(f"Overfitting from epoch {overfit.onset}: {overfit.text()}{kept}.")
@@ -213,6 +227,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                                          if training is not None and training.val_accuracy_after_batch_norm
                                          is not None else None),
             "tta_accuracy": tta.accuracy if tta is not None else None,
+            "loss_without_l2": training.l2_penalty is not None,
         },
         "findings": findings,
         "data": {

@@ -75,7 +75,16 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     from ..notices import warn
 
     progress = check_switch("progress", progress)
+    own = data is None and split == "test"  # what the report reads: metrics.json in the run directory itself
+    before = _tta_scores(RunDir(run_dir)) if own and not tta else None
     metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
+    if own and RunDir(run_dir).has("report.html"):
+        from ..evaluation.report import write_report
+
+        write_report(run_dir)  # it showed the scores just replaced (a TTA block this evaluation did not compute)
+    if before is not None:
+        warn(f"the earlier evaluation's test-time augmentation scores (accuracy {before.accuracy:.4f}) are not in "
+             "the new metrics.json, which this evaluation without --tta wrote: evaluate with --tta to have them again")
     if data is None and split == "test" and metrics.split == "val":
         warn(stored_validation_scores_note(RunDir(run_dir), metrics.task))
     if metrics.seen is not None:
@@ -85,6 +94,15 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
             warn(leak)
     return metrics
 
+
+def _tta_scores(run: Any) -> Any:
+    """The TTA block of a run's own metrics.json, if it has one (None for a run not yet evaluated)."""
+    from ..errors import ImgclfError
+
+    try:
+        return run.read_metrics().tta if run.has("metrics.json") else None
+    except ImgclfError:
+        return None
 
 def _leaks_into(run: Any, split: str) -> list[str]:
     """Training's leak warnings for `split`, the run's own as evaluated, as the report repeats them (evaluate was

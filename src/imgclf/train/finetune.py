@@ -155,11 +155,18 @@ def transfer_warnings(cfg: Any) -> list[str]:
         return ["features_only (--features-only) without pretrained weights (--no-pretrained): the head trains on "
                 "the features of a random, frozen backbone (a random-features baseline at best); use pretrained "
                 "weights, or local ones (weights, --weights FILE)"]
+    warnings = []
     if cfg.freeze_epochs:
-        return [f"freeze_epochs (--freeze-epochs) {cfg.freeze_epochs} without pretrained weights (--no-pretrained): "
-                "for those epochs only the head trains, on a random frozen backbone; set it to 0 to train a network "
-                "from scratch"]
-    return []
+        warnings.append(f"freeze_epochs (--freeze-epochs) {cfg.freeze_epochs} without pretrained weights "
+                        "(--no-pretrained): for those epochs only the head trains, on a random frozen backbone; set "
+                        "it to 0 to train a network from scratch")
+    if cfg.freeze_bn:
+        # a recipe written for pretrained weights (s2-mobilenetv2-finetune) keeps it on: 15 % test accuracy on 4
+        # classes from scratch, against 47.5 % with --no-freeze-bn (one seed, same data)
+        warnings.append("freeze_bn (--freeze-bn) without pretrained weights (--no-pretrained): it keeps the "
+                        "backbone's BatchNorm statistics, which for a random backbone are its initial 0 and 1, so no "
+                        "layer is normalised; add --no-freeze-bn to train a network from scratch")
+    return warnings
 
 
 def fine_tuning_plan(cfg: Any, model: nn.Module, epochs_run: int | None = None) -> str | None:

@@ -367,3 +367,27 @@ def test_a_kept_head_only_epoch_and_the_losses_l2_are_said(tmp_path):
     run.write_card(card)
     html = " ".join(write_report(run.path, explain=False).read_text().split())
     assert "with the backbone still frozen" not in html and "the curves' losses add the L2 penalty" not in html
+
+
+def test_a_recipe_run_shows_what_its_reference_reports(tmp_path):
+    """A student could not hold a recipe's run against its reference: the page named the recipe in the settings
+    and nothing else. It now shows the recipe's description, the reference's figures, the stand-in and the
+    reference text, drawn from the shipped recipe file; a run without a recipe has no such section."""
+    from imgclf.recipes import recipe_document
+    from imgclf.records import RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    card = run.read_card()
+    assert card.training.recipe is None and 'id="recipe"' not in write_report(run.path, explain=False).read_text()
+    card.training.recipe = "s5-model-s"
+    run.write_card(card)
+    html = " ".join(write_report(run.path, explain=False).read_text().split())
+    doc = recipe_document("s5-model-s")
+    assert 'id="recipe"' in html and '<a href="#recipe">Recipe</a>' in html
+    for key, value in doc["reproduces"].items():
+        assert f"<dt>{key.replace('_', ' ')}</dt><dd>{value}</dd>" in html
+    assert " ".join(doc["stand_in"].split()) in html and doc["reference"].split()[0] in html
+    card.training.recipe = "a-recipe-no-longer-shipped"
+    run.write_card(card)
+    assert 'id="recipe"' not in write_report(run.path, explain=False).read_text()

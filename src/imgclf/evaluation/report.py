@@ -62,6 +62,23 @@ def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
     return [text[0].upper() + text[1:] + "." for text in recorded_leak_warnings(dataset, run_dir)]
 
 
+def recipe_summary(name: str | None) -> dict[str, Any] | None:
+    """What the run's recipe says of itself (description, the reference it reproduces with that reference's
+    figures, the stand-in data), so that a reader can hold the run against it; None without a recipe, or for one
+    this release no longer ships."""
+    if not name:
+        return None
+    from ..errors import ImgclfError
+    from ..recipes import recipe_document
+
+    try:
+        doc = recipe_document(name)
+    except ImgclfError:
+        return None
+    return {"name": name, "description": str(doc.get("description", "")).strip(),
+            "reference": str(doc.get("reference", "")).strip(), "stand_in": str(doc.get("stand_in", "")).strip(),
+            "reproduces": {str(k): v for k, v in (doc.get("reproduces") or {}).items()}}
+
 def _kept_before_unfreezing(history: list, best_epoch: int | None) -> str | None:
     """Said where the epoch kept is a head-only one of a run whose backbone then trained: the model delivered is
     the head on the frozen backbone, which the card's fine-tuning plan alone did not tell."""
@@ -230,6 +247,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "loss_without_l2": training.l2_penalty is not None,
         },
         "findings": findings,
+        "recipe": recipe_summary(training.recipe),
         "data": {
             "root": dataset.root if dataset else None, "layout": dataset.layout if dataset else None,
             "classes": dataset.classes if dataset else interp.classes, "sizes": dataset.sizes if dataset else {},

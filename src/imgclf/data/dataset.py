@@ -67,11 +67,13 @@ def enlarged_notes(enlarged: dict[str, tuple[float, float]], pool: np.ndarray, t
             f"{train} of {len(pool)} images; more images per class, or fewer held-out splits{fewer}, leave "
             "training more"]
 
+
 # said once per run: the near-duplicate search reads the cache, so streamed data splits without it
 _UNGROUPED_STREAM = ["the images are streamed from their files (they exceed --cache-budget), so near-duplicates "
                      "are not looked for: the automatic split may put copies of one picture in both train and "
                      "test, and the split differs from a cached run's; a larger --cache-budget caches them and "
                      "keeps each group of copies in one split"]
+
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold number (0-based) of each item: scikit-learn's StratifiedKFold, shuffled with `seed`, so every class

@@ -79,6 +79,7 @@ def recipe_summary(name: str | None) -> dict[str, Any] | None:
             "reference": str(doc.get("reference", "")).strip(), "stand_in": str(doc.get("stand_in", "")).strip(),
             "reproduces": {str(k): v for k, v in (doc.get("reproduces") or {}).items()}}
 
+
 def _kept_before_unfreezing(history: list, best_epoch: int | None) -> str | None:
     """Said where the epoch kept is a head-only one of a run whose backbone then trained: the model delivered is
     the head on the frozen backbone, which the card's fine-tuning plan alone did not tell."""
@@ -89,6 +90,7 @@ def _kept_before_unfreezing(history: list, best_epoch: int | None) -> str | None
     return (f"The weights kept are those of epoch {best_epoch}, with the backbone still frozen: no epoch after it "
             f"unfroze (from epoch {thawed[0]}) scored better on validation, so the model is the head on the frozen "
             "backbone and the fine-tuning epochs were not kept.")
+
 
 def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None, metrics: MetricsRecord | None,
              interp: Interpretation, history: list[HistoryRow]) -> dict[str, Any]:

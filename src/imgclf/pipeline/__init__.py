@@ -104,6 +104,7 @@ def _tta_scores(run: Any) -> Any:
     except ImgclfError:
         return None
 
+
 def _leaks_into(run: Any, split: str) -> list[str]:
     """Training's leak warnings for `split`, the run's own as evaluated, as the report repeats them (evaluate was
     silent, while --data on the same folder warned)."""

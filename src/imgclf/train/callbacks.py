@@ -240,6 +240,7 @@ class WithinEpochCheckpoint(L.Callback):
                            batch_idx: int) -> None:
         self.last.save_within_epoch(trainer, batch_idx)
 
+
 class BestWeights(L.Callback):
     """Keeps the best epoch's weights (by monitor) on disk and, if asked, restores them at the end
     (Keras' ModelCheckpoint(save_best_only) + EarlyStopping(restore_best_weights))."""
@@ -373,7 +374,6 @@ class HistoryWriter(L.Callback):
         )
         self.rows = [r for r in self.rows if r.epoch < row.epoch] + [row]
         self.run.write_history(self.rows)
-
 
     def _fraction(self, trainer: L.Trainer) -> float | None:
         """The share of the epoch's batches trained: below 1 where a stop ended the epoch early."""

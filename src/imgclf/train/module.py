@@ -87,6 +87,7 @@ def right_answers(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 KERAS_PLATEAU_MIN_DELTA = 1e-4  # ReduceLROnPlateau(min_delta=1e-4), Keras' default
 
+
 class ImageClassifierModule(L.LightningModule):
     def __init__(self, model: nn.Module, hparams: dict[str, Any], mean: list[float], std: list[float],
                  class_weights: list[float] | None = None, steps_per_epoch: int = 1):

@@ -141,6 +141,7 @@ def _worst_class_text(m: Any) -> str:
     more = f" (and {len(lowest) - 1} more at it)" if len(lowest) > 1 else ""
     return f"  worst class {m.worst_class.name} recall {m.worst_class.recall:.3f}{more}"
 
+
 def _print_folds(folds: Any) -> None:
     """The cross-validation's summary: mean ± std over the folds of each metric, then where it is."""
     from rich.table import Table

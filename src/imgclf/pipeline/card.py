@@ -51,6 +51,7 @@ def _l2_penalty(model: torch.nn.Module) -> float | None:
         penalty = keras_l2_penalty(model)
     return None if penalty is None else round(float(penalty), 6)
 
+
 def validation_headline(history: list[HistoryRow], training: TrainingSummary | None) -> HeadlineMetrics:
     """The card's numbers for a run trained without a test evaluation (a search trial): validation only. The
     loss is history.csv's at the kept epoch, and none where the BatchNorm statistics were recomputed after it:

@@ -391,3 +391,20 @@ def test_a_recipe_run_shows_what_its_reference_reports(tmp_path):
     card.training.recipe = "a-recipe-no-longer-shipped"
     run.write_card(card)
     assert 'id="recipe"' not in write_report(run.path, explain=False).read_text()
+
+
+def test_an_ema_run_says_which_curve_is_which_network(tmp_path):
+    """Under --ema, validation (and the model kept) use the average while the training curve is the raw
+    weights': the page named neither."""
+    import yaml
+
+    from imgclf.records import RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    assert "EMA decay" not in write_report(run.path, explain=False).read_text()
+    config = yaml.safe_load(run.file("config.yaml").read_text())
+    run.file("config.yaml").write_text(yaml.safe_dump({**config, "ema": 0.99}))
+    html = " ".join(write_report(run.path, explain=False).read_text().split())
+    assert ("EMA decay (validation and the model kept: the average; training curve: the raw weights)</span> 0.99"
+            in html)

@@ -62,6 +62,16 @@ def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
     return [text[0].upper() + text[1:] + "." for text in recorded_leak_warnings(dataset, run_dir)]
 
 
+def _ema_decay(run: RunDir) -> float | None:
+    """The run's --ema decay, from its config.yaml (None: no averaging, or no readable config)."""
+    from ..errors import ImgclfError
+
+    try:
+        return run.read_config().ema if run.has("config.yaml") else None
+    except ImgclfError:
+        return None
+
+
 def recipe_summary(name: str | None) -> dict[str, Any] | None:
     """What the run's recipe says of itself (description, the reference it reproduces with that reference's
     figures, the stand-in data), so that a reader can hold the run against it; None without a recipe, or for one
@@ -404,6 +414,10 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it
     context["config_text"] = run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else ""
+    ema = _ema_decay(run)
+    if ema is not None:  # the curves compare two networks: say which is which
+        context["training"]["settings"]["EMA decay (validation and the model kept: the average; training curve: "
+                                        "the raw weights)"] = ema
     context["run_path"] = str(run_dir.resolve())
     html = render("report.html", figures=figs, **context)
     path = run_dir / "report.html"

@@ -666,7 +666,7 @@ def _sized(**fields):
 
 
 def test_the_report_shows_each_candidates_readings_beside_the_speed_it_kept():
-    from imgclf.evaluation.report import sizing_table
+    from imgclf.evaluation.report_facts import sizing_table
     from imgclf.records import SizingCandidate
 
     read = [SizingCandidate(model_args={"width": 16}, num_params=1, images_per_s=3500.0, predicted_epochs=99.0,

@@ -187,7 +187,7 @@ def test_a_card_without_lr_find_still_loads(tiny_run):
 def test_a_card_from_before_the_rule_was_recorded_is_captioned_with_the_old_rule():
     """Cards written before 2026-12-02 lack lr_find.rule: their suggestion was the steepest fall of a running
     mean, and a report redrawn from them says so rather than describing today's rule."""
-    from imgclf.evaluation.report import lr_find_caption
+    from imgclf.evaluation.report_facts import lr_find_caption
     from imgclf.records import LRFindInfo
 
     old = LRFindInfo.model_validate({"suggestion": 3e-4, "lowest_loss_lr": 0.06, "min_lr": 1e-7, "max_lr": 1.0,

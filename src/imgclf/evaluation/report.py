@@ -3,7 +3,8 @@
 Everything comes from the run directory's files (model.json, dataset.json, config.yaml, history.csv,
 predictions.csv, metrics.json); images are embedded as base64 data URIs, the CSS is inline, and nothing is
 fetched from the network, so the page can be mailed, archived or opened offline. The figures are drawn by
-`report_figures`; this module gathers the page's facts and writes it.
+`report_figures` and the blocks of facts read from single records by `report_facts`; this module gathers the
+findings and the page's context, and writes it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..errors import check_switch
 from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
-from ..records import DatasetRecord, HistoryRow, LRFindInfo, MetricsRecord, ModelCard, RunDir, cut_epochs_text
+from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir, cut_epochs_text
 from .interpret import (
     MISCALIBRATED_ECE,
     OVERFITTING_RULE,
@@ -39,55 +40,18 @@ from .interpret import (
     predicted_counts,
     scores_shown,
 )
+from .report_facts import (calibration_facts, ema_decay, lr_find_caption, recipe_summary, sizing_table,
+                           tta_unavailable, unknown_facts)
 from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
 from .seen import stored_validation_scores_note
 
 
 # ------------------------------------------------------------------------------------------- context
-def _tta_unavailable(card: ModelCard) -> str | None:
-    """Why a run has no TTA scores when its training made no view to average over; None when it did."""
-    from ..tta import TTAViews
-
-    if TTAViews.for_training(card.training.augment, card.img_size).available:
-        return None
-    trained = f"augment {card.training.augment}" if card.training.augment.strip() else "no augmentation"
-    return (f"training used {trained}: no mirror image or shift, so the model saw no view of an image but the "
-            "image itself, and test-time augmentation averages only over views seen in training.")
-
-
 def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
     """The terminal's warnings of val/test images with a near-duplicate in an earlier split, as sentences."""
     from ..data.groups import recorded_leak_warnings
 
     return [text[0].upper() + text[1:] + "." for text in recorded_leak_warnings(dataset, run_dir)]
-
-
-def _ema_decay(run: RunDir) -> float | None:
-    """The run's --ema decay, from its config.yaml (None: no averaging, or no readable config)."""
-    from ..errors import ImgclfError
-
-    try:
-        return run.read_config().ema if run.has("config.yaml") else None
-    except ImgclfError:
-        return None
-
-
-def recipe_summary(name: str | None) -> dict[str, Any] | None:
-    """What the run's recipe says of itself (description, the reference it reproduces with that reference's
-    figures, the stand-in data), so that a reader can hold the run against it; None without a recipe, or for one
-    this release no longer ships."""
-    if not name:
-        return None
-    from ..errors import ImgclfError
-    from ..recipes import recipe_document
-
-    try:
-        doc = recipe_document(name)
-    except ImgclfError:
-        return None
-    return {"name": name, "description": str(doc.get("description", "")).strip(),
-            "reference": str(doc.get("reference", "")).strip(), "stand_in": str(doc.get("stand_in", "")).strip(),
-            "reproduces": {str(k): v for k, v in (doc.get("reproduces") or {}).items()}}
 
 
 def _kept_before_unfreezing(history: list, best_epoch: int | None) -> str | None:
@@ -285,6 +249,9 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                          # why the curves' losses sit above the test loss: Keras' kernel L2 is inside them
                          **({"L2 penalty in loss and val loss": training.l2_penalty}
                             if training.l2_penalty is not None else {}),
+                         # the curves compare two networks under --ema: say which is which
+                         **({"EMA decay (validation and the model kept: the average; training curve: the raw "
+                             "weights)": ema} if (ema := ema_decay(RunDir(run_dir))) is not None else {}),
                          # what the scores above were predicted at, beside what training ran at
                          **({"evaluation_precision": metrics.precision}
                             if metrics is not None and metrics.precision else {})},
@@ -299,90 +266,16 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "tta": tta_rows,
         "tta_transforms": tta.transforms if tta is not None and tta.transforms
         else "views not recorded by the version that evaluated this run",
-        "tta_unavailable": None if tta is not None else _tta_unavailable(card),
+        "tta_unavailable": None if tta is not None else tta_unavailable(card),
         "confused": [{"true": c.true, "pred": c.pred, "count": c.count, "rate": c.rate} for c in confusions],
         "calibration": {"ece": ece, "confidence": confidence,
                         "verdict": (calibration_verdict(confidence - m.accuracy, ece)
                                     if finite(confidence) and finite(ece) else "—"),
-                        **_calibration_facts(card, metrics)},
-        "unknown": _unknown_facts(card, metrics),
+                        **calibration_facts(card, metrics)},
+        "unknown": unknown_facts(card, metrics),
         "slots": FIGURE_SLOTS,
         "skipped": skipped,
     }
-
-
-def sizing_table(sizing: Any, epochs_run: float | None = None) -> dict[str, Any] | None:
-    """The card's `sizing` (sizing=probe) as the page shows it: one row per timed candidate, the chosen marked;
-    then what the chosen model trained at (batch, learning rate), the epochs predicted there and those it ran."""
-    if sizing is None:
-        return None
-    trained = []
-    if sizing.train_batch_size is not None:
-        trained.append(f"batch {sizing.train_batch_size}"
-                       + (f", learning rate {sizing.lr:.3g}" if sizing.lr is not None else ", learning rate from the "
-                          "LR finder"))
-    if sizing.train_epochs is not None:
-        trained.append(f"{sizing.train_epochs:.1f} epochs predicted at {sizing.train_images_per_s:,.0f} img/s")
-    if epochs_run:
-        trained.append(f"{epochs_run:.1f} trained" if epochs_run != int(epochs_run) else f"{epochs_run:.0f} trained")
-    if sizing.resumed_with:
-        changed = ", ".join(f"{name.replace('_', ' ')} {'none' if value is None else value}"
-                            for name, value in sizing.resumed_with.items())
-        trained.append(f"resumed with {changed}: its later epochs trained at these, not at what the probe chose "
-                       "and sized for")
-    rows = [{"args": ", ".join(f"{k} {v}" for k, v in c.model_args.items()), "params": c.num_params,
-             "images_per_s": c.images_per_s, "epochs": c.predicted_epochs, "chosen": i == sizing.chosen,
-             "readings": " · ".join(f"{r:,.0f}" for r in c.readings) if len(c.readings) > 1 else ""}
-            for i, c in enumerate(sizing.candidates)]
-    return {"rows": rows, "probe_seconds": sizing.probe_seconds, "budget_seconds": sizing.budget_seconds,
-            "precision": sizing.precision, "min_epochs": sizing.min_epochs, "min_steps": sizing.min_steps,
-            "batch_size": sizing.batch_size,
-            "reason": sizing.reason, "trained": "; ".join(trained)}
-
-
-def _calibration_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, Any]:
-    """The temperature and what it did (the card's validation numbers, metrics.json's test ECE before)."""
-    c = card.calibration
-    if c is None:
-        return {"method": None}
-    from ..calibration import bound_reached
-
-    before = metrics.calibration.ece_before if metrics is not None and metrics.calibration is not None else None
-    return {"method": c.method, "temperature": c.temperature, "skipped": c.skipped, "val_images": c.images,
-            "bound": bound_reached(c.temperature) if c.method == "temperature" else None,
-            "val_ece_before": c.ece_before, "val_ece_after": c.ece_after, "val_nll_before": c.nll_before,
-            "val_nll_after": c.nll_after, "ece_before": before}
-
-
-def _unknown_facts(card: ModelCard, metrics: MetricsRecord | None) -> dict[str, Any] | None:
-    u = card.unknown
-    if u is None:
-        return None
-    scored = metrics.unknown if metrics is not None else None
-    features = None
-    if u.feature_dim:  # the Mahalanobis detectors: say what they read
-        read = ("the last feature map's per-channel mean and max" if u.features == "map-mean-max"
-                else "the layer the classifier reads")
-        features = f"{read} ({u.feature_dim} values per image)"
-    return {"detector": u.detector, "threshold": u.threshold, "acceptance": u.acceptance, "val_images": u.images,
-            "val_accepted": u.accepted, "fitted_on": u.fitted_on, "features": features,
-            "rejection_range": u.rejection_range,
-            "flagged": scored.flagged if scored is not None else None,
-            "accuracy_kept": scored.accuracy_kept if scored is not None else None}
-
-
-def lr_find_caption(lr_find: LRFindInfo) -> str:
-    """What the finder's figure shows and which rule chose the rate training used."""
-    curve, rule = ((f"mean of {lr_find.window} steps", f"where the loss's fall ends, within "
-                    f"{lr_find.fall_left * 100:g} % of the whole fall of its lowest point")
-                   if lr_find.rule == "end_of_fall" else
-                   ("running mean", "the steepest fall of the running mean (the rule before 2026-12-02)"))
-    return (f"Training loss ({curve}) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "
-            f"over {lr_find.steps} steps, from the initial weights. Training used the suggestion, "
-            f"{lr_find.suggestion:.3g}: {rule} (--lr auto)."
-            + ("" if lr_find.lowest_loss_lr is None else
-               f" The loss was lowest at {lr_find.lowest_loss_lr:.3g}; a tenth of that, "
-               f"{lr_find.tenth_of_lowest:.3g}, is the other usual pick (Smith's rule)."))
 
 
 def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool = True,
@@ -414,10 +307,6 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it
     context["config_text"] = run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else ""
-    ema = _ema_decay(run)
-    if ema is not None:  # the curves compare two networks: say which is which
-        context["training"]["settings"]["EMA decay (validation and the model kept: the average; training curve: "
-                                        "the raw weights)"] = ema
     context["run_path"] = str(run_dir.resolve())
     html = render("report.html", figures=figs, **context)
     path = run_dir / "report.html"

@@ -67,13 +67,14 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
     drawn = "" if show_loss else ", mixed on purpose (not the error rate)"
     heading = f"{title}: {n_wrong} wrong (red frame) and {len(samples) - n_wrong} right{drawn}"
     labels = _labels(samples)
-    cols = _columns_for([_caption(s, show_loss, labels) for s in samples], max_cols)
+    captions = [_caption(s, show_loss, labels) for s in samples]
+    cols = _columns_for(captions, max_cols)
     with style():
         fig, cells = cell_axes(max(len(samples), 1), cols, caption_in=0.62 if show_loss else 0.5, title=heading)
-        for (ax,), s in zip(cells, samples):
+        for (ax,), s, caption in zip(cells, samples, captions):
             show_image(ax, s["image"])
             wrong = _is_wrong(s)
-            ax.set_title(_caption(s, show_loss, labels), fontsize=CAPTION_PT,
+            ax.set_title(caption, fontsize=CAPTION_PT,
                          color=WRONG_COLOR if wrong else RIGHT_COLOR, fontweight="bold" if wrong else "normal", pad=4)
             frame(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
         if not samples:
@@ -99,16 +100,17 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
     heading = f"Grad-CAM: where the model looked for {target}"
     heading += f" (at its last convolution, {layer})" if layer else ""
     labels = _labels(samples)
-    lines = max((_caption(s, labels=labels).count("\n") + 1 for s in samples), default=3)
-    cols = _columns_for([_caption(s, labels=labels) for s in samples], max_cols)
+    captions = [_caption(s, labels=labels) for s in samples]
+    lines = max((c.count("\n") + 1 for c in captions), default=3)
+    cols = _columns_for(captions, max_cols)
     with style():
         fig, cells = cell_axes(max(len(samples), 1), cols, images_per_cell=2,
                                caption_in=max(0.62, 0.17 * lines + 0.11), title=heading)
-        for (top, bottom), s in zip(cells, samples):
+        for (top, bottom), s, caption in zip(cells, samples, captions):
             wrong = _is_wrong(s)
             show_image(top, s["image"])
             flat = float(np.max(s["heatmap"])) < 1e-6  # Grad-CAM found no positive evidence for the class
-            top.set_title(_caption(s, labels=labels) + ("\n(no positive evidence)" if flat else ""),
+            top.set_title(caption + ("\n(no positive evidence)" if flat else ""),
                           fontsize=CAPTION_PT, color=WRONG_COLOR if wrong else RIGHT_COLOR,
                           fontweight="bold" if wrong else "normal", pad=4)
             show_image(bottom, s["image"])

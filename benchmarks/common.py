@@ -166,7 +166,7 @@ class Bench:
         trains and selects on the images imgclf would. imgclf itself reads the val/ folder of this tree."""
         import numpy as np
 
-        from imgclf.data.dataset import stratified_holdout
+        from imgclf.data.dataset import draw_order, stratified_holdout
         from imgclf.data.folder import scan_folder
 
         out = self.work / "fmnist-split"
@@ -175,7 +175,7 @@ class Bench:
         scan = scan_folder(self.fashion_tree())
         train = scan.files["train"]
         labels = np.array([scan.classes.index(c) for _, c in train])
-        val = stratified_holdout(labels, 5000 / 60000, np.random.default_rng(0))
+        val = stratified_holdout(labels, 5000 / 60000, draw_order([p for p, _ in train], [scan.root], 0))
         splits = {"train": [t for t, v in zip(train, val) if not v], "val": [t for t, v in zip(train, val) if v],
                   "test": scan.files["test"]}
         for split, items in splits.items():

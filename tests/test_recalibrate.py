@@ -95,6 +95,20 @@ def test_a_run_whose_data_changed_is_refused_before_anything_is_written(tmp_path
     assert (run / "model.json").read_text() == card_before
 
 
+def test_the_split_the_run_recorded_is_refitted_whichever_release_drew_it(run):
+    """Another release's draw (simulated: a val and a train image of one class swapped in dataset.json) is what
+    the refit reads: a new draw would differ from the recorded split and be refused as changed data."""
+    path = run / "dataset.json"
+    record = read_json(path)
+    train, val = record["splits"]["train"], record["splits"]["val"]
+    j = train["labels"].index(val["labels"][0])
+    val["files"][0], train["files"][j] = train["files"][j], val["files"][0]
+    path.write_text(json.dumps(record))
+    card = recalibrate(run, unknown_acceptance=0.9, report=False)
+    assert card.unknown.acceptance == 0.9
+    assert read_json(path) == record
+
+
 def test_the_cli_refits_and_names_a_bad_value_in_one_line(run):
     runner = CliRunner()
     done = runner.invoke(app, ["calibrate", str(run), "--unknown-detector", "energy", "--no-report"])

@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,37 @@ def test_flat_split_is_stratified_and_seeded(tmp_path):
     assert len(all_paths) == len(set(all_paths)) == 60
 
 
+def _class_splits(data, cls: str) -> dict[str, set[str]]:
+    return {name: {p for p in data.paths(name) if f"/{cls}/" in p} for name in ("train", "val", "test")}
+
+
+def test_adding_a_class_or_images_to_another_leaves_a_class_split_as_it_was(tmp_path):
+    """A class's draw depends on its own files alone: a new class (sorted first, so a generator drawing class after
+    class would move every other class) or new images in another class leave it as it was; new images in the class
+    itself move at most the images at the edge of its shares."""
+    make_image_folder(tmp_path, classes=("b", "c"), per_class=30)
+
+    def draw():
+        return prepare_data(tmp_path, 16, "rgb", val_split=0.1, test_split=0.2, seed=4, group_duplicates=False)
+
+    before = draw()
+    make_image_folder(tmp_path, classes=("a",), per_class=30, seed=1)
+    after_class = draw()
+    for cls in ("b", "c"):
+        assert _class_splits(after_class, cls) == _class_splits(before, cls)
+    for j in range(3):
+        shutil.copyfile(tmp_path / "a" / f"a_{j:03d}.png", tmp_path / "b" / f"b_new{j}.png")
+    after_images = draw()
+    assert _class_splits(after_images, "c") == _class_splits(before, "c")
+    old, new = _class_splits(before, "b"), _class_splits(after_images, "b")
+    assert len(new["test"]) == 7  # 0.2 of 33
+    assert len(old["test"] & new["test"]) >= 4  # at most the 3 new images (and none of the old) push old ones out
+    assert len(new["test"] - old["test"] - {p for p in new["test"] if "_new" in p}) <= 1  # take grew by one
+
+
 def test_stratified_holdout_keeps_a_training_item_per_class():
     labels = np.array([0] * 10 + [1] * 2 + [2])
-    mask = stratified_holdout(labels, 0.5, np.random.default_rng(0))
+    mask = stratified_holdout(labels, 0.5, np.arange(len(labels), dtype=np.uint64)[::-1].copy())
     for c in (0, 1, 2):
         assert (~mask & (labels == c)).any()
     assert mask[labels == 0].sum() == 5

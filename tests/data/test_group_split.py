@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from imgclf.data.dataset import prepare_data, stratified_holdout
+from imgclf.data.dataset import draw_order, prepare_data, stratified_holdout
 from imgclf.data.groups import group_holdout
 from imgclf.records import DatasetRecord
 
@@ -85,8 +85,7 @@ def test_turning_it_off_restores_the_plain_split_which_separates_groups(tmp_path
         assert data.describe()["duplicates"] is None
         # the plain split as it was drawn before groups existed
         labels = np.array([CLASSES.index(Path(p).parent.name) for p in data.decoded.paths])
-        rng = np.random.default_rng(seed)
-        test = stratified_holdout(labels, 0.2, rng)
+        test = stratified_holdout(labels, 0.2, draw_order(data.decoded.paths, [tmp_path / "d"], seed))
         assert sorted(data.splits["test"].indices.tolist()) == np.flatnonzero(test).tolist()
     assert separated > 0
 
@@ -107,8 +106,9 @@ def test_group_holdout_is_stratified_deterministic_and_whole_groups():
     ids[[0, 1, 2, 3]] = 0  # a group of 4 in class 0
     ids[[40, 41]] = 40  # a group of 2 in class 1
     for seed in range(20):
-        a = group_holdout(labels, ids, 0.25, np.random.default_rng(seed))
-        b = group_holdout(labels, ids, 0.25, np.random.default_rng(seed))
+        order = np.random.default_rng(seed).integers(0, 2**63, len(labels)).astype(np.uint64)
+        a = group_holdout(labels, ids, 0.25, order)
+        b = group_holdout(labels, ids, 0.25, order.copy())
         assert (a == b).all()
         assert len(set(a[[0, 1, 2, 3]])) == 1 and len(set(a[[40, 41]])) == 1
         assert Counter(labels[a].tolist()) == {0: 10, 1: 10, 2: 10}  # the plain split's sizes, per class
@@ -238,3 +238,16 @@ def test_the_suggested_audit_is_ready_to_paste():
     assert audit_command("/x/d", 28) == "imgclf audit /x/d --img-size 28"
     assert audit_command(["/x/a", "/x/b c"], 28, "/x/r") == "imgclf audit /x/a --run /x/r (and the same for '/x/b c')"
     assert audit_command(["/x/\x1b[31mred"], 28, "/x/r") == "imgclf audit '/x/\\x1b[31mred' --run /x/r"
+
+
+def test_a_new_class_leaves_the_grouped_split_of_the_others_as_it_was(tmp_path):
+    groups = _flat(tmp_path / "d")
+    before = prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, 5, cache_dir=str(tmp_path / "c"))
+    rng = np.random.default_rng(9)
+    (tmp_path / "d" / "ant").mkdir()
+    for k in range(20):
+        _blob(rng, 1).save(tmp_path / "d" / "ant" / f"{k:03d}.png")
+    after = prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, 5, cache_dir=str(tmp_path / "c"))
+    was, now = _split_of(before), _split_of(after)
+    assert {p: now[p] for p in was} == was
+    assert after.grouping.groups >= len(groups)

@@ -230,6 +230,27 @@ def test_a_resume_on_a_changed_data_folder_is_refused_before_any_file_is_written
     assert [r.epoch for r in RunDir(run_dir).read_history()] == [1, 2, 3]
 
 
+def _swap_a_train_and_a_val_image(run_dir) -> dict[str, set[str]]:
+    """dataset.json as another release's draw would have it: one class's first val image swapped with one of its
+    training images. Returns the splits' files as recorded now."""
+    path = run_dir / "dataset.json"
+    record = json.loads(path.read_text())
+    train, val = record["splits"]["train"], record["splits"]["val"]
+    j = train["labels"].index(val["labels"][0])
+    val["files"][0], train["files"][j] = train["files"][j], val["files"][0]
+    path.write_text(json.dumps(record))
+    return {name: set(split["files"]) for name, split in record["splits"].items()}
+
+
+def test_a_resume_keeps_the_split_its_run_recorded_whichever_release_drew_it(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path)
+    recorded = _swap_a_train_and_a_val_image(run_dir)
+    imgclf.fit(resume=str(run_dir), epochs=3, report=False)  # a new draw would be refused as another folder
+    after = RunDir(run_dir).read_dataset()
+    assert {name: set(split.files) for name, split in after.splits.items()} == recorded
+    assert [r.epoch for r in RunDir(run_dir).read_history()] == [1, 2, 3]
+
+
 def test_an_early_stopped_run_resumes_only_with_a_larger_patience_and_then_waits_that_long(data, tmp_path):
     run_dir = tmp_path / "es"
     run = imgclf.fit({**SMALL, "data": str(data), "epochs": 40, "early_stopping": 1, "lr": 0.05,
@@ -253,8 +274,9 @@ def test_a_resume_of_a_steps_per_epoch_run_refuses_another_batch_size(data, tmp_
 
 
 def test_a_resume_that_would_stream_a_cached_run_names_the_cache_budget(tmp_path):
-    """Near-duplicate groups draw the split only from cached pixels: the same folder streamed splits otherwise,
-    and the refusal says why, rather than that files were added."""
+    """Near-duplicate groups draw the split only from cached pixels, and streamed images' mean and std are
+    measured on fewer of them: a resume that would stream a cached run is refused, saying why (the run keeps its
+    recorded split, so not that files were added)."""
     from PIL import Image
 
     data = make_image_folder(tmp_path / "data", per_class=12)
@@ -263,7 +285,8 @@ def test_a_resume_that_would_stream_a_cached_run_names_the_cache_budget(tmp_path
             Image.open(src).save(data / cls / f"copy{i}.png")
     run = imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "out": str(tmp_path / "r")}, report=False)
     assert RunDir(run.path).read_dataset().duplicates is not None
-    with pytest.raises(ImgclfError, match=r"^cache_budget for --resume .*the split drawn otherwise"):
+    with pytest.raises(ImgclfError, match=r"^cache_budget for --resume .*would be streamed, and their mean and std "
+                                          r"measured on another sample"):
         imgclf.fit(resume=str(run.path), epochs=2, cache_budget="1KB", report=False)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +19,31 @@ from .prepared import PreparedData, Split
 from .select import Selection, cap_per_class, select_classes
 
 
-def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of a seeded per-class hold-out of `fraction`; every class keeps >= 1 training item."""
+def draw_order(paths: Sequence[str], roots: Sequence[str | os.PathLike], seed: int) -> np.ndarray:
+    """Each image's place in the order held-out splits take images in: a hash of the seed and the image's path
+    relative to its data folder. A class's draw then depends on its own files alone: adding a class, or images to
+    another class, leaves its split as it was (one generator drawing class after class moved every class sorted
+    after the new one), and images added to a class move only a few of its images, at the edge of each share."""
+    roots = sorted((os.path.abspath(r) for r in roots), key=len, reverse=True)  # the innermost folder first
+    keys = np.empty(len(paths), dtype=np.uint64)
+    for i, path in enumerate(paths):
+        full = os.path.abspath(path)
+        root = next((r for r in roots if full.startswith(r + os.sep)), roots[0]) if roots else ""
+        name = os.path.relpath(full, root).replace(os.sep, "/") if root else full
+        digest = hashlib.blake2b(f"{seed}\0{name}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
+        keys[i] = int.from_bytes(digest, "big")
+    return keys
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, order: np.ndarray) -> np.ndarray:
+    """Boolean mask of a per-class hold-out of `fraction`, each class's images taken by `order` (`draw_order`'s
+    keys, lowest first); every class keeps >= 1 training item."""
     mask = np.zeros(len(labels), dtype=bool)
     if fraction <= 0:
         return mask
     for cls in np.unique(labels):
         members = np.flatnonzero(labels == cls)
-        members = members[rng.permutation(len(members))]
+        members = members[np.argsort(order[members], kind="stable")]
         take = int(round(len(members) * fraction))
         take = min(max(take, 1 if len(members) >= 2 else 0), len(members) - 1)
         mask[members[:take]] = True
@@ -115,6 +134,7 @@ def prepare_data(
     group_duplicates: bool = True,
     progress: bool = True,
     task: str = "auto",
+    recorded: Mapping[str, str] | None = None,
 ) -> PreparedData:
     """Scan, decode and split `data` (one folder, or several merged: `data.merge`). model_in_chans: the channels
     the model is built for by default (its registry entry's default_in_chans); with color="auto" a 1-channel
@@ -126,7 +146,9 @@ def prepare_data(
     group_duplicates: find near-duplicate groups in the cache; an automatic split (val/test drawn from a pool,
     folds) keeps each group in one split, and user-given splits are checked for leaks (`data.groups`).
     task: multilabel reads a class-per-folder tree as label sets (a file in several class folders, as hard links,
-    carries each: `multilabel.read_label_folder`); an index file (CSV / JSON lines) is multi-label whatever it says."""
+    carries each: `multilabel.read_label_folder`); an index file (CSV / JSON lines) is multi-label whatever it says.
+    recorded: {absolute path: split} as an earlier run drew them (its dataset.json: resume, recalibrate), used in
+    place of each draw whose images it all names, so a run keeps its split whichever release drew it."""
     from .multilabel import is_label_index
 
     if is_label_index(data) or (task == "multilabel" and isinstance(data, (str, os.PathLike))):
@@ -148,7 +170,7 @@ def prepare_data(
     ok = decoded.ok_indices
     split_of = np.array([s for s, _, _ in tagged])[ok] if len(ok) else np.array([], dtype=str)
     labels_all = np.array([y for _, _, y in tagged], dtype=np.int64)
-    rng = np.random.default_rng(seed)
+    order = draw_order(paths, scan.roots or [scan.root], seed)
 
     def subset(name: str) -> tuple[np.ndarray, np.ndarray]:
         idx = ok[split_of == name]
@@ -159,19 +181,22 @@ def prepare_data(
     grouping = find_groups(comparison_pixels(decoded, color, interpolation, cache_dir, workers), decoded.paths, ok,
                            memo) if group_duplicates and decoded.pixels is not None else None
 
-    def holdout(rows: np.ndarray, y: np.ndarray, fraction: float) -> np.ndarray:
+    def holdout(rows: np.ndarray, y: np.ndarray, fraction: float, name: str) -> np.ndarray:
+        kept = [recorded.get(os.path.normpath(paths[r])) for r in rows] if recorded is not None else [None]
+        if None not in kept:
+            return np.array([split == name for split in kept], dtype=bool)
         if grouping is None:
-            return stratified_holdout(y, fraction, rng)
-        return group_holdout(y, grouping.ids(rows), fraction, rng)
+            return stratified_holdout(y, fraction, order[rows])
+        return group_holdout(y, grouping.ids(rows), fraction, order[rows])
 
     splits: dict[str, Split] = {}
     enlarged: dict[str, tuple[float, float]] = {}
     pool = np.zeros(0, dtype=np.int64)  # the labels of the images automatic held-out splits were drawn from
     if scan.layout == "flat":
         idx, y = subset("all")
-        test_mask = holdout(idx, y, test_split)
+        test_mask = holdout(idx, y, test_split, "test")
         rest_idx, rest_y = idx[~test_mask], y[~test_mask]
-        val_mask = holdout(rest_idx, rest_y, val_split / max(1e-9, 1 - test_split))
+        val_mask = holdout(rest_idx, rest_y, val_split / max(1e-9, 1 - test_split), "val")
         splits["train"] = Split(rest_idx[~val_mask], rest_y[~val_mask])
         splits["val"] = Split(rest_idx[val_mask], rest_y[val_mask])
         if test_split > 0:
@@ -187,7 +212,7 @@ def prepare_data(
             splits["val"] = Split(*subset("val"))
             val_source = "val/ folder"
         else:
-            val_mask = holdout(idx, y, val_split)
+            val_mask = holdout(idx, y, val_split, "val")
             splits["train"] = Split(idx[~val_mask], y[~val_mask])
             splits["val"] = Split(idx[val_mask], y[val_mask])
             enlarged = enlarged_shares(len(idx), {"val": (int(val_mask.sum()), val_split)})

@@ -114,13 +114,13 @@ def _write_memo(memo: Path | None, rows: np.ndarray, threshold: float, group_of:
         pass
 
 
-def group_holdout(labels: np.ndarray, ids: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+def group_holdout(labels: np.ndarray, ids: np.ndarray, fraction: float, order: np.ndarray) -> np.ndarray:
     """`stratified_holdout` with whole groups: per class, groups (owned by the class of their first member)
-    are taken in a seeded order while they fit the class's share, so a group is held out entirely or not at
-    all. A class whose groups are all too large to hold any out whole (one picture in many copies) is drawn
-    image by image, as without groups: an empty validation class would be worse than a divided group
-    (`Grouping.separated` counts them). With no group larger than one image this draws exactly what
-    `stratified_holdout` draws."""
+    are taken in `order` (`draw_order`'s keys; a group's is its lowest member's) while they fit the class's
+    share, so a group is held out entirely or not at all. A class whose groups are all too large to hold any
+    out whole (one picture in many copies) is drawn image by image, as without groups: an empty validation
+    class would be worse than a divided group (`Grouping.separated` counts them). With no group larger than
+    one image this draws exactly what `stratified_holdout` draws."""
     mask = np.zeros(len(labels), dtype=bool)
     if fraction <= 0:
         return mask
@@ -128,6 +128,8 @@ def group_holdout(labels: np.ndarray, ids: np.ndarray, fraction: float, rng: np.
     member_of = member_of.ravel()
     size = np.bincount(member_of)
     owner = labels[first]
+    unit_order = np.full(len(size), np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(unit_order, member_of, order.astype(np.uint64))
     for cls in np.unique(labels):
         units = np.flatnonzero(owner == cls)
         total = int(size[units].sum())
@@ -135,10 +137,9 @@ def group_holdout(labels: np.ndarray, ids: np.ndarray, fraction: float, rng: np.
         take = min(max(take, 1 if total >= 2 else 0), total - 1)
         if take >= 1 and not (size[units] <= take).any():
             members = np.flatnonzero(labels == cls)
-            mask[members[rng.permutation(len(members))[:take]]] = True
+            mask[members[np.argsort(order[members], kind="stable")[:take]]] = True
             continue
-        units = units[np.argsort(first[units], kind="stable")]  # file order, as stratified_holdout's members
-        units = units[rng.permutation(len(units))]
+        units = units[np.argsort(unit_order[units], kind="stable")]
         chosen, held = [], 0
         for u in units:
             if held + size[u] <= take:
@@ -153,7 +154,7 @@ def group_holdout(labels: np.ndarray, ids: np.ndarray, fraction: float, rng: np.
 
 
 def _exact_fill(units: np.ndarray, sizes: np.ndarray, take: int, budget: int = 10**7) -> list[int] | None:
-    """Units whose sizes add up to exactly `take` (0/1 subset sum, preferring units early in the seeded
+    """Units whose sizes add up to exactly `take` (0/1 subset sum, preferring units early in the draw
     order), or None when none do or the table would exceed `budget` cells. Used only when the greedy fill
     falls short, which groups of several sizes can cause on small classes."""
     if len(units) * (take + 1) > budget:

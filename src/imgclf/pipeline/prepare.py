@@ -5,6 +5,7 @@ Training (`pipeline.run`) and the LR finder (`pipeline.lr_find`) both start here
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import TrainConfig
@@ -39,24 +40,27 @@ def input_size(cfg: TrainConfig, info: ModelInfo) -> int:
     return size
 
 
-def run_images(cfg: TrainConfig, info: ModelInfo, img_size: int) -> PreparedData:
+def run_images(cfg: TrainConfig, info: ModelInfo, img_size: int,
+               recorded: Mapping[str, str] | None = None) -> PreparedData:
     """The run's images, split, cached and selected as `cfg` says: what training reads, and what refitting a
-    finished run's temperature and unknown detector reads again (`pipeline.recalibrate`)."""
+    finished run's temperature and unknown detector reads again (`pipeline.recalibrate`). recorded: the split
+    of a run that exists (`DatasetRecord.split_of_files`), kept where it names every image drawn."""
     selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
     return prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
                         selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
-                        group_duplicates=cfg.group_duplicates, progress=cfg.progress, task=cfg.task)
+                        group_duplicates=cfg.group_duplicates, progress=cfg.progress, task=cfg.task,
+                        recorded=recorded)
 
 
-def data_and_model(cfg: TrainConfig, info: ModelInfo, img_size: int,
-                   transfer_args: dict[str, Any]) -> tuple[PreparedData, torch.nn.Module, TrainConfig]:
-    """The run's images (split, cached, selected as `cfg` says) and its freshly seeded model, with `cfg` resolved
-    against the data (image size, colour, task)."""
+def data_and_model(cfg: TrainConfig, info: ModelInfo, img_size: int, transfer_args: dict[str, Any],
+                   recorded: Mapping[str, str] | None = None) -> tuple[PreparedData, torch.nn.Module, TrainConfig]:
+    """The run's images (split, cached, selected as `cfg` says; `recorded` as `run_images`) and its freshly seeded
+    model, with `cfg` resolved against the data (image size, colour, task)."""
     import lightning as L
 
     L.seed_everything(cfg.seed, verbose=False)
-    data = run_images(cfg, info, img_size)
+    data = run_images(cfg, info, img_size, recorded)
     resolved = cfg.model_copy(update={"img_size": img_size, "color": data.color, "task": resolve_task(cfg, data)})
     return data, seeded_model(cfg, data, img_size, transfer_args), resolved
 

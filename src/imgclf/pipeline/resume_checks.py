@@ -144,12 +144,14 @@ def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:
         new = set(zip(*_files(now, split)))
         if old != new:
             changes.append(f"{split}: {len(new - old)} added, {len(old - new)} gone")
-    if changes and stored.streamed != now.streamed:
-        # the same files, maybe, split another way: near-duplicate groups draw the split only from a cached decode
+    if stored.streamed != now.streamed:
+        # near-duplicate groups draw a split only from a cached decode, and streamed images' mean and std are
+        # measured on fewer of them: the resumed epochs would see other inputs than the earlier ones
         was, now_is = ("cached", "streamed") if now.streamed else ("streamed", "cached")
+        why = (f"the split drawn otherwise ({'; '.join(changes)})" if changes else
+               "their mean and std measured on another sample of the training images")
         raise invalid("cache_budget", cfg.cache_budget, f"a budget that keeps its images {was}, as when it was "
-                      "trained", where=f"--resume {run.path}",
-                      note=f"they would be {now_is}, and the split drawn otherwise ({'; '.join(changes)})",
+                      "trained", where=f"--resume {run.path}", note=f"they would be {now_is}, and {why}",
                       hint="Resume with the --cache-budget the run was trained with")
     if changes:
         raise invalid("data", cfg.data, "the images this run was trained on, as its dataset.json lists them",

@@ -246,7 +246,9 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     is_launch_zero = hardware.launch_rank() == 0
     cfg = cfg.model_copy(update={"out": str(run_dir)})
     run = RunDir(run_dir)
-    data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
+    # a resumed run keeps the split it recorded, whichever release drew it: its epochs never train on what it held out
+    recorded = run.read_dataset().split_of_files() if resume and run.has("dataset.json") else None
+    data, model, resolved = data_and_model(cfg, info, img_size, transfer_args, recorded)
     record = dataset_record(data)
     if resume and is_launch_zero:
         from .resume_checks import check_same_images, penalty_unrecorded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -96,6 +97,11 @@ class DatasetRecord(Record):
     task: Literal["single", "multilabel"] = Field("single", description="multilabel: an image carries a set of "
                                                   "labels (an index file); `counts` are images per label.")
     label_stats: dict[str, LabelStats] | None = Field(None, description="Multi-label data: per split.")
+
+    def split_of_files(self) -> dict[str, str]:
+        """{absolute path: split} of every file the splits list: what a resumed or recalibrated run draws again."""
+        root = Path(self.root)
+        return {os.path.normpath(root / f): name for name, split in self.splits.items() for f in split.files}
 
     def split_paths(self, split: str) -> tuple[list[str], list[int]]:
         s = self.splits[split]

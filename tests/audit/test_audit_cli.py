@@ -198,3 +198,27 @@ def test_an_empty_class_folder_is_audited_without_and_said(tmp_path):
     result = CliRunner().invoke(app, ["audit", str(data), "--out", str(tmp_path / "audit2")])
     assert result.exit_code == 0 and "audited without" not in result.stderr, result.output
     assert "cat" in json.loads((tmp_path / "audit2" / "audit.json").read_text())["classes"]
+
+
+def test_a_near_group_holding_exact_copies_counts_them_and_never_reads_as_identical(tmp_path):
+    """A group joined by a near link is "near" even where two of its files are byte-identical: the audit said
+    "0 exact" while training's dataset.json counted the identical files. Its similarity is cut, not rounded:
+    0.99996 printed as 1.000 read as an exact copy."""
+    from PIL import Image, ImageEnhance
+
+    from imgclf.audit.report import similarity_text
+
+    data = make_blob_folder(tmp_path / "data", per_split={"train": 10, "test": 4})
+    original = data / "train" / "cat" / "cat_001.png"
+    shutil.copyfile(original, data / "test" / "cat" / "same.png")
+    ImageEnhance.Brightness(Image.open(original)).enhance(1.08).save(data / "test" / "cat" / "brighter.png")
+    out = tmp_path / "a"
+    result = CliRunner().invoke(app, ["audit", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "audit.json").read_text())
+    group = next(g for g in record["duplicate_groups"]
+                 if "test/cat/same.png" in [m["path"] for m in g["members"]])
+    assert group["kind"] == "near" and len(group["members"]) == 3 and group["identical"] == 2
+    assert record["counts"]["identical_images"] == 2
+    assert "2 byte-identical" in (out / "audit.html").read_text()
+    assert similarity_text(0.99996) == "0.9999" and similarity_text(0.98) == "0.9800"

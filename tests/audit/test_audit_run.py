@@ -133,3 +133,28 @@ def test_a_copy_of_one_folder_of_a_merged_run_takes_the_runs_split(tmp_path):
     found = run_split(run.path, [str(p) for p in files], content_digests([str(p) for p in files]), copy)
     assert found.matched == 24 and found.by_content
     assert list(found.splits) == [where[f"a/{p.relative_to(copy).as_posix()}"] for p in files]
+
+
+def test_a_test_image_linked_to_a_training_image_keeps_each_path_in_its_own_split(tmp_path):
+    """A file the run lists twice (test/cat/link.png a link to train/cat/x.png) was one key once links were followed:
+    the last split listed won, and the training copy read as test, hiding the leak."""
+    import imgclf
+    from conftest import make_image_folder
+    from imgclf.audit.run_split import run_split
+
+    data = make_image_folder(tmp_path / "data", layout="splits", per_split={"train": 8, "test": 3})
+    source = data / "train" / "cat" / "cat_000.png"
+    link = data / "test" / "cat" / "link.png"
+    link.symlink_to(source)
+    run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 16,
+                      "out": str(tmp_path / "run"), "progress": False, "model_args": {"width": 4},
+                      "val_split": 0.25, "group_duplicates": False}, report=False)
+    dataset = json.loads((run.path / "dataset.json").read_text())
+    held = "val" if "train/cat/cat_000.png" in dataset["splits"]["val"]["files"] else "train"
+    found = run_split(run.path, [str(source), str(link)])
+    assert list(found.splits) == [held, "test"]
+    # through a link to the whole folder, each file is still found by the file it leads to
+    (tmp_path / "alias").symlink_to(data, target_is_directory=True)
+    other = data / "test" / "dog" / "dog_000.png"
+    alias = run_split(run.path, [str(tmp_path / "alias" / "test" / "dog" / "dog_000.png")])
+    assert list(alias.splits) == ["test"] and other.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -225,7 +226,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
                      "model": QUICK_MODEL,
                      "folds": issues.folds if issues else 0, "accuracy": issues.accuracy if issues else None,
                      "note": note},
-        **_findings(images, duplicates, issues, outliers, stats),
+        **_findings(images, duplicates, digests, issues, outliers, stats),
         "skipped": images.skipped,
         "seconds": seconds,
     })
@@ -277,13 +278,20 @@ def _leaks(split: str, group_splits: list[str]) -> bool:
     return bool(before & set(group_splits))
 
 
-def _findings(images: AuditImages, duplicates: Duplicates, issues: LabelIssues | None, outliers: Outliers,
-              stats: PixelStats) -> dict[str, Any]:
+def _identical(members: list[int], digests: list[str]) -> int:
+    """Members whose bytes another member of the group has too (a near group may hold exact copies as well)."""
+    seen = Counter(digests[m] for m in members if digests[m])
+    return sum(1 for m in members if digests[m] and seen[digests[m]] > 1)
+
+
+def _findings(images: AuditImages, duplicates: Duplicates, digests: list[str], issues: LabelIssues | None,
+              outliers: Outliers, stats: PixelStats) -> dict[str, Any]:
     classes = images.classes
     groups = []
     for g in duplicates.groups:
         members = sorted(g.members, key=lambda i: (SPLIT_ORDER.get(str(images.splits[i]), 9), images.paths[i]))
         groups.append({"kind": g.kind, "similarity": round(g.similarity, 5),
+                       "identical": _identical(members, digests),
                        "flags": group_flags(members, images.splits, images.labels),
                        "classes": sorted({classes[images.labels[i]] for i in members}),
                        "splits": sorted({str(images.splits[i]) for i in members}, key=lambda s: SPLIT_ORDER.get(s, 9)),
@@ -310,6 +318,7 @@ def _findings(images: AuditImages, duplicates: Duplicates, issues: LabelIssues |
         "duplicate_groups": len(groups),
         "exact_groups": sum(g["kind"] == "exact" for g in groups),
         "near_groups": sum(g["kind"] == "near" for g in groups),
+        "identical_images": sum(g["identical"] for g in groups),
         "redundant_images": sum(len(g["members"]) - 1 for g in groups),
         "conflicting_label_groups": sum("conflicting_labels" in g["flags"] for g in groups),
         "leakage_groups": sum("leakage" in g["flags"] for g in groups),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,12 @@ def _findings(record: Any) -> list[str]:
     return out
 
 
+def similarity_text(value: float) -> str:
+    """A near group's weakest link, cut (not rounded) to 4 decimals: 0.99996 reads 0.9999, never the 1.000 of an
+    exact copy."""
+    return f"{math.floor(value * 10_000) / 10_000:.4f}"
+
+
 def write_audit_page(result: Any) -> Path:
     record, images = result.record, result.images
     index = {images.relative(i): i for i in range(len(images))}
@@ -74,6 +81,7 @@ def write_audit_page(result: Any) -> Path:
     groups = []
     for g in record.duplicate_groups[:SHOWN_GROUPS]:
         groups.append({"group": g, "flags": [FLAG_TEXT[f] for f in g.flags],
+                       "similarity": similarity_text(g.similarity),
                        "members": [{"m": m, "src": thumb(m.path)} for m in g.members[:SHOWN_MEMBERS]],
                        "more": max(0, len(g.members) - SHOWN_MEMBERS)})
     suspects = [{"s": s, "src": thumb(s.path)} for s in record.label_issues[:SHOWN_SUSPECTS]]

@@ -5,6 +5,7 @@ split training drew, and that is the split whose copies inflate its scores."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,10 @@ def _key(path: str) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
+def _named(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
 def run_split(run: str | os.PathLike, paths: list[str], digests: list[str] | None = None,
               root: str | os.PathLike | None = None) -> RunSplit:
     """The run's split of `paths` (absolute image paths, symbolic links followed); where no path is the run's,
@@ -38,8 +43,14 @@ def run_split(run: str | os.PathLike, paths: list[str], digests: list[str] | Non
         dataset = RunDir(run).read_dataset()
     except ImgclfError as exc:
         return RunSplit(None, 0, f"its dataset.json cannot be used ({str(exc).splitlines()[0]})")
-    where = {_key(path): split for split in dataset.splits for path in dataset.split_paths(split)[0]}
-    splits = np.array([where.get(_key(path), NOT_IN_RUN) for path in paths], dtype=object).astype(str)
+    listed = [(split, path) for split in dataset.splits for path in dataset.split_paths(split)[0]]
+    by_name = {_named(path): split for split, path in listed}
+    # through links (a link to the folder, or the run's): by the file a path leads to, where one listed path
+    # leads to it; a file listed twice (test/x.png a link to train/y.png) keeps each path's own split
+    leads_to = Counter(_key(path) for _, path in listed)
+    by_file = {_key(path): split for split, path in listed if leads_to[_key(path)] == 1}
+    splits = np.array([by_name.get(_named(path)) or by_file.get(_key(path), NOT_IN_RUN) for path in paths],
+                      dtype=object).astype(str)
     matched = int((splits != NOT_IN_RUN).sum())
     if not matched and digests is not None and root is not None:
         return _in_a_copy(dataset, paths, digests, root)

@@ -28,6 +28,8 @@ class AuditDuplicateGroup(BaseModel):
     kind: Literal["exact", "near"] = Field(description="exact: byte-identical files; near: a verified "
                                            "near-duplicate link joins every member.")
     similarity: float = Field(description="Weakest link in the group (normalised cross-correlation; 1 for exact).")
+    identical: int = Field(0, ge=0, description="Members byte-identical to another member (every one in an exact "
+                           "group; a near group may hold exact copies too).")
     flags: list[AuditFlag]
     classes: list[str]
     splits: list[str]
@@ -86,6 +88,8 @@ class AuditCounts(BaseModel):
     duplicate_groups: int = Field(ge=0)
     exact_groups: int = Field(ge=0)
     near_groups: int = Field(ge=0)
+    identical_images: int = Field(0, ge=0, description="Images byte-identical to another image of their group, "
+                                  "near groups' included (as dataset.json's exact_images).")
     redundant_images: int = Field(ge=0, description="Images in duplicate groups beyond one per group.")
     conflicting_label_groups: int = Field(ge=0)
     leakage_groups: int = Field(ge=0)

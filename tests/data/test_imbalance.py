@@ -22,6 +22,14 @@ def test_imbalance_stats_rho_mu_and_flag():
     assert imbalance_stats({"a": 10, "b": 10})["imbalanced"] is False
 
 
+def test_a_mild_step_imbalance_has_its_minority_classes_and_counting_noise_none():
+    """Buda et al.'s mu is the share of the smaller classes of a step: rho 1.5 made by `subset` read mu 0 (minority
+    classes gated by the flag's threshold); counts of many sizes near balance still have none."""
+    assert imbalance_stats({"a": 12, "b": 12, "c": 18, "d": 18}) == {"rho": 1.5, "mu": 0.5, "minority": ["a", "b"],
+                                                                      "imbalanced": False}
+    assert imbalance_stats({"a": 178, "b": 182, "c": 177, "d": 183})["minority"] == []
+
+
 def test_balanced_class_weights_follow_scikit_learn():
     from sklearn.utils.class_weight import compute_class_weight
 

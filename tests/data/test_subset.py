@@ -43,6 +43,8 @@ def test_step_counts_generalise_to_other_mu():
     # 3 minority of 4: 3n + 3n = 40 is not integral -> ratio kept exact, total off by rounding only
     n_min, n_maj = step_counts(4, 3, 10, 2)
     assert n_maj == 2 * n_min and abs(3 * n_min + n_maj - 40) <= 3
+    # a ratio of whole numbers is kept exact: 1.2 = 6/5 takes multiples of 5 (9 and 11 were a ratio of 1.22)
+    assert step_counts(10, 5, 10, 1.2) == (10, 12) and step_counts(4, 2, 10, 1.5) == (8, 12)
     for rho in (0.5, float("nan"), float("inf")):  # inf crashed: "cannot convert float infinity to integer"
         with pytest.raises(ImgclfError, match=r"rho must be a finite ratio >= 1 .* Received: rho="):
             step_counts(10, 5, 32, rho)
@@ -127,6 +129,11 @@ def test_same_request_is_a_no_op_and_other_folders_are_refused(pool, tmp_path):
 def test_bad_requests_name_the_argument(pool, tmp_path):
     with pytest.raises(ImgclfError, match=r"mu must be a share of the 10 classes.*Received: mu=0.55"):
         plan_subset(pool, 8, 3, mu=0.55)
+    for mu in ("nan", "inf"):  # nan crashed: "cannot convert float NaN to integer"
+        with pytest.raises(ImgclfError, match=rf"mu must be a share of the 10 classes.*Received: mu={mu}"):
+            plan_subset(pool, 8, 3, mu=float(mu))
+    with pytest.raises(ImgclfError, match=r"^minority must be at most 9 of the 10 classes"):  # not num_minority
+        plan_subset(pool, 8, 3, minority=list("abcdefghij"))
     with pytest.raises(ImgclfError, match=r"unknown \['zz'\]"):
         plan_subset(pool, 8, 3, minority=["a", "zz"])
     with pytest.raises(ImgclfError, match=r"too few in .*'f': '70 < 75'"):
@@ -162,7 +169,13 @@ def test_cli_subset(pool, tmp_path):
     result = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "s"), "--per-class", "32",
                                       "--rho", "15", "--seed", "0"])
     assert result.exit_code == 0, result.output
-    assert "320 images, rho 15" in result.output
+    assert "320 images, rho 15" in result.output and "note:" not in result.output
+    # a ratio whole images cannot make says so, and a total kept says nothing of the total
+    odd = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "odd"), "--per-class", "10",
+                                   "--rho", "1.23456"])
+    assert odd.exit_code == 0, odd.output
+    said = " ".join(odd.output.split())
+    assert "note: the ratio is 1.22222, not 1.23456" in said, said
     bad = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "t"), "--per-class", "8",
                                    "--rho", "3", "--mode", "copy"])
     assert bad.exit_code == 2 and "Received: mode='copy'" in bad.output

@@ -89,7 +89,10 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
     typer.echo(f"wrote {out} ({m['mode']}): {m['total']} images, rho {m['rho_actual']:g}, mu {m['mu']:g}; "
                f"{m['minority_count']} per minority class ({', '.join(m['minority'])}), "
                f"{m['majority_count']} per majority class")
-    if not m["exact"]:
+    if m["rho_actual"] != m["rho"]:
+        typer.echo(f"note: the ratio is {m['rho_actual']:g}, not {m['rho']:g}: whole images cannot make it exactly "
+                   "(give rho as a fraction of small numbers, such as 1.25 = 5/4)")
+    if m["total"] != m["target_total"]:
         k, n_min = len(m["classes"]), len(m["minority"])
         typer.echo(f"note: the total is {m['total']} instead of {m['target_total']} (rounding): the exact sizes need "
                    f"{k} x per-class divisible by {n_min} + {k - n_min} x rho")

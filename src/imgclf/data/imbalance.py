@@ -9,8 +9,10 @@ IMBALANCE_FLAG_RHO = 1.5  # above this ratio the report flags the data set as im
 
 
 def imbalance_stats(counts: Mapping[str, int]) -> dict[str, object]:
-    """rho = max/min class count; minority classes are those below the midpoint of min and max,
-    mu = their share of all classes (0 for a balanced set, 0.5 for S4's step imbalance)."""
+    """rho = max/min class count; minority classes are those below the midpoint of min and max, mu = their share
+    of all classes (0 for a balanced set, 0.5 for S4's step imbalance). Counts of more than two sizes have minority
+    classes only above IMBALANCE_FLAG_RHO (digits' 1.06 is counting noise); a step imbalance (two sizes) has them
+    at any ratio, as Buda et al. define mu."""
     values = [int(v) for v in counts.values()]
     if not values:
         return {"rho": None, "mu": None, "minority": [], "imbalanced": False}
@@ -19,7 +21,7 @@ def imbalance_stats(counts: Mapping[str, int]) -> dict[str, object]:
     midpoint = (lo + hi) / 2
     imbalanced = rho > IMBALANCE_FLAG_RHO
     # Near-balanced sets (digits: rho 1.06) have no minority classes, only counting noise.
-    minority = sorted(c for c, v in counts.items() if imbalanced and v < midpoint)
+    minority = sorted(c for c, v in counts.items() if (imbalanced or len(set(values)) == 2) and v < midpoint)
     return {
         "rho": round(rho, 4),
         "mu": round(len(minority) / len(values), 4),
@@ -102,9 +104,13 @@ def step_counts(num_classes: int, num_minority: int, per_class: int, rho: float)
 
     With m of K classes minority, minority size n and majority size rho*n: m*n + (K-m)*rho*n = K*N, so
     n = K*N / (m + (K-m)*rho); for mu = 0.5 that is 2N/(1+rho) and 2N*rho/(1+rho) (S4: N=32, rho=15 -> 4/60).
-    The ratio is the experiment's variable, so it is kept exact (majority = round(rho * minority)); when
-    K*N is not divisible the total moves by the rounding (choose N a multiple of (1+rho)/2 to avoid it).
+    The ratio is the experiment's variable, so it is kept exact: majority = rho * minority, the minority size
+    a multiple of rho's denominator (rho 1.2 = 6/5: 10 and 12, not 9 and 11, whose ratio is 1.22); the total
+    moves by the rounding instead (choose N a multiple of (1+rho)/2 to avoid it). Only a rho with no fraction of
+    denominator <= 100 keeps the nearest sizes, and its ratio moves (`rho_actual`).
     """
+    from fractions import Fraction
+
     from ..errors import invalid
 
     if not 0 < num_minority < num_classes:
@@ -115,5 +121,7 @@ def step_counts(num_classes: int, num_minority: int, per_class: int, rho: float)
     if not 1 <= rho < math.inf:
         raise invalid("rho", rho, "a finite ratio >= 1 (largest / smallest class)")
     exact = num_classes * per_class / (num_minority + (num_classes - num_minority) * rho)
-    minority = max(1, int(exact + 0.5))  # round half up, never to an empty class
+    ratio = Fraction(rho).limit_denominator(100)
+    step = ratio.denominator if abs(float(ratio) - rho) < 1e-9 else 1
+    minority = step * max(1, int(exact / step + 0.5))  # round half up, never to an empty class
     return minority, int(rho * minority + 0.5)

@@ -12,6 +12,7 @@ train/ (val/, test/) layout only train/ is made imbalanced; the other splits are
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -51,14 +52,17 @@ def _num_minority(classes: Sequence[str], mu: float | None, minority: Sequence[s
                           note=f"unknown {unknown}; the classes are {list(classes)}")
         if len(set(minority)) != len(minority):
             raise invalid("minority", list(minority), "distinct classes", note="repeats a class")
+        if len(minority) >= k:
+            raise invalid("minority", list(minority), f"at most {k - 1} of the {k} classes",
+                          note="a step imbalance needs at least one majority class")
         if mu is not None and abs(mu - len(minority) / k) > MU_TOLERANCE:
             raise invalid("mu", mu, f"the share of minority classes ({len(minority)}/{k} = {len(minority) / k:g}) "
                                     f"when both are given", also={"minority": list(minority)})
         return len(minority)
     if mu is None:  # half the classes, rounded down (0.5 itself is no share of an odd number of classes)
         return max(1, k // 2)
-    m = round(mu * k)
     allowed = ", ".join(f"{i / k:g}" for i in range(1, k))
+    m = round(mu * k) if math.isfinite(mu) else 0
     if abs(mu - m / k) > MU_TOLERANCE or not 0 < m < k:
         raise invalid("mu", mu, f"a share of the {k} classes: one of {{{allowed}}}")
     return m

@@ -256,22 +256,29 @@ def test_a_split_without_a_class_is_warned(tmp_path, capsys):
         assert f"the {split} split holds no image of 1 class ('fox')" in err
     assert err.count("holds no image of") == len(lacking)  # and nothing said of the splits that hold it
     val = sum(counts["val"].values())  # 26 images, 10 % each: the temperature and threshold come from 3 or so
-    assert f"warning the val split holds {val} images: the epoch kept and the temperature" in err
+    assert f"warning the val split holds {val} images: the epoch kept, the temperature and the unknown threshold " \
+           "are chosen on them" in err
 
 
 def test_the_small_val_warning_names_what_a_multilabel_run_chooses_on_it(capsys):
-    """A multi-label run has no temperature or unknown threshold: its val split chooses the labels' thresholds."""
+    """A multi-label run has no temperature or unknown threshold: its val split chooses the labels' thresholds. A
+    run keeping its last epoch without a temperature (S4's protocol) chooses only the unknown threshold there."""
     from types import SimpleNamespace
 
+    from imgclf.config import make_config
     from imgclf.pipeline.run import _warn_about_splits
 
-    for task, chosen, absent in (("multilabel", "each label's decision threshold", "temperature"),
-                                 ("single", "the temperature and the unknown threshold", "label's")):
+    usual = make_config(data="data")
+    s4 = make_config(data="data", restore_best=False, calibrate="none")
+    for task, cfg, chosen, absent in (
+            ("multilabel", usual, "the epoch kept and each label's decision threshold are", "temperature"),
+            ("single", usual, "the epoch kept, the temperature and the unknown threshold are", "label's"),
+            ("single", s4, "the unknown threshold is", "epoch")):
         data = SimpleNamespace(task=task, split_notes=[], splits={"val": [0] * 12}, missing_classes=dict,
                                grouping=None, classes=["a", "b"])
-        _warn_about_splits(data, "data", Path("runs/r"))
+        _warn_about_splits(data, "data", Path("runs/r"), cfg)
         err = capsys.readouterr().err
-        assert f"val split holds 12 images: the epoch kept and {chosen} are chosen on them" in err
+        assert f"val split holds 12 images: {chosen} chosen on them" in " ".join(err.split())
         assert absent not in err
 
 
@@ -280,13 +287,14 @@ def test_a_class_named_like_the_unknown_verdict_is_warned(capsys):
     field tells them apart. A multi-label run has no such verdict."""
     from types import SimpleNamespace
 
+    from imgclf.config import make_config
     from imgclf.pipeline.run import _warn_about_splits
 
     for task, classes, warned in (("single", ["cat", "unknown"], True), ("single", ["cat", "dog"], False),
                                   ("multilabel", ["cat", "unknown"], False)):
         data = SimpleNamespace(task=task, split_notes=[], splits={"val": [0] * 40}, missing_classes=dict,
                                grouping=None, classes=classes)
-        _warn_about_splits(data, "data", Path("runs/r"))
+        _warn_about_splits(data, "data", Path("runs/r"), make_config(data="data"))
         err = " ".join(capsys.readouterr().err.split())
         assert ("a class is named 'unknown', the label predictions give an image like none of the classes" in err) \
             == warned, (task, classes, err)

@@ -311,6 +311,9 @@ def test_s4_protocol_splits_every_subset_70_30_into_train_and_test(s4_study):
         assert run["split"] == "val" and run["test_images"] == 24  # scored on that 30 % at the end
         config = (out / run["run"] / "config.yaml").read_text()
         assert "restore_best: false" in config and "early_stopping: null" in config
+        # no temperature fitted on the split its ECE is measured on
+        assert "calibrate: none" in config
+        assert json.loads((out / run["run"] / "model.json").read_text())["calibration"]["method"] == "none"
 
 
 def test_s4_protocol_records_train_and_test_curves_per_epoch(s4_study):
@@ -341,8 +344,8 @@ def test_s4_protocol_refuses_what_would_choose_on_the_test_split(pool, tmp_path)
     from imgclf.cli import app
 
     base = dict(per_class=8, configs=["none"], model="simple_cnn", protocol="s4")
-    with pytest.raises(ImgclfError, match=r"free of val_split, test_split, restore_best, early_stopping under "
-                                          r"protocol s4.*Received: overrides=\{'early_stopping': 3\}"):
+    with pytest.raises(ImgclfError, match=r"free of val_split, test_split, restore_best, early_stopping, calibrate "
+                                          r"under protocol s4.*Received: overrides=\{'early_stopping': 3\}"):
         run_imbalance_study(pool, tmp_path / "s", overrides={"early_stopping": 3}, **base)
     with pytest.raises(ImgclfError, match=r"schedule must be a schedule that does not watch the held-out split "
                                           r"under protocol s4.*Received: schedule='plateau', protocol='s4'"):

@@ -161,3 +161,39 @@ def test_s4_protocol_names_the_held_out_curves_test(study, monkeypatch):
     html = (out / "study.html").read_text()
     assert "S4&#39;s protocol" in html or "S4's protocol" in html
     assert "optimistic" in html and "lowest test loss" in html
+
+
+def test_a_class_without_scored_images_has_no_scores_rather_than_zeros():
+    """At rho 15 a minority class of one image reaches no test split: S4's table showed it at P 0.00, R 0.00 in red
+    (a collapsed class, S4's finding, where nothing was measured), and a seed without it pulled the mean down."""
+    from imgclf.study.imbalance import _class_scores, scored_split
+
+    seen = {"precision": 0.5, "recall": 1.0, "support": 2}
+    unseen = {"precision": 0.0, "recall": 0.0, "support": 0}
+    assert _class_scores([{"per_class": {"a": seen}}, {"per_class": {"a": unseen}}], "a") == \
+        {"precision": 0.5, "recall": 1.0, "support": 1}
+    assert _class_scores([{"per_class": {"a": unseen}}], "a") == {"precision": None, "recall": None, "support": 0}
+    # a train/ + val/ tree has no test split: the cells were scored on validation, and say so
+    assert scored_split([{"finished": True, "split": "val"}], "standard") == "validation"
+    assert scored_split([{"finished": True, "split": "val"}], "s4") == "test"
+    assert scored_split([{"finished": True, "split": "test"}, {"finished": False, "split": None}], "standard") == "test"
+
+
+def test_the_page_names_the_split_it_scored_and_what_was_imbalanced(study, tmp_path):
+    import copy
+    import shutil
+
+    out, result = study
+    result = copy.deepcopy(result)
+    result["scored"] = "validation"
+    for subset in result["subsets"].values():
+        subset["layout"], subset["other_splits"] = "splits", {"val": 20}
+    result["table"]["none"]["3"]["b"].update(precision=None, recall=None, support=0)
+    StudyRecord.model_validate(result)
+    page = write_study_report(shutil.copytree(out, tmp_path / "s"), result)
+    text = " ".join(page.read_text().split())
+    assert "These data have no test split" in text and "<th>validation accuracy</th>" in text
+    assert "test accuracy" not in text
+    assert "Only train/ is imbalanced: the validation split is the data's own val/ folder" in text
+    assert "its train/ only: val/ and test/ are the data's own" in text
+    assert "<td class=\"\">–</td>" in text

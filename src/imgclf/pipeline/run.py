@@ -93,7 +93,18 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
 FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points
 
 
-def _warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path) -> None:
+def _chosen_on_validation(cfg: TrainConfig, task: str) -> str:
+    """What the val split chooses in this run: the epoch kept (restore_best, early stopping), the temperature,
+    the unknown threshold, or each label's decision threshold."""
+    chosen = ["the epoch kept"] if cfg.restore_best or cfg.early_stopping is not None else []
+    if task == "multilabel":
+        chosen.append("each label's decision threshold")
+    else:
+        chosen += (["the temperature"] if cfg.calibrate != "none" else []) + ["the unknown threshold"]
+    return ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + chosen[-1]
+
+
+def _warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg: TrainConfig) -> None:
     """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
     splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
     (stderr, even without progress), never a refusal: the folders are the user's choice."""
@@ -105,10 +116,9 @@ def _warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path) ->
         warn(note)
     val = len(data.splits["val"]) if "val" in data.splits else 0
     if 0 < val < FEW_VALIDATION_IMAGES:
-        chosen = "each label's decision threshold" if data.task == "multilabel" else \
-            "the temperature and the unknown threshold"
-        warn(f"the val split holds {val} image{'s' if val != 1 else ''}: the epoch kept and {chosen} are "
-              "chosen on them; give it more (--val-split, or more images)")
+        chosen = _chosen_on_validation(cfg, data.task)
+        warn(f"the val split holds {val} image{'s' if val != 1 else ''}: {chosen} {'are' if ' and ' in chosen else 'is'} "
+             "chosen on them; give it more (--val-split, or more images)")
     from ..ood import UNKNOWN_LABEL
 
     if data.task != "multilabel" and UNKNOWN_LABEL in data.classes:
@@ -297,7 +307,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         _announce(resolved, data, model, run_dir, checkpoint)
     if is_launch_zero:
         _warn_about_splits(data, [resolved.data] if isinstance(resolved.data, str) else list(resolved.data),
-                           run_dir)
+                           run_dir, resolved)
     from ..train.trackers import log_config, log_final, make_loggers
 
     loggers = make_loggers(resolved, run_dir, resume)

@@ -60,6 +60,11 @@ class SubsetSummary(BaseModel):
     minority_count: int = Field(ge=0)
     majority_count: int = Field(ge=0)
     exact: bool = Field(description="The counts are exactly per_class and per_class / rho.")
+    layout: Literal["flat", "splits"] = Field("flat", description="flat: the subset holds every image it has and "
+                                              "the runs draw val and test from it; splits: only train/ was "
+                                              "imbalanced, val/ and test/ are the data's own.")
+    other_splits: dict[str, int] = Field(default_factory=dict, description="Images of the data's own val/ and "
+                                         "test/, linked untouched (a splits layout).")
 
 
 class ConfigurationSettings(BaseModel):
@@ -126,8 +131,8 @@ class ClassRecall(BaseModel):
     """One class's scores: of one cell, or (S4's per-class table) of a (configuration, rho) averaged over seeds."""
 
     model_config = ConfigDict(extra="forbid")
-    precision: float
-    recall: float
+    precision: float | None = Field(description="None in S4's table where no seed's scored split held the class.")
+    recall: float | None = Field(description="None in S4's table where no seed's scored split held the class.")
     support: int = Field(ge=0)
 
 
@@ -186,6 +191,9 @@ class StudyRecord(Record):
     majority: list[str] | None = None
     subsets: dict[str, SubsetSummary] | None = Field(None, description="Keyed by rho as written (\"1\", \"7.5\").")
     configs: dict[str, ConfigurationSettings] | None = None
+    scored: Literal["test", "validation"] | None = Field(None, description="The split the cells' scores were "
+                                                         "measured on: validation where the data gave the standard "
+                                                         "protocol no test split; absent in older studies (test).")
     summary: list[SummaryRow] | None = None
     table: dict[str, dict[str, dict[str, ClassRecall]]] | None = Field(
         None, description="configuration -> rho -> class -> precision, recall, support (mean over seeds).")

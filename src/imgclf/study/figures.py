@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 
 from ..plotting import GREY, TRAIN_COLOR, VAL_COLOR, WRONG_COLOR, new_figure, plain_log_scale, save_figure, style
 
-METRICS = (("accuracy", "test accuracy"), ("macro_recall", "macro recall"),
+METRICS = (("accuracy", "accuracy"), ("macro_recall", "macro recall"),
            ("minority_recall", "minority-class mean recall"))
 MINORITY_COLOR = WRONG_COLOR
 MAJORITY_COLOR = TRAIN_COLOR
@@ -20,6 +20,11 @@ MAJORITY_COLOR = TRAIN_COLOR
 # text keeps the size it was drawn at.
 PAGE_WIDTH = 10.4
 CONFIG_COLORS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#000000")
+
+
+def scored(study: dict[str, Any]) -> str:
+    """The split the scores were measured on: test, or validation where the data had no test split."""
+    return study.get("scored") or "test"
 
 
 def config_colors(study: dict[str, Any]) -> dict[str, str]:
@@ -53,7 +58,7 @@ def plot_metrics_vs_rho(study: dict[str, Any], path: str | os.PathLike) -> Path:
                 ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config, color=colors[config],
                             linestyle="-" if len(rows) > 1 else "none")
             _rho_axis(ax, rhos)
-            ax.set_title(title)
+            ax.set_title(f"{scored(study)} {title}" if key == "accuracy" else title)
             ax.set_ylim(-0.02, 1.02)
         axes[0].set_ylabel("mean over seeds (bars: std)")
         handles, labels = axes[0].get_legend_handles_labels()
@@ -71,12 +76,12 @@ def plot_class_recall(study: dict[str, Any], config: str, path: str | os.PathLik
         ax = fig.subplots()
         for cls in study["classes"]:
             minority = cls in study["minority"]
-            ys = [table[f"{r:g}"][cls]["recall"] for r in rhos]
+            ys = _nan([table[f"{r:g}"][cls]["recall"] for r in rhos])
             ax.plot(rhos, ys, marker="o", color=MINORITY_COLOR if minority else MAJORITY_COLOR,
                     linestyle="--" if minority else "-", alpha=0.85, label=f"{cls}{' (minority)' if minority else ''}")
         _rho_axis(ax, rhos)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel("test recall (mean over seeds)")
+        ax.set_ylabel(f"{scored(study)} recall (mean over seeds)")
         ax.set_title(f"per-class recall, configuration {config}")
         fig.legend(fontsize=7, ncol=2 if len(study["classes"]) > 12 else 1, loc="outside right center")
         return save_figure(fig, path)
@@ -198,7 +203,7 @@ def plot_class_recall_by_config(study: dict[str, Any], rho: float, path: str | o
         for i, config in enumerate(configs):
             cells = study["table"][config][f"{rho:g}"]
             xs = [k + (i - (len(configs) - 1) / 2) * width for k in range(len(classes))]
-            ax.bar(xs, [cells[c]["recall"] for c in classes], width, label=config, zorder=3,
+            ax.bar(xs, _nan([cells[c]["recall"] for c in classes]), width, label=config, zorder=3,
                    color=config_colors(study)[config])
         ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
         for tick, cls in zip(ax.get_xticklabels(), classes):
@@ -206,7 +211,7 @@ def plot_class_recall_by_config(study: dict[str, Any], rho: float, path: str | o
                 tick.set_color(MINORITY_COLOR)
         ax.axvline(len(study["minority"]) - 0.5, color=GREY, lw=1, ls=":")
         ax.set_ylim(0, 1.02)
-        ax.set_ylabel("test recall (mean over seeds)")
+        ax.set_ylabel(f"{scored(study)} recall (mean over seeds)")
         ax.set_title(f"per-class recall at rho {rho:g}:1 by configuration (minority classes in red, left)")
         ax.grid(axis="x", visible=False)
         fig.legend(fontsize=8, loc="outside right center")

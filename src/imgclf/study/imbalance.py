@@ -43,6 +43,13 @@ def _parse_rhos(rhos: Sequence[float]) -> list[float]:
     return out
 
 
+def scored_split(runs: list[dict[str, Any]], protocol: str) -> str:
+    """What the cells' scores were measured on: test, or validation where the data gave the standard protocol no
+    test split (a train/ and val/ tree: each run is then evaluated on the split that chose its kept epoch)."""
+    splits = {r["split"] for r in runs if r["finished"]}
+    return "test" if protocol == "s4" or not splits or splits == {"test"} else "validation"
+
+
 def rho_label(rho: float) -> str:
     return f"{rho:g}"
 
@@ -246,6 +253,14 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
     }
 
 
+def _class_scores(done: list[dict[str, Any]], cls: str) -> dict[str, Any]:
+    """A class's precision and recall, mean over the seeds whose scored split holds images of it (a seed without
+    any has no recall, not a recall of 0, as `mean_recall` reads it); None where no seed's does."""
+    scored = [r["per_class"][cls] for r in done if r["per_class"][cls]["support"] > 0]
+    mean = {m: float(np.mean([s[m] for s in scored])) if scored else None for m in ("precision", "recall")}
+    return mean | {"support": int(np.mean([r["per_class"][cls]["support"] for r in done]))}
+
+
 def _last(values: list[float]) -> float | None:
     finite = [v for v in values if math.isfinite(v)]
     return finite[-1] if finite else None
@@ -276,11 +291,7 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
                 row[key] = mean_std(r.get(key) for r in done).as_dict()
             summary.append(row)
             if done:
-                table.setdefault(config, {})[rho_label(rho)] = {
-                    c: {m: float(np.mean([r["per_class"][c][m] for r in done])) for m in ("precision", "recall")}
-                    | {"support": int(np.mean([r["per_class"][c]["support"] for r in done]))}
-                    for c in classes
-                }
+                table.setdefault(config, {})[rho_label(rho)] = {c: _class_scores(done, c) for c in classes}
     finished = sum(r["finished"] for r in runs)
     return {
         "request": request,
@@ -292,7 +303,10 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
         "minority": minority,
         "majority": [c for c in classes if c not in minority],
         "subsets": {rho_label(r): {k: s[k] for k in ("counts", "total", "rho_actual", "minority_count",
-                                                      "majority_count", "exact")} for r, s in sorted(subsets.items())},
+                                                      "majority_count", "exact")}
+                    | {"layout": s.get("layout", "flat"), "other_splits": s.get("other_splits", {})}
+                    for r, s in sorted(subsets.items())},
+        "scored": scored_split(runs, protocol),
         "configs": {c: dict(zip(("train", "model_args"), configuration_settings(c, request["model"])))
                     for c in sorted({c for _, c, _ in grid}, key=_config_order)},
         "summary": summary,

@@ -39,7 +39,7 @@ def write_study_report(out: str | Path, study: dict[str, Any]) -> Path:
                 figures.plot_class_recall(study, config, folder / f"class_recall_{safe}.png"))
     protocol = study.get("protocol") or {"name": "standard", "description": PROTOCOLS["standard"], "held_out": "val"}
     html = render("study.html", study=study, images=images, per_config=per_config, protocol=protocol,
-                  held_label=figures.held_out(study)[1],
+                  held_label=figures.held_out(study)[1], scored=figures.scored(study),
                   reports={r["run"]: (out / r["run"] / "report.html").exists() for r in study["runs"]})
     path = out / "study.html"
     atomic_write_text(path, html)

@@ -114,3 +114,8 @@ def test_focal_loss_with_gamma_zero_is_cross_entropy():
     logits = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
     target = torch.arange(8) % 4
     assert focal_loss(logits, target, 0.0).item() == pytest.approx(F.cross_entropy(logits, target).item(), rel=1e-6)
+    # with class weights and label smoothing too (the smoothing term was unweighted, then divided by the weights)
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    for weight, smoothing in ((w, 0.0), (None, 0.1), (w, 0.1)):
+        assert focal_loss(logits, target, 0.0, weight, smoothing).item() == pytest.approx(
+            F.cross_entropy(logits, target, weight=weight, label_smoothing=smoothing).item(), rel=1e-6)

@@ -106,6 +106,12 @@ def test_list_mode_writes_only_the_file_list(pool, tmp_path):
     assert Counter(r["class"] for r in rows) == Counter(m["counts"])
     assert all(os.path.exists(r["path"]) for r in rows)
     assert json.loads((tmp_path / "s" / "subset.json").read_text())["mode"] == "list"
+    # given to imgclf, it is named for what it is, not "a row of 2 columns ... (4 column(s))"
+    from imgclf.data.dataset import prepare_data
+
+    with pytest.raises(ImgclfError, match=r"the file list `imgclf subset --mode list` writes for other tools.*"
+                                          r"--mode symlink or --mode hardlink"):
+        prepare_data(tmp_path / "s" / "subset.csv", 8)
 
 
 def test_split_layout_imbalances_train_only(tmp_path):

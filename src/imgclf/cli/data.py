@@ -89,6 +89,9 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
     typer.echo(f"wrote {out} ({m['mode']}): {m['total']} images, rho {m['rho_actual']:g}, mu {m['mu']:g}; "
                f"{m['minority_count']} per minority class ({', '.join(m['minority'])}), "
                f"{m['majority_count']} per majority class")
+    if m["mode"] == "list":
+        typer.echo("note: subset.csv lists the files for other tools; imgclf trains on a subset made with --mode "
+                   "symlink or --mode hardlink")
     if m["rho_actual"] != m["rho"]:
         typer.echo(f"note: the ratio is {m['rho_actual']:g}, not {m['rho']:g}: whole images cannot make it exactly "
                    "(give rho as a fraction of small numbers, such as 1.25 = 5/4)")

@@ -74,6 +74,10 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
             line = reader.line_num
             if line == 1 and [c.strip().lower() for c in cells] in (["path", "labels"], ["path", "labels", "split"]):
                 continue
+            if line == 1 and [c.strip().lower() for c in cells] == ["split", "class", "path", "link"]:
+                raise invalid("data", index, "a folder of class folders, or a multi-label index (path,labels)",
+                              note="this is the file list `imgclf subset --mode list` writes for other tools",
+                              hint="Make a subset imgclf reads with --mode symlink or --mode hardlink")
             if not any(c.strip() for c in cells):
                 raise _row_error(index, line, "a row `path,labels` (labels separated by ';', may be empty)",
                                  note="empty row")

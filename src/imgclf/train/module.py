@@ -35,11 +35,13 @@ class NonFiniteLossError(RuntimeError):
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None,
                label_smoothing: float = 0.0) -> torch.Tensor:
-    """Focal loss (Lin et al. 2017): mean over the batch of -(1 - p_t)^gamma * log p_t (class-weighted)."""
+    """Focal loss (Lin et al. 2017): mean over the batch of -(1 - p_t)^gamma * log p_t (class-weighted). At gamma 0
+    it is torch's cross-entropy, class weights and label smoothing included: the smoothed target's share of each
+    class carries that class's weight."""
     log_p = F.log_softmax(logits.float(), dim=1)
     ce = F.nll_loss(log_p, target, weight=weight, reduction="none")
     if label_smoothing:
-        smooth = -log_p.mean(dim=1)
+        smooth = -(log_p if weight is None else log_p * weight[None, :]).mean(dim=1)
         ce = (1 - label_smoothing) * ce + label_smoothing * smooth
     p_t = log_p.gather(1, target[:, None]).squeeze(1).exp()
     loss = (1 - p_t).pow(gamma) * ce

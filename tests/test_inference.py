@@ -542,3 +542,13 @@ def test_evaluating_the_runs_own_split_again_refreshes_its_report_and_says_what_
     assert "with TTA" not in (run / "report.html").read_text()  # the page shows what metrics.json now holds
     assert any("test-time augmentation scores" in r.getMessage() and "--tta" in r.getMessage()
                for r in caplog.records)
+
+
+def test_sixteen_bit_pixels_map_as_rint_of_their_share_of_65535_without_a_float_copy():
+    """The block-wise integer mapping (a float64 copy of a 9400 x 9400 PNG took 2.4 GB and 14 s) gives every one of
+    the 65,536 values what rint(v * 255 / 65535) gives."""
+    from imgclf.data.decode import _sixteen_to_eight
+
+    values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    expected = np.rint(values.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    assert (_sixteen_to_eight(values, rows=7) == expected).all()

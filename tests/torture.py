@@ -20,9 +20,12 @@ BROKEN = {
     "truncated.png": "truncated",
     "text.jpg": "not a recognised image format",
     "bomb.png": "decompression bomb",
+    # a fuzzed TIFF whose tag of the wrong type makes Pillow raise TypeError while loading it (it crashed predict)
+    "damaged_ifd.tif": "damaged file (TypeError",
 }
 DECODABLE = ["bmp_named.jpg", "cmyk.jpg", "sixteen_bit.png", "palette_transparent.png", "la.png", "rgba.png",
-             "exif_rotated.jpg", "one_pixel.png", "with space ünïcødé.png"]
+             "exif_rotated.jpg", "damaged_exif.jpg", "one_pixel.png", "with space ünïcødé.png"]
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _png_bytes(img: Image.Image) -> bytes:
@@ -52,6 +55,21 @@ def exif_rotated_jpeg() -> bytes:
     return buf.getvalue()
 
 
+def damaged_exif_jpeg() -> bytes:
+    """A sound JPEG whose EXIF block has orientation 6 and a tag of the wrong type (text under Compression's id):
+    Pillow decodes its pixels, but reading its orientation raised struct.error, which failed a request, predict
+    and train (found by the serve review). It is used as stored."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x9003] = "2020:01:01 00:00:00"
+    raw = exif.tobytes()
+    assert raw.count(b"\x90\x03") == 1
+    buf = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1))).convert("RGB").save(
+        buf, format="JPEG", exif=raw.replace(b"\x90\x03", b"\x01\x03"))
+    return buf.getvalue()
+
+
 def make_torture_corpus(root: Path) -> Path:
     make_image_folder(root, classes=("cat", "dog"), per_class=12, size=16)
     bad = root / "cat"
@@ -76,6 +94,8 @@ def make_torture_corpus(root: Path) -> Path:
     photo.convert("LA").save(bad / "la.png")
     photo.convert("RGBA").save(bad / "rgba.png")
     (bad / "exif_rotated.jpg").write_bytes(exif_rotated_jpeg())
+    (bad / "damaged_exif.jpg").write_bytes(damaged_exif_jpeg())
+    (bad / "damaged_ifd.tif").write_bytes((FIXTURES / "damaged_ifd.tif").read_bytes())
     Image.new("RGB", (1, 1), (200, 10, 10)).save(bad / "one_pixel.png")
     photo.save(bad / "with space ünïcødé.png")
     (bad / ".hidden.png").write_bytes(png)

@@ -21,7 +21,10 @@ def pixels(path):
         if img.format == "JPEG":
             img.draft(MODE, (SIDE, SIDE))  # libjpeg scales down while decoding, as imgclf lets it
         img.load()
-        img = ImageOps.exif_transpose(img)
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception:  # a damaged EXIF block: used as stored, as imgclf does
+            pass
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float: their range into 0..255
             values = np.asarray(img, dtype=np.float64)
             high = values.max() if values.size else 0.0
@@ -113,7 +116,8 @@ def usage_page(card: dict[str, Any]) -> str:
               "imgclf, with Pillow:", "",
               f"1. JPEG files are opened with `img.draft(\"{mode}\", ({side}, {side}))`: libjpeg scales the "
               f"image down by 1/2 to 1/8 while decoding, keeping it at least {side} px a side;",
-              "2. the EXIF orientation is applied (`ImageOps.exif_transpose`);",
+              "2. the EXIF orientation is applied (`ImageOps.exif_transpose`; an image whose EXIF block cannot be "
+              "read is used as stored);",
               "3. transparency (RGBA, LA, palette with a transparent colour) is composited over white; 16-bit and "
               "float images are scaled into 0-255 (by 1/257 when their maximum exceeds 255);",
               f"4. the image is converted to `{mode}` and resized to {side} x {side}, aspect ratio not kept, with "

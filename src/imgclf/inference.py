@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from safetensors.torch import load_file
 
 from .records import ModelCard, RunDir, load_card
 from .ood import COMBINED, FEATURE_DETECTORS, STATS_FILE, UNKNOWN_LABEL, TrustHead, load_stats, logits_and_features
-from .data.decode import DecodeError, image_to_array, open_image
+from .data.decode import DecodeError, exif_upright, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import MULTILABEL_TTA, TTAViews
@@ -221,10 +221,14 @@ class Classifier:
             if source.width == 0 or source.height == 0:
                 raise DecodeError(f"image has no pixels ({source.width}x{source.height})")
             try:
-                img = ImageOps.exif_transpose(source)
+                img = exif_upright(source)
                 return image_to_array(img, self.card.img_size, self.card.color, self.card.interpolation)
+            except DecodeError:
+                raise
             except (OSError, ValueError, SyntaxError, EOFError) as exc:  # a lazily loaded image whose file is bad
                 raise DecodeError(str(exc) or type(exc).__name__) from None
+            except Exception as exc:  # Pillow's own failure on a malformed file
+                raise DecodeError(f"damaged file ({type(exc).__name__}: {exc})") from None
         return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)
 
     def _try_decode(self, item: tuple[int, ImageInput]) -> tuple[int, np.ndarray | None, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -212,9 +213,58 @@ def test_a_decompression_bomb_gets_its_error_entry_and_no_warning_in_the_log(cli
     assert not [w for w in seen if "DecompressionBomb" in w.category.__name__], [str(w.message) for w in seen]
 
 
-def test_health_answers_head_requests(client):
+def test_health_and_the_pages_answer_head_requests(client):
     assert client.head("/health").status_code == 200  # was 405
-    assert client.head("/model").status_code == 405  # only the health check
+    assert client.head("/").status_code == 200 and client.head("/app.js").status_code == 200  # curl -I
+    assert client.head("/model").status_code == 405  # the API's routes answer what they document
+
+
+def test_numbers_too_long_for_int_are_client_errors(client, png):
+    """int() refuses a string of over 4,300 digits: a top_k or Content-Length that long was a 500."""
+    many = client.post("/predict?top_k=" + "9" * 5000, files=_files(("a.png", png, "image/png")))
+    assert many.status_code == 200 and len(many.json()["predictions"][0]["top"]) == 3, many.text
+    zero = client.post("/predict?top_k=" + "0" * 5000, files=_files(("a.png", png, "image/png")))
+    assert zero.status_code == 400 and "top_k must be a whole number >= 1" in zero.json()["error"]
+    assert client.post("/predict?top_k=" + "0" * 5000 + "2", files=_files(("a.png", png, "image/png"))) \
+        .status_code == 200
+    from imgclf.serve.uploads import ApiError, read_uploads
+    from starlette.requests import Request
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"9" * 5000)]}
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(read_uploads(Request(scope), LIMIT, MAX_FILES))
+    assert refused.value.status == 413
+
+
+def test_a_body_that_stops_arriving_is_answered_408(monkeypatch):
+    """uvicorn times out no body: an upload that stalled held its connection and what it had sent for ever."""
+    from imgclf.serve import uploads
+    from starlette.requests import Request
+
+    monkeypatch.setattr(uploads, "BODY_SECONDS", 0.2)
+    sent = [{"type": "http.request", "body": b"--b0undary\r\nContent-Disposition: form-data; name=\"files\"; "
+                                             b"filename=\"a.png\"\r\n\r\n\x89PNG", "more_body": True}]
+
+    async def receive():
+        if sent:
+            return sent.pop()
+        await asyncio.sleep(3600)  # the client sends nothing more
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", MULTIPART["content-type"].encode())]}
+    with pytest.raises(uploads.ApiError) as refused:
+        asyncio.run(uploads.read_uploads(Request(scope, receive), LIMIT, MAX_FILES))
+    assert refused.value.status == 408 and "not complete after 0.2 s" in refused.value.message
+
+
+def test_the_server_caps_its_connections(tiny_run, monkeypatch):
+    import uvicorn
+
+    from imgclf.serve import app as serve_app
+
+    given = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: given.update(kwargs))
+    serve_app.serve(tiny_run, port=0)
+    assert given["limit_concurrency"] == serve_app.MAX_CONNECTIONS
 
 
 def test_unknown_routes_and_methods_are_json_errors(client):
@@ -320,3 +370,21 @@ def test_small_images_decode_on_the_event_loop_and_larger_ones_in_the_pool(clien
         assert r.status_code == 200 and r.json()["predictions"][0]["error"] is None, r.text
     assert hops == ["decode_uploads"], "only the 300x300 image should have gone to the thread pool"
     assert 256 * 256 <= serve_app.INLINE_DECODE_PIXELS < 300 * 300
+    # a small picture in a large file (ancillary chunks before its pixels, which reading its header parses) is
+    # looked at off the loop: 800,000 such chunks held the loop, and every client, for 3 s
+    hops.clear()
+    monkeypatch.setattr(serve_app, "INLINE_DECODE_BYTES", 4_000)  # under this client's upload limit
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG", pnginfo=_padding_chunks(serve_app.INLINE_DECODE_BYTES))
+    r = client.post("/predict", files=_files(("padded.png", buf.getvalue(), "image/png")))
+    assert r.status_code == 200 and r.json()["predictions"][0]["error"] is None, r.text
+    assert hops == ["_declared_total", "decode_uploads"]
+
+
+def _padding_chunks(total: int):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for i in range(total // 1000 + 1):
+        info.add_text(f"pad{i}", "x" * 1000)
+    return info

@@ -48,6 +48,11 @@ LARGE_UPLOAD_PIXELS = 4_000_000  # about a 4-megapixel photo: 12 MB once decoded
 # on the event loop: a hop to the thread pool and back cost the loop more CPU than such a decode (profiled with
 # 32x32 PNGs under 16 clients), and the loop is what every request waits for.
 INLINE_DECODE_PIXELS = 65_536
+# ... and only bodies this small are even looked at there: reading a header can mean parsing every chunk before it
+# (a 9.6 MB PNG of 800,000 empty chunks held the loop, and every client, for 3 s)
+INLINE_DECODE_BYTES = 65_536
+# Requests (connections) served at once; uvicorn answers 503 beyond: each may hold an upload of max_upload_bytes
+MAX_CONNECTIONS = 100
 # The page loads nothing from elsewhere; this header makes the browser enforce that.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
@@ -140,8 +145,8 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
 
         return handler
 
-    for route in STATIC:
-        app.get(route, include_in_schema=False)(page(route))
+    for route in STATIC:  # HEAD too, as for any page (curl -I)
+        app.api_route(route, methods=["GET", "HEAD"], include_in_schema=False)(page(route))
 
     @app.head("/health", include_in_schema=False)  # what some load balancers' checks send
     async def health_head() -> Response:
@@ -177,10 +182,11 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         labels_at = cutoffs if threshold is None else _parse_threshold(threshold, classes, cutoffs)
         uploads = await read_uploads(request, max_upload_bytes, max_files)
         # Larger images decode in Starlette's thread pool, so photos decode on several cores at once.
-        declared = sum(_declared_pixels(up.data) for up in uploads)
-        if declared <= INLINE_DECODE_PIXELS:
+        small = sum(len(up.data) for up in uploads) <= INLINE_DECODE_BYTES
+        declared = (_declared_total(uploads) if small else await run_in_threadpool(_declared_total, uploads))
+        if small and declared <= INLINE_DECODE_PIXELS:
             decoded = decode_uploads(clf, uploads)
-        elif declared > LARGE_UPLOAD_PIXELS:
+        elif declared > LARGE_UPLOAD_PIXELS or declared == 0:  # 0: no header read, so no size known
             async with decode_slots.get():
                 decoded = await run_in_threadpool(decode_uploads, clf, uploads)
         else:
@@ -220,6 +226,10 @@ class _PerLoop:
         if loop is not self.loop:
             self.loop, self.value = loop, self.make()
         return self.value
+
+
+def _declared_total(uploads: list[Upload]) -> int:
+    return sum(_declared_pixels(up.data) for up in uploads)
 
 
 def _declared_pixels(data: bytes) -> int:
@@ -275,10 +285,15 @@ def _parse_top_k(raw: str | None, num_classes: int) -> int:
     if raw is None:
         return min(3, num_classes)
     # ASCII digits only: str.isdigit also accepts "²", which int() refuses
-    if not (raw.strip().isascii() and raw.strip().isdigit()) or int(raw) < 1:
+    digits = raw.strip()
+    # int() refuses over 4,300 digits (a 500): any number of more than 18 is more classes than there are
+    whole = digits.isascii() and digits.isdigit()
+    significant = digits.lstrip("0")
+    number = (10**18 if len(significant) > 18 else int(significant or "0")) if whole else 0
+    if number < 1:
         raise ApiError(400, invalid_message("top_k", raw[:40], f"a whole number >= 1 (above {num_classes}, the "
                                                                "number of classes, lists them all)"))
-    return min(int(raw), num_classes)  # asking for more classes than exist lists them all
+    return min(number, num_classes)  # asking for more classes than exist lists them all
 
 
 def decode_uploads(clf: Classifier, uploads: list[Upload]) -> list[np.ndarray | str]:
@@ -311,7 +326,8 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
 
     check_bindable(host, port)  # before the model loads, and as the usual one-line error, not uvicorn's log
     app = create_app(run_dir, threads=threads or default_threads(), **options)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
+                limit_concurrency=MAX_CONNECTIONS)
 
 
 def check_bindable(host: str, port: int) -> None:

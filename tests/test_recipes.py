@@ -10,6 +10,7 @@ import imgclf
 import imgclf.recipes
 from conftest import make_image_folder
 from imgclf.cli import app
+from imgclf.errors import ImgclfError
 from imgclf.models import get_model_info
 from imgclf.recipes import list_recipes, load_recipe, recipe_document
 
@@ -138,3 +139,15 @@ def test_every_command_a_recipe_quotes_parses(name, tmp_path):
         while hasattr(command, "resolve_command"):  # a group builds the command it resolves (options deferred)
             _, command, args = command.resolve_command(command.make_context("imgclf", list(args)), args)
         command.make_context(" ".join(words[:3]), args)  # raises click's UsageError on a bad command
+
+
+def test_a_recipe_given_with_a_runs_config_is_refused_not_recorded(tiny_run):
+    """A run's config.yaml replaces every recipe setting: trained exactly as before, the run recorded the recipe
+    given, and compare took the two for different experiments."""
+    from imgclf.pipeline import resolve_config
+
+    stored = tiny_run / "config.yaml"
+    with pytest.raises(ImgclfError, match=r"^recipe must be none with a run's config.yaml, whose settings replace "
+                                          r"every setting of a recipe.*Received: recipe='s5-model-s'"):
+        resolve_config(recipe="s5-model-s", config_file=stored)
+    assert resolve_config(config_file=stored).recipe is None  # the file alone is the run's settings

@@ -245,6 +245,10 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     ("optimizer: [adam, rmsprop]", "optimizer must be one of {adam, adamw, sgd}"),
     ("batch_size: []", "space batch_size must be a non-empty list of distinct choices"),
     ("data: [a, b]", "space field must be one of {"),
+    # trials compared on other validation images: val_split 0.02 won on 4 images
+    ("val_split: [0.02, 0.3]", "space field must be a setting other than those that draw the split (seed, "
+                               "val_split, test_split, group_duplicates)"),
+    ("seed: [0, 1, 2]", "every trial must be scored on the same validation images"),
     # TrainConfig takes any model name: ten trials failed, then --trials was blamed; or it was never drawn
     ("model: [simple_cnn, nope]", "space model must be values the setting accepts"),
     ("lr: {low: 1e-3, hi: 1e-2}", "space lr key must be one of {high, log, low, step}. Did you mean: high? "

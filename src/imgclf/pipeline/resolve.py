@@ -78,7 +78,16 @@ def recipe_and_file(recipe: str | None, config_file: str | os.PathLike | None) -
     """The two lower layers: the recipe's settings, then the YAML file's. The recipe is `recipe`, else the one
     the file names; the result's `recipe` key says which was used."""
     file_values = _file_settings(config_file)
-    name = recipe or file_values.get("recipe")
+    stored = file_values.get("recipe")
+    if recipe and "schema_version" in file_values and recipe != stored:
+        # a run's config.yaml holds every setting and replaces the recipe's (`layer_settings`): trained as before,
+        # the run recorded the recipe given, and compare took the two for different experiments
+        raise invalid("recipe", recipe, f"{f'its own ({stored})' if stored else 'none'} with a run's config.yaml, "
+                      "whose settings replace every setting of a recipe",
+                      also={"config_file": str(config_file)},
+                      hint="Train the recipe on its own (--recipe alone), or change settings of the run on the "
+                           "command line")
+    name = recipe or stored
     layered = layer_settings(load_recipe(name) if name else {}, file_values)
     if name:
         layered["recipe"] = name

@@ -27,6 +27,9 @@ from ..errors import ImgclfError, bad_path, invalid
 FIXED = ("schema_version", "data", "out", "recipe", "lr_auto", "folds", "fold", "cache_dir", "cache_budget",
          "num_workers", "progress", "logger", "mlflow_uri", "accelerator", "devices", "strategy", "num_nodes",
          "classes", "drop_classes", "per_class_max", "checkpoint_every", "model_args", "l2")
+# Fields that draw the split: trials are compared on their validation scores, so every trial must be scored on the
+# same validation images (searched, val_split 0.02 won on 4 images, and each seed's test images trained others)
+SAME_SPLIT = ("seed", "val_split", "test_split", "group_duplicates")
 RANGE_KEYS = ("low", "high", "log", "step")
 NUMERIC = (int, float)
 
@@ -63,7 +66,7 @@ class Param:
 
 
 def searchable_fields() -> list[str]:
-    return [name for name in TrainConfig.model_fields if name not in FIXED] + ["model_args.NAME"]
+    return [name for name in TrainConfig.model_fields if name not in FIXED + SAME_SPLIT] + ["model_args.NAME"]
 
 
 def apply(values: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +107,12 @@ def _field_type(name: str) -> type | None:
 
 def parse_param(name: str, spec: Any) -> Param:
     """One entry of a space: a list of choices or a {low, high[, log][, step]} range, its field checked."""
-    if not isinstance(name, str) or not (name in TrainConfig.model_fields and name not in FIXED
+    if name in SAME_SPLIT:
+        raise invalid("space field", name, "a setting other than those that draw the split "
+                      f"({', '.join(SAME_SPLIT)})", note="every trial must be scored on the same validation images, "
+                      "or the search compares splits, not settings", hint=f"Give {name} as a setting of the search "
+                      "(--seed, --val-split, ...), the same for every trial")
+    if not isinstance(name, str) or not (name in TrainConfig.model_fields and name not in FIXED + SAME_SPLIT
                                          or re.fullmatch(r"model_args\.[A-Za-z_][A-Za-z0-9_]*", name)):
         raise invalid("space field", name, searchable_fields())
     if isinstance(spec, dict) and set(map(str, spec)) == {"choices"}:

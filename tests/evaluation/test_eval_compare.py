@@ -179,6 +179,30 @@ def test_best_is_only_marked_among_runs_scored_on_the_same_images(tmp_path):
     assert all(t in html for t in titles)
 
 
+def test_val_accuracy_is_not_ranked_between_runs_validated_on_other_images(tmp_path):
+    """--val-split 0.03 against 0.3: the same test images, one section, and the 8-image validation split's accuracy
+    was highlighted as the best over the 72-image one."""
+    import json
+
+    from imgclf.records import RunDir
+
+    a, b, _ = _three_runs(tmp_path)
+    card = RunDir(b).read_card()
+    card.training.val_accuracy_after_batch_norm = 0.99  # b's val acc above a's
+    RunDir(b).write_card(card)
+    assert "val_accuracy" in best_groups(compare_runs([a, b]))
+    record = json.loads((b / "dataset.json").read_text())
+    moved = record["splits"]["val"]["files"].pop(), record["splits"]["val"]["labels"].pop()
+    record["splits"]["train"]["files"].append(moved[0])
+    record["splits"]["train"]["labels"].append(moved[1])
+    (b / "dataset.json").write_text(json.dumps(record))
+    comparison = compare_runs([a, b])
+    assert len(comparison.sections) == 1 and not comparison.sections[0].val_alike
+    best = best_groups(comparison)
+    assert "val_accuracy" not in best and "test_accuracy" in best  # the test images are still the same
+    assert "their validation images differ, so val acc is not ranked" in comparison.sections[0].title
+
+
 def test_a_tie_for_best_marks_no_group(tmp_path):
     a = write_run(tmp_path, seed=0, run_name="a")
     b = _configure(write_run(tmp_path, seed=0, run_name="b"), lr=3e-4)  # same fake history: val acc ties

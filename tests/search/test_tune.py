@@ -78,6 +78,10 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
     page = (out / "tune.html").read_text()
     assert f'href="trials/trial-{record.best.number:03d}/report.html"' in page and "data:image/png;base64," in page
     assert all(f'<a href="trials/trial-{n:03d}/"' in page for n in range(3))  # each trial links its run folder
+    # the pruned trial's figure is training's log when it stopped, not a kept score: bracketed, and said so
+    logged = record.trials[1].value
+    assert logged is not None and f"<td>({100 * logged:.2f} %)</td>" in " ".join(page.split())
+    assert "what training logged at the epoch the pruner stopped it" in " ".join(page.split())
     rows = imgclf.list_runs(out)
     status = {r.name: (r.status, r.reason) for r in rows}
     assert status["trials/trial-000"][0] == "completed"

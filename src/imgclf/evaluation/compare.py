@@ -93,6 +93,7 @@ class RunSummary:
     # "resumed after epoch 2 with batch size, augment changed": its config.yaml, which groups it, is the last
     # process's (None: trained in one go, or resumed with the same settings)
     resumed: str | None = None
+    val_set: str | None = None  # digest of its validation files and labels (dataset.json); None: unknown
 
 
 @dataclass
@@ -119,6 +120,7 @@ class Section:
 
     title: str
     groups: list[int]  # indices into Comparison.groups
+    val_alike: bool = True  # every group validated on the same images (per seed drawn): val acc is ranked
 
 
 @dataclass
@@ -165,12 +167,13 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
         "images_per_s": finite_number(training.images_per_s),
     }
     evaluation = _evaluation_set(metrics, dataset, config.data) if metrics else None
+    val_set = _digest(*dataset.split_paths("val")) if dataset is not None and "val" in dataset.splits else None
     settings = config.model_dump(mode="json")
     if not _has_pretrained_weights(config.model):
         settings["pretrained"] = None
     return RunSummary(run_dir, run_dir.resolve().name, settings, config.seed,
                       metrics.split if metrics else "?", values, history, hardware, evaluation,
-                      resumed_note(training.resumes))
+                      resumed_note(training.resumes), val_set)
 
 
 def _has_pretrained_weights(model: str) -> bool:
@@ -204,13 +207,17 @@ def _evaluation_set(metrics: Any, dataset: Any, data: Any) -> EvaluationSet:
     if dataset is None or metrics.split not in dataset.splits:
         key = f"{metrics.split}|{metrics.count}|{'|'.join(map(str, folders))}"
         return EvaluationSet(hashlib.sha256(key.encode()).hexdigest()[:16], metrics.split, metrics.count, names, False)
-    files, labels = dataset.split_paths(metrics.split)
+    # a split the run drew from its folder (flat layout, or val taken from train/) differs from seed to seed
+    drawn = dataset.layout == "flat" or (metrics.split == "val" and dataset.val_source != "val/ folder")
+    return EvaluationSet(_digest(*dataset.split_paths(metrics.split)), metrics.split, metrics.count, names, drawn)
+
+
+def _digest(files: list[str], labels: list[Any]) -> str:
+    """Which images with which labels: the same files and labels, the same digest."""
     digest = hashlib.sha256()
     for f, y in sorted(zip(files, labels)):
         digest.update(f"{f}\t{y}\n".encode("utf-8", "surrogateescape"))
-    # a split the run drew from its folder (flat layout, or val taken from train/) differs from seed to seed
-    drawn = dataset.layout == "flat" or (metrics.split == "val" and dataset.val_source != "val/ folder")
-    return EvaluationSet(digest.hexdigest()[:16], metrics.split, metrics.count, names, drawn)
+    return digest.hexdigest()[:16]
 
 
 def _experiment(config: dict[str, Any]) -> str:
@@ -362,6 +369,11 @@ def _sections(groups: list[Group]) -> tuple[list[Group], list[Section]]:
     for section, (key, members) in zip(sections, by_set.items()):
         if titles.count(section.title) > 1:  # same description, other files (a folder changed in between)
             section.title += f" [images {key[0][:6] if key else '-'}]"
+        # validated on other images (another val_split), one group's val acc is no better than another's
+        validated = {frozenset(r.val_set for r in g.runs) for g in members}
+        if len(members) > 1 and len(validated) > 1:
+            section.val_alike = False
+            section.title += "; their validation images differ, so val acc is not ranked"
     return ordered, sections
 
 

@@ -43,6 +43,8 @@ def best_groups(comparison: Comparison) -> dict[str, set[int]]:
         if higher is None:
             continue
         for section in comparison.sections:
+            if key == "val_accuracy" and not section.val_alike:
+                continue
             scored = {i: comparison.groups[i].stats[key].mean for i in section.groups
                       if comparison.groups[i].stats[key].mean is not None}
             if len(scored) < 2:

@@ -98,9 +98,10 @@ def history_figure(record: TuneRecord, path: Path) -> Path:
         ax = fig.add_subplot()
         for state, color in STATE_COLORS.items():
             shown = [t for t in record.trials if t.state == state and t.value is not None]
-            if shown:
+            if shown:  # a pruned trial's figure is training's log at the epoch it stopped, not a kept score
                 ax.scatter([t.number for t in shown], [t.value for t in shown], color=color, s=28, zorder=3,
-                           label=f"{state} ({len(shown)})")
+                           label=f"pruned ({len(shown)}, as logged when stopped)" if state == "pruned"
+                           else f"{state} ({len(shown)})")
         best, xs, ys = -math.inf, [], []
         for t in record.trials:
             if t.state == "complete" and t.value is not None:

@@ -253,6 +253,10 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     ("val_split: [0.02, 0.3]", "space field must be a setting other than those that draw the split (seed, "
                                "val_split, test_split, group_duplicates)"),
     ("seed: [0, 1, 2]", "every trial must be scored on the same validation images"),
+    # read by none of the trials: each trained the same model, and a best was tested
+    ("momentum: {low: 0.5, high: 0.99}", "space field must be a setting the trials read: momentum is read with "
+                                         "optimizer sgd"),
+    ("lr_patience: [1, 5]\nschedule: [none, cosine]", "the trials train with schedule none or cosine"),
     # TrainConfig takes any model name: ten trials failed, then --trials was blamed; or it was never drawn
     ("model: [simple_cnn, nope]", "space model must be values the setting accepts"),
     ("lr: {low: 1e-3, hi: 1e-2}", "space lr key must be one of {high, log, low, step}. Did you mean: high? "
@@ -426,3 +430,12 @@ def test_the_train_it_again_line_gives_the_epochs_a_time_cut_best_trial_trained(
     write_json(run / "model.json", card)
     note = _best_trial_budget_note(run)
     assert note.startswith(" --epochs 1 to repeat the trial") and "stopped after 1 of " in note
+    # a schedule over the whole span: --epochs 1 would decay the rate within that one epoch, another trial
+    from imgclf.records import RunDir
+
+    for schedule, span in (("cosine", "epochs"), ("budget", "its time limit")):
+        RunDir(run).write_config(RunDir(run).read_config().model_copy(update={"schedule": schedule,
+                                                                              "time_limit": "8s"}))
+        note = _best_trial_budget_note(run)
+        assert "--epochs 1 would decay the rate sooner" in note, note
+        assert f"imgclf train --config {run / 'config.yaml'}" in note and span in note

@@ -250,8 +250,16 @@ def _best_trial_budget_note(best_run: Any) -> str:
     trained = run.read_card().training
     if not trained.stopped.startswith("time limit"):
         return ""
+    config = run.read_config()
+    if config.schedule in ("cosine", "onecycle", "budget"):
+        # the rate at each epoch follows the whole span (epochs, or the time limit): fewer epochs decay sooner
+        span = "its time limit" if config.schedule == "budget" else f"{config.epochs} epochs"
+        return (f"; the trial's own settings: imgclf train --config {run.file('config.yaml')} (its {config.schedule} "
+                f"schedule ran over {span} and its share of the search's time budget stopped it after "
+                f"{trained.epochs_run}: --epochs {trained.epochs_run} would decay the rate sooner; how many epochs "
+                "its time limit allows depends on the machine)")
     return (f" --epochs {trained.epochs_run} to repeat the trial, which its share of the search's time budget "
-            f"stopped after {trained.epochs_run} of {run.read_config().epochs} epochs (best.yaml keeps the "
+            f"stopped after {trained.epochs_run} of {config.epochs} epochs (best.yaml keeps the "
             "search's epochs and time limit)")
 
 

@@ -180,6 +180,26 @@ def check_against(params: list[Param], base: dict[str, Any]) -> None:
             except ImgclfError as exc:
                 raise invalid(f"space {p.name}", p.describe(), "values the setting accepts",
                               note=f"{value!r}: {str(exc).splitlines()[0]}") from None
+    _check_read(params, base)
+
+
+def _check_read(params: list[Param], base: dict[str, Any]) -> None:
+    """A searched setting that no trial reads (momentum beside Adam, lr_patience without the plateau schedule) is
+    refused: every trial trained the same model whatever it drew, and a "best" was tested and reported."""
+    from ..unused_settings import READ_ONLY_WITH
+
+    searched = {p.name: p for p in params}
+    for p in params:
+        if p.name not in READ_ONLY_WITH:
+            continue
+        decider, readers = READ_ONLY_WITH[p.name]
+        drawn = searched[decider].choices if decider in searched else None
+        values = drawn if drawn is not None else (getattr(make_config(**base), decider),)
+        if not any(v in readers for v in values):
+            raise invalid("space field", p.name, f"a setting the trials read: {p.name} is read with {decider} "
+                          f"{' or '.join(map(str, readers))}", note=f"the trials train with {decider} "
+                          f"{' or '.join(map(str, values))}", hint=f"Search {decider} too, or set it (--"
+                          f"{decider.replace('_', '-')} {readers[0]})")
 
 
 def read_space(path: str | os.PathLike) -> list[Param]:

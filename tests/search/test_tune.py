@@ -206,6 +206,10 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
                                        str(tmp_path / "more.yaml")])
     assert changed.exit_code == 2 and "as in the search being resumed" in changed.output, changed.output
     assert "epochs" in changed.output.split("changed: ")[1], changed.output
+    # fewer trials asked than are done: the record says so, not "3 trials" beside the 5 it lists
+    fewer = CliRunner().invoke(app, ["tune", "--resume", "--out", str(out), "--trials", "3", "--no-progress"])
+    assert fewer.exit_code == 0, fewer.output
+    assert _record(out)["stopped"] == "3 trials asked, 5 already done"
 
 
 def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):

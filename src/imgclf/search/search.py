@@ -189,6 +189,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
         stop_reason = f"{trials} trials"
         if finished():
             say(f"resume: {len(finished())} trial(s) already done")
+        if len(finished()) > trials:  # "5 trials" beside the 9 the record lists read as a contradiction
+            stop_reason = f"{trials} trials asked, {len(finished())} already done"
         failed_in_a_row = 0
         while len(finished()) < trials:
             if failed_in_a_row >= FAILED_IN_A_ROW:

@@ -50,6 +50,23 @@ def test_temperature_lowers_nll_and_ece_of_an_overconfident_model_and_keeps_argm
     assert fit_temperature(soft, y2).temperature < 0.5
 
 
+def test_a_minimum_just_above_the_lower_bound_is_found_not_the_bound():
+    """L-BFGS over a log T clamped to [0.02, 50] stopped at 0.02 where the minimum lay at 0.02-0.06 (the clamp's
+    flat gradient past the bound): 40 of 73 such problems. The fit must reach a fine grid's minimum."""
+    grid = np.exp(np.linspace(np.log(0.02), np.log(50.0), 4001))
+    for seed, target in ((0, 0.025), (1, 0.039), (2, 0.055), (3, 30.0)):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 6, 400)
+        z = rng.normal(size=(400, 6))
+        z[np.arange(400), y] += 2.0
+        best_raw = grid[np.argmin([nll(z, y, t) for t in grid])]
+        logits = z * target / best_raw  # the same problem, its minimum moved to `target`
+        fit = fit_temperature(logits, y)
+        reference = min(grid * target / best_raw, key=lambda t: nll(logits, y, t) if 0.02 <= t <= 50 else np.inf)
+        assert fit.temperature == pytest.approx(reference, rel=2e-3), (target, fit)
+        assert fit.nll_after <= nll(logits, y, reference) + 1e-9
+
+
 def test_no_temperature_when_every_validation_image_is_right():
     logits = np.array([[3.0, 0.0], [0.0, 2.0], [4.0, 1.0]])
     fit = fit_temperature(logits, np.array([0, 1, 0]))

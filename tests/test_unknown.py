@@ -326,3 +326,16 @@ def test_one_training_image_per_class_falls_back_to_msp_with_a_warning(tmp_path,
     assert "unknown_detector: mahalanobis-l2" in (run.path / "config.yaml").read_text()  # what was asked
     assert "cannot be fitted" in caplog.text and "fewer than 2 training images" in caplog.text
     assert f"threshold was set on {card['unknown']['images']} validation images" in caplog.text
+
+
+def test_a_nan_score_is_unknown_never_let_through():
+    """NaN compares False with anything: score < cutoff let an image with NaN logits (an fp16 overflow, say)
+    through as known, with a probability of NaN."""
+    import torch
+
+    from imgclf.ood import TrustHead
+
+    for detector in ("msp", "energy"):
+        _, score, unknown = TrustHead(1.0, detector, threshold=0.5)(torch.tensor([[float("nan"), 0.0, 0.0],
+                                                                                   [5.0, 0.0, 0.0]]))
+        assert torch.isnan(score[0]) and unknown.tolist() == [True, False], detector

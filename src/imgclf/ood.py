@@ -121,7 +121,7 @@ class TrustHead(nn.Module):
             score = ((parts - self.part_centre) / self.part_scale).sum(1).to(torch.float32)
         else:
             score = self.mahalanobis_score(features).to(torch.float32)
-        return probs, score, score < self.cutoff
+        return probs, score, ~(score >= self.cutoff)  # a NaN score (NaN logits) is unknown: never let through
 
     def top_log_odds(self, logits: torch.Tensor) -> torch.Tensor:
         """log(p / (1 - p)) of the top calibrated probability p, from the logits, in float64: MSP on a scale that

@@ -542,6 +542,15 @@ def test_evaluating_the_runs_own_split_again_refreshes_its_report_and_says_what_
     assert "with TTA" not in (run / "report.html").read_text()  # the page shows what metrics.json now holds
     assert any("test-time augmentation scores" in r.getMessage() and "--tta" in r.getMessage()
                for r in caplog.records)
+    # model.json's headline (GET /model, imgclf runs) follows the evaluation that replaced metrics.json (it kept
+    # the earlier one's: here a loss no evaluation gives)
+    card = RunDir(run).read_card()
+    card.metrics.loss = 123.0
+    RunDir(run).write_card(card)
+    imgclf.evaluate(run, precision="32", progress=False)
+    metrics, card = RunDir(run).read_metrics(), RunDir(run).read_card()
+    assert metrics.precision == "32"
+    assert (card.metrics.loss, card.metrics.macro_f1) == (metrics.loss, metrics.macro.f1)
 
 
 def test_sixteen_bit_pixels_map_as_rint_of_their_share_of_65535_without_a_float_copy():

@@ -110,9 +110,19 @@ def test_heatmaps_explain_the_class_asked_for():
     assert asked[:, 8:, 8:].mean() > asked[:, :8, :8].mean()
 
 
-def test_explain_run_writes_the_gradcam_figure(tiny_run, tmp_path):
+def test_explain_run_writes_the_gradcam_figure(tiny_run, tmp_path, monkeypatch):
+    import imgclf.evaluation.explain as explain
+    from imgclf.evaluation.interpret import Interpretation
+
+    asked = []
+    real = explain.gradcam_heatmaps
+    monkeypatch.setattr(explain, "gradcam_heatmaps", lambda *a, **k: asked.append(k.get("classes")) or real(*a, **k))
     out = tmp_path / "gradcam.png"
     result = explain_run(tiny_run, out=out, n_correct=3, n_wrong=3)
+    # each map is of the class its caption names, the stored prediction (the network's top now may differ: a run
+    # predicted in bf16, redrawn in fp32, near a tie, showed a map of another class under the caption's)
+    stored = set(Interpretation.from_run(tiny_run).y_pred.tolist())
+    assert asked and asked[0] is not None and len(asked[0]) == 6 and set(asked[0]) <= stored
     assert result["path"] == out and result["correct"] + result["wrong"] == 6
     assert result["layer"].startswith("features.")
     with Image.open(out) as img:
@@ -224,3 +234,23 @@ def test_the_figure_draws_at_most_48_images(monkeypatch, tmp_path):
     broken = explain.Explanation("x.png", Prediction("x.png", None, None, [], "unreadable", unknown=None))
     explain.plot_explanations([broken, *many], tmp_path / "f.png")
     assert drawn["n"] == explain.FIGURE_IMAGES == 48
+
+
+def test_an_in_place_activation_after_the_layer_does_not_change_its_map():
+    """pytorch-grad-cam keeps the layer's output, detached (on a CPU the same memory): model_s's in-place ReLU
+    after its last convolution overwrote it, so its maps were the ReLU's output times the convolution's gradients
+    (up to 0.5 off the true map). The same network with out-of-place activations must give the same maps."""
+    import copy
+
+    torch.manual_seed(0)
+    model = create_model("model_s", 4, in_chans=1, img_size=16).eval()
+    assert any(getattr(m, "inplace", False) for m in model.modules())  # the premise: it has them
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        if getattr(m, "inplace", False):
+            m.inplace = False
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 1), dtype=np.uint8)
+    maps, layer = gradcam_heatmaps(model, pixels, [0.5], [0.25], classes=[0, 1, 2])
+    expected, same_layer = gradcam_heatmaps(plain, pixels, [0.5], [0.25], classes=[0, 1, 2])
+    assert layer == same_layer and np.allclose(maps, expected, atol=1e-5), np.abs(maps - expected).max()
+    assert any(getattr(m, "inplace", False) for m in model.modules())  # the caller's network is left as it was

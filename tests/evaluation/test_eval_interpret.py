@@ -80,10 +80,13 @@ def test_macro_averages_leave_out_a_class_the_split_does_not_hold():
     assert m.classes_present == CLASSES[:3] and m.per_class[CLASSES[3]].support == 0
     assert (m.macro.precision, m.macro.recall, m.macro.f1) == (1.0, 1.0, 1.0)
     assert m.macro.recall >= m.worst_class.recall
-    # a prediction of the absent class is still an error: it costs accuracy and the recall of the image's class
+    # a prediction of the absent class is still an error: it costs accuracy, the recall of the image's class, and
+    # macro precision, which takes in the absent class the model predicted (at 0: macro precision was 1.0 beside
+    # a row of precision 0)
     probs[0] = [0.1, 0.1, 0.1, 0.7]
     m = compute_metrics(y, probs, CLASSES)
     assert m.accuracy == pytest.approx(5 / 6) and m.macro.recall == pytest.approx((0.5 + 1 + 1) / 3)
+    assert m.macro.precision == pytest.approx((1 + 1 + 1 + 0) / 4)
 
 
 def test_tables_show_a_dash_where_a_score_divides_by_nothing(tiny_run, image_folder, tmp_path):

@@ -77,6 +77,11 @@ def _print_metrics(m: Any) -> None:
     console.print(table)
     if m.tta is not None:
         console.print(f"with TTA ({m.tta.transforms}): accuracy {m.tta.accuracy:.4f}")
+    if m.unknown is not None and m.unknown.flagged > 0:  # predict and serve answer "unknown" for these
+        flagged = round(m.unknown.flagged * m.count)
+        kept = "" if m.unknown.accuracy_kept is None else f"; accuracy on the others {m.unknown.accuracy_kept:.4f}"
+        console.print(f"unknown: {flagged} of {m.count} images ({100 * m.unknown.flagged:.1f} %) score below the "
+                      f"{m.unknown.detector} threshold, which predict and serve label unknown{kept}")
     if m.skipped:
         console.print(f"[yellow]{count_skipped([s.path for s in m.skipped])} skipped:[/yellow]")
         for s in m.skipped[:20]:

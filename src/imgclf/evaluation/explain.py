@@ -8,6 +8,7 @@ spatial map (a 1x1 map would paint the whole image one colour).
 
 from __future__ import annotations
 
+import copy
 import numbers
 import os
 from collections.abc import Sequence
@@ -63,7 +64,10 @@ def gradcam_heatmaps(model: nn.Module, pixels: np.ndarray, mean: list[float], st
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    model = model.eval()
+    given = next((n for n, m in model.named_modules() if m is layer), None) if layer is not None else None
+    model = _without_inplace_activations(model).eval()
+    if given is not None:  # the same layer of the copy
+        layer = dict(model.named_modules())[given]
     device = next(model.parameters()).device
     x = (to_unit_nchw(pixels, device) - channel_stats(mean, device)) / channel_stats(std, device)
     name = ""
@@ -73,6 +77,19 @@ def gradcam_heatmaps(model: nn.Module, pixels: np.ndarray, mean: list[float], st
         targets = None if classes is None else [ClassifierOutputTarget(int(c)) for c in classes]
         maps = cam(input_tensor=x, targets=targets)  # None = each image's top class (STACK.md trap 9)
     return np.nan_to_num(np.asarray(maps, dtype=np.float32)), name
+
+
+def _without_inplace_activations(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose activations write new tensors. pytorch-grad-cam keeps the target layer's output
+    (detached: on a CPU the same memory), and an in-place ReLU right after the layer overwrote it, so the maps of
+    model_s, the FER networks and VGG were the ReLU's output times the layer's gradients: Grad-CAM of no layer."""
+    if not any(getattr(m, "inplace", False) is True for m in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    return model
 
 
 def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, n_correct: int = 6,
@@ -102,7 +119,9 @@ def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
         return None
     pixels = np.stack([img for _, img in keep])
     model = clf.model.to(memory_format=torch.contiguous_format)
-    maps, layer = gradcam_heatmaps(model, pixels, card.mean, card.std)
+    # the class each caption names, as stored: this network's own top may differ (bf16 then, fp32 now, near a tie)
+    maps, layer = gradcam_heatmaps(model, pixels, card.mean, card.std,
+                                   classes=[int(interp.y_pred[i]) for i, _ in keep])
     samples = [dict(interp.describe(i), image=img, heatmap=m) for (i, img), m in zip(keep, maps)]
     path = Path(out) if out is not None else run_dir / "plots" / "gradcam.png"
     plot_gradcam_grid(samples, path, layer=layer)

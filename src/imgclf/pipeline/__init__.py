@@ -78,6 +78,8 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     own = data is None and split == "test"  # what the report reads: metrics.json in the run directory itself
     before = _tta_scores(RunDir(run_dir)) if own and not tta else None
     metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
+    if own and RunDir(run_dir).has("model.json"):
+        _card_follows(RunDir(run_dir), metrics)
     if own and RunDir(run_dir).has("report.html"):
         from ..evaluation.report import write_report
 
@@ -93,6 +95,19 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
         for leak in _leaks_into(RunDir(run_dir), metrics.split):
             warn(leak)
     return metrics
+
+
+def _card_follows(run: Any, metrics: MetricsRecord) -> None:
+    """model.json's headline scores, which GET /model and `imgclf runs` show, made those of the evaluation that
+    just replaced metrics.json (they kept the earlier evaluation's loss and macro F1)."""
+    from .card import headline
+
+    card = run.read_card()
+    scores = headline(metrics, run.read_history(), card.training)
+    if scores.val_accuracy is None and card.metrics is not None:  # a card from before `training` was recorded
+        scores.val_accuracy = card.metrics.val_accuracy
+    card.metrics = scores
+    run.write_card(card)
 
 
 def _tta_scores(run: Any) -> Any:

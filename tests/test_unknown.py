@@ -52,8 +52,10 @@ def test_the_threshold_keeps_the_stated_share_of_validation_images(run):
     pixels, labels = _split(run, clf, "val")
     kept = 1.0 - clf.infer_pixels(pixels).unknown.mean()
     assert card["images"] == len(labels)
-    # at least the stated share, and no more than one image above it
-    assert ACCEPTANCE <= kept <= ACCEPTANCE + 1.0 / len(labels) + 1e-9, kept
+    # at least the stated share, and no more than one image above it (a few where the fit ran in bf16 and the
+    # fp32 threshold was the lower: it keeps the share at both precisions)
+    above = 1 if read_json(run / "model.json")["fitted_precision"] == "32" else 3
+    assert ACCEPTANCE <= kept <= ACCEPTANCE + above / len(labels) + 1e-9, kept
     assert card["accepted"] == pytest.approx(kept)
     assert card["rejection_range"] == pytest.approx(list(rejection_range(len(labels), ACCEPTANCE)), abs=1e-6)
 
@@ -122,7 +124,8 @@ def test_each_detector_fits_its_threshold_on_validation(run, tmp_path, detector)
 
     stored = RunDir(run)
     cfg = stored.read_config().model_copy(update={"unknown_detector": detector, "unknown_acceptance": 0.8})
-    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
+    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed,
+                        group_duplicates=cfg.group_duplicates)
     model = Classifier.load(run).model
     calibration, unknown = fit_trust(cfg, data, model, stored.read_card(), tmp_path)
     card = stored.read_card().model_copy(update={"calibration": calibration, "unknown": unknown,
@@ -130,7 +133,9 @@ def test_each_detector_fits_its_threshold_on_validation(run, tmp_path, detector)
     clf = Classifier(model, card, run_dir=tmp_path)
     pixels, labels = _split(run, clf, "val")
     kept = 1.0 - clf.infer_pixels(pixels).unknown.mean()
-    assert unknown.detector == detector and 0.8 <= kept <= 0.8 + 1.0 / len(labels) + 1e-9
+    # at least the share; a few images more where the fit ran in bf16 and the fp32 threshold was the lower
+    above = 1 if clf.precision == "32" else 3
+    assert unknown.detector == detector and 0.8 <= kept <= 0.8 + above / len(labels) + 1e-9
     scores = clf.infer_pixels(np.concatenate([pixels, noise_images(10)])).scores
     if detector != "msp":  # noise far from every class: the feature and logit detectors rank it below everything
         assert scores[len(pixels):].max() < scores[:len(pixels)].min(), detector
@@ -207,7 +212,8 @@ def test_a_card_from_before_the_features_field_scores_the_pre_logits(run, tmp_pa
     copy = Path(shutil.copytree(run, tmp_path / "run"))
     stored = RunDir(copy)
     cfg = stored.read_config()
-    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed)
+    data = prepare_data(cfg.data, cfg.img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed,
+                        group_duplicates=cfg.group_duplicates)
     model = Classifier.load(copy).model
     _, unknown = fit_trust(cfg, data, model, stored.read_card(), copy, features="pre-logits")
     card = read_json(copy / "model.json")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from imgclf.config import make_config
 from imgclf.data.dataset import draw_order, prepare_data, stratified_holdout
 from imgclf.data.groups import group_holdout
 from imgclf.records import DatasetRecord
@@ -193,7 +194,7 @@ def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp
     cats = {name: int((split.labels == 0).sum()) for name, split in data.splits.items()}
     assert cats["val"] >= 1 and cats["test"] >= 1
     assert data.grouping.separated == 1
-    _warn_about_splits(data, "d", Path("runs/r"))
+    _warn_about_splits(data, "d", Path("runs/r"), make_config(data="d"))
     assert "1 near-duplicate group divided between train/, val/, test/" in capsys.readouterr().err
 
 
@@ -211,7 +212,7 @@ def test_a_held_out_split_filled_only_by_a_class_s_odd_images_is_warned(tmp_path
     assert (group < 0).all() or len(set(group)) == len(group)  # whole groups kept out: the odd pictures only
     assert {(item["split"], item["class"]) for item in data.grouping.lopsided} >= {("test", "cat")}
     assert not [item for item in data.grouping.lopsided if item["class"] != "cat"]  # the other classes: no group
-    _warn_about_splits(data, "d", Path("runs/r"))
+    _warn_about_splits(data, "d", Path("runs/r"), make_config(data="d"))
     said = " ".join(capsys.readouterr().err.split())
     assert f"the test split's {len(test_cats)} 'cat' images are all from outside the near-duplicate groups that " \
            "hold 29 of its 40 images" in said

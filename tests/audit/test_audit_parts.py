@@ -25,7 +25,7 @@ def thumbs(planted):
 
 
 def _reference(thumbs, offsets, i, j):
-    """The verifier's score written plainly: overlap NCC over base + (-1..1)^2 as the images are, then at the
+    """The verifier's score written plainly: overlap NCC over base + (-2..2)^2 (and 0 + (-2..2)^2) as the images are, then at the
     best of those shifts with the sharper image blurred."""
     import torch
 
@@ -44,7 +44,8 @@ def _reference(thumbs, offsets, i, j):
         u, v = u - u.mean(), v - v.mean()
         return float((u * v).sum() / np.sqrt((u * u).sum() * (v * v).sum()))
 
-    shifts = [(base[0] + ry, base[1] + rx) for ry in (-1, 0, 1) for rx in (-1, 0, 1)]
+    origins = [tuple(base)] + ([(0, 0)] if base.any() else [])  # and around no shift, for textured pictures
+    shifts = [(oy + ry, ox + rx) for oy, ox in origins for ry in range(-2, 3) for rx in range(-2, 3)]
     raw = [ncc(a, b, dy, dx) for dy, dx in shifts]
     best = int(np.argmax(raw))
     return max(raw[best], ncc(a2, b2, *shifts[best]))
@@ -110,6 +111,29 @@ def test_the_verifier_sees_through_each_perturbation_of_sharp_small_images(kind)
     unrelated = pair_similarity(thumbs, signatures.offsets, np.array([(k, 2 * n + k) for k in range(n)]))
     assert copies.min() >= duplicates.NEAR_THRESHOLD, np.sort(copies)[:3]
     assert unrelated.max() < duplicates.NEAR_THRESHOLD
+
+
+def test_a_copy_shifted_2_px_on_a_textured_picture_is_one_picture():
+    """The centres of mass of a picture without a dark background barely move when it shifts (0.1-0.3 px for 2 px):
+    searched only 1 px around them, 33 of 40 such copies of 32-px photos were missed, and their leaks with them."""
+    from PIL import Image
+
+    from imgclf.duplicates.verify import pair_detail
+
+    rng = np.random.default_rng(0)
+    originals, copies = [], []
+    for _ in range(12):
+        texture = rng.integers(0, 256, (8, 8)).astype(np.uint8)
+        picture = np.asarray(Image.fromarray(texture).resize((32, 32), Image.Resampling.BICUBIC))
+        shifted = np.roll(picture, 2, axis=1)
+        shifted[:, :2] = picture[:, :2]  # the uncovered edge repeated, as an editor's canvas shift leaves it
+        originals.append(picture)
+        copies.append(shifted)
+    thumbs = grey_thumbnails(np.stack(originals + copies)[..., None])
+    signatures = perceptual_signatures(thumbs)
+    n = len(originals)
+    detail = pair_detail(thumbs, signatures.offsets, np.array([(k, n + k) for k in range(n)]))
+    assert detail.accepted().all(), (detail.plain, detail.detail)
 
 
 def test_inverted_file_search_finds_the_planted_copies_brute_force_finds(thumbs, planted, monkeypatch):

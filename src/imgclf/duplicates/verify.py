@@ -38,14 +38,14 @@ def _aligned(b, base: np.ndarray, reach: int):
     b[p, y + base_y, x + base_x]. Pairs are grouped by shift, so each group is one slice."""
     import torch
 
-    side = b.shape[1]
-    pad = reach + 1
+    side, r = b.shape[1], RESIDUAL
+    pad = reach + r
     padded = torch.nn.functional.pad(b, (pad, pad, pad, pad))
-    frame = torch.empty((len(b), side + 2, side + 2), dtype=b.dtype)
+    frame = torch.empty((len(b), side + 2 * r, side + 2 * r), dtype=b.dtype)
     shifts, group = np.unique(base, axis=0, return_inverse=True)
     for g, (dy, dx) in enumerate(shifts):
         rows = torch.from_numpy(np.flatnonzero(group.ravel() == g))
-        frame[rows] = padded[rows, pad + dy - 1:pad + dy + side + 1, pad + dx - 1:pad + dx + side + 1]
+        frame[rows] = padded[rows, pad + dy - r:pad + dy + side + r, pad + dx - r:pad + dx + side + r]
     return frame
 
 
@@ -87,7 +87,8 @@ class _Overlaps:
         return torch.from_numpy(np.asarray(thumbs[rows], dtype=np.float32) - self.means[rows, None, None])
 
 
-_RESIDUALS = [(ry, rx) for ry in (-1, 0, 1) for rx in (-1, 0, 1)]
+RESIDUAL = 2  # pixels searched around the centres of mass' difference, which textured backgrounds barely move
+_RESIDUALS = [(ry, rx) for ry in range(-RESIDUAL, RESIDUAL + 1) for rx in range(-RESIDUAL, RESIDUAL + 1)]
 
 
 def _ncc_at(a, window, dy: np.ndarray, dx: np.ndarray, side: int, a_sums: _Overlaps, b_sums: _Overlaps,
@@ -121,17 +122,25 @@ def pair_similarity(thumbs: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) 
         rows = used[start:start + _PAIR_CHUNK]
         x = gaussian_blur(torch.from_numpy(np.asarray(thumbs[rows], dtype=np.float32)), 0.7 * side / 28)
         blurred[rows] = np.clip(np.rint(x.numpy()), 0, 255)
-    plain, soft = _Overlaps(thumbs, reach + 1, used), _Overlaps(blurred, reach + 1, used)
+    plain, soft = _Overlaps(thumbs, reach + RESIDUAL, used), _Overlaps(blurred, reach + RESIDUAL, used)
     sharp = np.zeros(n, np.float32)
     sharp[used] = sharpness(thumbs[used])
+    import torch
+
     for start in range(0, len(pairs), _PAIR_CHUNK):
         i, j = pairs[start:start + _PAIR_CHUNK, 0], pairs[start:start + _PAIR_CHUNK, 1]
         base = np.clip(np.rint(offsets[j] - offsets[i]), -reach, reach).astype(np.int64)
-        a, frame = plain.zero_mean(thumbs, i), _aligned(plain.zero_mean(thumbs, j), base, reach)
-        scores = np.stack([_ncc_at(a, frame[:, 1 + ry:1 + ry + side, 1 + rx:1 + rx + side], base[:, 0] + ry,
-                                   base[:, 1] + rx, side, plain, plain, i, j, 0.6) for ry, rx in _RESIDUALS])
-        best = scores.max(axis=0)
-        shift = base + np.array(_RESIDUALS)[scores.argmax(axis=0)]
+        a, b = plain.zero_mean(thumbs, i), plain.zero_mean(thumbs, j)
+        best, shift = _best_around(a, b, base, i, j, reach, plain)
+        # a picture without a dark background: its centre of mass barely follows a shift, and may point away
+        moved = np.flatnonzero(base.any(axis=1))
+        if len(moved):
+            rows = torch.from_numpy(moved)
+            still, still_shift = _best_around(a[rows], b[rows], np.zeros_like(base[moved]), i[moved], j[moved],
+                                              reach, plain)
+            better = still > best[moved]
+            best[moved[better]], shift[moved[better]] = still[better], still_shift[better]
+        r = RESIDUAL
         # at that shift, the sharper image blurred; pairs split in two groups so each uses whole tables
         blur_a = sharp[i] > sharp[j]
         for group, a_images, a_table, b_images, b_table in ((blur_a, blurred, soft, thumbs, plain),
@@ -139,12 +148,23 @@ def pair_similarity(thumbs: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) 
             if not group.any():
                 continue
             gi, gj, gshift = i[group], j[group], shift[group]
-            window = _aligned(b_table.zero_mean(b_images, gj), gshift, reach + 1)[:, 1:side + 1, 1:side + 1]
+            window = _aligned(b_table.zero_mean(b_images, gj), gshift, reach + r)[:, r:side + r, r:side + r]
             score = _ncc_at(a_table.zero_mean(a_images, gi), window, gshift[:, 0], gshift[:, 1], side, a_table,
                             b_table, gi, gj, 0.6)
             best[group] = np.maximum(best[group], score)
         out[start:start + len(i)] = best
     return out
+
+
+def _best_around(a, b, origin: np.ndarray, i: np.ndarray, j: np.ndarray, reach: int,
+                 table: _Overlaps) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the best overlap correlation of zero-mean a and b at the shifts within RESIDUAL of `origin`,
+    and that shift."""
+    side, r = a.shape[1], RESIDUAL
+    frame = _aligned(b, origin, reach)
+    scores = np.stack([_ncc_at(a, frame[:, r + ry:r + ry + side, r + rx:r + rx + side], origin[:, 0] + ry,
+                               origin[:, 1] + rx, side, table, table, i, j, 0.6) for ry, rx in _RESIDUALS])
+    return scores.max(axis=0), origin + np.array(_RESIDUALS)[scores.argmax(axis=0)]
 
 
 @dataclass
@@ -208,17 +228,18 @@ def pair_detail(thumbs: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) -> D
         base = np.clip(np.rint(offsets[ib] - offsets[ia]), -reach, reach).astype(np.int64)
         best = np.full(len(i), -2.0, np.float32)
         shift = base.copy()
-        for ry, rx in _RESIDUALS:
-            window, mask = _moved(b, base + (ry, rx), reach + 1)
-            score = _masked_ncc(a, window, mask)
-            better = score > best
-            best[better], shift[better] = score[better], (base + (ry, rx))[better]
-        window, mask = _moved(b, shift, reach + 1)
+        for origin in (base, np.zeros_like(base)):  # as `pair_similarity` searches
+            for ry, rx in _RESIDUALS:
+                window, mask = _moved(b, origin + (ry, rx), reach + RESIDUAL)
+                score = _masked_ncc(a, window, mask)
+                better = score > best
+                best[better], shift[better] = score[better], (origin + (ry, rx))[better]
+        window, mask = _moved(b, shift, reach + RESIDUAL)
         blurred = [a] + [blur(a, sigma) for sigma in _MATCH_SIGMAS]
         scores = np.stack([best] + [_masked_ncc(x, window, mask) for x in blurred[1:]])
         pick = scores.argmax(axis=0)
         a_matched = np.stack(blurred)[pick, np.arange(len(i))]
-        fine_b, _ = _moved(b - blur(b, _DETAIL_SIGMA), shift, reach + 1)
+        fine_b, _ = _moved(b - blur(b, _DETAIL_SIGMA), shift, reach + RESIDUAL)
         plain[start:start + len(i)] = best
         matched[start:start + len(i)] = scores.max(axis=0)
         detail[start:start + len(i)] = _masked_ncc(a_matched - blur(a_matched, _DETAIL_SIGMA), fine_b, mask)

@@ -26,8 +26,7 @@ def thumbs(planted):
 
 def _reference(thumbs, offsets, i, j):
     """The verifier's score written plainly: overlap NCC over base + (-2..2)^2 (and 0 + (-2..2)^2) as the images
-    are, then at the
-    best of those shifts with the sharper image blurred."""
+    are, then at the best of those shifts with the sharper image blurred."""
     import torch
 
     side = thumbs.shape[1]

@@ -163,6 +163,11 @@ def test_rerun_skips_finished_cells_and_resumes_interrupted_ones(study_dir, pool
         "[3/4] rho3-none-seed0: resumed", "[4/4] rho3-oversample-seed0: skipped (finished)"])
     assert finished.stat().st_mtime_ns == stamp
     assert (interrupted / "metrics.json").exists() and study["state"] == "complete"
+    # a command that found every cell finished keeps the time of the one that trained (the page said "took 0.0 s")
+    again = run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none", "oversample"],
+                                seeds=[0], model="simple_cnn", overrides={**TINY, "progress": False},
+                                run_reports=False, log=lambda _: None)
+    assert again["seconds"] == study["seconds"] and study["seconds"] > 0
 
 
 def test_a_study_folder_refuses_other_settings(study_dir, pool):

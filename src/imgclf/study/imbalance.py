@@ -155,7 +155,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         for rho in sorted({c[0] for c in grid}):
             subsets[rho] = build_subset(data, out / "data" / f"rho{rho_label(rho)}", per_class, rho, mu, subset_seed,
                                         minority, mode="symlink")
-        started = time.perf_counter()
+        started, ran = time.perf_counter(), False
         for k, (rho, config, seed) in enumerate(new, 1):
             run_dir = out / "runs" / cell_name(rho, config, seed)
             train, model_args = settings[config]
@@ -172,11 +172,13 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                                           "the same imgclf study imbalance command again: finished cells are kept, "
                                           "this one resumes", state=exc.state, exit_code=exc.exit_code) from None
             log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
+            ran = ran or status != "skipped (finished)"
     except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
         # stopped while drawing subsets, in a cell or between cells: the file says so, not "running"
         write_study(out, {"request": request, "state": "interrupted", "cells": _cells_json(grid)})
         raise
-    seconds = time.perf_counter() - started
+    # a command that found every cell finished trained nothing: the page keeps the time of the one that did
+    seconds = time.perf_counter() - started if ran else getattr(previous, "seconds", None)
 
     study = write_study(out, summarise(out, grid, subsets, request, seconds))
     from .report import write_study_report

@@ -117,8 +117,9 @@ def _warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cf
     val = len(data.splits["val"]) if "val" in data.splits else 0
     if 0 < val < FEW_VALIDATION_IMAGES:
         chosen = _chosen_on_validation(cfg, data.task)
-        warn(f"the val split holds {val} image{'s' if val != 1 else ''}: {chosen} {'are' if ' and ' in chosen else 'is'} "
-             "chosen on them; give it more (--val-split, or more images)")
+        verb = "are" if " and " in chosen else "is"
+        warn(f"the val split holds {val} image{'s' if val != 1 else ''}: {chosen} {verb} chosen on them; give it "
+             "more (--val-split, or more images)")
     from ..ood import UNKNOWN_LABEL
 
     if data.task != "multilabel" and UNKNOWN_LABEL in data.classes:

@@ -28,6 +28,7 @@ from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_ove
                              configuration_settings, held_out)
 from .files import read_study, write_study
 
+
 def _parse_rhos(rhos: Sequence[float]) -> list[float]:
     out = []
     for r in rhos:

@@ -36,6 +36,28 @@ def test_two_ranks_cover_the_epoch_once_with_equal_step_counts():
     assert set(seen) == set(range(100))
 
 
+def test_validation_ranks_score_every_image_exactly_once():
+    """Wrapped like training's, the ranks scored 600 validation images in 4 batches of 256 (rank 1 took batch 0
+    again): history.csv's val_acc 0.175 where the weights scored 0.25 on the split."""
+    ranks = [BatchIndexSampler(600, 256, False, rank=r, world_size=2, wrap=False) for r in range(2)]
+    batches = [[b.tolist() for b in s] for s in ranks]
+    assert [len(b) for b in batches] == [len(s) for s in ranks] == [2, 1]
+    seen = sum(batches[0] + batches[1], [])
+    assert sorted(seen) == list(range(600))
+
+
+def test_the_epoch_sums_are_no_buffer_ddp_would_copy_from_rank_0():
+    """DDP copies a module's buffers from rank 0 to every rank before each forward: as a buffer, the running sums
+    of loss and accuracy were rank 0's on both ranks, and the epoch's training scores rank 0's half twice."""
+    from imgclf.config import make_config
+    from imgclf.models import create_model
+    from imgclf.train.module import ImageClassifierModule
+
+    module = ImageClassifierModule(create_model("simple_cnn", 3, in_chans=1, img_size=8, width=4),
+                                   make_config(data="d").model_dump(mode="json"), [0.5], [0.25])
+    assert "epoch_sums" not in dict(module.named_buffers()) and module.epoch_sums.tolist() == [0.0, 0.0, 0.0]
+
+
 def test_device_resident_batches_equal_host_batches():
     import numpy as np
     import torch

@@ -34,3 +34,51 @@ def test_two_process_ddp_matches_one_process(tmp_path, monkeypatch):
     assert abs(float(h1[-1]["val_acc"]) - float(h2[-1]["val_acc"])) <= 0.05
     assert abs(float(h1[-1]["val_loss"]) - float(h2[-1]["val_loss"])) <= 0.15
     assert (tmp_path / "two" / "model.safetensors").exists() and (tmp_path / "two" / "metrics.json").exists()
+
+
+def test_launches_that_would_not_form_the_group_asked_for_are_refused(tmp_path, monkeypatch):
+    """torchrun started 2 processes for a run of 1 device: 2 whole runs trained into one folder, each alone. Two
+    nodes with nothing saying which node this is waited for the other node for ever."""
+    import pytest
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+    from imgclf.errors import ImgclfError
+    from imgclf.train.engine_choice import check_launch
+
+    with pytest.raises(ImgclfError, match=r"^devices must be 2 devices in all .*WORLD_SIZE=2.*--devices 2"):
+        check_launch("1", 1, {"WORLD_SIZE": "2"})
+    check_launch("2", 1, {"WORLD_SIZE": "2"})
+    check_launch("2", 2, {"WORLD_SIZE": "4", "NODE_RANK": "1"})
+    check_launch("1", 1, {})
+    for variable in ("MASTER_ADDR", "NODE_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "WORLD_SIZE", "GROUP_RANK",
+                     "OMPI_COMM_WORLD_SIZE", "LSB_JOBID"):
+        monkeypatch.delenv(variable, raising=False)
+    data = make_image_folder(tmp_path / "data", per_class=4)
+    result = CliRunner().invoke(app, ["train", str(data), "--num-nodes", "2", "--devices", "2", "--strategy", "ddp",
+                                      "--accelerator", "cpu", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "must be 1 outside a multi-node launch" in result.output, result.output
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+def test_two_processes_score_the_whole_validation_split_once(tmp_path):
+    """600 validation images are 3 batches of 256: rank 1 took batch 0 again, and history.csv's val_acc read 0.175
+    where the same weights scored 0.25 on the split. The epoch's val_acc must be the weights' accuracy on it."""
+    from imgclf.records import RunDir
+
+    data = make_image_folder(tmp_path / "data", classes=("a", "b", "c", "d"), layout="splits",
+                             per_split={"train": 20, "val": 150})
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    run = tmp_path / "run"
+    trained = subprocess.run(IMGCLF + ["train", str(data), "--img-size", "16", "--epochs", "1", "--no-progress",
+                                       "--accelerator", "cpu", "--model-args", "width=8", "--batch-size", "8",
+                                       "--precision", "32", "--devices", "2", "--strategy", "ddp", "--no-report",
+                                       "--out", str(run)], env=env, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    history = RunDir(run).read_history()
+    scored = subprocess.run(IMGCLF + ["evaluate", str(run), "--split", "val", "--precision", "32"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    metrics = RunDir(run / "evaluations" / "val").read_metrics()
+    assert metrics.count == 600
+    assert abs(history[-1].val_acc - metrics.accuracy) <= 1 / 600 + 1e-9, (history[-1].val_acc, metrics.accuracy)

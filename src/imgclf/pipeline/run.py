@@ -186,13 +186,14 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     test split, which is scored for the chosen trial alone (`imgclf.tune`); no metrics.json, no report.
     `callbacks`: extra Lightning callbacks for the training (a search's pruner)."""
     from ..train.finetune import transfer_model_args, transfer_warnings
-    from ..train.engine_choice import check_engine
+    from ..train.engine_choice import check_engine, check_launch
     from .lr_find import check_auto_lr
 
     check_auto_lr(cfg, resume)
     if cfg.lr_auto and not resume:  # a config taken from a run whose finder chose lr: here it is a number given
         cfg = cfg.model_copy(update={"lr_auto": False})
     check_engine(cfg.accelerator, cfg.strategy, cfg.precision)
+    check_launch(cfg.devices, cfg.num_nodes)
     if "mlflow" in cfg.logger and cfg.mlflow_uri and hardware.launch_rank() == 0:
         from ..train.trackers import check_tracking_server
 

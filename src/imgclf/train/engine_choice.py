@@ -3,6 +3,9 @@ or a GPU the machine lacks was Lightning's own error once the data was cached an
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from ..errors import invalid
 
 GPU_ALIASES = ("gpu",)  # Lightning's word for whichever GPU the machine has (cuda, mps)
@@ -28,3 +31,28 @@ def check_engine(accelerator: str, strategy: str, precision: str = "auto") -> No
         # Lightning trains bf16-mixed instead, with a warning of its own, and the card said 16-mixed
         raise invalid("precision", precision, "auto, 32 or bf16-mixed when training on a CPU",
                       note="fp16 mixed precision trains on a GPU only")
+
+
+# what tells each process of a multi-node launch which node it is: a scheduler, torchrun, or the variables Lightning
+# reads on every node (MASTER_ADDR, NODE_RANK)
+_CLUSTER_VARIABLES = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SIZE", "LSB_JOBID", "NODE_RANK",
+                      "GROUP_RANK")
+
+
+def check_launch(devices: str, num_nodes: int, environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse a launch whose processes would not form the data-parallel group asked for: torchrun (or another
+    launcher) starting N processes for a run of other devices x nodes trained N whole runs into one folder, each
+    alone; several nodes without anything saying which node this is waited for the others for ever."""
+    asked = int(devices) * num_nodes if devices != "auto" else None
+    started = environ.get("WORLD_SIZE")
+    if asked is not None and started is not None and started.isdigit() and int(started) != asked:
+        raise invalid("devices", devices, f"{int(started)} devices in all (devices x num_nodes), as many as the "
+                      f"launcher started processes", also={"num_nodes": num_nodes},
+                      note=f"WORLD_SIZE={started}: each process would train the whole run alone, into the same "
+                           "folder", hint=f"Give --devices {int(started) // num_nodes} (and --strategy ddp)")
+    if num_nodes > 1 and not any(name in environ for name in _CLUSTER_VARIABLES):
+        raise invalid("num_nodes", num_nodes, "1 outside a multi-node launch",
+                      note="no scheduler or launcher says which node this is (SLURM, torchrun --nnodes, or "
+                           "MASTER_ADDR and NODE_RANK on every node): the processes would wait for the other nodes "
+                           "for ever", hint="Launch through srun or torchrun --nnodes N, or set MASTER_ADDR, "
+                                            "MASTER_PORT and NODE_RANK on each node")

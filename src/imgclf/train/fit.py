@@ -101,7 +101,9 @@ def training_loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int
         subset = np.sort(rng.permutation(num_val)[: cfg.val_steps * cfg.batch_size])
         val_sampler = BatchIndexSampler(num_val, cfg.batch_size, False, cfg.seed, rank, world, subset=subset)
     else:
-        val_sampler = BatchIndexSampler(num_val, max(cfg.batch_size, 256), False, cfg.seed, rank, world)
+        # each rank at least one batch (a rank without any would skip the metrics' reduction and hang the others)
+        batch = max(1, min(max(cfg.batch_size, 256), math.ceil(num_val / world)))
+        val_sampler = BatchIndexSampler(num_val, batch, False, cfg.seed, rank, world, wrap=False)
     return make_loader(dataset("train"), train_sampler, workers), make_loader(dataset("val"), val_sampler, workers)
 
 

@@ -25,8 +25,13 @@ from ..data.decode import DecodeError, open_image
 class BatchIndexSampler(Sampler[np.ndarray]):
     def __init__(self, num_items: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
                  world_size: int = 1, weights: np.ndarray | None = None, drop_last: bool = False,
-                 epoch_items: int | None = None, steps: int | None = None, subset: np.ndarray | None = None):
+                 epoch_items: int | None = None, steps: int | None = None, subset: np.ndarray | None = None,
+                 wrap: bool = True):
         self.num_items = num_items
+        # wrap: every rank yields as many batches, the last ones taking the first batches again (training: DDP
+        # needs equal step counts). Without it (validation) each batch goes to one rank, so no image is scored
+        # twice: ranks then differ by a batch, which evaluation, with no collective per batch, allows
+        self.wrap = wrap
         # positions of the dataset this sampler draws from (all when None): a fixed sample for --val-steps
         self.subset = None if subset is None else np.asarray(subset, dtype=np.int64)
         self.steps = steps
@@ -65,6 +70,8 @@ class BatchIndexSampler(Sampler[np.ndarray]):
     def __len__(self) -> int:
         if self.steps:
             return self.steps
+        if not self.wrap:
+            return len(range(self.rank, self._num_batches_total(), self.world_size))
         return math.ceil(self._num_batches_total() / self.world_size)
 
     def __iter__(self):

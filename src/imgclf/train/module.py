@@ -110,8 +110,10 @@ class ImageClassifierModule(L.LightningModule):
         self.aug_generator: torch.Generator | None = None
         # (sum of loss x images, correct, images) of the running epoch: saved in checkpoints, so an epoch resumed
         # in the middle reports the same mean loss and accuracy as an uninterrupted one
-        # float32: MPS has no float64; exact for image counts up to 2**24 per epoch and process
-        self.register_buffer("epoch_sums", torch.zeros(3, dtype=torch.float32), persistent=False)
+        # float32: MPS has no float64; exact for image counts up to 2**24 per epoch and process. A plain attribute,
+        # not a buffer: DDP copies rank 0's buffers to every rank before each forward, which made both ranks count
+        # rank 0's half of the epoch (moved to the batches' device at each step instead)
+        self.epoch_sums = torch.zeros(3, dtype=torch.float32)
         self._means_at: tuple[int, dict[str, float]] | None = None  # (global_step, train_epoch_means at it)
 
     # ----- data path ------------------------------------------------------------------------------
@@ -150,21 +152,21 @@ class ImageClassifierModule(L.LightningModule):
         epoch's end asks three times (history.csv, the epoch line, the trackers): one reduction per optimiser step
         count serves them all, and every process keeps the same key, so each reduces equally often."""
         if self._means_at is None or self._means_at[0] != self.global_step:
-            sums = self.trainer.strategy.reduce(self.epoch_sums.clone(), reduce_op="sum")
+            sums = self.trainer.strategy.reduce(self.epoch_sums.clone().to(self.device), reduce_op="sum")
             n = float(sums[2])
             self._means_at = (self.global_step, {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n} if n else {})
         return dict(self._means_at[1])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # every process saves (rank 0 writes): the sums of all processes, so a resume counts each image once
-        sums = self.trainer.strategy.reduce(self.epoch_sums.clone(), reduce_op="sum")
+        sums = self.trainer.strategy.reduce(self.epoch_sums.clone().to(self.device), reduce_op="sum")
         checkpoint["imgclf_epoch_sums"] = sums.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._means_at = None
         if "imgclf_epoch_sums" in checkpoint:  # the whole epoch's sums go to one process, zeros to the others
             sums = checkpoint["imgclf_epoch_sums"] if self.global_rank == 0 else [0.0, 0.0, 0.0]
-            self.epoch_sums.copy_(torch.tensor(sums, dtype=torch.float32))
+            self.epoch_sums = torch.tensor(sums, dtype=torch.float32, device=self.device)
 
     # ----- loss -----------------------------------------------------------------------------------
     @property
@@ -214,6 +216,8 @@ class ImageClassifierModule(L.LightningModule):
         n = len(y)
         # the epoch's loss is Keras' too: the L2 penalty of the layers that carry one included, as in val_loss
         # no tensor made from a Python number on the device: that copy would wait for the GPU every step
+        if self.epoch_sums.device != logits.device:
+            self.epoch_sums = self.epoch_sums.to(logits.device)
         self.epoch_sums[:2] += torch.stack([total.detach().float() * n, right_answers(logits, y).float()])
         self.epoch_sums[2] += n
         if self.trainer.loggers:  # per-step curve for the trackers; history.csv keeps the epoch means

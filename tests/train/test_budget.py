@@ -29,7 +29,8 @@ class _FakeClock:
 def _fake_trainer(lr: float = 0.1, **state) -> SimpleNamespace:
     """What TimeBudget reads of a Lightning Trainer: mid-way through the first of 1,000 epochs unless told."""
     return SimpleNamespace(optimizers=[SimpleNamespace(param_groups=[{"lr": lr}])], should_stop=False,
-                           **{"max_epochs": 1000, "current_epoch": 0, "is_last_batch": False, **state})
+                           **{"max_epochs": 1000, "current_epoch": 0, "is_last_batch": False, "world_size": 1,
+                              **state})
 
 
 def _step(budget: TimeBudget, trainer, clock: _FakeClock, seconds: float = 1.0) -> float:
@@ -53,6 +54,29 @@ def test_time_budget_stops_at_the_end_of_the_first_step_past_the_deadline():
     assert budget.summary() == {"seconds": 3.5, "stopped_at_seconds": 4.0, "longest_check_interval_seconds": 1.0}
     # each step runs at the learning rate of its start time's fraction of the budget
     assert lrs == pytest.approx([0.1 * budget_lr_factor(t / 3.5) for t in (0, 1, 2, 3)])
+
+
+def test_data_parallel_ranks_run_by_rank_0s_clock():
+    """Each rank read its own clock: the budget schedule set other rates on the two replicas (13 % apart, their
+    weights drifted apart) and one rank could stop while the other trained on, waiting for it. Both follow rank 0."""
+    clocks = [_FakeClock(), _FakeClock()]
+    budgets = [TimeBudget(3.5, fit_schedule=True, min_warmup_steps=0, clock=c) for c in clocks]
+    shared = {}
+
+    def broadcast(value, src):  # the collective: every rank gets rank 0's value
+        return shared.setdefault("rank0", value) if src == 0 else value
+
+    trainers = [_fake_trainer(lr=0.1, world_size=2, strategy=SimpleNamespace(broadcast=broadcast)) for _ in range(2)]
+    for budget, trainer in zip(budgets, trainers):
+        budget.on_train_start(trainer, None)
+    rates = [[], []]
+    for step in range(4):
+        for rank in (0, 1):  # rank 1's steps take half as long by its own clock
+            rates[rank].append(_step(budgets[rank], trainers[rank], clocks[rank], seconds=1.0 if rank == 0 else 0.5))
+            if rank == 1:
+                shared.clear()
+    assert rates[0] == pytest.approx(rates[1])
+    assert [t.should_stop for t in trainers] == [True, True]  # 4 s by rank 0's clock, 2 s by rank 1's
 
 
 def test_warm_up_lasts_a_minimum_of_steps_when_the_time_share_holds_only_a_few():

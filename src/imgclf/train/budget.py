@@ -57,9 +57,19 @@ class TimeBudget(L.Callback):
         self.reached = False
         self.stopped_at: float | None = None
         self.longest_interval = 0.0
+        self._shared: float | None = None  # data parallel: rank 0's elapsed at the last check, as every rank uses
 
     def elapsed(self) -> float:
         return self.spent + (0.0 if self._t0 is None else self.clock() - self._t0)
+
+    def _elapsed_for_all(self, trainer: L.Trainer) -> float:
+        """The seconds spent, as rank 0's clock reads them, on every rank: each rank's own clock set its own
+        learning rate (the replicas drifted apart: rates 13 % apart) and its own stop (one rank stopped and the
+        other waited for it). A collective: called by every rank at the same checks."""
+        if trainer.world_size <= 1:
+            return self.elapsed()
+        self._shared = float(trainer.strategy.broadcast(self.elapsed(), src=0))
+        return self._shared
 
     def summary(self) -> dict[str, float | None]:
         """For the model card: how the run met its budget."""
@@ -71,7 +81,7 @@ class TimeBudget(L.Callback):
         return out
 
     def _check(self, trainer: L.Trainer, run_complete: bool = False) -> None:
-        elapsed = self.elapsed()
+        elapsed = self._elapsed_for_all(trainer)
         self.longest_interval = max(self.longest_interval, elapsed - self._last_check)
         self._last_check = elapsed
         if elapsed < self.seconds or run_complete:
@@ -96,7 +106,9 @@ class TimeBudget(L.Callback):
 
     def progress(self, trainer: L.Trainer, batch_idx: int) -> float:
         """How far the run is, 0 to 1: of its time, or of its epochs where those run out sooner."""
-        fraction = self.elapsed() / self.seconds
+        # data parallel: rank 0's reading at the last step's end, shared by that step's check
+        shared = self._shared if trainer.world_size > 1 and self._shared is not None else None
+        fraction = (self.elapsed() if shared is None else shared) / self.seconds
         max_epochs, batches = trainer.max_epochs, getattr(trainer, "num_training_batches", float("inf"))
         if max_epochs is not None and max_epochs > 0 and 0 < batches < float("inf"):
             fraction = max(fraction, (trainer.current_epoch + batch_idx / batches) / max_epochs)

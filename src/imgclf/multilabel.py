@@ -6,6 +6,7 @@ every stage turns logits into label sets the same way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -58,7 +59,9 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     best = int(np.argmax(f1))
     chosen = float(thresholds[best])
     lower = np.asarray(p)[np.asarray(p) < chosen]
-    return float((chosen + lower.max()) / 2) if len(lower) else chosen
+    # every validation image at or above it (a label on all of them): halfway down to 0, not on the lowest score,
+    # which rounding or another precision's scores put above that image's own
+    return float((chosen + (lower.max() if len(lower) else 0.0)) / 2)
 
 
 def untuned_thresholds(classes: Sequence[str], positives: Sequence[int]) -> str | None:
@@ -76,7 +79,8 @@ def untuned_thresholds(classes: Sequence[str], positives: Sequence[int]) -> str 
 
 def tune_thresholds(targets: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     """Each label's max-F1 threshold on (validation) targets (N, K) and probabilities (N, K)."""
-    return {c: round(best_f1_threshold(targets[:, i], probs[:, i]), 6) for i, c in enumerate(classes)}
+    # to 6 decimals, down: rounded up past a score halfway to its neighbour, it could drop that image
+    return {c: math.floor(best_f1_threshold(targets[:, i], probs[:, i]) * 1e6) / 1e6 for i, c in enumerate(classes)}
 
 
 def threshold_vector(classes: Sequence[str], thresholds: Mapping[str, float] | None,

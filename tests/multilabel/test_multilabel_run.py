@@ -188,6 +188,19 @@ def test_balanced_positive_weights_are_negatives_over_positives():
     assert positive_weights("none", targets, ["a", "b"]) is None
 
 
+def test_a_label_on_every_training_image_keeps_weight_one_and_is_said(caplog):
+    """Negatives over positives is 0 for a label with no negative: its positive term weighed nothing, and a label
+    on every image scored 0.35-0.51 on test images that all carry it."""
+    import logging
+
+    from imgclf.data.multilabel import positive_weights
+
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        weights = positive_weights("balanced", np.array([[1, 1], [1, 0], [1, 0], [1, 0]]), ["blue", "b"])
+    assert weights == [1.0, 3.0]
+    assert any("'blue' is on every training image" in r.getMessage() for r in caplog.records)
+
+
 def test_thresholds_maximise_f1_per_label():
     from imgclf.multilabel import tune_thresholds
 
@@ -196,6 +209,22 @@ def test_thresholds_maximise_f1_per_label():
     t = tune_thresholds(y, p, ["a"])["a"]
     # 0.35 gives F1 10/11 (5 found, one false alarm), anything above 0.4 at most 8/9
     assert 0.1 < t <= 0.35
+
+
+def test_a_label_on_every_validation_image_keeps_every_one_of_them():
+    """Labelling every image was the best F1 and no lower score existed to go halfway to: the threshold was the
+    lowest score itself, rounded up past it (0.604684 over 0.60468364), and dropped those images from the split it
+    was tuned on; another precision's scores dropped more."""
+    from imgclf.multilabel import decide, tune_thresholds
+
+    p = np.array([[0.6046836], [0.61], [0.7], [0.8], [0.9], [0.95]])
+    t = tune_thresholds(np.ones((6, 1), dtype=int), p, ["b"])["b"]
+    assert decide(p, np.array([t])).all() and t <= 0.6046836 / 2 + 1e-6
+    # and a threshold halfway between two scores is never rounded up past the lower one
+    y = np.array([[1], [1], [0], [1], [0]])
+    q = np.array([[0.9], [0.8000003], [0.8000001], [0.95], [0.1]])
+    t = tune_thresholds(y, q, ["c"])["c"]
+    assert decide(q, np.array([t]))[:, 0].tolist() == [True, True, True, True, False]
 
 
 def test_a_label_with_a_few_validation_positives_keeps_the_default_threshold():
@@ -538,6 +567,19 @@ def test_the_gradcam_captions_name_the_most_probable_label_top_not_pred(ml_run, 
     monkeypatch.setattr(plots, "plot_gradcam_grid", lambda shown, path, **kw: seen.setdefault("shown", shown))
     multilabel_report.write_multilabel_report(copy)
     assert seen["shown"] and all(_caption(s).split("\n")[-1].startswith("Top: ") for s in seen["shown"])
+    # an image carrying no label, rightly predicted none, is framed as right (its most probable label is not
+    # among its none, and it was framed red as a mistake)
+    real = multilabel_report._samples
+
+    def one_empty(*args, **kwargs):
+        samples = real(*args, **kwargs)
+        samples[0].update(true=[], pred=[], correct=True)
+        return samples
+
+    monkeypatch.setattr(multilabel_report, "_samples", one_empty)
+    seen.clear()
+    multilabel_report.write_multilabel_report(copy)
+    assert seen["shown"][0]["correct"] is True and seen["shown"][0]["caption"].startswith("True: none")
     assert _caption({"true": "a", "pred": "b", "prob": 0.5}).split("\n")[1] == "Pred: b (0.50)"  # single-label
 
 

@@ -236,7 +236,14 @@ def positive_weights(spec: str, targets: np.ndarray, classes: list[str]) -> list
         return class_weights(spec, np.zeros(0, dtype=np.int64), classes)
     t = np.asarray(targets, dtype=np.float64)
     positives = t.sum(0)
-    return [float((len(t) - p) / p) if p else 1.0 for p in positives]
+    everywhere = [c for c, p in zip(classes, positives) if p == len(t) and len(t)]
+    if everywhere:  # no negatives: 0 / n made its positive term weigh nothing, and the label was never learnt
+        from ..notices import warn
+
+        warn(f"class_weight balanced: {', '.join(map(repr, everywhere[:10]))} {'is' if len(everywhere) == 1 else 'are'}"
+             " on every training image, with no negative to balance: weight 1 (balanced would make it 0, and the "
+             "label would never be learnt)")
+    return [float((len(t) - p) / p) if 0 < p < len(t) else 1.0 for p in positives]
 
 
 def read_label_folder(root: str | os.PathLike) -> LabelIndex:

@@ -158,8 +158,10 @@ def _add_gradcam(made: dict[str, dict[str, Any]], run_dir: Path, card: ModelCard
                                        classes=[card.classes.index(s["top"][0]) for s in explained])
         # the most probable label, predicted or not (below its threshold it is not): captioned "Top", not "Pred",
         # which beside the sample grid's predicted sets read as a contradiction
+        # framed as the sample grid frames the image: its predicted set right or wrong (an image carrying no label,
+        # rightly predicted none, was framed red because its most probable label is not among its none)
         shown = [{"image": s["image"], "heatmap": m, "caption": _gradcam_caption(s["true"], s["top"]),
-                  "correct": s["top"][0] in s["true"]} for s, m in zip(explained, maps)]
+                  "correct": s["correct"]} for s, m in zip(explained, maps)]
         plots.plot_gradcam_grid(shown, path, layer=layer, target="its most probable label", max_cols=4)
         made["gradcam"] = {"title": title, "caption": figure_caption("gradcam", split, FIGURES), **embed_png(path)}
     except Exception as exc:  # a figure that fails is shown as missing, never a report that fails

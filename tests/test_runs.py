@@ -81,7 +81,8 @@ def test_a_run_interrupted_while_being_finished_is_told_to_resume_and_that_finis
         (run / name).unlink(missing_ok=True)
     (row,) = imgclf.list_runs(tmp_path)
     assert row.status == "interrupted"
-    assert row.reason == "not evaluated (no metrics.json): imgclf train --resume RUN finishes it"
+    # the command to copy names the run's own folder, not a placeholder
+    assert row.reason == f"not evaluated (no metrics.json): imgclf train --resume {run.resolve()} finishes it"
     imgclf.fit(resume=str(run), progress=False)
     (row,) = imgclf.list_runs(tmp_path)
     assert row.status == "completed" and (run / "metrics.json").is_file() and (run / "report.html").is_file()
@@ -91,7 +92,7 @@ def test_a_run_interrupted_while_being_finished_is_told_to_resume_and_that_finis
     card["training"]["stopped"] = "early stopping"
     (run / "model.json").write_text(json.dumps(card))
     (run / "metrics.json").unlink()
-    assert imgclf.list_runs(tmp_path)[0].reason.endswith(f"imgclf train --resume RUN --epochs "
+    assert imgclf.list_runs(tmp_path)[0].reason.endswith(f"imgclf train --resume {run.resolve()} --epochs "
                                                          f"{card['training']['epochs_run']} finishes it")
 
 

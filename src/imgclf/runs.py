@@ -134,9 +134,11 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     elif card is not None:  # stopped while being finished: resuming scores it, fills the card and the report
         stopped_early = card.training.stopped not in ("", "completed")
         more = f" --epochs {card.training.epochs_run}" if stopped_early else ""
-        status, reason = "interrupted", f"not evaluated (no metrics.json): imgclf train --resume RUN{more} finishes it"
+        status, reason = ("interrupted", f"not evaluated (no metrics.json): imgclf train --resume "
+                                         f"{_command_path(run.path)}{more} finishes it")
     elif run.has("checkpoints/last.ckpt"):
-        status, reason = "interrupted", f"stopped after epoch {len(history)}: imgclf train --resume RUN"
+        status, reason = ("interrupted", f"stopped after epoch {len(history)}: imgclf train --resume "
+                                         f"{_command_path(run.path)}")
     else:
         status, reason = "interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt)"
     if status == "interrupted" and not problems:
@@ -248,3 +250,15 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
         if r.reason:
             console.print(f"{console_text(r.name)}: {console_text(r.reason)}",
                           style=STATUS_STYLE[r.status], highlight=False, soft_wrap=False)
+
+
+def _command_path(path: Path) -> str:
+    """The run's folder as a command to copy names it: relative to the working folder when under it."""
+    import shlex
+
+    absolute = Path(path).resolve()
+    try:
+        shown = str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        shown = str(absolute)
+    return shlex.quote(shown)

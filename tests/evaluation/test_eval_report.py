@@ -7,6 +7,7 @@ import math
 import re
 from html import unescape
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -268,6 +269,33 @@ def test_a_run_that_learnt_nothing_or_diverged_says_so_first(tmp_path):
     second = found.index("Training loss ended above its first epoch's (2.3 → 4.55, mean of the last 2 epochs): "
                          "training diverged instead of fitting. Lower the learning rate (--lr)")
     assert first < second < found.index("Weakest class")
+    assert "more epochs, or a lower learning rate" in found  # training accuracy 30 %: it has not learnt yet
+    # a model that fits its training images at chance on these does not generalise: more epochs will not help
+    run.write_history([HistoryRow(epoch=e, lr=0.1, loss=1.0 / e, acc=0.9 + 0.02 * e, val_loss=2.0, val_acc=0.33)
+                       for e in range(1, 6)])
+    found = summary()
+    assert "It fits its training images (training accuracy 100.0 % at the last epoch)" in found
+    assert "more epochs will not" in found and "lower learning rate" not in found
+
+
+def test_the_terminal_says_when_a_run_is_no_better_than_guessing(tmp_path, capsys):
+    """Its summary line read like any other run's (test accuracy 0.4375 on 3 classes): only the report said it."""
+    from types import SimpleNamespace
+
+    from imgclf.cli.training import _print_run_summary
+    from imgclf.evaluation.metrics import compute_metrics
+    from imgclf.records import HistoryRow, RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path, per_class=40))
+    run.write_history([HistoryRow(epoch=1, lr=0.1, loss=0.1, acc=1.0, val_loss=2.0, val_acc=0.33)])
+    y = np.repeat([0, 1, 2], 10)
+    guessing = compute_metrics(y, np.tile([0.5, 0.3, 0.2], (30, 1)), ["a", "b", "c"])
+    _print_run_summary(SimpleNamespace(path=run.path, metrics=guessing, train_seconds=1.0, stopped_reason="completed",
+                                       skipped=[], figure_failures=[]))
+    said = " ".join(capsys.readouterr().out.split())
+    assert "no better than guessing: macro recall 0.333 cannot be told apart from chance (0.333, one class in 3)" \
+        in said and "more epochs will not" in said
 
 
 def test_report_says_on_the_console_why_the_gradcam_figure_is_missing(tiny_run, tmp_path):

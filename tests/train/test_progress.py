@@ -50,7 +50,7 @@ def _line(epochs: int, budget: TimeBudget | None) -> str:
     stream = io.StringIO()
     lines = EpochLines(epochs, stream=stream)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    trainer = SimpleNamespace(is_global_zero=True, current_epoch=2, optimizers=[optimizer],
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=2, optimizers=[optimizer], should_stop=False,
                               callback_metrics={"loss": 0.5, "acc": 0.8, "val_loss": 0.6, "val_acc": 0.7},
                               callbacks=[budget] if budget is not None else [])
     lines.on_train_epoch_start(trainer, None)
@@ -85,3 +85,24 @@ def test_a_terminal_gets_a_bar_with_the_epochs_running_training_accuracy(tmp_pat
     bar = capsys.readouterr().out  # Lightning's bar draws on stdout
     assert "it/s" in bar, "no bar drawn"
     assert re.search(r"(?<!val_)acc=[01]\.\d{3}", bar), bar[-2000:]
+
+
+def test_short_epochs_share_a_line_after_the_first_and_the_last_is_shown():
+    """A minute's run on 127 images printed 193 epoch lines: after the first three, a line at most every 2 s, saying
+    how many epochs it stands for; the last epoch always has its line (history.csv keeps them all)."""
+    from imgclf.train.progress import LINE_SECONDS
+
+    stream, now = io.StringIO(), [0.0]
+    lines = EpochLines(40, stream=stream, clock=lambda: now[0])
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    for epoch in range(40):
+        trainer = SimpleNamespace(is_global_zero=True, current_epoch=epoch, optimizers=[optimizer], should_stop=False,
+                                  callback_metrics={"loss": 0.5, "acc": 0.8, "val_loss": 0.6, "val_acc": 0.7},
+                                  callbacks=[])
+        lines.on_train_epoch_start(trainer, None)
+        now[0] += LINE_SECONDS / 4  # four epochs to a line's interval
+        lines.on_train_epoch_end(trainer, None)
+    shown = [line.split()[1] for line in stream.getvalue().splitlines()]
+    assert shown[:3] == ["1/40", "2/40", "3/40"] and shown[-1] == "40/40"
+    assert 10 <= len(shown) <= 13, shown
+    assert "(3 epochs before not shown)" in stream.getvalue()

@@ -273,6 +273,21 @@ def no_better_than_guessing(metrics: MetricsRecord, z: float = 2.0) -> float | N
     return chance if metrics.macro.recall <= chance + z * error else None
 
 
+FITS_TRAINING = 0.9  # a last epoch's training accuracy from which a model at chance fits but does not generalise
+
+
+def guessing_advice(history: Sequence[HistoryRow]) -> str:
+    """What to try for a model whose scores cannot be told from chance: one that fits its training images does
+    not generalise, and more epochs will not help it (the advice said so to a run at 100 % training accuracy
+    that overfitted from epoch 2); one that does not fit them has not learnt yet."""
+    accuracies = [a for a in (row.value("acc") for row in history) if math.isfinite(a)]
+    if accuracies and accuracies[-1] >= FITS_TRAINING:
+        return (f"It fits its training images (training accuracy {100 * accuracies[-1]:.1f} % at the last epoch) "
+                "without doing better on these: more images per class, stronger augmentation or a smaller network "
+                "may help; more epochs will not.")
+    return "Look at the training curves; more epochs, or a lower learning rate, may be what it needs."
+
+
 def lr_changes(lrs: Sequence[float]) -> list[tuple[int, float, float]]:
     """(1-based epoch, old lr, new lr) for every epoch whose learning rate differs from the previous one."""
     out = []

@@ -36,6 +36,7 @@ from .interpret import (
     lowest_recall_classes,
     lr_changes,
     mean_recall,
+    guessing_advice,
     no_better_than_guessing,
     predicted_counts,
     scores_shown,
@@ -100,8 +101,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     if guess is not None:
         findings.insert(0, f"Macro recall {pct(m.macro.recall)} cannot be told apart from chance ({pct(guess)}, one "
                            f"class in {round(1 / guess)}) on these {m.count:,} {split} images: this model may not have "
-                           "learnt the task. Look at the training curves below; more epochs, or a lower learning "
-                           "rate, may be what it needs.")
+                           f"learnt the task. {guessing_advice(history)}")
     diverged = detect_divergence([r.value("loss") for r in history])
     if diverged is not None:
         findings.insert(1 if guess is not None else 0,

@@ -20,14 +20,24 @@ def _num(value: Any, digits: int = 4) -> str:
     return "-" if value is None else f"{float(value):.{digits}f}"
 
 
+# after the first epochs, a line at most this often: a minute's run on 127 images printed 193 epoch lines
+LINE_SECONDS = 2.0
+FIRST_LINES = 3
+
+
 class EpochLines(L.Callback):
     """`epoch  3/30  loss 0.4123  acc 0.8571  val_loss 0.3912  val_acc 0.8702  lr 1e-03  12.3s` after every
     epoch, 1-based like history.csv; with a time limit, what is left of it (`  4m05s left`), and with the schedule
-    fitted to the time no total (`epoch 3  loss ...`): the epochs setting is then a cap, not a plan."""
+    fitted to the time no total (`epoch 3  loss ...`): the epochs setting is then a cap, not a plan. Epochs shorter
+    than LINE_SECONDS share a line after the first FIRST_LINES (history.csv keeps every one), and the last epoch
+    always has one."""
 
-    def __init__(self, epochs: int, stream: TextIO | None = None):
+    def __init__(self, epochs: int, stream: TextIO | None = None, clock: Any = time.perf_counter):
         self.epochs = epochs
         self.stream = stream
+        self.clock = clock
+        self._last_line: float | None = None
+        self._unshown = 0
         self._start = 0.0
         self._lr = 0.0
 
@@ -55,6 +65,14 @@ class EpochLines(L.Callback):
         means = pl_module.train_epoch_means() if hasattr(pl_module, "train_epoch_means") else {}
         if not trainer.is_global_zero:
             return
+        now = self.clock()
+        last = trainer.should_stop or trainer.current_epoch + 1 >= self.epochs
+        if (trainer.current_epoch >= FIRST_LINES and not last and self._last_line is not None
+                and now - self._last_line < LINE_SECONDS):
+            self._unshown += 1
+            return
+        self._last_line = now
+        unshown, self._unshown = self._unshown, 0
         m = {**trainer.callback_metrics, **means}
         width = len(str(self.epochs))
         # read at the epoch's start, not now: an epoch-wise schedule (step, plateau) has already set the next rate
@@ -65,7 +83,8 @@ class EpochLines(L.Callback):
         left = "" if budget is None else f"  {_clock(max(0.0, budget.seconds - budget.elapsed()))} left"
         self._print(f"epoch {trainer.current_epoch + 1:>{width if of else 0}}{of}  loss {_num(m.get('loss'))}  "
                     f"acc {_num(m.get('acc'))}  val_loss {_num(m.get('val_loss'))}  val_acc {_num(m.get('val_acc'))}  "
-                    f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s{left}")
+                    f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s{left}"
+                    + (f"  ({unshown} epoch{'s' if unshown != 1 else ''} before not shown)" if unshown else ""))
 
 
 class EpochBar(TQDMProgressBar):

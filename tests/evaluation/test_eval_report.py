@@ -352,6 +352,8 @@ def test_classes_that_share_the_lowest_recall_are_counted_not_one_named(tmp_path
     html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
     assert f"Weakest classes: {len(names) - 1} of the {len(names)} share the lowest recall, 50.0 %" in html
     assert f"class {names[1]} and {len(names) - 2} more" in html
+    # the table tags every class sharing it, as the summary names them (it tagged the first alone)
+    assert html.count('<span class="tag worst">lowest recall</span>') == len(names) - 1
 
 
 def test_overfitting_is_read_from_the_fit_not_the_penalty(tmp_path):

@@ -175,7 +175,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         shown = scores_shown(r, predicted.get(name))
         return {"name": name, **shown, "support": r.support,
                 "auc": m.auc.get(name), "minority": name in minority,
-                "worst": name == worst_name and finite(worst_recall) and worst_recall < max(recalls)}
+                # every class sharing the lowest recall (the summary named two, the table tagged one)
+                "worst": name in lowest and finite(worst_recall) and worst_recall < max(recalls)}
 
     tta_rows = []
     if tta is not None:

@@ -177,6 +177,16 @@ def test_a_resume_inside_an_epoch_refuses_another_batch_size(data, tmp_path, ste
     with pytest.raises(ImgclfError, match=r"batch_size.*stopped inside \(4 batches of it trained\)") as info:
         imgclf.fit(resume=str(tmp_path / "cut"), batch_size=4)
     assert "--epochs 1 " in str(info.value)
+    # so is another number of processes: each counts its own share of the batches trained (checked as the resume
+    # checks it, without launching the processes)
+    from imgclf.pipeline.resume import resume_config
+    from imgclf.pipeline.resume_checks import check_batch_size
+
+    cut = RunDir(tmp_path / "cut")
+    with pytest.raises(ImgclfError, match=r"^devices for --resume .*must be 1 on 1 node\(s\), as the run was "
+                                          r"trained: its checkpoint stopped inside an epoch"):
+        check_batch_size(cut, cut.path / "checkpoints" / "last.ckpt",
+                         resume_config(cut.path, devices="2", strategy="ddp"), {"devices": "2"})
     steps.clear()
     imgclf.fit(resume=str(tmp_path / "cut"), epochs=1, report=False)  # finishes the epoch at its own batch size
     train_images = RunDir(tmp_path / "cut").read_dataset().sizes["train"]

@@ -198,6 +198,7 @@ def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) 
     skips the batches already trained by count, and batches of another size would skip other images."""
     from ..train.callbacks import batches_into_epoch
 
+    _check_processes(run, ckpt, cfg)
     stored = run.read_config().batch_size
     if values.get("batch_size") is None or cfg.batch_size == stored:
         return
@@ -212,6 +213,32 @@ def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) 
                       where=f"--resume {run.path}",
                       hint=f"Resume without --batch-size and with --epochs {len(run.read_history()) + 1} to "
                            "finish that epoch, then resume again with the new batch size")
+
+
+def _processes(cfg: Any) -> int:
+    return (int(cfg.devices) if cfg.devices != "auto" else 1) * cfg.num_nodes
+
+
+def _check_processes(run: RunDir, ckpt: Path, cfg: Any) -> None:
+    """Another number of processes continues a checkpoint saved at an epoch's end, never one inside an epoch: each
+    rank skips the batches its own share had trained, and one process skipping a rank's count trained the rest of
+    the others' again (2,000 training images counted in an epoch of 1,600)."""
+    from ..train.callbacks import batches_into_epoch
+
+    stored = run.read_config()
+    if _processes(cfg) == _processes(stored):
+        return
+    if cfg.steps_per_epoch:  # the stream's place is shared out among the processes: any change moves it
+        why, hint = ("with steps_per_epoch its epochs continue one stream, shared out among the processes",
+                     "Resume with the run's devices")
+    elif batches_into_epoch(ckpt):
+        why = "its checkpoint stopped inside an epoch, whose batches each process counts by its own share"
+        hint = (f"Resume with the run's devices and --epochs {len(run.read_history()) + 1} to finish that epoch, "
+                "then resume again with the new ones")
+    else:
+        return
+    raise invalid("devices", cfg.devices, f"{stored.devices} on {stored.num_nodes} node(s), as the run was trained: "
+                  f"{why}", also={"num_nodes": cfg.num_nodes}, where=f"--resume {run.path}", hint=hint)
 
 
 def check_history(run: RunDir, ckpt: Path) -> None:

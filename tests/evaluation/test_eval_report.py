@@ -438,3 +438,18 @@ def test_an_ema_run_says_which_curve_is_which_network(tmp_path):
     html = " ".join(write_report(run.path, explain=False).read_text().split())
     assert ("EMA decay (validation and the model kept: the average; training curve: the raw weights)</span> 0.99"
             in html)
+
+
+def test_a_data_parallel_run_says_how_many_processes_shared_each_step(tmp_path):
+    """The card and the page said batch size 8 for a step that trained 2 x 8 images."""
+    from imgclf.records import RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert "processes (a step" not in html  # one process: nothing to say
+    card = run.read_card()
+    card.training.processes = 2
+    run.write_card(card)
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert '<span class="muted">processes (a step: processes x batch size)</span> 2' in html

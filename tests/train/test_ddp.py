@@ -75,6 +75,9 @@ def test_two_processes_score_the_whole_validation_split_once(tmp_path):
                                        "--precision", "32", "--devices", "2", "--strategy", "ddp", "--no-report",
                                        "--out", str(run)], env=env, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr
+    # the card says a step took 2 x 8 images, and that the BatchNorm statistics were left as training ran them
+    assert RunDir(run).read_card().training.processes == 2
+    assert "BatchNorm statistics were not recomputed" in trained.stderr
     history = RunDir(run).read_history()
     scored = subprocess.run(IMGCLF + ["evaluate", str(run), "--split", "val", "--precision", "32"], env=env,
                             capture_output=True, text=True, timeout=300)

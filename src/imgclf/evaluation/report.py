@@ -247,6 +247,9 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "resumes": [r.described() for r in training.resumes or []],
             "fine_tuning": training.fine_tuning,
             "settings": {**{k: getattr(training, k) for k in settings if getattr(training, k) not in (None, "")},
+                         # data parallel: each process trained a batch of batch_size a step
+                         **({"processes (a step: processes x batch size)": training.processes}
+                            if training.processes > 1 else {}),
                          # why the curves' losses sit above the test loss: Keras' kernel L2 is inside them
                          **({"L2 penalty in loss and val loss": training.l2_penalty}
                             if training.l2_penalty is not None else {}),

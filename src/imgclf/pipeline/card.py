@@ -30,6 +30,7 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
         stopped=result.stopped_reason, train_seconds=round(result.seconds, 2),
         images_per_s=round(float(np.median(speeds)), 1) if speeds else None,
         precision=result.precision, optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
+        processes=result.processes,
         schedule=cfg.schedule, augment=cfg.augment, seed=cfg.seed, loss=cfg.loss, class_weight=cfg.class_weight,
         focal_gamma=cfg.focal_gamma if cfg.loss == "focal" else None,
         logitnorm_temperature=cfg.logitnorm_temperature if cfg.loss == "logitnorm" else None,

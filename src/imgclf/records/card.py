@@ -79,6 +79,8 @@ class TrainingSummary(BaseModel):
     optimizer: str = ""
     lr: float | None = None
     batch_size: int | None = None
+    processes: int = Field(1, ge=1, description="Data-parallel processes (devices x nodes): each trained "
+                           "batch_size images a step, so a step took processes x batch_size.")
     schedule: str = ""
     augment: str = ""
     seed: int | None = None

@@ -49,6 +49,7 @@ class TrainResult:
     global_step: int = 0  # optimiser steps taken: where the trackers put the final test scores
     batch_norm_images: int = 0  # training images the BatchNorm statistics were recomputed on (batch_norm_stats)
     val_accuracy_after_batch_norm: float | None = None  # the returned model's, where those statistics changed
+    processes: int = 1  # data-parallel processes: each trained batch_size images a step
 
 
 def normalisation(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module) -> tuple[list[float], list[float]]:
@@ -197,10 +198,17 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
             # history.csv's val_acc was measured with training's running statistics: the kept weights' own, after them
             val_after = module.accuracy_on(val_loader) if norm_images and len(data.splits["val"]) else None
             module.to(held_on)
+        elif trainer.world_size > 1 and trainer.is_global_zero and any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            from ..notices import warn
+
+            warn(f"the BatchNorm statistics were not recomputed for the kept weights, as one process does: after "
+                 f"data-parallel training ({trainer.world_size} processes) the model keeps the running statistics "
+                 "training left on rank 0")
     model = model.to(memory_format=torch.contiguous_format)
     return TrainResult(model, mean, std, kept_epoch, history.rows,
                        seconds, stopped_reason, precision, None if budget is None else budget.summary(),
-                       trainer.is_global_zero, trainer.global_step, norm_images, val_after)
+                       trainer.is_global_zero, trainer.global_step, norm_images, val_after, trainer.world_size)
 
 
 def training_module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, world: int):

@@ -39,6 +39,9 @@ def _write(tmp_path, text, name="index.csv"):
     ("labels,path\na.png,cat\n", 1, "'labels' not found, nor a header: a header row is path,labels or "
                                      "path,labels,split"),
     ("a.png,cat\nfile,dog\n", 2, "'file' not found)"),  # a later row is no header
+    # labels separated by an unquoted comma under a header without a split: it read "split 'dog'"
+    ("path,labels\na.png,cat,dog\n", 2, "a row of 2 columns, as the header (path,labels); an image's labels are "
+                                        "separated by ';' (a;b)"),
 ])
 def test_bad_rows_name_the_file_and_line(tmp_path, text, line, words):
     index = _write(tmp_path, text)

@@ -68,12 +68,19 @@ def _split_labels(cell: object, index: Path, line: int) -> list[str]:
 
 def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
     rows = []
+    header: list[str] | None = None
     with open(index, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         for cells in reader:
             line = reader.line_num
             if line == 1 and [c.strip().lower() for c in cells] in (["path", "labels"], ["path", "labels", "split"]):
+                header = [c.strip().lower() for c in cells]
                 continue
+            if header is not None and len(cells) != len(header) and any(c.strip() for c in cells):
+                # under a header without a split, a third cell was read as one ("split 'cross'"): labels a,b
+                raise _row_error(index, line, f"a row of {len(header)} columns, as the header ({','.join(header)}); "
+                                 f"an image's labels are separated by {LABEL_SEPARATOR!r} (a;b)",
+                                 note=f"{len(cells)} column(s)")
             if line == 1 and [c.strip().lower() for c in cells] == ["split", "class", "path", "link"]:
                 raise invalid("data", index, "a folder of class folders, or a multi-label index (path,labels)",
                               note="this is the file list `imgclf subset --mode list` writes for other tools",

@@ -358,7 +358,7 @@ def runs(folder: Path = typer.Argument(Path("runs"), metavar="FOLDER", help="Fol
 
     Status is completed, pruned (a search trial the pruner stopped), interrupted or failed; a run whose files
     cannot be read is listed as failed with the reason. For a multi-label run both accuracies are label-wise
-    (1 - Hamming loss)."""
+    (1 - Hamming loss): validation's at 0.5, as training measures it, test's at the labels' tuned thresholds."""
     from ..runs import list_runs, render_runs
 
     rows = list_runs(folder, sort=sort, reverse=reverse)

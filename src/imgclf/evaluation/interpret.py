@@ -319,8 +319,9 @@ MULTILABEL_ACCURACY_NOTE = ("multi-label runs: val and test acc are label-wise (
 
 
 def accuracy_beside_val(metrics: MetricsRecord) -> float:
-    """The test accuracy a listing puts beside the val accuracy, measured alike: training's val_acc of a
-    multi-label run is label-wise (1 - Hamming loss), while its metrics.json accuracy is subset accuracy."""
+    """The test accuracy a listing puts beside the val accuracy: training's val_acc of a multi-label run is
+    label-wise (1 - Hamming loss, at 0.5), while its metrics.json accuracy is subset accuracy; this is label-wise too,
+    at the labels' tuned thresholds (the listings say so)."""
     if metrics.task == "multilabel" and metrics.multilabel is not None:
         return 1.0 - metrics.multilabel.hamming_loss
     return metrics.accuracy

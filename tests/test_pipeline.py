@@ -266,7 +266,7 @@ def test_the_small_val_warning_names_what_a_multilabel_run_chooses_on_it(capsys)
     from types import SimpleNamespace
 
     from imgclf.config import make_config
-    from imgclf.pipeline.run import _warn_about_splits
+    from imgclf.pipeline.split_warnings import warn_about_splits
 
     usual = make_config(data="data")
     s4 = make_config(data="data", restore_best=False, calibrate="none")
@@ -276,7 +276,7 @@ def test_the_small_val_warning_names_what_a_multilabel_run_chooses_on_it(capsys)
             ("single", s4, "the unknown threshold is", "epoch")):
         data = SimpleNamespace(task=task, split_notes=[], splits={"val": [0] * 12}, missing_classes=dict,
                                grouping=None, classes=["a", "b"])
-        _warn_about_splits(data, "data", Path("runs/r"), cfg)
+        warn_about_splits(data, "data", Path("runs/r"), cfg)
         err = capsys.readouterr().err
         assert f"val split holds 12 images: {chosen} chosen on them" in " ".join(err.split())
         assert absent not in err
@@ -288,13 +288,13 @@ def test_a_class_named_like_the_unknown_verdict_is_warned(capsys):
     from types import SimpleNamespace
 
     from imgclf.config import make_config
-    from imgclf.pipeline.run import _warn_about_splits
+    from imgclf.pipeline.split_warnings import warn_about_splits
 
     for task, classes, warned in (("single", ["cat", "unknown"], True), ("single", ["cat", "dog"], False),
                                   ("multilabel", ["cat", "unknown"], False)):
         data = SimpleNamespace(task=task, split_notes=[], splits={"val": [0] * 40}, missing_classes=dict,
                                grouping=None, classes=classes)
-        _warn_about_splits(data, "data", Path("runs/r"), make_config(data="data"))
+        warn_about_splits(data, "data", Path("runs/r"), make_config(data="data"))
         err = " ".join(capsys.readouterr().err.split())
         assert ("a class is named 'unknown', the label predictions give an image like none of the classes" in err) \
             == warned, (task, classes, err)

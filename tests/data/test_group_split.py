@@ -185,7 +185,7 @@ def test_a_leak_between_given_splits_is_warned_with_counts_and_recorded(tmp_path
 def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp_path, capsys):
     """Every image of a class a copy of one picture: no group can be held out whole, so that class is drawn
     image by image (an empty validation class would stop the run) and the record and warning say so."""
-    from imgclf.pipeline.run import _warn_about_splits
+    from imgclf.pipeline.split_warnings import warn_about_splits
 
     _flat(tmp_path / "d", per_class=10, plant=False)
     for k in range(1, 10):
@@ -194,14 +194,14 @@ def test_a_class_that_is_one_group_is_still_split_and_the_division_is_warned(tmp
     cats = {name: int((split.labels == 0).sum()) for name, split in data.splits.items()}
     assert cats["val"] >= 1 and cats["test"] >= 1
     assert data.grouping.separated == 1
-    _warn_about_splits(data, "d", Path("runs/r"), make_config(data="d"))
+    warn_about_splits(data, "d", Path("runs/r"), make_config(data="d"))
     assert "1 near-duplicate group divided between train/, val/, test/" in capsys.readouterr().err
 
 
 def test_a_held_out_split_filled_only_by_a_class_s_odd_images_is_warned(tmp_path, capsys):
     """Burst shots: most of a class one near-duplicate group, too large to hold out, plus a few odd pictures. Whole
     groups kept out of test leave test the odd ones only, which the run warns about (it said nothing)."""
-    from imgclf.pipeline.run import _warn_about_splits
+    from imgclf.pipeline.split_warnings import warn_about_splits
 
     _flat(tmp_path / "d", per_class=12, plant=False)
     for k in range(12, 40):  # cat: 28 copies of one picture, beside its 12 distinct ones
@@ -212,7 +212,7 @@ def test_a_held_out_split_filled_only_by_a_class_s_odd_images_is_warned(tmp_path
     assert (group < 0).all() or len(set(group)) == len(group)  # whole groups kept out: the odd pictures only
     assert {(item["split"], item["class"]) for item in data.grouping.lopsided} >= {("test", "cat")}
     assert not [item for item in data.grouping.lopsided if item["class"] != "cat"]  # the other classes: no group
-    _warn_about_splits(data, "d", Path("runs/r"), make_config(data="d"))
+    warn_about_splits(data, "d", Path("runs/r"), make_config(data="d"))
     said = " ".join(capsys.readouterr().err.split())
     assert f"the test split's {len(test_cats)} 'cat' images are all from outside the near-duplicate groups that " \
            "hold 29 of its 40 images" in said

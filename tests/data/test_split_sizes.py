@@ -11,7 +11,7 @@ from conftest import make_image_folder
 from imgclf.config import make_config
 from imgclf.data.dataset import prepare_data
 from imgclf.errors import ImgclfError
-from imgclf.pipeline.run import _warn_about_splits
+from imgclf.pipeline.split_warnings import warn_about_splits
 
 CLASSES = ("a", "b", "c", "d", "e")
 
@@ -28,7 +28,7 @@ def test_held_out_splits_far_larger_than_asked_are_warned_and_recorded(tmp_path,
     assert {name: len(split) for name, split in data.splits.items()} == {"train": 5, "val": 5, "test": 5}
     assert data.val_source == "0.1 of the folder asked, 33 % taken: at least one image of each class " \
                               "(stratified, seed 0)"
-    _warn_about_splits(data, ["few"], Path("runs/r"), make_config(data="few"))
+    warn_about_splits(data, ["few"], Path("runs/r"), make_config(data="few"))
     err = " ".join(capsys.readouterr().err.split())
     assert ("the test and val splits took 33 % and 33 % of the images, not the 10 % and 10 % asked: each class "
             "gives every held-out split at least one image, and the smallest class has 3, so training keeps 5 of "

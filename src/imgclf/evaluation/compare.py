@@ -13,7 +13,6 @@ This module reads the runs and groups them (`compare_runs` -> `Comparison`); `co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from ..errors import Described, ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
 from ..records.run_dir import find_run_dirs, is_run_dir, run_path
 from ..stats import MeanStd, finite_number, mean_std
+from .compare_sets import EvaluationSet, Section, digest, evaluation_set, sectioned, short_value
 from .interpret import accuracy_beside_val, kept_val_accuracy, mean_recall
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
@@ -57,26 +57,6 @@ UNSET_MEANS = {"augment": "none", "early_stopping": "off", "l2": "model's own", 
 # in them (simple_cnn has no pretrained weights, whatever --pretrained said), though a label names them where another
 # run sets one otherwise than its default (a backbone trained from scratch beside simple_cnn: pretrained=False).
 IGNORED_WHEN_UNSET = frozenset({"pretrained"})
-
-
-@dataclass(frozen=True)
-class EvaluationSet:
-    """The images a run's metrics.json was scored on. Two runs are ranked against each other only when their
-    sets are the same: the same files with the same labels (key)."""
-
-    key: str  # digest of the (path, label) list; without dataset.json, of the metrics' split name and count
-    split: str  # metrics.split: test, val, or DATA:split (a run evaluated on another folder by an older release)
-    count: int
-    data: str  # the data folder name(s)
-    drawn: bool  # the run drew the split from its folder with its seed (no test/ or val/ folder)
-
-    def describe(self, seeds: list[int] | None = None) -> str:
-        where = f"{self.split} split of {self.data}" if ":" not in self.split else f"{_short_value(self.split)}"
-        text = f"{where}, {self.count:,} images"
-        unique = sorted(set(seeds or []))
-        if self.drawn and unique:
-            text += f", drawn with seed{'s' if len(unique) > 1 else ''} {', '.join(map(str, unique))}"
-        return text
 
 
 @dataclass
@@ -112,15 +92,6 @@ class Group:
         """The distinct evaluation sets of its runs (seeds drawing their own test split give one each)."""
         sets = {r.evaluation.key: r.evaluation for r in self.runs if r.evaluation is not None}
         return tuple(sets[k] for k in sorted(sets))
-
-
-@dataclass
-class Section:
-    """Groups scored on the same images: ranked against each other, and only against each other."""
-
-    title: str
-    groups: list[int]  # indices into Comparison.groups
-    val_alike: bool = True  # every group validated on the same images (per seed drawn): val acc is ranked
 
 
 @dataclass
@@ -166,8 +137,8 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
         "train_seconds": finite_number(training.train_seconds),
         "images_per_s": finite_number(training.images_per_s),
     }
-    evaluation = _evaluation_set(metrics, dataset, config.data) if metrics else None
-    val_set = _digest(*dataset.split_paths("val")) if dataset is not None and "val" in dataset.splits else None
+    evaluation = evaluation_set(metrics, dataset, config.data) if metrics else None
+    val_set = digest(*dataset.split_paths("val")) if dataset is not None and "val" in dataset.splits else None
     settings = config.model_dump(mode="json")
     if not _has_pretrained_weights(config.model):
         settings["pretrained"] = None
@@ -193,31 +164,6 @@ def resumed_note(resumes: list[Any] | None) -> str | None:
     if not changes:
         return None
     return "; ".join(f"resumed {where} with {', '.join(names)} changed" for where, names in changes)
-
-
-def _evaluation_set(metrics: Any, dataset: Any, data: Any) -> EvaluationSet:
-    if dataset is not None:
-        folders = list(getattr(dataset, "roots", None) or [dataset.root])
-    else:
-        folders = data if isinstance(data, list) else [data]
-    given = data if isinstance(data, list) else [data]
-    # an index file's images are named relative to its folder, which is the data set's root: name the file
-    named = given if dataset is not None and dataset.task == "multilabel" and all(given) else folders
-    names = ", ".join(Path(str(f)).name or str(f) for f in named)
-    if dataset is None or metrics.split not in dataset.splits:
-        key = f"{metrics.split}|{metrics.count}|{'|'.join(map(str, folders))}"
-        return EvaluationSet(hashlib.sha256(key.encode()).hexdigest()[:16], metrics.split, metrics.count, names, False)
-    # a split the run drew from its folder (flat layout, or val taken from train/) differs from seed to seed
-    drawn = dataset.layout == "flat" or (metrics.split == "val" and dataset.val_source != "val/ folder")
-    return EvaluationSet(_digest(*dataset.split_paths(metrics.split)), metrics.split, metrics.count, names, drawn)
-
-
-def _digest(files: list[str], labels: list[Any]) -> str:
-    """Which images with which labels: the same files and labels, the same digest."""
-    digest = hashlib.sha256()
-    for f, y in sorted(zip(files, labels)):
-        digest.update(f"{f}\t{y}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()[:16]
 
 
 def _experiment(config: dict[str, Any]) -> str:
@@ -299,12 +245,12 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
         else:
             label = str(runs[0].config.get("model")) if len(runs) > 1 else runs[0].name
         if ":" in runs[0].split:
-            label += f", scored on {_short_value(runs[0].split)}"
+            label += f", scored on {short_value(runs[0].split)}"
         folds = sorted({r.config.get("fold") for r in runs if r.config.get("fold")})
         if folds:
             label += f" ({len(folds)} of {runs[0].config.get('folds')} folds)"
         groups.append(Group(label, runs, {key: mean_std(r.values[key] for r in runs) for key, *_ in COLUMNS}))
-    groups, sections = _sections(groups)
+    groups, sections = sectioned(groups)
     for i, g in enumerate(groups):
         g.key = _letter(i)
     return Comparison(groups, differing, sorted({s.split for s in summaries}), sections, skipped, digits)
@@ -355,38 +301,6 @@ def unfinished(run_dir: str | os.PathLike) -> str:
     return "unfinished, no model.json (training stopped before its first checkpoint, or is under way)"
 
 
-def _sections(groups: list[Group]) -> tuple[list[Group], list[Section]]:
-    """Groups ordered by evaluation set (first appearance), and one Section per set."""
-    by_set: dict[tuple[str, ...], list[Group]] = {}
-    for g in groups:
-        by_set.setdefault(tuple(e.key for e in g.evaluations), []).append(g)
-    ordered, sections, titles = [], [], []
-    for members in by_set.values():
-        seeds = [r.seed for g in members for r in g.runs if r.evaluation is not None]
-        titles.append(_section_title(members[0].evaluations, seeds))
-        sections.append(Section(titles[-1], list(range(len(ordered), len(ordered) + len(members)))))
-        ordered += members
-    for section, (key, members) in zip(sections, by_set.items()):
-        if titles.count(section.title) > 1:  # same description, other files (a folder changed in between)
-            section.title += f" [images {key[0][:6] if key else '-'}]"
-        # validated on other images (another val_split), one group's val acc is no better than another's
-        validated = {frozenset(r.val_set for r in g.runs) for g in members}
-        if len(members) > 1 and len(validated) > 1:
-            section.val_alike = False
-            section.title += "; their validation images differ, so val acc is not ranked"
-    return ordered, sections
-
-
-def _section_title(sets: tuple[EvaluationSet, ...], seeds: list[int]) -> str:
-    """What the groups of a section were scored on; a split drawn per seed names the seeds that drew it."""
-    if not sets:
-        return "not evaluated (no metrics.json)"
-    first = sets[0]
-    if all((e.split, e.data, e.count, e.drawn) == (first.split, first.data, first.count, first.drawn) for e in sets):
-        return first.describe(seeds)
-    return "; ".join(e.describe() for e in sets)
-
-
 def _letter(i: int) -> str:
     return chr(ord("A") + i) if i < 26 else f"G{i + 1}"
 
@@ -399,12 +313,5 @@ def setting_text(key: str, value: Any, digits: int | None = 4) -> str:
     if isinstance(value, float) and digits is not None:
         return f"{value:.{digits}g}"
     if isinstance(value, list) and all(isinstance(v, str) for v in value) and key == "data":
-        return " + ".join(_short_value(v, 30) for v in value)  # several data folders
-    return _short_value(value)
-
-
-def _short_value(v: Any, limit: int = 40) -> str:
-    text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
-    if isinstance(v, str) and len(text) > limit and ("/" in text or os.sep in text):
-        text = Path(text).name  # data folders: the folder name tells them apart
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        return " + ".join(short_value(v, 30) for v in value)  # several data folders
+    return short_value(value)

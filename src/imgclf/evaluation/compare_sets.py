@@ -1,0 +1,104 @@
+"""Which images each compared run was scored on (`EvaluationSet`: the files and labels of its metrics' split), and
+the sections of groups scored on the same images: `compare` ranks a group only against the groups of its section."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """The images a run's metrics.json was scored on. Two runs are ranked against each other only when their
+    sets are the same: the same files with the same labels (key)."""
+
+    key: str  # digest of the (path, label) list; without dataset.json, of the metrics' split name and count
+    split: str  # metrics.split: test, val, or DATA:split (a run evaluated on another folder by an older release)
+    count: int
+    data: str  # the data folder name(s)
+    drawn: bool  # the run drew the split from its folder with its seed (no test/ or val/ folder)
+
+    def describe(self, seeds: list[int] | None = None) -> str:
+        where = f"{self.split} split of {self.data}" if ":" not in self.split else f"{short_value(self.split)}"
+        text = f"{where}, {self.count:,} images"
+        unique = sorted(set(seeds or []))
+        if self.drawn and unique:
+            text += f", drawn with seed{'s' if len(unique) > 1 else ''} {', '.join(map(str, unique))}"
+        return text
+
+
+@dataclass
+class Section:
+    """Groups scored on the same images: ranked against each other, and only against each other."""
+
+    title: str
+    groups: list[int]  # indices into Comparison.groups
+    val_alike: bool = True  # every group validated on the same images (per seed drawn): val acc is ranked
+
+
+def evaluation_set(metrics: Any, dataset: Any, data: Any) -> EvaluationSet:
+    if dataset is not None:
+        folders = list(getattr(dataset, "roots", None) or [dataset.root])
+    else:
+        folders = data if isinstance(data, list) else [data]
+    given = data if isinstance(data, list) else [data]
+    # an index file's images are named relative to its folder, which is the data set's root: name the file
+    named = given if dataset is not None and dataset.task == "multilabel" and all(given) else folders
+    names = ", ".join(Path(str(f)).name or str(f) for f in named)
+    if dataset is None or metrics.split not in dataset.splits:
+        key = f"{metrics.split}|{metrics.count}|{'|'.join(map(str, folders))}"
+        return EvaluationSet(hashlib.sha256(key.encode()).hexdigest()[:16], metrics.split, metrics.count, names, False)
+    # a split the run drew from its folder (flat layout, or val taken from train/) differs from seed to seed
+    drawn = dataset.layout == "flat" or (metrics.split == "val" and dataset.val_source != "val/ folder")
+    return EvaluationSet(digest(*dataset.split_paths(metrics.split)), metrics.split, metrics.count, names, drawn)
+
+
+def digest(files: list[str], labels: list[Any]) -> str:
+    """Which images with which labels: the same files and labels, the same digest."""
+    digest = hashlib.sha256()
+    for f, y in sorted(zip(files, labels)):
+        digest.update(f"{f}\t{y}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:16]
+
+
+def sectioned(groups: list[Any]) -> tuple[list[Any], list[Section]]:
+    """`compare`'s groups (`compare.Group`) ordered by evaluation set (first appearance), and one Section per set."""
+    by_set: dict[tuple[str, ...], list[Any]] = {}
+    for g in groups:
+        by_set.setdefault(tuple(e.key for e in g.evaluations), []).append(g)
+    ordered, sections, titles = [], [], []
+    for members in by_set.values():
+        seeds = [r.seed for g in members for r in g.runs if r.evaluation is not None]
+        titles.append(_section_title(members[0].evaluations, seeds))
+        sections.append(Section(titles[-1], list(range(len(ordered), len(ordered) + len(members)))))
+        ordered += members
+    for section, (key, members) in zip(sections, by_set.items()):
+        if titles.count(section.title) > 1:  # same description, other files (a folder changed in between)
+            section.title += f" [images {key[0][:6] if key else '-'}]"
+        # validated on other images (another val_split), one group's val acc is no better than another's
+        validated = {frozenset(r.val_set for r in g.runs) for g in members}
+        if len(members) > 1 and len(validated) > 1:
+            section.val_alike = False
+            section.title += "; their validation images differ, so val acc is not ranked"
+    return ordered, sections
+
+
+def _section_title(sets: tuple[EvaluationSet, ...], seeds: list[int]) -> str:
+    """What the groups of a section were scored on; a split drawn per seed names the seeds that drew it."""
+    if not sets:
+        return "not evaluated (no metrics.json)"
+    first = sets[0]
+    if all((e.split, e.data, e.count, e.drawn) == (first.split, first.data, first.count, first.drawn) for e in sets):
+        return first.describe(seeds)
+    return "; ".join(e.describe() for e in sets)
+
+
+def short_value(v: Any, limit: int = 40) -> str:
+    text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
+    if isinstance(v, str) and len(text) > limit and ("/" in text or os.sep in text):
+        text = Path(text).name  # data folders: the folder name tells them apart
+    return text if len(text) <= limit else text[: limit - 1] + "…"

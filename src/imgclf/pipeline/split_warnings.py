@@ -1,0 +1,70 @@
+"""What training says of its splits before it trains: near-duplicates shared between user-given splits, a validation
+split too small to choose with, a split lacking a class, a class named like the unknown verdict. Warnings with
+counts, never refusals: the folders are the user's choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..data.prepared import PreparedData
+from ..notices import warn
+
+FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points
+
+
+def chosen_on_validation(cfg: TrainConfig, task: str) -> str:
+    """What the val split chooses in this run: the epoch kept (restore_best, early stopping), the temperature,
+    the unknown threshold, or each label's decision threshold."""
+    chosen = ["the epoch kept"] if cfg.restore_best or cfg.early_stopping is not None else []
+    if task == "multilabel":
+        chosen.append("each label's decision threshold")
+    else:
+        chosen += (["the temperature"] if cfg.calibrate != "none" else []) + ["the unknown threshold"]
+    return ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + chosen[-1]
+
+
+def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg: TrainConfig) -> None:
+    """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
+    splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
+    (stderr, even without progress), never a refusal: the folders are the user's choice."""
+    from ..data.groups import (audit_command, files_in_several_classes, leak_warning, lopsided_warning,
+                               separated_warning, several_classes_warning)
+    from ..io import terminal_safe
+
+    for note in data.split_notes:
+        warn(note)
+    val = len(data.splits["val"]) if "val" in data.splits else 0
+    if 0 < val < FEW_VALIDATION_IMAGES:
+        chosen = chosen_on_validation(cfg, data.task)
+        verb = "are" if " and " in chosen else "is"
+        warn(f"the val split holds {val} image{'s' if val != 1 else ''}: {chosen} {verb} chosen on them; give it "
+             "more (--val-split, or more images)")
+    from ..ood import UNKNOWN_LABEL
+
+    if data.task != "multilabel" and UNKNOWN_LABEL in data.classes:
+        warn(f"a class is named {UNKNOWN_LABEL!r}, the label predictions give an image like none of the "
+              f"classes: predict, serve and predictions.csv tell the two apart by their 'unknown' field (true for "
+              f"the verdict), or rename the class folder")
+    kind = ("label", "labels") if data.task == "multilabel" else ("class", "classes")
+    for split, classes in data.missing_classes().items():
+        names = ", ".join(repr(c) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")  # repr escapes
+        many = len(classes) > 1
+        warn(f"the {split} split holds no image of {len(classes)} {kind[many]} ({names}): {split} scores "
+              f"say nothing about {'them' if many else 'it'}; give {'those' if many else 'that'} {kind[many]} more "
+              "images")
+    if data.grouping is None:  # streamed, or --no-group-duplicates: no content hashes to find such files by
+        return
+    # the run's own audit once it has trained: its size and its split, so the counts match these
+    audit = audit_command(folders, data.img_size, run_dir)
+    if data.task != "multilabel":
+        count, linked, example = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
+        if count:
+            shown = [terminal_safe(p) for p in example]
+            warn(several_classes_warning(count, linked, shown, audit))
+    for leak in data.grouping.leaks:
+        warn(leak_warning(leak, audit))
+    if data.grouping.separated:
+        warn(separated_warning(data.grouping))
+    for item in data.grouping.lopsided:
+        warn(lopsided_warning(item, audit))

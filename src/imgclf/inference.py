@@ -166,6 +166,8 @@ class Classifier:
                 raise
             except (OSError, ValueError, SyntaxError, EOFError) as exc:  # a lazily loaded image whose file is bad
                 raise DecodeError(str(exc) or type(exc).__name__) from None
+            except (MemoryError, RecursionError):
+                raise
             except Exception as exc:  # Pillow's own failure on a malformed file
                 raise DecodeError(f"damaged file ({type(exc).__name__}: {exc})") from None
         return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)

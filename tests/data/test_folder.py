@@ -81,6 +81,19 @@ def test_adding_a_class_or_images_to_another_leaves_a_class_split_as_it_was(tmp_
     assert len(new["test"] - old["test"] - {p for p in new["test"] if "_new" in p}) <= 1  # take grew by one
 
 
+def test_a_folder_reached_through_a_link_draws_as_the_folder_itself(tmp_path):
+    """Merged folders are stored resolved: a link to one named its images '../../link/cat/x.png' against the
+    resolved root, and the same files drew another split in each place the link sat."""
+    from imgclf.data.dataset import draw_order
+
+    make_image_folder(tmp_path / "store" / "a", classes=("b", "c"), per_class=5)
+    (tmp_path / "link").symlink_to(tmp_path / "store" / "a", target_is_directory=True)
+    files = sorted(str(p.relative_to(tmp_path / "store" / "a")) for p in (tmp_path / "store" / "a").rglob("*.png"))
+    real = draw_order([str(tmp_path / "store" / "a" / f) for f in files], [tmp_path / "store" / "a"], 3)
+    through_link = draw_order([str(tmp_path / "link" / f) for f in files], [(tmp_path / "link").resolve()], 3)
+    assert real.tolist() == through_link.tolist()
+
+
 def test_stratified_holdout_keeps_a_training_item_per_class():
     labels = np.array([0] * 10 + [1] * 2 + [2])
     mask = stratified_holdout(labels, 0.5, np.arange(len(labels), dtype=np.uint64)[::-1].copy())

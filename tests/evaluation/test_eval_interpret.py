@@ -310,3 +310,13 @@ def test_no_better_than_guessing_compares_macro_recall_with_chance():
     assert no_better_than_guessing(compute_metrics(y, np.eye(2)[pred] * 0.8 + 0.1, ["a", "b"])) is None
     # one class present: nothing to guess between
     assert no_better_than_guessing(compute_metrics(np.zeros(10, int), np.tile([0.9, 0.1], (10, 1)), ["a", "b"])) is None
+
+
+def test_every_image_right_is_never_called_a_guess():
+    """4 test images of 2 classes: chance plus two standard errors reaches 1.0, and a perfect run's summary said
+    'no better than guessing'."""
+    from imgclf.evaluation.interpret import no_better_than_guessing
+
+    y = np.array([0, 0, 1, 1])
+    assert no_better_than_guessing(compute_metrics(y, np.eye(2)[y] * 0.8 + 0.1, ["a", "b"])) is None
+    assert no_better_than_guessing(compute_metrics(y, np.tile([0.6, 0.4], (4, 1)), ["a", "b"])) == 0.5

@@ -112,3 +112,19 @@ def test_train_evaluate_predict_over_the_corpus(corpus, tmp_path):
     for name in DECODABLE:
         # an odd picture may be called unknown (no class it resembles); its closest class is still given
         assert rows[name]["best_label"] in ("cat", "dog") and rows[name]["error"] is None
+
+
+def test_running_out_of_memory_is_never_a_skipped_image(tmp_path, monkeypatch):
+    """The catch for Pillow's own failures on malformed files also caught MemoryError: under memory pressure training
+    would quietly drop images as damaged, changing the data set and its split."""
+    import imgclf.data.decode as decode
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(decode, "image_to_array", out_of_memory)
+    with pytest.raises(MemoryError):
+        open_image(str(tmp_path / "ok.png"), 8, "rgb")

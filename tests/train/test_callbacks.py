@@ -46,6 +46,21 @@ def test_validation_ranks_score_every_image_exactly_once():
     assert sorted(seen) == list(range(600))
 
 
+def test_every_rank_gets_a_validation_batch_whatever_the_split_size():
+    """1 validation image on 2 processes made 1 batch: the rank without any stopped ("zero length") and the other
+    waited for it. Every rank has a batch, and from as many images as ranks each image is scored once."""
+    from imgclf.train.fit import validation_batches
+
+    for world in (1, 2, 3, 4, 8):
+        for images in range(1, 40):
+            batch, wrap = validation_batches(images, 8, world)
+            ranks = [BatchIndexSampler(images, batch, False, rank=r, world_size=world, wrap=wrap) for r in range(world)]
+            seen = [i for s in ranks for b in s for i in b.tolist()]
+            assert all(len(s) >= 1 for s in ranks), (world, images)
+            assert sorted(set(seen)) == list(range(images))
+            assert wrap or len(seen) == images, (world, images)
+
+
 def test_the_epoch_sums_are_no_buffer_ddp_would_copy_from_rank_0():
     """DDP copies a module's buffers from rank 0 to every rank before each forward: as a buffer, the running sums
     of loss and accuracy were rank 0's on both ranks, and the epoch's training scores rank 0's half twice."""

@@ -24,15 +24,24 @@ def draw_order(paths: Sequence[str], roots: Sequence[str | os.PathLike], seed: i
     relative to its data folder. A class's draw then depends on its own files alone: adding a class, or images to
     another class, leaves its split as it was (one generator drawing class after class moved every class sorted
     after the new one), and images added to a class move only a few of its images, at the edge of each share."""
-    roots = sorted((os.path.abspath(r) for r in roots), key=len, reverse=True)  # the innermost folder first
+    # each folder as given and as its links resolve (merged folders are stored resolved), the innermost first
+    roots = sorted({form for r in roots for form in (os.path.abspath(r), os.path.realpath(r))}, key=len, reverse=True)
     keys = np.empty(len(paths), dtype=np.uint64)
     for i, path in enumerate(paths):
-        full = os.path.abspath(path)
-        root = next((r for r in roots if full.startswith(r + os.sep)), roots[0]) if roots else ""
-        name = os.path.relpath(full, root).replace(os.sep, "/") if root else full
+        name = _relative_name(path, roots)
         digest = hashlib.blake2b(f"{seed}\0{name}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
         keys[i] = int.from_bytes(digest, "big")
     return keys
+
+
+def _relative_name(path: str, roots: Sequence[str]) -> str:
+    """`path` relative to the folder holding it, with '/' between parts: as given, else with its links resolved
+    (a folder reached through a link names its images as the folder itself does)."""
+    for full in (os.path.abspath(path), os.path.realpath(path)):
+        root = next((r for r in roots if full.startswith(r.rstrip(os.sep) + os.sep)), None)
+        if root is not None:
+            return os.path.relpath(full, root).replace(os.sep, "/")
+    return os.path.abspath(path).replace(os.sep, "/")
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, order: np.ndarray) -> np.ndarray:
@@ -182,7 +191,7 @@ def prepare_data(
                            memo) if group_duplicates and decoded.pixels is not None else None
 
     def holdout(rows: np.ndarray, y: np.ndarray, fraction: float, name: str) -> np.ndarray:
-        kept = [recorded.get(os.path.normpath(paths[r])) for r in rows] if recorded is not None else [None]
+        kept = [recorded.get(os.path.abspath(paths[r])) for r in rows] if recorded is not None else [None]
         if None not in kept:
             return np.array([split == name for split in kept], dtype=bool)
         if grouping is None:

@@ -137,6 +137,8 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
         if "truncated" in message.lower():
             message = "truncated file (" + message + ")"
         raise DecodeError(message) from None
+    except (MemoryError, RecursionError):  # the machine's trouble, not the file's: never a skipped image
+        raise
     except Exception as exc:  # a malformed file's own failure inside Pillow (TypeError, struct.error, ...): skipped
         raise DecodeError(f"damaged file ({type(exc).__name__}: {exc})") from None
     if arr.shape[0] < 1 or arr.shape[1] < 1:

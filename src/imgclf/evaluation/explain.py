@@ -207,6 +207,8 @@ def _predicting(clf: "Classifier") -> "Classifier":
 
 def _heatmaps_in_batches(clf: "Classifier", pixels: np.ndarray, classes: list[int]) -> list[np.ndarray]:
     model = clf.model.to(memory_format=torch.contiguous_format)  # as explain_run: the layer's map as grad-cam reads it
+    # copied once for every batch (each call would copy a network with in-place activations again)
+    model = _without_inplace_activations(model)
     try:
         x = to_unit_nchw(pixels[:1], clf.device)
         _, layer = find_target_layer(model, (x - clf.mean) / clf.std)

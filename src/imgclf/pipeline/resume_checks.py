@@ -216,7 +216,7 @@ def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) 
 
 
 def _processes(cfg: Any) -> int:
-    return (int(cfg.devices) if cfg.devices != "auto" else 1) * cfg.num_nodes
+    return int(cfg.devices) * cfg.num_nodes
 
 
 def _check_processes(run: RunDir, ckpt: Path, cfg: Any) -> None:
@@ -226,8 +226,8 @@ def _check_processes(run: RunDir, ckpt: Path, cfg: Any) -> None:
     from ..train.callbacks import batches_into_epoch
 
     stored = run.read_config()
-    if _processes(cfg) == _processes(stored):
-        return
+    if "auto" in (cfg.devices, stored.devices) or _processes(cfg) == _processes(stored):
+        return  # auto: as many as the machine has, which the settings cannot tell
     if cfg.steps_per_epoch:  # the stream's place is shared out among the processes: any change moves it
         why, hint = ("with steps_per_epoch its epochs continue one stream, shared out among the processes",
                      "Resume with the run's devices")

@@ -101,7 +101,7 @@ class DatasetRecord(Record):
     def split_of_files(self) -> dict[str, str]:
         """{absolute path: split} of every file the splits list: what a resumed or recalibrated run draws again."""
         root = Path(self.root)
-        return {os.path.normpath(root / f): name for name, split in self.splits.items() for f in split.files}
+        return {os.path.abspath(root / f): name for name, split in self.splits.items() for f in split.files}
 
     def split_paths(self, split: str) -> tuple[list[str], list[int]]:
         s = self.splits[split]

@@ -102,10 +102,16 @@ def training_loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int
         subset = np.sort(rng.permutation(num_val)[: cfg.val_steps * cfg.batch_size])
         val_sampler = BatchIndexSampler(num_val, cfg.batch_size, False, cfg.seed, rank, world, subset=subset)
     else:
-        # each rank at least one batch (a rank without any would skip the metrics' reduction and hang the others)
-        batch = max(1, min(max(cfg.batch_size, 256), math.ceil(num_val / world)))
-        val_sampler = BatchIndexSampler(num_val, batch, False, cfg.seed, rank, world, wrap=False)
+        batch, wrap = validation_batches(num_val, cfg.batch_size, world)
+        val_sampler = BatchIndexSampler(num_val, batch, False, cfg.seed, rank, world, wrap=wrap)
     return make_loader(dataset("train"), train_sampler, workers), make_loader(dataset("val"), val_sampler, workers)
+
+
+def validation_batches(images: int, batch_size: int, world: int) -> tuple[int, bool]:
+    """(batch size, wrap) of the validation sampler: each rank at least one batch (a rank without any stops, and
+    the others wait for it), so as many batches as ranks at least, each image scored once; with fewer images than
+    ranks, the wrap that scores some of them twice."""
+    return max(1, min(max(batch_size, 256), images // world)), images < world
 
 
 def _devices(cfg: TrainConfig) -> int | str:

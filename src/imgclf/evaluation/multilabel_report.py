@@ -38,7 +38,8 @@ FIGURES = {  # {split}: the split scored, as in the single-label report's captio
                     "panel's ECE is the table's (15 bins)."),
     "gradcam": ("Grad-CAM explanations", "Where the model looked for each image's most probable label, 'Top' "
                 "(the same sampled {split} images; predicted only where it reached its threshold, as the sample grid "
-                "shows): red = strong evidence. Red caption: that label is not one the image carries."),
+                "shows): red = strong evidence, each map scaled to its own range (a colour compares places within one "
+                "image, not across images). Red frame: the image's predicted set is wrong."),
     "samples": ("True vs predicted label sets", "A seeded sample of {split} images; red: the predicted set differs "
                 "from the true one. Each predicted label carries its probability (it reached its tuned "
                 "threshold)."),

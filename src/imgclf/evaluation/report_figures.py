@@ -49,7 +49,9 @@ FIGURES: dict[str, tuple[str, str]] = {
                 "ones are framed in red. The number is the predicted class's probability."),
     "top_losses": ("Top losses", "The {split} images with the highest loss: confident mistakes, label errors and hard "
                    "cases."),
-    "gradcam": ("Grad-CAM explanations", "Where the model looked for the class it predicted: red = strong evidence."),
+    "gradcam": ("Grad-CAM explanations", "Where the model looked for the class it predicted: red = strong evidence. "
+                "Each map is scaled to its own range (pytorch-grad-cam's display), so a colour compares places "
+                "within one image, not across images; a map with evidence everywhere still shows a blue part."),
 }
 
 

@@ -106,3 +106,16 @@ def test_short_epochs_share_a_line_after_the_first_and_the_last_is_shown():
     assert shown[:3] == ["1/40", "2/40", "3/40"] and shown[-1] == "40/40"
     assert 10 <= len(shown) <= 13, shown
     assert "(3 epochs before not shown)" in stream.getvalue()
+
+
+def test_the_header_says_where_the_input_size_came_from_when_none_was_given():
+    """800 x 600 photos trained at 32 x 32 with no word of why or how to change it."""
+    from imgclf.config import make_config
+    from imgclf.models import get_model_info
+    from imgclf.pipeline.run import size_origin
+
+    assert size_origin(make_config(data="d", model="simple_cnn"), get_model_info("simple_cnn")) == \
+        "simple_cnn's default; --img-size to change"
+    assert size_origin(make_config(data="d", model="fast_resnet"), get_model_info("fast_resnet")).startswith(
+        "the images' median side, at most 64")
+    assert size_origin(make_config(data="d", model="simple_cnn", img_size=48), get_model_info("simple_cnn")) == ""

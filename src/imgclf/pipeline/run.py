@@ -62,8 +62,10 @@ class Run:
         return f"Run({str(self.path)!r}, accuracy={self.metrics.accuracy:.4f})"
 
 
-def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpoint: str | None) -> None:
-    """Before the first epoch: what is about to be trained, on what, where (stderr, a few short lines)."""
+def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpoint: str | None,
+              size_origin: str = "") -> None:
+    """Before the first epoch: what is about to be trained, on what, where (stderr, a few short lines).
+    size_origin: where the input size came from, when the user did not give it (`size_origin`)."""
     import torch
 
     from ..io import terminal_safe
@@ -76,7 +78,8 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     folders = cfg.data if isinstance(cfg.data, str) else " + ".join(cfg.data)
     lines = [
         f"data   {terminal_safe(folders)}: {len(data.classes)} classes, {sizes}{skipped}",
-        f"model  {cfg.model}, {params:,} parameters, {data.img_size}x{data.img_size} {data.color}, "
+        f"model  {cfg.model}, {params:,} parameters, {data.img_size}x{data.img_size} {data.color}"
+        f"{f' ({size_origin})' if size_origin else ''}, "
         f"batch {cfg.batch_size}, {'up to ' if cfg.time_limit else ''}{cfg.epochs} "
         f"epoch{'s' if cfg.epochs != 1 else ''}"
         + (f" of {cfg.steps_per_epoch} step{'s' if cfg.steps_per_epoch != 1 else ''}" if cfg.steps_per_epoch else "")
@@ -113,6 +116,16 @@ def _recorded_weights_digest(run: RunDir) -> str | None:
         return (run.read_card().file_sha256 or {}).get(WEIGHTS_FILE)
     except ImgclfError:
         return None
+
+
+def size_origin(cfg: TrainConfig, info: Any) -> str:
+    """Where a run's input size came from, said beside it when the user gave none: 800 x 600 photos trained at
+    32 x 32 without a word of why or how to change it."""
+    if cfg.img_size:
+        return ""
+    if "fast" in info.tags:
+        return "the images' median side, at most 64; --img-size to change"
+    return f"{info.name}'s default; --img-size to change"
 
 
 def dataset_record(data: PreparedData) -> DatasetRecord:
@@ -247,7 +260,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         run.write_dataset(record)
 
     if resolved.progress and is_launch_zero:
-        _announce(resolved, data, model, run_dir, checkpoint)
+        _announce(resolved, data, model, run_dir, checkpoint, size_origin(cfg, info))
     if is_launch_zero:
         warn_about_splits(data, [resolved.data] if isinstance(resolved.data, str) else list(resolved.data),
                            run_dir, resolved)

@@ -218,14 +218,14 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     import imgclf
     from imgclf.search import search
 
-    # the budget's arithmetic, not this machine's speed: every finished trial is taken to have lasted 1.2 s
+    # the budget's arithmetic, not this machine's speed: every finished trial is taken to have lasted 6 s
     real_used = search._used_seconds
-    monkeypatch.setattr(search, "_used_seconds", lambda study: 1.2 * sum(
+    monkeypatch.setattr(search, "_used_seconds", lambda study: 6.0 * sum(
         t.datetime_complete is not None for t in study.get_trials(deepcopy=False)))
     out = tmp_path / "search"
-    result = imgclf.tune({"data": str(data), **SETTINGS}, trials=5, time_limit="1s", space=SPACE, out=str(out))
+    result = imgclf.tune({"data": str(data), **SETTINGS}, trials=5, time_limit="5s", space=SPACE, out=str(out))
     record = result.record
-    assert len(record.trials) == 1 and record.stopped == "time limit (1s)"  # one trial spent the budget
+    assert len(record.trials) == 1 and record.stopped == "time limit (5s)"  # one trial spent the budget
     assert (out / "trials" / "trial-000" / "config.yaml").read_text().count("time_limit: 1s") == 1
     monkeypatch.setattr(search, "_used_seconds", real_used)
 
@@ -278,6 +278,16 @@ def test_a_bad_space_is_one_line_naming_the_field_before_anything_is_written(dat
     assert expected in result.output and "Received:" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert not out.exists()
+
+
+def test_a_budget_under_a_second_a_trial_is_refused_before_any_trial(data, tmp_path):
+    """A trial's time limit is whole seconds, at least one: 4 s over 10 trials ran each for 1 s, 2.5x over."""
+    import imgclf
+
+    with pytest.raises(ImgclfError, match=r"^time_limit must be at least 1 s a trial, 10 s for 10 trials .*"
+                                          r"Received: time_limit='4s', trials=10"):
+        imgclf.tune({"data": str(data), **SETTINGS}, trials=10, time_limit="4s", out=str(tmp_path / "t"))
+    assert not (tmp_path / "t").exists()
 
 
 def test_a_search_refuses_the_sizing_probe_before_any_trial(data, tmp_path):

@@ -6,6 +6,9 @@ from ..config import TrainConfig
 from ..errors import invalid
 
 
+MIN_TRIAL_SECONDS = 1.0  # a trial's time limit is given in whole seconds
+
+
 def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
     """Refused before the search folder is made: what would make every trial fail, or one that the search
     would silently override."""
@@ -23,6 +26,12 @@ def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
                       hint="Pass --lr 0.01 (or leave --lr out), or find one first with imgclf lr-find DATA")
     if budget is not None and budget <= 0:
         raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
+    if budget is not None and budget < MIN_TRIAL_SECONDS * trials:
+        # a trial's share is a whole number of seconds, at least one: 4 s over 10 trials ran each for 1 s, 2.5x over
+        least = MIN_TRIAL_SECONDS * trials
+        raise invalid("time_limit", f"{budget:g}s", f"at least {MIN_TRIAL_SECONDS:g} s a trial, {least:g} s for "
+                      f"{trials} trials (each trial gets an equal share of the search's time)",
+                      also={"trials": trials}, hint="Give a longer --time-limit or fewer --trials")
     from ..train.engine_choice import check_engine
 
     # else every trial fails on it, and failed trials are redrawn

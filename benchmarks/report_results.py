@@ -42,6 +42,22 @@ def _mean_std(values: list[float]) -> str:
     return _pct(stat.mean) if stat.std is None else f"{_pct(stat.mean)} ± {100 * stat.std:.2f}"
 
 
+# What changed in the recipes and the product since the reproduction rows were measured (they were not measured again)
+REPRODUCTION_CAVEATS = [
+    'The `s1-*`, `s2-custom-cnn` and `s4-*` rows were measured when every recipe kept its best validation epoch; since',
+    '2026-12-05 these recipes keep the last epoch, as their references do (`restore_best: false`), and have not been',
+    'measured again. Since the same day `s4-caltech-cnn-reg` and `-reg-bn` also fill what rotation and translation',
+    "uncover with zeros (`fill=constant`), as MATLAB's `imageDataAugmenter` does, where these rows filled with the",
+    "nearest edge pixel; on Fashion-MNIST's black background the two fills differ little. Every row was also measured",
+    'before loss and val_loss included the Keras L2 penalty of the models that declare one (`s3-*`, `s5-model-s`;',
+    'since 2026-12-05), which early stopping, the plateau schedule and the epoch kept now watch, as in Keras; and',
+    'before ReduceLROnPlateau counted an improvement as Keras does (an absolute min_delta of 1e-4). Every table here',
+    "was also measured before automatic splits were drawn by a keyed hash of each image's path (2026-12-05: a class's",
+    "split depends on its own files): a split drawn now, the benchmarks' 5,000 Fashion-MNIST validation images included",
+    "(benchmarks/common.py draws them with the same function), holds other images than these runs' did.",
+]
+
+
 def reproduction_table(repro: dict | None, peers: dict | None, fast: dict[str, list[dict]]) -> list[str]:
     from imgclf.recipes import list_recipes, recipe_document
 
@@ -983,6 +999,7 @@ def main(argv: list[str] | None = None) -> None:
             "Model S baseline it is meant to beat.", ""]
     if repro:
         out += [f"Measured on: {env_line(repro)}.", ""]
+    out += [*REPRODUCTION_CAVEATS, ""]
     out += [*reproduction_table(repro, peers, fast), "",
             "Commands: " + "; ".join(repro_commands(repro)) + "; s5-model-s from `python -m benchmarks.peers_10min`; "
             "fast and fast-fmnist from `python -m benchmarks.fast_recipe --time-limit 10m --seeds 0,1 "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections import Counter
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.decode import DecodeError, decode_image
-from .data.folder import count_skipped
+from .data.folder import count_skipped, file_identity
 from .data.imbalance import imbalance_stats
 from .data.merge import scan_folders
 from .errors import invalid
@@ -43,6 +44,7 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
     modes: Counter[str] = Counter()
     skipped = list(scan.skipped)
     candidates: dict[str, list[str]] = {}
+    classes_of: dict[tuple[int, int], set[str]] = {}  # one file (a hard or symbolic link's target): its classes
     for split, items in scan.files.items():
         per_class: Counter[str] = Counter()
         for path, cls in items:
@@ -55,6 +57,8 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
                 skipped.append({"path": path, "reason": _reason(exc)})
                 continue
             per_class[cls] += 1
+            with contextlib.suppress(OSError):
+                classes_of.setdefault(file_identity(path), set()).add(cls)
             sizes[f"{meta['width']}x{meta['height']}"] += 1
             modes[str(meta["mode"])] += 1
             candidates.setdefault(cls, []).append(path)
@@ -80,6 +84,8 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         # classes with files but not one readable in training's split: training refuses them as it refuses empty
         # class folders, and inspect said nothing of them
         "unreadable_classes": [c for c in scan.classes if not counts[train_split].get(c) and c in listed],
+        # one file linked into several class folders: a multi-label tree, which the counts above take per link
+        "in_several_classes": sum(1 for found in classes_of.values() if len(found) > 1),
     }
     audit = None if scan.roots else _audit_summary(scan)  # an audit is of one folder
     if audit is not None:
@@ -155,6 +161,11 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]class {console_text(repr(name))} has no readable image:[/yellow] training refuses it "
                       f"(its files are listed below); replace them, or leave the class out with --drop-classes "
                       f"{console_text(name)}")
+    if summary.get("in_several_classes"):
+        console.print(f"[yellow]{summary['in_several_classes']} image(s) sit in several class folders[/yellow] (links "
+                      "to one file): the counts above take each link; a tree of label sets trains with --task "
+                      "multilabel, while single-label training reads the copies as one picture under conflicting "
+                      "labels")
     if summary["skipped"]:
         console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")
         for s in summary["skipped"]:

@@ -79,3 +79,27 @@ def test_a_class_without_one_readable_image_is_named_as_training_will_refuse_it(
     assert inspect_folder(tmp_path)["unreadable_classes"] == ["fox"]
     result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 0 and "class 'fox' has no readable image: training refuses it" in result.stdout
+
+
+def test_images_linked_into_several_class_folders_are_said_to_be_a_label_set_tree(tmp_path, capsys):
+    """A multi-label tree (one file hard-linked into each of its labels' folders) read as 763 readable images where
+    training with --task multilabel used 499, without a word about the links."""
+    import os
+
+    from rich.console import Console
+
+    from imgclf.inspect import render_inspection
+
+    for name in ("circle", "square"):
+        (tmp_path / name).mkdir()
+    for i in range(4):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "circle" / f"{i}.png")
+    for i in range(2):  # two of them carry both labels
+        os.link(tmp_path / "circle" / f"{i}.png", tmp_path / "square" / f"{i}.png")
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(tmp_path / "square" / "only.png")
+    summary = inspect_folder(tmp_path)
+    assert summary["in_several_classes"] == 2 and summary["total"] == 7
+    console = Console(record=True, width=200)
+    render_inspection(summary, console)
+    said = " ".join(console.export_text().split())
+    assert "2 image(s) sit in several class folders" in said and "--task multilabel" in said

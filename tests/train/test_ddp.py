@@ -85,3 +85,71 @@ def test_two_processes_score_the_whole_validation_split_once(tmp_path):
     metrics = RunDir(run / "evaluations" / "val").read_metrics()
     assert metrics.count == 600
     assert abs(history[-1].val_acc - metrics.accuracy) <= 1 / 600 + 1e-9, (history[-1].val_acc, metrics.accuracy)
+
+
+def test_a_sigterm_to_the_main_process_alone_stops_both_and_the_run_resumes(tmp_path):
+    """`timeout`, `kill PID` and schedulers signal the process they started: Lightning's handler broadcast from inside
+    the signal handler while the other rank sat in a gradient reduction, and both processes hung for good."""
+    import signal
+    import time
+
+    from imgclf.records import RunDir
+
+    data = make_image_folder(tmp_path / "data", classes=("a", "b", "c", "d"), per_class=150)
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    run = tmp_path / "run"
+    common = ["--img-size", "16", "--no-progress", "--accelerator", "cpu", "--model-args", "width=4",
+              "--batch-size", "4", "--precision", "32", "--devices", "2", "--strategy", "ddp", "--no-report"]
+    proc = subprocess.Popen(IMGCLF + ["train", str(data), "--epochs", "6", "--out", str(run), *common], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not ((run / "history.csv").exists() and len(RunDir(run).read_history()) >= 1):
+            assert proc.poll() is None and time.time() < deadline, "training ended or never reached epoch 2"
+            time.sleep(0.2)
+        time.sleep(1.0)  # inside epoch 2
+        proc.send_signal(signal.SIGTERM)  # the main process (rank 0) only
+        _, err = proc.communicate(timeout=120)  # hung for good before
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert "--resume" in err
+    epochs_before = len(RunDir(run).read_history())
+    resumed = subprocess.run(IMGCLF + ["train", "--resume", str(run), "--no-report"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r.epoch for r in RunDir(run).read_history()] == list(range(1, 7)) and epochs_before < 6
+
+
+def test_a_stop_asked_of_one_process_is_agreed_at_the_same_step_by_all():
+    """The handler only notes the request (nothing collective inside a signal handler); at each step's end every
+    process adds up the requests, and all stop there together, whichever process the signal reached."""
+    import signal
+    from types import SimpleNamespace
+
+    import torch
+
+    from imgclf.train.stop_together import StopTogether
+
+    stops = [StopTogether(), StopTogether()]
+
+    def reduce(value, reduce_op):  # the collective: every process gets the sum of both requests
+        assert reduce_op == "sum"
+        return torch.tensor([float(sum(stop.asked for stop in stops))])
+
+    trainers = [SimpleNamespace(world_size=2, strategy=SimpleNamespace(root_device="cpu", reduce=reduce),
+                                _signal_connector=SimpleNamespace(received_sigterm=False)) for _ in stops]
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        stops[1].on_train_start(trainers[1], None)
+        assert signal.getsignal(signal.SIGTERM) == stops[1]._ask  # over Lightning's, which broadcast in it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for stop, trainer in zip(stops, trainers):  # a step before any request: nobody stops
+        stop.on_train_batch_end(trainer, None, None, None, 0)
+    assert not any(t._signal_connector.received_sigterm for t in trainers)
+    stops[1]._ask(signal.SIGTERM, None)  # the signal reaches rank 1 only, mid-step
+    for stop, trainer in zip(stops, trainers):
+        stop.on_train_batch_end(trainer, None, None, None, 1)
+    assert all(t._signal_connector.received_sigterm for t in trainers)  # both stop at this step's end

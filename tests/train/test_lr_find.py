@@ -338,3 +338,49 @@ def test_the_sweep_runs_a_transfer_model_as_its_first_epoch_trains(settings, bac
     assert len(steps) >= 15 and all(backbone == pytest.approx(head * mult) for backbone, head, _ in steps)
     assert {trains for _, _, trains in steps} == {backbone_trains}
     assert modes and set(modes) == {batch_norm_trains}
+
+
+def test_ctrl_c_during_the_sweep_says_so_gives_ctrl_c_back_and_leaves_no_folder(tmp_path, monkeypatch):
+    """Lightning answers Ctrl-C with a bare SystemExit(1) and leaves Ctrl-C ignored: the sweep ended with no word, a
+    notebook's next Ctrl-C did nothing, and an empty folder (or a run folder holding only lr_find.json) stayed."""
+    import signal
+
+    from lightning.pytorch.tuner import Tuner
+
+    from imgclf.errors import Interrupted
+
+    def interrupted(*args, **kwargs):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as Lightning leaves it
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemExit(1)
+
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    monkeypatch.setattr(Tuner, "lr_find", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    for call in (lambda: imgclf.lr_find(data=str(data), model="simple_cnn", img_size=16, out=str(tmp_path / "lr"),
+                                        progress=False),
+                 lambda: imgclf.fit(data=str(data), model="simple_cnn", img_size=16, lr="auto", epochs=1,
+                                    out=str(tmp_path / "run"), progress=False)):
+        with pytest.raises(Interrupted, match="learning-rate sweep was interrupted \\(Ctrl-C\\)") as info:
+            call()
+        assert info.value.exit_code == 130 and signal.getsignal(signal.SIGINT) == before
+    assert not (tmp_path / "lr").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_run_stopped_after_its_sweep_but_before_it_began_leaves_no_folder(tmp_path, monkeypatch):
+    """Its folder held lr_find.json alone, and the same command was then refused: "out must be an empty or new
+    folder"."""
+    import imgclf.pipeline.run as run_module
+
+    def swept_then_stopped(cfg, data, model, run_dir):
+        (run_dir / "lr_find.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_auto_lr", swept_then_stopped)
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    with pytest.raises(KeyboardInterrupt):
+        imgclf.fit(data=str(data), model="simple_cnn", img_size=16, lr="auto", epochs=1, out=str(tmp_path / "run"),
+                   progress=False)
+    assert not (tmp_path / "run").exists()

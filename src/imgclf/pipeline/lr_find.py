@@ -253,12 +253,18 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     info = get_model_info(cfg.model)
     transfer_args = transfer_model_args(cfg, info)
     img_size = input_size(cfg, info)
-    folder = _out_folder(cfg, overwrite)
-    data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
-    return sweep(resolved, data, model, folder, start_lr, end_lr, steps)
+    folder, made = _out_folder(cfg, overwrite)
+    try:
+        data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
+        return sweep(resolved, data, model, folder, start_lr, end_lr, steps)
+    except BaseException:
+        if made and folder.is_dir() and not any(folder.iterdir()):  # an interrupted sweep wrote nothing
+            folder.rmdir()
+        raise
 
 
-def _out_folder(cfg: TrainConfig, overwrite: bool) -> Path:
+def _out_folder(cfg: TrainConfig, overwrite: bool) -> tuple[Path, bool]:
+    """The sweep's folder, made if it was not there (and whether it was made here)."""
     from ..io import next_free_dir, writable_folder
 
     folder = writable_folder("out", Path(cfg.out)) if cfg.out else next_free_dir("lr-find", cfg.model)
@@ -269,5 +275,6 @@ def _out_folder(cfg: TrainConfig, overwrite: bool) -> Path:
     if (folder / JSON_FILE).exists() and not overwrite:
         raise bad_path("out", folder, "a folder without an earlier lr_find.json", "holds one",
                        hint="Pass --overwrite (Python: overwrite=True) to replace it")
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return folder, made

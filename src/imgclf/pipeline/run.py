@@ -192,6 +192,9 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
             return _train_into(run_dir, cfg, *args, replacing=replacing, new_folder=new_folder)
     except BaseException:
         if made is not None:
+            if not (run_dir / "config.yaml").exists():  # stopped before the run began: what its LR sweep wrote goes
+                for name in ("lr_find.json", "lr_find.png"):
+                    (run_dir / name).unlink(missing_ok=True)
             remove_empty_folders(run_dir, made)
         raise
 

@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,8 @@ def find_lr(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, work_d
         warnings.filterwarnings("ignore", ".*weights_only.*")  # reloads the checkpoint it has just written
         # Lightning's finder draws its own tqdm bar on stderr whatever the trainer's progress setting says
         quiet = not (cfg.progress and stderr_is_terminal())
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull if quiet else sys.stderr):
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull if quiet else sys.stderr), \
+                _interrupted_sweep():
             finder = Tuner(trainer).lr_find(module, train_dataloaders=train_loader, min_lr=min_lr, max_lr=max_lr,
                                             num_training=steps, update_attr=False)
     model.to(memory_format=torch.contiguous_format)
@@ -162,6 +164,32 @@ def find_lr(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, work_d
     fall_end = end_of_fall(raw, losses)
     return LRCurve(lrs, losses, raw, None if fall_end is None else lrs[fall_end],
                    None if lowest is None else lrs[lowest], min_lr, max_lr, steps)
+
+
+@contextlib.contextmanager
+def _interrupted_sweep() -> Iterator[None]:
+    """Ctrl-C (or a signal Lightning turns into an exit) during the sweep as an `Interrupted` that says so, with
+    the caller's Ctrl-C handler back: Lightning answered it with a bare SystemExit(1), no word, and Ctrl-C left
+    ignored for the rest of the process (a notebook's next Ctrl-C did nothing)."""
+    import signal
+    import threading
+
+    from ..errors import Interrupted
+    from .fit import stop_signal
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, Interrupted):
+            raise
+        words, code = stop_signal(exc)
+        raise Interrupted(f"the learning-rate sweep was interrupted ({words}); nothing was written",
+                          state="interrupted during the learning-rate sweep", exit_code=code) from None
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _lowest_index(losses: list[float]) -> int | None:

@@ -8,11 +8,7 @@ from typing import Any
 
 from .data.decode import INTERPOLATIONS
 
-_ONNX_EXAMPLE = '''import numpy as np
-import onnxruntime as ort
-from PIL import Image, ImageOps
-
-SIDE, MODE = {side}, "{mode}"
+_DECODING = '''SIDE, MODE = {side}, "{mode}"
 
 
 def pixels(path):
@@ -40,7 +36,13 @@ def pixels(path):
         img = img.convert(MODE).resize((SIDE, SIDE), Image.Resampling.{resample}, reducing_gap=None)
         array = np.asarray(img, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
+'''
 
+_ONNX_EXAMPLE = '''import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps
+
+''' + _DECODING + '''
 
 CLASSES = {classes!r}
 session = ort.InferenceSession("{file}", providers=["CPUExecutionProvider"])
@@ -59,10 +61,20 @@ _MULTILABEL_ANSWER = '''    # each label's threshold, in CLASSES order
     cutoffs = np.array({thresholds!r})
     return [[c for c, on in zip(CLASSES, row >= cutoffs) if on] for row in probabilities]
 '''
-_PT2_EXAMPLE = '''import torch
+_PT2_EXAMPLE = '''import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+''' + _DECODING + '''
+
 
 program = torch.export.load("{file}")  # not torch.jit.load: a torch.export program
-probabilities, score, unknown = program.module()(batch)  # batch: a uint8 tensor (N, {side}, {side}, {channels})
+
+
+def predict(paths):
+    batch = torch.from_numpy(np.stack([pixels(p) for p in paths]))  # (N, {side}, {side}, {channels}) uint8, any N
+    probabilities, score, unknown = program.module()(batch)
+    return probabilities.numpy(), score.numpy(), unknown.numpy()
 '''
 
 
@@ -134,6 +146,6 @@ def usage_page(card: dict[str, Any]) -> str:
                   _ONNX_EXAMPLE.format(**example, resample=resample, classes=classes, answer=answer).rstrip(),
                   "```", ""]
     else:
-        lines += ["## Example (Python: torch)", "", "```python", _PT2_EXAMPLE.format(**example).rstrip(), "```",
-                  "", "Decode the images with the `pixels` function of an ONNX export's page, or as above.", ""]
+        lines += ["## Example (Python: torch, Pillow, numpy)", "", "```python",
+                  _PT2_EXAMPLE.format(**example, resample=resample).rstrip(), "```", ""]
     return "\n".join(lines)

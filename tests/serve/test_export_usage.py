@@ -104,7 +104,7 @@ def test_the_page_example_fails_when_imgclf_decodes_otherwise(exported, tmp_path
         assert not np.allclose(scores, [t[3] for t in right], rtol=1e-6)
 
 
-def test_a_pt2_export_has_its_page_and_the_cli_names_it(exported, tmp_path):
+def test_a_pt2_export_has_its_page_and_the_cli_names_it(exported, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from imgclf.cli import app
@@ -116,6 +116,13 @@ def test_a_pt2_export_has_its_page_and_the_cli_names_it(exported, tmp_path):
     assert "load it with torch.export.load, not torch.jit.load" in output
     assert "how to call it, model.pt2.md" in output
     assert "torch.export.load(\"model.pt2\")" in (tmp_path / "model.pt2.md").read_text()
+    # its example runs as written (it called the program on a `batch` it never made) and answers as imgclf does
+    paths = tricky_images(tmp_path / "images")
+    probabilities, _, _ = run_page_example(tmp_path / "model.pt2.md", paths, monkeypatch)
+    ours = load_onnx(run).predict(paths)
+    classes = load_onnx(run).card.classes
+    assert [classes[i] for i in probabilities.argmax(1)] == [p.best_label for p in ours]
+    assert np.allclose(probabilities.max(1), [p.probability for p in ours], atol=1e-5)
 
 
 def test_export_out_below_a_file_is_refused_naming_out(exported, tmp_path):

@@ -328,3 +328,18 @@ def test_predictions_keep_what_the_report_needs_to_undo_the_temperature(tmp_path
     rebuilt = uncalibrated(read, temperature)
     assert np.abs(rebuilt - raw).max() < 1e-4
     assert abs(expected_calibration_error(rebuilt, y)[0] - expected_calibration_error(raw, y)[0]) < 1e-4
+
+
+def test_a_finished_run_that_lost_a_file_is_not_told_to_resume(tiny_run, tmp_path):
+    """A finished run without its dataset.json was told "training unfinished? (imgclf train --resume RUN finishes
+    it)", and --resume answered the same."""
+    import shutil
+
+    from run_walk import SPOILED_MARK
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / SPOILED_MARK).write_text("dataset.json removed on purpose\n")
+    (run / "dataset.json").unlink()
+    said = " ".join(CliRunner().invoke(app, ["evaluate", str(run)]).output.split())
+    assert "no dataset.json, though its training finished (model.json)" in said and "--resume" not in said
+    assert f"imgclf train --config {run / 'config.yaml'} --out NEW" in said

@@ -114,6 +114,10 @@ class RunDir:
             problem = f"a file of the run {self.path.parent}: give that folder"
         elif self.path.is_file():
             problem = "a file, not a folder"
+        elif is_run_dir(self.path) and name != "model.json" and (self.path / "model.json").is_file():
+            # a finished run (its card written) lost the file: --resume would say the same again
+            problem = (f"no {name}, though its training finished (model.json): removed since? Train it again with "
+                       f"imgclf train --config {self.path / 'config.yaml'} --out NEW")
         elif is_run_dir(self.path):
             problem = f"no {name}: training unfinished? (imgclf train --resume {self.path} finishes it)"
         elif (self.path / "folds.json").is_file() or (self.path / "fold-1").is_dir():

@@ -227,6 +227,12 @@ def test_too_few_steps_to_read_a_window_after_the_start_are_refused(data, tmp_pa
         imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **{**SWEEP, "steps": SKIP_BEGIN + WINDOW - 1},
                        **BASE)
     assert not (tmp_path / "lf").exists()  # refused before any data is read
+    # the API's types as the command line's (steps="50" was a raw TypeError, 50.5 ran as 51)
+    for name, value, words in (("steps", "50", "a whole number of sweep steps"), ("steps", 50.5, "a whole number"),
+                               ("start_lr", "1e-5", "a finite number"), ("end_lr", float("nan"), "a finite number")):
+        with pytest.raises(ImgclfError, match=rf"^{name} must be {words}"):
+            imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **{**SWEEP, name: value}, **BASE)
+    assert not (tmp_path / "lf").exists()
     # the command's help states the same minimum (a number written there by hand)
     help_text = " ".join(CliRunner().invoke(app, ["lr-find", "--help"], env={"COLUMNS": "200"}).output.split())
     assert f"Training steps of the sweep (at least {fewest})." in help_text

@@ -78,6 +78,13 @@ def check_auto_lr(cfg: TrainConfig, resume: bool = False) -> None:
 
 
 def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
+    """The sweep's own arguments, checked as the command line checks them (the Python API took steps="50", a raw
+    TypeError, and steps=50.5, run as 51 and recorded as 50.5)."""
+    for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise invalid(name, value, "a finite number, such as 1e-5")
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise invalid("steps", steps, "a whole number of sweep steps, such as 100")
     if not 0 < start_lr < end_lr <= 10:
         raise invalid("start_lr, end_lr", Described(f"start_lr={start_lr!r}, end_lr={end_lr!r}"),
                       "0 < start_lr < end_lr <= 10")

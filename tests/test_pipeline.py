@@ -280,6 +280,12 @@ def test_the_small_val_warning_names_what_a_multilabel_run_chooses_on_it(capsys)
         err = capsys.readouterr().err
         assert f"val split holds 12 images: {chosen} chosen on them" in " ".join(err.split())
         assert absent not in err
+    # the note on a run scored on its val split says the same, from the same words (it named a temperature that
+    # a run with calibrate none never fitted)
+    from imgclf.evaluation.seen import validation_scores_note
+
+    note, overstates = validation_scores_note(s4, "single")
+    assert "on the images that chose the unknown threshold, so its calibration" in note and not overstates
 
 
 def test_a_class_named_like_the_unknown_verdict_is_warned(capsys):

@@ -96,6 +96,19 @@ def seen_warning(seen: SeenImages, evaluated: int) -> str:
             f"({parts}{copies}): these scores are not held-out scores")
 
 
+def chosen_on_validation(config: Any, task: str = "single") -> str:
+    """What a run's val split chooses: the epoch kept (restore_best, early stopping), the temperature (unless
+    calibrate is none), the unknown threshold, or each label's decision threshold; all a run may choose there where
+    its settings are unknown (`config` None)."""
+    chosen = ["the epoch kept"] if config is None or config.restore_best or config.early_stopping is not None else []
+    if task == "multilabel":
+        chosen.append("each label's decision threshold")
+    else:
+        chosen += (["the temperature"] if config is None or config.calibrate != "none" else []) + \
+            ["the unknown threshold"]
+    return ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + chosen[-1]
+
+
 def validation_scores_note(config: Any, task: str = "single") -> tuple[str, bool]:
     """What the scores of a run without a test split are (its own evaluation falls back to the val split), and
     whether they overstate: the val images chose the epoch kept (best epoch or early stop) and the temperature and
@@ -106,18 +119,11 @@ def validation_scores_note(config: Any, task: str = "single") -> tuple[str, bool
     else:  # a split folder without test/, or an index whose split column names no test row: test_split is unused
         cause, fix = ("the data has no test split (no test/ folder, or no row of split test)",
                       "give it test images (a test/ folder, or rows of split test)")
-    chose_epoch = config is None or config.restore_best or config.early_stopping is not None
-    kept = "the epoch kept and " if chose_epoch else ""
-    if task == "multilabel":
-        chose, overstates = f"{kept}each label's decision threshold", True
-        consequence = "so they overstate what new images would score"
-    elif chose_epoch:
-        chose, overstates = f"{kept}the temperature and the unknown threshold", True
-        consequence = "so they overstate what new images would score"
-    else:
-        chose, overstates = "the temperature and the unknown threshold", False
-        consequence = ("so its calibration and unknown-input figures overstate (not its accuracy: training kept the "
-                       "last epoch)")
+    chose = chosen_on_validation(config, task)
+    overstates = task == "multilabel" or chose.startswith("the epoch kept")
+    consequence = ("so they overstate what new images would score" if overstates else
+                   "so its calibration and unknown-input figures overstate (not its accuracy: training kept the last "
+                   "epoch)")
     return (f"{cause}: these are its validation scores, on the images that chose {chose}, {consequence}; {fix} "
             "for scores to quote"), overstates
 

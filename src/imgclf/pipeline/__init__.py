@@ -100,14 +100,9 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
 def _card_follows(run: Any, metrics: MetricsRecord) -> None:
     """model.json's headline scores, which GET /model and `imgclf runs` show, made those of the evaluation that
     just replaced metrics.json (they kept the earlier evaluation's loss and macro F1)."""
-    from .card import headline
+    from .card import with_evaluation
 
-    card = run.read_card()
-    scores = headline(metrics, run.read_history(), card.training)
-    if scores.val_accuracy is None and card.metrics is not None:  # a card from before `training` was recorded
-        scores.val_accuracy = card.metrics.val_accuracy
-    card.metrics = scores
-    run.write_card(card)
+    run.write_card(with_evaluation(run, run.read_card(), metrics))
 
 
 def _tta_scores(run: Any) -> Any:

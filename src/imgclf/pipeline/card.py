@@ -12,7 +12,8 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..evaluation.interpret import kept_val_accuracy
 from ..models.base import keras_l2_penalty
-from ..records import HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, TrainingSummary, epochs_trained
+from ..records import (HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, RunDir, TrainingSummary,
+                       epochs_trained)
 from ..train.finetune import fine_tuning_plan
 from ..train.fit import TrainResult
 
@@ -70,3 +71,13 @@ def headline(metrics: MetricsRecord, history: list[HistoryRow], training: Traini
     return HeadlineMetrics(split=metrics.split, accuracy=metrics.accuracy, loss=metrics.loss,
                            macro_f1=metrics.macro.f1, macro_recall=metrics.macro.recall,
                            worst_class=metrics.worst_class, macro_auc=metrics.macro_auc, val_accuracy=val)
+
+
+def with_evaluation(run: RunDir, card: ModelCard, metrics: MetricsRecord) -> ModelCard:
+    """`card` with the headline scores of the run's own evaluation that just replaced metrics.json (GET /model and
+    `imgclf runs` show them); a card from before `training` was recorded keeps the val accuracy it had."""
+    scores = headline(metrics, run.read_history(), card.training)
+    if scores.val_accuracy is None and card.metrics is not None:
+        scores.val_accuracy = card.metrics.val_accuracy
+    card.metrics = scores
+    return card

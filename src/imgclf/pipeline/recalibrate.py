@@ -60,7 +60,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     for an evaluated run, metrics.json, predictions.csv and (`report`) report.html, else removes the report that
     showed the run before. Returns the new card."""
     from ..evaluation.run_eval import evaluate_run, warn_of_earlier_evaluations
-    from .card import headline
+    from .card import with_evaluation
     from .trust import drop_unused_statistics
 
     report = check_switch("report", report)
@@ -78,11 +78,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     # as training evaluates: with test-time views too where training made them
     metrics = evaluate_run(run.path, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
                            budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
-    scores = headline(metrics, run.read_history(), card.training)
-    if scores.val_accuracy is None and before.metrics is not None:  # a card from before `training` was recorded
-        scores.val_accuracy = before.metrics.val_accuracy
-    card.metrics = scores
-    run.write_card(card)
+    run.write_card(with_evaluation(run, card, metrics))
     from ..evaluation.stale_report import write_or_drop_report
 
     write_or_drop_report(run.path, report)  # the earlier page showed the old temperature, threshold and scores

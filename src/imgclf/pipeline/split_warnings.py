@@ -8,20 +8,10 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
+from ..evaluation.seen import chosen_on_validation
 from ..notices import warn
 
 FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points
-
-
-def chosen_on_validation(cfg: TrainConfig, task: str) -> str:
-    """What the val split chooses in this run: the epoch kept (restore_best, early stopping), the temperature,
-    the unknown threshold, or each label's decision threshold."""
-    chosen = ["the epoch kept"] if cfg.restore_best or cfg.early_stopping is not None else []
-    if task == "multilabel":
-        chosen.append("each label's decision threshold")
-    else:
-        chosen += (["the temperature"] if cfg.calibrate != "none" else []) + ["the unknown threshold"]
-    return ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + chosen[-1]
 
 
 def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg: TrainConfig) -> None:

@@ -189,12 +189,12 @@ def _check_read(params: list[Param], base: dict[str, Any]) -> None:
     from ..unused_settings import READ_ONLY_WITH
 
     searched = {p.name: p for p in params}
-    for p in params:
-        if p.name not in READ_ONLY_WITH:
-            continue
+    dependent = [p for p in params if p.name in READ_ONLY_WITH]
+    fixed = make_config(**base) if dependent else None  # the settings every trial shares
+    for p in dependent:
         decider, readers = READ_ONLY_WITH[p.name]
         drawn = searched[decider].choices if decider in searched else None
-        values = drawn if drawn is not None else (getattr(make_config(**base), decider),)
+        values = drawn if drawn is not None else (getattr(fixed, decider),)
         if not any(v in readers for v in values):
             raise invalid("space field", p.name, f"a setting the trials read: {p.name} is read with {decider} "
                           f"{' or '.join(map(str, readers))}", note=f"the trials train with {decider} "

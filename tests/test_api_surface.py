@@ -91,7 +91,8 @@ def test_what_the_api_returns_prints_as_one_readable_line(tiny_run, image_folder
 
 
 @pytest.mark.parametrize("call", [lambda: imgclf.report(None), lambda: imgclf.compare(None),
-                                  lambda: imgclf.compare(3), lambda: imgclf.compare(["runs/a", None])])
+                                  lambda: imgclf.compare(3), lambda: imgclf.compare(["runs/a", None]),
+                                  lambda: imgclf.export.export_run(3)])
 def test_the_new_functions_name_what_is_not_a_run(call):
     """A bare TypeError ('NoneType' object is not iterable) named no argument."""
     with pytest.raises(ImgclfError, match=r"^(run_dir|runs|run) must be .*Received: an object of type (NoneType|int)"):

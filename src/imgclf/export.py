@@ -26,6 +26,7 @@ import torch
 from pydantic import ValidationError
 
 from .records import ExportedCard, ExportInfo, ModelCard, load_card, validation_problems
+from .records.run_dir import run_path
 from .errors import bad_path, invalid
 from .inference import Classifier, PixelResults
 from .export_usage import usage_page
@@ -90,7 +91,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     format = FORMAT_ALIASES.get(format, format)
     if format not in FORMATS:
         raise invalid("format", format, FORMATS)
-    run_dir = Path(run_dir)
+    run_dir = run_path(run_dir, "run_dir")
     card = load_card(run_dir)
     clf = Classifier.load(run_dir)
     out_dir = writable_folder("out", out if out is not None else run_dir / "export")

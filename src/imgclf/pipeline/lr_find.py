@@ -236,18 +236,20 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
 
     check_sweep(start_lr, end_lr, steps)
     overwrite = check_switch("overwrite", overwrite)
-    if values.get("lr") is not None:
-        raise invalid("lr", values["lr"], "unset for lr-find: it sweeps start_lr..end_lr and suggests one")
+    # what the caller asked for, in a mapping as in keywords (a recipe's own epochs or schedule are not refused)
+    asked = {**(dict(config) if isinstance(config, Mapping) else {}), **values}
+    if asked.get("lr") is not None:
+        raise invalid("lr", asked["lr"], "unset for lr-find: it sweeps start_lr..end_lr and suggests one")
     for name, why in (("folds", "the sweep runs once, on the training split"), ("fold", "the sweep runs once"),
                       ("logger", "the sweep writes lr_find.json and lr_find.png, not a tracked run"),
                       ("mlflow_uri", "the sweep logs to no tracker")):
-        if values.get(name):  # accepted before and silently ignored
-            raise invalid(name, values[name], f"unset for lr-find: {why}")
+        if asked.get(name):  # accepted before and silently ignored
+            raise invalid(name, asked[name], f"unset for lr-find: {why}")
     for name, why in SETTINGS_OF_A_TRAINING.items():  # accepted, recorded nowhere, and changing nothing (schedule:
-        if values.get(name) is not None:  # onecycle's momentum cycling moved the suggestion 25x)
-            raise invalid(name, values[name], f"unset for lr-find: {why}",
+        if asked.get(name) is not None:  # onecycle's momentum cycling moved the suggestion 25x)
+            raise invalid(name, asked[name], f"unset for lr-find: {why}",
                           hint="Give it to imgclf train with the learning rate found")
-    if values.get("sizing") == "probe":  # accepted before and silently ignored
+    if asked.get("sizing") == "probe":  # accepted before and silently ignored
         raise invalid("sizing", "probe", "unset or fixed for lr-find: the sweep trains the width given (no probe "
                       "runs for it)")
     # a width given with `--recipe fast` is the one swept, not refused as a width the probe would choose

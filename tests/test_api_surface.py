@@ -3,8 +3,10 @@ that does the job), each taking what the command takes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
 import pytest
 
 import imgclf
@@ -78,6 +80,7 @@ def test_what_the_api_returns_prints_as_one_readable_line(tiny_run, image_folder
 
     result = audit(image_folder, out=tmp_path / "audit", page=False)
     text = repr(result)
+    assert result.as_dict() == json.loads(result.json_path.read_text())  # JSON-ready: what audit.json holds
     assert text.startswith("AuditResult(folder=") and f"images={result.record.counts.images}" in text
     explanation = imgclf.explain(tiny_run, [str(next((image_folder / "cat").iterdir()))])[0]
     assert repr(explanation).startswith("Explanation(path=") and "heatmap=16x16)" in repr(explanation)
@@ -88,6 +91,17 @@ def test_what_the_api_returns_prints_as_one_readable_line(tiny_run, image_folder
     assert repr(comparison).startswith("Comparison(runs=2, groups=[A: ")
     for shown in (text, repr(explanation), repr(comparison)):
         assert len(shown) < 400 and "\n" not in shown
+    # and each gives its numbers as JSON, as Run and Prediction do (Explanation and Comparison had no as_dict)
+    told = json.loads(json.dumps(explanation.as_dict(), allow_nan=False))
+    assert told["prediction"] == explanation.prediction.as_dict() and told["explained"] == explanation.explained
+    assert np.allclose(told["heatmap"], explanation.heatmap, atol=1e-4) and told["image_shape"][:2] == [16, 16]
+    told = json.loads(json.dumps(comparison.as_dict(), allow_nan=False))
+    assert [g["key"] for g in told["groups"]] == [g.key for g in comparison.groups] == ["A"]  # seeds: one group
+    assert told["differing"] == comparison.differing and sum(len(g["runs"]) for g in told["groups"]) == 2
+    by_group = {g["key"]: g for g in told["groups"]}
+    for group in comparison.groups:
+        assert [r["path"] for r in by_group[group.key]["runs"]] == [str(r.path) for r in group.runs]
+        assert by_group[group.key]["stats"]["test_accuracy"]["mean"] == group.stats["test_accuracy"].mean
 
 
 @pytest.mark.parametrize("call", [lambda: imgclf.report(None), lambda: imgclf.compare(None),

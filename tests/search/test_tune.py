@@ -75,6 +75,8 @@ def test_trials_are_runs_only_the_best_is_tested_and_best_yaml_trains(data, tmp_
         assert (run / "report.html").is_file() == (n == record.best.number)
     assert record.best.value == max(t.value for t in record.trials if t.state == "complete")
     assert record.best.test_accuracy is not None and result.best_run == out / record.best.run
+    told = json.loads(json.dumps(result.as_dict(), allow_nan=False))  # JSON-ready, as tune.json holds it
+    assert told["record"] == _record(out) and told["best_run"] == str(result.best_run)
     page = (out / "tune.html").read_text()
     assert f'href="trials/trial-{record.best.number:03d}/report.html"' in page and "data:image/png;base64," in page
     assert all(f'<a href="trials/trial-{n:03d}/"' in page for n in range(3))  # each trial links its run folder

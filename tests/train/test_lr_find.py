@@ -133,6 +133,10 @@ def test_lr_find_api_writes_curve_and_suggestion_within_the_sweep(data, tmp_path
     png = (tmp_path / "lf" / "lr_find.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert not list((tmp_path / "lf").glob(".lr_find*"))  # Lightning's restore checkpoint is gone
+    # JSON-ready as the other results are, the same sweep as its file (no NaN: json refuses it here)
+    shown = json.loads(json.dumps(result.as_dict(), allow_nan=False))
+    assert shown["suggestion"] == stored["suggestion"] and shown["lrs"] == stored["lr"]
+    assert shown["losses"] == stored["loss"] and shown["raw_losses"] == stored["loss_raw"]
 
 
 def test_lr_find_cli_prints_the_suggestion(data, tmp_path):

@@ -53,6 +53,10 @@ class AuditResult:
     def json_path(self) -> Path:
         return self.folder / "audit.json"
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: what audit.json holds (the arrays behind it are left out)."""
+        return self.record.model_dump(mode="json")
+
     def __repr__(self) -> str:  # the counts: the record and the arrays behind it are tens of kilobytes
         c = self.record.counts
         return (f"AuditResult(folder={str(self.folder)!r}, images={c.images}, duplicate_groups={c.duplicate_groups}, "

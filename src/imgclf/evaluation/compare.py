@@ -103,6 +103,21 @@ class Comparison:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run, why): unfinished runs left out
     digits: int | None = 4  # significant digits of float settings as labels show them (None: all)
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: each group (its label, mean ± std per column, its runs' own numbers), the settings that
+        differ, the sections of groups scored on the same images, and the runs left out with why."""
+        def run(r: RunSummary) -> dict[str, Any]:
+            return {"path": str(r.path), "name": r.name, "seed": r.seed, "split": r.split, "values": dict(r.values),
+                    "hardware": r.hardware, "resumed": r.resumed}
+
+        return {"groups": [{"key": g.key, "label": g.label, "n": g.n,
+                            "stats": {k: v.as_dict() for k, v in g.stats.items()},
+                            "runs": [run(r) for r in g.runs]} for g in self.groups],
+                "differing": list(self.differing), "splits": list(self.splits),
+                "sections": [{"title": s.title, "groups": [self.groups[i].key for i in s.groups],
+                              "val_alike": s.val_alike} for s in self.sections],
+                "skipped": [{"run": run_name, "why": why} for run_name, why in self.skipped]}
+
     def __repr__(self) -> str:  # the groups, not every run's whole config
         groups = ", ".join(f"{g.key}: {g.label!r} (n={g.n})" for g in self.groups)
         return f"Comparison(runs={sum(g.n for g in self.groups)}, groups=[{groups}], differing={self.differing})"

@@ -155,6 +155,13 @@ class Explanation:
     heatmap: np.ndarray | None = None
     image: np.ndarray | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the prediction as `predict --format json` gives it, the class explained, the heatmap as
+        rows of numbers (4 decimals) and the size of the image the network read (its pixels left out)."""
+        return {"path": self.path, "prediction": self.prediction.as_dict(), "explained": self.explained,
+                "heatmap": None if self.heatmap is None else np.round(self.heatmap.astype(float), 4).tolist(),
+                "image_shape": None if self.image is None else list(self.image.shape)}
+
     def __repr__(self) -> str:  # a notebook's line, not two arrays of numbers
         p = self.prediction
         if p.error:

@@ -57,6 +57,14 @@ class LRFindResult:
         early = f" (stopped early, the loss diverged; the sweep was to {self.max_lr:g})" if self.stopped_early else ""
         return self.span + early
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, as lr_find.json holds the sweep (a loss that was not finite is None)."""
+        return {"path": str(self.path), "suggestion": self.suggestion, "lowest_loss_lr": self.lowest_loss_lr,
+                "tenth_of_lowest": self.tenth_of_lowest, "min_lr": self.min_lr, "max_lr": self.max_lr,
+                "stopped_early": self.stopped_early, "window": self.window, "lrs": list(self.lrs),
+                "losses": _json_floats(self.losses),
+                "raw_losses": None if self.raw_losses is None else _json_floats(self.raw_losses)}
+
     def __repr__(self) -> str:
         return f"LRFindResult({str(self.path)!r}, suggestion={self.suggestion:.3g})"
 

@@ -57,6 +57,11 @@ class TuneResult:
     best_params: dict[str, Any]
     record: Any  # imgclf.records.TuneRecord
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the folder, the best trial, and tune.json's record of every trial."""
+        return {"path": str(self.path), "best_run": str(self.best_run), "best_value": self.best_value,
+                "best_params": dict(self.best_params), "record": self.record.model_dump(mode="json")}
+
     def __repr__(self) -> str:
         return f"TuneResult({str(self.path)!r}, best_value={self.best_value:.4f}, best_run={str(self.best_run)!r})"
 

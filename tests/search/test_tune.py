@@ -142,6 +142,7 @@ def test_a_search_cut_short_lists_its_pruned_trial_as_pruned(data, tmp_path, mon
     message = " ".join(str(stopped.value).split())
     assert "search interrupted in trial 2 (training interrupted (Ctrl-C) after 1 completed epoch" in message
     assert "same imgclf tune command with --resume" in message and "train --resume" not in message
+    assert f"(Python: the same imgclf.tune call with resume=True, out={str(out.absolute())!r})" in message
     assert stopped.value.exit_code == 130
     record = _record(out)
     assert record["stopped"] == "interrupted during trial 2: 2 of 3 trials done" and record["best"]["number"] == 0
@@ -287,7 +288,7 @@ def test_a_budget_under_a_second_a_trial_is_refused_before_any_trial(data, tmp_p
     import imgclf
 
     with pytest.raises(ImgclfError, match=r"^time_limit must be at least 1 s a trial, 10 s for 10 trials .*"
-                                          r"Received: time_limit='4s', trials=10"):
+                                          r"Received: time_limit='4s', trials=10.*\(Python: time_limit=, trials=\)"):
         imgclf.tune({"data": str(data), **SETTINGS}, trials=10, time_limit="4s", out=str(tmp_path / "t"))
     assert not (tmp_path / "t").exists()
 
@@ -296,7 +297,8 @@ def test_a_search_refuses_the_sizing_probe_before_any_trial(data, tmp_path):
     """Each trial's probe would replace the sampled width, batch, learning rate and augmentation."""
     import imgclf
 
-    with pytest.raises(ImgclfError, match=r"sizing .*fixed for tune.*--sizing fixed"):
+    # a Python caller is told the keywords beside the flags
+    with pytest.raises(ImgclfError, match=r"sizing .*fixed for tune.*--sizing fixed .*Python: sizing=\"fixed\""):
         imgclf.tune({"data": str(data), "recipe": "fast", "progress": False}, trials=2, time_limit="30s",
                     out=str(tmp_path / "t"))
     assert not (tmp_path / "t").exists()
@@ -306,7 +308,8 @@ def test_a_search_refuses_lr_auto_before_any_trial(data, tmp_path):
     """search.yaml recorded lr: auto and every trial then sampled its own rate: the setting did nothing."""
     import imgclf
 
-    with pytest.raises(ImgclfError, match=r"lr must be a number for tune: the search samples the learning rate"):
+    with pytest.raises(ImgclfError, match=r"lr must be a number for tune: the search samples the learning rate.*"
+                                          r"Pass --lr 0.01 \(Python: lr=0.01\)"):
         imgclf.tune({"data": str(data), "model": "simple_cnn", "lr": "auto", "epochs": 1, "progress": False},
                     trials=2, out=str(tmp_path / "t"))
     assert not (tmp_path / "t").exists()

@@ -19,11 +19,13 @@ def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
     if base.sizing == "probe":
         raise invalid("sizing", "probe", "fixed for tune: each trial's probe would replace the width, batch, learning "
                       "rate and augmentation the search sampled with its own choice",
-                      hint="Pass --sizing fixed (and the width to search from with --model-args width=N)")
+                      hint="Pass --sizing fixed (and the width to search from with --model-args width=N; Python: "
+                           "sizing=\"fixed\", model_args={\"width\": N})")
     if base.lr == "auto" or base.lr_auto:  # recorded in search.yaml, then ignored: each trial sampled a number
         raise invalid("lr", "auto", "a number for tune: the search samples the learning rate from its space (the "
                       "model's default space includes lr), and a finder run per trial would replace that draw",
-                      hint="Pass --lr 0.01 (or leave --lr out), or find one first with imgclf lr-find DATA")
+                      hint="Pass --lr 0.01 (Python: lr=0.01) or leave it out, or find one first with imgclf "
+                           "lr-find DATA")
     if budget is not None and budget <= 0:
         raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
     if budget is not None and budget < MIN_TRIAL_SECONDS * trials:
@@ -31,7 +33,8 @@ def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
         least = MIN_TRIAL_SECONDS * trials
         raise invalid("time_limit", f"{budget:g}s", f"at least {MIN_TRIAL_SECONDS:g} s a trial, {least:g} s for "
                       f"{trials} trials (each trial gets an equal share of the search's time)",
-                      also={"trials": trials}, hint="Give a longer --time-limit or fewer --trials")
+                      also={"trials": trials},
+                      hint="Give a longer --time-limit or fewer --trials (Python: time_limit=, trials=)")
     from ..train.engine_choice import check_engine
 
     # else every trial fails on it, and failed trials are redrawn

@@ -21,7 +21,8 @@ def search_folder(out: str | os.PathLike | None, model: str, resume: bool) -> Pa
 
     if resume:
         if out is None:
-            raise invalid("resume", True, "given with --out: the folder of the search to continue")
+            raise invalid("resume", True, "given with --out (Python: out=): the folder of the search "
+                          "to continue")
         folder = Path(out).absolute()
         if not (folder / STUDY_FILE).is_file() or not (folder / SEARCH_FILE).is_file():
             raise bad_path("out", folder, f"a search folder with {STUDY_FILE} and {SEARCH_FILE} to resume",
@@ -30,7 +31,8 @@ def search_folder(out: str | os.PathLike | None, model: str, resume: bool) -> Pa
     folder = writable_folder("out", Path(out)).absolute() if out is not None else next_free_dir("tune", model)
     if (folder / STUDY_FILE).exists():
         raise bad_path("out", folder, "a folder without a search", f"holds {STUDY_FILE}",
-                       hint="Pass --resume to continue that search, or another --out")
+                       hint="Pass --resume to continue that search, or another --out (Python: "
+                            "resume=True, or another out=)")
     if folder.exists() and any(folder.iterdir()):
         raise bad_path("out", folder, "an empty or new folder", "not empty")
     folder.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ def interrupted_message(exc: BaseException, folder: Path, number: int | None = N
     run's own hint (imgclf train --resume TRIAL) would finish that trial outside the search, whose study has
     marked it failed; the search goes on with --resume."""
     what = getattr(exc, "state", None) or "interrupted"
-    go_on = (f"Continue the search by running the same imgclf tune command with --resume --out {folder}: finished "
-             "trials are kept")
+    go_on = (f"Continue the search by running the same imgclf tune command with --resume --out {folder} (Python: the "
+             f"same imgclf.tune call with resume=True, out={str(folder)!r}): finished trials are kept")
     if number is None:
         return f"search interrupted between trials ({what}). {go_on}"
     return (f"search interrupted in trial {number} ({what}; its run stays in {run}). "

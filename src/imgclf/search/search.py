@@ -172,7 +172,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     # both would add trials to one study
     with exclusive(folder, LOCK_FILE, "out", "a search folder no other process is using",
                    "in use by another imgclf tune",
-                   "Wait for that search to end (or stop it), then pass --resume"):  # held until the search ends
+                   # held until the search ends
+                   "Wait for that search to end (or stop it), then pass --resume (Python: resume=True)"):
         if resume:
             stored = read_yaml(folder / SEARCH_FILE)
             check_resume(folder, stored, search)
@@ -322,7 +323,8 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
             last = failures[-1][len("failed: "):]
             raise invalid("trials", trials, "enough for at least one trial to complete",
                           note=f"none completed in {folder}: {len(failures)} failed, the last with: {last}",
-                          hint="Correct the setting named (in --space or the settings), or see tune.json")
+                          hint="Correct the setting named (in --space, Python space=, or the settings), or see "
+                               "tune.json")
         raise invalid("trials", trials, "enough for at least one trial to complete",
                       note=f"none completed in {folder}", hint="See tune.json / the trial folders for why")
     best = study.best_trial

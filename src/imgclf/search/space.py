@@ -111,7 +111,7 @@ def parse_param(name: str, spec: Any) -> Param:
         raise invalid("space field", name, "a setting other than those that draw the split "
                       f"({', '.join(SAME_SPLIT)})", note="every trial must be scored on the same validation images, "
                       "or the search compares splits, not settings", hint=f"Give {name} as a setting of the search "
-                      "(--seed, --val-split, ...), the same for every trial")
+                      "(--seed, --val-split, ...; Python: seed=, val_split=), the same for every trial")
     if not isinstance(name, str) or not (name in TrainConfig.model_fields and name not in FIXED + SAME_SPLIT
                                          or re.fullmatch(r"model_args\.[A-Za-z_][A-Za-z0-9_]*", name)):
         raise invalid("space field", name, searchable_fields())

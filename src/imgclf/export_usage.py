@@ -21,15 +21,20 @@ def pixels(path):
             img = ImageOps.exif_transpose(img)
         except Exception:  # a damaged EXIF block: used as stored, as imgclf does
             pass
+        key = img.info.get("transparency")  # a colour key: pixels of that value are transparent
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float: their range into 0..255
-            values = np.asarray(img, dtype=np.float64)
+            stored = np.asarray(img)
+            values = stored.astype(np.float64)
             high = values.max() if values.size else 0.0
             if img.mode == "F" and high <= 1.0:  # float pixels in [0, 1]
                 values = np.rint(values * 255.0)
             elif img.mode.startswith("I;16") or high > 255:  # 16-bit: on the 0..65535 scale
                 values = np.rint(values * (255.0 / 65535.0))
+            sixteen = img.mode.startswith("I;16")
             img = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
-        if img.mode == "P" and "transparency" in img.info:
+            if sixteen and isinstance(key, int):
+                img = Image.merge("LA", (img, Image.fromarray(np.where(stored == key, 0, 255).astype(np.uint8))))
+        if img.mode in ("P", "RGB", "L") and "transparency" in img.info:  # a palette's or a colour key's
             img = img.convert("RGBA")
         if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # transparency over white
             img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
@@ -130,7 +135,8 @@ def usage_page(card: dict[str, Any]) -> str:
               f"image down by 1/2 to 1/8 while decoding, keeping it at least {side} px a side;",
               "2. the EXIF orientation is applied (`ImageOps.exif_transpose`; an image whose EXIF block cannot be "
               "read is used as stored);",
-              "3. transparency (RGBA, LA, palette with a transparent colour) is composited over white; 16-bit and "
+              "3. transparency (RGBA, LA, a palette's transparent colour, a PNG colour key on RGB, grey or 16-bit "
+              "grey) is composited over white; 16-bit and "
               "float images are scaled into 0-255 (by 1/257 when their maximum exceeds 255);",
               f"4. the image is converted to `{mode}` and resized to {side} x {side}, aspect ratio not kept, with "
               f"`img.resize(({side}, {side}), Image.Resampling.{resample}, reducing_gap=None)`;",

@@ -52,7 +52,60 @@ def test_transparency_is_composited_over_white(tmp_path):
     assert open_image(str(tmp_path / "clear.png"), None, "rgb").min() == 255
 
 
-def test_a_decompression_bomb_is_refused_naming_one_limit(tmp_path):
+def test_a_colour_key_is_transparency_as_an_alpha_band_is(tmp_path):
+    """An RGB or grey PNG whose transparency is a colour key (tRNS: optipng and oxipng write RGBA so when its alpha
+    is all or nothing) showed the hidden colour; the same picture as a palette PNG came out white."""
+    from PIL import Image
+
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[:2] = (255, 0, 0)  # the keyed colour, hidden
+    rgb[2:] = (0, 0, 200)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(255, 0, 0))
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "rgba.png")
+    rgba = np.array(Image.open(tmp_path / "rgba.png"))
+    rgba[:2, :, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    assert np.array_equal(open_image(str(tmp_path / "rgb.png"), None, "rgb"),
+                          open_image(str(tmp_path / "rgba.png"), None, "rgb"))
+    assert (open_image(str(tmp_path / "rgb.png"), None, "rgb")[:2] == 255).all()
+    grey = np.full((4, 4), 90, np.uint8)
+    grey[:, :2] = 7
+    Image.fromarray(grey).save(tmp_path / "grey.png", transparency=7)
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png", transparency=7 * 257)
+    for name in ("grey.png", "deep.png"):
+        decoded = open_image(str(tmp_path / name), None, "grayscale")[..., 0]
+        assert (decoded[:, :2] == 255).all() and (decoded[:, 2:] == 90).all(), name
+
+
+def test_pillows_pixel_limit_lifted_is_no_limit(tmp_path, monkeypatch):
+    """PIL.Image.MAX_IMAGE_PIXELS = None, Pillow's documented way to lift the limit, made every image a
+    "damaged file (TypeError ...)", and fit found no training image."""
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "small.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert open_image(str(tmp_path / "small.png"), 4, "rgb").shape == (4, 4, 3)
+
+
+def test_the_decode_cache_follows_pillows_pixel_limit(tmp_path, monkeypatch):
+    """A cache made under one limit kept its refusals (quoting that limit) after the caller raised it; and the
+    decode workers, spawned, started with Pillow's default whatever the caller had set."""
+    from PIL import Image
+
+    import imgclf.data.cache as cache
+
+    for i in range(4):
+        Image.new("RGB", (40, 30), (i, 0, 0)).save(tmp_path / f"{i}.png")
+    paths = sorted(str(p) for p in tmp_path.glob("*.png"))
+    monkeypatch.setattr(cache, "_IN_PROCESS_BELOW", 0)  # through the worker processes, as a large set goes
+    monkeypatch.setattr(cache, "_CHUNK", 2)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # under 40 x 30: every file a bomb
+    kept = dict(size=8, color="rgb", interpolation="bilinear", cache_dir=tmp_path / "cache", progress=False)
+    refused = cache.decode_all(paths, workers=2, **kept)
+    assert len(refused.failures) == 4 and "limit of 1,000" in refused.failures[0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    assert cache.decode_all(paths, workers=2, **kept).failures == {}
+
     """Pillow warns above MAX_IMAGE_PIXELS and raises above twice it, each message with its own limit: an image
     of 100 M pixels and one of 900 M were refused quoting two different limits."""
     from PIL import Image

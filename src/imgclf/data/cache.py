@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..errors import invalid
 from ..io import default_file_mode, write_json
@@ -28,8 +29,9 @@ from .decode import DecodeError, open_image
 
 # Part of every cache key: raised when a decoding rule changes, so no cache keeps pixels the files no longer decode
 # to (2: float images within [0, 1] are scaled by 255, commit 4941474; 3: a 16-bit image is on the 0..65535 scale
-# whatever its maximum, and rounded).
-CACHE_VERSION = 3
+# whatever its maximum, and rounded; 4: a PNG colour key (tRNS) on RGB, grey or 16-bit grey is transparency,
+# composited over white as an alpha band is).
+CACHE_VERSION = 4
 _IN_PROCESS_BELOW = 3000  # starting worker processes costs more than it saves on small sets
 _CHUNK = 512
 
@@ -79,7 +81,10 @@ def cache_folder(cache_dir: str | os.PathLike | None = None, sub: str = "") -> P
 
 
 def cache_key(paths: list[str], size: int, color: str, interpolation: str) -> str:
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{color}|{interpolation}|{len(paths)}".encode())
+    # Pillow's pixel limit decides which images are refused as bombs: a cache made under another limit holds
+    # other failures (and quotes that limit)
+    limit = Image.MAX_IMAGE_PIXELS
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{color}|{interpolation}|{len(paths)}|{limit}".encode())
     for path in paths:
         try:
             st = os.stat(path)
@@ -90,8 +95,9 @@ def cache_key(paths: list[str], size: int, color: str, interpolation: str) -> st
     return digest.hexdigest()[:24]
 
 
-def _decode_chunk(args: tuple[str, int, list[str], int, str, str, bool]) -> dict[int, str]:
-    out_path, start, paths, size, color, interpolation, store = args
+def _decode_chunk(args: tuple[str, int, list[str], int, str, str, bool, int | None]) -> dict[int, str]:
+    out_path, start, paths, size, color, interpolation, store, pixel_limit = args
+    Image.MAX_IMAGE_PIXELS = pixel_limit  # the caller's: a spawned worker starts with Pillow's default
     pixels = np.load(out_path, mmap_mode="r+") if store else None
     failures: dict[int, str] = {}
     for offset, path in enumerate(paths):
@@ -222,7 +228,8 @@ def decode_all(
         _reserve(tmp_path, cache_dir)
     try:
         tasks = [
-            (str(tmp_path), start, paths[start : start + _CHUNK], size, color, interpolation, store)
+            (str(tmp_path), start, paths[start : start + _CHUNK], size, color, interpolation, store,
+             Image.MAX_IMAGE_PIXELS)
             for start in range(0, len(paths), _CHUNK)
         ]
         what = f"{size}x{size} {color}" + ("" if store else ", too large to cache: checking only")

@@ -21,6 +21,10 @@ INTERPOLATIONS = {
 }
 
 
+# modes whose transparency is a value in img.info (not an alpha band)
+COLOUR_KEYED = ("P", "RGB", "L")
+
+
 class DecodeError(Exception):
     """An image that cannot be used; the message is the reason shown to the user."""
 
@@ -44,8 +48,12 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
         # arrays are read (`inputs.array_to_image`): a float TIFF in [0, 1] read as 0..255 was black; otherwise
         # (floats, 32-bit integers) 0..255 stay as they are, and more is read as 16-bit.
         if img.mode.startswith("I;16"):
-            img = Image.fromarray(_sixteen_to_eight(np.asarray(img)), mode="L")
-            return _to_mode(img, color)
+            values = np.asarray(img)
+            grey = Image.fromarray(_sixteen_to_eight(values), mode="L")
+            key = img.info.get("transparency")  # a PNG colour key (tRNS) on the 16-bit values
+            if isinstance(key, int) and not isinstance(key, bool):
+                grey = Image.merge("LA", (grey, Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8))))
+            return _to_mode(grey, color)
         arr = np.asarray(img).astype(np.float64)  # asarray(img, dtype=float64) took 3.9 s on 9400 x 9400
         if img.mode == "F" and arr.size and not (np.isfinite(arr).all() and arr.min() >= 0):
             raise DecodeError("float pixels hold NaN, infinity or negative values (readable: [0, 1] or 0..255)")
@@ -55,8 +63,8 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
         elif img.mode.startswith("I;16") or hi > 255:
             arr = np.rint(arr * (255.0 / 65535.0))
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
+    if img.mode in COLOUR_KEYED and "transparency" in img.info:  # a palette's transparent entry, or a colour key
+        img = img.convert("RGBA")  # (PNG tRNS on RGB or grey, as PNG optimisers write it): Pillow applies either
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
@@ -109,7 +117,8 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     reports both without reading a file twice)."""
     try:
         with quiet_bomb_warning(), Image.open(source) as img:
-            if img.size[0] * img.size[1] > Image.MAX_IMAGE_PIXELS:
+            limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's documented way to lift the limit
+            if limit is not None and img.size[0] * img.size[1] > limit:
                 raise DecodeError(_bomb_reason(img.size[0] * img.size[1]))
             width, height = upright_size(img)
             meta = {"width": width, "height": height, "mode": img.mode, "format": img.format}

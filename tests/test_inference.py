@@ -466,6 +466,29 @@ def test_an_empty_folder_among_the_images_is_warned_of(tiny_run, image_folder, t
     assert sum(line.startswith(str(image_folder)) for line in result.output.splitlines()) == 20
 
 
+def test_files_left_out_of_a_folder_are_named(tiny_run, image_folder, tmp_path, caplog):
+    """predict(folder) left out files not named as images without a word (training lists them as skipped); a
+    .jfif, a JPEG Pillow reads, was among them."""
+    import logging
+    import shutil
+
+    folder = shutil.copytree(image_folder / "cat", tmp_path / "cat")
+    (folder / "notes.txt").write_text("x")
+    (folder / "clip.avi").write_bytes(b"x")
+    Image.open(next(folder.glob("*.png"))).convert("RGB").save(folder / "photo.jfif", "JPEG")
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        predictions = imgclf.load(tiny_run).predict(folder)
+    assert len(predictions) == 21 and any(p.path.endswith("photo.jfif") and p.error is None for p in predictions)
+    assert "2 files in the folders given left out, not named as images ('clip.avi', 'notes.txt')" in caplog.text
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), str(folder), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).count("2 files in the folders given left out") == 1
+
+
 def test_evaluate_prints_a_folder_and_split_as_written(tiny_run, tmp_path):
     """Rich read ":train:" in "DATA:train: accuracy" as an emoji (a train), and "[red]" in a name as markup."""
     import shutil

@@ -138,7 +138,8 @@ def usage_page(card: dict[str, Any]) -> str:
               "3. transparency (RGBA, LA, a palette's transparent colour, a PNG colour key on RGB, grey or 16-bit "
               "grey) is composited over white; 16-bit and "
               "float images are scaled into 0-255 (by 1/257 when their maximum exceeds 255);",
-              f"4. the image is converted to `{mode}` and resized to {side} x {side}, aspect ratio not kept, with "
+              f"4. the image is converted to `{mode}` (as Pillow converts: an embedded ICC colour profile is not "
+              "applied) and resized to {side} x {side}, aspect ratio not kept, with "
               f"`img.resize(({side}, {side}), Image.Resampling.{resample}, reducing_gap=None)`;",
               "5. `np.asarray(img, dtype=np.uint8)`, with a channel axis added for grey images.", "",
               ("`imgclf predict RUN IMAGES --backend onnx` (or `imgclf serve RUN --backend onnx`) runs this file "

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.folder import IMAGE_EXTENSIONS, walk_images
+from .data.folder import IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, walk_images
 from .errors import Described, bad_path, invalid
 
 # A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
@@ -23,11 +23,12 @@ IMAGE_KINDS = ("an image file or folder path, a PIL image, or a numpy array (H x
                "batch)")
 
 
-def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = None) -> list[str]:
+def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = None,
+                  others: list[str] | None = None) -> list[str]:
     """Files as given; folders expanded to their image files the way training reads a class folder (recursively,
     hidden entries skipped, symlinked folders followed once). An image name that cannot be read (a dangling
     link) is kept, so that its prediction row says why; other files are not images and are left out. `empty`:
-    where given, the folders holding no image are appended to it."""
+    where given, the folders holding no image are appended to it; `others`: the files left out."""
     out: list[str] = []
     for item in items:
         path = Path(item)
@@ -38,17 +39,25 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
             out += sorted(found + unreadable)
             if empty is not None and not found and not unreadable:
                 empty.append(str(item))
+            if others is not None:
+                others += [s["path"] for s in skipped if s["reason"] == NOT_AN_IMAGE_NAME]
         else:
             out.append(str(path))
     return out
 
 
-def warn_of_empty_folders(folders: Iterable[str]) -> None:
-    """An empty folder among the images: no row says so, and an empty result read as "nothing predicted"."""
+def warn_of_empty_folders(folders: Iterable[str], others: Sequence[str] = ()) -> None:
+    """An empty folder among the images: no row says so, and an empty result read as "nothing predicted". Files
+    in the folders that are not images (by their extension) are named too: training lists them as skipped, and
+    a prediction silently without them read as a file forgotten."""
     from .notices import warn
 
     for folder in folders:
         warn(f"the folder {folder!r} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])} ...)")
+    if others:
+        shown = ", ".join(repr(os.path.basename(p)) for p in others[:3]) + (", ..." if len(others) > 3 else "")
+        warn(f"{len(others)} file{'' if len(others) == 1 else 's'} in the folders given left out, not named as "
+             f"images ({shown}); image extensions: {', '.join(IMAGE_EXTENSIONS)}")
 
 
 def is_file_object(item: object) -> bool:
@@ -71,8 +80,9 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
         name = f"images[{i}]"
         if isinstance(item, (str, os.PathLike)):
             empty: list[str] = []
-            paths = expand_inputs([item], empty)
-            warn_of_empty_folders(empty)
+            others: list[str] = []
+            paths = expand_inputs([item], empty, others)
+            warn_of_empty_folders(empty, others)
             names += paths
             sources += paths
         elif isinstance(item, Image.Image) or is_file_object(item):

@@ -26,6 +26,20 @@ def test_flat_folder_classes_sorted_and_hidden_ignored(tmp_path):
     assert not any(".DS_Store" in s["path"] for s in scan.skipped)
 
 
+def test_names_starting_with_two_underscores_are_the_users(tmp_path):
+    """Every name starting with "__" was left out without a word: a class `__background__` vanished from inspect
+    and training, and files `__img_000.png` from every listing. Only what systems leave behind is hidden."""
+    make_image_folder(tmp_path, classes=("__background__", "cat"), per_class=4)
+    shutil.copy(next((tmp_path / "cat").iterdir()), tmp_path / "cat" / "__img_000.png")
+    (tmp_path / "__MACOSX").mkdir()
+    (tmp_path / "__MACOSX" / "._x.png").write_bytes(b"junk")
+    (tmp_path / "cat" / "Thumbs.db").write_bytes(b"junk")
+    scan = scan_folder(tmp_path)
+    assert scan.classes == ["__background__", "cat"]
+    assert len(scan.files["all"]) == 9 and any(p.endswith("__img_000.png") for p, _ in scan.files["all"])
+    assert not any("MACOSX" in s["path"] or "Thumbs" in s["path"] for s in scan.skipped)
+
+
 def test_split_layout_with_train_and_test_splits_validation_off_train(tmp_path):
     make_image_folder(tmp_path, layout="splits", per_split={"train": 20, "test": 5})
     # group_duplicates off: this folder's images of one class are near-duplicates of each other, so a

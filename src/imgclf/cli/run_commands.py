@@ -220,10 +220,11 @@ def _image_paths(images: list[Path]) -> list[str]:
     from ..inputs import expand_inputs, warn_of_empty_folders
 
     empty: list[str] = []
-    paths = expand_inputs(images, empty)
+    others: list[str] = []
+    paths = expand_inputs(images, empty, others)
     if not paths:
         raise _no_image_found(images)
-    warn_of_empty_folders(empty)
+    warn_of_empty_folders(empty, others)
     return paths
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from ..errors import ImgclfError, bad_path, invalid
 from ..run_markers import is_run_dir
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+                    ".jfif", ".jpe", ".avif")  # what Pillow reads (AVIF natively since Pillow 11.2)
+NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside the images is skipped
 SPLIT_NAMES = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 SPLIT_FOLDER_NAMES = "train, val, valid, validation and test"  # any case
@@ -30,8 +32,12 @@ class FolderScan:
     empty: list[tuple[str, str]] = field(default_factory=list)
 
 
+# what operating systems and tools leave in folders; any other name, `__background__` included, is the user's
+SYSTEM_NAMES = frozenset({"__MACOSX", "__pycache__", "Thumbs.db", "ehthumbs.db"})
+
+
 def is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__") or name == "Thumbs.db"
+    return name.startswith(".") or name in SYSTEM_NAMES
 
 
 def _split_dirs(root: Path) -> dict[str, Path]:
@@ -118,7 +124,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
                 if entry.name.lower().endswith(IMAGE_EXTENSIONS):
                     out.append(entry.path)
                 else:
-                    skipped.append({"path": entry.path, "reason": "not an image file extension"})
+                    skipped.append({"path": entry.path, "reason": NOT_AN_IMAGE_NAME})
             elif entry.is_symlink():
                 skipped.append({"path": entry.path, "reason": "broken symlink or symlink loop"})
         stack += links[::-1] + folders[::-1]  # in name order within each kind

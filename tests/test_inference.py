@@ -393,6 +393,31 @@ def test_a_float_image_reads_alike_from_its_file_and_as_a_pil_image(tiny_run, tm
         assert "NaN, infinity or negative" in from_file.error and from_pil.error == from_file.error, name
 
 
+def test_an_image_opened_from_a_file_reads_as_its_path(tiny_run, tmp_path):
+    """Image.open(path) given to predict skipped libjpeg's scaling (pixels up to 8 apart, other probabilities) and
+    the pixel limit (a 100-Mpixel PNG refused by path was decoded in full); the caller's image is left unread."""
+    import warnings
+
+    from torture import _bomb_png
+
+    clf = imgclf.load(tiny_run)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (480, 800, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg", quality=85)
+    opened = Image.open(tmp_path / "photo.jpg")
+    by_path, by_image = clf.predict([str(tmp_path / "photo.jpg"), opened])
+    assert by_image.probability == by_path.probability and by_image.score == by_path.score
+    assert opened.size == (800, 480) and opened.tile  # not drafted nor read: the caller's as it was
+    (tmp_path / "bomb.png").write_bytes(_bomb_png(10_000, 10_000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        bomb = Image.open(tmp_path / "bomb.png")
+    by_path, by_image = clf.predict([str(tmp_path / "bomb.png"), bomb])
+    assert by_path.error.startswith("decompression bomb refused") and by_image.error == by_path.error
+    loaded = Image.open(tmp_path / "photo.jpg")
+    loaded.load()  # read in full by the caller: predicted as given
+    assert clf.predict(loaded)[0].error is None
+
+
 def test_a_prediction_as_a_dict_is_what_predict_json_gives(tiny_run, image_folder):
     from imgclf.predict_format import format_predictions
 

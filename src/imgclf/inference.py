@@ -63,6 +63,16 @@ class Prediction:
         return as_json(self)
 
 
+def _unread_file(img: Image.Image) -> bool:
+    """A PIL image opened from a file on disk whose pixels are not read yet (its first frame): the file itself
+    can be decoded instead, as a path is. 95-Mpixel PNGs were refused by path and decoded given as Image.open."""
+    try:
+        return bool(getattr(img, "tile", None)) and img.tell() == 0 and isinstance(img.filename, str) \
+            and os.path.isfile(img.filename)
+    except Exception:  # anything odd about it: decoded as given
+        return False
+
+
 @dataclass
 class PixelResults:
     """What a batch of images gives: calibrated probabilities (averaged over the TTA views when asked), and, for
@@ -153,12 +163,16 @@ class Classifier:
 
     def decode(self, source: ImageInput) -> np.ndarray:
         """One image -> (H, W, C) uint8 at the card's size and colour mode, converted as files are (EXIF
-        orientation, transparency over white, any mode to the card's colour mode)."""
+        orientation, transparency over white, any mode to the card's colour mode). A PIL image opened from a file
+        and not yet read is decoded from that file, exactly as its path would be."""
         if isinstance(source, np.ndarray):
             source = array_to_image(source)
         if isinstance(source, Image.Image):
             if source.width == 0 or source.height == 0:
                 raise DecodeError(f"image has no pixels ({source.width}x{source.height})")
+            if _unread_file(source):  # Image.open(path) as given: decoded as that path is (libjpeg's scaling, the
+                return open_image(source.filename, self.card.img_size, self.card.color,  # pixel limit), and the
+                                  self.card.interpolation)  # caller's image left unread
             try:
                 img = exif_upright(source)
                 return image_to_array(img, self.card.img_size, self.card.color, self.card.interpolation)

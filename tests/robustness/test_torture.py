@@ -77,6 +77,25 @@ def test_a_colour_key_is_transparency_as_an_alpha_band_is(tmp_path):
         assert (decoded[:, :2] == 255).all() and (decoded[:, 2:] == 90).all(), name
 
 
+def test_a_corrupt_exif_block_prints_no_pillow_warning(tmp_path):
+    """`imgclf predict` printed Pillow's raw "UserWarning: Corrupt EXIF data" with a line of its source between
+    the predictions; the image is used as stored, and that is all there is to say."""
+    import struct
+    import warnings
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    block = bytearray(exif.tobytes())
+    block[10:14] = struct.pack(">I" if block[6:8] == b"MM" else "<I", 4000)  # IFD0 past the block's end
+    Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(tmp_path / "bad.jpg", exif=bytes(block))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert open_image(str(tmp_path / "bad.jpg"), None, "rgb").shape == (8, 6, 3)  # as stored
+    assert [str(w.message) for w in caught] == []
+
+
 def test_pillows_pixel_limit_lifted_is_no_limit(tmp_path, monkeypatch):
     """PIL.Image.MAX_IMAGE_PIXELS = None, Pillow's documented way to lift the limit, made every image a
     "damaged file (TypeError ...)", and fit found no training image."""

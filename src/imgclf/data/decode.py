@@ -82,6 +82,9 @@ def quiet_bomb_warning() -> Iterator[None]:
     so concurrent decodes could miss it or leave it behind; an "ignore" left behind silences only this warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow's notes on what it read around (a corrupt EXIF block: the image is used as stored, as
+        # exif_upright says) printed as raw UserWarnings with a line of Pillow's source between predictions
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         yield
 
 

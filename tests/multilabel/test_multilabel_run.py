@@ -271,7 +271,7 @@ def test_a_label_no_test_image_carries_is_left_out_of_the_macro_recall_not_its_f
     assert quiet.macro.precision == pytest.approx(1.0) and quiet.macro.f1 == pytest.approx((1.0 + 2 / 3) / 2)
 
 
-def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(ml_run, tmp_path):
+def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(ml_run, tmp_path, capsys):
     """A label no evaluated image carries has no recall or F1 (its AP and AUC were dashed already, its recall read
     0.000: "always missed"); the single-label report's table dashes them the same way."""
     import re
@@ -285,14 +285,28 @@ def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(
     rows = index.read_text().splitlines()
     without = root / "no-triangle.csv"
     without.write_text("\n".join([rows[0]] + [r for r in rows[1:] if "triangle" not in r.split(",")[1]]) + "\n")
-    evaluate_multilabel(copy, copy, data=without, progress=False)
+    card = json.loads((copy / "model.json").read_text())
+    card["thresholds"]["triangle"] = 1.0  # never predicted either: its precision has nothing to divide by
+    (copy / "model.json").write_text(json.dumps(card))
+    metrics = evaluate_multilabel(copy, copy, data=without, progress=False)
     write_multilabel_report(copy)
     cells = {m.group(1): m.group(2) for m in re.finditer(r"<tr><td>(\w+)</td>((?:<td>[^<]*</td>){8})</tr>",
                                                             (copy / "report.html").read_text())}
     triangle = re.findall(r"<td>([^<]*)</td>", cells["triangle"])
-    assert triangle[3:6] == ["—", "—", "0"] and triangle[0] == "—"  # recall, F1, support; AP
+    assert triangle[2:6] == ["—", "—", "—", "0"] and triangle[0] == "—"  # precision, recall, F1, support; AP
     circle = re.findall(r"<td>([^<]*)</td>", cells["circle"])
     assert "—" not in circle[2:5] and int(circle[5]) > 0
+    # the command line's table shows each label's precision, recall and F1 as the report does (it showed 0.000
+    # for the precision of a label never predicted, where the report shows a dash); metrics.json counts them
+    from imgclf.cli.run_commands import _print_metrics
+
+    assert metrics.multilabel.per_label["triangle"].predicted == 0 < metrics.multilabel.per_label["circle"].predicted
+    _print_metrics(metrics)
+    printed = capsys.readouterr().out
+    for name in metrics.per_class:
+        html = re.findall(r"<td>([^<]*)</td>", cells[name])[2:5]
+        row = next(line for line in printed.splitlines() if re.match(rf"\W*{name}\W", line))
+        assert re.findall(r"(-|\d\.\d{3})\s", row)[:3] == [c.replace("—", "-") for c in html], (name, row)
 
 
 def test_task_setting_must_match_the_data(tmp_path):

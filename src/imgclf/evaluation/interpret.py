@@ -329,8 +329,10 @@ def accuracy_beside_val(metrics: MetricsRecord) -> float:
 
 
 def predicted_counts(metrics: MetricsRecord) -> dict[str, int | None]:
-    """How many images each class was predicted for (the confusion matrix's columns); None per class for a
-    multi-label evaluation, whose matrix is the labels' co-occurrence."""
+    """How many images each class was predicted for (the confusion matrix's columns); for a multi-label
+    evaluation, each label's own count (its matrix is the labels' co-occurrence), None where not recorded."""
+    if metrics.multilabel is not None:
+        return {name: getattr(metrics.multilabel.per_label.get(name), "predicted", None) for name in metrics.per_class}
     if metrics.task != "single" or not metrics.confusion:
         return {name: None for name in metrics.per_class}
     return dict(zip(metrics.per_class, (int(v) for v in np.asarray(metrics.confusion).sum(axis=0))))

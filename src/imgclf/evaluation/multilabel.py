@@ -91,8 +91,8 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
         "hamming_loss": float(hamming_loss(y, pred)) if len(y) else 0.0,
         "micro": averages("micro"),
         "samples_f1": float(samples_f1),
-        "per_label": {c: {"ap": ap[c], "threshold": float(thresholds[i]), **per_class[c]}
-                      for i, c in enumerate(classes)},
+        "per_label": {c: {"ap": ap[c], "threshold": float(thresholds[i]), **per_class[c],
+                          "predicted": int(pred[:, i].sum())} for i, c in enumerate(classes)},
         "cardinality_true": float(y.sum(1).mean()) if len(y) else 0.0,
         "cardinality_pred": float(pred.sum(1).mean()) if len(y) else 0.0,
     }

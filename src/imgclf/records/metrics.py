@@ -90,6 +90,8 @@ class LabelScores(BaseModel):
     recall: float
     f1: float
     support: int = Field(ge=0, description="Images carrying the label.")
+    predicted: int | None = Field(None, ge=0, description="Images the label was predicted for, at its threshold "
+                                  "(None in files written before it was recorded).")
 
 
 class MultiLabelScores(BaseModel):

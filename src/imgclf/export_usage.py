@@ -8,6 +8,8 @@ from typing import Any
 
 from .data.decode import INTERPOLATIONS
 
+MIN_ONNXRUNTIME = "1.20"
+
 _DECODING = '''SIDE, MODE = {side}, "{mode}"
 
 
@@ -25,6 +27,8 @@ def pixels(path):
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float: their range into 0..255
             stored = np.asarray(img)
             values = stored.astype(np.float64)
+            if img.mode == "F" and values.size and not (np.isfinite(values).all() and values.min() >= 0):
+                raise ValueError("float pixels hold NaN, infinity or negative values (readable: [0, 1] or 0..255)")
             high = values.max() if values.size else 0.0
             if img.mode == "F" and high <= 1.0:  # float pixels in [0, 1]
                 values = np.rint(values * 255.0)
@@ -73,14 +77,14 @@ from PIL import Image, ImageOps
 ''' + _DECODING + '''
 
 
-program = torch.export.load("{file}")  # not torch.jit.load: a torch.export program
+CLASSES = {classes!r}
+model = torch.export.load("{file}").module()  # not torch.jit.load: a torch.export program; built once
 
 
 def predict(paths):
     batch = torch.from_numpy(np.stack([pixels(p) for p in paths]))  # (N, {side}, {side}, {channels}) uint8, any N
-    probabilities, score, unknown = program.module()(batch)
-    return probabilities.numpy(), score.numpy(), unknown.numpy()
-'''
+    probabilities, score, unknown = (t.numpy() for t in model(batch))
+{answer}'''
 
 
 def usage_page(card: dict[str, Any]) -> str:
@@ -119,7 +123,7 @@ def usage_page(card: dict[str, Any]) -> str:
         if unknown.get("threshold") is not None:
             lines += [f"- `score` float32 (N,): in-distribution score of the `{unknown['detector']}` detector "
                       "(higher: more like the training images);",
-                      f"- `unknown` bool (N,): score < {unknown['threshold']:.6g}, the threshold that accepts "
+                      f"- `unknown` bool (N,): score < {float(unknown['threshold'])!r}, the threshold that accepts "
                       f"{unknown['acceptance']:.0%} of the validation images. imgclf then answers `unknown`, "
                       "with the best class beside it."]
         else:
@@ -136,23 +140,41 @@ def usage_page(card: dict[str, Any]) -> str:
               "2. the EXIF orientation is applied (`ImageOps.exif_transpose`; an image whose EXIF block cannot be "
               "read is used as stored);",
               "3. transparency (RGBA, LA, a palette's transparent colour, a PNG colour key on RGB, grey or 16-bit "
-              "grey) is composited over white; 16-bit and "
-              "float images are scaled into 0-255 (by 1/257 when their maximum exceeds 255);",
+              "grey) is composited over white; 16-bit images are on the 0-65535 scale whatever their content, "
+              "divided by 257 and rounded; float images within [0, 1] are multiplied by 255 and rounded; other "
+              "float and 32-bit integer images are kept as 0-255, or read as 16-bit where their maximum exceeds "
+              "255; float images holding NaN, infinity or negative values are refused;",
               f"4. the image is converted to `{mode}` (as Pillow converts: an embedded ICC colour profile is not "
               "applied) and resized to {side} x {side}, aspect ratio not kept, with "
               f"`img.resize(({side}, {side}), Image.Resampling.{resample}, reducing_gap=None)`;",
               "5. `np.asarray(img, dtype=np.uint8)`, with a channel axis added for grey images.", "",
               ("`imgclf predict RUN IMAGES --backend onnx` (or `imgclf serve RUN --backend onnx`) runs this file "
                "with exactly these steps." if export["format"] == "onnx" else
-               "`imgclf predict RUN IMAGES` decodes with exactly these steps (and runs the run's own weights)."), ""]
-    example = {"side": side, "channels": channels, "mode": mode, "file": export["file"]}
+               "`imgclf predict RUN IMAGES` decodes with exactly these steps (and runs the run's own weights)."), "",
+              "## Precision", "",
+              "The graph computes in float32: `imgclf predict RUN IMAGES --precision 32` gives its answers (to about "
+              "1e-5). imgclf's default precision, `auto`, runs the weights in bfloat16 on CPUs with native bf16 "
+              "and on GPUs: there its probabilities differ from this file's by up to about 1e-2, and an image "
+              "scored near a threshold may be decided otherwise.", ""]
     if export["format"] == "onnx":
-        answer = _MULTILABEL_ANSWER.format(thresholds=[float((card.get("thresholds") or {}).get(c, 0.5))
-                                                       for c in classes]) if multilabel else _SINGLE_ANSWER
+        # 1.17 refuses the graph's IR version 10; 1.18 and 1.19 have no ReduceL2 at opset 18 (the default
+        # detector's norm): measured by the export review, 1.20.1 runs every detector
+        lines[lines.index("## Input"):lines.index("## Input")] = [
+            f"Runs on onnxruntime {MIN_ONNXRUNTIME} or later. Run the example from this folder (it opens "
+            f"`{export['file']}` by name).", ""]
+    else:
+        lines[lines.index("## Input"):lines.index("## Input")] = [
+            f"Needs torch {export['torch']} (the version that wrote it) or later; run the example from this folder "
+            f"(it opens `{export['file']}` by name). Its outputs are the three below, in that order.", ""]
+    example = {"side": side, "channels": channels, "mode": mode, "file": export["file"]}
+    answer = _MULTILABEL_ANSWER.format(thresholds=[float((card.get("thresholds") or {}).get(c, 0.5))
+                                                   for c in classes]) if multilabel else _SINGLE_ANSWER
+    if export["format"] == "onnx":
         lines += ["## Example (Python: onnxruntime, Pillow, numpy)", "", "```python",
                   _ONNX_EXAMPLE.format(**example, resample=resample, classes=classes, answer=answer).rstrip(),
                   "```", ""]
     else:
         lines += ["## Example (Python: torch, Pillow, numpy)", "", "```python",
-                  _PT2_EXAMPLE.format(**example, resample=resample).rstrip(), "```", ""]
+                  _PT2_EXAMPLE.format(**example, resample=resample, classes=classes, answer=answer).rstrip(), "```",
+                  ""]
     return "\n".join(lines)

@@ -52,3 +52,27 @@ def test_a_fetch_completes_its_own_folder_and_refuses_one_of_other_images(tmp_pa
     with pytest.raises(ImgclfError, match=r"out must be a new or empty folder, or one holding only an earlier "
                                           r"fetch of digits.* \(it holds cats\)"):
         fetch("digits", out)
+
+
+def test_a_fetch_into_another_fetchs_folder_is_refused(tmp_path, monkeypatch):
+    """fashion-mnist's and cifar10's train/ and test/ passed the check of top-level names: a cifar10 fetch into a
+    fashion-mnist folder made one data set of 20 classes; so did two sources of one data set, and a fetch into the
+    user's own train/ and test/."""
+    fashion_files(tmp_path / "idx")
+    out = fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx")
+    archive = write_tar(tmp_path / "cifar-10-binary.tar.gz", cifar_files(per_batch=1)[0])
+    with pytest.raises(ImgclfError, match=r"out must be a new or empty folder, or one holding an earlier fetch of "
+                                          r"cifar10 .* \(it holds a fetch of fashion-mnist \(source=.*idx\)\)"):
+        fetch("cifar10", out, source=archive)
+    fashion_files(tmp_path / "other")
+    with pytest.raises(ImgclfError, match=r"it holds a fetch of fashion-mnist \(source=.*idx\)"):
+        fetch("fashion-mnist", out, source=tmp_path / "other")
+    assert not any(p.name.startswith("airplane") for p in (out / "train").iterdir())
+    # the same fetch again completes it, whichever way its source is spelt
+    (out / "train" / FASHION_CLASSES[0]).rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    assert (fetch("fashion-mnist", out, source="idx") / "train" / FASHION_CLASSES[0]).is_dir()
+    own = tmp_path / "own"
+    (own / "train" / "cats").mkdir(parents=True)  # the user's own split folders: no record of a fetch
+    with pytest.raises(ImgclfError, match=r"it holds images no fetch recorded"):
+        fetch("fashion-mnist", own, source=tmp_path / "idx")

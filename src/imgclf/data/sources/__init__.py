@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import bad_path, invalid
-from ...io import writable_folder
+from ...io import read_json, writable_folder, write_json
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, export_cifar10, load_cifar10
 from .digits import export_digits
 from .download import default_download_dir, download
@@ -50,12 +50,16 @@ def refuse_other_content(argument: str, out: str | os.PathLike, written: tuple[s
                        hint="Give another --out")
 
 
+# written into the folder before a fetch writes its images: what was fetched there, and from where
+FETCH_RECORD = ".imgclf-fetch.json"
+IDENTITY = ("source", "url", "md5")  # the options a record holds
+
+
 def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
     """Write data set `name` under `out`; options left as None are not passed, others must apply to `name`."""
     if name not in BUILTIN:
         raise invalid("name", name, BUILTIN)
     writable_folder("out", out)
-    refuse_other_content("out", out, TOP_LEVEL[name], f"an earlier fetch of {name}, which it completes")
     export = BUILTIN[name]
     given = {key: value for key, value in options.items() if value is not None}
     takes = [p for p in inspect.signature(export).parameters if p != "out"]
@@ -63,7 +67,38 @@ def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
         if key not in takes:
             raise invalid(key, value, f"left out: it does not apply to {name}, which takes "
                                       f"{', '.join(takes) or 'no options'}")
+    refuse_other_content("out", out, TOP_LEVEL[name], f"an earlier fetch of {name}, which it completes")
+    # what decides the images (where they come from), not where a download is cached
+    record = {"name": name, "options": {key: os.path.abspath(value) if key == "source" else str(value)
+                                        for key, value in sorted(given.items()) if key in IDENTITY}}
+    _refuse_another_fetch(Path(out), record)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_json(Path(out) / FETCH_RECORD, record)
     return export(out, **given)
+
+
+def _refuse_another_fetch(out: Path, record: dict[str, object]) -> None:
+    """A folder that holds images is completed only by the fetch that wrote them: fashion-mnist's and cifar10's
+    train/ and test/ passed the check of top-level names and were made one data set of 20 classes, and so were two
+    sources of one data set. A folder with the names but no record (the user's own train/ and test/, or a fetch
+    by an imgclf that wrote none) is refused too: nothing says what its images are."""
+    if not out.is_dir() or not any(not p.name.startswith(".") for p in out.iterdir()):
+        return
+    try:
+        earlier = read_json(out / FETCH_RECORD)
+    except (OSError, ValueError):
+        earlier = None
+    if earlier == record:
+        return
+    if isinstance(earlier, dict) and "name" in earlier:
+        options = ", ".join(f"{k}={v}" for k, v in dict(earlier.get("options") or {}).items()) or "no options"
+        held = f"it holds a fetch of {earlier['name']} ({options})"
+    else:
+        held = f"it holds images no fetch recorded (no {FETCH_RECORD})"
+    asked = ", ".join(f"{k}={v}" for k, v in dict(record["options"]).items()) or "no options"
+    raise bad_path("out", out, f"a new or empty folder, or one holding an earlier fetch of {record['name']} with "
+                   f"the same options ({asked}), which it completes", held,
+                   hint="Give another --out, or delete the folder to fetch it again")
 
 
 __all__ = [

@@ -119,6 +119,28 @@ def test_a_confusion_matrix_of_counts_ticks_its_colour_scale_at_whole_images(tmp
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_the_gradcam_grid_has_its_colour_scale_below_the_images(stored, tmp_path, monkeypatch):
+    """The overlay had no colour scale: red read as "a lot of evidence" though each map is scaled to its own range;
+    the bar under the grid says what its ends are, and sits clear of every image and inside the figure."""
+    from imgclf.evaluation.plots import image_grids
+
+    drawn = []
+    monkeypatch.setattr(image_grids, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
+    FIGURES["gradcam_grid"](stored, tmp_path / "g.png")
+    (fig,) = drawn
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    bar, images = fig.axes[-1], fig.axes[:-1]
+    assert [t.get_text() for t in bar.get_xticklabels()] == ["least", "most"]
+    assert "each map scaled to its own image's range" in bar.get_title()
+    box = bar.get_tightbbox(renderer)
+    assert box.y0 >= 0 and box.x0 >= 0 and box.x1 <= fig.bbox.width
+    assert all(box.y1 < ax.get_window_extent(renderer).y0 for ax in images)
+
+
 def test_roc_and_pr_with_more_than_ten_classes_and_a_class_absent(tmp_path):
     y, probs, classes, _ = synthetic(12, per_class=8)
     y[y == 5] = 4  # class 5 has no test images: its curves are left out, not a crash

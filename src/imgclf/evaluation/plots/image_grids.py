@@ -105,7 +105,8 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
     cols = _columns_for(captions, max_cols)
     with style():
         fig, cells = cell_axes(max(len(samples), 1), cols, images_per_cell=2,
-                               caption_in=max(0.62, 0.17 * lines + 0.11), title=heading)
+                               caption_in=max(0.62, 0.17 * lines + 0.11), title=heading,
+                               footer_in=GRADCAM_SCALE_IN if samples else 0.0)
         for (top, bottom), s, caption in zip(cells, samples, captions):
             wrong = _is_wrong(s)
             show_image(top, s["image"])
@@ -122,8 +123,30 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
         if not samples:
             for ax in cells[0]:
                 ax.axis("off")
+        else:
+            _gradcam_scale(fig)
         fig.suptitle(heading, fontweight="bold", fontsize=TITLE_PT, y=1 - 0.1 / fig.get_figheight())
         return save_figure(fig, path)
+
+
+GRADCAM_SCALE_IN = 0.75  # below the grid: the colour bar, its ticks and its label
+
+
+def _gradcam_scale(fig) -> None:
+    """The overlay's colour scale under the grid. Each map is scaled to its own range (pytorch-grad-cam's
+    min-max), so the bar reads "the least and the most of this image's evidence", never an amount to compare
+    between images: its ends say so."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    bar_w = min(3.6, 0.7 * width)
+    ax = fig.add_axes(((width - bar_w) / 2 / width, 0.42 / height, bar_w / width, 0.13 / height))
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), cax=ax, orientation="horizontal")
+    bar.set_ticks([0, 1], labels=["least", "most"], fontsize=CAPTION_PT)
+    bar.outline.set_linewidth(0.6)
+    ax.set_title("Grad-CAM evidence, each map scaled to its own image's range (not comparable between images)",
+                 fontsize=CAPTION_PT, pad=3)
 
 
 def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_side: int = 160,

@@ -393,7 +393,7 @@ def test_a_float_image_reads_alike_from_its_file_and_as_a_pil_image(tiny_run, tm
         assert "NaN, infinity or negative" in from_file.error and from_pil.error == from_file.error, name
 
 
-def test_an_image_opened_from_a_file_reads_as_its_path(tiny_run, tmp_path):
+def test_an_image_opened_from_a_file_reads_as_its_path(tiny_run, tmp_path, monkeypatch):
     """Image.open(path) given to predict skipped libjpeg's scaling (pixels up to 8 apart, other probabilities) and
     the pixel limit (a 100-Mpixel PNG refused by path was decoded in full); the caller's image is left unread."""
     import warnings
@@ -416,6 +416,14 @@ def test_an_image_opened_from_a_file_reads_as_its_path(tiny_run, tmp_path):
     loaded = Image.open(tmp_path / "photo.jpg")
     loaded.load()  # read in full by the caller: predicted as given
     assert clf.predict(loaded)[0].error is None
+    # opened by a relative name, then the working folder changed: the image given, not another file of that name
+    for folder, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (40, 40), colour).save(tmp_path / folder / "x.png")
+    monkeypatch.chdir(tmp_path / "a")
+    red = Image.open("x.png")
+    monkeypatch.chdir(tmp_path / "b")
+    assert np.array_equal(clf.decode(red), clf.decode(np.full((40, 40, 3), (255, 0, 0), np.uint8)))
 
 
 def test_a_prediction_as_a_dict_is_what_predict_json_gives(tiny_run, image_folder):

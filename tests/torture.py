@@ -43,6 +43,17 @@ def _bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
 
 
+def keyed_png(width: int, depth: int, colour_type: int, row: bytes, key: tuple[int, ...]) -> bytes:
+    """A one-row PNG written byte by byte (Pillow writes no 2-, 4- or 16-bit colour PNG): bit `depth`, colour
+    type 0 (grey) or 2 (RGB), and a tRNS colour key of one value per channel."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, 1, depth, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"tRNS", struct.pack(f">{len(key)}H", *key))
+            + chunk(b"IDAT", zlib.compress(b"\0" + row)) + chunk(b"IEND", b""))
+
+
 def exif_rotated_jpeg() -> bytes:
     """A 20x10 image, left half black, right half white, stored with EXIF orientation 6 (rotate 90 CW)."""
     arr = np.zeros((10, 20, 3), dtype=np.uint8)

@@ -18,6 +18,11 @@ def pixels(path):
     with Image.open(path) as img:
         if img.format == "JPEG":
             img.draft(MODE, (SIDE, SIDE))  # libjpeg scales down while decoding, as imgclf lets it
+        raw = img.tile[0].args if img.format == "PNG" and img.tile else None  # the PNG's stored bit depth
+        if raw and raw.startswith("RGB;16"):  # read as 8 bits a sample, its 16-bit colour key matches no pixel
+            img.info.pop("transparency", None)
+        elif raw in ("L;2", "L;4") and isinstance(img.info.get("transparency"), int):  # pixels scaled, not the key
+            img.info["transparency"] *= 255 // (2 ** int(raw[2:]) - 1)
         img.load()
         try:
             img = ImageOps.exif_transpose(img)
@@ -38,7 +43,7 @@ def pixels(path):
             img = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
             if sixteen and isinstance(key, int):
                 img = Image.merge("LA", (img, Image.fromarray(np.where(stored == key, 0, 255).astype(np.uint8))))
-        if img.mode in ("P", "RGB", "L") and "transparency" in img.info:  # a palette's or a colour key's
+        if img.mode in ("P", "RGB", "L", "1") and "transparency" in img.info:  # a palette's or a colour key's
             img = img.convert("RGBA")
         if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # transparency over white
             img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
@@ -145,7 +150,7 @@ def usage_page(card: dict[str, Any]) -> str:
               "float and 32-bit integer images are kept as 0-255, or read as 16-bit where their maximum exceeds "
               "255; float images holding NaN, infinity or negative values are refused;",
               f"4. the image is converted to `{mode}` (as Pillow converts: an embedded ICC colour profile is not "
-              "applied) and resized to {side} x {side}, aspect ratio not kept, with "
+              f"applied) and resized to {side} x {side}, aspect ratio not kept, with "
               f"`img.resize(({side}, {side}), Image.Resampling.{resample}, reducing_gap=None)`;",
               "5. `np.asarray(img, dtype=np.uint8)`, with a channel axis added for grey images.", "",
               ("`imgclf predict RUN IMAGES --backend onnx` (or `imgclf serve RUN --backend onnx`) runs this file "

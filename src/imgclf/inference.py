@@ -67,9 +67,12 @@ def _unread_file(img: Image.Image) -> bool:
     """A PIL image opened from a file on disk whose pixels are not read yet (its first frame): the file itself
     can be decoded instead, as a path is. 95-Mpixel PNGs were refused by path and decoded given as Image.open."""
     try:
-        return bool(getattr(img, "tile", None)) and img.tell() == 0 and isinstance(img.filename, str) \
-            and os.path.isfile(img.filename)
-    except Exception:  # anything odd about it: decoded as given
+        if not (getattr(img, "tile", None) and img.tell() == 0 and isinstance(img.filename, str) and img.fp):
+            return False
+        # the file it was opened from, still: a relative name read after a chdir, or a file replaced since, is
+        # another image (the image given is then decoded as it is)
+        return os.path.samestat(os.fstat(img.fp.fileno()), os.stat(img.filename))
+    except Exception:  # anything odd about it (no file descriptor: a file object): decoded as given
         return False
 
 

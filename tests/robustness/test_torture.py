@@ -77,6 +77,27 @@ def test_a_colour_key_is_transparency_as_an_alpha_band_is(tmp_path):
         assert (decoded[:, :2] == 255).all() and (decoded[:, 2:] == 90).all(), name
 
 
+def test_a_colour_key_at_other_bit_depths(tmp_path):
+    """Pillow scales 2- and 4-bit grey pixels to 0..255 and not their key (a key of 1 hid nothing), and reads 16-bit
+    RGB as the high byte of each sample with the key whole (the keyed pixel showed, an opaque one whose high
+    bytes equalled the key's low bytes vanished): 2- and 4-bit keys are scaled, a 16-bit RGB key is not applied."""
+    import struct
+
+    from torture import keyed_png
+
+    cases = {  # file: (bytes, colour, the decoded pixels)
+        "grey4.png": (keyed_png(2, 4, 0, bytes([0x10]), (1,)), "grayscale", [255, 0]),  # pixels 1 (keyed), 0
+        "grey2.png": (keyed_png(2, 2, 0, bytes([0b01110000]), (1,)), "grayscale", [255, 255]),  # 1 (keyed), 3
+        "grey1.png": (keyed_png(2, 1, 0, bytes([0b01000000]), (0,)), "grayscale", [255, 255]),  # 0 (keyed), 1
+        "rgb16.png": (keyed_png(2, 16, 2, struct.pack(">6H", 0x1234, 0x5678, 0x9ABC, 0x3412, 0x7856, 0xBC9A),
+                                (0x1234, 0x5678, 0x9ABC)), "rgb", [[18, 86, 154], [52, 120, 188]]),
+    }
+    for name, (data, colour, expected) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        decoded = open_image(str(tmp_path / name), None, colour)[0]
+        assert (decoded.ravel() if colour == "grayscale" else decoded).tolist() == expected, name
+
+
 def test_a_corrupt_exif_block_prints_no_pillow_warning(tmp_path):
     """`imgclf predict` printed Pillow's raw "UserWarning: Corrupt EXIF data" with a line of its source between
     the predictions; the image is used as stored, and that is all there is to say."""
@@ -104,6 +125,27 @@ def test_pillows_pixel_limit_lifted_is_no_limit(tmp_path, monkeypatch):
     Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "small.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     assert open_image(str(tmp_path / "small.png"), 4, "rgb").shape == (4, 4, 3)
+
+
+def test_streamed_images_decode_under_the_callers_pixel_limit_in_a_spawned_worker(tmp_path, monkeypatch):
+    """Data too large to cache is decoded by the loader's workers: a spawned one started with Pillow's default
+    limit and dropped every image the caller's raised limit had let through."""
+    import multiprocessing as mp
+
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    from imgclf.train.loaders import StreamedImages
+
+    for i in range(3):
+        Image.new("RGB", (40, 30), (i, 0, 0)).save(tmp_path / f"{i}.png")
+    paths = sorted(str(p) for p in tmp_path.glob("*.png"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the caller's: each file (1,200 pixels) refused
+    refused = StreamedImages(paths, np.zeros(3, np.int64), 8, "rgb", "bilinear")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10 ** 12)  # the worker's own, as a spawned one would differ
+    loader = DataLoader(refused, batch_size=None, sampler=[np.arange(3)], num_workers=1,
+                        multiprocessing_context=mp.get_context("spawn"))
+    assert len(next(iter(loader))[0]) == 0  # the caller's limit, in the worker
 
 
 def test_the_decode_cache_follows_pillows_pixel_limit(tmp_path, monkeypatch):

@@ -237,9 +237,13 @@ def test_too_few_steps_to_read_a_window_after_the_start_are_refused(data, tmp_pa
         with pytest.raises(ImgclfError, match=rf"^{name} must be {words}"):
             imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **{**SWEEP, name: value}, **BASE)
     # a training's settings in a mapping, refused as the same keywords are (epochs=3 in a mapping was ignored)
+    from imgclf.config import TrainConfig
+
     for given in ({"epochs": 3}, {"schedule": "onecycle"}, {"lr": 0.1}):
-        with pytest.raises(ImgclfError, match=rf"^{next(iter(given))} must be unset for lr-find"):
-            imgclf.lr_find({"data": str(data), "out": str(tmp_path / "lf"), **BASE, **given}, **SWEEP)
+        settings = {"data": str(data), "out": str(tmp_path / "lf"), **BASE, **given}
+        for config in (settings, TrainConfig(**settings)):  # a mapping or a config object alike
+            with pytest.raises(ImgclfError, match=rf"^{next(iter(given))} must be unset for lr-find"):
+                imgclf.lr_find(config, **SWEEP)
     assert not (tmp_path / "lf").exists()
     # the command's help states the same minimum (a number written there by hand)
     help_text = " ".join(CliRunner().invoke(app, ["lr-find", "--help"], env={"COLUMNS": "200"}).output.split())

@@ -22,7 +22,7 @@ INTERPOLATIONS = {
 
 
 # modes whose transparency is a value in img.info (not an alpha band)
-COLOUR_KEYED = ("P", "RGB", "L")
+COLOUR_KEYED = ("P", "RGB", "L", "1")
 
 
 class DecodeError(Exception):
@@ -76,16 +76,33 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
 
 
 @contextlib.contextmanager
-def quiet_bomb_warning() -> Iterator[None]:
-    """Pillow's DecompressionBombWarning silenced while an image is opened: imgclf refuses such an image by its
-    size, the same way in every thread. Not an "error" filter: `catch_warnings` swaps the process's filter list,
-    so concurrent decodes could miss it or leave it behind; an "ignore" left behind silences only this warning."""
+def quiet_pillow_warnings() -> Iterator[None]:
+    """Pillow's DecompressionBombWarning and its other UserWarnings silenced while an image is opened: imgclf
+    refuses a bomb by its size, the same way in every thread, and says what it did with a damaged EXIF block.
+    Not an "error" filter: `catch_warnings` swaps the process's filter list, so concurrent decodes (serve's
+    threads) could miss it or leave it behind; what an "ignore" left behind silences is Pillow's warnings alone."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         # Pillow's notes on what it read around (a corrupt EXIF block: the image is used as stored, as
         # exif_upright says) printed as raw UserWarnings with a line of Pillow's source between predictions
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         yield
+
+
+def _png_colour_key(img: Image.Image) -> None:
+    """A PNG colour key as the pixels Pillow reads it (before they are read: the stored bit depth is in the
+    tile). A 2- or 4-bit grey image's pixels are scaled to 0..255 and its key is not: a key of 1 hid nothing
+    and left its pixels grey. A 16-bit RGB image is read as the high byte of each sample and its key kept whole:
+    compared on its low byte, the keyed pixels showed and opaque ones vanished; no pixel can be matched to it
+    exactly there, so it is not applied (16-bit grey keeps its values and is keyed in `_to_mode`)."""
+    key = img.info.get("transparency")
+    raw = img.tile[0].args if img.format == "PNG" and img.tile else None
+    if key is None or not isinstance(raw, str):
+        return
+    if raw.startswith("RGB;16"):
+        del img.info["transparency"]
+    elif raw in ("L;2", "L;4") and isinstance(key, int):
+        img.info["transparency"] = key * (255 // (2 ** int(raw[2:]) - 1))
 
 
 def _bomb_reason(pixels: int | None) -> str:
@@ -119,10 +136,11 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     """`open_image` plus the file's own width, height, mode and format, read from the same open (`inspect`
     reports both without reading a file twice)."""
     try:
-        with quiet_bomb_warning(), Image.open(source) as img:
+        with quiet_pillow_warnings(), Image.open(source) as img:
             limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's documented way to lift the limit
             if limit is not None and img.size[0] * img.size[1] > limit:
                 raise DecodeError(_bomb_reason(img.size[0] * img.size[1]))
+            _png_colour_key(img)  # first: reading a PNG's EXIF (upright_size) reads its pixels, and its tile
             width, height = upright_size(img)
             meta = {"width": width, "height": height, "mode": img.mode, "format": img.format}
             if size is not None and img.format == "JPEG":
@@ -198,7 +216,7 @@ _QUARTER_TURNS = {5, 6, 7, 8}
 def probe_image(path: str) -> dict[str, object]:
     """Size (upright, as decoding turns it by its EXIF orientation), mode and format of an image without decoding
     its pixels (for `inspect` and the median side)."""
-    with quiet_bomb_warning(), Image.open(path) as img:
+    with quiet_pillow_warnings(), Image.open(path) as img:
         width, height = upright_size(img)
         return {"width": width, "height": height, "mode": img.mode, "format": img.format}
 

@@ -245,7 +245,9 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     check_sweep(start_lr, end_lr, steps)
     overwrite = check_switch("overwrite", overwrite)
     # what the caller asked for, in a mapping as in keywords (a recipe's own epochs or schedule are not refused)
-    asked = {**(dict(config) if isinstance(config, Mapping) else {}), **values}
+    given = dict(config) if isinstance(config, Mapping) else \
+        {k: getattr(config, k) for k in config.model_fields_set} if isinstance(config, TrainConfig) else {}
+    asked = {**given, **values}
     if asked.get("lr") is not None:
         raise invalid("lr", asked["lr"], "unset for lr-find: it sweeps start_lr..end_lr and suggests one")
     for name, why in (("folds", "the sweep runs once, on the training split"), ("fold", "the sweep runs once"),

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..data.decode import DecodeError, quiet_bomb_warning
+from ..data.decode import DecodeError, quiet_pillow_warnings
 from ..topk import top_k as top_classes
 from ..backends import load_classifier
 from ..errors import Described, check_switch, invalid, invalid_message
@@ -235,7 +235,7 @@ def _declared_total(uploads: list[Upload]) -> int:
 def _declared_pixels(data: bytes) -> int:
     """Width x height from the image header alone (microseconds; nothing is decoded); 0 if unreadable."""
     try:
-        with quiet_bomb_warning(), Image.open(io.BytesIO(data)) as img:  # decode_uploads refuses a bomb, once
+        with quiet_pillow_warnings(), Image.open(io.BytesIO(data)) as img:  # decode_uploads refuses a bomb, once
             return img.width * img.height
     except Exception:  # not an image: decode_uploads reports it properly
         return 0

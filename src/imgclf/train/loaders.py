@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.decode import DecodeError, open_image
@@ -151,11 +152,15 @@ class StreamedImages(Dataset):
         self.paths = paths
         self.labels = np.asarray(labels)
         self.size, self.color, self.interpolation = size, color, interpolation
+        # the caller's, carried to decode workers: a spawned one (macOS, Windows) starts with Pillow's default and
+        # dropped every image the check pass had accepted under a raised limit
+        self.pixel_limit = Image.MAX_IMAGE_PIXELS
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        Image.MAX_IMAGE_PIXELS = self.pixel_limit
         images, labels = [], []
         for p in np.asarray(positions):
             try:

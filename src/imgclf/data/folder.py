@@ -273,7 +273,27 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
     if len(classes) < min_classes:
         raise _too_few_classes(root, split_dirs.get("train"), classes, min_classes)
     scan = FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped, empty=empty)
+    _warn_of_an_unfinished_fetch(root)
     return scan if allow_empty else require_images(scan)
+
+
+# what `imgclf data fetch` writes into its folder: the data set, where from, and whether every image is there
+FETCH_RECORD = ".imgclf-fetch.json"
+
+
+def _warn_of_an_unfinished_fetch(root: Path) -> None:
+    """A fetch killed part-way left a tree that looked whole (635 of the 1,797 digits, 10 classes, no word)."""
+    import json
+
+    try:
+        record = json.loads((root / FETCH_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict) and record.get("complete") is False:
+        from ..notices import warn
+
+        warn(f"{root} holds an unfinished fetch of {record.get('name')}: some of its images are missing. Run the "
+             f"same imgclf data fetch {record.get('name')} --out {root} again to complete it")
 
 
 def _plural(n: int, word: str) -> str:

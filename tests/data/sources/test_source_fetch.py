@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -76,3 +78,37 @@ def test_a_fetch_into_another_fetchs_folder_is_refused(tmp_path, monkeypatch):
     (own / "train" / "cats").mkdir(parents=True)  # the user's own split folders: no record of a fetch
     with pytest.raises(ImgclfError, match=r"it holds images no fetch recorded"):
         fetch("fashion-mnist", own, source=tmp_path / "idx")
+
+
+def test_a_fetch_by_an_earlier_imgclf_is_completed_and_an_unfinished_one_is_warned_of(tmp_path, caplog):
+    """A folder an imgclf without fetch records wrote was refused, even to the same fetch; a fetch killed
+    part-way left a tree that inspect and train took whole, without a word."""
+    import json
+    import logging
+
+    from imgclf.data.folder import scan_folder
+
+    out = fetch("digits", tmp_path / "digits")
+    assert json.loads((out / ".imgclf-fetch.json").read_text())["complete"] is True
+    (out / ".imgclf-fetch.json").unlink()
+    shutil.rmtree(out / "7")
+    assert (fetch("digits", out) / "7").is_dir()  # completed, as the same fetch completes its own
+    record = json.loads((out / ".imgclf-fetch.json").read_text())
+    (out / ".imgclf-fetch.json").write_text(json.dumps({**record, "complete": False}))  # as a killed fetch leaves it
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        scan_folder(out)
+    assert f"{out} holds an unfinished fetch of digits: some of its images are missing" in caplog.text
+
+
+def test_two_fetches_into_one_folder_at_once_both_finish(tmp_path):
+    """Both wrote each image through the same temp name: one renamed the other's away and crashed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgclf.data.sources.tree import write_tree
+
+    images = np.random.default_rng(0).integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    labels = np.arange(300) % 3
+    with ThreadPoolExecutor(2) as pool:
+        done = [pool.submit(write_tree, tmp_path, None, images, labels, ["a", "b", "c"]) for _ in range(2)]
+        assert [f.result() for f in done] == [300, 300]
+    assert sum(1 for _ in tmp_path.rglob("*.png")) == 300 and not list(tmp_path.rglob("*.tmp"))

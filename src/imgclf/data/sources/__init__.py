@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...errors import bad_path, invalid
 from ...io import read_json, writable_folder, write_json
+from ..folder import FETCH_RECORD
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, export_cifar10, load_cifar10
 from .digits import export_digits
 from .download import default_download_dir, download
@@ -50,9 +51,12 @@ def refuse_other_content(argument: str, out: str | os.PathLike, written: tuple[s
                        hint="Give another --out")
 
 
-# written into the folder before a fetch writes its images: what was fetched there, and from where
-FETCH_RECORD = ".imgclf-fetch.json"
 IDENTITY = ("source", "url", "md5")  # the options a record holds
+# the class folders each writes (cifar10's are its archive's own names, these unless the archive says otherwise)
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "digits": TOP_LEVEL["digits"], "fashion-mnist": tuple(FASHION_CLASSES), "cifar10": tuple(CIFAR10_CLASSES),
+    "fer2013": tuple(FER_CLASSES),
+}
 
 
 def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
@@ -73,22 +77,42 @@ def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
                                         for key, value in sorted(given.items()) if key in IDENTITY}}
     _refuse_another_fetch(Path(out), record)
     Path(out).mkdir(parents=True, exist_ok=True)
-    write_json(Path(out) / FETCH_RECORD, record)
-    return export(out, **given)
+    # written first, so a second fetch of other data is refused even while this one runs; complete only at the
+    # end, so that a fetch killed part-way is not taken for a whole data set (inspect and train warn)
+    write_json(Path(out) / FETCH_RECORD, {**record, "complete": False})
+    path = export(out, **given)
+    write_json(Path(out) / FETCH_RECORD, {**record, "complete": True})
+    return path
+
+
+def _written_by(name: str, out: Path) -> bool:
+    """Only the folders a fetch of `name` writes, and in them only its class folders: a folder an earlier imgclf
+    fetched (it wrote no record), which the same fetch completes. fashion-mnist's and cifar10's class names
+    differ, so neither passes for the other."""
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")]
+    if any(p.name not in TOP_LEVEL[name] or not p.is_dir() for p in entries):
+        return False
+    if TOP_LEVEL[name] == CLASS_NAMES[name]:  # the top level is the classes themselves
+        return True
+    return all({q.name for q in p.iterdir() if not q.name.startswith(".")} <= set(CLASS_NAMES[name])
+               for p in entries)
 
 
 def _refuse_another_fetch(out: Path, record: dict[str, object]) -> None:
     """A folder that holds images is completed only by the fetch that wrote them: fashion-mnist's and cifar10's
     train/ and test/ passed the check of top-level names and were made one data set of 20 classes, and so were two
     sources of one data set. A folder with the names but no record (the user's own train/ and test/, or a fetch
-    by an imgclf that wrote none) is refused too: nothing says what its images are."""
+    by an imgclf that wrote none, if anything but that fetch's own folders is there) is refused too: nothing says
+    what its images are."""
     if not out.is_dir() or not any(not p.name.startswith(".") for p in out.iterdir()):
         return
     try:
         earlier = read_json(out / FETCH_RECORD)
     except (OSError, ValueError):
         earlier = None
-    if earlier == record:
+    if isinstance(earlier, dict) and {k: earlier.get(k) for k in record} == record:
+        return
+    if earlier is None and _written_by(str(record["name"]), out):  # by an imgclf that kept no record
         return
     if isinstance(earlier, dict) and "name" in earlier:
         options = ", ".join(f"{k}={v}" for k, v in dict(earlier.get("options") or {}).items()) or "no options"

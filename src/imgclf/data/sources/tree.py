@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ...io import default_file_mode
+
 
 def write_tree(out: Path, split: str | None, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> int:
     """Write images[i] as out/[split/]<classes[labels[i]]>/<i>.png; files already there are kept (resumable)."""
     base = out / split if split else out
+    mode = default_file_mode()
     for name in classes:
         (base / name).mkdir(parents=True, exist_ok=True)
     for i, (img, y) in enumerate(zip(images, labels)):
         path = base / classes[int(y)] / f"{i:05d}.png"
         if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp")
-            Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG")
-            os.replace(tmp, path)
+            # a name of its own: two fetches into one folder renamed each other's temp file away (a crash)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    Image.fromarray(np.ascontiguousarray(img)).save(handle, format="PNG")
+                os.chmod(tmp, mode)  # mkstemp's 0600 would keep other users out of the data
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
     return len(images)

@@ -46,7 +46,7 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
     return out
 
 
-def warn_of_empty_folders(folders: Iterable[str], others: Sequence[str] = ()) -> None:
+def warn_of_left_out(folders: Iterable[str], others: Sequence[str] = ()) -> None:
     """An empty folder among the images: no row says so, and an empty result read as "nothing predicted". Files
     in the folders that are not images (by their extension) are named too: training lists them as skipped, and
     a prediction silently without them read as a file forgotten."""
@@ -82,7 +82,7 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
             empty: list[str] = []
             others: list[str] = []
             paths = expand_inputs([item], empty, others)
-            warn_of_empty_folders(empty, others)
+            warn_of_left_out(empty, others)
             names += paths
             sources += paths
         elif isinstance(item, Image.Image) or is_file_object(item):

@@ -217,14 +217,14 @@ def _image_paths(images: list[Path]) -> list[str]:
     """The image files given and found in the folders given, the folders walked once (predict and explain then
     take the files): none at all is refused in one line, and an empty folder beside others is warned of, as the
     API warns of it."""
-    from ..inputs import expand_inputs, warn_of_empty_folders
+    from ..inputs import expand_inputs, warn_of_left_out
 
     empty: list[str] = []
     others: list[str] = []
     paths = expand_inputs(images, empty, others)
     if not paths:
         raise _no_image_found(images)
-    warn_of_empty_folders(empty, others)
+    warn_of_left_out(empty, others)
     return paths
 
 

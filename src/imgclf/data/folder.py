@@ -9,8 +9,19 @@ from pathlib import Path
 from ..errors import ImgclfError, bad_path, invalid
 from ..run_markers import is_run_dir
 
+
+def _reads_avif() -> bool:
+    """Pillow reads AVIF where it was built with libavif (its wheels since 11.2): elsewhere an .avif is no image."""
+    from PIL import features
+
+    try:
+        return bool(features.check("avif"))
+    except Exception:  # a Pillow that does not know the feature's name
+        return False
+
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
-                    ".jfif", ".jpe", ".avif")  # what Pillow reads (AVIF natively since Pillow 11.2)
+                    ".jfif", ".jpe") + ((".avif",) if _reads_avif() else ())
 NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside the images is skipped
 SPLIT_NAMES = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

@@ -116,7 +116,8 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
                           fontweight="bold" if wrong else "normal", pad=4)
             show_image(bottom, s["image"])
             h, w = s["image"].shape[:2]
-            bottom.imshow(s["heatmap"], cmap="jet", alpha=0.45, vmin=0, vmax=1, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+            bottom.imshow(s["heatmap"], cmap=GRADCAM_CMAP, alpha=GRADCAM_ALPHA, vmin=0, vmax=1,
+                          extent=(-0.5, w - 0.5, h - 0.5, -0.5),
                           interpolation="bilinear")
             for ax in (top, bottom):
                 frame(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
@@ -130,6 +131,7 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
 
 
 GRADCAM_SCALE_IN = 0.75  # below the grid: the colour bar, its ticks and its label
+GRADCAM_CMAP, GRADCAM_ALPHA = "jet", 0.45  # the overlay's, which the bar shows as drawn (over white)
 
 
 def _gradcam_scale(fig) -> None:
@@ -142,7 +144,8 @@ def _gradcam_scale(fig) -> None:
     width, height = fig.get_figwidth(), fig.get_figheight()
     bar_w = min(3.6, 0.7 * width)
     ax = fig.add_axes(((width - bar_w) / 2 / width, 0.42 / height, bar_w / width, 0.13 / height))
-    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), cax=ax, orientation="horizontal")
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), GRADCAM_CMAP), cax=ax, orientation="horizontal",
+                       alpha=GRADCAM_ALPHA)
     bar.set_ticks([0, 1], labels=["least", "most"], fontsize=CAPTION_PT)
     bar.outline.set_linewidth(0.6)
     ax.set_title("Grad-CAM evidence, each map scaled to its own image's range (not comparable between images)",

@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,24 @@ def temp_files_of(path: str | os.PathLike) -> list[Path]:
     """Temp files an interrupted atomic write of `path` left behind (ours are named .<name>.<random>.tmp)."""
     path = Path(path)
     return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) if path.parent.is_dir() else []
+
+
+# A temp file untouched this long was left by a killed write; a younger one may be another process's write in
+# progress (two trainings on one data folder write one cache entry), which deleting made crash at its rename.
+STALE_SECONDS = 3600
+
+
+def stale_temp_files(paths: list[Path], older_than: float = STALE_SECONDS) -> list[Path]:
+    """Those of `paths` last modified more than `older_than` seconds ago (a vanished one is left out)."""
+    now = time.time()
+    stale = []
+    for tmp in paths:
+        try:
+            if now - tmp.stat().st_mtime > older_than:
+                stale.append(tmp)
+        except OSError:
+            continue
+    return stale
 
 
 def remove_temp_files(folder: str | os.PathLike) -> int:
@@ -46,7 +65,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in temp_files_of(path):  # a killed earlier write of this file; only one writer per file (rank 0)
+    for stale in stale_temp_files(temp_files_of(path)):  # a killed earlier write of this file
         stale.unlink(missing_ok=True)
     fd, tmp = _temp_file_of(path)
     try:

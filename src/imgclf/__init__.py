@@ -187,9 +187,11 @@ def calibrate(run_dir: Any, *, report: bool = True, **settings: Any):
 def report(run_dir: Any, explain: bool = True):
     """Redraw a run's figures and write its report.html (`imgclf report`); returns the page's path."""
     from .evaluation.report import write_report
+    from .pipeline.run_folder import not_while_training
 
     _check_run_dir(run_dir)
-    return write_report(run_dir, explain=explain)
+    with not_while_training(run_dir, "report"):
+        return write_report(run_dir, explain=explain)
 
 
 def _check_run_dir(run_dir: Any) -> None:

@@ -122,6 +122,33 @@ def test_a_second_training_into_a_folder_in_use_is_refused_and_the_folder_frees_
     assert not (folder / LOCK_FILE).exists()  # released when the run ended
 
 
+def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_trained(finished, tmp_path):
+    """calibrate beside a resume said it wrote model.json, and the resume then put back its own (config.yaml asked
+    for one acceptance, model.json held another); evaluate told the user to --resume a run being trained now."""
+    run = shutil.copytree(finished, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    holder = _hold_lock(run)
+    try:
+        for what, call in (("calibrate", lambda: imgclf.calibrate(run, unknown_acceptance=0.99)),
+                           ("evaluate", lambda: imgclf.evaluate(run)), ("report", lambda: imgclf.report(run))):
+            with pytest.raises(ImgclfError, match=rf"^run must be a run no other process is using.*in use by another "
+                                                  rf"imgclf process now \(a training.*then run imgclf {what} again"):
+                call()
+        from typer.testing import CliRunner
+
+        from imgclf.cli import app
+
+        for command in ("calibrate", "evaluate", "report"):  # the command line's own report call too
+            result = CliRunner().invoke(app, [command, str(run)])
+            assert result.exit_code == 2 and "in use by another imgclf process now" in result.output, result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != LOCK_FILE} == before
+    imgclf.calibrate(run, unknown_acceptance=0.99, report=False)  # its holder gone, the run is free again
+    assert not (run / LOCK_FILE).exists()
+
+
 @pytest.mark.parametrize("setting,value", [("lr", 0.5), ("weight_decay", 0.1), ("momentum", 0.5),
                                            ("backbone_lr_mult", 0.5)])
 def test_a_resume_refuses_optimiser_settings_its_checkpoint_would_bring_back(finished, tmp_path, setting, value):

@@ -71,19 +71,21 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     run trained on. progress=False: no progress lines (stderr) for a long cache build or prediction."""
     from ..evaluation.run_eval import evaluate_run
     from ..evaluation.seen import seen_warning, stored_validation_scores_note
+    from .run_folder import not_while_training
     from ..records import RunDir
     from ..notices import warn
 
     progress = check_switch("progress", progress)
     own = data is None and split == "test"  # what the report reads: metrics.json in the run directory itself
-    before = _tta_scores(RunDir(run_dir)) if own and not tta else None
-    metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
-    if own and RunDir(run_dir).has("model.json"):
-        _card_follows(RunDir(run_dir), metrics)
-    if own and RunDir(run_dir).has("report.html"):
-        from ..evaluation.report import write_report
+    with not_while_training(run_dir, "evaluate"):
+        before = _tta_scores(RunDir(run_dir)) if own and not tta else None
+        metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
+        if own and RunDir(run_dir).has("model.json"):
+            _card_follows(RunDir(run_dir), metrics)
+        if own and RunDir(run_dir).has("report.html"):
+            from ..evaluation.report import write_report
 
-        write_report(run_dir)  # it showed the scores just replaced (a TTA block this evaluation did not compute)
+            write_report(run_dir)  # it showed the scores just replaced (a TTA block this evaluation did not compute)
     if before is not None:
         warn(f"the earlier evaluation's test-time augmentation scores (accuracy {before.accuracy:.4f}) are not in "
              "the new metrics.json, which this evaluation without --tta wrote: evaluate with --tta to have them again")

@@ -55,6 +55,14 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
 
 
 def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: object) -> ModelCard:
+    """As `_recalibrate`, while no training writes into the run (`not_while_training`)."""
+    from .run_folder import not_while_training
+
+    with not_while_training(run_dir, "calibrate"):
+        return _recalibrate(run_dir, report=report, **settings)
+
+
+def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: object) -> ModelCard:
     """Refit the run's calibration and unknown detector with `settings` (any of `SETTINGS`; the run's own where
     not given) on its own train and val images; rewrites the detector's statistics, config.yaml, model.json and,
     for an evaluated run, metrics.json, predictions.csv and (`report`) report.html, else removes the report that

@@ -3,7 +3,10 @@ taken back when the run fails before training (its empty folders) or is replaced
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import TrainConfig
@@ -18,6 +21,29 @@ RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "
              "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json",
              RESUMES_FILE)
 RUN_FOLDERS = ("checkpoints", "plots", "evaluations", "logs", "export")
+
+
+@contextmanager
+def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[None]:
+    """Hold the run's train.lock while `command` (evaluate, calibrate, report) rewrites its files: a resume running
+    at the same time put back its own model.json over calibrate's, which had said it wrote it (config.yaml then
+    asked for one acceptance and model.json held another), and the resume waits for none of them. A run folder
+    that takes no lock file (read-only) is only checked; a missing one is the command's own error to give."""
+    from ..io import exclusive, is_locked
+
+    folder = Path(run_dir)
+    in_use, hint = "in use by another imgclf process now (a training, or an evaluate, calibrate or report of it: " \
+        "it holds train.lock)", f"Wait for that process to end, then run imgclf {command} again"
+    if not folder.is_dir():
+        yield
+        return
+    if not os.access(folder, os.W_OK):
+        if is_locked(folder / LOCK_FILE):
+            raise bad_path("run", folder, "a run no other process is using", in_use, hint=hint)
+        yield
+        return
+    with exclusive(folder, LOCK_FILE, "run", "a run no other process is using", in_use, hint):
+        yield
 
 
 def claim_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:

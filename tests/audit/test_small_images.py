@@ -19,6 +19,25 @@ def test_small_files_are_compared_at_their_own_side_and_larger_ones_as_decoded(d
     assert comparison_pixels(shrunk, "grayscale", cache_dir=tmp_path) is shrunk.pixels
 
 
+def test_files_decoded_smaller_than_the_search_reads_are_compared_at_its_side(tmp_path):
+    """Fashion-MNIST decoded at 16 px (the README's size) chained 4,010 different trousers into one group, whose
+    ends correlated at 0.33; the search now reads the files at their own side up to its 32 px thumbnails."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for side in (28, 100):
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(tmp_path / f"{side}-{i}.png")
+    for side, decode, compared in ((28, 16, 28), (28, 64, 28), (100, 16, 32), (100, 64, None), (28, 28, None)):
+        paths = sorted(str(p) for p in tmp_path.glob(f"{side}-*.png"))
+        decoded = decode_all(paths, decode, "grayscale", cache_dir=tmp_path / "c", progress=False)
+        pixels = comparison_pixels(decoded, "grayscale", cache_dir=tmp_path / "c")
+        if compared is None:  # read as decoded: at the search's side already, or shrunk to its thumbnails
+            assert pixels is decoded.pixels, (side, decode)
+        else:
+            assert pixels.shape == (6, compared, compared, 1), (side, decode, pixels.shape)
+
+
 def test_the_duplicates_found_do_not_depend_on_the_decode_size(digits_dir, tmp_path):
     """Read at 16 or 32 px, the digits' groups are those of their own 8 px; before, enlarging tripled them."""
     found = {}

@@ -185,8 +185,9 @@ def prepare_data(
         idx = ok[split_of == name]
         return idx, labels_all[idx]
 
-    # "-native": groups compared at the files' own side (`comparison_pixels`); older memos compared the decode
-    memo = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{decoded.key}.groups-native.npz"
+    # "-side": groups compared at the search's own side (`comparison_pixels`), whatever the decode; older memos
+    # compared a decode smaller than the files ("-native") or any decode
+    memo = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{decoded.key}.groups-side.npz"
     grouping = find_groups(comparison_pixels(decoded, color, interpolation, cache_dir, workers), decoded.paths, ok,
                            memo) if group_duplicates and decoded.pixels is not None else None
 

@@ -89,6 +89,12 @@ class StepProgress:
         self._task = self._bar.add_task(self.label, total=self.total, completed=self.done)
         self._bar.start()
 
+    def announce(self, text: str) -> None:
+        """One line now, before any update: for a step that reports no progress of its own while it runs, so that
+        a long one is not silence."""
+        if self.enabled:
+            self._print(text)
+
     def close(self, note: str = "", ok: bool = True) -> None:
         """The closing line (with `note`, e.g. how many files failed) when the step took long enough to show."""
         if self._bar is not None:

@@ -3,6 +3,7 @@ user-given splits that share duplicates get a warning with counts, recorded in d
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -228,6 +229,22 @@ def test_a_second_run_on_the_same_cache_reuses_the_groups(tmp_path):
     assert second.describe()["duplicates"]["exact_images"] == 9
     where = _split_of(second)
     assert all(len({where[p] for p in group}) == 1 for group in groups)
+
+
+def test_a_large_search_says_it_started_and_a_reused_one_is_silent(tmp_path, capsys, monkeypatch):
+    """40,000 images: 52 s of silence between the decode's last line and the first epoch."""
+    import imgclf.data.groups as groups_module
+    import imgclf.progress as progress_module
+
+    monkeypatch.setattr(groups_module, "ANNOUNCE_FROM", 10)  # these 72 images stand for a large set
+    monkeypatch.setattr(progress_module, "SHOW_AFTER_SECONDS", 0)
+    _flat(tmp_path / "d")
+    prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, 1, cache_dir=str(tmp_path / "c"), progress=True)
+    err = capsys.readouterr().err
+    assert "near-duplicate search over 72 images: started (--no-group-duplicates skips it" in err
+    assert re.search(r"near-duplicate search over 72 images: 72 images in [0-9.]+ s, 3 groups", err), err
+    prepare_data(tmp_path / "d", SIDE, "grayscale", 0.2, 0.2, 1, cache_dir=str(tmp_path / "c"), progress=True)
+    assert "near-duplicate search" not in capsys.readouterr().err  # kept beside the cache: no search to announce
 
 
 def test_the_suggested_audit_is_ready_to_paste():

@@ -189,7 +189,7 @@ def prepare_data(
     # compared a decode smaller than the files ("-native") or any decode
     memo = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{decoded.key}.groups-side.npz"
     grouping = find_groups(comparison_pixels(decoded, color, interpolation, cache_dir, workers), decoded.paths, ok,
-                           memo) if group_duplicates and decoded.pixels is not None else None
+                           memo, progress) if group_duplicates and decoded.pixels is not None else None
 
     def holdout(rows: np.ndarray, y: np.ndarray, fraction: float, name: str) -> np.ndarray:
         kept = [recorded.get(os.path.abspath(paths[r])) for r in rows] if recorded is not None else [None]

@@ -323,6 +323,13 @@ def test_a_copy_or_rerun_of_a_seed_is_counted_once(tmp_path, caplog):
     page = write_compare_html(comparison, tmp_path / "compare.html").read_text()
     assert "<h1>2 runs, 1 group</h1>" in page and "1 run left out" in page
     assert f"<li><code>{copy}</code>: the same settings and seed 0 as" in page
+    # of a run and its rerun, the evaluated one is kept, whichever comes first (an interrupted first attempt hid
+    # its evaluated rerun's test scores)
+    (a0 / "metrics.json").unlink()
+    comparison = compare_runs([a0, copy, a1])
+    assert {r.name for r in comparison.groups[0].runs} == {"a0-copy", "a1"}
+    assert comparison.skipped == [(str(a0), f"the same settings and seed 0 as {copy} (a copy or a rerun): "
+                                            "counted once")]
 
 
 def test_where_a_run_was_logged_does_not_make_it_another_experiment(tmp_path):

@@ -240,10 +240,14 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
         group = by_key.setdefault(_experiment(s.config) + other_data, [])
         twin = next((t for t in group if (t.seed, t.config.get("fold")) == (s.seed, s.config.get("fold"))), None)
         if twin is not None:  # a copy or a rerun: one more sample of the same seed would narrow the ±std falsely
+            # the evaluated one is kept: an interrupted first attempt hid its evaluated rerun's test scores
+            keep, drop = (s, twin) if twin.evaluation is None and s.evaluation is not None else (twin, s)
+            if keep is s:
+                group[group.index(twin)] = s
             what = f"seed {s.seed}" + (f", fold {s.config['fold']}" if s.config.get("fold") else "")
-            why = f"the same settings and {what} as {twin.path} (a copy or a rerun): counted once"
-            skipped.append((str(s.path), why))
-            _skipped(f"compare: skipped {s.path}: {why}", say_skipped)
+            why = f"the same settings and {what} as {keep.path} (a copy or a rerun): counted once"
+            skipped.append((str(drop.path), why))
+            _skipped(f"compare: skipped {drop.path}: {why}", say_skipped)
             continue
         group.append(s)
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)

@@ -296,6 +296,16 @@ def test_the_terminal_says_when_a_run_is_no_better_than_guessing(tmp_path, capsy
     said = " ".join(capsys.readouterr().out.split())
     assert "no better than guessing: macro recall 0.333 cannot be told apart from chance (0.333, one class in 3)" \
         in said and "more epochs will not" in said
+    # trained on a class of 4,000 beside two of 1, it answers that class: it learnt the class sizes, and the advice
+    # said "it fits its training images ... more epochs will not", naming no way to balance them
+    dataset = run.read_dataset()
+    run.write_dataset(dataset.model_copy(update={"counts": {**dataset.counts, "train": {"a": 4000, "b": 1, "c": 1}}}))
+    _print_run_summary(SimpleNamespace(path=run.path, metrics=guessing, train_seconds=1.0, stopped_reason="completed",
+                                       skipped=[], figure_failures=[]))
+    said = " ".join(capsys.readouterr().out.split())
+    assert "It answers 'a' for 100 % of these images, the class of 100 % of its training images; its training " \
+           "accuracy, 100.0 %, is mostly that: it has learnt the class sizes, not the classes. Balance them while " \
+           "training: --sampler oversample, or --class-weight balanced." in said and "fits its training" not in said
 
 
 def test_report_says_on_the_console_why_the_gradcam_figure_is_missing(tiny_run, tmp_path):

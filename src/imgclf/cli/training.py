@@ -288,6 +288,17 @@ def _tune_options() -> list[inspect.Parameter]:
 generated_command(app, "tune", tune, _tune_options)
 
 
+def _train_counts(run_dir: Path) -> dict[str, int] | None:
+    """The training split's images per class, from dataset.json (None where it cannot be read)."""
+    from ..errors import ImgclfError
+    from ..records import RunDir
+
+    try:
+        return RunDir(run_dir).read_dataset().counts.get("train")
+    except (ImgclfError, OSError):
+        return None
+
+
 def _print_run_summary(run: Any) -> None:
     from ..data.folder import count_skipped
     from ..hardware import launch_rank
@@ -309,9 +320,10 @@ def _print_run_summary(run: Any) -> None:
 
         guess = no_better_than_guessing(m)
         if guess is not None:  # the report said so; the terminal line read like any other run's
+            advice = guessing_advice(RunDir(run.path).read_history(), m, _train_counts(run.path))
             console.print(f"[yellow]no better than guessing:[/yellow] macro recall {m.macro.recall:.3f} cannot be told "
                           f"apart from chance ({guess:.3f}, one class in {round(1 / guess)}) on these {m.count:,} "
-                          f"{m.split} images. {guessing_advice(RunDir(run.path).read_history())}", soft_wrap=True)
+                          f"{m.split} images. {advice}", soft_wrap=True)
     skipped = run.skipped
     if skipped:
         console.print(f"[yellow]{count_skipped([s.path for s in skipped])} skipped[/yellow] (all listed in "

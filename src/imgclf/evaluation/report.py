@@ -101,7 +101,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     if guess is not None:
         findings.insert(0, f"Macro recall {pct(m.macro.recall)} cannot be told apart from chance ({pct(guess)}, one "
                            f"class in {round(1 / guess)}) on these {m.count:,} {split} images: this model may not have "
-                           f"learnt the task. {guessing_advice(history)}")
+                           f"learnt the task. "
+                           f"{guessing_advice(history, m, dataset.counts.get('train') if dataset else None)}")
     diverged = detect_divergence([r.value("loss") for r in history])
     if diverged is not None:
         findings.insert(1 if guess is not None else 0,

@@ -22,6 +22,14 @@ def test_save_figure_writes_atomically_and_caps_the_size(tmp_path, monkeypatch):
     with Image.open(path) as img:
         assert max(img.size) <= plotting.MAX_PIXELS
     assert [p.name for p in path.parent.iterdir()] == ["wide.png"]  # no temp file left
+    # a tall figure (a row per class) keeps its resolution, up to its own cap: capped at 3200 px like a wide one,
+    # a 300-class chart's text was drawn 7 px high
+    for inches, expected in ((40, 40 * plotting.DPI), (400, plotting.MAX_TALL_PIXELS)):
+        with plotting.style():
+            fig = plotting.new_figure(8, inches)
+            fig.subplots().set_title("one row per class")
+        with Image.open(plotting.save_figure(fig, tmp_path / "tall.png")) as img:
+            assert abs(img.size[1] - expected) <= 2 and img.size[0] <= plotting.MAX_PIXELS, img.size
 
 
 def test_user_text_and_log_axes_are_plain_text(tmp_path):

@@ -37,7 +37,10 @@ ONSET_COLOR = "#dc2626"
 WRONG_COLOR = "#dc2626"
 RIGHT_COLOR = "#166534"
 GREY = "#6b7280"
-MAX_PIXELS = 3200  # longest side of any figure, so a 100-class figure stays a sensible file
+MAX_PIXELS = 3200  # longest side of any figure, so a 100-class figure stays a sensible file ...
+# ... except a tall one (a row per class, read by scrolling): capped at 3200 px, a 300-class per-class chart was
+# drawn 268 px wide with 7 px text, and a 1000-class one 80 px wide
+MAX_TALL_PIXELS = 20000
 DPI = 110
 # The report's slots at a 1280-pixel window with a 15-pixel scrollbar: the page's content column (909 px) and half
 # of it beside a neighbour (443 px). A figure up to this wide is shown at its natural size there and wider.
@@ -107,12 +110,16 @@ def inches(px: float) -> float:
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
-    """Write fig as a PNG atomically, its longest side capped at MAX_PIXELS; returns the path.
+    """Write fig as a PNG atomically, its longest side capped at MAX_PIXELS (a figure taller than wide: its width
+    at MAX_PIXELS and its height at MAX_TALL_PIXELS); returns the path.
 
     The PNG carries the pixel height of its smallest text under TEXT_PX_KEY (see `smallest_text_px`)."""
     path = Path(path)
     width, height = fig.get_size_inches()
-    dpi = int(min(dpi, MAX_PIXELS / max(width, height)))
+    if height > width:
+        dpi = int(min(dpi, MAX_PIXELS / width, MAX_TALL_PIXELS / height))
+    else:
+        dpi = int(min(dpi, MAX_PIXELS / max(width, height)))
     buf = io.BytesIO()
     with style():  # tick labels are created while drawing: they must see the style too
         fig.savefig(buf, format="png", dpi=dpi, facecolor="white")

@@ -24,7 +24,8 @@ def assert_png(path: Path, min_side: int = 200) -> tuple[int, int]:
     with Image.open(path) as img:
         assert img.format == "PNG"
         pixels = np.asarray(img.convert("L"), dtype=np.float64)
-    assert min(pixels.shape) >= min_side and max(pixels.shape) <= plots.MAX_PIXELS + 10
+    assert min(pixels.shape) >= min_side and pixels.shape[1] <= plots.MAX_PIXELS + 10
+    assert pixels.shape[0] <= (plots.MAX_TALL_PIXELS if pixels.shape[0] > pixels.shape[1] else plots.MAX_PIXELS) + 10
     assert pixels.std() > 5, "figure is blank"
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")], "temp file left behind"
     return pixels.shape

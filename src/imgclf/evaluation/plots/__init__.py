@@ -11,7 +11,7 @@ epochs), `per_class` (confusion matrix, per-class scores, class distribution), `
 reliability, unknown scores), `image_grids` (predictions, top losses, Grad-CAM, class samples).
 """
 
-from ...plotting import MAX_PIXELS  # the cap every figure here respects
+from ...plotting import MAX_PIXELS, MAX_TALL_PIXELS  # the caps every figure here respects
 from .image_grids import (
     plot_class_samples,
     plot_gradcam_grid,
@@ -32,7 +32,7 @@ from .score_curves import (
 from .training_curves import plot_compare_curves, plot_training_curves
 
 __all__ = [
-    "MAX_PIXELS", "plot_class_distribution", "plot_class_samples", "plot_compare_curves", "plot_confusion_matrix",
+    "MAX_PIXELS", "MAX_TALL_PIXELS", "plot_class_distribution", "plot_class_samples", "plot_compare_curves", "plot_confusion_matrix",
     "plot_gradcam_grid", "plot_per_class_metrics", "plot_pr_curves", "plot_prediction_grid", "plot_reliability",
     "plot_roc_curves", "plot_score_distributions", "plot_top_losses", "plot_training_curves",
 ]

@@ -32,7 +32,8 @@ from .score_curves import (
 from .training_curves import plot_compare_curves, plot_training_curves
 
 __all__ = [
-    "MAX_PIXELS", "MAX_TALL_PIXELS", "plot_class_distribution", "plot_class_samples", "plot_compare_curves", "plot_confusion_matrix",
+    "MAX_PIXELS", "MAX_TALL_PIXELS", "plot_class_distribution", "plot_class_samples", "plot_compare_curves",
+    "plot_confusion_matrix",
     "plot_gradcam_grid", "plot_per_class_metrics", "plot_pr_curves", "plot_prediction_grid", "plot_reliability",
     "plot_roc_curves", "plot_score_distributions", "plot_top_losses", "plot_training_curves",
 ]

@@ -22,7 +22,7 @@ from .errors import bad_path, path_argument
 def temp_files_of(path: str | os.PathLike) -> list[Path]:
     """Temp files an interrupted atomic write of `path` left behind (ours are named .<name>.<random>.tmp)."""
     path = Path(path)
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) if path.parent.is_dir() else []
+    return sorted(path.parent.glob(f"{glob.escape(_temp_prefix(path))}*.tmp")) if path.parent.is_dir() else []
 
 
 # A temp file untouched this long was left by a killed write; a younger one may be another process's write in
@@ -75,6 +75,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:  # write() names no file: "the disk written to" was
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # all a full disk could be told as
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -82,7 +87,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def _temp_file_of(path: Path) -> tuple[int, str]:
     """A new temp file beside `path`, named as `temp_files_of` finds them: (descriptor, name)."""
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+
+
+def _temp_prefix(path: Path) -> str:
+    """"." + the name + ".", the name cut to 200 bytes: a legal name of 242 bytes or more, with the random part and
+    ".tmp", went past the 255 a file name may have, and the folder was said to take no new file."""
+    name = path.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+    return f".{name}."
 
 
 def is_special_file(path: str | os.PathLike) -> bool:

@@ -101,3 +101,52 @@ def test_run_files_get_the_umask_permissions(tiny_run):
     assert any(p.name == "model.safetensors" for p in files) and any(p.suffix == ".ckpt" for p in files)
     modes = {p.relative_to(tiny_run).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
     assert set(modes.values()) == {oct(0o666 & ~mask)}, modes
+
+
+def test_a_full_disk_is_named_by_the_file_being_written(tmp_path, monkeypatch):
+    """write() raises ENOSPC without a file name: the message said "the disk written to", and a user with the
+    cache and the run on two disks could not tell which to clear."""
+    import errno
+    import os
+
+    from imgclf.errors import disk_problem
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "runs" / "r" / "metrics.json"
+    try:
+        atomic_write_bytes(target, b"{}")
+    except OSError as exc:
+        said = disk_problem(exc)
+    assert said.startswith(f"the disk holding {target.parent} has no space left")
+    assert not list(target.parent.iterdir())  # nor any half-written file
+
+
+def test_a_long_legal_file_name_is_written(tmp_path):
+    """A name of 242 bytes or more, legal (255 is the limit), was refused: its temp name went past the limit."""
+    target = tmp_path / ("p" * 250 + ".csv")
+    atomic_write_bytes(target, b"a")
+    atomic_write_bytes(target, b"b")
+    assert target.read_bytes() == b"b" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_weights_written_to_a_full_disk_name_their_folder(tmp_path, monkeypatch):
+    """safetensors' error quotes the OS's ("os error 28") and names no file."""
+    import torch
+
+    import imgclf.train.callbacks as callbacks
+    from imgclf.errors import disk_problem
+
+    def full(state, name):
+        raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull }) os error 28")
+
+    monkeypatch.setattr(callbacks, "save_file", full)
+    target = tmp_path / "run" / "model.safetensors"
+    try:
+        callbacks.save_weights(torch.nn.Linear(2, 2), target)
+    except OSError as exc:
+        said = disk_problem(exc)
+    assert said.startswith(f"the disk holding {target.parent} has no space left")
+    assert not list(target.parent.iterdir())

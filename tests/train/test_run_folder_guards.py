@@ -122,6 +122,27 @@ def test_a_second_training_into_a_folder_in_use_is_refused_and_the_folder_frees_
     assert not (folder / LOCK_FILE).exists()  # released when the run ended
 
 
+def test_an_evaluation_a_read_only_run_cannot_keep_is_refused_before_the_work(finished, data, monkeypatch):
+    """evaluate --data on a read-only run (a colleague's, a read-only mount) predicted every image, then said the
+    disk was read-only and to "write elsewhere", which evaluate has no option for."""
+    import errno
+    import tempfile
+
+    import imgclf.evaluation.run_eval as run_eval
+
+    real = tempfile.mkdtemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and str(dir).startswith(str(finished)):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(run_eval, "evaluate_run", lambda *a, **k: pytest.fail("the images were predicted"))
+    with pytest.raises(ImgclfError, match=r"^run must be a folder to write into.*cannot write in .*Read-only"):
+        imgclf.evaluate(finished, data=str(data))
+
+
 def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_trained(finished, tmp_path):
     """calibrate beside a resume said it wrote model.json, and the resume then put back its own (config.yaml asked
     for one acceptance, model.json held another); evaluate told the user to --resume a run being trained now."""

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,11 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
 
     progress = check_switch("progress", progress)
     own = data is None and split == "test"  # what the report reads: metrics.json in the run directory itself
+    if Path(run_dir).is_dir():  # a read-only run (a colleague's, a read-only mount) is refused before the work
+        from ..evaluation.run_eval import results_dir
+        from ..io import writable_folder
+
+        writable_folder("run", results_dir(run_dir, data, split))
     with not_while_training(run_dir, "evaluate"):
         before = _tta_scores(RunDir(run_dir)) if own and not tta else None
         metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import pickle
 import tempfile
 import time
@@ -50,8 +51,11 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
         save_file(state, tmp)
         os.chmod(tmp, default_file_mode())  # mkstemp made it 0600; weights are as readable as the other run files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        code = re.search(r"os error (\d+)", str(exc)) if not isinstance(exc, OSError) else None
+        if code:  # safetensors' own error quotes the OS's and names no file: named here (a full disk's folder)
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
         raise
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import invalid
-from .io import csv_text, terminal_safe
+from .io import csv_text, printable_path, terminal_safe
 
 FORMATS = ("table", "csv", "json")
 
@@ -44,7 +44,7 @@ def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | 
         for i in range(k):
             tops += [p.top[i][0], f"{p.top[i][1]:.4f}"] if i < len(p.top) else ["", ""]
         carried = [";".join(f"{prob:.4f}" for _, prob in (p.labels or []))] if multilabel else []
-        rows.append([p.path, p.label or "", *carried, p.best_label or "",
+        rows.append([printable_path(p.path), p.label or "", *carried, p.best_label or "",
                      "" if p.probability is None else f"{p.probability:.4f}",
                      "" if p.score is None else f"{p.score:.6g}", "" if p.error else str(int(p.unknown))]
                     + tops + [p.error or ""])

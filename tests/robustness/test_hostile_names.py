@@ -157,3 +157,29 @@ def test_a_full_disk_stops_the_report_at_its_first_figure(tiny_run, tmp_path, mo
         f"error: the disk holding {run / 'plots'} has no space left (No space left on device): the file being "
         "written was not kept, and the files written before it are whole. Make room there, or write elsewhere, then "
         "run the command again (an interrupted training run continues with imgclf train --resume RUN)"]
+
+
+def test_names_that_are_not_utf8_are_skipped_and_named_not_a_crash_at_the_end(tmp_path, tiny_run):
+    """An old archive's Latin-1 names ("caf\xe9.png", a class "d\xf6g"): training ran every epoch, then ended in a
+    UnicodeEncodeError writing predictions.csv and left an unfinished run; predict -o x.csv crashed alike."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from imgclf.cli import app
+    from imgclf.data.folder import NOT_UTF8_NAME, scan_folder
+
+    root = make_image_folder(tmp_path / "data", classes=("cat", "dog", "fox"), per_class=6)
+    first = sorted(os.listdir(root / "cat"))[0]
+    os.rename(os.fsencode(root / "cat" / first), os.fsencode(root / "cat") + b"/caf\xe9.png")
+    os.makedirs(os.fsencode(root) + b"/d\xf6g")
+    scan = scan_folder(root)
+    assert scan.classes == ["cat", "dog", "fox"] and len(scan.files["all"]) == 17
+    reasons = {s["path"]: s["reason"] for s in scan.skipped}
+    assert reasons == {str(root / "cat" / "caf\\xe9.png"): NOT_UTF8_NAME, str(root / "d\\xf6g") + os.sep: NOT_UTF8_NAME}
+    # a path given by name reaches predict; its CSV row shows the bytes escaped
+    bad = os.fsdecode(os.fsencode(root / "cat") + b"/caf\xe9.png")
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), bad, "-o", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    assert "caf\\xe9.png" in (tmp_path / "p.csv").read_text(encoding="utf-8")

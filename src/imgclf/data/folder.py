@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImgclfError, bad_path, invalid
+from ..io import is_utf8_name, printable_path
 from ..run_markers import is_run_dir
 
 
@@ -23,6 +24,8 @@ def _reads_avif() -> bool:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
                     ".jfif", ".jpe") + ((".avif",) if _reads_avif() else ())
 NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside the images is skipped
+# a name whose bytes are not UTF-8: its path could be written into no record (dataset.json, predictions.csv)
+NOT_UTF8_NAME = "name is not UTF-8 (rename it, e.g. convmv -f latin1 -t utf8 -r --notest FOLDER)"
 SPLIT_NAMES = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 SPLIT_FOLDER_NAMES = "train, val, valid, validation and test"  # any case
@@ -75,10 +78,14 @@ def count_skipped(paths: list[str]) -> str:
     return " and ".join(parts) or "0 files"
 
 
-def _class_dirs(root: Path) -> list[Path]:
+def _class_dirs(root: Path, skipped: list[dict[str, str]] | None = None) -> list[Path]:
     dirs = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if is_hidden(entry.name):
+            continue
+        if not is_utf8_name(entry.name):
+            if skipped is not None:
+                skipped.append({"path": printable_path(entry.path) + os.sep, "reason": NOT_UTF8_NAME})
             continue
         try:
             if entry.is_dir():
@@ -123,6 +130,9 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
         for entry in entries:
             if is_hidden(entry.name):
                 continue
+            if not is_utf8_name(entry.name):
+                skipped.append({"path": printable_path(entry.path), "reason": NOT_UTF8_NAME})
+                continue
             try:
                 is_dir = entry.is_dir()
                 is_file = entry.is_file()
@@ -164,7 +174,7 @@ OTHER_FOLDER_REASON = ("a folder beside train/ that is not a split (val/, valid/
 
 def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tuple[str, str]],
                      prefix: str = "") -> dict[str, list[str]]:
-    per_class = {d.name: walk_images(d, skipped) for d in _class_dirs(root)}
+    per_class = {d.name: walk_images(d, skipped) for d in _class_dirs(root, skipped)}
     if per_class:  # loose images beside class folders: listed, not silently ignored (no class folder: see scan_folder)
         skipped += [{"path": path, "reason": LOOSE_REASON} for path in _loose_images(root)]
     empty += [(name, prefix + name) for name, paths in per_class.items() if not paths]

@@ -78,7 +78,10 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
 
     progress = check_switch("progress", progress)
     own = data is None and split == "test"  # what the report reads: metrics.json in the run directory itself
-    if Path(run_dir).is_dir():  # a read-only run (a colleague's, a read-only mount) is refused before the work
+    # a read-only run (a colleague's, a read-only mount) is refused before the work (a `data` that is no path is
+    # the evaluation's own error to give)
+    if isinstance(run_dir, (str, os.PathLike)) and Path(run_dir).is_dir() and \
+            (data is None or isinstance(data, (str, os.PathLike))):
         from ..evaluation.run_eval import results_dir
         from ..io import writable_folder
 

@@ -165,7 +165,10 @@ class TrainConfig(BaseModel):
     monitor: str = Field("val_loss", description="Metric for early stopping, best weights and plateau: val_loss or val_acc.")
     min_delta: float = Field(0.0, ge=0.0)
     restore_best: bool = Field(True, description="Keep the best epoch's weights (by monitor) as the final model.")
-    augment: str = Field("", description="Augmentation spec, e.g. 'hflip,rotate=30,shift=0.1,zoom=0.1'.")
+    augment: str = Field("", description="Augmentation, comma-separated (Keras' meanings): hflip, vflip, "
+                         "rotate=DEGREES, shift=FRACTION (width_shift=, height_shift=), shear=DEGREES, zoom=FRACTION, "
+                         "keep_aspect, brightness=F, contrast=F, noise=STD, crop=PIXELS, erase=P, "
+                         "fill=nearest|constant|reflect; e.g. 'hflip,rotate=30,shift=0.1,zoom=0.1'.")
     ema: float | None = Field(None, gt=0.0, lt=1.0, description="Keep an exponential moving average of the weights "
                               "(this decay per step, e.g. 0.999; Lightning's EMAWeightAveraging): validation and the "
                               "final model use the average. none: no averaging.")

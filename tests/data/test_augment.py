@@ -25,6 +25,12 @@ def test_parse_keras_style_spec():
     ("crop=x", r"augment crop must be a number from 0 to 256 pixels, e.g. crop=4. Received: "),
     ("fill=wrap", r"fill must be one of"),
     ("hflip=1", r"augment hflip must be given without a value.*Received: augment hflip='1'"),
+    ("rotate=-5", r"augment rotate must be between 0 and 180 degrees. Received: augment rotate=-5$"),  # as typed
+    # cut to a whole number, crop=0.9 shifted nothing and TTA shifted by more than training had
+    ("crop=2.5", r"augment crop must be a whole number of pixels from 0 to 256, e.g. crop=4 .*crop=2.5$"),
+    # a fill with nothing that moves the image fills nothing
+    ("hflip,fill=constant", r"augment must be a list that gives a rotate, shift, shear, zoom or crop wherever it "
+                            r"gives fill="),
 ])
 def test_bad_specs_name_what_is_allowed(spec, message):
     with pytest.raises(ImgclfError, match=message):
@@ -45,6 +51,27 @@ def test_an_item_given_twice_is_refused_where_the_user_gives_it(image_folder, sp
     with pytest.raises(ImgclfError, match=message):
         imgclf.fit(data=str(image_folder), augment=spec)
     assert parse_augment(spec)  # a stored run's config.yaml that holds one still reads (the last one wins)
+
+
+def test_a_fill_is_read_as_the_names_are():
+    assert parse_augment("rotate=10, fill= Constant").fill == "constant"
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (20, 36)])
+def test_the_shift_turns_with_the_rotation_as_keras_composes_them(h, w, monkeypatch):
+    """Keras' apply_affine_transform composes rotation @ shift @ shear @ zoom: its shift is turned by the angle.
+    The shift was added unturned: 0.18 apart from Keras at 30 degrees and 8 px."""
+    import math
+
+    import imgclf.data.augment as augment
+
+    draws = [math.radians(30), 2 * 0.25, 2 * 0.1]  # angle, then width and height shift (normalised units)
+    monkeypatch.setattr(augment, "_uniform", lambda n, half, gen, device: torch.full((n,), draws.pop(0)))
+    theta = BatchAugment(parse_augment("rotate=30,shift=0.25")).sample_matrices(1, h, w, None, torch.device("cpu"))
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    px, py = 0.25 * w, 0.1 * h  # the shift in pixels, turned by the angle, back to normalised units
+    expected = torch.tensor([(c * px - s * py) * 2 / w, (s * px + c * py) * 2 / h])
+    assert torch.allclose(theta[0, :, 2], expected, atol=1e-6)
 
 
 def test_hflip_only_flips_some_images_exactly():

@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from ..errors import invalid
+from ..errors import Described, invalid
 
 _FLAGS = {"hflip", "vflip", "keep_aspect"}
 _RANGES = {
@@ -111,9 +111,9 @@ def parse_augment(spec: str | None) -> AugmentSpec:
                 raise invalid(f"augment {name}", value, "given without a value: it is a flag")
             values[name] = True
         elif name == "fill":
-            if value not in _FILLS:
+            if value.strip().lower() not in _FILLS:  # read as the names are (fill= Constant)
                 raise invalid("augment fill", value, _FILLS)
-            values["fill"] = value
+            values["fill"] = value.strip().lower()
         elif name in _RANGES:
             lo, hi = _RANGES[name]
             unit, example = _UNITS.get(name, ("", 0.1))
@@ -123,7 +123,13 @@ def parse_augment(spec: str | None) -> AugmentSpec:
                 raise invalid(f"augment {name}", value, f"a number from {lo:g} to {hi:g}{unit}, e.g. "
                               f"{name}={example}") from None
             if not lo <= number <= hi:
-                raise invalid(f"augment {name}", number, f"between {lo:g} and {hi:g}{unit}")
+                # as typed: -5, not the -5.0 it was read as
+                raise invalid(f"augment {name}", Described(f"augment {name}={value.strip()}"),
+                              f"between {lo:g} and {hi:g}{unit}")
+            if name == "crop" and not number.is_integer():  # cut to a whole number, 0.9 shifted nothing
+                raise invalid("augment crop", Described(f"augment crop={value.strip()}"),
+                              f"a whole number of pixels from {lo:g} to {hi:g}, e.g. crop=4 (pad-and-crop moves by "
+                              "whole pixels)")
             if name == "shift":
                 values["width_shift"] = values["height_shift"] = number
             else:
@@ -131,6 +137,11 @@ def parse_augment(spec: str | None) -> AugmentSpec:
         else:
             raise invalid("augment item", name, ALLOWED,
                           hint="Write augment as a comma-separated list of these items, e.g. hflip,rotate=30")
+    if "fill" in values and not any(values.get(k) for k in ("rotate", "width_shift", "height_shift", "shear", "zoom",
+                                                             "crop")):
+        # a fill with nothing that moves the image fills nothing (flips leave no edge to fill)
+        raise invalid("augment", spec, "a list that gives a rotate, shift, shear, zoom or crop wherever it gives "
+                      "fill= (fill says what the image's moved edge shows)")
     if values.get("keep_aspect") and not values.get("zoom"):
         # alone it would change nothing: say so rather than accept a setting that does nothing
         raise invalid("augment", spec, "a list that gives zoom=F wherever it gives keep_aspect (keep_aspect makes "
@@ -182,13 +193,20 @@ class BatchAugment(torch.nn.Module):
         shear = _uniform(n, math.radians(s.shear), gen, device) if s.shear else torch.zeros(n, device=device)
         tx = _uniform(n, 2 * s.width_shift, gen, device) if s.width_shift else torch.zeros(n, device=device)
         ty = _uniform(n, 2 * s.height_shift, gen, device) if s.height_shift else torch.zeros(n, device=device)
+        if s.rotate and (s.width_shift or s.height_shift):
+            # Keras composes rotation @ shift @ shear @ zoom: the shift turns with the image (in pixels, then
+            # back to the normalised units, which differ per axis on a non-square image)
+            cos0, sin0 = torch.cos(angle), torch.sin(angle)
+            px, py = tx * w / 2, ty * h / 2
+            tx, ty = (cos0 * px - sin0 * py) * 2 / w, (sin0 * px + cos0 * py) * 2 / h
         if s.crop:
             px = torch.randint(-int(s.crop), int(s.crop) + 1, (2, n), generator=gen, device=device).float()
             tx = tx + px[0] * 2 / w
             ty = ty + px[1] * 2 / h
         cos, sin = torch.cos(angle), torch.sin(angle)
         sh_sin, sh_cos = torch.sin(shear), torch.cos(shear)
-        # rotation @ shear @ zoom, composed as Keras' apply_affine_transform does.
+        # rotation @ (shift) @ shear @ zoom, composed as Keras' apply_affine_transform does; crop's whole-pixel
+        # shift is torchvision's pad-and-crop, outside that composition.
         a = cos * sx
         b = (-cos * sh_sin - sin * sh_cos) * sy
         c = sin * sx

@@ -170,6 +170,16 @@ def test_the_card_says_what_each_resume_changed(data, tmp_path):
     fresh = imgclf.fit(settings, out=str(tmp_path / "r"), overwrite=True, report=False)
     assert RunDir(fresh.path).read_card().training.resumes is None
     assert not (tmp_path / "r" / RESUMES_FILE).exists()
+    # a Ctrl-C just after an epoch's line leaves its row in history.csv, not in the checkpoint: that epoch trains
+    # again, and the record says the resume came after the checkpoint's epochs (it said after the rows')
+    from imgclf.pipeline.resume_record import stored_resumes
+
+    rows = RunDir(run.path).read_history()
+    assert [r.epoch for r in rows] == [1, 2]  # the fresh run's
+    RunDir(run.path).write_history([*rows, rows[-1].model_copy(update={"epoch": 3})])
+    imgclf.fit(resume=str(run.path), epochs=3, report=False)
+    assert stored_resumes(run.path)[-1].after_epochs == 2
+    assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3]
 
 
 def test_a_config_yaml_with_relative_paths_changes_no_path_on_resume(data, tmp_path, monkeypatch):

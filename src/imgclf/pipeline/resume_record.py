@@ -38,9 +38,12 @@ def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, chec
     attempts that failed before saving anything are one resume with the one after them."""
     from ..io import write_json
     from ..records import ResumeInfo, RunDir
-    from ..train.callbacks import batches_into_epoch
+    from ..train.callbacks import batches_into_epoch, saved_epochs_of
 
-    epochs = len(RunDir(run_dir).read_history()) if checkpoint else 0
+    # the epochs the checkpoint holds: history.csv may hold one more, whose line was printed before a Ctrl-C
+    # (that epoch trains again; the record said the resume came after it)
+    saved = saved_epochs_of(checkpoint) if checkpoint else 0
+    epochs = saved if saved is not None else len(RunDir(run_dir).read_history()) if checkpoint else 0
     batches = batches_into_epoch(checkpoint) if checkpoint else 0
     changed = [c for c in changed_settings(stored, resumed)
                if not (c.setting == "epochs" and checkpoint and resumed.epochs <= epochs and not batches)]

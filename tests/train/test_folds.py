@@ -271,3 +271,39 @@ def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monke
     assert "--resume" not in said and info.value.exit_code == 130
     folds = imgclf.fit(cfg, report=False)  # as it says: fold 1 kept, fold 2 resumed, fold 3 trained
     assert [len(RunDir(r).read_history()) for r in folds.runs] == [2, 2, 2]
+
+
+def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_old_summary(tmp_path, monkeypatch):
+    """An overwrite interrupted in fold 2 left the old folds.json describing models no longer there, and the same
+    command run again (as the message says) trained fold 1 again; fewer folds than before left the old fold-4 and
+    fold-5, which `runs` and `compare` listed with the new ones."""
+    import os
+
+    from imgclf.pipeline.folds import OVERWRITE_MARK
+    from imgclf.train.callbacks import HistoryWriter
+    from imgclf.train.fit import TrainingInterrupted
+
+    data = make_image_folder(tmp_path / "data", per_class=15)
+    base = {"data": str(data), "out": str(tmp_path / "cv"), **TINY, "test_split": 0.2}
+    imgclf.fit({**base, "folds": 5}, report=False)
+    again = {**base, "folds": K, "epochs": 2}
+    original = HistoryWriter.on_train_epoch_start
+
+    def interrupt(self, trainer, pl_module):
+        if trainer.current_epoch == 1 and "fold-2" in str(self.run.path):
+            raise KeyboardInterrupt
+        original(self, trainer, pl_module)
+
+    with monkeypatch.context() as m:
+        m.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
+        with pytest.raises(TrainingInterrupted) as info:
+            imgclf.fit(again, overwrite=True, report=False)
+    assert "with --overwrite too: the folds this overwrite trained are kept" in str(info.value)
+    assert not (tmp_path / "cv" / "folds.json").exists()  # it described the cross-validation being replaced
+    first = (tmp_path / "cv" / "fold-1" / "model.safetensors").stat().st_mtime_ns
+    folds = imgclf.fit(again, overwrite=True, report=False)  # the same command again
+    assert (tmp_path / "cv" / "fold-1" / "model.safetensors").stat().st_mtime_ns == first  # kept, not trained again
+    assert [len(RunDir(r).read_history()) for r in folds.runs] == [2, 2, 2]
+    assert read_folds(folds.path).folds == K
+    assert sorted(p.name for p in folds.path.iterdir()) == ["fold-1", "fold-2", "fold-3", "folds.json"]
+    assert not (folds.path / OVERWRITE_MARK).exists() and not os.path.exists(folds.path / "fold-4")

@@ -76,6 +76,11 @@ class AugmentSpec:
 
     @property
     def geometric(self) -> bool:
+        return self.moves
+
+    @property
+    def moves(self) -> bool:
+        """Whether anything moves the image (and so leaves an edge for `fill` to fill)."""
         return bool(self.rotate or self.width_shift or self.height_shift or self.shear or self.zoom or self.crop)
 
     @property
@@ -92,7 +97,7 @@ class AugmentSpec:
                 parts.append(f.name)
             elif value and value is not False:
                 parts.append(f"{f.name}={value:g}")
-        if parts and self.fill != "nearest":
+        if self.moves and self.fill != "nearest":  # a fill with nothing that moves: it fills nothing
             parts.append(f"fill={self.fill}")
         return ",".join(parts)
 
@@ -137,16 +142,20 @@ def parse_augment(spec: str | None) -> AugmentSpec:
         else:
             raise invalid("augment item", name, ALLOWED,
                           hint="Write augment as a comma-separated list of these items, e.g. hflip,rotate=30")
-    if "fill" in values and not any(values.get(k) for k in ("rotate", "width_shift", "height_shift", "shear", "zoom",
-                                                             "crop")):
-        # a fill with nothing that moves the image fills nothing (flips leave no edge to fill)
-        raise invalid("augment", spec, "a list that gives a rotate, shift, shear, zoom or crop wherever it gives "
-                      "fill= (fill says what the image's moved edge shows)")
     if values.get("keep_aspect") and not values.get("zoom"):
         # alone it would change nothing: say so rather than accept a setting that does nothing
         raise invalid("augment", spec, "a list that gives zoom=F wherever it gives keep_aspect (keep_aspect makes "
                       "both axes share zoom's scale)")
     return AugmentSpec(**values)  # type: ignore[arg-type]
+
+
+def refuse_unused_fill(spec: str | None) -> None:
+    """A fill with nothing that moves the image fills nothing (flips leave no edge to fill): refused where a user
+    gives it (`pipeline.resolve`); a stored run's config.yaml written with one still reads."""
+    parsed = parse_augment(spec)
+    if "fill=" in (spec or "").replace(" ", "").lower() and not parsed.moves:
+        raise invalid("augment", spec, "a list that gives a rotate, shift, shear, zoom or crop wherever it gives "
+                      "fill= (fill says what the image's moved edge shows)")
 
 
 def refuse_repeated_items(spec: str | None) -> None:

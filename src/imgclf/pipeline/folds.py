@@ -48,7 +48,7 @@ def _check_folder(out: Path, k: int, overwrite: bool) -> None:
     """OUT holds nothing but this cross-validation's folds (and folds.json): never train into another run."""
     if not out.exists():
         return
-    ours = {FOLDS_FILE} | {fold_dir(out, i).name for i in range(1, 101)}
+    ours = {FOLDS_FILE, OVERWRITE_MARK} | {fold_dir(out, i).name for i in range(1, 101)}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
     if foreign and not overwrite:
         raise bad_path("out", out, "a new folder, or one holding only fold-1 ... fold-K and folds.json",
@@ -58,11 +58,34 @@ def _check_folder(out: Path, k: int, overwrite: bool) -> None:
         raise bad_path("out", out, "a folder for the fold runs", "is itself a run directory")
 
 
-def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool) -> str:
-    """new, done, resume (a checkpoint to continue from) or restart (begun, nothing to continue from)."""
+# Written by a cross-validation run with --overwrite, removed when its last fold is done: the folds begun after it
+# are this overwrite's, so the same command run again after an interruption keeps them (it trained them again)
+OVERWRITE_MARK = ".overwrite-started.json"
+
+
+def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
+    """When the overwrite of `out` that this command continues began (its mark's time), or began now."""
+    from ..io import read_json
+
+    mark = out / OVERWRITE_MARK
+    settings = {k: str(v) for k, v in sorted(experiment_settings(cfg).items())}
+    try:
+        if read_json(mark).get("settings") == settings:
+            return mark.stat().st_mtime
+    except (OSError, ValueError, AttributeError):
+        pass
+    (out / FOLDS_FILE).unlink(missing_ok=True)  # the cross-validation it summarised is being replaced
+    write_json(mark, {"settings": settings})
+    return mark.stat().st_mtime
+
+
+def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float | None = None) -> str:
+    """new, done, resume (a checkpoint to continue from) or restart (begun, nothing to continue from). With
+    overwrite, a fold begun before `since` (the overwrite's start) is trained again; one begun after, by this
+    overwrite, is judged as any fold."""
     if not run.has("config.yaml"):
         return "new" if not run.has("checkpoints/last.ckpt") else "restart"
-    if overwrite:
+    if overwrite and (since is None or (run.path / "config.yaml").stat().st_mtime < since):
         return "restart"
     stored_config = run.read_config()
     stored, asked = experiment_settings(stored_config), experiment_settings(wanted)
@@ -99,6 +122,7 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
         outside_data("out", out, cfg.data)
     _check_folder(out, k, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    since = _overwrite_since(out, cfg) if overwrite else None
     runs = []
     sized: dict[str, Any] = {}
     for i in range(1, k + 1):
@@ -106,7 +130,7 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
         # With sizing=probe the first fold probes; the others train what it chose, so that the folds' mean and
         # spread are of one model, not of whichever width each probe read.
         wanted = cfg.model_copy(update={"out": str(path), "fold": i, **sized})
-        state = _fold_state(RunDir(path), wanted, overwrite)
+        state = _fold_state(RunDir(path), wanted, overwrite, since)
         if log is not None:
             log(f"fold {i}/{k}: " + {"new": "training", "done": "finished already, skipped",
                                      "resume": "resuming from its checkpoint", "restart": "training again"}[state])
@@ -119,7 +143,9 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
             # the fold's own hint (imgclf train --resume FOLD) would finish that fold only, and no folds.json
             raise TrainingInterrupted(f"{exc.state} (fold {i} of {k}). Continue the cross-validation by running the "
                                       "same imgclf train --folds command again: finished folds are kept, this one "
-                                      "resumes", state=exc.state, exit_code=exc.exit_code) from None
+                                      "resumes" + (" (with --overwrite too: the folds this overwrite trained are "
+                                                   "kept)" if overwrite else ""),
+                                      state=exc.state, exit_code=exc.exit_code) from None
         except BaseException:
             if not any(out.iterdir()):
                 out.rmdir()  # a K refused before any fold trained leaves no empty folder behind
@@ -131,7 +157,24 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
             sized = {k: v for k, v in RunDir(path).read_config().model_dump().items() if k in SIZED_SETTINGS}
     summary = summarize_folds(out, runs)
     write_json(out / FOLDS_FILE, summary)
+    if overwrite:
+        _remove_other_folds(out, k)
+        (out / OVERWRITE_MARK).unlink(missing_ok=True)
     return Folds(out, runs, summary)
+
+
+def _remove_other_folds(out: Path, k: int) -> None:
+    """The folds past K of the cross-validation an overwrite replaced (5 folds overwritten with 3 left fold-4 and
+    fold-5, which `runs` and `compare` then listed with the new ones): their run files, and their folders when
+    nothing else is left in them."""
+    from .run_folder import remove_run_files
+
+    for i in range(k + 1, 101):
+        path = fold_dir(out, i)
+        if path.is_dir():
+            remove_run_files(path)
+            if not any(path.iterdir()):
+                path.rmdir()
 
 
 def _fold_metrics(path: Path) -> dict[str, float | None]:

@@ -126,9 +126,10 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     file_values = _file_settings(config_file)
     chosen = {**file_values, **given}  # the user's own
     if isinstance(chosen.get("augment"), str):
-        from ..data.augment import refuse_repeated_items
+        from ..data.augment import refuse_repeated_items, refuse_unused_fill
 
         refuse_repeated_items(chosen["augment"])
+        refuse_unused_fill(chosen["augment"])
     layered = layer_settings(recipe_and_file(recipe or given.get("recipe"), config_file), given)
     if layered.get("recipe"):
         layered["recipe"] = recipe or given.get("recipe") or layered["recipe"]

@@ -326,5 +326,5 @@ def lopsided_warning(item: dict, audit: str) -> str:
 
 def separated_warning(grouping: Grouping) -> str:
     return (f"{grouping.separated} near-duplicate group{'s' if grouping.separated != 1 else ''} divided between "
-            f"{'/, '.join(grouping.automatic)}/: some class had no group small enough to hold out whole, so its "
-            "images were drawn one by one")
+            f"{'/, '.join(grouping.automatic)}/: some class had no group small enough to hold out whole (or, in a "
+            "cross-validation, fewer groups than folds), so its images were drawn one by one")

@@ -87,7 +87,7 @@ def test_folds_json_holds_the_mean_and_std_of_the_fold_metrics(cross_validation)
     # the file is its record's, and its JSON Schema (docs/schema/folds_json.schema.json) accepts it as written
     Draft202012Validator(json_schemas()["folds.json"]).validate(summary)
     assert read_folds(folds.path).per_fold[0].test_accuracy == summary["per_fold"][0]["test_accuracy"]
-    assert set(FoldRow.model_fields) - {"fold", "run"} == set(METRICS) == set(summary["metrics"])
+    assert set(FoldRow.model_fields) - {"fold", "run", "epochs"} == set(METRICS) == set(summary["metrics"])
 
 
 def test_a_bad_or_missing_folds_json_gets_a_one_line_error(cross_validation, tmp_path):
@@ -304,6 +304,21 @@ def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_ol
     folds = imgclf.fit(again, overwrite=True, report=False)  # the same command again
     assert (tmp_path / "cv" / "fold-1" / "model.safetensors").stat().st_mtime_ns == first  # kept, not trained again
     assert [len(RunDir(r).read_history()) for r in folds.runs] == [2, 2, 2]
-    assert read_folds(folds.path).folds == K
+    assert read_folds(folds.path).folds == K and [r.epochs for r in read_folds(folds.path).per_fold] == [2, 2, 2]
     assert sorted(p.name for p in folds.path.iterdir()) == ["fold-1", "fold-2", "fold-3", "folds.json"]
     assert not (folds.path / OVERWRITE_MARK).exists() and not os.path.exists(folds.path / "fold-4")
+
+
+def test_a_time_limit_is_said_to_be_each_folds(tmp_path):
+    """--time-limit 12s with 3 folds ran a minute, and folds it stopped after 2 and 10 epochs were averaged alike."""
+    from imgclf.pipeline import resolve_config
+    from imgclf.pipeline.folds import fit_folds
+
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    said: list[str] = []
+    cfg = resolve_config({"data": str(data), "out": str(tmp_path / "cv"), "folds": K, **TINY, "test_split": 0.2,
+                          "time_limit": "10m"})
+    folds = fit_folds(cfg, report=False, log=said.append)
+    assert said[0] == (f"the time limit (10m) is each fold's: {K} folds take up to {K} times it, and folds it stops "
+                       "may train different numbers of epochs (folds.json gives each fold's)")
+    assert [r.epochs for r in read_folds(folds.path).per_fold] == [1, 1, 1]

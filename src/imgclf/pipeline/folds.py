@@ -117,6 +117,9 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     k = int(cfg.folds or 0)
     if cfg.task == "multilabel" or (isinstance(cfg.data, str) and is_label_index(cfg.data)):
         refuse_folds(k)  # before a fold is announced, not when its data is read
+    if cfg.time_limit and log is not None:
+        log(f"the time limit ({cfg.time_limit}) is each fold's: {k} folds take up to {k} times it, and folds it "
+            "stops may train different numbers of epochs (folds.json gives each fold's)")
     out = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", f"{cfg.model}-folds"))
     if cfg.data:
         outside_data("out", out, cfg.data)
@@ -203,7 +206,8 @@ def _fold_metrics(path: Path) -> dict[str, float | None]:
 
 def summarize_folds(out: str | os.PathLike, runs: list[Path]) -> dict[str, Any]:
     """folds.json: every fold's metrics and, per metric, mean ± sample std over the folds."""
-    per_fold = [{"fold": i, "run": p.name, **_fold_metrics(p)} for i, p in enumerate(runs, 1)]
+    per_fold = [{"fold": i, "run": p.name, "epochs": len(RunDir(p).read_history()), **_fold_metrics(p)}
+                for i, p in enumerate(runs, 1)]
     stats = {}
     for name in METRICS:
         s = mean_std(f[name] for f in per_fold)

@@ -30,6 +30,8 @@ class FoldRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fold: int = Field(ge=1)
     run: str = Field(description="The fold's run directory, relative to the cross-validation folder (fold-i).")
+    epochs: int | None = Field(None, ge=0, description="Epochs the fold trained (None in files written before it "
+                               "was recorded): folds stopped by a time limit or early stopping may differ.")
     val_accuracy: float | None = None
     val_loss: float | None = None
     test_accuracy: float | None = None

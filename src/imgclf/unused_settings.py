@@ -32,6 +32,9 @@ def unused_by_name(cfg: Any) -> dict[str, str]:
                            f"{getattr(cfg, decider)})")
     if cfg.optimizer == "sgd" and cfg.schedule == "onecycle" and cfg.momentum != fields["momentum"].default:
         found["momentum"] = f"momentum={cfg.momentum} (schedule onecycle cycles it between 0.85 and 0.95 itself)"
+    if cfg.folds and cfg.val_split != fields["val_split"].default:  # each fold validates on its own fold
+        found["val_split"] = (f"val_split={cfg.val_split} (a cross-validation validates each fold on 1/{cfg.folds} "
+                              "of the non-test images)")
     if cfg.min_delta != fields["min_delta"].default and cfg.early_stopping is None:
         found["min_delta"] = f"min_delta={cfg.min_delta} (read by early stopping; this run: early_stopping none)"
     found.update(_unused_while_the_backbone_never_trains(cfg, fields))

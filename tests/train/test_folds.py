@@ -322,3 +322,18 @@ def test_a_time_limit_is_said_to_be_each_folds(tmp_path):
     assert said[0] == (f"the time limit (10m) is each fold's: {K} folds take up to {K} times it, and folds it stops "
                        "may train different numbers of epochs (folds.json gives each fold's)")
     assert [r.epochs for r in read_folds(folds.path).per_fold] == [1, 1, 1]
+
+
+def test_a_val_split_is_said_to_change_nothing_and_does_not_block_a_rerun(tmp_path, caplog):
+    """--val-split 0.3 with --folds trained the same folds as without it, without a word, and a rerun with 0.2 was
+    refused as 'fold-1 differs in val_split'."""
+    import logging
+
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    cfg = {"data": str(data), "out": str(tmp_path / "cv"), "folds": K, **TINY, "test_split": 0.2}
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        first = imgclf.fit({**cfg, "val_split": 0.3}, report=False)
+    assert "val_split=0.3 (a cross-validation validates each fold on 1/3 of the non-test images)" in caplog.text
+    stamp = (first.runs[0] / "model.json").stat().st_mtime_ns
+    again = imgclf.fit({**cfg, "val_split": 0.2}, report=False)  # the same folds: finished, kept
+    assert (again.runs[0] / "model.json").stat().st_mtime_ns == stamp

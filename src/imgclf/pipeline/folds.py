@@ -89,6 +89,9 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float 
         return "restart"
     stored_config = run.read_config()
     stored, asked = experiment_settings(stored_config), experiment_settings(wanted)
+    for unread in ("val_split",):  # each fold validates on its fold, whatever val_split says (training warns)
+        stored.pop(unread, None)
+        asked.pop(unread, None)
     if wanted.lr == "auto" and stored_config.lr_auto:  # the fold holds the rate the finder found for it
         stored["lr"] = "auto"
     if wanted.sizing == "probe":  # the fold's config.yaml holds what its probe chose, sizing.json what it was asked

@@ -153,6 +153,10 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     elif trial is not None and (trial.stopped or "").startswith("interrupted"):  # train --resume would finish it
         # outside its search, which counts it failed
         reason = "the search stopped in this trial, which counts as failed: imgclf tune --resume goes on with new ones"
+    elif status == "interrupted" and config is not None and config.folds and config.fold:
+        # train --resume FOLD would finish this fold alone and write no folds.json
+        reason = (f"fold {config.fold} of {config.folds}, stopped: run the cross-validation's imgclf train --folds "
+                  f"{config.folds} --out {_command_path(run.path.parent)} command again (it resumes this fold)")
     return RunRow(
         name=name, path=str(run.path.resolve()),
         model=config.model if config else card.architecture if card else None,

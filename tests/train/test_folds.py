@@ -273,7 +273,7 @@ def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monke
     listed = {r.name: (r.status, r.reason) for r in imgclf.list_runs(tmp_path / "cv")}
     status, reason = listed["fold-2"]
     assert status == "interrupted" and reason.startswith("fold 2 of 3, stopped: run the cross-validation's imgclf "
-                                                         f"train --folds 3 --out ") and "--resume" not in reason
+                                                         "train --folds 3 --out ") and "--resume" not in reason
     folds = imgclf.fit(cfg, report=False)  # as it says: fold 1 kept, fold 2 resumed, fold 3 trained
     assert [len(RunDir(r).read_history()) for r in folds.runs] == [2, 2, 2]
 

@@ -48,7 +48,7 @@ class TTAViews:
         spec = parse_augment(augment)
         wanted = max(1, img_size // 16)
         # training translates by up to (fraction x side + crop) pixels per axis; a view past that was never seen
-        reach = min(spec.width_shift, spec.height_shift) * img_size + spec.crop
+        reach = min(spec.width_shift, spec.height_shift) * img_size + int(spec.crop)  # whole pixels, as trained
         shift = min(wanted, math.floor(reach + 1e-9))
         return cls(augment=augment, hflip=spec.hflip, vflip=spec.vflip, shift=shift, fill=spec.fill)
 

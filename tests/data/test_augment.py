@@ -26,8 +26,6 @@ def test_parse_keras_style_spec():
     ("fill=wrap", r"fill must be one of"),
     ("hflip=1", r"augment hflip must be given without a value.*Received: augment hflip='1'"),
     ("rotate=-5", r"augment rotate must be between 0 and 180 degrees. Received: augment rotate=-5$"),  # as typed
-    # cut to a whole number, crop=0.9 shifted nothing and TTA shifted by more than training had
-    ("crop=2.5", r"augment crop must be a whole number of pixels from 0 to 256, e.g. crop=4 .*crop=2.5$"),
 ])
 def test_bad_specs_name_what_is_allowed(spec, message):
     with pytest.raises(ImgclfError, match=message):
@@ -50,7 +48,7 @@ def test_an_item_given_twice_is_refused_where_the_user_gives_it(image_folder, sp
     assert parse_augment(spec)  # a stored run's config.yaml that holds one still reads (the last one wins)
 
 
-def test_a_fill_is_read_as_the_names_are_and_refused_where_nothing_moves(image_folder):
+def test_a_fill_is_read_as_the_names_are_and_refused_where_nothing_moves(image_folder, tmp_path):
     import imgclf
 
     assert parse_augment("rotate=10, fill= Constant").fill == "constant"
@@ -62,6 +60,22 @@ def test_a_fill_is_read_as_the_names_are_and_refused_where_nothing_moves(image_f
     # (the fast recipe dropping its crop wrote "hflip,fill=constant")
     stored = parse_augment("hflip,fill=constant")
     assert stored.hflip and stored.to_string() == "hflip"
+    # a crop that is not a whole number of pixels was cut to one (crop=0.9 shifted nothing, and TTA reached further
+    # than training): refused where given, while a stored run's still reads, with TTA at the pixels it trained
+    with pytest.raises(ImgclfError, match=r"^augment crop must be a whole number of pixels from 0 to 256, e\.g\. "
+                                          r"crop=4 .*Received: augment crop=2\.5$"):
+        imgclf.fit(data=str(image_folder), augment="hflip,crop=2.5")
+    from imgclf.tta import TTAViews
+
+    assert TTAViews.for_training("shift=0.05,crop=0.9", 32).shift == 1  # 0.05 x 32 and no whole pixel of crop
+    # a run's own config.yaml given again (--config RUN/config.yaml) trains as that run did
+    import yaml
+
+    from imgclf.pipeline import resolve_config
+
+    run = tmp_path / "config.yaml"
+    run.write_text(yaml.safe_dump({"schema_version": 1, "data": str(image_folder), "augment": "hflip,fill=constant"}))
+    assert resolve_config(config_file=run).augment == "hflip,fill=constant"
 
 
 @pytest.mark.parametrize("h, w", [(32, 32), (20, 36)])

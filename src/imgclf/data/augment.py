@@ -131,10 +131,6 @@ def parse_augment(spec: str | None) -> AugmentSpec:
                 # as typed: -5, not the -5.0 it was read as
                 raise invalid(f"augment {name}", Described(f"augment {name}={value.strip()}"),
                               f"between {lo:g} and {hi:g}{unit}")
-            if name == "crop" and not number.is_integer():  # cut to a whole number, 0.9 shifted nothing
-                raise invalid("augment crop", Described(f"augment crop={value.strip()}"),
-                              f"a whole number of pixels from {lo:g} to {hi:g}, e.g. crop=4 (pad-and-crop moves by "
-                              "whole pixels)")
             if name == "shift":
                 values["width_shift"] = values["height_shift"] = number
             else:
@@ -149,13 +145,17 @@ def parse_augment(spec: str | None) -> AugmentSpec:
     return AugmentSpec(**values)  # type: ignore[arg-type]
 
 
-def refuse_unused_fill(spec: str | None) -> None:
-    """A fill with nothing that moves the image fills nothing (flips leave no edge to fill): refused where a user
-    gives it (`pipeline.resolve`); a stored run's config.yaml written with one still reads."""
+def refuse_what_does_nothing(spec: str | None) -> None:
+    """Refused where a user gives it (`pipeline.resolve`), while a stored run's config.yaml written with one still
+    reads (and trains as it did): a fill with nothing that moves the image, which fills nothing (flips leave no
+    edge to fill), and a crop that is not a whole number of pixels, which was cut to one (0.9 shifted nothing)."""
     parsed = parse_augment(spec)
     if "fill=" in (spec or "").replace(" ", "").lower() and not parsed.moves:
         raise invalid("augment", spec, "a list that gives a rotate, shift, shear, zoom or crop wherever it gives "
                       "fill= (fill says what the image's moved edge shows)")
+    if not float(parsed.crop).is_integer():
+        raise invalid("augment crop", Described(f"augment crop={parsed.crop:g}"),
+                      "a whole number of pixels from 0 to 256, e.g. crop=4 (pad-and-crop moves by whole pixels)")
 
 
 def refuse_repeated_items(spec: str | None) -> None:

@@ -126,10 +126,14 @@ def resolve_config(values: TrainConfig | Mapping[str, Any] | None = None, *, rec
     file_values = _file_settings(config_file)
     chosen = {**file_values, **given}  # the user's own
     if isinstance(chosen.get("augment"), str):
-        from ..data.augment import refuse_repeated_items, refuse_unused_fill
+        from ..data.augment import refuse_repeated_items, refuse_what_does_nothing
 
         refuse_repeated_items(chosen["augment"])
-        refuse_unused_fill(chosen["augment"])
+        # a run's own config.yaml repeated (--config RUN/config.yaml) trains as that run did: the fast recipe wrote
+        # "hflip,fill=constant" where it dropped its crop
+        users = given if "schema_version" in file_values else chosen
+        if isinstance(users.get("augment"), str):
+            refuse_what_does_nothing(users["augment"])
     layered = layer_settings(recipe_and_file(recipe or given.get("recipe"), config_file), given)
     if layered.get("recipe"):
         layered["recipe"] = recipe or given.get("recipe") or layered["recipe"]

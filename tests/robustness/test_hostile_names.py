@@ -169,15 +169,22 @@ def test_names_that_are_not_utf8_are_skipped_and_named_not_a_crash_at_the_end(tm
     from conftest import make_image_folder
     from imgclf.cli import app
     from imgclf.data.folder import NOT_UTF8_NAME, scan_folder
+    from imgclf.io import is_utf8_name
 
     root = make_image_folder(tmp_path / "data", classes=("cat", "dog", "fox"), per_class=6)
     first = sorted(os.listdir(root / "cat"))[0]
     os.rename(os.fsencode(root / "cat" / first), os.fsencode(root / "cat") + b"/caf\xe9.png")
     os.makedirs(os.fsencode(root) + b"/d\xf6g")
+    loose = os.fsencode(root) + b"/loose\xe9.png"  # an image beside the class folders: listed as loose
+    with open(loose, "wb") as handle:
+        handle.write(b"x")
     scan = scan_folder(root)
     assert scan.classes == ["cat", "dog", "fox"] and len(scan.files["all"]) == 17
     reasons = {s["path"]: s["reason"] for s in scan.skipped}
-    assert reasons == {str(root / "cat" / "caf\\xe9.png"): NOT_UTF8_NAME, str(root / "d\\xf6g") + os.sep: NOT_UTF8_NAME}
+    assert reasons.pop(str(root / "cat" / "caf\\xe9.png")) == NOT_UTF8_NAME
+    assert reasons.pop(str(root / "d\\xf6g") + os.sep) == NOT_UTF8_NAME
+    assert list(reasons) == [str(root / "loose\\xe9.png")]
+    assert all(is_utf8_name(s["path"]) for s in scan.skipped)
     # a path given by name reaches predict; its CSV row shows the bytes escaped
     bad = os.fsdecode(os.fsencode(root / "cat") + b"/caf\xe9.png")
     result = CliRunner().invoke(app, ["predict", str(tiny_run), bad, "-o", str(tmp_path / "p.csv")])

@@ -83,15 +83,15 @@ def _class_dirs(root: Path, skipped: list[dict[str, str]] | None = None) -> list
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if is_hidden(entry.name):
             continue
-        if not is_utf8_name(entry.name):
-            if skipped is not None:
-                skipped.append({"path": printable_path(entry.path) + os.sep, "reason": NOT_UTF8_NAME})
-            continue
         try:
-            if entry.is_dir():
-                dirs.append(Path(entry.path))
+            if not entry.is_dir():
+                continue
         except OSError:
             continue
+        if is_utf8_name(entry.name):
+            dirs.append(Path(entry.path))
+        elif skipped is not None:  # a class name no record could hold
+            skipped.append({"path": printable_path(entry.path) + os.sep, "reason": NOT_UTF8_NAME})
     return dirs
 
 
@@ -293,6 +293,9 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
         layout = "flat"
     if len(classes) < min_classes:
         raise _too_few_classes(root, split_dirs.get("train"), classes, min_classes)
+    # every listed path as text a record can hold: a loose image or a folder beside train/ named in Latin-1 went
+    # into the report as lone surrogates, which no UTF-8 file takes (the run ended in UnicodeEncodeError)
+    skipped = [{**item, "path": printable_path(item["path"])} for item in skipped]
     scan = FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped, empty=empty)
     _warn_of_an_unfinished_fetch(root)
     return scan if allow_empty else require_images(scan)

@@ -155,8 +155,14 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         reason = "the search stopped in this trial, which counts as failed: imgclf tune --resume goes on with new ones"
     elif status == "interrupted" and config is not None and config.folds and config.fold:
         # train --resume FOLD would finish this fold alone and write no folds.json
-        reason = (f"fold {config.fold} of {config.folds}, stopped: run the cross-validation's imgclf train --folds "
-                  f"{config.folds} --out {_command_path(run.path.parent)} command again (it resumes this fold)")
+        from .pipeline.folds import OVERWRITE_MARK
+
+        data = " ".join(_command_path(Path(d)) for d in (config.data if isinstance(config.data, list) else
+                                                          [config.data]) if d)
+        again = " --overwrite" if (run.path.parent / OVERWRITE_MARK).exists() else ""
+        reason = (f"fold {config.fold} of {config.folds}, stopped: run its cross-validation's command again, e.g. "
+                  f"imgclf train {data} --folds {config.folds} --out {_command_path(run.path.parent)}{again} with "
+                  "the same settings (it resumes this fold)")
     return RunRow(
         name=name, path=str(run.path.resolve()),
         model=config.model if config else card.architecture if card else None,

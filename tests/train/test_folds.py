@@ -272,8 +272,9 @@ def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monke
     # imgclf runs says the same of the fold (it said imgclf train --resume FOLD, which writes no folds.json)
     listed = {r.name: (r.status, r.reason) for r in imgclf.list_runs(tmp_path / "cv")}
     status, reason = listed["fold-2"]
-    assert status == "interrupted" and reason.startswith("fold 2 of 3, stopped: run the cross-validation's imgclf "
-                                                         "train --folds 3 --out ") and "--resume" not in reason
+    assert status == "interrupted" and reason.startswith(f"fold 2 of 3, stopped: run its cross-validation's command "
+                                                         f"again, e.g. imgclf train {data} --folds 3 --out ")
+    assert "--resume" not in reason and "--overwrite" not in reason
     folds = imgclf.fit(cfg, report=False)  # as it says: fold 1 kept, fold 2 resumed, fold 3 trained
     assert [len(RunDir(r).read_history()) for r in folds.runs] == [2, 2, 2]
 
@@ -304,6 +305,9 @@ def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_ol
         with pytest.raises(TrainingInterrupted) as info:
             imgclf.fit(again, overwrite=True, report=False)
     assert "with --overwrite too: the folds this overwrite trained are kept" in str(info.value)
+    fold_2 = {r.name: r.reason for r in imgclf.list_runs(tmp_path / "cv")}["fold-2"]
+    assert fold_2.endswith(f"--folds {K} --out {tmp_path / 'cv'} --overwrite with the same settings (it resumes "
+                           "this fold)")
     assert not (tmp_path / "cv" / "folds.json").exists()  # it described the cross-validation being replaced
     first = (tmp_path / "cv" / "fold-1" / "model.safetensors").stat().st_mtime_ns
     folds = imgclf.fit(again, overwrite=True, report=False)  # the same command again
@@ -312,6 +316,13 @@ def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_ol
     assert read_folds(folds.path).folds == K and [r.epochs for r in read_folds(folds.path).per_fold] == [2, 2, 2]
     assert sorted(p.name for p in folds.path.iterdir()) == ["fold-1", "fold-2", "fold-3", "folds.json"]
     assert not (folds.path / OVERWRITE_MARK).exists() and not os.path.exists(folds.path / "fold-4")
+    # interrupted again, then finished without --overwrite: the mark goes, so a later --overwrite trains every fold
+    with monkeypatch.context() as m:
+        m.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(again, overwrite=True, report=False)
+    imgclf.fit(again, report=False)
+    assert not (folds.path / OVERWRITE_MARK).exists()
 
 
 def test_a_time_limit_is_said_to_be_each_folds(tmp_path):

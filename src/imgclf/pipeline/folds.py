@@ -163,9 +163,9 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
             sized = {k: v for k, v in RunDir(path).read_config().model_dump().items() if k in SIZED_SETTINGS}
     summary = summarize_folds(out, runs)
     write_json(out / FOLDS_FILE, summary)
-    if overwrite:
+    if overwrite or (out / OVERWRITE_MARK).exists():  # an overwrite finished, with --overwrite given or not
         _remove_other_folds(out, k)
-        (out / OVERWRITE_MARK).unlink(missing_ok=True)
+        (out / OVERWRITE_MARK).unlink(missing_ok=True)  # a later --overwrite trains every fold again
     return Folds(out, runs, summary)
 
 

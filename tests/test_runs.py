@@ -296,7 +296,8 @@ def test_a_run_whose_training_holds_its_lock_is_running_not_interrupted(runs_fol
     stopped = runs_folder / "stopped"
     with exclusive(stopped, LOCK_FILE, "out", "free", "in use", "wait"):
         row = _by_name(imgclf.list_runs(runs_folder))["stopped"]
-        assert (row.status, row.reason) == ("running", "training now (another process holds train.lock)")
+        assert (row.status, row.reason) == ("running", "in use now (another process holds train.lock: its training, "
+                                                       "or an evaluate, calibrate or report of it)")
         assert "running" in CliRunner().invoke(app, ["runs", str(runs_folder)]).output
     assert _by_name(imgclf.list_runs(runs_folder))["stopped"].status == "interrupted"
 

@@ -146,7 +146,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         from .records.run_dir import LOCK_FILE
 
         if is_locked(run.path / LOCK_FILE):  # its training holds the folder now: not one to resume
-            status, reason = "running", "training now (another process holds train.lock)"
+            status, reason = "running", "in use now (another process holds train.lock: its training, or an evaluate, " \
+                "calibrate or report of it)"
     trial = trial_of_run(run.path) if status == "interrupted" else None
     if trial is not None and trial.state == "pruned":
         status, reason = "pruned", f"search trial {trial.stopped or 'pruned'}"

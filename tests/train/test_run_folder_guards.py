@@ -99,7 +99,7 @@ def test_a_second_training_into_a_folder_in_use_is_refused_and_the_folder_frees_
     holder = _hold_lock(folder)
     try:
         for resume in (False, True):
-            with pytest.raises(ImgclfError, match="in use by another imgclf training") as info:
+            with pytest.raises(ImgclfError, match=r"in use by another imgclf process \(a training") as info:
                 if resume:
                     (folder / "config.yaml").write_text("")  # refused for the lock before the config is read
                     # a file the running process is writing: a resume refused must not delete it under it
@@ -143,7 +143,7 @@ def test_an_evaluation_a_read_only_run_cannot_keep_is_refused_before_the_work(fi
         imgclf.evaluate(finished, data=str(data))
 
 
-def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_trained(finished, tmp_path):
+def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_trained(finished, data, tmp_path):
     """calibrate beside a resume said it wrote model.json, and the resume then put back its own (config.yaml asked
     for one acceptance, model.json held another); evaluate told the user to --resume a run being trained now."""
     run = shutil.copytree(finished, tmp_path / "run")
@@ -155,6 +155,8 @@ def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_tr
             with pytest.raises(ImgclfError, match=rf"^run must be a run no other process is using.*in use by another "
                                                   rf"imgclf process now \(a training.*then run imgclf {what} again"):
                 call()
+        # scores of other images go to evaluations/: beside a training, as before
+        assert imgclf.evaluate(run, data=str(data)).count > 0
         from typer.testing import CliRunner
 
         from imgclf.cli import app

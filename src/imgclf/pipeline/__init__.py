@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from collections.abc import Mapping
@@ -86,7 +87,9 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
         from ..io import writable_folder
 
         writable_folder("run", results_dir(run_dir, data, split))
-    with not_while_training(run_dir, "evaluate"):
+    # only the run's own test split rewrites its files (metrics.json, model.json, the report); scores of other
+    # images go to evaluations/, beside a training or another evaluation
+    with not_while_training(run_dir, "evaluate") if own else contextlib.nullcontext():
         before = _tta_scores(RunDir(run_dir)) if own and not tta else None
         metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
         if own and RunDir(run_dir).has("model.json"):

@@ -185,7 +185,8 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         argument, hint = ("resume", "Wait for that run to end, then resume it") if resume else \
             ("out", "Wait for that run to end, or pass another --out")
         with exclusive(run_dir, LOCK_FILE, argument, "a run folder no other process is using",
-                       "in use by another imgclf training", hint):
+                       "in use by another imgclf process (a training, or an evaluate, calibrate or report of it)",
+                       hint):
             replacing = check_run_dir(run_dir, overwrite, resume)
             if resume:  # half-written files of the interrupted process are never picked up (none is being written)
                 remove_temp_files(run_dir)

@@ -28,8 +28,10 @@ def test_save_figure_writes_atomically_and_caps_the_size(tmp_path, monkeypatch):
         with plotting.style():
             fig = plotting.new_figure(8, inches)
             fig.subplots().set_title("one row per class")
-        with Image.open(plotting.save_figure(fig, tmp_path / "tall.png")) as img:
+        with Image.open(plotting.save_figure(fig, tmp_path / "tall.png", tall=True)) as img:
             assert abs(img.size[1] - expected) <= 2 and img.size[0] <= plotting.MAX_PIXELS, img.size
+        with Image.open(plotting.save_figure(fig, tmp_path / "grid.png")) as img:  # a photo grid: the usual cap
+            assert max(img.size) <= plotting.MAX_PIXELS
 
 
 def test_user_text_and_log_axes_are_plain_text(tmp_path):

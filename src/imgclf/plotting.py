@@ -109,14 +109,15 @@ def inches(px: float) -> float:
     return px / DPI
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
-    """Write fig as a PNG atomically, its longest side capped at MAX_PIXELS (a figure taller than wide: its width
-    at MAX_PIXELS and its height at MAX_TALL_PIXELS); returns the path.
+def save_figure(fig, path: str | os.PathLike, dpi: int = DPI, tall: bool = False) -> Path:
+    """Write fig as a PNG atomically, its longest side capped at MAX_PIXELS; returns the path. tall: a chart of
+    one row per class, read by scrolling: its width capped at MAX_PIXELS and its height at MAX_TALL_PIXELS (a photo
+    grid stays under MAX_PIXELS: at 1000 classes it would have been a 10 MB image).
 
     The PNG carries the pixel height of its smallest text under TEXT_PX_KEY (see `smallest_text_px`)."""
     path = Path(path)
     width, height = fig.get_size_inches()
-    if height > width:
+    if tall and height > width:
         dpi = int(min(dpi, MAX_PIXELS / width, MAX_TALL_PIXELS / height))
     else:
         dpi = int(min(dpi, MAX_PIXELS / max(width, height)))

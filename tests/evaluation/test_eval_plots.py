@@ -106,6 +106,16 @@ def test_confusion_matrix_scales_with_the_number_of_classes(tmp_path, k):
         assert max(small, big) < 1200
 
 
+def test_charts_of_a_row_per_class_stay_readable_at_300_classes(tmp_path):
+    """Capped at 3,200 px like any figure, the per-class chart of 300 classes was drawn 268 px wide with 7 px text."""
+    y, probs, classes, m = synthetic(300, per_class=4)
+    for path in (plots.plot_per_class_metrics(m.per_class, tmp_path / "pc.png"),
+                 plots.plot_class_distribution({"train": {c: 10 + i for i, c in enumerate(classes)}},
+                                               tmp_path / "cd.png")):
+        with Image.open(path) as img:
+            assert float(img.info[TEXT_PX_KEY]) >= 11 and img.height > plots.MAX_PIXELS, (path, img.size)
+
+
 def test_a_confusion_matrix_of_counts_ticks_its_colour_scale_at_whole_images(tmp_path, monkeypatch):
     from imgclf.evaluation.plots import per_class
 

@@ -141,7 +141,7 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
                         va="center", fontsize=font, color=GREY, annotation_clip=False)
         figure_title(fig, "Precision, recall and F1 (n = support)")
         fig.legend(loc="outside lower center", ncol=4, fontsize=LEGEND_PT)
-        return save_figure(fig, path)
+        return save_figure(fig, path, tall=True)  # a row per class: read by scrolling
 
 
 def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str | os.PathLike,
@@ -194,4 +194,4 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
             ax.margins(y=0.12)
         ax.set_title(f"Images per {per} and split" if s > 1 else f"Images per {per}", fontsize=TITLE_PT)
         fig.legend(loc="outside lower center", ncol=len(splits), fontsize=LEGEND_PT)
-        return save_figure(fig, path)
+        return save_figure(fig, path, tall=True)  # a row per class: read by scrolling

@@ -30,6 +30,9 @@ def runs_folder(tmp_path_factory, tiny_run) -> Path:
     for name in ("model.json", "metrics.json", "predictions.csv", "report.html", "model.safetensors"):
         (stopped / name).unlink(missing_ok=True)
     assert (stopped / "checkpoints" / "last.ckpt").is_file()
+    # a Ctrl-C just after epoch 6's line: its row is in history.csv, not in the checkpoint (5 epochs)
+    history = (stopped / "history.csv").read_text().splitlines()
+    (stopped / "history.csv").write_text("\n".join([*history, history[-1].replace("5,", "6,", 1)]) + "\n")
     early = spoilable_copy(tiny_run, root / "early")
     for name in ("model.json", "metrics.json", "history.csv"):
         (early / name).unlink()
@@ -63,7 +66,8 @@ def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     assert done.val_accuracy == card["metrics"]["val_accuracy"]
     assert done.train_seconds == card["training"]["train_seconds"] and done.created == card["created"]
     assert rows["stopped"].status == "interrupted" and "--resume" in rows["stopped"].reason
-    assert rows["stopped"].epochs == 5 and rows["stopped"].test_accuracy is None
+    assert rows["stopped"].reason.startswith("stopped after epoch 5:")  # the checkpoint's, not history's 6 rows
+    assert rows["stopped"].epochs == 6 and rows["stopped"].test_accuracy is None
     assert rows["stopped"].val_accuracy is not None and rows["stopped"].model == "simple_cnn"
     assert rows["early"].status == "interrupted" and "first checkpoint" in rows["early"].reason
     for name, file in (("bad-metrics", "metrics.json"), ("bad-config", "config.yaml"), ("study/bad-card", "model.json"),

@@ -137,7 +137,7 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = ("interrupted", f"not evaluated (no metrics.json): imgclf train --resume "
                                          f"{_command_path(run.path)}{more} finishes it")
     elif run.has("checkpoints/last.ckpt"):
-        status, reason = ("interrupted", f"stopped after epoch {len(history)}: imgclf train --resume "
+        status, reason = ("interrupted", f"stopped after epoch {_epochs_saved(run, history)}: imgclf train --resume "
                                          f"{_command_path(run.path)}")
     else:
         status, reason = "interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt)"
@@ -261,6 +261,18 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
         if r.reason:
             console.print(f"{console_text(r.name)}: {console_text(r.reason)}",
                           style=STATUS_STYLE[r.status], highlight=False, soft_wrap=False)
+
+
+def _epochs_saved(run: Any, history: list) -> int:
+    """The completed epochs its checkpoint holds, where it can be read (history.csv may hold one more: a Ctrl-C
+    just after an epoch's line, which a resume trains again)."""
+    from .train.callbacks import saved_epochs_of
+
+    try:
+        held = saved_epochs_of(run.file("checkpoints/last.ckpt"))
+    except Exception:  # unreadable: listed by what history.csv says
+        held = None
+    return held if held is not None else len(history)
 
 
 def _command_path(path: Path) -> str:

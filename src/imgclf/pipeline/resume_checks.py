@@ -211,7 +211,7 @@ def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) 
         raise invalid("batch_size", cfg.batch_size, f"{stored}, the batch size of the epoch this run's checkpoint "
                       f"stopped inside ({done} batch{'es' if done != 1 else ''} of it trained)",
                       where=f"--resume {run.path}",
-                      hint=f"Resume without --batch-size and with --epochs {len(run.read_history()) + 1} to "
+                      hint=f"Resume without --batch-size and with --epochs {_epochs_held(run, ckpt) + 1} to "
                            "finish that epoch, then resume again with the new batch size")
 
 
@@ -233,7 +233,7 @@ def _check_processes(run: RunDir, ckpt: Path, cfg: Any) -> None:
                      "Resume with the run's devices")
     elif batches_into_epoch(ckpt):
         why = "its checkpoint stopped inside an epoch, whose batches each process counts by its own share"
-        hint = (f"Resume with the run's devices and --epochs {len(run.read_history()) + 1} to finish that epoch, "
+        hint = (f"Resume with the run's devices and --epochs {_epochs_held(run, ckpt) + 1} to finish that epoch, "
                 "then resume again with the new ones")
     else:
         return
@@ -270,3 +270,15 @@ def checked_checkpoints(run: RunDir) -> Path | None:
                                                                         else ""))
     last = run.file("checkpoints/last.ckpt")
     return last if last.is_file() else None
+
+
+def _epochs_held(run: RunDir, ckpt: Path) -> int:
+    """The completed epochs the checkpoint holds (history.csv may hold one more: a Ctrl-C just after an epoch's
+    line, whose epoch then trains again)."""
+    from ..train.callbacks import saved_epochs_of
+
+    try:
+        held = saved_epochs_of(ckpt)
+    except Exception:  # unreadable: the resume's own check says so
+        held = None
+    return held if held is not None else len(run.read_history())

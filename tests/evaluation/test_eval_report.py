@@ -304,8 +304,21 @@ def test_the_terminal_says_when_a_run_is_no_better_than_guessing(tmp_path, capsy
                                        skipped=[], figure_failures=[]))
     said = " ".join(capsys.readouterr().out.split())
     assert "It answers 'a' for 100 % of these images, the class of 100 % of its training images; its training " \
-           "accuracy, 100.0 %, is mostly that: it has learnt the class sizes, not the classes. Balance them while " \
+           "accuracy, 100.0 %, is that share: it has learnt the class sizes, not the classes. Balance them while " \
            "training: --sampler oversample, or --class-weight balanced." in said and "fits its training" not in said
+    # a run that balanced them already is not told to, and a training accuracy that is not that share is not
+    # called it
+    from imgclf.evaluation.interpret import guessing_advice
+
+    config = run.read_config()
+    run.write_config(config.model_copy(update={"sampler": "oversample"}))
+    _print_run_summary(SimpleNamespace(path=run.path, metrics=guessing, train_seconds=1.0, stopped_reason="completed",
+                                       skipped=[], figure_failures=[]))
+    said = " ".join(capsys.readouterr().out.split())
+    assert "It trained with --sampler oversample already: more images of the other classes, --loss focal" in said
+    assert "Balance them while training" not in said
+    low = [HistoryRow(epoch=1, lr=0.1, loss=1.0, acc=0.3, val_loss=2.0, val_acc=0.33)]
+    assert "training accuracy" not in guessing_advice(low, guessing, {"a": 4000, "b": 1, "c": 1})
 
 
 def test_report_says_on_the_console_why_the_gradcam_figure_is_missing(tiny_run, tmp_path):

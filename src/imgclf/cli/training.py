@@ -316,11 +316,12 @@ def _print_run_summary(run: Any) -> None:
         worst = _worst_class_text(m)
         console.print(f"[bold]{m.split}[/bold] accuracy {m.accuracy:.4f}  macro F1 {m.macro.f1:.4f}  "
                       f"macro recall {m.macro.recall:.4f}{worst}")
-        from ..evaluation.interpret import guessing_advice, no_better_than_guessing
+        from ..evaluation.interpret import balancing_of, guessing_advice, no_better_than_guessing
 
         guess = no_better_than_guessing(m)
         if guess is not None:  # the report said so; the terminal line read like any other run's
-            advice = guessing_advice(RunDir(run.path).read_history(), m, _train_counts(run.path))
+            advice = guessing_advice(RunDir(run.path).read_history(), m, _train_counts(run.path),
+                                     balancing_of(RunDir(run.path).read_config()))
             console.print(f"[yellow]no better than guessing:[/yellow] macro recall {m.macro.recall:.3f} cannot be told "
                           f"apart from chance ({guess:.3f}, one class in {round(1 / guess)}) on these {m.count:,} "
                           f"{m.split} images. {advice}", soft_wrap=True)

@@ -67,6 +67,18 @@ def _kept_before_unfreezing(history: list, best_epoch: int | None) -> str | None
             "backbone and the fine-tuning epochs were not kept.")
 
 
+def _balancing(run_dir: Path) -> str | None:
+    """How the run balanced its classes while training (`interpret.balancing_of`), None where config.yaml says
+    nothing or cannot be read."""
+    from ..errors import ImgclfError
+    from .interpret import balancing_of
+
+    try:
+        return balancing_of(RunDir(run_dir).read_config()) if RunDir(run_dir).has("config.yaml") else None
+    except ImgclfError:
+        return None
+
+
 def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None, metrics: MetricsRecord | None,
              interp: Interpretation, history: list[HistoryRow]) -> dict[str, Any]:
     """The page's context. `m` is recomputed from predictions.csv; `metrics` (metrics.json, None before the run
@@ -99,10 +111,10 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.insert(0, f"{note[:1].upper()}{note[1:]}.")
     guess = no_better_than_guessing(m)
     if guess is not None:
+        advice = guessing_advice(history, m, dataset.counts.get("train") if dataset else None, _balancing(run_dir))
         findings.insert(0, f"Macro recall {pct(m.macro.recall)} cannot be told apart from chance ({pct(guess)}, one "
                            f"class in {round(1 / guess)}) on these {m.count:,} {split} images: this model may not have "
-                           f"learnt the task. "
-                           f"{guessing_advice(history, m, dataset.counts.get('train') if dataset else None)}")
+                           f"learnt the task. {advice}")
     diverged = detect_divergence([r.value("loss") for r in history])
     if diverged is not None:
         findings.insert(1 if guess is not None else 0,

@@ -240,6 +240,23 @@ def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, imag
         end_to_end = joined(x)
     assert torch.allclose(from_features, end_to_end, atol=1e-4)
     assert float(read_json(run.path / "metrics.json")["accuracy"]) > 0.0
+    # a killed build's reserved array is removed by the next build (it stayed for ever); a young one, another
+    # process's build in progress, is left alone
+    import os
+    import time
+
+    from imgclf.io import STALE_SECONDS
+    from imgclf.train.features import feature_key
+
+    folder = tmp_path / "fc" / "features"
+    folder.mkdir(parents=True)
+    key = feature_key(Data.decoded.key, joined, 32, card["mean"], card["std"])
+    killed, running = folder / f".{key}.a1b2.npy", folder / f".{key}.c3d4.npy"
+    for leftover in (killed, running):
+        leftover.write_bytes(b"\0" * 100)
+    os.utime(killed, (time.time() - STALE_SECONDS - 60,) * 2)
+    compute_features(joined, Data, card["mean"], card["std"], cache_dir=tmp_path / "fc")
+    assert not killed.exists() and running.exists()
 
 
 def test_the_fine_tuning_plan_is_none_only_for_a_network_trained_whole_at_one_rate():

@@ -116,6 +116,20 @@ def test_charts_of_a_row_per_class_stay_readable_at_300_classes(tmp_path):
             assert float(img.info[TEXT_PX_KEY]) >= 11 and img.height > plots.MAX_PIXELS, (path, img.size)
 
 
+def test_a_confusion_matrix_wider_than_the_page_has_its_title_where_its_frame_opens(tmp_path, monkeypatch):
+    """The page shows a matrix wider than its column in a frame that opens at its left: a centred title sat 1,600 px
+    out of view at 300 classes."""
+    from imgclf.evaluation.plots import per_class
+
+    drawn = []
+    monkeypatch.setattr(per_class, "save_figure", lambda fig, path, **kw: drawn.append(fig) or Path(path))
+    for k in (5, 80):
+        y, probs, classes, m = synthetic(k, per_class=2)
+        plots.plot_confusion_matrix(m.confusion, classes, tmp_path / "cm.png")
+    small, wide = (fig._suptitle for fig in drawn)
+    assert small.get_ha() == "center" and wide.get_ha() == "left" and wide.get_position()[0] < 0.01
+
+
 def test_a_confusion_matrix_of_counts_ticks_its_colour_scale_at_whole_images(tmp_path, monkeypatch):
     from imgclf.evaluation.plots import per_class
 

@@ -70,7 +70,8 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
         ax.set_ylabel(f"true {axis}", fontsize=9)
         # Short titles: the page's caption says the rest, and a title wider than the figure would be cut.
         title = "Row-normalised (diagonal = recall)" if normalize else f"{counts_title} (image counts)"
-        figure_title(fig, title + ("" if numbers else "\ncolour on a square-root scale: small confusions show"))
+        figure_title(fig, title + ("" if numbers else "\ncolour on a square-root scale: small confusions show"),
+                     left=width_px > FULL_WIDTH_PX)
         for spine in ax.spines.values():
             spine.set_visible(False)
         if numbers:

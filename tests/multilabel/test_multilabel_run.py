@@ -61,7 +61,7 @@ def test_the_cooccurrence_figure_is_titled_and_labelled_for_labels(tmp_path, mon
     from imgclf.evaluation.plots import per_class
 
     said = []
-    monkeypatch.setattr(per_class, "figure_title", lambda fig, text: said.append(text))
+    monkeypatch.setattr(per_class, "figure_title", lambda fig, text, **kw: said.append(text))
     set_xlabel = Axes.set_xlabel
     monkeypatch.setattr(Axes, "set_xlabel", lambda ax, text, **kw: (said.append(text), set_xlabel(ax, text, **kw)))
     per_class.plot_confusion_matrix([[3, 1], [0, 2]], ["cat", "dog"], tmp_path / "c.png",

@@ -248,13 +248,11 @@ def test_the_fast_recipe_sizes_once_and_every_fold_trains_that_choice(tmp_path, 
     assert probes == [1] and {path: (path / "model.safetensors").stat().st_mtime_ns for path in again.runs} == weights
 
 
-def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monkeypatch):
-    """The fold's own hint (`--resume FOLD`) would finish that fold and leave no folds.json."""
+def _interrupted_in_fold_2(monkeypatch, cfg: dict, **kwargs):
+    """imgclf.fit(cfg) stopped by a Ctrl-C as fold 2 starts its second epoch; the raised TrainingInterrupted."""
     from imgclf.train.callbacks import HistoryWriter
     from imgclf.train.fit import TrainingInterrupted
 
-    data = make_image_folder(tmp_path / "data", per_class=12)
-    cfg = {"data": str(data), "out": str(tmp_path / "cv"), "folds": K, **TINY, "epochs": 2, "test_split": 0.2}
     original = HistoryWriter.on_train_epoch_start
 
     def interrupt(self, trainer, pl_module):
@@ -265,7 +263,15 @@ def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monke
     with monkeypatch.context() as m:
         m.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
         with pytest.raises(TrainingInterrupted) as info:
-            imgclf.fit(cfg, report=False)
+            imgclf.fit(cfg, report=False, **kwargs)
+    return info
+
+
+def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monkeypatch):
+    """The fold's own hint (`--resume FOLD`) would finish that fold and leave no folds.json."""
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    cfg = {"data": str(data), "out": str(tmp_path / "cv"), "folds": K, **TINY, "epochs": 2, "test_split": 0.2}
+    info = _interrupted_in_fold_2(monkeypatch, cfg)
     said = str(info.value)
     assert "(fold 2 of 3)" in said and "same imgclf train --folds command again" in said
     assert "--resume" not in said and info.value.exit_code == 130
@@ -286,24 +292,12 @@ def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_ol
     import os
 
     from imgclf.pipeline.folds import OVERWRITE_MARK
-    from imgclf.train.callbacks import HistoryWriter
-    from imgclf.train.fit import TrainingInterrupted
 
     data = make_image_folder(tmp_path / "data", per_class=15)
     base = {"data": str(data), "out": str(tmp_path / "cv"), **TINY, "test_split": 0.2}
     imgclf.fit({**base, "folds": 5}, report=False)
     again = {**base, "folds": K, "epochs": 2}
-    original = HistoryWriter.on_train_epoch_start
-
-    def interrupt(self, trainer, pl_module):
-        if trainer.current_epoch == 1 and "fold-2" in str(self.run.path):
-            raise KeyboardInterrupt
-        original(self, trainer, pl_module)
-
-    with monkeypatch.context() as m:
-        m.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
-        with pytest.raises(TrainingInterrupted) as info:
-            imgclf.fit(again, overwrite=True, report=False)
+    info = _interrupted_in_fold_2(monkeypatch, again, overwrite=True)
     assert "with --overwrite too: the folds this overwrite trained are kept" in str(info.value)
     fold_2 = {r.name: r.reason for r in imgclf.list_runs(tmp_path / "cv")}["fold-2"]
     assert fold_2.endswith(f"--folds {K} --out {tmp_path / 'cv'} --overwrite with the same settings (it resumes "
@@ -317,10 +311,7 @@ def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_ol
     assert sorted(p.name for p in folds.path.iterdir()) == ["fold-1", "fold-2", "fold-3", "folds.json"]
     assert not (folds.path / OVERWRITE_MARK).exists() and not os.path.exists(folds.path / "fold-4")
     # interrupted again, then finished without --overwrite: the mark goes, so a later --overwrite trains every fold
-    with monkeypatch.context() as m:
-        m.setattr(HistoryWriter, "on_train_epoch_start", interrupt)
-        with pytest.raises(TrainingInterrupted):
-            imgclf.fit(again, overwrite=True, report=False)
+    _interrupted_in_fold_2(monkeypatch, again, overwrite=True)
     imgclf.fit(again, report=False)
     assert not (folds.path / OVERWRITE_MARK).exists()
 

@@ -90,21 +90,6 @@ def _temp_file_of(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
 
 
-def printable_path(path: str) -> str:
-    """A path as text any file takes: a name that is not UTF-8 (an old archive's Latin-1 "café") comes from the
-    file system as lone surrogates, which no UTF-8 file can hold (UnicodeEncodeError at the end of a run); its
-    bytes are shown as \\xNN escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def is_utf8_name(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _temp_prefix(path: Path) -> str:
     """"." + the name + ".", the name cut to 200 bytes: a legal name of 242 bytes or more, with the random part and
     ".tmp", went past the 255 a file name may have, and the folder was said to take no new file."""

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import invalid
-from .io import csv_text, printable_path, terminal_safe
+from .file_names import printable_path
+from .io import csv_text, terminal_safe
 
 FORMATS = ("table", "csv", "json")
 

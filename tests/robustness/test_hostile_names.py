@@ -169,7 +169,7 @@ def test_names_that_are_not_utf8_are_skipped_and_named_not_a_crash_at_the_end(tm
     from conftest import make_image_folder
     from imgclf.cli import app
     from imgclf.data.folder import NOT_UTF8_NAME, scan_folder
-    from imgclf.io import is_utf8_name
+    from imgclf.file_names import is_utf8_name
 
     root = make_image_folder(tmp_path / "data", classes=("cat", "dog", "fox"), per_class=6)
     first = sorted(os.listdir(root / "cat"))[0]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImgclfError, bad_path, invalid
-from ..io import is_utf8_name, printable_path
+from ..file_names import is_utf8_name, printable_path
 from ..run_markers import is_run_dir
 
 

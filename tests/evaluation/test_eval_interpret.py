@@ -297,7 +297,7 @@ def test_divergence_is_a_training_loss_that_ends_above_its_first_epoch():
 
 
 def test_no_better_than_guessing_compares_macro_recall_with_chance():
-    from imgclf.evaluation.interpret import no_better_than_guessing
+    from imgclf.evaluation.guessing import no_better_than_guessing
 
     y = np.repeat([0, 1, 2, 3], [40, 20, 20, 20])
     always_first = np.tile([0.7, 0.1, 0.1, 0.1], (len(y), 1))
@@ -315,7 +315,7 @@ def test_no_better_than_guessing_compares_macro_recall_with_chance():
 def test_every_image_right_is_never_called_a_guess():
     """4 test images of 2 classes: chance plus two standard errors reaches 1.0, and a perfect run's summary said
     'no better than guessing'."""
-    from imgclf.evaluation.interpret import no_better_than_guessing
+    from imgclf.evaluation.guessing import no_better_than_guessing
 
     y = np.array([0, 0, 1, 1])
     assert no_better_than_guessing(compute_metrics(y, np.eye(2)[y] * 0.8 + 0.1, ["a", "b"])) is None

@@ -308,7 +308,7 @@ def test_the_terminal_says_when_a_run_is_no_better_than_guessing(tmp_path, capsy
            "training: --sampler oversample, or --class-weight balanced." in said and "fits its training" not in said
     # a run that balanced them already is not told to, and a training accuracy that is not that share is not
     # called it
-    from imgclf.evaluation.interpret import guessing_advice
+    from imgclf.evaluation.guessing import guessing_advice
 
     config = run.read_config()
     run.write_config(config.model_copy(update={"sampler": "oversample"}))

@@ -316,7 +316,7 @@ def _print_run_summary(run: Any) -> None:
         worst = _worst_class_text(m)
         console.print(f"[bold]{m.split}[/bold] accuracy {m.accuracy:.4f}  macro F1 {m.macro.f1:.4f}  "
                       f"macro recall {m.macro.recall:.4f}{worst}")
-        from ..evaluation.interpret import balancing_of, guessing_advice, no_better_than_guessing
+        from ..evaluation.guessing import balancing_of, guessing_advice, no_better_than_guessing
 
         guess = no_better_than_guessing(m)
         if guess is not None:  # the report said so; the terminal line read like any other run's

@@ -24,6 +24,7 @@ from ..io import atomic_write_text
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir, cut_epochs_text
+from .guessing import guessing_advice, no_better_than_guessing
 from .interpret import (
     MISCALIBRATED_ECE,
     OVERFITTING_RULE,
@@ -36,8 +37,6 @@ from .interpret import (
     lowest_recall_classes,
     lr_changes,
     mean_recall,
-    guessing_advice,
-    no_better_than_guessing,
     predicted_counts,
     scores_shown,
 )
@@ -71,7 +70,7 @@ def _balancing(run_dir: Path) -> str | None:
     """How the run balanced its classes while training (`interpret.balancing_of`), None where config.yaml says
     nothing or cannot be read."""
     from ..errors import ImgclfError
-    from .interpret import balancing_of
+    from .guessing import balancing_of
 
     try:
         return balancing_of(RunDir(run_dir).read_config()) if RunDir(run_dir).has("config.yaml") else None

@@ -47,7 +47,11 @@ def pixels(path):
             img = img.convert("RGBA")
         if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # transparency over white
             img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
-        img = img.convert(MODE).resize((SIDE, SIDE), Image.Resampling.{resample}, reducing_gap=None)
+        try:
+            img = img.convert(MODE)
+        except ValueError:  # no direct conversion (LAB to L): through RGB, as imgclf converts
+            img = img.convert("RGB").convert(MODE)
+        img = img.resize((SIDE, SIDE), Image.Resampling.{resample}, reducing_gap=None)
         array = np.asarray(img, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 '''

@@ -37,6 +37,7 @@ def tricky_images(folder: Path) -> list[str]:
     Image.fromarray(base[:, :, 0]).save(folder / "grey_keyed.png", transparency=int(base[0, 0, 0]))
     Image.fromarray(base[:, :, 0].astype(np.uint16) * 200).save(folder / "sixteen_keyed.png",
                                                                  transparency=int(base[0, 0, 0]) * 200)
+    Image.fromarray(base).convert("LAB").save(folder / "lab.tif")  # LAB to L has no direct conversion
     from torture import keyed_png  # bit depths Pillow does not write: 4-bit grey and 16-bit RGB, keyed
 
     (folder / "grey4_keyed.png").write_bytes(keyed_png(8, 4, 0, bytes([0x10, 0x3F, 0x1F, 0xA1]), (1,)))

@@ -71,7 +71,10 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
         img = Image.alpha_composite(background, img)
     target = "L" if color == "grayscale" else "RGB"
     if img.mode != target:
-        img = img.convert(target)  # CMYK, YCbCr, P, 1 and the rest
+        try:
+            img = img.convert(target)  # CMYK, YCbCr, P, 1 and the rest
+        except ValueError:  # no direct conversion (LAB to L: refused as "LAB to RGB not supported"): through RGB
+            img = img.convert("RGB").convert(target)
     return img
 
 

@@ -330,6 +330,12 @@ def test_a_copy_or_rerun_of_a_seed_is_counted_once(tmp_path, caplog):
     assert {r.name for r in comparison.groups[0].runs} == {"a0-copy", "a1"}
     assert comparison.skipped == [(str(a0), f"the same settings and seed 0 as {copy} (a copy or a rerun): "
                                             "counted once")]
+    # every copy left out names the run kept in the end: a third, unevaluated, named a0 (itself left out later)
+    third = shutil.copytree(a0, tmp_path / "a0-third")
+    comparison = compare_runs([a0, third, copy, a1])
+    assert {r.name for r in comparison.groups[0].runs} == {"a0-copy", "a1"}
+    assert sorted(comparison.skipped) == sorted((str(r), f"the same settings and seed 0 as {copy} (a copy or a "
+                                                         "rerun): counted once") for r in (a0, third))
 
 
 def test_where_a_run_was_logged_does_not_make_it_another_experiment(tmp_path):

@@ -123,6 +123,11 @@ class Comparison:
         return f"Comparison(runs={sum(g.n for g in self.groups)}, groups=[{groups}], differing={self.differing})"
 
 
+def _same_sample(a: RunSummary, b: RunSummary) -> bool:
+    """Two runs of one group that are one sample: the same seed (and fold)."""
+    return (a.seed, a.config.get("fold")) == (b.seed, b.config.get("fold"))
+
+
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     """The numbers `compare` shows for one run, read from its records. metrics.json and dataset.json may be
     missing (a run still training or not yet evaluated): their columns are then empty."""
@@ -233,23 +238,27 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
         raise invalid("runs", [str(r) for r in run_dirs], "at least one readable, finished run directory",
                       note="; ".join(f"{r}: {why}" for r, why in skipped[:3]))
     by_key: dict[str, list[RunSummary]] = {}
+    dropped: list[tuple[RunSummary, list[RunSummary]]] = []  # (a copy or a rerun, the group that keeps its twin)
     for s in summaries:
         # scores on another folder (written over the run's own by an older release) are never averaged with
         # scores on the run's own split
         other_data = s.split if ":" in s.split else ""
         group = by_key.setdefault(_experiment(s.config) + other_data, [])
-        twin = next((t for t in group if (t.seed, t.config.get("fold")) == (s.seed, s.config.get("fold"))), None)
+        twin = next((t for t in group if _same_sample(t, s)), None)
         if twin is not None:  # a copy or a rerun: one more sample of the same seed would narrow the ±std falsely
             # the evaluated one is kept: an interrupted first attempt hid its evaluated rerun's test scores
             keep, drop = (s, twin) if twin.evaluation is None and s.evaluation is not None else (twin, s)
             if keep is s:
                 group[group.index(twin)] = s
-            what = f"seed {s.seed}" + (f", fold {s.config['fold']}" if s.config.get("fold") else "")
-            why = f"the same settings and {what} as {keep.path} (a copy or a rerun): counted once"
-            skipped.append((str(drop.path), why))
-            _skipped(f"compare: skipped {drop.path}: {why}", say_skipped)
+            dropped.append((drop, group))
             continue
         group.append(s)
+    for drop, group in dropped:  # named by the run kept in the end (a later evaluated rerun may replace a twin)
+        keep = next(t for t in group if _same_sample(t, drop))
+        what = f"seed {drop.seed}" + (f", fold {drop.config['fold']}" if drop.config.get("fold") else "")
+        why = f"the same settings and {what} as {keep.path} (a copy or a rerun): counted once"
+        skipped.append((str(drop.path), why))
+        _skipped(f"compare: skipped {drop.path}: {why}", say_skipped)
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)
     members = list(by_key.values())
     differing = [k for k in keys if _differs(k, [m[0].config.get(k) for m in members])]

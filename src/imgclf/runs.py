@@ -266,7 +266,7 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
 def _epochs_saved(run: Any, history: list) -> int:
     """The completed epochs its checkpoint holds, where it can be read (history.csv may hold one more: a Ctrl-C
     just after an epoch's line, which a resume trains again)."""
-    from .train.callbacks import saved_epochs_of
+    from .train.checkpoint_state import saved_epochs_of
 
     try:
         held = saved_epochs_of(run.file("checkpoints/last.ckpt"))

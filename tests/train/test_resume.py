@@ -179,6 +179,11 @@ def test_the_card_says_what_each_resume_changed(data, tmp_path):
     RunDir(run.path).write_history([*rows, rows[-1].model_copy(update={"epoch": 3})])
     imgclf.fit(resume=str(run.path), epochs=3, report=False)
     assert stored_resumes(run.path)[-1].after_epochs == 2
+    from imgclf.train.callbacks import LastCheckpoint
+    from imgclf.train.checkpoint_state import LAST_CHECKPOINT_KEY, saved_epochs_of
+
+    assert LAST_CHECKPOINT_KEY == LastCheckpoint.__qualname__  # where Lightning keeps its state
+    assert saved_epochs_of(run.path / "checkpoints" / "last.ckpt") == 3
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3]
 
 

@@ -196,7 +196,7 @@ def _files(record: Any, split: str) -> tuple[list[str], list[Any]]:
 def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) -> None:
     """Another batch size continues a checkpoint saved at an epoch's end, never one inside an epoch: the loader
     skips the batches already trained by count, and batches of another size would skip other images."""
-    from ..train.callbacks import batches_into_epoch
+    from ..train.checkpoint_state import batches_into_epoch
 
     _check_processes(run, ckpt, cfg)
     stored = run.read_config().batch_size
@@ -223,7 +223,7 @@ def _check_processes(run: RunDir, ckpt: Path, cfg: Any) -> None:
     """Another number of processes continues a checkpoint saved at an epoch's end, never one inside an epoch: each
     rank skips the batches its own share had trained, and one process skipping a rank's count trained the rest of
     the others' again (2,000 training images counted in an epoch of 1,600)."""
-    from ..train.callbacks import batches_into_epoch
+    from ..train.checkpoint_state import batches_into_epoch
 
     stored = run.read_config()
     if "auto" in (cfg.devices, stored.devices) or _processes(cfg) == _processes(stored):
@@ -244,7 +244,7 @@ def _check_processes(run: RunDir, ckpt: Path, cfg: Any) -> None:
 def check_history(run: RunDir, ckpt: Path) -> None:
     """history.csv must hold a row for every epoch the checkpoint saved: without it (deleted, or cut inside its
     header) a resume went on and the earlier epochs' rows were lost, the card counting only the new ones."""
-    from ..train.callbacks import saved_epochs_of
+    from ..train.checkpoint_state import saved_epochs_of
 
     saved = saved_epochs_of(ckpt)
     rows = len(run.read_history()) if run.has("history.csv") else 0
@@ -275,7 +275,7 @@ def checked_checkpoints(run: RunDir) -> Path | None:
 def _epochs_held(run: RunDir, ckpt: Path) -> int:
     """The completed epochs the checkpoint holds (history.csv may hold one more: a Ctrl-C just after an epoch's
     line, whose epoch then trains again)."""
-    from ..train.callbacks import saved_epochs_of
+    from ..train.checkpoint_state import saved_epochs_of
 
     try:
         held = saved_epochs_of(ckpt)

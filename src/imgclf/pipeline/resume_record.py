@@ -38,7 +38,7 @@ def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, chec
     attempts that failed before saving anything are one resume with the one after them."""
     from ..io import write_json
     from ..records import ResumeInfo, RunDir
-    from ..train.callbacks import batches_into_epoch, saved_epochs_of
+    from ..train.checkpoint_state import batches_into_epoch, saved_epochs_of
 
     # the epochs the checkpoint holds: history.csv may hold one more, whose line was printed before a Ctrl-C
     # (that epoch trains again; the record said the resume came after it)

@@ -79,27 +79,7 @@ def checkpoint_problem(path: str | Path) -> str | None:
     return None
 
 
-def batches_into_epoch(path: str | Path) -> int:
-    """How many batches of an unfinished epoch the checkpoint at `path` holds (0 when it was saved at an epoch's
-    end): the loader's own state (`ResumableLoader`), which a resume skips by count of batches. An epoch's end is
-    Lightning's word (files written before 2026-12-04 still hold the last step-count save's batches there)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    fit_loop = ckpt.get("loops", {}).get("fit_loop", {})
-    if fit_loop.get("epoch_loop.batch_progress", {}).get("is_last_batch", True):
-        return 0
-    loaders = fit_loop.get("state_dict", {}).get("combined_loader") or [{}]
-    return int(loaders[0].get("batches_done", 0)) if isinstance(loaders[0], dict) else 0
-
-
-def saved_epochs_of(path: str | Path) -> int | None:
-    """The completed epochs the checkpoint at `path` holds (`LastCheckpoint`'s own state); None when it has none."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    state = (ckpt.get("callbacks") or {}).get(LastCheckpoint.__qualname__)
-    return int(state.get("saved_epochs", 0)) if isinstance(state, dict) else None
+# read back by train/checkpoint_state.py (imgclf runs and the resume checks, without importing Lightning)
 
 
 def weights_problem(path: str | Path) -> str | None:

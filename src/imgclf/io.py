@@ -30,17 +30,16 @@ def temp_files_of(path: str | os.PathLike) -> list[Path]:
 STALE_SECONDS = 3600
 
 
-def stale_temp_files(paths: list[Path], older_than: float = STALE_SECONDS) -> list[Path]:
-    """Those of `paths` last modified more than `older_than` seconds ago (a vanished one is left out)."""
+def remove_stale_temp_files(paths: Iterable[Path], older_than: float = STALE_SECONDS) -> None:
+    """Delete those of `paths` (temp files of a write or a cache build) untouched for `older_than` seconds: a
+    killed process's leftovers, never another process's write in progress."""
     now = time.time()
-    stale = []
     for tmp in paths:
         try:
             if now - tmp.stat().st_mtime > older_than:
-                stale.append(tmp)
-        except OSError:
+                tmp.unlink(missing_ok=True)
+        except OSError:  # gone meanwhile, or not ours to delete
             continue
-    return stale
 
 
 def remove_temp_files(folder: str | os.PathLike) -> int:
@@ -65,9 +64,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in stale_temp_files(temp_files_of(path)):  # a killed earlier write of this file
-        stale.unlink(missing_ok=True)
-    fd, tmp = _temp_file_of(path)
+    remove_stale_temp_files(temp_files_of(path))  # a killed earlier write of this file
+    fd, tmp = new_temp_file(path)
     try:
         os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; run files should be as readable as any other
         with os.fdopen(fd, "wb") as f:
@@ -85,8 +83,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def _temp_file_of(path: Path) -> tuple[int, str]:
-    """A new temp file beside `path`, named as `temp_files_of` finds them: (descriptor, name)."""
+def new_temp_file(path: Path) -> tuple[int, str]:
+    """A new temp file beside `path` (mode 0600 until chmod-ed), named as `temp_files_of` finds them:
+    (descriptor, name)."""
     return tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
 
 
@@ -277,7 +276,7 @@ def writable_file(argument: str, path: str | os.PathLike) -> Path:
     target = Path(os.path.realpath(path))
     if target.parent.is_dir():
         try:
-            fd, probe = _temp_file_of(target)
+            fd, probe = new_temp_file(target)
         except OSError as exc:
             raise bad_path(argument, path, "a file to write", f"{target.parent} takes no new file "
                            f"({exc.strerror or exc})") from None

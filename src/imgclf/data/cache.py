@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import invalid
-from ..io import default_file_mode, stale_temp_files, write_json
+from ..io import default_file_mode, remove_stale_temp_files, write_json
 from ..progress import StepProgress
 from .decode import DecodeError, open_image
 
@@ -217,8 +217,7 @@ def decode_all(
     tmp_path = None
     if store:
         # a build killed (kill -9, the OOM killer) left its whole reserved array, which nothing else removes
-        for stale in stale_temp_files(sorted(cache_dir.glob(f".{key}.*.npy"))):
-            stale.unlink(missing_ok=True)
+        remove_stale_temp_files(cache_dir.glob(f".{key}.*.npy"))
         try:
             fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=cache_dir)
         except OSError as exc:  # a cache taken as it was (read-only, another user's) that lacks these images

@@ -6,7 +6,6 @@ import io
 import os
 import re
 import pickle
-import tempfile
 import time
 import warnings
 import zipfile
@@ -18,7 +17,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
-from ..io import atomic_write_bytes, default_file_mode, stale_temp_files, temp_files_of
+from ..io import atomic_write_bytes, default_file_mode, new_temp_file, remove_stale_temp_files, temp_files_of
 from ..records import HistoryRow, RunDir
 
 
@@ -43,9 +42,8 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in stale_temp_files(temp_files_of(path)):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temp_files(temp_files_of(path))
+    fd, tmp = new_temp_file(path)
     os.close(fd)
     try:
         save_file(state, tmp)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from ..data.cache import cache_folder
 from ..data.prepared import PreparedData
 from ..data.tensors import channel_stats, to_unit_nchw
-from ..io import stale_temp_files, write_json
+from ..io import remove_stale_temp_files, write_json
 from .loaders import CachedImages, make_loader
 from .module import ImageClassifierModule
 
@@ -75,8 +75,7 @@ def compute_features(model: torch.nn.Module, data: PreparedData, mean: list[floa
     model.eval().to(device)
     m, s = channel_stats(mean, device), channel_stats(std, device)
     rows = data.decoded.ok_indices
-    for stale in stale_temp_files(sorted(folder.glob(f".{key}.*.npy"))):  # a killed build's, never removed else
-        stale.unlink(missing_ok=True)
+    remove_stale_temp_files(folder.glob(f".{key}.*.npy"))  # a killed build's, never removed else
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=folder)
     os.close(fd)
     try:

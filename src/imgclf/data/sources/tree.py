@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ...io import default_file_mode
+from ...io import default_file_mode, new_temp_file
 
 
 def write_tree(out: Path, split: str | None, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> int:
@@ -22,7 +21,7 @@ def write_tree(out: Path, split: str | None, images: np.ndarray, labels: np.ndar
         path = base / classes[int(y)] / f"{i:05d}.png"
         if not path.exists():
             # a name of its own: two fetches into one folder renamed each other's temp file away (a crash)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp = new_temp_file(path)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     Image.fromarray(np.ascontiguousarray(img)).save(handle, format="PNG")

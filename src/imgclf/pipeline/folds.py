@@ -60,22 +60,26 @@ def _check_folder(out: Path, k: int, overwrite: bool) -> None:
 
 # Written by a cross-validation run with --overwrite, removed when its last fold is done: the folds begun after it
 # are this overwrite's, so the same command run again after an interruption keeps them (it trained them again)
-OVERWRITE_MARK = ".overwrite-started.json"
+OVERWRITE_MARK = ".overwrite-started"
 
 
 def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
-    """When the overwrite of `out` that this command continues began (its mark's time), or began now."""
-    from ..io import read_json
+    """When the overwrite of `out` that this command continues began (its mark's time), or began now. The mark
+    holds a digest of the settings: another overwrite's (other settings) starts anew."""
+    import hashlib
+    import json
+
+    from ..io import atomic_write_text
 
     mark = out / OVERWRITE_MARK
-    settings = {k: str(v) for k, v in sorted(experiment_settings(cfg).items())}
+    digest = hashlib.sha256(json.dumps(experiment_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()
     try:
-        if read_json(mark).get("settings") == settings:
+        if mark.read_text(encoding="utf-8").strip() == digest:
             return mark.stat().st_mtime
-    except (OSError, ValueError, AttributeError):
+    except (OSError, UnicodeDecodeError):
         pass
     (out / FOLDS_FILE).unlink(missing_ok=True)  # the cross-validation it summarised is being replaced
-    write_json(mark, {"settings": settings})
+    atomic_write_text(mark, digest + "\n")
     return mark.stat().st_mtime
 
 
@@ -183,7 +187,7 @@ def _remove_other_folds(out: Path, k: int) -> None:
                 path.rmdir()
 
 
-def _fold_metrics(path: Path) -> dict[str, float | None]:
+def _fold_metrics(path: Path) -> dict[str, float | int | None]:
     from ..evaluation.interpret import best_val_accuracy
 
     run = RunDir(path)
@@ -192,6 +196,7 @@ def _fold_metrics(path: Path) -> dict[str, float | None]:
     on_test = metrics.split == "test"
     test = (lambda v: v if on_test else None)  # noqa: E731  (no test split: metrics.json scored val)
     return {
+        "epochs": len(history),
         "val_accuracy": card.metrics.val_accuracy if card.metrics.val_accuracy is not None else
         best_val_accuracy(history, card.training.best_epoch),  # the card's: history.csv keeps 6 digits
         "val_loss": kept[0].val_loss if kept else None,
@@ -209,8 +214,7 @@ def _fold_metrics(path: Path) -> dict[str, float | None]:
 
 def summarize_folds(out: str | os.PathLike, runs: list[Path]) -> dict[str, Any]:
     """folds.json: every fold's metrics and, per metric, mean ± sample std over the folds."""
-    per_fold = [{"fold": i, "run": p.name, "epochs": len(RunDir(p).read_history()), **_fold_metrics(p)}
-                for i, p in enumerate(runs, 1)]
+    per_fold = [{"fold": i, "run": p.name, **_fold_metrics(p)} for i, p in enumerate(runs, 1)]
     stats = {}
     for name in METRICS:
         s = mean_std(f[name] for f in per_fold)

@@ -512,7 +512,8 @@ def test_files_left_out_of_a_folder_are_named(tiny_run, image_folder, tmp_path, 
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         predictions = imgclf.load(tiny_run).predict(folder)
     assert len(predictions) == 21 and any(p.path.endswith("photo.jfif") and p.error is None for p in predictions)
-    assert "2 files in the folders given left out, not named as images ('clip.avi', 'notes.txt')" in caplog.text
+    assert ("2 files in the folders given left out, not named as images or named in other bytes than UTF-8 "
+            "('clip.avi', 'notes.txt')") in caplog.text
     from typer.testing import CliRunner
 
     from imgclf.cli import app

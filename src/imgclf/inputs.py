@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.folder import IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, walk_images
+from .data.folder import IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME, walk_images
 from .errors import Described, bad_path, invalid
 
 # A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
@@ -35,12 +35,15 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
         if path.is_dir():
             skipped: list[dict[str, str]] = []
             found = walk_images(path, skipped)
-            unreadable = [s["path"] for s in skipped if s["path"].lower().endswith(IMAGE_EXTENSIONS)]
+            # a name no file of results can hold (not UTF-8) is left out and named, not a row for its escaped text
+            left = [s for s in skipped if s["reason"] in (NOT_AN_IMAGE_NAME, NOT_UTF8_NAME)]
+            unreadable = [s["path"] for s in skipped
+                          if s not in left and s["path"].lower().endswith(IMAGE_EXTENSIONS)]
             out += sorted(found + unreadable)
             if empty is not None and not found and not unreadable:
                 empty.append(str(item))
             if others is not None:
-                others += [s["path"] for s in skipped if s["reason"] == NOT_AN_IMAGE_NAME]
+                others += [s["path"] for s in left]
         else:
             out.append(str(path))
     return out
@@ -55,9 +58,10 @@ def warn_of_left_out(folders: Iterable[str], others: Sequence[str] = ()) -> None
     for folder in folders:
         warn(f"the folder {folder!r} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])} ...)")
     if others:
-        shown = ", ".join(repr(os.path.basename(p)) for p in others[:3]) + (", ..." if len(others) > 3 else "")
+        # quoted, not repr'd: an escaped name's backslashes were shown doubled
+        shown = ", ".join(f"'{os.path.basename(p)}'" for p in others[:3]) + (", ..." if len(others) > 3 else "")
         warn(f"{len(others)} file{'' if len(others) == 1 else 's'} in the folders given left out, not named as "
-             f"images ({shown}); image extensions: {', '.join(IMAGE_EXTENSIONS)}")
+             f"images or named in other bytes than UTF-8 ({shown}); image extensions: {', '.join(IMAGE_EXTENSIONS)}")
 
 
 def is_file_object(item: object) -> bool:

@@ -368,7 +368,7 @@ def test_classes_that_share_the_lowest_recall_are_counted_not_one_named(tmp_path
     assert len({sum(r.true == c for r in rows) for c in names}) == 1  # the fixture's classes are alike in size
     html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
     assert "Every class has the same recall, 50.0 %: no class is weaker than another." in html
-    assert "Weakest class" not in html and f"class all {len(names)}" in html
+    assert "Weakest class" not in html and f"all {len(names)} tested classes alike" in html
     predictions[0] = PredictionRow(path=rows[0].path, true=rows[0].true, pred=rows[0].true, prob=0.8, loss=0.2,
                                    probs=[0.8 if c == rows[0].true else 0.2 / (len(names) - 1) for c in names])
     run.write_predictions(predictions, names)  # the first class now right on both images: the others tie below
@@ -377,6 +377,26 @@ def test_classes_that_share_the_lowest_recall_are_counted_not_one_named(tmp_path
     assert f"class {names[1]} and {len(names) - 2} more" in html
     # the table tags every class sharing it, as the summary names them (it tagged the first alone)
     assert html.count('<span class="tag worst">lowest recall</span>') == len(names) - 1
+
+
+def test_the_worst_class_card_of_an_imbalanced_run_says_every_class_ties_when_all_are_right(tmp_path):
+    """The imbalance finding reused the name counting the tested classes for its list of tested minority classes,
+    so an imbalanced run with every class right said "class cat and 2 more" on the worst-class card."""
+    from imgclf.records import ImbalanceStats, PredictionRow, RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    dataset = run.read_dataset()
+    run.write_dataset(dataset.model_copy(update={
+        "imbalance": ImbalanceStats(rho=4.0, mu=1 / 3, minority=["cat"], imbalanced=True)}))
+    classes = run.read_card().classes
+    run.write_predictions([PredictionRow(path=r.path, true=r.true, pred=r.true, prob=0.9, loss=0.1,
+                                         probs=[0.9 if c == r.true else 0.05 for c in classes])
+                           for r in run.read_predictions(classes)], classes)
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert "minority classes cat reach a mean recall of 100.0 %" in html
+    assert f'<div class="note">all {len(classes)} tested classes alike</div>' in html
+    assert " more</div>" not in html
 
 
 def test_overfitting_is_read_from_the_fit_not_the_penalty(tmp_path):

@@ -78,6 +78,17 @@ def _balancing(run_dir: Path) -> str | None:
         return None
 
 
+def _worst_note(worst_name: str | None, lowest: int, tested: int) -> str:
+    """The worst-class card's line: the class, how many share its recall, or that every tested class does."""
+    if worst_name is None:
+        return "—"
+    if lowest <= 1:
+        return f"class {worst_name}"
+    if lowest == tested:
+        return f"all {tested} tested classes alike"
+    return f"class {worst_name} and {lowest - 1} more"
+
+
 def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None, metrics: MetricsRecord | None,
              interp: Interpretation, history: list[HistoryRow]) -> dict[str, Any]:
     """The page's context. `m` is recomputed from predictions.csv; `metrics` (metrics.json, None before the run
@@ -134,12 +145,14 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.append(text + ".")
     if imbalance is not None and imbalance.imbalanced:
         mr = mean_recall(per_class, minority)
-        tested = [c for c in minority if c in per_class and per_class[c].support > 0]
-        untested = [c for c in minority if c not in tested]
+        minority_tested = [c for c in minority if c in per_class and per_class[c].support > 0]
+        untested = [c for c in minority if c not in minority_tested]
         findings.append(f"Imbalanced training data (ρ = {num(imbalance.rho, 2)}, μ = {num(imbalance.mu, 2)}): "
-                        + (f"minority classes {', '.join(tested)} reach a mean recall of {pct(mr)} against an "
-                           f"accuracy of {pct(m.accuracy)}" if tested else f"no minority class has a {split} image")
-                        + (f" ({', '.join(untested)}: no {split} image, so no recall)" if untested and tested else "")
+                        + (f"minority classes {', '.join(minority_tested)} reach a mean recall of {pct(mr)} against "
+                           f"an accuracy of {pct(m.accuracy)}" if minority_tested
+                           else f"no minority class has a {split} image")
+                        + (f" ({', '.join(untested)}: no {split} image, so no recall)"
+                           if untested and minority_tested else "")
                         + ". Judge this model by per-class recall, not accuracy.")
     head_only = _kept_before_unfreezing(history, best_epoch)
     if head_only:
@@ -224,8 +237,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "count": m.count,
         "headline": {
             "accuracy": m.accuracy, "macro_recall": m.macro.recall, "macro_f1": m.macro.f1,
-            "worst_name": worst_name if len(lowest) <= 1 else f"all {tested}" if len(lowest) == tested
-            else f"{worst_name} and {len(lowest) - 1} more",
+            "worst_note": _worst_note(worst_name, len(lowest), tested),
             "worst_recall": worst_recall, "macro_auc": m.macro_auc,
             "ece": ece, "loss": m.loss, "val_accuracy": kept_val_accuracy(history, training),
             # the curve's value at that epoch, where the headline's was measured after recomputing the batch norms

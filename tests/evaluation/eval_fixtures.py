@@ -63,9 +63,10 @@ def load_in_chromium():
                 "() => [...document.querySelectorAll('a[href^=\"#\"]')].map(a => a.getAttribute('href').slice(1))"
                 ".filter(id => !document.getElementById(id))")
             text = page.inner_text("body")
-            # boxes whose content is wider than they are (a table column scrolled out of view)
+            # tables wider than the box they sit in (a column scrolled out of view, or past the section's edge)
             clipped = page.eval_on_selector_all(
-                ".table-wrap", "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"
+                "table", "els => els.filter(e => e.getBoundingClientRect().right > "
+                "e.parentElement.getBoundingClientRect().right + 1)"
                 ".map(e => (e.querySelector('th') || e).textContent.trim().slice(0, 40))")
             shot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("L")
             height = page.evaluate("() => document.documentElement.scrollHeight")

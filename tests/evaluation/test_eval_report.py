@@ -199,6 +199,19 @@ def test_every_chart_shows_its_text_at_10_px_or_more_in_chromium(tiny_run, tmp_p
     assert wide["clipped"] == [], wide["clipped"]
 
 
+def test_long_class_names_wrap_and_leave_every_column_in_view(tmp_path, load_in_chromium):
+    """A 90-character class name pushed recall, F1, support and AUC out of the classification table's box, and the
+    most-confused pairs table past its section's edge: names now wrap, the numbers stay on one line."""
+    from run_fixtures import write_run
+
+    names = ("a" * 90, "a long class name with spaces that goes on " * 2, "fox")
+    run = write_run(tmp_path, classes=names, per_class=8)
+    write_report(run, explain=False)
+    page = load_in_chromium(run / "report.html", width=1265)
+    assert page["clipped"] == [], page["clipped"]
+    assert "a" * 90 in page["text"].replace("\n", "")
+
+
 def test_lowest_recall_is_tagged_only_where_recalls_differ(tmp_path):
     """A run that gets every class right had its first class tagged "lowest recall" (all tie at 1.0)."""
     from imgclf.records import PredictionRow, RunDir

@@ -130,6 +130,25 @@ def test_a_confusion_matrix_wider_than_the_page_has_its_title_where_its_frame_op
     assert small.get_ha() == "center" and wide.get_ha() == "left" and wide.get_position()[0] < 0.01
 
 
+def test_a_class_without_images_is_a_row_of_dashes_in_the_rates_not_a_recall_of_0(tmp_path, monkeypatch):
+    """A class with no test image was drawn as a row of zeros under the caption "the diagonal is each class's
+    recall", where the table shows a dash for it."""
+    from imgclf.evaluation.plots import per_class
+
+    drawn = []
+    monkeypatch.setattr(per_class, "save_figure", lambda fig, path, **kw: drawn.append(fig) or Path(path))
+    plots.plot_confusion_matrix([[2, 1, 0], [0, 0, 0], [1, 0, 3]], ["a", "b", "c"], tmp_path / "r.png", normalize=True)
+    plots.plot_confusion_matrix([[2, 1, 0], [0, 0, 0], [1, 0, 3]], ["a", "b", "c"], tmp_path / "n.png")
+    rates, counts = drawn
+    ax = rates.axes[0]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert [cells[(1, p)] for p in range(3)] == ["—"] * 3
+    assert [cells[(0, p)] for p in range(3)] == ["0.67", "0.33", "0"] and cells[(2, 2)] == "0.75"
+    shown = ax.images[0].get_array()
+    assert np.ma.getmaskarray(np.ma.masked_invalid(shown))[1].all() and not np.isnan(shown[0]).any()
+    assert [t.get_text() for t in counts.axes[0].texts][3:6] == ["0", "0", "0"]  # counts are counts: 0 images
+
+
 def test_a_confusion_matrix_of_counts_ticks_its_colour_scale_at_whole_images(tmp_path, monkeypatch):
     from imgclf.evaluation.plots import per_class
 

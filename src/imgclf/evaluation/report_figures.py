@@ -31,7 +31,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "confusion_counts": ("Confusion matrix (counts)", "Rows: true class; columns: predicted class."),
     "confusion_normalized": ("Confusion matrix (row-normalised)",
                              "Each row sums to 1; the diagonal is each class's recall, off-diagonal cells show where "
-                             "its images go."),
+                             "its images go; a row of dashes: no {split} image of that class."),
     "per_class": ("Precision, recall and F1 per class", "n = number of {split} images of the class (support)."),
     "roc": ("ROC curves", "One class against the rest; the area under each curve (AUC) is 1 for a perfect ranking and "
             "0.5 for chance."),

@@ -36,7 +36,8 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
     cm = np.asarray(confusion, dtype=np.float64)
     k = len(classes)
     support = cm.sum(1, keepdims=True)
-    values = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0) if normalize else cm
+    # a class without images has no rate: its row is left blank and marked, not drawn as "recall 0"
+    values = np.divide(cm, support, out=np.full_like(cm, np.nan), where=support > 0) if normalize else cm
     numbers = k <= 30
     counts_title, axis = names
     names = distinct_short(classes)
@@ -51,12 +52,15 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
         fig = new_figure(inches(width_px), inches(height_px))
         ax = fig.subplots()
         ax.grid(False)
-        vmax = 1.0 if normalize else max(values.max(), 1)
+        vmax = 1.0 if normalize else max(values.max(initial=0), 1)
         # Many classes: a square-root colour scale, or the few-image confusions vanish next to the diagonal.
         from matplotlib.colors import Normalize, PowerNorm
 
         norm = PowerNorm(0.5, vmin=0, vmax=vmax) if not numbers else Normalize(vmin=0, vmax=vmax)
-        im = ax.imshow(values, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
+        import matplotlib
+
+        cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#f3f4f6")
+        im = ax.imshow(values, cmap=cmap, norm=norm, interpolation="nearest", aspect="equal")
         cbar = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02, fraction=0.06)
         cbar.ax.tick_params(labelsize=tick_font)
         if not normalize:  # counts: a scale up to 4 images was ticked 0.5, 1.5, 2.5, 3.5
@@ -78,6 +82,9 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
             for t in range(k):
                 for p in range(k):
                     v = values[t, p]
+                    if np.isnan(v):
+                        ax.text(p, t, "—", ha="center", va="center", fontsize=cell_font, color="#9ca3af")
+                        continue
                     if normalize:
                         text = "0" if v == 0 else f"{v:.2f}"
                     else:

@@ -412,6 +412,40 @@ def test_the_worst_class_card_of_an_imbalanced_run_says_every_class_ties_when_al
     assert " more</div>" not in html
 
 
+def test_a_dash_in_the_table_says_how_the_averages_under_it_count_the_class(tmp_path):
+    """A class never predicted shows precision "—" while the macro average below counts it as 0: the average did
+    not match the column it sits under and nothing said why."""
+    from imgclf.evaluation.metrics import compute_metrics
+    from imgclf.records import PredictionRow, RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    classes = run.read_card().classes
+    rows = run.read_predictions(classes)
+    never = classes[-1]
+    predictions = []
+    for r in rows:  # every image of the last class is taken for the first: it is never predicted
+        pred = classes[0] if r.true == never else r.true
+        predictions.append(PredictionRow(path=r.path, true=r.true, pred=pred, prob=0.8, loss=0.2,
+                                         probs=[0.8 if c == pred else 0.2 / (len(classes) - 1) for c in classes]))
+    run.write_predictions(predictions, classes)
+    y = [classes.index(p.true) for p in predictions]
+    run.write_metrics(compute_metrics(np.array(y), np.array([p.probs for p in predictions]), classes, "test"))
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert (f"Precision “—”: never predicted ({never}); the macro and weighted averages count it as 0" in html)
+    assert "Recall and F1 “—”" not in html
+    macro = run.read_metrics().macro.precision
+    shown = [run.read_metrics().per_class[c].precision for c in classes[:-1]]
+    assert macro == pytest.approx(sum(shown) / len(classes))  # the dash counted as 0, as the note says
+
+    kept = [p for p in predictions if p.true != classes[1]]  # no test image of the second class
+    run.write_predictions(kept, classes)
+    run.write_metrics(compute_metrics(np.array([classes.index(p.true) for p in kept]),
+                                      np.array([p.probs for p in kept]), classes, "test"))
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert f"Recall and F1 “—”: no test image ({classes[1]}); the averages leave the class out." in html
+
+
 def test_overfitting_is_read_from_the_fit_not_the_penalty(tmp_path):
     """With Keras' L2 inside val_loss, a penalty shrinking faster than the cross-entropy rises made the sum fall,
     and the report said "No overfitting detected" for a run whose fit worsened from epoch 14: history.csv now keeps

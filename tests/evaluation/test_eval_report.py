@@ -446,6 +446,21 @@ def test_a_dash_in_the_table_says_how_the_averages_under_it_count_the_class(tmp_
     assert f"Recall and F1 “—”: no test image ({classes[1]}); the averages leave the class out." in html
 
 
+def test_a_run_too_short_for_the_overfitting_rule_says_it_was_not_checked(tmp_path):
+    """A 1- or 3-epoch run said "overfitting: not detected" among the training facts, where the rule needs the
+    minimum and three epochs after it."""
+    from imgclf.evaluation.interpret import OVERFITTING_MIN_EPOCHS
+    from run_fixtures import write_run
+
+    for epochs in (OVERFITTING_MIN_EPOCHS - 1, OVERFITTING_MIN_EPOCHS):
+        run = write_run(tmp_path / str(epochs), epochs=epochs)
+        html = " ".join(write_report(run, explain=False).read_text().split())
+        facts = re.search(r"<dt>overfitting</dt><dd>(.*?)</dd>", html).group(1)
+        short = epochs < OVERFITTING_MIN_EPOCHS
+        assert (facts == f"not checked: the rule needs {OVERFITTING_MIN_EPOCHS} epochs or more") == short, facts
+        assert ("No overfitting detected" in html) == (facts == "not detected")
+
+
 def test_overfitting_is_read_from_the_fit_not_the_penalty(tmp_path):
     """With Keras' L2 inside val_loss, a penalty shrinking faster than the cross-entropy rises made the sum fall,
     and the report said "No overfitting detected" for a run whose fit worsened from epoch 14: history.csv now keeps

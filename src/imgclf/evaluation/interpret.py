@@ -170,6 +170,8 @@ class Overfitting:
 PATIENCE, REL_TOL, ABS_TOL, NOISE_K = 3, 0.05, 0.01, 3.0
 
 # The rule in words, for the report: the thresholds are detect_overfitting's defaults.
+# the rule needs the minimum and `PATIENCE` epochs after it: fewer epochs cannot show it
+OVERFITTING_MIN_EPOCHS = PATIENCE + 1
 OVERFITTING_RULE = (f"validation loss averaged over the last {PATIENCE} epochs is above its level at the minimum "
                     f"(median of the lowest epoch and its two neighbours) by more than {100 * REL_TOL:.0f} %, more "
                     f"than {ABS_TOL:g} and more than {NOISE_K:g} times its epoch-to-epoch noise, while training loss "

@@ -27,6 +27,7 @@ from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDi
 from .guessing import guessing_advice, no_better_than_guessing
 from .interpret import (
     MISCALIBRATED_ECE,
+    OVERFITTING_MIN_EPOCHS,
     OVERFITTING_RULE,
     Interpretation,
     best_val_accuracy,
@@ -178,7 +179,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     if overfit is not None:
         kept = f"; the weights of epoch {best_epoch} were kept" if best_epoch else ""
         findings.append(f"Overfitting from epoch {overfit.onset}: {overfit.text()}{kept}.")
-    elif len(history) >= 4:
+    elif len(history) >= OVERFITTING_MIN_EPOCHS:
         findings.append("No overfitting detected (the rule is under Training).")
     if tta is not None and finite(tta.accuracy):
         delta = tta.accuracy - m.accuracy
@@ -285,6 +286,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "images_per_s": training.images_per_s if training.images_per_s is not None
             else float(np.median(speeds)) if speeds else None,
             "onset": onset, "overfitting_rule": OVERFITTING_RULE,
+            "overfitting_checked": len(history) >= OVERFITTING_MIN_EPOCHS, "overfitting_min": OVERFITTING_MIN_EPOCHS,
             "lr_changes": len(lr_changes([r.value("lr") for r in history])),
             "resumes": [r.described() for r in training.resumes or []],
             "fine_tuning": training.fine_tuning,

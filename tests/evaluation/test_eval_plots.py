@@ -204,6 +204,25 @@ def test_training_curves_mark_step_and_continuous_lr_schedules(tmp_path):
     assert_png(plots.plot_training_curves(one.read_history(), tmp_path / "one.png"))
 
 
+def test_a_one_epoch_run_is_ticked_at_its_epoch_and_its_validation_point_shows_under_the_star(tmp_path,
+                                                                                              monkeypatch):
+    """A 1-epoch run's axis was ticked 0.6, 0.8, 1.0, 1.2, 1.4 and the filled best-epoch star hid its only
+    validation point, which the legend named."""
+    from imgclf.evaluation.plots import training_curves
+
+    saved = []
+    monkeypatch.setattr(training_curves, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    rows = [HistoryRow(epoch=1, loss=0.9, val_loss=0.8, acc=0.5, val_acc=0.6, lr=0.1)]
+    plots.plot_training_curves(rows, tmp_path / "one.png", best_epoch=1)
+    (fig,) = saved
+    fig.canvas.draw()
+    for ax in fig.axes[:2]:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks == [1.0], ticks
+        star = next(line for line in ax.lines if line.get_marker() == "*")
+        assert star.get_markerfacecolor() == "none"  # an outline: the validation marker inside stays visible
+
+
 def test_a_loss_spike_puts_the_loss_panel_on_a_log_scale(tmp_path, monkeypatch):
     from imgclf.evaluation.plots import training_curves
 

@@ -72,7 +72,10 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
             ax.set_xlabel("epoch")
             if len(epochs):
                 ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            # whole epochs, and a tick at the one epoch of a 1-epoch run (the default fell back to 0.6, 0.8, ...)
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             frozen = epochs[col["frozen"] == 1]
             if len(frozen):
                 ax.axvspan(frozen.min() - 0.5, frozen.max() + 0.5, color=GREY, alpha=0.12, lw=0,
@@ -82,8 +85,9 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
                            label=f"best epoch ({best_epoch})")
                 hit = epochs == best_epoch
                 if hit.any() and np.isfinite(col[val_key][hit]).all():
-                    ax.plot(epochs[hit], col[val_key][hit], marker="*", markersize=14, color=BEST_COLOR,
-                            markeredgecolor="white", zorder=5, linestyle="none")
+                    # an outline: the validation point it marks stays visible inside (at 1 epoch the only one)
+                    ax.plot(epochs[hit], col[val_key][hit], marker="*", markersize=16, markerfacecolor="none",
+                            markeredgecolor=BEST_COLOR, markeredgewidth=1.6, zorder=5, linestyle="none")
             if ax is axes[0] and kept_val_acc is not None and best_epoch is not None:
                 at = col["val_acc"][epochs == best_epoch]
                 if not (len(at) and np.isfinite(at).all() and abs(float(at[0]) - kept_val_acc) < 0.0005):
@@ -99,6 +103,7 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
                                      [kept_val_acc] if kept_val_acc is not None else []])
         if len(finite_acc):
             acc_ax.set_ylim(max(0.0, finite_acc.min() - 0.05), min(1.02, max(finite_acc.max() + 0.03, 0.1)))
+        loss_ax.margins(y=0.1)  # room for the best-epoch star at the lowest validation loss
         if loss_spikes(np.concatenate([col["loss"], col["val_loss"]])):
             plain_log_scale(loss_ax, "y")
             loss_ax.set_title("Loss, log scale\n(one epoch's loss is far above the rest)")  # one line was cut

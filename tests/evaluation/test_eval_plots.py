@@ -223,6 +223,25 @@ def test_a_one_epoch_run_is_ticked_at_its_epoch_and_its_validation_point_shows_u
         assert star.get_markerfacecolor() == "none"  # an outline: the validation marker inside stays visible
 
 
+def test_the_zoom_connectors_do_not_look_like_the_chance_line_they_cross(tmp_path, monkeypatch):
+    """The lines joining the ROC zoom box to its inset were drawn like the chance diagonal and crossed it: the
+    plot showed three grey diagonals where the legend named one."""
+    from matplotlib.inset import InsetIndicator
+
+    from imgclf.evaluation.plots import score_curves
+
+    saved = []
+    monkeypatch.setattr(score_curves, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    y, probs, classes, _ = synthetic(4)
+    plots.plot_roc_curves(y, probs, classes, tmp_path / "roc.png")
+    ax = saved[0].axes[0]
+    (chance,) = [line for line in ax.lines if line.get_label() == "chance"]
+    saved[0].canvas.draw()
+    connectors = [c for indicator in ax.findobj(InsetIndicator) for c in indicator.connectors if c.get_visible()]
+    assert connectors, "no zoom inset drawn"
+    assert all(c.get_linestyle() == ":" and c.get_edgecolor() != chance.get_color() for c in connectors)
+
+
 def test_a_loss_spike_puts_the_loss_panel_on_a_log_scale(tmp_path, monkeypatch):
     from imgclf.evaluation.plots import training_curves
 

@@ -35,11 +35,14 @@ def _curve_style(k: int) -> dict[str, Any]:
     return {"linewidth": 1.4, "alpha": 0.9} if k <= 10 else {"linewidth": 0.7, "alpha": 0.35, "color": "#94a3b8"}
 
 
+ZOOM_CONNECTOR = "#b6c2d1"
+
+
 def _zoom_inset(ax, xlim: tuple[float, float], ylim: tuple[float, float], bounds: list[float]) -> None:
     """Repeat the axes' lines in an inset zoomed on the corner where good models differ.
 
     `bounds` must lie in the empty part of the axes (good models leave one): the legend sits below the axes, so
-    the connector lines from the zoomed corner to the inset cross nothing but the plot's empty area.
+    the connector lines from the zoomed corner to the inset cross no curve, only the chance diagonal, if any.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -56,7 +59,10 @@ def _zoom_inset(ax, xlim: tuple[float, float], ylim: tuple[float, float], bounds
         spine.set_visible(True)
         spine.set_color("#9ca3af")
     inset.set_title("zoom", fontsize=MIN_FONT_PT, color=GREY, pad=3)
-    ax.indicate_inset_zoom(inset, edgecolor=GREY)
+    # dotted and lighter than the chance diagonal they cross in ROC plots: a reader saw three "chance" lines
+    indicator = ax.indicate_inset_zoom(inset, edgecolor=GREY)
+    for connector in indicator.connectors:
+        connector.set(linestyle=":", color=ZOOM_CONNECTOR, linewidth=0.9, alpha=1.0)
 
 
 def _curve_figure(entries: int, title_lines: int, columns: int):

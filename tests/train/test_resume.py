@@ -81,6 +81,41 @@ def test_resume_trains_only_the_epochs_that_were_not_saved(kind, data, tmp_path,
     assert RunDir(tmp_path / "cut").read_metrics() == RunDir(tmp_path / "full").read_metrics()
 
 
+def test_a_transfer_run_resumes_without_its_pretrained_weights_file(data, tmp_path, steps, monkeypatch):
+    """A resume looked for the pretrained weights again before restoring the checkpoint, which holds every tensor:
+    with the file (or the hub cache) gone it was refused ("weights must be an existing file"), and passing
+    --no-pretrained or other weights was refused as a change of the run."""
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "backbone.safetensors"
+    source = timm.create_model("test_efficientnet", num_classes=0)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
+    settings = {**BASE, **TRANSFER, "pretrained": True, "weights": str(weights), "freeze_epochs": 1,
+                "data": str(data)}
+    full = imgclf.fit(settings, out=str(tmp_path / "full"), report=False)
+    steps_full = len(steps)
+    with monkeypatch.context() as m:
+        _interrupt_when(STOP_AFTER, m)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    weights.unlink()
+    steps.clear()
+    resumed = imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    assert len(steps) == steps_full * (EPOCHS - STOP_AFTER) // EPOCHS, "a resumed run retrained saved epochs"
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    card, full_card = RunDir(resumed.path).read_card(), RunDir(full.path).read_card()
+    assert card.model_args["pretrained"] is True and card.model_args["weights"] == str(weights)
+    assert full_card.model_args["weights_source"].startswith("file backbone.safetensors (sha256 ")
+    assert card.model_args["weights_source"] == "file backbone.safetensors, as the run began (its checkpoint " \
+                                                "restored on resume)"
+    # a finished run extended later keeps the digest its card recorded
+    imgclf.fit(resume=str(tmp_path / "full"), epochs=EPOCHS + 1, report=False)
+    assert RunDir(full.path).read_card().model_args["weights_source"] == full_card.model_args["weights_source"]
+
+
 def test_time_limited_run_resumes_without_repeating_epochs(data, tmp_path, steps, monkeypatch):
     settings = {**BASE, "data": str(data), "time_limit": "10m", "schedule": "budget", "optimizer": "sgd"}
     with monkeypatch.context() as m:

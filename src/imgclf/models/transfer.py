@@ -23,7 +23,7 @@ from ..errors import invalid
 from .heads import HeadSpec, build_head, parse_head
 from .registry import ModelInfo
 from .weights import (WEIGHT_PACKAGES, cached_hub_file, file_digest, load_timm_weights, pretrained_cfg,
-                      read_state_dict, resolve_weights)
+                      read_state_dict, resolve_weights, WeightsSource)
 
 _CARD_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 _IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -185,13 +185,14 @@ class TransferModel(nn.Module):
 
 def build_transfer_model(arch: str, num_classes: int, in_chans: int = 3, img_size: int = 224, head: str | None = None,
                          pretrained: bool = True, weights: str | None = None, features_only: bool = False,
-                         weights_source: str | None = None, **timm_args: Any) -> TransferModel:
+                         weights_source: str | None = None, restore: bool = False, **timm_args: Any) -> TransferModel:
     """A timm backbone + head. `features_only` and `weights_source` are recorded in the model card only
-    (a feature-extraction run saves the same joined architecture)."""
+    (a feature-extraction run saves the same joined architecture). `restore`: a checkpoint's tensors replace every
+    weight next (a resume): the pretrained source is not read, and the card keeps `weights_source` as given."""
     timm = _timm()
     spec = parse_head(head)
     cfg = pretrained_cfg(arch) or {}
-    source = resolve_weights(arch, pretrained, weights)
+    source = WeightsSource("none", None, weights_source or "") if restore else resolve_weights(arch, pretrained, weights)
     kwargs: dict[str, Any] = dict(num_classes=0, in_chans=in_chans, **timm_args)
     if spec.pool:
         kwargs["global_pool"] = "" if spec.pool == "flatten" else spec.pool

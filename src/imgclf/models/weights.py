@@ -111,6 +111,17 @@ def _check_package_architecture(package: str, arch: str) -> None:
                       also={"model": arch}, hint=f"Pass --model {own} (Python: model={own!r}), or another --weights")
 
 
+def described_weights(arch: str, pretrained: bool = True, weights: str | None = None) -> str:
+    """Where the weights came from, in resolve_weights' words, without looking for them: a resumed run restores
+    every tensor from its checkpoint and must not need its pretrained file or cache again."""
+    if not pretrained:
+        return "random init"
+    if weights:
+        return f"package {weights}" if weights in WEIGHT_PACKAGES else f"file {Path(weights).name}"
+    cfg = pretrained_cfg(arch) or {}
+    return f"pretrained {cfg.get('hf_hub_id') or cfg.get('url') or arch}"
+
+
 def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = None) -> WeightsSource:
     """Decide where the backbone's weights come from, failing fast (never a long network timeout)."""
     if weights:

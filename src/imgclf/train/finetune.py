@@ -13,6 +13,7 @@ layer1..4, efficientnet blocks.0..6, each VGG conv).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -122,12 +123,15 @@ def restart_plateaus(trainer: L.Trainer) -> None:
 _TRANSFER_SETTINGS = ("head", "weights", "freeze_epochs", "unfreeze", "backbone_lr_mult", "freeze_bn", "features_only")
 
 
-def transfer_model_args(cfg: Any, info: Any) -> dict[str, Any]:
+def transfer_model_args(cfg: Any, info: Any, resumed: Path | None = None) -> dict[str, Any]:
     """Builder arguments from the transfer settings of the config; errors early (before any data is decoded)
-    when they are given for a model without a timm backbone or when pretrained weights cannot be had."""
+    when they are given for a model without a timm backbone or when pretrained weights cannot be had.
+    resumed: the run folder a resume continues: its checkpoint holds every tensor, so the pretrained weights are
+    not looked for (a resume refused "weights must be supplied" once the file or cache was gone, and refused
+    --weights and --no-pretrained as changes), and the card keeps the source the run recorded."""
     from ..config import TrainConfig
     from ..models.transfer import TransferModelInfo
-    from ..models.weights import resolve_weights
+    from ..models.weights import described_weights, resolve_weights
 
     if not isinstance(info, TransferModelInfo):
         defaults = TrainConfig.model_fields
@@ -138,13 +142,33 @@ def transfer_model_args(cfg: Any, info: Any) -> dict[str, Any]:
                           "mobilenetv2_100, tf_efficientnet_lite0)", also={name: value},
                           note=f"{name} needs a timm backbone; {cfg.model} is a registered model with its own head")
         return {}
-    resolve_weights(info.name, cfg.pretrained, cfg.weights)  # fail fast: offline without weights
     args: dict[str, Any] = {"pretrained": cfg.pretrained, "features_only": cfg.features_only}
+    if resumed is not None:
+        stored = _stored_weights_source(resumed)
+        args.update(restore=True, weights_source=stored or (f"{described_weights(info.name, cfg.pretrained, cfg.weights)}"
+                                                            ", as the run began (its checkpoint restored on resume)"))
+    else:
+        resolve_weights(info.name, cfg.pretrained, cfg.weights)  # fail fast: offline without weights
     if cfg.head is not None:
         args["head"] = cfg.head
     if cfg.weights:
         args["weights"] = cfg.weights
     return args
+
+
+def _stored_weights_source(run_dir: Path) -> str | None:
+    """The weights' description (with the file's digest) the run's card recorded when it last finished."""
+    from ..records import RunDir
+
+    run = RunDir(run_dir)
+    if not run.has("model.json"):
+        return None
+    from ..errors import ImgclfError
+
+    try:
+        return run.read_card().model_args.get("weights_source")
+    except (ImgclfError, OSError, ValueError):  # unreadable: the resume's own checks name it; the words fall back
+        return None
 
 
 def transfer_warnings(cfg: Any) -> list[str]:

@@ -95,6 +95,20 @@ def test_a_run_whose_data_changed_is_refused_before_anything_is_written(tmp_path
     assert (run / "model.json").read_text() == card_before
 
 
+def test_a_run_trained_through_a_symlinked_folder_is_refitted(tmp_path):
+    """dataset.json records the data folder's real path; calibrate compared it with the path as given, so every
+    file of a run trained through a symlink "differed" and the refit was refused."""
+    import imgclf
+
+    real = make_image_folder(tmp_path / "real", classes=("cat", "dog"), per_class=12, size=16, seed=3)
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    run = imgclf.fit({"data": str(tmp_path / "linked"), "model": "simple_cnn", "img_size": 16, "epochs": 1,
+                      "batch_size": 8, "out": str(tmp_path / "run"), "progress": False, "model_args": {"width": 4},
+                      "val_split": 0.3, "test_split": 0.2}, report=False).path
+    card = recalibrate(run, unknown_acceptance=0.8, report=False)
+    assert card.unknown.acceptance == 0.8
+
+
 def test_the_split_the_run_recorded_is_refitted_whichever_release_drew_it(run):
     """Another release's draw (simulated: a val and a train image of one class swapped in dataset.json) is what
     the refit reads: a new draw would differ from the recorded split and be refused as changed data."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..config import TrainConfig, make_config
 from ..errors import Described, bad_path, check_switch, invalid
 from ..ood import STATS_FILE, STATS_FILES
-from ..records import ModelCard, RunDir
+from ..records import DatasetRecord, ModelCard, RunDir
 
 SETTINGS = ("calibrate", "unknown_detector", "unknown_acceptance")
 
@@ -96,10 +96,13 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
 def _check_same_images(run: RunDir, data) -> None:
     """Train and val as prepared now must be the files (and labels) the run trained and selected on."""
     record = run.read_dataset()
+    # as dataset.json records them (under the data folder's real path): a run trained through a symlinked folder
+    # was refused, every file "differing" from its own recorded path
+    current = DatasetRecord.model_validate(data.describe())
     for split in ("train", "val"):
         files, labels = record.split_paths(split)
-        now = [str(Path(p)) for p in data.paths(split)]
-        if sorted(zip(files, labels)) != sorted(zip(now, data.splits[split].labels.tolist())):
+        now, now_labels = current.split_paths(split)
+        if sorted(zip(files, labels)) != sorted(zip(now, now_labels)):
             changed = len(set(files) ^ set(now))
             raise bad_path("run", run.path, "a run whose data folder still holds the images it trained on",
                            Described(f"its {split} split is not the one dataset.json lists ({len(files)} images "

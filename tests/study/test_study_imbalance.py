@@ -264,6 +264,31 @@ def test_a_study_refuses_the_fast_recipes_probe_before_writing_anything(pool, tm
     assert "sizing must be fixed for a study" in " ".join(result.output.split()) and not (tmp_path / "s").exists()
 
 
+def test_a_study_whose_first_cell_was_refused_takes_the_corrected_command_in_the_same_folder(pool, tmp_path):
+    """A first cell refused by its model (an image size too small) left study.json and the subsets behind, and the
+    corrected command was refused: "holds a study with other settings"; the folder had to be deleted by hand."""
+    out = tmp_path / "s"
+    args = dict(per_class=8, rhos=[1], configs=["none"], overrides={**TINY, "progress": False}, run_reports=False)
+    with pytest.raises(ImgclfError, match="img_size"):
+        run_imbalance_study(pool, out, model="caltech_cnn", **args)  # caltech_cnn needs 37 px or more
+    assert (out / "study.json").exists()
+    study = run_imbalance_study(pool, out, model="simple_cnn", **args)
+    assert study["state"] == "complete" and [c["config"] for c in study["runs"]] == ["none"]
+    # once a cell has an epoch to keep, other settings are refused as before
+    with pytest.raises(ImgclfError, match="holds a study with other settings"):
+        run_imbalance_study(pool, out, model="simple_cnn", **{**args, "per_class": 6})
+
+
+def test_a_study_out_inside_the_data_folder_is_refused_before_anything_is_written(pool, tmp_path):
+    """The refusal came from the first subset's links, after study.json was written inside the data folder: the
+    folder then read as one more class of the data, and the next study of it failed."""
+    data = Path(shutil.copytree(pool, tmp_path / "data"))
+    with pytest.raises(ImgclfError, match=r"^out must be a folder outside the data folder.*Received: out=.*data/study"):
+        run_imbalance_study(data, data / "study", per_class=8, rhos=[1], configs=["none"], model="simple_cnn",
+                            overrides={**TINY, "progress": False}, run_reports=False)
+    assert sorted(p.name for p in data.iterdir()) == ["a", "b", "c", "d"]
+
+
 def test_a_cell_does_not_claim_the_recipe_its_settings_came_from(tmp_path):
     seen = {}
     status = _run_cell(lambda values, overwrite: seen.update(values), tmp_path / "cell", tmp_path / "data",

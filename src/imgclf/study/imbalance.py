@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import invalid
+from ..io import outside_data
 from ..records import RunDir
 from ..stats import mean_std
 from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
@@ -118,6 +120,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         raise invalid("seeds", list(seeds), "distinct integers >= 0 such as 0,1,2") from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise invalid("seeds", list(seeds), "distinct integers >= 0 such as 0,1,2")
+    # the study's links inside the data folder would be read as one more class of it: refused before any file
+    outside_data("out", out, data)
     # fail on a bad override before any work
     make_config(data=str(data), model=model, **overrides, **(S4_SPLIT if protocol == "s4" else {}))
     unread = unread_per_configuration(data, model, overrides, settings, S4_SPLIT if protocol == "s4" else {})
@@ -141,6 +145,12 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     # A study.json from before protocols existed ran the standard one (the record's default).
     before = previous.request.model_dump(mode="json") if previous else {}
     was, now = _compared(before), _compared(request)
+    if previous is not None and was != now and not _any_epoch_saved(out):
+        # a study whose first cell failed (a setting its model refused, say) holds nothing to keep: the corrected
+        # command was refused "holds a study with other settings" until the folder was deleted by hand
+        for part in ("runs", "data"):
+            shutil.rmtree(out / part, ignore_errors=True)
+        previous, was = None, now
     if previous is not None and was != now:
         changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request if was.get(k) != now[k]}
         raise invalid("out", out, "a new folder, or one holding a study with the same settings",
@@ -186,6 +196,13 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
 
     write_study_report(out, study)
     return study
+
+
+def _any_epoch_saved(out: Path) -> bool:
+    """Whether any cell of the study in `out` has an epoch to keep (a checkpoint, or its scores)."""
+    runs = out / "runs"
+    return runs.is_dir() and any((cell / "metrics.json").exists() or (cell / "checkpoints" / "last.ckpt").exists()
+                                 for cell in runs.iterdir())
 
 
 def _cells_json(grid: list[tuple[float, str, int]]) -> list[dict[str, Any]]:

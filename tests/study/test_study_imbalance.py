@@ -338,7 +338,11 @@ def test_s4_protocol_splits_every_subset_70_30_into_train_and_test(s4_study):
         assert dataset["counts"]["val"] == {c: n * 3 // 10 for c, n in counts.items()}
         assert dataset["counts"]["train"] == {c: n - n * 3 // 10 for c, n in counts.items()}
         assert run["sizes"] == {"train": 56, "test": 24}
-        assert run["split"] == "val" and run["test_images"] == 24  # scored on that 30 % at the end
+        # scored on that 30 % at the end, named for what it is (study.json said "val", as metrics.json does)
+        assert run["split"] == "test" and run["test_images"] == 24
+        assert json.loads((out / run["run"] / "metrics.json").read_text())["split"] == "val"
+        card = json.loads((out / run["run"] / "model.json").read_text())
+        assert run["batch_norm_images"] == card["training"]["batch_norm_images"]
         config = (out / run["run"] / "config.yaml").read_text()
         assert "restore_best: false" in config and "early_stopping: null" in config
         # no temperature fitted on the split its ECE is measured on

@@ -161,6 +161,10 @@ class StudyRun(BaseModel):
     final_val_acc: float | None = None
     final_test_acc: float | None = None
     overfitting_onset: int | None = None
+    batch_norm_images: int | None = Field(None, ge=0, description=(
+        "training images the run's BatchNorm statistics were recomputed on after training (model.json's "
+        "training.batch_norm_images): its scores read the recomputed statistics, its curves each epoch's running "
+        "ones; 0 or null: none were recomputed, the last point of the held-out curve is the final weights' score"))
     curves: CellCurves | None = None
 
     @model_validator(mode="after")

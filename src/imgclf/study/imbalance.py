@@ -259,7 +259,8 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
         "majority_recall": mean_recall(per_class, majority),
         "worst_class": metrics.worst_class.model_dump() if metrics.worst_class else None,
         "test_images": metrics.count,
-        "split": metrics.split,
+        # under s4 the held-out split is the test split, which metrics.json (written by the run) calls val
+        "split": held if metrics.split == "val" else metrics.split,
         "sizes": dict(sizes),
         "per_class": {c: {"precision": v.precision, "recall": v.recall, "support": v.support}
                       for c, v in per_class.items()},
@@ -269,6 +270,7 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
         "final_train_acc": _last(curves["acc"]),
         f"final_{held}_acc": _last(curves[f"{held}_acc"]),
         "overfitting_onset": overfitting_onset(curves["loss"], curves[f"{held}_loss"]),
+        "batch_norm_images": training.batch_norm_images if training else None,
         "curves": {k: [None if not math.isfinite(v) else round(v, 6) for v in vals] for k, vals in curves.items()},
     }
 

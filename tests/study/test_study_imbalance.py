@@ -343,6 +343,8 @@ def test_s4_protocol_splits_every_subset_70_30_into_train_and_test(s4_study):
         assert json.loads((out / run["run"] / "metrics.json").read_text())["split"] == "val"
         card = json.loads((out / run["run"] / "model.json").read_text())
         assert run["batch_norm_images"] == card["training"]["batch_norm_images"]
+        train = dataset["counts"]["train"].values()
+        assert run["train_rho"] == pytest.approx(max(train) / min(train), abs=1e-4)
         config = (out / run["run"] / "config.yaml").read_text()
         assert "restore_best: false" in config and "early_stopping: null" in config
         # no temperature fitted on the split its ECE is measured on

@@ -216,3 +216,25 @@ def test_scores_after_recomputed_batch_norms_are_marked_against_the_curves(study
     text = " ".join(write_study_report(shutil.copytree(out, tmp_path / "b"), result).read_text().split())
     assert f"* BatchNorm statistics recomputed after training (1 of {len(result['runs'])} runs)" in text
     assert text.count(f"{finished[0]['accuracy']:.3f}*</td>") == 1
+
+
+def test_a_training_ratio_that_drifted_from_its_rho_is_said_and_shown_per_run(study, tmp_path):
+    """With few minority images the held-out splits take one of each class: a cell labelled 15 trained at 24, and
+    the page said the splits were "imbalanced in the same way"."""
+    import copy
+    import shutil
+
+    out, result = study
+    result = copy.deepcopy(result)
+    finished = [r for r in result["runs"] if r["finished"]]
+    for r in finished:
+        r["train_rho"] = r["rho"]
+    plain = " ".join(write_study_report(shutil.copytree(out, tmp_path / "a"), result).read_text().split())
+    assert "off its ρ" not in plain and "(train ρ 3)" in plain
+    drifted = next(r for r in finished if r["rho"] == 3.0)
+    drifted["train_rho"] = 4.5
+    StudyRecord.model_validate(result)
+    text = " ".join(write_study_report(shutil.copytree(out, tmp_path / "b"), result).read_text().split())
+    assert f"In 1 of {len(result['runs'])} runs the training split's ratio is more than 10 % off its ρ</strong> (ρ 3)" \
+        in text
+    assert "(train ρ 4.5)" in text

@@ -161,6 +161,9 @@ class StudyRun(BaseModel):
     final_val_acc: float | None = None
     final_test_acc: float | None = None
     overfitting_onset: int | None = None
+    train_rho: float | None = Field(None, description=(
+        "the training split's realised imbalance ratio: its largest class count over its smallest (dataset.json), "
+        "which drifts from the cell's rho where the held-out splits take one image of a class that has few"))
     batch_norm_images: int | None = Field(None, ge=0, description=(
         "training images the run's BatchNorm statistics were recomputed on after training (model.json's "
         "training.batch_norm_images): its scores read the recomputed statistics, its curves each epoch's running "

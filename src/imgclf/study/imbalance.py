@@ -249,7 +249,9 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
     curves = {name: [r.value(column) for r in history]
               for name, column in (("loss", "loss"), ("acc", "acc"), (f"{held}_loss", "val_loss"),
                                    (f"{held}_acc", "val_acc"))}
-    sizes = run.read_dataset().sizes if run.has("dataset.json") else {}
+    dataset = run.read_dataset() if run.has("dataset.json") else None
+    sizes = dataset.sizes if dataset else {}
+    train_counts = [n for n in (dataset.counts.get("train", {}) if dataset else {}).values()]
     if protocol == "s4":
         sizes = {"test" if k == "val" else k: v for k, v in sizes.items()}
     return {
@@ -271,6 +273,8 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
         f"final_{held}_acc": _last(curves[f"{held}_acc"]),
         "overfitting_onset": overfitting_onset(curves["loss"], curves[f"{held}_loss"]),
         "batch_norm_images": training.batch_norm_images if training else None,
+        "train_rho": (round(max(train_counts) / min(train_counts), 4) if train_counts and min(train_counts) > 0
+                      else None),
         "curves": {k: [None if not math.isfinite(v) else round(v, 6) for v in vals] for k, vals in curves.items()},
     }
 

@@ -174,3 +174,48 @@ def test_compare_warns_of_a_page_without_html_as_the_command_does(tiny_run, tmp_
         imgclf.compare([tiny_run, shutil.copytree(tiny_run, tmp_path / "again")], out=tmp_path / "table.txt")
     assert any(f"out {tmp_path / 'table.txt'} has no .html extension" in r.getMessage() for r in caplog.records)
     assert (tmp_path / "table.txt").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_paths_starting_with_a_tilde_are_read_as_a_shell_reads_them(tiny_run, image_folder, tmp_path, monkeypatch):
+    """fit and lr_find expanded "~"; load, evaluate, list_runs, compare, audit and predict took "~/x" literally
+    ("no such folder", a prediction row "file not found")."""
+    import shutil
+
+    import imgclf
+    from imgclf.audit import audit
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny_run, tmp_path / "runs" / "a")
+    shutil.copytree(tiny_run, tmp_path / "runs" / "b")
+    shutil.copytree(image_folder, tmp_path / "col")
+    image = next(p for p in sorted((tmp_path / "col").rglob("*.png")))
+    tilde_image = "~/" + str(image.relative_to(tmp_path))
+    clf = imgclf.load("~/runs/a")
+    (row,) = clf.predict([tilde_image])
+    assert row.error is None and row.path == str(image)
+    count = len(list((tmp_path / "col").rglob("*.png")))
+    assert imgclf.evaluate("~/runs/a", data="~/col").count == count
+    assert len(imgclf.list_runs("~/runs")) == 2
+    comparison = imgclf.compare(["~/runs/a", "~/runs/b"])  # copies of one run: compared as twins
+    assert [why for _, why in comparison.skipped] == [f"the same settings and seed 0 as {tmp_path}/runs/a (a copy or "
+                                                     "a rerun): counted once"]
+    assert len(audit("~/col", out=str(tmp_path / "audit"), page=False).images.paths) == count
+
+
+def test_predicted_paths_keep_the_spelling_they_were_given(tiny_run, image_folder, monkeypatch):
+    """"./a.png" came back as "a.png", "col//a.png" as "col/a.png" and a URL as "http:/host/x.png" ('file not
+    found'): results could not be matched to their inputs. A column of paths as a numpy array (df.path.values)
+    was refused as "not an image shape"."""
+    import numpy as np
+
+    import imgclf
+
+    monkeypatch.chdir(image_folder)
+    name = sorted(p for p in image_folder.rglob("*.png"))[0].relative_to(image_folder)
+    given = [f"./{name}", f"{name.parent}//{name.name}", "http://example.com/x.png"]
+    rows = imgclf.load(tiny_run).predict(given)
+    assert [r.path for r in rows] == given
+    assert rows[0].error is None and rows[1].error is None and rows[0].label == rows[1].label
+    assert rows[2].error == "a URL, not a file: imgclf reads local files (download it first)"
+    column = np.array([str(name), f"./{name}"])
+    assert [r.path for r in imgclf.load(tiny_run).predict(column)] == column.tolist()

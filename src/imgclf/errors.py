@@ -174,7 +174,7 @@ def path_argument(argument: str, value: object, allowed: str = "a path (str or o
     """`value` as a Path when it is a str or os.PathLike, else the usual error: Path(3) raised a bare TypeError
     that named no argument."""
     if isinstance(value, (str, os.PathLike)):
-        return Path(value)
+        return Path(value).expanduser()  # "~/runs/x" as a shell reads it (fit expanded it; load did not)
     raise invalid(argument, Described(f"an object of type {type(value).__name__}"), allowed)
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from .records import ModelCard, RunDir, load_card
+from .records.run_dir import run_path
 from .ood import UNKNOWN_LABEL, TrustHead, logits_and_features
 from .data.decode import DecodeError, exif_upright, image_to_array, open_image
 from .data.tensors import channel_stats, to_unit_nchw
@@ -111,6 +112,7 @@ class Classifier:
         only predict); False keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, prediction_device(device))  # bad values fail before the weights are read
         fold_batch_norm = check_switch("fold_batch_norm", fold_batch_norm)
+        run_dir = run_path(run_dir)  # "~/runs/a" expanded, once for every file read below
         refuse_image_folder_as_run(run_dir)
         card = load_card(run_dir)
         if precision == "auto":

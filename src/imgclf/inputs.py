@@ -31,7 +31,12 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
     where given, the folders holding no image are appended to it; `others`: the files left out."""
     out: list[str] = []
     for item in items:
-        path = Path(item)
+        given = os.fspath(item)
+        # "~/x" is expanded as a shell would; any other file keeps the spelling it was given ("./a.png" came back
+        # as "a.png" and "http://h/x.png" as "http:/h/x.png"), so results can be matched to the inputs
+        if given.startswith("~"):
+            given = os.path.expanduser(given)
+        path = Path(given)
         if path.is_dir():
             skipped: list[dict[str, str]] = []
             found = walk_images(path, skipped)
@@ -45,7 +50,7 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
             if others is not None:
                 others += [s["path"] for s in left]
         else:
-            out.append(str(path))
+            out.append(given)
     return out
 
 
@@ -71,6 +76,8 @@ def is_file_object(item: object) -> bool:
 def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str], list[ImageInput]]:
     """The caller's images as (names, sources), one per image: folders expanded, batches split, every item
     checked before any is decoded (a wrong kind of input is the caller's error, not one image's)."""
+    if isinstance(images, np.ndarray) and images.ndim == 1 and images.dtype.kind in "US":
+        images = images.tolist()  # a column of paths (pandas' df.path.values), not one image
     if isinstance(images, np.ndarray) and images.ndim == 4:
         check_array(images, "images")
         return [f"images[{j}]" for j in range(len(images))], list(images)

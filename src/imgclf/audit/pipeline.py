@@ -138,7 +138,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     (default: the images' median short side, clipped to 16..64). folds: k of the out-of-fold probabilities.
     near_threshold: correlation a near-duplicate pair must reach.
     """
-    path_argument("data", data, "an image folder's path (str or os.PathLike)")
+    data = str(path_argument("data", data, "an image folder's path (str or os.PathLike)"))
     _check(folds, seed, near_threshold, img_size, run)
     page = check_switch("page", page)
     out = writable_folder("out", out if out is not None else default_out(data))

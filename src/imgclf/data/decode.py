@@ -108,6 +108,15 @@ def _png_colour_key(img: Image.Image) -> None:
         img.info["transparency"] = key * (255 // (2 ** int(raw[2:]) - 1))
 
 
+def _not_found_reason(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        if os.path.islink(source):
+            return "broken symlink (its target is gone)"
+        if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", os.fspath(source)):  # http://, s3://: read as a relative path
+            return "a URL, not a file: imgclf reads local files (download it first)"
+    return "file not found"
+
+
 def _bomb_reason(pixels: int | None) -> str:
     """One limit in every message: Pillow warns above MAX_IMAGE_PIXELS and raises above twice it, each quoting
     its own limit; imgclf refuses above it."""
@@ -159,8 +168,7 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     except UnidentifiedImageError:
         raise DecodeError("empty file (0 bytes)" if _is_empty(source) else "not a recognised image format") from None
     except FileNotFoundError:  # a link whose target is gone is listed by ls: "not found" read as a mistake
-        raise DecodeError("broken symlink (its target is gone)" if isinstance(source, (str, os.PathLike))
-                          and os.path.islink(source) else "file not found") from None
+        raise DecodeError(_not_found_reason(source)) from None
     except PermissionError:
         raise DecodeError("permission denied") from None
     except IsADirectoryError:

@@ -203,9 +203,8 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
     else:
         raise invalid("runs", Described(f"an object of type {type(run_dirs).__name__}"),
                       "a list of run directories, or one folder of runs")
-    for r in run_dirs:
-        run_path(r)  # a path (a Run, a loaded Classifier); anything else named, not a TypeError
-    run_dirs = _expand_folders(run_dirs)
+    # a path (a Run, a loaded Classifier; "~/runs/a" expanded); anything else named, not a TypeError
+    run_dirs = _expand_folders([run_path(r) for r in run_dirs])
     if len(run_dirs) < 2:
         raise invalid("runs", [str(r) for r in run_dirs], "at least two run directories")
     resolved = [str(Path(r).resolve()) for r in run_dirs]

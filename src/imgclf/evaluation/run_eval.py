@@ -123,7 +123,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     if tta not in (True, False, "auto"):
         raise invalid("tta", tta, (True, False, "auto"))
     if data is not None:
-        path_argument("data", data, "an image folder's path, or a multi-label index file's (str or os.PathLike)")
+        data = str(path_argument("data", data, "an image folder's path, or a multi-label index file's (str or "
+                                 "os.PathLike)"))
     run = RunDir(run_dir)
     card = run.read_card()
     if card.task == "multilabel":

@@ -219,3 +219,18 @@ def test_predicted_paths_keep_the_spelling_they_were_given(tiny_run, image_folde
     assert rows[2].error == "a URL, not a file: imgclf reads local files (download it first)"
     column = np.array([str(name), f"./{name}"])
     assert [r.path for r in imgclf.load(tiny_run).predict(column)] == column.tolist()
+
+
+def test_a_loaded_classifier_given_as_the_run_keeps_its_precision(tiny_run, image_folder, monkeypatch):
+    """evaluate(clf) of a clf loaded at precision "32" scored at bf16 on a machine with native bf16, and
+    explain(clf) predicted other probabilities than clf.predict."""
+    import imgclf
+    from imgclf import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)  # auto would mean bf16 here
+    clf = imgclf.load(tiny_run, precision="32")
+    assert imgclf.evaluate(clf, progress=False).precision == "32"
+    image = sorted(image_folder.rglob("*.png"))[0]
+    (explanation,) = imgclf.explain(clf, [image])
+    assert explanation.prediction.probability == clf.predict([image])[0].probability
+    assert imgclf.evaluate(clf, precision="bf16-mixed", progress=False).precision == "bf16-mixed"

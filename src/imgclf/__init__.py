@@ -69,12 +69,22 @@ def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | s
              precision: str = "auto", progress: bool = True):
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
     the metrics as an `imgclf.records.MetricsRecord`. tta: also score test-time augmentation over the views the
-    run's training made (True refuses a run that made none; "auto" then skips it). precision: as for `load`.
+    run's training made (True refuses a run that made none; "auto" then skips it). precision: as for `load`; a
+    loaded Classifier given as the run keeps its own unless another is asked.
     progress=False: no progress lines."""
     from .pipeline import evaluate as _evaluate
 
     _check_run_dir(run_dir)
+    precision = _precision_of(run_dir, precision)
     return _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
+
+
+def _precision_of(run: Any, precision: str) -> str:
+    """A loaded Classifier given as the run stands for its own precision where none is asked: evaluate(clf) of a
+    clf loaded at precision "32" scored at bf16, and explain(clf) predicted other probabilities than clf did."""
+    from .inference import Classifier
+
+    return run.precision if isinstance(run, Classifier) and precision == "auto" else precision
 
 
 def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_norm: bool = True) -> "Classifier":
@@ -100,7 +110,7 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
     _check_run_dir(run_dir)
     if out is not None:
         figure_path("out", out)  # before the work, not after it
-    clf = _load(run_dir, precision=precision, fold_batch_norm=False)
+    clf = _load(run_dir, precision=_precision_of(run_dir, precision), fold_batch_norm=False)
     explanations = explain_images(clf, images, label=label, unknown=unknown)
     if out is not None:
         if not any(e.heatmap is not None for e in explanations):

@@ -193,6 +193,17 @@ def test_compare_groups_the_folds(cross_validation, tmp_path):
     assert group.stats["test_accuracy"].std == pytest.approx(statistics.stdev(accuracies))
 
 
+def test_the_folds_object_stands_for_its_folder_and_gives_its_numbers_as_json(cross_validation):
+    """fit(folds=K) returned an object compare refused ("an object of type Folds") and without as_dict."""
+    import json
+
+    _, _, folds = cross_validation
+    assert imgclf.compare(folds).groups[0].n == K  # the folder of fold runs
+    as_json = json.loads(json.dumps(folds.as_dict(), allow_nan=False))
+    assert as_json["path"] == str(folds.path) and len(as_json["runs"]) == K
+    assert as_json["summary"] == json.loads((folds.path / "folds.json").read_text())
+
+
 def test_the_compare_figure_calls_folds_folds(cross_validation, tmp_path, monkeypatch):
     from imgclf.evaluation import compare_render
     from imgclf.evaluation.compare import compare_runs

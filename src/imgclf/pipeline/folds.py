@@ -39,6 +39,15 @@ class Folds:
     def __repr__(self) -> str:
         return f"Folds({str(self.path)!r}, k={len(self.runs)})"
 
+    def __fspath__(self) -> str:
+        """The cross-validation's folder, as a `Run` stands for its own: compare(folds) compares the fold runs
+        (it was refused as "an object of type Folds")."""
+        return str(self.path)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the folder, the fold runs and folds.json's content, as `Run.as_dict` gives a run's."""
+        return {"path": str(self.path), "runs": [str(r) for r in self.runs], "summary": self.summary}
+
 
 def fold_dir(out: Path, i: int) -> Path:
     return out / f"fold-{i}"

@@ -197,3 +197,20 @@ def test_calibrate_and_resume_name_the_run_whose_data_moved(tiny_run, tmp_path):
     with pytest.raises(ImgclfError, match=r"^resume must be a run whose data is where it was trained.*gone is no "
                                           "longer there"):
         imgclf.fit(resume=str(run_dir), epochs=3)
+
+
+def test_a_run_object_given_to_calibrate_or_evaluate_shows_its_rewritten_files(run):
+    """After calibrate(run, unknown_acceptance=0.8) the Run still said 0.95 and its metrics the old threshold:
+    repr, as_dict() and the files disagreed."""
+    import imgclf
+    from imgclf.pipeline.run import Run
+
+    files = RunDir(run)
+    given = Run(run, files.read_config(), files.read_metrics(), None, 3, 1.0, "completed")
+    imgclf.calibrate(given, unknown_acceptance=0.8, report=False)
+    assert given.config.unknown_acceptance == 0.8 == files.read_config().unknown_acceptance
+    assert given.metrics == files.read_metrics()
+    assert given.as_dict()["metrics"]["unknown"] == json.loads((run / "metrics.json").read_text())["unknown"]
+    (run / "metrics.json").unlink()
+    imgclf.evaluate(given, progress=False)
+    assert given.metrics == files.read_metrics()

@@ -76,7 +76,17 @@ def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | s
 
     _check_run_dir(run_dir)
     precision = _precision_of(run_dir, precision)
-    return _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
+    metrics = _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
+    _refresh(run_dir)
+    return metrics
+
+
+def _refresh(run: Any) -> None:
+    """A `Run` given to a function that rewrote its files shows them (`Run.refresh`)."""
+    from .pipeline.run import Run
+
+    if isinstance(run, Run):
+        run.refresh()
 
 
 def _precision_of(run: Any, precision: str) -> str:
@@ -191,7 +201,9 @@ def calibrate(run_dir: Any, *, report: bool = True, **settings: Any):
     from .pipeline.recalibrate import recalibrate
 
     _check_run_dir(run_dir)
-    return recalibrate(run_dir, report=report, **settings)
+    card = recalibrate(run_dir, report=report, **settings)
+    _refresh(run_dir)
+    return card
 
 
 def report(run_dir: Any, explain: bool = True):

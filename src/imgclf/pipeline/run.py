@@ -56,6 +56,16 @@ class Run:
                 "stopped_reason": self.stopped_reason, "skipped": [s.model_dump(mode="json") for s in self.skipped],
                 "figure_failures": list(self.figure_failures)}
 
+    def refresh(self) -> None:
+        """Read config.yaml and metrics.json again: `imgclf.calibrate(run)` and `imgclf.evaluate(run)` rewrite
+        them and call this, so the Run they were given shows what its files now hold (its config kept the
+        acceptance rate calibrate replaced, its metrics the threshold)."""
+        run = RunDir(self.path)
+        if run.has("config.yaml"):
+            self.config = run.read_config()
+        if run.has("metrics.json"):
+            self.metrics = run.read_metrics()
+
     def __repr__(self) -> str:
         if self.metrics is None:
             return f"Run({str(self.path)!r})"

@@ -234,3 +234,15 @@ def test_a_loaded_classifier_given_as_the_run_keeps_its_precision(tiny_run, imag
     (explanation,) = imgclf.explain(clf, [image])
     assert explanation.prediction.probability == clf.predict([image])[0].probability
     assert imgclf.evaluate(clf, precision="bf16-mixed", progress=False).precision == "bf16-mixed"
+
+
+def test_a_pil_image_closed_before_it_was_read_is_named_as_such_not_as_a_damaged_file(tiny_run, image_folder):
+    from PIL import Image
+
+    import imgclf
+
+    path = sorted(image_folder.rglob("*.png"))[0]
+    with Image.open(path) as img:
+        pass
+    (row,) = imgclf.load(tiny_run).predict([img])
+    assert row.error.startswith("a PIL image closed before its pixels were read") and "damaged" not in row.error

@@ -188,6 +188,10 @@ class Classifier:
             except (MemoryError, RecursionError):
                 raise
             except Exception as exc:  # Pillow's own failure on a malformed file
+                if isinstance(exc, AssertionError) and getattr(source, "fp", False) is None:
+                    # Pillow asserts on an image closed before it was read: the file is fine, the object empty
+                    raise DecodeError("a PIL image closed before its pixels were read (a `with Image.open(...)` "
+                                      "block that ended): call .load() inside it, or pass the path") from None
                 raise DecodeError(f"damaged file ({type(exc).__name__}: {exc})") from None
         return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)
 

@@ -95,7 +95,9 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     ([None], r"images\[0\] must be .*Received: images\[0\]=None"),
     ([np.zeros((8, 8, 2), np.uint8)], r"images\[0\] must be .*Received: a uint8 array of shape 8x8x2 \(not an image shape\)"),
     ([np.full((8, 8), 200.0)], r"Received: a float64 array of shape 8x8 \(values from 200 to 200\)\. Divide 0\.\.255 values by 255"),
-    ([np.full((8, 8), np.nan)], r"float64 array of shape 8x8 \(values from nan to nan\)"),
+    # not "values from nan to nan ... Divide 0..255 values by 255": the NaNs are the fault
+    ([np.where(np.eye(8) > 0, np.nan, 0.5)], r"float64 array of shape 8x8 \(8 of its 64 values are NaN or infinite\)"
+                                             r"\. Find where the NaNs come from"),
     ([np.full((8, 8), 300, np.int64)], r"int64 array of shape 8x8 \(values from 300 to 300\)\. Scale them to 0\.\.255"),
     ([np.zeros((8, 8), bool)], r"bool array of shape 8x8\. Convert 0\.\.255 values with \.astype\(np\.uint8\)"),
     # a 16-bit image, whose file is read on the 0..65535 scale: 200 is dark there, not 8-bit bright

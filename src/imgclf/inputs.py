@@ -131,8 +131,12 @@ def check_array(arr: np.ndarray, name: str) -> None:
     if arr.size == 0:
         raise invalid(name, received, IMAGE_KINDS, note="no pixels")
     if np.issubdtype(arr.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:  # "values from nan to nan ... divide by 255" sent the caller to the wrong fix
+            raise invalid(name, received, IMAGE_KINDS, note=f"{bad:,} of its {arr.size:,} values are NaN or infinite",
+                          hint="Find where the NaNs come from (a division by zero in normalisation, say)")
         low, high = float(np.min(arr)), float(np.max(arr))
-        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low and high <= 1.0):
+        if not (0.0 <= low and high <= 1.0):
             raise invalid(name, received, IMAGE_KINDS, note=f"values from {low:g} to {high:g}",
                           hint="Divide 0..255 values by 255, or pass them as uint8")
     elif np.issubdtype(arr.dtype, np.signedinteger):

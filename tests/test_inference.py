@@ -599,7 +599,7 @@ def test_evaluating_the_runs_own_split_again_refreshes_its_report_and_says_what_
         imgclf.evaluate(run, progress=False)
     assert RunDir(run).read_metrics().tta is None
     assert "with TTA" not in (run / "report.html").read_text()  # the page shows what metrics.json now holds
-    assert any("test-time augmentation scores" in r.getMessage() and "--tta" in r.getMessage()
+    assert any("test-time augmentation scores" in r.getMessage() and "--tta (Python: tta=True)" in r.getMessage()
                for r in caplog.records)
     # model.json's headline (GET /model, imgclf runs) follows the evaluation that replaced metrics.json (it kept
     # the earlier one's: here a loss no evaluation gives)

@@ -177,7 +177,8 @@ def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_tr
 def test_a_resume_refuses_optimiser_settings_its_checkpoint_would_bring_back(finished, tmp_path, setting, value):
     run_dir = _copy(finished, tmp_path)
     config = (run_dir / "config.yaml").read_bytes()
-    with pytest.raises(ImgclfError, match=f"{setting}.*a resumed run keeps it"):
+    with pytest.raises(ImgclfError, match=f"{setting}.*a resumed run keeps it.*--out NEW \\(Python: imgclf.fit"
+                                          f"\\(config_file='.*config.yaml', {setting}=..., out=NEW\\)\\)"):
         imgclf.fit(resume=str(run_dir), epochs=3, **{setting: value})
     assert (run_dir / "config.yaml").read_bytes() == config
 

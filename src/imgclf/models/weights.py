@@ -91,6 +91,23 @@ def cached_hub_file(cfg: dict[str, Any]) -> str | None:
     return None
 
 
+def cache_places(cfg: dict[str, Any]) -> list[str]:
+    """Where `cached_hub_file` looks, in words a user can act on: the hub folder and the file names in it."""
+    import huggingface_hub.constants as hf
+
+    places = []
+    hub_id = cfg.get("hf_hub_id")
+    if hub_id:
+        repo = hub_id.partition("@")[0]
+        names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors", "pytorch_model.bin"]
+        places.append(f"{Path(hf.HF_HUB_CACHE) / ('models--' + repo.replace('/', '--'))} ({' or '.join(names)}, "
+                      "as huggingface_hub stores them; HF_HUB_CACHE moves the folder)")
+    url = cfg.get("url")
+    if url:
+        places.append(str(Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)))
+    return places
+
+
 def package_weights_path(name: str) -> str:
     module_name, class_name, _ = WEIGHT_PACKAGES[name]
     try:
@@ -154,7 +171,7 @@ def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = No
         raise invalid("weights", None, f"supplied for {arch} here: its pretrained weights ({where}) are not in the "
                                        f"local cache and the hub cannot be reached "
                                        f"({'HF_HUB_OFFLINE is set' if offline else 'no network'})",
-                      also={"pretrained": True},
+                      also={"pretrained": True}, note=f"looked in {'; '.join(cache_places(cfg))}",
                       hint=f"Pass --weights FILE (a .safetensors or PyTorch state dict with timm's key names, e.g. "
                            f"model.safetensors from {hint}){package_hint}, or --no-pretrained to start from random "
                            f"weights")

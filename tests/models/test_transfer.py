@@ -146,6 +146,12 @@ def test_weight_files_load_strictly_and_wrong_architectures_are_refused(tmp_path
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ImgclfError, match="weights_only=True"):
         read_state_dict(tmp_path / "bad.pth")
+    # a text file: torch's message, cut at 200 characters, ended advising weights_only=False
+    (tmp_path / "text.pth").write_text("notweights\n")
+    with pytest.raises(ImgclfError, match=r"\(not a PyTorch file of tensors: torch.load\(weights_only=True\) refused "
+                                          r"it \(a pickle of other objects, or not a PyTorch file at all\)\)") as err:
+        read_state_dict(tmp_path / "text.pth")
+    assert "weights_only=False" not in str(err.value) and "`" not in str(err.value)
 
 
 def test_grayscale_backbone_sums_rgb_kernels_and_equals_replicated_input(tmp_path):

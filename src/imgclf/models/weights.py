@@ -192,8 +192,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with code in it, wrong format
+        import pickle
+
+        # torch's own text is cut mid-sentence here and ends by advising weights_only=False, which runs the
+        # file's code: the one thing never to do with a file one did not write
+        why = ("not a PyTorch file of tensors: torch.load(weights_only=True) refused it (a pickle of other "
+               "objects, or not a PyTorch file at all)" if isinstance(exc, pickle.UnpicklingError)
+               else f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
         raise bad_path("weights", path, "a .safetensors file or a PyTorch state dict loadable with weights_only=True",
-                       f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}") from None
+                       why) from None
     for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

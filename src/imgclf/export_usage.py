@@ -163,8 +163,10 @@ def usage_page(card: dict[str, Any]) -> str:
               "## Precision", "",
               "The graph computes in float32: `imgclf predict RUN IMAGES --precision 32` gives its answers (to about "
               "1e-5). imgclf's default precision, `auto`, runs the weights in bfloat16 on CPUs with native bf16 "
-              "and on GPUs: there its probabilities differ from this file's by up to about 1e-2, and an image "
-              "scored near a threshold may be decided otherwise.", ""]
+              "and on GPUs: there its probabilities differ from this file's, by up to about 1e-2 for the small "
+              "CNNs measured (fast_resnet, model_s) and by more for deep pretrained backbones (up to 0.15 seen "
+              "on MobileNetV2), and an image scored near a threshold or between two classes may be decided "
+              "otherwise. Compare with `--precision 32` where the float32 answers matter.", ""]
     if export["format"] == "onnx":
         # 1.17 refuses the graph's IR version 10; 1.18 and 1.19 have no ReduceL2 at opset 18 (the default
         # detector's norm): measured by the export review, 1.20.1 runs every detector

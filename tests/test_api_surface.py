@@ -221,14 +221,17 @@ def test_predicted_paths_keep_the_spelling_they_were_given(tiny_run, image_folde
     assert [r.path for r in imgclf.load(tiny_run).predict(column)] == column.tolist()
 
 
-def test_a_loaded_classifier_given_as_the_run_keeps_its_precision(tiny_run, image_folder, monkeypatch):
+def test_a_loaded_classifier_given_as_the_run_keeps_its_precision(tiny_run, image_folder, tmp_path, monkeypatch):
     """evaluate(clf) of a clf loaded at precision "32" scored at bf16 on a machine with native bf16, and
     explain(clf) predicted other probabilities than clf.predict."""
+    import shutil
+
     import imgclf
     from imgclf import hardware
 
     monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)  # auto would mean bf16 here
-    clf = imgclf.load(tiny_run, precision="32")
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # evaluate rewrites the run's scores: not the shared run's
+    clf = imgclf.load(run, precision="32")
     assert imgclf.evaluate(clf, progress=False).precision == "32"
     image = sorted(image_folder.rglob("*.png"))[0]
     (explanation,) = imgclf.explain(clf, [image])

@@ -116,6 +116,29 @@ def test_a_transfer_run_resumes_without_its_pretrained_weights_file(data, tmp_pa
     assert RunDir(full.path).read_card().model_args["weights_source"] == full_card.model_args["weights_source"]
 
 
+def test_a_transfer_run_stopped_before_its_first_checkpoint_starts_again_from_its_pretrained_weights(
+        data, tmp_path, monkeypatch):
+    """Without a checkpoint a resume trains from epoch 1: the backbone must be the pretrained file's again (the
+    resume that restores a checkpoint without the file must not build a random one here)."""
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "backbone.safetensors"
+    source = timm.create_model("test_efficientnet", num_classes=0)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
+    settings = {**BASE, **TRANSFER, "pretrained": True, "weights": str(weights), "freeze_epochs": EPOCHS,
+                "freeze_bn": True, "data": str(data)}
+    with monkeypatch.context() as m:
+        _interrupt_when(0, m)  # before the first epoch: no checkpoint
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    assert not (tmp_path / "cut" / "checkpoints" / "last.ckpt").exists()
+    imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    trained = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    # the backbone stayed frozen (BatchNorm statistics too): it is still the file's
+    assert all(torch.equal(trained[f"backbone.{k}"], v) for k, v in source.state_dict().items())
+
+
 def test_time_limited_run_resumes_without_repeating_epochs(data, tmp_path, steps, monkeypatch):
     settings = {**BASE, "data": str(data), "time_limit": "10m", "schedule": "budget", "optimizer": "sgd"}
     with monkeypatch.context() as m:

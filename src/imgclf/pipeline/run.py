@@ -163,8 +163,9 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
 
         check_tracking_server(cfg.mlflow_uri)  # before the run's folder is written
     info = get_model_info(cfg.model)
-    # checks transfer settings before any data is decoded; a resume's checkpoint holds the pretrained tensors
-    transfer_args = transfer_model_args(cfg, info, Path(cfg.out) if resume and cfg.out else None)
+    # checks transfer settings before any data is decoded; a resume's checkpoint holds the pretrained tensors (a
+    # run stopped before its first checkpoint starts again from epoch 1: from the pretrained weights)
+    transfer_args = transfer_model_args(cfg, info, Path(cfg.out) if resume and checkpoint and cfg.out else None)
     if hardware.launch_rank() == 0:
         from ..data.imbalance import imbalance_warnings
         from ..train.budget import schedule_warnings

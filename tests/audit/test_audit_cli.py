@@ -222,3 +222,9 @@ def test_a_near_group_holding_exact_copies_counts_them_and_never_reads_as_identi
     assert record["counts"]["identical_images"] == 2
     assert "2 byte-identical" in (out / "audit.html").read_text()
     assert similarity_text(0.99996) == "0.9999" and similarity_text(0.98) == "0.9800"
+    # audit.json cut it too: a near copy at 0.999998 was stored as 1.0, and the page showed 1.0000
+    from imgclf.audit.pipeline import stored_similarity
+
+    assert stored_similarity("near", 0.9999999) == 0.999999 and similarity_text(stored_similarity("near", 0.999998)) \
+        == "0.9999"
+    assert stored_similarity("exact", 1.0) == 1.0

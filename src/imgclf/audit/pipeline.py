@@ -7,6 +7,7 @@ probabilities), outliers and pixel checks, then the record and the page.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter
@@ -288,13 +289,19 @@ def _identical(members: list[int], digests: list[str]) -> int:
     return sum(1 for m in members if digests[m] and seen[digests[m]] > 1)
 
 
+def stored_similarity(kind: str, value: float) -> float:
+    """A group's weakest link as audit.json keeps it: a near group's cut to 6 decimals, not rounded (0.999998 was
+    stored as 1.0 and the page then showed the 1.0000 of an exact copy); an exact group's is 1."""
+    return math.floor(value * 1e6) / 1e6 if kind == "near" else round(value, 6)
+
+
 def _findings(images: AuditImages, duplicates: Duplicates, digests: list[str], issues: LabelIssues | None,
               outliers: Outliers, stats: PixelStats) -> dict[str, Any]:
     classes = images.classes
     groups = []
     for g in duplicates.groups:
         members = sorted(g.members, key=lambda i: (SPLIT_ORDER.get(str(images.splits[i]), 9), images.paths[i]))
-        groups.append({"kind": g.kind, "similarity": round(g.similarity, 5),
+        groups.append({"kind": g.kind, "similarity": stored_similarity(g.kind, g.similarity),
                        "identical": _identical(members, digests),
                        "flags": group_flags(members, images.splits, images.labels),
                        "classes": sorted({classes[images.labels[i]] for i in members}),

@@ -61,9 +61,10 @@ def test_planted_label_flips_are_flagged_and_ranked_first(audited):
     planted, result = audited
     ranked = [issue.path for issue in result.record.label_issues]
     assert set(planted.flips) <= set(ranked), f"not flagged: {sorted(set(planted.flips) - set(ranked))}"
-    # above the last planted flip: other planted problems (the picture under two classes, the noise and black
-    # pictures, whose labels are wrong too) and at most two clean images
-    others = {planted.conflict[1], planted.noise, planted.black}
+    # above the last planted flip: the picture under two classes and at most two clean images; the noise and
+    # black pictures look like no class: they are pixel issues, never "looks like 5 (1.00)"
+    assert not {planted.noise, planted.black} & set(ranked)
+    others = {planted.conflict[1]}
     above = ranked[:max(ranked.index(f) for f in planted.flips)]
     assert len([p for p in above if p not in others and p not in planted.flips]) <= 2, ranked[:12]
     confidences = [i.self_confidence for i in result.record.label_issues]

@@ -68,17 +68,33 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of `labels` (Guo et al., 2017). A Gaussian
-    per class in 64 dimensions is far too sure of itself (probabilities of exactly 0 and 1), which would
-    leave the self-confidence ranking full of ties."""
-    from scipy.optimize import minimize_scalar
+    """The temperature at which the mean top probability equals the accuracy against `labels` (confidence
+    matching accuracy: calibration in the aggregate). A Gaussian per class in 64 dimensions is far too sure of
+    itself (probabilities of exactly 0 and 1), which would leave the self-confidence ranking full of ties.
+
+    Not the negative log-likelihood's minimum (Guo et al., 2017), used before: the images the audit looks for,
+    labelled as another class than they look, have enormous losses and decide that fit. On the 1,797 digits at
+    96 % out-of-fold accuracy it chose T = 64-136 and a median top probability of 0.14, so the per-class
+    thresholds fell among the noise: 1 of 4 planted label errors found, among 38 flags. Matched, 3 of 4 among 28;
+    on Fashion-MNIST with 2 % of labels flipped the ranking's AUROC rose from 0.970 to 0.973 and the flags found
+    73 % of the flips instead of 66 %. The log-likelihood's minimum remains where no temperature matches (a
+    model right on every image)."""
+    from scipy.optimize import brentq, minimize_scalar
 
     finite = np.where(np.isfinite(logits), logits, -1e30)
     rows = np.arange(len(labels))
+    accuracy = float(np.mean(finite.argmax(axis=1) == labels))
+
+    def confidence_gap(log_t: float) -> float:
+        return float(softmax(finite, float(np.exp(log_t))).max(axis=1).mean()) - accuracy
+
+    low, high = -3.0, 8.0
+    if confidence_gap(low) > 0 > confidence_gap(high):  # too sure when sharp, too unsure when flat: one crossing
+        return float(np.exp(brentq(confidence_gap, low, high, xtol=1e-4)))
 
     def nll(log_t: float) -> float:
         z = finite / np.exp(log_t)
         z = z - z.max(axis=1, keepdims=True)
         return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[rows, labels]))
 
-    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 8.0), method="bounded").x))
+    return float(np.exp(minimize_scalar(nll, bounds=(low, high), method="bounded").x))

@@ -315,15 +315,20 @@ def _findings(images: AuditImages, duplicates: Duplicates, digests: list[str], i
         if "leakage" in g["flags"]:
             leaked += sum(1 for m in g["members"] if _leaks(m["split"], g["splits"]))
     label_issues = []
+    pixel_issues = quality_issues(stats)
+    # a near-empty, flat or noise-like image looks like no class: it is listed as that, not as "looks like 5 (1.00)"
+    junk = {i for i, _ in pixel_issues}
     if issues is not None:
         for i in issues.ranking:
+            if i in junk:
+                continue
             s = int(issues.suggested[i])
             label_issues.append({**_image(images, i), "suggested": classes[s],
                                  "self_confidence": round(float(issues.self_confidence[i]), 6),
                                  "suggested_probability": round(float(issues.probabilities[i, s]), 6)})
     outlier_list = [{**_image(images, i), "score": round(float(outliers.score[i]), 3)} for i in outliers.ranking]
     pixel_list = [{**_image(images, i), "issues": reasons, "mean": round(float(stats.mean[i]), 2),
-                   "std": round(float(stats.std[i]), 2)} for i, reasons in quality_issues(stats)]
+                   "std": round(float(stats.std[i]), 2)} for i, reasons in pixel_issues]
     counts = {
         "images": len(images), "skipped": len(images.skipped),
         "duplicate_groups": len(groups),

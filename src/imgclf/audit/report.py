@@ -41,8 +41,8 @@ def _findings(record: Any) -> list[str]:
     if c.leakage_groups:
         pairs = ", ".join(f"{k} {v}" for k, v in record.leakage.items() if v)
         whose = " of the run's split (its dataset.json)" if record.settings.splits == "run" else ""
-        out.append(f"{c.leaked_images} validation/test image(s){whose} have a copy in an earlier split ({pairs} "
-                   f"groups): scores on those splits are inflated until the copies are removed or moved.")
+        out.append(f"{c.leaked_images} validation/test image(s){whose} have a copy or near-copy in an earlier split "
+                   f"({pairs} groups): scores on those splits are inflated until the copies are removed or moved.")
     if c.conflicting_label_groups:
         out.append(f"{c.conflicting_label_groups} group(s) hold the same picture under different classes: "
                    f"at most one of the labels is right.")

@@ -34,7 +34,7 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
     lines = [
         f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "
         f"{c.redundant_images} redundant images, {c.identical_images} byte-identical to another",
-        f"leakage: {warn(c.leaked_images)} val/test images with a copy in an earlier split"
+        f"leakage: {warn(c.leaked_images)} val/test images with a copy or near-copy in an earlier split"
         + (" of the run" if run_split else "")
         + (f" ({c.leakage_groups} groups: {between})" if c.leakage_groups else ""),
         f"conflicting labels: {warn(c.conflicting_label_groups)} groups hold one picture under several classes",

@@ -48,3 +48,25 @@ def test_unknown_settings_are_refused_on_multilabel_data(tmp_path, setting, valu
         imgclf.fit(data=str(index), epochs=1, img_size=32, out=str(tmp_path / "run"), progress=False,
                    **{setting: value})
     assert not (tmp_path / "run").exists()
+
+
+def test_a_search_on_an_index_file_leaves_label_smoothing_out_and_tests_label_wise(tmp_path):
+    """The default space drew label smoothing, which multi-label runs refuse: every trial failed and the search
+    stopped after 10. The chosen trial's test accuracy was subset accuracy beside a label-wise validation value."""
+    import json
+
+    import imgclf
+    from imgclf.config import make_config
+    from imgclf.records import RunDir
+    from imgclf.search.space import default_space
+
+    index, _ = make_mosaics(tmp_path, count=60)
+    names = [p.name for p in default_space(make_config(data=str(index), model="simple_cnn"))]
+    assert "label_smoothing" not in names and "lr" in names
+    assert "label_smoothing" in [p.name for p in default_space(make_config(data=str(tmp_path / "images"),
+                                                                           model="simple_cnn"))]
+    result = imgclf.tune(data=str(index), model="simple_cnn", img_size=16, epochs=1, batch_size=16, trials=1,
+                         model_args={"width": 4}, out=str(tmp_path / "tune"), progress=False)
+    metrics = RunDir(result.best_run).read_metrics()
+    best = json.loads((tmp_path / "tune" / "tune.json").read_text())["best"]
+    assert best["test_accuracy"] == 1 - metrics.multilabel.hamming_loss != metrics.accuracy

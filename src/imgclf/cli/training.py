@@ -234,7 +234,12 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
                     config_file=own["config"], log=stderr_log if options.get("progress", True) else None, **options)
     best = result.record.best
     test = "" if best.test_accuracy is None else f", test accuracy {best.test_accuracy:.4f}"
-    typer.echo(f"best trial {best.number}: validation accuracy {best.value:.4f}{test}  ({result.best_run})")
+    from ..records import RunDir
+
+    best_run = RunDir(result.best_run)
+    multilabel = best_run.has("model.json") and best_run.read_card().task == "multilabel"
+    kind = " (label-wise: validation at 0.5, test at the tuned thresholds)" if multilabel else ""
+    typer.echo(f"best trial {best.number}: validation accuracy {best.value:.4f}{test}{kind}  ({result.best_run})")
     typer.echo(f"search: {result.path} (tune.html, tune.json); train it again: imgclf train --config "
                f"{result.path / 'best.yaml'}{_best_trial_budget_note(result.best_run)}")
 

@@ -36,7 +36,9 @@ class TuneBest(BaseModel):
     value: float
     params: dict[str, Any]
     run: str
-    test_accuracy: float | None = None
+    test_accuracy: float | None = Field(None, description=(
+        "the chosen trial's test accuracy; for multi-label data label-wise (1 - Hamming loss, at the labels' "
+        "tuned thresholds), as its validation value is label-wise (at 0.5), not subset accuracy"))
     test_macro_f1: float | None = None
 
 

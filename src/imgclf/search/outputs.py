@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.interpret import accuracy_beside_val
 from ..records import RunDir, TuneBest, TuneRecord, TuneTrial
 
 # best.yaml leaves out where the trial ran and what only described it: `imgclf train --config best.yaml` makes a
@@ -73,7 +74,8 @@ def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, b
         run = RunDir(folder / best.user_attrs["run"])
         metrics = run.read_metrics() if run.has("metrics.json") else None
         chosen = TuneBest(number=best.number, value=best.value, params=dict(best.params), run=best.user_attrs["run"],
-                          test_accuracy=None if metrics is None else metrics.accuracy,
+                          # multi-label: label-wise, as the trials' validation value is (not subset accuracy)
+                          test_accuracy=None if metrics is None else accuracy_beside_val(metrics),
                           test_macro_f1=None if metrics is None else metrics.macro.f1)
     return TuneRecord(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), imgclf_version=__version__,

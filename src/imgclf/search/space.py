@@ -226,7 +226,7 @@ def default_space(base: TrainConfig) -> list[Param]:
 
     - lr, log-uniform: Adam/AdamW 1e-4..1e-2, SGD 1e-3..0.5 (SGD with momentum trains at ~10x Adam's rates);
       a pretrained backbone a decade lower (fine-tuning keeps what it knows);
-    - weight_decay, log-uniform 1e-6..1e-2; label_smoothing 0..0.2;
+    - weight_decay, log-uniform 1e-6..1e-2; label_smoothing 0..0.2 (single-label data only);
     - batch_size: half, the same and double the starting one;
     - augmentation on or off: the start's own spec, or a mild one without flips (flips change digits and
       text) when it has none; never for features_only (no augmentation there);
@@ -238,8 +238,12 @@ def default_space(base: TrainConfig) -> list[Param]:
     low, high = (1e-3, 0.5) if sgd else (1e-4, 1e-2)
     if info.pretrained:
         low, high = low / 10, high / 10
+    from ..data.multilabel import is_label_index
+
+    multilabel = base.task == "multilabel" or (base.task == "auto" and is_label_index(base.data))
     params = [Param("lr", low, high, log=True), Param("weight_decay", 1e-6, 1e-2, log=True),
-              Param("label_smoothing", 0.0, 0.2),
+              # a single-label setting: every multi-label trial was refused for it, and the search with them
+              *([] if multilabel else [Param("label_smoothing", 0.0, 0.2)]),
               Param("batch_size", choices=tuple(sorted({max(8, base.batch_size // 2), base.batch_size,
                                                         base.batch_size * 2})))]
     if not base.features_only:

@@ -7,6 +7,7 @@ every stage turns logits into label sets the same way.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -88,7 +89,8 @@ def threshold_vector(classes: Sequence[str], thresholds: Mapping[str, float] | N
     """The thresholds in class order: `override` for every label when given (predict --threshold), else the
     card's, else 0.5."""
     if override is not None:
-        if not (isinstance(override, (int, float)) and 0.0 < float(override) < 1.0):
+        # numpy scalars too (np.float32(0.3) was refused as "not a probability"); True is no probability
+        if not (isinstance(override, numbers.Real) and not isinstance(override, bool) and 0.0 < float(override) < 1.0):
             raise invalid("threshold", override, "a probability between 0 and 1 (exclusive)")
         return np.full(len(classes), float(override))
     if not thresholds:

@@ -96,6 +96,10 @@ def test_predict_returns_label_sets_and_threshold_overrides(ml_run, caplog):
     assert nothing.labels == [] or all(p >= 0.999999 for _, p in nothing.labels)
     with pytest.raises(ImgclfError, match="threshold"):
         clf.predict([str(image)], threshold=1.5)
+    # a numpy scalar is a number (np.float32(0.001) was refused as "not a probability"); True is not one
+    assert clf.predict([str(image)], threshold=np.float32(0.001))[0].labels == everything.labels
+    with pytest.raises(ImgclfError, match="threshold"):
+        clf.predict([str(image)], threshold=True)
     # unknown off means nothing here: said, and the labels are the same
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         plain = clf.predict([str(image)], unknown=False)[0]

@@ -68,6 +68,22 @@ def test_one_file_listed_under_two_paths_is_refused(tmp_path, link):
         read_label_index(index)
 
 
+def test_labels_are_one_spelling_of_each_name_and_hold_no_line_breaks(tmp_path):
+    """"café" typed (NFC) and pasted (NFD) were two labels that print alike; a JSON label "new\\nline" trained,
+    then every figure warned of a missing glyph."""
+    import json
+    import unicodedata
+
+    composed, decomposed = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    assert composed != decomposed
+    got = read_label_index(_write(tmp_path, f"a.png,{composed}\nb.png,{decomposed};dog\n"))
+    assert got.classes == [composed, "dog"]
+    rows = [{"path": "a.png", "labels": ["cat"]}, {"path": "b.png", "labels": ["new\nline"]}]
+    index = _write(tmp_path, "".join(json.dumps(r) + "\n" for r in rows), name="index.jsonl")
+    with pytest.raises(ImgclfError, match=r"no control characters.*index.jsonl:2' \(label 'new\\nline'\)"):
+        read_label_index(index)
+
+
 def test_unknown_label_is_refused_against_a_label_set(tmp_path):
     index = _write(tmp_path, "a.png,cat\nb.png,cat;zebra\n")
     with pytest.raises(ImgclfError, match=r"index.csv:2.*unknown label\(s\) \['zebra'\]"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,12 @@ def _split_labels(cell: object, index: Path, line: int) -> list[str]:
     else:
         raise _row_error(index, line, f"a row whose labels are a list or a {LABEL_SEPARATOR!r}-separated string",
                          note=f"labels {cell!r}")
-    labels = [v.strip() for v in raw if v.strip()]
+    # NFC: "café" typed and "café" pasted (NFD) looked the same and were two labels
+    labels = [unicodedata.normalize("NFC", v.strip()) for v in raw if v.strip()]
+    control = [v for v in labels if any(unicodedata.category(ch) == "Cc" for ch in v)]
+    if control:  # a line break inside a label (JSON "new\nline") trained, then broke every figure's text
+        raise _row_error(index, line, "a row whose labels hold no control characters (line breaks, tabs)",
+                         note=f"label {control[0]!r}")
     return sorted(set(labels))
 
 

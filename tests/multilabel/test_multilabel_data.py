@@ -25,6 +25,7 @@ def test_index_file_gives_label_sets_in_file_order(tmp_path, fmt):
 def _write(tmp_path, text, name="index.csv"):
     (tmp_path / "a.png").write_bytes(b"")
     (tmp_path / "b.png").write_bytes(b"")
+    (tmp_path / "sub").mkdir(exist_ok=True)
     (tmp_path / name).write_text(text)
     return tmp_path / name
 
@@ -39,6 +40,8 @@ def _write(tmp_path, text, name="index.csv"):
     ("labels,path\na.png,cat\n", 1, "'labels' not found, nor a header: a header row is path,labels or "
                                      "path,labels,split"),
     ("a.png,cat\nfile,dog\n", 2, "'file' not found)"),  # a later row is no header
+    ("a.png,cat\nsub,dog\n", 2, "'sub' is a folder)"),  # it said "'sub' not found"
+    ("a.png,cat\nsub/../a.png,dog\n", 2, "'sub/../a.png' is the file 'a.png' of line 1)"),  # not "a link to it"
     # labels separated by an unquoted comma under a header without a split: it read "split 'dog'"
     ("path,labels\na.png,cat,dog\n", 2, "a row of 2 columns, as the header (path,labels); an image's labels are "
                                         "separated by ';' (a;b)"),
@@ -302,3 +305,10 @@ def test_a_split_is_read_the_same_in_csv_and_json_lines_whatever_spaces_surround
     json_index = _write(tmp_path, "".join(f'{{"path": "{p}", "labels": ["{lab}"], "split": "{s}"}}\n'
                                           for p, lab, s in rows), "index.jsonl")
     assert read_label_index(csv_index).splits == read_label_index(json_index).splits == ["train", "train", "test"]
+
+
+def test_a_jsonl_path_that_is_not_a_string_is_named(tmp_path):
+    index = _write(tmp_path, '{"path": "a.png", "labels": ["cat"]}\n{"path": 5, "labels": ["dog"]}\n',
+                   name="index.jsonl")
+    with pytest.raises(ImgclfError, match=r'a JSON object whose "path" is a string.*index.jsonl:2\' \(path 5\)'):
+        read_label_index(index)

@@ -117,6 +117,8 @@ def _jsonl_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
                 keys = sorted(item) if isinstance(item, dict) else type(item).__name__
                 raise _row_error(index, line, 'a JSON object with the keys "path" and "labels"', note=f"{keys}")
             path = item["path"]
+            if not isinstance(path, str):  # {"path": 5} was called "no path"
+                raise _row_error(index, line, 'a JSON object whose "path" is a string', note=f"path {path!r}")
             split = item.get("split")  # stripped as a CSV cell is: " train" is train in either format
             rows.append((line, path.strip() if isinstance(path, str) else "", item["labels"],
                          split.strip() if isinstance(split, str) else split))
@@ -152,13 +154,15 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
             header = line == 1 and not path.lower().endswith(IMAGE_EXTENSIONS) and index.suffix.lower() not in (
                 ".jsonl", ".ndjson")
             raise _row_error(index, line, "a row naming an existing image file (relative to the index file)",
-                             note=f"{path!r} not found" + (", nor a header: a header row is path,labels or "
-                                                            "path,labels,split" if header else ""))
+                             note=f"{path!r} is a folder" if os.path.isdir(full) else
+                             f"{path!r} not found" + (", nor a header: a header row is path,labels or "
+                                                      "path,labels,split" if header else ""))
         key = file_identity(full)  # a link to a listed file is that file: in two splits it would leak
         if key in seen:
             first_line, first_path = seen[key]
+            same_name = os.path.normpath(path) == os.path.normpath(first_path)  # "./a/../a/x.png" is no link
             note = f"{path!r} already on line {first_line}" if first_path == path else \
-                f"{path!r} is the file {first_path!r} of line {first_line} (a link to it)"
+                f"{path!r} is the file {first_path!r} of line {first_line}" + ("" if same_name else " (a link to it)")
             raise _row_error(index, line, "a row per image (list all of its labels in one row)", note=note)
         seen[key] = (line, path)
         files.append(full)

@@ -249,3 +249,12 @@ def test_a_pil_image_closed_before_it_was_read_is_named_as_such_not_as_a_damaged
         pass
     (row,) = imgclf.load(tiny_run).predict([img])
     assert row.error.startswith("a PIL image closed before its pixels were read") and "damaged" not in row.error
+
+
+def test_a_label_index_given_to_predict_points_to_evaluate(tiny_run, tmp_path):
+    import imgclf
+
+    index = tmp_path / "index.csv"
+    index.write_text("a.png,cat\n")
+    (row,) = imgclf.load(tiny_run).predict([str(index)])
+    assert row.error.startswith("not an image: a label index? Score a run on one with imgclf evaluate RUN --data")

@@ -108,6 +108,14 @@ def _png_colour_key(img: Image.Image) -> None:
         img.info["transparency"] = key * (255 // (2 ** int(raw[2:]) - 1))
 
 
+def _unrecognised_reason(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith((".csv", ".jsonl", ".ndjson")):
+        # predict RUN index.csv: the index of a multi-label data set is scored by evaluate, not predicted
+        return ("not an image: a label index? Score a run on one with imgclf evaluate RUN --data INDEX "
+                "(Python: imgclf.evaluate(run, data=INDEX))")
+    return "not a recognised image format"
+
+
 def _not_found_reason(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
         if os.path.islink(source):
@@ -166,7 +174,7 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
         found = re.search(r"\((\d+) pixels\)", str(exc))
         raise DecodeError(_bomb_reason(int(found.group(1)) if found else None)) from None
     except UnidentifiedImageError:
-        raise DecodeError("empty file (0 bytes)" if _is_empty(source) else "not a recognised image format") from None
+        raise DecodeError("empty file (0 bytes)" if _is_empty(source) else _unrecognised_reason(source)) from None
     except FileNotFoundError:  # a link whose target is gone is listed by ls: "not found" read as a mistake
         raise DecodeError(_not_found_reason(source)) from None
     except PermissionError:

@@ -192,7 +192,8 @@ def build_transfer_model(arch: str, num_classes: int, in_chans: int = 3, img_siz
     timm = _timm()
     spec = parse_head(head)
     cfg = pretrained_cfg(arch) or {}
-    source = WeightsSource("none", None, weights_source or "") if restore else resolve_weights(arch, pretrained, weights)
+    source = (WeightsSource("none", None, weights_source or "") if restore
+              else resolve_weights(arch, pretrained, weights))
     kwargs: dict[str, Any] = dict(num_classes=0, in_chans=in_chans, **timm_args)
     if spec.pool:
         kwargs["global_pool"] = "" if spec.pool == "flatten" else spec.pool

@@ -145,8 +145,9 @@ def transfer_model_args(cfg: Any, info: Any, resumed: Path | None = None) -> dic
     args: dict[str, Any] = {"pretrained": cfg.pretrained, "features_only": cfg.features_only}
     if resumed is not None:
         stored = _stored_weights_source(resumed)
-        args.update(restore=True, weights_source=stored or (f"{described_weights(info.name, cfg.pretrained, cfg.weights)}"
-                                                            ", as the run began (its checkpoint restored on resume)"))
+        described = described_weights(info.name, cfg.pretrained, cfg.weights)
+        args.update(restore=True,
+                    weights_source=stored or f"{described}, as the run began (its checkpoint restored on resume)")
     else:
         resolve_weights(info.name, cfg.pretrained, cfg.weights)  # fail fast: offline without weights
     if cfg.head is not None:

@@ -139,6 +139,20 @@ def test_lr_find_api_writes_curve_and_suggestion_within_the_sweep(data, tmp_path
     assert shown["losses"] == stored["loss"] and shown["raw_losses"] == stored["loss_raw"]
 
 
+def test_a_sweep_into_the_data_folder_is_refused_before_it_writes(data, tmp_path):
+    """lr-find --out digits/0 wrote lr_find.png into class 0: one more "training image" of that class."""
+    import shutil
+
+    from imgclf.errors import ImgclfError
+
+    copy = shutil.copytree(data, tmp_path / "data")
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    inside = next(p for p in copy.iterdir() if p.is_dir())
+    with pytest.raises(ImgclfError, match=r"^out must be a folder outside the data folder"):
+        imgclf.lr_find(data=str(copy), out=str(inside), **SWEEP, **BASE)
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
+
+
 def test_lr_find_cli_prints_the_suggestion(data, tmp_path):
     out = tmp_path / "cli"
     result = CliRunner().invoke(app, ["lr-find", str(data), "--out", str(out), "--steps", "20", "--start-lr", "1e-4",

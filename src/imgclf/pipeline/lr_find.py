@@ -284,9 +284,11 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
 
 def _out_folder(cfg: TrainConfig, overwrite: bool) -> tuple[Path, bool]:
     """The sweep's folder, made if it was not there (and whether it was made here)."""
-    from ..io import next_free_dir, writable_folder
+    from ..io import next_free_dir, outside_data, writable_folder
 
     folder = writable_folder("out", Path(cfg.out)) if cfg.out else next_free_dir("lr-find", cfg.model)
+    if cfg.data:  # lr_find.png in a class folder is one more training image of that class
+        outside_data("out", folder, [cfg.data] if isinstance(cfg.data, (str, os.PathLike)) else cfg.data)
     if (folder / "config.yaml").exists():  # its lr_find.json would pass for the sweep that chose the run's lr
         raise bad_path("out", folder, "a folder that holds no training run", "holds one",
                        hint="Pass another --out; a sweep with the run's settings: imgclf lr-find --config "

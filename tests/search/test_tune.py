@@ -247,6 +247,25 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     assert imgclf.pipeline.resolve.read_config_file(tmp_path / "b" / "best.yaml")["time_limit"] is None
 
 
+def test_a_resumed_search_keeps_its_time_limit_unless_given_another(data, tmp_path, monkeypatch):
+    """Resumed without --time-limit, a time-limited search trained its next trials to their full epochs: tune.json
+    said time_limit_seconds null and 59 s were spent of a 30 s budget."""
+    import imgclf
+    from imgclf.pipeline.resolve import read_config_file
+    from imgclf.search import search
+
+    monkeypatch.setattr(search, "_used_seconds", lambda study: 6.0 * sum(
+        t.datetime_complete is not None for t in study.get_trials(deepcopy=False)))
+    out = tmp_path / "search"
+    imgclf.tune({"data": str(data), **SETTINGS}, trials=1, time_limit="60s", space=SPACE, out=str(out))
+    resumed = imgclf.tune(trials=2, resume=True, out=str(out))
+    assert resumed.record.time_limit_seconds == 60
+    assert read_config_file(out / "trials" / "trial-001" / "config.yaml")["time_limit"] is not None
+    longer = imgclf.tune(trials=3, resume=True, out=str(out), time_limit="90s")  # given again: it replaces it
+    assert longer.record.time_limit_seconds == 90
+    assert imgclf.tune(trials=3, resume=True, out=str(out)).record.time_limit_seconds == 90
+
+
 @pytest.mark.parametrize("space, expected", [
     ("lrr: {low: 1e-4, high: 1e-2}", "space field must be one of {"),
     ("lr: {low: 1e-2, high: 1e-4}", "space lr must be a range with finite low < high"),

@@ -56,12 +56,15 @@ def check_resume(folder: Path, stored: dict[str, Any], search: dict[str, Any]) -
 
 
 def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any, recipe: str | None,
-                    values: dict[str, Any], space: Any) -> tuple[Any, dict[str, Any], Any]:
+                    values: dict[str, Any], space: Any, time_limit: Any) -> tuple[Any, dict[str, Any], Any, Any]:
     """`tune --resume --out S`: what is not given again is what the search started from (config, keyword values,
-    space, as `tune` takes them)."""
+    space and the whole search's time limit, as `tune` takes them). A time-limited search resumed without
+    --time-limit trained its next trials to their full epochs, past the budget it was started with."""
     from ..io import read_yaml
 
     started = read_yaml(search_folder(out, "", True) / SEARCH_FILE)
+    if time_limit is None:
+        time_limit = started.get("time_limit")
     given = config if isinstance(config, Mapping) else {}
     if values.get("data") is None and not given.get("data") and not isinstance(config, TrainConfig):
         # it said "data must be given", naming imgclf train. Only where nothing else says what the trials train
@@ -72,4 +75,4 @@ def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any
             values = {**values, "data": started.get("settings", {}).get("data")}
     if space is None:
         space = started.get("space")  # the model's default space, refused as a change of the one searched
-    return config, values, space
+    return config, values, space, time_limit

@@ -157,16 +157,19 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
 
     resume, report = check_switch("resume", resume), check_switch("report", report)
     say = log or (lambda line: None)
-    budget = parse_seconds(time_limit)
     if resume:
-        config, values, space = resumed_request(out, config, config_file, recipe, values, space)
+        config, values, space, time_limit = resumed_request(out, config, config_file, recipe, values, space,
+                                                            time_limit)
+    budget = parse_seconds(time_limit)
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)
     params = _space(space, base)
     settings = _settings(base)
     check_against(params, {**settings, "out": None})
-    search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed}
+    # the budget is kept for a resume that does not give it again (check_resume compares the rest)
+    search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed,
+              "time_limit": time_limit}
     folder = search_folder(out, base.model, resume)
     # one process per search folder: a second `tune --resume` would mark the first one's running trial failed and
     # both would add trials to one study
@@ -177,6 +180,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
         if resume:
             stored = read_yaml(folder / SEARCH_FILE)
             check_resume(folder, stored, search)
+            if stored.get("time_limit") != time_limit:  # a budget given again replaces it, for later resumes too
+                write_yaml(folder / SEARCH_FILE, {**stored, "time_limit": time_limit})
         else:
             write_yaml(folder / SEARCH_FILE, search)
 

@@ -247,6 +247,30 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     assert imgclf.pipeline.resolve.read_config_file(tmp_path / "b" / "best.yaml")["time_limit"] is None
 
 
+def test_a_trial_is_not_pruned_at_its_last_epoch(data, tmp_path):
+    """Pruned after its last epoch, a fully trained trial saved nothing and was dropped from the choice on one
+    epoch's value."""
+    import optuna
+
+    import imgclf
+
+    class PruneAll(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    class PruneFirst(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.number == 0
+
+    out = tmp_path / "search"
+    record = imgclf.tune({"data": str(data), **SETTINGS}, trials=2, space=SPACE, out=str(out),
+                         pruner=PruneFirst()).record  # 2 epochs: pruned after the first
+    assert record.trials[0].state == "pruned" and record.trials[0].epochs == 1
+    one = imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=1, space=SPACE, out=str(tmp_path / "one"),
+                      pruner=PruneAll()).record
+    assert one.trials[0].state == "complete" and one.best is not None
+
+
 def test_a_resumed_search_keeps_its_time_limit_unless_given_another(data, tmp_path, monkeypatch):
     """Resumed without --time-limit, a time-limited search trained its next trials to their full epochs: tune.json
     said time_limit_seconds null and 59 s were spent of a 30 s budget."""

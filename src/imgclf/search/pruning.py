@@ -26,5 +26,10 @@ class PruneAtEpochEnd(PyTorchLightningPruningCallback):
             self._pruned = verdict
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self._pruned is not None:
-            raise self._pruned
+        if self._pruned is None:
+            return
+        last = trainer.should_stop or (trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs)
+        if last:  # a trial trained to its end saves nothing by pruning: it was dropped from the choice all the same
+            self._pruned = None
+            return
+        raise self._pruned

@@ -28,7 +28,8 @@ class PruneAtEpochEnd(PyTorchLightningPruningCallback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self._pruned is None:
             return
-        last = trainer.should_stop or (trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs)
+        last = trainer.should_stop or (trainer.max_epochs is not None
+                                       and trainer.current_epoch + 1 >= trainer.max_epochs)
         if last:  # a trial trained to its end saves nothing by pruning: it was dropped from the choice all the same
             self._pruned = None
             return

@@ -247,6 +247,21 @@ def test_time_limit_is_the_whole_search_budget(data, tmp_path, monkeypatch):
     assert imgclf.pipeline.resolve.read_config_file(tmp_path / "b" / "best.yaml")["time_limit"] is None
 
 
+def test_a_range_of_an_integer_model_argument_draws_whole_numbers(data, tmp_path):
+    """model_args.width {low: 4, high: 8, step: 4} drew 4.0 and 8.0, and every trial failed "must be an integer";
+    a float argument (dropout) keeps drawing floats."""
+    import imgclf
+    from imgclf.search.space import parse_param, typed_for_model
+
+    width, dropout = typed_for_model([parse_param("model_args.width", {"low": 4, "high": 8, "step": 4}),
+                                      parse_param("model_args.dropout", {"low": 0, "high": 1})], "simple_cnn")
+    assert width.integer and not dropout.integer
+    space = {"model_args.width": {"low": 4, "high": 8, "step": 4}}
+    record = imgclf.tune({"data": str(data), **SETTINGS}, trials=2, space=space, out=str(tmp_path / "s")).record
+    assert all(t.state == "complete" for t in record.trials)
+    assert {type(t.params["model_args.width"]) for t in record.trials} == {int}
+
+
 def test_a_trial_is_not_pruned_at_its_last_epoch(data, tmp_path):
     """Pruned after its last epoch, a fully trained trial saved nothing and was dropped from the choice on one
     epoch's value."""

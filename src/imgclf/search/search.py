@@ -39,7 +39,7 @@ from ..records.tune import TUNE_FILE
 from .checks import check_base
 from .folder import SEARCH_FILE, STUDY_FILE, check_resume, resumed_request, search_folder
 from .interrupt import SearchInterrupted, interrupted_message
-from .space import Param, apply, check_against, default_space, parse_param, read_space
+from .space import Param, apply, check_against, default_space, parse_param, read_space, typed_for_model
 
 BEST_FILE, JSON_FILE, HTML_FILE = "best.yaml", TUNE_FILE, "tune.html"
 LOCK_FILE = "tune.lock"
@@ -164,7 +164,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)
-    params = _space(space, base)
+    params = typed_for_model(_space(space, base), base.model)
     settings = _settings(base)
     check_against(params, {**settings, "out": None})
     # the budget is kept for a resume that does not give it again (check_resume compares the rest)

@@ -262,6 +262,20 @@ def test_a_range_of_an_integer_model_argument_draws_whole_numbers(data, tmp_path
     assert {type(t.params["model_args.width"]) for t in record.trials} == {int}
 
 
+def test_a_search_whose_every_trial_is_refused_keeps_nothing_and_takes_the_corrected_command(data, tmp_path):
+    """A base setting no run accepts (an image size below the model's least) failed all ten tries; the folder then
+    refused the corrected command (use --resume), and --resume refused the correction."""
+    import imgclf
+
+    out = tmp_path / "search"
+    with pytest.raises(ImgclfError, match=r"img_size.*Nothing of the search was kept: the corrected command may "
+                                          r"use the same --out"):
+        imgclf.tune({"data": str(data), **SETTINGS, "img_size": 2}, trials=1, space=SPACE, out=str(out))
+    assert out.is_dir() and list(out.iterdir()) == []
+    record = imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out)).record
+    assert record.trials[0].state == "complete"
+
+
 def test_a_trial_is_not_pruned_at_its_last_epoch(data, tmp_path):
     """Pruned after its last epoch, a fully trained trial saved nothing and was dropped from the choice on one
     epoch's value."""

@@ -25,6 +25,7 @@ left, counted from the trials' real durations (so a resumed search spends what i
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -148,12 +149,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     file, a mapping of field -> range/choices, or None for the model family's default. `resume=True` continues the
     search in `out`. `pruner`: an Optuna pruner instead of the median pruner. `report=False`: no report.html for the
     chosen trial (trials never get one). See the module docstring."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from ..io import exclusive, read_yaml, write_yaml
     from ..pipeline.resolve import resolve_config
-    from ..train.fit import stop_signal
 
     resume, report = check_switch("resume", resume), check_switch("report", report)
     say = log or (lambda line: None)
@@ -171,6 +167,34 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed,
               "time_limit": time_limit}
     folder = search_folder(out, base.model, resume)
+    try:
+        return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report)
+    except ImgclfError as exc:
+        if resume or _any_epoch_saved(folder):
+            raise
+        # every trial refused before its first epoch (a base setting no run accepts): the folder held nothing to
+        # resume, and the corrected command was told to resume it, which refused the correction
+        for path in folder.iterdir():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        raise ImgclfError(f"{exc} Nothing of the search was kept: the corrected command may use the same "
+                          "--out.") from None
+
+
+def _any_epoch_saved(folder: Path) -> bool:
+    trials = folder / "trials"
+    return trials.is_dir() and any((t / "history.csv").exists() for t in trials.iterdir())
+
+
+def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[str, Any], trials: int,
+            time_limit: Any, budget: float | None, resume: bool, pruner: Any, say: Callable[[str], None],
+            report: bool) -> TuneResult:
+    """The search in its claimed folder: the study created or loaded, the trials run, the best tested."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ..io import exclusive, read_yaml, write_yaml
+    from ..train.fit import stop_signal
+
     # one process per search folder: a second `tune --resume` would mark the first one's running trial failed and
     # both would add trials to one study
     with exclusive(folder, LOCK_FILE, "out", "a search folder no other process is using",
@@ -216,7 +240,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
             # card) comes off, so that the search as a whole keeps to its budget
             training = None if left is None else min(share, left) - _overhead(study)
             try:
-                _run_trial(study, params, settings, folder, training, say)
+                _run_trial(study, params, search["settings"], folder, training, say)
             except SearchInterrupted as exc:
                 _write_record(folder, study, search, trials, budget, f"interrupted during trial {exc.trial}: "
                               f"{len(finished())} of {trials} trials done", final=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,17 @@ def test_paths_starting_with_a_tilde_are_read_as_a_shell_reads_them(tiny_run, im
     assert [why for _, why in comparison.skipped] == [f"the same settings and seed 0 as {tmp_path}/runs/a (a copy or "
                                                      "a rerun): counted once"]
     assert len(audit("~/col", out=str(tmp_path / "audit"), page=False).images.paths) == count
+    # written where they were checked: "~/why.png" went to ./~/why.png
+    imgclf.explain("~/runs/a", [tilde_image], out="~/why.png")
+    assert (tmp_path / "why.png").is_file() and not (Path.cwd() / "~").exists()
+    # the lock that keeps calibrate, report and evaluate off a training run is taken on the folder itself
+    from imgclf.pipeline.run_folder import LOCK_FILE, not_while_training
+
+    with not_while_training("~/runs/a", "report"):
+        assert (tmp_path / "runs" / "a" / LOCK_FILE).exists()
+    # "~name" of no user is a name, as a shell leaves it: refused as no run, not a RuntimeError
+    with pytest.raises(ImgclfError, match="run"):
+        imgclf.load("~nosuchuser_imgclf/r1")
 
 
 def test_predicted_paths_keep_the_spelling_they_were_given(tiny_run, image_folder, monkeypatch):

@@ -119,7 +119,7 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
 
     _check_run_dir(run_dir)
     if out is not None:
-        figure_path("out", out)  # before the work, not after it
+        out = figure_path("out", out)  # before the work, not after it ("~/why.png" expanded)
     clf = _load(run_dir, precision=_precision_of(run_dir, precision), fold_batch_norm=False)
     explanations = explain_images(clf, images, label=label, unknown=unknown)
     if out is not None:

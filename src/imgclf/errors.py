@@ -174,7 +174,9 @@ def path_argument(argument: str, value: object, allowed: str = "a path (str or o
     """`value` as a Path when it is a str or os.PathLike, else the usual error: Path(3) raised a bare TypeError
     that named no argument."""
     if isinstance(value, (str, os.PathLike)):
-        return Path(value).expanduser()  # "~/runs/x" as a shell reads it (fit expanded it; load did not)
+        # "~/runs/x" as a shell reads it (fit expanded it; load did not); "~name" of no user is left as written
+        # (Path.expanduser raised RuntimeError for it)
+        return Path(os.path.expanduser(os.fspath(value)))
     raise invalid(argument, Described(f"an object of type {type(value).__name__}"), allowed)
 
 

@@ -29,14 +29,14 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         from .inspect_multilabel import inspect_index
 
         if plots_dir is not None:
-            writable_folder("plots", plots_dir)  # before the images are read
+            plots_dir = writable_folder("plots", plots_dir)  # before the images are read
         return inspect_index(folders[0], plots_dir)
     if index:
         raise invalid("data", [str(f) for f in folders], "image folders when several are given: an index file is "
                       "inspected alone", note=f"{index[0]} names a multi-label index file by its suffix",
                       hint=f"Run imgclf inspect {index[0]} on its own")
     if plots_dir is not None:
-        writable_folder("plots", plots_dir)  # before the scan, which may take minutes
+        plots_dir = writable_folder("plots", plots_dir)  # before the scan, which may take minutes
     # an empty class folder is reported here, not refused
     scan = scan_folders(folders[0] if len(folders) == 1 else folders, allow_empty=True)
     counts: dict[str, dict[str, int]] = {}

@@ -116,6 +116,29 @@ def test_a_transfer_run_resumes_without_its_pretrained_weights_file(data, tmp_pa
     assert RunDir(full.path).read_card().model_args["weights_source"] == full_card.model_args["weights_source"]
 
 
+def test_a_features_only_transfer_run_resumes_on_its_pretrained_features(data, tmp_path, steps, monkeypatch):
+    """Its stored features are computed from the backbone before the checkpoint is restored: resumed on a backbone
+    built without its pretrained weights, the head trained on a random network's features."""
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "backbone.safetensors"
+    source = timm.create_model("test_efficientnet", num_classes=0)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
+    settings = {**BASE, **TRANSFER, "pretrained": True, "weights": str(weights), "features_only": True,
+                "head": "avg,dense:8", "data": str(data)}
+    imgclf.fit(settings, out=str(tmp_path / "full"), report=False)
+    with monkeypatch.context() as m:
+        _interrupt_when(STOP_AFTER, m)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    assert _history(tmp_path / "cut") == _history(tmp_path / "full")
+
+
 def test_a_transfer_run_stopped_before_its_first_checkpoint_starts_again_from_its_pretrained_weights(
         data, tmp_path, monkeypatch):
     """Without a checkpoint a resume trains from epoch 1: the backbone must be the pretrained file's again (the

@@ -130,7 +130,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     flag_unknown = on_off("unknown", unknown)
     check_backend("backend", backend)
     if output:
-        writable_file("output", output)
+        output = writable_file("output", output)
     clf = load_classifier(run, backend, precision=precision)
     _refuse_missing(images)  # after the run: the first argument's error first
     paths = _image_paths(images)
@@ -171,7 +171,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     from ..evaluation.explain import FIGURE_IMAGES, explain_images, figure_path, plot_explanations
     from ..inference import load
 
-    figure_path("output", output)
+    output = figure_path("output", output)
     flag_unknown = on_off("unknown", unknown)
     clf = load(run, precision=precision, fold_batch_norm=False)
     _refuse_missing(images)  # after the run: the first argument's error first

@@ -78,6 +78,10 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     from ..notices import warn
 
     progress = check_switch("progress", progress)
+    if isinstance(run_dir, (str, os.PathLike)):
+        from ..records.run_dir import run_path
+
+        run_dir = run_path(run_dir)  # "~/runs/a": the read-only check and the lock below read the folder itself
     own = data is None and split == "test"  # what the report reads: metrics.json in the run directory itself
     # a read-only run (a colleague's, a read-only mount) is refused before the work (a `data` that is no path is
     # the evaluation's own error to give)

@@ -14,7 +14,7 @@ from ..errors import bad_path
 from ..data.folder import IMAGE_EXTENSIONS, imgclf_output
 from ..io import make_free_dir, outside_data, writable_folder
 from ..ood import STATS_FILES
-from ..records.run_dir import LOCK_FILE, is_run_dir
+from ..records.run_dir import LOCK_FILE, is_run_dir, run_path
 from .resume_record import RESUMES_FILE
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
@@ -31,7 +31,7 @@ def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[Non
     that takes no lock file (read-only) is only checked; a missing one is the command's own error to give."""
     from ..io import exclusive, is_locked
 
-    folder = Path(run_dir)
+    folder = run_path(run_dir)  # "~/runs/a" took no lock: its literal text is no folder
     in_use, hint = "in use by another imgclf process now (a training, or an evaluate, calibrate or report of it: " \
         "it holds train.lock)", f"Wait for that process to end, then run imgclf {command} again"
     if not folder.is_dir():

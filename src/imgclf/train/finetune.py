@@ -143,7 +143,9 @@ def transfer_model_args(cfg: Any, info: Any, resumed: Path | None = None) -> dic
                           note=f"{name} needs a timm backbone; {cfg.model} is a registered model with its own head")
         return {}
     args: dict[str, Any] = {"pretrained": cfg.pretrained, "features_only": cfg.features_only}
-    if resumed is not None:
+    # a features-only run computes its stored features from the backbone before the checkpoint is restored: it
+    # needs the pretrained weights again (restored later, its head resumed on a random backbone's features)
+    if resumed is not None and not cfg.features_only:
         stored = _stored_weights_source(resumed)
         described = described_weights(info.name, cfg.pretrained, cfg.weights)
         args.update(restore=True,

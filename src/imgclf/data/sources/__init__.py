@@ -63,7 +63,7 @@ def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
     """Write data set `name` under `out`; options left as None are not passed, others must apply to `name`."""
     if name not in BUILTIN:
         raise invalid("name", name, BUILTIN)
-    writable_folder("out", out)
+    out = writable_folder("out", out)  # "~/data" expanded where it is written, not only where it is checked
     export = BUILTIN[name]
     given = {key: value for key, value in options.items() if value is not None}
     takes = [p for p in inspect.signature(export).parameters if p != "out"]

@@ -277,6 +277,18 @@ def test_a_study_whose_first_cell_was_refused_takes_the_corrected_command_in_the
     # once a cell has an epoch to keep, other settings are refused as before
     with pytest.raises(ImgclfError, match="holds a study with other settings"):
         run_imbalance_study(pool, out, model="simple_cnn", **{**args, "per_class": 6})
+    # and while a cell is being trained (its train.lock held), even before its first epoch: nothing is deleted
+    from filelock import FileLock
+
+    busy = tmp_path / "busy"
+    with pytest.raises(ImgclfError, match="img_size"):
+        run_imbalance_study(pool, busy, model="caltech_cnn", **args)
+    cell = busy / "runs" / "rho1-none-seed0"
+    cell.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cell / "train.lock")):
+        with pytest.raises(ImgclfError, match="holds a study with other settings"):
+            run_imbalance_study(pool, busy, model="simple_cnn", **args)
+    assert cell.is_dir()
 
 
 def test_a_study_out_inside_the_data_folder_is_refused_before_anything_is_written(pool, tmp_path):

@@ -145,7 +145,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     # A study.json from before protocols existed ran the standard one (the record's default).
     before = previous.request.model_dump(mode="json") if previous else {}
     was, now = _compared(before), _compared(request)
-    if previous is not None and was != now and not _any_epoch_saved(out):
+    if previous is not None and was != now and not _any_epoch_saved(out) and not _any_cell_in_use(out):
         # a study whose first cell failed (a setting its model refused, say) holds nothing to keep: the corrected
         # command was refused "holds a study with other settings" until the folder was deleted by hand
         for part in ("runs", "data"):
@@ -203,6 +203,16 @@ def _any_epoch_saved(out: Path) -> bool:
     runs = out / "runs"
     return runs.is_dir() and any((cell / "metrics.json").exists() or (cell / "checkpoints" / "last.ckpt").exists()
                                  for cell in runs.iterdir())
+
+
+def _any_cell_in_use(out: Path) -> bool:
+    """Whether a process is training a cell of the study in `out` now (it holds the cell's train.lock): a study
+    started with other settings beside it would have deleted its folders under it."""
+    from ..io import is_locked
+    from ..records.run_dir import LOCK_FILE
+
+    runs = out / "runs"
+    return runs.is_dir() and any(is_locked(cell / LOCK_FILE) for cell in runs.iterdir())
 
 
 def _cells_json(grid: list[tuple[float, str, int]]) -> list[dict[str, Any]]:

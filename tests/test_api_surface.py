@@ -231,6 +231,8 @@ def test_predicted_paths_keep_the_spelling_they_were_given(tiny_run, image_folde
     assert rows[2].error == "a URL, not a file: imgclf reads local files (download it first)"
     column = np.array([str(name), f"./{name}"])
     assert [r.path for r in imgclf.load(tiny_run).predict(column)] == column.tolist()
+    objects = np.array([str(name), f"./{name}"], dtype=object)  # pandas' df.path.to_numpy()
+    assert [r.path for r in imgclf.load(tiny_run).predict(objects)] == objects.tolist()
 
 
 def test_a_loaded_classifier_given_as_the_run_keeps_its_precision(tiny_run, image_folder, tmp_path, monkeypatch):

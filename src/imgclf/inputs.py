@@ -76,8 +76,10 @@ def is_file_object(item: object) -> bool:
 def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str], list[ImageInput]]:
     """The caller's images as (names, sources), one per image: folders expanded, batches split, every item
     checked before any is decoded (a wrong kind of input is the caller's error, not one image's)."""
-    if isinstance(images, np.ndarray) and images.ndim == 1 and images.dtype.kind in "US":
-        images = images.tolist()  # a column of paths (pandas' df.path.values), not one image
+    if isinstance(images, np.ndarray) and images.ndim == 1 and (
+            images.dtype.kind == "U" or (images.dtype.kind == "O" and len(images)
+                                         and all(isinstance(v, (str, os.PathLike)) for v in images))):
+        images = images.tolist()  # a column of paths (pandas' df.path.values: object or str dtype), not one image
     if isinstance(images, np.ndarray) and images.ndim == 4:
         check_array(images, "images")
         return [f"images[{j}]" for j in range(len(images))], list(images)

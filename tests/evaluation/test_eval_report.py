@@ -444,6 +444,17 @@ def test_a_dash_in_the_table_says_how_the_averages_under_it_count_the_class(tmp_
                                       np.array([p.probs for p in kept]), classes, "test"))
     html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
     assert f"Recall and F1 “—”: no test image ({classes[1]}); the averages leave the class out." in html
+    # one image taken for that class: its false alarm is in the macro precision (at 0), as the note then says
+    kept[0] = PredictionRow(path=kept[0].path, true=kept[0].true, pred=classes[1], prob=0.8, loss=1.6,
+                            probs=[0.8 if c == classes[1] else 0.2 / (len(classes) - 1) for c in classes])
+    run.write_predictions(kept, classes)
+    metrics = compute_metrics(np.array([classes.index(p.true) for p in kept]), np.array([p.probs for p in kept]),
+                              classes, "test")
+    run.write_metrics(metrics)
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert (f"the averages leave the class out, except the macro precision, which counts the images taken for "
+            f"{classes[1]} (false alarms, precision 0).") in html
+    assert metrics.per_class[classes[1]].precision == 0.0
 
 
 def test_a_run_too_short_for_the_overfitting_rule_says_it_was_not_checked(tmp_path):

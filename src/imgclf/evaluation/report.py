@@ -100,7 +100,10 @@ def _dash_notes(per_class: dict, predicted: dict[str, int], split: str) -> list[
         notes.append(f"Precision “—”: never predicted ({_named(never)}); the macro and weighted averages count it "
                      "as 0, as scikit-learn does, so a model earns nothing for never naming a class.")
     if absent:
-        notes.append(f"Recall and F1 “—”: no {split} image ({_named(absent)}); the averages leave the class out.")
+        alarmed = [c for c in absent if predicted.get(c)]
+        notes.append(f"Recall and F1 “—”: no {split} image ({_named(absent)}); the averages leave the class out"
+                     + (f", except the macro precision, which counts the images taken for {_named(alarmed)} "
+                        "(false alarms, precision 0)" if alarmed else "") + ".")
     return notes
 
 

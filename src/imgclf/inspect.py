@@ -178,7 +178,8 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         judged = f"the features of run {console_text(audit['run'])}" if audit.get("run") else "the images' pixels"
         console.print(f"audit of {audit['created']}, on {judged} ({console_text(audit['path'])}):")
         for line in count_lines(AuditCounts(**audit["counts"]), audit["leakage"], audit["accuracy"],
-                                audit["label_errors_checked"], audit["note"], audit["splits"] == "run"):
+                                audit["label_errors_checked"], audit["note"], audit["splits"] == "run",
+                                summary["layout"] == "flat" and audit["splits"] != "run"):
             console.print(f"  {line}")
     elif audit is not None:
         console.print(f"audit of {audit['created']} is stale: the folder changed since (run `imgclf audit` again)")

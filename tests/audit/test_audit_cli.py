@@ -240,10 +240,13 @@ def test_the_leakage_card_of_a_flat_folder_says_there_are_no_splits_and_pair_cou
         shutil.copyfile(original, data / split / "cat" / "copy.png")
     flat = tmp_path / "flat"
     shutil.copytree(data / "train", flat)
-    pages = {}
+    pages, terminal = {}, {}
     for name, folder in (("split", data), ("flat", flat)):
         result = CliRunner().invoke(app, ["audit", str(folder), "--out", str(tmp_path / f"a-{name}")])
         assert result.exit_code == 0, result.output
         pages[name] = " ".join((tmp_path / f"a-{name}" / "audit.html").read_text().split())
+        terminal[name] = " ".join(result.output.split())
+    assert "leakage: none to find: a flat folder has no splits" in terminal["flat"]
+    assert "leakage: 2 val/test images" in terminal["split"]
     assert "no splits in a flat folder" in pages["flat"] and "no splits in a flat folder" not in pages["split"]
     assert "(a group in three splits counts in each pair: 1 groups in all)" in pages["split"]

@@ -16,10 +16,11 @@ NOT_CHECKED = "label errors not checked: "  # how the audit's note starts when i
 
 
 def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = None, checked: bool = True,
-                note: str = "", run_split: bool = False) -> list[str]:
+                note: str = "", run_split: bool = False, no_splits: bool = False) -> list[str]:
     """Plain-text lines (Rich markup only for colour) for an AuditCounts. checked: whether label errors were
     looked for (False: 'not checked', never a count of 0 that reads as clean); note: the features' note (why not,
-    or which classes were left out); run_split: the splits are the run's, not the folder's."""
+    or which classes were left out); run_split: the splits are the run's, not the folder's; no_splits: a flat
+    folder audited without a run, where no leak can be (its 0 read as checked and clean)."""
     from ..io import console_text
 
     c = counts
@@ -34,6 +35,7 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
     lines = [
         f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "
         f"{c.redundant_images} redundant images, {c.identical_images} byte-identical to another",
+        "leakage: none to find: a flat folder has no splits (--run RUN checks a run's)" if no_splits else
         f"leakage: {warn(c.leaked_images)} val/test images with a copy or near-copy in an earlier split"
         + (" of the run" if run_split else "")
         + (f" ({c.leakage_groups} groups: {between})" if c.leakage_groups else ""),
@@ -49,7 +51,8 @@ def render_counts(record: Any, console: Any, heading: str | None = None) -> None
     console.print(heading or f"[bold]audit[/bold] of {c.images} images ({c.skipped} skipped), features: "
                              f"{record.features.source}")
     for line in count_lines(c, record.leakage, record.features.accuracy, record.features.folds > 0,
-                            record.features.note, record.settings.splits == "run"):
+                            record.features.note, record.settings.splits == "run",
+                            record.layout == "flat" and record.settings.splits != "run"):
         console.print(f"  {line}")
     if 0 < record.features.folds < record.settings.folds:
         console.print(f"  label errors from {record.features.folds} folds, not the {record.settings.folds} asked: a "

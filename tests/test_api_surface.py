@@ -186,6 +186,7 @@ def test_paths_starting_with_a_tilde_are_read_as_a_shell_reads_them(tiny_run, im
     from imgclf.audit import audit
 
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "..")  # where a "~" taken literally would be made (not the repository)
     shutil.copytree(tiny_run, tmp_path / "runs" / "a")
     shutil.copytree(tiny_run, tmp_path / "runs" / "b")
     shutil.copytree(image_folder, tmp_path / "col")
@@ -203,7 +204,7 @@ def test_paths_starting_with_a_tilde_are_read_as_a_shell_reads_them(tiny_run, im
     assert len(audit("~/col", out=str(tmp_path / "audit"), page=False).images.paths) == count
     # written where they were checked: "~/why.png" went to ./~/why.png
     imgclf.explain("~/runs/a", [tilde_image], out="~/why.png")
-    assert (tmp_path / "why.png").is_file() and not (Path.cwd() / "~").exists()
+    assert (tmp_path / "why.png").is_file() and not (tmp_path / ".." / "~").exists()
     # the lock that keeps calibrate, report and evaluate off a training run is taken on the folder itself
     from imgclf.pipeline.run_folder import LOCK_FILE, not_while_training
 

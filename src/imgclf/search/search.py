@@ -176,8 +176,9 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
         # resume, and the corrected command was told to resume it, which refused the correction
         for path in folder.iterdir():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-        raise ImgclfError(f"{exc} Nothing of the search was kept: the corrected command may use the same "
-                          "--out.") from None
+        exc.args = (f"{exc} Nothing of the search was kept: the corrected command may use the same --out.",
+                    *exc.args[1:])
+        raise
 
 
 def _any_epoch_saved(folder: Path) -> bool:

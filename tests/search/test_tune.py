@@ -276,6 +276,18 @@ def test_a_search_whose_every_trial_is_refused_keeps_nothing_and_takes_the_corre
     assert record.trials[0].state == "complete"
 
 
+def test_a_resume_finishes_the_chosen_trials_testing_that_an_interrupt_cut(data, tmp_path):
+    """A Ctrl-C after the chosen trial's metrics.json left it without its report (and its card's test scores),
+    and a resume, seeing metrics.json, never wrote them."""
+    import imgclf
+
+    out = tmp_path / "search"
+    result = imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out))
+    (result.best_run / "report.html").unlink()  # as the interrupt left it
+    again = imgclf.tune(trials=1, resume=True, out=str(out))
+    assert again.best_run == result.best_run and (result.best_run / "report.html").is_file()
+
+
 def test_a_trial_is_not_pruned_at_its_last_epoch(data, tmp_path):
     """Pruned after its last epoch, a fully trained trial saved nothing and was dropped from the choice on one
     epoch's value."""

@@ -360,7 +360,9 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     best = study.best_trial
     best_run = folder / best.user_attrs["run"]
     run = RunDir(best_run)
-    if not run.has("metrics.json"):
+    # again where a Ctrl-C cut the testing after metrics.json: its card and report were never written, and a
+    # resume that saw metrics.json left them so (the same trial, the same test images)
+    if not run.has("metrics.json") or (report and not run.has("report.html")):
         _test_best(best_run, say, report)
     best_settings(folder / BEST_FILE, run, search["settings"].get("time_limit"))
     record = _write_record(folder, study, search, trials, budget, stop_reason)

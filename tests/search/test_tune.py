@@ -434,7 +434,9 @@ def test_cli_is_a_thin_layer_over_the_api(monkeypatch, data, tmp_path):
     class Fake:
         path = tmp_path
         best_run = tmp_path / "trials" / "trial-000"
-        record = type("R", (), {"best": type("B", (), {"number": 0, "value": 0.5, "test_accuracy": 0.25})()})()
+        record = type("R", (), {"best": type("B", (), {"number": 0, "value": 0.5, "test_accuracy": 0.25})(),
+                                "stopped": "time limit (3m)",
+                                "trials": [type("T", (), {"state": s})() for s in ("complete", "complete", "fail")]})()
 
     def fake_tune(**kwargs):
         seen.update(kwargs)
@@ -448,6 +450,8 @@ def test_cli_is_a_thin_layer_over_the_api(monkeypatch, data, tmp_path):
     assert str(seen["lr"]) == "0.05" and seen["data"] == str(data) and seen["out"] == str(tmp_path / "s")
     assert seen["resume"] is False and seen["space"] is None
     assert "best trial 0: validation accuracy 0.5000, test accuracy 0.2500" in result.output
+    # a search its time limit cut short says so (only tune.json did)
+    assert "stopped by its time limit (3m): 2 of 7 trials completed" in result.output
 
 
 def test_best_yaml_keeps_the_time_limit_the_search_started_from(tiny_run, tmp_path):

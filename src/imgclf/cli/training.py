@@ -236,6 +236,10 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
     test = "" if best.test_accuracy is None else f", test accuracy {best.test_accuracy:.4f}"
     from ..records import RunDir
 
+    if result.record.stopped.startswith("time limit"):  # only tune.json said so: fewer trials than asked
+        done = sum(t.state == "complete" for t in result.record.trials)
+        typer.echo(f"stopped by its {result.record.stopped}: {done} of {own['trials']} trials completed", err=True)
+
     best_run = RunDir(result.best_run)
     multilabel = best_run.has("model.json") and best_run.read_card().task == "multilabel"
     kind = " (label-wise: validation at 0.5, test at the tuned thresholds)" if multilabel else ""

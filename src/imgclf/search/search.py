@@ -170,7 +170,12 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     try:
         return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report)
     except ImgclfError as exc:
-        if resume or _any_epoch_saved(folder):
+        from ..io import is_locked
+
+        # only the refusal of every trial ("trials must be enough ..."), never another process's search: a fresh
+        # search that lost the race for this folder's lock must leave the winner's files alone
+        if resume or getattr(exc, "argument", None) != "trials" or is_locked(folder / LOCK_FILE) \
+                or _any_epoch_saved(folder):
             raise
         # every trial refused before its first epoch (a base setting no run accepts): the folder held nothing to
         # resume, and the corrected command was told to resume it, which refused the correction

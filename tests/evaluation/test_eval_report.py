@@ -291,6 +291,34 @@ def test_a_run_that_learnt_nothing_or_diverged_says_so_first(tmp_path):
     assert "more epochs will not" in found and "lower learning rate" not in found
 
 
+def test_the_terminal_says_which_weights_the_scores_are_of(tmp_path, capsys):
+    """A resumed run printed the same scores as before with no word that epoch 3 of 5 was kept, and a run whose
+    BatchNorm statistics were recomputed printed an epoch line of 0.34 above scores of 0.95, unexplained."""
+    from types import SimpleNamespace
+
+    from imgclf.cli.training import _print_run_summary
+    from imgclf.records import RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path))
+    history = run.read_history()
+    card = run.read_card()
+
+    def said(best_epoch):
+        _print_run_summary(SimpleNamespace(path=run.path, metrics=run.read_metrics(), train_seconds=1.0,
+                                           stopped_reason="completed", skipped=[], figure_failures=[],
+                                           best_epoch=best_epoch))
+        return " ".join(capsys.readouterr().out.split())
+
+    assert "kept" not in said(history[-1].epoch) and "recomputed" not in said(history[-1].epoch)
+    assert "the weights of epoch 3 kept" in said(3)
+    card.training.val_accuracy_after_batch_norm = 0.9512
+    run.write_card(card)
+    before = next(r.val_acc for r in history if r.epoch == 3)
+    assert (f"the weights of epoch 3 kept; validation accuracy 0.9512 after the BatchNorm statistics were "
+            f"recomputed on training images (the epoch's line: {before:.4f})") in said(3)
+
+
 def test_the_terminal_says_when_a_run_is_no_better_than_guessing(tmp_path, capsys):
     """Its summary line read like any other run's (test accuracy 0.4375 on 3 classes): only the report said it."""
     from types import SimpleNamespace

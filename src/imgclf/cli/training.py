@@ -308,6 +308,29 @@ def _train_counts(run_dir: Path) -> dict[str, int] | None:
         return None
 
 
+def _kept_line(run: Any, history: list) -> str:
+    """Which weights the scores below are of, where the epoch lines above do not say it: an earlier epoch's
+    (restore-best), or the last after its BatchNorm statistics were recomputed (the epoch line said 0.34, the
+    scores read 0.95, and nothing on the terminal said why)."""
+    from ..errors import ImgclfError
+    from ..evaluation.interpret import best_val_accuracy
+    from ..records import RunDir
+
+    try:
+        training = RunDir(run.path).read_card().training
+    except (ImgclfError, OSError):
+        return ""
+    parts = []
+    best = getattr(run, "best_epoch", None)
+    if best is not None and history and best < history[-1].epoch:
+        parts.append(f"the weights of epoch {best} kept")
+    after, before = training.val_accuracy_after_batch_norm, best_val_accuracy(history, best)
+    if after is not None and before is not None:
+        parts.append(f"validation accuracy {after:.4f} after the BatchNorm statistics were recomputed on "
+                     f"training images (the epoch's line: {before:.4f})")
+    return f"  {'; '.join(parts)}" if parts else ""
+
+
 def _print_run_summary(run: Any) -> None:
     from ..data.folder import count_skipped
     from ..hardware import launch_rank
@@ -317,8 +340,12 @@ def _print_run_summary(run: Any) -> None:
         return  # worker processes of a data-parallel run stay quiet; rank 0 reports
     m = run.metrics
     console = new_console()
-    epochs = epochs_text(RunDir(run.path).read_history())
+    history = RunDir(run.path).read_history()
+    epochs = epochs_text(history)
     console.print(f"[bold]run[/bold] {shown(run.path)}  ({epochs}, {run.train_seconds:.1f} s, {run.stopped_reason})")
+    kept = _kept_line(run, history)
+    if kept:
+        console.print(kept, soft_wrap=True)
     if m and m.multilabel is not None:
         console.print(f"[bold]{m.split}[/bold] {multilabel_line(m)}")
     elif m:

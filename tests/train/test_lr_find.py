@@ -136,6 +136,12 @@ def test_lr_find_api_writes_curve_and_suggestion_within_the_sweep(data, tmp_path
     # JSON-ready as the other results are, the same sweep as its file (no NaN: json refuses it here)
     shown = json.loads(json.dumps(result.as_dict(), allow_nan=False))
     assert shown["suggestion"] == stored["suggestion"] and shown["lrs"] == stored["lr"]
+    # how much training the sweep was: its steps over the training split (the suggestion depends on it)
+    images = sum(1 for _ in data.rglob("*.png"))  # the training split is a part of them (val 0.25, test 0.2)
+    assert 0 < result.epochs == stored["epochs"] == shown["epochs"]
+    assert images * 0.5 < len(result.lrs) * BASE["batch_size"] / result.epochs < images
+    assert f"{len(result.lrs)} steps from" in result.described and f", {result.epochs:.2g} epochs of the training " \
+        "images" in result.described
     assert shown["losses"] == stored["loss"] and shown["raw_losses"] == stored["loss_raw"]
 
 

@@ -35,6 +35,9 @@ class LRFindResult:
     lowest_loss_lr: float | None = None  # where the sweep's loss was lowest (not used: shown beside the suggestion)
     raw_losses: list[float] | None = None  # each step's own loss, under the smoothed `losses`
     window: int | None = None  # steps in the centred mean `losses` is
+    # passes over the training images the sweep's steps made: the suggestion moved 30x between --steps 100 and
+    # 2000 (4 and 89 epochs of the digits), and nothing said how much training a sweep was
+    epochs: float | None = None
 
     @property
     def tenth_of_lowest(self) -> float | None:
@@ -55,13 +58,15 @@ class LRFindResult:
     @property
     def described(self) -> str:
         early = f" (stopped early, the loss diverged; the sweep was to {self.max_lr:g})" if self.stopped_early else ""
-        return self.span + early
+        passes = f", {self.epochs:.2g} epochs of the training images" if self.epochs is not None else ""
+        return self.span + passes + early
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, as lr_find.json holds the sweep (a loss that was not finite is None)."""
         return {"path": str(self.path), "suggestion": self.suggestion, "lowest_loss_lr": self.lowest_loss_lr,
                 "tenth_of_lowest": self.tenth_of_lowest, "min_lr": self.min_lr, "max_lr": self.max_lr,
-                "stopped_early": self.stopped_early, "window": self.window, "lrs": list(self.lrs),
+                "stopped_early": self.stopped_early, "window": self.window, "epochs": self.epochs,
+                "lrs": list(self.lrs),
                 "losses": _json_floats(self.losses),
                 "raw_losses": None if self.raw_losses is None else _json_floats(self.raw_losses)}
 
@@ -112,8 +117,9 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
 
     check_sweep(start_lr, end_lr, steps)
     curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
+    epochs = round(len(curve.lrs) * cfg.batch_size / max(1, len(data.splits["train"])), 2)
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
-                          curve.raw, WINDOW)
+                          curve.raw, WINDOW, epochs)
     # lr-find writes its sweep whether or not there is a suggestion: a failed sweep's curve is what the user must
     # look at, and an earlier sweep's files in the folder would be mistaken for it. A run's folder gets none from a
     # failed sweep (a run that fails before its config.yaml leaves no folder behind).
@@ -121,7 +127,8 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
         write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "rule": RULE, "window": WINDOW,
                                         "fall_left": FALL_LEFT, "lowest_loss_lr": curve.lowest,
                                         "min_lr": start_lr, "max_lr": end_lr,
-                                        "steps": len(curve.lrs), "steps_asked": steps, "lr": curve.lrs,
+                                        "steps": len(curve.lrs), "steps_asked": steps, "epochs": epochs,
+                                        "lr": curve.lrs,
                                         "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
         plot_curve(result, folder / PNG_FILE)
     if curve.suggestion is None:

@@ -167,8 +167,11 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed,
               "time_limit": time_limit}
     folder = search_folder(out, base.model, resume)
+    from ..train.interrupts import sigterm_interrupts
+
     try:
-        return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report)
+        with sigterm_interrupts():  # between trials SIGTERM ended the search with no word, its locks left behind
+            return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report)
     except ImgclfError as exc:
         from ..io import is_locked
 

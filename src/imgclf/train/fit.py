@@ -292,7 +292,10 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
 def stop_signal(exc: BaseException) -> tuple[str, int]:
     """What stopped the run, in words, and the shell's exit status for it. Lightning answers Ctrl-C by exiting
     (a SystemExit raised while handling the KeyboardInterrupt) and SIGTERM with its own SIGTERMException."""
-    if type(exc).__name__ == "SIGTERMException":
+    from .interrupts import Terminated
+
+    if type(exc).__name__ == "SIGTERMException" or isinstance(exc, Terminated) \
+            or isinstance(exc.__context__, Terminated):
         return "SIGTERM", 143
     if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt):
         return "Ctrl-C", 130

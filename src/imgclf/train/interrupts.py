@@ -73,5 +73,32 @@ def finishing(run_dir: Path, epochs: int, stopped: str = "completed") -> Iterato
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside Lightning's training loop, raised as Ctrl-C is, so that every place that says what an
+    interrupt kept says it for SIGTERM too (`stop_signal` names it, exit status 143)."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises `Terminated` inside the block (a search between its trials, an LR sweep): the default
+    action ended the process with no word, leaving tune.lock, train.lock and temp files behind. While Lightning
+    trains, its own handler is the one installed, and it calls this one after its own: then this one does
+    nothing, and Lightning ends the epoch its way (reported as SIGTERM by `train.fit`). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if signal.getsignal(signal.SIGTERM) is handler:
+            raise Terminated()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated()

@@ -176,11 +176,13 @@ def _interrupted_sweep() -> Iterator[None]:
 
     from ..errors import Interrupted
     from .fit import stop_signal
+    from .interrupts import sigterm_interrupts
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGINT) if main else None
     try:
-        yield
+        with sigterm_interrupts():  # SIGTERM ended the process with no word, its restore checkpoint left behind
+            yield
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, Interrupted):
             raise

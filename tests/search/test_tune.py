@@ -150,6 +150,13 @@ def test_a_search_cut_short_lists_its_pruned_trial_as_pruned(data, tmp_path, mon
     assert status["trials/trial-000"][0] == "completed"
     assert status["trials/trial-001"][0] == "pruned" and "pruned after epoch 1" in status["trials/trial-001"][1]
     assert status["trials/trial-002"][0] == "interrupted" and "imgclf tune --resume" in status["trials/trial-002"][1]
+    # resumed, the interrupted trial counts as failed; its figure is its last epoch's as logged: in brackets, as a
+    # pruned trial's (it read like a kept score, and was plotted as one)
+    monkeypatch.setattr(pipeline_run, "train_run", train_run)
+    resumed = imgclf.tune(trials=3, resume=True, out=str(out), pruner=PruneTrialOne())
+    failed = next(t for t in resumed.record.trials if t.number == 2)
+    assert failed.state == "fail" and failed.value is not None
+    assert f"<td>({100 * failed.value:.2f} %)</td>" in " ".join((out / "tune.html").read_text().split())
 
 
 def test_a_killed_search_resumes_without_rerunning_finished_trials(tmp_path):

@@ -37,3 +37,14 @@ def test_while_lightning_trains_its_own_handler_decides():
         os.kill(os.getpid(), signal.SIGTERM)
         signal.signal(signal.SIGTERM, ours)  # Lightning's teardown puts it back
     assert called == [signal.SIGTERM]
+
+
+def test_a_search_interrupted_before_its_trial_made_a_folder_points_at_none(tmp_path):
+    """It said "its run stays in .../trial-001", a folder the interrupt came before."""
+    from imgclf.search.interrupt import interrupted_message
+
+    made, not_made = tmp_path / "trials" / "trial-000", tmp_path / "trials" / "trial-001"
+    made.mkdir(parents=True)
+    assert f"its run stays in {made}" in interrupted_message(KeyboardInterrupt(), tmp_path, 0, made)
+    message = interrupted_message(KeyboardInterrupt(), tmp_path, 1, not_made)
+    assert "search interrupted in trial 1 (interrupted)." in message and "stays" not in message

@@ -28,5 +28,7 @@ def interrupted_message(exc: BaseException, folder: Path, number: int | None = N
              f"same imgclf.tune call with resume=True, out={str(folder)!r}): finished trials are kept")
     if number is None:
         return f"search interrupted between trials ({what}). {go_on}"
-    return (f"search interrupted in trial {number} ({what}; its run stays in {run}). "
+    # stopped before the trial made its folder, there is none to point at
+    stays = f"; its run stays in {run}" if run is not None and Path(run).exists() else ""
+    return (f"search interrupted in trial {number} ({what}{stays}). "
             f"{go_on}, trial {number} counts as failed and new trials take its place")

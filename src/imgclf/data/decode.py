@@ -109,7 +109,9 @@ def _png_colour_key(img: Image.Image) -> None:
 
 
 def _unrecognised_reason(source: object) -> str:
-    if isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith((".csv", ".jsonl", ".ndjson")):
+    from .folder import INDEX_SUFFIXES
+
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(INDEX_SUFFIXES):
         # predict RUN index.csv: the index of a multi-label data set is scored by evaluate, not predicted
         return ("not an image: a label index? Score a run on one with imgclf evaluate RUN --data INDEX "
                 "(Python: imgclf.evaluate(run, data=INDEX))")

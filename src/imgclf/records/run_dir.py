@@ -76,6 +76,13 @@ def run_path(value: Any, argument: str = "run") -> Path:
                          "Classifier)")
 
 
+def saved_an_epoch(run_dir: str | os.PathLike) -> bool:
+    """Whether a run folder holds a trained epoch (its history, checkpoint or scores): what a study or a search
+    must not delete when it replaces a folder whose runs all failed before their first epoch."""
+    path = Path(run_dir)
+    return any((path / name).exists() for name in ("history.csv", "checkpoints/last.ckpt", "metrics.json"))
+
+
 class RunDir:
     """Typed access to one run directory's files. Readers raise ImgclfError naming the file when it is missing
     or does not match its record."""

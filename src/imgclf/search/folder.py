@@ -76,3 +76,20 @@ def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any
     if space is None:
         space = started.get("space")  # the model's default space, refused as a change of the one searched
     return config, values, space, time_limit
+
+
+def discard_unused(folder: Path, lock_file: str) -> bool:
+    """Empty a new search's folder whose every trial was refused before its first epoch (a base setting no run
+    accepts): it held nothing to resume, and the corrected command was told to resume it, which refused the
+    correction. Not while another search holds its lock (one that won the race for the folder). Whether it was."""
+    import shutil
+
+    from ..io import is_locked
+    from ..records.run_dir import saved_an_epoch
+
+    trials = folder / "trials"
+    if is_locked(folder / lock_file) or (trials.is_dir() and any(saved_an_epoch(t) for t in trials.iterdir())):
+        return False
+    for path in folder.iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return True

@@ -25,7 +25,6 @@ left, counted from the trials' real durations (so a resumed search spends what i
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -38,7 +37,7 @@ from ..config_text import parse_seconds
 from ..errors import ImgclfError, check_switch, invalid
 from ..records.tune import TUNE_FILE
 from .checks import check_base
-from .folder import SEARCH_FILE, STUDY_FILE, check_resume, resumed_request, search_folder
+from .folder import SEARCH_FILE, STUDY_FILE, check_resume, discard_unused, resumed_request, search_folder
 from .interrupt import SearchInterrupted, interrupted_message
 from .space import Param, apply, check_against, default_space, parse_param, read_space, typed_for_model
 
@@ -173,25 +172,11 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
         with sigterm_interrupts():  # between trials SIGTERM ended the search with no word, its locks left behind
             return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report)
     except ImgclfError as exc:
-        from ..io import is_locked
-
-        # only the refusal of every trial ("trials must be enough ..."), never another process's search: a fresh
-        # search that lost the race for this folder's lock must leave the winner's files alone
-        if resume or getattr(exc, "argument", None) != "trials" or is_locked(folder / LOCK_FILE) \
-                or _any_epoch_saved(folder):
-            raise
-        # every trial refused before its first epoch (a base setting no run accepts): the folder held nothing to
-        # resume, and the corrected command was told to resume it, which refused the correction
-        for path in folder.iterdir():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        exc.args = (f"{exc} Nothing of the search was kept: the corrected command may use the same --out.",
-                    *exc.args[1:])
+        # only the refusal of every trial ("trials must be enough ..."): another error keeps the folder as it is
+        if not resume and getattr(exc, "argument", None) == "trials" and discard_unused(folder, LOCK_FILE):
+            exc.args = (f"{exc} Nothing of the search was kept: the corrected command may use the same --out.",
+                        *exc.args[1:])
         raise
-
-
-def _any_epoch_saved(folder: Path) -> bool:
-    trials = folder / "trials"
-    return trials.is_dir() and any((t / "history.csv").exists() for t in trials.iterdir())
 
 
 def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[str, Any], trials: int,

@@ -199,10 +199,11 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
 
 
 def _any_epoch_saved(out: Path) -> bool:
-    """Whether any cell of the study in `out` has an epoch to keep (a checkpoint, or its scores)."""
+    """Whether any cell of the study in `out` has an epoch to keep."""
+    from ..records.run_dir import saved_an_epoch
+
     runs = out / "runs"
-    return runs.is_dir() and any((cell / "metrics.json").exists() or (cell / "checkpoints" / "last.ckpt").exists()
-                                 for cell in runs.iterdir())
+    return runs.is_dir() and any(saved_an_epoch(cell) for cell in runs.iterdir())
 
 
 def _any_cell_in_use(out: Path) -> bool:

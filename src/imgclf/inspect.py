@@ -18,6 +18,9 @@ from .errors import invalid
 from .io import console_text, writable_folder
 
 
+SKIPPED_SHOWN = 10  # skipped files listed one by one on the terminal; the rest are counted by reason
+
+
 def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
                    plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The summary of `data`: one folder or index file, or several folders merged as training merges them."""
@@ -80,7 +83,7 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         "modes": dict(modes.most_common()),
         "imbalance": imbalance_stats(counts[train_split]),
         "skipped": skipped,
-        "empty_class_folders": [folder for _, folder in scan.empty],
+        "empty_class_folders": [folder for _, folder in scan.empty + scan.empty_elsewhere],
         # classes with files but not one readable in training's split: training refuses them as it refuses empty
         # class folders, and inspect said nothing of them
         "unreadable_classes": [c for c in scan.classes if not counts[train_split].get(c) and c in listed],
@@ -168,8 +171,13 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
                       "labels")
     if summary["skipped"]:
         console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")
-        for s in summary["skipped"]:
+        for s in summary["skipped"][:SKIPPED_SHOWN]:
             console.print(f"  {console_text(s['path'])}: {console_text(s['reason'])}")
+        rest = Counter(s["reason"] for s in summary["skipped"][SKIPPED_SHOWN:])
+        if rest:  # annotations kept beside the images (300 .xml) ran past the screen, a line each
+            console.print(f"  ... and {sum(rest.values()):,} more (--json lists them all):")
+            for reason, n in rest.most_common():
+                console.print(f"    {n:,} × {console_text(reason)}")
     audit = summary.get("audit")
     if audit is not None and audit["status"] == "fresh":
         from .audit.summary import count_lines

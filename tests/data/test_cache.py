@@ -200,3 +200,23 @@ def test_a_default_run_folder_is_found_past_a_dangling_link_and_a_file_in_the_wa
     (tmp_path / "file").write_text("")
     with pytest.raises(ImgclfError, match="out must be a folder to write into"):
         make_free_dir(tmp_path / "file", "m")
+
+
+def test_a_file_skipped_for_want_of_permission_is_read_once_it_can_be(tmp_path, monkeypatch):
+    """A chmod changes neither a file's size nor its time, which key the cache: the fixed file stayed skipped,
+    and one user's failure was served to another who could read it, in a shared cache."""
+    from imgclf.data.decode import PERMISSION_DENIED, DecodeError
+
+    make_image_folder(tmp_path / "d", per_class=3)
+    paths = _paths(tmp_path / "d")
+    real = cache_mod.open_image
+
+    def denied(path, *args, **kwargs):
+        if path == paths[0]:
+            raise DecodeError(PERMISSION_DENIED)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "open_image", denied)
+    assert decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c").failures == {0: PERMISSION_DENIED}
+    monkeypatch.setattr(cache_mod, "open_image", real)  # chmod a+r: readable now
+    assert decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c").failures == {}

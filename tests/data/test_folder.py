@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from conftest import make_image_folder
 from imgclf.cli import app
 from imgclf.data.dataset import prepare_data, stratified_holdout
-from imgclf.data.folder import count_skipped, scan_folder
+from imgclf.data.folder import count_skipped, require_images, scan_folder
+from imgclf.data.merge import scan_folders
 from imgclf.errors import ImgclfError
 from imgclf.records import RunDir
 
@@ -155,13 +156,58 @@ def test_an_empty_class_folder_in_val_is_a_missing_class_and_an_empty_split_is_r
         f.unlink()  # an empty val/fox: as if it were missing (it was refused, suggesting to drop fox everywhere)
     scan = scan_folder(tmp_path / "d")
     assert scan.classes == ["cat", "dog", "fox"] and not scan.empty
+    # training scans with allow_empty (so that --drop-classes can leave an empty train/ class out) and then
+    # requires images: an empty val/ or test/ class folder was refused there, with a hint to drop the class
+    assert require_images(scan_folder(tmp_path / "d", allow_empty=True)).classes == ["cat", "dog", "fox"]
     for split in ("test", "val"):
         shutil.rmtree(tmp_path / "d" / split)
         (tmp_path / "d" / split / "cat").mkdir(parents=True)  # a split folder with no image at all
         with pytest.raises(ImgclfError, match=rf"{split}/ holds no image in its class folders.*remove {split}/"):
             scan_folder(tmp_path / "d")
-        assert scan_folder(tmp_path / "d", allow_empty=True).empty  # inspect still reports it as it is
+        reported = scan_folder(tmp_path / "d", allow_empty=True)  # inspect reports it as it is
+        assert (("cat", f"{split}/cat")) in reported.empty_elsewhere
+        with pytest.raises(ImgclfError, match=rf"{split}/ holds no image in its class folders.*remove {split}/"):
+            require_images(reported)  # ... and training refuses it before decoding anything
         shutil.rmtree(tmp_path / "d" / split)
+
+
+def test_a_test_folder_of_unlabelled_images_is_refused_before_training_saying_they_have_no_class(tmp_path):
+    """Kaggle's layout: train/<class>/ beside a test/ of loose images. Training ran to its end and failed for
+    want of a test image; resuming failed the same way."""
+    make_image_folder(tmp_path / "d", layout="splits", classes=("a", "b"), per_split={"train": 4})
+    _loose_pngs(tmp_path / "d" / "test", 3)
+    with pytest.raises(ImgclfError, match=r"test/ holds no image in its class folders; 3 images lie loose in it.*"
+                                          r"no label.*imgclf predict"):
+        prepare_data(tmp_path / "d", img_size=16, cache_dir=tmp_path / "cache", progress=False)
+    assert {Path(s["path"]).name for s in scan_folder(tmp_path / "d", allow_empty=True).skipped} == \
+        {f"loose_0{i}.png" for i in range(3)}
+
+
+@pytest.mark.parametrize("names", [("training", "testing"), ("Training_Set", "test_set")])
+def test_kaggle_split_folder_names_are_splits_not_classes(tmp_path, names):
+    """Read as classes, training/ and testing/ (or training_set/ and test_set/) trained a two-class model of
+    the split folders, each class the other's class folders flattened, without a word."""
+    make_image_folder(tmp_path / names[0], classes=("glioma", "notumor"), per_class=3)
+    make_image_folder(tmp_path / names[1], classes=("glioma", "notumor"), per_class=1)
+    scan = scan_folder(tmp_path)
+    assert scan.layout == "splits" and scan.classes == ["glioma", "notumor"]
+    assert list(scan.files) == ["train", "test"] and len(scan.files["test"]) == 2
+
+
+def test_class_folders_differing_only_in_unicode_normal_form_are_one_class(tmp_path):
+    """macOS writes names in NFD: a val/café/ from a Mac beside train/café/ was 'a class train/ lacks'; two merged
+    folders trained two classes that print alike."""
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    make_image_folder(tmp_path / "d" / "train", classes=(nfc, "tea"), per_class=3)
+    make_image_folder(tmp_path / "d" / "val", classes=(nfd, "tea"), per_class=1)
+    scan = scan_folder(tmp_path / "d")
+    assert scan.classes == [nfc, "tea"] and sorted(c for _, c in scan.files["val"]) == [nfc, "tea"]
+    make_image_folder(tmp_path / "m1", classes=(nfc, "tea"), per_class=2)
+    make_image_folder(tmp_path / "m2", classes=(nfd, "tea"), per_class=2)
+    assert scan_folders([tmp_path / "m1", tmp_path / "m2"]).classes == [nfc, "tea"]
 
 
 def test_missing_path_names_the_argument(tmp_path):

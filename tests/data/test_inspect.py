@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import make_image_folder
 from imgclf.inspect import inspect_folder
 
 
@@ -103,3 +104,24 @@ def test_images_linked_into_several_class_folders_are_said_to_be_a_label_set_tre
     render_inspection(summary, console)
     said = " ".join(console.export_text().split())
     assert "2 image(s) sit in several class folders" in said and "--task multilabel" in said
+
+
+def test_many_skipped_files_are_listed_ten_by_name_and_the_rest_counted_by_reason(tmp_path):
+    """Annotations kept beside the images (300 .xml) printed a line each, past the screen."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    make_image_folder(tmp_path, classes=("a", "b"), per_class=2)
+    for i in range(25):
+        (tmp_path / "a" / f"box_{i:02d}.xml").write_text("<annotation/>")
+    (tmp_path / "b" / "empty.png").write_bytes(b"")
+    shown = CliRunner().invoke(app, ["inspect", str(tmp_path)], env={"COLUMNS": "250"}).output
+    assert "26 files cannot be used" in shown
+    assert sum(1 for line in shown.splitlines() if "box_" in line) == 10
+    assert "... and 16 more (--json lists them all):" in shown
+    assert "15 × not an image file extension" in shown and "1 × empty file (0 bytes)" in shown
+    listed = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--json"]).output)["skipped"]
+    assert len(listed) == 26

@@ -185,3 +185,29 @@ def test_cli_subset(pool, tmp_path):
     bad = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "t"), "--per-class", "8",
                                    "--rho", "3", "--mode", "copy"])
     assert bad.exit_code == 2 and "Received: mode='copy'" in bad.output
+
+
+def test_unreadable_files_are_passed_over_so_the_subset_holds_the_ratio_it_names(tmp_path):
+    """A listed file that does not decode was drawn, and the run on the subset skipped it: rho 3 was trained as
+    3.33 while subset.json said 3."""
+    root = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=30, size=4)
+    broken = sorted((root / "a").iterdir())[::3]
+    for path in broken:
+        path.write_bytes(b"")
+    m = build_subset(root, tmp_path / "s", per_class=20, rho=3, minority=["a"])
+    assert {os.path.basename(u["path"]) for u in m["unreadable"]} <= {p.name for p in broken}
+    assert m["unreadable"] and all(u["reason"] == "empty file (0 bytes)" for u in m["unreadable"])
+    assert imbalance_stats(_counts(tmp_path / "s"))["rho"] == 3  # every drawn file an image a run trains on
+    with pytest.raises(ImgclfError, match=r"per_class.*readable images.*too few in \{'a': '20 readable < 27'\}"):
+        plan_subset(root, per_class=18, rho=3, minority=["b"])  # a: 27 wanted, 30 listed, 20 readable
+
+
+def test_a_class_folder_named_in_nfd_is_linked_under_its_class(tmp_path):
+    """The class is known by its NFC name; the folder on disk, written by a Mac, by its NFD one."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café")
+    root = make_image_folder(tmp_path / "d", classes=(nfd, "tea"), per_class=6, size=4)
+    m = build_subset(root, tmp_path / "s", per_class=4, rho=2, minority=["tea"])
+    links = sorted((tmp_path / "s" / unicodedata.normalize("NFC", "café")).iterdir())
+    assert len(links) == m["majority_count"] > 4 and all(p.resolve().parent == (root / nfd).resolve() for p in links)

@@ -89,6 +89,10 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
     typer.echo(f"wrote {out} ({m['mode']}): {m['total']} images, rho {m['rho_actual']:g}, mu {m['mu']:g}; "
                f"{m['minority_count']} per minority class ({', '.join(m['minority'])}), "
                f"{m['majority_count']} per majority class")
+    if m.get("unreadable"):
+        first = m["unreadable"][0]
+        typer.echo(f"note: {len(m['unreadable'])} unreadable file(s) passed over in the draw (listed in subset.json), "
+                   f"the first {first['path']}: {first['reason']}")
     if m["mode"] == "list":
         typer.echo("note: subset.csv lists the files for other tools; imgclf trains on a subset made with --mode "
                    "symlink or --mode hardlink")

@@ -25,7 +25,7 @@ from PIL import Image
 from ..errors import invalid
 from ..io import default_file_mode, remove_stale_temp_files, write_json
 from ..progress import StepProgress
-from .decode import DecodeError, open_image
+from .decode import PERMISSION_DENIED, DecodeError, open_image
 
 # Part of every cache key: raised when a decoding rule changes, so no cache keeps pixels the files no longer decode
 # to (2: float images within [0, 1] are scaled by 255, commit 4941474; 3: a 16-bit image is on the 0..65535 scale
@@ -165,6 +165,13 @@ def _read_cached(meta_path: Path, array_path: Path | None, shape: tuple[int, ...
         return None
 
 
+def _readable_since(paths: list[str], failures: dict[int, str]) -> bool:
+    """Whether a file the cache entry failed for want of permission can be read now: a chmod changes neither its
+    size nor its time, which key the entry, so the fixed file stayed skipped (and one user's failure was served
+    to another who can read it, in a shared IMGCLF_CACHE)."""
+    return any(reason == PERMISSION_DENIED and os.access(paths[i], os.R_OK) for i, reason in failures.items())
+
+
 def _reserve(path: Path, cache_dir: Path) -> None:
     """Claim the array's disk blocks before any pixel is written: a memory-mapped write past the space left kills
     the process with SIGBUS, without a word."""
@@ -210,7 +217,7 @@ def decode_all(
     shape = (len(paths), size, size, channels)
     if meta_path.exists() and (array_path.exists() or not store):
         cached = _read_cached(meta_path, array_path if store else None, shape)
-        if cached is not None:
+        if cached is not None and not _readable_since(paths, cached[0]):
             failures, pixels = cached
             return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
 

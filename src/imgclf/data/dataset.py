@@ -268,6 +268,9 @@ def prepare_data(
     if len(splits["val"]) == 0 and "val" in scan.files and fold is None:
         raise invalid("data", scan.root, "a val/ folder with at least one readable image",
                       note="val/ holds none", hint="Add images to val/, or remove it (val_split then draws one)")
+    if "test" in scan.files and len(splits.get("test", ())) == 0:  # (not one image of test/ decoded)
+        raise invalid("data", scan.root, "a test/ folder with at least one readable image",
+                      note="test/ holds none", hint="Add readable images to test/, or remove it")
     if len(splits["val"]) == 0:
         if val_split <= 0:
             raise invalid("val_split", val_split, "> 0 when the data has no val/ folder",

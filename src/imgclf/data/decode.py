@@ -23,6 +23,7 @@ INTERPOLATIONS = {
 
 # modes whose transparency is a value in img.info (not an alpha band)
 COLOUR_KEYED = ("P", "RGB", "L", "1")
+PERMISSION_DENIED = "permission denied"  # the one reason a file's stat does not change with (chmod): the cache checks
 
 
 class DecodeError(Exception):
@@ -180,7 +181,7 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     except FileNotFoundError:  # a link whose target is gone is listed by ls: "not found" read as a mistake
         raise DecodeError(_not_found_reason(source)) from None
     except PermissionError:
-        raise DecodeError("permission denied") from None
+        raise DecodeError(PERMISSION_DENIED) from None
     except IsADirectoryError:
         raise DecodeError("is a folder, not a file") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,14 @@ NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside th
 # a name whose bytes are not UTF-8: its path could be written into no record (dataset.json, predictions.csv)
 NOT_UTF8_NAME = "name is not UTF-8 (rename it, e.g. convmv -f latin1 -t utf8 -r --notest FOLDER)"
 SPLIT_NAMES = ("train", "val", "test")
-_SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-SPLIT_FOLDER_NAMES = "train, val, valid, validation and test"  # any case
+# Kaggle's trees name them training/ and testing/ (Brain Tumor MRI) or training_set/ and test_set/ (cats and
+# dogs): read as anything else, each split folder became one class of the other's class folders flattened
+_SPLIT_ALIASES = {"train": "train", "training": "train", "train_set": "train", "training_set": "train",
+                  "val": "val", "valid": "val", "validation": "val", "val_set": "val", "valid_set": "val",
+                  "validation_set": "val",
+                  "test": "test", "testing": "test", "test_set": "test", "testing_set": "test"}
+SPLIT_FOLDER_NAMES = ("train, val, valid, validation and test (also training, testing and each with _set, such as "
+                      "training_set)")  # any case
 
 
 @dataclass
@@ -44,6 +51,8 @@ class FolderScan:
     # class folders holding no image: (class, folder relative to root). Refused by `require_images` unless the
     # class is left out (--classes / --drop-classes); `inspect` lists them with a count of 0.
     empty: list[tuple[str, str]] = field(default_factory=list)
+    # the same in val/ or test/: that class missing there, as a missing folder is; listed by inspect, not refused
+    empty_elsewhere: list[tuple[str, str]] = field(default_factory=list)
 
 
 # what operating systems and tools leave in folders; any other name, `__background__` included, is the user's
@@ -60,7 +69,7 @@ def _split_dirs(root: Path) -> dict[str, Path]:
         alias = _SPLIT_ALIASES.get(entry.name.lower())
         if alias and entry.is_dir() and alias not in found:
             found[alias] = Path(entry.path)
-    return found
+    return {split: found[split] for split in SPLIT_NAMES if split in found}  # tables list them in this order
 
 
 def _other_folders(root: Path, split_dirs: dict[str, Path]) -> list[str]:
@@ -174,15 +183,29 @@ OTHER_FOLDER_REASON = ("a folder beside train/ that is not a split (val/, valid/
 
 def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tuple[str, str]],
                      prefix: str = "") -> dict[str, list[str]]:
-    per_class = {d.name: walk_images(d, skipped) for d in _class_dirs(root, skipped)}
-    if per_class:  # loose images beside class folders: listed, not silently ignored (no class folder: see scan_folder)
+    # a class is known by its name's NFC form: macOS (and zips made there) write NFD, so a val/café/ from a Mac
+    # beside a train/café/ from elsewhere was "a class train/ lacks", and two merged folders two classes café
+    per_class: dict[str, list[str]] = {}
+    for folder in _class_dirs(root, skipped):
+        per_class.setdefault(unicodedata.normalize("NFC", folder.name), []).extend(walk_images(folder, skipped))
+    per_class = {name: sorted(paths) for name, paths in per_class.items()}
+    # loose images beside class folders, or in a split folder: listed, not silently ignored (a folder with no class
+    # folder at all: see scan_folder)
+    if per_class or prefix:
         skipped += [{"path": path, "reason": LOOSE_REASON} for path in _loose_images(root)]
     empty += [(name, prefix + name) for name, paths in per_class.items() if not paths]
     return per_class
 
 
 def require_images(scan: FolderScan) -> FolderScan:
-    """The scan, refused when a class it keeps has a class folder with no image in it."""
+    """The scan, refused when a class it keeps has a class folder with no image in it, or when a val/ or test/
+    holds no image of the classes it keeps (a test/ of unlabelled images, a common Kaggle layout, was trained past,
+    and the run failed at its end for want of a test image)."""
+    if scan.layout == "splits":
+        for split, items in scan.files.items():
+            if split != "train" and not items:
+                folder = None if scan.roots else _split_dirs(scan.root).get(split)
+                raise _split_without_images(scan.root, split, folder, scan.skipped)
     empty = [(name, folder) for name, folder in scan.empty if name in scan.classes]
     if empty:
         name, folder = empty[0]
@@ -252,9 +275,12 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
     _refuse_imgclf_output(root)
     skipped: list[dict[str, str]] = []
     empty: list[tuple[str, str]] = []
+    empty_elsewhere: list[tuple[str, str]] = []
     split_dirs = _split_dirs(root)
     if "train" in split_dirs or (split_dirs and without_train):
-        trees = {split: _scan_class_tree(path, skipped, empty, f"{path.name}/") for split, path in split_dirs.items()}
+        trees = {split: _scan_class_tree(path, skipped, empty if split == "train" or without_train else
+                                         empty_elsewhere, f"{path.name}/")
+                 for split, path in split_dirs.items()}
         classes = sorted(set().union(*trees.values()) if without_train else trees["train"])
         for split, tree in trees.items():
             # a val/ or test/ without some class of train/ is scored on the others (training warns which); a
@@ -267,14 +293,8 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
                                    f"{split}/")
             for missing in set(classes) - set(tree):
                 tree[missing] = []
-            if split != "train" and not allow_empty:  # (inspect reports empty folders as they are)
-                # an empty class folder of val/ or test/ is that class missing there, as a missing folder is
-                empty[:] = [(name, folder) for name, folder in empty if not folder.startswith(f"{split}/")]
-                if not any(tree.values()):  # a split of no image would be refused later, for another reason
-                    redraw = " (val_split then draws one from train/)" if split == "val" else ""
-                    raise invalid("data", root, f"a folder whose {split}/ holds images, if it has one",
-                                  note=f"{split}/ holds no image in its class folders",
-                                  hint=f"Add its images, or remove {split}/{redraw}")
+            if split != "train" and not allow_empty and not any(tree.values()):  # (inspect reports it as it is)
+                raise _split_without_images(root, split, split_dirs[split], skipped)
         files = {split: [(p, c) for c in classes for p in tree[c]] for split, tree in trees.items()}
         skipped += [{"path": path, "reason": OUTSIDE_SPLITS_REASON} for path in _loose_images(root)]
         skipped += [{"path": path, "reason": OTHER_FOLDER_REASON} for path in _other_folders(root, split_dirs)]
@@ -296,7 +316,8 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
     # every listed path as text a record can hold: a loose image or a folder beside train/ named in Latin-1 went
     # into the report as lone surrogates, which no UTF-8 file takes (the run ended in UnicodeEncodeError)
     skipped = [{**item, "path": printable_path(item["path"])} for item in skipped]
-    scan = FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped, empty=empty)
+    scan = FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped, empty=empty,
+                      empty_elsewhere=empty_elsewhere)
     _warn_of_an_unfinished_fetch(root)
     return scan if allow_empty else require_images(scan)
 
@@ -318,6 +339,21 @@ def _warn_of_an_unfinished_fetch(root: Path) -> None:
 
         warn(f"{root} holds an unfinished fetch of {record.get('name')}: some of its images are missing. Run the "
              f"same imgclf data fetch {record.get('name')} --out {root} again to complete it")
+
+
+def _split_without_images(root: Path, split: str, folder: Path | None,
+                          skipped: list[dict[str, str]]) -> ImgclfError:
+    """A val/ or test/ with no image to score: where the images it holds lie loose, says they have no label."""
+    loose = sum(1 for item in skipped if item["reason"] == LOOSE_REASON and folder is not None
+                and Path(item["path"]).parent == folder)
+    where = f"{folder.name}/" if folder is not None else f"{split}/"
+    redraw = " (val_split then draws one from train/)" if split == "val" else ""
+    unlabelled = (f"; {_plural(loose, 'image')} lie{'s' if loose == 1 else ''} loose in it, with no class folder "
+                  "and so no label to score against") if loose else ""
+    return invalid("data", root, f"a folder whose {where} holds images in class folders, if it has one",
+                   note=f"{where} holds no image in its class folders{unlabelled}",
+                   hint=f"Put its images in {where}<class>/, or remove {where}{redraw}"
+                        + ("; imgclf predict labels images that have no class" if loose else ""))
 
 
 def _plural(n: int, word: str) -> str:

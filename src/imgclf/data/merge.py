@@ -26,6 +26,8 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
     _distinct(given)
     scans = [scan_folder(r, min_classes=1, allow_empty=True) for r in given]
     empty = [(name, os.path.join(str(scan.root), folder)) for scan in scans for name, folder in scan.empty]
+    elsewhere = [(name, os.path.join(str(scan.root), folder)) for scan in scans
+                 for name, folder in scan.empty_elsewhere]
     layouts = {scan.layout for scan in scans}
     if len(layouts) > 1:
         raise invalid("data", given, "folders of one layout: all class-per-folder, or all with train/ (val/, test/)",
@@ -40,7 +42,7 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
              for split in splits}
     if "train" in files:
         for split, items in files.items():
-            missing = sorted(set(classes) - {c for _, c in items} - {name for name, _ in empty})
+            missing = sorted(set(classes) - {c for _, c in items} - {name for name, _ in empty + elsewhere})
             if missing:
                 raise invalid("data", given, "folders whose split folders, merged, have every class of train/",
                               note=f"no {split}/ folder holds {missing}")
@@ -50,7 +52,8 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
     except ValueError:  # different drives: paths in dataset.json stay absolute
         common = resolved[0]
     scan = FolderScan(root=common, layout=scans[0].layout, classes=classes, files=files,
-                      skipped=[s for scan in scans for s in scan.skipped], roots=resolved, empty=empty)
+                      skipped=[s for scan in scans for s in scan.skipped], roots=resolved, empty=empty,
+                      empty_elsewhere=elsewhere)
     return scan if allow_empty else require_images(scan)
 
 

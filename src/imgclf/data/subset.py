@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import tempfile
+import unicodedata
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,7 +95,16 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
                                               f"each majority class and {n_min} in each minority class",
                       also={"rho": rho}, note=f"too few in {short}",
                       hint="Lower per_class or rho, or choose other minority classes")
-    chosen = {c: _class_order(pool[c], c, seed)[: want[c]] for c in scan.classes}
+    unreadable: list[dict[str, str]] = []
+    chosen = {c: _readable_prefix(_class_order(pool[c], c, seed), want[c], unreadable) for c in scan.classes}
+    short = {c: f"{len(chosen[c])} readable < {want[c]}" for c in scan.classes if len(chosen[c]) < want[c]}
+    if short:
+        raise invalid("per_class", per_class, f"small enough for the data's readable images: with rho={rho:g} it "
+                                              f"needs {n_maj} in each majority class and {n_min} in each minority "
+                                              "class", also={"rho": rho},
+                      note=f"too few in {short}; {len(unreadable)} unreadable file(s) skipped, the first "
+                           f"{unreadable[0]['path']} ({unreadable[0]['reason']})",
+                      hint=f"Lower per_class or rho; see imgclf inspect {data}")
     files = {("train" if scan.layout == "splits" else "all"): [(p, c) for c in scan.classes for p in sorted(chosen[c])]}
     for split, items in scan.files.items():
         if split != pool_split:
@@ -118,8 +128,29 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
         "target_total": len(scan.classes) * per_class,
         "exact": total == len(scan.classes) * per_class and n_maj == rho * n_min,
         "other_splits": {s: len(v) for s, v in files.items() if s not in ("all", "train")},
+        # files the draw met that do not decode: passed over, so that the counts above are images a run trains on
+        "unreadable": unreadable,
     }
     return {"manifest": manifest, "files": files, "root": scan.root}
+
+
+def _readable_prefix(ordered: list[str], wanted: int, unreadable: list[dict[str, str]]) -> list[str]:
+    """The first `wanted` files of a class's permutation that decode, the others added to `unreadable`: skipping
+    keeps the subsets for different ratios nested, as the permutation is. A listed file that did not decode was
+    drawn, and a run on the subset skipped it: rho 3 was trained as 3.33 while subset.json said 3."""
+    from .decode import DecodeError, decode_image
+
+    kept: list[str] = []
+    for path in ordered:
+        if len(kept) == wanted:
+            break
+        try:
+            decode_image(path, 64, "rgb")  # (a JPEG decodes at a reduced scale: the check reads the whole file)
+        except DecodeError as exc:
+            unreadable.append({"path": path, "reason": str(exc)})
+            continue
+        kept.append(path)
+    return kept
 
 
 def _same_request(existing: dict[str, Any], manifest: dict[str, Any], mode: str) -> bool:
@@ -195,11 +226,13 @@ def _split_folder(root: Path, items: list[tuple[str, str]]) -> Path:
     path, cls = items[0]
     root = root.resolve()
     for p in Path(path).parents:
-        if p.name == cls and p.parent.parent.resolve() == root:
+        if unicodedata.normalize("NFC", p.name) == cls and p.parent.parent.resolve() == root:
             return p.parent
     raise RuntimeError(f"cannot place {path} under a split folder of {root}")  # a bug: scan_folder guarantees one
 
 
 def _relative_in_class(path: str, split_root: Path, cls: str) -> str:
-    # Keep the path below the class folder, so files in nested sub-folders cannot collide.
-    return os.path.relpath(path, split_root / cls)
+    """The path below its class folder, so files in nested sub-folders cannot collide. The folder's name on disk
+    may be another normal form of the class's (NFD, as macOS writes), so it is the first part, not `cls`."""
+    parts = Path(os.path.relpath(path, split_root)).parts
+    return os.path.join(*parts[1:])

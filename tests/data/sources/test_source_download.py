@@ -75,6 +75,9 @@ def test_offline_404_and_bad_url_errors(tmp_path, http_root):
                                           rf"Received: url='http://127.0.0.1:{port}/x.gz' "
                                          r"\(could not download: .*pass --source"):
         download(f"http://127.0.0.1:{port}/x.gz", tmp_path / "cache", None)
+    # Fashion-MNIST's --source is the folder of its four files, not a copy of the one that failed
+    with pytest.raises(ImgclfError, match=r"pass --source with the folder holding the four IDX files"):
+        export_fashion_mnist(tmp_path / "out", url=f"http://127.0.0.1:{port}/", cache_dir=tmp_path / "cache")
     with pytest.raises(ImgclfError, match="url must be an http:// or https:// address"):
         download("file:///etc/passwd", tmp_path / "cache", None)
     assert files_in(tmp_path / "cache") == []

@@ -49,8 +49,9 @@ def file_md5(path: Path) -> str:
 
 
 def download(url: str, folder: str | os.PathLike, md5: str | None, name: str | None = None,
-             timeout: float = 60.0) -> Path:
-    """Return folder/name holding the file at `url`; a cached copy that passes the MD5 check is reused."""
+             timeout: float = 60.0, source: str | None = None) -> Path:
+    """Return folder/name holding the file at `url`; a cached copy that passes the MD5 check is reused.
+    source: what the data set's --source takes, for the offline hint, where it is not a copy of this one file."""
     md5 = check_md5(md5)
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -68,7 +69,7 @@ def download(url: str, folder: str | os.PathLike, md5: str | None, name: str | N
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
     try:
-        digest = _fetch_into(url, fd, timeout)
+        digest = _fetch_into(url, fd, timeout, source)
         if md5 is not None and digest != md5:
             raise invalid("url", url, "an address whose file matches its published MD5",
                           note=f"does not match its published MD5: expected {md5}, received {digest}",
@@ -81,7 +82,7 @@ def download(url: str, folder: str | os.PathLike, md5: str | None, name: str | N
     return dest
 
 
-def _fetch_into(url: str, fd: int, timeout: float) -> str:
+def _fetch_into(url: str, fd: int, timeout: float, source: str | None = None) -> str:
     """Stream `url` into the open file `fd`; return the MD5 of what was written."""
     digest = _md5()
     log.info("downloading %s", url)
@@ -102,6 +103,6 @@ def _fetch_into(url: str, fd: int, timeout: float) -> str:
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise invalid("url", url, "an address that can be reached", note=f"could not download: {reason}",
-                      hint=f"If this machine is offline, pass --source with a local copy of "
-                           f"{Path(urllib.parse.urlsplit(url).path).name}") from None
+                      hint=f"If this machine is offline, pass --source with "
+                           f"{source or 'a local copy of ' + Path(urllib.parse.urlsplit(url).path).name}") from None
     return digest.hexdigest()

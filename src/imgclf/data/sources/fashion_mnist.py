@@ -65,7 +65,8 @@ def find_fashion_mnist(source: str | os.PathLike | None = None, url: str | None 
     base = (url or FASHION_URL).rstrip("/") + "/"
     try:
         for name, md5 in FASHION_MD5.items():
-            download(base + name, folder, md5)
+            download(base + name, folder, md5,
+                     source="the folder holding the four IDX files (train-images-idx3-ubyte.gz and the others)")
     except ImgclfError as exc:
         raise add_hint(exc, f"On Debian, `apt-get install dataset-fashion-mnist` installs a local copy "
                             f"in {FASHION_DIRS[0]}") from None

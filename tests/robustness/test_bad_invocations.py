@@ -418,6 +418,8 @@ ROWS = [
     row("serve-port-too-big", lambda w: ["serve", w.run(), "--port", "70000"], "--port='70000'"),
     row("serve-port-text", lambda w: ["serve", w.run(), "--port", "http"], "--port='http'"),
     row("serve-max-upload-0", lambda w: ["serve", w.run(), "--max-upload-mb", "0"], "--max-upload-mb='0'"),
+    # int(inf * 10**6) was an OverflowError, reported as an internal error
+    row("serve-max-upload-inf", lambda w: ["serve", w.run(), "--max-upload-mb", "inf"], "--max-upload-mb='inf'"),
     row("serve-max-files-0", lambda w: ["serve", w.run(), "--max-files", "0"], "--max-files='0'"),
     row("serve-threads-0", lambda w: ["serve", w.run(), "--threads", "0"], "--threads='0'"),
     row("serve-backend-tf", lambda w: ["serve", w.run(), "--backend", "tf"], "backend='tf'"),

@@ -208,6 +208,29 @@ def test_the_decode_cache_follows_pillows_pixel_limit(tmp_path, monkeypatch):
                                    f"{Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS); scale it down first")
 
 
+def test_a_jpeg_over_the_pixel_limit_decodes_at_the_scale_libjpeg_reads_it_within_the_limit(tmp_path, monkeypatch):
+    """A 108-megapixel phone photo was refused as a bomb, in serve and in predict, although libjpeg decodes it at
+    1/8 in a tenth of a second. (Beyond twice the limit, Pillow refuses the file as it opens it.)"""
+    from PIL import Image
+
+    from imgclf.data.decode import decode_image
+
+    picture = np.zeros((18 * 4, 24 * 4, 3), np.uint8)
+    picture[:, : 24 * 2] = 255  # left half white
+    Image.fromarray(picture).save(tmp_path / "photo.jpg", quality=95)
+    Image.fromarray(picture).save(tmp_path / "photo.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3500)  # under the photo's 6,912, over half of it
+    arr, meta = decode_image(str(tmp_path / "photo.jpg"), 8, "rgb")
+    assert arr.shape == (8, 8, 3) and arr[:, :3].min() > 200 and arr[:, 5:].max() < 60
+    assert (meta["width"], meta["height"]) == (96, 72)  # the file's own size, as inspect lists it
+    assert decode_image(str(tmp_path / "photo.jpg"), None, "rgb")[0].shape[0] * 2 <= 72  # decoded at half or less
+    with pytest.raises(DecodeError, match="decompression bomb refused: 6,912 pixels"):
+        open_image(str(tmp_path / "photo.png"), 8, "rgb")  # no reduced decode: refused as before
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # over twice the limit: refused as Pillow opens it
+    with pytest.raises(DecodeError, match="decompression bomb refused: 6,912 pixels"):
+        open_image(str(tmp_path / "photo.jpg"), 8, "rgb")
+
+
 def test_inspect_lists_every_broken_file(corpus):
     proc = _run("inspect", str(corpus), "--json")
     assert proc.returncode == 0, proc.stderr

@@ -129,7 +129,14 @@ BAD_REQUESTS = {
     "wrong field name": (dict(content=_multipart([("image", "a.png", "image/png", b"x")]), headers=MULTIPART), 400,
                          r"form field must be 'files' only.*'image'"),
     "text instead of a file": (dict(content=_multipart([("files", None, None, b"a.png")]), headers=MULTIPART), 400,
-                               r"files \(text\)"),
+                               r"files \(text: a part with no filename= and no image Content-Type\)"),
+    # a hand-written encoder that leaves off --boundary--: Starlette dropped the open part, and the answer had
+    # one entry fewer than the files sent
+    "body cut before its closing boundary": (
+        dict(content=_multipart([("files", "a.png", "image/png", b"x"), ("files", "b.png", "image/png", b"y")])
+             [:-len(b"--b0undary--\r\n")], headers=MULTIPART), 400,
+        r"request body must be well-formed multipart/form-data, closed by --BOUNDARY--.*ends inside part 2 "
+        r"\('b.png'\), before the closing boundary.*that part would be lost"),
     "missing boundary": (dict(content=b"abc", headers={"content-type": "multipart/form-data"}), 400,
                          r"well-formed multipart/form-data.*could not be parsed.*boundary"),
     "bad top_k": ("BAD_TOP_K", 400, r"top_k must be a whole number >= 1 \(above 3, the number of classes, lists them all\)\. Received: top_k='-2'"),
@@ -159,6 +166,17 @@ def test_bad_requests_get_a_clear_json_error_and_the_server_keeps_serving(client
     body = r.json()
     assert body["status"] == status and re.search(pattern, body["error"]), body["error"]
     _assert_serving(client, png)
+
+
+def test_an_image_part_without_a_file_name_is_an_image(client, png):
+    """curl -F "files=<photo.png;type=image/png" and httpx's ("", data, "image/png") send no filename=: the part
+    was read as a text field ("files (text)"), or refused as over 64 KB for a photo."""
+    r = client.post("/predict", content=_multipart([("files", None, "image/png", png),
+                                                    ("files", None, "application/octet-stream", png)]),
+                    headers=MULTIPART)
+    assert r.status_code == 200, r.text
+    assert [p["path"] for p in r.json()["predictions"]] == ["file0", "file1"]
+    assert all(p["label"] and not p["error"] for p in r.json()["predictions"])
 
 
 def test_one_bad_file_gets_an_error_entry_and_the_others_their_predictions(tiny_run, png):
@@ -265,6 +283,23 @@ def test_the_server_caps_its_connections(tiny_run, monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: given.update(kwargs))
     serve_app.serve(tiny_run, port=0)
     assert given["limit_concurrency"] == serve_app.MAX_CONNECTIONS
+    # a stalled upload held Ctrl-C and SIGTERM for up to BODY_SECONDS, past what docker stop waits
+    assert given["timeout_graceful_shutdown"] == serve_app.GRACEFUL_SECONDS
+
+
+def test_requests_in_progress_are_capped_with_a_json_503_and_counted_down_after_each(client, png, monkeypatch):
+    """uvicorn's cap counted idle keep-alive connections and answered plain text; the app counts its own
+    requests in progress: each one, answered or refused, gives its place back."""
+    from imgclf.serve import app as serve_app
+
+    monkeypatch.setattr(serve_app, "MAX_IN_FLIGHT", 1)
+    for files in (_files(("a.png", png, "image/png")), _files(("a.png", b"not an image", "image/png")), []):
+        assert client.post("/predict", files=files).status_code in (200, 400)
+    assert client.post("/predict", files=_files(("a.png", png, "image/png"))).status_code == 200
+    monkeypatch.setattr(serve_app, "MAX_IN_FLIGHT", 0)  # as if every place were taken
+    r = client.post("/predict", files=_files(("a.png", png, "image/png")))
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["error"].startswith("requests must be at most 0 /predict requests in progress at once")
 
 
 def test_unknown_routes_and_methods_are_json_errors(client):

@@ -51,8 +51,14 @@ INLINE_DECODE_PIXELS = 65_536
 # ... and only bodies this small are even looked at there: reading a header can mean parsing every chunk before it
 # (a 9.6 MB PNG of 800,000 empty chunks held the loop, and every client, for 3 s)
 INLINE_DECODE_BYTES = 65_536
-# Requests (connections) served at once; uvicorn answers 503 beyond: each may hold an upload of max_upload_bytes
-MAX_CONNECTIONS = 100
+# /predict requests in progress at once, each of which may hold an upload of max_upload_bytes: a JSON 503 with
+# Retry-After beyond. Counted by the app: uvicorn's own limit counts open connections, idle keep-alive ones
+# included, and answered a plain-text 503 to 1 request in 5 of 120 clients that each sent one every 0.3 s.
+MAX_IN_FLIGHT = 100
+MAX_CONNECTIONS = 1000  # open connections (uvicorn refuses beyond): file descriptors, not uploads
+# Ctrl-C or SIGTERM waits this long for requests in progress: an upload that stopped arriving held the server
+# for up to BODY_SECONDS, past what docker stop and systemd wait before they kill it
+GRACEFUL_SECONDS = 10
 # The page loads nothing from elsewhere; this header makes the browser enforce that.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
@@ -119,7 +125,9 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message, "status": exc.status, **exc.details}, status_code=exc.status)
+        retry = exc.details.get("retry_after_s")
+        return JSONResponse({"error": exc.message, "status": exc.status, **exc.details}, status_code=exc.status,
+                            headers={"Retry-After": str(retry)} if retry is not None else None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -180,6 +188,19 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         k = _parse_top_k(top_k, len(classes))
         flag_unknown = _parse_on_off("unknown", unknown, default_unknown)
         labels_at = cutoffs if threshold is None else _parse_threshold(threshold, classes, cutoffs)
+        if in_flight[0] >= MAX_IN_FLIGHT:
+            raise ApiError(503, invalid_message("requests", Described(f"{MAX_IN_FLIGHT} in progress already"),
+                                                f"at most {MAX_IN_FLIGHT} /predict requests in progress at once",
+                                                hint="Retry in a moment (Retry-After)"), retry_after_s=1)
+        in_flight[0] += 1
+        try:
+            return await answer(request, k, flag_unknown, labels_at)
+        finally:
+            in_flight[0] -= 1
+
+    in_flight = [0]  # /predict requests being read or answered (one event loop: no lock needed)
+
+    async def answer(request: Request, k: int, flag_unknown: bool, labels_at: Any) -> dict[str, Any]:
         uploads = await read_uploads(request, max_upload_bytes, max_files)
         # Larger images decode in Starlette's thread pool, so photos decode on several cores at once.
         small = sum(len(up.data) for up in uploads) <= INLINE_DECODE_BYTES
@@ -327,7 +348,7 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
     check_bindable(host, port)  # before the model loads, and as the usual one-line error, not uvicorn's log
     app = create_app(run_dir, threads=threads or default_threads(), **options)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
-                limit_concurrency=MAX_CONNECTIONS)
+                limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=GRACEFUL_SECONDS)
 
 
 def check_bindable(host: str, port: int) -> None:

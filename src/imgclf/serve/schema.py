@@ -29,7 +29,9 @@ class PredictionEntry(BaseModel):
     probability: float | None = Field(description="Calibrated probability of best_label.")
     best_label: str | None = Field(description="The most probable known class, also when label is 'unknown'.")
     score: float | None = Field(description="In-distribution score: higher is more like the training images.")
-    unknown: bool | None = Field(description="Whether the image scored below the model's unknown threshold.")
+    unknown: bool | None = Field(description="Whether the image is answered as unknown: it scored below the "
+                                             "model's unknown threshold (GET /model) with unknown=on; always false "
+                                             "with unknown=off, where score and the threshold still tell.")
     top: list[Ranked] = Field(description="The top_k classes, most probable first.")
     error: str | None = Field(description="Why the file could not be used, or null.")
     labels: list[Ranked] | None = Field(None, description="Multi-label runs: every label at or above its threshold.")
@@ -58,6 +60,8 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A bad request as a whole (no file, a bad parameter)."},
     413: {"model": ErrorResponse, "description": "Too many files or too large a body."},
     415: {"model": ErrorResponse, "description": "Not multipart/form-data."},
+    503: {"model": ErrorResponse, "description": "Too many requests in progress: retry after the Retry-After "
+                                                 "header's seconds."},
     # any other refusal has the same body; also keeps FastAPI from listing its own 422, which this API never sends
     "4XX": {"model": ErrorResponse, "description": "Any other refused request."},
 }

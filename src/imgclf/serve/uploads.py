@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from ..errors import Described, ImgclfError, invalid_message
@@ -54,11 +54,30 @@ class _InMemoryParser(MultiPartParser):
         super().__init__(request.headers, stream, max_files=float("inf"), max_fields=16, max_part_size=64 * 1024)  # type: ignore[arg-type]
         self.spool_max_size = max_bytes + 1  # the whole body is bounded by max_bytes: parts stay in memory
         self._file_limit = max_files
+        self.parts_begun = 0
+        self.last_name = ""  # the last part's file name, for the error of a body cut inside it
+        self.ended = False  # whether the closing boundary came: Starlette drops a part left open without a word
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self.parts_begun += 1
 
     def on_headers_finished(self) -> None:
+        part = self._current_part
+        _, options = parse_options_header(part.content_disposition)
+        content_type = dict(part.item_headers).get(b"content-type", b"").decode("latin-1").lower()
+        if b"filename" not in options and options.get(b"name") == FIELD.encode() and \
+                content_type.startswith(ALLOWED_PART_TYPES):
+            # curl -F "files=<photo.png;type=image/png" and httpx's ("", data, "image/png") send no filename=:
+            # read as a text field, the image was "a field of text", or "over 64 KB" for a photo
+            part.content_disposition += b'; filename=""'
         super().on_headers_finished()
+        self.last_name = part.file.filename if part.file is not None else ""
         if self._current_files > self._file_limit:
             raise _TooManyFiles()
+
+    def on_end(self) -> None:
+        self.ended = True
 
 
 def _megabytes(n: int) -> str:
@@ -114,6 +133,13 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
     except ClientDisconnect:
         raise ApiError(400, invalid_message("request body", Described("part of one: the client disconnected"),
                                             "a complete upload")) from None
+    if parser.parts_begun and not parser.ended:
+        await form.close()
+        cut = f" ({parser.last_name!r})" if parser.last_name else ""
+        raise ApiError(400, invalid_message("request body", Described(f"one that ends inside part {parser.parts_begun}"
+                                                                      f"{cut}, before the closing boundary"),
+                                            "well-formed multipart/form-data, closed by --BOUNDARY--",
+                                            note="that part would be lost"))
     try:
         uploads, others = [], []
         for key, value in form.multi_items():
@@ -121,7 +147,8 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
                 uploads.append(Upload(_display_name(value.filename, len(uploads)),
                                       (value.content_type or "").lower(), value.file.read()))
             else:
-                others.append(f"{key} (text)" if key == FIELD else key)
+                others.append(f"{key} (text: a part with no filename= and no image Content-Type)" if key == FIELD
+                              else key)
     finally:
         await form.close()
     if others:

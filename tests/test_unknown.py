@@ -234,7 +234,10 @@ def test_a_card_from_before_the_features_field_scores_the_pre_logits(run, tmp_pa
 
 def test_threshold_at_keeps_at_least_the_share():
     scores = np.arange(100.0)
-    assert threshold_at(scores, 0.95) == 5.0 and (scores >= threshold_at(scores, 0.95)).mean() == 0.95
+    # midway between the lowest kept and the highest left out: set on a validation image's own score, the
+    # threshold left it to arithmetic 1e-7 apart (the ONNX graph, another batch size) whether it was kept
+    assert threshold_at(scores, 0.95) == 4.5 and (scores >= threshold_at(scores, 0.95)).mean() == 0.95
+    assert threshold_at(scores, 1.0) < 0 and (scores >= threshold_at(scores, 1.0)).all()
     assert (scores >= threshold_at(scores, 0.333)).mean() >= 0.333
     # exactly the share where it is a whole number of images: (1 - 0.8) * 20 is 3.9999999999999996 in floating point
     for n, acceptance in [(20, 0.8), (10, 0.9), (20, 0.9), (30, 0.9), (65, 0.8), (7, 0.95), (1000, 0.95)]:
@@ -243,8 +246,9 @@ def test_threshold_at_keeps_at_least_the_share():
 
 
 def test_the_rejection_range_holds_what_new_images_are_rejected_at():
-    """A threshold set on n validation scores rejects a share of new images that varies with those n: 5 % of
-    validation sets leave it below the range and 5 % above, whatever the scores' distribution."""
+    """A threshold set on n validation scores rejects a share of new images that varies with those n: at most 5 %
+    of validation sets leave it below the range and 5 % above, whatever the scores' distribution (2-3 % each: the
+    threshold lies between two validation scores, and the range covers both)."""
     from scipy.stats import norm
 
     rng = np.random.default_rng(0)
@@ -252,8 +256,8 @@ def test_the_rejection_range_holds_what_new_images_are_rejected_at():
         low, high = rejection_range(n, acceptance)
         # the share of new standard-normal scores below each validation set's threshold
         shares = np.array([norm.cdf(threshold_at(rng.standard_normal(n), acceptance)) for _ in range(4000)])
-        assert np.mean(shares < low) == pytest.approx(0.05, abs=0.012), (n, low)
-        assert np.mean(shares > high) == pytest.approx(0.05, abs=0.012), (n, high)
+        assert 0.01 < np.mean(shares < low) < 0.05 + 0.008, (n, low)
+        assert 0.01 < np.mean(shares > high) < 0.05 + 0.008, (n, high)
 
 
 def test_a_threshold_on_too_few_validation_images_is_said_to_be_loose():
@@ -390,3 +394,16 @@ def test_evaluate_says_how_many_images_it_scored_below_the_threshold(capsys):
     said = " ".join(capsys.readouterr().out.split())
     assert "unknown: 2 of 6 images (33.3 %) score below the msp threshold, which predict and serve label unknown" \
         in said
+
+
+def test_the_stored_threshold_lies_between_validation_scores_not_on_one(tiny_run):
+    """Set on the lowest kept validation score, the threshold lay on one image, which the ONNX graph or another
+    batch size (1e-7 apart) moved below it: the export kept 8 of 9 validation images where the card said all 9."""
+    from imgclf.ood import load_stats
+    from imgclf.records import load_card
+
+    unknown = load_card(tiny_run).unknown
+    scores = load_stats(tiny_run / unknown.statistics)["val_scores"].astype(np.float64)
+    nearest = np.abs(scores - unknown.threshold).min()
+    assert nearest > 1e-6 * max(1.0, abs(unknown.threshold)), (nearest, unknown.threshold)
+    assert np.mean(scores >= unknown.threshold) == pytest.approx(unknown.accepted)

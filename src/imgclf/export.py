@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from .records import ExportedCard, ExportInfo, ModelCard, load_card, validation_problems
 from .records.run_dir import run_path
-from .errors import bad_path, invalid
+from .errors import ImgclfError, add_hint, bad_path, invalid
 from .inference import Classifier, PixelResults
 from .export_usage import usage_page
 from .io import atomic_write_bytes, atomic_write_text, writable_folder, write_json
@@ -94,7 +94,13 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     run_dir = run_path(run_dir, "run_dir")
     card = load_card(run_dir)
     clf = Classifier.load(run_dir)
-    out_dir = writable_folder("out", out if out is not None else run_dir / "export")
+    try:
+        out_dir = writable_folder("out", out if out is not None else run_dir / "export")
+    except ImgclfError as exc:  # a read-only run folder: the error named an --out the user never gave
+        if out is not None:
+            raise
+        raise add_hint(exc, f"out defaults to {run_dir / 'export'}: pass --out (Python: out=) to write "
+                            "elsewhere") from None
     target = out_dir / FORMATS[format]
 
     # A fresh float32, contiguous-format copy: the Classifier keeps its weights channels-last for speed.
@@ -103,7 +109,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     # them) unless the caller knew to wrap every call in torch.no_grad()
     wrapped.requires_grad_(False)
     example = torch.zeros((2, card.img_size, card.img_size, card.in_chans), dtype=torch.uint8)
-    dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},)
+    dynamic = ({0: torch.export.Dim("batch", min=1)},)  # no upper bound: 65,536 was a guard error past it
     exported = ExportedCard(**dict(card), export=ExportInfo(
         format=format, file=target.name, input=INPUT_NAME, output=OUTPUT_NAME, outputs=list(OUTPUT_NAMES),
         input_layout="NHWC uint8", torch=torch.__version__))

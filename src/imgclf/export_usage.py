@@ -106,7 +106,9 @@ def usage_page(card: dict[str, Any]) -> str:
     lines = [f"# {export['file']}: imgclf {card['architecture']}, {len(classes)} "
              f"{'labels' if multilabel else 'classes'}", "",
              f"Written by `imgclf export` (torch {export['torch']}); its model card is `{export['file']}.json`"
-             f"{' and the ONNX metadata key `imgclf.model_card`' if export['format'] == 'onnx' else ''}.", "",
+             + (" and the ONNX metadata key `imgclf.model_card`" if export['format'] == 'onnx' else
+                " and the archive's own `model.json` (`files = {\"model.json\": \"\"}; "
+                "torch.export.load(path, extra_files=files)` fills it)") + ".", "",
              "## Input", "",
              f"`{export['input']}`: uint8, shape (N, {side}, {side}, {channels}), channels last "
              f"({'grey' if channels == 1 else 'RGB'}), N any number from 1. Give the pixels as decoded (0-255): "

@@ -239,11 +239,17 @@ def fit_standardise(parts: np.ndarray) -> np.ndarray:
 
 
 def threshold_at(scores: np.ndarray, acceptance: float) -> float:
-    """The largest threshold that keeps at least `acceptance` of these (validation) scores at or above it."""
+    """A threshold that keeps at least `acceptance` of these (validation) scores at or above it: midway between
+    the lowest score kept and the highest left out. Set on the lowest kept score itself, the threshold lay exactly
+    on one validation image, which any other arithmetic (the ONNX graph, another batch size: 1e-7 apart) moved
+    below it: the export then kept 8 of 9 validation images where the card said 9."""
     s = np.sort(np.asarray(scores, dtype=np.float64))
     if len(s) == 0:
         return -math.inf
-    return float(s[len(s) - kept_count(len(s), acceptance)])
+    lowest_kept = len(s) - kept_count(len(s), acceptance)
+    if lowest_kept == 0:  # every score kept: a margin below the lowest, far wider than arithmetic noise
+        return float(s[0] - max(abs(s[0]), 1.0) * 1e-4)
+    return float((s[lowest_kept - 1] + s[lowest_kept]) / 2)
 
 
 def kept_count(images: int, acceptance: float) -> int:
@@ -253,18 +259,20 @@ def kept_count(images: int, acceptance: float) -> int:
 
 def rejection_range(images: int, acceptance: float, level: float = 0.9) -> tuple[float, float]:
     """The central `level` range of the share of new images, drawn as the `images` validation images were, that a
-    threshold from `threshold_at` rejects. The threshold is the (r + 1)-th lowest of the scores (r of them below
-    it), and the share of new scores below the (r + 1)-th lowest of n exchangeable ones is Beta(r + 1, n - r): an
-    order statistic's coverage, whatever the scores' distribution as long as they do not tie (tied scores keep
-    more, and the range is then cautious)."""
+    threshold from `threshold_at` rejects. The threshold lies between the r-th and the (r + 1)-th lowest of the
+    scores (r of them below it), and the share of new scores below the k-th lowest of n exchangeable ones is
+    Beta(k, n + 1 - k): an order statistic's coverage, whatever the scores' distribution as long as they do not
+    tie. The range runs from the r-th's low end to the (r + 1)-th's high end, so it holds the share below any
+    threshold between them (cautious by about one image's worth; tied scores keep more, and cautious too)."""
     from scipy.stats import beta
 
     if images < 1:
         raise invalid("images", images, ">= 1 validation score")
     below = images - kept_count(images, acceptance)
     tail = (1 - level) / 2
-    low, high = beta.ppf([tail, 1 - tail], below + 1, images - below)
-    return float(low), float(high)
+    low = float(beta.ppf(tail, below, images + 1 - below)) if below else 0.0
+    high = float(beta.ppf(1 - tail, below + 1, images - below))
+    return low, high
 
 
 def too_few_images_note(images: int, acceptance: float) -> str:

@@ -145,6 +145,15 @@ def test_pt2_format_is_a_torch_export_program(run, tmp_path):
     expected = clf.infer_pixels(pixels)
     assert np.abs(probs - expected.probabilities).max() < 1e-4
     assert np.allclose(score, expected.scores, rtol=1e-4, atol=1e-3) and (unknown == expected.unknown).all()
+    # "N any number from 1", as its page says and the ONNX file takes: the program refused batches over 65,536
+    program = torch.export.load(str(path))
+    images = next(n for n in program.graph.nodes if n.name == program.graph_signature.user_inputs[0])
+    bound = program.range_constraints[images.meta["val"].shape[0].node.expr]
+    assert bound.lower == 1 and bound.upper > 2 ** 40, bound
+    # and its embedded card, which the page names, holds the classes
+    files = {"model.json": ""}
+    torch.export.load(str(path), extra_files=files)
+    assert json.loads(files["model.json"])["classes"] == clf.card.classes
 
 
 def test_the_onnx_backend_refuses_float_pixels_as_the_torch_one_does(run, onnx_path):
@@ -191,3 +200,13 @@ def test_the_server_can_answer_from_the_onnx_export(run, onnx_path, image_folder
         assert r.status_code == 200, r.text
         assert [p["label"] for p in r.json()["predictions"]] == expected
         assert client.get("/health").json()["backend"] == "onnx"
+
+
+def test_a_default_export_folder_that_cannot_be_written_says_how_to_write_elsewhere(run, tmp_path):
+    """A read-only run folder was refused as "out must be a folder to write into", an option never given."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
+    (copy / "export").write_text("in the way")
+    with pytest.raises(ImgclfError, match=r"out must be a folder to write into.*out defaults to .*export: pass "
+                                          r"--out \(Python: out=\) to write elsewhere"):
+        export_run(copy, "pt2")

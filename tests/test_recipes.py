@@ -112,6 +112,34 @@ def test_a_reference_recipe_keeps_the_epoch_its_reference_keeps(name):
     assert make_config(data="x", **load_recipe(name)).restore_best is KEEPS_BEST_EPOCH[name]
 
 
+# The transfer references whose backbone never trains: a longer run must not unfreeze it (with freeze_epochs equal
+# to the recipe's epochs, --epochs 30 fine-tuned all of VGG16 from epoch 16 at the head's learning rate)
+FROZEN_BASE = ("s1-vgg16-flatten256", "s1-vgg16-dense512-256")
+
+
+@pytest.mark.parametrize("name", FROZEN_BASE)
+def test_a_frozen_base_recipe_keeps_its_base_frozen_at_any_epoch_count(name):
+    from imgclf.config import make_config
+
+    for epochs in (1, 1000, 10_000):
+        cfg = make_config(data="x", **{**load_recipe(name), "epochs": epochs})
+        assert cfg.freeze_epochs >= cfg.epochs and not cfg.features_only
+
+
+# Keras references whose recipe departs from Keras in ways that move scores (BatchNorm momentum and the
+# recomputed statistics, PyTorch's layer defaults, bf16): README says each recipe's text names its departures
+KERAS_DEPARTURES = {"s3-fer-cnn": "momentum is 0.1", "s3-fer-cnn-small": "momentum is 0.1",
+                    "s5-model-s": "momentum is 0.1", "s1-vgg16-flatten256": "PyTorch's defaults",
+                    "s1-vgg16-dense512-256": "PyTorch's defaults", "s2-mobilenetv2-finetune": "PyTorch's defaults",
+                    "s5-vgg16-features": "PyTorch's defaults"}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_DEPARTURES))
+def test_a_keras_reference_recipe_names_where_it_departs_from_keras(name):
+    text = " ".join(recipe_document(name)["reference"].split())
+    assert "Unlike Keras" in text and KERAS_DEPARTURES[name] in text and "--precision 32" in text
+
+
 def _quoted_commands(text: str) -> list[list[str]]:
     import re
     import shlex

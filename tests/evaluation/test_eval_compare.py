@@ -386,3 +386,50 @@ def test_a_model_without_pretrained_weights_is_neither_grouped_nor_labelled_by_p
     assert {g.runs[0].name: g.label for g in comparison.groups} == {
         "a0": "model=simple_cnn, pretrained=no weights", "scratch": "model=mobilenetv2_100, pretrained=False",
         "tuned": "model=mobilenetv2_100, pretrained=True"}
+
+
+def test_runs_of_one_config_on_a_data_folder_that_grew_are_not_averaged_as_seeds(tmp_path):
+    """Grouped by config.yaml alone, a run on a folder that gained training images was one more seed of the
+    runs before it, and the groups ranked against it differed by data the page never mentioned."""
+    from imgclf.records import RunDir, SplitFiles
+
+    a0, a1, grown = (write_run(tmp_path, seed=seed, run_name=f"a{seed}") for seed in (0, 1, 2))
+    run = RunDir(grown)
+    record = run.read_dataset()
+    train = record.splits["train"]
+    extra = [f"cat/extra_{i}.png" for i in range(4)]
+    run.write_dataset(record.model_copy(update={"splits": {
+        **record.splits, "train": SplitFiles(files=train.files + extra, labels=train.labels + [0] * 4)}}))
+    comparison = compare_runs([a0, a1, grown])
+    assert sorted(g.n for g in comparison.groups) == [1, 2]
+    labels = {g.n: g.label for g in comparison.groups}
+    assert "trained on 24 images" in labels[2] and "trained on 28 images" in labels[1]
+    assert len(comparison.sections) == 1 and "trained on different images" in comparison.sections[0].title
+
+
+def test_a_group_cell_over_fewer_runs_than_the_group_says_so_and_long_labels_are_whole(tmp_path, caplog):
+    import logging
+
+    a0, a1 = (write_run(tmp_path, seed=seed, run_name=f"a{seed}") for seed in (0, 1))
+    (a1 / "metrics.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        comparison = compare_runs([a0, a1])
+    assert any("a1 is not evaluated (no metrics.json)" in r.getMessage() for r in caplog.records)
+    page = write_compare_html(comparison, tmp_path / "c.html").read_text()
+    assert "(n=1)" in page and "not evaluated (no metrics.json)" in page and "evaluated on the not" not in page
+    # two augment strings alike in their first 40 characters read as one label
+    long = "hflip,rotate=30,shift=0.1,zoom=0.1,brightness=0."
+    b2, b4 = (_configure(write_run(tmp_path, seed=0, run_name=f"b{b}"), augment=long + b) for b in ("2", "4"))
+    labels = sorted(g.label for g in compare_runs([b2, b4]).groups)
+    assert labels == [f"augment={long}2", f"augment={long}4"]
+
+
+def test_a_folder_and_one_of_its_runs_count_that_run_once(tmp_path, caplog):
+    """Overlapping globs (runs/ and runs/a0) refused the whole comparison, where a copy of a run was only said."""
+    import logging
+
+    a0, _ = (write_run(tmp_path / "runs", seed=seed, run_name=f"a{seed}") for seed in (0, 1))
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        comparison = compare_runs([tmp_path / "runs", a0])
+    assert [g.n for g in comparison.groups] == [2]
+    assert any("given more than once: counted once" in r.getMessage() for r in caplog.records)

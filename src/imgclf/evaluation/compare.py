@@ -74,6 +74,10 @@ class RunSummary:
     # process's (None: trained in one go, or resumed with the same settings)
     resumed: str | None = None
     val_set: str | None = None  # digest of its validation files and labels (dataset.json); None: unknown
+    # digest of every file and label it split (dataset.json; the same whatever the seed drew), and their count:
+    # runs of one config on a data folder that grew in between were averaged as seeds
+    data_set: str | None = None
+    data_images: int | None = None
 
 
 @dataclass
@@ -159,12 +163,15 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     }
     evaluation = evaluation_set(metrics, dataset, config.data) if metrics else None
     val_set = digest(*dataset.split_paths("val")) if dataset is not None and "val" in dataset.splits else None
+    pairs = [pair for split in (dataset.splits if dataset is not None else ())
+             for pair in zip(*dataset.split_paths(split))]
+    data_set = digest([f for f, _ in pairs], [y for _, y in pairs]) if pairs else None
     settings = config.model_dump(mode="json")
     if not _has_pretrained_weights(config.model):
         settings["pretrained"] = None
     return RunSummary(run_dir, run_dir.resolve().name, settings, config.seed,
                       metrics.split if metrics else "?", values, history, hardware, evaluation,
-                      resumed_note(training.resumes), val_set)
+                      resumed_note(training.resumes), val_set, data_set, len(pairs) or None)
 
 
 def _has_pretrained_weights(model: str) -> bool:
@@ -208,9 +215,13 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
     if len(run_dirs) < 2:
         raise invalid("runs", [str(r) for r in run_dirs], "at least two run directories")
     resolved = [str(Path(r).resolve()) for r in run_dirs]
+    # a folder and one of its runs (overlapping globs): the run once, said, as a copy of a run is
     twice = sorted({str(r) for r, p in zip(run_dirs, resolved) if resolved.count(p) > 1})
-    if twice:
-        raise invalid("runs", [str(r) for r in run_dirs], "distinct run directories",
+    run_dirs = [r for i, (r, p) in enumerate(zip(run_dirs, resolved)) if p not in resolved[:i]]
+    for r in twice:
+        _skipped(f"compare: {r} given more than once: counted once", say_skipped)
+    if len(run_dirs) < 2:
+        raise invalid("runs", [str(r) for r in run_dirs], "at least two distinct run directories",
                       note=f"{', '.join(twice)} given more than once")
     finished, skipped = [], []
     for r in run_dirs:
@@ -236,13 +247,17 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
     if not summaries:
         raise invalid("runs", [str(r) for r in run_dirs], "at least one readable, finished run directory",
                       note="; ".join(f"{r}: {why}" for r, why in skipped[:3]))
+    for s in summaries:
+        if s.evaluation is None:  # its group's n counts it, its test columns do not: their cells give their own n
+            _skipped(f"compare: {s.path} is not evaluated (no metrics.json): its test columns are empty (imgclf "
+                     f"evaluate {s.path} scores it)", say_skipped)
     by_key: dict[str, list[RunSummary]] = {}
     dropped: list[tuple[RunSummary, list[RunSummary]]] = []  # (a copy or a rerun, the group that keeps its twin)
     for s in summaries:
         # scores on another folder (written over the run's own by an older release) are never averaged with
         # scores on the run's own split
         other_data = s.split if ":" in s.split else ""
-        group = by_key.setdefault(_experiment(s.config) + other_data, [])
+        group = by_key.setdefault(_experiment(s.config) + other_data + (s.data_set or ""), [])
         twin = next((t for t in group if _same_sample(t, s)), None)
         if twin is not None:  # a copy or a rerun: one more sample of the same seed would narrow the ±std falsely
             # the evaluated one is kept: an interrupted first attempt hid its evaluated rerun's test scores
@@ -265,14 +280,18 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
     # floats rounded, unless that makes two groups' labels one
     short = [tuple(setting_text(k, m[0].config.get(k)) for k in differing) for m in members]
     digits = 4 if len(set(short)) == len(short) else None
+    experiments = [_experiment(m[0].config) for m in members]
     for runs in members:
         # Label a group by what sets it apart; with one group only, by its model (several seeds) or run name.
         if differing:
-            label = ", ".join(f"{k}={setting_text(k, runs[0].config.get(k), digits)}" for k in differing)
+            label = ", ".join(f"{k}={setting_text(k, runs[0].config.get(k), digits, clip=False)}"
+                              for k in differing)
         else:
             label = str(runs[0].config.get("model")) if len(runs) > 1 else runs[0].name
         if ":" in runs[0].split:
             label += f", scored on {short_value(runs[0].split)}"
+        if experiments.count(_experiment(runs[0].config)) > 1:  # one config, other images: said
+            label += f", trained on {runs[0].data_images or 0:,} images [{(runs[0].data_set or '-')[:6]}]"
         folds = sorted({r.config.get("fold") for r in runs if r.config.get("fold")})
         if folds:
             label += f" ({len(folds)} of {runs[0].config.get('folds')} folds)"
@@ -332,13 +351,14 @@ def _letter(i: int) -> str:
     return chr(ord("A") + i) if i < 26 else f"G{i + 1}"
 
 
-def setting_text(key: str, value: Any, digits: int | None = 4) -> str:
+def setting_text(key: str, value: Any, digits: int | None = 4, clip: bool = True) -> str:
     """A setting's value for a label: what an unset or empty value means rather than `augment=`; a float to
-    `digits` significant digits (a searched rate read lr=0.008459126528049376; None: all of them)."""
+    `digits` significant digits (a searched rate read lr=0.008459126528049376; None: all of them). clip: cut at
+    40 characters (a group's label is never cut: two augment strings alike in their first 40 read as one)."""
     if value is None or value == "" or value == {} or value == []:
         return UNSET_MEANS.get(key, "none")
     if isinstance(value, float) and digits is not None:
         return f"{value:.{digits}g}"
     if isinstance(value, list) and all(isinstance(v, str) for v in value) and key == "data":
         return " + ".join(short_value(v, 30) for v in value)  # several data folders
-    return short_value(value)
+    return short_value(value, 40 if clip else None)

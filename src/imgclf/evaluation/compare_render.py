@@ -71,10 +71,21 @@ TERMINAL_COLUMNS = (
 )
 
 
-def terminal_cell(stat: MeanStd, kind: str) -> str:
-    """A narrow cell: the mean, and ± std on a second line (a group of seeds), no unit (the header has it)."""
+def _of_runs(stat: MeanStd, runs: int) -> str:
+    """' (n=2)' where fewer of a group's runs have the column's value than the group has runs (one not
+    evaluated): the n column counted it, the mean did not."""
+    return f" (n={stat.n})" if stat.mean is not None and stat.n < runs else ""
+
+
+def terminal_cell(stat: MeanStd, kind: str, runs: int = 0) -> str:
+    """A narrow cell: the mean, and ± std on a second line (a group of seeds), no unit (the header has it); the
+    runs behind it where fewer than the group's `runs`."""
     if stat.mean is None:
         return "—"
+    return _terminal_value(stat, kind) + _of_runs(stat, runs).replace(" (", "\n(")
+
+
+def _terminal_value(stat: MeanStd, kind: str) -> str:
     if kind == "count":
         n = stat.mean
         return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else f"{n:.0f}"
@@ -102,7 +113,8 @@ def render_table(comparison: Comparison, console: Any) -> None:
     for n, section in enumerate(comparison.sections):
         title = terminal_safe(section.title)
         if len(comparison.sections) == 1:
-            title = f"{total} runs in {len(groups)} group{'s' if len(groups) != 1 else ''} · {title}"
+            runs, sets = ("run" if total == 1 else "runs"), ("group" if len(groups) == 1 else "groups")
+            title = f"{total} {runs} in {len(groups)} {sets} · {title}"
         # the title on its own, wrapped at the console's width (a table title wider than its table is not)
         console.print(("\n" if n else "") + escape(title), style="bold", soft_wrap=False, highlight=False)
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
@@ -114,14 +126,14 @@ def render_table(comparison: Comparison, console: Any) -> None:
             g = groups[i]
             cells = []
             for key, _, kind in columns:
-                text = terminal_cell(g.stats[key], kind)
+                text = terminal_cell(g.stats[key], kind, g.n)
                 cells.append(f"[bold green]{text}[/bold green]" if i in best.get(key, ()) else text)
             table.add_row(f"[bold]{g.key}[/bold]", str(g.n), *cells)
         console.print(table)
     console.print()
     key = Table.grid(padding=(0, 1))
     key.add_column(no_wrap=True)
-    key.add_column()
+    key.add_column(overflow="fold")  # long run names folded, not cut to look alike ("variant_1…" for 10 to 14)
     for g in groups:
         names = ", ".join(r.name for r in g.runs)
         text = Text(terminal_safe(g.label))
@@ -161,7 +173,7 @@ def _breakable(text: str) -> Any:
 
 def _spread(stat: MeanStd, kind: str) -> str:
     """The ± std part of a page cell, shown under the mean so that the columns stay narrow ("" for one run)."""
-    if stat.std is None or stat.mean is None or kind == "int":
+    if not stat.std or stat.mean is None or kind == "int":  # a zero spread said as the terminal says it: not at all
         return ""
     return "± " + format_cell(MeanStd(stat.std, None, 1), kind)
 
@@ -213,15 +225,16 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
         rows.append({
             "key": g.key, "label": g.label, "label_html": _breakable(g.label), "n": g.n,
             "cells": [{"text": format_cell(MeanStd(g.stats[k].mean, None, g.stats[k].n), kind),
-                       "spread": _spread(g.stats[k], kind), "best": i in best.get(k, ())}
+                       "spread": _spread(g.stats[k], kind) + _of_runs(g.stats[k], g.n), "best": i in best.get(k, ())}
                       for k, _, kind, _ in COLUMNS if k in shown],
             "runs": [{"name": r.name, "path": str(r.path.resolve()), "seed": r.seed, "hardware": r.hardware,
                       "report": _link(r.path / "report.html", out) if (r.path / "report.html").exists() else None,
-                      "evaluation": r.evaluation.describe([r.seed]) if r.evaluation else "not evaluated",
+                      "evaluation": r.evaluation.describe([r.seed]) if r.evaluation else None,
                       "cells": [format_cell(mean_std([r.values[k]]), kind) for k, _, kind, _ in COLUMNS
                                 if k in shown]}
                      for r in g.runs],
-            "settings": {k: setting_text(k, g.runs[0].config.get(k), comparison.digits) for k in comparison.differing},
+            "settings": {k: setting_text(k, g.runs[0].config.get(k), comparison.digits, clip=False)
+                         for k in comparison.differing},
         })
     sections = [{"title": s.title, "rows": [rows[i] for i in s.groups]} for s in comparison.sections]
     multilabel = any(r.config.get("task") == "multilabel" for g in comparison.groups for r in g.runs)

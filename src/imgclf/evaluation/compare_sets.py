@@ -84,6 +84,9 @@ def sectioned(groups: list[Any]) -> tuple[list[Any], list[Section]]:
         if len(members) > 1 and len(validated) > 1:
             section.val_alike = False
             section.title += "; their validation images differ, so val acc is not ranked"
+        trained = {r.data_set for g in members for r in g.runs}
+        if len(members) > 1 and len(trained) > 1:  # a folder that grew between runs: scores differ by data too
+            section.title += "; the groups trained on different images (see their labels), not only settings"
     return ordered, sections
 
 
@@ -97,8 +100,9 @@ def _section_title(sets: tuple[EvaluationSet, ...], seeds: list[int]) -> str:
     return "; ".join(e.describe() for e in sets)
 
 
-def short_value(v: Any, limit: int = 40) -> str:
+def short_value(v: Any, limit: int | None = 40) -> str:
+    """A value as a cell shows it: at most `limit` characters (None: whole), a long path by its folder's name."""
     text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
-    if isinstance(v, str) and len(text) > limit and ("/" in text or os.sep in text):
+    if isinstance(v, str) and len(text) > (limit or 40) and ("/" in text or os.sep in text):
         text = Path(text).name  # data folders: the folder name tells them apart
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

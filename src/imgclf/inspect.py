@@ -84,6 +84,8 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         "imbalance": imbalance_stats(counts[train_split]),
         "skipped": skipped,
         "empty_class_folders": [folder for _, folder in scan.empty + scan.empty_elsewhere],
+        # those of them in val/ or test/: the class missing there, which training accepts (scoring the others)
+        "empty_outside_train": [folder for _, folder in scan.empty_elsewhere],
         # classes with files but not one readable in training's split: training refuses them as it refuses empty
         # class folders, and inspect said nothing of them
         "unreadable_classes": [c for c in scan.classes if not counts[train_split].get(c) and c in listed],
@@ -157,6 +159,12 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
     console.print("colour modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()))
     for folder in summary["empty_class_folders"]:
         name = Path(folder).name
+        if folder in summary.get("empty_outside_train", []):
+            split = Path(folder).parent.name
+            console.print(f"[yellow]class folder {console_text(repr(folder))} holds no image:[/yellow] the class is "
+                          f"missing from {console_text(split)}/, whose other classes training scores (add its "
+                          "images there to score it too)")
+            continue
         console.print(f"[yellow]class folder {console_text(repr(folder))} holds no image:[/yellow] training refuses "
                       f"it; add its images, remove the folder, or leave the class out with --drop-classes "
                       f"{console_text(name)}")

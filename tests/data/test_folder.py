@@ -356,3 +356,14 @@ def test_a_run_directory_given_as_data_is_named_as_a_run(tiny_run, tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=2)
     (data / "config.yaml").write_text("model: simple_cnn\n")
     assert len(scan_folder(data).classes) >= 2
+
+
+def test_an_archive_that_nests_each_split_in_a_folder_of_its_name_is_told_so(tmp_path):
+    """Kaggle's cats and dogs unpack as training_set/training_set/<class>/: the error named train/ and test/,
+    folders the user does not have, and said nothing of the extra level."""
+    make_image_folder(tmp_path / "training_set" / "training_set", classes=("cats", "dogs"), per_class=2)
+    make_image_folder(tmp_path / "test_set" / "test_set", classes=("cats", "dogs"), per_class=1)
+    with pytest.raises(ImgclfError, match=r"test_set/ has \['test_set'\], which training_set/ lacks.*"
+                                          r"holds one folder of its own name.*move the class folders of "
+                                          r"(training|test)_set/(training|test)_set/ up one level"):
+        scan_folder(tmp_path)

@@ -124,5 +124,9 @@ def test_an_empty_class_folder_is_refused_unless_left_out_and_inspect_lists_it(t
     # an empty test/c is c missing from test/, as a missing folder is, not a class to drop (it has training images)
     held = prepare_data(splits, 8, "rgb", val_split=0.25)
     assert held.classes == ["a", "b", "c"] and 2 not in held.splits["test"].labels
+    # ... and inspect says so, not that training refuses it (which led to dropping a class with training images)
+    shown = CliRunner().invoke(app, ["inspect", str(splits)], env={"COLUMNS": "250"}).output
+    assert "the class is missing from test/, whose other classes training scores" in shown
+    assert "--drop-classes c" not in shown
     kept = prepare_data(splits, 8, "rgb", val_split=0.25, selection=Selection(drop_classes=["c"]))
     assert kept.classes == ["a", "b"]

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import shutil
 from collections import Counter
 
 import pytest
@@ -209,5 +210,10 @@ def test_a_class_folder_named_in_nfd_is_linked_under_its_class(tmp_path):
     nfd = unicodedata.normalize("NFD", "café")
     root = make_image_folder(tmp_path / "d", classes=(nfd, "tea"), per_class=6, size=4)
     m = build_subset(root, tmp_path / "s", per_class=4, rho=2, minority=["tea"])
-    links = sorted((tmp_path / "s" / unicodedata.normalize("NFC", "café")).iterdir())
+    links = sorted((tmp_path / "s" / unicodedata.normalize("NFC", "café")).rglob("*.png"))
     assert len(links) == m["majority_count"] > 4 and all(p.resolve().parent == (root / nfd).resolve() for p in links)
+    # both forms in one folder are one class, whose files of the same name were linked to one place (FileExistsError)
+    shutil.copytree(root / nfd, root / unicodedata.normalize("NFC", "café"))  # the same file names in both
+    m = build_subset(root, tmp_path / "both", per_class=6, rho=2, minority=["tea"])  # café: 8 of its 12
+    assert scan_folder(tmp_path / "both").classes == ["café", "tea"] and m["counts"]["café"] == 8
+    assert len(list((tmp_path / "both" / "café").rglob("*.png"))) == 8

@@ -398,13 +398,20 @@ def test_runs_of_one_config_on_a_data_folder_that_grew_are_not_averaged_as_seeds
     record = run.read_dataset()
     train = record.splits["train"]
     extra = [f"cat/extra_{i}.png" for i in range(4)]
-    run.write_dataset(record.model_copy(update={"splits": {
+    run.write_dataset(record.model_copy(update={"sizes": {**record.sizes, "train": 16}, "splits": {
         **record.splits, "train": SplitFiles(files=train.files + extra, labels=train.labels + [0] * 4)}}))
     comparison = compare_runs([a0, a1, grown])
     assert sorted(g.n for g in comparison.groups) == [1, 2]
     labels = {g.n: g.label for g in comparison.groups}
-    assert "trained on 24 images" in labels[2] and "trained on 28 images" in labels[1]
+    assert "12 training images" in labels[2] and "16 training images" in labels[1]
     assert len(comparison.sections) == 1 and "trained on different images" in comparison.sections[0].title
+    # seeds capped per class keep other files each (S3's recipes): one folder, so one group as before
+    for run_dir, files in ((a0, train.files[:6]), (a1, train.files[6:])):
+        _configure(run_dir, per_class_max={"train": 2})
+        record = RunDir(run_dir).read_dataset()
+        RunDir(run_dir).write_dataset(record.model_copy(update={"cache_key": "same-folder", "splits": {
+            **record.splits, "train": SplitFiles(files=files, labels=[0] * 6)}}))
+    assert [g.n for g in compare_runs([a0, a1]).groups] == [2]
 
 
 def test_a_group_cell_over_fewer_runs_than_the_group_says_so_and_long_labels_are_whole(tmp_path, caplog):

@@ -246,3 +246,25 @@ def test_an_empty_test_folder_gives_way_to_the_next_split_with_images(tiny_run, 
         (data / "test" / name).mkdir(parents=True)
     result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(data)], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and f"{data}:val: accuracy" in " ".join(result.output.split()), result.output
+
+
+def test_a_run_that_named_a_class_in_nfd_is_evaluated_on_its_folder(tmp_path):
+    """Folders are read by their classes' NFC names since 2026-12-05; a run trained before on a folder a Mac
+    named (NFD) keeps that name, and evaluating it on its own folder was refused: "the model does not know café"."""
+    import unicodedata
+
+    import imgclf
+    from conftest import make_image_folder
+
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    make_image_folder(tmp_path / "d", classes=(nfd, "tea"), per_class=6)
+    run = imgclf.fit(data=str(tmp_path / "d"), img_size=16, epochs=1, batch_size=8, progress=False,
+                     model_args={"width": 4}, out=str(tmp_path / "r"), report=False)
+    card = run.path / "model.json"
+    import json
+
+    text = card.read_text(encoding="utf-8").replace(nfc, nfd)  # as the old release wrote it
+    card.write_text(text.replace(json.dumps(nfc)[1:-1], json.dumps(nfd)[1:-1]), encoding="utf-8")
+    assert imgclf.load(run.path).card.classes == [nfd, "tea"]
+    result = imgclf.evaluate(run.path, data=str(tmp_path / "d"))
+    assert result.count == 12 and set(result.per_class) == {nfd, "tea"}

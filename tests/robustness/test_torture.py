@@ -226,6 +226,8 @@ def test_a_jpeg_over_the_pixel_limit_decodes_at_the_scale_libjpeg_reads_it_withi
     assert decode_image(str(tmp_path / "photo.jpg"), None, "rgb")[0].shape[0] * 2 <= 72  # decoded at half or less
     with pytest.raises(DecodeError, match="decompression bomb refused: 6,912 pixels"):
         open_image(str(tmp_path / "photo.png"), 8, "rgb")  # no reduced decode: refused as before
+    Image.fromarray(np.zeros((71, 97, 3), np.uint8)).save(tmp_path / "odd.jpg")  # odd sides: 6,887 pixels
+    assert decode_image(str(tmp_path / "odd.jpg"), None, "rgb")[0].shape[:2] == (36, 49)  # at half, rounded up
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # over twice the limit: refused as Pillow opens it
     with pytest.raises(DecodeError, match="decompression bomb refused: 6,912 pixels"):
         open_image(str(tmp_path / "photo.jpg"), 8, "rgb")

@@ -161,10 +161,10 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         if img_size is not None and img_size != card.img_size:
             raise invalid("img_size", img_size, f"the run's own size, {card.img_size}, or left out",
                           hint="The run's model takes images of its own size")
-    from ..data.folder import scan_folder
+    from ..data.folder import class_key, scan_folder
 
     scan = _without_empty_classes(scan_folder(data, allow_empty=True))
-    if card is not None and sorted(card.classes) != sorted(scan.classes):
+    if card is not None and sorted(map(class_key, card.classes)) != sorted(scan.classes):
         shared = len(set(card.classes) & set(scan.classes))
         warn(f"the run was trained on other classes ({len(card.classes)}, {shared} of them among the "
              f"folder's {len(scan.classes)}): its features judge these labels only as well as they separate "

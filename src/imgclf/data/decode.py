@@ -144,9 +144,11 @@ def _draft_within(img: Image.Image, limit: int, wanted: tuple[int, int] | None) 
         return None
     width, height = img.size
     for k in (2, 4, 8):
-        within = (-(-width // k), -(-height // k))
-        if within[0] * within[1] <= limit:
-            return within if wanted is None else (min(wanted[0], within[0]), min(wanted[1], within[1]))
+        if -(-width // k) * -(-height // k) <= limit:  # libjpeg's output at 1/k, its sides rounded up
+            # asked for the sides rounded down: Pillow takes the scale as width // asked, and an odd width asked
+            # for its rounded-up 1/k got scale 1 (a 1,201-pixel-wide photo stayed whole, and was refused)
+            asked = (width // k, height // k)
+            return asked if wanted is None else (min(wanted[0], asked[0]), min(wanted[1], asked[1]))
     return None
 
 

@@ -104,6 +104,12 @@ def _class_dirs(root: Path, skipped: list[dict[str, str]] | None = None) -> list
     return dirs
 
 
+def class_key(name: str) -> str:
+    """A class name as folders are read: its NFC form (see `_scan_class_tree`); a run trained before that keeps
+    the name as its folder spelt it, NFD perhaps, and is matched to a folder by this key."""
+    return unicodedata.normalize("NFC", name)
+
+
 def file_identity(path: str | os.PathLike) -> tuple[int, int]:
     """(device, inode): the same for every hard or symbolic link to one file. OSError when it cannot be read."""
     st = os.stat(path)
@@ -177,8 +183,9 @@ def _loose_images(folder: Path) -> list[str]:
 
 LOOSE_REASON = "not in a class folder, so it has no class: not used (move it into a class folder to train on it)"
 OUTSIDE_SPLITS_REASON = "not in train/, val/ or test/: not used (move it into SPLIT/<class>/ to use it)"
-OTHER_FOLDER_REASON = ("a folder beside train/ that is not a split (val/, valid/, validation/ or test/): not read "
-                       "(rename it val/ or test/ to use it as that split, or move its class folders into train/)")
+OTHER_FOLDER_REASON = ("a folder beside train/ that is not a split (val/ or test/, or another name of one, such "
+                       "as validation/ or testing/): not read (rename it val/ or test/ to use it as that split, or "
+                       "move its class folders into train/)")
 
 
 def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tuple[str, str]],
@@ -187,7 +194,7 @@ def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tupl
     # beside a train/café/ from elsewhere was "a class train/ lacks", and two merged folders two classes café
     per_class: dict[str, list[str]] = {}
     for folder in _class_dirs(root, skipped):
-        per_class.setdefault(unicodedata.normalize("NFC", folder.name), []).extend(walk_images(folder, skipped))
+        per_class.setdefault(class_key(folder.name), []).extend(walk_images(folder, skipped))
     per_class = {name: sorted(paths) for name, paths in per_class.items()}
     # loose images beside class folders, or in a split folder: listed, not silently ignored (a folder with no class
     # folder at all: see scan_folder)
@@ -287,10 +294,14 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
             # class train/ lacks has no output of the model to score it with
             extra = sorted(set(tree) - set(classes))
             if extra:
-                raise invalid("data", root, f"a folder whose split folders hold only classes of train/, {classes}",
-                              note=f"{split}/ has {extra}, which train/ lacks",
-                              hint="Give train/ images of those classes, or move their folders out of "
-                                   f"{split}/")
+                train_name, here = f"{split_dirs['train'].name}/", f"{split_dirs[split].name}/"
+                nested = [p.name for p in split_dirs.values() if [d.name for d in _class_dirs(p)] == [p.name]]
+                raise invalid("data", root, f"a folder whose split folders hold only classes of {train_name}, "
+                                            f"{classes}",
+                              note=f"{here} has {extra}, which {train_name} lacks",
+                              hint=f"{nested[0]}/ holds one folder of its own name, as some archives unpack: move "
+                                   f"the class folders of {nested[0]}/{nested[0]}/ up one level" if nested else
+                                   f"Give {train_name} images of those classes, or move their folders out of {here}")
             for missing in set(classes) - set(tree):
                 tree[missing] = []
             if split != "train" and not allow_empty and not any(tree.values()):  # (inspect reports it as it is)

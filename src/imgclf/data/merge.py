@@ -41,8 +41,9 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
                      if cls == c]
              for split in splits}
     if "train" in files:
-        for split, items in files.items():
-            missing = sorted(set(classes) - {c for _, c in items} - {name for name, _ in empty + elsewhere})
+        # a class only train/ must hold, as in one folder: a val/ or test/ without it scores the others
+        for split, items in (("train", files["train"]),):
+            missing = sorted(set(classes) - {c for _, c in items} - {name for name, _ in empty})
             if missing:
                 raise invalid("data", given, "folders whose split folders, merged, have every class of train/",
                               note=f"no {split}/ folder holds {missing}")

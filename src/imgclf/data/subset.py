@@ -233,6 +233,7 @@ def _split_folder(root: Path, items: list[tuple[str, str]]) -> Path:
 
 def _relative_in_class(path: str, split_root: Path, cls: str) -> str:
     """The path below its class folder, so files in nested sub-folders cannot collide. The folder's name on disk
-    may be another normal form of the class's (NFD, as macOS writes), so it is the first part, not `cls`."""
+    may be another normal form of the class's (NFD, as macOS writes): its files then keep that folder as a
+    sub-folder of the class's, so that a café/ beside a cafe\u0301/ (one class) link 0.png twice without a clash."""
     parts = Path(os.path.relpath(path, split_root)).parts
-    return os.path.join(*parts[1:])
+    return os.path.join(*(parts[1:] if parts[0] == cls else parts))

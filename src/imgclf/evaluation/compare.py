@@ -74,8 +74,9 @@ class RunSummary:
     # process's (None: trained in one go, or resumed with the same settings)
     resumed: str | None = None
     val_set: str | None = None  # digest of its validation files and labels (dataset.json); None: unknown
-    # digest of every file and label it split (dataset.json; the same whatever the seed drew), and their count:
-    # runs of one config on a data folder that grew in between were averaged as seeds
+    # digest of every file and label it split (dataset.json; the same whatever the seed drew; with per_class_max,
+    # the cache key of the whole folder), and its training images: runs of one config on a data folder that grew
+    # in between were averaged as seeds
     data_set: str | None = None
     data_images: int | None = None
 
@@ -166,12 +167,17 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     pairs = [pair for split in (dataset.splits if dataset is not None else ())
              for pair in zip(*dataset.split_paths(split))]
     data_set = digest([f for f, _ in pairs], [y for _, y in pairs]) if pairs else None
+    if config.per_class_max and dataset is not None:
+        # each seed keeps other files of the folder (the records list only those), so the folder's own listing
+        # as the decode cache keyed it (all files, before the caps) tells whether the data changed
+        data_set = dataset.cache_key
     settings = config.model_dump(mode="json")
     if not _has_pretrained_weights(config.model):
         settings["pretrained"] = None
     return RunSummary(run_dir, run_dir.resolve().name, settings, config.seed,
                       metrics.split if metrics else "?", values, history, hardware, evaluation,
-                      resumed_note(training.resumes), val_set, data_set, len(pairs) or None)
+                      resumed_note(training.resumes), val_set, data_set,
+                      dataset.sizes.get("train") if dataset is not None else None)
 
 
 def _has_pretrained_weights(model: str) -> bool:
@@ -291,7 +297,7 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
         if ":" in runs[0].split:
             label += f", scored on {short_value(runs[0].split)}"
         if experiments.count(_experiment(runs[0].config)) > 1:  # one config, other images: said
-            label += f", trained on {runs[0].data_images or 0:,} images [{(runs[0].data_set or '-')[:6]}]"
+            label += f", {runs[0].data_images or 0:,} training images [data {(runs[0].data_set or '-')[:6]}]"
         folds = sorted({r.config.get("fold") for r in runs if r.config.get("fold")})
         if folds:
             label += f" ({len(folds)} of {runs[0].config.get('folds')} folds)"

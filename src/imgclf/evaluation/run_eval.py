@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 
 from ..data.cache import decode_all, readable_blocks
-from ..data.folder import scan_folder
+from ..data.folder import FolderScan, scan_folder
 from ..errors import invalid, path_argument
 from .own_split import check_on_disk
 from ..inference import Classifier
@@ -61,7 +61,7 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
                        split: str = "test") -> tuple[list[str], list[int], str, list[dict]]:
     """The images of `data` to evaluate on: its `split` folder where it has split folders (test/ alone will do;
     without test/, the default, val/ then train/), or all of a folder of class folders."""
-    scan = scan_folder(data, min_classes=1, allow_empty=True, without_train=True)
+    scan = _named_as(scan_folder(data, min_classes=1, allow_empty=True, without_train=True), classes)
     left_out = set(left_out_as_in_training(run, scan.classes))
     unknown = sorted(set(scan.classes) - set(classes) - left_out)
     if unknown:
@@ -87,6 +87,19 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     items = [(p, c) for p, c in items if c not in left_out]
     index = {c: i for i, c in enumerate(classes)}
     return [p for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", skipped
+
+
+def _named_as(scan: FolderScan, classes: list[str]) -> FolderScan:
+    """The scan with each class named as the run's card names it where the two differ only in Unicode normal form
+    (a run trained on NFD folder names before folders were read by their NFC names): "the model does not know
+    café" of two names printed alike."""
+    from dataclasses import replace
+
+    from ..data.folder import class_key
+
+    named = {class_key(c): c for c in classes}
+    return replace(scan, classes=[named.get(c, c) for c in scan.classes],
+                   files={split: [(p, named.get(c, c)) for p, c in items] for split, items in scan.files.items()})
 
 
 def _top_folder(path: str, root: Path) -> str | None:

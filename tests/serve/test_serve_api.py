@@ -333,6 +333,11 @@ def test_the_openapi_schema_describes_what_predict_takes_and_answers(client, png
     assert body["required"] == ["files"] and body["properties"]["files"]["items"]["format"] == "binary"
     assert {p["name"]: bool(p["description"]) for p in route["parameters"]} == \
         {"top_k": True, "unknown": True, "threshold": True}
+    # typed as they are read (each was "a string or null", and generated clients typed top_k a str)
+    types = {p["name"]: p["schema"] for p in route["parameters"]}
+    assert types["top_k"]["type"] == "integer" and types["top_k"]["minimum"] == 1
+    assert types["unknown"]["enum"] == ["on", "off"]
+    assert (types["threshold"]["type"], types["threshold"]["exclusiveMaximum"]) == ("number", 1)
 
     def validator(response: str) -> Draft202012Validator:
         schema = route["responses"][response]["content"]["application/json"]["schema"]

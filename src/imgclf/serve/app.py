@@ -38,7 +38,8 @@ from ..inference import Classifier, PixelResults, Prediction, multilabel_predict
 from ..ood import UNKNOWN_LABEL
 from ..predict_format import as_json
 from .batcher import MicroBatcher
-from .schema import PREDICT_RESPONSES, THRESHOLD, TOP_K, UNKNOWN, PredictResponse, predict_openapi
+from .schema import (PREDICT_RESPONSES, THRESHOLD, TOP_K, UNKNOWN, PredictResponse, predict_openapi,
+                     typed_parameters)
 from .uploads import ApiError, Upload, read_uploads
 
 DEFAULT_MAX_UPLOAD_BYTES = 10_000_000
@@ -122,6 +123,14 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
                   docs_url=None, redoc_url=None)
     app.state.classifier = clf
     app.state.batcher = batcher
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            typed_parameters(generated())  # FastAPI keeps the document it made (app.openapi_schema) and serves it
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

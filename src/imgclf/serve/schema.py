@@ -56,6 +56,23 @@ def predict_openapi() -> dict[str, Any]:
                                                 "named files."}}}}}}}
 
 
+# What /predict's query parameters take, for /openapi.json: they are read as text (a bad value gets the API's
+# own 400, not FastAPI's 422), so FastAPI described each as a string, and generated clients typed top_k a str
+PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "top_k": {"type": "integer", "minimum": 1, "default": 3},
+    "unknown": {"type": "string", "enum": ["on", "off"]},
+    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+}
+
+
+def typed_parameters(spec: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with /predict's query parameters typed as `PARAMETER_SCHEMAS` says (in place)."""
+    for parameter in spec["paths"]["/predict"]["post"].get("parameters", []):
+        if parameter["name"] in PARAMETER_SCHEMAS:
+            parameter["schema"] = dict(PARAMETER_SCHEMAS[parameter["name"]], title=parameter["schema"].get("title"))
+    return spec
+
+
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A bad request as a whole (no file, a bad parameter)."},
     413: {"model": ErrorResponse, "description": "Too many files or too large a body."},

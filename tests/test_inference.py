@@ -302,6 +302,10 @@ def test_predict_output_takes_its_format_from_the_extension_unless_told(tiny_run
         result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / name)])
         assert result.exit_code == 0 and check((tmp_path / name).read_text()), (name, result.output)
         assert result.stderr.strip() == f"wrote {tmp_path / name} (20 predictions)"  # it said nothing at all
+    (tmp_path / "broken.png").write_bytes(b"not a png")  # an error row is no prediction
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), images, str(tmp_path / "broken.png"), "-o",
+                                      str(tmp_path / "mixed.csv")])
+    assert result.stderr.strip() == f"wrote {tmp_path / 'mixed.csv'} (20 predictions, 1 unreadable)"
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "p.xlsx")])
     assert result.exit_code == 0 and "warning output p.xlsx gets the table as text" in result.output
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "x.json"),

@@ -135,6 +135,16 @@ def test_bad_sort_column_is_one_line_listing_the_columns(runs_folder):
 def test_missing_folder_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["runs", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not found" in result.output and "Traceback" not in result.output
+    assert "Give the folder: imgclf runs FOLDER" in " ".join(result.output.split())
+
+
+def test_runs_after_the_demo_names_the_demos_folder(tmp_path, monkeypatch):
+    """`imgclf runs` right after `imgclf demo` found no ./runs: the demo trains in imgclf-demo/runs."""
+    (tmp_path / "imgclf-demo" / "runs").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["runs"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "Give the folder: imgclf runs imgclf-demo/runs (where imgclf demo trains)" in " ".join(result.output.split())
 
 
 def test_table_fits_80_columns_and_shows_every_run(runs_folder, tiny_run):

@@ -194,7 +194,11 @@ def list_runs(folder: str | os.PathLike = "runs", sort: str = "created", reverse
     reverse = check_switch("reverse", reverse)
     folder = path_argument("folder", folder)
     if not folder.is_dir():
-        raise bad_path("folder", folder, "a folder of run directories", "a file" if folder.exists() else "not found")
+        # `imgclf runs` right after the demo: its runs are in imgclf-demo/runs, not ./runs
+        found = [p for p in (Path("imgclf-demo") / "runs",) if not folder.exists() and p.is_dir()]
+        raise bad_path("folder", folder, "a folder of run directories", "a file" if folder.exists() else "not found",
+                       hint=f"Give the folder: imgclf runs {found[0] if found else 'FOLDER'}"
+                            + (" (where imgclf demo trains)" if found else ""))
     rows = [read_run(p, folder) for p in find_run_dirs(folder)]
     return sort_rows(sorted(rows, key=lambda r: r.name), sort, reverse)
 

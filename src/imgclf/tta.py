@@ -75,8 +75,8 @@ class TTAViews:
             raise invalid("tta", True, "False for a run whose training used no hflip, vflip, shift or crop: test-time "
                           "views are only those the model saw in training, and this run saw none but the image itself",
                           note=f"run trained with {trained}",
-                          hint="Leave TTA off, or retrain with a translation such as --augment crop=2 (add hflip only "
-                               "where a mirrored image keeps its class) to use it")
+                          hint="Leave TTA off (no --tta; Python: tta=False), or retrain with a translation such as "
+                               "--augment crop=2 (add hflip only where a mirrored image keeps its class) to use it")
         return self
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -254,3 +254,34 @@ def test_an_in_place_activation_after_the_layer_does_not_change_its_map():
     expected, same_layer = gradcam_heatmaps(plain, pixels, [0.5], [0.25], classes=[0, 1, 2])
     assert layer == same_layer and np.allclose(maps, expected, atol=1e-5), np.abs(maps - expected).max()
     assert any(getattr(m, "inplace", False) for m in model.modules())  # the caller's network is left as it was
+
+
+def test_captions_tell_the_images_apart(monkeypatch, tmp_path):
+    """Four phone photos all read IMG_20240…00.png, and cross/000.png beside triangle/000.png both 000.png."""
+    from imgclf.evaluation import explain, plots
+    from imgclf.inference import Prediction
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_gradcam_grid", lambda samples, path, **kw: drawn.setdefault("s", samples))
+    image, heatmap = np.zeros((8, 8, 1), np.uint8), np.zeros((8, 8), np.float32)
+    paths = [f"photos/IMG_20240101_12{m}00.png" for m in ("00", "05", "10", "15")] + ["a/cross/000.png",
+                                                                                   "b/triangle/000.png"]
+    shown = [explain.Explanation(p, Prediction(p, "a", 0.9, [("a", 0.9)], best_label="a"), "a", heatmap, image)
+             for p in paths]
+    explain.plot_explanations(shown, tmp_path / "f.png")
+    names = [s["caption"].split("\n")[0] for s in drawn["s"]]
+    assert len(set(names)) == 6 and all(len(n) <= 16 for n in names), names
+    assert names[4].startswith("cross/") and names[5].startswith("triangle/")
+
+
+def test_the_scale_caption_fits_a_figure_of_one_image(tiny_run, image_folder, tmp_path):
+    """The line under the colour scale was cut at both edges under 1-4 images: the figure is as wide as it."""
+    from PIL import Image
+
+    import imgclf
+    from imgclf.evaluation.plots.image_grids import GRADCAM_SCALE_TITLE
+    from imgclf.evaluation.plots.layout import CAPTION_PT, text_px
+
+    imgclf.explain(tiny_run, [next((image_folder / "cat").iterdir())], out=tmp_path / "one.png")
+    with Image.open(tmp_path / "one.png") as figure:
+        assert figure.width >= text_px(GRADCAM_SCALE_TITLE, CAPTION_PT, "bold") + 20  # drawn bold, as titles are

@@ -6,9 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from imgclf.cli import app
+from imgclf.errors import ImgclfError
 from imgclf.records import RunDir
 
 
@@ -268,3 +270,22 @@ def test_a_run_that_named_a_class_in_nfd_is_evaluated_on_its_folder(tmp_path):
     assert imgclf.load(run.path).card.classes == [nfd, "tea"]
     result = imgclf.evaluate(run.path, data=str(tmp_path / "d"))
     assert result.count == 12 and set(result.per_class) == {nfd, "tea"}
+
+
+def test_a_folder_is_refused_only_for_unknown_classes_among_the_images_evaluated(tiny_run, image_folder, tmp_path):
+    """A train/owl/ beside the test/ evaluated refused the whole folder; a refusal names the split, offers the
+    model's class a folder may misspell, and a way on."""
+    import shutil
+
+    import imgclf
+
+    for split, names in (("train", ("cat", "dog", "owl")), ("test", ("cat", "dog"))):
+        for name in names:
+            shutil.copytree(image_folder / ("fox" if name == "owl" else name), tmp_path / "d" / split / name)
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # evaluations are written into the run
+    assert imgclf.evaluate(run, data=str(tmp_path / "d")).count == 2 * len(list((image_folder / "cat").iterdir()))
+    shutil.copytree(image_folder / "cat", tmp_path / "flat" / "Cats")
+    shutil.copytree(image_folder / "dog", tmp_path / "flat" / "owl")
+    with pytest.raises(ImgclfError, match=r"class folder\(s\) \['Cats', 'owl'\] the model does not know; did you "
+                                          r"mean Cats for cat\?.*imgclf predict RUN FOLDER"):
+        imgclf.evaluate(run, data=str(tmp_path / "flat"))

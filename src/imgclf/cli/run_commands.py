@@ -141,7 +141,9 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         from ..io import atomic_write_text
 
         atomic_write_text(output, text)
-        count = f"{len(predictions):,} prediction{'s' if len(predictions) != 1 else ''}"
+        bad = sum(1 for p in predictions if p.error)
+        good = len(predictions) - bad
+        count = f"{good:,} prediction{'s' if good != 1 else ''}" + (f", {bad:,} unreadable" if bad else "")
         # on stderr: -o may name this process's own stdout (/dev/stdout), which holds the predictions
         typer.echo(f"wrote {terminal_safe(output)} ({count})", err=True)
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -234,6 +234,19 @@ def _heatmaps_in_batches(clf: "Classifier", pixels: np.ndarray, classes: list[in
 FIGURE_IMAGES = 48
 
 
+def _file_names(paths: Iterable[str]) -> list[str]:
+    """Captions that tell the images apart: each file's name, with its folder where two share a name
+    (cross/000.png and triangle/000.png both read 000.png), cut where they differ (four IMG_20240101_12xx00.png
+    all read IMG_20240…00.png)."""
+    from ..plotting import distinct_short
+
+    paths = [str(p) for p in paths]
+    names = [Path(p).name for p in paths]
+    names = [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 and Path(p).parent.name else n
+             for p, n in zip(paths, names)]
+    return distinct_short(names, 16)
+
+
 def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLike, label: str | None = None,
                       multilabel: bool = False) -> Path:
     """The first FIGURE_IMAGES readable explanations as a grid: each image above its Grad-CAM overlay, captioned
@@ -243,15 +256,16 @@ def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLi
     from .plots import plot_gradcam_grid
 
     samples = []
-    for e in [e for e in explanations if e.heatmap is not None][:FIGURE_IMAGES]:
+    shown_explanations = [e for e in explanations if e.heatmap is not None][:FIGURE_IMAGES]
+    for e, name in zip(shown_explanations, _file_names(e.path for e in shown_explanations)):
         p = e.prediction
         said = f"{short(p.best_label, 10)} {p.probability:.2f}"
         if multilabel:
             carried = " + ".join(short(name, 10) for name, _ in p.labels or []) or "no label"
             shown = said if e.explained == p.best_label else short(e.explained, 10)
-            caption = f"{short(Path(e.path).name, 16)}\n{carried}\nmap: {shown}"
+            caption = f"{name}\n{carried}\nmap: {shown}"
         else:
-            caption = f"{short(Path(e.path).name, 16)}\n" + (f"unknown ({said})" if p.unknown else said)
+            caption = f"{name}\n" + (f"unknown ({said})" if p.unknown else said)
             if e.explained != p.best_label:
                 caption += f"\nmap of {short(e.explained, 10)}"
         samples.append({"image": e.image, "heatmap": e.heatmap, "caption": caption, "correct": True})

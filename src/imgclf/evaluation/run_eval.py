@@ -63,10 +63,6 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     without test/, the default, val/ then train/), or all of a folder of class folders."""
     scan = _named_as(scan_folder(data, min_classes=1, allow_empty=True, without_train=True), classes)
     left_out = set(left_out_as_in_training(run, scan.classes))
-    unknown = sorted(set(scan.classes) - set(classes) - left_out)
-    if unknown:
-        raise invalid("data", data, f"a folder whose classes are among the model's classes {classes}",
-                      note=f"class folder(s) {unknown} the model does not know")
     skipped = scan.skipped
     if scan.layout == "splits":
         if split != "test" and split not in scan.files:
@@ -85,8 +81,27 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
                           "so all of its images are evaluated")
         split, items = "all", scan.files["all"]
     items = [(p, c) for p, c in items if c not in left_out]
+    # only the classes of the images evaluated: a train/triangle/ beside the test/ evaluated refused the folder
+    unknown = sorted({c for _, c in items} - set(classes))
+    if unknown:
+        raise _unknown_classes(data, split, unknown, classes)
     index = {c: i for i, c in enumerate(classes)}
     return [p for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", skipped
+
+
+def _unknown_classes(data: str | os.PathLike, split: str, unknown: list[str], classes: list[str]) -> Exception:
+    """The refusal of class folders the model has no output for, with the model's class each may misspell."""
+    import difflib
+
+    lower = {c.lower(): c for c in classes}
+    alike = [f"{name} for {lower[near[0]]}" for name in unknown
+             if (near := difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6))]
+    where = "" if split == "all" else f" in {split}/"
+    return invalid("data", data, f"a folder whose classes are among the model's classes {classes}",
+                   note=f"class folder(s) {unknown}{where} the model does not know"
+                        + (f"; did you mean {', '.join(alike)}?" if alike else ""),
+                   hint="Rename or move those class folders (an evaluation scores the model's classes); imgclf "
+                        "predict RUN FOLDER labels images of any folder")
 
 
 def _named_as(scan: FolderScan, classes: list[str]) -> FolderScan:

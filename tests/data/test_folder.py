@@ -318,6 +318,8 @@ def test_a_link_back_up_is_a_loop_and_a_second_link_is_read_once(tmp_path, link)
     assert set(reasons) == {"up", link}, reasons
     assert reasons["up"].startswith("symlink loop")
     assert reasons[link] == f"the same folder as {root / 'cat' / 'sub'} (read once, there)"
+    # folders, counted as folders ("2 files cannot be used" said inspect)
+    assert count_skipped([s["path"] for s in scan.skipped]) == "2 folders"
     cats = sorted(p for p, c in scan.files["all"] if c == "cat")
     assert cats == sorted(str(root / "cat" / n) for n in ("cat_001.png", "cat_002.png", "sub/cat_000.png"))
 

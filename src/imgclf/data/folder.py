@@ -127,10 +127,10 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
         try:
             real = os.path.realpath(directory)
         except OSError as exc:
-            skipped.append({"path": str(directory), "reason": f"cannot resolve folder: {exc.strerror or exc}"})
+            skipped.append({"path": str(directory) + os.sep, "reason": f"cannot resolve folder: {exc.strerror or exc}"})
             continue
         if real in first_path:
-            skipped.append({"path": str(directory), "reason": "symlink loop (a link back to a folder it is in)"
+            skipped.append({"path": str(directory) + os.sep, "reason": "symlink loop (a link back to a folder it is in)"
                             if real in above else f"the same folder as {first_path[real]} (read once, there)"})
             continue
         first_path[real] = directory
@@ -140,7 +140,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
-            skipped.append({"path": str(directory), "reason": f"cannot list folder: {exc.strerror or exc}"})
+            skipped.append({"path": str(directory) + os.sep, "reason": f"cannot list folder: {exc.strerror or exc}"})
             continue
         for entry in entries:
             if is_hidden(entry.name):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from ..data.folder import count_skipped
 from ..errors import bad_path, invalid
 from ..io import terminal_safe, writable_file
-from .base import PRECISION_HELP, UNKNOWN_HELP, app, multilabel_line, new_console, on_off, shown
+from .base import PRECISION_HELP, UNKNOWN_HELP, app, new_console, on_off, shown
+from .metrics_table import print_metrics, print_most_confused
 
 
 @app.command()
@@ -40,8 +40,8 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     if tta is None:  # the run's own test split as training evaluated it: its TTA scores were dropped, with a warning
         tta = "auto" if data is None and split == "test" else False
     metrics = evaluate_run(run, data=data, split=split, tta=tta, precision=precision)
-    _print_metrics(metrics)
-    _print_most_confused(metrics)
+    print_metrics(metrics)
+    print_most_confused(metrics)
     if data is not None:
         from ..evaluation.run_eval import classes_left_out
 
@@ -52,49 +52,6 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     page = " (and report.html, redrawn: it showed the scores now replaced)" if data is None and split == "test" and \
         (Path(run) / "report.html").exists() else ""
     typer.echo(f"wrote {results_dir(run, data, split) / 'metrics.json'} and predictions.csv{page}")
-
-
-def _print_metrics(m: Any) -> None:
-    from rich.table import Table
-
-    from ..evaluation.interpret import dash_notes, predicted_counts, scores_shown
-
-    console = new_console()
-    loss = "-" if m.loss is None else f"{m.loss:.4f}"
-    multilabel = m.multilabel is not None
-    # multi-label: accuracy is the share of images whose whole label set is right, support a label's positives
-    # (the average rows' image count would read as their sum)
-    accuracy = "subset accuracy" if multilabel else "accuracy"
-    table = Table(title=f"{shown(m.split)}: {accuracy} {m.accuracy:.4f}, loss {loss}, {m.count} images")
-    for col in ("label" if multilabel else "class", "precision", "recall", "f1", "support", "auc"):
-        table.add_column(col, justify="left" if col in ("class", "label") else "right",
-                         overflow="fold" if col in ("class", "label") else "ellipsis")  # cut names read alike
-    predicted = predicted_counts(m)
-    for name, row in m.per_class.items():
-        auc = m.auc.get(name)
-        cells = scores_shown(row, predicted.get(name))  # a dash where there is nothing to divide by
-        scores = ("-" if cells[k] is None else f"{cells[k]:.3f}" for k in ("precision", "recall", "f1"))
-        table.add_row(shown(name), *scores, str(row.support), "-" if auc is None else f"{auc:.3f}")
-    for avg in ("macro", "weighted"):
-        r = getattr(m, avg)
-        table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}",
-                      "" if multilabel else str(m.count), "")
-    console.print(table)
-    split = m.split.rsplit(":", 1)[-1]  # "other:all" for a folder given with --data
-    for note in dash_notes(m.per_class, predicted, "evaluated" if split == "all" else split) if not multilabel \
-            else ():  # as the report says it
-        console.print(note, soft_wrap=True)
-    if m.tta is not None:
-        console.print(f"with TTA ({m.tta.transforms}): accuracy {m.tta.accuracy:.4f}")
-    if m.unknown is not None and m.unknown.flagged > 0:  # predict and serve answer "unknown" for these
-        flagged = round(m.unknown.flagged * m.count)
-        kept = "" if m.unknown.accuracy_kept is None else f"; accuracy on the others {m.unknown.accuracy_kept:.4f}"
-        console.print(f"unknown: {flagged} of {m.count} images ({100 * m.unknown.flagged:.1f} %) score below the "
-                      f"{m.unknown.detector} threshold, which predict and serve label unknown{kept}")
-    if m.skipped:
-        console.print(f"[yellow]{count_skipped([s.path for s in m.skipped])} skipped:[/yellow]")
-        for s in m.skipped[:20]:
-            console.print(f"  {shown(s.path)}: {shown(s.reason)}")
 
 
 @app.command()
@@ -381,20 +338,6 @@ def runs(folder: Path = typer.Argument(Path("runs"), metavar="FOLDER", help="Fol
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
         render_runs(rows, new_console(), folder)
-
-
-def _print_most_confused(metrics: Any, top: int = 5) -> None:
-    from ..evaluation.interpret import most_confused
-
-    if metrics.multilabel is not None:  # its confusion is label co-occurrence: no class was mistaken for another
-        new_console().print(multilabel_line(metrics))
-        return
-
-    pairs = most_confused(metrics, top=top)
-    if pairs:
-        new_console().print("most confused: " + "; ".join(f"{shown(c.true)} → {shown(c.pred)} ({c.count}, "
-                                                        f"{100 * c.rate:.0f} %)"
-                                                        for c in pairs))
 
 
 def write_stdout(text: str) -> None:

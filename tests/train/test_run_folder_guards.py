@@ -172,8 +172,11 @@ def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_tr
     assert not (run / LOCK_FILE).exists()
 
 
+# the schedule's settings too: Lightning restores the scheduler's state over them (a step schedule resumed with
+# lr_step 1 kept stepping every 10 epochs; a plateau on val_loss resumed on val_acc took a fall for a gain)
 @pytest.mark.parametrize("setting,value", [("lr", 0.5), ("weight_decay", 0.1), ("momentum", 0.5),
-                                           ("backbone_lr_mult", 0.5)])
+                                           ("backbone_lr_mult", 0.5), ("lr_step", 1), ("lr_factor", 0.5),
+                                           ("lr_patience", 1), ("min_lr", 1e-5), ("monitor", "val_acc")])
 def test_a_resume_refuses_optimiser_settings_its_checkpoint_would_bring_back(finished, tmp_path, setting, value):
     run_dir = _copy(finished, tmp_path)
     config = (run_dir / "config.yaml").read_bytes()

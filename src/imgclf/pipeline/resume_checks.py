@@ -15,11 +15,14 @@ from ..records import RunDir
 # (model, head, input), which images are train, val and test (data, classes, splits, seed), and the state saved
 # beside the weights (optimiser with its learning rates, the backbone's too, weight decay and momentum, schedule,
 # EMA): the checkpoint's optimiser state would bring the old rate back, while config.yaml said the new one.
-# Changing one is a new run.
+# The schedule's own settings too (factor, patience, step, floor, and the metric a plateau watches): Lightning
+# restores the scheduler's state over the one built from them, so a resumed step schedule with --lr-step 1 kept
+# stepping every 10 epochs, and a plateau on val_loss resumed with --monitor val_acc took a lower accuracy for an
+# improvement, while config.yaml and resumes.json said the new values. Changing one is a new run.
 FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size", "color", "val_split", "test_split",
                    "group_duplicates", "model", "model_args", "head", "pretrained", "weights", "features_only",
                    "task", "normalize", "seed", "folds", "fold", "optimizer", "lr", "backbone_lr_mult", "weight_decay",
-                   "momentum", "schedule", "ema")
+                   "momentum", "schedule", "lr_factor", "lr_patience", "lr_step", "min_lr", "monitor", "ema")
 
 
 def check_data_in_place(run: RunDir, cfg: Any, argument: str, command: str) -> None:

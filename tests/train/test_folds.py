@@ -4,6 +4,7 @@ folds covering every other image once, folds.json's mean ± std, resuming, and c
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -145,6 +146,16 @@ def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_val
     with pytest.raises(ImgclfError, match="differs in epochs"):
         imgclf.fit({"data": str(data), "out": str(folds.path), "folds": K, **TINY, "epochs": 2, "test_split": 0.2},
                    report=False)
+    # other images: the folds kept were split from the folder as it was (test sets of 6, 6 and 7 images, validation
+    # sets overlapping, where folds.json said one test set)
+    added = data / "cat" / "zz_added.png"
+    shutil.copy(next((data / "cat").iterdir()), added)
+    try:
+        with pytest.raises(ImgclfError, match=r"fold-1 was split from other images \(1 added since\).*--overwrite"):
+            imgclf.fit({"data": str(data), "out": str(folds.path), "folds": K, **TINY, "test_split": 0.2},
+                       report=False)
+    finally:
+        added.unlink()
 
 
 def test_folds_of_the_self_sizing_recipe_are_skipped_when_run_again(tmp_path):

@@ -92,10 +92,43 @@ def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
     return mark.stat().st_mtime
 
 
-def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float | None = None) -> str:
+def _current_images(cfg: TrainConfig) -> set[str] | None:
+    """Every image file the data folder lists now, of the classes the folds train (absolute paths), read without
+    decoding; None where it cannot be listed so (an index file: its rows are checked as the run reads them)."""
+    from ..data.merge import scan_folders
+    from ..data.select import Selection, select_classes
+
+    try:
+        scan = select_classes(scan_folders(cfg.data, allow_empty=True),
+                              Selection(cfg.classes, cfg.drop_classes, None, cfg.seed))
+    except Exception:  # the fold's own training gives the error, in its words
+        return None
+    return {os.path.realpath(p) for items in scan.files.values() for p, _ in items}
+
+
+def _check_same_images(run: RunDir, images: set[str], capped: bool) -> None:
+    """Refuse a fold split from other images than the folder holds now: a cross-validation interrupted, its data
+    folder then changed, and run again kept its finished folds and trained the rest on a new partition (test sets
+    of 6, 6 and 7 images, validation sets overlapping), while folds.json said one test set."""
+    record = run.read_dataset()
+    # real paths on both sides: the data given through a link, or a subset's tree of links, is the same images
+    recorded = {os.path.realpath(p) for p in record.split_of_files()}
+    unreadable = {os.path.realpath(s.path) for s in record.skipped}  # listed by the folder, in no split
+    gone = recorded - images
+    added = set() if capped else images - recorded - unreadable  # (per_class_max: a fold lists what its caps kept)
+    if gone or added:
+        said = ", ".join(f"{n} {word}" for n, word in ((len(added), "added"), (len(gone), "gone")) if n)
+        raise bad_path("out", run.path.parent, "a folder whose folds were split from the images the data holds now",
+                       f"{run.path.name} was split from other images ({said} since)",
+                       hint="Pass --overwrite (Python: overwrite=True) to train every fold again on the images "
+                            "there are, or choose another --out")
+
+
+def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float | None = None,
+                images: set[str] | None = None) -> str:
     """new, done, resume (a checkpoint to continue from) or restart (begun, nothing to continue from). With
     overwrite, a fold begun before `since` (the overwrite's start) is trained again; one begun after, by this
-    overwrite, is judged as any fold."""
+    overwrite, is judged as any fold. images: the data's files now, which a fold's recorded split must match."""
     if not run.has("config.yaml"):
         return "new" if not run.has("checkpoints/last.ckpt") else "restart"
     if overwrite and (since is None or (run.path / "config.yaml").stat().st_mtime < since):
@@ -117,6 +150,8 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float 
                        f"{run.path.name} differs in {', '.join(changed[:5])}",
                        hint="Pass --overwrite (Python: overwrite=True) to train every fold again, or choose "
                             "another --out")
+    if images is not None and run.has("dataset.json"):
+        _check_same_images(run, images, capped=bool(wanted.per_class_max))
     if run.has("model.json") and run.has("metrics.json"):
         return "done"
     return "resume" if run.has("checkpoints/last.ckpt") else "restart"
@@ -144,12 +179,13 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     since = _overwrite_since(out, cfg) if overwrite else None
     runs = []
     sized: dict[str, Any] = {}
+    images = _current_images(cfg) if any(fold_dir(out, i).is_dir() for i in range(1, k + 1)) else None
     for i in range(1, k + 1):
         path = fold_dir(out, i)
         # With sizing=probe the first fold probes; the others train what it chose, so that the folds' mean and
         # spread are of one model, not of whichever width each probe read.
         wanted = cfg.model_copy(update={"out": str(path), "fold": i, **sized})
-        state = _fold_state(RunDir(path), wanted, overwrite, since)
+        state = _fold_state(RunDir(path), wanted, overwrite, since, images)
         if log is not None:
             log(f"fold {i}/{k}: " + {"new": "training", "done": "finished already, skipped",
                                      "resume": "resuming from its checkpoint", "restart": "training again"}[state])

@@ -115,6 +115,16 @@ def test_a_broken_config_file_says_where(tmp_path):
     config.write_text("epochs: 3\nmodel_args: [width: 4\nlr: 0.1\n")
     with pytest.raises(ImgclfError, match=r"config_file must be a readable YAML file.*at line 3, column 3\)"):
         load_config_file(config)
+    # a key given twice: safe_load kept the last, and a pasted lr: 0.5 under lr: 0.01 trained at 0.5 unsaid
+    config.write_text("epochs: 3\nlr: 0.01\nmodel_args:\n  width: 4\nlr: 0.5\n")
+    with pytest.raises(ImgclfError, match=r"config_file must be a readable YAML file.*found the key 'lr' twice at "
+                                          r"line 5, column 1\)"):
+        load_config_file(config)
+    config.write_text("model_args:\n  width: 4\n  width: 8\n")  # within a nested mapping too
+    with pytest.raises(ImgclfError, match=r"found the key 'width' twice at line 3"):
+        load_config_file(config)
+    config.write_text("base: &b {epochs: 3}\nrun:\n  <<: *b\n  epochs: 4\n")  # a merge key overridden is YAML's own
+    assert load_config_file(config)["run"] == {"epochs": 4}
 
 
 def test_every_bad_setting_is_one_line_in_the_helpers_shape():

@@ -45,6 +45,9 @@ def test_a_saved_config_repeats_the_run_from_another_folder(tmp_path, tiny_run, 
     assert _saved(tmp_path / "again") == _saved(tiny_run)
     result = CliRunner().invoke(app, ["train", "--config", str(tiny_run / "config.yaml")])
     assert result.exit_code == 2 and "holds another run" in result.stderr  # its own out: never overwritten
+    # and the advice leads with a new run: --overwrite alone, followed, replaced the run being repeated
+    assert "Pass --out NEW for a new run (its settings repeated from a config.yaml too)" in \
+        " ".join(result.stderr.split())
 
 
 def test_layers_apply_in_order_defaults_recipe_file_explicit(tmp_path):

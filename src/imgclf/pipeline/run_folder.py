@@ -94,9 +94,12 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
         return False
     if is_run_dir(run_dir):
         if not overwrite:
+            # --out NEW first: `--config RUN/config.yaml` repeats a run's settings, its out included, and the
+            # advice to --overwrite then replaced the run the user meant to repeat
             raise bad_path("out", run_dir, "a new run directory", "holds another run",
-                           hint="Pass --overwrite to replace it, or --resume to continue it (Python: overwrite=True, "
-                                "resume=RUN)")
+                           hint="Pass --out NEW for a new run (its settings repeated from a config.yaml too), "
+                                "--overwrite to replace this one, or --resume to continue it (Python: out=NEW, "
+                                "overwrite=True, resume=RUN)")
         return True
     # before "not empty", whose advice (--overwrite) these refuse too
     held = imgclf_output(run_dir) or ("a folder of runs" if _holds_runs(run_dir) else None)

@@ -383,14 +383,14 @@ def test_a_threshold_fitted_in_bf16_keeps_the_share_when_scored_in_fp32(run, tmp
 def test_evaluate_says_how_many_images_it_scored_below_the_threshold(capsys):
     """Evaluate's table read accuracy 1.0000 where predict labelled 3 of the 18 images unknown: the share flagged
     was only in metrics.json and the report."""
-    from imgclf.cli.run_commands import _print_metrics
+    from imgclf.cli.metrics_table import print_metrics
     from imgclf.evaluation.metrics import compute_metrics
     from imgclf.records import UnknownScores
 
     y = np.array([0, 1, 0, 1, 0, 1])
     metrics = compute_metrics(y, np.eye(2)[y] * 0.8 + 0.1, ["a", "b"])
     metrics.unknown = UnknownScores(detector="msp", threshold=0.5, flagged=2 / 6, accuracy_kept=1.0)
-    _print_metrics(metrics)
+    print_metrics(metrics)
     said = " ".join(capsys.readouterr().out.split())
     assert "unknown: 2 of 6 images (33.3 %) score below the msp threshold, which predict and serve label unknown" \
         in said

@@ -262,11 +262,11 @@ def test_a_run_that_named_a_class_in_nfd_is_evaluated_on_its_folder(tmp_path):
     make_image_folder(tmp_path / "d", classes=(nfd, "tea"), per_class=6)
     run = imgclf.fit(data=str(tmp_path / "d"), img_size=16, epochs=1, batch_size=8, progress=False,
                      model_args={"width": 4}, out=str(tmp_path / "r"), report=False)
-    card = run.path / "model.json"
     import json
 
-    text = card.read_text(encoding="utf-8").replace(nfc, nfd)  # as the old release wrote it
-    card.write_text(text.replace(json.dumps(nfc)[1:-1], json.dumps(nfd)[1:-1]), encoding="utf-8")
+    for record in [*run.path.glob("*.json"), *run.path.glob("*.csv"), *run.path.glob("*.yaml")]:
+        text = record.read_text(encoding="utf-8").replace(nfc, nfd)  # every record as the old release wrote it
+        record.write_text(text.replace(json.dumps(nfc)[1:-1], json.dumps(nfd)[1:-1]), encoding="utf-8")
     assert imgclf.load(run.path).card.classes == [nfd, "tea"]
     result = imgclf.evaluate(run.path, data=str(tmp_path / "d"))
     assert result.count == 12 and set(result.per_class) == {nfd, "tea"}

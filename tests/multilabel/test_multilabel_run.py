@@ -302,10 +302,10 @@ def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(
     assert "—" not in circle[2:5] and int(circle[5]) > 0
     # the command line's table shows each label's precision, recall and F1 as the report does (it showed 0.000
     # for the precision of a label never predicted, where the report shows a dash); metrics.json counts them
-    from imgclf.cli.run_commands import _print_metrics
+    from imgclf.cli.metrics_table import print_metrics
 
     assert metrics.multilabel.per_label["triangle"].predicted == 0 < metrics.multilabel.per_label["circle"].predicted
-    _print_metrics(metrics)
+    print_metrics(metrics)
     printed = capsys.readouterr().out
     for name in metrics.per_class:
         html = re.findall(r"<td>([^<]*)</td>", cells[name])[2:5]

@@ -99,3 +99,13 @@ def test_the_python_api_takes_a_list_of_folders(two_roots, monkeypatch):
     cfg = resolve_config(data=[Path("part1"), "part2"])
     assert cfg.data == [str(a.resolve()), str(b.resolve())]
     assert resolve_config(data=["part1"]).data == str(a.resolve())  # one folder stays a plain string
+
+
+def test_merged_folders_need_every_class_in_train_only_as_one_folder_does(tmp_path):
+    """A val/ without a class of train/ is scored on the others in one folder; merged, an empty val/b/ was
+    accepted and a missing one refused."""
+    for name in ("m1", "m2"):
+        make_image_folder(tmp_path / name, layout="splits", classes=("a", "b"), per_split={"train": 3})
+        make_image_folder(tmp_path / name / "val", classes=("a",), per_class=1)
+    scan = scan_folders([tmp_path / "m1", tmp_path / "m2"])
+    assert scan.classes == ["a", "b"] and {c for _, c in scan.files["val"]} == {"a"}

@@ -40,13 +40,12 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
     files = {split: [(path, c) for c in classes for scan in scans for path, cls in scan.files.get(split, [])
                      if cls == c]
              for split in splits}
-    if "train" in files:
-        # a class only train/ must hold, as in one folder: a val/ or test/ without it scores the others
-        for split, items in (("train", files["train"]),):
-            missing = sorted(set(classes) - {c for _, c in items} - {name for name, _ in empty})
-            if missing:
-                raise invalid("data", given, "folders whose split folders, merged, have every class of train/",
-                              note=f"no {split}/ folder holds {missing}")
+    # a class only train/ must hold, as in one folder: a val/ or test/ without it scores the others
+    missing = sorted(set(classes) - {c for _, c in files.get("train", [])} - {name for name, _ in empty}) \
+        if "train" in files else []
+    if missing:
+        raise invalid("data", given, "folders whose train/ folders, merged, hold every class",
+                      note=f"no train/ folder holds {missing}")
     resolved = [Path(r).resolve() for r in given]
     try:
         common = Path(os.path.commonpath(resolved))

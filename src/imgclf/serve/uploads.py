@@ -135,7 +135,7 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
                                             "a complete upload")) from None
     if parser.parts_begun and not parser.ended:
         await form.close()
-        cut = f" ({parser.last_name!r})" if parser.last_name else ""
+        cut = f" ({parser.last_name[:100]!r})" if parser.last_name else ""  # (the client's name, bounded)
         raise ApiError(400, invalid_message("request body", Described(f"one that ends inside part {parser.parts_begun}"
                                                                       f"{cut}, before the closing boundary"),
                                             "well-formed multipart/form-data, closed by --BOUNDARY--",

@@ -93,7 +93,7 @@ def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
 
 
 def _current_images(cfg: TrainConfig) -> set[str] | None:
-    """Every image file the data folder lists now, of the classes the folds train (absolute paths), read without
+    """Every image file the data folder lists now, of the classes the folds train (real paths), read without
     decoding; None where it cannot be listed so (an index file: its rows are checked as the run reads them)."""
     from ..data.merge import scan_folders
     from ..data.select import Selection, select_classes

@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from .data.decode import DecodeError, decode_image
-from .data.folder import count_skipped, file_identity
+from .data.folder import count_skipped, file_identity, skipped_lines
 from .data.imbalance import imbalance_stats
 from .data.merge import scan_folders
 from .errors import invalid
 from .io import console_text, writable_folder
-
-
-SKIPPED_SHOWN = 10  # skipped files listed one by one on the terminal; the rest are counted by reason
 
 
 def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
@@ -179,13 +176,9 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
                       "labels")
     if summary["skipped"]:
         console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")
-        for s in summary["skipped"][:SKIPPED_SHOWN]:
-            console.print(f"  {console_text(s['path'])}: {console_text(s['reason'])}")
-        rest = Counter(s["reason"] for s in summary["skipped"][SKIPPED_SHOWN:])
-        if rest:  # annotations kept beside the images (300 .xml) ran past the screen, a line each
-            console.print(f"  ... and {sum(rest.values()):,} more (--json lists them all):")
-            for reason, n in rest.most_common():
-                console.print(f"    {n:,} × {console_text(reason)}")
+        for line in skipped_lines([(console_text(s["path"]), console_text(s["reason"])) for s in summary["skipped"]],
+                                  "--json"):
+            console.print(line)
     audit = summary.get("audit")
     if audit is not None and audit["status"] == "fresh":
         from .audit.summary import count_lines

@@ -140,28 +140,12 @@ def write_yaml(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    """A YAML file as safe_load reads it, but a key given twice in one mapping is an error (yaml.YAMLError, with
-    its line): safe_load kept the last, so a pasted `lr: 0.5` under `lr: 0.01` trained at 0.5 without a word."""
+    """A YAML file as safe_load reads it, but a key given twice in one mapping is an error (`yaml_keys`)."""
     import yaml
 
-    class UniqueKeys(yaml.SafeLoader):
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may repeat keys by design
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    repeated = key in seen
-                    seen.add(key)
-                except TypeError:  # an unhashable key: the settings' own check refuses it
-                    continue
-                if repeated:
-                    raise yaml.constructor.ConstructorError(None, None, f"found the key {key!r} twice",
-                                                            key_node.start_mark)
-            return super().construct_mapping(node, deep)
+    from .yaml_keys import UniqueKeyLoader  # here: it imports yaml, which most commands never read
 
-    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=UniqueKeys)  # noqa: S506 (a SafeLoader)
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").

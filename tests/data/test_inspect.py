@@ -125,3 +125,20 @@ def test_many_skipped_files_are_listed_ten_by_name_and_the_rest_counted_by_reaso
     assert "15 × not an image file extension" in shown and "1 × empty file (0 bytes)" in shown
     listed = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--json"]).output)["skipped"]
     assert len(listed) == 26
+
+
+def test_training_lists_skipped_files_as_inspect_does(tmp_path):
+    """train printed "... and 290 more" of 300 annotation files, inspect counted them by reason: one listing."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=4)
+    for i in range(12):
+        (tmp_path / "d" / "a" / f"box_{i:02d}.xml").write_text("<annotation/>")
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "d"), "--model", "simple_cnn", "--img-size", "16",
+                                      "--epochs", "1", "--out", str(tmp_path / "run"), "--no-report"],
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "... and 2 more (dataset.json lists them all):" in result.output
+    assert "2 × not an image file extension" in result.output

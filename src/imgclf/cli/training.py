@@ -332,7 +332,7 @@ def _kept_line(run: Any, history: list) -> str:
 
 
 def _print_run_summary(run: Any) -> None:
-    from ..data.folder import count_skipped
+    from ..data.folder import count_skipped, skipped_lines
     from ..hardware import launch_rank
     from ..records import RunDir, epochs_text
 
@@ -365,10 +365,8 @@ def _print_run_summary(run: Any) -> None:
     if skipped:
         console.print(f"[yellow]{count_skipped([s.path for s in skipped])} skipped[/yellow] (all listed in "
                       f"{run.path / 'dataset.json'}):")
-        for s in skipped[:10]:
-            console.print(f"  {shown(s.path)}: {shown(s.reason)}", soft_wrap=True)
-        if len(skipped) > 10:
-            console.print(f"  ... and {len(skipped) - 10} more")
+        for line in skipped_lines([(shown(s.path), shown(s.reason)) for s in skipped], "dataset.json"):
+            console.print(line, soft_wrap=True)
     if run.figure_failures:
         console.print(f"[yellow]{len(run.figure_failures)} figure(s) could not be drawn[/yellow] (the report says "
                       "so in their place):")

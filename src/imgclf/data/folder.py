@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,20 @@ def count_skipped(paths: list[str]) -> str:
     files = len(paths) - folders
     parts = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in ((files, "file"), (folders, "folder")) if n]
     return " and ".join(parts) or "0 files"
+
+
+SKIPPED_SHOWN = 10  # skipped files a terminal lists one by one; the rest are counted by reason
+
+
+def skipped_lines(items: list[tuple[str, str]], all_listed_in: str) -> list[str]:
+    """The terminal's lines for skipped (path, reason) pairs: the first SKIPPED_SHOWN by name, the rest counted by
+    reason (300 annotation files kept beside the images ran past the screen, a line each)."""
+    lines = [f"  {path}: {reason}" for path, reason in items[:SKIPPED_SHOWN]]
+    rest = Counter(reason for _, reason in items[SKIPPED_SHOWN:])
+    if rest:
+        lines.append(f"  ... and {sum(rest.values()):,} more ({all_listed_in} lists them all):")
+        lines += [f"    {n:,} × {reason}" for reason, n in rest.most_common()]
+    return lines
 
 
 def _class_dirs(root: Path, skipped: list[dict[str, str]] | None = None) -> list[Path]:

@@ -149,7 +149,8 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
     console.print(table)
     imb = summary["imbalance"]
     flag = "  [yellow]imbalanced[/yellow]" if imb["imbalanced"] else ""
-    console.print(f"imbalance: rho = {imb['rho']} (max/min class count), mu = {imb['mu']} "
+    rho = "undefined (a class holds no image)" if imb["rho"] is None and summary["total"] else imb["rho"]
+    console.print(f"imbalance: rho = {rho} (max/min class count), mu = {imb['mu']} "
                   f"(minority classes {console_text(imb['minority'] or 'none')}){flag}")
     sizes = ", ".join(f"{k} ({v})" for k, v in summary["sizes"].items())
     console.print(f"image sizes: {sizes}{' ...' if summary['distinct_sizes'] > 10 else ''}")

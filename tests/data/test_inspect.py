@@ -142,3 +142,28 @@ def test_training_lists_skipped_files_as_inspect_does(tmp_path):
     assert result.exit_code == 0, result.output
     assert "... and 2 more (dataset.json lists them all):" in result.output
     assert "2 × not an image file extension" in result.output
+
+
+def test_an_empty_class_has_no_imbalance_ratio_and_the_json_stays_json(tmp_path):
+    """An empty class folder made rho infinite: the text read 'rho = inf' and --json wrote `Infinity`, which is not
+    JSON (json.loads of other languages, jq, refuse it)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "fox").mkdir()
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    shown = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path), "--json"]).output, parse_constant=refuse)
+    assert shown["imbalance"]["rho"] is None and shown["imbalance"]["imbalanced"] is True
+    text = CliRunner().invoke(app, ["inspect", str(tmp_path)]).stdout
+    assert "rho = undefined (a class holds no image)" in text and "inf" not in text

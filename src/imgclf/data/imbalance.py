@@ -12,18 +12,19 @@ def imbalance_stats(counts: Mapping[str, int]) -> dict[str, object]:
     """rho = max/min class count; minority classes are those below the midpoint of min and max, mu = their share
     of all classes (0 for a balanced set, 0.5 for S4's step imbalance). Counts of more than two sizes have minority
     classes only above IMBALANCE_FLAG_RHO (digits' 1.06 is counting noise); a step imbalance (two sizes) has them
-    at any ratio, as Buda et al. define mu."""
+    at any ratio, as Buda et al. define mu. A class with no image has no ratio: rho is None (JSON has no
+    infinity), and the set counts as imbalanced."""
     values = [int(v) for v in counts.values()]
     if not values:
         return {"rho": None, "mu": None, "minority": [], "imbalanced": False}
     lo, hi = min(values), max(values)
-    rho = hi / lo if lo > 0 else float("inf")
+    rho = hi / lo if lo > 0 else None
     midpoint = (lo + hi) / 2
-    imbalanced = rho > IMBALANCE_FLAG_RHO
+    imbalanced = rho is None or rho > IMBALANCE_FLAG_RHO
     # Near-balanced sets (digits: rho 1.06) have no minority classes, only counting noise.
     minority = sorted(c for c, v in counts.items() if (imbalanced or len(set(values)) == 2) and v < midpoint)
     return {
-        "rho": round(rho, 4),
+        "rho": None if rho is None else round(rho, 4),
         "mu": round(len(minority) / len(values), 4),
         "minority": minority,
         "imbalanced": imbalanced,

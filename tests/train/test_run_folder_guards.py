@@ -411,6 +411,25 @@ def test_a_finished_run_resumed_with_nothing_left_to_train_refuses_a_changed_set
     assert RunDir(run_dir).read_config().augment == "hflip" and len(RunDir(run_dir).read_history()) == 3
 
 
+def test_a_run_stopped_by_its_time_limit_resumed_under_it_says_it_trains_nothing(data, tmp_path, caplog):
+    """The budget counts the seconds trained before a resume: `--resume RUN` as is trained nothing and scored the
+    run again without a word, which read as a resume that had trained. A longer limit trains on, unwarned."""
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 3, "time_limit": "0.01s",
+                      "out": str(tmp_path / "run")}, progress=False, report=False)
+    assert RunDir(run.path).read_card().training.stopped == "time limit (0.01s)"
+    trained = len(RunDir(run.path).read_history())
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(resume=str(run.path), progress=False, report=False)
+    assert f"{run.path} has spent its time limit (0.01s: " in caplog.text
+    assert "none left to train, so it is only scored and reported again (a longer --time-limit trains further)" \
+        in caplog.text
+    assert len(RunDir(run.path).read_history()) == trained
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(resume=str(run.path), time_limit="1h", progress=False, report=False)
+    assert "spent its time limit" not in caplog.text and len(RunDir(run.path).read_history()) == 3
+
+
 def test_a_resume_warns_of_the_evaluations_scored_with_the_weights_before(finished, tmp_path, caplog):
     """evaluations/ kept the earlier weights' scores beside the resumed run's without a word (calibrate warned)."""
     import logging

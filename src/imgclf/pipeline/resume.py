@@ -10,7 +10,7 @@ from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
 from .resume_checks import (check_batch_size, check_data_in_place, check_history, check_resumable,
-                            checked_checkpoints, nothing_left_to_train)
+                            checked_checkpoints, nothing_left_to_train, time_budget_spent)
 from .run import Run, train_run
 
 
@@ -29,7 +29,8 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
     if ckpt is not None:
         check_history(RunDir(path), ckpt)
         check_batch_size(RunDir(path), ckpt, cfg, values)
-    if (finished := nothing_left_to_train(RunDir(path), cfg.epochs)) is not None:  # once it can go ahead
+    # once it can go ahead
+    if (finished := nothing_left_to_train(RunDir(path), cfg.epochs) or time_budget_spent(RunDir(path), cfg)):
         warn(finished)
     return train_run(cfg, checkpoint=None if ckpt is None else str(ckpt), resume=True, report=report)
 

@@ -101,6 +101,20 @@ def nothing_left_to_train(run: RunDir, epochs: int) -> str | None:
             f"again (--epochs {trained + 1} or more trains further)")
 
 
+def time_budget_spent(run: RunDir, cfg: Any) -> str | None:
+    """The warning for a run stopped by its time limit and resumed under the same or a shorter one: the budget
+    counts the seconds trained before the resume, so it trains nothing and is only scored again, which looked like
+    a resume that had trained; None where time is left or the run did not stop on it."""
+    if not cfg.time_limit_seconds or not run.has("model.json"):
+        return None
+    training = run.read_card().training
+    if not training.stopped.startswith("time limit") or training.train_seconds < cfg.time_limit_seconds:
+        return None
+    return (f"{run.path} has spent its time limit ({cfg.time_limit}: {training.train_seconds:.1f} s trained, which "
+            "the limit counts): none left to train, so it is only scored and reported again (a longer --time-limit "
+            "trains further)")
+
+
 def _check_nothing_left_to_change(run: RunDir, stored: dict[str, Any], asked: dict[str, Any],
                                   values: dict[str, Any], trained: int) -> None:
     """A finished run resumed with no epoch left to train: a changed setting would apply to no epoch, yet

@@ -118,7 +118,12 @@ def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifa
                    None, help="fer2013: the MD5 your copy must match (none is published)."),
                cache_dir: Optional[Path] = typer.Option(
                    None, "--cache-dir", help="Where downloads are kept (default $IMGCLF_CACHE/downloads, "
-                                             "i.e. ~/.cache/imgclf/downloads).")) -> None:
+                                             "i.e. ~/.cache/imgclf/downloads)."),
+               per_class: Optional[int] = typer.Option(
+                   None, "--per-class", help="fashion-mnist: write only this many images per class and split, "
+                                             "drawn at random (default: all 70,000)."),
+               seed: Optional[int] = typer.Option(
+                   None, "--seed", help="fashion-mnist: the seed of the --per-class draw (default 0).")) -> None:
     """Write a built-in data set as a class-per-folder PNG tree.
 
     digits: scikit-learn's copy, offline.
@@ -143,8 +148,19 @@ def data_fetch(name: str = typer.Argument(..., help="digits, fashion-mnist, cifa
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # its warnings once, here, not again as the `imgclf` logger's
+    from ..errors import Interrupted
+    from ..train.interrupts import Terminated, sigterm_interrupts
+
     try:
-        path = fetch(name, out, source=source, url=url, md5=md5, cache_dir=cache_dir)
+        # SIGTERM (timeout, kill, a batch scheduler) as Ctrl-C: the image being written loses its temp file, which
+        # the default action left behind, hidden, beside the finished images
+        with sigterm_interrupts():
+            path = fetch(name, out, source=source, url=url, md5=md5, cache_dir=cache_dir, per_class=per_class,
+                         seed=seed)
+    except KeyboardInterrupt as exc:
+        signal_name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+        raise Interrupted(f"fetch interrupted ({signal_name}); the images written are kept, and running the same "
+                          "command again completes it", exit_code=code) from None
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -350,6 +351,17 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
 
 # what `imgclf data fetch` writes into its folder: the data set, where from, and whether every image is there
 FETCH_RECORD = ".imgclf-fetch.json"
+WRITTEN_NAME = re.compile(r"\d{5,}\.png")  # the name of each image a fetch writes (sources.tree.write_tree)
+
+
+def refetch_command(record: dict, root: str | os.PathLike) -> str:
+    """The `imgclf data fetch` command that completes the fetch `record` describes: with its options, which a
+    command without them is refused for (another fetch)."""
+    import shlex
+
+    options = "".join(f" --{key.replace('_', '-')} {shlex.quote(str(value))}"
+                      for key, value in dict(record.get("options") or {}).items())
+    return f"imgclf data fetch {record.get('name')} --out {shlex.quote(str(root))}{options}"
 
 
 def _warn_of_an_unfinished_fetch(root: Path) -> None:
@@ -363,8 +375,8 @@ def _warn_of_an_unfinished_fetch(root: Path) -> None:
     if isinstance(record, dict) and record.get("complete") is False:
         from ..notices import warn
 
-        warn(f"{root} holds an unfinished fetch of {record.get('name')}: some of its images are missing. Run the "
-             f"same imgclf data fetch {record.get('name')} --out {root} again to complete it")
+        warn(f"{root} holds an unfinished fetch of {record.get('name')}: some of its images are missing. Run "
+             f"{refetch_command(record, root)} again to complete it")
 
 
 def _split_without_images(root: Path, split: str, folder: Path | None,

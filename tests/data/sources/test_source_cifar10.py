@@ -10,8 +10,10 @@ from imgclf.errors import ImgclfError
 
 
 def assert_tree(out, expected, classes):
+    # a folder in each split for every class some image carries, and none for a class no image carries
+    present = sorted({classes[y] for _, labels in expected.values() for y in labels})
     for split, (images, labels) in expected.items():
-        assert sorted(p.name for p in (out / split).iterdir()) == sorted(classes)
+        assert sorted(p.name for p in (out / split).iterdir()) == present
         assert sum(1 for _ in (out / split).rglob("*.png")) == len(images)
         for i, (img, y) in enumerate(zip(images, labels)):
             png = Image.open(out / split / classes[y] / f"{i:05d}.png")
@@ -44,7 +46,7 @@ def test_unsafe_names_in_meta_fall_back_to_the_published_ones(tmp_path, caplog):
     archive = write_tar(tmp_path / "c.tar.gz", files)
     with caplog.at_level(logging.WARNING):
         out = export_cifar10(tmp_path / "out", source=archive)
-    assert sorted(p.name for p in (out / "train").iterdir()) == sorted(CIFAR10_CLASSES)
+    assert {p.name for p in (out / "train").iterdir()} <= set(CIFAR10_CLASSES)
     assert not (tmp_path / "escape").exists()
     assert "ten plain class names" in caplog.text
 
@@ -59,14 +61,14 @@ def test_python_pickle_version_is_refused_without_unpickling(tmp_path):
 def test_truncated_batch_and_bad_labels(tmp_path, caplog):
     files, _ = cifar_files(per_batch=2)
     truncated = dict(files, **{"data_batch_3.bin": files["data_batch_3.bin"][:-5]})
-    with pytest.raises(ImgclfError, match="data_batch_3.bin .* not a whole number of 3073-byte records"):
+    with pytest.raises(ImgclfError, match="t.tar.gz:data_batch_3.bin .* not a whole number of 3073-byte records"):
         export_cifar10(tmp_path / "a", source=write_tar(tmp_path / "t.tar.gz", truncated))
     bad = bytearray(files["test_batch.bin"])
     bad[0] = 200  # the first test record's label
     with caplog.at_level(logging.WARNING):
         out = export_cifar10(tmp_path / "b", source=write_tar(tmp_path / "b.tar.gz", dict(files, **{"test_batch.bin": bytes(bad)})))
     assert sum(1 for _ in (out / "test").rglob("*.png")) == 1
-    assert "skipped 1 of 2 records of test_batch.bin" in caplog.text
+    assert f"skipped 1 of 2 records of {tmp_path / 'b.tar.gz'}:test_batch.bin" in caplog.text
 
 
 def test_missing_members_and_missing_source(tmp_path):

@@ -112,3 +112,144 @@ def test_two_fetches_into_one_folder_at_once_both_finish(tmp_path):
         done = [pool.submit(write_tree, tmp_path, None, images, labels, ["a", "b", "c"]) for _ in range(2)]
         assert [f.result() for f in done] == [300, 300]
     assert sum(1 for _ in tmp_path.rglob("*.png")) == 300 and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_users_own_class_folders_do_not_pass_for_an_earlier_fetch(tmp_path):
+    """A folder holding only 0/ ... 9/ passed for a digits fetch that kept no record: the digits were written among
+    the user's own 28x28 scans, and the record then called the mix a complete fetch."""
+    own = tmp_path / "scans"
+    for digit in range(10):
+        (own / str(digit)).mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(own / str(digit) / "mine_0.png")
+    with pytest.raises(ImgclfError, match=r"it holds images no fetch recorded"):
+        fetch("digits", own)
+    assert sorted(p.name for p in (own / "0").iterdir()) == ["mine_0.png"]
+
+
+def test_a_fetch_that_fails_before_its_first_image_leaves_no_folder_behind(tmp_path):
+    """A bad --md5, a missing source: each failed fetch left its --out holding an "unfinished" record, which
+    inspect then called an unfinished fetch."""
+    (tmp_path / "fer2013.csv").write_text(fer_csv()[0])
+    with pytest.raises(ImgclfError, match="md5 must be 32 hexadecimal digits"):
+        fetch("fer2013", tmp_path / "f", source=tmp_path / "fer2013.csv", md5="zz")
+    assert not (tmp_path / "f").exists()
+    (tmp_path / "empty").mkdir()  # the user's own empty folder is kept, as empty as it was
+    with pytest.raises(ImgclfError, match=r"source for fashion-mnist must be .* \(no such folder\)"):
+        fetch("fashion-mnist", tmp_path / "empty", source=tmp_path / "nope")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_whole_fetch_run_again_and_failing_stays_whole(tmp_path):
+    """The rerun wrote complete: false before it read its source: with the source moved it failed, and inspect
+    then warned of missing images in a folder that held them all."""
+    import json
+
+    fashion_files(tmp_path / "idx")
+    out = fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx")
+    (tmp_path / "idx").rename(tmp_path / "moved")
+    with pytest.raises(ImgclfError, match="no such folder"):
+        fetch("fashion-mnist", out, source=tmp_path / "idx")
+    assert json.loads((out / ".imgclf-fetch.json").read_text())["complete"] is True
+
+
+def test_an_unfinished_fetch_is_completed_by_the_command_its_warning_gives(tmp_path, caplog):
+    """The warning said `imgclf data fetch NAME --out OUT`, without the fetch's --source, and that command was then
+    refused as another fetch."""
+    import json
+    import logging
+    import shlex
+
+    from imgclf.data.folder import scan_folder
+
+    fashion_files(tmp_path / "my idx")
+    out = fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "my idx", per_class=1, seed=3)
+    record = json.loads((out / ".imgclf-fetch.json").read_text())
+    assert record["options"] == {"per_class": "1", "seed": "3", "source": str(tmp_path / "my idx")}
+    (out / ".imgclf-fetch.json").write_text(json.dumps({**record, "complete": False}))  # as a killed fetch leaves it
+    shutil.rmtree(out / "test")
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        scan_folder(out)
+    command = caplog.text.split("Run ", 1)[1].split(" again to complete it")[0]
+    assert command.startswith("imgclf data fetch fashion-mnist --out ")
+    result = CliRunner().invoke(app, shlex.split(command)[1:])
+    assert result.exit_code == 0, result.output
+    assert sum(1 for _ in (out / "test").rglob("*.png")) == 10  # one per class, as the fetch drew them
+
+
+def test_per_class_and_seed_are_checked_and_decide_the_folder(tmp_path):
+    """per_class=0 wrote all 70,000 images, -1 all but one per class; a second draw with another seed went into
+    the first one's folder, as the record held neither."""
+    fashion_files(tmp_path / "idx")
+    for bad in (0, -1, "3", 2.7, True):
+        with pytest.raises(ImgclfError, match=r"per_class must be a whole number >= 1. Received: per_class="):
+            fetch("fashion-mnist", tmp_path / "bad", source=tmp_path / "idx", per_class=bad)
+    with pytest.raises(ImgclfError, match="seed must be a whole number >= 0"):
+        fetch("fashion-mnist", tmp_path / "bad", source=tmp_path / "idx", per_class=1, seed=-1)
+    assert not (tmp_path / "bad").exists()
+    out = fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx", per_class=1, seed=0)
+    assert sum(1 for _ in out.rglob("*.png")) == 20
+    with pytest.raises(ImgclfError, match=r"it holds a fetch of fashion-mnist \(per_class=1, seed=0, source="):
+        fetch("fashion-mnist", out, source=tmp_path / "idx", per_class=1, seed=1)
+    result = CliRunner().invoke(app, ["data", "fetch", "fashion-mnist", "--out", str(tmp_path / "cli"), "--source",
+                                      str(tmp_path / "idx"), "--per-class", "2"])
+    assert result.exit_code == 0, result.output
+    assert sum(1 for _ in (tmp_path / "cli" / "train").rglob("*.png")) == 20
+
+
+def test_a_fashion_mnist_source_without_its_test_files_is_refused_by_name(tmp_path):
+    """Only the train images were looked for: the missing test files crashed (FileNotFoundError)."""
+    fashion_files(tmp_path / "idx")
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / "idx" / name).unlink()
+    with pytest.raises(ImgclfError, match=r"\(it lacks t10k-images-idx3-ubyte\[.gz\], t10k-labels-idx1-ubyte\[.gz\]\)"):
+        fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx")
+    with pytest.raises(ImgclfError, match=r"\(a file: pass the folder holding the four IDX files\)"):
+        fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx" / "train-images-idx3-ubyte.gz")
+
+
+def test_a_class_with_no_row_gets_no_empty_folder(tmp_path, caplog):
+    """fer2013 without a row of an emotion (six-class variants are common) wrote empty class folders, which
+    training then refused."""
+    import logging
+
+    (tmp_path / "fer2013.csv").write_text(fer_csv()[0])  # no row of fear (2) or sad (4)
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        out = fetch("fer2013", tmp_path / "f", source=tmp_path / "fer2013.csv")
+    assert "fer2013: no row of fear, sad, so no folder for them" in caplog.text
+    assert not [p for p in out.rglob("*") if p.name in ("fear", "sad")]
+    # a class with images in some split keeps its folder in the others: the class missing there, not refused
+    assert (out / "val" / "angry").is_dir() and not any((out / "val" / "angry").iterdir())
+
+
+def test_sigterm_during_a_fetch_leaves_no_temp_file_and_says_how_to_go_on(tmp_path, monkeypatch):
+    """The default SIGTERM action (timeout, kill, a batch scheduler) ended the fetch mid-write: the image being
+    written stayed behind as a hidden temp file that no rerun removed."""
+    import os
+    import signal
+
+    from imgclf.data.sources import tree
+
+    fashion_files(tmp_path / "idx")
+    replace, calls = os.replace, []
+
+    def replace_then_terminated(src, dst):  # (os.replace itself: the fetch record's writes come here too)
+        if str(dst).endswith(".png"):
+            calls.append(dst)
+        if len(calls) == 3 and str(dst).endswith(".png"):
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives as the third image is being renamed into place
+        replace(src, dst)
+
+    def unhandled(signum, frame):  # without the fetch's own handler: fail here, not end the test process
+        raise RuntimeError("SIGTERM reached the default handler")
+
+    monkeypatch.setattr(tree.os, "replace", replace_then_terminated)
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        result = CliRunner().invoke(app, ["data", "fetch", "fashion-mnist", "--out", str(tmp_path / "out"),
+                                          "--source", str(tmp_path / "idx")])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, result.output
+    assert "fetch interrupted (SIGTERM); the images written are kept" in result.output
+    assert list((tmp_path / "out").rglob("*.tmp")) == []
+    assert sum(1 for _ in (tmp_path / "out").rglob("*.png")) == 2

@@ -6,14 +6,16 @@ digits ships with scikit-learn; fashion-mnist, cifar10 and fer2013 are read from
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import bad_path, invalid
 from ...io import read_json, writable_folder, write_json
-from ..folder import FETCH_RECORD
+from ..folder import FETCH_RECORD, WRITTEN_NAME
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, export_cifar10, load_cifar10
 from .digits import export_digits
 from .download import default_download_dir, download
@@ -51,7 +53,7 @@ def refuse_other_content(argument: str, out: str | os.PathLike, written: tuple[s
                        hint="Give another --out")
 
 
-IDENTITY = ("source", "url", "md5")  # the options a record holds
+IDENTITY = ("source", "url", "md5", "per_class", "seed")  # the options a record holds
 # the class folders each writes (cifar10's are its archive's own names, these unless the archive says otherwise)
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "digits": TOP_LEVEL["digits"], "fashion-mnist": tuple(FASHION_CLASSES), "cifar10": tuple(CIFAR10_CLASSES),
@@ -71,18 +73,53 @@ def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
         if key not in takes:
             raise invalid(key, value, f"left out: it does not apply to {name}, which takes "
                                       f"{', '.join(takes) or 'no options'}")
+    _check_sampling(given)
     refuse_other_content("out", out, TOP_LEVEL[name], f"an earlier fetch of {name}, which it completes")
-    # what decides the images (where they come from), not where a download is cached
+    # what decides the images (where they come from, how many), not where a download is cached
     record = {"name": name, "options": {key: os.path.abspath(value) if key == "source" else str(value)
                                         for key, value in sorted(given.items()) if key in IDENTITY}}
-    _refuse_another_fetch(Path(out), record)
-    Path(out).mkdir(parents=True, exist_ok=True)
+    folder = Path(out)
+    earlier = _refuse_another_fetch(folder, record)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     # written first, so a second fetch of other data is refused even while this one runs; complete only at the
-    # end, so that a fetch killed part-way is not taken for a whole data set (inspect and train warn)
-    write_json(Path(out) / FETCH_RECORD, {**record, "complete": False})
-    path = export(out, **given)
-    write_json(Path(out) / FETCH_RECORD, {**record, "complete": True})
+    # end, so that a fetch killed part-way is not taken for a whole data set (inspect and train warn). A whole
+    # fetch run again keeps its record: that rerun failing (its source moved, offline) leaves every image there.
+    if not (isinstance(earlier, dict) and earlier.get("complete") is True):
+        write_json(folder / FETCH_RECORD, {**record, "complete": False})
+    try:
+        path = export(out, **given)
+    except BaseException:
+        _remove_if_nothing_written(folder, created)
+        raise
+    write_json(folder / FETCH_RECORD, {**record, "complete": True})
     return path
+
+
+def _check_sampling(given: dict[str, object]) -> None:
+    """per_class and seed as whole numbers in range: per_class=0 wrote every image, -1 all but one per class."""
+    import numbers
+
+    for key, low in (("per_class", 1), ("seed", 0)):
+        if key in given:
+            value = given[key]
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise invalid(key, value, f"a whole number >= {low}")
+
+
+def _remove_if_nothing_written(folder: Path, created: bool) -> None:
+    """A fetch that failed before its first image (a bad --md5, an unreachable address, a missing source) left an
+    --out holding only an "unfinished" record, which inspect then called an unfinished fetch. A folder with any
+    image in it is kept, with its record, for the same fetch to complete."""
+    if any(p.is_file() and not p.name.startswith(".") for p in folder.rglob("*")):
+        return
+    if created:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    (folder / FETCH_RECORD).unlink(missing_ok=True)
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
 
 
 def _written_by(name: str, out: Path) -> bool:
@@ -93,27 +130,34 @@ def _written_by(name: str, out: Path) -> bool:
     if any(p.name not in TOP_LEVEL[name] or not p.is_dir() for p in entries):
         return False
     if TOP_LEVEL[name] == CLASS_NAMES[name]:  # the top level is the classes themselves
-        return True
-    return all({q.name for q in p.iterdir() if not q.name.startswith(".")} <= set(CLASS_NAMES[name])
-               for p in entries)
+        class_folders = entries
+    elif not all({q.name for q in p.iterdir() if not q.name.startswith(".")} <= set(CLASS_NAMES[name])
+                 for p in entries):
+        return False
+    else:
+        class_folders = [q for p in entries for q in p.iterdir() if not q.name.startswith(".")]
+    # and only files named as a fetch names them: the user's own 0/ ... 9/ of 28x28 scans passed for the digits,
+    # and the digits were written among them
+    return all(q.is_dir() and all(WRITTEN_NAME.fullmatch(f.name) for f in q.iterdir() if not f.name.startswith("."))
+               for q in class_folders)
 
 
-def _refuse_another_fetch(out: Path, record: dict[str, object]) -> None:
+def _refuse_another_fetch(out: Path, record: dict[str, object]) -> object:
     """A folder that holds images is completed only by the fetch that wrote them: fashion-mnist's and cifar10's
     train/ and test/ passed the check of top-level names and were made one data set of 20 classes, and so were two
     sources of one data set. A folder with the names but no record (the user's own train/ and test/, or a fetch
     by an imgclf that wrote none, if anything but that fetch's own folders is there) is refused too: nothing says
-    what its images are."""
+    what its images are. Returns the folder's record (None without one) where the fetch may go on."""
     if not out.is_dir() or not any(not p.name.startswith(".") for p in out.iterdir()):
-        return
+        return None
     try:
         earlier = read_json(out / FETCH_RECORD)
     except (OSError, ValueError):
         earlier = None
     if isinstance(earlier, dict) and {k: earlier.get(k) for k in record} == record:
-        return
+        return earlier
     if earlier is None and _written_by(str(record["name"]), out):  # by an imgclf that kept no record
-        return
+        return None
     if isinstance(earlier, dict) and "name" in earlier:
         options = ", ".join(f"{k}={v}" for k, v in dict(earlier.get("options") or {}).items()) or "no options"
         held = f"it holds a fetch of {earlier['name']} ({options})"

@@ -103,7 +103,9 @@ def load_cifar10(source: str | os.PathLike | None = None, url: str | None = None
     classes = class_names(members.get(META))
     splits = {}
     for split, files in SPLITS.items():
-        parts = [parse_batch(members[name], name, len(classes)) for name in files]
+        # named with the source, which the error's "Received" then shows
+        parts = [parse_batch(members[name], f"{source}:{name}" if Path(source).is_file() else str(Path(source) / name),
+                             len(classes)) for name in files]
         splits[split] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     return splits, classes
 
@@ -113,6 +115,7 @@ def export_cifar10(out: str | os.PathLike, source: str | os.PathLike | None = No
     """CIFAR-10 as out/train/<class>/*.png (data_batch_1..5) and out/test/<class>/*.png (test_batch)."""
     out = Path(out)
     splits, classes = load_cifar10(source, url, cache_dir)
+    present = {int(y) for _, labels in splits.values() for y in labels}
     for split, (images, labels) in splits.items():
-        write_tree(out, split, images, labels, classes)
+        write_tree(out, split, images, labels, classes, present=present)
     return out

@@ -45,8 +45,29 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return body.reshape(dims)
 
 
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _missing_idx(folder: Path) -> list[str]:
+    """The IDX files (each plain or .gz) `folder` lacks: with the train files alone, reading the test ones
+    crashed (FileNotFoundError)."""
+    return [name for name in IDX_FILES if not (folder / f"{name}.gz").is_file() and not (folder / name).is_file()]
+
+
 def _has_idx(folder: Path) -> bool:
-    return (folder / "train-images-idx3-ubyte.gz").exists() or (folder / "train-images-idx3-ubyte").exists()
+    return not _missing_idx(folder)
+
+
+def _not_an_idx_folder(source: Path) -> str:
+    """What is wrong with a --source that is not a folder of the four IDX files."""
+    if not source.exists():
+        return "no such folder"
+    if not source.is_dir():
+        return "a file: pass the folder holding the four IDX files"
+    missing = _missing_idx(source)
+    if len(missing) == len(IDX_FILES):
+        return "no IDX files in it"
+    return "it lacks " + ", ".join(f"{name}[.gz]" for name in missing)
 
 
 def find_fashion_mnist(source: str | os.PathLike | None = None, url: str | None = None,
@@ -55,8 +76,8 @@ def find_fashion_mnist(source: str | os.PathLike | None = None, url: str | None 
     if source:
         if _has_idx(Path(source)):
             return Path(source)
-        raise bad_path("source", source, "a folder with the IDX files (train-images-idx3-ubyte[.gz], ...)",
-                       "no IDX files in it", where="fashion-mnist")
+        raise bad_path("source", source, "a folder with the four IDX files (train-images-idx3-ubyte[.gz], ...)",
+                       _not_an_idx_folder(Path(source)), where="fashion-mnist")
     if not url:  # an explicit --url means: download from there
         for folder in map(Path, FASHION_DIRS):
             if _has_idx(folder):
@@ -103,5 +124,5 @@ def export_fashion_mnist(out: str | os.PathLike, source: str | os.PathLike | Non
             keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(10)])
             keep.sort()
             images, labels = images[keep], labels[keep]
-        write_tree(out, split, images, labels, FASHION_CLASSES)
+        write_tree(out, split, images, labels, FASHION_CLASSES, present=set(range(len(FASHION_CLASSES))))
     return out

@@ -122,6 +122,12 @@ def export_fer2013(out: str | os.PathLike, source: str | os.PathLike | None = No
                    md5: str | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
     """FER-2013 as out/{train,val,test}/<emotion>/*.png (Usage Training, PublicTest, PrivateTest)."""
     out = Path(out)
-    for split, (images, labels) in load_fer2013(source, url, md5, cache_dir).items():
-        write_tree(out, split, images, labels, FER_CLASSES)
+    splits = load_fer2013(source, url, md5, cache_dir)
+    seen = {int(y) for _, labels in splits.values() for y in labels}
+    if absent := [name for label, name in enumerate(FER_CLASSES) if label not in seen]:
+        # six-class variants of FER (disgust merged into anger, or dropped) are common
+        log.warning("fer2013: no row of %s, so no folder for %s", ", ".join(absent),
+                    "it" if len(absent) == 1 else "them")
+    for split, (images, labels) in splits.items():
+        write_tree(out, split, images, labels, FER_CLASSES, present=seen)
     return out

@@ -18,6 +18,8 @@ BROKEN = {
     "zero.jpg": "empty file (0 bytes)",
     "truncated.jpg": "truncated",
     "truncated.png": "truncated",
+    # bytes flipped inside the compressed pixels (bit rot, a bad copy): decoded mostly black, without an error
+    "damaged_stream.png": "broken data stream",
     "text.jpg": "not a recognised image format",
     "bomb.png": "decompression bomb",
     # a fuzzed TIFF whose tag of the wrong type makes Pillow raise TypeError while loading it (it crashed predict)
@@ -92,6 +94,9 @@ def make_torture_corpus(root: Path) -> Path:
     (bad / "zero.jpg").write_bytes(b"")
     (bad / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
     (bad / "truncated.png").write_bytes(png[: len(png) // 2])
+    damaged = bytearray(png)
+    damaged[len(png) * 3 // 10: len(png) * 3 // 10 + 8] = bytes(b ^ 0xFF for b in png[len(png) * 3 // 10:][:8])
+    (bad / "damaged_stream.png").write_bytes(bytes(damaged))
     (bad / "text.jpg").write_text("this is not an image\n")
     (bad / "bomb.png").write_bytes(_bomb_png())
     bmp = io.BytesIO()

@@ -184,6 +184,11 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
                 if draft is None:
                     raise DecodeError(_bomb_reason(stored))
             _png_colour_key(img)  # first: reading a PNG's EXIF (upright_size) reads its pixels, and its tile
+            if img.format == "PNG":
+                # its pixels read here, where a damaged stream raises: read inside upright_size (for an EXIF
+                # chunk after the pixels), the error was taken for bad EXIF and the half-read image, mostly
+                # black, was trained on and predicted
+                img.load()
             width, height = upright_size(img)
             meta = {"width": width, "height": height, "mode": img.mode, "format": img.format}
             if draft is not None:

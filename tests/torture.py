@@ -20,6 +20,8 @@ BROKEN = {
     "truncated.png": "truncated",
     # bytes flipped inside the compressed pixels (bit rot, a bad copy): decoded mostly black, without an error
     "damaged_stream.png": "broken data stream",
+    # signed 32-bit pixels (a CT slice): clipped, half of them read black and the rest as 0..3
+    "signed.tif": "32-bit integer pixels from -100 to 530",
     "text.jpg": "not a recognised image format",
     "bomb.png": "decompression bomb",
     # a fuzzed TIFF whose tag of the wrong type makes Pillow raise TypeError while loading it (it crashed predict)
@@ -97,6 +99,7 @@ def make_torture_corpus(root: Path) -> Path:
     damaged = bytearray(png)
     damaged[len(png) * 3 // 10: len(png) * 3 // 10 + 8] = bytes(b ^ 0xFF for b in png[len(png) * 3 // 10:][:8])
     (bad / "damaged_stream.png").write_bytes(bytes(damaged))
+    Image.fromarray((np.arange(64).reshape(8, 8) * 10 - 100).astype(np.int32)).save(bad / "signed.tif")
     (bad / "text.jpg").write_text("this is not an image\n")
     (bad / "bomb.png").write_bytes(_bomb_png())
     bmp = io.BytesIO()

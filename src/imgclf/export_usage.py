@@ -34,8 +34,10 @@ def pixels(path):
             values = stored.astype(np.float64)
             if img.mode == "F" and values.size and not (np.isfinite(values).all() and values.min() >= 0):
                 raise ValueError("float pixels hold NaN, infinity or negative values (readable: [0, 1] or 0..255)")
+            if img.mode == "I" and values.size and not (values.min() >= 0 and values.max() <= 65535):
+                raise ValueError("32-bit integer pixels outside 0..65535 (readable: 0..255 or 0..65535)")
             high = values.max() if values.size else 0.0
-            if img.mode == "F" and high <= 1.0:  # float pixels in [0, 1]
+            if img.mode == "F" and high <= 1.1:  # float pixels in [0, 1], a little overshoot clipped
                 values = np.rint(values * 255.0)
             elif img.mode.startswith("I;16") or high > 255:  # 16-bit: on the 0..65535 scale
                 values = np.rint(values * (255.0 / 65535.0))
@@ -152,9 +154,10 @@ def usage_page(card: dict[str, Any]) -> str:
               "read is used as stored);",
               "3. transparency (RGBA, LA, a palette's transparent colour, a PNG colour key on RGB, grey or 16-bit "
               "grey) is composited over white; 16-bit images are on the 0-65535 scale whatever their content, "
-              "divided by 257 and rounded; float images within [0, 1] are multiplied by 255 and rounded; other "
-              "float and 32-bit integer images are kept as 0-255, or read as 16-bit where their maximum exceeds "
-              "255; float images holding NaN, infinity or negative values are refused;",
+              "divided by 257 and rounded; float images whose brightest pixel is at most 1.1 are multiplied by 255, "
+              "rounded and clipped to 0-255; other float and 32-bit integer images are kept as 0-255, or read as "
+              "16-bit where their maximum exceeds 255; float images holding NaN, infinity or negative values, and "
+              "32-bit integer images outside 0-65535, are refused;",
               f"4. the image is converted to `{mode}` (as Pillow converts: an embedded ICC colour profile is not "
               f"applied) and resized to {side} x {side}, aspect ratio not kept, with "
               f"`img.resize(({side}, {side}), Image.Resampling.{resample}, reducing_gap=None)`;",

@@ -40,6 +40,11 @@ def _sixteen_to_eight(values: np.ndarray, rows: int = 1024) -> np.ndarray:
     return out
 
 
+# A float image up to this bright is on the [0, 1] scale: resampling overshoots 1 a little (a Lanczos ring, a
+# rounding 1.0001), which read as 0..255 turned the whole image black; a 0..255 image this dim is black anyway
+FLOAT_UNIT_TOP = 1.1
+
+
 def _to_mode(img: Image.Image, color: str) -> Image.Image:
     """Convert any Pillow mode to 'RGB' or 'L'. Transparency is composited over white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -58,8 +63,12 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
         arr = np.asarray(img).astype(np.float64)  # asarray(img, dtype=float64) took 3.9 s on 9400 x 9400
         if img.mode == "F" and arr.size and not (np.isfinite(arr).all() and arr.min() >= 0):
             raise DecodeError("float pixels hold NaN, infinity or negative values (readable: [0, 1] or 0..255)")
+        if img.mode == "I" and arr.size and not (arr.min() >= 0 and arr.max() <= 65535):
+            # signed (CT scans) or past 16 bits: clipped to 0..255 or scaled as 16-bit, a CT slice read as 0..3
+            raise DecodeError(f"32-bit integer pixels from {arr.min():.0f} to {arr.max():.0f} (readable: 0..255 or "
+                              "0..65535)")
         hi = arr.max() if arr.size else 0.0
-        if img.mode == "F" and hi <= 1.0:
+        if img.mode == "F" and hi <= FLOAT_UNIT_TOP:
             arr = np.rint(arr * 255.0)
         elif img.mode.startswith("I;16") or hi > 255:
             arr = np.rint(arr * (255.0 / 65535.0))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.folder import IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME, walk_images
+from .data.folder import IMAGE_EXTENSIONS, left_out_by_name, walk_images
 from .errors import Described, bad_path, invalid
 
 # A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
@@ -41,7 +41,7 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
             skipped: list[dict[str, str]] = []
             found = walk_images(path, skipped)
             # a name no file of results can hold (not UTF-8) is left out and named, not a row for its escaped text
-            left = [s for s in skipped if s["reason"] in (NOT_AN_IMAGE_NAME, NOT_UTF8_NAME)]
+            left = [s for s in skipped if left_out_by_name(s["reason"])]
             unreadable = [s["path"] for s in skipped
                           if s not in left and s["path"].lower().endswith(IMAGE_EXTENSIONS)]
             out += sorted(found + unreadable)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -167,3 +170,25 @@ def test_an_empty_class_has_no_imbalance_ratio_and_the_json_stays_json(tmp_path)
     assert shown["imbalance"]["rho"] is None and shown["imbalance"]["imbalanced"] is True
     text = CliRunner().invoke(app, ["inspect", str(tmp_path)]).stdout
     assert "rho = undefined (a class holds no image)" in text and "inf" not in text
+
+
+def test_a_phone_photo_pillow_cannot_open_is_named_for_what_it_is(tmp_path):
+    """An iPhone's .HEIC read "not an image file extension" in a folder and "not a recognised image format" when
+    named: both read as a broken photo, not as a format to convert."""
+    from imgclf.data.decode import DecodeError, open_image
+    from imgclf.inputs import expand_inputs
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / cls / "a.png")
+    (tmp_path / "cat" / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (tmp_path / "cat" / "notes.txt").write_text("x")
+    reasons = {Path(s["path"]).name: s["reason"] for s in inspect_folder(tmp_path)["skipped"]}
+    expected = "HEIC photos are not read (Pillow cannot open them); convert them to JPEG or PNG first"
+    assert reasons == {"IMG_0001.HEIC": expected, "notes.txt": "not an image file extension"}
+    with pytest.raises(DecodeError, match=re.escape(expected)):
+        open_image(str(tmp_path / "cat" / "IMG_0001.HEIC"), 8, "rgb")
+    others: list[str] = []
+    assert expand_inputs([str(tmp_path / "cat")], others=others) == [str(tmp_path / "cat" / "a.png")]
+    assert sorted(Path(o).name for o in others) == ["IMG_0001.HEIC", "notes.txt"]  # named as left out

@@ -119,8 +119,10 @@ def _png_colour_key(img: Image.Image) -> None:
 
 
 def _unrecognised_reason(source: object) -> str:
-    from .folder import INDEX_SUFFIXES
+    from .folder import INDEX_SUFFIXES, unread_photo_reason
 
+    if isinstance(source, (str, os.PathLike)) and (photo := unread_photo_reason(os.fspath(source))):
+        return photo
     if isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(INDEX_SUFFIXES):
         # predict RUN index.csv: the index of a multi-label data set is scored by evaluate, not predicted
         return ("not an image: a label index? Score a run on one with imgclf evaluate RUN --data INDEX "

@@ -27,6 +27,26 @@ def _reads_avif() -> bool:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
                     ".jfif", ".jpe") + ((".avif",) if _reads_avif() else ())
 NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside the images is skipped
+# photos of formats Pillow cannot open, named as such: "not an image file extension" read as a broken phone photo
+_UNREAD_PHOTOS = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "raw", ".cr2": "raw", ".cr3": "raw",
+                  ".nef": "raw", ".arw": "raw", ".raf": "raw", ".orf": "raw", ".rw2": "raw"}
+
+
+def unread_photo_reason(name: str) -> str | None:
+    """Why a photo of a format imgclf cannot read is left out, and what to do; None for other files."""
+    kind = _UNREAD_PHOTOS.get(os.path.splitext(name)[1].lower())
+    if kind is None or name.lower().endswith(IMAGE_EXTENSIONS):
+        return None
+    return f"{kind} {UNREAD_PHOTO}"
+
+
+UNREAD_PHOTO = "photos are not read (Pillow cannot open them); convert them to JPEG or PNG first"
+
+
+def left_out_by_name(reason: str) -> bool:
+    """Whether a skipped file was left out for its name (an extension imgclf does not read, a name not in UTF-8)
+    rather than for its contents."""
+    return reason in (NOT_AN_IMAGE_NAME, NOT_UTF8_NAME) or reason.endswith(UNREAD_PHOTO)
 # a name whose bytes are not UTF-8: its path could be written into no record (dataset.json, predictions.csv)
 NOT_UTF8_NAME = "name is not UTF-8 (rename it, e.g. convmv -f latin1 -t utf8 -r --notest FOLDER)"
 SPLIT_NAMES = ("train", "val", "test")
@@ -176,7 +196,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
                 if entry.name.lower().endswith(IMAGE_EXTENSIONS):
                     out.append(entry.path)
                 else:
-                    skipped.append({"path": entry.path, "reason": NOT_AN_IMAGE_NAME})
+                    skipped.append({"path": entry.path, "reason": unread_photo_reason(entry.name) or NOT_AN_IMAGE_NAME})
             elif entry.is_symlink():
                 skipped.append({"path": entry.path, "reason": "broken symlink or symlink loop"})
         stack += links[::-1] + folders[::-1]  # in name order within each kind

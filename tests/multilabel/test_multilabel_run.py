@@ -711,3 +711,49 @@ def test_evaluating_a_multilabel_run_whose_images_are_gone_is_refused(ml_run, tm
     with pytest.raises(ImgclfError, match=rf"test split is where dataset.json lists it.*1 of its {n} images are gone"):
         imgclf.evaluate(copy)
     assert (copy / "metrics.json").read_bytes() == metrics
+
+
+def test_the_report_marks_untuned_thresholds_and_draws_what_the_single_label_report_draws(tmp_path, monkeypatch):
+    """The per-label table called a threshold that stayed 0.5 (too few validation positives) tuned; the curves
+    lacked the kept weights' accuracy after their BatchNorm statistics were recomputed (0.91 against a curve's
+    0.64) and the overfitting onset; the sample grid's title said test images on a run scored on val; and the
+    time limit's own brackets were wrapped in more ("(time limit (12s))")."""
+    import html
+    import re
+
+    import imgclf
+    from imgclf.evaluation import multilabel_plots, multilabel_report
+    from imgclf.multilabel import MIN_TUNING_POSITIVES
+    from imgclf.records import RunDir
+
+    index, _ = make_mosaics(tmp_path, count=24)
+    run = imgclf.fit(data=str(index), img_size=16, epochs=1, batch_size=8, progress=False, model_args={"width": 4},
+                     val_split=0.3, test_split=0, out=str(tmp_path / "r"), report=False)
+    drawn, titles = {}, []
+    curves, grid = multilabel_report.plots.plot_training_curves, multilabel_plots.cell_axes
+
+    def spy_curves(history, path, best=None, onset=None, kept=None):
+        drawn.update(best=best, kept=kept)
+        return curves(history, path, best, onset, kept)
+
+    def spy_grid(*args, title, **kwargs):
+        titles.append(title)
+        return grid(*args, title=title, **kwargs)
+
+    monkeypatch.setattr(multilabel_report.plots, "plot_training_curves", spy_curves)
+    monkeypatch.setattr(multilabel_plots, "cell_axes", spy_grid)
+    multilabel_report.write_multilabel_report(run.path)
+    page = html.unescape(" ".join(re.sub("<[^>]+>", "", (run.path / "report.html").read_text()).split()))
+    card = RunDir(run.path).read_card()
+    kept = card.training.val_accuracy_after_batch_norm
+    assert kept is not None and drawn["kept"] == kept
+    assert f"The kept weights score {kept:.4f} validation accuracy once their BatchNorm statistics" in page
+    assert titles and " val images" in titles[0] and "test images" not in titles[0]
+    val = RunDir(run.path).read_dataset().counts["val"]
+    few = {label: n for label, n in val.items() if n < MIN_TUNING_POSITIVES}
+    assert few, "the data should leave some label below the tuning minimum"
+    assert page.count("(untuned: ") == len(few)
+    for label, n in few.items():
+        assert card.thresholds[label] == 0.5 and f"0.500 (untuned: {n} val)" in page
+    assert f"except those marked untuned: fewer than {MIN_TUNING_POSITIVES} validation images carry the label" in page
+    assert "(completed)" not in page and "1 epoch, completed, best epoch 1" in page

@@ -104,14 +104,15 @@ def caption_labels(samples: Sequence[Mapping], width: int = CAPTION_CHARS) -> di
     return dict(zip(names, distinct_short(names, max(8, width - 10))))
 
 
-def plot_label_set_grid(samples: Sequence[Mapping], path: str | os.PathLike, title: str = "Label sets") -> Path:
+def plot_label_set_grid(samples: Sequence[Mapping], path: str | os.PathLike, title: str = "Label sets",
+                        split: str = "test") -> Path:
     """samples: {"image": uint8 HWC, "true": [labels], "pred": [(label, probability)], "correct": bool}; wrong
     sets get a red caption and frame."""
     labels = caption_labels(samples)
     captions = [label_set_caption(s["true"], s["pred"], labels=labels) for s in samples]
     lines = max((c.count("\n") + 1 for c in captions), default=2)
     n_wrong = sum(1 for s in samples if not s["correct"])
-    heading = f"{title}: a seeded random sample of {len(samples)} test images, {n_wrong} wrong (red frame)"
+    heading = f"{title}: a seeded random sample of {len(samples)} {split} images, {n_wrong} wrong (red frame)"
     with style():
         fig, cells = cell_axes(max(len(samples), 1), SET_COLUMNS, caption_in=LINE_IN * lines + 0.1, title=heading)
         for (ax,), s, caption in zip(cells, samples, captions):

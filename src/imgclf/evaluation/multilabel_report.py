@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_write_text
-from ..multilabel import decide
+from ..multilabel import MIN_TUNING_POSITIVES, decide
 from ..pages import embed_png, render
 from ..plotting import FIGURE_SLOTS
 from ..records import ModelCard, RunDir, epochs_text
 from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
-from .interpret import scores_shown
+from .interpret import overfitting_onset, scores_shown
 from .multilabel import binary_calibration_error, label_sets
 from .report_figures import caption as figure_caption, scored_split
 from .seen import stored_validation_scores_note
@@ -72,7 +72,12 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
                 failures.append(f"{key}: {reason}")
 
     if history:
-        add("training_curves", lambda p: plots.plot_training_curves(history, p, card.training.best_epoch))
+        # as the single-label report draws them: the overfitting onset, and the kept weights' validation accuracy
+        # once their BatchNorm statistics were recomputed (the curve read 0.64 where the model kept scored 0.91)
+        onset = overfitting_onset([r.less_penalty("loss") for r in history],
+                                  [r.less_penalty("val_loss") for r in history])
+        add("training_curves", lambda p: plots.plot_training_curves(history, p, card.training.best_epoch, onset,
+                                                                    card.training.val_accuracy_after_batch_norm))
     add("pr", lambda p: plots.plot_pr_curves(targets, probs, card.classes, p))
     ml = metrics.multilabel
     # a label no image carries has no recall or F1, one never predicted no precision: dashes, as the single-label
@@ -86,11 +91,19 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
                                                                 names=("Label co-occurrence", "label")))
     add("reliability", lambda p: plot_label_reliability(targets, probs, card.classes, p))
     samples = _samples(rows, card)
-    add("samples", lambda p: plot_label_set_grid(samples, p))
+    add("samples", lambda p: plot_label_set_grid(samples, p, split=split))
     _add_gradcam(made, run_dir, card, samples, plot_dir / "gradcam.png", failures, split)
+    # a label with too few validation positives kept the default threshold, which the table called tuned
+    val_counts = (dataset.counts or {}).get("val", {})
+    untuned = {c: int(val_counts[c]) for c in card.classes if c in val_counts and val_counts[c] < MIN_TUNING_POSITIVES}
     label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),
-                   **ml.per_label[c].model_dump(), **shown[c]} for i, c in enumerate(card.classes)]
+                   "untuned": untuned.get(c), **ml.per_label[c].model_dump(), **shown[c]}
+                  for i, c in enumerate(card.classes)]
     t = card.training
+    kept = t.val_accuracy_after_batch_norm
+    kept_line = "" if kept is None else (
+        f" The kept weights score {kept:.4f} validation accuracy once their BatchNorm statistics were recomputed on "
+        "training images (the diamond on the training curves, where it differs from the curve, measured before).")
     html = render(
         "multilabel_report.html", figures=made, slots=FIGURE_SLOTS, name=run_dir.name, architecture=card.architecture,
         labels=card.classes, split=metrics.split, count=metrics.count, ml=ml, macro=metrics.macro,
@@ -99,9 +112,11 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source,
-        training_line=f"{epochs_text(history)} ({t.stopped}), best epoch {t.best_epoch}, loss {_loss_words(t)}, "
+        untuned=bool(untuned), min_positives=MIN_TUNING_POSITIVES,
+        training_line=f"{epochs_text(history)}, {t.stopped}, best epoch {t.best_epoch}, loss {_loss_words(t)}, "
                       f"optimizer {t.optimizer}, lr {t.lr}, batch {t.batch_size}, "
-                      f"{t.train_seconds:.0f} s." + "".join(f" Resumed {r.described()}." for r in t.resumes or []),
+                      f"{t.train_seconds:.0f} s." + kept_line
+                      + "".join(f" Resumed {r.described()}." for r in t.resumes or []),
         config_text=run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else "",
         run_path=str(run_dir.resolve()))
     path = run_dir / "report.html"

@@ -438,3 +438,22 @@ def test_a_class_without_test_images_is_drawn_with_dashes_as_the_table_shows_it(
     never_predicted = int((np.asarray(run.metrics.confusion).sum(axis=0) == 0).sum())
     # fox's recall and F1, and the precision of each class never predicted
     assert seen["texts"].count("—") == 2 + never_predicted, (seen["texts"], run.metrics.confusion)
+
+
+def test_unknown_score_ticks_of_a_pretrained_backbone_do_not_run_together(monkeypatch, tmp_path):
+    """Mahalanobis scores of 2,560 features (-16000 ... -8000) were ticked every 2,000 in full across the half-width
+    figure, and the labels ran into one string; the legend said -1.582e+04 where the facts table says -15818.470."""
+    rng = np.random.default_rng(0)
+    scores = {"validation": rng.uniform(-16500, -5200, 300), "test": rng.uniform(-17000, -5500, 300)}
+    fig, renderer = drawn(monkeypatch, lambda: plots.plot_score_distributions(scores, -15818.47, "mahalanobis-l2",
+                                                                             tmp_path / "s.png"))
+    ax = fig.axes[0]
+    labels = [t for t in ax.get_xticklabels() if t.get_text() and ax.get_xlim()[0] <= t.get_position()[0]
+              <= ax.get_xlim()[1]]
+    assert 3 <= len(labels) <= 6 and all(len(t.get_text()) <= 6 for t in labels)
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))  # apart, left to right
+    # and well apart: the labels fill at most half the axis (in full, six of them filled two thirds and touched
+    # in the report's fonts)
+    assert sum(b.width for b in boxes) < 0.5 * ax.get_window_extent(renderer).width
+    assert "threshold -15818.470: unknown below" in [t.get_text() for t in fig.legends[0].get_texts()]

@@ -71,8 +71,8 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
     figures: dict[str, dict[str, Any]] = {}
     split = scored_split(run)
 
-    def add(key: str, make) -> None:
-        title, text = FIGURES[key][0], caption(key, split)
+    def add(key: str, make, note: str = "") -> None:
+        title, text = FIGURES[key][0], caption(key, split) + note
         path = out / f"{key}.png"
         try:
             make(path)
@@ -100,7 +100,8 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
                                   [r.less_penalty("val_loss") for r in history])
         best = card.training.best_epoch
         kept = card.training.val_accuracy_after_batch_norm
-        add("training_curves", lambda p: plots.plot_training_curves(history, p, best, onset, kept))
+        add("training_curves", lambda p: plots.plot_training_curves(history, p, best, onset, kept),
+            training_loss_note(card.training))
 
     classes = interp.classes
     add("confusion_counts", lambda p: plots.plot_confusion_matrix(interp.confusion, classes, p))
@@ -202,8 +203,11 @@ def _gradcam_figure(run_dir: Path, split: str) -> dict[str, dict[str, Any]]:
 
 def existing_figures(run_dir: Path) -> dict[str, dict[str, Any]]:
     """The figures already under plots/, in report order (for a quick re-render of the page only)."""
-    split = scored_split(RunDir(run_dir))
-    return {key: {"path": run_dir / "plots" / f"{key}.png", "title": title, "caption": caption(key, split)}
+    run = RunDir(run_dir)
+    split = scored_split(run)
+    notes = {"training_curves": training_loss_note(run.read_card().training)} if run.has("model.json") else {}
+    return {key: {"path": run_dir / "plots" / f"{key}.png", "title": title,
+                  "caption": caption(key, split) + notes.get(key, "")}
             for key, (title, _) in FIGURES.items() if (run_dir / "plots" / f"{key}.png").exists()}
 
 
@@ -217,6 +221,23 @@ def scored_split(run: RunDir) -> str:
 ON_VAL = {"unknown_scores": "Each image's in-distribution score on the validation split, where the threshold was "
                             "set (the run has no test split to show beside it); images scoring below the dashed line "
                             "are reported as unknown."}
+
+
+def training_loss_note(training: Any) -> str:
+    """Where the training loss is not the plain cross-entropy that validation reports (focal, class-weighted,
+    smoothed labels), the caption says so: a model at chance read train 1.05 against validation 1.62 under focal
+    loss, a gap of definition that the curves showed as overfitting. Empty where the two are alike."""
+    if training is None or training.loss == "logitnorm":  # validation reports the logitnorm loss itself
+        return ""
+    parts = ["focal loss"] if training.loss == "focal" else []
+    if training.class_weight not in (None, "", "none"):
+        parts.append(f"class weights ({training.class_weight})")
+    if training.label_smoothing:
+        parts.append(f"label smoothing {training.label_smoothing:g}")
+    if not parts:
+        return ""
+    return (f" The training loss includes {' and '.join(parts)}; the validation loss is plain cross-entropy, so the "
+            "two differ by definition as well as by fit: compare each curve's course, not their distance.")
 
 
 def caption(key: str, split: str, figures: dict[str, tuple[str, str]] = FIGURES) -> str:

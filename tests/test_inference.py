@@ -624,3 +624,25 @@ def test_sixteen_bit_pixels_map_as_rint_of_their_share_of_65535_without_a_float_
     values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
     expected = np.rint(values.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
     assert (_sixteen_to_eight(values, rows=7) == expected).all()
+
+
+def test_a_network_left_in_train_mode_predicts_as_in_eval_mode_and_is_left_as_it_was(tiny_run, image_folder):
+    """Loaded to train further (fold_batch_norm=False) and left in train mode, the network predicted with each
+    batch's own BatchNorm statistics, answers that changed with the batch's other images, and every call moved
+    its running statistics. Its class list is a copy: sorting it relabelled every later prediction."""
+    from pathlib import Path
+
+    import torch
+
+    files = sorted(str(p) for p in Path(image_folder).rglob("*.png"))[:6]
+    clf = imgclf.load(tiny_run, fold_batch_norm=False)
+    expected = [(p.label, p.probability) for p in clf.predict(files)]
+    clf.model.train()
+    stats = {k: v.clone() for k, v in clf.model.state_dict().items() if "running" in k}
+    assert stats, "the tiny run's network should have BatchNorm layers"
+    assert [(p.label, p.probability) for p in clf.predict(files)] == expected
+    assert [(p.label, p.probability) for p in clf.predict(files[:1])] == expected[:1]
+    assert all(torch.equal(v, clf.model.state_dict()[k]) for k, v in stats.items())
+    assert clf.model.training  # put back as the caller left it
+    clf.classes.reverse()
+    assert [p.label for p in clf.predict(files)] == [label for label, _ in expected]

@@ -139,3 +139,19 @@ def test_bad_precision_is_refused_naming_the_value(tiny_run):
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(tiny_run), "--backend", "onnx",
                                       "--precision", "bf16-mixed"])
     assert result.exit_code == 2 and "auto or 32 with the onnx backend" in result.output
+
+
+def test_precision_as_yaml_and_python_give_it_is_read_as_the_name_it_has(tiny_run, tmp_path):
+    """`precision: 32` in a config file is the int 32, and so is `fit(precision=32)`: refused as "must be one of
+    {16-mixed, 32, auto, bf16-mixed}. Received: precision=32". Lightning's 16 and bf16 mean the mixed ones."""
+    from imgclf.config import TrainConfig
+    from imgclf.config_text import load_config_file
+
+    (tmp_path / "c.yaml").write_text("precision: 32\n")
+    assert load_config_file(tmp_path / "c.yaml")["precision"] == 32  # as YAML reads it
+    assert TrainConfig(data=str(tmp_path), **load_config_file(tmp_path / "c.yaml")).precision == "32"
+    assert [TrainConfig(data=str(tmp_path), precision=p).precision for p in (16, "16", "bf16")] == \
+        ["16-mixed", "16-mixed", "bf16-mixed"]
+    assert Classifier.load(tiny_run, precision=32).precision == "32"
+    with pytest.raises(ImgclfError, match="precision must be one of"):
+        Classifier.load(tiny_run, precision=8)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._version import newer_layout
 from .config_errors import ConfigError, format_validation_error
-from .config_text import is_none_word, parse_bytes, parse_mapping, parse_seconds
+from .config_text import is_none_word, parse_bytes, parse_mapping, parse_seconds, precision_name
 from .errors import Described, ImgclfError, invalid
 from .task_settings import check_task_settings
 
@@ -446,6 +446,11 @@ class TrainConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         return {k: None if k in NULLABLE_SETTINGS and is_none_word(v) else v for k, v in data.items()}
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_spelt_as_imgclf_names_it(cls, value: Any) -> Any:
+        return precision_name(value)
 
     @field_validator("time_limit", mode="before")
     @classmethod

@@ -53,6 +53,19 @@ def byte_text(n: float) -> str:
     return f"{max(1.0, n / 1e3):.0f} KB"
 
 
+# Lightning's older spellings, and the numbers YAML and Python give (`precision: 32` reads as the int 32)
+_PRECISION_SPELLINGS = {"16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def precision_name(value: Any) -> Any:
+    """A precision as imgclf names it: 32 (YAML's int, `fit(precision=32)`) is "32", 16 and "bf16" are the mixed
+    precisions Lightning means by them; anything else is returned as given, for the caller to check (the int 32
+    was refused as "must be one of {..., 32, ...}. Received: precision=32")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return _PRECISION_SPELLINGS.get(value, value) if isinstance(value, str) else value
+
+
 def parse_seconds(value: str | int | float | None) -> float | None:
     """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0; plain numbers are seconds."""
     if value is None or isinstance(value, (int, float)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +153,8 @@ class Classifier:
 
     @property
     def classes(self) -> list[str]:
-        return self.card.classes
+        """The class names in output order: a copy (sorting the list returned relabelled every later prediction)."""
+        return list(self.card.classes)
 
     @property
     def tta_views(self) -> TTAViews:
@@ -280,7 +281,7 @@ class Classifier:
 
     def _forward(self, x: torch.Tensor, features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and, if asked, the detector's features, as float32 whatever precision the network ran at."""
-        with self.autocast():
+        with self.autocast(), _evaluating(self.model):
             logits, feats = logits_and_features(self.model, x, features, self.feature_source)
         return logits.float(), None if feats is None else feats.float()
 
@@ -357,6 +358,21 @@ def multilabel_prediction(name: str, probs: np.ndarray, classes: Sequence[str], 
     carried = sorted(((c, float(p)) for c, p, t in zip(classes, probs, cutoffs) if p >= t), key=lambda item: -item[1])
     return Prediction(name, ";".join(c for c, _ in carried), top[0][1], top, score=score, best_label=top[0][0],
                       labels=carried)
+
+
+@contextlib.contextmanager
+def _evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """The network in eval mode for one forward pass, put back as the caller left it: a model loaded to train
+    further (`fold_batch_norm=False`) and left in train mode predicted with each batch's own BatchNorm
+    statistics (answers that changed with the batch's other images) and moved its running statistics."""
+    if not model.training:
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train()
 
 
 def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .config_text import precision_name
 from .errors import invalid
 from .hardware import resolve_precision
 
@@ -20,9 +21,10 @@ def inference_precision(precision: str, device: torch.device) -> str:
     """The precision the network runs at: auto is bf16 autocast on a CPU with native bf16 (AVX-512 BF16 or AMX)
     and the GPU's mixed precision, else fp32 (`hardware.resolve_precision`, as for training). The head
     (temperature, unknown detector) always reads float32 logits and features."""
-    if precision not in PRECISIONS:
+    name = precision_name(precision)
+    if name not in PRECISIONS:
         raise invalid("precision", precision, PRECISIONS)
-    return resolve_precision(precision, device.type)
+    return resolve_precision(name, device.type)
 
 
 def fitting_precision(training_precision: str, device: torch.device) -> str:

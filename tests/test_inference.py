@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import imgclf
@@ -89,9 +90,13 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
 
 
 @pytest.mark.parametrize("bad, pattern", [
-    (3, r"images must be an image file or folder path, a PIL image, or a numpy array .*Received: images=3 \(type int\)"),
+    (3, r"images must be an image file or folder path, a PIL image, a numpy array .*Received: images=3 \(type int\)"),
     (b"\x89PNG", r"Received: images=b'\\x89PNG' \(type bytes\)\. For an encoded image in memory, pass io\.BytesIO"),
-    ("TENSOR", r"Received: an object of type Tensor\. For a C x H x W tensor in \[0, 1\], pass tensor\.permute"),
+    # iterated, a DataFrame gave its column names, read as files ("path: file not found")
+    ("TABLE", r"Received: an object of type DataFrame\. Pass the column of paths: df\['path'\]"),
+    # read as text, a PNG's bytes failed as "'utf-8' codec can't decode byte 0x89"
+    (["TEXT"], r"images\[0\] must be .*Received: a file opened as text .*Open image files in binary mode"),
+    (torch.rand(2, 3, 16, 16) * 255, r"Received: a float32 array of shape 2x16x16x3 \(values from"),
     ([None], r"images\[0\] must be .*Received: images\[0\]=None"),
     ([np.zeros((8, 8, 2), np.uint8)], r"images\[0\] must be .*Received: a uint8 array of shape 8x8x2 \(not an image shape\)"),
     ([np.full((8, 8), 200.0)], r"Received: a float64 array of shape 8x8 \(values from 200 to 200\)\. Divide 0\.\.255 values by 255"),
@@ -105,11 +110,14 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     ([np.zeros((0, 8, 3), np.uint8)], r"0x8x3 \(no pixels\)"),
 ])
 def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_folder, bad, pattern):
-    import torch
-
 
     clf = imgclf.load(tiny_run)
-    bad = torch.rand(3, 16, 16) if isinstance(bad, str) and bad == "TENSOR" else bad
+    if isinstance(bad, str) and bad == "TABLE":
+        import pandas as pd
+
+        bad = pd.DataFrame({"path": [str(next((image_folder / "cat").iterdir()))]})
+    if isinstance(bad, list) and bad and isinstance(bad[0], str) and bad[0] == "TEXT":
+        bad = [open(next((image_folder / "cat").iterdir()))]  # noqa: SIM115 (the text mode is the point)
     with pytest.raises(ImgclfError, match=pattern):
         clf.predict(bad if not isinstance(bad, list) else bad + [str(image_folder / "cat")])
 
@@ -646,3 +654,18 @@ def test_a_network_left_in_train_mode_predicts_as_in_eval_mode_and_is_left_as_it
     assert clf.model.training  # put back as the caller left it
     clf.classes.reverse()
     assert [p.label for p in clf.predict(files)] == [label for label, _ in expected]
+
+
+def test_torch_tensors_in_torchvisions_layout_predict_as_the_same_array(tiny_run, image_folder):
+    """A C x H x W tensor (or a DataLoader's N x C x H x W batch) was refused, and the hint's
+    tensor.permute(1, 2, 0).cpu().numpy() raised on a batch and on a tensor that needs its gradient."""
+    clf = imgclf.load(tiny_run)
+    batch = torch.rand(3, 3, 16, 16, requires_grad=True)
+    expected = clf.predict(batch.detach().permute(0, 2, 3, 1).numpy())
+    got = clf.predict(batch)
+    assert [p.path for p in got] == ["images[0]", "images[1]", "images[2]"]
+    assert [(p.label, p.probability) for p in got] == [(p.label, p.probability) for p in expected]
+    one = clf.predict([batch[1], (batch[1] * 255).round().to(torch.uint8)])
+    assert one[0].probability == expected[1].probability and one[0].path == "images[0]"
+    assert one[1].label == expected[1].label
+    assert clf.predict(batch[0].to(torch.bfloat16))[0].label is not None  # numpy has no bfloat16

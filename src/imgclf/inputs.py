@@ -4,6 +4,7 @@ files. A wrong kind of input is the caller's error, named with the value receive
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,10 +18,10 @@ from .errors import Described, bad_path, invalid
 
 # A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
 # float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
-ImageInput = str | os.PathLike | np.ndarray | Image.Image
-IMAGE_KINDS = ("an image file or folder path, a PIL image, or a numpy array (H x W or H x W x C with C 1, 3 or 4; "
+ImageInput = str | os.PathLike | np.ndarray | Image.Image | torch.Tensor
+IMAGE_KINDS = ("an image file or folder path, a PIL image, a numpy array (H x W or H x W x C with C 1, 3 or 4; "
                "uint8 (or whole numbers 0..255 of a signed integer type), or float in [0, 1]; N x H x W x C for a "
-               "batch)")
+               "batch), or a torch tensor laid out as torchvision lays images out (C x H x W, N x C x H x W)")
 
 
 def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = None,
@@ -80,12 +81,14 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
             images.dtype.kind == "U" or (images.dtype.kind == "O" and len(images)
                                          and all(isinstance(v, (str, os.PathLike)) for v in images))):
         images = images.tolist()  # a column of paths (pandas' df.path.values: object or str dtype), not one image
+    if isinstance(images, torch.Tensor):
+        images = tensor_as_array(images)
     if isinstance(images, np.ndarray) and images.ndim == 4:
         check_array(images, "images")
         return [f"images[{j}]" for j in range(len(images))], list(images)
     if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)) or is_file_object(images):
         images = [images]
-    elif isinstance(images, (bytes, bytearray, dict, torch.Tensor)) or not isinstance(images, Iterable):
+    elif isinstance(images, (bytes, bytearray, dict)) or not isinstance(images, Iterable) or _is_table(images):
         raise not_an_image("images", images)
     names: list[str] = []
     sources: list[ImageInput] = []
@@ -98,10 +101,14 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
             warn_of_left_out(empty, others)
             names += paths
             sources += paths
+        elif isinstance(item, io.TextIOBase):  # read as text, a PNG's bytes failed as "'utf-8' codec can't decode"
+            raise invalid(name, Described(f"a file opened as text ({getattr(item, 'name', '?')})"), IMAGE_KINDS,
+                          hint="Open image files in binary mode: open(path, 'rb')")
         elif isinstance(item, Image.Image) or is_file_object(item):
             names.append(getattr(item, "name", None) if isinstance(getattr(item, "name", None), str) else name)
             sources.append(item)
-        elif isinstance(item, np.ndarray):
+        elif isinstance(item, (np.ndarray, torch.Tensor)):
+            item = tensor_as_array(item) if isinstance(item, torch.Tensor) else item
             check_array(item, name)
             rows = list(item) if item.ndim == 4 else [item]
             names += [f"{name}[{j}]" for j in range(len(rows))] if item.ndim == 4 else [name]
@@ -111,11 +118,30 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
     return names, sources
 
 
+def tensor_as_array(tensor: torch.Tensor) -> np.ndarray:
+    """A torch image (C x H x W, or N x C x H x W: torchvision's layout, a DataLoader's batch) as the channels-last
+    array the numpy path reads; H x W stays as it is. Detached and on the CPU: `.numpy()` of a tensor that needs
+    its gradient or lives on a GPU raised, and so did the hint's permute on a batch."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype in (torch.bfloat16, torch.float16):
+        tensor = tensor.float()  # numpy has no bfloat16
+    if tensor.ndim == 3:
+        tensor = tensor.permute(1, 2, 0)
+    elif tensor.ndim == 4:
+        tensor = tensor.permute(0, 2, 3, 1)
+    return tensor.numpy()
+
+
+def _is_table(images: object) -> bool:
+    """A pandas DataFrame: iterated, it gave its column names, read as file names ("path: file not found")."""
+    return hasattr(images, "columns") and hasattr(images, "iloc")
+
+
 def not_an_image(name: str, item: object) -> Exception:
     kind = type(item).__name__
     hint = None
-    if isinstance(item, torch.Tensor):
-        hint = "For a C x H x W tensor in [0, 1], pass tensor.permute(1, 2, 0).cpu().numpy()"
+    if _is_table(item):
+        hint = "Pass the column of paths: df['path'] (or its .tolist())"
     elif isinstance(item, (bytes, bytearray)):
         hint = "For an encoded image in memory, pass io.BytesIO(data)"
     plain = item is None or isinstance(item, (bool, int, float, complex, bytes, bytearray, dict, np.generic))

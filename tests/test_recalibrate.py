@@ -214,3 +214,30 @@ def test_a_run_object_given_to_calibrate_or_evaluate_shows_its_rewritten_files(r
     (run / "metrics.json").unlink()
     imgclf.evaluate(given, progress=False)
     assert given.metrics == files.read_metrics()
+
+
+def test_a_refit_that_cannot_be_scored_writes_nothing_and_one_cut_short_leaves_no_old_page(tmp_path, monkeypatch):
+    """Test images gone: the card and config.yaml were rewritten before the evaluation refused them, and the old
+    metrics.json, predictions.csv and report stood beside the new card, which `imgclf report` then mixed (the old
+    detector's scores drawn against the new threshold). Interrupted while it scores, no page of the earlier fit
+    is left to be read as the run's."""
+    import imgclf
+    from imgclf.evaluation import run_eval
+
+    run = _train(tmp_path)
+    imgclf.report(run, explain=False)
+    before = {name: (run / name).read_bytes() for name in ("model.json", "config.yaml", "metrics.json")}
+    gone = Path(RunDir(run).read_dataset().split_paths("test")[0][0])
+    moved = gone.rename(tmp_path / "moved.png")
+    with pytest.raises(ImgclfError, match=r"a run whose test split is where dataset.json lists it"):
+        recalibrate(run, unknown_acceptance=0.8)
+    assert {name: (run / name).read_bytes() for name in before} == before and (run / "report.html").exists()
+    moved.rename(gone)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_eval, "evaluate_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        recalibrate(run, unknown_acceptance=0.8)
+    assert RunDir(run).read_card().unknown.acceptance == 0.8 and not (run / "report.html").exists()

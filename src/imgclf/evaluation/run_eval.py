@@ -36,6 +36,12 @@ def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]
     return files, labels, split
 
 
+def check_own_split(run: RunDir, split: str = "test") -> None:
+    """Refuse, as evaluating would, a run whose scored split (test, else val) is no longer on disk: a command that
+    rewrites the run before it evaluates (calibrate) checks first, and writes nothing."""
+    _files_from_run(run, split)
+
+
 def left_out_as_in_training(run: RunDir, folder_classes: list[str]) -> list[str]:
     """The class folders of an evaluated folder that the run's training left out by its own choice (config.yaml
     classes / drop_classes): they are left out of its evaluation too, not refused as classes the model lacks."""

@@ -3,8 +3,9 @@ rate, `--calibrate none`, or a run trained before a change to that step (the det
 
 The run's own images are prepared as training prepared them (its config.yaml) and must still be the ones its
 dataset.json lists for train and val: statistics and thresholds fitted on other images would describe another
-run. Writes in an order that an interruption cannot leave inconsistent where it matters: the new statistics under
-the file name the card does not use, then config.yaml, then the card, then the old statistics are removed. A run
+run. Writes in an order that an interruption cannot leave inconsistent where it matters: an evaluated run's split
+checked on disk and its report removed, the new statistics under the file name the card does not use, then
+config.yaml, then the card, then the old statistics are removed. A run
 that was evaluated (metrics.json) is evaluated again as training evaluates, and its report redrawn: the plain
 predicted classes do not change (dividing the logits by one temperature keeps their order), but the scores that
 read probabilities, the unknown flags and the test-time-view average can. A run never evaluated (a tuning
@@ -67,7 +68,8 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
     not given) on its own train and val images; rewrites the detector's statistics, config.yaml, model.json and,
     for an evaluated run, metrics.json, predictions.csv and (`report`) report.html, else removes the report that
     showed the run before. Returns the new card."""
-    from ..evaluation.run_eval import evaluate_run, warn_of_earlier_evaluations
+    from ..evaluation.run_eval import check_own_split, evaluate_run, warn_of_earlier_evaluations
+    from ..evaluation.stale_report import drop_stale_report
     from .card import with_evaluation
     from .trust import drop_unused_statistics
 
@@ -77,6 +79,12 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
     old = (before.unknown.statistics or STATS_FILE) if before.unknown is not None else None
     new = STATS_FILES[1] if old == STATS_FILES[0] else STATS_FILES[0]
     card, cfg = refitted(run, run.path, new, **settings)
+    if run.has("metrics.json"):
+        # before anything is written: an evaluation refused after the card was rewritten (test images gone) left
+        # the new card beside the old metrics.json, predictions.csv and report, which `imgclf report` then mixed
+        check_own_split(run)
+        # and an interruption from here on leaves no page of the earlier fit beside the new card
+        drop_stale_report(run.path)
     run.write_config(cfg)
     run.write_card(card)
     drop_unused_statistics(run.path, card)

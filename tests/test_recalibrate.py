@@ -241,3 +241,32 @@ def test_a_refit_that_cannot_be_scored_writes_nothing_and_one_cut_short_leaves_n
     with pytest.raises(KeyboardInterrupt):
         recalibrate(run, unknown_acceptance=0.8)
     assert RunDir(run).read_card().unknown.acceptance == 0.8 and not (run / "report.html").exists()
+
+
+def test_the_cli_names_what_it_wrote_the_split_it_quotes_and_a_temperature_at_its_bound(run, monkeypatch):
+    """On a tuning trial (never evaluated, its card's headline a validation score) it printed "test accuracy"
+    and "wrote ... metrics.json, predictions.csv, report.html", none of which it wrote; and T = 50, the search's
+    upper bound, read as an ordinary fitted temperature."""
+    from imgclf.calibration import T_MAX
+    from imgclf.pipeline import recalibrate as refit
+
+    (run / "metrics.json").unlink()
+    (run / "predictions.csv").unlink()
+    card = RunDir(run).read_card()
+    RunDir(run).write_card(card.model_copy(update={"metrics": card.metrics.model_copy(update={"split": "val"})}))
+    done = CliRunner().invoke(app, ["calibrate", str(run)], env={"COLUMNS": "250"})
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.output.split())
+    assert "val accuracy " in said and "test accuracy" not in said
+    assert "the run was never evaluated, so no metrics.json, predictions.csv or report.html" in said
+    assert not (run / "metrics.json").exists() and not (run / "report.html").exists()
+
+    fitted = refit.recalibrate  # a fit that stopped at the search's bound (the pipeline keeps it where ECE falls)
+    def at_the_bound(*args, **kwargs):
+        card = fitted(*args, **kwargs)
+        bounded = card.calibration.model_copy(update={"method": "temperature", "temperature": T_MAX, "skipped": ""})
+        return card.model_copy(update={"temperature": T_MAX, "calibration": bounded})
+
+    monkeypatch.setattr(refit, "recalibrate", at_the_bound)
+    said = " ".join(CliRunner().invoke(app, ["calibrate", str(run)], env={"COLUMNS": "250"}).output.split())
+    assert "temperature 50.000 (the search's upper bound (50): the logits carry almost no information" in said

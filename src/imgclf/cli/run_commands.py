@@ -285,7 +285,9 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
     """Refit a run's temperature and unknown detector on its own images, without training.
 
     Rewrites model.json, config.yaml, the statistics, metrics.json, predictions.csv and report.html."""
+    from ..calibration import bound_reached
     from ..pipeline.recalibrate import recalibrate
+    from ..records import RunDir
 
     settings = {k: v for k, v in (("calibrate", method), ("unknown_detector", detector),
                                   ("unknown_acceptance", acceptance)) if v is not None}
@@ -295,12 +297,19 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
     skipped = card.calibration.skipped if card.calibration is not None else ""
     # a fit skipped leaves the temperature at 1: say why rather than print it as if it were fitted
     temperature = f"no temperature fitted ({skipped})" if skipped else f"temperature {t:.3f}"
+    if not skipped and card.calibration is not None and card.calibration.method == "temperature" \
+            and (bound := bound_reached(t)):
+        temperature += f" ({bound})"  # 50.000, the search's upper bound, read as an ordinary fit
     typer.echo(f"{temperature}; unknown: {u.detector}{reads}, threshold {u.threshold:.4g} keeps "
                f"{u.accepted:.1%} of {u.images} validation images")
-    if card.metrics is not None:
-        typer.echo(f"test accuracy {card.metrics.accuracy:.4f}")
-    typer.echo(f"wrote {Path(run) / 'model.json'}, config.yaml, {u.statistics}, metrics.json, predictions.csv"
-               + (", report.html" if report else "; no report.html (--no-report)"))
+    # a run never evaluated (a tuning trial) stays so: no metrics.json, predictions.csv or report was written,
+    # and the card's headline is its validation score, not a test accuracy
+    evaluated = RunDir(run).has("metrics.json")
+    if card.metrics is not None and card.metrics.accuracy is not None:
+        typer.echo(f"{card.metrics.split or 'test'} accuracy {card.metrics.accuracy:.4f}")
+    scored = ", metrics.json, predictions.csv" + (", report.html" if report else "; no report.html (--no-report)") \
+        if evaluated else "; the run was never evaluated, so no metrics.json, predictions.csv or report.html"
+    typer.echo(f"wrote {Path(run) / 'model.json'}, config.yaml, {u.statistics}{scored}")
 
 
 @app.command()

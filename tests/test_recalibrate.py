@@ -270,3 +270,15 @@ def test_the_cli_names_what_it_wrote_the_split_it_quotes_and_a_temperature_at_it
     monkeypatch.setattr(refit, "recalibrate", at_the_bound)
     said = " ".join(CliRunner().invoke(app, ["calibrate", str(run)], env={"COLUMNS": "250"}).output.split())
     assert "temperature 50.000 (the search's upper bound (50): the logits carry almost no information" in said
+
+
+def test_an_export_made_before_the_refit_is_warned_of(run, caplog):
+    """The export kept the old temperature and threshold, and code running it without imgclf was not told."""
+    import logging
+
+    (run / "export").mkdir()
+    (run / "export" / "model.onnx").write_bytes(b"an earlier export")
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        recalibrate(run, unknown_acceptance=0.8, report=False)
+    assert "export/model.onnx holds the earlier temperature and unknown threshold" in caplog.text
+    assert f"imgclf export {run} --format onnx" in caplog.text and "model.pt2" not in caplog.text

@@ -89,6 +89,7 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
     run.write_card(card)
     drop_unused_statistics(run.path, card)
     warn_of_earlier_evaluations(run.path, "with the earlier temperature and unknown threshold")
+    _warn_of_earlier_exports(run.path)
     if not run.has("metrics.json"):
         return card
     # as training evaluates: with test-time views too where training made them
@@ -116,3 +117,16 @@ def _check_same_images(run: RunDir, data) -> None:
                            Described(f"its {split} split is not the one dataset.json lists ({len(files)} images "
                                      f"then, {len(now)} now, {changed} files differ)"),
                            hint="Retrain the run on the data as it is now")
+
+
+def _warn_of_earlier_exports(run_dir: Path) -> None:
+    """An export holds the temperature and threshold it was made with: imgclf's own backends refuse it from now
+    on, but code that runs it without imgclf (as its page shows) answered with the old ones, and was not told."""
+    from ..export import FORMATS
+    from ..notices import warn
+
+    for fmt, name in FORMATS.items():
+        if (run_dir / "export" / name).exists():
+            warn(f"export/{name} holds the earlier temperature and unknown threshold: code that runs it without "
+                 f"imgclf answers with them (imgclf's own {fmt} backend refuses it); export again: imgclf export "
+                 f"{run_dir} --format {fmt}")

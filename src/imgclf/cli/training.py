@@ -175,6 +175,9 @@ def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
     """Sweep the learning rate with Lightning's LR finder and print the suggestion.
 
     A run's settings on a data folder, no run trained; writes lr_find.png and lr_find.json to --out."""
+    import math
+
+    from ..notices import warn
     from ..pipeline.lr_find import lr_find as find
 
     config, overwrite = options.pop("config"), options.pop("overwrite")
@@ -185,10 +188,14 @@ def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
     result = find(config_file=config, overwrite=overwrite, **sweep, **options)
     typer.echo(f"suggested lr {result.suggestion:.3g}  ({result.described}; curve {result.path / 'lr_find.png'})")
     typer.echo(f"use: imgclf train ... --lr {result.suggestion:.3g}   (or --lr auto to run the finder in train)")
-    if result.tenth_of_lowest is not None and result.tenth_of_lowest > result.suggestion:
+    # the other usual pick, higher or lower: on the 3-class shapes the lower one was the rate that trained
+    if result.tenth_of_lowest is not None and not result.still_falling \
+            and not math.isclose(result.tenth_of_lowest, result.suggestion, rel_tol=0.05):
         typer.echo(f"also worth a run: --lr {result.tenth_of_lowest:.3g}  (a tenth of {result.lowest_loss_lr:.3g}, "
                    "where the loss was lowest; some models train better there: see the LR finder section of "
                    "docs/results.md)")
+    for caution in result.cautions:
+        warn(caution)
 
 
 def _lr_find_options() -> list[inspect.Parameter]:

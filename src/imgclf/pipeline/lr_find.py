@@ -38,6 +38,38 @@ class LRFindResult:
     # passes over the training images the sweep's steps made: the suggestion moved 30x between --steps 100 and
     # 2000 (4 and 89 epochs of the digits), and nothing said how much training a sweep was
     epochs: float | None = None
+    # the head alone was swept (a transfer model's frozen first epochs): (freeze_epochs, backbone_lr_mult)
+    head_only: tuple[int, float] | None = None
+
+    @property
+    def still_falling(self) -> bool:
+        """The loss was lowest in the sweep's last window and the sweep ran to its end: the fall had not ended,
+        so the suggestion (where it ends) and a tenth of the lowest point read a curve that was cut short."""
+        return (not self.stopped_early and self.lowest_loss_lr is not None and len(self.lrs) > (self.window or 1)
+                and self.lowest_loss_lr >= self.lrs[-(self.window or 1)])
+
+    @property
+    def cautions(self) -> list[str]:
+        """What the user should know before training at the suggestion: each measured on the 3-class shapes, where
+        the suggestion (0.72x the lowest point's rate) kept training at chance while a tenth of that point
+        trained; where the sweep ended still falling; and where the swept head's rate wrecked a pretrained
+        backbone once it unfroze at the same rate."""
+        out = []
+        if self.still_falling:
+            out.append(f"the loss was still falling at the sweep's end ({self.lrs[-1]:.2g}): the curve was cut "
+                       "before its lowest point, so the suggestion is low; run it again with a higher --end-lr")
+        elif self.suggestion is not None and self.lowest_loss_lr is not None \
+                and self.suggestion > self.lowest_loss_lr / 3:
+            out.append(f"the suggestion is within {self.lowest_loss_lr / self.suggestion:.1f}x of the rate where "
+                       f"the loss was lowest and then rose: close to where training diverges; "
+                       f"{self.tenth_of_lowest:.3g} is the safer first run")
+        if self.head_only is not None and self.suggestion is not None:
+            frozen, mult = self.head_only
+            out.append(f"the sweep trained the head alone (the backbone frozen, as in the first {frozen} epoch"
+                       f"{'s' if frozen != 1 else ''}): after them the backbone trains at the rate x "
+                       f"--backbone-lr-mult ({mult:g}), which at {self.suggestion * mult:.3g} can wreck its "
+                       "pretrained features; pass --backbone-lr-mult 0.1 or lower")
+        return out
 
     @property
     def tenth_of_lowest(self) -> float | None:
@@ -117,9 +149,12 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
 
     check_sweep(start_lr, end_lr, steps)
     curve = find_lr(cfg, data, model, folder, start_lr, end_lr, steps)
-    epochs = round(len(curve.lrs) * cfg.batch_size / max(1, len(data.splits["train"])), 2)
+    # passes, not images / training images: the last batch of a pass is a short one (96 images at batch 64 are 2
+    # steps a pass, which read as 67 epochs for 100 steps where it was 50)
+    epochs = round(len(curve.lrs) / max(1, math.ceil(len(data.splits["train"]) / cfg.batch_size)), 2)
+    frozen = cfg.freeze_epochs and getattr(model, "backbone", None) is not None
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
-                          curve.raw, WINDOW, epochs)
+                          curve.raw, WINDOW, epochs, (cfg.freeze_epochs, cfg.backbone_lr_mult) if frozen else None)
     # lr-find writes its sweep whether or not there is a suggestion: a failed sweep's curve is what the user must
     # look at, and an earlier sweep's files in the folder would be mistaken for it. A run's folder gets none from a
     # failed sweep (a run that fails before its config.yaml leaves no folder behind).
@@ -128,6 +163,7 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
                                         "fall_left": FALL_LEFT, "lowest_loss_lr": curve.lowest,
                                         "min_lr": start_lr, "max_lr": end_lr,
                                         "steps": len(curve.lrs), "steps_asked": steps, "epochs": epochs,
+                                        "cautions": result.cautions, "settings": _swept_settings(cfg),
                                         "lr": curve.lrs,
                                         "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
         plot_curve(result, folder / PNG_FILE)
@@ -146,6 +182,14 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
                       "the loss falls clearly (the suggestion is where its fall ends)", note=note,
                       hint=f"Run it again {again}")
     return result
+
+
+def _swept_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """What the suggestion depends on, so that two sweeps' files can be told apart (lr_find.json held none)."""
+    settings = cfg.model_dump(mode="json")
+    keys = ("data", "model", "model_args", "weights", "img_size", "color", "batch_size", "optimizer", "weight_decay",
+            "momentum", "freeze_epochs", "backbone_lr_mult", "augment", "loss", "label_smoothing", "seed")
+    return {k: settings[k] for k in keys if k in settings}
 
 
 def _json_floats(values: list[float]) -> list[float | None]:

@@ -114,6 +114,8 @@ def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> Trai
         lowest = "" if found.lowest_loss_lr is None else f"; lowest loss at {found.lowest_loss_lr:.3g}"
         print(f"lr     auto: {found.suggestion:.3g} (LR finder, {len(found.lrs)} steps{lowest}, see lr_find.png)",
               file=sys.stderr, flush=True)
+    for caution in found.cautions:
+        warn(f"--lr auto: {caution}")
     return cfg.model_copy(update={"lr": found.suggestion, "lr_auto": True})
 
 

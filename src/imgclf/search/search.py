@@ -70,9 +70,9 @@ def trial_dir(folder: Path, number: int) -> Path:
     return folder / "trials" / f"trial-{number:03d}"
 
 
-def _space(space: Any, base: TrainConfig) -> list[Param]:
+def _space(space: Any, base: TrainConfig, lr_given: bool = False) -> list[Param]:
     if space is None:
-        return default_space(base)
+        return default_space(base, lr_given)
     if isinstance(space, (str, os.PathLike)):
         return read_space(space)
     if isinstance(space, Mapping):
@@ -159,7 +159,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)
-    params = typed_for_model(_space(space, base), base.model)
+    lr_given = values.get("lr") is not None or (isinstance(config, Mapping) and config.get("lr") is not None)
+    params = typed_for_model(_space(space, base, lr_given), base.model)
     settings = _settings(base)
     check_against(params, {**settings, "out": None})
     # the budget is kept for a resume that does not give it again (check_resume compares the rest)

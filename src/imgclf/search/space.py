@@ -242,11 +242,13 @@ def read_space(path: str | os.PathLike) -> list[Param]:
     return [parse_param(name, spec) for name, spec in doc.items()]
 
 
-def default_space(base: TrainConfig) -> list[Param]:
+def default_space(base: TrainConfig, lr_given: bool = False) -> list[Param]:
     """The search a model family gets without --space, around the settings it starts from (recipe or defaults):
 
-    - lr, log-uniform: Adam/AdamW 1e-4..1e-2, SGD 1e-3..0.5 (SGD with momentum trains at ~10x Adam's rates);
-      a pretrained backbone a decade lower (fine-tuning keeps what it knows);
+    - lr, log-uniform: a decade either side of the rate given (`lr_given`: --lr, say lr-find's suggestion,
+      which the search otherwise dropped without a word); else Adam/AdamW 1e-4..1e-2, SGD 1e-3..0.5 (SGD with
+      momentum trains at ~10x Adam's rates), a pretrained backbone a decade lower (fine-tuning keeps what it
+      knows);
     - weight_decay, log-uniform 1e-6..1e-2; label_smoothing 0..0.2 (single-label data only);
     - batch_size: half, the same and double the starting one;
     - augmentation on or off: the start's own spec, or a mild one without flips (flips change digits and
@@ -259,6 +261,8 @@ def default_space(base: TrainConfig) -> list[Param]:
     low, high = (1e-3, 0.5) if sgd else (1e-4, 1e-2)
     if info.pretrained:
         low, high = low / 10, high / 10
+    if lr_given and isinstance(base.lr, (int, float)):
+        low, high = base.lr / 10, base.lr * 10
     from ..data.multilabel import is_label_index
 
     multilabel = base.task == "multilabel" or (base.task == "auto" and is_label_index(base.data))

@@ -669,3 +669,19 @@ def test_torch_tensors_in_torchvisions_layout_predict_as_the_same_array(tiny_run
     assert one[0].probability == expected[1].probability and one[0].path == "images[0]"
     assert one[1].label == expected[1].label
     assert clf.predict(batch[0].to(torch.bfloat16))[0].label is not None  # numpy has no bfloat16
+
+
+def test_the_cli_keeps_each_path_as_it_was_given_as_the_api_does(tiny_run, image_folder, monkeypatch):
+    """Taken as Paths, "./cat/x.png" came back as "cat/x.png" and "cat//x.png" as "cat/x.png": rows that a script
+    could not match to the paths it passed, where the API keeps them."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    monkeypatch.chdir(image_folder)
+    name = sorted(p.name for p in (image_folder / "cat").iterdir())[0]
+    given = [f"./cat/{name}", f"cat//{name}"]
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), *given, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["path"] for r in rows] == given == [p.path for p in imgclf.load(tiny_run).predict(given)]

@@ -56,7 +56,7 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
 
 @app.command()
 def predict(run: Path = typer.Argument(..., help="Run directory."),
-            images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+            images: list[str] = typer.Argument(..., help="Image files and/or folders."),
             top_k: int = typer.Option(3, "--top-k", min=1, help="How many classes to list per image."),
             fmt: Optional[str] = typer.Option(None, "--format", help="table, csv or json (default: csv or json "
                                               "when --output ends in .csv or .json, else table)."),
@@ -120,7 +120,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
 
 @app.command()
 def explain(run: Path = typer.Argument(..., help="Run directory."),
-            images: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+            images: list[str] = typer.Argument(..., help="Image files and/or folders."),
             output: Path = typer.Option(Path("explain.png"), "--output", "-o", help="The figure to write (.png)."),
             label: Optional[str] = typer.Option(None, help="Show the evidence for this class on every image "
                                                 "(default: each image's predicted class)."),
@@ -170,8 +170,10 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     typer.echo(f"figure: {output}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
-def _refuse_missing(images: list[Path]) -> None:
-    missing = [str(p) for p in images if not p.exists()]
+def _refuse_missing(images: list[str]) -> None:
+    """Taken as strings, not Paths: a Path changes the spelling ("./a.png" became "a.png"), and the rows written
+    could not be matched back to the paths given, as the Python API's can."""
+    missing = [p for p in images if not os.path.exists(os.path.expanduser(p))]
     if missing:
         wildcard = any(c in m for m in missing for c in "*?[")
         links = [m for m in missing if os.path.islink(m)]
@@ -181,7 +183,7 @@ def _refuse_missing(images: list[Path]) -> None:
                             "or give the folder" if wildcard else None)
 
 
-def _image_paths(images: list[Path]) -> list[str]:
+def _image_paths(images: list[str]) -> list[str]:
     """The image files given and found in the folders given, the folders walked once (predict and explain then
     take the files): none at all is refused in one line, and an empty folder beside others is warned of, as the
     API warns of it."""
@@ -196,7 +198,7 @@ def _image_paths(images: list[Path]) -> list[str]:
     return paths
 
 
-def _no_image_found(images: list[Path]) -> Exception:
+def _no_image_found(images: list[str]) -> Exception:
     from ..data.folder import IMAGE_EXTENSIONS
 
     return bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "

@@ -74,10 +74,12 @@ def test_planted_label_flips_are_flagged_and_ranked_first(audited):
     assert issue.suggested != issue.label and issue.suggested_probability > issue.self_confidence
 
 
-def test_noise_picture_is_an_outlier_and_black_picture_fails_the_pixel_checks(audited):
+def test_noise_picture_and_black_picture_fail_the_pixel_checks_and_are_listed_there_only(audited):
+    """Each listed once, under what is wrong with its pixels: counted as outliers too, 4 distinct images read as
+    3 outliers and 3 near-empty ones."""
     planted, result = audited
     record = result.record
-    assert planted.noise in [o.path for o in record.outliers]
+    assert not {planted.noise, planted.black} & {o.path for o in record.outliers}
     black = [p for p in record.pixel_issues if p.path == planted.black]
     assert black and set(black[0].issues) == {"dark", "low_variance", "near_empty"}
     # static: its neighbouring pixels are uncorrelated (an outlier here, on the planted set's few clean images,
@@ -151,3 +153,35 @@ def test_static_enlarged_to_the_decode_size_is_still_found(tmp_path):
     record = audit(data, img_size=32, out=tmp_path / "audit", page=False).record
     assert record.settings.img_size == 32
     assert [(p.path, p.issues) for p in record.pixel_issues] == [("cat/static.png", ["noise_like"])]
+
+
+def test_an_outlier_is_not_also_a_likely_label_error(audited, tmp_path, monkeypatch):
+    """An image far from every class (a rainbow gradient among textures) came first among the label errors,
+    "labelled rings (0.00), looks like checks (1.00)": it is like no class, and listed as an outlier only."""
+    from imgclf.audit import audit, pipeline
+    from imgclf.audit.outliers import Outliers
+
+    planted, result = audited
+    first = result.record.label_issues[0].path  # the top suspect, made far from every class here
+    found, real = [], pipeline.find_label_issues_among
+
+    def seen(*args, **kwargs):
+        found.append(real(*args, **kwargs))
+        return found[-1]
+
+    def first_suspect_is_far(distance, residual):
+        out = real_outliers(distance, residual)
+        flagged = out.flagged.copy()
+        top = int(found[-1][0].ranking[0])
+        flagged[top] = True
+        score = out.score.copy()
+        score[top] = float(score.max()) + 10
+        return Outliers(score, out.distance_z, out.residual_z, flagged, np.flatnonzero(flagged))
+
+    real_outliers = pipeline.feature_outliers
+    monkeypatch.setattr(pipeline, "find_label_issues_among", seen)
+    monkeypatch.setattr(pipeline, "feature_outliers", first_suspect_is_far)
+    record = audit(planted.root, out=tmp_path / "a").record
+    assert first in {o.path for o in record.outliers}
+    assert first not in {i.path for i in record.label_issues}
+    assert [i.path for i in record.label_issues] == [i.path for i in result.record.label_issues][1:]

@@ -316,17 +316,22 @@ def _findings(images: AuditImages, duplicates: Duplicates, digests: list[str], i
             leaked += sum(1 for m in g["members"] if _leaks(m["split"], g["splits"]))
     label_issues = []
     pixel_issues = quality_issues(stats)
-    # a near-empty, flat or noise-like image looks like no class: it is listed as that, not as "looks like 5 (1.00)"
+    # a near-empty, flat or noise-like image looks like no class: it is listed as that, not as "looks like 5 (1.00)";
+    # so is an image far from every class (an outlier), which a run's features called "checks (1.00)" first
     junk = {i for i, _ in pixel_issues}
+    far = set(outliers.ranking.tolist()) - junk
     if issues is not None:
         for i in issues.ranking:
-            if i in junk:
+            if i in junk or i in far:
                 continue
             s = int(issues.suggested[i])
             label_issues.append({**_image(images, i), "suggested": classes[s],
                                  "self_confidence": round(float(issues.self_confidence[i]), 6),
                                  "suggested_probability": round(float(issues.probabilities[i, s]), 6)})
-    outlier_list = [{**_image(images, i), "score": round(float(outliers.score[i]), 3)} for i in outliers.ranking]
+    # a black or near-empty image is listed once, under what is wrong with its pixels: counted in both lists, 4
+    # distinct images read as 3 outliers and 3 near-empty ones
+    outlier_list = [{**_image(images, i), "score": round(float(outliers.score[i]), 3)} for i in outliers.ranking
+                    if i not in junk]
     pixel_list = [{**_image(images, i), "issues": reasons, "mean": round(float(stats.mean[i]), 2),
                    "std": round(float(stats.std[i]), 2)} for i, reasons in pixel_issues]
     counts = {

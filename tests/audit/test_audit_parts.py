@@ -286,3 +286,18 @@ def test_the_quick_models_temperature_makes_its_confidence_match_its_accuracy():
     # and a sharper one is likelier there: sharper than the raw logits
     right = np.eye(k)[labels] * 12.0 + rng.normal(0, 1, (n, k))
     assert np.all(right.argmax(1) == labels) and fit_temperature(right, labels) < 0.5
+
+
+def test_a_large_groups_strip_shows_the_members_that_make_it_a_leak_or_a_conflict():
+    """13 train copies and one each in val/rings and test showed 12 train thumbnails: the two that earned the
+    group its leakage and conflicting-labels badges were not in its strip."""
+    from imgclf.audit.report import shown_members
+    from imgclf.records import AuditImage
+
+    members = [AuditImage(path=f"train/checks/{i:02d}.png", split="train", label="checks") for i in range(13)]
+    members += [AuditImage(path="val/rings/a.png", split="val", label="rings"),
+                AuditImage(path="test/checks/b.png", split="test", label="checks")]
+    shown = shown_members(members, limit=12)
+    assert len(shown) == 12 and {m.path for m in shown} >= {"val/rings/a.png", "test/checks/b.png"}
+    assert [m.path for m in shown] == sorted((m.path for m in shown), key=[m.path for m in members].index)
+    assert shown_members(members[:5], limit=12) == members[:5]

@@ -82,7 +82,7 @@ def write_audit_page(result: Any) -> Path:
     for g in record.duplicate_groups[:SHOWN_GROUPS]:
         groups.append({"group": g, "flags": [FLAG_TEXT[f] for f in g.flags],
                        "similarity": similarity_text(g.similarity),
-                       "members": [{"m": m, "src": thumb(m.path)} for m in g.members[:SHOWN_MEMBERS]],
+                       "members": [{"m": m, "src": thumb(m.path)} for m in shown_members(g.members)],
                        "more": max(0, len(g.members) - SHOWN_MEMBERS)})
     suspects = [{"s": s, "src": thumb(s.path)} for s in record.label_issues[:SHOWN_SUSPECTS]]
     outliers = [{"o": o, "src": thumb(o.path)} for o in record.outliers[:SHOWN_OUTLIERS]]
@@ -98,3 +98,16 @@ def write_audit_page(result: Any) -> Path:
     path = result.html_path
     atomic_write_text(path, html)
     return path
+
+
+def shown_members(members: list, limit: int | None = None) -> list:
+    """The members a group's strip shows: one of every split and class it spans first (in the group's order), then
+    the rest up to `limit`: 13 train copies and one each in val and test showed 12 train thumbnails, and not the
+    two that made the group a leak."""
+    limit = SHOWN_MEMBERS if limit is None else limit
+    seen, first, rest = set(), [], []
+    for m in members:
+        (rest if (m.split, m.label) in seen else first).append(m)
+        seen.add((m.split, m.label))
+    chosen = set(map(id, (first + rest)[:limit]))
+    return [m for m in members if id(m) in chosen]

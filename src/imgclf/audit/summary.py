@@ -39,7 +39,7 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
         f"leakage: {warn(c.leaked_images)} val/test images with a copy or near-copy in an earlier split"
         + (" of the run" if run_split else "")
         + (f" ({c.leakage_groups} groups: {between})" if c.leakage_groups else ""),
-        f"conflicting labels: {warn(c.conflicting_label_groups)} groups hold one picture under several classes",
+        f"conflicting labels: {warn(c.conflicting_label_groups)} group{'s hold' if c.conflicting_label_groups != 1 else ' holds'} one picture under several classes",
         labels,
         f"outliers: {c.outliers}; dark, bright, flat, near-empty or noise-like: {c.pixel_issues}",
     ]

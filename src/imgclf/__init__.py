@@ -23,11 +23,18 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
 
+    from pathlib import Path
+
     from .config import TrainConfig
+    from .evaluation.compare import Comparison
     from .evaluation.explain import Explanation
     from .inference import Classifier
     from .pipeline import Run
     from .pipeline.folds import Folds
+    from .pipeline.lr_find import LRFindResult
+    from .records import MetricsRecord, ModelCard
+    from .runs import RunRow
+    from .search.search import TuneResult
 
 
 def fit(config: "TrainConfig | Mapping[str, Any] | None" = None, *, recipe: str | None = None,
@@ -66,7 +73,7 @@ def _refuse_a_folder_as_config(config: Any) -> None:
 
 
 def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | str" = False,
-             precision: str = "auto", progress: bool = True):
+             precision: str = "auto", progress: bool = True) -> "MetricsRecord":
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
     the metrics as an `imgclf.records.MetricsRecord`. tta: also score test-time augmentation over the views the
     run's training made (True refuses a run that made none; "auto" then skips it). precision: as for `load`; a
@@ -142,7 +149,7 @@ def list_models(pattern: str = "*") -> list[str]:
     return _list(pattern)
 
 
-def list_runs(folder: Any = "runs", sort: str = "created", reverse: bool = False):
+def list_runs(folder: Any = "runs", sort: str = "created", reverse: bool = False) -> "list[RunRow]":
     """One `imgclf.runs.RunRow` per run directory under `folder` (name, model, data, epochs, val and test
     accuracy, macro F1, time, when, status: completed, pruned, interrupted or failed with its reason)."""
     from .runs import list_runs as _list_runs
@@ -150,7 +157,7 @@ def list_runs(folder: Any = "runs", sort: str = "created", reverse: bool = False
     return _list_runs(folder, sort=sort, reverse=reverse)
 
 
-def lr_find(config: Any = None, **values: Any):
+def lr_find(config: Any = None, **values: Any) -> "LRFindResult":
     """Lightning's LR range test on a data folder with a run's settings (as `fit` takes them), no run trained:
     returns an `LRFindResult` (.suggestion, .lrs, .losses) and writes lr_find.png and lr_find.json to `out`.
     `imgclf.fit(..., lr="auto")` runs the same finder inside a training run."""
@@ -162,7 +169,7 @@ def lr_find(config: Any = None, **values: Any):
         return _lr_find(config, **values)
 
 
-def tune(config: Any = None, *, trials: int, **kwargs: Any):
+def tune(config: Any = None, *, trials: int, **kwargs: Any) -> "TuneResult":
     """Hyper-parameter search with Optuna: `trials` ordinary runs (settings as `fit` takes them) under one search
     folder, selected on the validation split, the best tested; `time_limit=` is the whole search's budget,
     `space=` a YAML file or mapping of field -> range (default: the model family's), `resume=True, out=FOLDER`
@@ -176,7 +183,7 @@ def tune(config: Any = None, *, trials: int, **kwargs: Any):
         return _tune(config, trials=trials, **kwargs)
 
 
-def compare(runs: Any, out: Any = None):
+def compare(runs: Any, out: Any = None) -> "Comparison":
     """Compare finished runs (`imgclf compare`): run paths (or Runs, loaded Classifiers), or folders standing for
     the runs under them, one path alone included. Groups runs that differ only in seed; returns an
     `imgclf.evaluation.compare.Comparison` and writes compare.html to `out` (an .html path) when given."""
@@ -194,7 +201,7 @@ def compare(runs: Any, out: Any = None):
     return comparison
 
 
-def calibrate(run_dir: Any, *, report: bool = True, **settings: Any):
+def calibrate(run_dir: Any, *, report: bool = True, **settings: Any) -> "ModelCard":
     """Refit a finished run's temperature and unknown detector on its own train and val images, without training
     (`imgclf calibrate`): `calibrate=`, `unknown_detector=`, `unknown_acceptance=` (the run's own where not
     given). Rewrites its model.json and scores; returns the new `imgclf.records.ModelCard`."""
@@ -206,7 +213,7 @@ def calibrate(run_dir: Any, *, report: bool = True, **settings: Any):
     return card
 
 
-def report(run_dir: Any, explain: bool = True):
+def report(run_dir: Any, explain: bool = True) -> "Path":
     """Redraw a run's figures and write its report.html (`imgclf report`); returns the page's path."""
     from .evaluation.report import write_report
     from .pipeline.run_folder import not_while_training

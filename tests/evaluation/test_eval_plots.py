@@ -457,3 +457,22 @@ def test_unknown_score_ticks_of_a_pretrained_backbone_do_not_run_together(monkey
     # in the report's fonts)
     assert sum(b.width for b in boxes) < 0.5 * ax.get_window_extent(renderer).width
     assert "threshold -15818.470: unknown below" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_an_epoch_cut_short_is_drawn_hollow_with_its_share(tmp_path, monkeypatch):
+    """A time limit's last epoch, cut at 66 % of its batches, was drawn as any other: its train loss over two
+    thirds of a pass and its dip in validation read as the run's course."""
+    from imgclf.evaluation.plots import training_curves
+
+    saved = []
+    monkeypatch.setattr(training_curves, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    rows = [HistoryRow(epoch=i, loss=1 / i, val_loss=1.1 / i, acc=1 - 0.5 / i, val_acc=1 - 0.6 / i, lr=0.01,
+                       fraction=0.6667 if i == 4 else None) for i in range(1, 5)]
+    for history, cut in ((rows, True), ([r.model_copy(update={"fraction": None}) for r in rows], False)):
+        plots.plot_training_curves(history, tmp_path / "c.png", best_epoch=3)
+        fig = saved.pop()
+        for ax in fig.axes[:2]:
+            hollow = [line for line in ax.lines if line.get_marker() == "o" and line.get_markerfacecolor() == "white"]
+            assert [list(line.get_xdata()) for line in hollow] == ([[4], [4]] if cut else [])
+            assert ("66 %" in [t.get_text() for t in ax.texts]) == cut
+        assert any("epoch cut short" in t.get_text() for t in fig.legends[0].get_texts()) == cut

@@ -30,7 +30,9 @@ FIGURES = {  # {split}: the split scored, as in the single-label report's captio
     "per_label": ("Per-label precision, recall and F1", "At each label's tuned threshold."),
     "cooccurrence": ("True vs predicted labels", "Row: a true label; column: a predicted label; each cell counts the "
                      "{split} images carrying the row's label that were given the column's. The diagonal counts the "
-                     "true positives; off the diagonal, labels predicted alongside (or instead of) the true one."),
+                     "true positives; off the diagonal, labels predicted alongside (or instead of) the row's: "
+                     "wrong ones, or right ones of an image that carries both labels, so a perfect model fills "
+                     "cells there too wherever labels occur together."),
     "reliability": ("Reliability per label", "For each label, {split} images grouped into ten bins by the predicted "
                     "probability of that label: the share that carry it against the bins' mean probability. On the "
                     "dashed diagonal the probabilities mean what they say; below it the model is over-confident, "

@@ -205,19 +205,6 @@ def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.Path
         titles = ("Validation accuracy", "Validation loss, log scale\n(one epoch's loss is far above the rest)"
                   if spiked else "Validation loss")
         for ax, title in zip(axes, titles):
-            # an epoch cut short (a time limit, a signal) is drawn hollow, with its share: its train loss is over
-            # part of a pass and its validation can dip, and it read as any other epoch
-            cut = [r for r in history if r.fraction is not None and r.fraction < 1]
-            for r in cut:
-                for key, color in ((train_key, TRAIN_COLOR), (val_key, VAL_COLOR)):
-                    y = r.value(key)
-                    if np.isfinite(y):
-                        named = ax is axes[1] and key == train_key and r is cut[0]  # one legend entry
-                        ax.plot([r.epoch], [y], marker="o", markersize=7, markerfacecolor="white",
-                                markeredgecolor=color, markeredgewidth=1.6, linestyle="none", zorder=4,
-                                label="epoch cut short (its share of batches at the foot)" if named else None)
-                ax.annotate(f"{max(1, int(100 * r.fraction))} %", (r.epoch, 0), xycoords=("data", "axes fraction"),
-                            xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8, color=GREY)
             ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)

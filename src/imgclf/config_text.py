@@ -60,7 +60,7 @@ _PRECISION_SPELLINGS = {"16": "16-mixed", "bf16": "bf16-mixed"}
 def precision_name(value: Any) -> Any:
     """A precision as imgclf names it: 32 (YAML's int, `fit(precision=32)`) is "32", 16 and "bf16" are the mixed
     precisions Lightning means by them; anything else is returned as given, for the caller to check (the int 32
-    was refused as "must be one of {..., 32, ...}. Received: precision=32")."""
+    was refused, its message listing 32 among the choices)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     return _PRECISION_SPELLINGS.get(value, value) if isinstance(value, str) else value

@@ -333,11 +333,11 @@ def test_a_sweep_without_a_suggestion_says_so_as_a_sweep_and_leaves_its_own_curv
     from imgclf.errors import ImgclfError
 
     data = export_digits(tmp_path / "digits")
-    common = {"data": str(data), "model": "model_s", "img_size": 8, "steps": 20, "seed": 0, "progress": False,
+    common = {"data": str(data), "model": "model_s", "img_size": 8, "steps": 30, "seed": 0, "progress": False,
               "out": str(tmp_path / "lr")}
     imgclf.lr_find(**common)
     with pytest.raises(ImgclfError, match=r"^sweep must be a range over which the loss falls clearly .*Received: "
-                                          r"from 1e-07 to 1e-05 in 20 steps .*Run it again with a lower --start-lr"):
+                                          r"from 1e-07 to 1e-05 in 30 steps .*Run it again with a lower --start-lr"):
         imgclf.lr_find(end_lr=1e-5, overwrite=True, **common)
     assert json.loads((tmp_path / "lr" / "lr_find.json").read_text())["max_lr"] == 1e-5  # the failed sweep's
 

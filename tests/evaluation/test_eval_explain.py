@@ -28,7 +28,35 @@ def test_target_layer_is_the_last_conv_of_forward_features_for_reference_cnns():
 def test_target_layer_for_a_timm_backbone():
     timm = pytest.importorskip("timm")
     resnet = timm.create_model("resnet18", pretrained=False, num_classes=3).eval()
-    assert find_target_layer(resnet, torch.zeros(1, 3, 64, 64))[0] == "layer4.1.conv2"
+    # the block around the last convolution: its output holds what the skip connection carries too
+    assert find_target_layer(resnet, torch.zeros(1, 3, 64, 64))[0] == "layer4.1"
+
+
+def test_target_layer_of_a_residual_network_is_its_last_block_and_sees_what_the_skip_carries():
+    """fast_resnet's target was the last convolution inside its last residual branch (x + body(x)): evidence
+    passed along the skip never showed, and right, confident predictions read "no positive evidence". Here the
+    last block's branch is silenced, so that all evidence travels the skip: the map must still find it."""
+    from imgclf.models.base import FeaturesHeadNet
+    from imgclf.models.resnet import _Residual
+
+    model = create_model("fast_resnet", 3, 3, 16, width=4).eval()
+    assert find_target_layer(model, torch.zeros(1, 3, 16, 16))[0] == "features.8"  # the last _Residual
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    nn.init.ones_(conv.weight)
+    block = _Residual(1)
+    for p in block.body.parameters():
+        nn.init.zeros_(p)
+    net = FeaturesHeadNet(nn.Sequential(conv, block), nn.Sequential(nn.Flatten(), nn.Linear(256, 2))).eval()
+    with torch.no_grad():
+        weights = torch.zeros(2, 16, 16)
+        weights[1, :8, :8] = 1.0  # class 1: the top-left quadrant
+        weights[0, 8:, 8:] = 1.0
+        net.head[1].weight.copy_(weights.view(2, -1))
+        net.head[1].bias.zero_()
+    pixels = np.full((2, 16, 16, 1), 40, dtype=np.uint8)
+    pixels[:, :8, :8] = 250
+    maps, name = gradcam_heatmaps(net, pixels, [0.0], [1.0])
+    assert name == "features.1" and maps[:, :8, :8].mean() > 0.9 and maps[:, 8:, 8:].mean() < 0.1
 
 
 def test_target_layer_ignores_convs_that_run_after_forward_features():

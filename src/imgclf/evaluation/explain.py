@@ -30,15 +30,26 @@ if TYPE_CHECKING:
 
 
 def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Module]:
-    """(name, module) of the last Conv2d executed by model.forward_features(example) with an output > 1x1.
+    """(name, module) of the last Conv2d executed by model.forward_features(example) with an output > 1x1, lifted
+    to the outermost block around it (any module but a plain nn.Sequential, below the model) whose output has the
+    same shape. A residual block adds its input to that convolution's output: read at the convolution, evidence
+    that travels the skip connection was invisible, and fast_resnet's maps of confident, right predictions read
+    "no positive evidence" or lit up beside the feature. The block's output is what the next layer reads.
 
     The execution order is recorded with one throw-away forward pass, so layers defined in one order and
     called in another (or modules defined but unused, such as timm's VGG pre-logits convs) are handled.
     """
-    names = {m: n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    names = {m: n for n, m in model.named_modules() if m is not model}
+    shapes: dict[nn.Module, tuple[int, ...]] = {}
     executed: list[tuple[nn.Module, tuple[int, ...]]] = []
-    handles = [m.register_forward_hook(lambda mod, _inp, out: executed.append((mod, tuple(out.shape[-2:]))))
-               for m in names]
+
+    def seen(module: nn.Module, _inputs: object, out: object) -> None:
+        if isinstance(out, torch.Tensor):
+            shapes[module] = tuple(out.shape[1:])
+            if isinstance(module, nn.Conv2d):
+                executed.append((module, tuple(out.shape[-2:])))
+
+    handles = [m.register_forward_hook(seen) for m in names]
     forward = getattr(model, "forward_features", model)
     try:
         with torch.no_grad():
@@ -51,6 +62,12 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.
                       "needs a convolutional layer", note="no nn.Conv2d runs there")
     spatial = [m for m, shape in executed if int(np.prod(shape)) > 1]
     layer = (spatial or [m for m, _ in executed])[-1]
+    by_name = {n: m for m, n in names.items()}
+    parts = names[layer].split(".")
+    for depth in range(1, len(parts)):  # outermost first
+        block = by_name.get(".".join(parts[:depth]))
+        if block is not None and type(block) is not nn.Sequential and shapes.get(block) == shapes[layer]:
+            return names[block], block
     return names[layer], layer
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -298,8 +300,32 @@ def test_captions_tell_the_images_apart(monkeypatch, tmp_path):
              for p in paths]
     explain.plot_explanations(shown, tmp_path / "f.png")
     names = [s["caption"].split("\n")[0] for s in drawn["s"]]
-    assert len(set(names)) == 6 and all(len(n) <= 16 for n in names), names
+    assert len(set(names)) == 6 and all(len(n) <= 20 for n in names), names
     assert names[4].startswith("cross/") and names[5].startswith("triangle/")
+
+
+def test_captions_take_folders_until_names_differ_and_a_lone_name_its_room(monkeypatch, tmp_path):
+    """x/br/br_000.png and y/br/br_000.png both read br/br_000.png; a lone image's long name was cut to 16
+    characters in a 700 px figure; and "unknown (red 0.71)" read as a probability of being unknown."""
+    from imgclf.evaluation import explain, plots
+    from imgclf.inference import Prediction
+
+    drawn = []
+    monkeypatch.setattr(plots, "plot_gradcam_grid", lambda samples, path, **kw: drawn.append(samples))
+    image, heatmap = np.zeros((8, 8, 1), np.uint8), np.zeros((8, 8), np.float32)
+
+    def figure(paths, unknown=False):
+        shown = [explain.Explanation(p, Prediction(p, "unknown" if unknown else "a", 0.71, [("a", 0.71)],
+                                                   best_label="a", unknown=unknown), "a", heatmap, image)
+                 for p in paths]
+        explain.plot_explanations(shown, tmp_path / "f.png")
+        return [s["caption"].split("\n") for s in drawn.pop()]
+
+    names = [c[0] for c in figure(["x/br/br_000.png", "y/br/br_000.png", "y/br/br_001.png"])]
+    assert names == ["x/br/br_000.png", "y/br/br_000.png", "br_001.png"]
+    long = "a_very_long_file_name_number_one.png"
+    ((name, said),) = figure([f"odd/{long}"], unknown=True)
+    assert name == long and said == "unknown (closest a 0.71)"
 
 
 def test_the_scale_caption_fits_a_figure_of_one_image(tiny_run, image_folder, tmp_path):
@@ -313,3 +339,28 @@ def test_the_scale_caption_fits_a_figure_of_one_image(tiny_run, image_folder, tm
     imgclf.explain(tiny_run, [next((image_folder / "cat").iterdir())], out=tmp_path / "one.png")
     with Image.open(tmp_path / "one.png") as figure:
         assert figure.width >= text_px(GRADCAM_SCALE_TITLE, CAPTION_PT, "bold") + 20  # drawn bold, as titles are
+
+
+def test_an_output_that_is_one_of_the_images_is_refused_and_the_image_kept(tiny_run, image_folder, tmp_path):
+    """explain -o photo.png (and predict -o photo.png) overwrote the user's photo with the figure (or the table),
+    and a second explain of a folder explained its own earlier figure."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    folder = Path(shutil.copytree(image_folder / "cat", tmp_path / "cat"))
+    photo = sorted(folder.iterdir())[0]
+    before = photo.read_bytes()
+    for command in (["explain", str(tiny_run), str(photo), "-o", str(photo)],
+                    ["predict", str(tiny_run), str(photo), "-o", str(photo)],
+                    ["explain", str(tiny_run), str(folder), "-o", str(folder / photo.name)]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2 and "output must be a file other than the images given" in \
+            " ".join(result.output.split()), result.output
+        assert photo.read_bytes() == before
+    many = [str(folder)] * 1 + [str(p) for p in sorted(folder.iterdir())]
+    result = CliRunner().invoke(app, ["explain", str(tiny_run), *many, "-o", str(tmp_path / "f.png"),
+                                      "--max-images", "2"])
+    assert result.exit_code == 0 and "--max-images explains more" in result.output

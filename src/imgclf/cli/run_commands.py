@@ -100,6 +100,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     clf = load_classifier(run, backend, precision=precision)
     _refuse_missing(images)  # after the run: the first argument's error first
     paths = _image_paths(images)
+    if output:
+        _refuse_output_among_inputs(output, paths)
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
     predictions = clf.predict(paths, top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
     text = format_predictions(predictions, fmt, multilabel=clf.card.task == "multilabel")
@@ -144,6 +146,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     clf = load(run, precision=precision, fold_batch_norm=False)
     _refuse_missing(images)  # after the run: the first argument's error first
     names = _image_paths(images)
+    _refuse_output_among_inputs(output, names)
     multilabel = clf.card.task == "multilabel"
     explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
     for e in explanations:
@@ -163,7 +166,9 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
         _exit_none_readable(len(explanations))
     plot_explanations(explanations, output, label=label, multilabel=multilabel)
     drawn = min(readable, FIGURE_IMAGES)
-    notes = [f"the first {len(explanations):,} of {len(names):,} files; --max-images for more"] \
+    more = "; --max-images explains more" if len(explanations) < FIGURE_IMAGES else \
+        f"; the figure draws at most {FIGURE_IMAGES}, the lines above show the rest"
+    notes = [f"the first {len(explanations):,} of {len(names):,} files{more}"] \
         if len(names) > len(explanations) else []
     if drawn < readable:
         notes.append(f"{drawn} of the {readable:,} explained drawn")
@@ -181,6 +186,18 @@ def _refuse_missing(images: list[str]) -> None:
                        "broken symlink (its target is gone)" if links == missing else "not found",
                        hint="A quoted pattern is not expanded: leave the quotes out for the shell to expand it, "
                             "or give the folder" if wildcard else None)
+
+
+def _refuse_output_among_inputs(output: Path, paths: list[str]) -> None:
+    """-o naming one of the images (given, or in a folder given) overwrote the user's photo with the figure or
+    the table, and a second explain of a folder explained its own earlier figure."""
+    target = os.path.realpath(output)
+    among = next((p for p in paths if os.path.realpath(p) == target), None)
+    if among is not None:
+        same = os.path.abspath(among) == os.path.abspath(output)
+        raise bad_path("output", output, "a file other than the images given",
+                       "it is one of them" if same else f"it is one of them: {among}",
+                       hint="Write the result outside the images' folders, or under another name")
 
 
 def _image_paths(images: list[str]) -> list[str]:

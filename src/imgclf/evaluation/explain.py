@@ -252,16 +252,28 @@ FIGURE_IMAGES = 48
 
 
 def _file_names(paths: Iterable[str]) -> list[str]:
-    """Captions that tell the images apart: each file's name, with its folder where two share a name
-    (cross/000.png and triangle/000.png both read 000.png), cut where they differ (four IMG_20240101_12xx00.png
-    all read IMG_20240…00.png)."""
-    from ..plotting import distinct_short
+    """Captions that tell the images apart: each file's name, with as many of its folders as it takes where two
+    share a name (cross/000.png and triangle/000.png both read 000.png; x/br/000.png and y/br/000.png both read
+    br/000.png), cut where they differ (four IMG_20240101_12xx00.png all read IMG_20240…00.png) and as long as
+    a grid of that many images leaves room for (a lone image's name was cut to 16 characters in a 700 px
+    figure)."""
+    from collections import Counter
 
-    paths = [str(p) for p in paths]
-    names = [Path(p).name for p in paths]
-    names = [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 and Path(p).parent.name else n
-             for p, n in zip(paths, names)]
-    return distinct_short(names, 16)
+    from ..plotting import FULL_WIDTH_PX, distinct_short
+
+    parts = [Path(str(p)).parts for p in paths]
+    depth = [1] * len(parts)
+    for _ in range(max((len(p) for p in parts), default=1)):
+        names = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        counts = Counter(names)
+        longer = [i for i, n in enumerate(names) if counts[n] > 1 and depth[i] < len(parts[i])]
+        if not longer:
+            break
+        for i in longer:
+            depth[i] += 1
+    names = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+    columns = min(max(len(names), 1), 6)
+    return distinct_short(names, min(40, max(16, int(FULL_WIDTH_PX / columns / 7.5))))
 
 
 def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLike, label: str | None = None,
@@ -282,7 +294,7 @@ def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLi
             shown = said if e.explained == p.best_label else short(e.explained, 10)
             caption = f"{name}\n{carried}\nmap: {shown}"
         else:
-            caption = f"{name}\n" + (f"unknown ({said})" if p.unknown else said)
+            caption = f"{name}\n" + (f"unknown (closest {said})" if p.unknown else said)
             if e.explained != p.best_label:
                 caption += f"\nmap of {short(e.explained, 10)}"
         samples.append({"image": e.image, "heatmap": e.heatmap, "caption": caption, "correct": True})

@@ -747,7 +747,13 @@ def test_the_report_marks_untuned_thresholds_and_draws_what_the_single_label_rep
     card = RunDir(run.path).read_card()
     kept = card.training.val_accuracy_after_batch_norm
     assert kept is not None and drawn["kept"] == kept
-    assert f"The kept weights score {kept:.4f} validation accuracy once their BatchNorm statistics" in page
+    assert f"The kept weights score {kept:.4f} label-wise validation accuracy (the share of label decisions " \
+        "right at 0.5) once their BatchNorm statistics" in page
+    counts = RunDir(run.path).read_dataset().counts  # each label's images per split, as dataset.json has them
+    cells = " ".join(re.sub("<[^>]+>", " ", (run.path / "report.html").read_text()).split())
+    for label in card.classes:
+        assert f"{label} {' '.join(str(counts[s].get(label, 0)) for s in ('train', 'val') if s in counts)}" in cells
+    assert "Images carrying each label in each split" in page and "Validation: 0.3 of" in page
     assert titles and " val images" in titles[0] and "test images" not in titles[0]
     val = RunDir(run.path).read_dataset().counts["val"]
     few = {label: n for label, n in val.items() if n < MIN_TUNING_POSITIVES}

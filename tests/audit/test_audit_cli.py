@@ -127,6 +127,10 @@ def test_the_default_output_keeps_another_folder_s_audit_and_says_what_it_replac
         assert json.loads((audits / folder / "audit.json").read_text())["root"] == str(data)
     created = json.loads((audits / "data" / "audit.json").read_text())["created"]
     assert f"(replaces the audit of {created} there)" in runner.invoke(app, ["audit", str(first)]).output
+    # an explicit --out holding another folder's audit: whose audit it replaced is said
+    created = json.loads((audits / "data-2" / "audit.json").read_text())["created"]
+    said = " ".join(runner.invoke(app, ["audit", str(first), "--out", str(audits / "data-2")]).output.split())
+    assert f"(replaces the audit of {created}, of {second} there)" in said
 
 
 def test_an_output_inside_the_data_folder_is_refused_before_any_work(tmp_path, monkeypatch):

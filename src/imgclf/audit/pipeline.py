@@ -48,7 +48,7 @@ class AuditResult:
     label_issues: LabelIssues | None
     outliers: Outliers
     pixel_stats: PixelStats
-    replaced: str | None = None  # `created` of the audit this one overwrote in `folder`, if any
+    replaced: str | None = None  # `created` of the audit this one overwrote in `folder` (and its folder, if another)
 
     @property
     def json_path(self) -> Path:
@@ -236,8 +236,12 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         "seconds": seconds,
     })
     earlier = earlier_audit(out)
-    result = AuditResult(record, out, images, duplicates, features, issues, outliers, stats,
-                         replaced=earlier.created if earlier is not None else None)
+    replaced = None
+    if earlier is not None:
+        # of another folder, named: an explicit --out took another data set's audit without a word of whose
+        other = os.path.realpath(earlier.root) != os.path.realpath(record.root)
+        replaced = f"{earlier.created}, of {earlier.root}" if other else earlier.created
+    result = AuditResult(record, out, images, duplicates, features, issues, outliers, stats, replaced=replaced)
     if page:
         from .report import write_audit_page
 

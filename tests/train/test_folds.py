@@ -366,3 +366,18 @@ def test_a_val_split_is_said_to_change_nothing_and_does_not_block_a_rerun(tmp_pa
     stamp = (first.runs[0] / "model.json").stat().st_mtime_ns
     again = imgclf.fit({**cfg, "val_split": 0.2}, report=False)  # the same folds: finished, kept
     assert (again.runs[0] / "model.json").stat().st_mtime_ns == stamp
+
+
+def test_calibrating_one_fold_refreshes_the_cross_validations_summary(cross_validation, tmp_path):
+    """folds.json kept the fold's earlier test ECE and loss beside its new metrics.json, so the summary of the
+    cross-validation no longer summarised its folds."""
+    _, _, folds = cross_validation
+    copy = Path(shutil.copytree(folds.path, tmp_path / "cv"))
+    before = json.loads((copy / "folds.json").read_text())
+    stale = {**before, "per_fold": [{**before["per_fold"][0], "test_ece": 0.999}, *before["per_fold"][1:]]}
+    (copy / "folds.json").write_text(json.dumps(stale))  # as a summary of the fold's earlier scores reads
+    imgclf.calibrate(copy / "fold-1", calibrate="none", report=False)
+    after = json.loads((copy / "folds.json").read_text())
+    ece = RunDir(copy / "fold-1").read_metrics().ece
+    assert after["per_fold"][0]["test_ece"] == pytest.approx(ece) and ece != 0.999
+    assert after["per_fold"][1:] == before["per_fold"][1:]

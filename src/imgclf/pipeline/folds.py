@@ -257,6 +257,19 @@ def _fold_metrics(path: Path) -> dict[str, float | int | None]:
     }
 
 
+def refresh_summary(fold_run: Path) -> bool:
+    """Write the parent's folds.json again after one fold's scores changed without training (calibrate): it kept
+    the fold's earlier test ECE and loss beside the fold's new metrics.json. True where there was one to refresh."""
+    out = Path(fold_run).parent
+    if not (out / FOLDS_FILE).is_file():
+        return False
+    runs = [fold_dir(out, i) for i in range(1, read_folds(out).folds + 1)]
+    if not all(RunDir(r).has("metrics.json") for r in runs):
+        return False
+    write_json(out / FOLDS_FILE, summarize_folds(out, runs))
+    return True
+
+
 def summarize_folds(out: str | os.PathLike, runs: list[Path]) -> dict[str, Any]:
     """folds.json: every fold's metrics and, per metric, mean ± sample std over the folds."""
     per_fold = [{"fold": i, "run": p.name, **_fold_metrics(p)} for i, p in enumerate(runs, 1)]

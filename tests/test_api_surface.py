@@ -297,6 +297,7 @@ def test_the_package_is_typed_and_every_public_function_says_what_it_returns():
 
 
 def _type_names() -> dict:
+    """The names the functions' string annotations use (imported under TYPE_CHECKING in the package)."""
     import os
     from collections.abc import Mapping
     from pathlib import Path
@@ -312,4 +313,7 @@ def _type_names() -> dict:
     from imgclf.runs import RunRow
     from imgclf.search.search import TuneResult
 
-    return {k: v for k, v in locals().items()}
+    return {"os": os, "Mapping": Mapping, "Path": Path, "TrainConfig": TrainConfig, "Comparison": Comparison,
+            "Explanation": Explanation, "Classifier": Classifier, "Run": Run, "Folds": Folds,
+            "LRFindResult": LRFindResult, "MetricsRecord": MetricsRecord, "ModelCard": ModelCard, "RunRow": RunRow,
+            "TuneResult": TuneResult}

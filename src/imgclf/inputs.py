@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.folder import IMAGE_EXTENSIONS, left_out_by_name, walk_images
+from .data.file_kinds import IMAGE_EXTENSIONS, left_out_by_name
+from .data.folder import walk_images
 from .errors import Described, bad_path, invalid
 
 # A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or

@@ -119,7 +119,8 @@ def _png_colour_key(img: Image.Image) -> None:
 
 
 def _unrecognised_reason(source: object) -> str:
-    from .folder import INDEX_SUFFIXES, unread_photo_reason
+    from .file_kinds import unread_photo_reason
+    from .folder import INDEX_SUFFIXES
 
     if isinstance(source, (str, os.PathLike)) and (photo := unread_photo_reason(os.fspath(source))):
         return photo

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -12,43 +11,11 @@ from pathlib import Path
 from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
 from ..run_markers import is_run_dir
+from .fetch_record import warn_of_an_unfinished_fetch
+from .file_kinds import (IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME, left_out_by_name,  # noqa: F401
+                         unread_photo_reason)
 
 
-def _reads_avif() -> bool:
-    """Pillow reads AVIF where it was built with libavif (its wheels since 11.2): elsewhere an .avif is no image."""
-    from PIL import features
-
-    try:
-        return bool(features.check("avif"))
-    except Exception:  # a Pillow that does not know the feature's name
-        return False
-
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
-                    ".jfif", ".jpe") + ((".avif",) if _reads_avif() else ())
-NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside the images is skipped
-# photos of formats Pillow cannot open, named as such: "not an image file extension" read as a broken phone photo
-_UNREAD_PHOTOS = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "raw", ".cr2": "raw", ".cr3": "raw",
-                  ".nef": "raw", ".arw": "raw", ".raf": "raw", ".orf": "raw", ".rw2": "raw"}
-
-
-def unread_photo_reason(name: str) -> str | None:
-    """Why a photo of a format imgclf cannot read is left out, and what to do; None for other files."""
-    kind = _UNREAD_PHOTOS.get(os.path.splitext(name)[1].lower())
-    if kind is None or name.lower().endswith(IMAGE_EXTENSIONS):
-        return None
-    return f"{kind} {UNREAD_PHOTO}"
-
-
-UNREAD_PHOTO = "photos are not read (Pillow cannot open them); convert them to JPEG or PNG first"
-
-
-def left_out_by_name(reason: str) -> bool:
-    """Whether a skipped file was left out for its name (an extension imgclf does not read, a name not in UTF-8)
-    rather than for its contents."""
-    return reason in (NOT_AN_IMAGE_NAME, NOT_UTF8_NAME) or reason.endswith(UNREAD_PHOTO)
-# a name whose bytes are not UTF-8: its path could be written into no record (dataset.json, predictions.csv)
-NOT_UTF8_NAME = "name is not UTF-8 (rename it, e.g. convmv -f latin1 -t utf8 -r --notest FOLDER)"
 SPLIT_NAMES = ("train", "val", "test")
 # Kaggle's trees name them training/ and testing/ (Brain Tumor MRI) or training_set/ and test_set/ (cats and
 # dogs): read as anything else, each split folder became one class of the other's class folders flattened
@@ -365,38 +332,8 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
     skipped = [{**item, "path": printable_path(item["path"])} for item in skipped]
     scan = FolderScan(root=root, layout=layout, classes=classes, files=files, skipped=skipped, empty=empty,
                       empty_elsewhere=empty_elsewhere)
-    _warn_of_an_unfinished_fetch(root)
+    warn_of_an_unfinished_fetch(root)
     return scan if allow_empty else require_images(scan)
-
-
-# what `imgclf data fetch` writes into its folder: the data set, where from, and whether every image is there
-FETCH_RECORD = ".imgclf-fetch.json"
-WRITTEN_NAME = re.compile(r"\d{5,}\.png")  # the name of each image a fetch writes (sources.tree.write_tree)
-
-
-def refetch_command(record: dict, root: str | os.PathLike) -> str:
-    """The `imgclf data fetch` command that completes the fetch `record` describes: with its options, which a
-    command without them is refused for (another fetch)."""
-    import shlex
-
-    options = "".join(f" --{key.replace('_', '-')} {shlex.quote(str(value))}"
-                      for key, value in dict(record.get("options") or {}).items())
-    return f"imgclf data fetch {record.get('name')} --out {shlex.quote(str(root))}{options}"
-
-
-def _warn_of_an_unfinished_fetch(root: Path) -> None:
-    """A fetch killed part-way left a tree that looked whole (635 of the 1,797 digits, 10 classes, no word)."""
-    import json
-
-    try:
-        record = json.loads((root / FETCH_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if isinstance(record, dict) and record.get("complete") is False:
-        from ..notices import warn
-
-        warn(f"{root} holds an unfinished fetch of {record.get('name')}: some of its images are missing. Run "
-             f"{refetch_command(record, root)} again to complete it")
 
 
 def _split_without_images(root: Path, split: str, folder: Path | None,

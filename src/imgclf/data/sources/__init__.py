@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...errors import bad_path, invalid
 from ...io import read_json, writable_folder, write_json
-from ..folder import FETCH_RECORD, WRITTEN_NAME
+from ..fetch_record import FETCH_RECORD, WRITTEN_NAME
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, export_cifar10, load_cifar10
 from .digits import export_digits
 from .download import default_download_dir, download

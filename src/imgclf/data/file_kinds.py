@@ -1,0 +1,40 @@
+"""Which files a folder's walk takes for images, and the reasons it gives for the ones it leaves out by name."""
+
+from __future__ import annotations
+
+import os
+
+
+def _reads_avif() -> bool:
+    """Pillow reads AVIF where it was built with libavif (its wheels since 11.2): elsewhere an .avif is no image."""
+    from PIL import features
+
+    try:
+        return bool(features.check("avif"))
+    except Exception:  # a Pillow that does not know the feature's name
+        return False
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+                    ".jfif", ".jpe") + ((".avif",) if _reads_avif() else ())
+NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside the images is skipped
+# a name whose bytes are not UTF-8: its path could be written into no record (dataset.json, predictions.csv)
+NOT_UTF8_NAME = "name is not UTF-8 (rename it, e.g. convmv -f latin1 -t utf8 -r --notest FOLDER)"
+# photos of formats Pillow cannot open, named as such: "not an image file extension" read as a broken phone photo
+_UNREAD_PHOTOS = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "raw", ".cr2": "raw", ".cr3": "raw",
+                  ".nef": "raw", ".arw": "raw", ".raf": "raw", ".orf": "raw", ".rw2": "raw"}
+UNREAD_PHOTO = "photos are not read (Pillow cannot open them); convert them to JPEG or PNG first"
+
+
+def unread_photo_reason(name: str) -> str | None:
+    """Why a photo of a format imgclf cannot read is left out, and what to do; None for other files."""
+    kind = _UNREAD_PHOTOS.get(os.path.splitext(name)[1].lower())
+    if kind is None or name.lower().endswith(IMAGE_EXTENSIONS):
+        return None
+    return f"{kind} {UNREAD_PHOTO}"
+
+
+def left_out_by_name(reason: str) -> bool:
+    """Whether a skipped file was left out for its name (an extension imgclf does not read, a name not in UTF-8)
+    rather than for its contents."""
+    return reason in (NOT_AN_IMAGE_NAME, NOT_UTF8_NAME) or reason.endswith(UNREAD_PHOTO)

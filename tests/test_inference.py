@@ -652,6 +652,11 @@ def test_a_network_left_in_train_mode_predicts_as_in_eval_mode_and_is_left_as_it
     assert [(p.label, p.probability) for p in clf.predict(files[:1])] == expected[:1]
     assert all(torch.equal(v, clf.model.state_dict()[k]) for k, v in stats.items())
     assert clf.model.training  # put back as the caller left it
+    frozen = [m for m in clf.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in frozen:
+        m.eval()  # a fine-tuning's frozen BatchNorm (--freeze-bn) in a model that trains
+    clf.predict(files[:1])
+    assert clf.model.training and not any(m.training for m in frozen)
     clf.classes.reverse()
     assert [p.label for p in clf.predict(files)] == [label for label, _ in expected]
 

@@ -227,11 +227,13 @@ def test_a_refit_that_cannot_be_scored_writes_nothing_and_one_cut_short_leaves_n
     run = _train(tmp_path)
     imgclf.report(run, explain=False)
     before = {name: (run / name).read_bytes() for name in ("model.json", "config.yaml", "metrics.json")}
+    files = sorted(p.name for p in run.iterdir())
     gone = Path(RunDir(run).read_dataset().split_paths("test")[0][0])
     moved = gone.rename(tmp_path / "moved.png")
     with pytest.raises(ImgclfError, match=r"a run whose test split is where dataset.json lists it"):
         recalibrate(run, unknown_acceptance=0.8)
     assert {name: (run / name).read_bytes() for name in before} == before and (run / "report.html").exists()
+    assert sorted(p.name for p in run.iterdir()) == files  # refused before the refit wrote its statistics
     moved.rename(gone)
 
     def interrupted(*args, **kwargs):

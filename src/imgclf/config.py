@@ -20,6 +20,7 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "plateau", "step", "cosine", "onecycle", "budget"]
 Color = Literal["rgb", "grayscale", "auto"]
 Precision = Literal["auto", "32", "bf16-mixed", "16-mixed"]
+MAX_LR = 10.0  # the largest learning rate a run takes (a search's range stops there too)
 Normalize = Literal["auto", "dataset", "zerocenter", "rescale", "backbone"]
 Loss = Literal["ce", "focal", "logitnorm", "asl"]
 Task = Literal["auto", "single", "multilabel"]
@@ -241,7 +242,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def _number_or_auto(cls, value: Any) -> Any:
         """A number in (0, 10], or 'auto' (the CLI passes text: '3e-3' is read as a number)."""
-        allowed = "a number > 0 and <= 10 (e.g. 3e-3), or auto (the LR finder picks it)"
+        allowed = f"a number > 0 and <= {MAX_LR:g} (e.g. 3e-3), or auto (the LR finder picks it)"
         if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
         if isinstance(value, bool):
@@ -250,7 +251,7 @@ class TrainConfig(BaseModel):
             number = float(value)
         except (TypeError, ValueError):
             raise invalid("lr", value, allowed) from None
-        if not 0.0 < number <= 10.0:
+        if not 0.0 < number <= MAX_LR:
             raise invalid("lr", number if isinstance(value, str) else value, allowed)  # --lr 0 reads lr=0
         return number
 

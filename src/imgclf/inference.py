@@ -364,15 +364,18 @@ def multilabel_prediction(name: str, probs: np.ndarray, classes: Sequence[str], 
 def _evaluating(model: torch.nn.Module) -> Iterator[None]:
     """The network in eval mode for one forward pass, put back as the caller left it: a model loaded to train
     further (`fold_batch_norm=False`) and left in train mode predicted with each batch's own BatchNorm
-    statistics (answers that changed with the batch's other images) and moved its running statistics."""
-    if not model.training:
+    statistics (answers that changed with the batch's other images) and moved its running statistics. Each module
+    is put back in its own mode, not the model's (model.train() after predict woke a frozen BatchNorm)."""
+    modes = {m: m.training for m in model.modules()}
+    if not any(modes.values()):
         yield
         return
     model.eval()
     try:
         yield
-    finally:
-        model.train()
+    finally:  # each module as it was: a fine-tuning's frozen BatchNorm stays in eval mode
+        for module, training in modes.items():
+            module.train(training)
 
 
 def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | None:

@@ -572,3 +572,5 @@ def test_a_learning_rate_given_centres_the_default_space_on_it(data, tmp_path):
     assert 0.002 <= result.record.trials[0].params["lr"] <= 0.2
     plain = {p.name: p for p in default_space(make_config(data="d", model="simple_cnn", lr=0.02))}["lr"]
     assert (plain.low, plain.high) == (1e-4, 1e-2)  # a recipe's or the default rate does not move the range
+    sgd = {p.name: p for p in default_space(make_config(data="d", model="simple_cnn", optimizer="sgd", lr=2), True)}
+    assert (sgd["lr"].low, sgd["lr"].high) == (pytest.approx(0.2), 10.0)  # a range to 20 was refused as no lr

@@ -424,6 +424,15 @@ def test_a_run_stopped_by_its_time_limit_resumed_under_it_says_it_trains_nothing
     assert "none left to train, so it is only scored and reported again (a longer --time-limit trains further)" \
         in caplog.text
     assert len(RunDir(run.path).read_history()) == trained
+    # a probe-sized run (the `fast` recipe): the budget counted the probe's seconds, which train_seconds leaves out
+    card = RunDir(run.path).read_card()
+    probed = card.training.model_copy(update={"train_seconds": 0.004, "time_budget": {
+        **(card.training.time_budget or {}), "before_training_seconds": 0.02}})
+    RunDir(run.path).write_card(card.model_copy(update={"training": probed}))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        imgclf.fit(resume=str(run.path), progress=False, report=False)
+    assert f"{run.path} has spent its time limit (0.01s: 0.0" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         imgclf.fit(resume=str(run.path), time_limit="1h", progress=False, report=False)

@@ -50,19 +50,14 @@ class LRFindResult:
 
     @property
     def cautions(self) -> list[str]:
-        """What the user should know before training at the suggestion: each measured on the 3-class shapes, where
-        the suggestion (0.72x the lowest point's rate) kept training at chance while a tenth of that point
-        trained; where the sweep ended still falling; and where the swept head's rate wrecked a pretrained
-        backbone once it unfroze at the same rate."""
+        """What the user should know before training at the suggestion: where the sweep ended still falling (the
+        suggestion read a curve cut short: 28x below the full sweep's on 3-class shapes), and where a pretrained
+        backbone swept frozen would later train at the head's rate (it wrecked the backbone's features there)."""
         out = []
         if self.still_falling:
             out.append(f"the loss was still falling at the sweep's end ({self.lrs[-1]:.2g}): the curve was cut "
-                       "before its lowest point, so the suggestion is low; run it again with a higher --end-lr")
-        elif self.suggestion is not None and self.lowest_loss_lr is not None \
-                and self.suggestion > self.lowest_loss_lr / 3:
-            out.append(f"the suggestion is within {self.lowest_loss_lr / self.suggestion:.1f}x of the rate where "
-                       f"the loss was lowest and then rose: close to where training diverges; "
-                       f"{self.tenth_of_lowest:.3g} is the safer first run")
+                       "before its lowest point, so the suggestion is low; sweep again with imgclf lr-find and a "
+                       "higher --end-lr")
         if self.head_only is not None and self.suggestion is not None:
             frozen, mult = self.head_only
             out.append(f"the sweep trained the head alone (the backbone frozen, as in the first {frozen} epoch"
@@ -152,9 +147,8 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     # passes, not images / training images: the last batch of a pass is a short one (96 images at batch 64 are 2
     # steps a pass, which read as 67 epochs for 100 steps where it was 50)
     epochs = round(len(curve.lrs) / max(1, math.ceil(len(data.splits["train"]) / cfg.batch_size)), 2)
-    frozen = cfg.freeze_epochs and getattr(model, "backbone", None) is not None
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
-                          curve.raw, WINDOW, epochs, (cfg.freeze_epochs, cfg.backbone_lr_mult) if frozen else None)
+                          curve.raw, WINDOW, epochs, head_only(cfg, model))
     # lr-find writes its sweep whether or not there is a suggestion: a failed sweep's curve is what the user must
     # look at, and an earlier sweep's files in the folder would be mistaken for it. A run's folder gets none from a
     # failed sweep (a run that fails before its config.yaml leaves no folder behind).
@@ -182,6 +176,16 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
                       "the loss falls clearly (the suggestion is where its fall ends)", note=note,
                       hint=f"Run it again {again}")
     return result
+
+
+def head_only(cfg: TrainConfig, model: Any) -> tuple[int, float] | None:
+    """(freeze_epochs, backbone_lr_mult) where the sweep measured a pretrained backbone's head alone and the
+    backbone will later train at more than a tenth of that rate; None elsewhere: one trained from scratch, or at
+    a low --backbone-lr-mult already, has no features the rate could wreck."""
+    if cfg.freeze_epochs and getattr(model, "backbone", None) is not None and bool(cfg.pretrained or cfg.weights) \
+            and cfg.backbone_lr_mult > 0.1:
+        return cfg.freeze_epochs, cfg.backbone_lr_mult
+    return None
 
 
 def _swept_settings(cfg: TrainConfig) -> dict[str, Any]:

@@ -78,13 +78,14 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
     before = run.read_card()
     old = (before.unknown.statistics or STATS_FILE) if before.unknown is not None else None
     new = STATS_FILES[1] if old == STATS_FILES[0] else STATS_FILES[0]
+    if run.has("metrics.json"):
+        # before the refit, which takes the time and writes the new statistics: an evaluation refused after the
+        # card was rewritten (test images gone) left the new card beside the old metrics.json, predictions.csv
+        # and report, which `imgclf report` then mixed
+        check_own_split(run)
     card, cfg = refitted(run, run.path, new, **settings)
     if run.has("metrics.json"):
-        # before anything is written: an evaluation refused after the card was rewritten (test images gone) left
-        # the new card beside the old metrics.json, predictions.csv and report, which `imgclf report` then mixed
-        check_own_split(run)
-        # and an interruption from here on leaves no page of the earlier fit beside the new card
-        drop_stale_report(run.path)
+        drop_stale_report(run.path)  # an interruption from here on leaves no page of the earlier fit
     run.write_config(cfg)
     run.write_card(card)
     drop_unused_statistics(run.path, card)

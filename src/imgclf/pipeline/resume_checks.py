@@ -108,11 +108,13 @@ def time_budget_spent(run: RunDir, cfg: Any) -> str | None:
     if not cfg.time_limit_seconds or not run.has("model.json"):
         return None
     training = run.read_card().training
-    if not training.stopped.startswith("time limit") or training.train_seconds < cfg.time_limit_seconds:
+    # the budget counts a sizing probe's seconds too (the `fast` recipe), which train_seconds leaves out
+    spent = training.train_seconds + float((training.time_budget or {}).get("before_training_seconds") or 0)
+    if not training.stopped.startswith("time limit") or spent < cfg.time_limit_seconds:
         return None
-    return (f"{run.path} has spent its time limit ({cfg.time_limit}: {training.train_seconds:.1f} s trained, which "
-            "the limit counts): none left to train, so it is only scored and reported again (a longer --time-limit "
-            "trains further)")
+    return (f"{run.path} has spent its time limit ({cfg.time_limit}: {spent:.1f} s trained, which the limit "
+            "counts): none left to train, so it is only scored and reported again (a longer --time-limit trains "
+            "further)")
 
 
 def _check_nothing_left_to_change(run: RunDir, stored: dict[str, Any], asked: dict[str, Any],

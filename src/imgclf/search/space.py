@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, make_config
+from ..config import MAX_LR, TrainConfig, make_config
 from ..errors import ImgclfError, bad_path, invalid
 
 # Fields a search never changes: where things are, what the run is, how it is launched or reported.
@@ -262,7 +262,7 @@ def default_space(base: TrainConfig, lr_given: bool = False) -> list[Param]:
     if info.pretrained:
         low, high = low / 10, high / 10
     if lr_given and isinstance(base.lr, (int, float)):
-        low, high = base.lr / 10, base.lr * 10
+        low, high = base.lr / 10, min(base.lr * 10, MAX_LR)  # --lr 2 asked a range to 20, which lr refuses
     from ..data.multilabel import is_label_index
 
     multilabel = base.task == "multilabel" or (base.task == "auto" and is_label_index(base.data))

@@ -97,6 +97,8 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     # read as text, a PNG's bytes failed as "'utf-8' codec can't decode byte 0x89"
     (["TEXT"], r"images\[0\] must be .*Received: a file opened as text .*Open image files in binary mode"),
     (torch.rand(2, 3, 16, 16) * 255, r"Received: a float32 array of shape 2x16x16x3 \(values from"),
+    # channels last, as numpy holds images: refused with its own shape, not the one a permute made of it
+    (torch.zeros(16, 16, 3, dtype=torch.uint8), r"Received: a uint8 tensor of shape 16x16x3 \(not H x W, C x H x W"),
     ([None], r"images\[0\] must be .*Received: images\[0\]=None"),
     ([np.zeros((8, 8, 2), np.uint8)], r"images\[0\] must be .*Received: a uint8 array of shape 8x8x2 \(not an image shape\)"),
     ([np.full((8, 8), 200.0)], r"Received: a float64 array of shape 8x8 \(values from 200 to 200\)\. Divide 0\.\.255 values by 255"),

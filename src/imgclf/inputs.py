@@ -83,7 +83,7 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
                                          and all(isinstance(v, (str, os.PathLike)) for v in images))):
         images = images.tolist()  # a column of paths (pandas' df.path.values: object or str dtype), not one image
     if isinstance(images, torch.Tensor):
-        images = tensor_as_array(images)
+        images = tensor_as_array(images, "images")
     if isinstance(images, np.ndarray) and images.ndim == 4:
         check_array(images, "images")
         return [f"images[{j}]" for j in range(len(images))], list(images)
@@ -109,7 +109,7 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
             names.append(getattr(item, "name", None) if isinstance(getattr(item, "name", None), str) else name)
             sources.append(item)
         elif isinstance(item, (np.ndarray, torch.Tensor)):
-            item = tensor_as_array(item) if isinstance(item, torch.Tensor) else item
+            item = tensor_as_array(item, name) if isinstance(item, torch.Tensor) else item
             check_array(item, name)
             rows = list(item) if item.ndim == 4 else [item]
             names += [f"{name}[{j}]" for j in range(len(rows))] if item.ndim == 4 else [name]
@@ -119,10 +119,18 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
     return names, sources
 
 
-def tensor_as_array(tensor: torch.Tensor) -> np.ndarray:
+def tensor_as_array(tensor: torch.Tensor, name: str) -> np.ndarray:
     """A torch image (C x H x W, or N x C x H x W: torchvision's layout, a DataLoader's batch) as the channels-last
     array the numpy path reads; H x W stays as it is. Detached and on the CPU: `.numpy()` of a tensor that needs
-    its gradient or lives on a GPU raised, and so did the hint's permute on a batch."""
+    its gradient or lives on a GPU raised, and so did the hint's permute on a batch. A tensor of another layout is
+    refused with its own shape (permuted first, an H x W x C tensor was reported as an array of a shape never
+    passed)."""
+    channels = tensor.shape[0] if tensor.ndim == 3 else tensor.shape[1] if tensor.ndim == 4 else None
+    if tensor.ndim not in (2, 3, 4) or channels not in (None, 1, 3, 4):
+        shape = "x".join(map(str, tensor.shape)) or "scalar"
+        raise invalid(name, Described(f"a {str(tensor.dtype).removeprefix('torch.')} tensor of shape {shape}"),
+                      IMAGE_KINDS, note="not H x W, C x H x W or N x C x H x W with C 1, 3 or 4",
+                      hint="A channels-last tensor (H x W x C): pass tensor.permute(2, 0, 1), or its .numpy()")
     tensor = tensor.detach().cpu()
     if tensor.dtype in (torch.bfloat16, torch.float16):
         tensor = tensor.float()  # numpy has no bfloat16

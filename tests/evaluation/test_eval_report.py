@@ -291,7 +291,7 @@ def test_a_run_that_learnt_nothing_or_diverged_says_so_first(tmp_path):
     assert "more epochs will not" in found and "lower learning rate" not in found
 
 
-def test_the_terminal_says_which_weights_the_scores_are_of(tmp_path, capsys):
+def test_the_terminal_says_which_weights_the_scores_are_of(tmp_path, capsys, monkeypatch):
     """A resumed run printed the same scores as before with no word that epoch 3 of 5 was kept, and a run whose
     BatchNorm statistics were recomputed printed an epoch line of 0.34 above scores of 0.95, unexplained."""
     from types import SimpleNamespace
@@ -320,6 +320,13 @@ def test_the_terminal_says_which_weights_the_scores_are_of(tmp_path, capsys):
     run.write_card(card)
     assert (f"the weights of epoch 3 kept; validation accuracy 0.9512 after the BatchNorm statistics were "
             f"recomputed on training images (the epoch's line: {before:.4f})") in said(3)
+    # a multi-label run's is label-wise: beside its subset accuracy it read as heavy overfitting
+    from imgclf.cli import training as cli_training
+
+    multilabel = run.read_card().model_copy(update={"task": "multilabel"})
+    monkeypatch.setattr(RunDir, "read_card", lambda self: multilabel)
+    assert "kept; label-wise validation accuracy 0.9512 after the BatchNorm" in " ".join(
+        cli_training._kept_line(SimpleNamespace(path=run.path, best_epoch=3), history).split())
 
 
 def test_the_terminal_says_when_a_run_is_no_better_than_guessing(tmp_path, capsys):

@@ -324,16 +324,19 @@ def _kept_line(run: Any, history: list) -> str:
     from ..records import RunDir
 
     try:
-        training = RunDir(run.path).read_card().training
+        card = RunDir(run.path).read_card()
     except (ImgclfError, OSError):
         return ""
+    training = card.training
     parts = []
     best = getattr(run, "best_epoch", None)
     if best is not None and history and best < history[-1].epoch:
         parts.append(f"the weights of epoch {best} kept")
     after, before = training.val_accuracy_after_batch_norm, best_val_accuracy(history, best)
     if after is not None and before is not None and abs(after - before) >= 0.0005:  # the same figure says nothing
-        parts.append(f"validation accuracy {after:.4f} after the BatchNorm statistics were recomputed on "
+        # a multi-label run's is label-wise (decisions at 0.5): beside its subset accuracy it read as overfitting
+        kind = "label-wise validation accuracy" if card.task == "multilabel" else "validation accuracy"
+        parts.append(f"{kind} {after:.4f} after the BatchNorm statistics were recomputed on "
                      f"training images (the epoch's line: {before:.4f})")
     return f"  {'; '.join(parts)}" if parts else ""
 

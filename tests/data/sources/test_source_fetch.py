@@ -133,6 +133,9 @@ def test_a_fetch_that_fails_before_its_first_image_leaves_no_folder_behind(tmp_p
     with pytest.raises(ImgclfError, match="md5 must be 32 hexadecimal digits"):
         fetch("fer2013", tmp_path / "f", source=tmp_path / "fer2013.csv", md5="zz")
     assert not (tmp_path / "f").exists()
+    with pytest.raises(ImgclfError, match="md5 must be 32 hexadecimal digits"):  # the parents it made go too
+        fetch("fer2013", tmp_path / "new" / "deeper" / "f", source=tmp_path / "fer2013.csv", md5="zz")
+    assert not (tmp_path / "new").exists()
     (tmp_path / "empty").mkdir()  # the user's own empty folder is kept, as empty as it was
     with pytest.raises(ImgclfError, match=r"source for fashion-mnist must be .* \(no such folder\)"):
         fetch("fashion-mnist", tmp_path / "empty", source=tmp_path / "nope")
@@ -186,8 +189,11 @@ def test_per_class_and_seed_are_checked_and_decide_the_folder(tmp_path):
     with pytest.raises(ImgclfError, match="seed must be a whole number >= 0"):
         fetch("fashion-mnist", tmp_path / "bad", source=tmp_path / "idx", per_class=1, seed=-1)
     assert not (tmp_path / "bad").exists()
-    out = fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx", per_class=1, seed=0)
+    out = fetch("fashion-mnist", tmp_path / "out", source=tmp_path / "idx", per_class=1)
     assert sum(1 for _ in out.rglob("*.png")) == 20
+    assert fetch("fashion-mnist", out, source=tmp_path / "idx", per_class=1, seed=0) == out  # the default, given
+    with pytest.raises(ImgclfError, match="seed must be left out without per_class"):
+        fetch("fashion-mnist", tmp_path / "all", source=tmp_path / "idx", seed=3)
     with pytest.raises(ImgclfError, match=r"it holds a fetch of fashion-mnist \(per_class=1, seed=0, source="):
         fetch("fashion-mnist", out, source=tmp_path / "idx", per_class=1, seed=1)
     result = CliRunner().invoke(app, ["data", "fetch", "fashion-mnist", "--out", str(tmp_path / "cli"), "--source",

@@ -74,13 +74,18 @@ def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
             raise invalid(key, value, f"left out: it does not apply to {name}, which takes "
                                       f"{', '.join(takes) or 'no options'}")
     _check_sampling(given)
+    if "per_class" in given:
+        # the draw the images come from, recorded whether the default seed was given or not: a rerun with
+        # --seed 0 was refused as another fetch of the same images
+        given.setdefault("seed", 0)
     refuse_other_content("out", out, TOP_LEVEL[name], f"an earlier fetch of {name}, which it completes")
     # what decides the images (where they come from, how many), not where a download is cached
     record = {"name": name, "options": {key: os.path.abspath(value) if key == "source" else str(value)
                                         for key, value in sorted(given.items()) if key in IDENTITY}}
     folder = Path(out)
     earlier = _refuse_another_fetch(folder, record)
-    created = not folder.exists()
+    # the outermost folder this call makes (mkdir makes the parents too): a failed fetch removes from there
+    created = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
     folder.mkdir(parents=True, exist_ok=True)
     # written first, so a second fetch of other data is refused even while this one runs; complete only at the
     # end, so that a fetch killed part-way is not taken for a whole data set (inspect and train warn). A whole
@@ -97,7 +102,12 @@ def fetch(name: str, out: str | os.PathLike, **options: object) -> Path:
 
 
 def _check_sampling(given: dict[str, object]) -> None:
-    """per_class and seed as whole numbers in range: per_class=0 wrote every image, -1 all but one per class."""
+    """per_class and seed as whole numbers in range: per_class=0 wrote every image, -1 all but one per class. A
+    seed draws the per-class sample: without per_class it changes nothing, and is refused rather than recorded
+    as if it did."""
+    if "seed" in given and "per_class" not in given:
+        raise invalid("seed", given["seed"], "left out without per_class: it seeds the per-class draw, and a whole "
+                      "data set is written the same whatever the seed")
     import numbers
 
     for key, low in (("per_class", 1), ("seed", 0)):
@@ -107,14 +117,15 @@ def _check_sampling(given: dict[str, object]) -> None:
                 raise invalid(key, value, f"a whole number >= {low}")
 
 
-def _remove_if_nothing_written(folder: Path, created: bool) -> None:
+def _remove_if_nothing_written(folder: Path, created: Path | None) -> None:
     """A fetch that failed before its first image (a bad --md5, an unreachable address, a missing source) left an
     --out holding only an "unfinished" record, which inspect then called an unfinished fetch. A folder with any
-    image in it is kept, with its record, for the same fetch to complete."""
+    image in it is kept, with its record, for the same fetch to complete. `created`: the outermost folder the
+    fetch made, removed with all it holds."""
     if any(p.is_file() and not p.name.startswith(".") for p in folder.rglob("*")):
         return
-    if created:
-        shutil.rmtree(folder, ignore_errors=True)
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
         return
     (folder / FETCH_RECORD).unlink(missing_ok=True)
     for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):

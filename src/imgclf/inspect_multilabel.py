@@ -44,7 +44,10 @@ def inspect_index(index: str | os.PathLike, plots_dir: str | os.PathLike | None 
     if plots_dir is not None:
         from .evaluation.plots import plot_class_distribution, plot_class_samples
 
-        examples = {c: labelled.files[next(r for r in ok if labelled.targets[r, i])]
+        # each label's image carrying the fewest other labels: the first carrying it was one image carrying all
+        # four, shown four times, which said nothing of what any one label looks like
+        examples = {c: labelled.files[min((r for r in ok if labelled.targets[r, i]),
+                                          key=lambda r: int(labelled.targets[r].sum()))]
                     for i, c in enumerate(labelled.classes) if stats["counts"][c]}
         figures = (plot_class_distribution({"images": stats["counts"]}, Path(plots_dir) / "label_distribution.png",
                                            per="label"),

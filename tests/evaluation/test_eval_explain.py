@@ -368,3 +368,20 @@ def test_an_output_that_is_one_of_the_images_is_refused_and_the_image_kept(tiny_
     result = CliRunner().invoke(app, ["explain", str(tiny_run), *many, "-o", str(tmp_path / "f.png"),
                                       "--max-images", "2"])
     assert result.exit_code == 0 and "--max-images explains more" in result.output
+
+
+def test_a_multi_label_map_of_a_label_given_names_it_a_label_with_its_probability(monkeypatch, tmp_path):
+    """explain --label red on a multi-label run: the title said "the class 'red'" and the caption "map: red",
+    without red's probability, so whether red was carried could not be read."""
+    from imgclf.evaluation import explain, plots
+    from imgclf.inference import Prediction
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_gradcam_grid",
+                        lambda samples, path, **kw: drawn.update(samples=samples, **kw))
+    image, heatmap = np.zeros((8, 8, 1), np.uint8), np.zeros((8, 8), np.float32)
+    p = Prediction("x.png", "blue", 0.9, [("blue", 0.9), ("red", 0.4)], best_label="blue", labels=[("blue", 0.9)])
+    explain.plot_explanations([explain.Explanation("x.png", p, "red", heatmap, image)], tmp_path / "f.png",
+                              label="red", multilabel=True)
+    assert drawn["samples"][0]["caption"].split("\n")[-1] == "map: red 0.40"
+    assert drawn["target"] == "the label 'red'"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ml_fixtures import SHAPES, make_mosaics
@@ -312,3 +314,20 @@ def test_a_jsonl_path_that_is_not_a_string_is_named(tmp_path):
                    name="index.jsonl")
     with pytest.raises(ImgclfError, match=r'a JSON object whose "path" is a string.*index.jsonl:2\' \(path 5\)'):
         read_label_index(index)
+
+
+def test_inspects_sample_of_each_label_is_its_image_with_the_fewest_other_labels(tmp_path, monkeypatch):
+    """The first image carrying each label was shown: on an index whose first image carries every label, the
+    figure showed that one image once per label, and said nothing of what any one label looks like."""
+    from imgclf.evaluation import plots
+    from imgclf.inspect import inspect_folder
+
+    index, sets = make_mosaics(tmp_path, count=30)
+    by_file = dict(zip(sorted(str(p) for p in (tmp_path / "images").iterdir()), sets))
+    seen = {}
+    monkeypatch.setattr(plots, "plot_class_samples", lambda paths, path, **kw: seen.update(paths) or Path(path))
+    inspect_folder(index, plots_dir=tmp_path / "plots")
+    assert seen
+    for label, file in seen.items():
+        fewest = min(len(s) for s in sets if label in s)
+        assert label in by_file[str(file)] and len(by_file[str(file)]) == fewest, (label, file)

@@ -713,7 +713,8 @@ def test_evaluating_a_multilabel_run_whose_images_are_gone_is_refused(ml_run, tm
     assert (copy / "metrics.json").read_bytes() == metrics
 
 
-def test_the_report_marks_untuned_thresholds_and_draws_what_the_single_label_report_draws(tmp_path, monkeypatch):
+def test_the_report_marks_untuned_thresholds_and_draws_what_the_single_label_report_draws(tmp_path, monkeypatch,
+                                                                                         capsys):
     """The per-label table called a threshold that stayed 0.5 (too few validation positives) tuned; the curves
     lacked the kept weights' accuracy after their BatchNorm statistics were recomputed (0.91 against a curve's
     0.64) and the overfitting onset; the sample grid's title said test images on a run scored on val; and the
@@ -727,8 +728,9 @@ def test_the_report_marks_untuned_thresholds_and_draws_what_the_single_label_rep
     from imgclf.records import RunDir
 
     index, _ = make_mosaics(tmp_path, count=24)
-    run = imgclf.fit(data=str(index), img_size=16, epochs=1, batch_size=8, progress=False, model_args={"width": 4},
+    run = imgclf.fit(data=str(index), img_size=16, epochs=1, batch_size=8, progress=True, model_args={"width": 4},
                      val_split=0.3, test_split=0, out=str(tmp_path / "r"), report=False)
+    assert f": {len(SHAPES)} labels, " in capsys.readouterr().err  # the data line said "3 classes"
     drawn, titles = {}, []
     curves, grid = multilabel_report.plots.plot_training_curves, multilabel_plots.cell_axes
 

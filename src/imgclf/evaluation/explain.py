@@ -291,13 +291,16 @@ def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLi
         said = f"{short(p.best_label, 10)} {p.probability:.2f}"
         if multilabel:
             carried = " + ".join(short(name, 10) for name, _ in p.labels or []) or "no label"
-            shown = said if e.explained == p.best_label else short(e.explained, 10)
+            # the label mapped, with its probability: "map: red" did not say whether red was carried
+            probs = {**dict(p.top or []), **dict(p.labels or [])}
+            shown = said if e.explained == p.best_label else \
+                f"{short(e.explained, 10)}" + (f" {probs[e.explained]:.2f}" if e.explained in probs else "")
             caption = f"{name}\n{carried}\nmap: {shown}"
         else:
             caption = f"{name}\n" + (f"unknown (closest {said})" if p.unknown else said)
             if e.explained != p.best_label:
                 caption += f"\nmap of {short(e.explained, 10)}"
         samples.append({"image": e.image, "heatmap": e.heatmap, "caption": caption, "correct": True})
-    target = f"the class {label!r}" if label is not None else \
+    target = f"the {'label' if multilabel else 'class'} {label!r}" if label is not None else \
         "its most probable label" if multilabel else "the class it predicted"
     return plot_gradcam_grid(samples, path, target=target)

@@ -87,7 +87,8 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
     params = sum(p.numel() for p in model.parameters())
     folders = cfg.data if isinstance(cfg.data, str) else " + ".join(cfg.data)
     lines = [
-        f"data   {terminal_safe(folders)}: {len(data.classes)} classes, {sizes}{skipped}",
+        f"data   {terminal_safe(folders)}: {len(data.classes)} "
+        f"{'labels' if data.task == 'multilabel' else 'classes'}, {sizes}{skipped}",
         f"model  {cfg.model}, {params:,} parameters, {data.img_size}x{data.img_size} {data.color}"
         f"{f' ({size_origin})' if size_origin else ''}, "
         f"batch {cfg.batch_size}, {'up to ' if cfg.time_limit else ''}{cfg.epochs} "

@@ -66,17 +66,21 @@ def test_inspect_merges_several_folders_as_training_does(tmp_path):
     assert mixed.exit_code == 2 and "an index file is inspected alone" in " ".join(mixed.output.split())
 
 
+def _two_classes_of_two_images(root):
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (root / cls).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+
+
 def test_a_class_without_one_readable_image_is_named_as_training_will_refuse_it(tmp_path):
     """Every file of a class broken: inspect listed the files and a count of 0, then train refused the class."""
     from typer.testing import CliRunner
 
     from imgclf.cli import app
 
-    rng = np.random.default_rng(0)
-    for cls in ("cat", "dog"):
-        (tmp_path / cls).mkdir()
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    _two_classes_of_two_images(tmp_path)
     (tmp_path / "fox").mkdir()
     (tmp_path / "fox" / "a.jpg").write_bytes(b"")
     (tmp_path / "fox" / "b.jpg").write_bytes(b"\\xff\\xd8 truncated")
@@ -156,11 +160,7 @@ def test_an_empty_class_has_no_imbalance_ratio_and_the_json_stays_json(tmp_path)
 
     from imgclf.cli import app
 
-    rng = np.random.default_rng(0)
-    for cls in ("cat", "dog"):
-        (tmp_path / cls).mkdir()
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    _two_classes_of_two_images(tmp_path)
     (tmp_path / "fox").mkdir()
 
     def refuse(constant):

@@ -296,7 +296,7 @@ def test_the_terminal_says_which_weights_the_scores_are_of(tmp_path, capsys, mon
     BatchNorm statistics were recomputed printed an epoch line of 0.34 above scores of 0.95, unexplained."""
     from types import SimpleNamespace
 
-    from imgclf.cli.training import _print_run_summary
+    from imgclf.cli.run_summary import _print_run_summary
     from imgclf.records import RunDir
     from run_fixtures import write_run
 
@@ -321,7 +321,7 @@ def test_the_terminal_says_which_weights_the_scores_are_of(tmp_path, capsys, mon
     assert (f"the weights of epoch 3 kept; validation accuracy 0.9512 after the BatchNorm statistics were "
             f"recomputed on training images (the epoch's line: {before:.4f})") in said(3)
     # a multi-label run's is label-wise: beside its subset accuracy it read as heavy overfitting
-    from imgclf.cli import training as cli_training
+    from imgclf.cli import run_summary as cli_training
 
     multilabel = run.read_card().model_copy(update={"task": "multilabel"})
     monkeypatch.setattr(RunDir, "read_card", lambda self: multilabel)
@@ -333,7 +333,7 @@ def test_the_terminal_says_when_a_run_is_no_better_than_guessing(tmp_path, capsy
     """Its summary line read like any other run's (test accuracy 0.4375 on 3 classes): only the report said it."""
     from types import SimpleNamespace
 
-    from imgclf.cli.training import _print_run_summary
+    from imgclf.cli.run_summary import _print_run_summary
     from imgclf.evaluation.metrics import compute_metrics
     from imgclf.records import HistoryRow, RunDir
     from run_fixtures import write_run
@@ -391,7 +391,7 @@ def test_classes_that_share_the_lowest_recall_are_counted_not_one_named(tmp_path
     the terminal line did too; where every class shares one recall, the terminal still named a worst class."""
     import numpy as np
 
-    from imgclf.cli.training import _worst_class_text
+    from imgclf.cli.run_summary import _worst_class_text
     from imgclf.evaluation.metrics import compute_metrics
     from imgclf.records import PredictionRow, RunDir
     from run_fixtures import write_run

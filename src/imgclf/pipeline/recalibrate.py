@@ -132,6 +132,6 @@ def _warn_of_earlier_exports(run_dir: Path) -> None:
 
     for fmt, name in FORMATS.items():
         if (run_dir / "export" / name).exists():
+            refused = " (imgclf's own onnx backend refuses it)" if fmt == "onnx" else ""
             warn(f"export/{name} holds the earlier temperature and unknown threshold: code that runs it without "
-                 f"imgclf answers with them (imgclf's own {fmt} backend refuses it); export again: imgclf export "
-                 f"{run_dir} --format {fmt}")
+                 f"imgclf answers with them{refused}; export again: imgclf export {run_dir} --format {fmt}")

@@ -112,9 +112,9 @@ def time_budget_spent(run: RunDir, cfg: Any) -> str | None:
     spent = training.train_seconds + float((training.time_budget or {}).get("before_training_seconds") or 0)
     if not training.stopped.startswith("time limit") or spent < cfg.time_limit_seconds:
         return None
-    return (f"{run.path} has spent its time limit ({cfg.time_limit}: {spent:.1f} s trained, which the limit "
-            "counts): none left to train, so it is only scored and reported again (a longer --time-limit trains "
-            "further)")
+    return (f"{run.path} has spent its time limit ({cfg.time_limit}: {spent:.1f} s of training and sizing, which "
+            "the limit counts): none left to train, so it is only scored and reported again (a longer --time-limit "
+            "trains further)")
 
 
 def _check_nothing_left_to_change(run: RunDir, stored: dict[str, Any], asked: dict[str, Any],

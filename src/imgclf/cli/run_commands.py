@@ -298,12 +298,14 @@ def report(run: Path = typer.Argument(..., help="Run directory."),
 def calibrate(run: Path = typer.Argument(..., help="Run directory."),
               method: Optional[str] = typer.Option(None, "--calibrate", help="temperature or none; default: the "
                                                    "run's own setting.", show_default=False),
-              detector: Optional[str] = typer.Option(None, "--unknown-detector", help="msp, energy, mahalanobis, "
-                                                     "mahalanobis-l2 or msp+mahalanobis-l2; default: the run's own.",
-                                                     show_default=False),
-              acceptance: Optional[float] = typer.Option(None, "--unknown-acceptance", help="Share of the validation "
-                                                         "images the threshold keeps as known; default: the run's "
-                                                         "own.", show_default=False),
+              # named as the settings are, so that an error names the flag too ("unknown_detector
+              # (--unknown-detector) must be ...")
+              unknown_detector: Optional[str] = typer.Option(
+                  None, "--unknown-detector", help="msp, energy, mahalanobis, mahalanobis-l2 or msp+mahalanobis-l2; "
+                  "default: the run's own.", show_default=False),
+              unknown_acceptance: Optional[float] = typer.Option(
+                  None, "--unknown-acceptance", help="Share of the validation images the threshold keeps as known; "
+                  "default: the run's own.", show_default=False),
               report: bool = typer.Option(True, help="Write report.html again (--no-report: remove the one that "
                                           "showed the run before; `imgclf report RUN` writes it later).")) -> None:
     """Refit a run's temperature and unknown detector on its own images, without training.
@@ -313,8 +315,8 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
     from ..pipeline.recalibrate import recalibrate
     from ..records import RunDir
 
-    settings = {k: v for k, v in (("calibrate", method), ("unknown_detector", detector),
-                                  ("unknown_acceptance", acceptance)) if v is not None}
+    settings = {k: v for k, v in (("calibrate", method), ("unknown_detector", unknown_detector),
+                                  ("unknown_acceptance", unknown_acceptance)) if v is not None}
     card = recalibrate(run, report=report, **settings)
     u, t = card.unknown, card.temperature
     reads = f", reads {u.features} ({u.feature_dim} values)" if u.feature_dim else ""

@@ -533,7 +533,15 @@ def test_runs_lists_label_wise_accuracy_on_both_splits(ml_run, tmp_path):
         render(console)
         assert "multi-label runs: val and test acc are label-wise" in console.export_text()
     console = Console(record=True, width=200)
-    render_runs([row.__class__(**{**row.as_dict(), "task": "single"})], console)
+    single = row.__class__(**{**row.as_dict(), "task": "single", "name": "single"})
+    render_runs([row, single], console)
+    text = console.export_text()
+    ml_line = next(line for line in text.splitlines() if line.startswith("ml "))
+    single_line = next(line for line in text.splitlines() if line.startswith("single "))
+    assert "90.0*" in ml_line and "*" not in single_line  # the row whose accuracies are label-wise is marked
+    assert "* multi-label runs: val and test acc are label-wise" in text
+    console = Console(record=True, width=200)
+    render_runs([single], console)
     assert "label-wise" not in console.export_text()
     from imgclf.evaluation.compare_render import write_compare_html
 

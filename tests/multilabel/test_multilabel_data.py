@@ -331,3 +331,16 @@ def test_inspects_sample_of_each_label_is_its_image_with_the_fewest_other_labels
     for label, file in seen.items():
         fewest = min(len(s) for s in sets if label in s)
         assert label in by_file[str(file)] and len(by_file[str(file)]) == fewest, (label, file)
+
+
+def test_a_header_may_name_the_columns_in_any_order(tmp_path):
+    """path,split,labels was read as an image row, and refused as "split 'labels'"."""
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "plain.csv").write_text("path,labels,split\na.png,cat;dog,train\nb.png,dog,test\n")
+    (tmp_path / "moved.csv").write_text("split,path,labels\ntrain,a.png,cat;dog\ntest,b.png,dog\n")
+    plain, moved = read_label_index(tmp_path / "plain.csv"), read_label_index(tmp_path / "moved.csv")
+    assert moved.files == plain.files and moved.splits == plain.splits == ["train", "test"]
+    assert moved.classes == plain.classes == ["cat", "dog"] and (moved.targets == plain.targets).all()

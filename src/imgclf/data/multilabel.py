@@ -1,6 +1,7 @@
 """Multi-label data: an index file (CSV or JSON lines) naming each image and the set of labels it carries.
 
-CSV: one row per image, `path,labels`, the labels separated by `;` (an optional header row `path,labels`).
+CSV: one row per image, `path,labels`, the labels separated by `;` (an optional header row `path,labels`, which
+may name the columns in any order).
 JSON lines: one object per line, `{"path": ..., "labels": [...]}` (or a `;`-separated string). Paths are
 relative to the index file. An optional third column (CSV header `path,labels,split`; JSON key "split") names
 each image's split, train, val or test, for data whose test set is fixed (the automatic split is then not drawn). An empty labels cell is an image that carries none of the labels (a legitimate
@@ -79,7 +80,9 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
         reader = csv.reader(f)
         for cells in reader:
             line = reader.line_num
-            if line == 1 and [c.strip().lower() for c in cells] in (["path", "labels"], ["path", "labels", "split"]):
+            # the columns by name, in any order: path,split,labels was read as an image row ("split 'labels'")
+            if line == 1 and sorted(c.strip().lower() for c in cells) in (["labels", "path"],
+                                                                           ["labels", "path", "split"]):
                 header = [c.strip().lower() for c in cells]
                 continue
             if header is not None and len(cells) != len(header) and any(c.strip() for c in cells):
@@ -97,6 +100,9 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
             if len(cells) not in (2, 3):
                 raise _row_error(index, line, "a row of 2 columns, `path,labels` (labels separated by ';'), or 3 "
                                  "with a split", note=f"{len(cells)} column(s)")
+            if header is not None and header[:2] != ["path", "labels"]:
+                named = dict(zip(header, cells))
+                cells = [named["path"], named["labels"], *([named["split"]] if "split" in named else [])]
             rows.append((line, cells[0].strip(), cells[1], cells[2].strip() if len(cells) == 3 else None))
     return rows
 

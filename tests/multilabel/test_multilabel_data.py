@@ -39,8 +39,8 @@ def _write(tmp_path, text, name="index.csv"):
     ("path,labels\na.png,cat\n,dog\n", 3, "no path"),
     ("a.png,cat\nb.png,dog\na.png,fox\n", 3, "already on line 1"),
     # a header other than path,labels was read as an image row: its cause, the header, named
-    ("labels,path\na.png,cat\n", 1, "'labels' not found, nor a header: a header row is path,labels or "
-                                     "path,labels,split"),
+    ("file,tags\na.png,cat\n", 1, "'file' not found, nor a header: a header row is path,labels or "
+                                  "path,labels,split, in any order"),
     ("a.png,cat\nfile,dog\n", 2, "'file' not found)"),  # a later row is no header
     ("a.png,cat\nsub,dog\n", 2, "'sub' is a folder)"),  # it said "'sub' not found"
     ("a.png,cat\nsub/../a.png,dog\n", 2, "'sub/../a.png' is the file 'a.png' of line 1)"),  # not "a link to it"

@@ -162,7 +162,7 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
             raise _row_error(index, line, "a row naming an existing image file (relative to the index file)",
                              note=f"{path!r} is a folder" if os.path.isdir(full) else
                              f"{path!r} not found" + (", nor a header: a header row is path,labels or "
-                                                      "path,labels,split (an index file is a multi-label run's "
+                                                      "path,labels,split, in any order (an index file is a multi-label run's "
                                                       "data, each row a label set; single-label images go in "
                                                       "class folders)" if header else ""))
         key = file_identity(full)  # a link to a listed file is that file: in two splits it would leak

@@ -127,6 +127,14 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
     _check_run_dir(run_dir)
     if out is not None:
         out = figure_path("out", out)  # before the work, not after it ("~/why.png" expanded)
+        import os
+
+        from .inputs import output_among_inputs
+
+        # out= one of the image files named: the figure overwrote the user's photo (as explain -o did)
+        given = list(images) if isinstance(images, (list, tuple)) else [images]
+        named = [os.fspath(g) for g in given if isinstance(g, (str, os.PathLike))]
+        output_among_inputs("out", out, named, named)
     clf = _load(run_dir, precision=_precision_of(run_dir, precision), fold_batch_norm=False)
     explanations = explain_images(clf, images, label=label, unknown=unknown)
     if out is not None:

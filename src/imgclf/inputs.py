@@ -252,3 +252,22 @@ def check_pixels(pixels: np.ndarray | torch.Tensor, side: int, channels: int) ->
     low, high = (int(pixels.min()), int(pixels.max())) if len(pixels) else (0, 0)
     if low < 0 or high > 255:
         raise invalid("pixels", Described(f"an array of {pixels.dtype} with values from {low} to {high}"), allowed)
+
+
+def output_among_inputs(argument: str, output: str | os.PathLike, paths: list[str],
+                        given: Iterable[object]) -> list[str]:
+    """The images to read, less the output file where a folder walk found it (the figure an earlier run wrote
+    there, which this one replaces: a second `explain RUN .` explained its own figure, or was refused for it);
+    an output that is one of the images `given` by name is refused: -o photo.png overwrote the user's photo with
+    the figure or the table. `given`: what the caller passed (names are compared, other inputs pass)."""
+    target = os.path.realpath(output)
+    named = [os.fspath(g) for g in given if isinstance(g, (str, os.PathLike))]
+    if not any(os.path.realpath(os.path.expanduser(g)) == target for g in named):
+        return [p for p in paths if os.path.realpath(p) != target]
+    among = next((p for p in paths if os.path.realpath(p) == target), None)
+    if among is not None:
+        same = os.path.abspath(among) == os.path.abspath(output)
+        raise bad_path(argument, output, "a file other than the images given",
+                       "it is one of them" if same else f"it is one of them: {among}",
+                       hint="Write the result outside the images' folders, or under another name")
+    return paths

@@ -364,6 +364,12 @@ def test_an_output_that_is_one_of_the_images_is_refused_and_the_image_kept(tiny_
     for _ in range(2):
         result = CliRunner().invoke(app, ["explain", str(tiny_run), str(folder), "-o", str(figure)])
         assert result.exit_code == 0 and f"{figure}:" not in result.output, result.output
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    with pytest.raises(ImgclfError, match="out must be a file other than the images given"):
+        imgclf.explain(tiny_run, [str(photo)], out=photo)  # the API, as the command line
+    assert photo.read_bytes() == before
     many = [str(folder)] * 1 + [str(p) for p in sorted(folder.iterdir())]
     result = CliRunner().invoke(app, ["explain", str(tiny_run), *many, "-o", str(tmp_path / "f.png"),
                                       "--max-images", "2"])

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ..errors import bad_path, invalid
+from ..inputs import output_among_inputs
 from ..io import terminal_safe, writable_file
 from .base import PRECISION_HELP, UNKNOWN_HELP, app, new_console, on_off, shown
 from .metrics_table import print_metrics, print_most_confused
@@ -101,7 +102,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     _refuse_missing(images)  # after the run: the first argument's error first
     paths = _image_paths(images)
     if output:
-        paths = _refuse_output_among_inputs(output, paths, images)
+        paths = output_among_inputs("output", output, paths, images)
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
     predictions = clf.predict(paths, top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
     text = format_predictions(predictions, fmt, multilabel=clf.card.task == "multilabel")
@@ -146,7 +147,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     clf = load(run, precision=precision, fold_batch_norm=False)
     _refuse_missing(images)  # after the run: the first argument's error first
     names = _image_paths(images)
-    names = _refuse_output_among_inputs(output, names, images)
+    names = output_among_inputs("output", output, names, images)
     multilabel = clf.card.task == "multilabel"
     explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
     for e in explanations:
@@ -186,23 +187,6 @@ def _refuse_missing(images: list[str]) -> None:
                        "broken symlink (its target is gone)" if links == missing else "not found",
                        hint="A quoted pattern is not expanded: leave the quotes out for the shell to expand it, "
                             "or give the folder" if wildcard else None)
-
-
-def _refuse_output_among_inputs(output: Path, paths: list[str], given: list[str]) -> list[str]:
-    """The images to read, less the output file where a folder walk found it (the figure an earlier run wrote
-    there, which this one replaces: a second `explain RUN .` explained its own figure, or was refused for it);
-    an output that is an image named on the command line is refused: -o photo.png overwrote the user's photo
-    with the figure or the table."""
-    target = os.path.realpath(output)
-    if not any(os.path.realpath(os.path.expanduser(g)) == target for g in given):
-        return [p for p in paths if os.path.realpath(p) != target]
-    among = next((p for p in paths if os.path.realpath(p) == target), None)
-    if among is not None:
-        same = os.path.abspath(among) == os.path.abspath(output)
-        raise bad_path("output", output, "a file other than the images given",
-                       "it is one of them" if same else f"it is one of them: {among}",
-                       hint="Write the result outside the images' folders, or under another name")
-    return paths
 
 
 def _image_paths(images: list[str]) -> list[str]:

@@ -69,7 +69,7 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
     for an evaluated run, metrics.json, predictions.csv and (`report`) report.html, else removes the report that
     showed the run before. Returns the new card."""
     from ..evaluation.run_eval import check_own_split, evaluate_run, warn_of_earlier_evaluations
-    from ..evaluation.stale_report import drop_stale_report
+    from ..evaluation.stale_report import drop_stale_report, write_or_drop_report
     from .card import with_evaluation
     from .trust import drop_unused_statistics
 
@@ -78,20 +78,21 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
     before = run.read_card()
     old = (before.unknown.statistics or STATS_FILE) if before.unknown is not None else None
     new = STATS_FILES[1] if old == STATS_FILES[0] else STATS_FILES[0]
-    if run.has("metrics.json"):
+    evaluated = run.has("metrics.json")  # a run never evaluated (a tuning trial) stays so
+    if evaluated:
         # before the refit, which takes the time and writes the new statistics: an evaluation refused after the
         # card was rewritten (test images gone) left the new card beside the old metrics.json, predictions.csv
         # and report, which `imgclf report` then mixed
         check_own_split(run)
     card, cfg = refitted(run, run.path, new, **settings)
-    if run.has("metrics.json"):
+    if evaluated:
         drop_stale_report(run.path)  # an interruption from here on leaves no page of the earlier fit
     run.write_config(cfg)
     run.write_card(card)
     drop_unused_statistics(run.path, card)
     warn_of_earlier_evaluations(run.path, "with the earlier temperature and unknown threshold")
     _warn_of_earlier_exports(run.path)
-    if not run.has("metrics.json"):
+    if not evaluated:
         return card
     # as training evaluates: with test-time views too where training made them
     metrics = evaluate_run(run.path, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
@@ -101,8 +102,6 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
         from .folds import refresh_summary
 
         refresh_summary(run.path)  # the cross-validation's folds.json held this fold's earlier scores
-    from ..evaluation.stale_report import write_or_drop_report
-
     write_or_drop_report(run.path, report)  # the earlier page showed the old temperature, threshold and scores
     return card
 

@@ -10,7 +10,6 @@ from typing import Optional
 import typer
 
 from ..errors import bad_path, invalid
-from ..inputs import output_among_inputs
 from ..io import terminal_safe, writable_file
 from .base import PRECISION_HELP, UNKNOWN_HELP, app, new_console, on_off, shown
 from .metrics_table import print_metrics, print_most_confused
@@ -102,6 +101,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     _refuse_missing(images)  # after the run: the first argument's error first
     paths = _image_paths(images)
     if output:
+        from ..inputs import output_among_inputs  # here: the quick commands import no numpy or torch
+
         paths = output_among_inputs("output", output, paths, images)
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
     predictions = clf.predict(paths, top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
@@ -147,6 +148,8 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     clf = load(run, precision=precision, fold_batch_norm=False)
     _refuse_missing(images)  # after the run: the first argument's error first
     names = _image_paths(images)
+    from ..inputs import output_among_inputs
+
     names = output_among_inputs("output", output, names, images)
     multilabel = clf.card.task == "multilabel"
     explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)

@@ -344,3 +344,66 @@ def test_a_header_may_name_the_columns_in_any_order(tmp_path):
     plain, moved = read_label_index(tmp_path / "plain.csv"), read_label_index(tmp_path / "moved.csv")
     assert moved.files == plain.files and moved.splits == plain.splits == ["train", "test"]
     assert moved.classes == plain.classes == ["cat", "dog"] and (moved.targets == plain.targets).all()
+
+
+def _index_with_copies(root: Path, count: int = 60) -> tuple[Path, list[list[str]]]:
+    """Mosaics whose first four each have three copies at other paths (a byte copy, a JPEG re-encode and a 5 %
+    brighter PNG), listed in the index with the original's labels. Returns the index and the groups' paths."""
+    from PIL import Image, ImageEnhance
+
+    index, sets = make_mosaics(root, count=count)
+    rows, groups = [], []
+    for n in range(4):
+        original = root / "images" / f"m{n:03d}.png"
+        img = Image.open(original).convert("RGB")
+        copies = [root / "images" / f"c{n}_{kind}" for kind in ("bytes.png", "jpeg.jpg", "bright.png")]
+        copies[0].write_bytes(original.read_bytes())
+        img.save(copies[1], quality=90)
+        ImageEnhance.Brightness(img).enhance(1.05).save(copies[2])
+        rows += [f"images/{c.name},{';'.join(sets[n])}\n" for c in copies]
+        groups.append([str(original)] + [str(c) for c in copies])
+    index.write_text(index.read_text() + "".join(rows))
+    return index, groups
+
+
+def _split_of(data) -> dict[str, str]:
+    return {p: name for name in data.splits for p in data.paths(name)}
+
+
+def test_the_drawn_split_of_an_index_keeps_each_copy_group_whole(tmp_path):
+    """Copies of one picture at different paths of an index file stay in one split (a copy of a test image in
+    train inflates test accuracy), while each label's share is still stratified; off, the plain draw separates
+    them."""
+    index, groups = _index_with_copies(tmp_path)
+    separated = 0
+    for seed in range(4):
+        data = prepare_data(str(index), img_size=32, val_split=0.25, test_split=0.25, seed=seed, progress=False)
+        where = _split_of(data)
+        for group in groups:
+            assert len({where[p] for p in group}) == 1, (seed, {p: where[p] for p in group})
+        record = data.describe()["duplicates"]
+        assert record["automatic_splits"] == ["train", "val", "test"] and record["separated"] == 0
+        assert record["groups"] >= 4 and record["images"] >= 16
+        plain = prepare_data(str(index), img_size=32, val_split=0.25, test_split=0.25, seed=seed, progress=False,
+                             group_duplicates=False)
+        assert plain.grouping is None
+        separated += sum(len({_split_of(plain)[p] for p in group}) > 1 for group in groups)
+    assert separated > 0
+
+
+def test_copies_across_the_splits_an_index_names_are_warned_without_an_audit_command(tmp_path, capsys):
+    from imgclf.data.groups import leak_warning
+
+    index, groups = _index_with_copies(tmp_path, count=30)
+    lines = index.read_text().splitlines()
+    copy_rows = {f"images/{Path(p).name}" for group in groups for p in group[1:]}
+    tagged = [f"{row},{'test' if row.split(',')[0] in copy_rows else 'train'}" for row in lines[1:]]
+    index.write_text("path,labels,split\n" + "\n".join(tagged) + "\n")
+    data = prepare_data(str(index), img_size=32, val_split=0.2, seed=0, progress=False)
+    assert data.grouping.automatic == ["train", "val"]
+    test_leaks = [leak for leak in data.grouping.leaks if leak["split"] == "test"]
+    # each group's three copies are in test, its original in train (or in val, drawn from train)
+    assert sum(leak["images"] for leak in test_leaks) == 12
+    text = leak_warning(test_leaks[0], None)
+    assert "in the test rows" in text and "imgclf audit lists such images for single-label" in text
+    assert "`imgclf audit" not in text

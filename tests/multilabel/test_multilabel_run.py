@@ -773,3 +773,24 @@ def test_the_report_marks_untuned_thresholds_and_draws_what_the_single_label_rep
         assert card.thresholds[label] == 0.5 and f"0.500 (untuned: {n} val)" in page
     assert f"except those marked untuned: fewer than {MIN_TUNING_POSITIVES} validation images carry the label" in page
     assert "(completed)" not in page and "1 epoch, completed, best epoch 1" in page
+
+
+def test_the_report_repeats_trainings_warning_of_copies_leaking_into_test(ml_run, tmp_path):
+    """dataset.json's leaks (copies in the test rows of images in the train rows, as an index's split column may
+    put them) are said on the page whose test scores they inflate, as the single-label report says them."""
+    import shutil
+
+    from imgclf.evaluation.multilabel_report import write_multilabel_report
+
+    run, _, _ = ml_run
+    copy = Path(shutil.copytree(run.path, tmp_path / "run"))
+    dataset = json.loads((copy / "dataset.json").read_text())
+    assert dataset["duplicates"] is not None  # the index's images were searched for copies
+    write_multilabel_report(copy)
+    assert "near-duplicate in" not in (copy / "report.html").read_text()
+    dataset["duplicates"]["leaks"] = [{"split": "test", "source": "train", "images": 3, "exact": 1}]
+    (copy / "dataset.json").write_text(json.dumps(dataset))
+    write_multilabel_report(copy)
+    page = (copy / "report.html").read_text()
+    assert "<li>3 images in the test rows have a near-duplicate in the train rows (1 exact copy): test accuracy may " \
+           "be inflated; imgclf audit lists such images for single-label class folders only.</li>" in page

@@ -5,15 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import invalid
-from .cache import comparison_pixels, decode_all, default_cache_dir
+from .cache import decode_all
 from .color import resolve_color
 from .folder import FolderScan, require_images
-from .groups import find_groups, group_holdout, leaks_between, lopsided_holdouts, separated_groups
+from .groups import UNGROUPED_STREAM, decoded_groups, group_holdout, leaks_between, lopsided_holdouts, separated_groups
 from .merge import scan_folders
 from .prepared import PreparedData, Split
 from .select import Selection, cap_per_class, select_classes
@@ -96,13 +95,6 @@ def enlarged_notes(enlarged: dict[str, tuple[float, float]], pool: np.ndarray, t
             "training more"]
 
 
-# said once per run: the near-duplicate search reads the cache, so streamed data splits without it
-_UNGROUPED_STREAM = ["the images are streamed from their files (they exceed --cache-budget), so near-duplicates "
-                     "are not looked for: the automatic split may put copies of one picture in both train and "
-                     "test, and the split differs from a cached run's; a larger --cache-budget caches them and "
-                     "keeps each group of copies in one split"]
-
-
 def stratified_folds(labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold number (0-based) of each item: scikit-learn's StratifiedKFold, shuffled with `seed`, so every class
     is spread as evenly as possible over the folds and each item is in exactly one. groups: one id per item;
@@ -170,7 +162,7 @@ def prepare_data(
         from .index_data import prepare_index
 
         return prepare_index(data, img_size, color, val_split, test_split, seed, interpolation, cache_dir,
-                             cache_budget, workers, model_in_chans, selection, fold, progress)
+                             cache_budget, workers, model_in_chans, selection, fold, progress, group_duplicates)
     selection = selection or Selection(seed=seed)
     # empty class folders are refused after the selection, so --drop-classes can leave one out
     scan = require_images(select_classes(scan or scan_folders(data, allow_empty=True), selection))
@@ -191,11 +183,8 @@ def prepare_data(
         idx = ok[split_of == name]
         return idx, labels_all[idx]
 
-    # "-side": groups compared at the search's own side (`comparison_pixels`), whatever the decode; older memos
-    # compared a decode smaller than the files ("-native") or any decode
-    memo = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{decoded.key}.groups-side.npz"
-    grouping = find_groups(comparison_pixels(decoded, color, interpolation, cache_dir, workers), decoded.paths, ok,
-                           memo, progress) if group_duplicates and decoded.pixels is not None else None
+    grouping = decoded_groups(decoded, color, interpolation, cache_dir, workers, progress) \
+        if group_duplicates else None
 
     def holdout(rows: np.ndarray, y: np.ndarray, fraction: float, name: str) -> np.ndarray:
         kept = [recorded.get(os.path.abspath(paths[r])) for r in rows] if recorded is not None else [None]
@@ -288,4 +277,4 @@ def prepare_data(
     return PreparedData(scan, decoded, classes, img_size, color, splits, skipped, val_source, interpolation,
                         color_source, grouping,
                         split_notes=enlarged_notes(enlarged, pool, len(splits["train"]), scan.layout == "flat")
-                        + (_UNGROUPED_STREAM if group_duplicates and decoded.pixels is None and automatic else []))
+                        + (UNGROUPED_STREAM if group_duplicates and decoded.pixels is None and automatic else []))

@@ -87,6 +87,28 @@ def find_groups(pixels: np.ndarray, paths: list[str], rows: np.ndarray, memo: Pa
     return Grouping(group_of, digests, groups, time.perf_counter() - start, NEAR_THRESHOLD, reused=reused)
 
 
+# said once per run: the near-duplicate search reads the cache, so streamed data splits without it
+UNGROUPED_STREAM = ["the images are streamed from their files (they exceed --cache-budget), so near-duplicates "
+                     "are not looked for: the automatic split may put copies of one picture in both train and "
+                     "test, and the split differs from a cached run's; a larger --cache-budget caches them and "
+                     "keeps each group of copies in one split"]
+
+
+def decoded_groups(decoded: Any, color: str, interpolation: str, cache_dir: str | os.PathLike | None, workers: int,
+                   progress: bool) -> Grouping | None:
+    """`find_groups` over every decoded image of a prepared data set (`cache.DecodedImages`), its result kept beside
+    the cache; None where the images are streamed (no pixels to compare)."""
+    from .cache import comparison_pixels, default_cache_dir
+
+    if decoded.pixels is None:
+        return None
+    # "-side": groups compared at the search's own side (`comparison_pixels`), whatever the decode; older memos
+    # compared a decode smaller than the files ("-native") or any decode
+    memo = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{decoded.key}.groups-side.npz"
+    return find_groups(comparison_pixels(decoded, color, interpolation, cache_dir, workers), decoded.paths,
+                       decoded.ok_indices, memo, progress)
+
+
 def _search(pixels: np.ndarray, paths: list[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from ..duplicates.hashing import content_digests, perceptual_signatures
     from ..duplicates.search import find_duplicates
@@ -274,13 +296,20 @@ def audit_command(folders: str | os.PathLike | Sequence[str | os.PathLike], img_
     return first if len(quoted) == 1 else f"{first} (and the same for {', '.join(quoted[1:])})"
 
 
-def leak_warning(leak: dict, audit: str) -> str:
-    """audit: the `imgclf audit` command that lists them (`audit_command`)."""
+# the audit reads class folders: a multi-label run's leak warning cannot name a command that lists them
+NO_MULTILABEL_AUDIT = "imgclf audit lists such images for single-label class folders only"
+
+
+def leak_warning(leak: dict, audit: str | None) -> str:
+    """audit: the `imgclf audit` command that lists them (`audit_command`); None for multi-label data."""
     exact = f" ({leak['exact']} exact cop{'y' if leak['exact'] == 1 else 'ies'})" if leak["exact"] else ""
     verb = "has" if leak["images"] == 1 else "have"
     what = {"test": "test accuracy", "val": "validation scores (early stopping, calibration)"}[leak["split"]]
-    return (f"{leak['images']} image{'s' if leak['images'] != 1 else ''} in {leak['split']}/ {verb} a "
-            f"near-duplicate in {leak['source']}/{exact}: {what} may be inflated; run `{audit}` for the list")
+    where = f"{leak['split']}/" if audit is not None else f"the {leak['split']} rows"
+    source = f"{leak['source']}/" if audit is not None else f"the {leak['source']} rows"
+    listed = f"run `{audit}` for the list" if audit is not None else NO_MULTILABEL_AUDIT
+    return (f"{leak['images']} image{'s' if leak['images'] != 1 else ''} in {where} {verb} a "
+            f"near-duplicate in {source}{exact}: {what} may be inflated; {listed}")
 
 
 def recorded_leak_warnings(dataset: Any, run_dir: str | os.PathLike | None, split: str | None = None) -> list[str]:
@@ -290,7 +319,8 @@ def recorded_leak_warnings(dataset: Any, run_dir: str | os.PathLike | None, spli
     grouping = dataset.duplicates if dataset is not None else None
     if grouping is None:
         return []
-    audit = audit_command(dataset.roots or [dataset.root], dataset.img_size, run_dir)
+    audit = audit_command(dataset.roots or [dataset.root], dataset.img_size, run_dir) \
+        if dataset.task != "multilabel" else None
     return [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks if split in (None, leak.split)]
 
 

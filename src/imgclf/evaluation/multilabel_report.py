@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.groups import recorded_leak_warnings
 from ..io import atomic_write_text
 from ..multilabel import MIN_TUNING_POSITIVES, decide
 from ..pages import embed_png, render
@@ -112,6 +113,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         labels=card.classes, split=metrics.split, count=metrics.count, ml=ml, macro=metrics.macro,
         validation_scores=_sentence(stored_validation_scores_note(run, "multilabel")) if metrics.split == "val"
         else None,
+        findings=[_sentence(text) for text in recorded_leak_warnings(dataset, run_dir)],
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source, label_counts=_label_counts(dataset, card.classes),

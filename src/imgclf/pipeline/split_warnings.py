@@ -46,7 +46,7 @@ def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg
     if data.grouping is None:  # streamed, or --no-group-duplicates: no content hashes to find such files by
         return
     # the run's own audit once it has trained: its size and its split, so the counts match these
-    audit = audit_command(folders, data.img_size, run_dir)
+    audit = audit_command(folders, data.img_size, run_dir) if data.task != "multilabel" else None
     if data.task != "multilabel":
         count, linked, example = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
         if count:

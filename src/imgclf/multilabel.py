@@ -45,6 +45,25 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
+def label_average_precisions(targets: np.ndarray, probs: np.ndarray) -> list[float | None]:
+    """Each label's average precision (scikit-learn's), None for a label no image carries (it has no precision-recall
+    curve)."""
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(targets, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    return [float(average_precision_score(y[:, i], p[:, i])) if y[:, i].any() else None for i in range(y.shape[1])]
+
+
+def macro_average_precision(targets: np.ndarray, probs: np.ndarray) -> float | None:
+    """mAP: the mean of the labels' average precision over the labels some image carries (None when none does).
+    The multi-label report's headline, and what `imgclf tune` ranks multi-label trials by on the validation split:
+    threshold-free, where the label-wise accuracy at 0.5 rewards a model that predicts no rare label at all."""
+    present = [ap for ap in label_average_precisions(targets, probs) if ap is not None]
+    # the mean of APs of 1.0 can come out a rounding above it (1.0000000000000002)
+    return min(1.0, float(np.mean(present))) if present else None
+
+
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """The probability threshold with the highest F1 for one label (scikit-learn's PR curve), halfway between
     the chosen score and the next lower one so that it does not sit on a validation image's exact score. A

@@ -70,3 +70,54 @@ def test_a_search_on_an_index_file_leaves_label_smoothing_out_and_tests_label_wi
     metrics = RunDir(result.best_run).read_metrics()
     best = json.loads((tmp_path / "tune" / "tune.json").read_text())["best"]
     assert best["test_accuracy"] == 1 - metrics.multilabel.hamming_loss != metrics.accuracy
+
+
+def test_a_multilabel_search_ranks_and_prunes_its_trials_by_validation_map(tmp_path):
+    """Label-wise accuracy at 0.5 rewards predicting no rare label: a multi-label search ranks its trials by the
+    kept weights' validation mAP (the card's metrics.val_map, threshold-free), its pruner reads each epoch's
+    val_map from training's log, and tune.json, tune.html and the trial's line say which measure it was."""
+    import json
+
+    from pathlib import Path
+
+    import numpy as np
+    import optuna
+
+    import imgclf
+    from imgclf.multilabel import macro_average_precision
+    from imgclf.records import RunDir
+
+    index, _ = make_mosaics(tmp_path, count=60)
+    lines: list[str] = []
+    result = imgclf.tune(data=str(index), model="simple_cnn", img_size=16, epochs=2, batch_size=16, trials=2,
+                         model_args={"width": 4}, out=str(tmp_path / "tune"), progress=False, log=lines.append)
+    record = json.loads((tmp_path / "tune" / "tune.json").read_text())
+    assert record["objective"] == "val_map"
+    for trial in record["trials"]:
+        run = RunDir(tmp_path / "tune" / trial["run"])
+        card, history = run.read_card(), run.read_history()
+        assert trial["value"] == card.metrics.val_map != card.metrics.val_accuracy
+        assert all(row.val_map is not None for row in history)
+    # what the pruner read at each epoch (Optuna's intermediate values): training's val_map, not its val_acc
+    study = optuna.load_study(study_name="imgclf", storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")
+    for trial in study.trials:
+        history = RunDir(tmp_path / "tune" / trial.user_attrs["run"]).read_history()
+        reported = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+        assert reported == pytest.approx([row.val_map for row in history], abs=1e-5)
+        if card.training.val_map_after_batch_norm is None:
+            assert card.metrics.val_map == history[-1].val_map
+    # the trial's value is the mAP of the kept weights on the validation images, as the report computes a split's
+    best = RunDir(result.best_run)
+    card = best.read_card()
+    assert card.training.val_map_after_batch_norm is not None  # simple_cnn has BatchNorm: recomputed
+    clf = imgclf.load(result.best_run, precision="32")
+    val = best.read_dataset().splits["val"]
+    files = [str(Path(best.read_dataset().root) / f) for f in val.files]
+    probs = np.array([[dict(pred.top)[c] for c in clf.classes]
+                      for pred in clf.predict(files, top_k=len(clf.classes))])
+    targets = np.array([[int(i in ids) for i in range(len(clf.classes))] for ids in val.label_sets])
+    assert card.metrics.val_map == pytest.approx(macro_average_precision(targets, probs), abs=1e-6)
+    assert any(f"val mAP {trial['value']:.4f}" in line for line in lines for trial in record["trials"])
+    assert record["best"]["test_map"] == best.read_metrics().multilabel.map_macro
+    page = (tmp_path / "tune" / "tune.html").read_text()
+    assert "on the validation mAP of each epoch" in page and "<th>val mAP</th>" in page

@@ -443,8 +443,9 @@ def test_cli_is_a_thin_layer_over_the_api(monkeypatch, data, tmp_path):
     class Fake:
         path = tmp_path
         best_run = tmp_path / "trials" / "trial-000"
-        record = type("R", (), {"best": type("B", (), {"number": 0, "value": 0.5, "test_accuracy": 0.25})(),
-                                "stopped": "time limit (3m)",
+        record = type("R", (), {"best": type("B", (), {"number": 0, "value": 0.5, "test_accuracy": 0.25,
+                                                        "test_map": None})(),
+                                "stopped": "time limit (3m)", "objective": "val_accuracy",
                                 "trials": [type("T", (), {"state": s})() for s in ("complete", "complete", "fail")]})()
 
     def fake_tune(**kwargs):

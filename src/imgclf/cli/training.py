@@ -217,6 +217,7 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
 
     Trials are selected on the validation split; only the best one is evaluated on the test split. Writes
     OUT/study.db (resumable with --resume), OUT/trials/trial-NNN, best.yaml, tune.json and tune.html."""
+    from ..search.objective import OBJECTIVES
     from ..search.search import stderr_log
     from ..search.search import tune as search
 
@@ -228,16 +229,16 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
                     config_file=own["config"], log=stderr_log if options.get("progress", True) else None, **options)
     best = result.record.best
     test = "" if best.test_accuracy is None else f", test accuracy {best.test_accuracy:.4f}"
-    from ..records import RunDir
+    if best.test_map is not None:  # multi-label
+        test = f", test mAP {best.test_map:.4f}{test.replace('test accuracy', 'label-wise test accuracy')}" \
+               + (" (at the tuned thresholds)" if best.test_accuracy is not None else "")
 
     if result.record.stopped.startswith("time limit"):  # only tune.json said so: fewer trials than asked
         done = sum(t.state == "complete" for t in result.record.trials)
         typer.echo(f"stopped by its {result.record.stopped}: {done} of {own['trials']} trials completed", err=True)
 
-    best_run = RunDir(result.best_run)
-    multilabel = best_run.has("model.json") and best_run.read_card().task == "multilabel"
-    kind = " (label-wise: validation at 0.5, test at the tuned thresholds)" if multilabel else ""
-    typer.echo(f"best trial {best.number}: validation accuracy {best.value:.4f}{test}{kind}  ({result.best_run})")
+    words = OBJECTIVES[result.record.objective].words
+    typer.echo(f"best trial {best.number}: {words} {best.value:.4f}{test}  ({result.best_run})")
     typer.echo(f"search: {result.path} (tune.html, tune.json); train it again: imgclf train --config "
                f"{result.path / 'best.yaml'}{_best_trial_budget_note(result.best_run)}")
 

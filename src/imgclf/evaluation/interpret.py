@@ -363,6 +363,18 @@ def kept_val_accuracy(history: Sequence[HistoryRow], training: TrainingSummary |
     return best_val_accuracy(history, training.best_epoch if training is not None else None)
 
 
+def kept_val_map(history: Sequence[HistoryRow], training: TrainingSummary | None) -> float | None:
+    """Multi-label runs: the kept weights' validation mAP, as `kept_val_accuracy` picks the accuracy (after the
+    recomputed BatchNorm statistics, else history.csv's at the kept epoch, else the last epoch's); None for
+    single-label runs and histories written before the column."""
+    if training is not None and training.val_map_after_batch_norm is not None:
+        return training.val_map_after_batch_norm
+    rows = [r for r in history if r.val_map is not None]
+    best_epoch = training.best_epoch if training is not None else None
+    kept = next((r for r in rows if r.epoch == best_epoch), rows[-1] if rows else None)
+    return kept.val_map if kept is not None else None
+
+
 def best_val_accuracy(history: Sequence[HistoryRow], best_epoch: int | None) -> float | None:
     """Validation accuracy at the kept (best) epoch, else the last epoch's."""
     rows = [r for r in history if math.isfinite(r.value("val_acc"))]

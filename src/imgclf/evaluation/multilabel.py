@@ -19,7 +19,7 @@ from ..data.cache import decode_all, readable_blocks
 from ..errors import invalid
 from .own_split import check_on_disk
 from ..inference import Classifier
-from ..multilabel import decide, threshold_vector
+from ..multilabel import decide, label_average_precisions, macro_average_precision, threshold_vector
 from ..progress import StepProgress
 from ..records import MetricsRecord, PredictionRow, RunDir, SkippedFile
 from .seen import seen_by_run
@@ -52,9 +52,9 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
     precision, recall, f1, _ = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
     ap: dict[str, float | None] = {}
     auc: dict[str, float | None] = {}
-    for i, c in enumerate(classes):
+    for i, (c, label_ap) in enumerate(zip(classes, label_average_precisions(y, p))):
         has_both = 0 < support[i] < len(y)
-        ap[c] = float(average_precision_score(y[:, i], p[:, i])) if support[i] > 0 else None
+        ap[c] = label_ap
         auc[c] = float(roc_auc_score(y[:, i], p[:, i])) if has_both else None
     present = [c for c, n in zip(classes, support) if n > 0]
 
@@ -79,13 +79,12 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
                      "support": int(support[i])} for i, c in enumerate(classes)}
     recalls = {c: per_class[c]["recall"] for c in present}
     worst = min(recalls, key=recalls.get) if recalls else None
-    valid_ap = [v for v in ap.values() if v is not None]
     valid_auc = [v for v in auc.values() if v is not None]
     clipped = np.clip(p, 1e-7, 1 - 1e-7)
     bce = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
     samples_f1 = precision_recall_fscore_support(y, pred, average="samples", zero_division=1)[2] if len(y) else 0.0
     multilabel = {
-        "map_macro": float(np.mean(valid_ap)) if valid_ap else None,
+        "map_macro": macro_average_precision(y, p),
         "map_micro": float(average_precision_score(y, p, average="micro")) if y.any() else None,
         "subset_accuracy": float((pred == y).all(1).mean()) if len(y) else 0.0,
         "hamming_loss": float(hamming_loss(y, pred)) if len(y) else 0.0,

@@ -10,7 +10,7 @@ import torch
 from .. import hardware
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
-from ..evaluation.interpret import kept_val_accuracy
+from ..evaluation.interpret import kept_val_accuracy, kept_val_map
 from ..models.base import keras_l2_penalty
 from ..records import (HeadlineMetrics, HistoryRow, MetricsRecord, ModelCard, RunDir, TrainingSummary,
                        epochs_trained)
@@ -28,6 +28,7 @@ def make_card(cfg: TrainConfig, data: PreparedData, result: TrainResult) -> Mode
         recipe=cfg.recipe, epochs_run=len(result.history), epochs_trained=epochs_trained(result.history),
         best_epoch=result.best_epoch, batch_norm_images=result.batch_norm_images,
         val_accuracy_after_batch_norm=result.val_accuracy_after_batch_norm,
+        val_map_after_batch_norm=result.val_map_after_batch_norm,
         stopped=result.stopped_reason, train_seconds=round(result.seconds, 2),
         images_per_s=round(float(np.median(speeds)), 1) if speeds else None,
         precision=result.precision, optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
@@ -62,7 +63,8 @@ def validation_headline(history: list[HistoryRow], training: TrainingSummary | N
     best_epoch = training.best_epoch if training is not None else None
     recomputed = training is not None and training.val_accuracy_after_batch_norm is not None
     loss = None if recomputed else next((r.val_loss for r in history if r.epoch == best_epoch), None)
-    return HeadlineMetrics(split="val", accuracy=val, loss=loss, val_accuracy=val)
+    return HeadlineMetrics(split="val", accuracy=val, loss=loss, val_accuracy=val,
+                           val_map=kept_val_map(history, training))
 
 
 def headline(metrics: MetricsRecord, history: list[HistoryRow], training: TrainingSummary | None) -> HeadlineMetrics:
@@ -70,7 +72,8 @@ def headline(metrics: MetricsRecord, history: list[HistoryRow], training: Traini
     val = kept_val_accuracy(history, training)
     return HeadlineMetrics(split=metrics.split, accuracy=metrics.accuracy, loss=metrics.loss,
                            macro_f1=metrics.macro.f1, macro_recall=metrics.macro.recall,
-                           worst_class=metrics.worst_class, macro_auc=metrics.macro_auc, val_accuracy=val)
+                           worst_class=metrics.worst_class, macro_auc=metrics.macro_auc, val_accuracy=val,
+                           val_map=kept_val_map(history, training))
 
 
 def with_evaluation(run: RunDir, card: ModelCard, metrics: MetricsRecord) -> ModelCard:

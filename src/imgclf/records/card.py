@@ -72,6 +72,9 @@ class TrainingSummary(BaseModel):
     val_accuracy_after_batch_norm: float | None = Field(None, description=(
         "Validation accuracy of the kept weights with the recomputed statistics (history.csv's val_acc is "
         "training's, with its running averages); the card's metrics.val_accuracy quotes it."))
+    val_map_after_batch_norm: float | None = Field(None, ge=0, le=1, description=(
+        "Multi-label runs: the same weights' validation mAP (history.csv's val_map is training's); the card's "
+        "metrics.val_map quotes it."))
     stopped: str = ""
     train_seconds: float = 0.0
     images_per_s: float | None = None
@@ -118,6 +121,8 @@ class HeadlineMetrics(BaseModel):
     worst_class: WorstClass | None = None
     macro_auc: float | None = None
     val_accuracy: float | None = None
+    val_map: float | None = Field(None, description=(
+        "Multi-label runs: the kept weights' validation mAP, what `imgclf tune` ranks their trials by."))
 
 
 class CalibrationInfo(BaseModel):

@@ -14,7 +14,7 @@ class HistoryRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     COLUMNS: ClassVar[tuple[str, ...]] = ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "seconds",
-                                          "images_per_s", "frozen", "fraction", "l2_penalty")
+                                          "images_per_s", "frozen", "fraction", "l2_penalty", "val_map")
     epoch: int = Field(ge=1)
     lr: float | None = None
     loss: float | None = None
@@ -32,6 +32,10 @@ class HistoryRow(BaseModel):
         "`less_penalty` takes it out again. loss holds each step's own (of the raw weights under --ema, which "
         "validation replaces by their average), so for loss the subtraction is near, not exact. Empty where no "
         "layer carries one, and in files written before the column."))
+    val_map: float | None = Field(None, ge=0, le=1, description=(
+        "Multi-label runs: the validation mAP (mean of the labels' average precision, over the labels some "
+        "validation image carries), which `imgclf tune` ranks and prunes their trials by; val_acc is label-wise "
+        "at 0.5. Empty for single-label runs, and in files written before the column."))
 
     def cells(self) -> list[str]:
         out = []

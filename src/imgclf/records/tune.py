@@ -18,8 +18,9 @@ class TuneTrial(BaseModel):
     model_config = ConfigDict(extra="forbid")
     number: int = Field(ge=0, description="Optuna's trial number; the run is trials/trial-NNN.")
     state: Literal["complete", "pruned", "fail", "running", "waiting"]
-    value: float | None = Field(None, description="Validation accuracy of the weights the trial kept (complete "
-                                "trials); pruned trials: their last reported epoch's.")
+    value: float | None = Field(None, description="The record's objective (validation accuracy, or mAP for "
+                                "multi-label data) of the weights the trial kept (complete trials); pruned trials: "
+                                "their last reported epoch's.")
     params: dict[str, Any]
     run: str | None = None
     epochs: int | None = None
@@ -29,7 +30,8 @@ class TuneTrial(BaseModel):
 
 
 class TuneBest(BaseModel):
-    """The chosen trial: by validation accuracy only; the one trial evaluated on the test split."""
+    """The chosen trial: by the validation split only (the record's objective); the one trial evaluated on the test
+    split."""
 
     model_config = ConfigDict(extra="forbid")
     number: int = Field(ge=0)
@@ -40,6 +42,8 @@ class TuneBest(BaseModel):
         "the chosen trial's test accuracy; for multi-label data label-wise (1 - Hamming loss, at the labels' "
         "tuned thresholds), as its validation value is label-wise (at 0.5), not subset accuracy"))
     test_macro_f1: float | None = None
+    test_map: float | None = Field(None, description="Multi-label data: the chosen trial's test mAP (the objective's "
+                                   "measure on the test split).")
 
 
 class TuneRecord(Record):
@@ -51,7 +55,9 @@ class TuneRecord(Record):
     data: str | list[str]
     model: str
     recipe: str | None = None
-    objective: Literal["val_accuracy"] = "val_accuracy"
+    objective: Literal["val_accuracy", "val_map"] = Field("val_accuracy", description=(
+        "What the trials are ranked and pruned by, on the validation split: accuracy, or for multi-label data the "
+        "mAP (mean of the labels' average precision), which a threshold does not decide."))
     sampler: str
     pruner: str
     seed: int

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..evaluation.interpret import accuracy_beside_val
 from ..records import RunDir, TuneBest, TuneRecord, TuneTrial
+from .objective import OBJECTIVES, objective_for
 
 # best.yaml leaves out where the trial ran and what only described it: `imgclf train --config best.yaml` makes a
 # new run (runs/<model>-<n>, or --out) with the best trial's settings, progress shown.
@@ -74,12 +75,15 @@ def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, b
         run = RunDir(folder / best.user_attrs["run"])
         metrics = run.read_metrics() if run.has("metrics.json") else None
         chosen = TuneBest(number=best.number, value=best.value, params=dict(best.params), run=best.user_attrs["run"],
-                          # multi-label: label-wise, as the trials' validation value is (not subset accuracy)
+                          # multi-label: label-wise (not subset accuracy), beside the test mAP
                           test_accuracy=None if metrics is None else accuracy_beside_val(metrics),
-                          test_macro_f1=None if metrics is None else metrics.macro.f1)
+                          test_macro_f1=None if metrics is None else metrics.macro.f1,
+                          test_map=metrics.multilabel.map_macro if metrics is not None and metrics.multilabel
+                          else None)
     return TuneRecord(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), imgclf_version=__version__,
         optuna_version=optuna.__version__, data=settings["data"], model=settings["model"],
+        objective=objective_for(settings).name,
         recipe=settings.get("recipe"), sampler=type(study.sampler).__name__, pruner=type(study.pruner).__name__,
         seed=search["seed"], trials_asked=trials, time_limit_seconds=budget,
         seconds_used=round(seconds_used, 1), stopped=stop_reason, space=search["space"],
@@ -92,7 +96,8 @@ STATE_COLORS = {"complete": "#2563eb", "pruned": "#9ca3af", "fail": "#dc2626"}
 
 
 def history_figure(record: TuneRecord, path: Path) -> Path:
-    """Each trial's validation accuracy in order, pruned ones at their last reported epoch, the best so far."""
+    """Each trial's value (the record's objective) in order, pruned ones at their last reported epoch, the best so
+    far."""
     from ..plotting import BEST_COLOR, FULL_WIDTH_PX, inches, new_figure, save_figure, style
 
     with style():
@@ -115,7 +120,7 @@ def history_figure(record: TuneRecord, path: Path) -> Path:
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial")
-        ax.set_ylabel("validation accuracy")
+        ax.set_ylabel(OBJECTIVES[record.objective].words)
         # below the axes: inside, it hid the trials at the bottom right (a pruned trial's low score)
         fig.legend(loc="outside lower center", ncol=4)
     return save_figure(fig, path)
@@ -133,7 +138,7 @@ def importance_figure(record: TuneRecord, path: Path) -> Path | None:
         ax.barh(names, [record.importances[n] for n in names], color=TRAIN_COLOR)
         for i, n in enumerate(names):
             ax.text(record.importances[n], i, f" {record.importances[n]:.2f}", va="center")
-        ax.set_xlabel("importance (share of the variation in validation accuracy)")
+        ax.set_xlabel(f"importance (share of the variation in {OBJECTIVES[record.objective].words})")
         ax.grid(axis="y", visible=False)
     return save_figure(fig, path)
 
@@ -169,7 +174,7 @@ def _axis(values: list[Any], spec: dict[str, Any]) -> tuple[list[float], list[fl
 
 
 def parallel_figure(record: TuneRecord, path: Path) -> Path | None:
-    """Parallel coordinates: one line per complete trial across the parameters, coloured by its accuracy."""
+    """Parallel coordinates: one line per complete trial across the parameters, coloured by its value."""
     from matplotlib import colormaps, colors
 
     from ..plotting import FULL_WIDTH_PX, inches, new_figure, save_figure, short, style
@@ -197,7 +202,7 @@ def parallel_figure(record: TuneRecord, path: Path) -> Path | None:
         ax.axvline(len(names), color="#444", linewidth=0.8)
         ax.text(len(names) + 0.03, 0, f"{min(values):.3f}", fontsize=8, va="center")
         ax.text(len(names) + 0.03, 1, f"{max(values):.3f}", fontsize=8, va="center")
-        ax.set_xticks(xs, [short(n.replace("model_args.", ""), 16) for n in names] + ["val accuracy"])
+        ax.set_xticks(xs, [short(n.replace("model_args.", ""), 16) for n in names] + [OBJECTIVES[record.objective].short])
         ax.set_yticks([])
         ax.set_xlim(-0.1, len(names) + 0.5)
         ax.set_ylim(-0.05, 1.05)
@@ -220,6 +225,7 @@ def write_page(path: Path, record: TuneRecord, study: Any) -> Path:
     best_report = Path(record.best.run) / "report.html"
     has_report = (path.parent / best_report).is_file()
     html = render("tune.html", record=record, images=images, best_report=best_report.as_posix(),
+                  objective=OBJECTIVES[record.objective],
                   space={name: space_text(spec) for name, spec in record.space.items()},
                   # long setting names break after their underscores, so the table fits the page
                   headers={name: escape(name).replace("_", Markup("_<wbr>")) for name in record.space},

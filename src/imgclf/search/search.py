@@ -10,9 +10,10 @@
     OUT/tune.lock         held by the process searching (gone when it ends): a second `tune` on the folder is
                           refused while it lives
 
-Selection uses the validation split only: a trial's value is the validation accuracy of the weights it kept,
-Optuna's TPE sampler (seeded) proposes the next settings and a pruner (median by default) stops a trial whose
-per-epoch validation accuracy, reported by optuna-integration's Lightning callback, trails the others. Only the
+Selection uses the validation split only: a trial's value is the validation accuracy of the weights it kept (for
+multi-label data their validation mAP: `objective`), Optuna's TPE sampler (seeded) proposes the next settings and a
+pruner (median by default) stops a trial whose per-epoch value, reported by optuna-integration's Lightning
+callback, trails the others. Only the
 chosen trial is then evaluated on the test split (and gets its report.html).
 
 Budget: `time_limit` is the whole search's. Each trial gets an equal share (time_limit / trials, or what is left
@@ -44,7 +45,6 @@ from .space import Param, apply, check_against, default_space, parse_param, read
 BEST_FILE, JSON_FILE, HTML_FILE = "best.yaml", TUNE_FILE, "tune.html"
 LOCK_FILE = "tune.lock"
 STUDY_NAME = "imgclf"
-OBJECTIVE = "val_acc"  # what the pruner watches each epoch and what a trial is scored by (at the kept epoch)
 
 
 @dataclass
@@ -273,8 +273,10 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
     from ..pipeline.run import train_run
     from ..records import RunDir
     from ..train.fit import TrainingInterrupted, stop_signal
+    from .objective import objective_for
     from .pruning import PruneAtEpochEnd
 
+    objective = objective_for(settings)  # scored at the kept epoch, watched by the pruner at each one
     trial = study.ask()
     run_dir = trial_dir(folder, trial.number)
     trial.set_user_attr("run", str(run_dir.relative_to(folder)))
@@ -288,14 +290,14 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
     try:
         cfg = make_config(**values)
         run = train_run(cfg, report=False, evaluate=False,
-                        callbacks=[PruneAtEpochEnd(trial, monitor=OBJECTIVE)])
+                        callbacks=[PruneAtEpochEnd(trial, monitor=objective.monitor)])
     except optuna.TrialPruned:
         # the epochs it trained before the pruner stopped it (tune.json and tune.html showed none): each reported its
         # validation accuracy (step = 0-based epoch) before the pruner read it
         reported = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
         epochs = max(reported) + 1 if reported else 0
         # Optuna's own words ("pruned at epoch 2") count from 0: the run's history says epoch 3
-        why = f"pruned after epoch {epochs}: the pruner judged its validation accuracy too low at that epoch"
+        why = f"pruned after epoch {epochs}: the pruner judged its {objective.words} too low at that epoch"
         trial.set_user_attr("stopped", why)
         trial.set_user_attr("epochs", epochs)
         study.tell(trial, state=TrialState.PRUNED)
@@ -311,18 +313,19 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
         study.tell(trial, state=TrialState.FAIL)
         say(f"trial {trial.number:3d}  failed: {str(exc).splitlines()[0][:200]}")
         return
-    value = RunDir(run.path).read_card().metrics.val_accuracy
+    value = getattr(RunDir(run.path).read_card().metrics, objective.name)
     trial.set_user_attr("stopped", run.stopped_reason)
     trial.set_user_attr("epochs", run.epochs_run)
     trial.set_user_attr("train_seconds", run.train_seconds)
     if value is None:
-        trial.set_user_attr("stopped", "failed: no validation accuracy (a validation split is needed)")
+        trial.set_user_attr("stopped", f"failed: no {objective.words} (a validation split is needed)")
         study.tell(trial, state=TrialState.FAIL)
-        say(f"trial {trial.number:3d}  failed: no validation accuracy")
+        say(f"trial {trial.number:3d}  failed: no {objective.words}")
         return
     study.tell(trial, value)
     epochs = f"{run.epochs_run} epoch{'s' if run.epochs_run != 1 else ''}"
-    say(f"trial {trial.number:3d}  val acc {value:.4f}  {epochs}, {time.perf_counter() - start:.0f} s  {shown}")
+    say(f"trial {trial.number:3d}  {objective.short} {value:.4f}  {epochs}, {time.perf_counter() - start:.0f} s  "
+        f"{shown}")
 
 
 def _short(value: Any) -> str:

@@ -352,7 +352,7 @@ class HistoryWriter(L.Callback):
             val_acc=get("val_acc"), seconds=round(seconds, 3),
             images_per_s=round(self._seen * trainer.world_size / max(self._train_seconds or seconds, 1e-9), 1),
             frozen=int(trainer.current_epoch < self.frozen_until), fraction=self._fraction(trainer),
-            l2_penalty=get("l2_penalty"),
+            l2_penalty=get("l2_penalty"), val_map=get("val_map"),
         )
         self.rows = [r for r in self.rows if r.epoch < row.epoch] + [row]
         self.run.write_history(self.rows)

@@ -49,6 +49,7 @@ class TrainResult:
     global_step: int = 0  # optimiser steps taken: where the trackers put the final test scores
     batch_norm_images: int = 0  # training images the BatchNorm statistics were recomputed on (batch_norm_stats)
     val_accuracy_after_batch_norm: float | None = None  # the returned model's, where those statistics changed
+    val_map_after_batch_norm: float | None = None  # the same model's validation mAP (multi-label runs)
     processes: int = 1  # data-parallel processes: each trained batch_size images a step
 
 
@@ -189,7 +190,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         # the epoch whose weights the model holds, which the card and report call the kept epoch: without
         # restore_best, the last one (a time-limited run's cut epoch included), not the best by the monitor
         kept_epoch = best.best_epoch + 1 if restored else (history.rows[-1].epoch if history.rows else None)
-        norm_images, val_after = 0, None
+        norm_images, val_after, val_map_after = 0, None, None
         if trainer.world_size == 1 and not cfg.features_only:  # one process: no SyncBatchNorm waiting for the others
             # on the training device: Lightning's teardown has moved the module back to the CPU
             held_on = next(model.parameters()).device
@@ -202,7 +203,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
             inputs = (module.prepare(x.to(module.device), train=False) for x, _ in train_loader)
             norm_images = recompute_batch_norm(model, counts, inputs, limit)
             # history.csv's val_acc was measured with training's running statistics: the kept weights' own, after them
-            val_after = module.accuracy_on(val_loader) if norm_images and len(data.splits["val"]) else None
+            if norm_images and len(data.splits["val"]):
+                val_after, val_map_after = module.scores_on(val_loader)
             module.to(held_on)
         elif trainer.world_size > 1 and trainer.is_global_zero and any(
                 isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
@@ -214,7 +216,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     model = model.to(memory_format=torch.contiguous_format)
     return TrainResult(model, mean, std, kept_epoch, history.rows,
                        seconds, stopped_reason, precision, None if budget is None else budget.summary(),
-                       trainer.is_global_zero, trainer.global_step, norm_images, val_after, trainer.world_size)
+                       trainer.is_global_zero, trainer.global_step, norm_images, val_after, val_map_after,
+                       trainer.world_size)
 
 
 def training_module(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, world: int):

@@ -14,6 +14,7 @@ from ..config import TrainConfig
 from ..data.augment import BatchAugment, parse_augment
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..models.base import keras_l2_penalty
+from ..multilabel import macro_average_precision
 
 
 class NonFiniteLossError(RuntimeError):
@@ -87,6 +88,24 @@ def right_answers(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(1) == y).sum()
 
 
+def gather_rows(module: L.LightningModule, outputs: list[tuple[torch.Tensor, torch.Tensor]]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (N, K) pairs of every process's `outputs`, concatenated, on the CPU: all_gather needs equal shapes,
+    so each process's row and column counts go first and its rows are padded to the largest."""
+    pairs = [torch.cat(part) for part in zip(*outputs)] if outputs else [torch.zeros(0, 0), torch.zeros(0, 0)]
+    if module.trainer.world_size == 1:
+        return pairs[0], pairs[1]
+    sizes = module.all_gather(torch.tensor(pairs[0].shape, device=module.device)).view(-1, 2).cpu()
+    rows, cols = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+    gathered = []
+    for part in pairs:
+        padded = torch.zeros(rows, cols, dtype=torch.float32)
+        padded[: part.shape[0], : part.shape[1]] = part.float()
+        every = module.all_gather(padded.to(module.device)).view(-1, rows, cols).cpu()
+        gathered.append(torch.cat([every[r, : int(sizes[r, 0])] for r in range(len(sizes))]))
+    return gathered[0], gathered[1]
+
+
 KERAS_PLATEAU_MIN_DELTA = 1e-4  # ReduceLROnPlateau(min_delta=1e-4), Keras' default
 
 
@@ -115,6 +134,7 @@ class ImageClassifierModule(L.LightningModule):
         # rank 0's half of the epoch (moved to the batches' device at each step instead)
         self.epoch_sums = torch.zeros(3, dtype=torch.float32)
         self._means_at: tuple[int, dict[str, float]] | None = None  # (global_step, train_epoch_means at it)
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # multi-label: (probabilities, targets)
 
     # ----- data path ------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -247,21 +267,45 @@ class ImageClassifierModule(L.LightningModule):
         acc = right_answers(logits, y).float() / len(y)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
+        if self.multilabel:
+            self._val_outputs.append((torch.sigmoid(logits.detach().float()).cpu(), y.detach().cpu()))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
+
+    def on_validation_epoch_end(self) -> None:
+        """Multi-label: the epoch's validation mAP (`val_map`, over every process's images), which `imgclf tune`
+        ranks and prunes multi-label trials by. A mean of per-batch values would not be one: average precision
+        ranks all the split's images at once."""
+        if not self.multilabel:
+            return
+        probs, targets = gather_rows(self, self._val_outputs)
+        self._val_outputs = []
+        value = macro_average_precision(targets.numpy(), probs.numpy()) if len(targets) else None
+        if value is not None:  # every process logs the same value, from the same gathered rows
+            self.log("val_map", value, on_step=False, on_epoch=True, prog_bar=True)
 
     @torch.no_grad()
-    def accuracy_on(self, loader: Any) -> float | None:
-        """The model's accuracy as it is now over `loader`'s batches, counted as validation_step counts it (in
-        float32, outside the trainer: after training changed the model, as batch_norm_stats does)."""
+    def scores_on(self, loader: Any) -> tuple[float | None, float | None]:
+        """The model's (accuracy, multi-label mAP) as it is now over `loader`'s batches, counted as validation
+        counts them (in float32, outside the trainer: after training changed the model, as batch_norm_stats
+        does). The mAP is None for single-label runs."""
         right, seen = 0.0, 0
+        outputs = []
         training = self.model.training
         self.model.eval()
         for x, y in loader:
             if len(y):
                 x, y = x.to(self.device), y.to(self.device)
-                right += float(right_answers(self.model(self.prepare(x, train=False)).float(), y))
+                logits = self.model(self.prepare(x, train=False)).float()
+                right += float(right_answers(logits, y))
                 seen += len(y)
+                if self.multilabel:
+                    outputs.append((torch.sigmoid(logits).cpu().numpy(), y.cpu().numpy()))
         self.model.train(training)
-        return right / seen if seen else None
+        mean_ap = macro_average_precision(np.concatenate([t for _, t in outputs]),
+                                          np.concatenate([p for p, _ in outputs])) if outputs else None
+        return (right / seen if seen else None), mean_ap
 
     # ----- optimiser and schedule -----------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:

@@ -83,7 +83,8 @@ class EpochLines(L.Callback):
         left = "" if budget is None else f"  {_clock(max(0.0, budget.seconds - budget.elapsed()))} left"
         self._print(f"epoch {trainer.current_epoch + 1:>{width if of else 0}}{of}  loss {_num(m.get('loss'))}  "
                     f"acc {_num(m.get('acc'))}  val_loss {_num(m.get('val_loss'))}  val_acc {_num(m.get('val_acc'))}  "
-                    f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s{left}"
+                    + (f"val_map {_num(m.get('val_map'))}  " if "val_map" in m else "")
+                    + f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s{left}"
                     + (f"  ({unshown} epoch{'s' if unshown != 1 else ''} before not shown)" if unshown else ""))
 
 

@@ -86,7 +86,40 @@ def test_two_process_ddp_trains_a_multilabel_run_like_one_process(index, tmp_pat
     assert len(h1) == len(h2) == 3
     # the same tolerance as the single-label check: only per-rank BatchNorm statistics differ
     assert abs(float(h1[-1]["val_loss"]) - float(h2[-1]["val_loss"])) <= 0.15
+    # the validation mAP ranks every process's images together (gather_rows), so it is logged under DDP too
+    assert all(row["val_map"] for row in h2) and abs(float(h1[-1]["val_map"]) - float(h2[-1]["val_map"])) <= 0.15
     cards = [RunDir(tmp_path / name).read_card() for name in ("one", "two")]
     assert all(c.task == "multilabel" for c in cards) and set(cards[0].thresholds) == set(cards[1].thresholds)
     counts = [RunDir(tmp_path / name).read_metrics().count for name in ("one", "two")]
     assert counts[0] == counts[1] > 0, "rank 0 evaluates the whole test split, not its shard"
+
+
+def test_gather_rows_joins_every_processs_rows_whatever_their_counts():
+    """Under DDP each process holds its shard of the validation rows; all_gather needs equal shapes, so the rows are
+    padded to the largest shard and cut back: the mAP must rank the union, each row once."""
+    import torch
+
+    from imgclf.train.module import gather_rows
+
+    mine = [(torch.tensor([[0.9, 0.1]]), torch.tensor([[1.0, 0.0]])),
+            (torch.tensor([[0.2, 0.8]]), torch.tensor([[0.0, 1.0]]))]  # 2 rows here
+    other = [torch.tensor([[0.3, 0.6]]), torch.tensor([[1.0, 1.0]])]  # its 1 row: probabilities, targets
+
+    class Fake:
+        device = torch.device("cpu")
+        trainer = type("T", (), {"world_size": 2})()
+        calls = 0
+
+        def all_gather(self, local):
+            if local.dim() == 1:  # the shapes first
+                return torch.stack([local, torch.tensor([1, 2])])
+            theirs = torch.zeros_like(local)  # padded to this process's 2 rows, as its own would be
+            theirs[:1] = other[Fake.calls]
+            Fake.calls += 1
+            return torch.stack([local, theirs])
+
+    probs, targets = gather_rows(Fake(), mine)
+    assert probs.flatten().tolist() == pytest.approx([0.9, 0.1, 0.2, 0.8, 0.3, 0.6])
+    assert targets.tolist() == [[1, 0], [0, 1], [1, 1]]
+    one = type("One", (), {"trainer": type("T", (), {"world_size": 1})()})()
+    assert gather_rows(one, mine)[0].shape == (2, 2) and gather_rows(one, [])[0].shape == (0, 0)

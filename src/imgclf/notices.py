@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 LOGGER_NAME = "imgclf"
 
@@ -43,6 +45,28 @@ def install() -> logging.Logger:
     return logger
 
 
-def warn(message: str) -> None:
-    """`message` as a warning line on stderr, unless the `imgclf` logger was set above WARNING."""
+_said: set[str] | None = None  # inside `each_once`: what was said (its keys)
+
+
+@contextmanager
+def each_once() -> Iterator[None]:
+    """Inside, a warning already said is not said again: a search's trials share one data set and settings, and
+    each trial's run repeated its split warnings (a screenful per trial)."""
+    global _said
+    outer = _said
+    _said = set() if outer is None else outer
+    try:
+        yield
+    finally:
+        _said = outer
+
+
+def warn(message: str, key: str | None = None) -> None:
+    """`message` as a warning line on stderr, unless the `imgclf` logger was set above WARNING. key: what makes it
+    the same warning inside `each_once` (default the message; a warning naming the run it was said in gives
+    its text without that name)."""
+    if _said is not None:
+        if (key or message) in _said:
+            return
+        _said.add(key or message)
     install().warning(message)

@@ -575,3 +575,24 @@ def test_a_learning_rate_given_centres_the_default_space_on_it(data, tmp_path):
     assert (plain.low, plain.high) == (1e-4, 1e-2)  # a recipe's or the default rate does not move the range
     sgd = {p.name: p for p in default_space(make_config(data="d", model="simple_cnn", optimizer="sgd", lr=2), True)}
     assert (sgd["lr"].low, sgd["lr"].high) == (pytest.approx(0.2), 10.0)  # a range to 20 was refused as no lr
+
+
+def test_a_searchs_trials_say_the_datas_warnings_once(tmp_path, capsys):
+    """Every trial's run prepares the same data: the search said each split warning once per trial (a screenful
+    each), the leak warning too although it names the trial's own run in its audit command."""
+    import shutil
+
+    import imgclf
+
+    data = make_image_folder(tmp_path / "d", per_class=12, size=12, layout="splits",
+                             per_split={"train": 12, "test": 4})
+    shutil.copyfile(data / "train" / "cat" / "cat_000.png", data / "test" / "cat" / "copy.png")  # a leak
+    settings = {**SETTINGS, "group_duplicates": True, "epochs": 1}
+    imgclf.tune(data=str(data), trials=2, space=SPACE, out=str(tmp_path / "s"), **settings)
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning ")]
+    leaks = [line for line in said if "near-duplicate in train/" in line]
+    assert len(leaks) == 1 and "trial-000" in leaks[0], said
+    assert len(said) == len(set(said)) and any("the val split holds 9 images" in line for line in said), said
+    # outside a search each run says its own again
+    imgclf.fit(data=str(data), out=str(tmp_path / "run"), **settings)
+    assert any("near-duplicate in train/" in line for line in capsys.readouterr().err.splitlines())

@@ -47,14 +47,17 @@ def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg
         return
     # the run's own audit once it has trained: its size and its split, so the counts match these
     audit = audit_command(folders, data.img_size, run_dir) if data.task != "multilabel" else None
+
+    def warn_naming_run(text: str) -> None:  # the same warning in each trial of a search, whose runs differ
+        warn(text, key=text.replace(audit, "") if audit else text)
     if data.task != "multilabel":
         count, linked, example = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
         if count:
             shown = [terminal_safe(p) for p in example]
-            warn(several_classes_warning(count, linked, shown, audit))
+            warn_naming_run(several_classes_warning(count, linked, shown, audit))
     for leak in data.grouping.leaks:
-        warn(leak_warning(leak, audit))
+        warn_naming_run(leak_warning(leak, audit))
     if data.grouping.separated:
         warn(separated_warning(data.grouping))
     for item in data.grouping.lopsided:
-        warn(lopsided_warning(item, audit))
+        warn_naming_run(lopsided_warning(item, audit))

@@ -169,8 +169,12 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     folder = search_folder(out, base.model, resume)
     from ..train.interrupts import sigterm_interrupts
 
+    from ..notices import each_once
+
     try:
-        with sigterm_interrupts():  # between trials SIGTERM ended the search with no word, its locks left behind
+        # between trials SIGTERM ended the search with no word, its locks left behind; the trials' runs share the
+        # data and settings, so their warnings are said once
+        with sigterm_interrupts(), each_once():
             return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report)
     except ImgclfError as exc:
         # only the refusal of every trial ("trials must be enough ..."): another error keeps the folder as it is

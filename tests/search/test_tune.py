@@ -596,3 +596,26 @@ def test_a_searchs_trials_say_the_datas_warnings_once(tmp_path, capsys):
     # outside a search each run says its own again
     imgclf.fit(data=str(data), out=str(tmp_path / "run"), **settings)
     assert any("near-duplicate in train/" in line for line in capsys.readouterr().err.splitlines())
+
+
+@pytest.mark.parametrize("complete, hinted", [(3, True), (12, False)])
+def test_importances_from_few_trials_are_called_a_hint(tmp_path, complete, hinted):
+    """Optuna computes importances from 3 complete trials; from so few they move with every trial added, and the
+    page showed them bare, like a finding."""
+    from imgclf.records import TuneRecord
+    from imgclf.search.outputs import write_page
+
+    trials = [{"number": i, "state": "complete", "value": 0.5 + i / 100, "params": {"lr": 10 ** (-3 + i / 10)},
+               "run": f"trials/trial-{i:03d}", "epochs": 1, "seconds": 1.0, "stopped": "completed"}
+              for i in range(complete)]
+    record = TuneRecord.model_validate({
+        "created": "2026-12-06T00:00:00Z", "imgclf_version": "0", "optuna_version": "0", "data": "d",
+        "model": "simple_cnn", "sampler": "TPESampler", "pruner": "MedianPruner", "seed": 0,
+        "trials_asked": complete, "seconds_used": 1.0, "stopped": "done", "space": {"lr": {"low": 1e-3,
+                                                                                          "high": 1e-1, "log": True}},
+        "trials": trials, "best": {"number": complete - 1, "value": trials[-1]["value"], "params": {"lr": 0.01},
+                                   "run": trials[-1]["run"]},
+        "importances": {"lr": 1.0}})
+    page = " ".join(write_page(tmp_path / "tune.html", record, None).read_text().split())
+    assert "parameter importances" in page
+    assert (f"From {complete} complete trials only" in page) is hinted

@@ -210,6 +210,11 @@ def parallel_figure(record: TuneRecord, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+# below this many complete trials the page says its importances are a hint: importances fitted on a handful of
+# trials move with each one added, and the sampler's first trials (up to 10, `search._sampler`) are random draws
+FEW_TRIALS_FOR_IMPORTANCES = 10
+
+
 def write_page(path: Path, record: TuneRecord, study: Any) -> Path:
     """tune.html: self-contained (figures inlined), linking the best trial's report.html."""
     from markupsafe import Markup, escape
@@ -225,7 +230,7 @@ def write_page(path: Path, record: TuneRecord, study: Any) -> Path:
     best_report = Path(record.best.run) / "report.html"
     has_report = (path.parent / best_report).is_file()
     html = render("tune.html", record=record, images=images, best_report=best_report.as_posix(),
-                  objective=OBJECTIVES[record.objective],
+                  objective=OBJECTIVES[record.objective], few_trials=FEW_TRIALS_FOR_IMPORTANCES,
                   space={name: space_text(spec) for name, spec in record.space.items()},
                   # long setting names break after their underscores, so the table fits the page
                   headers={name: escape(name).replace("_", Markup("_<wbr>")) for name in record.space},

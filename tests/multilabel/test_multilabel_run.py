@@ -794,3 +794,27 @@ def test_the_report_repeats_trainings_warning_of_copies_leaking_into_test(ml_run
     page = (copy / "report.html").read_text()
     assert "<li>3 images in the test rows have a near-duplicate in the train rows (1 exact copy): test accuracy may " \
            "be inflated; imgclf audit lists such images for single-label class folders only.</li>" in page
+
+
+def test_a_resume_keeps_the_split_its_multilabel_run_recorded_whichever_release_drew_it(ml_run, tmp_path):
+    """A run whose split an older release drew (before near-duplicate groups were kept whole in multi-label
+    splits) was refused on resume as "split otherwise": the recorded split is kept where it names every image."""
+    import shutil
+
+    import imgclf
+    from imgclf.records import RunDir
+
+    run, _, _ = ml_run
+    copy = Path(shutil.copytree(run.path, tmp_path / "run"))
+    path = copy / "dataset.json"
+    record = json.loads(path.read_text())
+    train, val = record["splits"]["train"], record["splits"]["val"]
+    for key in ("files", "labels", "label_sets"):  # one train and one val image swapped, as another draw
+        val[key][0], train[key][0] = train[key][0], val[key][0]
+    path.write_text(json.dumps(record))
+    recorded = {name: set(split["files"]) for name, split in record["splits"].items()}
+    epochs = len(RunDir(copy).read_history())
+    imgclf.fit(resume=str(copy), epochs=epochs + 1, report=False)
+    after = RunDir(copy).read_dataset()
+    assert {name: set(split.files) for name, split in after.splits.items()} == recorded
+    assert [r.epoch for r in RunDir(copy).read_history()] == list(range(1, epochs + 2))

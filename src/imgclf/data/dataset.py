@@ -162,7 +162,8 @@ def prepare_data(
         from .index_data import prepare_index
 
         return prepare_index(data, img_size, color, val_split, test_split, seed, interpolation, cache_dir,
-                             cache_budget, workers, model_in_chans, selection, fold, progress, group_duplicates)
+                             cache_budget, workers, model_in_chans, selection, fold, progress, group_duplicates,
+                             recorded)
     selection = selection or Selection(seed=seed)
     # empty class folders are refused after the selection, so --drop-classes can leave one out
     scan = require_images(select_classes(scan or scan_folders(data, allow_empty=True), selection))

@@ -9,6 +9,7 @@ stratification, which keeps every label's share close to the requested one in ea
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -119,10 +120,11 @@ def refuse_folds(folds: int) -> None:
 def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split: float, test_split: float,
                   seed: int, interpolation: str, cache_dir: str | None, cache_budget: int, workers: int,
                   model_in_chans: int | None, selection: Selection | None, fold: tuple[int, int] | None,
-                  progress: bool, group_duplicates: bool = True):
+                  progress: bool, group_duplicates: bool = True, recorded: Mapping[str, str] | None = None):
     """`prepare_data` for an index file: the images decoded once, test then val held out (iterative
     stratification), the rest train. group_duplicates: as `prepare_data`'s, a drawn split keeps each near-duplicate
-    group whole, and splits the index names are checked for leaks. Folds and class selection are not applied to
+    group whole, and splits the index names are checked for leaks. recorded: as `prepare_data`'s, the split an
+    earlier run drew, kept where it names every image (a resume keeps its split whichever release drew it). Folds and class selection are not applied to
     multi-label data yet; asking for them is refused rather than ignored."""
     if fold is not None:
         refuse_folds(fold[1])
@@ -172,6 +174,10 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
         if test_split > 0:
             splits["test"] = split(np.flatnonzero(test_mask))
         val_source = f"{val_split:g} of {labelled.path.name} ({stratified})"
+    kept = [recorded.get(os.path.abspath(labelled.files[i])) for i in ok] if recorded is not None else [None]
+    if None not in kept:  # every image where the earlier run put it (an older release may have drawn otherwise)
+        column = np.asarray(kept, dtype=object)
+        splits = {name: split(np.flatnonzero(column == name)) for name in splits}
     if len(splits["val"]) == 0:
         raise invalid("val_split", val_split, "> 0 with enough images to hold some out",
                       note="the validation split is empty")

@@ -121,3 +121,47 @@ def test_a_multilabel_search_ranks_and_prunes_its_trials_by_validation_map(tmp_p
     assert record["best"]["test_map"] == best.read_metrics().multilabel.map_macro
     page = (tmp_path / "tune" / "tune.html").read_text()
     assert "on the validation mAP of each epoch" in page and "<th>val mAP</th>" in page
+
+
+def test_a_multilabel_search_started_before_map_ranking_is_not_resumed_with_it(tmp_path):
+    """A search whose first trials were ranked by label-wise accuracy, resumed after the change, put accuracies and
+    mAPs in one study and picked its best across them: such a resume is refused, saying why."""
+    import imgclf
+    import yaml
+    from imgclf.errors import ImgclfError
+
+    index, _ = make_mosaics(tmp_path, count=40)
+    out = tmp_path / "tune"
+    settings = dict(data=str(index), model="simple_cnn", img_size=16, epochs=1, batch_size=16,
+                    model_args={"width": 4}, progress=False)
+    imgclf.tune(trials=1, out=str(out), **settings)
+    stored = yaml.safe_load((out / "search.yaml").read_text())
+    assert stored["objective"] == "val_map"
+    del stored["objective"]  # as an earlier release wrote it
+    (out / "search.yaml").write_text(yaml.safe_dump(stored))
+    with pytest.raises(ImgclfError, match=r"resume .*ranked its trials by val_accuracy \(started by an earlier "
+                                          r"release\)"):
+        imgclf.tune(trials=2, out=str(out), resume=True)
+
+
+def test_a_multilabel_search_whose_validation_images_carry_no_label_stops_at_once_saying_why(tmp_path, recwarn):
+    """No validation positive, no mAP: every trial trained in full and failed "no validation mAP (a validation
+    split is needed)", ten in a row, beside Optuna's warning of a misspelt metric."""
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    index, sets = make_mosaics(tmp_path, count=40)
+    rows = index.read_text().splitlines()[1:]
+    # the images without any shape are the val rows: their label cells are empty
+    tagged = [f"{r},{'val' if not s else 'train'}" for r, s in zip(rows, sets)]
+    tagged += [f"images/blank{i}.png,,val" for i in range(3)]
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (32, 32), (20 + i, 20, 20)).save(tmp_path / "images" / f"blank{i}.png")
+    index.write_text("path,labels,split\n" + "\n".join(tagged) + "\n")
+    with pytest.raises(ImgclfError, match=r"no validation image carries any of the labels"):
+        imgclf.tune(data=str(index), model="simple_cnn", img_size=16, epochs=1, batch_size=16, trials=3,
+                    model_args={"width": 4}, out=str(tmp_path / "tune"), progress=False)
+    assert len(list((tmp_path / "tune" / "trials").iterdir())) == 1  # one trial, not ten
+    assert not [w for w in recwarn if "is not in the evaluation logs" in str(w.message)]

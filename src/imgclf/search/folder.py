@@ -53,6 +53,14 @@ def check_resume(folder: Path, stored: dict[str, Any], search: dict[str, Any]) -
         elif stored[key] != search[key]:
             raise invalid(key, search[key], f"{stored[key]!r} as in the search being resumed",
                           where=f"--resume {folder}")
+    # searches started before multi-label ones ranked by mAP recorded no objective: theirs was accuracy
+    before = stored.get("objective", "val_accuracy")
+    if before != search["objective"]:
+        raise invalid("resume", True, f"a search that ranks its trials by {search['objective']}, as new ones do",
+                      where=f"--out {folder}",
+                      note=f"the search being resumed ranked its trials by {before} (started by an earlier release): "
+                           "its trials' values and the new ones' would not compare",
+                      hint="Start a new search (another --out) on the same settings")
 
 
 def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any, recipe: str | None,

@@ -83,7 +83,7 @@ def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, b
     return TuneRecord(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), imgclf_version=__version__,
         optuna_version=optuna.__version__, data=settings["data"], model=settings["model"],
-        objective=objective_for(settings).name,
+        objective=search.get("objective") or objective_for(settings).name,
         recipe=settings.get("recipe"), sampler=type(study.sampler).__name__, pruner=type(study.pruner).__name__,
         seed=search["seed"], trials_asked=trials, time_limit_seconds=budget,
         seconds_used=round(seconds_used, 1), stopped=stop_reason, space=search["space"],

@@ -20,6 +20,8 @@ class PruneAtEpochEnd(PyTorchLightningPruningCallback):
         self._pruned: optuna.TrialPruned | None = None
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.monitor not in trainer.callback_metrics:  # (a multi-label validation split without a positive
+            return  # has no mAP: the trial's end says so, where Optuna's callback warned of a misspelt metric)
         try:
             super().on_validation_end(trainer, pl_module)
         except optuna.TrialPruned as verdict:

@@ -40,6 +40,7 @@ from ..records.tune import TUNE_FILE
 from .checks import check_base
 from .folder import SEARCH_FILE, STUDY_FILE, check_resume, discard_unused, resumed_request, search_folder
 from .interrupt import SearchInterrupted, interrupted_message
+from .objective import objective_for
 from .space import Param, apply, check_against, default_space, parse_param, read_space, typed_for_model
 
 BEST_FILE, JSON_FILE, HTML_FILE = "best.yaml", TUNE_FILE, "tune.html"
@@ -165,7 +166,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     check_against(params, {**settings, "out": None})
     # the budget is kept for a resume that does not give it again (check_resume compares the rest)
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed,
-              "time_limit": time_limit}
+              "time_limit": time_limit, "objective": objective_for(settings).name}
     folder = search_folder(out, base.model, resume)
     from ..train.interrupts import sigterm_interrupts
 
@@ -277,7 +278,6 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
     from ..pipeline.run import train_run
     from ..records import RunDir
     from ..train.fit import TrainingInterrupted, stop_signal
-    from .objective import objective_for
     from .pruning import PruneAtEpochEnd
 
     objective = objective_for(settings)  # scored at the kept epoch, watched by the pruner at each one
@@ -317,10 +317,18 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
         study.tell(trial, state=TrialState.FAIL)
         say(f"trial {trial.number:3d}  failed: {str(exc).splitlines()[0][:200]}")
         return
-    value = getattr(RunDir(run.path).read_card().metrics, objective.name)
+    metrics = RunDir(run.path).read_card().metrics
+    value = getattr(metrics, objective.name)
     trial.set_user_attr("stopped", run.stopped_reason)
     trial.set_user_attr("epochs", run.epochs_run)
     trial.set_user_attr("train_seconds", run.train_seconds)
+    if value is None and metrics.val_accuracy is not None:  # validated, but no mAP: no validation positive at all
+        trial.set_user_attr("stopped", "failed: no validation image carries a label (no mAP)")
+        study.tell(trial, state=TrialState.FAIL)
+        raise invalid("data", settings["data"], "multi-label data with labelled validation images",
+                      note="no validation image carries any of the labels, so the validation mAP that trials are "
+                           "ranked by is undefined (every trial would fail alike)",
+                      hint="Give the validation split images with labels (the index's val rows, or --val-split)")
     if value is None:
         trial.set_user_attr("stopped", f"failed: no {objective.words} (a validation split is needed)")
         study.tell(trial, state=TrialState.FAIL)

@@ -792,8 +792,9 @@ def test_the_report_repeats_trainings_warning_of_copies_leaking_into_test(ml_run
     (copy / "dataset.json").write_text(json.dumps(dataset))
     write_multilabel_report(copy)
     page = (copy / "report.html").read_text()
-    assert "<li>3 images in the test rows have a near-duplicate in the train rows (1 exact copy): test accuracy may " \
-           "be inflated; imgclf audit lists such images for single-label class folders only.</li>" in page
+    assert "<li>3 images in the test rows have a near-duplicate in the train rows (1 exact copy): test scores (mAP, " \
+           "F1, accuracies) may be inflated; imgclf audit lists such images for single-label class folders " \
+           "only.</li>" in page
 
 
 def test_a_resume_keeps_the_split_its_multilabel_run_recorded_whichever_release_drew_it(ml_run, tmp_path):
@@ -818,3 +819,45 @@ def test_a_resume_keeps_the_split_its_multilabel_run_recorded_whichever_release_
     after = RunDir(copy).read_dataset()
     assert {name: set(split.files) for name, split in after.splits.items()} == recorded
     assert [r.epoch for r in RunDir(copy).read_history()] == list(range(1, epochs + 2))
+
+
+def test_runs_compare_and_the_training_summary_show_the_validation_map_a_search_ranks_by(ml_run, tmp_path):
+    """`imgclf tune` ranks multi-label trials by the validation mAP, which no listing showed: the chosen trial
+    looked worse than another by the label-wise accuracy beside it."""
+    import re
+    import shutil
+
+    import imgclf
+    from rich.console import Console
+
+    from imgclf.cli.run_summary import _kept_line
+    from imgclf.evaluation.compare import compare_runs, summarize_run
+    from imgclf.evaluation.compare_render import render_table
+    from imgclf.records import RunDir
+    from imgclf.runs import render_runs
+
+    run, _, _ = ml_run
+    copy = tmp_path / "runs" / "ml"
+    shutil.copytree(run.path, copy)
+    card = RunDir(copy).read_card()
+    val_map = card.metrics.val_map
+    assert val_map is not None and val_map != card.metrics.val_accuracy
+    (row,) = imgclf.list_runs(tmp_path / "runs")
+    assert row.val_map == val_map and row.as_dict()["val_map"] == val_map
+    assert summarize_run(copy).values["val_map"] == val_map
+    console = Console(record=True, width=200)
+    render_runs([row], console)
+    text = console.export_text()
+    assert "mAP %" in text and f"{100 * val_map:.1f}" in text, text
+    single = row.__class__(**{**row.as_dict(), "task": "single", "name": "single", "val_map": None})
+    console = Console(record=True, width=200)
+    render_runs([single], console)
+    assert "mAP" not in console.export_text()  # a single-label listing keeps its columns
+    console = Console(record=True, width=200)
+    render_table(compare_runs([copy, run.path]), console)
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "mAP %" in line)
+    cells = next(line for line in lines if re.match(r"A\s+\d+\s", line))
+    assert header.split().count("mAP") == 2  # val mAP beside test mAP
+    assert f"{100 * val_map:.2f}" in cells
+    assert f"validation mAP {val_map:.4f}" in _kept_line(run, RunDir(copy).read_history())

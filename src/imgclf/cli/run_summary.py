@@ -57,6 +57,8 @@ def _kept_line(run: Any, history: list) -> str:
         kind = "label-wise validation accuracy" if card.task == "multilabel" else "validation accuracy"
         parts.append(f"{kind} {after:.4f} after the BatchNorm statistics were recomputed on "
                      f"training images (the epoch's line: {before:.4f})")
+    if card.metrics is not None and card.metrics.val_map is not None:  # multi-label: what a search ranks it by
+        parts.append(f"validation mAP {card.metrics.val_map:.4f}")
     return f"  {'; '.join(parts)}" if parts else ""
 
 

@@ -304,7 +304,9 @@ def leak_warning(leak: dict, audit: str | None) -> str:
     """audit: the `imgclf audit` command that lists them (`audit_command`); None for multi-label data."""
     exact = f" ({leak['exact']} exact cop{'y' if leak['exact'] == 1 else 'ies'})" if leak["exact"] else ""
     verb = "has" if leak["images"] == 1 else "have"
-    what = {"test": "test accuracy", "val": "validation scores (early stopping, calibration)"}[leak["split"]]
+    what = {"test": "test accuracy" if audit is not None else "test scores (mAP, F1, accuracies)",
+            "val": "validation scores (early stopping, calibration)" if audit is not None else
+            "validation scores (the epoch kept, the labels' thresholds)"}[leak["split"]]
     where = f"{leak['split']}/" if audit is not None else f"the {leak['split']} rows"
     source = f"{leak['source']}/" if audit is not None else f"the {leak['source']} rows"
     listed = f"run `{audit}` for the list" if audit is not None else NO_MULTILABEL_AUDIT

@@ -25,7 +25,7 @@ from ..records import HistoryRow, RunDir
 from ..records.run_dir import find_run_dirs, is_run_dir, run_path
 from ..stats import MeanStd, finite_number, mean_std
 from .compare_sets import EvaluationSet, Section, digest, evaluation_set, sectioned, short_value
-from .interpret import accuracy_beside_val, kept_val_accuracy, mean_recall
+from .interpret import accuracy_beside_val, kept_val_accuracy, kept_val_map, mean_recall
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
 # `fold`: the K runs of a cross-validation are one group, reported as mean ± std over the folds.
@@ -36,6 +36,7 @@ NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache
 # (key, column title, kind, higher is better); kind decides the formatting.
 COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
     ("val_accuracy", "val acc", "pct", True),
+    ("val_map", "val mAP", "pct", True),  # multi-label runs only: what `imgclf tune` ranks them by
     ("test_accuracy", "test acc", "pct", True),
     ("test_map", "test mAP", "pct", True),  # multi-label runs only (their test acc is subset accuracy)
     ("macro_f1", "macro F1", "pct", True),
@@ -152,6 +153,7 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     hardware = hw.get("gpu") or (f"{hw.get('cpu')} ({hw.get('cores')} cores)" if hw.get("cpu") else "unknown")
     values = {
         "val_accuracy": kept_val_accuracy(history, training),
+        "val_map": finite_number(kept_val_map(history, training)),
         "test_accuracy": finite_number(accuracy_beside_val(metrics)) if metrics else None,
         "test_map": finite_number(metrics.multilabel.map_macro) if metrics and metrics.multilabel else None,
         "macro_f1": finite_number(metrics.macro.f1) if metrics else None,

@@ -60,6 +60,7 @@ def best_groups(comparison: Comparison) -> dict[str, set[int]]:
 # more about the machine than the model), so the table fits 80 columns.
 TERMINAL_COLUMNS = (
     ("val_accuracy", "val\nacc %", "pct"),
+    ("val_map", "val\nmAP %", "pct"),
     ("test_accuracy", "test\nacc %", "pct"),
     ("test_map", "test\nmAP %", "pct"),
     ("macro_f1", "macro\nF1 %", "pct"),

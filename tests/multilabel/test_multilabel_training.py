@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from ml_fixtures import make_mosaics
+from ml_fixtures import SHAPES, make_mosaics
 from safetensors.torch import load_file
 
 import imgclf
@@ -123,3 +123,17 @@ def test_gather_rows_joins_every_processs_rows_whatever_their_counts():
     assert targets.tolist() == [[1, 0], [0, 1], [1, 1]]
     one = type("One", (), {"trainer": type("T", (), {"world_size": 1})()})()
     assert gather_rows(one, mine)[0].shape == (2, 2) and gather_rows(one, [])[0].shape == (0, 0)
+
+
+def test_a_features_only_run_trains_its_head_on_label_sets(tmp_path):
+    """--features-only on multi-label data fed the head each image's primary label instead of its label set:
+    the loss refused the (N,) targets against (N, K) logits ("internal error")."""
+    import imgclf
+    from imgclf.records import RunDir
+
+    index, _ = make_mosaics(tmp_path, count=40)
+    run = imgclf.fit(data=str(index), model="test_efficientnet", pretrained=False, features_only=True, img_size=32,
+                     epochs=2, batch_size=16, out=str(tmp_path / "run"), progress=False, report=False, seed=0)
+    card = RunDir(run.path).read_card()
+    assert card.task == "multilabel" and set(card.thresholds) == set(SHAPES)
+    assert [r.frozen for r in RunDir(run.path).read_history()] == [1, 1]

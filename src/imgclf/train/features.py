@@ -137,6 +137,7 @@ def use_stored_features(cfg: Any, data: PreparedData, module: ImageClassifierMod
 
     def loader(split: str, like: DataLoader) -> DataLoader:
         s = data.splits[split]
-        return make_loader(CachedImages(features, s.indices, s.labels), like.sampler)  # type: ignore[arg-type]
+        labels = s.labels if s.targets is None else s.targets  # multi-label: the (N, K) targets, as training's
+        return make_loader(CachedImages(features, s.indices, labels), like.sampler)  # type: ignore[arg-type]
 
     return head_module, loader("train", train_loader), loader("val", val_loader)

@@ -440,3 +440,25 @@ def test_a_folder_and_one_of_its_runs_count_that_run_once(tmp_path, caplog):
         comparison = compare_runs([tmp_path / "runs", a0])
     assert [g.n for g in comparison.groups] == [2]
     assert any("given more than once: counted once" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_scored_on_its_validation_split_is_never_ranked_as_test(tmp_path):
+    """A run trained without a test split is scored on its validation images, which chose its epoch and were, under
+    the same seed, another run's test images: compare put both in one "test split" section and ranked them."""
+    import json
+
+    a = _scored(_configure(write_run(tmp_path, seed=0, run_name="a"), lr=1e-3), 0.61)
+    b = _scored(_configure(write_run(tmp_path, seed=0, run_name="b"), lr=3e-4), 0.90)
+    record = json.loads((b / "dataset.json").read_text())
+    splits = record["splits"]
+    splits["val"], splits["test"] = splits["test"], splits["val"]  # its val images are a's test images
+    del splits["test"]
+    (b / "dataset.json").write_text(json.dumps(record))
+    metrics = json.loads((b / "metrics.json").read_text())
+    metrics["split"] = "val"
+    (b / "metrics.json").write_text(json.dumps(metrics))
+    comparison = compare_runs([a, b])
+    assert len(comparison.sections) == 2
+    titles = sorted(s.title for s in comparison.sections)
+    assert titles[0].startswith("test split of data") and titles[1].startswith("val split of data")
+    assert best_groups(comparison).get("test_accuracy") in (None, set())  # one group per section: none ranked

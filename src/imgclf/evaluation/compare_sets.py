@@ -16,7 +16,7 @@ class EvaluationSet:
     """The images a run's metrics.json was scored on. Two runs are ranked against each other only when their
     sets are the same: the same files with the same labels (key)."""
 
-    key: str  # digest of the (path, label) list; without dataset.json, of the metrics' split name and count
+    key: str  # digest of the split's name and (path, label) list; without dataset.json, of its name and count
     split: str  # metrics.split: test, val, or DATA:split (a run evaluated on another folder by an older release)
     count: int
     data: str  # the data folder name(s)
@@ -54,7 +54,10 @@ def evaluation_set(metrics: Any, dataset: Any, data: Any) -> EvaluationSet:
         return EvaluationSet(hashlib.sha256(key.encode()).hexdigest()[:16], metrics.split, metrics.count, names, False)
     # a split the run drew from its folder (flat layout, or val taken from train/) differs from seed to seed
     drawn = dataset.layout == "flat" or (metrics.split == "val" and dataset.val_source != "val/ folder")
-    return EvaluationSet(digest(*dataset.split_paths(metrics.split)), metrics.split, metrics.count, names, drawn)
+    # the split's name too: a run without a test split scored its validation images, which chose its epoch (and
+    # temperature), and were another run's test images under the same seed: never ranked as test scores
+    key = hashlib.sha256(f"{metrics.split}|{digest(*dataset.split_paths(metrics.split))}".encode()).hexdigest()[:16]
+    return EvaluationSet(key, metrics.split, metrics.count, names, drawn)
 
 
 def digest(files: list[str], labels: list[Any]) -> str:

@@ -38,3 +38,12 @@ def test_finite_number_is_a_float_or_none():
 
     assert [finite_number(x) for x in (3, 2.5, -1, 0)] == [3.0, 2.5, -1.0, 0.0]
     assert [finite_number(x) for x in (True, "1", None, float("nan"), float("inf"), 10 ** 400, [1])] == [None] * 7
+
+
+def test_equal_values_have_exactly_that_mean_and_no_spread():
+    """Three folds with the same macro F1, 0.9365079365079365: the sum's rounding gave a mean 1 ulp off and a std
+    of 1.4e-16, shown as "93.65 ± 0.00" beside an accuracy whose equal values showed none."""
+    value = 0.9365079365079365
+    m = mean_std([value] * 3)
+    assert m.mean == value and m.std == 0.0 and m.n == 3
+    assert mean_std([0.9375] * 3).std == 0.0

@@ -38,9 +38,9 @@ def mean_std(values: Iterable[float | int | None]) -> MeanStd:
     xs = [float(v) for v in values if v is not None and not isinstance(v, bool) and math.isfinite(float(v))]
     if not xs:
         return MeanStd(None, None, 0)
+    if len(set(xs)) == 1:  # the sum's rounding made three equal 0.9365... a mean 1 ulp off, "± 0.00" beside it
+        return MeanStd(xs[0], 0.0 if len(xs) > 1 else None, len(xs))
     mean = math.fsum(xs) / len(xs)
-    if len(xs) < 2:
-        return MeanStd(mean, None, 1)
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
     return MeanStd(mean, std, len(xs))
 

@@ -546,3 +546,33 @@ def test_study_figure_titles_fit_their_figures(study_dir, monkeypatch, tmp_path)
         fig.canvas.draw()
         title, frame = fig._suptitle.get_window_extent(), fig.bbox
         assert frame.x0 <= title.x0 and title.x1 <= frame.x1, (fig._suptitle.get_text(), title, frame)
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "error"])
+def test_a_study_extension_stopped_midway_keeps_the_finished_cells_results(pool, tmp_path, monkeypatch, stop):
+    """More seeds added to a finished study, stopped after the first new cell: study.json kept only the request and
+    the grid ("interrupted"), the earlier results gone, and study.html still read "2 of 2 runs finished". A cell
+    that failed with an error left the state "running"."""
+    import imgclf.pipeline
+    from imgclf.errors import ImgclfError
+    from imgclf.records import StudyRecord
+
+    out = tmp_path / "st"
+    settings = dict(per_class=8, rhos=[1], configs=["none"], model="simple_cnn", overrides=TINY, run_reports=False)
+    run_imbalance_study(pool, out, seeds=[0, 1], **settings)
+    fit = imgclf.pipeline.fit
+
+    def stopped_after_one(*args, **kwargs):
+        if "seed2" in str(kwargs.get("out") or (args[0] or {}).get("out", "")):
+            fit(*args, **kwargs)
+            return
+        raise KeyboardInterrupt if stop == "ctrl-c" else ImgclfError("a setting this cell refused")
+
+    monkeypatch.setattr(imgclf.pipeline, "fit", stopped_after_one)
+    with pytest.raises(KeyboardInterrupt if stop == "ctrl-c" else ImgclfError):
+        run_imbalance_study(pool, out, seeds=[0, 1, 2, 3], **settings)
+    study = StudyRecord.model_validate_json((out / "study.json").read_text())
+    assert study.state == "partial" and study.finished_runs == 3 and len(study.runs) == 4
+    assert study.summary[0].seeds == [0, 1, 2]
+    page = " ".join((out / "study.html").read_text().split())
+    assert "3 of 4 runs finished" in page and "This study is partial" in page

@@ -161,8 +161,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     cells |= set(new)
     grid = sorted(cells, key=lambda c: (c[0], c[1], c[2]))
     write_study(out, {"request": request, "state": "running", "cells": _cells_json(grid)})
+    subsets: dict[float, dict[str, Any]] = {}
     try:
-        subsets = {}
         for rho in sorted({c[0] for c in grid}):
             subsets[rho] = build_subset(data, out / "data" / f"rho{rho_label(rho)}", per_class, rho, mu, subset_seed,
                                         minority, mode="symlink")
@@ -184,9 +184,11 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                                           "this one resumes", state=exc.state, exit_code=exc.exit_code) from None
             log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
             ran = ran or status != "skipped (finished)"
-    except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
-        # stopped while drawing subsets, in a cell or between cells: the file says so, not "running"
-        write_study(out, {"request": request, "state": "interrupted", "cells": _cells_json(grid)})
+    except BaseException:
+        # stopped (Ctrl-C, or a cell's error) while drawing subsets, in a cell or between cells: the file never says
+        # "running", and keeps the finished cells' results (an extension stopped after 18 of 28 cells had left only
+        # the request, beside a page that still read "16 of 16 runs finished")
+        _write_stopped(out, grid, subsets, request)
         raise
     # a command that found every cell finished trained nothing: the page keeps the time of the one that did
     seconds = time.perf_counter() - started if ran else getattr(previous, "seconds", None)
@@ -196,6 +198,23 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
 
     write_study_report(out, study)
     return study
+
+
+def _write_stopped(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float, dict[str, Any]],
+                   request: dict[str, Any]) -> None:
+    """study.json (and study.html) of a study stopped before its grid finished: the finished cells summarised, a
+    "partial" study, where every subset was drawn and a cell finished; else the request and the grid,
+    "interrupted"."""
+    from .report import write_study_report
+
+    finished = any((out / "runs" / cell_name(*cell) / "metrics.json").exists() for cell in grid)
+    if finished and set(subsets) == {rho for rho, _, _ in grid}:
+        try:
+            write_study_report(out, write_study(out, summarise(out, grid, subsets, request)))
+            return
+        except Exception:  # a summary that fails must not hide why the study stopped: the short record instead
+            pass
+    write_study(out, {"request": request, "state": "interrupted", "cells": _cells_json(grid)})
 
 
 def _any_epoch_saved(out: Path) -> bool:

@@ -16,7 +16,7 @@ _DECODING = '''SIDE, MODE = {side}, "{mode}"
 def pixels(path):
     """One file -> ({side}, {side}, {channels}) uint8, decoded as imgclf decodes it."""
     with Image.open(path) as img:
-        if img.format == "JPEG":
+        if img.format in ("JPEG", "MPO"):  # MPO: a JPEG with an embedded preview
             img.draft(MODE, (SIDE, SIDE))  # libjpeg scales down while decoding, as imgclf lets it
         raw = img.tile[0].args if img.format == "PNG" and img.tile else None  # the PNG's stored bit depth
         if raw and raw.startswith("RGB;16"):  # read as 8 bits a sample, its 16-bit colour key matches no pixel

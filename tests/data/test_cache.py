@@ -220,3 +220,21 @@ def test_a_file_skipped_for_want_of_permission_is_read_once_it_can_be(tmp_path, 
     assert decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c").failures == {0: PERMISSION_DENIED}
     monkeypatch.setattr(cache_mod, "open_image", real)  # chmod a+r: readable now
     assert decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c").failures == {}
+
+
+def test_a_jpeg_with_an_embedded_preview_is_scaled_down_while_decoding_like_any_jpeg(tmp_path, monkeypatch):
+    """Pillow opens a JPEG carrying an MPF index (a camera's preview) as "MPO": decoded at full size (13x slower at
+    12 megapixels) and, above the pixel limit, refused as a bomb where the same photo as a plain JPEG was read."""
+    from PIL import Image
+
+    from imgclf.data.decode import open_image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "plain.jpg", quality=90)
+    Image.fromarray(pixels).save(tmp_path / "preview.jpg", format="MPO", save_all=True, quality=90,
+                                 append_images=[Image.fromarray(pixels[:16, :16])])
+    assert Image.open(tmp_path / "preview.jpg").format == "MPO"
+    plain, preview = (open_image(str(tmp_path / name), 32, "rgb") for name in ("plain.jpg", "preview.jpg"))
+    assert np.array_equal(plain, preview)  # drafted alike: libjpeg's 1/8 scale, then resized
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)  # 307,200 pixels: a bomb whole, not at 1/2
+    assert open_image(str(tmp_path / "preview.jpg"), 32, "rgb").shape == (32, 32, 3)

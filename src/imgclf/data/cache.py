@@ -31,8 +31,9 @@ from .decode import PERMISSION_DENIED, DecodeError, open_image
 # to (2: float images within [0, 1] are scaled by 255, commit 4941474; 3: a 16-bit image is on the 0..65535 scale
 # whatever its maximum, and rounded; 4: a PNG colour key (tRNS) on RGB, grey or 16-bit grey is transparency,
 # composited over white as an alpha band is; 5: a mode with no direct conversion to the target, LAB to grey, is
-# converted through RGB instead of being skipped).
-CACHE_VERSION = 5
+# converted through RGB instead of being skipped; 6: a JPEG Pillow opens as MPO, one with an embedded preview, is
+# scaled down by libjpeg while decoding, as other JPEGs are).
+CACHE_VERSION = 6
 _IN_PROCESS_BELOW = 3000  # starting worker processes costs more than it saves on small sets
 _CHUNK = 512
 

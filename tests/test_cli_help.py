@@ -182,3 +182,20 @@ def test_help_in_an_80_column_terminal_cuts_nothing(argv):
         assert "--group-duplicates / --no-group-duplicates" in result.output and "[default: 0.1]" in result.output
     wide = CliRunner().invoke(app, argv, env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
     assert "╭" in wide.output and "…" not in wide.output  # wide enough: rich's panels
+
+
+def test_a_missing_optional_extra_is_named_with_its_install_command(tiny_run, tmp_path, monkeypatch):
+    """`pip install imgclf` without the export extra, then `imgclf export RUN`: "internal error: ModuleNotFoundError
+    ... please report it". The command names the extra to install instead."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: importing it raises ModuleNotFoundError
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2, result.output
+    assert "this command needs the onnx package, part of imgclf's export extra, which is not installed: pip " \
+           "install 'imgclf[export]'" in " ".join(result.output.split())
+    assert "internal error" not in result.output

@@ -70,6 +70,10 @@ class CommandGroup(TyperGroup):
             if disk is not None:
                 typer.secho(f"error: {terminal_safe(disk)}", fg=typer.colors.RED, err=True)
                 raise typer.Exit(1) from None
+            extra = missing_extra(exc)
+            if extra is not None:
+                typer.secho(f"error: {extra}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(2) from None
             log = _log_internal_error(exc)
             first = next((line for line in str(exc).splitlines() if line.strip()), "")[:300]
             where = f"traceback in {log}" if log else "its traceback could not be saved"
@@ -79,6 +83,26 @@ class CommandGroup(TyperGroup):
 
 
 _COMMAND_KEY = "imgclf.command"
+
+# pyproject.toml's optional extras, by the top-level module a command imports from each: a plain `pip install imgclf`
+# that then ran `imgclf serve` met "internal error: ModuleNotFoundError ... please report it"
+EXTRA_OF_MODULE = {"fastapi": "serve", "uvicorn": "serve", "starlette": "serve", "multipart": "serve",
+                   "python_multipart": "serve", "onnx": "export", "onnxruntime": "export", "onnxscript": "export",
+                   "pytorch_grad_cam": "explain", "tensorboard": "track", "mlflow": "track", "optuna": "tune",
+                   "optuna_integration": "tune"}
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """The one-line error for a package of an optional extra that is not installed, naming the extra to install;
+    None for any other exception."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return (f"this command needs the {top} package, part of imgclf's {extra} extra, which is not installed: "
+            f"pip install 'imgclf[{extra}]'")
 
 
 # the Python API's keywords whose command-line option is named otherwise

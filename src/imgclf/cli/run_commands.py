@@ -249,7 +249,9 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
                                               help="Largest request body, in MB (10^6 bytes)."),
           max_files: int = typer.Option(32, min=1, help="Most images per request."),
           backend: str = typer.Option("torch", help="torch, or onnx: onnxruntime over RUN/export/model.onnx "
-                                                    "(make it with `imgclf export RUN`); same answers."),
+                                                    "(make it with `imgclf export RUN`); the same answers as "
+                                                    "torch at --precision 32 (at bf16, scores differ a little, "
+                                                    "and a few unknown verdicts near the threshold with them)."),
           threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads (default: half the cores)."),
           access_log: bool = typer.Option(True, help="Log every request."),
           unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off."),

@@ -124,7 +124,7 @@ def usage_page(card: dict[str, Any]) -> str:
                   "A label is predicted when its probability reaches its threshold "
                   + ("(chosen on validation, by F1):" if card.get("thresholds") else "(0.5: none was tuned):"), ""]
         thresholds = card.get("thresholds") or {c: 0.5 for c in classes}
-        lines += ["| label | threshold |", "|---|---:|"] + [f"| {c} | {thresholds[c]:.4f} |" for c in classes]
+        lines += ["| label | threshold |", "|---|---:|"] + [f"| {_cell(c)} | {thresholds[c]:.4f} |" for c in classes]
     else:
         calibration = card.get("calibration") or {}
         if calibration.get("method") == "temperature" and not calibration.get("skipped"):
@@ -142,7 +142,7 @@ def usage_page(card: dict[str, Any]) -> str:
         else:
             lines += ["- `score` float32 (N,): in-distribution score (higher: more like the training images);",
                       "- `unknown` bool (N,): always false (this run has no unknown threshold)."]
-        lines += ["", "| index | class |", "|---:|---|"] + [f"| {i} | {c} |" for i, c in enumerate(classes)]
+        lines += ["", "| index | class |", "|---:|---|"] + [f"| {i} | {_cell(c)} |" for i, c in enumerate(classes)]
     resample = INTERPOLATIONS[card["interpolation"]].name  # the Pillow filter decode.py resizes with
     lines += ["", "## Decoding: what imgclf does before the graph", "",
               "The same file decoded another way (another resize filter, no EXIF rotation, transparency over "
@@ -194,3 +194,9 @@ def usage_page(card: dict[str, Any]) -> str:
                   _PT2_EXAMPLE.format(**example, resample=resample, classes=classes, answer=answer).rstrip(), "```",
                   ""]
     return "\n".join(lines)
+
+
+def _cell(name: str) -> str:
+    """A class name as a Markdown table cell shows it: a "|" in "cat|dog" ended the cell, and the table then mapped
+    column 0 to "cat" with "dog" in a column of its own."""
+    return name.replace("\\", "\\\\").replace("|", "\\|")

@@ -173,3 +173,17 @@ def test_export_out_below_a_file_is_refused_naming_out(exported, tmp_path):
     blocker.write_bytes(b"x")
     with pytest.raises(ImgclfError, match=r"out must be a folder to write into.*is a file"):
         export_run(run, "pt2", out=blocker / "sub")
+
+
+def test_a_class_name_holding_a_pipe_stays_in_its_table_cell(exported):
+    """The class table is how a reader maps output columns to classes: "cat|dog" read as class "cat" and a column
+    "dog" of its own."""
+    import json
+
+    from imgclf.export_usage import usage_page
+
+    _, model = exported
+    card = json.loads(model.with_name("model.onnx.json").read_text())
+    card["classes"] = ["cat|dog", "back\\slash", card["classes"][2]]
+    rows = [line for line in usage_page(card).splitlines() if line.startswith("| 0 ") or line.startswith("| 1 ")]
+    assert rows == ["| 0 | cat\\|dog |", "| 1 | back\\\\slash |"]

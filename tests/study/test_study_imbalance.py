@@ -374,6 +374,25 @@ def test_s4_protocol_records_train_and_test_curves_per_epoch(s4_study):
         header = history[0].split(",")
         column = [float(row.split(",")[header.index("val_loss")]) for row in history[1:]]
         assert run["curves"]["test_loss"] == pytest.approx(column, abs=1e-5)
+        assert run["best_epoch"] == 1 + min(range(len(column)), key=column.__getitem__)
+
+
+def test_s4_protocols_lowest_test_loss_column_is_where_the_test_loss_is_lowest(s4_study, tmp_path):
+    """s4 keeps the last epoch, as S4 did: the page's "lowest test loss" column showed that kept epoch whatever the
+    curve did."""
+    from imgclf.study.imbalance import read_cell
+
+    out, study = s4_study
+    run = shutil.copytree(out / study["runs"][0]["run"], tmp_path / "run")
+    history = (run / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    at = header.index("val_loss")
+    rows = [row.split(",") for row in history[1:]]
+    for k, row in enumerate(rows):  # the test loss rises after the first epoch
+        row[at] = f"{0.5 + k:.4f}"
+    (run / "history.csv").write_text("\n".join([history[0]] + [",".join(r) for r in rows]) + "\n")
+    cell = read_cell(run, study["minority"], "s4")
+    assert cell["best_epoch"] == 1 and cell["epochs"] == S4_EPOCHS > 1
 
 
 def test_s4_protocol_overlays_the_three_configurations(s4_study):

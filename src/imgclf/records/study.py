@@ -155,7 +155,9 @@ class StudyRun(BaseModel):
     sizes: dict[str, int] | None = None
     per_class: dict[str, ClassRecall] | None = None
     epochs: int | None = None
-    best_epoch: int | None = None
+    best_epoch: int | None = Field(None, description=(
+        "The epoch whose weights the run kept; under protocol s4, which keeps the last, the epoch of the lowest "
+        "test loss."))
     train_seconds: float | None = None
     final_train_acc: float | None = None
     final_val_acc: float | None = None

@@ -297,7 +297,8 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
         "per_class": {c: {"precision": v.precision, "recall": v.recall, "support": v.support}
                       for c, v in per_class.items()},
         "epochs": len(history),
-        "best_epoch": training.best_epoch if training else None,
+        # s4 keeps the last epoch, as S4 did: its column is the epoch of the lowest test loss, which the kept one is not
+        "best_epoch": _lowest(curves["test_loss"]) if protocol == "s4" else training.best_epoch if training else None,
         "train_seconds": training.train_seconds if training else None,
         "final_train_acc": _last(curves["acc"]),
         f"final_{held}_acc": _last(curves[f"{held}_acc"]),
@@ -315,6 +316,12 @@ def _class_scores(done: list[dict[str, Any]], cls: str) -> dict[str, Any]:
     scored = [r["per_class"][cls] for r in done if r["per_class"][cls]["support"] > 0]
     mean = {m: float(np.mean([s[m] for s in scored])) if scored else None for m in ("precision", "recall")}
     return mean | {"support": int(np.mean([r["per_class"][cls]["support"] for r in done]))}
+
+
+def _lowest(values: list[float]) -> int | None:
+    """The 1-based epoch of the lowest finite value (the first of a tie), None without one."""
+    finite = [(v, i) for i, v in enumerate(values, 1) if math.isfinite(v)]
+    return min(finite)[1] if finite else None
 
 
 def _last(values: list[float]) -> float | None:

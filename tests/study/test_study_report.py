@@ -173,6 +173,13 @@ def test_a_class_without_scored_images_has_no_scores_rather_than_zeros():
     assert _class_scores([{"per_class": {"a": seen}}, {"per_class": {"a": unseen}}], "a") == \
         {"precision": 0.5, "recall": 1.0, "support": 1}
     assert _class_scores([{"per_class": {"a": unseen}}], "a") == {"precision": None, "recall": None, "support": 0}
+    # a seed that never predicted the class has no precision either (sklearn's 0): three seeds predicting it 0, 1
+    # and 0 times averaged 0.33 where the one that did had 1.0, and the run's own report dashed the others
+    never = {"precision": 0.0, "recall": 0.0, "support": 3, "predicted": 0}
+    once = {"precision": 1.0, "recall": 1 / 3, "support": 3, "predicted": 1}
+    mean = _class_scores([{"per_class": {"a": c}} for c in (never, once, never)], "a")
+    assert mean["precision"] == 1.0 and mean["recall"] == pytest.approx(1 / 9)
+    assert _class_scores([{"per_class": {"a": never}}], "a")["precision"] is None
     # a train/ + val/ tree has no test split: the cells were scored on validation, and say so
     assert scored_split([{"finished": True, "split": "val"}], "standard") == "validation"
     assert scored_split([{"finished": True, "split": "val"}], "s4") == "test"

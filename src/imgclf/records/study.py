@@ -131,9 +131,13 @@ class ClassRecall(BaseModel):
     """One class's scores: of one cell, or (S4's per-class table) of a (configuration, rho) averaged over seeds."""
 
     model_config = ConfigDict(extra="forbid")
-    precision: float | None = Field(description="None in S4's table where no seed's scored split held the class.")
+    precision: float | None = Field(description="None in S4's table where no seed's scored split held the class, "
+                                    "or no seed predicted it (a seed that never predicted it has no precision).")
     recall: float | None = Field(description="None in S4's table where no seed's scored split held the class.")
     support: int = Field(ge=0)
+    predicted: int | None = Field(None, ge=0, description=(
+        "A cell's: how many scored images it predicted as the class; absent in S4's table and in cells written "
+        "before the field."))
 
 
 class StudyRun(BaseModel):

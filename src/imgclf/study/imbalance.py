@@ -274,6 +274,8 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
     training = run.read_card().training if run.has("model.json") else None
     history = run.read_history()
     per_class = metrics.per_class
+    # how often each class was predicted (the confusion matrix's columns): a class never predicted has no precision
+    predicted = np.asarray(metrics.confusion).sum(0) if len(metrics.confusion) == len(per_class) else None
     majority = [c for c in per_class if c not in minority]
     held = held_out(protocol)
     curves = {name: [r.value(column) for r in history]
@@ -294,8 +296,9 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
         # under s4 the held-out split is the test split, which metrics.json (written by the run) calls val
         "split": held if metrics.split == "val" else metrics.split,
         "sizes": dict(sizes),
-        "per_class": {c: {"precision": v.precision, "recall": v.recall, "support": v.support}
-                      for c, v in per_class.items()},
+        "per_class": {c: {"precision": v.precision, "recall": v.recall, "support": v.support,
+                          "predicted": int(predicted[i]) if predicted is not None else None}
+                      for i, (c, v) in enumerate(per_class.items())},
         "epochs": len(history),
         # s4 keeps the last epoch, as S4 did: its column is the epoch of the lowest test loss, which the kept one is not
         "best_epoch": _lowest(curves["test_loss"]) if protocol == "s4" else training.best_epoch if training else None,
@@ -311,11 +314,17 @@ def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard"
 
 
 def _class_scores(done: list[dict[str, Any]], cls: str) -> dict[str, Any]:
-    """A class's precision and recall, mean over the seeds whose scored split holds images of it (a seed without
-    any has no recall, not a recall of 0, as `mean_recall` reads it); None where no seed's does."""
-    scored = [r["per_class"][cls] for r in done if r["per_class"][cls]["support"] > 0]
-    mean = {m: float(np.mean([s[m] for s in scored])) if scored else None for m in ("precision", "recall")}
-    return mean | {"support": int(np.mean([r["per_class"][cls]["support"] for r in done]))}
+    """A class's precision and recall, means over the seeds that define them: recall over those whose scored split
+    holds images of it (a seed without any has no recall, not a recall of 0, as `mean_recall` reads it), precision
+    over those that predicted it at all (a seed that never did has no precision: the page says "no score, not a
+    score of 0", and the run's report dashes it); None where no seed does."""
+    cells = [r["per_class"][cls] for r in done]
+    held = [c["recall"] for c in cells if c["support"] > 0]
+    # cells from before "predicted" was recorded count as predicting it (their precision was averaged as it stood)
+    precise = [c["precision"] for c in cells if c["support"] > 0 and (c.get("predicted") is None or c["predicted"])]
+    return {"precision": float(np.mean(precise)) if precise else None,
+            "recall": float(np.mean(held)) if held else None,
+            "support": int(np.mean([c["support"] for c in cells]))}
 
 
 def _lowest(values: list[float]) -> int | None:

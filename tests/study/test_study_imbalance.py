@@ -595,3 +595,22 @@ def test_a_study_extension_stopped_midway_keeps_the_finished_cells_results(pool,
     assert study.summary[0].seeds == [0, 1, 2]
     page = " ".join((out / "study.html").read_text().split())
     assert "3 of 4 runs finished" in page and "This study is partial" in page
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--configs", "none,none", "configs must be distinct configurations"),
+    ("--rhos", "1,,3", "rhos must be a comma-separated list of float values such as 1,3,7,15. Received: rhos='1,,3' "
+                       "(an item is empty)"),
+    ("--seeds", "0,1,", "seeds must be a comma-separated list of int values such as 0,1,2. Received: seeds='0,1,' "
+                        "(an item is empty)"),
+])
+def test_a_repeated_configuration_or_an_empty_list_item_is_refused(pool, tmp_path, flag, value, words):
+    """--configs none,none ran the grid with the second "skipped (finished)", and --rhos 1,,3 ran 1 and 3 without
+    a word, where --rhos 1,1 and --seeds 0,0 were refused."""
+    from imgclf.cli import app
+
+    result = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "s"), flag, value,
+                                      "--per-class", "8", "--model", "simple_cnn", "--epochs", "1", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "s" / "study.json").exists()

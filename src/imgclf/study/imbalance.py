@@ -111,8 +111,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     model = model or recipe_model or DEFAULT_MODEL
     check_overrides(overrides, protocol)
     rhos = _parse_rhos(rhos)
-    if not configs:
-        raise invalid("configs", list(configs), "at least one configuration such as none,reg,reg+bn")
+    if not configs or len(set(configs)) != len(configs):  # "none,none" ran the grid with the second "skipped"
+        raise invalid("configs", list(configs), "distinct configurations, at least one, such as none,reg,reg+bn")
     settings = {c: configuration_settings(c, model) for c in configs}
     try:
         seeds = [int(s) for s in seeds]

@@ -245,3 +245,26 @@ def test_a_training_ratio_that_drifted_from_its_rho_is_said_and_shown_per_run(st
     assert (f"same way. <strong>In 1 of {len(result['runs'])} runs the training split's ratio is more than 10 % "
             "off its ρ</strong> (ρ 3)") in text
     assert "(train ρ 4.5)" in text
+
+
+def test_each_class_has_its_own_line_style_in_the_per_class_recall_figure(study, tmp_path, monkeypatch):
+    """Every minority class was the same dashed red line and every majority one the same blue: the legend's entries
+    could not be told apart, and equal recalls hid each other's lines."""
+    import imgclf.study.figures as figures
+
+    drawn = {}
+
+    def keep(fig, path):
+        drawn["fig"] = fig
+        return path
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    _, result = study
+    figures.plot_class_recall(result, "none", tmp_path / "r.png")
+    lines = drawn["fig"].axes[0].get_lines()
+    styles = {(line.get_color(), line.get_marker()) for line in lines}
+    assert len(lines) == len(CLASSES) and len(styles) == len(CLASSES)
+    dashed = {line.get_label().removesuffix(" (minority)") for line in lines if line.get_linestyle() == "--"}
+    assert dashed == set(MINORITY)  # minority classes stay dashed
+    xs = {tuple(line.get_xdata()) for line in lines}
+    assert len(xs) == len(CLASSES)  # stepped sideways: equal values do not hide each other

@@ -206,6 +206,26 @@ def test_the_page_names_the_split_it_scored_and_what_was_imbalanced(study, tmp_p
     assert "<td class=\"\">–</td>" in text
 
 
+def test_a_flat_folder_studied_without_a_test_split_is_not_called_a_tree_without_test(study, tmp_path):
+    """--test-split 0 on a flat folder: the page said "a train/ and val/ tree without test/ ... give a flat folder",
+    of a flat folder, and then "the test split is drawn", "train + validation + test" and "the test split is never
+    used during training"."""
+    import copy
+    import shutil
+
+    out, result = study
+    result = copy.deepcopy(result)
+    result["scored"] = "validation"
+    StudyRecord.model_validate(result)
+    page = write_study_report(shutil.copytree(out, tmp_path / "s"), result)
+    text = " ".join(page.read_text().split())
+    assert "The runs drew no test split (test_split 0): every run is scored on its validation split" in text
+    assert "Leave test_split at its default (or above 0) for scores to quote" in text
+    assert "tree without test" not in text and "give a flat folder" not in text
+    assert "The validation split is drawn from each imbalanced subset" in text
+    assert "train + validation + test" not in text and "the test split is never used" not in text
+
+
 def test_scores_after_recomputed_batch_norms_are_marked_against_the_curves(study, tmp_path):
     """The tables score the last weights after their BatchNorm statistics were recomputed, the curves each epoch
     with the running ones: in short runs a curve ended at 0.12 beside a table's 0.36, and nothing said why."""

@@ -77,9 +77,10 @@ _SINGLE_ANSWER = '''    best = probabilities.argmax(1)
     return [("unknown" if u else CLASSES[b], CLASSES[b], float(p[b]), float(s))
             for b, p, s, u in zip(best, probabilities, score, unknown)]  # label, best class, probability, score
 '''
-_MULTILABEL_ANSWER = '''    # each label's threshold, in CLASSES order
+_MULTILABEL_ANSWER = '''    # each label's threshold, in CLASSES order; the labels carried, most probable first, as imgclf lists them
     cutoffs = np.array({thresholds!r})
-    return [[c for c, on in zip(CLASSES, row >= cutoffs) if on] for row in probabilities]
+    return [[(CLASSES[k], float(row[k])) for k in np.argsort(-row, kind="stable") if row[k] >= cutoffs[k]]
+            for row in probabilities]
 '''
 _PT2_EXAMPLE = '''import numpy as np
 import torch

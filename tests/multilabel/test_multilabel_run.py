@@ -347,8 +347,10 @@ def test_onnx_export_has_sigmoid_outputs_and_the_thresholds(ml_run, monkeypatch)
     page = run.path / "export" / "model.onnx.md"
     assert "| label | threshold |" in page.read_text()
     theirs = run_page_example(page, images, monkeypatch)
-    assert theirs == [[name for name, _ in sorted(o.labels, key=lambda item: onnx_clf.classes.index(item[0]))]
-                      for o in onnx_preds]
+    # the labels carried, most probable first, with their probabilities: as imgclf lists them
+    assert [[name for name, _ in labels] for labels in theirs] == [[name for name, _ in o.labels] for o in onnx_preds]
+    assert all(np.allclose([p for _, p in labels], [p for _, p in o.labels], atol=1e-5)
+               for labels, o in zip(theirs, onnx_preds))
     assert any(len(labels) > 1 for labels in theirs)
 
 

@@ -185,3 +185,17 @@ def test_an_outlier_is_not_also_a_likely_label_error(audited, tmp_path, monkeypa
     assert first in {o.path for o in record.outliers}
     assert first not in {i.path for i in record.label_issues}
     assert [i.path for i in record.label_issues] == [i.path for i in result.record.label_issues][1:]
+
+
+def test_the_page_says_when_it_shows_only_the_first_pixel_issues(audited, monkeypatch, tmp_path):
+    """The console, audit.json and the summary said 35 pixel issues, the page showed 24 cards and no word of the
+    rest, where its duplicate and label-error sections say "the first N of M are shown"."""
+    import imgclf.audit.report as report
+
+    _, result = audited
+    assert len(result.record.pixel_issues) == 2
+    monkeypatch.setattr(report, "SHOWN_OUTLIERS", 1)
+    from dataclasses import replace
+
+    page = " ".join(report.write_audit_page(replace(result, folder=tmp_path)).read_text().split())
+    assert "The first 1 of 2 are shown; all are in audit.json." in page

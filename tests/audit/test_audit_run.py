@@ -158,3 +158,25 @@ def test_a_test_image_linked_to_a_training_image_keeps_each_path_in_its_own_spli
     other = data / "test" / "dog" / "dog_000.png"
     alias = run_split(run.path, [str(tmp_path / "alias" / "test" / "dog" / "dog_000.png")])
     assert list(alias.splits) == ["test"] and other.exists()
+
+
+def test_a_run_without_its_weights_is_refused_before_any_work(image_folder, tiny_run, tmp_path, monkeypatch):
+    """The run's network gives the features: a run without model.safetensors was refused only after the decode, the
+    hashes and the duplicate search (minutes on a large folder)."""
+    import shutil
+
+    import pytest
+
+    from imgclf.audit import audit, pipeline
+    from imgclf.errors import ImgclfError
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / "model.safetensors").unlink()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before the run was checked")
+
+    monkeypatch.setattr(pipeline, "load_images", no_decoding)
+    with pytest.raises(ImgclfError, match=r"run must be a run directory containing model.safetensors.*no "
+                                          r"model.safetensors"):
+        audit(image_folder, run=run, out=tmp_path / "a")

@@ -125,6 +125,10 @@ def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, r
         path = path_argument("run", run, "a run directory's path (str or os.PathLike)")
         if not path.is_dir():
             raise bad_path("run", path, "a run directory", "a file" if path.exists() else "no such folder")
+        # its features come from its network: refused before the decode and the duplicate search (minutes on a
+        # large folder), where loading it first found the weights missing
+        if not (path / "model.safetensors").is_file():
+            raise bad_path("run", path, "a run directory containing model.safetensors", "no model.safetensors")
 
 
 def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: str | os.PathLike | None = None,

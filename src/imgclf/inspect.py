@@ -104,14 +104,15 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
 def _audit_summary(scan: Any) -> dict[str, Any] | None:
     """The folder's last `imgclf audit`: its counts when still fresh (same files, sizes and times), else only
     that it is stale; None when there is none."""
-    from .audit.freshness import FRESH, latest_audit
+    from .audit.freshness import FRESH, RUN_CHANGED, latest_audit
 
     found = latest_audit(scan)
     if found is None:
         return None
     status, path, record = found
-    out: dict[str, Any] = {"status": status, "path": str(path), "created": record.created,
-                           "run": record.settings.run}
+    out: dict[str, Any] = {"status": "stale" if status == RUN_CHANGED else status, "path": str(path),
+                           "created": record.created, "run": record.settings.run,
+                           "run_changed": status == RUN_CHANGED}
     if status == FRESH:
         out.update(counts=record.counts.model_dump(), leakage=record.leakage, features=record.features.source,
                    accuracy=record.features.accuracy, label_errors_checked=record.features.folds > 0,
@@ -192,6 +193,8 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
                                 summary["layout"] == "flat" and audit["splits"] != "run"):
             console.print(f"  {line}")
     elif audit is not None:
-        console.print(f"audit of {audit['created']} is stale: the folder changed since (run `imgclf audit` again)")
+        what = f"run {console_text(audit['run'])} was trained again" if audit.get("run_changed") else \
+            "the folder changed"
+        console.print(f"audit of {audit['created']} is stale: {what} since (run `imgclf audit` again)")
     for p in summary.get("plots", []):
         console.print(f"figure: {console_text(p)}")

@@ -180,3 +180,31 @@ def test_a_run_without_its_weights_is_refused_before_any_work(image_folder, tiny
     with pytest.raises(ImgclfError, match=r"run must be a run directory containing model.safetensors.*no "
                                           r"model.safetensors"):
         audit(image_folder, run=run, out=tmp_path / "a")
+
+
+def test_inspect_calls_an_audit_stale_once_its_run_is_trained_again(image_folder, tiny_run, tmp_path, monkeypatch):
+    """An audit judged with --run reads the run's features and split: after the run was trained again (a new split,
+    other weights) inspect still showed its leakage, 23 where a new audit found 0."""
+    import json
+    import os
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    runner = CliRunner()
+    audited = runner.invoke(app, ["audit", str(image_folder), "--run", str(run), "--out", str(tmp_path / "a")])
+    assert audited.exit_code == 0, audited.output
+    shown = json.loads(runner.invoke(app, ["inspect", str(image_folder), "--json"]).output)["audit"]
+    assert shown["status"] == "fresh" and "counts" in shown
+    weights = run / "model.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # trained again
+    stale = runner.invoke(app, ["inspect", str(image_folder)])
+    assert f"is stale: run {run} was trained again since" in " ".join(stale.output.split())
+    assert "duplicates:" not in stale.output
+    assert json.loads(runner.invoke(app, ["inspect", str(image_folder), "--json"]).output)["audit"]["status"] == \
+        "stale"

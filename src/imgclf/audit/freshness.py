@@ -2,8 +2,9 @@
 
 An audit records the folder's fingerprint: a hash of the relative path, size and modification time of every
 file the scan finds (images and skipped files alike). It is fresh while a new scan gives the same fingerprint;
-adding, removing, moving or editing any file makes it stale. Reading sizes and times costs a stat per file, no
-decoding, so `imgclf inspect` can check it every time.
+adding, removing, moving or editing any file makes it stale. An audit judged with --run also records its run's
+files (`run_fingerprint`): a run trained again since makes it stale too. Reading sizes and times costs a stat per
+file, no decoding, so `imgclf inspect` can check it every time.
 
 `imgclf audit` may write anywhere (--out), so it leaves a pointer in the cache folder keyed by the folder's
 real path (symbolic links resolved, as the audit records the folder, so that a link and its target agree): `$IMGCLF_CACHE/audits/<hash>.json` -> the audit.json it wrote last.
@@ -20,7 +21,10 @@ from ..data.cache import default_cache_dir
 from ..data.folder import FolderScan
 from ..io import read_json, write_json
 
-FRESH, STALE = "fresh", "stale"
+FRESH, STALE, RUN_CHANGED = "fresh", "stale", "run changed"
+
+# what an audit with --run read of the run: its network (features) and its split (leakage)
+RUN_FILES = ("model.safetensors", "model.json", "dataset.json")
 
 
 def data_fingerprint(scan: FolderScan) -> dict[str, Any]:
@@ -40,6 +44,19 @@ def data_fingerprint(scan: FolderScan) -> dict[str, Any]:
     return {"files": len(entries), "digest": digest.hexdigest()[:32]}
 
 
+def run_fingerprint(run_dir: str | os.PathLike) -> str:
+    """A hash of the size and modification time of the run's RUN_FILES ("missing" for one gone): the run an audit
+    judged the folder with, as the audit saw it."""
+    digest = hashlib.sha256()
+    for name in RUN_FILES:
+        try:
+            st = os.stat(Path(run_dir) / name)
+            digest.update(f"{name}|{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{name}|missing\n".encode())
+    return digest.hexdigest()[:32]
+
+
 def pointer_path(root: str | os.PathLike) -> Path:
     key = hashlib.sha256(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()[:24]
     return default_cache_dir() / "audits" / f"{key}.json"
@@ -55,8 +72,8 @@ def remember(root: str | os.PathLike, audit_json: str | os.PathLike) -> None:
 
 
 def latest_audit(scan: FolderScan) -> tuple[str, Path, Any] | None:
-    """(FRESH or STALE, path of audit.json, its AuditRecord) of the folder's last audit; None when it has
-    none, or when that file is gone or no longer reads as an audit."""
+    """(FRESH, STALE or RUN_CHANGED, path of audit.json, its AuditRecord) of the folder's last audit; None when it
+    has none, or when that file is gone or no longer reads as an audit."""
     from pydantic import ValidationError
 
     from ..records import AuditRecord
@@ -69,5 +86,9 @@ def latest_audit(scan: FolderScan) -> tuple[str, Path, Any] | None:
         return None
     if os.path.realpath(record.root) != os.path.realpath(scan.root):
         return None
-    fresh = record.fingerprint.model_dump() == data_fingerprint(scan)
-    return (FRESH if fresh else STALE), path, record
+    stored = record.fingerprint
+    if {"files": stored.files, "digest": stored.digest} != data_fingerprint(scan):
+        return STALE, path, record
+    if stored.run is not None and record.settings.run and stored.run != run_fingerprint(record.settings.run):
+        return RUN_CHANGED, path, record  # trained again since: its features, split and leakage are others
+    return FRESH, path, record

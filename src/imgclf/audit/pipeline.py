@@ -218,7 +218,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
 
     from .._version import __version__
     from ..records import AuditRecord
-    from .freshness import data_fingerprint, remember
+    from .freshness import data_fingerprint, remember, run_fingerprint
 
     record = AuditRecord.model_validate({
         "root": str(Path(data).resolve()),
@@ -226,7 +226,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         "classes": images.classes,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "imgclf_version": __version__,
-        "fingerprint": data_fingerprint(scan),
+        "fingerprint": {**data_fingerprint(scan), "run": run_fingerprint(run) if run is not None else None},
         "settings": {"img_size": images.img_size, "color": images.color, "interpolation": images.interpolation,
                      "run": str(Path(run).resolve()) if run is not None else None, "splits": split_source,
                      "folds": folds, "seed": seed,

@@ -106,6 +106,10 @@ class AuditFingerprint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     files: int = Field(ge=0)
     digest: str = Field(min_length=1)
+    run: str | None = Field(None, description=(
+        "With --run: a hash of the size and modification time of the run's model.safetensors, model.json and "
+        "dataset.json, whose features and split the audit read; a run trained again makes the audit stale. None "
+        "without a run, and in audits written before the field."))
 
 
 class AuditRecord(Record):

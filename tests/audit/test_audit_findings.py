@@ -199,3 +199,26 @@ def test_the_page_says_when_it_shows_only_the_first_pixel_issues(audited, monkey
 
     page = " ".join(report.write_audit_page(replace(result, folder=tmp_path)).read_text().split())
     assert "The first 1 of 2 are shown; all are in audit.json." in page
+
+
+def test_a_label_error_list_from_a_model_at_chance_is_cautioned(audited, tmp_path):
+    """Two classes of five images: 2 "likely label errors" at 50 % out-of-fold accuracy, a list of noise shown as
+    findings. Near the largest class's share the list now carries a caution; on learnable data it does not."""
+    from PIL import Image
+
+    from imgclf.audit import audit
+    from imgclf.audit.pipeline import near_chance
+
+    assert "near chance" in near_chance(0.55, np.array([0] * 5 + [1] * 5))
+    assert near_chance(0.75, np.array([0] * 5 + [1] * 5)) == ""
+    assert "near chance" in near_chance(0.85, np.array([0] * 8 + [1] * 2))  # 80 % by saying the larger class
+    _, result = audited
+    assert result.record.features.accuracy > 0.8 and "near chance" not in result.record.features.note
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):  # the same kind of picture under both labels: nothing to learn
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for k in range(6):
+            Image.fromarray(rng.integers(90, 110, (16, 16), dtype=np.uint8)).save(tmp_path / "d" / cls / f"{k}.png")
+    record = audit(tmp_path / "d", out=tmp_path / "a").record
+    assert "near chance" in record.features.note
+    assert "near chance" in (tmp_path / "a" / "audit.html").read_text()

@@ -109,6 +109,24 @@ def feature_dims(smallest_class: int) -> int:
 MAX_IMG_SIZE = 512
 
 
+# out-of-fold accuracy within this of the majority class's share: the quick model learnt next to nothing
+NEAR_CHANCE_MARGIN = 0.1
+
+
+def near_chance(accuracy: float, labels: np.ndarray) -> str:
+    """A caution for the label-error list where the model that judged the labels scored near chance (at most the
+    largest class's share plus NEAR_CHANCE_MARGIN): its suspects are then mostly noise (2 of 10 listed at 50 %
+    on two classes). Empty otherwise."""
+    if not len(labels) or not np.isfinite(accuracy):
+        return ""
+    majority = float(np.bincount(labels).max() / len(labels))
+    if accuracy > majority + NEAR_CHANCE_MARGIN:
+        return ""
+    return (f"the quick model's out-of-fold accuracy, {100 * accuracy:.1f} %, is near chance (the largest class is "
+            f"{100 * majority:.1f} % of the images): its list says little; --run RUN judges on a trained network's "
+            "features")
+
+
 def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, run: Any) -> None:
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise invalid("folds", folds, "a whole number >= 2")
@@ -209,6 +227,9 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         if small:
             note = (f"label errors not looked for in {len(small)} class{'es' if len(small) > 1 else ''} with fewer "
                     f"than {MIN_PER_CLASS} images: {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}")
+        chance = near_chance(issues.accuracy, images.labels[judged])
+        if chance:
+            note = f"{note}; {chance}" if note else chance
     lap("label_errors")
     outliers = feature_outliers(distance, features.residual)
     # at the files' own size where they were enlarged to decode (the comparison pixels): an enlarged static is

@@ -207,7 +207,7 @@ def test_a_label_error_list_from_a_model_at_chance_is_cautioned(audited, tmp_pat
     from PIL import Image
 
     from imgclf.audit import audit
-    from imgclf.audit.pipeline import near_chance
+    from imgclf.audit.label_errors import near_chance
 
     assert "near chance" in near_chance(0.55, np.array([0] * 5 + [1] * 5))
     assert near_chance(0.75, np.array([0] * 5 + [1] * 5)) == ""

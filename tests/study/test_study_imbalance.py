@@ -380,7 +380,7 @@ def test_s4_protocol_records_train_and_test_curves_per_epoch(s4_study):
 def test_s4_protocols_lowest_test_loss_column_is_where_the_test_loss_is_lowest(s4_study, tmp_path):
     """s4 keeps the last epoch, as S4 did: the page's "lowest test loss" column showed that kept epoch whatever the
     curve did."""
-    from imgclf.study.imbalance import read_cell
+    from imgclf.study.cells import read_cell
 
     out, study = s4_study
     run = shutil.copytree(out / study["runs"][0]["run"], tmp_path / "run")

@@ -122,3 +122,21 @@ def find_label_issues_among(features: np.ndarray, labels: np.ndarray, num_classe
     whole = LabelIssues(probabilities, part.thresholds, suggested, flagged, confidence, keep[part.ranking],
                         part.folds, part.accuracy)
     return whole, oof, keep
+
+
+# out-of-fold accuracy within this of the majority class's share: the quick model learnt next to nothing
+NEAR_CHANCE_MARGIN = 0.1
+
+
+def near_chance(accuracy: float, labels: np.ndarray) -> str:
+    """A caution for the label-error list where the model that judged the labels scored near chance (at most the
+    largest class's share plus NEAR_CHANCE_MARGIN): its suspects are then mostly noise (2 of 10 listed at 50 %
+    on two classes). Empty otherwise."""
+    if not len(labels) or not np.isfinite(accuracy):
+        return ""
+    majority = float(np.bincount(labels).max() / len(labels))
+    if accuracy > majority + NEAR_CHANCE_MARGIN:
+        return ""
+    return (f"the quick model's out-of-fold accuracy, {100 * accuracy:.1f} %, is near chance (the largest class is "
+            f"{100 * majority:.1f} % of the images): its list says little; --run RUN judges on a trained network's "
+            "features")

@@ -27,7 +27,7 @@ from ..notices import warn
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
 from .flags import group_flags, leakage_counts
 from .images import AuditImages, load_images
-from .label_errors import MIN_PER_CLASS, QUICK_MODEL, LabelIssues, find_label_issues_among
+from .label_errors import MIN_PER_CLASS, QUICK_MODEL, LabelIssues, find_label_issues_among, near_chance
 from .summary import NOT_CHECKED
 from .outliers import (OUTLIER_Z, Outliers, PixelStats, class_distance, feature_outliers, pixel_stats,
                        quality_issues)
@@ -107,24 +107,6 @@ def feature_dims(smallest_class: int) -> int:
 # Every image is held in memory at the decode size: 70,000 images at 512 x 512 RGB are 55 GB, so larger sizes can
 # only exhaust memory; the comparisons read at most 32 x 32 and the quick model 64 x 64 anyway.
 MAX_IMG_SIZE = 512
-
-
-# out-of-fold accuracy within this of the majority class's share: the quick model learnt next to nothing
-NEAR_CHANCE_MARGIN = 0.1
-
-
-def near_chance(accuracy: float, labels: np.ndarray) -> str:
-    """A caution for the label-error list where the model that judged the labels scored near chance (at most the
-    largest class's share plus NEAR_CHANCE_MARGIN): its suspects are then mostly noise (2 of 10 listed at 50 %
-    on two classes). Empty otherwise."""
-    if not len(labels) or not np.isfinite(accuracy):
-        return ""
-    majority = float(np.bincount(labels).max() / len(labels))
-    if accuracy > majority + NEAR_CHANCE_MARGIN:
-        return ""
-    return (f"the quick model's out-of-fold accuracy, {100 * accuracy:.1f} %, is near chance (the largest class is "
-            f"{100 * majority:.1f} % of the images): its list says little; --run RUN judges on a trained network's "
-            "features")
 
 
 def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, run: Any) -> None:

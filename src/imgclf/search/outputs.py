@@ -6,6 +6,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from ..evaluation.interpret import accuracy_beside_val
@@ -89,6 +90,28 @@ def tune_record(folder: Path, study: Any, search: dict[str, Any], trials: int, b
         seconds_used=round(seconds_used, 1), stopped=stop_reason, space=search["space"],
         trials=[_trial(t) for t in study.get_trials(deepcopy=False)],
         best=chosen, importances=importances(study) if final else None)
+
+
+def evaluate_best(run_dir: Path, say: Callable[[str], None], report: bool = True) -> None:
+    """The chosen trial alone meets the test split: metrics.json, then (`report`) its report.html."""
+    from ..evaluation.report import write_report
+    from ..evaluation.run_eval import evaluate_run
+    from ..pipeline.card import headline
+    from ..records import RunDir
+
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    # before, not after: the accuracies are the search's summary, which its caller prints (the CLI on stdout)
+    say(f"testing {run_dir.name}, the best on validation, on the test split")
+    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
+                           budget_bytes=cfg.cache_budget_bytes, progress=False)
+    card = run.read_card()
+    val = card.metrics.val_accuracy
+    card.metrics = headline(metrics, run.read_history(), card.training)
+    card.metrics.val_accuracy = val
+    run.write_card(card)
+    if report:
+        write_report(run_dir)
 
 
 # ------------------------------------------------------------------------------------------- figures

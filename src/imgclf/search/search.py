@@ -351,7 +351,7 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     from optuna.trial import TrialState
 
     from ..records import RunDir
-    from .outputs import best_settings, write_page
+    from .outputs import best_settings, evaluate_best, write_page
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
@@ -372,33 +372,11 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     # again where a Ctrl-C cut the testing after metrics.json: its card and report were never written, and a
     # resume that saw metrics.json left them so (the same trial, the same test images)
     if not run.has("metrics.json") or (report and not run.has("report.html")):
-        _test_best(best_run, say, report)
+        evaluate_best(best_run, say, report)
     best_settings(folder / BEST_FILE, run, search["settings"].get("time_limit"))
     record = _write_record(folder, study, search, trials, budget, stop_reason)
     write_page(folder / HTML_FILE, record, study)
     return TuneResult(folder, best_run, best.value, dict(best.params), record)
-
-
-def _test_best(run_dir: Path, say: Callable[[str], None], report: bool = True) -> None:
-    """The chosen trial alone meets the test split: metrics.json, then (`report`) its report.html."""
-    from ..evaluation.report import write_report
-    from ..evaluation.run_eval import evaluate_run
-    from ..pipeline.card import headline
-    from ..records import RunDir
-
-    run = RunDir(run_dir)
-    cfg = run.read_config()
-    # before, not after: the accuracies are the search's summary, which its caller prints (the CLI on stdout)
-    say(f"testing {run_dir.name}, the best on validation, on the test split")
-    metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
-                           budget_bytes=cfg.cache_budget_bytes, progress=False)
-    card = run.read_card()
-    val = card.metrics.val_accuracy
-    card.metrics = headline(metrics, run.read_history(), card.training)
-    card.metrics.val_accuracy = val
-    run.write_card(card)
-    if report:
-        write_report(run_dir)
 
 
 def stderr_log(line: str) -> None:

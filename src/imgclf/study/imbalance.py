@@ -24,8 +24,8 @@ import numpy as np
 
 from ..errors import invalid
 from ..io import outside_data
-from ..records import RunDir
 from ..stats import mean_std
+from .cells import read_cell
 from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
                              configuration_settings, held_out)
 from .files import read_study, write_study
@@ -260,59 +260,6 @@ def _run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, se
 # ---------------------------------------------------------------------------------------------------
 # Reading the grid back from the run directories
 # ---------------------------------------------------------------------------------------------------
-def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard") -> dict[str, Any] | None:
-    """One finished run's numbers (plain values, for study.json), or None while it has no metrics.json.
-
-    The held-out curves are named for what they are: val_loss / val_acc, or test_loss / test_acc under protocol
-    s4 (history.csv's val_* columns, whose split is the test split there); `sizes` likewise."""
-    from ..evaluation.interpret import mean_recall, overfitting_onset
-
-    run = RunDir(run_dir)
-    if not run.has("metrics.json"):
-        return None
-    metrics = run.read_metrics()
-    training = run.read_card().training if run.has("model.json") else None
-    history = run.read_history()
-    per_class = metrics.per_class
-    # how often each class was predicted (the confusion matrix's columns): a class never predicted has no precision
-    predicted = np.asarray(metrics.confusion).sum(0) if len(metrics.confusion) == len(per_class) else None
-    majority = [c for c in per_class if c not in minority]
-    held = held_out(protocol)
-    curves = {name: [r.value(column) for r in history]
-              for name, column in (("loss", "loss"), ("acc", "acc"), (f"{held}_loss", "val_loss"),
-                                   (f"{held}_acc", "val_acc"))}
-    dataset = run.read_dataset() if run.has("dataset.json") else None
-    sizes = dataset.sizes if dataset else {}
-    train_counts = [n for n in (dataset.counts.get("train", {}) if dataset else {}).values()]
-    if protocol == "s4":
-        sizes = {"test" if k == "val" else k: v for k, v in sizes.items()}
-    return {
-        "accuracy": metrics.accuracy,
-        "macro_recall": metrics.macro.recall,
-        "minority_recall": mean_recall(per_class, minority),
-        "majority_recall": mean_recall(per_class, majority),
-        "worst_class": metrics.worst_class.model_dump() if metrics.worst_class else None,
-        "test_images": metrics.count,
-        # under s4 the held-out split is the test split, which metrics.json (written by the run) calls val
-        "split": held if metrics.split == "val" else metrics.split,
-        "sizes": dict(sizes),
-        "per_class": {c: {"precision": v.precision, "recall": v.recall, "support": v.support,
-                          "predicted": int(predicted[i]) if predicted is not None else None}
-                      for i, (c, v) in enumerate(per_class.items())},
-        "epochs": len(history),
-        # s4 keeps the last epoch, as S4 did: its column is the epoch of the lowest test loss, which the kept one is not
-        "best_epoch": _lowest(curves["test_loss"]) if protocol == "s4" else training.best_epoch if training else None,
-        "train_seconds": training.train_seconds if training else None,
-        "final_train_acc": _last(curves["acc"]),
-        f"final_{held}_acc": _last(curves[f"{held}_acc"]),
-        "overfitting_onset": overfitting_onset(curves["loss"], curves[f"{held}_loss"]),
-        "batch_norm_images": training.batch_norm_images if training else None,
-        "train_rho": (round(max(train_counts) / min(train_counts), 4) if train_counts and min(train_counts) > 0
-                      else None),
-        "curves": {k: [None if not math.isfinite(v) else round(v, 6) for v in vals] for k, vals in curves.items()},
-    }
-
-
 def _class_scores(done: list[dict[str, Any]], cls: str) -> dict[str, Any]:
     """A class's precision and recall, means over the seeds that define them: recall over those whose scored split
     holds images of it (a seed without any has no recall, not a recall of 0, as `mean_recall` reads it), precision
@@ -325,17 +272,6 @@ def _class_scores(done: list[dict[str, Any]], cls: str) -> dict[str, Any]:
     return {"precision": float(np.mean(precise)) if precise else None,
             "recall": float(np.mean(held)) if held else None,
             "support": int(np.mean([c["support"] for c in cells]))}
-
-
-def _lowest(values: list[float]) -> int | None:
-    """The 1-based epoch of the lowest finite value (the first of a tie), None without one."""
-    finite = [(v, i) for i, v in enumerate(values, 1) if math.isfinite(v)]
-    return min(finite)[1] if finite else None
-
-
-def _last(values: list[float]) -> float | None:
-    finite = [v for v in values if math.isfinite(v)]
-    return finite[-1] if finite else None
 
 
 def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float, dict[str, Any]],

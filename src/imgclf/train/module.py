@@ -92,15 +92,15 @@ def gather_rows(module: L.LightningModule, outputs: list[tuple[torch.Tensor, tor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The (N, K) pairs of every process's `outputs`, concatenated, on the CPU: all_gather needs equal shapes,
     so each process's row and column counts go first and its rows are padded to the largest."""
-    pairs = [torch.cat(part) for part in zip(*outputs)] if outputs else [torch.zeros(0, 0), torch.zeros(0, 0)]
+    pairs = [torch.cat(part).float() for part in zip(*outputs)] if outputs else [torch.zeros(0, 0)] * 2
     if module.trainer.world_size == 1:
-        return pairs[0], pairs[1]
+        return pairs[0].cpu(), pairs[1].cpu()
     sizes = module.all_gather(torch.tensor(pairs[0].shape, device=module.device)).view(-1, 2).cpu()
     rows, cols = int(sizes[:, 0].max()), int(sizes[:, 1].max())
     gathered = []
     for part in pairs:
-        padded = torch.zeros(rows, cols, dtype=torch.float32)
-        padded[: part.shape[0], : part.shape[1]] = part.float()
+        padded = torch.zeros(rows, cols, dtype=torch.float32, device=module.device)
+        padded[: part.shape[0], : part.shape[1]] = part
         every = module.all_gather(padded.to(module.device)).view(-1, rows, cols).cpu()
         gathered.append(torch.cat([every[r, : int(sizes[r, 0])] for r in range(len(sizes))]))
     return gathered[0], gathered[1]
@@ -268,7 +268,8 @@ class ImageClassifierModule(L.LightningModule):
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
         if self.multilabel:
-            self._val_outputs.append((torch.sigmoid(logits.detach().float()).cpu(), y.detach().cpu()))
+            # kept on the device: a copy to the host per batch would wait for a GPU at every validation step
+            self._val_outputs.append((torch.sigmoid(logits.detach().float()), y.detach()))
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = []

@@ -124,8 +124,8 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
     """`prepare_data` for an index file: the images decoded once, test then val held out (iterative
     stratification), the rest train. group_duplicates: as `prepare_data`'s, a drawn split keeps each near-duplicate
     group whole, and splits the index names are checked for leaks. recorded: as `prepare_data`'s, the split an
-    earlier run drew, kept where it names every image (a resume keeps its split whichever release drew it). Folds and class selection are not applied to
-    multi-label data yet; asking for them is refused rather than ignored."""
+    earlier run drew, kept where it names every image (a resume keeps its split whichever release drew it). Folds
+    and class selection are not applied to multi-label data yet; asking for them is refused rather than ignored."""
     if fold is not None:
         refuse_folds(fold[1])
     if selection is not None and (selection.classes or selection.drop_classes or selection.per_class_max):
@@ -176,8 +176,8 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
         val_source = f"{val_split:g} of {labelled.path.name} ({stratified})"
     kept = [recorded.get(os.path.abspath(labelled.files[i])) for i in ok] if recorded is not None else [None]
     if None not in kept:  # every image where the earlier run put it (an older release may have drawn otherwise)
-        column = np.asarray(kept, dtype=object)
-        splits = {name: split(np.flatnonzero(column == name)) for name in splits}
+        drawn_before = np.asarray(kept, dtype=object)
+        splits = {name: split(np.flatnonzero(drawn_before == name)) for name in splits}
     if len(splits["val"]) == 0:
         raise invalid("val_split", val_split, "> 0 with enough images to hold some out",
                       note="the validation split is empty")

@@ -391,3 +391,24 @@ def test_a_multi_label_map_of_a_label_given_names_it_a_label_with_its_probabilit
                               label="red", multilabel=True)
     assert drawn["samples"][0]["caption"].split("\n")[-1] == "map: red 0.40"
     assert drawn["target"] == "the label 'red'"
+
+
+def test_explaining_as_many_files_as_the_figure_draws_still_points_to_max_images(tiny_run, tmp_path, monkeypatch):
+    """At the default --max-images, equal to what the figure draws, the command said "the lines above show the
+    rest" of files it had neither explained nor printed (48 of 183)."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    import imgclf.evaluation.explain as explain
+    from imgclf.cli import app
+
+    monkeypatch.setattr(explain, "FIGURE_IMAGES", 2)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k in range(4):
+        Image.new("RGB", (16, 16), (40 * k, 90, 200)).save(folder / f"{k}.png")
+    result = CliRunner().invoke(app, ["explain", str(tiny_run), str(folder), "-o", str(tmp_path / "f.png"),
+                                      "--max-images", "2"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "the first 2 of 4 files; --max-images explains more" in text, text
+    assert "the lines above show the rest" not in text

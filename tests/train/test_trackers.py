@@ -212,3 +212,26 @@ def test_resumed_csv_drops_the_steps_the_resumed_run_trains_again(tmp_path):
     writer.log_metrics({"step_loss": 0.3, "epoch": 1}, 8)
     writer.save()  # later saves append, as Lightning's
     assert [int(r["step"]) for r in csv.DictReader(path.open())][-2:] == [7, 8]
+
+
+def test_a_missing_tracker_package_is_refused_before_overwrite_removes_the_run(data, tmp_path, monkeypatch):
+    """Without imgclf[track], `--logger mlflow --overwrite` on a finished run removed the run, then refused the
+    logger, leaving a stub (config.yaml, dataset.json) that refused the corrected command's --out."""
+    import sys
+
+    from imgclf.errors import ImgclfError
+
+    out = tmp_path / "r"
+    imgclf.fit(data=str(data), out=str(out), **{**BASE, "epochs": 1})
+    before = sorted(p.name for p in out.iterdir())
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # find_spec("mlflow") is then None: as if not installed
+    import importlib.util
+
+    assert importlib.util.find_spec("mlflow") is None
+    with pytest.raises(ImgclfError, match=r"logger must be a tracker whose package is installed.*imgclf\[track\]"):
+        imgclf.fit(data=str(data), out=str(out), logger=["mlflow"], overwrite=True, **{**BASE, "epochs": 1})
+    assert sorted(p.name for p in out.iterdir()) == before  # the finished run is whole
+    fresh = tmp_path / "new"
+    with pytest.raises(ImgclfError):
+        imgclf.fit(data=str(data), out=str(fresh), logger=["mlflow"], **{**BASE, "epochs": 1})
+    assert not fresh.exists() or not any(fresh.iterdir())  # no stub to refuse the corrected command

@@ -170,12 +170,12 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
         _exit_none_readable(len(explanations))
     plot_explanations(explanations, output, label=label, multilabel=multilabel)
     drawn = min(readable, FIGURE_IMAGES)
-    more = "; --max-images explains more" if len(explanations) < FIGURE_IMAGES else \
-        f"; the figure draws at most {FIGURE_IMAGES}, the lines above show the rest"
-    notes = [f"the first {len(explanations):,} of {len(names):,} files{more}"] \
+    # files beyond --max-images were neither explained nor printed: at exactly 48 this said "the lines above
+    # show the rest" of 135 files never explained
+    notes = [f"the first {len(explanations):,} of {len(names):,} files; --max-images explains more"] \
         if len(names) > len(explanations) else []
     if drawn < readable:
-        notes.append(f"{drawn} of the {readable:,} explained drawn")
+        notes.append(f"{drawn} of the {readable:,} explained drawn, the lines above show the rest")
     typer.echo(f"figure: {output}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 

@@ -161,9 +161,10 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         cfg = cfg.model_copy(update={"lr_auto": False})
     check_engine(cfg.accelerator, cfg.strategy, cfg.precision)
     check_launch(cfg.devices, cfg.num_nodes)
-    if "mlflow" in cfg.logger and cfg.mlflow_uri and hardware.launch_rank() == 0:
-        from ..train.trackers import check_tracking_server
+    from ..train.trackers import check_tracking_server, require_tracker_packages
 
+    require_tracker_packages(cfg)  # before the run's folder is written, or a run it replaces removed
+    if "mlflow" in cfg.logger and cfg.mlflow_uri and hardware.launch_rank() == 0:
         check_tracking_server(cfg.mlflow_uri)  # before the run's folder is written
     info = get_model_info(cfg.model)
     # checks transfer settings before any data is decoded; a resume's checkpoint holds the pretrained tensors (a
@@ -285,8 +286,14 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
                            run_dir, resolved)
     from ..train.trackers import log_config, log_final, make_loggers
 
-    loggers = make_loggers(resolved, run_dir, resume)
-    log_config(loggers, resolved, resume)
+    try:
+        loggers = make_loggers(resolved, run_dir, resume)
+        log_config(loggers, resolved, resume)
+    except BaseException:  # a tracker's store that cannot be opened: no stub left to refuse the corrected --out
+        if is_launch_zero and not resume and not run.has("history.csv"):
+            for name in ("config.yaml", "dataset.json"):
+                run.file(name).unlink(missing_ok=True)
+        raise
     try:
         result = train_model(resolved, data, model, run_dir, checkpoint, loggers, callbacks,
                              budget_spent=sizing.counted_seconds if sizing else 0.0)

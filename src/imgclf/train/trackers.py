@@ -54,6 +54,14 @@ def make_loggers(cfg: TrainConfig, run_dir: Path, resume: bool) -> list[Any]:
     return loggers
 
 
+def require_tracker_packages(cfg: TrainConfig) -> None:
+    """Each asked tracker's package is installed: checked before the run's folder is touched (a missing one was
+    found after --overwrite had removed the run it replaced, and left a stub that refused the corrected command)."""
+    for name in dict.fromkeys(cfg.logger):
+        if name in ("tensorboard", "mlflow"):
+            _require(name, name)
+
+
 def _require(module: str, tracker: str) -> None:
     import importlib.util
 

@@ -24,7 +24,7 @@ def test_losses_include_the_keras_l2_penalty_as_keras_reports_them():
     model = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     module = ImageClassifierModule(model, {"data": "unused"}, mean=[0.0], std=[1.0])
     logged = {}
-    module.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)  # validation logs Metric objects
     pixels = torch.randint(0, 256, (6, 8, 8, 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
     target = torch.arange(6) % 3
     with torch.no_grad():
@@ -33,7 +33,7 @@ def test_losses_include_the_keras_l2_penalty_as_keras_reports_them():
     with torch.no_grad():  # as Lightning validates
         module.validation_step((pixels, target), 0)
     module._trainer = SimpleNamespace(loggers=[], current_epoch=0, global_rank=0)  # all training_step asks of one
-    assert logged["val_loss"] == pytest.approx(float(cross_entropy) + penalty, rel=1e-5)
+    assert float(logged["val_loss"].compute()) == pytest.approx(float(cross_entropy) + penalty, rel=1e-5)
     module.training_step((pixels, target), 0)
     loss_sum, _, seen = module.epoch_sums.tolist()
     assert loss_sum / seen == pytest.approx(float(cross_entropy) + penalty, rel=1e-5)  # no dropout, no augmentation

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import Metric
 
 from ..config import TrainConfig
 from ..data.augment import BatchAugment, parse_augment
@@ -88,6 +89,27 @@ def right_answers(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(1) == y).sum()
 
 
+class WeightedMean(Metric):
+    """A mean of per-batch values weighted by the batches' image counts, its two sums reduced over processes as
+    floats at the epoch's end (by torchmetrics, as Lightning computes a logged Metric). NaN is kept: a diverged
+    epoch must read NaN. torchmetrics' MeanMetric keeps NaN only under nan_strategy="disable", which drops the
+    weights (torchmetrics#3434), and its other strategies wait for the device at every update."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, weight: int) -> None:
+        self.total += value.detach().float() * weight
+        self.weight += weight
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.weight
+
+
 def gather_rows(module: L.LightningModule, outputs: list[tuple[torch.Tensor, torch.Tensor]]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The (N, K) pairs of every process's `outputs`, concatenated, on the CPU: all_gather needs equal shapes,
@@ -135,6 +157,7 @@ class ImageClassifierModule(L.LightningModule):
         self.epoch_sums = torch.zeros(3, dtype=torch.float32)
         self._means_at: tuple[int, dict[str, float]] | None = None  # (global_step, train_epoch_means at it)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # multi-label: (probabilities, targets)
+        self.val_means = nn.ModuleDict({name: WeightedMean() for name in ("val_loss", "val_acc", "l2_penalty")})
 
     # ----- data path ------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -259,14 +282,17 @@ class ImageClassifierModule(L.LightningModule):
         logits = self.model(self.prepare(x, train=False))
         loss = self.val_loss_fn(logits, y)
         penalty = keras_l2_penalty(self.model)
-        n = len(y)
         if penalty is not None:
             loss = loss + penalty.detach().float()
-            self.log("l2_penalty", penalty.detach().float(), on_step=False, on_epoch=True, batch_size=n,
-                     sync_dist=True)
-        acc = right_answers(logits, y).float() / len(y)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
-        self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True, sync_dist=True)
+        n = len(y)
+        # weighted means kept as float sums (torchmetrics, summed over processes at the epoch's end), not
+        # self.log(batch_size=n, sync_dist=True): Lightning's mean over processes averages the batch-size counts as
+        # integers, which gloo truncates, so uneven validation shares (90 + 89 images) read k/178 for k/179
+        for name, value in (("val_loss", loss), ("val_acc", right_answers(logits, y).float() / n),
+                            ("l2_penalty", penalty)):
+            if value is not None:
+                self.val_means[name].update(value, n)
+                self.log(name, self.val_means[name], on_step=False, on_epoch=True, prog_bar=name != "l2_penalty")
         if self.multilabel:
             # kept on the device: a copy to the host per batch would wait for a GPU at every validation step
             self._val_outputs.append((torch.sigmoid(logits.detach().float()), y.detach()))

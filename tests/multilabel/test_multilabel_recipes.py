@@ -93,11 +93,18 @@ def test_a_multilabel_search_ranks_and_prunes_its_trials_by_validation_map(tmp_p
                          model_args={"width": 4}, out=str(tmp_path / "tune"), progress=False, log=lines.append)
     record = json.loads((tmp_path / "tune" / "tune.json").read_text())
     assert record["objective"] == "val_map"
+    untested = False
     for trial in record["trials"]:
         run = RunDir(tmp_path / "tune" / trial["run"])
         card, history = run.read_card(), run.read_history()
         assert trial["value"] == card.metrics.val_map != card.metrics.val_accuracy
+        # a trial not tested (the best one is): its history's label-wise val_acc is no subset accuracy, which the
+        # card's `accuracy` is on a tested one
+        if card.metrics.split == "val":
+            assert card.metrics.accuracy is None and card.metrics.val_accuracy is not None
+            untested = True
         assert all(row.val_map is not None for row in history)
+    assert untested
     # what the pruner read at each epoch (Optuna's intermediate values): training's val_map, not its val_acc
     study = optuna.load_study(study_name="imgclf", storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")
     for trial in study.trials:

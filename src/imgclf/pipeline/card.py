@@ -55,16 +55,18 @@ def _l2_penalty(model: torch.nn.Module) -> float | None:
     return None if penalty is None else round(float(penalty), 6)
 
 
-def validation_headline(history: list[HistoryRow], training: TrainingSummary | None) -> HeadlineMetrics:
+def validation_headline(history: list[HistoryRow], training: TrainingSummary | None,
+                        task: str = "single") -> HeadlineMetrics:
     """The card's numbers for a run trained without a test evaluation (a search trial): validation only. The
     loss is history.csv's at the kept epoch, and none where the BatchNorm statistics were recomputed after it:
-    that loss was measured with training's, so it would describe other weights than the accuracy beside it."""
+    that loss was measured with training's, so it would describe other weights than the accuracy beside it.
+    Multi-label: no `accuracy`, which is subset accuracy there, where history's val_acc is label-wise."""
     val = kept_val_accuracy(history, training)
     best_epoch = training.best_epoch if training is not None else None
     recomputed = training is not None and training.val_accuracy_after_batch_norm is not None
     loss = None if recomputed else next((r.val_loss for r in history if r.epoch == best_epoch), None)
-    return HeadlineMetrics(split="val", accuracy=val, loss=loss, val_accuracy=val,
-                           val_map=kept_val_map(history, training))
+    return HeadlineMetrics(split="val", accuracy=None if task == "multilabel" else val, loss=loss,
+                           val_accuracy=val, val_map=kept_val_map(history, training))
 
 
 def headline(metrics: MetricsRecord, history: list[HistoryRow], training: TrainingSummary | None) -> HeadlineMetrics:

@@ -348,7 +348,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir,
                                                        precision=card.fitted_precision)
         if not evaluate:
-            card.metrics = validation_headline(result.history, card.training)
+            card.metrics = validation_headline(result.history, card.training, card.task)
             run.write_card(card)
             drop_unused_statistics(run_dir, card)
             return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,

@@ -114,13 +114,17 @@ class HeadlineMetrics(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     split: str | None = None
-    accuracy: float | None = None
+    accuracy: float | None = Field(None, description=(
+        "On `split`: top-1 accuracy; multi-label runs, subset accuracy (every label of an image right), and none "
+        "on a card without a test evaluation (a search trial)."))
     loss: float | None = None
     macro_f1: float | None = None
     macro_recall: float | None = None
     worst_class: WorstClass | None = None
     macro_auc: float | None = None
-    val_accuracy: float | None = None
+    val_accuracy: float | None = Field(None, description=(
+        "The kept weights' validation accuracy (history.csv's val_acc, or the one after recomputed BatchNorm "
+        "statistics); multi-label runs, label-wise at probability 0.5 (1 - Hamming loss), not subset accuracy."))
     val_map: float | None = Field(None, description=(
         "Multi-label runs: the kept weights' validation mAP, what `imgclf tune` ranks their trials by."))
 

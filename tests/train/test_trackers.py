@@ -85,6 +85,24 @@ def test_mlflow_sqlite_store_has_params_metrics_and_artifacts(tracked_run):
     assert [Path(r.path).name for r in list_runs(runs)] == ["r1"]
 
 
+def test_a_new_mlflow_store_says_nothing_on_a_first_run(data, tmp_path):
+    """MLflow set its own loggers to INFO when imported, after imgclf had quietened them: every first run printed
+    "INFO mlflow.store.db.utils: Creating initial MLflow database tables...". A fresh process: an earlier test's
+    import of mlflow would hide it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "imgclf.cli", "train", str(data), "--img-size", "16", "--epochs",
+                           "1", "--model-args", "width=4", "--no-progress", "--no-report", "--logger", "mlflow",
+                           "--out", str(tmp_path / "runs" / "r1")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs" / "mlflow.db").exists()
+    assert "INFO" not in done.stderr, done.stderr
+
+
 def test_no_logger_writes_no_logs(data, tmp_path):
     run = imgclf.fit(data=str(data), out=str(tmp_path / "plain"), **{**BASE, "epochs": 1})
     assert not (run.path / "logs").exists() and not (tmp_path / "mlflow.db").exists()

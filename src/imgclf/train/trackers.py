@@ -74,6 +74,7 @@ def _mlflow_logger(cfg: TrainConfig, run_dir: Path, resume: bool) -> Any:
     _require("mlflow", "mlflow")
     import logging
 
+    import mlflow  # noqa: F401  (it sets its loggers' level when imported: ours must come after)
     from lightning.pytorch.loggers import MLFlowLogger
 
     # "Creating initial MLflow database tables", "Experiment with name imgclf not found. Creating it.": a new

@@ -462,3 +462,35 @@ def test_a_run_scored_on_its_validation_split_is_never_ranked_as_test(tmp_path):
     titles = sorted(s.title for s in comparison.sections)
     assert titles[0].startswith("test split of data") and titles[1].startswith("val split of data")
     assert best_groups(comparison).get("test_accuracy") in (None, set())  # one group per section: none ranked
+
+
+def test_groups_of_other_seed_sets_drawing_from_one_folder_are_ranked_together(tmp_path):
+    """Each seed draws its own test split from a flat folder: three seeds of one setting against two of another
+    were put in two sections (their sets of scored images differed), and nothing was ranked. Both means estimate
+    the same thing, the accuracy on a random draw of that folder."""
+    import json
+
+    def drawn_by(run_dir, seed):  # the split seed `seed` drew: one test image traded with a validation one
+        record = json.loads((run_dir / "dataset.json").read_text())
+        val, test = record["splits"]["val"], record["splits"]["test"]
+        for part in ("files", "labels"):
+            val[part][seed], test[part][seed] = test[part][seed], val[part][seed]
+        (run_dir / "dataset.json").write_text(json.dumps(record))
+        return run_dir
+
+    a = [_scored(drawn_by(_configure(write_run(tmp_path, seed=s, run_name=f"a{s}"), lr=1e-3), s), 0.6 + s / 100)
+         for s in (0, 1, 2)]
+    b = [_scored(drawn_by(_configure(write_run(tmp_path, seed=s, run_name=f"b{s}"), lr=3e-4), s), 0.8)
+         for s in (0, 1)]
+    comparison = compare_runs([*a, *b])
+    assert sorted(g.n for g in comparison.groups) == [2, 3]
+    assert len(comparison.sections) == 1, [s.title for s in comparison.sections]
+    title = comparison.sections[0].title
+    assert "drawn with seeds 0, 1, 2" in title and "each mean is over its own seeds' draws" in title
+    best = best_groups(comparison)
+    assert best["test_accuracy"] == {next(i for i, g in enumerate(comparison.groups) if g.n == 2)}
+    assert "val_accuracy" not in best  # each seed validated on its own draw as well
+    # a folder that is not the same (other files) is still never ranked with them
+    other = _scored(drawn_by(_configure(write_run(tmp_path, seed=0, run_name="c0", data_name="other"),
+                                        lr=1e-2), 0), 0.99)
+    assert len(compare_runs([*a, *b, other]).sections) == 2

@@ -149,7 +149,8 @@ def render_table(comparison: Comparison, console: Any) -> None:
         notes.append("mean and ±std over the seeds (or cross-validation folds) of a group")
     if len(comparison.sections) > 1:
         notes.append(f"best per column in green within each of the {len(comparison.sections)} evaluation sets "
-                     "above; groups scored on different images are not ranked against each other")
+                     "above; groups scored on different images (other than their seeds' draws of one folder) are not ranked "
+                     "against each other")
     elif best:
         notes.append("best per column in green")
     if any(r.config.get("task") == "multilabel" for g in groups for r in g.runs):

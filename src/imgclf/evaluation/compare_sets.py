@@ -1,5 +1,6 @@
 """Which images each compared run was scored on (`EvaluationSet`: the files and labels of its metrics' split), and
-the sections of groups scored on the same images: `compare` ranks a group only against the groups of its section."""
+the sections of groups scored on the same images (or on splits their seeds drew from one folder): `compare` ranks a
+group only against the groups of its section."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class EvaluationSet:
 
 @dataclass
 class Section:
-    """Groups scored on the same images: ranked against each other, and only against each other."""
+    """Groups scored on the same images, or on their seeds' draws of one folder: ranked against each other, and only
+    against each other."""
 
     title: str
     groups: list[int]  # indices into Comparison.groups
@@ -70,13 +72,22 @@ def digest(files: list[str], labels: list[Any]) -> str:
 
 def sectioned(groups: list[Any]) -> tuple[list[Any], list[Section]]:
     """`compare`'s groups (`compare.Group`) ordered by evaluation set (first appearance), and one Section per set."""
-    by_set: dict[tuple[str, ...], list[Any]] = {}
+    by_set: dict[tuple[Any, ...], list[Any]] = {}
     for g in groups:
         by_set.setdefault(tuple(e.key for e in g.evaluations), []).append(g)
+    merged: dict[Any, tuple[Any, ...]] = {}  # drawn key -> the first set of the same draws
+    for key in list(by_set):
+        drawn = _drawn_key(by_set[key])
+        if drawn is not None and drawn in merged:
+            by_set[merged[drawn]] += by_set.pop(key)
+        elif drawn is not None:
+            merged[drawn] = key
     ordered, sections, titles = [], [], []
     for members in by_set.values():
         seeds = [r.seed for g in members for r in g.runs if r.evaluation is not None]
-        titles.append(_section_title(members[0].evaluations, seeds))
+        titles.append(_section_title(tuple({e.key: e for g in members for e in g.evaluations}.values()), seeds))
+        if len({tuple(e.key for e in g.evaluations) for g in members}) > 1:
+            titles[-1] += "; the groups' seeds drew other splits, so each mean is over its own seeds' draws"
         sections.append(Section(titles[-1], list(range(len(ordered), len(ordered) + len(members)))))
         ordered += members
     for section, (key, members) in zip(sections, by_set.items()):
@@ -91,6 +102,17 @@ def sectioned(groups: list[Any]) -> tuple[list[Any], list[Section]]:
         if len(members) > 1 and len(trained) > 1:  # a folder that grew between runs: scores differ by data too
             section.title += "; the groups trained on different images (see their labels), not only settings"
     return ordered, sections
+
+
+def _drawn_key(groups: list[Any]) -> tuple[Any, ...] | None:
+    """Where each of the groups' runs drew its scored split from one folder with its seed: that folder and split
+    (name, size), so groups of other seed sets share a section. Each seed's split is a random draw of the same
+    images, so a mean over seeds 0-2 and one over seeds 0-1 estimate the same thing: three seeds against two
+    ranked nothing. None where any split was not drawn (the same images, or none, are compared)."""
+    scored = [r for g in groups for r in g.runs if r.evaluation is not None]
+    if not scored or not all(r.evaluation.drawn and r.data_set for r in scored):
+        return None
+    return ("drawn", frozenset((r.evaluation.split, r.evaluation.count, r.data_set) for r in scored))
 
 
 def _section_title(sets: tuple[EvaluationSet, ...], seeds: list[int]) -> str:

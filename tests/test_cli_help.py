@@ -126,7 +126,7 @@ def test_lr_find_help_names_its_own_default_out_folder():
     offered = {m.group(1) for line in result.output.splitlines()
                if (m := re.match(r"^[\s│]*(?:-\w, )?(--[a-z][a-z-]+)", line))}  # each option's own line
     assert not offered & {"--epochs", "--schedule", "--time-limit", "--early-stopping", "--folds", "--logger",
-                          "--ema", "--min-lr"}, offered
+                          "--ema", "--min-lr", "--lr", "--devices", "--num-nodes"}, offered
     assert {"--model", "--start-lr", "--end-lr", "--steps", "--batch-size"} <= offered
 
 

@@ -291,6 +291,11 @@ ROWS = [
     row("lrfind-with-folds", lambda w: ["lr-find", str(w.data), "--folds", "3"], "folds", "unset for lr-find"),
     row("lrfind-with-logger", lambda w: ["lr-find", str(w.data), "--logger", "csv"], "logger", "unset for lr-find"),
     row("lrfind-with-fold", lambda w: ["lr-find", str(w.data), "--fold", "1"], "fold", "unset for lr-find"),
+    # --devices 2 blamed --lr ("a number on several devices"); --lr was no option, and the parser offered --min-lr
+    row("lrfind-on-two-devices", lambda w: ["lr-find", str(w.data), "--devices", "2"], "devices",
+        "1 for lr-find: the sweep runs in one process"),
+    row("lrfind-with-lr", lambda w: ["lr-find", str(w.data), "--lr", "0.1"], "lr must be unset for lr-find",
+        "--start-lr and --end-lr"),
     row("lrfind-with-mlflow-uri", lambda w: ["lr-find", str(w.data), "--mlflow-uri", "sqlite:///m.db"], "mlflow_uri",
         "unset for lr-find"),
     # --- train --resume: garbage and crafted run files -------------------------------------------------------

@@ -190,7 +190,7 @@ def _lr_find_options() -> list[inspect.Parameter]:
 
     from ..pipeline.lr_find import REFUSED
 
-    params = [p for p in train_options() if p.name not in ("resume", "lr")]
+    params = [p for p in train_options() if p.name != "resume"]
     for i, p in enumerate(params):  # still parsed, to be refused with the reason, but not offered in --help
         if p.name in REFUSED:
             hidden = copy.copy(p.default)

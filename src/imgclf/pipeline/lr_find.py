@@ -281,7 +281,7 @@ SETTINGS_OF_A_TRAINING = {
     "min_lr": "the sweep starts at --start-lr",
 }
 # refused the same way, for their own reasons (lr_find's body says why): the command's help leaves them all out
-REFUSED = (*SETTINGS_OF_A_TRAINING, "folds", "fold", "logger", "mlflow_uri")
+REFUSED = (*SETTINGS_OF_A_TRAINING, "folds", "fold", "logger", "mlflow_uri", "lr", "devices", "num_nodes")
 
 
 def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: str | None = None,
@@ -304,7 +304,8 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
         {k: getattr(config, k) for k in config.model_fields_set} if isinstance(config, TrainConfig) else {}
     asked = {**given, **values}
     if asked.get("lr") is not None:
-        raise invalid("lr", asked["lr"], "unset for lr-find: it sweeps start_lr..end_lr and suggests one")
+        raise invalid("lr", asked["lr"], "unset for lr-find: it sweeps start_lr..end_lr and suggests one",
+                      hint="Set the sweep's range with --start-lr and --end-lr")
     for name, why in (("folds", "the sweep runs once, on the training split"), ("fold", "the sweep runs once"),
                       ("logger", "the sweep writes lr_find.json and lr_find.png, not a tracked run"),
                       ("mlflow_uri", "the sweep logs to no tracker")):
@@ -314,6 +315,10 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
         if asked.get(name) is not None:  # onecycle's momentum cycling moved the suggestion 25x)
             raise invalid(name, asked[name], f"unset for lr-find: {why}",
                           hint="Give it to imgclf train with the learning rate found")
+    for name in ("devices", "num_nodes"):  # --lr auto's reason ("a number on several devices") was no answer here
+        if asked.get(name) is not None and str(asked[name]) != "1":
+            raise invalid(name, asked[name], "1 for lr-find: the sweep runs in one process",
+                          hint="Give the rate it suggests to imgclf train --devices N as --lr")
     if asked.get("sizing") == "probe":  # accepted before and silently ignored
         raise invalid("sizing", "probe", "unset or fixed for lr-find: the sweep trains the width given (no probe "
                       "runs for it)")

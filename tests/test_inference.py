@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 import imgclf
+from conftest import make_image_folder
 from imgclf.records import RunDir, load_card
 from imgclf.evaluation.metrics import compute_metrics
 from imgclf.errors import ImgclfError
@@ -96,7 +97,14 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     ("TABLE", r"Received: an object of type DataFrame\. Pass the column of paths: df\['path'\]"),
     # read as text, a PNG's bytes failed as "'utf-8' codec can't decode byte 0x89"
     (["TEXT"], r"images\[0\] must be .*Received: a file opened as text .*Open image files in binary mode"),
-    (torch.rand(2, 3, 16, 16) * 255, r"Received: a float32 array of shape 2x16x16x3 \(values from"),
+    # named as passed, not as the channels-last array it becomes
+    (torch.rand(2, 3, 16, 16) * 255, r"Received: a float32 tensor of shape 2x3x16x16 \(values from .*Divide 0\.\.255"),
+    # torchvision's Normalize: "divide by 255" was no answer
+    (torch.rand(1, 3, 16, 16) - 0.5, r"tensor of shape 1x3x16x16 \(values from -.*Pass pixels in \[0, 1\] before "
+                                     r"Normalize \(or undo it: x \* std \+ mean\)"),
+    # N grey images (MNIST's .data) were told to permute(2, 0, 1)
+    (torch.zeros(2, 16, 16, dtype=torch.uint8), r"tensor of shape 2x16x16 \(not H x W, C x H x W .*A batch of grey "
+                                                r"images \(N x H x W, as MNIST's \.data\): pass tensor\.unsqueeze\(1\)"),
     # channels last, as numpy holds images: refused with its own shape, not the one a permute made of it
     (torch.zeros(16, 16, 3, dtype=torch.uint8), r"Received: a uint8 tensor of shape 16x16x3 \(not H x W, C x H x W"),
     ([None], r"images\[0\] must be .*Received: images\[0\]=None"),
@@ -676,6 +684,34 @@ def test_torch_tensors_in_torchvisions_layout_predict_as_the_same_array(tiny_run
     assert one[0].probability == expected[1].probability and one[0].path == "images[0]"
     assert one[1].label == expected[1].label
     assert clf.predict(batch[0].to(torch.bfloat16))[0].label is not None  # numpy has no bfloat16
+
+
+def test_a_resized_tensors_overshoot_of_one_is_read_clipped_as_a_float_files_is(tiny_run):
+    """A bicubic, antialiased Resize leaves values up to about 1.01: refused whole, with "divide by 255"."""
+    clf = imgclf.load(tiny_run)
+    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 1.08
+    got, clipped = clf.predict(pixels), clf.predict(pixels.clamp(0, 1))
+    assert [(p.label, p.probability) for p in got] == [(p.label, p.probability) for p in clipped]
+    with pytest.raises(ImgclfError, match=r"values from .* to 1\.2"):
+        clf.predict(torch.full((3, 16, 16), 1.2))
+
+
+def test_three_grey_images_as_one_tensor_are_not_read_as_one_colour_image(tmp_path):
+    """torchvision's MNIST(...).data[:3] is a 3 x H x W tensor of 3 grey images: a grey run read it as one colour
+    image and gave 1 answer for 3 images. For a grey run, which it is cannot be told: refused, saying how to say."""
+    data = make_image_folder(tmp_path / "grey", classes=("a", "b"), per_class=6, mode="L")
+    run = imgclf.fit(data=str(data), out=str(tmp_path / "run"), img_size=16, epochs=1, batch_size=4,
+                     model_args={"width": 4}, progress=False, report=False)
+    clf = imgclf.load(run.path)
+    grey = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for given in (grey, [grey]):
+        with pytest.raises(ImgclfError, match=r"shape 3x16x16 \(3 or 4 grey images \(N x H x W\), or one colour "
+                                              r"image .*tensor\.unsqueeze\(1\)"):
+            clf.predict(given)
+    assert len(clf.predict(grey.unsqueeze(1))) == 3
+    assert len(clf.predict(grey.unsqueeze(0))) == 1  # one colour image, read grey as its file would be
+    with pytest.raises(ImgclfError, match=r"3x16x16 \(3 or 4 grey images"):
+        imgclf.explain(clf, grey)
 
 
 def test_the_cli_keeps_each_path_as_it_was_given_as_the_api_does(tiny_run, image_folder, monkeypatch):

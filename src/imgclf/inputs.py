@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from .data.file_kinds import IMAGE_EXTENSIONS, left_out_by_name
+from .data.decode import FLOAT_UNIT_TOP
 from .data.folder import walk_images
 from .errors import Described, bad_path, invalid
 
@@ -75,17 +76,22 @@ def is_file_object(item: object) -> bool:
     return callable(getattr(item, "read", None)) and callable(getattr(item, "seek", None))
 
 
-def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str], list[ImageInput]]:
+def gather_inputs(images: Sequence[ImageInput] | ImageInput, grey: bool = False
+                  ) -> tuple[list[str], list[ImageInput]]:
     """The caller's images as (names, sources), one per image: folders expanded, batches split, every item
-    checked before any is decoded (a wrong kind of input is the caller's error, not one image's)."""
+    checked before any is decoded (a wrong kind of input is the caller's error, not one image's). `grey`: for a
+    run that reads grey images (`tensor_as_array`)."""
     if isinstance(images, np.ndarray) and images.ndim == 1 and (
             images.dtype.kind == "U" or (images.dtype.kind == "O" and len(images)
                                          and all(isinstance(v, (str, os.PathLike)) for v in images))):
         images = images.tolist()  # a column of paths (pandas' df.path.values: object or str dtype), not one image
+    described = None
     if isinstance(images, torch.Tensor):
-        images = tensor_as_array(images, "images")
+        described = tensor_described(images)
+        images = tensor_as_array(images, "images", grey)
+    if isinstance(images, np.ndarray) and (images.ndim == 4 or described is not None):
+        check_array(images, "images", described)
     if isinstance(images, np.ndarray) and images.ndim == 4:
-        check_array(images, "images")
         return [f"images[{j}]" for j in range(len(images))], list(images)
     if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)) or is_file_object(images):
         images = [images]
@@ -109,8 +115,9 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
             names.append(getattr(item, "name", None) if isinstance(getattr(item, "name", None), str) else name)
             sources.append(item)
         elif isinstance(item, (np.ndarray, torch.Tensor)):
-            item = tensor_as_array(item, name) if isinstance(item, torch.Tensor) else item
-            check_array(item, name)
+            described = tensor_described(item) if isinstance(item, torch.Tensor) else None
+            item = tensor_as_array(item, name, grey) if isinstance(item, torch.Tensor) else item
+            check_array(item, name, described)
             rows = list(item) if item.ndim == 4 else [item]
             names += [f"{name}[{j}]" for j in range(len(rows))] if item.ndim == 4 else [name]
             sources += rows
@@ -119,18 +126,26 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput) -> tuple[list[str],
     return names, sources
 
 
-def tensor_as_array(tensor: torch.Tensor, name: str) -> np.ndarray:
+def tensor_as_array(tensor: torch.Tensor, name: str, grey: bool = False) -> np.ndarray:
     """A torch image (C x H x W, or N x C x H x W: torchvision's layout, a DataLoader's batch) as the channels-last
     array the numpy path reads; H x W stays as it is. Detached and on the CPU: `.numpy()` of a tensor that needs
     its gradient or lives on a GPU raised, and so did the hint's permute on a batch. A tensor of another layout is
     refused with its own shape (permuted first, an H x W x C tensor was reported as an array of a shape never
-    passed)."""
+    passed). `grey`: the images go to a grey run, for which a 3 x H x W tensor may as well be 3 grey images."""
     channels = tensor.shape[0] if tensor.ndim == 3 else tensor.shape[1] if tensor.ndim == 4 else None
+    received = tensor_described(tensor)
     if tensor.ndim not in (2, 3, 4) or channels not in (None, 1, 3, 4):
-        shape = "x".join(map(str, tensor.shape)) or "scalar"
-        raise invalid(name, Described(f"a {str(tensor.dtype).removeprefix('torch.')} tensor of shape {shape}"),
-                      IMAGE_KINDS, note="not H x W, C x H x W or N x C x H x W with C 1, 3 or 4",
-                      hint="A channels-last tensor (H x W x C): pass tensor.permute(2, 0, 1), or its .numpy()")
+        last = tensor.shape[-1] if tensor.ndim == 3 else None
+        raise invalid(name, received, IMAGE_KINDS, note="not H x W, C x H x W or N x C x H x W with C 1, 3 or 4",
+                      hint="A channels-last tensor (H x W x C): pass tensor.permute(2, 0, 1), or its .numpy()"
+                      if last in (1, 3, 4) else "A batch of grey images (N x H x W, as MNIST's .data): pass "
+                      "tensor.unsqueeze(1)")
+    if grey and tensor.ndim == 3 and channels in (3, 4):
+        # torchvision's MNIST(...).data[:3] is 3 grey images; read as one colour image, 3 images gave 1 answer
+        raise invalid(name, received, IMAGE_KINDS, note="3 or 4 grey images (N x H x W), or one colour image "
+                      "(C x H x W): this run reads grey images, so which one cannot be told",
+                      hint="Pass grey images as N x 1 x H x W (tensor.unsqueeze(1)), one colour image as 1 x C x H "
+                           "x W (tensor.unsqueeze(0))")
     tensor = tensor.detach().cpu()
     if tensor.dtype in (torch.bfloat16, torch.float16):
         tensor = tensor.float()  # numpy has no bfloat16
@@ -139,6 +154,12 @@ def tensor_as_array(tensor: torch.Tensor, name: str) -> np.ndarray:
     elif tensor.ndim == 4:
         tensor = tensor.permute(0, 2, 3, 1)
     return tensor.numpy()
+
+
+def tensor_described(tensor: torch.Tensor) -> Described:
+    """A tensor as an error names it: its own dtype and layout, not those of the array it becomes."""
+    shape = "x".join(map(str, tensor.shape)) or "scalar"
+    return Described(f"a {str(tensor.dtype).removeprefix('torch.')} tensor of shape {shape}")
 
 
 def _is_table(images: object) -> bool:
@@ -158,10 +179,11 @@ def not_an_image(name: str, item: object) -> Exception:
                    note=f"type {kind}" if plain else None, hint=hint)
 
 
-def check_array(arr: np.ndarray, name: str) -> None:
-    """An array that is an image (or, 4-D, a batch of them): shape, dtype, and floats within [0, 1]."""
+def check_array(arr: np.ndarray, name: str, received: Described | None = None) -> None:
+    """An array that is an image (or, 4-D, a batch of them): shape, dtype, and floats within [0, 1] (a little
+    overshoot allowed). `received`: how the error names what the caller passed (a tensor, before its permute)."""
     shape = "x".join(map(str, arr.shape)) or "scalar"
-    received = Described(f"a {arr.dtype} array of shape {shape}")
+    received = received or Described(f"a {arr.dtype} array of shape {shape}")
     image_shape = arr.shape[1:] if arr.ndim == 4 else arr.shape
     if len(image_shape) not in (2, 3) or (len(image_shape) == 3 and image_shape[-1] not in (1, 3, 4)):
         raise invalid(name, received, IMAGE_KINDS, note="not an image shape")
@@ -173,7 +195,11 @@ def check_array(arr: np.ndarray, name: str) -> None:
             raise invalid(name, received, IMAGE_KINDS, note=f"{bad:,} of its {arr.size:,} values are NaN or infinite",
                           hint="Find where the NaNs come from (a division by zero in normalisation, say)")
         low, high = float(np.min(arr)), float(np.max(arr))
-        if not (0.0 <= low and high <= 1.0):
+        # up to FLOAT_UNIT_TOP: a resize's overshoot (bicubic, antialiased: 1.01), clipped as a float file's is
+        if low < 0.0:  # torchvision's Normalize: "divide by 255" was no answer
+            raise invalid(name, received, IMAGE_KINDS, note=f"values from {low:g} to {high:g}",
+                          hint="Pass pixels in [0, 1] before Normalize (or undo it: x * std + mean), or uint8")
+        if high > FLOAT_UNIT_TOP:
             raise invalid(name, received, IMAGE_KINDS, note=f"values from {low:g} to {high:g}",
                           hint="Divide 0..255 values by 255, or pass them as uint8")
     elif np.issubdtype(arr.dtype, np.signedinteger):
@@ -200,7 +226,7 @@ def array_to_image(arr: np.ndarray, name: str = "image") -> Image.Image:
     if np.issubdtype(arr.dtype, np.signedinteger):
         arr = arr.astype(np.uint8)  # checked: within 0..255
     elif arr.dtype != np.uint8:
-        arr = np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)
+        arr = np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     return Image.fromarray(np.ascontiguousarray(arr))

@@ -201,7 +201,7 @@ def explain_images(clf: "Classifier", images: "Sequence[ImageInput] | ImageInput
         label = str(int(label))  # a class folder named 3, as fit(classes=[0, 1]) takes numbers for folder names
     if label is not None and label not in clf.classes:
         raise invalid("label", label, clf.classes)
-    names, sources = gather_inputs(images)
+    names, sources = gather_inputs(images, grey=clf.card.color == "grayscale")
     decoded = [clf._try_decode(item) for item in enumerate(sources)]
     readable = [(i, pixels) for i, pixels, _ in decoded if pixels is not None]
     by_index: dict[int, Explanation] = {}

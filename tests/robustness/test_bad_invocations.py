@@ -203,6 +203,18 @@ ROWS = [
     row("lrfind-missing-data", lambda w: ["lr-find", w.missing(), "--out", str(w.tmp / "lf"), "--steps", "20"],
         "data", value=lambda w: w.missing()),
     # --- tune (issue 22 item 3) -------------------------------------------------------------------------------
+    # each process ran the search's bookkeeping: the second found the first's study.db, and both were killed
+    row("tune-on-two-devices", lambda w: ["tune", str(w.data), "--trials", "2", "--devices", "2", "--out",
+                                         str(w.tmp / "t")],
+        "devices must be 1 for tune", "OUT/best.yaml --devices N"),
+    # a strategy that starts its processes inside fit() trained every process on rank 0's share, its card empty
+    row("train-ddp-spawn", lambda w: w.train("--devices", "2", "--strategy", "ddp_spawn", "--accelerator", "cpu"),
+        "strategy='ddp_spawn'", "Pass --strategy ddp"),
+    row("train-ddp-fork", lambda w: w.train("--devices", "2", "--strategy", "ddp_fork", "--accelerator", "cpu"),
+        "strategy='ddp_fork'"),
+    # the second process summarised the folds while the first still evaluated the last: both were killed
+    row("train-folds-on-two-devices", lambda w: w.train("--folds", "2", "--devices", "2", "--accelerator", "cpu"),
+        "devices must be 1 for a whole cross-validation", "--folds 2 --fold I"),
     row("tune-trials-0", lambda w: ["tune", str(w.data), "--trials", "0", "--out", str(w.tmp / "t")], "trials=0"),
     row("tune-resume-without-out", lambda w: ["tune", str(w.data), "--trials", "2", "--resume"], "resume=True",
         "--out"),

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import imgclf
 from conftest import make_image_folder
 from imgclf.io import read_csv
@@ -39,7 +41,6 @@ def test_two_process_ddp_matches_one_process(tmp_path, monkeypatch):
 def test_launches_that_would_not_form_the_group_asked_for_are_refused(tmp_path, monkeypatch):
     """torchrun started 2 processes for a run of 1 device: 2 whole runs trained into one folder, each alone. Two
     nodes with nothing saying which node this is waited for the other node for ever."""
-    import pytest
     from typer.testing import CliRunner
 
     from imgclf.cli import app
@@ -61,11 +62,13 @@ def test_launches_that_would_not_form_the_group_asked_for_are_refused(tmp_path, 
     assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
-def test_two_processes_score_the_whole_validation_split_once(tmp_path):
+@pytest.mark.parametrize("sample", [[], ["--val-steps", "100"]], ids=["whole-split", "val-steps"])
+def test_two_processes_score_the_whole_validation_split_once(tmp_path, sample):
     """597 validation images are 3 batches of 256, 256 and 85: rank 1 took batch 0 again, and history.csv's val_acc
     read 0.175 where the same weights scored 0.25 on the split. Then the ranks' shares (341 and 256 images) were
     averaged as integers, 298 for 298.5, and every score read k/596. The epoch's val_acc must be the weights'
-    accuracy on the split."""
+    accuracy on the split. With --val-steps (100 batches of 8: a sample that is the whole split) the sample was
+    batched as training is, 75 batches on 2 ranks, and rank 1 scored batch 0 again."""
     from imgclf.records import RunDir
 
     data = make_image_folder(tmp_path / "data", classes=("a", "b", "c"), layout="splits",
@@ -75,7 +78,8 @@ def test_two_processes_score_the_whole_validation_split_once(tmp_path):
     trained = subprocess.run(IMGCLF + ["train", str(data), "--img-size", "16", "--epochs", "1", "--no-progress",
                                        "--accelerator", "cpu", "--model-args", "width=8", "--batch-size", "8",
                                        "--precision", "32", "--devices", "2", "--strategy", "ddp", "--no-report",
-                                       "--out", str(run)], env=env, capture_output=True, text=True, timeout=300)
+                                       "--out", str(run), *sample], env=env, capture_output=True, text=True,
+                                      timeout=300)
     assert trained.returncode == 0, trained.stderr
     # the card says a step took 2 x 8 images, and that the BatchNorm statistics were left as training ran them
     assert RunDir(run).read_card().training.processes == 2

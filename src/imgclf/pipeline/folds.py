@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from ..config import TrainConfig
-from ..errors import bad_path
+from ..errors import bad_path, invalid
 from ..io import next_free_dir, outside_data, writable_folder, write_json
 from ..records import FoldMetric, FoldsRecord, RunDir
 from ..stats import mean_std
@@ -161,6 +161,7 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     """Train (or finish) the K folds of `cfg` (cfg.folds = K) and write OUT/folds.json."""
     from ..data.index_data import refuse_folds
     from ..data.multilabel import is_label_index
+    from ..train.engine_choice import several_processes
     from ..train.fit import TrainingInterrupted
     from .resume import resume_run
     from .run import train_run
@@ -168,6 +169,11 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     k = int(cfg.folds or 0)
     if cfg.task == "multilabel" or (isinstance(cfg.data, str) and is_label_index(cfg.data)):
         refuse_folds(k)  # before a fold is announced, not when its data is read
+    if several_processes(cfg.devices, cfg.num_nodes, cfg.accelerator):  # each process ran the folds' own bookkeeping: the second
+        # summarised the folds while the first still evaluated the last one, failed, and both were killed
+        raise invalid("devices", cfg.devices, "1 for a whole cross-validation (--folds without --fold)",
+                      also={"num_nodes": cfg.num_nodes},
+                      hint=f"Train one fold at a time on several devices: --folds {k} --fold I, or all on one")
     if cfg.time_limit and log is not None:
         log(f"the time limit ({cfg.time_limit}) is each fold's: {k} folds take up to {k} times it, and folds it "
             "stops may train different numbers of epochs (folds.json gives each fold's)")

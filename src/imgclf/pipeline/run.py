@@ -160,7 +160,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     if cfg.lr_auto and not resume:  # a config taken from a run whose finder chose lr: here it is a number given
         cfg = cfg.model_copy(update={"lr_auto": False})
     check_engine(cfg.accelerator, cfg.strategy, cfg.precision)
-    check_launch(cfg.devices, cfg.num_nodes)
+    check_launch(cfg.devices, cfg.num_nodes, strategy=cfg.strategy, accelerator=cfg.accelerator)
     from ..train.trackers import check_tracking_server, require_tracker_packages
 
     require_tracker_packages(cfg)  # before the run's folder is written, or a run it replaces removed

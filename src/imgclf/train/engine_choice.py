@@ -39,10 +39,34 @@ _CLUSTER_VARIABLES = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SI
                       "GROUP_RANK")
 
 
-def check_launch(devices: str, num_nodes: int, environ: Mapping[str, str] = os.environ) -> None:
+# Lightning strategies that start the other processes inside fit(): the loaders (and their rank's share of each
+# split), built before it with rank 0's view, were copied to every process, and the callbacks that record the run
+# ran in the children, so a run trained and validated on half the data and its card said 0 epochs
+_LAUNCHED_INSIDE_FIT = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def several_processes(devices: str, num_nodes: int, accelerator: str = "auto") -> bool:
+    """Whether Lightning will train in more than one process: "auto" devices are every GPU of the machine (on a
+    CPU, one process)."""
+    if num_nodes > 1:
+        return True
+    if devices == "auto":
+        import torch
+
+        return accelerator != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() > 1
+    return devices != "1"
+
+
+def check_launch(devices: str, num_nodes: int, environ: Mapping[str, str] = os.environ,
+                 strategy: str = "auto", accelerator: str = "auto") -> None:
     """Refuse a launch whose processes would not form the data-parallel group asked for: torchrun (or another
     launcher) starting N processes for a run of other devices x nodes trained N whole runs into one folder, each
     alone; several nodes without anything saying which node this is waited for the others for ever."""
+    if strategy.lower().startswith(_LAUNCHED_INSIDE_FIT) and several_processes(devices, num_nodes, accelerator):
+        raise invalid("strategy", strategy, "ddp (or auto) on several devices: imgclf starts its processes before "
+                      "training, as torchrun does", also={"devices": devices},
+                      note="a strategy that starts them inside training would train and validate every process on "
+                           "the first one's share of the data", hint="Pass --strategy ddp")
     asked = int(devices) * num_nodes if devices != "auto" else None
     started = environ.get("WORLD_SIZE")
     if asked is not None and started is not None and started.isdigit() and int(started) != asked:

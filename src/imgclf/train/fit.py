@@ -101,7 +101,10 @@ def training_loaders(cfg: TrainConfig, data: PreparedData, rank: int, world: int
         # epoch, so that the epochs' val_loss compare (and never an image twice when the split is smaller)
         rng = np.random.default_rng([cfg.seed, num_val])
         subset = np.sort(rng.permutation(num_val)[: cfg.val_steps * cfg.batch_size])
-        val_sampler = BatchIndexSampler(num_val, cfg.batch_size, False, cfg.seed, rank, world, subset=subset)
+        # batched as the whole split is: with the wrap training's sampler does, 3 batches on 2 ranks sent rank 1
+        # back to batch 0, scored twice
+        batch, wrap = validation_batches(len(subset), cfg.batch_size, world)
+        val_sampler = BatchIndexSampler(num_val, batch, False, cfg.seed, rank, world, subset=subset, wrap=wrap)
     else:
         batch, wrap = validation_batches(num_val, cfg.batch_size, world)
         val_sampler = BatchIndexSampler(num_val, batch, False, cfg.seed, rank, world, wrap=wrap)

@@ -188,6 +188,28 @@ def test_nan_loss_in_the_first_epoch_is_an_error_not_a_run(tmp_path, image_folde
     assert imgclf.fit(settings, report=report).path == out
 
 
+def test_weights_kept_with_non_finite_values_are_an_error_naming_them(tmp_path, image_folder, monkeypatch):
+    """SGD at lr 10: the loss grew to 1e16 and stayed finite, the BatchNorm running variances overflowed to NaN,
+    and fitting the unknown detector on the kept weights' features failed as an internal error."""
+    import imgclf.train.fit as fit
+
+    trained = fit.train_model
+
+    def overflowed(*args, **kwargs):
+        result = trained(*args, **kwargs)
+        next(m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_var[1] = float("nan")
+        return result
+
+    monkeypatch.setattr(fit, "train_model", overflowed)
+    out = tmp_path / "overflowed"
+    with pytest.raises(ImgclfError, match=r"^training diverged: the weights kept \(epoch \d\) hold NaN or infinite "
+                                          r"values in [\w.]+\.running_var .*Try a lower learning rate \(lr=0\.001 now"):
+        imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 1, "progress": False,
+                    "model_args": {"width": 8}, "out": str(out)}, report=False)
+    assert (out / "history.csv").exists() and not (out / "model.json").exists()
+    assert fit.non_finite_tensors(torch.nn.BatchNorm2d(2)) == []
+
+
 def _train_cmd(data, out, *extra):
     return IMGCLF + ["train", str(data), "--model", "simple_cnn", "--img-size", "16", "--epochs", "5",
                      "--batch-size", "16", "--augment", "hflip,rotate=10", "--schedule", "step", "--lr-step", "2",

@@ -6,6 +6,7 @@ Every file of the run directory is written here, through `imgclf.records`; `trai
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -223,7 +224,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     report."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from ..train.fit import TrainingDiverged, train_model
+    from ..train.fit import TrainingDiverged, non_finite_tensors, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card, validation_headline
     from .resume_record import stored_resumes
@@ -318,6 +319,15 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     if not result.is_global_zero:
         return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
                    result.stopped_reason, skipped)
+    broken = non_finite_tensors(result.model)
+    if broken:
+        highest = max((r.loss for r in result.history if math.isfinite(r.loss)), default=float("nan"))
+        lr = f"lr={resolved.lr:g} now, e.g. --lr {resolved.lr / 10:g}" if isinstance(resolved.lr, float) else "--lr"
+        raise TrainingDiverged(
+            f"training diverged: the weights kept (epoch {result.best_epoch}) hold NaN or infinite values in "
+            f"{', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''} (the training loss reached {highest:.3g}), "
+            f"so they cannot predict. Try a lower learning rate ({lr}); {run_dir} keeps its history.csv for a "
+            "look: train again into it with --overwrite")
 
     from ..train.interrupts import finishing
 

@@ -29,7 +29,17 @@ from .module import ImageClassifierModule, NonFiniteLossError
 
 
 class TrainingDiverged(ImgclfError):
-    """The loss became non-finite before the first epoch completed: there are no weights worth keeping."""
+    """The loss became non-finite before the first epoch completed, or the weights kept hold non-finite values:
+    there are no weights worth keeping."""
+
+
+def non_finite_tensors(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters and buffers holding NaN or infinity. A loss that grows to 1e17 stays finite, while
+    the BatchNorm running variances it feeds overflow: such weights answered every image alike, and fitting the
+    unknown detector on their features failed as an internal error."""
+    with torch.no_grad():
+        return [name for name, t in (*model.named_parameters(), *model.named_buffers())
+                if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 @dataclass

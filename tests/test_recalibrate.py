@@ -217,6 +217,22 @@ def test_a_run_object_given_to_calibrate_or_evaluate_shows_its_rewritten_files(r
     assert given.metrics == files.read_metrics()
 
 
+def test_a_loaded_classifier_given_to_calibrate_predicts_with_the_new_fit(run):
+    """calibrate(clf) rewrote the run, and clf went on predicting with the old temperature and threshold, where
+    evaluate(clf) and a fresh load read the new ones."""
+    import imgclf
+
+    clf = imgclf.load(run, precision="32")
+    images = sorted(str(p) for p in (Path(RunDir(run).read_dataset().root) / "cat").iterdir())[:12]
+    before = clf.predict(images)
+    # None is "not given", as fit takes it: the run's own detector kept (it was refused as "a valid number")
+    imgclf.calibrate(clf, calibrate="none", unknown_acceptance=0.5, unknown_detector=None, report=False)
+    after, fresh = clf.predict(images), imgclf.load(run, precision="32").predict(images)
+    assert clf.card == RunDir(run).read_card() and clf.card.unknown.acceptance == 0.5
+    assert [(p.probability, p.unknown) for p in after] == [(p.probability, p.unknown) for p in fresh]
+    assert [(p.probability, p.unknown) for p in after] != [(p.probability, p.unknown) for p in before]
+
+
 def test_a_refit_that_cannot_be_scored_writes_nothing_and_one_cut_short_leaves_no_old_page(tmp_path, monkeypatch):
     """Test images gone: the card and config.yaml were rewritten before the evaluation refused them, and the old
     metrics.json, predictions.csv and report stood beside the new card, which `imgclf report` then mixed (the old

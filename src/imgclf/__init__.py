@@ -89,11 +89,15 @@ def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | s
 
 
 def _refresh(run: Any) -> None:
-    """A `Run` given to a function that rewrote its files shows them (`Run.refresh`)."""
+    """A `Run` given to a function that rewrote its files shows them (`Run.refresh`); a loaded `Classifier`
+    predicts with them (`Classifier.reload_card`)."""
+    from .inference import Classifier
     from .pipeline.run import Run
 
     if isinstance(run, Run):
         run.refresh()
+    elif isinstance(run, Classifier):
+        run.reload_card()
 
 
 def _precision_of(run: Any, precision: str) -> str:

@@ -135,6 +135,16 @@ class Classifier:
         return cls(model, card, device, run_dir=run_dir, head=TrustHead() if plain else trust_head(card, run_dir),
                    precision=precision)
 
+    def reload_card(self) -> None:
+        """Its run's model.json and unknown-detector statistics as they are on disk now, the network unchanged:
+        after `imgclf.calibrate(clf)` refitted them, the loaded classifier went on with the old temperature and
+        threshold while `imgclf.evaluate(clf)` read the new ones."""
+        if self.run_dir is None:
+            return
+        card = load_card(self.run_dir)
+        self.head = trust_head(card, self.run_dir).to(self.head_device).eval()
+        self.card = card
+
     def __fspath__(self) -> str:
         """The run it was loaded from, so that a loaded classifier goes where a run's path does
         (`imgclf.evaluate(clf)`, `imgclf.explain(clf, ...)`)."""

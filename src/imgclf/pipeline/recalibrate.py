@@ -59,6 +59,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     """As `_recalibrate`, while no training writes into the run (`not_while_training`)."""
     from .run_folder import not_while_training
 
+    settings = {name: value for name, value in settings.items() if value is not None}  # None: not given, as in fit
     with not_while_training(run_dir, "calibrate"):
         return _recalibrate(run_dir, report=report, **settings)
 

@@ -41,6 +41,9 @@ def runs_folder(tmp_path_factory, tiny_run) -> Path:
     (spoilable_copy(tiny_run, root / "bad-config") / "config.yaml").write_text("epochs: [unclosed\n")
     (spoilable_copy(tiny_run, root / "study" / "bad-card") / "model.json").write_text('{"architecture": 3}')
     (spoilable_copy(tiny_run, root / "no-weights") / "model.safetensors").unlink()
+    # the unknown detector's statistics, without which load refuses the run: it was listed as completed
+    (spoilable_copy(tiny_run, root / "no-stats") / json.loads((tiny_run / "model.json").read_text())["unknown"][
+        "statistics"]).unlink()
     cut = spoilable_copy(tiny_run, root / "cut-weights") / "model.safetensors"
     cut.write_bytes(cut.read_bytes()[:-1000])  # a copy that stopped short: listed as completed, then refused
     (root / "notes").mkdir()  # not a run: no run file
@@ -55,7 +58,7 @@ def _by_name(rows) -> dict:
 def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     rows = _by_name(imgclf.list_runs(runs_folder))
     assert set(rows) == {"done", "stopped", "early", "bad-metrics", "bad-config", "study/bad-card", "no-weights",
-                         "cut-weights"}
+                         "cut-weights", "no-stats"}
     done = rows["done"]
     card = json.loads((tiny_run / "model.json").read_text())
     metrics = json.loads((tiny_run / "metrics.json").read_text())
@@ -71,7 +74,8 @@ def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     assert rows["stopped"].val_accuracy is not None and rows["stopped"].model == "simple_cnn"
     assert rows["early"].status == "interrupted" and "first checkpoint" in rows["early"].reason
     for name, file in (("bad-metrics", "metrics.json"), ("bad-config", "config.yaml"), ("study/bad-card", "model.json"),
-                       ("no-weights", "model.safetensors"), ("cut-weights", "a truncated or damaged copy")):
+                       ("no-weights", "model.safetensors"), ("cut-weights", "a truncated or damaged copy"),
+                       ("no-stats", "unknown.safetensors: missing")):
         assert rows[name].status == "failed" and file in rows[name].reason, rows[name]
     # what could be read is still shown: the model from config.yaml when metrics.json is garbage
     assert rows["bad-metrics"].model == "simple_cnn" and rows["bad-metrics"].test_accuracy is None
@@ -104,7 +108,7 @@ def test_json_is_a_list_of_objects_with_stable_keys(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder), "--json"])
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
-    assert isinstance(listed, list) and len(listed) == 8
+    assert isinstance(listed, list) and len(listed) == 9
     assert all(list(item) == KEYS for item in listed)
 
 
@@ -171,7 +175,7 @@ def test_table_fits_80_columns_and_shows_every_run(runs_folder, tiny_run):
 def test_cli_table_is_the_same_listing(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder)], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    assert "8 runs in" in result.output and "study/bad-card" in result.output
+    assert "9 runs in" in result.output and "study/bad-card" in result.output
 
 
 def test_redirected_table_keeps_each_run_on_one_line(tmp_path, tiny_run):
@@ -358,3 +362,8 @@ def test_a_finished_run_that_lost_a_file_is_not_told_to_resume(tiny_run, tmp_pat
     said = " ".join(CliRunner().invoke(app, ["evaluate", str(run)]).output.split())
     assert "no dataset.json, though its training finished (model.json)" in said and "--resume" not in said
     assert f"imgclf train --config {run / 'config.yaml'} --out NEW" in said
+    run = shutil.copytree(tiny_run, tmp_path / "no-config")
+    (run / SPOILED_MARK).write_text("config.yaml removed on purpose\n")
+    (run / "config.yaml").unlink()  # then --config of the very file missing was the advice
+    said = " ".join(CliRunner().invoke(app, ["calibrate", str(run)]).output.split())
+    assert "no config.yaml, though its training finished" in said and "--config" not in said, said

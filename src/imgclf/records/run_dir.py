@@ -123,8 +123,10 @@ class RunDir:
             problem = "a file, not a folder"
         elif is_run_dir(self.path) and name != "model.json" and (self.path / "model.json").is_file():
             # a finished run (its card written) lost the file: --resume would say the same again
-            problem = (f"no {name}, though its training finished (model.json): removed since? Train it again with "
-                       f"imgclf train --config {self.path / 'config.yaml'} --out NEW")
+            again = (f"imgclf train --config {self.path / 'config.yaml'} --out NEW" if name != "config.yaml"
+                     and (self.path / "config.yaml").is_file() else "imgclf train with its settings (model.json "
+                     "gives the model and its arguments) and --out NEW")  # not --config of the file missing
+            problem = f"no {name}, though its training finished (model.json): removed since? Train it again with {again}"
         elif is_run_dir(self.path):
             problem = f"no {name}: training unfinished? (imgclf train --resume {self.path} finishes it)"
         elif (self.path / "folds.json").is_file() or (self.path / "fold-1").is_dir():

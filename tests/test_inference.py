@@ -714,6 +714,32 @@ def test_three_grey_images_as_one_tensor_are_not_read_as_one_colour_image(tmp_pa
         imgclf.explain(clf, grey)
 
 
+def test_a_network_in_train_mode_stays_in_eval_mode_while_any_thread_predicts():
+    """Two threads predicting with a network left in train mode: the first to finish put train mode back while
+    the other's forward pass ran, which then used its batch's own BatchNorm statistics (probabilities 0.25 off)."""
+    import threading
+
+    from imgclf.inference import _evaluating
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    model.train()
+    inside, release = threading.Event(), threading.Event()
+
+    def predicting():
+        with _evaluating(model):
+            inside.set()
+            release.wait(60)
+
+    other = threading.Thread(target=predicting)
+    with _evaluating(model):
+        other.start()
+        assert inside.wait(60)
+    assert not model.training  # the other thread still predicts
+    release.set()
+    other.join(60)
+    assert model.training and all(m.training for m in model.modules())  # the last one out puts the modes back
+
+
 def test_the_cli_keeps_each_path_as_it_was_given_as_the_api_does(tiny_run, image_folder, monkeypatch):
     """Taken as Paths, "./cat/x.png" came back as "cat/x.png" and "cat//x.png" as "cat/x.png": rows that a script
     could not match to the paths it passed, where the API keeps them."""

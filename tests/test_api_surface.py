@@ -225,11 +225,13 @@ def test_predicted_paths_keep_the_spelling_they_were_given(tiny_run, image_folde
 
     monkeypatch.chdir(image_folder)
     name = sorted(p for p in image_folder.rglob("*.png"))[0].relative_to(image_folder)
-    given = [f"./{name}", f"{name.parent}//{name.name}", "http://example.com/x.png"]
+    given = [f"./{name}", f"{name.parent}//{name.name}", "http://example.com/x.png", f"{name.parent}/*.png"]
     rows = imgclf.load(tiny_run).predict(given)
     assert [r.path for r in rows] == given
     assert rows[0].error is None and rows[1].error is None and rows[0].label == rows[1].label
     assert rows[2].error == "a URL, not a file: imgclf reads local files (download it first)"
+    # a shell's pattern, which Python does not expand: not a bare "file not found"
+    assert rows[3].error == "file not found: a pattern is not expanded (pass glob.glob(pattern), or the folder)"
     column = np.array([str(name), f"./{name}"])
     assert [r.path for r in imgclf.load(tiny_run).predict(column)] == column.tolist()
     objects = np.array([str(name), f"./{name}"], dtype=object)  # pandas' df.path.to_numpy()

@@ -137,6 +137,8 @@ def _not_found_reason(source: object) -> str:
             return "broken symlink (its target is gone)"
         if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", os.fspath(source)):  # http://, s3://: read as a relative path
             return "a URL, not a file: imgclf reads local files (download it first)"
+        if any(c in os.path.basename(os.fspath(source)) for c in "*?["):  # a shell expands them, Python does not
+            return "file not found: a pattern is not expanded (pass glob.glob(pattern), or the folder)"
     return "file not found"
 
 

@@ -48,7 +48,10 @@ class CommandGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except Interrupted as exc:  # what was kept and how to go on; the signal's status
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            from .hardware import launch_rank
+
+            if launch_rank() == 0:  # every data-parallel process stops together: the first one says so, once
+                typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(exc.exit_code) from None
         except ImgclfError as exc:
             # by name: a subclass may build the command it resolves (cli.base._Commands)

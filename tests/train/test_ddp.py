@@ -38,6 +38,20 @@ def test_two_process_ddp_matches_one_process(tmp_path, monkeypatch):
     assert (tmp_path / "two" / "model.safetensors").exists() and (tmp_path / "two" / "metrics.json").exists()
 
 
+def test_the_start_line_gives_each_processs_share_of_the_cores(monkeypatch):
+    """Lightning gives each of N processes on a CPU its share of the cores inside fit, after the line is printed:
+    it said "2 threads" where each of 2 processes ran 1 (and "1 threads")."""
+    from imgclf.config import make_config
+    from imgclf.pipeline.run import _threads_said
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert _threads_said(make_config(data="d", devices="2", accelerator="cpu"), "cpu") == "2 processes x 4 threads"
+    assert _threads_said(make_config(data="d", devices="4", accelerator="cpu"), "cpu") == "4 processes x 2 threads"
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert _threads_said(make_config(data="d", devices="2", accelerator="cpu"), "cpu") == "2 processes x 1 thread"
+
+
 def test_launches_that_would_not_form_the_group_asked_for_are_refused(tmp_path, monkeypatch):
     """torchrun started 2 processes for a run of 1 device: 2 whole runs trained into one folder, each alone. Two
     nodes with nothing saying which node this is waited for the other node for ever."""
@@ -121,6 +135,7 @@ def test_a_sigterm_to_the_main_process_alone_stops_both_and_the_run_resumes(tmp_
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 143, err
     assert "--resume" in err
+    assert err.count("error: training interrupted") == 1, err  # said by every process, the same words twice
     epochs_before = len(RunDir(run).read_history())
     resumed = subprocess.run(IMGCLF + ["train", "--resume", str(run), "--no-report"], env=env, capture_output=True,
                              text=True, timeout=300)

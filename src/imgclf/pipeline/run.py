@@ -99,11 +99,25 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
         + (f", time limit {cfg.time_limit}" + (" s" if cfg.time_limit.strip().replace(".", "").isdigit() else "")
            if cfg.time_limit else ""),
         *([f"tuning {plan}"] if (plan := fine_tuning_plan(cfg, model)) else []),
-        f"device {device} ({torch.get_num_threads()} threads), precision "
+        f"device {device} ({_threads_said(cfg, device)}), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _threads_said(cfg: TrainConfig, device: str) -> str:
+    """The CPU threads each training process runs: Lightning gives each of N processes on a CPU its share of the
+    cores inside fit, after this line is printed ("2 threads" where each of 2 processes ran 1)."""
+    import torch
+
+    local = int(cfg.devices) if cfg.devices.isdigit() else 1
+    threads = torch.get_num_threads()
+    if device == "cpu" and local > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // local)
+    said = f"{threads} thread{'s' if threads != 1 else ''}"
+    processes = local * cfg.num_nodes
+    return f"{processes} processes x {said}" if processes > 1 else said
 
 
 def _auto_lr(cfg: TrainConfig, data: PreparedData, model, run_dir: Path) -> TrainConfig:

@@ -381,3 +381,19 @@ def test_calibrating_one_fold_refreshes_the_cross_validations_summary(cross_vali
     ece = RunDir(copy / "fold-1").read_metrics().ece
     assert after["per_fold"][0]["test_ece"] == pytest.approx(ece) and ece != 0.999
     assert after["per_fold"][1:] == before["per_fold"][1:]
+    # the cross-validation's command again: refused as "fold-1 differs in calibrate"; now the fold is refitted as
+    # the command asks, without training, and the summary follows
+    layout, data, _ = cross_validation
+    trained = (copy / "fold-1" / "model.safetensors").read_bytes()
+    from imgclf.config import make_config
+    from imgclf.pipeline.folds import fit_folds
+
+    lines: list[str] = []
+    again = fit_folds(make_config(data=str(data), out=str(copy), folds=K, **TINY,
+                                  **({"test_split": 0.2} if layout == "flat" else {})), report=False, log=lines.append)
+    assert "fold 1/3: finished already, calibrated since with other settings: refitted as asked" in lines[0]
+    assert RunDir(copy / "fold-1").read_config().calibrate == "temperature"
+    assert (copy / "fold-1" / "model.safetensors").read_bytes() == trained
+    assert json.loads((copy / "folds.json").read_text())["per_fold"][0]["test_ece"] == pytest.approx(
+        before["per_fold"][0]["test_ece"])
+    assert again.path == copy

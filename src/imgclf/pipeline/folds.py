@@ -126,7 +126,8 @@ def _check_same_images(run: RunDir, images: set[str], capped: bool) -> None:
 
 def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float | None = None,
                 images: set[str] | None = None) -> str:
-    """new, done, resume (a checkpoint to continue from) or restart (begun, nothing to continue from). With
+    """new, done, recalibrate (done, its calibration refitted since with other settings than asked), resume (a
+    checkpoint to continue from) or restart (begun, nothing to continue from). With
     overwrite, a fold begun before `since` (the overwrite's start) is trained again; one begun after, by this
     overwrite, is judged as any fold. images: the data's files now, which a fold's recorded split must match."""
     if not run.has("config.yaml"):
@@ -144,7 +145,11 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float 
         from .sizing_record import as_requested
 
         stored, asked = as_requested(run.path, stored, asked)
+    from .recalibrate import SETTINGS as RECALIBRATED
+
     changed = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
+    if changed and set(changed) <= set(RECALIBRATED) and run.has("model.json") and run.has("metrics.json"):
+        return "recalibrate"  # `imgclf calibrate FOLD` since: a refit, not a refusal ("differs in calibrate")
     if changed:
         raise bad_path("out", run.path.parent, "a folder whose finished folds were trained with these settings",
                        f"{run.path.name} differs in {', '.join(changed[:5])}",
@@ -169,8 +174,9 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     k = int(cfg.folds or 0)
     if cfg.task == "multilabel" or (isinstance(cfg.data, str) and is_label_index(cfg.data)):
         refuse_folds(k)  # before a fold is announced, not when its data is read
-    if several_processes(cfg.devices, cfg.num_nodes, cfg.accelerator):  # each process ran the folds' own bookkeeping: the second
-        # summarised the folds while the first still evaluated the last one, failed, and both were killed
+    if several_processes(cfg.devices, cfg.num_nodes, cfg.accelerator):
+        # each process ran the folds' own bookkeeping: the second summarised the folds while the first still
+        # evaluated the last one, failed, and both were killed
         raise invalid("devices", cfg.devices, "1 for a whole cross-validation (--folds without --fold)",
                       also={"num_nodes": cfg.num_nodes},
                       hint=f"Train one fold at a time on several devices: --folds {k} --fold I, or all on one")
@@ -194,9 +200,15 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
         state = _fold_state(RunDir(path), wanted, overwrite, since, images)
         if log is not None:
             log(f"fold {i}/{k}: " + {"new": "training", "done": "finished already, skipped",
+                                     "recalibrate": "finished already, calibrated since with other settings: "
+                                                    "refitted as asked, without training",
                                      "resume": "resuming from its checkpoint", "restart": "training again"}[state])
         try:
-            if state == "resume":
+            if state == "recalibrate":
+                from .recalibrate import SETTINGS, recalibrate
+
+                recalibrate(path, report=report, **{name: getattr(wanted, name) for name in SETTINGS})
+            elif state == "resume":
                 resume_run(path, report=report)
             elif state != "done":
                 train_run(wanted, overwrite=state == "restart", report=report)

@@ -18,8 +18,9 @@ def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
         raise invalid("folds", base.folds, "unset for tune: each trial is one run, selected on the validation split")
     from ..train.engine_choice import several_processes
 
-    if several_processes(base.devices, base.num_nodes, base.accelerator):  # each process ran the search's own bookkeeping: the second
-        # found the first's study.db and stopped, which killed both
+    if several_processes(base.devices, base.num_nodes, base.accelerator):
+        # each process ran the search's own bookkeeping: the second found the first's study.db and stopped, which
+        # killed both
         raise invalid("devices", base.devices, "1 for tune: the search trains its trials in one process",
                       also={"num_nodes": base.num_nodes},
                       hint="Search on one device, then train the chosen settings on several: imgclf train --config "

@@ -133,12 +133,18 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
         out = figure_path("out", out)  # before the work, not after it ("~/why.png" expanded)
         import os
 
-        from .inputs import output_among_inputs
+        from .inputs import expand_inputs, output_among_inputs, warn_of_left_out
 
         # out= one of the image files named: the figure overwrote the user's photo (as explain -o did)
         given = list(images) if isinstance(images, (list, tuple)) else [images]
         named = [os.fspath(g) for g in given if isinstance(g, (str, os.PathLike))]
-        output_among_inputs("out", out, named, named)
+        if len(named) == len(given):  # paths alone: the folders walked here, less an earlier call's figure in them
+            empty: list[str] = []  # (explained as one more image of the folder, as the command line does not)
+            others: list[str] = []
+            images = output_among_inputs("out", out, expand_inputs(named, empty, others), named)
+            warn_of_left_out(empty, others)
+        else:
+            output_among_inputs("out", out, named, named)
     clf = _load(run_dir, precision=_precision_of(run_dir, precision), fold_batch_norm=False)
     explanations = explain_images(clf, images, label=label, unknown=unknown)
     if out is not None:

@@ -370,6 +370,11 @@ def test_an_output_that_is_one_of_the_images_is_refused_and_the_image_kept(tiny_
     with pytest.raises(ImgclfError, match="out must be a file other than the images given"):
         imgclf.explain(tiny_run, [str(photo)], out=photo)  # the API, as the command line
     assert photo.read_bytes() == before
+    # the API's own folder walk leaves its earlier figure out too: it explained it as one more image of the folder
+    for _ in range(2):
+        explained = imgclf.explain(tiny_run, str(folder), out=figure)
+        assert str(figure) not in [e.path for e in explained]
+        assert len(explained) == sum(1 for p in folder.iterdir() if p != figure)
     many = [str(folder)] * 1 + [str(p) for p in sorted(folder.iterdir())]
     result = CliRunner().invoke(app, ["explain", str(tiny_run), *many, "-o", str(tmp_path / "f.png"),
                                       "--max-images", "2"])

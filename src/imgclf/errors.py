@@ -190,7 +190,12 @@ _DISK_ERRORS = {
 
 def disk_problem(exc: BaseException) -> str | None:
     """One line for a write the disk refused (no space, a read-only mount, a quota; also a library's error that
-    quotes one, as safetensors' 'os error 28'), naming the folder; None for any other error."""
+    quotes one, as safetensors' 'os error 28'), naming the folder, or a file that could not be replaced; None for
+    any other error."""
+    if type(exc).__name__ == "ReplaceRefused":  # io.ReplaceRefused (io imports this module)
+        return (f"{exc.filename} cannot be replaced ({exc.strerror}): it belongs to another user of a shared folder, "
+                "or is made immutable; the new file was not kept. Write it under another name or folder, then run "
+                "the command again")
     code = exc.errno if isinstance(exc, OSError) else None
     if code is None:
         found = re.search(r"os error (\d+)", str(exc))

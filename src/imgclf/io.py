@@ -52,6 +52,11 @@ def remove_temp_files(folder: str | os.PathLike) -> int:
     return removed
 
 
+class ReplaceRefused(PermissionError):
+    """A file written whole could not take its name: another user's file in a shared folder such as /tmp, or
+    one made immutable (a rename is refused where writing beside it is not)."""
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """`data` into `path` through a temp file and a rename, so a reader never sees half of it. A symlink stays a
     link: its target is what gets replaced. A device, a pipe or a stream's name (/dev/stdout) is appended to as it
@@ -72,7 +77,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except PermissionError as exc:  # written whole, then refused its place: no read of ours, a user's matter
+            raise ReplaceRefused(exc.errno, exc.strerror, str(path)) from exc
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         if exc.filename is None and exc.errno is not None:  # write() names no file: "the disk written to" was

@@ -124,6 +124,34 @@ def test_a_full_disk_is_named_by_the_file_being_written(tmp_path, monkeypatch):
     assert not list(target.parent.iterdir())  # nor any half-written file
 
 
+def test_a_file_that_cannot_be_replaced_is_the_users_one_line(tmp_path, monkeypatch, tiny_run, image_folder):
+    """predict -o over another user's file in /tmp (or an immutable one): written whole, the rename was refused,
+    and that read 'internal error: PermissionError ... please report it'."""
+    import errno
+    import os
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    real = os.replace
+
+    def refused(src, dst, *args, **kwargs):
+        if str(dst).endswith("theirs.csv"):
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(src), None, str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", refused)
+    target = tmp_path / "theirs.csv"
+    image = next((image_folder / "cat").iterdir())
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), str(image), "-o", str(target)])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {target} cannot be replaced (Operation not permitted): it belongs to "
+                               "another user"), lines[0]
+    assert not target.exists() and not list(tmp_path.iterdir())  # nor the temp file
+
+
 def test_a_long_legal_file_name_is_written(tmp_path):
     """A name of 242 bytes or more, legal (255 is the limit), was refused: its temp name went past the limit."""
     target = tmp_path / ("p" * 250 + ".csv")

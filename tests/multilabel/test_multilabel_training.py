@@ -61,6 +61,9 @@ def test_a_timm_backbone_with_a_head_a_freeze_schedule_and_the_asymmetric_loss(i
     assert card.task == "multilabel" and card.training.loss == "asl" and len(card.thresholds) == 3
     assert [r.frozen for r in RunDir(run.path).read_history()] == [1, 0, 0]
     assert run.metrics.multilabel is not None and 0 <= run.metrics.multilabel.map_macro <= 1
+    # the page says what trained when, as a single-label transfer run's does (it said nothing of the freeze)
+    page = " ".join(imgclf.report(run.path, explain=False).read_text().split())
+    assert f"Fine-tuning: {card.training.fine_tuning}" in page and "head only for epoch 1" in page
 
 
 def test_the_time_budget_stops_a_multilabel_run(index, tmp_path):

@@ -123,6 +123,8 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
                       f"optimizer {t.optimizer}, lr {t.lr}, batch {t.batch_size}, "
                       f"{t.train_seconds:.0f} s." + kept_line
                       + "".join(f" Resumed {r.described()}." for r in t.resumes or []),
+        # a transfer run's plan (frozen backbone, when it unfroze, at what rate), as the single-label page gives it
+        fine_tuning=t.fine_tuning,
         config_text=run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else "",
         run_path=str(run_dir.resolve()))
     path = run_dir / "report.html"

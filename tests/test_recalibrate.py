@@ -231,6 +231,12 @@ def test_a_loaded_classifier_given_to_calibrate_predicts_with_the_new_fit(run):
     assert clf.card == RunDir(run).read_card() and clf.card.unknown.acceptance == 0.5
     assert [(p.probability, p.unknown) for p in after] == [(p.probability, p.unknown) for p in fresh]
     assert [(p.probability, p.unknown) for p in after] != [(p.probability, p.unknown) for p in before]
+    # one loaded plain (a bare softmax) stays plain: it became a calibrated, unknown-flagging classifier
+    plain = Classifier.load(run, plain=True, precision="32")
+    raw = [(p.probability, p.unknown) for p in plain.predict(images)]
+    imgclf.calibrate(plain, calibrate="temperature", unknown_acceptance=0.6, report=False)
+    assert [(p.probability, p.unknown) for p in plain.predict(images)] == raw
+    assert plain.card.unknown.acceptance == 0.6
 
 
 def test_a_refit_that_cannot_be_scored_writes_nothing_and_one_cut_short_leaves_no_old_page(tmp_path, monkeypatch):

@@ -44,6 +44,12 @@ def runs_folder(tmp_path_factory, tiny_run) -> Path:
     # the unknown detector's statistics, without which load refuses the run: it was listed as completed
     (spoilable_copy(tiny_run, root / "no-stats") / json.loads((tiny_run / "model.json").read_text())["unknown"][
         "statistics"]).unlink()
+    # ...which an msp detector does not read (its file keeps validation scores for the report): completed still
+    msp = spoilable_copy(tiny_run, root / "msp-no-stats")
+    card = json.loads((msp / "model.json").read_text())
+    (msp / card["unknown"]["statistics"]).unlink()
+    card["unknown"]["detector"] = "msp"
+    (msp / "model.json").write_text(json.dumps(card))
     cut = spoilable_copy(tiny_run, root / "cut-weights") / "model.safetensors"
     cut.write_bytes(cut.read_bytes()[:-1000])  # a copy that stopped short: listed as completed, then refused
     (root / "notes").mkdir()  # not a run: no run file
@@ -58,11 +64,12 @@ def _by_name(rows) -> dict:
 def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     rows = _by_name(imgclf.list_runs(runs_folder))
     assert set(rows) == {"done", "stopped", "early", "bad-metrics", "bad-config", "study/bad-card", "no-weights",
-                         "cut-weights", "no-stats"}
+                         "cut-weights", "no-stats", "msp-no-stats"}
     done = rows["done"]
     card = json.loads((tiny_run / "model.json").read_text())
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert done.status == "completed" and done.reason == ""
+    assert rows["msp-no-stats"].status == "completed", rows["msp-no-stats"]
     data_folder = Path(json.loads((tiny_run / "dataset.json").read_text())["root"]).name
     assert (done.model, done.data, done.epochs) == ("simple_cnn", data_folder, 5)
     assert done.test_accuracy == metrics["accuracy"] and done.macro_f1 == metrics["macro"]["f1"]
@@ -108,7 +115,7 @@ def test_json_is_a_list_of_objects_with_stable_keys(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder), "--json"])
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
-    assert isinstance(listed, list) and len(listed) == 9
+    assert isinstance(listed, list) and len(listed) == 10
     assert all(list(item) == KEYS for item in listed)
 
 
@@ -175,7 +182,7 @@ def test_table_fits_80_columns_and_shows_every_run(runs_folder, tiny_run):
 def test_cli_table_is_the_same_listing(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder)], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    assert "9 runs in" in result.output and "study/bad-card" in result.output
+    assert "10 runs in" in result.output and "study/bad-card" in result.output
 
 
 def test_redirected_table_keeps_each_run_on_one_line(tmp_path, tiny_run):

@@ -113,6 +113,7 @@ class Classifier:
         convolution into it (`models.fold.fold_batch_norms`: faster, the same predictions; the network can then
         only predict); False keeps the trained modules as they are (Grad-CAM reads a convolution's own output)."""
         inference_precision(precision, prediction_device(device))  # bad values fail before the weights are read
+        asked = precision
         fold_batch_norm = check_switch("fold_batch_norm", fold_batch_norm)
         run_dir = run_path(run_dir)  # "~/runs/a" expanded, once for every file read below
         refuse_image_folder_as_run(run_dir)
@@ -134,8 +135,10 @@ class Classifier:
             from .models.fold import fold_batch_norms
 
             fold_batch_norms(model.eval())
-        return cls(model, card, device, run_dir=run_dir, head=TrustHead() if plain else trust_head(card, run_dir),
-                   precision=precision)
+        clf = cls(model, card, device, run_dir=run_dir, head=TrustHead() if plain else trust_head(card, run_dir),
+                  precision=precision)
+        clf._loaded_as = (plain, asked)  # what reload_card keeps
+        return clf
 
     def reload_card(self) -> None:
         """Its run's model.json and unknown-detector statistics as they are on disk now, the network unchanged:
@@ -143,8 +146,12 @@ class Classifier:
         threshold while `imgclf.evaluate(clf)` read the new ones."""
         if self.run_dir is None:
             return
+        plain, asked = getattr(self, "_loaded_as", (False, None))
         card = load_card(self.run_dir)
-        self.head = trust_head(card, self.run_dir).to(self.head_device).eval()
+        if not plain:  # loaded plain (a bare softmax), it stays so
+            self.head = trust_head(card, self.run_dir).to(self.head_device).eval()
+        if asked == "auto":  # auto follows where the new fit was made, as a fresh load's would
+            self.precision = inference_precision(card_precision(card), self.device)
         self.card = card
 
     def __fspath__(self) -> str:

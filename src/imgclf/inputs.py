@@ -135,11 +135,15 @@ def tensor_as_array(tensor: torch.Tensor, name: str, grey: bool = False) -> np.n
     channels = tensor.shape[0] if tensor.ndim == 3 else tensor.shape[1] if tensor.ndim == 4 else None
     received = tensor_described(tensor)
     if tensor.ndim not in (2, 3, 4) or channels not in (None, 1, 3, 4):
-        last = tensor.shape[-1] if tensor.ndim == 3 else None
+        last = tensor.shape[-1] if tensor.ndim in (3, 4) else None
+        hint = ("A channels-last tensor (H x W x C): pass tensor.permute(2, 0, 1), or its .numpy()"
+                if tensor.ndim == 3 and last in (1, 3, 4) else
+                "A channels-last batch (N x H x W x C): pass tensor.permute(0, 3, 1, 2), or its .numpy()"
+                if tensor.ndim == 4 and last in (1, 3, 4) else
+                "A batch of grey images (N x H x W, as MNIST's .data): pass tensor.unsqueeze(1)"
+                if tensor.ndim == 3 else None)
         raise invalid(name, received, IMAGE_KINDS, note="not H x W, C x H x W or N x C x H x W with C 1, 3 or 4",
-                      hint="A channels-last tensor (H x W x C): pass tensor.permute(2, 0, 1), or its .numpy()"
-                      if last in (1, 3, 4) else "A batch of grey images (N x H x W, as MNIST's .data): pass "
-                      "tensor.unsqueeze(1)")
+                      hint=hint)
     if grey and tensor.ndim == 3 and channels in (3, 4):
         # torchvision's MNIST(...).data[:3] is 3 grey images; read as one colour image, 3 images gave 1 answer
         raise invalid(name, received, IMAGE_KINDS, note="3 or 4 grey images (N x H x W), or one colour image "
@@ -195,8 +199,9 @@ def check_array(arr: np.ndarray, name: str, received: Described | None = None) -
             raise invalid(name, received, IMAGE_KINDS, note=f"{bad:,} of its {arr.size:,} values are NaN or infinite",
                           hint="Find where the NaNs come from (a division by zero in normalisation, say)")
         low, high = float(np.min(arr)), float(np.max(arr))
-        # up to FLOAT_UNIT_TOP: a resize's overshoot (bicubic, antialiased: 1.01), clipped as a float file's is
-        if low < 0.0:  # torchvision's Normalize: "divide by 255" was no answer
+        # within FLOAT_UNIT_TOP - 1 of [0, 1]: a resize's ringing (bicubic, antialiased: -0.01..1.01), clipped as
+        # a float file's overshoot is
+        if low < 1.0 - FLOAT_UNIT_TOP:  # torchvision's Normalize: "divide by 255" was no answer
             raise invalid(name, received, IMAGE_KINDS, note=f"values from {low:g} to {high:g}",
                           hint="Pass pixels in [0, 1] before Normalize (or undo it: x * std + mean), or uint8")
         if high > FLOAT_UNIT_TOP:

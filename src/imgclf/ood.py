@@ -45,9 +45,9 @@ import torch
 from torch import nn
 
 from .errors import Described, invalid
+from .records.card import FEATURE_DETECTORS
 
 DETECTORS = ("msp", "energy", "mahalanobis", "mahalanobis-l2", "msp+mahalanobis-l2")
-FEATURE_DETECTORS = ("mahalanobis", "mahalanobis-l2", "msp+mahalanobis-l2")
 UNIT_LENGTH_DETECTORS = ("mahalanobis-l2", "msp+mahalanobis-l2")  # fitted and scored on unit-length features
 COMBINED = "msp+mahalanobis-l2"
 FEATURE_SOURCES = ("pre-logits", "map-mean-max")

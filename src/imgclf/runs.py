@@ -107,8 +107,12 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         problems.append("model.safetensors: missing (predict, serve and export refuse the run)")
     elif card is not None and (damage := safetensors_damage(run.file("model.safetensors"))):
         problems.append(f"model.safetensors: {damage} (predict, serve and export refuse the run)")
-    statistics = card.unknown.statistics if card is not None and card.unknown is not None else None
-    if statistics and not run.has(statistics):  # the unknown detector's: load refuses the run without them
+    from .records.card import FEATURE_DETECTORS
+
+    # the unknown detector's, where it reads them (an msp run's file only keeps its validation scores for the report)
+    statistics = card.unknown.statistics if card is not None and card.unknown is not None \
+        and card.unknown.detector in FEATURE_DETECTORS else None
+    if statistics and not run.has(statistics):  # load refuses the run without them
         problems.append(f"{statistics}: missing (predict, serve and export refuse the run)")
     elif statistics and (damage := safetensors_damage(run.file(statistics))):
         problems.append(f"{statistics}: {damage} (predict, serve and export refuse the run)")

@@ -494,3 +494,5 @@ def test_groups_of_other_seed_sets_drawing_from_one_folder_are_ranked_together(t
     other = _scored(drawn_by(_configure(write_run(tmp_path, seed=0, run_name="c0", data_name="other"),
                                         lr=1e-2), 0), 0.99)
     assert len(compare_runs([*a, *b, other]).sections) == 2
+    # one run a setting is no mean: two single runs of other seeds, scored on other images, stay unranked
+    assert len(compare_runs([a[0], b[1]]).sections) == 2

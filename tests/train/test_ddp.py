@@ -45,11 +45,29 @@ def test_the_start_line_gives_each_processs_share_of_the_cores(monkeypatch):
     from imgclf.pipeline.run import _threads_said
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's, where a cpuset or scheduler allows 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert _threads_said(make_config(data="d", devices="2", accelerator="cpu"), "cpu") == "2 processes x 4 threads"
     assert _threads_said(make_config(data="d", devices="4", accelerator="cpu"), "cpu") == "4 processes x 2 threads"
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert _threads_said(make_config(data="d", devices="2"), "cuda") == "2 processes x 4 threads"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert _threads_said(make_config(data="d", devices="2", accelerator="cpu"), "cpu") == "2 processes x 1 thread"
+
+
+def test_several_devices_from_an_interactive_session_are_refused(monkeypatch):
+    """In a notebook Lightning forks the processes inside fit (ddp_fork, chosen by itself): each trained and
+    validated on rank 0's share, and the card said 0 epochs."""
+    import sys
+
+    from imgclf.errors import ImgclfError
+    from imgclf.train.engine_choice import check_launch
+
+    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
+    with pytest.raises(ImgclfError, match=r"^devices must be 1 in an interactive session .*imgclf train \.\.\. "
+                                          r"--devices N --strategy ddp"):
+        check_launch("2", 1, {})
+    check_launch("1", 1, {})
+    check_launch("2", 1, {"WORLD_SIZE": "2"})  # a launcher's processes (torchrun) are no notebook's
 
 
 def test_launches_that_would_not_form_the_group_asked_for_are_refused(tmp_path, monkeypatch):

@@ -312,18 +312,23 @@ def test_the_curves_legend_sits_off_the_plot(tmp_path, monkeypatch):
     assert 0 <= legend.x0 and legend.x1 <= fig.bbox.width and legend.y0 >= 0  # whole, inside the figure
 
 
-def test_the_sweep_is_the_same_whatever_schedule_the_settings_name(tmp_path):
+def test_the_sweep_is_the_same_whatever_schedule_the_settings_name(tmp_path, caplog):
     """OneCycleLR's constructor set the optimiser's momentum (Adam's beta1) to 0.95 before Lightning's finder
-    replaced the scheduler: a settings file naming schedule onecycle moved the suggestion 25x."""
+    replaced the scheduler: a settings file naming schedule onecycle moved the suggestion 25x. A data-parallel
+    run's settings (devices: 2) were refused as "lr must be a number on several devices", an lr never given."""
+    import logging
+
     from imgclf.data.sources import export_digits
 
     data = export_digits(tmp_path / "digits")
     config = tmp_path / "c.yaml"
-    config.write_text("schedule: onecycle\n")
+    config.write_text("schedule: onecycle\ndevices: '2'\nstrategy: ddp\n")
     common = {"data": str(data), "model": "simple_cnn", "img_size": 8, "steps": 30, "seed": 0, "progress": False}
     plain = imgclf.lr_find(out=str(tmp_path / "a"), **common)
-    cycled = imgclf.lr_find(config_file=config, out=str(tmp_path / "b"), **common)
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        cycled = imgclf.lr_find(config_file=config, out=str(tmp_path / "b"), **common)
     assert cycled.losses == plain.losses and cycled.suggestion == plain.suggestion
+    assert "the sweep runs in one process: the config's devices=2 are left out of it" in caplog.text
 
 
 def test_a_sweep_without_a_suggestion_says_so_as_a_sweep_and_leaves_its_own_curve(tmp_path):

@@ -327,6 +327,14 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     cfg = resolve_config(config, recipe=recipe, config_file=config_file,
                          keywords=("start_lr", "end_lr", "steps", "overwrite"), **values)
     cfg = cfg.model_copy(update={"lr": "auto"})
+    from ..train.engine_choice import several_processes
+
+    if several_processes(cfg.devices, cfg.num_nodes, cfg.accelerator):  # a data-parallel run's config.yaml, say
+        from ..notices import warn
+
+        warn(f"the sweep runs in one process: the config's devices={cfg.devices}"
+             f"{f', num_nodes={cfg.num_nodes}' if cfg.num_nodes > 1 else ''} are left out of it")
+        cfg = cfg.model_copy(update={"devices": "1", "num_nodes": 1, "strategy": "auto"})
     check_auto_lr(cfg)
     check_engine(cfg.accelerator, cfg.strategy, cfg.precision)
     info = get_model_info(cfg.model)

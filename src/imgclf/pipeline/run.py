@@ -107,14 +107,16 @@ def _announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkp
 
 
 def _threads_said(cfg: TrainConfig, device: str) -> str:
-    """The CPU threads each training process runs: Lightning gives each of N processes on a CPU its share of the
-    cores inside fit, after this line is printed ("2 threads" where each of 2 processes ran 1)."""
+    """The CPU threads each training process runs: Lightning gives each of N processes its share of the cores
+    this process may use (its affinity: a cpuset, a scheduler's allocation) inside fit, after this line is printed
+    ("2 threads" where each of 2 processes ran 1)."""
     import torch
 
     local = int(cfg.devices) if cfg.devices.isdigit() else 1
     threads = torch.get_num_threads()
-    if device == "cpu" and local > 1 and "OMP_NUM_THREADS" not in os.environ:
-        threads = max(1, (os.cpu_count() or 1) // local)
+    if local > 1 and "OMP_NUM_THREADS" not in os.environ:  # on GPUs too: the launcher divides the CPU's threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // local)
     said = f"{threads} thread{'s' if threads != 1 else ''}"
     processes = local * cfg.num_nodes
     return f"{processes} processes x {said}" if processes > 1 else said

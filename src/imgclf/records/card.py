@@ -251,6 +251,11 @@ class SizingInfo(BaseModel):
                                                 "trained as chosen).")
 
 
+# the detectors that read class means and a precision from the statistics file (`ood`, `card_model.trust_head`);
+# here, where the quick commands that list runs can read it without torch
+FEATURE_DETECTORS = ("mahalanobis", "mahalanobis-l2", "msp+mahalanobis-l2")
+
+
 class UnknownInfo(BaseModel):
     """The card's `unknown`: how an image is scored and below which score it is reported as unknown."""
 

@@ -45,6 +45,13 @@ _CLUSTER_VARIABLES = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SI
 _LAUNCHED_INSIDE_FIT = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 
 
+def interactive() -> bool:
+    """A notebook or `python -i`, as Lightning tells one (where it trains several devices by forking)."""
+    import sys
+
+    return hasattr(sys, "ps1") or bool(sys.flags.interactive)
+
+
 def several_processes(devices: str, num_nodes: int, accelerator: str = "auto") -> bool:
     """Whether Lightning will train in more than one process: "auto" devices are every GPU of the machine (on a
     CPU, one process)."""
@@ -62,6 +69,12 @@ def check_launch(devices: str, num_nodes: int, environ: Mapping[str, str] = os.e
     """Refuse a launch whose processes would not form the data-parallel group asked for: torchrun (or another
     launcher) starting N processes for a run of other devices x nodes trained N whole runs into one folder, each
     alone; several nodes without anything saying which node this is waited for the others for ever."""
+    if several_processes(devices, num_nodes, accelerator) and interactive() and "WORLD_SIZE" not in environ:
+        # Lightning picks ddp_fork itself in an interactive session, where plain ddp is refused: the same failure
+        raise invalid("devices", devices, "1 in an interactive session (a notebook, python -i): training on several "
+                      "devices starts its processes as a script does", also={"num_nodes": num_nodes},
+                      note="started from here, each process would train and validate on the first one's share of "
+                           "the data", hint="Run it as a command: imgclf train ... --devices N --strategy ddp")
     if strategy.lower().startswith(_LAUNCHED_INSIDE_FIT) and several_processes(devices, num_nodes, accelerator):
         raise invalid("strategy", strategy, "ddp (or auto) on several devices: imgclf starts its processes before "
                       "training, as torchrun does", also={"devices": devices},

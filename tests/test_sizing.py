@@ -716,13 +716,15 @@ def test_a_sized_runs_config_repeats_its_choice_without_probing(tmp_path, monkey
 
 
 def test_ema_adds_lightnings_weight_averaging_callback():
-    from lightning.pytorch.callbacks import EMAWeightAveraging
+    from lightning.pytorch.callbacks import WeightAveraging
 
     from imgclf.train.fit import _extra_callbacks
 
     cfg = make_config(data="x", ema=0.995)
-    averaging = [c for c in _extra_callbacks(cfg, None) if isinstance(c, EMAWeightAveraging)]
+    averaging = [c for c in _extra_callbacks(cfg, None) if isinstance(c, WeightAveraging)]
     assert len(averaging) == 1 and _extra_callbacks(make_config(data="x"), None) == []
+    assert averaging[0].decay == 0.995 and averaging[0].should_update(step_idx=3)
+    assert not averaging[0].should_update(epoch_idx=1)  # none at an epoch's end, after validation
 
 
 def test_no_weight_average_for_a_run_too_short_for_it_to_forget_its_start():

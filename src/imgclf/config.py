@@ -171,8 +171,9 @@ class TrainConfig(BaseModel):
                          "keep_aspect, brightness=F, contrast=F, noise=STD, crop=PIXELS, erase=P, "
                          "fill=nearest|constant|reflect; e.g. 'hflip,rotate=30,shift=0.1,zoom=0.1'.")
     ema: float | None = Field(None, gt=0.0, lt=1.0, description="Keep an exponential moving average of the weights "
-                              "(this decay per step, e.g. 0.999; Lightning's EMAWeightAveraging): validation and the "
-                              "final model use the average. none: no averaging.")
+                              "(this decay per step, e.g. 0.999, warmed up as min(decay, (1 + n) / (10 + n)) after "
+                              "n steps; Lightning's WeightAveraging): validation and the final model use the "
+                              "average. none: no averaging.")
 
     # trust: what the probabilities mean, and images of no known class
     calibrate: Calibrate = Field("temperature", description="After training, fit a temperature on the validation "

@@ -327,13 +327,9 @@ def _extra_callbacks(cfg: TrainConfig, model: torch.nn.Module) -> list[Any]:
 
         extra.append(TimeBudget(cfg.time_limit_seconds, fit_schedule=cfg.schedule == "budget"))
     if cfg.ema is not None:
-        from lightning.pytorch.callbacks import EMAWeightAveraging
+        from .ema import WarmedEMA
 
-        # updated after every optimizer step and at no epoch's end: update_starting_at_epoch=1 (meant to start the
-        # average at the second epoch) left the steps updating it from the first, and added an update at each
-        # epoch's end, after validation, so the weights a run without restore_best kept had moved past the ones
-        # its last epoch was validated with
-        extra.append(EMAWeightAveraging(decay=cfg.ema, update_starting_at_epoch=None))
+        extra.append(WarmedEMA(cfg.ema))
     if not cfg.features_only and (cfg.freeze_epochs or cfg.unfreeze != "all" or cfg.freeze_bn):
         from .finetune import FreezeSchedule
 

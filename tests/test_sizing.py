@@ -638,7 +638,14 @@ def test_a_resumed_fast_run_keeps_its_probe_record_without_probing_again(tmp_pat
     monkeypatch.setattr(sizing_module, "size_run", probe_again)
     partial = tmp_path / "partial"  # the interrupted run as it was, to resume a second time with other settings
     shutil.copytree(tmp_path / "run", partial)
-    run = imgclf.fit(resume=str(tmp_path / "run"), report=False)
+    # --sizing probe beside --resume probes nothing; config.yaml stayed "probe" with the probe's width, which
+    # `--config RUN/config.yaml` then refused ("width must be left to the probe")
+    run = imgclf.fit(resume=str(tmp_path / "run"), sizing="probe", report=False)
+    from imgclf.pipeline.resolve import resolve_config
+
+    assert RunDir(run.path).read_config().sizing == "fixed"
+    repeated = resolve_config(None, config_file=run.path / "config.yaml")
+    assert repeated.model_args == RunDir(run.path).read_card().model_args
     card = RunDir(run.path).read_card()
     assert card.sizing is not None and card.sizing.model_dump(mode="json") == probed
     assert card.model_args["width"] == probed["candidates"][probed["chosen"]]["model_args"]["width"]

@@ -270,6 +270,9 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record
         from .sizing_record import save_sizing, stored_sizing, with_resume_changes
 
+        # `--resume RUN --sizing probe` passes the resume's check (the probe's request, as sizing.json maps the
+        # stored values back) and probes nothing: config.yaml stays fixed, or `--config RUN/config.yaml` is refused
+        resolved = resolved.model_copy(update={"sizing": "fixed"})
         sizing = stored_sizing(run_dir)
         if sizing is not None:
             found = card_info(run_dir) if resolved.lr_auto else None

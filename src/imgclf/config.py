@@ -37,6 +37,7 @@ RUNTIME_ONLY = frozenset({"progress", "num_workers", "cache_dir", "cache_budget"
 MLFLOW_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 
 SPLITS = ("train", "val", "test")
+MIN_PROBED_SECONDS = 5.0  # the shortest budget the sizing probe takes (its own timing takes 2-3 s)
 L2_KEYS = ("conv", "dense")
 
 
@@ -523,6 +524,11 @@ class TrainConfig(BaseModel):
         if self.sizing == "probe" and not self.time_limit:
             raise invalid("time_limit", self.time_limit, "set when sizing=probe: the model is sized for the budget "
                           "(e.g. --time-limit 10m)", also={"sizing": self.sizing})
+        if self.sizing == "probe" and (self.time_limit_seconds or 0) < MIN_PROBED_SECONDS:
+            # the probe's own 2-3 s took the whole budget: 0 epochs, random weights, reported as a completed run
+            raise invalid("time_limit", self.time_limit, f"at least {MIN_PROBED_SECONDS:g}s when sizing=probe: timing "
+                          "the candidate widths takes 2-3 s of it", also={"sizing": self.sizing},
+                          hint="Give a longer --time-limit, or --sizing fixed (a fixed width trains in any budget)")
         if self.sizing == "probe" and (self.devices != "1" or self.num_nodes != 1):
             # every process would time the candidates itself and could choose another width
             raise invalid("sizing", self.sizing, "fixed with several devices or nodes (one process sizes the model)",

@@ -169,6 +169,9 @@ ROWS = [
         "model_args.width=32", "--sizing fixed"),
     row("train-fast-erase-with-probe", lambda w: w.train("--recipe", "fast", "--augment", "hflip,erase=0.3"),
         "augment='hflip,erase=0.3'", "--sizing fixed"),
+    # the probe's own timing took the whole budget: 0 epochs, random weights, reported as a completed run
+    row("train-fast-budget-shorter-than-the-probe", lambda w: w.train("--recipe", "fast", "--time-limit", "0.01s"),
+        "time_limit='0.01s'", "at least 5s when sizing=probe", "--sizing fixed"),
     row("train-fast-ema-with-probe", lambda w: w.train("--recipe", "fast", "--ema", "0.999"), "ema=0.999",
         "--sizing fixed"),
     row("train-epochs-0", lambda w: w.train("--epochs", "0"), "epochs=0"),

@@ -163,7 +163,7 @@ def test_folds_of_the_self_sizing_recipe_are_skipped_when_run_again(tmp_path):
     # for: the same command again finds them finished, another learning rate or batch (settings the probe
     # rewrites) does not
     data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=12, size=28, mode="L")
-    values = {"data": str(data), "out": str(tmp_path / "cv"), "folds": 2, "recipe": "fast", "time_limit": "4s",
+    values = {"data": str(data), "out": str(tmp_path / "cv"), "folds": 2, "recipe": "fast", "time_limit": "5s",
               "batch_size": 16, "test_split": 0.2, "progress": False}
     first = imgclf.fit(values, report=False)
     stamps = [(run / "model.json").stat().st_mtime_ns for run in first.runs]
@@ -256,7 +256,7 @@ def test_the_fast_recipe_sizes_once_and_every_fold_trains_that_choice(tmp_path, 
 
     monkeypatch.setattr(sizing_module, "size_run", counted)
     data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=12, size=28, mode="L")
-    asked = {"data": str(data), "recipe": "fast", "time_limit": "4s", "epochs": 2, "folds": 2, "lr": "auto",
+    asked = {"data": str(data), "recipe": "fast", "time_limit": "5s", "epochs": 2, "folds": 2, "lr": "auto",
              "test_split": 0.2, "progress": False, "out": str(tmp_path / "cv")}
     folds = imgclf.fit(asked, report=False)
     first, second = (RunDir(path) for path in folds.runs)

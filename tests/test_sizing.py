@@ -430,6 +430,15 @@ def test_predicted_epochs_stop_at_the_runs_epoch_limit():
     assert choose(timed, 3600, 55_000, 256, BASE, budget_seconds=3600).epochs[0] > 100
 
 
+def test_a_batch_halved_within_a_split_smaller_than_it_is_no_change():
+    """48 training images: batches of 256 and 128 are the same one step, yet the reason said "batch down to 128
+    (from 256, learning rate scaled alike)"."""
+    timed = table({16: 2000})  # 128 and 64 hold the 48 images as 256 does, and run as fast; 32 runs slower
+    choice = choose(timed, 20, 48, 256, BASE, budget_seconds=20,
+                    time_at=lambda candidate, batch: 2000.0 if batch >= 48 else 100.0)
+    assert choice.batch_size == 256 and "batch down" not in choice.reason, choice.reason
+
+
 def test_the_rule_refuses_an_empty_table():
     with pytest.raises(ImgclfError, match="sizing candidates"):
         choose([], 600, 100, 32, BASE)

@@ -260,6 +260,8 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     elif time_at is not None and batch < batch_size:
         batch, refused, speed = confirm_halving(lambda b: time_at(timed[index], b), batch_size, batch, speed,
                                                 speed_kept)
+    if min(batch, train_images) == min(batch_size, train_images):  # both hold the whole training split: one batch,
+        batch = batch_size  # where "down to 128 (from 256, learning rate scaled alike)" said it changed (48 images)
     trained = min(cap, predicted_epochs(speed, train_seconds, train_images))
     if batch != batch_size:
         lr_note = lr_note or ("learning rate scaled alike" if batch < batch_size

@@ -518,6 +518,13 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _budget_needs_time_limit(self) -> "TrainConfig":
+        if self.schedule == "budget" and self.sizing == "probe" and not self.time_limit:
+            # both at once: one refused after the other sent `--recipe fast --time-limit none` round twice
+            raise invalid("time_limit", self.time_limit, "set when schedule=budget and sizing=probe (the fast "
+                          "recipe's): both are fitted to --time-limit", also={"schedule": self.schedule,
+                                                                            "sizing": self.sizing},
+                          hint="Give --time-limit 10m, or train without a budget: --sizing fixed --schedule onecycle "
+                               "--epochs N")
         if self.schedule == "budget" and not self.time_limit:
             raise invalid("time_limit", self.time_limit, "set when schedule=budget: it fits the learning rate to "
                           "--time-limit (e.g. --time-limit 10m)", also={"schedule": self.schedule})

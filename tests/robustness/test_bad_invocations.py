@@ -170,6 +170,9 @@ ROWS = [
     row("train-fast-erase-with-probe", lambda w: w.train("--recipe", "fast", "--augment", "hflip,erase=0.3"),
         "augment='hflip,erase=0.3'", "--sizing fixed"),
     # the probe's own timing took the whole budget: 0 epochs, random weights, reported as a completed run
+    # the schedule's refusal, then the probe's: two rounds of errors for one wish (no budget)
+    row("train-fast-without-a-budget", lambda w: w.train("--recipe", "fast", "--time-limit", "none"),
+        "set when schedule=budget and sizing=probe", "--sizing fixed --schedule onecycle --epochs N"),
     row("train-fast-budget-shorter-than-the-probe", lambda w: w.train("--recipe", "fast", "--time-limit", "0.01s"),
         "time_limit='0.01s'", "at least 5s when sizing=probe", "--sizing fixed"),
     row("train-fast-ema-with-probe", lambda w: w.train("--recipe", "fast", "--ema", "0.999"), "ema=0.999",

@@ -100,7 +100,7 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
                            budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
     run.write_card(with_evaluation(run, card, metrics))
     if cfg.fold is not None:
-        from .folds import refresh_summary
+        from .folds_summary import refresh_summary
 
         refresh_summary(run.path)  # the cross-validation's folds.json held this fold's earlier scores
     write_or_drop_report(run.path, report)  # the earlier page showed the old temperature, threshold and scores

@@ -721,19 +721,19 @@ def test_a_network_in_train_mode_stays_in_eval_mode_while_any_thread_predicts():
     the other's forward pass ran, which then used its batch's own BatchNorm statistics (probabilities 0.25 off)."""
     import threading
 
-    from imgclf.inference import _evaluating
+    from imgclf.eval_mode import evaluating
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     model.train()
     inside, release = threading.Event(), threading.Event()
 
     def predicting():
-        with _evaluating(model):
+        with evaluating(model):
             inside.set()
             release.wait(60)
 
     other = threading.Thread(target=predicting)
-    with _evaluating(model):
+    with evaluating(model):
         other.start()
         assert inside.wait(60)
     assert not model.training  # the other thread still predicts

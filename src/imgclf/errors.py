@@ -188,11 +188,16 @@ _DISK_ERRORS = {
 }
 
 
+class ReplaceRefused(PermissionError):
+    """A file written whole could not take its name (`io.atomic_write_bytes`): another user's file in a shared
+    folder such as /tmp, or one made immutable (a rename is refused where writing beside it is not)."""
+
+
 def disk_problem(exc: BaseException) -> str | None:
     """One line for a write the disk refused (no space, a read-only mount, a quota; also a library's error that
     quotes one, as safetensors' 'os error 28'), naming the folder, or a file that could not be replaced; None for
     any other error."""
-    if type(exc).__name__ == "ReplaceRefused":  # io.ReplaceRefused (io imports this module)
+    if isinstance(exc, ReplaceRefused):
         return (f"{exc.filename} cannot be replaced ({exc.strerror}): it belongs to another user of a shared folder, "
                 "or is made immutable; the new file was not kept. Write it under another name or folder, then run "
                 "the command again")

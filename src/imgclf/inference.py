@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import MULTILABEL_TTA, TTAViews
 from .errors import bad_path, check_switch, invalid
+from .eval_mode import evaluating
 from .notices import warn
 from .hardware import prediction_device
 from .prediction_precision import card_precision, inference_precision
@@ -300,7 +299,7 @@ class Classifier:
 
     def _forward(self, x: torch.Tensor, features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and, if asked, the detector's features, as float32 whatever precision the network ran at."""
-        with self.autocast(), _evaluating(self.model):
+        with self.autocast(), evaluating(self.model):
             logits, feats = logits_and_features(self.model, x, features, self.feature_source)
         return logits.float(), None if feats is None else feats.float()
 
@@ -377,40 +376,6 @@ def multilabel_prediction(name: str, probs: np.ndarray, classes: Sequence[str], 
     carried = sorted(((c, float(p)) for c, p, t in zip(classes, probs, cutoffs) if p >= t), key=lambda item: -item[1])
     return Prediction(name, ";".join(c for c, _ in carried), top[0][1], top, score=score, best_label=top[0][0],
                       labels=carried)
-
-
-@contextlib.contextmanager
-def _evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """The network in eval mode for one forward pass, put back as the caller left it: a model loaded to train
-    further (`fold_batch_norm=False`) and left in train mode predicted with each batch's own BatchNorm
-    statistics (answers that changed with the batch's other images) and moved its running statistics. Each module
-    is put back in its own mode, not the model's (model.train() after predict woke a frozen BatchNorm)."""
-    # Threads predicting at once share the switch: the first puts eval mode on, the last puts the modes back. A
-    # thread restoring train mode while another's forward pass ran gave that pass its batch's own BatchNorm
-    # statistics (probabilities 0.25 off).
-    with _SWITCH_LOCK:
-        switch = _SWITCHED.get(model)
-        if switch is None:
-            modes = {m: m.training for m in model.modules()}
-            if any(modes.values()):
-                switch = _SWITCHED[model] = [modes, 0]
-                model.eval()
-        if switch is not None:
-            switch[1] += 1
-    try:
-        yield
-    finally:
-        if switch is not None:
-            with _SWITCH_LOCK:
-                switch[1] -= 1
-                if not switch[1]:  # each module as it was: a fine-tuning's frozen BatchNorm stays in eval mode
-                    del _SWITCHED[model]
-                    for module, training in switch[0].items():
-                        module.train(training)
-
-
-_SWITCH_LOCK = threading.Lock()
-_SWITCHED: dict[torch.nn.Module, list[Any]] = {}  # model -> [modes before the first switch, predictions under way]
 
 
 def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | None:

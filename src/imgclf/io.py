@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import bad_path, path_argument
+from .errors import ReplaceRefused, bad_path, path_argument
 
 
 def temp_files_of(path: str | os.PathLike) -> list[Path]:
@@ -50,11 +50,6 @@ def remove_temp_files(folder: str | os.PathLike) -> int:
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-class ReplaceRefused(PermissionError):
-    """A file written whole could not take its name: another user's file in a shared folder such as /tmp, or
-    one made immutable (a rename is refused where writing beside it is not)."""
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -42,16 +42,16 @@ def test_the_start_line_gives_each_processs_share_of_the_cores(monkeypatch):
     """Lightning gives each of N processes on a CPU its share of the cores inside fit, after the line is printed:
     it said "2 threads" where each of 2 processes ran 1 (and "1 threads")."""
     from imgclf.config import make_config
-    from imgclf.pipeline.run import _threads_said
+    from imgclf.pipeline.announce import threads_said
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's, where a cpuset or scheduler allows 8
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    assert _threads_said(make_config(data="d", devices="2", accelerator="cpu"), "cpu") == "2 processes x 4 threads"
-    assert _threads_said(make_config(data="d", devices="4", accelerator="cpu"), "cpu") == "4 processes x 2 threads"
-    assert _threads_said(make_config(data="d", devices="2"), "cuda") == "2 processes x 4 threads"
+    assert threads_said(make_config(data="d", devices="2", accelerator="cpu"), "cpu") == "2 processes x 4 threads"
+    assert threads_said(make_config(data="d", devices="4", accelerator="cpu"), "cpu") == "4 processes x 2 threads"
+    assert threads_said(make_config(data="d", devices="2"), "cuda") == "2 processes x 4 threads"
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert _threads_said(make_config(data="d", devices="2", accelerator="cpu"), "cpu") == "2 processes x 1 thread"
+    assert threads_said(make_config(data="d", devices="2", accelerator="cpu"), "cpu") == "2 processes x 1 thread"
 
 
 def test_several_devices_from_an_interactive_session_are_refused(monkeypatch):

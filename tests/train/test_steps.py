@@ -118,3 +118,21 @@ def test_the_stream_is_a_pure_function_of_seed_and_epoch():
     ranks = [BatchIndexSampler(10, 2, True, seed=5, rank=r, world_size=2, steps=2) for r in range(2)]
     together = sorted(i for s in ranks for batch in s for i in batch.tolist())
     assert len(together) == 8 and len(set(together)) == 8  # two ranks, 2 steps each: 4 distinct batches
+
+
+def test_the_val_steps_sample_is_scored_once_by_two_ranks(data, tmp_path):
+    """--val-steps 3 of batch 4 under two processes: its 12 images were batched as training's are, 3 batches on 2
+    ranks, and rank 1 took batch 0 again (val_acc 0.75 where one process scored the same weights 0.667)."""
+    from imgclf.config import make_config
+    from imgclf.models import get_model_info
+    from imgclf.pipeline.prepare import run_images
+    from imgclf.train.fit import training_loaders
+
+    cfg = make_config(data=str(data), img_size=16, batch_size=4, val_steps=3, val_split=0.4, test_split=0.2,
+                      progress=False, cache_dir=str(tmp_path / "cache"))
+    prepared = run_images(cfg, get_model_info(cfg.model), 16)
+    assert len(prepared.splits["val"]) > 12  # a sample of the split, not all of it
+    ranks = [training_loaders(cfg, prepared, rank, 2, None, None)[1].sampler for rank in (0, 1)]
+    scored = [i for sampler in ranks for batch in sampler for i in batch.tolist()]
+    one = [i for batch in training_loaders(cfg, prepared, 0, 1, None, None)[1].sampler for i in batch.tolist()]
+    assert len(one) == 12 and sorted(scored) == sorted(one)  # the same 12 images, each once

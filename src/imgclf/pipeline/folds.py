@@ -141,17 +141,18 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float 
     from .recalibrate import SETTINGS as RECALIBRATED
 
     changed = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
-    if changed and set(changed) <= set(RECALIBRATED) and run.has("model.json") and run.has("metrics.json"):
-        return "recalibrate"  # `imgclf calibrate FOLD` since: a refit, not a refusal ("differs in calibrate")
-    if changed:
+    finished = run.has("model.json") and run.has("metrics.json")
+    # `imgclf calibrate FOLD` since: a refit, not a refusal ("differs in calibrate")
+    refit = bool(changed) and set(changed) <= set(RECALIBRATED) and finished
+    if changed and not refit:
         raise bad_path("out", run.path.parent, "a folder whose finished folds were trained with these settings",
                        f"{run.path.name} differs in {', '.join(changed[:5])}",
                        hint="Pass --overwrite (Python: overwrite=True) to train every fold again, or choose "
                             "another --out")
     if images is not None and run.has("dataset.json"):
         _check_same_images(run, images, capped=bool(wanted.per_class_max))
-    if run.has("model.json") and run.has("metrics.json"):
-        return "done"
+    if finished:
+        return "recalibrate" if refit else "done"
     return "resume" if run.has("checkpoints/last.ckpt") else "restart"
 
 

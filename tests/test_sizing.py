@@ -246,7 +246,12 @@ def test_halvings_left_untimed_once_the_probe_is_out_of_time_are_kept_at_the_spe
         return 700.0 if batch == 128 else None
 
     batch, why, speed = confirm_halving(time_at, 256, 32, 705)
-    assert (batch, speed, timed) == (32, 700.0, [128, 64]) and "untimed" in why
+    assert (batch, speed, timed) == (32, 700.0, [128, 64])
+    # the speed is batch 128's: the reason said "(N epochs at its 700 img/s)" of the untimed 32
+    assert why == "batch 32 untimed (the probe's time was used): its epochs predicted at batch 128's 700 img/s"
+    choice = choose(table({16: 705}), 60, 20_000, 256, BASE, budget_seconds=60,
+                    time_at=lambda candidate, b: 700.0 if b == 128 else None)
+    assert "at its" not in choice.reason and "its epochs predicted at batch 128's 700 img/s" in choice.reason
 
 
 def test_the_batch_the_speed_check_keeps_sets_the_ema_and_the_reason():

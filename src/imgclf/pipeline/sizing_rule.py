@@ -148,8 +148,9 @@ def confirm_halving(time_at: Callable[[int], float | None], batch_size: int, tar
     while batch > target:
         half = batch // 2
         measured = time_at(half)
-        if measured is None:
-            return target, f"batch {target} untimed (the probe's time was used)", speed
+        if measured is None:  # the speed read at `batch` stands in for the target's
+            return target, (f"batch {target} untimed (the probe's time was used): its epochs predicted at "
+                            f"batch {batch}'s {speed:,.0f} img/s"), speed
         if measured < speed_kept * speed:
             return batch, (f"batch {batch} kept: {half} ran at {measured:,.0f} img/s, {measured / speed:.2f} of "
                            f"{batch}'s {speed:,.0f}"), speed
@@ -268,8 +269,8 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
                               else "learning rate scaled by the square root")
         reason += (f"; batch {'down' if batch < batch_size else 'up'} to {batch} (from {batch_size}, {lr_note}) for "
                    f"{trained * steps_per_epoch(train_images, batch):,.0f} steps"
-                   + (f" ({trained:.1f} epochs at its {speed:,.0f} img/s)" if speed != timed[index].images_per_s
-                      else ""))
+                   + (f" ({trained:.1f} epochs at its {speed:,.0f} img/s)"
+                      if speed != timed[index].images_per_s and "untimed" not in refused else ""))
     reason += f"; {refused}" if refused else ""
     augment, ema = regularisation(trained, budget_seconds or train_seconds, base_augment,
                                   steps_per_epoch(train_images, batch))

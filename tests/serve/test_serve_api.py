@@ -208,14 +208,25 @@ def test_one_bad_file_gets_an_error_entry_and_the_others_their_predictions(tiny_
         assert bad[entry["path"]][2] in entry["error"], entry
 
 
-def test_a_batch_of_only_bad_files_is_answered_without_a_forward_pass(client):
+def test_a_batch_of_only_bad_files_is_a_422_with_each_reason_and_no_forward_pass(client, png):
+    """Every file failed: answered 200, a client that checks the status (curl -f, raise_for_status) took the
+    request for a success, where `imgclf predict` exits 2."""
     before = client.get("/health").json()["forward_passes"]
-    r = client.post("/predict", files=_files(("x.png", b"not pixels", "image/png")))
-    assert r.status_code == 200, r.text
-    assert r.json()["predictions"] == [{"path": "x.png", "label": None, "probability": None, "best_label": None,
-                                        "score": None, "unknown": None, "top": [],
-                                        "error": "not a recognised image format"}]
+    r = client.post("/predict", files=_files(("x.png", b"not pixels", "image/png"), ("y.png", b"", "image/png")))
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["status"] == 422
+    assert body["error"].startswith("files must be at least one image the server can read. Received: 2 file(s), "
+                                    "none usable: 'x.png': not a recognised image format; 1 more"), body["error"]
+    assert body["predictions"] == [{"path": "x.png", "label": None, "probability": None, "best_label": None,
+                                    "score": None, "unknown": None, "top": [],
+                                    "error": "not a recognised image format"},
+                                   {"path": "y.png", "label": None, "probability": None, "best_label": None,
+                                    "score": None, "unknown": None, "top": [], "error": "empty file (0 bytes)"}]
     assert client.get("/health").json()["forward_passes"] == before
+    # one usable file is enough for a 200: the others keep their reasons
+    mixed = client.post("/predict", files=_files(("x.png", b"not pixels", "image/png"), ("a.png", png, "image/png")))
+    assert mixed.status_code == 200 and [e["error"] is None for e in mixed.json()["predictions"]] == [False, True]
 
 
 def test_a_decompression_bomb_gets_its_error_entry_and_no_warning_in_the_log(client):
@@ -226,7 +237,7 @@ def test_a_decompression_bomb_gets_its_error_entry_and_no_warning_in_the_log(cli
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         r = client.post("/predict", files=_files(("big.png", _bomb_png(10_000, 10_000), "image/png")))
-    assert r.status_code == 200, r.text
+    assert r.status_code == 422, r.text  # its only file refused
     assert r.json()["predictions"][0]["error"].startswith("decompression bomb refused: 100,000,000 pixels")
     assert not [w for w in seen if "DecompressionBomb" in w.category.__name__], [str(w.message) for w in seen]
 
@@ -294,7 +305,7 @@ def test_requests_in_progress_are_capped_with_a_json_503_and_counted_down_after_
 
     monkeypatch.setattr(serve_app, "MAX_IN_FLIGHT", 1)
     for files in (_files(("a.png", png, "image/png")), _files(("a.png", b"not an image", "image/png")), []):
-        assert client.post("/predict", files=files).status_code in (200, 400)
+        assert client.post("/predict", files=files).status_code in (200, 400, 422)
     assert client.post("/predict", files=_files(("a.png", png, "image/png"))).status_code == 200
     monkeypatch.setattr(serve_app, "MAX_IN_FLIGHT", 0)  # as if every place were taken
     r = client.post("/predict", files=_files(("a.png", png, "image/png")))
@@ -348,8 +359,12 @@ def test_the_openapi_schema_describes_what_predict_takes_and_answers(client, png
     assert [e["error"] is None for e in answer.json()["predictions"]] == [True, False]
     refused = client.post("/predict?top_k=0", files=_files(("a.png", png, "image/png")))
     validator("400").validate(refused.json())
+    none_usable = client.post("/predict", files=_files(("b.png", b"x", "image/png")))
+    assert none_usable.status_code == 422
+    validator("422").validate(none_usable.json())
+    assert not validator("422").is_valid({"error": "e", "status": 422})  # the entries are promised too
     # FastAPI's own 422 body is never sent (the app answers 400), so it is not promised
-    assert "422" not in route["responses"] and "HTTPValidationError" not in spec.get("components", {}).get("schemas")
+    assert "HTTPValidationError" not in spec.get("components", {}).get("schemas")
     # one operation per route for client generators (GET and HEAD /health shared an id)
     ids = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
     assert len(ids) == len(set(ids)) and "head" not in spec["paths"]["/health"]

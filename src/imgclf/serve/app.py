@@ -238,7 +238,10 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
             results.append(as_json(Prediction(up.name, UNKNOWN_LABEL if flagged else top[0][0], top[0][1], top,
                                               score=float(out.scores[j]), unknown=flagged, best_label=top[0][0])))
             j += 1
-        return {"model": card["architecture"], "predictions": results}
+        body = {"model": card["architecture"], "predictions": results}
+        if not usable:  # nothing classified: a client that checks the status (curl -f, raise_for_status) must see it
+            return JSONResponse({"error": _none_usable(results), "status": 422, **body}, status_code=422)
+        return body
 
     return app
 
@@ -256,6 +259,14 @@ class _PerLoop:
         if loop is not self.loop:
             self.loop, self.value = loop, self.make()
         return self.value
+
+
+def _none_usable(results: list[dict[str, Any]]) -> str:
+    """The 422's one line: no file of the request could be used; each file's own reason is in its entry."""
+    first = results[0]
+    more = f"; {len(results) - 1} more, each with its reason in predictions" if len(results) > 1 else ""
+    return invalid_message("files", Described(f"{len(results)} file(s), none usable: {first['path']!r}: "
+                                              f"{first['error']}{more}"), "at least one image the server can read")
 
 
 def _declared_total(uploads: list[Upload]) -> int:

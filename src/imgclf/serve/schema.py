@@ -47,6 +47,10 @@ class ErrorResponse(BaseModel):
     status: int
 
 
+class NoneUsableResponse(ErrorResponse, PredictResponse):
+    """422: not one uploaded file could be used; each entry says why, as in a 200's."""
+
+
 def predict_openapi() -> dict[str, Any]:
     """The `openapi_extra` of POST /predict: its multipart request body."""
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -77,8 +81,10 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A bad request as a whole (no file, a bad parameter)."},
     413: {"model": ErrorResponse, "description": "Too many files or too large a body."},
     415: {"model": ErrorResponse, "description": "Not multipart/form-data."},
+    422: {"model": NoneUsableResponse, "description": "No file could be used as an image: the error, and one "
+                                                      "entry per file with its reason."},
     503: {"model": ErrorResponse, "description": "Too many requests in progress: retry after the Retry-After "
                                                  "header's seconds."},
-    # any other refusal has the same body; also keeps FastAPI from listing its own 422, which this API never sends
+    # any other refusal has the same body
     "4XX": {"model": ErrorResponse, "description": "Any other refused request."},
 }

@@ -141,7 +141,7 @@ async function classify(fileList) {
   try {
     const response = await fetch(`predict?top_k=${topK}`, { method: "POST", body });
     const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-    if (!response.ok) {
+    if (!response.ok && !data.predictions) { // a 422 (no file usable) still carries each file's reason
       showError(data.error || `HTTP ${response.status}`);
       $("status").textContent = "";
       return;

@@ -253,3 +253,19 @@ def test_a_missing_tracker_package_is_refused_before_overwrite_removes_the_run(d
     with pytest.raises(ImgclfError):
         imgclf.fit(data=str(data), out=str(fresh), logger=["mlflow"], **{**BASE, "epochs": 1})
     assert not fresh.exists() or not any(fresh.iterdir())  # no stub to refuse the corrected command
+
+
+def test_a_corrupt_mlflow_store_is_refused_before_overwrite_removes_the_run(data, tmp_path):
+    """A runs/mlflow.db that is no database failed when the loggers were made, after --overwrite had removed the
+    finished run it replaced."""
+    from imgclf.errors import ImgclfError
+
+    out = tmp_path / "runs" / "r"
+    imgclf.fit(data=str(data), out=str(out), **{**BASE, "epochs": 1})
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (tmp_path / "runs" / "mlflow.db").write_bytes(b"this is not an SQLite file" * 100)
+    with pytest.raises(ImgclfError, match=r"mlflow_uri must be an MLflow store that opens.*mlflow\.db.*nothing of "
+                                          r"the run being replaced was removed") as info:
+        imgclf.fit(data=str(data), out=str(out), logger=["mlflow"], overwrite=True, **{**BASE, "epochs": 1})
+    assert "\n" not in str(info.value)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # the finished run is whole, untouched

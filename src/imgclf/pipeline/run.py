@@ -215,7 +215,10 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         from ..data.imbalance import weights_from_file
 
         weights_from_file(resolved.class_weight, data.classes)
-    if replacing:  # the new command's data and model are built: the run it replaces goes now
+    if replacing:  # the new command's data and model are built, its tracker's store opens: the run it replaces goes
+        from ..train.trackers import check_tracking_store
+
+        check_tracking_store(resolved, run_dir)
         remove_run_files(run_dir)
     sizing = None
     if resume:  # a resumed run keeps the model its config.yaml holds (stored as fixed), and the probe's record

@@ -90,6 +90,28 @@ def _mlflow_logger(cfg: TrainConfig, run_dir: Path, resume: bool) -> Any:
                         tags={RUN_DIR_TAG: str(run_dir.absolute())}, artifact_location=artifacts)
 
 
+def check_tracking_store(cfg: TrainConfig, run_dir: Path) -> None:
+    """The MLflow store the run would log to opens: checked before --overwrite removes the run it replaces (a
+    corrupt mlflow.db failed only when the loggers were made, the old run already gone)."""
+    if "mlflow" not in cfg.logger:
+        return
+    _require("mlflow", "mlflow")
+    import mlflow  # noqa: F401  (imported before its loggers' level is set, as `_mlflow_logger` does)
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    uri = mlflow_uri(cfg, run_dir)
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:  # MLflow's own errors (a file that is no database, a schema it cannot migrate)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise invalid("mlflow_uri", uri, "an MLflow store that opens", note=f"{type(exc).__name__}: {first}",
+                      hint="Mend or move that store (the runs beside it keep their own files), or pass "
+                           "--mlflow-uri for another; nothing of the run being replaced was removed") from None
+
+
 def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
     """An http(s) tracking URI must answer now: MLflow retries an unreachable server for minutes (7 retries with
     backoff per request), then fails with an internal error, the run folder written."""

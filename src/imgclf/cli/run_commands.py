@@ -256,7 +256,10 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
           access_log: bool = typer.Option(True, help="Log every request."),
           unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off."),
           precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto or 32); "
-                                        "GET /health says which.")) -> None:
+                                        "GET /health says which."),
+          allow_origin: list[str] = typer.Option([], help="A web origin (scheme://host[:port], or * for any) whose "
+                                                 "pages' scripts may call the API from a browser (CORS); repeat "
+                                                 "for several. None by default.")) -> None:
     """Serve a run: upload page at /, POST /predict, GET /model, GET /health."""
     from ..backends import check_backend
     from ..serve import serve as run_server
@@ -265,7 +268,7 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
     flag_unknown = on_off("unknown", unknown)
     run_server(run, host=host, port=port, access_log=access_log, backend=backend, threads=threads,
                max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files, unknown=flag_unknown,
-               precision=precision)
+               precision=precision, allow_origins=allow_origin)
 
 
 @app.command()

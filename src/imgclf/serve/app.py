@@ -20,7 +20,7 @@ import os
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -38,6 +38,7 @@ from ..inference import Classifier, PixelResults, Prediction, multilabel_predict
 from ..ood import UNKNOWN_LABEL
 from ..predict_format import as_json
 from .batcher import MicroBatcher
+from .origins import add_cors, check_origins
 from .schema import (PREDICT_RESPONSES, THRESHOLD, TOP_K, UNKNOWN, PredictResponse, predict_openapi,
                      typed_parameters)
 from .uploads import ApiError, Upload, read_uploads
@@ -86,18 +87,20 @@ def default_threads() -> int:
 def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_files: int = DEFAULT_MAX_FILES, backend: str = "torch", max_batch: int = 64,
                max_wait_ms: float = 0.0, threads: int | None = None, unknown: bool = True,
-               precision: str = "auto") -> FastAPI:
+               precision: str = "auto", allow_origins: Sequence[str] = ()) -> FastAPI:
     """A FastAPI app serving the run in `run_dir` (loaded now, so a bad run fails before serving starts).
 
     max_batch / max_wait_ms: how concurrent requests are batched (see `MicroBatcher`). threads: threads for
     the forward pass; None leaves torch and onnxruntime at their defaults (`serve()` passes a value).
     unknown: label images below the card's threshold "unknown" (a request's ?unknown=on|off overrides it).
     precision: the torch backend's (`load_classifier`); /health says what it resolved to.
+    allow_origins: web origins whose scripts may call the API (`*`: any); none by default.
     """
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_files", max_files), ("threads", threads),
                         ("max_batch", max_batch)):
         if value is not None and value < 1:
             raise invalid(name, value, ">= 1")
+    origins = check_origins(allow_origins)
     clf = load_classifier(run_dir, backend, threads, precision)
     default_unknown = check_switch("unknown", unknown)
     card = clf.card.model_dump(mode="json")
@@ -121,6 +124,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     # itself is served (/openapi.json) and the upload page is at /
     app = FastAPI(title=f"imgclf: {Path(run_dir).name}", version="1", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
+    add_cors(app, origins)
     app.state.classifier = clf
     app.state.batcher = batcher
     generated = app.openapi

@@ -1,0 +1,37 @@
+"""Cross-origin access (`imgclf serve --allow-origin`): which web pages on other origins may call the API from a
+browser. None by default: a page elsewhere can still post to the server (a form), but its script cannot read the
+answer, so only the upload page served at / reads predictions in a browser."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from ..errors import invalid
+
+# scheme://host[:port], as a browser sends it in the Origin header: no path, no trailing slash
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$", re.IGNORECASE)
+
+
+def check_origins(origins: Iterable[str]) -> list[str]:
+    """The origins as given, each `*` (any page) or scheme://host[:port]; refused one by one in the house style."""
+    checked = []
+    for origin in origins:
+        origin = str(origin)
+        if origin != "*" and not _ORIGIN.match(origin):
+            slash = origin.rstrip("/") if re.match(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+/+$", origin, re.I) else None
+            raise invalid("allow_origin", origin, "* or an origin as a browser sends it: scheme://host[:port], "
+                          "such as http://localhost:3000", note="a path or trailing slash never matches"
+                          if slash or "://" in origin else None, hint=f"Pass {slash}" if slash else None)
+        checked.append(origin)
+    return checked
+
+
+def add_cors(app, origins: list[str]) -> None:
+    """Let scripts on `origins` call every route; the 503's Retry-After readable by them too."""
+    if not origins:
+        return
+    from starlette.middleware.cors import CORSMiddleware
+
+    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "HEAD", "POST"],
+                       allow_headers=["Content-Type"], expose_headers=["Retry-After"], max_age=600)

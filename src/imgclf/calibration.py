@@ -66,8 +66,9 @@ def fit_temperature(logits: np.ndarray | torch.Tensor, labels: np.ndarray | torc
     if len(y) == 0:
         return TemperatureFit(1.0, before, before, "no validation images")
     if bool((z.argmax(1) == y).all()):
-        return TemperatureFit(1.0, before, before, "every validation image is classified correctly, so the "
-                                                    "likelihood has no minimum (it grows as T -> 0)")
+        return TemperatureFit(1.0, before, before, "every validation image is already classified correctly, so "
+                                                    "sharper probabilities always score better there (the loss "
+                                                    "falls as T -> 0): the raw softmax is kept")
 
     def loss(inverse_t: float) -> float:
         return float(F.cross_entropy(z * inverse_t, y))

@@ -476,3 +476,39 @@ def test_an_epoch_cut_short_is_drawn_hollow_with_its_share(tmp_path, monkeypatch
             assert [list(line.get_xdata()) for line in hollow] == ([[4], [4]] if cut else [])
             assert ("66 %" in [t.get_text() for t in ax.texts]) == cut
         assert any("epoch cut short" in t.get_text() for t in fig.legends[0].get_texts()) == cut
+
+
+def test_a_shortened_class_name_names_one_class_of_the_run_in_every_figure(tmp_path, monkeypatch):
+    """With 22 classes "very_long_class_name_number_NN_xxxxxx", the ROC title's lowest class read
+    "very_lon…bbbbbb" (three classes end so) and a tile read "True: very_lon…ffff" in one figure and
+    "ver…15_ffffff" in the Grad-CAM grid: each figure cut names apart only among the names it happened to show."""
+    from imgclf.evaluation.plots import image_grids, score_curves
+
+    k = 22
+    y, probs, _, _ = synthetic(k)
+    classes = [f"very_long_class_name_number_{i:02d}_{'abcdefghij'[i % 10] * 6}" for i in range(k)]
+    saved = []
+    monkeypatch.setattr(score_curves, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    monkeypatch.setattr(image_grids, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+
+    def named(text: str) -> list[str]:
+        """The classes a cut name can stand for: those that begin and end as it does."""
+        head, _, tail = text.partition("…")
+        return [c for c in classes if c.startswith(head) and c.endswith(tail)]
+
+    from sklearn.metrics import roc_auc_score
+
+    plots.plot_roc_curves(y, probs, classes, tmp_path / "roc.png")
+    title = saved[-1].axes[0].get_title()
+    shown = title.split("lowest AUC: ")[1].rsplit(" (", 1)[0]
+    worst = min(range(k), key=lambda c: roc_auc_score(y == c, probs[:, c]))  # its suffix is two other classes' too
+    assert named(shown) == [classes[worst]], title
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    sample = [{"image": image, "true": classes[15], "pred": classes[7], "prob": 0.86, "loss": 2.0, "correct": False}]
+    plots.plot_top_losses(sample, tmp_path / "top.png", classes=classes)
+    plots.plot_gradcam_grid([{**sample[0], "heatmap": np.zeros((16, 16))}], tmp_path / "cam.png", classes=classes)
+    captions = [next(ax.get_title() for ax in fig.axes if ax.get_title().startswith("True:")) for fig in saved[1:]]
+    assert captions[0].splitlines()[:2] == captions[1].splitlines()[:2], captions  # the same names in both
+    true, pred = (line.split(": ", 1)[1].split(" (")[0] for line in captions[0].splitlines()[:2])
+    assert (named(true), named(pred)) == ([classes[15]], [classes[7]]), captions

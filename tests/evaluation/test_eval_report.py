@@ -64,6 +64,7 @@ def test_cli_report_redraws_lists_skipped_files_and_survives_missing_weights(run
     result = CliRunner().invoke(app, ["report", str(run_copy)])
     assert result.exit_code == 0, result.output
     assert f"report: {run_copy / 'report.html'}" in result.output
+    assert "missing from" not in result.output  # every file the page reads is there
     html = (run_copy / "report.html").read_text()
     assert "/data/cat/broken.jpg" in html and "truncated file" in html
     assert re.search(r"run must [^<]*model\.safetensors", html)  # the reason, in the Explanations section
@@ -482,6 +483,11 @@ def test_a_dash_in_the_table_says_how_the_averages_under_it_count_the_class(tmp_
                                       np.array([p.probs for p in kept]), classes, "test"))
     html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
     assert f"Recall and F1 “—”: no test image ({classes[1]}); the averages leave the class out." in html
+    # said where it is read first, not only under the table: the summary and the macro card
+    assert (f"1 of the {len(classes)} classes has no test image ({classes[1]}): the test scores say nothing about "
+            f"it, and the macro averages are over the other {len(classes) - 1}.") in html
+    assert (f"mean of per-class recall over {len(classes) - 1} of {len(classes)} classes (the others have no test "
+            "image)") in html
     # one image taken for that class: its false alarm is in the macro precision (at 0), as the note then says
     kept[0] = PredictionRow(path=kept[0].path, true=kept[0].true, pred=classes[1], prob=0.8, loss=1.6,
                             probs=[0.8 if c == classes[1] else 0.2 / (len(classes) - 1) for c in classes])
@@ -626,3 +632,39 @@ def test_a_training_loss_unlike_the_validation_loss_is_said_under_the_curves(tmp
         html = " ".join(write_report(run.path, explain=False, redraw=redraw).read_text().split())
         assert ("The training loss includes focal loss and class weights (balanced) and label smoothing 0.1; "
                 + note) in html
+
+
+def test_a_small_step_below_the_flag_names_the_minority_classes_mu_counts(run_copy):
+    """Training counts 13/14/13 are a two-size step: μ 0.67 counts two minority classes, and the page showed
+    μ 0.67 beside "minority classes: none flagged" (dataset.json listed them)."""
+    from imgclf.records import ImbalanceStats, RunDir
+
+    run = RunDir(run_copy)
+    dataset = run.read_dataset()
+    classes = dataset.classes
+    dataset.imbalance = ImbalanceStats(rho=14 / 13, mu=round(2 / 3, 4), minority=[classes[0], classes[2]],
+                                       imbalanced=False)
+    run.write_dataset(dataset)
+    html = " ".join(unescape(write_report(run.path, explain=False, redraw=False).read_text()).split())
+    facts = re.search(r"<dt>μ \(minority share\)</dt><dd>(.*?)</dd>.*?<dt>minority classes</dt><dd[^>]*>(.*?)</dd>",
+                      html)
+    assert facts, "imbalance facts not found"
+    assert facts.group(1) == "0.67"
+    assert facts.group(2) == f"{classes[0]}, {classes[2]}: the smaller step, which μ counts; not flagged (ρ ≤ 1.5)"
+    assert '<span class="tag ok">balanced</span>' in html
+
+
+def test_a_report_of_a_run_missing_its_history_and_metrics_says_so(run_copy):
+    """`imgclf report` on a run without history.csv or metrics.json wrote the page without a word: the curves
+    were gone, the overfitting fact said "needs 4 epochs or more" beside "epochs run 5", and the unknown-input
+    facts were left out."""
+    (run_copy / "history.csv").unlink()
+    (run_copy / "metrics.json").unlink()
+    result = CliRunner().invoke(app, ["report", str(run_copy), "--no-explain"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (f"warning history.csv, metrics.json are missing from {run_copy}: the report leaves out what they hold "
+            "(the training curves and the overfitting check; the test-time augmentation") in said
+    html = " ".join(unescape((run_copy / "report.html").read_text()).split())
+    assert "Missing from the run folder: history.csv, metrics.json; this page leaves out the training" in html
+    assert "<dt>overfitting</dt><dd>not checked: history.csv is missing</dd>" in html

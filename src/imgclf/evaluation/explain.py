@@ -141,7 +141,7 @@ def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
                                    classes=[int(interp.y_pred[i]) for i, _ in keep])
     samples = [dict(interp.describe(i), image=img, heatmap=m) for (i, img), m in zip(keep, maps)]
     path = Path(out) if out is not None else run_dir / "plots" / "gradcam.png"
-    plot_gradcam_grid(samples, path, layer=layer)
+    plot_gradcam_grid(samples, path, layer=layer, classes=card.classes)
     return {"path": path, "layer": layer, "correct": sum(s["correct"] for s in samples),
             "wrong": sum(not s["correct"] for s in samples)}
 

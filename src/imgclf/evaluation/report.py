@@ -134,6 +134,13 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
                         "the LR finder choose it (--lr auto).")
     lowest = lowest_recall_classes(per_class)
     tested = sum(1 for row in per_class.values() if row.support > 0)
+    untested = [name for name, row in per_class.items() if row.support == 0]
+    if untested:  # the terminal warned; the page's macro cards read as if every class had been scored
+        named = ", ".join(untested[:5]) + (", …" if len(untested) > 5 else "")
+        findings.append(f"{len(untested)} of the {len(per_class)} classes {'has' if len(untested) == 1 else 'have'} "
+                        f"no {split} image ({named}): the {split} scores say nothing about "
+                        f"{'it' if len(untested) == 1 else 'them'}, and the macro averages are over the other "
+                        f"{tested}.")
     if worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) == tested > 1:
         findings.append(f"Every class has the same recall, {pct(worst_recall)}: no class is weaker than another.")
     elif worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) > 1:
@@ -239,6 +246,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "count": m.count,
         "headline": {
             "accuracy": m.accuracy, "macro_recall": m.macro.recall, "macro_f1": m.macro.f1,
+            "macro_over": (f"over {tested} of {len(per_class)} classes (the others have no {split} image)"
+                           if untested else None),
             "worst_note": _worst_note(worst_name, len(lowest), tested),
             "worst_recall": worst_recall, "macro_auc": m.macro_auc,
             "ece": ece, "loss": m.loss, "val_accuracy": kept_val_accuracy(history, training),
@@ -270,6 +279,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             else float(np.median(speeds)) if speeds else None,
             "onset": onset, "overfitting_rule": OVERFITTING_RULE,
             "overfitting_checked": len(history) >= OVERFITTING_MIN_EPOCHS, "overfitting_min": OVERFITTING_MIN_EPOCHS,
+            "history_missing": False,  # write_report knows whether history.csv is there
             "lr_changes": len(lr_changes([r.value("lr") for r in history])),
             "resumes": [r.described() for r in training.resumes or []],
             "fine_tuning": training.fine_tuning,
@@ -310,6 +320,13 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     }
 
 
+# The run files the page reads besides model.json and predictions.csv (without which there is no page), and what it
+# leaves out without each
+RUN_FILES_READ = {"history.csv": "the training curves and the overfitting check",
+                  "metrics.json": "the test-time augmentation, unknown-input and evaluation-precision facts",
+                  "dataset.json": "the data section: splits, class counts, imbalance and leak checks"}
+
+
 def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool = True,
                  failures: list[str] | None = None) -> Path:
     """Redraw plots/*.png (`redraw=False`: reuse the figures already there) and write runs/<name>/report.html
@@ -337,6 +354,16 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
         figs["lr_find"] = {"path": run.file(lr_find.curve), "title": "Learning-rate finder",
                            "caption": lr_find_caption(lr_find), **embed_png(run.file(lr_find.curve))}
     context = _page_context(run_dir, card, dataset, metrics, interp, run.read_history())
+    missing = [name for name in RUN_FILES_READ if not run.has(name)]
+    if missing:  # the page is drawn without them; a section left out must not read as "nothing to show"
+        from ..notices import warn
+
+        said = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing from {run_dir}"
+        warn(f"{said}: the report leaves out what {'it holds' if len(missing) == 1 else 'they hold'} "
+             f"({'; '.join(RUN_FILES_READ[name] for name in missing)})")
+        context["findings"].insert(0, f"Missing from the run folder: {', '.join(missing)}; this page leaves out "
+                                      f"{'; '.join(RUN_FILES_READ[name] for name in missing)}.")
+        context["training"]["history_missing"] = "history.csv" in missing
     # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it
     context["config_text"] = run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else ""
     context["run_path"] = str(run_dir.resolve())

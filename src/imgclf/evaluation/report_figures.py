@@ -129,10 +129,10 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
 
     sample = grid(interp.sample(n_samples))
     if sample:
-        add("samples", lambda p: plots.plot_prediction_grid(sample, p))
+        add("samples", lambda p: plots.plot_prediction_grid(sample, p, classes=classes))
     losses = grid(interp.top_losses(n_losses))
     if losses:
-        add("top_losses", lambda p: plots.plot_top_losses(losses, p))
+        add("top_losses", lambda p: plots.plot_top_losses(losses, p, classes=classes))
     if explain:
         figures.update(_gradcam_figure(run_dir, split))
     return figures

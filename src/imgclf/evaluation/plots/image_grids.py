@@ -23,10 +23,12 @@ from ...plotting import (
 from .layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image, text_px
 
 
-def _labels(samples: Sequence[Mapping[str, Any]], limit: int = 13) -> dict[str, str]:
+def _labels(samples: Sequence[Mapping[str, Any]], limit: int = 13,
+            classes: Sequence[str] = ()) -> dict[str, str]:
     """The class names of a grid's captions, each cut where it differs from the others (a wrong answer must not
-    read as the right one, nor one tile's class as its neighbour's)."""
-    names = sorted({s[key] for s in samples if "caption" not in s for key in ("true", "pred")})
+    read as the right one, nor one tile's class as its neighbour's); with `classes` (all of the run's), where it
+    differs from every class, so that a cut name names one class and reads the same in every figure."""
+    names = sorted({s[key] for s in samples if "caption" not in s for key in ("true", "pred")} | set(classes))
     return dict(zip(names, distinct_short(names, limit)))
 
 
@@ -57,16 +59,18 @@ def _is_wrong(s: Mapping[str, Any]) -> bool:
 
 
 def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
-                         title: str = "Sample predictions", show_loss: bool = False, max_cols: int = 6) -> Path:
+                         title: str = "Sample predictions", show_loss: bool = False, max_cols: int = 6,
+                         classes: Sequence[str] = ()) -> Path:
     """Images captioned "True: x / Pred: y (p)"; wrong predictions get a red caption and a red frame.
 
-    Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}.
+    Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}. classes: all of
+    the run's, which a shortened name must tell apart (`_labels`).
     """
     n_wrong = sum(1 for s in samples if _is_wrong(s))
     # The sample mixes right and wrong on purpose: say so, or the share of red reads as the error rate.
     drawn = "" if show_loss else ", mixed on purpose (not the error rate)"
     heading = f"{title}: {n_wrong} wrong (red frame) and {len(samples) - n_wrong} right{drawn}"
-    labels = _labels(samples)
+    labels = _labels(samples, classes=classes)
     captions = [_caption(s, show_loss, labels) for s in samples]
     cols = _columns_for(captions, max_cols)
     with style():
@@ -84,22 +88,22 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
         return save_figure(fig, path)
 
 
-def plot_top_losses(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+def plot_top_losses(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, classes: Sequence[str] = ()) -> Path:
     """The images the model got most confidently wrong (highest loss first)."""
-    return plot_prediction_grid(samples, path, title="Top losses", show_loss=True)
+    return plot_prediction_grid(samples, path, title="Top losses", show_loss=True, classes=classes)
 
 
 def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, layer: str = "",
-                      max_cols: int = 6, target: str = "its predicted class") -> Path:
+                      max_cols: int = 6, target: str = "its predicted class", classes: Sequence[str] = ()) -> Path:
     """Each sample as the input image above its Grad-CAM overlay; wrong predictions marked red.
 
     Each sample: {"image": uint8 HWC, "heatmap": float (H, W) in [0, 1], "true", "pred", "prob", "correct"}, or
     a "caption" of its own in place of "true", "pred" and "prob".
-    `target`: what the maps explain, for the heading.
+    `target`: what the maps explain, for the heading. classes: as `plot_prediction_grid` takes them.
     """
     heading = f"Grad-CAM: where the model looked for {target}"
     heading += f" (at its last convolution, {layer})" if layer else ""
-    labels = _labels(samples)
+    labels = _labels(samples, classes=classes)
     captions = [_caption(s, labels=labels) for s in samples]
     lines = max((c.count("\n") + 1 for c in captions), default=3)
     cols = _columns_for(captions, max_cols)

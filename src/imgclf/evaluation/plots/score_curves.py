@@ -20,7 +20,6 @@ from ...plotting import (
     new_figure,
     distinct_short,
     save_figure,
-    short,
     style,
 )
 from .layout import LEGEND_PT, TITLE_PT, figure_title, legend_columns
@@ -84,7 +83,9 @@ def _finish_curves(fig, ax, title: str, scores: dict[str, float], score_name: st
     """Title (with the lowest-scoring class when the classes are drawn in grey), square axes, legend below; saved."""
     if grey and scores:
         worst = min(scores, key=scores.get)
-        title += f"\n{len(scores)} classes in grey\nlowest {score_name}: {short(worst, 14)} ({scores[worst]:.3f})"
+        names = list(scores)  # every class: the cut name must name one of them
+        shown = distinct_short(names, 14)[names.index(worst)]
+        title += f"\n{len(scores)} classes in grey\nlowest {score_name}: {shown} ({scores[worst]:.3f})"
     ax.set_title(title, fontsize=TITLE_PT)
     ax.set_aspect("equal")
     _curve_legend(fig, ax, columns)
@@ -194,6 +195,8 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
 
     The legend sits below the figure, never on the plot: bars can stand anywhere from 0 to 1. title: what the
     diagram shows ('Before calibration' for the raw softmax of a calibrated run)."""
+    from matplotlib.ticker import MaxNLocator
+
     from ..interpret import calibration_verdict
     from ..metrics import expected_calibration_error
 
@@ -230,6 +233,7 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
         bottom.bar_label(bars, labels=[_count(c) for c in counts], fontsize=MIN_FONT_PT, padding=1, color="#374151")
         bottom.margins(y=0.25)
         bottom.set_ylabel("images")
+        bottom.yaxis.set_major_locator(MaxNLocator(integer=True))  # image counts: no 2.5 tick
         bottom.set_xlabel("confidence (top-class probability)")
         return save_figure(fig, path)
 

@@ -182,7 +182,27 @@ def test_cli_subset(pool, tmp_path):
                                    "--rho", "1.23456"])
     assert odd.exit_code == 0, odd.output
     said = " ".join(odd.output.split())
-    assert "note: the ratio is 1.22222, not 1.23456" in said, said
+    assert "note: the ratio is 1.222222, not 1.23456" in said, said
+    # a ratio p/q makes the sizes come in multiples of q and p: the total moved a third, which is a warning that says
+    # why and the --per-class that is exact (an S4 study's ratios compared at other sizes confound the two)
+    moved = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "moved"), "--per-class", "32",
+                                     "--rho", "3.3"])
+    assert moved.exit_code == 0, moved.output
+    said = " ".join(moved.output.split())
+    assert ("warning: the total is 215 images instead of 320 (-33 %); with rho 3.3 = 33/10, a minority class holds a "
+            "multiple of 10 images and a majority class the same multiple of 33, so totals come in steps of 215 "
+            "(5 x 10 + 5 x 33); --per-class 43 gives exactly 430") in said, said
+    assert len(list((tmp_path / "moved").rglob("*.png"))) == 215
+    exact = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "exact"), "--per-class", "43",
+                                     "--rho", "3.3"])
+    assert exact.exit_code == 0 and "430 images" in exact.output and "total" not in exact.output, exact.output
+    near = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "near"), "--per-class", "30",
+                                    "--rho", "2.5"])
+    assert "note: the total is 315 images instead of 300 (+5 %)" in " ".join(near.output.split()), near.output
+    # a ratio above 1 by less than its own printing shows is not "the ratio is 1, not 1"
+    tiny = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "tiny"), "--per-class", "32",
+                                    "--rho", "1.0000001"])
+    assert "note: the ratio is 1, not 1.0000001" in " ".join(tiny.output.split()), tiny.output
     bad = CliRunner().invoke(app, ["subset", str(pool), "--out", str(tmp_path / "t"), "--per-class", "8",
                                    "--rho", "3", "--mode", "copy"])
     assert bad.exit_code == 2 and "Received: mode='copy'" in bad.output

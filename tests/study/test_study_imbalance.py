@@ -252,6 +252,18 @@ def test_cli_takes_s4_recipes_but_lets_the_configurations_decide_regularisation(
     flag = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "s"), "--per-class",
                                     "8", "--model-args", "dropout=0.2"])
     assert flag.exit_code == 2 and "model_args (--model-args) must be free of ['dropout']" in flag.output
+    # a setting the configurations decide, given as a flag: the study's own refusal and the token that sets it, where
+    # click said "No such option: --class-weight (Possible options: --weights)" (the pretrained weights' file)
+    for flags, received, token in ((["--class-weight", "balanced"], "{'class_weight': 'balanced'}",
+                                    "class_weight: --configs weighted"),
+                                   (["--loss", "focal", "--seed", "3"], "{'loss': 'focal', 'seed': 3}",
+                                    "loss: --configs focal")):
+        given = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "g"),
+                                         "--per-class", "8", *flags])
+        said = " ".join(given.output.split())
+        assert given.exit_code == 2 and f"Received: overrides={received}" in said and token in said, said
+        assert "No such option" not in said and not (tmp_path / "g").exists()
+    assert "--class-weight" not in CliRunner().invoke(app, ["study", "imbalance", "--help"]).output
 
 
 def test_a_study_refuses_the_fast_recipes_probe_before_writing_anything(pool, tmp_path):
@@ -614,3 +626,23 @@ def test_a_repeated_configuration_or_an_empty_list_item_is_refused(pool, tmp_pat
     assert result.exit_code == 2, result.output
     assert words in " ".join(result.output.split()), result.output
     assert not (tmp_path / "s" / "study.json").exists()
+
+
+def test_a_subset_whose_total_moved_says_so_in_the_log_the_record_and_the_page(pool, study_dir, tmp_path):
+    """rho 2.5 = 5/2 makes a minority class a multiple of 2 images and a majority class the same multiple of 5: 28
+    images where 4 x 8 were asked. `imgclf subset` said so; the study trained on them without a word, and its page
+    said "base set 8 per class"."""
+    from imgclf.records import StudyRecord
+
+    said = []
+    run_imbalance_study(pool, tmp_path / "st", per_class=8, rhos=[2.5], configs=["none"], model="simple_cnn",
+                        overrides=TINY, run_reports=False, log=said.append)
+    text = ("the total is 28 images instead of 32 (-12 %); with rho 2.5 = 5/2, a minority class holds a multiple of 2 "
+            "images and a majority class the same multiple of 5, so totals come in steps of 14 (2 x 2 + 2 x 5); "
+            "--per-class 7 gives exactly 28")
+    assert f"warning: rho 2.5: {text}" in said, said
+    study = StudyRecord.model_validate_json((tmp_path / "st" / "study.json").read_text())
+    assert study.subsets["2.5"].notes == [text] and study.subsets["2.5"].total == 28
+    assert f"<strong>ρ 2.5:</strong> {text}" in (tmp_path / "st" / "study.html").read_text()
+    # exact subsets carry no note
+    assert json.loads((study_dir / "study.json").read_text())["subsets"]["3"]["notes"] == []

@@ -30,7 +30,8 @@ def study(tmp_path_factory):
         write_run(out / "runs", classes=CLASSES, seed=seed + int(rho) + len(config), run_name=name,
                   data_name=f"data-{name}")
     subset = {"minority": MINORITY, "classes": list(CLASSES), "counts": {c: 8 for c in CLASSES}, "total": 32,
-              "rho_actual": 1.0, "minority_count": 8, "majority_count": 8, "exact": True}
+              "rho_actual": 1.0, "minority_count": 8, "majority_count": 8, "exact": True,
+              "rho": 1.0, "target_total": 32, "per_class": 8}  # a manifest as build_subset writes it
     request = {"data": "/data", "mu": 0.5, "per_class": 8, "minority": None, "model": "simple_cnn", "subset_seed": 0,
                "overrides": {}}
     result = summarise(out, grid, {1.0: subset, 3.0: subset}, request, seconds=1.0)
@@ -144,8 +145,8 @@ def test_overlay_figure_has_one_line_per_configuration_and_curve(study, monkeypa
 def test_s4_protocol_names_the_held_out_curves_test(study, monkeypatch):
     out, result = study
     grid = [(r["rho"], r["config"], r["seed"]) for r in result["runs"]]
-    subsets = {float(k): {**v, "minority": result["minority"], "classes": result["classes"]}
-               for k, v in result["subsets"].items()}
+    subsets = {float(k): {**v, "minority": result["minority"], "classes": result["classes"], "rho": v["rho_actual"],
+                          "target_total": v["total"], "per_class": 8} for k, v in result["subsets"].items()}
     s4 = summarise(out, grid, subsets, {**result["request"], "protocol": "s4"})
     assert s4["protocol"]["name"] == "s4" and s4["protocol"]["held_out"] == "test"
     StudyRecord.model_validate(s4)

@@ -82,7 +82,7 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
            seed: int = typer.Option(0, min=0, help="Seed of the per-class draws."),
            mode: str = typer.Option("symlink", help="symlink, hardlink or list (subset.csv only).")) -> None:
     """Make a step-imbalanced copy of a data set (S4): links or a file list, never pixel copies."""
-    from ..data.subset import build_subset
+    from ..data.subset import build_subset, subset_notes
 
     names = split_list("minority", minority, str) if minority else None
     m = build_subset(data, out, per_class, rho, mu, seed, names, mode)
@@ -96,13 +96,8 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
     if m["mode"] == "list":
         typer.echo("note: subset.csv lists the files for other tools; imgclf trains on a subset made with --mode "
                    "symlink or --mode hardlink")
-    if m["rho_actual"] != m["rho"]:
-        typer.echo(f"note: the ratio is {m['rho_actual']:g}, not {m['rho']:g}: whole images cannot make it exactly "
-                   "(give rho as a fraction of small numbers, such as 1.25 = 5/4)")
-    if m["total"] != m["target_total"]:
-        k, n_min = len(m["classes"]), len(m["minority"])
-        typer.echo(f"note: the total is {m['total']} instead of {m['target_total']} (rounding): the exact sizes need "
-                   f"{k} x per-class divisible by {n_min} + {k - n_min} x rho")
+    for level, text in subset_notes(m):
+        typer.echo(f"{level}: {text}", err=level == "warning")
 
 
 @data_app.command("fetch")
@@ -193,11 +188,24 @@ def _study_options() -> list[inspect.Parameter]:
                                           "train/test, no validation; test scored every epoch for the curves, last "
                                           "epoch's weights kept, no early stopping.", show_default=True)),
     ]
-    skip = (set(CONTROLLED) - {"model"}) | {"config", "overwrite", "resume"}
-    train = [_study_default(p) for p in train_options()[1:] if p.name not in skip]
+    skip = {"out", "config", "overwrite"}  # the study's own --out and --config; a study never overwrites
+    # What the study decides stays an option, hidden: given, it reaches check_overrides' message (choose it with
+    # --configs ...), where click said "No such option: --class-weight (Possible options: --weights)"
+    decided = set(CONTROLLED) - {"model"}
+    train = [_hidden(p) if p.name in decided else _study_default(p) for p in train_options()[1:]
+             if p.name not in skip]
     config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                                default=typer.Option(None, "--config", help="YAML file of training settings."))
     return own + train + [config]
+
+
+def _hidden(param: inspect.Parameter) -> inspect.Parameter:
+    """`param` left out of --help, its value still passed on."""
+    import copy
+
+    option = copy.copy(param.default)
+    option.hidden = True
+    return param.replace(default=option)
 
 
 def _study_default(param: inspect.Parameter) -> inspect.Parameter:

@@ -237,3 +237,40 @@ def _relative_in_class(path: str, split_root: Path, cls: str) -> str:
     sub-folder of the class's, so that a café/ beside a cafe\u0301/ (one class) link 0.png twice without a clash."""
     parts = Path(os.path.relpath(path, split_root)).parts
     return os.path.join(*(parts[1:] if parts[0] == cls else parts))
+
+
+# A subset whose total moved by more than this share of per_class x classes is said as a warning, not a note: ratios
+# compared at such different sizes confound the ratio with the amount of data (S4 keeps the total fixed).
+TOTAL_MOVED_WARNING = 0.10
+
+
+def subset_notes(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a drawn subset's manifest differs in from what was asked, as (note|warning, text): the ratio moved by
+    whole images, or the total moved because a ratio p/q makes the class sizes come in multiples of q and p (with
+    the nearest --per-class that is exact)."""
+    from fractions import Fraction
+
+    notes = []
+    rho, actual = manifest["rho"], manifest["rho_actual"]
+    if actual != rho:
+        notes.append(("note", f"the ratio is {actual:.10g}, not {rho:.10g}: whole images cannot make it exactly "
+                              "(give rho as a fraction of small numbers, such as 1.25 = 5/4)"))
+    total, target = manifest["total"], manifest["target_total"]
+    if total != target:
+        k, n_min = len(manifest["classes"]), len(manifest["minority"])
+        ratio = Fraction(rho).limit_denominator(100)
+        moved = f"the total is {total} images instead of {target} ({100 * (total - target) / target:+.0f} %)"
+        if abs(float(ratio) - rho) < 1e-9:
+            p, q = ratio.numerator, ratio.denominator
+            step = n_min * q + (k - n_min) * p
+            exact = [j * step // k for j in range(1, 4 * max(1, target // step) + 4) if j * step % k == 0]
+            nearest = min(exact, key=lambda n: (abs(n - manifest["per_class"]), n))
+            of = f"rho {rho:g} = {p}/{q}" if q > 1 else f"rho {rho:g}"
+            text = (f"{moved}; with {of}, a minority class holds a multiple of {q} image{'s' * (q > 1)} and a majority "
+                    f"class the same multiple of {p}, so totals come in steps of {step} ({n_min} x {q} + "
+                    f"{k - n_min} x {p}); --per-class {nearest} gives exactly {nearest * k}")
+        else:
+            text = f"{moved}: whole images ({manifest['minority_count']} and {manifest['majority_count']} a class)"
+        level = "warning" if abs(total - target) > TOTAL_MOVED_WARNING * target else "note"
+        notes.append((level, text))
+    return notes

@@ -65,6 +65,8 @@ class SubsetSummary(BaseModel):
                                               "imbalanced, val/ and test/ are the data's own.")
     other_splits: dict[str, int] = Field(default_factory=dict, description="Images of the data's own val/ and "
                                          "test/, linked untouched (a splits layout).")
+    notes: list[str] = Field(default_factory=list, description="How the subset differs from what was asked (its "
+                             "ratio or total moved by whole images), as `imgclf subset` says it.")
 
 
 class ConfigurationSettings(BaseModel):

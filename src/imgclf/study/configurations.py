@@ -111,10 +111,12 @@ def check_overrides(overrides: dict[str, Any], protocol: str = "standard") -> No
     """A study's overrides may not set what its configurations, protocol or grid decide."""
     clash = sorted(k for k in overrides if k in CONTROLLED)
     if clash:
+        switched_by = {k: [t for t, (train, _) in TOKENS.items() if k in train] for k in clash}
+        tokens = "; ".join(f"{k}: --configs {' or '.join(ts)}" for k, ts in switched_by.items() if ts)
         raise invalid("overrides", {k: overrides[k] for k in clash}, "free of the study's own settings: the study "
                       f"sets {', '.join(CONTROLLED)} itself",
                       hint="Choose them with --configs, --model, --seeds, --out, and the images each cell "
-                           "trains on with --per-class, --rhos, --mu, --minority")
+                           "trains on with --per-class, --rhos, --mu, --minority" + (f" ({tokens})" if tokens else ""))
     if protocol == "s4":
         clash = sorted(k for k in overrides if k in S4_SPLIT)
         if clash:

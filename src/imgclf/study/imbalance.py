@@ -88,7 +88,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     """
     from ..config import make_config
     from ..config_text import parse_mapping
-    from ..data.subset import build_subset, plan_subset
+    from ..data.subset import build_subset, plan_subset, subset_notes
     from ..pipeline import fit
     from . import DEFAULT_MODEL
     from ..train.fit import TrainingInterrupted
@@ -166,6 +166,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         for rho in sorted({c[0] for c in grid}):
             subsets[rho] = build_subset(data, out / "data" / f"rho{rho_label(rho)}", per_class, rho, mu, subset_seed,
                                         minority, mode="symlink")
+            for level, text in subset_notes(subsets[rho]):  # said as `imgclf subset` says it; the page shows it
+                log(f"{level}: rho {rho_label(rho)}: {text}")
         started, ran = time.perf_counter(), False
         for k, (rho, config, seed) in enumerate(new, 1):
             run_dir = out / "runs" / cell_name(rho, config, seed)
@@ -277,6 +279,8 @@ def _class_scores(done: list[dict[str, Any]], cls: str) -> dict[str, Any]:
 def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float, dict[str, Any]],
               request: dict[str, Any], seconds: float | None = None) -> dict[str, Any]:
     """study.json: every cell's numbers, mean +- std over seeds per (rho, config), and S4's per-class table."""
+    from ..data.subset import subset_notes
+
     from .. import hardware
 
     any_subset = next(iter(subsets.values()))
@@ -312,7 +316,8 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
         "majority": [c for c in classes if c not in minority],
         "subsets": {rho_label(r): {k: s[k] for k in ("counts", "total", "rho_actual", "minority_count",
                                                       "majority_count", "exact")}
-                    | {"layout": s.get("layout", "flat"), "other_splits": s.get("other_splits", {})}
+                    | {"layout": s.get("layout", "flat"), "other_splits": s.get("other_splits", {}),
+                       "notes": [text for _, text in subset_notes(s)]}
                     for r, s in sorted(subsets.items())},
         "scored": scored_split(runs, protocol),
         "configs": {c: dict(zip(("train", "model_args"), configuration_settings(c, request["model"])))

@@ -615,6 +615,11 @@ def test_a_study_extension_stopped_midway_keeps_the_finished_cells_results(pool,
                        "(an item is empty)"),
     ("--seeds", "0,1,", "seeds must be a comma-separated list of int values such as 0,1,2. Received: seeds='0,1,' "
                         "(an item is empty)"),
+    ("--configs", "", "configs must be a comma-separated list of str values such as none,reg,reg+bn. Received: "
+                      "configs=''"),
+    # two ratios printed alike would share a subset folder and cell names (rho1): refused before anything is written
+    ("--rhos", "1,1.0000001", "rhos must be ratios that differ in their first 6 digits such as 1,3,7,15. Received: "
+                              "rhos=[1.0, 1.0000001] (1 named twice"),
 ])
 def test_a_repeated_configuration_or_an_empty_list_item_is_refused(pool, tmp_path, flag, value, words):
     """--configs none,none ran the grid with the second "skipped (finished)", and --rhos 1,,3 ran 1 and 3 without

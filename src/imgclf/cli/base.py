@@ -130,7 +130,7 @@ def on_off(name: str, value: str) -> bool:
 def split_list(name: str, text: str, kind: type) -> list[Any]:
     """`1,3,7` as a list of `kind`; an empty item (`1,,3`, a trailing comma) is refused: dropped without a word,
     the study ran other ratios than the ones typed."""
-    example = "1,3,7,15" if kind is float else "0,1,2"
+    example = {float: "1,3,7,15", int: "0,1,2"}.get(kind, "none,reg,reg+bn" if name == "configs" else "a,b")
     parts = [p.strip() for p in text.split(",")]
     if not all(parts):
         raise invalid(name, text, f"a comma-separated list of {kind.__name__} values such as {example}",

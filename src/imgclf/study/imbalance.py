@@ -43,6 +43,11 @@ def _parse_rhos(rhos: Sequence[float]) -> list[float]:
         out.append(value)
     if not out or len(set(out)) != len(out):
         raise invalid("rhos", list(rhos), "distinct ratios such as 1,3,7,15")
+    labels = [rho_label(r) for r in out]
+    if len(set(labels)) != len(labels):  # their folders and cells would be the same ones (rho1 for 1 and 1.0000001)
+        same = sorted({label for label in labels if labels.count(label) > 1})
+        raise invalid("rhos", list(rhos), "ratios that differ in their first 6 digits such as 1,3,7,15",
+                      note=f"{', '.join(same)} named twice: their subsets and runs would share folders")
     return out
 
 

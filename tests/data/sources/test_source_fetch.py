@@ -196,10 +196,17 @@ def test_per_class_and_seed_are_checked_and_decide_the_folder(tmp_path):
         fetch("fashion-mnist", tmp_path / "all", source=tmp_path / "idx", seed=3)
     with pytest.raises(ImgclfError, match=r"it holds a fetch of fashion-mnist \(per_class=1, seed=0, source="):
         fetch("fashion-mnist", out, source=tmp_path / "idx", per_class=1, seed=1)
+    fashion_files(tmp_path / "idx2", n_train=30, n_test=20)  # 3 and 2 images a class
     result = CliRunner().invoke(app, ["data", "fetch", "fashion-mnist", "--out", str(tmp_path / "cli"), "--source",
-                                      str(tmp_path / "idx"), "--per-class", "2"])
+                                      str(tmp_path / "idx2"), "--per-class", "2"])
     assert result.exit_code == 0, result.output
     assert sum(1 for _ in (tmp_path / "cli" / "train").rglob("*.png")) == 20
+    # more than a split holds: the test split wrote fewer than asked, and the record said per_class 3
+    over = CliRunner().invoke(app, ["data", "fetch", "fashion-mnist", "--out", str(tmp_path / "over"), "--source",
+                                    str(tmp_path / "idx2"), "--per-class", "3"])
+    assert over.exit_code == 2 and not (tmp_path / "over").exists()
+    assert ("per_class (--per-class) for fashion-mnist must be at most 2, the images of a class in the smallest "
+            "split (train 3, test 2 a class). Received: per_class=3") in " ".join(over.output.split())
 
 
 def test_a_fashion_mnist_source_without_its_test_files_is_refused_by_name(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ImgclfError, add_hint, bad_path
+from ...errors import ImgclfError, add_hint, bad_path, invalid
 from .download import default_download_dir, download
 from .tree import write_tree
 
@@ -119,7 +119,13 @@ def export_fashion_mnist(out: str | os.PathLike, source: str | os.PathLike | Non
     """Fashion-MNIST as out/train/<class>/*.png and out/test/<class>/*.png (optionally per_class per split)."""
     out = Path(out)
     rng = np.random.default_rng(seed)
-    for split, (images, labels) in load_fashion_mnist(source, url, cache_dir).items():
+    loaded = load_fashion_mnist(source, url, cache_dir)
+    smallest = {split: int(np.bincount(labels, minlength=10).min()) for split, (_, labels) in loaded.items()}
+    if per_class and per_class > min(smallest.values()):  # the test split would hold fewer than asked, unsaid
+        raise invalid("per_class", per_class, f"at most {min(smallest.values()):,}, the images of a class in the "
+                      f"smallest split ({', '.join(f'{s} {n:,}' for s, n in smallest.items())} a class)",
+                      where="fashion-mnist", hint="Leave --per-class out for all 70,000 images")
+    for split, (images, labels) in loaded.items():
         if per_class:
             keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(10)])
             keep.sort()

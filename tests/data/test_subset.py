@@ -128,8 +128,12 @@ def test_split_layout_imbalances_train_only(tmp_path):
 def test_same_request_is_a_no_op_and_other_folders_are_refused(pool, tmp_path):
     first = build_subset(pool, tmp_path / "s", per_class=8, rho=3)
     assert build_subset(pool, tmp_path / "s", per_class=8, rho=3) == first
-    with pytest.raises(ImgclfError, match="out must be a new or empty folder"):
+    # the folder's own subset is named with what differs (it said only "holds other files")
+    with pytest.raises(ImgclfError, match=r"out must be a new or empty folder.*holds a subset drawn otherwise: "
+                                          r"\{'rho': '3.0 -> 7.0'\}.*Give another --out"):
         build_subset(pool, tmp_path / "s", per_class=8, rho=7)
+    with pytest.raises(ImgclfError, match=r"\{'mode': "):
+        build_subset(pool, tmp_path / "s", per_class=8, rho=3, mode="hardlink")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "no half-built subset left behind"
 
 

@@ -153,9 +153,17 @@ def _readable_prefix(ordered: list[str], wanted: int, unreadable: list[dict[str,
     return kept
 
 
+REQUEST_KEYS = ("source", "mu", "rho", "per_class", "seed", "minority", "mode")
+
+
 def _same_request(existing: dict[str, Any], manifest: dict[str, Any], mode: str) -> bool:
-    keys = ("source", "mu", "rho", "per_class", "seed", "minority")
-    return existing.get("mode") == mode and all(existing.get(k) == manifest.get(k) for k in keys)
+    return not _request_changes(existing, dict(manifest, mode=mode))
+
+
+def _request_changes(existing: dict[str, Any], manifest: dict[str, Any]) -> dict[str, str]:
+    """What the subset in a folder was drawn with that differs from this request: {key: "was -> now"}."""
+    return {k: f"{existing.get(k)!r} -> {manifest.get(k)!r}" for k in REQUEST_KEYS
+            if existing.get(k) != manifest.get(k)}
 
 
 def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int, rho: float,
@@ -175,8 +183,13 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
     manifest = dict(plan["manifest"], mode=mode)
     if out.exists():
         existing = out / MANIFEST
-        if existing.is_file() and _same_request(read_json(existing), manifest, mode):
-            return read_json(existing)
+        earlier = _readable_manifest(existing)
+        if earlier is not None and _same_request(earlier, manifest, mode):
+            return earlier
+        if earlier is not None:
+            raise bad_path("out", out, "a new or empty folder, or one holding this same subset",
+                           f"holds a subset drawn otherwise: {_request_changes(earlier, manifest)}",
+                           hint="Give another --out (each ratio a folder of its own), or delete this one")
         if any(out.iterdir()):
             raise bad_path("out", out, "a new or empty folder, or one holding this same subset", "holds other files")
         out.rmdir()
@@ -194,6 +207,14 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _readable_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        found = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _write(plan: dict[str, Any], tmp: Path, mode: str) -> list[list[str]]:

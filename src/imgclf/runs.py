@@ -161,6 +161,9 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     trial = trial_of_run(run.path) if status == "interrupted" else None
     if trial is not None and trial.state == "pruned":
         status, reason = "pruned", f"search trial {trial.stopped or 'pruned'}"
+    elif trial is not None and trial.state == "fail" and not (trial.stopped or "").startswith("interrupted"):
+        # refused or diverged: train --resume would fail again (it diverged again)
+        status, reason = "failed", f"search trial {trial.stopped or 'failed'}"
     elif trial is not None and (trial.stopped or "").startswith("interrupted"):  # train --resume would finish it
         # outside its search, which counts it failed
         reason = "the search stopped in this trial, which counts as failed: imgclf tune --resume goes on with new ones"

@@ -175,7 +175,7 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
            str(tmp_path / "space.yaml"), *FLAGS, "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 240
-    while not (out / "study.db").exists():
+    while not (out / "search.yaml").exists():  # written once the study is made (study.db comes first)
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode() if proc.poll() else "slow"
         time.sleep(0.1)
     # a second search on the folder while the first lives is refused, before it touches the study
@@ -575,6 +575,14 @@ def test_a_learning_rate_given_centres_the_default_space_on_it(data, tmp_path):
     assert (plain.low, plain.high) == (1e-4, 1e-2)  # a recipe's or the default rate does not move the range
     sgd = {p.name: p for p in default_space(make_config(data="d", model="simple_cnn", optimizer="sgd", lr=2), True)}
     assert (sgd["lr"].low, sgd["lr"].high) == (pytest.approx(0.2), 10.0)  # a range to 20 was refused as no lr
+    # a --config file's rate too (best.yaml, lr-find's suggestion written down): the range ignored it
+    config = tmp_path / "cfg.yaml"
+    config.write_text("lr: 0.05\n")
+    cli = CliRunner().invoke(app, ["tune", str(data), *FLAGS, "--epochs", "1", "--config", str(config), "--trials",
+                                   "1", "--out", str(tmp_path / "f"), "--no-progress"])
+    assert cli.exit_code == 0, cli.output
+    space = yaml.safe_load((tmp_path / "f" / "search.yaml").read_text())["space"]
+    assert (space["lr"]["low"], space["lr"]["high"]) == (pytest.approx(0.005), pytest.approx(0.5))
 
 
 def test_a_searchs_trials_say_the_datas_warnings_once(tmp_path, capsys):
@@ -619,3 +627,89 @@ def test_importances_from_few_trials_are_called_a_hint(tmp_path, complete, hinte
     page = " ".join(write_page(tmp_path / "tune.html", record, None).read_text().split())
     assert "parameter importances" in page
     assert (f"From {complete} complete trials only" in page) is hinted
+
+
+def test_a_diverged_trial_is_listed_as_failed_not_as_one_to_resume(data, tmp_path, monkeypatch):
+    """A trial whose training diverged was listed by `imgclf runs` as interrupted, "imgclf train --resume
+    TRIAL", and skipped by compare as "interrupted ... --resume continues it": resuming it diverges again."""
+    import imgclf
+    import imgclf.train.fit as fit
+    from imgclf.evaluation.compare import unfinished
+
+    out = tmp_path / "search"
+    monkeypatch.setattr(fit, "non_finite_tensors", lambda model: ["conv.weight"])  # as NaN weights are found
+    with pytest.raises(ImgclfError, match="none completed"):
+        imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out))
+    record = _record(out)
+    assert {t["state"] for t in record["trials"]} == {"fail"}
+    assert all("diverged" in t["stopped"] for t in record["trials"])
+    trial = out / "trials" / "trial-000"
+    assert (trial / "checkpoints" / "last.ckpt").is_file()  # a folder train --resume would take
+    (row,) = [r for r in imgclf.list_runs(out) if r.name == "trials/trial-000"]
+    assert row.status == "failed" and row.reason.startswith("search trial failed: training diverged"), row
+    assert "--resume" not in row.reason
+    assert unfinished(trial).startswith("a trial that failed in its search (failed: training diverged")
+
+
+def test_a_search_out_inside_the_data_folder_is_refused_before_any_trial(data, tmp_path):
+    """It ran every trial into a failure, then left data/tune behind, which training then refused as a class folder
+    with no image."""
+    import imgclf
+
+    with pytest.raises(ImgclfError, match=r"out must be a folder outside the data folder.*inside the data folder"):
+        imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(data / "tune"))
+    assert not (data / "tune").exists()
+
+
+def test_an_interrupt_while_optuna_makes_its_study_keeps_nothing_to_refuse_the_same_command(data, tmp_path,
+                                                                                           monkeypatch):
+    """A Ctrl-C in the first seconds left search.yaml and a study.db without a study: the same command was refused
+    (holds study.db), and with --resume it failed with Optuna's KeyError."""
+    import optuna
+
+    import imgclf
+    from imgclf.search.interrupt import SearchInterrupted
+
+    out = tmp_path / "search"
+    made = optuna.create_study
+
+    def ctrl_c(*args, **kwargs):
+        made(*args, **kwargs)  # the database written, as the signal found it
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(optuna, "create_study", ctrl_c)
+        with pytest.raises(SearchInterrupted, match="search interrupted before its first trial \\(Ctrl-C\\): "
+                                                    "nothing was kept, so the same command starts it again"):
+            imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out))
+    assert list(out.iterdir()) == []
+    result = imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out))  # the same command
+    assert result.record.trials[0].state == "complete"
+    # a folder an earlier release left so (search.yaml, and a database with no study) is named, not a KeyError
+    left = tmp_path / "left"
+    left.mkdir()
+    (left / "search.yaml").write_bytes((out / "search.yaml").read_bytes())
+    optuna.storages.RDBStorage(f"sqlite:///{left / 'study.db'}")
+    with pytest.raises(ImgclfError, match=r"out must be a search folder to resume.*its study.db holds no study"):
+        imgclf.tune(trials=1, resume=True, out=str(left))
+
+
+def test_an_interrupt_while_the_best_trial_is_tested_says_how_to_finish(data, tmp_path, monkeypatch):
+    """It exited without a word, tune.json saying "running: 1 of 1 trials done"."""
+    import imgclf
+    import imgclf.search.search as search
+    from imgclf.search.interrupt import SearchInterrupted
+
+    out = tmp_path / "search"
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(search, "finish", ctrl_c)
+        with pytest.raises(SearchInterrupted, match=rf"search interrupted while testing the best trial \(Ctrl-C\)\. "
+                                                    rf"Finish it by running the same imgclf tune command with --resume "
+                                                    rf"--out {out}"):
+            imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out))
+    assert _record(out)["stopped"] == "interrupted while testing the best trial: 1 of 1 trials done"
+    assert imgclf.tune(trials=1, resume=True, out=str(out)).best_run is not None

@@ -350,6 +350,8 @@ def unfinished(run_dir: str | os.PathLike) -> str:
     trial = trial_of_run(run.path.absolute())
     if trial is not None and trial.state == "pruned":  # resuming it would make a finished run of a rejected trial
         return f"a trial its search pruned ({trial.stopped or 'pruned'}), not a run to compare"
+    if trial is not None and trial.state == "fail" and not (trial.stopped or "").startswith("interrupted"):
+        return f"a trial that failed in its search ({trial.stopped or 'failed'}), not a run to compare"
     if run.has("checkpoints/last.ckpt"):
         return "interrupted, no model.json (imgclf train --resume continues it)"
     return "unfinished, no model.json (training stopped before its first checkpoint, or is under way)"

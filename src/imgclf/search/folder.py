@@ -15,9 +15,10 @@ STUDY_FILE, SEARCH_FILE = "study.db", "search.yaml"
 RESUMABLE = ("progress",)
 
 
-def search_folder(out: str | os.PathLike | None, model: str, resume: bool) -> Path:
-    """The search's folder: an existing search's to resume, else a new or empty one (`out`, or tune/<model>-N)."""
-    from ..io import next_free_dir, writable_folder
+def search_folder(out: str | os.PathLike | None, model: str, resume: bool, data: Any = None) -> Path:
+    """The search's folder: an existing search's to resume, else a new or empty one (`out`, or tune/<model>-N),
+    outside the image folder `data` (inside, it failed every trial, then was left there as a class folder)."""
+    from ..io import next_free_dir, outside_data, writable_folder
 
     if resume:
         if out is None:
@@ -28,6 +29,8 @@ def search_folder(out: str | os.PathLike | None, model: str, resume: bool) -> Pa
             raise bad_path("out", folder, f"a search folder with {STUDY_FILE} and {SEARCH_FILE} to resume",
                            "not found" if not folder.exists() else f"no {STUDY_FILE}")
         return folder
+    if out is not None and data:
+        outside_data("out", out, [data] if isinstance(data, (str, os.PathLike)) else data)
     folder = writable_folder("out", Path(out)).absolute() if out is not None else next_free_dir("tune", model)
     if (folder / STUDY_FILE).exists():
         raise bad_path("out", folder, "a folder without a search", f"holds {STUDY_FILE}",

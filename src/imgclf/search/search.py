@@ -35,7 +35,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..config_text import parse_seconds
-from ..errors import ImgclfError, check_switch, invalid
+from ..errors import ImgclfError, bad_path, check_switch, invalid
 from ..records.tune import TUNE_FILE
 from .checks import check_base
 from .folder import SEARCH_FILE, STUDY_FILE, check_resume, discard_unused, resumed_request, search_folder
@@ -81,6 +81,20 @@ def _space(space: Any, base: TrainConfig, lr_given: bool = False) -> list[Param]
             raise invalid("space", space, "a mapping of field: range entries, at least one")
         return [parse_param(name, spec) for name, spec in space.items()]
     raise invalid("space", space, "a YAML file, a mapping of field: range entries, or None (the model's default)")
+
+
+def _file_sets(key: str, config_file: Any) -> bool:
+    """Whether the YAML settings file `config_file` (None: no file) sets `key` itself (resolve_config has read it
+    already: a file it refused never reaches here)."""
+    if config_file is None:
+        return False
+    from ..io import read_yaml
+
+    try:
+        found = read_yaml(config_file)
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, Mapping) and found.get(key) is not None
 
 
 def _settings(base: TrainConfig) -> dict[str, Any]:
@@ -160,14 +174,17 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)
-    lr_given = values.get("lr") is not None or (isinstance(config, Mapping) and config.get("lr") is not None)
+    # a rate given centres the default space: --lr, a config mapping's, or a --config file's (best.yaml, a run's
+    # config.yaml), which the range ignored
+    lr_given = values.get("lr") is not None or (isinstance(config, Mapping) and config.get("lr") is not None) \
+        or _file_sets("lr", config_file)
     params = typed_for_model(_space(space, base, lr_given), base.model)
     settings = _settings(base)
     check_against(params, {**settings, "out": None})
     # the budget is kept for a resume that does not give it again (check_resume compares the rest)
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed,
               "time_limit": time_limit, "objective": objective_for(settings).name}
-    folder = search_folder(out, base.model, resume)
+    folder = search_folder(out, base.model, resume, base.data)
     from ..train.interrupts import sigterm_interrupts
 
     from ..notices import each_once
@@ -206,15 +223,23 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             check_resume(folder, stored, search)
             if stored.get("time_limit") != time_limit:  # a budget given again replaces it, for later resumes too
                 write_yaml(folder / SEARCH_FILE, {**stored, "time_limit": time_limit})
-        else:
-            write_yaml(folder / SEARCH_FILE, search)
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = _storage(folder)
-        existing = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials if resume else []
-        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize",
-                                    load_if_exists=resume, sampler=_sampler(base.seed, len(existing), trials),
-                                    pruner=pruner or _pruner(trials))
+        try:
+            storage = _storage(folder)
+            existing = _stored_trials(folder, storage) if resume else []
+            study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize",
+                                        load_if_exists=resume, sampler=_sampler(base.seed, len(existing), trials),
+                                        pruner=pruner or _pruner(trials))
+            if not resume:  # after the study: a folder with search.yaml and no study could be neither resumed nor reused
+                write_yaml(folder / SEARCH_FILE, search)
+        except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C in the seconds Optuna takes to make its database
+            if resume:
+                raise
+            for name in (STUDY_FILE, f"{STUDY_FILE}-journal", SEARCH_FILE):
+                (folder / name).unlink(missing_ok=True)
+            raise SearchInterrupted(f"search interrupted before its first trial ({stop_signal(exc)[0]}): nothing was "
+                                    "kept, so the same command starts it again", None, stop_signal(exc)[1]) from None
         failed = _fail_unfinished(storage, study) if resume else []
         if failed:
             say(f"resume: trial(s) {', '.join(map(str, failed))} had not finished; marked failed, not rerun")
@@ -253,7 +278,28 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             failed_in_a_row = failed_in_a_row + 1 if last.state == TrialState.FAIL else 0
             _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
                           final=False)
-        return finish(folder, study, search, trials, budget, stop_reason, say, report)
+        try:
+            return finish(folder, study, search, trials, budget, stop_reason, say, report)
+        except (KeyboardInterrupt, SystemExit) as exc:  # while the best trial was tested: tune.json said "running"
+            _write_record(folder, study, search, trials, budget, f"interrupted while testing the best trial: "
+                          f"{len(finished())} of {trials} trials done", final=False)
+            raise SearchInterrupted(f"search interrupted while testing the best trial ({stop_signal(exc)[0]}). Finish "
+                                    f"it by running the same imgclf tune command with --resume --out {folder} "
+                                    "(Python: resume=True): the trials are kept and the best is tested again", None,
+                                    stop_signal(exc)[1]) from None
+
+
+def _stored_trials(folder: Path, storage: Any) -> list[Any]:
+    """The trials of the study in `folder` being resumed; a database with no study (a search stopped while Optuna
+    made it, by a release that kept such folders) is refused by name, not as Optuna's KeyError."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=STUDY_NAME, storage=storage).trials
+    except KeyError:
+        raise bad_path("out", folder, "a search folder to resume", f"its {STUDY_FILE} holds no study (the search "
+                       "was stopped before its first trial)", hint="Delete the folder and run the command without "
+                       "--resume: nothing of the search was kept") from None
 
 
 def _write_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,
@@ -315,7 +361,9 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
     except ImgclfError as exc:  # a setting this trial drew that the run refuses: the search goes on
         trial.set_user_attr("stopped", f"failed: {str(exc).splitlines()[0][:300]}")
         study.tell(trial, state=TrialState.FAIL)
-        say(f"trial {trial.number:3d}  failed: {str(exc).splitlines()[0][:200]}")
+        # its first sentence (a diverged run's goes on for 400 characters) and what was drawn: which lr diverged
+        said = str(exc).splitlines()[0].split(". ")[0][:200]
+        say(f"trial {trial.number:3d}  failed: {said}  {shown}")
         return
     metrics = RunDir(run.path).read_card().metrics
     value = getattr(metrics, objective.name)

@@ -231,7 +231,7 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize",
                                         load_if_exists=resume, sampler=_sampler(base.seed, len(existing), trials),
                                         pruner=pruner or _pruner(trials))
-            if not resume:  # after the study: a folder with search.yaml and no study could be neither resumed nor reused
+            if not resume:  # after the study: search.yaml without a study could be neither resumed nor reused
                 write_yaml(folder / SEARCH_FILE, search)
         except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C in the seconds Optuna takes to make its database
             if resume:

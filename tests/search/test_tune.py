@@ -713,3 +713,16 @@ def test_an_interrupt_while_the_best_trial_is_tested_says_how_to_finish(data, tm
             imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out))
     assert _record(out)["stopped"] == "interrupted while testing the best trial: 1 of 1 trials done"
     assert imgclf.tune(trials=1, resume=True, out=str(out)).best_run is not None
+
+
+def test_a_resume_with_another_model_names_the_model_not_the_space(data, tmp_path):
+    """It said "space field for model model_s must be one of {model_args.conv_l2, ...}. Received: space
+    field='model_args.dropout'": the stored default space read against the new model, before the settings were
+    compared."""
+    import imgclf
+
+    out = tmp_path / "search"
+    imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=1, out=str(out), report=False)
+    with pytest.raises(ImgclfError, match=r"model for --resume .* must be 'simple_cnn' as in the search being "
+                                          r"resumed\. Received: model='model_s'"):
+        imgclf.tune(trials=2, resume=True, out=str(out), model="model_s")

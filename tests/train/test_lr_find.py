@@ -434,7 +434,8 @@ def test_a_run_stopped_after_its_sweep_but_before_it_began_leaves_no_folder(tmp_
     assert not (tmp_path / "run").exists()
 
 
-def _result(suggestion, lowest, stopped_at=None, head_only=None):
+def _result(suggestion, lowest, stopped_at=None, head_only=None, floor_steps=0):
+    """A sweep whose loss falls from 2 to its end, or to 0 and then flat for its last `floor_steps` steps."""
     from pathlib import Path
 
     from imgclf.pipeline.lr_find import LRFindResult
@@ -442,7 +443,8 @@ def _result(suggestion, lowest, stopped_at=None, head_only=None):
     lrs = [float(x) for x in np.logspace(-7, 0, 100)]
     if stopped_at is not None:
         lrs = [x for x in lrs if x <= stopped_at]
-    return LRFindResult(Path("lf"), suggestion, lrs, [1.0] * len(lrs), 1e-7, 1.0, lowest, None, 5, 3.0, head_only)
+    losses = [float(x) for x in np.linspace(2.0, 0.0, len(lrs) - floor_steps)] + [0.0] * floor_steps
+    return LRFindResult(Path("lf"), suggestion, lrs, losses, 1e-7, 1.0, lowest, None, 5, 3.0, head_only)
 
 
 def test_the_sweep_says_when_it_was_cut_short_or_swept_a_pretrained_heads_rate_alone():
@@ -455,6 +457,9 @@ def test_the_sweep_says_when_it_was_cut_short_or_swept_a_pretrained_heads_rate_a
     assert cut.stopped_early and not cut.still_falling  # Lightning stopped it: the loss diverged, not cut short
     falling = _result(0.0005, 1.0)
     assert falling.still_falling
+    # lowest at the end too, but flat at its floor for the last steps: the fall had ended (the easy data's loss of
+    # 0.0 for its last 8 steps was warned "still falling", and a sweep to a higher rate moved nothing)
+    assert not _result(0.0005, 1.0, floor_steps=8).still_falling and not _result(0.0005, 1.0, floor_steps=8).cautions
     (short,) = falling.cautions
     assert short.startswith("the loss was still falling at the sweep's end (1)") and "imgclf lr-find" in short
     (head,) = _result(0.0015, 0.02, head_only=(2, 1.0)).cautions

@@ -83,6 +83,17 @@ def _space(space: Any, base: TrainConfig, lr_given: bool = False) -> list[Param]
     raise invalid("space", space, "a YAML file, a mapping of field: range entries, or None (the model's default)")
 
 
+def _same_model(out: Any, model: str) -> None:
+    """A resumed search trains the model it started with (`check_resume` compares every other setting later)."""
+    from ..io import read_yaml
+
+    folder = search_folder(out, model, True)
+    started = (read_yaml(folder / SEARCH_FILE).get("settings") or {}).get("model")
+    if started is not None and started != model:
+        raise invalid("model", model, f"{started!r} as in the search being resumed", where=f"--resume {folder}",
+                      hint="Resume with the same model, or start a new search (another --out)")
+
+
 def _file_sets(key: str, config_file: Any) -> bool:
     """Whether the YAML settings file `config_file` (None: no file) sets `key` itself (resolve_config has read it
     already: a file it refused never reaches here)."""
@@ -174,6 +185,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)
+    if resume:  # before the stored space is read against the model: that refusal named a space never given
+        _same_model(out, base.model)
     # a rate given centres the default space: --lr, a config mapping's, or a --config file's (best.yaml, a run's
     # config.yaml), which the range ignored
     lr_given = values.get("lr") is not None or (isinstance(config, Mapping) and config.get("lr") is not None) \

@@ -512,3 +512,23 @@ def test_a_shortened_class_name_names_one_class_of_the_run_in_every_figure(tmp_p
     assert captions[0].splitlines()[:2] == captions[1].splitlines()[:2], captions  # the same names in both
     true, pred = (line.split(": ", 1)[1].split(" (")[0] for line in captions[0].splitlines()[:2])
     assert (named(true), named(pred)) == ([classes[15]], [classes[7]]), captions
+
+
+def test_the_grad_cam_overlay_lies_on_the_image_in_grey(tmp_path, monkeypatch):
+    """On a red picture the map's red ("most evidence") was the picture's own colour: the overlay now lies on the
+    image's luminance, the colour image above it unchanged."""
+    from imgclf.evaluation.plots import image_grids
+
+    drawn = []
+    monkeypatch.setattr(image_grids, "save_figure", lambda fig, path, **kw: drawn.append(fig) or Path(path))
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 200
+    heat = np.linspace(0, 1, 256).reshape(16, 16)
+    plots.plot_gradcam_grid([{"image": red, "heatmap": heat, "true": "a", "pred": "a", "prob": 0.9,
+                              "correct": True}], tmp_path / "g.png")
+    top, bottom = [ax for ax in drawn[0].axes if ax.images][:2]
+    assert np.array_equal(np.asarray(top.images[0].get_array()), red)
+    under = np.asarray(bottom.images[0].get_array())
+    assert under.shape == red.shape and (under[..., 0] == under[..., 1]).all() and (under[..., 1] == under[..., 2]).all()
+    assert under[0, 0, 0] == round(0.299 * 200)
+    assert len(bottom.images) == 2  # the map over it

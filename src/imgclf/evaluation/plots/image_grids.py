@@ -119,7 +119,9 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
             top.set_title(caption + ("\n(no positive evidence)" if flat else ""),
                           fontsize=CAPTION_PT, color=WRONG_COLOR if wrong else RIGHT_COLOR,
                           fontweight="bold" if wrong else "normal", pad=4)
-            show_image(bottom, s["image"])
+            # under the map, the image in grey: on a red or blue picture the map's red ("most") and blue ("least")
+            # were the picture's own colour (the colour image is the one above)
+            show_image(bottom, _grey(s["image"]))
             h, w = s["image"].shape[:2]
             bottom.imshow(s["heatmap"], cmap=GRADCAM_CMAP, alpha=GRADCAM_ALPHA, vmin=0, vmax=1,
                           extent=(-0.5, w - 0.5, h - 0.5, -0.5),
@@ -133,6 +135,14 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
             _gradcam_scale(fig)
         fig.suptitle(heading, fontweight="bold", fontsize=TITLE_PT, y=1 - 0.1 / fig.get_figheight())
         return save_figure(fig, path)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 image as its luminance (ITU-R 601, as Pillow's convert("L")), still HxWx3; grey stays."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.repeat(np.clip(luma + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    return image
 
 
 GRADCAM_SCALE_IN = 0.75  # below the grid: the colour bar, its ticks and its label

@@ -726,3 +726,31 @@ def test_a_resume_with_another_model_names_the_model_not_the_space(data, tmp_pat
     with pytest.raises(ImgclfError, match=r"model for --resume .* must be 'simple_cnn' as in the search being "
                                           r"resumed\. Received: model='model_s'"):
         imgclf.tune(trials=2, resume=True, out=str(out), model="model_s")
+
+
+def test_a_ctrl_c_that_python_dropped_still_stops_the_search(data, tmp_path, monkeypatch):
+    """A Ctrl-C raised inside a garbage collector's weakref callback is printed and dropped by Python ("Exception
+    ignored in: ... KeyboardInterrupt"): the search then ran every trial to the end and exited 0. Here trial 0's
+    Ctrl-C is dropped as that callback drops it; the search must stop before trial 1."""
+    import imgclf
+    import imgclf.search.search as search
+    from imgclf.search.interrupt import SearchInterrupted
+
+    run_trial = search._run_trial
+
+    def dropped_ctrl_c(*args, **kwargs):
+        run_trial(*args, **kwargs)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # as Python's weakref callback machinery does
+
+    monkeypatch.setattr(search, "_run_trial", dropped_ctrl_c)
+    out = tmp_path / "search"
+    with pytest.raises(SearchInterrupted, match="search interrupted between trials"):
+        imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=3, space=SPACE, out=str(out))
+    record = _record(out)
+    assert len(record["trials"]) == 1 and record["stopped"].startswith("interrupted between trials")
+    # the handler is Python's own again once the search ended
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

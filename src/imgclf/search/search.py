@@ -198,15 +198,16 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed,
               "time_limit": time_limit, "objective": objective_for(settings).name}
     folder = search_folder(out, base.model, resume, base.data)
-    from ..train.interrupts import sigterm_interrupts
+    from ..train.interrupts import remembered_ctrl_c, sigterm_interrupts
 
     from ..notices import each_once
 
     try:
         # between trials SIGTERM ended the search with no word, its locks left behind; the trials' runs share the
         # data and settings, so their warnings are said once
-        with sigterm_interrupts(), each_once():
-            return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report)
+        with sigterm_interrupts(), remembered_ctrl_c() as ctrl_c, each_once():
+            return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report,
+                           ctrl_c)
     except ImgclfError as exc:
         # only the refusal of every trial ("trials must be enough ..."): another error keeps the folder as it is
         if not resume and getattr(exc, "argument", None) == "trials" and discard_unused(folder, LOCK_FILE):
@@ -217,7 +218,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
 
 def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[str, Any], trials: int,
             time_limit: Any, budget: float | None, resume: bool, pruner: Any, say: Callable[[str], None],
-            report: bool) -> TuneResult:
+            report: bool, ctrl_c: Callable[[], bool] = lambda: False) -> TuneResult:
     """The search in its claimed folder: the study created or loaded, the trials run, the best tested."""
     import optuna
     from optuna.trial import TrialState
@@ -278,6 +279,8 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             # card) comes off, so that the search as a whole keeps to its budget
             training = None if left is None else min(share, left) - _overhead(study)
             try:
+                if ctrl_c():  # a Ctrl-C that Python dropped (raised in a weakref callback): the search stops here
+                    raise KeyboardInterrupt
                 _run_trial(study, params, search["settings"], folder, training, say)
             except SearchInterrupted as exc:
                 _write_record(folder, study, search, trials, budget, f"interrupted during trial {exc.trial}: "

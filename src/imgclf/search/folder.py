@@ -11,6 +11,7 @@ from ..config import TrainConfig
 from ..errors import bad_path, invalid
 
 STUDY_FILE, SEARCH_FILE = "study.db", "search.yaml"
+STUDY_NAME = "imgclf"
 # Settings a resumed search may change: how many trials and how long, not what is searched or on what.
 RESUMABLE = ("progress",)
 
@@ -104,3 +105,28 @@ def discard_unused(folder: Path, lock_file: str) -> bool:
     for path in folder.iterdir():
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     return True
+
+
+def check_same_model(out: Any, model: str) -> None:
+    """A resumed search trains the model it started with (`check_resume` compares every other setting later)."""
+    from ..io import read_yaml
+
+    folder = search_folder(out, model, True)
+    started = (read_yaml(folder / SEARCH_FILE).get("settings") or {}).get("model")
+    if started is not None and started != model:
+        raise invalid("model", model, f"{started!r} as in the search being resumed", where=f"--resume {folder}",
+                      hint="Resume with the same model, or start a new search (another --out)")
+
+
+def file_sets(key: str, config_file: Any) -> bool:
+    """Whether the YAML settings file `config_file` (None: no file) sets `key` itself (resolve_config has read it
+    already: a file it refused never reaches here)."""
+    if config_file is None:
+        return False
+    from ..io import read_yaml
+
+    try:
+        found = read_yaml(config_file)
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, Mapping) and found.get(key) is not None

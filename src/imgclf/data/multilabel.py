@@ -205,8 +205,9 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
 def warn_comma_labels(index: LabelIndex) -> None:
     """Warn of labels that look like typing slips: a comma or '|' in a name, most likely a cell of several labels
     written 'a,b' or 'a|b' (quoted, so one cell) where the separator is ';', which became one label nobody meant;
-    and names that differ only in case or spaces ('Blue', 'blue'), which became two. Only warnings: a name may
-    hold either. Said by `inspect` and by training, which read the index for the user."""
+    names made of other labels and spaces ('cat bird' beside 'cat' and 'bird': a cell whose labels were separated
+    by spaces, as Planet's tags are), which became labels nobody meant; and names that differ only in case or
+    spaces ('Blue', 'blue'), which became two. Only warnings: a name may hold either. Said by `inspect` and by training, which read the index for the user."""
     from ..notices import warn
 
     joined = [c for c in index.classes if "," in c or "|" in c]
@@ -216,6 +217,16 @@ def warn_comma_labels(index: LabelIndex) -> None:
         warn(f"{len(joined)} label{'s' if many else ''} of {index.path.name} contain{'' if many else 's'} a comma "
              f"or '|' ({shown}): each is one label; an image's several labels are separated by "
              f"{LABEL_SEPARATOR!r} (a;b)")
+    # Planet's tags ("clear primary road") are separated by spaces: every combination became a label of its own
+    words = set(index.classes)
+    spaced = [c for c in index.classes if len(c.split()) > 1 and all(w in words for w in c.split())]
+    if spaced:
+        shown = ", ".join(f"{c!r} = {' + '.join(repr(w) for w in c.split())}" for c in spaced[:3]) + \
+            (" ..." if len(spaced) > 3 else "")
+        many = len(spaced) != 1
+        warn(f"{len(spaced)} label{'s' if many else ''} of {index.path.name} {'are' if many else 'is'} made of other "
+             f"labels and spaces ({shown}): each is one label of its own; if spaces separate an image's labels "
+             f"there, write them separated by {LABEL_SEPARATOR!r} (a;b)")
     alike: dict[str, list[str]] = {}
     for c in index.classes:
         alike.setdefault(" ".join(c.lower().split()), []).append(c)

@@ -29,7 +29,7 @@ Calibrate = Literal["none", "temperature"]
 UnknownDetector = Literal["msp", "energy", "mahalanobis", "mahalanobis-l2", "msp+mahalanobis-l2"]
 Tracker = Literal["csv", "tensorboard", "mlflow"]
 
-MONITORS = ("val_loss", "val_acc")
+MONITORS = ("val_loss", "val_acc", "val_map")  # val_map: multi-label runs (`task_settings`)
 # Settings that change how a run is carried out, never what it learns: a re-run differing only in them is the
 # same experiment (finished folds and study cells are kept)
 RUNTIME_ONLY = frozenset({"progress", "num_workers", "cache_dir", "cache_budget"})
@@ -164,7 +164,8 @@ class TrainConfig(BaseModel):
     min_lr: float = Field(0.0, ge=0.0)
     early_stopping: int | None = Field(None, ge=0, description="Patience in epochs; none disables early stopping. "
                                       "With --freeze-epochs it starts afresh at the first unfrozen epoch.")
-    monitor: str = Field("val_loss", description="Metric for early stopping, best weights and plateau: val_loss or val_acc.")
+    monitor: str = Field("val_loss", description="Metric for early stopping, best weights and plateau: val_loss, "
+                         "val_acc, or val_map (multi-label runs: the validation mAP, which tune ranks by).")
     min_delta: float = Field(0.0, ge=0.0)
     restore_best: bool = Field(True, description="Keep the best epoch's weights (by monitor) as the final model.")
     augment: str = Field("", description="Augmentation, comma-separated (Keras' meanings): hflip, vflip, "

@@ -11,6 +11,9 @@ from .errors import invalid
 def check_task_settings(cfg: Any, task: str) -> None:
     """Settings that exist for one task only: asl is a multi-label loss; focal and logitnorm losses, class samplers
     and label smoothing are single-label ones (an image with several labels has no one class to draw it by)."""
+    if task == "single" and cfg.monitor == "val_map":
+        raise invalid("monitor", cfg.monitor, "val_loss or val_acc for single-label data (val_map, the validation "
+                      "mAP, is a multi-label score)", also={"task": task})
     if task == "single" and cfg.loss == "asl":
         raise invalid("loss", cfg.loss, "ce, focal or logitnorm for single-label data (asl is a multi-label loss)",
                       also={"task": task})

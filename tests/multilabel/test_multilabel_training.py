@@ -140,3 +140,23 @@ def test_a_features_only_run_trains_its_head_on_label_sets(tmp_path):
     card = RunDir(run.path).read_card()
     assert card.task == "multilabel" and set(card.thresholds) == set(SHAPES)
     assert [r.frozen for r in RunDir(run.path).read_history()] == [1, 1]
+
+
+def test_monitor_val_map_keeps_the_epoch_of_the_best_validation_map(index, tmp_path):
+    """--monitor val_map was refused ("Did you mean: val_acc?", the score docs/multilabel.md advises against):
+    early stopping and the kept epoch could not watch the multi-label score tune ranks by. Single-label data
+    refuses it."""
+    from imgclf.errors import ImgclfError
+    from conftest import make_image_folder
+
+    run = imgclf.fit({**BASE, "data": index, "epochs": 5, "monitor": "val_map", "restore_best": True,
+                      "lr": 0.01}, out=str(tmp_path / "run"), report=False)
+    history = RunDir(run.path).read_history()
+    maps = [r.val_map for r in history]
+    assert all(m is not None for m in maps)
+    assert run.best_epoch == 1 + maps.index(max(maps)), (run.best_epoch, maps)
+    assert RunDir(run.path).read_card().training.best_epoch == run.best_epoch
+    single = make_image_folder(tmp_path / "single", per_class=6)
+    with pytest.raises(ImgclfError, match=r"monitor must be val_loss or val_acc for single-label data \(val_map, "
+                                          r"the validation mAP, is a multi-label score\)"):
+        imgclf.fit({**BASE, "data": str(single), "monitor": "val_map"}, out=str(tmp_path / "s"))

@@ -31,7 +31,7 @@ def _cli(args):
                                 r"Received: optimizer='adamm'"),
     (["--color", "cmyk"], r"color must be one of \{auto, grayscale, rgb\}. Received: color='cmyk'"),
     (["--model-args", "depth=3"], r"model_args key for simple_cnn must be one of \{dropout, width\}"),
-    (["--monitor", "val_f1"], r"monitor must be one of \{val_acc, val_loss\}. Did you mean: val_acc\? "
+    (["--monitor", "val_f1"], r"monitor must be one of \{val_acc, val_loss, val_map\}. Did you mean: val_map, val_acc\? "
                               r"Received: monitor='val_f1'"),
     (["--cache-budget", "lots"], r"cache_budget \(--cache-budget\) must be a size such as 512MB"),
     (["--time-limit", "soon"], r"time_limit \(--time-limit\) must be a duration such as 90s"),

@@ -240,6 +240,9 @@ class BestWeights(L.Callback):
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
+        if self.monitor == "val_map" and hasattr(pl_module, "epoch_val_map"):  # logged after this hook: asked
+            fresh = pl_module.epoch_val_map()
+            value = None if fresh is None else torch.tensor(fresh)
         if value is None or not torch.isfinite(value):
             return
         if monitor_improved(float(value), self.best, self.mode):

@@ -299,6 +299,7 @@ class ImageClassifierModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = []
+        self._val_map: tuple[float | None] | None = None  # this epoch's, once computed
 
     def on_validation_epoch_end(self) -> None:
         """Multi-label: the epoch's validation mAP (`val_map`, over every process's images), which `imgclf tune`
@@ -306,11 +307,20 @@ class ImageClassifierModule(L.LightningModule):
         ranks all the split's images at once."""
         if not self.multilabel:
             return
-        probs, targets = gather_rows(self, self._val_outputs)
-        self._val_outputs = []
-        value = macro_average_precision(targets.numpy(), probs.numpy()) if len(targets) else None
+        value = self.epoch_val_map()
         if value is not None:  # every process logs the same value, from the same gathered rows
             self.log("val_map", value, on_step=False, on_epoch=True, prog_bar=True)
+
+    def epoch_val_map(self) -> float | None:
+        """This validation epoch's mAP, computed once from every process's rows (a collective: each process calls
+        it). Lightning runs the callbacks' on_validation_epoch_end before this module's, so `BestWeights` with
+        --monitor val_map read the epoch before's value from the logged metrics and kept the wrong epoch; it asks
+        here instead."""
+        if getattr(self, "_val_map", None) is None:
+            probs, targets = gather_rows(self, self._val_outputs)
+            self._val_outputs = []
+            self._val_map = (macro_average_precision(targets.numpy(), probs.numpy()) if len(targets) else None,)
+        return self._val_map[0]
 
     @torch.no_grad()
     def scores_on(self, loader: Any) -> tuple[float | None, float | None]:

@@ -36,6 +36,18 @@ def test_cli_and_api_resolve_a_recipe_with_overrides_to_the_same_config(tmp_path
     assert cli == api
     recipe = load_recipe("s5-model-s")
     assert api["model"] == "model_s" and api["augment"] == recipe["augment"] and api["lr"] == 0.01
+    # the card and the report say what the run changed of the recipe, which the report held against the reference's
+    # figures as if the run were the recipe's
+    from html import unescape
+
+    from imgclf.records import RunDir
+
+    changes = RunDir(tmp_path / "api").read_card().training.recipe_changes
+    assert changes == {"epochs": {"recipe": recipe["epochs"], "run": 1}, "lr": {"recipe": recipe["lr"], "run": 0.01},
+                       "batch_size": {"recipe": recipe["batch_size"], "run": 4}}, changes
+    page = " ".join(unescape((tmp_path / "api" / "report.html").read_text()).split())
+    assert "This run trained 3 of the recipe's settings otherwise, so it is not the recipe as shipped" in page
+    assert f"<td><code>epochs</code></td><td>{recipe['epochs']}</td><td>1</td>" in page
 
 
 def test_a_saved_config_repeats_the_run_from_another_folder(tmp_path, tiny_run, monkeypatch):

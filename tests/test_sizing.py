@@ -385,6 +385,8 @@ def test_a_run_on_an_accelerator_grows_its_batch_on_the_probes_readings(tmp_path
     assert card.sizing.lr == config.lr == pytest.approx(0.2 * 2 ** 0.5)
     assert card.model_args["width"] == 16 and card.sizing.train_images_per_s == 160.0 * 512
     assert "batch up to 512 (from 256, learning rate scaled by the square root)" in card.sizing.reason
+    # what the probe chose is not a change from the recipe; the time limit given is
+    assert card.training.recipe_changes == {"time_limit": {"recipe": "10m", "run": "6s"}}
 
 
 def test_a_slow_machine_with_a_long_budget_regularises_its_many_epochs_of_width_16():

@@ -259,7 +259,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
             "loss_without_l2": training.l2_penalty is not None,
         },
         "findings": findings,
-        "recipe": recipe_summary(training.recipe),
+        "recipe": recipe_summary(training.recipe, training.recipe_changes),
         "data": {
             "root": dataset.root if dataset else None, "layout": dataset.layout if dataset else None,
             "classes": dataset.classes if dataset else interp.classes, "sizes": dataset.sizes if dataset else {},

@@ -30,10 +30,10 @@ def ema_decay(run: RunDir) -> float | None:
         return None
 
 
-def recipe_summary(name: str | None) -> dict[str, Any] | None:
+def recipe_summary(name: str | None, changes: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """What the run's recipe says of itself (description, the reference it reproduces with that reference's
-    figures, the stand-in data), so that a reader can hold the run against it; None without a recipe, or for one
-    this release no longer ships."""
+    figures, the stand-in data), so that a reader can hold the run against it, and the settings the run changed
+    (the card's `recipe_changes`); None without a recipe, or for one this release no longer ships."""
     if not name:
         return None
     from ..errors import ImgclfError
@@ -45,7 +45,7 @@ def recipe_summary(name: str | None) -> dict[str, Any] | None:
         return None
     return {"name": name, "description": str(doc.get("description", "")).strip(),
             "reference": str(doc.get("reference", "")).strip(), "stand_in": str(doc.get("stand_in", "")).strip(),
-            "reproduces": {str(k): v for k, v in (doc.get("reproduces") or {}).items()}}
+            "reproduces": {str(k): v for k, v in (doc.get("reproduces") or {}).items()}, "changes": changes or {}}
 
 
 def sizing_table(sizing: Any, epochs_run: float | None = None) -> dict[str, Any] | None:

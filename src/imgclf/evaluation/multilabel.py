@@ -64,16 +64,17 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
 
     def macro_over_present() -> dict[str, float]:
         # a label no image of the split carries has no recall: as sklearn's 0 it would pull the mean below every
-        # present label's (as for single-label metrics, `evaluation.metrics`), and so no F1. Its false alarms
-        # count, though: unlike a single-label class's, they cost no other label's recall, so a label predicted
-        # but absent enters the macro precision (at 0, as its row shows it), which left out hid them (macro
-        # precision 0.900 where they gave 0.720)
+        # present label's (as for single-label metrics, `evaluation.metrics`). Its false alarms count, though:
+        # unlike a single-label class's, they cost no other label's recall, so a label predicted but absent enters
+        # the macro precision and F1 at 0 (F1 = 2TP / (2TP + FP + FN), defined wherever FP + FN > 0), as its row
+        # shows them; left out, they hid them (macro precision 0.900 where they gave 0.720; macro F1 1.0 for one
+        # image of 'bird' predicted 'bird;dog;fish')
         present = support > 0
         judged = present | (pred.sum(0) > 0)
         if present.all() or not present.any():
             return averages("macro")
         return {"precision": float(np.mean(precision[judged])), "recall": float(np.mean(recall[present])),
-                "f1": float(np.mean(f1[present]))}
+                "f1": float(np.mean(f1[judged]))}
 
     per_class = {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                      "support": int(support[i])} for i, c in enumerate(classes)}

@@ -88,7 +88,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     counted = decide(probs, np.array([ml.per_label[c].threshold for c in card.classes])).sum(0)  # files before
     predicted = [ml.per_label[c].predicted if ml.per_label[c].predicted is not None else int(counted[i])  # it
                  for i, c in enumerate(card.classes)]
-    shown = {c: scores_shown(ml.per_label[c], predicted[i]) for i, c in enumerate(card.classes)}
+    shown = {c: scores_shown(ml.per_label[c], predicted[i], multilabel=True) for i, c in enumerate(card.classes)}
     add("per_label", lambda p: plots.plot_per_class_metrics(metrics.per_class, p, shown=shown))
     add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p,
                                                                 names=("Label co-occurrence", "label")))

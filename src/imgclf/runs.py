@@ -35,7 +35,7 @@ class RunRow:
     data: str | None  # the data folder's name (several: joined with ' + ')
     epochs: int | None
     val_accuracy: float | None  # multi-label: label-wise, 1 - Hamming loss (as training's val_acc)
-    test_accuracy: float | None  # multi-label: label-wise too, so that both columns measure the same thing
+    test_accuracy: float | None  # multi-label: label-wise too, at the labels' tuned thresholds (val: at 0.5)
     macro_f1: float | None  # on the test split
     train_seconds: float | None
     created: str | None  # ISO 8601, UTC

@@ -285,8 +285,9 @@ def calibration_verdict(gap: float, ece: float) -> str:
 
 # ---------------------------------------------------------------------- run-level summary (for compare)
 # said wherever accuracy_beside_val stands beside training's val acc (`imgclf runs`, `imgclf compare`)
-MULTILABEL_ACCURACY_NOTE = ("multi-label runs: val and test acc are label-wise (1 - Hamming loss, as training's val "
-                            "acc); their subset accuracy (every label of an image right) is in metrics.json")
+MULTILABEL_ACCURACY_NOTE = ("multi-label runs: val and test acc are label-wise (1 - Hamming loss), val acc with every "
+                            "label decided at 0.5 as training decides, test acc at the labels' tuned thresholds; "
+                            "their subset accuracy (every label of an image right) is in metrics.json")
 
 
 def accuracy_beside_val(metrics: MetricsRecord) -> float:

@@ -344,6 +344,13 @@ def test_a_header_may_name_the_columns_in_any_order(tmp_path):
     plain, moved = read_label_index(tmp_path / "plain.csv"), read_label_index(tmp_path / "moved.csv")
     assert moved.files == plain.files and moved.splits == plain.splits == ["train", "test"]
     assert moved.classes == plain.classes == ["cat", "dog"] and (moved.targets == plain.targets).all()
+    # other named columns are left unread, as a JSON line's other keys are: path,labels,source was read as an image
+    # row and refused as "split 'source'"
+    (tmp_path / "more.csv").write_text("path,labels,source,split\na.png,cat;dog,web,train\nb.png,dog,scan,test\n")
+    (tmp_path / "nosplit.csv").write_text("Source,Path,Labels\nweb,a.png,cat;dog\nscan,b.png,dog\n")
+    more, nosplit = read_label_index(tmp_path / "more.csv"), read_label_index(tmp_path / "nosplit.csv")
+    assert more.files == plain.files and more.splits == ["train", "test"] and (more.targets == plain.targets).all()
+    assert nosplit.files == plain.files and nosplit.splits is None and nosplit.classes == ["cat", "dog"]
 
 
 def _index_with_copies(root: Path, count: int = 60) -> tuple[Path, list[list[str]]]:

@@ -80,10 +80,12 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
         reader = csv.reader(f)
         for cells in reader:
             line = reader.line_num
-            # the columns by name, in any order: path,split,labels was read as an image row ("split 'labels'")
-            if line == 1 and sorted(c.strip().lower() for c in cells) in (["labels", "path"],
-                                                                           ["labels", "path", "split"]):
-                header = [c.strip().lower() for c in cells]
+            # the columns by name, in any order: path,split,labels was read as an image row ("split 'labels'"); other
+            # named columns are left unread, as a JSON line's other keys are (path,labels,source was read as an
+            # image row, "split 'source'")
+            names = [c.strip().lower() for c in cells]
+            if line == 1 and {"path", "labels"} <= set(names) and len(set(names)) == len(names):
+                header = names
                 continue
             if header is not None and len(cells) != len(header) and any(c.strip() for c in cells):
                 # under a header without a split, a third cell was read as one ("split 'cross'"): labels a,b
@@ -97,12 +99,12 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
             if not any(c.strip() for c in cells):
                 raise _row_error(index, line, "a row `path,labels` (labels separated by ';', may be empty)",
                                  note="empty row")
+            if header is not None and header not in (["path", "labels"], ["path", "labels", "split"]):
+                named = dict(zip(header, cells))
+                cells = [named["path"], named["labels"], *([named["split"]] if "split" in named else [])]
             if len(cells) not in (2, 3):
                 raise _row_error(index, line, "a row of 2 columns, `path,labels` (labels separated by ';'), or 3 "
                                  "with a split", note=f"{len(cells)} column(s)")
-            if header is not None and header[:2] != ["path", "labels"]:
-                named = dict(zip(header, cells))
-                cells = [named["path"], named["labels"], *([named["split"]] if "split" in named else [])]
             rows.append((line, cells[0].strip(), cells[1], cells[2].strip() if len(cells) == 3 else None))
     return rows
 

@@ -39,8 +39,8 @@ def _write(tmp_path, text, name="index.csv"):
     ("path,labels\na.png,cat\n,dog\n", 3, "no path"),
     ("a.png,cat\nb.png,dog\na.png,fox\n", 3, "already on line 1"),
     # a header other than path,labels was read as an image row: its cause, the header, named
-    ("file,tags\na.png,cat\n", 1, "'file' not found, nor a header: a header row is path,labels or "
-                                  "path,labels,split, in any order"),
+    ("file,tags\na.png,cat\n", 1, "'file' not found, nor a header: a header row names path and labels (and "
+                                  "split), in any order"),
     ("a.png,cat\nfile,dog\n", 2, "'file' not found)"),  # a later row is no header
     ("a.png,cat\nsub,dog\n", 2, "'sub' is a folder)"),  # it said "'sub' not found"
     ("a.png,cat\nsub/../a.png,dog\n", 2, "'sub/../a.png' is the file 'a.png' of line 1)"),  # not "a link to it"
@@ -462,3 +462,22 @@ def test_labels_separated_by_spaces_are_warned(tmp_path, capsys):
             "'cat bird' = 'cat' + 'bird'): each is one label of its own; if spaces separate an image's labels there, "
             "write them separated by ';' (a;b)") in err, err
     assert "ankle boot" not in err
+
+
+def test_index_paths_match_the_file_in_either_unicode_form_and_with_windows_separators(tmp_path):
+    """'café.png' typed in NFC for a file stored in NFD (macOS) was "not found", where labels and class folders were
+    matched in either form; 'images\\0000.png' (written on Windows) too."""
+    import os
+    import unicodedata
+
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    nfd = unicodedata.normalize("NFD", "café.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / nfd)
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "0000.png")
+    index = tmp_path / "index.csv"
+    index.write_text(f"{unicodedata.normalize('NFC', 'café.png')},cat\nimages\\0000.png,dog\n", encoding="utf-8")
+    read = read_label_index(index)
+    assert [os.path.basename(f) for f in read.files] == [nfd, "0000.png"] and read.classes == ["cat", "dog"]
+    assert all(os.path.isfile(f) for f in read.files)

@@ -109,6 +109,20 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
     return rows
 
 
+def _found(base: Path, path: str) -> str:
+    """The absolute path of an index row's `path`, as written or, where that is not a file, in the other Unicode
+    normal form (a name typed in NFC for a file macOS stored in NFD: labels and class folders were matched so, index
+    paths were "not found") or with Windows separators read as '/'."""
+    full = os.path.abspath(base / path)
+    if os.path.isfile(full):
+        return full
+    for other in (unicodedata.normalize("NFD", path), unicodedata.normalize("NFC", path), path.replace("\\", "/")):
+        candidate = os.path.abspath(base / other)
+        if other != path and os.path.isfile(candidate):
+            return candidate
+    return full
+
+
 def _jsonl_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
     rows = []
     with open(index, encoding="utf-8-sig") as f:
@@ -157,14 +171,14 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
         splits.append(split)
         if not path:
             raise _row_error(index, line, "a row whose first column is an image path", note="no path")
-        full = os.path.abspath(base / path)
+        full = _found(base, path)
         if not os.path.isfile(full):
             header = line == 1 and not path.lower().endswith(IMAGE_EXTENSIONS) and index.suffix.lower() not in (
                 ".jsonl", ".ndjson")
             raise _row_error(index, line, "a row naming an existing image file (relative to the index file)",
                              note=f"{path!r} is a folder" if os.path.isdir(full) else
-                             f"{path!r} not found" + (", nor a header: a header row is path,labels or "
-                                                      "path,labels,split, in any order (an index file is a multi-label run's "
+                             f"{path!r} not found" + (", nor a header: a header row names path and labels (and split), "
+                                                      "in any order (an index file is a multi-label run's "
                                                       "data, each row a label set; single-label images go in "
                                                       "class folders)" if header else ""))
         key = file_identity(full)  # a link to a listed file is that file: in two splits it would leak

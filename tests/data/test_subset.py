@@ -241,3 +241,19 @@ def test_a_class_folder_named_in_nfd_is_linked_under_its_class(tmp_path):
     m = build_subset(root, tmp_path / "both", per_class=6, rho=2, minority=["tea"])  # café: 8 of its 12
     assert scan_folder(tmp_path / "both").classes == ["café", "tea"] and m["counts"]["café"] == 8
     assert len(list((tmp_path / "both" / "café").rglob("*.png"))) == 8
+
+
+def test_the_exact_per_class_a_note_offers_is_the_nearest_whole_one():
+    """The note's search of exact sizes stopped short where their step is a multiple of many classes (10 classes,
+    mu 0.1, rho 20: 'min() arg is an empty sequence', after the subset was written). Checked against a search of
+    every size for 2-12 classes and the step sizes ratios make."""
+    from imgclf.data.subset import exact_per_class
+
+    for classes in range(2, 13):
+        for step in range(1, 400, 37):
+            for per_class in range(1, 101, 11):
+                exact = [j * step // classes for j in range(1, 2 * classes * (per_class + step))
+                         if j * step % classes == 0]
+                best = min(exact, key=lambda n: (abs(n - per_class), n))
+                assert exact_per_class(per_class, classes, step) == best, (classes, step, per_class)
+    assert exact_per_class(20, 10, 1 * 1 + 9 * 20) == 181  # 10 classes, mu 0.1, rho 20: 181 images a class

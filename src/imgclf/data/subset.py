@@ -265,6 +265,15 @@ def _relative_in_class(path: str, split_root: Path, cls: str) -> str:
 TOTAL_MOVED_WARNING = 0.10
 
 
+def exact_per_class(per_class: int, classes: int, step: int) -> int:
+    """The --per-class nearest `per_class` whose total (per-class x classes) is a whole number of `step`s: totals
+    are j x step, and j x step / classes is whole when j is a multiple of classes / gcd(step, classes)."""
+    every = classes // math.gcd(step, classes)
+    below = max(1, int(per_class * classes / step // every))
+    sizes = [j * every * step // classes for j in (below, below + 1)]
+    return min(sizes, key=lambda n: (abs(n - per_class), n))
+
+
 def subset_notes(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     """What a drawn subset's manifest differs in from what was asked, as (note|warning, text): the ratio moved by
     whole images, or the total moved because a ratio p/q makes the class sizes come in multiples of q and p (with
@@ -284,8 +293,7 @@ def subset_notes(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         if abs(float(ratio) - rho) < 1e-9:
             p, q = ratio.numerator, ratio.denominator
             step = n_min * q + (k - n_min) * p
-            exact = [j * step // k for j in range(1, 4 * max(1, target // step) + 4) if j * step % k == 0]
-            nearest = min(exact, key=lambda n: (abs(n - manifest["per_class"]), n))
+            nearest = exact_per_class(manifest["per_class"], k, step)
             of = f"rho {rho:g} = {p}/{q}" if q > 1 else f"rho {rho:g}"
             text = (f"{moved}; with {of}, a minority class holds a multiple of {q} image{'s' * (q > 1)} and a majority "
                     f"class the same multiple of {p}, so totals come in steps of {step} ({n_min} x {q} + "

@@ -49,6 +49,12 @@ def test_training_a_grayscale_model_on_colour_images_records_grayscale(rgb_folde
     assert (card.color, card.in_chans) == ("grayscale", 1)
     assert RunDir(run.path).read_config().color == "grayscale"  # config.yaml repeats the run as it was trained
     assert "converted to grayscale" in caplog.text
+    # the stored grayscale was auto's choice, said at training: calibrating the run (its images prepared again from
+    # config.yaml) said "color=grayscale: colour images converted", a setting the user never gave
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf.data.color"):
+        imgclf.calibrate(run.path, report=False)
+    assert "converted to grayscale" not in caplog.text
 
 
 def test_grayscale_given_for_colour_images_is_said(rgb_folder, tmp_path, caplog):

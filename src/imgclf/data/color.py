@@ -24,14 +24,16 @@ def detect_color(paths: list[str], sample: int = 200) -> str:
     return "grayscale"
 
 
-def resolve_color(color: str, paths: list[str], model_in_chans: int | None = None) -> tuple[str, str]:
+def resolve_color(color: str, paths: list[str], model_in_chans: int | None = None,
+                  new_run: bool = False) -> tuple[str, str]:
     """The colour mode to decode in, and why. color=auto follows the images (grayscale when every sampled one
     is), except that a model built for one channel (a registry entry with default_in_chans=1, such as fer_cnn)
     gets grayscale input: training it on colour would silently give it a 3-channel first layer it was not
-    designed with. An explicit color=rgb or grayscale is always kept; grayscale given for colour images (a grey
-    recipe's, such as s3-fer-cnn's, on colour data) is said, as auto's conversion is: two classes that differ only
-    in hue trained to chance without a word."""
-    if color == "grayscale" and detect_color(paths) == "rgb":
+    designed with. An explicit color=rgb or grayscale is always kept; grayscale given to a `new_run` for colour
+    images (a grey recipe's, such as s3-fer-cnn's, on colour data) is said, as auto's conversion is: two classes
+    that differ only in hue trained to chance without a word. A finished run's stored grayscale (calibrate, audit
+    --run, a resume) was its training's choice, said then."""
+    if new_run and color == "grayscale" and detect_color(paths) == "rgb":
         source = "color=grayscale: colour images converted to grayscale (color=rgb keeps the colour)"
         log.warning(source)
         return color, source

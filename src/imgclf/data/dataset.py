@@ -171,7 +171,8 @@ def prepare_data(
     class_id = {c: i for i, c in enumerate(classes)}
     tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]
     paths = [p for _, p, _ in tagged]
-    color, color_source = resolve_color(color, paths, model_in_chans)
+    # a recorded split is a finished run's images prepared again (resume, calibrate): its colour was chosen then
+    color, color_source = resolve_color(color, paths, model_in_chans, new_run=recorded is None)
     decoded = decode_all(paths, img_size, color, interpolation, cache_dir, cache_budget, workers, progress=progress)
     skipped = list(scan.skipped) + [{"path": paths[i], "reason": r} for i, r in sorted(decoded.failures.items())]
 

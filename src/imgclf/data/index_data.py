@@ -137,7 +137,7 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
                       note="class choice and per-class caps apply to single-label data only", hint=hint)
     labelled = read_label_index(index) if is_label_index(index) else read_label_folder(index)
     warn_comma_labels(labelled)
-    color, color_source = resolve_color(color, labelled.files, model_in_chans)
+    color, color_source = resolve_color(color, labelled.files, model_in_chans, new_run=recorded is None)
     decoded = decode_all(labelled.files, img_size, color, interpolation, cache_dir, cache_budget, workers,
                          progress=progress)
     skipped = [{"path": labelled.files[i], "reason": r} for i, r in sorted(decoded.failures.items())]

@@ -692,6 +692,14 @@ def test_an_interrupt_while_optuna_makes_its_study_keeps_nothing_to_refuse_the_s
     optuna.storages.RDBStorage(f"sqlite:///{left / 'study.db'}")
     with pytest.raises(ImgclfError, match=r"out must be a search folder to resume.*its study.db holds no study"):
         imgclf.tune(trials=1, resume=True, out=str(left))
+    # killed (SIGKILL) between the database and search.yaml: each command named the other, and --resume the wrong file
+    (left / "search.yaml").unlink()
+    with pytest.raises(ImgclfError, match=r"\(no search.yaml\)\. Delete the folder and run the command without "
+                                          r"--resume: nothing of the search was kept"):
+        imgclf.tune(trials=1, resume=True, out=str(left))
+    with pytest.raises(ImgclfError, match=r"holds study.db without search.yaml: a search stopped before its first "
+                                          r"trial\)\. Delete the folder"):
+        imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(left))
 
 
 def test_an_interrupt_while_the_best_trial_is_tested_says_how_to_finish(data, tmp_path, monkeypatch):
@@ -754,6 +762,21 @@ def test_a_ctrl_c_that_python_dropped_still_stops_the_search(data, tmp_path, mon
     assert len(record["trials"]) == 1 and record["stopped"].startswith("interrupted between trials")
     # the handler is Python's own again once the search ended
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # dropped during the last trial: the best is not tested, the search says how to finish (it exited 0)
+    with pytest.raises(SearchInterrupted, match="search interrupted while testing the best trial"):
+        imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=1, space=SPACE, out=str(tmp_path / "last"))
+    assert not (tmp_path / "last" / "best.yaml").exists()
+    # a process that ignores Ctrl-C (started in the background by a script) keeps ignoring it
+    from imgclf.train.interrupts import remembered_ctrl_c
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with remembered_ctrl_c() as came:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        assert not came() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_time_cut_trials_after_the_first_train_alike_to_the_last():

@@ -26,17 +26,24 @@ def search_folder(out: str | os.PathLike | None, model: str, resume: bool, data:
             raise invalid("resume", True, "given with --out (Python: out=): the folder of the search "
                           "to continue")
         folder = Path(out).absolute()
-        if not (folder / STUDY_FILE).is_file() or not (folder / SEARCH_FILE).is_file():
+        missing = [name for name in (STUDY_FILE, SEARCH_FILE) if not (folder / name).is_file()]
+        if missing:
+            # study.db without search.yaml: a search killed (SIGKILL) while Optuna made its database kept nothing
             raise bad_path("out", folder, f"a search folder with {STUDY_FILE} and {SEARCH_FILE} to resume",
-                           "not found" if not folder.exists() else f"no {STUDY_FILE}")
+                           "not found" if not folder.exists() else f"no {' and no '.join(missing)}",
+                           hint="Delete the folder and run the command without --resume: nothing of the search was "
+                                "kept" if missing == [SEARCH_FILE] else None)
         return folder
     if out is not None and data:
         outside_data("out", out, [data] if isinstance(data, (str, os.PathLike)) else data)
     folder = writable_folder("out", Path(out)).absolute() if out is not None else next_free_dir("tune", model)
     if (folder / STUDY_FILE).exists():
-        raise bad_path("out", folder, "a folder without a search", f"holds {STUDY_FILE}",
-                       hint="Pass --resume to continue that search, or another --out (Python: "
-                            "resume=True, or another out=)")
+        started = (folder / SEARCH_FILE).is_file()  # else killed while Optuna made its database: nothing to resume
+        raise bad_path("out", folder, "a folder without a search", f"holds {STUDY_FILE}" + (
+                           "" if started else f" without {SEARCH_FILE}: a search stopped before its first trial"),
+                       hint="Pass --resume to continue that search, or another --out (Python: resume=True, or another "
+                            "out=)" if started else "Delete the folder (nothing of the search was kept), or pass "
+                            "another --out")
     if folder.exists() and any(folder.iterdir()):
         raise bad_path("out", folder, "an empty or new folder", "not empty")
     folder.mkdir(parents=True, exist_ok=True)

@@ -260,6 +260,8 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
                           final=False)
         try:
+            if ctrl_c():  # dropped during the last trial: the best is not tested, as after any other Ctrl-C
+                raise KeyboardInterrupt
             return finish(folder, study, search, trials, budget, stop_reason, say, report)
         except (KeyboardInterrupt, SystemExit) as exc:  # while the best trial was tested: tune.json said "running"
             _write_record(folder, study, search, trials, budget, f"interrupted while testing the best trial: "

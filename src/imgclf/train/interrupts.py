@@ -107,7 +107,8 @@ def remembered_ctrl_c() -> Iterator[Callable[[], bool]]:
     to the end after a Ctrl-C (2 of 9 signals in its first seconds). Yields whether one came, for a loop to stop
     at its next step. Main thread only (elsewhere nothing is remembered)."""
     came = [False]
-    if threading.current_thread() is not threading.main_thread():
+    # a process started with Ctrl-C ignored (`tune ... &` from a script) keeps ignoring it
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield lambda: came[0]
         return
 

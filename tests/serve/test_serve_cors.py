@@ -39,6 +39,15 @@ def test_an_allowed_origin_may_read_the_answers_and_others_may_not(tiny_run, png
                                                    "Access-Control-Request-Method": "POST"}).status_code == 400
 
 
+def test_an_origin_is_kept_as_a_browser_sends_it(tiny_run, png):
+    """Starlette compares the Origin header as a string: HTTP://LocalHost:3000 and http://localhost:80 were accepted
+    and then never matched what a browser sends."""
+    with TestClient(create_app(tiny_run, allow_origins=["HTTP://LocalHost:3000", "http://localhost:80",
+                                                        "https://app.example:443"])) as client:
+        for origin in (APP, "http://localhost", "https://app.example"):
+            assert _post(client, png, origin).headers["access-control-allow-origin"] == origin
+
+
 def test_without_the_option_no_origin_is_allowed_and_star_allows_any(tiny_run, png):
     with TestClient(create_app(tiny_run)) as client:
         assert "access-control-allow-origin" not in _post(client, png, APP).headers

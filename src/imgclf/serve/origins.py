@@ -14,7 +14,9 @@ _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$", re.IGNORECASE)
 
 
 def check_origins(origins: Iterable[str]) -> list[str]:
-    """The origins as given, each `*` (any page) or scheme://host[:port]; refused one by one in the house style."""
+    """The origins as a browser sends them, each `*` (any page) or scheme://host[:port]: scheme and host in lower
+    case, without the scheme's default port (Starlette compares the Origin header as a string: HTTP://LocalHost:3000
+    and http://localhost:80 never matched); refused one by one in the house style."""
     checked = []
     for origin in origins:
         origin = str(origin)
@@ -23,8 +25,17 @@ def check_origins(origins: Iterable[str]) -> list[str]:
             raise invalid("allow_origin", origin, "* or an origin as a browser sends it: scheme://host[:port], "
                           "such as http://localhost:3000", note="a path or trailing slash never matches"
                           if slash or "://" in origin else None, hint=f"Pass {slash}" if slash else None)
-        checked.append(origin)
+        checked.append(origin if origin == "*" else _as_sent(origin))
     return checked
+
+
+def _as_sent(origin: str) -> str:
+    scheme, _, rest = origin.partition("://")
+    scheme, rest = scheme.lower(), rest.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default and rest.endswith(default):
+        rest = rest[: -len(default)]
+    return f"{scheme}://{rest}"
 
 
 def add_cors(app, origins: list[str]) -> None:

@@ -137,10 +137,14 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     untested = [name for name, row in per_class.items() if row.support == 0]
     if untested:  # the terminal warned; the page's macro cards read as if every class had been scored
         named = ", ".join(untested[:5]) + (", …" if len(untested) > 5 else "")
+        # images taken for such a class are false alarms: the macro precision counts its 0 (the table's note says so)
+        taken = any(predicted_counts(m).get(name) for name in untested)
         findings.append(f"{len(untested)} of the {len(per_class)} classes {'has' if len(untested) == 1 else 'have'} "
                         f"no {split} image ({named}): the {split} scores say nothing about "
-                        f"{'it' if len(untested) == 1 else 'them'}, and the macro averages are over the other "
-                        f"{tested}.")
+                        f"{'it' if len(untested) == 1 else 'them'}, and the macro "
+                        f"{'recall and F1 are' if taken else 'averages are'} over the other {tested}"
+                        + (" (the macro precision also counts the images taken for "
+                           f"{'it' if len(untested) == 1 else 'them'}, at 0)." if taken else "."))
     if worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) == tested > 1:
         findings.append(f"Every class has the same recall, {pct(worst_recall)}: no class is weaker than another.")
     elif worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) > 1:

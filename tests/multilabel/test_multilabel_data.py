@@ -477,7 +477,9 @@ def test_index_paths_match_the_file_in_either_unicode_form_and_with_windows_sepa
     Image.new("RGB", (8, 8)).save(tmp_path / nfd)
     Image.new("RGB", (8, 8)).save(tmp_path / "images" / "0000.png")
     index = tmp_path / "index.csv"
-    index.write_text(f"{unicodedata.normalize('NFC', 'café.png')},cat\nimages\\0000.png,dog\n", encoding="utf-8")
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / nfd)
+    index.write_text(f"{unicodedata.normalize('NFC', 'café.png')},cat\nimages\\0000.png,dog\n"
+                     f"images\\{unicodedata.normalize('NFC', 'café.png')},dog\n", encoding="utf-8")  # both at once
     read = read_label_index(index)
-    assert [os.path.basename(f) for f in read.files] == [nfd, "0000.png"] and read.classes == ["cat", "dog"]
+    assert [os.path.basename(f) for f in read.files] == [nfd, "0000.png", nfd] and read.classes == ["cat", "dog"]
     assert all(os.path.isfile(f) for f in read.files)

@@ -116,7 +116,9 @@ def _found(base: Path, path: str) -> str:
     full = os.path.abspath(base / path)
     if os.path.isfile(full):
         return full
-    for other in (unicodedata.normalize("NFD", path), unicodedata.normalize("NFC", path), path.replace("\\", "/")):
+    slashed = path.replace("\\", "/")
+    for other in {form: None for text in (path, slashed) for form in
+                  (text, unicodedata.normalize("NFD", text), unicodedata.normalize("NFC", text))}:
         candidate = os.path.abspath(base / other)
         if other != path and os.path.isfile(candidate):
             return candidate

@@ -108,7 +108,8 @@ def _overheads(study: Any) -> list[float]:
 
 def trial_seconds(share: float, left: float, overheads: list[float]) -> float:
     """A trial's training time limit: its share of the budget, less what the trials so far spent around their
-    training on average (data, model, card), so that the search keeps to its budget. The first trial trained its
+    training on average (data, model, card), so that the search keeps to its budget but for one trial's overhead
+    (by which the last trials were shortened before, less than the others). The first trial trained its
     whole share (its overhead unknown before it ran); that overrun is not taken from the last trials, which trained
     less than the others (30 s for 3 time-cut trials trained 10, 8 and 6 s)."""
     if not overheads:

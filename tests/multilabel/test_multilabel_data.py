@@ -281,19 +281,23 @@ def test_a_label_with_a_comma_is_warned_by_inspect_and_training(tmp_path, capsys
     assert read_label_index(index).classes == ["cat,dog", "dog"]  # a warning: a name may hold a comma
 
 
-def test_labels_written_with_a_pipe_or_in_two_cases_are_warned(tmp_path, capsys):
-    """'blue|dot' became one label, 'Blue' and 'blue' two, without a word."""
-    from imgclf.inspect_multilabel import inspect_index
-
-    labels = ["blue|dot", "Blue", "blue", "red", "ankle boot", "Ankle  boot"]
-    index = tmp_path / "index.csv"
-    index.write_text("".join(f"i{n}.png,{labels[n % len(labels)]}\n" for n in range(12)))
+def _inspected_warnings(folder: Path, labels: list[str], capsys) -> str:
+    """What `inspect` warns of an index of 12 small images whose label cells cycle through `labels`."""
     from PIL import Image
 
+    from imgclf.inspect_multilabel import inspect_index
+
+    index = folder / "index.csv"
+    index.write_text("".join(f"i{n}.png,{labels[n % len(labels)]}\n" for n in range(12)))
     for n in range(12):
-        Image.new("RGB", (8, 8), (10 * n, 20, 30)).save(tmp_path / f"i{n}.png")
+        Image.new("RGB", (8, 8), (10 * n, 20, 30)).save(folder / f"i{n}.png")
     inspect_index(index)
-    err = " ".join(capsys.readouterr().err.split())
+    return " ".join(capsys.readouterr().err.split())
+
+
+def test_labels_written_with_a_pipe_or_in_two_cases_are_warned(tmp_path, capsys):
+    """'blue|dot' became one label, 'Blue' and 'blue' two, without a word."""
+    err = _inspected_warnings(tmp_path, ["blue|dot", "Blue", "blue", "red", "ankle boot", "Ankle  boot"], capsys)
     assert "1 label of index.csv contains a comma or '|' ('blue|dot')" in err
     assert ("labels of index.csv that differ only in case or spaces are different labels ('Ankle boot' and "
             "'ankle boot'; 'Blue' and 'blue'): write each label one way") in err
@@ -447,17 +451,7 @@ def test_a_grouped_hold_out_takes_its_share_of_images_and_of_each_label():
 def test_labels_separated_by_spaces_are_warned(tmp_path, capsys):
     """Planet's index separates an image's tags by spaces: 'cat bird fish' became one label of 14, without a word.
     A name with a space that is not made of other labels ('ankle boot') is a label like any other."""
-    from PIL import Image
-
-    from imgclf.inspect_multilabel import inspect_index
-
-    labels = ["cat", "bird", "cat bird", "bird cat fish", "fish", "ankle boot"]
-    index = tmp_path / "index.csv"
-    index.write_text("".join(f"i{n}.png,{labels[n % len(labels)]}\n" for n in range(12)))
-    for n in range(12):
-        Image.new("RGB", (8, 8), (10 * n, 20, 30)).save(tmp_path / f"i{n}.png")
-    inspect_index(index)
-    err = " ".join(capsys.readouterr().err.split())
+    err = _inspected_warnings(tmp_path, ["cat", "bird", "cat bird", "bird cat fish", "fish", "ankle boot"], capsys)
     assert ("2 labels of index.csv are made of other labels and spaces ('bird cat fish' = 'bird' + 'cat' + 'fish', "
             "'cat bird' = 'cat' + 'bird'): each is one label of its own; if spaces separate an image's labels there, "
             "write them separated by ';' (a;b)") in err, err

@@ -782,7 +782,7 @@ def test_a_ctrl_c_that_python_dropped_still_stops_the_search(data, tmp_path, mon
 def test_time_cut_trials_after_the_first_train_alike_to_the_last():
     """30 s for 3 trials, each spending 2 s around its training: they trained 10, 8 and 6 s, the last paying for
     the first's overhead (unknown before it ran), so earlier trials were favoured."""
-    from imgclf.search.search import trial_seconds
+    from imgclf.search.budget import trial_seconds
 
     budget, trials, around = 30.0, 3, 2.0
     share, used, overheads, trained = budget / trials, 0.0, [], []

@@ -40,6 +40,7 @@ from ..records.tune import TUNE_FILE
 from .checks import check_base
 from .folder import (SEARCH_FILE, STUDY_FILE, STUDY_NAME, check_resume, check_same_model, discard_unused, file_sets,
                      resumed_request, search_folder)
+from .budget import trial_seconds
 from .study_db import fail_unfinished, open_storage, stored_trials
 from .interrupt import SearchInterrupted, interrupted_message
 from .objective import objective_for
@@ -104,17 +105,6 @@ def _overheads(study: Any) -> list[float]:
     return [max(0.0, (t.datetime_complete - t.datetime_start).total_seconds() - t.user_attrs["train_seconds"])
             for t in study.get_trials(deepcopy=False)
             if t.datetime_complete is not None and "train_seconds" in t.user_attrs]
-
-
-def trial_seconds(share: float, left: float, overheads: list[float]) -> float:
-    """A trial's training time limit: its share of the budget, less what the trials so far spent around their
-    training on average (data, model, card), so that the search keeps to its budget but for one trial's overhead
-    (by which the last trials were shortened before, less than the others). The first trial trained its
-    whole share (its overhead unknown before it ran); that overrun is not taken from the last trials, which trained
-    less than the others (30 s for 3 time-cut trials trained 10, 8 and 6 s)."""
-    if not overheads:
-        return min(share, left)
-    return min(share, left + overheads[0]) - sum(overheads) / len(overheads)
 
 
 def _pruner(trials: int):

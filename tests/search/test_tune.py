@@ -736,7 +736,16 @@ def test_a_resume_with_another_model_names_the_model_not_the_space(data, tmp_pat
         imgclf.tune(trials=2, resume=True, out=str(out), model="model_s")
 
 
-def test_a_ctrl_c_that_python_dropped_still_stops_the_search(data, tmp_path, monkeypatch):
+@pytest.fixture
+def interactive_ctrl_c():
+    """SIGINT as an interactive shell leaves it (Python's handler): pytest-xdist's workers start with it ignored,
+    which a search keeps, and then no Ctrl-C ever reaches it."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+def test_a_ctrl_c_that_python_dropped_still_stops_the_search(data, tmp_path, monkeypatch, interactive_ctrl_c):
     """A Ctrl-C raised inside a garbage collector's weakref callback is printed and dropped by Python ("Exception
     ignored in: ... KeyboardInterrupt"): the search then ran every trial to the end and exited 0. Here trial 0's
     Ctrl-C is dropped as that callback drops it; the search must stop before trial 1."""

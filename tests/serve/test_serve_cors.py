@@ -53,6 +53,8 @@ def test_without_the_option_no_origin_is_allowed_and_star_allows_any(tiny_run, p
         assert "access-control-allow-origin" not in _post(client, png, APP).headers
     with TestClient(create_app(tiny_run, allow_origins=["*"])) as client:
         assert _post(client, png, "https://anything.example").headers["access-control-allow-origin"] == "*"
+    with TestClient(create_app(tiny_run, allow_origins=APP)) as client:  # one, as a string: not its characters
+        assert _post(client, png, APP).headers["access-control-allow-origin"] == APP
 
 
 @pytest.mark.parametrize("origin, message", [

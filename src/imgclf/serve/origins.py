@@ -18,7 +18,7 @@ def check_origins(origins: Iterable[str]) -> list[str]:
     case, without the scheme's default port (Starlette compares the Origin header as a string: HTTP://LocalHost:3000
     and http://localhost:80 never matched); refused one by one in the house style."""
     checked = []
-    for origin in origins:
+    for origin in [origins] if isinstance(origins, str) else origins:  # one origin given as a string (Python)
         origin = str(origin)
         if origin != "*" and not _ORIGIN.match(origin):
             slash = origin.rstrip("/") if re.match(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+/+$", origin, re.I) else None

@@ -18,17 +18,6 @@ from .errors import invalid
 from .io import console_text, writable_folder
 
 
-def _subset_manifest(root: str) -> dict | None:
-    """The subset.json `imgclf subset` wrote in `root`, or None."""
-    from .io import read_json
-
-    try:
-        found = read_json(Path(root) / "subset.json")
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
 def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
                    plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The summary of `data`: one folder or index file, or several folders merged as training merges them."""
@@ -164,7 +153,9 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
     rho = "undefined (a class holds no image)" if imb["rho"] is None and summary["total"] else imb["rho"]
     console.print(f"imbalance: rho = {rho} (max/min class count), mu = {imb['mu']} "
                   f"(minority classes {console_text(imb['minority'] or 'none')}){flag}")
-    drawn = _subset_manifest(roots[0]) if len(roots) == 1 else None
+    from .data.subset import read_manifest
+
+    drawn = read_manifest(roots[0]) if len(roots) == 1 else None
     if drawn is not None and drawn.get("minority") != imb["minority"]:
         # a subset at rho 1 names the classes a study keeps as its minority (subset.json's mu 0.5) in counts that
         # are balanced (the counts' mu 0): the two disagreed without a word

@@ -182,8 +182,7 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
     plan = plan_subset(data, per_class, rho, mu, seed, minority)
     manifest = dict(plan["manifest"], mode=mode)
     if out.exists():
-        existing = out / MANIFEST
-        earlier = _readable_manifest(existing)
+        earlier = read_manifest(out)
         if earlier is not None and _same_request(earlier, manifest, mode):
             return earlier
         if earlier is not None:
@@ -209,9 +208,10 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
     return manifest
 
 
-def _readable_manifest(path: Path) -> dict[str, Any] | None:
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The subset.json `build_subset` wrote in `folder`, or None (none there, or not one it could have written)."""
     try:
-        found = read_json(path)
+        found = read_json(Path(folder) / MANIFEST)
     except (OSError, ValueError):
         return None
     return found if isinstance(found, dict) else None

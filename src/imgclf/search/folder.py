@@ -75,10 +75,12 @@ def check_resume(folder: Path, stored: dict[str, Any], search: dict[str, Any]) -
 
 
 def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any, recipe: str | None,
-                    values: dict[str, Any], space: Any, time_limit: Any) -> tuple[Any, dict[str, Any], Any, Any]:
+                    values: dict[str, Any], space: Any,
+                    time_limit: Any) -> tuple[Any, dict[str, Any], Any, Any, dict[str, Any]]:
     """`tune --resume --out S`: what is not given again is what the search started from (config, keyword values,
     space and the whole search's time limit, as `tune` takes them). A time-limited search resumed without
-    --time-limit trained its next trials to their full epochs, past the budget it was started with."""
+    --time-limit trained its next trials to their full epochs, past the budget it was started with. Last, the
+    search.yaml read (`check_same_model` reads it too)."""
     from ..io import read_yaml
 
     started = read_yaml(search_folder(out, "", True) / SEARCH_FILE)
@@ -94,7 +96,7 @@ def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any
             values = {**values, "data": started.get("settings", {}).get("data")}
     if space is None:
         space = started.get("space")  # the model's default space, refused as a change of the one searched
-    return config, values, space, time_limit
+    return config, values, space, time_limit, started
 
 
 def discard_unused(folder: Path, lock_file: str) -> bool:
@@ -114,12 +116,11 @@ def discard_unused(folder: Path, lock_file: str) -> bool:
     return True
 
 
-def check_same_model(out: Any, model: str) -> None:
-    """A resumed search trains the model it started with (`check_resume` compares every other setting later)."""
-    from ..io import read_yaml
-
-    folder = search_folder(out, model, True)
-    started = (read_yaml(folder / SEARCH_FILE).get("settings") or {}).get("model")
+def check_same_model(out: Any, started: Mapping[str, Any], model: str) -> None:
+    """A resumed search trains the model it `started` with (its search.yaml; `check_resume` compares every other
+    setting later)."""
+    folder = Path(out).absolute()
+    started = (started.get("settings") or {}).get("model")
     if started is not None and started != model:
         raise invalid("model", model, f"{started!r} as in the search being resumed", where=f"--resume {folder}",
                       hint="Resume with the same model, or start a new search (another --out)")

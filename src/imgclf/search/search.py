@@ -137,14 +137,14 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     resume, report = check_switch("resume", resume), check_switch("report", report)
     say = log or (lambda line: None)
     if resume:
-        config, values, space, time_limit = resumed_request(out, config, config_file, recipe, values, space,
-                                                            time_limit)
+        config, values, space, time_limit, started = resumed_request(out, config, config_file, recipe, values,
+                                                                     space, time_limit)
     budget = parse_seconds(time_limit)
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
     check_base(base, trials, budget)
     if resume:  # before the stored space is read against the model: that refusal named a space never given
-        check_same_model(out, base.model)
+        check_same_model(out, started, base.model)
     # a rate given centres the default space: --lr, a config mapping's, or a --config file's (best.yaml, a run's
     # config.yaml), which the range ignored
     lr_given = values.get("lr") is not None or (isinstance(config, Mapping) and config.get("lr") is not None) \

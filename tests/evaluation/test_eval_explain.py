@@ -417,3 +417,27 @@ def test_explaining_as_many_files_as_the_figure_draws_still_points_to_max_images
     text = " ".join(result.output.split())
     assert result.exit_code == 0 and "the first 2 of 4 files; --max-images explains more" in text, text
     assert "the lines above show the rest" not in text
+
+
+def test_the_colour_scale_shows_the_overlay_as_it_lies_on_the_grey_images():
+    """The bar was drawn over white while the maps lie on the images in grey, so its colours were paler than any
+    map's: each point of the bar is the colour map at that value over mid grey, at the overlay's alpha."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from imgclf.evaluation.plots import image_grids
+    from imgclf.plotting import style
+
+    with style():
+        fig = plt.figure(figsize=(6, 2), dpi=100)
+        image_grids._gradcam_scale(fig)
+        fig.canvas.draw()
+        pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
+        box = fig.axes[-1].get_window_extent()
+        plt.close(fig)
+    row = int(pixels.shape[0] - (box.y0 + box.height / 2))
+    for value in (0.05, 0.5, 0.95):
+        drawn = pixels[row, int(box.x0 + value * box.width)]
+        colour = np.array(matplotlib.colormaps[image_grids.GRADCAM_CMAP](value)[:3]) * 255
+        alpha = image_grids.GRADCAM_ALPHA
+        assert np.abs(drawn - (alpha * colour + (1 - alpha) * 128)).max() <= 4, (value, drawn)

@@ -146,7 +146,9 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 GRADCAM_SCALE_IN = 0.75  # below the grid: the colour bar, its ticks and its label
-GRADCAM_CMAP, GRADCAM_ALPHA = "jet", 0.45  # the overlay's, which the bar shows as drawn (over white)
+GRADCAM_CMAP, GRADCAM_ALPHA = "jet", 0.45  # the overlay's, which the bar shows as drawn over a mid grey
+# the maps lie on the images in grey (`_grey`): over white, the bar's colours were paler than any map's
+GRADCAM_BAR_UNDER = "#808080"
 
 
 def _gradcam_scale(fig) -> None:
@@ -159,6 +161,7 @@ def _gradcam_scale(fig) -> None:
     width, height = fig.get_figwidth(), fig.get_figheight()
     bar_w = min(3.6, 0.7 * width)
     ax = fig.add_axes(((width - bar_w) / 2 / width, 0.42 / height, bar_w / width, 0.13 / height))
+    ax.set_facecolor(GRADCAM_BAR_UNDER)
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), GRADCAM_CMAP), cax=ax, orientation="horizontal",
                        alpha=GRADCAM_ALPHA)
     bar.set_ticks([0, 1], labels=["least", "most"], fontsize=CAPTION_PT)

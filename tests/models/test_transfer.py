@@ -174,6 +174,31 @@ def test_weight_files_load_strictly_and_wrong_architectures_are_refused(tmp_path
     assert "weights_only=False" not in str(err.value) and "`" not in str(err.value)
 
 
+def test_an_earlier_runs_weights_start_the_backbone_by_file_or_run_folder(tmp_path):
+    """A run's own model.safetensors (backbone. and head. keys) was refused with ~300 key differences: fine-tuning
+    from an earlier run had no path. Its backbone loads, from the file or the run folder; the head starts anew
+    (another number of classes here)."""
+    from imgclf.models.weights import described_weights
+    from imgclf.train.callbacks import save_weights
+
+    torch.manual_seed(3)
+    earlier = build_transfer_model(TINY, num_classes=3, img_size=32, head="avg,dense:8", pretrained=False)
+    run = tmp_path / "runs" / "first"
+    save_weights(earlier, run / "model.safetensors")
+    for given in (run / "model.safetensors", run):
+        model = build_transfer_model(TINY, num_classes=5, img_size=32, head="avg,dense:8", weights=str(given))
+        for key, value in model.backbone.state_dict().items():
+            assert torch.equal(value, earlier.backbone.state_dict()[key]), key
+        assert model.get_classifier().out_features == 5
+    assert described_weights(TINY, weights=str(run)) == "run first"
+    assert model.card_args()["weights_source"].startswith("run first (sha256 ")
+    with pytest.raises(ImgclfError, match=r"weights must be for the architecture test_resnet"):
+        build_transfer_model("test_resnet", num_classes=3, img_size=32, weights=str(run))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImgclfError, match=r"a run folder .*\(a folder without model.safetensors\)"):
+        resolve_weights(TINY, weights=str(tmp_path / "empty"))
+
+
 def test_grayscale_backbone_sums_rgb_kernels_and_equals_replicated_input(tmp_path):
     """test_resnet uses mean = std = 0.5 on every channel, where summing kernels is exactly replication."""
     from safetensors.torch import save_file

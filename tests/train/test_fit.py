@@ -149,6 +149,40 @@ def test_the_weights_kept_with_ema_are_the_averaged_ones(tmp_path, image_folder)
     assert (weights["ema"] == weights["ema_last"]) == (best == 3), best
 
 
+def test_a_ctrl_c_that_python_dropped_still_stops_training(tmp_path, image_folder, monkeypatch):
+    """A Ctrl-C raised inside a garbage collector's weakref callback is printed and dropped by Python ("Exception
+    ignored in: ... KeyboardInterrupt"), and training went on to its last epoch. Here one is dropped at the first
+    batch's end: training stops there, as for any Ctrl-C, and the caller's Ctrl-C handler is back afterwards."""
+    import lightning as L
+
+    import imgclf.train.fit as fit
+    from imgclf.train.interrupts import TrainingInterrupted
+
+    class DropsACtrlC(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.current_epoch == 0 and trainer.global_step == 1:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1.0)  # the handler runs here
+                except KeyboardInterrupt:
+                    pass  # as Python's weakref callback machinery does
+
+    extra = fit._extra_callbacks
+    monkeypatch.setattr(fit, "_extra_callbacks", lambda cfg, model: [*extra(cfg, model), DropsACtrlC()])
+    # SIGINT as an interactive shell leaves it: pytest-xdist's workers start with it ignored
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted, match=r"training interrupted \(Ctrl-C\) after 0 completed epochs") \
+                as info:
+            imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 4, "batch_size": 8, "progress": False,
+                        "model_args": {"width": 8}, "out": str(tmp_path / "run")})
+        assert info.value.exit_code == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    assert not (tmp_path / "run" / "history.csv").exists() or not read_csv(tmp_path / "run" / "history.csv")
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_folder, monkeypatch):
     from imgclf.train.module import ImageClassifierModule
 

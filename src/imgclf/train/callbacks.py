@@ -223,6 +223,25 @@ class WithinEpochCheckpoint(L.Callback):
         self.last.save_within_epoch(trainer, batch_idx)
 
 
+class RememberedCtrlC(L.Callback):
+    """Stops training at the next batch's end after a Ctrl-C that Python dropped: one raised inside a garbage
+    collector's weakref callback or a __del__ is printed ("Exception ignored in ... KeyboardInterrupt") and training
+    went on to its last epoch. `came`: whether a Ctrl-C came (`interrupts.remembered_ctrl_c`, set while fitting)."""
+
+    def __init__(self) -> None:
+        self.came = lambda: False
+
+    def _stop_if_one_came(self) -> None:
+        if self.came():
+            raise KeyboardInterrupt  # Lightning's own handling of Ctrl-C from here on, as for one not dropped
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self._stop_if_one_came()
+
+    def on_validation_batch_end(self, *args: Any) -> None:
+        self._stop_if_one_came()
+
+
 class BestWeights(L.Callback):
     """Keeps the best epoch's weights (by monitor) on disk and, if asked, restores them at the end
     (Keras' ModelCheckpoint(save_best_only) + EarlyStopping(restore_best_weights))."""

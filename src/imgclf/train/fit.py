@@ -22,8 +22,9 @@ from ..errors import ImgclfError, invalid
 from ..models import get_model_info
 from ..records import HistoryRow
 from .batch_norm_stats import images_for, norm_counts, recompute_batch_norm
-from .interrupts import TrainingInterrupted, finishing, interrupt_message, interrupt_state
-from .callbacks import AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint, WithinEpochCheckpoint
+from .interrupts import TrainingInterrupted, finishing, interrupt_message, interrupt_state, remembered_ctrl_c
+from .callbacks import (AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint, RememberedCtrlC,
+                        WithinEpochCheckpoint)
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
 from .module import ImageClassifierModule, NonFiniteLossError
 
@@ -279,6 +280,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
     from .stop_together import StopTogether
 
     callbacks.append(StopTogether())  # does nothing in one process
+    callbacks.append(RememberedCtrlC())
     if cfg.progress:
         from .progress import EpochBar, EpochLines, stderr_is_terminal
 
@@ -299,8 +301,12 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")  # resume appends
         try:
-            # weights_only=True: a checkpoint is read without running code, whoever wrote it
-            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+            with remembered_ctrl_c() as came:
+                for callback in trainer.callbacks:
+                    if isinstance(callback, RememberedCtrlC):
+                        callback.came = came
+                # weights_only=True: a checkpoint is read without running code, whoever wrote it
+                trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
         except NonFiniteLossError as exc:
             if exc.epoch == 0 and last.saved_epochs == 0:  # a fresh run's first epoch: nothing learnt to keep
                 raise TrainingDiverged(exc.nothing_learnt()) from None

@@ -16,7 +16,7 @@ from imgclf.errors import ImgclfError
 from imgclf.runs import SORT_KEYS
 
 KEYS = ["name", "path", "model", "data", "epochs", "val_accuracy", "test_accuracy", "macro_f1", "train_seconds",
-        "created", "status", "reason", "task", "val_map"]  # task, val_map: added after the others
+        "created", "status", "reason", "task", "val_map", "test_map"]  # task, val_map, test_map: added after the others
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_sort_by_any_column(runs_folder, column):
     values = [item[column] for item in json.loads(result.output)]
     present = [v for v in values if v is not None]
     assert values[:len(present)] == present  # empty cells last
-    best_first = column in ("val_accuracy", "test_accuracy", "macro_f1", "val_map")
+    best_first = column in ("val_accuracy", "test_accuracy", "macro_f1", "val_map", "test_map")
     assert present == sorted(present, reverse=best_first), values
     flipped = CliRunner().invoke(app, ["runs", str(runs_folder), "--json", "--sort", column, "--reverse"])
     again = [item[column] for item in json.loads(flipped.output) if item[column] is not None]

@@ -43,6 +43,7 @@ class RunRow:
     reason: str = ""  # why a run is not completed
     task: str = "single"  # multilabel: its accuracies are label-wise (above)
     val_map: float | None = None  # multi-label: the kept weights' validation mAP (what `imgclf tune` ranks by)
+    test_map: float | None = None  # multi-label: the test mAP (macro over labels), beside val_map as compare has it
 
     def __fspath__(self) -> str:  # a listed run goes wherever a run folder's path does (imgclf.load(row))
         return self.path
@@ -52,9 +53,9 @@ class RunRow:
 
 
 SORT_KEYS = ("name", "model", "data", "epochs", "val_accuracy", "test_accuracy", "macro_f1", "train_seconds",
-             "created", "status", "val_map")
+             "created", "status", "val_map", "test_map")
 # Sorted best first: a user sorting by a score wants the best run at the top.
-_DESCENDING = frozenset({"val_accuracy", "test_accuracy", "macro_f1", "val_map"})
+_DESCENDING = frozenset({"val_accuracy", "test_accuracy", "macro_f1", "val_map", "test_map"})
 
 
 def _first_line(exc: BaseException) -> str:
@@ -187,7 +188,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         macro_f1=finite_number(metrics.macro.f1) if on_test else None,
         train_seconds=finite_number(seconds),
         created=created, status=status, reason=reason, task=config.task if config else "single",
-        val_map=finite_number(card.metrics.val_map) if card else None)
+        val_map=finite_number(card.metrics.val_map) if card else None,
+        test_map=finite_number(metrics.multilabel.map_macro) if on_test and metrics.multilabel else None)
 
 
 def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[RunRow]:
@@ -262,10 +264,10 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
     table.add_column("run", overflow="fold")
     table.add_column("model", overflow="fold")
     table.add_column("data", overflow="fold")
-    # multi-label rows' validation mAP, what a search ranked them by, where the listing holds any
-    with_map = any(r.val_map is not None for r in rows)
-    for header in ("ep", "val\nacc %", *(["val\nmAP %"] if with_map else []), "test\nacc %", "macro\nF1 %", "time",
-                   "when"):
+    # multi-label rows' validation mAP, what a search ranked them by, and test mAP, where the listing holds any
+    with_map = any(r.val_map is not None or r.test_map is not None for r in rows)
+    for header in ("ep", "val\nacc %", *(["val\nmAP %"] if with_map else []), "test\nacc %",
+                   *(["test\nmAP %"] if with_map else []), "macro\nF1 %", "time", "when"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     shown = lambda v: "—" if v is None else console_text(v)  # noqa: E731
@@ -275,7 +277,7 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
         mark = "*" if r.task == "multilabel" else ""
         table.add_row(shown(r.name), shown(r.model), shown(r.data), "—" if r.epochs is None else str(r.epochs),
                       _pct(r.val_accuracy) + mark, *([_pct(r.val_map)] if with_map else []),
-                      _pct(r.test_accuracy) + mark, _pct(r.macro_f1),
+                      _pct(r.test_accuracy) + mark, *([_pct(r.test_map)] if with_map else []), _pct(r.macro_f1),
                       _duration(r.train_seconds), _when(r.created), f"[{STATUS_STYLE[r.status]}]{r.status}[/]")
     console.print(table)
     if any(r.task == "multilabel" for r in rows):

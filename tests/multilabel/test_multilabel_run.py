@@ -863,7 +863,13 @@ def test_runs_compare_and_the_training_summary_show_the_validation_map_a_search_
     render_runs([row], console)
     text = console.export_text()
     assert "mAP %" in text and f"{100 * val_map:.1f}" in text, text
-    single = row.__class__(**{**row.as_dict(), "task": "single", "name": "single", "val_map": None})
+    # and the test mAP beside the test accuracy, as compare shows it (runs had no such column)
+    test_map = RunDir(copy).read_metrics().multilabel.map_macro
+    assert row.test_map == test_map and f"{100 * test_map:.1f}" in text
+    header = " ".join(line for line in text.splitlines() if "mAP" in line or "acc" in line)
+    assert header.split().count("mAP") == 2, text
+    single = row.__class__(**{**row.as_dict(), "task": "single", "name": "single", "val_map": None,
+                              "test_map": None})
     console = Console(record=True, width=200)
     render_runs([single], console)
     assert "mAP" not in console.export_text()  # a single-label listing keeps its columns

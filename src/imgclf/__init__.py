@@ -72,11 +72,12 @@ def _refuse_a_folder_as_config(config: Any) -> None:
                            "as config_file=")
 
 
-def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | str" = False,
+def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | str | None" = None,
              precision: str = "auto", progress: bool = True) -> "MetricsRecord":
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
     the metrics as an `imgclf.records.MetricsRecord`. tta: also score test-time augmentation over the views the
-    run's training made (True refuses a run that made none; "auto" then skips it). precision: as for `load`; a
+    run's training made (True refuses a run that made none; "auto" then skips it; None, the default: "auto" for the
+    run's own test split, as training evaluated it and `imgclf evaluate` does, else off). precision: as for `load`; a
     loaded Classifier given as the run keeps its own unless another is asked.
     progress=False: no progress lines."""
     from .pipeline import evaluate as _evaluate

@@ -291,7 +291,7 @@ def test_a_folder_is_refused_only_for_unknown_classes_among_the_images_evaluated
         imgclf.evaluate(run, data=str(tmp_path / "flat"))
 
 
-def test_evaluate_from_the_cli_keeps_the_test_time_augmentation_training_scored(tiny_run, tmp_path):
+def test_evaluate_keeps_the_test_time_augmentation_training_scored(tiny_run, tmp_path):
     """README's next step after training, `imgclf evaluate RUN`, dropped the TTA scores training's evaluation had
     written (with a warning), and the report lost them; --no-tta still leaves them out."""
     from imgclf.records import RunDir
@@ -303,6 +303,11 @@ def test_evaluate_from_the_cli_keeps_the_test_time_augmentation_training_scored(
     assert RunDir(run).read_metrics().tta is not None
     result = CliRunner().invoke(app, ["evaluate", str(run), "--no-tta"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and RunDir(run).read_metrics().tta is None
+    # from Python as from the command line: README's imgclf.evaluate(run) dropped them too (its default was off)
+    import imgclf
+
+    assert imgclf.evaluate(run, progress=False).tta is not None and RunDir(run).read_metrics().tta is not None
+    assert imgclf.evaluate(run, progress=False, tta=False).tta is None
 
 
 def test_the_terminal_table_says_how_the_averages_count_a_dash(tiny_run, image_folder, tmp_path):

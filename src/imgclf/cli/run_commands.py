@@ -37,8 +37,6 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     from ..evaluation.run_eval import results_dir
     from ..pipeline import evaluate as evaluate_run
 
-    if tta is None:  # the run's own test split as training evaluated it: its TTA scores were dropped, with a warning
-        tta = "auto" if data is None and split == "test" else False
     metrics = evaluate_run(run, data=data, split=split, tta=tta, precision=precision)
     print_metrics(metrics)
     print_most_confused(metrics)

@@ -67,10 +67,12 @@ def _stderr(line: str) -> None:
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
-             tta: bool | str = False, precision: str = "auto", progress: bool = True) -> MetricsRecord:
+             tta: bool | str | None = None, precision: str = "auto", progress: bool = True) -> MetricsRecord:
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json. Warns (the
     `imgclf` logger) when the scores overstate: validation images scored for want of a test split, or images the
-    run trained on. progress=False: no progress lines (stderr) for a long cache build or prediction."""
+    run trained on. tta None: "auto" for the run's own test split, as training evaluated it (its TTA scores were
+    dropped from metrics.json and the report, with a warning), else off. progress=False: no progress lines
+    (stderr) for a long cache build or prediction."""
     from ..evaluation.run_eval import evaluate_run
     from ..evaluation.seen import seen_warning, stored_validation_scores_note
     from .run_folder import not_while_training
@@ -83,6 +85,8 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
 
         run_dir = run_path(run_dir)  # "~/runs/a": the read-only check and the lock below read the folder itself
     own = data is None and split == "test"  # what the report reads: metrics.json in the run directory itself
+    if tta is None:
+        tta = "auto" if own else False
     # a read-only run (a colleague's, a read-only mount) is refused before the work (a `data` that is no path is
     # the evaluation's own error to give)
     if isinstance(run_dir, (str, os.PathLike)) and Path(run_dir).is_dir() and \

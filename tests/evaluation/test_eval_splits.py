@@ -86,6 +86,21 @@ def test_evaluating_images_the_run_learnt_from_says_so(tiny_run, image_folder, t
     result, said = evaluate()
     assert run.read_metrics().seen is None and "not held-out" not in said
 
+    # the run's data folder moved away: the check cannot find the training images, and says so (it said nothing)
+    moved = shutil.copytree(image_folder, tmp_path / "data")
+    record = json.loads(run.file("dataset.json").read_text())
+    record["root"], record["roots"] = str(moved), [str(moved)]
+    run.file("dataset.json").write_text(json.dumps(record))
+    result, said = evaluate("--data", str(other))
+    assert "not held-out scores" in said and "gone from where it trained" not in said
+    shutil.move(moved, tmp_path / "elsewhere")
+    result, said = evaluate("--data", str(tmp_path / "elsewhere"))
+    seen = RunDir(run.path / "evaluations" / next(p.name for p in (run.path / "evaluations").iterdir()
+                                                  if p.name.startswith("elsewhere-"))).read_metrics().seen
+    assert seen.images == 0 and seen.unchecked == len(train) + len(val)
+    assert f"{len(train) + len(val)} of the run's train and val files are gone from where it trained" in said
+    assert "evaluated images are images the run trained" not in said
+
 
 def test_evaluating_a_run_without_a_test_split_says_the_scores_are_validation_scores(image_folder, tmp_path,
                                                                                       tiny_run, capsys):

@@ -28,9 +28,11 @@ def _size(path: str) -> int | None:
 def seen_in_training(files: list[str], dataset: DatasetRecord) -> SeenImages | None:
     """The evaluated `files` that are the run's train or val files: the same file (after symlinks) or a copy with
     identical bytes. Only same-sized files are read, so a folder with no copies costs one stat per training file.
-    None when there are none."""
+    Training files that are gone are counted (`unchecked`): with the run's data folder moved, the check found
+    nothing and said nothing. None when there are none of either."""
     split_of: dict[str, str] = {}
     by_size: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    unchecked = 0
     for split in LEARNT_FROM:
         if split not in dataset.splits:
             continue
@@ -40,6 +42,8 @@ def seen_in_training(files: list[str], dataset: DatasetRecord) -> SeenImages | N
             size = _size(real)
             if size is not None:
                 by_size[size].append((real, split))
+            else:
+                unchecked += 1
     counts: dict[str, int] = defaultdict(int)
     examples: list[str] = []
     copies = 0
@@ -65,9 +69,10 @@ def seen_in_training(files: list[str], dataset: DatasetRecord) -> SeenImages | N
         counts[split] += 1
         if len(examples) < _EXAMPLES:
             examples.append(path)
-    if not counts:
+    if not counts and not unchecked:
         return None
-    return SeenImages(images=sum(counts.values()), by_split=dict(counts), exact_copies=copies, examples=examples)
+    return SeenImages(images=sum(counts.values()), by_split=dict(counts), exact_copies=copies, examples=examples,
+                      unchecked=unchecked)
 
 
 def whole_split(split: str, count: int) -> SeenImages | None:
@@ -89,11 +94,17 @@ def seen_by_run(run: RunDir, files: list[str], other_folder: bool, split: str) -
 
 
 def seen_warning(seen: SeenImages, evaluated: int) -> str:
-    """One line for the console: how many, from which split, and why it matters."""
+    """One line for the console: how many, from which split, and why it matters; and how many of the run's own
+    files could not be compared."""
     parts = ", ".join(f"{split} {n:,}" for split, n in seen.by_split.items())
     copies = f"; {seen.exact_copies:,} of them identical copies at another path" if seen.exact_copies else ""
-    return (f"{seen.images:,} of the {evaluated:,} evaluated images are images the run trained or selected on "
-            f"({parts}{copies}): these scores are not held-out scores")
+    said = [f"{seen.images:,} of the {evaluated:,} evaluated images are images the run trained or selected on "
+            f"({parts}{copies}): these scores are not held-out scores"] if seen.images else []
+    if seen.unchecked:
+        said.append(f"{seen.unchecked:,} of the run's train and val files are gone from where it trained (moved or "
+                    "deleted), so evaluated images that are those images could not be recognised: put the run's "
+                    "data back where it was to check that these scores are held-out scores")
+    return "; ".join(said)
 
 
 def chosen_on_validation(config: Any, task: str = "single") -> str:

@@ -78,6 +78,8 @@ class SeenImages(BaseModel):
     exact_copies: int = Field(0, ge=0, description="Of those, found by identical bytes at another path (the "
                               "others are the very files).")
     examples: list[str] = Field(default_factory=list, description="A few of the evaluated paths.")
+    unchecked: int = Field(0, ge=0, description="The run's train and val files that could not be read (moved or "
+                           "deleted since training): an evaluated image that is one of them was not recognised.")
 
 
 class LabelScores(BaseModel):

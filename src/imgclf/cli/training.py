@@ -141,10 +141,22 @@ def _print_folds(folds: Any) -> None:
     table.add_column("per fold", justify="right")
     from ..records import RunDir
 
+    from ..evaluation.interpret import best_val_accuracy
+
     # the two losses are not of the same probabilities where evaluation applies the fitted temperature
     calibrated = RunDir(folds.runs[0]).read_card().calibration is not None
     shown_as = {"val_loss": "val loss (raw, as training chose the epoch)",
                 "test_loss": "test loss (after the temperature)"} if calibrated else {}
+    # the val accuracy is the kept weights' after their BatchNorm statistics were recomputed, the val loss the
+    # epoch's line: 0.95 beside a loss of 2.15 (chance) with nothing to say why, where a run's summary says it
+    lines = []
+    for run in folds.runs:
+        card, history = RunDir(run).read_card(), RunDir(run).read_history()
+        after = card.training.val_accuracy_after_batch_norm
+        lines.append((after, best_val_accuracy(history, card.training.best_epoch)))
+    if any(a is not None and b is not None and abs(a - b) >= 0.0005 for a, b in lines):
+        shown_as["val_accuracy"] = "val accuracy (BatchNorm statistics recomputed)"
+        shown_as.setdefault("val_loss", "val loss (the epoch's line)")
     for name, stat in summary["metrics"].items():
         if stat["mean"] is None:
             continue
@@ -152,6 +164,9 @@ def _print_folds(folds: Any) -> None:
         each = " ".join("—" if f[name] is None else f"{f[name]:.3f}" for f in summary["per_fold"])
         table.add_row(shown_as.get(name, name.replace("_", " ")), f"{stat['mean']:.4f}{spread}", each)
     new_console().print(table)
+    if "val_accuracy" in shown_as:
+        typer.echo("val accuracy of the kept weights after their BatchNorm statistics were recomputed on training "
+                   "images; the epochs' lines read " + " ".join("—" if b is None else f"{b:.3f}" for _, b in lines))
     typer.echo(f"folds: {folds.path} (fold-1 ... fold-{summary['folds']}, folds.json)")
 
 

@@ -139,9 +139,8 @@ def _print_folds(folds: Any) -> None:
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
     table.add_column("per fold", justify="right")
-    from ..records import RunDir
-
     from ..evaluation.interpret import best_val_accuracy
+    from ..records import RunDir
 
     # the two losses are not of the same probabilities where evaluation applies the fitted temperature
     calibrated = RunDir(folds.runs[0]).read_card().calibration is not None

@@ -222,6 +222,13 @@ def test_formats(tiny_run, image_folder):
     # image's a set: probability alone read as theirs)
     assert list(parsed[0])[:4] == ["path", "label", "best_label", "probability"]
     assert all(r["best_label"] == r["top1_label"] and r["probability"] == r["top1_prob"] for r in parsed)
+    # 6 significant digits: at 4 decimals 0.99995 read 1.0000 and every runner-up 0.0000
+    assert all(r["probability"] == f"{p.probability:.6g}" for r, p in zip(parsed, preds))
+    # the columns are --top-k's whatever the rows hold: a batch of unreadable files had no top columns at all
+    unreadable = imgclf.load(tiny_run).predict([str(tiny_run / "config.yaml")], top_k=3)
+    header = format_predictions(unreadable, "csv", top_k=3).splitlines()[0].split(",")
+    assert header == format_predictions(preds, "csv", top_k=3).splitlines()[0].split(",")
+    assert "top3_prob" in header and "top4_label" not in header
 
 
 def test_metrics_agree_with_scikit_learn():

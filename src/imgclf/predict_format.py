@@ -24,14 +24,19 @@ def as_json(p: Any) -> dict[str, Any]:
                if getattr(p, "labels", None) is not None else {})}
 
 
-def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | None = None) -> str:
+def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | None = None,
+                       top_k: int | None = None) -> str:
     """multilabel: the model's task, which decides the CSV's columns (None: read from the rows, which cannot
-    tell when no image of a multi-label run could be read)."""
+    tell when no image of a multi-label run could be read). top_k: the ranking's length (the CLI's --top-k, at most
+    the model's classes), which fixes the CSV's top columns whatever the rows hold: a batch of unreadable files
+    had none, and a script appending each day's file broke on it (None: the longest ranking among the rows).
+    Probabilities to 6 significant digits, as the evaluation's predictions.csv: at 4 decimals 0.99995 read 1.0000
+    and every runner-up 0.0000."""
     if fmt not in FORMATS:
         raise invalid("format", fmt, FORMATS)
     if fmt == "json":
         return json.dumps([as_json(p) for p in predictions], indent=2) + "\n"
-    k = max((len(p.top) for p in predictions), default=1)
+    k = top_k if top_k is not None else max((len(p.top) for p in predictions), default=1)
     # multi-label: the carried labels' own probabilities beside their names (';'-joined, in the same order), since
     # `probability` is best_label's, which a low threshold may carry after another or not at all
     if multilabel is None:
@@ -43,10 +48,10 @@ def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | 
     for p in predictions:
         tops: list[Any] = []
         for i in range(k):
-            tops += [p.top[i][0], f"{p.top[i][1]:.4f}"] if i < len(p.top) else ["", ""]
-        carried = [";".join(f"{prob:.4f}" for _, prob in (p.labels or []))] if multilabel else []
+            tops += [p.top[i][0], f"{p.top[i][1]:.6g}"] if i < len(p.top) else ["", ""]
+        carried = [";".join(f"{prob:.6g}" for _, prob in (p.labels or []))] if multilabel else []
         rows.append([printable_path(p.path), p.label or "", *carried, p.best_label or "",
-                     "" if p.probability is None else f"{p.probability:.4f}",
+                     "" if p.probability is None else f"{p.probability:.6g}",
                      "" if p.score is None else f"{p.score:.6g}", "" if p.error else str(int(p.unknown))]
                     + tops + [p.error or ""])
     if fmt == "csv":

@@ -178,6 +178,15 @@ def test_evaluating_a_folder_s_test_split_lists_what_it_skipped_there_and_nothin
     skipped = sorted(Path(s.path).relative_to(data).as_posix() for s in RunDir(written.parent).read_metrics().skipped)
     assert skipped == ["test/cat/readme.txt", "test/dog/broken.png"]
     assert "2 files skipped:" in result.output and "notes.txt" not in result.output
+    # the unreadable image's row in predictions.csv keeps the class its folder gives (it was left empty)
+    rows = {Path(r.path).name: r for r in RunDir(written.parent).read_predictions(["cat", "dog", "fox"])}
+    assert rows["broken.png"].true == "dog" and rows["broken.png"].error and not rows["broken.png"].pred
+    # nothing readable: the error says why, with the files' reasons (it said "2 file(s), none readable" alone)
+    (tmp_path / "bad" / "dog").mkdir(parents=True)
+    shutil.copy(data / "test" / "dog" / "broken.png", tmp_path / "bad" / "dog" / "broken.png")
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(tmp_path / "bad")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "1 file(s), none readable (broken.png: " in result.output, result.output
 
 
 def test_a_folder_s_split_is_the_one_asked_and_a_folder_of_test_alone_is_evaluated(tiny_run, image_folder, tmp_path):

@@ -407,7 +407,12 @@ ROWS = [
         "A quoted pattern is not expanded"),
     # every image unreadable: the error rows are printed, and the status tells a script nothing was predicted
     row("predict-every-image-unreadable", lambda w: ["predict", w.run(), w.file("broken.png", GARBAGE)],
-        "images must be images of which at least one can be read", "1 file(s), none readable"),
+        "images must be images of which at least one can be read", "1 file(s), none readable",
+        "Each file's reason is printed with it"),
+    # written to a file: the reasons are there, not "printed with it"
+    row("predict-every-image-unreadable-to-a-file",
+        lambda w: ["predict", w.run(), w.file("broken.png", GARBAGE), "-o", str(w.tmp / "p.csv")],
+        "1 file(s), none readable", "Each file's reason is in"),
     row("predict-run-is-a-file", lambda w: ["predict", w.file(), str(w.data)], "run",
         value=lambda w: str(w.tmp / "a-file.txt")),
     row("predict-truncated-weights",

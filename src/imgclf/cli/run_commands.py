@@ -104,7 +104,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         paths = output_among_inputs("output", output, paths, images)
     extra = {} if threshold is None else {"threshold": threshold}  # the ONNX backend takes it only when given
     predictions = clf.predict(paths, top_k=top_k, tta=tta, unknown=flag_unknown, **extra)
-    text = format_predictions(predictions, fmt, multilabel=clf.card.task == "multilabel")
+    text = format_predictions(predictions, fmt, multilabel=clf.card.task == "multilabel",
+                              top_k=min(top_k, len(clf.card.classes)))
     if output:
         from ..io import atomic_write_text
 
@@ -112,12 +113,14 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         bad = sum(1 for p in predictions if p.error)
         good = len(predictions) - bad
         count = f"{good:,} prediction{'s' if good != 1 else ''}" + (f", {bad:,} unreadable" if bad else "")
-        # on stderr: -o may name this process's own stdout (/dev/stdout), which holds the predictions
-        typer.echo(f"wrote {terminal_safe(output)} ({count})", err=True)
+        # on stderr: -o may name this process's own stdout (/dev/stdout), which holds the predictions; with none
+        # readable, the error below names the file
+        if good:
+            typer.echo(f"wrote {terminal_safe(output)} ({count})", err=True)
     else:
         write_stdout(text)
     if all(p.error for p in predictions):  # the rows say why; the status tells a script that nothing was predicted
-        _exit_none_readable(len(predictions))
+        _exit_none_readable(len(predictions), output)
 
 
 @app.command()
@@ -212,12 +215,14 @@ def _no_image_found(images: list[str]) -> Exception:
                     f"extension in {', '.join(IMAGE_EXTENSIONS)}", "no image found")
 
 
-def _exit_none_readable(count: int) -> None:
-    """Each file's row says why it could not be read; the status tells a script that nothing came of it."""
+def _exit_none_readable(count: int, output: Path | None = None) -> None:
+    """Each file's row says why it could not be read (in `output` where one was written); the status tells a
+    script that nothing came of it."""
     from ..errors import Described, invalid_message
 
+    where = f"is in {output}" if output else "is printed with it"
     message = invalid_message("images", Described(f"{count} file(s), none readable"),
-                              "images of which at least one can be read", hint="Each file's reason is printed with it")
+                              "images of which at least one can be read", hint=f"Each file's reason {where}")
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 

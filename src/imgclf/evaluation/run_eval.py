@@ -199,7 +199,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     tta_probs = (np.concatenate(with_tta) if with_tta else empty) if tta else None
     y_true = np.asarray(labels, dtype=np.int64)[ok]
     if len(y_true) == 0:
-        unreadable = f"{len(files)} file(s), none readable"
+        # with the first reasons: predict and explain print each file's, evaluate gave none
+        reasons = "; ".join(f"{Path(d['path']).name}: {d['reason']}" for d in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        unreadable = f"{len(files)} file(s), none readable" + (f" ({reasons}{more})" if reasons else "")
         if data is not None:
             raise invalid("data", data, "a folder with at least one readable image", note=unreadable)
         raise invalid("run", run_dir, f"a run whose {split_name} split holds at least one readable image",
@@ -219,8 +222,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         metrics.tta = TTAScores(accuracy=t.accuracy, loss=t.loss, macro=t.macro, worst_class=t.worst_class,
                                 macro_auc=t.macro_auc, transforms=views.describe())
     out = RunDir(results_dir(run.path, data, split))
+    # an unreadable image's class is known from its folder (or index row): its row says it, as the others' do
+    truths = {files[i]: card.classes[labels[i]] for i in decoded.failures}
     out.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped,
-                                           score, unknown), card.classes)
+                                           score, unknown, truths), card.classes)
     out.write_metrics(metrics)
     return metrics
 
@@ -258,14 +263,17 @@ def _trust_scores(card: ModelCard, y_true: np.ndarray, probs: np.ndarray, score:
 
 
 def _prediction_rows(files: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list[str],
-                     skipped: list[SkippedFile], scores: np.ndarray, unknown: np.ndarray) -> list[PredictionRow]:
+                     skipped: list[SkippedFile], scores: np.ndarray, unknown: np.ndarray,
+                     truths: dict[str, str] | None = None) -> list[PredictionRow]:
+    """One row per image scored, then one per file skipped with its reason (and its class where `truths` has
+    it: the unreadable images, whose folder or index row names it)."""
     rows = []
     for f, t, pr, s, u in zip(files, y_true, probs, scores, unknown):
         p = int(pr.argmax())
         rows.append(PredictionRow(path=f, true=classes[t], pred=classes[p], prob=float(pr[p]),
                                   loss=float(-np.log(max(pr[t], 1e-12))), score=float(s), unknown=bool(u),
                                   probs=[float(v) for v in pr]))
-    rows += [PredictionRow(path=s.path, error=s.reason) for s in skipped]
+    rows += [PredictionRow(path=s.path, true=(truths or {}).get(s.path, ""), error=s.reason) for s in skipped]
     return rows
 
 

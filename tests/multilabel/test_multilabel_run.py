@@ -708,7 +708,7 @@ def test_predict_csv_gives_each_carried_label_its_own_probability(ml_run):
     for row, p in zip(rows, predictions):
         names, probs = row["label"].split(";"), row["label_probabilities"].split(";")
         assert names == [n for n, _ in p.labels] and len(names) > 1
-        assert probs == [f"{q:.4f}" for _, q in p.labels]
+        assert probs == [f"{q:.6g}" for _, q in p.labels]
     assert "label_probabilities" not in format_predictions([], "csv")  # nor in a single-label run's rows
     # the model's task decides the columns: a multi-label run none of whose images could be read keeps them
     from imgclf.inference import Prediction

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 import imgclf
 from conftest import make_image_folder
+from imgclf.errors import ImgclfError
 from imgclf.records import RunDir
 from imgclf.train.callbacks import HistoryWriter
 from imgclf.train.fit import TrainingInterrupted
@@ -365,6 +366,32 @@ def test_checkpoint_every_resumes_inside_an_epoch(kind, data, tmp_path, steps, m
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert _history(tmp_path / "cut") == _history(tmp_path / "full")  # the cut epoch's mean loss included
+
+
+def test_a_run_cut_inside_an_epoch_is_not_finished_at_the_epochs_before_it(data, tmp_path, monkeypatch):
+    """--resume RUN --epochs 1 on a run cut inside epoch 2 (--checkpoint-every) that keeps its last weights saved the
+    unfinished epoch's weights under a card saying epoch 1: refused, and --epochs 2 finishes it."""
+    from imgclf.train.module import ImageClassifierModule
+
+    settings = {**BASE, "data": str(data), "batch_size": 4, "checkpoint_every": 3, "epochs": 2,
+                "restore_best": False}
+    original = ImageClassifierModule.training_step
+
+    def interrupt(self, batch, batch_idx):
+        per_epoch = self.trainer.num_training_batches
+        if self.trainer.global_step == per_epoch + 4:  # a save at a multiple of 3 inside epoch 2 before it
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    with monkeypatch.context() as m:
+        m.setattr(ImageClassifierModule, "training_step", interrupt)
+        with pytest.raises(TrainingInterrupted, match="steps of epoch 2 are saved"):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    with pytest.raises(ImgclfError, match=r"epochs .*must be at least 2: the checkpoint holds \d+ steps of epoch 2"):
+        imgclf.fit(resume=str(tmp_path / "cut"), epochs=1, report=False)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    run = imgclf.fit(resume=str(tmp_path / "cut"), epochs=2, report=False)
+    assert run.epochs_run == 2
 
 
 def test_a_checkpoint_before_the_first_epoch_holds_the_history_state(tmp_path):

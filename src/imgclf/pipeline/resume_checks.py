@@ -70,6 +70,27 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     if cfg.epochs < trained:
         raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",
                       where=f"--resume {run.path}")
+    _check_not_finished_inside_an_epoch(run, cfg, trained)
+
+
+def _check_not_finished_inside_an_epoch(run: RunDir, cfg: Any, trained: int) -> None:
+    """--epochs at the epochs trained finishes a run without training; where its checkpoint was saved inside the
+    next epoch (--checkpoint-every) and the run keeps its last weights (no restore_best), the weights saved were
+    that unfinished epoch's, under a card that said epoch `trained`: the end of that epoch is in no file."""
+    ckpt = run.file("checkpoints/last.ckpt")
+    if cfg.epochs != trained or cfg.restore_best or not ckpt.is_file():
+        return
+    from ..train.checkpoint_state import batches_into_epoch
+
+    try:
+        steps = batches_into_epoch(ckpt)
+    except Exception:  # unreadable: the resume itself says so
+        return
+    if steps:
+        raise invalid("epochs", cfg.epochs, f"at least {trained + 1}: the checkpoint holds {steps} steps of epoch "
+                      f"{trained + 1}, and the weights at the end of epoch {trained} are saved nowhere (the run keeps "
+                      "its last weights, restore_best false)", where=f"--resume {run.path}",
+                      hint=f"Pass --epochs {trained + 1} or more to finish the epoch it is in")
 
 
 # Schedules whose whole course is fixed at the start, over epochs x batches: the checkpoint's scheduler holds

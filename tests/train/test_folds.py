@@ -166,7 +166,7 @@ def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_val
     said = " ".join(result.output.replace("│", " ").split())
     assert "val loss (raw, as training chose the epoch)" in said and "test loss (after the temperature)" in said
     # other settings than the finished folds had: refused, not mixed into one summary
-    with pytest.raises(ImgclfError, match="differs in epochs"):
+    with pytest.raises(ImgclfError, match=r"differs in epochs \(1 there, 2 asked\)"):
         imgclf.fit({"data": str(data), "out": str(folds.path), "folds": K, **TINY, "epochs": 2, "test_split": 0.2},
                    report=False)
     # other images: the folds kept were split from the folder as it was (test sets of 6, 6 and 7 images, validation
@@ -318,7 +318,9 @@ def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monke
     cfg = {"data": str(data), "out": str(tmp_path / "cv"), "folds": K, **TINY, "epochs": 2, "test_split": 0.2}
     info = _interrupted_in_fold_2(monkeypatch, cfg)
     said = str(info.value)
-    assert "(fold 2 of 3)" in said and "same imgclf train --folds command again" in said
+    # with the folder: a command run without --out put its folds in runs/<model>-folds-N, and the same command
+    # again started a new cross-validation beside it
+    assert "(fold 2 of 3)" in said and f"same imgclf train --folds command again with --out {tmp_path / 'cv'}" in said
     assert "--resume" not in said and info.value.exit_code == 130
     # imgclf runs says the same of the fold (it said imgclf train --resume FOLD, which writes no folds.json)
     listed = {r.name: (r.status, r.reason) for r in imgclf.list_runs(tmp_path / "cv")}
@@ -328,6 +330,13 @@ def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monke
     assert "--resume" not in reason and "--overwrite" not in reason
     folds = imgclf.fit(cfg, report=False)  # as it says: fold 1 kept, fold 2 resumed, fold 3 trained
     assert [len(RunDir(r).read_history()) for r in folds.runs] == [2, 2, 2]
+    # a fold trained alone into the wrong folder (--fold 2 into fold-1) was counted as fold 1, its scores twice
+    import shutil
+
+    shutil.rmtree(tmp_path / "cv" / "fold-1")
+    shutil.copytree(tmp_path / "cv" / "fold-2", tmp_path / "cv" / "fold-1")
+    with pytest.raises(ImgclfError, match=r"fold-1 holds fold 2 \(its config.yaml\)"):
+        imgclf.fit(cfg, report=False)
 
 
 def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_old_summary(tmp_path, monkeypatch):
@@ -355,10 +364,25 @@ def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_ol
     assert read_folds(folds.path).folds == K and [r.epochs for r in read_folds(folds.path).per_fold] == [2, 2, 2]
     assert sorted(p.name for p in folds.path.iterdir()) == ["fold-1", "fold-2", "fold-3", "folds.json"]
     assert not (folds.path / OVERWRITE_MARK).exists() and not os.path.exists(folds.path / "fold-4")
-    # interrupted again, then finished without --overwrite: the mark goes, so a later --overwrite trains every fold
+    # interrupted again, then finished without --overwrite: the overwrite is finished, not the old folds kept (fold 3
+    # predates it: it was kept as it was, the data it was trained on perhaps changed since); the mark goes, so a
+    # later --overwrite trains every fold
+    mtime = lambda i: (tmp_path / "cv" / f"fold-{i}" / "model.safetensors").stat().st_mtime_ns  # noqa: E731
+    third = mtime(3)
     _interrupted_in_fold_2(monkeypatch, again, overwrite=True)
-    imgclf.fit(again, report=False)
+    first = mtime(1)
+    said: list[str] = []
+    from imgclf.pipeline import resolve_config
+    from imgclf.pipeline.folds import fit_folds
+
+    fit_folds(resolve_config(again), report=False, log=said.append)
+    assert "an --overwrite of this folder was interrupted: finishing it" in said[0]
+    assert mtime(1) == first and mtime(3) != third
     assert not (folds.path / OVERWRITE_MARK).exists()
+    # an overwrite with other settings interrupted: refused without --overwrite, not mixed
+    _interrupted_in_fold_2(monkeypatch, {**again, "label_smoothing": 0.05}, overwrite=True)
+    with pytest.raises(ImgclfError, match="an --overwrite with other settings was interrupted there"):
+        imgclf.fit(again, report=False)
 
 
 def test_a_time_limit_is_said_to_be_each_folds(tmp_path):

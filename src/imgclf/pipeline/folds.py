@@ -65,16 +65,37 @@ def _check_folder(out: Path, k: int, overwrite: bool) -> None:
 OVERWRITE_MARK = ".overwrite-started"
 
 
-def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
-    """When the overwrite of `out` that this command continues began (its mark's time), or began now. The mark
-    holds a digest of the settings: another overwrite's (other settings) starts anew."""
+def _settings_digest(cfg: TrainConfig) -> str:
     import hashlib
     import json
 
+    return hashlib.sha256(json.dumps(experiment_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _continues_an_overwrite(out: Path, cfg: TrainConfig) -> bool:
+    """Whether `out` holds the mark of an interrupted overwrite with these settings (which the same command, run
+    again without --overwrite, finishes); refused where the mark is another overwrite's."""
+    mark = out / OVERWRITE_MARK
+    if not mark.exists():
+        return False
+    try:
+        if mark.read_text(encoding="utf-8").strip() == _settings_digest(cfg):
+            return True
+    except (OSError, UnicodeDecodeError):
+        pass
+    raise bad_path("out", out, "a folder whose folds were trained with these settings",
+                   "an --overwrite with other settings was interrupted there: some folds are that overwrite's, the "
+                   "others older", hint="Pass --overwrite (Python: overwrite=True) to train every fold again with "
+                                        "these settings, or choose another --out")
+
+
+def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
+    """When the overwrite of `out` that this command continues began (its mark's time), or began now. The mark
+    holds a digest of the settings: another overwrite's (other settings) starts anew."""
     from ..io import atomic_write_text
 
     mark = out / OVERWRITE_MARK
-    digest = hashlib.sha256(json.dumps(experiment_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()
+    digest = _settings_digest(cfg)
     try:
         if mark.read_text(encoding="utf-8").strip() == digest:
             return mark.stat().st_mtime
@@ -128,6 +149,12 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float 
     if overwrite and (since is None or (run.path / "config.yaml").stat().st_mtime < since):
         return "restart"
     stored_config = run.read_config()
+    if stored_config.fold is not None and stored_config.fold != wanted.fold:
+        # a fold trained alone (--fold I) into the wrong folder was counted as this fold, its scores twice
+        raise bad_path("out", run.path.parent, f"a folder whose {run.path.name} holds fold {wanted.fold}",
+                       f"{run.path.name} holds fold {stored_config.fold} (its config.yaml)",
+                       hint=f"Move it to fold-{stored_config.fold}, or pass --overwrite (Python: overwrite=True) "
+                            "to train every fold again")
     stored, asked = experiment_settings(stored_config), experiment_settings(wanted)
     for unread in ("val_split",):  # each fold validates on its fold, whatever val_split says (training warns)
         stored.pop(unread, None)
@@ -146,7 +173,9 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float 
     refit = bool(changed) and set(changed) <= set(RECALIBRATED) and finished
     if changed and not refit:
         raise bad_path("out", run.path.parent, "a folder whose finished folds were trained with these settings",
-                       f"{run.path.name} differs in {', '.join(changed[:5])}",
+                       f"{run.path.name} differs in " + ", ".join(f"{k} ({stored.get(k)!r} there, {asked.get(k)!r} "
+                                                                  "asked)" for k in changed[:3])
+                       + (f" and {len(changed) - 3} more" if len(changed) > 3 else ""),
                        hint="Pass --overwrite (Python: overwrite=True) to train every fold again, or choose "
                             "another --out")
     if images is not None and run.has("dataset.json"):
@@ -182,6 +211,12 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
         outside_data("out", out, cfg.data)
     _check_folder(out, k, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    if not overwrite and _continues_an_overwrite(out, cfg):
+        # without it, the folds the interrupted overwrite had not reached were kept as they were (other data)
+        overwrite = True
+        if log is not None:
+            log("an --overwrite of this folder was interrupted: finishing it (the folds it trained are kept, the "
+                "older ones trained again)")
     since = _overwrite_since(out, cfg) if overwrite else None
     runs = []
     sized: dict[str, Any] = {}
@@ -209,8 +244,8 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
         except TrainingInterrupted as exc:
             # the fold's own hint (imgclf train --resume FOLD) would finish that fold only, and no folds.json
             raise TrainingInterrupted(f"{exc.state} (fold {i} of {k}). Continue the cross-validation by running the "
-                                      "same imgclf train --folds command again: finished folds are kept, this one "
-                                      "resumes" + (" (with --overwrite too: the folds this overwrite trained are "
+                                      f"same imgclf train --folds command again with --out {out}: finished folds "
+                                      "are kept, this one resumes" + (" (with --overwrite too: the folds this overwrite trained are "
                                                    "kept)" if overwrite else ""),
                                       state=exc.state, exit_code=exc.exit_code) from None
         except BaseException:

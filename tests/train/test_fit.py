@@ -183,6 +183,26 @@ def test_a_ctrl_c_that_python_dropped_still_stops_training(tmp_path, image_folde
     assert not (tmp_path / "run" / "history.csv").exists() or not read_csv(tmp_path / "run" / "history.csv")
 
 
+def test_a_ctrl_c_before_training_starts_says_so_and_leaves_the_out_free(tmp_path, image_folder, monkeypatch):
+    """Ctrl-C between the run's config.yaml and Lightning's fit (the data's mean and std, the trainer's set-up)
+    ended with a bare KeyboardInterrupt and no word, and the stub left refused the same command's --out."""
+    import imgclf.train.fit as fit
+    from imgclf.train.interrupts import TrainingInterrupted
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    settings = {"data": str(image_folder), "img_size": 16, "epochs": 1, "batch_size": 8, "progress": False,
+                "model_args": {"width": 8}, "out": str(tmp_path / "run")}
+    with monkeypatch.context() as m:
+        m.setattr(fit, "training_loaders", ctrl_c)
+        with pytest.raises(TrainingInterrupted, match=r"training interrupted \(Ctrl-C\) before it started; nothing "
+                                                      r"was kept: the same command may use the same --out") as info:
+            imgclf.fit(settings)
+    assert info.value.exit_code == 130
+    assert imgclf.fit(settings, report=False).epochs_run == 1  # the same --out
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_folder, monkeypatch):
     from imgclf.train.module import ImageClassifierModule
 

@@ -191,7 +191,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     report."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from ..train.fit import TrainingDiverged, non_finite_tensors, train_model
+    from ..train.fit import TrainingDiverged, TrainingInterrupted, non_finite_tensors, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card, validation_headline
     from .resume_record import stored_resumes
@@ -290,6 +290,19 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
                 raise TrainingDiverged(f"{exc} Nothing of the run was kept: the corrected command may use the same "
                                        "--out.") from None
         raise
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        # before Lightning's fit took Ctrl-C over (the data's mean and std, the model's and the trainer's set-up,
+        # stored features): it ended with no word, and the stub left refused the same command's --out
+        if is_launch_zero and not resume and not run.has("history.csv"):
+            for name in ("config.yaml", "dataset.json"):
+                run.file(name).unlink(missing_ok=True)
+            how = "nothing was kept: the same command may use the same --out"
+        else:
+            how = f"continue with: imgclf train --resume {run_dir}"
+        state = "training interrupted (Ctrl-C) before it started"
+        raise TrainingInterrupted(f"{state}; {how}", state=state, exit_code=130) from None
     skipped = [SkippedFile.model_validate(s) for s in data.skipped]
     if not result.is_global_zero:
         return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,

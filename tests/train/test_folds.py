@@ -121,6 +121,18 @@ def test_a_fold_is_not_resumed_alone_with_other_settings(cross_validation):
         imgclf.fit(resume=folds.path, epochs=2, report=False)
 
 
+def test_a_fold_trained_alone_resumes_with_more_epochs(tmp_path):
+    """`--folds 3 --fold 2 --out cv/f2` (one machine's share) resumed with --epochs 2 was refused "as the other
+    folds of cv were trained", naming a folder of unrelated runs and an --overwrite that would have written into
+    it."""
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    (tmp_path / "cv" / "unrelated").mkdir(parents=True)
+    run = imgclf.fit({"data": str(data), "out": str(tmp_path / "cv" / "f2"), "folds": K, "fold": 2, **TINY,
+                      "test_split": 0.2}, report=False)
+    again = imgclf.fit(resume=run.path, epochs=2, report=False)
+    assert again.epochs_run == 2 and len(RunDir(run.path).read_history()) == 2
+
+
 def test_the_summary_says_the_val_accuracy_is_after_the_batch_norm_recompute(cross_validation, tmp_path, capsys):
     """2 folds of 1 epoch printed val accuracy 0.9487 directly above a val loss of 2.1546 (chance on 10 classes):
     the one the kept weights' after their BatchNorm statistics were recomputed, the other the epoch's line."""

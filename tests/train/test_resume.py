@@ -215,16 +215,19 @@ def test_every_cut_epoch_is_named():
     assert epochs_text(rows[:3]) == "3 epochs, epoch 2 cut at 50 %" and epochs_text(rows[:1]) == "1 epoch"
 
 
-def test_the_card_says_what_each_resume_changed(data, tmp_path):
+def test_the_card_says_what_each_resume_changed(data, tmp_path, capsys):
     """config.yaml holds the last process's settings only: a run resumed with another batch size and augmentation
     read on its card and report as if every epoch had trained with them. Each resume is on the card, with what
-    it changed and after which epoch."""
+    it changed and after which epoch; and on the console as it starts (only the files said it)."""
     from imgclf.pipeline.resume_record import RESUMES_FILE
 
     settings = {**BASE, "data": str(data), "epochs": 2, "augment": "none"}
     imgclf.fit(settings, out=str(tmp_path / "r"), report=False)
     assert not (tmp_path / "r" / RESUMES_FILE).exists()
-    imgclf.fit(resume=str(tmp_path / "r"), epochs=3, batch_size=8, augment="hflip", report=False)
+    capsys.readouterr()
+    imgclf.fit(resume=str(tmp_path / "r"), epochs=3, batch_size=8, augment="hflip", report=False, progress=True)
+    said = capsys.readouterr().err
+    assert "resume changes epochs 2 -> 3, batch_size 16 -> 8, augment none -> hflip" in said, said
     run = imgclf.fit(resume=str(tmp_path / "r"), epochs=4)
     card = RunDir(run.path).read_card()
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3, 4]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import hardware
 from ..config import TrainConfig
@@ -12,9 +14,10 @@ from ..data.prepared import PreparedData
 
 
 def announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpoint: str | None,
-              size_origin: str = "") -> None:
+              size_origin: str = "", changes: Sequence[Any] = ()) -> None:
     """Before the first epoch: what is about to be trained, on what, where (stderr, a few short lines).
-    size_origin: where the input size came from, when the user did not give it (`size_origin`)."""
+    size_origin: where the input size came from, when the user did not give it (`size_origin`). changes: the
+    settings a resume changed (`SettingChange`), which only resumes.json and the card said."""
     import torch
 
     from ..io import terminal_safe
@@ -40,6 +43,8 @@ def announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpo
         f"device {device} ({threads_said(cfg, device)}), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),
+        *([f"resume changes {terminal_safe(', '.join(f'{c.setting} {c.before} -> {c.after}' for c in changes))}"]
+          if changes else []),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
 

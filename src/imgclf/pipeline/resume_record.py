@@ -31,11 +31,12 @@ def stored_resumes(run_dir: Path, argument: str = "resume") -> list[Any]:
     return read_record(path, ResumesRecord, argument, run_dir, "a run directory").resumes if path.is_file() else []
 
 
-def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, checkpoint: str | None) -> None:
+def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, checkpoint: str | None) -> list[Any]:
     """Append this resume to the run's resumes.json (atomically): where in training it continued (what
     `checkpoint` holds; None: no checkpoint, training begins again) and what it changed. A resume that trains no
     epoch (`--epochs` at the epochs trained: finishing the card and report) changed no epoch's training, and
-    attempts that failed before saving anything are one resume with the one after them."""
+    attempts that failed before saving anything are one resume with the one after them. Returns the settings
+    changed (`SettingChange`), as recorded."""
     from ..io import write_json
     from ..records import ResumeInfo, RunDir
     from ..train.checkpoint_state import batches_into_epoch, saved_epochs_of
@@ -58,6 +59,7 @@ def record_resume(run_dir: Path, stored: TrainConfig, resumed: TrainConfig, chec
     entry = ResumeInfo(after_epochs=epochs, batches_into_epoch=batches, from_checkpoint=checkpoint is not None,
                        changed=changed, started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     write_json(Path(run_dir) / RESUMES_FILE, ResumesRecord(resumes=[*earlier, entry]).model_dump(mode="json"))
+    return changed
 
 
 def _merged(first: list[Any], then: list[Any]) -> list[Any]:

@@ -244,19 +244,20 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         resolved = _auto_lr(resolved, data, model, run_dir)
     # Written only once the model is built: a bad model argument must not leave a run behind that refuses the
     # corrected command's --out.
+    changes: list[Any] = []
     if is_launch_zero:
         if resume and run.has("config.yaml"):  # before config.yaml takes this process's settings
             from .resume_record import record_resume
 
             # as the resume read it: a relative path in config.yaml names the folder it resolves to
-            record_resume(run_dir, resume_config(run_dir), resolved, checkpoint)
+            changes = record_resume(run_dir, resume_config(run_dir), resolved, checkpoint)
         run.write_config(resolved)
         run.write_dataset(record)
 
     if resolved.progress and is_launch_zero:
         from .announce import announce
 
-        announce(resolved, data, model, run_dir, checkpoint, size_origin(cfg, info))
+        announce(resolved, data, model, run_dir, checkpoint, size_origin(cfg, info), changes)
     if is_launch_zero:
         warn_about_splits(data, [resolved.data] if isinstance(resolved.data, str) else list(resolved.data),
                            run_dir, resolved)

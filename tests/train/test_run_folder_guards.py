@@ -321,8 +321,13 @@ def test_an_early_stopped_run_resumes_only_with_a_larger_patience_and_then_waits
                       "out": str(run_dir)}, report=False)
     stopped_at = run.epochs_run
     assert run.stopped_reason == "early stopping" and stopped_at < 40
-    with pytest.raises(ImgclfError, match=r"early_stopping .*more than 1, or none: this run stopped early"):
-        imgclf.fit(resume=str(run_dir), report=False)  # it would train one epoch and stop again
+    # it would train one epoch and stop again; a plain --resume is told the patience is the run's own, and how to
+    # score it as it is (it named early_stopping=1 as if given)
+    with pytest.raises(ImgclfError, match=r"early_stopping .*more than 1, or none: this run stopped early.*\(the "
+                                          rf"run's own, from its config.yaml\).* or --epochs {stopped_at} to finish"):
+        imgclf.fit(resume=str(run_dir), report=False)
+    with pytest.raises(ImgclfError, match=r"Received: early_stopping=1\. Pass"):  # given: no such note
+        imgclf.fit(resume=str(run_dir), early_stopping=1, report=False)
     assert len(RunDir(run_dir).read_history()) == stopped_at
     # patience 4, the restored wait of 1 epoch counted: at least 3 more epochs (Lightning restored the old
     # patience from the checkpoint, and stopped after one)

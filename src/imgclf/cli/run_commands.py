@@ -130,8 +130,8 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
             label: Optional[str] = typer.Option(None, help="Show the evidence for this class on every image "
                                                 "(default: each image's predicted class)."),
             max_images: int = typer.Option(48, "--max-images", min=1, help="Explain at most this many images "
-                                           "(the first, in the order given; folders sorted by name); the figure "
-                                           "draws at most 48 of them."),
+                                           "(the first readable ones, in the order given; folders sorted by name); "
+                                           "the figure draws at most 48 of them."),
             unknown: str = typer.Option("on", help=UNKNOWN_HELP + " An unknown image's map shows its closest "
                                         "class."),
             precision: str = typer.Option("auto", help=PRECISION_HELP + " Of the predictions; the maps are "
@@ -153,7 +153,12 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
 
     names = output_among_inputs("output", output, names, images)
     multilabel = clf.card.task == "multilabel"
-    explanations = explain_images(clf, names[:max_images], label=label, unknown=flag_unknown)
+    # --max-images counts images explained: unreadable files among the first ones took their places, so fewer were
+    # explained than asked while readable ones were left
+    explanations, looked = [], 0
+    while looked < len(names) and (wanted := max_images - sum(e.heatmap is not None for e in explanations)) > 0:
+        explanations += explain_images(clf, names[looked:looked + wanted], label=label, unknown=flag_unknown)
+        looked += wanted
     for e in explanations:
         p = e.prediction
         if p.error:

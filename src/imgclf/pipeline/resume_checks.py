@@ -66,7 +66,10 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
                       f"early after epoch {trained}, its {cfg.monitor} not better for {stored_patience} "
                       f"epoch{'s' if stored_patience != 1 else ''}, and "
                       "with that patience it would stop again after one more", where=f"--resume {run.path}",
-                      hint="Pass --early-stopping K (a larger patience) or none to train on")
+                      # a plain --resume blamed a value the user never gave
+                      note=None if values.get("early_stopping") is not None else "the run's own, from its config.yaml",
+                      hint=f"Pass --early-stopping K (a larger patience) or none to train on, or --epochs {trained} "
+                           "to finish or score it again as it is")
     if cfg.epochs < trained:
         raise invalid("epochs", cfg.epochs, f"at least {trained}, the epochs this run has already trained",
                       where=f"--resume {run.path}")

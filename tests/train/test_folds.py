@@ -133,7 +133,8 @@ def test_a_fold_trained_alone_resumes_with_more_epochs(tmp_path):
     assert again.epochs_run == 2 and len(RunDir(run.path).read_history()) == 2
 
 
-def test_the_summary_says_the_val_accuracy_is_after_the_batch_norm_recompute(cross_validation, tmp_path, capsys):
+def test_the_summary_says_the_val_accuracy_is_after_the_batch_norm_recompute(cross_validation, tmp_path, capsys,
+                                                                             monkeypatch):
     """2 folds of 1 epoch printed val accuracy 0.9487 directly above a val loss of 2.1546 (chance on 10 classes):
     the one the kept weights' after their BatchNorm statistics were recomputed, the other the epoch's line."""
     import shutil
@@ -150,6 +151,7 @@ def test_the_summary_says_the_val_accuracy_is_after_the_batch_norm_recompute(cro
     before = card.training.val_accuracy_after_batch_norm
     card.training.val_accuracy_after_batch_norm = 0.5 if before is None or abs(before - 0.5) > 0.01 else 0.9
     RunDir(runs[0]).write_card(card)
+    monkeypatch.setenv("COLUMNS", "200")  # one row per line, whatever the terminal the tests run in
     _print_folds(Folds(copy, runs, folds.summary))
     said = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert "val accuracy (BatchNorm statistics recomputed)" in said and "val loss (raw, as training chose" in said

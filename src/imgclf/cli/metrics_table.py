@@ -29,8 +29,8 @@ def print_metrics(m: Any) -> None:
     for name, row in m.per_class.items():
         auc = m.auc.get(name)
         cells = scores_shown(row, predicted.get(name), multilabel)  # a dash where there is nothing to divide by
-        scores = ("-" if cells[k] is None else f"{cells[k]:.3f}" for k in ("precision", "recall", "f1"))
-        table.add_row(shown(name), *scores, str(row.support), "-" if auc is None else f"{auc:.3f}")
+        scores = ("—" if cells[k] is None else f"{cells[k]:.3f}" for k in ("precision", "recall", "f1"))
+        table.add_row(shown(name), *scores, str(row.support), "—" if auc is None else f"{auc:.3f}")
     for avg in ("macro", "weighted"):
         r = getattr(m, avg)
         table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}",

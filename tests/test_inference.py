@@ -627,7 +627,7 @@ def test_evaluating_the_runs_own_split_again_refreshes_its_report_and_says_what_
     imgclf.evaluate(run, tta=True, progress=False)
     assert "with TTA" in (run / "report.html").read_text()
     with caplog.at_level(logging.WARNING, logger="imgclf"):
-        imgclf.evaluate(run, progress=False)
+        imgclf.evaluate(run, tta=False, progress=False)
     assert RunDir(run).read_metrics().tta is None
     assert "with TTA" not in (run / "report.html").read_text()  # the page shows what metrics.json now holds
     assert any("test-time augmentation scores" in r.getMessage() and "--tta (Python: tta=True)" in r.getMessage()

@@ -116,7 +116,7 @@ def test_tables_show_a_dash_where_a_score_divides_by_nothing(tiny_run, image_fol
     assert result.exit_code == 0, result.output
     fox = next(line for line in result.output.splitlines() if " fox " in line)
     cells = [c.strip() for c in fox.strip("│┃ ").split("│")]
-    assert cells[2:5] == ["-", "-", "0"] or cells[1:5] == ["-", "-", "-", "0"], fox
+    assert cells[2:5] == ["—", "—", "0"] or cells[1:5] == ["—", "—", "—", "0"], fox  # the report's dash
 
 
 def test_expected_calibration_error_by_hand():

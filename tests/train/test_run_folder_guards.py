@@ -186,6 +186,13 @@ def test_a_resume_refuses_optimiser_settings_its_checkpoint_would_bring_back(fin
     assert (run_dir / "config.yaml").read_bytes() == config
 
 
+def test_a_resume_refusing_a_setting_the_run_never_had_says_unset(finished, tmp_path):
+    """--resume RUN --folds 3 said "folds must be None for this run": Python's word for a setting never given."""
+    run_dir = _copy(finished, tmp_path)
+    with pytest.raises(ImgclfError, match=r"folds .*must be unset for this run, as it was trained"):
+        imgclf.fit(resume=str(run_dir), folds=3)
+
+
 @pytest.mark.parametrize("damage", ["deleted", "cut inside its header"])
 def test_a_resume_whose_history_lost_saved_epochs_is_refused(finished, tmp_path, damage):
     """It went on: the card then counted only the new epochs, the earlier rows lost without a word."""

@@ -51,7 +51,8 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
         given = "DATA" if name == "data" else f"--{name.replace('_', '-')} ..."
         command = f"imgclf train {given} --config {run.file('config.yaml')}" if name == "data" else \
             f"imgclf train --config {run.file('config.yaml')} {given}"
-        raise invalid(name, asked[name], f"{stored[name]!r} for this run, as it was trained (a resumed run keeps it)",
+        kept = "unset" if stored[name] is None else repr(stored[name])  # "must be None" read as Python's
+        raise invalid(name, asked[name], f"{kept} for this run, as it was trained (a resumed run keeps it)",
                       where=f"--resume {run.path}",
                       hint=f"Start a new run from its settings instead: {command} --out NEW (Python: "
                            f"imgclf.fit(config_file={str(run.file('config.yaml'))!r}, {name}=..., out=NEW))")

@@ -331,7 +331,7 @@ RECOMPUTING = "imgclf.train.fit:recompute_batch_norm"
 
 @pytest.mark.parametrize("sig, stopped_early, stage", [("SIGTERM", False, EVALUATING), ("SIGINT", False, EVALUATING),
                                                        ("SIGINT", True, EVALUATING), ("SIGINT", False, RECOMPUTING),
-                                                       ("SIGTERM", False, RECOMPUTING)])
+                                                       ("SIGTERM", False, RECOMPUTING), ("SIGINT", True, RECOMPUTING)])
 def test_a_signal_after_training_says_how_to_finish_the_run(tmp_path, image_folder, sig, stopped_early, stage):
     """After the last epoch Lightning's handlers are gone: SIGTERM ended the process without a word (status 143,
     no card, no scores) and Ctrl-C as click's bare "Aborted!". Both now say what is kept and how to finish, and
@@ -351,6 +351,16 @@ def test_a_signal_after_training_says_how_to_finish_the_run(tmp_path, image_fold
     assert hint[:4] == ["imgclf", "train", "--resume", str(out)] and "Traceback" not in cut.stderr, cut.stderr
     assert hint[4:] == (["--epochs", "2"] if stopped_early else []), cut.stderr
     assert not (out / "metrics.json").exists()
+    if stopped_early and not (out / "model.json").exists():
+        # before the card: a plain --resume, without the hint's --epochs (a fold run again does so), trains none
+        # either (it trained on; with a card it is refused, saying --epochs 2)
+        import shutil
+
+        plain = shutil.copytree(out, tmp_path / "plain")
+        done = CliRunner().invoke(app, ["train", "--resume", str(plain), "--no-progress", "--no-report"],
+                                  env={"IMGCLF_CACHE": env["IMGCLF_CACHE"]})
+        assert done.exit_code == 0, done.output
+        assert [int(r["epoch"]) for r in read_csv(plain / "history.csv")] == [1, 2]
     # the hint's command, run here (the signal needed a process of its own, finishing it does not)
     done = CliRunner().invoke(app, hint[1:] + ["--no-progress"], env={"IMGCLF_CACHE": env["IMGCLF_CACHE"]})
     assert done.exit_code == 0, done.output

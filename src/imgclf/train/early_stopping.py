@@ -25,11 +25,20 @@ class PatienceAsConfigured(EarlyStopping):
         super().__init__(*args, **kwargs)
         self.waits_from_epoch = waits_from_epoch
         self._unset_best = self.best_score.clone()
+        self._had_stopped = False
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
         super().load_state_dict(state_dict)
         self.patience = patience
+        # it had run out of this patience: the run stopped there, and a signal while it was being finished left it
+        # to a resume, which trained on (a cross-validation's fold run again trained 4 more epochs)
+        self._had_stopped = self.wait_count >= patience
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # past the first epoch that waits: before it, the head-only epochs' waits never run out
+        if self._had_stopped and trainer.current_epoch > self.waits_from_epoch:
+            trainer.should_stop = True
 
     def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
         epoch = trainer.current_epoch

@@ -357,8 +357,8 @@ def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directo
 def runs(folder: Path = typer.Argument(Path("runs"), metavar="FOLDER", help="Folder holding run directories "
                                        "(searched recursively).", show_default=True),
          sort: str = typer.Option("created", help="Column to sort by: name, model, data, epochs, val_accuracy, "
-                                  "val_map (multi-label), test_accuracy, test_map (multi-label), macro_f1, train_seconds, "
-                                  "created or status "
+                                  "val_map (multi-label), test_accuracy, test_map (multi-label), macro_f1, "
+                                  "train_seconds, created or status "
                                   "(scores best first).",
                                   show_default=True),
          reverse: bool = typer.Option(False, "--reverse", help="Reverse the order."),

@@ -243,10 +243,10 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
                 train_run(wanted, overwrite=state == "restart", report=report)
         except TrainingInterrupted as exc:
             # the fold's own hint (imgclf train --resume FOLD) would finish that fold only, and no folds.json
+            kept = " (with --overwrite too: the folds this overwrite trained are kept)" if overwrite else ""
             raise TrainingInterrupted(f"{exc.state} (fold {i} of {k}). Continue the cross-validation by running the "
                                       f"same imgclf train --folds command again with --out {out}: finished folds "
-                                      "are kept, this one resumes" + (" (with --overwrite too: the folds this overwrite trained are "
-                                                   "kept)" if overwrite else ""),
+                                      f"are kept, this one resumes{kept}",
                                       state=exc.state, exit_code=exc.exit_code) from None
         except BaseException:
             if not any(out.iterdir()):

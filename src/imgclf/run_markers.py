@@ -9,6 +9,8 @@ from pathlib import Path
 # Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last):
 # config.yaml only beside dataset.json, which training writes right after it (a data set may keep a config.yaml)
 RUN_MARKERS = (("config.yaml", "dataset.json"), ("model.json",), ("checkpoints/last.ckpt",))
+# A run's weights: here, below the models too, which take an earlier run's folder as --weights
+WEIGHTS_FILE = "model.safetensors"
 
 
 def is_run_dir(folder: str | os.PathLike) -> bool:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import Described, bad_path, invalid
-from ..records.run_dir import WEIGHTS_FILE
+from ..run_markers import WEIGHTS_FILE
 from .weight_keys import map_keys
 
 # Installed packages that ship ImageNet weights, usable as `--weights NAME` (module, class, architecture).

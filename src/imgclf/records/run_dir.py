@@ -34,12 +34,11 @@ from .card import ModelCard
 from .dataset import DatasetRecord
 from .metrics import MetricsRecord
 from .rows import HistoryRow, PredictionRow
-from ..run_markers import is_run_dir
+from ..run_markers import WEIGHTS_FILE, is_run_dir
 from .side_files import RESUMES_FILE, SIZING_FILE, ResumesRecord, SizingRecord
 
 
 LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
-WEIGHTS_FILE = "model.safetensors"
 UNKNOWN_STATS_FILE = "unknown.safetensors"  # the detector's statistics when model.json names none (ood.STATS_FILE)
 # MLflow's artefact stores: `--logger mlflow` copies each run's files (config.yaml, model.json) into mlartifacts/
 # beside the runs (mlruns/ for a file store), and those copies are not runs of their own

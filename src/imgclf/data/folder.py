@@ -12,6 +12,8 @@ from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
 from ..run_markers import is_run_dir
 from .fetch_record import warn_of_an_unfinished_fetch
+from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_output,  # noqa: F401 (run_folder's)
+                            refuse_imgclf_output, warn_of_alike_class_names, warn_of_classes_one_level_down)
 from .file_kinds import (IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME, left_out_by_name,  # noqa: F401
                          unread_photo_reason)
 
@@ -56,7 +58,12 @@ def _split_dirs(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         alias = _SPLIT_ALIASES.get(entry.name.lower())
-        if alias and entry.is_dir() and alias not in found:
+        if alias and entry.is_dir() and alias in found:
+            # train/ beside Training/: the first by name was read, the other listed as "not a split"
+            raise invalid("data", root, "a folder with one folder per split",
+                          note=f"{found[alias].name}/ and {entry.name}/ both name the {alias} split",
+                          hint="Merge them into one, or rename or move the other")
+        if alias and entry.is_dir():
             found[alias] = Path(entry.path)
     return {split: found[split] for split in SPLIT_NAMES if split in found}  # tables list them in this order
 
@@ -97,8 +104,23 @@ def _class_dirs(root: Path, skipped: list[dict[str, str]] | None = None) -> list
             continue
         try:
             if not entry.is_dir():
+                if entry.is_symlink() and skipped is not None and not os.path.exists(entry.path):
+                    # an unmounted drive's class: the class was gone from the run without a word
+                    skipped.append({"path": printable_path(entry.path) + os.sep,
+                                    "reason": f"broken symlink (its target, {os.readlink(entry.path)}, is not there): "
+                                              "the class it holds is not read"})
                 continue
         except OSError:
+            continue
+        real, here = os.path.realpath(entry.path), os.path.realpath(root)
+        if skipped is not None and (real == here or here.startswith(real + os.sep)):
+            # a link to the data folder (or above it) read every other class into a class of its own
+            skipped.append({"path": printable_path(entry.path) + os.sep,
+                            "reason": "symlink loop (a link back to a folder it is in)"})
+            continue
+        if skipped is not None and holds_imgclf_output(Path(entry.path)):
+            # a run's plots/*.png, a folder of runs kept beside the classes, trained as classes of their own
+            skipped.append({"path": printable_path(entry.path) + os.sep, "reason": IMGCLF_OUTPUT_REASON})
             continue
         if is_utf8_name(entry.name):
             dirs.append(Path(entry.path))
@@ -124,7 +146,10 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
     added to `skipped` with the reason."""
     out: list[str] = []
     first_path: dict[str, Path] = {}  # real folder -> the path it was read through
-    stack: list[tuple[Path, frozenset[str]]] = [(class_dir, frozenset())]  # a folder and the real folders above it
+    # a folder and the real folders above it, from the data folder (or split folder) holding the class: a link
+    # to it, or to the data folder, read the other classes into this one
+    parents = frozenset(os.path.realpath(p) for p in (class_dir.parent, class_dir.parent.parent))
+    stack: list[tuple[Path, frozenset[str]]] = [(class_dir, parents)]
     while stack:
         directory, above = stack.pop()
         try:
@@ -132,7 +157,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
         except OSError as exc:
             skipped.append({"path": str(directory) + os.sep, "reason": f"cannot resolve folder: {exc.strerror or exc}"})
             continue
-        if real in first_path:
+        if real in first_path or real in above:
             skipped.append({"path": str(directory) + os.sep, "reason": "symlink loop (a link back to a folder it is in)"
                             if real in above else f"the same folder as {first_path[real]} (read once, there)"})
             continue
@@ -244,30 +269,6 @@ def _what_file(path: Path) -> str:
     return "a file"
 
 
-def _refuse_imgclf_output(root: Path) -> None:
-    """A folder imgclf wrote, given as data: a run's checkpoints/, plots/ and evaluations/, a cross-validation's
-    fold-N or a search's trials/ were taken for class folders. A run is known by the pair of files every training
-    writes first (a data folder may well keep a config.yaml of its own)."""
-    what = imgclf_output(root)
-    if what is None:
-        return
-    hint = f"to continue the run: imgclf train --resume {root}" if what == "a run directory" else \
-        "its runs' config.yaml say which"
-    raise bad_path("data", root, "a folder of class folders", f"{what}, not an image folder",
-                   hint=f"Its images are in the data folder it trained on; {hint}")
-
-
-def imgclf_output(folder: Path) -> str | None:
-    """What imgclf wrote `folder` as (a run, a cross-validation, a search), in words; None for anything else."""
-    if is_run_dir(folder):
-        return "a run directory"
-    if (folder / "folds.json").is_file() or is_run_dir(folder / "fold-1"):
-        return "a cross-validation folder"
-    if (folder / "search.yaml").is_file() and (folder / "study.db").is_file():
-        return "a search folder (imgclf tune)"
-    return None
-
-
 def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool = False,
                 without_train: bool = False) -> FolderScan:
     """Scan `root`: either class folders directly, or train/ (val/, test/) each holding class folders.
@@ -282,7 +283,7 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
         raise bad_path("data", root, "an existing folder", "no such path")
     if not root.is_dir():
         raise bad_path("data", root, "a folder of class folders", _what_file(root))
-    _refuse_imgclf_output(root)
+    refuse_imgclf_output(root)
     skipped: list[dict[str, str]] = []
     empty: list[tuple[str, str]] = []
     empty_elsewhere: list[tuple[str, str]] = []
@@ -327,6 +328,9 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
         layout = "flat"
     if len(classes) < min_classes:
         raise _too_few_classes(root, split_dirs.get("train"), classes, min_classes)
+    class_root = split_dirs.get("train", root) if layout == "splits" else root
+    warn_of_classes_one_level_down(class_root, _class_dirs(class_root))
+    warn_of_alike_class_names(class_root, classes)
     # every listed path as text a record can hold: a loose image or a folder beside train/ named in Latin-1 went
     # into the report as lone surrogates, which no UTF-8 file takes (the run ended in UnicodeEncodeError)
     skipped = [{**item, "path": printable_path(item["path"])} for item in skipped]
@@ -365,6 +369,12 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_cla
     if loose:
         found += f"; {_plural(loose, 'image')} directly in {'train/' if train is not None else 'it'}, " \
                  f"outside any class folder"
+    inner = [d.name for d in _class_dirs(where / classes[0])] if len(classes) == 1 and not loose else []
+    if len(inner) >= 2:  # data/images/{cat,dog}: the one class folder holds the classes
+        shown = ", ".join(f"{n}/" for n in inner[:4]) + (" ..." if len(inner) > 4 else "")
+        return invalid("data", root, f"a folder with at least {_plural(min_classes, 'class folder')}",
+                       note=found, hint=f"{classes[0]}/ holds the class folders ({shown}): give "
+                                        f"{where / classes[0]} as the data folder")
     return invalid("data", root, f"a folder with at least {_plural(min_classes, 'class folder')}, each holding "
                                  "that class's images "
                                  "(DATA/<class>/*.png), or with train/ (and val/, test/) laid out that way "

@@ -1,0 +1,105 @@
+"""Layouts of a class-folder tree that are most likely not what the user meant, found when a folder is scanned
+(`folder.scan_folder`), so that train and inspect say the same: imgclf's own output given as data or kept among the
+class folders, class names alike but for case or spaces, the classes one level further down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import bad_path
+from ..notices import warn
+from ..run_markers import is_run_dir
+
+
+IMGCLF_OUTPUT_REASON = ("imgclf's output (a run, a folder of runs, a cross-validation or a search), not a class "
+                        "folder: not read (move it out of the data folder)")
+
+
+def refuse_imgclf_output(root: Path) -> None:
+    """A folder imgclf wrote, given as data: a run's checkpoints/, plots/ and evaluations/, a cross-validation's
+    fold-N or a search's trials/ were taken for class folders. A run is known by the pair of files every training
+    writes first (a data folder may well keep a config.yaml of its own)."""
+    what = imgclf_output(root)
+    if what is None:
+        return
+    hint = f"to continue the run: imgclf train --resume {root}" if what == "a run directory" else \
+        "its runs' config.yaml say which"
+    raise bad_path("data", root, "a folder of class folders", f"{what}, not an image folder",
+                   hint=f"Its images are in the data folder it trained on; {hint}")
+
+
+def holds_imgclf_output(folder: Path) -> bool:
+    """`folder` is imgclf's output, or holds runs (a runs/ folder kept in the data folder)."""
+    if imgclf_output(folder) is not None:
+        return True
+    try:
+        return any(entry.is_dir() and imgclf_output(Path(entry.path)) is not None for entry in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def imgclf_output(folder: Path) -> str | None:
+    """What imgclf wrote `folder` as (a run, a cross-validation, a search), in words; None for anything else."""
+    if is_run_dir(folder):
+        return "a run directory"
+    if (folder / "folds.json").is_file() or is_run_dir(folder / "fold-1"):
+        return "a cross-validation folder"
+    if (folder / "search.yaml").is_file() and (folder / "study.db").is_file():
+        return "a search folder (imgclf tune)"
+    return None
+
+
+def alike_class_names(classes: list[str]) -> list[list[str]]:
+    """Groups of class names that differ only in case or spaces (Cat/ beside cat/, 'cat ' beside 'cat'): each is a
+    class of its own, which a user rarely means."""
+    alike: dict[str, list[str]] = {}
+    for name in classes:
+        alike.setdefault(" ".join(name.lower().split()), []).append(name)
+    return [names for names in alike.values() if len(names) > 1]
+
+
+def warn_of_alike_class_names(root: Path, classes: list[str]) -> None:
+    twins = alike_class_names(classes)
+    if twins:
+        shown = "; ".join(" and ".join(repr(n) for n in names) for names in twins[:3]) + (" ..." if len(twins) > 3
+                                                                                         else "")
+        warn(f"class folders of {root} that differ only in case or spaces are different classes ({shown}): "
+             "merge each pair into one folder if they are one class")
+
+
+def _sub_folders(folder: Path) -> tuple[list[str], bool]:
+    """The names of `folder`'s visible sub-folders, and whether it holds any file of its own."""
+    names, files = [], False
+    try:
+        for entry in os.scandir(folder):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                names.append(entry.name)
+            elif entry.is_file():
+                files = True
+    except OSError:
+        return [], True
+    return sorted(names), files
+
+
+def warn_of_classes_one_level_down(root: Path, class_dirs: list[Path]) -> None:
+    """Class folders that hold no file of their own but the same sub-folders (batch1/{cat,dog}, batch2/{cat,dog}):
+    trained as classes batch1 and batch2 without a word (test accuracy at chance). Warned, not refused: cat/{flickr,
+    google} and dog/{flickr,google} (images by source) are laid out alike and are what they seem."""
+    if len(class_dirs) < 2:
+        return
+    layouts = [_sub_folders(folder) for folder in class_dirs]
+    subs = {tuple(names) for names, files in layouts}
+    if len(subs) != 1 or any(files for _, files in layouts):
+        return
+    (names,) = subs
+    if len(names) < 2:
+        return
+    shown = ", ".join(f"{n}/" for n in names[:5]) + (" ..." if len(names) > 5 else "")
+    folders = ", ".join(f"{folder.name}/" for folder in class_dirs[:3]) + (" ..." if len(class_dirs) > 3 else "")
+    joined = " ".join(str(folder) for folder in class_dirs[:3]) + (" ..." if len(class_dirs) > 3 else "")
+    warn(f"the class folders of {root} ({folders}) each hold the same sub-folders ({shown}) and no image of their "
+         f"own: they are trained as the classes {folders}; if {shown} are the classes, give each folder as data "
+         f"(imgclf train {joined} merges them)")

@@ -1,0 +1,91 @@
+"""Folder layouts that read without error yet are not what the user meant (a review built each and trained on it):
+each is now refused, listed with the skipped files, or warned of, by the scan that train and inspect share."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import pytest
+
+from conftest import make_image_folder
+from imgclf.data.folder import scan_folder
+from imgclf.errors import ImgclfError
+
+
+@pytest.fixture
+def said(caplog):
+    def lines() -> str:
+        return " ".join(r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        yield lines
+
+
+def test_classes_one_level_down_are_warned_of(tmp_path, said):
+    """batch1/{cat,dog} and batch2/{cat,dog} trained as the classes batch1 and batch2 (test accuracy at chance)."""
+    for batch in ("batch1", "batch2"):
+        make_image_folder(tmp_path / "deep" / batch, classes=("cat", "dog"), per_class=3)
+    scan = scan_folder(tmp_path / "deep")
+    assert scan.classes == ["batch1", "batch2"]
+    assert "each hold the same sub-folders (cat/, dog/) and no image of their own" in said()
+    assert f"imgclf train {tmp_path / 'deep' / 'batch1'} {tmp_path / 'deep' / 'batch2'} merges them" in said()
+    make_image_folder(tmp_path / "plain", classes=("cat", "dog"), per_class=3)
+    scan_folder(tmp_path / "plain")
+    assert said().count("same sub-folders") == 1
+
+
+def test_class_names_alike_but_for_case_or_spaces_are_warned_of(tmp_path, said):
+    make_image_folder(tmp_path / "d", classes=("Cat", "cat", "dog"), per_class=2)
+    assert scan_folder(tmp_path / "d").classes == ["Cat", "cat", "dog"]
+    assert "differ only in case or spaces are different classes ('Cat' and 'cat')" in said()
+
+
+def test_a_broken_symlink_to_a_class_folder_is_listed_not_lost_without_a_word(tmp_path):
+    """A class on an unmounted drive disappeared from the label set, nothing skipped."""
+    data = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=2)
+    os.symlink(tmp_path / "gone" / "bird", data / "bird")
+    scan = scan_folder(data)
+    assert scan.classes == ["cat", "dog"]
+    (item,) = scan.skipped
+    assert item["path"] == str(data / "bird") + os.sep
+    assert item["reason"].startswith(f"broken symlink (its target, {tmp_path / 'gone' / 'bird'}, is not there)")
+
+
+def test_two_folders_naming_one_split_are_refused(tmp_path):
+    """train/ beside Training/: Training/ was read and the user's own train/ listed as "not a split"."""
+    for split in ("train", "Training", "test"):
+        make_image_folder(tmp_path / "d" / split, classes=("cat", "dog"), per_class=2)
+    with pytest.raises(ImgclfError, match=r"Training/ and train/ both name the train split"):
+        scan_folder(tmp_path / "d")
+
+
+def test_runs_kept_among_the_class_folders_are_not_classes(tmp_path, tiny_run):
+    """A runs/ folder inside the data folder was trained as a class of report PNGs."""
+    data = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=2)
+    shutil.copytree(tiny_run, data / "runs" / "first")
+    scan = scan_folder(data)
+    assert scan.classes == ["cat", "dog"]
+    assert [(s["path"], s["reason"].split(":")[0]) for s in scan.skipped] == \
+        [(str(data / "runs") + os.sep, "imgclf's output (a run, a folder of runs, a cross-validation or a search), "
+                                       "not a class folder")]
+
+
+def test_a_link_to_the_data_folder_is_a_loop_not_a_class(tmp_path):
+    """all -> . made a class of every image; dog/loop -> .. read cat's images into dog."""
+    data = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=2)
+    os.symlink(".", data / "all")
+    os.symlink("..", data / "dog" / "loop")
+    scan = scan_folder(data)
+    assert scan.classes == ["cat", "dog"]
+    assert sorted(c for _, c in scan.files["all"]) == ["cat", "cat", "dog", "dog"]
+    assert sorted(s["path"] for s in scan.skipped if s["reason"].startswith("symlink loop")) == \
+        [str(data / "all") + os.sep, str(data / "dog" / "loop") + os.sep]
+
+
+def test_one_folder_holding_the_classes_is_named_in_the_refusal(tmp_path):
+    make_image_folder(tmp_path / "d" / "images", classes=("cat", "dog"), per_class=2)
+    with pytest.raises(ImgclfError, match=r"images/ holds the class folders \(cat/, dog/\): give .*images as the "
+                                          r"data folder"):
+        scan_folder(tmp_path / "d")

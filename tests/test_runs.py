@@ -260,8 +260,9 @@ def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_pat
     (tmp_path / "model.onnx").write_bytes(b"")
     for command in ("predict", "explain"):  # explain has no --backend: the hint sent it to "No such option"
         result = CliRunner().invoke(app, [command, str(tmp_path / "model.onnx"), str(data)])
-        assert "an exported ONNX model: imgclf predict reads it with --backend onnx (Python: imgclf.export.load_onnx)" \
-            "; the other commands need its run folder" in " ".join(result.output.split()), result.output
+        assert "an exported ONNX model: imgclf predict and imgclf serve read it with --backend onnx (Python: " \
+            "imgclf.export.load_onnx); the other commands need its run folder" in " ".join(result.output.split()), \
+            result.output
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "empty"), str(tmp_path)])
     assert "not a run: no model.json" in result.output and "training unfinished" not in result.output

@@ -244,11 +244,11 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
 
     folder = run_path(run_dir)
     if folder.is_file() and folder.suffix.lower() == ".onnx":  # `predict` reads an ONNX file with its backend
-        # every command that loads a run comes here, and only predict has --backend (explain followed the hint
-        # into "No such option: --backend")
+        # every command that loads a run comes here, and only predict and serve have --backend (explain followed
+        # the hint into "No such option: --backend")
         raise bad_path("run", folder, "a run directory containing model.json",
-                       "an exported ONNX model: imgclf predict reads it with --backend onnx (Python: "
-                       "imgclf.export.load_onnx); the other commands need its run folder")
+                       "an exported ONNX model: imgclf predict and imgclf serve read it with --backend onnx "
+                       "(Python: imgclf.export.load_onnx); the other commands need its run folder")
     # a run, a run's own subfolder (plots/), or a folder of runs: their PNGs are no data set
     if not folder.is_dir() or is_run_dir(folder) or is_run_dir(folder.parent) or find_run_dirs(folder):
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -191,9 +193,22 @@ def test_an_earlier_runs_weights_start_the_backbone_by_file_or_run_folder(tmp_pa
             assert torch.equal(value, earlier.backbone.state_dict()[key]), key
         assert model.get_classifier().out_features == 5
     assert described_weights(TINY, weights=str(run)) == "run first"
+    # config.yaml keeps the folder absolute, as it keeps a file: --config from another folder read another run
+    from imgclf.pipeline.resolve import _absolute
+
+    relative = os.path.relpath(run)
+    assert _absolute({"weights": relative})["weights"] == str(run.resolve())
     assert model.card_args()["weights_source"].startswith("run first (sha256 ")
     with pytest.raises(ImgclfError, match=r"weights must be for the architecture test_resnet"):
         build_transfer_model("test_resnet", num_classes=3, img_size=32, weights=str(run))
+    # a grayscale run's backbone into an RGB run: its one-channel kernels repeated over RGB, a third each (it was
+    # refused as another architecture); the grey image replicated then gives the grey run's features
+    grey = build_transfer_model(TINY, num_classes=3, in_chans=1, img_size=32, pretrained=False).eval()
+    save_weights(grey, tmp_path / "grey" / "model.safetensors")
+    rgb = build_transfer_model(TINY, num_classes=3, in_chans=3, img_size=32, weights=str(tmp_path / "grey")).eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(rgb.embed(x.expand(-1, 3, -1, -1)), grey.embed(x), atol=1e-4)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImgclfError, match=r"a run folder .*\(a folder without model.safetensors\)"):
         resolve_weights(TINY, weights=str(tmp_path / "empty"))

@@ -201,6 +201,18 @@ def test_a_ctrl_c_before_training_starts_says_so_and_leaves_the_out_free(tmp_pat
             imgclf.fit(settings)
     assert info.value.exit_code == 130
     assert imgclf.fit(settings, report=False).epochs_run == 1  # the same --out
+    # with a tracker, during its set-up (it ended with no word) or after it had written logs/ (which refused the
+    # same --out as "not empty")
+    import imgclf.train.trackers as trackers
+
+    settings = {**settings, "out": str(tmp_path / "logged"), "logger": ["csv"]}
+    for module, name in ((trackers, "log_config"), (fit, "training_loaders")):
+        with monkeypatch.context() as m:
+            m.setattr(module, name, ctrl_c)
+            with pytest.raises(TrainingInterrupted, match="before it started; nothing was kept"):
+                imgclf.fit(settings)
+        assert not (tmp_path / "logged" / "logs").exists()
+    assert imgclf.fit(settings, report=False).epochs_run == 1
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_folder, monkeypatch):

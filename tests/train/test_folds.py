@@ -131,6 +131,11 @@ def test_a_fold_trained_alone_resumes_with_more_epochs(tmp_path):
                       "test_split": 0.2}, report=False)
     again = imgclf.fit(resume=run.path, epochs=2, report=False)
     assert again.epochs_run == 2 and len(RunDir(run.path).read_history()) == 2
+    # as fold-2 it is a cross-validation's fold, even with no sibling yet (one cut in its first fold has none): its
+    # settings are kept, not changed alone
+    cut = shutil.copytree(run.path, tmp_path / "cv2" / "fold-2")
+    with pytest.raises(ImgclfError, match=r"epochs for --resume .*fold-2 \(fold 2\) must be 2, as the other folds"):
+        imgclf.fit(resume=cut, epochs=3, report=False)
 
 
 def test_the_summary_says_the_val_accuracy_is_after_the_batch_norm_recompute(cross_validation, tmp_path, capsys,

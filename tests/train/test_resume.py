@@ -228,6 +228,10 @@ def test_the_card_says_what_each_resume_changed(data, tmp_path, capsys):
     imgclf.fit(resume=str(tmp_path / "r"), epochs=3, batch_size=8, augment="hflip", report=False, progress=True)
     said = capsys.readouterr().err
     assert "resume changes epochs 2 -> 3, batch_size 16 -> 8, augment none -> hflip" in said, said
+    from imgclf.pipeline.announce import _change
+    from imgclf.records.card import SettingChange
+
+    assert _change(SettingChange(setting="early_stopping", before=None, after=5)) == "early_stopping unset -> 5"
     run = imgclf.fit(resume=str(tmp_path / "r"), epochs=4)
     card = RunDir(run.path).read_card()
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3, 4]

@@ -342,6 +342,16 @@ def test_an_early_stopped_run_resumes_only_with_a_larger_patience_and_then_waits
     assert len(RunDir(run_dir).read_history()) >= min(stopped_at + 3, 40)
 
 
+def test_a_run_whose_patience_ran_out_at_its_last_epoch_trains_on_when_given_more(data, tmp_path):
+    """Its patience used up at its last epoch, the run completed (not stopped early); resumed with more epochs it
+    trained none, without a word, where it trains on until the patience stops it again."""
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 2, "early_stopping": 1, "min_delta": 10.0,
+                      "out": str(tmp_path / "r")}, report=False)
+    assert run.stopped_reason == "completed" and run.epochs_run == 2
+    again = imgclf.fit(resume=str(tmp_path / "r"), epochs=4, report=False)
+    assert len(RunDir(again.path).read_history()) == 3 and again.stopped_reason == "early stopping"
+
+
 def test_a_resume_of_a_steps_per_epoch_run_refuses_another_batch_size(data, tmp_path):
     run = imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "steps_per_epoch": 3, "out": str(tmp_path / "r")},
                      report=False)

@@ -282,7 +282,9 @@ def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor],
     for conv in _names(cfg.get("first_conv")):
         key = f"{conv}.weight"
         if key in state and key in own and state[key].shape[1] != own[key].shape[1] and state[key].ndim == 4:
-            state[key] = adapt_input_conv(own[key].shape[1], state[key])
+            # from a grayscale run's one channel too (it was refused as another architecture): repeated, scaled
+            base = 1 if state[key].shape[1] == 1 else 3
+            state[key] = adapt_input_conv(own[key].shape[1], state[key], base_chans=base)
     droppable = []
     for name in _names(cfg.get("classifier")) + ("pre_logits",):
         try:

@@ -43,10 +43,15 @@ def announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpo
         f"device {device} ({threads_said(cfg, device)}), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),
-        *([f"resume changes {terminal_safe(', '.join(f'{c.setting} {c.before} -> {c.after}' for c in changes))}"]
-          if changes else []),
+        *([f"resume changes {terminal_safe(', '.join(_change(c) for c in changes))}"] if changes else []),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _change(change: Any) -> str:
+    """A `SettingChange` as the line says it; a setting not given is "unset", as the refusals say (not None)."""
+    shown = lambda v: "unset" if v is None else str(v)  # noqa: E731
+    return f"{change.setting} {shown(change.before)} -> {shown(change.after)}"
 
 
 def threads_said(cfg: TrainConfig, device: str) -> str:

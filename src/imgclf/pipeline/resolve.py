@@ -17,6 +17,7 @@ from ..config_text import load_config_file
 from ..config_text import is_none_word, parse_mapping
 from ..errors import Described, bad_path, invalid, path_argument
 from ..io import terminal_safe
+from ..run_markers import WEIGHTS_FILE
 from ..recipes import load_recipe
 
 # Settings that name files or folders: stored absolute, so a saved config works from another working directory.
@@ -53,7 +54,9 @@ def _absolute(values: dict[str, Any]) -> dict[str, Any]:
                         if isinstance(v, (str, os.PathLike)) and os.fspath(v) else v for v in out[key]]
     for key in ("weights", "class_weight"):  # files when they exist; package names and keywords stay as given
         value = out.get(key)
-        if isinstance(value, str) and value and Path(value).expanduser().is_file():
+        if isinstance(value, str) and value and (Path(value).expanduser().is_file() or (
+                key == "weights" and (Path(value).expanduser() / WEIGHTS_FILE).is_file())):
+            # an earlier run's folder too: kept relative, --config from elsewhere read another run's backbone
             out[key] = os.path.abspath(os.path.expanduser(value))
     return out
 

@@ -41,16 +41,14 @@ def _refuse_a_fold_changed_alone(run: RunDir, cfg: Any, values: dict[str, Any]) 
     with its own settings (an interrupted fold) it stays one of them. Compared as that `--folds` run compares."""
     from .experiment import experiment_settings
 
-    from .folds_summary import FOLDS_FILE, fold_dir
+    from .folds_summary import fold_dir
 
     stored = run.read_config()
     if stored.fold is None:
         return
-    parent = run.path.parent
-    # a fold trained alone (--fold I --out anywhere) has no siblings to differ from: its folder was blamed
-    if run.path.name != fold_dir(parent, stored.fold).name or not (
-            (parent / FOLDS_FILE).exists() or any(fold_dir(parent, i).is_dir()
-                                                  for i in range(1, (stored.folds or 0) + 1) if i != stored.fold)):
+    # a fold trained alone into a folder of its own name (--fold 2 --out cv/f2) has no siblings to differ from: the
+    # folder holding it was blamed. A cross-validation's folds are fold-I (cut in its first fold, it has no other).
+    if run.path.name != fold_dir(run.path.parent, stored.fold).name:
         return
     old, new = experiment_settings(stored), experiment_settings(cfg)
     changed = sorted(k for k, v in values.items() if v is not None and k in new and new.get(k) != old.get(k))

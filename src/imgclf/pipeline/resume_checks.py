@@ -66,7 +66,7 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
         raise invalid("early_stopping", cfg.early_stopping, f"more than {stored_patience}, or none: this run stopped "
                       f"early after epoch {trained}, its {cfg.monitor} not better for {stored_patience} "
                       f"epoch{'s' if stored_patience != 1 else ''}, and "
-                      "with that patience it would stop again after one more", where=f"--resume {run.path}",
+                      "with that patience it would stop again at once, training none", where=f"--resume {run.path}",
                       # a plain --resume blamed a value the user never gave
                       note=None if values.get("early_stopping") is not None else "the run's own, from its config.yaml",
                       hint=f"Pass --early-stopping K (a larger patience) or none to train on, or --epochs {trained} "

@@ -184,6 +184,21 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         raise
 
 
+def _take_back(run: RunDir, new_folder: bool, everything: bool = False) -> None:
+    """What a new run wrote before its first epoch, so that the same --out takes the corrected command: config.yaml
+    and dataset.json; with `everything`, the run's other files too (the sweep's, the probe's), and in a folder this
+    run made whatever else the loggers made (the folder itself goes once the lock is released)."""
+    for name in ("config.yaml", "dataset.json"):
+        run.file(name).unlink(missing_ok=True)
+    if not everything:
+        return
+    remove_run_files(run.path)
+    if new_folder:
+        for path in run.path.iterdir():
+            if path.name != LOCK_FILE:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int, transfer_args: dict[str, Any],
                 checkpoint: str | None, resume: bool, report: bool, evaluate: bool, callbacks: list | None, *,
                 replacing: bool, new_folder: bool) -> Run:
@@ -264,14 +279,13 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     from ..train.trackers import log_config, log_final, make_loggers
 
     try:
-        loggers = make_loggers(resolved, run_dir, resume)
-        log_config(loggers, resolved, resume)
-    except BaseException:  # a tracker's store that cannot be opened: no stub left to refuse the corrected --out
-        if is_launch_zero and not resume and not run.has("history.csv"):
-            for name in ("config.yaml", "dataset.json"):
-                run.file(name).unlink(missing_ok=True)
-        raise
-    try:
+        try:
+            loggers = make_loggers(resolved, run_dir, resume)
+            log_config(loggers, resolved, resume)
+        except BaseException:  # a tracker's store that cannot be opened: no stub left to refuse the corrected --out
+            if is_launch_zero and not resume and not run.has("history.csv"):
+                _take_back(run, new_folder)
+            raise
         result = train_model(resolved, data, model, run_dir, checkpoint, loggers, callbacks,
                              budget_spent=sizing.counted_seconds if sizing else 0.0)
     except (ImgclfError, MisconfigurationException) as exc:
@@ -280,25 +294,19 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         # corrected command may use the same --out. (Not a Ctrl-C: a run interrupted is resumed; not a search's
         # pruning, whose trial stays a run.)
         if is_launch_zero and not resume and not run.has("history.csv"):
-            for name in ("config.yaml", "dataset.json"):
-                run.file(name).unlink(missing_ok=True)
-            if isinstance(exc, TrainingDiverged):  # no epoch to keep: what the sweep, probe and loggers wrote goes too
-                remove_run_files(run_dir)
-                if new_folder:  # whatever else the loggers made; the folder itself goes once the lock is released
-                    for path in run_dir.iterdir():
-                        if path.name != LOCK_FILE:
-                            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            # no epoch to keep: what the sweep, probe and loggers wrote goes too
+            _take_back(run, new_folder, everything=isinstance(exc, TrainingDiverged))
+            if isinstance(exc, TrainingDiverged):
                 raise TrainingDiverged(f"{exc} Nothing of the run was kept: the corrected command may use the same "
                                        "--out.") from None
         raise
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt:
-        # before Lightning's fit took Ctrl-C over (the data's mean and std, the model's and the trainer's set-up,
-        # stored features): it ended with no word, and the stub left refused the same command's --out
+        # before Lightning's fit took Ctrl-C over (the trackers' set-up, the data's mean and std, the model's and
+        # the trainer's set-up, stored features): it ended with no word, and the stub left refused the same --out
         if is_launch_zero and not resume and not run.has("history.csv"):
-            for name in ("config.yaml", "dataset.json"):
-                run.file(name).unlink(missing_ok=True)
+            _take_back(run, new_folder, everything=True)
             how = "nothing was kept: the same command may use the same --out"
         else:
             how = f"continue with: imgclf train --resume {run_dir}"

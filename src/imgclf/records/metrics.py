@@ -136,7 +136,9 @@ class MetricsRecord(Record):
     unknown: UnknownScores | None = None
     seen: SeenImages | None = Field(None, description="Evaluated images the run trained on or selected with "
                                     "(its train or val split, or another folder holding their files); null "
-                                    "when none are, and for the run's own test split.")
+                                    "when none are and every train and val file could be compared, and for the "
+                                    "run's own test split. `images` 0 with `unchecked` set: none found, but some "
+                                    "files could not be compared.")
     task: Literal["single", "multilabel"] = Field("single", description="multilabel: accuracy is subset accuracy, "
                                                   "loss the mean binary cross-entropy, per_class / macro / weighted "
                                                   "the labels' P/R/F1 at their thresholds, auc per label, "

@@ -25,15 +25,21 @@ class PatienceAsConfigured(EarlyStopping):
         super().__init__(*args, **kwargs)
         self.waits_from_epoch = waits_from_epoch
         self._unset_best = self.best_score.clone()
+        self._stopped_early = False  # it ended the run before its last epoch
         self._had_stopped = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "stopped_early": self._stopped_early}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
         super().load_state_dict(state_dict)
         self.patience = patience
-        # it had run out of this patience: the run stopped there, and a signal while it was being finished left it
-        # to a resume, which trained on (a cross-validation's fold run again trained 4 more epochs)
-        self._had_stopped = self.wait_count >= patience
+        # it had ended the run with this patience, and a signal while the run was being finished left it to a
+        # resume, which trained on (a cross-validation's fold run again trained 4 more epochs). Not where the
+        # patience ran out at the run's last epoch: a resume with more epochs trains on, as it asked
+        self._stopped_early = bool(state_dict.get("stopped_early", False))
+        self._had_stopped = self._stopped_early and self.wait_count >= patience
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # past the first epoch that waits: before it, the head-only epochs' waits never run out
@@ -46,6 +52,8 @@ class PatienceAsConfigured(EarlyStopping):
             self.wait_count, self.best_score = 0, self._unset_best.clone()
         if epoch >= self.waits_from_epoch:
             super()._run_early_stopping_check(trainer)
+            self._stopped_early = (trainer.should_stop and self.wait_count >= self.patience
+                                   and epoch + 1 < (trainer.max_epochs or 0))
             return
         patience, self.patience = self.patience, float("inf")  # a non-finite metric still stops it
         try:

@@ -262,8 +262,9 @@ def outside_data(argument: str, path: str | os.PathLike, data: str | os.PathLike
     for folder in [data] if isinstance(data, (str, os.PathLike)) else data:
         root = Path(os.path.realpath(folder))
         if root.is_dir() and (target == root or root in target.parents):
+            where = "the data folder itself" if target == root else f"inside the data folder {folder}"
             raise bad_path(argument, path, "a folder outside the data folder",
-                           f"inside the data folder {folder}: the next scan would read it as a class folder",
+                           f"{where}: the next scan would read it as a class folder",
                            hint="Pass another --out, or run the command from outside the data folder")
 
 

@@ -89,3 +89,14 @@ def test_one_folder_holding_the_classes_is_named_in_the_refusal(tmp_path):
     with pytest.raises(ImgclfError, match=r"images/ holds the class folders \(cat/, dog/\): give .*images as the "
                                           r"data folder"):
         scan_folder(tmp_path / "d")
+
+
+def test_an_out_that_is_the_data_folder_is_said_to_be_it(tmp_path):
+    """--out data with data data/ said "inside the data folder": it is that folder."""
+    from imgclf.io import outside_data
+
+    data = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=1)
+    with pytest.raises(ImgclfError, match=r"out must be a folder outside the data folder.*\(the data folder itself"):
+        outside_data("out", data, str(data))
+    with pytest.raises(ImgclfError, match=r"\(inside the data folder"):
+        outside_data("out", data / "runs", str(data))

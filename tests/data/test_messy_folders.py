@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,14 @@ def test_class_names_alike_but_for_case_or_spaces_are_warned_of(tmp_path, said):
     make_image_folder(tmp_path / "d", classes=("Cat", "cat", "dog"), per_class=2)
     assert scan_folder(tmp_path / "d").classes == ["Cat", "cat", "dog"]
     assert "differ only in case or spaces are different classes ('Cat' and 'cat')" in said()
+    # two folders merged, each alone with nothing to warn of
+    from imgclf.data.merge import scan_folders
+
+    make_image_folder(tmp_path / "a", classes=("Dog", "fox"), per_class=2)
+    make_image_folder(tmp_path / "b", classes=("dog", "fox"), per_class=2)
+    assert scan_folders([str(tmp_path / "a"), str(tmp_path / "b")]).classes == ["Dog", "dog", "fox"]
+    assert f"class folders of {tmp_path / 'a'} + {tmp_path / 'b'} that differ only in case or spaces are " \
+        "different classes ('Dog' and 'dog')" in said()
 
 
 def test_a_broken_symlink_to_a_class_folder_is_listed_not_lost_without_a_word(tmp_path):
@@ -100,3 +109,36 @@ def test_an_out_that_is_the_data_folder_is_said_to_be_it(tmp_path):
         outside_data("out", data, str(data))
     with pytest.raises(ImgclfError, match=r"\(inside the data folder"):
         outside_data("out", data / "runs", str(data))
+
+
+def test_the_checks_hold_no_false_alarm_on_ordinary_layouts(tmp_path, monkeypatch, said):
+    """A second review of the checks above: "." given from inside a folder read as a link to itself; an evaluation's
+    val/ and test/ warned of as classes one level down; valid -> val refused as a second val folder; a broken link
+    to a file listed as a class; a macOS (NFD) wrapper folder crashed; the split layout's wrapper hint dropped val/."""
+    import unicodedata
+
+    from imgclf.data.folder import walk_images
+
+    data = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=2)
+    monkeypatch.chdir(data / "cat")
+    assert len(walk_images(Path("."), [])) == 2 and len(walk_images(Path("../dog"), [])) == 2
+    assert scan_folder(Path("..")).classes == ["cat", "dog"]
+    for split in ("val", "test"):
+        make_image_folder(tmp_path / "vt" / split, classes=("cat", "dog"), per_class=2)
+    assert scan_folder(tmp_path / "vt", without_train=True).classes == ["cat", "dog"]
+    assert "same sub-folders" not in said()
+    make_image_folder(tmp_path / "tv" / "train", classes=("cat", "dog"), per_class=2)
+    shutil.copytree(tmp_path / "vt" / "val", tmp_path / "tv" / "val")
+    os.symlink("val", tmp_path / "tv" / "valid")
+    assert scan_folder(tmp_path / "tv").layout == "splits"
+    os.symlink(tmp_path / "gone.png", data / "extra.png")
+    assert not any(s["path"].endswith(os.sep) for s in scan_folder(data).skipped)
+    nfd = unicodedata.normalize("NFD", "café")
+    make_image_folder(tmp_path / "n" / nfd, classes=("cat", "dog"), per_class=1)
+    with pytest.raises(ImgclfError, match=r"holds the class folders \(cat/, dog/\): give "):
+        scan_folder(tmp_path / "n")
+    for split in ("train", "val"):
+        make_image_folder(tmp_path / "w" / split / "images", classes=("cat", "dog"), per_class=1)
+    with pytest.raises(ImgclfError, match=r"images/ holds the class folders \(cat/, dog/\): move the class folders "
+                                          r"of each split's images/ up one level"):
+        scan_folder(tmp_path / "w")

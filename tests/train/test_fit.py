@@ -213,6 +213,27 @@ def test_a_ctrl_c_before_training_starts_says_so_and_leaves_the_out_free(tmp_pat
                 imgclf.fit(settings)
         assert not (tmp_path / "logged" / "logs").exists()
     assert imgclf.fit(settings, report=False).epochs_run == 1
+    # during the split warnings (they hash every file), before the trackers: it ended with no word
+    import imgclf.pipeline.run as run_module
+
+    settings = {**settings, "out": str(tmp_path / "split"), "logger": None}
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "warn_about_splits", ctrl_c)
+        with pytest.raises(TrainingInterrupted, match="before it started; nothing was kept"):
+            imgclf.fit(settings)
+    # a folder given with --overwrite keeps the user's own files, logs/ and export/ among them (a finished run
+    # keeps them): only what the run wrote is taken back
+    mine = tmp_path / "mine"
+    (mine / "logs").mkdir(parents=True)
+    (mine / "logs" / "diary.txt").write_text("my notes")
+    (mine / "export").mkdir()
+    (mine / "export" / "model_v1.onnx").write_bytes(b"mine")
+    with monkeypatch.context() as m:
+        m.setattr(fit, "training_loaders", ctrl_c)
+        with pytest.raises(TrainingInterrupted, match="before it started"):
+            imgclf.fit({**settings, "out": str(mine)}, overwrite=True)
+    assert (mine / "logs" / "diary.txt").read_text() == "my notes"
+    assert (mine / "export" / "model_v1.onnx").read_bytes() == b"mine"
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_folder, monkeypatch):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
-from ..run_markers import is_run_dir
 from .fetch_record import warn_of_an_unfinished_fetch
 from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_output,  # noqa: F401 (run_folder's)
                             refuse_imgclf_output, warn_of_alike_class_names, warn_of_classes_one_level_down)
@@ -58,12 +57,13 @@ def _split_dirs(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         alias = _SPLIT_ALIASES.get(entry.name.lower())
-        if alias and entry.is_dir() and alias in found:
+        if alias and entry.is_dir() and alias in found and \
+                os.path.realpath(entry.path) != os.path.realpath(found[alias]):
             # train/ beside Training/: the first by name was read, the other listed as "not a split"
             raise invalid("data", root, "a folder with one folder per split",
                           note=f"{found[alias].name}/ and {entry.name}/ both name the {alias} split",
                           hint="Merge them into one, or rename or move the other")
-        if alias and entry.is_dir():
+        if alias and entry.is_dir() and alias not in found:  # (valid -> val: one folder, read once)
             found[alias] = Path(entry.path)
     return {split: found[split] for split in SPLIT_NAMES if split in found}  # tables list them in this order
 
@@ -104,7 +104,8 @@ def _class_dirs(root: Path, skipped: list[dict[str, str]] | None = None) -> list
             continue
         try:
             if not entry.is_dir():
-                if entry.is_symlink() and skipped is not None and not os.path.exists(entry.path):
+                if entry.is_symlink() and skipped is not None and not os.path.exists(entry.path) \
+                        and not Path(entry.name).suffix:  # (a link to a file: the loose files' business)
                     # an unmounted drive's class: the class was gone from the run without a word
                     skipped.append({"path": printable_path(entry.path) + os.sep,
                                     "reason": f"broken symlink (its target, {os.readlink(entry.path)}, is not there): "
@@ -148,7 +149,8 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
     first_path: dict[str, Path] = {}  # real folder -> the path it was read through
     # a folder and the real folders above it, from the data folder (or split folder) holding the class: a link
     # to it, or to the data folder, read the other classes into this one
-    parents = frozenset(os.path.realpath(p) for p in (class_dir.parent, class_dir.parent.parent))
+    parent = Path(os.path.abspath(class_dir)).parent  # (lexically, "." and "../cat" had "." above them)
+    parents = frozenset(os.path.realpath(p) for p in (parent, parent.parent))
     stack: list[tuple[Path, frozenset[str]]] = [(class_dir, parents)]
     while stack:
         directory, above = stack.pop()
@@ -328,9 +330,11 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
         layout = "flat"
     if len(classes) < min_classes:
         raise _too_few_classes(root, split_dirs.get("train"), classes, min_classes)
-    class_root = split_dirs.get("train", root) if layout == "splits" else root
-    warn_of_classes_one_level_down(class_root, _class_dirs(class_root))
-    warn_of_alike_class_names(class_root, classes)
+    # (split folders without train/, an evaluation's: each holds the classes, and is no class itself)
+    class_root = split_dirs.get("train") if layout == "splits" else root
+    if class_root is not None:
+        warn_of_classes_one_level_down(class_root, _class_dirs(class_root))
+        warn_of_alike_class_names(class_root, classes)
     # every listed path as text a record can hold: a loose image or a folder beside train/ named in Latin-1 went
     # into the report as lone surrogates, which no UTF-8 file takes (the run ended in UnicodeEncodeError)
     skipped = [{**item, "path": printable_path(item["path"])} for item in skipped]
@@ -369,12 +373,16 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_cla
     if loose:
         found += f"; {_plural(loose, 'image')} directly in {'train/' if train is not None else 'it'}, " \
                  f"outside any class folder"
-    inner = [d.name for d in _class_dirs(where / classes[0])] if len(classes) == 1 and not loose else []
+    # the one class folder by its name on disk (the class is its NFC form)
+    wrapper = next((d for d in _class_dirs(where) if class_key(d.name) == classes[0]), None) \
+        if len(classes) == 1 and not loose else None
+    inner = [d.name for d in _class_dirs(wrapper)] if wrapper is not None else []
     if len(inner) >= 2:  # data/images/{cat,dog}: the one class folder holds the classes
         shown = ", ".join(f"{n}/" for n in inner[:4]) + (" ..." if len(inner) > 4 else "")
+        hint = (f"move the class folders of each split's {wrapper.name}/ up one level" if train is not None else
+                f"give {wrapper} as the data folder")
         return invalid("data", root, f"a folder with at least {_plural(min_classes, 'class folder')}",
-                       note=found, hint=f"{classes[0]}/ holds the class folders ({shown}): give "
-                                        f"{where / classes[0]} as the data folder")
+                       note=found, hint=f"{wrapper.name}/ holds the class folders ({shown}): {hint}")
     return invalid("data", root, f"a folder with at least {_plural(min_classes, 'class folder')}, each holding "
                                  "that class's images "
                                  "(DATA/<class>/*.png), or with train/ (and val/, test/) laid out that way "

@@ -269,16 +269,16 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         run.write_config(resolved)
         run.write_dataset(record)
 
-    if resolved.progress and is_launch_zero:
-        from .announce import announce
-
-        announce(resolved, data, model, run_dir, checkpoint, size_origin(cfg, info), changes)
-    if is_launch_zero:
-        warn_about_splits(data, [resolved.data] if isinstance(resolved.data, str) else list(resolved.data),
-                           run_dir, resolved)
     from ..train.trackers import log_config, log_final, make_loggers
 
     try:
+        if resolved.progress and is_launch_zero:
+            from .announce import announce
+
+            announce(resolved, data, model, run_dir, checkpoint, size_origin(cfg, info), changes)
+        if is_launch_zero:  # (it hashes every file: a long window for a Ctrl-C on a large data set)
+            warn_about_splits(data, [resolved.data] if isinstance(resolved.data, str) else list(resolved.data),
+                              run_dir, resolved)
         try:
             loggers = make_loggers(resolved, run_dir, resume)
             log_config(loggers, resolved, resume)
@@ -306,7 +306,9 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         # before Lightning's fit took Ctrl-C over (the trackers' set-up, the data's mean and std, the model's and
         # the trainer's set-up, stored features): it ended with no word, and the stub left refused the same --out
         if is_launch_zero and not resume and not run.has("history.csv"):
-            _take_back(run, new_folder, everything=True)
+            # all but the lock only in a folder this run made: a folder given with --overwrite may hold the user's
+            # own logs/ or export/, which a finished run keeps
+            _take_back(run, new_folder, everything=new_folder)
             how = "nothing was kept: the same command may use the same --out"
         else:
             how = f"continue with: imgclf train --resume {run_dir}"

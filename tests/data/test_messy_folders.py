@@ -142,3 +142,33 @@ def test_the_checks_hold_no_false_alarm_on_ordinary_layouts(tmp_path, monkeypatc
     with pytest.raises(ImgclfError, match=r"images/ holds the class folders \(cat/, dog/\): move the class folders "
                                           r"of each split's images/ up one level"):
         scan_folder(tmp_path / "w")
+
+
+def test_links_are_followed_as_the_system_follows_them(tmp_path, monkeypatch, said):
+    """A third review: data given as L/../data, where L is a link, read dog's images into cat through a link back to
+    the data folder (the folders above were taken lexically); a class folder linked into a sibling data set read its
+    other classes through a link there; test/ read through Testing -> test was listed as a folder not read; and a
+    pair alike within one of several merged folders was warned of twice."""
+    data = make_image_folder(tmp_path / "deep" / "real" / "data", classes=("cat", "dog"), per_class=2)
+    (tmp_path / "deep" / "real" / "sub").mkdir()
+    os.symlink("..", data / "cat" / "everything")
+    os.symlink(tmp_path / "deep" / "real" / "sub", tmp_path / "L")
+    monkeypatch.chdir(tmp_path)
+    scan = scan_folder(Path("L/../data"))
+    assert sorted(c for _, c in scan.files["all"]) == ["cat", "cat", "dog", "dog"]
+    other = make_image_folder(tmp_path / "other", classes=("cat", "fox"), per_class=2)
+    os.symlink("..", other / "cat" / "up")
+    sib = make_image_folder(tmp_path / "sib", classes=("dog",), per_class=2)
+    os.symlink(other / "cat", sib / "cat")
+    os.symlink(sib, other / "cat" / "back")
+    assert sorted(c for _, c in scan_folder(sib).files["all"]) == ["cat", "cat", "dog", "dog"]
+    for split in ("train", "test"):
+        make_image_folder(tmp_path / "sp" / split, classes=("cat", "dog"), per_class=2)
+    os.symlink("test", tmp_path / "sp" / "Testing")
+    assert not scan_folder(tmp_path / "sp").skipped
+    from imgclf.data.merge import scan_folders
+
+    make_image_folder(tmp_path / "mA", classes=("Cat", "cat"), per_class=1)
+    make_image_folder(tmp_path / "mB", classes=("dog",), per_class=1)
+    scan_folders([str(tmp_path / "mA"), str(tmp_path / "mB")])
+    assert said().count("('Cat' and 'cat')") == 1

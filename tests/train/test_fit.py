@@ -221,6 +221,13 @@ def test_a_ctrl_c_before_training_starts_says_so_and_leaves_the_out_free(tmp_pat
         m.setattr(run_module, "warn_about_splits", ctrl_c)
         with pytest.raises(TrainingInterrupted, match="before it started; nothing was kept"):
             imgclf.fit(settings)
+    # an empty folder given as --out: all of it was the run's (it kept logs/, which refused the same command)
+    (tmp_path / "empty").mkdir()
+    with monkeypatch.context() as m:
+        m.setattr(fit, "training_loaders", ctrl_c)
+        with pytest.raises(TrainingInterrupted, match="before it started; nothing was kept"):
+            imgclf.fit({**settings, "out": str(tmp_path / "empty"), "logger": ["csv"]})
+    assert not any((tmp_path / "empty").iterdir())
     # a folder given with --overwrite keeps the user's own files, logs/ and export/ among them (a finished run
     # keeps them): only what the run wrote is taken back
     mine = tmp_path / "mine"

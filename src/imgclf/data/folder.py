@@ -71,8 +71,9 @@ def _split_dirs(root: Path) -> dict[str, Path]:
 def _other_folders(root: Path, split_dirs: dict[str, Path]) -> list[str]:
     """Folders beside the split folders that are none of them (holdout/, testing/, a stray class): never read,
     so listed with the skipped files rather than left out without a word."""
-    used = {path.name for path in split_dirs.values()}
-    return [str(folder) + os.sep for folder in _class_dirs(root) if folder.name not in used]
+    # by what they are: test/ read through a Testing -> test link was listed as a folder not read
+    used = {os.path.realpath(path) for path in split_dirs.values()}
+    return [str(folder) + os.sep for folder in _class_dirs(root) if os.path.realpath(folder) not in used]
 
 
 def count_skipped(paths: list[str]) -> str:
@@ -149,8 +150,12 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
     first_path: dict[str, Path] = {}  # real folder -> the path it was read through
     # a folder and the real folders above it, from the data folder (or split folder) holding the class: a link
     # to it, or to the data folder, read the other classes into this one
-    parent = Path(os.path.abspath(class_dir)).parent  # (lexically, "." and "../cat" had "." above them)
-    parents = frozenset(os.path.realpath(p) for p in (parent, parent.parent))
+    # both: L/../data goes up from L's target, as the system goes (lexically, "." and "../cat" had "." above them),
+    # and so does a class folder linked into a sibling data set, whose other classes a link there read; a link from
+    # there back to the data folder it was named in read the other classes too
+    joined = os.path.realpath(Path.cwd() / class_dir / os.pardir)  # up as the system goes, through links
+    given = os.path.realpath(os.path.dirname(os.path.abspath(class_dir)))  # the folder it was named in
+    parents = frozenset({joined, os.path.dirname(joined), given, os.path.dirname(given)})
     stack: list[tuple[Path, frozenset[str]]] = [(class_dir, parents)]
     while stack:
         directory, above = stack.pop()

@@ -59,9 +59,10 @@ def alike_class_names(classes: list[str]) -> list[list[str]]:
     return [names for names in alike.values() if len(names) > 1]
 
 
-def warn_of_alike_class_names(root: Path | str, classes: list[str]) -> None:
-    """root: the data folder, or the folders merged, as the warning names them."""
-    twins = alike_class_names(classes)
+def warn_of_alike_class_names(root: Path | str, classes: list[str], within: list[list[str]] = ()) -> None:
+    """root: the data folder, or the folders merged, as the warning names them. within: the merged folders'
+    classes, each folder's pairs warned of already (by its own scan)."""
+    twins = [t for t in alike_class_names(classes) if not any(set(t) <= set(names) for names in within)]
     if twins:
         shown = "; ".join(" and ".join(repr(n) for n in names) for names in twins[:3]) + (" ..." if len(twins) > 3
                                                                                          else "")

@@ -34,8 +34,9 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
         raise invalid("data", given, "folders of one layout: all class-per-folder, or all with train/ (val/, test/)",
                       note="; ".join(f"{scan.root} is {_layout_words(scan.layout)}" for scan in scans))
     classes = sorted({c for scan in scans for c in scan.classes})
-    # merging two sources is where Cat/ meets cat/: each folder alone has nothing to warn of
-    warn_of_alike_class_names(" + ".join(given), classes)
+    # merging two sources is where Cat/ meets cat/ (a pair within one folder was warned of by its own scan)
+    warn_of_alike_class_names(" + ".join(given), classes,
+                              within=[scan.classes for scan in scans])
     if len(classes) < 2:
         raise invalid("data", given, "folders that hold at least 2 class folders between them",
                       note=f"only {classes}")

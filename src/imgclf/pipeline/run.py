@@ -163,7 +163,9 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         return _train_into(Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", "")), cfg, *args, replacing=False,
                            new_folder=False)
     run_dir, made = claim_run_dir(cfg)
-    new_folder = made is not None
+    # all of it this run's: a folder it made, or one that held nothing (an interrupted start takes all back there:
+    # an empty --out kept the trackers' logs/, which refused the same command)
+    new_folder = made is not None or not any(run_dir.iterdir())
     os.environ["IMGCLF_RUN_DIR"] = str(run_dir)  # inherited by the worker processes Lightning launches
     try:
         argument, hint = ("resume", "Wait for that run to end, then resume it") if resume else \

@@ -148,13 +148,12 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
     added to `skipped` with the reason."""
     out: list[str] = []
     first_path: dict[str, Path] = {}  # real folder -> the path it was read through
-    # a folder and the real folders above it, from the data folder (or split folder) holding the class: a link
-    # to it, or to the data folder, read the other classes into this one
-    # both: L/../data goes up from L's target, as the system goes (lexically, "." and "../cat" had "." above them),
-    # and so does a class folder linked into a sibling data set, whose other classes a link there read; a link from
-    # there back to the data folder it was named in read the other classes too
-    joined = os.path.realpath(Path.cwd() / class_dir / os.pardir)  # up as the system goes, through links
-    given = os.path.realpath(os.path.dirname(os.path.abspath(class_dir)))  # the folder it was named in
+    # A folder and the real folders above it, starting from those holding the class: a link back to one of them
+    # read the other classes into this one. Both the folders the system goes up to (L/../data goes up from L's
+    # target, and a class folder linked into a sibling data set from there) and the folder the class was named in
+    # (lexically, "." and "../cat" had "." above them).
+    joined = os.path.realpath(Path.cwd() / class_dir / os.pardir)
+    given = os.path.realpath(os.path.dirname(os.path.abspath(class_dir)))
     parents = frozenset({joined, os.path.dirname(joined), given, os.path.dirname(given)})
     stack: list[tuple[Path, frozenset[str]]] = [(class_dir, parents)]
     while stack:

@@ -40,7 +40,6 @@ def _refuse_a_fold_changed_alone(run: RunDir, cfg: Any, values: dict[str, Any]) 
     kept the old figures, and the next `--folds` run refused the folder ("fold-1 differs in epochs"). Resumed
     with its own settings (an interrupted fold) it stays one of them. Compared as that `--folds` run compares."""
     from .experiment import experiment_settings
-
     from .folds_summary import fold_dir
 
     stored = run.read_config()

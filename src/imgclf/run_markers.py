@@ -16,3 +16,9 @@ WEIGHTS_FILE = "model.safetensors"
 def is_run_dir(folder: str | os.PathLike) -> bool:
     """Whether `folder` holds a run's own files (finished or not), as opposed to a folder of runs or of data."""
     return any(all((Path(folder) / name).is_file() for name in marker) for marker in RUN_MARKERS)
+
+
+def holds_runs(folder: str | os.PathLike) -> bool:
+    """Runs among `folder`'s subfolders or theirs (runs/, a study's cells): the depth imgclf itself makes them at."""
+    children = [c for c in Path(folder).iterdir() if c.is_dir()]
+    return any(is_run_dir(c) or any(is_run_dir(g) for g in c.iterdir() if g.is_dir()) for c in children)

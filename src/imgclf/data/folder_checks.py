@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import bad_path
 from ..notices import warn
-from ..run_markers import is_run_dir
+from ..run_markers import holds_runs, is_run_dir
 
 
 IMGCLF_OUTPUT_REASON = ("imgclf's output (a run, a folder of runs, a cross-validation or a search), not a class "
@@ -31,10 +31,8 @@ def refuse_imgclf_output(root: Path) -> None:
 
 def holds_imgclf_output(folder: Path) -> bool:
     """`folder` is imgclf's output, or holds runs (a runs/ folder kept in the data folder)."""
-    if imgclf_output(folder) is not None:
-        return True
     try:
-        return any(entry.is_dir() and imgclf_output(Path(entry.path)) is not None for entry in os.scandir(folder))
+        return imgclf_output(folder) is not None or holds_runs(folder)
     except OSError:
         return False
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import bad_path, invalid
 from .folder import IMAGE_EXTENSIONS, INDEX_SUFFIXES  # the suffixes: the folder scan names them in its errors
+from .folder_checks import alike_class_names
 
 LABEL_SEPARATOR = ";"
 
@@ -246,10 +247,7 @@ def warn_comma_labels(index: LabelIndex) -> None:
         warn(f"{len(spaced)} label{'s' if many else ''} of {index.path.name} {'are' if many else 'is'} made of other "
              f"labels and spaces ({shown}): each is one label of its own; if spaces separate an image's labels "
              f"there, write them separated by {LABEL_SEPARATOR!r} (a;b)")
-    alike: dict[str, list[str]] = {}
-    for c in index.classes:
-        alike.setdefault(" ".join(c.lower().split()), []).append(c)
-    twins = [names for names in alike.values() if len(names) > 1]
+    twins = alike_class_names(index.classes)
     if twins:
         shown = "; ".join(" and ".join(repr(n) for n in names) for names in twins[:3]) + \
             (" ..." if len(twins) > 3 else "")

@@ -15,6 +15,7 @@ from ..data.folder import IMAGE_EXTENSIONS, imgclf_output
 from ..io import make_free_dir, outside_data, writable_folder
 from ..ood import STATS_FILES
 from ..records.run_dir import LOCK_FILE, is_run_dir, run_path
+from ..run_markers import holds_runs
 from .resume_record import RESUMES_FILE
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
@@ -102,7 +103,7 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
                                 "overwrite=True, resume=RUN)")
         return True
     # before "not empty", whose advice (--overwrite) these refuse too
-    held = imgclf_output(run_dir) or ("a folder of runs" if _holds_runs(run_dir) else None)
+    held = imgclf_output(run_dir) or ("a folder of runs" if holds_runs(run_dir) else None)
     if held is not None:
         raise bad_path("out", run_dir, "an empty or new folder", f"{held}: --overwrite replaces one run, not those",
                        hint="Pass another --out")
@@ -113,12 +114,6 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
         raise bad_path("out", run_dir, "an empty or new folder", "not empty",
                        hint="Pass --overwrite (Python: overwrite=True) to use it anyway")
     return any((run_dir / name).exists() for name in RUN_FILES)
-
-
-def _holds_runs(folder: Path) -> bool:
-    """Runs among its subfolders or theirs (runs/, a study's cells): the depth imgclf itself makes them at."""
-    children = [c for c in folder.iterdir() if c.is_dir()]
-    return any(is_run_dir(c) or any(is_run_dir(g) for g in c.iterdir() if g.is_dir()) for c in children)
 
 
 def _holds_class_folders(folder: Path) -> bool:

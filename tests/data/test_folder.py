@@ -122,7 +122,12 @@ def test_stratified_holdout_keeps_a_training_item_per_class():
     (lambda p: make_image_folder(p, classes=("only",), per_class=3), "at least 2 class folders"),
     (lambda p: (make_image_folder(p, layout="splits", classes=("a", "b"), per_split={"train": 2}),
                 make_image_folder(p, layout="splits", classes=("a", "c"), per_split={"test": 2})),
-     r"split folders hold only classes of train/.*test/ has \['c'\], which train/ lacks"),
+     r"split folders hold only classes of train/.*test/ has \['c'\], which train/ lacks\)\. Give train/ images"),
+    # a class named alike but for case is the same class misspelt: moving its folder out of test/ would lose it
+    (lambda p: (make_image_folder(p, layout="splits", classes=("Cat", "dog"), per_split={"train": 2}),
+                make_image_folder(p, layout="splits", classes=("cat ", "dog"), per_split={"test": 2})),
+     r"test/ has \['cat '\], which train/ lacks\)\. Class names differ from train/'s only in case or spaces: "
+     r"rename test/'cat ' to 'Cat'"),
     (lambda p: make_image_folder(p, layout="splits", classes=("a", "b"), per_split={"test": 2}), "contains train/ .*no train/"),
 ])
 def test_bad_folders_give_clear_errors(tmp_path, make, message):

@@ -12,7 +12,8 @@ from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
 from .fetch_record import warn_of_an_unfinished_fetch
 from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_output,  # noqa: F401 (run_folder's)
-                            refuse_imgclf_output, warn_of_alike_class_names, warn_of_classes_one_level_down)
+                            extra_classes_hint, refuse_imgclf_output,
+                            warn_of_alike_class_names, warn_of_classes_one_level_down)
 from .file_kinds import (IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME, left_out_by_name,  # noqa: F401
                          unread_photo_reason)
 
@@ -311,7 +312,7 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
                               note=f"{here} has {extra}, which {train_name} lacks",
                               hint=f"{nested[0]}/ holds one folder of its own name, as some archives unpack: move "
                                    f"the class folders of {nested[0]}/{nested[0]}/ up one level" if nested else
-                                   f"Give {train_name} images of those classes, or move their folders out of {here}")
+                                   extra_classes_hint(extra, classes, train_name, here))
             for missing in set(classes) - set(tree):
                 tree[missing] = []
             if split != "train" and not allow_empty and not any(tree.values()):  # (inspect reports it as it is)

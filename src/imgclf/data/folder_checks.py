@@ -57,6 +57,20 @@ def alike_class_names(classes: list[str]) -> list[list[str]]:
     return [names for names in alike.values() if len(names) > 1]
 
 
+def extra_classes_hint(extra: list[str], classes: list[str], train_name: str, here: str) -> str:
+    """What to do with classes a val/ or test/ holds and train/ lacks: a name alike to one of train/'s but for case
+    or spaces is the same class misspelt (test/cat beside train/Cat), which moving the folder out would lose."""
+    def key(name: str) -> str:
+        return " ".join(name.lower().split())
+
+    known = {key(c): c for c in classes}
+    renames = [f"{here}{name!r} to {known[key(name)]!r}" for name in extra if key(name) in known]
+    if renames:
+        return (f"Class names differ from {train_name}'s only in case or spaces: rename {', '.join(renames[:3])}"
+                f"{' ...' if len(renames) > 3 else ''} (or the class folder of {train_name}) so that they match")
+    return f"Give {train_name} images of those classes, or move their folders out of {here}"
+
+
 def warn_of_alike_class_names(root: Path | str, classes: list[str], within: list[list[str]] = ()) -> None:
     """root: the data folder, or the folders merged, as the warning names them. within: the merged folders'
     classes, each folder's pairs warned of already (by its own scan)."""

@@ -61,9 +61,11 @@ class TrainConfig(BaseModel):
                                   "sub-trees. Several folders (a list; imgclf train DATA1 DATA2) are used as one: "
                                   "classes merged by folder name, split folders by split.")
     classes: list[str] | None = Field(None, description="Keep only these classes (class folder names, e.g. "
-                                      "a,b,c); the model gets one output per kept class.")
-    drop_classes: list[str] | None = Field(None, description="Leave these classes out (e.g. disgust); the "
-                                           "others are kept. Not together with --classes.")
+                                      "a,b,c, stripped of spaces around them; a name with a comma or such spaces of its own: a list in a "
+                                      "--config file); the model gets one output per kept class.")
+    drop_classes: list[str] | None = Field(None, description="Leave these classes out (e.g. disgust; "
+                                           "names as for --classes); the others are kept. Not together with "
+                                           "--classes.")
     per_class_max: dict[str, int] | int | None = Field(
         None, description="Cap on the images of each class in each split the run uses (train, val and test, "
         "after val/test are drawn from the folder): N caps all three, train=N,test=M only those named. A seeded "
@@ -290,14 +292,15 @@ class TrainConfig(BaseModel):
     @field_validator("classes", "drop_classes", mode="before")
     @classmethod
     def _class_names(cls, value: Any, info: Any) -> Any:
-        """'a,b,c' (the CLI) or a list (YAML) -> a list of distinct names."""
+        """'a,b,c' (the CLI) or a list (YAML) -> a list of distinct names. The CLI's names lose the spaces around
+        them ('a, b'); a list's are taken as written, so that a folder named 'cat ' (or 'a,b') can be named."""
         if value is None:
             return None
-        names = value.split(",") if isinstance(value, str) else value
+        names = [n.strip() for n in value.split(",")] if isinstance(value, str) else value
         if not isinstance(names, (list, tuple)):
             raise invalid(info.field_name, value, "class folder names, comma-separated (a,b,c) or a list")
-        names = [str(n).strip() for n in names]
-        if not names or not all(names):
+        names = [str(n) for n in names]
+        if not names or not all(n.strip() for n in names):
             raise invalid(info.field_name, value, "class folder names, comma-separated (a,b,c) or a list",
                           note="an empty name")
         return list(dict.fromkeys(names))

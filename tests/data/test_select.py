@@ -65,6 +65,18 @@ def test_classes_keep_and_drop_classes_leave_out(faces):
     assert sum(map(len, dropped.splits.values())) == 3 * 30  # every image of the other classes is still used
 
 
+def test_a_list_names_classes_as_written_and_the_command_line_strips_the_spaces_around_names():
+    """A list (YAML, the API) is taken as written: 'cat ' named the folder 'cat ', and was stripped to drop the
+    folder 'cat' beside it; the command line's 'a, b' still means a and b."""
+    from imgclf.config import TrainConfig
+
+    exact = TrainConfig(data="d", drop_classes=["cat ", "a,b"])
+    assert exact.drop_classes == ["cat ", "a,b"]
+    assert TrainConfig(data="d", classes=" cat , dog").classes == ["cat", "dog"]
+    with pytest.raises(ValueError, match="an empty name"):
+        TrainConfig(data="d", classes=["cat", "  "])
+
+
 @pytest.mark.parametrize("selection, words", [
     ({"classes": ["angry", "hapy"]}, ["classes must be one of {angry, disgust, happy, sad}", "Did you mean: happy",
                                       "classes='hapy'"]),

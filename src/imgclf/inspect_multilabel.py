@@ -108,8 +108,8 @@ def _render_splits(splits: dict[str, Any], classes: list[str], console: Any) -> 
     from .multilabel import untuned_thresholds
 
     for name, split in splits.items():
-        if name == "val":  # what training will say of them (it tunes a threshold on 5 positives or more)
-            untuned = untuned_thresholds(classes, [split["counts"][c] for c in classes])
+        if name == "val":  # what training will say of them (it tunes on 5 positives and 5 negatives or more)
+            untuned = untuned_thresholds(classes, [split["counts"][c] for c in classes], split["images"])
             if untuned:
                 console.print(f"[yellow]{console_text(untuned)}[/yellow]")
             continue

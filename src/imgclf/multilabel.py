@@ -68,11 +68,12 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """The probability threshold with the highest F1 for one label (scikit-learn's PR curve), halfway between
     the chosen score and the next lower one so that it does not sit on a validation image's exact score. A
     label with fewer than MIN_TUNING_POSITIVES positives in validation keeps 0.5: none, no F1 to maximise; a few,
-    an F1 that one image decides."""
+    an F1 that one image decides. So does one with fewer than that many negatives: carried by every validation
+    image, the highest F1 lies below the lowest score, a threshold under every negative the test split holds."""
     from sklearn.metrics import precision_recall_curve
 
     y = np.asarray(y).astype(bool)
-    if y.sum() < MIN_TUNING_POSITIVES:
+    if is_untuned(int(y.sum()), len(y)):
         return DEFAULT_THRESHOLD
     precision, recall, thresholds = precision_recall_curve(y, p)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
@@ -84,16 +85,22 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float((chosen + (lower.max() if len(lower) else 0.0)) / 2)
 
 
-def untuned_thresholds(classes: Sequence[str], positives: Sequence[int]) -> str | None:
-    """What training will say of the labels with fewer than MIN_TUNING_POSITIVES validation positives (`positives`,
-    one count a label), and `inspect` before it: their thresholds stay DEFAULT_THRESHOLD. None when there is none."""
-    few = [f"{c!r} ({int(n)})" for c, n in zip(classes, positives) if n < MIN_TUNING_POSITIVES]
+def is_untuned(positives: int, images: int) -> bool:
+    """A label whose threshold stays DEFAULT_THRESHOLD: fewer than MIN_TUNING_POSITIVES of the `images`
+    validation images carry it, or fewer than that many lack it."""
+    return min(positives, images - positives) < MIN_TUNING_POSITIVES
+
+
+def untuned_thresholds(classes: Sequence[str], positives: Sequence[int], images: int) -> str | None:
+    """What training will say of the labels `is_untuned` (`positives`: one count a label, of `images` validation
+    images), and `inspect` before it: their thresholds stay DEFAULT_THRESHOLD. None when there is none."""
+    few = [f"{c!r} ({int(n)} of {images})" for c, n in zip(classes, positives) if is_untuned(int(n), images)]
     if not few:
         return None
     many = len(few) != 1
     names = ", ".join(few[:10]) + (" ..." if len(few) > 10 else "")
-    return (f"{len(few)} label{'s' if many else ''} {'have' if many else 'has'} fewer than {MIN_TUNING_POSITIVES} "
-            f"validation images carrying {'them' if many else 'it'} ({names}): "
+    return (f"{len(few)} label{'s' if many else ''} {'are' if many else 'is'} carried by fewer than "
+            f"{MIN_TUNING_POSITIVES} validation images, or missing from fewer than {MIN_TUNING_POSITIVES} ({names}): "
             f"{'their thresholds stay' if many else 'its threshold stays'} {DEFAULT_THRESHOLD}, untuned")
 
 

@@ -253,9 +253,9 @@ def test_inspect_of_an_index_with_a_split_column_counts_each_splits_labels(tmp_p
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "images carrying each label, per split" in said
-    # as training decides: fewer than 5 validation images carrying a label leave its threshold at 0.5
-    assert "2 labels have fewer than 5 validation images carrying them ('cat' (0), 'dog' (1)): their thresholds " \
-           "stay 0.5, untuned" in said
+    # as training decides: fewer than 5 validation images carrying a label (or lacking it) leave it at 0.5
+    assert "2 labels are carried by fewer than 5 validation images, or missing from fewer than 5 ('cat' (0 of 2), " \
+           "'dog' (1 of 2)): their thresholds stay 0.5, untuned" in said
     assert "no train image" not in said and "no test image" not in said
 
 

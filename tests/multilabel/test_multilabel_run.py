@@ -246,6 +246,21 @@ def test_a_label_with_a_few_validation_positives_keeps_the_default_threshold():
         assert (t == DEFAULT_THRESHOLD) == (n < MIN_TUNING_POSITIVES), (n, t)
 
 
+def test_a_label_on_almost_every_validation_image_keeps_the_default_threshold():
+    """A label on all 15 validation images got half its lowest score (0.288) as threshold: the test split's
+    negatives, scored 0.27-0.35, were then carried (4 false positives where 0.5 made none)."""
+    from imgclf.multilabel import DEFAULT_THRESHOLD, MIN_TUNING_POSITIVES, tune_thresholds
+
+    rng = np.random.default_rng(0)
+    for missing in (0, MIN_TUNING_POSITIVES - 1, MIN_TUNING_POSITIVES):
+        y = np.ones((40, 1), dtype=int)
+        y[:missing] = 0
+        p = rng.uniform(0.55, 0.7, size=(40, 1))
+        p[:missing] = 0.9  # the negatives score highest: max F1 carries the label on every image
+        t = tune_thresholds(y, p, ["common"])["common"]
+        assert (t == DEFAULT_THRESHOLD) == (missing < MIN_TUNING_POSITIVES), (missing, t)
+
+
 def test_multilabel_metrics_by_hand():
     from imgclf.evaluation.multilabel import compute_multilabel_metrics
 
@@ -642,8 +657,8 @@ def test_a_label_no_validation_image_carries_is_warned_its_threshold_is_untuned(
                      progress=False, report=False)
     err = capsys.readouterr().err
     # 6 validation images: the other labels have too few positives to tune on as well
-    assert "4 labels have fewer than 5 validation images carrying them ('circle' (4), 'rare' (0), 'square' (3), " \
-           "'triangle' (4)): their thresholds stay 0.5, untuned" in err, err
+    assert "4 labels are carried by fewer than 5 validation images, or missing from fewer than 5 ('circle' (4 of 6), " \
+           "'rare' (0 of 6), 'square' (3 of 6), 'triangle' (4 of 6)): their thresholds stay 0.5, untuned" in err, err
     assert json.loads((run.path / "model.json").read_text())["thresholds"]["rare"] == 0.5
 
 
@@ -780,12 +795,14 @@ def test_the_report_marks_untuned_thresholds_and_draws_what_the_single_label_rep
     assert "Images carrying each label in each split" in page and "Validation: 0.3 of" in page
     assert titles and " val images" in titles[0] and "test images" not in titles[0]
     val = RunDir(run.path).read_dataset().counts["val"]
-    few = {label: n for label, n in val.items() if n < MIN_TUNING_POSITIVES}
+    images = RunDir(run.path).read_dataset().sizes["val"]
+    few = {label: n for label, n in val.items() if min(n, images - n) < MIN_TUNING_POSITIVES}
     assert few, "the data should leave some label below the tuning minimum"
     assert page.count("(untuned: ") == len(few)
     for label, n in few.items():
-        assert card.thresholds[label] == 0.5 and f"0.500 (untuned: {n} val)" in page
-    assert f"except those marked untuned: fewer than {MIN_TUNING_POSITIVES} validation images carry the label" in page
+        assert card.thresholds[label] == 0.5 and f"0.500 (untuned: {n} of {images} val)" in page
+    assert f"except those marked untuned: fewer than {MIN_TUNING_POSITIVES} validation images carry the label, or " \
+           f"fewer than {MIN_TUNING_POSITIVES} lack it" in page
     assert "(completed)" not in page and "1 epoch, completed, best epoch 1" in page
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.groups import recorded_leak_warnings
 from ..io import atomic_write_text
-from ..multilabel import MIN_TUNING_POSITIVES, decide
+from ..multilabel import MIN_TUNING_POSITIVES, decide, is_untuned
 from ..pages import embed_png, render
 from ..plotting import FIGURE_SLOTS
 from ..records import ModelCard, RunDir, epochs_text
@@ -98,7 +98,9 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     _add_gradcam(made, run_dir, card, samples, plot_dir / "gradcam.png", failures, split)
     # a label with too few validation positives kept the default threshold, which the table called tuned
     val_counts = (dataset.counts or {}).get("val", {})
-    untuned = {c: int(val_counts[c]) for c in card.classes if c in val_counts and val_counts[c] < MIN_TUNING_POSITIVES}
+    val_images = (dataset.sizes or {}).get("val", 0)
+    untuned = {c: int(val_counts[c]) for c in card.classes
+               if c in val_counts and is_untuned(int(val_counts[c]), val_images)}
     label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),
                    "untuned": untuned.get(c), **ml.per_label[c].model_dump(), **shown[c]}
                   for i, c in enumerate(card.classes)]
@@ -118,7 +120,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source, label_counts=_label_counts(dataset, card.classes),
         imbalance=dataset.imbalance,
-        untuned=bool(untuned), min_positives=MIN_TUNING_POSITIVES,
+        untuned=bool(untuned), min_positives=MIN_TUNING_POSITIVES, val_images=val_images,
         training_line=f"{epochs_text(history)}, {t.stopped}, best epoch {t.best_epoch}, loss {_loss_words(t)}, "
                       f"optimizer {t.optimizer}, lr {t.lr}, batch {t.batch_size}, "
                       f"{t.train_seconds:.0f} s." + kept_line

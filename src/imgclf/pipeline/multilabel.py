@@ -33,9 +33,10 @@ def fit_thresholds(data: PreparedData, model, card, precision: str = "auto") -> 
     from ..multilabel import untuned_thresholds
 
     # they keep DEFAULT_THRESHOLD: no F1 to maximise without a positive, one image's F1 with a few
-    untuned = untuned_thresholds(data.classes, split.targets.sum(axis=0))
+    untuned = untuned_thresholds(data.classes, split.targets.sum(axis=0), len(split.targets))
     if untuned:
         from ..notices import warn
 
-        warn(f"{untuned}; give the validation split more images of them (--val-split, or more images)")
+        warn(f"{untuned}; give the validation split more images with and without them (--val-split, or more "
+             "images)")
     return tune_thresholds(split.targets, sigmoid(logits), data.classes)

@@ -327,6 +327,10 @@ def test_a_run_whose_training_holds_its_lock_is_running_not_interrupted(runs_fol
         assert (row.status, row.reason) == ("running", "in use now (another process holds train.lock: its training, "
                                                        "or an evaluate, calibrate or report of it)")
         assert "running" in CliRunner().invoke(app, ["runs", str(runs_folder)]).output
+        from imgclf.evaluation.compare import unfinished  # compare said "interrupted", with the --resume hint too
+
+        assert unfinished(stopped).startswith("running, no model.json yet")
+    assert unfinished(stopped).startswith("interrupted, no model.json (imgclf train --resume")
     assert _by_name(imgclf.list_runs(runs_folder))["stopped"].status == "interrupted"
 
 

@@ -352,6 +352,11 @@ def unfinished(run_dir: str | os.PathLike) -> str:
         return f"a trial its search pruned ({trial.stopped or 'pruned'}), not a run to compare"
     if trial is not None and trial.state == "fail" and not (trial.stopped or "").startswith("interrupted"):
         return f"a trial that failed in its search ({trial.stopped or 'failed'}), not a run to compare"
+    from ..io import is_locked
+    from ..records.run_dir import LOCK_FILE
+
+    if is_locked(run.path / LOCK_FILE):  # its training holds the folder now (`imgclf runs` says so too)
+        return "running, no model.json yet (another process holds its train.lock: wait for its training to end)"
     if run.has("checkpoints/last.ckpt"):
         return "interrupted, no model.json (imgclf train --resume continues it)"
     return "unfinished, no model.json (training stopped before its first checkpoint, or is under way)"

@@ -95,6 +95,31 @@ def test_a_run_whose_data_changed_is_refused_before_anything_is_written(tmp_path
     assert (run / "model.json").read_text() == card_before
 
 
+def test_images_added_to_the_data_folder_since_are_left_out_of_the_refit(run, caplog):
+    """One image added to a class (and a class folder added) made calibrate redraw the automatic split and refuse
+    the run as if its images were gone; the refit reads the split the run recorded, and says what it left out."""
+    import logging
+
+    from PIL import Image
+
+    data = Path(RunDir(run).read_config().data)
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(data / "cat" / "brand new.png")
+    (data / "owl").mkdir()
+    Image.new("RGB", (16, 16), (10, 10, 200)).save(data / "owl" / "o.png")
+    record, scored = read_json(run / "dataset.json"), read_json(run / "metrics.json")["count"]
+    try:
+        with caplog.at_level(logging.WARNING, logger="imgclf"):
+            card = recalibrate(run, unknown_acceptance=0.9, report=False)
+    finally:  # the data folder is the module's trained run's
+        (data / "cat" / "brand new.png").unlink()
+        shutil.rmtree(data / "owl")
+    assert card.unknown.acceptance == 0.9
+    assert read_json(run / "dataset.json")["splits"] == record["splits"]
+    assert read_json(run / "metrics.json")["count"] == scored  # its own test split, scored again
+    assert "2 images of the data folder are not in the run's dataset.json (added since it trained): left out" in \
+        caplog.text
+
+
 def test_a_run_trained_through_a_symlinked_folder_is_refitted(tmp_path):
     """dataset.json records the data folder's real path; calibrate compared it with the path as given, so every
     file of a run trained through a symlink "differed" and the refit was refused."""

@@ -41,16 +41,40 @@ def input_size(cfg: TrainConfig, info: ModelInfo) -> int:
 
 
 def run_images(cfg: TrainConfig, info: ModelInfo, img_size: int,
-               recorded: Mapping[str, str] | None = None) -> PreparedData:
+               recorded: Mapping[str, str] | None = None, recorded_only: bool = False) -> PreparedData:
     """The run's images, split, cached and selected as `cfg` says: what training reads, and what refitting a
     finished run's temperature and unknown detector reads again (`pipeline.recalibrate`). recorded: the split
-    of a run that exists (`DatasetRecord.split_of_files`), kept where it names every image drawn."""
+    of a run that exists (`DatasetRecord.split_of_files`), kept where it names every image drawn.
+    recorded_only: the images `recorded` names and no other (a refit of a finished run: images added to the
+    folder since are none of its, and one of them redrew the whole automatic split)."""
     selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
+    scan = _recorded_files(cfg, recorded) if recorded_only and recorded is not None else None
     return prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
-                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, model_in_chans=info.default_in_chans,
+                        cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, scan=scan,
+                        model_in_chans=info.default_in_chans,
                         selection=selection, fold=(cfg.fold, cfg.folds) if cfg.fold and cfg.folds else None,
                         group_duplicates=cfg.group_duplicates, progress=cfg.progress, task=cfg.task,
                         recorded=recorded)
+
+
+def _recorded_files(cfg: TrainConfig, recorded: Mapping[str, str]):
+    """The scan of the run's data folder without the files `recorded` does not name, which it says it left out."""
+    import dataclasses
+    import os
+
+    from ..data.merge import scan_folders
+    from ..notices import warn
+
+    scan = scan_folders(cfg.data, allow_empty=True)
+    files = {split: [(path, c) for path, c in items if os.path.abspath(path) in recorded]
+             for split, items in scan.files.items()}
+    added = sum(map(len, scan.files.values())) - sum(map(len, files.values()))
+    if added:
+        warn(f"{added:,} image{'s' if added != 1 else ''} of the data folder {'are' if added != 1 else 'is'} not in "
+             "the run's dataset.json (added since it trained): left out, as the run never saw them")
+    # a class folder added since holds none of them: the run's classes are those its files hold
+    held = {c for items in files.values() for _, c in items}
+    return dataclasses.replace(scan, files=files, classes=[c for c in scan.classes if c in held])
 
 
 def data_and_model(cfg: TrainConfig, info: ModelInfo, img_size: int, transfer_args: dict[str, Any],

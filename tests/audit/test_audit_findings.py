@@ -215,10 +215,16 @@ def test_a_label_error_list_from_a_model_at_chance_is_cautioned(audited, tmp_pat
     _, result = audited
     assert result.record.features.accuracy > 0.8 and "near chance" not in result.record.features.note
     rng = np.random.default_rng(0)
-    for cls in ("a", "b"):  # the same kind of picture under both labels: nothing to learn
+    for cls in ("a", "b", "c"):  # the same kind of picture under every label: nothing to learn
         (tmp_path / "d" / cls).mkdir(parents=True)
-        for k in range(6):
-            Image.fromarray(rng.integers(90, 110, (16, 16), dtype=np.uint8)).save(tmp_path / "d" / cls / f"{k}.png")
+        for k in range(10):
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(tmp_path / "d" / cls / f"{k}.png")
     record = audit(tmp_path / "d", out=tmp_path / "a").record
-    assert "near chance" in record.features.note
-    assert "near chance" in (tmp_path / "a" / "audit.html").read_text()
+    assert "near chance" in record.features.note and record.features.near_chance
+    assert not result.record.features.near_chance
+    page = " ".join((tmp_path / "a" / "audit.html").read_text().split())
+    # the summary's card and line, not only the section's grey note: the card was highlighted as a finding
+    assert "unreliable: judged by a model near chance" in page
+    assert record.counts.label_issues  # the planted data leaves some listed
+    assert "are listed as likely label errors, but the quick model that judged them scored near chance" in page
+    assert "look like another class than their label" not in page

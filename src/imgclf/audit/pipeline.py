@@ -194,7 +194,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     features = run_features(run, images.pixels, dims=dims, seed=seed) if run is not None \
         else pixel_features(images.pixels, dims=dims, seed=seed)
     lap("features")
-    issues, note = None, ""
+    issues, note, guessing = None, "", False
     found = find_label_issues_among(features.values, images.labels, len(images.classes), folds, seed)
     small = [c for c, n in zip(images.classes, counts) if 0 < n < MIN_PER_CLASS]
     if found is None:
@@ -210,6 +210,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
             note = (f"label errors not looked for in {len(small)} class{'es' if len(small) > 1 else ''} with fewer "
                     f"than {MIN_PER_CLASS} images: {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}")
         chance = near_chance(issues.accuracy, images.labels[judged])
+        guessing = bool(chance)
         if chance:
             note = f"{note}; {chance}" if note else chance
     lap("label_errors")
@@ -237,7 +238,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         "features": {"source": features.source, "description": features.description,
                      "model": QUICK_MODEL,
                      "folds": issues.folds if issues else 0, "accuracy": issues.accuracy if issues else None,
-                     "note": note},
+                     "near_chance": guessing, "note": note},
         **_findings(images, duplicates, digests, issues, outliers, stats),
         "skipped": images.skipped,
         "seconds": seconds,

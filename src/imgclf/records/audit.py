@@ -78,6 +78,8 @@ class AuditFeatures(BaseModel):
     model: str = Field(description="The quick model fitted per fold for out-of-fold probabilities.")
     folds: int = Field(0, ge=0, description="Folds used (0: label errors not checked, see note).")
     accuracy: float | None = Field(None, description="Out-of-fold accuracy against the given labels.")
+    near_chance: bool = Field(False, description="That accuracy is near chance (at most the largest class's share "
+                              "plus 0.1): the likely label errors say little (note says so).")
     note: str = ""
 
 

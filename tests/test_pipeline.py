@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from imgclf.cli import app
 from imgclf.errors import ImgclfError
 from imgclf.pipeline import resolve_config
 from imgclf.recipes import load_recipe
+from imgclf.records import RunDir
 
 SRC = Path(imgclf.__file__).parent
 
@@ -331,14 +334,21 @@ def test_one_picture_under_several_classes_is_warned(tmp_path, capsys, how):
     root = make_image_folder(tmp_path / "d", per_class=12)
     for source in sorted((root / "cat").iterdir())[:2]:
         (os.link if how == "link" else shutil.copyfile)(source, root / "dog" / f"also-{source.name}")
-    imgclf.fit(data=str(root), img_size=16, epochs=1, batch_size=16, progress=False, model="simple_cnn",
-               model_args={"width": 4}, out=str(tmp_path / "r"), report=False)
+    run = imgclf.fit(data=str(root), img_size=16, epochs=1, batch_size=16, progress=False, model="simple_cnn",
+                     model_args={"width": 4}, out=str(tmp_path / "r"))
     err = " ".join(capsys.readouterr().err.split())
+    # said again by the report (it was said only on the terminal): dataset.json records it
+    several = RunDir(run.path).read_dataset().duplicates.in_several_classes
+    assert (several.count, several.linked) == (2, 2 if how == "link" else 0)
+    assert len(several.example) == 2 and all((root / p).is_file() for p in several.example)
+    page = " ".join(html.unescape(re.sub("<[^>]+>", " ", (run.path / "report.html").read_text())).split())
     if how == "link":
         assert "2 images sit in several class folders, 2 as links to one file" in err and "--task multilabel" in err
+        assert "2 images sit in several class folders, 2 as links to one file" in page
     else:
         assert "2 images are byte-identical under different classes" in err and "imgclf audit" in err
         assert "--task multilabel" not in err
+        assert "2 images are byte-identical under different classes" in page
 
 
 def test_two_corrections_of_the_imbalance_are_warned(tmp_path, capsys):

@@ -317,13 +317,19 @@ def leak_warning(leak: dict, audit: str | None) -> str:
 def recorded_leak_warnings(dataset: Any, run_dir: str | os.PathLike | None, split: str | None = None) -> list[str]:
     """Training's warnings of val/test images with a near-duplicate in an earlier split, from a run's DatasetRecord
     (`duplicates.leaks`: user-given split folders), for `split` alone where given: said again where the scores
-    they inflate are read (the report, `evaluate`)."""
+    they inflate are read (the report, `evaluate`); and, for the whole run (no `split`), of byte-identical images
+    under several classes."""
     grouping = dataset.duplicates if dataset is not None else None
     if grouping is None:
         return []
     audit = audit_command(dataset.roots or [dataset.root], dataset.img_size, run_dir) \
         if dataset.task != "multilabel" else None
-    return [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks if split in (None, leak.split)]
+    several = grouping.in_several_classes
+    conflicting = [several_classes_warning(several.count, several.linked,
+                                           [os.path.join(dataset.root, p) for p in several.example], audit)] \
+        if several is not None and several.count and split is None else []
+    return conflicting + [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks
+                          if split in (None, leak.split)]
 
 
 def lopsided_holdouts(grouping: Grouping, splits: dict, classes: list[str], share: float = 0.5) -> list[dict]:

@@ -3,6 +3,7 @@ builds it)."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ import numpy as np
 from ..io import relative_path
 from .cache import DecodedImages, pixel_blocks
 from .folder import FolderScan
-from .groups import Grouping
+from .groups import Grouping, files_in_several_classes
 from .imbalance import imbalance_stats
 
 
@@ -90,6 +91,18 @@ class PreparedData:
         return {name: [c for c, n in by_class.items() if n == 0]
                 for name, by_class in self.counts().items() if name != "train" and 0 in by_class.values()}
 
+    def _duplicates(self, root: os.PathLike) -> dict[str, object] | None:
+        """dataset.json's duplicates block: the groups, and the pictures under several classes that training
+        warns of, so that the report says it again."""
+        if self.grouping is None:
+            return None
+        out = self.grouping.describe()
+        if self.task != "multilabel":
+            count, linked, example = files_in_several_classes(self.grouping, self.splits, self.decoded.paths)
+            out["in_several_classes"] = {"count": count, "linked": linked,
+                                         "example": [relative_path(p, root) for p in example]}
+        return out
+
     def describe(self) -> dict[str, object]:
         """The content of dataset.json."""
         counts = self.counts()
@@ -115,7 +128,7 @@ class PreparedData:
             "cache_key": self.decoded.key,
             "streamed": self.decoded.streamed,
             "skipped": self.skipped,
-            "duplicates": self.grouping.describe() if self.grouping is not None else None,
+            "duplicates": self._duplicates(root),
             "splits": {
                 name: {
                     "files": [relative_path(self.decoded.paths[i], root) for i in split.indices],

@@ -53,6 +53,15 @@ class SplitLeak(BaseModel):
     exact: int = Field(ge=0, description="Of those, byte-identical copies of a file in `source`.")
 
 
+class SeveralClasses(BaseModel):
+    """Byte-identical images under more than one class: conflicting labels, or a multi-label tree of links."""
+
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(ge=0, description="Pictures under more than one class.")
+    linked: int = Field(ge=0, description="Of them, one file reached through hard or symbolic links.")
+    example: list[str] = Field(default_factory=list, description="One such picture's files, relative to root.")
+
+
 class DuplicateGrouping(BaseModel):
     """The near-duplicate groups the split was drawn with (`imgclf.data.groups`)."""
 
@@ -70,6 +79,8 @@ class DuplicateGrouping(BaseModel):
                            "group small enough to hold out whole (one picture in many copies).")
     leaks: list[SplitLeak] = Field(default_factory=list, description="Duplicates across splits (user-given "
                                    "folders, which are never changed; only a warning).")
+    in_several_classes: SeveralClasses | None = Field(None, description="Byte-identical images under more than "
+                                                      "one class (single-label runs; None before it was recorded).")
 
 
 class DatasetRecord(Record):

@@ -100,10 +100,22 @@ def test_with_a_run_leakage_is_judged_on_the_runs_own_split(tmp_path, capsys):
     assert copied.settings.splits == "run" and copied.counts.leaked_images == record.counts.leaked_images
     # with the originals gone, the copy cannot be matched to them: said so, not "none of these is in its split"
     _shutil.rmtree(data)
-    gone = audit(copy, run=run.path, out=tmp_path / "gone-audit", page=False).record
+    gone = audit(copy, run=run.path, out=tmp_path / "gone-audit").record
     err = " ".join(capsys.readouterr().err.split())
     assert f"its own files, under {data}, cannot be read (moved or deleted?)" in err
     assert gone.settings.splits == "folder"
+    # what the summary then says of leakage: not judged (it said "a flat folder has no splits (--run RUN checks a
+    # run's)" to a user who had given --run)
+    from rich.console import Console
+
+    from imgclf.audit.summary import render_counts
+
+    console = Console(record=True, width=200)
+    render_counts(gone, console)
+    said = " ".join(console.export_text().split())
+    assert "leakage: not judged: the run's split could not be used here" in said and "--run RUN checks" not in said
+    page = " ".join((tmp_path / "gone-audit" / "audit.html").read_text().split())
+    assert "not judged: the run's split could not be used here" in page and "--run RUN checks" not in page
 
 
 def test_a_copy_of_one_folder_of_a_merged_run_takes_the_runs_split(tmp_path):

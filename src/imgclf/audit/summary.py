@@ -16,11 +16,12 @@ NOT_CHECKED = "label errors not checked: "  # how the audit's note starts when i
 
 
 def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = None, checked: bool = True,
-                note: str = "", run_split: bool = False, no_splits: bool = False) -> list[str]:
+                note: str = "", run_split: bool = False, no_splits: bool | str = False) -> list[str]:
     """Plain-text lines (Rich markup only for colour) for an AuditCounts. checked: whether label errors were
     looked for (False: 'not checked', never a count of 0 that reads as clean); note: the features' note (why not,
     or which classes were left out); run_split: the splits are the run's, not the folder's; no_splits: a flat
-    folder audited without a run, where no leak can be (its 0 read as checked and clean)."""
+    folder audited without a run, where no leak can be (its 0 read as checked and clean), or "run": with a run
+    whose split could not be used (its files moved, or none of these images in it)."""
     from ..io import console_text
 
     c = counts
@@ -35,7 +36,9 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
     lines = [
         f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "
         f"{c.redundant_images} redundant images, {c.identical_images} byte-identical to another",
-        "leakage: none to find: a flat folder has no splits (--run RUN checks a run's)" if no_splits else
+        (f"leakage: not judged: the run's split could not be used here (see the warning above), and a flat folder "
+         "has no splits of its own" if no_splits == "run" else
+         "leakage: none to find: a flat folder has no splits (--run RUN checks a run's)") if no_splits else
         f"leakage: {warn(c.leaked_images)} val/test images with a copy or near-copy in an earlier split"
         + (" of the run" if run_split else "")
         + (f" ({c.leakage_groups} groups: {between})" if c.leakage_groups else ""),
@@ -46,13 +49,20 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
     return lines
 
 
+def _no_splits(record: Any) -> bool | str:
+    """A flat folder whose leaks were not looked for: "run" where a run was given but its split went unused."""
+    if record.layout != "flat" or record.settings.splits == "run":
+        return False
+    return "run" if record.settings.run else True
+
+
 def render_counts(record: Any, console: Any, heading: str | None = None) -> None:
     c = record.counts
     console.print(heading or f"[bold]audit[/bold] of {c.images} images ({c.skipped} skipped), features: "
                              f"{record.features.source}")
     for line in count_lines(c, record.leakage, record.features.accuracy, record.features.folds > 0,
                             record.features.note, record.settings.splits == "run",
-                            record.layout == "flat" and record.settings.splits != "run"):
+                            _no_splits(record)):
         console.print(f"  {line}")
     if 0 < record.features.folds < record.settings.folds:
         console.print(f"  label errors from {record.features.folds} folds, not the {record.settings.folds} asked: a "

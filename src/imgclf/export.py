@@ -92,6 +92,10 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     if format not in FORMATS:
         raise invalid("format", format, FORMATS)
     run_dir = run_path(run_dir, "run_dir")
+    if out is not None and Path(out).suffix.lower() in {Path(name).suffix for name in FORMATS.values()}:
+        # `--out deploy/model.onnx` made a folder of that name, with deploy/model.onnx/model.onnx inside
+        raise invalid("out", str(out), f"a folder (the file written into it is named {FORMATS[format]})",
+                      note="a file name", hint=f"Pass its folder: --out {Path(out).parent}")
     card = load_card(run_dir)
     clf = Classifier.load(run_dir)
     try:
@@ -267,5 +271,9 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     clf = OnnxClassifier.from_file(path, threads)
     if Path(run_or_file).is_dir():
         _refuse_stale(run_or_file, clf.card)
+    elif path.parent.name == "export" and (path.parent.parent / "model.json").is_file():
+        # a run's own export named as a file: as stale as named through its run (a copy moved elsewhere stands
+        # alone, with the card it carries)
+        _refuse_stale(path.parent.parent, clf.card)
     clf.run_dir = Path(run_or_file).absolute()  # shown by repr, as for the torch backend
     return clf

@@ -132,3 +132,21 @@ def test_an_export_older_than_the_card_is_refused_and_a_new_metric_is_not(run, t
     message = str(caught.value)
     assert "\n" not in message and "changed since the export: calibration" in message
     assert f"imgclf export {copy} --format onnx" in message
+    # the run's export named as a file is as stale (it was served without a word); a copy elsewhere stands alone
+    with pytest.raises(ImgclfError, match="changed since the export: calibration"):
+        create_app(copy / "export" / "model.onnx", backend="onnx")
+    alone = tmp_path / "deploy"
+    alone.mkdir()
+    shutil.copy(copy / "export" / "model.onnx", alone / "model.onnx")
+    create_app(alone / "model.onnx", backend="onnx")
+
+
+def test_an_export_out_named_as_a_file_is_refused(run, tmp_path):
+    """`--out deploy/model.onnx` made a folder of that name holding deploy/model.onnx/model.onnx, which nothing
+    then read as a model."""
+    from imgclf.export import export_run
+
+    with pytest.raises(ImgclfError, match=r"out must be a folder \(the file written into it is named model.onnx\)"
+                                          r".*Pass its folder: --out .*deploy"):
+        export_run(run, format="onnx", out=tmp_path / "deploy" / "model.onnx")
+    assert not (tmp_path / "deploy").exists()

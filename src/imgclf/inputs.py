@@ -18,10 +18,11 @@ from .data.decode import FLOAT_UNIT_TOP
 from .data.folder import walk_images
 from .errors import Described, bad_path, invalid
 
-# A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4), uint8 0..255 or
-# float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
+# A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4, RGB(A) order), uint8
+# 0..255 or float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
 ImageInput = str | os.PathLike | np.ndarray | Image.Image | torch.Tensor
-IMAGE_KINDS = ("an image file or folder path, a PIL image, a numpy array (H x W or H x W x C with C 1, 3 or 4; "
+IMAGE_KINDS = ("an image file or folder path, a PIL image (turned upright by its EXIF orientation, as a file is), "
+               "a numpy array (H x W or H x W x C with C 1, 3 or 4, in RGB(A) order: OpenCV's BGR as a[..., ::-1]; "
                "uint8 (or whole numbers 0..255 of a signed integer type), or float in [0, 1]; N x H x W x C for a "
                "batch), or a torch tensor laid out as torchvision lays images out (C x H x W, N x C x H x W)")
 

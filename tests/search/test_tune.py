@@ -537,8 +537,9 @@ def test_the_train_it_again_line_gives_the_epochs_a_time_cut_best_trial_trained(
     epochs, was not repeated by `train --config best.yaml` as the line said."""
     import shutil
 
-    from imgclf.cli.training import _best_trial_budget_note
     from imgclf.io import read_json, write_json
+    from imgclf.records import TuneRecord
+    from imgclf.search.outputs import best_trial_budget_note as _best_trial_budget_note, write_page
 
     run = shutil.copytree(tiny_run, tmp_path / "trial")
     assert _best_trial_budget_note(run) == ""  # finished its epochs: best.yaml repeats it as it is
@@ -547,6 +548,16 @@ def test_the_train_it_again_line_gives_the_epochs_a_time_cut_best_trial_trained(
     write_json(run / "model.json", card)
     note = _best_trial_budget_note(run)
     assert note.startswith(" --epochs 1 to repeat the trial") and "stopped after 1 of " in note
+    # the page says it too, after the command (it gave `imgclf train --config best.yaml` alone)
+    record = TuneRecord.model_validate({
+        "created": "2026-12-06T00:00:00Z", "imgclf_version": "0", "optuna_version": "0", "data": "d",
+        "model": "simple_cnn", "sampler": "TPESampler", "pruner": "MedianPruner", "seed": 0, "trials_asked": 1,
+        "seconds_used": 1.0, "stopped": "done", "space": {"lr": {"low": 1e-3, "high": 1e-1, "log": True}},
+        "trials": [{"number": 0, "state": "complete", "value": 0.5, "params": {"lr": 0.01}, "run": "trial",
+                    "epochs": 1, "seconds": 1.0, "stopped": "time limit (8s)"}],
+        "best": {"number": 0, "value": 0.5, "params": {"lr": 0.01}, "run": "trial"}, "importances": {}})
+    page = " ".join(write_page(tmp_path / "tune.html", record, None).read_text().split())
+    assert "imgclf train --config best.yaml</code> --epochs 1 to repeat the trial" in page
     # a schedule over the whole span: --epochs 1 would decay the rate within that one epoch, another trial
     from imgclf.records import RunDir
 

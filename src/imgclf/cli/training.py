@@ -232,6 +232,7 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
     Trials are selected on the validation split; only the best one is evaluated on the test split. Writes
     OUT/study.db (resumable with --resume), OUT/trials/trial-NNN, best.yaml, tune.json and tune.html."""
     from ..search.objective import OBJECTIVES
+    from ..search.outputs import best_trial_budget_note
     from ..search.search import stderr_log
     from ..search.search import tune as search
 
@@ -254,31 +255,7 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
     words = OBJECTIVES[result.record.objective].words
     typer.echo(f"best trial {best.number}: {words} {best.value:.4f}{test}  ({result.best_run})")
     typer.echo(f"search: {result.path} (tune.html, tune.json); train it again: imgclf train --config "
-               f"{result.path / 'best.yaml'}{_best_trial_budget_note(result.best_run)}")
-
-
-def _best_trial_budget_note(best_run: Any) -> str:
-    """Where the best trial was cut by its share of the search's time budget: best.yaml keeps the search's own
-    epochs and limit (a trial's share would cap a later, longer run), so repeating the trial takes its epochs."""
-    from ..records import RunDir
-
-    run = RunDir(best_run)
-    if not run.has("model.json"):
-        return ""
-    trained = run.read_card().training
-    if not trained.stopped.startswith("time limit"):
-        return ""
-    config = run.read_config()
-    if config.schedule in ("cosine", "onecycle", "budget"):
-        # the rate at each epoch follows the whole span (epochs, or the time limit): fewer epochs decay sooner
-        span = "its time limit" if config.schedule == "budget" else f"{config.epochs} epochs"
-        return (f"; the trial's own settings: imgclf train --config {run.file('config.yaml')} (its {config.schedule} "
-                f"schedule ran over {span} and its share of the search's time budget stopped it after "
-                f"{trained.epochs_run}: --epochs {trained.epochs_run} would decay the rate sooner; how many epochs "
-                "its time limit allows depends on the machine)")
-    return (f" --epochs {trained.epochs_run} to repeat the trial, which its share of the search's time budget "
-            f"stopped after {trained.epochs_run} of {config.epochs} epochs (best.yaml keeps the "
-            "search's epochs and time limit)")
+               f"{result.path / 'best.yaml'}{best_trial_budget_note(result.best_run)}")
 
 
 def _tune_options() -> list[inspect.Parameter]:

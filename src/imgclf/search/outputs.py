@@ -238,6 +238,30 @@ def parallel_figure(record: TuneRecord, path: Path) -> Path | None:
 FEW_TRIALS_FOR_IMPORTANCES = 10
 
 
+def best_trial_budget_note(best_run: Any) -> str:
+    """Where the best trial was cut by its share of the search's time budget: best.yaml keeps the search's own
+    epochs and limit (a trial's share would cap a later, longer run), so repeating the trial takes its epochs.
+    Said after `imgclf train --config best.yaml` by the terminal and tune.html alike (the page gave the command
+    alone, which trains another model than the one the search scored)."""
+    run = RunDir(best_run)
+    if not run.has("model.json"):
+        return ""
+    trained = run.read_card().training
+    if not trained.stopped.startswith("time limit"):
+        return ""
+    config = run.read_config()
+    if config.schedule in ("cosine", "onecycle", "budget"):
+        # the rate at each epoch follows the whole span (epochs, or the time limit): fewer epochs decay sooner
+        span = "its time limit" if config.schedule == "budget" else f"{config.epochs} epochs"
+        return (f"; the trial's own settings: imgclf train --config {run.file('config.yaml')} (its {config.schedule} "
+                f"schedule ran over {span} and its share of the search's time budget stopped it after "
+                f"{trained.epochs_run}: --epochs {trained.epochs_run} would decay the rate sooner; how many epochs "
+                "its time limit allows depends on the machine)")
+    return (f" --epochs {trained.epochs_run} to repeat the trial, which its share of the search's time budget "
+            f"stopped after {trained.epochs_run} of {config.epochs} epochs (best.yaml keeps the "
+            "search's epochs and time limit)")
+
+
 def write_page(path: Path, record: TuneRecord, study: Any) -> Path:
     """tune.html: self-contained (figures inlined), linking the best trial's report.html."""
     from markupsafe import Markup, escape
@@ -257,6 +281,7 @@ def write_page(path: Path, record: TuneRecord, study: Any) -> Path:
                   space={name: space_text(spec) for name, spec in record.space.items()},
                   # long setting names break after their underscores, so the table fits the page
                   headers={name: escape(name).replace("_", Markup("_<wbr>")) for name in record.space},
-                  has_report=has_report, data=record.data if isinstance(record.data, str) else " + ".join(record.data))
+                  has_report=has_report, data=record.data if isinstance(record.data, str) else " + ".join(record.data),
+                  budget_note=best_trial_budget_note(path.parent / record.best.run))
     atomic_write_text(path, html)
     return path

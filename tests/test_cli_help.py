@@ -194,7 +194,7 @@ def test_a_missing_optional_extra_is_named_with_its_install_command(tiny_run, tm
     from imgclf.cli import app
 
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: importing it raises ModuleNotFoundError
-    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx")])
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "exported")])
     assert result.exit_code == 2, result.output
     assert "this command needs the onnx package, part of imgclf's export extra, which is not installed: pip " \
            "install 'imgclf[export]'" in " ".join(result.output.split())

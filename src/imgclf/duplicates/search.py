@@ -19,6 +19,8 @@ image rather than a Python loop over pairs:
    `DETAIL_THRESHOLD`. Measured on 70,700 Fashion-MNIST images with 700 perturbed copies, this took the resize
    copies' precision from 0.72 to 0.95 and the near-copies' from 0.90 to 0.98 at recall 0.986
    (docs/trust.md).
+   A pair far above each image's other candidates (`DISTINCT_MARGIN`) passes on less detail (`DISTINCT_DETAIL`):
+   a small photo's JPEG copy loses its fine detail, and such a pair is no member of a crowd of one silhouette.
 A pair is a near-duplicate when its matched correlation reaches `NEAR_THRESHOLD` and it passes the detail test.
 Steps 2 and 3, with their constants (`SAME_PIXELS`, `_MATCH_SIGMAS`, `_DETAIL_SIGMA`, `DETAIL_THRESHOLD`,
 `NEAR_THRESHOLD`), are `verify.py`'s; this module finds the candidates and groups what passes.
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .hashing import Signatures
-from .verify import NEAR_THRESHOLD, pair_detail, pair_similarity
+from .verify import NEAR_THRESHOLD, distinct_margin, pair_detail, pair_similarity
 
 NEIGHBOURS = 4
 _PREFILTER = 0.01  # pairs more than this below NEAR_THRESHOLD skip the detail stage
@@ -163,9 +165,11 @@ def find_duplicates(thumbs: np.ndarray, signatures: Signatures, digests: list[st
     if len(exact) and len(candidates):  # byte-identical pairs need no pixel check
         known = set(map(tuple, np.sort(exact, axis=1).tolist()))
         candidates = candidates[[tuple(p) not in known for p in candidates.tolist()]]
-    close = candidates[pair_similarity(thumbs, signatures.offsets, candidates) >= threshold - _PREFILTER]
+    similarity = pair_similarity(thumbs, signatures.offsets, candidates)
+    near_enough = similarity >= threshold - _PREFILTER
+    close = candidates[near_enough]
     detail = pair_detail(thumbs, signatures.offsets, close)
-    keep = detail.accepted(threshold)
+    keep = detail.accepted(threshold, margin=distinct_margin(close, candidates, similarity, n))
     near = close[keep]
     near_similarity = detail.matched[keep]  # >= plain: no blur is one of the widths tried
     pairs = np.concatenate([exact, near]).astype(np.int64)

@@ -16,7 +16,8 @@ from imgclf.errors import ImgclfError
 from imgclf.runs import SORT_KEYS
 
 KEYS = ["name", "path", "model", "data", "epochs", "val_accuracy", "test_accuracy", "macro_f1", "train_seconds",
-        "created", "status", "reason", "task", "val_map", "test_map"]  # task, val_map, test_map: added after the others
+        "created", "status", "reason", "task", "val_map", "test_map",  # task, val_map, test_map: added after the others
+        "data_path"]  # added last
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,23 @@ def test_json_is_a_list_of_objects_with_stable_keys(runs_folder):
     listed = json.loads(result.output)
     assert isinstance(listed, list) and len(listed) == 10
     assert all(list(item) == KEYS for item in listed)
+
+
+def test_runs_of_folders_with_one_name_are_told_apart(tiny_run, tmp_path):
+    """Runs of ml/index.csv and ml2/index.csv both read 'index.csv', and --json held no path to filter by."""
+    import shutil
+
+    from imgclf.records import RunDir
+
+    for name, data in (("a", tmp_path / "ml" / "index.csv"), ("b", tmp_path / "ml2" / "index.csv"),
+                       ("c", tmp_path / "ml2" / "index.csv")):
+        run = RunDir(shutil.copytree(tiny_run, tmp_path / "runs" / name))
+        run.write_config(run.read_config().model_copy(update={"data": str(data)}))
+    rows = {r.name: r for r in imgclf.list_runs(tmp_path / "runs")}
+    assert rows["a"].data_path == str(tmp_path / "ml" / "index.csv") and rows["a"].data == "index.csv"
+    result = CliRunner().invoke(app, ["runs", str(tmp_path / "runs")], env={"COLUMNS": "200"})
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.split()[:1] in (["a"], ["b"], ["c"])}
+    assert "ml/index.csv" in lines["a"] and "ml2/index.csv" in lines["b"] and "ml2/index.csv" in lines["c"]
 
 
 @pytest.mark.parametrize("column", SORT_KEYS)

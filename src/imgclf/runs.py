@@ -44,6 +44,8 @@ class RunRow:
     task: str = "single"  # multilabel: its accuracies are label-wise (above)
     val_map: float | None = None  # multi-label: the kept weights' validation mAP (what `imgclf tune` ranks by)
     test_map: float | None = None  # multi-label: the test mAP (macro over labels), beside val_map as compare has it
+    data_path: str | None = None  # the data folder's absolute path (several: joined with ' + '): `data` alone
+    # named two index.csv of different folders alike
 
     def __fspath__(self) -> str:  # a listed run goes wherever a run folder's path does (imgclf.load(row))
         return self.path
@@ -73,6 +75,23 @@ def _problem(name: str, exc: BaseException) -> str:
 def _data_name(data: Any) -> str:
     folders = data if isinstance(data, list) else [data]
     return " + ".join(Path(str(f)).name or str(f) for f in folders)
+
+
+def _distinct_data_names(rows: list[RunRow]) -> dict[str, str]:
+    """{data_path: what the table shows}: the folder's name, with as many parent folders as tell apart runs of
+    different data that share it (ml/index.csv and ml2/index.csv both read index.csv)."""
+    paths = {r.data_path for r in rows if r.data_path}
+    shown = {}
+    for path in paths:
+        parts = [Path(p).parts for p in path.split(" + ")]
+        for depth in range(1, max(map(len, parts)) + 1):
+            name = " + ".join(str(Path(*p[-depth:])) for p in parts)
+            others = {" + ".join(str(Path(*Path(q).parts[-depth:])) for q in other.split(" + "))
+                      for other in paths - {path}}
+            if name not in others:
+                break
+        shown[path] = name
+    return shown
 
 
 def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -> RunRow:
@@ -134,8 +153,10 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
             created = datetime.fromtimestamp(stamp.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
         except OSError:  # removed while being listed
             created = None
-    data = _data_name(config.data) if config else \
-        _data_name(dataset.roots or [dataset.root]) if dataset else None
+    folders = (config.data if isinstance(config.data, list) else [config.data]) if config else \
+        (dataset.roots or [dataset.root]) if dataset else None
+    data = _data_name(folders) if folders else None
+    data_path = " + ".join(os.path.abspath(str(f)) for f in folders) if folders else None
     if problems:
         status, reason = "failed", problems[0]
     elif card is not None and metrics is not None:
@@ -172,16 +193,16 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         # train --resume FOLD would finish this fold alone and write no folds.json
         from .pipeline.folds import OVERWRITE_MARK
 
-        data = " ".join(_command_path(Path(d)) for d in (config.data if isinstance(config.data, list) else
-                                                          [config.data]) if d)
+        given = " ".join(_command_path(Path(d)) for d in (config.data if isinstance(config.data, list) else
+                                                           [config.data]) if d)
         again = " --overwrite" if (run.path.parent / OVERWRITE_MARK).exists() else ""
         reason = (f"fold {config.fold} of {config.folds}, stopped: run its cross-validation's command again, e.g. "
-                  f"imgclf train {data} --folds {config.folds} --out {_command_path(run.path.parent)}{again} with "
+                  f"imgclf train {given} --folds {config.folds} --out {_command_path(run.path.parent)}{again} with "
                   "the same settings (it resumes this fold)")
     return RunRow(
         name=name, path=str(run.path.resolve()),
         model=config.model if config else card.architecture if card else None,
-        data=data,
+        data=data, data_path=data_path,
         epochs=(card.training.epochs_run or None) if card else (len(history) or None),
         val_accuracy=finite_number(val),
         test_accuracy=finite_number(accuracy_beside_val(metrics)) if on_test else None,
@@ -271,11 +292,13 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     shown = lambda v: "—" if v is None else console_text(v)  # noqa: E731
+    data_of = _distinct_data_names(rows)
     for r in rows:
         # a multi-label row's accuracies are label-wise, marked: beside a single-label run's, 95.2 and 52.6 read
         # as one measure, and the note under the table named no row
         mark = "*" if r.task == "multilabel" else ""
-        table.add_row(shown(r.name), shown(r.model), shown(r.data), "—" if r.epochs is None else str(r.epochs),
+        table.add_row(shown(r.name), shown(r.model), shown(data_of.get(r.data_path, r.data)),
+                      "—" if r.epochs is None else str(r.epochs),
                       _pct(r.val_accuracy) + mark, *([_pct(r.val_map)] if with_map else []),
                       _pct(r.test_accuracy) + mark, *([_pct(r.test_map)] if with_map else []), _pct(r.macro_f1),
                       _duration(r.train_seconds), _when(r.created), f"[{STATUS_STYLE[r.status]}]{r.status}[/]")

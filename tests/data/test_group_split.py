@@ -271,6 +271,10 @@ def test_the_suggested_audit_is_ready_to_paste():
     assert audit_command("/x/d", 28) == "imgclf audit /x/d --img-size 28"
     assert audit_command(["/x/a", "/x/b c"], 28, "/x/r") == "imgclf audit /x/a --run /x/r (and the same for '/x/b c')"
     assert audit_command(["/x/\x1b[31mred"], 28, "/x/r") == "imgclf audit '/x/\\x1b[31mred' --run /x/r"
+    # a run named relative to where a command ran (`imgclf calibrate runs/x` rewrote the report's line so)
+    import os
+
+    assert audit_command("/x/d", 28, "runs/r") == f"imgclf audit /x/d --run {os.path.abspath('runs/r')}"
 
 
 def test_a_new_class_leaves_the_grouped_split_of_the_others_as_it_was(tmp_path):

@@ -291,7 +291,9 @@ def audit_command(folders: str | os.PathLike | Sequence[str | os.PathLike], img_
 
     given = [folders] if isinstance(folders, (str, os.PathLike)) else list(folders)
     quoted = [shlex.quote(terminal_safe(str(f))) for f in given]
-    tail = f" --run {shlex.quote(terminal_safe(str(run)))}" if run is not None else f" --img-size {img_size}"
+    # absolute: the report stores it, and `imgclf calibrate runs/x` rewrote it relative to where that ran
+    tail = f" --run {shlex.quote(terminal_safe(os.path.abspath(run)))}" if run is not None else \
+        f" --img-size {img_size}"
     first = f"imgclf audit {quoted[0]}{tail}"
     return first if len(quoted) == 1 else f"{first} (and the same for {', '.join(quoted[1:])})"
 

@@ -185,10 +185,14 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
                 "mean_batch": round(batcher.images / batcher.batches, 3) if batcher.batches else None,
                 "limits": {"max_upload_bytes": max_upload_bytes, "max_files": max_files}}
 
+    # the training machine's CPU, platform and library versions are no one's business on a network
+    public_card = {key: value for key, value in card.items() if key not in ("hardware", "versions")}
+
     @app.get("/model")
     async def model() -> dict[str, Any]:
-        """The model card (model.json): architecture, classes, input size, preprocessing, metrics."""
-        return card
+        """The model card (model.json): architecture, classes, input size, preprocessing, metrics; not where it
+        was trained (hardware, library versions)."""
+        return public_card
 
     # response_model=None: the answer is built as plain JSON-ready dicts on the hot path; `responses` documents it
     @app.post("/predict", response_model=None, openapi_extra=predict_openapi(),

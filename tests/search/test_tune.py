@@ -814,3 +814,27 @@ def test_time_cut_trials_after_the_first_train_alike_to_the_last():
     assert trained == [10.0, 8.0, 8.0]
     assert used <= budget + around  # over the budget by the first trial's overhead at most
     assert trial_seconds(10.0, 3.0, [2.0, 2.0]) == 3.0  # a budget overrun by more is still kept to
+
+
+def test_a_trial_interrupted_while_it_trains_records_the_epochs_it_finished(data, tmp_path, monkeypatch,
+                                                                            interactive_ctrl_c):
+    """tune.json gave an interrupted trial `epochs: null` where its history held the epochs it had trained."""
+    import lightning as L
+
+    import imgclf
+    import imgclf.pipeline.run as pipeline_run
+    from imgclf.search.interrupt import SearchInterrupted
+
+    class CtrlCInSecondEpoch(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, index):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    real = pipeline_run.train_run
+    monkeypatch.setattr(pipeline_run, "train_run",
+                        lambda cfg, **kw: real(cfg, **{**kw, "callbacks": [*kw["callbacks"], CtrlCInSecondEpoch()]}))
+    out = tmp_path / "search"
+    with pytest.raises(SearchInterrupted):
+        imgclf.tune({"data": str(data), **SETTINGS, "epochs": 3}, trials=2, space=SPACE, out=str(out))
+    trial = _record(out)["trials"][0]
+    assert trial["stopped"] == "interrupted" and trial["epochs"] == 1, trial

@@ -316,6 +316,9 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
         return
     except (KeyboardInterrupt, SystemExit, TrainingInterrupted) as exc:  # Ctrl-C / SIGTERM: the search stops here
         trial.set_user_attr("stopped", "interrupted")
+        # the epochs it finished, each reported (tune.json said null where its history held 6)
+        reported = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
+        trial.set_user_attr("epochs", max(reported) + 1 if reported else 0)
         study.tell(trial, state=TrialState.FAIL)
         code = exc.exit_code if isinstance(exc, TrainingInterrupted) else stop_signal(exc)[1]
         raise SearchInterrupted(interrupted_message(exc, folder, trial.number, run_dir), trial.number, code) from None

@@ -209,7 +209,9 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         macro_f1=finite_number(metrics.macro.f1) if on_test else None,
         train_seconds=finite_number(seconds),
         created=created, status=status, reason=reason, task=config.task if config else "single",
-        val_map=finite_number(card.metrics.val_map) if card else None,
+        # an interrupted multi-label run's from its history, as its val accuracy is
+        val_map=finite_number(card.metrics.val_map) if card else
+        finite_number(best_val_accuracy(history, None, "val_map")) if config and config.task == "multilabel" else None,
         test_map=finite_number(metrics.multilabel.map_macro) if on_test and metrics.multilabel else None)
 
 

@@ -545,6 +545,13 @@ def test_runs_lists_label_wise_accuracy_on_both_splits(ml_run, tmp_path):
     (copy / "metrics.json").write_text(json.dumps(metrics))
     (row,) = imgclf.list_runs(tmp_path / "runs")
     assert row.status == "completed" and row.test_accuracy == pytest.approx(0.9)
+    # interrupted before its card: its val mAP from its history, as its val accuracy (it read —)
+    stopped = tmp_path / "stopped" / "ml"
+    shutil.copytree(copy, stopped, ignore=shutil.ignore_patterns("model.json", "metrics.json"))
+    (interrupted,) = imgclf.list_runs(tmp_path / "stopped")
+    last = [line for line in (copy / "history.csv").read_text().splitlines() if line][-1].split(",")
+    header = (copy / "history.csv").read_text().splitlines()[0].split(",")
+    assert interrupted.val_map == pytest.approx(float(last[header.index("val_map")]))
     from imgclf.evaluation.compare import summarize_run
 
     summary = summarize_run(copy)

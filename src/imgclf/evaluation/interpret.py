@@ -380,13 +380,15 @@ def kept_val_map(history: Sequence[HistoryRow], training: TrainingSummary | None
     return kept.val_map if kept is not None else None
 
 
-def best_val_accuracy(history: Sequence[HistoryRow], best_epoch: int | None) -> float | None:
-    """Validation accuracy at the kept (best) epoch, else the last epoch's."""
-    rows = [r for r in history if math.isfinite(r.value("val_acc"))]
+def best_val_accuracy(history: Sequence[HistoryRow], best_epoch: int | None, column: str = "val_acc"
+                      ) -> float | None:
+    """Validation accuracy (or another history `column`, e.g. val_map) at the kept (best) epoch, else the last
+    epoch's."""
+    rows = [r for r in history if math.isfinite(r.value(column))]
     if not rows:
         return None
     if best_epoch is not None:
         match = [r for r in rows if r.epoch == int(best_epoch)]
         if match:
-            return match[0].value("val_acc")
-    return rows[-1].value("val_acc")
+            return match[0].value(column)
+    return rows[-1].value(column)

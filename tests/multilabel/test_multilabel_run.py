@@ -905,3 +905,19 @@ def test_runs_compare_and_the_training_summary_show_the_validation_map_a_search_
     assert header.split().count("mAP") == 2  # val mAP beside test mAP
     assert f"{100 * val_map:.2f}" in cells
     assert f"validation mAP {val_map:.4f}" in _kept_line(run, RunDir(copy).read_history())
+
+
+def test_a_set_of_negatives_prints_no_average_recall(capsys):
+    """Two images carrying no label (a set to count false alarms on): the table printed 'macro avg 0.000 0.000
+    0.000', a recall of 0 where there was nothing to recall."""
+    from imgclf.cli.metrics_table import print_metrics
+    from imgclf.evaluation.multilabel import compute_multilabel_metrics
+
+    metrics = compute_multilabel_metrics(np.zeros((2, 3), int), np.array([[0.9, 0.1, 0.2], [0.2, 0.1, 0.3]]),
+                                         ["a", "b", "c"], np.full(3, 0.5), "test")
+    print_metrics(metrics)
+    printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    macro = re.search(r"macro avg (\S+) (\S+) (\S+)", printed).groups()
+    assert macro[1] == "—" and "weighted avg — — —" in printed
+    assert "no image of this set carries a label: recall is not measured" in printed
+    assert metrics.multilabel.per_label["a"].predicted == 1  # the false alarm the rows count

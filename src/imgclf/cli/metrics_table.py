@@ -31,11 +31,19 @@ def print_metrics(m: Any) -> None:
         cells = scores_shown(row, predicted.get(name), multilabel)  # a dash where there is nothing to divide by
         scores = ("—" if cells[k] is None else f"{cells[k]:.3f}" for k in ("precision", "recall", "f1"))
         table.add_row(shown(name), *scores, str(row.support), "—" if auc is None else f"{auc:.3f}")
+    # no label carried by any image (a set of negatives, to count false alarms): no recall to average, nor a
+    # weight; the JSON's 0 is no score (the rows above count the labels predicted)
+    none_present = multilabel and not m.classes_present
     for avg in ("macro", "weighted"):
         r = getattr(m, avg)
-        table.add_row(f"{avg} avg", f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}",
-                      "" if multilabel else str(m.count), "")
+        recall = "—" if none_present else f"{r.recall:.3f}"
+        cells = ("—", recall, "—") if none_present and avg == "weighted" else \
+            (f"{r.precision:.3f}", recall, f"{r.f1:.3f}")
+        table.add_row(f"{avg} avg", *cells, "" if multilabel else str(m.count), "")
     console.print(table)
+    if none_present:
+        console.print("no image of this set carries a label: recall is not measured; the labels predicted are "
+                      "false alarms (precision and F1 count them)", soft_wrap=True)
     split = m.split.rsplit(":", 1)[-1]  # "other:all" for a folder given with --data
     for note in dash_notes(m.per_class, predicted, "evaluated" if split == "all" else split) if not multilabel \
             else ():  # as the report says it

@@ -24,6 +24,9 @@ def test_invalid_names_the_argument_lists_sorted_options_and_suggests():
 def test_a_value_that_begins_an_option_is_offered_it():
     message = invalid_message("sort", "test", ["name", "test_accuracy", "val_accuracy", "train_seconds"])
     assert "Did you mean: test_accuracy?" in message  # imgclf runs --sort test offered nothing
+    # beside a closer-spelt option, every option it begins comes first (test_map alone was offered)
+    message = invalid_message("sort", "test", ["name", "test_accuracy", "test_map", "val_map"])
+    assert "Did you mean: test_accuracy, test_map?" in message
 
 
 def test_options_from_a_mapping_are_its_keys_and_far_values_get_no_suggestion():

@@ -126,7 +126,11 @@ def invalid_message(argument: str, received: object, allowed: str | Iterable[obj
         text = f"{subject} must be one of {{{', '.join(options)}}}."
         if isinstance(received, str) and not isinstance(received, Described):
             # else the names it begins (`test` for test_accuracy), separators and case aside
-            close = difflib.get_close_matches(received, options, n=3, cutoff=0.6) or close_names(received, options, 3)
+            # the names it begins first (`runs --sort test` offered test_map alone, not test_accuracy)
+            begun = [o for o in options if len(received) >= 2 and o != received
+                     and o.lower().startswith(received.lower())]
+            close = list(dict.fromkeys(begun + (difflib.get_close_matches(received, options, n=3, cutoff=0.6)
+                                                or close_names(received, options, 3))))[:3]
             if close:
                 text += f" Did you mean: {', '.join(close)}?"
     echo = str(received) if isinstance(received, Described) else f"{argument}={shown(received)}"

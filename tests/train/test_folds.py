@@ -134,7 +134,8 @@ def test_a_fold_trained_alone_resumes_with_more_epochs(tmp_path):
     # as fold-2 it is a cross-validation's fold, even with no sibling yet (one cut in its first fold has none): its
     # settings are kept, not changed alone
     cut = shutil.copytree(run.path, tmp_path / "cv2" / "fold-2")
-    with pytest.raises(ImgclfError, match=r"epochs for --resume .*fold-2 \(fold 2\) must be 2, as the other folds"):
+    with pytest.raises(ImgclfError, match=r"epochs for --resume .*fold-2 \(fold 2\) must be 2, as the "
+                                          r"cross-validation of .*cv2 trains its folds"):  # no "other folds" yet
         imgclf.fit(resume=cut, epochs=3, report=False)
 
 

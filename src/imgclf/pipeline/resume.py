@@ -54,7 +54,12 @@ def _refuse_a_fold_changed_alone(run: RunDir, cfg: Any, values: dict[str, Any]) 
     if changed:
         name = changed[0]
         data = " ".join(map(_quoted, stored.data)) if isinstance(stored.data, list) else _quoted(stored.data)
-        raise invalid(name, new[name], f"{old[name]!r}, as the other folds of {run.path.parent} were trained",
+        # "the other folds" only where there are some: cut in its first fold, it is the folder's only one so far
+        others = [p for i in range(1, (stored.folds or 0) + 1) if i != stored.fold
+                  and (p := fold_dir(run.path.parent, i)).is_dir()]
+        whose = f"as the other folds of {run.path.parent} were trained" if others else \
+            f"as the cross-validation of {run.path.parent} trains its folds"
+        raise invalid(name, new[name], f"{old[name]!r}, {whose}",
                       where=f"--resume {run.path} (fold {stored.fold})",
                       hint=f"Train every fold with it: imgclf train {data} --folds {stored.folds} --out "
                            f"{_quoted(run.path.parent)} --overwrite {_flag(name, new[name])} (and the other "

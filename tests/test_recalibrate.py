@@ -120,6 +120,24 @@ def test_images_added_to_the_data_folder_since_are_left_out_of_the_refit(run, ca
         caplog.text
 
 
+def test_a_file_the_run_skipped_as_unreadable_is_not_called_added(tmp_path, caplog):
+    """Files training skipped (unreadable) are in no split of dataset.json: the refit that leaves out what the run
+    never saw called them added since training."""
+    import logging
+
+    import imgclf
+
+    data = make_image_folder(tmp_path / "data", classes=("cat", "dog"), per_class=12, size=16, seed=3)
+    (data / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not the rest")
+    run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 8,
+                      "out": str(tmp_path / "run"), "progress": False, "model_args": {"width": 4},
+                      "val_split": 0.3, "test_split": 0.2}, report=False).path
+    assert [Path(s.path).name for s in RunDir(run).read_dataset().skipped] == ["broken.png"]
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        recalibrate(run, unknown_acceptance=0.8, report=False)
+    assert "added since it trained" not in caplog.text
+
+
 def test_a_run_trained_through_a_symlinked_folder_is_refitted(tmp_path):
     """dataset.json records the data folder's real path; calibrate compared it with the path as given, so every
     file of a run trained through a symlink "differed" and the refit was refused."""

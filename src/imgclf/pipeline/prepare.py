@@ -5,7 +5,7 @@ Training (`pipeline.run`) and the LR finder (`pipeline.lr_find`) both start here
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import TrainConfig
@@ -41,14 +41,14 @@ def input_size(cfg: TrainConfig, info: ModelInfo) -> int:
 
 
 def run_images(cfg: TrainConfig, info: ModelInfo, img_size: int,
-               recorded: Mapping[str, str] | None = None, recorded_only: bool = False) -> PreparedData:
+               recorded: Mapping[str, str] | None = None, only: Collection[str] | None = None) -> PreparedData:
     """The run's images, split, cached and selected as `cfg` says: what training reads, and what refitting a
     finished run's temperature and unknown detector reads again (`pipeline.recalibrate`). recorded: the split
     of a run that exists (`DatasetRecord.split_of_files`), kept where it names every image drawn.
-    recorded_only: the images `recorded` names and no other (a refit of a finished run: images added to the
-    folder since are none of its, and one of them redrew the whole automatic split)."""
+    only: the absolute paths to read and no other (a refit of a finished run: its split's files and those it
+    skipped; images added to the folder since are none of its, and one of them redrew the whole automatic split)."""
     selection = Selection(cfg.classes, cfg.drop_classes, cfg.per_class_max, cfg.seed)
-    scan = _recorded_files(cfg, recorded) if recorded_only and recorded is not None else None
+    scan = _files_among(cfg, only) if only is not None else None
     return prepare_data(cfg.data, img_size, cfg.color, cfg.val_split, cfg.test_split, cfg.seed, info.interpolation,
                         cfg.cache_dir, cfg.cache_budget_bytes, cfg.num_workers, scan=scan,
                         model_in_chans=info.default_in_chans,
@@ -57,8 +57,8 @@ def run_images(cfg: TrainConfig, info: ModelInfo, img_size: int,
                         recorded=recorded)
 
 
-def _recorded_files(cfg: TrainConfig, recorded: Mapping[str, str]):
-    """The scan of the run's data folder without the files `recorded` does not name, which it says it left out."""
+def _files_among(cfg: TrainConfig, only: Collection[str]):
+    """The scan of the run's data folder without the files `only` does not name, which it says it left out."""
     import dataclasses
     import os
 
@@ -66,7 +66,7 @@ def _recorded_files(cfg: TrainConfig, recorded: Mapping[str, str]):
     from ..notices import warn
 
     scan = scan_folders(cfg.data, allow_empty=True)
-    files = {split: [(path, c) for path, c in items if os.path.abspath(path) in recorded]
+    files = {split: [(path, c) for path, c in items if os.path.abspath(path) in only]
              for split, items in scan.files.items()}
     added = sum(map(len, scan.files.values())) - sum(map(len, files.values()))
     if added:

@@ -46,8 +46,11 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
                        "thresholds, not a temperature or an unknown detector")
     cfg = make_config(**{**run.read_config().model_dump(), **settings})
     check_data_in_place(run, cfg, "run", "calibrate")
-    data = run_images(cfg, get_model_info(cfg.model), card.img_size, run.read_dataset().split_of_files(),
-                      recorded_only=True)
+    record = run.read_dataset()
+    recorded = record.split_of_files()
+    # the files it read: its splits', and those it skipped as unreadable (skipped again, not "added since")
+    read = set(recorded) | {os.path.abspath(s.path) for s in record.skipped}
+    data = run_images(cfg, get_model_info(cfg.model), card.img_size, recorded, only=read)
     _check_same_images(run, data)
     model = Classifier.load(run.path, plain=True).model  # the old statistics are not needed, nor trusted
     card.fitted_precision = fitting_precision(cfg.precision, next(model.parameters()).device)

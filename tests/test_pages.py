@@ -38,3 +38,13 @@ def test_embed_png_reads_the_size_from_the_header(tmp_path):
     embedded = embed_png(tmp_path / "a.png")
     assert embedded["src"].startswith("data:image/png;base64,") and (embedded["width"], embedded["height"]) == (30, 20)
     assert embed_png(None) == {"src": None, "width": None, "height": None}
+
+
+def test_file_names_break_at_their_parts_and_stay_escaped():
+    """An audit caption broke 'ctr08_rgba.png' as 'ctr08_rgba.p' / 'ng'."""
+    from imgclf.pages import breakable
+
+    assert breakable("train/cat/ctr08_rgba.png") == "train/<wbr>cat/<wbr>ctr08_<wbr>rgba<wbr>.png"
+    assert breakable("<b>&x.png") == "&lt;b&gt;&amp;x<wbr>.png"
+    page = environment().from_string("{{ name|breakable }}").render(name="a-b_<i>.png")
+    assert page == "a-<wbr>b_<wbr>&lt;i&gt;<wbr>.png"

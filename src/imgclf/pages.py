@@ -34,7 +34,18 @@ def environment():
     env.filters["num"] = num
     env.filters["seconds"] = seconds
     env.filters["mean_std"] = mean_std_text
+    env.filters["breakable"] = breakable
     return env
+
+
+def breakable(text: Any) -> Any:
+    """`text` escaped, with a line-break opportunity after each / _ - and before each dot: a file name in a narrow
+    caption wraps at its parts ('ctr08_' 'rgba.png'), not mid-word ('ctr08_rgba.p' 'ng')."""
+    import re
+
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"([/_\-])|(?=\.)", lambda m: (m.group(1) or "") + "<wbr>", str(escape(text))))
 
 
 def render(template: str, **context: Any) -> str:

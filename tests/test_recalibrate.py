@@ -116,8 +116,27 @@ def test_images_added_to_the_data_folder_since_are_left_out_of_the_refit(run, ca
     assert card.unknown.acceptance == 0.9
     assert read_json(run / "dataset.json")["splits"] == record["splits"]
     assert read_json(run / "metrics.json")["count"] == scored  # its own test split, scored again
-    assert "2 images of the data folder are not in the run's dataset.json (added since it trained): left out" in \
+    assert "2 images of the data folder are not among the run's (dataset.json; added since it trained): left out" in \
         caplog.text
+
+
+def test_a_run_that_left_classes_or_images_out_is_refitted_without_a_word_of_added_images(tmp_path, caplog):
+    """A run trained with --drop-classes was refused by calibrate ("drop_classes must be one of {a, b}": the class
+    holds none of the run's files, and the refit's scan lost it), after a warning that its images were added
+    since; --classes left out images the warning called added too."""
+    import logging
+
+    import imgclf
+
+    data = make_image_folder(tmp_path / "data", classes=("cat", "dog", "fox"), per_class=12, size=16, seed=3)
+    common = {"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 8,
+              "progress": False, "model_args": {"width": 4}, "val_split": 0.3, "test_split": 0.2}
+    for name, selection in (("drop", {"drop_classes": ["fox"]}), ("keep", {"classes": ["cat", "dog"]})):
+        run = imgclf.fit({**common, **selection, "out": str(tmp_path / name)}, report=False).path
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="imgclf"):
+            assert recalibrate(run, unknown_acceptance=0.8, report=False).unknown.acceptance == 0.8
+        assert "not among the run's" not in caplog.text, (name, caplog.text)
 
 
 def test_a_file_the_run_skipped_as_unreadable_is_not_called_added(tmp_path, caplog):

@@ -68,13 +68,21 @@ def _files_among(cfg: TrainConfig, only: Collection[str]):
     scan = scan_folders(cfg.data, allow_empty=True)
     files = {split: [(path, c) for path, c in items if os.path.abspath(path) in only]
              for split, items in scan.files.items()}
-    added = sum(map(len, scan.files.values())) - sum(map(len, files.values()))
-    if added:
-        warn(f"{added:,} image{'s' if added != 1 else ''} of the data folder {'are' if added != 1 else 'is'} not in "
-             "the run's dataset.json (added since it trained): left out, as the run never saw them")
-    # a class folder added since holds none of them: the run's classes are those its files hold
     held = {c for items in files.values() for _, c in items}
-    return dataclasses.replace(scan, files=files, classes=[c for c in scan.classes if c in held])
+    # the classes its selection names stay for it to name (--drop-classes c: c holds none of the run's files);
+    # a class folder added since holds none of them and goes
+    named = set(cfg.classes or []) | set(cfg.drop_classes or [])
+    classes = [c for c in scan.classes if c in held or c in named]
+    # the classes its selection takes (a class folder added since among them): their files it does not name
+    selected = set(cfg.classes) if cfg.classes else set(scan.classes) - set(cfg.drop_classes or [])
+    left = sum(1 for items in scan.files.values() for path, c in items
+               if c in selected and os.path.abspath(path) not in only)
+    if left:
+        why = "added since it trained, or left out by its --per-class-max" if cfg.per_class_max else \
+            "added since it trained"
+        warn(f"{left:,} image{'s' if left != 1 else ''} of the data folder {'are' if left != 1 else 'is'} not among "
+             f"the run's (dataset.json; {why}): left out, as the run never saw them")
+    return dataclasses.replace(scan, files=files, classes=classes)
 
 
 def data_and_model(cfg: TrainConfig, info: ModelInfo, img_size: int, transfer_args: dict[str, Any],

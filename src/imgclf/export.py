@@ -92,7 +92,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     if format not in FORMATS:
         raise invalid("format", format, FORMATS)
     run_dir = run_path(run_dir, "run_dir")
-    if out is not None and Path(out).suffix.lower() in {Path(name).suffix for name in FORMATS.values()}:
+    # an existing folder, or one named with a trailing slash, is a folder whatever its name
+    if out is not None and Path(out).suffix.lower() in {Path(name).suffix for name in FORMATS.values()} \
+            and not Path(out).is_dir() and not str(out).endswith(("/", os.sep)):
         # `--out deploy/model.onnx` made a folder of that name, with deploy/model.onnx/model.onnx inside
         raise invalid("out", str(out), f"a folder (the file written into it is named {FORMATS[format]})",
                       note="a file name", hint=f"Pass its folder: --out {Path(out).parent}")
@@ -106,6 +108,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
         raise add_hint(exc, f"out defaults to {run_dir / 'export'}: pass --out (Python: out=) to write "
                             "elsewhere") from None
     target = out_dir / FORMATS[format]
+    if target.is_dir():  # what `--out deploy/model.onnx` made of deploy/model.onnx before it was refused
+        raise bad_path("out", out_dir, f"a folder where {target.name} can be written",
+                       f"{target} is a folder", hint="Remove or rename that folder, or pass another --out")
 
     # A fresh float32, contiguous-format copy: the Classifier keeps its weights channels-last for speed.
     wrapped = _WithPreprocessing(clf.model.to(memory_format=torch.contiguous_format), card, clf.head).eval()
@@ -271,9 +276,9 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     clf = OnnxClassifier.from_file(path, threads)
     if Path(run_or_file).is_dir():
         _refuse_stale(run_or_file, clf.card)
-    elif path.parent.name == "export" and (path.parent.parent / "model.json").is_file():
+    elif (real := path.resolve()).parent.name == "export" and (real.parent.parent / "model.json").is_file():
         # a run's own export named as a file: as stale as named through its run (a copy moved elsewhere stands
         # alone, with the card it carries)
-        _refuse_stale(path.parent.parent, clf.card)
+        _refuse_stale(real.parent.parent, clf.card)
     clf.run_dir = Path(run_or_file).absolute()  # shown by repr, as for the torch backend
     return clf

@@ -119,7 +119,7 @@ def test_a_run_without_an_export_is_refused_with_the_command_to_run(run, tmp_pat
     assert not (bare / "export").exists(), "a refusal must not write into the run"
 
 
-def test_an_export_older_than_the_card_is_refused_and_a_new_metric_is_not(run, tmp_path):
+def test_an_export_older_than_the_card_is_refused_and_a_new_metric_is_not(run, tmp_path, monkeypatch):
     copy = Path(shutil.copytree(run, tmp_path / "run"))
     card = read_json(copy / "model.json")
     card["metrics"]["accuracy"] = 0.5  # what a later evaluation (tune) rewrites: the graph is unchanged
@@ -139,6 +139,12 @@ def test_an_export_older_than_the_card_is_refused_and_a_new_metric_is_not(run, t
     alone.mkdir()
     shutil.copy(copy / "export" / "model.onnx", alone / "model.onnx")
     create_app(alone / "model.onnx", backend="onnx")
+    # named relative to the export folder itself (its parent's name was '' then), or through '..'
+    monkeypatch.chdir(copy / "export")
+    with pytest.raises(ImgclfError, match="changed since the export: calibration"):
+        create_app("model.onnx", backend="onnx")
+    with pytest.raises(ImgclfError, match="changed since the export: calibration"):
+        create_app("../export/./model.onnx", backend="onnx")
 
 
 def test_an_export_out_named_as_a_file_is_refused(run, tmp_path):
@@ -150,3 +156,12 @@ def test_an_export_out_named_as_a_file_is_refused(run, tmp_path):
                                           r".*Pass its folder: --out .*deploy"):
         export_run(run, format="onnx", out=tmp_path / "deploy" / "model.onnx")
     assert not (tmp_path / "deploy").exists()
+    # a folder of that name made by an earlier release is a folder: written into it; its own model.onnx folder
+    # inside is refused by name (it was an internal error)
+    (tmp_path / "old" / "model.onnx" / "model.onnx").mkdir(parents=True)
+    with pytest.raises(ImgclfError, match=r"out must be a folder where model.onnx can be written.*is a folder"):
+        export_run(run, format="onnx", out=tmp_path / "old" / "model.onnx")
+    with pytest.raises(ImgclfError, match=r"is a folder"):
+        export_run(run, format="onnx", out=tmp_path / "old")
+    export_run(run, format="onnx", out=str(tmp_path / "slash" / "v1.onnx") + "/")  # a trailing slash: a folder
+    assert (tmp_path / "slash" / "v1.onnx" / "model.onnx").is_file()

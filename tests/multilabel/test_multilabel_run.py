@@ -811,6 +811,14 @@ def test_the_report_marks_untuned_thresholds_and_draws_what_the_single_label_rep
     assert f"except those marked untuned: fewer than {MIN_TUNING_POSITIVES} validation images carry the label, or " \
            f"fewer than {MIN_TUNING_POSITIVES} lack it" in page
     assert "(completed)" not in page and "1 epoch, completed, best epoch 1" in page
+    # a run trained before a rule kept a tuned threshold where today's rule keeps 0.5: not marked untuned
+    label = next(iter(few))
+    stored = json.loads((run.path / "model.json").read_text())
+    stored["thresholds"][label] = 0.264
+    (run.path / "model.json").write_text(json.dumps(stored))
+    multilabel_report.write_multilabel_report(run.path)
+    page = html.unescape(" ".join(re.sub("<[^>]+>", "", (run.path / "report.html").read_text()).split()))
+    assert page.count("(untuned: ") == len(few) - 1 and "0.264 (untuned" not in page
 
 
 def test_the_report_repeats_trainings_warning_of_copies_leaking_into_test(ml_run, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.groups import recorded_leak_warnings
 from ..io import atomic_write_text
-from ..multilabel import MIN_TUNING_POSITIVES, decide, is_untuned
+from ..multilabel import DEFAULT_THRESHOLD, MIN_TUNING_POSITIVES, decide, is_untuned
 from ..pages import embed_png, render
 from ..plotting import FIGURE_SLOTS
 from ..records import ModelCard, RunDir, epochs_text
@@ -99,8 +99,10 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     # a label with too few validation positives kept the default threshold, which the table called tuned
     val_counts = (dataset.counts or {}).get("val", {})
     val_images = (dataset.sizes or {}).get("val", 0)
+    # and whose threshold is the default: a run trained before a rule kept its tuned one
     untuned = {c: int(val_counts[c]) for c in card.classes
-               if c in val_counts and is_untuned(int(val_counts[c]), val_images)}
+               if c in val_counts and is_untuned(int(val_counts[c]), val_images)
+               and (card.thresholds or {}).get(c, DEFAULT_THRESHOLD) == DEFAULT_THRESHOLD}
     label_rows = [{"name": c, "auc": metrics.auc.get(c), "ece": binary_calibration_error(targets[:, i], probs[:, i]),
                    "untuned": untuned.get(c), **ml.per_label[c].model_dump(), **shown[c]}
                   for i, c in enumerate(card.classes)]

@@ -212,6 +212,9 @@ def test_a_label_error_list_from_a_model_at_chance_is_cautioned(audited, tmp_pat
     assert "near chance" in near_chance(0.55, np.array([0] * 5 + [1] * 5))
     assert near_chance(0.75, np.array([0] * 5 + [1] * 5)) == ""
     assert "near chance" in near_chance(0.85, np.array([0] * 8 + [1] * 2))  # 80 % by saying the larger class
+    # features that were a run's already: not told to pass --run
+    with_run = near_chance(0.55, np.array([0] * 5 + [1] * 5), with_run=True)
+    assert "--run" not in with_run and "the run's features do not tell these classes apart" in with_run
     _, result = audited
     assert result.record.features.accuracy > 0.8 and "near chance" not in result.record.features.note
     rng = np.random.default_rng(0)

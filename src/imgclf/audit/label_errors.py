@@ -128,7 +128,7 @@ def find_label_issues_among(features: np.ndarray, labels: np.ndarray, num_classe
 NEAR_CHANCE_MARGIN = 0.1
 
 
-def near_chance(accuracy: float, labels: np.ndarray) -> str:
+def near_chance(accuracy: float, labels: np.ndarray, with_run: bool = False) -> str:
     """A caution for the label-error list where the model that judged the labels scored near chance (at most the
     largest class's share plus NEAR_CHANCE_MARGIN): its suspects are then mostly noise (2 of 10 listed at 50 %
     on two classes). Empty otherwise."""
@@ -137,6 +137,8 @@ def near_chance(accuracy: float, labels: np.ndarray) -> str:
     majority = float(np.bincount(labels).max() / len(labels))
     if accuracy > majority + NEAR_CHANCE_MARGIN:
         return ""
+    # with_run: the features were a trained run's already, and "--run RUN" was advice given to one who gave it
+    advice = ("the run's features do not tell these classes apart (a run trained on this data may)" if with_run
+              else "--run RUN judges on a trained network's features")
     return (f"the quick model's out-of-fold accuracy, {100 * accuracy:.1f} %, is near chance (the largest class is "
-            f"{100 * majority:.1f} % of the images): its list says little; --run RUN judges on a trained network's "
-            "features")
+            f"{100 * majority:.1f} % of the images): its list says little; {advice}")

@@ -209,7 +209,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         if small:
             note = (f"label errors not looked for in {len(small)} class{'es' if len(small) > 1 else ''} with fewer "
                     f"than {MIN_PER_CLASS} images: {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}")
-        chance = near_chance(issues.accuracy, images.labels[judged])
+        chance = near_chance(issues.accuracy, images.labels[judged], with_run=features.source == "run")
         guessing = bool(chance)
         if chance:
             note = f"{note}; {chance}" if note else chance

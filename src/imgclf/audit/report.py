@@ -47,9 +47,11 @@ def _findings(record: Any) -> list[str]:
         out.append(f"{c.conflicting_label_groups} group(s) hold the same picture under different classes: "
                    f"at most one of the labels is right.")
     if c.label_issues and record.features.near_chance:  # the list of a model that learnt nothing is no finding
+        advice = "the run's features do not tell these classes apart" if record.features.source == "run" else \
+            "imgclf audit --run RUN judges on a trained network's features"
         out.append(f"{c.label_issues} image(s) are listed as likely label errors, but the quick model that judged "
                    f"them scored near chance ({100 * (record.features.accuracy or 0):.1f} % out of fold): the list "
-                   "says little; imgclf audit --run RUN judges on a trained network's features.")
+                   f"says little; {advice}.")
     elif c.label_issues:
         out.append(f"{c.label_issues} image(s) look like another class than their label (confident learning); "
                    f"the most suspicious are shown first.")

@@ -169,7 +169,8 @@ def find_duplicates(thumbs: np.ndarray, signatures: Signatures, digests: list[st
     near_enough = similarity >= threshold - _PREFILTER
     close = candidates[near_enough]
     detail = pair_detail(thumbs, signatures.offsets, close)
-    keep = detail.accepted(threshold, margin=distinct_margin(close, candidates, similarity, n))
+    same = _components(n, exact) if len(exact) else None  # byte-identical images: one picture
+    keep = detail.accepted(threshold, margin=distinct_margin(close, candidates, similarity, n, same))
     near = close[keep]
     near_similarity = detail.matched[keep]  # >= plain: no blur is one of the widths tried
     pairs = np.concatenate([exact, near]).astype(np.int64)

@@ -191,30 +191,33 @@ class Detail:
         return (self.plain >= max(SAME_PIXELS, threshold)) | ((self.matched >= threshold) & (self.detail >= needed))
 
 
-def distinct_margin(pairs: np.ndarray, candidates: np.ndarray, similarity: np.ndarray, n: int) -> np.ndarray:
+def distinct_margin(pairs: np.ndarray, candidates: np.ndarray, similarity: np.ndarray, n: int,
+                    same: np.ndarray | None = None) -> np.ndarray:
     """Per pair (i, j) of `pairs` (a subset of `candidates`, whose correlations are `similarity`): how far its
     correlation lies above the best that i or j reaches with any other candidate (negative: one of them has a
-    closer partner). N images, rows of `candidates` as `search.candidate_pairs` gives them."""
+    closer partner). N images. same: (N,) a label shared by byte-identical images (None: all distinct): a partner
+    that is a copy of i or j is that picture again, no rival (a byte copy of the source took the JPEG copy's
+    margin to 0, and the copy went unfound)."""
     if len(pairs) == 0:
         return np.zeros(0, np.float32)
+    label = np.arange(n) if same is None else np.asarray(same)
     a = np.concatenate([candidates[:, 0], candidates[:, 1]])
     b = np.concatenate([candidates[:, 1], candidates[:, 0]])
     s = np.concatenate([similarity, similarity]).astype(np.float32)
     order = np.lexsort((-s, a))  # by image, its best partner first
     a, b, s = a[order], b[order], s[order]
-    first = np.r_[True, a[1:] != a[:-1]]
-    best, partner, second = np.full(n, -2.0, np.float32), np.full(n, -1, np.int64), np.full(n, -2.0, np.float32)
-    best[a[first]], partner[a[first]] = s[first], b[first]
-    nxt = np.flatnonzero(first) + 1
-    nxt = nxt[(nxt < len(a))]
-    nxt = nxt[a[nxt] == a[nxt - 1]]
-    second[a[nxt]] = s[nxt]
-    own = {(int(x), int(y)): v for x, y, v in zip(candidates[:, 0], candidates[:, 1], similarity)}
-    i, j = pairs[:, 0], pairs[:, 1]
-    value = np.array([own.get((int(x), int(y)), own.get((int(y), int(x)), -2.0)) for x, y in zip(i, j)], np.float32)
-    other_i = np.where(partner[i] == j, second[i], best[i])
-    other_j = np.where(partner[j] == i, second[j], best[j])
-    return value - np.maximum(other_i, other_j)
+    starts, ends = np.searchsorted(a, np.arange(n)), np.searchsorted(a, np.arange(n), side="right")
+    own = {(int(x), int(y)): float(v) for x, y, v in zip(candidates[:, 0], candidates[:, 1], similarity)}
+    out = np.empty(len(pairs), np.float32)
+    for k, (i, j) in enumerate(pairs.tolist()):
+        other = -2.0
+        for x, y in ((i, j), (j, i)):
+            for t in range(starts[x], ends[x]):  # its best partner that is neither picture of the pair
+                if label[b[t]] != label[y] and label[b[t]] != label[x]:
+                    other = max(other, float(s[t]))
+                    break
+        out[k] = own.get((i, j), own.get((j, i), -2.0)) - other
+    return out
 
 
 def _moved(x: np.ndarray, shift: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:

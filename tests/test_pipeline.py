@@ -46,10 +46,14 @@ def test_cli_and_api_resolve_a_recipe_with_overrides_to_the_same_config(tmp_path
     from imgclf.records import RunDir
 
     changes = RunDir(tmp_path / "api").read_card().training.recipe_changes
+    # the settings the recipe leaves at their defaults count too (the splits and model_args were left out, and a
+    # run with --no-pretrained or --label-smoothing was called the recipe as shipped)
     assert changes == {"epochs": {"recipe": recipe["epochs"], "run": 1}, "lr": {"recipe": recipe["lr"], "run": 0.01},
-                       "batch_size": {"recipe": recipe["batch_size"], "run": 4}}, changes
+                       "batch_size": {"recipe": recipe["batch_size"], "run": 4},
+                       "val_split": {"recipe": 0.1, "run": 0.2}, "test_split": {"recipe": 0.1, "run": 0.2},
+                       "model_args": {"recipe": {}, "run": {"dense_l2": 0.001}}}, changes
     page = " ".join(unescape((tmp_path / "api" / "report.html").read_text()).split())
-    assert "This run trained 3 of the recipe's settings otherwise, so it is not the recipe as shipped" in page
+    assert "This run trained 6 of the recipe's settings otherwise, so it is not the recipe as shipped" in page
     assert f"<td><code>epochs</code></td><td>{recipe['epochs']}</td><td>1</td>" in page
 
 

@@ -179,3 +179,17 @@ def test_a_recipe_given_with_a_runs_config_is_refused_not_recorded(tiny_run):
                                           r"every setting of a recipe.*Received: recipe='s5-model-s'"):
         resolve_config(recipe="s5-model-s", config_file=stored)
     assert resolve_config(config_file=stored).recipe is None  # the file alone is the run's settings
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_a_recipe_as_shipped_has_no_changes_and_any_setting_given_is_one(name):
+    """Only the settings a recipe's file spelt out were compared: --label-smoothing, --no-pretrained or a time
+    limit on a recipe that sets none left the run called the recipe as shipped."""
+    from imgclf.pipeline import resolve_config
+    from imgclf.pipeline.recipe_changes import changes_from_recipe
+
+    shipped = resolve_config(recipe=name, data="d", seed=3, progress=False, out="o")  # none of them training's
+    assert changes_from_recipe(shipped) == {}
+    smoothing = 0.3 if shipped.label_smoothing != 0.3 else 0.2
+    changed = resolve_config(recipe=name, data="d", label_smoothing=smoothing, time_limit="67m")
+    assert set(changes_from_recipe(changed)) == {"label_smoothing", "time_limit"}, changes_from_recipe(changed)

@@ -33,6 +33,14 @@ def test_cli_and_api_resolve_a_recipe_with_overrides_to_the_same_config(tmp_path
              "--test-split", "0.2", "--no-progress", "--model-args", "dense_l2=0.001"]
     result = CliRunner().invoke(app, ["train", str(data), *flags, "--out", str(tmp_path / "cli")])
     assert result.exit_code == 0, result.output
+    # the lines before the first epoch name the recipe and what the run changed of it (they named none)
+    from imgclf.pipeline.announce import _recipe_line
+    from imgclf.records import RunDir as _Run
+
+    assert _recipe_line(_Run(tmp_path / "cli").read_config()) == (
+        "s5-model-s, changed: val_split 0.1 -> 0.2, test_split 0.1 -> 0.2, model_args {} -> {'dense_l2': 0.001}, "
+        "epochs 40 -> 1, batch_size 64 -> 4, lr 0.001 -> 0.01")
+    assert _recipe_line(resolve_config(recipe="s5-model-s", data="d")) == "s5-model-s, as shipped"
     imgclf.fit(data=str(data), recipe="s5-model-s", epochs=1, lr=0.01, batch_size=4, val_split=0.2, test_split=0.2,
                progress=False, model_args={"dense_l2": 0.001}, out=str(tmp_path / "api"))
     cli, api = _saved(tmp_path / "cli"), _saved(tmp_path / "api")

@@ -44,8 +44,31 @@ def announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpo
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"
         + (", resuming from checkpoints/last.ckpt" if checkpoint else ""),
         *([f"resume changes {terminal_safe(', '.join(_change(c) for c in changes))}"] if changes else []),
+        *([f"recipe {terminal_safe(line)}"] if (line := _recipe_line(cfg)) else []),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _recipe_line(cfg: TrainConfig) -> str:
+    """The recipe the run follows and what it changed of it (the summary named no recipe: a run of 1 of S5's 40
+    epochs read as the recipe, beside its reference's figures in the report)."""
+    if not cfg.recipe:
+        return ""
+    from ..recipes import load_recipe
+    from .recipe_changes import changes_from_recipe
+    from .sizing import SIZED_SETTINGS
+
+    try:
+        probed = load_recipe(cfg.recipe).get("sizing") == "probe"
+    except Exception:  # a recipe this release does not ship (an old run's): named as it is
+        probed = False
+    changed = changes_from_recipe(cfg, SIZED_SETTINGS if probed else ())
+    if changed is None:
+        return cfg.recipe
+    if not changed:
+        return f"{cfg.recipe}, as shipped"
+    shown = [f"{key} {value['recipe']} -> {value['run']}" for key, value in list(changed.items())[:6]]
+    return f"{cfg.recipe}, changed: {', '.join(shown)}{' ...' if len(changed) > 6 else ''}"
 
 
 def _change(change: Any) -> str:

@@ -128,6 +128,11 @@ def test_stratified_holdout_keeps_a_training_item_per_class():
                 make_image_folder(p, layout="splits", classes=("cat ", "dog"), per_split={"test": 2})),
      r"test/ has \['cat '\], which train/ lacks\)\. Class names differ from train/'s only in case or spaces: "
      r"rename test/'cat ' to 'Cat'"),
+    # test/ holds the class under both names (merge, not rename), and a class of its own (the move-out advice)
+    (lambda p: (make_image_folder(p, layout="splits", classes=("cat", "dog"), per_split={"train": 2}),
+                make_image_folder(p, layout="splits", classes=("cat", "Cat", "dog", "zzz"), per_split={"test": 2})),
+     r"test/ has \['Cat', 'zzz'\], which train/ lacks\)\. Class names differ from train/'s only in case or "
+     r"spaces: merge test/'Cat' into 'cat' .*; give train/ images of \['zzz'\], or move their folders out of test/"),
     (lambda p: make_image_folder(p, layout="splits", classes=("a", "b"), per_split={"test": 2}), "contains train/ .*no train/"),
 ])
 def test_bad_folders_give_clear_errors(tmp_path, make, message):

@@ -312,7 +312,7 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
                               note=f"{here} has {extra}, which {train_name} lacks",
                               hint=f"{nested[0]}/ holds one folder of its own name, as some archives unpack: move "
                                    f"the class folders of {nested[0]}/{nested[0]}/ up one level" if nested else
-                                   extra_classes_hint(extra, classes, train_name, here))
+                                   extra_classes_hint(extra, classes, train_name, here, list(tree)))
             for missing in set(classes) - set(tree):
                 tree[missing] = []
             if split != "train" and not allow_empty and not any(tree.values()):  # (inspect reports it as it is)

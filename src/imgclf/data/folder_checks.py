@@ -57,18 +57,30 @@ def alike_class_names(classes: list[str]) -> list[list[str]]:
     return [names for names in alike.values() if len(names) > 1]
 
 
-def extra_classes_hint(extra: list[str], classes: list[str], train_name: str, here: str) -> str:
+def extra_classes_hint(extra: list[str], classes: list[str], train_name: str, here: str,
+                       present: list[str] = ()) -> str:
     """What to do with classes a val/ or test/ holds and train/ lacks: a name alike to one of train/'s but for case
-    or spaces is the same class misspelt (test/cat beside train/Cat), which moving the folder out would lose."""
+    or spaces is the same class misspelt (test/cat beside train/Cat), which moving the folder out would lose; where
+    the split holds that class under train/'s own name too (present: the split's classes), the two merge."""
     def key(name: str) -> str:
         return " ".join(name.lower().split())
 
     known = {key(c): c for c in classes}
-    renames = [f"{here}{name!r} to {known[key(name)]!r}" for name in extra if key(name) in known]
-    if renames:
-        return (f"Class names differ from {train_name}'s only in case or spaces: rename {', '.join(renames[:3])}"
-                f"{' ...' if len(renames) > 3 else ''} (or the class folder of {train_name}) so that they match")
-    return f"Give {train_name} images of those classes, or move their folders out of {here}"
+    alike = [name for name in extra if key(name) in known]
+    others = [name for name in extra if key(name) not in known]
+    steps = []
+    if alike:
+        said = [f"{here}{name!r} {'into' if known[key(name)] in present else 'to'} {known[key(name)]!r}"
+                for name in alike[:3]]
+        merged = [known[key(n)] in present for n in alike[:3]]
+        verb = "merge" if all(merged) else "rename" if not any(merged) else "rename or merge"
+        steps.append(f"Class names differ from {train_name}'s only in case or spaces: {verb} {', '.join(said)}"
+                     f"{' ...' if len(alike) > 3 else ''} (or rename the class folder of {train_name}) so that they "
+                     "match")
+    if others:
+        steps.append(f"{'G' if not steps else 'g'}ive {train_name} images of {others[:3]}"
+                     f"{' ...' if len(others) > 3 else ''}, or move their folders out of {here}")
+    return "; ".join(steps)
 
 
 def warn_of_alike_class_names(root: Path | str, classes: list[str], within: list[list[str]] = ()) -> None:

@@ -77,6 +77,19 @@ def test_a_list_names_classes_as_written_and_the_command_line_strips_the_spaces_
         TrainConfig(data="d", classes=["cat", "  "])
 
 
+def test_a_name_the_command_line_cannot_give_gets_the_config_file_way(tmp_path):
+    """A folder 'empty ' beside 'a,b': the hints said --drop-classes empty (which the command line strips to
+    'empty', then refused as unknown, offering 'empty ' again)."""
+    from imgclf.data.folder_checks import class_names_flag
+
+    assert class_names_flag("drop_classes", ["empty "]) == \
+        "drop_classes: ['empty '] in a --config file (the command line strips spaces and splits at commas)"
+    assert class_names_flag("classes", ["cat", "my dog"]) == "--classes 'cat,my dog'"
+    data = make_image_folder(tmp_path / "d", classes=("cat", "dog", "empty "), per_class=3)
+    with pytest.raises(ImgclfError, match=r"For 'empty ': drop_classes: \['empty '\] in a --config file"):
+        _prepare(data, drop_classes=["empty"])
+
+
 @pytest.mark.parametrize("selection, words", [
     ({"classes": ["angry", "hapy"]}, ["classes must be one of {angry, disgust, happy, sad}", "Did you mean: happy",
                                       "classes='hapy'"]),

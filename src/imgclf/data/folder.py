@@ -12,7 +12,7 @@ from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
 from .fetch_record import warn_of_an_unfinished_fetch
 from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_output,  # noqa: F401 (run_folder's)
-                            extra_classes_hint, refuse_imgclf_output,
+                            class_names_flag, extra_classes_hint, refuse_imgclf_output,
                             warn_of_alike_class_names, warn_of_classes_one_level_down)
 from .file_kinds import (IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME, left_out_by_name,  # noqa: F401
                          unread_photo_reason)
@@ -255,7 +255,7 @@ def require_images(scan: FolderScan) -> FolderScan:
                                          f"extension in {', '.join(IMAGE_EXTENSIONS)}",
                       note=f"class folder {folder!r} holds no image",
                       hint=f"Add its images or remove the folder (imgclf train can also leave the class out: "
-                           f"--drop-classes {name})")
+                           f"{class_names_flag('drop_classes', [name])})")
     return scan
 
 

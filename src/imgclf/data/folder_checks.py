@@ -57,6 +57,16 @@ def alike_class_names(classes: list[str]) -> list[list[str]]:
     return [names for names in alike.values() if len(names) > 1]
 
 
+def class_names_flag(setting: str, names: list[str]) -> str:
+    """How to give `names` to --classes / --drop-classes (`setting`): the command line strips the spaces around
+    a name and splits at commas, so such names go in a --config file, as a YAML list."""
+    import shlex
+
+    if any("," in n or n != n.strip() for n in names):
+        return f"{setting}: {names!r} in a --config file (the command line strips spaces and splits at commas)"
+    return f"--{setting.replace('_', '-')} {shlex.quote(','.join(names))}"
+
+
 def extra_classes_hint(extra: list[str], classes: list[str], train_name: str, here: str,
                        present: list[str] = ()) -> str:
     """What to do with classes a val/ or test/ holds and train/ lacks: a name alike to one of train/'s but for case

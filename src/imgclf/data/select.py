@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import invalid
 from .folder import FolderScan
+from .folder_checks import class_names_flag
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,11 @@ def select_classes(scan: FolderScan, selection: Selection) -> FolderScan:
         return scan
     for cls in asked:
         if cls not in scan.classes:
-            raise invalid(name, cls, scan.classes, note=f"no class folder of that name in {scan.root}")
+            # 'empty ' or 'a,b' cannot come through the command line, which strips and splits names
+            meant = [c for c in scan.classes if c.strip() == cls.strip() or (c != c.strip() or "," in c)
+                     and cls in c.replace(",", " ").split()]
+            raise invalid(name, cls, scan.classes, note=f"no class folder of that name in {scan.root}",
+                          hint=f"For {meant[0]!r}: {class_names_flag(name, [meant[0]])}" if meant else None)
     kept = [c for c in scan.classes if (c in asked) == (name == "classes")]
     if len(kept) < 2:
         raise invalid(name, asked, "a choice that leaves at least 2 classes", note=f"leaves {kept}")

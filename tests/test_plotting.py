@@ -136,3 +136,28 @@ def test_sample_captions_fit_their_tiles_and_tell_classes_apart(tmp_path, monkey
     gap = 0.14 * plotting.DPI  # the padding between tiles: a caption may spread into it, not over the next one
     assert all(text_px(line, CAPTION_PT) <= width + gap for title, width in seen["tiles"]
                for line in title.splitlines()), seen["tiles"]
+
+
+def test_the_reliability_title_stays_inside_its_figure(tmp_path, monkeypatch):
+    """'Calibrated (T = 1.24) — ECE 0.106, over- and under-confident' was cut at both edges of the half-width
+    figure, and the counts panel packed ten tick labels into one another."""
+    import numpy as np
+
+    import imgclf.evaluation.plots.score_curves as curves
+
+    seen = {}
+    save = curves.save_figure
+
+    def look(fig, path, *args, **kwargs):
+        fig.canvas.draw()
+        box, title = fig.bbox, fig._suptitle.get_window_extent()
+        seen.update(inside=box.x0 <= title.x0 and title.x1 <= box.x1,
+                    ticks=len(fig.axes[1].get_yticks()))
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(curves, "save_figure", look)
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10) * 0.5, 200)
+    curves.plot_reliability(rng.integers(0, 10, 200), probs, tmp_path / "r.png",
+                            title="Calibrated with temperature (T = 1.24)")
+    assert seen["inside"] and seen["ticks"] <= 5, seen

@@ -226,14 +226,17 @@ def plot_reliability(y_true: Sequence[int], probs: np.ndarray, path: str | os.Pa
         top.set_ylim(0, 1.02)
         top.set_ylabel("accuracy")
         over = float(np.nansum((conf - acc)[has] * counts[has]) / max(counts.sum(), 1))
-        figure_title(fig, f"{title} — ECE {ece:.3f}, {calibration_verdict(over, ece)}")
+        verdict = f"ECE {ece:.3f}, {calibration_verdict(over, ece)}"
+        # a half-width figure holds about 42 characters: the title was cut at both edges beyond them
+        figure_title(fig, f"{title} — {verdict}" if len(title) + len(verdict) + 3 <= 42 else f"{title}\n{verdict}")
         handles, labels = top.get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=LEGEND_PT, columnspacing=1.2)
         bars = bottom.bar(centers, counts, width=width * 0.95, color="#94a3b8")
         bottom.bar_label(bars, labels=[_count(c) for c in counts], fontsize=MIN_FONT_PT, padding=1, color="#374151")
         bottom.margins(y=0.25)
         bottom.set_ylabel("images")
-        bottom.yaxis.set_major_locator(MaxNLocator(integer=True))  # image counts: no 2.5 tick
+        # image counts: no 2.5 tick; 3 ticks in the short panel (ten packed its labels into one another)
+        bottom.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
         bottom.set_xlabel("confidence (top-class probability)")
         return save_figure(fig, path)
 

@@ -48,3 +48,4 @@ def test_file_names_break_at_their_parts_and_stay_escaped():
     assert breakable("<b>&x.png") == "&lt;b&gt;&amp;x<wbr>.png"
     page = environment().from_string("{{ name|breakable }}").render(name="a-b_<i>.png")
     assert page == "a-<wbr>b_<wbr>&lt;i&gt;<wbr>.png"
+    assert breakable("hflip,rotate=15") == "hflip,<wbr>rotate=15"  # a report's augment setting

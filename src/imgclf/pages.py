@@ -39,13 +39,14 @@ def environment():
 
 
 def breakable(text: Any) -> Any:
-    """`text` escaped, with a line-break opportunity after each / _ - and before each dot: a file name in a narrow
-    caption wraps at its parts ('ctr08_' 'rgba.png'), not mid-word ('ctr08_rgba.p' 'ng')."""
+    """`text` escaped, with a line-break opportunity after each / _ - , and before each dot: a file name in a
+    narrow caption wraps at its parts ('ctr08_' 'rgba.png'), not mid-word ('ctr08_rgba.p' 'ng'); so does a
+    comma-separated list (an augment setting)."""
     import re
 
     from markupsafe import Markup, escape
 
-    return Markup(re.sub(r"([/_\-])|(?=\.)", lambda m: (m.group(1) or "") + "<wbr>", str(escape(text))))
+    return Markup(re.sub(r"([/_\-,])|(?=\.)", lambda m: (m.group(1) or "") + "<wbr>", str(escape(text))))
 
 
 def render(template: str, **context: Any) -> str:

@@ -217,9 +217,12 @@ def test_long_class_names_wrap_and_leave_every_column_in_view(tmp_path, load_in_
 
     stored = RunDir(run)
     augment = "hflip,rotate=15,shift=0.1,shear=5,zoom=0.1,brightness=0.1,contrast=0.05,erase=0.25,crop=2,fill=constant"
-    stored.write_config(stored.read_config().model_copy(update={"augment": augment}))
+    card = stored.read_card()
+    card.training.augment = augment  # what the page's training card shows
+    stored.write_card(card)
     write_report(run, explain=False, redraw=False)
-    assert not load_in_chromium(run / "report.html", width=900)["wider"]
+    assert "erase=0" in (run / "report.html").read_text()
+    assert not load_in_chromium(run / "report.html", width=1265)["wider"]
 
 
 def test_lowest_recall_is_tagged_only_where_recalls_differ(tmp_path):

@@ -93,7 +93,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
         raise invalid("format", format, FORMATS)
     run_dir = run_path(run_dir, "run_dir")
     # an existing folder, or one named with a trailing slash, is a folder whatever its name
-    if out is not None and Path(out).suffix.lower() in {Path(name).suffix for name in FORMATS.values()} \
+    if isinstance(out, (str, os.PathLike)) and Path(out).suffix.lower() in {Path(n).suffix for n in FORMATS.values()} \
             and not Path(out).is_dir() and not str(out).endswith(("/", os.sep)):
         # `--out deploy/model.onnx` made a folder of that name, with deploy/model.onnx/model.onnx inside
         raise invalid("out", str(out), f"a folder (the file written into it is named {FORMATS[format]})",

@@ -208,8 +208,9 @@ def test_a_label_on_every_training_image_keeps_weight_one_and_is_said(caplog):
 def test_thresholds_maximise_f1_per_label():
     from imgclf.multilabel import tune_thresholds
 
-    y = np.array([[1], [1], [0], [0], [1], [1], [1]])
-    p = np.array([[0.9], [0.35], [0.4], [0.1], [0.8], [0.7], [0.6]])
+    # 5 images carry the label and 5 do not: enough of each to tune on (`is_untuned`)
+    y = np.array([[1], [1], [0], [0], [1], [1], [1], [0], [0], [0]])
+    p = np.array([[0.9], [0.35], [0.4], [0.1], [0.8], [0.7], [0.6], [0.05], [0.02], [0.03]])
     t = tune_thresholds(y, p, ["a"])["a"]
     # 0.35 gives F1 10/11 (5 found, one false alarm), anything above 0.4 at most 8/9
     assert 0.1 < t <= 0.35
@@ -218,12 +219,13 @@ def test_thresholds_maximise_f1_per_label():
 def test_a_label_on_every_validation_image_keeps_every_one_of_them():
     """Labelling every image was the best F1 and no lower score existed to go halfway to: the threshold was the
     lowest score itself, rounded up past it (0.604684 over 0.60468364), and dropped those images from the split it
-    was tuned on; another precision's scores dropped more."""
-    from imgclf.multilabel import decide, tune_thresholds
+    was tuned on; another precision's scores dropped more. With no image lacking the label there is nothing to
+    tune on since 2026-12-06: it keeps 0.5, under which every one of these images still carries it."""
+    from imgclf.multilabel import DEFAULT_THRESHOLD, decide, tune_thresholds
 
     p = np.array([[0.6046836], [0.61], [0.7], [0.8], [0.9], [0.95]])
     t = tune_thresholds(np.ones((6, 1), dtype=int), p, ["b"])["b"]
-    assert decide(p, np.array([t])).all() and t <= 0.6046836 / 2 + 1e-6
+    assert decide(p, np.array([t])).all() and t == DEFAULT_THRESHOLD
     # and a threshold halfway between two scores is never rounded up past the lower one
     y = np.array([[1], [1], [0], [1], [0]])
     q = np.array([[0.9], [0.8000003], [0.8000001], [0.95], [0.1]])

@@ -68,8 +68,9 @@ class TrainConfig(BaseModel):
                                            "--classes.")
     per_class_max: dict[str, int] | int | None = Field(
         None, description="Cap on the images of each class in each split the run uses (train, val and test, "
-        "after val/test are drawn from the folder): N caps all three, train=N,test=M only those named. A seeded "
-        "random choice (--seed), so the same images for the same seed.")
+        "after val/test are drawn from the folder): N caps all three, train=N,test=M only those named (over a "
+        "recipe's caps per split, the others keep the recipe's). A seeded random choice (--seed), so the same "
+        "images for the same seed.")
     out: str | None = Field(None, description="Run directory (default: runs/<model>-<n>).")
     img_size: int | None = Field(None, ge=1, le=4096, description="Square input side in pixels (default: the model's).")
     color: Color = Field("auto", description="rgb, grayscale, or auto (grayscale when every image is).")

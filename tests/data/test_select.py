@@ -155,3 +155,18 @@ def test_an_empty_class_folder_is_refused_unless_left_out_and_inspect_lists_it(t
     assert "--drop-classes c" not in shown
     kept = prepare_data(splits, 8, "rgb", val_split=0.25, selection=Selection(drop_classes=["c"]))
     assert kept.classes == ["a", "b"]
+
+
+def test_caps_per_split_given_over_a_recipe_keep_its_other_splits():
+    """`--recipe s3-fer-cnn-small --per-class-max train=6` dropped the recipe's test: 599 (S3's balanced test
+    split); a single number still caps every split."""
+    from imgclf.pipeline import resolve_config
+    from imgclf.recipes import load_recipe
+
+    shipped = load_recipe("s3-fer-cnn-small")["per_class_max"]
+    assert shipped["test"] == 599
+    merged = resolve_config(recipe="s3-fer-cnn-small", data="d", per_class_max="train=6").per_class_max
+    assert merged == {**shipped, "train": 6}
+    assert resolve_config(recipe="s3-fer-cnn-small", data="d", per_class_max=5).per_class_max == 5
+    assert resolve_config(recipe="s3-fer-cnn-small", data="d", per_class_max={"test": 9}).per_class_max == \
+        {**shipped, "test": 9}

@@ -206,7 +206,17 @@ def layer_settings(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[s
             continue
         if isinstance(below, (str, Mapping)) and isinstance(above, (str, Mapping)):
             out[key] = {**_mapping(key, below), **_mapping(key, above)}
+    # caps per split merge as well: `--recipe s3-fer-cnn-small --per-class-max train=6` dropped the recipe's
+    # test: 599 (S3's balanced test split); a single number caps every split and replaces
+    below, above = lower.get("per_class_max"), upper.get("per_class_max")
+    if _split_caps(below) and _split_caps(above):
+        out["per_class_max"] = {**_mapping("per_class_max", below), **_mapping("per_class_max", above)}
     return out
+
+
+def _split_caps(value: Any) -> bool:
+    """per_class_max given split by split ({train: 2999} or 'train=2999'), not as one number for every split."""
+    return isinstance(value, Mapping) or (isinstance(value, str) and "=" in value)
 
 
 def _mapping(key: str, value: str | Mapping[str, Any]) -> dict[str, Any]:

@@ -651,3 +651,16 @@ def test_a_subset_whose_total_moved_says_so_in_the_log_the_record_and_the_page(p
     assert f"<strong>ρ 2.5:</strong> {text}" in (tmp_path / "st" / "study.html").read_text()
     # exact subsets carry no note
     assert json.loads((study_dir / "study.json").read_text())["subsets"]["3"]["notes"] == []
+
+
+def test_a_test_split_without_the_minority_classes_is_said_on_the_page(pool, tmp_path):
+    """At rho 16 of 8 images a class, each minority class has 1 image, all of it in train: macro recall was the mean
+    over the majority classes alone, and the page said only that the test split is "imbalanced in the same way"."""
+    run_imbalance_study(pool, tmp_path / "st", per_class=8, rhos=[16], configs=["none"], model="simple_cnn",
+                        overrides=TINY, run_reports=False)
+    page = " ".join((tmp_path / "st" / "study.html").read_text().split())
+    study = json.loads((tmp_path / "st" / "study.json").read_text())
+    absent = [c for c, v in study["runs"][0]["per_class"].items() if v["support"] == 0]
+    assert absent, "the data should leave a class out of the test split"
+    assert "In 1 of 1 runs the test split holds no image of some classes</strong> (ρ 16): their macro recall is " \
+           "the mean over the classes it holds" in page

@@ -61,8 +61,9 @@ class TrainConfig(BaseModel):
                                   "sub-trees. Several folders (a list; imgclf train DATA1 DATA2) are used as one: "
                                   "classes merged by folder name, split folders by split.")
     classes: list[str] | None = Field(None, description="Keep only these classes (class folder names, e.g. "
-                                      "a,b,c, stripped of spaces around them; a name with a comma or such spaces of its own: a list in a "
-                                      "--config file); the model gets one output per kept class.")
+                                      "a,b,c, stripped of spaces around them; a name with a comma or such "
+                                      "spaces of its own: a list in a --config file); the model gets one output "
+                                      "per kept class.")
     drop_classes: list[str] | None = Field(None, description="Leave these classes out (e.g. disgust; "
                                            "names as for --classes); the others are kept. Not together with "
                                            "--classes.")

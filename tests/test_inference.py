@@ -91,7 +91,8 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
 
 
 @pytest.mark.parametrize("bad, pattern", [
-    (3, r"images must be an image file or folder path, a PIL image .*, a numpy array .*Received: images=3 \(type int\)"),
+    (3, r"images must be an image file or folder path, a PIL image .*, a numpy array .*Received: images=3 "
+        r"\(type int\)"),
     (b"\x89PNG", r"Received: images=b'\\x89PNG' \(type bytes\)\. For an encoded image in memory, pass io\.BytesIO"),
     # iterated, a DataFrame gave its column names, read as files ("path: file not found")
     ("TABLE", r"Received: an object of type DataFrame\. Pass the column of paths: df\['path'\]"),

@@ -110,7 +110,8 @@ def test_jpeg_copies_of_small_photos_are_found_and_smooth_look_alikes_are_not(tm
     plain = Detail.accepted
     try:
         Detail.accepted = lambda self, threshold=0.98, detail=0.93, margin=None: plain(self, threshold, detail)
-        alone = {tuple(sorted(p)) for p in find_duplicates(thumbs, perceptual_signatures(thumbs, seed=0)).pairs.tolist()}
+        alone = {tuple(sorted(p))
+                 for p in find_duplicates(thumbs, perceptual_signatures(thumbs, seed=0)).pairs.tolist()}
     finally:
         Detail.accepted = plain
     assert len(alone & planted) <= len(pairs & planted) - 3, (len(alone & planted), len(pairs & planted))

@@ -36,7 +36,7 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
     lines = [
         f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "
         f"{c.redundant_images} redundant images, {c.identical_images} byte-identical to another",
-        (f"leakage: not judged: the run's split could not be used here (see the warning above), and a flat folder "
+        ("leakage: not judged: the run's split could not be used here (see the warning above), and a flat folder "
          "has no splits of its own" if no_splits == "run" else
          "leakage: none to find: a flat folder has no splits (--run RUN checks a run's)") if no_splits else
         f"leakage: {warn(c.leaked_images)} val/test images with a copy or near-copy in an earlier split"

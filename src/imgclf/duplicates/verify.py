@@ -23,7 +23,7 @@ SAME_PIXELS = 0.995  # unblurred correlation that needs no detail test: a bright
 # fine detail: a photo's JPEG copy at 24-32 px keeps its outline but not its detail (detail 0.16-0.93; 14 of 40
 # q75 copies of 32 px colour crops failed the detail test), while the wrong pairs the detail test is for sit in
 # crowds of one silhouette (plain garments), each image close to several. On the 70,700 Fashion-MNIST images of
-# docs/trust.md: near-copy recall 0.986 -> 0.989 at the same precision; 26 -> 38 of those 40 JPEG copies.
+# docs/trust.md: near-copy recall 0.986 -> 0.989 at the same precision; 26 -> 37 of those 40 JPEG copies.
 DISTINCT_MARGIN = 0.02
 DISTINCT_DETAIL = 0.8
 _MATCH_SIGMAS = (0.5, 0.7, 1.0, 1.5)  # blur widths tried on the sharper image, in pixels of a 28 px thumbnail

@@ -12,7 +12,7 @@ from conftest import make_image_folder
 from imgclf.errors import ImgclfError
 from imgclf.records import CellCurves, StudyRecord, json_schemas
 from imgclf.study.files import write_study
-from imgclf.study.configurations import configuration_settings
+from imgclf.study.configurations import built_in_regularisation, configuration_settings
 from imgclf.study.imbalance import _run_cell, run_imbalance_study
 
 TINY = {"img_size": 8, "epochs": 1, "batch_size": 16, "model_args": {"width": 4}, "test_split": 0.3,
@@ -37,6 +37,8 @@ def study_dir(pool, tmp_path_factory):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.output.count(": trained") == 4
+    # said before the first cell trains (test_the_study_says_what_its_model_keeps reads the record and page)
+    assert "simple_cnn keeps batch norm (5 layers) in every configuration" in result.output
     return out
 
 
@@ -185,6 +187,23 @@ def test_a_rerun_differing_only_in_how_it_runs_continues_the_study(study_dir, po
     run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none"], seeds=[0], model="simple_cnn",
                         overrides={**TINY, "progress": True, "num_workers": 1}, run_reports=False, log=log.append)
     assert all(line.endswith("skipped (finished)") for line in log) and len(log) == 2
+
+
+def test_none_switches_off_a_declared_l2_and_the_study_names_what_its_model_cannot_switch_off():
+    """model_s's 'none' trained with its Keras L2 penalties, dropout 0.5 and six batch norms, and nothing said so."""
+    assert configuration_settings("none", "model_s")[1] == {"conv_l2": 0.0, "dense_l2": 0.0}
+    assert configuration_settings("weighted", "fer_cnn")[1] == {"l2": 0.0}
+    assert built_in_regularisation("model_s") == ["dropout 0.5 (2 layers)", "batch norm (6 layers)"]
+    assert built_in_regularisation("simple_cnn") == ["batch norm (5 layers)"]
+    assert built_in_regularisation("caltech_cnn") == []
+
+
+def test_the_study_says_what_its_model_keeps_in_its_record_and_page(study_dir):
+    record = json.loads((study_dir / "study.json").read_text())
+    assert record["model_keeps"] == ["batch norm (5 layers)"]
+    page = " ".join((study_dir / "study.html").read_text().split())
+    assert "<strong>simple_cnn keeps batch norm (5 layers) in every configuration</strong>: it has no argument to " \
+           "switch it off, so none is not free of regularisation" in page
 
 
 def test_configurations_map_to_settings():

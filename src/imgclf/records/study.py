@@ -206,6 +206,10 @@ class StudyRecord(Record):
     majority: list[str] | None = None
     subsets: dict[str, SubsetSummary] | None = Field(None, description="Keyed by rho as written (\"1\", \"7.5\").")
     configs: dict[str, ConfigurationSettings] | None = None
+    model_keeps: list[str] | None = Field(None, description="Regularisation the study's model keeps in every "
+                                          "configuration, having no argument to switch it off (model_s: dropout "
+                                          "and batch norm), so 'none' is not free of it; empty for caltech_cnn; "
+                                          "absent in older studies.")
     scored: Literal["test", "validation"] | None = Field(None, description="The split the cells' scores were "
                                                          "measured on: validation where the data gave the standard "
                                                          "protocol no test split; absent in older studies (test).")

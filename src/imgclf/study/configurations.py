@@ -2,7 +2,8 @@
 splits its subset.
 
 Configurations are '+'-joined tokens (S4's three are none, reg, reg+bn):
-  none        no regularisation: no weight decay, no augmentation, dropout 0, no batch norm
+  none        no regularisation: no weight decay, no augmentation, dropout 0, no batch norm, no L2 penalty
+              (what the model has no argument for, it keeps: `built_in_regularisation`)
   reg         weight decay 5e-4 + augmentation (rotate=20, hflip, crop=3 px, zero fill) + dropout 0.5
   bn          batch normalisation layers (the model's `batch_norm` argument)
   weighted    class-weighted loss (class_weight=balanced)
@@ -30,7 +31,9 @@ REG_WEIGHT_DECAY = 5e-4  # S4's SGD weight decay
 # Everything a configuration decides starts "off"; tokens switch parts on.
 _BASE_TRAIN: dict[str, Any] = {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none",
                                "loss": "ce"}
-_BASE_MODEL: dict[str, Any] = {"dropout": 0.0, "batch_norm": False}
+# The Keras-style L2 penalties some reference models declare (model_s, fer_cnn) are regularisation too: off in
+# every configuration, which regularises through weight decay alone ('none' on model_s trained with its L2)
+_BASE_MODEL: dict[str, Any] = {"dropout": 0.0, "batch_norm": False, "conv_l2": 0.0, "dense_l2": 0.0, "l2": 0.0}
 TOKENS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "none": ({}, {}),
     "reg": ({"weight_decay": REG_WEIGHT_DECAY, "augment": REG_AUGMENT}, {"dropout": 0.5}),
@@ -105,6 +108,30 @@ def configuration_settings(name: str, model: str) -> tuple[dict[str, Any], dict[
                       hint="Use caltech_cnn (S4's CNN) or drop the entry")
     model_args = {k: v for k, v in {**_BASE_MODEL, **wanted}.items() if k in args}
     return train, model_args
+
+
+def built_in_regularisation(model: str) -> list[str]:
+    """What `model` regularises with in every configuration, having no argument to switch it off: dropout
+    layers where it has no `dropout` argument, batch norm where it has no `batch_norm` one (model_s has both
+    built in, so its 'none' is not free of regularisation). Empty for S4's caltech_cnn."""
+    from torch import nn
+
+    from ..models import create_model, get_model_info
+
+    info = get_model_info(model)
+    args = info.arg_names
+    if ("dropout" in args and "batch_norm" in args) or info.pretrained:  # (a transfer model would load weights)
+        return []
+    built = create_model(model, 2, **{k: v for k, v in _BASE_MODEL.items() if k in args})
+    kept = []
+    rates = sorted({m.p for m in built.modules() if isinstance(m, nn.Dropout) and m.p > 0})
+    if "dropout" not in args and rates:
+        layers = sum(1 for m in built.modules() if isinstance(m, nn.Dropout) and m.p > 0)
+        kept.append(f"dropout {'/'.join(f'{r:g}' for r in rates)} ({layers} layer{'s' if layers > 1 else ''})")
+    norms = sum(1 for m in built.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    if "batch_norm" not in args and norms:
+        kept.append(f"batch norm ({norms} layer{'s' if norms > 1 else ''})")
+    return kept
 
 
 def check_overrides(overrides: dict[str, Any], protocol: str = "standard") -> None:

@@ -27,7 +27,7 @@ from ..io import outside_data
 from ..stats import mean_std
 from .cells import read_cell
 from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
-                             configuration_settings, held_out)
+                             built_in_regularisation, configuration_settings, held_out)
 from .files import read_study, write_study
 
 
@@ -119,6 +119,14 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if not configs or len(set(configs)) != len(configs):  # "none,none" ran the grid with the second "skipped"
         raise invalid("configs", list(configs), "distinct configurations, at least one, such as none,reg,reg+bn")
     settings = {c: configuration_settings(c, model) for c in configs}
+    kept = built_in_regularisation(model)
+    if kept:
+        from ..notices import warn
+
+        warn(f"{model} keeps {' and '.join(kept)} in every configuration: it has no argument to switch "
+             f"{'them' if len(kept) > 1 else 'it'} off" + (", so 'none' is not free of regularisation" if "none"
+                                                           in configs else "")
+             + " (caltech_cnn, S4's model, switches dropout and batch norm)")
     try:
         seeds = [int(s) for s in seeds]
     except (TypeError, ValueError):
@@ -327,6 +335,7 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
         "scored": scored_split(runs, protocol),
         "configs": {c: dict(zip(("train", "model_args"), configuration_settings(c, request["model"])))
                     for c in sorted({c for _, c, _ in grid}, key=_config_order)},
+        "model_keeps": built_in_regularisation(request["model"]),
         "summary": summary,
         "table": table,
         "curves_by_config": curves_by_config(runs),

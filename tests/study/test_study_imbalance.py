@@ -203,7 +203,7 @@ def test_the_study_says_what_its_model_keeps_in_its_record_and_page(study_dir):
     assert record["model_keeps"] == ["batch norm (5 layers)"]
     page = " ".join((study_dir / "study.html").read_text().split())
     assert "<strong>simple_cnn keeps batch norm (5 layers) in every configuration</strong>: it has no argument to " \
-           "switch it off, so none is not free of regularisation" in page
+           "switch it off, so <code>none</code> is not free of regularisation" in page
 
 
 def test_configurations_map_to_settings():

@@ -288,6 +288,18 @@ def check_pixels(pixels: np.ndarray | torch.Tensor, side: int, channels: int) ->
         raise invalid("pixels", Described(f"an array of {pixels.dtype} with values from {low} to {high}"), allowed)
 
 
+def _replaceable(path: str) -> bool:
+    """Whether an output file a folder walk found among the images is one an earlier command wrote: a figure of
+    ours (its PNG carries TEXT_PX_KEY) or not an image at all (a table that -o x.png wrote as text)."""
+    from .plotting import TEXT_PX_KEY
+
+    try:
+        with Image.open(path) as image:
+            return TEXT_PX_KEY in image.info
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return True
+
+
 def output_among_inputs(argument: str, output: str | os.PathLike, paths: list[str],
                         given: Iterable[object]) -> list[str]:
     """The images to read, less the output file where a folder walk found it (the figure an earlier run wrote
@@ -297,6 +309,12 @@ def output_among_inputs(argument: str, output: str | os.PathLike, paths: list[st
     target = os.path.realpath(output)
     named = [os.fspath(g) for g in given if isinstance(g, (str, os.PathLike))]
     if not any(os.path.realpath(os.path.expanduser(g)) == target for g in named):
+        found = next((p for p in paths if os.path.realpath(p) == target), None)
+        if found is not None and not _replaceable(found):
+            # -o folder/photo.png with folder/ given: the user's image was replaced by the table or the figure
+            raise bad_path(argument, output, "a file other than the images in the folders given, or a figure "
+                           "imgclf wrote there before", f"it is an image in {os.path.dirname(found) or '.'}",
+                           hint="Write the result outside the images' folders, or under another name")
         return [p for p in paths if os.path.realpath(p) != target]
     among = next((p for p in paths if os.path.realpath(p) == target), None)
     if among is not None:

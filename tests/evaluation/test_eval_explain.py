@@ -342,6 +342,37 @@ def test_the_scale_caption_fits_a_figure_of_one_image(tiny_run, image_folder, tm
         assert figure.width >= text_px(GRADCAM_SCALE_TITLE, CAPTION_PT, "bold") + 20  # drawn bold, as titles are
 
 
+def test_an_output_that_is_an_image_of_a_folder_given_is_refused_and_the_image_kept(tiny_run, image_folder,
+                                                                                   tmp_path):
+    """predict RUN folder -o folder/photo.png wrote the table over the photo, and explain the figure, as if the
+    photo were an earlier output: only a figure of ours or a table written as text there is replaced."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import imgclf
+    from imgclf.cli import app
+    from imgclf.errors import ImgclfError
+
+    folder = Path(shutil.copytree(image_folder / "cat", tmp_path / "cat"))
+    photo = sorted(folder.iterdir())[0]
+    before = photo.read_bytes()
+    for command in ("explain", "predict"):
+        result = CliRunner().invoke(app, [command, str(tiny_run), str(folder), "-o", str(photo)])
+        assert result.exit_code == 2 and f"it is an image in {folder}" in " ".join(result.output.split()), \
+            result.output
+        assert photo.read_bytes() == before
+    with pytest.raises(ImgclfError, match="out must be a file other than the images in the folders given"):
+        imgclf.explain(tiny_run, str(folder), out=photo)
+    assert photo.read_bytes() == before
+    table = folder / "table.png"  # predict's table written as text under an image's name: replaced, not read
+    table.write_text("path,label\n")
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), str(folder), "-o", str(table)])
+    rows = table.read_text().splitlines()
+    assert result.exit_code == 0 and len(rows) == len(list(folder.iterdir())) - 1, result.output
+    assert not any(row.startswith(str(table)) for row in rows)
+
+
 def test_an_output_that_is_one_of_the_images_is_refused_and_the_image_kept(tiny_run, image_folder, tmp_path):
     """explain -o photo.png (and predict -o photo.png) overwrote the user's photo with the figure (or the table),
     and a second explain of a folder explained its own earlier figure."""

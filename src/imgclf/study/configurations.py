@@ -110,7 +110,7 @@ def configuration_settings(name: str, model: str) -> tuple[dict[str, Any], dict[
     return train, model_args
 
 
-def built_in_regularisation(model: str) -> list[str]:
+def built_in_regularisation(model: str, model_args: dict[str, Any] | None = None) -> list[str]:
     """What `model` regularises with in every configuration, having no argument to switch it off: dropout
     layers where it has no `dropout` argument, batch norm where it has no `batch_norm` one (model_s has both
     built in, so its 'none' is not free of regularisation). Empty for S4's caltech_cnn."""
@@ -122,7 +122,8 @@ def built_in_regularisation(model: str) -> list[str]:
     args = info.arg_names
     if ("dropout" in args and "batch_norm" in args) or info.pretrained:  # (a transfer model would load weights)
         return []
-    built = create_model(model, 2, **{k: v for k, v in _BASE_MODEL.items() if k in args})
+    # with the study's other model arguments: a bad one (width=0) is refused here, before the study says anything
+    built = create_model(model, 2, **{**(model_args or {}), **{k: v for k, v in _BASE_MODEL.items() if k in args}})
     kept = []
     rates = sorted({m.p for m in built.modules() if isinstance(m, nn.Dropout) and m.p > 0})
     if "dropout" not in args and rates:

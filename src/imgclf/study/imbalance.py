@@ -119,14 +119,6 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if not configs or len(set(configs)) != len(configs):  # "none,none" ran the grid with the second "skipped"
         raise invalid("configs", list(configs), "distinct configurations, at least one, such as none,reg,reg+bn")
     settings = {c: configuration_settings(c, model) for c in configs}
-    kept = built_in_regularisation(model)
-    if kept:
-        from ..notices import warn
-
-        warn(f"{model} keeps {' and '.join(kept)} in every configuration: it has no argument to switch "
-             f"{'them' if len(kept) > 1 else 'it'} off" + (", so 'none' is not free of regularisation" if "none"
-                                                           in configs else "")
-             + " (caltech_cnn, S4's model, switches dropout and batch norm)")
     try:
         seeds = [int(s) for s in seeds]
     except (TypeError, ValueError):
@@ -173,6 +165,14 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     new = [(rho, c, s) for s in seeds for rho in rhos for c in configs]
     cells |= set(new)
     grid = sorted(cells, key=lambda c: (c[0], c[1], c[2]))
+    kept = built_in_regularisation(model, overrides.get("model_args"))
+    if kept:
+        from ..notices import warn
+
+        warn(f"{model} keeps {' and '.join(kept)} in every configuration: it has no argument to switch "
+             f"{'them' if len(kept) > 1 else 'it'} off" + (", so 'none' is not free of regularisation" if "none"
+                                                           in configs else "")
+             + " (caltech_cnn, S4's model, switches dropout and batch norm)")
     write_study(out, {"request": request, "state": "running", "cells": _cells_json(grid)})
     subsets: dict[float, dict[str, Any]] = {}
     try:
@@ -335,7 +335,7 @@ def summarise(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float
         "scored": scored_split(runs, protocol),
         "configs": {c: dict(zip(("train", "model_args"), configuration_settings(c, request["model"])))
                     for c in sorted({c for _, c, _ in grid}, key=_config_order)},
-        "model_keeps": built_in_regularisation(request["model"]),
+        "model_keeps": built_in_regularisation(request["model"], request["overrides"].get("model_args")),
         "summary": summary,
         "table": table,
         "curves_by_config": curves_by_config(runs),

@@ -332,6 +332,17 @@ def test_evaluate_keeps_the_test_time_augmentation_training_scored(tiny_run, tmp
 
     assert imgclf.evaluate(run, progress=False).tta is not None and RunDir(run).read_metrics().tta is not None
     assert imgclf.evaluate(run, progress=False, tta=False).tta is None
+    from imgclf.errors import ImgclfError
+
+    for bad in (None, 3, "bogus"):  # None and 3 reached a path join: a bare TypeError
+        with pytest.raises(ImgclfError, match=rf"split must be one of \{{test, train, val\}}. Received: split={bad!r}"):
+            imgclf.evaluate(run, split=bad)
+    # the record returned is the file written: it said schema_version 1 (a dict built without one reads as an old
+    # file) beside a metrics.json at 2
+    import json
+
+    returned = imgclf.evaluate(run, progress=False).model_dump(mode="json")
+    assert returned == json.loads((Path(run) / "metrics.json").read_text())
 
 
 def test_the_terminal_table_says_how_the_averages_count_a_dash(tiny_run, image_folder, tmp_path):

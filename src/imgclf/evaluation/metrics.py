@@ -12,7 +12,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from ..records import MetricsRecord
+from ..records import METRICS_SCHEMA_VERSION, MetricsRecord
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
@@ -76,6 +76,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], s
         return {"precision": float(p), "recall": float(r), "f1": float(f)}
 
     return MetricsRecord(**{
+        "schema_version": METRICS_SCHEMA_VERSION,  # (a dict without one reads as a version-1 file)
         "split": split,
         "count": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),

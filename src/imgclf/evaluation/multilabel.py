@@ -21,7 +21,7 @@ from .own_split import check_on_disk
 from ..inference import Classifier
 from ..multilabel import decide, label_average_precisions, macro_average_precision, threshold_vector
 from ..progress import StepProgress
-from ..records import MetricsRecord, PredictionRow, RunDir, SkippedFile
+from ..records import METRICS_SCHEMA_VERSION, MetricsRecord, PredictionRow, RunDir, SkippedFile
 from .seen import seen_by_run
 
 
@@ -97,6 +97,7 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
         "cardinality_pred": float(pred.sum(1).mean()) if len(y) else 0.0,
     }
     return MetricsRecord(**{
+        "schema_version": METRICS_SCHEMA_VERSION,  # (a dict without one reads as a version-1 file)
         "split": split, "count": int(len(y)), "task": "multilabel",
         "accuracy": multilabel["subset_accuracy"],
         "loss": float(bce.mean()) if len(y) else None,

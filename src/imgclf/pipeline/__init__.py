@@ -14,7 +14,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import SPLITS, TrainConfig
 from ..errors import check_switch, invalid
 from ..records import MetricsRecord
 from ..records.run_dir import run_path
@@ -80,6 +80,8 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     from ..notices import warn
 
     progress = check_switch("progress", progress)
+    if not isinstance(split, str) or split not in SPLITS:  # split=None reached a path join (TypeError)
+        raise invalid("split", split, sorted(SPLITS))
     if isinstance(run_dir, (str, os.PathLike)):
         from ..records.run_dir import run_path
 

@@ -89,6 +89,9 @@ def test_train_on_two_folders_from_the_command_line(two_roots, tmp_path):
     import yaml
 
     assert yaml.safe_load((out / "config.yaml").read_text())["data"] == [str(a.resolve()), str(b.resolve())]
+    # the report named their common parent, a folder of other things, as the data folder
+    page = " ".join((out / "report.html").read_text().split())
+    assert f"<dt>folders</dt><dd><code>{a.resolve()}</code>, <code>{b.resolve()}</code> (merged;" in page
 
 
 def test_the_python_api_takes_a_list_of_folders(two_roots, monkeypatch):

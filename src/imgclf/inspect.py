@@ -15,7 +15,7 @@ from .data.folder import count_skipped, file_identity, skipped_lines
 from .data.imbalance import imbalance_stats
 from .data.merge import scan_folders
 from .errors import invalid
-from .io import console_text, writable_folder
+from .io import console_text, outside_data, writable_folder
 
 
 def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
@@ -37,6 +37,7 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
                       hint=f"Run imgclf inspect {index[0]} on its own")
     if plots_dir is not None:
         plots_dir = writable_folder("plots", plots_dir)  # before the scan, which may take minutes
+        outside_data("plots", plots_dir, folders)  # its figures trained as one more class of the data
     # an empty class folder is reported here, not refused
     scan = scan_folders(folders[0] if len(folders) == 1 else folders, allow_empty=True)
     counts: dict[str, dict[str, int]] = {}

@@ -111,6 +111,24 @@ def test_an_out_that_is_the_data_folder_is_said_to_be_it(tmp_path):
         outside_data("out", data / "runs", str(data))
 
 
+def test_plots_and_a_cache_inside_the_data_folder_are_refused_before_anything_is_written(tmp_path):
+    """inspect --plots d/figs wrote its two figures where the next training read them as a class 'figs', and
+    train --cache-dir d/cc left a folder the next scan refused as a class with no image."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    data = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=2)
+    result = CliRunner().invoke(app, ["inspect", str(data), "--plots", str(data / "figs")])
+    assert result.exit_code == 2 and "error: plots must be a folder outside the data folder" in \
+        " ".join(result.output.split()), result.output
+    result = CliRunner().invoke(app, ["train", str(data), "--cache-dir", str(data / "cc"), "--epochs", "1",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "cache_dir (--cache-dir) must be a folder outside the data folder" in \
+        " ".join(result.output.split()), result.output
+    assert sorted(p.name for p in data.iterdir()) == ["cat", "dog"] and not (tmp_path / "run").exists()
+
+
 def test_the_checks_hold_no_false_alarm_on_ordinary_layouts(tmp_path, monkeypatch, said):
     """A second review of the checks above: "." given from inside a folder read as a link to itself; an evaluation's
     val/ and test/ warned of as classes one level down; valid -> val refused as a second val folder; a broken link

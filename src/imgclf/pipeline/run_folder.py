@@ -50,6 +50,8 @@ def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[Non
 def claim_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
     """The run's folder (--out, else a new runs/<model>-N), created, and the outermost folder this call created
     for it (the run's own, or a parent such as runs/; None when the run's folder was there already)."""
+    if cfg.cache_dir and cfg.data:  # the next run's scan read the cache's folders as a class with no image
+        outside_data("cache_dir", cfg.cache_dir, cfg.data)
     if not cfg.out:
         if cfg.data:
             outside_data("out", Path("runs").absolute(), cfg.data)

@@ -296,6 +296,26 @@ def test_a_run_that_named_a_class_in_nfd_is_evaluated_on_its_folder(tmp_path):
     assert result.count == 12 and set(result.per_class) == {nfd, "tea"}
 
 
+def test_an_evaluation_of_a_relative_folder_records_absolute_paths(tiny_run, image_folder, tmp_path, monkeypatch):
+    """evaluate RUN --data d from d's parent wrote predictions.csv rows 'd/cat/x.png', which point nowhere read from
+    another folder (the run's own predictions.csv is absolute)."""
+    import csv
+    import shutil
+
+    import imgclf
+
+    shutil.copytree(image_folder / "cat", tmp_path / "d" / "cat")
+    (tmp_path / "d" / "cat" / "broken.png").write_bytes(b"not a png")
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    result = imgclf.evaluate(run, data="d")
+    folder = next((Path(run) / "evaluations").iterdir())
+    with open(folder / "predictions.csv", newline="") as f:
+        paths = [row["path"] for row in csv.DictReader(f)]
+    assert paths and all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
+    assert [Path(s.path).is_absolute() for s in result.skipped] == [True]
+
+
 def test_a_folder_is_refused_only_for_unknown_classes_among_the_images_evaluated(tiny_run, image_folder, tmp_path):
     """A train/owl/ beside the test/ evaluated refused the whole folder; a refusal names the split, offers the
     model's class a folder may misspell, and a way on."""

@@ -92,7 +92,10 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     if unknown:
         raise _unknown_classes(data, split, unknown, classes)
     index = {c: i for i, c in enumerate(classes)}
-    return [p for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", skipped
+    # absolute, as the run's own predictions.csv: `--data d` from another folder wrote rows that pointed nowhere
+    # once read from anywhere else
+    skipped = [{**s, "path": os.path.abspath(s["path"])} for s in skipped]
+    return [os.path.abspath(p) for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", skipped
 
 
 def _unknown_classes(data: str | os.PathLike, split: str, unknown: list[str], classes: list[str]) -> Exception:

@@ -164,6 +164,18 @@ def test_a_split_column_fixes_the_splits(tmp_path):
     data = prepare_data(str(index), img_size=32, seed=0, progress=False)
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 18, "val": 6, "test": 6}
     assert data.paths("test") == [str(tmp_path / "images" / f"m{n:03d}.png") for n in range(24, 30)]
+    # a split whose every image is unreadable is refused, as a val/ or test/ folder of them is: val was drawn from
+    # train and the test rows left out, with no word
+    for name, first in (("val", 18), ("test", 24)):
+        unreadable = [tmp_path / "images" / f"m{n:03d}.png" for n in range(first, first + 6)]
+        kept = [p.read_bytes() for p in unreadable]
+        for p in unreadable:
+            p.write_bytes(b"")
+        with pytest.raises(ImgclfError, match=rf"data must be an index whose {name} rows include a readable image, "
+                                              rf"if it has any.*none of its 6 {name} row\(s\) could be read"):
+            prepare_data(str(index), img_size=32, seed=0, progress=False)
+        for p, b in zip(unreadable, kept):
+            p.write_bytes(b)
     index.write_text("path,labels,split\n" + "".join(f"{r},{s}\n" for r, s in zip(rows, ["train"] * 29 + ["dev"])))
     with pytest.raises(ImgclfError, match=r"index.csv:31.*split 'dev'"):
         read_label_index(index)

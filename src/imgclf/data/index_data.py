@@ -155,7 +155,18 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
 
     stratified = f"iterative multi-label stratification, seed {seed}"
     if labelled.splits is not None:  # the index names the splits: val drawn from train only when it has none
-        column = np.asarray(labelled.splits, dtype=object)[ok]
+        named = np.asarray(labelled.splits, dtype=object)
+        column = named[ok]
+        for name in ("val", "test"):
+            # as a val/ or test/ folder of unreadable images is refused: the split vanished (val drawn from
+            # train, test left out) with no word
+            if (named == name).any() and not (column == name).any():
+                raise invalid("data", index, f"an index whose {name} rows include a readable image, if it has any",
+                              note=f"none of its {int((named == name).sum())} {name} row(s) could be read "
+                                   f"({len(skipped)} file(s) skipped)",
+                              hint=f"Mend or replace those images, or remove the {name} rows (val is then drawn "
+                                   "from train)" if name == "val" else
+                                   f"Mend or replace those images, or remove the {name} rows")
         train_rows = np.flatnonzero(column == "train")
         if (column == "val").any():
             splits = {"train": split(train_rows), "val": split(np.flatnonzero(column == "val"))}

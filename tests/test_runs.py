@@ -62,6 +62,18 @@ def _by_name(rows) -> dict:
     return {r.name: r for r in rows}
 
 
+def test_every_status_a_run_can_have_is_in_the_help_the_docstring_and_readme():
+    """'running' was listed by `imgclf runs` and named nowhere a user would look it up."""
+    from imgclf.runs import STATUSES
+
+    help_text = " ".join(CliRunner().invoke(app, ["runs", "--help"], env={"COLUMNS": "200"}).output.split())
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    for status in STATUSES:
+        assert status in help_text and status in imgclf.list_runs.__doc__, status
+        listed = readme[readme.index("when and status ("):readme.index("`--sort COLUMN`")]
+        assert any(f"{before}{status}" in listed for before in ("status (", "; ", "; or ")), status
+
+
 def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     rows = _by_name(imgclf.list_runs(runs_folder))
     assert set(rows) == {"done", "stopped", "early", "bad-metrics", "bad-config", "study/bad-card", "no-weights",

@@ -170,7 +170,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def list_runs(folder: Any = "runs", sort: str = "created", reverse: bool = False) -> "list[RunRow]":
     """One `imgclf.runs.RunRow` per run directory under `folder` (name, model, data, epochs, val and test
-    accuracy, macro F1, time, when, status: completed, pruned, interrupted or failed with its reason)."""
+    accuracy, macro F1, time, when, status: completed, running, pruned, interrupted or failed with its reason)."""
     from .runs import list_runs as _list_runs
 
     return _list_runs(folder, sort=sort, reverse=reverse)

@@ -548,6 +548,8 @@ def test_the_train_it_again_line_gives_the_epochs_a_time_cut_best_trial_trained(
     write_json(run / "model.json", card)
     note = _best_trial_budget_note(run)
     assert note.startswith(" --epochs 1 to repeat the trial") and "stopped after 1 of " in note
+    # best.yaml has the search's own time limit, often none: it said "keeps the search's epochs and time limit"
+    assert note.endswith("(best.yaml keeps the search's epochs, without the trial's share of its time budget)")
     # the page says it too, after the command (it gave `imgclf train --config best.yaml` alone)
     record = TuneRecord.model_validate({
         "created": "2026-12-06T00:00:00Z", "imgclf_version": "0", "optuna_version": "0", "data": "d",

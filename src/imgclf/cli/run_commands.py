@@ -365,7 +365,8 @@ def runs(folder: Path = typer.Argument(Path("runs"), metavar="FOLDER", help="Fol
          as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects for scripts.")) -> None:
     """List the runs under a folder: model, data, epochs, accuracies, macro F1, time, when, status.
 
-    Status is completed, pruned (a search trial the pruner stopped), interrupted or failed; a run whose files
+    Status is completed, running (its training holds the run's lock), pruned (a search trial the pruner
+    stopped), interrupted or failed; a run whose files
     cannot be read is listed as failed with the reason. For a multi-label run both accuracies are label-wise
     (1 - Hamming loss): validation's at 0.5, as training measures it, test's at the labels' tuned thresholds."""
     from ..runs import list_runs, render_runs

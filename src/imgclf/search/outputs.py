@@ -259,7 +259,7 @@ def best_trial_budget_note(best_run: Any) -> str:
                 "its time limit allows depends on the machine)")
     return (f" --epochs {trained.epochs_run} to repeat the trial, which its share of the search's time budget "
             f"stopped after {trained.epochs_run} of {config.epochs} epochs (best.yaml keeps the "
-            "search's epochs and time limit)")
+            "search's epochs, without the trial's share of its time budget)")
 
 
 def write_page(path: Path, record: TuneRecord, study: Any) -> Path:

@@ -172,7 +172,8 @@ def test_one_calibration_verdict_weighs_the_overall_gap_and_the_ece():
     assert calibration_verdict(0.005, 0.02) == "well calibrated"
 
 
-def test_a_temperature_that_raises_the_validation_ece_is_not_applied(calibrated_run, tmp_path, monkeypatch):
+def test_a_temperature_that_raises_the_validation_ece_is_not_applied(calibrated_run, tmp_path, monkeypatch,
+                                                                     capsys):
     """A 1-epoch model that answers one class for everything got T = 0.39 from the NLL fit, and its validation
     ECE went 0.105 → 0.449: the run kept the raw softmax's better calibration only if something checks."""
     from imgclf.calibration import TemperatureFit
@@ -189,6 +190,8 @@ def test_a_temperature_that_raises_the_validation_ece_is_not_applied(calibrated_
     assert calibration.method == "none" and calibration.temperature == 1.0
     assert calibration.ece_after == calibration.ece_before
     assert calibration.skipped.startswith("the fitted T = 40 lowered the validation NLL but raised its ECE (")
+    # said where the run is watched too: config.yaml says temperature, and only the card and report said otherwise
+    assert f"warning no temperature: {calibration.skipped}" in " ".join(capsys.readouterr().err.split())
 
 
 @pytest.fixture(scope="module")

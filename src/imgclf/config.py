@@ -185,7 +185,8 @@ class TrainConfig(BaseModel):
     # trust: what the probabilities mean, and images of no known class
     calibrate: Calibrate = Field("temperature", description="After training, fit a temperature on the validation "
                                  "split's logits (Guo et al. 2017) so that probabilities match accuracy; the "
-                                 "predicted class never changes. none: the raw softmax.")
+                                 "predicted class never changes; a T that raises the validation ECE is not "
+                                 "kept (the run says so). none: the raw softmax.")
     unknown_detector: UnknownDetector = Field(
         "mahalanobis-l2", description="How each prediction's in-distribution score is computed: msp (highest "
         "probability), energy (logsumexp of the logits), mahalanobis (distance of the features to the nearest class "

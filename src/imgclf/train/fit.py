@@ -277,6 +277,10 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
                                               min_delta=cfg.min_delta, check_finite=True,
                                               waits_from_epoch=first_unfrozen_epoch(cfg)))
     callbacks.extend(_extra_callbacks(cfg, model))
+    if cfg.schedule == "plateau":
+        from .resumed_epoch import StepPlateauAfterRestoredEpoch
+
+        callbacks.append(StepPlateauAfterRestoredEpoch())
     from .stop_together import StopTogether
 
     callbacks.append(StopTogether())  # does nothing in one process

@@ -255,6 +255,12 @@ def test_the_card_says_what_each_resume_changed(data, tmp_path, capsys):
     key = next(g.key for g in comparison.groups if g.runs[0].name == "r")
     html = write_compare_html(comparison, tmp_path / "compare.html").read_text()
     assert f"{key} r: resumed after epoch 2 with batch size, augment changed; grouped by its last settings" in html
+    # a run trained at the resumed run's last settings from the start is another sample, not its copy: compare
+    # dropped one of the two as 'a copy or a rerun', whatever their scores
+    at_last = imgclf.fit({**settings, "epochs": 4, "batch_size": 8, "augment": "hflip"}, out=str(tmp_path / "last"),
+                         report=False)
+    comparison = compare_runs([run.path, at_last.path], say_skipped=False)
+    assert comparison.skipped == [] and [g.n for g in comparison.groups] == [2]
     # --overwrite starts a new run in the folder: none of the old one's resumes is its
     fresh = imgclf.fit(settings, out=str(tmp_path / "r"), overwrite=True, report=False)
     assert RunDir(fresh.path).read_card().training.resumes is None

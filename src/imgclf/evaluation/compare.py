@@ -130,8 +130,10 @@ class Comparison:
 
 
 def _same_sample(a: RunSummary, b: RunSummary) -> bool:
-    """Two runs of one group that are one sample: the same seed (and fold)."""
-    return (a.seed, a.config.get("fold")) == (b.seed, b.config.get("fold"))
+    """Two runs of one group that are one sample: the same seed (and fold), and trained alike (a run resumed with
+    other settings, grouped by its last ones, trained otherwise than a run of those settings: one was dropped as
+    'a copy or a rerun' of the other, whatever their scores)."""
+    return (a.seed, a.config.get("fold"), a.resumed) == (b.seed, b.config.get("fold"), b.resumed)
 
 
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary:

@@ -160,6 +160,20 @@ def test_a_resumed_run_keeps_the_time_it_spent_and_stops_at_once_when_it_is_all_
     assert trainer.should_stop and spent.stopped_at == 61.0
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_a_per_step_schedule_records_the_rate_of_each_epochs_first_step(schedule, tmp_path, image_folder, capsys):
+    """history.csv and the epoch line gave the second step's rate: at a batch's end a per-step scheduler has
+    already stepped (onecycle's first epoch read 2.8e-04 where its first step ran at 4e-05)."""
+    run = imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 2, "batch_size": 8, "lr": 0.01,
+                      "optimizer": "sgd", "schedule": schedule, "progress": True, "model_args": {"width": 4},
+                      "out": str(tmp_path / schedule)}, report=False)
+    first = 0.01 if schedule == "cosine" else 0.01 / 25  # OneCycleLR starts at max_lr / div_factor (25)
+    history = read_csv(run.path / "history.csv")
+    assert float(history[0]["lr"]) == pytest.approx(first, rel=1e-6)
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("epoch 1/2"))
+    assert f"lr {first:.1e}" in line, line
+
+
 def test_time_limit_stops_cleanly_with_a_complete_run(tmp_path, image_folder):
     run = imgclf.fit({"data": str(image_folder), "img_size": 16, "epochs": 10_000, "batch_size": 8, "lr": 0.05,
                       "time_limit": "4s", "schedule": "budget", "progress": False, "model_args": {"width": 8},

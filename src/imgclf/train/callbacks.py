@@ -320,9 +320,12 @@ class HistoryWriter(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._train_seconds = time.perf_counter() - self._start
-        if batch_idx == 0:
-            # the rate the epoch's first step used: the budget schedule sets it per batch, so at epoch start the
-            # first epoch still showed the unscheduled base rate (0.2 where the step ran at 0.004)
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        if self._batches == 1:
+            # the rate the epoch's first step uses: the budget schedule sets it per batch, so at epoch start the
+            # first epoch still showed the unscheduled base rate (0.2 where the step ran at 0.004); at the batch's
+            # end a per-step schedule (cosine, onecycle) has already moved on to the second step's
             self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
 
     def state_dict(self) -> dict[str, Any]:

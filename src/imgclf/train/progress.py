@@ -40,6 +40,7 @@ class EpochLines(L.Callback):
         self._unshown = 0
         self._start = 0.0
         self._lr = 0.0
+        self._first_step = False
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream or sys.stderr, flush=True)
@@ -55,10 +56,13 @@ class EpochLines(L.Callback):
         self.on_train_epoch_start(trainer, pl_module)
         self._lr = next((c.epoch_lr for c in trainer.callbacks if getattr(c, "epoch_lr", None)), self._lr)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        if batch_idx == 0:  # the rate the epoch trained at, as history.csv records it (budget: set per batch)
-            self._lr = trainer.optimizers[0].param_groups[-1]["lr"]
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._first_step = batch_idx == 0
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        if self._first_step:  # the rate the epoch's first step uses, as history.csv records it
+            self._lr, self._first_step = trainer.optimizers[0].param_groups[-1]["lr"], False
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # every rank takes part in the reduction of the epoch's sums (the module logs them after this hook)

@@ -20,5 +20,13 @@ def is_run_dir(folder: str | os.PathLike) -> bool:
 
 def holds_runs(folder: str | os.PathLike) -> bool:
     """Runs among `folder`'s subfolders or theirs (runs/, a study's cells): the depth imgclf itself makes them at."""
-    children = [c for c in Path(folder).iterdir() if c.is_dir()]
-    return any(is_run_dir(c) or any(is_run_dir(g) for g in c.iterdir() if g.is_dir()) for c in children)
+    children = _subfolders(Path(folder))
+    return any(is_run_dir(c) or any(is_run_dir(g) for g in _subfolders(c)) for c in children)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """`folder`'s subfolders, none where it cannot be read (--out / met /proc/1/cwd: an internal error)."""
+    try:
+        return [c for c in folder.iterdir() if c.is_dir()]
+    except OSError:
+        return []

@@ -83,6 +83,26 @@ def test_overwrite_never_trains_into_another_image_folder(data, finished, tmp_pa
     assert check_run_dir(tmp_path / "lr-find", overwrite=True, resume=False) is True
 
 
+def test_an_out_holding_a_folder_that_cannot_be_read_gets_the_usual_refusal(tmp_path, monkeypatch):
+    """--out / met /proc/1/cwd, unreadable, while looking for a data set there: an internal PermissionError."""
+    from pathlib import Path
+
+    from imgclf.pipeline.run_folder import check_run_dir
+
+    (tmp_path / "full" / "locked" / "inner").mkdir(parents=True)
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    listing = Path.iterdir
+
+    def iterdir(self):
+        if self.name in ("locked", "inner"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(ImgclfError, match=r"^out must be an empty or new folder"):
+        check_run_dir(tmp_path / "full", overwrite=False, resume=False)
+
+
 def _hold_lock(folder):
     """Another process holding the folder's training lock, as a running `imgclf train` does."""
     code = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "

@@ -121,16 +121,31 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> bool:
 def _holds_class_folders(folder: Path) -> bool:
     """Whether `folder` looks like a data set: a subfolder with image files in it (a class) or in its subfolders
     (a split's classes), past what imgclf writes there itself (plots/, an lr-find's lr_find.png, runs)."""
-    for child in folder.iterdir():
-        if not child.is_dir() or child.name in RUN_FOLDERS or is_run_dir(child):
+    for child in _entries(folder):
+        try:
+            if child.is_dir() and child.name not in RUN_FOLDERS and not is_run_dir(child) and _has_images(child):
+                return True
+        except OSError:  # what cannot be read is not judged (--out / met /proc/1/cwd: an internal error)
             continue
-        for inner in child.iterdir():
-            if inner.is_file() and inner.suffix.lower() in IMAGE_EXTENSIONS:
-                return True
-            if inner.is_dir() and not is_run_dir(inner) and any(
-                    p.suffix.lower() in IMAGE_EXTENSIONS for p in inner.iterdir() if p.is_file()):
-                return True
     return False
+
+
+def _has_images(child: Path) -> bool:
+    for inner in _entries(child):
+        if inner.is_file() and inner.suffix.lower() in IMAGE_EXTENSIONS:
+            return True
+        if inner.is_dir() and not is_run_dir(inner) and any(
+                p.suffix.lower() in IMAGE_EXTENSIONS for p in _entries(inner) if p.is_file()):
+            return True
+    return False
+
+
+def _entries(folder: Path) -> list[Path]:
+    """What `folder` lists, nothing where it cannot be read."""
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 def remove_run_files(run_dir: Path) -> None:

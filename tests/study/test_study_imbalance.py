@@ -206,6 +206,15 @@ def test_the_study_says_what_its_model_keeps_in_its_record_and_page(study_dir):
            "switch it off, so <code>none</code> is not free of regularisation" in page
 
 
+def test_an_img_size_the_model_cannot_take_is_refused_before_anything_is_written(pool, tmp_path):
+    """--img-size 32 with caltech_cnn (at least 37) was refused by the first cell, after the subsets and a
+    study.json 'interrupted' were written."""
+    with pytest.raises(ImgclfError, match=r"img_size for model caltech_cnn must be at least 37. Received: img_size=32"):
+        run_imbalance_study(pool, tmp_path / "s", per_class=8, rhos=[1, 3], configs=["none"], seeds=[0],
+                            model="caltech_cnn", overrides={**TINY, "img_size": 32, "model_args": {}})
+    assert not (tmp_path / "s").exists()
+
+
 def test_configurations_map_to_settings():
     train, args = configuration_settings("none", "caltech_cnn")
     assert train == {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none", "loss": "ce"}
@@ -296,12 +305,14 @@ def test_a_study_refuses_the_fast_recipes_probe_before_writing_anything(pool, tm
 
 
 def test_a_study_whose_first_cell_was_refused_takes_the_corrected_command_in_the_same_folder(pool, tmp_path):
-    """A first cell refused by its model (an image size too small) left study.json and the subsets behind, and the
+    """A first cell refused by its model (an argument it lacks) left study.json and the subsets behind, and the
     corrected command was refused: "holds a study with other settings"; the folder had to be deleted by hand."""
     out = tmp_path / "s"
     args = dict(per_class=8, rhos=[1], configs=["none"], overrides={**TINY, "progress": False}, run_reports=False)
-    with pytest.raises(ImgclfError, match="img_size"):
-        run_imbalance_study(pool, out, model="caltech_cnn", **args)  # caltech_cnn needs 37 px or more
+    # caltech_cnn has no width: refused by the cell's model (an image size too small is refused before any file)
+    refused = {**args, "overrides": {**args["overrides"], "img_size": 40}}
+    with pytest.raises(ImgclfError, match="width"):
+        run_imbalance_study(pool, out, model="caltech_cnn", **refused)
     assert (out / "study.json").exists()
     study = run_imbalance_study(pool, out, model="simple_cnn", **args)
     assert study["state"] == "complete" and [c["config"] for c in study["runs"]] == ["none"]
@@ -312,8 +323,8 @@ def test_a_study_whose_first_cell_was_refused_takes_the_corrected_command_in_the
     from filelock import FileLock
 
     busy = tmp_path / "busy"
-    with pytest.raises(ImgclfError, match="img_size"):
-        run_imbalance_study(pool, busy, model="caltech_cnn", **args)
+    with pytest.raises(ImgclfError, match="width"):
+        run_imbalance_study(pool, busy, model="caltech_cnn", **refused)
     cell = busy / "runs" / "rho1-none-seed0"
     cell.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cell / "train.lock")):

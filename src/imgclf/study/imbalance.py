@@ -127,8 +127,13 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
         raise invalid("seeds", list(seeds), "distinct integers >= 0 such as 0,1,2")
     # the study's links inside the data folder would be read as one more class of it: refused before any file
     outside_data("out", out, data)
-    # fail on a bad override before any work
-    make_config(data=str(data), model=model, **overrides, **(S4_SPLIT if protocol == "s4" else {}))
+    # fail on a bad override before any work (an img_size the model cannot take was refused by the first cell,
+    # after the subsets and study.json were written)
+    from ..models import get_model_info
+    from ..pipeline.prepare import input_size
+
+    input_size(make_config(data=str(data), model=model, **overrides, **(S4_SPLIT if protocol == "s4" else {})),
+               get_model_info(model))
     unread = unread_per_configuration(data, model, overrides, settings, S4_SPLIT if protocol == "s4" else {})
     unread_anywhere = set.intersection(*unread.values())
     if unread_anywhere:

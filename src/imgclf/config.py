@@ -71,7 +71,8 @@ class TrainConfig(BaseModel):
         None, description="Cap on the images of each class in each split the run uses (train, val and test, "
         "after val/test are drawn from the folder): N caps all three, train=N,test=M only those named (over a "
         "recipe's caps per split, the others keep the recipe's). A seeded random choice (--seed), so the same "
-        "images for the same seed.")
+        "images for the same seed. With --folds the train cap applies to the images the folds are cut from "
+        "(train and val pooled).")
     out: str | None = Field(None, description="Run directory (default: runs/<model>-<n>).")
     img_size: int | None = Field(None, ge=1, le=4096, description="Square input side in pixels (default: the model's).")
     color: Color = Field("auto", description="rgb, grayscale, or auto (grayscale when every image is).")
@@ -307,6 +308,14 @@ class TrainConfig(BaseModel):
             raise invalid(info.field_name, value, "class folder names, comma-separated (a,b,c) or a list",
                           note="an empty name")
         return list(dict.fromkeys(names))
+
+    @field_validator("out", mode="before")
+    @classmethod
+    def _out_named(cls, value: Any) -> Any:
+        # --out "$OUT" with OUT unset trained into runs/<model>-<n> of the current folder without a word
+        if isinstance(value, str) and not value.strip():
+            raise invalid("out", value, "a folder for the run, or left out for runs/<model>-<n>")
+        return value
 
     @field_validator("per_class_max", mode="before")
     @classmethod

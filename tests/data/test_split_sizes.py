@@ -69,6 +69,22 @@ def test_streamed_data_is_normalised_by_its_own_statistics_and_says_what_it_skip
     assert not any("near-duplicates" in note for note in cached.split_notes)
 
 
+def test_a_streamed_image_that_changed_since_the_scan_is_named_not_an_internal_error(tmp_path):
+    """An image emptied during a long streamed training ended the run after its last epoch with 'internal error:
+    DecodeError: empty file (0 bytes)' from the calibration's pass over the validation images."""
+    from imgclf.data.cache import pixel_blocks
+    from imgclf.errors import ImgclfError
+
+    root = make_image_folder(tmp_path / "data", classes=CLASSES, per_class=8)
+    data = prepare_data(root, 16, "rgb", 0.2, 0.2, 0, cache_dir=str(tmp_path / "cache"), cache_budget=1)
+    rows = data.splits["val"].indices
+    emptied = data.decoded.paths[rows[1]]
+    Path(emptied).write_bytes(b"")
+    with pytest.raises(ImgclfError, match=rf"^data must be an image that stays readable .*{emptied}.*it was readable "
+                                          r"when the run began, now: empty file"):
+        list(pixel_blocks(data.decoded, rows, 16, "rgb", "bilinear", 4))
+
+
 def test_the_note_speaks_of_the_draw_it_made_and_an_empty_val_folder_is_named(tmp_path):
     """Under k-fold the validation split is the fold, not the draw: no note of the draw's share. With train/ and
     test/ folders the share is of train/, and its counts leave test/ out; --test-split 0 is no help there. A val/

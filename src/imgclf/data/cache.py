@@ -277,7 +277,21 @@ def pixel_blocks(decoded: DecodedImages, rows: Sequence[int] | np.ndarray, size:
         if decoded.pixels is not None:
             yield np.asarray(decoded.pixels[part])
         else:
-            yield np.stack([open_image(decoded.paths[i], size, color, interpolation) for i in part])
+            yield np.stack([_read_again(decoded.paths[i], size, color, interpolation) for i in part])
+
+
+def _read_again(path: str, size: int, color: str, interpolation: str) -> np.ndarray:
+    """A streamed image read again after the run's scan found it readable: one changed or removed since (during a
+    long training) is named, where it was an internal error after the last epoch."""
+    from ..errors import bad_path
+
+    try:
+        return open_image(path, size, color, interpolation)
+    except DecodeError as exc:
+        raise bad_path("data", path, "an image that stays readable while the run reads it (streamed from disk)",
+                       f"it was readable when the run began, now: {exc}",
+                       hint="Put the file back as it was; the run's checkpoints are kept (imgclf train --resume "
+                            "RUN finishes what is left)") from None
 
 
 # Smaller files are compared at this side: the near-duplicate search's border and blur need pixels.

@@ -100,6 +100,16 @@ def test_one_folder_holding_the_classes_is_named_in_the_refusal(tmp_path):
         scan_folder(tmp_path / "d")
 
 
+def test_a_folder_holding_an_index_file_is_refused_with_the_index_named(tmp_path):
+    """README lists index.csv among the data layouts; `train ix/` (ix/index.csv, ix/images/) was told only of
+    class folders."""
+    make_image_folder(tmp_path / "ix", classes=("images",), per_class=2)
+    (tmp_path / "ix" / "index.csv").write_text("path,labels\nimages/images_000.png,a\n")
+    with pytest.raises(ImgclfError, match=r"If index.csv in it is an index of label sets \(multi-label data\), give "
+                                          rf"that file as the data: {tmp_path / 'ix' / 'index.csv'}"):
+        scan_folder(tmp_path / "ix")
+
+
 def test_an_out_that_is_the_data_folder_is_said_to_be_it(tmp_path):
     """--out data with data data/ said "inside the data folder": it is that folder."""
     from imgclf.io import outside_data

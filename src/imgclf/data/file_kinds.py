@@ -15,6 +15,8 @@ def _reads_avif() -> bool:
         return False
 
 
+# What a multi-label run's data may be besides folders (data.multilabel reads them).
+INDEX_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
                     ".jfif", ".jpe") + ((".avif",) if _reads_avif() else ())
 NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside the images is skipped

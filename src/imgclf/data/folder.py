@@ -12,10 +12,10 @@ from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
 from .fetch_record import warn_of_an_unfinished_fetch
 from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_output,  # noqa: F401 (run_folder's)
-                            class_names_flag, extra_classes_hint, refuse_imgclf_output,
+                            class_names_flag, extra_classes_hint, index_file_hint, refuse_imgclf_output,
                             warn_of_alike_class_names, warn_of_classes_one_level_down)
-from .file_kinds import (IMAGE_EXTENSIONS, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME, left_out_by_name,  # noqa: F401
-                         unread_photo_reason)
+from .file_kinds import (IMAGE_EXTENSIONS, INDEX_SUFFIXES, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME,  # noqa: F401
+                         left_out_by_name, unread_photo_reason)
 
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -259,9 +259,6 @@ def require_images(scan: FolderScan) -> FolderScan:
     return scan
 
 
-# What a multi-label run's data may be besides folders (data.multilabel reads them).
-INDEX_SUFFIXES = (".csv", ".jsonl", ".ndjson")
-
 
 def _what_file(path: Path) -> str:
     """What a file given where a folder goes is, so that an index in the wrong place, or an index of a suffix not
@@ -397,4 +394,4 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_cla
                          f"to classify unlabelled images instead, use `imgclf predict RUN {where}`"
                          + (f"; if {train.name}/ is a class, rename it: {SPLIT_FOLDER_NAMES} name split folders"
                             if train is not None else "")
-                         if loose else None))
+                         if loose else index_file_hint(where)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import bad_path
 from ..notices import warn
 from ..run_markers import holds_runs, is_run_dir
+from .file_kinds import INDEX_SUFFIXES
 
 
 IMGCLF_OUTPUT_REASON = ("imgclf's output (a run, a folder of runs, a cross-validation or a search), not a class "
@@ -139,3 +140,16 @@ def warn_of_classes_one_level_down(root: Path, class_dirs: list[Path]) -> None:
     warn(f"the class folders of {root} ({folders}) each hold the same sub-folders ({shown}) and no image of their "
          f"own: they are trained as the classes {folders}; if {shown} are the classes, give each folder as data "
          f"(imgclf train {joined} merges them)")
+
+
+def index_file_hint(folder: Path) -> str | None:
+    """Where a folder with too few class folders holds an index of label sets, that index is what to give: README
+    lists index.csv among the data layouts, and `train ix/` (ix/index.csv, ix/images/) was told of class folders."""
+    try:
+        found = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in INDEX_SUFFIXES)
+    except OSError:
+        return None
+    if not found:
+        return None
+    return f"If {found[0]} in it is an index of label sets (multi-label data), give that file as the data: " \
+           f"{folder / found[0]}"

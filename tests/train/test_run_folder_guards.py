@@ -356,6 +356,13 @@ def test_an_early_stopped_run_resumes_only_with_a_larger_patience_and_then_waits
     with pytest.raises(ImgclfError, match=r"Received: early_stopping=1\. Pass"):  # given: no such note
         imgclf.fit(resume=str(run_dir), early_stopping=1, report=False)
     assert len(RunDir(run_dir).read_history()) == stopped_at
+    # the advice followed: it trains none, and the card still says it stopped early (it said completed)
+    import shutil
+
+    scored = shutil.copytree(run_dir, tmp_path / "scored")
+    again = imgclf.fit(resume=str(scored), epochs=stopped_at, report=False)
+    assert again.stopped_reason == "early stopping" == RunDir(scored).read_card().training.stopped
+    assert len(RunDir(scored).read_history()) == stopped_at
     # patience 4, the restored wait of 1 epoch counted: at least 3 more epochs (Lightning restored the old
     # patience from the checkpoint, and stopped after one)
     imgclf.fit(resume=str(run_dir), early_stopping=4, report=False)

@@ -197,8 +197,13 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         warn(f"batch_size {cfg.batch_size} with a network that has BatchNorm layers: in training each image is "
              "normalised by its own statistics, which evaluation cannot reproduce, and such runs score near chance; "
              "train at --batch-size 16 or more")
+    epochs_before = _epochs_on_disk(run_dir) if ckpt_path else None  # (history reads them when training starts)
     stopped_reason = _run_trainer(trainer, module, train_loader, val_loader, ckpt_path, run_dir, callbacks[0])
     seconds = callbacks[0].train_seconds()  # includes the processes before a resume
+    if stopped_reason == "completed" and epochs_before is not None and len(history.rows) == epochs_before:
+        # a resume that trained no epoch (--epochs at those trained, as a refusal advises, to finish or score the
+        # run again) rewrote an early-stopped run's card as completed
+        stopped_reason = _stopped_before(run_dir) or stopped_reason
     budget = next((c for c in callbacks if type(c).__name__ == "TimeBudget"), None)
     if budget is not None and budget.reached and stopped_reason == "completed":
         stopped_reason = f"time limit ({cfg.time_limit})"
@@ -294,6 +299,20 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
     if cfg.checkpoint_every:  # put last of all by `train_model`
         callbacks.append(WithinEpochCheckpoint(callbacks[0]))
     return callbacks, best, history
+
+
+def _epochs_on_disk(run_dir: Path) -> int:
+    from ..records import RunDir
+
+    return len(RunDir(run_dir).read_history())
+
+
+def _stopped_before(run_dir: Path) -> str | None:
+    """Why the run's earlier process stopped, as its card says (None: no card yet)."""
+    from ..records import RunDir
+
+    run = RunDir(run_dir)
+    return run.read_card().training.stopped if run.has("model.json") else None
 
 
 def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, ckpt_path: str | None,

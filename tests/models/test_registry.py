@@ -148,6 +148,15 @@ def test_static_listing_matches_the_live_registry():
     live = [(n, get_model_info(n).description, get_model_info(n).default_img_size, get_model_info(n).default_in_chans)
             for n in list_models()]
     assert [(m.name, m.description, m.default_img_size, m.default_in_chans) for m in LISTING] == live
+    # `imgclf models` shows the images' side for the models trained at it (input_size: the fast family)
+    fast = [n for n in list_models() if "fast" in get_model_info(n).tags]
+    assert [m.name for m in LISTING if m.sized_by_images] == fast
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    shown = CliRunner().invoke(app, ["models", "fast*"], env={"COLUMNS": "200"}).output
+    assert "the images' side (up to 64)" in shown and "28x28x3" not in shown
     assert [m.name for m in list_registered("fer*")] == list_models("fer*")
     # `compare` reads a LISTING name as a model without pretrained weights
     assert not any(get_model_info(m.name).pretrained for m in LISTING)

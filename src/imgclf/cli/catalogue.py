@@ -28,7 +28,10 @@ def models(pattern: str = typer.Argument("*", help="Glob over model names."),
         from ..models.registry import list_registered  # a static listing: importing the builders means torch
 
         for m in list_registered(pattern):
-            table.add_row(m.name, f"{m.default_img_size}x{m.default_img_size}x{m.default_in_chans}", m.description)
+            # the fast family trains at the images' own side: 28x28x3 read as what an 8-pixel data set would get
+            size = "the images' side (up to 64)" if m.sized_by_images else \
+                f"{m.default_img_size}x{m.default_img_size}x{m.default_in_chans}"
+            table.add_row(m.name, size, m.description)
     if not table.row_count:  # an empty table would read as "no models installed"
         kind = "pretrained backbone" if pretrained else "registered model"
         hint = f"imgclf models{' --pretrained' if pretrained else ''} lists them all"

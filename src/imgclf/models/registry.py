@@ -83,6 +83,7 @@ class ModelListing:
     description: str
     default_img_size: int
     default_in_chans: int
+    sized_by_images: bool = False  # the fast family: trained at the images' own side (`data.native_size`)
 
 
 # The registered models as `imgclf models` lists them. A static copy, because the builders import torch (over a
@@ -94,7 +95,7 @@ LISTING: tuple[ModelListing, ...] = (
     ModelListing("caltech_cnn", "S4 imbalance-study CNN (227x227x3): Conv7/2-32, Conv5-64, Conv3-128 x2, FC 512; "
                                 "N(0, .01) init.", 227, 3),
     ModelListing("fast_resnet", "Small residual CNN (ResNet-9 style; 0.41 M params at width 16, 1.6 M at 32) built for "
-                                "CPU throughput on small images.", 28, 3),
+                                "CPU throughput on small images.", 28, 3, sized_by_images=True),
     ModelListing("fer_cnn", "S3 final CNN for 48x48 grayscale: Conv32-64, Conv128-256 (L2 .01), Conv512-1024 (L2 .01), "
                             "Dense 1024.", 48, 1),
     ModelListing("fer_cnn_small", "S3 first, simpler CNN: Conv32-BN-Pool, Conv128-BN-Pool, Dense 256, Dropout.", 48, 1),

@@ -74,8 +74,8 @@ class TrainConfig(BaseModel):
         "images for the same seed. With --folds the train cap applies to the images the folds are cut from "
         "(train and val pooled).")
     out: str | None = Field(None, description="Run directory (default: runs/<model>-<n>).")
-    img_size: int | None = Field(None, ge=1, le=4096, description="Square input side in pixels (default: the model's; fast_resnet: "
-                                  "the images' own side, up to 64).")
+    img_size: int | None = Field(None, ge=1, le=4096, description="Square input side in pixels (default: the "
+                                 "model's; fast_resnet: the images' own side, up to 64).")
     color: Color = Field("auto", description="rgb, grayscale, or auto (grayscale when every image is).")
     val_split: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction held out for validation when there is no val/.")
     test_split: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction held out for test in a flat folder.")

@@ -110,6 +110,20 @@ def test_a_folder_holding_an_index_file_is_refused_with_the_index_named(tmp_path
         scan_folder(tmp_path / "ix")
 
 
+def test_a_class_of_broken_files_only_is_refused_with_what_was_skipped_and_a_way_on(tmp_path):
+    """'10 file(s) skipped' counted folders as files, and only inspect advised --drop-classes."""
+    from imgclf.data.dataset import prepare_data
+
+    root = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=6)
+    (root / "broken").mkdir()
+    for i in range(3):
+        (root / "broken" / f"{i}.png").write_bytes(b"not a png")
+    (root / "broken" / "loop").symlink_to(root / "broken")  # a folder skipped: it leads back to its class
+    with pytest.raises(ImgclfError, match=r"no usable training image for \['broken'\]; 3 files and 1 folder "
+                                          r"skipped\)\. See .*, or leave the class out: --drop-classes broken"):
+        prepare_data(root, 16, "rgb", 0.2, 0.2, 0, cache_dir=str(tmp_path / "cache"))
+
+
 def test_an_out_that_is_the_data_folder_is_said_to_be_it(tmp_path):
     """--out data with data data/ said "inside the data folder": it is that folder."""
     from imgclf.io import outside_data

@@ -11,7 +11,8 @@ import numpy as np
 from ..errors import invalid
 from .cache import decode_all
 from .color import resolve_color
-from .folder import FolderScan, require_images
+from .folder import FolderScan, count_skipped, require_images
+from .folder_checks import class_names_flag
 from .groups import UNGROUPED_STREAM, decoded_groups, group_holdout, leaks_between, lopsided_holdouts, separated_groups
 from .merge import scan_folders
 from .prepared import PreparedData, Split
@@ -254,8 +255,10 @@ def prepare_data(
     empty = [classes[i] for i in np.flatnonzero(train_counts == 0)]
     if empty:
         raise invalid("data", scan.root, "a folder where every class has decodable training images",
-                      note=f"no usable training image for {empty}; {len(skipped)} file(s) skipped",
-                      hint=f"See `imgclf inspect {scan.root}`")
+                      note=f"no usable training image for {empty}; {count_skipped([s['path'] for s in skipped])} "
+                           "skipped",
+                      hint=f"See `imgclf inspect {scan.root}`, or leave the class out: "
+                           f"{class_names_flag('drop_classes', empty)}")
     if len(splits["val"]) == 0 and "val" in scan.files and fold is None:
         raise invalid("data", scan.root, "a val/ folder with at least one readable image",
                       note="val/ holds none", hint="Add images to val/, or remove it (val_split then draws one)")

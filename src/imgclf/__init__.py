@@ -144,8 +144,8 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
             others: list[str] = []
             images = output_among_inputs("out", out, expand_inputs(named, empty, others), named)
             warn_of_left_out(empty, others)
-        else:
-            output_among_inputs("out", out, named, named)
+        else:  # arrays too: the folders among the paths walked for the check (a photo in them was replaced)
+            output_among_inputs("out", out, expand_inputs(named, [], []), named)
     clf = _load(run_dir, precision=_precision_of(run_dir, precision), fold_batch_norm=False)
     explanations = explain_images(clf, images, label=label, unknown=unknown)
     if out is not None:

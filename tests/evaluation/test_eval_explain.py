@@ -362,9 +362,12 @@ def test_an_output_that_is_an_image_of_a_folder_given_is_refused_and_the_image_k
         assert result.exit_code == 2 and f"it is an image in {folder}" in " ".join(result.output.split()), \
             result.output
         assert photo.read_bytes() == before
-    with pytest.raises(ImgclfError, match="out must be a file other than the images in the folders given"):
-        imgclf.explain(tiny_run, str(folder), out=photo)
-    assert photo.read_bytes() == before
+    import numpy as np
+
+    for given in (str(folder), [str(folder), np.zeros((8, 8, 3), np.uint8)]):  # with an array: not walked
+        with pytest.raises(ImgclfError, match="out must be a file other than the images in the folders given"):
+            imgclf.explain(tiny_run, given, out=photo)
+        assert photo.read_bytes() == before
     table = folder / "table.png"  # predict's table written as text under an image's name: replaced, not read
     table.write_text("path,label\n")
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(folder), "-o", str(table)])

@@ -496,3 +496,19 @@ def test_groups_of_other_seed_sets_drawing_from_one_folder_are_ranked_together(t
     assert len(compare_runs([*a, *b, other]).sections) == 2
     # one run a setting is no mean: two single runs of other seeds, scored on other images, stay unranked
     assert len(compare_runs([a[0], b[1]]).sections) == 2
+
+
+def test_a_group_of_one_seeds_runs_is_not_ranked_as_a_mean_over_draws():
+    """Two runs of seed 0 (one resumed with other settings, one trained at them throughout: both kept) made a
+    group of n 2 that was ranked against others as a mean over its seeds' draws: one draw of the test split."""
+    from types import SimpleNamespace
+
+    from imgclf.evaluation.compare_sets import _drawn_key
+
+    def run(seed):
+        return SimpleNamespace(seed=seed, config={}, data_set="d", evaluation=SimpleNamespace(drawn=True, split="test",
+                                                                                               count=30))
+
+    two_seeds = SimpleNamespace(runs=[run(0), run(1)])
+    assert _drawn_key([two_seeds, SimpleNamespace(runs=[run(0), run(1)])]) is not None
+    assert _drawn_key([two_seeds, SimpleNamespace(runs=[run(0), run(0)])]) is None

@@ -109,11 +109,13 @@ def _drawn_key(groups: list[Any]) -> tuple[Any, ...] | None:
     (name, size), so groups of other seed sets share a section. Each seed's split is a random draw of the same
     images, so a mean over seeds 0-2 and one over seeds 0-1 estimate the same thing: three seeds against two
     ranked nothing. None where any split was not drawn (the same images, or none, are compared), and where a group
-    has a single run: one draw of a few images is no mean, and its noise alone would pick the best."""
+    has a single seed: one draw of a few images is no mean, and its noise alone would pick the best."""
     scored = [r for g in groups for r in g.runs if r.evaluation is not None]
     if not scored or not all(r.evaluation.drawn and r.data_set for r in scored):
         return None
-    if any(sum(r.evaluation is not None for r in g.runs) < 2 for g in groups):
+    # seeds, not runs: a run resumed with other settings and one trained at them throughout are two runs of one
+    # seed (compare keeps both), one draw of the split
+    if any(len({(r.seed, r.config.get("fold")) for r in g.runs if r.evaluation is not None}) < 2 for g in groups):
         return None
     return ("drawn", frozenset((r.evaluation.split, r.evaluation.count, r.data_set) for r in scored))
 

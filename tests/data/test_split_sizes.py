@@ -81,7 +81,7 @@ def test_a_streamed_image_that_changed_since_the_scan_is_named_not_an_internal_e
     emptied = data.decoded.paths[rows[1]]
     Path(emptied).write_bytes(b"")
     with pytest.raises(ImgclfError, match=rf"^data must be an image that stays readable .*{emptied}.*it was readable "
-                                          r"when the run began, now: empty file"):
+                                          r"when the command began, now: empty file.*run the command again"):
         list(pixel_blocks(data.decoded, rows, 16, "rgb", "bilinear", 4))
 
 
@@ -104,3 +104,34 @@ def test_the_note_speaks_of_the_draw_it_made_and_an_empty_val_folder_is_named(tm
     with pytest.raises(ImgclfError, match=r"^data must be a val/ folder with at least one readable image\..*"
                                           r"\(val/ holds none\)\. Add images to val/, or remove it"):
         _prepare(splits, tmp_path)
+
+
+def test_a_streamed_image_emptied_during_training_is_named_and_the_run_resumes_once_it_is_back(tmp_path, monkeypatch):
+    """Emptied during a long streamed training, a validation image ended the run after its last epoch with an
+    internal DecodeError; the refusal says how to finish, and finishing trains nothing again."""
+    import json
+
+    import imgclf
+    from imgclf.errors import ImgclfError
+    from imgclf.train.callbacks import HistoryWriter
+
+    root = make_image_folder(tmp_path / "data", classes=CLASSES, per_class=10)
+    run_dir, kept = tmp_path / "run", {}
+    ended = HistoryWriter.on_train_end
+
+    def empty_a_val_image(self, trainer, module):
+        ended(self, trainer, module)
+        record = json.loads((run_dir / "dataset.json").read_text())
+        path = Path(record["root"]) / record["splits"]["val"]["files"][0]
+        kept["path"], kept["bytes"] = path, path.read_bytes()
+        path.write_bytes(b"")
+
+    monkeypatch.setattr(HistoryWriter, "on_train_end", empty_a_val_image)
+    with pytest.raises(ImgclfError, match=rf"now: empty file.*Put the file back as it was, then imgclf train --resume "
+                                          rf"{run_dir} finishes the run \(its epochs are saved\)"):
+        imgclf.fit(data=str(root), img_size=16, epochs=2, batch_size=8, model_args={"width": 4}, cache_budget="1KB",
+                   out=str(run_dir), progress=False, report=False)
+    monkeypatch.setattr(HistoryWriter, "on_train_end", ended)
+    kept["path"].write_bytes(kept["bytes"])
+    run = imgclf.fit(resume=str(run_dir), report=False, progress=False)
+    assert run.epochs_run == 2 and run.metrics is not None

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import invalid
+from ..errors import ImgclfError, invalid
 from ..io import default_file_mode, remove_stale_temp_files, write_json
 from ..progress import StepProgress
 from .decode import PERMISSION_DENIED, DecodeError, open_image
@@ -280,18 +280,23 @@ def pixel_blocks(decoded: DecodedImages, rows: Sequence[int] | np.ndarray, size:
             yield np.stack([_read_again(decoded.paths[i], size, color, interpolation) for i in part])
 
 
+class ImageChangedError(ImgclfError):
+    """A streamed image that was readable when the command scanned it and is not now (the training pipeline adds
+    how to finish its run)."""
+
+
 def _read_again(path: str, size: int, color: str, interpolation: str) -> np.ndarray:
-    """A streamed image read again after the run's scan found it readable: one changed or removed since (during a
-    long training) is named, where it was an internal error after the last epoch."""
+    """A streamed image read again after the scan found it readable: one changed or removed since (during a long
+    training) is named, where it was an internal error after the last epoch."""
     from ..errors import bad_path
 
     try:
         return open_image(path, size, color, interpolation)
     except DecodeError as exc:
-        raise bad_path("data", path, "an image that stays readable while the run reads it (streamed from disk)",
-                       f"it was readable when the run began, now: {exc}",
-                       hint="Put the file back as it was; the run's checkpoints are kept (imgclf train --resume "
-                            "RUN finishes what is left)") from None
+        error = bad_path("data", path, "an image that stays readable while it is read (streamed from disk)",
+                         f"it was readable when the command began, now: {exc}",
+                         hint="Put the file back as it was, then run the command again")
+        raise ImageChangedError(str(error), error.argument) from None
 
 
 # Smaller files are compared at this side: the near-duplicate search's border and blur need pixels.

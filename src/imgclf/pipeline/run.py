@@ -360,8 +360,14 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             card.thresholds = fit_thresholds(data, result.model, card, card.fitted_precision)
         else:
             # before the card is written: evaluation, serving and export then all apply the temperature and threshold
-            card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir,
-                                                       precision=card.fitted_precision)
+            from ..data.cache import ImageChangedError
+
+            try:
+                card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir,
+                                                           precision=card.fitted_precision)
+            except ImageChangedError as exc:  # after the last epoch: every epoch is in the checkpoint
+                again = f"then imgclf train --resume {run_dir} finishes the run (its epochs are saved)"
+                raise ImgclfError(str(exc).replace("then run the command again", again), exc.argument) from None
         if not evaluate:
             card.metrics = validation_headline(result.history, card.training, card.task)
             run.write_card(card)

@@ -285,6 +285,7 @@ ROWS = [
     row("train-out-is-a-file", lambda w: ["train", str(w.data), "--out", w.file()], "out",
         value=lambda w: str(w.tmp / "a-file.txt")),
     row("train-out-empty", lambda w: ["train", str(w.data), "--out", ""], "out=''", "left out for runs/"),
+    row("train-out-blank", lambda w: ["train", str(w.data), "--out", "  "], "out='  '", "left out for runs/"),
     row("train-out-inside-a-file", lambda w: ["train", str(w.data), "--out", str(Path(w.file()) / "r")], "out",
         value=lambda w: str(w.tmp / "a-file.txt" / "r")),
     row("train-data-is-a-file", lambda w: ["train", w.file(), "--out", str(w.tmp / "r")], "data",

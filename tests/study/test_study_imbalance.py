@@ -215,6 +215,20 @@ def test_an_img_size_the_model_cannot_take_is_refused_before_anything_is_written
     assert not (tmp_path / "s").exists()
 
 
+def test_a_blank_out_is_refused_where_an_unset_variable_gave_the_current_folder(pool, tmp_path, monkeypatch):
+    """out='' (an unset $OUT in a script) wrote a whole study, and a search, into the current folder."""
+    from imgclf.search.folder import search_folder
+
+    monkeypatch.chdir(tmp_path)
+    for blank in ("", "  "):
+        with pytest.raises(ImgclfError, match=r"^out must be a folder for the study"):
+            run_imbalance_study(pool, blank, per_class=8, rhos=[1], configs=["none"], seeds=[0], model="simple_cnn",
+                                overrides=TINY)
+        with pytest.raises(ImgclfError, match=r"^out must be a folder for the search, or left out"):
+            search_folder(blank, "simple_cnn", resume=False, data=str(pool))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_configurations_map_to_settings():
     train, args = configuration_settings("none", "caltech_cnn")
     assert train == {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none", "loss": "ce"}

@@ -47,7 +47,8 @@ def _absolute(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     for key in PATH_SETTINGS:
         # os.fspath, not str: a Run given as a folder is path-like, and its str is its repr
-        if isinstance(out.get(key), (str, os.PathLike)) and os.fspath(out[key]):
+        # (a blank path is left for the config's own refusal: made absolute, '  ' named a folder of two spaces)
+        if isinstance(out.get(key), (str, os.PathLike)) and os.fspath(out[key]).strip():
             out[key] = os.path.abspath(os.path.expanduser(os.fspath(out[key])))
         elif key == "data" and isinstance(out.get(key), (list, tuple)):  # several data folders
             out[key] = [os.path.abspath(os.path.expanduser(os.fspath(v)))

@@ -21,6 +21,8 @@ def search_folder(out: str | os.PathLike | None, model: str, resume: bool, data:
     outside the image folder `data` (inside, it failed every trial, then was left there as a class folder)."""
     from ..io import next_free_dir, outside_data, writable_folder
 
+    if isinstance(out, str) and not out.strip():  # an unset $OUT: Path('') is the current folder
+        raise invalid("out", out, "a folder for the search, or left out for tune/<model>-<n>")
     if resume:
         if out is None:
             raise invalid("resume", True, "given with --out (Python: out=): the folder of the search "

@@ -99,6 +99,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     from ..train.fit import TrainingInterrupted
 
     log = log or (lambda message: None)
+    if isinstance(out, str) and not out.strip():  # an unset $OUT: the study was written into the current folder
+        raise invalid("out", out, "a folder for the study")
     out = Path(out)
     overrides = dict(overrides or {})
     if isinstance(overrides.get("model_args"), str):  # as the CLI passes it: "width=4"; study.json stores a mapping

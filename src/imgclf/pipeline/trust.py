@@ -125,7 +125,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         skipped = (f"the fitted T = {temperature:.3g} lowered the validation NLL but raised its ECE "
                    f"({ece_before:.3f} → {ece_after:.3f}), so probabilities stay the raw softmax")
         temperature, ece_after = 1.0, ece_before
-        warn(f"no temperature: {skipped} (model.json's calibration and the report say so too)")
+        warn(f"no temperature: {skipped} (model.json's calibration records it)")
     calibration = CalibrationInfo(
         method="temperature" if cfg.calibrate == "temperature" and not skipped else "none",
         temperature=temperature, split="val", images=len(labels), ece_before=ece_before, ece_after=ece_after,

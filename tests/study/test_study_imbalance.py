@@ -229,6 +229,25 @@ def test_a_blank_out_is_refused_where_an_unset_variable_gave_the_current_folder(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cells_an_earlier_release_configured_otherwise_are_not_averaged_with_new_ones(study_dir, pool, tmp_path):
+    """model_s's 'none' cells trained with its L2 before the configurations switched it off: extended with another
+    seed, the study averaged them with cells trained without it, under one name."""
+    import shutil
+
+    import yaml
+
+    out = shutil.copytree(study_dir, tmp_path / "s")
+    config = out / "runs" / "rho1-none-seed0" / "config.yaml"
+    settings = yaml.safe_load(config.read_text())
+    settings["model_args"].pop("dropout")  # as a release whose 'none' left the model's own value
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.raises(ImgclfError, match=r"^out must be a folder whose cells were trained with the configurations "
+                                          r"as they are now.*rho1-none-seed0 was trained with model_args "
+                                          r"\{'width': 4\}, where none now sets \{'dropout': 0.0\}"):
+        run_imbalance_study(pool, out, per_class=8, rhos=[1, 3], configs=["none", "oversample"],
+                            seeds=[0, 1], model="simple_cnn", overrides=TINY)
+
+
 def test_configurations_map_to_settings():
     train, args = configuration_settings("none", "caltech_cnn")
     assert train == {"weight_decay": 0.0, "augment": "", "class_weight": "none", "sampler": "none", "loss": "ce"}

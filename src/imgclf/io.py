@@ -265,9 +265,8 @@ def outside_data(argument: str, path: str | os.PathLike, data: str | os.PathLike
             where = "the data folder itself" if target == root else f"inside the data folder {folder}"
             raise bad_path(argument, path, "a folder outside the data folder",
                            f"{where}: the next scan would read it as a class folder",
-                           hint="Choose a folder outside the data folder" + (
-                               ", or run the command from outside it (default outputs go in the current folder)"
-                               if argument == "out" else ""))
+                           hint="Choose a folder outside the data folder" + (", or run the command from outside "
+                                "it (default outputs go in the current folder)" if argument == "out" else ""))
 
 
 def writable_file(argument: str, path: str | os.PathLike) -> Path:

@@ -348,7 +348,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
         card.training.recipe_changes = changes_from_recipe(resolved, SIZED_SETTINGS if sizing else ())
         from ..prediction_precision import fitting_precision
-        from .trust import drop_unused_statistics, fit_trust
+        from .trust import drop_unused_statistics, fit_trust_after_training
 
         # predict's default (auto) then runs as the fits did: fp32 where they ran in fp32
         card.fitted_precision = fitting_precision(resolved.precision, next(result.model.parameters()).device)
@@ -360,14 +360,8 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             card.thresholds = fit_thresholds(data, result.model, card, card.fitted_precision)
         else:
             # before the card is written: evaluation, serving and export then all apply the temperature and threshold
-            from ..data.cache import ImageChangedError
-
-            try:
-                card.calibration, card.unknown = fit_trust(resolved, data, result.model, card, run_dir,
-                                                           precision=card.fitted_precision)
-            except ImageChangedError as exc:  # after the last epoch: every epoch is in the checkpoint
-                again = f"then imgclf train --resume {run_dir} finishes the run (its epochs are saved)"
-                raise ImgclfError(str(exc).replace("then run the command again", again), exc.argument) from None
+            card.calibration, card.unknown = fit_trust_after_training(resolved, data, result.model, card, run_dir,
+                                                                      precision=card.fitted_precision)
         if not evaluate:
             card.metrics = validation_headline(result.history, card.training, card.task)
             run.write_card(card)

@@ -90,6 +90,19 @@ def _fit_features(clf: Classifier, data: PreparedData, seed: int, detector: str
     return rows, means, precision
 
 
+def fit_trust_after_training(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,
+                             run_dir: Path, precision: str = "auto") -> tuple[CalibrationInfo, UnknownInfo]:
+    """`fit_trust` after a training's last epoch, where a streamed image changed since the scan is answered with
+    how to finish the run: every epoch is in its checkpoint."""
+    from ..data.cache import ImageChangedError
+
+    try:
+        return fit_trust(cfg, data, model, card, run_dir, precision=precision)
+    except ImageChangedError as exc:
+        again = f"then imgclf train --resume {run_dir} finishes the run (its epochs are saved)"
+        raise ImgclfError(str(exc).replace("then run the command again", again), exc.argument) from None
+
+
 def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,
               run_dir: Path, features: str | None = None, stats_name: str = STATS_FILE, precision: str = "auto"
               ) -> tuple[CalibrationInfo, UnknownInfo]:

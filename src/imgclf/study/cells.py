@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..records import RunDir
-from .configurations import held_out
+from ..errors import invalid
+from .configurations import configuration_settings, held_out
 
 
 def read_cell(run_dir: Path, minority: Sequence[str], protocol: str = "standard") -> dict[str, Any] | None:
@@ -75,3 +76,20 @@ def _lowest(values: list[float]) -> int | None:
 def _last(values: list[float]) -> float | None:
     finite = [v for v in values if math.isfinite(v)]
     return finite[-1] if finite else None
+
+
+def refuse_cells_configured_otherwise(out: Path, cells: list[tuple[str, Path]], model: str) -> None:
+    """A study extended with more seeds kept its finished cells: cells an earlier release trained with model
+    arguments its configurations now set otherwise (model_s's 'none' with its L2, before a6652e9) were averaged
+    with new ones trained without, under one configuration's name. cells: (configuration, run folder)."""
+    for config, folder in cells:
+        run = RunDir(folder)
+        if not run.has("config.yaml"):
+            continue
+        expected = configuration_settings(config, model)[1]
+        stored = run.read_config().model_args
+        if any(k not in stored or stored[k] != v for k, v in expected.items()):
+            raise invalid("out", out, "a folder whose cells were trained with the configurations as they are now",
+                          note=f"{run.path.name} was trained with model_args {stored}, where {config} now sets "
+                               f"{expected} (an earlier release's configuration)",
+                          hint="Use a new --out for the study; its cells would be averaged with the new ones")

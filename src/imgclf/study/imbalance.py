@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import invalid
 from ..io import outside_data
 from ..stats import mean_std
-from .cells import read_cell
+from .cells import read_cell, refuse_cells_configured_otherwise
 from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
                              built_in_regularisation, configuration_settings, held_out)
 from .files import read_study, write_study
@@ -180,7 +180,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
              f"{'them' if len(kept) > 1 else 'it'} off" + (", so 'none' is not free of regularisation" if "none"
                                                            in configs else "")
              + " (caltech_cnn, S4's model, switches dropout and batch norm)")
-    _refuse_cells_configured_otherwise(out, grid, model)
+    refuse_cells_configured_otherwise(out, [(c, out / "runs" / cell_name(r, c, s)) for r, c, s in grid], model)
     write_study(out, {"request": request, "state": "running", "cells": _cells_json(grid)})
     subsets: dict[float, dict[str, Any]] = {}
     try:
@@ -260,25 +260,6 @@ def _any_cell_in_use(out: Path) -> bool:
 
 def _cells_json(grid: list[tuple[float, str, int]]) -> list[dict[str, Any]]:
     return [{"rho": r, "config": c, "seed": s, "run": f"runs/{cell_name(r, c, s)}"} for r, c, s in grid]
-
-
-def _refuse_cells_configured_otherwise(out: Path, grid: list[tuple[float, str, int]], model: str) -> None:
-    """A study extended with more seeds kept its finished cells: cells an earlier release trained with model
-    arguments its configurations now set otherwise (model_s's 'none' with its L2, before a6652e9) were averaged
-    with new ones trained without, under one configuration's name."""
-    from ..records import RunDir
-
-    for rho, config, seed in grid:
-        run = RunDir(out / "runs" / cell_name(rho, config, seed))
-        if not run.has("config.yaml"):
-            continue
-        expected = configuration_settings(config, model)[1]
-        stored = run.read_config().model_args
-        if any(k not in stored or stored[k] != v for k, v in expected.items()):
-            raise invalid("out", out, "a folder whose cells were trained with the configurations as they are now",
-                          note=f"{run.path.name} was trained with model_args {stored}, where {config} now sets "
-                               f"{expected} (an earlier release's configuration)",
-                          hint="Use a new --out for the study; its cells would be averaged with the new ones")
 
 
 def _run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, seed: int, train: dict[str, Any],

@@ -263,8 +263,8 @@ def test_a_training_ratio_that_drifted_from_its_rho_is_said_and_shown_per_run(st
     drifted["train_rho"] = 4.5
     StudyRecord.model_validate(result)
     text = " ".join(write_study_report(shutil.copytree(out, tmp_path / "b"), result).read_text().split())
-    assert (f"when it has two). <strong>In 1 of {len(result['runs'])} runs the training split's ratio is more than 10 % "
-            "off its ρ</strong> (ρ 3)") in text
+    assert (f"when it has two). <strong>In 1 of {len(result['runs'])} runs the training split's ratio is more than "
+            "10 % off its ρ</strong> (ρ 3)") in text
     assert "(train ρ 4.5)" in text
 
 

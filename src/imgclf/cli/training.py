@@ -61,7 +61,8 @@ def train_options() -> list[inspect.Parameter]:
     extra = [
         ("config", Optional[Path], typer.Option(None, "--config", help="YAML file of settings (flags override it).")),
         ("overwrite", bool, typer.Option(False, "--overwrite", help="Replace the run in --out if there is one.")),
-        ("resume", Optional[Path], typer.Option(None, "--resume", help="Continue a run directory, interrupted or finished (--epochs N to train on).")),
+        ("resume", Optional[Path], typer.Option(None, "--resume", help="Continue a run directory, interrupted or "
+                                                                        "finished (--epochs N to train on).")),
     ]
     for name, ann, default in extra:
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default))

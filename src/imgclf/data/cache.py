@@ -284,6 +284,9 @@ class ImageChangedError(ImgclfError):
     """A streamed image that was readable when the command scanned it and is not now (the training pipeline adds
     how to finish its run)."""
 
+    path: str = ""
+    reason: str = ""
+
 
 def _read_again(path: str, size: int, color: str, interpolation: str) -> np.ndarray:
     """A streamed image read again after the scan found it readable: one changed or removed since (during a long
@@ -293,10 +296,19 @@ def _read_again(path: str, size: int, color: str, interpolation: str) -> np.ndar
     try:
         return open_image(path, size, color, interpolation)
     except DecodeError as exc:
-        error = bad_path("data", path, "an image that stays readable while it is read (streamed from disk)",
-                         f"it was readable when the command began, now: {exc}",
-                         hint="Put the file back as it was, then run the command again")
-        raise ImageChangedError(str(error), error.argument) from None
+        raise changed_image_error(path, str(exc)) from None
+
+
+def changed_image_error(path: str, reason: str, then: str = "run the command again") -> ImageChangedError:
+    """The refusal of a streamed image no longer readable: `then`, what to do once it is back."""
+    from ..errors import bad_path
+
+    error = bad_path("data", path, "an image that stays readable while it is read (streamed from disk)",
+                     f"it was readable when the command began, now: {reason}",
+                     hint=f"Put the file back as it was, then {then}")
+    changed = ImageChangedError(str(error), error.argument)
+    changed.path, changed.reason = path, reason
+    return changed
 
 
 # Smaller files are compared at this side: the near-duplicate search's border and blur need pixels.

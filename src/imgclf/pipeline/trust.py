@@ -94,13 +94,13 @@ def fit_trust_after_training(cfg: TrainConfig, data: PreparedData, model: torch.
                              run_dir: Path, precision: str = "auto") -> tuple[CalibrationInfo, UnknownInfo]:
     """`fit_trust` after a training's last epoch, where a streamed image changed since the scan is answered with
     how to finish the run: every epoch is in its checkpoint."""
-    from ..data.cache import ImageChangedError
+    from ..data.cache import ImageChangedError, changed_image_error
 
     try:
         return fit_trust(cfg, data, model, card, run_dir, precision=precision)
     except ImageChangedError as exc:
-        again = f"then imgclf train --resume {run_dir} finishes the run (its epochs are saved)"
-        raise ImgclfError(str(exc).replace("then run the command again", again), exc.argument) from None
+        raise changed_image_error(exc.path, exc.reason, f"imgclf train --resume {run_dir} finishes the run (its "
+                                                        "epochs are saved)") from None
 
 
 def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,

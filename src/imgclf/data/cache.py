@@ -291,8 +291,6 @@ class ImageChangedError(ImgclfError):
 def _read_again(path: str, size: int, color: str, interpolation: str) -> np.ndarray:
     """A streamed image read again after the scan found it readable: one changed or removed since (during a long
     training) is named, where it was an internal error after the last epoch."""
-    from ..errors import bad_path
-
     try:
         return open_image(path, size, color, interpolation)
     except DecodeError as exc:

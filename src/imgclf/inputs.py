@@ -296,7 +296,9 @@ def _replaceable(path: str) -> bool:
     try:
         with Image.open(path) as image:
             return TEXT_PX_KEY in image.info
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # a very large photo is still the user's image
+        return False
+    except (OSError, ValueError):
         return True
 
 

@@ -368,6 +368,16 @@ def test_an_output_that_is_an_image_of_a_folder_given_is_refused_and_the_image_k
         with pytest.raises(ImgclfError, match="out must be a file other than the images in the folders given"):
             imgclf.explain(tiny_run, given, out=photo)
         assert photo.read_bytes() == before
+    from PIL import Image
+
+    from imgclf.inputs import _replaceable
+
+    def too_large(*args, **kwargs):
+        raise Image.DecompressionBombError("too many pixels")
+
+    with pytest.MonkeyPatch.context() as m:  # a photo over PIL's pixel limit is still the user's image
+        m.setattr(Image, "open", too_large)
+        assert _replaceable(str(photo)) is False
     table = folder / "table.png"  # predict's table written as text under an image's name: replaced, not read
     table.write_text("path,label\n")
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(folder), "-o", str(table)])

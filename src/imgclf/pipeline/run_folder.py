@@ -131,11 +131,12 @@ def _holds_class_folders(folder: Path) -> bool:
 
 
 def _has_images(child: Path) -> bool:
-    for inner in _entries(child):
+    """(An OSError is the caller's: what cannot be read is not judged.)"""
+    for inner in child.iterdir():
         if inner.is_file() and inner.suffix.lower() in IMAGE_EXTENSIONS:
             return True
         if inner.is_dir() and not is_run_dir(inner) and any(
-                p.suffix.lower() in IMAGE_EXTENSIONS for p in _entries(inner) if p.is_file()):
+                p.suffix.lower() in IMAGE_EXTENSIONS for p in inner.iterdir() if p.is_file()):
             return True
     return False
 

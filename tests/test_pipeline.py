@@ -110,7 +110,7 @@ def test_none_unsets_a_recipes_value(tmp_path):
         resolve_config(recipe="fast", data=".", time_limit="none", schedule="onecycle")  # README: --sizing fixed too
     assert resolve_config(recipe="fast", data=".", time_limit="none", schedule="onecycle",
                           sizing="fixed").time_limit is None
-    with pytest.raises(ImgclfError, match=r"time_limit must be a duration such as 90s, 10m or 1.5h, or none "
+    with pytest.raises(ImgclfError, match=r"time_limit must be a duration such as 90s, 10m, 1.5h or 1h30m, or none "
                                           r"\(no budget\)\. Received: time_limit='never'"):
         resolve_config(recipe="fast-fmnist", data=".", time_limit="never")
     with pytest.raises(ImgclfError, match=r"^epochs must be a valid integer\. Received"):  # not unsettable
@@ -180,6 +180,20 @@ def test_python_values_the_command_line_spells_as_text_are_taken(tmp_path):
     # the list goes through the string form's checks: an item twice is refused alike
     with pytest.raises(ImgclfError, match=r"^augment .*hflip is given twice"):
         resolve_config(data=str(tmp_path), augment=["hflip", "hflip"])
+
+
+@pytest.mark.parametrize("text, seconds", [("1h30m", 5400), ("1h 30m 15s", 5415), ("10M", 600), ("90", 90),
+                                           (".5h", 1800), ("2.5m", 150)])
+def test_a_duration_may_join_its_units(tmp_path, text, seconds):
+    assert resolve_config(data=str(tmp_path), time_limit=text).time_limit_seconds == seconds
+
+
+@pytest.mark.parametrize("text", ["1.2.3", ".", "30m1h", "1m1m", "1h30", "5x", "h"])
+def test_a_duration_that_is_none_is_one_clear_error(tmp_path, text):
+    """'1.2.3' leaked Python's 'could not convert string to float'; '30m1h' and '1m1m' are slips, not sums."""
+    with pytest.raises(ImgclfError, match=rf"^time_limit must be a duration such as 90s, 10m, 1.5h or 1h30m, or none "
+                                          rf"\(no budget\)\. Received: time_limit={re.escape(repr(text))}$"):
+        resolve_config(data=str(tmp_path), time_limit=text)
 
 
 def test_a_keyword_of_fit_put_among_the_settings_is_named_as_one(tmp_path):

@@ -479,7 +479,7 @@ class TrainConfig(BaseModel):
         """A number is seconds, as on the command line (`time_limit=30` from Python was refused as no string)."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not value > 0 or value == float("inf"):
-                raise invalid("time_limit", value, "a duration > 0 such as 90s, 10m or 1.5h, or a number of seconds")
+                raise invalid("time_limit", value, "a duration > 0 such as 90s, 10m, 1.5h or 1h30m, or a number of seconds")
             text = str(value) if isinstance(value, int) else f"{value:.12f}".rstrip("0").rstrip(".")
             return f"{text}s"  # 1e6 -> 1000000s, not 1e+06s, which the duration's own check refused
         return value
@@ -490,7 +490,7 @@ class TrainConfig(BaseModel):
         try:
             parse_seconds(value)
         except ImgclfError:
-            raise invalid("time_limit", value, "a duration such as 90s, 10m or 1.5h, or none (no budget)") from None
+            raise invalid("time_limit", value, "a duration such as 90s, 10m, 1.5h or 1h30m, or none (no budget)") from None
         return value
 
     @field_validator("time_limit")
@@ -498,7 +498,7 @@ class TrainConfig(BaseModel):
     def _time_left(cls, value: str | None) -> str | None:
         seconds = parse_seconds(value)
         if seconds is not None and seconds <= 0:
-            raise invalid("time_limit", value, "a duration > 0 such as 90s, 10m or 1.5h")
+            raise invalid("time_limit", value, "a duration > 0 such as 90s, 10m, 1.5h or 1h30m")
         return value
 
     @field_validator("devices", mode="before")

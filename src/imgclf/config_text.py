@@ -12,6 +12,7 @@ from .errors import bad_path, invalid
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 # A setting that can be unset, given as one of these words, is unset: None itself means "not given" while settings
 # are layered (a flag left out never hides a recipe's value), so this is how a command lifts a recipe's time limit,
 # early stopping or EMA. A folder literally named none is ./none.
@@ -67,13 +68,20 @@ def precision_name(value: Any) -> Any:
 
 
 def parse_seconds(value: str | int | float | None) -> float | None:
-    """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0; plain numbers are seconds."""
+    """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0, '1h30m' -> 5400.0; plain numbers are seconds. Units are
+    read in either case ('10M' is ten minutes: no setting here lasts months)."""
     if value is None or isinstance(value, (int, float)):
         return None if value is None else float(value)
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([smh]?)\s*", str(value))
-    if not match:
-        raise invalid("time_limit", value, "a duration such as 90s, 10m or 1.5h")
-    return float(match.group(1)) * _TIME_UNITS[match.group(2) or "s"]
+    text = str(value).strip().lower()
+    if re.fullmatch(_NUMBER, text):
+        return float(text)
+    parts = re.findall(rf"({_NUMBER})\s*([hms])\s*", text)
+    units = [unit for _, unit in parts]
+    # each unit once, largest first ('30m1h' and '1m1m' are typing slips, not durations); nothing else in the text
+    if not parts or re.fullmatch(rf"(?:{_NUMBER}\s*[hms]\s*)+", text) is None or units != sorted(
+            set(units), key="hms".index):
+        raise invalid("time_limit", value, "a duration such as 90s, 10m, 1.5h or 1h30m")
+    return sum(float(number) * _TIME_UNITS[unit] for number, unit in parts)
 
 
 # what a mapping setting looks like on the command line, for its error message

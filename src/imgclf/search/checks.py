@@ -36,7 +36,7 @@ def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
                       hint="Pass --lr 0.01 (Python: lr=0.01) or leave it out, or find one first with imgclf "
                            "lr-find DATA")
     if budget is not None and budget <= 0:
-        raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m or 1.5h")
+        raise invalid("time_limit", budget, "a duration > 0 such as 90s, 10m, 1.5h or 1h30m")
     if budget is not None and budget < MIN_TRIAL_SECONDS * trials:
         # a trial's share is a whole number of seconds, at least one: 4 s over 10 trials ran each for 1 s, 2.5x over
         least = MIN_TRIAL_SECONDS * trials

@@ -199,3 +199,52 @@ def test_a_missing_optional_extra_is_named_with_its_install_command(tiny_run, tm
     assert "this command needs the onnx package, part of imgclf's export extra, which is not installed: pip " \
            "install 'imgclf[export]'" in " ".join(result.output.split())
     assert "internal error" not in result.output
+
+
+def _built_commands(group, prefix=()):
+    """Every command as the CLI builds it to run (train's options generated, every path checked), by its argv."""
+    import click
+
+    for name in list(group.commands):
+        _, cmd, _ = group.resolve_command(click.Context(group), [name])
+        if hasattr(cmd, "commands"):
+            yield from _built_commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+def test_every_path_a_command_takes_refuses_blank_text():
+    """Typer made Path('') of '', which is '.': `imgclf audit DATA --out ''` (a shell variable left empty)
+    wrote into the current folder. Each command's each path parameter is checked, drawn from the CLI itself."""
+    import typer
+
+    from imgclf.errors import ImgclfError
+
+    seen = set()
+    for argv, cmd in _built_commands(typer.main.get_command(app)):
+        for param in cmd.params:
+            if "Path" not in str(getattr(getattr(param, "type_descriptor", None), "annotation", "")) \
+                    and type(getattr(param, "type", None)).__name__ != "Path":
+                continue
+            seen.add((" ".join(argv), param.name))
+            for blank in ("", "  "):
+                with pytest.raises(ImgclfError, match=rf"^{param.name} must be a path \('\.' for the current "
+                                                      rf"folder\)\. Received: {param.name}='{blank}'$"):
+                    param.process_value(None, [blank] if param.nargs != 1 else blank)
+    assert {("audit", "out"), ("inspect", "plots"), ("inspect", "data"), ("export", "out"), ("compare", "runs"),
+            ("study imbalance", "out"), ("train", "config"), ("demo", "out"),
+            ("evaluate", "run"), ("tune", "space")} <= seen, sorted(seen)
+
+
+def test_a_blank_out_writes_nothing_into_the_current_folder(tmp_path, monkeypatch):
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=3, size=8)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for argv in (["audit", str(data), "--out", ""], ["inspect", str(data), "--plots", ""]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 2 and "must be a path ('.' for the current folder)" in result.output, \
+            (argv, result.output)
+    assert list(work.iterdir()) == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import typing
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -36,7 +38,35 @@ class _Commands(CommandGroup):
             self.commands[name] = cmd
         if cmd is not None:
             _help_for_width(cmd)
+            _refuse_blank_paths(cmd)
         return name, cmd, rest
+
+
+def _refuse_blank_paths(cmd: Any) -> None:
+    """Every path a command takes refuses '' and spaces: Typer made Path('') of it, which is '.', so `imgclf
+    audit DATA --out ''` (a shell variable left empty) wrote into the current folder and `--plots ''` filled it
+    with figures. A user means this folder by '.', which is still taken."""
+    for param in getattr(cmd, "params", ()):
+        if _takes_paths(param) and not getattr(param.process_value, "refuses_blank", False):
+            param.process_value = _blank_refused(param, param.process_value)
+
+
+def _takes_paths(param: Any) -> bool:
+    descriptor = getattr(param, "type_descriptor", None)  # Typer >= 0.2x: the annotation, Optional unwrapped
+    if descriptor is not None:
+        return descriptor.annotation is Path or Path in typing.get_args(descriptor.annotation)
+    return type(getattr(param, "type", None)).__name__ == "Path"  # click's path type, in Typer built on click
+
+
+def _blank_refused(param: Any, process_value: Any) -> Any:
+    def checked(ctx: Any, value: Any) -> Any:
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, str) and not item.strip():
+                raise invalid(param.name, item, "a path ('.' for the current folder)")
+        return process_value(ctx, value)
+
+    checked.refuses_blank = True
+    return checked
 
 
 RICH_HELP_COLUMNS = 120  # below it rich's option tables cut names: 22 cells of train's help at 80, 3 at 100

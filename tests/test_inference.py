@@ -557,6 +557,40 @@ def test_files_left_out_of_a_folder_are_named(tiny_run, image_folder, tmp_path, 
     assert " ".join(result.output.split()).count("2 files in the folders given left out") == 1
 
 
+def test_a_folder_that_cannot_be_listed_is_named(tiny_run, image_folder, tmp_path, caplog, monkeypatch):
+    """A sub-folder the system would not list (a permission, a drive gone) was left out of predict(folder)
+    without a word: its images were simply not among the rows. A link back to a folder already read loses
+    nothing and is not named."""
+    import logging
+    import os
+    import shutil
+
+    folder = shutil.copytree(image_folder / "cat", tmp_path / "cat")
+    shutil.copytree(image_folder / "dog", folder / "locked")
+    (folder / "again").symlink_to(folder, target_is_directory=True)
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        assert len(imgclf.load(tiny_run).predict(folder)) == 20
+    said = " ".join(caplog.text.split())
+    assert (f"1 entry in the folders given could not be read, so any images in it are left out: "
+            f"{folder / 'locked'}{os.sep} (cannot list folder: Permission denied)") in said, said
+    assert "again" not in said
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), str(folder), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).count("1 entry in the folders given could not be read") == 1
+
+
 def test_evaluate_prints_a_folder_and_split_as_written(tiny_run, tmp_path):
     """Rich read ":train:" in "DATA:train: accuracy" as an emoji (a train), and "[red]" in a name as markup."""
     import shutil

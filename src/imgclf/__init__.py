@@ -142,8 +142,9 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
         if len(named) == len(given):  # paths alone: the folders walked here, less an earlier call's figure in them
             empty: list[str] = []  # (explained as one more image of the folder, as the command line does not)
             others: list[str] = []
-            images = output_among_inputs("out", out, expand_inputs(named, empty, others), named)
-            warn_of_left_out(empty, others)
+            unread: list[str] = []
+            images = output_among_inputs("out", out, expand_inputs(named, empty, others, unread), named)
+            warn_of_left_out(empty, others, unread)
         else:  # arrays too: the folders among the paths walked for the check (a photo in them was replaced)
             output_among_inputs("out", out, expand_inputs(named, [], []), named)
     clf = _load(run_dir, precision=_precision_of(run_dir, precision), fold_batch_norm=False)

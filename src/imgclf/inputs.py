@@ -28,11 +28,13 @@ IMAGE_KINDS = ("an image file or folder path, a PIL image (turned upright by its
 
 
 def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = None,
-                  others: list[str] | None = None) -> list[str]:
+                  others: list[str] | None = None, unread: list[str] | None = None) -> list[str]:
     """Files as given; folders expanded to their image files the way training reads a class folder (recursively,
     hidden entries skipped, symlinked folders followed once). An image name that cannot be read (a dangling
     link) is kept, so that its prediction row says why; other files are not images and are left out. `empty`:
-    where given, the folders holding no image are appended to it; `others`: the files left out."""
+    where given, the folders holding no image are appended to it; `others`: the files left out; `unread`: the
+    folders and entries the system would not list or stat, as "path (reason)" (their images, if any, are not
+    among those returned). A link back to a folder already read loses no image and is not named."""
     out: list[str] = []
     for item in items:
         given = os.fspath(item)
@@ -53,15 +55,18 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
                 empty.append(str(item))
             if others is not None:
                 others += [s["path"] for s in left]
+            if unread is not None:
+                unread += [f"{s['path']} ({s['reason']})" for s in skipped if s["reason"].startswith("cannot ")]
         else:
             out.append(given)
     return out
 
 
-def warn_of_left_out(folders: Iterable[str], others: Sequence[str] = ()) -> None:
+def warn_of_left_out(folders: Iterable[str], others: Sequence[str] = (), unread: Sequence[str] = ()) -> None:
     """An empty folder among the images: no row says so, and an empty result read as "nothing predicted". Files
     in the folders that are not images (by their extension) are named too: training lists them as skipped, and
-    a prediction silently without them read as a file forgotten."""
+    a prediction silently without them read as a file forgotten. So are the folders that could not be listed
+    (a permission, a drive gone): their images were left out without a word."""
     from .notices import warn
 
     for folder in folders:
@@ -71,6 +76,10 @@ def warn_of_left_out(folders: Iterable[str], others: Sequence[str] = ()) -> None
         shown = ", ".join(f"'{os.path.basename(p)}'" for p in others[:3]) + (", ..." if len(others) > 3 else "")
         warn(f"{len(others)} file{'' if len(others) == 1 else 's'} in the folders given left out, not named as "
              f"images or named in other bytes than UTF-8 ({shown}); image extensions: {', '.join(IMAGE_EXTENSIONS)}")
+    if unread:
+        shown = "; ".join(unread[:3]) + ("; ..." if len(unread) > 3 else "")
+        warn(f"{len(unread)} entr{'y' if len(unread) == 1 else 'ies'} in the folders given could not be read, so any "
+             f"images in {'it are' if len(unread) == 1 else 'them are'} left out: {shown}")
 
 
 def is_file_object(item: object) -> bool:
@@ -105,8 +114,9 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput, grey: bool = False
         if isinstance(item, (str, os.PathLike)):
             empty: list[str] = []
             others: list[str] = []
-            paths = expand_inputs([item], empty, others)
-            warn_of_left_out(empty, others)
+            unread: list[str] = []
+            paths = expand_inputs([item], empty, others, unread)
+            warn_of_left_out(empty, others, unread)
             names += paths
             sources += paths
         elif isinstance(item, io.TextIOBase):  # read as text, a PNG's bytes failed as "'utf-8' codec can't decode"

@@ -206,10 +206,11 @@ def _image_paths(images: list[str]) -> list[str]:
 
     empty: list[str] = []
     others: list[str] = []
-    paths = expand_inputs(images, empty, others)
+    unread: list[str] = []
+    paths = expand_inputs(images, empty, others, unread)
     if not paths:
         raise _no_image_found(images)
-    warn_of_left_out(empty, others)
+    warn_of_left_out(empty, others, unread)
     return paths
 
 

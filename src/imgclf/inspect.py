@@ -87,6 +87,10 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         # classes with files but not one readable in training's split: training refuses them as it refuses empty
         # class folders, and inspect said nothing of them
         "unreadable_classes": [c for c in scan.classes if not counts[train_split].get(c) and c in listed],
+        # a val/ or test/ of which not one image decodes, or holding none: training refuses the data, and the
+        # table's column of zeros said only that the split was empty
+        "unreadable_splits": [s for s in ("val", "test") if scan.files.get(s) and not sum(counts[s].values())],
+        "empty_splits": [s for s in ("val", "test") if s in scan.files and not scan.files[s]],
         # one file linked into several class folders: a multi-label tree, which the counts above take per link
         "in_several_classes": sum(1 for found in classes_of.values() if len(found) > 1),
     }
@@ -166,10 +170,17 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
     sizes = ", ".join(f"{k} ({v})" for k, v in summary["sizes"].items())
     console.print(f"image sizes: {sizes}{' ...' if summary['distinct_sizes'] > 10 else ''}")
     console.print("colour modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()))
+    empty_splits = summary.get("empty_splits", [])
+    for split in empty_splits:
+        console.print(f"[yellow]{split}/ holds no image in its class folders:[/yellow] training refuses the data; "
+                      f"put its images in {split}/<class>/, or remove {split}/"
+                      + (" (val is then drawn from train)" if split == "val" else ""))
     for folder in summary["empty_class_folders"]:
         name = Path(folder).name
         if folder in summary.get("empty_outside_train", []):
             split = Path(folder).parent.name
+            if split in empty_splits:  # the split as a whole said above: no class of it is scored
+                continue
             console.print(f"[yellow]class folder {console_text(repr(folder))} holds no image:[/yellow] the class is "
                           f"missing from {console_text(split)}/, whose other classes training scores (add its "
                           "images there to score it too)")
@@ -181,6 +192,10 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]class {console_text(repr(name))} has no readable image:[/yellow] training refuses it "
                       f"(its files are listed below); replace them, or leave the class out with --drop-classes "
                       f"{console_text(name)}")
+    for split in summary.get("unreadable_splits", []):
+        from .inspect_multilabel import unreadable_split_line
+
+        console.print(unreadable_split_line(split, f"{split}/", f"remove {split}/"))
     if summary.get("in_several_classes"):
         console.print(f"[yellow]{summary['in_several_classes']} image(s) sit in several class folders[/yellow] (links "
                       "to one file): the counts above take each link; a tree of label sets trains with --task "

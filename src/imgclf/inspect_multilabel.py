@@ -41,6 +41,8 @@ def inspect_index(index: str | os.PathLike, plots_dir: str | os.PathLike | None 
             rows = [r for r in ok if labelled.splits[r] == name]
             summary["splits"][name] = {"images": len(rows),
                                        "counts": label_stats(labelled.targets[rows], labelled.classes)["counts"]}
+        # the val or test rows of which not one image decodes: training refuses the index
+        summary["unreadable_splits"] = [s for s in ("val", "test") if s in labelled.splits and s not in present]
     if plots_dir is not None:
         from .evaluation.plots import plot_class_distribution, plot_class_samples
 
@@ -54,6 +56,14 @@ def inspect_index(index: str | os.PathLike, plots_dir: str | os.PathLike | None 
                    plot_class_samples(examples, Path(plots_dir) / "label_samples.png", per="label"))
         summary["plots"] = [str(p) for p in figures]
     return summary
+
+
+def unreadable_split_line(split: str, where: str, removed: str) -> str:
+    """What inspect says of a split of which not one image is readable: training refuses such data (a vanished
+    split would have been drawn from train, or the test score left out, with no word)."""
+    instead = " (val is then drawn from train)" if split == "val" else ""
+    return (f"[yellow]not one image in {where} can be read:[/yellow] training refuses the data until those images "
+            f"are mended or replaced (they are listed below), or you {removed}{instead}")
 
 
 def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
@@ -81,6 +91,8 @@ def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
     splits = summary.get("splits")
     if splits:
         _render_splits(splits, classes, console)
+    for split in summary.get("unreadable_splits", []):
+        console.print(unreadable_split_line(split, f"the index's {console_text(split)} rows", f"remove the {split} rows"))
     if summary["skipped"]:
         console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")
         for s in summary["skipped"]:

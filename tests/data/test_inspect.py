@@ -89,6 +89,52 @@ def test_a_class_without_one_readable_image_is_named_as_training_will_refuse_it(
     assert result.exit_code == 0 and "class 'fox' has no readable image: training refuses it" in result.stdout
 
 
+def _split_of_broken_images(root, layout):
+    """train/ (or the index's train rows) readable, `layout`'s val or test images all broken or absent."""
+    rng = np.random.default_rng(0)
+    rows = ["path,labels,split"]
+    for split in ("train", "val", "test"):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(3):
+                path = root / split / cls / f"{i}.png"
+                if split == layout.split("-")[0]:
+                    if layout.endswith("broken"):
+                        path.write_bytes(b"not an image")
+                    else:
+                        continue
+                else:
+                    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+                rows.append(f"{path.relative_to(root)},{cls},{split}")
+    (root / "index.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("layout, index, said", [
+    ("val-broken", False, "not one image in val/ can be read: training refuses the data"),
+    ("test-broken", False, "not one image in test/ can be read: training refuses the data"),
+    ("val-empty", False, "val/ holds no image in its class folders: training refuses the data"),
+    ("val-broken", True, "not one image in the index's val rows can be read: training refuses the data"),
+    ("test-broken", True, "not one image in the index's test rows can be read: training refuses the data"),
+])
+def test_a_split_without_one_readable_image_is_named_as_training_will_refuse_it(tmp_path, layout, index, said):
+    """inspect showed the split's column of zeros (or, for an index, no column at all) and listed the broken
+    files, then train refused the data. What inspect says here, train does."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    _split_of_broken_images(tmp_path / "d", layout)
+    data = str(tmp_path / "d" / "index.csv") if index else str(tmp_path / "d")
+    result = CliRunner().invoke(app, ["inspect", data], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and said in " ".join(result.stdout.split()), result.stdout
+    assert "the class is missing from" not in result.stdout  # no class of an empty split is scored
+    trained = CliRunner().invoke(app, ["train", data, "--model", "simple_cnn", "--img-size", "8", "--epochs", "1",
+                                       "--no-progress", "--out", str(tmp_path / "r")])
+    assert trained.exit_code == 2 and "error: data must be" in trained.output, trained.output
+    readable = CliRunner().invoke(app, ["inspect", str(tmp_path / "d" / "train")])
+    assert "can be read: training refuses" not in readable.stdout and "holds no image in its" not in readable.stdout
+
+
 def test_images_linked_into_several_class_folders_are_said_to_be_a_label_set_tree(tmp_path, capsys):
     """A multi-label tree (one file hard-linked into each of its labels' folders) read as 763 readable images where
     training with --task multilabel used 499, without a word about the links."""

@@ -27,6 +27,7 @@ from .callbacks import (AtomicCheckpointIO, BestWeights, HistoryWriter, LastChec
                         WithinEpochCheckpoint)
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
 from .module import ImageClassifierModule, NonFiniteLossError
+from .unread_images import EpochOfNoImage, TrainingImagesGone, images_gone_message
 
 
 class TrainingDiverged(ImgclfError):
@@ -287,6 +288,9 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, model: torch.nn.Module,
 
         callbacks.append(StepPlateauAfterRestoredEpoch())
     from .stop_together import StopTogether
+    from .unread_images import UnreadBatches
+
+    callbacks.insert(1, UnreadBatches())  # before the history row and the checkpoints of an epoch it stops
 
     callbacks.append(StopTogether())  # does nothing in one process
     callbacks.append(RememberedCtrlC())
@@ -323,6 +327,7 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")  # resume appends
+        warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # an unread batch: UnreadBatches
         try:
             with remembered_ctrl_c() as came:
                 for callback in trainer.callbacks:
@@ -330,6 +335,8 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
                         callback.came = came
                 # weights_only=True: a checkpoint is read without running code, whoever wrote it
                 trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+        except EpochOfNoImage as exc:
+            raise TrainingImagesGone(images_gone_message(exc, run_dir, last.saved_epochs)) from None
         except NonFiniteLossError as exc:
             if exc.epoch == 0 and last.saved_epochs == 0:  # a fresh run's first epoch: nothing learnt to keep
                 raise TrainingDiverged(exc.nothing_learnt()) from None

@@ -155,7 +155,10 @@ class ImageClassifierModule(L.LightningModule):
         # not a buffer: DDP copies rank 0's buffers to every rank before each forward, which made both ranks count
         # rank 0's half of the epoch (moved to the batches' device at each step instead)
         self.epoch_sums = torch.zeros(3, dtype=torch.float32)
-        self._means_at: tuple[int, dict[str, float]] | None = None  # (global_step, train_epoch_means at it)
+        # ((epoch, global_step), train_epoch_means then): an epoch that trained no step has the step count of
+        # the epoch before, whose means it repeated
+        self._means_at: tuple[tuple[int, int], dict[str, float]] | None = None
+        self.unread_batches = 0  # batches of this epoch of which no image could be read (streamed data)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # multi-label: (probabilities, targets)
         self.val_means = nn.ModuleDict({name: WeightedMean() for name in ("val_loss", "val_acc", "l2_penalty")})
 
@@ -189,15 +192,17 @@ class ImageClassifierModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.epoch_sums.zero_()  # not called when Lightning resumes inside an epoch: the restored sums go on
         self._means_at = None
+        self.unread_batches = 0
 
     def train_epoch_means(self) -> dict[str, float]:
         """Mean training loss and accuracy of the epoch so far, over every process (collective: call on all). The
         epoch's end asks three times (history.csv, the epoch line, the trackers): one reduction per optimiser step
         count serves them all, and every process keeps the same key, so each reduces equally often."""
-        if self._means_at is None or self._means_at[0] != self.global_step:
+        if self._means_at is None or self._means_at[0] != (self.current_epoch, self.global_step):
             sums = self.trainer.strategy.reduce(self.epoch_sums.clone().to(self.device), reduce_op="sum")
             n = float(sums[2])
-            self._means_at = (self.global_step, {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n} if n else {})
+            means = {"loss": float(sums[0]) / n, "acc": float(sums[1]) / n} if n else {}
+            self._means_at = ((self.current_epoch, self.global_step), means)
         return dict(self._means_at[1])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -243,7 +248,8 @@ class ImageClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         x, y = batch
-        if len(y) == 0:
+        if len(y) == 0:  # streamed images, none of them readable now (`unread_images`)
+            self.unread_batches += 1
             return None
         self.seed_step(batch_idx)
         logits = self.model(self.prepare(x, train=True))

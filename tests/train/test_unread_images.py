@@ -1,0 +1,88 @@
+"""Streamed images gone while training reads them (a drive unmounted, files replaced since the scan): an epoch
+that could read none of its training images stops the run, resumable without training any epoch twice, where it
+wrote the epoch before's numbers again into history.csv and went on; a batch that trained nothing is warned of."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import pytest
+
+import imgclf
+import imgclf.train.loaders as loaders
+from conftest import make_image_folder
+from imgclf.data.decode import DecodeError
+from imgclf.errors import ImgclfError
+from imgclf.train.callbacks import HistoryWriter
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _failing_reads(monkeypatch, after_epoch: int, reads: float):
+    """open_image of the streamed loader fails for `reads` calls (inf: all) once epoch `after_epoch` has ended."""
+    left = {"reads": 0.0}
+    read, ended = loaders.open_image, HistoryWriter.on_train_epoch_end
+
+    def open_image(*args, **kwargs):
+        if left["reads"] > 0:
+            left["reads"] -= 1
+            raise DecodeError("empty file (0 bytes)")
+        return read(*args, **kwargs)
+
+    def on_train_epoch_end(self, trainer, module):
+        ended(self, trainer, module)
+        if trainer.current_epoch + 1 == after_epoch:
+            left["reads"] = reads
+
+    monkeypatch.setattr(loaders, "open_image", open_image)
+    monkeypatch.setattr(HistoryWriter, "on_train_epoch_end", on_train_epoch_end)
+    return left
+
+
+SETTINGS = dict(img_size=16, batch_size=8, model_args={"width": 4}, cache_budget="1KB", num_workers=0,
+                progress=False, report=False)
+
+
+def test_an_epoch_that_reads_no_image_stops_the_run_and_the_resume_trains_no_epoch_twice(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=10)
+    run_dir = tmp_path / "run"
+    left = _failing_reads(monkeypatch, after_epoch=1, reads=float("inf"))
+    with pytest.raises(ImgclfError, match=rf"^training stopped: not one training image of epoch 2 could be read "
+                                          rf"\(3 batches\): the files, .* were removed or changed since the command "
+                                          rf"began .*then imgclf train --resume {run_dir} continues from epoch 2 "
+                                          rf"\(1 epoch saved\)$"):
+        imgclf.fit(data=str(root), epochs=3, out=str(run_dir), **SETTINGS)
+    assert [row["epoch"] for row in _history(run_dir)] == ["1"]  # the epoch of nothing left no row
+
+    left["reads"] = 0  # the files are back
+    epochs_started = []
+    started = HistoryWriter.on_train_epoch_start
+
+    def on_train_epoch_start(self, trainer, module):
+        epochs_started.append(trainer.current_epoch + 1)
+        started(self, trainer, module)
+
+    monkeypatch.setattr(HistoryWriter, "on_train_epoch_start", on_train_epoch_start)
+    run = imgclf.fit(resume=str(run_dir), report=False, progress=False)
+    assert epochs_started == [2, 3] and run.epochs_run == 3
+    rows = _history(run_dir)
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert len({row["loss"] for row in rows}) == 3  # no epoch repeats another's numbers
+
+
+def test_a_batch_that_reads_no_image_is_warned_of_and_the_epoch_goes_on(tmp_path, monkeypatch, caplog):
+    root = make_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=10)
+    _failing_reads(monkeypatch, after_epoch=1, reads=8)  # the first batch of epoch 2, 8 images
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        run = imgclf.fit(data=str(root), epochs=2, out=str(tmp_path / "run"), **SETTINGS)
+    assert run.epochs_run == 2
+    said = " ".join(caplog.text.split())
+    assert ("epoch 2: 1 batch trained nothing, not one of its images readable (removed or changed since the command "
+            "began); the epoch trained on its other batches") in said, said
+    assert "epoch 1:" not in said
+    rows = _history(tmp_path / "run")
+    assert rows[0]["loss"] != rows[1]["loss"]

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from imgclf.config import TrainConfig, check_task_settings
+from imgclf.config import TrainConfig
 from imgclf.errors import ImgclfError
+from imgclf.task_settings import check_task_settings
 from imgclf.train.module import ImageClassifierModule, logitnorm_loss
 
 

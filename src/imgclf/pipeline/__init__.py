@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from ..config import SPLITS, TrainConfig
+from ..config import TrainConfig
+from ..config_checks import SPLITS
 from ..errors import check_switch, invalid
 from ..records import MetricsRecord
 from ..records.run_dir import run_path
@@ -75,9 +76,9 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     (stderr) for a long cache build or prediction."""
     from ..evaluation.run_eval import evaluate_run
     from ..evaluation.seen import seen_warning, stored_validation_scores_note
-    from .run_folder import not_while_training
-    from ..records import RunDir
     from ..notices import warn
+    from ..records import RunDir
+    from .run_folder import not_while_training
 
     progress = check_switch("progress", progress)
     if not isinstance(split, str) or split not in SPLITS:  # split=None reached a path join (TypeError)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import MAX_LR, TrainConfig, make_config
+from ..config import TrainConfig, make_config
+from ..config_checks import MAX_LR
 from ..errors import ImgclfError, bad_path, invalid
 
 # Fields a search never changes: where things are, what the run is, how it is launched or reported.

@@ -232,16 +232,23 @@ def test_compare_skips_unfinished_runs_with_a_warning(runs_folder, tmp_path, cap
     from imgclf.evaluation.compare import compare_runs
 
     done, stopped, early = (runs_folder / n for n in ("done", "stopped", "early"))
+    again = spoilable_copy(done, tmp_path / "again")  # a second finished run (a rerun of done's seed)
     with caplog.at_level(logging.WARNING, logger="imgclf"):
-        comparison = compare_runs([done, stopped])
+        comparison = compare_runs([done, again, stopped])
     assert any("stopped" in r.getMessage() and "--resume" in r.getMessage() for r in caplog.records)
-    assert [r.name for g in comparison.groups for r in g.runs] == ["done"]
-    assert [Path(run).name for run, _ in comparison.skipped] == ["stopped"]
-    result = CliRunner().invoke(app, ["compare", str(done), str(stopped), str(early), "--out",
+    assert [r.name for g in comparison.groups for r in g.runs] == ["done"]  # the rerun counted once
+    assert [Path(run).name for run, _ in comparison.skipped] == ["stopped", "again"]
+    result = CliRunner().invoke(app, ["compare", str(done), str(again), str(stopped), str(early), "--out",
                                       str(tmp_path / "c.html")], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert f"skipped {stopped}: interrupted" in result.output and f"skipped {early}: unfinished" in result.output
     assert "UserWarning" not in result.output and "warning compare" not in result.output  # said once, in the table
+    # one finished run left: a page of one run compared with nothing, where one run given is refused
+    result = CliRunner().invoke(app, ["compare", str(done), str(stopped), str(early), "--out",
+                                      str(tmp_path / "one.html")], env={"COLUMNS": "250"})
+    assert result.exit_code == 2 and not (tmp_path / "one.html").exists()
+    said = " ".join(result.output.split())
+    assert "runs must be at least two readable, finished run directories" in said and f"{stopped}: interrupted" in said
     with pytest.raises(ImgclfError, match="at least one finished run"):
         compare_runs([stopped, early])
 

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+import imgclf
 from eval_fixtures import compare_runs_dirs, load_in_chromium  # noqa: F401  (fixtures)
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
@@ -512,3 +513,39 @@ def test_a_group_of_one_seeds_runs_is_not_ranked_as_a_mean_over_draws():
     two_seeds = SimpleNamespace(runs=[run(0), run(1)])
     assert _drawn_key([two_seeds, SimpleNamespace(runs=[run(0), run(1)])]) is not None
     assert _drawn_key([two_seeds, SimpleNamespace(runs=[run(0), run(0)])]) is None
+    # the folds of one seed share its test draw (they rotate validation): three of them are no mean over draws
+    folds = [SimpleNamespace(**{**vars(run(0)), "config": {"fold": f, "folds": 3}}) for f in (1, 2, 3)]
+    assert _drawn_key([two_seeds, SimpleNamespace(runs=folds)]) is None
+
+
+def test_a_page_inside_a_compared_run_is_refused_before_anything_is_written(compare_runs_dirs, tmp_path):
+    """`compare A B --out A/metrics.json` wrote the page over A's record (A then failed to load), and
+    `--out B/report.html` over B's report, without a word."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    a0, a1 = compare_runs_dirs[:2]
+    kept = {p: p.read_bytes() for p in (a0 / "metrics.json", a1 / "model.json")}
+    for out in (a0 / "metrics.json", a1 / "model.json", a1 / "plots" / "compare.html"):
+        result = CliRunner().invoke(app, ["compare", str(a0), str(a1), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert (f"error: out must be a page outside the run directories compared. Received: out='{out}' (it is "
+                f"inside the run ") in " ".join(result.output.split()), result.output
+    assert all(p.read_bytes() == b for p, b in kept.items()) and not (a1 / "plots" / "compare.html").exists()
+    with pytest.raises(ImgclfError, match=r"^out must be a page outside the run directories compared"):
+        imgclf.compare([a0, a1], out=a0 / "compare.html")
+    assert imgclf.compare([a0, a1], out=tmp_path / "compare.html").groups  # beside the runs: written
+
+
+def test_one_run_left_once_the_others_are_passed_over_is_refused_as_one_run_given_is(compare_runs_dirs, tmp_path):
+    """Two runs given, one of them unfinished: compare wrote a page of one run compared with nothing, exit 0,
+    where one run given was refused."""
+    a0 = compare_runs_dirs[0]
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_text("data: d\n")
+    (unfinished / "dataset.json").write_text("{}")
+    with pytest.raises(ImgclfError, match=r"^runs must be at least two readable, finished run directories\. .*"
+                                          rf"\(1 left once these were passed over: {re.escape(str(unfinished))}: "):
+        compare_runs([a0, unfinished], say_skipped=False)

@@ -210,8 +210,8 @@ def _experiment(config: dict[str, Any]) -> str:
 def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skipped: bool = True) -> Comparison:
     """Summarise each run, group runs that differ only in seed, label each group by what sets it apart. A folder
     that is not a run itself stands for the runs under it (a k-fold parent, a study, a runs/ folder). A run that is
-    unfinished, cannot be read, or repeats another's settings and seed is skipped, as long as one finished run is
-    left: `Comparison.skipped` says why, and (`say_skipped`) a warning line of the `imgclf` logger too.
+    unfinished, cannot be read, or repeats another's settings and seed is skipped, as long as two readable,
+    finished runs are left: `Comparison.skipped` says why, and (`say_skipped`) a warning line of the `imgclf` logger too.
     One path (a str or os.PathLike) is a list of that one folder, not of its characters."""
     if isinstance(run_dirs, (str, os.PathLike)):  # compare_runs("runs"): "r", "u", ..., "/" searched from the root
         run_dirs = [run_dirs]
@@ -254,9 +254,11 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
             why = f"unreadable: {str(exc).splitlines()[0]}"
             skipped.append((str(r), why))
             _skipped(f"compare: skipped {r}: {why}", say_skipped)
-    if not summaries:
-        raise invalid("runs", [str(r) for r in run_dirs], "at least one readable, finished run directory",
-                      note="; ".join(f"{r}: {why}" for r, why in skipped[:3]))
+    if len(summaries) < 2:  # one left: a page of one run compared with nothing, where one run given is refused
+        raise invalid("runs", [str(r) for r in run_dirs], "at least two readable, finished run directories",
+                      note=f"{len(summaries)} left once these were passed over: "
+                           + "; ".join(f"{r}: {why}" for r, why in skipped[:3])
+                           + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""))
     for s in summaries:
         if s.evaluation is None:  # its group's n counts it, its test columns do not: their cells give their own n
             _skipped(f"compare: {s.path} is not evaluated (no metrics.json): its test columns are empty (imgclf "

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..errors import invalid
 from ..io import atomic_write_text
 from ..stats import MeanStd, mean_std
 from .compare import COLUMNS, Comparison, Group, setting_text
@@ -206,6 +207,20 @@ def page_path(argument: str, out: str | os.PathLike, said: str | None = None) ->
     return out
 
 
+def _refuse_a_page_inside_a_run(out: Path, comparison: Comparison) -> None:
+    """`--out RUN/metrics.json` wrote the page over the run's own record (the run then failed to load), and
+    `--out RUN/report.html` over its report, without a word: a page inside any run compared, or passed over, is
+    refused before anything is written."""
+    target = out.expanduser().resolve()
+    runs = [r.path for g in comparison.groups for r in g.runs] + [Path(p) for p, _ in comparison.skipped]
+    for run in runs:
+        where = Path(run).resolve()
+        if target == where or where in target.parents:
+            raise invalid("out", str(out), "a page outside the run directories compared",
+                          note=f"it is inside the run {run}, whose files it would overwrite or add to",
+                          hint="Write it beside the runs, e.g. compare.html")
+
+
 def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
     """compare.html: the table (by evaluation set), the overlaid curves (embedded), each group's runs and
     settings."""
@@ -213,6 +228,7 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
     from .plots import plot_compare_curves
 
     out = Path(out)
+    _refuse_a_page_inside_a_run(out, comparison)
     with tempfile.TemporaryDirectory() as tmp:
         curves = Path(tmp) / "curves.png"
         plot_compare_curves([{"label": legend_label(g), "histories": [r.history for r in g.runs],

@@ -114,8 +114,9 @@ def _drawn_key(groups: list[Any]) -> tuple[Any, ...] | None:
     if not scored or not all(r.evaluation.drawn and r.data_set for r in scored):
         return None
     # seeds, not runs: a run resumed with other settings and one trained at them throughout are two runs of one
-    # seed (compare keeps both), one draw of the split
-    if any(len({(r.seed, r.config.get("fold")) for r in g.runs if r.evaluation is not None}) < 2 for g in groups):
+    # seed (compare keeps both), one draw of the split; so are the folds of one seed, which rotate validation
+    # and share the seed's test draw
+    if any(len({r.seed for r in g.runs if r.evaluation is not None}) < 2 for g in groups):
         return None
     return ("drawn", frozenset((r.evaluation.split, r.evaluation.count, r.data_set) for r in scored))
 

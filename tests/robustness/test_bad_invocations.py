@@ -722,3 +722,11 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
     assert process.wait() == 141, stderr
     assert stderr == ""
     assert not (tmp_path / "cache" / "logs").exists()
+
+
+@pytest.mark.parametrize("epochs", ["0", "-2"])
+def test_a_demo_refused_its_epochs_writes_no_digits(tmp_path, epochs):
+    """`imgclf demo --epochs 0` wrote the 1,797 digits' PNG tree, then refused the epochs."""
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", epochs, "--no-progress"])
+    assert result.exit_code == 2 and f"epochs={epochs}" in result.output, result.output
+    assert not (tmp_path / "demo" / "digits").exists()

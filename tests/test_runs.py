@@ -418,3 +418,20 @@ def test_a_finished_run_that_lost_a_file_is_not_told_to_resume(tiny_run, tmp_pat
     (run / "config.yaml").unlink()  # then --config of the very file missing was the advice
     said = " ".join(CliRunner().invoke(app, ["calibrate", str(run)]).output.split())
     assert "no config.yaml, though its training finished" in said and "--config" not in said, said
+
+
+def test_a_folder_without_runs_says_so_and_where_the_demos_are(tmp_path, monkeypatch):
+    """`imgclf runs DATA` (a data folder given by mistake) printed an empty table, exit 0, nothing more."""
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", classes=("a", "b"), per_class=2, size=8)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["runs", str(data)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    said = " ".join(result.output.split())
+    assert said == f"no run directories in {data} (a run holds model.json, or config.yaml and dataset.json while " \
+                   "it trains)", said
+    (tmp_path / "imgclf-demo" / "runs").mkdir(parents=True)
+    said = " ".join(CliRunner().invoke(app, ["runs", str(data)], env={"COLUMNS": "200"}).output.split())
+    assert said.endswith("; imgclf demo's are in imgclf-demo/runs: imgclf runs imgclf-demo/runs"), said
+    assert "imgclf demo's" not in CliRunner().invoke(app, ["runs", "imgclf-demo/runs"]).output

@@ -281,6 +281,13 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
 
     from .io import console_text
 
+    if not rows:  # an empty table, exit 0: a data folder given by mistake read as "no runs yet" without a word
+        demo = Path("imgclf-demo") / "runs"
+        elsewhere = f"; imgclf demo's are in {demo}: imgclf runs {demo}" if demo.is_dir() and \
+            Path(folder).resolve() != demo.resolve() else ""
+        console.print(console_text(f"no run directories in {folder} (a run holds model.json, or config.yaml and "
+                                   f"dataset.json while it trains){elsewhere}"), highlight=False)
+        return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True, padding=(0, 1),
                   title=console_text(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {folder}"),
                   title_justify="left")

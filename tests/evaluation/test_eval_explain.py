@@ -34,6 +34,28 @@ def test_target_layer_for_a_timm_backbone():
     assert find_target_layer(resnet, torch.zeros(1, 3, 64, 64))[0] == "layer4.1"
 
 
+def test_a_vision_transformer_is_read_at_its_last_block_not_its_patch_embedding():
+    """A ViT's one convolution embeds the input's patches: the search for the last convolution read the maps
+    there, the input's own contrast rather than what the decision used. It is read at the last block's first norm,
+    the patch tokens laid out on their grid (pytorch-grad-cam's recipe), inside a classifier as imgclf builds
+    one too (the backbone under `backbone.`)."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    vit = timm.models.vision_transformer.VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=2,
+                                                          num_heads=2, num_classes=3).eval()
+    assert find_target_layer(vit, torch.zeros(1, 3, 16, 16))[0] == "blocks.1.norm1"
+    wrapped = nn.Module()
+    wrapped.backbone = vit
+    wrapped.forward = vit.forward
+    assert find_target_layer(wrapped, torch.zeros(1, 3, 16, 16))[0] == "backbone.blocks.1.norm1"
+    pixels = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    maps, name = gradcam_heatmaps(vit, pixels, [0.5] * 3, [0.25] * 3)
+    assert name == "blocks.1.norm1" and maps.shape == (2, 16, 16) and np.isfinite(maps).all()
+    # a map over the 4 x 4 patch grid, upsampled: it varies between patches (the patch embedding's did too, but
+    # a map that failed to reshape the tokens would be refused by pytorch-grad-cam or be flat)
+    assert all(m.max() - m.min() > 0.5 for m in maps)
+
+
 def test_target_layer_of_a_residual_network_is_its_last_block_and_sees_what_the_skip_carries():
     """fast_resnet's target was the last convolution inside its last residual branch (x + body(x)): evidence
     passed along the skip never showed, and right, confident predictions read "no positive evidence". Here the
@@ -486,3 +508,58 @@ def test_the_colour_scale_shows_the_overlay_as_it_lies_on_the_grey_images():
         colour = np.array(matplotlib.colormaps[image_grids.GRADCAM_CMAP](value)[:3]) * 255
         alpha = image_grids.GRADCAM_ALPHA
         assert np.abs(drawn - (alpha * colour + (1 - alpha) * 128)).max() <= 4, (value, drawn)
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_a_full_figure_keeps_its_text_readable(tmp_path, multilabel):
+    """48 images whose captions leave 4 columns were 12 rows, which the longest-side cap shrank to 466 px wide with
+    6 px text; a multi-label image's eight carried labels ran as one line over its neighbours' captions."""
+    from imgclf import plotting
+    from imgclf.evaluation import explain
+    from imgclf.inference import Prediction
+
+    labels = [(f"label_{k}", 0.9) for k in range(8)]
+    image, heatmap = np.zeros((8, 8, 3), np.uint8), np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    many = [explain.Explanation(f"holiday_photo_{i:03d}.png",
+                                Prediction(f"{i}.png", "square", 0.97, [("square", 0.97)], best_label="square",
+                                           unknown=not multilabel, labels=labels if multilabel else None),
+                                "square", heatmap, image) for i in range(48)]
+    path = explain.plot_explanations(many, tmp_path / "f.png", multilabel=multilabel)
+    with Image.open(path) as img:
+        smallest = float(img.info[plotting.TEXT_PX_KEY])
+        width = img.size[0]
+    assert smallest >= plotting.MIN_FONT_PT * plotting.DPI / 72 - 0.1 and width >= plotting.FULL_WIDTH_PX - 10
+    if multilabel:
+        caption = explain._label_set_lines([name for name, _ in labels])
+        assert caption.replace("\n", " ").endswith("label_5 + 2 more"), caption
+        assert max(len(line) for line in caption.splitlines()) <= 24
+
+
+def test_an_explained_image_of_no_known_class_is_captioned_neither_right_nor_wrong(monkeypatch, tmp_path):
+    """`imgclf explain` knows no true class, yet every caption was green, the colour of a right answer (unknowns
+    and wrong answers included). The report's grids, which know the truth, stay green and red."""
+    from matplotlib.colors import to_hex
+
+    from imgclf import plotting
+    from imgclf.evaluation import explain
+    from imgclf.evaluation.plots import image_grids
+    from imgclf.inference import Prediction
+
+    colours = []
+    saved = image_grids.save_figure
+
+    def keep_colours(fig, path, **kwargs):
+        colours.append({to_hex(ax.title.get_color()) for ax in fig.axes if ax.get_title()})
+        return saved(fig, path, **kwargs)
+
+    monkeypatch.setattr(image_grids, "save_figure", keep_colours)
+    image, heatmap = np.zeros((8, 8, 3), np.uint8), np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    explain.plot_explanations([explain.Explanation("a.png", Prediction("a.png", "a", 0.9, [("a", 0.9)],
+                                                                       best_label="a"), "a", heatmap, image)],
+                              tmp_path / "f.png")
+    image_grids.plot_gradcam_grid([{"image": image, "heatmap": heatmap, "true": "a", "pred": "b", "prob": 0.6,
+                                    "correct": False},
+                                   {"image": image, "heatmap": heatmap, "true": "a", "pred": "a", "prob": 0.6}],
+                                  tmp_path / "g.png")
+    assert plotting.RIGHT_COLOR not in colours[0] and plotting.WRONG_COLOR not in colours[0]
+    assert colours[1] >= {plotting.RIGHT_COLOR, plotting.WRONG_COLOR}

@@ -57,6 +57,9 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.
     finally:
         for h in handles:
             h.remove()
+    transformer = _transformer_blocks(model)
+    if transformer is not None:  # its only convolution is the patch embedding: the input, cut into patches
+        return transformer[0], transformer[1]
     if not executed:
         raise invalid("model", type(model).__name__, "a network with an nn.Conv2d in forward_features: Grad-CAM "
                       "needs a convolutional layer", note="no nn.Conv2d runs there")
@@ -69,6 +72,40 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.
         if block is not None and type(block) is not nn.Sequential and shapes.get(block) == shapes[layer]:
             return names[block], block
     return names[layer], layer
+
+
+def _transformer_blocks(model: nn.Module) -> tuple[str, nn.Module, tuple[int, int], int] | None:
+    """A vision transformer in `model`, laid out as timm's (`patch_embed` with its `grid_size`, `blocks`,
+    `num_prefix_tokens`): (name, module) of its last block's first norm, the patch grid and the tokens before the
+    patches (class, register). Grad-CAM reads it there (pytorch-grad-cam's recipe for ViT): the last block's
+    output of the patch tokens is not read by a head that reads the class token, and the network's one
+    convolution, which the search for the last one found, embeds the input's patches: maps of the input's own
+    contrast, not of what the decision used. None for any other network."""
+    for name, module in model.named_modules():
+        grid = getattr(getattr(module, "patch_embed", None), "grid_size", None)
+        blocks = getattr(module, "blocks", None)
+        if grid is not None and isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) \
+                and isinstance(getattr(blocks[-1], "norm1", None), nn.Module):
+            prefix = f"{name}." if name else ""
+            return (f"{prefix}blocks.{len(blocks) - 1}.norm1", blocks[-1].norm1, tuple(grid),
+                    int(getattr(module, "num_prefix_tokens", 1)))
+    return None
+
+
+def _tokens_as_map(model: nn.Module, layer: nn.Module) -> Any:
+    """pytorch-grad-cam's `reshape_transform` where `layer` is a vision transformer's (`_transformer_blocks`):
+    (N, prefix + h*w, C) tokens -> (N, C, h, w), the patches in their places; None for a convolution's output."""
+    transformer = _transformer_blocks(model)
+    if transformer is None or transformer[1] is not layer:
+        return None
+    (h, w), prefix = transformer[2], transformer[3]
+
+    def as_map(tokens: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, prefix:, :]
+        rows, cols = (h, w) if patches.shape[1] == h * w else (int(round(patches.shape[1] ** 0.5)),) * 2
+        return patches.reshape(tokens.shape[0], rows, cols, tokens.shape[2]).permute(0, 3, 1, 2)
+
+    return as_map
 
 
 GRADCAM_MISSING = "Install the explain extra (pip install 'imgclf[explain]') for Grad-CAM heatmaps."
@@ -90,7 +127,8 @@ def gradcam_heatmaps(model: nn.Module, pixels: np.ndarray, mean: list[float], st
     name = ""
     if layer is None:
         name, layer = find_target_layer(model, x[:1])
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
+    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer],
+                                      reshape_transform=_tokens_as_map(model, layer)) as cam:
         targets = None if classes is None else [ClassifierOutputTarget(int(c)) for c in classes]
         maps = cam(input_tensor=x, targets=targets)  # None = each image's top class (STACK.md trap 9)
     return np.nan_to_num(np.asarray(maps, dtype=np.float32)), name
@@ -246,8 +284,8 @@ def _heatmaps_in_batches(clf: "Classifier", pixels: np.ndarray, classes: list[in
         clf.model.to(memory_format=torch.channels_last)
 
 
-# A figure shows at most this many: eight rows of six image pairs stay readable within the figures' pixel cap
-# (plotting.MAX_PIXELS); a thousand would draw at about 5 dpi (6 a row, 3.2 inches each, in 3,200 pixels).
+# A figure shows at most this many: sixteen rows of three image pairs (captions long enough to leave three columns)
+# stay within a tall figure's pixel cap (plotting.MAX_TALL_PIXELS) at full size; a thousand would not.
 FIGURE_IMAGES = 48
 
 
@@ -276,6 +314,23 @@ def _file_names(paths: Iterable[str]) -> list[str]:
     return distinct_short(names, min(40, max(16, int(FULL_WIDTH_PX / columns / 7.5))))
 
 
+def _label_set_lines(names: list[str], shown: int = 6, width: int = 24) -> str:
+    """A carried label set as caption lines of at most `width` characters, a line per few labels: on one line,
+    eight labels overwrote the neighbouring captions and ran off the figure's edges. The first `shown`, then how
+    many more."""
+    if not names:
+        return "no label"
+    units = names[:shown] + ([f"{len(names) - shown} more"] if len(names) > shown else [])
+    lines = [units[0]]
+    for unit in units[1:]:
+        if len(lines[-1]) + 3 + len(unit) > width:
+            lines[-1] += " +"
+            lines.append(unit)
+        else:
+            lines[-1] += f" + {unit}"
+    return "\n".join(lines)
+
+
 def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLike, label: str | None = None,
                       multilabel: bool = False) -> Path:
     """The first FIGURE_IMAGES readable explanations as a grid: each image above its Grad-CAM overlay, captioned
@@ -290,7 +345,7 @@ def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLi
         p = e.prediction
         said = f"{short(p.best_label, 10)} {p.probability:.2f}"
         if multilabel:
-            carried = " + ".join(short(name, 10) for name, _ in p.labels or []) or "no label"
+            carried = _label_set_lines([short(name, 10) for name, _ in p.labels or []])
             # the label mapped, with its probability: "map: red" did not say whether red was carried
             probs = {**dict(p.top or []), **dict(p.labels or [])}
             shown = said if e.explained == p.best_label else \
@@ -300,7 +355,7 @@ def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLi
             caption = f"{name}\n" + (f"unknown (closest {said})" if p.unknown else said)
             if e.explained != p.best_label:
                 caption += f"\nmap of {short(e.explained, 10)}"
-        samples.append({"image": e.image, "heatmap": e.heatmap, "caption": caption, "correct": True})
+        samples.append({"image": e.image, "heatmap": e.heatmap, "caption": caption})
     target = f"the {'label' if multilabel else 'class'} {label!r}" if label is not None else \
         "its most probable label" if multilabel else "the class it predicted"
     return plot_gradcam_grid(samples, path, target=target)

@@ -102,7 +102,8 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
     `target`: what the maps explain, for the heading. classes: as `plot_prediction_grid` takes them.
     """
     heading = f"Grad-CAM: where the model looked for {target}"
-    heading += f" (at its last convolution, {layer})" if layer else ""
+    where = "its last transformer block" if layer.endswith("norm1") else "its last convolution"
+    heading += f" (at {where}, {layer})" if layer else ""
     labels = _labels(samples, classes=classes)
     captions = [_caption(s, labels=labels) for s in samples]
     lines = max((c.count("\n") + 1 for c in captions), default=3)
@@ -113,11 +114,14 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
                                footer_in=GRADCAM_SCALE_IN if samples else 0.0,
                                footer=GRADCAM_SCALE_TITLE if samples else "")
         for (top, bottom), s, caption in zip(cells, samples, captions):
-            wrong = _is_wrong(s)
+            # an image of no known class (`imgclf explain`: a caption of its own, no "correct") is neither right
+            # nor wrong: its caption was green, the colour of a right answer, wrong answers and unknowns included
+            judged = "caption" not in s or "correct" in s
+            wrong = judged and _is_wrong(s)
             show_image(top, s["image"])
             flat = float(np.max(s["heatmap"])) < 1e-6  # Grad-CAM found no positive evidence for the class
-            top.set_title(caption + ("\n(no positive evidence)" if flat else ""),
-                          fontsize=CAPTION_PT, color=WRONG_COLOR if wrong else RIGHT_COLOR,
+            top.set_title(caption + ("\n(no positive evidence)" if flat else ""), fontsize=CAPTION_PT,
+                          color=(WRONG_COLOR if wrong else RIGHT_COLOR) if judged else NEUTRAL_INK,
                           fontweight="bold" if wrong else "normal", pad=4)
             # under the map, the image in grey: on a red or blue picture the map's red ("most") and blue ("least")
             # were the picture's own colour (the colour image is the one above)
@@ -134,7 +138,9 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
         else:
             _gradcam_scale(fig)
         fig.suptitle(heading, fontweight="bold", fontsize=TITLE_PT, y=1 - 0.1 / fig.get_figheight())
-        return save_figure(fig, path)
+        # read by scrolling: 48 images at the 4 columns a long caption leaves are 12 rows, which the longest-side
+        # cap shrank to 466 px wide with 6 px text
+        return save_figure(fig, path, tall=True)
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -145,6 +151,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return image
 
 
+NEUTRAL_INK = "#1f2937"  # a caption that judges nothing: near-black, as the figures' other text
 GRADCAM_SCALE_IN = 0.75  # below the grid: the colour bar, its ticks and its label
 GRADCAM_CMAP, GRADCAM_ALPHA = "jet", 0.45  # the overlay's, which the bar shows as drawn over a mid grey
 # the maps lie on the images in grey (`_grey`): over white, the bar's colours were paler than any map's

@@ -464,3 +464,20 @@ def test_calibrating_one_fold_refreshes_the_cross_validations_summary(cross_vali
     assert json.loads((copy / "folds.json").read_text())["per_fold"][0]["test_ece"] == pytest.approx(
         before["per_fold"][0]["test_ece"])
     assert again.path == copy
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_of_other_runs_and_files_takes_no_folds_even_with_overwrite(tmp_path, overwrite):
+    """`--folds 2 --out misc --overwrite` trained the folds beside misc's own run and notes, and the same command
+    without --overwrite then refused the folder: a cross-validation that could no longer be run again."""
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    misc = tmp_path / "misc"
+    (misc / "somerun").mkdir(parents=True)
+    (misc / "somerun" / "model.json").write_text("{}")
+    (misc / "notes.txt").write_text("mine")
+    with pytest.raises(ImgclfError, match=r"^out must be a new folder, or one holding only fold-1 \.\.\. fold-K and "
+                                          r"folds\.json\. .*\(holds notes\.txt, somerun\)\. Choose another --out"
+                                          + (r" \(--overwrite replaces a cross-validation's folds, not other files "
+                                             r"or runs\)\.$" if overwrite else r"\.$")):
+        imgclf.fit({"data": str(data), "out": str(misc), "folds": 2, **TINY}, report=False, overwrite=overwrite)
+    assert sorted(p.name for p in misc.iterdir()) == ["notes.txt", "somerun"]

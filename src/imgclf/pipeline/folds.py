@@ -52,10 +52,11 @@ def _check_folder(out: Path, k: int, overwrite: bool) -> None:
         return
     ours = {FOLDS_FILE, OVERWRITE_MARK} | {fold_dir(out, i).name for i in range(1, 101)}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
-    if foreign and not overwrite:
+    if foreign:  # --overwrite too: it trained the folds in beside them, and the same command then refused them
         raise bad_path("out", out, "a new folder, or one holding only fold-1 ... fold-K and folds.json",
                        f"holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}",
-                       hint="Choose another --out")
+                       hint="Choose another --out" + (" (--overwrite replaces a cross-validation's folds, not other "
+                                                      "files or runs)" if overwrite else ""))
     if RunDir(out).has("config.yaml"):
         raise bad_path("out", out, "a folder for the fold runs", "is itself a run directory")
 

@@ -4,6 +4,7 @@ folds covering every other image once, folds.json's mean ± std, resuming, and c
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 from collections import Counter
@@ -116,6 +117,18 @@ def test_a_fold_is_not_resumed_alone_with_other_settings(cross_validation):
                                           r"train .* --folds 3 --out .* --overwrite --epochs 2"):
         imgclf.fit(resume=folds.runs[0], epochs=2, report=False)
     assert (folds.path / "folds.json").read_bytes() == before and len(RunDir(folds.runs[0]).read_history()) == 1
+    # the hint's command runs: the data as train's argument (--data was no option), --folds once with its new value
+    other = make_image_folder(folds.path.parent / "other", per_class=4)
+    with pytest.raises(ImgclfError, match=rf"Train every fold with it: imgclf train {re.escape(str(other))} --folds 3 "
+                                          r"--out \S+ --overwrite \(and the other"):
+        imgclf.fit(resume=folds.runs[0], data=str(other), report=False)
+    with pytest.raises(ImgclfError, match=r"Train every fold with it: imgclf train \S+ --folds 2 --out \S+ "
+                                          r"--overwrite \(and the other"):
+        imgclf.fit(resume=folds.runs[0], folds=2, report=False)
+    # a mistyped DATA beside --resume is not the run's own data gone
+    with pytest.raises(ImgclfError) as err:
+        imgclf.fit(resume=folds.runs[0], data=str(folds.path.parent / "typo"), report=False)
+    assert "no longer there" not in str(err.value) and "typo" in str(err.value)
     with pytest.raises(ImgclfError, match=r"no config.yaml\). It holds a cross-validation: run the same imgclf train "
                                           r"DATA --folds K --out"):
         imgclf.fit(resume=folds.path, epochs=2, report=False)

@@ -22,7 +22,10 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
         raise invalid("out", values["out"], "unset with resume: a resumed run writes into its own folder",
                       also={"resume": path}, hint="Start a new run with --config RUN/config.yaml --out NEW instead")
     cfg = resume_config(path, **values)
-    check_data_in_place(RunDir(path), cfg, "resume", "a resume")
+    # the run's own data, not a DATA given beside --resume: a mistyped one read "the run's data is no longer
+    # there" (the data check below refuses another folder as what it is)
+    check_data_in_place(RunDir(path), RunDir(path).read_config() if values.get("data") is not None else cfg,
+                        "resume", "a resume")
     _refuse_a_fold_changed_alone(RunDir(path), cfg, values)
     check_resumable(RunDir(path), cfg, values)
     ckpt = checked_checkpoints(RunDir(path))  # (its temp files are removed once training holds the folder)
@@ -53,7 +56,12 @@ def _refuse_a_fold_changed_alone(run: RunDir, cfg: Any, values: dict[str, Any]) 
     changed = sorted(k for k, v in values.items() if v is not None and k in new and new.get(k) != old.get(k))
     if changed:
         name = changed[0]
-        data = " ".join(map(_quoted, stored.data)) if isinstance(stored.data, list) else _quoted(stored.data)
+        # the data is train's positional argument, and --folds is in the command already: the new value there
+        # (--data was no option, and --folds 3 ... --folds 2 said it twice)
+        shown = new["data"] if name == "data" else stored.data
+        data = " ".join(map(_quoted, shown)) if isinstance(shown, list) else _quoted(shown)
+        folds = new["folds"] if name == "folds" else stored.folds
+        changed_flag = "" if name in ("data", "folds") else f" {_flag(name, new[name])}"
         # "the other folds" only where there are some: cut in its first fold, it is the folder's only one so far
         others = [p for i in range(1, (stored.folds or 0) + 1) if i != stored.fold
                   and (p := fold_dir(run.path.parent, i)).is_dir()]
@@ -61,9 +69,9 @@ def _refuse_a_fold_changed_alone(run: RunDir, cfg: Any, values: dict[str, Any]) 
             f"as the cross-validation of {run.path.parent} trains its folds"
         raise invalid(name, new[name], f"{old[name]!r}, {whose}",
                       where=f"--resume {run.path} (fold {stored.fold})",
-                      hint=f"Train every fold with it: imgclf train {data} --folds {stored.folds} --out "
-                           f"{_quoted(run.path.parent)} --overwrite {_flag(name, new[name])} (and the other "
-                           "settings of the cross-validation)")
+                      hint=f"Train every fold with it: imgclf train {data} --folds {folds} --out "
+                           f"{_quoted(run.path.parent)} --overwrite{changed_flag} (and the other settings of the "
+                           "cross-validation)")
 
 
 def _flag(name: str, value: Any) -> str:

@@ -372,7 +372,8 @@ def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monke
         imgclf.fit(cfg, report=False)
 
 
-def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_old_summary(tmp_path, monkeypatch):
+def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_old_summary(tmp_path, monkeypatch,
+                                                                                          caplog):
     """An overwrite interrupted in fold 2 left the old folds.json describing models no longer there, and the same
     command run again (as the message says) trained fold 1 again; fewer folds than before left the old fold-4 and
     fold-5, which `runs` and `compare` listed with the new ones."""
@@ -404,12 +405,11 @@ def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_ol
     third = mtime(3)
     _interrupted_in_fold_2(monkeypatch, again, overwrite=True)
     first = mtime(1)
-    said: list[str] = []
-    from imgclf.pipeline import resolve_config
-    from imgclf.pipeline.folds import fit_folds
+    import logging
 
-    fit_folds(resolve_config(again), report=False, log=said.append)
-    assert "an --overwrite of this folder was interrupted: finishing it" in said[0]
+    with caplog.at_level(logging.WARNING, logger="imgclf"):  # said without progress lines too
+        imgclf.fit({**again, "progress": False}, report=False)
+    assert "an --overwrite of this folder was interrupted: finishing it" in caplog.text
     assert mtime(1) == first and mtime(3) != third
     assert not (folds.path / OVERWRITE_MARK).exists()
     # an overwrite with other settings interrupted: refused without --overwrite, not mixed
@@ -418,18 +418,17 @@ def test_an_interrupted_overwrite_run_again_keeps_its_own_folds_and_drops_the_ol
         imgclf.fit(again, report=False)
 
 
-def test_a_time_limit_is_said_to_be_each_folds(tmp_path):
-    """--time-limit 12s with 3 folds ran a minute, and folds it stopped after 2 and 10 epochs were averaged alike."""
-    from imgclf.pipeline import resolve_config
-    from imgclf.pipeline.folds import fit_folds
+def test_a_time_limit_is_said_to_be_each_folds(tmp_path, caplog):
+    """--time-limit 12s with 3 folds ran a minute, and folds it stopped after 2 and 10 epochs were averaged alike.
+    Said without progress lines too (--no-progress silenced it with them)."""
+    import logging
 
     data = make_image_folder(tmp_path / "data", per_class=12)
-    said: list[str] = []
-    cfg = resolve_config({"data": str(data), "out": str(tmp_path / "cv"), "folds": K, **TINY, "test_split": 0.2,
-                          "time_limit": "10m"})
-    folds = fit_folds(cfg, report=False, log=said.append)
-    assert said[0] == (f"the time limit (10m) is each fold's: {K} folds take up to {K} times it, and folds it stops "
-                       "may train different numbers of epochs (folds.json gives each fold's)")
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        folds = imgclf.fit({"data": str(data), "out": str(tmp_path / "cv"), "folds": K, **TINY, "test_split": 0.2,
+                            "time_limit": "10m", "progress": False}, report=False)
+    assert (f"the time limit (10m) is each fold's: {K} folds take up to {K} times it, and folds it stops may train "
+            "different numbers of epochs (folds.json gives each fold's)") in " ".join(caplog.text.split())
     assert [r.epochs for r in read_folds(folds.path).per_fold] == [1, 1, 1]
 
 

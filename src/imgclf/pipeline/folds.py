@@ -17,6 +17,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..errors import bad_path, invalid
 from ..io import next_free_dir, outside_data, writable_folder, write_json
+from ..notices import warn
 from ..records import RunDir
 from .experiment import experiment_settings
 from .folds_summary import FOLDS_FILE, METRICS, fold_dir, read_folds, summarize_folds
@@ -204,9 +205,9 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
         raise invalid("devices", cfg.devices, "1 for a whole cross-validation (--folds without --fold)",
                       also={"num_nodes": cfg.num_nodes},
                       hint=f"Train one fold at a time on several devices: --folds {k} --fold I, or all on one")
-    if cfg.time_limit and log is not None:
-        log(f"the time limit ({cfg.time_limit}) is each fold's: {k} folds take up to {k} times it, and folds it "
-            "stops may train different numbers of epochs (folds.json gives each fold's)")
+    if cfg.time_limit:  # warned, not logged: --no-progress silenced it with the fold lines
+        warn(f"the time limit ({cfg.time_limit}) is each fold's: {k} folds take up to {k} times it, and folds it "
+             "stops may train different numbers of epochs (folds.json gives each fold's)")
     out = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", f"{cfg.model}-folds"))
     if cfg.data:
         outside_data("out", out, cfg.data)
@@ -215,9 +216,8 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     if not overwrite and _continues_an_overwrite(out, cfg):
         # without it, the folds the interrupted overwrite had not reached were kept as they were (other data)
         overwrite = True
-        if log is not None:
-            log("an --overwrite of this folder was interrupted: finishing it (the folds it trained are kept, the "
-                "older ones trained again)")
+        warn("an --overwrite of this folder was interrupted: finishing it (the folds it trained are kept, the older "
+             "ones trained again)")
     since = _overwrite_since(out, cfg) if overwrite else None
     runs = []
     sized: dict[str, Any] = {}

@@ -275,16 +275,16 @@ def rejection_range(images: int, acceptance: float, level: float = 0.9) -> tuple
     return low, high
 
 
-def too_few_images_note(images: int, acceptance: float) -> str:
+def too_few_images_note(images: int, acceptance: float,
+                        more: str = "a larger --val-split, or more files in val/") -> str:
     """What to say where a threshold set on `images` validation images may reject more than twice the share asked
-    (the top of `rejection_range`); else ""."""
+    (the top of `rejection_range`); else "". `more`: how to give validation more images."""
     low, high = rejection_range(images, acceptance)
     if high <= 2 * (1 - acceptance):
         return ""
     return (f"the unknown threshold was set on {images} validation images: asked to reject "
             f"{100 * (1 - acceptance):.3g} % of such images, it may reject anywhere from {100 * low:.1f} % to "
-            f"{100 * high:.1f} % of new ones (90 % range); more validation images (a larger --val-split, or more "
-            "files in val/) narrow that")
+            f"{100 * high:.1f} % of new ones (90 % range); more validation images ({more}) narrow that")
 
 
 def save_stats(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:

@@ -442,6 +442,11 @@ def test_a_val_split_is_said_to_change_nothing_and_does_not_block_a_rerun(tmp_pa
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         first = imgclf.fit({**cfg, "val_split": 0.3}, report=False)
     assert "val_split=0.3 (a cross-validation validates each fold on 1/3 of the non-test images)" in caplog.text
+    # its folds of 10 images are small: the advice is the folds', not the --val-split it calls unused
+    said = " ".join(caplog.text.split())
+    assert "the val split holds 10 images" in said and "give it more (fewer --folds, each fold a larger share, or " \
+        "more images)" in said and "(--val-split, or more images)" not in said
+    assert "a larger --val-split" not in said and "more validation images (fewer --folds" in said
     stamp = (first.runs[0] / "model.json").stat().st_mtime_ns
     again = imgclf.fit({**cfg, "val_split": 0.2}, report=False)  # the same folds: finished, kept
     assert (again.runs[0] / "model.json").stat().st_mtime_ns == stamp

@@ -14,6 +14,14 @@ from ..notices import warn
 FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points
 
 
+def more_validation_images(cfg: TrainConfig) -> str:
+    """How to give a run's validation split more images: a cross-validation validates on a fold, where
+    --val-split changes nothing (its own warning says so)."""
+    if cfg.folds:
+        return "fewer --folds, each fold a larger share, or more images"
+    return "--val-split, or more images"
+
+
 def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg: TrainConfig) -> None:
     """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
     splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
@@ -29,7 +37,7 @@ def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg
         chosen = chosen_on_validation(cfg, data.task)
         verb = "are" if " and " in chosen else "is"
         warn(f"the val split holds {val} image{'s' if val != 1 else ''}: {chosen} {verb} chosen on them; give it "
-             "more (--val-split, or more images)")
+             f"more ({more_validation_images(cfg)})")
     from ..ood import UNKNOWN_LABEL
 
     if data.task != "multilabel" and UNKNOWN_LABEL in data.classes:

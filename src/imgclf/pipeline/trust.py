@@ -25,6 +25,7 @@ from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LE
                    threshold_at, too_few_images_note)
 from ..notices import warn
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
+from .split_warnings import more_validation_images
 
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
 # D <= 2048 are well estimated long before this, and the pass over them costs a fraction of one epoch.
@@ -175,7 +176,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         logits32, features32 = split_logits(exact, data, val.indices, detector in FEATURE_DETECTORS)
         threshold = min(threshold, threshold_at(_scores(head, logits32, features32), cfg.unknown_acceptance))
     rejected = rejection_range(len(scores), cfg.unknown_acceptance)
-    if note := too_few_images_note(len(scores), cfg.unknown_acceptance):
+    if note := too_few_images_note(len(scores), cfg.unknown_acceptance, more_validation_images(cfg)):
         warn(note)
     stats["val_scores"] = np.sort(scores).astype(np.float32)
     save_stats(run_dir / stats_name, stats)

@@ -284,6 +284,14 @@ def test_a_sweep_is_refused_inside_a_run_and_only_the_runs_own_sweep_reaches_its
     with pytest.raises(ImgclfError, match="out.*holds no training run"):
         lr_find({**SMALL, "data": str(data), "out": str(run_dir)}, steps=20)  # refused before any image is read
     assert not (run_dir / "lr_find.json").exists()
+    # a folder of runs (a cross-validation's, here with its fold-1 run): its next --folds run refused the sweep's
+    # files in it, so the cross-validation could not be run again
+    cv = tmp_path / "cv"
+    shutil.copytree(finished, cv / "fold-1")
+    with pytest.raises(ImgclfError, match=r"^out must be a folder that holds no training run\. .*\(holds runs \(a "
+                                          r"cross-validation"):
+        lr_find({**SMALL, "data": str(data), "out": str(cv)}, steps=20)
+    assert sorted(p.name for p in cv.iterdir()) == ["fold-1"]
 
     # a sweep's file put there by hand: the run's lr was given, so the card names no sweep
     (run_dir / "lr_find.json").write_text(json.dumps({"suggestion": 0.01, "min_lr": 1e-5, "max_lr": 1.0,

@@ -372,6 +372,12 @@ def _out_folder(cfg: TrainConfig, overwrite: bool) -> tuple[Path, bool]:
         raise bad_path("out", folder, "a folder that holds no training run", "holds one",
                        hint="Pass another --out; a sweep with the run's settings: imgclf lr-find --config "
                             f"{folder / 'config.yaml'} --out NEW")
+    from ..run_markers import holds_runs
+
+    if folder.is_dir() and (holds_runs(folder) or (folder / "folds.json").exists()):
+        # a cross-validation's folder (or a runs/ folder): its next --folds run refused the sweep's files in it
+        raise bad_path("out", folder, "a folder that holds no training run", "holds runs (a cross-validation, a "
+                       "study or a folder of runs)", hint="Pass another --out")
     if (folder / JSON_FILE).exists() and not overwrite:
         raise bad_path("out", folder, "a folder without an earlier lr_find.json", "holds one",
                        hint="Pass --overwrite (Python: overwrite=True) to replace it")

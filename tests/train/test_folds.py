@@ -286,12 +286,18 @@ def test_the_compare_figure_calls_folds_folds(cross_validation, tmp_path, monkey
     assert [g["members"] for g in drawn] == ["folds"]
 
 
-@pytest.mark.parametrize("k, allowed", [(1, "from 2 to 100"), (0, "from 2 to 100"),
-                                        (9, "at most 7")])
-def test_bad_k_is_one_error_before_training(tmp_path, k, allowed):
+@pytest.mark.parametrize("k, allowed, extra", [
+    (1, "from 2 to 100", {}), (0, "from 2 to 100", {}), (9, "at most 7, the non-test images of the smallest", {}),
+    # the cap, not the classes' 7 images, limits K: "the smallest class" was blamed
+    (3, r"at most 2, the per_class_max of train each class is cut to.*per_class_max=\{'train': 2\}",
+     {"per_class_max": {"train": 2}}),
+    (5, "at most 1, the per_class_max of train", {"per_class_max": {"train": 1}}),
+    (9, "at most 7, the non-test images of the smallest", {"per_class_max": {"train": 8}}),  # the class
+])
+def test_bad_k_is_one_error_before_training(tmp_path, k, allowed, extra):
     data = make_image_folder(tmp_path / "data", per_class=8)  # test 10 %: 1 per class, 7 left to fold
     with pytest.raises(ImgclfError, match=allowed) as err:
-        imgclf.fit({"data": str(data), "out": str(tmp_path / "cv"), "folds": k, **TINY}, report=False)
+        imgclf.fit({"data": str(data), "out": str(tmp_path / "cv"), "folds": k, **TINY, **extra}, report=False)
     assert f"folds={k}" in str(err.value) and len(str(err.value).splitlines()) == 1
     assert not (tmp_path / "cv").exists()
     assert Counter(p.parent.name for p in data.rglob("*.png")) == {"cat": 8, "dog": 8, "fox": 8}

@@ -234,7 +234,13 @@ def prepare_data(
         pool_idx = np.concatenate([splits[n].indices for n in ("train", "val")])
         pool_y = np.concatenate([splits[n].labels for n in ("train", "val")])
         order = np.argsort(pool_idx, kind="stable")  # the pool in file order, whatever the val draw was
+        uncapped = np.bincount(pool_y)
         pool_idx, pool_y = cap_per_class("train", pool_idx[order], pool_y[order], classes, selection)
+        cap = selection.cap("train")
+        # the cap, not the class, leaves each fold too few: "the smallest class" blamed classes of 14 images
+        if cap is not None and k > cap and len(pool_y) and uncapped[uncapped > 0].min() >= k:
+            raise invalid("folds", k, f"at most {cap}, the per_class_max of train each class is cut to: every fold "
+                          "validates on at least one image of each class", also={"per_class_max": {"train": cap}})
         held_out = stratified_folds(pool_y, k, seed, grouping.ids(pool_idx) if grouping else None) == i - 1
         splits["train"] = Split(pool_idx[~held_out], pool_y[~held_out])
         splits["val"] = Split(pool_idx[held_out], pool_y[held_out])

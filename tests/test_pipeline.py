@@ -236,6 +236,14 @@ def test_a_run_that_fails_on_its_data_leaves_no_empty_folder(tmp_path, monkeypat
     with pytest.raises(ImgclfError):
         imgclf.fit(data=str(tmp_path / "data"), out=str(tmp_path / "mine"))
     assert (tmp_path / "mine").is_dir()
+    # run from an empty folder (in empty folders): the default runs/ it made goes, nothing above it. The run
+    # folder was absolute and runs/ relative, so the removal never met runs/ and went on up: z, y and x went too
+    empty = tmp_path / "chain" / "x" / "y" / "z"
+    empty.mkdir(parents=True)
+    monkeypatch.chdir(empty)
+    with pytest.raises(ImgclfError, match="data"):
+        imgclf.fit(data=str(tmp_path / "data"))
+    assert empty.is_dir() and not any(empty.iterdir())
 
 
 def test_resuming_a_finished_run_keeps_its_training_time(tmp_path, image_folder):

@@ -78,8 +78,13 @@ def _first_missing(path: Path) -> Path | None:
 
 def remove_empty_folders(run_dir: Path, outermost: Path) -> None:
     """A run that failed on its data or model leaves no empty folder behind (`compare runs/*` tripped on them),
-    nor the empty parents (runs/) it made for it."""
+    nor the empty parents (runs/) it made for it: never a folder above `outermost`. (The run folder was absolute
+    and `outermost` relative, runs/, so the two never met: a failed train in an empty folder removed that folder
+    and every empty one above it.)"""
+    run_dir, outermost = Path(os.path.abspath(run_dir)), Path(os.path.abspath(outermost))
     for folder in (run_dir, *run_dir.parents):
+        if folder != outermost and outermost not in folder.parents:
+            return
         if not folder.is_dir() or any(folder.iterdir()):
             return
         folder.rmdir()

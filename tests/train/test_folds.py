@@ -126,9 +126,17 @@ def test_a_fold_is_not_resumed_alone_with_other_settings(cross_validation):
                                           r"--overwrite \(and the other"):
         imgclf.fit(resume=folds.runs[0], folds=2, report=False)
     # a mistyped DATA beside --resume is not the run's own data gone
-    with pytest.raises(ImgclfError) as err:
-        imgclf.fit(resume=folds.runs[0], data=str(folds.path.parent / "typo"), report=False)
-    assert "no longer there" not in str(err.value) and "typo" in str(err.value)
+    typo = folds.path.parent / "typo"
+    with pytest.raises(ImgclfError, match=rf"^data must be an existing folder or index file\. Received: "
+                                          rf"data='{re.escape(str(typo))}' \(no such path\)"):
+        imgclf.fit(resume=folds.runs[0], data=str(typo), report=False)
+    # nor is it trained on with --overwrite: the summary was removed and the folder marked as an overwrite begun,
+    # and the right command then read "an --overwrite with other settings was interrupted there"
+    with pytest.raises(ImgclfError, match=r"^data must be an existing folder or index file"):
+        imgclf.fit(data=str(typo), folds=K, out=str(folds.path), overwrite=True, report=False, **TINY)
+    from imgclf.pipeline.folds import OVERWRITE_MARK
+
+    assert (folds.path / "folds.json").read_bytes() == before and not (folds.path / OVERWRITE_MARK).exists()
     with pytest.raises(ImgclfError, match=r"no config.yaml\). It holds a cross-validation: run the same imgclf train "
                                           r"DATA --folds K --out"):
         imgclf.fit(resume=folds.path, epochs=2, report=False)

@@ -21,6 +21,7 @@ from ..notices import warn
 from ..records import RunDir
 from .experiment import experiment_settings
 from .folds_summary import FOLDS_FILE, METRICS, fold_dir, read_folds, summarize_folds
+from .resume_checks import refuse_missing_data
 
 __all__ = ["FOLDS_FILE", "METRICS", "Folds", "fit_folds", "fold_dir", "read_folds", "summarize_folds"]
 
@@ -208,6 +209,7 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
     if cfg.time_limit:  # warned, not logged: --no-progress silenced it with the fold lines
         warn(f"the time limit ({cfg.time_limit}) is each fold's: {k} folds take up to {k} times it, and folds it "
              "stops may train different numbers of epochs (folds.json gives each fold's)")
+    refuse_missing_data(cfg.data)  # before an --overwrite drops the summary and marks the folder as begun
     out = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", f"{cfg.model}-folds"))
     if cfg.data:
         outside_data("out", out, cfg.data)

@@ -10,7 +10,7 @@ from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
 from .resume_checks import (check_batch_size, check_data_in_place, check_history, check_resumable,
-                            checked_checkpoints, nothing_left_to_train, time_budget_spent)
+                            checked_checkpoints, nothing_left_to_train, refuse_missing_data, time_budget_spent)
 from .run import Run, train_run
 
 
@@ -26,6 +26,8 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
     # there" (the data check below refuses another folder as what it is)
     check_data_in_place(RunDir(path), RunDir(path).read_config() if values.get("data") is not None else cfg,
                         "resume", "a resume")
+    if values.get("data") is not None:  # a typo: not offered in the fold's hint as the data to train every fold on
+        refuse_missing_data(values["data"])
     _refuse_a_fold_changed_alone(RunDir(path), cfg, values)
     check_resumable(RunDir(path), cfg, values)
     ckpt = checked_checkpoints(RunDir(path))  # (its temp files are removed once training holds the folder)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import invalid
+from ..errors import bad_path, invalid
 from ..io import relative_path
 from ..records import RunDir
 
@@ -23,6 +23,15 @@ FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size
                    "group_duplicates", "model", "model_args", "head", "pretrained", "weights", "features_only",
                    "task", "normalize", "seed", "folds", "fold", "optimizer", "lr", "backbone_lr_mult", "weight_decay",
                    "momentum", "schedule", "lr_factor", "lr_patience", "lr_step", "min_lr", "monitor", "ema")
+
+
+def refuse_missing_data(data: str | list[str] | None) -> None:
+    """A DATA that is not there (a typo), refused before anything is written: with --overwrite the folds' summary
+    was removed and the folder marked as an overwrite begun, so the right command then read as "an --overwrite
+    with other settings was interrupted there" though no fold had trained."""
+    for given in [data] if isinstance(data, (str, os.PathLike)) else list(data or []):
+        if not os.path.exists(given):
+            raise bad_path("data", given, "an existing folder or index file", "no such path")
 
 
 def check_data_in_place(run: RunDir, cfg: Any, argument: str, command: str) -> None:

@@ -232,12 +232,20 @@ def test_compare_skips_unfinished_runs_with_a_warning(runs_folder, tmp_path, cap
     from imgclf.evaluation.compare import compare_runs
 
     done, stopped, early = (runs_folder / n for n in ("done", "stopped", "early"))
-    again = spoilable_copy(done, tmp_path / "again")  # a second finished run (a rerun of done's seed)
+    import yaml
+
+    again = spoilable_copy(done, tmp_path / "again")  # a second finished run: done's settings at another seed
+    config = yaml.safe_load((again / "config.yaml").read_text())
+    (again / "config.yaml").write_text(yaml.safe_dump({**config, "seed": config["seed"] + 1}))
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         comparison = compare_runs([done, again, stopped])
     assert any("stopped" in r.getMessage() and "--resume" in r.getMessage() for r in caplog.records)
-    assert [r.name for g in comparison.groups for r in g.runs] == ["done"]  # the rerun counted once
-    assert [Path(run).name for run, _ in comparison.skipped] == ["stopped", "again"]
+    assert sorted(r.name for g in comparison.groups for r in g.runs) == ["again", "done"]
+    assert [Path(run).name for run, _ in comparison.skipped] == ["stopped"]
+    # a copy of the one finished run counts once: one run left, refused as one run given is
+    with pytest.raises(ImgclfError, match=r"^runs must be at least two readable, finished run directories\. .*1 left "
+                                          r"once these were passed over: .*stopped: interrupted.*a copy or a rerun"):
+        compare_runs([done, spoilable_copy(done, tmp_path / "copy"), stopped], say_skipped=False)
     result = CliRunner().invoke(app, ["compare", str(done), str(again), str(stopped), str(early), "--out",
                                       str(tmp_path / "c.html")], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
@@ -261,6 +269,11 @@ def test_compare_takes_a_folder_of_runs_and_skips_unreadable_ones(runs_folder, t
     shutil.copytree(runs_folder, folder)
     (spoilable_copy(folder / "done", folder / "bad-history") / "history.csv").write_bytes(bytes(range(256)))
     (spoilable_copy(folder / "done", folder / "bad-scores") / "metrics.json").write_text('{"accuracy": "high"}')
+    import yaml
+
+    other = spoilable_copy(folder / "done", folder / "done-seed-1")  # a second readable run to compare with
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**config, "seed": config["seed"] + 1}))
     result = CliRunner().invoke(app, ["compare", str(folder), "--out", str(tmp_path / "c.html")],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

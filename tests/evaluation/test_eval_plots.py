@@ -169,7 +169,7 @@ def test_the_gradcam_grid_has_its_colour_scale_below_the_images(stored, tmp_path
     from imgclf.evaluation.plots import image_grids
 
     drawn = []
-    monkeypatch.setattr(image_grids, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
+    monkeypatch.setattr(image_grids, "save_figure", lambda fig, path, **kw: drawn.append(fig) or Path(path))
     FIGURES["gradcam_grid"](stored, tmp_path / "g.png")
     (fig,) = drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg

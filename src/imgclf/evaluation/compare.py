@@ -254,11 +254,7 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
             why = f"unreadable: {str(exc).splitlines()[0]}"
             skipped.append((str(r), why))
             _skipped(f"compare: skipped {r}: {why}", say_skipped)
-    if len(summaries) < 2:  # one left: a page of one run compared with nothing, where one run given is refused
-        raise invalid("runs", [str(r) for r in run_dirs], "at least two readable, finished run directories",
-                      note=f"{len(summaries)} left once these were passed over: "
-                           + "; ".join(f"{r}: {why}" for r, why in skipped[:3])
-                           + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""))
+    _refuse_fewer_than_two(run_dirs, len(summaries), skipped)
     for s in summaries:
         if s.evaluation is None:  # its group's n counts it, its test columns do not: their cells give their own n
             _skipped(f"compare: {s.path} is not evaluated (no metrics.json): its test columns are empty (imgclf "
@@ -285,6 +281,7 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
         why = f"the same settings and {what} as {keep.path} (a copy or a rerun): counted once"
         skipped.append((str(drop.path), why))
         _skipped(f"compare: skipped {drop.path}: {why}", say_skipped)
+    _refuse_fewer_than_two(run_dirs, sum(len(g) for g in by_key.values()), skipped)  # a copy counted once
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)
     members = list(by_key.values())
     differing = [k for k in keys if _differs(k, [m[0].config.get(k) for m in members])]
@@ -341,6 +338,16 @@ def _skipped(line: str, say: bool) -> None:
         from ..notices import warn
 
         warn(line)
+
+
+def _refuse_fewer_than_two(run_dirs: list[Any], left: int, skipped: list[tuple[str, str]]) -> None:
+    """One run left once the others were passed over (unfinished, unreadable, a copy of it): a page of one run
+    compared with nothing, where one run given is refused."""
+    if left < 2:
+        raise invalid("runs", [str(r) for r in run_dirs], "at least two readable, finished run directories",
+                      note=f"{left} left once these were passed over: "
+                           + "; ".join(f"{r}: {why}" for r, why in skipped[:3])
+                           + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""))
 
 
 def unfinished(run_dir: str | os.PathLike) -> str:

@@ -589,6 +589,16 @@ def test_a_folder_that_cannot_be_listed_is_named(tiny_run, image_folder, tmp_pat
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(folder), "--format", "csv"])
     assert result.exit_code == 0, result.output
     assert " ".join(result.output.split()).count("1 entry in the folders given could not be read") == 1
+    # the folder given itself: not "holds no image file" (API) nor a bare "no image found" (command line)
+    locked = folder / "locked"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        assert imgclf.load(tiny_run).predict(locked) == []
+    assert "holds no image file" not in caplog.text and "cannot list folder: Permission denied" in caplog.text
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), str(locked)], env={"COLUMNS": "250"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "(no image found; could not be read: " in said and \
+        "(cannot list folder: Permission denied)" in said, said
 
 
 def test_evaluate_prints_a_folder_and_split_as_written(tiny_run, tmp_path):

@@ -51,12 +51,13 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
             unreadable = [s["path"] for s in skipped
                           if s not in left and s["path"].lower().endswith(IMAGE_EXTENSIONS)]
             out += sorted(found + unreadable)
-            if empty is not None and not found and not unreadable:
+            not_listed = [s for s in skipped if s["reason"].startswith("cannot ")]
+            if empty is not None and not found and not unreadable and not not_listed:  # (said as not read)
                 empty.append(str(item))
             if others is not None:
                 others += [s["path"] for s in left]
             if unread is not None:
-                unread += [f"{s['path']} ({s['reason']})" for s in skipped if s["reason"].startswith("cannot ")]
+                unread += [f"{s['path']} ({s['reason']})" for s in not_listed]
         else:
             out.append(given)
     return out

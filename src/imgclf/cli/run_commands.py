@@ -209,16 +209,18 @@ def _image_paths(images: list[str]) -> list[str]:
     unread: list[str] = []
     paths = expand_inputs(images, empty, others, unread)
     if not paths:
-        raise _no_image_found(images)
+        raise _no_image_found(images, unread)
     warn_of_left_out(empty, others, unread)
     return paths
 
 
-def _no_image_found(images: list[str]) -> Exception:
+def _no_image_found(images: list[str], unread: list[str] = ()) -> Exception:
+    """None found: where a folder could not be listed (a permission), that is the reason, not "no image"."""
     from ..data.folder import IMAGE_EXTENSIONS
 
+    why = "no image found" + (f"; could not be read: {'; '.join(unread[:3])}" if unread else "")
     return bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "
-                    f"extension in {', '.join(IMAGE_EXTENSIONS)}", "no image found")
+                    f"extension in {', '.join(IMAGE_EXTENSIONS)}", why)
 
 
 def _exit_none_readable(count: int, output: Path | None = None) -> None:

@@ -448,3 +448,14 @@ def test_a_folder_without_runs_says_so_and_where_the_demos_are(tmp_path, monkeyp
     said = " ".join(CliRunner().invoke(app, ["runs", str(data)], env={"COLUMNS": "200"}).output.split())
     assert said.endswith("; imgclf demo's are in imgclf-demo/runs: imgclf runs imgclf-demo/runs"), said
     assert "imgclf demo's" not in CliRunner().invoke(app, ["runs", "imgclf-demo/runs"]).output
+
+
+def test_the_summaries_of_run_groups_are_named_alike_everywhere():
+    """compare refuses a page inside a folder holding one of these (its next run refuses other files): the names it
+    goes by are the ones the cross-validation, the study and the search write."""
+    from imgclf.pipeline.folds_summary import FOLDS_FILE
+    from imgclf.records.tune import TUNE_FILE
+    from imgclf.run_markers import RUN_GROUP_FILES
+    from imgclf.study.files import STUDY_FILE
+
+    assert RUN_GROUP_FILES == (FOLDS_FILE, STUDY_FILE, TUNE_FILE)

@@ -9,6 +9,9 @@ from pathlib import Path
 # Files whose presence makes a folder a run directory (an interrupted run may have only the first or the last):
 # config.yaml only beside dataset.json, which training writes right after it (a data set may keep a config.yaml)
 RUN_MARKERS = (("config.yaml", "dataset.json"), ("model.json",), ("checkpoints/last.ckpt",))
+# The summaries a group of runs keeps beside them: a cross-validation's, a study's, a search's (folds_summary,
+# study.files and records.tune name them; tests/test_runs.py checks they agree). Their folders take no other files.
+RUN_GROUP_FILES = ("folds.json", "study.json", "tune.json")
 # A run's weights: here, below the models too, which take an earlier run's folder as --weights
 WEIGHTS_FILE = "model.safetensors"
 

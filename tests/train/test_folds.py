@@ -266,6 +266,14 @@ def test_compare_groups_the_folds(cross_validation, tmp_path):
     accuracies = [RunDir(r).read_metrics().accuracy for r in folds.runs]
     assert group.stats["test_accuracy"].mean == pytest.approx(statistics.mean(accuracies))
     assert group.stats["test_accuracy"].std == pytest.approx(statistics.stdev(accuracies))
+    # a page inside the cross-validation's folder: the next --folds run refused it as a file of another
+    from imgclf.evaluation.compare_render import write_compare_html
+
+    with pytest.raises(ImgclfError, match=r"^out must be a page outside the run directories compared\. .*a "
+                                          r"cross-validation's, study's or search's folder"):
+        write_compare_html(comparison, folds.path / "compare.html")
+    assert not (folds.path / "compare.html").exists()
+    assert write_compare_html(comparison, tmp_path / "compare.html").is_file()
 
 
 def test_the_folds_object_stands_for_its_folder_and_gives_its_numbers_as_json(cross_validation):

@@ -211,6 +211,8 @@ def _refuse_a_page_inside_a_run(out: Path, comparison: Comparison) -> None:
     """`--out RUN/metrics.json` wrote the page over the run's own record (the run then failed to load), and
     `--out RUN/report.html` over its report, without a word: a page inside any run compared, or passed over, is
     refused before anything is written."""
+    from ..run_markers import RUN_GROUP_FILES
+
     target = out.expanduser().resolve()
     runs = [r.path for g in comparison.groups for r in g.runs] + [Path(p) for p, _ in comparison.skipped]
     for run in runs:
@@ -219,6 +221,13 @@ def _refuse_a_page_inside_a_run(out: Path, comparison: Comparison) -> None:
             raise invalid("out", str(out), "a page outside the run directories compared",
                           note=f"it is inside the run {run}, whose files it would overwrite or add to",
                           hint="Write it beside the runs, e.g. compare.html")
+        # a cross-validation's, a study's or a search's folder: its next run refused the page as a file of another
+        for group in (where.parent, where.parent.parent):
+            if (target == group or group in target.parents) and any((group / f).is_file() for f in RUN_GROUP_FILES):
+                raise invalid("out", str(out), "a page outside the run directories compared",
+                              note=f"it is inside {group}, a cross-validation's, study's or search's folder, which "
+                                   "takes no other files (running it again refuses them)",
+                              hint=f"Write it beside that folder, e.g. {group.parent / 'compare.html'}")
 
 
 def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:

@@ -196,6 +196,23 @@ def test_a_duration_that_is_none_is_one_clear_error(tmp_path, text):
         resolve_config(data=str(tmp_path), time_limit=text)
 
 
+def test_a_blank_cache_dir_is_refused_not_read_as_the_default(tmp_path):
+    """--cache-dir "$DIR" with DIR unset cached under the default without a word (config.yaml kept '')."""
+    with pytest.raises(ImgclfError, match=r"^cache_dir must be a folder, or left out for \$IMGCLF_CACHE .*"
+                                          r"Received: cache_dir=' '$"):
+        resolve_config(data=str(tmp_path), cache_dir=" ")
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--cache-dir", ""])
+    assert result.exit_code == 2 and "cache_dir (--cache-dir) must be a folder" in result.output, result.output
+
+
+def test_cross_validation_advice_for_more_validation_images_offers_fewer_folds_only_above_two(tmp_path):
+    from imgclf.pipeline.split_warnings import more_validation_images
+
+    assert more_validation_images(resolve_config(data=str(tmp_path))) == "--val-split, or more images"
+    assert more_validation_images(resolve_config(data=str(tmp_path), folds=3)).startswith("fewer --folds")
+    assert more_validation_images(resolve_config(data=str(tmp_path), folds=2)) == "more images"  # 2 is the fewest
+
+
 def test_a_keyword_of_fit_put_among_the_settings_is_named_as_one(tmp_path):
     """fit({"data": ..., "report": False}) listed the 70 settings a mapping may hold and nothing else."""
     import imgclf

@@ -129,6 +129,14 @@ class SettingChecks(BaseModel):
             raise invalid("out", value, "a folder for the run, or left out for runs/<model>-<n>")
         return value
 
+    @field_validator("cache_dir", mode="before", check_fields=False)
+    @classmethod
+    def _cache_dir_named(cls, value: Any) -> Any:
+        # --cache-dir "$DIR" with DIR unset cached under the default without a word, and config.yaml kept ''
+        if isinstance(value, str) and not value.strip():
+            raise invalid("cache_dir", value, "a folder, or left out for $IMGCLF_CACHE (else ~/.cache/imgclf)")
+        return value
+
     @field_validator("per_class_max", mode="before", check_fields=False)
     @classmethod
     def _per_class_cap(cls, value: Any) -> Any:

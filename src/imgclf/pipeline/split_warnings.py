@@ -17,8 +17,8 @@ FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by
 def more_validation_images(cfg: TrainConfig) -> str:
     """How to give a run's validation split more images: a cross-validation validates on a fold, where
     --val-split changes nothing (its own warning says so)."""
-    if cfg.folds:
-        return "fewer --folds, each fold a larger share, or more images"
+    if cfg.folds:  # (2 is the fewest: then only more images help)
+        return "fewer --folds, each fold a larger share, or more images" if cfg.folds > 2 else "more images"
     return "--val-split, or more images"
 
 

@@ -261,6 +261,14 @@ def test_a_run_that_fails_on_its_data_leaves_no_empty_folder(tmp_path, monkeypat
     with pytest.raises(ImgclfError, match="data"):
         imgclf.fit(data=str(tmp_path / "data"))
     assert empty.is_dir() and not any(empty.iterdir())
+    # nor does a sweep's: the lr-find/ it made for lr-find/<model>-1 was left behind, empty
+    from imgclf.pipeline.lr_find import lr_find
+
+    with pytest.raises(ImgclfError, match="data"):
+        lr_find({"data": str(tmp_path / "data"), "model": "simple_cnn"})
+    assert empty.is_dir() and not any(empty.iterdir())
+    with pytest.raises(ImgclfError, match=r"^data must be one image folder \(a path\) .*Received: data=''$"):
+        imgclf.fit(data="")  # DATA "$D" with D unset: it read the current folder
 
 
 def test_resuming_a_finished_run_keeps_its_training_time(tmp_path, image_folder):

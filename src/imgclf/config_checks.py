@@ -54,6 +54,8 @@ class SettingChecks(BaseModel):
         if not isinstance(value, (list, tuple)):
             if value is not None and not isinstance(value, str):  # else pydantic says it twice, once per type
                 raise invalid("data", value, "one image folder (a path) or a non-empty list of folders")
+            if isinstance(value, str) and not value.strip():  # DATA "$D" with D unset read the current folder
+                raise invalid("data", value, "one image folder (a path) or a non-empty list of folders")
             return value
         folders = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
         if not folders or not all(isinstance(f, str) and f.strip() for f in folders):

@@ -16,6 +16,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..errors import Described, bad_path, check_switch, invalid
 from ..records import LRFindInfo
+from .run_folder import first_missing, remove_empty_folders
 
 # Across the sweep's last window the smoothed loss must still fall by this share of its whole fall for the sweep to
 # read as cut short: a loss at its floor (0.0 for the last 8 steps on easy data) was warned "still falling", and a
@@ -356,13 +357,13 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
         data, model, resolved = data_and_model(cfg, info, img_size, transfer_args)
         return sweep(resolved, data, model, folder, start_lr, end_lr, steps)
     except BaseException:
-        if made and folder.is_dir() and not any(folder.iterdir()):  # an interrupted sweep wrote nothing
-            folder.rmdir()
+        if made is not None:  # an interrupted sweep wrote nothing: the folders it made go
+            remove_empty_folders(folder, made)
         raise
 
 
-def _out_folder(cfg: TrainConfig, overwrite: bool) -> tuple[Path, bool]:
-    """The sweep's folder, made if it was not there (and whether it was made here)."""
+def _out_folder(cfg: TrainConfig, overwrite: bool) -> tuple[Path, Path | None]:
+    """The sweep's folder, made if it was not there, and the outermost folder made for it (None: none made)."""
     from ..io import next_free_dir, outside_data, writable_folder
 
     folder = writable_folder("out", Path(cfg.out)) if cfg.out else next_free_dir("lr-find", cfg.model)
@@ -381,6 +382,6 @@ def _out_folder(cfg: TrainConfig, overwrite: bool) -> tuple[Path, bool]:
     if (folder / JSON_FILE).exists() and not overwrite:
         raise bad_path("out", folder, "a folder without an earlier lr_find.json", "holds one",
                        hint="Pass --overwrite (Python: overwrite=True) to replace it")
-    made = not folder.exists()
+    made = first_missing(folder)  # lr-find/ too, where it made that: a failed sweep left it empty behind
     folder.mkdir(parents=True, exist_ok=True)
     return folder, made

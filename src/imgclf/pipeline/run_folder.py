@@ -55,18 +55,18 @@ def claim_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
     if not cfg.out:
         if cfg.data:
             outside_data("out", Path("runs").absolute(), cfg.data)
-        made = _first_missing(Path("runs"))
+        made = first_missing(Path("runs"))
         run_dir = make_free_dir("runs", cfg.model)
         return run_dir, made or run_dir
     run_dir = writable_folder("out", Path(cfg.out))
     if cfg.data:
         outside_data("out", run_dir, cfg.data)
-    made = _first_missing(run_dir)
+    made = first_missing(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, made
 
 
-def _first_missing(path: Path) -> Path | None:
+def first_missing(path: Path) -> Path | None:
     """The outermost of `path` and its parents that does not exist yet (what mkdir(parents=True) creates first)."""
     missing = None
     for folder in (path, *path.parents):

@@ -25,6 +25,8 @@ MLFLOW_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "htt
 SPLITS = ("train", "val", "test")
 MIN_PROBED_SECONDS = 5.0  # the shortest budget the sizing probe takes (its own timing takes 2-3 s)
 L2_KEYS = ("conv", "dense")
+BLANK_FOLDER_ALLOWED = {"out": "a folder for the run, or left out for runs/<model>-<n>",
+                        "cache_dir": "a folder, or left out for $IMGCLF_CACHE (else ~/.cache/imgclf)"}
 
 
 def _takes_a_number_not_a_bool(annotation: Any) -> bool:
@@ -123,20 +125,13 @@ class SettingChecks(BaseModel):
                           note="an empty name")
         return list(dict.fromkeys(names))
 
-    @field_validator("out", mode="before", check_fields=False)
+    @field_validator("out", "cache_dir", mode="before", check_fields=False)
     @classmethod
-    def _out_named(cls, value: Any) -> Any:
-        # --out "$OUT" with OUT unset trained into runs/<model>-<n> of the current folder without a word
+    def _folder_named(cls, value: Any, info: Any) -> Any:
+        # --out "$OUT" with OUT unset trained into runs/<model>-<n> of the current folder without a word, and
+        # --cache-dir "$DIR" cached under the default (config.yaml keeping '')
         if isinstance(value, str) and not value.strip():
-            raise invalid("out", value, "a folder for the run, or left out for runs/<model>-<n>")
-        return value
-
-    @field_validator("cache_dir", mode="before", check_fields=False)
-    @classmethod
-    def _cache_dir_named(cls, value: Any) -> Any:
-        # --cache-dir "$DIR" with DIR unset cached under the default without a word, and config.yaml kept ''
-        if isinstance(value, str) and not value.strip():
-            raise invalid("cache_dir", value, "a folder, or left out for $IMGCLF_CACHE (else ~/.cache/imgclf)")
+            raise invalid(info.field_name, value, BLANK_FOLDER_ALLOWED[info.field_name])
         return value
 
     @field_validator("per_class_max", mode="before", check_fields=False)
@@ -215,20 +210,18 @@ class SettingChecks(BaseModel):
             return ",".join(value)
         return value
 
-    @field_validator("augment", check_fields=False)
+    @field_validator("augment", "head", "cache_budget", check_fields=False)
     @classmethod
-    def _valid_augment(cls, value: str) -> str:
-        from .data.augment import parse_augment
-
-        parse_augment(value)
-        return value
-
-    @field_validator("head", check_fields=False)
-    @classmethod
-    def _valid_head(cls, value: str | None) -> str | None:
-        from .models.heads import parse_head
-
-        parse_head(value)
+    def _read_by_its_parser(cls, value: Any, info: Any) -> Any:
+        """Read by the parser that uses it later, so that a bad value is refused here, naming the setting (the
+        parsers of the transforms and the head are imported when asked: they bring torch)."""
+        if info.field_name == "augment":
+            from .data.augment import parse_augment as parse
+        elif info.field_name == "head":
+            from .models.heads import parse_head as parse
+        else:
+            parse = parse_bytes
+        parse(value)
         return value
 
     @field_validator("unfreeze", check_fields=False)
@@ -247,12 +240,6 @@ class SettingChecks(BaseModel):
             raise invalid("freeze_epochs", self.freeze_epochs, "0 with features_only: the backbone never trains there",
                           also={"features_only": True})
         return self
-
-    @field_validator("cache_budget", check_fields=False)
-    @classmethod
-    def _valid_budget(cls, value: str) -> str:
-        parse_bytes(value)
-        return value
 
     @model_validator(mode="before")
     @classmethod

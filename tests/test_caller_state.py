@@ -46,6 +46,9 @@ def test_a_folder_given_as_the_config_names_data():
     with pytest.raises(ImgclfError, match=r"config must be a TrainConfig.*Received: config='data/flowers'.*"
                                           r"Give the image folder as data= \(imgclf.fit\(data='data/flowers'"):
         imgclf.fit("data/flowers")
+    for function in ("lr_find", "tune"):  # each names itself: the lr_find one named imgclf.fit
+        with pytest.raises(ImgclfError, match=rf"Give the image folder as data= \(imgclf\.{function}\(data="):
+            getattr(imgclf, function)("data/flowers", **({"trials": 2} if function == "tune" else {}))
 
 
 def test_a_run_or_a_listed_run_goes_where_a_run_folder_does(tiny_run, image_folder, tmp_path):

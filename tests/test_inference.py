@@ -337,8 +337,9 @@ def test_predict_output_takes_its_format_from_the_extension_unless_told(tiny_run
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "p.xlsx")])
     assert result.exit_code == 0 and "warning output p.xlsx gets the table as text" in result.output
     result = CliRunner().invoke(app, ["predict", str(tiny_run), images, "-o", str(tmp_path / "x.json"),
-                                      "--format", "csv"])  # told: as told
+                                      "--format", "csv"])  # told: as told, and said (it was written silently)
     assert result.exit_code == 0 and (tmp_path / "x.json").read_text().startswith("path,")
+    assert "warning output x.json ends in .json but gets --format csv, as asked" in result.output
 
 
 def test_predict_output_writes_through_a_link_or_a_pipe_and_dash_is_stdout(tiny_run, image_folder, tmp_path,

@@ -213,6 +213,16 @@ def test_cross_validation_advice_for_more_validation_images_offers_fewer_folds_o
     assert more_validation_images(resolve_config(data=str(tmp_path), folds=2)) == "more images"  # 2 is the fewest
 
 
+def test_a_braced_mapping_without_a_space_after_its_colons_says_so(tmp_path):
+    """--l2 '{conv:1e-5,dense:1e-4}' (YAML reads conv:1e-5 as a key without a value) was answered
+    "l2.conv:1e-5 (--l2) must be a valid number. Received: l2.conv:1e-5=None"."""
+    with pytest.raises(ImgclfError, match=r"^l2 must be a mapping such as \{conv: 1e-5, dense: 1e-4\} or "
+                                          r"conv=1e-5,dense=1e-4\. .*\('conv:1e-5' is read as one key without a "
+                                          r"value: YAML needs a space after each colon\)$"):
+        resolve_config(data=str(tmp_path), l2="{conv:1e-5,dense:1e-4}")
+    assert resolve_config(data=str(tmp_path), l2="{conv: 1e-5, dense: 1e-4}").l2 == {"conv": 1e-5, "dense": 1e-4}
+
+
 def test_a_keyword_of_fit_put_among_the_settings_is_named_as_one(tmp_path):
     """fit({"data": ..., "report": False}) listed the 70 settings a mapping may hold and nothing else."""
     import imgclf

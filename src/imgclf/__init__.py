@@ -60,16 +60,16 @@ def fit(config: "TrainConfig | Mapping[str, Any] | None" = None, *, recipe: str 
                     report=report, **values)
 
 
-def _refuse_a_folder_as_config(config: Any) -> None:
-    """`imgclf.fit("data/")`, the natural first try, names `data=`."""
+def _refuse_a_folder_as_config(config: Any, function: str = "fit") -> None:
+    """`imgclf.fit("data/")`, the natural first try, names `data=` (in the call of `function`, which took it)."""
     import os
 
     if isinstance(config, (str, os.PathLike)):
         from .errors import invalid
 
         raise invalid("config", config, "a TrainConfig, a mapping of settings or None",
-                      hint=f"Give the image folder as data= (imgclf.fit(data={str(config)!r}, ...)), a YAML file "
-                           "as config_file=")
+                      hint=f"Give the image folder as data= (imgclf.{function}(data={str(config)!r}, ...)), a YAML "
+                           "file as config_file=")
 
 
 def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | str | None" = None,
@@ -184,7 +184,7 @@ def lr_find(config: Any = None, **values: Any) -> "LRFindResult":
     from .caller_state import kept_caller_state
     from .pipeline.lr_find import lr_find as _lr_find
 
-    _refuse_a_folder_as_config(config)
+    _refuse_a_folder_as_config(config, "lr_find")
     with kept_caller_state():
         return _lr_find(config, **values)
 
@@ -196,7 +196,7 @@ def tune(config: Any = None, *, trials: int, **kwargs: Any) -> "TuneResult":
     continues a killed search. Returns an `imgclf.search.TuneResult`; see `imgclf.search.search.tune`."""
     from .caller_state import kept_caller_state
 
-    _refuse_a_folder_as_config(config)
+    _refuse_a_folder_as_config(config, "tune")
     with kept_caller_state():  # the first import of optuna (rich) draws from the caller's `random`
         from .search import tune as _tune
 

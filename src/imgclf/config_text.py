@@ -118,6 +118,11 @@ def _braced_mapping(name: str, text: str) -> dict[str, Any]:
             example = MAPPING_EXAMPLES.get(name, "key=value")
             raise invalid(name, text, f"a mapping such as {{{example.replace('=', ': ').replace(',', ', ')}}} "
                           f"or {example}", note=getattr(not_yaml, "problem", None) or exc.msg) from None
+    glued = next((k for k, v in value.items() if v is None and isinstance(k, str) and ":" in k), None)
+    if glued is not None:  # {conv:1e-5}: YAML reads "conv:1e-5" as a key without a value
+        example = MAPPING_EXAMPLES.get(name, "key=value")
+        raise invalid(name, text, f"a mapping such as {{{example.replace('=', ': ').replace(',', ', ')}}} or {example}",
+                      note=f"{glued!r} is read as one key without a value: YAML needs a space after each colon")
     return {k: float(v) if isinstance(v, str) and _EXPONENT.fullmatch(v) else v for k, v in value.items()}
 
 

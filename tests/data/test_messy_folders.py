@@ -108,6 +108,16 @@ def test_a_folder_holding_an_index_file_is_refused_with_the_index_named(tmp_path
     with pytest.raises(ImgclfError, match=r"If index.csv in it is an index of label sets \(multi-label data\), give "
                                           rf"that file as the data: {tmp_path / 'ix' / 'index.csv'}"):
         scan_folder(tmp_path / "ix")
+    # the images beside the index, not in a folder of their own: the index still, not "move each image into a
+    # folder named after its class"
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for png in (tmp_path / "ix" / "images").glob("*.png"):
+        png.rename(flat / png.name)
+    (flat / "index.csv").write_text("path,labels\nimages_000.png,a\n")
+    with pytest.raises(ImgclfError, match=r"If index.csv in it is an index of label sets .*give that file as the "
+                                          rf"data: {flat / 'index.csv'}\.$"):
+        scan_folder(flat)
 
 
 def test_a_class_of_broken_files_only_is_refused_with_what_was_skipped_and_a_way_on(tmp_path):

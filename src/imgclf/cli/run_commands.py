@@ -91,6 +91,11 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
                  "--output ending in .csv or .json, writes those")
     if fmt not in ("table", "csv", "json"):
         raise invalid("format", fmt, ("table", "csv", "json"))
+    named = output.suffix.lower().lstrip(".") if output else ""
+    if named in ("csv", "json") and fmt != named:  # JSON in a .csv: a spreadsheet opened it as one broken column
+        from ..notices import warn
+
+        warn(f"output {output.name} ends in .{named} but gets --format {fmt}, as asked")
     flag_unknown = on_off("unknown", unknown)
     check_backend("backend", backend)
     if output:

@@ -390,8 +390,10 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_cla
                                  "(DATA/<class>/*.png), or with train/ (and val/, test/) laid out that way "
                                  "(DATA/train/<class>/*.png)",
                    note=found,
-                   hint=(f"Move each image into a folder named after its class, {where}{os.sep}<class>{os.sep}; "
-                         f"to classify unlabelled images instead, use `imgclf predict RUN {where}`"
-                         + (f"; if {train.name}/ is a class, rename it: {SPLIT_FOLDER_NAMES} name split folders"
-                            if train is not None else "")
-                         if loose else index_file_hint(where)))
+                   # an index beside the images (ix/index.csv, ix/*.png) is the data set: that, before class folders
+                   hint=index_file_hint(where) or (
+                       f"Move each image into a folder named after its class, {where}{os.sep}<class>{os.sep}; "
+                       f"to classify unlabelled images instead, use `imgclf predict RUN {where}`"
+                       + (f"; if {train.name}/ is a class, rename it: {SPLIT_FOLDER_NAMES} name split folders"
+                          if train is not None else "")
+                       if loose else None))

@@ -511,8 +511,7 @@ def test_a_folder_of_other_runs_and_files_takes_no_folds_even_with_overwrite(tmp
     without --overwrite then refused the folder: a cross-validation that could no longer be run again."""
     data = make_image_folder(tmp_path / "data", per_class=8)
     misc = tmp_path / "misc"
-    (misc / "somerun").mkdir(parents=True)
-    (misc / "somerun" / "model.json").write_text("{}")
+    shutil.copytree(data, misc / "somerun")  # a folder of the user's (a real run's records would do the same)
     (misc / "notes.txt").write_text("mine")
     with pytest.raises(ImgclfError, match=r"^out must be a new folder, or one holding only fold-1 \.\.\. fold-K and "
                                           r"folds\.json\. .*\(holds notes\.txt, somerun\)\. Choose another --out"

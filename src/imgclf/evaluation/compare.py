@@ -211,7 +211,8 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
     """Summarise each run, group runs that differ only in seed, label each group by what sets it apart. A folder
     that is not a run itself stands for the runs under it (a k-fold parent, a study, a runs/ folder). A run that is
     unfinished, cannot be read, or repeats another's settings and seed is skipped, as long as two readable,
-    finished runs are left: `Comparison.skipped` says why, and (`say_skipped`) a warning line of the `imgclf` logger too.
+    finished runs are left (a copy or rerun of one counts among them: the page then shows the run once, the
+    copy named as counted once): `Comparison.skipped` says why, and (`say_skipped`) a warning line of the `imgclf` logger too.
     One path (a str or os.PathLike) is a list of that one folder, not of its characters."""
     if isinstance(run_dirs, (str, os.PathLike)):  # compare_runs("runs"): "r", "u", ..., "/" searched from the root
         run_dirs = [run_dirs]
@@ -281,7 +282,6 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
         why = f"the same settings and {what} as {keep.path} (a copy or a rerun): counted once"
         skipped.append((str(drop.path), why))
         _skipped(f"compare: skipped {drop.path}: {why}", say_skipped)
-    _refuse_fewer_than_two(run_dirs, sum(len(g) for g in by_key.values()), skipped)  # a copy counted once
     keys = sorted({k for s in summaries for k in s.config} - NOT_THE_EXPERIMENT)
     members = list(by_key.values())
     differing = [k for k in keys if _differs(k, [m[0].config.get(k) for m in members])]
@@ -341,8 +341,8 @@ def _skipped(line: str, say: bool) -> None:
 
 
 def _refuse_fewer_than_two(run_dirs: list[Any], left: int, skipped: list[tuple[str, str]]) -> None:
-    """One run left once the others were passed over (unfinished, unreadable, a copy of it): a page of one run
-    compared with nothing, where one run given is refused."""
+    """One run left once the others were passed over (unfinished, unreadable): a page of one run compared with
+    nothing, where one run given is refused."""
     if left < 2:
         raise invalid("runs", [str(r) for r in run_dirs], "at least two readable, finished run directories",
                       note=f"{left} left once these were passed over: "

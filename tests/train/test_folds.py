@@ -134,6 +134,9 @@ def test_a_fold_is_not_resumed_alone_with_other_settings(cross_validation):
     # and the right command then read "an --overwrite with other settings was interrupted there"
     with pytest.raises(ImgclfError, match=r"^data must be an existing folder or index file"):
         imgclf.fit(data=str(typo), folds=K, out=str(folds.path), overwrite=True, report=False, **TINY)
+    one_class = make_image_folder(folds.path.parent / "one-class", classes=("cat",), per_class=4)
+    with pytest.raises(ImgclfError, match=r"^data must be a folder with at least 2 class folders"):
+        imgclf.fit(data=str(one_class), folds=K, out=str(folds.path), overwrite=True, report=False, **TINY)
     from imgclf.pipeline.folds import OVERWRITE_MARK
 
     assert (folds.path / "folds.json").read_bytes() == before and not (folds.path / OVERWRITE_MARK).exists()

@@ -112,15 +112,20 @@ def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
 def _current_images(cfg: TrainConfig) -> set[str] | None:
     """Every image file the data folder lists now, of the classes the folds train (real paths), read without
     decoding; None where it cannot be listed so (an index file: its rows are checked as the run reads them)."""
-    from ..data.merge import scan_folders
-    from ..data.select import Selection, select_classes
-
     try:
-        scan = select_classes(scan_folders(cfg.data, allow_empty=True),
-                              Selection(cfg.classes, cfg.drop_classes, None, cfg.seed))
+        scan = _listed(cfg)
     except Exception:  # the fold's own training gives the error, in its words
         return None
     return {os.path.realpath(p) for items in scan.files.values() for p, _ in items}
+
+
+def _listed(cfg: TrainConfig) -> Any:
+    """The data folders as the folds' runs list them (layout, classes chosen), without decoding an image."""
+    from ..data.merge import scan_folders
+    from ..data.select import Selection, select_classes
+
+    return select_classes(scan_folders(cfg.data, allow_empty=True),
+                          Selection(cfg.classes, cfg.drop_classes, None, cfg.seed))
 
 
 def _check_same_images(run: RunDir, images: set[str], capped: bool) -> None:
@@ -220,6 +225,11 @@ def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True,
         overwrite = True
         warn("an --overwrite of this folder was interrupted: finishing it (the folds it trained are kept, the older "
              "ones trained again)")
+    if overwrite:
+        # a folder the first fold would refuse (one class, no images) is refused before the summary goes and the
+        # folder is marked as an overwrite begun: the right command then read "an --overwrite with other settings
+        # was interrupted there" (an image that fails to decode is still found by the fold itself)
+        _listed(cfg)
     since = _overwrite_since(out, cfg) if overwrite else None
     runs = []
     sized: dict[str, Any] = {}

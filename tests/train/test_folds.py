@@ -472,6 +472,8 @@ def test_a_val_split_is_said_to_change_nothing_and_does_not_block_a_rerun(tmp_pa
     assert "the val split holds 10 images" in said and "give it more (fewer --folds, each fold a larger share, or " \
         "more images)" in said and "(--val-split, or more images)" not in said
     assert "a larger --val-split" not in said and "more validation images (fewer --folds" in said
+    # said once, not once per fold (the folds share the data set and the settings)
+    assert said.count("the val split holds 10 images") == 1, said
     stamp = (first.runs[0] / "model.json").stat().st_mtime_ns
     again = imgclf.fit({**cfg, "val_split": 0.2}, report=False)  # the same folds: finished, kept
     assert (again.runs[0] / "model.json").stat().st_mtime_ns == stamp

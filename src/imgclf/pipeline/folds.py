@@ -17,7 +17,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..errors import bad_path, invalid
 from ..io import next_free_dir, outside_data, writable_folder, write_json
-from ..notices import warn
+from ..notices import each_once, warn
 from ..records import RunDir
 from .experiment import experiment_settings
 from .folds_summary import FOLDS_FILE, METRICS, fold_dir, read_folds, summarize_folds
@@ -194,7 +194,13 @@ def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float 
 
 
 def fit_folds(cfg: TrainConfig, *, overwrite: bool = False, report: bool = True, log=None) -> Folds:
-    """Train (or finish) the K folds of `cfg` (cfg.folds = K) and write OUT/folds.json."""
+    """Train (or finish) the K folds of `cfg` (cfg.folds = K) and write OUT/folds.json. A warning is said once:
+    the folds share one data set and settings, and each fold's run repeated its split warnings (K times)."""
+    with each_once():
+        return _fit_folds(cfg, overwrite=overwrite, report=report, log=log)
+
+
+def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> Folds:
     from ..data.index_data import refuse_folds
     from ..data.multilabel import is_label_index
     from ..train.engine_choice import several_processes

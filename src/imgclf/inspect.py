@@ -192,9 +192,9 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]class {console_text(repr(name))} has no readable image:[/yellow] training refuses it "
                       f"(its files are listed below); replace them, or leave the class out with --drop-classes "
                       f"{console_text(name)}")
-    for split in summary.get("unreadable_splits", []):
-        from .inspect_multilabel import unreadable_split_line
+    from .inspect_multilabel import unreadable_split_line
 
+    for split in summary.get("unreadable_splits", []):
         console.print(unreadable_split_line(split, f"{split}/", f"remove {split}/"))
     if summary.get("in_several_classes"):
         console.print(f"[yellow]{summary['in_several_classes']} image(s) sit in several class folders[/yellow] (links "

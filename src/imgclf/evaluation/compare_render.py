@@ -217,17 +217,16 @@ def _refuse_a_page_inside_a_run(out: Path, comparison: Comparison) -> None:
     runs = [r.path for g in comparison.groups for r in g.runs] + [Path(p) for p, _ in comparison.skipped]
     for run in runs:
         where = Path(run).resolve()
-        if target == where or where in target.parents:
-            raise invalid("out", str(out), "a page outside the run directories compared",
-                          note=f"it is inside the run {run}, whose files it would overwrite or add to",
-                          hint="Write it beside the runs, e.g. compare.html")
-        # a cross-validation's, a study's or a search's folder: its next run refused the page as a file of another
-        for group in (where.parent, where.parent.parent):
-            if (target == group or group in target.parents) and any((group / f).is_file() for f in RUN_GROUP_FILES):
+        # the run itself, and a cross-validation's, a study's or a search's folder holding it: the next run of
+        # those refused the page as a file of another
+        holders = [(where, f"the run {run}, whose files it would overwrite or add to")] + [
+            (group, f"{group}, a cross-validation's, study's or search's folder, which takes no other files")
+            for group in (where.parent, where.parent.parent) if any((group / f).is_file() for f in RUN_GROUP_FILES)]
+        for folder, what in holders:
+            if target == folder or folder in target.parents:
                 raise invalid("out", str(out), "a page outside the run directories compared",
-                              note=f"it is inside {group}, a cross-validation's, study's or search's folder, which "
-                                   "takes no other files (running it again refuses them)",
-                              hint=f"Write it beside that folder, e.g. {group.parent / 'compare.html'}")
+                              note=f"it is inside {what}", hint=f"Write it beside them, e.g. "
+                                                                f"{folder.parent / 'compare.html'}")
 
 
 def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:

@@ -109,11 +109,12 @@ def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
     return mark.stat().st_mtime
 
 
-def _current_images(cfg: TrainConfig) -> set[str] | None:
+def _current_images(cfg: TrainConfig, scan: Any = None) -> set[str] | None:
     """Every image file the data folder lists now, of the classes the folds train (real paths), read without
-    decoding; None where it cannot be listed so (an index file: its rows are checked as the run reads them)."""
+    decoding; None where it cannot be listed so (an index file: its rows are checked as the run reads them).
+    `scan`: the listing where the caller made it already."""
     try:
-        scan = _listed(cfg)
+        scan = scan if scan is not None else _listed(cfg)
     except Exception:  # the fold's own training gives the error, in its words
         return None
     return {os.path.realpath(p) for items in scan.files.values() for p, _ in items}
@@ -231,15 +232,16 @@ def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> 
         overwrite = True
         warn("an --overwrite of this folder was interrupted: finishing it (the folds it trained are kept, the older "
              "ones trained again)")
+    listed = None
     if overwrite:
         # a folder the first fold would refuse (one class, no images) is refused before the summary goes and the
         # folder is marked as an overwrite begun: the right command then read "an --overwrite with other settings
         # was interrupted there" (an image that fails to decode is still found by the fold itself)
-        _listed(cfg)
+        listed = _listed(cfg)
     since = _overwrite_since(out, cfg) if overwrite else None
     runs = []
     sized: dict[str, Any] = {}
-    images = _current_images(cfg) if any(fold_dir(out, i).is_dir() for i in range(1, k + 1)) else None
+    images = _current_images(cfg, listed) if any(fold_dir(out, i).is_dir() for i in range(1, k + 1)) else None
     for i in range(1, k + 1):
         path = fold_dir(out, i)
         # With sizing=probe the first fold probes; the others train what it chose, so that the folds' mean and

@@ -32,8 +32,12 @@ class FoldRow(BaseModel):
     run: str = Field(description="The fold's run directory, relative to the cross-validation folder (fold-i).")
     epochs: int | None = Field(None, ge=0, description="Epochs the fold trained (None in files written before it "
                                "was recorded): folds stopped by a time limit or early stopping may differ.")
-    val_accuracy: float | None = None
-    val_loss: float | None = None
+    val_accuracy: float | None = Field(None, description=(
+        "The card's validation accuracy of the kept weights: after the BatchNorm statistics were recomputed where "
+        "the run recomputed them (the card's training.val_accuracy_after_batch_norm), else history.csv's val_acc."))
+    val_loss: float | None = Field(None, description=(
+        "history.csv's val_loss at the kept epoch: training's, with the running BatchNorm averages (no loss is "
+        "recorded after the recompute), so it may not match val_accuracy's weights' statistics."))
     test_accuracy: float | None = None
     test_loss: float | None = None
     test_macro_precision: float | None = None

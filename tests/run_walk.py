@@ -30,7 +30,7 @@ def check_run_dirs(base: Path) -> dict[str, int]:
         run = RunDir(run_dir)
         for name in run.validate():
             checked[name] = checked.get(name, 0) + 1
-        for name in ("dataset.json", "model.json", "metrics.json", "sizing.json", "resumes.json"):
+        for name in ("dataset.json", "model.json", "metrics.json", "sizing.json", "resumes.json", "lr_find.json"):
             raw = json.loads(run.file(name).read_text()) if run.has(name) else {}
             if "schema_version" in raw:  # written by this version: the generated schema accepts it as it is
                 Draft202012Validator(schemas[name]).validate(raw)

@@ -55,7 +55,7 @@ def test_schema_files_are_generated_from_the_records():
     for name, text in expected.items():
         assert (folder / name).read_text() == text, f"{name} is stale: python -m imgclf.records docs/schema"
     assert set(RECORDS) == {"config.yaml", "dataset.json", "model.json", "metrics.json", "history.csv",
-                            "predictions.csv", "sizing.json", "resumes.json", "audit.json", "tune.json", "folds.json",
+                            "predictions.csv", "sizing.json", "resumes.json", "lr_find.json", "audit.json", "tune.json", "folds.json",
                             "study.json"}
 
 

@@ -119,6 +119,7 @@ def test_lr_find_api_writes_curve_and_suggestion_within_the_sweep(data, tmp_path
     assert result.suggestion in result.lrs and len(result.lrs) == len(result.losses) <= SWEEP["steps"]
     stored = json.loads((tmp_path / "lf" / "lr_find.json").read_text())
     assert stored["suggestion"] == result.suggestion and stored["lr"] == result.lrs
+    _matches_its_record(stored)
     # the lowest loss is kept beside the suggestion: a point of the sweep, none lower after the first 10
     lowest = result.lrs.index(result.lowest_loss_lr)
     assert stored["lowest_loss_lr"] == result.lowest_loss_lr and lowest >= 10
@@ -344,7 +345,20 @@ def test_a_sweep_without_a_suggestion_says_so_as_a_sweep_and_leaves_its_own_curv
     with pytest.raises(ImgclfError, match=r"^sweep must be a range over which the loss falls clearly .*Received: "
                                           r"from 1e-07 to 1e-05 in 30 steps .*Run it again with a lower --start-lr"):
         imgclf.lr_find(end_lr=1e-5, overwrite=True, **common)
-    assert json.loads((tmp_path / "lr" / "lr_find.json").read_text())["max_lr"] == 1e-5  # the failed sweep's
+    failed = json.loads((tmp_path / "lr" / "lr_find.json").read_text())
+    assert failed["max_lr"] == 1e-5 and failed["suggestion"] is None  # the failed sweep's
+    _matches_its_record(failed)
+
+
+def _matches_its_record(stored: dict) -> None:
+    """lr_find.json as written: its typed record and the generated JSON Schema both accept it, as they do the run
+    files (a folder of lr-find's is no run directory, so the suite's walk over runs does not reach it)."""
+    from jsonschema import Draft202012Validator
+
+    from imgclf.records import LRFindRecord, json_schemas
+
+    assert LRFindRecord.model_validate(stored).model_dump(mode="json") == stored
+    Draft202012Validator(json_schemas()["lr_find.json"]).validate(stored)
 
 
 @pytest.mark.parametrize("settings, backbone_trains, batch_norm_trains", [

@@ -295,7 +295,7 @@ def test_a_sweep_is_refused_inside_a_run_and_only_the_runs_own_sweep_reaches_its
 
     # a sweep's file put there by hand: the run's lr was given, so the card names no sweep
     (run_dir / "lr_find.json").write_text(json.dumps({"suggestion": 0.01, "min_lr": 1e-5, "max_lr": 1.0,
-                                                      "steps": 20}))
+                                                      "steps": 2, "lr": [1e-5, 1.0], "loss": [2.3, None]}))
     imgclf.fit(resume=str(run_dir), epochs=3, report=False)
     assert RunDir(run_dir).read_card().lr_find is None
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..errors import Described, bad_path, check_switch, invalid
-from ..records import LRFindInfo
+from ..records import LR_FIND_FILE, LRFindInfo, LRFindRecord
 from .run_folder import first_missing, remove_empty_folders
 
 # Across the sweep's last window the smoothed loss must still fall by this share of its whole fall for the sweep to
@@ -24,7 +24,7 @@ from .run_folder import first_missing, remove_empty_folders
 FLAT_SHARE = 0.01
 from ..records.card import tenth_of
 
-JSON_FILE, PNG_FILE = "lr_find.json", "lr_find.png"
+JSON_FILE, PNG_FILE = LR_FIND_FILE, "lr_find.png"
 DEFAULTS = {"start_lr": 1e-7, "end_lr": 1.0, "steps": 100}
 
 
@@ -165,13 +165,12 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     # look at, and an earlier sweep's files in the folder would be mistaken for it. A run's folder gets none from a
     # failed sweep (a run that fails before its config.yaml leaves no folder behind).
     if curve.suggestion is not None or not within_run:
-        write_json(folder / JSON_FILE, {"suggestion": curve.suggestion, "rule": RULE, "window": WINDOW,
-                                        "fall_left": FALL_LEFT, "lowest_loss_lr": curve.lowest,
-                                        "min_lr": start_lr, "max_lr": end_lr,
-                                        "steps": len(curve.lrs), "steps_asked": steps, "epochs": epochs,
-                                        "cautions": result.cautions, "settings": _swept_settings(cfg),
-                                        "lr": curve.lrs,
-                                        "loss": _json_floats(curve.losses), "loss_raw": _json_floats(curve.raw)})
+        record = LRFindRecord(suggestion=curve.suggestion, rule=RULE, window=WINDOW, fall_left=FALL_LEFT,
+                              lowest_loss_lr=curve.lowest, min_lr=start_lr, max_lr=end_lr, steps=len(curve.lrs),
+                              steps_asked=steps, epochs=epochs, cautions=result.cautions,
+                              settings=_swept_settings(cfg), lr=curve.lrs, loss=_json_floats(curve.losses),
+                              loss_raw=_json_floats(curve.raw))
+        write_json(folder / JSON_FILE, record.model_dump(mode="json"))
         plot_curve(result, folder / PNG_FILE)
     if curve.suggestion is None:
         finite = sum(math.isfinite(x) for x in curve.raw)
@@ -216,17 +215,17 @@ def _json_floats(values: list[float]) -> list[float | None]:
 
 def card_info(run_dir: Path) -> LRFindInfo | None:
     """The card's lr_find field from the run's lr_find.json (None when the run's lr was given)."""
-    from ..io import read_json
+    from ..records.base import read_record
 
     path = Path(run_dir) / JSON_FILE
     if not path.is_file():
         return None
-    stored = read_json(path)
-    return LRFindInfo(suggestion=stored["suggestion"], rule=stored.get("rule", "steepest"),
-                      window=stored.get("window"), fall_left=stored.get("fall_left"),
-                      lowest_loss_lr=stored.get("lowest_loss_lr"),
-                      min_lr=stored["min_lr"], max_lr=stored["max_lr"],
-                      steps=max(1, int(stored["steps"])), curve=PNG_FILE, data=JSON_FILE)
+    stored = read_record(path, LRFindRecord, "run", run_dir, "a run directory")
+    if stored.suggestion is None:  # a run keeps no failed sweep; a folder of lr-find's may hold one
+        return None
+    return LRFindInfo(suggestion=stored.suggestion, rule=stored.rule, window=stored.window,
+                      fall_left=stored.fall_left, lowest_loss_lr=stored.lowest_loss_lr, min_lr=stored.min_lr,
+                      max_lr=stored.max_lr, steps=max(1, stored.steps), curve=PNG_FILE, data=JSON_FILE)
 
 
 def plot_curve(result: LRFindResult, path: Path) -> Path:

@@ -8,7 +8,8 @@ Version 1 is the first versioned layout. Files written before versioning (no `sc
 `format_version`, the metrics' `f1-score` averages) are upgraded on read, so older runs still load.
 
 One module per file: `dataset`, `metrics`, `card`, `rows` (the CSV files), `run_dir` (reading and writing a run
-directory); the files written beside runs rather than in one: `audit`, `tune`, `folds`, `study`.
+directory), `side_files` and `lr_find` (run files the card quotes); the files written beside runs rather than in
+one: `audit`, `tune`, `folds`, `study`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from .card import (
 )
 from .dataset import DatasetRecord, DuplicateGrouping, ImbalanceStats, LabelStats, SkippedFile, SplitFiles, SplitLeak
 from .folds import FoldMetric, FoldRow, FoldsRecord, FoldStats
+from .lr_find import LR_FIND_FILE, LRFindRecord
 from .metrics import (
     AverageScores,
     CalibrationScores,
@@ -84,6 +86,8 @@ RECORDS: dict[str, type[BaseModel]] = {
     "metrics.json": MetricsRecord, "history.csv": HistoryRow, "predictions.csv": PredictionRow,
     # kept until the card takes them: the sizing probe's record, each --resume
     SIZING_FILE: SizingRecord, RESUMES_FILE: ResumesRecord,
+    # an --lr auto run's sweep, which the card's lr_find quotes (and imgclf lr-find's folder)
+    LR_FIND_FILE: LRFindRecord,
     # not run files: written beside the audit's page, in the search folder, beside the fold runs, in the
     # imbalance study's folder
     "audit.json": AuditRecord, TUNE_FILE: TuneRecord, "folds.json": FoldsRecord, "study.json": StudyRecord,
@@ -95,7 +99,7 @@ __all__ = [
     "AuditOutlier", "AuditPixelIssue", "AuditRecord", "AuditSettings", "AverageScores", "CalibrationInfo",
     "CalibrationScores", "ClassScores", "DatasetRecord", "DuplicateGrouping", "ExportInfo", "ExportedCard",
     "FoldMetric", "FoldRow", "FoldStats", "FoldsRecord", "HeadlineMetrics", "HistoryRow", "ImbalanceStats",
-    "Interpolation", "LRFindInfo", "LabelScores", "LabelStats", "MetricsRecord", "ModelCard", "MultiLabelScores",
+    "Interpolation", "LR_FIND_FILE", "LRFindInfo", "LRFindRecord", "LabelScores", "LabelStats", "MetricsRecord", "ModelCard", "MultiLabelScores",
     "PixelIssue", "PredictionRow", "RESUMES_FILE", "Record", "ResumeInfo", "ResumesRecord", "RunDir", "SeenImages",
     "SIZING_FILE", "SizingCandidate", "SizingInfo", "SizingRecord",
     "SkippedFile", "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "ConfigCurves", "ConfigurationSettings",

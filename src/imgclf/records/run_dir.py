@@ -35,6 +35,7 @@ from .dataset import DatasetRecord
 from .metrics import MetricsRecord
 from .rows import HistoryRow, PredictionRow
 from ..run_markers import WEIGHTS_FILE, is_run_dir
+from .lr_find import LR_FIND_FILE, LRFindRecord
 from .side_files import RESUMES_FILE, SIZING_FILE, ResumesRecord, SizingRecord
 
 
@@ -279,7 +280,8 @@ class RunDir:
             if self.has("predictions.csv"):
                 self.read_predictions(card.classes)
                 checked.append("predictions.csv")
-        for name, record in ((SIZING_FILE, SizingRecord), (RESUMES_FILE, ResumesRecord)):
+        for name, record in ((SIZING_FILE, SizingRecord), (RESUMES_FILE, ResumesRecord),
+                             (LR_FIND_FILE, LRFindRecord)):
             if self.has(name):
                 read_record(self.path / name, record, "run", self.path, "a run directory")
                 checked.append(name)

@@ -52,6 +52,8 @@ def test_fit_standardise_takes_each_part_s_mean_and_standard_deviation():
     expected = [50.0, np.arange(101.0).std(), 493.0, 10.0 * np.arange(101.0).std()]
     assert np.allclose(fit_standardise(parts), expected)
     assert np.allclose(fit_standardise(np.ones((4, 2))), [1.0, 1.0, 1.0, 1.0])  # no spread: left unscaled
+    # one validation image: its own scores are the centre, unscaled (refused, it failed the run after training)
+    assert np.allclose(fit_standardise(np.array([[2.0, -30.0]])), [2.0, 1.0, -30.0, 1.0])
     with pytest.raises(ImgclfError, match="parts"):
         fit_standardise(np.ones((5, 3)))
 

@@ -230,10 +230,11 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int,
 def fit_standardise(parts: np.ndarray) -> np.ndarray:
     """msp+mahalanobis-l2's 4 numbers from its two parts' validation scores (N, 2): each part's mean and standard
     deviation, so that each moves the sum alike whatever its units. (Median and interquartile range, tried on 5
-    runs, weighted the log-odds more and scored lower on 4 of them: docs/trust.md.)"""
+    runs, weighted the log-odds more and scored lower on 4 of them: docs/trust.md.) A part with no spread (one
+    validation image among them) is left unscaled: refusing it failed a run after its last epoch, and its resume."""
     parts = np.asarray(parts, dtype=np.float64)
-    if parts.ndim != 2 or parts.shape[1] != 2 or len(parts) < 2:
-        raise invalid("parts", Described(f"shape {parts.shape}"), "(N, 2) validation scores, N >= 2")
+    if parts.ndim != 2 or parts.shape[1] != 2 or len(parts) < 1:
+        raise invalid("parts", Described(f"shape {parts.shape}"), "(N, 2) validation scores, N >= 1")
     spread = parts.std(axis=0)
     return np.stack([parts.mean(axis=0), np.where(spread > 0, spread, 1.0)], axis=1).reshape(-1)
 

@@ -106,7 +106,13 @@ def test_a_folder_holding_an_index_file_is_refused_with_the_index_named(tmp_path
     make_image_folder(tmp_path / "ix", classes=("images",), per_class=2)
     (tmp_path / "ix" / "index.csv").write_text("path,labels\nimages/images_000.png,a\n")
     with pytest.raises(ImgclfError, match=r"If index.csv in it is an index of label sets \(multi-label data\), give "
-                                          rf"that file as the data: {tmp_path / 'ix' / 'index.csv'}"):
+                                          r"that file as the data of a multi-label run's train, evaluate or inspect "
+                                          rf"\(the others read class folders\): {tmp_path / 'ix' / 'index.csv'}"):
+        scan_folder(tmp_path / "ix")
+    # beside another table, the index is the one named (a results table sorts first and was offered as the data)
+    (tmp_path / "ix" / "results.csv").write_text("a,b\n")
+    with pytest.raises(ImgclfError, match=r"If index.csv \(or results.csv\) in it .*: "
+                                          rf"{tmp_path / 'ix' / 'index.csv'}"):
         scan_folder(tmp_path / "ix")
     # the images beside the index, not in a folder of their own: the index still, not "move each image into a
     # folder named after its class"
@@ -116,7 +122,7 @@ def test_a_folder_holding_an_index_file_is_refused_with_the_index_named(tmp_path
         png.rename(flat / png.name)
     (flat / "index.csv").write_text("path,labels\nimages_000.png,a\n")
     with pytest.raises(ImgclfError, match=r"If index.csv in it is an index of label sets .*give that file as the "
-                                          rf"data: {flat / 'index.csv'}\.$"):
+                                          rf"data of .*: {flat / 'index.csv'}\.$"):
         scan_folder(flat)
 
 

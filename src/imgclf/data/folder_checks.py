@@ -151,5 +151,9 @@ def index_file_hint(folder: Path) -> str | None:
         return None
     if not found:
         return None
-    return f"If {found[0]} in it is an index of label sets (multi-label data), give that file as the data: " \
-           f"{folder / found[0]}"
+    # index.csv before the others (a folder of results.csv and index.csv was pointed at results.csv)
+    index = next((name for name in found if Path(name).stem.lower() == "index"), found[0])
+    others = [name for name in found if name != index]
+    besides = f" (or {', '.join(others[:3])}{' ...' if len(others) > 3 else ''})" if others else ""
+    return (f"If {index}{besides} in it is an index of label sets (multi-label data), give that file as the data of "
+            f"a multi-label run's train, evaluate or inspect (the others read class folders): {folder / index}")

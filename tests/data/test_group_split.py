@@ -306,3 +306,20 @@ def test_a_group_is_held_out_as_often_as_a_single_image():
         shares.append((held[grouped].mean(), held[~grouped].mean()))
     in_groups, alone = np.mean(shares, axis=0)
     assert abs(in_groups - 0.1) < 0.03 and abs(alone - 0.1) < 0.03
+
+
+def test_the_example_of_a_picture_under_several_classes_names_two_of_its_classes(tmp_path):
+    """a/x.png, a/x_copy.png and b/x.png, one picture: the warning's example named the two copies under a, not the
+    file under b that made it a conflict."""
+    from types import SimpleNamespace
+
+    from imgclf.data.groups import Grouping, files_in_several_classes
+
+    paths = [str(tmp_path / p) for p in ("a/x.png", "a/x_copy.png", "a/y.png", "b/x.png", "b/z.png")]
+    grouping = Grouping(group_of=np.array([0, 0, -1, 0, -1]), digests=np.array(["d", "d", "", "d", ""]), groups=1,
+                        seconds=0.0, threshold=0.9)
+    splits = {"train": SimpleNamespace(indices=np.array([0, 1, 2, 4]), labels=np.array([0, 0, 0, 1])),
+              "val": SimpleNamespace(indices=np.array([3]), labels=np.array([1]))}
+    count, linked, example = files_in_several_classes(grouping, splits, paths)
+    assert (count, linked) == (1, 0)
+    assert example[:2] == [paths[0], paths[3]] and sorted(example) == sorted(paths[i] for i in (0, 1, 3))

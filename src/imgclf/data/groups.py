@@ -263,8 +263,16 @@ def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str])
             return path
 
     linked = sum(len({identity(paths[row]) for row, _ in m}) < len(m) for m in conflicting)
-    example = [paths[row] for row, _ in conflicting[0]] if conflicting else []
+    example = [paths[row] for row in _one_per_class_first(conflicting[0])] if conflicting else []
     return len(conflicting), linked, example
+
+
+def _one_per_class_first(group: list[tuple[int, int]]) -> list[int]:
+    """A group's rows with one of each class first: the warning names the first two, which were two copies under
+    one class (a/x.png and a/x_copy.png) where a third, under b, was the conflict."""
+    seen: set[int] = set()
+    firsts = [row for row, label in group if not (label in seen or seen.add(label))]
+    return firsts + [row for row, _ in group if row not in firsts]
 
 
 def several_classes_warning(count: int, linked: int, example: list[str], audit: str) -> str:

@@ -13,15 +13,20 @@ from .io import csv_text, terminal_safe
 FORMATS = ("table", "csv", "json")
 
 
-def as_json(p: Any) -> dict[str, Any]:
+def as_json(p: Any, multilabel: bool | None = None) -> dict[str, Any]:
     """One prediction as `imgclf predict --format json` and the HTTP API give it. `label` is "unknown" when the
     image scored below the model's threshold (`unknown` true); `best_label` and `probability` are the closest
-    known class either way; `score` is the in-distribution score (higher: more like the training images)."""
+    known class either way; `score` is the in-distribution score (higher: more like the training images).
+    multilabel: the model's task, so that an unreadable image of a multi-label run has `labels` too (null), as
+    every other entry (None: read from the prediction)."""
+    if multilabel is None:
+        multilabel = getattr(p, "labels", None) is not None
+    labels = getattr(p, "labels", None)
     return {"path": p.path, "label": p.label, "probability": p.probability, "best_label": p.best_label,
             "score": p.score, "unknown": p.unknown if p.error is None else None,
             "top": [{"label": lbl, "probability": prob} for lbl, prob in p.top], "error": p.error,
-            **({"labels": [{"label": lbl, "probability": prob} for lbl, prob in p.labels]}
-               if getattr(p, "labels", None) is not None else {})}
+            **({"labels": None if labels is None else [{"label": lbl, "probability": prob} for lbl, prob in labels]}
+               if multilabel else {})}
 
 
 def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | None = None,
@@ -34,13 +39,13 @@ def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | 
     and every runner-up 0.0000."""
     if fmt not in FORMATS:
         raise invalid("format", fmt, FORMATS)
+    if multilabel is None:
+        multilabel = any(getattr(p, "labels", None) is not None for p in predictions)
     if fmt == "json":
-        return json.dumps([as_json(p) for p in predictions], indent=2) + "\n"
+        return json.dumps([as_json(p, multilabel) for p in predictions], indent=2) + "\n"
     k = top_k if top_k is not None else max((len(p.top) for p in predictions), default=1)
     # multi-label: the carried labels' own probabilities beside their names (';'-joined, in the same order), since
     # `probability` is best_label's, which a low threshold may carry after another or not at all
-    if multilabel is None:
-        multilabel = any(getattr(p, "labels", None) is not None for p in predictions)
     # best_label beside probability: for an unknown image or a multi-label set, probability is best_label's
     header = (["path", "label", *(["label_probabilities"] if multilabel else []), "best_label", "probability",
                "score", "unknown"] + [f"top{i + 1}_{part}" for i in range(k) for part in ("label", "prob")] + ["error"])

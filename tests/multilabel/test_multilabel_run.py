@@ -612,6 +612,11 @@ def test_a_serve_request_may_set_one_threshold_for_every_label(ml_run, tiny_run)
         for bad in ("1", "0", "x", "nan"):
             refused = ask(client, f"?threshold={bad}")
             assert refused.status_code == 400 and "threshold" in refused.json()["error"], bad
+        # an unreadable upload beside a good one: its entry has `labels` too, null
+        with open(image, "rb") as f:
+            both = client.post("/predict", files=[("files", ("bad.png", b"not an image", "image/png")),
+                                                  ("files", (image.name, f, "image/png"))]).json()["predictions"]
+        assert both[0]["labels"] is None and both[0]["error"] and isinstance(both[1]["labels"], list)
     with TestClient(create_app(tiny_run)) as client:
         refused = ask(client, "?threshold=0.5")
         assert refused.status_code == 400 and "unset for a single-label model" in refused.json()["error"]
@@ -739,6 +744,10 @@ def test_predict_csv_gives_each_carried_label_its_own_probability(ml_run):
 
     unreadable = [Prediction("x.png", None, None, [], "not an image", unknown=None)]
     assert "label_probabilities" in format_predictions(unreadable, "csv", multilabel=True).splitlines()[0]
+    # and JSON's entries all have `labels`: an unreadable image's is null (a client reading e["labels"] crashed)
+    entries = json.loads(format_predictions(unreadable + predictions[:1], "json", multilabel=True))
+    assert entries[0]["labels"] is None and entries[0]["error"] == "not an image"
+    assert [e["label"] for e in entries[1]["labels"]] == [n for n, _ in predictions[0].labels]
 
 
 def test_evaluating_a_multilabel_run_whose_images_are_gone_is_refused(ml_run, tmp_path):

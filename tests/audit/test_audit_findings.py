@@ -199,6 +199,11 @@ def test_the_page_says_when_it_shows_only_the_first_pixel_issues(audited, monkey
 
     page = " ".join(report.write_audit_page(replace(result, folder=tmp_path)).read_text().split())
     assert "The first 1 of 2 are shown; all are in audit.json." in page
+    # the method line states every rule that accepts a near-duplicate pair, the margin rule too
+    from imgclf.duplicates.verify import DETAIL_THRESHOLD, DISTINCT_DETAIL, DISTINCT_MARGIN, SAME_PIXELS
+
+    assert (f"≥ {DETAIL_THRESHOLD} (≥ {DISTINCT_DETAIL} for a pair whose correlation stands {DISTINCT_MARGIN} or "
+            f"more above either image's next closest), or plain correlation ≥ {SAME_PIXELS}") in page
 
 
 def test_a_label_error_list_from_a_model_at_chance_is_cautioned(audited, tmp_path):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..duplicates.verify import DETAIL_THRESHOLD, SAME_PIXELS
+from ..duplicates.verify import DETAIL_THRESHOLD, DISTINCT_DETAIL, DISTINCT_MARGIN, SAME_PIXELS
 from ..io import atomic_write_text
 from ..pages import render
 
@@ -98,7 +98,8 @@ def write_audit_page(result: Any) -> Path:
                   suspects=suspects, outliers=outliers, pixel_issues=pixel_issues, pixelated=small,
                   name=Path(record.root).name, shown={"groups": SHOWN_GROUPS, "members": SHOWN_MEMBERS,
                                                       "suspects": SHOWN_SUSPECTS, "outliers": SHOWN_OUTLIERS},
-                  detail_threshold=DETAIL_THRESHOLD, same_pixels=SAME_PIXELS,
+                  detail_threshold=DETAIL_THRESHOLD, same_pixels=SAME_PIXELS, distinct_detail=DISTINCT_DETAIL,
+                  distinct_margin=DISTINCT_MARGIN,
                   # a flat folder's one split, "all", says nothing beside each image; a run's split does
                   splits=record.layout != "flat" or record.settings.splits == "run")
     path = result.html_path

@@ -320,7 +320,7 @@ def comparison_pixels(decoded: DecodedImages, color: str, interpolation: str = "
     are at the search's side, else the files decoded at it (cached like any decode): their own side (median
     short side) up to the thumbnails' THUMB_SIDE, not below MIN_COMPARISON_SIDE, whatever size the run decodes.
     Enlarging smooths away what tells two small images apart: scikit-learn's 8 x 8 digits, decoded at 16 px,
-    held 48 near-duplicate groups of different writers' digits, at their own 8 px 16. Shrinking does too:
+    held 48 near-duplicate groups of different writers' digits, at their own 8 px, 16. Shrinking does too:
     Fashion-MNIST decoded at 16 px chained 4,010 different trousers into one group (their ends correlating at
     0.33), where at its own 28 px the largest group held 141. native: that side where the caller has read it."""
     from ..duplicates.thumbnails import THUMB_SIDE

@@ -220,3 +220,33 @@ def test_inspect_calls_an_audit_stale_once_its_run_is_trained_again(image_folder
     assert "duplicates:" not in stale.output
     assert json.loads(runner.invoke(app, ["inspect", str(image_folder), "--json"]).output)["audit"]["status"] == \
         "stale"
+
+
+def test_a_multilabel_run_is_refused_and_a_linked_tree_is_told_as_the_multilabel_layout(image_folder, tiny_run,
+                                                                                         tmp_path, monkeypatch,
+                                                                                         capsys):
+    """A folder tree of links (one file under each of its labels) was listed as conflicting labels without a word
+    of links, and a multi-label run's split was taken, its linked files called 'not in the run's split'."""
+    import os
+    import shutil
+
+    import pytest
+
+    import imgclf.records
+    from imgclf.errors import ImgclfError
+
+    tree = tmp_path / "tree"
+    shutil.copytree(image_folder, tree)
+    for source in sorted((tree / "cat").iterdir())[:2]:
+        os.link(source, tree / "dog" / f"also-{source.name}")
+    shutil.copyfile(sorted((tree / "cat").iterdir())[2], tree / "fox" / "copied.png")  # a copy is a conflict
+    result = audit(tree, out=tmp_path / "a", page=False)
+    assert result.record.counts.conflicting_label_groups == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert "2 pictures are one file linked into several class folders: a multi-label layout" in err
+
+    multilabel = load_card(tiny_run).model_copy(update={"task": "multilabel"})
+    monkeypatch.setattr(imgclf.records, "load_card", lambda run: multilabel)
+    with pytest.raises(ImgclfError, match=r"^run must be a single-label run: the audit reads class folders"):
+        audit(tree, run=tiny_run, out=tmp_path / "b", page=False)
+    assert not (tmp_path / "b").exists()

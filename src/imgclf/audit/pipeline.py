@@ -162,6 +162,10 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         from ..records import load_card
 
         card = load_card(run)
+        if card.task == "multilabel":  # its split and features are of label sets; the audit reads one label each
+            raise invalid("run", run, "a single-label run: the audit reads class folders, one label per image",
+                          note="this run is multi-label", hint="Audit the folder without --run (its duplicates, "
+                          "outliers and leaks between split folders); the run's own leak warnings are in its report")
         if img_size is not None and img_size != card.img_size:
             raise invalid("img_size", img_size, f"the run's own size, {card.img_size}, or left out",
                           hint="The run's model takes images of its own size")
@@ -187,6 +191,11 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     thumbs = grey_thumbnails(images.comparison if images.comparison is not None else images.pixels)
     signatures = perceptual_signatures(thumbs, seed=seed)
     duplicates = find_duplicates(thumbs, signatures, digests, threshold=near_threshold)
+    linked = _linked_across_classes(images, duplicates)
+    if linked:
+        warn(f"{linked} picture{'s are' if linked != 1 else ' is'} one file linked into several class folders: a "
+             "multi-label layout, which the audit (single-label) lists as conflicting labels; if an image may "
+             "carry several labels, train it with --task multilabel, which reads them as label sets")
     lap("near_duplicates")
     counts = np.bincount(images.labels, minlength=len(images.classes))
     present = counts[counts > 0]
@@ -260,6 +269,24 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     write_json(result.json_path, record.model_dump(mode="json"))
     remember(data, result.json_path)
     return result
+
+
+def _linked_across_classes(images: AuditImages, duplicates: Duplicates) -> int:
+    """Groups holding one file (hard or symbolic links) under more than one class: how a multi-label folder tree is
+    laid out, as training's warning tells it (`data.groups.files_in_several_classes`), not two people's labels."""
+    from ..data.folder import file_identity
+
+    found = 0
+    for g in duplicates.groups:
+        classes_of: dict[object, set[int]] = {}
+        for i in g.members:
+            try:
+                key: object = file_identity(images.paths[i])
+            except OSError:  # gone since it was read: its own file
+                key = images.paths[i]
+            classes_of.setdefault(key, set()).add(int(images.labels[i]))
+        found += any(len(c) > 1 for c in classes_of.values())
+    return found
 
 
 def _use_run_split(run: str | os.PathLike, images: AuditImages, digests: list[str]) -> str:

@@ -134,6 +134,10 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
         out = figure_path("out", out)  # before the work, not after it ("~/why.png" expanded)
         import os
 
+        from .pipeline.run_folder import refuse_run_file
+
+        refuse_run_file("out", out, run_dir)
+
         from .inputs import expand_inputs, output_among_inputs, warn_of_left_out
 
         # out= one of the image files named: the figure overwrote the user's photo (as explain -o did)

@@ -364,6 +364,35 @@ def test_the_scale_caption_fits_a_figure_of_one_image(tiny_run, image_folder, tm
         assert figure.width >= text_px(GRADCAM_SCALE_TITLE, CAPTION_PT, "bold") + 20  # drawn bold, as titles are
 
 
+def test_an_output_that_is_one_of_the_runs_own_files_is_refused_and_the_run_kept(tiny_run, image_folder, tmp_path):
+    """predict RUN -o RUN/predictions.csv replaced the evaluation's table (the report then refused the run), and
+    -o RUN/model.safetensors the weights (every later command refused them as changed); explain likewise."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import imgclf
+    from imgclf.cli import app
+    from imgclf.errors import ImgclfError
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    image = str(next((image_folder / "cat").iterdir()))
+    for command, name, said in (("predict", "predictions.csv", "the run's predictions.csv"),
+                                ("predict", "model.safetensors", "the run's model.safetensors"),
+                                ("predict", "checkpoints/table.csv", "in the run's checkpoints/"),
+                                ("explain", "plots/why.png", "in the run's plots/")):
+        result = CliRunner().invoke(app, [command, str(run), image, "-o", str(run / name)])
+        assert result.exit_code == 2 and f"(it is {said})" in " ".join(result.output.split()), result.output
+    with pytest.raises(ImgclfError, match=r"^out must be a file that is not one of the run's own files"):
+        imgclf.explain(run, [image], out=run / "plots" / "why.png")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # a file of the user's own beside the run's files is written
+    result = CliRunner().invoke(app, ["predict", str(run), image, "-o", str(run / "new-images.csv")])
+    assert result.exit_code == 0 and (run / "new-images.csv").is_file(), result.output
+    (run / "new-images.csv").unlink()  # the suite's walk reads every run folder's files
+
+
 def test_an_output_that_is_an_image_of_a_folder_given_is_refused_and_the_image_kept(tiny_run, image_folder,
                                                                                    tmp_path):
     """predict RUN folder -o folder/photo.png wrote the table over the photo, and explain the figure, as if the

@@ -99,7 +99,10 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     flag_unknown = on_off("unknown", unknown)
     check_backend("backend", backend)
     if output:
+        from ..pipeline.run_folder import refuse_run_file
+
         output = writable_file("output", output)
+        refuse_run_file("output", output, run)
     clf = load_classifier(run, backend, precision=precision)
     _refuse_missing(images)  # after the run: the first argument's error first
     paths = _image_paths(images)
@@ -149,7 +152,10 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     from ..evaluation.explain import FIGURE_IMAGES, explain_images, figure_path, plot_explanations
     from ..inference import load
 
+    from ..pipeline.run_folder import refuse_run_file
+
     output = figure_path("output", output)
+    refuse_run_file("output", output, run)
     flag_unknown = on_off("unknown", unknown)
     clf = load(run, precision=precision, fold_batch_norm=False)
     _refuse_missing(images)  # after the run: the first argument's error first

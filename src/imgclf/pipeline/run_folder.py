@@ -24,6 +24,20 @@ RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "
 RUN_FOLDERS = ("checkpoints", "plots", "evaluations", "logs", "export")
 
 
+def refuse_run_file(argument: str, output: str | os.PathLike, run_dir: str | os.PathLike) -> None:
+    """Refuse an output file that is one of the run's own files, or lies in one of its folders: `predict RUN -o
+    RUN/predictions.csv` replaced the evaluation's predictions with a table the report then refused, and `-o
+    RUN/model.safetensors` the weights, which every later command refused as changed since the card was written.
+    Another name in the run folder (RUN/new-images.csv) is the user's own file and is let through."""
+    run = os.path.realpath(run_dir)
+    inside = os.path.relpath(os.path.realpath(os.path.expanduser(output)), run)
+    first = inside.split(os.sep)[0]
+    if first in (*RUN_FILES, *RUN_FOLDERS, LOCK_FILE):  # ".." (outside the run) is none of them
+        where = f"in the run's {first}/" if first in RUN_FOLDERS else f"the run's {first}"
+        raise bad_path(argument, output, "a file that is not one of the run's own files or folders",
+                       f"it is {where}", hint="Write it outside the run folder, or under another name")
+
+
 @contextmanager
 def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[None]:
     """Hold the run's train.lock while `command` (evaluate, calibrate, report) rewrites its files: a resume running

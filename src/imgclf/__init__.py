@@ -83,6 +83,7 @@ def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | s
     from .pipeline import evaluate as _evaluate
 
     _check_run_dir(run_dir)
+    _refuse_onnx(run_dir, "evaluate")
     precision = _precision_of(run_dir, precision)
     metrics = _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
     _refresh(run_dir)
@@ -232,6 +233,7 @@ def calibrate(run_dir: Any, *, report: bool = True, **settings: Any) -> "ModelCa
     from .pipeline.recalibrate import recalibrate
 
     _check_run_dir(run_dir)
+    _refuse_onnx(run_dir, "calibrate")
     card = recalibrate(run_dir, report=report, **settings)
     _refresh(run_dir)
     return card
@@ -252,6 +254,22 @@ def _check_run_dir(run_dir: Any) -> None:
     from .records.run_dir import run_path
 
     run_path(run_dir, "run_dir")
+
+
+def _refuse_onnx(run_dir: Any, command: str) -> None:
+    """An ONNX classifier (`imgclf.export.load_onnx`) given as the run: evaluate scored the run's torch weights,
+    not the graph, and both rewrote the run's files, then failed (the session has no torch head to reload)."""
+    import sys
+
+    from .errors import Described, invalid
+
+    export = sys.modules.get(f"{__name__}.export")  # an OnnxClassifier exists only once it is imported
+    if export is not None and isinstance(run_dir, export.OnnxClassifier):
+        hint = ("; then export it again: the ONNX file keeps the old temperature and threshold"
+                if command == "calibrate" else ", which it scores with the run's torch weights")
+        raise invalid("run_dir", Described("an ONNX classifier (imgclf.export.load_onnx)"),
+                      "a run directory, a Run or a Classifier loaded with imgclf.load",
+                      hint=f"Pass its run directory: imgclf.{command}({str(run_dir.run_dir)!r}){hint}")
 
 
 # Names a user tries first, after the command line's verbs, and where the thing is.

@@ -109,6 +109,20 @@ def test_the_onnx_session_runs_one_pass_at_a_time_on_the_threads_asked(run):
         assert client.get("/health").json()["backend"] == "onnx"
 
 
+def test_evaluate_and_calibrate_refuse_an_onnx_classifier_before_touching_the_run(run):
+    """evaluate(load_onnx(RUN)) scored the torch weights, rewrote metrics.json, then failed on the session's
+    missing torch head; calibrate rewrote model.json, then failed the same way."""
+    import imgclf
+
+    onnx = load_onnx(run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for command in (imgclf.evaluate, imgclf.calibrate):
+        with pytest.raises(ImgclfError, match=rf"^run_dir must be a run directory, a Run or a Classifier loaded "
+                                              rf"with imgclf.load\. .*imgclf.{command.__name__}\('{run}'\)"):
+            command(onnx)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_a_run_without_an_export_is_refused_with_the_command_to_run(run, tmp_path):
     bare = Path(shutil.copytree(run, tmp_path / "bare", ignore=shutil.ignore_patterns("export")))
     with pytest.raises(ImgclfError) as caught:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -512,7 +513,11 @@ def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
     import imgclf
     import imgclf.pipeline.run as run_module
     from imgclf.errors import ImgclfError, invalid
-    from imgclf.search.search import FAILED_IN_A_ROW
+    from imgclf.search.search import FAILED_IN_A_ROW, failures_to_stop
+
+    # a search of 2 trials ran 10 failed ones; one of many trials stops after at most 10
+    assert (failures_to_stop(1), failures_to_stop(2), failures_to_stop(5), failures_to_stop(50)) == \
+        (3, 3, 5, FAILED_IN_A_ROW)
 
     def refused(*args, **kwargs):
         raise invalid("accelerator", "tpuu", ("auto", "cpu"))
@@ -520,13 +525,31 @@ def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
     said = []
     with monkeypatch.context() as m:
         m.setattr(run_module, "train_run", refused)
-        # the error names the cause, not only a count of trials (a typo in the space read as too few --trials)
-        with pytest.raises(ImgclfError, match=rf"none completed in .*: {FAILED_IN_A_ROW} failed, the last with: "
-                                              r"accelerator must be one of .*'tpuu'"):
+        # every trial refused alike: that refusal leads, naming its setting (it read "trials must be enough for
+        # at least one trial to complete. Received: trials=2", as if more trials would help), and the emptied
+        # folder is not offered to look at
+        with pytest.raises(ImgclfError) as refusal:
             imgclf.tune({"data": str(data), **SETTINGS}, trials=2, space=SPACE, out=str(tmp_path / "s"),
                         log=said.append)
-    assert sum(line.startswith("trial") and "failed" in line for line in said) == FAILED_IN_A_ROW
-    assert any(f"{FAILED_IN_A_ROW} trials in a row failed" in line for line in said)
+    text = str(refusal.value)
+    assert refusal.value.argument == "accelerator" and re.match(
+        r"accelerator must be one of .*'tpuu' \(every trial of the search failed with it: 3 in .*\) Nothing of the "
+        r"search was kept", text), text
+    assert "tune.json" not in text and not any((tmp_path / "s").iterdir())
+    assert sum(line.startswith("trial") and "failed" in line for line in said) == 3
+    assert any("3 trials in a row failed" in line for line in said)
+    # failures for different settings: the count of trials is what failed, and the last cause is named
+    causes = iter(["accelerator", "devices"] * 5)
+
+    def refused_by_turns(*args, **kwargs):
+        raise invalid(next(causes), "x", ("y",))
+
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "train_run", refused_by_turns)
+        with pytest.raises(ImgclfError, match=r"^trials must be enough for at least one trial to complete\. Received: "
+                                              r"trials=2 \(none completed in .*: 3 failed, the last with: "
+                                              r"accelerator must be"):
+            imgclf.tune({"data": str(data), **SETTINGS}, trials=2, space=SPACE, out=str(tmp_path / "u"))
     with pytest.raises(ImgclfError, match=r"accelerator must be one of .*Received: accelerator='tpuu'"):
         imgclf.tune({"data": str(data), **SETTINGS}, trials=2, out=str(tmp_path / "t"), accelerator="tpuu")
     assert not (tmp_path / "t").exists()

@@ -35,7 +35,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..config_text import parse_seconds
-from ..errors import ImgclfError, check_switch, invalid
+from ..errors import ImgclfError, check_switch, invalid, invalid_message
 from ..records.tune import TUNE_FILE
 from .checks import check_base
 from .folder import (SEARCH_FILE, STUDY_FILE, STUDY_NAME, check_resume, check_same_model, discard_unused, file_sets,
@@ -92,7 +92,25 @@ def _settings(base: TrainConfig) -> dict[str, Any]:
 
 # A failed trial (a setting drawn that the run refuses) is replaced by a new draw; this many in a row mean the
 # failure is the search's own, not a draw's, and the search stops instead of drawing for ever.
-FAILED_IN_A_ROW = 10
+FAILED_IN_A_ROW = 10  # at most; a search of fewer trials stops after as many failures in a row (at least 3)
+
+
+def failures_to_stop(trials: int) -> int:
+    """Failed trials in a row that stop a search of `trials`: a failed draw is redrawn, but a search of 2 trials
+    ran 10 failed ones where every draw was refused alike."""
+    return min(FAILED_IN_A_ROW, max(3, trials))
+
+
+class NoTrialCompleted(ImgclfError):
+    """No trial of a search completed. `kept`: what to add where the search's folder is kept (its files say
+    more); a new search's folder is emptied instead (`discard_unused`), and the message then says so."""
+
+    def __init__(self, message: str, argument: str | None, kept: str = ""):
+        super().__init__(message, argument)
+        self.kept = kept
+
+    def __reduce__(self):
+        return type(self), (str(self), self.argument, self.kept)
 
 
 def _used_seconds(study: Any) -> float:
@@ -166,12 +184,13 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
         with sigterm_interrupts(), remembered_ctrl_c() as ctrl_c, each_once():
             return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report,
                            ctrl_c)
-    except ImgclfError as exc:
-        # only the refusal of every trial ("trials must be enough ..."): another error keeps the folder as it is
-        if not resume and getattr(exc, "argument", None) == "trials" and discard_unused(folder, LOCK_FILE):
-            exc.args = (f"{exc} Nothing of the search was kept: the corrected command may use the same --out.",
-                        *exc.args[1:])
-        raise
+    except NoTrialCompleted as exc:
+        # only the refusal of every trial: another error keeps the folder as it is
+        if not resume and discard_unused(folder, LOCK_FILE):
+            said = f"{exc} Nothing of the search was kept: the corrected command may use the same --out."
+        else:
+            said = f"{exc}{exc.kept}"
+        raise ImgclfError(said, exc.argument) from None
 
 
 def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[str, Any], trials: int,
@@ -225,9 +244,9 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             stop_reason = f"{trials} trials asked, {len(finished())} already done"
         failed_in_a_row = 0
         while len(finished()) < trials:
-            if failed_in_a_row >= FAILED_IN_A_ROW:
-                stop_reason = f"{FAILED_IN_A_ROW} trials in a row failed"
-                say(f"stop   {stop_reason}: see the trial folders and tune.json for why")
+            if failed_in_a_row >= failures_to_stop(trials):
+                stop_reason = f"{failed_in_a_row} trials in a row failed"
+                say(f"stop   {stop_reason}")
                 break
             left = None if budget is None else budget - _used_seconds(study)
             if left is not None and left < 0.5 * share:
@@ -324,6 +343,7 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
         raise SearchInterrupted(interrupted_message(exc, folder, trial.number, run_dir), trial.number, code) from None
     except ImgclfError as exc:  # a setting this trial drew that the run refuses: the search goes on
         trial.set_user_attr("stopped", f"failed: {str(exc).splitlines()[0][:300]}")
+        trial.set_user_attr("failed_argument", exc.argument)  # the setting refused: one for all leads the error
         study.tell(trial, state=TrialState.FAIL)
         # its first sentence (a diverged run's goes on for 400 characters) and what was drawn: which lr diverged
         said = str(exc).splitlines()[0].split(". ")[0][:200]
@@ -368,16 +388,25 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
         _write_record(folder, study, search, trials, budget, f"{stop_reason}, none completed")
-        failures = [t.user_attrs.get("stopped", "") for t in study.get_trials(deepcopy=False)
-                    if t.state == TrialState.FAIL and t.user_attrs.get("stopped", "").startswith("failed: ")]
-        if failures:  # the cause, where every trial failed alike (a typo in the space), not a count of trials
-            last = failures[-1][len("failed: "):]
-            raise invalid("trials", trials, "enough for at least one trial to complete",
-                          note=f"none completed in {folder}: {len(failures)} failed, the last with: {last}",
-                          hint="Correct the setting named (in --space, Python space=, or the settings), or see "
-                               "tune.json")
-        raise invalid("trials", trials, "enough for at least one trial to complete",
-                      note=f"none completed in {folder}", hint="See tune.json / the trial folders for why")
+        failed = [t for t in study.get_trials(deepcopy=False)
+                  if t.state == TrialState.FAIL and t.user_attrs.get("stopped", "").startswith("failed: ")]
+        causes = {t.user_attrs.get("failed_argument") for t in failed}
+        if failed and len(causes) == 1 and None not in causes:
+            # every trial refused for one setting (a typo in the space, a base setting no run takes): that refusal
+            # leads, naming its setting, not "trials must be ..." as if more trials could have helped
+            last = failed[-1].user_attrs["stopped"][len("failed: "):]
+            raise NoTrialCompleted(f"{last} (every trial of the search failed with it: {len(failed)} in {folder})",
+                                   causes.pop(), kept=" Its trials are listed in tune.json.")
+        if failed:  # the cause, where every trial failed alike (a typo in the space), not a count of trials
+            last = failed[-1].user_attrs["stopped"][len("failed: "):]
+            raise NoTrialCompleted(invalid_message(
+                "trials", trials, "enough for at least one trial to complete",
+                note=f"none completed in {folder}: {len(failed)} failed, the last with: {last}",
+                hint="Correct the setting named (in --space, Python space=, or the settings)"), "trials",
+                kept=" The trial folders and tune.json say why each failed.")
+        raise NoTrialCompleted(invalid_message("trials", trials, "enough for at least one trial to complete",
+                                               note=f"none completed in {folder}"), "trials",
+                               kept=" The trial folders and tune.json say why.")
     best = study.best_trial
     best_run = folder / best.user_attrs["run"]
     run = RunDir(best_run)

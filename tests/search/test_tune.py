@@ -272,7 +272,8 @@ def test_a_range_of_an_integer_model_argument_draws_whole_numbers(data, tmp_path
     assert {type(t.params["model_args.width"]) for t in record.trials} == {int}
 
 
-def test_a_search_whose_every_trial_is_refused_keeps_nothing_and_takes_the_corrected_command(data, tmp_path):
+def test_a_search_whose_every_trial_is_refused_keeps_nothing_and_takes_the_corrected_command(data, tmp_path,
+                                                                                            monkeypatch):
     """A base setting no run accepts (an image size below the model's least) failed all ten tries; the folder then
     refused the corrected command (use --resume), and --resume refused the correction."""
     import imgclf
@@ -281,9 +282,19 @@ def test_a_search_whose_every_trial_is_refused_keeps_nothing_and_takes_the_corre
     with pytest.raises(ImgclfError, match=r"img_size.*Nothing of the search was kept: the corrected command may "
                                           r"use the same --out"):
         imgclf.tune({"data": str(data), **SETTINGS, "img_size": 2}, trials=1, space=SPACE, out=str(out))
-    assert out.is_dir() and list(out.iterdir()) == []
+    assert not out.exists()  # it made the folder, and takes it away again, as a failed train does its run's
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with pytest.raises(ImgclfError, match=r"Nothing of the search was kept: the corrected command may use the same "):
+        imgclf.tune({"data": str(data), **SETTINGS, "img_size": 2}, trials=1, space=SPACE, out=str(existing))
+    assert existing.is_dir() and list(existing.iterdir()) == []  # the user's own folder stays
     record = imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out)).record
     assert record.trials[0].state == "complete"
+    # without --out: no empty tune/<model>-1 (nor tune/) is left behind, and no --out is spoken of
+    monkeypatch.chdir(tmp_path / "mine")
+    with pytest.raises(ImgclfError, match=r"Nothing of the search was kept\.$"):
+        imgclf.tune({"data": str(data), **SETTINGS, "img_size": 2}, trials=1, space=SPACE)
+    assert list(existing.iterdir()) == []
 
 
 def test_a_resume_finishes_the_chosen_trials_testing_that_an_interrupt_cut(data, tmp_path):
@@ -535,7 +546,7 @@ def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
     assert refusal.value.argument == "accelerator" and re.match(
         r"accelerator must be one of .*'tpuu' \(every trial of the search failed with it: 3 in .*\) Nothing of the "
         r"search was kept", text), text
-    assert "tune.json" not in text and not any((tmp_path / "s").iterdir())
+    assert "tune.json" not in text and not (tmp_path / "s").exists()
     assert sum(line.startswith("trial") and "failed" in line for line in said) == 3
     assert any("3 trials in a row failed" in line for line in said)
     # failures for different settings: the count of trials is what failed, and the last cause is named

@@ -173,7 +173,11 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     # the budget is kept for a resume that does not give it again (check_resume compares the rest)
     search = {"settings": settings, "space": {p.name: p.describe() for p in params}, "seed": base.seed,
               "time_limit": time_limit, "objective": objective_for(settings).name}
+    from ..pipeline.run_folder import first_missing
+
+    made = None if resume else first_missing(Path(out).absolute() if out is not None else Path("tune").absolute())
     folder = search_folder(out, base.model, resume, base.data)
+    made = made or (folder if out is None and not resume else None)  # tune/<model>-N, in a tune/ there was
     from ..train.interrupts import remembered_ctrl_c, sigterm_interrupts
 
     from ..notices import each_once
@@ -187,7 +191,12 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     except NoTrialCompleted as exc:
         # only the refusal of every trial: another error keeps the folder as it is
         if not resume and discard_unused(folder, LOCK_FILE):
-            said = f"{exc} Nothing of the search was kept: the corrected command may use the same --out."
+            if made is not None:  # nor the empty folders it made (a failed train leaves none either)
+                from ..pipeline.run_folder import remove_empty_folders
+
+                remove_empty_folders(folder, made)
+            said = f"{exc} Nothing of the search was kept" + (
+                ": the corrected command may use the same --out." if out is not None else ".")
         else:
             said = f"{exc}{exc.kept}"
         raise ImgclfError(said, exc.argument) from None

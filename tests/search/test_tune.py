@@ -365,6 +365,9 @@ def test_a_resumed_search_keeps_its_time_limit_unless_given_another(data, tmp_pa
     ("val_split: [0.02, 0.3]", "space field must be a setting other than those that draw the split (seed, "
                                "val_split, test_split, group_duplicates)"),
     ("seed: [0, 1, 2]", "every trial must be scored on the same validation images"),
+    # trials ranked on other scores: a multi-label trial's label-wise accuracy against single-label ones
+    ("task: [single, multilabel]", "space field must be a setting other than task. Received: space field='task' "
+                                   "(it decides what trials are scored by"),
     # read by none of the trials: each trained the same model, and a best was tested
     ("momentum: {low: 0.5, high: 0.99}", "space field must be a setting the trials read: momentum is read with "
                                          "optimizer sgd"),
@@ -594,6 +597,10 @@ def test_the_train_it_again_line_gives_the_epochs_a_time_cut_best_trial_trained(
         "best": {"number": 0, "value": 0.5, "params": {"lr": 0.01}, "run": "trial"}, "importances": {}})
     page = " ".join(write_page(tmp_path / "tune.html", record, None).read_text().split())
     assert "imgclf train --config best.yaml</code> --epochs 1 to repeat the trial" in page
+    # no importances: every reason the search gives none is named (3 trials scoring alike were put down to fewer
+    # than 3 trials, or no parameter varied)
+    assert "Not computed: fewer than 3 complete trials, every complete trial scored the same, or no parameter " \
+        "varied." in page
     # a schedule over the whole span: --epochs 1 would decay the rate within that one epoch, another trial
     from imgclf.records import RunDir
 

@@ -31,6 +31,9 @@ FIXED = ("schema_version", "data", "out", "recipe", "lr_auto", "folds", "fold", 
 # Fields that draw the split: trials are compared on their validation scores, so every trial must be scored on the
 # same validation images (searched, val_split 0.02 won on 4 images, and each seed's test images trained others)
 SAME_SPLIT = ("seed", "val_split", "test_split", "group_duplicates")
+# Fields that decide what a trial is scored by: a multi-label trial's label-wise accuracy (0.67 for predicting no
+# label on 3 labels) was ranked against single-label accuracies, and chosen
+SAME_OBJECTIVE = ("task",)
 RANGE_KEYS = ("low", "high", "log", "step")
 NUMERIC = (int, float)
 
@@ -67,7 +70,8 @@ class Param:
 
 
 def searchable_fields() -> list[str]:
-    return [name for name in TrainConfig.model_fields if name not in FIXED + SAME_SPLIT] + ["model_args.NAME"]
+    return [name for name in TrainConfig.model_fields if name not in FIXED + SAME_SPLIT + SAME_OBJECTIVE] + \
+        ["model_args.NAME"]
 
 
 def apply(values: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +117,13 @@ def parse_param(name: str, spec: Any) -> Param:
                       f"({', '.join(SAME_SPLIT)})", note="every trial must be scored on the same validation images, "
                       "or the search compares splits, not settings", hint=f"Give {name} as a setting of the search "
                       "(--seed, --val-split, ...; Python: seed=, val_split=), the same for every trial")
+    if name in SAME_OBJECTIVE:
+        raise invalid("space field", name, f"a setting other than {', '.join(SAME_OBJECTIVE)}",
+                      note="it decides what trials are scored by (accuracy, or a multi-label run's mAP), so trials "
+                      "would be ranked on different scores", hint=f"Give {name} as a setting of the search (--{name}; "
+                      f"Python: {name}=), the same for every trial")
     if not isinstance(name, str) or not (name in TrainConfig.model_fields and name not in FIXED + SAME_SPLIT
+                                         + SAME_OBJECTIVE
                                          or re.fullmatch(r"model_args\.[A-Za-z_][A-Za-z0-9_]*", name)):
         raise invalid("space field", name, searchable_fields())
     if isinstance(spec, dict) and set(map(str, spec)) == {"choices"}:

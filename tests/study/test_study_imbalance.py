@@ -674,6 +674,10 @@ def test_a_study_extension_stopped_midway_keeps_the_finished_cells_results(pool,
 
 @pytest.mark.parametrize("flag, value, words", [
     ("--configs", "none,none", "configs must be distinct configurations"),
+    # one configuration spelled two ways trained every cell twice, shown as two configurations scoring alike
+    ("--configs", "weighted+focal,focal+weighted", "configs entry must be a configuration not given already in "
+                                                   "another order. Received: configs entry='focal+weighted' (the "
+                                                   "same tokens as another entry, 'weighted+focal')"),
     ("--rhos", "1,,3", "rhos must be a comma-separated list of float values such as 1,3,7,15. Received: rhos='1,,3' "
                        "(an item is empty)"),
     ("--seeds", "0,1,", "seeds must be a comma-separated list of int values such as 0,1,2. Received: seeds='0,1,' "
@@ -694,6 +698,17 @@ def test_a_repeated_configuration_or_an_empty_list_item_is_refused(pool, tmp_pat
     assert result.exit_code == 2, result.output
     assert words in " ".join(result.output.split()), result.output
     assert not (tmp_path / "s" / "study.json").exists()
+
+
+def test_a_study_extended_with_a_configuration_it_holds_in_another_order_is_refused():
+    """Extended with bn+reg after reg+bn, every cell of that configuration was trained again under a new name."""
+    from imgclf.study.imbalance import _refuse_respelled
+
+    _refuse_respelled(["reg+bn", "none"], ["none", "reg+bn"])  # the same spelling extends the same cells
+    with pytest.raises(ImgclfError, match=r"configs entry must be .*Received: configs entry='bn\+reg' \(the same "
+                                          r"tokens as the study's own 'reg\+bn'\)\. Name it 'reg\+bn' \(its cells "
+                                          r"are trained already\)"):
+        _refuse_respelled(["bn+reg"], ["none", "reg+bn"])
 
 
 def test_a_subset_whose_total_moved_says_so_in_the_log_the_record_and_the_page(pool, study_dir, tmp_path):

@@ -75,6 +75,23 @@ def _compared(request: dict[str, Any]) -> dict[str, Any]:
     return {**request, "overrides": overrides}
 
 
+def _refuse_respelled(configs: Sequence[str], earlier: Sequence[str] = ()) -> None:
+    """Two spellings of one configuration (weighted+focal and focal+weighted) trained every cell twice and showed
+    two configurations with the same scores; against a study's `earlier` configurations, its cells again."""
+    def tokens(name: str) -> frozenset[str]:
+        return frozenset(t.strip() for t in name.split("+"))
+
+    seen = {tokens(c): c for c in earlier}
+    for c in configs:
+        first = seen.setdefault(tokens(c), c)
+        if first != c:
+            where = "the study's own" if first in earlier else "another entry,"
+            raise invalid("configs entry", c, "a configuration not given already in another order",
+                          note=f"the same tokens as {where} {first!r}",
+                          hint=f"Name it {first!r}" + (" (its cells are trained already)" if first in earlier else
+                                                       ", once"))
+
+
 def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
                         rhos: Sequence[float] = S4_RHOS, mu: float | None = None,
                         configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str | None = None,
@@ -121,6 +138,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if not configs or len(set(configs)) != len(configs):  # "none,none" ran the grid with the second "skipped"
         raise invalid("configs", list(configs), "distinct configurations, at least one, such as none,reg,reg+bn")
     settings = {c: configuration_settings(c, model) for c in configs}
+    _refuse_respelled(configs)
     try:
         seeds = [int(s) for s in seeds]
     except (TypeError, ValueError):
@@ -169,6 +187,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                       note=f"holds a study with other settings: {changed}",
                       hint="Use a new --out (a study can only be extended with more rhos, configs or seeds)")
     cells = {(c.rho, c.config, c.seed) for c in (previous.cells if previous else [])}
+    if previous is not None:  # extended with bn+reg after reg+bn: every cell of that configuration trained again
+        _refuse_respelled(configs, sorted({c.config for c in previous.cells}))
     new = [(rho, c, s) for s in seeds for rho in rhos for c in configs]
     cells |= set(new)
     grid = sorted(cells, key=lambda c: (c[0], c[1], c[2]))

@@ -186,8 +186,9 @@ def _option_naming_extra(text: str, ctx: Any) -> str | None:
     if extra is None or ctx is None:
         return None
     word = re.escape(extra.group(1))
-    # a value the help lists ("onnx, or pt2 (...)", "one of: a, b"), not the word anywhere in its prose
-    listed = re.compile(rf"(^|[:,]\s*|\bor\s+){word}(?=\s*(,|$|\bor\b|\())")
+    # a value the help lists ("onnx, or pt2 (...)", "one of: a, b", "torch, or onnx: onnxruntime ..."), not the
+    # word anywhere in its prose
+    listed = re.compile(rf"(^|[:,]\s*|\bor\s+){word}(?=\s*(,|$|\bor\b|\(|:))")
     flags = [max(p.opts, key=len) for p in getattr(ctx.command, "params", [])
              if getattr(p, "param_type_name", "") == "option" and not getattr(p, "is_flag", False) and p.help
              and listed.search(p.help)]

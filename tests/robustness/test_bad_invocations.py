@@ -437,6 +437,8 @@ ROWS = [
     # --- export ---------------------------------------------------------------------------------------------
     # the format as a second positional argument: the option whose help names it
     row("export-format-as-an-argument", lambda w: ["export", w.run(), "onnx"], "(onnx)", "Did you mean --format onnx?"),
+    row("serve-backend-as-an-argument", lambda w: ["serve", w.run(), "onnx"], "(onnx)",
+        "Did you mean --backend onnx?"),  # its help reads "torch, or onnx: onnxruntime over ..."
     row("runs-sort-column-as-an-argument", lambda w: ["runs", str(w.tmp), "name"], "Did you mean --sort name?"),
     row("export-format-tflite", lambda w: ["export", w.run(), "--format", "tflite"], "format='tflite'"),
     row("export-out-is-a-file", lambda w: ["export", w.run(), "--out", w.file()], "out",

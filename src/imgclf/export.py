@@ -97,7 +97,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
             and not Path(out).is_dir() and not str(out).endswith(("/", os.sep)):
         # `--out deploy/model.onnx` made a folder of that name, with deploy/model.onnx/model.onnx inside
         raise invalid("out", str(out), f"a folder (the file written into it is named {FORMATS[format]})",
-                      note="a file name", hint=f"Pass its folder: --out {Path(out).parent}")
+                      note="a file name", hint=f"Pass its folder: --out {Path(out).parent} (writes "
+                      f"{Path(out).parent / FORMATS[format]}); a folder of that name is taken once it exists "
+                      f"(mkdir {out} first)")
     card = load_card(run_dir)
     clf = Classifier.load(run_dir)
     try:

@@ -167,7 +167,8 @@ def test_an_export_out_named_as_a_file_is_refused(run, tmp_path):
     from imgclf.export import export_run
 
     with pytest.raises(ImgclfError, match=r"out must be a folder \(the file written into it is named model.onnx\)"
-                                          r".*Pass its folder: --out .*deploy"):
+                                          r".*Pass its folder: --out .*deploy \(writes .*deploy/model\.onnx\); a folder "
+                                          r"of that name is taken once it exists \(mkdir .*deploy/model\.onnx first\)"):
         export_run(run, format="onnx", out=tmp_path / "deploy" / "model.onnx")
     assert not (tmp_path / "deploy").exists()
     # a folder of that name made by an earlier release is a folder: written into it; its own model.onnx folder

@@ -881,3 +881,28 @@ def test_a_trial_interrupted_while_it_trains_records_the_epochs_it_finished(data
         imgclf.tune({"data": str(data), **SETTINGS, "epochs": 3}, trials=2, space=SPACE, out=str(out))
     trial = _record(out)["trials"][0]
     assert trial["stopped"] == "interrupted" and trial["epochs"] == 1, trial
+
+
+def test_a_resume_on_a_data_folder_that_changed_since_its_trials_is_refused(data, tmp_path):
+    """Ten images added to each class between two tunes of one search: trials 0-1 were split 36/3/3 and 2-3
+    60/6/6 without a word, and the best was picked from validation accuracies on other images."""
+    import shutil
+
+    import imgclf
+
+    grown = Path(shutil.copytree(data, tmp_path / "data"))
+    out = tmp_path / "search"
+    imgclf.tune({"data": str(grown), **SETTINGS, "epochs": 1}, trials=1, out=str(out), report=False)
+    extra = sorted((grown / "cat").iterdir())[0]
+    shutil.copyfile(extra, grown / "cat" / "new-1.png")
+    shutil.copyfile(extra, grown / "dog" / "new-2.png")
+    with pytest.raises(ImgclfError, match=r"^data for --resume .* must be the images the search's trials were split "
+                                          r"from\. Received: .*\(2 added since trial-000 was split\)\. Start a new "
+                                          r"search"):
+        imgclf.tune(trials=2, resume=True, out=str(out))
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["trial-000"]
+    # the images back as they were: the search goes on
+    for new in grown.rglob("new-*.png"):
+        new.unlink()
+    record = imgclf.tune(trials=2, resume=True, out=str(out), report=False).record
+    assert len(record.trials) == 2

@@ -9,7 +9,6 @@ stopped; one interrupted mid-training resumes from its checkpoint.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from ..notices import each_once, warn
 from ..records import RunDir
 from .experiment import experiment_settings
 from .folds_summary import FOLDS_FILE, METRICS, fold_dir, read_folds, summarize_folds
-from .resume_checks import refuse_missing_data
+from .resume_checks import data_listing, images_changed, listed_images, refuse_missing_data
 
 __all__ = ["FOLDS_FILE", "METRICS", "Folds", "fit_folds", "fold_dir", "read_folds", "summarize_folds"]
 
@@ -110,37 +109,20 @@ def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
 
 
 def _current_images(cfg: TrainConfig, scan: Any = None) -> set[str] | None:
-    """Every image file the data folder lists now, of the classes the folds train (real paths), read without
-    decoding; None where it cannot be listed so (an index file: its rows are checked as the run reads them).
-    `scan`: the listing where the caller made it already."""
+    """Every image the data lists now, of the classes the folds train; `scan`: the listing where the caller made
+    it already. None where it cannot be listed (the fold's own training gives the error, in its words)."""
     try:
-        scan = scan if scan is not None else _listed(cfg)
-    except Exception:  # the fold's own training gives the error, in its words
+        return listed_images(scan if scan is not None else data_listing(cfg))
+    except Exception:
         return None
-    return {os.path.realpath(p) for items in scan.files.values() for p, _ in items}
-
-
-def _listed(cfg: TrainConfig) -> Any:
-    """The data folders as the folds' runs list them (layout, classes chosen), without decoding an image."""
-    from ..data.merge import scan_folders
-    from ..data.select import Selection, select_classes
-
-    return select_classes(scan_folders(cfg.data, allow_empty=True),
-                          Selection(cfg.classes, cfg.drop_classes, None, cfg.seed))
 
 
 def _check_same_images(run: RunDir, images: set[str], capped: bool) -> None:
     """Refuse a fold split from other images than the folder holds now: a cross-validation interrupted, its data
     folder then changed, and run again kept its finished folds and trained the rest on a new partition (test sets
     of 6, 6 and 7 images, validation sets overlapping), while folds.json said one test set."""
-    record = run.read_dataset()
-    # real paths on both sides: the data given through a link, or a subset's tree of links, is the same images
-    recorded = {os.path.realpath(p) for p in record.split_of_files()}
-    unreadable = {os.path.realpath(s.path) for s in record.skipped}  # listed by the folder, in no split
-    gone = recorded - images
-    added = set() if capped else images - recorded - unreadable  # (per_class_max: a fold lists what its caps kept)
-    if gone or added:
-        said = ", ".join(f"{n} {word}" for n, word in ((len(added), "added"), (len(gone), "gone")) if n)
+    said = images_changed(run, images, capped)
+    if said:
         raise bad_path("out", run.path.parent, "a folder whose folds were split from the images the data holds now",
                        f"{run.path.name} was split from other images ({said} since)",
                        hint="Pass --overwrite (Python: overwrite=True) to train every fold again on the images "
@@ -237,7 +219,7 @@ def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> 
         # a folder the first fold would refuse (one class, no images) is refused before the summary goes and the
         # folder is marked as an overwrite begun: the right command then read "an --overwrite with other settings
         # was interrupted there" (an image that fails to decode is still found by the fold itself)
-        listed = _listed(cfg)
+        listed = data_listing(cfg)
     since = _overwrite_since(out, cfg) if overwrite else None
     runs = []
     sized: dict[str, Any] = {}

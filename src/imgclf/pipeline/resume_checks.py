@@ -34,6 +34,35 @@ def refuse_missing_data(data: str | list[str] | None) -> None:
             raise bad_path("data", given, "an existing folder or index file", "no such path")
 
 
+def data_listing(cfg: Any) -> Any:
+    """The data folders as a run of `cfg` lists them (layout, classes chosen), without decoding an image."""
+    from ..data.merge import scan_folders
+    from ..data.select import Selection, select_classes
+
+    return select_classes(scan_folders(cfg.data, allow_empty=True),
+                          Selection(cfg.classes, cfg.drop_classes, None, cfg.seed))
+
+
+def listed_images(scan: Any) -> set[str]:
+    """Every image file of a listing (`data_listing`), as real paths: data given through a link, or a subset's
+    tree of links, is the same images."""
+    return {os.path.realpath(p) for items in scan.files.values() for p, _ in items}
+
+
+def images_changed(run: RunDir, images: set[str], capped: bool) -> str | None:
+    """How the images a finished run was split from differ from `images` ("3 added, 1 gone"), None where they do
+    not: the runs of a cross-validation or a search are compared on their splits, which other images redraw.
+    capped: per_class_max, under which the run lists what its caps kept, so images added are not counted."""
+    record = run.read_dataset()
+    recorded = {os.path.realpath(p) for p in record.split_of_files()}
+    unreadable = {os.path.realpath(s.path) for s in record.skipped}  # listed by the folder, in no split
+    gone = recorded - images
+    added = set() if capped else images - recorded - unreadable
+    if not (gone or added):
+        return None
+    return ", ".join(f"{n} {word}" for n, word in ((len(added), "added"), (len(gone), "gone")) if n)
+
+
 def check_data_in_place(run: RunDir, cfg: Any, argument: str, command: str) -> None:
     """The data the run trained on (config.yaml's data: folders, or a multi-label index file) still where it was:
     else a command that reads it again (a resume, calibrate) said "data must be an existing folder", naming a

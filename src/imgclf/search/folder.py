@@ -101,6 +101,28 @@ def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any
     return config, values, space, time_limit, started
 
 
+def refuse_changed_data(folder: Path, cfg: Any) -> None:
+    """A resumed search whose data folder changed since its trials were split: the new trials drew other train,
+    val and test images (36/3/3 then 60/6/6), and the best was picked from validation accuracies of other images."""
+    from ..pipeline.resume_checks import data_listing, images_changed, listed_images
+    from ..records import RunDir
+
+    trials = sorted((folder / "trials").iterdir()) if (folder / "trials").is_dir() else []
+    first = next((RunDir(t) for t in trials if (t / "dataset.json").is_file()), None)
+    if first is None:
+        return
+    try:
+        images = listed_images(data_listing(cfg))
+    except Exception:  # an index file, or a folder that cannot be listed: the next trial's own error says so
+        return
+    said = images_changed(first, images, capped=bool(cfg.per_class_max))
+    if said:
+        raise invalid("data", cfg.data, "the images the search's trials were split from", where=f"--resume {folder}",
+                      note=f"{said} since {first.path.name} was split",
+                      hint="Start a new search (another --out) on the data as it is now, or put the images back: "
+                           "trials split from other images are ranked on other validation images")
+
+
 def discard_unused(folder: Path, lock_file: str) -> bool:
     """Empty a new search's folder whose every trial was refused before its first epoch (a base setting no run
     accepts): it held nothing to resume, and the corrected command was told to resume it, which refused the

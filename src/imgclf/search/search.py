@@ -39,7 +39,7 @@ from ..errors import ImgclfError, check_switch, invalid, invalid_message
 from ..records.tune import TUNE_FILE
 from .checks import check_base
 from .folder import (SEARCH_FILE, STUDY_FILE, STUDY_NAME, check_resume, check_same_model, discard_unused, file_sets,
-                     resumed_request, search_folder)
+                     refuse_changed_data, resumed_request, search_folder)
 from .budget import trial_seconds
 from .study_db import fail_unfinished, open_storage, stored_trials
 from .interrupt import SearchInterrupted, interrupted_message
@@ -221,6 +221,7 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
         if resume:
             stored = read_yaml(folder / SEARCH_FILE)
             check_resume(folder, stored, search)
+            refuse_changed_data(folder, base)
             if stored.get("time_limit") != time_limit:  # a budget given again replaces it, for later resumes too
                 write_yaml(folder / SEARCH_FILE, {**stored, "time_limit": time_limit})
 

@@ -374,6 +374,11 @@ def test_a_resumed_search_keeps_its_time_limit_unless_given_another(data, tmp_pa
     ("lr_patience: [1, 5]\nschedule: [none, cosine]", "the trials train with schedule none or cosine"),
     # TrainConfig takes any model name: ten trials failed, then --trials was blamed; or it was never drawn
     ("model: [simple_cnn, nope]", "space model must be values the setting accepts"),
+    # the model's own builder: each trial that drew 1.5 failed, one by one, after the search had begun
+    ("model_args.dropout: {low: 0, high: 1.5}", "space model_args.dropout must be values the setting accepts. "
+                                                "Received: space model_args.dropout={'low': 0.0, 'high': 1.5} (1.5: "
+                                                "model_args.dropout for simple_cnn must be >= 0 and < 1"),
+    ("model_args.width: [4, 2.5]", "(2.5: model_args.width for simple_cnn must be an integer"),
     ("lr: {low: 1e-3, hi: 1e-2}", "space lr key must be one of {high, log, low, step}. Did you mean: high? "
                                   "Received: space lr key='hi', space lr={'low': '1e-3', 'hi': '1e-2'}\n"),
     ("epochs: {low: 1.5, high: 3}", "space epochs must be a range of whole numbers"),

@@ -209,10 +209,25 @@ def check_against(params: list[Param], base: dict[str, Any]) -> None:
                     from ..models import get_model_info
 
                     get_model_info(value)
+                elif p.name.startswith("model_args.") and base.get("model"):
+                    _build_with(base, p.name.split(".", 1)[1], value)
             except ImgclfError as exc:
                 raise invalid(f"space {p.name}", p.describe(), "values the setting accepts",
                               note=f"{value!r}: {str(exc).splitlines()[0]}") from None
     _check_read(params, base)
+
+
+def _build_with(base: dict[str, Any], name: str, value: Any) -> None:
+    """One of our own models built with model_args NAME=value (and the search's other model_args): its builder's
+    types and ranges (model_args.width 2.5, dropout 1.5) refused every trial that drew them, one by one, after the
+    search had begun. A pretrained (timm) backbone is not built here: seconds each, and its arguments are timm's."""
+    from ..models import create_model, get_model_info
+
+    info = get_model_info(base["model"])
+    if info.pretrained:
+        return
+    args = {**(base.get("model_args") or {}), name: value}
+    create_model(base["model"], num_classes=2, img_size=base.get("img_size") or info.default_img_size, **args)
 
 
 def _check_read(params: list[Param], base: dict[str, Any]) -> None:

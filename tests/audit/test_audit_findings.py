@@ -236,3 +236,24 @@ def test_a_label_error_list_from_a_model_at_chance_is_cautioned(audited, tmp_pat
     assert record.counts.label_issues  # the planted data leaves some listed
     assert "are listed as likely label errors, but the quick model that judged them scored near chance" in page
     assert "look like another class than their label" not in page
+
+
+def test_a_copy_under_another_class_is_the_label_error_not_its_correctly_labelled_original(tmp_path):
+    """red/001.png copied into green/: out-of-fold, the copy sat in the folds fitted for the original, which it
+    handed its label: red/001.png was listed as 'labelled red (0.00), looks like green (1.00)'. Duplicates are
+    held out together now, so each is judged by the other images of its look."""
+    from PIL import Image
+
+    from imgclf.audit import audit
+
+    rng = np.random.default_rng(0)
+    for c, channel in (("red", 0), ("green", 1), ("blue", 2)):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 60, (16, 16, 3)).astype(np.uint8)
+            pixels[..., channel] = rng.integers(190, 255, (16, 16))
+            Image.fromarray(pixels).save(tmp_path / "d" / c / f"{i:03d}.png")
+    (tmp_path / "d" / "green" / "copy-of-red-001.png").write_bytes((tmp_path / "d" / "red" / "001.png").read_bytes())
+    record = audit(tmp_path / "d", out=tmp_path / "a", page=False).record
+    flagged = {issue.path: issue.suggested for issue in record.label_issues}
+    assert flagged.get("green/copy-of-red-001.png") == "red" and "red/001.png" not in flagged, flagged

@@ -48,17 +48,37 @@ class LabelIssues:
 
 
 def out_of_fold(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = 5,
-                seed: int = 0) -> OutOfFold:
+                seed: int = 0, groups: np.ndarray | None = None) -> OutOfFold:
     """k-fold over the images (stratified, seeded; fewer folds than asked when the smallest class is smaller):
-    each fold is judged by class Gaussians fitted on the others."""
+    each fold is judged by class Gaussians fitted on the others. groups: one id per image, shared by duplicates
+    (`Duplicates.group_ids`); those under several classes are held out together: a copy under another class in
+    the fitted folds handed the held-out original its label, and the correctly labelled image was listed as the
+    likely error."""
     from sklearn.model_selection import StratifiedKFold
 
     _, counts = np.unique(labels, return_counts=True)
     folds = int(min(folds, counts.min()))
     logits = np.full((len(labels), num_classes), -np.inf)
     distance = np.zeros(len(labels))
+    assignment = np.empty(len(labels), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, held_out in splitter.split(features, labels):
+    for fold, (_, held_out) in enumerate(splitter.split(features, labels)):
+        assignment[held_out] = fold
+    if groups is not None:
+        # a group under several classes joins its first member's fold; the folds stay as drawn for every other
+        # image (a group-aware splitter redrew them all, and which borderline flips were caught moved with the
+        # draw), and a group within one class stays spread: a class made of one large group held out whole had
+        # no image left to fit its Gaussian on
+        order = np.argsort(np.asarray(groups), kind="stable")
+        _, starts, sizes = np.unique(np.asarray(groups)[order], return_index=True, return_counts=True)
+        for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
+            members = order[start:start + size]
+            if len(np.unique(labels[members])) > 1:
+                assignment[members] = assignment[members[0]]
+    for fold in range(folds):
+        train, held_out = np.flatnonzero(assignment != fold), np.flatnonzero(assignment == fold)
+        if not len(held_out) or not len(train):  # emptied, or made the whole set, by large groups
+            continue
         model = ClassGaussians.fit(features[train], labels[train])
         mahalanobis = model.mahalanobis(features[held_out])
         logits[held_out] = model.log_joint(features[held_out], num_classes, mahalanobis)
@@ -101,16 +121,18 @@ def checkable_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def find_label_issues_among(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int,
-                            seed: int) -> tuple[LabelIssues, OutOfFold, np.ndarray] | None:
+                            seed: int, groups: np.ndarray | None = None
+                            ) -> tuple[LabelIssues, OutOfFold, np.ndarray] | None:
     """Confident learning over the images of the checkable classes, with the results laid out for all N images
     (an image of a class too small to judge: never flagged, NaN probabilities); also the out-of-fold pass and the
     indices it covered. None when fewer than 2 classes are checkable. A class of 1 or 2 images used to leave
-    the whole data set unchecked."""
+    the whole data set unchecked. groups: as `out_of_fold` takes them, one per image."""
     checkable = checkable_classes(labels, num_classes)
     if checkable.sum() < 2:
         return None
     keep = np.flatnonzero(checkable[labels])
-    oof = out_of_fold(features[keep], labels[keep], num_classes, folds, seed)
+    oof = out_of_fold(features[keep], labels[keep], num_classes, folds, seed,
+                      None if groups is None else np.asarray(groups)[keep])
     part = find_label_issues(oof, labels[keep])
     if len(keep) == len(labels):
         return part, oof, keep

@@ -204,7 +204,8 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         else pixel_features(images.pixels, dims=dims, seed=seed)
     lap("features")
     issues, note, guessing = None, "", False
-    found = find_label_issues_among(features.values, images.labels, len(images.classes), folds, seed)
+    found = find_label_issues_among(features.values, images.labels, len(images.classes), folds, seed,
+                                    duplicates.group_ids())
     small = [c for c, n in zip(images.classes, counts) if 0 < n < MIN_PER_CLASS]
     if found is None:
         enough = int((counts >= MIN_PER_CLASS).sum())

@@ -909,5 +909,31 @@ def test_a_resume_on_a_data_folder_that_changed_since_its_trials_is_refused(data
     # the images back as they were: the search goes on
     for new in grown.rglob("new-*.png"):
         new.unlink()
+    # a link to a cat added under dog is a new labelled image, though its file is not new
+    (grown / "dog" / "linked-cat.png").symlink_to(extra)
+    with pytest.raises(ImgclfError, match=r"\(1 added since trial-000 was split\)"):
+        imgclf.tune(trials=2, resume=True, out=str(out))
+    (grown / "dog" / "linked-cat.png").unlink()
     record = imgclf.tune(trials=2, resume=True, out=str(out), report=False).record
     assert len(record.trials) == 2
+
+
+def test_a_resume_on_an_index_file_that_changed_since_its_trials_is_refused(data, tmp_path):
+    """An index of label sets grown by rows between two tunes of one search: not checked, as folders were."""
+    import imgclf
+
+    rows = [f"{p.relative_to(data)},{p.parent.name}" for p in sorted(data.rglob("*.png"))]
+    index = tmp_path / "index.csv"
+    index.write_text("path,labels\n" + "\n".join(rows[1:]) + "\n")
+    (tmp_path / "cat").symlink_to(data / "cat")
+    (tmp_path / "dog").symlink_to(data / "dog")
+    (tmp_path / "fox").symlink_to(data / "fox")
+    out = tmp_path / "search"
+    imgclf.tune({"data": str(index), **SETTINGS, "epochs": 1}, trials=1, out=str(out), report=False)
+    index.write_text("path,labels\n" + "\n".join(rows[:1] + rows[1:]) + "\n")  # one image more
+    with pytest.raises(ImgclfError, match=r"must be the images the search's trials were split from\. .*\(1 added "
+                                          r"since trial-000 was split\)"):
+        imgclf.tune(trials=2, resume=True, out=str(out))
+    index.write_text("path,labels\n" + "\n".join(rows[1:-1] + [rows[-1].rsplit(",", 1)[0] + ",cat"]) + "\n")
+    with pytest.raises(ImgclfError, match=r"\(1 relabelled since trial-000 was split\)"):
+        imgclf.tune(trials=2, resume=True, out=str(out))

@@ -20,7 +20,7 @@ from ..notices import each_once, warn
 from ..records import RunDir
 from .experiment import experiment_settings
 from .folds_summary import FOLDS_FILE, METRICS, fold_dir, read_folds, summarize_folds
-from .resume_checks import data_listing, images_changed, listed_images, refuse_missing_data
+from .resume_checks import data_listing, images_changed, labelled_images, refuse_missing_data
 
 __all__ = ["FOLDS_FILE", "METRICS", "Folds", "fit_folds", "fold_dir", "read_folds", "summarize_folds"]
 
@@ -108,16 +108,17 @@ def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
     return mark.stat().st_mtime
 
 
-def _current_images(cfg: TrainConfig, scan: Any = None) -> set[str] | None:
-    """Every image the data lists now, of the classes the folds train; `scan`: the listing where the caller made
-    it already. None where it cannot be listed (the fold's own training gives the error, in its words)."""
+def _current_images(cfg: TrainConfig, scan: Any = None) -> set[tuple[str, str | None]] | None:
+    """Every labelled image the data lists now, of the classes the folds train (`labelled_images`); `scan`: the
+    listing where the caller made it already. None where it cannot be listed (the fold's own training gives the
+    error, in its words)."""
     try:
-        return listed_images(scan if scan is not None else data_listing(cfg))
+        return labelled_images(cfg, scan if scan is not None else data_listing(cfg))
     except Exception:
         return None
 
 
-def _check_same_images(run: RunDir, images: set[str], capped: bool) -> None:
+def _check_same_images(run: RunDir, images: set[tuple[str, str | None]], capped: bool) -> None:
     """Refuse a fold split from other images than the folder holds now: a cross-validation interrupted, its data
     folder then changed, and run again kept its finished folds and trained the rest on a new partition (test sets
     of 6, 6 and 7 images, validation sets overlapping), while folds.json said one test set."""
@@ -130,7 +131,7 @@ def _check_same_images(run: RunDir, images: set[str], capped: bool) -> None:
 
 
 def _fold_state(run: RunDir, wanted: TrainConfig, overwrite: bool, since: float | None = None,
-                images: set[str] | None = None) -> str:
+                images: set[tuple[str, str | None]] | None = None) -> str:
     """new, done, recalibrate (done, its calibration refitted since with other settings than asked), resume (a
     checkpoint to continue from) or restart (begun, nothing to continue from). With
     overwrite, a fold begun before `since` (the overwrite's start) is trained again; one begun after, by this

@@ -43,24 +43,47 @@ def data_listing(cfg: Any) -> Any:
                           Selection(cfg.classes, cfg.drop_classes, None, cfg.seed))
 
 
-def listed_images(scan: Any) -> set[str]:
-    """Every image file of a listing (`data_listing`), as real paths: data given through a link, or a subset's
-    tree of links, is the same images."""
-    return {os.path.realpath(p) for items in scan.files.values() for p, _ in items}
+def labelled_images(cfg: Any, scan: Any = None) -> set[tuple[str, str | None]] | None:
+    """(real path, label) of every image the data lists now, one pair per label an image carries ((path, None) for
+    an image of an index that carries none): real paths, as data given through a link, or a subset's tree of
+    links, is the same images; labels too, as a link added under another class is a new labelled image. scan: the
+    folder listing where the caller made it (`data_listing`). None where it cannot be told without reading the
+    run's way (an index whose labels are chosen with classes or drop_classes)."""
+    from ..data.multilabel import is_label_index, read_label_index
+
+    if scan is None and is_label_index(cfg.data):
+        if cfg.classes or cfg.drop_classes:
+            return None
+        index = read_label_index(cfg.data)
+        items: set[tuple[str, str | None]] = set()
+        for path, row in zip(index.files, index.targets):
+            real = os.path.realpath(path)
+            items |= {(real, index.classes[j]) for j in row.nonzero()[0]} or {(real, None)}
+        return items
+    scan = scan if scan is not None else data_listing(cfg)
+    return {(os.path.realpath(p), label) for items in scan.files.values() for p, label in items}
 
 
-def images_changed(run: RunDir, images: set[str], capped: bool) -> str | None:
-    """How the images a finished run was split from differ from `images` ("3 added, 1 gone"), None where they do
-    not: the runs of a cross-validation or a search are compared on their splits, which other images redraw.
-    capped: per_class_max, under which the run lists what its caps kept, so images added are not counted."""
+def images_changed(run: RunDir, images: set[tuple[str, str | None]], capped: bool) -> str | None:
+    """How the labelled images a finished run was split from differ from `images` (`labelled_images`): "3 added,
+    1 relabelled, 1 gone", None where they do not: the runs of a cross-validation or a search are compared on their
+    splits, which other images redraw. capped: per_class_max, under which the run lists what its caps kept, so
+    images added are not counted."""
     record = run.read_dataset()
-    recorded = {os.path.realpath(p) for p in record.split_of_files()}
+    root = Path(record.root)
+    recorded: set[tuple[str, str | None]] = set()
+    for split in record.splits.values():
+        sets = split.label_sets if split.label_sets is not None else [[label] for label in split.labels]
+        for file, ids in zip(split.files, sets):
+            real = os.path.realpath(root / file)
+            recorded |= {(real, record.classes[j]) for j in ids} or {(real, None)}
     unreadable = {os.path.realpath(s.path) for s in record.skipped}  # listed by the folder, in no split
-    gone = recorded - images
-    added = set() if capped else images - recorded - unreadable
-    if not (gone or added):
-        return None
-    return ", ".join(f"{n} {word}" for n, word in ((len(added), "added"), (len(gone), "gone")) if n)
+    gone = {path for path, _ in recorded - images}
+    added = set() if capped else {path for path, _ in images - recorded if path not in unreadable}
+    relabelled = gone & added
+    counts = ((len(added - relabelled), "added"), (len(relabelled), "relabelled"), (len(gone - relabelled), "gone"))
+    said = ", ".join(f"{n} {word}" for n, word in counts if n)
+    return said or None
 
 
 def check_data_in_place(run: RunDir, cfg: Any, argument: str, command: str) -> None:

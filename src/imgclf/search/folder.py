@@ -104,7 +104,7 @@ def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any
 def refuse_changed_data(folder: Path, cfg: Any) -> None:
     """A resumed search whose data folder changed since its trials were split: the new trials drew other train,
     val and test images (36/3/3 then 60/6/6), and the best was picked from validation accuracies of other images."""
-    from ..pipeline.resume_checks import data_listing, images_changed, listed_images
+    from ..pipeline.resume_checks import images_changed, labelled_images
     from ..records import RunDir
 
     trials = sorted((folder / "trials").iterdir()) if (folder / "trials").is_dir() else []
@@ -112,8 +112,10 @@ def refuse_changed_data(folder: Path, cfg: Any) -> None:
     if first is None:
         return
     try:
-        images = listed_images(data_listing(cfg))
-    except Exception:  # an index file, or a folder that cannot be listed: the next trial's own error says so
+        images = labelled_images(cfg)
+    except Exception:  # a folder or an index that cannot be read: the next trial's own error says so
+        return
+    if images is None:  # an index whose labels are chosen (classes, drop_classes): not told apart here
         return
     said = images_changed(first, images, capped=bool(cfg.per_class_max))
     if said:

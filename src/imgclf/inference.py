@@ -56,6 +56,7 @@ class Prediction:
     # `label` is then those names joined by ";", `top` the most probable labels, carried or not, and `best_label`
     # with `probability` the most probable label, carried or not (as for an unknown single-label image)
     labels: list[tuple[str, float]] | None = None
+    multilabel: bool = False  # of a multi-label run, read or not: its JSON has `labels` (null where unread)
 
     def as_dict(self) -> dict:
         """What `imgclf predict --format json` and the HTTP service give for it (`top` as label/probability
@@ -355,7 +356,8 @@ class Classifier:
         results = []
         for i, name in enumerate(names):
             if i in errors:
-                results.append(Prediction(name, None, None, [], errors[i], unknown=None))
+                results.append(Prediction(name, None, None, [], errors[i], unknown=None,
+                                          multilabel=cutoffs is not None))
                 continue
             probs, score, is_unknown = by_index[i]
             top = top_classes(probs, self.classes, k)
@@ -375,7 +377,7 @@ def multilabel_prediction(name: str, probs: np.ndarray, classes: Sequence[str], 
     and the HTTP service."""
     carried = sorted(((c, float(p)) for c, p, t in zip(classes, probs, cutoffs) if p >= t), key=lambda item: -item[1])
     return Prediction(name, ";".join(c for c, _ in carried), top[0][1], top, score=score, best_label=top[0][0],
-                      labels=carried)
+                      labels=carried, multilabel=True)
 
 
 def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | None:

@@ -18,10 +18,10 @@ def as_json(p: Any, multilabel: bool | None = None) -> dict[str, Any]:
     image scored below the model's threshold (`unknown` true); `best_label` and `probability` are the closest
     known class either way; `score` is the in-distribution score (higher: more like the training images).
     multilabel: the model's task, so that an unreadable image of a multi-label run has `labels` too (null), as
-    every other entry (None: read from the prediction)."""
-    if multilabel is None:
-        multilabel = getattr(p, "labels", None) is not None
+    every other entry (None: the prediction's own)."""
     labels = getattr(p, "labels", None)
+    if multilabel is None:
+        multilabel = bool(getattr(p, "multilabel", False)) or labels is not None
     return {"path": p.path, "label": p.label, "probability": p.probability, "best_label": p.best_label,
             "score": p.score, "unknown": p.unknown if p.error is None else None,
             "top": [{"label": lbl, "probability": prob} for lbl, prob in p.top], "error": p.error,
@@ -40,7 +40,8 @@ def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | 
     if fmt not in FORMATS:
         raise invalid("format", fmt, FORMATS)
     if multilabel is None:
-        multilabel = any(getattr(p, "labels", None) is not None for p in predictions)
+        multilabel = any(getattr(p, "multilabel", False) or getattr(p, "labels", None) is not None
+                         for p in predictions)
     if fmt == "json":
         return json.dumps([as_json(p, multilabel) for p in predictions], indent=2) + "\n"
     k = top_k if top_k is not None else max((len(p.top) for p in predictions), default=1)

@@ -748,6 +748,12 @@ def test_predict_csv_gives_each_carried_label_its_own_probability(ml_run):
     entries = json.loads(format_predictions(unreadable + predictions[:1], "json", multilabel=True))
     assert entries[0]["labels"] is None and entries[0]["error"] == "not an image"
     assert [e["label"] for e in entries[1]["labels"]] == [n for n, _ in predictions[0].labels]
+    # so too the Python API's own dict, which the task reaches through the prediction
+    (root / "not-an-image.png").write_bytes(b"not pixels")
+    unread = imgclf.load(run.path).predict([root / "not-an-image.png"])[0]
+    assert unread.error and unread.multilabel and unread.as_dict()["labels"] is None
+    assert json.loads(format_predictions([unread], "json"))[0]["labels"] is None  # the task not passed: its own
+    (root / "not-an-image.png").unlink()
 
 
 def test_evaluating_a_multilabel_run_whose_images_are_gone_is_refused(ml_run, tmp_path):

@@ -234,7 +234,8 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
         results, j = [], 0
         for up, pixels in zip(uploads, decoded):
             if isinstance(pixels, str):
-                results.append(as_json(Prediction(up.name, None, None, [], pixels, unknown=None), labels_at is not None))
+                results.append(as_json(Prediction(up.name, None, None, [], pixels, unknown=None,
+                                                             multilabel=labels_at is not None)))
                 continue
             top = top_classes(out.probabilities[j], classes, k)
             if labels_at is not None:

@@ -265,11 +265,19 @@ def _refuse_onnx(run_dir: Any, command: str) -> None:
 
     export = sys.modules.get(f"{__name__}.export")  # an OnnxClassifier exists only once it is imported
     if export is not None and isinstance(run_dir, export.OnnxClassifier):
-        hint = ("; then export it again: the ONNX file keeps the old temperature and threshold"
+        from pathlib import Path
+
+        # loaded from RUN, or from RUN/export/model.onnx (another .onnx file stands alone: no run to name)
+        given = Path(run_dir.run_dir)
+        real = given.resolve()
+        run = given if given.is_dir() else real.parent.parent if real.parent.name == "export" and \
+            (real.parent.parent / "model.json").is_file() else None
+        then = ("; then export it again: the ONNX file keeps the old temperature and threshold"
                 if command == "calibrate" else ", which it scores with the run's torch weights")
         raise invalid("run_dir", Described("an ONNX classifier (imgclf.export.load_onnx)"),
                       "a run directory, a Run or a Classifier loaded with imgclf.load",
-                      hint=f"Pass its run directory: imgclf.{command}({str(run_dir.run_dir)!r}){hint}")
+                      hint=(f"Pass its run directory: imgclf.{command}({str(run)!r})" if run is not None else
+                            f"Pass the run directory it was exported from to imgclf.{command}") + then)
 
 
 # Names a user tries first, after the command line's verbs, and where the thing is.

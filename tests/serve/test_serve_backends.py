@@ -121,6 +121,12 @@ def test_evaluate_and_calibrate_refuse_an_onnx_classifier_before_touching_the_ru
                                               rf"with imgclf.load\. .*imgclf.{command.__name__}\('{run}'\)"):
             command(onnx)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # loaded from the run's export by file name: the run is still the one named; a copy elsewhere has none
+    with pytest.raises(ImgclfError, match=rf"Pass its run directory: imgclf.evaluate\('{run}'\)"):
+        imgclf.evaluate(load_onnx(run / "export" / "model.onnx"))
+    alone = Path(shutil.copytree(run / "export", run.parent / "deploy"))
+    with pytest.raises(ImgclfError, match=r"Pass the run directory it was exported from to imgclf.calibrate; then "):
+        imgclf.calibrate(load_onnx(alone / "model.onnx"))
 
 
 def test_a_run_without_an_export_is_refused_with_the_command_to_run(run, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -97,9 +98,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
             and not Path(out).is_dir() and not str(out).endswith(("/", os.sep)):
         # `--out deploy/model.onnx` made a folder of that name, with deploy/model.onnx/model.onnx inside
         raise invalid("out", str(out), f"a folder (the file written into it is named {FORMATS[format]})",
-                      note="a file name", hint=f"Pass its folder: --out {Path(out).parent} (writes "
-                      f"{Path(out).parent / FORMATS[format]}); a folder of that name is taken once it exists "
-                      f"(mkdir {out} first)")
+                      note="a file name", hint=f"Pass its folder: --out {shlex.quote(str(Path(out).parent))} "
+                      f"(writes {Path(out).parent / FORMATS[format]}); a folder of that name is taken once it "
+                      f"exists (mkdir {shlex.quote(str(out))} first)")
     card = load_card(run_dir)
     clf = Classifier.load(run_dir)
     try:

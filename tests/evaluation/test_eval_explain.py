@@ -386,6 +386,15 @@ def test_an_output_that_is_one_of_the_runs_own_files_is_refused_and_the_run_kept
         assert result.exit_code == 2 and f"(it is {said})" in " ".join(result.output.split()), result.output
     with pytest.raises(ImgclfError, match=r"^out must be a file that is not one of the run's own files"):
         imgclf.explain(run, [image], out=run / "plots" / "why.png")
+    with pytest.MonkeyPatch.context() as m:  # the run named through ~, as run_dir takes it
+        m.setenv("HOME", str(tmp_path))
+        with pytest.raises(ImgclfError, match=r"^out must be a file that is not one of the run's own files"):
+            imgclf.explain("~/run", [image], out="~/run/plots/why.png")
+    # a run that is not there: that is the error, not the output's place in it
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "nope"), image, "-o",
+                                      str(tmp_path / "nope" / "predictions.csv")])
+    assert result.exit_code == 2 and "run must be" in result.output and "output must" not in result.output, \
+        result.output
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     # a file of the user's own beside the run's files is written
     result = CliRunner().invoke(app, ["predict", str(run), image, "-o", str(run / "new-images.csv")])

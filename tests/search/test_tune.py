@@ -290,6 +290,11 @@ def test_a_search_whose_every_trial_is_refused_keeps_nothing_and_takes_the_corre
     assert existing.is_dir() and list(existing.iterdir()) == []  # the user's own folder stays
     record = imgclf.tune({"data": str(data), **SETTINGS}, trials=1, space=SPACE, out=str(out)).record
     assert record.trials[0].state == "complete"
+    # an --out through ~ is the folder it names, taken away as well
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ImgclfError, match=r"Nothing of the search was kept"):
+        imgclf.tune({"data": str(data), **SETTINGS, "img_size": 2}, trials=1, space=SPACE, out="~/deep/tx")
+    assert not (tmp_path / "deep").exists()
     # without --out: no empty tune/<model>-1 (nor tune/) is left behind, and no --out is spoken of
     monkeypatch.chdir(tmp_path / "mine")
     with pytest.raises(ImgclfError, match=r"Nothing of the search was kept\.$"):
@@ -552,7 +557,7 @@ def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
                         log=said.append)
     text = str(refusal.value)
     assert refusal.value.argument == "accelerator" and re.match(
-        r"accelerator must be one of .*'tpuu' \(every trial of the search failed with it: 3 in .*\) Nothing of the "
+        r"accelerator must be one of .*'tpuu' \(every trial of the search failed with it: 3 in .*\)\. Nothing of the "
         r"search was kept", text), text
     assert "tune.json" not in text and not (tmp_path / "s").exists()
     assert sum(line.startswith("trial") and "failed" in line for line in said) == 3

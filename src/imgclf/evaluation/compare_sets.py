@@ -103,9 +103,9 @@ def sectioned(groups: list[Any]) -> tuple[list[Any], list[Section]]:
             section.title += "; the groups trained on different images (see their labels), not only settings"
         if any(e.split == "val" for g in members for e in g.evaluations):
             # runs without a test split: val acc 70 % beside "test acc" 65 % on the same 10 images read as two sets
-            section.title += ("; no test split, so the test columns score these validation images too, with the "
-                              "prediction's precision (val acc is training's, in fp32: a near tie may fall the "
-                              "other way)")
+            section.title += ("; no test split, so the test columns score these validation images too, at the "
+                              "evaluation's precision (val acc is training's own measure of them: a near tie may "
+                              "fall the other way)")
     return ordered, sections
 
 

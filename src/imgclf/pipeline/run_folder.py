@@ -29,7 +29,9 @@ def refuse_run_file(argument: str, output: str | os.PathLike, run_dir: str | os.
     RUN/predictions.csv` replaced the evaluation's predictions with a table the report then refused, and `-o
     RUN/model.safetensors` the weights, which every later command refused as changed since the card was written.
     Another name in the run folder (RUN/new-images.csv) is the user's own file and is let through."""
-    run = os.path.realpath(run_dir)
+    run = os.path.realpath(os.path.expanduser(run_dir))
+    if not os.path.isfile(os.path.join(run, "model.json")):  # no run there: the run's own error comes first
+        return
     inside = os.path.relpath(os.path.realpath(os.path.expanduser(output)), run)
     first = inside.split(os.sep)[0]
     if first in (*RUN_FILES, *RUN_FOLDERS, LOCK_FILE):  # ".." (outside the run) is none of them

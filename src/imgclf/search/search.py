@@ -175,7 +175,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
               "time_limit": time_limit, "objective": objective_for(settings).name}
     from ..pipeline.run_folder import first_missing
 
-    made = None if resume else first_missing(Path(out).absolute() if out is not None else Path("tune").absolute())
+    made = None if resume else first_missing(Path(out).expanduser().absolute() if out is not None else
+                                             Path("tune").absolute())
     folder = search_folder(out, base.model, resume, base.data)
     made = made or (folder if out is None and not resume else None)  # tune/<model>-N, in a tune/ there was
     from ..train.interrupts import remembered_ctrl_c, sigterm_interrupts
@@ -405,7 +406,8 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
             # every trial refused for one setting (a typo in the space, a base setting no run takes): that refusal
             # leads, naming its setting, not "trials must be ..." as if more trials could have helped
             last = failed[-1].user_attrs["stopped"][len("failed: "):]
-            raise NoTrialCompleted(f"{last} (every trial of the search failed with it: {len(failed)} in {folder})",
+            raise NoTrialCompleted(f"{last.rstrip('.')} (every trial of the search failed with it: {len(failed)} in "
+                                   f"{folder}).",
                                    causes.pop(), kept=" Its trials are listed in tune.json.")
         if failed:  # the cause, where every trial failed alike (a typo in the space), not a count of trials
             last = failed[-1].user_attrs["stopped"][len("failed: "):]

@@ -57,6 +57,11 @@ def test_terminal_table_and_html_page(compare_runs_dirs, tmp_path, load_in_chrom
     assert page["errors"] == [] and page["requests"] == [] and page["anchors_missing"] == []
     assert len(page["images"]) == 1 and page["images"][0][1] > 0
     assert page["pixel_std"] > 20
+    # the curves drawn for the page's column, not shrunk into it (1,320 px shown at 924: legend text 9 px)
+    assert all(f["text_px"] >= 10 for f in page["figures"]), page["figures"]
+    # a phone: a group's heading of long settings (a data path) wraps instead of widening the page
+    phone = load_in_chromium(out, width=390)
+    assert not phone["wider"]
 
 
 def test_each_runs_report_is_linked_relative_to_the_page(tmp_path):

@@ -70,10 +70,10 @@ def test_figure_from_the_stored_run(stored, tmp_path, name):
     path = tmp_path / "plots" / f"{name}.png"
     assert FIGURES[name](stored, path) == path
     assert_png(path)
-    if name != "compare_curves":  # the compare page's figure; the report's are sized for the report
-        with Image.open(path) as img:
-            # drawn no wider than the report's column, so shown at natural size; its smallest text >= 11 px there
-            assert img.width <= FULL_WIDTH_PX and float(img.info[TEXT_PX_KEY]) >= 11, (img.size, img.info)
+    with Image.open(path) as img:
+        # drawn no wider than the report's (and the compare page's) column, so shown at natural size; its smallest
+        # text >= 11 px there
+        assert img.width <= FULL_WIDTH_PX and float(img.info[TEXT_PX_KEY]) >= 11, (img.size, img.info)
 
 
 def test_the_stored_run_has_its_figures_from_training(tiny_run):

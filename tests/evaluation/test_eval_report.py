@@ -198,6 +198,12 @@ def test_every_chart_shows_its_text_at_10_px_or_more_in_chromium(tiny_run, tmp_p
         assert page["clipped"] == [], page["clipped"]
     wide = load_in_chromium(twelve / "report.html", width=1600)  # table and figure side by side
     assert wide["clipped"] == [], wide["clipped"]
+    # a phone: the figures keep their drawn size in frames that scroll (shrunk to 316 px, their text read as 4 px),
+    # and the page itself is no wider than the screen
+    phone = load_in_chromium(tiny_run / "report.html", width=390)
+    sizes = {f["alt"]: f["text_px"] for f in phone["figures"]}
+    assert all(px is None or px >= 10 for px in sizes.values()), sizes
+    assert not phone["wider"]
 
 
 def test_long_class_names_wrap_and_leave_every_column_in_view(tmp_path, load_in_chromium):

@@ -389,6 +389,11 @@ def test_the_terminal_says_when_a_run_is_no_better_than_guessing(tmp_path, capsy
     assert "Balance them while training" not in said
     low = [HistoryRow(epoch=1, lr=0.1, loss=1.0, acc=0.3, val_loss=2.0, val_acc=0.33)]
     assert "training accuracy" not in guessing_advice(low, guessing, {"a": 4000, "b": 1, "c": 1})
+    # two balanced classes: the answered class is half the training images, as the other is; nothing to balance
+    # (they were told to balance them); three uneven ones, 60 % of them the answered class, still are
+    even = guessing_advice(low, guessing, {"a": 9, "b": 9})
+    assert "class sizes" not in even and "Balance them" not in even, even
+    assert "Balance them while training" in guessing_advice(low, guessing, {"a": 60, "b": 20, "c": 20})
 
 
 def test_report_says_on_the_console_why_the_gradcam_figure_is_missing(tiny_run, tmp_path):

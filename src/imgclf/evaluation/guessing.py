@@ -49,7 +49,10 @@ def guessing_advice(history: Sequence[HistoryRow], metrics: MetricsRecord | None
     share = counts[name] / sum(counts.values()) if name is not None else 0.0
     trained_on = train_counts.get(name, 0) / sum(train_counts.values()) if train_counts and name is not None and \
         sum(train_counts.values()) else 0.0
-    if share >= ONE_CLASS_SHARE and trained_on >= 0.5:
+    classes = sum(1 for v in (train_counts or {}).values() if v)
+    # most of the training images, and clearly more than an even share: two balanced classes are half each, and
+    # were told to balance them
+    if share >= ONE_CLASS_SHARE and trained_on >= 0.5 and classes and trained_on >= 1 / classes + 0.1:
         close = accuracies and abs(accuracies[-1] - trained_on) <= 0.05
         trained = f"; its training accuracy, {100 * accuracies[-1]:.1f} %, is that share" if close else ""
         said = (f"It answers {name!r} for {100 * share:.0f} % of these images, the class of {100 * trained_on:.0f} % "

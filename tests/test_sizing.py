@@ -444,6 +444,11 @@ def test_a_batch_halved_within_a_split_smaller_than_it_is_no_change():
     choice = choose(timed, 20, 48, 256, BASE, budget_seconds=20,
                     time_at=lambda candidate, batch: 2000.0 if batch >= 48 else 100.0)
     assert choice.batch_size == 256 and "batch down" not in choice.reason, choice.reason
+    # 36 images, 64 timed slower than 128: "batch 128 kept: 64 ran at ..." named a batch it did not train at
+    slower = choose(timed, 20, 36, 256, BASE, budget_seconds=20,
+                    time_at=lambda candidate, batch: 2000.0 if batch >= 128 else 100.0)
+    assert slower.batch_size == 256 and "batch 128" not in slower.reason and "ran at" not in slower.reason, \
+        slower.reason
 
 
 def test_the_rule_refuses_an_empty_table():

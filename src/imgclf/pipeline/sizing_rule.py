@@ -261,8 +261,11 @@ def choose(timed: list[Timed], train_seconds: float, train_images: int, batch_si
     elif time_at is not None and batch < batch_size:
         batch, refused, speed = confirm_halving(lambda b: time_at(timed[index], b), batch_size, batch, speed,
                                                 speed_kept)
-    if min(batch, train_images) == min(batch_size, train_images):  # both hold the whole training split: one batch,
-        batch = batch_size  # where "down to 128 (from 256, learning rate scaled alike)" said it changed (48 images)
+    if batch != batch_size and min(batch, train_images) == min(batch_size, train_images):
+        # both hold the whole training split, one batch: "down to 128 (from 256, learning rate scaled alike)" said
+        # it changed (48 images), and "batch 128 kept: 64 ran at 0.53 of its speed" named a batch the run did not
+        # train at (36 images)
+        batch, refused, speed = batch_size, "", timed[index].images_per_s
     trained = min(cap, predicted_epochs(speed, train_seconds, train_images))
     if batch != batch_size:
         lr_note = lr_note or ("learning rate scaled alike" if batch < batch_size

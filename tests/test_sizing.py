@@ -465,6 +465,10 @@ def test_the_input_size_comes_from_the_images(tmp_path, size, mode, expected):
 def test_sizing_needs_a_time_limit():
     with pytest.raises(ImgclfError, match="time_limit.*sizing=probe"):
         make_config(data="x", sizing="probe")
+    # `--recipe fast --time-limit none --schedule onecycle`: the way on, as README gives it
+    with pytest.raises(ImgclfError, match=r"sizing=probe: the model is sized .* Give --time-limit 10m, or train "
+                                          r"without a budget: --sizing fixed"):
+        make_config(data="x", sizing="probe", schedule="onecycle")
 
 
 @pytest.mark.parametrize("given, refused", [

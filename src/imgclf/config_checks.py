@@ -358,7 +358,8 @@ class SettingChecks(BaseModel):
                           "--time-limit (e.g. --time-limit 10m)", also={"schedule": self.schedule})
         if self.sizing == "probe" and not self.time_limit:
             raise invalid("time_limit", self.time_limit, "set when sizing=probe: the model is sized for the budget "
-                          "(e.g. --time-limit 10m)", also={"sizing": self.sizing})
+                          "(e.g. --time-limit 10m)", also={"sizing": self.sizing},
+                          hint="Give --time-limit 10m, or train without a budget: --sizing fixed")
         if self.sizing == "probe" and (self.time_limit_seconds or 0) < MIN_PROBED_SECONDS:
             # the probe's own 2-3 s took the whole budget: 0 epochs, random weights, reported as a completed run
             raise invalid("time_limit", self.time_limit, f"at least {MIN_PROBED_SECONDS:g}s when sizing=probe: timing "

@@ -74,3 +74,26 @@ def test_the_config_the_card_and_the_head_offer_the_same_detectors():
     from imgclf.records import UnknownInfo
 
     assert get_args(UnknownDetector) == DETECTORS == get_args(UnknownInfo.model_fields["detector"].annotation)
+
+
+def test_a_covariance_whose_inverse_float32_leaves_indefinite_gets_the_least_ridge_that_keeps_it_definite():
+    """Features that barely varied across some direction (a backbone with a constant stem): the precision,
+    rounded to float32 as it is stored, was not positive definite, and the run failed after its last epoch on the
+    detector's Cholesky factor ("internal error: linalg.cholesky ... not positive-definite")."""
+    import torch
+
+    from imgclf.ood import _stored_precision
+
+    near = 1 - 1e-9  # two features that move together, all but exactly
+    covariance = np.array([[1.0, near, 0.0], [near, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    with pytest.raises(RuntimeError):  # the plain inverse, stored in float32, as the detector took it
+        torch.linalg.cholesky(torch.from_numpy(np.linalg.inv(covariance).astype(np.float32)).double())
+    precision = _stored_precision(covariance)
+    stored = torch.from_numpy(precision.astype(np.float32))
+    head = TrustHead(1.0, "mahalanobis", None, torch.zeros(2, 3), stored, "pre-logits")
+    assert torch.isfinite(head.whiten).all()
+    # a ridge, not the Euclidean fallback: the two features' tie still shapes the distance
+    assert precision[0, 1] < -100 and precision[2, 2] == pytest.approx(0.5, rel=1e-3)
+    # a well-conditioned covariance is inverted as it is, no ridge
+    plain = np.array([[2.0, 0.5], [0.5, 1.0]])
+    assert np.allclose(_stored_precision(plain), np.linalg.inv(plain))

@@ -223,8 +223,25 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, num_classes: int,
     if not np.any(centred):  # one row per class (or alike rows): no spread to fit, and the precision is singular
         raise invalid("features", Described(f"{len(z)} rows of {num_classes} classes, each equal to its class's mean"),
                       "rows that vary within at least one class")
-    precision = LedoitWolf(assume_centered=True).fit(centred).precision_
-    return means, (precision + precision.T) / 2
+    covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
+    return means, _stored_precision(covariance)
+
+
+def _stored_precision(covariance: np.ndarray) -> np.ndarray:
+    """The covariance's inverse, symmetric and positive definite once stored in float32 (the detector's Cholesky
+    factor is taken of the stored matrix): features with next to no spread in some direction gave a precision
+    that float32 rounding left indefinite, and the run failed after its last epoch with an internal error. Such a
+    covariance gets the smallest ridge (a share of its mean variance) that keeps it so."""
+    scale = max(float(np.trace(covariance)) / len(covariance), np.finfo(np.float64).tiny)
+    for ridge in (0.0, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1):
+        precision = np.linalg.inv(covariance + ridge * scale * np.eye(len(covariance)))
+        precision = (precision + precision.T) / 2
+        try:
+            np.linalg.cholesky(precision.astype(np.float32).astype(np.float64))
+            return precision
+        except np.linalg.LinAlgError:
+            continue
+    return np.eye(len(covariance)) / scale  # no shape left to the spread: Euclidean distance, scaled
 
 
 def fit_standardise(parts: np.ndarray) -> np.ndarray:

@@ -200,7 +200,8 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
                 ": the corrected command may use the same --out." if out is not None else ".")
         else:
             said = f"{exc}{exc.kept}"
-        raise ImgclfError(said, exc.argument) from None
+        exc.args = (said, *exc.args[1:])
+        raise
 
 
 def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[str, Any], trials: int,

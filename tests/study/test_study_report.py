@@ -289,3 +289,25 @@ def test_each_class_has_its_own_line_style_in_the_per_class_recall_figure(study,
     assert dashed == set(MINORITY)  # minority classes stay dashed
     xs = {tuple(line.get_xdata()) for line in lines}
     assert len(xs) == len(CLASSES)  # stepped sideways: equal values do not hide each other
+
+
+def test_on_a_phone_the_figures_keep_their_drawn_size_in_frames_that_scroll(study, tmp_path):
+    """At 390 px the study's figures (1,144 px wide) were shrunk to the screen, their text read at 4 px."""
+    from pathlib import Path
+
+    if not Path("/usr/lib/chromium/chromium").exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    out, result = study
+    page_path = write_study_report(out, result)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/lib/chromium/chromium",
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(page_path.resolve().as_uri(), wait_until="load")
+        shown = page.eval_on_selector_all("img", "els => els.map(e => [e.clientWidth, e.naturalWidth])")
+        wider = page.evaluate("() => document.documentElement.scrollWidth > window.innerWidth")
+        browser.close()
+    assert len(shown) == 7 and all(natural and client >= 0.99 * natural for client, natural in shown), shown
+    assert not wider  # each frame scrolls, not the page

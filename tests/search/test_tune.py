@@ -537,7 +537,7 @@ def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
     import imgclf
     import imgclf.pipeline.run as run_module
     from imgclf.errors import ImgclfError, invalid
-    from imgclf.search.search import FAILED_IN_A_ROW, failures_to_stop
+    from imgclf.search.failures import FAILED_IN_A_ROW, failures_to_stop
 
     # a search of 2 trials ran 10 failed ones; one of many trials stops after at most 10
     assert (failures_to_stop(1), failures_to_stop(2), failures_to_stop(5), failures_to_stop(50)) == \

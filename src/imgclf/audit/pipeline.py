@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.groups import linked_under_several_classes
 from ..duplicates.hashing import content_digests, perceptual_signatures
 from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates
 from ..duplicates.thumbnails import grey_thumbnails
@@ -191,7 +192,8 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     thumbs = grey_thumbnails(images.comparison if images.comparison is not None else images.pixels)
     signatures = perceptual_signatures(thumbs, seed=seed)
     duplicates = find_duplicates(thumbs, signatures, digests, threshold=near_threshold)
-    linked = _linked_across_classes(images, duplicates)
+    linked = sum(linked_under_several_classes([images.paths[i] for i in g.members], images.labels[g.members])
+                 for g in duplicates.groups)
     if linked:
         warn(f"{linked} picture{'s are' if linked != 1 else ' is'} one file linked into several class folders: a "
              "multi-label layout, which the audit (single-label) lists as conflicting labels; if an image may "
@@ -270,24 +272,6 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     write_json(result.json_path, record.model_dump(mode="json"))
     remember(data, result.json_path)
     return result
-
-
-def _linked_across_classes(images: AuditImages, duplicates: Duplicates) -> int:
-    """Groups holding one file (hard or symbolic links) under more than one class: how a multi-label folder tree is
-    laid out, as training's warning tells it (`data.groups.files_in_several_classes`), not two people's labels."""
-    from ..data.folder import file_identity
-
-    found = 0
-    for g in duplicates.groups:
-        classes_of: dict[object, set[int]] = {}
-        for i in g.members:
-            try:
-                key: object = file_identity(images.paths[i])
-            except OSError:  # gone since it was read: its own file
-                key = images.paths[i]
-            classes_of.setdefault(key, set()).add(int(images.labels[i]))
-        found += any(len(c) > 1 for c in classes_of.values())
-    return found
 
 
 def _use_run_split(run: str | os.PathLike, images: AuditImages, digests: list[str]) -> str:

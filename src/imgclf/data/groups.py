@@ -247,24 +247,32 @@ def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str])
     many of them are one file reached through hard or symbolic links, the paths of one example). Links are how a
     multi-label folder tree is laid out (`--task multilabel` reads it as label sets); copies are conflicting
     labels."""
-    from .folder import file_identity
-
     members: dict[str, list[tuple[int, int]]] = {}
     for split in splits.values():
         for row, label in zip(np.asarray(split.indices).tolist(), np.asarray(split.labels).tolist()):
             if grouping.digests[row]:
                 members.setdefault(grouping.digests[row], []).append((row, label))
     conflicting = [m for m in members.values() if len({label for _, label in m}) > 1]
-
-    def identity(path: str) -> object:
-        try:
-            return file_identity(path)
-        except OSError:  # gone since the scan: counted as its own file
-            return path
-
-    linked = sum(len({identity(paths[row]) for row, _ in m}) < len(m) for m in conflicting)
+    linked = sum(linked_under_several_classes([paths[row] for row, _ in m], [label for _, label in m])
+                 for m in conflicting)
     example = [paths[row] for row in _one_per_class_first(conflicting[0])] if conflicting else []
     return len(conflicting), linked, example
+
+
+def linked_under_several_classes(paths: Sequence[str], labels: Sequence[int]) -> bool:
+    """Whether one file among `paths` (reached through hard or symbolic links) sits under more than one of the
+    `labels`: how a multi-label folder tree is laid out, not two people's labels. Training's warning and the
+    audit's both ask it of a group of identical pictures."""
+    from .folder import file_identity
+
+    classes_of: dict[object, set[int]] = {}
+    for path, label in zip(paths, labels):
+        try:
+            key: object = file_identity(path)
+        except OSError:  # gone since it was read: its own file
+            key = path
+        classes_of.setdefault(key, set()).add(int(label))
+    return any(len(found) > 1 for found in classes_of.values())
 
 
 def _one_per_class_first(group: list[tuple[int, int]]) -> list[int]:

@@ -35,13 +35,14 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..config_text import parse_seconds
-from ..errors import ImgclfError, check_switch, invalid, invalid_message
+from ..errors import ImgclfError, check_switch, invalid
 from ..records.tune import TUNE_FILE
 from .checks import check_base
 from .folder import (SEARCH_FILE, STUDY_FILE, STUDY_NAME, check_resume, check_same_model, discard_unused, file_sets,
                      refuse_changed_data, resumed_request, search_folder)
 from .budget import trial_seconds
 from .study_db import fail_unfinished, open_storage, stored_trials
+from .failures import NoTrialCompleted, failures_to_stop, no_trial_completed
 from .interrupt import SearchInterrupted, interrupted_message
 from .objective import objective_for
 from .space import Param, apply, check_against, default_space, parse_param, read_space, typed_for_model
@@ -88,29 +89,6 @@ def _space(space: Any, base: TrainConfig, lr_given: bool = False) -> list[Param]
 def _settings(base: TrainConfig) -> dict[str, Any]:
     """The base config as trials get it: what was resolved, without the search's own folders."""
     return {k: v for k, v in base.model_dump(mode="json").items() if k not in ("out", "schema_version", "lr_auto")}
-
-
-# A failed trial (a setting drawn that the run refuses) is replaced by a new draw; this many in a row mean the
-# failure is the search's own, not a draw's, and the search stops instead of drawing for ever.
-FAILED_IN_A_ROW = 10  # at most; a search of fewer trials stops after as many failures in a row (at least 3)
-
-
-def failures_to_stop(trials: int) -> int:
-    """Failed trials in a row that stop a search of `trials`: a failed draw is redrawn, but a search of 2 trials
-    ran 10 failed ones where every draw was refused alike."""
-    return min(FAILED_IN_A_ROW, max(3, trials))
-
-
-class NoTrialCompleted(ImgclfError):
-    """No trial of a search completed. `kept`: what to add where the search's folder is kept (its files say
-    more); a new search's folder is emptied instead (`discard_unused`), and the message then says so."""
-
-    def __init__(self, message: str, argument: str | None, kept: str = ""):
-        super().__init__(message, argument)
-        self.kept = kept
-
-    def __reduce__(self):
-        return type(self), (str(self), self.argument, self.kept)
 
 
 def _used_seconds(study: Any) -> float:
@@ -400,26 +378,7 @@ def finish(folder: Path, study: Any, search: dict[str, Any], trials: int, budget
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
         _write_record(folder, study, search, trials, budget, f"{stop_reason}, none completed")
-        failed = [t for t in study.get_trials(deepcopy=False)
-                  if t.state == TrialState.FAIL and t.user_attrs.get("stopped", "").startswith("failed: ")]
-        causes = {t.user_attrs.get("failed_argument") for t in failed}
-        if failed and len(causes) == 1 and None not in causes:
-            # every trial refused for one setting (a typo in the space, a base setting no run takes): that refusal
-            # leads, naming its setting, not "trials must be ..." as if more trials could have helped
-            last = failed[-1].user_attrs["stopped"][len("failed: "):]
-            raise NoTrialCompleted(f"{last.rstrip('.')} (every trial of the search failed with it: {len(failed)} in "
-                                   f"{folder}).",
-                                   causes.pop(), kept=" Its trials are listed in tune.json.")
-        if failed:  # the cause, where every trial failed alike (a typo in the space), not a count of trials
-            last = failed[-1].user_attrs["stopped"][len("failed: "):]
-            raise NoTrialCompleted(invalid_message(
-                "trials", trials, "enough for at least one trial to complete",
-                note=f"none completed in {folder}: {len(failed)} failed, the last with: {last}",
-                hint="Correct the setting named (in --space, Python space=, or the settings)"), "trials",
-                kept=" The trial folders and tune.json say why each failed.")
-        raise NoTrialCompleted(invalid_message("trials", trials, "enough for at least one trial to complete",
-                                               note=f"none completed in {folder}"), "trials",
-                               kept=" The trial folders and tune.json say why.")
+        raise no_trial_completed(study, folder, trials)
     best = study.best_trial
     best_run = folder / best.user_attrs["run"]
     run = RunDir(best_run)

@@ -47,6 +47,15 @@ def test_audit_command_writes_its_files_and_inspect_shows_the_counts_until_the_f
     os.utime(leaked, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # the folder changed
     stale = runner.invoke(app, ["inspect", str(data)])
     assert "is stale: the folder changed since" in stale.output and "duplicates:" not in stale.output
+    # the cache's pointer to the audit is read through its type: one of another shape is no audit, not a traceback
+    from imgclf.audit.freshness import AuditPointer, pointer_path
+
+    pointer = pointer_path(data)
+    assert AuditPointer.model_validate_json(pointer.read_text()).audit == str(out / "audit.json")
+    for broken in ('["not", "a", "pointer"]', '{"root": "x", "audit": 3, "extra": 1}', "{"):
+        pointer.write_text(broken)
+        shown = runner.invoke(app, ["inspect", str(data)])
+        assert shown.exit_code == 0 and str(out / "audit.json") not in shown.output, (broken, shown.output)
 
 
 def test_audit_json_option_prints_the_counts(tmp_path):

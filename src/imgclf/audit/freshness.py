@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from ..data.cache import default_cache_dir
 from ..data.folder import FolderScan
 from ..io import read_json, write_json
@@ -57,6 +59,15 @@ def run_fingerprint(run_dir: str | os.PathLike) -> str:
     return digest.hexdigest()[:32]
 
 
+class AuditPointer(BaseModel):
+    """The cache's entry for a folder: its real path and the audit.json written of it last (a cache file, so
+    not one of the run records: unreadable, it only costs inspect the counts)."""
+
+    model_config = ConfigDict(extra="forbid")
+    root: str
+    audit: str
+
+
 def pointer_path(root: str | os.PathLike) -> Path:
     key = hashlib.sha256(os.path.realpath(root).encode("utf-8", "surrogateescape")).hexdigest()[:24]
     return default_cache_dir() / "audits" / f"{key}.json"
@@ -66,7 +77,8 @@ def remember(root: str | os.PathLike, audit_json: str | os.PathLike) -> None:
     """Point the folder's cache entry at `audit_json`. Best effort: an unwritable cache only costs inspect
     the counts."""
     try:
-        write_json(pointer_path(root), {"root": os.path.realpath(root), "audit": os.path.abspath(audit_json)})
+        pointer = AuditPointer(root=os.path.realpath(root), audit=os.path.abspath(audit_json))
+        write_json(pointer_path(root), pointer.model_dump())
     except OSError:
         pass
 
@@ -79,10 +91,9 @@ def latest_audit(scan: FolderScan) -> tuple[str, Path, Any] | None:
     from ..records import AuditRecord
 
     try:
-        pointer = read_json(pointer_path(scan.root))
-        path = Path(pointer["audit"])
+        path = Path(AuditPointer.model_validate(read_json(pointer_path(scan.root))).audit)
         record = AuditRecord.model_validate(read_json(path))
-    except (OSError, ValueError, KeyError, TypeError, ValidationError):
+    except (OSError, ValueError, ValidationError):
         return None
     if os.path.realpath(record.root) != os.path.realpath(scan.root):
         return None

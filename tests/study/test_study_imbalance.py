@@ -702,13 +702,13 @@ def test_a_repeated_configuration_or_an_empty_list_item_is_refused(pool, tmp_pat
 
 def test_a_study_extended_with_a_configuration_it_holds_in_another_order_is_refused():
     """Extended with bn+reg after reg+bn, every cell of that configuration was trained again under a new name."""
-    from imgclf.study.imbalance import _refuse_respelled
+    from imgclf.study.configurations import refuse_respelled
 
-    _refuse_respelled(["reg+bn", "none"], ["none", "reg+bn"])  # the same spelling extends the same cells
+    refuse_respelled(["reg+bn", "none"], ["none", "reg+bn"])  # the same spelling extends the same cells
     with pytest.raises(ImgclfError, match=r"configs entry must be .*Received: configs entry='bn\+reg' \(the same "
                                           r"tokens as the study's own 'reg\+bn'\)\. Name it 'reg\+bn' \(its cells "
                                           r"are trained already\)"):
-        _refuse_respelled(["bn+reg"], ["none", "reg+bn"])
+        refuse_respelled(["bn+reg"], ["none", "reg+bn"])
 
 
 def test_a_subset_whose_total_moved_says_so_in_the_log_the_record_and_the_page(pool, study_dir, tmp_path):

@@ -17,6 +17,7 @@ Protocols (how each cell's subset is split):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import invalid
@@ -160,3 +161,20 @@ def check_overrides(overrides: dict[str, Any], protocol: str = "standard") -> No
     clash = sorted(k for k in extra_args if k in STUDY_MODEL_ARGS)
     if clash:
         raise invalid("model_args", extra_args, f"free of {clash} in a study: the configurations decide them")
+
+
+def refuse_respelled(configs: Sequence[str], earlier: Sequence[str] = ()) -> None:
+    """Two spellings of one configuration (weighted+focal and focal+weighted) trained every cell twice and showed
+    two configurations with the same scores; against a study's `earlier` configurations, its cells again."""
+    def tokens(name: str) -> frozenset[str]:
+        return frozenset(t.strip() for t in name.split("+"))
+
+    seen = {tokens(c): c for c in earlier}
+    for c in configs:
+        first = seen.setdefault(tokens(c), c)
+        if first != c:
+            where = "the study's own" if first in earlier else "another entry,"
+            raise invalid("configs entry", c, "a configuration not given already in another order",
+                          note=f"the same tokens as {where} {first!r}",
+                          hint=f"Name it {first!r}" + (" (its cells are trained already)" if first in earlier else
+                                                       ", once"))

@@ -27,7 +27,7 @@ from ..io import outside_data
 from ..stats import mean_std
 from .cells import read_cell, refuse_cells_configured_otherwise
 from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
-                             built_in_regularisation, configuration_settings, held_out)
+                             built_in_regularisation, configuration_settings, held_out, refuse_respelled)
 from .files import read_study, write_study
 
 
@@ -73,23 +73,6 @@ def _compared(request: dict[str, Any]) -> dict[str, Any]:
 
     overrides = {k: v for k, v in (request.get("overrides") or {}).items() if k not in RUNTIME_ONLY}
     return {**request, "overrides": overrides}
-
-
-def _refuse_respelled(configs: Sequence[str], earlier: Sequence[str] = ()) -> None:
-    """Two spellings of one configuration (weighted+focal and focal+weighted) trained every cell twice and showed
-    two configurations with the same scores; against a study's `earlier` configurations, its cells again."""
-    def tokens(name: str) -> frozenset[str]:
-        return frozenset(t.strip() for t in name.split("+"))
-
-    seen = {tokens(c): c for c in earlier}
-    for c in configs:
-        first = seen.setdefault(tokens(c), c)
-        if first != c:
-            where = "the study's own" if first in earlier else "another entry,"
-            raise invalid("configs entry", c, "a configuration not given already in another order",
-                          note=f"the same tokens as {where} {first!r}",
-                          hint=f"Name it {first!r}" + (" (its cells are trained already)" if first in earlier else
-                                                       ", once"))
 
 
 def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
@@ -138,7 +121,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if not configs or len(set(configs)) != len(configs):  # "none,none" ran the grid with the second "skipped"
         raise invalid("configs", list(configs), "distinct configurations, at least one, such as none,reg,reg+bn")
     settings = {c: configuration_settings(c, model) for c in configs}
-    _refuse_respelled(configs)
+    refuse_respelled(configs)
     try:
         seeds = [int(s) for s in seeds]
     except (TypeError, ValueError):
@@ -188,7 +171,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                       hint="Use a new --out (a study can only be extended with more rhos, configs or seeds)")
     cells = {(c.rho, c.config, c.seed) for c in (previous.cells if previous else [])}
     if previous is not None:  # extended with bn+reg after reg+bn: every cell of that configuration trained again
-        _refuse_respelled(configs, sorted({c.config for c in previous.cells}))
+        refuse_respelled(configs, sorted({c.config for c in previous.cells}))
     new = [(rho, c, s) for s in seeds for rho in rhos for c in configs]
     cells |= set(new)
     grid = sorted(cells, key=lambda c: (c[0], c[1], c[2]))

@@ -319,3 +319,25 @@ def _type_names() -> dict:
             "Explanation": Explanation, "Classifier": Classifier, "Run": Run, "Folds": Folds,
             "LRFindResult": LRFindResult, "MetricsRecord": MetricsRecord, "ModelCard": ModelCard, "RunRow": RunRow,
             "TuneResult": TuneResult}
+
+
+def test_a_train_config_built_or_changed_by_hand_answers_with_the_config_error():
+    with pytest.raises(ImgclfError, match=r"img_size must be from 1 to 4,096. Received: img_size=-3"):
+        imgclf.TrainConfig(data="d", img_size=-3)
+    with pytest.raises(ImgclfError, match="Did you mean: epochs"):
+        imgclf.TrainConfig(data="d", epoch=3)
+    config = imgclf.TrainConfig(data="d")
+    with pytest.raises(ImgclfError, match=r"Received: img_size=0"):
+        config.img_size = 0
+    assert config.img_size == imgclf.TrainConfig(data="d").img_size
+
+
+def test_a_run_trained_quietly_from_python_is_repeated_with_output_from_its_config(tiny_run):
+    """fit(progress=False) is the notebook's terminal, not the experiment: `imgclf train --config RUN/config.yaml`
+    must not inherit the silence."""
+    from imgclf.config import make_config
+    from imgclf.io import read_yaml
+
+    saved = read_yaml(tiny_run / "config.yaml")
+    assert "progress" not in saved
+    assert make_config(**saved).progress is True

@@ -30,6 +30,20 @@ class TrainConfig(SettingChecks):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    # TrainConfig is public: built or changed directly, it answers with the same ConfigError as make_config
+    # (pydantic's own ValidationError is not an ImgclfError, so `except ImgclfError` would miss it)
+    def __init__(self, /, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, values, TrainConfig, NULLABLE_SETTINGS)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, {name: value}, TrainConfig, NULLABLE_SETTINGS)) from None
+
     schema_version: int = Field(1, ge=1, le=1, description="Version of the config.yaml layout (not a setting).")
 
     # data
@@ -227,6 +241,6 @@ def make_config(sources: Mapping[str, str] | None = None, /, **values: Any) -> T
     """Build a TrainConfig, turning pydantic's errors into one readable ImgclfError (a ConfigError). sources:
     setting -> where the user wrote it, when not on the command line or in a call (a --config file's name)."""
     try:
-        return TrainConfig(**values)
+        return TrainConfig.model_validate(values)  # validated without __init__, so the sources reach the message
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, values, TrainConfig, NULLABLE_SETTINGS, sources)) from None

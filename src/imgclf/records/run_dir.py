@@ -156,7 +156,9 @@ class RunDir:
         return self._load("config.yaml", TrainConfig, self._read_mapping("config.yaml", read_yaml))
 
     def write_config(self, config: TrainConfig) -> None:
-        write_yaml(self.path / "config.yaml", config.model_dump(mode="json"))
+        # progress is the caller's terminal, not the experiment: `fit(progress=False)` in a notebook saved it,
+        # and `imgclf train --config RUN/config.yaml` then trained without a line of output
+        write_yaml(self.path / "config.yaml", config.model_dump(mode="json", exclude={"progress"}))
 
     # ----- dataset.json -------------------------------------------------------------------------
     def read_dataset(self) -> DatasetRecord:

@@ -341,3 +341,12 @@ def test_a_run_trained_quietly_from_python_is_repeated_with_output_from_its_conf
     saved = read_yaml(tiny_run / "config.yaml")
     assert "progress" not in saved
     assert make_config(**saved).progress is True
+
+
+def test_the_error_a_notebook_catches_is_reachable_from_the_package():
+    from imgclf.errors import ImgclfError as Defined
+
+    assert imgclf.ImgclfError is Defined and "ImgclfError" in imgclf.__all__
+    with pytest.raises(imgclf.ImgclfError, match="epochs"):
+        imgclf.fit(data="nowhere", epochs=-1)
+    assert "imgclf.load" in imgclf.Classifier.__doc__

@@ -80,6 +80,10 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     # one image on its own, a batch on its own, and grayscale arrays (H x W, H x W x 1) on an RGB model
     assert clf.predict(pil)[0].label == expected.label
     assert [p.path for p in clf.predict(np.stack([rgb, rgb, rgb]))] == ["images[0]", "images[1]", "images[2]"]
+    # premultiplied alpha (RGBa, La) as any other mode: Pillow has no La -> RGBA conversion
+    for premultiplied in ("RGBa", "La"):
+        p = clf.predict(pil.convert("RGBA").convert(premultiplied))[0]
+        assert p.error is None, (premultiplied, p.error)
     gray = np.asarray(pil.convert("L"))
     one, two = clf.predict([gray, gray[..., None]])
     assert one.top == two.top and one.error is None
@@ -121,6 +125,13 @@ def test_predict_takes_pil_images_and_numpy_arrays_as_it_takes_the_file(tiny_run
     # a 16-bit image, whose file is read on the 0..65535 scale: 200 is dark there, not 8-bit bright
     ([np.full((8, 8), 200, np.uint16)], r"uint16 array of shape 8x8\. A 16-bit image: divide by 65535"),
     ([np.zeros((0, 8, 3), np.uint8)], r"0x8x3 \(no pixels\)"),
+    # Keras' MNIST and scikit-learn's digits.images hold grey batches as N x H x W
+    (np.zeros((5, 8, 8), np.uint8), r"uint8 array of shape 5x8x8 \(not an image shape\)\. A batch of grey images "
+                                    r"\(N x H x W, .*pass arr\[\.\.\., None\]"),
+    # not torch's "can't convert Sparse layout tensor to numpy" from inside
+    (torch.zeros(3, 16, 16).to_sparse(), r"Received: a float32 tensor of shape 3x16x16 \(a sparse_coo tensor\)\. "
+                                         r"Pass tensor\.to_dense\(\)"),
+    (torch.empty(3, 16, 16, device="meta"), r"\(a meta tensor: it holds no values\)"),
 ])
 def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_folder, bad, pattern):
 
@@ -142,6 +153,8 @@ def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_fo
     (lambda clf, f: clf.infer_pixels(np.zeros((1, 8, 8, 1), np.uint8)),
      r"pixels must be uint8 images of shape \(N, 16, 16, 3\).*Received: an array of shape \(1, 8, 8, 1\)"),
     (lambda clf, f: clf.embed_pixels(np.zeros((2, 16, 16), np.uint8)), r"Received: an array of shape \(2, 16, 16\)"),
+    (lambda clf, f: clf.embed_pixels(np.zeros((2, 16, 16, 3), np.uint8), batch_size=0),
+     r"batch_size must be >= 1\. Received: batch_size=0"),
     (lambda clf, f: imgclf.load(clf.run_dir, device="foo"), r"device must be cpu, cuda, cuda:N or mps.*device='foo'"),
     (lambda clf, f: imgclf.load(clf.run_dir, device="cuda:7"), r"device='cuda:7' \(\d+ CUDA devices here\)"),
 ])

@@ -16,7 +16,7 @@ from ._version import __version__
 
 _notices.install()  # at import, so the modules' own loggers print the same way before and after the first warning
 
-__all__ = ["Classifier", "TrainConfig", "calibrate", "compare", "evaluate", "explain", "fit", "list_models",
+__all__ = ["Classifier", "ImgclfError", "TrainConfig", "calibrate", "compare", "evaluate", "explain", "fit", "list_models",
            "list_runs", "load", "lr_find", "report", "tune", "__version__"]
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ def fit(config: "TrainConfig | Mapping[str, Any] | None" = None, *, recipe: str 
     given". `resume="runs/x"` continues an interrupted or finished run (keyword values override its stored
     config, e.g. more epochs); `overwrite=True` replaces the run in `out`; `report=False` skips report.html (and
     removes a resumed run's earlier one).
-    Ctrl-C stops it with `imgclf.train.fit.TrainingInterrupted`, a KeyboardInterrupt saying how to resume.
+    Ctrl-C stops it with a KeyboardInterrupt saying how to resume (`from imgclf.train.fit import
+    TrainingInterrupted`). Bad settings raise `imgclf.ImgclfError` (a ValueError) naming the setting.
     The global random generators, environment and log levels are as before the call when it returns."""
     from .caller_state import kept_caller_state
     from .pipeline import fit as _fit
@@ -294,6 +295,10 @@ def __getattr__(name: str) -> Any:
         from .inference import Classifier
 
         return Classifier
+    if name == "ImgclfError":  # what every refusal of the user's input raises: `except imgclf.ImgclfError`
+        from .errors import ImgclfError
+
+        return ImgclfError
     if name == "TrainConfig":
         from .config import TrainConfig
 

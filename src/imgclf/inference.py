@@ -90,6 +90,10 @@ class PixelResults:
 
 
 class Classifier:
+    """A trained run ready to predict: made by `imgclf.load(RUN)`, then `.predict(images)` (paths, folders, PIL
+    images, arrays, tensors) returns one `Prediction` each, with the calibrated probabilities and the unknown
+    verdict. Load once, predict many times; safe to call from several threads."""
+
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu",
                  run_dir: str | os.PathLike | None = None, head: TrustHead | None = None, precision: str = "auto"):
         self.card = card
@@ -273,6 +277,8 @@ class Classifier:
         """uint8 (N, H, W, C) -> raw logits (N, K), before any temperature, and with features=True the features
         (N, D) the head's detector reads (`feature_source`): what the calibration and the unknown detector are fitted
         on."""
+        if batch_size < 1:
+            raise invalid("batch_size", batch_size, ">= 1")
         self._check_pixels(pixels)
         logits_out, features_out = [], []
         for start in range(0, len(pixels), batch_size):

@@ -146,6 +146,11 @@ def tensor_as_array(tensor: torch.Tensor, name: str, grey: bool = False) -> np.n
     passed). `grey`: the images go to a grey run, for which a 3 x H x W tensor may as well be 3 grey images."""
     channels = tensor.shape[0] if tensor.ndim == 3 else tensor.shape[1] if tensor.ndim == 4 else None
     received = tensor_described(tensor)
+    if tensor.layout != torch.strided:
+        raise invalid(name, received, IMAGE_KINDS, note=f"a {str(tensor.layout).removeprefix('torch.')} tensor",
+                      hint="Pass tensor.to_dense()")
+    if tensor.is_meta:
+        raise invalid(name, received, IMAGE_KINDS, note="a meta tensor: it holds no values")
     if tensor.ndim not in (2, 3, 4) or channels not in (None, 1, 3, 4):
         last = tensor.shape[-1] if tensor.ndim in (3, 4) else None
         hint = ("A channels-last tensor (H x W x C): pass tensor.permute(2, 0, 1), or its .numpy()"
@@ -199,10 +204,14 @@ def check_array(arr: np.ndarray, name: str, received: Described | None = None) -
     """An array that is an image (or, 4-D, a batch of them): shape, dtype, and floats within [0, 1] (a little
     overshoot allowed). `received`: how the error names what the caller passed (a tensor, before its permute)."""
     shape = "x".join(map(str, arr.shape)) or "scalar"
+    from_tensor = received is not None  # a tensor's own hints were given before it became this array
     received = received or Described(f"a {arr.dtype} array of shape {shape}")
     image_shape = arr.shape[1:] if arr.ndim == 4 else arr.shape
     if len(image_shape) not in (2, 3) or (len(image_shape) == 3 and image_shape[-1] not in (1, 3, 4)):
-        raise invalid(name, received, IMAGE_KINDS, note="not an image shape")
+        grey_batch = arr.ndim == 3 and not from_tensor
+        raise invalid(name, received, IMAGE_KINDS, note="not an image shape",
+                      hint="A batch of grey images (N x H x W, as Keras' MNIST or scikit-learn's digits.images): "
+                           "pass arr[..., None]" if grey_batch else None)
     if arr.size == 0:
         raise invalid(name, received, IMAGE_KINDS, note="no pixels")
     if np.issubdtype(arr.dtype, np.floating):

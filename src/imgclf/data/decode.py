@@ -76,7 +76,8 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
     if img.mode in COLOUR_KEYED and "transparency" in img.info:  # a palette's transparent entry, or a colour key
         img = img.convert("RGBA")  # (PNG tRNS on RGB or grey, as PNG optimisers write it): Pillow applies either
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        img = img.convert("RGBA")
+        # premultiplied grey (La) has no direct conversion to RGBA: through its straight form
+        img = (img.convert("LA") if img.mode == "La" else img).convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
     target = "L" if color == "grayscale" else "RGB"

@@ -70,3 +70,24 @@ def test_grayscale_given_for_colour_images_is_said(rgb_folder, tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="imgclf.data.color"):
         assert prepare_data(grey, 8, "grayscale", val_split=0.34, test_split=0.0).color_source == "color=grayscale"
     assert not caplog.text
+
+
+def test_a_class_folder_of_colour_images_among_many_grey_ones_makes_the_run_rgb(tmp_path):
+    """20 colour photos among 900 grey scans escaped a sample of 200 drawn from all: the sample takes each folder's
+    own share too. Sizes here shrink with the sample, and the draw over all is checked to miss them first."""
+    import numpy as np
+    from PIL import Image
+
+    from imgclf.data.color import detect_color
+    from imgclf.data.decode import header_sample
+
+    paths = []
+    for cls, count, mode in (("scans", 60, "L"), ("photos", 3, "RGB")):
+        (tmp_path / cls).mkdir()
+        for i in range(count):
+            paths.append(str(tmp_path / cls / f"{i:03d}.png"))
+            Image.fromarray(np.full((4, 4, 3), 90, np.uint8)).convert(mode).save(paths[-1])
+    paths.sort()
+    assert not any("photos" in p for p in header_sample(paths, 5))  # the draw over all misses the colour folder
+    assert detect_color(paths, sample=5, per_folder=2) == "rgb"
+    assert detect_color([p for p in paths if "scans" in p], sample=5, per_folder=2) == "grayscale"

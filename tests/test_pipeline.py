@@ -408,16 +408,18 @@ def test_one_picture_under_several_classes_is_warned(tmp_path, capsys, how):
     err = " ".join(capsys.readouterr().err.split())
     # said again by the report (it was said only on the terminal): dataset.json records it
     several = RunDir(run.path).read_dataset().duplicates.in_several_classes
-    assert (several.count, several.linked) == (2, 2 if how == "link" else 0)
+    assert (several.count, several.linked, several.files) == (2, 2 if how == "link" else 0, 4)
     assert len(several.example) == 2 and all((root / p).is_file() for p in several.example)
     page = " ".join(html.unescape(re.sub("<[^>]+>", " ", (run.path / "report.html").read_text())).split())
     if how == "link":
         assert "2 images sit in several class folders, 2 as links to one file" in err and "--task multilabel" in err
         assert "2 images sit in several class folders, 2 as links to one file" in page
     else:
-        assert "2 images are byte-identical under different classes" in err and "imgclf audit" in err
+        # files, not pictures: 10 copies of one placeholder in 3 classes are 30 files with conflicting labels
+        assert "4 files (2 pictures) are byte-identical copies under different classes" in err
+        assert "imgclf audit" in err
         assert "--task multilabel" not in err
-        assert "2 images are byte-identical under different classes" in page
+        assert "4 files (2 pictures) are byte-identical copies under different classes" in page
 
 
 def test_two_corrections_of_the_imbalance_are_warned(tmp_path, capsys):

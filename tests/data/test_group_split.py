@@ -320,6 +320,7 @@ def test_the_example_of_a_picture_under_several_classes_names_two_of_its_classes
                         seconds=0.0, threshold=0.9)
     splits = {"train": SimpleNamespace(indices=np.array([0, 1, 2, 4]), labels=np.array([0, 0, 0, 1])),
               "val": SimpleNamespace(indices=np.array([3]), labels=np.array([1]))}
-    count, linked, example = files_in_several_classes(grouping, splits, paths)
-    assert (count, linked) == (1, 0)
+    found = files_in_several_classes(grouping, splits, paths)
+    example = found.example
+    assert (found.count, found.linked, found.files) == (1, 0, 3)
     assert example[:2] == [paths[0], paths[3]] and sorted(example) == sorted(paths[i] for i in (0, 1, 3))

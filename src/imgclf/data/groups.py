@@ -242,11 +242,21 @@ def leaks_between(grouping: Grouping, split_rows: dict[str, np.ndarray], automat
     return out
 
 
-def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str]) -> tuple[int, int, list[str]]:
-    """Byte-identical images under more than one class of a single-label data set: (how many such pictures, how
-    many of them are one file reached through hard or symbolic links, the paths of one example). Links are how a
-    multi-label folder tree is laid out (`--task multilabel` reads it as label sets); copies are conflicting
-    labels."""
+@dataclass(frozen=True)
+class SeveralClassesFound:
+    """Byte-identical images under more than one class: `count` pictures, held in `files` files (10 copies of one
+    placeholder in each of 3 classes: 1 picture, 30 files), `linked` of the pictures one file reached through
+    hard or symbolic links, and one picture's paths as the `example`."""
+
+    count: int
+    linked: int
+    example: list[str]
+    files: int
+
+
+def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str]) -> SeveralClassesFound:
+    """Byte-identical images under more than one class of a single-label data set. Links are how a multi-label
+    folder tree is laid out (`--task multilabel` reads it as label sets); copies are conflicting labels."""
     members: dict[str, list[tuple[int, int]]] = {}
     for split in splits.values():
         for row, label in zip(np.asarray(split.indices).tolist(), np.asarray(split.labels).tolist()):
@@ -256,7 +266,7 @@ def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str])
     linked = sum(linked_under_several_classes([paths[row] for row, _ in m], [label for _, label in m])
                  for m in conflicting)
     example = [paths[row] for row in _one_per_class_first(conflicting[0])] if conflicting else []
-    return len(conflicting), linked, example
+    return SeveralClassesFound(len(conflicting), linked, example, sum(len(m) for m in conflicting))
 
 
 def linked_under_several_classes(paths: Sequence[str], labels: Sequence[int]) -> bool:
@@ -283,9 +293,14 @@ def _one_per_class_first(group: list[tuple[int, int]]) -> list[int]:
     return firsts + [row for row, _ in group if row not in firsts]
 
 
-def several_classes_warning(count: int, linked: int, example: list[str], audit: str) -> str:
-    """audit: the `imgclf audit` command that lists them (`audit_command`)."""
+def several_classes_warning(count: int, linked: int, example: list[str], audit: str, files: int | None = None) -> str:
+    """audit: the `imgclf audit` command that lists them (`audit_command`). files: how many files the `count`
+    pictures are (None: a run recorded before it was counted)."""
     shown = " and ".join(repr(p) for p in example[:2]) + (" ..." if len(example) > 2 else "")
+    if not linked and files is not None:
+        pictures = f"{count} picture{'s' if count != 1 else ''}"
+        return (f"{files} files ({pictures}) are byte-identical copies under different classes (e.g. {shown}): "
+                f"conflicting labels; run `{audit}` for the list")
     if linked:
         return (f"{count} image{'s' if count != 1 else ''} sit{'s' if count == 1 else ''} in several class folders, "
                 f"{linked} as links to one file (e.g. {shown}): a single-label run learns each under one class and "
@@ -344,7 +359,8 @@ def recorded_leak_warnings(dataset: Any, run_dir: str | os.PathLike | None, spli
         if dataset.task != "multilabel" else None
     several = grouping.in_several_classes
     conflicting = [several_classes_warning(several.count, several.linked,
-                                           [os.path.join(dataset.root, p) for p in several.example], audit)] \
+                                           [os.path.join(dataset.root, p) for p in several.example], audit,
+                                           several.files)] \
         if several is not None and several.count and split is None else []
     return conflicting + [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks
                           if split in (None, leak.split)]

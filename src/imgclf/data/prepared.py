@@ -98,9 +98,9 @@ class PreparedData:
             return None
         out = self.grouping.describe()
         if self.task != "multilabel":
-            count, linked, example = files_in_several_classes(self.grouping, self.splits, self.decoded.paths)
-            out["in_several_classes"] = {"count": count, "linked": linked,
-                                         "example": [relative_path(p, root) for p in example]}
+            several = files_in_several_classes(self.grouping, self.splits, self.decoded.paths)
+            out["in_several_classes"] = {"count": several.count, "linked": several.linked, "files": several.files,
+                                         "example": [relative_path(p, root) for p in several.example]}
         return out
 
     def describe(self) -> dict[str, object]:

@@ -60,6 +60,9 @@ class SeveralClasses(BaseModel):
     count: int = Field(ge=0, description="Pictures under more than one class.")
     linked: int = Field(ge=0, description="Of them, one file reached through hard or symbolic links.")
     example: list[str] = Field(default_factory=list, description="One such picture's files, relative to root.")
+    files: int | None = Field(None, ge=0, description="The files those pictures are (10 copies of one placeholder "
+                              "in each of 3 classes: 1 picture, 30 files); null in runs recorded before it was "
+                              "counted.")
 
 
 class DuplicateGrouping(BaseModel):

@@ -170,3 +170,39 @@ def test_caps_per_split_given_over_a_recipe_keep_its_other_splits():
     assert resolve_config(recipe="s3-fer-cnn-small", data="d", per_class_max=5).per_class_max == 5
     assert resolve_config(recipe="s3-fer-cnn-small", data="d", per_class_max={"test": 9}).per_class_max == \
         {**shipped, "test": 9}
+
+
+def test_the_hint_to_leave_a_class_out_keeps_the_choice_already_made(tmp_path):
+    """Following '--drop-classes broken' brought back the class dropped before it; with --classes given, the hint
+    named --drop-classes, which cannot be given beside it."""
+    import numpy as np
+    from PIL import Image
+
+    root = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=4, size=8)
+    (root / "later").mkdir()
+    (root / "broken").mkdir()
+    (root / "broken" / "x.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "broken" / "y.png")
+    (root / "broken" / "y.png").write_bytes((root / "broken" / "y.png").read_bytes()[:20])  # cut short
+    # an empty class folder, with another class dropped already
+    with pytest.raises(ImgclfError, match=r"--drop-classes broken,later\)"):
+        prepare_data(root, 8, "rgb", val_split=0.25, test_split=0.0, selection=Selection(drop_classes=["broken"]))
+    # a class with no readable image: the drop given so far, and the --classes given so far
+    with pytest.raises(ImgclfError, match=r"leave the class out: --drop-classes later,broken\.$"):
+        prepare_data(root, 8, "rgb", val_split=0.25, test_split=0.0, selection=Selection(drop_classes=["later"]))
+    with pytest.raises(ImgclfError, match=r"leave the class out: --classes a,b\.$"):
+        prepare_data(root, 8, "rgb", val_split=0.25, test_split=0.0,
+                     selection=Selection(classes=["a", "broken", "b"]))
+
+
+def test_a_class_asked_in_another_unicode_form_is_the_folder_read_in_nfc(tmp_path):
+    """macOS writes names in NFD; a folder so named is read as its NFC class, and --classes typed either way
+    is that class ('classes must be one of {... ïbis}. Did you mean: ïbis?')."""
+    import unicodedata
+
+    root = make_image_folder(tmp_path / "d", classes=("a", "b", unicodedata.normalize("NFC", "ïbis")), per_class=4,
+                             size=8)
+    kept = _prepare(root, classes=["a", unicodedata.normalize("NFD", "ïbis")])
+    assert kept.classes == ["a", unicodedata.normalize("NFC", "ïbis")]
+    dropped = _prepare(root, drop_classes=[unicodedata.normalize("NFD", "ïbis")])
+    assert dropped.classes == ["a", "b"]

@@ -12,7 +12,7 @@ from ..errors import invalid
 from .cache import decode_all
 from .color import resolve_color
 from .folder import FolderScan, count_skipped, require_images
-from .folder_checks import class_names_flag
+from .folder_checks import leave_out_flag
 from .groups import UNGROUPED_STREAM, decoded_groups, group_holdout, leaks_between, lopsided_holdouts, separated_groups
 from .merge import scan_folders
 from .prepared import PreparedData, Split
@@ -167,7 +167,8 @@ def prepare_data(
                              recorded)
     selection = selection or Selection(seed=seed)
     # empty class folders are refused after the selection, so --drop-classes can leave one out
-    scan = require_images(select_classes(scan or scan_folders(data, allow_empty=True), selection))
+    scan = require_images(select_classes(scan or scan_folders(data, allow_empty=True), selection),
+                          selection.classes, selection.drop_classes)
     classes = scan.classes
     class_id = {c: i for i, c in enumerate(classes)}
     tagged = [(split, path, class_id[c]) for split, items in scan.files.items() for path, c in items]
@@ -264,7 +265,7 @@ def prepare_data(
                       note=f"no usable training image for {empty}; {count_skipped([s['path'] for s in skipped])} "
                            "skipped",
                       hint=f"See `imgclf inspect {scan.root}`, or leave the class out: "
-                           f"{class_names_flag('drop_classes', empty)}")
+                           f"{leave_out_flag(empty, selection.classes, selection.drop_classes)}")
     if len(splits["val"]) == 0 and "val" in scan.files and fold is None:
         raise invalid("data", scan.root, "a val/ folder with at least one readable image",
                       note="val/ holds none", hint="Add images to val/, or remove it (val_split then draws one)")

@@ -12,7 +12,7 @@ from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
 from .fetch_record import warn_of_an_unfinished_fetch
 from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_output,  # noqa: F401 (run_folder's)
-                            class_names_flag, extra_classes_hint, index_file_hint, refuse_imgclf_output,
+                            extra_classes_hint, index_file_hint, leave_out_flag, refuse_imgclf_output,
                             warn_of_alike_class_names, warn_of_classes_one_level_down)
 from .file_kinds import (IMAGE_EXTENSIONS, INDEX_SUFFIXES, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME,  # noqa: F401
                          left_out_by_name, unread_photo_reason)
@@ -239,10 +239,12 @@ def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tupl
     return per_class
 
 
-def require_images(scan: FolderScan) -> FolderScan:
+def require_images(scan: FolderScan, classes: list[str] | None = None,
+                   drop_classes: list[str] | None = None) -> FolderScan:
     """The scan, refused when a class it keeps has a class folder with no image in it, or when a val/ or test/
     holds no image of the classes it keeps (a test/ of unlabelled images, a common Kaggle layout, was trained past,
-    and the run failed at its end for want of a test image)."""
+    and the run failed at its end for want of a test image). classes, drop_classes: the choice the scan was
+    made with, which the hint to leave a class out keeps."""
     if scan.layout == "splits":
         for split, items in scan.files.items():
             if split != "train" and not items:
@@ -255,7 +257,7 @@ def require_images(scan: FolderScan) -> FolderScan:
                                          f"extension in {', '.join(IMAGE_EXTENSIONS)}",
                       note=f"class folder {folder!r} holds no image",
                       hint=f"Add its images or remove the folder (imgclf train can also leave the class out: "
-                           f"{class_names_flag('drop_classes', [name])})")
+                           f"{leave_out_flag([name], classes, drop_classes)})")
     return scan
 
 

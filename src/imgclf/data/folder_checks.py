@@ -68,6 +68,19 @@ def class_names_flag(setting: str, names: list[str]) -> str:
     return f"--{setting.replace('_', '-')} {shlex.quote(','.join(names))}"
 
 
+def leave_out_flag(names: list[str], classes: list[str] | None = None,
+                   drop_classes: list[str] | None = None) -> str:
+    """How to leave `names` out on top of the choice already made: --drop-classes with the classes dropped already
+    (following a hint of the new ones alone brought those back), or --classes without `names` (the two settings
+    cannot be given together)."""
+    from .folder import class_key
+
+    if classes:
+        return class_names_flag("classes", [c for c in classes if class_key(c) not in names])
+    dropped = list(drop_classes or [])
+    return class_names_flag("drop_classes", dropped + [n for n in names if n not in map(class_key, dropped)])
+
+
 def extra_classes_hint(extra: list[str], classes: list[str], train_name: str, here: str,
                        present: list[str] = ()) -> str:
     """What to do with classes a val/ or test/ holds and train/ lacks: a name alike to one of train/'s but for case

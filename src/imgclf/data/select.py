@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import invalid
-from .folder import FolderScan
+from .folder import FolderScan, class_key
 from .folder_checks import class_names_flag
 
 
@@ -35,6 +35,7 @@ def select_classes(scan: FolderScan, selection: Selection) -> FolderScan:
     name, asked = ("classes", selection.classes) if selection.classes else ("drop_classes", selection.drop_classes)
     if not asked:
         return scan
+    asked = [class_key(cls) for cls in asked]  # as folder names are read: the NFD a macOS shell types is the class
     for cls in asked:
         if cls not in scan.classes:
             # 'empty ' or 'a,b' cannot come through the command line, which strips and splits names

@@ -206,3 +206,18 @@ def test_a_class_asked_in_another_unicode_form_is_the_folder_read_in_nfc(tmp_pat
     assert kept.classes == ["a", unicodedata.normalize("NFC", "ïbis")]
     dropped = _prepare(root, drop_classes=[unicodedata.normalize("NFD", "ïbis")])
     assert dropped.classes == ["a", "b"]
+
+
+@pytest.mark.parametrize("layout", ["flat", "splits"])
+def test_unreadable_files_of_a_class_left_out_are_not_listed_as_the_runs(tmp_path, layout):
+    root = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=4, size=8, layout=layout,
+                             per_split={"train": 4, "test": 2})
+    base = root / "train" if layout == "splits" else root
+    (base / "c" / "notes.txt").write_text("not an image")
+    (base / "a" / "cut.png").write_bytes(b"\x89PNG\r\n")
+    (root / "stray.txt").write_text("beside the classes")
+    kept = prepare_data(root, 8, "rgb", val_split=0.25, test_split=0.0,
+                        selection=Selection(drop_classes=["c"]))
+    listed = [item["path"] for item in kept.skipped]
+    assert not any("notes.txt" in p for p in listed), listed
+    assert any("cut.png" in p for p in listed), listed

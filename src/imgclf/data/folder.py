@@ -54,7 +54,7 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name in SYSTEM_NAMES
 
 
-def _split_dirs(root: Path) -> dict[str, Path]:
+def split_folders(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         alias = _SPLIT_ALIASES.get(entry.name.lower())
@@ -248,7 +248,7 @@ def require_images(scan: FolderScan, classes: list[str] | None = None,
     if scan.layout == "splits":
         for split, items in scan.files.items():
             if split != "train" and not items:
-                folder = None if scan.roots else _split_dirs(scan.root).get(split)
+                folder = None if scan.roots else split_folders(scan.root).get(split)
                 raise _split_without_images(scan.root, split, folder, scan.skipped)
     empty = [(name, folder) for name, folder in scan.empty if name in scan.classes]
     if empty:
@@ -293,7 +293,7 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
     skipped: list[dict[str, str]] = []
     empty: list[tuple[str, str]] = []
     empty_elsewhere: list[tuple[str, str]] = []
-    split_dirs = _split_dirs(root)
+    split_dirs = split_folders(root)
     if "train" in split_dirs or (split_dirs and without_train):
         trees = {split: _scan_class_tree(path, skipped, empty if split == "train" or without_train else
                                          empty_elsewhere, f"{path.name}/")

@@ -7,13 +7,15 @@ here that is `--drop-classes disgust --per-class-max train=2999,test=599`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import invalid
-from .folder import FolderScan, class_key
+from .folder import FolderScan, class_key, split_folders
 from .folder_checks import class_names_flag
 
 
@@ -47,7 +49,21 @@ def select_classes(scan: FolderScan, selection: Selection) -> FolderScan:
     if len(kept) < 2:
         raise invalid(name, asked, "a choice that leaves at least 2 classes", note=f"leaves {kept}")
     files = {split: [(path, c) for path, c in items if c in kept] for split, items in scan.files.items()}
-    return dataclasses.replace(scan, classes=kept, files=files)
+    left_out = set(scan.classes) - set(kept)
+    bases = [base for root in scan.roots or [scan.root]
+             for base in ([root] if scan.layout == "flat" else split_folders(root).values())]
+    skipped = [item for item in scan.skipped if _class_folder_of(item["path"], bases) not in left_out]
+    return dataclasses.replace(scan, classes=kept, files=files, skipped=skipped)
+
+
+def _class_folder_of(path: str, bases: list[Path]) -> str | None:
+    """The class (NFC) whose folder holds a skipped entry, None for one outside every class folder (a folder beside
+    the splits): a left-out class's unreadable files are no concern of the run, and were listed as if they were."""
+    for base in bases:
+        relative = os.path.relpath(path, base)
+        if relative != "." and not relative.startswith(".."):
+            return class_key(relative.split(os.sep)[0])
+    return None
 
 
 def cap_per_class(split: str, indices: np.ndarray, labels: np.ndarray, classes: list[str],

@@ -646,6 +646,24 @@ def test_a_broken_symlink_is_named_as_one(tiny_run, tmp_path):
     assert result.exit_code == 2 and "(broken symlink (its target is gone))" in result.output, result.output
 
 
+def test_a_named_pipe_given_by_name_is_an_error_entry_not_a_wait(tiny_run, tmp_path):
+    """`mkfifo x.png; imgclf predict RUN x.png` waited for a writer for ever."""
+    import os
+    import threading
+
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    rows = []
+    worker = threading.Thread(target=lambda: rows.extend(imgclf.load(tiny_run).predict([str(fifo)])), daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():  # a reader waits: a writer that opens and closes at once lets it go, and the test fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail("predict waited on the named pipe")
+    assert rows[0].error == "not a regular file (a named pipe)"
+
+
 def test_terminal_tables_keep_long_class_names_whole(tmp_path, monkeypatch):
     """On an 80-column terminal the class column cut every 'a_very_long_..._0K_variant' to the same
     'a_very_long_…', so the rows could not be told apart: the names now fold onto further lines, whole."""

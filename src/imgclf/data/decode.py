@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterator
 from typing import IO
@@ -196,6 +197,8 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
                  interpolation: str = "bilinear") -> tuple[np.ndarray, dict[str, object]]:
     """`open_image` plus the file's own width, height, mode and format, read from the same open (`inspect`
     reports both without reading a file twice)."""
+    if isinstance(source, (str, os.PathLike)):
+        _refuse_special_file(source)
     try:
         with quiet_pillow_warnings(), Image.open(source) as img:
             limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's documented way to lift the limit
@@ -245,6 +248,18 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise DecodeError("image has no pixels")
     return arr, meta
+
+
+def _refuse_special_file(path: str | os.PathLike) -> None:
+    """A named pipe, device or socket given by name (`mkfifo x.png`): opening it waits for a writer that may never
+    come, and `imgclf predict` hung. A folder walk skips them; a path given on its own is an error entry."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing, unreadable: Pillow's own open says which
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise DecodeError(f"not a regular file ({kind})")
 
 
 def image_to_array(img: Image.Image, size: int | None, color: str, interpolation: str = "bilinear") -> np.ndarray:

@@ -120,10 +120,16 @@ class MetricsRecord(Record):
     count: int = Field(ge=0)
     accuracy: float
     loss: float | None
-    macro: AverageScores = Field(description="Unweighted means over the classes the split holds (classes_present): "
-                                             "a class with no image has no recall to average.")
+    macro: AverageScores = Field(description="Unweighted means. Recall and F1 over the classes the split holds "
+                                             "(classes_present): a class with no image has no recall to average. "
+                                             "Precision over those and the classes the model predicted that the "
+                                             "split lacks, whose predictions are all false alarms.")
     weighted: AverageScores
-    per_class: dict[str, ClassScores]
+    per_class: dict[str, ClassScores] = Field(description="Each class's precision, recall, F1 and support. A score "
+                                              "that is undefined is written 0 (scikit-learn's zero_division=0): "
+                                              "recall and F1 of a class with no image (support 0), precision of a "
+                                              "class never predicted; the macro means leave out the first, and the "
+                                              "report shows them as a dash.")
     worst_class: WorstClass | None = None
     auc: dict[str, float | None]
     macro_auc: float | None = None

@@ -53,7 +53,7 @@ class TrainConfig(SettingChecks):
     classes: list[str] | None = Field(None, description="Keep only these classes (class folder names, e.g. "
                                       "a,b,c, stripped of spaces around them; a name with a comma or such "
                                       "spaces of its own: a list in a --config file); the model gets one output "
-                                      "per kept class.")
+                                      "per kept class, in the classes' sorted order whatever the order given.")
     drop_classes: list[str] | None = Field(None, description="Leave these classes out (e.g. disgust; "
                                            "names as for --classes); the others are kept. Not together with "
                                            "--classes.")

@@ -558,3 +558,12 @@ def test_one_run_left_once_the_others_are_passed_over_is_refused_as_one_run_give
     with pytest.raises(ImgclfError, match=r"^runs must be at least two readable, finished run directories\. .*"
                                           rf"\(1 left once these were passed over: {re.escape(str(unfinished))}: "):
         compare_runs([a0, unfinished], say_skipped=False)
+
+
+def test_classes_chosen_in_another_order_are_the_same_experiment(tmp_path):
+    """The outputs follow the sorted class names whatever the order --classes gives: two seeds of one choice,
+    given in two orders, were two groups 'differing in classes'."""
+    a0 = _configure(write_run(tmp_path, seed=0, run_name="a0"), classes=["dog", "cat"])
+    a1 = _configure(write_run(tmp_path, seed=1, run_name="a1"), classes=["cat", "dog"])
+    comparison = compare_runs([a0, a1])
+    assert [g.n for g in comparison.groups] == [2] and comparison.differing == []

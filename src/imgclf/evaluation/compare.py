@@ -176,6 +176,9 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
         # as the decode cache keyed it (all files, before the caps) tells whether the data changed
         data_set = dataset.cache_key
     settings = config.model_dump(mode="json")
+    for chosen in ("classes", "drop_classes"):  # a choice of classes, not an order: the outputs are sorted by name
+        if settings.get(chosen):
+            settings[chosen] = sorted(settings[chosen])
     if not _has_pretrained_weights(config.model):
         settings["pretrained"] = None
     return RunSummary(run_dir, run_dir.resolve().name, settings, config.seed,

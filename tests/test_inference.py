@@ -840,3 +840,25 @@ def test_the_cli_keeps_each_path_as_it_was_given_as_the_api_does(tiny_run, image
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["path"] for r in rows] == given == [p.path for p in imgclf.load(tiny_run).predict(given)]
+
+
+def test_a_folder_evaluation_skipped_is_counted_as_a_folder(tiny_run, image_folder, tmp_path):
+    """A symlink loop and a broken file: '7 files skipped' where the scan had said '6 files and 1 folder'; the
+    absolute path had lost the separator that marks a folder."""
+    import os
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    data = shutil.copytree(image_folder, tmp_path / "d")
+    first = sorted(os.listdir(data))[0]
+    os.symlink(data / first, data / first / "loop")
+    (data / first / "cut.png").write_bytes(b"\x89PNG\r\n")
+    metrics = imgclf.evaluate(run, data=str(data), progress=False)
+    paths = [s.path for s in metrics.skipped]
+    assert sum(p.endswith(os.sep) for p in paths) == 1 and len(paths) == 2, paths
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(data)], env={"COLUMNS": "300"})
+    assert "1 file and 1 folder skipped" in result.output, result.output

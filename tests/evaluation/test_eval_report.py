@@ -54,7 +54,8 @@ def test_cli_report_redraws_lists_skipped_files_and_survives_missing_weights(run
     with open(run_copy / "predictions.csv", "a") as f:
         f.write("/data/cat/broken.jpg,,,,,truncated file (image file is truncated),,,\n")
     metrics = json.loads((run_copy / "metrics.json").read_text())
-    metrics["skipped"] = [{"path": "/data/cat/broken.jpg", "reason": "truncated file (image file is truncated)"}]
+    metrics["skipped"] = [{"path": "/data/cat/broken.jpg", "reason": "truncated file (image file is truncated)"},
+                          {"path": "/data/cat/loop/", "reason": "symlink loop (a link back to a folder it is in)"}]
     (run_copy / "metrics.json").write_text(json.dumps(metrics))
     (run_copy / "model.safetensors").unlink()  # Grad-CAM needs the weights: the report says so instead of failing
     (run_copy / "report.html").unlink()
@@ -67,6 +68,7 @@ def test_cli_report_redraws_lists_skipped_files_and_survives_missing_weights(run
     assert "missing from" not in result.output  # every file the page reads is there
     html = (run_copy / "report.html").read_text()
     assert "/data/cat/broken.jpg" in html and "truncated file" in html
+    assert "1 file and 1 folder could not be used" in html  # a folder is not counted as a file
     assert re.search(r"run must [^<]*model\.safetensors", html)  # the reason, in the Explanations section
     assert (run_copy / "plots" / "confusion_counts.png").exists()  # figures redrawn
     assert not (run_copy / "plots" / "gradcam.png").exists()

@@ -322,6 +322,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         "unknown": unknown_facts(card, metrics),
         "slots": FIGURE_SLOTS,
         "skipped": skipped,
+        "skipped_count": count_skipped([s["path"] for s in skipped]),  # '6 files and 1 folder', not '7 files'
     }
 
 

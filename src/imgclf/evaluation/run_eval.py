@@ -94,7 +94,9 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     index = {c: i for i, c in enumerate(classes)}
     # absolute, as the run's own predictions.csv: `--data d` from another folder wrote rows that pointed nowhere
     # once read from anywhere else
-    skipped = [{**s, "path": os.path.abspath(s["path"])} for s in skipped]
+    # absolute, and a folder keeps its trailing separator (abspath drops it), which is how a folder is told apart
+    skipped = [{**s, "path": os.path.abspath(s["path"]) + (os.sep if s["path"].endswith(os.sep) else "")}
+               for s in skipped]
     return [os.path.abspath(p) for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", skipped
 
 

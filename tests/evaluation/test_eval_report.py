@@ -68,7 +68,8 @@ def test_cli_report_redraws_lists_skipped_files_and_survives_missing_weights(run
     assert "missing from" not in result.output  # every file the page reads is there
     html = (run_copy / "report.html").read_text()
     assert "/data/cat/broken.jpg" in html and "truncated file" in html
-    assert "1 file and 1 folder could not be used" in html  # a folder is not counted as a file
+    # a folder is not counted as a file, in the findings and in its section
+    assert "1 file and 1 folder could not be used; training and evaluation went on" in html
     assert re.search(r"run must [^<]*model\.safetensors", html)  # the reason, in the Explanations section
     assert (run_copy / "plots" / "confusion_counts.png").exists()  # figures redrawn
     assert not (run_copy / "plots" / "gradcam.png").exists()

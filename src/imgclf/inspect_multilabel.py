@@ -91,6 +91,9 @@ def render_index_inspection(summary: dict[str, Any], console: Any) -> None:
     splits = summary.get("splits")
     if splits:
         _render_splits(splits, classes, console)
+    else:  # a label only unreadable images carry is one training refuses: said here, before a run is tried
+        _say_missing_labels("readable", [c for c in classes if not summary["counts"][c]],
+                            "training refuses a label no training image carries", console)
     for split in summary.get("unreadable_splits", []):
         console.print(unreadable_split_line(split, f"the index's {console_text(split)} rows", f"remove the {split} rows"))
     if summary["skipped"]:
@@ -126,10 +129,17 @@ def _render_splits(splits: dict[str, Any], classes: list[str], console: Any) -> 
                 console.print(f"[yellow]{console_text(untuned)}[/yellow]")
             continue
         missing = [c for c in classes if not split["counts"][c]]
-        if missing:
-            one = len(missing) == 1
-            names = ", ".join(console_text(repr(c)) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            why = {"test": f"{'it has' if one else 'they have'} no test score",
-                   "train": "training refuses a label no training image carries"}.get(name)
-            console.print(f"[yellow]no {console_text(name)} image carries {len(missing)} label"
-                          f"{'' if one else 's'}[/yellow] ({names}){': ' + why if why else ''}")
+        why = {"test": f"{'it has' if len(missing) == 1 else 'they have'} no test score",
+               "train": "training refuses a label no training image carries"}.get(name)
+        _say_missing_labels(console_text(name), missing, why, console)
+
+
+def _say_missing_labels(where: str, missing: list[str], why: str | None, console: Any) -> None:
+    """'no train image carries 2 labels ('a', 'b'): why', or nothing when no label is missing."""
+    from .io import console_text
+
+    if missing:
+        one = len(missing) == 1
+        names = ", ".join(console_text(repr(c)) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        console.print(f"[yellow]no {where} image carries {len(missing)} label{'' if one else 's'}[/yellow] "
+                      f"({names}){': ' + why if why else ''}")

@@ -489,3 +489,22 @@ def test_index_paths_match_the_file_in_either_unicode_form_and_with_windows_sepa
     read = read_label_index(index)
     assert [os.path.basename(f) for f in read.files] == [nfd, "0000.png", nfd] and read.classes == ["cat", "dog"]
     assert all(os.path.isfile(f) for f in read.files)
+
+
+def test_a_label_only_unreadable_images_carry_is_named_by_inspect_and_training(tmp_path):
+    """inspect showed the label at 0 with no word, and training refused it with no way out."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    index, sets = make_mosaics(tmp_path, count=24)
+    (tmp_path / "images" / "cut.png").write_bytes(b"\x89PNG\r\n")
+    with open(index, "a") as f:
+        f.write("images/cut.png,zz\n")
+    result = CliRunner().invoke(app, ["inspect", str(index)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "no readable image carries 1 label ('zz'): training refuses a label no training image carries" in said
+    with pytest.raises(ImgclfError, match=r"no training image carries \['zz'\].*take the label out of the index's "
+                                          r"rows \(`imgclf inspect "):
+        prepare_data(str(index), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False)

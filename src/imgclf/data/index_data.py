@@ -195,7 +195,9 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
     missing = [c for c, n in zip(labelled.classes, splits["train"].targets.sum(0)) if n == 0]
     if missing:
         raise invalid("data", index, "an index where every label is carried by a decodable training image",
-                      note=f"no training image carries {missing}; {len(skipped)} file(s) skipped")
+                      note=f"no training image carries {missing}; {len(skipped)} file(s) skipped",
+                      hint="Mend or replace the images that carry it, or take the label out of the index's rows "
+                           f"(`imgclf inspect {index}` lists the files that cannot be read)")
     automatic = ["train", "val", "test"] if labelled.splits is None else \
         ["train", "val"] if not (column == "val").any() else []
     if grouping is not None:

@@ -350,3 +350,13 @@ def test_the_error_a_notebook_catches_is_reachable_from_the_package():
     with pytest.raises(imgclf.ImgclfError, match="epochs"):
         imgclf.fit(data="nowhere", epochs=-1)
     assert "imgclf.load" in imgclf.Classifier.__doc__
+
+
+@pytest.mark.parametrize("call", [imgclf.load, imgclf.evaluate, imgclf.report, imgclf.calibrate,
+                                  lambda run: imgclf.explain(run, [])])
+def test_a_run_folder_that_is_not_there_is_named_by_the_apis_keyword(call, tmp_path):
+    """'run must be ...' answered imgclf.load(run_dir=...) for a typo in the path."""
+    missing = tmp_path / "runs" / "nope"
+    with pytest.raises(ImgclfError, match=rf"^run_dir must be a run directory containing model\.json\. Received: "
+                                          rf"run_dir='{missing}' \(no such folder\)"):
+        call(str(missing))

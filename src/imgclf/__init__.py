@@ -251,10 +251,14 @@ def report(run_dir: Any, explain: bool = True) -> "Path":
 
 
 def _check_run_dir(run_dir: Any) -> None:
-    """A run that is not a path is refused naming this API's keyword (`run_dir`), not the command line's RUN."""
+    """A run that is not a path, or a path to nothing, is refused naming this API's keyword (`run_dir`), not the
+    command line's RUN (the readers deeper in name `run`)."""
+    from .errors import bad_path
     from .records.run_dir import run_path
 
-    run_path(run_dir, "run_dir")
+    path = run_path(run_dir, "run_dir")
+    if not path.exists() and not path.is_symlink():
+        raise bad_path("run_dir", path, "a run directory containing model.json", "no such folder")
 
 
 def _refuse_onnx(run_dir: Any, command: str) -> None:

@@ -47,7 +47,7 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
         if left_out:
             typer.echo(f"left out class folder(s) {', '.join(map(shown, left_out))}, as the run's training did "
                        "(its classes / drop_classes)")
-    page = " (and report.html, redrawn: it showed the scores now replaced)" if data is None and split == "test" and \
+    page = " (and report.html, redrawn with them)" if data is None and split == "test" and \
         (Path(run) / "report.html").exists() else ""
     typer.echo(f"wrote {results_dir(run, data, split) / 'metrics.json'} and predictions.csv{page}")
 

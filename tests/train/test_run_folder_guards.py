@@ -513,3 +513,16 @@ def test_a_resume_warns_of_the_evaluations_scored_with_the_weights_before(finish
         imgclf.fit(resume=str(run_dir), epochs=3, report=False)
     assert "1 evaluation of this run (evaluations/val) was scored with the weights before this resume: run imgclf " \
            "evaluate again to update it" in caplog.text
+
+
+def test_a_time_limit_first_given_on_resume_counts_the_epochs_trained_before_it(data, tmp_path, caplog):
+    """A limit kept across resumes counts every second trained; one first given on --resume counted only the new
+    process's, so the same `--epochs 100 --time-limit 6s` trained another epoch on one run and nothing on another."""
+    run = imgclf.fit({**SMALL, "data": str(data), "epochs": 2, "out": str(tmp_path / "run")}, progress=False,
+                     report=False)
+    assert RunDir(run.path).read_card().training.time_budget is None  # trained without a limit
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        resumed = imgclf.fit(resume=str(run.path), epochs=50, time_limit="0.01s", progress=False, report=False)
+    assert f"{run.path} has spent its time limit (0.01s: " in caplog.text
+    assert len(RunDir(run.path).read_history()) == 2  # no epoch trained on a limit already used up
+    assert resumed.stopped_reason == "time limit (0.01s)"

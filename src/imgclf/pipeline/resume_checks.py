@@ -187,16 +187,23 @@ def nothing_left_to_train(run: RunDir, epochs: int) -> str | None:
             f"again (--epochs {trained + 1} or more trains further)")
 
 
+def trained_seconds(run: RunDir) -> float:
+    """The seconds a run's epochs took so far (history.csv), or its card's training time where that is more: what a
+    time limit given on --resume counts as spent."""
+    trained = sum(row.seconds or 0.0 for row in run.read_history())
+    return max(trained, run.read_card().training.train_seconds if run.has("model.json") else 0.0)
+
+
 def time_budget_spent(run: RunDir, cfg: Any) -> str | None:
-    """The warning for a run stopped by its time limit and resumed under the same or a shorter one: the budget
-    counts the seconds trained before the resume, so it trains nothing and is only scored again, which looked like
-    a resume that had trained; None where time is left or the run did not stop on it."""
+    """The warning for a run resumed under a time limit it has already used up: the budget counts the seconds
+    trained before the resume, so it trains nothing and is only scored again, which looked like a resume that had
+    trained; None where time is left."""
     if not cfg.time_limit_seconds or not run.has("model.json"):
         return None
     training = run.read_card().training
     # the budget counts a sizing probe's seconds too (the `fast` recipe), which train_seconds leaves out
-    spent = training.train_seconds + float((training.time_budget or {}).get("before_training_seconds") or 0)
-    if not training.stopped.startswith("time limit") or spent < cfg.time_limit_seconds:
+    spent = trained_seconds(run) + float((training.time_budget or {}).get("before_training_seconds") or 0)
+    if spent < cfg.time_limit_seconds:
         return None
     return (f"{run.path} has spent its time limit ({cfg.time_limit}: {spent:.1f} s of training and sizing, which "
             "the limit counts): none left to train, so it is only scored and reported again (a longer --time-limit "

@@ -25,6 +25,7 @@ from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from ..records.run_dir import LOCK_FILE, WEIGHTS_FILE
 from .prepare import data_and_model, input_size
 from .resolve import resume_config
+from .resume_checks import trained_seconds
 from .run_folder import claim_run_dir, check_run_dir, remove_empty_folders, remove_run_files
 from .split_warnings import warn_about_splits
 
@@ -289,7 +290,8 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
                 _take_back(run, new_folder)
             raise
         result = train_model(resolved, data, model, run_dir, checkpoint, loggers, callbacks,
-                             budget_spent=sizing.counted_seconds if sizing else 0.0)
+                             budget_spent=sizing.counted_seconds if sizing else 0.0,
+                             trained_before=trained_seconds(run) if checkpoint is not None else 0.0)
     except (ImgclfError, MisconfigurationException) as exc:
         # A setting refused before any epoch ran (normalize=backbone without a backbone, a frozen backbone with
         # plain ddp), or Lightning's own refusal of the machine: take back the files written above, so the

@@ -145,11 +145,14 @@ def _devices(cfg: TrainConfig) -> int | str:
 def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, run_dir: Path,
                 ckpt_path: str | None = None, loggers: list[Any] | None = None,
                 extra_callbacks: list[Any] | None = None,
-                budget_spent: float = 0.0) -> TrainResult:
+                budget_spent: float = 0.0, trained_before: float = 0.0) -> TrainResult:
     """Fit `model` on `data` as `cfg` says; checkpoints and history.csv go to `run_dir`. With `restore_best` the
     returned model holds the best epoch's weights (by `cfg.monitor`). `loggers`: Lightning loggers (trackers) that
     receive per-step loss and learning rate and per-epoch metrics. `extra_callbacks`: Lightning callbacks of the
-    caller's own (a search's pruning callback), after imgclf's, so they see each epoch's metrics as logged."""
+    caller's own (a search's pruning callback), after imgclf's, so they see each epoch's metrics as logged.
+    budget_spent: seconds the run spent before training (the sizing probe); trained_before: seconds a resumed run
+    trained before this process. A time limit counts both; a checkpoint that holds its budget's own count (the run
+    had a limit before) replaces them."""
     import logging
 
     import lightning as L
@@ -163,7 +166,10 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     callbacks, best, history = _callbacks(cfg, run_dir, model, steps)
     for callback in callbacks:
         if type(callback).__name__ == "TimeBudget":  # time spent before training (the sizing probe) counts too
-            callback.spent = callback.before_training = budget_spent
+            callback.before_training = budget_spent
+            # a limit first given on --resume counts the epochs trained before it, as a limit kept across resumes
+            # does (it had trained a whole new epoch on one run and nothing on another, for the same flag)
+            callback.spent = budget_spent + trained_before
     callbacks.extend(extra_callbacks or [])
     if loggers:
         from lightning.pytorch.callbacks import LearningRateMonitor

@@ -192,7 +192,8 @@ class TrainConfig(SettingChecks):
                                       "called unknown).")
 
     # run
-    seed: int = Field(0, ge=0, description="Seeds the weights, the batch order and augmentation, and an automatic "
+    seed: int = Field(0, ge=0, le=2**32 - 1,  # numpy's bound, which Lightning's seed_everything meets
+                      description="Seeds the weights, the batch order and augmentation, and an automatic "
                       "val/test split too (another seed draws other held-out images).")
     folds: int | None = Field(None, ge=2, le=100, description="k-fold cross-validation: K runs (OUT/fold-1 ... "
                               "OUT/fold-K), each validating on one of K stratified folds of the non-test images "

@@ -242,6 +242,8 @@ ROWS = [
     row("train-time-limit-0", lambda w: w.train("--time-limit", "0"), "time_limit='0'"),
     row("train-time-limit-negative", lambda w: w.train("--time-limit", "-5m"), "time_limit='-5m'"),
     row("train-seed-negative", lambda w: w.train("--seed", "-1"), "seed=-1"),
+    # numpy's bound: Lightning's seed_everything failed on it with an internal error
+    row("train-seed-too-large", lambda w: w.train("--seed", "4294967296"), "seed=4294967296", "from 0 to 4,294,967,295"),
     row("train-early-stopping-negative", lambda w: w.train("--early-stopping", "-2"), "early_stopping=-2"),
     row("train-lr-factor-0", lambda w: w.train("--lr-factor", "0"), "lr_factor=0"),
     row("train-num-nodes-0", lambda w: w.train("--num-nodes", "0"), "num_nodes=0"),

@@ -456,3 +456,16 @@ def test_a_checkpoint_at_an_epoch_boundary_holds_no_batches_of_an_epoch(data, tm
 def _loader_state(path) -> dict:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     return checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+
+
+def test_a_run_whose_checkpoint_was_deleted_is_not_trained_again_from_epoch_1(data, tmp_path):
+    """Deleted to free space, last.ckpt's absence sent a finished run back to epoch 1, replacing its model and
+    history without a word."""
+    run = imgclf.fit({**BASE, "data": str(data)}, out=str(tmp_path / "done"), report=False)
+    (run.path / "checkpoints" / "last.ckpt").unlink()
+    weights = (run.path / "model.safetensors").read_bytes()
+    with pytest.raises(ImgclfError, match=r"^resume must be a run directory holding checkpoints/last\.ckpt.*a finished "
+                                          r"run without it: deleted since\? A resume would train again from epoch 1 "
+                                          rf"and replace the {EPOCHS} epochs trained\)\. Train a new run"):
+        imgclf.fit(resume=str(run.path), epochs=EPOCHS + 2, report=False)
+    assert (run.path / "model.safetensors").read_bytes() == weights and len(RunDir(run.path).read_history()) == EPOCHS

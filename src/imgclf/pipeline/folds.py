@@ -20,7 +20,7 @@ from ..notices import each_once, warn
 from ..records import RunDir
 from .experiment import experiment_settings
 from .folds_summary import FOLDS_FILE, METRICS, fold_dir, read_folds, summarize_folds
-from .resume_checks import data_listing, images_changed, labelled_images, refuse_missing_data
+from .same_data import data_listing, images_changed, labelled_images, refuse_missing_data
 
 __all__ = ["FOLDS_FILE", "METRICS", "Folds", "fit_folds", "fold_dir", "read_folds", "summarize_folds"]
 

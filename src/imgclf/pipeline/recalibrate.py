@@ -34,7 +34,7 @@ def refitted(run: RunDir, out: Path, stats_name: str = STATS_FILE, features: str
     from ..prediction_precision import fitting_precision
     from ..models import get_model_info
     from .prepare import run_images
-    from .resume_checks import check_data_in_place
+    from .same_data import check_data_in_place
     from .trust import fit_trust
 
     unknown = sorted(set(settings) - set(SETTINGS))

@@ -9,9 +9,10 @@ from ..errors import check_switch, invalid
 from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
-from .resume_checks import (check_batch_size, check_data_in_place, check_history, check_resumable,
-                            checked_checkpoints, nothing_left_to_train, refuse_missing_data, time_budget_spent)
+from .resume_checks import (check_batch_size, check_history, check_resumable, checked_checkpoints,
+                            nothing_left_to_train, time_budget_spent)
 from .run import Run, train_run
+from .same_data import check_data_in_place, refuse_missing_data
 
 
 def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -> Run:

@@ -223,7 +223,8 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     data, model, resolved = data_and_model(cfg, info, img_size, transfer_args, recorded)
     record = dataset_record(data)
     if resume and is_launch_zero:
-        from .resume_checks import check_same_images, penalty_unrecorded
+        from .resume_checks import penalty_unrecorded
+        from .same_data import check_same_images
 
         check_same_images(run, record, cfg)
         unrecorded = penalty_unrecorded(run, model)

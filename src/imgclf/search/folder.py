@@ -104,7 +104,7 @@ def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any
 def refuse_changed_data(folder: Path, cfg: Any) -> None:
     """A resumed search whose data folder changed since its trials were split: the new trials drew other train,
     val and test images (36/3/3 then 60/6/6), and the best was picked from validation accuracies of other images."""
-    from ..pipeline.resume_checks import images_changed, labelled_images
+    from ..pipeline.same_data import images_changed, labelled_images
     from ..records import RunDir
 
     trials = sorted((folder / "trials").iterdir()) if (folder / "trials").is_dir() else []

@@ -1,0 +1,145 @@
+"""Whether the images a run was trained on are still the ones the data lists: the checks a resume, a
+cross-validation's re-run, a search's resume and calibrate make before they read a run's data again."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import bad_path, invalid
+from ..io import relative_path
+from ..records import RunDir
+
+
+def refuse_missing_data(data: str | list[str] | None) -> None:
+    """A DATA that is not there (a typo), refused before anything is written: with --overwrite the folds' summary
+    was removed and the folder marked as an overwrite begun, so the right command then read as "an --overwrite
+    with other settings was interrupted there" though no fold had trained."""
+    for given in [data] if isinstance(data, (str, os.PathLike)) else list(data or []):
+        if not os.path.exists(given):
+            raise bad_path("data", given, "an existing folder or index file", "no such path")
+
+
+def data_listing(cfg: Any) -> Any:
+    """The data folders as a run of `cfg` lists them (layout, classes chosen), without decoding an image."""
+    from ..data.merge import scan_folders
+    from ..data.select import Selection, select_classes
+
+    return select_classes(scan_folders(cfg.data, allow_empty=True),
+                          Selection(cfg.classes, cfg.drop_classes, None, cfg.seed))
+
+
+def labelled_images(cfg: Any, scan: Any = None) -> set[tuple[str, str | None]] | None:
+    """(real path, label) of every image the data lists now, one pair per label an image carries ((path, None) for
+    an image of an index that carries none): real paths, as data given through a link, or a subset's tree of
+    links, is the same images; labels too, as a link added under another class is a new labelled image. scan: the
+    folder listing where the caller made it (`data_listing`). None where it cannot be told without reading the
+    run's way (an index whose labels are chosen with classes or drop_classes)."""
+    from ..data.multilabel import is_label_index, read_label_index
+
+    if scan is None and is_label_index(cfg.data):
+        if cfg.classes or cfg.drop_classes:
+            return None
+        index = read_label_index(cfg.data)
+        items: set[tuple[str, str | None]] = set()
+        for path, row in zip(index.files, index.targets):
+            real = os.path.realpath(path)
+            items |= {(real, index.classes[j]) for j in row.nonzero()[0]} or {(real, None)}
+        return items
+    scan = scan if scan is not None else data_listing(cfg)
+    return {(os.path.realpath(p), label) for items in scan.files.values() for p, label in items}
+
+
+def images_changed(run: RunDir, images: set[tuple[str, str | None]], capped: bool) -> str | None:
+    """How the labelled images a finished run was split from differ from `images` (`labelled_images`): "3 added,
+    1 relabelled, 1 gone", None where they do not: the runs of a cross-validation or a search are compared on their
+    splits, which other images redraw. capped: per_class_max, under which the run lists what its caps kept, so
+    images added are not counted."""
+    record = run.read_dataset()
+    root = Path(record.root)
+    recorded: set[tuple[str, str | None]] = set()
+    for split in record.splits.values():
+        sets = split.label_sets if split.label_sets is not None else [[label] for label in split.labels]
+        for file, ids in zip(split.files, sets):
+            real = os.path.realpath(root / file)
+            recorded |= {(real, record.classes[j]) for j in ids} or {(real, None)}
+    unreadable = {os.path.realpath(s.path) for s in record.skipped}  # listed by the folder, in no split
+    gone = {path for path, _ in recorded - images}
+    added = set() if capped else {path for path, _ in images - recorded if path not in unreadable}
+    relabelled = gone & added
+    counts = ((len(added - relabelled), "added"), (len(relabelled), "relabelled"), (len(gone - relabelled), "gone"))
+    said = ", ".join(f"{n} {word}" for n, word in counts if n)
+    return said or None
+
+
+def check_data_in_place(run: RunDir, cfg: Any, argument: str, command: str) -> None:
+    """The data the run trained on (config.yaml's data: folders, or a multi-label index file) still where it was:
+    else a command that reads it again (a resume, calibrate) said "data must be an existing folder", naming a
+    setting the user never gave it."""
+    datas = [cfg.data] if isinstance(cfg.data, (str, os.PathLike)) else list(cfg.data or [])
+    gone = [d for d in datas if not os.path.exists(d)]
+    if gone:
+        raise invalid(argument, run.path, "a run whose data is where it was trained (config.yaml's data)",
+                      note=f"{gone[0]} is no longer there",
+                      hint=f"Put it back at {gone[0]}; {command} reads the run's own images again")
+
+
+def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:
+    """Refuse to resume on images other than the run's: a file added to or gone from the data folder draws other
+    splits, and the resumed epochs would train on images the earlier ones held out (`now`: the resumed run's
+    DatasetRecord, before anything is written)."""
+    stored = run.read_dataset()
+    changes = []
+    for split in sorted(set(stored.splits) | set(now.splits), key=["train", "val", "test"].index):
+        old = set(zip(*_files(stored, split)))
+        new = set(zip(*_files(now, split)))
+        if old != new:
+            changes.append(f"{split}: {len(new - old)} added, {len(old - new)} gone")
+    if stored.streamed != now.streamed:
+        # near-duplicate groups draw a split only from a cached decode, and streamed images' mean and std are
+        # measured on fewer of them: the resumed epochs would see other inputs than the earlier ones
+        was, now_is = ("cached", "streamed") if now.streamed else ("streamed", "cached")
+        why = (f"the split drawn otherwise ({'; '.join(changes)})" if changes else
+               "their mean and std measured on another sample of the training images")
+        raise invalid("cache_budget", cfg.cache_budget, f"a budget that keeps its images {was}, as when it was "
+                      "trained", where=f"--resume {run.path}", note=f"they would be {now_is}, and {why}",
+                      hint="Resume with the --cache-budget the run was trained with")
+    if changes:
+        raise invalid("data", cfg.data, "the images this run was trained on, as its dataset.json lists them",
+                      where=f"--resume {run.path}", note=_folder_changes(stored, now, changes),
+                      hint=f"Put the folder back as it was (if it is, an older release drew this run's split), or "
+                           f"train a new run on it: imgclf train DATA --config {run.file('config.yaml')} --out NEW")
+
+
+def _folder_changes(stored: Any, now: Any, by_split: list[str]) -> str:
+    """What changed in the folder, then what that did to the splits: 104 images deleted from one class read as
+    "train: 220 added, 304 gone; val: ..." (the split is drawn again from what is left)."""
+    splits = ("train", "val", "test")
+    old = {f for split in splits for f in zip(*_files(stored, split))}
+    new = {f for split in splits for f in zip(*_files(now, split))}
+    gone, added = sorted(old - new), sorted(new - old)
+    # a listed image that is still there but no longer decodes is not "gone": say what is wrong with it
+    unreadable = {relative_path(s.path, now.root): s.reason for s in now.skipped}
+    broken = [f for f, _ in gone if f in unreadable]
+    gone = [g for g in gone if g[0] not in unreadable]
+    said = []
+    if broken:
+        said.append(f"{len(broken):,} of the images dataset.json lists cannot be read now (e.g. {broken[0]}: "
+                    f"{unreadable[broken[0]]})")
+    if gone:
+        said.append(f"{len(gone):,} of the images dataset.json lists {'is' if len(gone) == 1 else 'are'} gone or "
+                    f"relabelled (e.g. {gone[0][0]})")
+    if added:
+        said.append(f"{len(added):,} image{' is' if len(added) == 1 else 's are'} new (e.g. {added[0][0]})")
+    if not said:
+        return "the same images, split otherwise (" + "; ".join(by_split) + ")"
+    return ", ".join(said) + "; the splits drawn from the folder now differ (" + "; ".join(by_split) + ")"
+
+
+def _files(record: Any, split: str) -> tuple[list[str], list[Any]]:
+    """A split's files and labels (label sets for multi-label data) from a DatasetRecord; empty when absent."""
+    if split not in record.splits:
+        return [], []
+    files = record.splits[split]
+    return files.files, [tuple(s) for s in files.label_sets] if files.label_sets is not None else files.labels

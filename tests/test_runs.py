@@ -382,6 +382,10 @@ def test_a_run_whose_training_holds_its_lock_is_running_not_interrupted(runs_fol
         assert unfinished(stopped).startswith("running, no model.json yet")
     assert unfinished(stopped).startswith("interrupted, no model.json (imgclf train --resume")
     assert _by_name(imgclf.list_runs(runs_folder))["stopped"].status == "interrupted"
+    # a finished run: its resume for more epochs, or an evaluate rewriting its files, holds the lock
+    with exclusive(runs_folder / "done", LOCK_FILE, "out", "free", "in use", "wait"):
+        assert _by_name(imgclf.list_runs(runs_folder))["done"].status == "running"
+    assert _by_name(imgclf.list_runs(runs_folder))["done"].status == "completed"
 
 
 def test_predictions_keep_what_the_report_needs_to_undo_the_temperature(tmp_path):

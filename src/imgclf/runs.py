@@ -157,8 +157,12 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         (dataset.roots or [dataset.root]) if dataset else None
     data = _data_name(folders) if folders else None
     data_path = " + ".join(os.path.abspath(str(f)) for f in folders) if folders else None
+    past = run.epochs_past_card() if not problems else 0
     if problems:
         status, reason = "failed", problems[0]
+    elif past:  # resumed for more epochs: what the card says is the run before its resume
+        status, reason = ("interrupted", f"resumed and stopped after epoch {len(history)} (model.json describes epoch "
+                                         f"{len(history) - past}): imgclf train --resume {_command_path(run.path)}")
     elif card is not None and metrics is not None:
         status, reason = "completed", ""
     elif card is not None and card.metrics.split == "val":  # a search trial: validated, never tested (tune)
@@ -173,7 +177,7 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
                                          f"{_command_path(run.path)}")
     else:
         status, reason = "interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt)"
-    if status == "interrupted" and not problems:
+    if status in ("interrupted", "completed") and not problems:  # a finished run resumed for more epochs too
         from .io import is_locked
         from .records.run_dir import LOCK_FILE
 

@@ -469,3 +469,23 @@ def test_a_run_whose_checkpoint_was_deleted_is_not_trained_again_from_epoch_1(da
                                           rf"and replace the {EPOCHS} epochs trained\)\. Train a new run"):
         imgclf.fit(resume=str(run.path), epochs=EPOCHS + 2, report=False)
     assert (run.path / "model.safetensors").read_bytes() == weights and len(RunDir(run.path).read_history()) == EPOCHS
+
+
+def test_a_finished_run_resumed_and_interrupted_is_listed_as_interrupted_and_left_out_of_compare(data, tmp_path,
+                                                                                              monkeypatch):
+    """It read 'completed' (its card from before the resume) beside a history of more epochs, and compare
+    averaged its old scores as a finished run's."""
+    from imgclf.evaluation.compare import unfinished
+
+    done = imgclf.fit({**BASE, "data": str(data), "epochs": 2}, out=str(tmp_path / "runs" / "done"), report=False)
+    with monkeypatch.context() as m:
+        _interrupt_when(3, m)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(resume=str(done.path), epochs=6, report=False)
+    [row] = imgclf.list_runs(tmp_path / "runs")
+    assert row.status == "interrupted" and "resumed and stopped after epoch 3 (model.json describes epoch 2)" in \
+        row.reason, (row.status, row.reason)
+    assert unfinished(done.path).startswith("resumed for more epochs, 1 trained past its model.json")
+    imgclf.fit(resume=str(done.path), report=False)  # finished: listed and compared as such again
+    [row] = imgclf.list_runs(tmp_path / "runs")
+    assert row.status == "completed" and unfinished(done.path) == ""

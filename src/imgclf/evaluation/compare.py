@@ -357,6 +357,10 @@ def unfinished(run_dir: str | os.PathLike) -> str:
     """Why a run directory is still unfinished (no model card yet: training interrupted or under way), or ""
     for a finished run and for anything that is not a run at all (summarize_run reports those)."""
     run = RunDir(run_dir)
+    if run.has("model.json") and (past := run.epochs_past_card()):
+        # resumed for more epochs: its card and scores are of the run before, its history and weights after
+        return (f"resumed for more epochs, {past} trained past its model.json so far (imgclf train --resume "
+                "finishes it; its scores are then of its new weights)")
     if run.has("model.json") or not is_run_dir(run_dir):
         return ""
     from ..records.tune import trial_of_run

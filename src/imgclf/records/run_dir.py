@@ -151,6 +151,17 @@ class RunDir:
                           note=f"{name} holds a {type(data).__name__}")
         return data
 
+    def epochs_past_card(self) -> int:
+        """Epochs history.csv holds beyond those model.json says the run trained: a finished run resumed for more
+        epochs, which is training now or was interrupted (its card, metrics and report still describe the epochs
+        before). 0 for a run without a card, or whose card is as old as its history."""
+        if not self.has("model.json"):
+            return 0
+        try:
+            return max(0, len(self.read_history()) - self.read_card().training.epochs_run)
+        except ImgclfError:  # unreadable records: the caller reports those
+            return 0
+
     # ----- config.yaml --------------------------------------------------------------------------
     def read_config(self) -> TrainConfig:
         return self._load("config.yaml", TrainConfig, self._read_mapping("config.yaml", read_yaml))

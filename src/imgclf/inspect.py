@@ -218,8 +218,12 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
                                 summary["layout"] == "flat" and audit["splits"] != "run"):
             console.print(f"  {line}")
     elif audit is not None:
-        what = f"run {console_text(audit['run'])} was trained again" if audit.get("run_changed") else \
-            "the folder changed"
-        console.print(f"audit of {audit['created']} is stale: {what} since (run `imgclf audit` again)")
+        if audit.get("run_changed") and not os.path.isdir(audit["run"]):
+            what = (f"its run {console_text(audit['run'])} is gone (run `imgclf audit` again, with another --run or "
+                    "none)")
+        else:
+            what = (f"run {console_text(audit['run'])} was trained again" if audit.get("run_changed") else
+                    "the folder changed") + " since (run `imgclf audit` again)"
+        console.print(f"audit of {audit['created']} is stale: {what}")
     for p in summary.get("plots", []):
         console.print(f"figure: {console_text(p)}")

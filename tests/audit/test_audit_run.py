@@ -212,14 +212,28 @@ def test_inspect_calls_an_audit_stale_once_its_run_is_trained_again(image_folder
     assert audited.exit_code == 0, audited.output
     shown = json.loads(runner.invoke(app, ["inspect", str(image_folder), "--json"]).output)["audit"]
     assert shown["status"] == "fresh" and "counts" in shown
-    weights = run / "model.safetensors"
-    stat = weights.stat()
-    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # trained again
+    # scored again, model.json rewritten (evaluate, calibrate): the weights and split the audit read are the same
+    card = run / "model.json"
+    os.utime(card, ns=(card.stat().st_atime_ns, card.stat().st_mtime_ns + 2_000_000_000))
+    assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
+    assert json.loads(runner.invoke(app, ["inspect", str(image_folder), "--json"]).output)["audit"]["status"] == \
+        "fresh"
+    # trained again: other weights, recorded with their digest
+    from safetensors.torch import load_file, save_file
+
+    from imgclf.records import RunDir
+
+    tensors = load_file(str(run / "model.safetensors"))
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in tensors.items()}, str(run / "model.safetensors"))
+    RunDir(run).write_card(RunDir(run).read_card())
     stale = runner.invoke(app, ["inspect", str(image_folder)])
     assert f"is stale: run {run} was trained again since" in " ".join(stale.output.split())
     assert "duplicates:" not in stale.output
     assert json.loads(runner.invoke(app, ["inspect", str(image_folder), "--json"]).output)["audit"]["status"] == \
         "stale"
+    shutil.rmtree(run)  # not "trained again": gone
+    gone = runner.invoke(app, ["inspect", str(image_folder)]).output
+    assert f"is stale: its run {run} is gone" in " ".join(gone.split())
 
 
 def test_a_multilabel_run_is_refused_and_a_linked_tree_is_told_as_the_multilabel_layout(image_folder, tiny_run,

@@ -2,9 +2,9 @@
 
 An audit records the folder's fingerprint: a hash of the relative path, size and modification time of every
 file the scan finds (images and skipped files alike). It is fresh while a new scan gives the same fingerprint;
-adding, removing, moving or editing any file makes it stale. An audit judged with --run also records its run's
-files (`run_fingerprint`): a run trained again since makes it stale too. Reading sizes and times costs a stat per
-file, no decoding, so `imgclf inspect` can check it every time.
+adding, removing, moving or editing any file makes it stale. An audit judged with --run also records its
+run's weights and split (`run_fingerprint`): a run trained again since makes it stale too. Reading sizes and
+times costs a stat per file, no decoding, so `imgclf inspect` can check it every time.
 
 `imgclf audit` may write anywhere (--out), so it leaves a pointer in the cache folder keyed by the folder's
 real path (symbolic links resolved, as the audit records the folder, so that a link and its target agree): `$IMGCLF_CACHE/audits/<hash>.json` -> the audit.json it wrote last.
@@ -47,16 +47,38 @@ def data_fingerprint(scan: FolderScan) -> dict[str, Any]:
 
 
 def run_fingerprint(run_dir: str | os.PathLike) -> str:
-    """A hash of the size and modification time of the run's RUN_FILES ("missing" for one gone): the run an audit
-    judged the folder with, as the audit saw it."""
+    """A hash of what the audit reads of its run: the weights (their digest as model.json records it at training,
+    else their size and time) and the split (dataset.json's bytes); "missing" for a file gone. Not the times of
+    model.json: evaluate and calibrate rewrite it, and an audit that named the run 'trained again since' after an
+    evaluate sent the user to audit again for nothing."""
     digest = hashlib.sha256()
+    folder = Path(run_dir)
+    recorded = _recorded_weights_digest(folder)
     for name in RUN_FILES:
+        path = folder / name
         try:
-            st = os.stat(Path(run_dir) / name)
-            digest.update(f"{name}|{st.st_size}:{st.st_mtime_ns}\n".encode())
+            if name == "model.json":
+                continue  # its part, the weights' digest, is read above
+            if name == "model.safetensors" and recorded is not None:
+                digest.update(f"{name}|{recorded}\n".encode())
+            elif name == "dataset.json":
+                digest.update(f"{name}|{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+            else:
+                st = os.stat(path)
+                digest.update(f"{name}|{st.st_size}:{st.st_mtime_ns}\n".encode())
         except OSError:
             digest.update(f"{name}|missing\n".encode())
     return digest.hexdigest()[:32]
+
+
+def _recorded_weights_digest(folder: Path) -> str | None:
+    """model.safetensors' sha256 as model.json records it (written with the weights), None where it does not."""
+    from ..records import RunDir
+
+    try:
+        return (RunDir(folder).read_card().file_sha256 or {}).get("model.safetensors")
+    except Exception:  # unreadable or missing card: the weights' own size and time stand for them
+        return None
 
 
 class AuditPointer(BaseModel):

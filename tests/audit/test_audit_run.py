@@ -264,3 +264,24 @@ def test_a_multilabel_run_is_refused_and_a_linked_tree_is_told_as_the_multilabel
     with pytest.raises(ImgclfError, match=r"^run must be a single-label run: the audit reads class folders"):
         audit(tree, run=tiny_run, out=tmp_path / "b", page=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_folder_sharing_a_few_files_with_the_runs_is_not_taken_for_a_copy_of_it(tmp_path):
+    """Two placeholder images at the same paths in two folders of alike names made the other folder 'a copy of
+    the one it trained on', and its leakage read as a clean 0 over images the run never listed."""
+    import shutil
+
+    import imgclf
+    from conftest import make_image_folder
+    from imgclf.audit.run_split import run_split
+    from imgclf.duplicates.hashing import content_digests
+
+    trained = make_image_folder(tmp_path / "trained", per_class=8, seed=1)
+    other = make_image_folder(tmp_path / "other", per_class=8, seed=2)  # the same file names, other pictures
+    for name in ("cat/cat_000.png", "dog/dog_000.png"):
+        shutil.copyfile(trained / name, other / name)
+    run = imgclf.fit({"data": str(trained), "model": "simple_cnn", "img_size": 16, "epochs": 1, "batch_size": 16,
+                      "out": str(tmp_path / "run"), "progress": False, "model_args": {"width": 4}}, report=False)
+    files = [str(p) for p in sorted(other.rglob("*.png"))]
+    found = run_split(run.path, files, content_digests(files), other)
+    assert found.splits is None and "only 2 of the 24 images at its files' paths hold the same bytes" in found.why_not

@@ -80,6 +80,12 @@ def _in_a_copy(dataset: Any, paths: list[str], digests: list[str], root: str | o
                                      "this folder cannot be matched to them file by file")
         return RunSplit(None, 0, f"none of these images is in its split, by path or as a copy of its folder (it "
                                  f"trained on {dataset.root})")
+    at_its_paths = len({i for i, _, _ in candidates})  # (a merged run's folders may share a relative path)
+    if matched * 2 < at_its_paths:
+        # two placeholder images alike in two folders of alike names made a "copy" of the run's folder, and the
+        # leakage of the other 92 images read as a clean 0
+        return RunSplit(None, 0, f"only {matched} of the {at_its_paths} images at its files' paths hold the same "
+                                 f"bytes: another folder, not a copy of the one it trained on ({dataset.root})")
     return RunSplit(splits, matched, by_content=True)
 
 

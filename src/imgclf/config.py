@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
@@ -25,18 +26,25 @@ UnknownDetector = Literal["msp", "energy", "mahalanobis", "mahalanobis-l2", "msp
 # Settings that change how a run is carried out, never what it learns: a re-run differing only in them is the
 # same experiment (finished folds and study cells are kept)
 RUNTIME_ONLY = frozenset({"progress", "num_workers", "cache_dir", "cache_budget"})
+# where make_config's settings came from, for the messages TrainConfig's own __init__ writes
+_SOURCES: ContextVar[Mapping[str, str] | None] = ContextVar("imgclf_setting_sources", default=None)
+
+
 class TrainConfig(SettingChecks):
     """Everything that defines a training run. Field names are the CLI flags (with - for _)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # TrainConfig is public: built or changed directly, it answers with the same ConfigError as make_config
-    # (pydantic's own ValidationError is not an ImgclfError, so `except ImgclfError` would miss it)
+    # (pydantic's own ValidationError is not an ImgclfError, so `except ImgclfError` would miss it). pydantic calls
+    # an __init__ of a model's own from model_validate too, where it wraps this ConfigError in its ValidationError
+    # (format_validation_error unwraps it)
     def __init__(self, /, **values: Any) -> None:
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, values, TrainConfig, NULLABLE_SETTINGS)) from None
+            raise ConfigError(format_validation_error(exc, values, TrainConfig, NULLABLE_SETTINGS,
+                                                      _SOURCES.get())) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
@@ -242,7 +250,8 @@ NULLABLE_SETTINGS = nullable_settings(TrainConfig)
 def make_config(sources: Mapping[str, str] | None = None, /, **values: Any) -> TrainConfig:
     """Build a TrainConfig, turning pydantic's errors into one readable ImgclfError (a ConfigError). sources:
     setting -> where the user wrote it, when not on the command line or in a call (a --config file's name)."""
+    token = _SOURCES.set(sources)
     try:
-        return TrainConfig.model_validate(values)  # validated without __init__, so the sources reach the message
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, values, TrainConfig, NULLABLE_SETTINGS, sources)) from None
+        return TrainConfig(**values)
+    finally:
+        _SOURCES.reset(token)

@@ -84,6 +84,9 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any], model:
         received = err.get("input", values.get(name))
         msg = err["msg"]
         original = (err.get("ctx") or {}).get("error")
+        if isinstance(original, ConfigError):  # a model's own __init__ that formatted its errors already
+            lines.extend(original.found)
+            continue
         if isinstance(original, ImgclfError):
             lines.append((original.argument, str(original)))
         elif err["type"] == "extra_forbidden":

@@ -324,3 +324,14 @@ def test_the_example_of_a_picture_under_several_classes_names_two_of_its_classes
     example = found.example
     assert (found.count, found.linked, found.files) == (1, 0, 3)
     assert example[:2] == [paths[0], paths[3]] and sorted(example) == sorted(paths[i] for i in (0, 1, 3))
+
+
+def test_a_leak_from_the_val_split_carved_from_train_names_no_val_folder():
+    """With train/ and test/ folders and val drawn from train/, the warning named 'val/', a folder the data lacks."""
+    from imgclf.data.groups import leak_warning
+
+    leak = {"split": "test", "source": "val", "images": 1, "exact": 1}
+    said = leak_warning(leak, "imgclf audit data --img-size 16", drawn=["val"])
+    assert said.startswith("1 image in test/ has a near-duplicate in the val split drawn from train/ (1 exact copy)")
+    assert leak_warning(leak, "imgclf audit data --img-size 16").startswith("1 image in test/ has a near-duplicate "
+                                                                             "in val/")

@@ -333,15 +333,21 @@ def audit_command(folders: str | os.PathLike | Sequence[str | os.PathLike], img_
 NO_MULTILABEL_AUDIT = "imgclf audit lists such images for single-label class folders only"
 
 
-def leak_warning(leak: dict, audit: str | None) -> str:
-    """audit: the `imgclf audit` command that lists them (`audit_command`); None for multi-label data."""
+def leak_warning(leak: dict, audit: str | None, drawn: Sequence[str] = ()) -> str:
+    """audit: the `imgclf audit` command that lists them (`audit_command`); None for multi-label data. drawn: the
+    splits drawn by the run (its automatic ones), which are no folder: a val split carved from train/ was named
+    'val/', a folder the data does not have."""
     exact = f" ({leak['exact']} exact cop{'y' if leak['exact'] == 1 else 'ies'})" if leak["exact"] else ""
     verb = "has" if leak["images"] == 1 else "have"
     what = {"test": "test accuracy" if audit is not None else "test scores (mAP, F1, accuracies)",
             "val": "validation scores (early stopping, calibration)" if audit is not None else
             "validation scores (the epoch kept, the labels' thresholds)"}[leak["split"]]
-    where = f"{leak['split']}/" if audit is not None else f"the {leak['split']} rows"
-    source = f"{leak['source']}/" if audit is not None else f"the {leak['source']} rows"
+    def named(split: str) -> str:
+        if audit is None:
+            return f"the {split} rows"
+        return f"the {split} split drawn from train/" if split in drawn else f"{split}/"
+
+    where, source = named(leak["split"]), named(leak["source"])
     listed = f"run `{audit}` for the list" if audit is not None else NO_MULTILABEL_AUDIT
     return (f"{leak['images']} image{'s' if leak['images'] != 1 else ''} in {where} {verb} a "
             f"near-duplicate in {source}{exact}: {what} may be inflated; {listed}")
@@ -362,8 +368,8 @@ def recorded_leak_warnings(dataset: Any, run_dir: str | os.PathLike | None, spli
                                            [os.path.join(dataset.root, p) for p in several.example], audit,
                                            several.files)] \
         if several is not None and several.count and split is None else []
-    return conflicting + [leak_warning(leak.model_dump(), audit) for leak in grouping.leaks
-                          if split in (None, leak.split)]
+    return conflicting + [leak_warning(leak.model_dump(), audit, grouping.automatic_splits)
+                          for leak in grouping.leaks if split in (None, leak.split)]
 
 
 def lopsided_holdouts(grouping: Grouping, splits: dict, classes: list[str], share: float = 0.5) -> list[dict]:

@@ -64,7 +64,7 @@ def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg
             shown = [terminal_safe(p) for p in several.example]
             warn_naming_run(several_classes_warning(several.count, several.linked, shown, audit, several.files))
     for leak in data.grouping.leaks:
-        warn_naming_run(leak_warning(leak, audit))
+        warn_naming_run(leak_warning(leak, audit, data.grouping.automatic))
     if data.grouping.separated:
         warn(separated_warning(data.grouping))
     for item in data.grouping.lopsided:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
 from .fetch_record import warn_of_an_unfinished_fetch
 from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_output,  # noqa: F401 (run_folder's)
-                            extra_classes_hint, index_file_hint, leave_out_flag, refuse_imgclf_output,
+                            class_key, extra_classes_hint, index_file_hint, leave_out_flag, refuse_imgclf_output,
                             warn_of_alike_class_names, warn_of_classes_one_level_down)
 from .file_kinds import (IMAGE_EXTENSIONS, INDEX_SUFFIXES, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME,  # noqa: F401
                          left_out_by_name, unread_photo_reason)
@@ -130,12 +129,6 @@ def _class_dirs(root: Path, skipped: list[dict[str, str]] | None = None) -> list
         elif skipped is not None:  # a class name no record could hold
             skipped.append({"path": printable_path(entry.path) + os.sep, "reason": NOT_UTF8_NAME})
     return dirs
-
-
-def class_key(name: str) -> str:
-    """A class name as folders are read: its NFC form (see `_scan_class_tree`); a run trained before that keeps
-    the name as its folder spelt it, NFD perhaps, and is matched to a folder by this key."""
-    return unicodedata.normalize("NFC", name)
 
 
 def file_identity(path: str | os.PathLike) -> tuple[int, int]:

@@ -5,6 +5,7 @@ class folders, class names alike but for case or spaces, the classes one level f
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 from ..errors import bad_path
@@ -58,6 +59,12 @@ def alike_class_names(classes: list[str]) -> list[list[str]]:
     return [names for names in alike.values() if len(names) > 1]
 
 
+def class_key(name: str) -> str:
+    """A class name as folders are read: its NFC form (see `_scan_class_tree`); a run trained before that keeps
+    the name as its folder spelt it, NFD perhaps, and is matched to a folder by this key."""
+    return unicodedata.normalize("NFC", name)
+
+
 def class_names_flag(setting: str, names: list[str]) -> str:
     """How to give `names` to --classes / --drop-classes (`setting`): the command line strips the spaces around
     a name and splits at commas, so such names go in a --config file, as a YAML list."""
@@ -73,8 +80,6 @@ def leave_out_flag(names: list[str], classes: list[str] | None = None,
     """How to leave `names` out on top of the choice already made: --drop-classes with the classes dropped already
     (following a hint of the new ones alone brought those back), or --classes without `names` (the two settings
     cannot be given together)."""
-    from .folder import class_key
-
     if classes:
         return class_names_flag("classes", [c for c in classes if class_key(c) not in names])
     dropped = list(drop_classes or [])

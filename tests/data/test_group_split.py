@@ -313,7 +313,8 @@ def test_the_example_of_a_picture_under_several_classes_names_two_of_its_classes
     file under b that made it a conflict."""
     from types import SimpleNamespace
 
-    from imgclf.data.groups import Grouping, files_in_several_classes
+    from imgclf.data.groups import Grouping
+    from imgclf.data.several_classes import files_in_several_classes
 
     paths = [str(tmp_path / p) for p in ("a/x.png", "a/x_copy.png", "a/y.png", "b/x.png", "b/z.png")]
     grouping = Grouping(group_of=np.array([0, 0, -1, 0, -1]), digests=np.array(["d", "d", "", "d", ""]), groups=1,
@@ -331,7 +332,7 @@ def test_a_leak_from_the_val_split_carved_from_train_names_no_val_folder():
     from imgclf.data.groups import leak_warning
 
     leak = {"split": "test", "source": "val", "images": 1, "exact": 1}
-    said = leak_warning(leak, "imgclf audit data --img-size 16", drawn=["val"])
+    said = leak_warning(leak, "imgclf audit data --img-size 16", drawn=["train", "val"])
     assert said.startswith("1 image in test/ has a near-duplicate in the val split drawn from train/ (1 exact copy)")
     assert leak_warning(leak, "imgclf audit data --img-size 16").startswith("1 image in test/ has a near-duplicate "
                                                                              "in val/")

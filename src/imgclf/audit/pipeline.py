@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.groups import linked_under_several_classes
+from ..data.several_classes import linked_under_several_classes
 from ..duplicates.hashing import content_digests, perceptual_signatures
 from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates
 from ..duplicates.thumbnails import grey_thumbnails

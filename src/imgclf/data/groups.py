@@ -242,73 +242,6 @@ def leaks_between(grouping: Grouping, split_rows: dict[str, np.ndarray], automat
     return out
 
 
-@dataclass(frozen=True)
-class SeveralClassesFound:
-    """Byte-identical images under more than one class: `count` pictures, held in `files` files (10 copies of one
-    placeholder in each of 3 classes: 1 picture, 30 files), `linked` of the pictures one file reached through
-    hard or symbolic links, and one picture's paths as the `example`."""
-
-    count: int
-    linked: int
-    example: list[str]
-    files: int
-
-
-def files_in_several_classes(grouping: Grouping, splits: dict, paths: list[str]) -> SeveralClassesFound:
-    """Byte-identical images under more than one class of a single-label data set. Links are how a multi-label
-    folder tree is laid out (`--task multilabel` reads it as label sets); copies are conflicting labels."""
-    members: dict[str, list[tuple[int, int]]] = {}
-    for split in splits.values():
-        for row, label in zip(np.asarray(split.indices).tolist(), np.asarray(split.labels).tolist()):
-            if grouping.digests[row]:
-                members.setdefault(grouping.digests[row], []).append((row, label))
-    conflicting = [m for m in members.values() if len({label for _, label in m}) > 1]
-    linked = sum(linked_under_several_classes([paths[row] for row, _ in m], [label for _, label in m])
-                 for m in conflicting)
-    example = [paths[row] for row in _one_per_class_first(conflicting[0])] if conflicting else []
-    return SeveralClassesFound(len(conflicting), linked, example, sum(len(m) for m in conflicting))
-
-
-def linked_under_several_classes(paths: Sequence[str], labels: Sequence[int]) -> bool:
-    """Whether one file among `paths` (reached through hard or symbolic links) sits under more than one of the
-    `labels`: how a multi-label folder tree is laid out, not two people's labels. Training's warning and the
-    audit's both ask it of a group of identical pictures."""
-    from .folder import file_identity
-
-    classes_of: dict[object, set[int]] = {}
-    for path, label in zip(paths, labels):
-        try:
-            key: object = file_identity(path)
-        except OSError:  # gone since it was read: its own file
-            key = path
-        classes_of.setdefault(key, set()).add(int(label))
-    return any(len(found) > 1 for found in classes_of.values())
-
-
-def _one_per_class_first(group: list[tuple[int, int]]) -> list[int]:
-    """A group's rows with one of each class first: the warning names the first two, which were two copies under
-    one class (a/x.png and a/x_copy.png) where a third, under b, was the conflict."""
-    seen: set[int] = set()
-    firsts = [row for row, label in group if not (label in seen or seen.add(label))]
-    return firsts + [row for row, _ in group if row not in firsts]
-
-
-def several_classes_warning(count: int, linked: int, example: list[str], audit: str, files: int | None = None) -> str:
-    """audit: the `imgclf audit` command that lists them (`audit_command`). files: how many files the `count`
-    pictures are (None: a run recorded before it was counted)."""
-    shown = " and ".join(repr(p) for p in example[:2]) + (" ..." if len(example) > 2 else "")
-    if not linked and files is not None:
-        pictures = f"{count} picture{'s' if count != 1 else ''}"
-        return (f"{files} files ({pictures}) are byte-identical copies under different classes (e.g. {shown}): "
-                f"conflicting labels; run `{audit}` for the list")
-    if linked:
-        return (f"{count} image{'s' if count != 1 else ''} sit{'s' if count == 1 else ''} in several class folders, "
-                f"{linked} as links to one file (e.g. {shown}): a single-label run learns each under one class and "
-                "counts the others as its errors; if an image may carry several labels, train with --task multilabel")
-    return (f"{count} image{'s are' if count != 1 else ' is'} byte-identical under different classes (e.g. {shown}): "
-            f"conflicting labels; run `{audit}` for the list")
-
-
 def audit_command(folders: str | os.PathLike | Sequence[str | os.PathLike], img_size: int,
                   run: str | os.PathLike | None = None) -> str:
     """The audit that finds what training found, ready to paste (each path shell-quoted, control characters
@@ -345,7 +278,8 @@ def leak_warning(leak: dict, audit: str | None, drawn: Sequence[str] = ()) -> st
     def named(split: str) -> str:
         if audit is None:
             return f"the {split} rows"
-        return f"the {split} split drawn from train/" if split in drawn else f"{split}/"
+        # (train is drawn too when val is carved from it: what is left of train/)
+        return f"the {split} split drawn from train/" if split in drawn and split != "train" else f"{split}/"
 
     where, source = named(leak["split"]), named(leak["source"])
     listed = f"run `{audit}` for the list" if audit is not None else NO_MULTILABEL_AUDIT
@@ -364,6 +298,8 @@ def recorded_leak_warnings(dataset: Any, run_dir: str | os.PathLike | None, spli
     audit = audit_command(dataset.roots or [dataset.root], dataset.img_size, run_dir) \
         if dataset.task != "multilabel" else None
     several = grouping.in_several_classes
+    from .several_classes import several_classes_warning
+
     conflicting = [several_classes_warning(several.count, several.linked,
                                            [os.path.join(dataset.root, p) for p in several.example], audit,
                                            several.files)] \

@@ -12,7 +12,8 @@ import numpy as np
 from ..io import relative_path
 from .cache import DecodedImages, pixel_blocks
 from .folder import FolderScan
-from .groups import Grouping, files_in_several_classes
+from .groups import Grouping
+from .several_classes import files_in_several_classes
 from .imbalance import imbalance_stats
 
 

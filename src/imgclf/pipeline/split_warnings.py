@@ -26,8 +26,8 @@ def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg
     """User-given splits that share near-duplicates, a validation split too small to choose with, and val or test
     splits lacking a class (an automatic split of a class with fewer images than splits): a warning with counts
     (stderr, even without progress), never a refusal: the folders are the user's choice."""
-    from ..data.groups import (audit_command, files_in_several_classes, leak_warning, lopsided_warning,
-                               separated_warning, several_classes_warning)
+    from ..data.groups import audit_command, leak_warning, lopsided_warning, separated_warning
+    from ..data.several_classes import files_in_several_classes, several_classes_warning
     from ..io import terminal_safe
 
     for note in data.split_notes:

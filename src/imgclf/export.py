@@ -211,9 +211,7 @@ class OnnxClassifier(Classifier):
         probabilities over the same views as the torch backend (`Classifier.tta_views`), taken on the uint8
         pixels as training took them on its pixels (the graph normalises inside); score and flag are the
         image's own."""
-        if batch_size < 1:
-            raise invalid("batch_size", batch_size, ">= 1")
-        self._check_pixels(pixels)
+        self._check_pixels(pixels, batch_size)
         views_of = self.tta_views.require() if tta else None
         pixels = pixels.numpy() if isinstance(pixels, torch.Tensor) else pixels
         scored = SCORE_NAME in self.outputs and UNKNOWN_NAME in self.outputs

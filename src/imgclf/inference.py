@@ -90,9 +90,8 @@ class PixelResults:
 
 
 class Classifier:
-    """A trained run ready to predict: made by `imgclf.load(RUN)`, then `.predict(images)` (paths, folders, PIL
-    images, arrays, tensors) returns one `Prediction` each, with the calibrated probabilities and the unknown
-    verdict. Load once, predict many times; safe to call from several threads."""
+    """A trained run ready to predict: `imgclf.load(RUN)`, then `.predict(images)` (paths, folders, PIL images,
+    arrays, tensors) gives one `Prediction` each. Load once, predict many times, from several threads if need be."""
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu",
                  run_dir: str | os.PathLike | None = None, head: TrustHead | None = None, precision: str = "auto"):
@@ -242,10 +241,8 @@ class Classifier:
     @torch.inference_mode()
     def infer_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256, tta: bool = False) -> PixelResults:
         """uint8 (N, H, W, C) -> probabilities, scores and unknown flags (`PixelResults`)."""
-        if batch_size < 1:
-            raise invalid("batch_size", batch_size, ">= 1")
         tta = check_switch("tta", tta)
-        self._check_pixels(pixels)
+        self._check_pixels(pixels, batch_size)
         views_of = self._tta_views() if tta else None
         probs_out, scores_out, unknown_out = [], [], []
         for start in range(0, len(pixels), batch_size):
@@ -267,8 +264,11 @@ class Classifier:
                                 np.zeros(0, dtype=bool))
         return PixelResults(np.concatenate(probs_out), np.concatenate(scores_out), np.concatenate(unknown_out))
 
-    def _check_pixels(self, pixels: np.ndarray | torch.Tensor) -> None:
-        """Decoded images must have the card's size and channels (`decode` makes them so)."""
+    def _check_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int) -> None:
+        """Decoded images must have the card's size and channels (`decode` makes them so), in batches of one or
+        more."""
+        if batch_size < 1:
+            raise invalid("batch_size", batch_size, ">= 1")
         check_pixels(pixels, self.card.img_size, self.card.in_chans)
 
     @torch.inference_mode()
@@ -277,9 +277,7 @@ class Classifier:
         """uint8 (N, H, W, C) -> raw logits (N, K), before any temperature, and with features=True the features
         (N, D) the head's detector reads (`feature_source`): what the calibration and the unknown detector are fitted
         on."""
-        if batch_size < 1:
-            raise invalid("batch_size", batch_size, ">= 1")
-        self._check_pixels(pixels)
+        self._check_pixels(pixels, batch_size)
         logits_out, features_out = [], []
         for start in range(0, len(pixels), batch_size):
             logits, feats = self._forward(self.network_input(pixels[start:start + batch_size]), features)

@@ -217,7 +217,8 @@ class TrainConfig(SettingChecks):
     channels_last: bool = True
     accelerator: str = Field("auto", description="cpu, gpu, or auto.")
     devices: str = Field("1", description="Number of devices, or 'auto'.")
-    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ddp_spawn, ...")
+    strategy: str = Field("auto", description="Lightning strategy: auto, or ddp (one process per device, started "
+                          "before training; ddp_find_unused_parameters_true / _false as Lightning has them).")
     num_nodes: int = Field(1, ge=1)
     checkpoint_every: int | None = Field(None, ge=1, le=10_000_000, description="Also save checkpoints/last.ckpt "
                                          "every N training steps inside an epoch (long epochs); --resume then "

@@ -14,6 +14,9 @@ RUN_MARKERS = (("config.yaml", "dataset.json"), ("model.json",), ("checkpoints/l
 RUN_GROUP_FILES = ("folds.json", "study.json", "tune.json")
 # A run's weights: here, below the models too, which take an earlier run's folder as --weights
 WEIGHTS_FILE = "model.safetensors"
+# Present while a trained run's weights, card, scores and report are written, and left by a signal there: its
+# card and scores may be the run's own, its report or calibration not yet (`imgclf runs` calls it interrupted)
+FINISHING_FILE = ".finishing"
 
 
 def is_run_dir(folder: str | os.PathLike) -> bool:

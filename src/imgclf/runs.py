@@ -20,6 +20,7 @@ from .errors import bad_path, check_switch, invalid, path_argument
 from .io import safetensors_damage
 from .records.run_dir import find_run_dirs
 from .records.tune import trial_of_run
+from .run_markers import FINISHING_FILE
 from .stats import finite_number
 
 STATUSES = ("completed", "running", "pruned", "interrupted", "failed")
@@ -160,6 +161,9 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     past = run.epochs_past_card() if not problems else 0
     if problems:
         status, reason = "failed", problems[0]
+    elif run.has(FINISHING_FILE):  # a signal while its weights, card, scores and report were written
+        status, reason = ("interrupted", "stopped while it was being finished (weights, card, scores, report): "
+                                         f"imgclf train --resume {_command_path(run.path)} finishes it")
     elif past:  # resumed for more epochs: what the card says is the run before its resume
         status, reason = ("interrupted", f"resumed and stopped after epoch {len(history)} (model.json describes epoch "
                                          f"{len(history) - past}): imgclf train --resume {_command_path(run.path)}")

@@ -136,6 +136,9 @@ ROWS = [
     row("imgclf-unknown-option", lambda w: ["--verbose"], "--verbose"),
     row("imgclf-unknown-train-option", lambda w: w.train("--epoch", "3"), "--epoch"),
     row("imgclf-missing-option", lambda w: ["subset", str(w.data), "--rho", "2"], "--out"),
+    # a switch given a value, as a help that showed `--json <bool>` invited
+    row("imgclf-flag-given-a-value", lambda w: ["runs", str(w.tmp), "--json", "true"], "(true)",
+        "A flag such as --json takes no value"),
     # --- train: numbers -------------------------------------------------------------------------------------
     row("train-devices-0", lambda w: w.train("--devices", "0"), "devices='0'"),
     # MLflow failed on it deep inside its registry (an internal error), with the run folder already written
@@ -152,7 +155,10 @@ ROWS = [
         "precision='16-mixed'", "GPU only"),
     row("train-accelerator-absent", lambda w: w.train("--accelerator", "tpu"), "accelerator='tpu'",
         "one this machine has: auto or "),
-    row("train-strategy-misspelt", lambda w: w.train("--strategy", "dpp"), "strategy='dpp'", "ddp_spawn"),
+    row("train-strategy-misspelt", lambda w: w.train("--strategy", "dpp"), "strategy='dpp'", "Did you mean: ddp"),
+    # Lightning's others failed inside training ("internal error ... please report it"), the run folder written
+    row("train-strategy-deepspeed", lambda w: w.train("--strategy", "deepspeed"), "strategy='deepspeed'",
+        "a Lightning strategy imgclf does not train with"),
     row("lrfind-accelerator-misspelt", lambda w: ["lr-find", str(w.data), "--accelerator", "tpuu", "--out",
                                                   str(w.tmp / "lf")], "accelerator='tpuu'"),
     row("train-devices-text", lambda w: w.train("--devices", "abc"), "devices='abc'"),
@@ -218,6 +224,9 @@ ROWS = [
         "strategy='ddp_spawn'", "Pass --strategy ddp"),
     row("train-ddp-fork", lambda w: w.train("--devices", "2", "--strategy", "ddp_fork", "--accelerator", "cpu"),
         "strategy='ddp_fork'"),
+    # on one device: its one forked process hung for ever
+    row("train-ddp-fork-one-device", lambda w: w.train("--strategy", "ddp_fork"), "strategy='ddp_fork'",
+        "Pass --strategy ddp"),
     # the second process summarised the folds while the first still evaluated the last: both were killed
     row("train-folds-on-two-devices", lambda w: w.train("--folds", "2", "--devices", "2", "--accelerator", "cpu"),
         "devices must be 1 for a whole cross-validation", "--folds 2 --fold I"),

@@ -489,3 +489,23 @@ def test_a_finished_run_resumed_and_interrupted_is_listed_as_interrupted_and_lef
     imgclf.fit(resume=str(done.path), report=False)  # finished: listed and compared as such again
     [row] = imgclf.list_runs(tmp_path / "runs")
     assert row.status == "completed" and unfinished(done.path) == ""
+
+
+def test_a_run_interrupted_while_being_finished_is_listed_as_interrupted_until_its_resume_finishes_it(
+        data, tmp_path, monkeypatch):
+    """Ctrl-C while the report was written: the command said to finish it with --resume, and `imgclf runs`
+    listed it completed (its card and scores were written already)."""
+    import imgclf.evaluation.stale_report as stale_report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(stale_report, "write_or_drop_report", interrupted)
+        with pytest.raises(TrainingInterrupted, match="while the run was being finished"):
+            imgclf.fit({**BASE, "data": str(data), "epochs": 1}, out=str(tmp_path / "runs" / "r"))
+    [row] = imgclf.list_runs(tmp_path / "runs")
+    assert row.status == "interrupted" and "stopped while it was being finished" in row.reason, row
+    imgclf.fit(resume=str(tmp_path / "runs" / "r"))
+    [row] = imgclf.list_runs(tmp_path / "runs")
+    assert row.status == "completed" and (tmp_path / "runs" / "r" / "report.html").is_file()

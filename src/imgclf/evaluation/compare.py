@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import Described, ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
 from ..records.run_dir import find_run_dirs, is_run_dir, run_path
+from ..run_markers import FINISHING_FILE
 from ..stats import MeanStd, finite_number, mean_std
 from .compare_sets import EvaluationSet, Section, digest, evaluation_set, sectioned, short_value
 from .interpret import accuracy_beside_val, kept_val_accuracy, kept_val_map, mean_recall
@@ -357,6 +358,8 @@ def unfinished(run_dir: str | os.PathLike) -> str:
     """Why a run directory is still unfinished (no model card yet: training interrupted or under way), or ""
     for a finished run and for anything that is not a run at all (summarize_run reports those)."""
     run = RunDir(run_dir)
+    if run.has(FINISHING_FILE) and run.has("model.json"):
+        return "interrupted while it was being finished (imgclf train --resume finishes it)"
     if run.has("model.json") and (past := run.epochs_past_card()):
         # resumed for more epochs: its card and scores are of the run before, its history and weights after
         return (f"resumed for more epochs, {past} trained past its model.json so far (imgclf train --resume "

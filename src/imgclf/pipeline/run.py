@@ -23,6 +23,7 @@ from ..io import exclusive, remove_temp_files
 from ..models import get_model_info, list_models
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from ..records.run_dir import LOCK_FILE, WEIGHTS_FILE
+from ..run_markers import FINISHING_FILE
 from .prepare import data_and_model, input_size
 from .resolve import resume_config
 from .resume_checks import trained_seconds
@@ -129,7 +130,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     if cfg.lr_auto and not resume:  # a config taken from a run whose finder chose lr: here it is a number given
         cfg = cfg.model_copy(update={"lr_auto": False})
     check_engine(cfg.accelerator, cfg.strategy, cfg.precision)
-    check_launch(cfg.devices, cfg.num_nodes, strategy=cfg.strategy, accelerator=cfg.accelerator)
+    check_launch(cfg.devices, cfg.num_nodes, accelerator=cfg.accelerator)
     from ..train.trackers import check_tracking_server, require_tracker_packages
 
     require_tracker_packages(cfg)  # before the run's folder is written, or a run it replaces removed
@@ -335,7 +336,10 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
     from ..train.interrupts import finishing
 
-    # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them
+    # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them,
+    # and leaves the marker that tells `imgclf runs` the run is not finished (its card may be written already)
+    marker = run.file(FINISHING_FILE)
+    marker.touch()
     with finishing(run_dir, len(result.history), result.stopped_reason):
         # a resume that trained no epoch (finishing the card) may write the very weights its evaluations scored:
         # the digest the card recorded, against the one write_card records below (no file hashed twice)
@@ -369,6 +373,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             card.metrics = validation_headline(result.history, card.training, card.task)
             run.write_card(card)
             drop_unused_statistics(run_dir, card)
+            marker.unlink(missing_ok=True)
             return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
                        result.stopped_reason, skipped)
         run.write_card(card)
@@ -395,5 +400,6 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         figure_failures: list[str] = []
         write_or_drop_report(run_dir, report, figure_failures)  # an earlier process's report showed the run before
         log_final(loggers, run_dir, metrics, result.global_step)  # after the report: its files go as artefacts
+        marker.unlink(missing_ok=True)
         return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
                    result.stopped_reason, skipped, figure_failures)

@@ -15,12 +15,12 @@ from ..data.folder import IMAGE_EXTENSIONS, imgclf_output
 from ..io import make_free_dir, outside_data, writable_folder
 from ..ood import STATS_FILES
 from ..records.run_dir import LOCK_FILE, is_run_dir, run_path
-from ..run_markers import holds_runs
+from ..run_markers import FINISHING_FILE, holds_runs
 from .resume_record import RESUMES_FILE
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
              "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json",
-             RESUMES_FILE)
+             RESUMES_FILE, FINISHING_FILE)
 RUN_FOLDERS = ("checkpoints", "plots", "evaluations", "logs", "export")
 
 

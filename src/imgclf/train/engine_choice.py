@@ -12,8 +12,9 @@ GPU_ALIASES = ("gpu",)  # Lightning's word for whichever GPU the machine has (cu
 
 
 def check_engine(accelerator: str, strategy: str, precision: str = "auto") -> None:
-    """An `invalid` error naming the setting when Lightning's registries do not know the accelerator or strategy,
-    when the accelerator named is not on this machine, or when fp16 mixed precision would train on a CPU."""
+    """An `invalid` error naming the setting when Lightning's registry does not know the accelerator, when the
+    strategy is not one imgclf trains with (`SUPPORTED_STRATEGIES`), when the accelerator named is not on this
+    machine, or when fp16 mixed precision would train on a CPU."""
     from lightning.pytorch.accelerators import AcceleratorRegistry
     from lightning.pytorch.strategies import StrategyRegistry
 
@@ -24,9 +25,16 @@ def check_engine(accelerator: str, strategy: str, precision: str = "auto") -> No
     gpus = [name for name in usable if name in ("cuda", "mps")]
     if (accelerator in GPU_ALIASES and not gpus) or (accelerator in known and accelerator not in usable):
         raise invalid("accelerator", accelerator, f"one this machine has: auto or {', '.join(usable)}")
-    strategies = sorted(StrategyRegistry.available_strategies())
-    if strategy.lower() != "auto" and strategy.lower() not in strategies:  # Lightning reads it lower-cased
-        raise invalid("strategy", strategy, ("auto", *strategies))
+    name = strategy.lower()  # Lightning reads it lower-cased
+    if name.startswith(_LAUNCHED_INSIDE_FIT):  # at any device count: one process forked by one hung for ever
+        raise invalid("strategy", strategy, "ddp (or auto): imgclf starts its processes before training, as "
+                      "torchrun does", note="a strategy that starts them inside training would train and validate "
+                      "every process on the first one's share of the data", hint="Pass --strategy ddp")
+    if name not in SUPPORTED_STRATEGIES:
+        # Lightning's others (fsdp, deepspeed, xla, single_tpu) failed inside training with an internal error
+        known = name in StrategyRegistry.available_strategies()
+        raise invalid("strategy", strategy, SUPPORTED_STRATEGIES,
+                      note="a Lightning strategy imgclf does not train with" if known else None)
     if precision == "16-mixed" and (accelerator == "cpu" or (accelerator == "auto" and not gpus)):
         # Lightning trains bf16-mixed instead, with a warning of its own, and the card said 16-mixed
         raise invalid("precision", precision, "auto, 32 or bf16-mixed when training on a CPU",
@@ -43,6 +51,8 @@ _CLUSTER_VARIABLES = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SI
 # split), built before it with rank 0's view, were copied to every process, and the callbacks that record the run
 # ran in the children, so a run trained and validated on half the data and its card said 0 epochs
 _LAUNCHED_INSIDE_FIT = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+# what imgclf trains with: one process, or one per device started before training (torchrun's way)
+SUPPORTED_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
 
 
 def interactive() -> bool:
@@ -65,7 +75,7 @@ def several_processes(devices: str, num_nodes: int, accelerator: str = "auto") -
 
 
 def check_launch(devices: str, num_nodes: int, environ: Mapping[str, str] = os.environ,
-                 strategy: str = "auto", accelerator: str = "auto") -> None:
+                 accelerator: str = "auto") -> None:
     """Refuse a launch whose processes would not form the data-parallel group asked for: torchrun (or another
     launcher) starting N processes for a run of other devices x nodes trained N whole runs into one folder, each
     alone; several nodes without anything saying which node this is waited for the others for ever."""
@@ -75,11 +85,6 @@ def check_launch(devices: str, num_nodes: int, environ: Mapping[str, str] = os.e
                       "devices starts its processes as a script does", also={"num_nodes": num_nodes},
                       note="started from here, each process would train and validate on the first one's share of "
                            "the data", hint="Run it as a command: imgclf train ... --devices N --strategy ddp")
-    if strategy.lower().startswith(_LAUNCHED_INSIDE_FIT) and several_processes(devices, num_nodes, accelerator):
-        raise invalid("strategy", strategy, "ddp (or auto) on several devices: imgclf starts its processes before "
-                      "training, as torchrun does", also={"devices": devices},
-                      note="a strategy that starts them inside training would train and validate every process on "
-                           "the first one's share of the data", hint="Pass --strategy ddp")
     asked = int(devices) * num_nodes if devices != "auto" else None
     started = environ.get("WORLD_SIZE")
     if asked is not None and started is not None and started.isdigit() and int(started) != asked:

@@ -156,14 +156,16 @@ def _commands(group, prefix=()):
 
 def test_every_command_takes_dash_h():
     """-h was taken by train, lr-find and tune only (their options are generated); `imgclf inspect -h` was an
-    error. Set on the top group, it reaches every command."""
+    error. Set on the top group, it reaches every command. No flag shows a type: `--json <bool>` had users type
+    `--json true`, which failed on the stray word."""
     import typer
 
     commands = list(_commands(typer.main.get_command(app)))
     assert len(commands) >= 15 and ("inspect",) in commands and ("data", "fetch") in commands
-    for argv in commands:
+    for argv in [(), *commands]:
         result = CliRunner().invoke(app, [*argv, "-h"], env={"COLUMNS": "250"})
         assert result.exit_code == 0 and "Usage:" in result.output, (argv, result.output[-300:])
+        assert "<bool>" not in result.output, argv
 
 
 def test_help_keeps_square_brackets_that_are_not_markup(train_help):
@@ -248,3 +250,16 @@ def test_a_blank_out_writes_nothing_into_the_current_folder(tmp_path, monkeypatc
         assert result.exit_code == 2 and "must be a path ('.' for the current folder)" in result.output, \
             (argv, result.output)
     assert list(work.iterdir()) == []
+
+
+def test_ctrl_c_in_a_command_without_its_own_message_says_so_in_one_line(image_folder, monkeypatch):
+    """`imgclf audit` stopped by Ctrl-C exited 130 without a word."""
+    import imgclf.audit as audit_package
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_package, "audit", interrupted)
+    result = CliRunner().invoke(app, ["audit", str(image_folder)])
+    assert result.exit_code == 130
+    assert result.output.strip() == "error: imgclf audit interrupted (Ctrl-C)", result.output

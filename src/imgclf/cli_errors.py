@@ -53,6 +53,13 @@ class CommandGroup(TyperGroup):
             if launch_rank() == 0:  # every data-parallel process stops together: the first one says so, once
                 typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # a command with no word of its own for it (audit, predict): one line, not none
+            from .hardware import launch_rank
+
+            if launch_rank() == 0:
+                typer.secho(f"error: imgclf {ctx.meta.get(_COMMAND_KEY) or ctx.info_name} interrupted (Ctrl-C)",
+                            fg=typer.colors.RED, err=True)
+            raise typer.Exit(130) from None
         except ImgclfError as exc:
             # by name: a subclass may build the command it resolves (cli.base._Commands)
             command = self.commands.get(ctx.meta.get(_COMMAND_KEY, ""))
@@ -174,6 +181,8 @@ def _usage_message(exc: UsageError) -> str:
     option = _option_naming_extra(text, exc.ctx)
     if option:
         text += f" Did you mean {option}?"
+    elif (flag := _flag_given_a_word(text, exc.ctx)) is not None:
+        text += f" A flag such as {flag} takes no value: give it alone, or leave it out."
     return f"{text} See: {exc.ctx.command_path} --help" if exc.ctx is not None else text
 
 
@@ -193,6 +202,23 @@ def _option_naming_extra(text: str, ctx: Any) -> str | None:
              if getattr(p, "param_type_name", "") == "option" and not getattr(p, "is_flag", False) and p.help
              and listed.search(p.help)]
     return f"{flags[0]} {extra.group(1)}" if len(flags) == 1 else None
+
+
+_SWITCH_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
+
+
+def _flag_given_a_word(text: str, ctx: Any) -> str | None:
+    """`imgclf runs --json true`: the stray word a switch's value, which a flag does not take. The flag given (else
+    the command's first), or None (another stray word, or a command without flags)."""
+    import re
+
+    extra = re.match(r"Got unexpected extra argument(?:s|\(s\))? \(([^\s)]+)", text)
+    if extra is None or ctx is None or extra.group(1).lower() not in _SWITCH_WORDS:
+        return None
+    flags = [p for p in getattr(ctx.command, "params", [])
+             if getattr(p, "is_flag", False) and not getattr(p, "count", False) and p.opts]
+    given = [p for p in flags if ctx.params.get(p.name) is True and p.default is not True]  # the one typed, likely
+    return max((given or flags)[0].opts, key=len) if flags else None
 
 
 def _log_internal_error(exc: BaseException) -> Path | None:

@@ -567,3 +567,30 @@ def test_classes_chosen_in_another_order_are_the_same_experiment(tmp_path):
     a1 = _configure(write_run(tmp_path, seed=1, run_name="a1"), classes=["cat", "dog"])
     comparison = compare_runs([a0, a1])
     assert [g.n for g in comparison.groups] == [2] and comparison.differing == []
+
+
+def test_many_groups_keep_their_curves_readable_above_the_legend(tmp_path, monkeypatch):
+    """25 groups' legend squeezed the curves to nothing (matplotlib: 'constrained_layout not applied because axes
+    sizes collapsed to zero'): the figure grows with its legend."""
+    import warnings
+
+    from imgclf.evaluation.plots import training_curves
+
+    seen = {}
+    real_save = training_curves.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        fig.canvas.draw()
+        seen["axes"] = [ax.get_window_extent().height for ax in fig.axes]
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(training_curves, "save_figure", save)
+    runs = [_configure(write_run(tmp_path / "r", seed=0, run_name=f"lr{i}"), lr=0.001 * (i + 1),
+                       augment=f"hflip,rotate={i + 1},shift=0.1,zoom=0.1,brightness=0.2,contrast=0.2,erase=0.25")
+            for i in range(25)]
+    comparison = compare_runs(runs)
+    assert len(comparison.groups) == 25 and max(len(g.label) for g in comparison.groups) > 80  # wrapped entries
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the collapse is a UserWarning
+        write_compare_html(comparison, tmp_path / "compare.html")
+    assert min(seen["axes"]) > 150, seen["axes"]

@@ -6,6 +6,7 @@ import json
 import math
 import re
 from html import unescape
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -698,3 +699,27 @@ def test_a_report_of_a_run_missing_its_history_and_metrics_says_so(run_copy):
     html = " ".join(unescape((run_copy / "report.html").read_text()).split())
     assert "Missing from the run folder: history.csv, metrics.json; this page leaves out the training" in html
     assert "<dt>overfitting</dt><dd>not checked: history.csv is missing</dd>" in html
+
+
+@pytest.mark.parametrize("command", ["report", "calibrate"])
+def test_a_run_folder_that_cannot_be_written_is_refused_in_one_line(run_copy, command, monkeypatch):
+    """A read-only run: report printed 13 figures' warnings, then 'internal error: PermissionError'; calibrate the
+    same on its detector's temp file. (Root writes anywhere: the folder's refusal is played by mkdtemp.)"""
+    import errno
+    import tempfile
+
+    real = tempfile.mkdtemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == Path(run_copy).resolve():
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    before = sorted(p.name for p in Path(run_copy).iterdir())
+    result = CliRunner().invoke(app, [command, str(run_copy)])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert said.startswith(f"error: run must be a folder to write into. Received: run='{run_copy}' (cannot write in")
+    assert "internal error" not in said and "UserWarning" not in said
+    assert sorted(p.name for p in Path(run_copy).iterdir()) == before

@@ -25,6 +25,10 @@ class _Commands(CommandGroup):
     train's come from TrainConfig and the study's from numpy code: `imgclf models` and `--version` should wait
     for none of them. Until it runs, a command holds its help line only, enough for `imgclf --help`'s list."""
 
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _flags_without_a_type(self, ctx)  # the group's own (--version, --help)
+        super().format_help(ctx, formatter)
+
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, cmd, rest = super().resolve_command(ctx, args)
         func = getattr(getattr(cmd, "callback", None), "__wrapped__", None)
@@ -39,7 +43,16 @@ class _Commands(CommandGroup):
         if cmd is not None:
             _help_for_width(cmd)
             _refuse_blank_paths(cmd)
+            _flags_without_a_type(cmd, ctx)
         return name, cmd, rest
+
+
+def _flags_without_a_type(cmd: Any, ctx: Any) -> None:
+    """A flag takes no value: its help read `--json <bool>`, and `--json true` then failed on the stray word."""
+    help_option = cmd.get_help_option(ctx) if hasattr(cmd, "get_help_option") else None
+    for param in [*getattr(cmd, "params", ()), *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False) and param.metavar is None:
+            param.metavar = ""
 
 
 def _refuse_blank_paths(cmd: Any) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from ..data.folder import count_skipped
 from ..data.imbalance import IMBALANCE_FLAG_RHO
 from ..errors import check_switch
-from ..io import atomic_write_text
+from ..io import atomic_write_text, writable_folder
 from ..pages import embed_png, finite, num, pct, render
 from ..plotting import FIGURE_SLOTS
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir, cut_epochs_text
@@ -343,6 +343,7 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     explain, redraw = check_switch("explain", explain), check_switch("redraw", redraw)
     if not run.has("model.json"):
         raise run.missing("model.json")
+    writable_folder("run", run_dir)  # a read-only run: one line, not 13 figures' warnings and an internal error
     card = run.read_card()
     if card.task == "multilabel":  # its own page: label sets, per-label thresholds, no softmax-only sections
         from .multilabel_report import write_multilabel_report

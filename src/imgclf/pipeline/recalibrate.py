@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import TrainConfig, make_config
 from ..errors import Described, bad_path, check_switch, invalid
+from ..io import writable_folder
 from ..ood import STATS_FILE, STATS_FILES
 from ..records import DatasetRecord, ModelCard, RunDir
 
@@ -64,6 +65,7 @@ def recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings: 
     from .run_folder import not_while_training
 
     settings = {name: value for name, value in settings.items() if value is not None}  # None: not given, as in fit
+    writable_folder("run", run_dir)  # read-only: one line, not an internal error on the detector's temp file
     with not_while_training(run_dir, "calibrate"):
         return _recalibrate(run_dir, report=report, **settings)
 

@@ -216,4 +216,7 @@ def plot_compare_curves(groups: Sequence[Mapping[str, Any]], path: str | os.Path
         if handles:
             # two columns of 42-character entries fit the page's width (three ran past its edges)
             fig.legend(handles, labels, loc="outside lower center", ncol=min(2, len(labels)), fontsize=8.5)
+            # taller by each text line of the legend past four: 25 groups' legend squeezed the axes to nothing
+            lines = sum(max(label.count("\n") + 1 for label in labels[i:i + 2]) for i in range(0, len(labels), 2))
+            fig.set_size_inches(inches(FULL_WIDTH_PX), inches(440 + 19 * max(0, lines - 4)))
         return save_figure(fig, path)

@@ -489,6 +489,12 @@ def test_a_finished_run_resumed_and_interrupted_is_listed_as_interrupted_and_lef
     imgclf.fit(resume=str(done.path), report=False)  # finished: listed and compared as such again
     [row] = imgclf.list_runs(tmp_path / "runs")
     assert row.status == "completed" and unfinished(done.path) == ""
+    # a card written before it counted the epochs (epochs_run 0) says nothing of a resume
+    card = RunDir(done.path).read_card()
+    RunDir(done.path).write_card(card.model_copy(update={"training": card.training.model_copy(
+        update={"epochs_run": 0})}))
+    [row] = imgclf.list_runs(tmp_path / "runs")
+    assert row.status == "completed" and unfinished(done.path) == ""
 
 
 def test_a_run_interrupted_while_being_finished_is_listed_as_interrupted_until_its_resume_finishes_it(

@@ -23,7 +23,6 @@ from ..io import exclusive, remove_temp_files
 from ..models import get_model_info, list_models
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from ..records.run_dir import LOCK_FILE, WEIGHTS_FILE
-from ..run_markers import FINISHING_FILE
 from .prepare import data_and_model, input_size
 from .resolve import resume_config
 from .resume_checks import trained_seconds
@@ -336,11 +335,8 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
     from ..train.interrupts import finishing
 
-    # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them,
-    # and leaves the marker that tells `imgclf runs` the run is not finished (its card may be written already)
-    marker = run.file(FINISHING_FILE)
-    marker.touch()
-    with finishing(run_dir, len(result.history), result.stopped_reason):
+    # the weights, the card, the calibration, the scores and the report: a signal here says how to finish them
+    with finishing(run_dir, len(result.history), result.stopped_reason, mark=True):
         # a resume that trained no epoch (finishing the card) may write the very weights its evaluations scored:
         # the digest the card recorded, against the one write_card records below (no file hashed twice)
         weights_before = _recorded_weights_digest(run) if resume else None
@@ -373,7 +369,6 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             card.metrics = validation_headline(result.history, card.training, card.task)
             run.write_card(card)
             drop_unused_statistics(run_dir, card)
-            marker.unlink(missing_ok=True)
             return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
                        result.stopped_reason, skipped)
         run.write_card(card)
@@ -400,6 +395,5 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         figure_failures: list[str] = []
         write_or_drop_report(run_dir, report, figure_failures)  # an earlier process's report showed the run before
         log_final(loggers, run_dir, metrics, result.global_step)  # after the report: its files go as artefacts
-        marker.unlink(missing_ok=True)
         return Run(run_dir, resolved, metrics, result.best_epoch, len(result.history), result.seconds,
                    result.stopped_reason, skipped, figure_failures)

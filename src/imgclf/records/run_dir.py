@@ -158,7 +158,9 @@ class RunDir:
         if not self.has("model.json"):
             return 0
         try:
-            return max(0, len(self.read_history()) - self.read_card().training.epochs_run)
+            recorded = self.read_card().training.epochs_run
+            # 0: a card that does not say (written before it counted them), not a run that trained none
+            return max(0, len(self.read_history()) - recorded) if recorded else 0
         except ImgclfError:  # unreadable records: the caller reports those
             return 0
 

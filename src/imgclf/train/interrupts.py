@@ -49,17 +49,26 @@ class _Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def finishing(run_dir: Path, epochs: int, stopped: str = "completed") -> Iterator[None]:
+def finishing(run_dir: Path, epochs: int, stopped: str = "completed", mark: bool = False) -> Iterator[None]:
     """Turn Ctrl-C and SIGTERM inside the block into `TrainingInterrupted` (exit status 130 or 143). The SIGTERM
     handler is only installed from the main thread, the one place Python allows it. `stopped`: why training
     ended; a run stopped before its last epoch (early stopping, a time limit) is finished with --epochs set to
-    the epochs it trained, since a checkpoint does not hold the stop and a plain --resume would train on."""
+    the epochs it trained, since a checkpoint does not hold the stop and a plain --resume would train on. mark:
+    the block writes the run's weights, card, scores and report, and leaves FINISHING_FILE unless it ends
+    normally: `imgclf runs` then calls the run interrupted (its card may be written already)."""
+    from ..run_markers import FINISHING_FILE
+
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
     if main:
         signal.signal(signal.SIGTERM, _raise_terminated)
+    marker = Path(run_dir) / FINISHING_FILE if mark else None
+    if marker is not None:
+        marker.touch()
     try:
         yield
+        if marker is not None:
+            marker.unlink(missing_ok=True)
     except (KeyboardInterrupt, _Terminated) as exc:
         name, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("Ctrl-C", 130)
         _, _, kept = interrupt_state(name, epochs, epochs).partition("; ")  # what the checkpoint holds

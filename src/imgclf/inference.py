@@ -28,42 +28,13 @@ from .hardware import prediction_device
 from .prediction_precision import card_precision, inference_precision
 from .card_model import build_from_card, for_prediction, trust_head  # noqa: F401  (re-exported)
 from .inputs import ImageInput, array_to_image, check_pixels, gather_inputs, refuse_image_folder_as_run
+from .prediction import Prediction, multilabel_prediction
 
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
 # bound the memory held by decoded pixels when predicting a large folder.
 _PREDICT_CHUNK = 1024
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-@dataclass
-class Prediction:
-    """One image's prediction. `label` is the most probable class, or "unknown" when `unknown` is True (the
-    image scored below the card's threshold: it looks like none of the classes); `best_label` and `probability`
-    are then still the closest known class and its probability, and `top` lists the known classes either way.
-    `score`: the in-distribution score (higher: more like the training images; model.json `unknown`). An image
-    that could not be read has its `error`, and None for label, probability, score and unknown (not judged)."""
-
-    path: str
-    label: str | None
-    probability: float | None
-    top: list[tuple[str, float]]
-    error: str | None = None
-    score: float | None = None
-    unknown: bool | None = False
-    best_label: str | None = None
-    # multi-label runs: every label whose probability reaches its threshold, most probable first (may be empty);
-    # `label` is then those names joined by ";", `top` the most probable labels, carried or not, and `best_label`
-    # with `probability` the most probable label, carried or not (as for an unknown single-label image)
-    labels: list[tuple[str, float]] | None = None
-    multilabel: bool = False  # of a multi-label run, read or not: its JSON has `labels` (null where unread)
-
-    def as_dict(self) -> dict:
-        """What `imgclf predict --format json` and the HTTP service give for it (`top` as label/probability
-        objects): JSON-ready."""
-        from .predict_format import as_json
-
-        return as_json(self)
 
 
 def _unread_file(img: Image.Image) -> bool:
@@ -372,16 +343,6 @@ class Classifier:
             results.append(Prediction(name, UNKNOWN_LABEL if flagged else top[0][0], top[0][1], top, score=score,
                                       unknown=flagged, best_label=top[0][0]))
         return results
-
-
-def multilabel_prediction(name: str, probs: np.ndarray, classes: Sequence[str], top: list[tuple[str, float]],
-                          cutoffs: np.ndarray, score: float | None) -> Prediction:
-    """A multi-label image's Prediction: every label whose probability reaches its threshold, most probable first
-    (`labels`, and `label` their names joined by ';'); `top` the ranking, carried or not. Shared by `predict`
-    and the HTTP service."""
-    carried = sorted(((c, float(p)) for c, p, t in zip(classes, probs, cutoffs) if p >= t), key=lambda item: -item[1])
-    return Prediction(name, ";".join(c for c, _ in carried), top[0][1], top, score=score, best_label=top[0][0],
-                      labels=carried, multilabel=True)
 
 
 def _thresholds_of(card: ModelCard, threshold: float | None) -> np.ndarray | None:

@@ -25,7 +25,8 @@ from ..errors import invalid, path_argument
 from ..topk import top_indices
 
 if TYPE_CHECKING:
-    from ..inference import Classifier, Prediction
+    from ..inference import Classifier
+    from ..prediction import Prediction
     from ..inputs import ImageInput
 
 
@@ -251,7 +252,7 @@ def explain_images(clf: "Classifier", images: "Sequence[ImageInput] | ImageInput
         maps = _heatmaps_in_batches(clf, pixels, [index[name] for name in explained])
         for (i, image), prediction, name, heatmap in zip(readable, predictions, explained, maps):
             by_index[i] = Explanation(names[i], replace(prediction, path=names[i]), name, heatmap, image)
-    from ..inference import Prediction
+    from ..prediction import Prediction
 
     return [by_index.get(i) or Explanation(names[i], Prediction(names[i], None, None, [], error, unknown=None))
             for i, _, error in decoded]

@@ -34,7 +34,8 @@ from ..data.decode import DecodeError, quiet_pillow_warnings
 from ..topk import top_k as top_classes
 from ..backends import load_classifier
 from ..errors import Described, check_switch, invalid, invalid_message
-from ..inference import Classifier, PixelResults, Prediction, multilabel_prediction
+from ..inference import Classifier, PixelResults
+from ..prediction import Prediction, multilabel_prediction
 from ..ood import UNKNOWN_LABEL
 from ..predict_format import as_json
 from .batcher import MicroBatcher

@@ -40,8 +40,7 @@ from ..ood import UNKNOWN_LABEL
 from ..predict_format import as_json
 from .batcher import MicroBatcher
 from .origins import add_cors, check_origins
-from .schema import (PREDICT_RESPONSES, THRESHOLD, TOP_K, UNKNOWN, PredictResponse, predict_openapi,
-                     typed_parameters)
+from .schema import PREDICT_RESPONSES, THRESHOLD, TOP_K, UNKNOWN, PredictResponse, predict_openapi, typed_parameters
 from .uploads import ApiError, Upload, read_uploads
 
 DEFAULT_MAX_UPLOAD_BYTES = 10_000_000

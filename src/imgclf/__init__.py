@@ -16,8 +16,8 @@ from ._version import __version__
 
 _notices.install()  # at import, so the modules' own loggers print the same way before and after the first warning
 
-__all__ = ["Classifier", "ImgclfError", "TrainConfig", "calibrate", "compare", "evaluate", "explain", "fit", "list_models",
-           "list_runs", "load", "lr_find", "report", "tune", "__version__"]
+__all__ = ["Classifier", "ImgclfError", "TrainConfig", "calibrate", "compare", "evaluate", "explain", "fit",
+           "list_models", "list_runs", "load", "lr_find", "report", "tune", "__version__"]
 
 if TYPE_CHECKING:
     import os

@@ -57,4 +57,6 @@ def resolve_color(color: str, paths: list[str], model_in_chans: int | None = Non
             log.warning(source)  # information is dropped: say so where the run's output goes
             return "grayscale", source
         return "grayscale", "color=auto: grayscale images, and the model takes 1 channel"
-    return detected, f"color=auto: {'every sampled image is grayscale (200 of all, 20 of each folder)' if detected == 'grayscale' else 'colour images'}"
+    found = "every sampled image is grayscale (200 of all, 20 of each folder)" if detected == "grayscale" else \
+        "colour images"
+    return detected, f"color=auto: {found}"

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from .records import ModelCard, RunDir, load_card
 from .records.run_dir import run_path
 from .ood import UNKNOWN_LABEL, TrustHead, logits_and_features
-from .data.decode import DecodeError, exif_upright, image_to_array, open_image
+from .data.decode import DecodeError, exif_upright, image_to_array, open_image, refuse_special_file
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import MULTILABEL_TTA, TTAViews
@@ -187,6 +187,8 @@ class Classifier:
                     raise DecodeError("a PIL image closed before its pixels were read (a `with Image.open(...)` "
                                       "block that ended): call .load() inside it, or pass the path") from None
                 raise DecodeError(f"damaged file ({type(exc).__name__}: {exc})") from None
+        if isinstance(source, (str, os.PathLike)):
+            refuse_special_file(source)
         return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)
 
     def _try_decode(self, item: tuple[int, ImageInput]) -> tuple[int, np.ndarray | None, str | None]:

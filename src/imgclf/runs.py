@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import bad_path, check_switch, invalid, path_argument
 from .io import safetensors_damage
-from .records.run_dir import find_run_dirs
+from .records.run_dir import epochs_past_card, find_run_dirs
 from .records.tune import trial_of_run
 from .run_markers import FINISHING_FILE
 from .stats import finite_number
@@ -158,7 +158,7 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         (dataset.roots or [dataset.root]) if dataset else None
     data = _data_name(folders) if folders else None
     data_path = " + ".join(os.path.abspath(str(f)) for f in folders) if folders else None
-    past = run.epochs_past_card() if not problems else 0
+    past = epochs_past_card(history, card)  # (history.csv and model.json as read above)
     if problems:
         status, reason = "failed", problems[0]
     elif run.has(FINISHING_FILE):  # a signal while its weights, card, scores and report were written

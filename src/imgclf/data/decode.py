@@ -197,8 +197,6 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
                  interpolation: str = "bilinear") -> tuple[np.ndarray, dict[str, object]]:
     """`open_image` plus the file's own width, height, mode and format, read from the same open (`inspect`
     reports both without reading a file twice)."""
-    if isinstance(source, (str, os.PathLike)):
-        _refuse_special_file(source)
     try:
         with quiet_pillow_warnings(), Image.open(source) as img:
             limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's documented way to lift the limit
@@ -250,9 +248,10 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     return arr, meta
 
 
-def _refuse_special_file(path: str | os.PathLike) -> None:
+def refuse_special_file(path: str | os.PathLike) -> None:
     """A named pipe, device or socket given by name (`mkfifo x.png`): opening it waits for a writer that may never
-    come, and `imgclf predict` hung. A folder walk skips them; a path given on its own is an error entry."""
+    come, and `imgclf predict` hung. A folder walk skips them, so only a path given on its own is asked (not every
+    file of a training's decode pass: one stat more per image there)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:  # missing, unreadable: Pillow's own open says which

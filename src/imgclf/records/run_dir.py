@@ -152,16 +152,13 @@ class RunDir:
         return data
 
     def epochs_past_card(self) -> int:
-        """Epochs history.csv holds beyond those model.json says the run trained: a finished run resumed for more
-        epochs, which is training now or was interrupted (its card, metrics and report still describe the epochs
-        before). 0 for a run without a card, or whose card is as old as its history."""
+        """`epochs_past_card` of this run's own history.csv and model.json; 0 where either cannot be read (the
+        caller reports those)."""
         if not self.has("model.json"):
             return 0
         try:
-            recorded = self.read_card().training.epochs_run
-            # 0: a card that does not say (written before it counted them), not a run that trained none
-            return max(0, len(self.read_history()) - recorded) if recorded else 0
-        except ImgclfError:  # unreadable records: the caller reports those
+            return epochs_past_card(self.read_history(), self.read_card())
+        except ImgclfError:
             return 0
 
     # ----- config.yaml --------------------------------------------------------------------------
@@ -301,6 +298,15 @@ class RunDir:
                 read_record(self.path / name, record, "run", self.path, "a run directory")
                 checked.append(name)
         return checked
+
+
+def epochs_past_card(history: list[HistoryRow], card: ModelCard | None) -> int:
+    """Epochs `history` holds beyond those the card says the run trained: a finished run resumed for more epochs,
+    which is training now or was interrupted (its card, metrics and report still describe the epochs before). 0
+    without a card, or with one as old as its history."""
+    recorded = card.training.epochs_run if card is not None else 0
+    # 0: a card that does not say (written before it counted them), not a run that trained none
+    return max(0, len(history) - recorded) if recorded else 0
 
 
 def load_card(run_dir: str | os.PathLike) -> ModelCard:

@@ -263,6 +263,31 @@ def test_a_garment_of_the_same_shape_is_not_a_duplicate_but_its_resized_copy_is(
     assert found.group_of[1] != group, found.group_of
 
 
+def test_one_shape_in_other_colours_is_not_a_duplicate_but_its_brightened_copy_is():
+    """Correlation cannot see tone: a disc in two colour schemes on flat backgrounds correlates at 1.0. Its copy
+    brightened by 10 % (and its JPEG copy at quality 90) is the same picture; the other colours are not."""
+    from PIL import Image, ImageDraw
+
+    def disc(background, ink):
+        image = Image.new("RGB", (32, 32), background)
+        ImageDraw.Draw(image).ellipse([6, 6, 26, 26], fill=ink)
+        return np.asarray(image)
+
+    original = disc((200, 190, 180), (40, 60, 90))
+    brightened = np.clip(original.astype(np.float32) * 1.1, 0, 255).astype(np.uint8)
+    pixels = np.stack([original, brightened, disc((120, 140, 160), (100, 120, 130)),  # pale: spread 4x smaller
+                       disc((150, 150, 150), (16, 16, 16)),  # darker: same spread, mean 41 grey levels lower
+                       np.stack([_jpeg(grey_thumbnails(original[None])[0], 90)] * 3, axis=-1)])
+    thumbs = grey_thumbnails(pixels)
+    signatures = perceptual_signatures(thumbs)
+    assert pair_similarity(thumbs, signatures.offsets, np.array([(0, 2), (0, 3)])).min() >= 0.99
+    found = find_duplicates(thumbs, signatures)
+    group = found.group_of[0]
+    assert group >= 0 and found.group_of[1] == group and found.group_of[4] == group, found.group_of
+    assert found.group_of[2] != group and found.group_of[3] != group, found.group_of
+    assert found.group_of[2] < 0 or found.group_of[2] != found.group_of[3], found.group_of
+
+
 def test_the_quick_models_temperature_makes_its_confidence_match_its_accuracy():
     """Fitted by log-likelihood, the few images labelled as another class than they look (huge losses: what the
     audit looks for) set the temperature: on the digits, T 64-136 and a median top probability of 0.14 at 96 %

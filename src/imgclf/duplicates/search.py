@@ -21,7 +21,9 @@ image rather than a Python loop over pairs:
    (docs/trust.md).
    A pair far above each image's other candidates (`DISTINCT_MARGIN`) passes on less detail (`DISTINCT_DETAIL`):
    a small photo's JPEG copy loses its fine detail, and such a pair is no member of a crowd of one silhouette.
-A pair is a near-duplicate when its matched correlation reaches `NEAR_THRESHOLD` and it passes the detail test.
+A pair is a near-duplicate when its matched correlation reaches `NEAR_THRESHOLD`, it passes the detail test,
+and its two images agree in grey mean and spread (`tone_agrees`: correlation is blind to tone, so one shape drawn
+in two colour schemes on flat backgrounds would otherwise be one picture).
 Steps 2 and 3, with their constants (`SAME_PIXELS`, `_MATCH_SIGMAS`, `_DETAIL_SIGMA`, `DETAIL_THRESHOLD`,
 `NEAR_THRESHOLD`), are `verify.py`'s; this module finds the candidates and groups what passes.
 

@@ -26,6 +26,14 @@ SAME_PIXELS = 0.995  # unblurred correlation that needs no detail test: a bright
 # docs/trust.md: near-copy recall 0.986 -> 0.989 at the same precision; 26 -> 37 of those 40 JPEG copies.
 DISTINCT_MARGIN = 0.02
 DISTINCT_DETAIL = 0.8
+# Correlation ignores tone (it is unchanged by b = alpha * a + beta), so two plain pictures of one shape in other
+# colours correlate at 1.0. A copy brightened by up to 10 % moves its grey mean and spread by at most 10 %; a pair
+# must agree in spread within TONE_SPREAD and in mean within TONE_MEAN of the brighter (at least TONE_MEAN_FLOOR
+# grey levels): twice the change of the copies measured. 6 false groups among 24 generated shapes on flat
+# backgrounds (32 px) had spreads 2-17x apart or means 41-47 levels apart.
+TONE_SPREAD = 0.7
+TONE_MEAN = 0.2
+TONE_MEAN_FLOOR = 16.0
 _MATCH_SIGMAS = (0.5, 0.7, 1.0, 1.5)  # blur widths tried on the sharper image, in pixels of a 28 px thumbnail
 _DETAIL_SIGMA = 1.0  # detail = image less its blur of this width
 _PAIR_CHUNK = 2048
@@ -182,13 +190,30 @@ class Detail:
     plain: np.ndarray
     matched: np.ndarray
     detail: np.ndarray
+    tone: np.ndarray  # bool: the two agree in grey mean and spread (`tone_agrees`)
 
     def accepted(self, threshold: float = NEAR_THRESHOLD, detail: float = DETAIL_THRESHOLD,
                  margin: np.ndarray | None = None) -> np.ndarray:
         """margin: each pair's `distinct_margin`; a pair that far apart from the rest needs DISTINCT_DETAIL only."""
         needed = detail if margin is None else np.where(margin >= DISTINCT_MARGIN, min(detail, DISTINCT_DETAIL),
                                                         detail)
-        return (self.plain >= max(SAME_PIXELS, threshold)) | ((self.matched >= threshold) & (self.detail >= needed))
+        same_picture = (self.plain >= max(SAME_PIXELS, threshold)) | ((self.matched >= threshold)
+                                                                     & (self.detail >= needed))
+        return same_picture & self.tone
+
+
+def tone_agrees(thumbs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Per pair, whether its two grey thumbnails are alike in mean and spread (the constants' comment says how
+    alike), which correlation cannot see."""
+    x = np.asarray(thumbs, dtype=np.float32).reshape(len(thumbs), -1)
+    used = np.unique(pairs)
+    mean, spread = np.zeros(len(thumbs), np.float32), np.zeros(len(thumbs), np.float32)
+    mean[used], spread[used] = x[used].mean(axis=1), x[used].std(axis=1)
+    i, j = pairs[:, 0], pairs[:, 1]
+    spread_ratio = np.minimum(spread[i], spread[j]) / np.maximum(np.maximum(spread[i], spread[j]), 1e-6)
+    mean_gap = np.abs(mean[i] - mean[j])
+    return (spread_ratio >= TONE_SPREAD) & (mean_gap <= np.maximum(TONE_MEAN_FLOOR,
+                                                                   TONE_MEAN * np.maximum(mean[i], mean[j])))
 
 
 def distinct_margin(pairs: np.ndarray, candidates: np.ndarray, similarity: np.ndarray, n: int,
@@ -249,7 +274,7 @@ def pair_detail(thumbs: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) -> D
 
     plain, matched, detail = (np.zeros(len(pairs), np.float32) for _ in range(3))
     if len(pairs) == 0:
-        return Detail(plain, matched, detail)
+        return Detail(plain, matched, detail, np.zeros(0, bool))
     side = thumbs.shape[1]
     scale = side / 28
     reach = max(2, side // 8)
@@ -283,4 +308,4 @@ def pair_detail(thumbs: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) -> D
         plain[start:start + len(i)] = best
         matched[start:start + len(i)] = scores.max(axis=0)
         detail[start:start + len(i)] = _masked_ncc(a_matched - blur(a_matched, _DETAIL_SIGMA), fine_b, mask)
-    return Detail(plain, matched, detail)
+    return Detail(plain, matched, detail, tone_agrees(thumbs, pairs))

@@ -182,10 +182,13 @@ def test_python_values_the_command_line_spells_as_text_are_taken(tmp_path):
         resolve_config(data=str(tmp_path), augment=["hflip", "hflip"])
 
 
-@pytest.mark.parametrize("text, seconds", [("1h30m", 5400), ("1h 30m 15s", 5415), ("10M", 600), ("90", 90),
-                                           (".5h", 1800), ("2.5m", 150)])
-def test_a_duration_may_join_its_units(tmp_path, text, seconds):
-    assert resolve_config(data=str(tmp_path), time_limit=text).time_limit_seconds == seconds
+@pytest.mark.parametrize("text, seconds, kept", [("1h30m", 5400, "1h30m"), ("1h 30m 15s", 5415, "1h30m15s"),
+                                                 ("10M", 600, "10m"), ("90", 90, "90s"), (".5h", 1800, ".5h"),
+                                                 (" 2.5 m", 150, "2.5m")])
+def test_a_duration_may_join_its_units(tmp_path, text, seconds, kept):
+    """Kept as config.yaml, the card and "time limit (...)" show it: '1 M' was stored as typed, '90' without a unit."""
+    cfg = resolve_config(data=str(tmp_path), time_limit=text)
+    assert (cfg.time_limit_seconds, cfg.time_limit) == (seconds, kept)
 
 
 @pytest.mark.parametrize("text", ["1.2.3", ".", "30m1h", "1m1m", "1h30", "5x", "h"])

@@ -303,10 +303,11 @@ def test_an_image_folder_given_where_a_run_goes_says_the_run_comes_first(tmp_pat
     from conftest import make_image_folder
 
     data = make_image_folder(tmp_path / "data", per_class=2)
-    result = CliRunner().invoke(app, ["predict", str(data), str(tmp_path)])
-    assert result.exit_code == 2
-    assert "an image folder, not a run: the run comes first, then the images" in \
-        " ".join(result.output.split())
+    for arguments in (["predict", str(data), str(tmp_path)], ["serve", str(data)]):  # serve takes no images
+        result = CliRunner().invoke(app, arguments)
+        assert result.exit_code == 2
+        assert "an image folder, not a run: give the folder imgclf train wrote; the commands that read images " \
+            "take them after the run" in " ".join(result.output.split()), result.output
     (tmp_path / "model.onnx").write_bytes(b"")
     for command in ("predict", "explain"):  # explain has no --backend: the hint sent it to "No such option"
         result = CliRunner().invoke(app, [command, str(tmp_path / "model.onnx"), str(data)])

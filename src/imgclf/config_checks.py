@@ -301,7 +301,11 @@ class SettingChecks(BaseModel):
         except ImgclfError:
             raise invalid("time_limit", value,
                           "a duration such as 90s, 10m, 1.5h or 1h30m, or none (no budget)") from None
-        return value
+        if value is None:
+            return None
+        # kept as the records and messages show it: '1 M' as 1m, a bare '90' with its unit ("time limit (90)")
+        text = re.sub(r"\s+", "", str(value)).lower()
+        return text if text[-1:] in ("h", "m", "s") else f"{text}s"
 
     @field_validator("time_limit", check_fields=False)
     @classmethod

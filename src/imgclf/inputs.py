@@ -278,7 +278,8 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
         for path in folder.glob(pattern):
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 raise bad_path("run", folder, "a run directory containing model.json",
-                               "an image folder, not a run: the run comes first, then the images")
+                               "an image folder, not a run: give the folder imgclf train wrote; the commands that "
+                               "read images take them after the run")
             seen += 1
             if seen >= look:
                 return

@@ -454,8 +454,11 @@ def test_a_finished_run_resumed_with_nothing_left_to_train_refuses_a_changed_set
     before = {name: (run_dir / name).read_bytes() for name in ("config.yaml", "model.json")}
     for setting, value in (("batch_size", 4), ("augment", "hflip"), ("early_stopping", 3)):
         with pytest.raises(ImgclfError, match=rf"{setting}.*it has trained all 2 of its epochs, so another value "
-                                              "would apply to no epoch"):
+                                              "would apply to no epoch") as refused:
             imgclf.fit(resume=str(run_dir), **{setting: value})
+        if setting == "early_stopping":  # unset in the run: "must be None" read as Python's
+            assert "early_stopping for --resume" in str(refused.value) and \
+                "must be unset, as this run was trained" in str(refused.value), refused.value
     assert {name: (run_dir / name).read_bytes() for name in before} == before
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         imgclf.fit(resume=str(run_dir), progress=False, report=False)  # nothing changed: accepted, and said

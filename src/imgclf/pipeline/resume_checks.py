@@ -23,6 +23,11 @@ FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size
                    "momentum", "schedule", "lr_factor", "lr_patience", "lr_step", "min_lr", "monitor", "ema")
 
 
+def _kept(value: Any) -> str:
+    """A stored setting as a refusal names it: "must be None" read as Python's, where the command line says none."""
+    return "unset" if value is None else repr(value)
+
+
 def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     """Refuse, before anything is written, what the run's checkpoint cannot continue: fewer epochs than it has
     trained, or another value of a FIXED_ON_RESUME setting. (Refused later, the run's config.yaml would already
@@ -37,8 +42,8 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
         given = "DATA" if name == "data" else f"--{name.replace('_', '-')} ..."
         command = f"imgclf train {given} --config {run.file('config.yaml')}" if name == "data" else \
             f"imgclf train --config {run.file('config.yaml')} {given}"
-        kept = "unset" if stored[name] is None else repr(stored[name])  # "must be None" read as Python's
-        raise invalid(name, asked[name], f"{kept} for this run, as it was trained (a resumed run keeps it)",
+        raise invalid(name, asked[name],
+                      f"{_kept(stored[name])} for this run, as it was trained (a resumed run keeps it)",
                       where=f"--resume {run.path}",
                       hint=f"Start a new run from its settings instead: {command} --out NEW (Python: "
                            f"imgclf.fit(config_file={str(run.file('config.yaml'))!r}, {name}=..., out=NEW))")
@@ -95,7 +100,8 @@ def _check_planned_schedule(run: RunDir, stored: dict[str, Any], asked: dict[str
     for name in ("epochs", "batch_size", "steps_per_epoch"):
         if values.get(name) is not None and asked[name] != stored[name] and not (name == "epochs"
                                                                                 and asked[name] == trained):
-            raise invalid(name, asked[name], f"{stored[name]!r}, as this run was trained: its {stored['schedule']} "
+            raise invalid(name, asked[name], f"{_kept(stored[name])}, as this run was trained: its "
+                          f"{stored['schedule']} "
                           f"schedule planned the learning rate over {stored['epochs']} epochs of its batches "
                           "from the start, and cannot be stretched", where=f"--resume {run.path}",
                           hint=f"Start a new run with it instead: imgclf train --config "
@@ -147,7 +153,7 @@ def _check_nothing_left_to_change(run: RunDir, stored: dict[str, Any], asked: di
                and name not in RUNTIME_ONLY and name not in ("epochs", "out") and asked[name] != stored.get(name)]
     if changed:
         name = changed[0]
-        raise invalid(name, asked[name], f"{stored.get(name)!r}, as this run was trained: it has trained all "
+        raise invalid(name, asked[name], f"{_kept(stored.get(name))}, as this run was trained: it has trained all "
                       f"{trained} of its epochs, so another value would apply to no epoch, yet be recorded as the "
                       "run's", where=f"--resume {run.path}",
                       hint=f"Pass --epochs {trained + 1} or more to train further with it, or start a new run: "

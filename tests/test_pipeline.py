@@ -436,3 +436,18 @@ def test_two_corrections_of_the_imbalance_are_warned(tmp_path, capsys):
             "imbalance") in err
     imgclf.fit(common, class_weight="balanced", out=str(tmp_path / "one"), report=False)
     assert "both correct" not in capsys.readouterr().err
+
+
+def test_evaluate_uses_the_cache_the_run_was_trained_with(tmp_path, monkeypatch):
+    """`imgclf evaluate` looked in the default cache folder, whatever --cache-dir training had: refused where that
+    folder is read-only, and a run trained with --cache-budget 0 had its test split cached after all."""
+    data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=6, size=16)
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "default"))
+    run = tmp_path / "run"
+    imgclf.fit(data=str(data), out=str(run), model="simple_cnn", model_args={"width": 4}, img_size=16, epochs=1,
+               batch_size=4, cache_dir=str(tmp_path / "own"), progress=False, report=False)
+    for entry in (tmp_path / "own").rglob("*.npy"):
+        entry.unlink()  # evaluation must build it again, there
+    imgclf.evaluate(str(run), data=str(data), progress=False)
+    assert not (tmp_path / "default").exists()
+    assert any((tmp_path / "own").rglob("*.npy"))

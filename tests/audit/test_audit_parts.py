@@ -275,17 +275,30 @@ def test_one_shape_in_other_colours_is_not_a_duplicate_but_its_brightened_copy_i
 
     original = disc((200, 190, 180), (40, 60, 90))
     brightened = np.clip(original.astype(np.float32) * 1.1, 0, 255).astype(np.uint8)
+    dimmed = np.rint(original.astype(np.float32) * 0.55).astype(np.uint8)  # as Fashion-MNIST's darker twins
     pixels = np.stack([original, brightened, disc((120, 140, 160), (100, 120, 130)),  # pale: spread 4x smaller
                        disc((150, 150, 150), (16, 16, 16)),  # darker: same spread, mean 41 grey levels lower
-                       np.stack([_jpeg(grey_thumbnails(original[None])[0], 90)] * 3, axis=-1)])
+                       np.stack([_jpeg(grey_thumbnails(original[None])[0], 90)] * 3, axis=-1), dimmed])
     thumbs = grey_thumbnails(pixels)
     signatures = perceptual_signatures(thumbs)
     assert pair_similarity(thumbs, signatures.offsets, np.array([(0, 2), (0, 3)])).min() >= 0.99
     found = find_duplicates(thumbs, signatures)
     group = found.group_of[0]
-    assert group >= 0 and found.group_of[1] == group and found.group_of[4] == group, found.group_of
+    assert group >= 0 and (found.group_of[[1, 4, 5]] == group).all(), found.group_of
     assert found.group_of[2] != group and found.group_of[3] != group, found.group_of
     assert found.group_of[2] < 0 or found.group_of[2] != found.group_of[3], found.group_of
+
+
+def test_a_softened_copy_keeps_its_mean_and_most_of_its_spread():
+    """A resized or compressed copy loses contrast at its mean (10 % resize copies of Fashion-MNIST kept 0.69-1.0
+    of the spread) where a brightened one scales both: each passes the tone check by its own rule."""
+    from imgclf.duplicates.verify import tone_agrees
+
+    picture = np.random.default_rng(0).integers(40, 220, (1, 28, 28)).astype(np.float32)
+    mean = picture.mean()
+    copies = [mean + (picture - mean) * kept for kept in (0.9, 0.72, 0.5)]  # the last: another picture's tone
+    thumbs = np.rint(np.concatenate([picture, *copies])).astype(np.uint8)
+    assert tone_agrees(thumbs, np.array([(0, 1), (0, 2), (0, 3)])).tolist() == [True, True, False]
 
 
 def test_the_quick_models_temperature_makes_its_confidence_match_its_accuracy():

@@ -118,6 +118,39 @@ def test_cache_key_changes_with_size_mode_and_files(tmp_path):
     assert k != cache_key(paths, 8, "rgb", "bilinear"), "a changed file must invalidate the cache"
 
 
+def test_a_file_replaced_at_its_size_and_time_is_decoded_again(tmp_path):
+    """Unpacking a new version of a data set (tar keeps mtimes), cp -p or rsync -t replace a fixed-size BMP with
+    the size and modification time unchanged: the cache served the old pixels, and evaluate scored them."""
+    import os
+
+    from PIL import Image
+
+    for name, value in (("a", 0), ("b", 255)):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (value, value, value)).save(tmp_path / "d" / name / "x.bmp")
+    paths = sorted(str(p) for p in (tmp_path / "d").rglob("*.bmp"))
+    before = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
+    assert int(np.asarray(before.pixels)[0].max()) == 0
+    stat = os.stat(paths[0])
+    (tmp_path / "d" / "a" / "x.bmp").write_bytes((tmp_path / "d" / "b" / "x.bmp").read_bytes())
+    os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(paths[0]).st_size == stat.st_size
+    after = decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
+    assert int(np.asarray(after.pixels)[0].min()) == 255
+
+
+def test_an_empty_imgclf_cache_is_unset_not_the_working_folder(tmp_path, monkeypatch):
+    """IMGCLF_CACHE= (set but empty) wrote the cache files into the folder the command ran in."""
+    make_image_folder(tmp_path / "d", per_class=2)
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("IMGCLF_CACHE", "")
+    monkeypatch.chdir(tmp_path)
+    decode_all(_paths(tmp_path / "d"), 8, "rgb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "home"]
+    assert any((home / ".cache" / "imgclf").iterdir())
+
+
 def test_parallel_build_matches_in_process(tmp_path, monkeypatch):
     make_image_folder(tmp_path / "d", per_class=40)
     paths = _paths(tmp_path / "d")

@@ -57,7 +57,8 @@ class DecodedImages:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("IMGCLF_CACHE", Path.home() / ".cache" / "imgclf"))
+    # IMGCLF_CACHE set but empty is unset (Path("") is the working folder, which filled with cache files)
+    return Path(os.environ.get("IMGCLF_CACHE") or Path.home() / ".cache" / "imgclf")
 
 
 def cache_folder(cache_dir: str | os.PathLike | None = None, sub: str = "") -> Path:
@@ -90,7 +91,9 @@ def cache_key(paths: list[str], size: int, color: str, interpolation: str) -> st
     for path in paths:
         try:
             st = os.stat(path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+            # inode and change time too: a file replaced at its size and modification time (unpacked from an
+            # archive, cp -p, rsync -t, a fixed-size BMP) was served from the cache with the old pixels
+            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
         except OSError:
             stamp = "missing"
         digest.update(f"\n{path}|{stamp}".encode("utf-8", "surrogateescape"))

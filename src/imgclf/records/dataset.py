@@ -22,7 +22,8 @@ class SplitFiles(BaseModel):
     files: list[str] = Field(description="Paths relative to the data set's root.")
     labels: list[int]
     label_sets: list[list[int]] | None = Field(None, description="Multi-label data: the label ids each image "
-                                               "carries (may be empty); `labels` is then its rarest label.")
+                                               "carries (may be empty); `labels` is then its rarest label, and 0 "
+                                               "for an image with none: read `label_sets` for what it carries.")
 
 
 class LabelStats(BaseModel):

@@ -438,9 +438,12 @@ def test_two_corrections_of_the_imbalance_are_warned(tmp_path, capsys):
     assert "both correct" not in capsys.readouterr().err
 
 
-def test_evaluate_uses_the_cache_the_run_was_trained_with(tmp_path, monkeypatch):
-    """`imgclf evaluate` looked in the default cache folder, whatever --cache-dir training had: refused where that
-    folder is read-only, and a run trained with --cache-budget 0 had its test split cached after all."""
+def test_evaluate_and_audit_use_the_cache_the_run_was_trained_with(tmp_path, monkeypatch):
+    """`imgclf evaluate` and `imgclf audit --run` looked in the default cache folder, whatever --cache-dir training
+    had: refused where that folder is read-only, and a run trained with --cache-budget 0 had its test split cached
+    after all."""
+    from imgclf.audit import audit
+
     data = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=6, size=16)
     monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "default"))
     run = tmp_path / "run"
@@ -450,4 +453,10 @@ def test_evaluate_uses_the_cache_the_run_was_trained_with(tmp_path, monkeypatch)
         entry.unlink()  # evaluation must build it again, there
     imgclf.evaluate(str(run), data=str(data), progress=False)
     assert not (tmp_path / "default").exists()
+    assert any((tmp_path / "own").rglob("*.npy"))
+    for entry in (tmp_path / "own").rglob("*.npy"):
+        entry.unlink()
+    audit(str(data), run=str(run), out=str(tmp_path / "audit"), page=False)
+    # (where inspect finds a folder's last audit stays in the default folder: inspect knows no run)
+    assert not list((tmp_path / "default").rglob("*.npy"))
     assert any((tmp_path / "own").rglob("*.npy"))

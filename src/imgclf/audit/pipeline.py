@@ -160,7 +160,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
 
     card = None
     if run is not None:
-        from ..records import load_card
+        from ..records import RunDir, load_card
 
         card = load_card(run)
         if card.task == "multilabel":  # its split and features are of label sets; the audit reads one label each
@@ -170,6 +170,8 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         if img_size is not None and img_size != card.img_size:
             raise invalid("img_size", img_size, f"the run's own size, {card.img_size}, or left out",
                           hint="The run's model takes images of its own size")
+        if cache_dir is None:
+            cache_dir = RunDir(run).decode_cache_settings().get("cache_dir")
     from ..data.folder import class_key, scan_folder
 
     scan = _without_empty_classes(scan_folder(data, allow_empty=True))

@@ -67,18 +67,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _cache_settings(run) -> dict:
-    """The decode cache the run was trained with (its --cache-dir and --cache-budget): evaluation looked in the
-    default folder instead (refused where that is read-only) and cached a run trained with --cache-budget 0."""
-    from ..errors import ImgclfError
-
-    try:
-        cfg = run.read_config()
-    except (OSError, ImgclfError):  # no or an unreadable config.yaml: the defaults
-        return {}
-    return {"cache_dir": cfg.cache_dir, "budget_bytes": cfg.cache_budget_bytes, "workers": cfg.num_workers}
-
-
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
              tta: bool | str | None = None, precision: str = "auto", progress: bool = True) -> MetricsRecord:
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json. Warns (the
@@ -115,7 +103,7 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     with not_while_training(run_dir, "evaluate") if own else contextlib.nullcontext():
         before = _tta_scores(RunDir(run_dir)) if own and not tta else None
         metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress,
-                               **_cache_settings(RunDir(run_dir)))
+                               **RunDir(run_dir).decode_cache_settings())
         if own and RunDir(run_dir).has("model.json"):
             _card_follows(RunDir(run_dir), metrics)
         if own and RunDir(run_dir).has("report.html"):

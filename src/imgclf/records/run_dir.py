@@ -165,6 +165,17 @@ class RunDir:
     def read_config(self) -> TrainConfig:
         return self._load("config.yaml", TrainConfig, self._read_mapping("config.yaml", read_yaml))
 
+    def decode_cache_settings(self) -> dict[str, Any]:
+        """The decode cache this run was trained with, as `decode_all`'s keywords (cache_dir, budget_bytes,
+        workers), for the commands that decode its images again (evaluate, audit --run): they used the default
+        folder, refused where that is read-only, and cached a run trained with --cache-budget 0. Empty where
+        config.yaml is missing or unreadable (the defaults then)."""
+        try:
+            cfg = self.read_config()
+        except (OSError, ImgclfError):
+            return {}
+        return {"cache_dir": cfg.cache_dir, "budget_bytes": cfg.cache_budget_bytes, "workers": cfg.num_workers}
+
     def write_config(self, config: TrainConfig) -> None:
         # progress is the caller's terminal, not the experiment: `fit(progress=False)` in a notebook saved it,
         # and `imgclf train --config RUN/config.yaml` then trained without a line of output

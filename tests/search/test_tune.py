@@ -531,6 +531,27 @@ def test_the_search_space_and_the_parallel_axes_read_as_words():
     assert labels == ["hflip", "none"] and positions == [1.0, 0.0, 1.0] and ticks == [0.0, 1.0]
 
 
+def test_a_refused_data_folder_stops_the_search_at_its_first_trial_with_the_whole_message(data, tmp_path):
+    """No draw changes the data: a class folder without images failed 3 trials of a search of 2, and the
+    search's error ended its hint mid-word, "... remove the folder (img", where the record cut it at 300."""
+    import shutil
+
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    folder = tmp_path / "data"
+    shutil.copytree(data, folder)
+    (folder / "empty").mkdir()
+    said = []
+    with pytest.raises(ImgclfError) as refusal:
+        imgclf.tune({"data": str(folder), **SETTINGS}, trials=2, space=SPACE, out=str(tmp_path / "s"),
+                    log=said.append)
+    text = str(refusal.value)
+    assert refusal.value.argument == "data" and "(imgclf train can also leave the class out: --drop-classes " \
+        "empty) (every trial of the search failed with it: 1 in " in text, text
+    assert sum(line.startswith("trial") for line in said) == 1 and "stop   the data was refused" in said, said
+
+
 def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):
     """A failed trial is redrawn; a failure of every draw (here: a refused engine, before tune checked it) made
     the search draw for ever: 1,200 failed trials in a minute."""

@@ -42,7 +42,8 @@ def no_trial_completed(study: Any, folder: Path, trials: int) -> NoTrialComplete
         return NoTrialCompleted(invalid_message("trials", trials, "enough for at least one trial to complete",
                                                 note=f"none completed in {folder}"), "trials",
                                 kept=" The trial folders and tune.json say why.")
-    last = failed[-1].user_attrs["stopped"][len("failed: "):]
+    # the whole message (the record's is cut at 300 characters: a hint ended in "(img")
+    last = failed[-1].user_attrs.get("error") or failed[-1].user_attrs["stopped"][len("failed: "):]
     causes = {t.user_attrs.get("failed_argument") for t in failed}
     if len(causes) == 1 and None not in causes:
         # every trial refused for one setting (a typo in the space, a base setting no run takes): that refusal

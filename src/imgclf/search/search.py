@@ -257,6 +257,11 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
                 raise SearchInterrupted(interrupted_message(exc, folder), None, stop_signal(exc)[1]) from None
             last = study.get_trials(deepcopy=False)[-1]
             failed_in_a_row = failed_in_a_row + 1 if last.state == TrialState.FAIL else 0
+            if last.state == TrialState.FAIL and last.user_attrs.get("failed_argument") == "data":
+                # no draw changes the data: every further trial would fail alike (3 ran for --trials 2)
+                stop_reason = "the data was refused"
+                say(f"stop   {stop_reason}")
+                break
             _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
                           final=False)
         try:
@@ -333,6 +338,7 @@ def _run_trial(study: Any, params: list[Param], settings: dict[str, Any], folder
         raise SearchInterrupted(interrupted_message(exc, folder, trial.number, run_dir), trial.number, code) from None
     except ImgclfError as exc:  # a setting this trial drew that the run refuses: the search goes on
         trial.set_user_attr("stopped", f"failed: {str(exc).splitlines()[0][:300]}")
+        trial.set_user_attr("error", str(exc))  # whole, for the search's own error if no trial completes
         trial.set_user_attr("failed_argument", exc.argument)  # the setting refused: one for all leads the error
         study.tell(trial, state=TrialState.FAIL)
         # its first sentence (a diverged run's goes on for 400 characters) and what was drawn: which lr diverged

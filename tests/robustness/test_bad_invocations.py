@@ -204,7 +204,8 @@ ROWS = [
     row("lrfind-steps-3", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--steps", "3"],
         "steps=3"),
     row("lrfind-end-below-start", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--start-lr", "1",
-                                             "--end-lr", "0.1"], "start_lr=1.0", "end_lr=0.1"),
+                                             "--end-lr", "0.1"], "end_lr (--end-lr) must be above start_lr",
+        "start_lr=1.0"),
     # settings of a training run: accepted and ignored (schedule onecycle moved the suggestion 25x)
     row("lrfind-schedule", lambda w: ["lr-find", str(w.data), "--out", str(w.tmp / "lf"), "--schedule", "onecycle"],
         "schedule='onecycle'", "unset for lr-find"),

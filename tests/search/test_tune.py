@@ -426,7 +426,7 @@ def test_a_search_refuses_lr_auto_before_any_trial(data, tmp_path):
     """search.yaml recorded lr: auto and every trial then sampled its own rate: the setting did nothing."""
     import imgclf
 
-    with pytest.raises(ImgclfError, match=r"lr must be a number for tune: the search samples the learning rate.*"
+    with pytest.raises(ImgclfError, match=r"lr must be a number for tune: a finder run in each trial would replace.*"
                                           r"Pass --lr 0.01 \(Python: lr=0.01\)"):
         imgclf.tune({"data": str(data), "model": "simple_cnn", "lr": "auto", "epochs": 1, "progress": False},
                     trials=2, out=str(tmp_path / "t"))

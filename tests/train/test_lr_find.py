@@ -519,3 +519,23 @@ def test_the_head_only_caution_is_for_a_pretrained_backbone_that_will_train_fast
     assert head_only(make_config(**base, pretrained=True, backbone_lr_mult=0.01), model) is None
     assert head_only(make_config(**{**base, "freeze_epochs": 0}, pretrained=True), model) is None
     assert head_only(make_config(**base, pretrained=True), SimpleNamespace()) is None  # no backbone to wreck
+
+
+def test_the_figure_of_a_sweep_cut_short_draws_no_tenth_of_its_lowest_point(tmp_path, monkeypatch):
+    """The terminal withholds "a tenth of it" where the loss was still falling at the sweep's end (its lowest
+    point is only where the sweep stopped); lr_find.png still drew it as the other usual pick."""
+    import imgclf.plotting
+    from imgclf.pipeline import lr_find as lr_find_module
+
+    def labels(result):
+        saved = []
+        monkeypatch.setattr(imgclf.plotting, "save_figure", lambda fig, path, **kw: saved.append(fig) or path)
+        lr_find_module.plot_curve(result, tmp_path / "lr_find.png")
+        (fig,) = saved
+        handles = fig.axes[0].get_legend_handles_labels()[1] + [t.get_text() for leg in fig.legends
+                                                                 for t in leg.get_texts()]
+        return " | ".join(handles)
+
+    assert "the other usual pick" in labels(_result(0.0015, 0.02))
+    cut = labels(_result(0.0005, 1.0))
+    assert "the other usual pick" not in cut and "still falling there (sweep higher)" in cut, cut

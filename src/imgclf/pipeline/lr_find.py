@@ -137,9 +137,11 @@ def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
             raise invalid(name, value, "a finite number, such as 1e-5")
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise invalid("steps", steps, "a whole number of sweep steps, such as 100")
-    if not 0 < start_lr < end_lr <= 10:
-        raise invalid("start_lr, end_lr", Described(f"start_lr={start_lr!r}, end_lr={end_lr!r}"),
-                      "0 < start_lr < end_lr <= 10")
+    # one setting named (the command line adds its flag), the other echoed beside it
+    if not start_lr > 0:
+        raise invalid("start_lr", start_lr, "> 0, below end_lr", also={"end_lr": end_lr})
+    if not start_lr < end_lr <= 10:
+        raise invalid("end_lr", end_lr, "above start_lr and at most 10", also={"start_lr": start_lr})
     from ..train.lr_sweep import SKIP_BEGIN, WINDOW
 
     if steps < SKIP_BEGIN + WINDOW:  # fewer leave the suggestion no whole mean past the start to read
@@ -253,10 +255,14 @@ def plot_curve(result: LRFindResult, path: Path) -> Path:
 
         if result.lowest_loss_lr is not None:
             j = int(np.argmin(np.abs(lrs - result.lowest_loss_lr)))
-            ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
-                    label=f"lowest loss at {result.lowest_loss_lr:.2g}")
-            ax.axvline(result.tenth_of_lowest, color="#7f7f7f", linestyle=":", linewidth=1.2,
-                       label=f"a tenth of it, {result.tenth_of_lowest:.2g} (the other usual pick)")
+            if result.still_falling:  # the terminal withholds the tenth too: it reads a curve cut short
+                ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
+                        label=f"lowest loss at {result.lowest_loss_lr:.2g}: still falling there (sweep higher)")
+            else:
+                ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
+                        label=f"lowest loss at {result.lowest_loss_lr:.2g}")
+                ax.axvline(result.tenth_of_lowest, color="#7f7f7f", linestyle=":", linewidth=1.2,
+                           label=f"a tenth of it, {result.tenth_of_lowest:.2g} (the other usual pick)")
         finite = losses[np.isfinite(losses)]
         if finite.size:  # the divergence at the end would squash the useful part of the curve
             low, start = float(finite.min()), float(finite[: max(1, len(finite) // 10)].max())

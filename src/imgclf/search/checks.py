@@ -31,8 +31,9 @@ def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
                       hint="Pass --sizing fixed (and the width to search from with --model-args width=N; Python: "
                            "sizing=\"fixed\", model_args={\"width\": N})")
     if base.lr == "auto" or base.lr_auto:  # recorded in search.yaml, then ignored: each trial sampled a number
-        raise invalid("lr", "auto", "a number for tune: the search samples the learning rate from its space (the "
-                      "model's default space includes lr), and a finder run per trial would replace that draw",
+        raise invalid("lr", "auto", "a number for tune: a finder run in each trial would replace the rate the "
+                      "search samples where its space holds lr (the models' default spaces do), and give each trial "
+                      "a rate of its own where it does not, so the trials would not compare the space's settings alone",
                       hint="Pass --lr 0.01 (Python: lr=0.01) or leave it out, or find one first with imgclf "
                            "lr-find DATA")
     if budget is not None and budget <= 0:

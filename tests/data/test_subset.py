@@ -257,3 +257,25 @@ def test_the_exact_per_class_a_note_offers_is_the_nearest_whole_one():
                 best = min(exact, key=lambda n: (abs(n - per_class), n))
                 assert exact_per_class(per_class, classes, step) == best, (classes, step, per_class)
     assert exact_per_class(20, 10, 1 * 1 + 9 * 20) == 181  # 10 classes, mu 0.1, rho 20: 181 images a class
+
+
+def test_an_empty_class_folder_is_left_out_with_a_warning_not_refused_with_a_flag_the_study_refuses(tmp_path,
+                                                                                                     caplog):
+    """The study refused such a folder with a hint to --drop-classes, which it refuses as its own setting: the only
+    way on was to delete the folder. It now leaves the class out, said once, as the audit does."""
+    import logging
+
+    from imgclf.notices import each_once
+
+    root = make_image_folder(tmp_path / "pool", classes=("a", "b", "c"), per_class=8, size=4)
+    (root / "empty").mkdir()
+    with caplog.at_level(logging.WARNING, logger="imgclf"), each_once():
+        plans = [plan_subset(root, 4, rho) for rho in (1, 3)]
+    assert all(set(plan["manifest"]["counts"]) == {"a", "b", "c"} for plan in plans), plans[0]["manifest"]
+    assert caplog.text.count("class folder 'empty' holds no image: studied without it") == 1, caplog.text
+    (root / "b").rename(root / "b_gone")
+    for path in (root / "b_gone").iterdir():
+        path.unlink()
+    (root / "c").rename(tmp_path / "c")  # one class with images left: the folder's own refusal
+    with pytest.raises(ImgclfError, match=r"^data must be a folder whose class folders each hold at least one"):
+        plan_subset(root, 4, 1)

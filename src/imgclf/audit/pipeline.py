@@ -173,8 +173,9 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         if cache_dir is None:
             cache_dir = RunDir(run).decode_cache_settings().get("cache_dir")
     from ..data.folder import class_key, scan_folder
+    from ..data.select import without_empty_classes
 
-    scan = _without_empty_classes(scan_folder(data, allow_empty=True))
+    scan = without_empty_classes(scan_folder(data, allow_empty=True), "audited")
     if card is not None and sorted(map(class_key, card.classes)) != sorted(scan.classes):
         shared = len(set(card.classes) & set(scan.classes))
         warn(f"the run was trained on other classes ({len(card.classes)}, {shared} of them among the "
@@ -375,26 +376,3 @@ def _findings(images: AuditImages, duplicates: Duplicates, digests: list[str], i
     return {"counts": counts, "leakage": leakage_counts(duplicates.group_of, images.splits),
             "duplicate_groups": groups, "label_issues": label_issues, "outliers": outlier_list,
             "pixel_issues": pixel_list}
-
-
-def _without_empty_classes(scan: Any) -> Any:
-    """The scan less the classes it holds no image of, said in a warning: an audit judges the images there are (a
-    folder with an empty class folder was refused, with a hint to a --drop-classes only training takes). An empty
-    val/ or test/ class folder is that class missing there, as everywhere; fewer than 2 classes with images left
-    is refused as before."""
-    from collections import Counter
-    from dataclasses import replace
-
-    from ..data.folder import require_images
-    from ..data.select import Selection, select_classes
-
-    held = Counter(name for items in scan.files.values() for _, name in items)
-    empty = [name for name in scan.classes if not held[name]]
-    if not empty:
-        return scan
-    if len(scan.classes) - len(empty) < 2:  # the folder's own refusal, naming an empty class folder
-        require_images(replace(scan, empty=[(name, folder) for name, folder in scan.empty if name in empty]))
-    many = len(empty) > 1
-    warn(f"class folder{'s' if many else ''} {', '.join(map(repr, empty))} hold{'' if many else 's'} no image: "
-         f"audited without {'them' if many else 'it'}")
-    return select_classes(scan, Selection(drop_classes=empty))

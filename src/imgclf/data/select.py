@@ -56,6 +56,30 @@ def select_classes(scan: FolderScan, selection: Selection) -> FolderScan:
     return dataclasses.replace(scan, classes=kept, files=files, skipped=skipped)
 
 
+def without_empty_classes(scan: FolderScan, done: str) -> FolderScan:
+    """The scan (`scan_folder(..., allow_empty=True)`) less the classes it holds no image of, said in a warning
+    ("class folder 'x' holds no image: `done` without it"), for the commands that take no --drop-classes (audit,
+    study): they refused such a folder with a hint to a --drop-classes only training takes. An empty val/ or test/
+    class folder is that class missing there, as everywhere; fewer than 2 classes with images left is refused as
+    before."""
+    from collections import Counter
+
+    from ..notices import warn
+    from .folder import require_images
+
+    held = Counter(name for items in scan.files.values() for _, name in items)
+    empty = [name for name in scan.classes if not held[name]]
+    if not empty:
+        return scan
+    if len(scan.classes) - len(empty) < 2:  # the folder's own refusal, naming an empty class folder
+        require_images(dataclasses.replace(scan, empty=[(name, folder) for name, folder in scan.empty
+                                                        if name in empty]))
+    many = len(empty) > 1
+    warn(f"class folder{'s' if many else ''} {', '.join(map(repr, empty))} hold{'' if many else 's'} no image: "
+         f"{done} without {'them' if many else 'it'}")
+    return select_classes(scan, Selection(drop_classes=empty))
+
+
 def _class_folder_of(path: str, bases: list[Path]) -> str | None:
     """The class (NFC) whose folder holds a skipped entry, None for one outside every class folder (a folder beside
     the splits): a left-out class's unreadable files are no concern of the run, and were listed as if they were."""

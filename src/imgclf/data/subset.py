@@ -79,7 +79,9 @@ def _class_order(paths: list[str], name: str, seed: int) -> list[str]:
 def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float | None = None, seed: int = 0,
                 minority: Sequence[str] | None = None) -> dict[str, Any]:
     """Decide which files go where, without touching the disk: the manifest plus {split: [(path, class)]}."""
-    scan = scan_folder(data)
+    from .select import without_empty_classes
+
+    scan = without_empty_classes(scan_folder(data, allow_empty=True), "studied")
     pool_split = "train" if scan.layout == "splits" else "all"
     pool: dict[str, list[str]] = {c: [] for c in scan.classes}
     for path, cls in scan.files[pool_split]:

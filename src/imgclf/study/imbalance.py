@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import invalid
 from ..io import outside_data
+from ..notices import each_once
 from ..stats import mean_std
 from .cells import read_cell, refuse_cells_configured_otherwise
 from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
@@ -75,6 +76,7 @@ def _compared(request: dict[str, Any]) -> dict[str, Any]:
     return {**request, "overrides": overrides}
 
 
+@each_once()  # the cells share data and settings: each cell's training repeated the same warnings
 def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_class: int,
                         rhos: Sequence[float] = S4_RHOS, mu: float | None = None,
                         configs: Sequence[str] = S4_CONFIGS, seeds: Sequence[int] = (0,), model: str | None = None,

@@ -311,3 +311,19 @@ def test_on_a_phone_the_figures_keep_their_drawn_size_in_frames_that_scroll(stud
         browser.close()
     assert len(shown) == 7 and all(natural and client >= 0.99 * natural for client, natural in shown), shown
     assert not wider  # each frame scrolls, not the page
+
+
+def test_a_class_never_found_is_marked_where_its_recall_bar_has_no_height(tmp_path, monkeypatch):
+    """At rho 5:1 two minority classes had recall 0 in every configuration: the bar chart drew nothing there,
+    where the page's table shows 0 in red."""
+    from imgclf.study import figures
+
+    saved = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, **kw: saved.append(fig) or path)
+    table = {"none": {"5": {"w": {"recall": 0.0}, "x": {"recall": 0.5}, "y": {"recall": 0.9}}},
+             "reg": {"5": {"w": {"recall": 0.0}, "x": {"recall": 0.0}, "y": {"recall": None}}}}
+    study = {"configs": ["none", "reg"], "table": table, "minority": ["w", "x"], "majority": ["y"]}
+    figures.plot_class_recall_by_config(study, 5.0, tmp_path / "recall.png")
+    (fig,) = saved
+    zeros = [t for t in fig.axes[0].texts if t.get_text() == "0"]
+    assert len(zeros) == 3  # w twice, x once; a missing recall (None) is a gap, not a 0

@@ -221,8 +221,12 @@ def plot_class_recall_by_config(study: dict[str, Any], rho: float, path: str | o
         for i, config in enumerate(configs):
             cells = study["table"][config][f"{rho:g}"]
             xs = [k + (i - (len(configs) - 1) / 2) * width for k in range(len(classes))]
-            ax.bar(xs, _nan([cells[c]["recall"] for c in classes]), width, label=config, zorder=3,
-                   color=config_colors(study)[config])
+            recalls = [cells[c]["recall"] for c in classes]
+            ax.bar(xs, _nan(recalls), width, label=config, zorder=3, color=config_colors(study)[config])
+            for x, recall in zip(xs, recalls):  # a bar of height 0 draws nothing: a class never found, marked
+                if recall == 0:
+                    ax.text(x, 0.01, "0", ha="center", va="bottom", fontsize=7, zorder=4,
+                            color=config_colors(study)[config])
         ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
         for tick, cls in zip(ax.get_xticklabels(), classes):
             if cls in study["minority"]:

@@ -539,3 +539,22 @@ def test_the_figure_of_a_sweep_cut_short_draws_no_tenth_of_its_lowest_point(tmp_
     assert "the other usual pick" in labels(_result(0.0015, 0.02))
     cut = labels(_result(0.0005, 1.0))
     assert "the other usual pick" not in cut and "still falling there (sweep higher)" in cut, cut
+
+
+def test_the_sweep_says_what_it_swept_on_and_records_the_data_choice(tmp_path):
+    """imgclf lr-find printed no data line and no word of a file it could not read, and lr_find.json left out the
+    class choice and splits, which change the sweep."""
+    from pathlib import Path
+
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=8)
+    (data / "a" / "broken.png").write_bytes(b"not a png")
+    result = imgclf.lr_find(data=str(data), model="simple_cnn", img_size=16, batch_size=8, progress=False,
+                            drop_classes=["c"], out=str(tmp_path / "lf"), steps=20)
+    assert result.data_line.startswith("2 classes, ") and result.data_line.endswith(
+        "training images, 1 file skipped (lr_find.json lists them)"), result.data_line
+    stored = json.loads((tmp_path / "lf" / "lr_find.json").read_text())
+    assert (stored["classes"], stored["settings"]["drop_classes"]) == (2, ["c"])
+    assert [Path(s["path"]).name for s in stored["skipped"]] == ["broken.png"]
+    assert f"{stored['train_images']} training images" in result.data_line

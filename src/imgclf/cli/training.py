@@ -188,6 +188,7 @@ def lr_find(data: Optional[list[str]] = None, **options: Any) -> None:
         options["data"] = data[0] if len(data) == 1 else data
     options = {k: v for k, v in options.items() if v is not None}
     result = find(config_file=config, overwrite=overwrite, **sweep, **options)
+    typer.echo(f"swept on {result.data_line}")
     typer.echo(f"suggested lr {result.suggestion:.3g}  ({result.described}; curve {result.path / 'lr_find.png'})")
     typer.echo(f"use: imgclf train ... --lr {result.suggestion:.3g}   (or --lr auto to run the finder in train)")
     # the other usual pick, higher or lower: on the 3-class shapes the lower one was the rate that trained

@@ -37,8 +37,7 @@ def announce(cfg: TrainConfig, data: PreparedData, model, run_dir: Path, checkpo
         f"epoch{'s' if cfg.epochs != 1 else ''}"
         + (f" of {cfg.steps_per_epoch} step{'s' if cfg.steps_per_epoch != 1 else ''}" if cfg.steps_per_epoch else "")
         + (f", {cfg.val_steps} validation step{'s' if cfg.val_steps != 1 else ''}" if cfg.val_steps else "")
-        + (f", time limit {cfg.time_limit}" + (" s" if cfg.time_limit.strip().replace(".", "").isdigit() else "")
-           if cfg.time_limit else ""),
+        + (f", time limit {cfg.time_limit}" if cfg.time_limit else ""),  # kept with its unit (90 as 90s)
         *([f"tuning {plan}"] if (plan := fine_tuning_plan(cfg, model)) else []),
         f"device {device} ({threads_said(cfg, device)}), precision "
         f"{hardware.resolve_precision(cfg.precision, cfg.accelerator)}, run {terminal_safe(run_dir)}"

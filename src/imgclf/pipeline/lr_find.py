@@ -46,6 +46,8 @@ class LRFindResult:
     epochs: float | None = None
     # the head alone was swept (a transfer model's frozen first epochs): (freeze_epochs, backbone_lr_mult)
     head_only: tuple[int, float] | None = None
+    # what was swept on, said before the suggestion as train says it (the sweep named no data and no skipped file)
+    data_line: str | None = None
 
     @property
     def still_falling(self) -> bool:
@@ -161,8 +163,13 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     # passes, not images / training images: the last batch of a pass is a short one (96 images at batch 64 are 2
     # steps a pass, which read as 67 epochs for 100 steps where it was 50)
     epochs = round(len(curve.lrs) / max(1, math.ceil(len(data.splits["train"]) / cfg.batch_size)), 2)
+    train = len(data.splits["train"])
+    kind = "labels" if data.task == "multilabel" else "classes"
+    skipped = f", {len(data.skipped)} file{'s' if len(data.skipped) != 1 else ''} skipped (lr_find.json lists " \
+        "them)" if data.skipped else ""
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
-                          curve.raw, WINDOW, epochs, head_only(cfg, model))
+                          curve.raw, WINDOW, epochs, head_only(cfg, model),
+                          f"{len(data.classes)} {kind}, {train:,} training images{skipped}")
     # lr-find writes its sweep whether or not there is a suggestion: a failed sweep's curve is what the user must
     # look at, and an earlier sweep's files in the folder would be mistaken for it. A run's folder gets none from a
     # failed sweep (a run that fails before its config.yaml leaves no folder behind).
@@ -170,7 +177,8 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
         record = LRFindRecord(suggestion=curve.suggestion, rule=RULE, window=WINDOW, fall_left=FALL_LEFT,
                               lowest_loss_lr=curve.lowest, min_lr=start_lr, max_lr=end_lr, steps=len(curve.lrs),
                               steps_asked=steps, epochs=epochs, cautions=result.cautions,
-                              settings=_swept_settings(cfg), lr=curve.lrs, loss=_json_floats(curve.losses),
+                              settings=_swept_settings(cfg), classes=len(data.classes), train_images=train,
+                              skipped=data.skipped, lr=curve.lrs, loss=_json_floats(curve.losses),
                               loss_raw=_json_floats(curve.raw))
         write_json(folder / JSON_FILE, record.model_dump(mode="json"))
         plot_curve(result, folder / PNG_FILE)
@@ -204,8 +212,10 @@ def head_only(cfg: TrainConfig, model: Any) -> tuple[int, float] | None:
 def _swept_settings(cfg: TrainConfig) -> dict[str, Any]:
     """What the suggestion depends on, so that two sweeps' files can be told apart (lr_find.json held none)."""
     settings = cfg.model_dump(mode="json")
-    keys = ("data", "model", "model_args", "weights", "img_size", "color", "batch_size", "optimizer", "weight_decay",
-            "momentum", "freeze_epochs", "backbone_lr_mult", "augment", "loss", "label_smoothing", "seed")
+    keys = ("data", "classes", "drop_classes", "per_class_max", "val_split", "test_split", "group_duplicates",
+            "model", "model_args", "weights", "img_size", "color", "interpolation", "batch_size", "optimizer",
+            "weight_decay", "momentum", "freeze_epochs", "backbone_lr_mult", "augment", "loss", "label_smoothing",
+            "seed")
     return {k: settings[k] for k in keys if k in settings}
 
 

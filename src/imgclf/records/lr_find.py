@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from .base import Record
+from .dataset import SkippedFile
 
 LR_FIND_FILE = "lr_find.json"
 
@@ -36,6 +37,10 @@ class LRFindRecord(Record):
     settings: dict[str, Any] | None = Field(None, description=(
         "The run's settings the suggestion depends on (data, model, batch size, optimiser, augmentation, seed, "
         "...), so that two sweeps' files can be told apart."))
+    classes: int | None = Field(None, ge=1, description="Classes (labels) of the data swept.")
+    train_images: int | None = Field(None, ge=0, description="Images of the training split the sweep drew from.")
+    skipped: list[SkippedFile] = Field(default_factory=list, description=(
+        "Files of the data that could not be decoded and were left out, with the reason."))
     lr: list[float] = Field(description="Each step's learning rate.")
     loss: list[float | None] = Field(description=(
         "Each step's smoothed loss (None: not finite, which JSON cannot hold)."))

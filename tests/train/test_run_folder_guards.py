@@ -418,7 +418,7 @@ def test_an_img_size_far_above_the_images_and_the_model_is_warned_and_a_bare_tim
                 "out": str(tmp_path / "big")}, report=False)
     said = " ".join(capsys.readouterr().err.split())
     assert "warning img_size 48 is 6x the images' own side (8 px, the median)" in said
-    assert "up to 1 epoch" in said and "time limit 30 s" in said  # the epochs a time limit may cut short
+    assert "up to 1 epoch" in said and "time limit 30s" in said  # the epochs a time limit may cut short
     # at or below the model's own input size (a pretrained network's 224 on small images): no warning
     imgclf.fit({**SMALL, "data": str(data), "epochs": 1, "img_size": 32, "model": "simple_cnn",
                 "out": str(tmp_path / "own")}, report=False)

@@ -301,11 +301,7 @@ class SettingChecks(BaseModel):
         except ImgclfError:
             raise invalid("time_limit", value,
                           "a duration such as 90s, 10m, 1.5h or 1h30m, or none (no budget)") from None
-        if value is None:
-            return None
-        # kept as the records and messages show it: '1 M' as 1m, a bare '90' with its unit ("time limit (90)")
-        text = re.sub(r"\s+", "", str(value)).lower()
-        return text if text[-1:] in ("h", "m", "s") else f"{text}s"
+        return value
 
     @field_validator("time_limit", check_fields=False)
     @classmethod
@@ -314,6 +310,16 @@ class SettingChecks(BaseModel):
         if seconds is not None and seconds <= 0:
             raise invalid("time_limit", value, "a duration > 0 such as 90s, 10m, 1.5h or 1h30m")
         return value
+
+    @field_validator("time_limit", check_fields=False)
+    @classmethod
+    def _time_with_its_unit(cls, value: str | None) -> str | None:
+        """Kept as the records and messages show it: '1 M' as 1m, a bare '90' with its unit ("time limit (90)"),
+        once the checks above have echoed it as given."""
+        if value is None:
+            return None
+        text = re.sub(r"\s+", "", str(value)).lower()
+        return text if text[-1:] in ("h", "m", "s") else f"{text}s"
 
     @field_validator("devices", mode="before", check_fields=False)
     @classmethod

@@ -163,8 +163,7 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     # passes, not images / training images: the last batch of a pass is a short one (96 images at batch 64 are 2
     # steps a pass, which read as 67 epochs for 100 steps where it was 50)
     epochs = round(len(curve.lrs) / max(1, math.ceil(len(data.splits["train"]) / cfg.batch_size)), 2)
-    train = len(data.splits["train"])
-    kind = "labels" if data.task == "multilabel" else "classes"
+    train, kind = len(data.splits["train"]), "labels" if data.task == "multilabel" else "classes"
     skipped = f", {len(data.skipped)} file{'s' if len(data.skipped) != 1 else ''} skipped (lr_find.json lists " \
         "them)" if data.skipped else ""
     result = LRFindResult(folder, curve.suggestion, curve.lrs, curve.losses, start_lr, end_lr, curve.lowest,
@@ -212,10 +211,9 @@ def head_only(cfg: TrainConfig, model: Any) -> tuple[int, float] | None:
 def _swept_settings(cfg: TrainConfig) -> dict[str, Any]:
     """What the suggestion depends on, so that two sweeps' files can be told apart (lr_find.json held none)."""
     settings = cfg.model_dump(mode="json")
-    keys = ("data", "classes", "drop_classes", "per_class_max", "val_split", "test_split", "group_duplicates",
-            "model", "model_args", "weights", "img_size", "color", "interpolation", "batch_size", "optimizer",
-            "weight_decay", "momentum", "freeze_epochs", "backbone_lr_mult", "augment", "loss", "label_smoothing",
-            "seed")
+    keys = ("data", "classes", "drop_classes", "per_class_max", "val_split", "test_split", "group_duplicates", "model",
+            "model_args", "weights", "img_size", "color", "interpolation", "batch_size", "optimizer", "weight_decay",
+            "momentum", "freeze_epochs", "backbone_lr_mult", "augment", "loss", "label_smoothing", "seed")
     return {k: settings[k] for k in keys if k in settings}
 
 

@@ -258,9 +258,7 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             last = study.get_trials(deepcopy=False)[-1]
             failed_in_a_row = failed_in_a_row + 1 if last.state == TrialState.FAIL else 0
             if last.state == TrialState.FAIL and last.user_attrs.get("failed_argument") == "data":
-                # no draw changes the data: every further trial would fail alike (3 ran for --trials 2)
-                stop_reason = "the data was refused"
-                say(f"stop   {stop_reason}")
+                say(f"stop   {(stop_reason := 'the data was refused')}")  # no draw changes the data
                 break
             _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} trials done",
                           final=False)

@@ -202,6 +202,21 @@ def test_train_lr_auto_trains_with_the_suggestion_and_records_it(data, tmp_path)
     assert RunDir(again.path).read_card().lr_find is None and not (again.path / "lr_find.json").exists()
 
 
+def test_a_run_whose_sweep_was_cut_short_says_so_in_its_card_and_report(data, tmp_path, monkeypatch):
+    """The terminal withholds "a tenth of the lowest point" where the loss was still falling at the sweep's end; the
+    report's caption offered it all the same, and the cautions the terminal printed reached neither card nor report."""
+    from imgclf.pipeline.lr_find import LRFindResult
+
+    monkeypatch.setattr(LRFindResult, "still_falling", property(lambda self: True))
+    run = imgclf.fit(data=str(data), out=str(tmp_path / "cut"), lr="auto", epochs=1, **BASE)
+    card = RunDir(run.path).read_card()
+    stored = json.loads((run.path / "lr_find.json").read_text())
+    assert stored["still_falling"] is True and card.lr_find.still_falling is True
+    assert card.lr_find.cautions == stored["cautions"] and "still falling" in card.lr_find.cautions[0]
+    html = (run.path / "report.html").read_text()
+    assert "the other usual pick" not in html and "Caution: the loss was still falling at the sweep" in html
+
+
 def test_a_card_without_lr_find_still_loads(tiny_run):
     card = json.loads((tiny_run / "model.json").read_text())
     card.pop("lr_find", None)

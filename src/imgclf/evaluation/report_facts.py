@@ -117,6 +117,7 @@ def lr_find_caption(lr_find: LRFindInfo) -> str:
     return (f"Training loss ({curve}) while the learning rate grew from {lr_find.min_lr:g} to {lr_find.max_lr:g} "
             f"over {lr_find.steps} steps, from the initial weights. Training used the suggestion, "
             f"{lr_find.suggestion:.3g}: {rule} (--lr auto)."
-            + ("" if lr_find.lowest_loss_lr is None else
+            + ("" if lr_find.lowest_loss_lr is None or lr_find.still_falling else
                f" The loss was lowest at {lr_find.lowest_loss_lr:.3g}; a tenth of that, "
-               f"{lr_find.tenth_of_lowest:.3g}, is the other usual pick (Smith's rule)."))
+               f"{lr_find.tenth_of_lowest:.3g}, is the other usual pick (Smith's rule).")
+            + "".join(f" Caution: {text}." for text in lr_find.cautions))

@@ -175,7 +175,7 @@ def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float
     if curve.suggestion is not None or not within_run:
         record = LRFindRecord(suggestion=curve.suggestion, rule=RULE, window=WINDOW, fall_left=FALL_LEFT,
                               lowest_loss_lr=curve.lowest, min_lr=start_lr, max_lr=end_lr, steps=len(curve.lrs),
-                              steps_asked=steps, epochs=epochs, cautions=result.cautions,
+                              steps_asked=steps, epochs=epochs, cautions=result.cautions, still_falling=result.still_falling,
                               settings=_swept_settings(cfg), classes=len(data.classes), train_images=train,
                               skipped=data.skipped, lr=curve.lrs, loss=_json_floats(curve.losses),
                               loss_raw=_json_floats(curve.raw))
@@ -235,7 +235,8 @@ def card_info(run_dir: Path) -> LRFindInfo | None:
         return None
     return LRFindInfo(suggestion=stored.suggestion, rule=stored.rule, window=stored.window,
                       fall_left=stored.fall_left, lowest_loss_lr=stored.lowest_loss_lr, min_lr=stored.min_lr,
-                      max_lr=stored.max_lr, steps=max(1, stored.steps), curve=PNG_FILE, data=JSON_FILE)
+                      max_lr=stored.max_lr, steps=max(1, stored.steps), still_falling=stored.still_falling,
+                      cautions=stored.cautions, curve=PNG_FILE, data=JSON_FILE)
 
 
 def plot_curve(result: LRFindResult, path: Path) -> Path:

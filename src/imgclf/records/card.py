@@ -175,6 +175,12 @@ class LRFindInfo(BaseModel):
     min_lr: float = Field(gt=0, description="First learning rate of the sweep.")
     max_lr: float = Field(gt=0, description="Last learning rate the sweep would reach.")
     steps: int = Field(ge=1, description="Training steps swept (fewer than asked when the loss diverged).")
+    still_falling: bool = Field(False, description=(
+        "The loss was still falling at the sweep's end: the curve was cut short, so the suggestion is low and a "
+        "tenth of the lowest point is no pick (False in runs from before it was kept)."))
+    cautions: list[str] = Field(default_factory=list, description=(
+        "What to doubt in the suggestion, as lr_find.json and the terminal said it (empty in runs from before it "
+        "was kept)."))
     curve: str = Field("lr_find.png", description="The loss-vs-learning-rate figure, in the run directory.")
     data: str = Field("lr_find.json", description="The sweep's learning rates and losses, in the run directory.")
 

@@ -34,6 +34,9 @@ class LRFindRecord(Record):
     epochs: float | None = Field(None, ge=0, description="Passes over the training split the steps made.")
     cautions: list[str] = Field(default_factory=list, description=(
         "What to doubt in the suggestion (the loss still falling at the end, a sweep that stopped early, ...)."))
+    still_falling: bool = Field(False, description=(
+        "The loss was still falling at the sweep's end: the curve was cut before its lowest point (False in files "
+        "from before it was kept)."))
     settings: dict[str, Any] | None = Field(None, description=(
         "The run's settings the suggestion depends on (data, model, batch size, optimiser, augmentation, seed, "
         "...), so that two sweeps' files can be told apart."))

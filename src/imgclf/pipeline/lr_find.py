@@ -233,10 +233,8 @@ def card_info(run_dir: Path) -> LRFindInfo | None:
     stored = read_record(path, LRFindRecord, "run", run_dir, "a run directory")
     if stored.suggestion is None:  # a run keeps no failed sweep; a folder of lr-find's may hold one
         return None
-    return LRFindInfo(suggestion=stored.suggestion, rule=stored.rule, window=stored.window,
-                      fall_left=stored.fall_left, lowest_loss_lr=stored.lowest_loss_lr, min_lr=stored.min_lr,
-                      max_lr=stored.max_lr, steps=max(1, stored.steps), still_falling=stored.still_falling,
-                      cautions=stored.cautions, curve=PNG_FILE, data=JSON_FILE)
+    shared = stored.model_dump(include=set(LRFindInfo.model_fields))  # the card quotes the file's fields
+    return LRFindInfo(**{**shared, "steps": max(1, stored.steps), "curve": PNG_FILE, "data": JSON_FILE})
 
 
 def plot_curve(result: LRFindResult, path: Path) -> Path:

@@ -319,8 +319,8 @@ def test_the_example_of_a_picture_under_several_classes_names_two_of_its_classes
     paths = [str(tmp_path / p) for p in ("a/x.png", "a/x_copy.png", "a/y.png", "b/x.png", "b/z.png")]
     grouping = Grouping(group_of=np.array([0, 0, -1, 0, -1]), digests=np.array(["d", "d", "", "d", ""]), groups=1,
                         seconds=0.0, threshold=0.9)
-    splits = {"train": SimpleNamespace(indices=np.array([0, 1, 2, 4]), labels=np.array([0, 0, 0, 1])),
-              "val": SimpleNamespace(indices=np.array([3]), labels=np.array([1]))}
+    splits = {"train": SimpleNamespace(indices=np.array([0, 1, 2, 4]), labels=np.array([0, 0, 0, 1]), targets=None),
+              "val": SimpleNamespace(indices=np.array([3]), labels=np.array([1]), targets=None)}
     found = files_in_several_classes(grouping, splits, paths)
     example = found.example
     assert (found.count, found.linked, found.files) == (1, 0, 3)
@@ -336,3 +336,20 @@ def test_a_leak_from_the_val_split_carved_from_train_names_no_val_folder():
     assert said.startswith("1 image in test/ has a near-duplicate in the val split drawn from train/ (1 exact copy)")
     assert leak_warning(leak, "imgclf audit data --img-size 16").startswith("1 image in test/ has a near-duplicate "
                                                                              "in val/")
+
+
+def test_copies_of_a_multilabel_picture_conflict_by_their_label_sets_not_their_rarest_label(tmp_path):
+    """A multi-label split's `labels` holds each image's rarest label only: two copies listed as {cat} and
+    {cat, dog} share it, and their conflict is in the sets."""
+    from types import SimpleNamespace
+
+    from imgclf.data.groups import Grouping
+    from imgclf.data.several_classes import files_in_several_classes
+
+    paths = [str(tmp_path / p) for p in ("x.png", "x_copy.png", "y.png", "y_copy.png")]
+    grouping = Grouping(group_of=np.array([0, 0, 1, 1]), digests=np.array(["d", "d", "e", "e"]), groups=2,
+                        seconds=0.0, threshold=0.9)
+    targets = np.array([[1, 0], [1, 1], [0, 1], [0, 1]], dtype=np.uint8)
+    splits = {"train": SimpleNamespace(indices=np.arange(4), labels=np.array([0, 0, 1, 1]), targets=targets)}
+    found = files_in_several_classes(grouping, splits, paths)
+    assert (found.count, found.linked, found.files) == (1, 0, 2) and sorted(found.example) == paths[:2]

@@ -520,3 +520,38 @@ def test_a_label_only_unreadable_images_carry_is_named_by_inspect_and_training(t
     with pytest.raises(ImgclfError, match=r"no training image carries \['zz'\].*take the label out of the index's "
                                           r"rows \(`imgclf inspect "):
         prepare_data(str(index), img_size=32, val_split=0.2, test_split=0.2, seed=0, progress=False)
+
+
+def test_byte_copies_listed_with_different_label_sets_are_warned_and_recorded(tmp_path, capsys):
+    """Two files of one picture, listed with different label sets, trained silently: one of them is a labelling
+    error. Copies listed with the same set (the other groups) are no conflict."""
+    import html
+    import re
+
+    import imgclf
+    from imgclf.records import RunDir
+
+    index, groups = _index_with_copies(tmp_path, count=30)
+    rows = index.read_text().splitlines()
+    copy = f"images/{Path(groups[0][1]).name}"
+    (at,) = [i for i, row in enumerate(rows) if row.startswith(copy + ",")]
+    labels = set(rows[at].split(",")[1].split(";")) - {""}
+    other = sorted(set(SHAPES) - labels)[0]
+    rows[at] = f"{copy},{';'.join(sorted(labels | {other}))}"
+    index.write_text("\n".join(rows) + "\n")
+    run = imgclf.fit(data=str(index), out=str(tmp_path / "r"), epochs=1, batch_size=16, img_size=32, progress=False,
+                     seed=0)
+    err = " ".join(capsys.readouterr().err.split())
+    # the picture's files: the original, its byte copy, and any mosaic drawn the same (m015 with seed 0)
+    from PIL import Image
+
+    first = np.asarray(Image.open(groups[0][0]))
+    same = [row.split(",")[0] for row in rows[1:]
+            if np.array_equal(np.asarray(Image.open(index.parent / row.split(",")[0])), first)]
+    said = f"{len(same)} files (1 picture) are byte-identical copies with different label sets"
+    assert said in err and "imgclf audit lists such images for single-label" in err, err
+    several = RunDir(run.path).read_dataset().duplicates.in_several_classes
+    assert (several.count, several.linked, several.files) == (1, 0, len(same))
+    assert {Path(p).name for p in groups[0][:2]} <= {Path(p).name for p in several.example}
+    page = " ".join(html.unescape(re.sub("<[^>]+>", " ", (run.path / "report.html").read_text())).split())
+    assert said in page

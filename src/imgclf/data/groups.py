@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .several_classes import NO_MULTILABEL_AUDIT, several_classes_warning
+
 SPLIT_ORDER = ("train", "val", "test")
 
 
@@ -263,7 +265,6 @@ def audit_command(folders: str | os.PathLike | Sequence[str | os.PathLike], img_
 
 
 # the audit reads class folders: a multi-label run's leak warning cannot name a command that lists them
-NO_MULTILABEL_AUDIT = "imgclf audit lists such images for single-label class folders only"
 
 
 def leak_warning(leak: dict, audit: str | None, drawn: Sequence[str] = ()) -> str:
@@ -298,7 +299,6 @@ def recorded_leak_warnings(dataset: Any, run_dir: str | os.PathLike | None, spli
     audit = audit_command(dataset.roots or [dataset.root], dataset.img_size, run_dir) \
         if dataset.task != "multilabel" else None
     several = grouping.in_several_classes
-    from .several_classes import several_classes_warning
 
     conflicting = [several_classes_warning(several.count, several.linked,
                                            [os.path.join(dataset.root, p) for p in several.example], audit,

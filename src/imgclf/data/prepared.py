@@ -98,10 +98,9 @@ class PreparedData:
         if self.grouping is None:
             return None
         out = self.grouping.describe()
-        if self.task != "multilabel":
-            several = files_in_several_classes(self.grouping, self.splits, self.decoded.paths)
-            out["in_several_classes"] = {"count": several.count, "linked": several.linked, "files": several.files,
-                                         "example": [relative_path(p, root) for p in several.example]}
+        several = files_in_several_classes(self.grouping, self.splits, self.decoded.paths)
+        out["in_several_classes"] = {"count": several.count, "linked": several.linked, "files": several.files,
+                                     "example": [relative_path(p, root) for p in several.example]}
         return out
 
     def describe(self) -> dict[str, object]:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+NO_MULTILABEL_AUDIT = "imgclf audit lists such images for single-label class folders only"
+
 
 @dataclass(frozen=True)
 class SeveralClassesFound:
@@ -24,16 +26,20 @@ class SeveralClassesFound:
 
 
 def files_in_several_classes(grouping: Any, splits: dict, paths: list[str]) -> SeveralClassesFound:
-    """Byte-identical images under more than one class of a single-label data set. Links are how a multi-label
-    folder tree is laid out (`--task multilabel` reads it as label sets); copies are conflicting labels."""
-    members: dict[str, list[tuple[int, int]]] = {}
+    """Byte-identical images under more than one class of a single-label data set, or with different label sets
+    in a multi-label one. Links are how a multi-label folder tree is laid out (`--task multilabel` reads it as
+    label sets, one row per file); copies are conflicting labels."""
+    members: dict[str, list[tuple[int, Any]]] = {}
     for split in splits.values():
-        for row, label in zip(np.asarray(split.indices).tolist(), np.asarray(split.labels).tolist()):
+        # a multi-label row's label is its set (its `labels` entry is only its rarest label)
+        labels = (np.asarray(split.labels).tolist() if split.targets is None
+                  else [tuple(np.flatnonzero(row).tolist()) for row in np.asarray(split.targets)])
+        for row, label in zip(np.asarray(split.indices).tolist(), labels):
             if grouping.digests[row]:
                 members.setdefault(grouping.digests[row], []).append((row, label))
     conflicting = [m for m in members.values() if len({label for _, label in m}) > 1]
     linked = sum(linked_under_several_classes([paths[row] for row, _ in m], [label for _, label in m])
-                 for m in conflicting)
+                 for m in conflicting if not isinstance(m[0][1], tuple))
     example = [paths[row] for row in _one_per_class_first(conflicting[0])] if conflicting else []
     return SeveralClassesFound(len(conflicting), linked, example, sum(len(m) for m in conflicting))
 
@@ -62,10 +68,15 @@ def _one_per_class_first(group: list[tuple[int, int]]) -> list[int]:
     return firsts + [row for row, _ in group if row not in firsts]
 
 
-def several_classes_warning(count: int, linked: int, example: list[str], audit: str, files: int | None = None) -> str:
-    """audit: the `imgclf audit` command that lists them (`audit_command`). files: how many files the `count`
-    pictures are (None: a run recorded before it was counted)."""
+def several_classes_warning(count: int, linked: int, example: list[str], audit: str | None,
+                            files: int | None = None) -> str:
+    """audit: the `imgclf audit` command that lists them (`audit_command`; None for multi-label data, whose copies
+    differ in their label sets). files: how many files the `count` pictures are (None: a run recorded before it
+    was counted)."""
     shown = " and ".join(repr(p) for p in example[:2]) + (" ..." if len(example) > 2 else "")
+    if audit is None:
+        return (f"{files or count} files ({count} picture{'s' if count != 1 else ''}) are byte-identical copies "
+                f"with different label sets (e.g. {shown}): conflicting labels; {NO_MULTILABEL_AUDIT}")
     if not linked and files is not None:
         pictures = f"{count} picture{'s' if count != 1 else ''}"
         return (f"{files} files ({pictures}) are byte-identical copies under different classes (e.g. {shown}): "

@@ -58,11 +58,10 @@ def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg
 
     def warn_naming_run(text: str) -> None:  # the same warning in each trial of a search, whose runs differ
         warn(text, key=text.replace(audit, "") if audit else text)
-    if data.task != "multilabel":
-        several = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
-        if several.count:
-            shown = [terminal_safe(p) for p in several.example]
-            warn_naming_run(several_classes_warning(several.count, several.linked, shown, audit, several.files))
+    several = files_in_several_classes(data.grouping, data.splits, data.decoded.paths)
+    if several.count:
+        shown = [terminal_safe(p) for p in several.example]
+        warn_naming_run(several_classes_warning(several.count, several.linked, shown, audit, several.files))
     for leak in data.grouping.leaks:
         warn_naming_run(leak_warning(leak, audit, data.grouping.automatic))
     if data.grouping.separated:

@@ -55,7 +55,8 @@ class SplitLeak(BaseModel):
 
 
 class SeveralClasses(BaseModel):
-    """Byte-identical images under more than one class: conflicting labels, or a multi-label tree of links."""
+    """Byte-identical images under more than one class: conflicting labels, or a multi-label tree of links; in a
+    multi-label run, byte-identical copies with different label sets."""
 
     model_config = ConfigDict(extra="forbid")
     count: int = Field(ge=0, description="Pictures under more than one class.")
@@ -84,7 +85,8 @@ class DuplicateGrouping(BaseModel):
     leaks: list[SplitLeak] = Field(default_factory=list, description="Duplicates across splits (user-given "
                                    "folders, which are never changed; only a warning).")
     in_several_classes: SeveralClasses | None = Field(None, description="Byte-identical images under more than "
-                                                      "one class (single-label runs; None before it was recorded).")
+                                                      "one class, or with different label sets (multi-label runs, since 2026-12-07); None before "
+                                                      "it was recorded.")
 
 
 class DatasetRecord(Record):

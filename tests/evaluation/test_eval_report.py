@@ -523,11 +523,11 @@ def test_a_dash_in_the_table_says_how_the_averages_under_it_count_the_class(tmp_
                               classes, "test")
     run.write_metrics(metrics)
     html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
-    assert (f"the averages leave the class out, except the macro precision, which counts the images taken for "
-            f"{classes[1]} (false alarms, precision 0).") in html
+    assert (f"the averages leave the class out, except the macro precision and F1, which count the images taken for "
+            f"{classes[1]} (false alarms, precision and F1 0).") in html
     # and the summary says the same (it said the macro averages were over the other classes)
     assert (f"1 of the {len(classes)} classes has no test image ({classes[1]}): the test scores say nothing about it, "
-            f"and the macro recall and F1 are over the other {len(classes) - 1} (the macro precision also counts the "
+            f"and the macro recall is over the other {len(classes) - 1} (the macro precision and F1 also count the "
             "images taken for it, at 0).") in html
     assert metrics.per_class[classes[1]].precision == 0.0
 

@@ -333,8 +333,8 @@ def dash_notes(per_class: dict, predicted: dict[str, int], split: str) -> list[s
     if absent:
         alarmed = [c for c in absent if predicted.get(c)]
         notes.append(f"Recall and F1 “—”: no {split} image ({named_few(absent)}); the averages leave the class out"
-                     + (f", except the macro precision, which counts the images taken for {named_few(alarmed)} "
-                        "(false alarms, precision 0)" if alarmed else "") + ".")
+                     + (f", except the macro precision and F1, which count the images taken for "
+                        f"{named_few(alarmed)} (false alarms, precision and F1 0)" if alarmed else "") + ".")
     return notes
 
 

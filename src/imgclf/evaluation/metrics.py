@@ -63,15 +63,17 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], s
 
     def macro_over_present() -> dict[str, float]:
         # A class with no image in the split has no recall: counted as 0 (sklearn's macro over labels=range(k)),
-        # it pulls the mean below the worst present class's recall, so recall and F1 average the classes present.
-        # Precision also takes in a class the split lacks but the model predicted (at 0), as multi-label macro
-        # precision does: its false alarms cost no present class's precision and would show in no macro score.
+        # it pulls the mean below the worst present class's recall, so recall averages the classes present.
+        # Precision and F1 also take in a class the split lacks but the model predicted (both 0 there, where
+        # 2TP / (2TP + FP + FN) is defined), as multi-label macro precision does: the per-class table shows that
+        # F1 of 0, and with F1 over the present classes alone, macro F1 read 0.83 beside a macro precision of 0.67
+        # and a recall of 0.75.
         if not present or len(present) == k:
             return averages("macro avg")
-        _, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro",
+        _, r, _, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro",
                                                      zero_division=0)
         predicted = sorted(set(present) | set(np.unique(y_pred).tolist()))
-        p, _, _, _ = precision_recall_fscore_support(y_true, y_pred, labels=predicted, average="macro",
+        p, _, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=predicted, average="macro",
                                                      zero_division=0)
         return {"precision": float(p), "recall": float(r), "f1": float(f)}
 

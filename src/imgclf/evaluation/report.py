@@ -142,8 +142,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.append(f"{len(untested)} of the {len(per_class)} classes {'has' if len(untested) == 1 else 'have'} "
                         f"no {split} image ({named}): the {split} scores say nothing about "
                         f"{'it' if len(untested) == 1 else 'them'}, and the macro "
-                        f"{'recall and F1 are' if taken else 'averages are'} over the other {tested}"
-                        + (" (the macro precision also counts the images taken for "
+                        f"{'recall is' if taken else 'averages are'} over the other {tested}"
+                        + (" (the macro precision and F1 also count the images taken for "
                            f"{'it' if len(untested) == 1 else 'them'}, at 0)." if taken else "."))
     if worst_name is not None and finite(worst_recall) and worst_recall < 1.0 and len(lowest) == tested > 1:
         findings.append(f"Every class has the same recall, {pct(worst_recall)}: no class is weaker than another.")

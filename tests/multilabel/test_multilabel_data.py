@@ -41,6 +41,12 @@ def _write(tmp_path, text, name="index.csv"):
     # a header other than path,labels was read as an image row: its cause, the header, named
     ("file,tags\na.png,cat\n", 1, "'file' not found, nor a header: a header row names path and labels (and "
                                   "split), in any order"),
+    # one name misspelt: the header was read as an image row ("'path' not found"), the wrong column blamed
+    ("path,label\na.png,cat\n", 1, "a header row naming the columns path and labels (and split), in any order, "
+                                   "each once. Received: data="),
+    ("path,label\na.png,cat\n", 1, "(header 'path,label': no 'labels' column)"),
+    ("file,labels,split\na.png,cat,train\n", 1, "(header 'file,labels,split': no 'path' column)"),
+    ("path,labels,path\na.png,cat,train\n", 1, "(header 'path,labels,path' names a column twice)"),
     ("a.png,cat\nfile,dog\n", 2, "'file' not found)"),  # a later row is no header
     ("a.png,cat\nsub,dog\n", 2, "'sub' is a folder)"),  # it said "'sub' not found"
     ("a.png,cat\nsub/../a.png,dog\n", 2, "'sub/../a.png' is the file 'a.png' of line 1)"),  # not "a link to it"

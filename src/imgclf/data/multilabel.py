@@ -47,6 +47,9 @@ def is_label_index(data: object) -> bool:
         and not Path(data).is_dir()
 
 
+HEADER_COLUMNS = frozenset({"path", "labels", "split"})
+
+
 def _row_error(index: Path, line: int, allowed: str, note: str) -> Exception:
     return invalid("data", f"{index}:{line}", allowed, note=note)
 
@@ -88,6 +91,12 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
             if line == 1 and {"path", "labels"} <= set(names) and len(set(names)) == len(names):
                 header = names
                 continue
+            if line == 1 and set(names) & HEADER_COLUMNS and not any(n.endswith(IMAGE_EXTENSIONS) for n in names):
+                # a header with one name misspelt (path,label) was read as an image row: "'path' not found"
+                missing = " and ".join(repr(n) for n in ("path", "labels") if n not in names)
+                raise _row_error(index, line, "a header row naming the columns path and labels (and split), in any "
+                                 "order, each once", note=f"header {','.join(cells)!r}: no {missing} column"
+                                 if missing else f"header {','.join(cells)!r} names a column twice")
             if header is not None and len(cells) != len(header) and any(c.strip() for c in cells):
                 # under a header without a split, a third cell was read as one ("split 'cross'"): labels a,b
                 raise _row_error(index, line, f"a row of {len(header)} columns, as the header ({','.join(header)}); "

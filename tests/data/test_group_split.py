@@ -353,3 +353,30 @@ def test_copies_of_a_multilabel_picture_conflict_by_their_label_sets_not_their_r
     splits = {"train": SimpleNamespace(indices=np.arange(4), labels=np.array([0, 0, 1, 1]), targets=targets)}
     found = files_in_several_classes(grouping, splits, paths)
     assert (found.count, found.linked, found.files) == (1, 0, 2) and sorted(found.example) == paths[:2]
+
+
+def test_a_class_whose_only_image_copies_another_class_is_refused_naming_the_copy(tmp_path):
+    """A one-image class whose image is a byte copy of one under another class: the group goes to the other class
+    and may be held out whole, taking the class's only image. The refusal read "no usable training image, 0 files
+    skipped" for a readable image; it now names the copy and how to draw without groups."""
+    from conftest import make_image_folder
+
+    from imgclf.errors import ImgclfError
+
+    root = make_image_folder(tmp_path / "d", per_class=20)
+    (root / "owl").mkdir()
+    shutil.copyfile(sorted((root / "cat").iterdir())[3], root / "owl" / "only.png")
+    refused = 0
+    for seed in range(8):
+        try:
+            prepare_data(str(root), img_size=16, seed=seed, progress=False, val_split=0.2, test_split=0.2)
+        except ImgclfError as exc:
+            text = str(exc)
+            assert "no usable training image for ['owl']; 0 files skipped; its images were held out whole with " \
+                   "their near-duplicates under other classes ('owl/only.png' is a copy of 'cat/" in text, text
+            assert "--no-group-duplicates" in text and "--drop-classes owl" in text
+            refused += 1
+            # drawn one by one, the same seed trains
+            prepare_data(str(root), img_size=16, seed=seed, progress=False, val_split=0.2, test_split=0.2,
+                         group_duplicates=False)
+    assert refused

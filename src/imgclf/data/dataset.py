@@ -13,7 +13,8 @@ from .cache import decode_all
 from .color import resolve_color
 from .folder import FolderScan, count_skipped, require_images
 from .folder_checks import leave_out_flag
-from .groups import UNGROUPED_STREAM, decoded_groups, group_holdout, leaks_between, lopsided_holdouts, separated_groups
+from .groups import (UNGROUPED_STREAM, decoded_groups, group_holdout, held_out_with_copies, leaks_between,
+                     lopsided_holdouts, separated_groups)
 from .merge import scan_folders
 from .prepared import PreparedData, Split
 from .select import Selection, cap_per_class, select_classes
@@ -261,11 +262,20 @@ def prepare_data(
     train_counts = np.bincount(splits["train"].labels, minlength=len(classes))
     empty = [classes[i] for i in np.flatnonzero(train_counts == 0)]
     if empty:
+        note = f"no usable training image for {empty}; {count_skipped([s['path'] for s in skipped])} skipped"
+        leave_out = f"leave the class out: {leave_out_flag(empty, selection.classes, selection.drop_classes)}"
+        held = np.concatenate([split.indices[split.labels == classes.index(empty[0])]
+                               for name, split in splits.items() if name != "train"])
+        copies = held_out_with_copies(grouping, held, labels_all) if grouping is not None and len(held) else None
+        if copies is None:
+            raise invalid("data", scan.root, "a folder where every class has decodable training images", note=note,
+                          hint=f"See `imgclf inspect {scan.root}`, or {leave_out}")
+        shown = " is a copy of ".join(repr(os.path.relpath(paths[r], scan.root)) for r in copies)
         raise invalid("data", scan.root, "a folder where every class has decodable training images",
-                      note=f"no usable training image for {empty}; {count_skipped([s['path'] for s in skipped])} "
-                           "skipped",
-                      hint=f"See `imgclf inspect {scan.root}`, or leave the class out: "
-                           f"{leave_out_flag(empty, selection.classes, selection.drop_classes)}")
+                      note=f"{note}; its images were held out whole with their near-duplicates under other "
+                           f"classes ({shown})",
+                      hint=f"Give the class images of its own, draw the images one by one with --no-group-duplicates"
+                           f" (a copy may then train while its twin is scored), or {leave_out}")
     if len(splits["val"]) == 0 and "val" in scan.files and fold is None:
         raise invalid("data", scan.root, "a val/ folder with at least one readable image",
                       note="val/ holds none", hint="Add images to val/, or remove it (val_split then draws one)")

@@ -151,6 +151,21 @@ def _write_memo(memo: Path | None, rows: np.ndarray, threshold: float, group_of:
         pass
 
 
+def held_out_with_copies(grouping: Grouping, held: np.ndarray, labels: np.ndarray) -> tuple[int, int] | None:
+    """(held row, a row of another class in its group) where every row of `held` (a class's images outside the
+    training split) sits in a near-duplicate group with an image of another class: a group goes to the class of
+    its first member and is held out whole, so a class whose only images are copies of another's loses them all
+    to val or test. None otherwise."""
+    example = None
+    for row in held.tolist():
+        group = grouping.group_of[row]
+        others = np.flatnonzero((grouping.group_of == group) & (labels != labels[row])) if group >= 0 else []
+        if not len(others):
+            return None
+        example = example or (row, int(others[0]))
+    return example
+
+
 def group_holdout(labels: np.ndarray, ids: np.ndarray, fraction: float, order: np.ndarray) -> np.ndarray:
     """`stratified_holdout` with whole groups: per class, groups (owned by the class of their first member)
     are taken in `order` (`draw_order`'s keys; a group's is its first member's) while they fit the class's

@@ -91,6 +91,10 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
             if line == 1 and {"path", "labels"} <= set(names) and len(set(names)) == len(names):
                 header = names
                 continue
+            if line == 1 and [c.strip().lower() for c in cells] == ["split", "class", "path", "link"]:
+                raise invalid("data", index, "a folder of class folders, or a multi-label index (path,labels)",
+                              note="this is the file list `imgclf subset --mode list` writes for other tools",
+                              hint="Make a subset imgclf reads with --mode symlink or --mode hardlink")
             if line == 1 and set(names) & HEADER_COLUMNS and not any(n.endswith(IMAGE_EXTENSIONS) for n in names):
                 # a header with one name misspelt (path,label) was read as an image row: "'path' not found"
                 missing = " and ".join(repr(n) for n in ("path", "labels") if n not in names)
@@ -102,10 +106,6 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
                 raise _row_error(index, line, f"a row of {len(header)} columns, as the header ({','.join(header)}); "
                                  f"an image's labels are separated by {LABEL_SEPARATOR!r} (a;b)",
                                  note=f"{len(cells)} column(s)")
-            if line == 1 and [c.strip().lower() for c in cells] == ["split", "class", "path", "link"]:
-                raise invalid("data", index, "a folder of class folders, or a multi-label index (path,labels)",
-                              note="this is the file list `imgclf subset --mode list` writes for other tools",
-                              hint="Make a subset imgclf reads with --mode symlink or --mode hardlink")
             if not any(c.strip() for c in cells):
                 raise _row_error(index, line, "a row `path,labels` (labels separated by ';', may be empty)",
                                  note="empty row")

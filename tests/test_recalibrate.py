@@ -262,6 +262,23 @@ def test_calibrate_and_resume_name_the_run_whose_data_moved(tiny_run, tmp_path):
         imgclf.fit(resume=str(run_dir), epochs=3)
 
 
+def test_calibrate_of_a_run_whose_data_folder_moved_offers_no_evaluate(tmp_path):
+    """The folder really moved (dataset.json's root gone): the refusal offered `imgclf evaluate RUN --data FOLDER`,
+    which scores another folder and refits nothing."""
+    import imgclf
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=10)
+    run = imgclf.fit(data=str(data), img_size=16, epochs=1, batch_size=16, progress=False, model="simple_cnn",
+                     model_args={"width": 4}, out=str(tmp_path / "r"), report=False)
+    data.rename(tmp_path / "moved")
+    with pytest.raises(ImgclfError) as err:
+        recalibrate(run.path)
+    text = str(err.value)
+    assert f"{data} is no longer a folder" in text and "calibrate reads the run's own images again" in text, text
+    assert "imgclf evaluate" not in text
+
+
 def test_a_run_object_given_to_calibrate_or_evaluate_shows_its_rewritten_files(run):
     """After calibrate(run, unknown_acceptance=0.8) the Run still said 0.95 and its metrics the old threshold:
     repr, as_dict() and the files disagreed."""

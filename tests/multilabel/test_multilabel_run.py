@@ -483,6 +483,8 @@ def test_cli_evaluate_prints_multilabel_scores_not_confusions(ml_run):
     result = CliRunner().invoke(app, ["evaluate", str(run.path)])
     assert result.exit_code == 0, result.output
     assert "mAP" in result.output and "Hamming loss" in result.output
+    # not "at their tuned thresholds": labels too rare on validation stay at 0.5, untuned (training warns of them)
+    assert "(labels at their thresholds in model.json)" in " ".join(result.output.split())
     assert "most confused" not in result.output
     # accuracy named as the share of whole label sets right, and no image count as the average rows' support
     assert ": subset accuracy " in result.output and "┃ label " in result.output

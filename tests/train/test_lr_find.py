@@ -300,6 +300,11 @@ def test_a_sweep_that_stopped_early_is_described_as_it_ran():
     assert stopped.described.endswith("(stopped early, the loss diverged; the sweep was to 1)")
     whole = LRFindResult(Path("x"), 1e-3, list(np.geomspace(1e-7, 1.0, 50)), [1.0] * 50, 1e-7, 1.0)
     assert not whole.stopped_early and whole.described == "50 steps from 1e-07 to 1"
+    # passes in plain figures: 100 over a small folder read "1e+02 epochs"
+    for epochs, said in ((2.54, "2.5"), (100.0, "100"), (1234.4, "1,234")):
+        swept = LRFindResult(Path("x"), 1e-3, list(np.geomspace(1e-7, 1.0, 50)), [1.0] * 50, 1e-7, 1.0,
+                             epochs=epochs)
+        assert swept.described == f"50 steps from 1e-07 to 1, {said} epochs of the training images"
 
 
 def test_the_curves_legend_sits_off_the_plot(tmp_path, monkeypatch):

@@ -188,4 +188,5 @@ def multilabel_line(m: Any) -> str:
     ml = m.multilabel
     ap = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731  (None: no label had a positive)
     return (f"mAP {ap(ml.map_macro)} (micro {ap(ml.map_micro)})  macro F1 {m.macro.f1:.4f}  subset accuracy "
-            f"{ml.subset_accuracy:.4f}  Hamming loss {ml.hamming_loss:.4f}  (labels at their tuned thresholds)")
+            f"{ml.subset_accuracy:.4f}  Hamming loss {ml.hamming_loss:.4f}  "
+            "(labels at their thresholds in model.json)")  # tuned, or 0.5 where training warned they stay untuned

@@ -24,7 +24,7 @@ from .metrics import compute_metrics, expected_calibration_error
 from .seen import seen_by_run
 
 
-def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]:
+def _files_from_run(run: RunDir, split: str, own_only: str | None = None) -> tuple[list[str], list[int], str]:
     dataset = run.read_dataset()
     if split not in dataset.splits:
         if split == "test" and "val" in dataset.splits:
@@ -32,14 +32,15 @@ def _files_from_run(run: RunDir, split: str) -> tuple[list[str], list[int], str]
         else:
             raise invalid("split", split, dataset.splits)
     files, labels = dataset.split_paths(split)
-    check_on_disk(run, dataset, files, split)
+    check_on_disk(run, dataset, files, split, own_only)
     return files, labels, split
 
 
-def check_own_split(run: RunDir, split: str = "test") -> None:
+def check_own_split(run: RunDir, split: str = "test", own_only: str | None = None) -> None:
     """Refuse, as evaluating would, a run whose scored split (test, else val) is no longer on disk: a command that
-    rewrites the run before it evaluates (calibrate) checks first, and writes nothing."""
-    _files_from_run(run, split)
+    rewrites the run before it evaluates (calibrate) checks first, and writes nothing. own_only: why that command
+    needs the run's own split (`check_on_disk`)."""
+    _files_from_run(run, split, own_only)
 
 
 def left_out_as_in_training(run: RunDir, folder_classes: list[str]) -> list[str]:

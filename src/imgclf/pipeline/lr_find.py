@@ -99,7 +99,8 @@ class LRFindResult:
     @property
     def described(self) -> str:
         early = f" (stopped early, the loss diverged; the sweep was to {self.max_lr:g})" if self.stopped_early else ""
-        passes = f", {self.epochs:.2g} epochs of the training images" if self.epochs is not None else ""
+        shown = None if self.epochs is None else f"{self.epochs:.2g}" if self.epochs < 10 else f"{self.epochs:,.0f}"
+        passes = f", {shown} epochs of the training images" if shown else ""  # not "1e+02 epochs" of a small folder
         return self.span + passes + early
 
     def as_dict(self) -> dict[str, Any]:

@@ -90,7 +90,8 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
         # before the refit, which takes the time and writes the new statistics: an evaluation refused after the
         # card was rewritten (test images gone) left the new card beside the old metrics.json, predictions.csv
         # and report, which `imgclf report` then mixed
-        check_own_split(run)
+        check_own_split(run, own_only="calibrate reads the run's own images again (it refits on the validation "
+                                      "split and scores the test split)")
     card, cfg = refitted(run, run.path, new, **settings)
     if evaluated:
         drop_stale_report(run.path)  # an interruption from here on leaves no page of the earlier fit

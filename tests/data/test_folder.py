@@ -27,6 +27,19 @@ def test_flat_folder_classes_sorted_and_hidden_ignored(tmp_path):
     assert not any(".DS_Store" in s["path"] for s in scan.skipped)
 
 
+def test_images_in_subfolders_of_a_class_folder_are_that_class_at_any_depth(tmp_path):
+    """As README says: root/cat/indoor/1.png is a cat; no subfolder becomes a class of its own."""
+    make_image_folder(tmp_path, classes=("cat", "dog"), per_class=4)
+    deep = tmp_path / "cat" / "indoor" / "sofa"
+    deep.mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        shutil.copyfile(tmp_path / "dog" / sorted(os.listdir(tmp_path / "dog"))[0], deep / name)
+    scan = scan_folder(tmp_path)
+    assert scan.classes == ["cat", "dog"]
+    nested = [(Path(p).name, c) for p, c in scan.files["all"] if "sofa" in p]
+    assert sorted(nested) == [("a.png", "cat"), ("b.png", "cat")], nested
+
+
 def test_names_starting_with_two_underscores_are_the_users(tmp_path):
     """Every name starting with "__" was left out without a word: a class `__background__` vanished from inspect
     and training, and files `__img_000.png` from every listing. Only what systems leave behind is hidden."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from .data.decode import DecodeError, decode_image
 from .data.folder import count_skipped, file_identity, skipped_lines
+from .data.folder_checks import class_key
 from .data.imbalance import imbalance_stats
 from .data.merge import scan_folders
 from .errors import invalid
@@ -46,6 +47,7 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
     skipped = list(scan.skipped)
     candidates: dict[str, list[str]] = {}
     classes_of: dict[tuple[int, int], set[str]] = {}  # one file (a hard or symbolic link's target): its classes
+    nested: list[str] = []  # images in a subfolder of their class folder, which read as that class
     for split, items in scan.files.items():
         per_class: Counter[str] = Counter()
         for path, cls in items:
@@ -58,6 +60,8 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
                 skipped.append({"path": path, "reason": _reason(exc)})
                 continue
             per_class[cls] += 1
+            if class_key(Path(path).parent.name) != class_key(cls):
+                nested.append(path)
             with contextlib.suppress(OSError):
                 classes_of.setdefault(file_identity(path), set()).add(cls)
             sizes[f"{meta['width']}x{meta['height']}"] += 1
@@ -93,6 +97,7 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         "empty_splits": [s for s in ("val", "test") if s in scan.files and not scan.files[s]],
         # one file linked into several class folders: a multi-label tree, which the counts above take per link
         "in_several_classes": sum(1 for found in classes_of.values() if len(found) > 1),
+        "in_subfolders": {"count": len(nested), "example": nested[:1]},
     }
     audit = None if scan.roots else _audit_summary(scan)  # an audit is of one folder
     if audit is not None:
@@ -201,6 +206,10 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
                       "to one file): the counts above take each link; a tree of label sets trains with --task "
                       "multilabel, while single-label training reads the copies as one picture under conflicting "
                       "labels")
+    nested = summary.get("in_subfolders") or {}
+    if nested.get("count"):  # a folder of sorted-out images inside a class is easily forgotten there
+        console.print(f"{nested['count']} image(s) sit in subfolders of their class folder (e.g. "
+                      f"{console_text(nested['example'][0])}): each counts, and trains, as that class")
     if summary["skipped"]:
         console.print(f"[yellow]{count_skipped([s['path'] for s in summary['skipped']])} cannot be used:[/yellow]")
         for line in skipped_lines([(console_text(s["path"]), console_text(s["reason"])) for s in summary["skipped"]],

@@ -259,3 +259,30 @@ def test_a_balanced_subset_names_the_minority_classes_its_step_would_shrink(tmp_
         in said, said
     render_inspection(inspect_folder(tmp_path / "rho3"), Console(width=200))
     assert "subset.json" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout", ["flat", "splits"])
+def test_images_in_a_subfolder_of_their_class_folder_are_said_to_count_as_that_class(tmp_path, layout):
+    """A folder of sorted-out images left inside a class folder trained as that class without a word."""
+    from rich.console import Console
+
+    from imgclf.inspect import render_inspection
+
+    base = tmp_path / "train" if layout == "splits" else tmp_path
+    for name in ("cat", "dog"):
+        (base / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(base / name / f"{i}.png")
+    (base / "cat" / "rejected").mkdir()
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(base / "cat" / "rejected" / "blurry.png")
+    summary = inspect_folder(tmp_path)
+    assert summary["in_subfolders"]["count"] == 1 and summary["counts"][list(summary["counts"])[0]]["cat"] == 4
+    console = Console(record=True, width=300)
+    render_inspection(summary, console)
+    said = " ".join(console.export_text().split())
+    assert "1 image(s) sit in subfolders of their class folder (e.g. " in said and "blurry.png" in said
+    assert "trains, as that class" in said
+    (base / "cat" / "rejected" / "blurry.png").unlink()
+    console = Console(record=True, width=300)
+    render_inspection(inspect_folder(tmp_path), console)
+    assert "subfolders" not in console.export_text()

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..config import TrainConfig, make_config
 from ..errors import Described, bad_path, check_switch, invalid
 from ..io import writable_folder
-from ..ood import STATS_FILE, STATS_FILES
+from ..ood import STATS_FILE
 from ..records import DatasetRecord, ModelCard, RunDir
 
 SETTINGS = ("calibrate", "unknown_detector", "unknown_acceptance")
@@ -78,13 +78,12 @@ def _recalibrate(run_dir: str | os.PathLike, *, report: bool = True, **settings:
     from ..evaluation.run_eval import check_own_split, evaluate_run, warn_of_earlier_evaluations
     from ..evaluation.stale_report import drop_stale_report, write_or_drop_report
     from .card import with_evaluation
-    from .trust import drop_unused_statistics
+    from .trust import drop_unused_statistics, free_stats_name
 
     report = check_switch("report", report)
     run = RunDir(run_dir)
-    before = run.read_card()
-    old = (before.unknown.statistics or STATS_FILE) if before.unknown is not None else None
-    new = STATS_FILES[1] if old == STATS_FILES[0] else STATS_FILES[0]
+    run.read_card()  # a run without a readable card is refused before anything is fitted
+    new = free_stats_name(run)
     evaluated = run.has("metrics.json")  # a run never evaluated (a tuning trial) stays so
     if evaluated:
         # before the refit, which takes the time and writes the new statistics: an evaluation refused after the

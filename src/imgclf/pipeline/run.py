@@ -340,7 +340,6 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         # a resume that trained no epoch (finishing the card) may write the very weights its evaluations scored:
         # the digest the card recorded, against the one write_card records below (no file hashed twice)
         weights_before = _recorded_weights_digest(run) if resume else None
-        save_weights(result.model, run.file("model.safetensors"))
         card = make_card(resolved, data, result)
         card.training.resumes = (stored_resumes(run_dir) or None) if resume else None
         # the sweep that chose this run's lr; an lr-find run into the folder later chose nothing of it
@@ -351,7 +350,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
         card.training.recipe_changes = changes_from_recipe(resolved, SIZED_SETTINGS if sizing else ())
         from ..prediction_precision import fitting_precision
-        from .trust import drop_unused_statistics, fit_trust_after_training
+        from .trust import drop_unused_statistics, fit_trust_after_training, free_stats_name
 
         # predict's default (auto) then runs as the fits did: fp32 where they ran in fp32
         card.fitted_precision = fitting_precision(resolved.precision, next(result.model.parameters()).device)
@@ -363,16 +362,20 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             card.thresholds = fit_thresholds(data, result.model, card, card.fitted_precision)
         else:
             # before the card is written: evaluation, serving and export then all apply the temperature and threshold
+            # a resume writes the statistics its card does not name yet: the earlier card stays whole meanwhile
             card.calibration, card.unknown = fit_trust_after_training(resolved, data, result.model, card, run_dir,
-                                                                      precision=card.fitted_precision)
+                                                                      precision=card.fitted_precision,
+                                                                      stats_name=free_stats_name(run))
         if not evaluate:
             card.metrics = validation_headline(result.history, card.training, card.task)
-            run.write_card(card)
-            drop_unused_statistics(run_dir, card)
-            return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
-                       result.stopped_reason, skipped)
+        # the weights last before the card: a predict or serve loading the run while a resume finishes it read the
+        # new weights beside the earlier card for the 0.4-6 s the fits took, and refused them as a damaged copy
+        save_weights(result.model, run.file("model.safetensors"))
         run.write_card(card)
         drop_unused_statistics(run_dir, card)
+        if not evaluate:
+            return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,
+                       result.stopped_reason, skipped)
 
         from ..evaluation.run_eval import evaluate_run, warn_of_earlier_evaluations
 

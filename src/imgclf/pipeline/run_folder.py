@@ -60,6 +60,12 @@ def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[Non
         yield
         return
     with exclusive(folder, LOCK_FILE, "run", "a run no other process is using", in_use, hint):
+        if (folder / FINISHING_FILE).exists():  # (no process finishes it now: this one holds the lock)
+            # its weights, card and scores were being rewritten one after the other: a report of it showed the
+            # earlier epoch's scores beside the new weights, and its Grad-CAM "a damaged copy or disk?"
+            raise bad_path("run", folder, "a finished run", "interrupted while it was being finished (its weights, "
+                           "card, scores and report are written one after the other)",
+                           hint=f"Finish it with: imgclf train --resume {folder}, then run imgclf {command} again")
         yield
 
 

@@ -9,6 +9,7 @@ computed by the same `TrustHead` that prediction, serving and the ONNX export ru
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,14 +92,27 @@ def _fit_features(clf: Classifier, data: PreparedData, seed: int, detector: str
     return rows, means, precision
 
 
+def free_stats_name(run: Any) -> str:
+    """The one of `STATS_FILES` the run's current card does not name (STATS_FILE where it has no card or no
+    detector): fitted into it, the statistics leave the card's own file whole until the new card names the new one
+    (a reader between the two read the card's digest against rewritten statistics, and called them damaged)."""
+    try:
+        current = run.read_card().unknown if run.has("model.json") else None
+    except Exception:  # an unreadable card names nothing worth keeping
+        current = None
+    used = (current.statistics or STATS_FILE) if current is not None else None
+    return STATS_FILES[1] if used == STATS_FILES[0] else STATS_FILES[0]
+
+
 def fit_trust_after_training(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,
-                             run_dir: Path, precision: str = "auto") -> tuple[CalibrationInfo, UnknownInfo]:
+                             run_dir: Path, precision: str = "auto", stats_name: str = STATS_FILE
+                             ) -> tuple[CalibrationInfo, UnknownInfo]:
     """`fit_trust` after a training's last epoch, where a streamed image changed since the scan is answered with
     how to finish the run: every epoch is in its checkpoint."""
     from ..data.cache import ImageChangedError, changed_image_error
 
     try:
-        return fit_trust(cfg, data, model, card, run_dir, precision=precision)
+        return fit_trust(cfg, data, model, card, run_dir, precision=precision, stats_name=stats_name)
     except ImageChangedError as exc:
         raise changed_image_error(exc.path, exc.reason, f"imgclf train --resume {run_dir} finishes the run (its "
                                                         "epochs are saved)") from None

@@ -34,7 +34,7 @@ from .card import ModelCard
 from .dataset import DatasetRecord
 from .metrics import MetricsRecord
 from .rows import HistoryRow, PredictionRow
-from ..run_markers import WEIGHTS_FILE, is_run_dir
+from ..run_markers import FINISHING_FILE, WEIGHTS_FILE, is_run_dir
 from .lr_find import LR_FIND_FILE, LRFindRecord
 from .side_files import RESUMES_FILE, SIZING_FILE, ResumesRecord, SizingRecord
 
@@ -200,12 +200,27 @@ class RunDir:
         # without schema_version as version 1, and a card built in code is such a dict)
         write_json(self.path / "model.json", {**card.model_dump(mode="json"), "schema_version": CARD_SCHEMA_VERSION})
 
+    def finishing_now(self) -> str | None:
+        """What holds the run while its weights, card and scores are rewritten one after the other (FINISHING_FILE
+        is there): a training finishing it now, or one interrupted there. None when it is not being finished."""
+        if not self.has(FINISHING_FILE):
+            return None
+        from ..io import is_locked
+
+        if is_locked(self.path / LOCK_FILE):
+            return "another process is finishing the run now (its imgclf train holds train.lock): retry once it ends"
+        return f"it was interrupted while being finished; finish it with: imgclf train --resume {self.path}"
+
     def checked_file(self, name: str, card: ModelCard) -> Path:
         """The run's weight file `name`, refused when its bytes are not those `card` recorded (a damaged copy, a
         disk's error): such a file loads without complaint and predicts garbage."""
         path = self.path / name
         recorded = (card.file_sha256 or {}).get(name)
         if recorded is not None and path.is_file() and file_sha256(path) != recorded:
+            finishing = self.finishing_now()
+            if finishing:
+                raise invalid("run", self.path, f"a run whose {name} is the file its model.json was written with",
+                              note=f"{name} was rewritten and model.json not yet: {finishing}")
             raise invalid("run", self.path, f"a run directory whose {name} is the file its model.json was written "
                           "with", note="its SHA-256 differs from model.json's file_sha256: the file changed since "
                           "(a damaged copy or disk?)", hint="Copy the run again from where it was trained, or "

@@ -93,6 +93,8 @@ def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     assert rows["stopped"].epochs == 6 and rows["stopped"].test_accuracy is None
     assert rows["stopped"].val_accuracy is not None and rows["stopped"].model == "simple_cnn"
     assert rows["early"].status == "interrupted" and "first checkpoint" in rows["early"].reason
+    # with the command, as every other interrupted state has (resume trains it from epoch 1)
+    assert "imgclf train --resume" in rows["early"].reason and "from its first epoch" in rows["early"].reason
     for name, file in (("bad-metrics", "metrics.json"), ("bad-config", "config.yaml"), ("study/bad-card", "model.json"),
                        ("no-weights", "model.safetensors"), ("cut-weights", "a truncated or damaged copy"),
                        ("no-stats", "unknown.safetensors: missing")):

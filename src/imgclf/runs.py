@@ -180,7 +180,8 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = ("interrupted", f"stopped after epoch {_epochs_saved(run, history)}: imgclf train --resume "
                                          f"{_command_path(run.path)}")
     else:
-        status, reason = "interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt)"
+        status, reason = ("interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt): imgclf "
+                                         f"train --resume {_command_path(run.path)} trains it from its first epoch")
     if status in ("interrupted", "completed") and not problems:  # a finished run resumed for more epochs too
         from .io import is_locked
         from .records.run_dir import LOCK_FILE

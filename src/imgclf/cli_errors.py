@@ -5,6 +5,7 @@ sub-command runs through `CommandGroup`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import typing
@@ -45,21 +46,28 @@ class CommandGroup(TyperGroup):
         return name, command, rest
 
     def invoke(self, ctx: typer.Context) -> Any:
+        from .train.interrupts import Terminated, sigterm_interrupts
+
+        # SIGTERM (a timeout, kill, a scheduler) as Ctrl-C: evaluate, report, export and audit ended silently with
+        # status 143, before their cleanup ran. serve keeps its server's own graceful stop.
+        named = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", None) or [""]
         try:
-            return super().invoke(ctx)
+            with sigterm_interrupts() if named[0] != "serve" else contextlib.nullcontext():
+                return super().invoke(ctx)
         except Interrupted as exc:  # what was kept and how to go on; the signal's status
             from .hardware import launch_rank
 
             if launch_rank() == 0:  # every data-parallel process stops together: the first one says so, once
                 typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:  # a command with no word of its own for it (audit, predict): one line, not none
+        except KeyboardInterrupt as exc:  # a command with no word of its own for it (audit, predict): one line
             from .hardware import launch_rank
 
+            said, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
             if launch_rank() == 0:
-                typer.secho(f"error: imgclf {ctx.meta.get(_COMMAND_KEY) or ctx.info_name} interrupted (Ctrl-C)",
+                typer.secho(f"error: imgclf {ctx.meta.get(_COMMAND_KEY) or ctx.info_name} interrupted ({said})",
                             fg=typer.colors.RED, err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(code) from None
         except ImgclfError as exc:
             # by name: a subclass may build the command it resolves (cli.base._Commands)
             command = self.commands.get(ctx.meta.get(_COMMAND_KEY, ""))

@@ -1,5 +1,6 @@
 """A run being finished (its weights, card and scores rewritten one after the other) seen by other commands: a
-predict or serve loading it while a resume finishes it, a report or evaluate of one interrupted there."""
+predict or serve loading it while a resume finishes it, a report or evaluate of one interrupted there; and SIGTERM
+inside commands other than train and tune."""
 
 from __future__ import annotations
 
@@ -97,3 +98,38 @@ def test_a_finished_run_is_not_refused_for_a_finishing_mark_it_does_not_have(tin
     assert result.exit_code == 0, result.output
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "x.png")
     assert imgclf.load(run_dir).predict([str(tmp_path / "x.png")])
+
+
+# The signal arrives inside the stage named (module:function), in a process of its own
+_SIGNAL_IN_STAGE = """
+import importlib, os, signal, sys, time
+module, function = sys.argv[1].split(":")
+def stage(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+    raise AssertionError("the signal did not stop the stage")
+setattr(importlib.import_module(module), function, stage)
+from imgclf.cli import main
+sys.argv = ["imgclf", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("stage, command", [("imgclf.evaluation.run_eval:evaluate_run", "evaluate"),
+                                            ("imgclf.evaluation.report:write_report", "report"),
+                                            ("imgclf.audit.pipeline:audit", "audit")])
+def test_sigterm_ends_a_command_with_one_line_and_its_status(tiny_run, image_folder, tmp_path, stage, command):
+    """evaluate, report, export and audit ended on SIGTERM with status 143 and no word, where Ctrl-C said one line;
+    and the lock they hold was left to the operating system."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir = spoilable_copy(tiny_run, tmp_path / "run")
+    target = str(image_folder) if command == "audit" else str(run_dir)
+    extra = ["--out", str(tmp_path / "audit")] if command == "audit" else []
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache")}
+    cut = subprocess.run([sys.executable, "-c", _SIGNAL_IN_STAGE, stage, command, target, *extra], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert cut.returncode == 143, cut.stderr
+    assert f"error: imgclf {command} interrupted (SIGTERM)" in cut.stderr and "Traceback" not in cut.stderr

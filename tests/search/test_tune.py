@@ -963,3 +963,58 @@ def test_a_resume_on_an_index_file_that_changed_since_its_trials_is_refused(data
     index.write_text("path,labels\n" + "\n".join(rows[1:-1] + [rows[-1].rsplit(",", 1)[0] + ",cat"]) + "\n")
     with pytest.raises(ImgclfError, match=r"\(1 relabelled since trial-000 was split\)"):
         imgclf.tune(trials=2, resume=True, out=str(out))
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_a_finished_trial_is_told_waits_until_it_is(data, tmp_path, monkeypatch, interactive_ctrl_c,
+                                                                   sent):
+    """A signal 0.02 s after a trial's run completed, while its score was read and told to Optuna: the trial stayed
+    "running", the search said "interrupted between trials", and the resume marked the finished run failed (a best
+    trial lost). Now it is told first, and the search stops between trials."""
+    import imgclf
+    from imgclf.records import RunDir
+    from imgclf.search.interrupt import SearchInterrupted
+
+    real = RunDir.read_card
+
+    def signalled(self, *args, **kwargs):
+        if sys._getframe(1).f_code.co_name == "_tell_finished":
+            os.kill(os.getpid(), sent)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunDir, "read_card", signalled)
+    out = tmp_path / "search"
+    lines = []
+    with pytest.raises(SearchInterrupted) as stopped:
+        imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=2, space=SPACE, out=str(out),
+                    log=lines.append)
+    assert stopped.value.exit_code == {signal.SIGTERM: 143, signal.SIGINT: 130}[sent]
+    assert "between trials" in str(stopped.value) and "--resume" in str(stopped.value)
+    (trial,) = _record(out)["trials"]
+    assert trial["state"] == "complete" and trial["value"] is not None, trial
+    assert any(line.startswith("trial   0") for line in lines)  # its line said, as for any told trial
+    monkeypatch.setattr(RunDir, "read_card", real)
+    record = imgclf.tune(trials=2, resume=True, out=str(out), report=False).record
+    assert [t.state for t in record.trials] == ["complete", "complete"]
+
+
+def test_a_signal_while_tune_json_is_rewritten_between_trials_says_how_to_resume(data, tmp_path, monkeypatch):
+    """SIGTERM right after a trial's line, while tune.json was rewritten: nothing caught it, the command said only
+    "imgclf tune interrupted" with no --resume, and tune.json stayed a trial behind."""
+    import imgclf
+    import imgclf.search.search as search
+    from imgclf.search.interrupt import SearchInterrupted
+
+    real = search._write_record
+
+    def signalled(folder, study, search_, trials, budget, stop_reason, final=True):
+        if stop_reason.startswith("running"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(folder, study, search_, trials, budget, stop_reason, final=final)
+
+    monkeypatch.setattr(search, "_write_record", signalled)
+    out = tmp_path / "search"
+    with pytest.raises(SearchInterrupted) as stopped:
+        imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=2, space=SPACE, out=str(out))
+    assert stopped.value.exit_code == 143 and "--resume" in str(stopped.value)
+    assert [t["state"] for t in _record(out)["trials"]] == ["complete"]

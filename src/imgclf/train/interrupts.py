@@ -110,6 +110,28 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back inside the block and delivered as it ends, to the handlers that were there: a
+    few milliseconds of bookkeeping that must not be cut in two (a search's trial trained and not yet told to
+    Optuna stayed "running", and its resume marked the finished run failed). A Python-level hold, as blocking the
+    signals in the main thread leaves them to torch's threads. Main thread only (elsewhere nothing is held)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for number in previous:
+        signal.signal(number, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        if held:
+            signal.raise_signal(held[0])
+
+
+@contextlib.contextmanager
 def remembered_ctrl_c() -> Iterator[Callable[[], bool]]:
     """Ctrl-C raises KeyboardInterrupt inside the block as always, and is remembered: Python prints and drops an
     exception raised in a garbage collector's weakref callback or a __del__, and a search then ran all its trials

@@ -989,7 +989,8 @@ def test_a_signal_while_a_finished_trial_is_told_waits_until_it_is(data, tmp_pat
         imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=2, space=SPACE, out=str(out),
                     log=lines.append)
     assert stopped.value.exit_code == {signal.SIGTERM: 143, signal.SIGINT: 130}[sent]
-    assert "between trials" in str(stopped.value) and "--resume" in str(stopped.value)
+    said = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}[sent]
+    assert f"search interrupted between trials ({said})" in str(stopped.value) and "--resume" in str(stopped.value)
     (trial,) = _record(out)["trials"]
     assert trial["state"] == "complete" and trial["value"] is not None, trial
     assert any(line.startswith("trial   0") for line in lines)  # its line said, as for any told trial

@@ -142,3 +142,16 @@ def audited(planted, tmp_path_factory):
     from imgclf.audit import audit
 
     return planted, audit(planted.root, out=tmp_path_factory.mktemp("audit-out") / "digits")
+
+
+def sharp_rectangles(rng: np.random.Generator, side: int, count: int, corner: tuple[int, int],
+                     extent: tuple[int, int]) -> np.ndarray:
+    """Hard-edged grey rectangles on black, as Fashion-MNIST's objects: `count` of them, each corner drawn from
+    `corner` (low, high) and each side from `extent`, their grey from 60 to 254."""
+    img = np.zeros((side, side), np.uint8)
+    for _ in range(count):
+        y, x = rng.integers(*corner, 2)
+        h, w = rng.integers(*extent, 2)
+        img[y:y + h, x:x + w] = rng.integers(60, 255)
+    return img
+

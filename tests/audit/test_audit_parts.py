@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from audit_fixtures import planted  # noqa: F401 (fixture)
+from audit_fixtures import planted, sharp_rectangles  # noqa: F401 (fixture)
 
 from imgclf.audit.images import load_images
 from imgclf.audit.label_errors import confident_learning
@@ -65,16 +65,13 @@ def _sharp(seed: int, tall: bool = False, side: int = 28) -> np.ndarray:
     """Hard-edged grey shapes on black, as Fashion-MNIST's objects; tall: bars from the top edge to the bottom
     edge (trousers), which a vertical shift crops, so the centres of mass no longer tell the shift exactly."""
     rng = np.random.default_rng(seed)
-    img = np.zeros((side, side), np.uint8)
+    bars = np.zeros((side, side), np.uint8)
     if tall:
         for _ in range(4):
             x, w = rng.integers(3, 22), rng.integers(2, 5)
-            img[:, x:x + w] = rng.integers(80, 255)
-    for _ in range(10):
-        y, x = rng.integers(4, 20, 2)
-        h, w = rng.integers(2, 8, 2)
-        img[y:y + h, x:x + w] = rng.integers(60, 255)
-    return img
+            bars[:, x:x + w] = rng.integers(80, 255)
+    shapes = sharp_rectangles(rng, side, 10, (4, 20), (2, 8))
+    return np.where(shapes > 0, shapes, bars)
 
 
 def _perturbed(img: np.ndarray, kind: str) -> np.ndarray:

@@ -5,6 +5,7 @@ at their own 8 px, 16). The audit and the training split see the same groups."""
 from __future__ import annotations
 
 import numpy as np
+from audit_fixtures import sharp_rectangles
 
 from imgclf.audit import audit
 from imgclf.audit.features import _principal_components
@@ -139,13 +140,8 @@ def test_resized_copies_of_sharp_16_px_images_reach_the_detail_test():
 
     rng = np.random.default_rng(0)
 
-    def shapes() -> np.ndarray:  # hard-edged grey rectangles on black, as Fashion-MNIST's objects
-        img = np.zeros((16, 16), np.uint8)
-        for _ in range(6):
-            y, x = rng.integers(2, 11, 2)
-            h, w = rng.integers(2, 5, 2)
-            img[y:y + h, x:x + w] = rng.integers(60, 255)
-        return img
+    def shapes() -> np.ndarray:
+        return sharp_rectangles(rng, 16, 6, (2, 11), (2, 5))
 
     def resized(img: np.ndarray, side: int) -> np.ndarray:
         small = Image.fromarray(img).resize((side, side), Image.Resampling.BILINEAR)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..errors import bad_path, invalid
+from ..errors import invalid
 from ..io import terminal_safe, writable_file
 from .base import PRECISION_HELP, UNKNOWN_HELP, app, new_console, on_off, shown
+from .image_args import exit_none_readable, image_paths, refuse_missing
 from .metrics_table import print_metrics, print_most_confused
 
 
@@ -104,8 +104,8 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         output = writable_file("output", output)
         refuse_run_file("output", output, run)
     clf = load_classifier(run, backend, precision=precision)
-    _refuse_missing(images)  # after the run: the first argument's error first
-    paths = _image_paths(images)
+    refuse_missing(images)  # after the run: the first argument's error first
+    paths = image_paths(images)
     if output:
         from ..inputs import output_among_inputs  # here: the quick commands import no numpy or torch
 
@@ -128,7 +128,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
     else:
         write_stdout(text)
     if all(p.error for p in predictions):  # the rows say why; the status tells a script that nothing was predicted
-        _exit_none_readable(len(predictions), output)
+        exit_none_readable(len(predictions), output)
 
 
 @app.command()
@@ -158,8 +158,8 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     refuse_run_file("output", output, run)
     flag_unknown = on_off("unknown", unknown)
     clf = load(run, precision=precision, fold_batch_norm=False)
-    _refuse_missing(images)  # after the run: the first argument's error first
-    names = _image_paths(images)
+    refuse_missing(images)  # after the run: the first argument's error first
+    names = image_paths(images)
     from ..inputs import output_among_inputs
 
     names = output_among_inputs("output", output, names, images)
@@ -184,7 +184,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
         typer.echo(f"{terminal_safe(e.path)}: {terminal_safe(said)}{terminal_safe(shown_class)}")
     readable = sum(e.heatmap is not None for e in explanations)
     if not readable:
-        _exit_none_readable(len(explanations))
+        exit_none_readable(len(explanations))
     plot_explanations(explanations, output, label=label, multilabel=multilabel)
     drawn = min(readable, FIGURE_IMAGES)
     # files beyond --max-images were neither explained nor printed: at exactly 48 this said "the lines above
@@ -194,56 +194,6 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     if drawn < readable:
         notes.append(f"{drawn} of the {readable:,} explained drawn, the lines above show the rest")
     typer.echo(f"figure: {output}" + (f" ({'; '.join(notes)})" if notes else ""))
-
-
-def _refuse_missing(images: list[str]) -> None:
-    """Taken as strings, not Paths: a Path changes the spelling ("./a.png" became "a.png"), and the rows written
-    could not be matched back to the paths given, as the Python API's can."""
-    missing = [p for p in images if not os.path.exists(os.path.expanduser(p))]
-    if missing:
-        wildcard = any(c in m for m in missing for c in "*?[")
-        links = [m for m in missing if os.path.islink(m)]
-        raise bad_path("images", ", ".join(missing), "existing files or folders",
-                       "broken symlink (its target is gone)" if links == missing else "not found",
-                       hint="A quoted pattern is not expanded: leave the quotes out for the shell to expand it, "
-                            "or give the folder" if wildcard else None)
-
-
-def _image_paths(images: list[str]) -> list[str]:
-    """The image files given and found in the folders given, the folders walked once (predict and explain then
-    take the files): none at all is refused in one line, and an empty folder beside others is warned of, as the
-    API warns of it."""
-    from ..inputs import expand_inputs, warn_of_left_out
-
-    empty: list[str] = []
-    others: list[str] = []
-    unread: list[str] = []
-    paths = expand_inputs(images, empty, others, unread)
-    if not paths:
-        raise _no_image_found(images, unread)
-    warn_of_left_out(empty, others, unread)
-    return paths
-
-
-def _no_image_found(images: list[str], unread: list[str] = ()) -> Exception:
-    """None found: where a folder could not be listed (a permission), that is the reason, not "no image"."""
-    from ..data.folder import IMAGE_EXTENSIONS
-
-    why = "no image found" + (f"; could not be read: {'; '.join(unread[:3])}" if unread else "")
-    return bad_path("images", ", ".join(map(str, images)), "image files, or folders holding images with an "
-                    f"extension in {', '.join(IMAGE_EXTENSIONS)}", why)
-
-
-def _exit_none_readable(count: int, output: Path | None = None) -> None:
-    """Each file's row says why it could not be read (in `output` where one was written); the status tells a
-    script that nothing came of it."""
-    from ..errors import Described, invalid_message
-
-    where = f"is in {output}" if output else "is printed with it"
-    message = invalid_message("images", Described(f"{count} file(s), none readable"),
-                              "images of which at least one can be read", hint=f"Each file's reason {where}")
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command()

@@ -362,14 +362,12 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             card.thresholds = fit_thresholds(data, result.model, card, card.fitted_precision)
         else:
             # before the card is written: evaluation, serving and export then all apply the temperature and threshold
-            # a resume writes the statistics its card does not name yet: the earlier card stays whole meanwhile
             card.calibration, card.unknown = fit_trust_after_training(resolved, data, result.model, card, run_dir,
                                                                       precision=card.fitted_precision,
                                                                       stats_name=free_stats_name(run))
         if not evaluate:
             card.metrics = validation_headline(result.history, card.training, card.task)
-        # the weights last before the card: a predict or serve loading the run while a resume finishes it read the
-        # new weights beside the earlier card for the 0.4-6 s the fits took, and refused them as a damaged copy
+        # last before the card: a load during a resume's fits read new weights beside the old card ("damaged")
         save_weights(result.model, run.file("model.safetensors"))
         run.write_card(card)
         drop_unused_statistics(run_dir, card)

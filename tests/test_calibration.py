@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from imgclf.calibration import fit_temperature, nll, uncalibrated
 from imgclf.evaluation.metrics import expected_calibration_error
 from imgclf.inference import Classifier
+from conftest import spoilable_copy
 from imgclf.io import read_json, write_json
 from trust_run import trust_run
 
@@ -192,6 +194,23 @@ def test_a_temperature_that_raises_the_validation_ece_is_not_applied(calibrated_
     assert calibration.skipped.startswith("the fitted T = 40 lowered the validation NLL but raised its ECE (")
     # said where the run is watched too: config.yaml says temperature, and only the card and report said otherwise
     assert f"warning no temperature: {calibration.skipped}" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_temperature_skipped_because_validation_is_all_right_is_said_in_training_and_the_report(
+        calibrated_run, tmp_path, monkeypatch, capsys):
+    """Every validation image right (common with a 10-image split): no temperature, recorded only in model.json,
+    while training, evaluate and the report's summary said nothing, and the test split was badly under-confident."""
+    import imgclf
+    from imgclf.calibration import TemperatureFit
+    from imgclf.pipeline import trust
+
+    skip = "every validation image is already classified correctly, so sharper probabilities always score better"
+    monkeypatch.setattr(trust, "fit_temperature", lambda logits, labels: TemperatureFit(1.0, 0.5, 0.5, skip))
+    run = spoilable_copy(calibrated_run, tmp_path / "run")
+    assert imgclf.calibrate(run).calibration.skipped == skip
+    assert f"warning no temperature: {skip}" in " ".join(capsys.readouterr().err.split())
+    page = " ".join(re.sub("<[^>]+>", " ", (run / "report.html").read_text()).split())
+    assert f"Probabilities are not calibrated (no temperature): {skip}." in page
 
 
 @pytest.fixture(scope="module")

@@ -194,6 +194,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.append(f"Probabilities are calibrated by temperature scaling (T = {card.temperature:.2f}, fitted "
                         f"on the validation split): {split} ECE {calibrated.ece_before:.3f} → {ece:.3f}{worse}, "
                         "accuracy unchanged.")
+    elif card.calibration is not None and card.calibration.skipped:  # asked for, not applied: the raw softmax
+        findings.append(f"Probabilities are not calibrated (no temperature): {card.calibration.skipped}.")
     flagged = metrics.unknown if metrics is not None else None
     if card.unknown is not None and flagged is not None and flagged.threshold is not None:
         kept = "" if flagged.accuracy_kept is None else f"; accuracy on the others {pct(flagged.accuracy_kept)}"

@@ -153,6 +153,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         skipped = (f"the fitted T = {temperature:.3g} lowered the validation NLL but raised its ECE "
                    f"({ece_before:.3f} → {ece_after:.3f}), so probabilities stay the raw softmax")
         temperature, ece_after = 1.0, ece_before
+    if skipped and cfg.calibrate == "temperature":  # any cause: all of validation right said nothing
         warn(f"no temperature: {skipped} (model.json's calibration records it)")
     calibration = CalibrationInfo(
         method="temperature" if cfg.calibrate == "temperature" and not skipped else "none",

@@ -138,6 +138,32 @@ def test_sample_captions_fit_their_tiles_and_tell_classes_apart(tmp_path, monkey
                for line in title.splitlines()), seen["tiles"]
 
 
+def test_an_image_scored_unknown_is_captioned_unknown_and_counted_neither_right_nor_wrong(tmp_path, monkeypatch):
+    """The report's grids captioned an image scored unknown "Pred: bar_bot (0.72)", green among the right ones,
+    where predict, serve and `imgclf explain` answer "unknown" for it."""
+    from imgclf.evaluation.plots import image_grids
+
+    tile = np.zeros((8, 8, 3), np.uint8)
+    samples = [{"image": tile, "true": "cat", "pred": "cat", "prob": 0.9, "correct": True, "unknown": False},
+               {"image": tile, "true": "cat", "pred": "cat", "prob": 0.4, "correct": True, "unknown": True},
+               {"image": tile, "true": "dog", "pred": "cat", "prob": 0.8, "correct": False, "unknown": False},
+               {"image": tile, "true": "dog", "pred": "cat", "prob": 0.3, "correct": False, "unknown": True}]
+    seen = {}
+
+    def save(fig, path, *args, **kwargs):
+        seen["heading"] = fig._suptitle.get_text()
+        seen["tiles"] = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes if ax.get_title()]
+        return path
+
+    monkeypatch.setattr(image_grids, "save_figure", save)
+    image_grids.plot_prediction_grid(samples, tmp_path / "s.png")
+    assert "1 wrong (red frame) and 1 right, 2 scored unknown" in seen["heading"], seen["heading"]
+    (right, _), (flagged, ink), (wrong, red), (flagged_wrong, _) = seen["tiles"]
+    assert right.endswith("Pred: cat (0.90)") and wrong.endswith("Pred: cat (0.80)")
+    assert flagged.endswith("Pred: unknown, closest cat (0.40)") and flagged_wrong.endswith("unknown, closest cat (0.30)")
+    assert ink == image_grids.NEUTRAL_INK and red == image_grids.WRONG_COLOR
+
+
 def test_the_reliability_title_stays_inside_its_figure(tmp_path, monkeypatch):
     """'Calibrated (T = 1.24) — ECE 0.106, over- and under-confident' was cut at both edges of the half-width
     figure, and the counts panel packed ten tick labels into one another."""

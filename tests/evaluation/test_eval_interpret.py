@@ -324,3 +324,27 @@ def test_every_image_right_is_never_called_a_guess():
     y = np.array([0, 0, 1, 1])
     assert no_better_than_guessing(compute_metrics(y, np.eye(2)[y] * 0.8 + 0.1, ["a", "b"])) is None
     assert no_better_than_guessing(compute_metrics(y, np.tile([0.6, 0.4], (4, 1)), ["a", "b"])) == 0.5
+
+
+def test_the_stored_unknown_verdicts_reach_the_grids_and_the_grad_cam_counts(tiny_run, tmp_path):
+    """predictions.csv's unknown column was read by nothing that drew the report's grids: an image scored unknown
+    was captioned and counted as an ordinary (right) prediction."""
+    import csv
+
+    from conftest import spoilable_copy
+    from imgclf.evaluation.explain import explain_run
+    from imgclf.evaluation.interpret import Interpretation
+
+    run = spoilable_copy(tiny_run, tmp_path / "run")
+    with open(run / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["unknown"] = "1"  # every test image scored unknown
+    with open(run / "predictions.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    interp = Interpretation.from_run(run)
+    assert interp.unknown.all() and all(interp.describe(i)["unknown"] for i in range(len(interp.paths)))
+    counted = explain_run(run)
+    assert counted["correct"] == counted["wrong"] == 0 and counted["unknown"] > 0

@@ -38,6 +38,8 @@ class Interpretation:
     y_true: np.ndarray  # (N,) int
     probs: np.ndarray  # (N, K) float
     skipped: list[SkippedFile] = field(default_factory=list)
+    # (N,) bool: scored below the unknown threshold (predict and serve say "unknown" for it); None: not recorded
+    unknown: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -47,7 +49,7 @@ class Interpretation:
         classes = list(classes)
         rows = RunDir(path.parent).read_predictions(classes, name=path.name)
         index = {c: i for i, c in enumerate(classes)}
-        paths, labels, probs, skipped = [], [], [], []
+        paths, labels, probs, skipped, unknown = [], [], [], [], []
         for row in rows:
             if row.error:
                 skipped.append(SkippedFile(path=row.path, reason=row.error))
@@ -58,8 +60,10 @@ class Interpretation:
             paths.append(row.path)
             labels.append(index[row.true])
             probs.append(row.probs)
+            unknown.append(bool(row.unknown))
         return cls(classes, paths, np.asarray(labels, dtype=np.int64),
-                   np.asarray(probs, dtype=np.float64).reshape(len(paths), len(classes)), skipped)
+                   np.asarray(probs, dtype=np.float64).reshape(len(paths), len(classes)), skipped,
+                   np.asarray(unknown, dtype=bool))
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> "Interpretation":
@@ -117,8 +121,11 @@ class Interpretation:
     def describe(self, i: int) -> dict[str, Any]:
         """One prediction as a plain dict (for grids and tables)."""
         t, p = int(self.y_true[i]), int(self.y_pred[i])
+        # an image scored unknown is answered "unknown" by predict and serve: the grids say so, neither right nor wrong
+        unknown = self.unknown is not None and bool(self.unknown[i])
         return {"path": self.paths[i], "true": self.classes[t], "pred": self.classes[p],
-                "prob": float(self.probs[i, p]), "loss": float(self.losses[i]), "correct": t == p}
+                "prob": float(self.probs[i, p]), "loss": float(self.losses[i]), "correct": t == p,
+                "unknown": unknown}
 
 
 # ---------------------------------------------------------------------- images for grids

@@ -37,7 +37,8 @@ def _caption(s: Mapping[str, Any], show_loss: bool = False, labels: Mapping[str,
         return s["caption"]
     labels = labels if labels is not None else _labels([s])
     # "Top" where the label shown is the most probable one, not necessarily predicted (a multi-label Grad-CAM)
-    text = f"True: {labels[s['true']]}\n{s.get('pred_word', 'Pred')}: {labels[s['pred']]} ({s['prob']:.2f})"
+    shown = f"unknown, closest {labels[s['pred']]}" if s.get("unknown") else labels[s["pred"]]
+    text = f"True: {labels[s['true']]}\n{s.get('pred_word', 'Pred')}: {shown} ({s['prob']:.2f})"
     return text + (f"\nloss {s['loss']:.2f}" if show_loss else "")
 
 
@@ -55,7 +56,15 @@ def _columns_for(captions: Sequence[str], max_cols: int, fewest: int = 3) -> int
 
 
 def _is_wrong(s: Mapping[str, Any]) -> bool:
-    return not (s["correct"] if "correct" in s else s["true"] == s["pred"])
+    return not s.get("unknown") and not (s["correct"] if "correct" in s else s["true"] == s["pred"])
+
+
+def _tally(samples: Sequence[Mapping[str, Any]]) -> str:
+    """"2 wrong (red frame) and 5 right", with the images scored unknown apart (neither: predict says unknown)."""
+    unknown = sum(1 for s in samples if s.get("unknown"))
+    wrong = sum(1 for s in samples if _is_wrong(s))
+    return (f"{wrong} wrong (red frame) and {len(samples) - wrong - unknown} right"
+            + (f", {unknown} scored unknown" if unknown else ""))
 
 
 def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
@@ -66,10 +75,9 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
     Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}. classes: all of
     the run's, which a shortened name must tell apart (`_labels`).
     """
-    n_wrong = sum(1 for s in samples if _is_wrong(s))
     # The sample mixes right and wrong on purpose: say so, or the share of red reads as the error rate.
     drawn = "" if show_loss else ", mixed on purpose (not the error rate)"
-    heading = f"{title}: {n_wrong} wrong (red frame) and {len(samples) - n_wrong} right{drawn}"
+    heading = f"{title}: {_tally(samples)}{drawn}"
     labels = _labels(samples, classes=classes)
     captions = [_caption(s, show_loss, labels) for s in samples]
     cols = _columns_for(captions, max_cols)
@@ -78,8 +86,8 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
         for (ax,), s, caption in zip(cells, samples, captions):
             show_image(ax, s["image"])
             wrong = _is_wrong(s)
-            ax.set_title(caption, fontsize=CAPTION_PT,
-                         color=WRONG_COLOR if wrong else RIGHT_COLOR, fontweight="bold" if wrong else "normal", pad=4)
+            ink = NEUTRAL_INK if s.get("unknown") else WRONG_COLOR if wrong else RIGHT_COLOR
+            ax.set_title(caption, fontsize=CAPTION_PT, color=ink, fontweight="bold" if wrong else "normal", pad=4)
             frame(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
         if not samples:
             cells[0][0].axis("off")
@@ -116,7 +124,7 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
         for (top, bottom), s, caption in zip(cells, samples, captions):
             # an image of no known class (`imgclf explain`: a caption of its own, no "correct") is neither right
             # nor wrong: its caption was green, the colour of a right answer, wrong answers and unknowns included
-            judged = "caption" not in s or "correct" in s
+            judged = ("caption" not in s or "correct" in s) and not s.get("unknown")
             wrong = judged and _is_wrong(s)
             show_image(top, s["image"])
             flat = float(np.max(s["heatmap"])) < 1e-6  # Grad-CAM found no positive evidence for the class

@@ -11,11 +11,14 @@ from .data.decode import INTERPOLATIONS
 MIN_ONNXRUNTIME = "1.20"
 
 _DECODING = '''SIDE, MODE = {side}, "{mode}"
+# every format Pillow reads but EPS, which it decodes by running Ghostscript on the file's own PostScript
+Image.init()
+FORMATS = [name for name in Image.OPEN if name != "EPS"]
 
 
 def pixels(path):
     """One file -> ({side}, {side}, {channels}) uint8, decoded as imgclf decodes it."""
-    with Image.open(path) as img:
+    with Image.open(path, formats=FORMATS) as img:
         if img.format in ("JPEG", "MPO"):  # MPO: a JPEG with an embedded preview
             img.draft(MODE, (SIDE, SIDE))  # libjpeg scales down while decoding, as imgclf lets it
         raw = img.tile[0].args if img.format == "PNG" and img.tile else None  # the PNG's stored bit depth
@@ -154,8 +157,8 @@ def usage_page(card: dict[str, Any]) -> str:
               "2. the EXIF orientation is applied (`ImageOps.exif_transpose`; an image whose EXIF block cannot be "
               "read is used as stored);",
               "3. transparency (RGBA, LA, a palette's transparent colour, a PNG colour key on RGB, grey or 16-bit "
-              "grey) is composited over white; 16-bit images are on the 0-65535 scale whatever their content, "
-              "divided by 257 and rounded; float images whose brightest pixel is at most 1.1 are multiplied by 255, "
+              "grey) is composited over white; 16-bit grey images are on the 0-65535 scale whatever their content, "
+              "divided by 257 and rounded (16-bit RGB is read as Pillow reads it, each sample's high byte); float images whose brightest pixel is at most 1.1 are multiplied by 255, "
               "rounded and clipped to 0-255; other float and 32-bit integer images are kept as 0-255, or read as "
               "16-bit where their maximum exceeds 255; float images holding NaN, infinity or negative values, and "
               "32-bit integer images outside 0-65535, are refused;",

@@ -255,6 +255,35 @@ def test_a_decompression_bomb_gets_its_error_entry_and_no_warning_in_the_log(cli
     assert not [w for w in seen if "DecompressionBomb" in w.category.__name__], [str(w.message) for w in seen]
 
 
+def test_postscript_is_never_handed_to_ghostscript(client, tmp_path, monkeypatch, tiny_run):
+    """Pillow decodes EPS by running Ghostscript on the file's own PostScript: an upload named photo.jpg made the
+    server run it (and the reply quoted gs's command line and a server temp path); a file named cat.png did the
+    same under predict and training. A gs that leaves a mark shows whether it ran."""
+    import os
+    import stat
+
+    from imgclf.data.decode import DecodeError, decode_image
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "gs-ran"
+    gs = bin_dir / "gs"
+    gs.write_text(f"#!/bin/sh\necho \"$@\" >> {marker}\nexit 1\n")
+    gs.chmod(gs.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 0, 0)).save(buf, format="EPS")
+    eps = buf.getvalue()
+    r = client.post("/predict", files=_files(("photo.jpg", eps, "image/jpeg")))
+    assert r.status_code == 422, r.text
+    error = r.json()["predictions"][0]["error"]
+    assert error == "not a recognised image format" and "/tmp" not in r.text, r.text
+    (tmp_path / "cat.png").write_bytes(eps)
+    with pytest.raises(DecodeError, match="not a recognised image format"):
+        decode_image(str(tmp_path / "cat.png"), 16, "rgb")
+    assert not marker.exists(), marker.read_text()
+
+
 def test_health_and_the_pages_answer_head_requests(client):
     assert client.head("/health").status_code == 200  # was 405
     assert client.head("/").status_code == 200 and client.head("/app.js").status_code == 200  # curl -I

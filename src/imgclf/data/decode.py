@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import stat
@@ -157,6 +158,17 @@ def _bomb_reason(pixels: int | None) -> str:
 # "JPEG" alone, such photos decoded at full size (121 ms against 9 ms for a 12-megapixel one) and a 108-megapixel
 # one was refused as a bomb.
 JPEG_FORMATS = ("JPEG", "MPO")
+# Formats Pillow decodes by running another program: EPS (PostScript) runs Ghostscript on the file's own code, so an
+# upload to `imgclf serve`, or a file named cat.png, made the server run it (Ghostscript has had -dSAFER escapes).
+EXTERNAL_PROGRAM_FORMATS = frozenset({"EPS"})
+
+
+@functools.lru_cache(maxsize=1)
+def readable_formats() -> tuple[str, ...]:
+    """Every format Pillow opens here but those that run another program: what `Image.open(..., formats=)` is
+    given wherever imgclf opens a file or an upload."""
+    Image.init()
+    return tuple(name for name in Image.OPEN if name not in EXTERNAL_PROGRAM_FORMATS)
 
 
 def _draft_within(img: Image.Image, limit: int, wanted: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -198,7 +210,7 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     """`open_image` plus the file's own width, height, mode and format, read from the same open (`inspect`
     reports both without reading a file twice)."""
     try:
-        with quiet_pillow_warnings(), Image.open(source) as img:
+        with quiet_pillow_warnings(), Image.open(source, formats=readable_formats()) as img:
             limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's documented way to lift the limit
             stored = img.size[0] * img.size[1]
             draft = (size, size) if size is not None and img.format in JPEG_FORMATS else None
@@ -301,7 +313,7 @@ _QUARTER_TURNS = {5, 6, 7, 8}
 def probe_image(path: str) -> dict[str, object]:
     """Size (upright, as decoding turns it by its EXIF orientation), mode and format of an image without decoding
     its pixels (for `inspect` and the median side)."""
-    with quiet_pillow_warnings(), Image.open(path) as img:
+    with quiet_pillow_warnings(), Image.open(path, formats=readable_formats()) as img:
         width, height = upright_size(img)
         return {"width": width, "height": height, "mode": img.mode, "format": img.format}
 

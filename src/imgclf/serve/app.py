@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..data.decode import DecodeError, quiet_pillow_warnings
+from ..data.decode import DecodeError, quiet_pillow_warnings, readable_formats
 from ..topk import top_k as top_classes
 from ..backends import load_classifier
 from ..errors import Described, check_switch, invalid, invalid_message
@@ -283,9 +283,9 @@ def _declared_total(uploads: list[Upload]) -> int:
 
 
 def _declared_pixels(data: bytes) -> int:
-    """Width x height from the image header alone (microseconds; nothing is decoded); 0 if unreadable."""
+    """Width x height from the header alone (nothing decoded: decode_uploads refuses a bomb); 0 if unreadable."""
     try:
-        with quiet_pillow_warnings(), Image.open(io.BytesIO(data)) as img:  # decode_uploads refuses a bomb, once
+        with quiet_pillow_warnings(), Image.open(io.BytesIO(data), formats=readable_formats()) as img:
             return img.width * img.height
     except Exception:  # not an image: decode_uploads reports it properly
         return 0

@@ -221,6 +221,9 @@ def test_a_one_epoch_run_is_ticked_at_its_epoch_and_its_validation_point_shows_u
         assert ticks == [1.0], ticks
         star = next(line for line in ax.lines if line.get_marker() == "*")
         assert star.get_markerfacecolor() == "none"  # an outline: the validation marker inside stays visible
+    named = [t.get_text() for legend in fig.legends for t in legend.get_texts()] + \
+        [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "validation at the best epoch" in named, named  # the star was in no legend entry
 
 
 def test_the_zoom_connectors_do_not_look_like_the_chance_line_they_cross(tmp_path, monkeypatch):

@@ -100,7 +100,8 @@ def plot_training_curves(history: Sequence[HistoryRow], path: str | os.PathLike,
                 if hit.any() and np.isfinite(col[val_key][hit]).all():
                     # an outline: the validation point it marks stays visible inside (at 1 epoch the only one)
                     ax.plot(epochs[hit], col[val_key][hit], marker="*", markersize=16, markerfacecolor="none",
-                            markeredgecolor=BEST_COLOR, markeredgewidth=1.6, zorder=5, linestyle="none")
+                            markeredgecolor=BEST_COLOR, markeredgewidth=1.6, zorder=5, linestyle="none",
+                            label="validation at the best epoch")  # unnamed, the legend left the star unexplained
             if ax is axes[0] and kept_val_acc is not None and best_epoch is not None:
                 at = col["val_acc"][epochs == best_epoch]
                 if not (len(at) and np.isfinite(at).all() and abs(float(at[0]) - kept_val_acc) < 0.0005):

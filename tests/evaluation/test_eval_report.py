@@ -723,3 +723,45 @@ def test_a_run_folder_that_cannot_be_written_is_refused_in_one_line(run_copy, co
     assert said.startswith(f"error: run must be a folder to write into. Received: run='{run_copy}' (cannot write in")
     assert "internal error" not in said and "UserWarning" not in said
     assert sorted(p.name for p in Path(run_copy).iterdir()) == before
+
+
+def test_a_report_on_few_images_says_so_where_its_findings_are_read(tiny_run):
+    """12 validation and 12 test images: training warned that the kept epoch, temperature and unknown threshold
+    were chosen on 12 images, the page did not, and its "Weakest class" and minority recalls read as firm as on
+    thousands (one image of a class moved its recall from 100 % to 0 % between two seeds)."""
+    from imgclf.evaluation.seen import few_images_note
+    from imgclf.records import RunDir
+
+    run = RunDir(tiny_run)
+    val, test = (len(run.read_dataset().splits[name].files) for name in ("val", "test"))
+    page = " ".join(unescape(re.sub("<[^>]+>", " ", (tiny_run / "report.html").read_text())).split())
+    assert f"The validation split holds {val} images: " in page and "are chosen on them" in page
+    assert f"the test scores rest on {test} images, so one image moves accuracy by {100 / test:.1f} points" in page
+    assert few_images_note(None, "single", 30, 30, "test") is None  # enough of both: nothing said
+    assert few_images_note(None, "single", 30, 29, "val") is None  # a val-scored run is not judged twice
+    assert few_images_note(None, "multilabel", 5, 100, "test").startswith(
+        "the validation split holds 5 images: the epoch kept and each label's decision threshold are chosen")
+
+
+def test_the_weakest_class_names_how_many_images_its_recall_is_of(tmp_path):
+    import math
+
+    from imgclf.records import PredictionRow, RunDir
+    from run_fixtures import write_run
+
+    run = RunDir(write_run(tmp_path, per_class=40))
+    classes = run.read_card().classes
+    rows = run.read_predictions(classes)
+    taken = [r.path for r in rows if r.true == classes[1]][:3]  # three of the second class called the first
+
+    def row(r):
+        pred = classes[0] if r.path in taken else r.true
+        probs = [0.8 if c == pred else 0.2 / (len(classes) - 1) for c in classes]
+        return PredictionRow(path=r.path, true=r.true, pred=pred, prob=0.8,
+                             loss=float(-math.log(probs[classes.index(r.true)])), probs=probs)
+
+    run.write_predictions([row(r) for r in rows], classes)
+    support = sum(r.true == classes[1] for r in rows)
+    page = " ".join(unescape(re.sub("<[^>]+>", " ", write_report(run.path, explain=False).read_text())).split())
+    recall = 100 * (support - 3) / support
+    assert f"Weakest class: {classes[1]} (recall {recall:.1f} % of {support} images)" in page, page

@@ -45,7 +45,7 @@ from .interpret import (
 from .report_facts import (calibration_facts, ema_decay, lr_find_caption, recipe_summary, sizing_table,
                            tta_unavailable, unknown_facts)
 from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
-from .seen import stored_validation_scores_note
+from .seen import few_images_note, stored_validation_scores_note
 
 
 # ------------------------------------------------------------------------------------------- context
@@ -54,6 +54,10 @@ def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
     from ..data.groups import recorded_leak_warnings
 
     return [text[0].upper() + text[1:] + "." for text in recorded_leak_warnings(dataset, run_dir)]
+
+
+def _images(count: int) -> str:
+    return f"{count:,} image{'s' if count != 1 else ''}"
 
 
 def _kept_before_unfreezing(history: list, best_epoch: int | None) -> str | None:
@@ -118,6 +122,11 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
 
     findings = _leak_findings(dataset, run_dir)
     split = metrics.split if metrics is not None else "test"
+    small = few_images_note(RunDir(run_dir).read_config() if RunDir(run_dir).has("config.yaml") else None,
+                            card.task, len(dataset.splits["val"].files) if dataset and "val" in dataset.splits else 0,
+                            m.count, split)
+    if small:  # training warned of a small validation split on the terminal only
+        findings.append(small[0].upper() + small[1:] + ".")
     if split == "val":
         note = stored_validation_scores_note(RunDir(run_dir), card.task)
         findings.insert(0, f"{note[:1].upper()}{note[1:]}.")
@@ -152,7 +161,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.append(f"Weakest classes: {len(lowest)} of the {tested} share the lowest recall, {pct(worst_recall)} "
                         f"({named}).")
     elif worst_name is not None and finite(worst_recall) and worst_recall < 1.0:
-        text = f"Weakest class: {worst_name} (recall {pct(worst_recall)})"
+        # its support beside it: "recall 50.0 %" of 2 images read as firm as one of 200
+        text = f"Weakest class: {worst_name} (recall {pct(worst_recall)} of {_images(per_class[worst_name].support)})"
         if worst_confusions:
             text += ", most often taken for " + ", ".join(f"{c.pred} ({c.count})" for c in worst_confusions)
         findings.append(text + ".")
@@ -161,8 +171,9 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         minority_tested = [c for c in minority if c in per_class and per_class[c].support > 0]
         untested = [c for c in minority if c not in minority_tested]
         findings.append(f"Imbalanced training data (ρ = {num(imbalance.rho, 2)}, μ = {num(imbalance.mu, 2)}): "
-                        + (f"minority classes {', '.join(minority_tested)} reach a mean recall of {pct(mr)} against "
-                           f"an accuracy of {pct(m.accuracy)}" if minority_tested
+                        + (f"minority classes {', '.join(minority_tested)} reach a mean recall of {pct(mr)} (on "
+                           f"{_images(sum(per_class[c].support for c in minority_tested))}) against an accuracy of "
+                           f"{pct(m.accuracy)}" if minority_tested
                            else f"no minority class has a {split} image")
                         + (f" ({', '.join(untested)}: no {split} image, so no recall)"
                            if untested and minority_tested else "")

@@ -107,6 +107,23 @@ def seen_warning(seen: SeenImages, evaluated: int) -> str:
     return "; ".join(said)
 
 
+FEW_IMAGES = 30  # below this, one image moves a split's accuracy by more than 3 points
+
+
+def few_images_note(config: Any, task: str, val_images: int, scored: int, split: str) -> str | None:
+    """A validation split too small to choose with, or a scored split too small to judge by: what training warns
+    of, said again where the scores are read (the report). None where neither is small."""
+    notes = []
+    if 0 < val_images < FEW_IMAGES:
+        chosen = chosen_on_validation(config, task)
+        notes.append(f"the validation split holds {val_images} image{'s' if val_images != 1 else ''}: {chosen} "
+                     f"{'are' if ' and ' in chosen else 'is'} chosen on them")
+    if 0 < scored < FEW_IMAGES and split != "val":
+        notes.append(f"the {split} scores rest on {scored} image{'s' if scored != 1 else ''}, so one image moves "
+                     f"accuracy by {100 / scored:.1f} points and a class's recall by more")
+    return "; ".join(notes) or None
+
+
 def chosen_on_validation(config: Any, task: str = "single") -> str:
     """What a run's val split chooses: the epoch kept (restore_best, early stopping), the temperature (unless
     calibrate is none), the unknown threshold, or each label's decision threshold; all a run may choose there where

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
-from ..evaluation.seen import chosen_on_validation
+from ..evaluation.seen import FEW_IMAGES as FEW_VALIDATION_IMAGES, chosen_on_validation
 from ..notices import warn
 
-FEW_VALIDATION_IMAGES = 30  # below this, one image moves validation accuracy by more than 3 points
 
 
 def more_validation_images(cfg: TrainConfig) -> str:

@@ -279,9 +279,6 @@ def audit_command(folders: str | os.PathLike | Sequence[str | os.PathLike], img_
     return first if len(quoted) == 1 else f"{first} (and the same for {', '.join(quoted[1:])})"
 
 
-# the audit reads class folders: a multi-label run's leak warning cannot name a command that lists them
-
-
 def leak_warning(leak: dict, audit: str | None, drawn: Sequence[str] = ()) -> str:
     """audit: the `imgclf audit` command that lists them (`audit_command`); None for multi-label data. drawn: the
     splits drawn by the run (its automatic ones), which are no folder: a val split carved from train/ was named

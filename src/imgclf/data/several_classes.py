@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+# the audit reads class folders: a multi-label run's warnings cannot name a command that lists its copies or leaks
 NO_MULTILABEL_AUDIT = "imgclf audit lists such images for single-label class folders only"
 
 

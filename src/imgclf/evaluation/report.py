@@ -56,6 +56,14 @@ def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
     return [text[0].upper() + text[1:] + "." for text in recorded_leak_warnings(dataset, run_dir)]
 
 
+def _config_or_none(run_dir: Path) -> Any:
+    """The run's settings where config.yaml reads (a page is still drawn without them: RUN_FILES_READ)."""
+    try:
+        return RunDir(run_dir).read_config()
+    except Exception:  # missing or unreadable: what the validation split chose is then said of every choice
+        return None
+
+
 def _images(count: int) -> str:
     return f"{count:,} image{'s' if count != 1 else ''}"
 
@@ -122,9 +130,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
 
     findings = _leak_findings(dataset, run_dir)
     split = metrics.split if metrics is not None else "test"
-    small = few_images_note(RunDir(run_dir).read_config() if RunDir(run_dir).has("config.yaml") else None,
-                            card.task, len(dataset.splits["val"].files) if dataset and "val" in dataset.splits else 0,
-                            m.count, split)
+    val_images = len(dataset.splits["val"].files) if dataset and "val" in dataset.splits else 0
+    small = few_images_note(_config_or_none(run_dir), card.task, val_images, m.count, split)
     if small:  # training warned of a small validation split on the terminal only
         findings.append(small[0].upper() + small[1:] + ".")
     if split == "val":

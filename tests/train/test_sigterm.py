@@ -47,4 +47,4 @@ def test_a_search_interrupted_before_its_trial_made_a_folder_points_at_none(tmp_
     made.mkdir(parents=True)
     assert f"its run stays in {made}" in interrupted_message(KeyboardInterrupt(), tmp_path, 0, made)
     message = interrupted_message(KeyboardInterrupt(), tmp_path, 1, not_made)
-    assert "search interrupted in trial 1 (interrupted)." in message and "stays" not in message
+    assert "search interrupted in trial 1 (Ctrl-C)." in message and "stays" not in message  # the signal named

@@ -121,11 +121,9 @@ class Interpretation:
     def describe(self, i: int) -> dict[str, Any]:
         """One prediction as a plain dict (for grids and tables)."""
         t, p = int(self.y_true[i]), int(self.y_pred[i])
-        # an image scored unknown is answered "unknown" by predict and serve: the grids say so, neither right nor wrong
-        unknown = self.unknown is not None and bool(self.unknown[i])
         return {"path": self.paths[i], "true": self.classes[t], "pred": self.classes[p],
                 "prob": float(self.probs[i, p]), "loss": float(self.losses[i]), "correct": t == p,
-                "unknown": unknown}
+                "unknown": self.unknown is not None and bool(self.unknown[i])}  # grids: neither right nor wrong
 
 
 # ---------------------------------------------------------------------- images for grids

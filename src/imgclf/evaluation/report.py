@@ -57,10 +57,12 @@ def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
 
 
 def _config_or_none(run_dir: Path) -> Any:
-    """The run's settings where config.yaml reads (a page is still drawn without them: RUN_FILES_READ)."""
+    """The run's settings where config.yaml reads; None where it is missing or unreadable (a page is still drawn)."""
+    from ..errors import ImgclfError
+
     try:
-        return RunDir(run_dir).read_config()
-    except Exception:  # missing or unreadable: what the validation split chose is then said of every choice
+        return RunDir(run_dir).read_config() if RunDir(run_dir).has("config.yaml") else None
+    except ImgclfError:
         return None
 
 
@@ -80,16 +82,12 @@ def _kept_before_unfreezing(history: list, best_epoch: int | None) -> str | None
             "backbone and the fine-tuning epochs were not kept.")
 
 
-def _balancing(run_dir: Path) -> str | None:
+def _balancing(config: Any) -> str | None:
     """How the run balanced its classes while training (`interpret.balancing_of`), None where config.yaml says
-    nothing or cannot be read."""
-    from ..errors import ImgclfError
+    nothing or cannot be read (`config` None)."""
     from .guessing import balancing_of
 
-    try:
-        return balancing_of(RunDir(run_dir).read_config()) if RunDir(run_dir).has("config.yaml") else None
-    except ImgclfError:
-        return None
+    return balancing_of(config) if config is not None else None
 
 
 def _worst_note(worst_name: str | None, lowest: int, tested: int) -> str:
@@ -131,7 +129,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     findings = _leak_findings(dataset, run_dir)
     split = metrics.split if metrics is not None else "test"
     val_images = len(dataset.splits["val"].files) if dataset and "val" in dataset.splits else 0
-    small = few_images_note(_config_or_none(run_dir), card.task, val_images, m.count, split)
+    config = _config_or_none(run_dir)  # read once: the small-split note and the guessing advice both use it
+    small = few_images_note(config, card.task, val_images, m.count, split)
     if small:  # training warned of a small validation split on the terminal only
         findings.append(small[0].upper() + small[1:] + ".")
     if split == "val":
@@ -139,7 +138,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.insert(0, f"{note[:1].upper()}{note[1:]}.")
     guess = no_better_than_guessing(m)
     if guess is not None:
-        advice = guessing_advice(history, m, dataset.counts.get("train") if dataset else None, _balancing(run_dir))
+        advice = guessing_advice(history, m, dataset.counts.get("train") if dataset else None, _balancing(config))
         findings.insert(0, f"Macro recall {pct(m.macro.recall)} cannot be told apart from chance ({pct(guess)}, one "
                            f"class in {round(1 / guess)}) on these {m.count:,} {split} images: this model may not have "
                            f"learnt the task. {advice}")

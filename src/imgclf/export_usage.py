@@ -21,6 +21,9 @@ def pixels(path):
     with Image.open(path, formats=FORMATS) as img:
         if img.format in ("JPEG", "MPO"):  # MPO: a JPEG with an embedded preview
             img.draft(MODE, (SIDE, SIDE))  # libjpeg scales down while decoding, as imgclf lets it
+        limit = Image.MAX_IMAGE_PIXELS  # Pillow only warns up to twice it; imgclf refuses above it
+        if limit is not None and img.width * img.height > limit:
+            raise ValueError(f"decompression bomb refused: {{img.width * img.height:,}} pixels, above {{limit:,}}")
         raw = img.tile[0].args if img.format == "PNG" and img.tile else None  # the PNG's stored bit depth
         if raw and raw.startswith("RGB;16"):  # read as 8 bits a sample, its 16-bit colour key matches no pixel
             img.info.pop("transparency", None)
@@ -153,7 +156,8 @@ def usage_page(card: dict[str, Any]) -> str:
               "black) gives other pixels, so other probabilities and scores, and near a threshold another answer. "
               "imgclf, with Pillow:", "",
               f"1. JPEG files are opened with `img.draft(\"{mode}\", ({side}, {side}))`: libjpeg scales the "
-              f"image down by 1/2 to 1/8 while decoding, keeping it at least {side} px a side;",
+              f"image down by 1/2 to 1/8 while decoding, keeping it at least {side} px a side; an image still "
+              "larger than `PIL.Image.MAX_IMAGE_PIXELS` (89,478,485 pixels unless changed) is refused;",
               "2. the EXIF orientation is applied (`ImageOps.exif_transpose`; an image whose EXIF block cannot be "
               "read is used as stored);",
               "3. transparency (RGBA, LA, a palette's transparent colour, a PNG colour key on RGB, grey or 16-bit "

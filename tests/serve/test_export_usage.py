@@ -165,6 +165,19 @@ def test_the_page_refuses_the_float_images_imgclf_refuses(exported, tmp_path, mo
             run_page_example(model.with_name("model.onnx.md"), [str(tmp_path / name)], monkeypatch)
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's own, as the page opens it
+def test_the_page_refuses_the_images_imgclf_refuses_as_too_large(exported, tmp_path, monkeypatch):
+    """Between Pillow's pixel limit and twice it Pillow only warns: the page predicted such an image, which every
+    imgclf path refuses as a decompression bomb."""
+    _, model = exported
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # a 15 x 15 image is over it, and under twice it
+    Image.new("RGB", (15, 15), (200, 30, 30)).save(tmp_path / "large.png")
+    path = str(tmp_path / "large.png")
+    assert load_onnx(model.parent.parent).predict([path])[0].error.startswith("decompression bomb refused")
+    with pytest.raises(ValueError, match="decompression bomb refused: 225 pixels"):
+        run_page_example(model.with_name("model.onnx.md"), [path], monkeypatch)
+
+
 def test_export_out_below_a_file_is_refused_naming_out(exported, tmp_path):
     from imgclf.errors import ImgclfError
 

@@ -113,6 +113,10 @@ def test_list_mode_writes_only_the_file_list(pool, tmp_path):
     with pytest.raises(ImgclfError, match=r"the file list `imgclf subset --mode list` writes for other tools.*"
                                           r"--mode symlink or --mode hardlink"):
         prepare_data(tmp_path / "s" / "subset.csv", 8)
+    # its folder too: the hint was to give subset.csv as a multi-label index, which the error above then refused
+    with pytest.raises(ImgclfError, match=r"It holds subset.csv, the file list `imgclf subset --mode list` writes "
+                                          r"for other tools, and no images. Make a subset imgclf reads with"):
+        prepare_data(tmp_path / "s", 8)
 
 
 def test_split_layout_imbalances_train_only(tmp_path):
@@ -135,6 +139,34 @@ def test_same_request_is_a_no_op_and_other_folders_are_refused(pool, tmp_path):
     with pytest.raises(ImgclfError, match=r"\{'mode': "):
         build_subset(pool, tmp_path / "s", per_class=8, rho=3, mode="hardlink")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "no half-built subset left behind"
+
+
+def test_the_same_request_on_a_folder_the_data_no_longer_draws_is_refused(tmp_path):
+    """The same request was taken as the subset already there whatever the data had become: a study resumed on
+    a folder whose images had gone trained on links to nothing, and on another draw than its subset.csv named."""
+    from imgclf.cli import app
+
+    data = make_image_folder(tmp_path / "data", classes=("a", "b"), per_class=12, size=4)
+    args = ["subset", str(data), "--out", str(tmp_path / "s"), "--per-class", "6", "--rho", "3"]
+    assert CliRunner().invoke(app, args).output.startswith("wrote")
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and again.output.startswith(f"unchanged {tmp_path / 's'}"), again.output
+    link = sorted((tmp_path / "s" / "a").iterdir())[0]
+    link.unlink()  # a link gone, the data as it was
+    with pytest.raises(ImgclfError, match=r"1 of its links no longer reach their image, the first .*Delete this"):
+        build_subset(data, tmp_path / "s", per_class=6, rho=3)
+    shutil.rmtree(tmp_path / "s")
+    build_subset(data, tmp_path / "s", per_class=6, rho=3)
+    os.unlink(os.readlink(sorted((tmp_path / "s" / "a").iterdir())[0]))  # an image of the draw removed
+    with pytest.raises(ImgclfError, match=r"of its rows differ from a draw of the data now"):
+        build_subset(data, tmp_path / "s", per_class=6, rho=3)
+    build_subset(data, tmp_path / "h", per_class=6, rho=3, mode="hardlink")
+    linked = sorted((tmp_path / "h" / "b").iterdir())[0]
+    image = next(p for p in (data / "b").iterdir() if os.path.samefile(p, linked))
+    shutil.copy(image, tmp_path / "copy.png")
+    os.replace(tmp_path / "copy.png", image)  # the same picture, a new file: the hardlink holds the old one
+    with pytest.raises(ImgclfError, match=r"1 of its links no longer reach their image"):
+        build_subset(data, tmp_path / "h", per_class=6, rho=3, mode="hardlink")
 
 
 def test_bad_requests_name_the_argument(pool, tmp_path):

@@ -37,6 +37,8 @@ def _write(tmp_path, text, name="index.csv"):
     ("a.png,cat\nb.png\n", 2, "1 column"),
     ("a.png,cat\nmissing.png,dog\n", 2, "'missing.png' not found"),
     ("path,labels\na.png,cat\n,dog\n", 3, "no path"),
+    # the path column is named, not "the first column", which under this header holds the labels
+    ("labels,path\ncat,a.png\ndog,\n", 3, "a row naming its image: the path column (the first, without a header)"),
     ("a.png,cat\nb.png,dog\na.png,fox\n", 3, "already on line 1"),
     # a header other than path,labels was read as an image row: its cause, the header, named
     ("file,tags\na.png,cat\n", 1, "'file' not found, nor a header: a header row names path and labels (and "

@@ -82,11 +82,12 @@ def subset(data: Path = typer.Argument(..., help="Image folder: class-per-folder
            seed: int = typer.Option(0, min=0, help="Seed of the per-class draws."),
            mode: str = typer.Option("symlink", help="symlink, hardlink or list (subset.csv only).")) -> None:
     """Make a step-imbalanced copy of a data set (S4): links or a file list, never pixel copies."""
-    from ..data.subset import build_subset, subset_notes
+    from ..data.subset import build_subset, read_manifest, subset_notes
 
     names = split_list("minority", minority, str) if minority else None
+    there = read_manifest(out) is not None  # the same subset already there is kept, as build_subset checks
     m = build_subset(data, out, per_class, rho, mu, seed, names, mode)
-    typer.echo(f"wrote {out} ({m['mode']}): {m['total']} images, rho {m['rho_actual']:g}, mu {m['mu']:g}; "
+    typer.echo(f"{'unchanged' if there else 'wrote'} {out} ({m['mode']}): {m['total']} images, rho {m['rho_actual']:g}, mu {m['mu']:g}; "
                f"{m['minority_count']} per minority class ({', '.join(m['minority'])}), "
                f"{m['majority_count']} per majority class")
     if m.get("unreadable"):

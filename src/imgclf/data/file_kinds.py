@@ -17,6 +17,18 @@ def _reads_avif() -> bool:
 
 # What a multi-label run's data may be besides folders (data.multilabel reads them).
 INDEX_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+# The header of the file list `imgclf subset` writes (subset.csv), which --mode list leaves alone, without images.
+SUBSET_LIST_HEADER = ("split", "class", "path", "link")
+SUBSET_LIST_HINT = "Make a subset imgclf reads with --mode symlink or --mode hardlink"
+
+
+def is_subset_list(path: os.PathLike | str) -> bool:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            first = handle.readline(200)
+    except OSError:
+        return False
+    return tuple(cell.strip().lower() for cell in first.split(",")) == SUBSET_LIST_HEADER
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
                     ".jfif", ".jpe") + ((".avif",) if _reads_avif() else ())
 NOT_AN_IMAGE_NAME = "not an image file extension"  # the reason a file beside the images is skipped

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import bad_path
 from ..notices import warn
 from ..run_markers import holds_runs, is_run_dir
-from .file_kinds import INDEX_SUFFIXES
+from .file_kinds import INDEX_SUFFIXES, SUBSET_LIST_HINT, is_subset_list
 
 
 IMGCLF_OUTPUT_REASON = ("imgclf's output (a run, a folder of runs, a cross-validation or a search), not a class "
@@ -169,6 +169,10 @@ def index_file_hint(folder: Path) -> str | None:
         return None
     if not found:
         return None
+    listed = next((name for name in found if is_subset_list(folder / name)), None)
+    if listed is not None:  # its images are elsewhere: pointing at the list as an index led to a second refusal
+        return (f"It holds {listed}, the file list `imgclf subset --mode list` writes for other tools, and no "
+                f"images. {SUBSET_LIST_HINT}")
     # index.csv before the others (a folder of results.csv and index.csv was pointed at results.csv)
     index = next((name for name in found if Path(name).stem.lower() == "index"), found[0])
     others = [name for name in found if name != index]

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import bad_path, invalid
 from .folder import IMAGE_EXTENSIONS, INDEX_SUFFIXES  # the suffixes: the folder scan names them in its errors
+from .file_kinds import SUBSET_LIST_HEADER, SUBSET_LIST_HINT
 from .folder_checks import alike_class_names
 
 LABEL_SEPARATOR = ";"
@@ -91,10 +92,10 @@ def _csv_rows(index: Path) -> list[tuple[int, str, object, str | None]]:
             if line == 1 and {"path", "labels"} <= set(names) and len(set(names)) == len(names):
                 header = names
                 continue
-            if line == 1 and [c.strip().lower() for c in cells] == ["split", "class", "path", "link"]:
+            if line == 1 and tuple(names) == SUBSET_LIST_HEADER:
                 raise invalid("data", index, "a folder of class folders, or a multi-label index (path,labels)",
                               note="this is the file list `imgclf subset --mode list` writes for other tools",
-                              hint="Make a subset imgclf reads with --mode symlink or --mode hardlink")
+                              hint=SUBSET_LIST_HINT)
             if line == 1 and set(names) & HEADER_COLUMNS and not any(n.endswith(IMAGE_EXTENSIONS) for n in names):
                 # a header with one name misspelt (path,label) was read as an image row: "'path' not found"
                 missing = " and ".join(repr(n) for n in ("path", "labels") if n not in names)
@@ -182,7 +183,8 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
             raise _row_error(index, line, "a row whose split is train, val or test", note=f"split {split!r}")
         splits.append(split)
         if not path:
-            raise _row_error(index, line, "a row whose first column is an image path", note="no path")
+            raise _row_error(index, line, "a row naming its image: the path column (the first, without a header), "
+                             "or a JSON line's \"path\"", note="no path")
         full = _found(base, path)
         if not os.path.isfile(full):
             header = line == 1 and not path.lower().endswith(IMAGE_EXTENSIONS) and index.suffix.lower() not in (

@@ -12,6 +12,7 @@ train/ (val/, test/) layout only train/ is made imbalanced; the other splits are
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import shutil
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import bad_path, invalid
-from ..io import outside_data, read_json, writable_folder, write_csv, write_json
+from ..io import outside_data, read_csv, read_json, writable_folder, write_csv, write_json
+from .file_kinds import SUBSET_LIST_HEADER
 from .folder import scan_folder
 from .imbalance import step_counts
 
@@ -186,6 +188,7 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
     if out.exists():
         earlier = read_manifest(out)
         if earlier is not None and _same_request(earlier, manifest, mode):
+            _refuse_stale(out, _rows(plan, mode))
             return earlier
         if earlier is not None:
             raise bad_path("out", out, "a new or empty folder, or one holding this same subset",
@@ -200,8 +203,9 @@ def build_subset(data: str | os.PathLike, out: str | os.PathLike, per_class: int
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would stay on the subset after the rename: others could not read it
     try:
-        rows = _write(plan, tmp, mode)
-        write_csv(tmp / FILE_LIST, ["split", "class", "path", "link"], rows)
+        rows = _rows(plan, mode)
+        _link(rows, tmp, mode)
+        write_csv(tmp / FILE_LIST, SUBSET_LIST_HEADER, rows)
         write_json(tmp / MANIFEST, manifest)
         os.replace(tmp, out)
     except BaseException:
@@ -219,7 +223,8 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def _write(plan: dict[str, Any], tmp: Path, mode: str) -> list[list[str]]:
+def _rows(plan: dict[str, Any], mode: str) -> list[list[str]]:
+    """subset.csv's rows for `plan`: split, class, the file's absolute path, and its link in the subset."""
     root: Path = plan["root"]
     layout = plan["manifest"]["layout"]
     rows = []
@@ -229,19 +234,54 @@ def _write(plan: dict[str, Any], tmp: Path, mode: str) -> list[list[str]]:
             rel_in_class = _relative_in_class(path, split_root, cls)
             link = Path(cls) / rel_in_class if layout == "flat" else Path(split) / cls / rel_in_class
             rows.append([split, cls, os.path.abspath(path), "" if mode == "list" else str(link)])
-            if mode == "list":
-                continue
-            target = tmp / link
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if mode == "symlink":
-                os.symlink(os.path.abspath(path), target)
-            else:
-                try:
-                    os.link(path, target)
-                except OSError as exc:
-                    raise invalid("mode", mode, "symlink or list when out is not on the file system of the data",
-                                  note=f"{exc.strerror or exc} linking {path}") from None
     return rows
+
+
+def _link(rows: list[list[str]], tmp: Path, mode: str) -> None:
+    if mode == "list":
+        return
+    for _, _, path, link in rows:
+        target = tmp / link
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "symlink":
+            os.symlink(path, target)
+        else:
+            try:
+                os.link(path, target)
+            except OSError as exc:
+                raise invalid("mode", mode, "symlink or list when out is not on the file system of the data",
+                              note=f"{exc.strerror or exc} linking {path}") from None
+
+
+def _refuse_stale(out: Path, rows: list[list[str]]) -> None:
+    """A folder holding this request's subset must still hold what the data draws now: an image removed or made
+    unreadable since changes a class's draw, and a link whose image is gone is skipped by a run. Before, the
+    folder was taken as it stood, and a study resumed on it trained on another subset than the one it named."""
+    try:
+        listed = [[row.get(k, "") for k in SUBSET_LIST_HEADER] for row in read_csv(out / FILE_LIST)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        listed = None
+    why = None
+    if listed is None:
+        why = f"its {FILE_LIST} cannot be read"
+    elif set(map(tuple, listed)) != set(map(tuple, rows)):
+        differ = sorted(set(map(tuple, listed)) ^ set(map(tuple, rows)))
+        why = (f"{len(differ)} of its rows differ from a draw of the data now (an image removed, added or made "
+               f"unreadable since), the first {differ[0][2]}")
+    else:
+        broken = [link for _, _, path, link in rows if link and not _still_links(out / link, path)]
+        if broken:
+            why = f"{len(broken)} of its links no longer reach their image, the first {out / broken[0]}"
+    if why is not None:
+        raise bad_path("out", out, "a new or empty folder, or one holding this same subset as the data draws it now",
+                       why, hint="Delete this folder and run the command again to draw the subset afresh")
+
+
+def _still_links(link: Path, path: str) -> bool:
+    try:
+        return os.path.samefile(link, path)  # a symlink to it, or a hardlink to the file still there
+    except OSError:
+        return False
 
 
 def _split_folder(root: Path, items: list[tuple[str, str]]) -> Path:

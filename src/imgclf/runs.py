@@ -19,7 +19,7 @@ from typing import Any
 from .errors import bad_path, check_switch, invalid, path_argument
 from .io import safetensors_damage
 from .records.run_dir import epochs_past_card, find_run_dirs
-from .records.tune import trial_of_run
+from .records.tune import INTERRUPTED_TRIAL, trial_of_run
 from .run_markers import FINISHING_FILE
 from .stats import finite_number
 
@@ -197,7 +197,7 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = "failed", f"search trial {trial.stopped or 'failed'}"
     elif trial is not None and (trial.stopped or "").startswith("interrupted"):  # train --resume would finish it
         # outside its search, which counts it failed
-        reason = "the search stopped in this trial, which counts as failed: imgclf tune --resume goes on with new ones"
+        reason = INTERRUPTED_TRIAL
     elif status == "interrupted" and config is not None and config.folds and config.fold:
         # train --resume FOLD would finish this fold alone and write no folds.json
         from .pipeline.folds import OVERWRITE_MARK

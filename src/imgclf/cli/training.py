@@ -250,9 +250,11 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
         test = f", test mAP {best.test_map:.4f}{test.replace('test accuracy', 'label-wise test accuracy')}" \
                + (" (at the tuned thresholds)" if best.test_accuracy is not None else "")
 
-    if result.record.stopped.startswith("time limit"):  # only tune.json said so: fewer trials than asked
+    stopped = result.record.stopped
+    if not stopped.startswith(f"{own['trials']} trials"):  # only tune.json said so: fewer trials than asked
         done = sum(t.state == "complete" for t in result.record.trials)
-        typer.echo(f"stopped by its {result.record.stopped}: {done} of {own['trials']} trials completed", err=True)
+        why = f"by its {stopped}" if stopped.startswith("time limit") else f"early: {stopped}"
+        typer.echo(f"stopped {why}: {done} of {own['trials']} trials completed", err=True)
 
     words = OBJECTIVES[result.record.objective].words
     typer.echo(f"best trial {best.number}: {words} {best.value:.4f}{test}  ({result.best_run})")

@@ -366,13 +366,15 @@ def unfinished(run_dir: str | os.PathLike) -> str:
                 "finishes it; its scores are then of its new weights)")
     if run.has("model.json") or not is_run_dir(run_dir):
         return ""
-    from ..records.tune import trial_of_run
+    from ..records.tune import INTERRUPTED_TRIAL, trial_of_run
 
     trial = trial_of_run(run.path.absolute())
     if trial is not None and trial.state == "pruned":  # resuming it would make a finished run of a rejected trial
         return f"a trial its search pruned ({trial.stopped or 'pruned'}), not a run to compare"
     if trial is not None and trial.state == "fail" and not (trial.stopped or "").startswith("interrupted"):
         return f"a trial that failed in its search ({trial.stopped or 'failed'}), not a run to compare"
+    if trial is not None and (trial.stopped or "").startswith("interrupted"):  # as `imgclf runs` says of it
+        return f"interrupted, no model.json ({INTERRUPTED_TRIAL})"
     from ..io import is_locked
     from ..records.run_dir import LOCK_FILE
 

@@ -74,6 +74,11 @@ class TuneRecord(Record):
                                                  "by default) over the complete trials; None with too few.")
 
 
+# What `imgclf runs` and compare say of a trial its search was interrupted in: `train --resume` would finish it, and
+# test it, outside its search (compare had offered that)
+INTERRUPTED_TRIAL = "the search stopped in this trial, which counts as failed: imgclf tune --resume goes on with new ones"
+
+
 def trial_of_run(path: Path) -> TuneTrial | None:
     """The TuneTrial of a run that is a trial of a search (SEARCH/trials/trial-NNN beside SEARCH/tune.json, which
     the search rewrites after every trial), or None: not a trial, or no readable tune.json yet. A listing never

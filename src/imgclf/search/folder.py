@@ -89,13 +89,15 @@ def resumed_request(out: str | os.PathLike | None, config: Any, config_file: Any
     if time_limit is None:
         time_limit = started.get("time_limit")
     given = config if isinstance(config, Mapping) else {}
-    if values.get("data") is None and not given.get("data") and not isinstance(config, TrainConfig):
-        # it said "data must be given", naming imgclf train. Only where nothing else says what the trials train
-        # are the stored settings the base: a --config file or recipe given again is compared with them
-        if config is None and config_file is None and recipe is None:
-            config = started.get("settings")
-        else:
-            values = {**values, "data": started.get("settings", {}).get("data")}
+    if config is None and config_file is None and recipe is None:
+        # where nothing else says what the trials train, the stored settings are the base: the data given again
+        # (`tune DATA --resume`) is compared with theirs, where it was taken with the defaults of every other
+        # setting, and refused as a change of the epochs, image size, ... the search had not been given
+        config = started.get("settings")
+    elif values.get("data") is None and not given.get("data") and not isinstance(config, TrainConfig):
+        # it said "data must be given", naming imgclf train: a --config file or recipe given again is compared
+        # with the stored settings, on the data they name
+        values = {**values, "data": started.get("settings", {}).get("data")}
     if space is None:
         space = started.get("space")  # the model's default space, refused as a change of the one searched
     return config, values, space, time_limit, started

@@ -17,8 +17,9 @@ callback, trails the others. Only the
 chosen trial is then evaluated on the test split (and gets its report.html).
 
 Budget: `time_limit` is the whole search's. Each trial gets an equal share (time_limit / trials, or what is left
-if less) of wall time: its training time limit is that share less the mean time earlier trials spent outside
-training (data, model, card), on top of the config's epochs; a trial starts only while at least half a share is
+if less) of wall time: its training time limit is 0.8 of that share, the same for every trial while the time
+trials spend outside training (data, model, card) stays within the rest (`budget.trial_seconds`), else the share
+less that time's mean, on top of the config's epochs; a trial starts only while at least half a share is
 left, counted from the trials' real durations (so a resumed search spends what is left, not a new budget). Without
 `time_limit` every trial trains the config's epochs (or its own time limit, as a recipe sets one).
 """

@@ -70,7 +70,8 @@ class Param:
 
 
 def searchable_fields() -> list[str]:
-    return [name for name in TrainConfig.model_fields if name not in FIXED + SAME_SPLIT + SAME_OBJECTIVE] + \
+    return [name for name in TrainConfig.model_fields
+            if name not in FIXED + SAME_SPLIT + SAME_OBJECTIVE + ("time_limit",)] + \
         ["model_args.NAME"]
 
 
@@ -122,6 +123,10 @@ def parse_param(name: str, spec: Any) -> Param:
                       note="it decides what trials are scored by (accuracy, or a multi-label run's mAP), so trials "
                       "would be ranked on different scores", hint=f"Give {name} as a setting of the search (--{name}; "
                       f"Python: {name}=), the same for every trial")
+    if name == "time_limit":
+        raise invalid("space field", name, "a setting other than time_limit", note="a trial's time limit is its "
+                      "share of the search's --time-limit, or the time limit of the settings searched",
+                      hint="Search epochs instead, or give the search a --time-limit to share among its trials")
     if not isinstance(name, str) or not (name in TrainConfig.model_fields and name not in FIXED + SAME_SPLIT
                                          + SAME_OBJECTIVE
                                          or re.fullmatch(r"model_args\.[A-Za-z_][A-Za-z0-9_]*", name)):
@@ -187,34 +192,43 @@ def typed_for_model(params: list[Param], model: str) -> list[Param]:
 
 
 def check_against(params: list[Param], base: dict[str, Any]) -> None:
-    """Every end of every range and every choice, tried in a config with the search's other settings: a value
-    TrainConfig refuses (lr above 10, an unknown optimiser) is reported for the space, with TrainConfig's reason;
-    a model_args.NAME the model's builder does not take, too (every trial failed on it, and failed trials are
-    redrawn: ten of them before the search gave up)."""
+    """Every end of every range and every choice, tried in a config with the search's other settings, with each
+    model the search may draw: a value TrainConfig refuses (lr above 10, an unknown optimiser) is reported for the
+    space, with TrainConfig's reason; a model_args.NAME the model's builder does not take, or a transfer setting
+    (features_only, weights, freeze_epochs, ...) for a model without a timm backbone, too (every trial that drew
+    the pair failed on it, and failed trials are redrawn: ten of them before the search gave up)."""
+
+    searched = next((p for p in params if p.name == "model" and p.choices is not None), None)
+    models = list(searched.choices) if searched is not None else [base.get("model")]
     for p in params:
-        if p.name.startswith("model_args.") and base.get("model"):
-            from ..models import get_model_info
-
-            info = get_model_info(base["model"])
-            if not info.pretrained and p.name.split(".", 1)[1] not in info.arg_names:
-                raise invalid("space field", p.name, [f"model_args.{n}" for n in info.arg_names] or
-                              f"left out: {base['model']} takes no model_args", where=f"model {base['model']}")
-        values = p.choices if p.choices is not None else (p.low, p.high)
-        for value in values:
-            if p.integer and p.choices is None:
-                value = int(value)
-            try:
-                make_config(**apply(base, {p.name: value}))
-                if p.name == "model":  # TrainConfig takes any name: the registry knows the models
-                    from ..models import get_model_info
-
-                    get_model_info(value)
-                elif p.name.startswith("model_args.") and base.get("model"):
-                    _build_with(base, p.name.split(".", 1)[1], value)
-            except ImgclfError as exc:
-                raise invalid(f"space {p.name}", p.describe(), "values the setting accepts",
-                              note=f"{value!r}: {str(exc).splitlines()[0]}") from None
+        for model in models if p.name != "model" else [None]:
+            settings = base if model is None else dict(base, model=model)
+            _check_param(p, settings, with_model=f" with model {model}" if searched is not None and model else "")
     _check_read(params, base)
+
+
+def _check_param(p: Param, base: dict[str, Any], with_model: str) -> None:
+    from ..models import get_model_info
+    from ..train.finetune import refuse_transfer_settings
+
+    if p.name.startswith("model_args.") and base.get("model"):
+        info = get_model_info(base["model"])
+        if not info.pretrained and p.name.split(".", 1)[1] not in info.arg_names:
+            raise invalid("space field", p.name, [f"model_args.{n}" for n in info.arg_names] or
+                          f"left out: {base['model']} takes no model_args", where=f"model {base['model']}")
+    values = p.choices if p.choices is not None else (p.low, p.high)
+    for value in values:
+        if p.integer and p.choices is None:
+            value = int(value)
+        try:
+            cfg = make_config(**apply(base, {p.name: value}))
+            info = get_model_info(cfg.model)  # TrainConfig takes any name: the registry knows the models
+            refuse_transfer_settings(cfg, info)
+            if p.name.startswith("model_args.") and base.get("model"):
+                _build_with(base, p.name.split(".", 1)[1], value)
+        except ImgclfError as exc:
+            raise invalid(f"space {p.name}", p.describe(), "values the setting accepts",
+                          note=f"{value!r}{with_model}: {str(exc).splitlines()[0]}") from None
 
 
 def _build_with(base: dict[str, Any], name: str, value: Any) -> None:

@@ -123,24 +123,34 @@ def restart_plateaus(trainer: L.Trainer) -> None:
 _TRANSFER_SETTINGS = ("head", "weights", "freeze_epochs", "unfreeze", "backbone_lr_mult", "freeze_bn", "features_only")
 
 
+def refuse_transfer_settings(cfg: Any, info: Any) -> None:
+    """A transfer setting given (differing from TrainConfig's default) for a model without a timm backbone is
+    refused, naming the first."""
+    from ..config import TrainConfig
+    from ..models.transfer import TransferModelInfo
+
+    if isinstance(info, TransferModelInfo):
+        return
+    defaults = TrainConfig.model_fields
+    given = {k: getattr(cfg, k) for k in _TRANSFER_SETTINGS if getattr(cfg, k) != defaults[k].default}
+    if given:
+        name, value = next(iter(given.items()))
+        raise invalid("model", cfg.model, f"a timm backbone when {name} is set (e.g. resnet18, "
+                      "mobilenetv2_100, tf_efficientnet_lite0)", also={name: value},
+                      note=f"{name} needs a timm backbone; {cfg.model} is a registered model with its own head")
+
+
 def transfer_model_args(cfg: Any, info: Any, resumed: Path | None = None) -> dict[str, Any]:
     """Builder arguments from the transfer settings of the config; errors early (before any data is decoded)
     when they are given for a model without a timm backbone or when pretrained weights cannot be had.
     resumed: the run folder a resume continues: its checkpoint holds every tensor, so the pretrained weights are
     not looked for (a resume refused "weights must be supplied" once the file or cache was gone, and refused
     --weights and --no-pretrained as changes), and the card keeps the source the run recorded."""
-    from ..config import TrainConfig
     from ..models.transfer import TransferModelInfo
     from ..models.weights import described_weights, resolve_weights
 
     if not isinstance(info, TransferModelInfo):
-        defaults = TrainConfig.model_fields
-        given = {k: getattr(cfg, k) for k in _TRANSFER_SETTINGS if getattr(cfg, k) != defaults[k].default}
-        if given:
-            name, value = next(iter(given.items()))
-            raise invalid("model", cfg.model, f"a timm backbone when {name} is set (e.g. resnet18, "
-                          "mobilenetv2_100, tf_efficientnet_lite0)", also={name: value},
-                          note=f"{name} needs a timm backbone; {cfg.model} is a registered model with its own head")
+        refuse_transfer_settings(cfg, info)
         return {}
     args: dict[str, Any] = {"pretrained": cfg.pretrained, "features_only": cfg.features_only}
     # a features-only run computes its stored features from the backbone before the checkpoint is restored: it

@@ -42,13 +42,23 @@ def _mean_std(values: list[float]) -> str:
     return _pct(stat.mean) if stat.std is None else f"{_pct(stat.mean)} ± {100 * stat.std:.2f}"
 
 
+# The EMA runs above predate the decay's warm-up (commit 02f037a)
+EMA_WARM_UP_CAVEAT = (    'Every EMA figure on this page was trained with a fixed decay from the first step. Since 2026-12-06 ('
+    'commit 02f037a) the decay warms up, min(decay, (1 + n) / (10 + n)) after n steps. That changes the a'
+    'verage only over its first 9 / (1 - decay) steps (about 1,900 at 0.99535), whose weight in the avera'
+    'ge after the 25,000 steps of a 117-epoch run is below 1e-40. Short runs are where it matters: a run '
+    'that trained 198 of its 2,000 planned steps (400 digits on a loaded machine) no longer keeps half it'
+    's first weights after 72 of them.')
+
 # What changed in the recipes and the product since the reproduction rows were measured (they were not measured again)
 REPRODUCTION_CAVEATS = [
     'The `s1-*`, `s2-custom-cnn` and `s4-*` rows were measured when every recipe kept its best validation epoch; since',
     '2026-12-05 these recipes keep the last epoch, as their references do (`restore_best: false`), and have not been',
     'measured again. Since the same day `s4-caltech-cnn-reg` and `-reg-bn` also fill what rotation and translation',
     "uncover with zeros (`fill=constant`), as MATLAB's `imageDataAugmenter` does, where these rows filled with the",
-    "nearest edge pixel; on Fashion-MNIST's black background the two fills differ little. Every row was also measured",
+    "nearest edge pixel; on Fashion-MNIST's black background the two fills differ little; and since 2026-12-07 their",
+    "weight decay leaves the biases of convolutions and FC layers alone, as MATLAB's default BiasL2Factor of 0 does,",
+    "where these rows decayed them too. Every row was also measured",
     'before loss and val_loss included the Keras L2 penalty of the models that declare one (`s3-*`, `s5-model-s`;',
     'since 2026-12-05), which early stopping, the plateau schedule and the epoch kept now watch, as in Keras; and',
     'before ReduceLROnPlateau counted an improvement as Keras does (an absolute min_delta of 1e-4). Every table here',
@@ -143,7 +153,7 @@ def fast_budget_section(source: Path) -> list[str]:
         lines += ["", "Variants measured beside it, none adopted in this recipe: one seed each on a shared machine "
                   "whose speed moved by up to 15 % between runs cannot separate gains of a few tenths of a point. The "
                   "60-minute width-24 run with erasing and EMA is the measurement behind `fast`'s 80 epochs per hour "
-                  "of budget (next section).", "",
+                  "of budget (next section).", "", EMA_WARM_UP_CAVEAT, "",
                   "| machine | budget | variant | extra `imgclf train` arguments | seeds | val accuracy | "
                   "test accuracy | epochs | img/s |", "|---|---|---|---|---|---:|---:|---:|---:|"]
         for result in variants:

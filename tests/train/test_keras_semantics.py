@@ -128,3 +128,28 @@ def test_a_resume_of_epochs_recorded_without_the_penalty_says_their_losses_diffe
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         imgclf.fit(resume=str(fresh.path), epochs=2, report=False, progress=False)
     assert "Keras L2 penalty" not in " ".join(r.getMessage() for r in caplog.records)  # its epochs have it
+
+
+def test_s4s_weight_decay_leaves_the_biases_as_matlab_does():
+    """MATLAB's L2Regularization reaches a convolution's or fully connected layer's bias only through its
+    BiasL2Factor, 0 by default, and batch norm's scale and offset through factors of 1: one optimiser group had
+    decayed every parameter of S4's network alike (a bias of 1.0 was 0.9999995 after a step without gradient)."""
+    from imgclf.models import create_model
+
+    model = create_model("caltech_cnn", 3, 3, 64, dropout=0.5, batch_norm=True)
+    settings = {"data": "unused", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.1}
+    optimizer = ImageClassifierModule(model, settings, mean=[0.0] * 3, std=[1.0] * 3).configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
+    with torch.no_grad():
+        for m in layers:
+            m.weight.fill_(1.0)
+            m.bias.fill_(1.0)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    decayed = 1.0 - 0.1 * 0.1
+    for m in layers:
+        assert torch.allclose(m.weight, torch.full_like(m.weight, decayed)), m
+        expected = decayed if isinstance(m, nn.BatchNorm2d) else 1.0
+        assert torch.allclose(m.bias, torch.full_like(m.bias, expected)), m

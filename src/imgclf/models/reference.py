@@ -174,12 +174,25 @@ def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropou
         nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, 512), nn.ReLU(inplace=True), nn.Dropout(dropout),
         nn.Linear(512, num_classes),
     )
-    model = FeaturesHeadNet(features, head)
+    model = _MatlabDecay(features, head)
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.01)
             nn.init.zeros_(m.bias)
     return model
+
+
+class _MatlabDecay(FeaturesHeadNet):
+    """S4's network as MATLAB trains it: trainingOptions' L2Regularization (our weight_decay) acts on the weights
+    and on batch norm's scale and offset, not on a convolution's or fully connected layer's bias, whose
+    BiasL2Factor is 0 by default. One optimiser had decayed every parameter alike."""
+
+    def param_groups(self, lr: float, backbone_lr_mult: float = 1.0) -> list[dict]:
+        free = {id(m.bias) for m in self.modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None}
+        trained = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": [p for p in trained if id(p) not in free], "lr": lr},
+                {"params": [p for p in trained if id(p) in free], "lr": lr, "weight_decay": 0.0}]
 
 
 @register_model(

@@ -796,7 +796,7 @@ def inference_precision_section(results: list[dict]) -> list[str]:
                          f"{_pct(accuracy['32'])} -> {_pct(accuracy['auto'])} | {row['top1_agreement']:.4f} | "
                          f"{row['unknown_flags_differing']} | {row['max_probability_change']:.3f} | "
                          f"{ece['32']:.4f} -> {ece['auto']:.4f} | {env_line(result)}{shared_caveat(result)} |")
-    commands = [f"`python -m benchmarks.infer_precision "
+    commands = ["`python -m benchmarks.infer_precision "
                 + ("--runs RUN ... " if result["per_class"] is None else
                    f"--per-class {result['per_class']} --epochs {result['epochs']} ")
                 + f"--repeats {result['repeats']}" + (f" --tag {result['tag']}" if result.get("tag") else "") + "`"

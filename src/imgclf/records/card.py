@@ -70,8 +70,8 @@ class TrainingSummary(BaseModel):
     best_epoch: int | None = Field(None, description="1-based epoch whose weights were kept.")
     batch_norm_images: int | None = Field(None, ge=0, description=(
         "Training images (un-augmented) whose pass through the kept weights set the statistics of every BatchNorm "
-        "layer that trained; 0: none did, or the pass was skipped (a run of several processes, a features_only "
-        "run), and the statistics are training's running averages, as in cards written before the field."))
+        "layer that trained (in a run of several processes, rank 0's pass over the images one process reads); 0: "
+        "none did, or the pass was skipped (a features_only run), and the statistics are training's running averages, as in cards written before the field."))
     val_accuracy_after_batch_norm: float | None = Field(None, description=(
         "Validation accuracy of the kept weights with the recomputed statistics (history.csv's val_acc is "
         "training's, with its running averages); the card's metrics.val_accuracy quotes it."))

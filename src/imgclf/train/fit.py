@@ -225,11 +225,18 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         # restore_best, the last one (a time-limited run's cut epoch included), not the best by the monitor
         kept_epoch = best.best_epoch + 1 if restored else (history.rows[-1].epoch if history.rows else None)
         norm_images, val_after, val_map_after = 0, None, None
-        if trainer.world_size == 1 and not cfg.features_only:  # one process: no SyncBatchNorm waiting for the others
+        if trainer.is_global_zero and not cfg.features_only:
+            if trainer.world_size > 1:
+                # rank 0 alone, over every image as one process reads them: each rank's loaders hold its own share
+                # (after data-parallel training the model had kept rank 0's running statistics, and tested 0.67
+                # where the same command on one process tested 1.0)
+                train_loader, val_loader = training_loaders(cfg, data, 0, 1, sample_w, epoch_items,
+                                                            trainer.strategy.root_device)
             # on the training device: Lightning's teardown has moved the module back to the CPU
             held_on = next(model.parameters()).device
             module.to(trainer.strategy.root_device)
-            limit = images_for(len(data.splits["train"]), trainer.global_step * cfg.batch_size)
+            limit = images_for(len(data.splits["train"]),
+                               trainer.global_step * cfg.batch_size * trainer.world_size)
             if hasattr(train_loader.sampler, "start_epoch"):
                 # the same batches whatever this process did before: a resume that trained no epoch then writes
                 # the statistics the run ended with (it read a resumed loader's other epoch)
@@ -240,13 +247,6 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
             if norm_images and len(data.splits["val"]):
                 val_after, val_map_after = module.scores_on(val_loader)
             module.to(held_on)
-        elif trainer.world_size > 1 and trainer.is_global_zero and any(
-                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-            from ..notices import warn
-
-            warn(f"the BatchNorm statistics were not recomputed for the kept weights, as one process does: after "
-                 f"data-parallel training ({trainer.world_size} processes) the model keeps the running statistics "
-                 "training left on rank 0")
     model = model.to(memory_format=torch.contiguous_format)
     return TrainResult(model, mean, std, kept_epoch, history.rows,
                        seconds, stopped_reason, precision, None if budget is None else budget.summary(),

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_two_process_ddp_matches_one_process(tmp_path, monkeypatch):
     one, two = RunDir(tmp_path / "one").read_card().training, RunDir(tmp_path / "two").read_card().training
     assert two.batch_norm_images == one.batch_norm_images > 0
     assert two.val_accuracy_after_batch_norm is not None and "BatchNorm" not in launched.stderr
+    # each checkpoint says how many processes trained it, which a resume inside an epoch must start again
+    from imgclf.train.checkpoint_state import saved_processes_of
+
+    assert [saved_processes_of(tmp_path / name / "checkpoints" / "last.ckpt") for name in ("one", "two")] == [1, 2]
 
 
 def test_the_start_line_gives_each_processs_share_of_the_cores(monkeypatch):
@@ -199,3 +204,67 @@ def test_a_stop_asked_of_one_process_is_agreed_at_the_same_step_by_all():
     for stop, trainer in zip(stops, trainers):
         stop.on_train_batch_end(trainer, None, None, None, 1)
     assert all(t._signal_connector.received_sigterm for t in trainers)  # both stop at this step's end
+
+
+def test_a_checkpoint_inside_an_epoch_continues_only_on_the_processes_that_trained_it(tmp_path):
+    """Each rank skips the batches its own share trained: a checkpoint saved inside an epoch by 2 processes, resumed
+    with --devices auto (one process on a CPU), trained the rest of the other rank's batches again. "auto" on
+    either side had let any count through: the checkpoint now says how many processes trained it."""
+    import torch
+
+    from imgclf.config import make_config
+    from imgclf.errors import ImgclfError
+    from imgclf.io import write_yaml
+    from imgclf.pipeline.resume_checks import _check_processes
+    from imgclf.records import RunDir
+
+    def run_with(devices: str, processes: int | None) -> Path:
+        folder = tmp_path / f"{devices}-{processes}"
+        folder.mkdir()
+        write_yaml(folder / "config.yaml", make_config(data="d", devices=devices, accelerator="cpu",
+                                                       strategy="ddp" if devices != "auto" else "auto")
+                   .model_dump(mode="json"))
+        state = {"saved_epochs": 1, "saved_steps": 3, **({"processes": processes} if processes else {})}
+        torch.save({"loops": {"fit_loop": {"epoch_loop.batch_progress": {"is_last_batch": False},
+                                           "state_dict": {"combined_loader": [{"batches_done": 3}]}}},
+                    "callbacks": {"LastCheckpoint": state}}, folder / "last.ckpt")
+        return folder
+
+    def resume(folder: Path, devices: str) -> None:
+        cfg = make_config(data="d", devices=devices, accelerator="cpu", strategy="ddp" if devices != "auto" else "auto")
+        _check_processes(RunDir(folder), folder / "last.ckpt", cfg)
+
+    with pytest.raises(ImgclfError, match=r"^devices for --resume .* must be 2 on 1 node\(s\), 2 processes in all, as the run was "
+                                          r"trained: its checkpoint stopped inside an epoch.*\(1 process here\)"):
+        resume(run_with("2", 2), "auto")
+    with pytest.raises(ImgclfError, match=r"must be auto on 1 node\(s\), 1 process in all.*\(2 processes here\)"):
+        resume(run_with("auto", 1), "2")
+    resume(run_with("auto", 2), "2")  # auto had meant 2 there: the same processes
+    resume(run_with("auto", None), "2")  # written before the count was kept: nothing says otherwise
+    with pytest.raises(ImgclfError, match=r"2 processes in all"):
+        resume(run_with("2", None), "auto")  # the settings say 2 without the count
+
+
+def test_a_process_that_stops_alone_leaves_the_others_an_interruption_not_an_internal_error(tmp_path):
+    """SIGINT sent to one worker of a data-parallel run stopped it; the others met gloo's "Connection closed by
+    peer" and said "internal error ... please report it", without a word of the checkpoint the run had kept."""
+    from types import SimpleNamespace
+
+    from imgclf.train.callbacks import LastCheckpoint
+    from imgclf.train.fit import _run_trainer
+    from imgclf.train.interrupts import TrainingInterrupted
+
+    def peer_closed(*args, **kwargs):
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer "
+                           "[127.0.0.1]:11686. This is typically caused by a remote worker crashing.")
+
+    last = LastCheckpoint(tmp_path / "checkpoints" / "last.ckpt")
+    last.saved_epochs = 1
+    trainer = SimpleNamespace(callbacks=[], fit=peer_closed, current_epoch=1, world_size=2)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        _run_trainer(trainer, None, None, None, None, tmp_path, last)
+    assert str(stopped.value) == ("training interrupted (another process of the run stopped) after 1 completed "
+                                  "epoch; epoch 1 is saved in checkpoints/last.ckpt. Continue with: imgclf train "
+                                  f"--resume {tmp_path}")
+    with pytest.raises(RuntimeError, match="Connection closed by peer"):  # one process: no peer to have stopped
+        _run_trainer(SimpleNamespace(**{**vars(trainer), "world_size": 1}), None, None, None, None, tmp_path, last)

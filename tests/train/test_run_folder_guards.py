@@ -264,8 +264,8 @@ def test_a_resume_inside_an_epoch_refuses_another_batch_size(data, tmp_path, ste
     from imgclf.pipeline.resume_checks import check_batch_size
 
     cut = RunDir(tmp_path / "cut")
-    with pytest.raises(ImgclfError, match=r"^devices for --resume .*must be 1 on 1 node\(s\), as the run was "
-                                          r"trained: its checkpoint stopped inside an epoch"):
+    with pytest.raises(ImgclfError, match=r"^devices for --resume .*must be 1 on 1 node\(s\), 1 process in all, as "
+                                          r"the run was trained: its checkpoint stopped inside an epoch"):
         check_batch_size(cut, cut.path / "checkpoints" / "last.ckpt",
                          resume_config(cut.path, devices="2", strategy="ddp"), {"devices": "2"})
     steps.clear()

@@ -199,19 +199,21 @@ def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) 
                            "finish that epoch, then resume again with the new batch size")
 
 
-def _processes(cfg: Any) -> int:
-    return int(cfg.devices) * cfg.num_nodes
-
-
 def _check_processes(run: RunDir, ckpt: Path, cfg: Any) -> None:
     """Another number of processes continues a checkpoint saved at an epoch's end, never one inside an epoch: each
     rank skips the batches its own share had trained, and one process skipping a rank's count trained the rest of
     the others' again (2,000 training images counted in an epoch of 1,600)."""
-    from ..train.checkpoint_state import batches_into_epoch
+    from ..train.checkpoint_state import batches_into_epoch, saved_processes_of
+    from ..train.engine_choice import process_count
 
     stored = run.read_config()
-    if "auto" in (cfg.devices, stored.devices) or _processes(cfg) == _processes(stored):
-        return  # auto: as many as the machine has, which the settings cannot tell
+    # the processes that trained the checkpoint (devices auto: as many as that machine had), against those this
+    # machine will start: "auto" on either side had let any count continue a checkpoint inside an epoch
+    before = saved_processes_of(ckpt) or (None if stored.devices == "auto" else
+                                          process_count(stored.devices, stored.num_nodes))
+    now = process_count(cfg.devices, cfg.num_nodes, cfg.accelerator)
+    if before is None or before == now:
+        return
     if cfg.steps_per_epoch:  # the stream's place is shared out among the processes: any change moves it
         why, hint = ("with steps_per_epoch its epochs continue one stream, shared out among the processes",
                      "Resume with the run's devices")
@@ -221,8 +223,10 @@ def _check_processes(run: RunDir, ckpt: Path, cfg: Any) -> None:
                 "then resume again with the new ones")
     else:
         return
-    raise invalid("devices", cfg.devices, f"{stored.devices} on {stored.num_nodes} node(s), as the run was trained: "
-                  f"{why}", also={"num_nodes": cfg.num_nodes}, where=f"--resume {run.path}", hint=hint)
+    raise invalid("devices", cfg.devices, f"{stored.devices} on {stored.num_nodes} node(s), {before} process"
+                  f"{'es' * (before != 1)} in all, as the run was trained: {why}",
+                  also={"num_nodes": cfg.num_nodes}, where=f"--resume {run.path}",
+                  note=f"{now} process{'es' * (now != 1)} here", hint=hint)
 
 
 def check_history(run: RunDir, ckpt: Path) -> None:

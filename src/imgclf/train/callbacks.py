@@ -116,6 +116,7 @@ class LastCheckpoint(L.Callback):
         self.saved_steps = 0  # training steps of the epoch after `saved_epochs` that the file also holds
         self.saved_epochs = 0  # completed epochs the file on disk holds (0: no checkpoint written yet)
         self.seconds_before = 0.0  # training time of earlier processes of this run (restored on resume)
+        self.processes = 1  # how many processes train the run (a resume inside an epoch must train in as many)
         self._started = time.perf_counter()
         self._ended_at: float | None = None
         self._at_epoch_start = False
@@ -129,10 +130,11 @@ class LastCheckpoint(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started, self._ended_at = time.perf_counter(), None
+        self.processes = trainer.world_size
 
     def state_dict(self) -> dict[str, Any]:
         return {"saved_epochs": self.saved_epochs, "saved_steps": self.saved_steps,
-                "train_seconds": self.train_seconds()}
+                "train_seconds": self.train_seconds(), "processes": self.processes}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.saved_epochs = int(state.get("saved_epochs", 0))

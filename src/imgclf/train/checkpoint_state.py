@@ -33,6 +33,13 @@ def saved_epochs_of(path: str | Path) -> int | None:
     return int(state.get("saved_epochs", 0)) if isinstance(state, dict) else None
 
 
+def saved_processes_of(path: str | Path) -> int | None:
+    """How many processes trained the checkpoint at `path`; None in files written before it was kept."""
+    state = (_load(path).get("callbacks") or {}).get(LAST_CHECKPOINT_KEY)
+    processes = state.get("processes") if isinstance(state, dict) else None
+    return int(processes) if processes else None
+
+
 def _load(path: str | Path) -> dict:
     """The checkpoint as tensors and plain values (weights_only: a crafted pickle is refused, never run),
     memory-mapped when it is a torch zip archive."""

@@ -74,6 +74,16 @@ def several_processes(devices: str, num_nodes: int, accelerator: str = "auto") -
     return devices != "1"
 
 
+def process_count(devices: str, num_nodes: int, accelerator: str = "auto") -> int:
+    """How many processes Lightning will train in: "auto" devices are every GPU of the machine (on a CPU, one)."""
+    if devices != "auto":
+        return int(devices) * num_nodes
+    import torch
+
+    gpus = torch.cuda.device_count() if accelerator != "cpu" and torch.cuda.is_available() else 0
+    return max(1, gpus) * num_nodes
+
+
 def check_launch(devices: str, num_nodes: int, environ: Mapping[str, str] = os.environ,
                  accelerator: str = "auto") -> None:
     """Refuse a launch whose processes would not form the data-parallel group asked for: torchrun (or another

@@ -22,7 +22,7 @@ from ..errors import ImgclfError, invalid
 from ..models import get_model_info
 from ..records import HistoryRow
 from .batch_norm_stats import images_for, norm_counts, recompute_batch_norm
-from .interrupts import TrainingInterrupted, finishing, interrupt_message, interrupt_state, remembered_ctrl_c
+from .interrupts import TrainingInterrupted, finishing, interrupt_message, interrupt_state, peer_gone, remembered_ctrl_c
 from .callbacks import (AtomicCheckpointIO, BestWeights, HistoryWriter, LastCheckpoint, RememberedCtrlC,
                         WithinEpochCheckpoint)
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
@@ -160,6 +160,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
 
     # Lightning's start-up banner (GPU/TPU availability, tips) is noise for our users.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # and its "Initializing distributed: GLOBAL_RANK: n" line, one per process, in any order among ours
+    logging.getLogger("lightning.fabric.utilities.distributed").setLevel(logging.WARNING)
     precision = hardware.resolve_precision(cfg.precision, cfg.accelerator)
     world = (_devices(cfg) if isinstance(_devices(cfg), int) else 1) * cfg.num_nodes
     module, model, mean, std, sample_w, epoch_items, steps = training_module(cfg, data, model, world)
@@ -347,8 +349,11 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
             if exc.epoch == 0 and last.saved_epochs == 0:  # a fresh run's first epoch: nothing learnt to keep
                 raise TrainingDiverged(exc.nothing_learnt()) from None
             return str(exc)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            words, code = stop_signal(exc)
+        except (KeyboardInterrupt, SystemExit, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not (trainer.world_size > 1 and peer_gone(exc)):
+                raise
+            words, code = ("another process of the run stopped", 1) if isinstance(exc, RuntimeError) \
+                else stop_signal(exc)
             kept = interrupt_state(words, trainer.current_epoch, last.saved_epochs, last.saved_steps)
             raise TrainingInterrupted(interrupt_message(kept, last.saved_epochs, run_dir, last.saved_steps),
                                       state=kept, exit_code=code) from None

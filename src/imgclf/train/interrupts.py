@@ -44,6 +44,15 @@ def interrupt_message(state: str, saved_epochs: int, run_dir: Path, saved_steps:
     return f"{state}. Continue with: imgclf train --resume {run_dir}"
 
 
+# What gloo and NCCL raise in the processes left running when another process of a data-parallel run stops (a
+# signal sent to it alone, a crash): an internal error, "please report it", where the run had kept its checkpoint
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "communicator was aborted")
+
+
+def peer_gone(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and any(words in str(exc) for words in _PEER_GONE)
+
+
 class _Terminated(BaseException):
     """SIGTERM as an exception (a BaseException, as KeyboardInterrupt: no `except Exception` swallows it)."""
 

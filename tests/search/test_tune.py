@@ -379,6 +379,7 @@ def test_a_resumed_search_keeps_its_time_limit_unless_given_another(data, tmp_pa
     ("optimizer: {low: 1, high: 2}", "space optimizer must be a list of choices: the field is not a number"),
     ("optimizer: [adam, rmsprop]", "optimizer must be one of {adam, adamw, sgd}"),
     ("batch_size: []", "space batch_size must be a non-empty list of distinct choices"),
+    ("epochs: [1, 1.0]", "space epochs must be a non-empty list of distinct choices"),  # one setting, drawn twice
     ("data: [a, b]", "space field must be one of {"),
     # trials compared on other validation images: val_split 0.02 won on 4 images
     ("val_split: [0.02, 0.3]", "space field must be a setting other than those that draw the split (seed, "

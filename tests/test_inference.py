@@ -862,3 +862,87 @@ def test_a_folder_evaluation_skipped_is_counted_as_a_folder(tiny_run, image_fold
     assert sum(p.endswith(os.sep) for p in paths) == 1 and len(paths) == 2, paths
     result = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(data)], env={"COLUMNS": "300"})
     assert "1 file and 1 folder skipped" in result.output, result.output
+
+
+def test_predict_leaves_the_callers_warning_filters_as_they_were(tiny_run, tmp_path, monkeypatch):
+    """Each image was opened inside `warnings.catch_warnings()`, which swaps the process's one filter list:
+    predict's decode pool (64 images and more) left Pillow's warnings silenced for good, and a caller's own
+    hardening (DecompressionBombWarning made an error) was switched off. A library leaves the filters alone; the
+    command line, whose process is imgclf's, silences Pillow there."""
+    import warnings
+
+    folder = make_image_folder(tmp_path / "many", classes=("a", "b"), per_class=40, size=12)
+    paths = sorted(str(p) for p in folder.rglob("*.png"))
+    clf = imgclf.load(tiny_run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        hardened = list(warnings.filters)
+        assert all(p.error is None for p in clf.predict(paths))
+        assert warnings.filters == hardened
+        # under that hardening, an image over Pillow's limit is still refused as imgclf refuses it, by its size
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)
+        Image.new("RGB", (15, 15)).save(tmp_path / "large.png")
+        assert clf.predict(str(tmp_path / "large.png"))[0].error.startswith("decompression bomb refused: 225 pixels")
+
+
+def test_the_command_line_silences_pillows_warnings_in_its_own_process(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import warnings, sys; from typer.testing import CliRunner; from imgclf.cli import app; "
+            "CliRunner().invoke(app, ['--version']); CliRunner().invoke(app, ['runs', sys.argv[1]]); "
+            "print(any(f[0] == 'ignore' and f[3] is not None and f[3].pattern == r'PIL\\.' for f in warnings.filters))")
+    said = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert said.stdout.strip() == "True", said.stderr
+
+
+def test_a_loaded_classifier_whose_folder_now_holds_other_weights_is_refused_not_mixed(tiny_run, tmp_path):
+    """`imgclf.evaluate(clf)` on a folder since replaced by another run scored the other weights, then put that
+    run's card and unknown detector on the loaded network: 34 of 36 labels changed, every image unknown, no
+    error."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    clf = imgclf.load(run)
+    weights = load_file(run / "model.safetensors")
+    save_file({k: v + 0.5 if v.is_floating_point() else v for k, v in weights.items()}, run / "model.safetensors")
+    folder = RunDir(run)
+    folder.write_card(folder.read_card())  # as another run's training writes it: its own digests
+    for call in (lambda: imgclf.evaluate(clf, progress=False), lambda: clf.reload_card()):
+        with pytest.raises(ImgclfError, match=r"^run_dir must be the run folder this classifier was loaded from, "
+                                              r"describing its weights.*Load it again"):
+            call()
+    assert clf.card.file_sha256["model.safetensors"] != folder.read_card().file_sha256["model.safetensors"]
+
+
+def _predict_in_child(clf, path, answers):
+    import faulthandler
+
+    faulthandler.dump_traceback_later(60, exit=True)  # a hang ends the child, which the parent then reads
+    answers.put(clf.predict(path)[0].probability)
+
+
+def test_a_process_forked_after_the_load_predicts(tiny_run, tmp_path):
+    """gunicorn --preload and multiprocessing's fork: loading alone starts the parent's OpenMP pool, which the
+    child does not have, and the child's first prediction waited for it for ever."""
+    import multiprocessing as mp
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a pool to inherit, as on any machine of several cores
+    try:
+        clf = imgclf.load(tiny_run)
+        Image.new("RGB", (16, 16), (200, 40, 40)).save(tmp_path / "x.png")
+        expected = clf.predict(str(tmp_path / "x.png"))[0].probability
+        context = mp.get_context("fork")
+        answers = context.Queue()
+        child = context.Process(target=_predict_in_child, args=(clf, str(tmp_path / "x.png"), answers))
+        child.start()
+        child.join(90)
+        assert child.exitcode == 0, f"the forked child's prediction ended with {child.exitcode}"
+        assert answers.get(timeout=5) == pytest.approx(expected, abs=1e-6)
+        assert torch.get_num_threads() == 2  # the parent keeps its own
+    finally:
+        torch.set_num_threads(threads)

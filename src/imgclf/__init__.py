@@ -259,6 +259,11 @@ def _check_run_dir(run_dir: Any) -> None:
     path = run_path(run_dir, "run_dir")
     if not path.exists() and not path.is_symlink():
         raise bad_path("run_dir", path, "a run directory containing model.json", "no such folder")
+    import sys
+
+    inference = sys.modules.get(f"{__name__}.inference")  # a Classifier exists only once it is imported
+    if inference is not None and type(run_dir) is inference.Classifier:  # (an ONNX one is refused by the caller)
+        run_dir.refuse_other_weights()  # its folder must still hold its weights
 
 
 def _refuse_onnx(run_dir: Any, command: str) -> None:

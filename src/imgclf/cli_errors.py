@@ -46,11 +46,13 @@ class CommandGroup(TyperGroup):
         return name, command, rest
 
     def invoke(self, ctx: typer.Context) -> Any:
+        from .notices import silence_pillow_warnings
         from .train.interrupts import Terminated, sigterm_interrupts
 
         # SIGTERM (a timeout, kill, a scheduler) as Ctrl-C: evaluate, report, export and audit ended silently with
         # status 143, before their cleanup ran. serve keeps its server's own graceful stop.
         named = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", None) or [""]
+        silence_pillow_warnings()  # the command's process is imgclf's own
         try:
             with sigterm_interrupts() if named[0] != "serve" else contextlib.nullcontext():
                 return super().invoke(ctx)

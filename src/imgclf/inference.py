@@ -60,9 +60,24 @@ class PixelResults:
     unknown: np.ndarray  # (N,) bool
 
 
+_FORK_GUARDED = False
+
+
+def _one_thread_in_forked_children() -> None:
+    """A process forked after a classifier was made (gunicorn --preload, multiprocessing's fork) predicts on one
+    thread: the parent's OpenMP thread pool does not exist in the child, and its first parallel operation there
+    waited for it for ever (loading alone starts the pool). One thread each, as torch's DataLoader sets in its
+    forked workers; the parent keeps its own."""
+    global _FORK_GUARDED
+    if not _FORK_GUARDED and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
+        _FORK_GUARDED = True
+
+
 class Classifier:
     """A trained run ready to predict: `imgclf.load(RUN)`, then `.predict(images)` (paths, folders, PIL images,
-    arrays, tensors) gives one `Prediction` each. Load once, predict many times, from several threads if need be."""
+    arrays, tensors) gives one `Prediction` each. Load once, predict many times, from several threads if need be,
+    or in processes forked after the load (gunicorn --preload): those predict on one thread each (`_one_thread`)."""
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu",
                  run_dir: str | os.PathLike | None = None, head: TrustHead | None = None, precision: str = "auto"):
@@ -76,6 +91,7 @@ class Classifier:
         # the Mahalanobis distance runs in float64, which Apple's GPUs (MPS) lack: there it stays on the CPU
         self.head_device = torch.device("cpu") if self.device.type == "mps" else self.device
         self.head = (head if head is not None else trust_head(card, run_dir)).to(self.head_device).eval()
+        _one_thread_in_forked_children()
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu", plain: bool = False,
@@ -122,11 +138,27 @@ class Classifier:
             return
         plain, asked = getattr(self, "_loaded_as", (False, None))
         card = load_card(self.run_dir)
+        self.refuse_other_weights(card)
         if not plain:  # loaded plain (a bare softmax), it stays so
             self.head = trust_head(card, self.run_dir).to(self.head_device).eval()
         if asked == "auto":  # auto follows where the new fit was made, as a fresh load's would
             self.precision = inference_precision(card_precision(card), self.device)
         self.card = card
+
+    def refuse_other_weights(self, card: ModelCard | None = None) -> None:
+        """Its run folder (`card`: the model.json there now) must still describe the weights this classifier holds:
+        `imgclf.evaluate(clf)` on a folder replaced by another run's scored the other weights, then put the other
+        run's card and unknown detector on this network (34 of 36 labels changed, every image unknown)."""
+        if self.run_dir is None:
+            return
+        card = card if card is not None else load_card(self.run_dir)
+        held = (self.card.file_sha256 or {}).get("model.safetensors")
+        there = (card.file_sha256 or {}).get("model.safetensors")
+        if held is not None and there is not None and held != there:
+            raise bad_path("run_dir", self.run_dir, "the run folder this classifier was loaded from, describing its "
+                           "weights", "its model.json now describes other weights (model.safetensors "
+                           f"{there[:12]}, this classifier's {held[:12]}): the folder was replaced or trained again",
+                           hint="Load it again (imgclf.load) to use the weights there now")
 
     def __fspath__(self) -> str:
         """The run it was loaded from, so that a loaded classifier goes where a run's path does

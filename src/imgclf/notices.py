@@ -70,3 +70,16 @@ def warn(message: str, key: str | None = None) -> None:
             return
         _said.add(key or message)
     install().warning(message)
+
+
+def silence_pillow_warnings() -> None:
+    """Pillow's warnings silenced for the rest of the process: its DecompressionBombWarning (imgclf refuses a bomb by
+    its size, and decodes a large photo scaled down) and its notes on what it read around (a corrupt EXIF block: the
+    image is used as stored), which printed as raw warnings with a line of Pillow's source between predictions.
+    Called where the process is imgclf's own (the command line, a decode worker it started), never by the library
+    in a caller's process: a `catch_warnings` around each image opened swapped the process's one filter list, and
+    concurrent decodes (a caller's threads, predict's decode pool) left it changed, dropping the caller's own
+    filters and silencing its DecompressionBombWarning made an error."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"PIL\.")

@@ -24,6 +24,7 @@ from PIL import Image
 
 from ..errors import ImgclfError, invalid
 from ..io import default_file_mode, remove_stale_temp_files, write_json
+from ..notices import silence_pillow_warnings
 from ..progress import StepProgress
 from .decode import PERMISSION_DENIED, DecodeError, open_image
 
@@ -127,7 +128,8 @@ def _run_chunks(tasks: list[tuple], workers: int, bar: StepProgress, argument: s
     else:
         # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
         try:
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                     initializer=silence_pillow_warnings) as pool:  # imgclf's own processes
                 for task, result in zip(tasks, pool.map(_decode_chunk, tasks)):
                     failures.update(result)
                     bar.update(len(task[2]))

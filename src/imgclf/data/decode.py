@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
 import stat
-import warnings
-from collections.abc import Iterator
 from typing import IO
 
 import numpy as np
@@ -89,20 +86,6 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
         except ValueError:  # no direct conversion (LAB to L: refused as "LAB to RGB not supported"): through RGB
             img = img.convert("RGB").convert(target)
     return img
-
-
-@contextlib.contextmanager
-def quiet_pillow_warnings() -> Iterator[None]:
-    """Pillow's DecompressionBombWarning and its other UserWarnings silenced while an image is opened: imgclf
-    refuses a bomb by its size, the same way in every thread, and says what it did with a damaged EXIF block.
-    Not an "error" filter: `catch_warnings` swaps the process's filter list, so concurrent decodes (serve's
-    threads) could miss it or leave it behind; what an "ignore" left behind silences is Pillow's warnings alone."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        # Pillow's notes on what it read around (a corrupt EXIF block: the image is used as stored, as
-        # exif_upright says) printed as raw UserWarnings with a line of Pillow's source between predictions
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-        yield
 
 
 def _png_colour_key(img: Image.Image) -> None:
@@ -210,7 +193,7 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
     """`open_image` plus the file's own width, height, mode and format, read from the same open (`inspect`
     reports both without reading a file twice)."""
     try:
-        with quiet_pillow_warnings(), Image.open(source, formats=readable_formats()) as img:
+        with Image.open(source, formats=readable_formats()) as img:
             limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's documented way to lift the limit
             stored = img.size[0] * img.size[1]
             draft = (size, size) if size is not None and img.format in JPEG_FORMATS else None
@@ -235,7 +218,9 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
             arr = image_to_array(exif_upright(img), size, color, interpolation)
     except DecodeError:
         raise
-    except Image.DecompressionBombError as exc:  # over twice the limit, Pillow refuses it while opening
+    # over twice the limit, Pillow refuses it while opening; over the limit, where the caller made Pillow's
+    # warning an error (a hardening the library leaves as it is)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         raise DecodeError(_bomb_reason(int(found.group(1)) if found else None)) from None
     except UnidentifiedImageError:
@@ -313,7 +298,7 @@ _QUARTER_TURNS = {5, 6, 7, 8}
 def probe_image(path: str) -> dict[str, object]:
     """Size (upright, as decoding turns it by its EXIF orientation), mode and format of an image without decoding
     its pixels (for `inspect` and the median side)."""
-    with quiet_pillow_warnings(), Image.open(path, formats=readable_formats()) as img:
+    with Image.open(path, formats=readable_formats()) as img:
         width, height = upright_size(img)
         return {"width": width, "height": height, "mode": img.mode, "format": img.format}
 

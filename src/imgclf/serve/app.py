@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..data.decode import DecodeError, quiet_pillow_warnings, readable_formats
+from ..data.decode import DecodeError, readable_formats
 from ..topk import top_k as top_classes
 from ..backends import load_classifier
 from ..errors import Described, check_switch, invalid, invalid_message
@@ -95,7 +95,12 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     unknown: label images below the card's threshold "unknown" (a request's ?unknown=on|off overrides it).
     precision: the torch backend's (`load_classifier`); /health says what it resolved to.
     allow_origins: web origins whose scripts may call the API (`*`: any); none by default.
+    The process that serves becomes imgclf's server: Pillow's warnings are silenced in it (an upload over Pillow's
+    pixel limit is refused by its size in the reply; its warning, one per request, filled the log).
     """
+    from ..notices import silence_pillow_warnings
+
+    silence_pillow_warnings()
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_files", max_files), ("threads", threads),
                         ("max_batch", max_batch)):
         if value is not None and value < 1:
@@ -285,7 +290,7 @@ def _declared_total(uploads: list[Upload]) -> int:
 def _declared_pixels(data: bytes) -> int:
     """Width x height from the header alone (nothing decoded: decode_uploads refuses a bomb); 0 if unreadable."""
     try:
-        with quiet_pillow_warnings(), Image.open(io.BytesIO(data), formats=readable_formats()) as img:
+        with Image.open(io.BytesIO(data), formats=readable_formats()) as img:
             return img.width * img.height
     except Exception:  # not an image: decode_uploads reports it properly
         return 0

@@ -1,14 +1,12 @@
 """`imgclf compare RUN RUN ...`: a side-by-side table and overlaid validation curves for several runs.
 
-Runs whose resolved config.yaml is the same except for the seed (and settings that cannot change the result,
-such as the output folder) are one group, reported as mean ± std over its seeds — the way airbench reports
-"94.01 mean accuracy (n=200 trials)" rather than one lucky run.
-
-Only like is ranked with like: groups are ranked ("best" per column) within an evaluation set, the exact images
-their metrics.json was scored on, never across data sets. Each group gets a letter (A, B, ...) that the tables
-and the curves' legend share, so a long label is written out once, in the key, and never clipped.
-
-This module reads the runs and groups them (`compare_runs` -> `Comparison`); `compare_render` shows the result.
+Runs whose resolved config.yaml is the same but for the seed (and settings that cannot change the result, such
+as the output folder) are one group, reported as mean ± std over its seeds, as airbench reports "94.01 mean
+accuracy (n=200 trials)" rather than one lucky run. Only like is ranked with like: groups are ranked ("best" per
+column) within an evaluation set, the exact images their metrics.json was scored on, never across data sets.
+Each group gets a letter (A, B, ...) that the tables and the curves' legend share, so a long label is written
+out once, in the key, and never clipped. This module reads the runs and groups them (`compare_runs` ->
+`Comparison`); `compare_render` shows the result.
 """
 
 from __future__ import annotations
@@ -214,10 +212,9 @@ def _experiment(config: dict[str, Any]) -> str:
 def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skipped: bool = True) -> Comparison:
     """Summarise each run, group runs that differ only in seed, label each group by what sets it apart. A folder
     that is not a run itself stands for the runs under it (a k-fold parent, a study, a runs/ folder). A run that is
-    unfinished, cannot be read, or repeats another's settings and seed is skipped, as long as two readable,
-    finished runs are left (a copy or rerun of one counts among them: the page then shows the run once, the
-    copy named as counted once): `Comparison.skipped` says why, and (`say_skipped`) a warning line of the `imgclf` logger too.
-    One path (a str or os.PathLike) is a list of that one folder, not of its characters."""
+    unfinished, cannot be read, or repeats another's settings and seed is skipped while two readable, finished runs
+    are left (a copy or rerun counts among them, shown once, named as counted once): `Comparison.skipped` says why,
+    and (`say_skipped`) an `imgclf` logger warning. One path (str or PathLike) is a list of that one folder."""
     if isinstance(run_dirs, (str, os.PathLike)):  # compare_runs("runs"): "r", "u", ..., "/" searched from the root
         run_dirs = [run_dirs]
     elif isinstance(run_dirs, Iterable):
@@ -369,12 +366,13 @@ def unfinished(run_dir: str | os.PathLike) -> str:
     from ..records.tune import INTERRUPTED_TRIAL, trial_of_run
 
     trial = trial_of_run(run.path.absolute())
+    stopped = "" if trial is None else trial.stopped or ""
     if trial is not None and trial.state == "pruned":  # resuming it would make a finished run of a rejected trial
-        return f"a trial its search pruned ({trial.stopped or 'pruned'}), not a run to compare"
-    if trial is not None and trial.state == "fail" and not (trial.stopped or "").startswith("interrupted"):
-        return f"a trial that failed in its search ({trial.stopped or 'failed'}), not a run to compare"
-    if trial is not None and (trial.stopped or "").startswith("interrupted"):  # as `imgclf runs` says of it
+        return f"a trial its search pruned ({stopped or 'pruned'}), not a run to compare"
+    if stopped.startswith("interrupted"):  # as `imgclf runs` says of it (train --resume would test it)
         return f"interrupted, no model.json ({INTERRUPTED_TRIAL})"
+    if trial is not None and trial.state == "fail":
+        return f"a trial that failed in its search ({stopped or 'failed'}), not a run to compare"
     from ..io import is_locked
     from ..records.run_dir import LOCK_FILE
 

@@ -3,12 +3,11 @@
 Routes: GET / (upload page), GET /model (the model card), GET /health, POST /predict (multipart, field `files`,
 `?top_k=`; multi-label models also `?threshold=`, one decision threshold for every label). A request refused as a
 whole (no file, too many, too large, not multipart) is a JSON body `{"error": message, ...}` with a 4xx status.
-Otherwise every file gets an entry in `predictions`, in upload order, with the keys of `imgclf predict --format
-json`: `path` (the client's file name), `label` ("unknown" for an image scoring below the model card's threshold,
-unless the server runs with unknown off or the request asks `?unknown=off`), `probability` and `best_label` (the
-closest known class), `score` (in-distribution: higher is more like the training images), `unknown`, `top`
-(calibrated probabilities), and `error` (null, or why that one file could not be used: one bad file does not cost
-the others their predictions). Preprocessing and labels come from the model card through
+Otherwise every file gets an entry in `predictions`, in upload order, with the keys of `imgclf predict --format json`:
+`path` (the client's file name), `label` ("unknown" below the card's threshold, unless the server runs with unknown
+off or the request asks `?unknown=off`), `probability` and `best_label` (the closest known class), `score` (higher:
+more like the training images), `unknown`, `top` (calibrated probabilities), and `error` (null, or why that file
+could not be used: one bad file costs the others nothing). Preprocessing and labels come from the card through
 `imgclf.inference.Classifier`; the only files read are the run's own and the page shipped in this package.
 """
 
@@ -34,6 +33,7 @@ from ..data.decode import DecodeError, readable_formats
 from ..topk import top_k as top_classes
 from ..backends import load_classifier
 from ..errors import Described, check_switch, invalid, invalid_message
+from ..notices import silence_pillow_warnings
 from ..inference import Classifier, PixelResults
 from ..prediction import Prediction, multilabel_prediction
 from ..ood import UNKNOWN_LABEL
@@ -95,12 +95,8 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     unknown: label images below the card's threshold "unknown" (a request's ?unknown=on|off overrides it).
     precision: the torch backend's (`load_classifier`); /health says what it resolved to.
     allow_origins: web origins whose scripts may call the API (`*`: any); none by default.
-    The process that serves becomes imgclf's server: Pillow's warnings are silenced in it (an upload over Pillow's
-    pixel limit is refused by its size in the reply; its warning, one per request, filled the log).
     """
-    from ..notices import silence_pillow_warnings
-
-    silence_pillow_warnings()
+    silence_pillow_warnings()  # the serving process is imgclf's (a bomb's warning, one per upload, filled the log)
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_files", max_files), ("threads", threads),
                         ("max_batch", max_batch)):
         if value is not None and value < 1:
@@ -113,9 +109,8 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     cutoffs = clf._label_thresholds(None)  # multi-label cards: each label's threshold; None otherwise
     pages = {route: (resources.files(__package__).joinpath("static", name).read_bytes(), media)
              for route, (name, media) in STATIC.items()}
-    # A decoded photo can take hundreds of MB before it is resized (Pillow refuses only past ~89 Mpixel), so
-    # large ones decode a few at a time, not 40 (Starlette's thread pool) at once. Small images skip the
-    # gate: holding them back made them reach the batcher one by one (mean batch 5.7 -> 3.1, measured).
+    # A decoded photo can take hundreds of MB before its resize: large ones decode a few at a time, not 40 (Starlette's
+    # pool) at once; small ones skip the gate, which sent them to the batcher one by one (mean batch 5.7 -> 3.1).
     decode_slots = _PerLoop(lambda: asyncio.Semaphore(max(2, default_threads() * 2)))
     batcher: MicroBatcher[PixelResults] = MicroBatcher(lambda jobs: predict_together(clf, jobs), max_batch=max_batch,
                                                      max_wait_s=max_wait_ms / 1000.0, size=len)

@@ -916,6 +916,8 @@ def test_a_loaded_classifier_whose_folder_now_holds_other_weights_is_refused_not
                                               r"describing its weights.*Load it again"):
             call()
     assert clf.card.file_sha256["model.safetensors"] != folder.read_card().file_sha256["model.safetensors"]
+    again = imgclf.load(clf)  # as the refusal advises: the folder's weights as they are now
+    assert again.card.file_sha256 == folder.read_card().file_sha256
 
 
 def _predict_in_child(clf, path, answers):

@@ -117,7 +117,7 @@ def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_
     the network can then only predict); False keeps the trained network as it is."""
     from .inference import load as _load
 
-    _check_run_dir(run_dir)
+    _check_run_dir(run_dir, uses_its_weights=False)  # the folder's own, as it is now
     return _load(run_dir, device, precision=precision, fold_batch_norm=fold_batch_norm)
 
 
@@ -245,12 +245,12 @@ def report(run_dir: Any, explain: bool = True) -> "Path":
     from .evaluation.report import write_report
     from .pipeline.run_folder import not_while_training
 
-    _check_run_dir(run_dir)
+    _check_run_dir(run_dir, uses_its_weights=False)  # the folder's own, as it is now
     with not_while_training(run_dir, "report"):
         return write_report(run_dir, explain=explain)
 
 
-def _check_run_dir(run_dir: Any) -> None:
+def _check_run_dir(run_dir: Any, uses_its_weights: bool = True) -> None:
     """A run that is not a path, or a path to nothing, is refused naming this API's keyword (`run_dir`), not the
     command line's RUN (the readers deeper in name `run`)."""
     from .errors import bad_path
@@ -262,7 +262,7 @@ def _check_run_dir(run_dir: Any) -> None:
     import sys
 
     inference = sys.modules.get(f"{__name__}.inference")  # a Classifier exists only once it is imported
-    if inference is not None and type(run_dir) is inference.Classifier:  # (an ONNX one is refused by the caller)
+    if uses_its_weights and inference is not None and type(run_dir) is inference.Classifier:  # (ONNX: refused)
         run_dir.refuse_other_weights()  # its folder must still hold its weights
 
 

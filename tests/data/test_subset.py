@@ -151,6 +151,9 @@ def test_the_same_request_on_a_folder_the_data_no_longer_draws_is_refused(tmp_pa
     assert CliRunner().invoke(app, args).output.startswith("wrote")
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and again.output.startswith(f"unchanged {tmp_path / 's'}"), again.output
+    os.symlink(data, tmp_path / "by-link")  # the same data by another path to it
+    linked = CliRunner().invoke(app, ["subset", str(tmp_path / "by-link"), *args[2:]])
+    assert linked.exit_code == 0 and linked.output.startswith("unchanged"), linked.output
     link = sorted((tmp_path / "s" / "a").iterdir())[0]
     link.unlink()  # a link gone, the data as it was
     with pytest.raises(ImgclfError, match=r"1 of its links no longer reach their image, the first .*Delete this"):

@@ -425,6 +425,24 @@ def test_a_bad_space_is_one_line_naming_the_field_before_anything_is_written(dat
     assert not out.exists()
 
 
+def test_the_searchs_own_settings_are_checked_with_each_model_and_named_as_their_own(data, tmp_path):
+    """The search's model_args were not built with each model drawn (5 of 9 trials failed on fast_resnet's), and
+    its own features_only on a model without a timm backbone was blamed on the space's lr."""
+    (tmp_path / "space.yaml").write_text("model: [simple_cnn, fast_resnet]\nlr: {low: 1e-3, high: 1e-2}\n")
+    flags = [f for f in FLAGS if f not in ("--model-args", "width=4")]
+    drawn = CliRunner().invoke(app, ["tune", str(data), "--trials", "2", "--out", str(tmp_path / "a"), "--space",
+                                     str(tmp_path / "space.yaml"), *flags, "--model-args", "dropout=0.2"])
+    assert drawn.exit_code == 2, drawn.output
+    assert "space model must be values the setting accepts" in drawn.output, drawn.output
+    assert "'fast_resnet': model_args key for fast_resnet must be one of" in drawn.output, drawn.output
+    (tmp_path / "lr.yaml").write_text("lr: {low: 1e-3, high: 1e-2}\n")
+    own = CliRunner().invoke(app, ["tune", str(data), "--trials", "2", "--out", str(tmp_path / "b"), "--space",
+                                   str(tmp_path / "lr.yaml"), *FLAGS, "--features-only"])
+    assert own.exit_code == 2 and own.output.startswith("error: model must be a timm backbone when features_only"), \
+        own.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_a_budget_under_a_second_a_trial_is_refused_before_any_trial(data, tmp_path):
     """A trial's time limit is whole seconds, at least one: 4 s over 10 trials ran each for 1 s, 2.5x over."""
     import imgclf
@@ -512,9 +530,11 @@ def test_cli_is_a_thin_layer_over_the_api(monkeypatch, data, tmp_path):
     # a search its time limit cut short says so (only tune.json did)
     assert "stopped by its time limit (3m): 2 of 7 trials completed" in result.output
     # so does one that failed trials stopped: it had exited 0 saying only which trial was best
-    Fake.record.stopped = "3 trials in a row failed"
+    Fake.record.stopped = "7 trials in a row failed"  # (failures_to_stop(7) is 7)
     failed = CliRunner().invoke(app, ["tune", str(data), "--trials", "7", "--out", str(tmp_path / "s")])
-    assert "stopped early: 3 trials in a row failed: 2 of 7 trials completed" in failed.output, failed.output
+    assert "stopped early: 7 trials in a row failed: 2 of 7 trials completed" in failed.output, failed.output
+    Fake.record.stopped = "7 trials asked, 9 already done"
+    assert "stopped" not in CliRunner().invoke(app, ["tune", str(data), "--trials", "7"]).output
     Fake.record.stopped = "7 trials"
     done = CliRunner().invoke(app, ["tune", str(data), "--trials", "7", "--out", str(tmp_path / "s")])
     assert "stopped" not in done.output, done.output

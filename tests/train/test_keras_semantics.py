@@ -153,3 +153,35 @@ def test_s4s_weight_decay_leaves_the_biases_as_matlab_does():
         assert torch.allclose(m.weight, torch.full_like(m.weight, decayed)), m
         expected = decayed if isinstance(m, nn.BatchNorm2d) else 1.0
         assert torch.allclose(m.bias, torch.full_like(m.bias, expected)), m
+
+
+def test_an_s4_run_trained_with_one_parameter_group_resumes_as_it_was_trained(tmp_path, monkeypatch):
+    """Its checkpoint's optimiser state holds one group, where S4's network now makes two: the resume failed with
+    torch's internal "loaded state dict has a different number of parameter groups"."""
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from imgclf.cli import app
+    from imgclf.io import read_csv
+    from imgclf.models import reference
+    from imgclf.train.checkpoint_state import _load
+
+    data = make_image_folder(tmp_path / "data", classes=("a", "b"), per_class=8, size=40)
+    args = ["train", str(data), "--model", "caltech_cnn", "--img-size", "40", "--optimizer", "sgd",
+            "--weight-decay", "0.01", "--batch-size", "4", "--no-progress", "--no-report", "--precision", "32"]
+    with monkeypatch.context() as before:  # as trained before the biases left the decay: one group
+        before.setattr(reference._MatlabDecay, "param_groups", None)
+        first = CliRunner().invoke(app, args + ["--epochs", "1", "--out", str(tmp_path / "run")])
+    assert first.exit_code == 0, first.output
+    assert len(_load(tmp_path / "run" / "checkpoints" / "last.ckpt")["optimizer_states"][0]["param_groups"]) == 1
+    resumed = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--no-progress",
+                                       "--no-report"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [int(r["epoch"]) for r in read_csv(tmp_path / "run" / "history.csv")] == [1, 2]
+    # a run trained now keeps two, and resumes with them
+    fresh = CliRunner().invoke(app, args + ["--epochs", "1", "--out", str(tmp_path / "new")])
+    assert fresh.exit_code == 0, fresh.output
+    assert len(_load(tmp_path / "new" / "checkpoints" / "last.ckpt")["optimizer_states"][0]["param_groups"]) == 2
+    again = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "new"), "--epochs", "2", "--no-progress",
+                                     "--no-report"])
+    assert again.exit_code == 0, again.output

@@ -251,7 +251,8 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
                + (" (at the tuned thresholds)" if best.test_accuracy is not None else "")
 
     stopped = result.record.stopped
-    if not stopped.startswith(f"{own['trials']} trials"):  # only tune.json said so: fewer trials than asked
+    # only tune.json said so: fewer trials than asked ("5 trials in a row failed" begins as "5 trials" does)
+    if stopped != f"{own['trials']} trials" and not stopped.startswith(f"{own['trials']} trials asked"):
         done = sum(t.state == "complete" for t in result.record.trials)
         why = f"by its {stopped}" if stopped.startswith("time limit") else f"early: {stopped}"
         typer.echo(f"stopped {why}: {done} of {own['trials']} trials completed", err=True)

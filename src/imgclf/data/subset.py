@@ -264,8 +264,8 @@ def _refuse_stale(out: Path, rows: list[list[str]]) -> None:
     why = None
     if listed is None:
         why = f"its {FILE_LIST} cannot be read"
-    elif set(map(tuple, listed)) != set(map(tuple, rows)):
-        differ = sorted(set(map(tuple, listed)) ^ set(map(tuple, rows)))
+    elif _real(listed) != _real(rows):  # (the data given by another path to it: a link, /tmp and /private/tmp)
+        differ = sorted(_real(listed) ^ _real(rows))
         why = (f"{len(differ)} of its rows differ from a draw of the data now (an image removed, added or made "
                f"unreadable since), the first {differ[0][2]}")
     else:
@@ -275,6 +275,10 @@ def _refuse_stale(out: Path, rows: list[list[str]]) -> None:
     if why is not None:
         raise bad_path("out", out, "a new or empty folder, or one holding this same subset as the data draws it now",
                        why, hint="Delete this folder and run the command again to draw the subset afresh")
+
+
+def _real(rows: list[list[str]]) -> set[tuple[str, ...]]:
+    return {(split, cls, os.path.realpath(path), link) for split, cls, path, link in rows}
 
 
 def _still_links(link: Path, path: str) -> bool:

@@ -185,7 +185,10 @@ def caltech_cnn(num_classes: int, in_chans: int = 3, img_size: int = 227, dropou
 class _MatlabDecay(FeaturesHeadNet):
     """S4's network as MATLAB trains it: trainingOptions' L2Regularization (our weight_decay) acts on the weights
     and on batch norm's scale and offset, not on a convolution's or fully connected layer's bias, whose
-    BiasL2Factor is 0 by default. One optimiser had decayed every parameter alike."""
+    BiasL2Factor is 0 by default. One optimiser had decayed every parameter alike, and a run trained so resumes
+    so (`single_group_before`: its checkpoint holds one group, which the training module then keeps)."""
+
+    single_group_before = True
 
     def param_groups(self, lr: float, backbone_lr_mult: float = 1.0) -> list[dict]:
         free = {id(m.bias) for m in self.modules()

@@ -205,9 +205,15 @@ def check_against(params: list[Param], base: dict[str, Any]) -> None:
     model the search may draw: a value TrainConfig refuses (lr above 10, an unknown optimiser) is reported for the
     space, with TrainConfig's reason; a model_args.NAME the model's builder does not take, or a transfer setting
     (features_only, weights, freeze_epochs, ...) for a model without a timm backbone, too (every trial that drew
-    the pair failed on it, and failed trials are redrawn: ten of them before the search gave up)."""
+    the pair failed on it, and failed trials are redrawn: ten of them before the search gave up). The search's own
+    settings are tried first, where the model is not searched: their error names their own argument."""
+    from ..models import get_model_info
+    from ..train.finetune import refuse_transfer_settings
 
     searched = next((p for p in params if p.name == "model" and p.choices is not None), None)
+    if searched is None:
+        fixed = make_config(**base)
+        refuse_transfer_settings(fixed, get_model_info(fixed.model))
     models = list(searched.choices) if searched is not None else [base.get("model")]
     for p in params:
         for model in models if p.name != "model" else [None]:
@@ -235,12 +241,14 @@ def _check_param(p: Param, base: dict[str, Any], with_model: str) -> None:
             refuse_transfer_settings(cfg, info)
             if p.name.startswith("model_args.") and base.get("model"):
                 _build_with(base, p.name.split(".", 1)[1], value)
+            elif p.name == "model":  # each model drawn with the search's own model_args
+                _build_with(dict(base, model=value), None, None)
         except ImgclfError as exc:
             raise invalid(f"space {p.name}", p.describe(), "values the setting accepts",
                           note=f"{value!r}{with_model}: {str(exc).splitlines()[0]}") from None
 
 
-def _build_with(base: dict[str, Any], name: str, value: Any) -> None:
+def _build_with(base: dict[str, Any], name: str | None, value: Any) -> None:
     """One of our own models built with model_args NAME=value (and the search's other model_args): its builder's
     types and ranges (model_args.width 2.5, dropout 1.5) refused every trial that drew them, one by one, after the
     search had begun. A pretrained (timm) backbone is not built here: seconds each, and its arguments are timm's."""
@@ -249,7 +257,7 @@ def _build_with(base: dict[str, Any], name: str, value: Any) -> None:
     info = get_model_info(base["model"])
     if info.pretrained:
         return
-    args = {**(base.get("model_args") or {}), name: value}
+    args = {**(base.get("model_args") or {}), **({name: value} if name is not None else {})}
     create_model(base["model"], num_classes=2, img_size=base.get("img_size") or info.default_img_size, **args)
 
 

@@ -212,6 +212,8 @@ class ImageClassifierModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._means_at = None
+        # (before the optimiser is made) a checkpoint of one parameter group, from before the model split its own
+        self._one_group_saved = len((checkpoint.get("optimizer_states") or [{}])[0].get("param_groups", [])) == 1
         if "imgclf_epoch_sums" in checkpoint:  # the whole epoch's sums go to one process, zeros to the others
             sums = checkpoint["imgclf_epoch_sums"] if self.global_rank == 0 else [0.0, 0.0, 0.0]
             self.epoch_sums = torch.tensor(sums, dtype=torch.float32, device=self.device)
@@ -354,7 +356,8 @@ class ImageClassifierModule(L.LightningModule):
     def param_groups(self) -> list[dict[str, Any]]:
         """One group per learning-rate multiplier (transfer models put the backbone in its own group)."""
         groups_fn = getattr(self.model, "param_groups", None)
-        if callable(groups_fn):
+        if callable(groups_fn) and not (getattr(self.model, "single_group_before", False)
+                                        and getattr(self, "_one_group_saved", False)):
             return groups_fn(self.cfg.lr, self.cfg.backbone_lr_mult)
         return [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": self.cfg.lr}]
 

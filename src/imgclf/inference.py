@@ -64,10 +64,10 @@ _FORK_GUARDED = False
 
 
 def _one_thread_in_forked_children() -> None:
-    """A process forked after a classifier was made (gunicorn --preload, multiprocessing's fork) predicts on one
-    thread: the parent's OpenMP thread pool does not exist in the child, and its first parallel operation there
-    waited for it for ever (loading alone starts the pool). One thread each, as torch's DataLoader sets in its
-    forked workers; the parent keeps its own."""
+    """A process forked after a classifier was made (gunicorn --preload, multiprocessing's fork) runs torch on one
+    thread, whatever it does: the parent's OpenMP pool is not in the child, whose first parallel operation waited
+    for it for ever (loading alone starts the pool). One thread, as torch's DataLoader sets in its forked workers;
+    the child may set more (`torch.set_num_threads`), the parent keeps its own."""
     global _FORK_GUARDED
     if not _FORK_GUARDED and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
@@ -77,7 +77,7 @@ def _one_thread_in_forked_children() -> None:
 class Classifier:
     """A trained run ready to predict: `imgclf.load(RUN)`, then `.predict(images)` (paths, folders, PIL images,
     arrays, tensors) gives one `Prediction` each. Load once, predict many times, from several threads if need be,
-    or in processes forked after the load (gunicorn --preload): those predict on one thread each (`_one_thread`)."""
+    or in processes forked after the load (gunicorn --preload), which run torch on one thread."""
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: str | torch.device = "cpu",
                  run_dir: str | os.PathLike | None = None, head: TrustHead | None = None, precision: str = "auto"):

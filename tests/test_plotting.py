@@ -66,6 +66,12 @@ def test_the_png_records_the_pixel_height_of_its_smallest_text(tmp_path):
         assert float(img.info[plotting.TEXT_PX_KEY]) == pytest.approx(6 * 100 / 72, abs=0.01)
 
 
+def _each_reads_as_one(labels, names):
+    """Every cut label (a numbered one aside) fits one of the names alone, its "…" read as any characters."""
+    return all(sum(plotting.reads_as(label, name) for name in names) == 1 for label in labels
+               if "…" in label and "#" not in label)
+
+
 def test_names_shown_together_are_cut_where_they_differ():
     """Cut alone, every 'a_very_long_..._number_0K_variant' read 'a_very_long…ariant' and 'class_000' and
     'class_100' both 'class…00': rows, bars and tiles of different classes looked the same."""
@@ -88,6 +94,11 @@ def test_names_shown_together_are_cut_where_they_differ():
         limit = int(rng.integers(4, 23))
         labels = plotting.distinct_short(names, limit)
         assert len(set(labels)) == len(names) and all(len(label) <= limit for label in labels), (names, labels)
+        assert _each_reads_as_one(labels, names), (names, labels)
+    # a cut label reads as one name: "species_…4_xxxxx" was unique as text, and fitted species_104 and species_14
+    species = [f"species_{i}_xxxxx" for i in range(120)] + [f"species_{i}_xx" for i in range(120)]
+    for limit in (8, 13, 16):
+        assert _each_reads_as_one(plotting.distinct_short(species, limit), species)
     assert plotting.distinct_short(["cat", "dog", "cat"], 8) == ["cat", "dog", "cat"]
     assert plotting.distinct_short(["pullover_long_name", "t_shirt_long_name"], 10) == [
         plotting.short("pullover_long_name", 10), plotting.short("t_shirt_long_name", 10)]  # no clash: as before
@@ -187,3 +198,22 @@ def test_the_reliability_title_stays_inside_its_figure(tmp_path, monkeypatch):
     curves.plot_reliability(rng.integers(0, 10, 200), probs, tmp_path / "r.png",
                             title="Calibrated with temperature (T = 1.24)")
     assert seen["inside"] and seen["ticks"] <= 5, seen
+
+
+def test_a_fallback_font_installed_after_matplotlibs_cache_was_built_is_used(monkeypatch):
+    """matplotlib lists the fonts of the cache it built once: WenQuanYi installed after the first plot was not
+    seen, and every CJK class name drew as boxes, with a warning for each glyph."""
+    from matplotlib import font_manager
+
+    files = [f for f in font_manager.findSystemFonts() if "wqy" in f.lower()]
+    if not files:
+        pytest.skip("no WenQuanYi font on this machine (.ci/run installs fonts-wqy-microhei)")
+    manager = font_manager.fontManager
+    # the cache as built before the font was installed: none of its files' faces (the .ttc holds a Mono one too)
+    monkeypatch.setattr(manager, "ttflist", [f for f in manager.ttflist
+                                             if f.fname not in files and f.name not in plotting.FALLBACK_FONTS])
+    plotting.font_families.cache_clear()
+    try:
+        assert "WenQuanYi Micro Hei" in plotting.font_families()
+    finally:
+        plotting.font_families.cache_clear()

@@ -164,7 +164,8 @@ def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None
             raise invalid("images", Described(f"{len(explanations)} image(s), none readable" if explanations
                                               else "no image"), "at least one readable image to draw into out",
                           note="; ".join(errors[:3]) or None, also={"out": str(out)})
-        plot_explanations(explanations, out, label=label, multilabel=clf.card.task == "multilabel")
+        plot_explanations(explanations, out, label=label, multilabel=clf.card.task == "multilabel",
+                          classes=clf.classes)
     return explanations
 
 

@@ -17,9 +17,11 @@ sees: that height times the displayed width over the natural width.
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 import os
+import re
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
@@ -84,7 +86,18 @@ def font_families() -> list[str]:
     # A fallback font without a bold face makes matplotlib log "findfont: Failed to find font weight bold" for
     # every bold title, on the user's terminal; it then uses the regular face, which is what we want.
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
-    present = {f.name for f in font_manager.fontManager.ttflist}
+    manager = font_manager.fontManager
+    if not any(f.name in FALLBACK_FONTS for f in manager.ttflist):
+        # matplotlib lists the fonts of its cache, built once: one installed since (fonts-wqy-microhei after the
+        # first plot) was not seen, and CJK class names drew as boxes with a warning for every glyph
+        cached = {f.fname for f in manager.ttflist}
+        for file in font_manager.findSystemFonts():
+            if file not in cached:
+                try:
+                    manager.addfont(file)
+                except Exception:  # a font file matplotlib cannot read: as if not there
+                    pass
+    present = {f.name for f in manager.ttflist}
     return ["DejaVu Sans", *(name for name in FALLBACK_FONTS if name in present)]
 
 
@@ -195,11 +208,33 @@ def distinct_short(names: Sequence[str], limit: int = 18) -> list[str]:
 
 
 def _clashes(names: Sequence[str], labels: Sequence[str]) -> list[list[str]]:
-    """Groups of different names (sorted) that share a label."""
+    """Groups of different names (sorted) that share a label, or that a cut label reads as: "species_…4_xxxxx",
+    unique as a string, fits species_104_xxxxx and species_14_xxxxx alike, and a reader cannot tell which."""
     by_label: dict[str, set[str]] = {}
     for name, label in zip(names, labels):
         by_label.setdefault(label, set()).add(name)
-    return [sorted(group) for group in by_label.values() if len(group) > 1]
+    groups = [group for group in by_label.values() if len(group) > 1]
+    whole = sorted(set(names))
+    for label, group in by_label.items():
+        if "…" in label and not re.search(r"#\d+$", label):  # (a numbered label is its own)
+            fitting = {name for name in _starting_with(whole, label.split("…", 1)[0]) if reads_as(label, name)}
+            if len(fitting | group) > 1:
+                groups.append(fitting | group)
+    return [sorted(group) for group in groups]
+
+
+def reads_as(label: str, name: str) -> bool:
+    """Whether `name` is one a cut `label` may stand for: its parts in order, each "…" one character or more."""
+    parts = label.split("…")
+    return re.fullmatch("(?s)" + ".+".join(map(re.escape, parts)), name) is not None
+
+
+def _starting_with(ordered: list[str], head: str) -> list[str]:
+    start = bisect.bisect_left(ordered, head)
+    end = start
+    while end < len(ordered) and ordered[end].startswith(head):
+        end += 1
+    return ordered[start:end]
 
 
 def _told_apart(group: list[str], limit: int) -> dict[str, str]:
@@ -208,7 +243,7 @@ def _told_apart(group: list[str], limit: int) -> dict[str, str]:
     default = math.ceil((limit - 1) * 0.6)
     for head in sorted(range(limit), key=lambda h: abs(h - default)):
         labels = {name: short(name, limit, head) for name in group}
-        if len(set(labels.values())) == len(group):
+        if all(not reads_as(label, other) for name, label in labels.items() for other in group if other != name):
             return labels
     common = len(os.path.commonprefix(group))
     start = max(0, common - max(1, limit // 3))

@@ -327,6 +327,28 @@ def test_captions_tell_the_images_apart(monkeypatch, tmp_path):
     assert names[4].startswith("cross/") and names[5].startswith("triangle/")
 
 
+def test_class_names_in_captions_are_cut_to_tell_the_runs_classes_apart(monkeypatch, tmp_path):
+    """Cut to 10 characters alone, species_110_xx, species_119_xx and a wrong species_74_xx each read
+    "specie…_xx", and "class 16/4/70 with space" each "class …ace": the figure could not show the mistake."""
+    from imgclf.evaluation import explain, plots
+    from imgclf.inference import Prediction
+    from imgclf.plotting import reads_as
+
+    drawn = []
+    monkeypatch.setattr(plots, "plot_gradcam_grid", lambda samples, path, **kw: drawn.append(samples))
+    image, heatmap = np.zeros((8, 8, 1), np.uint8), np.zeros((8, 8), np.float32)
+    classes = [f"species_{i}_xx" for i in range(120)] + [f"the_common_start_of_all_{i:03d}_and_the_same_end"
+                                                        for i in range(100)]
+    for predicted in (["species_110_xx", "species_119_xx", "species_74_xx"], ["the_common_start_of_all_042_and_"
+                                                                             "the_same_end"]):  # one alone, too
+        shown = [explain.Explanation(f"{i}.png", Prediction(f"{i}.png", c, 0.5, [(c, 0.5)], best_label=c), c,
+                                     heatmap, image) for i, c in enumerate(predicted)]
+        explain.plot_explanations(shown, tmp_path / "f.png", classes=classes)
+        said = [s["caption"].split("\n")[1].rsplit(" ", 1)[0] for s in drawn.pop()]
+        assert all([c for c in classes if reads_as(label, c)] == [name] for label, name in zip(said, predicted)), \
+            said
+
+
 def test_captions_take_folders_until_names_differ_and_a_lone_name_its_room(monkeypatch, tmp_path):
     """x/br/br_000.png and y/br/br_000.png both read br/br_000.png; a lone image's long name was cut to 16
     characters in a 700 px figure; and "unknown (red 0.71)" read as a probability of being unknown."""

@@ -185,7 +185,7 @@ def explain(run: Path = typer.Argument(..., help="Run directory."),
     readable = sum(e.heatmap is not None for e in explanations)
     if not readable:
         exit_none_readable(len(explanations))
-    plot_explanations(explanations, output, label=label, multilabel=multilabel)
+    plot_explanations(explanations, output, label=label, multilabel=multilabel, classes=clf.classes)
     drawn = min(readable, FIGURE_IMAGES)
     # files beyond --max-images were neither explained nor printed: at exactly 48 this said "the lines above
     # show the rest" of 135 files never explained

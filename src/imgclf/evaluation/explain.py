@@ -289,6 +289,7 @@ def _heatmaps_in_batches(clf: "Classifier", pixels: np.ndarray, classes: list[in
 # A figure shows at most this many: sixteen rows of three image pairs (captions long enough to leave three columns)
 # stay within a tall figure's pixel cap (plotting.MAX_TALL_PIXELS) at full size; a thousand would not.
 FIGURE_IMAGES = 48
+CLASS_CHARS = 24  # a class name in a caption, cut where it differs from the run's other classes
 
 
 def _file_names(paths: Iterable[str]) -> list[str]:
@@ -334,29 +335,35 @@ def _label_set_lines(names: list[str], shown: int = 6, width: int = 24) -> str:
 
 
 def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLike, label: str | None = None,
-                      multilabel: bool = False) -> Path:
+                      multilabel: bool = False, classes: Sequence[str] = ()) -> Path:
     """The first FIGURE_IMAGES readable explanations as a grid: each image above its Grad-CAM overlay, captioned
     with its name and prediction (and the class shown where it is not the prediction). multilabel: the caption
-    gives the predicted label set (or none), and the map is of the most probable label, carried or not."""
-    from ..plotting import short
+    gives the predicted label set (or none), and the map is of the most probable label, carried or not.
+    classes: the run's, which a class name is cut to tell apart (10 characters alone made species_110_xx,
+    species_119_xx and a wrong species_74_xx each read "specie…_xx")."""
+    from ..plotting import distinct_short
     from .plots import plot_gradcam_grid
 
     samples = []
     shown_explanations = [e for e in explanations if e.heatmap is not None][:FIGURE_IMAGES]
+    named = {e.prediction.best_label for e in shown_explanations} | {e.explained for e in shown_explanations} | {
+        n for e in shown_explanations for n, _ in e.prediction.labels or []}
+    every = sorted((named | set(classes)) - {None})
+    cut = dict(zip(every, distinct_short(every, CLASS_CHARS)))
     for e, name in zip(shown_explanations, _file_names(e.path for e in shown_explanations)):
         p = e.prediction
-        said = f"{short(p.best_label, 10)} {p.probability:.2f}"
+        said = f"{cut[p.best_label]} {p.probability:.2f}"
         if multilabel:
-            carried = _label_set_lines([short(name, 10) for name, _ in p.labels or []])
+            carried = _label_set_lines([cut[name] for name, _ in p.labels or []])
             # the label mapped, with its probability: "map: red" did not say whether red was carried
             probs = {**dict(p.top or []), **dict(p.labels or [])}
             shown = said if e.explained == p.best_label else \
-                f"{short(e.explained, 10)}" + (f" {probs[e.explained]:.2f}" if e.explained in probs else "")
+                cut[e.explained] + (f" {probs[e.explained]:.2f}" if e.explained in probs else "")
             caption = f"{name}\n{carried}\nmap: {shown}"
         else:
             caption = f"{name}\n" + (f"unknown (closest {said})" if p.unknown else said)
             if e.explained != p.best_label:
-                caption += f"\nmap of {short(e.explained, 10)}"
+                caption += f"\nmap of {cut[e.explained]}"
         samples.append({"image": e.image, "heatmap": e.heatmap, "caption": caption})
     target = f"the {'label' if multilabel else 'class'} {label!r}" if label is not None else \
         "its most probable label" if multilabel else "the class it predicted"

@@ -144,3 +144,14 @@ def test_the_static_check_finds_hand_made_messages(tmp_path):
                       'def g():\n    raise ImgclfError("no")\n')
     assert hand_made_messages(sample) == ["line 2: string with 'Received:'", "line 5: ImgclfError(...) built directly"]
     assert hand_made_messages(HELPER) != [], "the helper itself is where messages are built"
+
+
+def test_a_long_list_of_options_is_cut_and_the_closest_still_offered():
+    """`explain --label` on a run of 120 classes printed all 120 names, 3,000 characters, before "Did you mean"."""
+    from imgclf.errors import invalid_message
+
+    classes = [f"species_{i:03d}" for i in range(120)]
+    text = invalid_message("label", "species_1177", classes)
+    assert text.startswith("label must be one of {species_000, species_001, ") and "... 120 in all}." in text
+    assert "species_080" not in text.split("Did you mean")[0] and "Did you mean: species_117" in text, text
+    assert invalid_message("x", "c", ["a", "b"]).startswith("x must be one of {a, b}.")

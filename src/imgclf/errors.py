@@ -70,6 +70,11 @@ def shown(value: object) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 4] + " ..."
 
 
+# Options listed in a message: the 120 classes of a run refused for `explain --label` were 3,000 characters before
+# "Did you mean", which names the closest whatever the list shows
+MAX_LISTED = 80  # (more than the settings a config file takes, which a misspelt key lists)
+
+
 def _options(allowed: Iterable[object]) -> list[str]:
     return sorted(str(a) for a in allowed)
 
@@ -123,7 +128,8 @@ def invalid_message(argument: str, received: object, allowed: str | Iterable[obj
                 text += f" Did you mean: {', '.join(close)}?"
     else:
         options = _options(allowed)
-        text = f"{subject} must be one of {{{', '.join(options)}}}."
+        listed = options if len(options) <= MAX_LISTED else options[:MAX_LISTED] + [f"... {len(options):,} in all"]
+        text = f"{subject} must be one of {{{', '.join(listed)}}}."
         if isinstance(received, str) and not isinstance(received, Described):
             # else the names it begins (`test` for test_accuracy), separators and case aside
             # the names it begins first (`runs --sort test` offered test_map alone, not test_accuracy)

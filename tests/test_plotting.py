@@ -100,6 +100,9 @@ def test_names_shown_together_are_cut_where_they_differ():
     for limit in (8, 13, 16):
         assert _each_reads_as_one(plotting.distinct_short(species, limit), species)
     assert plotting.distinct_short(["cat", "dog", "cat"], 8) == ["cat", "dog", "cat"]
+    # a name holding "…" of its own, shown whole, is no cut label: it and its neighbours stay as they are
+    for names in (["a…b", "axxb"], ["wait…", "waiting"], ["ab…", "abc", "abd", "abe"]):
+        assert plotting.distinct_short(names, 18) == names
     assert plotting.distinct_short(["pullover_long_name", "t_shirt_long_name"], 10) == [
         plotting.short("pullover_long_name", 10), plotting.short("t_shirt_long_name", 10)]  # no clash: as before
 

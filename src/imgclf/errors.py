@@ -183,6 +183,8 @@ def check_switch(argument: str, value: object) -> bool:
 def path_argument(argument: str, value: object, allowed: str = "a path (str or os.PathLike)") -> Path:
     """`value` as a Path when it is a str or os.PathLike, else the usual error: Path(3) raised a bare TypeError
     that named no argument."""
+    if isinstance(value, str) and not value.strip():  # Path("") is the working folder, which was then used
+        raise invalid(argument, value, "a path ('.' for the current folder)")
     if isinstance(value, (str, os.PathLike)):
         # "~/runs/x" as a shell reads it (fit expanded it; load did not); "~name" of no user is left as written
         # (Path.expanduser raised RuntimeError for it)

@@ -207,18 +207,25 @@ def distinct_short(names: Sequence[str], limit: int = 18) -> list[str]:
     return [numbered.get(name, label) for name, label in zip(names, out)]
 
 
+# Up to this many names, a cut label is checked against every name it may stand for (each check reads the names
+# that begin as it does: 1,000 names sharing their ends took a second); above, labels are told apart as text.
+PATTERN_CHECKED = 400
+
+
 def _clashes(names: Sequence[str], labels: Sequence[str]) -> list[list[str]]:
     """Groups of different names (sorted) that share a label, or that a cut label reads as: "species_…4_xxxxx",
-    unique as a string, fits species_104_xxxxx and species_14_xxxxx alike, and a reader cannot tell which."""
+    unique as a string, fits species_104_xxxxx and species_14_xxxxx alike, and a reader cannot tell which. (Two
+    labels cut alike fit each other's names only when they are equal: the search is for the others.)"""
     by_label: dict[str, set[str]] = {}
     for name, label in zip(names, labels):
         by_label.setdefault(label, set()).add(name)
     groups = [group for group in by_label.values() if len(group) > 1]
     whole = sorted(set(names))
-    for label, group in by_label.items():
-        if "…" in label and not re.search(r"#\d+$", label):  # (a numbered label is its own)
-            fitting = {name for name in _starting_with(whole, label.split("…", 1)[0]) if reads_as(label, name)}
-            if len(fitting | group) > 1:
+    for label, group in by_label.items() if len(whole) <= PATTERN_CHECKED else ():
+        if "…" in label and label not in group and not re.search(r"#\d+$", label):  # cut, and not numbered
+            fitting = {name for name in _starting_with(whole, label.split("…", 1)[0])
+                       if name not in group and reads_as(label, name)}
+            if fitting:
                 groups.append(fitting | group)
     return [sorted(group) for group in groups]
 
@@ -226,6 +233,8 @@ def _clashes(names: Sequence[str], labels: Sequence[str]) -> list[list[str]]:
 def reads_as(label: str, name: str) -> bool:
     """Whether `name` is one a cut `label` may stand for: its parts in order, each "…" one character or more."""
     parts = label.split("…")
+    if not (name.startswith(parts[0]) and name.endswith(parts[-1]) and all(part in name for part in parts)):
+        return False  # (most names fail here, before the pattern)
     return re.fullmatch("(?s)" + ".+".join(map(re.escape, parts)), name) is not None
 
 
@@ -243,7 +252,10 @@ def _told_apart(group: list[str], limit: int) -> dict[str, str]:
     default = math.ceil((limit - 1) * 0.6)
     for head in sorted(range(limit), key=lambda h: abs(h - default)):
         labels = {name: short(name, limit, head) for name in group}
-        if all(not reads_as(label, other) for name, label in labels.items() for other in group if other != name):
+        # labels cut alike read as one another's names only when equal; a name shown whole may fit a cut one
+        whole = [name for name in group if labels[name] == name]
+        if len(set(labels.values())) == len(group) and not any(
+                reads_as(label, other) for name, label in labels.items() if label != name for other in whole):
             return labels
     common = len(os.path.commonprefix(group))
     start = max(0, common - max(1, limit // 3))

@@ -347,6 +347,13 @@ def test_class_names_in_captions_are_cut_to_tell_the_runs_classes_apart(monkeypa
         said = [s["caption"].split("\n")[1].rsplit(" ", 1)[0] for s in drawn.pop()]
         assert all([c for c in classes if reads_as(label, c)] == [name] for label, name in zip(said, predicted)), \
             said
+    # an image scored unknown says so around the class: within the 40 characters a cell holds at 3 columns
+    long = [f"Eastern_Yellow_Bellied_Racer_{i}" for i in range(3)]
+    shown = [explain.Explanation(f"{i}.png", Prediction(f"{i}.png", "unknown", 0.5, [(c, 0.5)], best_label=c,
+                                                        unknown=True), c, heatmap, image) for i, c in enumerate(long)]
+    explain.plot_explanations(shown, tmp_path / "f.png", classes=long)
+    lines = [line for s in drawn.pop() for line in s["caption"].split("\n")]
+    assert all(len(line) <= 40 for line in lines) and any(line.startswith("unknown (closest") for line in lines), lines
 
 
 def test_captions_take_folders_until_names_differ_and_a_lone_name_its_room(monkeypatch, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -187,6 +188,17 @@ def test_evaluating_a_folder_s_test_split_lists_what_it_skipped_there_and_nothin
     result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(tmp_path / "bad")],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "1 file(s), none readable (broken.png: " in result.output, result.output
+    (tmp_path / "bad" / "dog" / "notes.txt").write_text("not an image")  # passed over by the scan: counted too
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(tmp_path / "bad")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "2 file(s), none readable (" in result.output, result.output
+    # the folder is said by its absolute path, as its evaluation folder is named ("." said nothing elsewhere)
+    import imgclf
+
+    for given in (data, os.path.relpath(data), f"{data}/../{data.name}"):
+        assert imgclf.evaluate(run.path, data=str(given), progress=False).split == f"{data}:test"
+    with pytest.raises(ImgclfError, match=r"^data must be a path \('\.' for the current folder\)\. Received: data=''"):
+        imgclf.evaluate(run.path, data="", progress=False)  # the command line refuses it; "" was the working folder
 
 
 def test_a_folder_s_split_is_the_one_asked_and_a_folder_of_test_alone_is_evaluated(tiny_run, image_folder, tmp_path):

@@ -289,7 +289,8 @@ def _heatmaps_in_batches(clf: "Classifier", pixels: np.ndarray, classes: list[in
 # A figure shows at most this many: sixteen rows of three image pairs (captions long enough to leave three columns)
 # stay within a tall figure's pixel cap (plotting.MAX_TALL_PIXELS) at full size; a thousand would not.
 FIGURE_IMAGES = 48
-CLASS_CHARS = 24  # a class name in a caption, cut where it differs from the run's other classes
+CLASS_CHARS = 16  # a class name in a caption (cut where it differs from the run's other classes): "unknown (closest
+# NAME 0.50)" then keeps to 40 characters, what a cell holds at the fewest columns (3 of FULL_WIDTH_PX)
 
 
 def _file_names(paths: Iterable[str]) -> list[str]:

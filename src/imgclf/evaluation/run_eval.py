@@ -98,7 +98,10 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     # absolute, and a folder keeps its trailing separator (abspath drops it), which is how a folder is told apart
     skipped = [{**s, "path": os.path.abspath(s["path"]) + (os.sep if s["path"].endswith(os.sep) else "")}
                for s in skipped]
-    return [os.path.abspath(p) for p, _ in items], [index[c] for _, c in items], f"{Path(data)}:{split}", skipped
+    # the folder as an absolute path, as the evaluation's own folder is named: "." or "same/../same" said nothing
+    # once metrics.json was read from elsewhere
+    return [os.path.abspath(p) for p, _ in items], [index[c] for _, c in items], f"{os.path.abspath(data)}:{split}", \
+        skipped
 
 
 def _unknown_classes(data: str | os.PathLike, split: str, unknown: list[str], classes: list[str]) -> Exception:
@@ -208,7 +211,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         # with the first reasons: predict and explain print each file's, evaluate gave none
         reasons = "; ".join(f"{Path(d['path']).name}: {d['reason']}" for d in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        unreadable = f"{len(files)} file(s), none readable" + (f" ({reasons}{more})" if reasons else "")
+        # the files the scan passed over count too: "2 file(s)" had been followed by 3 reasons
+        unreadable = f"{max(len(files), len(skipped))} file(s), none readable" + (f" ({reasons}{more})" if reasons
+                                                                                 else "")
         if data is not None:
             raise invalid("data", data, "a folder with at least one readable image", note=unreadable)
         raise invalid("run", run_dir, f"a run whose {split_name} split holds at least one readable image",

@@ -86,14 +86,6 @@ def apply(values: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
 def _number(name: str, key: str, value: Any, spec: Any) -> float:
     """YAML reads 1e-4 (no dot) as text: such text is a number here too."""
     if isinstance(value, bool):
@@ -144,11 +136,11 @@ def parse_param(name: str, spec: Any) -> Param:
         if not isinstance(spec, (list, tuple)):
             raise invalid(f"space {name} choices", spec, "a non-empty list of distinct choices")
     if isinstance(spec, (list, tuple)):
-        # by value, true apart from 1: [1, 1.0] drew the same setting under two choices
-        if not spec or len({(isinstance(c, bool), c) if _hashable(c) else repr(c) for c in spec}) != len(spec):
-            raise invalid(f"space {name}", spec, "a non-empty list of distinct choices")
-        if not all(c is None or isinstance(c, (str, int, float, bool)) for c in spec):
+        if spec and not all(c is None or isinstance(c, (str, int, float, bool)) for c in spec):
             raise invalid(f"space {name}", spec, "a list of plain values (numbers, text, true/false)")
+        # by value, true apart from 1: [1, 1.0] drew the same setting under two choices
+        if not spec or len({(isinstance(c, bool), c) for c in spec}) != len(spec):
+            raise invalid(f"space {name}", spec, "a non-empty list of distinct choices")
         return Param(name, choices=tuple(spec))
     if not isinstance(spec, dict):
         raise invalid(f"space {name}", spec, "a list of choices ([a, b] or {choices: [a, b]}) or a range "

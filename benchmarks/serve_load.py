@@ -6,6 +6,10 @@ the CPU has native bf16, torch serves under bf16 autocast by default).
     python -m benchmarks.serve_load --models model_s:32 --backends torch,onnx   # issue 23's comparison
     python -m benchmarks.serve_load --run runs/x    # an existing run
     python -m benchmarks.serve_load --models model_s:32 --backends torch,torch-fp32,onnx --tag _xeon
+    python -m benchmarks.serve_load --models model_s:32 --backends torch,torch-fp32,onnx,onnx-int8 --tag _epyc
+
+`onnx-int8` serves a copy of the run whose export is `imgclf export --quantize int8` (convolutions in int8,
+calibrated on the run's validation images); its agreement with the fp32 graph is recorded beside its figures.
 
 For each run: exports it to ONNX when the onnx backend is asked (always afresh: the server refuses an export
 older than the run's model.json), starts one `imgclf serve` subprocess per backend on 127.0.0.1 (free ports,
@@ -29,6 +33,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -73,8 +78,23 @@ def free_port() -> int:
 
 
 # arm -> (`imgclf serve --backend`, `--precision`): torch at its default (auto: bf16 where the CPU has it
-# natively), the same forced to fp32 (what torch served at before auto; the same as torch elsewhere), the ONNX graph
-ARMS = {"torch": ("torch", "auto"), "torch-fp32": ("torch", "32"), "onnx": ("onnx", "auto")}
+# natively), the same forced to fp32 (what torch served at before auto; the same as torch elsewhere), the ONNX graph,
+# and the ONNX graph exported with `--quantize int8` (served from a copy of the run, whose export it is)
+ARMS = {"torch": ("torch", "auto"), "torch-fp32": ("torch", "32"), "onnx": ("onnx", "auto"),
+        "onnx-int8": ("onnx", "auto")}
+
+
+def int8_copy(run: Path) -> Path:
+    """A copy of the run (its model, card and statistics; not its export) whose export/model.onnx is the int8
+    graph: what `imgclf export RUN --quantize int8` then `imgclf serve RUN --backend onnx` serve."""
+    from imgclf.export import export_run
+
+    copy = run.with_name(run.name + "-int8")
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
+    export_run(copy, quantize="int8")
+    return copy
 
 
 def start_server(run: Path, port: int, arm: str) -> subprocess.Popen:
@@ -257,6 +277,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
         from imgclf.export import export_run
 
         export_run(run)
+    served = {b: int8_copy(run) if b == "onnx-int8" else run for b in backends}
     from imgclf.records import RunDir
 
     card = RunDir(run).read_card()
@@ -267,7 +288,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     try:
         for backend in backends:
             port = free_port()
-            servers[backend] = (start_server(run, port, backend), port)
+            servers[backend] = (start_server(served[backend], port, backend), port)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as answer:
                 precisions[backend] = json.loads(answer.read()).get("precision")  # what the server runs at
             # warm-up: first forward passes, connections
@@ -289,7 +310,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
     per_backend = {b: {**backend_summary(*phases[b], b), "precision": precisions.get(b)} for b in backends}
     for b, out in per_backend.items():
         c = out["concurrent"]
-        parts = where_time_goes(run, b, files, max(1, round(c["mean_batch"] or 1)), 5 if args.smoke else 100)
+        parts = where_time_goes(served[b], b, files, max(1, round(c["mean_batch"] or 1)), 5 if args.smoke else 100)
         parts["rest_cpu_ms_per_request"] = round(c["server_cpu_ms_per_request"] - parts["decode_cpu_ms_per_image"]
                                                  - parts["forward_cpu_ms_per_image"], 3)
         out["server_cpu_parts"] = parts
@@ -327,6 +348,22 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
                                   "onnx_no_errors": errors == 0}
         print(f"{label}: onnx/torch {ratio:.2f}x req/s, p99 {o['latency_ms']['p99']} vs {t['latency_ms']['p99']} ms; "
               f"target (>= 1.5x, p99 no worse, 0 errors) {'met' if all(result['meets_target'].values()) else 'MISSED'}")
+    if {"torch", "onnx-int8"} <= set(backends):
+        t, q = per_backend["torch"], per_backend["onnx-int8"]
+        ratio = q["concurrent"]["throughput_rps"] / t["concurrent"]["throughput_rps"]
+        result["onnx_int8_over_torch"] = {
+            "throughput": round(ratio, 3),
+            "p50": round(q["concurrent"]["latency_ms"]["p50"] / t["concurrent"]["latency_ms"]["p50"], 3),
+            "p99": round(q["concurrent"]["latency_ms"]["p99"] / t["concurrent"]["latency_ms"]["p99"], 3),
+            "server_cpu_per_request": round(q["concurrent"]["server_cpu_ms_per_request"]
+                                            / t["concurrent"]["server_cpu_ms_per_request"], 3),
+            "forward_cpu_per_image": round(q["server_cpu_parts"]["forward_cpu_ms_per_image"]
+                                           / t["server_cpu_parts"]["forward_cpu_ms_per_image"], 3)}
+        result["int8_check"] = json.loads((served["onnx-int8"] / "export" / "model.onnx.json").read_text())[
+            "export"]["quantization_check"]
+        print(f"{label}: onnx int8/torch {ratio:.2f}x req/s, p99 {q['concurrent']['latency_ms']['p99']} vs "
+              f"{t['concurrent']['latency_ms']['p99']} ms; int8 against fp32 on validation: top-1 agreement "
+              f"{result['int8_check']['top1_agreement']}")
     if {"torch", "torch-fp32"} <= set(backends):
         t, fp = per_backend["torch"]["concurrent"], per_backend["torch-fp32"]["concurrent"]
         result["torch_auto_over_fp32"] = {
@@ -362,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds at most per mode and run")
     ap.add_argument("--warmup", type=int, default=50, help="requests sent before measuring")
     ap.add_argument("--backends", default="torch,onnx", type=_backends,
-                    help="comma-separated serving backends, measured interleaved (torch, torch-fp32, onnx)")
+                    help="comma-separated serving backends, measured interleaved (torch, torch-fp32, onnx, "
+                         "onnx-int8)")
     ap.add_argument("--tag", default="", help="result file suffix: results/serve<tag>.json (one per machine class)")
     return add_arguments(ap)
 
@@ -375,6 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     bench = Bench.from_args(args)
     if bench.smoke:
         args.models, args.requests, args.sequential_requests, args.rounds = "simple_cnn:16", 24, 6, 2
+        args.backends = list(dict.fromkeys([*args.backends, "onnx-int8"]))  # the int8 arm's plumbing too
         args.concurrency, args.time_limit, args.warmup = 4, 20.0, 4
     started = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]

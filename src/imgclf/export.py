@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from .records import ExportedCard, ExportInfo, ModelCard, load_card, validation_problems
+from .records import ExportedCard, ExportInfo, ModelCard, QuantizationCheck, load_card, validation_problems
 from .records.run_dir import run_path
 from .errors import ImgclfError, add_hint, bad_path, invalid
 from .inference import Classifier, PixelResults
@@ -34,6 +34,8 @@ from .export_usage import usage_page
 from .io import atomic_write_bytes, atomic_write_text, writable_folder, write_json
 from .notices import warn
 from .ood import TrustHead, logits_and_features
+from .quantize import (DISABLED_OPTIMIZERS, calibration_split, check_quantize, compare_graphs, quantize_graph,
+                       validation_pixels)
 
 FORMATS = {"onnx": "model.onnx", "pt2": "model.pt2"}
 # the pt2 format's first name, kept for the commands and scripts that use it (it never was a torch.jit archive)
@@ -66,7 +68,8 @@ class _WithPreprocessing(torch.nn.Module):
         return self.head(logits, features)
 
 
-def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.PathLike | None = None) -> Path:
+def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.PathLike | None = None,
+               quantize: str = "none") -> Path:
     """Write the run's model with its preprocessing, plus its model card, and return the model file's path.
 
     format="onnx" writes `model.onnx` (a single file, dynamic batch) with the card embedded in the ONNX
@@ -85,6 +88,10 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     (`model.onnx.md`, `model.pt2.md`: inputs, outputs, imgclf's exact decoding, an example; `export_usage`).
 
     out: the folder to write into (default `RUN/export/`). Files are written atomically.
+
+    quantize="int8" (ONNX only): the graph's convolutions run on 8-bit integers, their ranges calibrated on the
+    run's validation images, which must still be on disk (`imgclf.quantize`). The card's `export.quantization_check`
+    says how often it agrees with the fp32 graph on validation images it was not calibrated on.
     """
     if format in FORMAT_ALIASES:
         warn(f"format {format} writes {FORMATS[FORMAT_ALIASES[format]]}, a torch.export program: load it with "
@@ -92,6 +99,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     format = FORMAT_ALIASES.get(format, format)
     if format not in FORMATS:
         raise invalid("format", format, FORMATS)
+    quantize = check_quantize(quantize, format)
     run_dir = run_path(run_dir, "run_dir")
     # an existing folder, or one named with a trailing slash, is a folder whatever its name
     if isinstance(out, (str, os.PathLike)) and Path(out).suffix.lower() in {Path(n).suffix for n in FORMATS.values()} \
@@ -122,14 +130,18 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     wrapped.requires_grad_(False)
     example = torch.zeros((2, card.img_size, card.img_size, card.in_chans), dtype=torch.uint8)
     dynamic = ({0: torch.export.Dim("batch", min=1)},)  # no upper bound: 65,536 was a guard error past it
-    exported = ExportedCard(**dict(card), export=ExportInfo(
-        format=format, file=target.name, input=INPUT_NAME, output=OUTPUT_NAME, outputs=list(OUTPUT_NAMES),
-        input_layout="NHWC uint8", torch=torch.__version__))
-    card_json = exported.model_dump(mode="json")
+    info = dict(format=format, file=target.name, input=INPUT_NAME, output=OUTPUT_NAME, outputs=list(OUTPUT_NAMES),
+                input_layout="NHWC uint8", torch=torch.__version__)
 
     if format == "onnx":
-        data = _onnx_bytes(wrapped, example, dynamic, card_json)
+        graph = _onnx_graph(wrapped, example, dynamic)
+        if quantize == "int8":
+            graph, check = _int8_graph(graph, run_dir, clf)
+            info.update(quantization="int8", quantization_check=check)
+        card_json = ExportedCard(**dict(card), export=ExportInfo(**info)).model_dump(mode="json")
+        data = _with_card(graph, card_json)
     else:
+        card_json = ExportedCard(**dict(card), export=ExportInfo(**info)).model_dump(mode="json")
         with torch.no_grad():
             program = torch.export.export(wrapped, (example,), dynamic_shapes=dynamic)
         buf = io.BytesIO()
@@ -149,13 +161,26 @@ def usage_path(model_file: Path) -> Path:
     return model_file.with_name(model_file.name + ".md")
 
 
-def _onnx_bytes(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple, card_json: dict[str, Any]) -> bytes:
-    import onnx
-
+def _onnx_graph(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple) -> bytes:
     with torch.no_grad():
         program = torch.onnx.export(module, (example,), dynamo=True, dynamic_shapes=dynamic, external_data=False,
                                     input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), verbose=False)
-    proto = program.model_proto
+    return program.model_proto.SerializeToString()
+
+
+def _int8_graph(graph: bytes, run_dir: Path, clf: Classifier) -> tuple[bytes, QuantizationCheck]:
+    """The graph quantized on part of the run's validation images, and how it agrees with fp32 on the rest."""
+    pixels = validation_pixels(run_dir, clf.decode)
+    calibration, checked, overlap = calibration_split(len(pixels))
+    int8 = quantize_graph(graph, pixels[calibration], INPUT_NAME)
+    return int8, compare_graphs(graph, int8, pixels[checked], INPUT_NAME, len(pixels[calibration]), overlap)
+
+
+def _with_card(graph: bytes, card_json: dict[str, Any]) -> bytes:
+    """The graph with the card in its metadata and a one-line description, checked by onnx."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
     entry = proto.metadata_props.add()
     entry.key, entry.value = CARD_METADATA_KEY, json.dumps(card_json)
     proto.doc_string = (f"imgclf {card_json['architecture']}: uint8 NHWC images "
@@ -175,7 +200,8 @@ class OnnxClassifier(Classifier):
         self.card = card
         self.session = session
         self.device = torch.device("cpu")
-        self.precision = "32"  # the graph is exported in fp32
+        # the graph is exported in fp32, its convolutions in int8 where it was quantized
+        self.precision = "int8" if getattr(card, "export", None) and card.export.quantization == "int8" else "32"
         # exports made before the graph scored images output the probabilities only
         self.outputs = [o.name for o in session.get_outputs()]
 
@@ -192,7 +218,8 @@ class OnnxClassifier(Classifier):
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
             raise bad_path("run", path, "an ONNX model that onnxruntime can load", str(exc)) from None
         meta = session.get_modelmeta().custom_metadata_map
@@ -262,7 +289,8 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
 
     threads: onnxruntime's intra-op threads (default: its own choice, one per physical core).
     precision: auto or 32, both fp32 here: the graph was exported in fp32 (the mixed precisions are the torch
-    backend's, and are refused rather than ignored)."""
+    backend's, and are refused rather than ignored); an int8 export (`export_run(quantize="int8")`) takes auto
+    only."""
     if precision not in ("auto", "32"):
         raise invalid("precision", precision, "auto or 32 with the onnx backend (its graph runs in fp32); "
                       "bf16-mixed or 16-mixed with the torch backend")
@@ -275,6 +303,10 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     elif not path.is_file():
         raise bad_path("run", run_or_file, "a run directory or an .onnx file", "not found")
     clf = OnnxClassifier.from_file(path, threads)
+    if precision == "32" and clf.precision == "int8":
+        raise invalid("precision", precision, "auto with an int8 export (its convolutions run in int8)",
+                      hint=f"Export it again without --quantize to serve fp32: imgclf export "
+                           f"{shlex.quote(str(run_or_file))} --format onnx")
     if Path(run_or_file).is_dir():
         _refuse_stale(run_or_file, clf.card)
     elif (real := path.resolve()).parent.name == "export" and (real.parent.parent / "model.json").is_file():

@@ -71,7 +71,7 @@ from PIL import Image, ImageOps
 ''' + _DECODING + '''
 
 CLASSES = {classes!r}
-session = ort.InferenceSession("{file}", providers=["CPUExecutionProvider"])
+session = ort.InferenceSession("{file}", providers=["CPUExecutionProvider"]{session_options})
 
 
 def predict(paths):
@@ -103,6 +103,36 @@ def predict(paths):
     batch = torch.from_numpy(np.stack([pixels(p) for p in paths]))  # (N, {side}, {side}, {channels}) uint8, any N
     probabilities, score, unknown = (t.numpy() for t in model(batch))
 {answer}'''
+
+
+# what imgclf's onnx backend passes too (`quantize.DISABLED_OPTIMIZERS`: the max-pools stay float32, faster)
+_INT8_SESSION = ',\n                               disabled_optimizers=["QDQPropagationTransformer"]'
+
+
+def _int8(export: dict[str, Any]) -> bool:
+    return export.get("quantization") == "int8"
+
+
+def _precision(export: dict[str, Any]) -> str:
+    if _int8(export):
+        check = export.get("quantization_check") or {}
+        measured = (f" Against the float32 graph on {check['checked_images']:,} validation images"
+                    f"{' (its calibration images too: a small split)' if check.get('overlap') else ''}: the same "
+                    f"top-1 class for {check['top1_agreement']:.2%}, the same unknown flag for "
+                    f"{check['unknown_agreement']:.2%}, probabilities within {check['max_probability_change']:.3f}."
+                    if check else "")
+        return ("The graph's convolutions compute in int8 (`imgclf export --quantize int8`: per-channel int8 "
+                "weights, uint8 activations whose ranges were set on the run's validation images); the rest, "
+                "softmax and unknown detector included, in float32. `imgclf predict RUN IMAGES --backend onnx` "
+                "gives its answers; the run's own weights (`--backend torch`) answer a little otherwise." + measured
+                + " onnxruntime runs it faster with `disabled_optimizers=[\"QDQPropagationTransformer\"]`, as "
+                "the example and imgclf do (the max-pools then run in float32, not in uint8).")
+    return ("The graph computes in float32: `imgclf predict RUN IMAGES --precision 32` gives its answers (to about "
+            "1e-5). imgclf's default precision, `auto`, runs the weights in bfloat16 on CPUs with native bf16 "
+            "and on GPUs: there its probabilities differ from this file's, by up to about 1e-2 for the small "
+            "CNNs measured (fast_resnet, model_s) and by more for deep pretrained backbones (up to 0.15 seen "
+            "on MobileNetV2), and an image scored near a threshold or between two classes may be decided "
+            "otherwise. Compare with `--precision 32` where the float32 answers matter.")
 
 
 def usage_page(card: dict[str, Any]) -> str:
@@ -173,13 +203,7 @@ def usage_page(card: dict[str, Any]) -> str:
               ("`imgclf predict RUN IMAGES --backend onnx` (or `imgclf serve RUN --backend onnx`) runs this file "
                "with exactly these steps." if export["format"] == "onnx" else
                "`imgclf predict RUN IMAGES` decodes with exactly these steps (and runs the run's own weights)."), "",
-              "## Precision", "",
-              "The graph computes in float32: `imgclf predict RUN IMAGES --precision 32` gives its answers (to about "
-              "1e-5). imgclf's default precision, `auto`, runs the weights in bfloat16 on CPUs with native bf16 "
-              "and on GPUs: there its probabilities differ from this file's, by up to about 1e-2 for the small "
-              "CNNs measured (fast_resnet, model_s) and by more for deep pretrained backbones (up to 0.15 seen "
-              "on MobileNetV2), and an image scored near a threshold or between two classes may be decided "
-              "otherwise. Compare with `--precision 32` where the float32 answers matter.", ""]
+              "## Precision", "", _precision(export), ""]
     if export["format"] == "onnx":
         # 1.17 refuses the graph's IR version 10; 1.18 and 1.19 have no ReduceL2 at opset 18 (the default
         # detector's norm): measured by the export review, 1.20.1 runs every detector
@@ -195,7 +219,8 @@ def usage_page(card: dict[str, Any]) -> str:
                                                    for c in classes]) if multilabel else _SINGLE_ANSWER
     if export["format"] == "onnx":
         lines += ["## Example (Python: onnxruntime, Pillow, numpy)", "", "```python",
-                  _ONNX_EXAMPLE.format(**example, resample=resample, classes=classes, answer=answer).rstrip(),
+                  _ONNX_EXAMPLE.format(**example, resample=resample, classes=classes, answer=answer,
+                                       session_options=_INT8_SESSION if _int8(export) else "").rstrip(),
                   "```", ""]
     else:
         lines += ["## Example (Python: torch, Pillow, numpy)", "", "```python",

@@ -362,6 +362,20 @@ class ModelCard(Record):
         return self
 
 
+class QuantizationCheck(BaseModel):
+    """How closely an int8 graph answers as the fp32 graph it was made from, on validation images it was not
+    calibrated on (the whole validation split only when it is too small to keep the two apart)."""
+
+    model_config = ConfigDict(extra="forbid")
+    calibration_images: int = Field(ge=1, description="Validation images whose activations set the int8 ranges.")
+    checked_images: int = Field(ge=1, description="Validation images both graphs answered.")
+    overlap: bool = Field(False, description="True when the checked images include the calibration ones (a "
+                          "validation split too small to split in two).")
+    top1_agreement: float = Field(ge=0, le=1, description="Share of checked images given the same top-1 class.")
+    unknown_agreement: float = Field(ge=0, le=1, description="Share of checked images given the same unknown flag.")
+    max_probability_change: float = Field(ge=0, le=1, description="Largest change of any calibrated probability.")
+
+
 class ExportInfo(BaseModel):
     """How an exported model file was made (the `export` block of its embedded card and of model.onnx.json)."""
 
@@ -374,6 +388,10 @@ class ExportInfo(BaseModel):
                                "schema 2 had `output` only).")
     input_layout: str
     torch: str
+    quantization: Literal["none", "int8"] = Field("none", description="int8: the convolutions run on 8-bit "
+                                                  "integers (static, per-channel weights), the rest in fp32.")
+    quantization_check: QuantizationCheck | None = Field(None, description="int8 against fp32 on validation "
+                                                         "images, measured when the graph was made.")
 
 
 class ExportedCard(ModelCard):

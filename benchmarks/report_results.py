@@ -901,6 +901,19 @@ def serving_section(result: dict | None, heading: str = "## Serving") -> list[st
                       "decode, torch over onnx). Where cores are free, a server can also use more of them: here the "
                       f"torch server used {_busy(run, 'torch'):.2f} CPU-seconds per second and the onnx server "
                       f"{_busy(run, 'onnx'):.2f}."]
+        int8 = run.get("onnx_int8_over_torch")
+        if int8:
+            q, check = run["backends"]["onnx-int8"], run["int8_check"]
+            errors = q["server_errors_5xx"] + q["transport_errors"]
+            missed = [text for ok, text in ((int8["throughput"] >= 1.5, "requests/s below 1.5x"),
+                                            (int8["p99"] <= 1, "p99 worse"), (errors == 0, "errors")) if not ok]
+            lines += ["", f"onnx-int8 (`imgclf export RUN --quantize int8`, then `--backend onnx`) / torch: "
+                      f"**{int8['throughput']:.3f}x requests/s**, p50 {int8['p50']:.2f}x, p99 {int8['p99']:.2f}x, server "
+                      f"CPU per request {int8['server_cpu_per_request']:.2f}x, forward CPU per image "
+                      f"{int8['forward_cpu_per_image']:.2f}x. Its convolutions run in int8; against the fp32 graph on "
+                      f"{check['checked_images']:,} validation images it gives the same top-1 class for "
+                      f"{check['top1_agreement']:.2%} (the export's own check). The same target, met by the int8 "
+                      f"export: **{'yes' if not missed else 'no: ' + ', '.join(missed)}**."]
         auto = run.get("torch_auto_over_fp32")
         if auto:
             backends = run["backends"]
@@ -912,6 +925,43 @@ def serving_section(result: dict | None, heading: str = "## Serving") -> list[st
                       + (f"; onnx / torch at fp32 (the comparison before `auto` served in bf16): "
                          f"{onnx_vs_fp32:.2f}x requests/s." if onnx_vs_fp32 else ".")]
     return lines + ["", f"Command: `{result['command']}`.", ""]
+
+
+def int8_section(results: list[dict]) -> list[str]:
+    """`imgclf export --quantize int8` against the fp32 export on Fashion-MNIST runs (benchmarks/onnx_int8.py)."""
+    results = [r for r in results if r and r.get("rows")]
+    if not results:
+        return []
+    lines = ["## ONNX int8 export: answers and forward-pass speed", "",
+             "Each run exported twice, fp32 and `--quantize int8` (convolutions in int8, calibrated on 256 of the "
+             "run's validation images, its own check on up to 1,024 others), and its whole test split answered by "
+             "both graphs and by the torch network at `precision: auto`, as `predict` runs them. Speed: process CPU "
+             "time of the forward pass (network, temperature, unknown detector) on 1 thread, what `imgclf serve` "
+             "runs on 2 cores, at batch 8 (what its batcher reached under 16 clients) and 256; the arms interleaved, "
+             "medians of the rounds.", ""]
+    for result in results:
+        lines += [f"Measured on: {env_line(result)}"
+                  + (f"; runs trained here for {result['epochs']} epochs on {result['per_class']:,} Fashion-MNIST "
+                     "images per class (short: answers to compare, not trained to their end)." if result.get("epochs")
+                     else "."), "",
+                  "| model | test images | accuracy: torch auto / onnx fp32 / onnx int8 | int8 − fp32 | top-1 agreement "
+                  "int8 vs fp32 | unknown flags differing | largest probability change | ECE fp32 → int8 | ms/image "
+                  "at batch 8: torch / fp32 / int8 | int8 speed-up over fp32, over torch: batch 8; 256 |",
+                  "|---|---:|---|---:|---:|---:|---:|---|---|---|"]
+        for r in result["rows"]:
+            acc, ms, up, tup = (r["accuracy"], r["forward_cpu_ms_per_image"], r["int8_speedup_over_fp32"],
+                                r["int8_speedup_over_torch_auto"])
+            lines.append(f"| {r['architecture']} {r['img_size']}px {r['color']} | {r['images']:,} | "
+                         f"{acc['torch-auto']:.4f} ({r['torch_precision']}) / {acc['onnx-fp32']:.4f} / "
+                         f"{acc['onnx-int8']:.4f} | {r['accuracy_int8_minus_fp32_points']:+.2f} points | "
+                         f"{r['top1_agreement_int8_fp32']:.2%} | {r['unknown_flags_differing']:,} | "
+                         f"{r['max_probability_change']:.3f} | {r['ece']['onnx-fp32']:.4f} → {r['ece']['onnx-int8']:.4f} | "
+                         f"{ms['torch-auto']['8']:.3f} / {ms['onnx-fp32']['8']:.3f} / {ms['onnx-int8']['8']:.3f} | "
+                         f"{up['8']:.2f}x, {tup['8']:.2f}x; {up['256']:.2f}x, {tup['256']:.2f}x |")
+        lines += ["", f"Command: `python -m benchmarks.onnx_int8 --per-class {result['per_class']} --epochs "
+                  f"{result['epochs']} --repeats {result['repeats']}"
+                  + (f" --tag {result['tag']}" if result.get("tag") else "") + "`.", ""]
+    return lines
 
 
 def _busy(run: dict, backend: str) -> float:
@@ -1022,7 +1072,8 @@ def main(argv: list[str] | None = None) -> None:
     out += serving_section(load_result("serve", source))
     for path in sorted(source.glob("serve_*.json")):  # the other machine classes'
         other = load_result(path.stem, source)
-        out += serving_section(other, f"### Serving, {machine_class(other)}")
+        out += serving_section(other, f"### Serving, {machine_class(other)} ({other['environment']['cpu']})")
+    out += int8_section([load_result(path.stem, source) for path in sorted(source.glob("onnx_int8*.json"))])
     out += precision_section([load_result(path.stem, source) for path in sorted(source.glob("precision_auto*.json"))])
     out += inference_precision_section([load_result(path.stem, source)
                                         for path in sorted(source.glob("infer_precision*.json"))])

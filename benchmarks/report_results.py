@@ -933,8 +933,9 @@ def int8_section(results: list[dict]) -> list[str]:
     if not results:
         return []
     lines = ["## ONNX int8 export: answers and forward-pass speed", "",
-             "Each run exported twice, fp32 and `--quantize int8` (convolutions in int8, calibrated on 256 of the "
-             "run's validation images, its own check on up to 1,024 others), and its whole test split answered by "
+             "Each run exported twice, fp32 and `--quantize int8` (convolutions in int8, calibrated on up to 256 of "
+             "the run's validation images, its own check on up to 1,024 others: the counts are in the table), and "
+             "its whole test split answered by "
              "both graphs and by the torch network at `precision: auto`, as `predict` runs them. Speed: process CPU "
              "time of the forward pass (network, temperature, unknown detector) on 1 thread, what `imgclf serve` "
              "runs on 2 cores, at batch 8 (what its batcher reached under 16 clients) and 256; the arms interleaved, "
@@ -944,22 +945,26 @@ def int8_section(results: list[dict]) -> list[str]:
                   + (f"; runs trained here for {result['epochs']} epochs on {result['per_class']:,} Fashion-MNIST "
                      "images per class (short: answers to compare, not trained to their end)." if result.get("epochs")
                      else "."), "",
-                  "| model | test images | accuracy: torch auto / onnx fp32 / onnx int8 | int8 − fp32 | top-1 agreement "
+                  "| model | validation images: calibrated / checked | test images | accuracy: torch auto / onnx fp32 / "
+                  "onnx int8 | int8 − fp32 | top-1 agreement "
                   "int8 vs fp32 | unknown flags differing | largest probability change | ECE fp32 → int8 | ms/image "
                   "at batch 8: torch / fp32 / int8 | int8 speed-up over fp32, over torch: batch 8; 256 |",
-                  "|---|---:|---|---:|---:|---:|---:|---|---|---|"]
+                  "|---|---|---:|---|---:|---:|---:|---:|---|---|---|"]
         for r in result["rows"]:
             acc, ms, up, tup = (r["accuracy"], r["forward_cpu_ms_per_image"], r["int8_speedup_over_fp32"],
                                 r["int8_speedup_over_torch_auto"])
-            lines.append(f"| {r['architecture']} {r['img_size']}px {r['color']} | {r['images']:,} | "
+            q = r["quantization_check"]
+            lines.append(f"| {r['architecture']} {r['img_size']}px {r['color']} | {q['calibration_images']:,} / "
+                         f"{q['checked_images']:,}{' (the same)' if q['overlap'] else ''} | {r['images']:,} | "
                          f"{acc['torch-auto']:.4f} ({r['torch_precision']}) / {acc['onnx-fp32']:.4f} / "
                          f"{acc['onnx-int8']:.4f} | {r['accuracy_int8_minus_fp32_points']:+.2f} points | "
                          f"{r['top1_agreement_int8_fp32']:.2%} | {r['unknown_flags_differing']:,} | "
                          f"{r['max_probability_change']:.3f} | {r['ece']['onnx-fp32']:.4f} → {r['ece']['onnx-int8']:.4f} | "
                          f"{ms['torch-auto']['8']:.3f} / {ms['onnx-fp32']['8']:.3f} / {ms['onnx-int8']['8']:.3f} | "
                          f"{up['8']:.2f}x, {tup['8']:.2f}x; {up['256']:.2f}x, {tup['256']:.2f}x |")
-        lines += ["", f"Command: `python -m benchmarks.onnx_int8 --per-class {result['per_class']} --epochs "
-                  f"{result['epochs']} --repeats {result['repeats']}"
+        given = (f"--per-class {result['per_class']} --epochs {result['epochs']}" if result.get("epochs") else
+                 "--runs " + " ".join(r["run"] for r in result["rows"]))
+        lines += ["", f"Command: `python -m benchmarks.onnx_int8 {given} --repeats {result['repeats']}"
                   + (f" --tag {result['tag']}" if result.get("tag") else "") + "`.", ""]
     return lines
 

@@ -35,6 +35,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -308,9 +309,12 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
         for server, _ in servers.values():
             stop(server)
     per_backend = {b: {**backend_summary(*phases[b], b), "precision": precisions.get(b)} for b in backends}
+    # one batch size for every arm (the mean of the batches their servers reached), so that the forward passes'
+    # CPU per image compare at equal batches: 7 against 8 had flattered the arm whose batches came out smaller
+    batch = max(1, round(statistics.mean(o["concurrent"]["mean_batch"] or 1 for o in per_backend.values())))
     for b, out in per_backend.items():
         c = out["concurrent"]
-        parts = where_time_goes(served[b], b, files, max(1, round(c["mean_batch"] or 1)), 5 if args.smoke else 100)
+        parts = where_time_goes(served[b], b, files, batch, 5 if args.smoke else 100)
         parts["rest_cpu_ms_per_request"] = round(c["server_cpu_ms_per_request"] - parts["decode_cpu_ms_per_image"]
                                                  - parts["forward_cpu_ms_per_image"], 3)
         out["server_cpu_parts"] = parts

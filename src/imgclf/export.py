@@ -150,9 +150,15 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
             warnings.filterwarnings("ignore", message=".*No complete tensor found.*")
             torch.export.save(program, buf, extra_files={"model.json": json.dumps(card_json)})
         data = buf.getvalue()
+    page = usage_page(card_json)
+    card_path = target.with_name(target.name + ".json")
+    # The card and page beside the model describe it: removed before the model is replaced, so that a write that
+    # fails part way (a full disk) leaves them missing, never describing the graph that was there before.
+    for beside in (card_path, usage_path(target)):
+        beside.unlink(missing_ok=True)
     atomic_write_bytes(target, data)
-    write_json(target.with_name(target.name + ".json"), card_json)
-    atomic_write_text(usage_path(target), usage_page(card_json))
+    write_json(card_path, card_json)
+    atomic_write_text(usage_path(target), page)
     return target
 
 
@@ -170,10 +176,11 @@ def _onnx_graph(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple) 
 
 def _int8_graph(graph: bytes, run_dir: Path, clf: Classifier) -> tuple[bytes, QuantizationCheck]:
     """The graph quantized on part of the run's validation images, and how it agrees with fp32 on the rest."""
-    pixels = validation_pixels(run_dir, clf.decode)
+    pixels, unreadable = validation_pixels(run_dir, clf.decode)
     calibration, checked, overlap = calibration_split(len(pixels))
     int8 = quantize_graph(graph, pixels[calibration], INPUT_NAME)
-    return int8, compare_graphs(graph, int8, pixels[checked], INPUT_NAME, len(pixels[calibration]), overlap)
+    return int8, compare_graphs(graph, int8, pixels[checked], INPUT_NAME, len(pixels[calibration]), overlap,
+                                unreadable, clf._label_thresholds(None))
 
 
 def _with_card(graph: bytes, card_json: dict[str, Any]) -> bytes:
@@ -292,8 +299,8 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     backend's, and are refused rather than ignored); an int8 export (`export_run(quantize="int8")`) takes auto
     only."""
     if precision not in ("auto", "32"):
-        raise invalid("precision", precision, "auto or 32 with the onnx backend (its graph runs in fp32); "
-                      "bf16-mixed or 16-mixed with the torch backend")
+        raise invalid("precision", precision, "auto or 32 with the onnx backend (its graph runs in fp32, or its "
+                      "convolutions in int8: auto only); bf16-mixed or 16-mixed with the torch backend")
     path = Path(run_or_file)
     if path.is_dir():
         path = path / "export" / FORMATS["onnx"]
@@ -303,15 +310,17 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     elif not path.is_file():
         raise bad_path("run", run_or_file, "a run directory or an .onnx file", "not found")
     clf = OnnxClassifier.from_file(path, threads)
+    # the run whose own export this is: named directly, or its export named as a file (a copy moved elsewhere
+    # stands alone, with the card it carries)
+    real = path.resolve()
+    run = (Path(run_or_file) if Path(run_or_file).is_dir() else real.parent.parent
+           if real.parent.name == "export" and (real.parent.parent / "model.json").is_file() else None)
     if precision == "32" and clf.precision == "int8":
         raise invalid("precision", precision, "auto with an int8 export (its convolutions run in int8)",
-                      hint=f"Export it again without --quantize to serve fp32: imgclf export "
-                           f"{shlex.quote(str(run_or_file))} --format onnx")
-    if Path(run_or_file).is_dir():
-        _refuse_stale(run_or_file, clf.card)
-    elif (real := path.resolve()).parent.name == "export" and (real.parent.parent / "model.json").is_file():
-        # a run's own export named as a file: as stale as named through its run (a copy moved elsewhere stands
-        # alone, with the card it carries)
-        _refuse_stale(real.parent.parent, clf.card)
+                      hint="Export it again without --quantize to run fp32: " + (
+                          f"imgclf export {shlex.quote(str(run))} --format onnx" if run is not None else
+                          "imgclf export RUN --format onnx --out FOLDER, from the run it was exported from"))
+    if run is not None:
+        _refuse_stale(run, clf.card)  # as stale named as a file as named through its run
     clf.run_dir = Path(run_or_file).absolute()  # shown by repr, as for the torch backend
     return clf

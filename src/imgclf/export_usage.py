@@ -113,18 +113,18 @@ def _int8(export: dict[str, Any]) -> bool:
     return export.get("quantization") == "int8"
 
 
-def _precision(export: dict[str, Any]) -> str:
+def _precision(export: dict[str, Any], multilabel: bool) -> str:
     if _int8(export):
-        check = export.get("quantization_check") or {}
-        measured = (f" Against the float32 graph on {check['checked_images']:,} validation images"
-                    f"{' (its calibration images too: a small split)' if check.get('overlap') else ''}: the same "
-                    f"top-1 class for {check['top1_agreement']:.2%}, the same unknown flag for "
-                    f"{check['unknown_agreement']:.2%}, probabilities within {check['max_probability_change']:.3f}."
-                    if check else "")
+        from .quantize import agreement_text
+        from .records import QuantizationCheck
+
+        check = export.get("quantization_check")
+        head = "sigmoid" if multilabel else "softmax and unknown detector"
         return ("The graph's convolutions compute in int8 (`imgclf export --quantize int8`: per-channel int8 "
                 "weights, uint8 activations whose ranges were set on the run's validation images); the rest, "
-                "softmax and unknown detector included, in float32. `imgclf predict RUN IMAGES --backend onnx` "
-                "gives its answers; the run's own weights (`--backend torch`) answer a little otherwise." + measured
+                f"{head} included, in float32. `imgclf predict RUN IMAGES --backend onnx` gives its answers; the "
+                "run's own weights (`--backend torch`) answer a little otherwise."
+                + (" " + agreement_text(QuantizationCheck.model_validate(check)) if check else "")
                 + " onnxruntime runs it faster with `disabled_optimizers=[\"QDQPropagationTransformer\"]`, as "
                 "the example and imgclf do (the max-pools then run in float32, not in uint8).")
     return ("The graph computes in float32: `imgclf predict RUN IMAGES --precision 32` gives its answers (to about "
@@ -203,7 +203,7 @@ def usage_page(card: dict[str, Any]) -> str:
               ("`imgclf predict RUN IMAGES --backend onnx` (or `imgclf serve RUN --backend onnx`) runs this file "
                "with exactly these steps." if export["format"] == "onnx" else
                "`imgclf predict RUN IMAGES` decodes with exactly these steps (and runs the run's own weights)."), "",
-              "## Precision", "", _precision(export), ""]
+              "## Precision", "", _precision(export, multilabel), ""]
     if export["format"] == "onnx":
         # 1.17 refuses the graph's IR version 10; 1.18 and 1.19 have no ReduceL2 at opset 18 (the default
         # detector's norm): measured by the export review, 1.20.1 runs every detector

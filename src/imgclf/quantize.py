@@ -47,26 +47,31 @@ def check_quantize(quantize: str, format: str) -> str:
 
 
 def validation_pixels(run_dir: Path, decode, limit: int = CALIBRATION_IMAGES + CHECKED_IMAGES,
-                      seed: int = 0) -> np.ndarray:
+                      seed: int = 0) -> tuple[np.ndarray, int]:
     """Up to `limit` of the run's validation images, drawn at random across the split and decoded as prediction
-    decodes them (`decode`: `Classifier.decode`); unreadable ones are passed over."""
+    decodes them (`decode`: `Classifier.decode`), and how many drawn ones could not be read (passed over, with a
+    warning: the ranges are then set on fewer images, or on fewer classes, than the split holds)."""
     dataset = RunDir(run_dir).read_dataset()
     files, _ = dataset.split_paths("val") if "val" in dataset.splits else ([], [])
     order = np.random.default_rng(seed).permutation(len(files))
-    pixels = []
+    pixels, unreadable = [], []
     for i in order:
         if len(pixels) == limit:
             break
         try:
             pixels.append(decode(str(files[i])))
-        except Exception:  # moved, deleted or broken since training: calibrate on the rest
-            continue
+        except Exception:  # moved, deleted or broken since training
+            unreadable.append(str(files[i]))
     if not pixels:
         raise bad_path("run", run_dir, "a run whose validation images are on disk (int8 calibration reads them)",
                        f"none of its {len(files):,} validation images could be read"
                        + (f" (e.g. {files[0]})" if files else ""),
                        hint="Restore the data folder named in its dataset.json, or export without --quantize")
-    return np.stack(pixels)
+    if unreadable:
+        warn(f"{len(unreadable):,} of the {len(unreadable) + len(pixels):,} validation images drawn for int8 "
+             f"calibration could not be read (e.g. {unreadable[0]}): the ranges are set and checked on the other "
+             f"{len(pixels):,}")
+    return np.stack(pixels), len(unreadable)
 
 
 def calibration_split(count: int) -> tuple[slice, slice, bool]:
@@ -78,16 +83,25 @@ def calibration_split(count: int) -> tuple[slice, slice, bool]:
     return slice(0, count), slice(0, count), True
 
 
+class _FromOnnxruntime(logging.Filter):
+    """Drops the records onnxruntime's quantizer logs through the root logger (progress, and advice such as
+    "Please consider to run pre-processing", which quant_pre_process has done); anyone else's pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"{os.sep}onnxruntime{os.sep}" not in record.pathname
+
+
 @contextmanager
 def _quiet_quantizer() -> Iterator[None]:
-    """onnxruntime's quantizer logs progress and advice through the root logger at WARNING."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    """onnxruntime's quantizer logs through the root logger itself (`logging.warning(...)`): a filter on that
+    logger sees only those direct calls, not the records other loggers pass up to its handlers, and drops only
+    onnxruntime's. Raising the root level instead silenced every other thread's warnings meanwhile."""
+    root, quiet = logging.getLogger(), _FromOnnxruntime()
+    root.addFilter(quiet)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(quiet)
 
 
 def quantize_graph(model: bytes, pixels: np.ndarray, input_name: str) -> bytes:
@@ -115,9 +129,10 @@ def quantize_graph(model: bytes, pixels: np.ndarray, input_name: str) -> bytes:
 
 
 def compare_graphs(fp32: bytes, int8: bytes, pixels: np.ndarray, input_name: str, calibration_images: int,
-                   overlap: bool) -> QuantizationCheck:
+                   overlap: bool, unreadable_images: int = 0,
+                   thresholds: np.ndarray | None = None) -> QuantizationCheck:
     """Both graphs on `pixels`: how often they agree. Outputs in the export's order: probabilities, score,
-    unknown."""
+    unknown. thresholds: a multi-label run's, one per label (its answer is the labels at or above them)."""
     import onnxruntime as ort
 
     answers = []
@@ -129,11 +144,33 @@ def compare_graphs(fp32: bytes, int8: bytes, pixels: np.ndarray, input_name: str
     (p32, _, u32), (p8, _, u8) = answers
     check = QuantizationCheck(
         calibration_images=calibration_images, checked_images=len(pixels), overlap=overlap,
+        unreadable_images=unreadable_images,
         top1_agreement=round(float((p32.argmax(1) == p8.argmax(1)).mean()), 5),
         unknown_agreement=round(float((u32 == u8).mean()), 5),
+        labels_agreement=None if thresholds is None else round(float(((p32 >= thresholds) == (p8 >= thresholds))
+                                                                     .all(1).mean()), 5),
         max_probability_change=round(float(np.abs(p32 - p8).max()), 5))
-    if check.top1_agreement < AGREEMENT_WARN:
-        warn(f"the int8 graph gives the fp32 graph's top-1 class on {check.top1_agreement:.1%} of "
-             f"{check.checked_images:,} validation images (below {AGREEMENT_WARN:.0%}): evaluate it before serving "
-             "it, or export without --quantize")
+    low = [f"{what} for {round(share * len(pixels)):,} of {len(pixels):,} validation images ({share:.1%})"
+           for what, share in (("the same labels", check.labels_agreement) if thresholds is not None else
+                               ("the same top-1 class", check.top1_agreement),
+                               ("the same unknown flag", check.unknown_agreement))
+           if share is not None and share < AGREEMENT_WARN]
+    if low:
+        warn(f"the int8 graph gives the fp32 graph's answers below {AGREEMENT_WARN:.0%}: {'; '.join(low)}. "
+             "Compare `imgclf predict RUN IMAGES --backend onnx` with `--backend torch` on images whose labels you "
+             "know before serving it, or export without --quantize")
     return check
+
+
+def agreement_text(check: QuantizationCheck) -> str:
+    """The check in one sentence, as the export command prints it and the model's page gives it."""
+    images = (f"{check.checked_images:,} validation images"
+              + (" (its calibration images too: too few readable ones to keep apart)" if check.overlap else "")
+              + (f"; {check.unreadable_images:,} unreadable ones passed over" if check.unreadable_images else ""))
+    if check.labels_agreement is not None:
+        answers = f"the same labels for {check.labels_agreement:.2%}"
+    else:
+        answers = (f"the same top-1 class for {check.top1_agreement:.2%}, the same unknown flag for "
+                   f"{check.unknown_agreement:.2%}")
+    return (f"Against the fp32 graph on {images}: {answers}, probabilities within "
+            f"{check.max_probability_change:.3f}.")

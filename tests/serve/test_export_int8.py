@@ -16,7 +16,7 @@ from imgclf.errors import ImgclfError
 from imgclf.export import CARD_METADATA_KEY, export_run, load_onnx
 from imgclf.inference import Classifier
 from imgclf.io import read_json, write_json
-from imgclf.quantize import CALIBRATION_IMAGES, calibration_split
+from imgclf.quantize import CALIBRATION_IMAGES, calibration_split, validation_pixels
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,12 @@ def test_every_convolution_and_nothing_else_runs_in_int8(run, int8_path, tmp_pat
     weights = {i.name for i in graph.initializer}
     int8_weights = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
     assert int8_weights and {n.op_type for n in graph.node if int8_weights & set(n.input)} == {"Conv"}
+    # per-channel: one scale per output channel of each convolution
+    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    dequantize = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
+    for conv in convs:
+        weight = dequantize[conv.input[1]]
+        assert shapes[weight.input[1]] == (shapes[weight.input[0]][0],)
     assert not [n for n in graph.node if n.op_type in ("Gemm", "MatMul") and fed_by_dequantize & set(n.input)]
     plain = onnx.load(str(export_run(run, "onnx", out=tmp_path))).graph
     assert not [n for n in plain.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
@@ -70,14 +76,73 @@ def test_the_onnx_backend_serves_the_int8_graph_with_the_answers_of_fp32(run, in
     torch_clf = Classifier.load(run, precision="32")
     pixels = _test_pixels(run, torch_clf)
     expected = torch_clf.infer_pixels(pixels)
-    onnx_clf = load_onnx(run)
+    import onnxruntime
+
+    sessions = []
+    with pytest.MonkeyPatch.context() as mp:  # onnxruntime's QDQ propagation made the max-pools run in uint8, slowly
+        mp.setattr(onnxruntime, "InferenceSession",
+                   lambda *a, _make=onnxruntime.InferenceSession, **kw: sessions.append(kw) or _make(*a, **kw))
+        onnx_clf = load_onnx(run)
+    assert sessions[0]["disabled_optimizers"] == ["QDQPropagationTransformer"]
     assert onnx_clf.precision == "int8"
     got = onnx_clf.infer_pixels(pixels)
     assert got.probabilities.shape == expected.probabilities.shape
     assert (got.probabilities.argmax(1) == expected.probabilities.argmax(1)).mean() >= 0.9
     assert np.abs(got.probabilities - expected.probabilities).max() > 0  # quantized: not the fp32 graph
-    with pytest.raises(ImgclfError, match="precision must be auto with an int8 export.*Received: precision='32'"):
+    with pytest.raises(ImgclfError, match="precision must be auto with an int8 export.*Received: precision='32'.*"
+                                          f"imgclf export {run} --format onnx"):
         load_onnx(run, precision="32")
+    # named by its file, the hint still names the run it belongs to (exporting the file itself is refused)
+    with pytest.raises(ImgclfError, match=f"imgclf export {run} --format onnx"):
+        load_onnx(int8_path, precision="32")
+
+
+@pytest.fixture(scope="module")
+def larger_run(tmp_path_factory) -> Path:
+    """A run whose validation split (36 images) is large enough to keep calibration and check apart, and of another
+    size than its test split (24)."""
+    import imgclf
+    from conftest import make_image_folder
+
+    base = tmp_path_factory.mktemp("int8-larger")
+    data = make_image_folder(base / "data", per_class=40, seed=3)
+    return imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 2, "batch_size": 16,
+                       "lr": 3e-3, "out": str(base / "run"), "progress": False, "seed": 0,
+                       "model_args": {"width": 8}, "val_split": 0.3, "test_split": 0.2}).path
+
+
+def test_the_check_reads_validation_images_apart_from_the_calibration_ones(larger_run, tmp_path):
+    """The card's figures are the two graphs' own answers on the validation images calibration did not read,
+    recomputed here from the two files."""
+    import onnxruntime as ort
+
+    int8 = export_run(larger_run, "onnx", out=tmp_path / "int8", quantize="int8")
+    fp32 = export_run(larger_run, "onnx", out=tmp_path / "fp32")
+    check = read_json(int8.with_name("model.onnx.json"))["export"]["quantization_check"]
+    splits = read_json(larger_run / "dataset.json")["splits"]
+    assert len(splits["val"]["files"]) == 36 != len(splits["test"]["files"])
+    assert (check["calibration_images"], check["checked_images"], check["overlap"]) == (18, 18, False)
+    pixels, unreadable = validation_pixels(larger_run, Classifier.load(larger_run).decode)
+    _, checked, _ = calibration_split(len(pixels))
+    p32, _, u32 = ort.InferenceSession(str(fp32)).run(None, {"images": pixels[checked]})
+    p8, _, u8 = ort.InferenceSession(str(int8)).run(None, {"images": pixels[checked]})
+    assert unreadable == 0 and np.abs(p8 - p32).max() > 0  # two graphs, not one compared with itself
+    assert check["top1_agreement"] == round(float((p32.argmax(1) == p8.argmax(1)).mean()), 5)
+    assert check["unknown_agreement"] == round(float((u32 == u8).mean()), 5)
+    assert check["max_probability_change"] == pytest.approx(float(np.abs(p32 - p8).max()), abs=1e-5)
+    assert "too few readable ones" not in int8.with_name("model.onnx.md").read_text()
+
+    # a threshold between the two graphs' scores of one image: the check must count its flag as changed
+    _, s32, _ = ort.InferenceSession(str(fp32)).run(None, {"images": pixels[checked]})
+    _, s8, _ = ort.InferenceSession(str(int8)).run(None, {"images": pixels[checked]})
+    i = int(np.abs(s32 - s8).argmax())
+    copy = Path(shutil.copytree(larger_run, tmp_path / "run", ignore=shutil.ignore_patterns("export")))
+    card = read_json(copy / "model.json")
+    threshold = card["unknown"]["threshold"] = float((s32[i] + s8[i]) / 2)
+    write_json(copy / "model.json", card)
+    check = read_json(export_run(copy, "onnx", quantize="int8").with_name("model.onnx.json"))["export"][
+        "quantization_check"]
+    assert check["unknown_agreement"] == round(float(((s32 < threshold) == (s8 < threshold)).mean()), 5) < 1
 
 
 def test_calibration_and_check_images_are_apart_once_there_are_enough():
@@ -91,18 +156,26 @@ def test_low_agreement_is_a_warning(run, tmp_path, monkeypatch, capsys):
     import imgclf.quantize
 
     export_run(run, "onnx", out=tmp_path, quantize="int8")
-    assert "int8 graph gives" not in capsys.readouterr().err
+    assert "the same top-1 class for" not in capsys.readouterr().err  # it agrees on every image
     monkeypatch.setattr(imgclf.quantize, "AGREEMENT_WARN", 1.01)  # no graph agrees above 100 %
     export_run(run, "onnx", out=tmp_path, quantize="int8")
-    assert "the int8 graph gives the fp32 graph's top-1 class on 100.0% of" in capsys.readouterr().err
+    val = len(read_json(run / "dataset.json")["splits"]["val"]["files"])
+    err = capsys.readouterr().err
+    assert (f"the int8 graph gives the fp32 graph's answers below 101%: the same top-1 class for {val} of {val} "
+            f"validation images (100.0%); the same unknown flag for") in err
+    assert "--backend onnx` with `--backend torch`" in err
 
 
-def test_bad_quantize_requests_are_one_clear_error(run, tmp_path):
+def test_bad_quantize_requests_are_one_clear_error(run, int8_path, tmp_path):
     with pytest.raises(ImgclfError, match=r"quantize must be one of .*Received: quantize='int4'"):
         export_run(run, "onnx", out=tmp_path, quantize="int4")
     with pytest.raises(ImgclfError, match=r"quantize must be none with --format pt2.*--format onnx"):
         export_run(run, "pt2", out=tmp_path, quantize="int8")
     moved = Path(shutil.copytree(run, tmp_path / "moved", ignore=shutil.ignore_patterns("export")))
+    # a copy of the file alone: the hint cannot name a run
+    alone = Path(shutil.copy(int8_path, tmp_path / "alone.onnx"))
+    with pytest.raises(ImgclfError, match="from the run it was exported from"):
+        load_onnx(alone, precision="32")
     dataset = read_json(moved / "dataset.json")
     write_json(moved / "dataset.json", {**dataset, "root": str(tmp_path / "gone")})
     with pytest.raises(ImgclfError, match=r"validation images are on disk.*none of its \d+ validation images could "
@@ -114,7 +187,9 @@ def test_bad_quantize_requests_are_one_clear_error(run, tmp_path):
 def test_cli_export_int8_prints_the_agreement(run, tmp_path):
     result = CliRunner().invoke(app, ["export", str(run), "--quantize", "int8", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "int8 against fp32 on" in result.output and "top-1 agreement" in result.output
+    assert "int8: Against the fp32 graph on" in result.output and "the same top-1 class for" in result.output
+    assert "its calibration images too" in result.output
+    assert "pre-processing" not in result.output  # onnxruntime's advice, for a step the export has taken
     assert (tmp_path / "model.onnx").exists()
 
 
@@ -126,9 +201,89 @@ def test_the_int8_page_says_so_and_its_example_answers_as_imgclf_does(run, int8_
     assert "convolutions compute in int8" in text and "graph computes in float32" not in text
     check = read_json(int8_path.with_name("model.onnx.json"))["export"]["quantization_check"]
     assert f"the same top-1 class for {check['top1_agreement']:.2%}" in text
+    assert "(its calibration images too: too few readable ones to keep apart)" in text  # the tiny run's 12
     assert 'disabled_optimizers=["QDQPropagationTransformer"]' in text
     paths = sorted(str(p) for p in image_folder.glob("*/*.png"))[::5]
     theirs = run_page_example(page, paths, monkeypatch)
     ours = load_onnx(run).predict(paths)
     assert [t[0] for t in theirs] == [p.label for p in ours]
     assert np.allclose([t[2] for t in theirs], [p.probability for p in ours], atol=1e-6)
+
+
+def test_unreadable_validation_images_are_passed_over_counted_and_said(run, tmp_path, capsys):
+    data = Path(read_json(run / "dataset.json")["root"])
+    copy = Path(shutil.copytree(data, tmp_path / "data"))
+    moved = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("export")))
+    dataset = read_json(moved / "dataset.json")
+    write_json(moved / "dataset.json", {**dataset, "root": str(copy)})
+    val = dataset["splits"]["val"]["files"]
+    for name in val[:3]:
+        (copy / name).unlink()
+    check = read_json(export_run(moved, "onnx", quantize="int8").with_name("model.onnx.json"))["export"][
+        "quantization_check"]
+    assert check["unreadable_images"] == 3 and check["checked_images"] == len(val) - 3
+    assert f"3 of the {len(val)} validation images drawn for int8 calibration could not be read" \
+        in capsys.readouterr().err
+    assert "3 unreadable ones passed over" in (moved / "export" / "model.onnx.md").read_text()
+
+
+def test_a_multilabel_check_compares_the_labels_at_the_runs_thresholds(tmp_path):
+    """The answer of a multi-label run is its label set: the check counts images whose labels are all the same."""
+    from imgclf.quantize import compare_graphs
+
+    class Session:  # the two graphs' probabilities, as onnxruntime would answer them
+        def __init__(self, model, **_):
+            self.probabilities = {b"fp32": np.array([[0.9, 0.6], [0.2, 0.8]], dtype=np.float32),
+                                  b"int8": np.array([[0.9, 0.4], [0.1, 0.8]], dtype=np.float32)}[model]
+
+        def run(self, _names, feed):
+            n = len(next(iter(feed.values())))
+            return [self.probabilities[:n], np.zeros(n, np.float32), np.zeros(n, bool)]
+
+    import onnxruntime
+
+    pixels = np.zeros((2, 4, 4, 1), np.uint8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(onnxruntime, "InferenceSession", Session)
+        check = compare_graphs(b"fp32", b"int8", pixels, "images", 2, True, thresholds=np.array([0.5, 0.5]))
+        plain = compare_graphs(b"fp32", b"int8", pixels, "images", 2, True)
+    assert check.labels_agreement == 0.5 and check.top1_agreement == 1.0  # image 0 lost its second label
+    assert plain.labels_agreement is None
+
+
+def test_only_onnxruntimes_own_log_records_are_dropped_while_quantizing(caplog):
+    """onnxruntime's quantizer advises through the root logger; a library caller's warnings, from any logger or
+    thread, must still be seen meanwhile (raising the root level silenced them all)."""
+    import logging
+    import os
+
+    from imgclf.quantize import _quiet_quantizer
+
+    def theirs() -> logging.LogRecord:
+        return logging.LogRecord("root", logging.WARNING, os.sep.join(["", "site-packages", "onnxruntime",
+                                 "quantization", "quantize.py"]), 1, "theirs", None, None)
+
+    with caplog.at_level(logging.WARNING), _quiet_quantizer():
+        logging.getLogger("myapp").warning("mine")
+        logging.warning("mine, through the root logger")
+        logging.getLogger().handle(theirs())
+    logging.getLogger().handle(theirs())  # afterwards: no longer dropped
+    assert [r.getMessage() for r in caplog.records] == ["mine", "mine, through the root logger", "theirs"]
+
+
+def test_a_failed_export_never_leaves_the_old_card_beside_another_graph(run, tmp_path, monkeypatch):
+    import imgclf.export
+
+    export_run(run, "onnx", out=tmp_path)  # fp32, with its card and page
+    real = imgclf.export.atomic_write_bytes
+
+    def full_disk(path, data):
+        real(path, data)  # the new graph lands, then the disk is full
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(imgclf.export, "atomic_write_bytes", full_disk)
+    with pytest.raises(OSError):
+        export_run(run, "onnx", out=tmp_path, quantize="int8")
+    # the int8 graph without a card or page beside it, rather than the fp32 graph's card describing it
+    assert (tmp_path / "model.onnx").exists()
+    assert not (tmp_path / "model.onnx.json").exists() and not (tmp_path / "model.onnx.md").exists()

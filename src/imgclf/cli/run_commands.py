@@ -70,7 +70,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
                                                       "every label instead of the ones tuned on validation "
                                                       "(model.json thresholds)."),
             precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto or "
-                                          "32).")) -> None:
+                                          "32), an int8 export (export --quantize int8) in int8 (auto).")) -> None:
     """Predict labels and calibrated probabilities for images, or unknown for an image like no class.
 
     Each prediction carries its in-distribution score. Unreadable files get an error row.
@@ -218,10 +218,9 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
     typer.echo(f"wrote {path}, its card {path.name}.json and how to call it, {path.name}.md")
     card = ExportedCard.model_validate_json(path.with_name(path.name + ".json").read_text())
     if (check := card.export.quantization_check) is not None:
-        typer.echo(f"int8 against fp32 on {check.checked_images:,} validation images"
-                   f"{' (also its calibration images: the split is small)' if check.overlap else ''}: "
-                   f"top-1 agreement {check.top1_agreement:.2%}, unknown flags {check.unknown_agreement:.2%}, "
-                   f"largest probability change {check.max_probability_change:.3f}")
+        from ..quantize import agreement_text
+
+        typer.echo(f"int8: {agreement_text(check)}")
 
 
 @app.command()
@@ -234,12 +233,13 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
           backend: str = typer.Option("torch", help="torch, or onnx: onnxruntime over RUN/export/model.onnx "
                                                     "(make it with `imgclf export RUN`); the same answers as "
                                                     "torch at --precision 32 (at bf16, scores differ a little, "
-                                                    "and a few unknown verdicts near the threshold with them)."),
+                                                    "and a few unknown verdicts near the threshold with them; "
+                                                    "an int8 export answers as its card's check says)."),
           threads: Optional[int] = typer.Option(None, min=1, help="Forward-pass threads (default: half the cores)."),
           access_log: bool = typer.Option(True, help="Log every request."),
           unknown: str = typer.Option("on", help=UNKNOWN_HELP + " A request may ask ?unknown=off."),
-          precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto or 32); "
-                                        "GET /health says which."),
+          precision: str = typer.Option("auto", help=PRECISION_HELP + " The onnx backend runs in fp32 (auto or 32), "
+                                        "an int8 export in int8 (auto); GET /health says which."),
           allow_origin: list[str] = typer.Option([], help="A web origin (scheme://host[:port], or * for any) whose "
                                                  "pages' scripts may call the API from a browser (CORS); repeat "
                                                  "for several. None by default.")) -> None:

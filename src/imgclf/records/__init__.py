@@ -47,12 +47,9 @@ from .base import (
 )
 from .card import (
     CalibrationInfo,
-    ExportedCard,
-    ExportInfo,
     HeadlineMetrics,
     LRFindInfo,
     ModelCard,
-    QuantizationCheck,
     ResumeInfo,
     SettingChange,
     SizingCandidate,
@@ -61,6 +58,7 @@ from .card import (
     UnknownInfo,
 )
 from .dataset import DatasetRecord, DuplicateGrouping, ImbalanceStats, LabelStats, SkippedFile, SplitFiles, SplitLeak
+from .exported import ExportedCard, ExportInfo, QuantizationCheck
 from .folds import FoldMetric, FoldRow, FoldsRecord, FoldStats
 from .lr_find import LR_FIND_FILE, LRFindRecord
 from .metrics import (

@@ -85,6 +85,7 @@ def measure(run_dir: Path, work: Path, repeats: int) -> dict[str, object]:
     return {
         "run": str(run_dir), "architecture": card.architecture, "img_size": card.img_size, "color": card.color,
         "images": len(pixels), "torch_precision": arms["torch-auto"].precision,
+        "recipe": card.training.recipe, "epochs_trained": card.training.epochs_trained,
         "quantization_check": card.export.quantization_check.model_dump(),
         "accuracy": {arm: round(v, 4) for arm, v in accuracy.items()},
         "accuracy_int8_minus_fp32_points": round(100 * (accuracy["onnx-int8"] - accuracy["onnx-fp32"]), 2),

@@ -954,7 +954,9 @@ def int8_section(results: list[dict]) -> list[str]:
             acc, ms, up, tup = (r["accuracy"], r["forward_cpu_ms_per_image"], r["int8_speedup_over_fp32"],
                                 r["int8_speedup_over_torch_auto"])
             q = r["quantization_check"]
-            lines.append(f"| {r['architecture']} {r['img_size']}px {r['color']} | {q['calibration_images']:,} / "
+            trained = (f" (`{r['recipe']}`, {r['epochs_trained']:.1f} epochs)" if r.get("recipe") else
+                       f" ({r['epochs_trained']:.1f} epochs)" if r.get("epochs_trained") else "")
+            lines.append(f"| {r['architecture']} {r['img_size']}px {r['color']}{trained} | {q['calibration_images']:,} / "
                          f"{q['checked_images']:,}{' (the same)' if q['overlap'] else ''} | {r['images']:,} | "
                          f"{acc['torch-auto']:.4f} ({r['torch_precision']}) / {acc['onnx-fp32']:.4f} / "
                          f"{acc['onnx-int8']:.4f} | {r['accuracy_int8_minus_fp32_points']:+.2f} points | "

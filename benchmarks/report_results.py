@@ -864,9 +864,13 @@ def serving_section(result: dict | None, heading: str = "## Serving") -> list[st
              + ("before the run: a machine shared with other sessions, so seconds and latencies are upper bounds and "
                 "the ratio measured interleaved is the figure that counts. " if env["load_average_1min_before"] > 1.0
                 else "before the run: nothing else ran; the server and the clients share the 2 cores. ")
-             + "CPU figures are the server's own (decode and "
-             "forward measured in-process at the batch size the server reached; the rest is HTTP, multipart, the "
-             "batcher and JSON, the same code for both backends).", ""]
+             + ("`onnx-int8`: a copy of the run whose export is `imgclf export --quantize int8`, served by "
+                "`--backend onnx`. " if any("onnx-int8" in r.get("backends", {}) for r in result["results"]) else "")
+             + "CPU figures are the server's own (decode and forward measured in-process at "
+             + (f"batch {batches.pop()}, the same for every arm" if len(batches := {
+                 b["server_cpu_parts"]["batch"] for r in result["results"] for b in r["backends"].values()}) == 1
+                else "the batch size each server reached")
+             + "; the rest is HTTP, multipart, the batcher and JSON, the same code for every backend).", ""]
     for run in result["results"]:
         model = run["model"]
         lines += [f"`{model['architecture']}` at {model['img_size']}x{model['img_size']}x{model['in_chans']}, "
@@ -891,7 +895,7 @@ def serving_section(result: dict | None, heading: str = "## Serving") -> list[st
                                              ("p99_no_worse", "p99 worse"), ("onnx_no_errors", "errors"))
                       if not target[key]]
             lines += ["", f"onnx / torch: **{ratio['throughput']:.2f}x requests/s**, p50 {ratio['p50']:.2f}x, p99 "
-                      f"{ratio['p99']:.2f}x, server CPU per request {ratio['server_cpu_per_request']:.2f}x, forward CPU "
+                      f"{ratio['p99']:.3f}x, server CPU per request {ratio['server_cpu_per_request']:.2f}x, forward CPU "
                       f"per image {ratio['forward_cpu_per_image']:.2f}x. Target (issue 23: at least 1.5x requests/s, "
                       f"p99 no worse, 0 errors): **{'met' if not missed else 'missed: ' + ', '.join(missed)}**.",
                       "", f"Where the time goes: the forward pass is the only part that differs, and the per-request "
@@ -912,7 +916,8 @@ def serving_section(result: dict | None, heading: str = "## Serving") -> list[st
                       f"CPU per request {int8['server_cpu_per_request']:.2f}x, forward CPU per image "
                       f"{int8['forward_cpu_per_image']:.2f}x. Its convolutions run in int8; against the fp32 graph on "
                       f"{check['checked_images']:,} validation images it gives the same top-1 class for "
-                      f"{check['top1_agreement']:.2%} (the export's own check). The same target, met by the int8 "
+                      f"{check['top1_agreement']:.2%} and the same unknown flag for {check['unknown_agreement']:.2%} "
+                      f"(the export's own check). The same target, met by the int8 "
                       f"export: **{'yes' if not missed else 'no: ' + ', '.join(missed)}**."]
         auto = run.get("torch_auto_over_fp32")
         if auto:

@@ -6,7 +6,7 @@ the CPU has native bf16, torch serves under bf16 autocast by default).
     python -m benchmarks.serve_load --models model_s:32 --backends torch,onnx   # issue 23's comparison
     python -m benchmarks.serve_load --run runs/x    # an existing run
     python -m benchmarks.serve_load --models model_s:32 --backends torch,torch-fp32,onnx --tag _xeon
-    python -m benchmarks.serve_load --models model_s:32 --backends torch,torch-fp32,onnx,onnx-int8 --tag _epyc
+    python -m benchmarks.serve_load --models model_s:32 --backends torch,torch-fp32,onnx,onnx-int8 --tag _epyc_bf16
 
 `onnx-int8` serves a copy of the run whose export is `imgclf export --quantize int8` (convolutions in int8,
 calibrated on the run's validation images); its agreement with the fp32 graph is recorded beside its figures.
@@ -17,7 +17,7 @@ never another interface), and sends --requests requests from --concurrency clien
 at a time to each, in --rounds rounds that alternate the backends (and their order) and the two modes, so that
 a change in background load hits all of them alike (every phase also stops at --time-limit seconds). It counts
 5xx answers and transport errors, stops the servers, splits each backend's server CPU per request into decoding,
-the forward pass (both measured in-process at the batch size the server reached) and the rest (HTTP, multipart,
+the forward pass (both measured in-process, every arm at one batch: the mean the servers reached) and the rest (HTTP, multipart,
 batcher, JSON: the same code for both), and writes benchmarks/results/serve<--tag>.json with, per run, each backend's
 figures and the onnx/torch ratios. Every request is one PNG from the run's test split, as the upload
 page or `curl -F files=@x.png` sends it. Besides wall-clock figures it records the server's CPU time per
@@ -85,12 +85,13 @@ ARMS = {"torch": ("torch", "auto"), "torch-fp32": ("torch", "32"), "onnx": ("onn
         "onnx-int8": ("onnx", "auto")}
 
 
-def int8_copy(run: Path) -> Path:
-    """A copy of the run (its model, card and statistics; not its export) whose export/model.onnx is the int8
-    graph: what `imgclf export RUN --quantize int8` then `imgclf serve RUN --backend onnx` serve."""
+def int8_copy(run: Path, work: Path) -> Path:
+    """A copy of the run under the benchmark's work folder (its model, card and statistics; not its export) whose
+    export/model.onnx is the int8 graph: what `imgclf export RUN --quantize int8` then `imgclf serve RUN --backend
+    onnx` serve."""
     from imgclf.export import export_run
 
-    copy = run.with_name(run.name + "-int8")
+    copy = work / "int8-copies" / run.name
     if copy.exists():
         shutil.rmtree(copy)
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
@@ -240,7 +241,7 @@ def backend_summary(concurrent: Phase, sequential: Phase, backend: str) -> dict:
 def where_time_goes(run: Path, arm: str, files: list[tuple[str, bytes]], batch: int, repeats: int) -> dict:
     """CPU time (this thread's, so other jobs on the machine inflate it little) of the two parts of a request
     that are the backend's own, measured in this process the way the server runs them: decoding one upload and
-    the forward pass at the batch size the server reached under load, per image. The rest of the server's CPU
+    the forward pass at `batch` (the servers' mean under load), per image. The rest of the server's CPU
     per request is HTTP, multipart parsing, the batcher and JSON, the same code for both backends."""
     import io
 
@@ -278,7 +279,7 @@ def bench_run(run: Path, args: argparse.Namespace, label: str) -> dict:
         from imgclf.export import export_run
 
         export_run(run)
-    served = {b: int8_copy(run) if b == "onnx-int8" else run for b in backends}
+    served = {b: int8_copy(run, args.work_folder) if b == "onnx-int8" else run for b in backends}
     from imgclf.records import RunDir
 
     card = RunDir(run).read_card()
@@ -429,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
             model, _, size = spec.partition(":")
             runs.append((make_run(bench, model, int(size or 32), args.epochs),
                          f"{model} at {size}px, trained {args.epochs} epoch(s) on digits by this script"))
+    args.work_folder = bench.work
     results = [bench_run(run, args, label) for run, label in runs]
 
     report = {

@@ -138,10 +138,10 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
         if quantize == "int8":
             graph, check = _int8_graph(graph, run_dir, clf)
             info.update(quantization="int8", quantization_check=check)
-        card_json = ExportedCard(**dict(card), export=ExportInfo(**info)).model_dump(mode="json")
+        card_json = _card_json(card, info)
         data = _with_card(graph, card_json)
     else:
-        card_json = ExportedCard(**dict(card), export=ExportInfo(**info)).model_dump(mode="json")
+        card_json = _card_json(card, info)
         with torch.no_grad():
             program = torch.export.export(wrapped, (example,), dynamic_shapes=dynamic)
         buf = io.BytesIO()
@@ -165,6 +165,16 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
 def usage_path(model_file: Path) -> Path:
     """The page beside an exported model that says how to call it (`export_usage`)."""
     return model_file.with_name(model_file.name + ".md")
+
+
+def _card_json(card: ModelCard, info: dict[str, Any]) -> dict[str, Any]:
+    """The exported card as JSON. An fp32 export's `export` block leaves the quantization keys out, as before
+    they existed: imgclf releases that predate them refuse a card holding keys they do not know."""
+    card_json = ExportedCard(**dict(card), export=ExportInfo(**info)).model_dump(mode="json")
+    if card_json["export"]["quantization"] == "none":
+        for key in ("quantization", "quantization_check"):
+            card_json["export"].pop(key)
+    return card_json
 
 
 def _onnx_graph(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple) -> bytes:

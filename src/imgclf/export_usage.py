@@ -4,9 +4,11 @@ the answers `imgclf predict` gives. The graph itself starts at uint8 pixels: eve
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .data.decode import INTERPOLATIONS
+from .quantize import DISABLED_OPTIMIZERS
 
 MIN_ONNXRUNTIME = "1.20"
 
@@ -105,8 +107,8 @@ def predict(paths):
 {answer}'''
 
 
-# what imgclf's onnx backend passes too (`quantize.DISABLED_OPTIMIZERS`: the max-pools stay float32, faster)
-_INT8_SESSION = ',\n                               disabled_optimizers=["QDQPropagationTransformer"]'
+# what imgclf's onnx backend passes too (the max-pools stay float32, faster)
+_INT8_SESSION = f",\n                               disabled_optimizers={json.dumps(DISABLED_OPTIMIZERS)}"
 
 
 def _int8(export: dict[str, Any]) -> bool:
@@ -125,7 +127,7 @@ def _precision(export: dict[str, Any], multilabel: bool) -> str:
                 f"{head} included, in float32. `imgclf predict RUN IMAGES --backend onnx` gives its answers; the "
                 "run's own weights (`--backend torch`) answer a little otherwise."
                 + (" " + agreement_text(QuantizationCheck.model_validate(check)) if check else "")
-                + " onnxruntime runs it faster with `disabled_optimizers=[\"QDQPropagationTransformer\"]`, as "
+                + f" onnxruntime runs it faster with `disabled_optimizers={json.dumps(DISABLED_OPTIMIZERS)}`, as "
                 "the example and imgclf do (the max-pools then run in float32, not in uint8).")
     return ("The graph computes in float32: `imgclf predict RUN IMAGES --precision 32` gives its answers (to about "
             "1e-5). imgclf's default precision, `auto`, runs the weights in bfloat16 on CPUs with native bf16 "

@@ -1,11 +1,12 @@
 """Static int8 quantization of an exported ONNX graph, calibrated on the run's own validation images.
 
 Only the convolutions are quantized (per-channel int8 weights, uint8 activations, QDQ format, which onnxruntime
-fuses into integer kernels on CPUs with VNNI): they are nearly all of a small CNN's time, and the rest of the
+fuses into integer kernels, fastest on CPUs with VNNI): they are nearly all of a small CNN's time, and the rest of the
 graph stays fp32. The trust head is never quantized: its Mahalanobis distances and the threshold stored with them
 are fitted on fp32 features, and the head costs ~1 % of the network. Measured on model_s at 32x32 (2 cores, AMD
-EPYC with AVX-512 VNNI, batch 8, 1 thread): the forward pass 0.30 against 0.69 ms per image
-(`DISABLED_OPTIMIZERS`); quantizing the dense layers as well was slower and changed more answers.
+EPYC with AVX-512 VNNI, batch 8, 1 thread): the forward pass 0.32 against 0.70 ms per image
+(benchmarks/results/onnx_int8_epyc_bf16.json, with `DISABLED_OPTIMIZERS`); quantizing the dense layers as well was
+slower and changed more answers.
 
 The export records how often the int8 graph gives the fp32 graph's top-1 class and unknown flag on validation
 images it was not calibrated on (`QuantizationCheck` in the card), and warns when it is below `AGREEMENT_WARN`.
@@ -29,7 +30,8 @@ from .records import QuantizationCheck, RunDir
 QUANTIZE = ("none", "int8")
 # onnxruntime's QDQ propagation moves each quantize step ahead of the max-pool before it, which then runs on uint8
 # in NCHW, unvectorised: on model_s at 32x32 (AMD EPYC, AVX-512 VNNI, batch 8, 1 thread) the int8 graph took
-# 0.44 ms per image with it and 0.30 without (fp32: 0.69); on a graph without QDQ nodes it changes nothing
+# 0.44 ms per image with it and 0.30 without (fp32: 0.69; a timing outside the repository, model_s 32x32 grey);
+# on a graph without QDQ nodes it changes nothing
 DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 CALIBRATION_IMAGES = 256  # ranges settle well before this on the runs measured; more only slows the export
 CHECKED_IMAGES = 1024

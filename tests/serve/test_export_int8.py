@@ -54,8 +54,12 @@ def test_every_convolution_and_nothing_else_runs_in_int8(run, int8_path, tmp_pat
         weight = dequantize[conv.input[1]]
         assert shapes[weight.input[1]] == (shapes[weight.input[0]][0],)
     assert not [n for n in graph.node if n.op_type in ("Gemm", "MatMul") and fed_by_dequantize & set(n.input)]
-    plain = onnx.load(str(export_run(run, "onnx", out=tmp_path))).graph
+    plain_path = export_run(run, "onnx", out=tmp_path)
+    plain = onnx.load(str(plain_path)).graph
     assert not [n for n in plain.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    # an fp32 export's card keeps the shape it had before int8 existed: older imgclf releases refuse unknown keys
+    assert not {"quantization", "quantization_check"} & set(read_json(plain_path.with_name("model.onnx.json"))["export"])
+    assert load_onnx(plain_path).precision == "32"
 
 
 def test_the_card_says_int8_and_how_it_agrees_with_fp32(run, int8_path):

@@ -74,19 +74,21 @@ def _refuse_a_folder_as_config(config: Any, function: str = "fit") -> None:
 
 
 def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | str | None" = None,
-             precision: str = "auto", progress: bool = True) -> "MetricsRecord":
+             precision: str = "auto", progress: bool = True, backend: str = "torch") -> "MetricsRecord":
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
     the metrics as an `imgclf.records.MetricsRecord`. tta: also score test-time augmentation over the views the
     run's training made (True refuses a run that made none; "auto" then skips it; None, the default: "auto" for the
     run's own test split, as training evaluated it and `imgclf evaluate` does, else off). precision: as for `load`; a
     loaded Classifier given as the run keeps its own unless another is asked.
-    progress=False: no progress lines."""
+    progress=False: no progress lines. backend="onnx": the run's export/model.onnx answers (fp32, or int8 for
+    `export --quantize int8`), its scores written to RUN/evaluations/onnx-*."""
     from .pipeline import evaluate as _evaluate
 
     _check_run_dir(run_dir)
     _refuse_onnx(run_dir, "evaluate")
     precision = _precision_of(run_dir, precision)
-    metrics = _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress)
+    metrics = _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress,
+                        backend=backend)
     _refresh(run_dir)
     return metrics
 
@@ -284,10 +286,11 @@ def _refuse_onnx(run_dir: Any, command: str) -> None:
         run = given if given.is_dir() else real.parent.parent if real.parent.name == "export" and \
             (real.parent.parent / "model.json").is_file() else None
         then = ("; then export it again: the ONNX file keeps the old temperature and threshold"
-                if command == "calibrate" else ", which it scores with the run's torch weights")
+                if command == "calibrate" else ", backend='onnx' to score its export")
         raise invalid("run_dir", Described("an ONNX classifier (imgclf.export.load_onnx)"),
                       "a run directory, a Run or a Classifier loaded with imgclf.load",
-                      hint=(f"Pass its run directory: imgclf.{command}({str(run)!r})" if run is not None else
+                      hint=(f"Pass its run directory: imgclf.{command}({str(run)!r}"
+                            + (", backend='onnx')" if command == "evaluate" else ")") if run is not None else
                             f"Pass the run directory it was exported from to imgclf.{command}") + then)
 
 

@@ -159,8 +159,8 @@ def compare_graphs(fp32: bytes, int8: bytes, pixels: np.ndarray, input_name: str
            if share is not None and share < AGREEMENT_WARN]
     if low:
         warn(f"the int8 graph gives the fp32 graph's answers below {AGREEMENT_WARN:.0%}: {'; '.join(low)}. "
-             "Compare `imgclf predict RUN IMAGES --backend onnx` with `--backend torch` on images whose labels you "
-             "know before serving it, or export without --quantize")
+             "Score it with `imgclf evaluate RUN --backend onnx` against the run's own test scores before serving "
+             "it, or export without --quantize")
     return check
 
 

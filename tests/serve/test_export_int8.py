@@ -167,7 +167,7 @@ def test_low_agreement_is_a_warning(run, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert (f"the int8 graph gives the fp32 graph's answers below 101%: the same top-1 class for {val} of {val} "
             f"validation images (100.0%); the same unknown flag for") in err
-    assert "--backend onnx` with `--backend torch`" in err
+    assert "`imgclf evaluate RUN --backend onnx` against the run's own test scores" in err
 
 
 def test_bad_quantize_requests_are_one_clear_error(run, int8_path, tmp_path):
@@ -291,3 +291,38 @@ def test_a_failed_export_never_leaves_the_old_card_beside_another_graph(run, tmp
     # the int8 graph without a card or page beside it, rather than the fp32 graph's card describing it
     assert (tmp_path / "model.onnx").exists()
     assert not (tmp_path / "model.onnx.json").exists() and not (tmp_path / "model.onnx.md").exists()
+
+
+def test_evaluate_scores_the_export_beside_the_runs_own_scores(run, int8_path):
+    import imgclf
+
+    own = {name: (run / name).read_bytes() for name in ("metrics.json", "model.json")}
+    metrics = imgclf.evaluate(run, backend="onnx", progress=False)
+    assert (metrics.backend, metrics.precision) == ("onnx", "int8")
+    written = read_json(run / "evaluations" / "onnx-test" / "metrics.json")
+    assert (written["backend"], written["precision"], written["accuracy"]) == ("onnx", "int8", metrics.accuracy)
+    assert (run / "evaluations" / "onnx-test" / "predictions.csv").exists()
+    # the run's own scores and the card's headline (the report's, GET /model's) stay the network's
+    assert {name: (run / name).read_bytes() for name in own} == own
+    dataset = read_json(run / "dataset.json")
+    onnx_clf = load_onnx(run)
+    pixels = np.stack([onnx_clf.decode(str(Path(dataset["root"]) / f)) for f in dataset["splits"]["test"]["files"]])
+    labels = [onnx_clf.classes.index(c) for c in dataset["splits"]["test"]["labels"]] \
+        if isinstance(dataset["splits"]["test"]["labels"][0], str) else dataset["splits"]["test"]["labels"]
+    assert metrics.accuracy == pytest.approx(float((onnx_clf.predict_pixels(pixels).argmax(1) == labels).mean()))
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--backend", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert "(ONNX export, int8): accuracy" in result.output and "evaluations/onnx-test/metrics.json" in result.output
+    with pytest.raises(ImgclfError, match="backend='onnx'"):  # the loaded graph given as the run: how to score it
+        imgclf.evaluate(onnx_clf)
+
+
+def test_an_fp32_export_evaluates_as_the_network_at_fp32(run, tmp_path):
+    import imgclf
+
+    fp32 = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("export", "evaluations")))
+    export_run(fp32, "onnx")
+    graph = imgclf.evaluate(fp32, backend="onnx", progress=False)
+    network = imgclf.evaluate(fp32, split="test", precision="32", progress=False, tta=False)
+    assert (graph.backend, graph.precision, network.backend) == ("onnx", "32", "torch")
+    assert graph.accuracy == network.accuracy and graph.loss == pytest.approx(network.loss, abs=1e-5)

@@ -21,7 +21,9 @@ def print_metrics(m: Any) -> None:
     # multi-label: accuracy is the share of images whose whole label set is right, support a label's positives
     # (the average rows' image count would read as their sum)
     accuracy = "subset accuracy" if multilabel else "accuracy"
-    table = Table(title=f"{shown(m.split)}: {accuracy} {m.accuracy:.4f}, loss {loss}, {m.count} images")
+    # the ONNX export scored (evaluate --backend onnx): said, so its table is not read as the network's
+    by = f" (ONNX export, {m.precision})" if getattr(m, "backend", "torch") == "onnx" else ""
+    table = Table(title=f"{shown(m.split)}{by}: {accuracy} {m.accuracy:.4f}, loss {loss}, {m.count} images")
     for col in ("label" if multilabel else "class", "precision", "recall", "f1", "support", "auc"):
         table.add_column(col, justify="left" if col in ("class", "label") else "right",
                          overflow="fold" if col in ("class", "label") else "ellipsis")  # cut names read alike

@@ -30,14 +30,18 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
                                                      "refused for a run trained with none of these. Default: on for "
                                                      "the run's own test split where training made the views (as "
                                                      "training's evaluation did, so its report keeps them), else off."),
-             precision: str = typer.Option("auto", help=PRECISION_HELP + " metrics.json records it.")) -> None:
+             precision: str = typer.Option("auto", help=PRECISION_HELP + " metrics.json records it."),
+             backend: str = typer.Option("torch", help="torch, or onnx: score RUN/export/model.onnx (fp32, or int8 "
+                                                       "from export --quantize int8) instead of the run's network; "
+                                                       "written to evaluations/onnx-*, never over the run's own.")
+             ) -> None:
     """Evaluate a run: predictions.csv, metrics.json and the classification report.
 
-    For --data or another --split they are written beside the run's own, in evaluations/."""
+    For --data, another --split or --backend onnx they are written beside the run's own, in evaluations/."""
     from ..evaluation.run_eval import results_dir
     from ..pipeline import evaluate as evaluate_run
 
-    metrics = evaluate_run(run, data=data, split=split, tta=tta, precision=precision)
+    metrics = evaluate_run(run, data=data, split=split, tta=tta, precision=precision, backend=backend)
     print_metrics(metrics)
     print_most_confused(metrics)
     if data is not None:
@@ -47,9 +51,9 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
         if left_out:
             typer.echo(f"left out class folder(s) {', '.join(map(shown, left_out))}, as the run's training did "
                        "(its classes / drop_classes)")
-    page = " (and report.html, redrawn with them)" if data is None and split == "test" and \
-        (Path(run) / "report.html").exists() else ""
-    typer.echo(f"wrote {results_dir(run, data, split) / 'metrics.json'} and predictions.csv{page}")
+    page = " (and report.html, redrawn with them)" if data is None and split == "test" and backend == "torch" \
+        and (Path(run) / "report.html").exists() else ""
+    typer.echo(f"wrote {results_dir(run, data, split, backend) / 'metrics.json'} and predictions.csv{page}")
 
 
 @app.command()

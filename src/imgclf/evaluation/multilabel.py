@@ -18,7 +18,7 @@ import numpy as np
 from ..data.cache import decode_all, readable_blocks
 from ..errors import invalid
 from .own_split import check_on_disk
-from ..inference import Classifier
+from ..backends import load_classifier
 from ..multilabel import decide, label_average_precisions, macro_average_precision, threshold_vector
 from ..progress import StepProgress
 from ..records import METRICS_SCHEMA_VERSION, MetricsRecord, PredictionRow, RunDir, SkippedFile
@@ -184,12 +184,13 @@ def _folder_files(data: str | os.PathLike, classes: list[str], split: str = "tes
 
 def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | os.PathLike | None = None,
                         split: str = "test", batch_size: int = 256, cache_dir: str | None = None, workers: int = 2,
-                        budget_bytes: int = 4 * 10**9, progress: bool = True, precision: str = "auto") -> MetricsRecord:
+                        budget_bytes: int = 4 * 10**9, progress: bool = True, precision: str = "auto",
+                        backend: str = "torch") -> MetricsRecord:
     """`evaluate_run` for a multi-label run: predictions.csv (true and predicted label sets, `;`-joined, and
     every label's probability) and metrics.json into `out_dir`."""
     run = RunDir(run_dir)
     card = run.read_card()
-    clf = Classifier.load(run.path, precision=precision)
+    clf = load_classifier(run.path, backend, precision=precision)
     files, targets, split_name = _files(run, data, split, card.classes)
     decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers,
                          progress=progress)
@@ -208,7 +209,7 @@ def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | o
     metrics = compute_multilabel_metrics(y, probs, card.classes, thresholds, split_name)
     metrics.skipped = [SkippedFile(path=files[i], reason=r) for i, r in sorted(decoded.failures.items())]
     metrics.seen = seen_by_run(run, [files[i] for i in ok], data is not None, split_name)
-    metrics.precision = clf.precision
+    metrics.precision, metrics.backend = clf.precision, backend
     out = RunDir(out_dir)
     out.write_predictions(prediction_rows([files[i] for i in ok], y, probs, card.classes, thresholds,
                                           metrics.skipped), card.classes)

@@ -14,7 +14,7 @@ from ..data.cache import decode_all, readable_blocks
 from ..data.folder import FolderScan, scan_folder
 from ..errors import invalid, path_argument
 from .own_split import check_on_disk
-from ..inference import Classifier
+from ..backends import check_backend, load_classifier
 from ..progress import StepProgress
 from ..tta import MULTILABEL_TTA
 from ..calibration import uncalibrated
@@ -138,23 +138,28 @@ def _top_folder(path: str, root: Path) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test") -> Path:
+def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
+                backend: str = "torch") -> Path:
     """Where an evaluation writes predictions.csv and metrics.json: the run directory itself for its own test
     split (what training's evaluation writes), `evaluations/<split>/` for another split of its data and
     `evaluations/<folder>-<hash of its path>/` for another folder, so that the run's own results (which the
-    report and `compare` read) are never overwritten by other scores."""
+    report and `compare` read) are never overwritten by other scores. The ONNX export's scores (backend onnx) go
+    to the same name prefixed `onnx-`, its own test split's to `evaluations/onnx-test/`."""
+    prefix = "onnx-" if backend == "onnx" else ""
     if data is None:
-        return Path(run_dir) if split == "test" else Path(run_dir) / "evaluations" / split
+        own = split == "test" and not prefix
+        return Path(run_dir) if own else Path(run_dir) / "evaluations" / f"{prefix}{split}"
     resolved = os.path.abspath(data)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(resolved).name or "data")[:60]
     other = "" if split == "test" else f"-{split}"  # another split folder of it: beside, not over, its test scores
-    return Path(run_dir) / "evaluations" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}{other}"
+    return Path(run_dir) / "evaluations" / (f"{prefix}{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+                                            f"{other}")
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
                  tta: bool | Literal["auto"] = False, batch_size: int = 256, cache_dir: str | None = None,
                  workers: int = 2, budget_bytes: int = 4 * 10**9, progress: bool = True,
-                 precision: str = "auto") -> MetricsRecord:
+                 precision: str = "auto", backend: str = "torch") -> MetricsRecord:
     """Predict every image of the split (or of `data`), write predictions.csv and metrics.json into
     `results_dir(run_dir, data)`, return the metrics. progress: a bar (terminal) or a few lines (redirected)
     for the cache build and the predictions when they take more than a second.
@@ -162,7 +167,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
     tta: also score test-time augmentation over the views the run's training made (`tta.TTAViews`); True is
     refused for a run whose training made none, "auto" (what training's own evaluation asks) then skips it.
     precision: what the network runs at (`prediction_precision.PRECISIONS`; auto: bf16 where the CPU has it
-    natively), recorded in metrics.json."""
+    natively), recorded in metrics.json. backend: torch (the run's network) or onnx (its export/model.onnx, as
+    `predict --backend onnx` runs it; written to `results_dir(..., backend="onnx")`)."""
+    check_backend("backend", backend)
     if tta not in (True, False, "auto"):
         raise invalid("tta", tta, (True, False, "auto"))
     if data is not None:
@@ -175,9 +182,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
 
         if tta is True:
             raise invalid("tta", tta, MULTILABEL_TTA)
-        return evaluate_multilabel(run.path, results_dir(run.path, data, split), data, split, batch_size, cache_dir,
-                                   workers, budget_bytes, progress, precision)
-    clf = Classifier.load(run.path, precision=precision)
+        return evaluate_multilabel(run.path, results_dir(run.path, data, split, backend), data, split, batch_size,
+                                   cache_dir, workers, budget_bytes, progress, precision, backend)
+    clf = load_classifier(run.path, backend, precision=precision)
     views = clf.tta_views
     if tta is True:
         views.require()  # before any image is decoded
@@ -223,7 +230,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         _refuse_non_finite(run_dir, tta_probs, [files[i] for i in ok], clf.precision, "with TTA")
     metrics = compute_metrics(y_true, probs, card.classes, split_name)
     metrics.skipped = [SkippedFile.model_validate(s) for s in skipped]
-    metrics.precision = clf.precision
+    metrics.precision, metrics.backend = clf.precision, backend
     score = np.concatenate(scores) if scores else np.zeros(0)
     unknown = np.concatenate(flagged) if flagged else np.zeros(0, dtype=bool)
     metrics.calibration, metrics.unknown = _trust_scores(card, y_true, probs, score, unknown)
@@ -232,7 +239,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         t = compute_metrics(y_true, tta_probs, card.classes)
         metrics.tta = TTAScores(accuracy=t.accuracy, loss=t.loss, macro=t.macro, worst_class=t.worst_class,
                                 macro_auc=t.macro_auc, transforms=views.describe())
-    out = RunDir(results_dir(run.path, data, split))
+    out = RunDir(results_dir(run.path, data, split, backend))
     # an unreadable image's class is known from its folder (or index row): its row says it, as the others' do
     truths = {files[i]: card.classes[labels[i]] for i in decoded.failures}
     out.write_predictions(_prediction_rows([files[i] for i in ok], y_true, probs, card.classes, metrics.skipped,

@@ -68,12 +68,14 @@ def _stderr(line: str) -> None:
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
-             tta: bool | str | None = None, precision: str = "auto", progress: bool = True) -> MetricsRecord:
+             tta: bool | str | None = None, precision: str = "auto", progress: bool = True,
+             backend: str = "torch") -> MetricsRecord:
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json. Warns (the
     `imgclf` logger) when the scores overstate: validation images scored for want of a test split, or images the
     run trained on. tta None: "auto" for the run's own test split, as training evaluated it (its TTA scores were
     dropped from metrics.json and the report, with a warning), else off. progress=False: no progress lines
-    (stderr) for a long cache build or prediction."""
+    (stderr) for a long cache build or prediction. backend onnx: the run's export/model.onnx answers, and its
+    scores go to evaluations/onnx-* (`results_dir`), never over the run's own."""
     from ..evaluation.run_eval import evaluate_run
     from ..evaluation.seen import seen_warning, stored_validation_scores_note
     from ..notices import warn
@@ -87,7 +89,11 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
         from ..records.run_dir import run_path
 
         run_dir = run_path(run_dir)  # "~/runs/a": the read-only check and the lock below read the folder itself
-    own = data is None and split == "test"  # what the report reads: metrics.json in the run directory itself
+    from ..backends import check_backend
+
+    check_backend("backend", backend)
+    # what the report reads: metrics.json in the run directory itself (the torch network's own scores)
+    own = data is None and split == "test" and backend == "torch"
     if tta is None:
         tta = "auto" if own else False
     # a read-only run (a colleague's, a read-only mount) is refused before the work (a `data` that is no path is
@@ -97,13 +103,13 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
         from ..evaluation.run_eval import results_dir
         from ..io import writable_folder
 
-        writable_folder("run", results_dir(run_dir, data, split))
+        writable_folder("run", results_dir(run_dir, data, split, backend))
     # only the run's own test split rewrites its files (metrics.json, model.json, the report); scores of other
     # images go to evaluations/, beside a training or another evaluation
     with not_while_training(run_dir, "evaluate") if own else contextlib.nullcontext():
         before = _tta_scores(RunDir(run_dir)) if own and not tta else None
         metrics = evaluate_run(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress,
-                               **RunDir(run_dir).decode_cache_settings())
+                               backend=backend, **RunDir(run_dir).decode_cache_settings())
         if own and RunDir(run_dir).has("model.json"):
             _card_follows(RunDir(run_dir), metrics)
         if own and RunDir(run_dir).has("report.html"):

@@ -150,7 +150,10 @@ class MetricsRecord(Record):
                                                   "the labels' P/R/F1 at their thresholds, auc per label, "
                                                   "confusion the label co-occurrence (true x predicted).")
     multilabel: MultiLabelScores | None = None
-    precision: Literal["32", "bf16-mixed", "16-mixed"] | None = Field(
+    precision: Literal["32", "bf16-mixed", "16-mixed", "int8"] | None = Field(
         None, description="What the network ran at for these predictions: 32 (fp32), or bf16 / fp16 autocast "
-                          "(`precision auto` picks bf16 on a CPU with native bf16); null in files from before it "
-                          "was recorded.")
+                          "(`precision auto` picks bf16 on a CPU with native bf16), or int8 (an ONNX export made "
+                          "with --quantize int8); null in files from before it was recorded.")
+    backend: Literal["torch", "onnx"] = Field("torch", description="What answered: the run's torch network, or "
+                                              "its ONNX export (`imgclf evaluate --backend onnx`, written under "
+                                              "evaluations/onnx-*).")

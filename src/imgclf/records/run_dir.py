@@ -233,7 +233,10 @@ class RunDir:
         return self._load(name, MetricsRecord, self._read_mapping(name, read_json))
 
     def write_metrics(self, metrics: MetricsRecord, name: str = "metrics.json") -> None:
-        write_json(self.path / name, {**metrics.model_dump(mode="json"), "schema_version": METRICS_SCHEMA_VERSION})
+        data = {**metrics.model_dump(mode="json"), "schema_version": METRICS_SCHEMA_VERSION}
+        if data["backend"] == "torch":  # left out as before the field: releases before it refuse a key they lack
+            del data["backend"]
+        write_json(self.path / name, data)
 
     # ----- history.csv --------------------------------------------------------------------------
     def read_history(self) -> list[HistoryRow]:

@@ -86,7 +86,8 @@ def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | s
 
     _check_run_dir(run_dir)
     _refuse_onnx(run_dir, "evaluate")
-    precision = _precision_of(run_dir, precision)
+    if backend == "torch":  # a loaded Classifier's own precision is its network's, not the export's
+        precision = _precision_of(run_dir, precision)
     metrics = _evaluate(run_dir, data=data, split=split, tta=tta, precision=precision, progress=progress,
                         backend=backend)
     _refresh(run_dir)
@@ -286,12 +287,13 @@ def _refuse_onnx(run_dir: Any, command: str) -> None:
         run = given if given.is_dir() else real.parent.parent if real.parent.name == "export" and \
             (real.parent.parent / "model.json").is_file() else None
         then = ("; then export it again: the ONNX file keeps the old temperature and threshold"
-                if command == "calibrate" else ", backend='onnx' to score its export")
+                if command == "calibrate" else " to score its export (without backend: the run's network)")
         raise invalid("run_dir", Described("an ONNX classifier (imgclf.export.load_onnx)"),
                       "a run directory, a Run or a Classifier loaded with imgclf.load",
                       hint=(f"Pass its run directory: imgclf.{command}({str(run)!r}"
                             + (", backend='onnx')" if command == "evaluate" else ")") if run is not None else
-                            f"Pass the run directory it was exported from to imgclf.{command}") + then)
+                            f"Pass the run directory it was exported from to imgclf.{command}"
+                            + (" with backend='onnx'" if command == "evaluate" else "")) + then)
 
 
 # Names a user tries first, after the command line's verbs, and where the thing is.

@@ -313,8 +313,13 @@ def test_evaluate_scores_the_export_beside_the_runs_own_scores(run, int8_path):
     result = CliRunner().invoke(app, ["evaluate", str(run), "--backend", "onnx"])
     assert result.exit_code == 0, result.output
     assert "(ONNX export, int8): accuracy" in result.output and "evaluations/onnx-test/metrics.json" in result.output
-    with pytest.raises(ImgclfError, match="backend='onnx'"):  # the loaded graph given as the run: how to score it
+    # the loaded graph given as the run: how to score it, said once
+    with pytest.raises(ImgclfError) as refused:
         imgclf.evaluate(onnx_clf)
+    assert f"imgclf.evaluate({str(run.absolute())!r}, backend='onnx') to score its export" in str(refused.value)
+    assert str(refused.value).count("backend='onnx'") == 1
+    # a Classifier loaded at bf16 (auto on this CPU, perhaps) names the run; the export's precision is its own
+    assert imgclf.evaluate(imgclf.load(run, precision="bf16-mixed"), backend="onnx", progress=False).precision == "int8"
 
 
 def test_an_fp32_export_evaluates_as_the_network_at_fp32(run, tmp_path):
@@ -328,3 +333,14 @@ def test_an_fp32_export_evaluates_as_the_network_at_fp32(run, tmp_path):
     # the network's file keeps the shape it had before the field: releases before it refuse keys they lack
     assert "backend" not in read_json(fp32 / "metrics.json")
     assert graph.accuracy == network.accuracy and graph.loss == pytest.approx(network.loss, abs=1e-5)
+
+
+def test_after_a_refit_the_stale_export_scores_say_to_export_first(run, tmp_path, capsys):
+    from imgclf.evaluation.run_eval import warn_of_earlier_evaluations
+
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    (copy / "evaluations" / "onnx-test").mkdir(parents=True, exist_ok=True)
+    (copy / "evaluations" / "onnx-test" / "metrics.json").write_text("{}")
+    warn_of_earlier_evaluations(copy, "with the earlier temperature and unknown threshold")
+    assert "for evaluations/onnx-*, imgclf export RUN first, then imgclf evaluate RUN --backend onnx" in \
+        capsys.readouterr().err

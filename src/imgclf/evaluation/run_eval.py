@@ -303,6 +303,9 @@ def warn_of_earlier_evaluations(run_dir: str | os.PathLike, why: str) -> None:
         from ..notices import warn
 
         many = len(earlier) > 1
+        # the export's scores (evaluate --backend onnx) need the export made again first: it is refused as stale
+        onnx = any(Path(e).name.startswith("onnx-") for e in earlier)
         warn(f"{len(earlier)} evaluation{'s' if many else ''} of this run ({', '.join(earlier)}) "
              f"{'were' if many else 'was'} scored {why}: run imgclf evaluate again to update "
-             f"{'them' if many else 'it'}")
+             f"{'them' if many else 'it'}" + ("; for evaluations/onnx-*, imgclf export RUN first, then imgclf "
+                                             "evaluate RUN --backend onnx" if onnx else ""))

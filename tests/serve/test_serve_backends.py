@@ -116,13 +116,14 @@ def test_evaluate_and_calibrate_refuse_an_onnx_classifier_before_touching_the_ru
 
     onnx = load_onnx(run)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    for command in (imgclf.evaluate, imgclf.calibrate):
+    # evaluate can score the export itself: its hint says how (backend='onnx')
+    for command, args in ((imgclf.evaluate, ", backend='onnx'"), (imgclf.calibrate, "")):
         with pytest.raises(ImgclfError, match=rf"^run_dir must be a run directory, a Run or a Classifier loaded "
-                                              rf"with imgclf.load\. .*imgclf.{command.__name__}\('{run}'\)"):
+                                              rf"with imgclf.load\. .*imgclf.{command.__name__}\('{run}'{args}\)"):
             command(onnx)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     # loaded from the run's export by file name: the run is still the one named; a copy elsewhere has none
-    with pytest.raises(ImgclfError, match=rf"Pass its run directory: imgclf.evaluate\('{run}'\)"):
+    with pytest.raises(ImgclfError, match=rf"Pass its run directory: imgclf.evaluate\('{run}', backend='onnx'\)"):
         imgclf.evaluate(load_onnx(run / "export" / "model.onnx"))
     alone = Path(shutil.copytree(run / "export", run.parent / "deploy"))
     with pytest.raises(ImgclfError, match=r"Pass the run directory it was exported from to imgclf.calibrate; then "):

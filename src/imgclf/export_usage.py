@@ -124,8 +124,9 @@ def _precision(export: dict[str, Any], multilabel: bool) -> str:
         head = "sigmoid" if multilabel else "softmax and unknown detector"
         return ("The graph's convolutions compute in int8 (`imgclf export --quantize int8`: per-channel int8 "
                 "weights, uint8 activations whose ranges were set on the run's validation images); the rest, "
-                f"{head} included, in float32. `imgclf predict RUN IMAGES --backend onnx` gives its answers; the "
-                "run's own weights (`--backend torch`) answer a little otherwise."
+                f"{head} included, in float32. `imgclf predict RUN IMAGES --backend onnx` gives its answers and "
+                "`imgclf evaluate RUN --backend onnx` its test scores; the run's own weights (`--backend torch`) "
+                "answer a little otherwise."
                 + (" " + agreement_text(QuantizationCheck.model_validate(check)) if check else "")
                 + f" onnxruntime runs it faster with `disabled_optimizers={json.dumps(DISABLED_OPTIMIZERS)}`, as "
                 "the example and imgclf do (the max-pools then run in float32, not in uint8).")

@@ -1,8 +1,8 @@
 """Static int8 quantization of an exported ONNX graph, calibrated on the run's own validation images.
 
 Only the convolutions are quantized (per-channel int8 weights, uint8 activations, QDQ format, which onnxruntime
-fuses into integer kernels, fastest on CPUs with VNNI): they are nearly all of a small CNN's time, and the rest of the
-graph stays fp32. The trust head is never quantized: its Mahalanobis distances and the threshold stored with them
+fuses into integer kernels, fastest on CPUs with VNNI): they are nearly all of a small CNN's time, and the rest
+of the graph stays fp32. The trust head is never quantized: its Mahalanobis distances and the threshold stored with them
 are fitted on fp32 features, and the head costs ~1 % of the network. Measured on model_s at 32x32 (2 cores, AMD
 EPYC with AVX-512 VNNI, batch 8, 1 thread): the forward pass 0.32 against 0.70 ms per image
 (benchmarks/results/onnx_int8_epyc_bf16.json, with `DISABLED_OPTIMIZERS`); quantizing the dense layers as well was
@@ -35,6 +35,7 @@ QUANTIZE = ("none", "int8")
 DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 CALIBRATION_IMAGES = 256  # ranges settle well before this on the runs measured; more only slows the export
 CHECKED_IMAGES = 1024
+MIN_APART = 32  # fewer readable validation images: calibration and check read all of them (16 each is little)
 AGREEMENT_WARN = 0.99
 
 
@@ -79,7 +80,7 @@ def validation_pixels(run_dir: Path, decode, limit: int = CALIBRATION_IMAGES + C
 def calibration_split(count: int) -> tuple[slice, slice, bool]:
     """(calibration images, checked images, whether they overlap) out of `count` drawn validation images: apart
     when there are enough for both, else all of them for both (a tiny split still gets a graph)."""
-    if count >= 2 * 16:
+    if count >= MIN_APART:
         cal = min(CALIBRATION_IMAGES, count // 2)
         return slice(0, cal), slice(cal, count), False
     return slice(0, count), slice(0, count), True

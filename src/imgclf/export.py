@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from .records import ExportedCard, ExportInfo, ModelCard, QuantizationCheck, load_card, validation_problems
+from .records import (ExportedCard, ExportInfo, ModelCard, QuantizationCheck, dump_json, load_card,
+                      validation_problems)
 from .records.run_dir import run_path
 from .errors import ImgclfError, add_hint, bad_path, invalid
 from .inference import Classifier, PixelResults
@@ -168,13 +169,8 @@ def usage_path(model_file: Path) -> Path:
 
 
 def _card_json(card: ModelCard, info: dict[str, Any]) -> dict[str, Any]:
-    """The exported card as JSON. An fp32 export's `export` block leaves the quantization keys out, as before
-    they existed: imgclf releases that predate them refuse a card holding keys they do not know."""
-    card_json = ExportedCard(**dict(card), export=ExportInfo(**info)).model_dump(mode="json")
-    if card_json["export"]["quantization"] == "none":
-        for key in ("quantization", "quantization_check"):
-            card_json["export"].pop(key)
-    return card_json
+    """The exported card as JSON; an fp32 export's has no quantization keys (`dump_json`)."""
+    return dump_json(ExportedCard(**dict(card), export=ExportInfo(**info)))
 
 
 def _onnx_graph(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple) -> bytes:

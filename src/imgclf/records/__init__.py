@@ -43,6 +43,7 @@ from .base import (
     SCHEMA_VERSION,
     Interpolation,
     Record,
+    dump_json,
     validation_problems,
 )
 from .card import (
@@ -101,7 +102,7 @@ __all__ = [
     "Interpolation", "LR_FIND_FILE", "LRFindInfo", "LRFindRecord", "LabelScores", "LabelStats", "MetricsRecord", "ModelCard", "MultiLabelScores",
     "PixelIssue", "PredictionRow", "QuantizationCheck", "RESUMES_FILE", "Record", "ResumeInfo", "ResumesRecord", "RunDir", "SeenImages",
     "SIZING_FILE", "SizingCandidate", "SizingInfo", "SizingRecord",
-    "SkippedFile", "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "ConfigCurves", "ConfigurationSettings",
+    "SkippedFile", "SplitFiles", "SplitLeak", "CellCurves", "ClassRecall", "dump_json", "ConfigCurves", "ConfigurationSettings",
     "SeedStats", "SettingChange", "StudyCell", "StudyProtocol", "StudyRecord", "StudyRequest", "StudyRun",
     "SubsetSummary", "SummaryRow", "TTAScores", "TrainingSummary", "TuneBest", "TuneRecord", "TuneTrial",
     "UnknownInfo", "UnknownScores", "WorstClass", "cut_epochs_text", "epochs_text", "epochs_trained", "json_schemas",

@@ -19,6 +19,26 @@ SCHEMA_VERSION = 1
 CARD_SCHEMA_VERSION = 2
 METRICS_SCHEMA_VERSION = 2
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
+# A field added after files were shared: written only when it differs from its default, so that a file made
+# without the feature keeps the shape the releases before the field read (records refuse keys they do not know).
+OMITTED_AT_DEFAULT = {"omitted_at_default": True}
+
+
+def dump_json(record: BaseModel) -> dict[str, Any]:
+    """`record.model_dump(mode="json")` less the `OMITTED_AT_DEFAULT` fields that hold their default, at any depth."""
+    data = record.model_dump(mode="json")
+    _drop_defaults(record, data)
+    return data
+
+
+def _drop_defaults(record: BaseModel, data: dict[str, Any]) -> None:
+    for name, field in type(record).model_fields.items():
+        value = getattr(record, name)
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get("omitted_at_default") and value == field.default:
+            data.pop(name, None)
+        elif isinstance(value, BaseModel) and isinstance(data.get(name), dict):
+            _drop_defaults(value, data[name])
 
 
 class Record(BaseModel):

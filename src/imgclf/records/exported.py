@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .base import OMITTED_AT_DEFAULT
 from .card import ModelCard
 
 
@@ -42,9 +43,11 @@ class ExportInfo(BaseModel):
     input_layout: str
     torch: str
     quantization: Literal["none", "int8"] = Field("none", description="int8: the convolutions run on 8-bit "
-                                                  "integers (static, per-channel weights), the rest in fp32.")
+                                                  "integers (static, per-channel weights), the rest in fp32.",
+                                                  json_schema_extra=OMITTED_AT_DEFAULT)
     quantization_check: QuantizationCheck | None = Field(None, description="int8 against fp32 on validation "
-                                                         "images, measured when the graph was made.")
+                                                         "images, measured when the graph was made.",
+                                                         json_schema_extra=OMITTED_AT_DEFAULT)
 
 
 class ExportedCard(ModelCard):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .base import METRICS_SCHEMA_VERSION, Record
+from .base import METRICS_SCHEMA_VERSION, OMITTED_AT_DEFAULT, Record
 from .dataset import SkippedFile
 
 
@@ -156,4 +156,4 @@ class MetricsRecord(Record):
                           "with --quantize int8); null in files from before it was recorded.")
     backend: Literal["torch", "onnx"] = Field("torch", description="What answered: the run's torch network, or "
                                               "its ONNX export (`imgclf evaluate --backend onnx`, written under "
-                                              "evaluations/onnx-*).")
+                                              "evaluations/onnx-*).", json_schema_extra=OMITTED_AT_DEFAULT)

@@ -27,6 +27,7 @@ from .base import (
     CARD_SCHEMA_VERSION,
     METRICS_SCHEMA_VERSION,
     _blank_to_none,
+    dump_json,
     read_record,
     validation_problems,
 )
@@ -233,10 +234,7 @@ class RunDir:
         return self._load(name, MetricsRecord, self._read_mapping(name, read_json))
 
     def write_metrics(self, metrics: MetricsRecord, name: str = "metrics.json") -> None:
-        data = {**metrics.model_dump(mode="json"), "schema_version": METRICS_SCHEMA_VERSION}
-        if data["backend"] == "torch":  # left out as before the field: releases before it refuse a key they lack
-            del data["backend"]
-        write_json(self.path / name, data)
+        write_json(self.path / name, {**dump_json(metrics), "schema_version": METRICS_SCHEMA_VERSION})
 
     # ----- history.csv --------------------------------------------------------------------------
     def read_history(self) -> list[HistoryRow]:

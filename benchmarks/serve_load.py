@@ -42,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from importlib.metadata import version
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -444,6 +445,9 @@ def main(argv: list[str] | None = None) -> None:
         "environment": {**hardware.describe(), "python": platform.python_version(),
                         "versions": {name: version(name) for name in
                                      ("imgclf", "torch", "fastapi", "starlette", "uvicorn", "aiohttp", "onnxruntime")},
+                        # uvicorn parses HTTP with httptools where it is installed (the serve extra has it), else h11
+                        "http_parser": f"httptools {version('httptools')}" if find_spec("httptools")
+                        else f"h11 {version('h11')}",
                         "server": "one uvicorn process per backend (both up, one loaded at a time), forward pass on "
                                   "1 thread (imgclf serve's default: half the cores)",
                         "load_average_after": [round(x, 2) for x in os.getloadavg()],

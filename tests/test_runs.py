@@ -175,7 +175,8 @@ def test_bad_sort_column_is_one_line_listing_the_columns(runs_folder):
         imgclf.list_runs(runs_folder, sort="accuracy")
 
 
-def test_missing_folder_is_one_line(tmp_path):
+def test_missing_folder_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a checkout where `make demo` ran has imgclf-demo/runs, which the hint names
     result = CliRunner().invoke(app, ["runs", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not found" in result.output and "Traceback" not in result.output
     assert "Give the folder: imgclf runs FOLDER" in " ".join(result.output.split())

@@ -11,7 +11,7 @@ from typing import Any
 from .errors import bad_path, invalid
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-_TIME_UNITS = {"s": 1, "m": 60, "h": 3600}
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 # A setting that can be unset, given as one of these words, is unset: None itself means "not given" while settings
 # are layered (a flag left out never hides a recipe's value), so this is how a command lifts a recipe's time limit,
@@ -46,7 +46,9 @@ def parse_bytes(value: str | int | float) -> int:
 
 
 def byte_text(n: float) -> str:
-    """A size as people read it: 850 KB, 1.5 MB, 46 MB, 12.3 GB (parse_bytes reads these back)."""
+    """A size as people read it: 0 bytes, 850 KB, 1.5 MB, 46 MB, 12.3 GB (parse_bytes reads these back)."""
+    if n <= 0:
+        return "0 bytes"
     if n >= 1e9:
         return f"{n / 1e9:.1f} GB"
     if n >= 1e6:
@@ -67,20 +69,22 @@ def precision_name(value: Any) -> Any:
     return _PRECISION_SPELLINGS.get(value, value) if isinstance(value, str) else value
 
 
-def parse_seconds(value: str | int | float | None) -> float | None:
-    """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0, '1h30m' -> 5400.0; plain numbers are seconds. Units are
-    read in either case ('10M' is ten minutes: no setting here lasts months)."""
+def parse_seconds(value: str | int | float | None, name: str = "time_limit",
+                  examples: str = "90s, 10m, 1.5h or 1h30m") -> float | None:
+    """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0, '1h30m' -> 5400.0, '7d' -> 604800.0; plain numbers are
+    seconds. Units are read in either case ('10M' is ten minutes: no setting here lasts months). name, examples:
+    the setting's name and the durations its error message gives."""
     if value is None or isinstance(value, (int, float)):
         return None if value is None else float(value)
     text = str(value).strip().lower()
     if re.fullmatch(_NUMBER, text):
         return float(text)
-    parts = re.findall(rf"({_NUMBER})\s*([hms])\s*", text)
+    parts = re.findall(rf"({_NUMBER})\s*([dhms])\s*", text)
     units = [unit for _, unit in parts]
     # each unit once, largest first ('30m1h' and '1m1m' are typing slips, not durations); nothing else in the text
-    if not parts or re.fullmatch(rf"(?:{_NUMBER}\s*[hms]\s*)+", text) is None or units != sorted(
-            set(units), key="hms".index):
-        raise invalid("time_limit", value, "a duration such as 90s, 10m, 1.5h or 1h30m")
+    if not parts or re.fullmatch(rf"(?:{_NUMBER}\s*[dhms]\s*)+", text) is None or units != sorted(
+            set(units), key="dhms".index):
+        raise invalid(name, value, f"a duration such as {examples}")
     return sum(float(number) * _TIME_UNITS[unit] for number, unit in parts)
 
 

@@ -257,6 +257,18 @@ def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, imag
     os.utime(killed, (time.time() - STALE_SECONDS - 60,) * 2)
     compute_features(joined, Data, card["mean"], card["std"], cache_dir=tmp_path / "fc")
     assert not killed.exists() and running.exists()
+    # `imgclf cache list` shows the entry, and opening it again counts as a use for `clear --older-than`
+    from imgclf.data.cache_admin import cache_contents, entries_unused_for
+
+    record = folder / f"{key}.json"
+    os.utime(record, (time.time() - 40 * 86400,) * 2)
+    for path in (folder / f"{key}.npy", running):
+        os.utime(path, (time.time() - 40 * 86400,) * 2)
+    [entry] = [e for e in cache_contents(tmp_path / "fc").entries if e.kind == "features"]
+    assert entry.key == key and entry.what.endswith(f"features, {len(files):,} x {stored.shape[1]}")
+    assert [e.key for e in entries_unused_for(cache_contents(tmp_path / "fc"), 30 * 86400)] == [key]
+    compute_features(joined, Data, card["mean"], card["std"], cache_dir=tmp_path / "fc")
+    assert key not in [e.key for e in entries_unused_for(cache_contents(tmp_path / "fc"), 30 * 86400)]
 
 
 def test_the_fine_tuning_plan_is_none_only_for_a_network_trained_whole_at_one_rate():

@@ -1,6 +1,6 @@
 """The `imgclf` command: a thin layer over the Python API. Errors a user can fix exit with status 2.
 
-One module per kind of command (`training`, `data`, `run_commands`, `catalogue`); importing them registers their
+One module per kind of command (`training`, `data`, `run_commands`, `catalogue`, `housekeeping`); importing them registers their
 commands on `app`, in the order `imgclf --help` lists them.
 """
 
@@ -13,9 +13,10 @@ from . import training  # noqa: F401, I001
 from . import data  # noqa: F401
 from . import run_commands  # noqa: F401
 from . import catalogue  # noqa: F401
-from .base import app, data_app, defer_options, study_app
+from . import housekeeping  # noqa: F401
+from .base import app, cache_app, data_app, defer_options, study_app
 
-defer_options(app, data_app, study_app)
+defer_options(app, data_app, study_app, cache_app)
 
 
 def main() -> None:

@@ -125,6 +125,9 @@ app.add_typer(data_app, name="data")
 study_app = typer.Typer(cls=_Commands, no_args_is_help=True,
                         help="Experiment grids whose cells are ordinary run directories.")
 app.add_typer(study_app, name="study")
+cache_app = typer.Typer(cls=_Commands, no_args_is_help=True,
+                        help="The cache of decoded images and features: what it holds, and clearing it.")
+app.add_typer(cache_app, name="cache")
 
 
 def _print_version(value: bool) -> None:

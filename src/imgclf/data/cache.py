@@ -225,6 +225,7 @@ def decode_all(
         cached = _read_cached(meta_path, array_path if store else None, shape)
         if cached is not None and not _readable_since(paths, cached[0]):
             failures, pixels = cached
+            mark_used(meta_path)
             return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
 
     tmp_path = None
@@ -260,9 +261,27 @@ def decode_all(
             tmp_path.unlink(missing_ok=True)
         raise
     write_json(meta_path, {"version": CACHE_VERSION, "size": size, "color": color, "count": len(paths),
+                           "source": _common_folder(paths),  # for `imgclf cache list`, which shows what it holds
                            "failures": {str(k): v for k, v in sorted(failures.items())}})
     pixels = np.load(array_path, mmap_mode="r") if store else None
     return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
+
+
+def mark_used(record: Path) -> None:
+    """Stamp an entry's record with the time it was opened: `imgclf cache clear --older-than` removes what no run
+    has opened for that long. Best effort: a read-only shared cache serves as well without."""
+    try:
+        os.utime(record)
+    except OSError:
+        pass
+
+
+def _common_folder(paths: Sequence[str]) -> str:
+    try:
+        common = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else ""
+    except ValueError:  # paths on different drives
+        return ""
+    return common[:300]
 
 
 def readable_blocks(decoded: DecodedImages, size: int, color: str, interpolation: str,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.cache import cache_folder
+from ..data.cache import cache_folder, mark_used
 from ..data.prepared import PreparedData
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..io import remove_stale_temp_files, write_json
@@ -67,6 +67,7 @@ def compute_features(model: torch.nn.Module, data: PreparedData, mean: list[floa
     folder = cache_folder(cache_dir, "features")
     path = folder / f"{key}.npy"
     if path.exists():
+        mark_used(folder / f"{key}.json")
         return np.load(path, mmap_mode="r")
 
     device = torch.device(device)

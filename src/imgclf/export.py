@@ -35,8 +35,8 @@ from .export_usage import usage_page
 from .io import atomic_write_bytes, atomic_write_text, writable_folder, write_json
 from .notices import warn
 from .ood import TrustHead, logits_and_features
-from .quantize import (DISABLED_OPTIMIZERS, calibration_split, check_quantize, compare_graphs, quantize_graph,
-                       validation_pixels)
+from .quantize import (DISABLED_OPTIMIZERS, calibration_pixels, calibration_split, check_quantize, compare_graphs,
+                       quantize_graph)
 
 FORMATS = {"onnx": "model.onnx", "pt2": "model.pt2"}
 # the pt2 format's first name, kept for the commands and scripts that use it (it never was a torch.jit archive)
@@ -70,7 +70,7 @@ class _WithPreprocessing(torch.nn.Module):
 
 
 def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.PathLike | None = None,
-               quantize: str = "none") -> Path:
+               quantize: str = "none", calibration: str | os.PathLike | None = None) -> Path:
     """Write the run's model with its preprocessing, plus its model card, and return the model file's path.
 
     format="onnx" writes `model.onnx` (a single file, dynamic batch) with the card embedded in the ONNX
@@ -91,8 +91,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     out: the folder to write into (default `RUN/export/`). Files are written atomically.
 
     quantize="int8" (ONNX only): the graph's convolutions run on 8-bit integers, their ranges calibrated on the
-    run's validation images, which must still be on disk (`imgclf.quantize`). The card's `export.quantization_check`
-    says how often it agrees with the fp32 graph on validation images it was not calibrated on.
+    run's validation images, which must still be on disk (`imgclf.quantize`), or on the images in the folder
+    `calibration` (images like the run's: its data set on another machine). The card's
+    `export.quantization_check` says how often it agrees with the fp32 graph on images it was not calibrated on.
     """
     if format in FORMAT_ALIASES:
         warn(f"format {format} writes {FORMATS[FORMAT_ALIASES[format]]}, a torch.export program: load it with "
@@ -101,6 +102,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     if format not in FORMATS:
         raise invalid("format", format, FORMATS)
     quantize = check_quantize(quantize, format)
+    if calibration is not None and quantize != "int8":
+        raise invalid("calibration", str(calibration), "unset unless the export is quantized (its images set the "
+                      "int8 ranges)", hint="Add --quantize int8, or leave out --calibration")
     run_dir = run_path(run_dir, "run_dir")
     # an existing folder, or one named with a trailing slash, is a folder whatever its name
     if isinstance(out, (str, os.PathLike)) and Path(out).suffix.lower() in {Path(n).suffix for n in FORMATS.values()} \
@@ -137,7 +141,7 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
     if format == "onnx":
         graph = _onnx_graph(wrapped, example, dynamic)
         if quantize == "int8":
-            graph, check = _int8_graph(graph, run_dir, clf)
+            graph, check = _int8_graph(graph, run_dir, clf, calibration)
             info.update(quantization="int8", quantization_check=check)
         card_json = _card_json(card, info)
         data = _with_card(graph, card_json)
@@ -180,13 +184,15 @@ def _onnx_graph(module: torch.nn.Module, example: torch.Tensor, dynamic: tuple) 
     return program.model_proto.SerializeToString()
 
 
-def _int8_graph(graph: bytes, run_dir: Path, clf: Classifier) -> tuple[bytes, QuantizationCheck]:
-    """The graph quantized on part of the run's validation images, and how it agrees with fp32 on the rest."""
-    pixels, unreadable = validation_pixels(run_dir, clf.decode)
+def _int8_graph(graph: bytes, run_dir: Path, clf: Classifier, folder: str | os.PathLike | None
+                ) -> tuple[bytes, QuantizationCheck]:
+    """The graph quantized on part of the run's validation images (or of `folder`'s), and how it agrees with fp32
+    on the rest."""
+    pixels, unreadable = calibration_pixels(run_dir, clf.decode, folder)
     calibration, checked, overlap = calibration_split(len(pixels))
     int8 = quantize_graph(graph, pixels[calibration], INPUT_NAME)
     return int8, compare_graphs(graph, int8, pixels[checked], INPUT_NAME, len(pixels[calibration]), overlap,
-                                unreadable, clf._label_thresholds(None))
+                                unreadable, clf._label_thresholds(None), folder)
 
 
 def _with_card(graph: bytes, card_json: dict[str, Any]) -> bytes:

@@ -49,13 +49,19 @@ def check_quantize(quantize: str, format: str) -> str:
     return quantize
 
 
-def validation_pixels(run_dir: Path, decode, limit: int = CALIBRATION_IMAGES + CHECKED_IMAGES,
-                      seed: int = 0) -> tuple[np.ndarray, int]:
-    """Up to `limit` of the run's validation images, drawn at random across the split and decoded as prediction
+def calibration_pixels(run_dir: Path, decode, folder: str | os.PathLike | None = None,
+                       limit: int = CALIBRATION_IMAGES + CHECKED_IMAGES, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Up to `limit` images drawn at random from the run's validation split, or from `folder` (any folder of images
+    like the run's, class sub-folders or not: for a run whose data is not on this machine), decoded as prediction
     decodes them (`decode`: `Classifier.decode`), and how many drawn ones could not be read (passed over, with a
-    warning: the ranges are then set on fewer images, or on fewer classes, than the split holds)."""
-    dataset = RunDir(run_dir).read_dataset()
-    files, _ = dataset.split_paths("val") if "val" in dataset.splits else ([], [])
+    warning: the ranges are then set on fewer images, or on fewer classes, than the source holds)."""
+    if folder is None:
+        dataset = RunDir(run_dir).read_dataset()
+        files = dataset.split_paths("val")[0] if "val" in dataset.splits else []
+        source = "validation images"
+    else:
+        files = _folder_images(folder)
+        source = f"images in {folder}"
     order = np.random.default_rng(seed).permutation(len(files))
     pixels, unreadable = [], []
     for i in order:
@@ -63,22 +69,40 @@ def validation_pixels(run_dir: Path, decode, limit: int = CALIBRATION_IMAGES + C
             break
         try:
             pixels.append(decode(str(files[i])))
-        except Exception:  # moved, deleted or broken since training
+        except Exception:  # moved, deleted or broken since training; not an image
             unreadable.append(str(files[i]))
+    if not pixels and folder is not None:
+        raise bad_path("calibration", folder, "a folder of images like the run's (int8 calibration reads them)",
+                       f"none of its {len(files):,} image files could be read (e.g. {files[0]})")
     if not pixels:
         raise bad_path("run", run_dir, "a run whose validation images are on disk (int8 calibration reads them)",
                        f"none of its {len(files):,} validation images could be read"
                        + (f" (e.g. {files[0]})" if files else ""),
-                       hint="Restore the data folder named in its dataset.json, or export without --quantize")
+                       hint="Restore the data folder named in its dataset.json, pass --calibration FOLDER (images "
+                            "like the run's), or export without --quantize")
     if unreadable:
-        warn(f"{len(unreadable):,} of the {len(unreadable) + len(pixels):,} validation images drawn for int8 "
+        warn(f"{len(unreadable):,} of the {len(unreadable) + len(pixels):,} {source} drawn for int8 "
              f"calibration could not be read (e.g. {unreadable[0]}): the ranges are set and checked on the other "
              f"{len(pixels):,}")
     return np.stack(pixels), len(unreadable)
 
 
+def _folder_images(folder: str | os.PathLike) -> list[str]:
+    from .data.folder import walk_images
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise bad_path("calibration", folder, "a folder of images like the run's (int8 calibration reads them)",
+                       "a file" if path.exists() else "not found")
+    files = walk_images(path, [])
+    if not files:
+        raise bad_path("calibration", folder, "a folder of images like the run's (int8 calibration reads them)",
+                       "no image file in it")
+    return files
+
+
 def calibration_split(count: int) -> tuple[slice, slice, bool]:
-    """(calibration images, checked images, whether they overlap) out of `count` drawn validation images: apart
+    """(calibration images, checked images, whether they overlap) out of `count` drawn images: apart
     when there are enough for both, else all of them for both (a tiny split still gets a graph)."""
     if count >= MIN_APART:
         cal = min(CALIBRATION_IMAGES, count // 2)
@@ -132,10 +156,11 @@ def quantize_graph(model: bytes, pixels: np.ndarray, input_name: str) -> bytes:
 
 
 def compare_graphs(fp32: bytes, int8: bytes, pixels: np.ndarray, input_name: str, calibration_images: int,
-                   overlap: bool, unreadable_images: int = 0,
-                   thresholds: np.ndarray | None = None) -> QuantizationCheck:
+                   overlap: bool, unreadable_images: int = 0, thresholds: np.ndarray | None = None,
+                   folder: str | os.PathLike | None = None) -> QuantizationCheck:
     """Both graphs on `pixels`: how often they agree. Outputs in the export's order: probabilities, score,
-    unknown. thresholds: a multi-label run's, one per label (its answer is the labels at or above them)."""
+    unknown. thresholds: a multi-label run's, one per label (its answer is the labels at or above them).
+    folder: where the images came from (`calibration_pixels`), None for the run's validation split."""
     import onnxruntime as ort
 
     answers = []
@@ -152,8 +177,9 @@ def compare_graphs(fp32: bytes, int8: bytes, pixels: np.ndarray, input_name: str
         unknown_agreement=round(float((u32 == u8).mean()), 5),
         labels_agreement=None if thresholds is None else round(float(((p32 >= thresholds) == (p8 >= thresholds))
                                                                      .all(1).mean()), 5),
-        max_probability_change=round(float(np.abs(p32 - p8).max()), 5))
-    low = [f"{what} for {round(share * len(pixels)):,} of {len(pixels):,} validation images ({share:.1%})"
+        max_probability_change=round(float(np.abs(p32 - p8).max()), 5),
+        images=None if folder is None else str(folder))
+    low = [f"{what} for {round(share * len(pixels)):,} of {len(pixels):,} {_source(check)} ({share:.1%})"
            for what, share in (("the same labels", check.labels_agreement) if thresholds is not None else
                                ("the same top-1 class", check.top1_agreement),
                                ("the same unknown flag", check.unknown_agreement))
@@ -167,7 +193,7 @@ def compare_graphs(fp32: bytes, int8: bytes, pixels: np.ndarray, input_name: str
 
 def agreement_text(check: QuantizationCheck) -> str:
     """The check in one sentence, as the export command prints it and the model's page gives it."""
-    images = (f"{check.checked_images:,} validation images"
+    images = (f"{check.checked_images:,} {_source(check)}"
               + (" (its calibration images too: too few readable ones to keep apart)" if check.overlap else "")
               + (f"; {check.unreadable_images:,} unreadable ones passed over" if check.unreadable_images else ""))
     if check.labels_agreement is not None:
@@ -177,3 +203,7 @@ def agreement_text(check: QuantizationCheck) -> str:
                    f"{check.unknown_agreement:.2%}")
     return (f"Against the fp32 graph on {images}: {answers}, probabilities within "
             f"{check.max_probability_change:.3f}.")
+
+
+def _source(check: QuantizationCheck) -> str:
+    return "validation images" if check.images is None else f"images of {check.images}"

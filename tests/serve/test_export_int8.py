@@ -16,7 +16,7 @@ from imgclf.errors import ImgclfError
 from imgclf.export import CARD_METADATA_KEY, export_run, load_onnx
 from imgclf.inference import Classifier
 from imgclf.io import read_json, write_json
-from imgclf.quantize import CALIBRATION_IMAGES, calibration_split, validation_pixels
+from imgclf.quantize import CALIBRATION_IMAGES, calibration_pixels, calibration_split
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,7 @@ def test_the_card_says_int8_and_how_it_agrees_with_fp32(run, int8_path):
     # the tiny run's validation split is too small to keep calibration and check apart: both read all of it
     assert check["calibration_images"] == check["checked_images"] == val and check["overlap"] is True
     assert check["top1_agreement"] >= 0.9 and 0 <= check["max_probability_change"] < 0.5
+    assert "images" not in check  # the run's own validation split: the key of --calibration FOLDER is left out
 
 
 def test_the_onnx_backend_serves_the_int8_graph_with_the_answers_of_fp32(run, int8_path):
@@ -126,7 +127,7 @@ def test_the_check_reads_validation_images_apart_from_the_calibration_ones(large
     splits = read_json(larger_run / "dataset.json")["splits"]
     assert len(splits["val"]["files"]) == 36 != len(splits["test"]["files"])
     assert (check["calibration_images"], check["checked_images"], check["overlap"]) == (18, 18, False)
-    pixels, unreadable = validation_pixels(larger_run, Classifier.load(larger_run).decode)
+    pixels, unreadable = calibration_pixels(larger_run, Classifier.load(larger_run).decode)
     _, checked, _ = calibration_split(len(pixels))
     p32, _, u32 = ort.InferenceSession(str(fp32)).run(None, {"images": pixels[checked]})
     p8, _, u8 = ort.InferenceSession(str(int8)).run(None, {"images": pixels[checked]})
@@ -186,6 +187,35 @@ def test_bad_quantize_requests_are_one_clear_error(run, int8_path, tmp_path):
                                           r"be read.*export without --quantize"):
         export_run(moved, "onnx", quantize="int8")
     assert not (moved / "export" / "model.onnx").exists()
+
+
+def test_a_run_whose_data_is_elsewhere_calibrates_on_a_folder_given(run, tmp_path):
+    """Trained on another machine: its validation images are not here, so calibration and check read the folder
+    given, apart once it holds enough images, and the card, the page and the command say which images they were."""
+    from conftest import make_image_folder
+
+    moved = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("export")))
+    write_json(moved / "dataset.json", {**read_json(moved / "dataset.json"), "root": str(tmp_path / "gone")})
+    folder = make_image_folder(tmp_path / "like-its-data", per_class=14, seed=5)  # 42 images, unlike the tiny val
+    (folder / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(app, ["export", str(moved), "--quantize", "int8", "--calibration", str(folder)])
+    assert result.exit_code == 0, result.output
+    exported = moved / "export" / "model.onnx"
+    check = read_json(exported.with_name("model.onnx.json"))["export"]["quantization_check"]
+    assert check["images"] == str(folder) and check["unreadable_images"] == 0
+    assert (check["calibration_images"], check["checked_images"], check["overlap"]) == (21, 21, False)
+    assert f"on 21 images of {folder}:" in result.output
+    assert f"ranges were set on the images in {folder}" in exported.with_name("model.onnx.md").read_text()
+    assert load_onnx(exported).precision == "int8"
+
+    for bad, why in ((folder / "cat" / sorted(p.name for p in (folder / "cat").iterdir())[0], "a file"),
+                     (tmp_path / "nowhere", "not found"), (Path(tmp_path / "empty"), "no image file in it")):
+        if why.startswith("no image"):
+            bad.mkdir()
+        with pytest.raises(ImgclfError, match=rf"calibration must be a folder of images like the run's.*{why}"):
+            export_run(moved, "onnx", quantize="int8", calibration=bad)
+    refused = CliRunner().invoke(app, ["export", str(moved), "--calibration", str(folder)])
+    assert refused.exit_code == 2 and "calibration" in refused.output and "--quantize int8" in refused.output
 
 
 def test_cli_export_int8_prints_the_agreement(run, tmp_path):

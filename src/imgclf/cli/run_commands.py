@@ -208,7 +208,12 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
            quantize: str = typer.Option("none", help="none, or int8 (onnx only): the convolutions run on 8-bit "
                                         "integers, calibrated on the run's validation images (still on disk); "
                                         "faster on CPUs with VNNI. The card records how often it agrees with fp32."
-                                        )) -> None:
+                                        ),
+           calibration: Optional[Path] = typer.Option(
+               None, "--calibration", help="With --quantize int8: calibrate and check on the images in this folder "
+                                           "(images like the run's, class sub-folders or not) instead of the run's "
+                                           "validation split, e.g. where the training data is not on this "
+                                           "machine.")) -> None:
     """Export a run to ONNX or .pt2 with its preprocessing, temperature and unknown detector.
 
     uint8 NHWC in; calibrated probabilities, in-distribution score and unknown flag out; plus its model card.
@@ -218,7 +223,7 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
     from ..export import export_run
     from ..records import ExportedCard
 
-    path = export_run(run, fmt, out, quantize=quantize)
+    path = export_run(run, fmt, out, quantize=quantize, calibration=calibration)
     typer.echo(f"wrote {path}, its card {path.name}.json and how to call it, {path.name}.md")
     card = ExportedCard.model_validate_json(path.with_name(path.name + ".json").read_text())
     if (check := card.export.quantization_check) is not None:

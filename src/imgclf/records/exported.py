@@ -28,6 +28,9 @@ class QuantizationCheck(BaseModel):
     labels_agreement: float | None = Field(None, ge=0, le=1, description="Multi-label runs: share of checked images "
                                            "given the same labels at the run's thresholds.")
     max_probability_change: float = Field(ge=0, le=1, description="Largest change of any calibrated probability.")
+    images: str | None = Field(None, description="Where the calibration and checked images came from: null for "
+                               "the run's validation split, else the folder given (`--calibration`).",
+                               json_schema_extra=OMITTED_AT_DEFAULT)
 
 
 class ExportInfo(BaseModel):

@@ -65,8 +65,8 @@ def test_a_build_in_progress_is_left_alone_and_a_killed_ones_leftovers_go(tmp_pa
     cache, cats, _ = _two_entries(tmp_path)
     key = "0123456789abcdef01234567"
     reserved, unrecorded = cache / f".{key}.k1.npy", cache / f"{key}.npy"  # a build's temp; an array without record
-    for path in (reserved, unrecorded):
-        path.write_bytes(b"\0" * 4096)
+    reserved.write_bytes(b"\0" * 4096)
+    np.save(unrecorded, np.zeros((2, 8, 8, 3), np.uint8))  # renamed into place; killed before its record
     # a complete entry being built again (a file readable since): its builder renames this temp file when done
     rebuilding = cache / f".{cache_key(cats, 8, 'rgb', 'bilinear')}.r2.npy"
     rebuilding.write_bytes(b"\0" * 4096)
@@ -115,8 +115,70 @@ def test_a_file_this_user_may_not_remove_is_reported_and_its_entry_kept(tmp_path
     assert (cache / f"{cat_key}.json").exists() and (cache / f"{cat_key}.npy").exists()
 
 
-@pytest.mark.parametrize("text, seconds", [("30d", 30 * DAY), ("1d12h", 36 * 3600), ("90m", 5400)])
+@pytest.mark.parametrize("text, seconds", [("30d", 30 * DAY), ("1d12h", 36 * 3600), ("12h", 12 * 3600)])
 def test_older_than_reads_days_hours_and_minutes(text, seconds):
     from imgclf.data.cache_admin import parse_age
 
     assert parse_age(text) == seconds
+
+
+def test_a_users_own_files_named_like_entries_are_never_taken_for_them(tmp_path):
+    """Photos named by their database id (24 hex digits, as MongoDB's) with their annotations beside them: given
+    as --cache-dir by mistake, or sitting in the cache folder, `clear` deleted them."""
+    cache, cats, _ = _two_entries(tmp_path)
+    ids = ["64b7f0c2e4a1d3f5a6b7c8d9", "64b7f0c2e4a1d3f5a6b7c8da", "64b7f0c2e4a1d3f5a6b7c8db", "5f8d0d55b54764421b7156c9"]
+    theirs = {cache / f"{ids[0]}.png": b"\x89PNG not ours", cache / f"{ids[0]}.json": b'{"label": "cat"}',
+              cache / f"{ids[1]}.npy": b"an array of theirs, not a .npy",
+              cache / f"{ids[3]}.json": b'{"_id": "x", "count": null}'}  # an imgclf field, of no imgclf type
+    (cache / "features").mkdir()
+    theirs[cache / "features" / f"{ids[2]}.json"] = b'{"shape": [3, 4]}'
+    for path, data in theirs.items():
+        path.write_bytes(data)
+    np.save(cache / f"{ids[2]}.npy", np.zeros((3, 4), np.float64))  # a .npy, but no array imgclf writes there
+    theirs[cache / f"{ids[2]}.npy"] = (cache / f"{ids[2]}.npy").read_bytes()
+    _age(theirs, 40 * DAY)
+    listing = CliRunner().invoke(app, ["cache", "list", "--cache-dir", str(cache)], env={"COLUMNS": "250"})
+    assert listing.exit_code == 0 and "2 entries" in listing.output and not any(i in listing.output for i in ids)
+    result = CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(cache)])
+    assert result.exit_code == 0 and "removed 2 entries" in result.output
+    assert all(path.read_bytes() == data for path, data in theirs.items())
+    # ... while a record of imgclf's that was damaged (a crash of the disk) beside its array is an entry to clear
+    make_image_folder(tmp_path / "more", per_class=2)
+    more = sorted(str(p) for p in (tmp_path / "more").rglob("*.png"))
+    decode_all(more, 8, "rgb", cache_dir=cache, progress=False)
+    (cache / f"{cache_key(more, 8, 'rgb', 'bilinear')}.json").write_text('{"version": 6, "si')
+    [entry] = cache_contents(cache).entries
+    assert entry.what.startswith("damaged record") and len(entry.files) == 2
+    CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(cache)])
+    assert cache_contents(cache).entries == [] and all(path.exists() for path in theirs)
+
+
+def test_listing_makes_no_folder_and_a_missing_one_given_is_named(tmp_path, monkeypatch):
+    missing = tmp_path / "typo" / "cache"
+    result = CliRunner().invoke(app, ["cache", "list", "--cache-dir", str(missing)])
+    assert result.exit_code == 2 and "cache_dir" in result.output and "not found" in result.output
+    assert not (tmp_path / "typo").exists()
+    monkeypatch.delenv("IMGCLF_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a user who never cached anything
+    result = CliRunner().invoke(app, ["cache", "clear", "--dry-run"])
+    assert result.exit_code == 0 and "would remove 0 entries" in result.output
+    assert not (tmp_path / "home").exists()
+
+
+def test_the_age_shown_is_rounded_down_as_older_than_counts(tmp_path):
+    cache, cats, dogs = _two_entries(tmp_path)
+    _age(cache.iterdir(), 36 * 3600)
+    listing = CliRunner().invoke(app, ["cache", "list", "--cache-dir", str(cache)], env={"COLUMNS": "250"})
+    assert listing.output.count("1 d ago") == 2 and "2 d ago" not in listing.output
+    kept = CliRunner().invoke(app, ["cache", "clear", "--older-than", "2d", "--dry-run", "--cache-dir", str(cache)])
+    assert "would remove 0 entries" in kept.output
+
+
+@pytest.mark.parametrize("text", ["6M", "90m", "3600s", "1d30m"])
+def test_older_than_in_minutes_or_seconds_is_refused(text):
+    """`6M` read as six minutes, and cleared all but the last few minutes' entries of someone meaning months."""
+    from imgclf.data.cache_admin import parse_age
+    from imgclf.errors import ImgclfError
+
+    with pytest.raises(ImgclfError, match=rf"older_than must be days or hours such as 30d.*'{text}'"):
+        parse_age(text)

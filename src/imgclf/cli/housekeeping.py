@@ -17,8 +17,8 @@ CACHE_DIR_HELP = "The cache folder (default $IMGCLF_CACHE, else ~/.cache/imgclf)
 
 def _age(seconds: float) -> str:
     for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= length:
-            return f"{seconds / length:.0f} {unit} ago"
+        if seconds >= length:  # rounded down, as --older-than counts: "1 d ago" is not yet --older-than 2d
+            return f"{int(seconds // length)} {unit} ago"
     return "just now"
 
 
@@ -49,7 +49,8 @@ def cache_list(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", hel
     kept = ", ".join(f"{name}/ {byte_text(size)}" for name, size in contents.kept.items())
     console.print(f"cache: {shown(contents.folder)}: {len(contents.entries)} entries, {byte_text(contents.size)} "
                   f"(decoded images {byte_text(kinds['images'])}, features {byte_text(kinds['features'])})"
-                  + (f"; kept, never cleared: {kept}" if kept else ""))
+                  + (f"; kept, never cleared: {kept}" if kept else "")
+                  + (f"; builds in progress, left alone: {byte_text(contents.building)}" if contents.building else ""))
     if not contents.entries:
         return
     from rich.table import Table
@@ -67,8 +68,8 @@ def cache_list(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", hel
 
 @cache_app.command("clear")
 def cache_clear(older_than: Optional[str] = typer.Option(
-                    None, "--older-than", help="Only entries no run has built or opened for this long: 30d, 12h, "
-                                               "1d12h (default: every entry)."),
+                    None, "--older-than", help="Only entries no run has built or opened for this long, in days or "
+                                               "hours: 30d, 12h, 1d12h (default: every entry)."),
                 dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
                 cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP)) -> None:
     """Remove cached decoded images and features: runs that want them again decode them again.

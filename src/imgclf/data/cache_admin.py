@@ -21,9 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import STALE_SECONDS
-from .cache import CACHE_VERSION, cache_folder
+from .cache import CACHE_VERSION, default_cache_dir
 
-_KEY = re.compile(r"\.?([0-9a-f]{24})\.")  # an entry's files: KEY.npy, KEY.json, KEY.groups-side.npz; .KEY.*.npy
+# Exactly the names imgclf gives an entry's files (KEY: 24 hex digits): its array, its record, the duplicate groups
+# found in it (older releases: KEY.groups.npz, KEY.groups-native.npz); and, hidden, the temp files of their writes
+# (mkstemp's ".KEY.<random>.npy", an atomic write's ".KEY.json.<random>.tmp")
+_PART = r"(?:npy|json|groups(?:-[a-z]+)?\.npz)"
+_FILE = re.compile(rf"(?P<key>[0-9a-f]{{24}})\.{_PART}")
+_TEMP = re.compile(rf"\.(?P<key>[0-9a-f]{{24}})\.(?:[a-z0-9_]+\.npy|{_PART}\.[a-z0-9_]+\.tmp)")
 KEPT = ("downloads", "audits", "logs")  # not derived data: counted, never removed
 
 
@@ -40,8 +45,10 @@ class CacheEntry:
 
     @property
     def busy(self) -> bool:
-        """An incomplete entry touched within the hour: perhaps another process's build, so never removed."""
-        return not self.complete and time.time() - self.last_used <= STALE_SECONDS
+        """An array without its record, touched within the hour: perhaps a build between the two (it renames the
+        array into place, then writes the record), so never removed. A damaged record is no build's."""
+        unrecorded = not any(path.name == f"{self.key}.json" for path in self.files)
+        return not self.complete and unrecorded and time.time() - self.last_used <= STALE_SECONDS
 
 
 @dataclass
@@ -49,6 +56,7 @@ class CacheContents:
     folder: Path
     entries: list[CacheEntry]  # newest first
     kept: dict[str, int]  # sub-folder name -> bytes, for those of KEPT that exist
+    building: int = 0  # bytes of builds in progress (temp files touched within the hour): neither listed nor removed
 
     @property
     def size(self) -> int:
@@ -56,12 +64,30 @@ class CacheContents:
 
 
 def cache_contents(cache_dir: str | os.PathLike | None = None) -> CacheContents:
-    """The entries of the cache folder (`cache_dir`, else $IMGCLF_CACHE, else ~/.cache/imgclf), newest first."""
-    folder = cache_folder(cache_dir)
-    entries = _entries(folder, "images") + _entries(folder / "features", "features")
+    """The entries of the cache folder (`cache_dir`, else $IMGCLF_CACHE, else ~/.cache/imgclf), newest first. Only
+    files named as imgclf names them, whose record (or array) is one imgclf writes, are entries: a folder of the
+    user's own files given by mistake holds none."""
+    folder = _existing_folder(cache_dir)
+    building: list[int] = []
+    entries = _entries(folder, "images", building) + _entries(folder / "features", "features", building)
     entries.sort(key=lambda entry: entry.last_used, reverse=True)
     kept = {name: _tree_size(folder / name) for name in KEPT if (folder / name).is_dir()}
-    return CacheContents(folder, entries, kept)
+    return CacheContents(folder, entries, kept, sum(building))
+
+
+def _existing_folder(cache_dir: str | os.PathLike | None) -> Path:
+    """The cache folder, never made here (listing or clearing a mistyped path created it, parents and all)."""
+    from ..errors import bad_path
+
+    argument = "cache_dir" if cache_dir else "IMGCLF_CACHE" if os.environ.get("IMGCLF_CACHE") else "cache_dir"
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise bad_path(argument, folder, "the cache folder (train's --cache-dir)", "a file")
+    if cache_dir or os.environ.get("IMGCLF_CACHE"):
+        raise bad_path(argument, folder, "the cache folder (train's --cache-dir)", "not found")
+    return folder  # the default one, before anything was cached: it holds nothing
 
 
 def entries_unused_for(contents: CacheContents, seconds: float | None) -> list[CacheEntry]:
@@ -100,49 +126,85 @@ def remove_entries(entries: list[CacheEntry]) -> Removal:
     return Removal(removed, freed, failed)
 
 
-def _entries(folder: Path, kind: str) -> list[CacheEntry]:
+def _entries(folder: Path, kind: str, building: list[int]) -> list[CacheEntry]:
     if not folder.is_dir():
         return []
     found: dict[str, CacheEntry] = {}
     for path in folder.iterdir():
-        match = _KEY.match(path.name)
+        match = _FILE.fullmatch(path.name) or _TEMP.fullmatch(path.name)
         if match is None:
             continue
         try:
             stat = path.stat()
         except OSError:  # removed meanwhile
             continue
-        if not path.is_file() or (path.name.startswith(".") and time.time() - stat.st_mtime <= STALE_SECONDS):
-            continue  # a build's temp file, perhaps in progress: its process renames it when done
-        entry = found.setdefault(match.group(1), CacheEntry(kind, match.group(1), complete=False))
+        if not path.is_file():
+            continue
+        if path.name.startswith(".") and time.time() - stat.st_mtime <= STALE_SECONDS:
+            building.append(_disk_bytes(stat))  # a build's temp file, perhaps in progress: its process renames it
+            continue
+        entry = found.setdefault(match.group("key"), CacheEntry(kind, match.group("key"), complete=False))
         entry.files.append(path)
         entry.size += _disk_bytes(stat)
         entry.last_used = max(entry.last_used, stat.st_mtime)
-    for entry in found.values():
-        _describe(entry, folder / f"{entry.key}.json")
-    return list(found.values())
+    return [entry for entry in found.values() if _described(entry, folder)]
 
 
-def _describe(entry: CacheEntry, record: Path) -> None:
+def _described(entry: CacheEntry, folder: Path) -> bool:
+    """Whether the entry is imgclf's (then described): a record as imgclf writes it; else an array as it writes
+    them, or only its temp files (hidden, named by a key), a killed build's. A file that merely has such a name,
+    a photo called by its database id with its annotations beside it, is not."""
+    record, array = folder / f"{entry.key}.json", folder / f"{entry.key}.npy"
+    meta = _record(record, entry.kind) if record in entry.files else None
+    if meta is not None:
+        entry.complete = True
+        if entry.kind == "images":
+            failed = len(meta["failures"])
+            entry.what = (f"{meta['count']:,} images at {meta['size']}x{meta['size']} {meta['color']}"
+                          + (f" ({failed:,} unreadable)" if failed else "")
+                          + (f", from {meta['source']}" if isinstance(meta.get("source"), str) else ""))
+            entry.outdated = meta["version"] != CACHE_VERSION
+        else:
+            entry.what = f"{meta['arch'] or 'backbone'} features, {meta['shape'][0]:,} x {meta['shape'][1]}"
+        return True
+    if array in entry.files and not _array_of(array, entry.kind):
+        return False
+    if array not in entry.files and not all(path.name.startswith(".") for path in entry.files):
+        return False
+    entry.what = ("damaged record: built again when next wanted" if record.exists() and array in entry.files
+                  else "incomplete: a killed build's")
+    return True
+
+
+def _record(path: Path, kind: str) -> dict | None:
+    """The entry's record if it is one imgclf writes (data/cache.py, train/features.py), else None."""
     try:
-        meta = json.loads(record.read_text())
-    except (OSError, ValueError):  # no record yet (a build), or a damaged one (rebuilt when next wanted)
-        entry.what = "incomplete: a build in progress, or a killed one's" if not record.exists() else "damaged"
-        entry.complete = record.exists()
-        return
-    entry.complete = True
-    if not isinstance(meta, dict):
-        entry.what = "damaged"
-        return
-    if entry.kind == "images":
-        failed = len(meta.get("failures") or {})
-        entry.what = (f"{meta.get('count', 0):,} images at {meta.get('size')}x{meta.get('size')} {meta.get('color')}"
-                      + (f" ({failed:,} unreadable)" if failed else "")
-                      + (f", from {meta['source']}" if meta.get("source") else ""))
-        entry.outdated = meta.get("version") != CACHE_VERSION
-    else:
-        shape = meta.get("shape") or [0, 0]
-        entry.what = f"{meta.get('arch') or 'backbone'} features, {shape[0]:,} x {shape[-1]}"
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    fields = ({"version": int, "size": int, "color": str, "count": int, "failures": dict} if kind == "images"
+              else {"version": int, "pixels": str, "arch": str, "shape": list})
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(name), kind_) for name, kind_ in fields.items()):
+        return None
+    if kind == "features" and not (len(meta["shape"]) == 2 and all(isinstance(n, int) for n in meta["shape"])):
+        return None
+    return meta
+
+
+def _array_of(path: Path, kind: str) -> bool:
+    """Whether the .npy is an array imgclf writes there: uint8 (N, H, W, C) images, float32 (N, D) features."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as handle:
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(handle))
+            if read_header is None:
+                return False
+            shape, _, dtype = read_header(handle)  # the header only: nothing is read or mapped
+    except Exception:  # not a .npy at all
+        return False
+    return (dtype == np.uint8 and len(shape) == 4) if kind == "images" else (dtype == np.float32 and len(shape) == 2)
 
 
 def _disk_bytes(stat: os.stat_result) -> int:
@@ -162,15 +224,18 @@ def _tree_size(folder: Path) -> int:
 
 
 def parse_age(value: str) -> float:
-    """--older-than: a duration with its unit (30d, 12h, 1d12h); a bare number is refused, being days to some and
-    seconds to others."""
+    """--older-than: days and hours (30d, 12h, 1d12h); a bare number is refused, being days to some and seconds to
+    others, and so are minutes and seconds."""
     from ..config_text import parse_seconds
     from ..errors import invalid
 
-    examples = "30d, 12h, 1d12h or 90m"
+    examples = "30d, 12h or 1d12h"
     if re.fullmatch(r"\s*[0-9.]+\s*", str(value)):
         raise invalid("older_than", value, f"a duration with its unit such as {examples}",
                       note="a bare number could be days or seconds")
+    if re.search(r"[ms]", str(value), re.IGNORECASE):  # 6M reads as six months here, and meant six minutes
+        raise invalid("older_than", value, f"days or hours such as {examples}",
+                      note="in minutes or seconds every entry is old, and M could be months")
     seconds = parse_seconds(value, "older_than", examples)
     assert seconds is not None
     return seconds

@@ -125,7 +125,7 @@ def _precision(export: dict[str, Any], multilabel: bool) -> str:
         source = (check or {}).get("images")
         return ("The graph's convolutions compute in int8 (`imgclf export --quantize int8`: per-channel int8 "
                 "weights, uint8 activations whose ranges were set on "
-                + (f"the images in {source}" if source else "the run's validation images") + "); the rest, "
+                + (f"the images in `{source}`" if source else "the run's validation images") + "); the rest, "
                 f"{head} included, in float32. `imgclf predict RUN IMAGES --backend onnx` gives its answers and "
                 "`imgclf evaluate RUN --backend onnx` its test scores; the run's own weights (`--backend torch`) "
                 "answer a little otherwise."

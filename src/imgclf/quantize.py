@@ -64,27 +64,38 @@ def calibration_pixels(run_dir: Path, decode, folder: str | os.PathLike | None =
         source = f"images in {folder}"
     order = np.random.default_rng(seed).permutation(len(files))
     pixels, unreadable = [], []
+    first_reason = ""
     for i in order:
         if len(pixels) == limit:
             break
         try:
             pixels.append(decode(str(files[i])))
-        except Exception:  # moved, deleted or broken since training; not an image
+        except Exception as exc:  # moved, deleted or broken since training; not an image; a bomb
             unreadable.append(str(files[i]))
+            if not first_reason:
+                first_reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    example = f" (e.g. {unreadable[0]}: {first_reason})" if unreadable else ""
     if not pixels and folder is not None:
         raise bad_path("calibration", folder, "a folder of images like the run's (int8 calibration reads them)",
-                       f"none of its {len(files):,} image files could be read (e.g. {files[0]})")
+                       f"none of its {len(files):,} image files could be read{example}")
     if not pixels:
         raise bad_path("run", run_dir, "a run whose validation images are on disk (int8 calibration reads them)",
-                       f"none of its {len(files):,} validation images could be read"
-                       + (f" (e.g. {files[0]})" if files else ""),
+                       f"none of its {len(files):,} validation images could be read{example}",
                        hint="Restore the data folder named in its dataset.json, pass --calibration FOLDER (images "
                             "like the run's), or export without --quantize")
     if unreadable:
         warn(f"{len(unreadable):,} of the {len(unreadable) + len(pixels):,} {source} drawn for int8 "
-             f"calibration could not be read (e.g. {unreadable[0]}): the ranges are set and checked on the other "
+             f"calibration could not be read{example}: the ranges are set and checked on the other "
              f"{len(pixels):,}")
+    if len(pixels) < MIN_APART:
+        warn(f"only {_count(len(pixels), 'readable image')} to set the int8 ranges on ({source}), and the agreement "
+             f"check reads the same ones: ranges from so few images may clip other images' activations. Pass "
+             f"--calibration FOLDER with {MIN_APART} or more images like the run's, or export without --quantize")
     return np.stack(pixels), len(unreadable)
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n:,} {thing}" + ("" if n == 1 else "s")
 
 
 def _folder_images(folder: str | os.PathLike) -> list[str]:
@@ -178,7 +189,7 @@ def compare_graphs(fp32: bytes, int8: bytes, pixels: np.ndarray, input_name: str
         labels_agreement=None if thresholds is None else round(float(((p32 >= thresholds) == (p8 >= thresholds))
                                                                      .all(1).mean()), 5),
         max_probability_change=round(float(np.abs(p32 - p8).max()), 5),
-        images=None if folder is None else str(folder))
+        images=None if folder is None else os.path.abspath(folder))  # read later, from anywhere: "." says nothing
     low = [f"{what} for {round(share * len(pixels)):,} of {len(pixels):,} {_source(check)} ({share:.1%})"
            for what, share in (("the same labels", check.labels_agreement) if thresholds is not None else
                                ("the same top-1 class", check.top1_agreement),
@@ -195,7 +206,8 @@ def agreement_text(check: QuantizationCheck) -> str:
     """The check in one sentence, as the export command prints it and the model's page gives it."""
     images = (f"{check.checked_images:,} {_source(check)}"
               + (" (its calibration images too: too few readable ones to keep apart)" if check.overlap else "")
-              + (f"; {check.unreadable_images:,} unreadable ones passed over" if check.unreadable_images else ""))
+              + (f"; {check.unreadable_images:,} unreadable " + ("one" if check.unreadable_images == 1 else "ones")
+                 + " passed over" if check.unreadable_images else ""))
     if check.labels_agreement is not None:
         answers = f"the same labels for {check.labels_agreement:.2%}"
     else:
@@ -206,4 +218,5 @@ def agreement_text(check: QuantizationCheck) -> str:
 
 
 def _source(check: QuantizationCheck) -> str:
-    return "validation images" if check.images is None else f"images of {check.images}"
+    noun = "image" if check.checked_images == 1 else "images"
+    return f"validation {noun}" if check.images is None else f"{noun} of {check.images}"

@@ -189,7 +189,7 @@ def test_bad_quantize_requests_are_one_clear_error(run, int8_path, tmp_path):
     assert not (moved / "export" / "model.onnx").exists()
 
 
-def test_a_run_whose_data_is_elsewhere_calibrates_on_a_folder_given(run, tmp_path):
+def test_a_run_whose_data_is_elsewhere_calibrates_on_a_folder_given(run, tmp_path, monkeypatch):
     """Trained on another machine: its validation images are not here, so calibration and check read the folder
     given, apart once it holds enough images, and the card, the page and the command say which images they were."""
     from conftest import make_image_folder
@@ -198,14 +198,23 @@ def test_a_run_whose_data_is_elsewhere_calibrates_on_a_folder_given(run, tmp_pat
     write_json(moved / "dataset.json", {**read_json(moved / "dataset.json"), "root": str(tmp_path / "gone")})
     folder = make_image_folder(tmp_path / "like-its-data", per_class=14, seed=5)  # 42 images, unlike the tiny val
     (folder / "notes.txt").write_text("not an image")
-    result = CliRunner().invoke(app, ["export", str(moved), "--quantize", "int8", "--calibration", str(folder)])
+    bomb = folder / "cat" / "bomb.png"  # one file the decoder refuses: its reason is given, as predict gives it
+    from PIL import Image
+
+    Image.new("L", (10_000, 10_000)).save(bomb)
+    monkeypatch.chdir(folder.parent)  # given relative, recorded whole: a card read elsewhere must say which images
+    result = CliRunner().invoke(app, ["export", str(moved), "--quantize", "int8", "--calibration", folder.name])
     assert result.exit_code == 0, result.output
+    assert "could not be read (e.g. like-its-data/cat/bomb.png: " in " ".join(result.output.split())
+    assert "decompression bomb" in result.output
+    bomb.unlink()
     exported = moved / "export" / "model.onnx"
     check = read_json(exported.with_name("model.onnx.json"))["export"]["quantization_check"]
-    assert check["images"] == str(folder) and check["unreadable_images"] == 0
+    assert check["images"] == str(folder) and check["unreadable_images"] == 1
     assert (check["calibration_images"], check["checked_images"], check["overlap"]) == (21, 21, False)
-    assert f"on 21 images of {folder}:" in result.output
-    assert f"ranges were set on the images in {folder}" in exported.with_name("model.onnx.md").read_text()
+    assert f"on 21 images of {folder}; 1 unreadable one passed over:" in " ".join(result.output.split())
+    assert f"ranges were set on the images in `{folder}`" in exported.with_name("model.onnx.md").read_text()
+    assert "only" not in result.output  # 42 images: enough to keep calibration and check apart
     assert load_onnx(exported).precision == "int8"
 
     for bad, why in ((folder / "cat" / sorted(p.name for p in (folder / "cat").iterdir())[0], "a file"),
@@ -216,6 +225,13 @@ def test_a_run_whose_data_is_elsewhere_calibrates_on_a_folder_given(run, tmp_pat
             export_run(moved, "onnx", quantize="int8", calibration=bad)
     refused = CliRunner().invoke(app, ["export", str(moved), "--calibration", str(folder)])
     assert refused.exit_code == 2 and "calibration" in refused.output and "--quantize int8" in refused.output
+    # a folder of one image: ranges from it alone, checked on itself, are said to be a weak calibration
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(next((folder / "cat").iterdir()), one / "a.png")
+    result = CliRunner().invoke(app, ["export", str(moved), "--quantize", "int8", "--calibration", str(one)])
+    assert result.exit_code == 0 and "only 1 readable image to set the int8 ranges on" in result.output
+    assert f"on 1 image of {one} (its calibration images too" in result.output
 
 
 def test_cli_export_int8_prints_the_agreement(run, tmp_path):

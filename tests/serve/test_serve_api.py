@@ -149,6 +149,9 @@ BAD_REQUESTS = {
     "misspelt parameter": ("?topk=2", 400, r"query parameter must be one of \{threshold, top_k, unknown\}\. "
                                            r"Did you mean: top_k\? Received: query parameter='topk'"),
     "parameter given twice": ("?top_k=2&top_k=3", 400, r"top_k must be given once\. Received: '2', '3'"),
+    # the first few, then a count: 9,000 repeats made a 36 KB answer
+    "parameter given 50 times": ("?" + "&".join(["top_k=9"] * 50), 400,
+                                 r"top_k must be given once\. Received: '9', '9', '9' and 47 more$"),
 }
 
 
@@ -389,7 +392,11 @@ def test_the_openapi_schema_describes_what_predict_takes_and_answers(client, png
     # typed as they are read (each was "a string or null", and generated clients typed top_k a str)
     types = {p["name"]: p["schema"] for p in route["parameters"]}
     assert types["top_k"]["type"] == "integer" and types["top_k"]["minimum"] == 1
-    assert types["unknown"]["enum"] == ["on", "off"]
+    from imgclf.config_text import SWITCH_WORDS
+
+    assert sorted(types["unknown"]["enum"]) == sorted(SWITCH_WORDS)  # every word the route takes, and no other
+    for word in types["unknown"]["enum"]:
+        assert client.post(f"/predict?unknown={word}", files=_files(("a.png", png, "image/png"))).status_code == 200
     assert (types["threshold"]["type"], types["threshold"]["exclusiveMaximum"]) == ("number", 1)
 
     def validator(response: str) -> Draft202012Validator:

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 TOP_K = "How many classes to list per image: a whole number >= 1 (above the number of classes: all). Default 3."
-UNKNOWN = "on or off: off gives the best class even to an image below the unknown threshold. Default: the server's."
+UNKNOWN = ("on or off (also true/false, 1/0): off gives the best class even to an image below the unknown threshold. "
+           "Default: the server's.")
 THRESHOLD = ("Multi-label runs only: one decision threshold between 0 and 1 (exclusive) for every label instead of "
              "the ones tuned on validation.")
 
@@ -56,7 +57,7 @@ class NoneUsableResponse(ErrorResponse, PredictResponse):
 # are read: declared as Query(str) they were "a string or null", and generated clients typed top_k a str
 PARAMETER_SCHEMAS: dict[str, tuple[dict[str, Any], str]] = {
     "top_k": ({"type": "integer", "minimum": 1, "default": 3}, TOP_K),
-    "unknown": ({"type": "string", "enum": ["on", "off"]}, UNKNOWN),
+    "unknown": ({"type": "string", "enum": ["on", "off", "true", "false", "1", "0"]}, UNKNOWN),  # parse_switch's
     "threshold": ({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, THRESHOLD),
 }
 

@@ -63,7 +63,8 @@ def test_a_cache_disk_without_room_is_named_before_any_pixel_is_written(tmp_path
 
     monkeypatch.setattr(cache_mod.os, "posix_fallocate", full, raising=False)  # macOS has none
     with pytest.raises(ImgclfError, match=r"^cache_dir must be a folder with 3 KB free for the decoded images"
-                                          r".*No space left on device.*--cache-budget 0"):
+                                          r".*No space left on device.*imgclf cache clear --older-than 30d.*"
+                                          r"--cache-budget 0"):
         decode_all(_paths(tmp_path / "d"), 8, "rgb", cache_dir=tmp_path / "c")
     assert list((tmp_path / "c").iterdir()) == []  # no temp file left
 

@@ -194,9 +194,10 @@ def _reserve(path: Path, cache_dir: Path) -> None:
         from ..config_text import byte_text
 
         raise invalid("cache_dir", str(cache_dir), f"a folder with {byte_text(size)} free for the decoded images",
-                      note=os.strerror(exc.errno), hint="Free space there, or point IMGCLF_CACHE (training: "
-                      "--cache-dir) at another disk; training can also decode at every epoch, uncached, with "
-                      "--cache-budget 0") from None
+                      note=os.strerror(exc.errno), hint="Free space there (`imgclf cache clear --older-than 30d` "
+                      "removes the entries no run opened for 30 days; `imgclf cache list` shows them), or point "
+                      "IMGCLF_CACHE (training: --cache-dir) at another disk; training can also decode at every "
+                      "epoch, uncached, with --cache-budget 0") from None
 
 
 def decode_all(

@@ -182,3 +182,24 @@ def test_older_than_in_minutes_or_seconds_is_refused(text):
 
     with pytest.raises(ImgclfError, match=rf"older_than must be days or hours such as 30d.*'{text}'"):
         parse_age(text)
+
+
+def test_a_cache_grown_past_its_notice_size_says_how_to_trim_it(tmp_path, monkeypatch, caplog):
+    """Nothing removes an entry by itself: a build that takes the cache past LARGE_CACHE_BYTES says so, with the
+    commands; an entry opened again (no growth) says nothing."""
+    import logging
+
+    make_image_folder(tmp_path / "d", per_class=4)
+    paths = sorted(str(p) for p in (tmp_path / "d").rglob("*.png"))
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c", progress=False)
+    assert not [r for r in caplog.records if "imgclf cache clear" in r.getMessage()]  # 2 KB: far below it
+    monkeypatch.setattr(cache_mod, "LARGE_CACHE_BYTES", 1000)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c", progress=False)  # opened again: no growth
+        assert not caplog.records
+        decode_all(paths, 12, "rgb", cache_dir=tmp_path / "c", progress=False)  # a new entry
+    [said] = [r.getMessage() for r in caplog.records]
+    assert said.startswith(f"the decoded-image cache in {tmp_path / 'c'} holds ")
+    assert "`imgclf cache list`" in said and "`imgclf cache clear --older-than 30d`" in said

@@ -36,6 +36,9 @@ from .decode import PERMISSION_DENIED, DecodeError, open_image
 # scaled down by libjpeg while decoding, as other JPEGs are).
 CACHE_VERSION = 6
 _IN_PROCESS_BELOW = 3000  # starting worker processes costs more than it saves on small sets
+# A cache past this size says so when it grows, with how to trim it: nothing ever removes an entry by itself, and
+# each folder, size and colour mode trained on adds one (60,000 images at 224 px RGB: 9 GB)
+LARGE_CACHE_BYTES = 20 * 10**9
 _CHUNK = 512
 
 
@@ -264,8 +267,31 @@ def decode_all(
     write_json(meta_path, {"version": CACHE_VERSION, "size": size, "color": color, "count": len(paths),
                            "source": _common_folder(paths),  # for `imgclf cache list`, which shows what it holds
                            "failures": {str(k): v for k, v in sorted(failures.items())}})
+    if store:
+        _say_if_large(cache_dir)
     pixels = np.load(array_path, mmap_mode="r") if store else None
     return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
+
+
+def _say_if_large(cache_dir: Path) -> None:
+    """Warn, once a process, when the cache has just grown past `LARGE_CACHE_BYTES`, naming the commands that trim it."""
+    total = 0
+    for folder in (cache_dir, cache_dir / "features"):
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        stat = entry.stat(follow_symlinks=False)
+                        total += stat.st_blocks * 512 if hasattr(stat, "st_blocks") else stat.st_size
+        except OSError:  # gone, or not listable: nothing to say
+            continue
+    if total > LARGE_CACHE_BYTES:
+        from ..config_text import byte_text
+        from ..notices import warn
+
+        warn(f"the decoded-image cache in {cache_dir} holds {byte_text(total)}: `imgclf cache list` shows what it "
+             "holds and `imgclf cache clear --older-than 30d` removes what no run opened for 30 days (decoded again "
+             "if wanted)", key="large cache")
 
 
 def mark_used(record: Path) -> None:

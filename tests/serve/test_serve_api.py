@@ -336,11 +336,34 @@ def test_the_server_caps_its_connections(tiny_run, monkeypatch):
     from imgclf.serve import app as serve_app
 
     given = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: given.update(kwargs))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: given.update(kwargs, app=app))
     serve_app.serve(tiny_run, port=0)
     assert given["limit_concurrency"] == serve_app.MAX_CONNECTIONS
     # a stalled upload held Ctrl-C and SIGTERM for up to BODY_SECONDS, past what docker stop waits
     assert given["timeout_graceful_shutdown"] == serve_app.GRACEFUL_SECONDS
+
+
+def test_serve_says_what_it_serves_and_where_before_uvicorns_lines(tiny_run, monkeypatch, capsys):
+    """uvicorn says where it listens, not what: an int8 export, unknown off, the forward threads."""
+    import uvicorn
+
+    from imgclf.serve import app as serve_app
+    from imgclf.serve.banner import startup_line
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app))
+    serve_app.serve(tiny_run, port=8123, threads=2, unknown=False, precision="32")
+    line = capsys.readouterr().out.strip()
+    health = TestClient(served["app"]).get("/health").json()
+    assert line == (f"serving {tiny_run}: {health['model']}, {health['classes']} classes, torch at 32 on 2 forward "
+                    "threads, unknown off; upload page at http://127.0.0.1:8123/ (API: POST /predict, GET /model, "
+                    "/health, /openapi.json)")
+    summary = {**health, "precision": "int8", "backend": "onnx"}
+    assert "upload page at http://127.0.0.1:80/ here, and at this machine's addresses" in \
+        startup_line("r", summary, "0.0.0.0", 80, 1)
+    assert "onnx at int8 on 1 forward thread," in startup_line("r", summary, "::1", 80, 1)
+    assert "at http://[::1]:80/" in startup_line("r", summary, "::1", 80, 1)
+    assert "upload page on the port uvicorn prints below" in startup_line("r", summary, "127.0.0.1", 0, 1)
 
 
 def test_requests_in_progress_are_capped_with_a_json_503_and_counted_down_after_each(client, png, monkeypatch):

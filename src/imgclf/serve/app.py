@@ -38,6 +38,7 @@ from ..inference import Classifier, PixelResults
 from ..prediction import Prediction, multilabel_prediction
 from ..ood import UNKNOWN_LABEL
 from ..predict_format import as_json
+from .banner import startup_line
 from .batcher import MicroBatcher
 from .origins import add_cors, check_origins
 from .schema import PREDICT_RESPONSES, PredictResponse, predict_openapi
@@ -127,6 +128,11 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     add_cors(app, origins)
     app.state.classifier = clf
     app.state.batcher = batcher
+    # what /health says is loaded, and `serve` prints at startup
+    app.state.summary = summary = {
+        "model": card["architecture"], "classes": len(classes), "backend": backend, "precision": clf.precision,
+        # a model without a detector (multi-label runs) flags nothing, whatever ?unknown says
+        "unknown": "none in this model" if card.get("unknown") is None else "on" if default_unknown else "off"}
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -168,12 +174,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and what is loaded; `mean_batch` shows how well concurrent requests were batched."""
-        return {"status": "ok", "model": card["architecture"], "classes": len(classes), "backend": backend,
-                "precision": clf.precision,
-                # a model without a detector (multi-label runs) flags nothing, whatever ?unknown says
-                "unknown": "none in this model" if card.get("unknown") is None
-                else "on" if default_unknown else "off",
-                "forward_passes": batcher.batches, "images": batcher.images,
+        return {"status": "ok", **summary, "forward_passes": batcher.batches, "images": batcher.images,
                 "mean_batch": round(batcher.images / batcher.batches, 3) if batcher.batches else None,
                 "limits": {"max_upload_bytes": max_upload_bytes, "max_files": max_files}}
 
@@ -371,7 +372,10 @@ def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
     import uvicorn
 
     check_bindable(host, port)  # before the model loads, and as the usual one-line error, not uvicorn's log
-    app = create_app(run_dir, threads=threads or default_threads(), **options)
+    threads = threads or default_threads()
+    app = create_app(run_dir, threads=threads, **options)
+    # uvicorn's own lines say where it listens, not what it serves (an int8 export? unknown off?)
+    print(startup_line(run_dir, app.state.summary, host, port, threads), flush=True)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
                 limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=GRACEFUL_SECONDS)
 

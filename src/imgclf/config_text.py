@@ -46,7 +46,8 @@ def parse_bytes(value: str | int | float) -> int:
 
 
 def byte_text(n: float) -> str:
-    """A size as people read it: 0 bytes, 850 KB, 1.5 MB, 46 MB, 12.3 GB (parse_bytes reads these back)."""
+    """A size as people read it: 0 bytes, 850 KB, 1.5 MB, 46 MB, 12.3 GB (parse_bytes reads these back, but for
+    0 bytes)."""
     if n <= 0:
         return "0 bytes"
     if n >= 1e9:

@@ -1,5 +1,6 @@
 """`imgclf cache list` / `imgclf cache clear`: what the cache holds, and removing what no run has used lately."""
 
+import errno
 import os
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import imgclf.data.cache as cache_mod
+import imgclf.data.cache_usage as cache_usage
 from conftest import make_image_folder
 from imgclf.cli import app
 from imgclf.data.cache import cache_key, decode_all
@@ -48,7 +50,7 @@ def test_the_listing_says_what_each_entry_holds_and_clear_keeps_what_a_run_opene
     decode_all(cats, 8, "rgb", cache_dir=cache, progress=False)  # ... and the cats opened again today
     result = CliRunner().invoke(app, ["cache", "clear", "--older-than", "30d", "--cache-dir", str(cache)])
     assert result.exit_code == 0, result.output
-    assert "removed 1 entries unused for 30d" in result.output and "1 kept" in result.output
+    assert "removed 1 entry unused for 30d" in result.output and "1 kept" in result.output
     assert [e.key for e in cache_contents(cache).entries] == [cat_key]
     assert sorted(p.name for p in cache.iterdir()) == sorted([f"{cat_key}.json", f"{cat_key}.npy", "downloads"])
     # what was cleared is decoded again when wanted, and the kept entry is opened without decoding
@@ -109,14 +111,23 @@ def test_a_file_this_user_may_not_remove_is_reported_and_its_entry_kept(tmp_path
     removal = remove_entries(cache_contents(cache).entries)
     assert [e.key for e in removal.removed] != [] and cat_key not in [e.key for e in removal.removed]
     assert {p.name.split(".")[0] for p, _ in removal.failed} == {cat_key}
-    result = CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(cache)])
-    assert result.exit_code == 2 and "Permission denied" in result.output and "cache_dir" in result.output
+    monkeypatch.setenv("IMGCLF_CACHE", str(cache))  # the folder named by the variable: the error names it
+    result = CliRunner().invoke(app, ["cache", "clear"])
+    assert result.exit_code == 2 and "Permission denied" in result.output and "IMGCLF_CACHE must be" in result.output
+    assert "as the user who owns them" in result.output
     # its record stays with its pixels: never an entry recorded without them, nor pixels nothing lists
     assert (cache / f"{cat_key}.json").exists() and (cache / f"{cat_key}.npy").exists()
 
+    def busy(self, *args, **kwargs):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(type(cache), "unlink", busy)
+    result = CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(cache)])
+    assert "cache_dir (--cache-dir) must be" in result.output and "Clear again once what holds them" in result.output
+
 
 @pytest.mark.parametrize("text, seconds", [("30d", 30 * DAY), ("1d12h", 36 * 3600), ("12h", 12 * 3600)])
-def test_older_than_reads_days_hours_and_minutes(text, seconds):
+def test_older_than_reads_days_and_hours(text, seconds):
     from imgclf.data.cache_admin import parse_age
 
     assert parse_age(text) == seconds
@@ -194,12 +205,41 @@ def test_a_cache_grown_past_its_notice_size_says_how_to_trim_it(tmp_path, monkey
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c", progress=False)
     assert not [r for r in caplog.records if "imgclf cache clear" in r.getMessage()]  # 2 KB: far below it
-    monkeypatch.setattr(cache_mod, "LARGE_CACHE_BYTES", 1000)
+    monkeypatch.setattr(cache_usage, "LARGE_CACHE_BYTES", 1000)
+    monkeypatch.setattr(cache_usage, "_said_large", False)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="imgclf"):
         decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c", progress=False)  # opened again: no growth
         assert not caplog.records
         decode_all(paths, 12, "rgb", cache_dir=tmp_path / "c", progress=False)  # a new entry
+        decode_all(paths, 10, "rgb", cache_dir=tmp_path / "c", progress=False)  # another: said once a process
     [said] = [r.getMessage() for r in caplog.records]
     assert said.startswith(f"the decoded-image cache in {tmp_path / 'c'} holds ")
     assert "`imgclf cache list`" in said and "`imgclf cache clear --older-than 30d`" in said
+
+
+def test_another_users_reading_of_an_entry_counts_as_a_use(tmp_path):
+    """In a shared cache only the record's owner may stamp it; another user's runs read the array, which moves its
+    access time: the owner's `clear --older-than 30d` removed entries others used every day."""
+    cache, cats, dogs = _two_entries(tmp_path)
+    _age(cache.iterdir(), 40 * DAY)
+    cat_array = cache / f"{cache_key(cats, 8, 'rgb', 'bilinear')}.npy"
+    os.utime(cat_array, (time.time(), cat_array.stat().st_mtime))  # read today by someone who may not stamp it
+    kept = [e.key for e in cache_contents(cache).entries if e not in entries_unused_for(cache_contents(cache), 30 * DAY)]
+    assert kept == [cache_key(cats, 8, "rgb", "bilinear")]
+
+
+def test_a_clear_that_takes_an_entry_just_built_leaves_its_build_the_pixels(tmp_path, monkeypatch):
+    """A clear between the array's rename and the build's return (it sees a complete entry) crashed the training
+    that built it: FileNotFoundError reopening the array by its name."""
+    make_image_folder(tmp_path / "d", per_class=4)
+    paths = sorted(str(p) for p in (tmp_path / "d").rglob("*.png"))
+    cache = tmp_path / "c"
+
+    def clear_now(folder):  # what a concurrent `imgclf cache clear` does at that moment
+        remove_entries(cache_contents(folder).entries)
+
+    monkeypatch.setattr(cache_mod, "say_if_large", clear_now)
+    built = decode_all(paths, 8, "rgb", cache_dir=cache, progress=False)
+    assert cache_contents(cache).entries == [] and np.asarray(built.pixels).shape == (12, 8, 8, 3)
+    assert np.asarray(built.pixels).any()

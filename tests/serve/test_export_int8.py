@@ -216,6 +216,13 @@ def test_a_run_whose_data_is_elsewhere_calibrates_on_a_folder_given(run, tmp_pat
     assert f"ranges were set on the images in `{folder}`" in exported.with_name("model.onnx.md").read_text()
     assert "only" not in result.output  # 42 images: enough to keep calibration and check apart
     assert load_onnx(exported).precision == "int8"
+    # served on a network, the card says a folder was used, not which folder of the exporting machine
+    from fastapi.testclient import TestClient
+
+    from imgclf.serve import create_app
+
+    served = TestClient(create_app(moved, backend="onnx")).get("/model").json()["export"]["quantization_check"]
+    assert served["images"] == "a folder (not shown)" and served["checked_images"] == 21
 
     for bad, why in ((folder / "cat" / sorted(p.name for p in (folder / "cat").iterdir())[0], "a file"),
                      (tmp_path / "nowhere", "not found"), (Path(tmp_path / "empty"), "no image file in it")):

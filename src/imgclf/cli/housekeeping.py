@@ -3,6 +3,7 @@ imgclf.data.cache_admin)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,10 @@ def _age(seconds: float) -> str:
         if seconds >= length:  # rounded down, as --older-than counts: "1 d ago" is not yet --older-than 2d
             return f"{int(seconds // length)} {unit} ago"
     return "just now"
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 def _what(entry) -> str:
@@ -47,7 +52,7 @@ def cache_list(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", hel
     console = new_console()
     kinds = {kind: sum(e.size for e in contents.entries if e.kind == kind) for kind in ("images", "features")}
     kept = ", ".join(f"{name}/ {byte_text(size)}" for name, size in contents.kept.items())
-    console.print(f"cache: {shown(contents.folder)}: {len(contents.entries)} entries, {byte_text(contents.size)} "
+    console.print(f"cache: {shown(contents.folder)}: {_entries(len(contents.entries))}, {byte_text(contents.size)} "
                   f"(decoded images {byte_text(kinds['images'])}, features {byte_text(kinds['features'])})"
                   + (f"; kept, never cleared: {kept}" if kept else "")
                   + (f"; builds in progress, left alone: {byte_text(contents.building)}" if contents.building else ""))
@@ -77,7 +82,7 @@ def cache_clear(older_than: Optional[str] = typer.Option(
     Safe beside running commands: one reading an entry keeps it open until it ends, and a build in progress is
     left alone. Downloads, audit pointers and crash logs are never removed."""
     from ..config_text import byte_text
-    from ..data.cache_admin import cache_contents, entries_unused_for, parse_age, remove_entries
+    from ..data.cache_admin import cache_argument, cache_contents, entries_unused_for, parse_age, remove_entries
     from ..errors import invalid
 
     seconds = parse_age(older_than) if older_than is not None else None
@@ -90,14 +95,20 @@ def cache_clear(older_than: Optional[str] = typer.Option(
     if dry_run:
         for entry in chosen:
             console.print(f"would remove {entry.kind} {entry.key} ({byte_text(entry.size)}): {_what(entry)}")
-        console.print(f"would remove {len(chosen)} entries{unused}, {byte_text(total)}, from {shown(contents.folder)}; "
-                      f"{left} kept")
+        console.print(f"would remove {_entries(len(chosen))}{unused}, {byte_text(total)}, from "
+                      f"{shown(contents.folder)}; {left} kept")
         return
     removal = remove_entries(chosen)
-    console.print(f"removed {len(removal.removed)} entries{unused} from {shown(contents.folder)}, "
-                  f"{byte_text(removal.freed)} freed; {len(contents.entries) - len(removal.removed)} kept")
+    # not "freed": a running command that has an entry open keeps its blocks until it ends
+    console.print(f"removed {_entries(len(removal.removed))}{unused}, {byte_text(removal.freed)}, from "
+                  f"{shown(contents.folder)}; {len(contents.entries) - len(removal.removed)} kept")
     if removal.failed:
-        path, reason = removal.failed[0]
-        raise invalid("cache_dir", str(contents.folder), "a folder whose entries this user may remove",
-                      note=f"{len(removal.failed)} file(s) not removed, {shown(path.name)} among them: {reason}",
-                      hint="Remove them as the user who owns them (a shared cache); the other entries are gone")
+        path, exc = removal.failed[0]
+        owner = exc.errno in (errno.EACCES, errno.EPERM)
+        raise invalid(cache_argument(cache_dir), str(contents.folder), "a folder whose entries this user may remove",
+                      note=f"{len(removal.failed)} file(s) not removed, {shown(path.name)} among them: "
+                           f"{exc.strerror or type(exc).__name__}",
+                      hint=("Remove them as the user who owns them (a shared cache; on Windows, a file a running "
+                            "command holds is refused too: clear again once it ends)" if owner else
+                            "Clear again once what holds them is over")
+                           + "; the other entries are gone")

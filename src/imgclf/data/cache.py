@@ -26,6 +26,7 @@ from ..errors import ImgclfError, invalid
 from ..io import default_file_mode, remove_stale_temp_files, write_json
 from ..notices import silence_pillow_warnings
 from ..progress import StepProgress
+from .cache_usage import mark_used, say_if_large
 from .decode import PERMISSION_DENIED, DecodeError, open_image
 
 # Part of every cache key: raised when a decoding rule changes, so no cache keeps pixels the files no longer decode
@@ -36,9 +37,6 @@ from .decode import PERMISSION_DENIED, DecodeError, open_image
 # scaled down by libjpeg while decoding, as other JPEGs are).
 CACHE_VERSION = 6
 _IN_PROCESS_BELOW = 3000  # starting worker processes costs more than it saves on small sets
-# A cache past this size says so when it grows, with how to trim it: nothing ever removes an entry by itself, and
-# each folder, size and colour mode trained on adds one (60,000 images at 224 px RGB: 9 GB)
-LARGE_CACHE_BYTES = 20 * 10**9
 _CHUNK = 512
 
 
@@ -168,6 +166,8 @@ def _read_cached(meta_path: Path, array_path: Path | None, shape: tuple[int, ...
         if pixels is not None and (pixels.shape != shape or pixels.dtype != np.uint8):
             raise ValueError(f"holds {pixels.dtype} {pixels.shape}, not uint8 {shape}")
         return failures, pixels
+    except FileNotFoundError:  # removed between its record and its array (`imgclf cache clear`): not damaged
+        return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         warn(f"decoded-image cache entry {meta_path.with_suffix('')} is damaged ({type(exc).__name__}: "
              f"{str(exc)[:120]}): decoding the images again")
@@ -232,7 +232,7 @@ def decode_all(
             mark_used(meta_path)
             return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
 
-    tmp_path = None
+    tmp_path = held = None
     if store:
         # a build killed (kill -9, the OOM killer) left its whole reserved array, which nothing else removes
         remove_stale_temp_files(cache_dir.glob(f".{key}.*.npy"))
@@ -259,6 +259,9 @@ def decode_all(
             bar.close(f"{len(failures):,} unreadable" if failures else "")
         if tmp_path is not None:
             os.chmod(tmp_path, default_file_mode())  # mkstemp's 0600 kept other users of a shared cache out
+            # mapped before the rename: an `imgclf cache clear` taking the new entry at once crashed the run that
+            # built it (POSIX keeps a mapped file's blocks; Windows refuses to rename a mapped file)
+            held = np.load(tmp_path, mmap_mode="r") if os.name == "posix" else None
             os.replace(tmp_path, array_path)
     except BaseException:
         if tmp_path is not None:
@@ -268,39 +271,9 @@ def decode_all(
                            "source": _common_folder(paths),  # for `imgclf cache list`, which shows what it holds
                            "failures": {str(k): v for k, v in sorted(failures.items())}})
     if store:
-        _say_if_large(cache_dir)
-    pixels = np.load(array_path, mmap_mode="r") if store else None
+        say_if_large(cache_dir)
+    pixels = (held if held is not None else np.load(array_path, mmap_mode="r")) if store else None
     return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
-
-
-def _say_if_large(cache_dir: Path) -> None:
-    """Warn, once a process, when the cache has just grown past `LARGE_CACHE_BYTES`, naming the commands that trim it."""
-    total = 0
-    for folder in (cache_dir, cache_dir / "features"):
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_file(follow_symlinks=False):
-                        stat = entry.stat(follow_symlinks=False)
-                        total += stat.st_blocks * 512 if hasattr(stat, "st_blocks") else stat.st_size
-        except OSError:  # gone, or not listable: nothing to say
-            continue
-    if total > LARGE_CACHE_BYTES:
-        from ..config_text import byte_text
-        from ..notices import warn
-
-        warn(f"the decoded-image cache in {cache_dir} holds {byte_text(total)}: `imgclf cache list` shows what it "
-             "holds and `imgclf cache clear --older-than 30d` removes what no run opened for 30 days (decoded again "
-             "if wanted)", key="large cache")
-
-
-def mark_used(record: Path) -> None:
-    """Stamp an entry's record with the time it was opened: `imgclf cache clear --older-than` removes what no run
-    has opened for that long. Best effort: a read-only shared cache serves as well without."""
-    try:
-        os.utime(record)
-    except OSError:
-        pass
 
 
 def _common_folder(paths: Sequence[str]) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..io import STALE_SECONDS
 from .cache import CACHE_VERSION, default_cache_dir
+from .cache_usage import disk_bytes
 
 # Exactly the names imgclf gives an entry's files (KEY: 24 hex digits): its array, its record, the duplicate groups
 # found in it (older releases: KEY.groups.npz, KEY.groups-native.npz); and, hidden, the temp files of their writes
@@ -75,11 +76,16 @@ def cache_contents(cache_dir: str | os.PathLike | None = None) -> CacheContents:
     return CacheContents(folder, entries, kept, sum(building))
 
 
+def cache_argument(cache_dir: str | os.PathLike | None) -> str:
+    """What named the cache folder, for an error: the option, else $IMGCLF_CACHE, else the option (its default)."""
+    return "cache_dir" if cache_dir else "IMGCLF_CACHE" if os.environ.get("IMGCLF_CACHE") else "cache_dir"
+
+
 def _existing_folder(cache_dir: str | os.PathLike | None) -> Path:
     """The cache folder, never made here (listing or clearing a mistyped path created it, parents and all)."""
     from ..errors import bad_path
 
-    argument = "cache_dir" if cache_dir else "IMGCLF_CACHE" if os.environ.get("IMGCLF_CACHE") else "cache_dir"
+    argument = cache_argument(cache_dir)
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     if folder.is_dir():
         return folder
@@ -101,7 +107,7 @@ def entries_unused_for(contents: CacheContents, seconds: float | None) -> list[C
 class Removal:
     removed: list[CacheEntry]
     freed: int
-    failed: list[tuple[Path, str]]  # a file that could not be removed (another user's, in a shared cache), and why
+    failed: list[tuple[Path, OSError]]  # a file that could not be removed (another user's; on Windows, one in use)
 
 
 def remove_entries(entries: list[CacheEntry]) -> Removal:
@@ -112,13 +118,13 @@ def remove_entries(entries: list[CacheEntry]) -> Removal:
         ok = True
         for path in sorted(entry.files, key=lambda p: p.suffix == ".json"):
             try:
-                size = _disk_bytes(path.stat())
+                size = disk_bytes(path.stat())
                 path.unlink()
                 freed += size
             except FileNotFoundError:
                 continue
             except OSError as exc:  # its record stays, so a half-removed entry is rebuilt, never served
-                failed.append((path, exc.strerror or type(exc).__name__))
+                failed.append((path, exc))
                 ok = False
                 break
         if ok:
@@ -130,6 +136,7 @@ def _entries(folder: Path, kind: str, building: list[int]) -> list[CacheEntry]:
     if not folder.is_dir():
         return []
     found: dict[str, CacheEntry] = {}
+    read: dict[str, float] = {}  # key -> its array's access time
     for path in folder.iterdir():
         match = _FILE.fullmatch(path.name) or _TEMP.fullmatch(path.name)
         if match is None:
@@ -141,13 +148,22 @@ def _entries(folder: Path, kind: str, building: list[int]) -> list[CacheEntry]:
         if not path.is_file():
             continue
         if path.name.startswith(".") and time.time() - stat.st_mtime <= STALE_SECONDS:
-            building.append(_disk_bytes(stat))  # a build's temp file, perhaps in progress: its process renames it
+            building.append(disk_bytes(stat))  # a build's temp file, perhaps in progress: its process renames it
             continue
         entry = found.setdefault(match.group("key"), CacheEntry(kind, match.group("key"), complete=False))
         entry.files.append(path)
-        entry.size += _disk_bytes(stat)
+        entry.size += disk_bytes(stat)
         entry.last_used = max(entry.last_used, stat.st_mtime)
-    return [entry for entry in found.values() if _described(entry, folder)]
+        if path.name == f"{entry.key}.npy":
+            read[entry.key] = stat.st_atime
+    entries = [entry for entry in found.values() if _described(entry, folder)]
+    for entry in entries:
+        # another user of a shared cache cannot stamp the record, but reading the array moves its access time (on
+        # relatime mounts, Linux's default: at least once a day). Not for an incomplete entry: its array's header
+        # was read by this listing
+        if entry.complete and entry.key in read:
+            entry.last_used = max(entry.last_used, read[entry.key])
+    return entries
 
 
 def _described(entry: CacheEntry, folder: Path) -> bool:
@@ -205,11 +221,6 @@ def _array_of(path: Path, kind: str) -> bool:
     except Exception:  # not a .npy at all
         return False
     return (dtype == np.uint8 and len(shape) == 4) if kind == "images" else (dtype == np.float32 and len(shape) == 2)
-
-
-def _disk_bytes(stat: os.stat_result) -> int:
-    """What a file takes on disk: a cache array is reserved whole, then filled (a sparse one would take less)."""
-    return stat.st_blocks * 512 if hasattr(stat, "st_blocks") else stat.st_size
 
 
 def _tree_size(folder: Path) -> int:

@@ -41,6 +41,7 @@ from ..predict_format import as_json
 from .banner import startup_line
 from .batcher import MicroBatcher
 from .origins import add_cors, check_origins
+from .public import public_card
 from .schema import PREDICT_RESPONSES, PredictResponse, predict_openapi
 from .uploads import ApiError, Upload, read_uploads
 
@@ -178,14 +179,13 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
                 "mean_batch": round(batcher.images / batcher.batches, 3) if batcher.batches else None,
                 "limits": {"max_upload_bytes": max_upload_bytes, "max_files": max_files}}
 
-    # the training machine's CPU, platform and library versions are no one's business on a network
-    public_card = {key: value for key, value in card.items() if key not in ("hardware", "versions")}
+    shown_card = public_card(card)
 
     @app.get("/model")
     async def model() -> dict[str, Any]:
         """The model card (model.json): architecture, classes, input size, preprocessing, metrics; not where it
         was trained (hardware, library versions)."""
-        return public_card
+        return shown_card
 
     # response_model=None: the answer is built as plain JSON-ready dicts on the hot path; `responses` documents it
     @app.post("/predict", response_model=None, openapi_extra=predict_openapi(),

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.cache import cache_folder, mark_used
+from ..data.cache import cache_folder
+from ..data.cache_usage import mark_used
 from ..data.prepared import PreparedData
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..io import remove_stale_temp_files, write_json
@@ -67,8 +68,13 @@ def compute_features(model: torch.nn.Module, data: PreparedData, mean: list[floa
     folder = cache_folder(cache_dir, "features")
     path = folder / f"{key}.npy"
     if path.exists():
-        mark_used(folder / f"{key}.json")
-        return np.load(path, mmap_mode="r")
+        try:
+            stored = np.load(path, mmap_mode="r")
+        except FileNotFoundError:  # removed meanwhile (`imgclf cache clear`): computed again below
+            stored = None
+        if stored is not None:
+            mark_used(folder / f"{key}.json")
+            return stored
 
     device = torch.device(device)
     was_training = model.training
@@ -91,15 +97,18 @@ def compute_features(model: torch.nn.Module, data: PreparedData, mean: list[floa
             raise RuntimeError("no decodable image to extract features from")
         out.flush()
         del out
+        # mapped before the rename: `imgclf cache clear` may take the new entry at once (see data/cache.py)
+        held = np.load(tmp, mmap_mode="r") if os.name == "posix" else None
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
         model.train(was_training).to(home)
+    features = held if held is not None else np.load(path, mmap_mode="r")
     write_json(folder / f"{key}.json", {"version": FEATURE_CACHE_VERSION, "pixels": data.decoded.key,
-                                        "arch": getattr(model, "arch", ""), "shape": list(np.load(path, mmap_mode="r").shape)})
-    return np.load(path, mmap_mode="r")
+                                        "arch": getattr(model, "arch", ""), "shape": list(features.shape)})
+    return features
 
 
 class FeatureHeadModule(ImageClassifierModule):

@@ -1,0 +1,51 @@
+"""How much the cache holds and when an entry was last used: stamped by the code that opens entries (data/cache.py,
+train/features.py), read by `imgclf cache` (data/cache_admin.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# A cache past this size says so when a run adds to it, with how to trim it: nothing ever removes an entry by itself,
+# and each folder, size and colour mode trained on adds one (60,000 images at 224 px RGB: 9 GB)
+LARGE_CACHE_BYTES = 20 * 10**9
+_said_large = False  # once a process: one training can add two entries (its size, and the duplicate search's)
+
+
+def mark_used(record: Path) -> None:
+    """Stamp an entry's record with the time it was opened: `imgclf cache clear --older-than` removes what no run
+    has opened for that long. Best effort: only the record's owner may stamp it (others' use shows in the array's
+    access time, which `cache_admin` reads too), and a read-only shared cache serves as well without."""
+    try:
+        os.utime(record)
+    except OSError:
+        pass
+
+
+def disk_bytes(stat: os.stat_result) -> int:
+    """What a file takes on disk: a cache array is reserved whole, then filled (a sparse one would take less)."""
+    return stat.st_blocks * 512 if hasattr(stat, "st_blocks") else stat.st_size
+
+
+def say_if_large(cache_dir: Path) -> None:
+    """Warn, once a process, when the cache a run just added to holds more than `LARGE_CACHE_BYTES`, naming the
+    commands that trim it."""
+    global _said_large
+    if _said_large:
+        return
+    total = 0
+    for folder in (cache_dir, cache_dir / "features"):
+        try:
+            with os.scandir(folder) as entries:
+                total += sum(disk_bytes(e.stat(follow_symlinks=False)) for e in entries
+                             if e.is_file(follow_symlinks=False))
+        except OSError:  # gone, or not listable: nothing to say
+            continue
+    if total > LARGE_CACHE_BYTES:
+        from ..config_text import byte_text
+        from ..notices import warn
+
+        _said_large = True
+        warn(f"the decoded-image cache in {cache_dir} holds {byte_text(total)}: `imgclf cache list` shows what it "
+             "holds and `imgclf cache clear --older-than 30d` removes what no run opened for 30 days (decoded again "
+             "if wanted)")

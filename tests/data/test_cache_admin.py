@@ -52,7 +52,8 @@ def test_the_listing_says_what_each_entry_holds_and_clear_keeps_what_a_run_opene
     assert result.exit_code == 0, result.output
     assert "removed 1 entry unused for 30d" in result.output and "1 kept" in result.output
     assert [e.key for e in cache_contents(cache).entries] == [cat_key]
-    assert sorted(p.name for p in cache.iterdir()) == sorted([f"{cat_key}.json", f"{cat_key}.npy", "downloads"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted([f"{cat_key}.json", f"{cat_key}.npy", "downloads",
+                                                               "CACHEDIR.TAG"])
     # what was cleared is decoded again when wanted, and the kept entry is opened without decoding
     calls = []
     real = cache_mod._decode_chunk
@@ -243,3 +244,12 @@ def test_a_clear_that_takes_an_entry_just_built_leaves_its_build_the_pixels(tmp_
     built = decode_all(paths, 8, "rgb", cache_dir=cache, progress=False)
     assert cache_contents(cache).entries == [] and np.asarray(built.pixels).shape == (12, 8, 8, 3)
     assert np.asarray(built.pixels).any()
+
+
+def test_the_cache_folder_is_tagged_for_backup_tools_and_the_tag_is_no_entry(tmp_path):
+    cache, _, _ = _two_entries(tmp_path)
+    tag = (cache / "CACHEDIR.TAG").read_text()
+    assert tag.startswith("Signature: 8a477f597d28d172789f06886806bc55")  # the standard's exact first line
+    assert len(cache_contents(cache).entries) == 2
+    CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(cache)])
+    assert (cache / "CACHEDIR.TAG").exists() and cache_contents(cache).entries == []

@@ -82,7 +82,8 @@ def cache_clear(older_than: Optional[str] = typer.Option(
     Safe beside running commands: one reading an entry keeps it open until it ends, and a build in progress is
     left alone. Downloads, audit pointers and crash logs are never removed."""
     from ..config_text import byte_text
-    from ..data.cache_admin import cache_argument, cache_contents, entries_unused_for, parse_age, remove_entries
+    from ..data.cache import cache_argument
+    from ..data.cache_admin import cache_contents, entries_unused_for, parse_age, remove_entries
     from ..errors import invalid
 
     seconds = parse_age(older_than) if older_than is not None else None

@@ -26,7 +26,7 @@ from ..errors import ImgclfError, invalid
 from ..io import default_file_mode, remove_stale_temp_files, write_json
 from ..notices import silence_pillow_warnings
 from ..progress import StepProgress
-from .cache_usage import mark_used, say_if_large
+from .cache_usage import mark_used, say_if_large, tag_as_cache
 from .decode import PERMISSION_DENIED, DecodeError, open_image
 
 # Part of every cache key: raised when a decoding rule changes, so no cache keeps pixels the files no longer decode
@@ -63,6 +63,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("IMGCLF_CACHE") or Path.home() / ".cache" / "imgclf")
 
 
+def cache_argument(cache_dir: str | os.PathLike | None) -> str:
+    """What named the cache folder, for an error: the option, else $IMGCLF_CACHE, else the option (its default)."""
+    return "cache_dir" if cache_dir else "IMGCLF_CACHE" if os.environ.get("IMGCLF_CACHE") else "cache_dir"
+
+
 def cache_folder(cache_dir: str | os.PathLike | None = None, sub: str = "") -> Path:
     """The cache folder (`cache_dir`, else $IMGCLF_CACHE, else ~/.cache/imgclf), and `sub` in it, made if need be;
     one that is a file, or that is not there and cannot be made, is the user's error, naming where it came from,
@@ -70,7 +75,7 @@ def cache_folder(cache_dir: str | os.PathLike | None = None, sub: str = "") -> P
     taken as it is: a shared cache on a read-only disk serves what it holds (a write it lacks says so then)."""
     from ..io import writable_folder
 
-    argument = "cache_dir" if cache_dir else "IMGCLF_CACHE" if os.environ.get("IMGCLF_CACHE") else "cache_dir"
+    argument = cache_argument(cache_dir)
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     folder = (folder if folder.is_dir() else writable_folder(argument, folder)) / sub
     if folder.is_dir():
@@ -271,6 +276,7 @@ def decode_all(
                            "source": _common_folder(paths),  # for `imgclf cache list`, which shows what it holds
                            "failures": {str(k): v for k, v in sorted(failures.items())}})
     if store:
+        tag_as_cache(cache_dir)
         say_if_large(cache_dir)
     pixels = (held if held is not None else np.load(array_path, mmap_mode="r")) if store else None
     return DecodedImages(list(paths), pixels, failures, key, streamed=not store)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import STALE_SECONDS
-from .cache import CACHE_VERSION, default_cache_dir
+from .cache import CACHE_VERSION, cache_argument, default_cache_dir
 from .cache_usage import disk_bytes
 
 # Exactly the names imgclf gives an entry's files (KEY: 24 hex digits): its array, its record, the duplicate groups
@@ -74,11 +74,6 @@ def cache_contents(cache_dir: str | os.PathLike | None = None) -> CacheContents:
     entries.sort(key=lambda entry: entry.last_used, reverse=True)
     kept = {name: _tree_size(folder / name) for name in KEPT if (folder / name).is_dir()}
     return CacheContents(folder, entries, kept, sum(building))
-
-
-def cache_argument(cache_dir: str | os.PathLike | None) -> str:
-    """What named the cache folder, for an error: the option, else $IMGCLF_CACHE, else the option (its default)."""
-    return "cache_dir" if cache_dir else "IMGCLF_CACHE" if os.environ.get("IMGCLF_CACHE") else "cache_dir"
 
 
 def _existing_folder(cache_dir: str | os.PathLike | None) -> Path:

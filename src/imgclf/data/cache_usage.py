@@ -49,3 +49,24 @@ def say_if_large(cache_dir: Path) -> None:
         warn(f"the decoded-image cache in {cache_dir} holds {byte_text(total)}: `imgclf cache list` shows what it "
              "holds and `imgclf cache clear --older-than 30d` removes what no run opened for 30 days (decoded again "
              "if wanted)")
+
+
+# https://bford.info/cachedir/: backup tools that honour it (tar, borg and restic with --exclude-caches) skip the
+# folder, which holds only what imgclf can decode again or download again
+CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+                "# This file is a cache directory tag created by imgclf: decoded images and features, rebuilt when\n"
+                "# wanted (see `imgclf cache list`). For information about cache directory tags, see "
+                "https://bford.info/cachedir/\n")
+
+
+def tag_as_cache(cache_dir: Path) -> None:
+    """Write CACHEDIR.TAG in the cache folder once (best effort: a read-only shared cache goes untagged)."""
+    tag = cache_dir / "CACHEDIR.TAG"
+    if tag.exists():
+        return
+    from ..io import atomic_write_text
+
+    try:
+        atomic_write_text(tag, CACHEDIR_TAG)
+    except OSError:
+        pass

@@ -189,7 +189,8 @@ def compare_graphs(fp32: bytes, int8: bytes, pixels: np.ndarray, input_name: str
         labels_agreement=None if thresholds is None else round(float(((p32 >= thresholds) == (p8 >= thresholds))
                                                                      .all(1).mean()), 5),
         max_probability_change=round(float(np.abs(p32 - p8).max()), 5),
-        images=None if folder is None else os.path.abspath(folder))  # read later, from anywhere: "." says nothing
+        # its name, not its path: the card travels inside the model file ("." said nothing; /home/alice/... too much)
+        images=None if folder is None else os.path.basename(os.path.abspath(folder)) or os.path.abspath(folder))
     low = [f"{what} for {round(share * len(pixels)):,} of {len(pixels):,} {_source(check)} ({share:.1%})"
            for what, share in (("the same labels", check.labels_agreement) if thresholds is not None else
                                ("the same top-1 class", check.top1_agreement),

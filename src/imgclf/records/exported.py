@@ -29,7 +29,8 @@ class QuantizationCheck(BaseModel):
                                            "given the same labels at the run's thresholds.")
     max_probability_change: float = Field(ge=0, le=1, description="Largest change of any calibrated probability.")
     images: str | None = Field(None, description="Where the calibration and checked images came from: null for "
-                               "the run's validation split, else the folder given (`--calibration`).",
+                               "the run's validation split, else the name of the folder given (`--calibration`), "
+                               "not its path: the card travels inside the model file.",
                                json_schema_extra=OMITTED_AT_DEFAULT)
 
 

@@ -364,6 +364,7 @@ def test_serve_says_what_it_serves_and_where_before_uvicorns_lines(tiny_run, mon
     assert "onnx at int8 on 1 forward thread," in startup_line("r", summary, "::1", 80, 1)
     assert "at http://[::1]:80/" in startup_line("r", summary, "::1", 80, 1)
     assert "upload page on the port uvicorn prints below" in startup_line("r", summary, "127.0.0.1", 0, 1)
+    assert ", no unknown detector;" in startup_line("r", {**summary, "unknown": "none in this model"}, "h", 1, 1)
 
 
 def test_requests_in_progress_are_capped_with_a_json_503_and_counted_down_after_each(client, png, monkeypatch):

@@ -242,6 +242,4 @@ def parse_age(value: str) -> float:
     if re.search(r"[ms]", str(value), re.IGNORECASE):  # 6M reads as six months here, and meant six minutes
         raise invalid("older_than", value, f"days or hours such as {examples}",
                       note="in minutes or seconds every entry is old, and M could be months")
-    seconds = parse_seconds(value, "older_than", examples)
-    assert seconds is not None
-    return seconds
+    return parse_seconds(value, "older_than", examples) or 0.0

@@ -8,6 +8,7 @@ from typing import Any
 from ..io import terminal_safe
 
 EVERY_INTERFACE = ("0.0.0.0", "::")
+UNKNOWN_WORDS = {"on": "unknown on", "off": "unknown off"}  # else /health's "none in this model" (multi-label)
 
 
 def startup_line(run_dir: str | os.PathLike, summary: dict[str, Any], host: str, port: int, threads: int) -> str:
@@ -20,5 +21,5 @@ def startup_line(run_dir: str | os.PathLike, summary: dict[str, Any], host: str,
         page = f"at http://{f'[{host}]' if ':' in host else host}:{port}/"
     return (f"serving {terminal_safe(str(run_dir))}: {summary['model']}, {summary['classes']} classes, "
             f"{summary['backend']} at {summary['precision']} on {threads} forward thread{'s' * (threads != 1)}, "
-            f"unknown {summary['unknown']}; upload page {page} (API: POST /predict, GET /model, /health, "
-            "/openapi.json)")
+            f"{UNKNOWN_WORDS.get(summary['unknown'], 'no unknown detector')}; upload page {page} "
+            "(API: POST /predict, GET /model, /health, /openapi.json)")

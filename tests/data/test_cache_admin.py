@@ -247,9 +247,23 @@ def test_a_clear_that_takes_an_entry_just_built_leaves_its_build_the_pixels(tmp_
 
 
 def test_the_cache_folder_is_tagged_for_backup_tools_and_the_tag_is_no_entry(tmp_path):
-    cache, _, _ = _two_entries(tmp_path)
+    cache, cats, _ = _two_entries(tmp_path)
     tag = (cache / "CACHEDIR.TAG").read_text()
     assert tag.startswith("Signature: 8a477f597d28d172789f06886806bc55")  # the standard's exact first line
     assert len(cache_contents(cache).entries) == 2
+    # a cache made before the tag, which only ever serves hits, gets it too
+    (cache / "CACHEDIR.TAG").unlink()
+    decode_all(cats, 8, "rgb", cache_dir=cache, progress=False)
+    assert (cache / "CACHEDIR.TAG").exists()
     CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(cache)])
     assert (cache / "CACHEDIR.TAG").exists() and cache_contents(cache).entries == []
+
+
+def test_a_folder_holding_anything_else_is_never_tagged(tmp_path):
+    """`--cache-dir .` in a project folder: tagged, its data and runs fell out of every backup honouring the tag."""
+    project = tmp_path / "project"
+    make_image_folder(project / "data", per_class=3)
+    paths = sorted(str(p) for p in (project / "data").rglob("*.png"))
+    decode_all(paths, 8, "rgb", cache_dir=project, progress=False)
+    decode_all(paths, 8, "rgb", cache_dir=project, progress=False)
+    assert not (project / "CACHEDIR.TAG").exists() and len(cache_contents(project).entries) == 1

@@ -359,8 +359,11 @@ def test_serve_says_what_it_serves_and_where_before_uvicorns_lines(tiny_run, mon
                     "threads, unknown off; upload page at http://127.0.0.1:8123/ (API: POST /predict, GET /model, "
                     "/health, /openapi.json)")
     summary = {**health, "precision": "int8", "backend": "onnx"}
-    assert "upload page at http://127.0.0.1:80/ here, and at this machine's addresses" in \
+    assert "upload page at http://127.0.0.1:80/ here, and at this machine's IPv4 addresses" in \
         startup_line("r", summary, "0.0.0.0", 80, 1)
+    # asyncio listens on IPv6 alone for ::, where a 127.0.0.1 link was refused
+    assert "upload page at http://[::1]:80/ here, and at this machine's IPv6 addresses" in \
+        startup_line("r", summary, "::", 80, 1)
     assert "onnx at int8 on 1 forward thread," in startup_line("r", summary, "::1", 80, 1)
     assert "at http://[::1]:80/" in startup_line("r", summary, "::1", 80, 1)
     assert "upload page on the port uvicorn prints below" in startup_line("r", summary, "127.0.0.1", 0, 1)

@@ -235,6 +235,7 @@ def decode_all(
         if cached is not None and not _readable_since(paths, cached[0]):
             failures, pixels = cached
             mark_used(meta_path)
+            tag_as_cache(cache_dir)  # a cache made before the tag existed, which only ever serves hits
             return DecodedImages(list(paths), pixels, failures, key, streamed=not store)
 
     tmp_path = held = None

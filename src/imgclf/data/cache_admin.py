@@ -22,15 +22,8 @@ from pathlib import Path
 
 from ..io import STALE_SECONDS
 from .cache import CACHE_VERSION, cache_argument, default_cache_dir
-from .cache_usage import disk_bytes
+from .cache_usage import ENTRY_FILE, ENTRY_TEMP, KEPT, disk_bytes
 
-# Exactly the names imgclf gives an entry's files (KEY: 24 hex digits): its array, its record, the duplicate groups
-# found in it (older releases: KEY.groups.npz, KEY.groups-native.npz); and, hidden, the temp files of their writes
-# (mkstemp's ".KEY.<random>.npy", an atomic write's ".KEY.json.<random>.tmp")
-_PART = r"(?:npy|json|groups(?:-[a-z]+)?\.npz)"
-_FILE = re.compile(rf"(?P<key>[0-9a-f]{{24}})\.{_PART}")
-_TEMP = re.compile(rf"\.(?P<key>[0-9a-f]{{24}})\.(?:[a-z0-9_]+\.npy|{_PART}\.[a-z0-9_]+\.tmp)")
-KEPT = ("downloads", "audits", "logs")  # not derived data: counted, never removed
 
 
 @dataclass
@@ -133,7 +126,7 @@ def _entries(folder: Path, kind: str, building: list[int]) -> list[CacheEntry]:
     found: dict[str, CacheEntry] = {}
     read: dict[str, float] = {}  # key -> its array's access time
     for path in folder.iterdir():
-        match = _FILE.fullmatch(path.name) or _TEMP.fullmatch(path.name)
+        match = ENTRY_FILE.fullmatch(path.name) or ENTRY_TEMP.fullmatch(path.name)
         if match is None:
             continue
         try:

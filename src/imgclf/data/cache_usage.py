@@ -4,7 +4,18 @@ train/features.py), read by `imgclf cache` (data/cache_admin.py)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+# Exactly the names imgclf gives an entry's files (KEY: 24 hex digits): its array, its record, the duplicate groups
+# found in it (older releases: KEY.groups.npz, KEY.groups-native.npz); and, hidden, the temp files of their writes
+# (mkstemp's ".KEY.<random>.npy", an atomic write's ".KEY.json.<random>.tmp")
+_PART = r"(?:npy|json|groups(?:-[a-z]+)?\.npz)"
+ENTRY_FILE = re.compile(rf"(?P<key>[0-9a-f]{{24}})\.{_PART}")
+ENTRY_TEMP = re.compile(rf"\.(?P<key>[0-9a-f]{{24}})\.(?:[a-z0-9_]+\.npy|{_PART}\.[a-z0-9_]+\.tmp)")
+KEPT = ("downloads", "audits", "logs")  # not derived data: counted, never removed
+SUB_FOLDERS = (*KEPT, "features")
+TAG = "CACHEDIR.TAG"
 
 # A cache past this size says so when a run adds to it, with how to trim it: nothing ever removes an entry by itself,
 # and each folder, size and colour mode trained on adds one (60,000 images at 224 px RGB: 9 GB)
@@ -60,9 +71,11 @@ CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
 
 
 def tag_as_cache(cache_dir: Path) -> None:
-    """Write CACHEDIR.TAG in the cache folder once (best effort: a read-only shared cache goes untagged)."""
-    tag = cache_dir / "CACHEDIR.TAG"
-    if tag.exists():
+    """Write CACHEDIR.TAG in the cache folder once, if it holds nothing but imgclf's files: a --cache-dir pointed
+    at a project folder, tagged, left the project's data and runs out of every backup that honours the tag. Best
+    effort: a read-only shared cache goes untagged."""
+    tag = cache_dir / TAG
+    if tag.exists() or not only_imgclf_files(cache_dir):
         return
     from ..io import atomic_write_text
 
@@ -70,3 +83,13 @@ def tag_as_cache(cache_dir: Path) -> None:
         atomic_write_text(tag, CACHEDIR_TAG)
     except OSError:
         pass
+
+
+def only_imgclf_files(folder: Path) -> bool:
+    """Whether every name in `folder` is one imgclf writes there (entries, their temp files, its sub-folders)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    return all(name in SUB_FOLDERS or ENTRY_FILE.fullmatch(name) or ENTRY_TEMP.fullmatch(name)
+               or name.startswith(f".{TAG}.") for name in names)

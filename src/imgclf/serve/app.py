@@ -385,7 +385,7 @@ def check_bindable(host: str, port: int) -> None:
     import errno
     import socket
 
-    listen_on = "a name or address of this machine (127.0.0.1, 0.0.0.0 for every interface, ::)"
+    listen_on = "a name or address of this machine (127.0.0.1, 0.0.0.0 for every IPv4 interface, :: for every IPv6 one)"
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:

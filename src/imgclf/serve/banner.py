@@ -7,7 +7,6 @@ from typing import Any
 
 from ..io import terminal_safe
 
-EVERY_INTERFACE = ("0.0.0.0", "::")
 UNKNOWN_WORDS = {"on": "unknown on", "off": "unknown off"}  # else /health's "none in this model" (multi-label)
 
 
@@ -15,8 +14,10 @@ def startup_line(run_dir: str | os.PathLike, summary: dict[str, Any], host: str,
     """summary: what GET /health says is loaded (`app.state.summary`)."""
     if not port:  # 0: uvicorn picks a free one and prints it
         page = "on the port uvicorn prints below"
-    elif host in EVERY_INTERFACE:
-        page = f"at http://127.0.0.1:{port}/ here, and at this machine's addresses on the network"
+    elif host == "0.0.0.0":
+        page = f"at http://127.0.0.1:{port}/ here, and at this machine's IPv4 addresses on the network"
+    elif host == "::":  # asyncio listens on IPv6 alone there (IPV6_V6ONLY): 127.0.0.1 refused connections
+        page = f"at http://[::1]:{port}/ here, and at this machine's IPv6 addresses on the network"
     else:
         page = f"at http://{f'[{host}]' if ':' in host else host}:{port}/"
     return (f"serving {terminal_safe(str(run_dir))}: {summary['model']}, {summary['classes']} classes, "

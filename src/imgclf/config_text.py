@@ -45,6 +45,11 @@ def parse_bytes(value: str | int | float) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 image', '2,048 images', '3 entries' (many: the plural where it is not word + 's')."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
 def byte_text(n: float) -> str:
     """A size as people read it: 0 bytes, 850 KB, 1.5 MB, 46 MB, 12.3 GB (parse_bytes reads these back, but for
     0 bytes)."""

@@ -23,6 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .config_text import plural
 from .errors import bad_path, invalid
 from .notices import warn
 from .records import QuantizationCheck, RunDir
@@ -88,14 +89,10 @@ def calibration_pixels(run_dir: Path, decode, folder: str | os.PathLike | None =
              f"calibration could not be read{example}: the ranges are set and checked on the other "
              f"{len(pixels):,}")
     if len(pixels) < MIN_APART:
-        warn(f"only {_count(len(pixels), 'readable image')} to set the int8 ranges on ({source}), and the agreement "
+        warn(f"only {plural(len(pixels), 'readable image')} to set the int8 ranges on ({source}), and the agreement "
              f"check reads the same ones: ranges from so few images may clip other images' activations. Pass "
              f"--calibration FOLDER with {MIN_APART} or more images like the run's, or export without --quantize")
     return np.stack(pixels), len(unreadable)
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n:,} {thing}" + ("" if n == 1 else "s")
 
 
 def _folder_images(folder: str | os.PathLike) -> list[str]:

@@ -23,10 +23,6 @@ def _age(seconds: float) -> str:
     return "just now"
 
 
-def _entries(n: int) -> str:
-    return f"{n} entr{'y' if n == 1 else 'ies'}"
-
-
 def _what(entry) -> str:
     note = " (made under older decoding rules: never opened again)" if entry.outdated else ""
     return shown(entry.what) + note
@@ -39,7 +35,7 @@ def cache_list(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", hel
 
     Decoded images (one entry per folder, image size and colour mode trained on) and backbone features; both are
     rebuilt when next wanted once cleared. Downloads, audit pointers and crash logs are counted, never cleared."""
-    from ..config_text import byte_text
+    from ..config_text import byte_text, plural
     from ..data.cache_admin import cache_contents
 
     contents = cache_contents(cache_dir)
@@ -52,7 +48,8 @@ def cache_list(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", hel
     console = new_console()
     kinds = {kind: sum(e.size for e in contents.entries if e.kind == kind) for kind in ("images", "features")}
     kept = ", ".join(f"{name}/ {byte_text(size)}" for name, size in contents.kept.items())
-    console.print(f"cache: {shown(contents.folder)}: {_entries(len(contents.entries))}, {byte_text(contents.size)} "
+    console.print(f"cache: {shown(contents.folder)}: {plural(len(contents.entries), 'entry', 'entries')}, "
+                  f"{byte_text(contents.size)} "
                   f"(decoded images {byte_text(kinds['images'])}, features {byte_text(kinds['features'])})"
                   + (f"; kept, never cleared: {kept}" if kept else "")
                   + (f"; builds in progress, left alone: {byte_text(contents.building)}" if contents.building else ""))
@@ -81,7 +78,7 @@ def cache_clear(older_than: Optional[str] = typer.Option(
 
     Safe beside running commands: one reading an entry keeps it open until it ends, and a build in progress is
     left alone. Downloads, audit pointers and crash logs are never removed."""
-    from ..config_text import byte_text
+    from ..config_text import byte_text, plural
     from ..data.cache import cache_argument
     from ..data.cache_admin import cache_contents, entries_unused_for, parse_age, remove_entries
     from ..errors import invalid
@@ -96,13 +93,14 @@ def cache_clear(older_than: Optional[str] = typer.Option(
     if dry_run:
         for entry in chosen:
             console.print(f"would remove {entry.kind} {entry.key} ({byte_text(entry.size)}): {_what(entry)}")
-        console.print(f"would remove {_entries(len(chosen))}{unused}, {byte_text(total)}, from "
-                      f"{shown(contents.folder)}; {left} kept")
+        console.print(f"would remove {plural(len(chosen), 'entry', 'entries')}{unused}, {byte_text(total)}, "
+                      f"from {shown(contents.folder)}; {left} kept")
         return
     removal = remove_entries(chosen)
     # not "freed": a running command that has an entry open keeps its blocks until it ends
-    console.print(f"removed {_entries(len(removal.removed))}{unused}, {byte_text(removal.freed)}, from "
-                  f"{shown(contents.folder)}; {len(contents.entries) - len(removal.removed)} kept")
+    console.print(f"removed {plural(len(removal.removed), 'entry', 'entries')}{unused}, "
+                  f"{byte_text(removal.freed)}, from {shown(contents.folder)}; "
+                  f"{len(contents.entries) - len(removal.removed)} kept")
     if removal.failed:
         path, exc = removal.failed[0]
         owner = exc.errno in (errno.EACCES, errno.EPERM)

@@ -216,7 +216,7 @@ def _tree_size(folder: Path) -> int:
     for root, _, files in os.walk(folder):
         for name in files:
             try:
-                total += os.stat(os.path.join(root, name)).st_size
+                total += disk_bytes(os.stat(os.path.join(root, name)))  # as the entries are counted
             except OSError:
                 continue
     return total

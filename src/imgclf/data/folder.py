@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config_text import plural
 from ..errors import ImgclfError, bad_path, invalid
 from ..file_names import is_utf8_name, printable_path
 from .fetch_record import warn_of_an_unfinished_fetch
@@ -348,7 +349,7 @@ def _split_without_images(root: Path, split: str, folder: Path | None,
                 and Path(item["path"]).parent == folder)
     where = f"{folder.name}/" if folder is not None else f"{split}/"
     redraw = " (val_split then draws one from train/)" if split == "val" else ""
-    unlabelled = (f"; {_plural(loose, 'image')} lie{'s' if loose == 1 else ''} loose in it, with no class folder "
+    unlabelled = (f"; {plural(loose, 'image')} lie{'s' if loose == 1 else ''} loose in it, with no class folder "
                   "and so no label to score against") if loose else ""
     return invalid("data", root, f"a folder whose {where} holds images in class folders, if it has one",
                    note=f"{where} holds no image in its class folders{unlabelled}",
@@ -356,19 +357,15 @@ def _split_without_images(root: Path, split: str, folder: Path | None,
                         + ("; imgclf predict labels images that have no class" if loose else ""))
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_classes: int = 2) -> ImgclfError:
     """Fewer class folders than asked for; says how many images lie loose in the folder and how to arrange them."""
     where = train or root
     loose = len(_loose_images(where))
-    found = _plural(len(classes), "class folder") + (f" ({', '.join(map(repr, classes))})" if classes else "")
+    found = plural(len(classes), "class folder") + (f" ({', '.join(map(repr, classes))})" if classes else "")
     if train is not None:
         found = f"train/ holds {found}"
     if loose:
-        found += f"; {_plural(loose, 'image')} directly in {'train/' if train is not None else 'it'}, " \
+        found += f"; {plural(loose, 'image')} directly in {'train/' if train is not None else 'it'}, " \
                  f"outside any class folder"
     # the one class folder by its name on disk (the class is its NFC form)
     wrapper = next((d for d in _class_dirs(where) if class_key(d.name) == classes[0]), None) \
@@ -378,9 +375,9 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_cla
         shown = ", ".join(f"{n}/" for n in inner[:4]) + (" ..." if len(inner) > 4 else "")
         hint = (f"move the class folders of each split's {wrapper.name}/ up one level" if train is not None else
                 f"give {wrapper} as the data folder")
-        return invalid("data", root, f"a folder with at least {_plural(min_classes, 'class folder')}",
+        return invalid("data", root, f"a folder with at least {plural(min_classes, 'class folder')}",
                        note=found, hint=f"{wrapper.name}/ holds the class folders ({shown}): {hint}")
-    return invalid("data", root, f"a folder with at least {_plural(min_classes, 'class folder')}, each holding "
+    return invalid("data", root, f"a folder with at least {plural(min_classes, 'class folder')}, each holding "
                                  "that class's images "
                                  "(DATA/<class>/*.png), or with train/ (and val/, test/) laid out that way "
                                  "(DATA/train/<class>/*.png)",

@@ -27,7 +27,23 @@ def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
     assert isinstance(second.pixels, np.memmap)
 
 
-@pytest.mark.parametrize("damage", ["truncated array", "garbled record", "other shape"])
+def test_an_entry_a_later_release_recorded_with_more_fields_is_served_as_it_is(tmp_path, monkeypatch):
+    """A cache is shared by every release a user runs: one that refused a record with a field it does not know
+    would call the entry damaged and decode it again over the other release's."""
+    import json
+
+    make_image_folder(tmp_path / "d", per_class=5)
+    paths = _paths(tmp_path / "d")
+    decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c")
+    record = tmp_path / "c" / f"{cache_key(paths, 8, 'rgb', 'bilinear')}.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "decoded_by": "imgclf 9"}))
+    calls = []
+    monkeypatch.setattr(cache_mod, "_decode_chunk", lambda task: calls.append(task) or {})
+    assert decode_all(paths, 8, "rgb", cache_dir=tmp_path / "c").pixels.shape == (15, 8, 8, 3)
+    assert calls == [] and "decoded_by" in record.read_text()
+
+
+@pytest.mark.parametrize("damage", ["truncated array", "garbled record", "record of another shape", "other shape"])
 def test_a_damaged_cache_entry_is_decoded_again_with_a_warning(damage, tmp_path, caplog):
     """A truncated .npy (a crash of the disk or of a copy) failed every later run: 'mmap length is greater than
     file size', reported as an internal error."""
@@ -42,6 +58,8 @@ def test_a_damaged_cache_entry_is_decoded_again_with_a_warning(damage, tmp_path,
         array.write_bytes(array.read_bytes()[:500])
     elif damage == "garbled record":
         record.write_text('{"version": 1, "si')
+    elif damage == "record of another shape":  # valid JSON, not an entry's record: failures listed, not mapped
+        record.write_text('{"version": 6, "size": 8, "color": "rgb", "count": 15, "failures": ["a.png"]}')
     else:
         np.save(array, np.zeros((15, 4, 4, 3), np.uint8))
     with caplog.at_level(logging.WARNING, logger="imgclf"):

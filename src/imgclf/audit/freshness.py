@@ -17,11 +17,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from ..data.cache import default_cache_dir
 from ..data.folder import FolderScan
 from ..io import read_json, write_json
+from ..records.cache import AuditPointer
 
 FRESH, STALE, RUN_CHANGED = "fresh", "stale", "run changed"
 
@@ -79,15 +78,6 @@ def _recorded_weights_digest(folder: Path) -> str | None:
         return (RunDir(folder).read_card().file_sha256 or {}).get("model.safetensors")
     except Exception:  # unreadable or missing card: the weights' own size and time stand for them
         return None
-
-
-class AuditPointer(BaseModel):
-    """The cache's entry for a folder: its real path and the audit.json written of it last (a cache file, so
-    not one of the run records: unreadable, it only costs inspect the counts)."""
-
-    model_config = ConfigDict(extra="forbid")
-    root: str
-    audit: str
 
 
 def pointer_path(root: str | os.PathLike) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import multiprocessing as mp
 import os
 import tempfile
@@ -163,17 +162,17 @@ def _read_cached(meta_path: Path, array_path: Path | None, shape: tuple[int, ...
     """A finished cache entry's failures and pixels, or None (and a warning) when either file is damaged, a
     truncated array or garbled JSON after a crash of the disk or of a copy: it is derived data, decoded again."""
     from ..notices import warn
+    from ..records.cache import ImageCacheRecord  # here: spawned decoding workers import this module, not records
 
     try:
-        meta = json.loads(meta_path.read_text())
-        failures = {int(k): str(v) for k, v in meta["failures"].items()}
+        failures = ImageCacheRecord.read(meta_path).failures
         pixels = np.load(array_path, mmap_mode="r") if array_path is not None else None
         if pixels is not None and (pixels.shape != shape or pixels.dtype != np.uint8):
             raise ValueError(f"holds {pixels.dtype} {pixels.shape}, not uint8 {shape}")
         return failures, pixels
     except FileNotFoundError:  # removed between its record and its array (`imgclf cache clear`): not damaged
         return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError) as exc:
         warn(f"decoded-image cache entry {meta_path.with_suffix('')} is damaged ({type(exc).__name__}: "
              f"{str(exc)[:120]}): decoding the images again")
         return None
@@ -273,9 +272,11 @@ def decode_all(
         if tmp_path is not None:
             tmp_path.unlink(missing_ok=True)
         raise
-    write_json(meta_path, {"version": CACHE_VERSION, "size": size, "color": color, "count": len(paths),
-                           "source": _common_folder(paths),  # for `imgclf cache list`, which shows what it holds
-                           "failures": {str(k): v for k, v in sorted(failures.items())}})
+    from ..records.cache import ImageCacheRecord
+
+    record = ImageCacheRecord(version=CACHE_VERSION, size=size, color=color, count=len(paths),
+                              source=_common_folder(paths), failures=dict(sorted(failures.items())))
+    write_json(meta_path, record.model_dump(mode="json"))
     if store:
         tag_as_cache(cache_dir)
         say_if_large(cache_dir)

@@ -13,7 +13,6 @@ until it is an hour old, the age after which builds themselves treat such files 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import STALE_SECONDS
+from ..records.cache import FeatureCacheRecord, ImageCacheRecord
 from .cache import CACHE_VERSION, cache_argument, default_cache_dir
 from .cache_usage import ENTRY_FILE, ENTRY_TEMP, KEPT, disk_bytes
 
@@ -162,14 +162,14 @@ def _described(entry: CacheEntry, folder: Path) -> bool:
     meta = _record(record, entry.kind) if record in entry.files else None
     if meta is not None:
         entry.complete = True
-        if entry.kind == "images":
-            failed = len(meta["failures"])
-            entry.what = (f"{meta['count']:,} images at {meta['size']}x{meta['size']} {meta['color']}"
+        if isinstance(meta, ImageCacheRecord):
+            failed = len(meta.failures)
+            entry.what = (f"{meta.count:,} images at {meta.size}x{meta.size} {meta.color}"
                           + (f" ({failed:,} unreadable)" if failed else "")
-                          + (f", from {meta['source']}" if isinstance(meta.get("source"), str) else ""))
-            entry.outdated = meta["version"] != CACHE_VERSION
+                          + (f", from {meta.source}" if meta.source else ""))
+            entry.outdated = meta.version != CACHE_VERSION
         else:
-            entry.what = f"{meta['arch'] or 'backbone'} features, {meta['shape'][0]:,} x {meta['shape'][1]}"
+            entry.what = f"{meta.arch or 'backbone'} features, {meta.shape[0]:,} x {meta.shape[1]}"
         return True
     if array in entry.files and not _array_of(array, entry.kind):
         return False
@@ -180,19 +180,12 @@ def _described(entry: CacheEntry, folder: Path) -> bool:
     return True
 
 
-def _record(path: Path, kind: str) -> dict | None:
+def _record(path: Path, kind: str) -> ImageCacheRecord | FeatureCacheRecord | None:
     """The entry's record if it is one imgclf writes (data/cache.py, train/features.py), else None."""
     try:
-        meta = json.loads(path.read_text())
+        return (ImageCacheRecord if kind == "images" else FeatureCacheRecord).read(path)
     except (OSError, ValueError):
         return None
-    fields = ({"version": int, "size": int, "color": str, "count": int, "failures": dict} if kind == "images"
-              else {"version": int, "pixels": str, "arch": str, "shape": list})
-    if not isinstance(meta, dict) or not all(isinstance(meta.get(name), kind_) for name, kind_ in fields.items()):
-        return None
-    if kind == "features" and not (len(meta["shape"]) == 2 and all(isinstance(n, int) for n in meta["shape"])):
-        return None
-    return meta
 
 
 def _array_of(path: Path, kind: str) -> bool:

@@ -28,6 +28,7 @@ from ..data.cache_usage import mark_used
 from ..data.prepared import PreparedData
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..io import remove_stale_temp_files, write_json
+from ..records.cache import FeatureCacheRecord
 from .loaders import CachedImages, make_loader
 from .module import ImageClassifierModule
 
@@ -106,8 +107,9 @@ def compute_features(model: torch.nn.Module, data: PreparedData, mean: list[floa
     finally:
         model.train(was_training).to(home)
     features = held if held is not None else np.load(path, mmap_mode="r")
-    write_json(folder / f"{key}.json", {"version": FEATURE_CACHE_VERSION, "pixels": data.decoded.key,
-                                        "arch": getattr(model, "arch", ""), "shape": list(features.shape)})
+    record = FeatureCacheRecord(version=FEATURE_CACHE_VERSION, pixels=data.decoded.key,
+                                arch=getattr(model, "arch", ""), shape=features.shape)
+    write_json(folder / f"{key}.json", record.model_dump(mode="json"))
     return features
 
 

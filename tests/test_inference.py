@@ -438,7 +438,7 @@ def test_a_float_image_reads_alike_from_its_file_and_as_a_pil_image(tiny_run, tm
     for name, bad in (("nan.tif", np.where(values > 0.5, np.nan, values)), ("negative.tif", values * 2 - 1)):
         Image.fromarray(bad.astype(np.float32)).save(tmp_path / name)
         from_file, from_pil = clf.predict([str(tmp_path / name), Image.open(tmp_path / name)])
-        assert "NaN, infinity or negative" in from_file.error and from_pil.error == from_file.error, name
+        assert "NaN, infinity or values below -0.1" in from_file.error and from_pil.error == from_file.error, name
 
 
 def test_an_image_opened_from_a_file_reads_as_its_path(tiny_run, tmp_path, monkeypatch):
@@ -523,6 +523,31 @@ def test_a_16_bit_image_is_read_on_the_16_bit_scale_whatever_its_brightest_pixel
     assert dim.max() <= 1 and dimmer.max() <= 1  # 255 of 65535: black, as a viewer shows it, both alike
     expected = np.rint(ramp.astype(np.float64)).astype(np.uint8)[..., None]
     assert np.abs(open_image(tmp_path / "bright.png", 16, "grayscale").astype(int) - expected).max() <= 1
+    # so too a PGM deeper than 8 bits, which Pillow opens as 32-bit 'I' (scaled to 0..65535), not as 16-bit
+    for name, maxval, pixels in (("max255.pgm", 65535, ramp + 5), ("max256.pgm", 65535, ramp + 6),
+                                 ("twelve_bit.pgm", 4095, np.rint((ramp + 5) * (4095 / 65535)))):
+        (tmp_path / name).write_bytes(f"P5 16 16 {maxval}\n".encode() + pixels.astype(">u2").tobytes())
+        with Image.open(tmp_path / name) as img:
+            assert img.mode == "I", img.mode
+        assert open_image(tmp_path / name, 16, "grayscale").max() <= 1, name
+
+
+def test_a_16_bit_pgm_read_by_the_caller_is_decoded_as_its_file(tiny_run, tmp_path):
+    """A loaded PIL image goes through the classifier's own conversion, not the file's: it too must take Pillow's
+    32-bit 'I' of a deep PGM as the 16-bit image it is."""
+    from PIL import Image
+
+    import imgclf
+
+    ramp = np.tile(np.arange(0, 250, 250 / 16), (16, 1)).astype(np.uint16) + 5
+    path = tmp_path / "dim.pgm"
+    path.write_bytes(b"P5 16 16 65535\n" + ramp.astype(">u2").tobytes())
+    clf = imgclf.load(tiny_run)
+    with Image.open(path) as img:
+        img.load()  # read: decoded by the classifier, not opened again from its file
+        assert img.mode == "I"
+        assert (clf.decode(img) == clf.decode(str(path))).all()
+        assert clf.decode(img).max() <= 1
 
 
 def test_an_empty_folder_among_the_images_is_warned_of(tiny_run, image_folder, tmp_path, caplog):

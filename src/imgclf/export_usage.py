@@ -32,6 +32,8 @@ def pixels(path):
         elif raw in ("L;2", "L;4") and isinstance(img.info.get("transparency"), int):  # pixels scaled, not the key
             img.info["transparency"] *= 255 // (2 ** int(raw[2:]) - 1)
         img.load()
+        if img.format == "PPM" and img.mode == "I":  # a PGM deeper than 8 bits, scaled to 0..65535: 16-bit
+            img = Image.fromarray(np.asarray(img).astype(np.uint16))
         try:
             img = ImageOps.exif_transpose(img)
         except Exception:  # a damaged EXIF block: used as stored, as imgclf does
@@ -40,8 +42,8 @@ def pixels(path):
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float: their range into 0..255
             stored = np.asarray(img)
             values = stored.astype(np.float64)
-            if img.mode == "F" and values.size and not (np.isfinite(values).all() and values.min() >= 0):
-                raise ValueError("float pixels hold NaN, infinity or negative values (readable: [0, 1] or 0..255)")
+            if img.mode == "F" and values.size and not (np.isfinite(values).all() and values.min() >= -0.1):
+                raise ValueError("float pixels hold NaN, infinity or values below -0.1 (readable: [0, 1] or 0..255)")
             if img.mode == "I" and values.size and not (values.min() >= 0 and values.max() <= 65535):
                 raise ValueError("32-bit integer pixels outside 0..65535 (readable: 0..255 or 0..65535)")
             high = values.max() if values.size else 0.0
@@ -56,7 +58,8 @@ def pixels(path):
         if img.mode in ("P", "RGB", "L", "1") and "transparency" in img.info:  # a palette's or a colour key's
             img = img.convert("RGBA")
         if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # transparency over white
-            img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
+            straight = img.convert("LA") if img.mode == "La" else img  # premultiplied grey: no direct RGBA
+            img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), straight.convert("RGBA"))
         try:
             img = img.convert(MODE)
         except ValueError:  # no direct conversion (LAB to L): through RGB, as imgclf converts
@@ -196,10 +199,10 @@ def usage_page(card: dict[str, Any]) -> str:
               "2. the EXIF orientation is applied (`ImageOps.exif_transpose`; an image whose EXIF block cannot be "
               "read is used as stored);",
               "3. transparency (RGBA, LA, a palette's transparent colour, a PNG colour key on RGB, grey or 16-bit "
-              "grey) is composited over white; 16-bit grey images are on the 0-65535 scale whatever their content, "
-              "divided by 257 and rounded (16-bit RGB is read as Pillow reads it, each sample's high byte); float images whose brightest pixel is at most 1.1 are multiplied by 255, "
+              "grey) is composited over white; 16-bit grey images (a PGM deeper than 8 bits too, which Pillow scales to "
+              "0-65535) are on the 0-65535 scale whatever their content, divided by 257 and rounded (16-bit RGB is read as Pillow reads it, each sample's high byte); float images whose brightest pixel is at most 1.1 are multiplied by 255, "
               "rounded and clipped to 0-255; other float and 32-bit integer images are kept as 0-255, or read as "
-              "16-bit where their maximum exceeds 255; float images holding NaN, infinity or negative values, and "
+              "16-bit where their maximum exceeds 255; float images holding NaN, infinity or values below -0.1, and "
               "32-bit integer images outside 0-65535, are refused;",
               f"4. the image is converted to `{mode}` (as Pillow converts: an embedded ICC colour profile is not "
               f"applied) and resized to {side} x {side}, aspect ratio not kept, with "

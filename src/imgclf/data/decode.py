@@ -60,8 +60,9 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
                 grey = Image.merge("LA", (grey, Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8))))
             return _to_mode(grey, color)
         arr = np.asarray(img).astype(np.float64)  # asarray(img, dtype=float64) took 3.9 s on 9400 x 9400
-        if img.mode == "F" and arr.size and not (np.isfinite(arr).all() and arr.min() >= 0):
-            raise DecodeError("float pixels hold NaN, infinity or negative values (readable: [0, 1] or 0..255)")
+        # a little below 0 is a resize's ringing, clipped as arrays' is (inputs.check_array)
+        if img.mode == "F" and arr.size and not (np.isfinite(arr).all() and arr.min() >= 1.0 - FLOAT_UNIT_TOP):
+            raise DecodeError("float pixels hold NaN, infinity or values below -0.1 (readable: [0, 1] or 0..255)")
         if img.mode == "I" and arr.size and not (arr.min() >= 0 and arr.max() <= 65535):
             # signed (CT scans) or past 16 bits: clipped to 0..255 or scaled as 16-bit, a CT slice read as 0..3
             raise DecodeError(f"32-bit integer pixels from {arr.min():.0f} to {arr.max():.0f} (readable: 0..255 or "
@@ -85,6 +86,15 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
             img = img.convert(target)  # CMYK, YCbCr, P, 1 and the rest
         except ValueError:  # no direct conversion (LAB to L: refused as "LAB to RGB not supported"): through RGB
             img = img.convert("RGB").convert(target)
+    return img
+
+
+def deep_pnm_as_sixteen_bit(img: Image.Image) -> Image.Image:
+    """A PGM deeper than 8 bits (maxval above 255), which Pillow opens as 32-bit 'I' with its values scaled to
+    0..65535: as the 16-bit image it is. As 'I' it was read on the 0..255 scale while its brightest pixel stayed
+    below 256, so two files 1/65535 apart decoded one white and one black."""
+    if img.format == "PPM" and img.mode == "I":
+        return Image.fromarray(np.asarray(img).astype(np.uint16))
     return img
 
 
@@ -215,7 +225,7 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
                 if limit is not None and img.size[0] * img.size[1] > limit:
                     raise DecodeError(_bomb_reason(stored))
             img.load()
-            arr = image_to_array(exif_upright(img), size, color, interpolation)
+            arr = image_to_array(exif_upright(deep_pnm_as_sixteen_bit(img)), size, color, interpolation)
     except DecodeError:
         raise
     # over twice the limit, Pillow refuses it while opening; over the limit, where the caller made Pillow's

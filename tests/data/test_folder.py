@@ -54,6 +54,21 @@ def test_names_starting_with_two_underscores_are_the_users(tmp_path):
     assert not any("MACOSX" in s["path"] or "Thumbs" in s["path"] for s in scan.skipped)
 
 
+def test_what_windows_and_a_synology_nas_leave_in_folders_is_neither_a_class_nor_an_image(tmp_path):
+    """@eaDir and $RECYCLE.BIN were read as classes (training refused until both were dropped), and the NAS's
+    thumbnails (cat/@eaDir/1.png/SYNOFILE_THUMB_S.jpg) as more images of their class."""
+    make_image_folder(tmp_path, classes=("cat", "dog"), per_class=4)
+    photo = next((tmp_path / "cat").iterdir())
+    for folder in (tmp_path / "@eaDir" / "x", tmp_path / "cat" / "@eaDir" / photo.name, tmp_path / "$RECYCLE.BIN",
+                   tmp_path / "#recycle" / "bird"):
+        folder.mkdir(parents=True)
+        shutil.copy(photo, folder / "SYNOFILE_THUMB_S.jpg")
+    for junk in ("desktop.ini", "Icon\r"):
+        (tmp_path / "dog" / junk).write_bytes(b"[.ShellClassInfo]")
+    scan = scan_folder(tmp_path)
+    assert scan.classes == ["cat", "dog"] and len(scan.files["all"]) == 8 and scan.skipped == []
+
+
 def test_split_layout_with_train_and_test_splits_validation_off_train(tmp_path):
     make_image_folder(tmp_path, layout="splits", per_split={"train": 20, "test": 5})
     # group_duplicates off: this folder's images of one class are near-duplicates of each other, so a
@@ -392,3 +407,22 @@ def test_an_archive_that_nests_each_split_in_a_folder_of_its_name_is_told_so(tmp
                                           r"holds one folder of its own name.*move the class folders of "
                                           r"(training|test)_set/(training|test)_set/ up one level"):
         scan_folder(tmp_path)
+
+
+def test_a_named_pipe_in_a_class_folder_is_listed_as_skipped_not_passed_over(tmp_path):
+    """A pipe or socket inside a folder vanished without a word, where given by name it is named; the README says
+    every file not used is listed."""
+    import socket
+
+    from imgclf.inputs import expand_inputs
+
+    make_image_folder(tmp_path, classes=("cat", "dog"), per_class=3)
+    os.mkfifo(tmp_path / "cat" / "fifo.png")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "dog" / "sock"))
+        scan = scan_folder(tmp_path)
+    assert len(scan.files["all"]) == 6
+    assert sorted((Path(s["path"]).name, s["reason"]) for s in scan.skipped) == [
+        ("fifo.png", "not a regular file (a named pipe)"), ("sock", "not a regular file (a socket)")]
+    # predict on the folder: the pipe named as an image is a row that says why, as given by name
+    assert str(tmp_path / "cat" / "fifo.png") in expand_inputs([tmp_path / "cat"])

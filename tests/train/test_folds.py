@@ -322,6 +322,31 @@ def test_bad_k_is_one_error_before_training(tmp_path, k, allowed, extra):
     assert Counter(p.parent.name for p in data.rglob("*.png")) == {"cat": 8, "dog": 8, "fox": 8}
 
 
+def test_a_class_too_small_for_any_folds_is_named_before_a_fold_is_announced(tmp_path):
+    """One image in a class: "folds must be at most 1" asked for what --folds cannot be (from 2), named no class,
+    and came after "fold 1/2: training"."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    data = make_image_folder(tmp_path / "data", classes=("cat", "dog", "single"), per_class=8)
+    for extra in sorted((data / "single").iterdir())[1:]:
+        extra.unlink()
+    result = CliRunner().invoke(app, ["train", str(data), "--folds", "2", "--out", str(tmp_path / "cv"),
+                                      "--epochs", "1", "--img-size", "16", "--model", "simple_cnn"])
+    assert result.exit_code == 2 and "fold 1/2" not in result.output, result.output
+    said = " ".join(result.output.split())
+    assert "folds must be from 2 to the non-test images of the smallest class" in said
+    assert "class 'single' has 1 non-test image: no number of folds fits" in said
+    assert "leave it out: --drop-classes single" in said
+    assert not (tmp_path / "cv").exists()
+    # a class that allows fewer folds is named with its count, as the fold's own data refuses it
+    with pytest.raises(ImgclfError, match=r"folds must be at most 7, the non-test images of the smallest class "
+                                          r"\('cat'\)"):
+        imgclf.fit({"data": str(data), "out": str(tmp_path / "cv"), "folds": 9, "drop_classes": ["single"],
+                    **TINY}, report=False)
+
+
 def test_the_fast_recipe_sizes_once_and_every_fold_trains_that_choice(tmp_path, monkeypatch):
     """With sizing=probe the first fold probes and the others train its choice (one model in the mean ± std,
     not whichever width each probe read); the same command, --lr auto included, finds every fold finished."""

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..config_text import plural
 from ..errors import invalid
 from .cache import decode_all
 from .color import resolve_color
@@ -97,20 +98,43 @@ def enlarged_notes(enlarged: dict[str, tuple[float, float]], pool: np.ndarray, t
             "training more"]
 
 
-def stratified_folds(labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+def too_many_folds(folds: int, counts: Mapping[str, int], classes: Sequence[str] | None = None,
+                   drop_classes: Sequence[str] | None = None) -> Exception | None:
+    """The refusal of `folds` where a class has fewer non-test images (`counts`, per class name) than folds, naming
+    that class; None where every class has enough. classes, drop_classes: the selection already made, for the hint
+    that leaves a class of one image out (no number of folds fits it)."""
+    short = {name: n for name, n in counts.items() if n < folds}
+    if not short:
+        return None
+    name = min(short, key=lambda c: (short[c], c))
+    smallest = short[name]
+    why = "every fold validates on at least one image of each class"
+    if smallest < 2:
+        return invalid("folds", folds, f"from 2 to the non-test images of the smallest class: {why}",
+                       note=f"class {name!r} has {plural(smallest, 'non-test image')}: no number of folds fits",
+                       hint=f"Add images to {name!r}, or leave it out: "
+                            f"{leave_out_flag([name], list(classes or []), list(drop_classes or []))}")
+    return invalid("folds", folds, f"at most {smallest}, the non-test images of the smallest class ({name!r}): {why}")
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None,
+                     classes: Sequence[str] = (), selection: Selection | None = None) -> np.ndarray:
     """Fold number (0-based) of each item: scikit-learn's StratifiedKFold, shuffled with `seed`, so every class
     is spread as evenly as possible over the folds and each item is in exactly one. groups: one id per item;
     when some id is shared (near-duplicates), StratifiedGroupKFold, which keeps each group in one fold, except in
     a class with fewer groups than folds (some fold would validate on none of it), whose images are drawn one by
-    one: one such class turned the grouping off for every class, and 12 of 14 pairs of the others were divided."""
+    one: one such class turned the grouping off for every class, and 12 of 14 pairs of the others were divided.
+    classes: the name of each label, for the refusal of too many folds; selection: the classes chosen, for its hint."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     counts = np.bincount(labels) if len(labels) else np.zeros(0, dtype=int)
-    present = counts[counts > 0]
-    if len(present) == 0 or present.min() < folds:
-        smallest = int(present.min()) if len(present) else 0
-        raise invalid("folds", folds, f"at most {smallest}, the non-test images of the smallest class: every fold "
-                      "validates on at least one image of each class")
+    named = {(classes[c] if c < len(classes) else str(c)): int(n) for c, n in enumerate(counts) if n > 0}
+    if not named:
+        raise invalid("folds", folds, "folds of the non-test images", note="there are none")
+    refusal = too_many_folds(folds, named, selection.classes if selection else None,
+                             selection.drop_classes if selection else None)
+    if refusal is not None:
+        raise refusal
     assignment = np.empty(len(labels), dtype=np.int64)
     if groups is not None:
         groups = np.asarray(groups).copy()
@@ -243,7 +267,8 @@ def prepare_data(
         if cap is not None and k > cap and len(pool_y) and uncapped[uncapped > 0].min() >= k:
             raise invalid("folds", k, f"at most {cap}, the per_class_max of train each class is cut to: every fold "
                           "validates on at least one image of each class", also={"per_class_max": {"train": cap}})
-        held_out = stratified_folds(pool_y, k, seed, grouping.ids(pool_idx) if grouping else None) == i - 1
+        held_out = stratified_folds(pool_y, k, seed, grouping.ids(pool_idx) if grouping else None, classes,
+                                    selection) == i - 1
         splits["train"] = Split(pool_idx[~held_out], pool_y[~held_out])
         splits["val"] = Split(pool_idx[held_out], pool_y[held_out])
         val_source = f"fold {i} of {k} of the non-test images (stratified, seed {seed})"

@@ -11,6 +11,8 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .file_kinds import special_file_reason
+
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -264,8 +266,7 @@ def refuse_special_file(path: str | os.PathLike) -> None:
     except OSError:  # missing, unreadable: Pillow's own open says which
         return
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-        raise DecodeError(f"not a regular file ({kind})")
+        raise DecodeError(special_file_reason(mode))
 
 
 def image_to_array(img: Image.Image, size: int | None, color: str, interpolation: str = "bilinear") -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 
 def _reads_avif() -> bool:
@@ -52,3 +53,10 @@ def left_out_by_name(reason: str) -> bool:
     """Whether a skipped file was left out for its name (an extension imgclf does not read, a name not in UTF-8)
     rather than for its contents."""
     return reason in (NOT_AN_IMAGE_NAME, NOT_UTF8_NAME) or reason.endswith(UNREAD_PHOTO)
+
+
+def special_file_reason(mode: int) -> str:
+    """Why a file of this st_mode is not read: a named pipe, socket or device (opening a pipe waits for a writer
+    that may never come)."""
+    kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"not a regular file ({kind})"

@@ -15,7 +15,7 @@ from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_ou
                             class_key, extra_classes_hint, index_file_hint, leave_out_flag, refuse_imgclf_output,
                             warn_of_alike_class_names, warn_of_classes_one_level_down)
 from .file_kinds import (IMAGE_EXTENSIONS, INDEX_SUFFIXES, NOT_AN_IMAGE_NAME, NOT_UTF8_NAME,  # noqa: F401
-                         left_out_by_name, unread_photo_reason)
+                         left_out_by_name, special_file_reason, unread_photo_reason)
 
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -46,8 +46,12 @@ class FolderScan:
     empty_elsewhere: list[tuple[str, str]] = field(default_factory=list)
 
 
-# what operating systems and tools leave in folders; any other name, `__background__` included, is the user's
-SYSTEM_NAMES = frozenset({"__MACOSX", "__pycache__", "Thumbs.db", "ehthumbs.db"})
+# what operating systems and tools leave in folders; any other name, `__background__` included, is the user's.
+# Windows: Thumbs.db, desktop.ini, the recycle bin and restore points of a drive's root; macOS: a folder's custom
+# icon (Icon and a carriage return); Synology's NAS: @eaDir (a thumbnail folder per image, SYNOFILE_THUMB_*.jpg,
+# read as more images of the class), #recycle and #snapshot
+SYSTEM_NAMES = frozenset({"__MACOSX", "__pycache__", "Thumbs.db", "ehthumbs.db", "desktop.ini", "$RECYCLE.BIN",
+                          "System Volume Information", "Icon\r", "@eaDir", "#recycle", "#snapshot"})
 
 
 def is_hidden(name: str) -> bool:
@@ -190,8 +194,12 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
                     out.append(entry.path)
                 else:
                     skipped.append({"path": entry.path, "reason": unread_photo_reason(entry.name) or NOT_AN_IMAGE_NAME})
-            elif entry.is_symlink():
-                skipped.append({"path": entry.path, "reason": "broken symlink or symlink loop"})
+            else:  # a named pipe, socket or device (given by name, predict names it too), or a broken link
+                try:
+                    reason = special_file_reason(os.stat(entry.path).st_mode)  # a link's: its target's
+                except OSError:
+                    reason = "broken symlink or symlink loop"
+                skipped.append({"path": entry.path, "reason": reason})
         stack += links[::-1] + folders[::-1]  # in name order within each kind
     return sorted(out)
 

@@ -108,6 +108,28 @@ def _overwrite_since(out: Path, cfg: TrainConfig) -> float:
     return mark.stat().st_mtime
 
 
+def _listing_or_none(cfg: TrainConfig) -> Any:
+    """`data_listing`, or None where it cannot be made (the first fold's training gives the error, in its words)."""
+    try:
+        return data_listing(cfg)
+    except Exception:
+        return None
+
+
+def _refuse_classes_too_small(listed: Any, k: int, cfg: TrainConfig) -> None:
+    """A class that lists one image outside test/, which no number of folds fits, refused before a fold is
+    announced ("fold 1/K: training" came first). Only that: the files listed bound those that decode, and a flat
+    folder's test images are drawn from them later, so the exact bound on K is the fold's own data's to give."""
+    from collections import Counter
+
+    from ..data.dataset import too_many_folds
+
+    counts = Counter(cls for split, files in listed.files.items() if split != "test" for _, cls in files)
+    refusal = too_many_folds(k, {c: 1 for c in listed.classes if counts[c] == 1}, cfg.classes, cfg.drop_classes)
+    if refusal is not None:
+        raise refusal
+
+
 def _current_images(cfg: TrainConfig, scan: Any = None) -> set[tuple[str, str | None]] | None:
     """Every labelled image the data lists now, of the classes the folds train (`labelled_images`); `scan`: the
     listing where the caller made it already. None where it cannot be listed (the fold's own training gives the
@@ -205,6 +227,13 @@ def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> 
         warn(f"the time limit ({cfg.time_limit}) is each fold's: {k} folds take up to {k} times it, and folds it "
              "stops may train different numbers of epochs (folds.json gives each fold's)")
     refuse_missing_data(cfg.data)  # before an --overwrite drops the summary and marks the folder as begun
+    # a folder the first fold would refuse (one class, no images, a class of fewer images than folds) is refused
+    # before a fold is announced, and before the summary goes and the folder is marked as an overwrite begun: the
+    # right command then read "an --overwrite with other settings was interrupted there" (an image that fails to
+    # decode is still found by the fold itself)
+    listed = data_listing(cfg) if overwrite else _listing_or_none(cfg)
+    if listed is not None:
+        _refuse_classes_too_small(listed, k, cfg)
     out = writable_folder("out", Path(cfg.out) if cfg.out else next_free_dir("runs", f"{cfg.model}-folds"))
     if cfg.data:
         outside_data("out", out, cfg.data)
@@ -215,12 +244,6 @@ def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> 
         overwrite = True
         warn("an --overwrite of this folder was interrupted: finishing it (the folds it trained are kept, the older "
              "ones trained again)")
-    listed = None
-    if overwrite:
-        # a folder the first fold would refuse (one class, no images) is refused before the summary goes and the
-        # folder is marked as an overwrite begun: the right command then read "an --overwrite with other settings
-        # was interrupted there" (an image that fails to decode is still found by the fold itself)
-        listed = data_listing(cfg)
     since = _overwrite_since(out, cfg) if overwrite else None
     runs = []
     sized: dict[str, Any] = {}

@@ -41,6 +41,28 @@ def test_two_flat_folders_merge_classes_and_use_every_image_once(two_roots):
     assert sorted(listed) == sorted(used)  # dataset.json's relative paths lead back to every file
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_a_file_reached_through_both_folders_is_used_once(tmp_path, link):
+    """A folder of links beside the folder it links to (an `imgclf subset` beside its source, say): every image was
+    counted twice, weighed double in training, and the automatic split put one file in both val and test."""
+    import os
+
+    source = make_image_folder(tmp_path / "source", classes=("cat", "dog"), per_class=10)
+    links = tmp_path / "links"
+    for image in sorted(source.rglob("*.png"))[::2]:
+        (links / image.parent.name).mkdir(parents=True, exist_ok=True)
+        (os.symlink if link == "symlink" else os.link)(image, links / image.parent.name / image.name)
+    own = make_image_folder(tmp_path / "own", classes=("dog",), per_class=3, seed=5)  # other files: kept
+    (links / "dog" / "own.png").write_bytes(next(own.rglob("*.png")).read_bytes())
+    scan = scan_folders([source, links])
+    assert len(scan.files["all"]) == 21
+    assert sorted(Path(s["path"]).parent.parent.name for s in scan.skipped) == ["links"] * 10
+    assert all("the same file as one listed from another of the folders" in s["reason"] for s in scan.skipped)
+    data = prepare_data([str(source), str(links)], 8, "rgb", val_split=0.2, test_split=0.2, seed=0)
+    used = [os.path.realpath(p) for split in data.splits for p in data.paths(split)]
+    assert len(used) == len(set(used)) == 21
+
+
 def test_split_folders_merge_by_split(tmp_path):
     a = make_image_folder(tmp_path / "a", classes=("cat", "dog"), layout="splits", per_split={"train": 6, "test": 3})
     b = make_image_folder(tmp_path / "b", classes=("cat", "dog"), layout="splits", per_split={"train": 4}, seed=2)

@@ -2,7 +2,7 @@
 
 Classes are merged by folder name and split folders by split name, so DATA1/train/cat and DATA2/train/cat are one
 class of one split. Every file is used once: a folder given twice, or one inside another, is refused rather than
-read twice.
+read twice, and a file reached again through a link (in the same split and class) is listed as skipped.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
     files = {split: [(path, c) for c in classes for scan in scans for path, cls in scan.files.get(split, [])
                      if cls == c]
              for split in splits}
+    repeated = _each_file_once(files)
     # a class only train/ must hold, as in one folder: a val/ or test/ without it scores the others
     missing = sorted(set(classes) - {c for _, c in files.get("train", [])} - {name for name, _ in empty}) \
         if "train" in files else []
@@ -56,9 +57,39 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
     except ValueError:  # different drives: paths in dataset.json stay absolute
         common = resolved[0]
     scan = FolderScan(root=common, layout=scans[0].layout, classes=classes, files=files,
-                      skipped=[s for scan in scans for s in scan.skipped], roots=resolved, empty=empty,
+                      skipped=[s for scan in scans for s in scan.skipped] + repeated, roots=resolved, empty=empty,
                       empty_elsewhere=elsewhere)
     return scan if allow_empty else require_images(scan)
+
+
+REPEATED_REASON = "the same file as one listed from another of the folders (a link): used once, there"
+
+
+def _each_file_once(files: dict[str, list[tuple[str, str]]]) -> list[dict[str, str]]:
+    """Drop, in place, a file listed again in the same split and class through another folder (a symbolic or hard
+    link: a folder of links beside the folder it links to, an `imgclf subset` beside its source), and return them
+    as skipped. Counted twice, every such image weighed double in training and in the scores, and the automatic
+    split could put one file in val and test. Another class keeps its link (a multi-label tree); another split's
+    is a leak, which training warns of."""
+    from .folder import file_identity
+
+    repeated = []
+    for split, items in files.items():
+        first: set[tuple[tuple[int, int], str]] = set()
+        kept = []
+        for path, cls in items:
+            try:
+                key = (file_identity(path), cls)
+            except OSError:  # unreadable: decoding names why
+                kept.append((path, cls))
+                continue
+            if key in first:
+                repeated.append({"path": path, "reason": REPEATED_REASON})
+            else:
+                first.add(key)
+                kept.append((path, cls))
+        items[:] = kept
+    return repeated
 
 
 def _layout_words(layout: str) -> str:

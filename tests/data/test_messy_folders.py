@@ -37,6 +37,18 @@ def test_classes_one_level_down_are_warned_of(tmp_path, said):
     assert said().count("same sub-folders") == 1
 
 
+def test_split_folders_inside_each_class_folder_are_named_as_such(tmp_path, said):
+    """cat/{train,test} and dog/{train,test}: the warning said to give each class folder as data, which fails
+    ("train/ holds 0 class folders"), and did not say that the test images were being trained on."""
+    for cls in ("cat", "dog"):
+        make_image_folder(tmp_path / "inv" / cls, classes=("Training", "test"), per_class=3, seed=len(cls))
+    assert scan_folder(tmp_path / "inv").classes == ["cat", "dog"]
+    words = said()
+    assert "each hold the split folders Training/, test/: imgclf reads SPLIT/CLASS folders, not CLASS/SPLIT" in words
+    assert "the images in test/ are drawn into training like any other" in words and "merges them" not in words
+    assert "move cat/Training/ to Training/cat/, cat/test/ to test/cat/" in words
+
+
 def test_class_names_alike_but_for_case_or_spaces_are_warned_of(tmp_path, said):
     make_image_folder(tmp_path / "d", classes=("Cat", "cat", "dog"), per_class=2)
     assert scan_folder(tmp_path / "d").classes == ["Cat", "cat", "dog"]

@@ -339,7 +339,8 @@ def scan_folder(root: str | os.PathLike, min_classes: int = 2, allow_empty: bool
     # (split folders without train/, an evaluation's: each holds the classes, and is no class itself)
     class_root = split_dirs.get("train") if layout == "splits" else root
     if class_root is not None:
-        warn_of_classes_one_level_down(class_root, _class_dirs(class_root))
+        warn_of_classes_one_level_down(class_root, _class_dirs(class_root),
+                                       lambda name: _SPLIT_ALIASES.get(name.lower()))
         warn_of_alike_class_names(class_root, classes)
     # every listed path as text a record can hold: a loose image or a folder beside train/ named in Latin-1 went
     # into the report as lone surrogates, which no UTF-8 file takes (the run ended in UnicodeEncodeError)

@@ -139,10 +139,12 @@ def _sub_folders(folder: Path) -> tuple[list[str], bool]:
     return sorted(names), files
 
 
-def warn_of_classes_one_level_down(root: Path, class_dirs: list[Path]) -> None:
+def warn_of_classes_one_level_down(root: Path, class_dirs: list[Path], split_of=lambda name: None) -> None:
     """Class folders that hold no file of their own but the same sub-folders (batch1/{cat,dog}, batch2/{cat,dog}):
     trained as classes batch1 and batch2 without a word (test accuracy at chance). Warned, not refused: cat/{flickr,
-    google} and dog/{flickr,google} (images by source) are laid out alike and are what they seem."""
+    google} and dog/{flickr,google} (images by source) are laid out alike and are what they seem. split_of: the
+    split a folder name stands for, or None: sub-folders that are all splits (cat/{train,test}) are a CLASS/SPLIT
+    layout, whose test images were trained on, and merging the class folders (the other advice) fails there."""
     if len(class_dirs) < 2:
         return
     layouts = [_sub_folders(folder) for folder in class_dirs]
@@ -154,6 +156,15 @@ def warn_of_classes_one_level_down(root: Path, class_dirs: list[Path]) -> None:
         return
     shown = ", ".join(f"{n}/" for n in names[:5]) + (" ..." if len(names) > 5 else "")
     folders = ", ".join(f"{folder.name}/" for folder in class_dirs[:3]) + (" ..." if len(class_dirs) > 3 else "")
+    if all(split_of(name) for name in names):
+        first = class_dirs[0].name
+        moves = ", ".join(f"{first}/{name}/ to {name}/{first}/" for name in names[:3])
+        held_out = ", ".join(f"{name}/" for name in names if split_of(name) != "train") or "them"
+        warn(f"the class folders of {root} ({folders}) each hold the split folders {shown}: imgclf reads SPLIT/CLASS "
+             f"folders, not CLASS/SPLIT, so each class's images are one pool it draws its own splits from, and the "
+             f"images in {held_out} are drawn into training like any other; to keep your split, move {moves} (and "
+             "so on for each class)")
+        return
     joined = " ".join(str(folder) for folder in class_dirs[:3]) + (" ..." if len(class_dirs) > 3 else "")
     warn(f"the class folders of {root} ({folders}) each hold the same sub-folders ({shown}) and no image of their "
          f"own: they are trained as the classes {folders}; if {shown} are the classes, give each folder as data "

@@ -283,9 +283,8 @@ def _refuse_onnx(run_dir: Any, command: str) -> None:
 
         # loaded from RUN, or from RUN/export/model.onnx (another .onnx file stands alone: no run to name)
         given = Path(run_dir.run_dir)
-        real = given.resolve()
-        run = given if given.is_dir() else real.parent.parent if real.parent.name == "export" and \
-            (real.parent.parent / "model.json").is_file() else None
+        run = given if (given / "model.json").is_file() else export.exported_from(
+            given / "model.onnx" if given.is_dir() else given)
         then = ("; then export it again: the ONNX file keeps the old temperature and threshold"
                 if command == "calibrate" else " to score its export (without backend: the run's network)")
         raise invalid("run_dir", Described("an ONNX classifier (imgclf.export.load_onnx)"),

@@ -302,9 +302,18 @@ def _uint8_views(chunk: np.ndarray, views_of: Callable[[torch.Tensor], list[torc
     return [np.ascontiguousarray(v.permute(0, 2, 3, 1).to(torch.uint8).numpy()) for v in views_of(x)]
 
 
+def exported_from(onnx_file: str | os.PathLike) -> Path | None:
+    """The run whose own export the file is (RUN/export/model.onnx, however it was named), else None: a copy moved
+    elsewhere, or written by `export --out FOLDER`, stands alone with the card it carries."""
+    real = Path(onnx_file).resolve()
+    run = real.parent.parent
+    return run if real.parent.name == "export" and (run / "model.json").is_file() else None
+
+
 def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precision: str = "auto"
               ) -> OnnxClassifier:
-    """A run directory (uses RUN/export/model.onnx) or an .onnx file -> OnnxClassifier.
+    """A run directory (uses RUN/export/model.onnx), a folder holding model.onnx (`export --out`) or an .onnx
+    file -> OnnxClassifier.
 
     threads: onnxruntime's intra-op threads (default: its own choice, one per physical core).
     precision: auto or 32, both fp32 here: the graph was exported in fp32 (the mixed precisions are the torch
@@ -315,18 +324,18 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
                       "convolutions in int8: auto only); bf16-mixed or 16-mixed with the torch backend")
     path = Path(run_or_file)
     if path.is_dir():
-        path = path / "export" / FORMATS["onnx"]
+        # the folder `imgclf export RUN --out FOLDER` wrote holds model.onnx itself; a run's is in export/
+        path = path / FORMATS["onnx"] if (path / FORMATS["onnx"]).is_file() else path / "export" / FORMATS["onnx"]
         if not path.exists():
-            raise bad_path("run", run_or_file, "a run directory with an ONNX export, or an .onnx file",
-                           "no export/model.onnx", hint=f"Create it with `imgclf export {run_or_file} --format onnx`")
+            is_run = (Path(run_or_file) / "model.json").is_file()
+            raise bad_path("run", run_or_file, "a run directory with an ONNX export, a folder holding model.onnx, "
+                           "or an .onnx file", "no export/model.onnx" if is_run else "no model.onnx, no export/",
+                           hint=f"Create it with `imgclf export {shlex.quote(str(run_or_file))} --format onnx`"
+                           if is_run else "Name the run it was exported from, or the folder export --out wrote")
     elif not path.is_file():
         raise bad_path("run", run_or_file, "a run directory or an .onnx file", "not found")
     clf = OnnxClassifier.from_file(path, threads)
-    # the run whose own export this is: named directly, or its export named as a file (a copy moved elsewhere
-    # stands alone, with the card it carries)
-    real = path.resolve()
-    run = (Path(run_or_file) if Path(run_or_file).is_dir() else real.parent.parent
-           if real.parent.name == "export" and (real.parent.parent / "model.json").is_file() else None)
+    run = exported_from(path)
     if precision == "32" and clf.precision == "int8":
         raise invalid("precision", precision, "auto with an int8 export (its convolutions run in int8)",
                       hint="Export it again without --quantize to run fp32: " + (

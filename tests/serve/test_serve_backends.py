@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -128,6 +129,38 @@ def test_evaluate_and_calibrate_refuse_an_onnx_classifier_before_touching_the_ru
     alone = Path(shutil.copytree(run / "export", run.parent / "deploy"))
     with pytest.raises(ImgclfError, match=r"Pass the run directory it was exported from to imgclf.calibrate; then "):
         imgclf.calibrate(load_onnx(alone / "model.onnx"))
+    with pytest.raises(ImgclfError, match=r"Pass the run directory it was exported from to imgclf.calibrate; then "):
+        imgclf.calibrate(load_onnx(alone))  # the folder named, as `export --out` leaves it: no run either
+    with pytest.raises(ImgclfError, match=rf"Pass its run directory: imgclf.evaluate\('{run}', backend='onnx'\)"):
+        imgclf.evaluate(load_onnx(run / "export"))
+
+
+def test_the_folder_export_out_wrote_is_what_predict_and_serve_take(run, uploads, tmp_path):
+    """`imgclf export RUN --out DIR` wrote DIR/model.onnx, which predict, serve and load_onnx refused ("no
+    export/model.onnx"), with a hint (`imgclf export DIR`) that failed in turn."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "deploy")])
+    assert result.exit_code == 0, result.output
+    images = [str(tmp_path / name) for name, _ in uploads[:2]]
+    for (_, data), path in zip(uploads, images):
+        Path(path).write_bytes(data)
+    expected = [(p.label, p.probability) for p in load_onnx(run).predict(images)]
+    assert [(p.label, p.probability) for p in load_onnx(tmp_path / "deploy").predict(images)] == expected
+    result = runner.invoke(app, ["predict", str(tmp_path / "deploy"), *images, "--backend", "onnx", "--format",
+                                 "json"])
+    assert result.exit_code == 0, result.output
+    assert [row["label"] for row in json.loads(result.output)] == [label for label, _ in expected]
+    with TestClient(create_app(tmp_path / "deploy", backend="onnx", threads=1)) as client:
+        assert client.get("/health").json()["backend"] == "onnx"
+    # a folder holding neither says what it takes, without offering to export a folder that is no run
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["predict", str(tmp_path / "empty"), *images, "--backend", "onnx"])
+    assert result.exit_code == 2 and "no model.onnx, no export/" in result.output
+    assert "imgclf export" not in result.output.replace("export --out", "")
 
 
 def test_a_run_without_an_export_is_refused_with_the_command_to_run(run, tmp_path):

@@ -282,6 +282,35 @@ def test_the_card_says_what_each_resume_changed(data, tmp_path, capsys):
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3]
 
 
+def test_a_setting_edited_in_config_yaml_is_refused_unless_a_resume_recorded_it(data, tmp_path, monkeypatch):
+    """lr edited by hand: the optimiser's saved state kept the old rate while model.json said the new one for the
+    whole run; batch_size edited: taken with no record, past the check --batch-size gets."""
+    import yaml
+
+    imgclf.fit({**BASE, "data": str(data), "epochs": 2}, out=str(tmp_path / "r"), report=False)
+    config = tmp_path / "r" / "config.yaml"
+    original = config.read_text()
+    for name, value in (("lr", 0.05), ("batch_size", 8)):
+        config.write_text(yaml.safe_dump({**yaml.safe_load(original), name: value}))
+        with pytest.raises(ImgclfError, match=rf"^{name} for --resume .* must be {BASE.get(name, 0.001)!r}, as the "
+                                              rf"run's checkpoint "
+                                              rf"was trained.*config.yaml was changed since, and no --resume "
+                                              rf"recorded it.*Put {name}: {BASE.get(name, 0.001)} back in"):
+            imgclf.fit(resume=str(tmp_path / "r"), epochs=3, report=False)
+        assert [r.epoch for r in RunDir(tmp_path / "r").read_history()] == [1, 2]
+    config.write_text(original)
+    # a resume's own change, recorded, and cut before it saved a checkpoint: config.yaml holds it, the checkpoint
+    # not yet; resumed again, it goes on at that batch size
+    with monkeypatch.context() as patched:
+        _interrupt_when(2, patched)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(resume=str(tmp_path / "r"), epochs=3, batch_size=8, report=False)
+    assert yaml.safe_load(config.read_text())["batch_size"] == 8
+    run = imgclf.fit(resume=str(tmp_path / "r"), epochs=3, report=False)
+    assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3]
+    assert RunDir(run.path).read_card().training.batch_size == 8
+
+
 def test_a_config_yaml_with_relative_paths_changes_no_path_on_resume(data, tmp_path, monkeypatch):
     """A config.yaml edited by hand (or written elsewhere) may name the data relative to where the resume runs:
     the resume resolves it to the same folder, which is no change of data."""

@@ -9,8 +9,8 @@ from ..errors import check_switch, invalid
 from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
-from .resume_checks import (check_batch_size, check_history, check_resumable, checked_checkpoints,
-                            nothing_left_to_train, time_budget_spent)
+from .resume_checks import (check_batch_size, check_config_unedited, check_history, check_resumable,
+                            checked_checkpoints, nothing_left_to_train, time_budget_spent)
 from .run import Run, train_run
 from .same_data import check_data_in_place, refuse_missing_data
 
@@ -34,6 +34,7 @@ def resume_run(path: str | os.PathLike, *, report: bool = True, **values: Any) -
     ckpt = checked_checkpoints(RunDir(path))  # (its temp files are removed once training holds the folder)
     if ckpt is not None:
         check_history(RunDir(path), ckpt)
+        check_config_unedited(RunDir(path), ckpt)
         check_batch_size(RunDir(path), ckpt, cfg, values)
     # once it can go ahead
     if (finished := nothing_left_to_train(RunDir(path), cfg.epochs) or time_budget_spent(RunDir(path), cfg)):

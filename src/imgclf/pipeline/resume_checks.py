@@ -177,6 +177,35 @@ def penalty_unrecorded(run: RunDir, model: Any) -> str | None:
             f"{run.file('config.yaml')} --out NEW) compares like with like")
 
 
+def check_config_unedited(run: RunDir, ckpt: Path) -> None:
+    """config.yaml changed by hand since the checkpoint was saved, in a setting the checkpoint holds: the edit went
+    past every check of the flags (an lr the optimiser's saved state then overrode, a batch size changed inside an
+    epoch) and into no record, while model.json then said the edited value for the whole run. A change an earlier
+    --resume made and recorded (resumes.json) is its own. The data is the data check's (a moved folder)."""
+    import json
+
+    from ..train.checkpoint_state import trained_settings_of
+    from .resume_record import stored_resumes
+
+    saved = trained_settings_of(ckpt)
+    if saved is None:
+        return
+    stored = run.read_config().model_dump(mode="json")
+    recorded = {(c.setting, json.dumps(c.after, sort_keys=True)) for resume in stored_resumes(run.path)
+                for c in resume.changed}
+    for name in (*FIXED_ON_RESUME, "batch_size"):
+        if name == "data" or name not in saved or saved[name] == stored[name] \
+                or (name, json.dumps(stored[name], sort_keys=True)) in recorded:
+            continue
+        config = run.file("config.yaml")
+        then = ("then give the new one as --batch-size with --resume (taken at an epoch's end, and recorded)"
+                if name == "batch_size" else "a resumed run keeps it; start a new run from the edited file instead: "
+                f"imgclf train --config {config} --out NEW")
+        raise invalid(name, stored[name], f"{_kept(saved[name])}, as the run's checkpoint was trained",
+                      where=f"--resume {run.path}", note="config.yaml was changed since, and no --resume recorded it",
+                      hint=f"Put {name}: {json.dumps(saved[name])} back in {config}; {then}")
+
+
 def check_batch_size(run: RunDir, ckpt: Path, cfg: Any, values: dict[str, Any]) -> None:
     """Another batch size continues a checkpoint saved at an epoch's end, never one inside an epoch: the loader
     skips the batches already trained by count, and batches of another size would skip other images."""

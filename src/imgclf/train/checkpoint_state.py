@@ -40,6 +40,18 @@ def saved_processes_of(path: str | Path) -> int | None:
     return int(processes) if processes else None
 
 
+def trained_settings_of(path: str | Path) -> dict | None:
+    """The settings the checkpoint at `path` was trained under (the module's saved hyper-parameters: the config of
+    the process that saved it), as config.yaml writes them; None where it holds none that read as settings."""
+    from ..config import TrainConfig
+
+    saved = (_load(path).get("hyper_parameters") or {}).get("hparams")
+    try:
+        return TrainConfig.model_validate(saved).model_dump(mode="json")
+    except Exception:  # none kept, or an older release's fields
+        return None
+
+
 def _load(path: str | Path) -> dict:
     """The checkpoint as tensors and plain values (weights_only: a crafted pickle is refused, never run),
     memory-mapped when it is a torch zip archive."""

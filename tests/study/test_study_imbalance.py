@@ -13,7 +13,8 @@ from imgclf.errors import ImgclfError
 from imgclf.records import CellCurves, StudyRecord, json_schemas
 from imgclf.study.files import write_study
 from imgclf.study.configurations import built_in_regularisation, configuration_settings
-from imgclf.study.imbalance import _run_cell, run_imbalance_study
+from imgclf.study.cells import run_cell
+from imgclf.study.imbalance import run_imbalance_study
 
 TINY = {"img_size": 8, "epochs": 1, "batch_size": 16, "model_args": {"width": 4}, "test_split": 0.3,
         "val_split": 0.15, "num_workers": 0}
@@ -156,15 +157,25 @@ def test_rerun_skips_finished_cells_and_resumes_interrupted_ones(study_dir, pool
     # an interrupted cell: trained, but stopped before evaluation (checkpoint there, no metrics.json)
     interrupted = study_dir / "runs" / "rho3-none-seed0"
     (interrupted / "metrics.json").unlink()
+    # killed while being finished (metrics.json written, the report not yet), and a metrics.json left empty: both
+    # were skipped as finished for good (the first kept its marker, `imgclf runs` calling it interrupted; the
+    # second failed the study's summary after every other cell had trained)
+    from imgclf.run_markers import FINISHING_FILE
+
+    cut = study_dir / "runs" / "rho3-oversample-seed0"
+    (cut / FINISHING_FILE).write_text("")
+    emptied = study_dir / "runs" / "rho1-oversample-seed0"
+    (emptied / "metrics.json").write_text("")
     log = []
     study = run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none", "oversample"], seeds=[0],
                                 model="simple_cnn", overrides={**TINY, "progress": False}, run_reports=False,
                                 log=log.append)
     assert sorted(log) == sorted([
-        "[1/4] rho1-none-seed0: skipped (finished)", "[2/4] rho1-oversample-seed0: skipped (finished)",
-        "[3/4] rho3-none-seed0: resumed", "[4/4] rho3-oversample-seed0: skipped (finished)"])
+        "[1/4] rho1-none-seed0: skipped (finished)", "[2/4] rho1-oversample-seed0: resumed",
+        "[3/4] rho3-none-seed0: resumed", "[4/4] rho3-oversample-seed0: resumed"])
     assert finished.stat().st_mtime_ns == stamp
     assert (interrupted / "metrics.json").exists() and study["state"] == "complete"
+    assert not (cut / FINISHING_FILE).exists() and json.loads((emptied / "metrics.json").read_text())
     # a command that found every cell finished keeps the time of the one that trained (the page said "took 0.0 s")
     again = run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none", "oversample"],
                                 seeds=[0], model="simple_cnn", overrides={**TINY, "progress": False},
@@ -176,7 +187,7 @@ def test_a_study_folder_refuses_other_settings(study_dir, pool):
     with pytest.raises(ImgclfError, match=r"out must be a new folder.*holds a study with other settings"):
         run_imbalance_study(pool, study_dir, per_class=6, rhos=[1, 3], configs=["none"], model="simple_cnn",
                             overrides={**TINY, "progress": False})
-    with pytest.raises(ImgclfError, match=r"holds a study with other settings: \{'overrides'.*'epochs': 3"):
+    with pytest.raises(ImgclfError, match=r"holds a study with other settings: \{'epochs': '1 -> 3'\}"):
         run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none"], model="simple_cnn",
                             overrides={**TINY, "epochs": 3, "progress": False})
 
@@ -186,6 +197,12 @@ def test_a_rerun_differing_only_in_how_it_runs_continues_the_study(study_dir, po
     log = []
     run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none"], seeds=[0], model="simple_cnn",
                         overrides={**TINY, "progress": True, "num_workers": 1}, run_reports=False, log=log.append)
+    assert all(line.endswith("skipped (finished)") for line in log) and len(log) == 2
+    # nor for a default given (--optimizer adam) or a value spelt otherwise (--lr 1e-3, the default 0.001)
+    log = []
+    run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none"], seeds=[0], model="simple_cnn",
+                        overrides={**TINY, "progress": False, "optimizer": "adam", "lr": "1e-3"}, run_reports=False,
+                        log=log.append)
     assert all(line.endswith("skipped (finished)") for line in log) and len(log) == 2
 
 
@@ -376,11 +393,25 @@ def test_a_study_out_inside_the_data_folder_is_refused_before_anything_is_writte
     assert sorted(p.name for p in data.iterdir()) == ["a", "b", "c", "d"]
 
 
+def test_a_cell_that_stopped_early_is_finished_at_the_epochs_it_ran(study_dir, tmp_path):
+    """Resumed at its whole --epochs, the same patience would stop it again at once, which the resume refuses."""
+    import shutil
+
+    from imgclf.study.cells import _finishing_epochs
+
+    cell = Path(shutil.copytree(study_dir / "runs" / "rho1-none-seed0", tmp_path / "cell"))
+    assert _finishing_epochs(cell) == {}
+    card = json.loads((cell / "model.json").read_text())
+    card["training"].update(stopped="early stopping", epochs_run=1)
+    (cell / "model.json").write_text(json.dumps(card))
+    assert _finishing_epochs(cell) == {"epochs": 1}
+
+
 def test_a_cell_does_not_claim_the_recipe_its_settings_came_from(tmp_path):
     seen = {}
-    status = _run_cell(lambda values, overwrite: seen.update(values), tmp_path / "cell", tmp_path / "data",
-                       "caltech_cnn", 0, *configuration_settings("none", "caltech_cnn"),
-                       {"recipe": "s4-caltech-cnn-reg-bn", "epochs": 3})
+    status = run_cell(lambda values, overwrite: seen.update(values), tmp_path / "cell", tmp_path / "data",
+                      "caltech_cnn", 0, *configuration_settings("none", "caltech_cnn"),
+                      {"recipe": "s4-caltech-cnn-reg-bn", "epochs": 3})
     assert status == "trained" and seen["epochs"] == 3 and seen["seed"] == 0
     assert "recipe" not in seen  # config "none" differs from that recipe; study.json names it instead
 

@@ -1,9 +1,10 @@
-"""One finished cell of a study read back from its run directory: the numbers study.json keeps of it."""
+"""A study's cells: training one (or finishing it, or finding it finished), and reading a finished one back
+from its run directory: the numbers study.json keeps of it."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,51 @@ def refuse_cells_configured_otherwise(out: Path, cells: list[tuple[str, Path]], 
                           note=f"{run.path.name} was trained with model_args {stored}, where {config} now sets "
                                f"{expected} (an earlier release's configuration)",
                           hint="Use a new --out for the study; its cells would be averaged with the new ones")
+
+
+def _finished(run_dir: Path) -> bool:
+    """A cell whose scores can be read and that no process stopped while finishing it (its weights, card, scores
+    and report are written one after the other: killed in between, metrics.json was there, so the cell was
+    skipped as finished for good, without the report asked for, and `imgclf runs` kept calling it interrupted)."""
+    from ..errors import ImgclfError
+    from ..run_markers import FINISHING_FILE
+
+    run = RunDir(run_dir)
+    if not run.has("metrics.json") or run.has(FINISHING_FILE):
+        return False
+    try:
+        run.read_metrics()
+    except ImgclfError:  # an empty or damaged file: its run is finished again by a resume, as `imgclf runs` says
+        return False
+    return True
+
+
+def _finishing_epochs(run_dir: Path) -> dict[str, int]:
+    """A cell that stopped early and was not finished is finished at the epochs it ran: resumed for its whole
+    --epochs, the same patience would stop it again at once, which the resume refuses."""
+    run = RunDir(run_dir)
+    try:
+        training = run.read_card().training if run.has("model.json") else None
+    except Exception:
+        return {}
+    if training is not None and training.stopped not in ("", "completed") and training.epochs_run:
+        return {"epochs": training.epochs_run}
+    return {}
+
+
+def run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, seed: int, train: dict[str, Any],
+              model_args: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """Train one cell unless it is finished; 'skipped', 'resumed' or 'trained'."""
+    if _finished(run_dir):
+        return "skipped (finished)"
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        fit(None, resume=str(run_dir), **_finishing_epochs(run_dir))
+        return "resumed"
+    values = {"progress": False, **overrides, **train, "data": str(data), "out": str(run_dir), "seed": seed,
+              "model": model, "model_args": {**(overrides.get("model_args") or {}), **model_args}}
+    # A cell is not the recipe it started from (the configuration replaced its regularisation); study.json's
+    # request keeps the recipe's name.
+    values.pop("recipe", None)
+    # A folder without a checkpoint died before its first epoch ended: nothing to keep, start it again.
+    fit(values, overwrite=run_dir.exists())
+    return "trained"

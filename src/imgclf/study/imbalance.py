@@ -26,7 +26,7 @@ from ..errors import invalid
 from ..io import outside_data
 from ..notices import each_once
 from ..stats import mean_std
-from .cells import read_cell, refuse_cells_configured_otherwise
+from .cells import read_cell, refuse_cells_configured_otherwise, run_cell
 from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
                              built_in_regularisation, configuration_settings, held_out, refuse_respelled)
 from .files import read_study, write_study
@@ -68,12 +68,26 @@ def cell_name(rho: float, config: str, seed: int) -> str:
 
 
 def _compared(request: dict[str, Any]) -> dict[str, Any]:
-    """A study's request less the overrides that cannot change its results (--no-progress, --num-workers, ...):
-    a re-run that differs only in them continues the study."""
-    from ..config import RUNTIME_ONLY
+    """A study's request with its overrides as the settings they make, less those that cannot change its results
+    (--no-progress, --num-workers, ...): a re-run that differs only in them, or that gives a default or the same
+    value spelt otherwise (--lr 1e-3 after --lr 0.001, --batch-size 64), continues the study."""
+    from ..config import RUNTIME_ONLY, make_config
 
-    overrides = {k: v for k, v in (request.get("overrides") or {}).items() if k not in RUNTIME_ONLY}
-    return {**request, "overrides": overrides}
+    given = {k: v for k, v in (request.get("overrides") or {}).items() if k not in RUNTIME_ONLY}
+    try:
+        made = make_config(data=request["data"], model=request["model"], **given).model_dump(mode="json")
+    except Exception:  # no request yet, or an older release's settings: compared as written
+        return {**request, "overrides": given}
+    return {**request, "overrides": {k: v for k, v in made.items() if k not in RUNTIME_ONLY | {"data", "model", "out"}}}
+
+
+def _changes(was: dict[str, Any], now: dict[str, Any]) -> dict[str, str]:
+    """What differs between two compared requests, a setting of the overrides named as itself."""
+    changed = {k: f"{was.get(k)!r} -> {now[k]!r}" for k in now if k != "overrides" and was.get(k) != now[k]}
+    old, new = was.get("overrides") or {}, now.get("overrides") or {}
+    changed.update({k: f"{old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+                    if old.get(k) != new.get(k)})
+    return changed
 
 
 @each_once()  # the cells share data and settings: each cell's training repeated the same warnings
@@ -167,9 +181,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
             shutil.rmtree(out / part, ignore_errors=True)
         previous, was = None, now
     if previous is not None and was != now:
-        changed = {k: f"{before.get(k)!r} -> {request[k]!r}" for k in request if was.get(k) != now[k]}
         raise invalid("out", out, "a new folder, or one holding a study with the same settings",
-                      note=f"holds a study with other settings: {changed}",
+                      note=f"holds a study with other settings: {_changes(was, now)}",
                       hint="Use a new --out (a study can only be extended with more rhos, configs or seeds)")
     cells = {(c.rho, c.config, c.seed) for c in (previous.cells if previous else [])}
     if previous is not None:  # extended with bn+reg after reg+bn: every cell of that configuration trained again
@@ -202,7 +215,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                 train = {**train, **S4_SPLIT}
             try:
                 read = {k: v for k, v in overrides.items() if k not in unread[config]}
-                status = _run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}",
+                status = run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}",
                                    model, seed, train, model_args, read)
             except TrainingInterrupted as exc:
                 # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
@@ -265,24 +278,6 @@ def _any_cell_in_use(out: Path) -> bool:
 
 def _cells_json(grid: list[tuple[float, str, int]]) -> list[dict[str, Any]]:
     return [{"rho": r, "config": c, "seed": s, "run": f"runs/{cell_name(r, c, s)}"} for r, c, s in grid]
-
-
-def _run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, seed: int, train: dict[str, Any],
-              model_args: dict[str, Any], overrides: dict[str, Any]) -> str:
-    """Train one cell unless it is finished; 'skipped', 'resumed' or 'trained'."""
-    if (run_dir / "metrics.json").exists():
-        return "skipped (finished)"
-    if (run_dir / "checkpoints" / "last.ckpt").exists():
-        fit(None, resume=str(run_dir))
-        return "resumed"
-    values = {"progress": False, **overrides, **train, "data": str(data), "out": str(run_dir), "seed": seed,
-              "model": model, "model_args": {**(overrides.get("model_args") or {}), **model_args}}
-    # A cell is not the recipe it started from (the configuration replaced its regularisation); study.json's
-    # request keeps the recipe's name.
-    values.pop("recipe", None)
-    # A folder without a checkpoint died before its first epoch ended: nothing to keep, start it again.
-    fit(values, overwrite=run_dir.exists())
-    return "trained"
 
 
 # ---------------------------------------------------------------------------------------------------

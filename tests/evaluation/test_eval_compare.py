@@ -409,6 +409,12 @@ def test_runs_of_one_config_on_a_data_folder_that_grew_are_not_averaged_as_seeds
     assert sorted(g.n for g in comparison.groups) == [1, 2]
     labels = {g.n: g.label for g in comparison.groups}
     assert "12 training images" in labels[2] and "16 training images" in labels[1]
+    # one whose dataset.json is gone: its images are not known, not none
+    run.file("dataset.json").unlink()
+    labels = {g.n: g.label for g in compare_runs([a0, a1, grown]).groups}
+    assert "training images unknown (no readable dataset.json)" in labels[1] and "0 training" not in labels[1]
+    run.write_dataset(record.model_copy(update={"sizes": {**record.sizes, "train": 16}, "splits": {
+        **record.splits, "train": SplitFiles(files=train.files + extra, labels=train.labels + [0] * 4)}}))
     assert len(comparison.sections) == 1 and "trained on different images" in comparison.sections[0].title
     # seeds capped per class keep other files each (S3's recipes): one folder, so one group as before
     for run_dir, files in ((a0, train.files[:6]), (a1, train.files[6:])):

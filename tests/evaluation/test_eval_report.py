@@ -701,6 +701,25 @@ def test_a_report_of_a_run_missing_its_history_and_metrics_says_so(run_copy):
     assert "<dt>overfitting</dt><dd>not checked: history.csv is missing</dd>" in html
 
 
+def test_a_report_does_not_offer_to_repeat_a_run_whose_config_yaml_is_missing_or_broken(run_copy):
+    """The page said `imgclf train --config RUN/config.yaml --out NEW_RUN` repeats the run beside "config.yaml
+    (0 lines)", or beside a file that does not parse."""
+    config = run_copy / "config.yaml"
+    text = config.read_text()
+    html = " ".join(unescape((write_report(run_copy, explain=False, redraw=False)).read_text()).split())
+    assert "--out NEW_RUN</code> repeats the run" in html
+    config.write_text("epochs: [\n")
+    html = " ".join(unescape((write_report(run_copy, explain=False, redraw=False)).read_text()).split())
+    assert "config.yaml does not read as settings, so it cannot repeat the run" in html
+    assert "NEW_RUN</code> repeats the run" not in html and "epochs: [" in html  # the file is still shown
+    config.unlink()
+    html = " ".join(unescape((write_report(run_copy, explain=False, redraw=False)).read_text()).split())
+    assert f"config.yaml is missing from {run_copy}" in html and "NEW_RUN</code> repeats the run" not in html
+    assert "Missing from the run folder: config.yaml; this page leaves out the settings it was trained with" in html
+    assert "config.yaml (0 lines)" not in html
+    config.write_text(text)
+
+
 @pytest.mark.parametrize("command", ["report", "calibrate"])
 def test_a_run_folder_that_cannot_be_written_is_refused_in_one_line(run_copy, command, monkeypatch):
     """A read-only run: report printed 13 figures' warnings, then 'internal error: PermissionError'; calibrate the

@@ -301,7 +301,9 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
         if ":" in runs[0].split:
             label += f", scored on {short_value(runs[0].split)}"
         if experiments.count(_experiment(runs[0].config)) > 1:  # one config, other images: said
-            label += f", {runs[0].data_images or 0:,} training images [data {(runs[0].data_set or '-')[:6]}]"
+            # a run without a readable dataset.json: its images unknown, not none (it said "0 training images")
+            label += (f", {runs[0].data_images:,} training images [data {(runs[0].data_set or '-')[:6]}]"
+                      if runs[0].data_images is not None else ", training images unknown (no readable dataset.json)")
         folds = sorted({r.config.get("fold") for r in runs if r.config.get("fold")})
         if folds:
             label += f" ({len(folds)} of {runs[0].config.get('folds')} folds)"

@@ -42,8 +42,8 @@ from .interpret import (
     predicted_counts,
     scores_shown,
 )
-from .report_facts import (calibration_facts, ema_decay, lr_find_caption, recipe_summary, sizing_table,
-                           tta_unavailable, unknown_facts)
+from .report_facts import (calibration_facts, config_or_none, config_problem, ema_decay, lr_find_caption,
+                           recipe_summary, sizing_table, tta_unavailable, unknown_facts)
 from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
 from .seen import few_images_note, stored_validation_scores_note
 
@@ -54,16 +54,6 @@ def _leak_findings(dataset: DatasetRecord | None, run_dir: Path) -> list[str]:
     from ..data.groups import recorded_leak_warnings
 
     return [text[0].upper() + text[1:] + "." for text in recorded_leak_warnings(dataset, run_dir)]
-
-
-def _config_or_none(run_dir: Path) -> Any:
-    """The run's settings where config.yaml reads; None where it is missing or unreadable (a page is still drawn)."""
-    from ..errors import ImgclfError
-
-    try:
-        return RunDir(run_dir).read_config() if RunDir(run_dir).has("config.yaml") else None
-    except ImgclfError:
-        return None
 
 
 def _images(count: int) -> str:
@@ -129,7 +119,7 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
     findings = _leak_findings(dataset, run_dir)
     split = metrics.split if metrics is not None else "test"
     val_images = len(dataset.splits["val"].files) if dataset and "val" in dataset.splits else 0
-    config = _config_or_none(run_dir)  # read once: the small-split note and the guessing advice both use it
+    config = config_or_none(RunDir(run_dir))  # read once: the small-split note and the guessing advice both use it
     small = few_images_note(config, card.task, val_images, m.count, split)
     if small:  # training warned of a small validation split on the terminal only
         findings.append(small[0].upper() + small[1:] + ".")
@@ -349,7 +339,8 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
 # leaves out without each
 RUN_FILES_READ = {"history.csv": "the training curves and the overfitting check",
                   "metrics.json": "the test-time augmentation, unknown-input and evaluation-precision facts",
-                  "dataset.json": "the data section: splits, class counts, imbalance and leak checks"}
+                  "dataset.json": "the data section: splits, class counts, imbalance and leak checks",
+                  "config.yaml": "the settings it was trained with, and the command that repeats the run"}
 
 
 def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool = True,
@@ -390,8 +381,10 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
         context["findings"].insert(0, f"Missing from the run folder: {', '.join(missing)}; this page leaves out "
                                       f"{'; '.join(RUN_FILES_READ[name] for name in missing)}.")
         context["training"]["history_missing"] = "history.csv" in missing
-    # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it
+    # config.yaml verbatim, comments and all: the page shows the file, it does not interpret it; one that does not
+    # read as settings cannot repeat the run, which the page said it did
     context["config_text"] = run.file("config.yaml").read_text(encoding="utf-8") if run.has("config.yaml") else ""
+    context["config_problem"] = config_problem(run)
     context["run_path"] = str(run_dir.resolve())
     html = render("report.html", figures=figs, **context)
     path = run_dir / "report.html"

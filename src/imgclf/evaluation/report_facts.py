@@ -121,3 +121,26 @@ def lr_find_caption(lr_find: LRFindInfo) -> str:
                f" The loss was lowest at {lr_find.lowest_loss_lr:.3g}; a tenth of that, "
                f"{lr_find.tenth_of_lowest:.3g}, is the other usual pick (Smith's rule).")
             + "".join(f" Caution: {text}." for text in lr_find.cautions))
+
+
+def config_or_none(run: RunDir) -> Any:
+    """The run's settings where config.yaml reads; None where it is missing or unreadable (a page is still drawn)."""
+    from ..errors import ImgclfError
+
+    try:
+        return run.read_config() if run.has("config.yaml") else None
+    except ImgclfError:
+        return None
+
+
+def config_problem(run: RunDir) -> str | None:
+    """What the page says in place of "repeats the run" where config.yaml is missing or does not read as settings."""
+    if not run.has("config.yaml"):
+        return f"config.yaml is missing from {run.path}: the settings this run was trained with are not on this page."
+    from ..errors import ImgclfError
+
+    try:
+        run.read_config()
+    except ImgclfError as exc:
+        return f"config.yaml does not read as settings, so it cannot repeat the run: {exc}"
+    return None

@@ -37,7 +37,7 @@ def test_audit_command_writes_its_files_and_inspect_shows_the_counts_until_the_f
 
     shown = runner.invoke(app, ["inspect", str(data)])
     assert shown.exit_code == 0, shown.output
-    assert f"({out / 'audit.json'}):" in shown.output and "duplicates: 1 groups (1 exact, 0 near)" in shown.output
+    assert f"({out / 'audit.json'}):" in shown.output and "duplicates: 1 group (1 exact, 0 near)" in shown.output
     assert ", on the images' pixels (" in " ".join(shown.output.split())  # which features judged it: no run here
     as_json = json.loads(runner.invoke(app, ["inspect", str(data), "--json"]).output)
     assert as_json["audit"]["status"] == "fresh" and as_json["audit"]["counts"]["leaked_images"] == 1

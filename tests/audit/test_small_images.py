@@ -59,6 +59,16 @@ def test_components_that_span_everything_leave_no_residual_to_rank_by():
     assert (partial > 0).all()
 
 
+def test_images_all_alike_project_without_a_warning():
+    """Every image blank: scikit-learn's "invalid value encountered in divide" was printed above the summary."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values, residual = _principal_components(np.zeros((40, 16), np.float32), 8, seed=0)
+    assert np.isfinite(values).all() and not residual.any()
+
+
 def test_the_training_split_groups_small_images_as_the_audit_does(digits_dir, tmp_path):
     from imgclf.data.dataset import prepare_data
 

@@ -31,7 +31,8 @@ def _principal_components(x: np.ndarray, dims: int, seed: int) -> tuple[np.ndarr
     rng = np.random.default_rng(seed)
     fit_rows = np.sort(rng.choice(len(x), min(len(x), 10_000), replace=False))
     pca = PCA(dims, svd_solver="randomized" if dims < min(x.shape) // 2 else "full", random_state=seed)
-    pca.fit(x[fit_rows])
+    with np.errstate(divide="ignore", invalid="ignore"):  # images all alike: the variance ratios (unused) are 0/0,
+        pca.fit(x[fit_rows])  # which printed scikit-learn's RuntimeWarning above the audit's summary
     values = np.empty((len(x), dims), np.float32)
     residual = np.empty(len(x), np.float32)
     # Whitened by a robust spread (MAD), not the component's variance: with few images, one image unlike the

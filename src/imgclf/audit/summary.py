@@ -22,6 +22,7 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
     or which classes were left out); run_split: the splits are the run's, not the folder's; no_splits: a flat
     folder audited without a run, where no leak can be (its 0 read as checked and clean), or "run": with a run
     whose split could not be used (its files moved, or none of these images in it)."""
+    from ..config_text import plural
     from ..io import console_text
 
     c = counts
@@ -34,8 +35,8 @@ def count_lines(counts: Any, leakage: dict[str, int], accuracy: float | None = N
                   + (f"; {console_text(note)}" if note else ""))
     between = ", ".join(f"{k} {v}" for k, v in leakage.items() if v)
     lines = [
-        f"duplicates: {c.duplicate_groups} groups ({c.exact_groups} exact, {c.near_groups} near), "
-        f"{c.redundant_images} redundant images, {c.identical_images} byte-identical to another",
+        f"duplicates: {plural(c.duplicate_groups, 'group')} ({c.exact_groups} exact, {c.near_groups} near), "
+        f"{plural(c.redundant_images, 'redundant image')}, {c.identical_images} byte-identical to another",
         ("leakage: not judged: the run's split could not be used here (see the warning above), and a flat folder "
          "has no splits of its own" if no_splits == "run" else
          "leakage: none to find: a flat folder has no splits (--run RUN checks a run's)") if no_splits else

@@ -22,7 +22,9 @@ def as_json(p: Any, multilabel: bool | None = None) -> dict[str, Any]:
     labels = getattr(p, "labels", None)
     if multilabel is None:
         multilabel = bool(getattr(p, "multilabel", False)) or labels is not None
-    return {"path": p.path, "label": p.label, "probability": p.probability, "best_label": p.best_label,
+    # a name that is not UTF-8 with its bytes as \\xNN escapes, as the CSV writes it (a lone surrogate in JSON reads
+    # as U+FFFD in most parsers, and the table showed a third spelling)
+    return {"path": printable_path(p.path), "label": p.label, "probability": p.probability, "best_label": p.best_label,
             "score": p.score, "unknown": p.unknown if p.error is None else None,
             "top": [{"label": lbl, "probability": prob} for lbl, prob in p.top], "error": p.error,
             **({"labels": None if labels is None else [{"label": lbl, "probability": prob} for lbl, prob in labels]}
@@ -64,16 +66,17 @@ def format_predictions(predictions: Sequence[Any], fmt: str, multilabel: bool | 
         return csv_text(header, rows)
     lines = []  # for a terminal: names may hold escape sequences, which must not act on it
     for p in predictions:
+        shown = terminal_safe(printable_path(p.path))
         if p.error:
-            lines.append(f"{terminal_safe(p.path)}\tERROR: {terminal_safe(p.error)}")
+            lines.append(f"{shown}\tERROR: {terminal_safe(p.error)}")
             continue
         ranked = "  ".join(f"{terminal_safe(lbl)} {prob:.3f}" for lbl, prob in p.top)
         score = "" if p.score is None else f"  (score {p.score:.4g})"
         if getattr(p, "labels", None) is not None:  # multi-label: the set carried, then the ranking
             carried = ", ".join(f"{terminal_safe(lbl)} {prob:.3f}" for lbl, prob in p.labels) or "no label"
-            lines.append(f"{terminal_safe(p.path)}\tlabels: {carried}  (top: {ranked})")
+            lines.append(f"{shown}\tlabels: {carried}  (top: {ranked})")
         elif p.unknown:  # the known classes stay listed: the closest one is still worth seeing
-            lines.append(f"{terminal_safe(p.path)}\tUNKNOWN, like none of the classes {score.strip()}; closest: {ranked}")
+            lines.append(f"{shown}\tUNKNOWN, like none of the classes {score.strip()}; closest: {ranked}")
         else:
-            lines.append(f"{terminal_safe(p.path)}\t{ranked}{score}")
+            lines.append(f"{shown}\t{ranked}{score}")
     return "\n".join(lines) + "\n"

@@ -190,6 +190,13 @@ def test_names_that_are_not_utf8_are_skipped_and_named_not_a_crash_at_the_end(tm
     result = CliRunner().invoke(app, ["predict", str(tiny_run), bad, "-o", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
     assert "caf\\xe9.png" in (tmp_path / "p.csv").read_text(encoding="utf-8")
+    # and so does every other format: one spelling, not a lone surrogate in JSON and another on the terminal
+    import json
+
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), bad, "--format", "table"])
+    assert result.exit_code == 0 and "caf\\xe9.png" in result.output, result.output
+    result = CliRunner().invoke(app, ["predict", str(tiny_run), bad, "--format", "json"])
+    assert json.loads(result.output)[0]["path"].endswith("caf\\xe9.png")
     # in a folder given, it is left out and named (it was a row for its escaped name, "file not found")
     result = CliRunner().invoke(app, ["predict", str(tiny_run), str(root / "cat"), "-o", str(tmp_path / "q.csv")])
     said = " ".join(result.output.split())

@@ -127,6 +127,27 @@ def test_the_figures_tell_classes_with_long_shared_names_apart(tmp_path, monkeyp
         assert len(set(ticks[name])) == 6, ticks[name]
 
 
+def test_the_count_colour_bar_labels_do_not_overlap(tmp_path, monkeypatch):
+    """A 2-class matrix of up to 20 images ticked its bar at 0, 2, ..., 20: eleven labels in 96 pixels, overlapping."""
+    from imgclf.evaluation import plots
+    from imgclf.evaluation.plots import per_class
+
+    seen = {}
+    real_save = per_class.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        fig.canvas.draw()
+        bar = fig.axes[1]
+        boxes = [t.get_window_extent() for t in bar.get_yticklabels() if t.get_text()]
+        seen["labels"] = len(boxes)
+        seen["overlaps"] = sum(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(per_class, "save_figure", save)
+    plots.plot_confusion_matrix([[20, 0], [1, 4]], ["a", "b"], tmp_path / "cm.png")
+    assert seen["labels"] >= 2 and seen["overlaps"] == 0, seen
+
+
 def test_sample_captions_fit_their_tiles_and_tell_classes_apart(tmp_path, monkeypatch):
     """'Pred: a_very_l…iant (0.31)' (162 pixels) ran into the next tile's caption in a 132-pixel cell, and every
     variant class read 'a_very_l…iant': the grid now takes fewer columns, and the names are cut where they differ."""

@@ -66,7 +66,8 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[
         if not normalize:  # counts: a scale up to 4 images was ticked 0.5, 1.5, 2.5, 3.5
             from matplotlib.ticker import MaxNLocator
 
-            cbar.locator = MaxNLocator(integer=True)
+            # as many ticks as the bar has room for (about 20 pixels each): 11 overlapped on a 2-class matrix
+            cbar.locator = MaxNLocator(nbins=max(2, int(0.8 * k * cell_px / 20)), integer=True)
             cbar.update_ticks()
         ax.set_xticks(range(k), names, rotation=90 if turn else 0, fontsize=tick_font)
         ax.set_yticks(range(k), names, fontsize=tick_font)

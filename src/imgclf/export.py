@@ -323,11 +323,15 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
         raise invalid("precision", precision, "auto or 32 with the onnx backend (its graph runs in fp32, or its "
                       "convolutions in int8: auto only); bf16-mixed or 16-mixed with the torch backend")
     path = Path(run_or_file)
+    named_run = path if path.is_dir() and (path / "model.json").is_file() else None
     if path.is_dir():
-        # the folder `imgclf export RUN --out FOLDER` wrote holds model.onnx itself; a run's is in export/
-        path = path / FORMATS["onnx"] if (path / FORMATS["onnx"]).is_file() else path / "export" / FORMATS["onnx"]
+        # a run's export is in RUN/export/ (a link to elsewhere, perhaps); the folder `imgclf export RUN --out
+        # FOLDER` wrote holds model.onnx itself
+        inside, beside = path / "export" / FORMATS["onnx"], path / FORMATS["onnx"]
+        path = (inside if inside.is_file() or not beside.is_file() else beside) if named_run else \
+            (beside if beside.is_file() else inside)
         if not path.exists():
-            is_run = (Path(run_or_file) / "model.json").is_file()
+            is_run = named_run is not None
             raise bad_path("run", run_or_file, "a run directory with an ONNX export, a folder holding model.onnx, "
                            "or an .onnx file", "no export/model.onnx" if is_run else "no model.onnx, no export/",
                            hint=f"Create it with `imgclf export {shlex.quote(str(run_or_file))} --format onnx`"
@@ -335,7 +339,7 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     elif not path.is_file():
         raise bad_path("run", run_or_file, "a run directory or an .onnx file", "not found")
     clf = OnnxClassifier.from_file(path, threads)
-    run = exported_from(path)
+    run = named_run or exported_from(path)  # a run named directly is checked for staleness, wherever its file is
     if precision == "32" and clf.precision == "int8":
         raise invalid("precision", precision, "auto with an int8 export (its convolutions run in int8)",
                       hint="Export it again without --quantize to run fp32: " + (

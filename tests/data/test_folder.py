@@ -60,7 +60,7 @@ def test_what_windows_and_a_synology_nas_leave_in_folders_is_neither_a_class_nor
     make_image_folder(tmp_path, classes=("cat", "dog"), per_class=4)
     photo = next((tmp_path / "cat").iterdir())
     for folder in (tmp_path / "@eaDir" / "x", tmp_path / "cat" / "@eaDir" / photo.name, tmp_path / "$RECYCLE.BIN",
-                   tmp_path / "#recycle" / "bird"):
+                   tmp_path / "#recycle" / "bird", tmp_path / "dog" / "$Recycle.Bin"):  # (NTFS since Vista)
         folder.mkdir(parents=True)
         shutil.copy(photo, folder / "SYNOFILE_THUMB_S.jpg")
     for junk in ("desktop.ini", "Icon\r"):

@@ -57,10 +57,51 @@ def test_a_file_reached_through_both_folders_is_used_once(tmp_path, link):
     scan = scan_folders([source, links])
     assert len(scan.files["all"]) == 21
     assert sorted(Path(s["path"]).parent.parent.name for s in scan.skipped) == ["links"] * 10
-    assert all("the same file as one listed from another of the folders" in s["reason"] for s in scan.skipped)
+    assert all("the same file as one listed already (a symbolic or hard link to it)" in s["reason"] for s in scan.skipped)
     data = prepare_data([str(source), str(links)], 8, "rgb", val_split=0.2, test_split=0.2, seed=0)
     used = [os.path.realpath(p) for split in data.splits for p in data.paths(split)]
     assert len(used) == len(set(used)) == 21
+
+
+def test_a_file_linked_twice_into_one_class_folder_is_used_once_there_too(tmp_path):
+    """The rule is one for one folder and several: merged, such a link was dropped (and said to come from another
+    folder); alone, it counted twice."""
+    import os
+
+    source = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=5)
+    photo = sorted((source / "cat").iterdir())[0]
+    os.link(photo, source / "cat" / "again.png")
+    (source / "cat" / "inner").mkdir()
+    (source / "cat" / "inner" / "linked.png").symlink_to(photo)
+    (source / "dog" / "as_dog.png").symlink_to(photo)  # another class: a multi-label tree, kept
+    for scan in (scan_folders(source), scan_folders([source, make_image_folder(tmp_path / "e", classes=("fox",),
+                                                                               per_class=2, seed=3)])):
+        cats = [p for p, c in scan.files["all"] if c == "cat"]
+        assert len(cats) == len({os.stat(p).st_ino for p in cats}) == 5  # each file once, whichever name kept
+        assert len(scan.skipped) == 2 and all("the same file as one listed already" in s["reason"]
+                                              for s in scan.skipped)
+        assert sum(1 for p, c in scan.files["all"] if c == "dog" and p.endswith("as_dog.png")) == 1
+
+
+def test_a_run_trained_on_a_link_counted_twice_says_so_when_its_resume_is_refused(tmp_path, monkeypatch):
+    """Trained before links were used once, its dataset.json lists the second link, which the listing now skips:
+    the refusal said the file 'cannot be read now', and to put the folder back as it was."""
+    import os
+
+    import imgclf
+    from imgclf.data import merge
+
+    source = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=8)
+    os.link(sorted((source / "cat").iterdir())[0], source / "cat" / "again.png")
+    settings = {"data": str(source), "model": "simple_cnn", "img_size": 8, "epochs": 1, "batch_size": 8,
+                "model_args": {"width": 4}, "progress": False, "out": str(tmp_path / "run")}
+    with monkeypatch.context() as before:
+        before.setattr(merge, "_each_file_once", lambda files: [])
+        imgclf.fit(settings, report=False)
+    with pytest.raises(ImgclfError, match=r"1 of the images dataset.json lists is a link to a file listed already, "
+                                          r"which imgclf now uses once") as caught:
+        imgclf.fit(resume=str(tmp_path / "run"), epochs=2, report=False)
+    assert "cannot be read now" not in str(caught.value)
 
 
 def test_split_folders_merge_by_split(tmp_path):

@@ -199,6 +199,16 @@ def test_an_export_older_than_the_card_is_refused_and_a_new_metric_is_not(run, t
         create_app("model.onnx", backend="onnx")
     with pytest.raises(ImgclfError, match="changed since the export: calibration"):
         create_app("../export/./model.onnx", backend="onnx")
+    # a run named directly is checked wherever its export lies: export/ a link to another disk, or a model.onnx
+    # written into the run folder itself (`export --out RUN`) beside it
+    moved = Path(shutil.move(str(copy / "export"), str(tmp_path / "elsewhere")))
+    (copy / "export").symlink_to(moved)
+    shutil.copy(moved / "model.onnx", copy / "model.onnx")
+    with pytest.raises(ImgclfError, match="changed since the export: calibration"):
+        create_app(copy, backend="onnx")
+    (copy / "export").unlink()
+    with pytest.raises(ImgclfError, match="changed since the export: calibration"):
+        create_app(copy, backend="onnx")
 
 
 def test_an_export_out_named_as_a_file_is_refused(run, tmp_path):

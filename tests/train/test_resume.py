@@ -309,6 +309,29 @@ def test_a_setting_edited_in_config_yaml_is_refused_unless_a_resume_recorded_it(
     run = imgclf.fit(resume=str(tmp_path / "r"), epochs=3, report=False)
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3]
     assert RunDir(run.path).read_card().training.batch_size == 8
+    # only while it is the last value recorded: changed back to 16 by a resume, an edit to 8 is an edit
+    imgclf.fit(resume=str(tmp_path / "r"), epochs=4, batch_size=16, report=False)
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "batch_size": 8}))
+    with pytest.raises(ImgclfError, match=r"^batch_size for --resume .* must be 16, as the run's checkpoint"):
+        imgclf.fit(resume=str(tmp_path / "r"), epochs=5, report=False)
+
+
+def test_a_weights_file_moved_and_followed_in_config_yaml_is_no_edit(tmp_path, monkeypatch):
+    """A features_only run reads its weights file again on resume: moved, and config.yaml edited to follow it, the
+    run could be resumed no other way (--weights is refused on resume)."""
+    from imgclf.pipeline import resume_checks
+    from imgclf.train import checkpoint_state
+
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    config = imgclf.config.make_config(data=str(tmp_path), model="simple_cnn", weights=str(tmp_path / "new.pt"))
+    run.write_config(config)
+    trained = {**config.model_dump(mode="json"), "weights": str(tmp_path / "old.pt")}
+    monkeypatch.setattr(checkpoint_state, "trained_settings_of", lambda path: trained)
+    resume_checks.check_config_unedited(run, tmp_path / "last.ckpt")
+    monkeypatch.setattr(checkpoint_state, "trained_settings_of", lambda path: {**trained, "lr": 0.5})
+    with pytest.raises(ImgclfError, match="^lr for --resume"):
+        resume_checks.check_config_unedited(run, tmp_path / "last.ckpt")
 
 
 def test_a_config_yaml_with_relative_paths_changes_no_path_on_resume(data, tmp_path, monkeypatch):

@@ -52,10 +52,11 @@ class FolderScan:
 # read as more images of the class), #recycle and #snapshot
 SYSTEM_NAMES = frozenset({"__MACOSX", "__pycache__", "Thumbs.db", "ehthumbs.db", "desktop.ini", "$RECYCLE.BIN",
                           "System Volume Information", "Icon\r", "@eaDir", "#recycle", "#snapshot"})
+_SYSTEM_KEYS = frozenset(name.casefold() for name in SYSTEM_NAMES)  # in any case: $Recycle.Bin on NTFS since Vista
 
 
 def is_hidden(name: str) -> bool:
-    return name.startswith(".") or name in SYSTEM_NAMES
+    return name.startswith(".") or name.casefold() in _SYSTEM_KEYS
 
 
 def split_folders(root: Path) -> dict[str, Path]:

@@ -2,7 +2,8 @@
 
 Classes are merged by folder name and split folders by split name, so DATA1/train/cat and DATA2/train/cat are one
 class of one split. Every file is used once: a folder given twice, or one inside another, is refused rather than
-read twice, and a file reached again through a link (in the same split and class) is listed as skipped.
+read twice, and a file reached again through a link (in the same split and class, within one folder or
+across them) is listed as skipped.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from .folder_checks import warn_of_alike_class_names
 def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_empty: bool = False) -> FolderScan:
     """One folder: `scan_folder`. Several: their scans merged, with `root` their common parent (the folder
     dataset.json's file paths are relative to) and `roots` every folder. allow_empty: as `scan_folder`'s."""
-    if isinstance(roots, (str, os.PathLike)):
-        return scan_folder(roots, allow_empty=allow_empty)
-    if len(roots) == 1:
-        return scan_folder(roots[0], allow_empty=allow_empty)
+    if isinstance(roots, (str, os.PathLike)) or len(roots) == 1:
+        scan = scan_folder(roots if isinstance(roots, (str, os.PathLike)) else roots[0], allow_empty=allow_empty)
+        scan.skipped += _each_file_once(scan.files)
+        return scan
     given = [str(r) for r in roots]
     _distinct(given)
     scans = [scan_folder(r, min_classes=1, allow_empty=True) for r in given]
@@ -62,15 +63,15 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
     return scan if allow_empty else require_images(scan)
 
 
-REPEATED_REASON = "the same file as one listed from another of the folders (a link): used once, there"
+REPEATED_REASON = "the same file as one listed already (a symbolic or hard link to it): used once, there"
 
 
 def _each_file_once(files: dict[str, list[tuple[str, str]]]) -> list[dict[str, str]]:
-    """Drop, in place, a file listed again in the same split and class through another folder (a symbolic or hard
-    link: a folder of links beside the folder it links to, an `imgclf subset` beside its source), and return them
-    as skipped. Counted twice, every such image weighed double in training and in the scores, and the automatic
-    split could put one file in val and test. Another class keeps its link (a multi-label tree); another split's
-    is a leak, which training warns of."""
+    """Drop, in place, a file listed again in the same split and class (a symbolic or hard link: a folder of links
+    beside the folder it links to, an `imgclf subset` beside its source, a link inside the class folder), and
+    return them as skipped. Counted twice, every such image weighed double in training and in the scores, and the
+    automatic split could put one file in val and test. Another class keeps its link (a multi-label tree); another
+    split's is a leak, which training warns of."""
     from .folder import file_identity
 
     repeated = []

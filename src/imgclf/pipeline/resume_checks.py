@@ -23,6 +23,10 @@ FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size
                    "momentum", "schedule", "lr_factor", "lr_patience", "lr_step", "min_lr", "monitor", "ema")
 
 
+# paths in FIXED_ON_RESUME whose file or folder may have moved since, and config.yaml been edited to follow it
+MOVABLE = ("data", "weights")
+
+
 def _kept(value: Any) -> str:
     """A stored setting as a refusal names it: "must be None" read as Python's, where the command line says none."""
     return "unset" if value is None else repr(value)
@@ -181,7 +185,7 @@ def check_config_unedited(run: RunDir, ckpt: Path) -> None:
     """config.yaml changed by hand since the checkpoint was saved, in a setting the checkpoint holds: the edit went
     past every check of the flags (an lr the optimiser's saved state then overrode, a batch size changed inside an
     epoch) and into no record, while model.json then said the edited value for the whole run. A change an earlier
-    --resume made and recorded (resumes.json) is its own. The data is the data check's (a moved folder)."""
+    --resume made and recorded (resumes.json) is its own, while it is the last value recorded."""
     import json
 
     from ..train.checkpoint_state import trained_settings_of
@@ -191,11 +195,13 @@ def check_config_unedited(run: RunDir, ckpt: Path) -> None:
     if saved is None:
         return
     stored = run.read_config().model_dump(mode="json")
-    recorded = {(c.setting, json.dumps(c.after, sort_keys=True)) for resume in stored_resumes(run.path)
-                for c in resume.changed}
+    recorded = {}  # each setting's value as the last resume that changed it left it
+    for resume in stored_resumes(run.path):
+        recorded.update({c.setting: json.dumps(c.after, sort_keys=True) for c in resume.changed})
     for name in (*FIXED_ON_RESUME, "batch_size"):
-        if name == "data" or name not in saved or saved[name] == stored[name] \
-                or (name, json.dumps(stored[name], sort_keys=True)) in recorded:
+        # files that may move (the data folder, a weights file a features_only resume reads again): the data check's
+        if name in MOVABLE or name not in saved or saved[name] == stored[name] \
+                or recorded.get(name) == json.dumps(stored[name], sort_keys=True):
             continue
         config = run.file("config.yaml")
         then = ("then give the new one as --batch-size with --resume (taken at an epoch's end, and recorded)"

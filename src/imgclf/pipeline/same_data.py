@@ -120,10 +120,18 @@ def _folder_changes(stored: Any, now: Any, by_split: list[str]) -> str:
     new = {f for split in splits for f in zip(*_files(now, split))}
     gone, added = sorted(old - new), sorted(new - old)
     # a listed image that is still there but no longer decodes is not "gone": say what is wrong with it
+    from ..data.merge import REPEATED_REASON
+
     unreadable = {relative_path(s.path, now.root): s.reason for s in now.skipped}
-    broken = [f for f, _ in gone if f in unreadable]
+    # a second link to a file listed already is used once now (since 2026-12-07): not unreadable, not gone
+    repeated = [f for f, _ in gone if unreadable.get(f) == REPEATED_REASON]
+    broken = [f for f, _ in gone if f in unreadable and f not in repeated]
     gone = [g for g in gone if g[0] not in unreadable]
     said = []
+    if repeated:
+        links = "is a link" if len(repeated) == 1 else "are links"
+        said.append(f"{len(repeated):,} of the images dataset.json lists {links} to a file listed already, which "
+                    f"imgclf now uses once (e.g. {repeated[0]}; trained before, such a run cannot be resumed)")
     if broken:
         said.append(f"{len(broken):,} of the images dataset.json lists cannot be read now (e.g. {broken[0]}: "
                     f"{unreadable[broken[0]]})")

@@ -156,6 +156,9 @@ def test_the_folder_export_out_wrote_is_what_predict_and_serve_take(run, uploads
     assert [row["label"] for row in json.loads(result.output)] == [label for label, _ in expected]
     with TestClient(create_app(tmp_path / "deploy", backend="onnx", threads=1)) as client:
         assert client.get("/health").json()["backend"] == "onnx"
+    result = runner.invoke(app, ["predict", str(tmp_path / "deploy"), *images])  # the torch backend: no run there
+    assert result.exit_code == 2 and "an ONNX export, not a run: predict and serve take it with --backend onnx" in \
+        " ".join(result.output.split())
     # a folder holding neither says what it takes, without offering to export a folder that is no run
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["predict", str(tmp_path / "empty"), *images, "--backend", "onnx"])

@@ -49,7 +49,7 @@ def test_audit_command_writes_its_files_and_inspect_shows_the_counts_until_the_f
     assert "is stale: the folder changed since" in stale.output and "duplicates:" not in stale.output
     # the cache's pointer to the audit is read through its type: one of another shape is no audit, not a traceback
     from imgclf.audit.freshness import pointer_path
-    from imgclf.records.cache import AuditPointer
+    from imgclf.data.cache_records import AuditPointer
 
     pointer = pointer_path(data)
     assert AuditPointer.model_validate_json(pointer.read_text()).audit == str(out / "audit.json")

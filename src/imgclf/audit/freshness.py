@@ -20,7 +20,7 @@ from typing import Any
 from ..data.cache import default_cache_dir
 from ..data.folder import FolderScan
 from ..io import read_json, write_json
-from ..records.cache import AuditPointer
+from ..data.cache_records import AuditPointer
 
 FRESH, STALE, RUN_CHANGED = "fresh", "stale", "run changed"
 

@@ -163,7 +163,7 @@ def _read_cached(meta_path: Path, array_path: Path | None, shape: tuple[int, ...
     """A finished cache entry's failures and pixels, or None (and a warning) when either file is damaged, a
     truncated array or garbled JSON after a crash of the disk or of a copy: it is derived data, decoded again."""
     from ..notices import warn
-    from ..records.cache import ImageCacheRecord  # here: spawned decoding workers import this module, not records
+    from .cache_records import ImageCacheRecord  # here: spawned decoding workers import this module, not pydantic
 
     try:
         failures = ImageCacheRecord.read(meta_path).failures
@@ -273,7 +273,7 @@ def decode_all(
         if tmp_path is not None:
             tmp_path.unlink(missing_ok=True)
         raise
-    from ..records.cache import ImageCacheRecord
+    from .cache_records import ImageCacheRecord
 
     record = ImageCacheRecord(version=CACHE_VERSION, size=size, color=color, count=len(paths),
                               source=_common_folder(paths), failures=dict(sorted(failures.items())))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import STALE_SECONDS
-from ..records.cache import FeatureCacheRecord, ImageCacheRecord
+from .cache_records import FeatureCacheRecord, ImageCacheRecord
 from .cache import CACHE_VERSION, cache_argument, default_cache_dir
 from .cache_usage import ENTRY_FILE, ENTRY_TEMP, KEPT, disk_bytes
 

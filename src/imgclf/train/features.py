@@ -28,7 +28,7 @@ from ..data.cache_usage import mark_used
 from ..data.prepared import PreparedData
 from ..data.tensors import channel_stats, to_unit_nchw
 from ..io import remove_stale_temp_files, write_json
-from ..records.cache import FeatureCacheRecord
+from ..data.cache_records import FeatureCacheRecord
 from .loaders import CachedImages, make_loader
 from .module import ImageClassifierModule
 

@@ -2,10 +2,10 @@
 each feature array (train/features.py), and audits/KEY.json, the pointer to a folder's last audit.json.
 
 Derived data, not run files: a record that does not parse only costs the entry (built again) or the pointer
-(inspect then omits the audit's counts), so they are not in `RECORDS`. Unlike the run records they ignore keys
-they do not know, since a cache is shared by every release a user runs: an older one must keep serving an entry
-that a newer one wrote with one more field, not treat it as damaged and build it again over the other's. An
-entry's `version` is its decoding rules' (a part of its key), not the file's layout.
+(inspect then omits the audit's counts), so they live with the cache, not in `imgclf.records`. Unlike the run
+records they ignore keys they do not know, since a cache is shared by every release a user runs: an older one must
+keep serving an entry that a newer one wrote with one more field, not treat it as damaged and build it again over
+the other's. An entry's `version` is its decoding rules' (a part of its key), not the file's layout.
 """
 
 from __future__ import annotations

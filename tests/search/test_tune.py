@@ -413,6 +413,10 @@ def test_a_resumed_search_keeps_its_time_limit_unless_given_another(data, tmp_pa
     ("epochs: {low: 1.5, high: 3}", "space epochs must be a range of whole numbers"),
     ("batch_size: {choices: 32}", "space batch_size choices must be a non-empty list of distinct choices"),
     ("batch_size: {choices: [32], low: 8}", "Choices go alone: {choices: [a, b]}, or the list [a, b]"),
+    # the data's task, which --task auto leaves to each trial: a multi-label loss failed trial after trial
+    ("loss: [ce, asl]", "('asl': loss must be ce, focal or logitnorm for single-label data"),
+    # below the model's minimum: refused by each trial that drew it, while the search drew it again
+    ("img_size: [16, 3]", "(3: img_size for model simple_cnn must be at least 4"),
 ])
 def test_a_bad_space_is_one_line_naming_the_field_before_anything_is_written(data, tmp_path, space, expected):
     (tmp_path / "space.yaml").write_text(space + "\n")
@@ -601,6 +605,19 @@ def test_a_refused_data_folder_stops_the_search_at_its_first_trial_with_the_whol
     assert refusal.value.argument == "data" and "(imgclf train can also leave the class out: --drop-classes " \
         "empty) (every trial of the search failed with it: 1 in " in text, text
     assert sum(line.startswith("trial") for line in said) == 1 and "stop   the data was refused" in said, said
+
+
+def test_a_refused_split_setting_stops_the_search_at_its_first_trial(data, tmp_path):
+    """Every trial shares the split: --val-split 0 failed 5 trials alike before the search gave up."""
+    import imgclf
+    from imgclf.errors import ImgclfError
+
+    said = []
+    with pytest.raises(ImgclfError) as refusal:
+        imgclf.tune({"data": str(data), **SETTINGS, "val_split": 0}, trials=3, space=SPACE, out=str(tmp_path / "s"),
+                    log=said.append)
+    assert refusal.value.argument == "val_split", str(refusal.value)
+    assert sum(line.startswith("trial") for line in said) == 1 and "stop   the val_split was refused" in said, said
 
 
 def test_a_search_whose_every_trial_fails_stops(data, tmp_path, monkeypatch):

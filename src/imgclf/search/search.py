@@ -45,7 +45,7 @@ from .study_db import fail_unfinished, open_storage, stored_trials
 from .failures import NoTrialCompleted, failures_to_stop, no_trial_completed
 from .interrupt import SearchInterrupted, interrupted_message
 from .objective import objective_for
-from .space import Param, check_against, default_space, parse_param, read_space, typed_for_model
+from .space import SAME_SPLIT, Param, check_against, default_space, parse_param, read_space, typed_for_model
 from .trial import run_trial as _run_trial
 
 BEST_FILE, JSON_FILE, HTML_FILE = "best.yaml", TUNE_FILE, "tune.html"
@@ -246,8 +246,9 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
                 _run_trial(study, params, search["settings"], folder, training, say)
                 last = study.get_trials(deepcopy=False)[-1]
                 failed_in_a_row = failed_in_a_row + 1 if last.state == TrialState.FAIL else 0
-                if last.state == TrialState.FAIL and last.user_attrs.get("failed_argument") == "data":
-                    say(f"stop   {(stop_reason := 'the data was refused')}")  # no draw changes the data
+                refused = last.user_attrs.get("failed_argument") if last.state == TrialState.FAIL else None
+                if refused in ("data", *SAME_SPLIT):  # no draw changes the data, or the split every trial shares
+                    say(f"stop   {(stop_reason := f'the {refused} was refused')}")
                     break
                 _write_record(folder, study, search, trials, budget, f"running: {len(finished())} of {trials} "
                               "trials done", final=False)

@@ -202,6 +202,12 @@ def check_against(params: list[Param], base: dict[str, Any]) -> None:
     from ..models import get_model_info
     from ..train.finetune import refuse_transfer_settings
 
+    if base.get("task", "auto") == "auto" and base.get("data"):
+        # the data's task, as each trial resolves it: a setting only the other task takes (loss asl, focal on
+        # multi-label data, label smoothing) is refused by the task's checks, which `auto` leaves to the trials
+        from ..data.multilabel import is_label_index
+
+        base = {**base, "task": "multilabel" if is_label_index(base["data"]) else "single"}
     searched = next((p for p in params if p.name == "model" and p.choices is not None), None)
     if searched is None:
         fixed = make_config(**base)
@@ -231,6 +237,10 @@ def _check_param(p: Param, base: dict[str, Any], with_model: str) -> None:
             cfg = make_config(**apply(base, {p.name: value}))
             info = get_model_info(cfg.model)  # TrainConfig takes any name: the registry knows the models
             refuse_transfer_settings(cfg, info)
+            # a size drawn below the model's least, refused by each trial that drew it (the search's own size is
+            # the trials' to refuse, in its own name)
+            if p.name == "img_size" and cfg.img_size < info.min_img_size:
+                raise invalid("img_size", cfg.img_size, f"at least {info.min_img_size}", where=f"model {cfg.model}")
             if p.name.startswith("model_args.") and base.get("model"):
                 _build_with(base, p.name.split(".", 1)[1], value)
             elif p.name == "model":  # each model drawn with the search's own model_args

@@ -948,3 +948,11 @@ def test_a_set_of_negatives_prints_no_average_recall(capsys):
     assert macro[1] == "—" and "weighted avg — — —" in printed
     assert "no image of this set carries a label: recall is not measured" in printed
     assert metrics.multilabel.per_label["a"].predicted == 1  # the false alarm the rows count
+    # none predicted either: a perfect result on such a set, which read 'macro precision 0, F1 0' and 'the labels
+    # predicted are false alarms'
+    clean = compute_multilabel_metrics(np.zeros((2, 3), int), np.full((2, 3), 0.1), ["a", "b", "c"], np.full(3, 0.5),
+                                       "test")
+    assert (clean.macro.precision, clean.macro.f1) == (1.0, 1.0)
+    print_metrics(clean)
+    printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert re.search(r"macro avg 1.000 — 1.000", printed) and "none was predicted either: no false alarm" in printed

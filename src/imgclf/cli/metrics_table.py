@@ -44,8 +44,9 @@ def print_metrics(m: Any) -> None:
         table.add_row(f"{avg} avg", *cells, "" if multilabel else str(m.count), "")
     console.print(table)
     if none_present:
-        console.print("no image of this set carries a label: recall is not measured; the labels predicted are "
-                      "false alarms (precision and F1 count them)", soft_wrap=True)
+        console.print("no image of this set carries a label: recall is not measured; " + (
+            "none was predicted either: no false alarm" if all(n == 0 for n in predicted.values()) else
+            "the labels predicted are false alarms (precision and F1 count them)"), soft_wrap=True)
     split = m.split.rsplit(":", 1)[-1]  # "other:all" for a folder given with --data
     for note in dash_notes(m.per_class, predicted, "evaluated" if split == "all" else split) if not multilabel \
             else ():  # as the report says it

@@ -127,7 +127,7 @@ def _finishing_epochs(run_dir: Path) -> dict[str, int]:
 
 
 def run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, seed: int, train: dict[str, Any],
-              model_args: dict[str, Any], overrides: dict[str, Any]) -> str:
+             model_args: dict[str, Any], overrides: dict[str, Any]) -> str:
     """Train one cell unless it is finished; 'skipped', 'resumed' or 'trained'."""
     if _finished(run_dir):
         return "skipped (finished)"

@@ -216,7 +216,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
             try:
                 read = {k: v for k, v in overrides.items() if k not in unread[config]}
                 status = run_cell(partial(fit, report=run_reports), run_dir, out / "data" / f"rho{rho_label(rho)}",
-                                   model, seed, train, model_args, read)
+                                  model, seed, train, model_args, read)
             except TrainingInterrupted as exc:
                 # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
                 # resumes it and goes on with the rest

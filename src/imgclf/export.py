@@ -305,9 +305,11 @@ def _uint8_views(chunk: np.ndarray, views_of: Callable[[torch.Tensor], list[torc
 def exported_from(onnx_file: str | os.PathLike) -> Path | None:
     """The run whose own export the file is (RUN/export/model.onnx, however it was named), else None: a copy moved
     elsewhere, or written by `export --out FOLDER`, stands alone with the card it carries."""
-    real = Path(onnx_file).resolve()
-    run = real.parent.parent
-    return run if real.parent.name == "export" and (run / "model.json").is_file() else None
+    # as named (RUN/export a link to another disk), else as the system resolves it (a link to RUN/export/model.onnx)
+    for file in (Path(os.path.abspath(onnx_file)), Path(onnx_file).resolve()):
+        if file.parent.name == "export" and (file.parent.parent / "model.json").is_file():
+            return file.parent.parent
+    return None
 
 
 def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precision: str = "auto"

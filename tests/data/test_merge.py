@@ -83,6 +83,30 @@ def test_a_file_linked_twice_into_one_class_folder_is_used_once_there_too(tmp_pa
         assert sum(1 for p, c in scan.files["all"] if c == "dog" and p.endswith("as_dog.png")) == 1
 
 
+def test_the_file_itself_is_kept_and_its_symbolic_link_named(tmp_path):
+    """a_copy.png -> cat_000.png sorts first: the file itself was listed as the link, and a user who removed what
+    was named removed the original."""
+    source = make_image_folder(tmp_path / "d", classes=("cat", "dog"), per_class=3)
+    (source / "cat" / "a_copy.png").symlink_to(source / "cat" / "cat_000.png")
+    scan = scan_folders(source)
+    assert [Path(s["path"]).name for s in scan.skipped] == ["a_copy.png"]
+    assert any(p.endswith("cat_000.png") for p, _ in scan.files["all"])
+
+
+def test_evaluate_on_a_folder_scores_a_linked_file_once(tiny_run, image_folder, tmp_path):
+    import os
+    import shutil
+
+    import imgclf
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))  # evaluate writes its scores into the run
+    folder = Path(shutil.copytree(image_folder, tmp_path / "eval"))
+    before = imgclf.evaluate(run, data=str(folder), progress=False).count
+    first = sorted((folder / "cat").glob("*.png"))[0]
+    os.link(first, folder / "cat" / "again.png")
+    assert imgclf.evaluate(run, data=str(folder), progress=False).count == before
+
+
 def test_a_run_trained_on_a_link_counted_twice_says_so_when_its_resume_is_refused(tmp_path, monkeypatch):
     """Trained before links were used once, its dataset.json lists the second link, which the listing now skips:
     the refusal said the file 'cannot be read now', and to put the folder back as it was."""
@@ -96,7 +120,7 @@ def test_a_run_trained_on_a_link_counted_twice_says_so_when_its_resume_is_refuse
     settings = {"data": str(source), "model": "simple_cnn", "img_size": 8, "epochs": 1, "batch_size": 8,
                 "model_args": {"width": 4}, "progress": False, "out": str(tmp_path / "run")}
     with monkeypatch.context() as before:
-        before.setattr(merge, "_each_file_once", lambda files: [])
+        before.setattr(merge, "each_file_once", lambda files: [])
         imgclf.fit(settings, report=False)
     with pytest.raises(ImgclfError, match=r"1 of the images dataset.json lists is a link to a file listed already, "
                                           r"which imgclf now uses once") as caught:

@@ -953,6 +953,8 @@ def test_a_set_of_negatives_prints_no_average_recall(capsys):
     clean = compute_multilabel_metrics(np.zeros((2, 3), int), np.full((2, 3), 0.1), ["a", "b", "c"], np.full(3, 0.5),
                                        "test")
     assert (clean.macro.precision, clean.macro.f1) == (1.0, 1.0)
+    micro = clean.multilabel.micro
+    assert (micro.precision, micro.f1) == (1.0, 1.0)  # as the macro: micro F1 0 read beside macro F1 1
     print_metrics(clean)
     printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert re.search(r"macro avg 1.000 — 1.000", printed) and "none was predicted either: no false alarm" in printed

@@ -209,6 +209,9 @@ def test_an_export_older_than_the_card_is_refused_and_a_new_metric_is_not(run, t
     shutil.copy(moved / "model.onnx", copy / "model.onnx")
     with pytest.raises(ImgclfError, match="changed since the export: calibration"):
         create_app(copy, backend="onnx")
+    for named in (copy / "export", copy / "export" / "model.onnx"):  # the export, named through the link
+        with pytest.raises(ImgclfError, match="changed since the export: calibration"):
+            create_app(named, backend="onnx")
     (copy / "export").unlink()
     with pytest.raises(ImgclfError, match="changed since the export: calibration"):
         create_app(copy, backend="onnx")

@@ -328,7 +328,11 @@ def test_a_weights_file_moved_and_followed_in_config_yaml_is_no_edit(tmp_path, m
     run.write_config(config)
     trained = {**config.model_dump(mode="json"), "weights": str(tmp_path / "old.pt")}
     monkeypatch.setattr(checkpoint_state, "trained_settings_of", lambda path: trained)
-    resume_checks.check_config_unedited(run, tmp_path / "last.ckpt")
+    resume_checks.check_config_unedited(run, tmp_path / "last.ckpt")  # old.pt is gone: it moved
+    (tmp_path / "old.pt").write_bytes(b"another backbone")  # still there: the edit points at another file
+    with pytest.raises(ImgclfError, match=r"^weights for --resume .*\(config.yaml was changed since"):
+        resume_checks.check_config_unedited(run, tmp_path / "last.ckpt")
+    (tmp_path / "old.pt").unlink()
     monkeypatch.setattr(checkpoint_state, "trained_settings_of", lambda path: {**trained, "lr": 0.5})
     with pytest.raises(ImgclfError, match="^lr for --resume"):
         resume_checks.check_config_unedited(run, tmp_path / "last.ckpt")

@@ -22,7 +22,7 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
     dataset.json's file paths are relative to) and `roots` every folder. allow_empty: as `scan_folder`'s."""
     if isinstance(roots, (str, os.PathLike)) or len(roots) == 1:
         scan = scan_folder(roots if isinstance(roots, (str, os.PathLike)) else roots[0], allow_empty=allow_empty)
-        scan.skipped += _each_file_once(scan.files)
+        scan.skipped += each_file_once(scan.files)
         return scan
     given = [str(r) for r in roots]
     _distinct(given)
@@ -45,7 +45,7 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
     files = {split: [(path, c) for c in classes for scan in scans for path, cls in scan.files.get(split, [])
                      if cls == c]
              for split in splits}
-    repeated = _each_file_once(files)
+    repeated = each_file_once(files)
     # a class only train/ must hold, as in one folder: a val/ or test/ without it scores the others
     missing = sorted(set(classes) - {c for _, c in files.get("train", [])} - {name for name, _ in empty}) \
         if "train" in files else []
@@ -66,7 +66,7 @@ def scan_folders(roots: str | os.PathLike | Sequence[str | os.PathLike], allow_e
 REPEATED_REASON = "the same file as one listed already (a symbolic or hard link to it): used once, there"
 
 
-def _each_file_once(files: dict[str, list[tuple[str, str]]]) -> list[dict[str, str]]:
+def each_file_once(files: dict[str, list[tuple[str, str]]]) -> list[dict[str, str]]:
     """Drop, in place, a file listed again in the same split and class (a symbolic or hard link: a folder of links
     beside the folder it links to, an `imgclf subset` beside its source, a link inside the class folder), and
     return them as skipped. Counted twice, every such image weighed double in training and in the scores, and the
@@ -76,7 +76,7 @@ def _each_file_once(files: dict[str, list[tuple[str, str]]]) -> list[dict[str, s
 
     repeated = []
     for split, items in files.items():
-        first: set[tuple[tuple[int, int], str]] = set()
+        first: dict[tuple[tuple[int, int], str], int] = {}  # -> its place in `kept`
         kept = []
         for path, cls in items:
             try:
@@ -84,11 +84,15 @@ def _each_file_once(files: dict[str, list[tuple[str, str]]]) -> list[dict[str, s
             except OSError:  # unreadable: decoding names why
                 kept.append((path, cls))
                 continue
-            if key in first:
-                repeated.append({"path": path, "reason": REPEATED_REASON})
-            else:
-                first.add(key)
+            if key not in first:
+                first[key] = len(kept)
                 kept.append((path, cls))
+                continue
+            earlier = kept[first[key]][0]
+            if os.path.islink(earlier) and not os.path.islink(path):  # the file itself is kept, its link named
+                kept[first[key]] = (path, cls)
+                path = earlier
+            repeated.append({"path": path, "reason": REPEATED_REASON})
         items[:] = kept
     return repeated
 

@@ -59,6 +59,8 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
     present = [c for c, n in zip(classes, support) if n > 0]
 
     def averages(kind: str) -> dict[str, float]:
+        if not y.any() and not pred.any():  # a set of negatives, no label predicted: no false alarm, what such a
+            return {"precision": 1.0, "recall": 0.0, "f1": 1.0}  # set measures (it read 0); recall: not measured
         pr, rc, f, _ = precision_recall_fscore_support(y, pred, average=kind, zero_division=0)
         return {"precision": float(pr), "recall": float(rc), "f1": float(f)}
 
@@ -71,8 +73,6 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
         # image of 'bird' predicted 'bird;dog;fish')
         present = support > 0
         judged = present | (pred.sum(0) > 0)
-        if not judged.any():  # a set of negatives, no label predicted: no false alarm, what such a set measures (it
-            return {"precision": 1.0, "recall": 0.0, "f1": 1.0}  # read 0, a perfect result; recall: not measured
         if present.all() or not present.any():
             return averages("macro")
         return {"precision": float(np.mean(precision[judged])), "recall": float(np.mean(recall[present])),

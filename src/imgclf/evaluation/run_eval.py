@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data.cache import decode_all, readable_blocks
 from ..data.folder import FolderScan, scan_folder
+from ..data.merge import each_file_once
 from ..errors import invalid, path_argument
 from .own_split import check_on_disk
 from ..backends import check_backend, load_classifier
@@ -69,6 +70,7 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     """The images of `data` to evaluate on: its `split` folder where it has split folders (test/ alone will do;
     without test/, the default, val/ then train/), or all of a folder of class folders."""
     scan = _named_as(scan_folder(data, min_classes=1, allow_empty=True, without_train=True), classes)
+    scan.skipped += each_file_once(scan.files)  # a file linked twice is scored once, as training reads it
     left_out = set(left_out_as_in_training(run, scan.classes))
     skipped = scan.skipped
     if scan.layout == "splits":

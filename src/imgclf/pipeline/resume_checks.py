@@ -3,6 +3,7 @@ the same images as before, are `same_data`'s)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size
                    "momentum", "schedule", "lr_factor", "lr_patience", "lr_step", "min_lr", "monitor", "ema")
 
 
-# paths in FIXED_ON_RESUME whose file or folder may have moved since, and config.yaml been edited to follow it
+# paths in FIXED_ON_RESUME whose file or folder may have moved since, and config.yaml been edited to follow it: the
+# data folder (its images are checked by the data check), and a weights file a features_only resume reads again
+# (taken where the file the checkpoint names is gone: moved; another file there still is another backbone)
 MOVABLE = ("data", "weights")
 
 
@@ -199,8 +202,8 @@ def check_config_unedited(run: RunDir, ckpt: Path) -> None:
     for resume in stored_resumes(run.path):
         recorded.update({c.setting: json.dumps(c.after, sort_keys=True) for c in resume.changed})
     for name in (*FIXED_ON_RESUME, "batch_size"):
-        # files that may move (the data folder, a weights file a features_only resume reads again): the data check's
-        if name in MOVABLE or name not in saved or saved[name] == stored[name] \
+        moved = name in MOVABLE and (name == "data" or not (saved[name] and os.path.exists(saved[name])))
+        if moved or name not in saved or saved[name] == stored[name] \
                 or recorded.get(name) == json.dumps(stored[name], sort_keys=True):
             continue
         config = run.file("config.yaml")

@@ -199,8 +199,10 @@ def usage_page(card: dict[str, Any]) -> str:
               "2. the EXIF orientation is applied (`ImageOps.exif_transpose`; an image whose EXIF block cannot be "
               "read is used as stored);",
               "3. transparency (RGBA, LA, a palette's transparent colour, a PNG colour key on RGB, grey or 16-bit "
-              "grey) is composited over white; 16-bit grey images (a PGM deeper than 8 bits too, which Pillow scales to "
-              "0-65535) are on the 0-65535 scale whatever their content, divided by 257 and rounded (16-bit RGB is read as Pillow reads it, each sample's high byte); float images whose brightest pixel is at most 1.1 are multiplied by 255, "
+              "grey) is composited over white; 16-bit grey images (a PGM deeper than 8 bits too, which Pillow "
+              "scales to 0-65535) are on the 0-65535 scale whatever their content, divided by 257 and rounded "
+              "(16-bit RGB is read as Pillow reads it, each sample's high byte); float images whose brightest pixel "
+              "is at most 1.1 are multiplied by 255, "
               "rounded and clipped to 0-255; other float and 32-bit integer images are kept as 0-255, or read as "
               "16-bit where their maximum exceeds 255; float images holding NaN, infinity or values below -0.1, and "
               "32-bit integer images outside 0-65535, are refused;",

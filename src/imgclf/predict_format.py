@@ -22,7 +22,7 @@ def as_json(p: Any, multilabel: bool | None = None) -> dict[str, Any]:
     labels = getattr(p, "labels", None)
     if multilabel is None:
         multilabel = bool(getattr(p, "multilabel", False)) or labels is not None
-    # a name that is not UTF-8 with its bytes as \\xNN escapes, as the CSV writes it (a lone surrogate in JSON reads
+    # a name that is not UTF-8 with its bytes as \xNN escapes, as the CSV writes it (a lone surrogate in JSON reads
     # as U+FFFD in most parsers, and the table showed a third spelling)
     return {"path": printable_path(p.path), "label": p.label, "probability": p.probability, "best_label": p.best_label,
             "score": p.score, "unknown": p.unknown if p.error is None else None,

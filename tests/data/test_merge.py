@@ -57,7 +57,8 @@ def test_a_file_reached_through_both_folders_is_used_once(tmp_path, link):
     scan = scan_folders([source, links])
     assert len(scan.files["all"]) == 21
     assert sorted(Path(s["path"]).parent.parent.name for s in scan.skipped) == ["links"] * 10
-    assert all("the same file as one listed already (a symbolic or hard link to it)" in s["reason"] for s in scan.skipped)
+    assert all("the same file as one listed already (a symbolic or hard link to it)" in s["reason"]
+               for s in scan.skipped)
     data = prepare_data([str(source), str(links)], 8, "rgb", val_split=0.2, test_split=0.2, seed=0)
     used = [os.path.realpath(p) for split in data.splits for p in data.paths(split)]
     assert len(used) == len(set(used)) == 21

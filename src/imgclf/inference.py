@@ -17,8 +17,7 @@ from safetensors.torch import load_file
 from .records import ModelCard, RunDir, load_card
 from .records.run_dir import run_path
 from .ood import UNKNOWN_LABEL, TrustHead, logits_and_features
-from .data.decode import (DecodeError, deep_pnm_as_sixteen_bit, exif_upright, image_to_array, open_image,
-                          refuse_special_file)
+from .data.decode import DecodeError, as_stored, image_to_array, open_image, refuse_special_file
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import MULTILABEL_TTA, TTAViews
@@ -206,7 +205,7 @@ class Classifier:
                 return open_image(source.filename, self.card.img_size, self.card.color,  # pixel limit), and the
                                   self.card.interpolation)  # caller's image left unread
             try:
-                img = exif_upright(deep_pnm_as_sixteen_bit(source))
+                img = as_stored(source)
                 return image_to_array(img, self.card.img_size, self.card.color, self.card.interpolation)
             except DecodeError:
                 raise

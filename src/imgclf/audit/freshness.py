@@ -103,7 +103,7 @@ def latest_audit(scan: FolderScan) -> tuple[str, Path, Any] | None:
     from ..records import AuditRecord
 
     try:
-        path = Path(AuditPointer.model_validate(read_json(pointer_path(scan.root))).audit)
+        path = Path(AuditPointer.read(pointer_path(scan.root)).audit)
         record = AuditRecord.model_validate(read_json(path))
     except (OSError, ValueError, ValidationError):
         return None

@@ -91,13 +91,15 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
     return img
 
 
-def deep_pnm_as_sixteen_bit(img: Image.Image) -> Image.Image:
-    """A PGM deeper than 8 bits (maxval above 255), which Pillow opens as 32-bit 'I' with its values scaled to
-    0..65535: as the 16-bit image it is. As 'I' it was read on the 0..255 scale while its brightest pixel stayed
-    below 256, so two files 1/65535 apart decoded one white and one black."""
+def as_stored(img: Image.Image) -> Image.Image:
+    """A loaded image as it is meant to be seen, before its mode and size are changed (`image_to_array`), for files
+    and for the caller's PIL images alike: turned by its EXIF orientation, and a PGM deeper than 8 bits (maxval
+    above 255, which Pillow opens as 32-bit 'I' scaled to 0..65535) as the 16-bit image it is. As 'I' it was read
+    on the 0..255 scale while its brightest pixel stayed below 256: two files 1/65535 apart decoded white and
+    black. (Here, not in `image_to_array`: the turn's copy no longer knows its format.)"""
     if img.format == "PPM" and img.mode == "I":
-        return Image.fromarray(np.asarray(img).astype(np.uint16))
-    return img
+        img = Image.fromarray(np.asarray(img).astype(np.uint16))
+    return exif_upright(img)
 
 
 def _png_colour_key(img: Image.Image) -> None:
@@ -227,7 +229,7 @@ def decode_image(source: str | IO[bytes], size: int | None, color: str,
                 if limit is not None and img.size[0] * img.size[1] > limit:
                     raise DecodeError(_bomb_reason(stored))
             img.load()
-            arr = image_to_array(exif_upright(deep_pnm_as_sixteen_bit(img)), size, color, interpolation)
+            arr = image_to_array(as_stored(img), size, color, interpolation)
     except DecodeError:
         raise
     # over twice the limit, Pillow refuses it while opening; over the limit, where the caller made Pillow's

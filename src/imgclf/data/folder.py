@@ -46,10 +46,8 @@ class FolderScan:
     empty_elsewhere: list[tuple[str, str]] = field(default_factory=list)
 
 
-# what operating systems and tools leave in folders; any other name, `__background__` included, is the user's.
-# Windows: Thumbs.db, desktop.ini, the recycle bin and restore points of a drive's root; macOS: a folder's custom
-# icon (Icon and a carriage return); Synology's NAS: @eaDir (a thumbnail folder per image, SYNOFILE_THUMB_*.jpg,
-# read as more images of the class), #recycle and #snapshot
+# what systems and tools leave in folders (any other name, `__background__` included, is the user's): Windows' recycle
+# bin and restore points; macOS's folder icon (Icon + CR); Synology's @eaDir (thumbnails of each image), #recycle
 SYSTEM_NAMES = frozenset({"__MACOSX", "__pycache__", "Thumbs.db", "ehthumbs.db", "desktop.ini", "$RECYCLE.BIN",
                           "System Volume Information", "Icon\r", "@eaDir", "#recycle", "#snapshot"})
 _SYSTEM_KEYS = frozenset(name.casefold() for name in SYSTEM_NAMES)  # in any case: $Recycle.Bin on NTFS since Vista

@@ -41,8 +41,7 @@ COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
     ("macro_f1", "macro F1", "pct", True),
     ("minority_recall", "minority recall", "pct", True),
     ("worst_recall", "worst-class recall", "pct", True),
-    ("num_params", "params", "int", None),
-    ("epochs", "epochs", "num", None),
+    ("num_params", "params", "int", None), ("epochs", "epochs", "num", None),
     ("train_seconds", "train time", "seconds", False),
     ("images_per_s", "images/s", "num", True),
 )
@@ -301,7 +300,6 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
         if ":" in runs[0].split:
             label += f", scored on {short_value(runs[0].split)}"
         if experiments.count(_experiment(runs[0].config)) > 1:  # one config, other images: said
-            # a run without a readable dataset.json: its images unknown, not none (it said "0 training images")
             label += (f", {runs[0].data_images:,} training images [data {(runs[0].data_set or '-')[:6]}]"
                       if runs[0].data_images is not None else ", training images unknown (no readable dataset.json)")
         folds = sorted({r.config.get("fold") for r in runs if r.config.get("fold")})

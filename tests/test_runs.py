@@ -42,6 +42,8 @@ def runs_folder(tmp_path_factory, tiny_run) -> Path:
     (spoilable_copy(tiny_run, root / "bad-config") / "config.yaml").write_text("epochs: [unclosed\n")
     (spoilable_copy(tiny_run, root / "study" / "bad-card") / "model.json").write_text('{"architecture": 3}')
     (spoilable_copy(tiny_run, root / "no-weights") / "model.safetensors").unlink()
+    # evaluate, compare, calibrate and --resume refuse it: it was listed as completed
+    (spoilable_copy(tiny_run, root / "no-config") / "config.yaml").unlink()
     # the unknown detector's statistics, without which load refuses the run: it was listed as completed
     (spoilable_copy(tiny_run, root / "no-stats") / json.loads((tiny_run / "model.json").read_text())["unknown"][
         "statistics"]).unlink()
@@ -77,7 +79,7 @@ def test_every_status_a_run_can_have_is_in_the_help_the_docstring_and_readme():
 def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     rows = _by_name(imgclf.list_runs(runs_folder))
     assert set(rows) == {"done", "stopped", "early", "bad-metrics", "bad-config", "study/bad-card", "no-weights",
-                         "cut-weights", "no-stats", "msp-no-stats"}
+                         "no-config", "cut-weights", "no-stats", "msp-no-stats"}
     done = rows["done"]
     card = json.loads((tiny_run / "model.json").read_text())
     metrics = json.loads((tiny_run / "metrics.json").read_text())
@@ -96,7 +98,8 @@ def test_every_run_is_listed_with_its_status(runs_folder, tiny_run):
     # with the command, as every other interrupted state has (resume trains it from epoch 1)
     assert "imgclf train --resume" in rows["early"].reason and "from its first epoch" in rows["early"].reason
     for name, file in (("bad-metrics", "metrics.json"), ("bad-config", "config.yaml"), ("study/bad-card", "model.json"),
-                       ("no-weights", "model.safetensors"), ("cut-weights", "a truncated or damaged copy"),
+                       ("no-weights", "model.safetensors"), ("no-config", "config.yaml: missing"),
+                       ("cut-weights", "a truncated or damaged copy"),
                        ("no-stats", "unknown.safetensors: missing")):
         assert rows[name].status == "failed" and file in rows[name].reason, rows[name]
     # what could be read is still shown: the model from config.yaml when metrics.json is garbage

@@ -124,6 +124,9 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
     metrics = read("metrics.json", run.read_metrics)
     dataset = read("dataset.json", run.read_dataset)
     history = read("history.csv", run.read_history) or []
+    if card is not None and not run.has("config.yaml"):  # compare would skip it, evaluate refuse it
+        problems.append("config.yaml: missing (evaluate, calibrate, compare and --resume refuse the run; predict "
+                        "and serve read model.json)")
     if card is not None and not run.has("model.safetensors"):  # a card without its weights: nothing can use it
         problems.append("model.safetensors: missing (predict, serve and export refuse the run)")
     elif card is not None and (damage := safetensors_damage(run.file("model.safetensors"))):

@@ -100,6 +100,18 @@ def test_both_backends_give_the_same_json_for_the_same_uploads(run, uploads, que
     assert onnx_json[0]["top"][0]["probability"] < softmax.max() - 1e-3
 
 
+def test_the_model_card_served_names_no_library_version_on_either_backend(run):
+    """GET /model hides where a model was trained; with --backend onnx the export block still showed the torch
+    version it was exported with."""
+    cards = {}
+    for backend in ("torch", "onnx"):
+        with TestClient(create_app(run, backend=backend, threads=1)) as client:
+            cards[backend] = client.get("/model").json()
+    assert "hardware" not in cards["onnx"] and "versions" not in cards["onnx"]
+    assert cards["onnx"]["export"]["format"] == "onnx" and "torch" not in cards["onnx"]["export"]
+    assert {k: v for k, v in cards["onnx"].items() if k != "export"} == cards["torch"]
+
+
 def test_the_onnx_session_runs_one_pass_at_a_time_on_the_threads_asked(run):
     import onnxruntime as ort
 

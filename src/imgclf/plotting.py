@@ -74,7 +74,14 @@ STYLE: dict[str, Any] = {
 # matplotlib (>= 3.6) falls back glyph by glyph through a list of families. Only installed ones are listed, so a
 # machine without them draws boxes for those glyphs but never fails (.ci/run installs fonts-wqy-microhei).
 FALLBACK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK JP", "Noto Sans CJK SC", "Droid Sans Fallback",
-                  "Noto Sans", "Noto Sans Arabic", "Noto Sans Hebrew")
+                  "Noto Sans", "Noto Sans Arabic", "Noto Sans Hebrew",
+                  # Debian's fonts-noto-core: the scripts of South and South-East Asia, and symbols
+                  *(f"Noto Sans {script}" for script in (
+                      "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Tamil", "Telugu", "Kannada", "Malayalam",
+                      "Sinhala", "Thai", "Lao", "Khmer", "Myanmar", "Armenian", "Georgian", "Ethiopic", "Symbols",
+                      "Symbols2")))
+# what a missing glyph makes matplotlib say, once per glyph and figure: `undrawn_names` says it once per run
+_MISSING_GLYPH = r"Glyph \d+ .* missing from"
 
 
 @lru_cache(maxsize=1)
@@ -99,6 +106,53 @@ def font_families() -> list[str]:
                     pass
     present = {f.name for f in manager.ttflist}
     return ["DejaVu Sans", *(name for name in FALLBACK_FONTS if name in present)]
+
+
+@lru_cache(maxsize=1)
+def _drawable() -> frozenset[int]:
+    """The code points some font of `font_families()` holds a glyph for."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    points: set[int] = set()
+    for family in font_families():
+        try:
+            points.update(FT2Font(font_manager.findfont(font_manager.FontProperties(family=family),
+                                                        fallback_to_default=False)).get_charmap())
+        except Exception:  # a font file matplotlib cannot read: it draws nothing either
+            pass
+    return frozenset(points)
+
+
+def undrawn_names(names: Sequence[str]) -> list[str]:
+    """The names holding a character that no installed font of the figures draws (matplotlib draws a box for
+    each); invisible format characters (the tags of a flag emoji) are not counted."""
+    import unicodedata
+
+    drawable = _drawable()
+    return [name for name in names if any(ord(c) not in drawable and unicodedata.category(c) != "Cf" for c in name)]
+
+
+def undrawn_names_note(names: Sequence[str]) -> str | None:
+    """One sentence for the terminal and the report, or None when every name can be drawn."""
+    undrawn = undrawn_names(names)
+    if not undrawn:
+        return None
+    shown = ", ".join(repr(n) for n in undrawn[:5]) + (f" and {len(undrawn) - 5} more" if len(undrawn) > 5 else "")
+    return (f"{len(undrawn)} class name{'s' if len(undrawn) > 1 else ''} ({shown}) hold characters no installed font "
+            "draws: the figures show boxes in their place. Install a font for their script (Debian and Ubuntu: "
+            "fonts-noto-core; CJK: fonts-wqy-microhei), then redraw with imgclf report RUN")
+
+
+@contextmanager
+def quiet_missing_glyphs() -> Iterator[None]:
+    """matplotlib warns of each missing glyph of each figure (113 lines for one run of six class names);
+    `undrawn_names_note` says it once."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_MISSING_GLYPH, category=UserWarning)
+        yield
 
 
 @contextmanager
@@ -135,7 +189,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = DPI, tall: bool = False
     else:
         dpi = int(min(dpi, MAX_PIXELS / max(width, height)))
     buf = io.BytesIO()
-    with style():  # tick labels are created while drawing: they must see the style too
+    with style(), quiet_missing_glyphs():  # tick labels are created while drawing: they must see the style too
         fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     data = buf.getvalue()
     smallest = smallest_text_px(fig, dpi)

@@ -862,6 +862,24 @@ def test_the_report_repeats_trainings_warning_of_copies_leaking_into_test(ml_run
            "only.</li>" in page
 
 
+def test_labels_no_font_draws_are_named_once_on_the_terminal_and_on_the_page(ml_run, tmp_path, monkeypatch,
+                                                                              caplog):
+    """As the single-label report does (tests/evaluation/test_eval_user_text.py checks which names those are)."""
+    import shutil
+
+    from imgclf.evaluation import multilabel_report
+
+    run, _, _ = ml_run
+    copy = Path(shutil.copytree(run.path, tmp_path / "run"))
+    asked = []
+    monkeypatch.setattr(multilabel_report, "undrawn_names_note",
+                        lambda names: asked.append(list(names)) or "labels no font draws")
+    multilabel_report.write_multilabel_report(copy)
+    assert asked == [json.loads((copy / "model.json").read_text())["classes"]]
+    assert [r.getMessage() for r in caplog.records if "no font" in r.getMessage()] == ["labels no font draws"]
+    assert "<li>labels no font draws.</li>" in (copy / "report.html").read_text()
+
+
 def test_a_resume_keeps_the_split_its_multilabel_run_recorded_whichever_release_drew_it(ml_run, tmp_path):
     """A run whose split an older release drew (before near-duplicate groups were kept whole in multi-label
     splits) was refused on resume as "split otherwise": the recorded split is kept where it names every image."""

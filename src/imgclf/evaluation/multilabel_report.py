@@ -11,8 +11,9 @@ import numpy as np
 from ..data.groups import recorded_leak_warnings
 from ..io import atomic_write_text
 from ..multilabel import DEFAULT_THRESHOLD, MIN_TUNING_POSITIVES, decide, is_untuned
+from ..notices import warn
 from ..pages import embed_png, render
-from ..plotting import FIGURE_SLOTS
+from ..plotting import FIGURE_SLOTS, undrawn_names_note
 from ..records import ModelCard, RunDir, epochs_text
 from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
@@ -60,6 +61,9 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     targets, probs = label_sets(rows, card.classes)
     plot_dir = run_dir / "plots"
     plot_dir.mkdir(exist_ok=True)
+    undrawn = undrawn_names_note(card.classes)
+    if undrawn:  # once, where matplotlib said it for each glyph of each figure
+        warn(undrawn)
     made: dict[str, dict[str, Any]] = {}
     split = scored_split(run)
 
@@ -117,7 +121,8 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         labels=card.classes, split=metrics.split, count=metrics.count, ml=ml, macro=metrics.macro,
         validation_scores=_sentence(stored_validation_scores_note(run, "multilabel")) if metrics.split == "val"
         else None,
-        findings=[_sentence(text) for text in recorded_leak_warnings(dataset, run_dir)],
+        findings=[_sentence(text) for text in recorded_leak_warnings(dataset, run_dir)] + ([f"{undrawn}."] if undrawn
+                                                                                          else []),
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source, label_counts=_label_counts(dataset, card.classes),

@@ -22,7 +22,7 @@ from ..data.imbalance import IMBALANCE_FLAG_RHO
 from ..errors import check_switch
 from ..io import atomic_write_text, writable_folder
 from ..pages import embed_png, finite, num, pct, render
-from ..plotting import FIGURE_SLOTS
+from ..plotting import FIGURE_SLOTS, undrawn_names_note
 from ..records import DatasetRecord, HistoryRow, MetricsRecord, ModelCard, RunDir, cut_epochs_text
 from .guessing import guessing_advice, no_better_than_guessing
 from .interpret import (
@@ -137,6 +137,9 @@ def _page_context(run_dir: Path, card: ModelCard, dataset: DatasetRecord | None,
         findings.insert(1 if guess is not None else 0,
                         f"{diverged.text()[:1].upper()}{diverged.text()[1:]}. Lower the learning rate (--lr) or let "
                         "the LR finder choose it (--lr auto).")
+    undrawn = undrawn_names_note(card.classes)
+    if undrawn:
+        findings.append(f"{undrawn}.")
     lowest = lowest_recall_classes(per_class)
     tested = sum(1 for row in per_class.values() if row.support > 0)
     untested = [name for name, row in per_class.items() if row.support == 0]

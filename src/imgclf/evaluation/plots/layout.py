@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ...plotting import DPI, FULL_WIDTH_PX, font_families, inches, new_figure
+from ...plotting import DPI, FULL_WIDTH_PX, font_families, inches, new_figure, quiet_missing_glyphs
 
 # Font sizes in points (at the plotting DPI of 110, one point is 1.53 pixels).
 TICK_PT = 8.5
@@ -25,7 +25,8 @@ def text_px(text: str, pt: float, weight: str = "normal") -> float:
     from matplotlib.textpath import TextToPath
 
     font = FontProperties(family=font_families(), size=pt, weight=weight)
-    return TextToPath().get_text_width_height_descent(text, font, ismath=False)[0] * DPI / 72
+    with quiet_missing_glyphs():
+        return TextToPath().get_text_width_height_descent(text, font, ismath=False)[0] * DPI / 72
 
 
 def wrapped(text: str, width_px: float, pt: float) -> str:

@@ -100,7 +100,7 @@ def test_recipes_cli_refuses_unknown_names_with_a_suggestion(words, message):
 # Whose final model is the best epoch's: the references that restore it (Keras' restore_best_weights,
 # ModelCheckpoint's best model) and those that keep the last epoch (no callback, or EarlyStopping's default).
 KEEPS_BEST_EPOCH = {"s1-vgg16-flatten256": False, "s1-vgg16-dense512-256": False, "s2-custom-cnn": False,
-                    "s2-mobilenetv2-finetune": True, "s3-fer-cnn": True, "s3-fer-cnn-small": True,
+                    "s2-mobilenetv2-finetune": True, "s3-fer-cnn": True, "s3-fer-cnn-small": False,
                     "s4-caltech-cnn": False, "s4-caltech-cnn-reg": False, "s4-caltech-cnn-reg-bn": False,
                     "s5-model-s": True, "s5-vgg16-features": True}
 
@@ -110,6 +110,16 @@ def test_a_reference_recipe_keeps_the_epoch_its_reference_keeps(name):
     from imgclf.config import make_config
 
     assert make_config(data="x", **load_recipe(name)).restore_best is KEEPS_BEST_EPOCH[name]
+
+
+def test_s3_first_model_trains_as_s3_says_before_its_final_model_changed_it():
+    """S3: the final model "lowered the learning rate to 0.0001 and added early stopping, not used before"; the
+    first model's recipe had taken the final model's settings."""
+    from imgclf.config import make_config
+
+    first, final = (make_config(data="x", **load_recipe(name)) for name in ("s3-fer-cnn-small", "s3-fer-cnn"))
+    assert final.lr == 1e-4 and final.early_stopping == 3
+    assert first.lr > final.lr and first.early_stopping is None and first.epochs == final.epochs == 20
 
 
 # The transfer references whose backbone never trains: a longer run must not unfreeze it (with freeze_epochs equal

@@ -22,7 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 @pytest.fixture(scope="module")  # one Playwright at a time: a sync_playwright cannot start inside another
 def load_in_chromium():
     """load(path, width=1280) -> {"errors", "requests", "images", "anchors_missing", "pixel_std", "text", "height",
-    "figures", "clipped", "wider"} for a local HTML file in a window `width` pixels wide.
+    "figures", "clipped", "wider", "spilled"} for a local HTML file in a window `width` pixels wide.
 
     errors: console errors and page exceptions; requests: any request that is not the file itself or a data: URI
     (a self-contained page makes none); images: (alt, naturalWidth) per <img>; pixel_std: standard deviation of the
@@ -31,7 +31,8 @@ def load_in_chromium():
     shown is its rendered width inside its border, top its y on the page, and text_px the pixel height of its
     smallest text as displayed: the PNG's own (imgclf.plotting.TEXT_PX_KEY; None when absent) times shown / natural;
     clipped: the first header of each table box whose content is wider than the box (it scrolls sideways); wider:
-    the page is wider than the window (it scrolls sideways).
+    the page is wider than the window (it scrolls sideways); spilled: the start of each block's text that runs
+    past its right edge, over what lies beside it.
     """
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
@@ -71,6 +72,11 @@ def load_in_chromium():
                 ".map(e => (e.querySelector('th') || e).textContent.trim().slice(0, 40))")
             # the page itself wider than the window: a horizontal scrollbar (a setting's long value did that)
             wider = page.evaluate("() => document.documentElement.scrollWidth > window.innerWidth")
+            # text running out of its box over its neighbours (a long class name that does not wrap)
+            spilled = page.evaluate(
+                "() => [...document.querySelectorAll('div, p, li, td, th, h1, h2, h3')].filter(e => {"
+                "const s = getComputedStyle(e); return s.display !== 'inline' && s.overflowX === 'visible' && "
+                "e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1}).map(e => e.textContent.trim().slice(0, 60))")
             shot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("L")
             height = page.evaluate("() => document.documentElement.scrollHeight")
             page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
@@ -82,7 +88,7 @@ def load_in_chromium():
             page.close()
             return {"errors": errors, "requests": requests, "images": images, "anchors_missing": anchors_missing,
                     "pixel_std": float(np.asarray(shot, dtype=np.float64).std()), "text": text, "height": height,
-                    "figures": figures, "clipped": clipped, "wider": wider}
+                    "figures": figures, "clipped": clipped, "wider": wider, "spilled": spilled}
 
         yield load
         browser.close()

@@ -241,3 +241,38 @@ def test_a_fallback_font_installed_after_matplotlibs_cache_was_built_is_used(mon
         assert "WenQuanYi Micro Hei" in plotting.font_families()
     finally:
         plotting.font_families.cache_clear()
+
+
+@pytest.mark.parametrize("classes", [
+    ("<img src=x onerror=alert(1)> & \"q\"", "a_very_long_class_name_that_goes_on_and_on_forever_xyz", "b", "c"),
+    tuple(f"class_with_a_long_name_{i}" for i in range(6)),
+    tuple(f"c{i}" for i in range(12)), ("cat", "dog"),
+])
+def test_the_class_distribution_tick_labels_do_not_overlap(tmp_path, monkeypatch, classes):
+    """Six or fewer classes never turned their labels, however long: two 22-character labels printed over each
+    other in slots of 135 pixels."""
+    from imgclf.evaluation import plots
+    from imgclf.evaluation.plots import per_class
+
+    seen = {}
+    real_save = per_class.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        fig.canvas.draw()
+        labels = [t for t in fig.axes[0].get_xticklabels() if t.get_text()]
+        seen["labels"] = len(labels)
+        seen["turned"] = labels[0].get_rotation() != 0
+        if seen["turned"]:  # parallel lines at 45 degrees: apart by the step between them times sin 45
+            step = np.diff([t.get_window_extent().x1 for t in labels]).min()
+            seen["overlaps"] = int(step * np.sqrt(0.5) < labels[0].get_fontsize() * fig.dpi / 72)
+        else:
+            boxes = [t.get_window_extent() for t in labels]
+            seen["overlaps"] = sum(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(per_class, "save_figure", save)
+    plots.plot_class_distribution({"train": {c: 10 for c in classes}, "test": {c: 3 for c in classes}},
+                                  tmp_path / "d.png")
+    assert seen["labels"] == len(classes) and seen["overlaps"] == 0, seen
+    if classes == ("cat", "dog"):
+        assert not seen["turned"]  # short names side by side stay level

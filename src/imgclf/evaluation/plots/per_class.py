@@ -166,7 +166,13 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]], path: str |
     palette = ["#2563eb", "#f59e0b", "#10b981", "#a855f7", "#64748b"]
     horizontal = k > 20
     labels = distinct_short(classes, 22)
-    turn = not horizontal and k > 6 and max(len(c) for c in labels) > 3
+    # the axes' share of the figure's width (its margins hold the counts' ticks), shared out among the classes
+    slot_px = FULL_WIDTH_PX * 0.775 / max(k, 1)
+    # drawn tick labels run up to 10 % wider than text_px measures them
+    widths = [1.15 * text_px(c, TICK_PT) for c in labels]
+    # turned where many classes crowd the axis, or where two neighbours' labels would meet (two long names of six)
+    turn = not horizontal and k > 0 and ((k > 6 and max(len(c) for c in labels) > 3)
+                                         or any((a + b) / 2 > slot_px - 6 for a, b in zip(widths, widths[1:])))
     digits = len(str(max((int(v) for split in counts.values() for v in split.values()), default=0)))
     if horizontal:
         row_px = 24.0

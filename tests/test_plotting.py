@@ -276,3 +276,30 @@ def test_the_class_distribution_tick_labels_do_not_overlap(tmp_path, monkeypatch
     assert seen["labels"] == len(classes) and seen["overlaps"] == 0, seen
     if classes == ("cat", "dog"):
         assert not seen["turned"]  # short names side by side stay level
+
+
+def test_every_label_reliability_panel_title_lies_inside_the_figure(tmp_path, monkeypatch):
+    """A 16-character label and ": ECE 0.429" in bold, in a panel a quarter of the figure wide: the last panel's
+    title was cut at the figure's right edge (the ECE read 0.42)."""
+    from imgclf.evaluation import multilabel_plots
+
+    seen = {}
+    real_save = multilabel_plots.save_figure
+
+    def save(fig, path, *args, **kwargs):
+        fig.canvas.draw()
+        right = fig.bbox.x1
+        # inside the figure, and no wider than its panel (centred over a square panel, a wider one is cut at
+        # the figure's edge in the last column)
+        seen["titles"] = [(ax.title.get_text(), ax.title.get_window_extent().x1 <= right + 0.5
+                           and ax.title.get_window_extent().width <= ax.get_window_extent().width + 10)
+                          for ax in fig.axes if ax.get_visible()]
+        return real_save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(multilabel_plots, "save_figure", save)
+    classes = ["Ångström_long_label_name_for_testing_the_layout", "WWWWWWWWWWWWWWWWWWWW", "cat", "MMMMMMMMMMMMMMMM"]
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, (200, 4))
+    multilabel_plots.plot_label_reliability(targets, rng.random((200, 4)), classes, tmp_path / "r.png")
+    assert len(seen["titles"]) == 4 and all(inside for _, inside in seen["titles"]), seen
+    assert all("ECE 0." in text for text, _ in seen["titles"])

@@ -22,12 +22,13 @@ import numpy as np
 from ..plotting import (FULL_WIDTH_PX, GREY, MIN_FONT_PT, RIGHT_COLOR, TRAIN_COLOR, WRONG_COLOR, distinct_short,
                         inches, new_figure, save_figure, style)
 from .multilabel import binary_calibration_error
-from .plots.layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image
+from .plots.layout import CAPTION_PT, TITLE_PT, cell_axes, frame, show_image, text_px
 
 BINS = 10
 MIN_BIN_IMAGES = 20
 COLUMNS = 4
 PANEL_HEIGHT_PX = 210
+PANEL_TEXT_PX = 150  # a panel's width for its title (square axes, four to a row), as text_px measures
 
 
 def reliability_bins(targets: np.ndarray, probs: np.ndarray, bins: int = BINS) -> tuple[np.ndarray, ...]:
@@ -41,13 +42,22 @@ def reliability_bins(targets: np.ndarray, probs: np.ndarray, bins: int = BINS) -
     return mean_p, share, counts
 
 
+def _panel_titles(classes: Sequence[str]) -> list[str]:
+    """The labels cut (distinct still) to fit the width of a reliability panel."""
+    for chars in range(16, 5, -1):
+        titles = distinct_short(classes, chars)
+        if all(text_px(t, MIN_FONT_PT + 1, "bold") <= PANEL_TEXT_PX for t in titles):
+            break
+    return titles
+
+
 def plot_label_reliability(targets: np.ndarray, probs: np.ndarray, classes: Sequence[str],
                            path: str | os.PathLike) -> Path:
     """targets (N, K) multi-hot, probs (N, K) sigmoid probabilities; one panel per label."""
     k = len(classes)
     columns = min(COLUMNS, max(k, 1))
     rows = max(1, math.ceil(k / columns))
-    titles = distinct_short(classes, 16)
+    titles = _panel_titles(classes)
     with style():
         fig = new_figure(inches(FULL_WIDTH_PX), inches(PANEL_HEIGHT_PX * rows + 60))
         axes = np.atleast_1d(fig.subplots(rows, columns, sharex=True, sharey=True)).ravel()
@@ -64,7 +74,10 @@ def plot_label_reliability(targets: np.ndarray, probs: np.ndarray, classes: Sequ
                 ax.plot(mean_p[few], share[few], linestyle="none", marker="o", markersize=3.5,
                         markerfacecolor="none", markeredgecolor=TRAIN_COLOR, alpha=0.6)
             ece = binary_calibration_error(targets[:, i], probs[:, i])
-            ax.set_title(f"{titles[i]}: ECE {ece:.3f}", fontsize=MIN_FONT_PT + 1)
+            title = f"{titles[i]}: ECE {ece:.3f}"
+            if text_px(title, MIN_FONT_PT + 1, "bold") > PANEL_TEXT_PX:  # centred over its panel, it was cut
+                title = f"{titles[i]}\nECE {ece:.3f}"
+            ax.set_title(title, fontsize=MIN_FONT_PT + 1)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
             ax.set_aspect("equal")

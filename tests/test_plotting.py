@@ -258,7 +258,8 @@ def test_the_class_distribution_tick_labels_do_not_overlap(tmp_path, monkeypatch
     real_save = per_class.save_figure
 
     def save(fig, path, *args, **kwargs):
-        fig.canvas.draw()
+        with plotting.style():  # laid out as saved (a bare canvas draws nothing, nor runs the layout)
+            fig.draw_without_rendering()
         labels = [t for t in fig.axes[0].get_xticklabels() if t.get_text()]
         seen["labels"] = len(labels)
         seen["turned"] = labels[0].get_rotation() != 0
@@ -287,7 +288,8 @@ def test_every_label_reliability_panel_title_lies_inside_the_figure(tmp_path, mo
     real_save = multilabel_plots.save_figure
 
     def save(fig, path, *args, **kwargs):
-        fig.canvas.draw()
+        with plotting.style():  # laid out as saved (a bare canvas draws nothing, nor runs the layout)
+            fig.draw_without_rendering()
         right = fig.bbox.x1
         # inside the figure, and no wider than its panel (centred over a square panel, a wider one is cut at
         # the figure's edge in the last column)

@@ -12,7 +12,7 @@ from run_fixtures import write_run
 from imgclf.evaluation import plots
 from imgclf.evaluation.interpret import Interpretation, decode_for_display
 from imgclf.evaluation.metrics import compute_metrics
-from imgclf.plotting import FULL_WIDTH_PX, TEXT_PX_KEY
+from imgclf.plotting import FULL_WIDTH_PX, TEXT_PX_KEY, style
 from imgclf.records import HistoryRow, RunDir
 
 
@@ -535,3 +535,36 @@ def test_the_grad_cam_overlay_lies_on_the_image_in_grey(tmp_path, monkeypatch):
     assert under.shape == red.shape and (under[..., 0] == under[..., 1]).all() and (under[..., 1] == under[..., 2]).all()
     assert under[0, 0, 0] == round(0.299 * 200)
     assert len(bottom.images) == 2  # the map over it
+
+
+def test_classes_tied_for_the_lowest_score_are_counted_in_the_title(tmp_path, monkeypatch):
+    """Four classes tied at the lowest AUC (0.966): the title named one of them as if it stood alone."""
+    from imgclf.evaluation.plots import score_curves
+
+    k = 12
+    y = np.repeat(np.arange(k), 10)
+    probs = np.full((len(y), k), 0.05)
+    probs[np.arange(len(y)), y] = 0.5
+    for c in (1, 5, 7, 9):  # each of these misses one of its own images the same way: the same AUC
+        probs[np.flatnonzero(y == c)[0], c] = 0.01
+    classes = [f"class_{i:02d}" for i in range(k)]
+    saved = []
+    monkeypatch.setattr(score_curves, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    plots.plot_roc_curves(y, probs, classes, tmp_path / "roc.png")
+    assert saved[-1].axes[0].get_title().endswith("lowest AUC: class_01 and 3 more (0.900)"), \
+        saved[-1].axes[0].get_title()
+    probs[np.flatnonzero(y == 5)[0], 5] = 0.02  # still below every other class's image: the same AUC
+    probs[np.flatnonzero(y == 7)[0], 7] = 0.5
+    probs[np.flatnonzero(y == 9)[0], 9] = 0.5
+    plots.plot_roc_curves(y, probs, classes, tmp_path / "roc.png")
+    assert saved[-1].axes[0].get_title().endswith("lowest AUC: class_01 and 1 more (0.900)"), \
+        saved[-1].axes[0].get_title()
+    # with long names the line is wrapped, not cut at the figure's edges
+    classes = [f"very_long_class_name_number_{i:02d}_xyz" for i in range(k)]
+    plots.plot_roc_curves(y, probs, classes, tmp_path / "roc.png")
+    fig = saved[-1]
+    with style():  # laid out as saved (a bare canvas draws nothing, nor runs the layout)
+        fig.draw_without_rendering()
+    box = fig.axes[0].title.get_window_extent()
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
+    assert "and 1 more" in fig.axes[0].get_title()

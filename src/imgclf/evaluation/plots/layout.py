@@ -29,12 +29,12 @@ def text_px(text: str, pt: float, weight: str = "normal") -> float:
         return TextToPath().get_text_width_height_descent(text, font, ismath=False)[0] * DPI / 72
 
 
-def wrapped(text: str, width_px: float, pt: float) -> str:
+def wrapped(text: str, width_px: float, pt: float, weight: str = "normal") -> str:
     """`text` broken between words into lines no wider than `width_px` at `pt` points (a word longer than the
     width keeps a line of its own): a title wider than its figure is cut at both edges."""
     lines: list[str] = []
     for word in text.split():
-        if lines and text_px(f"{lines[-1]} {word}", pt) <= width_px:
+        if lines and text_px(f"{lines[-1]} {word}", pt, weight) <= width_px:
             lines[-1] = f"{lines[-1]} {word}"
         else:
             lines.append(word)

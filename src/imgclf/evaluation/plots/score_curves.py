@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...plotting import (
+    DPI,
     GREY,
     HALF_WIDTH_PX,
     MIN_FONT_PT,
@@ -22,7 +23,7 @@ from ...plotting import (
     save_figure,
     style,
 )
-from .layout import LEGEND_PT, TITLE_PT, figure_title, legend_columns
+from .layout import LEGEND_PT, TITLE_PT, figure_title, legend_columns, wrapped
 
 
 def _one_hot(y_true: np.ndarray, k: int) -> np.ndarray:
@@ -85,7 +86,12 @@ def _finish_curves(fig, ax, title: str, scores: dict[str, float], score_name: st
         worst = min(scores, key=scores.get)
         names = list(scores)  # every class: the cut name must name one of them
         shown = distinct_short(names, 14)[names.index(worst)]
-        title += f"\n{len(scores)} classes in grey\nlowest {score_name}: {shown} ({scores[worst]:.3f})"
+        # tied as the title shows the score: one name alone read as the only class that low
+        tied = sum(f"{v:.3f}" == f"{scores[worst]:.3f}" for v in scores.values()) - 1
+        more = f" and {tied} more" if tied else ""
+        lowest = wrapped(f"lowest {score_name}: {shown}{more} ({scores[worst]:.3f})",
+                         fig.get_figwidth() * DPI * 0.85, TITLE_PT, "bold")
+        title += f"\n{len(scores)} classes in grey\n{lowest}"
     ax.set_title(title, fontsize=TITLE_PT)
     ax.set_aspect("equal")
     _curve_legend(fig, ax, columns)

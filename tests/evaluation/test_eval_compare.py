@@ -54,6 +54,7 @@ def test_terminal_table_and_html_page(compare_runs_dirs, tmp_path, load_in_chrom
     assert "±" in html and "b-imbalanced" in html
     page = load_in_chromium(out)
     assert page["errors"] == [] and page["requests"] == [] and page["anchors_missing"] == []
+    assert page["spilled"] == [], page["spilled"]
     assert len(page["images"]) == 1 and page["images"][0][1] > 0
     assert page["pixel_std"] > 20
     # the curves drawn for the page's column, not shrunk into it (1,320 px shown at 924: legend text 9 px)

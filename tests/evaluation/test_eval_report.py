@@ -220,6 +220,7 @@ def test_long_class_names_wrap_and_leave_every_column_in_view(tmp_path, load_in_
     write_report(run, explain=False)
     page = load_in_chromium(run / "report.html", width=1265)
     assert page["clipped"] == [], page["clipped"]
+    assert page["spilled"] == [], page["spilled"]  # no name runs over what lies beside it
     assert "a" * 90 in page["text"].replace("\n", "")
     assert not page["wider"]
     # a setting's long value (an augment list) ran past its card and gave the page a horizontal scrollbar

@@ -14,7 +14,8 @@ from eval_fixtures import compare_runs_dirs, load_in_chromium  # noqa: F401  (fi
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
 from imgclf.evaluation.compare import compare_runs, summarize_run
-from imgclf.evaluation.compare_render import best_groups, format_cell, render_table, write_compare_html
+from imgclf.evaluation.compare_render import (best_groups, chosen_on_validation, format_cell, render_table,
+                                              write_compare_html)
 from imgclf.stats import MeanStd
 from run_fixtures import write_run
 
@@ -600,3 +601,50 @@ def test_many_groups_keep_their_curves_readable_above_the_legend(tmp_path, monke
         warnings.simplefilter("error")  # the collapse is a UserWarning
         write_compare_html(comparison, tmp_path / "compare.html")
     assert min(seen["axes"]) > 150, seen["axes"]
+
+
+def test_the_page_has_s2s_columns_and_names_the_model_chosen_on_validation(tmp_path):
+    """S2 compares its two models by validation loss, accuracy, precision and recall, then chooses the best one:
+    compare had neither the loss, precision and recall columns nor a choice."""
+    import json
+    import shutil
+
+    import yaml
+
+    from imgclf.records import HistoryRow, RunDir
+
+    a = write_run(tmp_path, run_name="custom-cnn")
+    b = write_run(tmp_path, run_name="mobilenet")
+    config = yaml.safe_load((b / "config.yaml").read_text())
+    (b / "config.yaml").write_text(yaml.safe_dump({**config, "lr": 0.5}))  # another experiment, same images
+    card = RunDir(b).read_card()
+    card.training.val_accuracy_after_batch_norm = 0.97  # B validates better
+    RunDir(b).write_card(card)
+    history = RunDir(a).read_history()
+    RunDir(a).write_history([HistoryRow(**{**row.model_dump(), "val_loss": 0.4 + row.epoch / 100}) for row in history])
+    metrics = json.loads((a / "metrics.json").read_text())
+    metrics["macro"].update(precision=0.61, recall=0.73)  # apart: the columns must not read one for the other
+    (a / "metrics.json").write_text(json.dumps(metrics))
+    comparison = compare_runs([a, b])
+    group = {g.runs[0].name: g for g in comparison.groups}
+    assert group["custom-cnn"].stats["val_loss"].mean == pytest.approx(0.45)  # its kept epoch's: 5
+    assert group["custom-cnn"].stats["macro_precision"].mean == 0.61
+    assert group["custom-cnn"].stats["macro_recall"].mean == 0.73
+    key = group["mobilenet"].key
+    console = Console(record=True, width=220)
+    render_table(comparison, console)
+    said = " ".join(console.export_text().split())
+    assert f"chosen on validation: {key} (validation accuracy 97.00 %;" in said, said
+    html = write_compare_html(comparison, tmp_path / "compare.html").read_text()
+    for column in ("val loss", "precision", "recall"):
+        assert f'<th class="n">{column}</th>' in html
+    assert f"<b>Chosen on validation: {key} (validation accuracy 97.00 %;" in html
+    # validated on other images (one fewer), tested on the same: ranked on test, no choice made on validation
+    c = shutil.copytree(b, tmp_path / "fewer-val")
+    dataset = json.loads((c / "dataset.json").read_text())
+    for field in ("files", "labels"):
+        dataset["splits"]["val"][field] = dataset["splits"]["val"][field][1:]
+    (c / "dataset.json").write_text(json.dumps(dataset))
+    both = compare_runs([a, c])
+    assert len(both.sections) == 1 and not both.sections[0].val_alike
+    assert chosen_on_validation(both) == [] and "val_loss" not in best_groups(both)

@@ -23,8 +23,8 @@ from ..records import HistoryRow, RunDir
 from ..records.run_dir import find_run_dirs, is_run_dir, run_path
 from ..run_markers import FINISHING_FILE
 from ..stats import MeanStd, finite_number, mean_std
-from .compare_sets import EvaluationSet, Section, digest, evaluation_set, sectioned, short_value
-from .interpret import accuracy_beside_val, kept_val_accuracy, kept_val_map, mean_recall
+from .compare_sets import EvaluationSet, Section, digest, evaluation_set, resumed_note, sectioned, short_value
+from .interpret import accuracy_beside_val, best_val_accuracy, kept_val_accuracy, kept_val_map, mean_recall
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
 # `fold`: the K runs of a cross-validation are one group, reported as mean ± std over the folds.
@@ -36,8 +36,11 @@ NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache
 COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
     ("val_accuracy", "val acc", "pct", True),
     ("val_map", "val mAP", "pct", True),  # multi-label runs only: what `imgclf tune` ranks them by
+    ("val_loss", "val loss", "loss", False),  # at the kept epoch, as training measured it (S2 compares it)
     ("test_accuracy", "test acc", "pct", True),
     ("test_map", "test mAP", "pct", True),  # multi-label runs only (their test acc is subset accuracy)
+    ("macro_precision", "precision", "pct", True),  # macro averages, as macro F1 (the page says so)
+    ("macro_recall", "recall", "pct", True),
     ("macro_f1", "macro F1", "pct", True),
     ("minority_recall", "minority recall", "pct", True),
     ("worst_recall", "worst-class recall", "pct", True),
@@ -155,7 +158,10 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
         "val_accuracy": kept_val_accuracy(history, training),
         "val_map": finite_number(kept_val_map(history, training)),
         "test_accuracy": finite_number(accuracy_beside_val(metrics)) if metrics else None,
+        "val_loss": finite_number(best_val_accuracy(history, training.best_epoch, "val_loss")),
         "test_map": finite_number(metrics.multilabel.map_macro) if metrics and metrics.multilabel else None,
+        "macro_precision": finite_number(metrics.macro.precision) if metrics else None,
+        "macro_recall": finite_number(metrics.macro.recall) if metrics else None,
         "macro_f1": finite_number(metrics.macro.f1) if metrics else None,
         "minority_recall": mean_recall(metrics.per_class, minority) if metrics and minority else None,
         "worst_recall": finite_number(metrics.worst_class.recall) if metrics and metrics.worst_class else None,
@@ -191,17 +197,6 @@ def _has_pretrained_weights(model: str) -> bool:
     from ..models.registry import LISTING
 
     return model not in {m.name for m in LISTING}
-
-
-def resumed_note(resumes: list[Any] | None) -> str | None:
-    """'resumed after epoch 2 with batch size, augment changed' for a run whose resumes changed what it trains
-    with (epochs alone change no epoch's training), else None."""
-    changes = [(r.where, [c.setting.replace("_", " ") for c in r.changed if c.setting != "epochs"])
-               for r in resumes or []]
-    changes = [(where, names) for where, names in changes if names]
-    if not changes:
-        return None
-    return "; ".join(f"resumed {where} with {', '.join(names)} changed" for where, names in changes)
 
 
 def _experiment(config: dict[str, Any]) -> str:

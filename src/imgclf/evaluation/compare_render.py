@@ -26,6 +26,8 @@ def format_cell(stat: MeanStd, kind: str) -> str:
         return stat.text(2, scale=100, unit=" %")
     if kind == "seconds":
         return stat.text(1, unit=" s")
+    if kind == "loss":
+        return stat.text(3)
     if kind == "int":
         return f"{int(round(stat.mean)):,}"
     if stat.std is not None and stat.std > 0:
@@ -44,7 +46,7 @@ def best_groups(comparison: Comparison) -> dict[str, set[int]]:
         if higher is None:
             continue
         for section in comparison.sections:
-            if key == "val_accuracy" and not section.val_alike:
+            if key.startswith("val_") and not section.val_alike:  # scored on other validation images
                 continue
             scored = {i: comparison.groups[i].stats[key].mean for i in section.groups
                       if comparison.groups[i].stats[key].mean is not None}
@@ -55,6 +57,27 @@ def best_groups(comparison: Comparison) -> dict[str, set[int]]:
             if len(winners) < len(scored):
                 best.setdefault(key, set()).update(winners)
     return best
+
+
+def chosen_on_validation(comparison: Comparison) -> list[str]:
+    """Per evaluation set of two groups or more validated on the same images: the group a user should keep,
+    chosen by validation accuracy (mAP for multi-label runs), never by test scores, which then would no longer
+    be an honest estimate. Empty where no choice can be made so."""
+    best = best_groups(comparison)
+    out = []
+    for section in comparison.sections:
+        groups = [comparison.groups[i] for i in section.groups]
+        key, name = ("val_map", "validation mAP") if any(g.stats["val_map"].mean is not None for g in groups) \
+            else ("val_accuracy", "validation accuracy")
+        top = [g for i, g in zip(section.groups, groups) if i in best.get(key, ())]
+        if not top or len(groups) < 2:
+            continue
+        value = format_cell(MeanStd(top[0].stats[key].mean, None, 1), "pct")
+        where = f" ({section.title})" if len(comparison.sections) > 1 else ""
+        tied = " and ".join(g.key for g in top)
+        out.append(f"chosen on validation{where}: {tied} ({'tied at ' if len(top) > 1 else ''}{name} {value}; "
+                   f"test scores are the estimate of the one kept, not what chooses it)")
+    return out
 
 
 # The terminal's columns, narrower than the page's: (key, header, kind). images/s is left to the page (it says
@@ -154,6 +177,7 @@ def render_table(comparison: Comparison, console: Any) -> None:
                      "against each other")
     elif best:
         notes.append("best per column in green")
+    notes.extend(chosen_on_validation(comparison))
     if any(r.config.get("task") == "multilabel" for g in groups for r in g.runs):
         from .interpret import MULTILABEL_ACCURACY_NOTE
 
@@ -267,7 +291,7 @@ def write_compare_html(comparison: Comparison, out: str | os.PathLike) -> Path:
     html = render("compare.html", resumed=resumed_notes(comparison.groups), multilabel=multilabel,
                   columns=[c[1] for c in COLUMNS if c[0] in shown], sections=sections, rows=rows,
                   figure=figure,
-                  differing=comparison.differing, ranked=bool(best),
+                  differing=comparison.differing, ranked=bool(best), chosen=chosen_on_validation(comparison),
                   hardware=sorted({r.hardware for g in comparison.groups for r in g.runs}),
                   generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   total=sum(g.n for g in comparison.groups), skipped=comparison.skipped)

@@ -142,3 +142,14 @@ def short_value(v: Any, limit: int | None = 40) -> str:
     if isinstance(v, str) and len(text) > (limit or 40) and ("/" in text or os.sep in text):
         text = Path(text).name  # data folders: the folder name tells them apart
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def resumed_note(resumes: list[Any] | None) -> str | None:
+    """'resumed after epoch 2 with batch size, augment changed' for a run whose resumes changed what it trains
+    with (epochs alone change no epoch's training), else None."""
+    changes = [(r.where, [c.setting.replace("_", " ") for c in r.changed if c.setting != "epochs"])
+               for r in resumes or []]
+    changes = [(where, names) for where, names in changes if names]
+    if not changes:
+        return None
+    return "; ".join(f"resumed {where} with {', '.join(names)} changed" for where, names in changes)

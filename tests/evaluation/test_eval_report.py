@@ -572,6 +572,7 @@ def test_a_kept_head_only_epoch_and_the_losses_l2_are_said(tmp_path):
     frozen backbone: only a star in the curves' grey band said so. And with an L2 penalty inside the curves' losses,
     the headline's test loss (cross-entropy) sat below the penalty itself, unexplained."""
     from imgclf.records import HistoryRow, RunDir
+    from imgclf.records.card import CalibrationInfo
     from run_fixtures import write_run
 
     run = RunDir(write_run(tmp_path))
@@ -585,10 +586,18 @@ def test_a_kept_head_only_epoch_and_the_losses_l2_are_said(tmp_path):
     assert ("The weights kept are those of epoch 2, with the backbone still frozen: no epoch after it unfroze "
             "(from epoch 4) scored better on validation") in html
     assert "(cross-entropy: the curves' losses add the L2 penalty)" in html
+    # a test loss of temperature-scaled probabilities beside curves of the raw softmax (1.58 against 7.0)
+    assert card.calibration is None and "of the calibrated probabilities" not in html
+    card.calibration = CalibrationInfo(method="temperature", temperature=2.0)
+    run.write_card(card)
+    html = " ".join(write_report(run.path, explain=False, redraw=False).read_text().split())
+    assert "(of the calibrated probabilities: the curves' are of the raw softmax)" in html
+    card.calibration = CalibrationInfo(method="none")
     card.training.best_epoch, card.training.l2_penalty = 4, None
     run.write_card(card)
     html = " ".join(write_report(run.path, explain=False).read_text().split())
     assert "with the backbone still frozen" not in html and "the curves' losses add the L2 penalty" not in html
+    assert "of the calibrated probabilities" not in html  # --calibrate none
 
 
 def test_a_recipe_run_shows_what_its_reference_reports(tmp_path):

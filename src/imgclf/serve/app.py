@@ -43,6 +43,7 @@ from .batcher import MicroBatcher
 from .origins import add_cors, check_origins
 from .public import public_card
 from .schema import PREDICT_RESPONSES, PredictResponse, predict_openapi
+from .shutdown import ShutdownAnswer, answered
 from .uploads import ApiError, Upload, read_uploads
 
 DEFAULT_MAX_UPLOAD_BYTES = 10_000_000
@@ -60,8 +61,8 @@ INLINE_DECODE_BYTES = 65_536
 # included, and answered a plain-text 503 to 1 request in 5 of 120 clients that each sent one every 0.3 s.
 MAX_IN_FLIGHT = 100
 MAX_CONNECTIONS = 1000  # open connections (uvicorn refuses beyond): file descriptors, not uploads
-# Ctrl-C or SIGTERM waits this long for requests in progress: an upload that stopped arriving held the server
-# for up to BODY_SECONDS, past what docker stop and systemd wait before they kill it
+# Ctrl-C or SIGTERM waits this long for requests in progress (then each gets a JSON 503: shutdown.py): an upload
+# that stopped arriving held the server for up to BODY_SECONDS, past what docker stop and systemd wait to kill it
 GRACEFUL_SECONDS = 10
 # The page loads nothing from elsewhere; this header makes the browser enforce that.
 PAGE_HEADERS = {
@@ -106,8 +107,7 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     origins = check_origins(allow_origins)
     clf = load_classifier(run_dir, backend, threads, precision)
     default_unknown = check_switch("unknown", unknown)
-    card = clf.card.model_dump(mode="json")
-    classes = clf.classes
+    card, classes = clf.card.model_dump(mode="json"), clf.classes
     cutoffs = clf._label_thresholds(None)  # multi-label cards: each label's threshold; None otherwise
     pages = {route: (resources.files(__package__).joinpath("static", name).read_bytes(), media)
              for route, (name, media) in STATIC.items()}
@@ -116,19 +116,19 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
     decode_slots = _PerLoop(lambda: asyncio.Semaphore(max(2, default_threads() * 2)))
     batcher: MicroBatcher[PixelResults] = MicroBatcher(lambda jobs: predict_together(clf, jobs), max_batch=max_batch,
                                                      max_wait_s=max_wait_ms / 1000.0, size=len)
+    running: set[asyncio.Task] = set()  # requests in progress: answered at shutdown (shutdown.py)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
+        await answered(running)
         await batcher.close()
 
-    # no /docs: Swagger UI loads its script from a CDN, so on an offline machine it was a blank page; the schema
-    # itself is served (/openapi.json) and the upload page is at /
-    app = FastAPI(title=f"imgclf: {Path(run_dir).name}", version="1", lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    # no /docs: its Swagger UI loads from a CDN (blank offline); /openapi.json is served, the upload page at /
+    app = FastAPI(title=f"imgclf: {Path(run_dir).name}", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     add_cors(app, origins)
-    app.state.classifier = clf
-    app.state.batcher = batcher
+    app.add_middleware(ShutdownAnswer, running=running)
+    app.state.classifier, app.state.batcher = clf, batcher
     # what /health says is loaded, and `serve` prints at startup
     app.state.summary = summary = {
         "model": card["architecture"], "classes": len(classes), "backend": backend, "precision": clf.precision,

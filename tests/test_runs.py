@@ -133,7 +133,7 @@ def test_json_is_a_list_of_objects_with_stable_keys(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder), "--json"])
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
-    assert isinstance(listed, list) and len(listed) == 10
+    assert isinstance(listed, list) and len(listed) == 11
     assert all(list(item) == KEYS for item in listed)
 
 
@@ -218,7 +218,7 @@ def test_table_fits_80_columns_and_shows_every_run(runs_folder, tiny_run):
 def test_cli_table_is_the_same_listing(runs_folder):
     result = CliRunner().invoke(app, ["runs", str(runs_folder)], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    assert "10 runs in" in result.output and "study/bad-card" in result.output
+    assert "11 runs in" in result.output and "study/bad-card" in result.output
 
 
 def test_redirected_table_keeps_each_run_on_one_line(tmp_path, tiny_run):
@@ -375,7 +375,7 @@ def test_a_folder_that_holds_no_run_is_not_called_an_unfinished_run(command, tmp
 
 def test_a_run_whose_training_holds_its_lock_is_running_not_interrupted(runs_folder, tmp_path):
     """A training under way was listed 'interrupted' with a --resume hint, which the lock then refused."""
-    from imgclf.io import exclusive
+    from imgclf.locks import exclusive
     from imgclf.records.run_dir import LOCK_FILE
 
     stopped = runs_folder / "stopped"

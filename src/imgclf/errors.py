@@ -180,6 +180,9 @@ def check_switch(argument: str, value: object) -> bool:
     raise invalid(argument, value, (True, False))
 
 
+NAME_MAX = 255  # the longest file or folder name, in bytes, of Linux's file systems (ext4, xfs, btrfs, tmpfs)
+
+
 def path_argument(argument: str, value: object, allowed: str = "a path (str or os.PathLike)") -> Path:
     """`value` as a Path when it is a str or os.PathLike, else the usual error: Path(3) raised a bare TypeError
     that named no argument."""
@@ -188,7 +191,13 @@ def path_argument(argument: str, value: object, allowed: str = "a path (str or o
     if isinstance(value, (str, os.PathLike)):
         # "~/runs/x" as a shell reads it (fit expanded it; load did not); "~name" of no user is left as written
         # (Path.expanduser raised RuntimeError for it)
-        return Path(os.path.expanduser(os.fspath(value)))
+        path = Path(os.path.expanduser(os.fspath(value)))
+        # a name no file system here takes: Path.exists() and is_file() raised OSError (File name too long)
+        longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+        if longest > NAME_MAX:
+            raise invalid(argument, value, f"{allowed[0].lower()}{allowed[1:]} whose names are at most {NAME_MAX} "
+                          f"bytes each (one is {longest}: File name too long)")
+        return path
     raise invalid(argument, Described(f"an object of type {type(value).__name__}"), allowed)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import hashlib
 import io
@@ -11,8 +12,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,32 +226,57 @@ def make_free_dir(base: str | os.PathLike, stem: str) -> Path:
     name is taken by mkdir, which only one of them wins). A base that is a file, or not writable, is the user's
     error naming `out`."""
     writable_folder("out", base)
-    while True:
+    for _ in range(1000):
         path = next_free_dir(base, stem)
         try:
             path.mkdir(parents=True)
             return path
         except FileExistsError:  # another process took it just now: the next call sees it
             continue
+    raise bad_path("out", base, "a folder to write into", f"no free {stem}-N could be made in it")
 
 
 def writable_folder(argument: str, path: str | os.PathLike) -> Path:
     """`path` as a folder to create or write into; the user's error (not NotADirectoryError later, half-way
     through) when it, or a folder it would be made in, is a file."""
     path = path_argument(argument, path, "a folder to write into (str or os.PathLike)")
-    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise bad_path(argument, path, "a folder to write into",
-                       "a file" if blocker == path else f"{blocker} is a file")
+    for folder in (path, *path.parents):
+        problem = _not_a_folder(folder)
+        if problem is not None:
+            raise bad_path(argument, path, "a folder to write into", problem if folder == path else
+                           f"{folder} is {problem}")
     # a trial folder in the nearest existing one: permissions, a read-only disk or a pseudo file system (/proc)
     # refuse it now, not after the work
     existing = next(p for p in (path, *path.parents) if p.exists())
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=".imgclf-write-test-", dir=existing))
+        name_max = os.pathconf(existing, "PC_NAME_MAX")  # of the folders still to make: mkdir's error, later
+        too_long = [len(os.fsencode(part)) for part in path.relative_to(existing).parts
+                    if len(os.fsencode(part)) > name_max]
+        if not too_long:
+            os.rmdir(tempfile.mkdtemp(prefix=".imgclf-write-test-", dir=existing))
     except OSError as exc:
         raise bad_path(argument, path, "a folder to write into",
                        f"cannot write in {existing}: {exc.strerror or type(exc).__name__}") from None
+    if too_long:
+        raise bad_path(argument, path, "a folder to write into", f"a name of {too_long[0]} bytes, over the "
+                       f"{name_max} this file system takes (File name too long)")
     return path
+
+
+def _not_a_folder(path: Path) -> str | None:
+    """What keeps `path` from being (or becoming) a folder: "a file", a dangling link (a cluster's purged scratch:
+    mkdir then failed with FileExistsError for ever), a link loop, a name too long; None when nothing does."""
+    try:
+        if path.is_symlink() and not path.exists():
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return "a link that leads back to itself"
+            return f"a link to {os.readlink(path)}, which does not exist"
+        return "a file" if path.exists() and not path.is_dir() else None
+    except OSError as exc:  # ENAMETOOLONG: exists() raises it, where it returns False for a missing file
+        return f"not a name this system takes ({exc.strerror or type(exc).__name__})"
 
 
 def outside_data(argument: str, path: str | os.PathLike, data: str | os.PathLike | Sequence[str]) -> None:
@@ -319,47 +344,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def is_locked(path: Path) -> bool:
-    """Whether a process holds the lock file `path` (as `exclusive` takes it) right now; False when there is none."""
-    from filelock import FileLock, Timeout
-
-    if not path.is_file():
-        return False
-    lock = FileLock(path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
-
-
-@contextmanager
-def exclusive(folder: Path, lock_name: str, argument: str, expected: str, in_use: str, hint: str) -> Iterator[None]:
-    """Hold `folder`/`lock_name` while the body runs: a second process asking for the same folder is refused at
-    once (naming `argument`), not left to interleave its files with ours. The OS drops the lock when its holder
-    dies, so a killed process's folder is free again. The lock file goes on release (filelock keeps it): a folder
-    holding nothing else is then empty again. A process that opened it just before is safe, filelock retries a
-    lock taken on an unlinked file."""
-    from filelock import FileLock, Timeout
-
-    path = folder / lock_name
-    lock = FileLock(path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise bad_path(argument, folder, expected, in_use, hint=hint) from None
-    try:
-        yield
-    finally:
-        try:
-            path.unlink(missing_ok=True)  # while held: no other process can be holding it
-        except OSError:  # a system that cannot unlink an open file (Windows): it stays, still a free lock
-            pass
-        finally:
-            lock.release()
 
 
 def file_sha256(path: str | os.PathLike) -> str:

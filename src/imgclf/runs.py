@@ -186,7 +186,7 @@ def read_run(path: str | os.PathLike, folder: str | os.PathLike | None = None) -
         status, reason = ("interrupted", "stopped before its first checkpoint (no checkpoints/last.ckpt): imgclf "
                                          f"train --resume {_command_path(run.path)} trains it from its first epoch")
     if status in ("interrupted", "completed") and not problems:  # a finished run resumed for more epochs too
-        from .io import is_locked
+        from .locks import is_locked
         from .records.run_dir import LOCK_FILE
 
         if is_locked(run.path / LOCK_FILE):  # its training holds the folder now: not one to resume

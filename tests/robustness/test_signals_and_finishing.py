@@ -59,7 +59,7 @@ def _rewritten_weights(run_dir):
 
 
 def test_a_run_caught_between_its_new_weights_and_its_card_is_said_to_be_finishing_not_damaged(tiny_run, tmp_path):
-    from imgclf.io import exclusive
+    from imgclf.locks import exclusive
     from imgclf.records.run_dir import LOCK_FILE
 
     run_dir = spoilable_copy(tiny_run, tmp_path / "run")

@@ -241,6 +241,22 @@ def test_a_ctrl_c_before_training_starts_says_so_and_leaves_the_out_free(tmp_pat
             imgclf.fit({**settings, "out": str(mine)}, overwrite=True)
     assert (mine / "logs" / "diary.txt").read_text() == "my notes"
     assert (mine / "export" / "model_v1.onnx").read_bytes() == b"mine"
+    # SIGTERM (a scheduler's) right after config.yaml was written: it kept config.yaml alone, which neither
+    # --resume nor the same command took, and any such stop before training was said as Ctrl-C, exit status 130
+    from imgclf.records import RunDir
+    from imgclf.train.interrupts import Terminated
+
+    def sigterm(*args, **kwargs):
+        raise Terminated
+
+    settings = {**settings, "out": str(tmp_path / "termed"), "logger": None}
+    with monkeypatch.context() as m:
+        m.setattr(RunDir, "write_dataset", sigterm)
+        with pytest.raises(TrainingInterrupted, match=r"training interrupted \(SIGTERM\) before it started; "
+                                                      "nothing was kept") as info:
+            imgclf.fit(settings)
+    assert info.value.exit_code == 143 and not (tmp_path / "termed").exists()
+    assert imgclf.fit(settings, report=False).epochs_run == 1
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tmp_path, image_folder, monkeypatch):

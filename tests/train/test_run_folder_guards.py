@@ -42,6 +42,26 @@ def _copy(run, tmp_path):
     return shutil.copytree(run, tmp_path / "run")
 
 
+def test_a_resume_on_images_changed_in_place_says_so_once(finished, data, tmp_path, caplog):
+    """A training image overwritten (same name, same label) between Ctrl-C and --resume: the resumed epochs
+    trained on other pixels than the first ones, without a word."""
+    from PIL import Image
+
+    moved = shutil.copytree(data, tmp_path / "data")  # copied with its files' times: the same images
+    run_dir = _copy(finished, tmp_path)
+    (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace(str(data), str(moved)))
+    imgclf.fit(resume=str(run_dir), epochs=3, report=False)
+    assert not [r for r in caplog.records if "changed since" in r.getMessage()]
+    listed = moved / RunDir(run_dir).read_dataset().splits["train"].files[0]
+    Image.new("RGB", (20, 20)).save(listed)  # black, where it had a picture
+    imgclf.fit(resume=str(run_dir), epochs=4, report=False)
+    said = [r.getMessage() for r in caplog.records if "changed since" in r.getMessage()]
+    assert len(said) == 1 and "the images of this run's splits changed since it last trained" in said[0], said
+    assert "the resumed epochs train on them as they are now" in said[0], said
+    imgclf.fit(resume=str(run_dir), epochs=5, report=False)  # said once: the record now holds the images as they are
+    assert len([r for r in caplog.records if "changed since" in r.getMessage()]) == 1
+
+
 def test_a_bad_command_with_overwrite_keeps_the_run_it_would_replace(finished, data, tmp_path):
     run_dir = _copy(finished, tmp_path)
     before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
@@ -236,6 +256,25 @@ def test_a_resume_refuses_another_out(finished, tmp_path):
     assert not (tmp_path / "elsewhere").exists()
     imgclf.fit(resume=str(run_dir), epochs=3, out=str(run_dir), report=False)  # its own folder, named: accepted
     assert [r.epoch for r in RunDir(run_dir).read_history()] == [1, 2, 3]
+
+
+def test_a_read_only_run_given_to_resume_is_named_as_resume(finished, tmp_path, monkeypatch):
+    """A run copied read-only, then resumed: the error named --out, which the user never passed."""
+    import tempfile
+    from pathlib import Path
+
+    run_dir = _copy(finished, tmp_path)
+    real = tempfile.mkdtemp
+
+    def refused(*args, dir=None, **kwargs):  # what a read-only folder answers (root is let write anywhere)
+        if dir is not None and Path(dir) == Path(run_dir):
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    with pytest.raises(ImgclfError, match=r"^resume must be a folder to write into\. Received: resume='.*"
+                                          r"\(cannot write in .*: Permission denied\)"):
+        imgclf.fit(resume=str(run_dir), epochs=3)
 
 
 def test_a_resume_inside_an_epoch_refuses_another_batch_size(data, tmp_path, steps, monkeypatch):
@@ -532,3 +571,55 @@ def test_a_time_limit_first_given_on_resume_counts_the_epochs_trained_before_it(
     assert f"{run.path} has spent its time limit (0.01s: " in caplog.text
     assert len(RunDir(run.path).read_history()) == 2  # no epoch trained on a limit already used up
     assert resumed.stopped_reason == "time limit (0.01s)"
+
+
+def _said(call) -> str:
+    """The user's error `call` raises, from a daemon thread: a call that loops for ever fails the test, not the
+    suite (a dangling runs/ link kept make_free_dir spinning at 96 % CPU)."""
+    import threading
+
+    out = {}
+
+    def run():
+        try:
+            call()
+            out["said"] = "no error"
+        except ImgclfError as exc:
+            out["said"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - what the test reports
+            out["said"] = f"internal: {type(exc).__name__}: {exc}"
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "still running after 20 s"
+    return out["said"]
+
+
+def test_an_out_through_a_dangling_or_looping_link_or_too_long_a_name_is_the_users_error(tmp_path, monkeypatch):
+    """A cluster's purged scratch left runs/ a dangling link: training hung for ever; --out through such a link, a
+    link to itself or a 300-character name was an internal FileExistsError or OSError."""
+    from imgclf.io import make_free_dir, writable_folder
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").symlink_to(tmp_path / "gone_scratch")
+    (tmp_path / "loopy").symlink_to(tmp_path / "loopy")
+    said = _said(lambda: make_free_dir("runs", "simple_cnn"))
+    assert said.startswith("out must be a folder to write into") and f"(a link to {tmp_path / 'gone_scratch'}, " \
+        "which does not exist)" in said, said
+    for out in ("runs", "runs/sub", "loopy", "loopy/x"):
+        said = _said(lambda: writable_folder("out", out))
+        assert said.startswith("out must be a folder to write into"), (out, said)
+        assert ("leads back to itself" if out.startswith("loopy") else "which does not exist") in said, (out, said)
+    (tmp_path / "runs2").mkdir()
+    for out in ("runs2/" + "a" * 300, "runs3/" + "a" * 300 + "/x"):  # in a folder there, or still to make
+        said = _said(lambda: writable_folder("out", out))
+        assert said.startswith("out must be a folder to write into") and "File name too long" in said, said
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    for words in (["evaluate", "runs2/" + "a" * 300], ["train", "--resume", "runs2/" + "a" * 300]):
+        result = CliRunner().invoke(app, words)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "File name too long" in said and "internal error" not in said, said

@@ -90,6 +90,21 @@ def cache_folder(cache_dir: str | os.PathLike | None = None, sub: str = "") -> P
     return folder
 
 
+def files_stamp(paths: Sequence[str], root: str | os.PathLike) -> str:
+    """A digest of each file's path (relative to `root`: a folder moved whole keeps it), size and modification
+    time: what tells a resume that images were edited or replaced under the same names. Unlike `cache_key`, it
+    does not change with a release or an inode."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"\n{os.path.relpath(path, root)}|{stamp}".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:24]
+
+
 def cache_key(paths: list[str], size: int, color: str, interpolation: str) -> str:
     # Pillow's pixel limit decides which images are refused as bombs: a cache made under another limit holds
     # other failures (and quotes that limit)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..io import relative_path
-from .cache import DecodedImages, pixel_blocks
+from .cache import DecodedImages, files_stamp, pixel_blocks
 from .folder import FolderScan
 from .groups import Grouping
 from .several_classes import files_in_several_classes
@@ -126,6 +126,8 @@ class PreparedData:
             "counts": counts,
             "imbalance": imbalance_stats(counts["train"]),
             "cache_key": self.decoded.key,
+            "files_stamp": files_stamp([self.decoded.paths[i] for split in self.splits.values()
+                                        for i in split.indices], root),
             "streamed": self.decoded.streamed,
             "skipped": self.skipped,
             "duplicates": self._duplicates(root),

@@ -368,7 +368,7 @@ def unfinished(run_dir: str | os.PathLike) -> str:
         return f"interrupted, no model.json ({INTERRUPTED_TRIAL})"
     if trial is not None and trial.state == "fail":
         return f"a trial that failed in its search ({stopped or 'failed'}), not a run to compare"
-    from ..io import is_locked
+    from ..locks import is_locked
     from ..records.run_dir import LOCK_FILE
 
     if is_locked(run.path / LOCK_FILE):  # its training holds the folder now (`imgclf runs` says so too)

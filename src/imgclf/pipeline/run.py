@@ -19,7 +19,8 @@ from ..config import TrainConfig
 from ..data.prepared import PreparedData
 from ..errors import ImgclfError, invalid
 from ..notices import warn
-from ..io import exclusive, remove_temp_files
+from ..io import remove_temp_files
+from ..locks import exclusive
 from ..models import get_model_info, list_models
 from ..records import DatasetRecord, MetricsRecord, RunDir, SkippedFile
 from ..records.run_dir import LOCK_FILE, WEIGHTS_FILE
@@ -163,7 +164,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
         # Worker processes of a data-parallel launch re-run this command: only rank 0 checks and writes run files.
         return _train_into(Path(cfg.out or os.environ.get("IMGCLF_RUN_DIR", "")), cfg, *args, replacing=False,
                            new_folder=False)
-    run_dir, made = claim_run_dir(cfg)
+    run_dir, made = claim_run_dir(cfg, resume)
     # all of it this run's: a folder it made, or one that held nothing (an interrupted start takes all back there:
     # an empty --out kept the trackers' logs/, which refused the same command)
     new_folder = made is not None or not any(run_dir.iterdir())
@@ -209,7 +210,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
     report."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from ..train.fit import TrainingDiverged, TrainingInterrupted, non_finite_tensors, train_model
+    from ..train.fit import TrainingDiverged, TrainingInterrupted, non_finite_tensors, stop_signal, train_model
     from ..train.callbacks import save_weights
     from .card import headline, make_card, validation_headline
     from .resume_record import stored_resumes
@@ -261,21 +262,20 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             save_sizing(run_dir, sizing)
     if resolved.lr == "auto":
         resolved = _auto_lr(resolved, data, model, run_dir)
-    # Written only once the model is built: a bad model argument must not leave a run behind that refuses the
-    # corrected command's --out.
-    changes: list[Any] = []
-    if is_launch_zero:
-        if resume and run.has("config.yaml"):  # before config.yaml takes this process's settings
-            from .resume_record import record_resume
-
-            # as the resume read it: a relative path in config.yaml names the folder it resolves to
-            changes = record_resume(run_dir, resume_config(run_dir), resolved, checkpoint)
-        run.write_config(resolved)
-        run.write_dataset(record)
-
     from ..train.trackers import log_config, log_final, make_loggers
 
     try:
+        # Written once the model is built (a bad model argument left a run that refused the corrected --out), and
+        # in this try: a signal between the two files left config.yaml alone, neither resumable nor reusable
+        changes: list[Any] = []
+        if is_launch_zero:
+            if resume and run.has("config.yaml"):  # before config.yaml takes this process's settings
+                from .resume_record import record_resume
+
+                # as the resume read it: a relative path in config.yaml names the folder it resolves to
+                changes = record_resume(run_dir, resume_config(run_dir), resolved, checkpoint)
+            run.write_config(resolved)
+            run.write_dataset(record)
         if resolved.progress and is_launch_zero:
             from .announce import announce
 
@@ -299,15 +299,14 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         # corrected command may use the same --out. (Not a Ctrl-C: a run interrupted is resumed; not a search's
         # pruning, whose trial stays a run.)
         if is_launch_zero and not resume and not run.has("history.csv"):
-            # no epoch to keep: what the sweep, probe and loggers wrote goes too
-            _take_back(run, new_folder, everything=isinstance(exc, TrainingDiverged))
+            _take_back(run, new_folder, everything=isinstance(exc, TrainingDiverged))  # (and the sweep's, probe's)
             if isinstance(exc, TrainingDiverged):
                 raise TrainingDiverged(f"{exc} Nothing of the run was kept: the corrected command may use the same "
                                        "--out.") from None
         raise
     except TrainingInterrupted:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # before Lightning's fit took Ctrl-C over (the trackers' set-up, the data's mean and std, the model's and
         # the trainer's set-up, stored features): it ended with no word, and the stub left refused the same --out
         if is_launch_zero and not resume and not run.has("history.csv"):
@@ -317,8 +316,9 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             how = "nothing was kept: the same command may use the same --out"
         else:
             how = f"continue with: imgclf train --resume {run_dir}"
-        state = "training interrupted (Ctrl-C) before it started"
-        raise TrainingInterrupted(f"{state}; {how}", state=state, exit_code=130) from None
+        signal_name, exit_code = stop_signal(exc)  # SIGTERM (a scheduler's) was said as Ctrl-C, with 130
+        state = f"training interrupted ({signal_name}) before it started"
+        raise TrainingInterrupted(f"{state}; {how}", state=state, exit_code=exit_code) from None
     skipped = [SkippedFile.model_validate(s) for s in data.skipped]
     if not result.is_global_zero:
         return Run(run_dir, resolved, None, result.best_epoch, len(result.history), result.seconds,

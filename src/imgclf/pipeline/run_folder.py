@@ -46,7 +46,7 @@ def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[Non
     at the same time put back its own model.json over calibrate's, which had said it wrote it (config.yaml then
     asked for one acceptance and model.json held another), and the resume waits for none of them. A run folder
     that takes no lock file (read-only) is only checked; a missing one is the command's own error to give."""
-    from ..io import exclusive, is_locked
+    from ..locks import exclusive, is_locked
 
     folder = run_path(run_dir)  # "~/runs/a" took no lock: its literal text is no folder
     in_use, hint = "in use by another imgclf process now (a training, or an evaluate, calibrate or report of it: " \
@@ -69,9 +69,10 @@ def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[Non
         yield
 
 
-def claim_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
+def claim_run_dir(cfg: TrainConfig, resume: bool = False) -> tuple[Path, Path | None]:
     """The run's folder (--out, else a new runs/<model>-N), created, and the outermost folder this call created
-    for it (the run's own, or a parent such as runs/; None when the run's folder was there already)."""
+    for it (the run's own, or a parent such as runs/; None when the run's folder was there already). resume: the
+    folder is the run given to --resume, which its errors name (a read-only run was said to be a bad --out)."""
     if cfg.cache_dir and cfg.data:  # the next run's scan read the cache's folders as a class with no image
         outside_data("cache_dir", cfg.cache_dir, cfg.data)
     if not cfg.out:
@@ -80,7 +81,7 @@ def claim_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
         made = first_missing(Path("runs"))
         run_dir = make_free_dir("runs", cfg.model)
         return run_dir, made or run_dir
-    run_dir = writable_folder("out", Path(cfg.out))
+    run_dir = writable_folder("resume" if resume else "out", Path(cfg.out))
     if cfg.data:
         outside_data("out", run_dir, cfg.data)
     made = first_missing(run_dir)

@@ -105,6 +105,12 @@ def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:
         raise invalid("cache_budget", cfg.cache_budget, f"a budget that keeps its images {was}, as when it was "
                       "trained", where=f"--resume {run.path}", note=f"they would be {now_is}, and {why}",
                       hint="Resume with the --cache-budget the run was trained with")
+    if not changes and stored.files_stamp and now.files_stamp and stored.files_stamp != now.files_stamp:
+        from ..notices import warn
+
+        warn("the images of this run's splits changed since it last trained (the same files and labels, but sizes "
+             "or modification times differ: edited, re-encoded or replaced, or copied without their times): the "
+             "resumed epochs train on them as they are now")
     if changes:
         raise invalid("data", cfg.data, "the images this run was trained on, as its dataset.json lists them",
                       where=f"--resume {run.path}", note=_folder_changes(stored, now, changes),

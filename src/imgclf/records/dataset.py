@@ -105,6 +105,8 @@ class DatasetRecord(Record):
     counts: dict[str, dict[str, int]]
     imbalance: ImbalanceStats
     cache_key: str | None = None
+    files_stamp: str | None = Field(None, description="Digest of the split files' paths, sizes and modification "
+                                    "times: a resume on images edited in place says so (null in older runs).")
     streamed: bool = False
     skipped: list[SkippedFile] = Field(default_factory=list)
     duplicates: DuplicateGrouping | None = Field(None, description="Near-duplicate groups the split was drawn "

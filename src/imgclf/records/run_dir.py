@@ -208,7 +208,7 @@ class RunDir:
         is there): a training finishing it now, or one interrupted there. None when it is not being finished."""
         if not self.has(FINISHING_FILE):
             return None
-        from ..io import is_locked
+        from ..locks import is_locked
 
         if is_locked(self.path / LOCK_FILE):
             return "another process is finishing the run now (its imgclf train holds train.lock): retry once it ends"

@@ -133,7 +133,7 @@ def discard_unused(folder: Path, lock_file: str) -> bool:
     correction. Not while another search holds its lock (one that won the race for the folder). Whether it was."""
     import shutil
 
-    from ..io import is_locked
+    from ..locks import is_locked
     from ..records.run_dir import saved_an_epoch
 
     trials = folder / "trials"

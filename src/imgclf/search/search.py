@@ -186,7 +186,8 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
     import optuna
     from optuna.trial import TrialState
 
-    from ..io import exclusive, read_yaml, write_yaml
+    from ..io import read_yaml, write_yaml
+    from ..locks import exclusive
     from ..train.fit import stop_signal
 
     # one process per search folder: a second `tune --resume` would mark the first one's running trial failed and

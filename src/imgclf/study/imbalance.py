@@ -269,7 +269,7 @@ def _any_epoch_saved(out: Path) -> bool:
 def _any_cell_in_use(out: Path) -> bool:
     """Whether a process is training a cell of the study in `out` now (it holds the cell's train.lock): a study
     started with other settings beside it would have deleted its folders under it."""
-    from ..io import is_locked
+    from ..locks import is_locked
     from ..records.run_dir import LOCK_FILE
 
     runs = out / "runs"

@@ -161,7 +161,11 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
     imb = summary["imbalance"]
     flag = "  [yellow]imbalanced[/yellow]" if imb["imbalanced"] else ""
     rho = "undefined (a class holds no image)" if imb["rho"] is None and summary["total"] else imb["rho"]
-    console.print(f"imbalance: rho = {rho} (max/min class count), mu = {imb['mu']} "
+    # a folder with no train/: over all its images, of which a run draws its val and test splits first (rho 15
+    # here was 24 in the run's training split, whose dataset.json has it)
+    over = "" if "train" in summary["counts"] else " over all images (a run's training split, in its dataset.json, " \
+        "may differ)"
+    console.print(f"imbalance{over}: rho = {rho} (max/min class count), mu = {imb['mu']} "
                   f"(minority classes {console_text(imb['minority'] or 'none')}){flag}")
     from .data.subset import read_manifest
 

@@ -286,3 +286,21 @@ def test_images_in_a_subfolder_of_their_class_folder_are_said_to_count_as_that_c
     console = Console(record=True, width=300)
     render_inspection(inspect_folder(tmp_path), console)
     assert "subfolders" not in console.export_text()
+
+
+def test_the_imbalance_line_says_whose_images_it_counts(tmp_path):
+    """A flat folder's rho is over all its images, of which a run draws val and test first: inspect said 15.0
+    as "the training split's", where the run's training split had 24."""
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from imgclf.cli import app
+
+    flat = make_image_folder(tmp_path / "flat", classes=("a", "b"), per_class=4, size=8)
+    said = " ".join(CliRunner().invoke(app, ["inspect", str(flat)], env={"COLUMNS": "200"}).output.split())
+    assert "imbalance over all images (a run's training split, in its dataset.json, may differ): rho = 1.0" in said
+    split = tmp_path / "split"
+    for name in ("train", "test"):
+        make_image_folder(split / name, classes=("a", "b"), per_class=3, size=8)
+    said = " ".join(CliRunner().invoke(app, ["inspect", str(split)], env={"COLUMNS": "200"}).output.split())
+    assert "imbalance: rho = 1.0" in said, said

@@ -96,13 +96,19 @@ def files_stamp(paths: Sequence[str], root: str | os.PathLike) -> str:
     does not change with a release or an inode."""
     digest = hashlib.sha256()
     for path in sorted(paths):
-        try:
-            st = os.stat(path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        digest.update(f"\n{os.path.relpath(path, root)}|{stamp}".encode("utf-8", "surrogateescape"))
+        digest.update(f"\n{os.path.relpath(path, root)}|{_stamp(path)}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:24]
+
+
+def _stamp(path: str, exact: bool = False) -> str:
+    """A file's size and modification time ("missing" when it cannot be read). exact: its inode and change time
+    too, so that a file replaced at its size and modification time (unpacked from an archive, cp -p, rsync -t, a
+    fixed-size BMP) reads as changed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}" + (f":{st.st_ino}:{st.st_ctime_ns}" if exact else "")
 
 
 def cache_key(paths: list[str], size: int, color: str, interpolation: str) -> str:
@@ -110,15 +116,8 @@ def cache_key(paths: list[str], size: int, color: str, interpolation: str) -> st
     # other failures (and quotes that limit)
     limit = Image.MAX_IMAGE_PIXELS
     digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{color}|{interpolation}|{len(paths)}|{limit}".encode())
-    for path in paths:
-        try:
-            st = os.stat(path)
-            # inode and change time too: a file replaced at its size and modification time (unpacked from an
-            # archive, cp -p, rsync -t, a fixed-size BMP) was served from the cache with the old pixels
-            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
-        except OSError:
-            stamp = "missing"
-        digest.update(f"\n{path}|{stamp}".encode("utf-8", "surrogateescape"))
+    for path in paths:  # exact: a file replaced so was served from the cache with the old pixels
+        digest.update(f"\n{path}|{_stamp(path, exact=True)}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:24]
 
 

@@ -105,9 +105,12 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
     if plots_dir is not None:
         from .evaluation.plots import plot_class_distribution, plot_class_samples
 
+        from .plotting import warn_of_undrawn_names
+
         figures = (plot_class_distribution(counts, Path(plots_dir) / "class_distribution.png"),
                    plot_class_samples(samples, Path(plots_dir) / "class_samples.png"))
         summary["plots"] = [str(p) for p in figures]
+        warn_of_undrawn_names(scan.classes, "imgclf inspect DATA --plots DIR")
     return summary
 
 

@@ -55,6 +55,9 @@ def inspect_index(index: str | os.PathLike, plots_dir: str | os.PathLike | None 
                                            per="label"),
                    plot_class_samples(examples, Path(plots_dir) / "label_samples.png", per="label"))
         summary["plots"] = [str(p) for p in figures]
+        from .plotting import warn_of_undrawn_names
+
+        warn_of_undrawn_names(labelled.classes, "imgclf inspect INDEX --plots DIR")
     return summary
 
 

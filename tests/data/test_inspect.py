@@ -304,3 +304,31 @@ def test_the_imbalance_line_says_whose_images_it_counts(tmp_path):
         make_image_folder(split / name, classes=("a", "b"), per_class=3, size=8)
     said = " ".join(CliRunner().invoke(app, ["inspect", str(split)], env={"COLUMNS": "200"}).output.split())
     assert "imbalance: rho = 1.0" in said, said
+
+
+def test_inspect_plots_name_the_classes_no_font_draws(tmp_path, caplog):
+    """The report said so, inspect --plots drew the boxes without a word (matplotlib's own warnings silenced)."""
+    from typer.testing import CliRunner
+
+    from conftest import make_image_folder
+    from imgclf.cli import app
+
+    data = make_image_folder(tmp_path / "d", classes=("\U00013000 man", "plain"), per_class=2, size=8)
+    result = CliRunner().invoke(app, ["inspect", str(data), "--plots", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    said = [r.getMessage() for r in caplog.records if "no installed font draws" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("then draw them again (imgclf inspect DATA --plots DIR)"), said
+    # a multi-label index's labels too
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "ml").mkdir()
+    for n in range(4):
+        Image.fromarray(np.full((8, 8, 3), 40 * n, np.uint8)).save(tmp_path / "ml" / f"{n}.png")
+    index = tmp_path / "ml" / "index.csv"
+    index.write_text("path,labels\n0.png,\U00013000 man\n1.png,plain\n2.png,\U00013000 man;plain\n3.png,plain\n")
+    caplog.clear()
+    result = CliRunner().invoke(app, ["inspect", str(index), "--plots", str(tmp_path / "q")])
+    assert result.exit_code == 0, result.output
+    said = [r.getMessage() for r in caplog.records if "no installed font draws" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("(imgclf inspect INDEX --plots DIR)"), said

@@ -131,8 +131,12 @@ def test_class_names_no_font_draws_are_named_once_on_the_terminal_and_in_the_rep
         write_report(run, explain=False)  # its figures too
     assert not [w for w in caught if "missing from font" in str(w.message)]
     said = [r.getMessage() for r in caplog.records if "no installed font" in r.getMessage()]
-    assert len(said) == 1 and said[0].startswith(f"1 class name ('{names[0]}') hold"), said
-    assert "fonts-noto-core" in said[0] and "imgclf report RUN" in said[0]
+    assert len(said) == 1 and said[0].startswith(f"1 class name ('{names[0]}') holds characters"), said
+    assert "fonts-noto-core" in said[0] and "draw them again (imgclf report RUN)" in said[0]
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "no installed font draws" in page and names[0] in page
+    from imgclf.plotting import undrawn_names_note
+
+    assert undrawn_names_note([names[0], f"{HIEROGLYPH} 2"]).startswith("2 class names (")
+    assert " hold characters no installed font draws" in undrawn_names_note([names[0], f"{HIEROGLYPH} 2"])
     assert ("猫 cat" in said[0]) == bool(_glyphs_matplotlib_misses("猫"))  # CJK: only where no fallback font

@@ -93,7 +93,9 @@ def cache_folder(cache_dir: str | os.PathLike | None = None, sub: str = "") -> P
 def files_stamp(paths: Sequence[str], root: str | os.PathLike) -> str:
     """A digest of each file's path (relative to `root`: a folder moved whole keeps it), size and modification
     time: what tells a resume that images were edited or replaced under the same names. Unlike `cache_key`, it
-    does not change with a release or an inode."""
+    does not change with a release, an inode or a change time, so that a data folder copied elsewhere with its
+    times (the same images) says nothing; a file replaced at its very size and modification time (cp -p of
+    another file) goes unsaid, though the cache decodes it again."""
     digest = hashlib.sha256()
     for path in sorted(paths):
         digest.update(f"\n{os.path.relpath(path, root)}|{_stamp(path)}".encode("utf-8", "surrogateescape"))

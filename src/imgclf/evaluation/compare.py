@@ -36,7 +36,9 @@ NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache
 COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (
     ("val_accuracy", "val acc", "pct", True),
     ("val_map", "val mAP", "pct", True),  # multi-label runs only: what `imgclf tune` ranks them by
-    ("val_loss", "val loss", "loss", False),  # at the kept epoch, as training measured it (S2 compares it)
+    # at the kept epoch, as training measured it (S2 compares it); not ranked: focal loss, label smoothing or an L2
+    # penalty give numbers of another scale
+    ("val_loss", "val loss", "loss", None),
     ("test_accuracy", "test acc", "pct", True),
     ("test_map", "test mAP", "pct", True),  # multi-label runs only (their test acc is subset accuracy)
     ("macro_precision", "precision", "pct", True),  # macro averages, as macro F1 (the page says so)

@@ -13,9 +13,8 @@ import numpy as np
 
 from ..calibration import uncalibrated
 from ..errors import ImgclfError, disk_problem
-from ..notices import warn
 from ..ood import STATS_FILE, load_stats
-from ..plotting import undrawn_names_note
+from ..plotting import warn_of_undrawn_names
 from ..records import DatasetRecord, ModelCard, RunDir
 from . import plots
 from .interpret import Interpretation, decode_for_display, overfitting_onset, predicted_counts, scores_shown
@@ -106,9 +105,7 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
             training_loss_note(card.training))
 
     classes = interp.classes
-    undrawn = undrawn_names_note(classes)
-    if undrawn:  # once, where matplotlib said it for each glyph of each figure
-        warn(undrawn)
+    warn_of_undrawn_names(classes, "imgclf report RUN")  # once, where matplotlib said it per glyph and figure
     add("confusion_counts", lambda p: plots.plot_confusion_matrix(interp.confusion, classes, p))
     add("confusion_normalized", lambda p: plots.plot_confusion_matrix(interp.confusion, classes, p, normalize=True))
     predicted = predicted_counts(interp.metrics)

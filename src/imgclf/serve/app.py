@@ -126,8 +126,8 @@ def create_app(run_dir: str | os.PathLike, max_upload_bytes: int = DEFAULT_MAX_U
 
     # no /docs: its Swagger UI loads from a CDN (blank offline); /openapi.json is served, the upload page at /
     app = FastAPI(title=f"imgclf: {Path(run_dir).name}", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(ShutdownAnswer, running=running)  # first: CORS, outside it, heads its 503 too
     add_cors(app, origins)
-    app.add_middleware(ShutdownAnswer, running=running)
     app.state.classifier, app.state.batcher = clf, batcher
     # what /health says is loaded, and `serve` prints at startup
     app.state.summary = summary = {

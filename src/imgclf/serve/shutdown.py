@@ -50,7 +50,9 @@ class ShutdownAnswer:
                 await send({"type": "http.response.body", "body": body})
                 # answered: the request ends here (re-raised, uvicorn logged the cancellation as an error of the
                 # app, with a traceback, at every shutdown that found an upload still arriving)
-                asyncio.current_task().uncancel()
+                uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python 3.11 on; 3.10 counts none
+                if uncancel is not None:
+                    uncancel()
                 return
             raise
 

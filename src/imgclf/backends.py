@@ -17,6 +17,9 @@ def check_backend(argument: str, backend: str) -> str:
     return backend
 
 
+MAX_THREADS = 1024  # torch ran 3,000 and crashed at 100,000
+
+
 def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None,
                     precision: str = "auto"):
     """A `Classifier` (torch) or `OnnxClassifier` (RUN/export/model.onnx, or an .onnx file) with the same
@@ -24,6 +27,9 @@ def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads:
     the torch backend's network runs at (`prediction_precision.PRECISIONS`); the ONNX graph is fp32, so with it
     auto or 32 is accepted."""
     check_backend("backend", backend)
+    if threads is not None and not isinstance(threads, bool) and isinstance(threads, int) and threads > MAX_THREADS:
+        # torch.set_num_threads(100000) and the next tensor crashed the process (segfault, no word)
+        raise invalid("threads", threads, f"from 1 to {MAX_THREADS:,} (forward-pass threads)")
     if backend == "torch":
         import torch
 

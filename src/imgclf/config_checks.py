@@ -3,6 +3,7 @@ what is allowed. `TrainConfig` inherits them; they live here so that config.py h
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from functools import cache
@@ -330,6 +331,14 @@ class SettingChecks(BaseModel):
             raise invalid("devices", value, "'auto' or a number of devices >= 1")
         return text
 
+    @field_validator("l2", mode="before", check_fields=False)
+    @classmethod
+    def _bool_penalty(cls, value: Any) -> Any:  # pydantic turns true into 1.0 before the check below sees it
+        for key, penalty in (value.items() if isinstance(value, dict) else ()):
+            if isinstance(penalty, bool):
+                raise invalid(f"l2 {key}", penalty, "a finite number >= 0 (a penalty)")
+        return value
+
     @field_validator("l2", check_fields=False)
     @classmethod
     def _valid_l2(cls, value: dict[str, float] | None) -> dict[str, float] | None:
@@ -339,8 +348,9 @@ class SettingChecks(BaseModel):
         if unknown:
             raise invalid("l2 key", unknown[0], L2_KEYS)
         for key, penalty in value.items():
-            if penalty < 0:
-                raise invalid(f"l2 {key}", penalty, ">= 0 (a penalty)")
+            # nan or inf trained to a NaN loss blamed on the learning rate; true was read as 1.0
+            if not math.isfinite(penalty) or penalty < 0:
+                raise invalid(f"l2 {key}", penalty, "a finite number >= 0 (a penalty)")
         return value
 
     @model_validator(mode="after")

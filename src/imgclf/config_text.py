@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ def parse_seconds(value: str | int | float | None, name: str = "time_limit",
     """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0, '1h30m' -> 5400.0, '7d' -> 604800.0; plain numbers are
     seconds. Units are read in either case ('10M' is ten minutes: no setting here lasts months). name, examples:
     the setting's name and the durations its error message gives."""
+    if isinstance(value, bool) or isinstance(value, (int, float)) and not math.isfinite(value):
+        # tune read nan and True as a search of 1 s a trial, inf as one that failed every trial
+        raise invalid(name, value, f"a duration such as {examples}")
     if value is None or isinstance(value, (int, float)):
         return None if value is None else float(value)
     text = str(value).strip().lower()
@@ -110,6 +114,8 @@ def parse_mapping(name: str, text: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise invalid(name, text, f"key=value pairs such as {example}", note=f"item {item!r} is not key=value")
+        if key.strip() in out:  # the last one won without a word, where a config file's twice is refused
+            raise invalid(name, text, f"each key once, such as {example}", note=f"{key.strip()!r} is given twice")
         out[key.strip()] = _scalar(raw)
     return out
 

@@ -40,6 +40,8 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
         given = os.fspath(item)
         # "~/x" is expanded as a shell would; any other file keeps the spelling it was given ("./a.png" came back
         # as "a.png" and "http://h/x.png" as "http:/h/x.png"), so results can be matched to the inputs
+        if not given.strip():  # Path("") is the current folder: every image under it was predicted
+            raise invalid("images", given, "image files or folders ('.' for the current folder)")
         if given.startswith("~"):
             given = os.path.expanduser(given)
         path = Path(given)

@@ -264,10 +264,12 @@ def test_too_few_steps_to_read_a_window_after_the_start_are_refused(data, tmp_pa
     from imgclf.train.lr_sweep import SKIP_BEGIN, WINDOW
 
     fewest = SKIP_BEGIN + WINDOW
-    with pytest.raises(ImgclfError, match=rf"steps must be at least {fewest} .*steps={fewest - 1}$"):
+    with pytest.raises(ImgclfError, match=rf"steps must be from {fewest} .*steps={fewest - 1}$"):
         imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **{**SWEEP, "steps": SKIP_BEGIN + WINDOW - 1},
                        **BASE)
     assert not (tmp_path / "lf").exists()  # refused before any data is read
+    with pytest.raises(ImgclfError, match=r"steps must be from .* to 1,000,000\. Received: steps=1000000000$"):
+        imgclf.lr_find(data=str(data), out=str(tmp_path / "lf"), **{**SWEEP, "steps": 10**9}, **BASE)  # ran for ever
     # the API's types as the command line's (steps="50" was a raw TypeError, 50.5 ran as 51)
     for name, value, words in (("steps", "50", "a whole number of sweep steps"), ("steps", 50.5, "a whole number"),
                                ("start_lr", "1e-5", "a finite number"), ("end_lr", float("nan"), "a finite number")):

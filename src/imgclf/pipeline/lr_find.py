@@ -25,7 +25,7 @@ FLAT_SHARE = 0.01
 from ..records.card import tenth_of
 
 JSON_FILE, PNG_FILE = LR_FIND_FILE, "lr_find.png"
-DEFAULTS = {"start_lr": 1e-7, "end_lr": 1.0, "steps": 100}
+DEFAULTS, MAX_STEPS = {"start_lr": 1e-7, "end_lr": 1.0, "steps": 100}, 1_000_000  # (steps: training steps)
 
 
 @dataclass
@@ -147,9 +147,10 @@ def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
         raise invalid("end_lr", end_lr, "above start_lr and at most 10", also={"start_lr": start_lr})
     from ..train.lr_sweep import SKIP_BEGIN, WINDOW
 
-    if steps < SKIP_BEGIN + WINDOW:  # fewer leave the suggestion no whole mean past the start to read
-        raise invalid("steps", steps, f"at least {SKIP_BEGIN + WINDOW} (the suggestion is read after the first "
-                      f"{SKIP_BEGIN} steps, on means of {WINDOW})")
+    # fewer leave the suggestion no whole mean past the start to read; 10**9 ran until it was killed
+    if not SKIP_BEGIN + WINDOW <= steps <= MAX_STEPS:
+        raise invalid("steps", steps, f"from {SKIP_BEGIN + WINDOW} (the suggestion is read after the first "
+                      f"{SKIP_BEGIN} steps, on means of {WINDOW}) to {MAX_STEPS:,}")
 
 
 def sweep(cfg: TrainConfig, data: Any, model: Any, folder: Path, start_lr: float = DEFAULTS["start_lr"],

@@ -147,8 +147,7 @@ def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
         raise invalid("end_lr", end_lr, "above start_lr and at most 10", also={"start_lr": start_lr})
     from ..train.lr_sweep import SKIP_BEGIN, WINDOW
 
-    # fewer leave the suggestion no whole mean past the start to read; 10**9 ran until it was killed
-    if not SKIP_BEGIN + WINDOW <= steps <= MAX_STEPS:
+    if not SKIP_BEGIN + WINDOW <= steps <= MAX_STEPS:  # fewer leave no whole mean to read; 10**9 ran for ever
         raise invalid("steps", steps, f"from {SKIP_BEGIN + WINDOW} (the suggestion is read after the first "
                       f"{SKIP_BEGIN} steps, on means of {WINDOW}) to {MAX_STEPS:,}")
 

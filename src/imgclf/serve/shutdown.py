@@ -13,7 +13,8 @@ SHUTDOWN_MESSAGE = "the server is shutting down and stopped this request: send i
 
 
 class ShutdownAnswer:
-    """ASGI middleware: on cancellation before the response started, send the 503, then let the cancellation on.
+    """ASGI middleware: a request cancelled before its response started (uvicorn cancels those still running when
+    a shutdown's grace ends) is answered the 503 and ends there; one cancelled later is let go as it was.
     running: the requests in progress (their tasks), which `answered` waits for at the app's shutdown."""
 
     def __init__(self, app: Any, running: set[asyncio.Task]) -> None:

@@ -19,13 +19,13 @@ from typing import Any
 
 from ..data.cache import default_cache_dir
 from ..data.folder import FolderScan
-from ..io import read_json, write_json
+from ..io import write_json
 from ..data.cache_records import AuditPointer
 
 FRESH, STALE, RUN_CHANGED = "fresh", "stale", "run changed"
 
 # what an audit with --run read of the run: its network (features) and its split (leakage)
-RUN_FILES = ("model.safetensors", "model.json", "dataset.json")
+RUN_FILES = ("model.safetensors", "dataset.json")  # (model.json: the weights' digest it records)
 
 
 def data_fingerprint(scan: FolderScan) -> dict[str, Any]:
@@ -56,8 +56,6 @@ def run_fingerprint(run_dir: str | os.PathLike) -> str:
     for name in RUN_FILES:
         path = folder / name
         try:
-            if name == "model.json":
-                continue  # its part, the weights' digest, is read above
             if name == "model.safetensors" and recorded is not None:
                 digest.update(f"{name}|{recorded}\n".encode())
             elif name == "dataset.json":
@@ -98,14 +96,14 @@ def remember(root: str | os.PathLike, audit_json: str | os.PathLike) -> None:
 def latest_audit(scan: FolderScan) -> tuple[str, Path, Any] | None:
     """(FRESH, STALE or RUN_CHANGED, path of audit.json, its AuditRecord) of the folder's last audit; None when it
     has none, or when that file is gone or no longer reads as an audit."""
-    from pydantic import ValidationError
-
+    from ..errors import ImgclfError
     from ..records import AuditRecord
+    from ..records.base import read_record
 
     try:
         path = Path(AuditPointer.read(pointer_path(scan.root)).audit)
-        record = AuditRecord.model_validate(read_json(path))
-    except (OSError, ValueError, ValidationError):
+        record = read_record(path, AuditRecord, "data", scan.root, "a folder whose last audit")
+    except (OSError, ValueError, ImgclfError):  # gone, or no longer an audit: as if none
         return None
     if os.path.realpath(record.root) != os.path.realpath(scan.root):
         return None

@@ -184,6 +184,9 @@ def test_bad_requests_name_the_argument(pool, tmp_path):
         plan_subset(pool, 8, 3, minority=["a", "zz"])
     with pytest.raises(ImgclfError, match=r"too few in .*'f': '70 < 75'"):
         plan_subset(pool, 40, 15)  # majority would need 75 images
+    # a ratio beyond the largest class: "needs 1000...0 images" in 309 digits, blamed on per_class
+    with pytest.raises(ImgclfError, match=r"^rho must be at most 70 for this data.*Received: rho=1e\+308"):
+        plan_subset(pool, 4, 1e308)
     with pytest.raises(ImgclfError, match="mode must be one of"):
         build_subset(pool, tmp_path / "s", 8, 3, mode="copy")
     # inside the data, its links were read as one more class of it (by inspect, train, the next subset)

@@ -633,6 +633,22 @@ def test_the_model_given_drops_a_recipes_model_args_for_another_model(pool, tmp_
     assert model == "simple_cnn" and "width" not in (values.get("model_args") or {}), values
 
 
+def test_a_bad_value_in_the_settings_file_is_blamed_on_the_file_and_an_empty_data_on_data(pool, tmp_path):
+    """`study imbalance --config FILE` said `epochs must be ...` without the file; `study imbalance ""` blamed
+    out ("inside the data folder"): "" was the working folder."""
+    from imgclf.study.imbalance import run_imbalance_study
+
+    config = tmp_path / "cell.yaml"
+    config.write_text("epochs: many\n")
+    with pytest.raises(ImgclfError, match=r"^epochs in .*cell\.yaml must be a valid integer"):
+        run_imbalance_study(pool, tmp_path / "s", per_class=8, config_file=config)
+    with pytest.raises(ImgclfError, match=r"^epochs must be a valid integer"):  # the flag replaced the file's
+        run_imbalance_study(pool, tmp_path / "s", per_class=8, config_file=config, overrides={"epochs": "x"})
+    with pytest.raises(ImgclfError, match=r"^data must be a path"):
+        run_imbalance_study("", tmp_path / "s", per_class=8)
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_setting_only_some_configurations_read_is_given_to_them_alone(pool, tmp_path, capsys):
     """--focal-gamma beside configurations none,focal: the focal cell trains with it, the plain cell without it
     and without a warning that it went unread (the study asked for it for the focal cells); a setting no

@@ -91,6 +91,11 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
     sizes = {c: len(p) for c, p in pool.items()}
     m = _num_minority(scan.classes, mu, minority)
     minority_classes = sorted(minority) if minority else choose_minority(sizes, m)
+    largest = max(sizes.values())
+    if isinstance(rho, (int, float)) and largest < rho < math.inf:
+        # even one minority image asks more than the largest class holds ("needs 1000...0 images", 309 digits)
+        raise invalid("rho", rho, f"at most {largest:,} for this data: a minority class keeps at least one image "
+                                  f"and its largest class has {largest:,}", hint=f"See imgclf inspect {data}")
     n_min, n_maj = step_counts(len(scan.classes), m, per_class, rho)
     want = {c: n_min if c in minority_classes else n_maj for c in scan.classes}
     short = {c: f"{sizes[c]} < {want[c]}" for c in scan.classes if sizes[c] < want[c]}

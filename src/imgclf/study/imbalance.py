@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import invalid
+from ..errors import invalid, path_argument
 from ..io import outside_data
 from ..notices import each_once
 from ..stats import mean_std
@@ -115,6 +115,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     from ..train.fit import TrainingInterrupted
 
     log = log or (lambda message: None)
+    path_argument("data", data, "the image folder to study (str or os.PathLike)")  # "" was blamed on out
     if isinstance(out, str) and not out.strip():  # an unset $OUT: the study was written into the current folder
         raise invalid("out", out, "a folder for the study")
     out = Path(out)
@@ -122,12 +123,13 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if isinstance(overrides.get("model_args"), str):  # as the CLI passes it: "width=4"; study.json stores a mapping
         overrides["model_args"] = parse_mapping("model_args", overrides["model_args"])
     check_protocol(protocol)
-    from .settings import study_settings, unread_per_configuration
+    from .settings import file_sources, study_settings, unread_per_configuration
 
     # the command's layering (recipe, then file, then the flags), less what the configurations and protocol decide
     # the model given counts as a flag: a recipe's model_args for another model are dropped, as `imgclf train` does
     given = {**overrides, "model": model} if model else overrides
     recipe_model, overrides, ignored = study_settings(config_file, given, protocol)
+    from_file = file_sources(config_file, overrides, given)
     if ignored:
         log(f"note: the study's configurations{' and protocol' if protocol != 'standard' else ''} set "
             f"{', '.join(ignored)}; ignoring the recipe/config file's values")
@@ -151,7 +153,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     from ..models import get_model_info
     from ..pipeline.prepare import input_size
 
-    input_size(make_config(data=str(data), model=model, **overrides, **(S4_SPLIT if protocol == "s4" else {})),
+    input_size(make_config(from_file, data=str(data), model=model, **overrides, **(S4_SPLIT if protocol == "s4" else {})),
                get_model_info(model))
     unread = unread_per_configuration(data, model, overrides, settings, S4_SPLIT if protocol == "s4" else {})
     unread_anywhere = set.intersection(*unread.values())

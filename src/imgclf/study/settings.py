@@ -33,6 +33,20 @@ def study_settings(config_file: str | os.PathLike | None, flags: dict[str, Any],
     return model, values, ignored
 
 
+def file_sources(config_file: str | os.PathLike | None, settings: dict[str, Any],
+                 flags: dict[str, Any]) -> dict[str, str]:
+    """Setting -> the --config file's name, for the settings the file gave and no flag replaced: a bad value in
+    the file is then blamed on the file (`epochs in study.yaml must be ...`), as `imgclf train` does."""
+    if config_file is None:
+        return {}
+    from ..pipeline.resolve import read_config_file
+    from ..io import terminal_safe
+
+    written = read_config_file(config_file)
+    return {name: terminal_safe(os.fspath(config_file)) for name in settings
+            if name in written and flags.get(name) is None}
+
+
 def unread_per_configuration(data: str | os.PathLike, model: str, overrides: dict[str, Any],
                              settings: dict[str, tuple[dict[str, Any], dict[str, Any]]],
                              split: dict[str, Any]) -> dict[str, set[str]]:

@@ -457,6 +457,17 @@ def test_a_budget_under_a_second_a_trial_is_refused_before_any_trial(data, tmp_p
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.parametrize("keyword, value, allowed", [("pruner", "median", "an Optuna pruner"),
+                                                     ("log", "tune.log", "a callable taking one line")])
+def test_a_pruner_or_log_that_is_not_one_is_refused_before_any_trial(data, tmp_path, keyword, value, allowed):
+    """A string for either ran the first trial, then ended in a bare AttributeError or TypeError."""
+    import imgclf
+
+    with pytest.raises(ImgclfError, match=rf"^{keyword} must be {allowed}.*Received: {keyword}='{value}'"):
+        imgclf.tune({"data": str(data), **SETTINGS}, trials=2, out=str(tmp_path / "t"), **{keyword: value})
+    assert not (tmp_path / "t").exists()
+
+
 def test_a_search_refuses_the_sizing_probe_before_any_trial(data, tmp_path):
     """Each trial's probe would replace the sampled width, batch, learning rate and augmentation."""
     import imgclf

@@ -9,6 +9,19 @@ from ..errors import invalid
 MIN_TRIAL_SECONDS = 1.0  # a trial's time limit is given in whole seconds
 
 
+def check_hooks(pruner: object, log: object) -> None:
+    """The Python API's objects, refused before the search folder is made: a string for either failed after the
+    first trial, in Optuna's pruning or in the first line said, with a bare traceback."""
+    if log is not None and not callable(log):
+        raise invalid("log", log, "a callable taking one line of text (print, logging.info), or None")
+    if pruner is not None:
+        from optuna.pruners import BasePruner
+
+        if not isinstance(pruner, BasePruner):
+            raise invalid("pruner", pruner, "an Optuna pruner (optuna.pruners.MedianPruner(), NopPruner(), ...) or "
+                                            "None for the median pruner")
+
+
 def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
     """Refused before the search folder is made: what would make every trial fail, or one that the search
     would silently override."""

@@ -37,7 +37,7 @@ from ..config import TrainConfig
 from ..config_text import parse_seconds
 from ..errors import check_switch, invalid
 from ..records.tune import TUNE_FILE
-from .checks import check_base
+from .checks import check_base, check_hooks
 from .folder import (SEARCH_FILE, STUDY_FILE, STUDY_NAME, check_resume, check_same_model, discard_unused, file_sets,
                      refuse_changed_data, resumed_request, search_folder)
 from .budget import trial_seconds
@@ -128,6 +128,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     from ..pipeline.resolve import resolve_config
 
     resume, report = check_switch("resume", resume), check_switch("report", report)
+    check_hooks(pruner, log)
     say = log or (lambda line: None)
     if resume:
         config, values, space, time_limit, started = resumed_request(out, config, config_file, recipe, values,

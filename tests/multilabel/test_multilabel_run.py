@@ -976,3 +976,50 @@ def test_a_set_of_negatives_prints_no_average_recall(capsys):
     print_metrics(clean)
     printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert re.search(r"macro avg 1.000 — 1.000", printed) and "none was predicted either: no false alarm" in printed
+
+
+def test_compare_groups_multilabel_seeds_by_their_label_sets_and_ranks_their_draws_together(ml_run, tmp_path):
+    """compare digested a multi-label split by each image's rarest label within its split, which the seed's draw
+    changes: two seeds of one setting were two groups of one run, and a relabelled test image (same rarest label)
+    went unseen. An index without a split column draws its test split too, so groups of other seeds share a
+    section."""
+    import shutil
+
+    from imgclf.evaluation.compare import compare_runs
+    from imgclf.records import RunDir
+
+    run, _, _ = ml_run
+
+    def copy(name, seed, lr=None, redraw=None, relabel=False):
+        path = tmp_path / name
+        shutil.copytree(run.path, path)
+        copied = RunDir(path)
+        config = copied.read_config()
+        copied.write_config(config.model_copy(update={"seed": seed, "lr": lr or config.lr}))
+        record = json.loads((path / "dataset.json").read_text())
+        val, test = record["splits"]["val"], record["splits"]["test"]
+        if redraw is not None:  # another seed's draw: an image traded between val and test, other rarest labels
+            for part in ("files", "labels", "label_sets"):
+                val[part][redraw], test[part][redraw] = test[part][redraw], val[part][redraw]
+            train = record["splits"]["train"]
+            train["labels"] = [(y + 1) % len(record["classes"]) for y in train["labels"]]
+        if relabel:  # a label added to a test image: the same rarest label, other ground truth
+            test["label_sets"][0] = sorted(set(test["label_sets"][0]) | {0, 1})
+        (path / "dataset.json").write_text(json.dumps(record))
+        return path
+
+    a = [copy("a0", 0), copy("a1", 1, redraw=0)]
+    comparison = compare_runs(a)
+    assert [g.n for g in comparison.groups] == [2], [g.label for g in comparison.groups]
+    b = [copy("b1", 1, lr=1e-4, redraw=0), copy("b2", 2, lr=1e-4, redraw=1)]  # other seeds than a's
+    both = compare_runs([*a, *b])
+    assert sorted(g.n for g in both.groups) == [2, 2]
+    assert len(both.sections) == 1, [s.title for s in both.sections]  # drawn by the seeds: ranked together
+    relabelled = compare_runs([a[0], copy("a1-relabelled", 1, redraw=0, relabel=True)])
+    assert sorted(g.n for g in relabelled.groups) == [1, 1]  # other ground truth: not one mean over seeds
+    record = RunDir(a[0]).read_dataset()
+    assert record.split_drawn("test") and record.split_drawn("val")
+    for given in ("val rows of index.csv", "0.2 of the train rows of index.csv (stratified, seed 1)"):
+        # an index with a split column: its test rows are the same images whatever the seed
+        assert not record.model_copy(update={"val_source": given}).split_drawn("test")
+    assert not record.model_copy(update={"val_source": "val rows of index.csv"}).split_drawn("val")

@@ -173,9 +173,9 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
         "images_per_s": finite_number(training.images_per_s),
     }
     evaluation = evaluation_set(metrics, dataset, config.data) if metrics else None
-    val_set = digest(*dataset.split_paths("val")) if dataset is not None and "val" in dataset.splits else None
+    val_set = digest(*dataset.split_answers("val")) if dataset is not None and "val" in dataset.splits else None
     pairs = [pair for split in (dataset.splits if dataset is not None else ())
-             for pair in zip(*dataset.split_paths(split))]
+             for pair in zip(*dataset.split_answers(split))]
     data_set = digest([f for f, _ in pairs], [y for _, y in pairs]) if pairs else None
     if config.per_class_max and dataset is not None:
         # each seed keeps other files of the folder (the records list only those), so the folder's own listing

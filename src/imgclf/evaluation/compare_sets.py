@@ -55,10 +55,10 @@ def evaluation_set(metrics: Any, dataset: Any, data: Any) -> EvaluationSet:
         key = f"{metrics.split}|{metrics.count}|{'|'.join(map(str, folders))}"
         return EvaluationSet(hashlib.sha256(key.encode()).hexdigest()[:16], metrics.split, metrics.count, names, False)
     # a split the run drew from its folder (flat layout, or val taken from train/) differs from seed to seed
-    drawn = dataset.layout == "flat" or (metrics.split == "val" and dataset.val_source != "val/ folder")
+    drawn = dataset.split_drawn(metrics.split)
     # the split's name too: a run without a test split scored its validation images, which chose its epoch (and
     # temperature), and were another run's test images under the same seed: never ranked as test scores
-    key = hashlib.sha256(f"{metrics.split}|{digest(*dataset.split_paths(metrics.split))}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{metrics.split}|{digest(*dataset.split_answers(metrics.split))}".encode()).hexdigest()[:16]
     return EvaluationSet(key, metrics.split, metrics.count, names, drawn)
 
 

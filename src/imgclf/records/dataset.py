@@ -126,3 +126,19 @@ class DatasetRecord(Record):
         s = self.splits[split]
         root = Path(self.root)
         return [str(root / f) for f in s.files], list(s.labels)
+
+    def split_answers(self, split: str) -> tuple[list[str], list[int | tuple[int, ...]]]:
+        """split_paths with what each image carries: its class, or on multi-label data its label set (`labels`
+        is then the rarest label within the split, which depends on the split the seed drew)."""
+        files, labels = self.split_paths(split)
+        sets = self.splits[split].label_sets
+        return files, (labels if sets is None else [tuple(sorted(ids)) for ids in sets])
+
+    def split_drawn(self, split: str) -> bool:
+        """Whether `split` was drawn here (its images vary with the seed), not given as a folder or index rows."""
+        if self.layout == "flat":
+            return True
+        given_by_index = self.val_source.startswith("val rows of ") or " of the train rows of " in self.val_source
+        if split == "val":
+            return self.val_source != "val/ folder" and not self.val_source.startswith("val rows of ")
+        return self.task == "multilabel" and not given_by_index

@@ -1023,3 +1023,23 @@ def test_compare_groups_multilabel_seeds_by_their_label_sets_and_ranks_their_dra
         # an index with a split column: its test rows are the same images whatever the seed
         assert not record.model_copy(update={"val_source": given}).split_drawn("test")
     assert not record.model_copy(update={"val_source": "val rows of index.csv"}).split_drawn("val")
+
+
+def test_a_resume_on_a_relabelled_index_says_relabelled_not_gone_and_new(ml_run):
+    """A label added to one image read "1 of the images dataset.json lists are gone or relabelled, 1 image is new;
+    ... train: 1 added, 1 gone": the same image, the same splits."""
+    from imgclf.pipeline.same_data import check_same_images
+    from imgclf.records import RunDir
+
+    run, _, _ = ml_run
+    stored = RunDir(run.path).read_dataset()
+    train = stored.splits["train"]
+    sets = [list(s) for s in train.label_sets]
+    sets[0] = sorted(set(sets[0]) ^ {0})  # one label more or less
+    now = stored.model_copy(update={"splits": {**stored.splits,
+                                               "train": train.model_copy(update={"label_sets": sets})}})
+    with pytest.raises(ImgclfError) as info:
+        check_same_images(RunDir(run.path), now, RunDir(run.path).read_config())
+    said = str(info.value)
+    assert f"1 is labelled otherwise now (e.g. {train.files[0]})" in said and "(train: 1 relabelled)" in said, said
+    assert not any(word in said for word in ("is new", "are new", "gone", "added")), said

@@ -1045,6 +1045,11 @@ def test_a_resume_on_an_index_file_that_changed_since_its_trials_is_refused(data
     index.write_text("path,labels\n" + "\n".join(rows[1:-1] + [rows[-1].rsplit(",", 1)[0] + ",cat"]) + "\n")
     with pytest.raises(ImgclfError, match=r"\(1 relabelled since trial-000 was split\)"):
         imgclf.tune(trials=2, resume=True, out=str(out))
+    # a label added to an image: it was "1 added" (its new label's pair), and a label taken away "1 gone"
+    for labels in ("cat;dog", ""):
+        index.write_text("path,labels\n" + "\n".join(rows[1:-1] + [rows[-1].rsplit(",", 1)[0] + f",{labels}"]) + "\n")
+        with pytest.raises(ImgclfError, match=r"\(1 relabelled since trial-000 was split\)"):
+            imgclf.tune(trials=2, resume=True, out=str(out))
 
 
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT])

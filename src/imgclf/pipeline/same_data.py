@@ -58,17 +58,30 @@ def images_changed(run: RunDir, images: set[tuple[str, str | None]], capped: boo
     images added are not counted."""
     record = run.read_dataset()
     root = Path(record.root)
-    recorded: set[tuple[str, str | None]] = set()
+    recorded: dict[str, set[str | None]] = {}
     for split in record.splits.values():
         sets = split.label_sets if split.label_sets is not None else [[label] for label in split.labels]
         for file, ids in zip(split.files, sets):
-            real = os.path.realpath(root / file)
-            recorded |= {(real, record.classes[j]) for j in ids} or {(real, None)}
+            recorded.setdefault(os.path.realpath(root / file), set()).update(record.classes[j] for j in ids)
+    now: dict[str, set[str | None]] = {}
+    for path, label in images:
+        now.setdefault(path, set()).add(label)
     unreadable = {os.path.realpath(s.path) for s in record.skipped}  # listed by the folder, in no split
-    gone = {path for path, _ in recorded - images}
-    added = set() if capped else {path for path, _ in images - recorded if path not in unreadable}
-    relabelled = gone & added
-    counts = ((len(added - relabelled), "added"), (len(relabelled), "relabelled"), (len(gone - relabelled), "gone"))
+    gone = recorded.keys() - now.keys()
+    added = set() if capped else {path for path in now.keys() - recorded.keys() if path not in unreadable}
+    relabelled = set()
+    multilabel = any(split.label_sets is not None for split in record.splits.values())
+    for path in recorded.keys() & now.keys():
+        was, is_now = recorded[path] - {None}, now[path] - {None}  # an image of no label is listed with None
+        if was == is_now:
+            continue
+        if multilabel or not (was < is_now or is_now < was):  # a label set changed: one image, relabelled
+            relabelled.add(path)
+        elif was < is_now:  # one file under one more class folder (a link): one more labelled image
+            added |= set() if capped else {path}
+        else:
+            gone.add(path)
+    counts = ((len(added), "added"), (len(relabelled), "relabelled"), (len(gone), "gone"))
     said = ", ".join(f"{n} {word}" for n, word in counts if n)
     return said or None
 
@@ -92,10 +105,12 @@ def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:
     stored = run.read_dataset()
     changes = []
     for split in sorted(set(stored.splits) | set(now.splits), key=["train", "val", "test"].index):
-        old = set(zip(*_files(stored, split)))
-        new = set(zip(*_files(now, split)))
+        old, new = dict(zip(*_files(stored, split))), dict(zip(*_files(now, split)))
         if old != new:
-            changes.append(f"{split}: {len(new - old)} added, {len(old - new)} gone")
+            relabelled = sum(old[f] != new[f] for f in old.keys() & new.keys())
+            counts = ((len(new.keys() - old.keys()), "added"), (len(old.keys() - new.keys()), "gone"),
+                      (relabelled, "relabelled"))
+            changes.append(f"{split}: " + ", ".join(f"{n} {word}" for n, word in counts if n))
     if stored.streamed != now.streamed:
         # near-duplicate groups draw a split only from a cached decode, and streamed images' mean and std are
         # measured on fewer of them: the resumed epochs would see other inputs than the earlier ones
@@ -122,17 +137,18 @@ def _folder_changes(stored: Any, now: Any, by_split: list[str]) -> str:
     """What changed in the folder, then what that did to the splits: 104 images deleted from one class read as
     "train: 220 added, 304 gone; val: ..." (the split is drawn again from what is left)."""
     splits = ("train", "val", "test")
-    old = {f for split in splits for f in zip(*_files(stored, split))}
-    new = {f for split in splits for f in zip(*_files(now, split))}
-    gone, added = sorted(old - new), sorted(new - old)
+    old = {f: y for split in splits for f, y in zip(*_files(stored, split))}
+    new = {f: y for split in splits for f, y in zip(*_files(now, split))}
+    gone, added = sorted(old.keys() - new.keys()), sorted(new.keys() - old.keys())
+    relabelled = sorted(f for f in old.keys() & new.keys() if old[f] != new[f])
     # a listed image that is still there but no longer decodes is not "gone": say what is wrong with it
     from ..data.merge import REPEATED_REASON
 
     unreadable = {relative_path(s.path, now.root): s.reason for s in now.skipped}
     # a second link to a file listed already is used once now (since 2026-12-07): not unreadable, not gone
-    repeated = [f for f, _ in gone if unreadable.get(f) == REPEATED_REASON]
-    broken = [f for f, _ in gone if f in unreadable and f not in repeated]
-    gone = [g for g in gone if g[0] not in unreadable]
+    repeated = [f for f in gone if unreadable.get(f) == REPEATED_REASON]
+    broken = [f for f in gone if f in unreadable and f not in repeated]
+    gone = [g for g in gone if g not in unreadable]
     said = []
     if repeated:
         links = "is a link" if len(repeated) == 1 else "are links"
@@ -142,10 +158,13 @@ def _folder_changes(stored: Any, now: Any, by_split: list[str]) -> str:
         said.append(f"{len(broken):,} of the images dataset.json lists cannot be read now (e.g. {broken[0]}: "
                     f"{unreadable[broken[0]]})")
     if gone:
-        said.append(f"{len(gone):,} of the images dataset.json lists {'is' if len(gone) == 1 else 'are'} gone or "
-                    f"relabelled (e.g. {gone[0][0]})")
+        said.append(f"{len(gone):,} of the images dataset.json lists {'is' if len(gone) == 1 else 'are'} gone "
+                    f"(e.g. {gone[0]})")
+    if relabelled:
+        said.append(f"{len(relabelled):,} {'is' if len(relabelled) == 1 else 'are'} labelled otherwise now "
+                    f"(e.g. {relabelled[0]})")
     if added:
-        said.append(f"{len(added):,} image{' is' if len(added) == 1 else 's are'} new (e.g. {added[0][0]})")
+        said.append(f"{len(added):,} image{' is' if len(added) == 1 else 's are'} new (e.g. {added[0]})")
     if not said:
         return "the same images, split otherwise (" + "; ".join(by_split) + ")"
     return ", ".join(said) + "; the splits drawn from the folder now differ (" + "; ".join(by_split) + ")"

@@ -216,7 +216,8 @@ def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_tr
 # lr_step 1 kept stepping every 10 epochs; a plateau on val_loss resumed on val_acc took a fall for a gain)
 @pytest.mark.parametrize("setting,value", [("lr", 0.5), ("weight_decay", 0.1), ("momentum", 0.5),
                                            ("backbone_lr_mult", 0.5), ("lr_step", 1), ("lr_factor", 0.5),
-                                           ("lr_patience", 1), ("min_lr", 1e-5), ("monitor", "val_acc")])
+                                           ("lr_patience", 1), ("min_lr", 1e-5), ("monitor", "val_acc"),
+                                           ("nesterov", True), ("steps_per_epoch", 2)])
 def test_a_resume_refuses_optimiser_settings_its_checkpoint_would_bring_back(finished, tmp_path, setting, value):
     run_dir = _copy(finished, tmp_path)
     config = (run_dir / "config.yaml").read_bytes()
@@ -431,6 +432,9 @@ def test_a_resume_of_a_steps_per_epoch_run_refuses_another_batch_size(data, tmp_
                      report=False)
     with pytest.raises(ImgclfError, match=r"batch_size .*steps_per_epoch its epochs continue one stream"):
         imgclf.fit(resume=str(run.path), epochs=2, batch_size=4, report=False)
+    # its place in the stream is counted in epochs of 3 batches: 3 -> 5 skipped 4 batches never trained
+    with pytest.raises(ImgclfError, match=r"steps_per_epoch .*must be 3 for this run, as it was trained"):
+        imgclf.fit(resume=str(run.path), epochs=2, steps_per_epoch=5, report=False)
 
 
 def test_a_resume_that_would_stream_a_cached_run_names_the_cache_budget(tmp_path):

@@ -17,11 +17,14 @@ from ..records import RunDir
 # The schedule's own settings too (factor, patience, step, floor, and the metric a plateau watches): Lightning
 # restores the scheduler's state over the one built from them, so a resumed step schedule with --lr-step 1 kept
 # stepping every 10 epochs, and a plateau on val_loss resumed with --monitor val_acc took a lower accuracy for an
-# improvement, while config.yaml and resumes.json said the new values. Changing one is a new run.
+# improvement, while config.yaml and resumes.json said the new values. Changing one is a new run. Nesterov too (the
+# optimiser state restored it: config.yaml said true, the epochs trained without), and steps_per_epoch: its epochs
+# continue one stream of passes, whose place is counted in epochs of that many batches (3 -> 5 skipped 4 batches).
 FIXED_ON_RESUME = ("data", "classes", "drop_classes", "per_class_max", "img_size", "color", "val_split", "test_split",
                    "group_duplicates", "model", "model_args", "head", "pretrained", "weights", "features_only",
                    "task", "normalize", "seed", "folds", "fold", "optimizer", "lr", "backbone_lr_mult", "weight_decay",
-                   "momentum", "schedule", "lr_factor", "lr_patience", "lr_step", "min_lr", "monitor", "ema")
+                   "momentum", "nesterov", "schedule", "lr_factor", "lr_patience", "lr_step", "min_lr", "monitor",
+                   "ema", "steps_per_epoch")
 
 
 # paths in FIXED_ON_RESUME whose file or folder may have moved since, and config.yaml been edited to follow it: the

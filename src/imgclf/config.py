@@ -24,8 +24,10 @@ Calibrate = Literal["none", "temperature"]
 UnknownDetector = Literal["msp", "energy", "mahalanobis", "mahalanobis-l2", "msp+mahalanobis-l2"]
 
 # Settings that change how a run is carried out, never what it learns: a re-run differing only in them is the
-# same experiment (finished folds and study cells are kept)
-RUNTIME_ONLY = frozenset({"progress", "num_workers", "cache_dir", "cache_budget"})
+# same experiment (finished folds and study cells are kept; a cross-validation re-run with --checkpoint-every or
+# --logger to finish it was refused as another experiment)
+RUNTIME_ONLY = frozenset({"progress", "num_workers", "cache_dir", "cache_budget", "logger", "mlflow_uri",
+                          "checkpoint_every"})
 # where make_config's settings came from, for the messages TrainConfig's own __init__ writes
 _SOURCES: ContextVar[Mapping[str, str] | None] = ContextVar("imgclf_setting_sources", default=None)
 

@@ -196,7 +196,8 @@ def test_a_rerun_differing_only_in_how_it_runs_continues_the_study(study_dir, po
     """--progress, --num-workers, --cache-dir change nothing a cell learns: the study was refused for them."""
     log = []
     run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none"], seeds=[0], model="simple_cnn",
-                        overrides={**TINY, "progress": True, "num_workers": 1}, run_reports=False, log=log.append)
+                        overrides={**TINY, "progress": True, "num_workers": 1, "checkpoint_every": 5},
+                        run_reports=False, log=log.append)
     assert all(line.endswith("skipped (finished)") for line in log) and len(log) == 2
     # nor for a default given (--optimizer adam) or a value spelt otherwise (--lr 1e-3, the default 0.001)
     log = []

@@ -213,6 +213,12 @@ def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_val
     with pytest.raises(ImgclfError, match=r"differs in epochs \(1 there, 2 asked\)"):
         imgclf.fit({"data": str(data), "out": str(folds.path), "folds": K, **TINY, "epochs": 2, "test_split": 0.2},
                    report=False)
+    # how the run saves and logs changes no weights: the finished folds are kept (they were refused as "differs in
+    # checkpoint_every"), as for --num-workers
+    stamps = {r.name: (r / "model.json").stat().st_mtime_ns for r in folds.runs}
+    imgclf.fit({"data": str(data), "out": str(folds.path), "folds": K, **TINY, "test_split": 0.2,
+                "checkpoint_every": 3, "logger": ["csv"]}, report=False)
+    assert {r.name: (r / "model.json").stat().st_mtime_ns for r in folds.runs} == stamps
     # other images: the folds kept were split from the folder as it was (test sets of 6, 6 and 7 images, validation
     # sets overlapping, where folds.json said one test set)
     added = data / "cat" / "zz_added.png"

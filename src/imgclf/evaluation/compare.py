@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import RUNTIME_ONLY
 from ..errors import Described, ImgclfError, bad_path, invalid
 from ..records import HistoryRow, RunDir
 from ..records.run_dir import find_run_dirs, is_run_dir, run_path
@@ -26,11 +27,10 @@ from ..stats import MeanStd, finite_number, mean_std
 from .compare_sets import EvaluationSet, Section, digest, evaluation_set, resumed_note, sectioned, short_value
 from .interpret import accuracy_beside_val, best_val_accuracy, kept_val_accuracy, kept_val_map, mean_recall
 
-# Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained.
+# Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained:
+# the runtime settings (where it was also logged, how often it saved: the same weights), the seed and the out.
 # `fold`: the K runs of a cross-validation are one group, reported as mean ± std over the folds.
-# `logger`, `mlflow_uri`, `checkpoint_every`: where the run was also logged and how often it saved; same weights.
-NOT_THE_EXPERIMENT = frozenset({"seed", "out", "progress", "num_workers", "cache_dir", "cache_budget",
-                                "schema_version", "fold", "logger", "mlflow_uri", "checkpoint_every"})
+NOT_THE_EXPERIMENT = RUNTIME_ONLY | {"seed", "out", "schema_version", "fold"}
 
 # (key, column title, kind, higher is better); kind decides the formatting.
 COLUMNS: tuple[tuple[str, str, str, bool | None], ...] = (

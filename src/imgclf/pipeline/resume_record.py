@@ -11,7 +11,7 @@ from typing import Any
 from ..config import RUNTIME_ONLY, TrainConfig
 from ..records.side_files import RESUMES_FILE, ResumesRecord
 # settings that say where and how a process runs or is logged, not what it trains
-NOT_TRAINING = RUNTIME_ONLY | {"out", "recipe", "logger", "mlflow_uri", "checkpoint_every"}
+NOT_TRAINING = RUNTIME_ONLY | {"out", "recipe"}
 
 
 def changed_settings(before: TrainConfig, after: TrainConfig) -> list[Any]:

@@ -648,3 +648,32 @@ def test_the_page_has_s2s_columns_and_names_the_model_chosen_on_validation(tmp_p
     both = compare_runs([a, c])
     assert len(both.sections) == 1 and not both.sections[0].val_alike
     assert chosen_on_validation(both) == [] and "val_loss" not in best_groups(both)
+
+
+def test_the_choice_on_validation_spans_runs_tested_and_untested_on_the_same_validation_images(tmp_path):
+    """A search tests only the trial it chose: `compare TUNE/trials` put that trial in a test section and the
+    untested ones in another, then named the best of the untested, a worse trial than the search's own choice."""
+    import yaml
+
+    from imgclf.records import RunDir
+
+    runs = []
+    for name, lr, kept in (("trial-000", 0.1, 0.83), ("trial-001", 0.2, 0.92), ("trial-002", 0.3, 0.75)):
+        run = write_run(tmp_path, run_name=name)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**config, "lr": lr}))
+        card = RunDir(run).read_card()
+        card.training.val_accuracy_after_batch_norm = kept
+        RunDir(run).write_card(card)
+        if name != "trial-001":  # the search tested only its chosen trial
+            (run / "metrics.json").unlink()
+        runs.append(run)
+    comparison = compare_runs(runs)
+    assert len(comparison.sections) == 2, [s.title for s in comparison.sections]
+    chosen = {g.runs[0].name: g.key for g in comparison.groups}["trial-001"]
+    assert chosen_on_validation(comparison) == [f"chosen on validation: {chosen} (validation accuracy 92.00 %; test "
+                                                "scores are the estimate of the one kept, not what chooses it)"]
+    # another validation set beside them: each choice names the groups it was made among
+    other = write_run(tmp_path, run_name="elsewhere", data_name="other")
+    said = chosen_on_validation(compare_runs([*runs, other]))
+    assert len(said) == 1 and said[0].startswith("chosen on validation (among ") and f": {chosen} (" in said[0]

@@ -60,23 +60,34 @@ def best_groups(comparison: Comparison) -> dict[str, set[int]]:
 
 
 def chosen_on_validation(comparison: Comparison) -> list[str]:
-    """Per evaluation set of two groups or more validated on the same images: the group a user should keep,
-    chosen by validation accuracy (mAP for multi-label runs), never by test scores, which then would no longer
-    be an honest estimate. Empty where no choice can be made so."""
-    best = best_groups(comparison)
+    """Per set of validation images that two groups or more validated on: the group a user should keep, chosen
+    by validation accuracy (mAP for multi-label runs), never by test scores, which then would no longer be an
+    honest estimate. Across the test sections: a search tests only its chosen trial, so its trials sit in two
+    sections, and the choice among the untested ones named a worse trial than the search's own. Empty where no
+    choice can be made so (no shared validation images, or a tie)."""
+    by_val: dict[frozenset, list[int]] = {}
+    for i, group in enumerate(comparison.groups):
+        validated = frozenset(r.val_set for r in group.runs)
+        if None not in validated:
+            by_val.setdefault(validated, []).append(i)
+    shared = [members for members in by_val.values() if len(members) > 1]
     out = []
-    for section in comparison.sections:
-        groups = [comparison.groups[i] for i in section.groups]
+    for members in shared:
+        groups = [comparison.groups[i] for i in members]
         key, name = ("val_map", "validation mAP") if any(g.stats["val_map"].mean is not None for g in groups) \
             else ("val_accuracy", "validation accuracy")
-        top = [g for i, g in zip(section.groups, groups) if i in best.get(key, ())]
-        if not top or len(groups) < 2:
+        scored = {g.key: g.stats[key].mean for g in groups if g.stats[key].mean is not None}
+        if len(scored) < 2:
             continue
-        value = format_cell(MeanStd(top[0].stats[key].mean, None, 1), "pct")
-        where = f" ({section.title})" if len(comparison.sections) > 1 else ""
-        tied = " and ".join(g.key for g in top)
-        out.append(f"chosen on validation{where}: {tied} ({'tied at ' if len(top) > 1 else ''}{name} {value}; "
-                   f"test scores are the estimate of the one kept, not what chooses it)")
+        top = max(scored.values())
+        winners = [k for k, v in scored.items() if math.isclose(v, top, rel_tol=1e-9, abs_tol=1e-12)]
+        if len(winners) == len(scored):  # all tied: nothing to choose
+            continue
+        value = format_cell(MeanStd(top, None, 1), "pct")
+        where = "" if len(shared) == 1 and len(members) == len(comparison.groups) else \
+            f" (among {', '.join(g.key for g in groups)}, validated on the same images)"
+        out.append(f"chosen on validation{where}: {' and '.join(winners)} ({'tied at ' if len(winners) > 1 else ''}"
+                   f"{name} {value}; test scores are the estimate of the one kept, not what chooses it)")
     return out
 
 

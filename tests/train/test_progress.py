@@ -108,6 +108,29 @@ def test_short_epochs_share_a_line_after_the_first_and_the_last_is_shown():
     assert "(3 epochs before not shown)" in stream.getvalue()
 
 
+def test_an_early_stopped_runs_last_epoch_has_its_line():
+    """Lightning calls EarlyStopping after the other callbacks' epoch-end hooks: should_stop was still false when
+    the line was decided, so a run stopped early between lines ended without its last epoch's line."""
+    from imgclf.train.progress import LINE_SECONDS
+
+    stream, now = io.StringIO(), [0.0]
+    lines = EpochLines(40, stream=stream, clock=lambda: now[0])
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    for epoch in range(10):  # early stopping ends it after epoch 10 of 40
+        trainer = SimpleNamespace(is_global_zero=True, current_epoch=epoch, optimizers=[optimizer], should_stop=False,
+                                  callback_metrics={"loss": 0.5, "acc": 0.8, "val_loss": 0.6 + epoch,
+                                                    "val_acc": 0.7},
+                                  callbacks=[])
+        lines.on_train_epoch_start(trainer, None)
+        now[0] += LINE_SECONDS / 4
+        lines.on_train_epoch_end(trainer, None)
+    trainer.should_stop = True
+    lines.on_train_end(trainer, None)
+    said = stream.getvalue().splitlines()
+    assert said[-1].startswith("epoch 10/40") and "val_loss 9.6000" in said[-1], said
+    assert "before not shown)" in said[-1] and sum(line.startswith("epoch 10/") for line in said) == 1
+
+
 def test_the_header_says_where_the_input_size_came_from_when_none_was_given():
     """800 x 600 photos trained at 32 x 32 with no word of why or how to change it."""
     from imgclf.config import make_config

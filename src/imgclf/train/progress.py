@@ -38,6 +38,7 @@ class EpochLines(L.Callback):
         self.clock = clock
         self._last_line: float | None = None
         self._unshown = 0
+        self._pending: str | None = None  # the line of an epoch not shown, printed if it was the last
         self._start = 0.0
         self._lr = 0.0
         self._first_step = False
@@ -73,11 +74,21 @@ class EpochLines(L.Callback):
         last = trainer.should_stop or trainer.current_epoch + 1 >= self.epochs
         if (trainer.current_epoch >= FIRST_LINES and not last and self._last_line is not None
                 and now - self._last_line < LINE_SECONDS):
+            # early stopping decides after this hook (Lightning calls the monitoring callbacks last): kept, the
+            # line is printed when training ends, should this epoch have been its last
+            self._pending = self._line(trainer, {**trainer.callback_metrics, **means}, self._unshown)
             self._unshown += 1
             return
-        self._last_line = now
+        self._last_line, self._pending = now, None
         unshown, self._unshown = self._unshown, 0
-        m = {**trainer.callback_metrics, **means}
+        self._print(self._line(trainer, {**trainer.callback_metrics, **means}, unshown))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending is not None and trainer.is_global_zero:  # the last epoch always has its line
+            self._print(self._pending)
+        self._pending = None
+
+    def _line(self, trainer: L.Trainer, m: dict[str, Any], unshown: int) -> str:
         width = len(str(self.epochs))
         # read at the epoch's start, not now: an epoch-wise schedule (step, plateau) has already set the next rate
         lr = self._lr
@@ -85,11 +96,11 @@ class EpochLines(L.Callback):
         # with the schedule fitted to the time, the epochs setting is only a cap (a recipe's 1000): not shown
         of = "" if budget is not None and budget.fit_schedule else f"/{self.epochs}"
         left = "" if budget is None else f"  {_clock(max(0.0, budget.seconds - budget.elapsed()))} left"
-        self._print(f"epoch {trainer.current_epoch + 1:>{width if of else 0}}{of}  loss {_num(m.get('loss'))}  "
-                    f"acc {_num(m.get('acc'))}  val_loss {_num(m.get('val_loss'))}  val_acc {_num(m.get('val_acc'))}  "
-                    + (f"val_map {_num(m.get('val_map'))}  " if "val_map" in m else "")
-                    + f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s{left}"
-                    + (f"  ({unshown} epoch{'s' if unshown != 1 else ''} before not shown)" if unshown else ""))
+        return (f"epoch {trainer.current_epoch + 1:>{width if of else 0}}{of}  loss {_num(m.get('loss'))}  "
+                f"acc {_num(m.get('acc'))}  val_loss {_num(m.get('val_loss'))}  val_acc {_num(m.get('val_acc'))}  "
+                + (f"val_map {_num(m.get('val_map'))}  " if "val_map" in m else "")
+                + f"lr {lr:.1e}  {time.perf_counter() - self._start:.1f}s{left}"
+                + (f"  ({unshown} epoch{'s' if unshown != 1 else ''} before not shown)" if unshown else ""))
 
 
 class EpochBar(TQDMProgressBar):

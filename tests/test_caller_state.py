@@ -42,6 +42,26 @@ def test_fit_puts_back_the_generators_environment_and_log_levels(image_folder, t
     assert logging.getLogger("matplotlib.font_manager").level == logging.ERROR
 
 
+def test_fit_leaves_every_loggers_level_as_the_caller_set_it(image_folder, tmp_path):
+    """Each logger training quiets is put back, not only those listed: Lightning's "Initializing distributed"
+    logger stayed at WARNING after fit."""
+    imgclf.fit(data=str(image_folder), out=str(tmp_path / "first"), report=False, **TINY)  # first imports done
+    loggers = {name: logger for name, logger in logging.root.manager.loggerDict.items()
+               if isinstance(logger, logging.Logger)}
+    before = {name: logger.level for name, logger in loggers.items()}
+    chosen = logging.WARNING + 5  # a level no library sets (quieter than WARNING: the run's output is unchanged)
+    try:
+        for logger in loggers.values():
+            logger.setLevel(chosen)
+        imgclf.fit(data=str(image_folder), out=str(tmp_path / "run"), report=False, **TINY)
+        changed = {name: logging.getLevelName(logger.level) for name, logger in loggers.items()
+                   if logger.level != chosen}
+    finally:
+        for name, logger in loggers.items():
+            logger.setLevel(before[name])
+    assert changed == {}
+
+
 def test_a_folder_given_as_the_config_names_data():
     with pytest.raises(ImgclfError, match=r"config must be a TrainConfig.*Received: config='data/flowers'.*"
                                           r"Give the image folder as data= \(imgclf.fit\(data='data/flowers'"):

@@ -16,7 +16,8 @@ import numpy as np
 
 ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "IMGCLF_RUN_DIR")
 # not matplotlib.font_manager: plotting quiets it once per process (a cached call), for good
-LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.tuner.lr_finder",
+LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.distributed",
+           "lightning.pytorch.tuner.lr_finder",
            "lightning.pytorch.trainer.connectors.checkpoint_connector", "lightning.pytorch.loggers.mlflow", "mlflow")
 
 

@@ -359,3 +359,12 @@ def test_a_run_folder_that_is_not_there_is_named_by_the_apis_keyword(call, tmp_p
     with pytest.raises(ImgclfError, match=rf"^run_dir must be a run directory containing model\.json\. Received: "
                                           rf"run_dir='{missing}' \(no such folder\)"):
         call(str(missing))
+    # a folder that is there but holds no run: the readers deeper named it `run` (the command line's RUN)
+    for folder, problem in ((tmp_path / "empty", r"not a run: no model\.json"),
+                            (tmp_path / "images", r"(an image folder|not a run)")):
+        folder.mkdir()
+        if folder.name == "images":
+            (folder / "cat.png").write_bytes(b"")
+        with pytest.raises(ImgclfError, match=rf"^run_dir must be a run directory containing model\.json\. "
+                                              rf"Received: run_dir='{folder}' \((.* )?{problem}"):
+            call(str(folder))

@@ -63,6 +63,8 @@ def test_fit_leaves_every_loggers_level_as_the_caller_set_it(image_folder, tmp_p
 
 
 def test_a_folder_given_as_the_config_names_data():
+    with pytest.raises(ImgclfError, match=r"^config must be a TrainConfig.*Received: an object of type int$"):
+        imgclf.fit(5)
     with pytest.raises(ImgclfError, match=r"config must be a TrainConfig.*Received: config='data/flowers'.*"
                                           r"Give the image folder as data= \(imgclf.fit\(data='data/flowers'"):
         imgclf.fit("data/flowers")

@@ -154,7 +154,7 @@ def test_predict_refuses_what_is_not_an_image_before_any_work(tiny_run, image_fo
      r"pixels must be uint8 images of shape \(N, 16, 16, 3\).*Received: an array of shape \(1, 8, 8, 1\)"),
     (lambda clf, f: clf.embed_pixels(np.zeros((2, 16, 16), np.uint8)), r"Received: an array of shape \(2, 16, 16\)"),
     (lambda clf, f: clf.embed_pixels(np.zeros((2, 16, 16, 3), np.uint8), batch_size=0),
-     r"batch_size must be >= 1\. Received: batch_size=0"),
+     r"batch_size must be a whole number >= 1\. Received: batch_size=0"),
     (lambda clf, f: imgclf.load(clf.run_dir, device="foo"), r"device must be cpu, cuda, cuda:N or mps.*device='foo'"),
     (lambda clf, f: imgclf.load(clf.run_dir, device="cuda:7"), r"device='cuda:7' \(\d+ CUDA devices here\)"),
 ])
@@ -182,6 +182,32 @@ def test_predict_pixels_matches_evaluation(tiny_run):
     assert [p.label for p in preds] == ["unknown" if r["unknown"] == "1" else r["pred"] for r in rows]
     assert all(abs(p.probability - float(r["prob"])) < 1e-5 for p, r in zip(preds, rows))
     assert all(abs(p.score - float(r["score"])) <= 1e-4 * max(1.0, abs(p.score)) for p, r in zip(preds, rows))
+
+
+def test_decode_takes_a_tensor_as_predict_does_and_names_what_it_cannot_take(tiny_run, image_folder):
+    """decode is typed to take what predict takes, a tensor among them, yet read a tensor (and an int) as a file:
+    "damaged file (AttributeError: 'Tensor' object has no attribute 'read')"."""
+    import torch
+    from PIL import Image
+
+    clf = imgclf.load(tiny_run)
+    path = next((image_folder / "cat").iterdir())
+    as_array = np.asarray(Image.open(path).convert("RGB"))
+    tensor = torch.from_numpy(as_array.copy()).permute(2, 0, 1)
+    assert np.array_equal(clf.decode(tensor), clf.decode(as_array))
+    assert np.array_equal(clf.decode(tensor.float() / 255), clf.decode(as_array))
+    for wrong, received in ((5, r"source=5"), (object(), r"an object of type object"),
+                            (tensor[None].repeat(2, 1, 1, 1), r"a uint8 tensor of shape 2x3x")):
+        with pytest.raises(ImgclfError, match=rf"^source must be .*Received: {received}"):
+            clf.decode(wrong)
+    pixels = clf.decode(tensor)[None]
+    for method in (clf.predict_pixels, clf.infer_pixels, clf.embed_pixels):
+        for batch in ("2", 1.5, 0, True):  # "'<' not supported", "'float' object cannot be interpreted"
+            with pytest.raises(ImgclfError, match=r"^batch_size must be a whole number >= 1"):
+                method(pixels, batch_size=batch)
+        with pytest.raises(ImgclfError, match=r"^pixels must be a uint8 array .*Received: an object of type list.*"
+                                              r"np\.stack"):
+            method(list(pixels))
 
 
 def test_pixel_methods_refuse_what_is_not_uint8(tiny_run, image_folder):
@@ -324,7 +350,7 @@ def test_non_finite_probabilities_are_named_not_a_scikit_learn_error(tiny_run, t
         return out
 
     monkeypatch.setattr(Classifier, "infer_pixels", one_nan)
-    with pytest.raises(ImgclfError, match=r"^run must be a model whose outputs are finite numbers\. Received: .*"
+    with pytest.raises(ImgclfError, match=r"^run_dir must be a model whose outputs are finite numbers\. Received: .*"
                                           r"\(1 of \d+ images got non-finite probabilities at precision \S+, the "
                                           r"first .*\.png\)\. Evaluate again with --precision 32"):
         imgclf.evaluate(tiny_run)

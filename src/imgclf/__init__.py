@@ -73,6 +73,27 @@ def _refuse_a_folder_as_config(config: Any, function: str = "fit") -> None:
                            "file as config_file=")
 
 
+def _names_run_dir(function: Any) -> Any:
+    """An error about the run given names this API's keyword, `run_dir`, where the readers deeper in name the
+    command line's RUN (`imgclf.load("data")` said "run must be a run directory")."""
+    import functools
+
+    @functools.wraps(function)
+    def with_keyword(*args: Any, **kwargs: Any) -> Any:
+        from .errors import ImgclfError, renamed
+
+        try:
+            return function(*args, **kwargs)
+        except ImgclfError as exc:
+            named = renamed(exc, "run", "run_dir")
+            if named is exc:
+                raise
+            raise named from None
+
+    return with_keyword
+
+
+@_names_run_dir
 def evaluate(run_dir: Any, data: Any = None, split: str = "test", tta: "bool | str | None" = None,
              precision: str = "auto", progress: bool = True, backend: str = "torch") -> "MetricsRecord":
     """Evaluate a run on its test split (or another folder); writes predictions.csv and metrics.json and returns
@@ -114,6 +135,7 @@ def _precision_of(run: Any, precision: str) -> str:
     return run.precision if isinstance(run, Classifier) and precision == "auto" else precision
 
 
+@_names_run_dir
 def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_norm: bool = True) -> "Classifier":
     """Load a trained run for prediction. precision: auto (bf16 where the CPU has it natively, mixed on a GPU),
     32, bf16-mixed or 16-mixed. fold_batch_norm: batch norms folded into the convolutions before them (faster;
@@ -124,6 +146,7 @@ def load(run_dir: Any, device: str = "cpu", precision: str = "auto", fold_batch_
     return _load(run_dir, device, precision=precision, fold_batch_norm=fold_batch_norm)
 
 
+@_names_run_dir
 def explain(run_dir: Any, images: Any, label: str | None = None, out: Any = None, unknown: bool = True,
             precision: str = "auto") -> "list[Explanation]":
     """Grad-CAM for any images (files, folders, PIL images, arrays, as `Classifier.predict` takes them): where in
@@ -231,6 +254,7 @@ def compare(runs: Any, out: Any = None) -> "Comparison":
     return comparison
 
 
+@_names_run_dir
 def calibrate(run_dir: Any, *, report: bool = True, **settings: Any) -> "ModelCard":
     """Refit a finished run's temperature and unknown detector on its own train and val images, without training
     (`imgclf calibrate`): `calibrate=`, `unknown_detector=`, `unknown_acceptance=` (the run's own where not
@@ -244,6 +268,7 @@ def calibrate(run_dir: Any, *, report: bool = True, **settings: Any) -> "ModelCa
     return card
 
 
+@_names_run_dir
 def report(run_dir: Any, explain: bool = True) -> "Path":
     """Redraw a run's figures and write its report.html (`imgclf report`); returns the page's path."""
     from .evaluation.report import write_report

@@ -164,6 +164,15 @@ def bad_path(argument: str, path: str | os.PathLike, allowed: str, problem: str 
     return invalid(argument, os.fspath(path), allowed, where=where, note=problem, hint=hint)
 
 
+def renamed(error: ImgclfError, old: str, new: str) -> ImgclfError:
+    """The same error naming the argument `new` where it named `old`: the Python API's keyword (`run_dir`) for the
+    command line's RUN, which the readers deeper in name `run`."""
+    text = str(error)
+    if error.argument != old or type(error) is not ImgclfError or not text.startswith(f"{old} "):
+        return error
+    return ImgclfError(new + text[len(old):].replace(f"Received: {old}=", f"Received: {new}=", 1), new)
+
+
 def add_hint(error: ImgclfError, hint: str) -> ImgclfError:
     """The same error with one more sentence on what to do (a caller that knows more than the raiser)."""
     return ImgclfError(f"{_sentence(str(error))} {_sentence(hint)}", error.argument)

@@ -179,7 +179,7 @@ def test_an_evaluation_a_read_only_run_cannot_keep_is_refused_before_the_work(fi
 
     monkeypatch.setattr(tempfile, "mkdtemp", read_only)
     monkeypatch.setattr(run_eval, "evaluate_run", lambda *a, **k: pytest.fail("the images were predicted"))
-    with pytest.raises(ImgclfError, match=r"^run must be a folder to write into.*cannot write in .*Read-only"):
+    with pytest.raises(ImgclfError, match=r"^run_dir must be a folder to write into.*cannot write in .*Read-only"):
         imgclf.evaluate(finished, data=str(data))
 
 
@@ -192,7 +192,7 @@ def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_tr
     try:
         for what, call in (("calibrate", lambda: imgclf.calibrate(run, unknown_acceptance=0.99)),
                            ("evaluate", lambda: imgclf.evaluate(run)), ("report", lambda: imgclf.report(run))):
-            with pytest.raises(ImgclfError, match=rf"^run must be a run no other process is using.*in use by another "
+            with pytest.raises(ImgclfError, match=rf"^run_dir must be a run no other process is using.*in use by another "
                                                   rf"imgclf process now \(a training.*then run imgclf {what} again"):
                 call()
         # scores of other images go to evaluations/: beside a training, as before

@@ -39,7 +39,8 @@ def _given(values: TrainConfig | Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(values, TrainConfig):
         return values.model_dump(exclude_unset=True)  # what its maker chose, not pydantic's defaults
     if not isinstance(values, Mapping):
-        raise invalid("config", Described(f"a {type(values).__name__}"), "a TrainConfig, a mapping of settings or None")
+        raise invalid("config", Described(f"an object of type {type(values).__name__}"),  # "a int" read as a slip
+                      "a TrainConfig, a mapping of settings or None")
     return dict(values)
 
 

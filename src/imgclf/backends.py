@@ -20,6 +20,15 @@ def check_backend(argument: str, backend: str) -> str:
 MAX_THREADS = 1024  # torch ran 3,000 and crashed at 100,000
 
 
+def check_threads(threads: object) -> None:
+    """None (the backend's own choice) or a whole number of forward-pass threads: torch.set_num_threads(100000)
+    and the next tensor crashed the process (segfault, no word); onnxruntime raised its binding's TypeError for
+    2.5 or "x"."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise invalid("threads", threads, f"a whole number from 1 to {MAX_THREADS:,} (forward-pass threads), or None")
+
+
 def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None,
                     precision: str = "auto"):
     """A `Classifier` (torch) or `OnnxClassifier` (RUN/export/model.onnx, or an .onnx file) with the same
@@ -27,9 +36,7 @@ def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads:
     the torch backend's network runs at (`prediction_precision.PRECISIONS`); the ONNX graph is fp32, so with it
     auto or 32 is accepted."""
     check_backend("backend", backend)
-    if threads is not None and not isinstance(threads, bool) and isinstance(threads, int) and threads > MAX_THREADS:
-        # torch.set_num_threads(100000) and the next tensor crashed the process (segfault, no word)
-        raise invalid("threads", threads, f"from 1 to {MAX_THREADS:,} (forward-pass threads)")
+    check_threads(threads)
     if backend == "torch":
         import torch
 

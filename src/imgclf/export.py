@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from .records import (ExportedCard, ExportInfo, ModelCard, QuantizationCheck, dump_json, load_card,
                       validation_problems)
 from .records.run_dir import run_path
-from .errors import ImgclfError, add_hint, bad_path, invalid
+from .errors import ImgclfError, add_hint, bad_path, invalid, path_argument
 from .inference import Classifier, PixelResults
 from .export_usage import usage_page
 from .io import atomic_write_bytes, atomic_write_text, writable_folder, write_json
@@ -324,7 +324,11 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     if precision not in ("auto", "32"):
         raise invalid("precision", precision, "auto or 32 with the onnx backend (its graph runs in fp32, or its "
                       "convolutions in int8: auto only); bf16-mixed or 16-mixed with the torch backend")
-    path = Path(run_or_file)
+    from .backends import check_threads
+
+    check_threads(threads)
+    path = path_argument("run", run_or_file, "a run directory, a folder holding model.onnx or an .onnx file "
+                                             "(str or os.PathLike)")
     named_run = path if path.is_dir() and (path / "model.json").is_file() else None
     if path.is_dir():
         # a run's export is in RUN/export/ (a link to elsewhere, perhaps); the folder `imgclf export RUN --out

@@ -201,6 +201,7 @@ def test_the_fingerprint_changes_when_a_file_changes(planted):
     ({"folds": 1}, "folds=1"), ({"folds": "5"}, "folds='5'"), ({"seed": -1}, "seed=-1"),
     ({"near_threshold": 0}, "near_threshold=0"), ({"near_threshold": 1.5}, "near_threshold=1.5"),
     ({"img_size": 4}, "img_size=4"), ({"img_size": 5000}, "img_size=5000"), ({"seed": 2**32}, "seed=4294967296"),
+    ({"workers": "x"}, "workers='x'"), ({"workers": -1}, "workers=-1"), ({"workers": 2.5}, "workers=2.5"),
 ])
 def test_bad_options_are_refused_before_any_work(planted, tmp_path, options, message):
     from imgclf.audit import audit

@@ -53,5 +53,19 @@ def test_forward_threads_are_capped_before_torch_crashes():
     """serve --threads 100000: torch.set_num_threads then the next tensor ended the process, segfault, no word."""
     from imgclf.backends import MAX_THREADS, load_classifier
 
-    with pytest.raises(ImgclfError, match=rf"^threads must be from 1 to {MAX_THREADS:,}"):
+    with pytest.raises(ImgclfError, match=rf"^threads must be a whole number from 1 to {MAX_THREADS:,}"):
         load_classifier("no-such-run", threads=100_000)
+
+
+@pytest.mark.parametrize("threads", [2.5, "x", 0, True])
+def test_load_onnx_refuses_threads_and_a_run_that_are_not_ones_by_name(threads):
+    """onnxruntime's binding raised a bare TypeError for 2.5 or "x"; load_onnx(None) Path's own."""
+    from imgclf.backends import load_classifier
+    from imgclf.export import load_onnx
+
+    for load in (load_onnx, lambda run, threads: load_classifier(run, "onnx", threads)):
+        with pytest.raises(ImgclfError, match=r"^threads must be a whole number from 1 to"):
+            load("no-such-run", threads=threads)
+    with pytest.raises(ImgclfError, match=r"^run must be a run directory, a folder holding model\.onnx or an "
+                                          r"\.onnx file \(str or os\.PathLike\)\. Received: an object of type NoneType"):
+        load_onnx(None)

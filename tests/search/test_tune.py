@@ -1106,3 +1106,29 @@ def test_a_signal_while_tune_json_is_rewritten_between_trials_says_how_to_resume
         imgclf.tune({"data": str(data), **SETTINGS, "epochs": 1}, trials=2, space=SPACE, out=str(out))
     assert stopped.value.exit_code == 143 and "--resume" in str(stopped.value)
     assert [t["state"] for t in _record(out)["trials"]] == ["complete"]
+
+
+def test_a_finished_search_leaves_its_study_database_closed(data, tmp_path):
+    """The first tune of a process kept study.db open for the life of the process: Optuna's first import keeps the
+    traceback of its failed redis import, which held the search's frame and its storage. A fresh interpreter, so
+    that the search imports Optuna itself, as a notebook's first tune does."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import json, os, imgclf
+imgclf.tune({{"data": {str(data)!r}, **{SETTINGS!r}, "epochs": 1}}, trials=1, out={str(tmp_path / "t")!r},
+            report=False)
+links = []
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        links.append(os.readlink(f"/proc/self/fd/{{fd}}"))
+    except OSError:
+        pass
+print(json.dumps([link for link in links if "study.db" in link]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

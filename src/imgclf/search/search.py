@@ -41,7 +41,7 @@ from .checks import check_base, check_hooks
 from .folder import (SEARCH_FILE, STUDY_FILE, STUDY_NAME, check_resume, check_same_model, discard_unused, file_sets,
                      refuse_changed_data, resumed_request, search_folder)
 from .budget import trial_seconds
-from .study_db import fail_unfinished, open_storage, stored_trials
+from .study_db import fail_unfinished, open_storage, storages_closed, stored_trials
 from .failures import NoTrialCompleted, failures_to_stop, no_trial_completed
 from .interrupt import SearchInterrupted, interrupted_message
 from .objective import objective_for
@@ -162,7 +162,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     try:
         # between trials SIGTERM ended the search with no word, its locks left behind; the trials' runs share the
         # data and settings, so their warnings are said once
-        with sigterm_interrupts(), remembered_ctrl_c() as ctrl_c, each_once():
+        with sigterm_interrupts(), remembered_ctrl_c() as ctrl_c, each_once(), storages_closed():
             return _search(folder, base, params, search, trials, time_limit, budget, resume, pruner, say, report,
                            ctrl_c)
     except NoTrialCompleted as exc:

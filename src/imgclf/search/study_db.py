@@ -3,6 +3,9 @@ process left running marked failed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +13,31 @@ from ..errors import bad_path
 from .folder import STUDY_FILE, STUDY_NAME
 
 
+_OPENED: ContextVar[list[Any] | None] = ContextVar("imgclf_search_storages", default=None)
+
+
+@contextmanager
+def storages_closed() -> Iterator[None]:
+    """The study databases opened inside are closed on the way out: Optuna's first import keeps the traceback of
+    its failed redis import, which holds the frames then on the stack, and with them a storage whose engine kept
+    study.db open for the life of the process (twice: the database and its journal)."""
+    token = _OPENED.set([])
+    try:
+        yield
+    finally:
+        for storage in _OPENED.get() or []:
+            storage.engine.dispose()
+        _OPENED.reset(token)
+
+
 def open_storage(folder: Path):
     import optuna
 
-    return optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / STUDY_FILE}")
+    opened = _OPENED.get()
+    if opened is not None:
+        opened.append(storage)
+    return storage
 
 
 def stored_trials(folder: Path, storage: Any) -> list[Any]:

@@ -265,6 +265,6 @@ def test_a_process_that_stops_alone_leaves_the_others_an_interruption_not_an_int
         _run_trainer(trainer, None, None, None, None, tmp_path, last)
     assert str(stopped.value) == ("training interrupted (another process of the run stopped) after 1 completed "
                                   "epoch; epoch 1 is saved in checkpoints/last.ckpt. Continue with: imgclf train "
-                                  f"--resume {tmp_path}")
+                                  f"--resume {tmp_path} (Python: imgclf.fit(resume={str(tmp_path)!r}))")
     with pytest.raises(RuntimeError, match="Connection closed by peer"):  # one process: no peer to have stopped
         _run_trainer(SimpleNamespace(**{**vars(trainer), "world_size": 1}), None, None, None, None, tmp_path, last)

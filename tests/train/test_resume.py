@@ -394,6 +394,8 @@ def test_an_interrupt_before_the_first_epoch_ends_says_nothing_was_saved(data, t
         with pytest.raises(TrainingInterrupted, match="before any epoch was saved") as info:
             imgclf.fit({**BASE, "data": str(data)}, out=str(tmp_path / "cut"), report=False)
     assert "saved in checkpoints" not in str(info.value)
+    # a notebook is told the call, beside the command
+    assert f"(Python: imgclf.fit(resume={str(tmp_path / 'cut')!r})) starts it again" in str(info.value)
     assert not (tmp_path / "cut" / "checkpoints" / "last.ckpt").exists()
 
 

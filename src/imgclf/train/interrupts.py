@@ -38,10 +38,12 @@ def interrupt_state(signal_name: str, completed: int, saved_epochs: int, saved_s
 
 
 def interrupt_message(state: str, saved_epochs: int, run_dir: Path, saved_steps: int = 0) -> str:
-    """`interrupt_state` and how to continue the run."""
+    """`interrupt_state` and how to continue the run, on the command line and in Python (a notebook's fit was
+    told the command alone)."""
+    python = f"(Python: imgclf.fit(resume={str(run_dir)!r}))"
     if saved_epochs == 0 and not saved_steps:
-        return f"{state}; imgclf train --resume {run_dir} starts it again from epoch 1"
-    return f"{state}. Continue with: imgclf train --resume {run_dir}"
+        return f"{state}; imgclf train --resume {run_dir} {python} starts it again from epoch 1"
+    return f"{state}. Continue with: imgclf train --resume {run_dir} {python}"
 
 
 # What gloo and NCCL raise in the processes left running when another process of a data-parallel run stops (a

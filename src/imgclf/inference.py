@@ -21,14 +21,13 @@ from .data.decode import DecodeError, as_stored, image_to_array, open_image, ref
 from .data.tensors import channel_stats, to_unit_nchw
 from .topk import top_k as top_classes
 from .tta import MULTILABEL_TTA, TTAViews
-from .errors import Described, bad_path, check_switch, invalid
+from .errors import bad_path, check_switch, invalid
 from .eval_mode import evaluating
 from .notices import warn
 from .hardware import prediction_device
 from .prediction_precision import card_precision, inference_precision
 from .card_model import build_from_card, for_prediction, trust_head  # noqa: F401  (re-exported)
-from .inputs import (ImageInput, array_to_image, check_array, check_pixels, gather_inputs, is_file_object,
-                     not_an_image, refuse_image_folder_as_run, tensor_as_array, tensor_described)
+from .inputs import ImageInput, array_to_image, check_pixels, decodable, gather_inputs, refuse_image_folder_as_run
 from .prediction import Prediction, multilabel_prediction
 
 # Decoding runs in threads: Pillow releases the GIL while it inflates and resizes. Chunks of this many images
@@ -195,15 +194,9 @@ class Classifier:
 
     def decode(self, source: ImageInput) -> np.ndarray:
         """One image -> (H, W, C) uint8 at the card's size and colour mode, converted as files are (EXIF
-        orientation, transparency over white, any mode to the card's colour mode). A PIL image opened from a file
-        and not yet read is decoded from that file, exactly as its path would be. A tensor is read as predict reads
-        it (C x H x W, or H x W)."""
-        if isinstance(source, torch.Tensor):
-            described = tensor_described(source)
-            source = tensor_as_array(source, "source", self.card.color == "grayscale")
-            check_array(source, "source", described)
-            if source.ndim == 4:
-                raise invalid("source", described, "one image: decode takes one at a time")
+        orientation, transparency over white, any mode to the card's colour mode); a tensor as predict reads it. A
+        PIL image opened from a file and not yet read is decoded from that file, exactly as its path would be."""
+        source = decodable(source, "source", self.card.color == "grayscale")
         if isinstance(source, np.ndarray):
             source = array_to_image(source, "source")
         if isinstance(source, Image.Image):
@@ -229,8 +222,6 @@ class Classifier:
                 raise DecodeError(f"damaged file ({type(exc).__name__}: {exc})") from None
         if isinstance(source, (str, os.PathLike)):
             refuse_special_file(source)
-        elif not is_file_object(source):  # an int was "damaged file (AttributeError: ... no attribute 'read')"
-            raise not_an_image("source", source)
         return open_image(source, self.card.img_size, self.card.color, self.card.interpolation)
 
     def _try_decode(self, item: tuple[int, ImageInput]) -> tuple[int, np.ndarray | None, str | None]:
@@ -282,13 +273,7 @@ class Classifier:
     def _check_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int) -> None:
         """Decoded images must have the card's size and channels (`decode` makes them so), in batches of one or
         more."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise invalid("batch_size", batch_size, "a whole number >= 1")
-        if not isinstance(pixels, (np.ndarray, torch.Tensor)):  # a list of arrays: "'list' has no attribute 'shape'"
-            raise invalid("pixels", Described(f"an object of type {type(pixels).__name__}"),
-                          "a uint8 array or tensor of shape (N, H, W, C), as Classifier.decode makes them",
-                          hint="Stack them: np.stack(images)")
-        check_pixels(pixels, self.card.img_size, self.card.in_chans)
+        check_pixels(pixels, self.card.img_size, self.card.in_chans, batch_size)
 
     @torch.inference_mode()
     def embed_pixels(self, pixels: np.ndarray | torch.Tensor, batch_size: int = 256,

@@ -179,6 +179,21 @@ def tensor_as_array(tensor: torch.Tensor, name: str, grey: bool = False) -> np.n
     return tensor.numpy()
 
 
+def decodable(source: object, name: str, grey: bool = False) -> object:
+    """One image as `Classifier.decode` reads it: a tensor (C x H x W, or H x W) as its checked channels-last
+    array; another type than a path, array, PIL image or file object refused by name (an int was a "damaged file
+    (AttributeError: ... no attribute 'read')")."""
+    if isinstance(source, torch.Tensor):
+        described = tensor_described(source)
+        source = tensor_as_array(source, name, grey)
+        check_array(source, name, described)
+        if source.ndim == 4:
+            raise invalid(name, described, "one image: decode takes one at a time")
+    if not isinstance(source, (str, os.PathLike, np.ndarray, Image.Image)) and not is_file_object(source):
+        raise not_an_image(name, source)
+    return source
+
+
 def tensor_described(tensor: torch.Tensor) -> Described:
     """A tensor as an error names it: its own dtype and layout, not those of the array it becomes."""
     shape = "x".join(map(str, tensor.shape)) or "scalar"
@@ -287,10 +302,16 @@ def refuse_image_folder_as_run(run_dir: str | os.PathLike, look: int = 200) -> N
                 return
 
 
-def check_pixels(pixels: np.ndarray | torch.Tensor, side: int, channels: int) -> None:
-    """Decoded images as the pixel methods take them: (N, side, side, channels) of uint8 values. Whole numbers in
-    0..255 of a signed type pass (uint8 values in a wider type); floats do not (cast, [0, 1] would be black), nor
-    16-bit and wider unsigned ones (16-bit images)."""
+def check_pixels(pixels: np.ndarray | torch.Tensor, side: int, channels: int, batch_size: int = 1) -> None:
+    """Decoded images as the pixel methods take them: (N, side, side, channels) of uint8 values, in batches of
+    `batch_size` >= 1. Whole numbers in 0..255 of a signed type pass (uint8 values in a wider type); floats do not
+    (cast, [0, 1] would be black), nor 16-bit and wider unsigned ones (16-bit images)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise invalid("batch_size", batch_size, "a whole number >= 1")  # "2" and 1.5: TypeErrors of range()
+    if not isinstance(pixels, (np.ndarray, torch.Tensor)):  # a list of arrays: "'list' has no attribute 'shape'"
+        raise invalid("pixels", Described(f"an object of type {type(pixels).__name__}"),
+                      "a uint8 array or tensor of shape (N, H, W, C), as Classifier.decode makes them",
+                      hint="Stack them: np.stack(images)")
     shape = tuple(pixels.shape)
     allowed = f"uint8 images of shape (N, {side}, {side}, {channels}), as Classifier.decode makes them"
     if len(shape) != 4 or shape[1:] != (side, side, channels):

@@ -153,7 +153,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     from ..models import get_model_info
     from ..pipeline.prepare import input_size
 
-    input_size(make_config(from_file, data=str(data), model=model, **overrides, **(S4_SPLIT if protocol == "s4" else {})),
+    input_size(make_config(from_file, data=str(data), model=model, **overrides,
+                           **(S4_SPLIT if protocol == "s4" else {})),
                get_model_info(model))
     unread = unread_per_configuration(data, model, overrides, settings, S4_SPLIT if protocol == "s4" else {})
     unread_anywhere = set.intersection(*unread.values())

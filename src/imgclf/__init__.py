@@ -269,14 +269,15 @@ def calibrate(run_dir: Any, *, report: bool = True, **settings: Any) -> "ModelCa
 
 
 @_names_run_dir
-def report(run_dir: Any, explain: bool = True) -> "Path":
-    """Redraw a run's figures and write its report.html (`imgclf report`); returns the page's path."""
+def report(run_dir: Any, explain: bool = True, samples: int = 12) -> "Path":
+    """Redraw a run's figures and write its report.html (`imgclf report`); returns the page's path. samples:
+    images in the grid of sample predictions (S3 shows 20)."""
     from .evaluation.report import write_report
     from .pipeline.run_folder import not_while_training
 
     _check_run_dir(run_dir, uses_its_weights=False)  # the folder's own, as it is now
     with not_while_training(run_dir, "report"):
-        return write_report(run_dir, explain=explain)
+        return write_report(run_dir, explain=explain, samples=samples)
 
 
 def _check_run_dir(run_dir: Any, uses_its_weights: bool = True) -> None:

@@ -88,6 +88,22 @@ def test_cli_report_no_explain_leaves_out_grad_cam(run_copy):
     assert 'alt="Grad-CAM explanations"' not in html and 'alt="Confusion matrix (counts)"' in html
 
 
+def test_the_sample_grid_holds_as_many_images_as_asked(run_copy, monkeypatch):
+    """S3 shows its predictions on 20 test images; the report's grid was always 12."""
+    from imgclf.evaluation import report_figures
+
+    drawn = []
+    real = report_figures.plots.plot_prediction_grid
+    monkeypatch.setattr(report_figures.plots, "plot_prediction_grid",
+                        lambda samples, path, **kw: drawn.append(len(samples)) or real(samples, path, **kw))
+    for asked, shown in ((5, 5), (20, 12)):  # the tiny run's test split holds 12 images
+        result = CliRunner().invoke(app, ["report", str(run_copy), "--no-explain", "--samples", str(asked)])
+        assert result.exit_code == 0, result.output
+        assert drawn[-1] == shown
+    result = CliRunner().invoke(app, ["report", str(run_copy), "--samples", "0"])
+    assert result.exit_code == 2 and "samples must be a whole number of images from 1 to 120" in result.output
+
+
 def test_report_can_reuse_existing_figures(run_copy):
     (run_copy / "report.html").unlink()
     write_report(run_copy, redraw=False)

@@ -265,14 +265,15 @@ def serve(run: Path = typer.Argument(..., help="Run directory."),
 
 @app.command()
 def report(run: Path = typer.Argument(..., help="Run directory."),
-           explain: bool = typer.Option(True, help="Include Grad-CAM heatmaps (needs the weights and grad-cam).")) -> None:
+           explain: bool = typer.Option(True, help="Include Grad-CAM heatmaps (needs the weights and grad-cam)."),
+           samples: int = typer.Option(12, help="Images in the grid of sample predictions (S3 shows 20).")) -> None:
     """Redraw a run's figures (plots/*.png) and write its self-contained report.html."""
     from ..evaluation.report import write_report
     from ..pipeline.run_folder import not_while_training
 
     failures: list[str] = []
     with not_while_training(run, "report"):
-        path = write_report(run, explain=explain, failures=failures)
+        path = write_report(run, explain=explain, failures=failures, samples=samples)
     for failure in failures:
         typer.echo(f"figure could not be drawn: {terminal_safe(failure)}", err=True)
     typer.echo(f"report: {path}")

@@ -50,7 +50,7 @@ FIGURES = {  # {split}: the split scored, as in the single-label report's captio
 }
 
 
-def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = None) -> Path:
+def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = None, samples: int = 12) -> Path:
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     card = run.read_card()
@@ -97,9 +97,9 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
     add("cooccurrence", lambda p: plots.plot_confusion_matrix(metrics.confusion, card.classes, p,
                                                                 names=("Label co-occurrence", "label")))
     add("reliability", lambda p: plot_label_reliability(targets, probs, card.classes, p))
-    samples = _samples(rows, card)
-    add("samples", lambda p: plot_label_set_grid(samples, p, split=split))
-    _add_gradcam(made, run_dir, card, samples, plot_dir / "gradcam.png", failures, split)
+    shown_samples = _samples(rows, card, samples)
+    add("samples", lambda p: plot_label_set_grid(shown_samples, p, split=split))
+    _add_gradcam(made, run_dir, card, shown_samples, plot_dir / "gradcam.png", failures, split)
     # a label with too few validation positives kept the default threshold, which the table called tuned
     val_counts = (dataset.counts or {}).get("val", {})
     val_images = (dataset.sizes or {}).get("val", 0)

@@ -44,7 +44,8 @@ from .interpret import (
 )
 from .report_facts import (calibration_facts, config_or_none, config_problem, ema_decay, lr_find_caption,
                            recipe_summary, sizing_table, tta_unavailable, unknown_facts)
-from .report_figures import FIGURES, existing_figures, write_figures  # noqa: F401  (FIGURES: re-exported)
+from .report_figures import (FIGURES, SAMPLES, check_samples, existing_figures,  # noqa: F401  (FIGURES: re-exported)
+                             write_figures)
 from .seen import few_images_note, stored_validation_scores_note
 
 
@@ -347,13 +348,15 @@ RUN_FILES_READ = {"history.csv": "the training curves and the overfitting check"
 
 
 def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool = True,
-                 failures: list[str] | None = None) -> Path:
+                 failures: list[str] | None = None, samples: int = SAMPLES) -> Path:
     """Redraw plots/*.png (`redraw=False`: reuse the figures already there) and write runs/<name>/report.html
     (atomically); returns the report's path. Figures that could not be drawn are shown as such on the page and,
-    when `failures` is a list, appended to it as "name: reason" (the train summary prints them)."""
+    when `failures` is a list, appended to it as "name: reason" (the train summary prints them). samples: images
+    in the grid of sample predictions (S3 shows 20)."""
     run = RunDir(run_dir)  # a path, or named in the error
     run_dir = run.path
     explain, redraw = check_switch("explain", explain), check_switch("redraw", redraw)
+    check_samples(samples)
     if not run.has("model.json"):
         raise run.missing("model.json")
     writable_folder("run", run_dir)  # a read-only run: one line, not 13 figures' warnings and an internal error
@@ -361,11 +364,12 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     if card.task == "multilabel":  # its own page: label sets, per-label thresholds, no softmax-only sections
         from .multilabel_report import write_multilabel_report
 
-        return write_multilabel_report(run_dir, failures)
+        return write_multilabel_report(run_dir, failures, samples)
     dataset = run.read_dataset() if run.has("dataset.json") else None
     metrics = run.read_metrics() if run.has("metrics.json") else None
     interp = Interpretation.from_run(run_dir)
-    made = write_figures(run_dir, interp, explain=explain) if redraw else existing_figures(run_dir)
+    made = write_figures(run_dir, interp, explain=explain, n_samples=samples) if redraw else \
+        existing_figures(run_dir)
     if failures is not None:
         failures.extend(f"{key}: {f['failed']}" for key, f in made.items() if f.get("failed"))
     figs = {key: {**f, **embed_png(f["path"])} for key, f in made.items()}

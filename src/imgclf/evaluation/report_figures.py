@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..calibration import uncalibrated
-from ..errors import ImgclfError, disk_problem
+from ..errors import ImgclfError, disk_problem, invalid
 from ..ood import STATS_FILE, load_stats
 from ..plotting import warn_of_undrawn_names
 from ..records import DatasetRecord, ModelCard, RunDir
@@ -56,8 +56,17 @@ FIGURES: dict[str, tuple[str, str]] = {
 }
 
 
+SAMPLES = 12  # images in the grid of sample predictions, unless the report is asked for more (S3 shows 20)
+MAX_SAMPLES = 120
+
+
+def check_samples(samples: object) -> None:
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise invalid("samples", samples, f"a whole number of images from 1 to {MAX_SAMPLES}")
+
+
 def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = None, explain: bool = True,
-                  n_samples: int = 12, n_losses: int = 12) -> dict[str, dict[str, Any]]:
+                  n_samples: int = SAMPLES, n_losses: int = 12) -> dict[str, dict[str, Any]]:
     """Write every figure of a run under plots/; returns {id: {"path", "title", "caption"}} in report order.
 
     Grad-CAM needs the optional `grad-cam` package and the weights; when either is missing the report says so

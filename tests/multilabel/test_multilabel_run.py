@@ -1043,3 +1043,8 @@ def test_a_resume_on_a_relabelled_index_says_relabelled_not_gone_and_new(ml_run)
     said = str(info.value)
     assert f"1 is labelled otherwise now (e.g. {train.files[0]})" in said and "(train: 1 relabelled)" in said, said
     assert not any(word in said for word in ("is new", "are new", "gone", "added")), said
+    # a label added to the index, sorting first: every id moves up one, no image is labelled otherwise
+    shifted = stored.model_copy(update={"classes": ["aaa", *stored.classes], "splits": {
+        name: split.model_copy(update={"label_sets": [[j + 1 for j in s] for s in split.label_sets]})
+        for name, split in stored.splits.items()}})
+    check_same_images(RunDir(run.path), shifted, RunDir(run.path).read_config())

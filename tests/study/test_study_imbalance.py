@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -168,12 +169,14 @@ def test_rerun_skips_finished_cells_and_resumes_interrupted_ones(study_dir, pool
     (emptied / "metrics.json").write_text("")
     log = []
     study = run_imbalance_study(pool, study_dir, per_class=8, rhos=[1, 3], configs=["none", "oversample"], seeds=[0],
-                                model="simple_cnn", overrides={**TINY, "progress": False}, run_reports=False,
-                                log=log.append)
+                                model="simple_cnn", overrides={**TINY, "progress": False, "checkpoint_every": 7},
+                                run_reports=False, log=log.append)
     assert sorted(log) == sorted([
         "[1/4] rho1-none-seed0: skipped (finished)", "[2/4] rho1-oversample-seed0: resumed",
         "[3/4] rho3-none-seed0: resumed", "[4/4] rho3-oversample-seed0: resumed"])
     assert finished.stat().st_mtime_ns == stamp
+    # a resumed cell runs as the re-run asks (its checkpoint_every was accepted, then dropped)
+    assert yaml.safe_load((interrupted / "config.yaml").read_text())["checkpoint_every"] == 7
     assert (interrupted / "metrics.json").exists() and study["state"] == "complete"
     assert not (cut / FINISHING_FILE).exists() and json.loads((emptied / "metrics.json").read_text())
     # a command that found every cell finished keeps the time of the one that trained (the page said "took 0.0 s")

@@ -198,10 +198,13 @@ def test_rerunning_skips_finished_folds_and_resumes_an_interrupted_one(cross_val
         (folds.runs[1] / name).unlink()
     result = CliRunner().invoke(app, ["train", str(data), "--out", str(folds.path), "--folds", str(K),
                                       "--model", "simple_cnn", "--img-size", "16", "--epochs", "1", "--batch-size",
-                                      "16", "--model-args", "width=8", "--test-split", "0.2"],
+                                      "16", "--model-args", "width=8", "--test-split", "0.2",
+                                      "--checkpoint-every", "3"],
                                 env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
     assert "fold 1/3: finished already, skipped" in result.output and "fold 2/3: resuming" in result.output
+    # the resumed fold saves as the re-run asks (accepted, it was then silently dropped)
+    assert RunDir(folds.runs[1]).read_config().checkpoint_every == 3
     assert (folds.runs[0] / "model.json").stat().st_mtime_ns == stamps["fold-1"]
     assert (folds.runs[2] / "model.json").stat().st_mtime_ns == stamps["fold-3"]
     assert RunDir(folds.runs[1]).has("metrics.json")

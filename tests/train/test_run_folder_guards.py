@@ -355,6 +355,14 @@ def test_a_resume_on_a_changed_data_folder_is_refused_before_any_file_is_written
     # the folder's change first (it read only as the splits' churn: "train: 20 added, 25 gone; ...")
     assert "(1 image is new (e.g. cat/new.png); the splits drawn from the folder now differ (" in str(info.value)
     assert "--out NEW" in str(info.value)
+    os.remove(added)
+    # a class added, sorting first: the other classes' ids move up one, and none of their images is relabelled
+    shutil.copytree(moved / "dog", moved / "ant")
+    with pytest.raises(ImgclfError, match=r"images are new \(e\.g\. ant/") as info:
+        imgclf.fit(resume=str(run_dir), epochs=3, report=False)
+    assert "labelled otherwise" not in str(info.value) and "relabelled" not in str(info.value), str(info.value)
+    shutil.rmtree(moved / "ant")
+    shutil.copy(next((moved / "dog").glob("*.png")), added)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
     os.remove(added)
     # a listed image still there that no longer decodes is said so, not "gone"

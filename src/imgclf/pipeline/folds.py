@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import RUNTIME_ONLY, TrainConfig
 from ..errors import bad_path, invalid
 from ..io import next_free_dir, outside_data, writable_folder, write_json
 from ..notices import each_once, warn
@@ -264,8 +264,8 @@ def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> 
                 from .recalibrate import SETTINGS, recalibrate
 
                 recalibrate(path, report=report, **{name: getattr(wanted, name) for name in SETTINGS})
-            elif state == "resume":
-                resume_run(path, report=report)
+            elif state == "resume":  # how it runs as this re-run asks (--checkpoint-every, --logger to finish it)
+                resume_run(path, report=report, **{name: getattr(wanted, name) for name in RUNTIME_ONLY})
             elif state != "done":
                 train_run(wanted, overwrite=state == "restart", report=report)
         except TrainingInterrupted as exc:

@@ -171,8 +171,12 @@ def _folder_changes(stored: Any, now: Any, by_split: list[str]) -> str:
 
 
 def _files(record: Any, split: str) -> tuple[list[str], list[Any]]:
-    """A split's files and labels (label sets for multi-label data) from a DatasetRecord; empty when absent."""
+    """A split's files and class names (label sets of names for multi-label data) from a DatasetRecord; empty when
+    absent. Names, not ids: a class added to the folder shifts the ids after it, which read as every later class's
+    images relabelled."""
     if split not in record.splits:
         return [], []
-    files = record.splits[split]
-    return files.files, [tuple(s) for s in files.label_sets] if files.label_sets is not None else files.labels
+    files, names = record.splits[split], record.classes
+    if files.label_sets is not None:
+        return files.files, [tuple(sorted(names[j] for j in s)) for s in files.label_sets]
+    return files.files, [names[y] for y in files.labels]

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import RUNTIME_ONLY
 from ..records import RunDir
 from ..errors import invalid
 from .configurations import configuration_settings, held_out
@@ -132,7 +133,9 @@ def run_cell(fit: Callable[..., Any], run_dir: Path, data: Path, model: str, see
     if _finished(run_dir):
         return "skipped (finished)"
     if (run_dir / "checkpoints" / "last.ckpt").exists():
-        fit(None, resume=str(run_dir), **_finishing_epochs(run_dir))
+        # how it runs as this re-run asks (--checkpoint-every, --logger to finish it): the rest is the cell's own
+        fit(None, resume=str(run_dir), **_finishing_epochs(run_dir),
+            **{k: v for k, v in overrides.items() if k in RUNTIME_ONLY})
         return "resumed"
     values = {"progress": False, **overrides, **train, "data": str(data), "out": str(run_dir), "seed": seed,
               "model": model, "model_args": {**(overrides.get("model_args") or {}), **model_args}}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 
 from .errors import invalid
@@ -20,13 +21,15 @@ def check_backend(argument: str, backend: str) -> str:
 MAX_THREADS = 1024  # torch ran 3,000 and crashed at 100,000
 
 
-def check_threads(threads: object) -> None:
-    """None (the backend's own choice) or a whole number of forward-pass threads: torch.set_num_threads(100000)
-    and the next tensor crashed the process (segfault, no word); onnxruntime raised its binding's TypeError for
-    2.5 or "x"."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or not 1 <= threads <= MAX_THREADS):
+def check_threads(threads: object) -> int | None:
+    """None (the backend's own choice) or a whole number of forward-pass threads, as a Python int (numpy's too):
+    torch.set_num_threads(100000) and the next tensor crashed the process (segfault, no word); onnxruntime raised
+    its binding's TypeError for 2.5 or "x"."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
         raise invalid("threads", threads, f"a whole number from 1 to {MAX_THREADS:,} (forward-pass threads), or None")
+    return int(threads)
 
 
 def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None,
@@ -36,7 +39,7 @@ def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads:
     the torch backend's network runs at (`prediction_precision.PRECISIONS`); the ONNX graph is fp32, so with it
     auto or 32 is accepted."""
     check_backend("backend", backend)
-    check_threads(threads)
+    threads = check_threads(threads)
     if backend == "torch":
         import torch
 

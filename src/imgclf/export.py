@@ -326,7 +326,7 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
                       "convolutions in int8: auto only); bf16-mixed or 16-mixed with the torch backend")
     from .backends import check_threads
 
-    check_threads(threads)
+    threads = check_threads(threads)
     path = path_argument("run", run_or_file, "a run directory, a folder holding model.onnx or an .onnx file "
                                              "(str or os.PathLike)")
     named_run = path if path.is_dir() and (path / "model.json").is_file() else None
@@ -353,5 +353,6 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
                           "imgclf export RUN --format onnx --out FOLDER, from the run it was exported from"))
     if run is not None:
         _refuse_stale(run, clf.card)  # as stale named as a file as named through its run
-    clf.run_dir = Path(run_or_file).absolute()  # shown by repr, as for the torch backend
+    # shown by repr, as for the torch backend; "~/run" as the shell reads it, as it was loaded
+    clf.run_dir = path_argument("run", run_or_file).absolute()
     return clf

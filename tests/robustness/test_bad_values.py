@@ -66,6 +66,11 @@ def test_load_onnx_refuses_threads_and_a_run_that_are_not_ones_by_name(threads):
     for load in (load_onnx, lambda run, threads: load_classifier(run, "onnx", threads)):
         with pytest.raises(ImgclfError, match=r"^threads must be a whole number from 1 to"):
             load("no-such-run", threads=threads)
+    import numpy as np
+
+    from imgclf.backends import check_threads
+
+    assert check_threads(np.int64(2)) == 2 and type(check_threads(np.int64(2))) is int  # numpy's whole numbers too
     with pytest.raises(ImgclfError, match=r"^run must be a run directory, a folder holding model\.onnx or an "
                                           r"\.onnx file \(str or os\.PathLike\)\. Received: an object of type NoneType"):
         load_onnx(None)

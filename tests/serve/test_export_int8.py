@@ -35,7 +35,7 @@ def _test_pixels(run: Path, clf: Classifier) -> np.ndarray:
     return np.stack([clf.decode(str(Path(dataset["root"]) / f)) for f in dataset["splits"]["test"]["files"]])
 
 
-def test_every_convolution_and_nothing_else_runs_in_int8(run, int8_path, tmp_path):
+def test_every_convolution_and_nothing_else_runs_in_int8(run, int8_path, tmp_path, monkeypatch):
     import onnx
 
     graph = onnx.load(str(int8_path)).graph
@@ -60,6 +60,9 @@ def test_every_convolution_and_nothing_else_runs_in_int8(run, int8_path, tmp_pat
     # an fp32 export's card keeps the shape it had before int8 existed: older imgclf releases refuse unknown keys
     assert not {"quantization", "quantization_check"} & set(read_json(plain_path.with_name("model.onnx.json"))["export"])
     assert load_onnx(plain_path).precision == "32"
+    # "~/..." as the shell reads it: loaded from there, and recorded so (it was "CWD/~/...")
+    monkeypatch.setenv("HOME", str(plain_path.parent.parent))
+    assert load_onnx(f"~/{plain_path.parent.name}/{plain_path.name}").run_dir == plain_path.absolute()
 
 
 def test_the_card_says_int8_and_how_it_agrees_with_fp32(run, int8_path):

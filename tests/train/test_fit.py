@@ -213,6 +213,13 @@ def test_a_ctrl_c_before_training_starts_says_so_and_leaves_the_out_free(tmp_pat
                 imgclf.fit(settings)
         assert not (tmp_path / "logged" / "logs").exists()
     assert imgclf.fit(settings, report=False).epochs_run == 1
+    # a resume stopped before it started keeps the run: the command and the Python call that continue it
+    run = str(tmp_path / "logged")
+    with monkeypatch.context() as m:
+        m.setattr(fit, "training_loaders", ctrl_c)
+        with pytest.raises(TrainingInterrupted, match=rf"before it started; continue with: imgclf train --resume "
+                                                      rf"{run} \(Python: imgclf\.fit\(resume='{run}'\)\)"):
+            imgclf.fit(resume=run, epochs=2, report=False)
     # during the split warnings (they hash every file), before the trackers: it ended with no word
     import imgclf.pipeline.run as run_module
 

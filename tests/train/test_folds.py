@@ -413,6 +413,7 @@ def test_an_interrupted_fold_says_to_run_the_folds_command_again(tmp_path, monke
     # with the folder: a command run without --out put its folds in runs/<model>-folds-N, and the same command
     # again started a new cross-validation beside it
     assert "(fold 2 of 3)" in said and f"same imgclf train --folds command again with --out {tmp_path / 'cv'}" in said
+    assert f"(Python: the same imgclf.fit call with out={str(tmp_path / 'cv')!r})" in said
     assert "--resume" not in said and info.value.exit_code == 130
     # imgclf runs says the same of the fold (it said imgclf train --resume FOLD, which writes no folds.json)
     listed = {r.name: (r.status, r.reason) for r in imgclf.list_runs(tmp_path / "cv")}

@@ -8,6 +8,7 @@ probabilities), outliers and pixel checks, then the record and the page.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from collections import Counter
@@ -113,7 +114,7 @@ MAX_IMG_SIZE = 512
 def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, run: Any, workers: int) -> None:
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise invalid("folds", folds, "a whole number >= 2")
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 256:
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or not 0 <= workers <= 256:
         # "x" failed deep in the decode with a bare TypeError; -1 and 2.5 went through
         raise invalid("workers", workers, "a whole number of decode workers from 0 to 256, as train's --num-workers")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
@@ -149,6 +150,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     """
     data = str(path_argument("data", data, "an image folder's path (str or os.PathLike)"))
     _check(folds, seed, near_threshold, img_size, run, workers)
+    workers = int(workers)  # numpy's too
     page = check_switch("page", page)
     out = writable_folder("out", out if out is not None else default_out(data))
     outside_data("out", out, data)

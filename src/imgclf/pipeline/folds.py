@@ -272,8 +272,9 @@ def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> 
             # the fold's own hint (imgclf train --resume FOLD) would finish that fold only, and no folds.json
             kept = " (with --overwrite too: the folds this overwrite trained are kept)" if overwrite else ""
             raise TrainingInterrupted(f"{exc.state} (fold {i} of {k}). Continue the cross-validation by running the "
-                                      f"same imgclf train --folds command again with --out {out}: finished folds "
-                                      f"are kept, this one resumes{kept}",
+                                      f"same imgclf train --folds command again with --out {out} (Python: the same "
+                                      f"imgclf.fit call with out={str(out)!r}): finished folds are kept, this one "
+                                      f"resumes{kept}",
                                       state=exc.state, exit_code=exc.exit_code) from None
         except BaseException:
             if not any(out.iterdir()):

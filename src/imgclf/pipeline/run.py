@@ -315,7 +315,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             _take_back(run, new_folder, everything=new_folder)
             how = "nothing was kept: the same command may use the same --out"
         else:
-            how = f"continue with: imgclf train --resume {run_dir}"
+            how = f"continue with: imgclf train --resume {run_dir} (Python: imgclf.fit(resume={str(run_dir)!r}))"
         signal_name, exit_code = stop_signal(exc)  # SIGTERM (a scheduler's) was said as Ctrl-C, with 130
         state = f"training interrupted ({signal_name}) before it started"
         raise TrainingInterrupted(f"{state}; {how}", state=state, exit_code=exit_code) from None

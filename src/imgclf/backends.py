@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 
 from .errors import invalid
+from .hardware import MAX_THREADS, check_threads  # noqa: F401  (MAX_THREADS: re-exported)
 
 BACKENDS = ("torch", "onnx")
 
@@ -16,20 +16,6 @@ def check_backend(argument: str, backend: str) -> str:
     if backend not in BACKENDS:
         raise invalid(argument, backend, BACKENDS)
     return backend
-
-
-MAX_THREADS = 1024  # torch ran 3,000 and crashed at 100,000
-
-
-def check_threads(threads: object) -> int | None:
-    """None (the backend's own choice) or a whole number of forward-pass threads, as a Python int (numpy's too):
-    torch.set_num_threads(100000) and the next tensor crashed the process (segfault, no word); onnxruntime raised
-    its binding's TypeError for 2.5 or "x"."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
-        raise invalid("threads", threads, f"a whole number from 1 to {MAX_THREADS:,} (forward-pass threads), or None")
-    return int(threads)
 
 
 def load_classifier(run_dir: str | os.PathLike, backend: str = "torch", threads: int | None = None,

@@ -324,7 +324,7 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     if precision not in ("auto", "32"):
         raise invalid("precision", precision, "auto or 32 with the onnx backend (its graph runs in fp32, or its "
                       "convolutions in int8: auto only); bf16-mixed or 16-mixed with the torch backend")
-    from .backends import check_threads
+    from .hardware import check_threads
 
     threads = check_threads(threads)
     path = path_argument("run", run_or_file, "a run directory, a folder holding model.onnx or an .onnx file "

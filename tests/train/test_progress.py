@@ -129,6 +129,13 @@ def test_an_early_stopped_runs_last_epoch_has_its_line():
     said = stream.getvalue().splitlines()
     assert said[-1].startswith("epoch 10/40") and "val_loss 9.6000" in said[-1], said
     assert "before not shown)" in said[-1] and sum(line.startswith("epoch 10/") for line in said) == 1
+    # an interrupt after an epoch not shown: Lightning calls on_exception, not on_train_end
+    trainer = SimpleNamespace(**{**vars(trainer), "current_epoch": 10, "should_stop": False})
+    lines.on_train_epoch_start(trainer, None)
+    lines.on_train_epoch_end(trainer, None)  # no time passed: not shown
+    assert not stream.getvalue().splitlines()[-1].startswith("epoch 11/40")
+    lines.on_exception(trainer, None, KeyboardInterrupt())
+    assert stream.getvalue().splitlines()[-1].startswith("epoch 11/40")
 
 
 def test_the_header_says_where_the_input_size_came_from_when_none_was_given():

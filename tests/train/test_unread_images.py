@@ -86,3 +86,29 @@ def test_a_batch_that_reads_no_image_is_warned_of_and_the_epoch_goes_on(tmp_path
     assert "epoch 1:" not in said
     rows = _history(tmp_path / "run")
     assert rows[0]["loss"] != rows[1]["loss"]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_batch_that_reads_no_image_trains_nothing_in_any_number_of_processes(processes):
+    """One process skips the step (None); under DDP Lightning refuses None ("Skipping the training_step by returning
+    None in distributed training is not supported": an internal error), and the other processes wait in the
+    gradients' all-reduce: the batch gives a zero loss on every trained weight, whose gradients are all zero."""
+    from types import SimpleNamespace
+
+    import torch
+    from torch import nn
+
+    from imgclf.train.module import ImageClassifierModule
+
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    module = ImageClassifierModule(model, {"data": "unused"}, mean=[0.0], std=[1.0])
+    module._trainer = SimpleNamespace(world_size=processes)
+    empty = (torch.zeros((0, 8, 8, 1), dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    loss = module.training_step(empty, 0)
+    assert module.unread_batches == 1
+    if processes == 1:
+        assert loss is None
+        return
+    assert float(loss.detach()) == 0.0 and loss.requires_grad
+    loss.backward()
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())

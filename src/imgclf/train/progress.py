@@ -88,6 +88,10 @@ class EpochLines(L.Callback):
             self._print(self._pending)
         self._pending = None
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # an interrupt skips on_train_end: the message counts the epoch history.csv holds, so its line is shown
+        self.on_train_end(trainer, pl_module)
+
     def _line(self, trainer: L.Trainer, m: dict[str, Any], unshown: int) -> str:
         width = len(str(self.epochs))
         # read at the epoch's start, not now: an epoch-wise schedule (step, plateau) has already set the next rate

@@ -48,3 +48,13 @@ def test_a_search_interrupted_before_its_trial_made_a_folder_points_at_none(tmp_
     assert f"its run stays in {made}" in interrupted_message(KeyboardInterrupt(), tmp_path, 0, made)
     message = interrupted_message(KeyboardInterrupt(), tmp_path, 1, not_made)
     assert "search interrupted in trial 1 (Ctrl-C)." in message and "stays" not in message  # the signal named
+
+
+def test_the_interrupt_message_counts_steps_in_words():
+    """'1 steps of epoch 4 are saved'."""
+    from imgclf.train.interrupts import interrupt_state
+
+    assert interrupt_state("Ctrl-C", 3, 3, 1).endswith("epochs 1-3 and 1 step of epoch 4 are saved in "
+                                                       "checkpoints/last.ckpt")
+    assert interrupt_state("Ctrl-C", 0, 0, 1).endswith("; 1 step of epoch 1 is saved in checkpoints/last.ckpt")
+    assert interrupt_state("Ctrl-C", 0, 0, 2).endswith("; 2 steps of epoch 1 are saved in checkpoints/last.ckpt")

@@ -29,8 +29,10 @@ def interrupt_state(signal_name: str, completed: int, saved_epochs: int, saved_s
     done = f"after {completed} completed epoch{'s' if completed != 1 else ''}"
     if saved_steps:
         kept = f"epochs 1-{saved_epochs} and " if saved_epochs > 1 else "epoch 1 and " if saved_epochs else ""
-        return (f"training interrupted ({signal_name}) {done}; {kept}{saved_steps} steps of epoch {saved_epochs + 1} "
-                f"are saved in checkpoints/last.ckpt")
+        steps = f"{saved_steps} step{'s' if saved_steps != 1 else ''}"  # "1 steps of epoch 4"
+        verb = "is" if saved_steps == 1 and not kept else "are"
+        return (f"training interrupted ({signal_name}) {done}; {kept}{steps} of epoch {saved_epochs + 1} {verb} saved "
+                f"in checkpoints/last.ckpt")
     if saved_epochs == 0:
         return f"training interrupted ({signal_name}) {done}, before any epoch was saved"
     kept = "epoch 1 is" if saved_epochs == 1 else f"epochs 1-{saved_epochs} are"

@@ -588,6 +588,7 @@ def test_an_interrupted_cell_says_to_run_the_study_again(pool, tmp_path, monkeyp
     message = str(stopped.value)
     assert f"after {saved_epochs} completed epoch" in message and "study cell rho1-none-seed0" in message
     assert "imgclf study imbalance command again" in message and "imgclf train --resume" not in message
+    assert "(Python: the same run_imbalance_study call)" in message
     from imgclf.records import StudyRecord
 
     study = StudyRecord.model_validate_json((tmp_path / "st" / "study.json").read_text())

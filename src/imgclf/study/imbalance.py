@@ -224,9 +224,9 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
                 # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
                 # resumes it and goes on with the rest
                 raise TrainingInterrupted(f"{exc.state} (study cell {run_dir.name}). Continue the study by running "
-                                          "the same imgclf study imbalance command (Python: run_imbalance_study "
-                                          "call) again: finished cells are kept, this one resumes", state=exc.state,
-                                          exit_code=exc.exit_code) from None
+                                          "the same imgclf study imbalance command again (Python: the same "
+                                          "run_imbalance_study call): finished cells are kept, this one resumes",
+                                          state=exc.state, exit_code=exc.exit_code) from None
             log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
             ran = ran or status != "skipped (finished)"
     except BaseException:

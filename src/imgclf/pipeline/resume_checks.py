@@ -92,7 +92,8 @@ def _check_not_finished_inside_an_epoch(run: RunDir, cfg: Any, trained: int) -> 
     except Exception:  # unreadable: the resume itself says so
         return
     if steps:
-        raise invalid("epochs", cfg.epochs, f"at least {trained + 1}: the checkpoint holds {steps} steps of epoch "
+        held = f"{steps} step{'s' * (steps != 1)}"
+        raise invalid("epochs", cfg.epochs, f"at least {trained + 1}: the checkpoint holds {held} of epoch "
                       f"{trained + 1}, and the weights at the end of epoch {trained} are saved nowhere (the run keeps "
                       "its last weights, restore_best false)", where=f"--resume {run.path}",
                       hint=f"Pass --epochs {trained + 1} or more to finish the epoch it is in")

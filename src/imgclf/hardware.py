@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import platform
 from functools import lru_cache
@@ -116,10 +115,7 @@ def check_threads(threads: object) -> int | None:
     """None (the backend's own choice) or a whole number of forward-pass threads, as a Python int (numpy's too):
     torch.set_num_threads(100000) and the next tensor crashed the process (segfault, no word); onnxruntime raised
     its binding's TypeError for 2.5 or "x"."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
-        from .errors import invalid
+    from .errors import whole_number
 
-        raise invalid("threads", threads, f"a whole number from 1 to {MAX_THREADS:,} (forward-pass threads), or None")
-    return int(threads)
+    return None if threads is None else whole_number(
+        "threads", threads, f"a whole number from 1 to {MAX_THREADS:,} (forward-pass threads), or None", 1, MAX_THREADS)

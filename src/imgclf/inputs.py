@@ -16,7 +16,7 @@ from PIL import Image
 from .data.file_kinds import IMAGE_EXTENSIONS, left_out_by_name
 from .data.decode import FLOAT_UNIT_TOP
 from .data.folder import walk_images
-from .errors import Described, bad_path, invalid
+from .errors import Described, bad_path, invalid, whole_number
 
 # A path (file or folder), a PIL image, or a numpy array: H x W or H x W x C (C = 1, 3 or 4, RGB(A) order), uint8
 # 0..255 or float in [0, 1]; a 4-D array is a batch of such images. An open binary file works too (what serve passes).
@@ -306,8 +306,7 @@ def check_pixels(pixels: np.ndarray | torch.Tensor, side: int, channels: int, ba
     """Decoded images as the pixel methods take them: (N, side, side, channels) of uint8 values, in batches of
     `batch_size` >= 1. Whole numbers in 0..255 of a signed type pass (uint8 values in a wider type); floats do not
     (cast, [0, 1] would be black), nor 16-bit and wider unsigned ones (16-bit images)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise invalid("batch_size", batch_size, "a whole number >= 1")  # "2" and 1.5: TypeErrors of range()
+    whole_number("batch_size", batch_size, "a whole number >= 1", 1)  # "2" and 1.5: TypeErrors of range()
     if not isinstance(pixels, (np.ndarray, torch.Tensor)):  # a list of arrays: "'list' has no attribute 'shape'"
         raise invalid("pixels", Described(f"an object of type {type(pixels).__name__}"),
                       "a uint8 array or tensor of shape (N, H, W, C), as Classifier.decode makes them",

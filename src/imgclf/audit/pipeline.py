@@ -8,7 +8,6 @@ probabilities), outliers and pixel checks, then the record and the page.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from ..data.several_classes import linked_under_several_classes
 from ..duplicates.hashing import content_digests, perceptual_signatures
 from ..duplicates.search import NEAR_THRESHOLD, NEIGHBOURS, Duplicates, find_duplicates
 from ..duplicates.thumbnails import grey_thumbnails
-from ..errors import bad_path, check_switch, invalid, path_argument
+from ..errors import bad_path, check_switch, invalid, path_argument, whole_number
 from ..io import outside_data, writable_folder, write_json
 from ..notices import warn
 from .features import FEATURE_DIMS, Features, pixel_features, run_features
@@ -111,12 +110,9 @@ def feature_dims(smallest_class: int) -> int:
 MAX_IMG_SIZE = 512
 
 
-def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, run: Any, workers: int) -> None:
+def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, run: Any) -> None:
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise invalid("folds", folds, "a whole number >= 2")
-    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or not 0 <= workers <= 256:
-        # "x" failed deep in the decode with a bare TypeError; -1 and 2.5 went through
-        raise invalid("workers", workers, "a whole number of decode workers from 0 to 256, as train's --num-workers")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise invalid("seed", seed, "a whole number from 0 to 2**32 - 1")
     if isinstance(near_threshold, bool) or not isinstance(near_threshold, (int, float)) \
@@ -149,8 +145,10 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     near_threshold: correlation a near-duplicate pair must reach.
     """
     data = str(path_argument("data", data, "an image folder's path (str or os.PathLike)"))
-    _check(folds, seed, near_threshold, img_size, run, workers)
-    workers = int(workers)  # numpy's too
+    _check(folds, seed, near_threshold, img_size, run)
+    # "x" failed deep in the decode with a bare TypeError; -1 and 2.5 went through
+    workers = whole_number("workers", workers, "a whole number of decode workers from 0 to 256, as train's "
+                           "--num-workers", 0, 256)
     page = check_switch("page", page)
     out = writable_folder("out", out if out is not None else default_out(data))
     outside_data("out", out, data)

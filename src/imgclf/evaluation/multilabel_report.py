@@ -19,7 +19,7 @@ from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
 from .interpret import overfitting_onset, scores_shown
 from .multilabel import binary_calibration_error, label_sets
-from .report_figures import caption as figure_caption, scored_split
+from .report_figures import SAMPLES, caption as figure_caption, scored_split
 from .seen import stored_validation_scores_note
 
 FIGURES = {  # {split}: the split scored, as in the single-label report's captions
@@ -50,7 +50,7 @@ FIGURES = {  # {split}: the split scored, as in the single-label report's captio
 }
 
 
-def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = None, samples: int = 12) -> Path:
+def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = None, samples: int = SAMPLES) -> Path:
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     card = run.read_card()

@@ -356,7 +356,7 @@ def write_report(run_dir: str | os.PathLike, explain: bool = True, redraw: bool 
     run = RunDir(run_dir)  # a path, or named in the error
     run_dir = run.path
     explain, redraw = check_switch("explain", explain), check_switch("redraw", redraw)
-    check_samples(samples)
+    samples = check_samples(samples)
     if not run.has("model.json"):
         raise run.missing("model.json")
     writable_folder("run", run_dir)  # a read-only run: one line, not 13 figures' warnings and an internal error

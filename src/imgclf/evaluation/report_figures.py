@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..calibration import uncalibrated
-from ..errors import ImgclfError, disk_problem, invalid
+from ..errors import ImgclfError, disk_problem, whole_number
 from ..ood import STATS_FILE, load_stats
 from ..plotting import warn_of_undrawn_names
 from ..records import DatasetRecord, ModelCard, RunDir
@@ -60,9 +60,8 @@ SAMPLES = 12  # images in the grid of sample predictions, unless the report is a
 MAX_SAMPLES = 120
 
 
-def check_samples(samples: object) -> None:
-    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
-        raise invalid("samples", samples, f"a whole number of images from 1 to {MAX_SAMPLES}")
+def check_samples(samples: object) -> int:
+    return whole_number("samples", samples, f"a whole number of images from 1 to {MAX_SAMPLES}", 1, MAX_SAMPLES)
 
 
 def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = None, explain: bool = True,

@@ -252,9 +252,10 @@ class ImageClassifierModule(L.LightningModule):
         x, y = batch
         if len(y) == 0:  # streamed images, none of them readable now (`unread_images`)
             self.unread_batches += 1
+            if self.trainer.world_size == 1:
+                return None
             # several processes: Lightning refuses None (an internal error), the others wait in the all-reduce
-            trained = [p.sum() * 0.0 for p in self.parameters() if p.requires_grad]
-            return torch.stack(trained).sum() if self.trainer.world_size > 1 and trained else None
+            return torch.stack([p.sum() * 0.0 for p in self.parameters() if p.requires_grad]).sum()
         self.seed_step(batch_idx)
         logits = self.model(self.prepare(x, train=True))
         loss = self.loss_fn(logits, y)

@@ -88,6 +88,28 @@ def test_a_batch_that_reads_no_image_is_warned_of_and_the_epoch_goes_on(tmp_path
     assert rows[0]["loss"] != rows[1]["loss"]
 
 
+def test_images_unreadable_in_a_batch_that_trains_are_named_once_each(tmp_path, monkeypatch, caplog):
+    """A batch that lost some of its images trains on the others: it was silent, so an epoch could train on far fewer
+    images than the user was told. Each lost file is named once, though it fails again in every epoch."""
+    root = make_image_folder(tmp_path / "data", classes=("a", "b", "c"), layout="splits",
+                             per_split={"train": 10, "val": 4, "test": 4})
+    gone = str(root / "train" / "a" / "a_004.png")
+    read = loaders.open_image
+
+    def open_image(path, *args, **kwargs):
+        if path == gone:
+            raise DecodeError("empty file (0 bytes)")
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(loaders, "open_image", open_image)
+    with caplog.at_level(logging.WARNING, logger="imgclf"):
+        run = imgclf.fit(data=str(root), epochs=3, out=str(tmp_path / "run"), **SETTINGS)
+    assert run.epochs_run == 3
+    unread = [r.getMessage() for r in caplog.records if "unreadable now" in r.getMessage()]
+    assert unread == [f"{gone}: unreadable now (empty file (0 bytes)), left out of its batch: removed or changed "
+                      "since the command began"], unread
+
+
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_batch_that_reads_no_image_trains_nothing_in_any_number_of_processes(processes):
     """One process skips the step (None); under DDP Lightning refuses None ("Skipping the training_step by returning

@@ -146,7 +146,8 @@ class CachedImages(Dataset):
 
 class StreamedImages(Dataset):
     """Decodes each image when asked (for data larger than the cache budget). Files that fail to decode
-    here (changed since the validation pass) are dropped from the batch, never crash the epoch."""
+    here (changed since the validation pass) are dropped from the batch, never crash the epoch, and are named in a
+    warning, once per file and process (a decode worker's warning prints from that worker)."""
 
     def __init__(self, paths: list[str], labels: np.ndarray, size: int, color: str, interpolation: str):
         self.paths = paths
@@ -155,6 +156,7 @@ class StreamedImages(Dataset):
         # the caller's, carried to decode workers: a spawned one (macOS, Windows) starts with Pillow's default and
         # dropped every image the check pass had accepted under a raised limit
         self.pixel_limit = Image.MAX_IMAGE_PIXELS
+        self.said_unread: set[int] = set()  # positions already warned of in this process
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -166,14 +168,24 @@ class StreamedImages(Dataset):
             try:
                 images.append(open_image(self.paths[p], self.size, self.color, self.interpolation))
                 labels.append(self.labels[p])
-            except DecodeError:
-                continue
+            except DecodeError as exc:
+                self._say_unread(int(p), exc)
         if not images:
             channels = 1 if self.color == "grayscale" else 3
             dtype = label_dtype(self.labels)
             return (torch.zeros((0, self.size, self.size, channels), dtype=torch.uint8),
                     torch.zeros((0, *self.labels.shape[1:]), dtype=dtype))
         return torch.from_numpy(np.stack(images)), torch.as_tensor(np.array(labels), dtype=label_dtype(self.labels))
+
+
+    def _say_unread(self, position: int, exc: DecodeError) -> None:
+        if position in self.said_unread:
+            return
+        self.said_unread.add(position)
+        from ..notices import warn
+
+        warn(f"{self.paths[position]}: unreadable now ({exc}), left out of its batch: removed or changed since the "
+             "command began")
 
 
 class ResumableLoader(DataLoader):

@@ -1,8 +1,8 @@
 """Streamed images that could not be read while training read them (their drive unmounted, the files replaced
-since the scan). `StreamedImages` drops such an image from its batch, never crashing the epoch, and names it; a batch of which
-none could be read trains nothing. An epoch that trained nothing stops the run, with how to finish it, where it
-wrote the epoch before's numbers again into history.csv and went on as if it had trained; a few such batches are
-warned of."""
+since the scan). `StreamedImages` drops such an image from its batch, never crashing the epoch, and names it; a
+batch of which none could be read trains nothing. An epoch that trained nothing stops the run, with how to finish
+it, where it wrote the epoch before's numbers again into history.csv and went on as if it had trained; a few such
+batches are warned of."""
 
 from __future__ import annotations
 

@@ -189,14 +189,15 @@ def check_switch(argument: str, value: object) -> bool:
     raise invalid(argument, value, (True, False))
 
 
-def whole_number(argument: str, value: object, allowed: str, low: int, high: int | None = None) -> int:
+def whole_number(argument: str, value: object, allowed: str, low: int, high: int | None = None,
+                 note: str | None = None) -> int:
     """`value` as an int when it is a whole number from `low` to `high` (numpy's included, bool not: True read as
-    1), else the usual error with `allowed`."""
+    1), else the usual error with `allowed` (and `note`)."""
     import numbers
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low \
             or (high is not None and value > high):
-        raise invalid(argument, value, allowed)
+        raise invalid(argument, value, allowed, note=note)
     return int(value)
 
 

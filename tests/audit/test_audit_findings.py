@@ -257,3 +257,20 @@ def test_a_copy_under_another_class_is_the_label_error_not_its_correctly_labelle
     record = audit(tmp_path / "d", out=tmp_path / "a", page=False).record
     flagged = {issue.path: issue.suggested for issue in record.label_issues}
     assert flagged.get("green/copy-of-red-001.png") == "red" and "red/001.png" not in flagged, flagged
+
+
+def test_numpy_whole_numbers_are_taken_and_recorded_as_ints(tmp_path):
+    """A notebook's np.int64 (a value from an array or a sweep) was refused as 'not a whole number' for folds, seed
+    and img_size, where train and predict take it; taken, it must reach audit.json as a plain int."""
+    from conftest import make_image_folder
+    from imgclf.audit import audit
+    from imgclf.errors import ImgclfError
+
+    data = make_image_folder(tmp_path / "d", per_class=12, size=16)
+    out = tmp_path / "audit"
+    record = audit(data, img_size=np.int64(16), folds=np.int32(3), seed=np.uint8(1), out=out, page=False).record
+    assert (record.settings.img_size, record.settings.folds, record.settings.seed) == (16, 3, 1)
+    settings = json.loads((out / "audit.json").read_text())["settings"]
+    assert [type(settings[k]) for k in ("img_size", "folds", "seed")] == [int, int, int]
+    with pytest.raises(ImgclfError, match=r"^folds must be a whole number >= 2\. Received: folds=True$"):
+        audit(data, folds=True, out=tmp_path / "other", page=False)

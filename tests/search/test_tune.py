@@ -447,13 +447,18 @@ def test_the_searchs_own_settings_are_checked_with_each_model_and_named_as_their
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_a_budget_under_a_second_a_trial_is_refused_before_any_trial(data, tmp_path):
-    """A trial's time limit is whole seconds, at least one: 4 s over 10 trials ran each for 1 s, 2.5x over."""
+@pytest.mark.parametrize("trials", [10, "numpy"])
+def test_a_budget_under_a_second_a_trial_is_refused_before_any_trial(data, tmp_path, trials):
+    """A trial's time limit is whole seconds, at least one: 4 s over 10 trials ran each for 1 s, 2.5x over. A
+    numpy whole number is a number of trials too (it was refused as not a whole number)."""
+    import numpy as np
+
     import imgclf
 
+    trials = np.int64(10) if trials == "numpy" else trials
     with pytest.raises(ImgclfError, match=r"^time_limit must be at least 1 s a trial, 10 s for 10 trials .*"
                                           r"Received: time_limit='4s', trials=10.*\(Python: time_limit=, trials=\)"):
-        imgclf.tune({"data": str(data), **SETTINGS}, trials=10, time_limit="4s", out=str(tmp_path / "t"))
+        imgclf.tune({"data": str(data), **SETTINGS}, trials=trials, time_limit="4s", out=str(tmp_path / "t"))
     assert not (tmp_path / "t").exists()
 
 

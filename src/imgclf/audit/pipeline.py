@@ -110,18 +110,17 @@ def feature_dims(smallest_class: int) -> int:
 MAX_IMG_SIZE = 512
 
 
-def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, run: Any) -> None:
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise invalid("folds", folds, "a whole number >= 2")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise invalid("seed", seed, "a whole number from 0 to 2**32 - 1")
+def _check(folds: int, seed: int, near_threshold: float, img_size: int | None,
+           run: Any) -> tuple[int, int, int | None]:
+    """(folds, seed, img_size) as ints (numpy's taken) once every argument is checked."""
+    folds = whole_number("folds", folds, "a whole number >= 2", 2)
+    seed = whole_number("seed", seed, "a whole number from 0 to 2**32 - 1", 0, 2**32 - 1)
     if isinstance(near_threshold, bool) or not isinstance(near_threshold, (int, float)) \
             or not 0 < near_threshold <= 1:
         raise invalid("near_threshold", near_threshold, "a correlation in (0, 1]")
-    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, int)
-                                 or not 8 <= img_size <= MAX_IMG_SIZE):
-        raise invalid("img_size", img_size, f"a whole number of pixels from 8 to {MAX_IMG_SIZE}",
-                      note="the audit holds every image in memory at this size")
+    if img_size is not None:
+        img_size = whole_number("img_size", img_size, f"a whole number of pixels from 8 to {MAX_IMG_SIZE}", 8,
+                                MAX_IMG_SIZE, note="the audit holds every image in memory at this size")
     if run is not None:
         path = path_argument("run", run, "a run directory's path (str or os.PathLike)")
         if not path.is_dir():
@@ -130,6 +129,7 @@ def _check(folds: int, seed: int, near_threshold: float, img_size: int | None, r
         # large folder), where loading it first found the weights missing
         if not (path / "model.safetensors").is_file():
             raise bad_path("run", path, "a run directory containing model.safetensors", "no model.safetensors")
+    return folds, seed, img_size
 
 
 def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
@@ -145,7 +145,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     near_threshold: correlation a near-duplicate pair must reach.
     """
     data = str(path_argument("data", data, "an image folder's path (str or os.PathLike)"))
-    _check(folds, seed, near_threshold, img_size, run)
+    folds, seed, img_size = _check(folds, seed, near_threshold, img_size, run)
     # "x" failed deep in the decode with a bare TypeError; -1 and 2.5 went through
     workers = whole_number("workers", workers, "a whole number of decode workers from 0 to 256, as train's "
                            "--num-workers", 0, 256)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import TrainConfig
-from ..errors import invalid
+from ..errors import invalid, whole_number
 
 
 MIN_TRIAL_SECONDS = 1.0  # a trial's time limit is given in whole seconds
@@ -22,11 +22,10 @@ def check_hooks(pruner: object, log: object) -> None:
                                             "None for the median pruner")
 
 
-def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
+def check_base(base: TrainConfig, trials: int, budget: float | None) -> int:
     """Refused before the search folder is made: what would make every trial fail, or one that the search
-    would silently override."""
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise invalid("trials", trials, "a whole number >= 1")
+    would silently override. Returns `trials` as an int (numpy's taken)."""
+    trials = whole_number("trials", trials, "a whole number >= 1", 1)
     if base.folds:
         raise invalid("folds", base.folds, "unset for tune: each trial is one run, selected on the validation split")
     from ..train.engine_choice import several_processes
@@ -62,3 +61,4 @@ def check_base(base: TrainConfig, trials: int, budget: float | None) -> None:
 
     # else every trial fails on it, and failed trials are redrawn
     check_engine(base.accelerator, base.strategy, base.precision)
+    return trials

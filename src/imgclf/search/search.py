@@ -136,7 +136,7 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, trials: int, 
     budget = parse_seconds(time_limit)
     base = resolve_config(config, recipe=recipe, config_file=config_file, **{**values, "out": None},
                           keywords=("trials", "time_limit", "space", "resume", "out", "pruner", "log", "report"))
-    check_base(base, trials, budget)
+    trials = check_base(base, trials, budget)
     if resume:  # before the stored space is read against the model: that refusal named a space never given
         check_same_model(out, started, base.model)
     # a rate given centres the default space: --lr, a config mapping's, or a --config file's (best.yaml, a run's

@@ -173,9 +173,11 @@ def test_sample_captions_fit_their_tiles_and_tell_classes_apart(tmp_path, monkey
                for line in title.splitlines()), seen["tiles"]
 
 
-def test_an_image_scored_unknown_is_captioned_unknown_and_counted_neither_right_nor_wrong(tmp_path, monkeypatch):
+def test_an_image_scored_unknown_is_captioned_unknown_and_still_counted_by_its_top_class(tmp_path, monkeypatch):
     """The report's grids captioned an image scored unknown "Pred: bar_bot (0.72)", green among the right ones,
-    where predict, serve and `imgclf explain` answer "unknown" for it."""
+    where predict, serve and `imgclf explain` answer "unknown" for it. Then they counted it neither right nor wrong:
+    a top-losses grid of 4 misclassified images, all scored unknown, said "0 wrong" under an accuracy that counts
+    them. Wrong is the top class, as accuracy counts it; the heading says how many of each were scored unknown."""
     from imgclf.evaluation.plots import image_grids
 
     tile = np.zeros((8, 8, 3), np.uint8)
@@ -192,11 +194,13 @@ def test_an_image_scored_unknown_is_captioned_unknown_and_counted_neither_right_
 
     monkeypatch.setattr(image_grids, "save_figure", save)
     image_grids.plot_prediction_grid(samples, tmp_path / "s.png")
-    assert "1 wrong (red frame) and 1 right, 2 scored unknown" in seen["heading"], seen["heading"]
-    (right, _), (flagged, ink), (wrong, red), (flagged_wrong, _) = seen["tiles"]
+    assert ("2 wrong (red frame) and 2 right; scored unknown: 1 of the wrong, 1 of the right"
+            in seen["heading"]), seen["heading"]
+    (right, green), (flagged, ink), (wrong, red), (flagged_wrong, also_red) = seen["tiles"]
     assert right.endswith("Pred: cat (0.90)") and wrong.endswith("Pred: cat (0.80)")
     assert flagged.endswith("Pred: unknown, closest cat (0.40)") and flagged_wrong.endswith("unknown, closest cat (0.30)")
-    assert ink == image_grids.NEUTRAL_INK and red == image_grids.WRONG_COLOR
+    assert green == image_grids.RIGHT_COLOR and ink == image_grids.NEUTRAL_INK
+    assert red == also_red == image_grids.WRONG_COLOR
 
 
 def test_the_reliability_title_stays_inside_its_figure(tmp_path, monkeypatch):

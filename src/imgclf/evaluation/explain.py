@@ -152,7 +152,8 @@ def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
                 n_wrong: int = 6, seed: int = 0) -> dict[str, Any] | None:
     """Grad-CAM over a seeded sample of correct and wrong test images of a run -> plots/gradcam.png.
 
-    Returns {"path", "layer", "correct", "wrong", "unknown"} (counts; those scored unknown are neither), or None when no stored prediction is readable any more.
+    Returns {"path", "layer", "correct", "wrong", "unknown", "unknown_wrong"} (counts: right and wrong by the top class,
+    as accuracy counts them; of them, those scored unknown), or None when no stored prediction is readable any more.
     """
     from ..inference import Classifier
     from .interpret import Interpretation, decode_for_display
@@ -181,9 +182,9 @@ def explain_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     samples = [dict(interp.describe(i), image=img, heatmap=m) for (i, img), m in zip(keep, maps)]
     path = Path(out) if out is not None else run_dir / "plots" / "gradcam.png"
     plot_gradcam_grid(samples, path, layer=layer, classes=card.classes)
-    return {"path": path, "layer": layer, "correct": sum(s["correct"] and not s["unknown"] for s in samples),
-            "wrong": sum(not s["correct"] and not s["unknown"] for s in samples),
-            "unknown": sum(s["unknown"] for s in samples)}
+    return {"path": path, "layer": layer, "correct": sum(bool(s["correct"]) for s in samples),
+            "wrong": sum(not s["correct"] for s in samples), "unknown": sum(bool(s["unknown"]) for s in samples),
+            "unknown_wrong": sum(bool(s["unknown"]) and not s["correct"] for s in samples)}
 
 
 def figure_path(argument: str, path: str | os.PathLike) -> Path:

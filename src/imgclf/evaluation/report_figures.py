@@ -204,10 +204,14 @@ def _gradcam_figure(run_dir: Path, split: str) -> dict[str, dict[str, Any]]:
                             "failed": f"{type(exc).__name__}: {exc}"}}
     if result is None:
         return {}
-    unknown = f", and {result['unknown']} scored unknown (the class nearest)" if result.get("unknown") else ""
+    unknown = ""
+    if result.get("unknown"):
+        of_wrong = result.get("unknown_wrong", 0)
+        unknown = (f" ({of_wrong} of the wrong and {result['unknown'] - of_wrong} of the right scored unknown: the "
+                   f"class nearest)")
     text = (f"Where the model looked for the class it predicted, on {result['wrong']} wrong (highest loss first) "
-            f"and {result['correct']} right {split} images{unknown}: red = strong evidence. The maps are read at the network's "
-            f"last convolution that still has a spatial output, or the block around it (its module "
+            f"and {result['correct']} right {split} images{unknown}: red = strong evidence. The maps are read at the "
+            f"network's last convolution that still has a spatial output, or the block around it (its module "
             f"{result['layer']}), so they are as coarse as that layer's grid.")
     return {"gradcam": {"path": result["path"], "title": title, "caption": text}}
 

@@ -56,15 +56,28 @@ def _columns_for(captions: Sequence[str], max_cols: int, fewest: int = 3) -> int
 
 
 def _is_wrong(s: Mapping[str, Any]) -> bool:
-    return not s.get("unknown") and not (s["correct"] if "correct" in s else s["true"] == s["pred"])
+    """The top class is not the true one, as accuracy and the confusion matrix count it, scored unknown or not: a
+    top-losses grid of 4 misclassified images, all scored unknown, said "0 wrong" under a 97.8 % accuracy."""
+    return not (s["correct"] if "correct" in s else s["true"] == s["pred"])
+
+
+def _ink(s: Mapping[str, Any], judged: bool = True) -> str:
+    """Red for a wrong top class (its caption may say unknown), grey for a right one scored unknown or an image of
+    no known class, green for the rest."""
+    if judged and _is_wrong(s):
+        return WRONG_COLOR
+    return NEUTRAL_INK if s.get("unknown") or not judged else RIGHT_COLOR
 
 
 def _tally(samples: Sequence[Mapping[str, Any]]) -> str:
-    """"2 wrong (red frame) and 5 right", with the images scored unknown apart (neither: predict says unknown)."""
+    """"2 wrong (red frame) and 5 right", and how many of each were scored unknown (predict's answer for them)."""
+    wrong = [s for s in samples if _is_wrong(s)]
+    text = f"{len(wrong)} wrong (red frame) and {len(samples) - len(wrong)} right"
     unknown = sum(1 for s in samples if s.get("unknown"))
-    wrong = sum(1 for s in samples if _is_wrong(s))
-    return (f"{wrong} wrong (red frame) and {len(samples) - wrong - unknown} right"
-            + (f", {unknown} scored unknown" if unknown else ""))
+    if unknown:
+        of_wrong = sum(1 for s in wrong if s.get("unknown"))
+        text += f"; scored unknown: {of_wrong} of the wrong, {unknown - of_wrong} of the right"
+    return text
 
 
 def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
@@ -86,8 +99,7 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
         for (ax,), s, caption in zip(cells, samples, captions):
             show_image(ax, s["image"])
             wrong = _is_wrong(s)
-            ink = NEUTRAL_INK if s.get("unknown") else WRONG_COLOR if wrong else RIGHT_COLOR
-            ax.set_title(caption, fontsize=CAPTION_PT, color=ink, fontweight="bold" if wrong else "normal", pad=4)
+            ax.set_title(caption, fontsize=CAPTION_PT, color=_ink(s), fontweight="bold" if wrong else "normal", pad=4)
             frame(ax, WRONG_COLOR if wrong else "#d1d5db", 3.0 if wrong else 0.8)
         if not samples:
             cells[0][0].axis("off")
@@ -124,12 +136,12 @@ def plot_gradcam_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathL
         for (top, bottom), s, caption in zip(cells, samples, captions):
             # an image of no known class (`imgclf explain`: a caption of its own, no "correct") is neither right
             # nor wrong: its caption was green, the colour of a right answer, wrong answers and unknowns included
-            judged = ("caption" not in s or "correct" in s) and not s.get("unknown")
+            judged = "caption" not in s or "correct" in s
             wrong = judged and _is_wrong(s)
             show_image(top, s["image"])
             flat = float(np.max(s["heatmap"])) < 1e-6  # Grad-CAM found no positive evidence for the class
             top.set_title(caption + ("\n(no positive evidence)" if flat else ""), fontsize=CAPTION_PT,
-                          color=(WRONG_COLOR if wrong else RIGHT_COLOR) if judged else NEUTRAL_INK,
+                          color=_ink(s, judged),
                           fontweight="bold" if wrong else "normal", pad=4)
             # under the map, the image in grey: on a red or blue picture the map's red ("most") and blue ("least")
             # were the picture's own colour (the colour image is the one above)

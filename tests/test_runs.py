@@ -280,7 +280,8 @@ def test_compare_takes_a_folder_of_runs_and_skips_unreadable_ones(runs_folder, t
     other = spoilable_copy(folder / "done", folder / "done-seed-1")  # a second readable run to compare with
     config = yaml.safe_load((other / "config.yaml").read_text())
     (other / "config.yaml").write_text(yaml.safe_dump({**config, "seed": config["seed"] + 1}))
-    result = CliRunner().invoke(app, ["compare", str(folder), "--out", str(tmp_path / "c.html")],
+    # -o as predict and explain take it for the file they write (compare had --out only)
+    result = CliRunner().invoke(app, ["compare", str(folder), "-o", str(tmp_path / "c.html")],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())

@@ -326,7 +326,8 @@ def calibrate(run: Path = typer.Argument(..., help="Run directory."),
 @app.command()
 def compare(runs: list[Path] = typer.Argument(..., help="Two or more run directories, or folders of runs (every run "
                                              "under such a folder)."),
-            out: Path = typer.Option(Path("compare.html"), "--out", help="Where to write the HTML comparison.")) -> None:
+            out: Path = typer.Option(Path("compare.html"), "--out", "--output", "-o",  # a file, as predict's -o
+                                     help="Where to write the HTML comparison.")) -> None:
     """Side-by-side table and overlaid validation curves; runs differing only in seed shown as mean ± std."""
     from ..evaluation.compare import compare_runs
     from ..evaluation.compare_render import page_path, render_table, write_compare_html

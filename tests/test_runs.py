@@ -365,12 +365,14 @@ def test_a_folder_that_holds_no_run_is_not_called_an_unfinished_run(command, tmp
     result = CliRunner().invoke(app, [command, str(data)])
     assert result.exit_code == 2
     assert "not a run: no model.json" in " ".join(result.output.split()), result.output
-    started = tmp_path / "runs" / "r1"
+    started = tmp_path / "runs" / "my run"  # the command to copy quotes the folder (it resumed runs/my, runs/run)
     started.mkdir(parents=True)
     (started / "config.yaml").write_text("")
     (started / "dataset.json").write_text("")  # training writes it right after config.yaml
-    result = CliRunner().invoke(app, [command, str(started)])
-    assert result.exit_code == 2 and "no model.json: training unfinished?" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, [command, str(started)], env={"COLUMNS": "400"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "no model.json: training unfinished?" in said
+    assert f"(imgclf train --resume '{started}' finishes it)" in said, said
 
 
 

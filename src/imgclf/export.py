@@ -37,6 +37,7 @@ from .notices import warn
 from .ood import TrustHead, logits_and_features
 from .quantize import (DISABLED_OPTIMIZERS, calibration_pixels, calibration_split, check_quantize, compare_graphs,
                        quantize_graph)
+from .file_names import shell_word
 
 FORMATS = {"onnx": "model.onnx", "pt2": "model.pt2"}
 # the pt2 format's first name, kept for the commands and scripts that use it (it never was a torch.jit archive)
@@ -294,7 +295,7 @@ def _refuse_stale(run_dir: str | os.PathLike, exported: ModelCard) -> None:
     if changed:
         raise bad_path("run", run_dir, "a run directory whose export/model.onnx was made from its current model.json",
                        f"model.json changed since the export: {', '.join(changed)}",
-                       hint=f"Re-create it with `imgclf export {run_dir} --format onnx`")
+                       hint=f"Re-create it with `imgclf export {shell_word(run_dir)} --format onnx`")
 
 
 def _uint8_views(chunk: np.ndarray, views_of: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[np.ndarray]:

@@ -16,3 +16,12 @@ def is_utf8_name(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def shell_word(path: object) -> str:
+    """A path (or any value) as one word of a command to copy into a shell: quoted where it holds a space or
+    another character a shell reads ("imgclf train --resume runs/my run" resumed runs/my, with an extra word)."""
+    import os
+    import shlex
+
+    return shlex.quote(os.fspath(path) if isinstance(path, os.PathLike) else str(path))

@@ -22,6 +22,7 @@ from .records.run_dir import epochs_past_card, find_run_dirs
 from .records.tune import INTERRUPTED_TRIAL, trial_of_run
 from .run_markers import FINISHING_FILE
 from .stats import finite_number
+from .file_names import shell_word
 
 STATUSES = ("completed", "running", "pruned", "interrupted", "failed")
 
@@ -295,7 +296,7 @@ def render_runs(rows: list[RunRow], console: Any, folder: str | os.PathLike = "r
 
     if not rows:  # an empty table, exit 0: a data folder given by mistake read as "no runs yet" without a word
         demo = Path("imgclf-demo") / "runs"
-        elsewhere = f"; imgclf demo's are in {demo}: imgclf runs {demo}" if demo.is_dir() and \
+        elsewhere = f"; imgclf demo's are in {demo}: imgclf runs {shell_word(demo)}" if demo.is_dir() and \
             Path(folder).resolve() != demo.resolve() else ""
         console.print(console_text(f"no run directories in {folder} (a run holds model.json, or config.yaml and "
                                    f"dataset.json while it trains){elsewhere}"), highlight=False)

@@ -269,15 +269,19 @@ def _loose_pngs(folder, count):
 
 @pytest.mark.parametrize("layout", ["flat", "splits"])
 def test_images_without_class_folders_are_counted_and_the_layout_explained(tmp_path, layout):
-    # the first thing a new user tries: a folder of images, no class folders
-    _loose_pngs(tmp_path / "train" if layout == "splits" else tmp_path, 23)
+    # the first thing a new user tries: a folder of images, no class folders (its name with a space: the command
+    # suggested is quoted, as a shell takes it)
+    root = tmp_path / "my photos"
+    _loose_pngs(root / "train" if layout == "splits" else root, 23)
     where = "train/" if layout == "splits" else "it"
     with pytest.raises(ImgclfError) as err:
-        scan_folder(tmp_path)
+        scan_folder(root)
     message = str(err.value)
     assert f"0 class folders; 23 images directly in {where}, outside any class folder" in message, message
     assert "DATA/<class>/*.png" in message and "train/ (and val/, test/)" in message
-    assert "Move each image into a folder named after its class" in message and "imgclf predict RUN" in message
+    assert "Move each image into a folder named after its class" in message
+    images = root / "train" if layout == "splits" else root
+    assert f"use `imgclf predict RUN '{images}'`" in message, message
 
 
 def test_one_class_folder_and_loose_images_say_both(tmp_path):

@@ -136,6 +136,11 @@ def test_an_empty_class_folder_is_refused_unless_left_out_and_inspect_lists_it(t
     (flat / "later").mkdir()
     with pytest.raises(ImgclfError, match=r"class folder 'later' holds no image.*--drop-classes later"):
         prepare_data(flat, 8, "rgb", val_split=0.25, test_split=0.0)
+    (flat / "also").mkdir()  # every empty class named at once, in one hint (named one a run, they took a run each)
+    with pytest.raises(ImgclfError, match=r"class folders 'also', 'later' hold no image.*Add their images or remove "
+                                          r"the folders .*--drop-classes also,later\)\.$"):
+        prepare_data(flat, 8, "rgb", val_split=0.25, test_split=0.0)
+    (flat / "also").rmdir()
     for selection in (Selection(drop_classes=["later"]), Selection(classes=["a", "b"])):
         kept = prepare_data(flat, 8, "rgb", val_split=0.25, test_split=0.0, selection=selection)
         assert "later" not in kept.classes and len(kept.classes) >= 2

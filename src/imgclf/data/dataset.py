@@ -19,6 +19,7 @@ from .groups import (UNGROUPED_STREAM, decoded_groups, group_holdout, held_out_w
 from .merge import scan_folders
 from .prepared import PreparedData, Split
 from .select import Selection, cap_per_class, select_classes
+from ..file_names import shell_word
 
 
 def draw_order(paths: Sequence[str], roots: Sequence[str | os.PathLike], seed: int) -> np.ndarray:
@@ -294,7 +295,7 @@ def prepare_data(
         copies = held_out_with_copies(grouping, held, labels_all) if grouping is not None and len(held) else None
         if copies is None:
             raise invalid("data", scan.root, "a folder where every class has decodable training images", note=note,
-                          hint=f"See `imgclf inspect {scan.root}`, or {leave_out}")
+                          hint=f"See `imgclf inspect {shell_word(scan.root)}`, or {leave_out}")
         shown = " is a copy of ".join(repr(os.path.relpath(paths[r], scan.root)) for r in copies)
         raise invalid("data", scan.root, "a folder where every class has decodable training images",
                       note=f"{note}; its images were held out whole with their near-duplicates under other "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,12 +254,16 @@ def require_images(scan: FolderScan, classes: list[str] | None = None,
                 raise _split_without_images(scan.root, split, folder, scan.skipped)
     empty = [(name, folder) for name, folder in scan.empty if name in scan.classes]
     if empty:
-        name, folder = empty[0]
+        # every one at once: named one a run, three empty classes took three runs to find
+        names = list(dict.fromkeys(name for name, _ in empty))
+        folders = ", ".join(repr(folder) for _, folder in empty)
+        one = len(empty) == 1
         raise invalid("data", scan.root, f"a folder whose class folders each hold at least one image with an "
                                          f"extension in {', '.join(IMAGE_EXTENSIONS)}",
-                      note=f"class folder {folder!r} holds no image",
-                      hint=f"Add its images or remove the folder (imgclf train can also leave the class out: "
-                           f"{leave_out_flag([name], classes, drop_classes)})")
+                      note=f"class folder{'' if one else 's'} {folders} hold{'s' if one else ''} no image",
+                      hint=f"Add {'its' if one else 'their'} images or remove the folder{'' if one else 's'} "
+                           f"(imgclf train can also leave {'the class' if len(names) == 1 else 'the classes'} out: "
+                           f"{leave_out_flag(names, classes, drop_classes)})")
     return scan
 
 
@@ -393,7 +398,7 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_cla
                    # an index beside the images (ix/index.csv, ix/*.png) is the data set: that, before class folders
                    hint=index_file_hint(where) or (
                        f"Move each image into a folder named after its class, {where}{os.sep}<class>{os.sep}; "
-                       f"to classify unlabelled images instead, use `imgclf predict RUN {where}`"
+                       f"to classify unlabelled images instead, use `imgclf predict RUN {shlex.quote(str(where))}`"
                        + (f"; if {train.name}/ is a class, rename it: {SPLIT_FOLDER_NAMES} name split folders"
                           if train is not None else "")
                        if loose else None))

@@ -12,6 +12,7 @@ from ..errors import bad_path
 from ..notices import warn
 from ..run_markers import holds_runs, is_run_dir
 from .file_kinds import INDEX_SUFFIXES, SUBSET_LIST_HINT, is_subset_list
+from ..file_names import shell_word
 
 
 IMGCLF_OUTPUT_REASON = ("imgclf's output (a run, a folder of runs, a cross-validation or a search), not a class "
@@ -25,7 +26,7 @@ def refuse_imgclf_output(root: Path) -> None:
     what = imgclf_output(root)
     if what is None:
         return
-    hint = f"to continue the run: imgclf train --resume {root}" if what == "a run directory" else \
+    hint = f"to continue the run: imgclf train --resume {shell_word(root)}" if what == "a run directory" else \
         "its runs' config.yaml say which"
     raise bad_path("data", root, "a folder of class folders", f"{what}, not an image folder",
                    hint=f"Its images are in the data folder it trained on; {hint}")
@@ -165,7 +166,7 @@ def warn_of_classes_one_level_down(root: Path, class_dirs: list[Path], split_of=
              f"images in {held_out} are drawn into training like any other; to keep your split, move {moves} (and "
              "so on for each class)")
         return
-    joined = " ".join(str(folder) for folder in class_dirs[:3]) + (" ..." if len(class_dirs) > 3 else "")
+    joined = " ".join(shell_word(folder) for folder in class_dirs[:3]) + (" ..." if len(class_dirs) > 3 else "")
     warn(f"the class folders of {root} ({folders}) each hold the same sub-folders ({shown}) and no image of their "
          f"own: they are trained as the classes {folders}; if {shown} are the classes, give each folder as data "
          f"(imgclf train {joined} merges them)")

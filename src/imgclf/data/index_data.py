@@ -21,6 +21,7 @@ from .groups import UNGROUPED_STREAM, decoded_groups, leaks_between, separated_g
 from .multilabel import is_label_index, primary_labels, read_label_folder, read_label_index, warn_comma_labels
 from .prepared import PreparedData, Split
 from .select import Selection
+from ..file_names import shell_word
 
 
 def multilabel_holdout(targets: np.ndarray, fraction: float, seed: int, ids: np.ndarray | None = None) -> np.ndarray:
@@ -203,7 +204,7 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
         raise invalid("data", index, "an index where every label is carried by a decodable training image",
                       note=f"no training image carries {missing}; {len(skipped)} file(s) skipped",
                       hint="Mend or replace the images that carry it, or take the label out of the index's rows "
-                           f"(`imgclf inspect {index}` lists the files that cannot be read)")
+                           f"(`imgclf inspect {shell_word(index)}` lists the files that cannot be read)")
     automatic = ["train", "val", "test"] if labelled.splits is None else \
         ["train", "val"] if not (column == "val").any() else []
     if grouping is not None:

@@ -30,6 +30,7 @@ from ..io import outside_data, read_csv, read_json, writable_folder, write_csv, 
 from .file_kinds import SUBSET_LIST_HEADER
 from .folder import scan_folder
 from .imbalance import step_counts
+from ..file_names import shell_word
 
 MODES = ("symlink", "hardlink", "list")
 MANIFEST = "subset.json"
@@ -95,7 +96,7 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
     if isinstance(rho, (int, float)) and largest < rho < math.inf:
         # even one minority image asks more than the largest class holds ("needs 1000...0 images", 309 digits)
         raise invalid("rho", rho, f"at most {largest:,} for this data: a minority class keeps at least one image "
-                                  f"and its largest class has {largest:,}", hint=f"See imgclf inspect {data}")
+                                  f"and its largest class has {largest:,}", hint=f"See imgclf inspect {shell_word(data)}")
     n_min, n_maj = step_counts(len(scan.classes), m, per_class, rho)
     want = {c: n_min if c in minority_classes else n_maj for c in scan.classes}
     short = {c: f"{sizes[c]} < {want[c]}" for c in scan.classes if sizes[c] < want[c]}
@@ -113,7 +114,7 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
                                               "class", also={"rho": rho},
                       note=f"too few in {short}; {len(unreadable)} unreadable file(s) skipped, the first "
                            f"{unreadable[0]['path']} ({unreadable[0]['reason']})",
-                      hint=f"Lower per_class or rho; see imgclf inspect {data}")
+                      hint=f"Lower per_class or rho; see imgclf inspect {shell_word(data)}")
     files = {("train" if scan.layout == "splits" else "all"): [(p, c) for c in scan.classes for p in sorted(chosen[c])]}
     for split, items in scan.files.items():
         if split != pool_split:

@@ -21,6 +21,7 @@ from ..records import RunDir
 from .experiment import experiment_settings
 from .folds_summary import FOLDS_FILE, METRICS, fold_dir, read_folds, summarize_folds
 from .same_data import data_listing, images_changed, labelled_images, refuse_missing_data
+from ..file_names import shell_word
 
 __all__ = ["FOLDS_FILE", "METRICS", "Folds", "fit_folds", "fold_dir", "read_folds", "summarize_folds"]
 
@@ -272,7 +273,7 @@ def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> 
             # the fold's own hint (imgclf train --resume FOLD) would finish that fold only, and no folds.json
             kept = " (with --overwrite too: the folds this overwrite trained are kept)" if overwrite else ""
             raise TrainingInterrupted(f"{exc.state} (fold {i} of {k}). Continue the cross-validation by running the "
-                                      f"same imgclf train --folds command again with --out {out} (Python: the same "
+                                      f"same imgclf train --folds command again with --out {shell_word(out)} (Python: the same "
                                       f"imgclf.fit call with out={str(out)!r}): finished folds are kept, this one "
                                       f"resumes{kept}",
                                       state=exc.state, exit_code=exc.exit_code) from None

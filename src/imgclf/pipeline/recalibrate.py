@@ -22,6 +22,7 @@ from ..errors import Described, bad_path, check_switch, invalid
 from ..io import writable_folder
 from ..ood import STATS_FILE
 from ..records import DatasetRecord, ModelCard, RunDir
+from ..file_names import shell_word
 
 SETTINGS = ("calibrate", "unknown_detector", "unknown_acceptance")
 
@@ -140,4 +141,4 @@ def _warn_of_earlier_exports(run_dir: Path) -> None:
         if (run_dir / "export" / name).exists():
             refused = " (imgclf's own onnx backend refuses it)" if fmt == "onnx" else ""
             warn(f"export/{name} holds the earlier temperature and unknown threshold: code that runs it without "
-                 f"imgclf answers with them{refused}; export again: imgclf export {run_dir} --format {fmt}")
+                 f"imgclf answers with them{refused}; export again: imgclf export {shell_word(run_dir)} --format {fmt}")

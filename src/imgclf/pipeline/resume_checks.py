@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import invalid
 from ..records import RunDir
+from ..file_names import shell_word
 
 # What a run's checkpoint and splits were made under, so a resumed run cannot change it: the weights' shapes
 # (model, head, input), which images are train, val and test (data, classes, splits, seed), and the state saved
@@ -50,8 +51,8 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
         name = changed[0]
         # the data folder is train's positional argument; every other setting is a flag of its own name
         given = "DATA" if name == "data" else f"--{name.replace('_', '-')} ..."
-        command = f"imgclf train {given} --config {run.file('config.yaml')}" if name == "data" else \
-            f"imgclf train --config {run.file('config.yaml')} {given}"
+        command = f"imgclf train {given} --config {shell_word(run.file('config.yaml'))}" if name == "data" else \
+            f"imgclf train --config {shell_word(run.file('config.yaml'))} {given}"
         raise invalid(name, asked[name],
                       f"{_kept(stored[name])} for this run, as it was trained (a resumed run keeps it)",
                       where=f"--resume {run.path}",
@@ -116,7 +117,7 @@ def _check_planned_schedule(run: RunDir, stored: dict[str, Any], asked: dict[str
                           f"schedule planned the learning rate over {stored['epochs']} epochs of its batches "
                           "from the start, and cannot be stretched", where=f"--resume {run.path}",
                           hint=f"Start a new run with it instead: imgclf train --config "
-                               f"{run.file('config.yaml')} --{name.replace('_', '-')} {asked[name]} --out NEW")
+                               f"{shell_word(run.file('config.yaml'))} --{name.replace('_', '-')} {asked[name]} --out NEW")
 
 
 def nothing_left_to_train(run: RunDir, epochs: int) -> str | None:
@@ -168,7 +169,7 @@ def _check_nothing_left_to_change(run: RunDir, stored: dict[str, Any], asked: di
                       f"{trained} of its epochs, so another value would apply to no epoch, yet be recorded as the "
                       "run's", where=f"--resume {run.path}",
                       hint=f"Pass --epochs {trained + 1} or more to train further with it, or start a new run: "
-                           f"imgclf train --config {run.file('config.yaml')} --out NEW")
+                           f"imgclf train --config {shell_word(run.file('config.yaml'))} --out NEW")
 
 
 def penalty_unrecorded(run: RunDir, model: Any) -> str | None:
@@ -185,7 +186,7 @@ def penalty_unrecorded(run: RunDir, model: Any) -> str | None:
     return (f"{epochs} of {run.path} were recorded before loss and val_loss included the model's Keras L2 "
             "penalty, which the resumed epochs' include: the best epoch, early stopping and the plateau schedule "
             "compare unlike values across them; a new run (imgclf train DATA --config "
-            f"{run.file('config.yaml')} --out NEW) compares like with like")
+            f"{shell_word(run.file('config.yaml'))} --out NEW) compares like with like")
 
 
 def check_config_unedited(run: RunDir, ckpt: Path) -> None:
@@ -213,7 +214,7 @@ def check_config_unedited(run: RunDir, ckpt: Path) -> None:
         config = run.file("config.yaml")
         then = ("then give the new one as --batch-size with --resume (taken at an epoch's end, and recorded)"
                 if name == "batch_size" else "a resumed run keeps it; start a new run from the edited file instead: "
-                f"imgclf train --config {config} --out NEW")
+                f"imgclf train --config {shell_word(config)} --out NEW")
         raise invalid(name, stored[name], f"{_kept(saved[name])}, as the run's checkpoint was trained",
                       where=f"--resume {run.path}", note="config.yaml was changed since, and no --resume recorded it",
                       hint=f"Put {name}: {json.dumps(saved[name])} back in {config}; {then}")
@@ -315,7 +316,7 @@ def _refuse_lost_checkpoint(run: RunDir) -> None:
     raise invalid("resume", run.path, "a run directory holding checkpoints/last.ckpt, which it saves after every "
                   "epoch", note=f"{what} without it: deleted since? A resume would train again from epoch 1 and "
                   f"replace the {trained} epoch{'s' if trained != 1 else ''} trained",
-                  hint=f"Train a new run with its settings: imgclf train --config {run.file('config.yaml')} --out NEW")
+                  hint=f"Train a new run with its settings: imgclf train --config {shell_word(run.file('config.yaml'))} --out NEW")
 
 
 def _epochs_held(run: RunDir, ckpt: Path) -> int:

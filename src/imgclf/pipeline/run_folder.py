@@ -17,6 +17,7 @@ from ..ood import STATS_FILES
 from ..records.run_dir import LOCK_FILE, is_run_dir, run_path
 from ..run_markers import FINISHING_FILE, holds_runs
 from .resume_record import RESUMES_FILE
+from ..file_names import shell_word
 
 RUN_FILES = ("config.yaml", "dataset.json", "model.safetensors", *STATS_FILES, "model.json", "history.csv",
              "predictions.csv", "metrics.json", "report.html", "lr_find.json", "lr_find.png", "sizing.json",
@@ -65,7 +66,7 @@ def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[Non
             # earlier epoch's scores beside the new weights, and its Grad-CAM "a damaged copy or disk?"
             raise bad_path("run", folder, "a finished run", "interrupted while it was being finished (its weights, "
                            "card, scores and report are written one after the other)",
-                           hint=f"Finish it with: imgclf train --resume {folder}, then run imgclf {command} again")
+                           hint=f"Finish it with: imgclf train --resume {shell_word(folder)}, then run imgclf {command} again")
         yield
 
 

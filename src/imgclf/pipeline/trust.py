@@ -27,6 +27,7 @@ from ..ood import (COMBINED, FEATURE_DETECTORS, STATS_FILE, STATS_FILES, UNIT_LE
 from ..notices import warn
 from ..records import CalibrationInfo, ModelCard, UnknownInfo
 from .split_warnings import more_validation_images
+from ..file_names import shell_word
 
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
 # D <= 2048 are well estimated long before this, and the pass over them costs a fraction of one epoch.
@@ -114,7 +115,7 @@ def fit_trust_after_training(cfg: TrainConfig, data: PreparedData, model: torch.
     try:
         return fit_trust(cfg, data, model, card, run_dir, precision=precision, stats_name=stats_name)
     except ImageChangedError as exc:
-        raise changed_image_error(exc.path, exc.reason, f"imgclf train --resume {run_dir} finishes the run (its "
+        raise changed_image_error(exc.path, exc.reason, f"imgclf train --resume {shell_word(run_dir)} finishes the run (its "
                                                         "epochs are saved)") from None
 
 

@@ -38,6 +38,7 @@ from .rows import HistoryRow, PredictionRow
 from ..run_markers import FINISHING_FILE, WEIGHTS_FILE, is_run_dir
 from .lr_find import LR_FIND_FILE, LRFindRecord
 from .side_files import RESUMES_FILE, SIZING_FILE, ResumesRecord, SizingRecord
+from ..file_names import shell_word
 
 
 LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
@@ -129,7 +130,7 @@ class RunDir:
                      "gives the model and its arguments) and --out NEW")  # not --config of the file missing
             problem = f"no {name}, though its training finished (model.json): removed since? Train it again with {again}"
         elif is_run_dir(self.path):
-            problem = f"no {name}: training unfinished? (imgclf train --resume {self.path} finishes it)"
+            problem = f"no {name}: training unfinished? (imgclf train --resume {shell_word(self.path)} finishes it)"
         elif (self.path / "folds.json").is_file() or (self.path / "fold-1").is_dir():
             problem = f"a cross-validation folder: its runs are {self.path / 'fold-1'}, fold-2, ..."
         elif (self.path / "model.onnx").is_file():  # what `imgclf export RUN --out FOLDER` wrote
@@ -212,7 +213,7 @@ class RunDir:
 
         if is_locked(self.path / LOCK_FILE):
             return "another process is finishing the run now (its imgclf train holds train.lock): retry once it ends"
-        return f"it was interrupted while being finished; finish it with: imgclf train --resume {self.path}"
+        return f"it was interrupted while being finished; finish it with: imgclf train --resume {shell_word(self.path)}"
 
     def checked_file(self, name: str, card: ModelCard) -> Path:
         """The run's weight file `name`, refused when its bytes are not those `card` recorded (a damaged copy, a

@@ -12,6 +12,7 @@ from typing import Any
 from ..evaluation.interpret import accuracy_beside_val
 from ..records import RunDir, TuneBest, TuneRecord, TuneTrial
 from .objective import OBJECTIVES, objective_for
+from ..file_names import shell_word
 
 # best.yaml leaves out where the trial ran and what only described it: `imgclf train --config best.yaml` makes a
 # new run (runs/<model>-<n>, or --out) with the best trial's settings, progress shown.
@@ -253,7 +254,7 @@ def best_trial_budget_note(best_run: Any) -> str:
     if config.schedule in ("cosine", "onecycle", "budget"):
         # the rate at each epoch follows the whole span (epochs, or the time limit): fewer epochs decay sooner
         span = "its time limit" if config.schedule == "budget" else f"{config.epochs} epochs"
-        return (f"; the trial's own settings: imgclf train --config {run.file('config.yaml')} (its {config.schedule} "
+        return (f"; the trial's own settings: imgclf train --config {shell_word(run.file('config.yaml'))} (its {config.schedule} "
                 f"schedule ran over {span} and its share of the search's time budget stopped it after "
                 f"{trained.epochs_run}: --epochs {trained.epochs_run} would decay the rate sooner; how many epochs "
                 "its time limit allows depends on the machine)")

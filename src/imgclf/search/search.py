@@ -47,6 +47,7 @@ from .interrupt import SearchInterrupted, interrupted_message
 from .objective import objective_for
 from .space import SAME_SPLIT, Param, check_against, default_space, parse_param, read_space, typed_for_model
 from .trial import run_trial as _run_trial
+from ..file_names import shell_word
 
 BEST_FILE, JSON_FILE, HTML_FILE = "best.yaml", TUNE_FILE, "tune.html"
 LOCK_FILE = "tune.lock"
@@ -270,7 +271,7 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             _write_record(folder, study, search, trials, budget, f"interrupted while testing the best trial: "
                           f"{len(finished())} of {trials} trials done", final=False)
             raise SearchInterrupted(f"search interrupted while testing the best trial ({stop_signal(exc)[0]}). Finish "
-                                    f"it by running the same imgclf tune command with --resume --out {folder} "
+                                    f"it by running the same imgclf tune command with --resume --out {shell_word(folder)} "
                                     "(Python: resume=True): the trials are kept and the best is tested again", None,
                                     stop_signal(exc)[1]) from None
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import Interrupted
+from ..file_names import shell_word
 
 
 class TrainingInterrupted(Interrupted):
@@ -44,8 +45,8 @@ def interrupt_message(state: str, saved_epochs: int, run_dir: Path, saved_steps:
     told the command alone)."""
     python = f"(Python: imgclf.fit(resume={str(run_dir)!r}))"
     if saved_epochs == 0 and not saved_steps:
-        return f"{state}; imgclf train --resume {run_dir} {python} starts it again from epoch 1"
-    return f"{state}. Continue with: imgclf train --resume {run_dir} {python}"
+        return f"{state}; imgclf train --resume {shell_word(run_dir)} {python} starts it again from epoch 1"
+    return f"{state}. Continue with: imgclf train --resume {shell_word(run_dir)} {python}"
 
 
 # What gloo and NCCL raise in the processes left running when another process of a data-parallel run stops (a
@@ -88,7 +89,7 @@ def finishing(run_dir: Path, epochs: int, stopped: str = "completed", mark: bool
         kept = kept or "no epoch was saved"
         state = f"interrupted ({name}) after training, while the run was being finished; {kept}"
         more = "" if stopped == "completed" else f" --epochs {epochs}"
-        raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {run_dir}{more}", state=state,
+        raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {shell_word(run_dir)}{more}", state=state,
                                   exit_code=code) from None
     finally:
         if main:

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 
 from ..errors import ImgclfError
+from ..file_names import shell_word
 
 
 class EpochOfNoImage(RuntimeError):
@@ -27,7 +28,7 @@ class TrainingImagesGone(ImgclfError):
 
 
 def images_gone_message(exc: EpochOfNoImage, run_dir: Any, saved_epochs: int) -> str:
-    then = (f"imgclf train --resume {run_dir} continues from epoch {saved_epochs + 1} ({saved_epochs} epoch"
+    then = (f"imgclf train --resume {shell_word(run_dir)} continues from epoch {saved_epochs + 1} ({saved_epochs} epoch"
             f"{'' if saved_epochs == 1 else 's'} saved)" if saved_epochs else "run the command again")
     return (f"training stopped: {exc}: the files, read from disk as training goes (the data exceeds "
             f"--cache-budget), were removed or changed since the command began (a drive unmounted?). Put them back, "

@@ -556,6 +556,20 @@ def test_a_16_bit_image_is_read_on_the_16_bit_scale_whatever_its_brightest_pixel
         with Image.open(tmp_path / name) as img:
             assert img.mode == "I", img.mode
         assert open_image(tmp_path / name, 16, "grayscale").max() <= 1, name
+    # and a TIFF of 32-bit integers (as Pillow opens a signed 16-bit one): one pixel from 255 to 256 turned a white
+    # file black; on the 16-bit scale both are black. An 'I' image made in memory keeps 0..255 as 8-bit, as an
+    # integer array does (no file says its depth)
+    for name, top in (("max255.tif", 255), ("max256.tif", 256)):
+        pixels = np.full((16, 16), 255, np.int32)
+        pixels[0, 0] = top
+        Image.fromarray(pixels).save(tmp_path / name)
+        with Image.open(tmp_path / name) as img:
+            assert img.mode == "I", img.mode
+        assert open_image(tmp_path / name, 16, "grayscale").max() <= 1, name
+    from imgclf.data.decode import as_stored, image_to_array
+
+    made = as_stored(Image.fromarray(np.full((16, 16), 200, np.int32)))
+    assert image_to_array(made, 16, "grayscale").min() == 200
 
 
 def test_a_16_bit_pgm_read_by_the_caller_is_decoded_as_its_file(tiny_run, tmp_path):

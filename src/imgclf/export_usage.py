@@ -32,8 +32,10 @@ def pixels(path):
         elif raw in ("L;2", "L;4") and isinstance(img.info.get("transparency"), int):  # pixels scaled, not the key
             img.info["transparency"] *= 255 // (2 ** int(raw[2:]) - 1)
         img.load()
-        if img.format == "PPM" and img.mode == "I":  # a PGM deeper than 8 bits, scaled to 0..65535: 16-bit
-            img = Image.fromarray(np.asarray(img).astype(np.uint16))
+        if img.mode == "I":  # 32-bit integers (a PGM deeper than 8 bits, a TIFF): on the 16-bit scale where they fit
+            stored = np.asarray(img)
+            if stored.size and stored.min() >= 0 and stored.max() <= 65535:
+                img = Image.fromarray(stored.astype(np.uint16))
         try:
             img = ImageOps.exif_transpose(img)
         except Exception:  # a damaged EXIF block: used as stored, as imgclf does

@@ -63,6 +63,9 @@ def tricky_images(folder: Path) -> list[str]:
     Image.fromarray(ringing).save(folder / "float_ringing.tif")
     # a 16-bit PGM, dim (its brightest 200 of 65535): Pillow opens it as 32-bit "I", which read as 0..255
     (folder / "deep_dim.pgm").write_bytes(b"P5 64 48 65535\n" + (base[:, :, 1].astype(np.uint16) * 200 // 255).astype(">u2").tobytes())
+    # 32-bit integers within 0..255 in a TIFF: on the 16-bit scale, as a deep PGM (read by its own maximum, one
+    # pixel of 256 turned it from white to black)
+    Image.fromarray(base[:, :, 1].astype(np.int32)).save(folder / "int32_dim.tif")
     (folder / "grey_premultiplied.tif").write_bytes(premultiplied_grey_tiff(base[:, :, 2]))
     return sorted(str(p) for p in folder.iterdir())
 

@@ -53,7 +53,8 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
         # scale whatever its content (read by its own maximum, two files 1/65535 apart decoded one bright, one
         # black, and a dark photo bright). Float pixels within [0, 1] are scaled by 255 and rounded, as float
         # arrays are read (`inputs.array_to_image`): a float TIFF in [0, 1] read as 0..255 was black; otherwise
-        # (floats, 32-bit integers) 0..255 stay as they are, and more is read as 16-bit.
+        # (floats, 32-bit integers made in memory: a file's are 16-bit by now, `as_stored`) 0..255 stay as they
+        # are, and more is read as 16-bit.
         if img.mode.startswith("I;16"):
             values = np.asarray(img)
             grey = Image.fromarray(_sixteen_to_eight(values), mode="L")
@@ -93,12 +94,16 @@ def _to_mode(img: Image.Image, color: str) -> Image.Image:
 
 def as_stored(img: Image.Image) -> Image.Image:
     """A loaded image as it is meant to be seen, before its mode and size are changed (`image_to_array`), for files
-    and for the caller's PIL images alike: turned by its EXIF orientation, and a PGM deeper than 8 bits (maxval
-    above 255, which Pillow opens as 32-bit 'I' scaled to 0..65535) as the 16-bit image it is. As 'I' it was read
-    on the 0..255 scale while its brightest pixel stayed below 256: two files 1/65535 apart decoded white and
-    black. (Here, not in `image_to_array`: the turn's copy no longer knows its format.)"""
-    if img.format == "PPM" and img.mode == "I":
-        img = Image.fromarray(np.asarray(img).astype(np.uint16))
+    and for the caller's PIL images alike: turned by its EXIF orientation, and a file's 32-bit integer image ('I':
+    a PGM deeper than 8 bits, which Pillow scales to 0..65535; a signed 16-bit or 32-bit TIFF) as the 16-bit image
+    it is where its values fit. As 'I' it was read on the 0..255 scale while its brightest pixel stayed below 256:
+    two files 1/65535 apart decoded white and black. An 'I' image made in memory (no format: Image.fromarray of
+    int32) is read as integer arrays are, 0..255 as 8-bit. (Here, not in `image_to_array`: the turn's copy no
+    longer knows its format.)"""
+    if img.mode == "I" and img.format is not None:
+        values = np.asarray(img)
+        if values.size and values.min() >= 0 and values.max() <= 65535:  # else refused by its range (`_to_mode`)
+            img = Image.fromarray(values.astype(np.uint16))
     return exif_upright(img)
 
 

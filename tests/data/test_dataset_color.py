@@ -91,3 +91,28 @@ def test_a_class_folder_of_colour_images_among_many_grey_ones_makes_the_run_rgb(
     assert not any("photos" in p for p in header_sample(paths, 5))  # the draw over all misses the colour folder
     assert detect_color(paths, sample=5, per_folder=2) == "rgb"
     assert detect_color([p for p in paths if "scans" in p], sample=5, per_folder=2) == "grayscale"
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+def test_palette_images_of_greys_are_grayscale_and_of_colours_rgb(tmp_path, suffix):
+    """A GIF or PNG of greys opens as a palette image ('P'), which color=auto took for colour: grey data trained
+    in RGB, three times the cache and the input. A palette in use that holds a colour keeps the run in RGB."""
+    import numpy as np
+    from PIL import Image
+
+    from imgclf.data.color import detect_color
+
+    rng = np.random.default_rng(0)
+    grey, mixed = tmp_path / "grey", tmp_path / "mixed"
+    for folder in (grey / "a", grey / "b", mixed / "a", mixed / "b"):
+        folder.mkdir(parents=True)
+    for i in range(3):
+        pixels = rng.integers(0, 256, (12, 12), dtype=np.uint8)
+        for root in (grey, mixed):
+            for cls in ("a", "b"):
+                Image.fromarray(pixels).convert("P").save(root / cls / f"{i}{suffix}")  # a palette of greys
+    pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(mixed / "b" / f"c{suffix}")
+    assert Image.open(grey / "a" / f"0{suffix}").mode == "P"
+    assert detect_color(sorted(str(p) for p in grey.rglob(f"*{suffix}"))) == "grayscale"
+    assert detect_color(sorted(str(p) for p in mixed.rglob(f"*{suffix}"))) == "rgb"

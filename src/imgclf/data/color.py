@@ -6,9 +6,10 @@ import logging
 import os
 from collections import defaultdict
 
-from .decode import header_sample, probe_image
+from .decode import header_sample, probe_image, readable_formats
 
 _GRAY_MODES = {"L", "LA", "I;16", "I;16B", "I;16L", "I", "F", "1"}
+_PALETTE_MODES = {"P", "PA"}
 log = logging.getLogger(__name__)
 
 
@@ -29,9 +30,30 @@ def detect_color(paths: list[str], sample: int = 200, per_folder: int = 20) -> s
             mode = probe_image(path)["mode"]
         except Exception:  # unreadable files are reported by the decode pass, not here
             continue
-        if mode not in _GRAY_MODES:
+        if mode not in _GRAY_MODES and not (mode in _PALETTE_MODES and _palette_in_use_is_grey(path)):
             return "rgb"
     return "grayscale"
+
+
+def _palette_in_use_is_grey(path: str) -> bool:
+    """Whether a palette image's colours in use are all grey (a GIF or PNG of greys, which a header calls 'P'):
+    such images trained in colour, tripling the cache and the first layer for nothing. Decodes the image: palette
+    images are few in a sample, and small."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path, formats=readable_formats()) as img:
+            img.load()
+            palette = np.asarray(img.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
+            indices = np.asarray(img.getchannel(0) if img.mode == "PA" else img)
+    except Exception:  # unreadable: reported by the decode pass; not called grey here
+        return False
+    used = np.unique(indices)
+    if not len(palette) or used.max(initial=0) >= len(palette):
+        return False
+    colours = palette[used]
+    return bool((colours == colours[:, :1]).all())
 
 
 def resolve_color(color: str, paths: list[str], model_in_chans: int | None = None,

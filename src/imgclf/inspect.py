@@ -83,6 +83,8 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
         "sizes": dict(sizes.most_common(10)),
         "distinct_sizes": len(sizes),
         "modes": dict(modes.most_common()),
+        # 16-bit images of 12 bits or fewer (X-ray, microscopy) decode near black: what a sample uses, where so
+        "unused_bits": _unused_bits(modes, [p for paths in candidates.values() for p in paths]),
         "imbalance": imbalance_stats(counts[train_split]),
         "skipped": skipped,
         "empty_class_folders": [folder for _, folder in scan.empty + scan.empty_elsewhere],
@@ -131,6 +133,16 @@ def _audit_summary(scan: Any) -> dict[str, Any] | None:
                    accuracy=record.features.accuracy, label_errors_checked=record.features.folds > 0,
                    note=record.features.note, splits=record.settings.splits)
     return out
+
+
+def _unused_bits(modes: Counter[str], readable: list[str]) -> str | None:
+    """`data.bit_depth`'s warning where the readable images include 16-bit or 32-bit integer ones, else None."""
+    if not any(mode.startswith("I") for mode in modes):
+        return None
+    from .data.bit_depth import unused_bits
+
+    found = unused_bits(readable)
+    return None if found is None else found.message()
 
 
 def _reason(exc: Exception) -> str:
@@ -182,6 +194,8 @@ def render_inspection(summary: dict[str, Any], console: Any) -> None:
     sizes = ", ".join(f"{k} ({v})" for k, v in summary["sizes"].items())
     console.print(f"image sizes: {sizes}{' ...' if summary['distinct_sizes'] > 10 else ''}")
     console.print("colour modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()))
+    if summary.get("unused_bits"):
+        console.print(f"[yellow]{console_text(summary['unused_bits'])}[/yellow]")
     empty_splits = summary.get("empty_splits", [])
     for split in empty_splits:
         console.print(f"[yellow]{split}/ holds no image in its class folders:[/yellow] training refuses the data; "

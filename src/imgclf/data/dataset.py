@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config_text import plural
 from ..errors import invalid
+from .bit_depth import warn_of_unused_bits
 from .cache import decode_all
 from .color import resolve_color
 from .folder import FolderScan, count_skipped, require_images
@@ -201,6 +202,8 @@ def prepare_data(
     paths = [p for _, p, _ in tagged]
     # a recorded split is a finished run's images prepared again (resume, calibrate): its colour was chosen then
     color, color_source = resolve_color(color, paths, model_in_chans, new_run=recorded is None)
+    if recorded is None:
+        warn_of_unused_bits(paths)
     decoded = decode_all(paths, img_size, color, interpolation, cache_dir, cache_budget, workers, progress=progress)
     skipped = list(scan.skipped) + [{"path": paths[i], "reason": r} for i, r in sorted(decoded.failures.items())]
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import invalid
+from .bit_depth import warn_of_unused_bits
 from .cache import decode_all
 from .color import resolve_color
 from .folder import FolderScan
@@ -145,6 +146,8 @@ def prepare_index(index: str | os.PathLike, img_size: int, color: str, val_split
     labelled = read_label_index(index) if is_label_index(index) else read_label_folder(index)
     warn_comma_labels(labelled)
     color, color_source = resolve_color(color, labelled.files, model_in_chans, new_run=recorded is None)
+    if recorded is None:
+        warn_of_unused_bits(labelled.files)
     decoded = decode_all(labelled.files, img_size, color, interpolation, cache_dir, cache_budget, workers,
                          progress=progress)
     skipped = [{"path": labelled.files[i], "reason": r} for i, r in sorted(decoded.failures.items())]

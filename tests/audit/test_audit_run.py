@@ -285,3 +285,35 @@ def test_a_folder_sharing_a_few_files_with_the_runs_is_not_taken_for_a_copy_of_i
     files = [str(p) for p in sorted(other.rglob("*.png"))]
     found = run_split(run.path, files, content_digests(files), other)
     assert found.splits is None and "only 2 of the 24 images at its files' paths hold the same bytes" in found.why_not
+
+
+def test_a_suspect_the_run_never_trained_on_shows_the_runs_own_answer(tmp_path):
+    """The quick model's per-image probabilities sit at 0 and 1 (calibrated on average only), so a flagged image
+    read "labelled dog (0.00), looks like cat (1.00)" with nothing else to weigh. For an image of the run's val or
+    test split the run's own answer is a second opinion; a training image has none (the run learnt its label)."""
+    import shutil
+
+    import imgclf
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", layout="splits", per_split={"train": 24, "val": 8, "test": 8})
+    flipped_test = data / "test" / "dog" / "cat_moved.png"
+    shutil.move(data / "test" / "cat" / "cat_000.png", flipped_test)
+    flipped_train = data / "train" / "dog" / "cat_moved.png"
+    shutil.move(data / "train" / "cat" / "cat_000.png", flipped_train)
+    run = imgclf.fit({"data": str(data), "model": "simple_cnn", "img_size": 16, "epochs": 4, "batch_size": 16,
+                      "out": str(tmp_path / "run"), "progress": False, "seed": 0, "model_args": {"width": 8}},
+                     report=False)
+    out = tmp_path / "audit"
+    record = audit(data, run=run.path, out=out).record
+    assert record.settings.splits == "run"
+    suspects = {s.path: s for s in record.label_issues}
+    test_suspect = suspects["test/dog/cat_moved.png"]
+    assert (test_suspect.label, test_suspect.suggested) == ("dog", "cat")
+    assert test_suspect.run_label == "cat" and test_suspect.run_probability > 0.5, test_suspect
+    assert all(s.run_label is None for s in record.label_issues if s.split == "train")
+    assert all(s.run_label is not None for s in record.label_issues if s.split in ("val", "test"))
+    page = " ".join((out / "audit.html").read_text().split())
+    assert f"the run, not trained on it: cat ({test_suspect.run_probability:.2f})" in page
+    stored = json.loads((out / "audit.json").read_text())["label_issues"]
+    assert {s["path"]: s.get("run_label") for s in stored}["test/dog/cat_moved.png"] == "cat"

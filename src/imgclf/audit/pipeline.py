@@ -231,6 +231,11 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
         guessing = bool(chance)
         if chance:
             note = f"{note}; {chance}" if note else chance
+    opinions = {}
+    if issues is not None and split_source == "run":  # held out from the run's training: its answer counts
+        from .run_opinion import run_opinions
+
+        opinions = run_opinions(run, images.pixels, images.splits, issues.ranking)
     lap("label_errors")
     outliers = feature_outliers(distance, features.residual)
     # at the files' own size where they were enlarged to decode (the comparison pixels): an enlarged static is
@@ -257,7 +262,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
                      "model": QUICK_MODEL,
                      "folds": issues.folds if issues else 0, "accuracy": issues.accuracy if issues else None,
                      "near_chance": guessing, "note": note},
-        **_findings(images, duplicates, digests, issues, outliers, stats),
+        **_findings(images, duplicates, digests, issues, outliers, stats, opinions),
         "skipped": images.skipped,
         "seconds": seconds,
     })
@@ -326,7 +331,8 @@ def stored_similarity(kind: str, value: float) -> float:
 
 
 def _findings(images: AuditImages, duplicates: Duplicates, digests: list[str], issues: LabelIssues | None,
-              outliers: Outliers, stats: PixelStats) -> dict[str, Any]:
+              outliers: Outliers, stats: PixelStats,
+              opinions: dict[int, tuple[str, float]] | None = None) -> dict[str, Any]:
     classes = images.classes
     groups = []
     for g in duplicates.groups:
@@ -355,9 +361,12 @@ def _findings(images: AuditImages, duplicates: Duplicates, digests: list[str], i
             if i in junk or i in far:
                 continue
             s = int(issues.suggested[i])
+            run_says = (opinions or {}).get(int(i))
             label_issues.append({**_image(images, i), "suggested": classes[s],
                                  "self_confidence": round(float(issues.self_confidence[i]), 6),
-                                 "suggested_probability": round(float(issues.probabilities[i, s]), 6)})
+                                 "suggested_probability": round(float(issues.probabilities[i, s]), 6),
+                                 **({"run_label": run_says[0], "run_probability": round(run_says[1], 6)}
+                                    if run_says else {})})
     # a black or near-empty image is listed once, under what is wrong with its pixels: counted in both lists, 4
     # distinct images read as 3 outliers and 3 near-empty ones
     outlier_list = [{**_image(images, i), "score": round(float(outliers.score[i]), 3)} for i in outliers.ranking

@@ -40,6 +40,10 @@ class AuditLabelIssue(AuditImage):
     suggested: str = Field(description="The class confident learning puts the image in.")
     self_confidence: float = Field(ge=0, le=1, description="Out-of-fold probability of the given label.")
     suggested_probability: float = Field(ge=0, le=1)
+    run_label: str | None = Field(None, description="With --run, for an image of the run's val or test split (one it "
+                                  "never trained on): the run's own top class.")
+    run_probability: float | None = Field(None, ge=0, le=1, description="The run's calibrated probability of "
+                                          "run_label.")
 
 
 class AuditOutlier(AuditImage):

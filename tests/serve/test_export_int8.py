@@ -351,9 +351,11 @@ def test_evaluate_scores_the_export_beside_the_runs_own_scores(run, int8_path):
     own = {name: (run / name).read_bytes() for name in ("metrics.json", "model.json")}
     metrics = imgclf.evaluate(run, backend="onnx", progress=False)
     assert (metrics.backend, metrics.precision) == ("onnx", "int8")
-    written = read_json(run / "evaluations" / "onnx-test" / "metrics.json")
+    # apart from an fp32 export's scores (evaluations/onnx-test), which replaced them without a word
+    written = read_json(run / "evaluations" / "onnx-int8-test" / "metrics.json")
     assert (written["backend"], written["precision"], written["accuracy"]) == ("onnx", "int8", metrics.accuracy)
-    assert (run / "evaluations" / "onnx-test" / "predictions.csv").exists()
+    assert (run / "evaluations" / "onnx-int8-test" / "predictions.csv").exists()
+    assert not (run / "evaluations" / "onnx-test").exists()
     # the run's own scores and the card's headline (the report's, GET /model's) stay the network's
     assert {name: (run / name).read_bytes() for name in own} == own
     dataset = read_json(run / "dataset.json")
@@ -364,7 +366,8 @@ def test_evaluate_scores_the_export_beside_the_runs_own_scores(run, int8_path):
     assert metrics.accuracy == pytest.approx(float((onnx_clf.predict_pixels(pixels).argmax(1) == labels).mean()))
     result = CliRunner().invoke(app, ["evaluate", str(run), "--backend", "onnx"])
     assert result.exit_code == 0, result.output
-    assert "(ONNX export, int8): accuracy" in result.output and "evaluations/onnx-test/metrics.json" in result.output
+    assert "(ONNX export, int8): accuracy" in result.output
+    assert "evaluations/onnx-int8-test/metrics.json" in result.output
     # the loaded graph given as the run: how to score it, said once
     with pytest.raises(ImgclfError) as refused:
         imgclf.evaluate(onnx_clf)
@@ -378,8 +381,13 @@ def test_an_fp32_export_evaluates_as_the_network_at_fp32(run, tmp_path):
     import imgclf
 
     fp32 = Path(shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("export", "evaluations")))
+    export_run(fp32, "onnx", quantize="int8")
+    int8 = imgclf.evaluate(fp32, backend="onnx", progress=False)
     export_run(fp32, "onnx")
     graph = imgclf.evaluate(fp32, backend="onnx", progress=False)
+    # side by side: the fp32 export's scores beside the int8 export's, not over them
+    assert read_json(fp32 / "evaluations" / "onnx-test" / "metrics.json")["precision"] == "32"
+    assert read_json(fp32 / "evaluations" / "onnx-int8-test" / "metrics.json")["accuracy"] == int8.accuracy
     network = imgclf.evaluate(fp32, split="test", precision="32", progress=False, tta=False)
     assert (graph.backend, graph.precision, network.backend) == ("onnx", "32", "torch")
     # the network's file keeps the shape it had before the field: releases before it refuse keys they lack

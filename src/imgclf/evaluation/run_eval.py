@@ -146,8 +146,10 @@ def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
     split (what training's evaluation writes), `evaluations/<split>/` for another split of its data and
     `evaluations/<folder>-<hash of its path>/` for another folder, so that the run's own results (which the
     report and `compare` read) are never overwritten by other scores. The ONNX export's scores (backend onnx) go
-    to the same name prefixed `onnx-`, its own test split's to `evaluations/onnx-test/`."""
-    prefix = "onnx-" if backend == "onnx" else ""
+    to the same name prefixed `onnx-`, its own test split's to `evaluations/onnx-test/`; an int8 export's
+    `onnx-int8-` (`evaluations/onnx-int8-test/`), so that its scores and the fp32 export's stand side by side (the
+    fp32 export's replaced the int8 export's without a word)."""
+    prefix = (f"onnx-{'int8-' if _export_quantization(run_dir) == 'int8' else ''}" if backend == "onnx" else "")
     if data is None:
         own = split == "test" and not prefix
         return Path(run_dir) if own else Path(run_dir) / "evaluations" / f"{prefix}{split}"
@@ -156,6 +158,18 @@ def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
     other = "" if split == "test" else f"-{split}"  # another split folder of it: beside, not over, its test scores
     return Path(run_dir) / "evaluations" / (f"{prefix}{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
                                             f"{other}")
+
+
+def _export_quantization(run_dir: str | os.PathLike) -> str | None:
+    """The run's ONNX export's quantization ("none", "int8"), from the card beside it; None without a readable one."""
+    from ..io import read_json
+    from ..records.exported import ExportedCard
+
+    try:
+        card = ExportedCard.model_validate(read_json(Path(run_dir) / "export" / "model.onnx.json"))
+    except Exception:  # no export, or an unreadable card: the evaluation's own load says which
+        return None
+    return card.export.quantization if card.export is not None else None
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",

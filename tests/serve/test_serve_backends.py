@@ -169,7 +169,8 @@ def test_the_folder_export_out_wrote_is_what_predict_and_serve_take(run, uploads
     with TestClient(create_app(tmp_path / "deploy", backend="onnx", threads=1)) as client:
         assert client.get("/health").json()["backend"] == "onnx"
     result = runner.invoke(app, ["predict", str(tmp_path / "deploy"), *images])  # the torch backend: no run there
-    assert result.exit_code == 2 and "an ONNX export, not a run: predict and serve take it with --backend onnx" in \
+    assert result.exit_code == 2 and ("an ONNX export, not a run: imgclf predict and imgclf serve take it with "
+                                      "--backend onnx (Python: imgclf.export.load_onnx)") in \
         " ".join(result.output.split())
     # a folder holding neither says what it takes, without offering to export a folder that is no run
     (tmp_path / "empty").mkdir()

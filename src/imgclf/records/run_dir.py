@@ -134,7 +134,8 @@ class RunDir:
         elif (self.path / "folds.json").is_file() or (self.path / "fold-1").is_dir():
             problem = f"a cross-validation folder: its runs are {self.path / 'fold-1'}, fold-2, ..."
         elif (self.path / "model.onnx").is_file():  # what `imgclf export RUN --out FOLDER` wrote
-            problem = "an ONNX export, not a run: predict and serve take it with --backend onnx"
+            problem = ("an ONNX export, not a run: imgclf predict and imgclf serve take it with --backend onnx "
+                       "(Python: imgclf.export.load_onnx)")
         else:
             problem = f"not a run: no {name} nor any other file imgclf train writes (config.yaml, checkpoints/)"
         return bad_path("run", self.path, f"a run directory containing {name}", problem)

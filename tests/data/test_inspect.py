@@ -235,6 +235,10 @@ def test_a_phone_photo_pillow_cannot_open_is_named_for_what_it_is(tmp_path):
     assert reasons == {"IMG_0001.HEIC": expected, "notes.txt": "not an image file extension"}
     with pytest.raises(DecodeError, match=re.escape(expected)):
         open_image(str(tmp_path / "cat" / "IMG_0001.HEIC"), 8, "rgb")
+    # renamed .jpg, it is still a HEIC photo: known by its bytes ("not a recognised image format" before)
+    (tmp_path / "renamed.jpg").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0")
+    with pytest.raises(DecodeError, match=re.escape(expected)):
+        open_image(str(tmp_path / "renamed.jpg"), 8, "rgb")
     others: list[str] = []
     assert expand_inputs([str(tmp_path / "cat")], others=others) == [str(tmp_path / "cat" / "a.png")]
     assert sorted(Path(o).name for o in others) == ["IMG_0001.HEIC", "notes.txt"]  # named as left out

@@ -202,7 +202,10 @@ def test_one_bad_file_gets_an_error_entry_and_the_others_their_predictions(tiny_
     bad = {"notes.png": (b"just some text, not pixels", "image/png", "not a recognised image format"),
            "cut.png": (png[: len(png) // 2], "image/png", "truncated"),
            "a.txt": (b"hello", "text/plain", "not a recognised image format"),
-           "empty.png": (b"", "image/png", "empty file (0 bytes)")}
+           "empty.png": (b"", "image/png", "empty file (0 bytes)"),
+           # known by its bytes, as predict knows an .heic by its name (an upload's name says nothing)
+           "IMG_1.jpg": (b"\0\0\0\x18ftypheic\0\0\0\0", "image/jpeg",
+                         "HEIC photos are not read (Pillow cannot open them); convert them to JPEG or PNG first")}
     parts = [("good.png", png, "image/png")] + [(name, data, ctype) for name, (data, ctype, _) in bad.items()]
     parts.append(("good2.png", png, "image/png"))
     with TestClient(create_app(tiny_run)) as client:  # the module's client takes 3 files at most

@@ -123,11 +123,32 @@ def _png_colour_key(img: Image.Image) -> None:
         img.info["transparency"] = key * (255 // (2 ** int(raw[2:]) - 1))
 
 
+def _first_bytes(source: object, count: int = 12) -> bytes:
+    """The first `count` bytes of a path or a seekable file object (from its start, where Pillow read it: its
+    position kept); b"" where unreadable."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as handle:
+                return handle.read(count)
+        if hasattr(source, "seek") and hasattr(source, "read"):
+            position = source.tell()
+            try:
+                source.seek(0)
+                return bytes(source.read(count))
+            finally:
+                source.seek(position)
+    except (OSError, ValueError, TypeError):
+        pass
+    return b""
+
+
 def _unrecognised_reason(source: object) -> str:
-    from .file_kinds import unread_photo_reason
+    from .file_kinds import unread_photo_reason, unread_photo_reason_of_bytes
     from .folder import INDEX_SUFFIXES
 
     if isinstance(source, (str, os.PathLike)) and (photo := unread_photo_reason(os.fspath(source))):
+        return photo
+    if photo := unread_photo_reason_of_bytes(_first_bytes(source)):  # by content: an upload, a renamed file
         return photo
     if isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(INDEX_SUFFIXES):
         # predict RUN index.csv: the index of a multi-label data set is scored by evaluate, not predicted

@@ -49,6 +49,20 @@ def unread_photo_reason(name: str) -> str | None:
     return f"{kind} {UNREAD_PHOTO}"
 
 
+# ISO base media file brands (the 4 bytes after "ftyp" at offset 4) of the photo formats Pillow cannot open here
+_UNREAD_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC", b"heim": "HEIC",
+                  b"heis": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def unread_photo_reason_of_bytes(head: bytes) -> str | None:
+    """As `unread_photo_reason`, from a file's first 12 bytes: an upload has no name to go by, and an iPhone photo
+    renamed .jpg is still HEIC ("not a recognised image format" said nothing of what to do)."""
+    kind = _UNREAD_BRANDS.get(head[8:12]) if head[4:8] == b"ftyp" else None
+    if kind is None or (kind == "AVIF" and ".avif" in IMAGE_EXTENSIONS):
+        return None
+    return f"{kind} {UNREAD_PHOTO}"
+
+
 def left_out_by_name(reason: str) -> bool:
     """Whether a skipped file was left out for its name (an extension imgclf does not read, a name not in UTF-8)
     rather than for its contents."""

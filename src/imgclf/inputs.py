@@ -47,8 +47,9 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
         path = Path(given)
         if path.is_dir():
             skipped: list[dict[str, str]] = []
-            found = walk_images(path, skipped)
-            # a name no file of results can hold (not UTF-8) is left out and named, not a row for its escaped text
+            # a name that is not UTF-8 is read, as when named directly: its row shows it escaped (it was left out
+            # of a folder, and predicted given alone)
+            found = walk_images(path, skipped, utf8_names=False)
             left = [s for s in skipped if left_out_by_name(s["reason"])]
             unreadable = [s["path"] for s in skipped
                           if s not in left and s["path"].lower().endswith(IMAGE_EXTENSIONS)]

@@ -142,9 +142,10 @@ def file_identity(path: str | os.PathLike) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
+def walk_images(class_dir: Path, skipped: list[dict[str, str]], utf8_names: bool = True) -> list[str]:
     """All image files under class_dir (recursively, symlinks followed once), sorted; what cannot be used is
-    added to `skipped` with the reason."""
+    added to `skipped` with the reason. utf8_names: leave out a name that is not UTF-8, which no record of a run
+    can hold (prediction escapes it in its output, and reads it as it reads such a file named directly)."""
     out: list[str] = []
     first_path: dict[str, Path] = {}  # real folder -> the path it was read through
     # A folder and the real folders above it, starting from those holding the class: a link back to one of them
@@ -178,7 +179,7 @@ def walk_images(class_dir: Path, skipped: list[dict[str, str]]) -> list[str]:
         for entry in entries:
             if is_hidden(entry.name):
                 continue
-            if not is_utf8_name(entry.name):
+            if utf8_names and not is_utf8_name(entry.name):
                 skipped.append({"path": printable_path(entry.path), "reason": NOT_UTF8_NAME})
                 continue
             try:

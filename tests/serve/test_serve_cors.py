@@ -35,8 +35,11 @@ def test_an_allowed_origin_may_read_the_answers_and_others_may_not(tiny_run, png
         # another page: answered (the server cannot stop a post), but without the header its script is refused
         other = _post(client, png, "http://evil.example")
         assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
-        assert client.options("/predict", headers={"Origin": "http://evil.example",
-                                                   "Access-Control-Request-Method": "POST"}).status_code == 400
+        refused = client.options("/predict", headers={"Origin": "http://evil.example",
+                                                      "Access-Control-Request-Method": "POST"})
+        # as every other error: JSON {error, status} (Starlette's middleware answered in plain text)
+        assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+        assert refused.json() == {"error": f"Disallowed CORS origin (origins allowed: {APP})", "status": 400}
 
 
 def test_an_origin_is_kept_as_a_browser_sends_it(tiny_run, png):

@@ -39,10 +39,24 @@ def _as_sent(origin: str) -> str:
 
 
 def add_cors(app, origins: list[str]) -> None:
-    """Let scripts on `origins` call every route; the 503's Retry-After readable by them too."""
+    """Let scripts on `origins` call every route; the 503's Retry-After readable by them too. A preflight refused
+    (another origin, method or header) is answered as every other error is, JSON {error, status}: Starlette's
+    middleware answers it in plain text, which the API's documented 4XX body is not."""
     if not origins:
         return
     from starlette.middleware.cors import CORSMiddleware
+    from starlette.responses import JSONResponse
 
-    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "HEAD", "POST"],
+    class JsonRefusals(CORSMiddleware):
+        def preflight_response(self, request_headers):
+            response = super().preflight_response(request_headers)
+            if response.status_code < 400:
+                return response
+            kept = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+            reason = bytes(response.body).decode("utf-8", "replace")  # "Disallowed CORS origin, method"
+            allowed = f" (origins allowed: {', '.join(origins)})" if "origin" in reason else ""
+            return JSONResponse({"error": reason + allowed, "status": response.status_code},
+                                status_code=response.status_code, headers=kept)
+
+    app.add_middleware(JsonRefusals, allow_origins=origins, allow_methods=["GET", "HEAD", "POST"],
                        allow_headers=["Content-Type"], expose_headers=["Retry-After"], max_age=600)

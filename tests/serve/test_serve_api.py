@@ -186,6 +186,19 @@ def test_an_image_part_without_a_file_name_is_an_image(client, png):
     assert all(p["label"] and not p["error"] for p in r.json()["predictions"])
 
 
+def test_an_rfc_5987_file_name_is_the_name_echoed(client, png):
+    """filename*=UTF-8''%C3%A9t%C3%A9.png (RFC 6266: it wins over a plain filename= beside it) was dropped, and the
+    entry's path came back as file0."""
+    body = _multipart([("files", None, "image/png", png), ("files", "fallback.png", "image/png", png),
+                       ("files", None, "image/png", png)])
+    body = body.replace(b'name="files"\r\n', b'name="files"; filename*=UTF-8\'\'%C3%A9t%C3%A9.png\r\n', 1)
+    body = body.replace(b'filename="fallback.png"', b'filename="fallback.png"; filename*=UTF-8\'\'caf%C3%A9.png')
+    body = body.replace(b'name="files"\r\n', b'name="files"; filename*=bogus\'\'%FF.png\r\n', 1)
+    r = client.post("/predict", content=body, headers=MULTIPART)
+    assert r.status_code == 200, r.text
+    assert [p["path"] for p in r.json()["predictions"]] == ["\u00e9t\u00e9.png", "caf\u00e9.png", "file2"]
+
+
 def test_an_image_is_read_by_its_bytes_whatever_content_type_it_declares(client, png):
     """S3 serves objects stored without a type as binary/octet-stream: every such image was refused (422, 'not an
     image: sent as Content-Type ...'), though the service decodes by content."""

@@ -8,9 +8,11 @@ Client file names are kept only as labels to echo back; nothing here opens a pat
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
@@ -70,6 +72,9 @@ class _InMemoryParser(MultiPartParser):
             # is a file, whatever its Content-Type: the decoder tells an image by its bytes
             part.content_disposition += b'; filename=""'
         super().on_headers_finished()
+        extended = _extended_filename(part.content_disposition)
+        if extended and part.file is not None:  # filename*= (RFC 6266: it wins over filename=), which Starlette drops
+            part.file.filename = extended
         self.last_name = part.file.filename if part.file is not None else ""
         if self._current_files > self._file_limit:
             raise _TooManyFiles()
@@ -160,6 +165,23 @@ async def read_uploads(request: Request, max_bytes: int, max_files: int) -> list
         if not up.data:
             up.error = "empty file (0 bytes)"  # the decoder's words for an empty file on disk
     return uploads
+
+
+_EXTENDED = re.compile(rb"""filename\*\s*=\s*"?([^;"\s]+)""", re.IGNORECASE)
+
+
+def _extended_filename(disposition: bytes) -> str | None:
+    """A part's RFC 5987 file name (filename*=UTF-8''%C3%A9t%C3%A9.png), decoded; None where there is none or it
+    does not decode (the plain filename= stands)."""
+    found = _EXTENDED.search(disposition)
+    if found is None:
+        return None
+    charset, _, rest = found.group(1).decode("latin-1").partition("'")
+    _, _, encoded = rest.partition("'")
+    try:
+        return unquote(encoded, encoding=charset or "utf-8", errors="strict") or None
+    except (LookupError, UnicodeDecodeError):
+        return None
 
 
 def _display_name(filename: str | None, index: int) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config_text import plural
 from ..errors import ImgclfError, bad_path, invalid
-from ..file_names import is_utf8_name, printable_path
+from ..file_names import is_utf8_name, printable_path, shell_word
 from .fetch_record import warn_of_an_unfinished_fetch
 from .folder_checks import (IMGCLF_OUTPUT_REASON, holds_imgclf_output, imgclf_output,  # noqa: F401 (run_folder's)
                             class_key, extra_classes_hint, index_file_hint, leave_out_flag, refuse_imgclf_output,
@@ -143,9 +142,8 @@ def file_identity(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def walk_images(class_dir: Path, skipped: list[dict[str, str]], utf8_names: bool = True) -> list[str]:
-    """All image files under class_dir (recursively, symlinks followed once), sorted; what cannot be used is
-    added to `skipped` with the reason. utf8_names: leave out a name that is not UTF-8, which no record of a run
-    can hold (prediction escapes it in its output, and reads it as it reads such a file named directly)."""
+    """All image files under class_dir (recursively, symlinks followed once), sorted; what cannot be used is added
+    to `skipped` with the reason. utf8_names: leave out non-UTF-8 names, which no run's record holds (predict: kept)."""
     out: list[str] = []
     first_path: dict[str, Path] = {}  # real folder -> the path it was read through
     # A folder and the real folders above it, starting from those holding the class: a link back to one of them
@@ -234,8 +232,7 @@ def _scan_class_tree(root: Path, skipped: list[dict[str, str]], empty: list[tupl
     for folder in _class_dirs(root, skipped):
         per_class.setdefault(class_key(folder.name), []).extend(walk_images(folder, skipped))
     per_class = {name: sorted(paths) for name, paths in per_class.items()}
-    # loose images beside class folders, or in a split folder: listed, not silently ignored (a folder with no class
-    # folder at all: see scan_folder)
+    # loose images beside class folders, or in a split folder: listed, not ignored (no class folder: scan_folder)
     if per_class or prefix:
         skipped += [{"path": path, "reason": LOOSE_REASON} for path in _loose_images(root)]
     empty += [(name, prefix + name) for name, paths in per_class.items() if not paths]
@@ -254,11 +251,9 @@ def require_images(scan: FolderScan, classes: list[str] | None = None,
                 folder = None if scan.roots else split_folders(scan.root).get(split)
                 raise _split_without_images(scan.root, split, folder, scan.skipped)
     empty = [(name, folder) for name, folder in scan.empty if name in scan.classes]
-    if empty:
-        # every one at once: named one a run, three empty classes took three runs to find
-        names = list(dict.fromkeys(name for name, _ in empty))
-        folders = ", ".join(repr(folder) for _, folder in empty)
-        one = len(empty) == 1
+    if empty:  # every one at once: named one a run, three empty classes took three runs to find
+        names, one = list(dict.fromkeys(n for n, _ in empty)), len(empty) == 1
+        folders = ", ".join(repr(f) for _, f in empty)
         raise invalid("data", scan.root, f"a folder whose class folders each hold at least one image with an "
                                          f"extension in {', '.join(IMAGE_EXTENSIONS)}",
                       note=f"class folder{'' if one else 's'} {folders} hold{'s' if one else ''} no image",
@@ -399,7 +394,7 @@ def _too_few_classes(root: Path, train: Path | None, classes: list[str], min_cla
                    # an index beside the images (ix/index.csv, ix/*.png) is the data set: that, before class folders
                    hint=index_file_hint(where) or (
                        f"Move each image into a folder named after its class, {where}{os.sep}<class>{os.sep}; "
-                       f"to classify unlabelled images instead, use `imgclf predict RUN {shlex.quote(str(where))}`"
+                       f"to classify unlabelled images instead, use `imgclf predict RUN {shell_word(where)}`"
                        + (f"; if {train.name}/ is a class, rename it: {SPLIT_FOLDER_NAMES} name split folders"
                           if train is not None else "")
                        if loose else None))

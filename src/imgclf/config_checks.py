@@ -22,7 +22,6 @@ MAX_LR = 10.0  # the largest learning rate a run takes (a search's range stops t
 MONITORS = ("val_loss", "val_acc", "val_map")  # val_map: multi-label runs (`task_settings`)
 # the tracking-store schemes MLflow opens (mlflow.store.tracking: file, database dialects, REST, Databricks)
 MLFLOW_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
-
 SPLITS = ("train", "val", "test")
 MIN_PROBED_SECONDS = 5.0  # the shortest budget the sizing probe takes (its own timing takes 2-3 s)
 L2_KEYS = ("conv", "dense")
@@ -129,8 +128,7 @@ class SettingChecks(BaseModel):
     @field_validator("out", "cache_dir", mode="before", check_fields=False)
     @classmethod
     def _folder_named(cls, value: Any, info: Any) -> Any:
-        # --out "$OUT" with OUT unset trained into runs/<model>-<n> of the current folder without a word, and
-        # --cache-dir "$DIR" cached under the default (config.yaml keeping '')
+        # --out "$OUT" with OUT unset trained into runs/<model>-<n> here, --cache-dir "$DIR" cached under the default
         if isinstance(value, str) and not value.strip():
             raise invalid(info.field_name, value, BLANK_FOLDER_ALLOWED[info.field_name])
         return value
@@ -215,7 +213,7 @@ class SettingChecks(BaseModel):
     @classmethod
     def _read_by_its_parser(cls, value: Any, info: Any) -> Any:
         """Read by the parser that uses it later, so that a bad value is refused here, naming the setting (the
-        parsers of the transforms and the head are imported when asked: they bring torch)."""
+        parsers of the transforms and the head bring torch: imported when asked)."""
         if info.field_name == "augment":
             from .data.augment import parse_augment as parse
         elif info.field_name == "head":
@@ -234,12 +232,14 @@ class SettingChecks(BaseModel):
 
     @model_validator(mode="after")
     def _features_only_trains_the_head(self) -> Any:
-        if self.features_only and self.augment.strip():
-            raise invalid("augment", self.augment, "empty with features_only: features are computed once per image, "
+        from .data.augment import parse_augment
+
+        if self.features_only and not parse_augment(self.augment).empty:  # "none" too, as everywhere else
+            raise invalid("augment", self.augment, "none with features_only: features are computed once per image, "
                           "without augmentation", also={"features_only": True})
-        if self.features_only and self.freeze_epochs:
-            raise invalid("freeze_epochs", self.freeze_epochs, "0 with features_only: the backbone never trains there",
-                          also={"features_only": True})
+        if self.features_only and 0 < self.freeze_epochs < self.epochs:  # S1's frozen-forever 100000 says as much
+            raise invalid("freeze_epochs", self.freeze_epochs, f"0, or at least epochs ({self.epochs}), with "
+                          "features_only: the backbone never trains there", also={"features_only": True})
         return self
 
     @model_validator(mode="before")

@@ -63,8 +63,14 @@ def test_config_checks_transfer_settings():
         make_config(data="x", model="resnet18", head="flatten,dense:-1")
     with pytest.raises(ImgclfError, match="unfreeze must be all or last:K"):
         make_config(data="x", model="resnet18", unfreeze="last:0")
-    with pytest.raises(ImgclfError, match="augment must be empty with features_only"):
+    with pytest.raises(ImgclfError, match="augment must be none with features_only"):
         make_config(data="x", model="resnet18", features_only=True, augment="hflip")
+    # "none" is no augmentation, and a frozen-forever freeze_epochs (S1's recipes: 100000) what features_only does
+    # (both were refused, so an S1 recipe took three overrides to run features-only)
+    taken = make_config(data="x", model="vgg16", features_only=True, augment="none", freeze_epochs=100000, epochs=15)
+    assert taken.features_only and taken.freeze_epochs == 100000
+    with pytest.raises(ImgclfError, match=r"freeze_epochs must be 0, or at least epochs \(15\), with features_only"):
+        make_config(data="x", model="vgg16", features_only=True, augment="none", freeze_epochs=3, epochs=15)
     cfg = make_config(data="x", model="resnet18", head="avg,dense:128,dropout:0.3", unfreeze="last:2",
                       freeze_epochs=3, backbone_lr_mult=0.1)
     assert cfg.unfreeze == "last:2" and cfg.freeze_epochs == 3

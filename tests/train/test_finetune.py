@@ -240,6 +240,15 @@ def test_features_only_run_is_a_joined_model_with_the_same_logits(tmp_path, imag
         end_to_end = joined(x)
     assert torch.allclose(from_features, end_to_end, atol=1e-4)
     assert float(read_json(run.path / "metrics.json")["accuracy"]) > 0.0
+    # the head's BatchNorm statistics recomputed on the stored training features, as an image run's are (skipped,
+    # they held its first steps' average: test 0.33 where the same run on images read 1.0)
+    train_rows = [sorted(files).index(str(root / f)) for f in dataset["splits"]["train"]["files"]]
+    assert card["training"]["batch_norm_images"] == len(train_rows)
+    norm = next(m for m in joined.head if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    dense = joined.head[: list(joined.head).index(norm)]
+    with torch.no_grad():
+        before_norm = dense(torch.from_numpy(np.array(stored)[train_rows]))
+    assert torch.allclose(norm.running_mean, before_norm.mean(0), atol=1e-4)
     # a killed build's reserved array is removed by the next build (it stayed for ever); a young one, another
     # process's build in progress, is left alone
     import os

@@ -9,7 +9,7 @@ and 17 % on validation with the running ones, 100 % after one pass recomputing t
 
 So after training each BatchNorm layer that trained (its count of normalised batches grew) gets the mean of its
 statistics over a pass of un-augmented training images through the final weights, in float32, on the training
-device. Runs of several processes and `features_only` runs (the stored features, not images) skip it. Layers that
+device (`features_only` runs: the stored features, through the head; of several processes, skipped). Layers that
 stayed frozen (`--freeze-bn`, a frozen backbone's) keep theirs. torch's `swa_utils.update_bn` does the same pass
 but resets every BatchNorm layer of the model, the frozen ones too."""
 

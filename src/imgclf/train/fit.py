@@ -227,7 +227,10 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
         # restore_best, the last one (a time-limited run's cut epoch included), not the best by the monitor
         kept_epoch = best.best_epoch + 1 if restored else (history.rows[-1].epoch if history.rows else None)
         norm_images, val_after, val_map_after = 0, None, None
-        if trainer.is_global_zero and not cfg.features_only:
+        if trainer.is_global_zero and not (cfg.features_only and trainer.world_size > 1):
+            # features_only: its loaders hold the stored features, which the head reads as in training (skipped, a
+            # head's BatchNorm kept the statistics of its first steps: test 0.33 where the same run on images read 1.0)
+            model.takes_embeddings = cfg.features_only
             if trainer.world_size > 1:
                 # rank 0 alone, over every image as one process reads them: each rank's loaders hold its own share
                 # (after data-parallel training the model had kept rank 0's running statistics, and tested 0.67
@@ -249,6 +252,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
             if norm_images and len(data.splits["val"]):
                 val_after, val_map_after = module.scores_on(val_loader)
             module.to(held_on)
+            model.takes_embeddings = False
     model = model.to(memory_format=torch.contiguous_format)
     return TrainResult(model, mean, std, kept_epoch, history.rows,
                        seconds, stopped_reason, precision, None if budget is None else budget.summary(),

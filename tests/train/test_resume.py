@@ -117,6 +117,26 @@ def test_a_transfer_run_resumes_without_its_pretrained_weights_file(data, tmp_pa
     assert RunDir(full.path).read_card().model_args["weights_source"] == full_card.model_args["weights_source"]
 
 
+def test_freeze_epochs_changes_on_resume_only_while_the_unfreeze_is_ahead(data, tmp_path, monkeypatch):
+    """Lowered into the epochs trained, model.json and the report said "head only for epoch 1, the whole backbone
+    from epoch 2" where the backbone had trained frozen through epoch 2 (and the plateau and early stopping, which
+    start afresh at the unfreeze, never did). Moved within the epochs still ahead, it is taken."""
+    settings = {**BASE, **TRANSFER, "freeze_epochs": 3, "data": str(data)}
+    with monkeypatch.context() as m:
+        _interrupt_when(STOP_AFTER, m)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    with pytest.raises(ImgclfError, match=rf"^freeze_epochs for --resume .*cut must be 3, as this run was trained, or "
+                                          rf"at least {STOP_AFTER}: its backbone trained frozen through epoch "
+                                          rf"{STOP_AFTER}, .*Received: freeze_epochs=1"):
+        imgclf.fit(resume=str(tmp_path / "cut"), freeze_epochs=1, report=False)
+    run = imgclf.fit(resume=str(tmp_path / "cut"), freeze_epochs=STOP_AFTER, report=False)
+    assert [r.frozen for r in RunDir(run.path).read_history()] == [True] * STOP_AFTER + [False] * (EPOCHS - STOP_AFTER)
+    with pytest.raises(ImgclfError, match=rf"^freeze_epochs for --resume .*cut must be {STOP_AFTER}, as this run was "
+                                          rf"trained: its backbone unfroze after epoch {STOP_AFTER}"):
+        imgclf.fit(resume=str(run.path), epochs=EPOCHS + 1, freeze_epochs=EPOCHS + 1, report=False)
+
+
 def test_a_features_only_transfer_run_resumes_on_its_pretrained_features(data, tmp_path, steps, monkeypatch):
     """Its stored features are computed from the backbone before the checkpoint is restored: resumed on a backbone
     built without its pretrained weights, the head trained on a random network's features."""

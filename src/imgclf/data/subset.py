@@ -96,7 +96,8 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
     if isinstance(rho, (int, float)) and largest < rho < math.inf:
         # even one minority image asks more than the largest class holds ("needs 1000...0 images", 309 digits)
         raise invalid("rho", rho, f"at most {largest:,} for this data: a minority class keeps at least one image "
-                                  f"and its largest class has {largest:,}", hint=f"See imgclf inspect {shell_word(data)}")
+                                  f"and its largest class has {largest:,}",
+                      hint=f"See imgclf inspect {shell_word(data)}")
     n_min, n_maj = step_counts(len(scan.classes), m, per_class, rho)
     want = {c: n_min if c in minority_classes else n_maj for c in scan.classes}
     short = {c: f"{sizes[c]} < {want[c]}" for c in scan.classes if sizes[c] < want[c]}

@@ -21,7 +21,8 @@ def check_on_disk(run: RunDir, dataset: Any, files: list[str], split: str, own_o
         raise invalid("run", run.path, "a run whose data folder is where it was trained (dataset.json's root)",
                       note=f"{gone[0]} is no longer a folder",
                       hint=f"Put the folder back at {gone[0]}" + (f": {own_only}" if own_only else
-                           f", or evaluate on a folder of your own: imgclf evaluate {shell_word(run.path)} --data FOLDER"))
+                           f", or evaluate on a folder of your own: imgclf evaluate {shell_word(run.path)} "
+                           "--data FOLDER"))
     missing = [f for f in files if not os.path.exists(f)]
     if missing:
         raise invalid("run", run.path, f"a run whose {split} split is where dataset.json lists it",

@@ -273,7 +273,8 @@ def _fit_folds(cfg: TrainConfig, *, overwrite: bool, report: bool, log: Any) -> 
             # the fold's own hint (imgclf train --resume FOLD) would finish that fold only, and no folds.json
             kept = " (with --overwrite too: the folds this overwrite trained are kept)" if overwrite else ""
             raise TrainingInterrupted(f"{exc.state} (fold {i} of {k}). Continue the cross-validation by running the "
-                                      f"same imgclf train --folds command again with --out {shell_word(out)} (Python: the same "
+                                      f"same imgclf train --folds command again with --out {shell_word(out)} "
+                                      "(Python: the same "
                                       f"imgclf.fit call with out={str(out)!r}): finished folds are kept, this one "
                                       f"resumes{kept}",
                                       state=exc.state, exit_code=exc.exit_code) from None

@@ -60,6 +60,7 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
                            f"imgclf.fit(config_file={str(run.file('config.yaml'))!r}, {name}=..., out=NEW))")
     trained = len(run.read_history())
     _check_planned_schedule(run, stored, asked, values, trained)
+    _check_unfreeze_ahead(run, stored, asked, values, trained)
     _check_nothing_left_to_change(run, stored, asked, values, trained)
     stored_patience = stored_config.early_stopping
     # (with --epochs at the epochs trained it trains none: it finishes a run cut after training)
@@ -117,7 +118,23 @@ def _check_planned_schedule(run: RunDir, stored: dict[str, Any], asked: dict[str
                           f"schedule planned the learning rate over {stored['epochs']} epochs of its batches "
                           "from the start, and cannot be stretched", where=f"--resume {run.path}",
                           hint=f"Start a new run with it instead: imgclf train --config "
-                               f"{shell_word(run.file('config.yaml'))} --{name.replace('_', '-')} {asked[name]} --out NEW")
+                               f"{shell_word(run.file('config.yaml'))} --{name.replace('_', '-')} {asked[name]} "
+                               "--out NEW")
+
+
+def _check_unfreeze_ahead(run: RunDir, stored: dict[str, Any], asked: dict[str, Any], values: dict[str, Any],
+                          trained: int) -> None:
+    """freeze_epochs changes on --resume only while the backbone's unfreeze is ahead, before and after: moved into
+    the epochs trained, model.json and the report said "head only for epoch 1, the whole backbone from epoch 2"
+    where the backbone had trained frozen through epoch 2, and the plateau and early stopping, which start afresh at
+    the unfreeze, never did."""
+    old, new = stored["freeze_epochs"], asked["freeze_epochs"]
+    if values.get("freeze_epochs") is None or new == old or stored["features_only"] or min(old, new) >= trained:
+        return
+    allowed = (f"{old}, as this run was trained: its backbone unfroze after epoch {old}" if old < trained else
+               f"{old}, as this run was trained, or at least {trained}: its backbone trained frozen through epoch "
+               f"{trained}, and cannot have unfrozen earlier")
+    raise invalid("freeze_epochs", new, allowed, where=f"--resume {run.path}")
 
 
 def nothing_left_to_train(run: RunDir, epochs: int) -> str | None:
@@ -316,7 +333,8 @@ def _refuse_lost_checkpoint(run: RunDir) -> None:
     raise invalid("resume", run.path, "a run directory holding checkpoints/last.ckpt, which it saves after every "
                   "epoch", note=f"{what} without it: deleted since? A resume would train again from epoch 1 and "
                   f"replace the {trained} epoch{'s' if trained != 1 else ''} trained",
-                  hint=f"Train a new run with its settings: imgclf train --config {shell_word(run.file('config.yaml'))} --out NEW")
+                  hint=f"Train a new run with its settings: imgclf train --config "
+                       f"{shell_word(run.file('config.yaml'))} --out NEW")
 
 
 def _epochs_held(run: RunDir, ckpt: Path) -> int:

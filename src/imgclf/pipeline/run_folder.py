@@ -66,7 +66,8 @@ def not_while_training(run_dir: str | os.PathLike, command: str) -> Iterator[Non
             # earlier epoch's scores beside the new weights, and its Grad-CAM "a damaged copy or disk?"
             raise bad_path("run", folder, "a finished run", "interrupted while it was being finished (its weights, "
                            "card, scores and report are written one after the other)",
-                           hint=f"Finish it with: imgclf train --resume {shell_word(folder)}, then run imgclf {command} again")
+                           hint=f"Finish it with: imgclf train --resume {shell_word(folder)}, then run imgclf "
+                                f"{command} again")
         yield
 
 

@@ -115,8 +115,8 @@ def fit_trust_after_training(cfg: TrainConfig, data: PreparedData, model: torch.
     try:
         return fit_trust(cfg, data, model, card, run_dir, precision=precision, stats_name=stats_name)
     except ImageChangedError as exc:
-        raise changed_image_error(exc.path, exc.reason, f"imgclf train --resume {shell_word(run_dir)} finishes the run (its "
-                                                        "epochs are saved)") from None
+        raise changed_image_error(exc.path, exc.reason, f"imgclf train --resume {shell_word(run_dir)} finishes the "
+                                                        "run (its epochs are saved)") from None
 
 
 def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card: ModelCard,

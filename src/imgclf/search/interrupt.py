@@ -25,7 +25,8 @@ def interrupted_message(exc: BaseException, folder: Path, number: int | None = N
     run's own hint (imgclf train --resume TRIAL) would finish that trial outside the search, whose study has
     marked it failed; the search goes on with --resume."""
     what = getattr(exc, "state", None) or stop_signal(exc)[0]  # a bare signal named: "(SIGTERM)", not "(interrupted)"
-    go_on = (f"Continue the search by running the same imgclf tune command with --resume --out {shell_word(folder)} (Python: the "
+    go_on = (f"Continue the search by running the same imgclf tune command with --resume --out {shell_word(folder)} "
+             "(Python: the "
              f"same imgclf.tune call with resume=True, out={str(folder)!r}): finished trials are kept")
     if number is None:
         return f"search interrupted between trials ({what}). {go_on}"

@@ -254,7 +254,8 @@ def best_trial_budget_note(best_run: Any) -> str:
     if config.schedule in ("cosine", "onecycle", "budget"):
         # the rate at each epoch follows the whole span (epochs, or the time limit): fewer epochs decay sooner
         span = "its time limit" if config.schedule == "budget" else f"{config.epochs} epochs"
-        return (f"; the trial's own settings: imgclf train --config {shell_word(run.file('config.yaml'))} (its {config.schedule} "
+        return (f"; the trial's own settings: imgclf train --config {shell_word(run.file('config.yaml'))} "
+                f"(its {config.schedule} "
                 f"schedule ran over {span} and its share of the search's time budget stopped it after "
                 f"{trained.epochs_run}: --epochs {trained.epochs_run} would decay the rate sooner; how many epochs "
                 "its time limit allows depends on the machine)")

@@ -271,7 +271,8 @@ def _search(folder: Path, base: TrainConfig, params: list[Param], search: dict[s
             _write_record(folder, study, search, trials, budget, f"interrupted while testing the best trial: "
                           f"{len(finished())} of {trials} trials done", final=False)
             raise SearchInterrupted(f"search interrupted while testing the best trial ({stop_signal(exc)[0]}). Finish "
-                                    f"it by running the same imgclf tune command with --resume --out {shell_word(folder)} "
+                                    "it by running the same imgclf tune command with --resume --out "
+                                    f"{shell_word(folder)} "
                                     "(Python: resume=True): the trials are kept and the best is tested again", None,
                                     stop_signal(exc)[1]) from None
 

@@ -89,8 +89,8 @@ def finishing(run_dir: Path, epochs: int, stopped: str = "completed", mark: bool
         kept = kept or "no epoch was saved"
         state = f"interrupted ({name}) after training, while the run was being finished; {kept}"
         more = "" if stopped == "completed" else f" --epochs {epochs}"
-        raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {shell_word(run_dir)}{more}", state=state,
-                                  exit_code=code) from None
+        raise TrainingInterrupted(f"{state}. Finish it with: imgclf train --resume {shell_word(run_dir)}{more}",
+                                  state=state, exit_code=code) from None
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

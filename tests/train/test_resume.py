@@ -196,6 +196,25 @@ def test_time_limited_run_resumes_without_repeating_epochs(data, tmp_path, steps
     assert [r.epoch for r in RunDir(run.path).read_history()] == [1, 2, 3, 4]
 
 
+def test_a_time_limit_dropped_on_resume_prints_no_lightning_warning(data, tmp_path, monkeypatch):
+    """The checkpoint holds the time budget's state; resumed without a limit, Lightning printed "Be aware that when
+    using `ckpt_path`, callbacks used to create the checkpoint need to be provided ... ['TimeBudget']" with a line
+    of its own source, which says nothing a user can act on (resumes.json records the change)."""
+    import warnings
+
+    settings = {**BASE, "data": str(data), "time_limit": "10m"}
+    with monkeypatch.context() as m:
+        _interrupt_when(STOP_AFTER, m)
+        with pytest.raises(TrainingInterrupted):
+            imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = imgclf.fit(resume=str(tmp_path / "cut"), time_limit="none", report=False)
+    assert run.epochs_run == EPOCHS
+    assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)], \
+        [str(w.message) for w in caught]
+
+
 def test_a_time_limit_that_stops_inside_an_epoch_says_the_epoch_was_cut(data, tmp_path, steps, monkeypatch):
     """The time limit stops a run at any step: the cut epoch's row in history.csv read like a whole one, and the
     card and the terminal counted it as one. Its row says what share it trained; the card counts that share."""

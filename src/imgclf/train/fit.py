@@ -340,6 +340,7 @@ def _run_trainer(trainer: Any, module: Any, train_loader: Any, val_loader: Any, 
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")  # resume appends
         warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # an unread batch: UnreadBatches
+        warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint need.*")  # a limit dropped on resume
         try:
             with remembered_ctrl_c() as came:
                 for callback in trainer.callbacks:

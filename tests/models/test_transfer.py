@@ -102,6 +102,18 @@ def test_list_pretrained_points_at_the_installable_weights():
     assert "bicubic" in rows["tf_efficientnet_lite0"]
 
 
+def test_list_pretrained_offline_says_a_weights_file_is_needed_not_a_download(monkeypatch, tmp_path):
+    """Offline, `imgclf models --pretrained` listed every uncached backbone as "download"; training then refused."""
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "; not cached: --weights FILE (offline)" in dict(list_pretrained("resnet18"))["resnet18"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
+    assert dict(list_pretrained("resnet18"))["resnet18"].endswith("; download")
+
+
 # ----- weights: offline, files, mapping, grayscale -------------------------------------------------------
 def test_offline_without_weights_says_how_to_supply_them(monkeypatch, tmp_path):
     import huggingface_hub.constants as hf

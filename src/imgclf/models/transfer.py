@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import invalid
 from .heads import HeadSpec, build_head, parse_head
 from .registry import ModelInfo
-from .weights import (WEIGHT_PACKAGES, cached_hub_file, file_digest, load_timm_weights, pretrained_cfg,
+from .weights import (WEIGHT_PACKAGES, cached_hub_file, file_digest, hub_offline, load_timm_weights, pretrained_cfg,
                       read_state_dict, resolve_weights, WeightsSource)
 
 _CARD_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
@@ -99,10 +99,12 @@ def list_pretrained(pattern: str = "*") -> list[tuple[str, str]]:
     out = []
     tagged = timm.list_models(pattern if any(c in pattern for c in "*?[") else f"*{pattern}*", pretrained=True)
     archs = list(dict.fromkeys(timm.models.split_model_name_tag(n)[0] for n in tagged))
+    offline = hub_offline()
     for arch in archs:  # one row per architecture, described by its default pretrained tag
         cfg = pretrained_cfg(arch) or {}
         size = (cfg.get("input_size") or (3, 224, 224))[-1]
-        where = "cached" if cached_hub_file(cfg) else "download"
+        # offline (HF_HUB_OFFLINE), "download" promised what training then refused
+        where = "cached" if cached_hub_file(cfg) else "not cached: --weights FILE (offline)" if offline else "download"
         if arch in packages:
             name, module = packages[arch]
             from importlib.util import find_spec

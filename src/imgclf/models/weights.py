@@ -51,7 +51,7 @@ class WeightsSource:
     description: str = "random init"
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
     import huggingface_hub.constants as hf
 
     env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
@@ -201,7 +201,7 @@ def resolve_weights(arch: str, pretrained: bool = True, weights: str | None = No
     cached = cached_hub_file(cfg)
     if cached:
         return WeightsSource("file", cached, f"local cache of {where}")
-    offline = _offline()
+    offline = hub_offline()
     if offline or not _hub_reachable(None if cfg.get("hf_hub_id") else cfg.get("url")):
         hint = f"https://huggingface.co/{cfg['hf_hub_id'].partition('@')[0]}" if cfg.get("hf_hub_id") else cfg["url"]
         local = [n for n, (_, _, a) in WEIGHT_PACKAGES.items() if a == arch.split(".")[0]]

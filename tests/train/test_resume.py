@@ -153,11 +153,22 @@ def test_a_features_only_transfer_run_resumes_on_its_pretrained_features(data, t
         _interrupt_when(STOP_AFTER, m)
         with pytest.raises(TrainingInterrupted):
             imgclf.fit(settings, out=str(tmp_path / "cut"), report=False)
-    imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    # the weights file moved: a plain resume says how to give its new place, which --weights then may (it was
+    # refused as a change of the run, so that only an edit of config.yaml by hand resumed it)
+    moved = weights.rename(tmp_path / "moved.safetensors")
+    with pytest.raises(ImgclfError, match=r"^weights for --resume .*cut must be the backbone file this features-only "
+                                          r"run was trained with.*no such file.*--weights NEW_PATH"):
+        imgclf.fit(resume=str(tmp_path / "cut"), report=False)
+    imgclf.fit(resume=str(tmp_path / "cut"), weights=str(moved), report=False)
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
     assert _history(tmp_path / "cut") == _history(tmp_path / "full")
+    # a file still where the run recorded it (now the new place) makes another file another backbone: refused
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(moved.read_bytes())
+    with pytest.raises(ImgclfError, match=r"^weights .*for this run, as it was trained"):
+        imgclf.fit(resume=str(tmp_path / "cut"), epochs=EPOCHS + 1, weights=str(other), report=False)
 
 
 def test_a_transfer_run_stopped_before_its_first_checkpoint_starts_again_from_its_pretrained_weights(
@@ -356,8 +367,8 @@ def test_a_setting_edited_in_config_yaml_is_refused_unless_a_resume_recorded_it(
 
 
 def test_a_weights_file_moved_and_followed_in_config_yaml_is_no_edit(tmp_path, monkeypatch):
-    """A features_only run reads its weights file again on resume: moved, and config.yaml edited to follow it, the
-    run could be resumed no other way (--weights is refused on resume)."""
+    """A features_only run reads its weights file again on resume: moved, config.yaml may be edited to follow it
+    (as --weights NEW on resume follows it)."""
     from imgclf.pipeline import resume_checks
     from imgclf.train import checkpoint_state
 

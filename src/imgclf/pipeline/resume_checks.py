@@ -46,7 +46,11 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     stored_config = run.read_config()
     stored = stored_config.model_dump(mode="json")
     asked = cfg.model_dump(mode="json")
-    changed = [name for name in FIXED_ON_RESUME if values.get(name) is not None and asked[name] != stored[name]]
+    # a weights file gone from where the run recorded it may be given at its new place (as config.yaml may be
+    # edited to follow it: MOVABLE); a file still there is another backbone
+    moved = stored["weights"] and not os.path.exists(stored["weights"])
+    changed = [name for name in FIXED_ON_RESUME if values.get(name) is not None and asked[name] != stored[name]
+               and not (name == "weights" and moved)]
     if changed:
         name = changed[0]
         # the data folder is train's positional argument; every other setting is a flag of its own name

@@ -12,6 +12,7 @@ layer1..4, efficientnet blocks.0..6, each VGG conv).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ..errors import invalid
+from ..file_names import shell_word
 
 _UNFREEZE = re.compile(r"all|last:([1-9][0-9]*)")
 
@@ -160,6 +162,11 @@ def transfer_model_args(cfg: Any, info: Any, resumed: Path | None = None) -> dic
         described = described_weights(info.name, cfg.pretrained, cfg.weights)
         args.update(restore=True,
                     weights_source=stored or f"{described}, as the run began (its checkpoint restored on resume)")
+    elif resumed is not None and cfg.weights and not os.path.exists(cfg.weights):
+        raise invalid("weights", cfg.weights, "the backbone file this features-only run was trained with",
+                      where=f"--resume {resumed}", note="no such file: the run's stored features are computed from "
+                      "it again", hint=f"Put it back, or, if it moved, give its new place: imgclf train --resume "
+                      f"{shell_word(resumed)} --weights NEW_PATH (Python: weights=NEW_PATH)")
     else:
         resolve_weights(info.name, cfg.pretrained, cfg.weights)  # fail fast: offline without weights
     if cfg.head is not None:

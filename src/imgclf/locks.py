@@ -39,12 +39,24 @@ def exclusive(folder: Path, lock_name: str, argument: str, expected: str, in_use
         lock.acquire(timeout=0)
     except Timeout:
         raise bad_path(argument, folder, expected, in_use, hint=hint) from None
+    held = _identity(path)
     try:
         yield
     finally:
         try:
-            path.unlink(missing_ok=True)  # while held: no other process can be holding it
+            # while held no other process can be holding it, unless the folder was removed meanwhile and another
+            # process locked the file now at that path (whose lock this would have taken away)
+            if _identity(path) == held:
+                path.unlink(missing_ok=True)
         except OSError:  # a system that cannot unlink an open file (Windows): it stays, still a free lock
             pass
         finally:
             lock.release()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

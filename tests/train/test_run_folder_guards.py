@@ -162,6 +162,37 @@ def test_a_second_training_into_a_folder_in_use_is_refused_and_the_folder_frees_
     assert not (folder / LOCK_FILE).exists()  # released when the run ended
 
 
+@pytest.mark.parametrize("then", ["removed", "replaced"])
+def test_a_run_whose_folder_is_removed_while_it_trains_stops_and_writes_nothing_more(data, tmp_path, monkeypatch,
+                                                                                      then):
+    """rm -rf of the folder mid-run: every write re-made it by its path, and a second run given the same --out with
+    --overwrite (the first's lock gone with the folder) shared it, mixing the two runs' files; the first run's end
+    then unlinked the second's lock. Training stops before its next write instead, and leaves what is there."""
+    from imgclf.train.callbacks import HistoryWriter
+
+    run_dir = tmp_path / "run"
+    ended = HistoryWriter.on_train_epoch_end
+
+    def remove_after_first_epoch(self, trainer, module):
+        ended(self, trainer, module)
+        if trainer.current_epoch == 0:
+            shutil.rmtree(run_dir)
+            if then == "replaced":  # another run's folder now, its lock file held by it
+                run_dir.mkdir()
+                (run_dir / "config.yaml").write_text("the other run's")
+                (run_dir / LOCK_FILE).write_text("")
+
+    monkeypatch.setattr(HistoryWriter, "on_train_epoch_end", remove_after_first_epoch)
+    with pytest.raises(ImgclfError, match=rf"^training stopped: the run folder {run_dir} was removed or replaced "
+                                          r"while this run trained"):
+        imgclf.fit({**SMALL, "data": str(data), "epochs": 3, "out": str(run_dir)}, report=False)
+    if then == "removed":
+        assert not run_dir.exists()  # not made again by the run's next write
+    else:
+        assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", LOCK_FILE]
+        assert (run_dir / "config.yaml").read_text() == "the other run's"
+
+
 def test_an_evaluation_a_read_only_run_cannot_keep_is_refused_before_the_work(finished, data, monkeypatch):
     """evaluate --data on a read-only run (a colleague's, a read-only mount) predicted every image, then said the
     disk was read-only and to "write elsewhere", which evaluate has no option for."""

@@ -298,7 +298,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
         # plain ddp), or Lightning's own refusal of the machine: take back the files written above, so the
         # corrected command may use the same --out. (Not a Ctrl-C: a run interrupted is resumed; not a search's
         # pruning, whose trial stays a run.)
-        if is_launch_zero and not resume and not run.has("history.csv"):
+        if is_launch_zero and not resume and not run.has("history.csv") and not getattr(exc, "keeps_folder", 0):
             _take_back(run, new_folder, everything=isinstance(exc, TrainingDiverged))  # (and the sweep's, probe's)
             if isinstance(exc, TrainingDiverged):
                 raise TrainingDiverged(f"{exc} Nothing of the run was kept: the corrected command may use the same "

@@ -27,6 +27,7 @@ from .callbacks import (AtomicCheckpointIO, BestWeights, HistoryWriter, LastChec
                         WithinEpochCheckpoint)
 from .loaders import BatchIndexSampler, CachedImages, StreamedImages, make_loader
 from .module import ImageClassifierModule, NonFiniteLossError
+from .run_folder_guard import RunFolderKept
 from .unread_images import EpochOfNoImage, TrainingImagesGone, images_gone_message
 
 
@@ -182,7 +183,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
 
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg), strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes, precision=precision, logger=loggers or False, callbacks=callbacks,
+        num_nodes=cfg.num_nodes, precision=precision, logger=loggers or False,
+        callbacks=[RunFolderKept(run_dir), *callbacks],  # first: before any hook of a step or an epoch that writes
         enable_checkpointing=False, log_every_n_steps=max(1, min(50, steps // 10)),
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         enable_model_summary=False, num_sanity_val_steps=0,
@@ -210,8 +212,7 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
     stopped_reason = _run_trainer(trainer, module, train_loader, val_loader, ckpt_path, run_dir, callbacks[0])
     seconds = callbacks[0].train_seconds()  # includes the processes before a resume
     if stopped_reason == "completed" and epochs_before is not None and len(history.rows) == epochs_before:
-        # a resume that trained no epoch (--epochs at those trained, as a refusal advises, to finish or score the
-        # run again) rewrote an early-stopped run's card as completed
+        # a resume that trained no epoch (--epochs at those trained) rewrote an early-stopped run's card as completed
         stopped_reason = _stopped_before(run_dir) or stopped_reason
     budget = next((c for c in callbacks if type(c).__name__ == "TimeBudget"), None)
     if budget is not None and budget.reached and stopped_reason == "completed":
@@ -232,9 +233,8 @@ def train_model(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, ru
             # head's BatchNorm kept the statistics of its first steps: test 0.33 where the same run on images read 1.0)
             model.takes_embeddings = cfg.features_only
             if trainer.world_size > 1:
-                # rank 0 alone, over every image as one process reads them: each rank's loaders hold its own share
-                # (after data-parallel training the model had kept rank 0's running statistics, and tested 0.67
-                # where the same command on one process tested 1.0)
+                # rank 0 alone, over every image as one process reads them (after data-parallel training the model
+                # had kept rank 0's running statistics: tested 0.67 where the same command on one process read 1.0)
                 train_loader, val_loader = training_loaders(cfg, data, 0, 1, sample_w, epoch_items,
                                                             trainer.strategy.root_device)
             # on the training device: Lightning's teardown has moved the module back to the CPU

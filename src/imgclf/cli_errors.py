@@ -240,7 +240,9 @@ def _log_internal_error(exc: BaseException) -> Path | None:
 
     text = "imgclf " + " ".join(sys.argv[1:]) + "\n\n" + "".join(traceback.format_exception(exc))
     name = f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    cache = Path(os.environ.get("IMGCLF_CACHE") or Path.home() / ".cache" / "imgclf")
+    from .data.cache import default_cache_dir
+
+    cache = default_cache_dir()
     for folder in (cache / "logs", Path(tempfile.gettempdir())):
         try:
             folder.mkdir(parents=True, exist_ok=True)

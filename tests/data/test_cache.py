@@ -170,6 +170,19 @@ def test_an_empty_imgclf_cache_is_unset_not_the_working_folder(tmp_path, monkeyp
     assert any((home / ".cache" / "imgclf").iterdir())
 
 
+def test_an_empty_home_is_the_password_database_s_home_not_the_root(monkeypatch):
+    """HOME= (set but empty): Path.home() read it as "/", and the cache went to /.cache/imgclf."""
+    import os
+    import pwd
+    from pathlib import Path
+
+    from imgclf.data.cache import default_cache_dir
+
+    monkeypatch.setenv("HOME", "")
+    monkeypatch.delenv("IMGCLF_CACHE", raising=False)
+    assert default_cache_dir() == Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "imgclf"
+
+
 def test_parallel_build_matches_in_process(tmp_path, monkeypatch):
     make_image_folder(tmp_path / "d", per_class=40)
     paths = _paths(tmp_path / "d")

@@ -243,6 +243,23 @@ def test_commands_that_rewrite_a_run_wait_for_no_training_and_say_it_is_being_tr
     assert not (run / LOCK_FILE).exists()
 
 
+def test_a_run_read_before_its_training_wrote_its_card_says_it_is_training_now(finished, tmp_path):
+    """predict on a run in its third epoch said "training unfinished? (imgclf train --resume RUN finishes it)",
+    which was then refused as in use by another process."""
+    run = shutil.copytree(finished, tmp_path / "run")
+    (run / "model.json").unlink()
+    holder = _hold_lock(run)
+    try:
+        with pytest.raises(ImgclfError, match=rf"no model.json yet: the run is training now \(its imgclf train holds "
+                                              rf"{LOCK_FILE}\); retry once it ends"):
+            imgclf.load(run)
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(ImgclfError, match=r"no model.json: training unfinished\? \(imgclf train --resume .* finishes"):
+        imgclf.load(run)
+
+
 # the schedule's settings too: Lightning restores the scheduler's state over them (a step schedule resumed with
 # lr_step 1 kept stepping every 10 epochs; a plateau on val_loss resumed on val_acc took a fall for a gain)
 @pytest.mark.parametrize("setting,value", [("lr", 0.5), ("weight_decay", 0.1), ("momentum", 0.5),

@@ -129,6 +129,8 @@ class RunDir:
                      and (self.path / "config.yaml").is_file() else "imgclf train with its settings (model.json "
                      "gives the model and its arguments) and --out NEW")  # not --config of the file missing
             problem = f"no {name}, though its training finished (model.json): removed since? Train it again with {again}"
+        elif is_run_dir(self.path) and _training_now(self.path):  # a resume would be refused as in use
+            problem = f"no {name} yet: the run is training now (its imgclf train holds {LOCK_FILE}); retry once it ends"
         elif is_run_dir(self.path):
             problem = f"no {name}: training unfinished? (imgclf train --resume {shell_word(self.path)} finishes it)"
         elif (self.path / "folds.json").is_file() or (self.path / "fold-1").is_dir():
@@ -343,3 +345,9 @@ def epochs_past_card(history: list[HistoryRow], card: ModelCard | None) -> int:
 def load_card(run_dir: str | os.PathLike) -> ModelCard:
     """The validated model card of a run directory."""
     return RunDir(run_dir).read_card()
+
+
+def _training_now(path: Path) -> bool:
+    from ..locks import is_locked
+
+    return is_locked(path / LOCK_FILE)

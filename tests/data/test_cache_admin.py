@@ -166,6 +166,19 @@ def test_a_users_own_files_named_like_entries_are_never_taken_for_them(tmp_path)
     assert cache_contents(cache).entries == [] and all(path.exists() for path in theirs)
 
 
+def test_a_duplicate_memo_left_after_its_entry_was_cleared_is_listed_and_cleared(tmp_path):
+    """A clear during a training took the entry's pixels; the run then wrote the entry's duplicate groups memo,
+    which no listing showed, counted or cleared (490 KB left for good)."""
+    cache, cats, _ = _two_entries(tmp_path)
+    orphan = cache / "0123456789abcdef01234567.groups-side.npz"
+    np.savez(orphan, groups=np.zeros(3, np.int64))
+    described = {e.key: e.what for e in cache_contents(cache).entries}
+    assert described["0123456789abcdef01234567"] == "duplicate groups of an entry removed since"
+    result = CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(cache)])
+    assert result.exit_code == 0 and "removed 3 entries" in result.output, result.output
+    assert not orphan.exists() and cache_contents(cache).entries == []
+
+
 def test_listing_makes_no_folder_and_a_missing_one_given_is_named(tmp_path, monkeypatch):
     missing = tmp_path / "typo" / "cache"
     result = CliRunner().invoke(app, ["cache", "list", "--cache-dir", str(missing)])

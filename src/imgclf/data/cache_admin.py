@@ -40,9 +40,11 @@ class CacheEntry:
     @property
     def busy(self) -> bool:
         """An array without its record, touched within the hour: perhaps a build between the two (it renames the
-        array into place, then writes the record), so never removed. A damaged record is no build's."""
+        array into place, then writes the record), so never removed. A damaged record is no build's, nor a
+        duplicate memo without an array."""
         unrecorded = not any(path.name == f"{self.key}.json" for path in self.files)
-        return not self.complete and unrecorded and time.time() - self.last_used <= STALE_SECONDS
+        array = any(path.suffix == ".npy" for path in self.files)
+        return not self.complete and unrecorded and array and time.time() - self.last_used <= STALE_SECONDS
 
 
 @dataclass
@@ -173,6 +175,11 @@ def _described(entry: CacheEntry, folder: Path) -> bool:
         return True
     if array in entry.files and not _array_of(array, entry.kind):
         return False
+    if array not in entry.files and all(".groups" in path.name and path.suffix == ".npz" for path in entry.files):
+        # a duplicate search's memo written after a clear took its entry (a run used the entry meanwhile): it was
+        # never listed, counted or cleared
+        entry.what = "duplicate groups of an entry removed since"
+        return True
     if array not in entry.files and not all(path.name.startswith(".") for path in entry.files):
         return False
     entry.what = ("damaged record: built again when next wanted" if record.exists() and array in entry.files

@@ -85,6 +85,10 @@ def test_a_cache_disk_without_room_is_named_before_any_pixel_is_written(tmp_path
                                           r"--cache-budget 0"):
         decode_all(_paths(tmp_path / "d"), 8, "rgb", cache_dir=tmp_path / "c")
     assert list((tmp_path / "c").iterdir()) == []  # no temp file left
+    # the folder named by $IMGCLF_CACHE, no option given: the error names what named it (it said cache_dir)
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "c"))
+    with pytest.raises(ImgclfError, match=r"^IMGCLF_CACHE must be a folder with 3 KB free for the decoded images"):
+        decode_all(_paths(tmp_path / "d"), 8, "rgb")
 
 
 def test_a_cache_folder_that_is_a_file_is_named_where_it_came_from(tmp_path, monkeypatch):
@@ -124,6 +128,9 @@ def test_a_cache_that_takes_no_file_serves_what_it_holds_and_names_itself_for_th
     with pytest.raises(ImgclfError, match=r"^cache_dir must be a folder this process can write the decoded images "
                                           r"in.*not cached there yet.*Read-only file system"):
         decode_all(paths, 10, "rgb", cache_dir=tmp_path / "c")
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "c"))
+    with pytest.raises(ImgclfError, match=r"^IMGCLF_CACHE must be a folder this process can write the decoded"):
+        decode_all(paths, 10, "rgb")
 
 
 def test_cache_key_changes_with_size_mode_and_files(tmp_path):

@@ -215,9 +215,9 @@ def _readable_since(paths: list[str], failures: dict[int, str]) -> bool:
     return any(reason == PERMISSION_DENIED and os.access(paths[i], os.R_OK) for i, reason in failures.items())
 
 
-def _reserve(path: Path, cache_dir: Path) -> None:
+def _reserve(path: Path, cache_dir: Path, argument: str = "cache_dir") -> None:
     """Claim the array's disk blocks before any pixel is written: a memory-mapped write past the space left kills
-    the process with SIGBUS, without a word."""
+    the process with SIGBUS, without a word. argument: what named the folder (`cache_argument`)."""
     if not hasattr(os, "posix_fallocate"):
         return
     size = path.stat().st_size
@@ -230,7 +230,7 @@ def _reserve(path: Path, cache_dir: Path) -> None:
         path.unlink(missing_ok=True)
         from ..config_text import byte_text
 
-        raise invalid("cache_dir", str(cache_dir), f"a folder with {byte_text(size)} free for the decoded images",
+        raise invalid(argument, str(cache_dir), f"a folder with {byte_text(size)} free for the decoded images",
                       note=os.strerror(exc.errno), hint="Free space there (`imgclf cache clear --older-than 30d` "
                       "removes the entries no run opened for 30 days; `imgclf cache list` shows them), or point "
                       "IMGCLF_CACHE (training: --cache-dir) at another disk; training can also decode at every "
@@ -253,6 +253,7 @@ def decode_all(
     `workers_argument`: what the caller names `workers`, for the error when they cannot start."""
     channels = 1 if color == "grayscale" else 3
     key = cache_key(paths, size, color, interpolation)
+    argument = cache_argument(cache_dir)  # $IMGCLF_CACHE named the folder where the option was not given
     cache_dir = cache_folder(cache_dir)
     array_path = cache_dir / f"{key}.npy"
     meta_path = cache_dir / f"{key}.json"
@@ -274,14 +275,14 @@ def decode_all(
         try:
             fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=cache_dir)
         except OSError as exc:  # a cache taken as it was (read-only, another user's) that lacks these images
-            raise invalid("cache_dir", str(cache_dir), "a folder this process can write the decoded images in",
+            raise invalid(argument, str(cache_dir), "a folder this process can write the decoded images in",
                           note=f"these images are not cached there yet and it takes no file: "
                                f"{exc.strerror or type(exc).__name__}",
                           hint="Pass another --cache-dir (or $IMGCLF_CACHE), one this user can write in") from None
         os.close(fd)
         tmp_path = Path(tmp_name)
         np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=shape).flush()
-        _reserve(tmp_path, cache_dir)
+        _reserve(tmp_path, cache_dir, argument)
     try:
         tasks = [
             (str(tmp_path), start, paths[start : start + _CHUNK], size, color, interpolation, store,

@@ -25,7 +25,7 @@ from ..errors import ImgclfError, invalid
 from ..io import default_file_mode, remove_stale_temp_files, write_json
 from ..notices import silence_pillow_warnings
 from ..progress import StepProgress
-from .cache_usage import mark_used, say_if_large, tag_as_cache
+from .cache_usage import home_folder, mark_used, say_if_large, tag_as_cache
 from .decode import PERMISSION_DENIED, DecodeError, open_image
 
 # Part of every cache key: raised when a decoding rule changes, so no cache keeps pixels the files no longer decode
@@ -62,18 +62,6 @@ def default_cache_dir() -> Path:
     # IMGCLF_CACHE set but empty is unset (Path("") is the working folder, which filled with cache files)
     return Path(os.environ.get("IMGCLF_CACHE") or home_folder() / ".cache" / "imgclf")
 
-
-def home_folder() -> Path:
-    """The user's home: $HOME, or where it is set but empty the password database's entry (Path.home() read an
-    empty HOME as "/", and the cache went to /.cache/imgclf at the root of the disk)."""
-    if not os.environ.get("HOME", "x") and hasattr(os, "getuid"):
-        import pwd
-
-        try:
-            return Path(pwd.getpwuid(os.getuid()).pw_dir)
-        except KeyError:  # a user the database does not hold (a container's arbitrary uid)
-            pass
-    return Path.home()
 
 
 def cache_argument(cache_dir: str | os.PathLike | None) -> str:

@@ -93,3 +93,16 @@ def only_imgclf_files(folder: Path) -> bool:
         return False
     return all(name in SUB_FOLDERS or ENTRY_FILE.fullmatch(name) or ENTRY_TEMP.fullmatch(name)
                or name.startswith(f".{TAG}.") for name in names)
+
+
+def home_folder() -> Path:
+    """The user's home: $HOME, or where it is set but empty the password database's entry (Path.home() read an
+    empty HOME as "/", and the cache went to /.cache/imgclf at the root of the disk)."""
+    if not os.environ.get("HOME", "x") and hasattr(os, "getuid"):
+        import pwd
+
+        try:
+            return Path(pwd.getpwuid(os.getuid()).pw_dir)
+        except KeyError:  # a user the database does not hold (a container's arbitrary uid)
+            pass
+    return Path.home()

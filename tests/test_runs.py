@@ -434,12 +434,12 @@ def test_a_finished_run_that_lost_a_file_is_not_told_to_resume(tiny_run, tmp_pat
 
     from run_walk import SPOILED_MARK
 
-    run = shutil.copytree(tiny_run, tmp_path / "run")
+    run = shutil.copytree(tiny_run, tmp_path / "my run")  # the command given quotes the path, as a shell reads it
     (run / SPOILED_MARK).write_text("dataset.json removed on purpose\n")
     (run / "dataset.json").unlink()
-    said = " ".join(CliRunner().invoke(app, ["evaluate", str(run)]).output.split())
+    said = " ".join(CliRunner().invoke(app, ["evaluate", str(run)], env={"COLUMNS": "400"}).output.split())
     assert "no dataset.json, though its training finished (model.json)" in said and "--resume" not in said
-    assert f"imgclf train --config {run / 'config.yaml'} --out NEW" in said
+    assert f"imgclf train --config '{run / 'config.yaml'}' --out NEW" in said, said
     run = shutil.copytree(tiny_run, tmp_path / "no-config")
     (run / SPOILED_MARK).write_text("config.yaml removed on purpose\n")
     (run / "config.yaml").unlink()  # then --config of the very file missing was the advice

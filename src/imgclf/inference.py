@@ -342,7 +342,7 @@ class Classifier:
         if cutoffs is not None and not unknown:
             warn("unknown=False (--unknown off) changes nothing for a multi-label run: it labels an image with every label whose "
                  "probability reaches its threshold, and with none when none does; there is no unknown class")
-        names, sources = gather_inputs(images, grey=self.card.color == "grayscale")
+        names, sources = gather_inputs(images, grey=self.card.color == "grayscale", utf8_names=False)
         by_index: dict[int, tuple[np.ndarray, float, bool]] = {}
         errors: dict[int, str] = {}
         workers = max(1, min(4, os.cpu_count() or 1, len(sources) // 32))

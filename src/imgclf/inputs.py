@@ -28,13 +28,15 @@ IMAGE_KINDS = ("an image file or folder path, a PIL image (turned upright by its
 
 
 def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = None,
-                  others: list[str] | None = None, unread: list[str] | None = None) -> list[str]:
+                  others: list[str] | None = None, unread: list[str] | None = None,
+                  utf8_names: bool = True) -> list[str]:
     """Files as given; folders expanded to their image files the way training reads a class folder (recursively,
     hidden entries skipped, symlinked folders followed once). An image name that cannot be read (a dangling
     link) is kept, so that its prediction row says why; other files are not images and are left out. `empty`:
     where given, the folders holding no image are appended to it; `others`: the files left out; `unread`: the
     folders and entries the system would not list or stat, as "path (reason)" (their images, if any, are not
-    among those returned). A link back to a folder already read loses no image and is not named."""
+    among those returned). A link back to a folder already read loses no image and is not named. utf8_names: leave
+    out (and name) a name that is not UTF-8; predict, whose output escapes it, reads it as it reads one named."""
     out: list[str] = []
     for item in items:
         given = os.fspath(item)
@@ -47,9 +49,7 @@ def expand_inputs(items: Iterable[str | os.PathLike], empty: list[str] | None = 
         path = Path(given)
         if path.is_dir():
             skipped: list[dict[str, str]] = []
-            # a name that is not UTF-8 is read, as when named directly: its row shows it escaped (it was left out
-            # of a folder, and predicted given alone)
-            found = walk_images(path, skipped, utf8_names=False)
+            found = walk_images(path, skipped, utf8_names=utf8_names)
             left = [s for s in skipped if left_out_by_name(s["reason"])]
             unreadable = [s["path"] for s in skipped
                           if s not in left and s["path"].lower().endswith(IMAGE_EXTENSIONS)]
@@ -90,11 +90,11 @@ def is_file_object(item: object) -> bool:
     return callable(getattr(item, "read", None)) and callable(getattr(item, "seek", None))
 
 
-def gather_inputs(images: Sequence[ImageInput] | ImageInput, grey: bool = False
+def gather_inputs(images: Sequence[ImageInput] | ImageInput, grey: bool = False, utf8_names: bool = True
                   ) -> tuple[list[str], list[ImageInput]]:
     """The caller's images as (names, sources), one per image: folders expanded, batches split, every item
     checked before any is decoded (a wrong kind of input is the caller's error, not one image's). `grey`: for a
-    run that reads grey images (`tensor_as_array`)."""
+    run that reads grey images (`tensor_as_array`); utf8_names: as `expand_inputs` takes it."""
     if isinstance(images, np.ndarray) and images.ndim == 1 and (
             images.dtype.kind == "U" or (images.dtype.kind == "O" and len(images)
                                          and all(isinstance(v, (str, os.PathLike)) for v in images))):
@@ -119,7 +119,7 @@ def gather_inputs(images: Sequence[ImageInput] | ImageInput, grey: bool = False
             empty: list[str] = []
             others: list[str] = []
             unread: list[str] = []
-            paths = expand_inputs([item], empty, others, unread)
+            paths = expand_inputs([item], empty, others, unread, utf8_names=utf8_names)
             warn_of_left_out(empty, others, unread)
             names += paths
             sources += paths

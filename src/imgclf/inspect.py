@@ -17,6 +17,7 @@ from .data.imbalance import imbalance_stats
 from .data.merge import scan_folders
 from .errors import invalid
 from .io import console_text, outside_data, writable_folder
+from .file_names import shell_word
 
 
 def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
@@ -35,7 +36,7 @@ def inspect_folder(data: str | os.PathLike | Sequence[str | os.PathLike],
     if index:
         raise invalid("data", [str(f) for f in folders], "image folders when several are given: an index file is "
                       "inspected alone", note=f"{index[0]} names a multi-label index file by its suffix",
-                      hint=f"Run imgclf inspect {index[0]} on its own")
+                      hint=f"Run imgclf inspect {shell_word(index[0])} on its own")
     if plots_dir is not None:
         plots_dir = writable_folder("plots", plots_dir)  # before the scan, which may take minutes
         outside_data("plots", plots_dir, folders)  # its figures trained as one more class of the data

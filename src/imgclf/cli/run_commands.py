@@ -109,7 +109,7 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
         refuse_run_file("output", output, run)
     clf = load_classifier(run, backend, precision=precision)
     refuse_missing(images)  # after the run: the first argument's error first
-    paths = image_paths(images)
+    paths = image_paths(images, utf8_names=False)  # its output escapes such a name, as when one is named
     if output:
         from ..inputs import output_among_inputs  # here: the quick commands import no numpy or torch
 

@@ -34,8 +34,9 @@ from .decode import PERMISSION_DENIED, DecodeError, open_image
 # composited over white as an alpha band is; 5: a mode with no direct conversion to the target, LAB to grey, is
 # converted through RGB instead of being skipped; 6: a JPEG Pillow opens as MPO, one with an embedded preview, is
 # scaled down by libjpeg while decoding, as other JPEGs are; 7: a PGM deeper than 8 bits is on the 16-bit scale,
-# and a float image's undershoot down to -0.1 is clipped, not refused).
-CACHE_VERSION = 7
+# and a float image's undershoot down to -0.1 is clipped, not refused; 8: a file's 32-bit integer image, a TIFF,
+# is on the 16-bit scale wherever its values fit).
+CACHE_VERSION = 8
 _IN_PROCESS_BELOW = 3000  # starting worker processes costs more than it saves on small sets
 _CHUNK = 512
 

@@ -26,6 +26,7 @@ from ..run_markers import FINISHING_FILE
 from ..stats import MeanStd, finite_number, mean_std
 from .compare_sets import EvaluationSet, Section, digest, evaluation_set, resumed_note, sectioned, short_value
 from .interpret import accuracy_beside_val, best_val_accuracy, kept_val_accuracy, kept_val_map, mean_recall
+from ..file_names import shell_word
 
 # Config keys that say where or how verbosely a run was made (or in which file layout), not what was trained:
 # the runtime settings (where it was also logged, how often it saved: the same weights), the seed and the out.
@@ -256,7 +257,7 @@ def compare_runs(run_dirs: list[str | os.PathLike] | str | os.PathLike, say_skip
     for s in summaries:
         if s.evaluation is None:  # its group's n counts it, its test columns do not: their cells give their own n
             _skipped(f"compare: {s.path} is not evaluated (no metrics.json): its test columns are empty (imgclf "
-                     f"evaluate {s.path} scores it)", say_skipped)
+                     f"evaluate {shell_word(s.path)} scores it)", say_skipped)
     by_key: dict[str, list[RunSummary]] = {}
     dropped: list[tuple[RunSummary, list[RunSummary]]] = []  # (a copy or a rerun, the group that keeps its twin)
     for s in summaries:

@@ -51,6 +51,12 @@ class WeightsSource:
     description: str = "random init"
 
 
+def moved_weights_file(weights: str | None) -> bool:
+    """Whether `weights` names a file (not a weights package) that is no longer there: moved since a run recorded
+    it, which a resume may then be given at its new place."""
+    return bool(weights) and weights not in WEIGHT_PACKAGES and not os.path.exists(weights)
+
+
 def hub_offline() -> bool:
     import huggingface_hub.constants as hf
 

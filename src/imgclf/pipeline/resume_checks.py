@@ -3,7 +3,6 @@ the same images as before, are `same_data`'s)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,9 @@ def check_resumable(run: RunDir, cfg: Any, values: dict[str, Any]) -> None:
     asked = cfg.model_dump(mode="json")
     # a weights file gone from where the run recorded it may be given at its new place (as config.yaml may be
     # edited to follow it: MOVABLE); a file still there is another backbone
-    moved = stored["weights"] and not os.path.exists(stored["weights"])
+    from ..models.weights import moved_weights_file
+
+    moved = moved_weights_file(stored["weights"])
     changed = [name for name in FIXED_ON_RESUME if values.get(name) is not None and asked[name] != stored[name]
                and not (name == "weights" and moved)]
     if changed:
@@ -217,6 +218,7 @@ def check_config_unedited(run: RunDir, ckpt: Path) -> None:
     --resume made and recorded (resumes.json) is its own, while it is the last value recorded."""
     import json
 
+    from ..models.weights import moved_weights_file
     from ..train.checkpoint_state import trained_settings_of
     from .resume_record import stored_resumes
 
@@ -228,7 +230,7 @@ def check_config_unedited(run: RunDir, ckpt: Path) -> None:
     for resume in stored_resumes(run.path):
         recorded.update({c.setting: json.dumps(c.after, sort_keys=True) for c in resume.changed})
     for name in (*FIXED_ON_RESUME, "batch_size"):
-        moved = name in MOVABLE and (name == "data" or not (saved[name] and os.path.exists(saved[name])))
+        moved = name in MOVABLE and (name == "data" or moved_weights_file(saved[name]))
         if moved or name not in saved or saved[name] == stored[name] \
                 or recorded.get(name) == json.dumps(stored[name], sort_keys=True):
             continue

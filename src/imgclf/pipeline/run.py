@@ -29,6 +29,7 @@ from .resolve import resume_config
 from .resume_checks import trained_seconds
 from .run_folder import claim_run_dir, check_run_dir, remove_empty_folders, remove_run_files
 from .split_warnings import warn_about_splits
+from ..file_names import shell_word
 
 if TYPE_CHECKING:
     from ..models.registry import ModelInfo
@@ -137,8 +138,7 @@ def train_run(cfg: TrainConfig, *, overwrite: bool = False, checkpoint: str | No
     if "mlflow" in cfg.logger and cfg.mlflow_uri and hardware.launch_rank() == 0:
         check_tracking_server(cfg.mlflow_uri)  # before the run's folder is written
     info = get_model_info(cfg.model)
-    # checks transfer settings before any data is decoded; a resume's checkpoint holds the pretrained tensors (a
-    # run stopped before its first checkpoint starts again from epoch 1: from the pretrained weights)
+    # transfer settings checked before any data is decoded; only a resume from a checkpoint needs no pretrained file
     transfer_args = transfer_model_args(cfg, info, Path(cfg.out) if resume and checkpoint and cfg.out else None)
     if hardware.launch_rank() == 0:
         from ..data.imbalance import imbalance_warnings
@@ -315,7 +315,8 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
             _take_back(run, new_folder, everything=new_folder)
             how = "nothing was kept: the same command may use the same --out"
         else:
-            how = f"continue with: imgclf train --resume {run_dir} (Python: imgclf.fit(resume={str(run_dir)!r}))"
+            how = (f"continue with: imgclf train --resume {shell_word(run_dir)} (Python: "
+                   f"imgclf.fit(resume={str(run_dir)!r}))")
         signal_name, exit_code = stop_signal(exc)  # SIGTERM (a scheduler's) was said as Ctrl-C, with 130
         state = f"training interrupted ({signal_name}) before it started"
         raise TrainingInterrupted(f"{state}; {how}", state=state, exit_code=exit_code) from None
@@ -379,8 +380,7 @@ def _train_into(run_dir: Path, cfg: TrainConfig, info: ModelInfo, img_size: int,
 
         if resume and (weights_before is None or (card.file_sha256 or {}).get(WEIGHTS_FILE) != weights_before):
             warn_of_earlier_evaluations(run_dir, "with the weights before this resume")
-        # TTA too, where training made views to average over: the report shows with and without; evaluation streams
-        # when training did.
+        # TTA too, where training made views to average over (the report shows both); evaluation streams as training
         metrics = evaluate_run(run_dir, cache_dir=cfg.cache_dir, workers=cfg.num_workers, tta="auto",
                                budget_bytes=cfg.cache_budget_bytes, progress=cfg.progress)
         card.metrics = headline(metrics, result.history, card.training)

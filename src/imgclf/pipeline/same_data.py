@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import bad_path, invalid
 from ..io import relative_path
 from ..records import RunDir
+from ..file_names import shell_word
 
 
 def refuse_missing_data(data: str | list[str] | None) -> None:
@@ -130,7 +131,8 @@ def check_same_images(run: RunDir, now: Any, cfg: Any) -> None:
         raise invalid("data", cfg.data, "the images this run was trained on, as its dataset.json lists them",
                       where=f"--resume {run.path}", note=_folder_changes(stored, now, changes),
                       hint=f"Put the folder back as it was (if it is, an older release drew this run's split), or "
-                           f"train a new run on it: imgclf train DATA --config {run.file('config.yaml')} --out NEW")
+                           "train a new run on it: imgclf train DATA --config "
+                           f"{shell_word(run.file('config.yaml'))} --out NEW")
 
 
 def _folder_changes(stored: Any, now: Any, by_split: list[str]) -> str:

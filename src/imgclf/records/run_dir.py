@@ -124,10 +124,11 @@ class RunDir:
         elif self.path.is_file():
             problem = "a file, not a folder"
         elif is_run_dir(self.path) and name != "model.json" and (self.path / "model.json").is_file():
-            # a finished run (its card written) lost the file: --resume would say the same again
-            again = (f"imgclf train --config {self.path / 'config.yaml'} --out NEW" if name != "config.yaml"
-                     and (self.path / "config.yaml").is_file() else "imgclf train with its settings (model.json "
-                     "gives the model and its arguments) and --out NEW")  # not --config of the file missing
+            # a finished run (its card written) lost the file: --resume would say the same again (and no --config
+            # of the file that is gone)
+            again = (f"imgclf train --config {shell_word(self.path / 'config.yaml')} --out NEW"
+                     if name != "config.yaml" and (self.path / "config.yaml").is_file() else "imgclf train with its "
+                     "settings (model.json gives the model and its arguments) and --out NEW")
             problem = f"no {name}, though its training finished (model.json): removed since? Train it again with {again}"
         elif is_run_dir(self.path) and _training_now(self.path):  # a resume would be refused as in use
             problem = f"no {name} yet: the run is training now (its imgclf train holds {LOCK_FILE}); retry once it ends"

@@ -12,7 +12,6 @@ layer1..4, efficientnet blocks.0..6, each VGG conv).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -149,7 +148,7 @@ def transfer_model_args(cfg: Any, info: Any, resumed: Path | None = None) -> dic
     not looked for (a resume refused "weights must be supplied" once the file or cache was gone, and refused
     --weights and --no-pretrained as changes), and the card keeps the source the run recorded."""
     from ..models.transfer import TransferModelInfo
-    from ..models.weights import described_weights, resolve_weights
+    from ..models.weights import described_weights, moved_weights_file, resolve_weights
 
     if not isinstance(info, TransferModelInfo):
         refuse_transfer_settings(cfg, info)
@@ -162,7 +161,7 @@ def transfer_model_args(cfg: Any, info: Any, resumed: Path | None = None) -> dic
         described = described_weights(info.name, cfg.pretrained, cfg.weights)
         args.update(restore=True,
                     weights_source=stored or f"{described}, as the run began (its checkpoint restored on resume)")
-    elif resumed is not None and cfg.weights and not os.path.exists(cfg.weights):
+    elif resumed is not None and moved_weights_file(cfg.weights):
         raise invalid("weights", cfg.weights, "the backbone file this features-only run was trained with",
                       where=f"--resume {resumed}", note="no such file: the run's stored features are computed from "
                       "it again", hint=f"Put it back, or, if it moved, give its new place: imgclf train --resume "

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import bad_path
+
+
+_held_here: set[str] = set()  # the lock files this process holds (`exclusive`), by their real path
+
+
+def held_elsewhere(path: Path) -> bool:
+    """`is_locked`, less a lock this process holds itself (evaluate, holding its run's lock while it reads the run,
+    took the run for one training now)."""
+    return os.path.realpath(path) not in _held_here and is_locked(path)
 
 
 def is_locked(path: Path) -> bool:
@@ -39,10 +49,12 @@ def exclusive(folder: Path, lock_name: str, argument: str, expected: str, in_use
         lock.acquire(timeout=0)
     except Timeout:
         raise bad_path(argument, folder, expected, in_use, hint=hint) from None
-    held = _identity(path)
+    held, real = _identity(path), os.path.realpath(path)
+    _held_here.add(real)
     try:
         yield
     finally:
+        _held_here.discard(real)
         try:
             # while held no other process can be holding it, unless the folder was removed meanwhile and another
             # process locked the file now at that path (whose lock this would have taken away)

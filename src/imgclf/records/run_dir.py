@@ -349,6 +349,6 @@ def load_card(run_dir: str | os.PathLike) -> ModelCard:
 
 
 def _training_now(path: Path) -> bool:
-    from ..locks import is_locked
+    from ..locks import held_elsewhere
 
-    return is_locked(path / LOCK_FILE)
+    return held_elsewhere(path / LOCK_FILE)

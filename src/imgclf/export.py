@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shlex
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -112,9 +111,9 @@ def export_run(run_dir: str | os.PathLike, format: str = "onnx", out: str | os.P
             and not Path(out).is_dir() and not str(out).endswith(("/", os.sep)):
         # `--out deploy/model.onnx` made a folder of that name, with deploy/model.onnx/model.onnx inside
         raise invalid("out", str(out), f"a folder (the file written into it is named {FORMATS[format]})",
-                      note="a file name", hint=f"Pass its folder: --out {shlex.quote(str(Path(out).parent))} "
+                      note="a file name", hint=f"Pass its folder: --out {shell_word(Path(out).parent)} "
                       f"(writes {Path(out).parent / FORMATS[format]}); a folder of that name is taken once it "
-                      f"exists (mkdir {shlex.quote(str(out))} first)")
+                      f"exists (mkdir {shell_word(out)} first)")
     card = load_card(run_dir)
     clf = Classifier.load(run_dir)
     try:
@@ -341,7 +340,7 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
             is_run = named_run is not None
             raise bad_path("run", run_or_file, "a run directory with an ONNX export, a folder holding model.onnx, "
                            "or an .onnx file", "no export/model.onnx" if is_run else "no model.onnx, no export/",
-                           hint=f"Create it with `imgclf export {shlex.quote(str(run_or_file))} --format onnx`"
+                           hint=f"Create it with `imgclf export {shell_word(run_or_file)} --format onnx`"
                            if is_run else "Name the run it was exported from, or the folder export --out wrote")
     elif not path.is_file():
         raise bad_path("run", run_or_file, "a run directory or an .onnx file", "not found")
@@ -350,7 +349,7 @@ def load_onnx(run_or_file: str | os.PathLike, threads: int | None = None, precis
     if precision == "32" and clf.precision == "int8":
         raise invalid("precision", precision, "auto with an int8 export (its convolutions run in int8)",
                       hint="Export it again without --quantize to run fp32: " + (
-                          f"imgclf export {shlex.quote(str(run))} --format onnx" if run is not None else
+                          f"imgclf export {shell_word(run)} --format onnx" if run is not None else
                           "imgclf export RUN --format onnx --out FOLDER, from the run it was exported from"))
     if run is not None:
         _refuse_stale(run, clf.card)  # as stale named as a file as named through its run

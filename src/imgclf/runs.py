@@ -349,11 +349,9 @@ def _epochs_saved(run: Any, history: list) -> int:
 
 def _command_path(path: Path) -> str:
     """The run's folder as a command to copy names it: relative to the working folder when under it."""
-    import shlex
-
     absolute = Path(path).resolve()
     try:
         shown = str(absolute.relative_to(Path.cwd().resolve()))
     except ValueError:
         shown = str(absolute)
-    return shlex.quote(shown)
+    return shell_word(shown)

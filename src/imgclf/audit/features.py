@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -71,16 +72,14 @@ def pixel_features(pixels: np.ndarray, dims: int = FEATURE_DIMS, seed: int = 0) 
                     f"{values.shape[1]} whitened principal components")
 
 
-def run_features(run_dir: str | os.PathLike, pixels: np.ndarray, dims: int = FEATURE_DIMS, seed: int = 0,
+def run_features(classifier: Any, pixels: np.ndarray, dims: int = FEATURE_DIMS, seed: int = 0,
                  batch_size: int = 256) -> Features:
     """The run's penultimate-layer features (`forward_head(forward_features(x), pre_logits=True)`, timm's
     interface, which every registered model has) of pixels decoded at the run's size and colour mode, the network
-    at the precision prediction runs at here (`Classifier.autocast`)."""
+    at the precision prediction runs at here (`Classifier.autocast`). classifier: the run, loaded
+    (`inference.load`)."""
     import torch
 
-    from ..inference import load
-
-    classifier = load(run_dir)
     model = classifier.model
     chunks = []
     with torch.inference_mode(), classifier.autocast():
@@ -93,4 +92,4 @@ def run_features(run_dir: str | os.PathLike, pixels: np.ndarray, dims: int = FEA
     values, residual = _principal_components(raw.astype(np.float32), dims, seed)
     return Features(values, residual, "run",
                     f"penultimate layer of {classifier.card.architecture} ({raw.shape[1]} features) from run "
-                    f"{os.path.abspath(run_dir)}, {values.shape[1]} whitened principal components")
+                    f"{os.path.abspath(classifier)}, {values.shape[1]} whitened principal components")

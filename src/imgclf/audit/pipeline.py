@@ -208,7 +208,12 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     counts = np.bincount(images.labels, minlength=len(images.classes))
     present = counts[counts > 0]
     dims = feature_dims(int(present.min()))
-    features = run_features(run, images.pixels, dims=dims, seed=seed) if run is not None \
+    classifier = None
+    if run is not None:
+        from ..inference import load
+
+        classifier = load(run)  # loaded once: its features, and its own answers to the suspects it never trained on
+    features = run_features(classifier, images.pixels, dims=dims, seed=seed) if classifier is not None \
         else pixel_features(images.pixels, dims=dims, seed=seed)
     lap("features")
     issues, note, guessing = None, "", False
@@ -235,7 +240,7 @@ def audit(data: str | os.PathLike, run: str | os.PathLike | None = None, out: st
     if issues is not None and split_source == "run":  # held out from the run's training: its answer counts
         from .run_opinion import run_opinions
 
-        opinions = run_opinions(run, images.pixels, images.splits, issues.ranking)
+        opinions = run_opinions(classifier, images.pixels, images.splits, issues.ranking)
     lap("label_errors")
     outliers = feature_outliers(distance, features.residual)
     # at the files' own size where they were enlarged to decode (the comparison pixels): an enlarged static is

@@ -6,24 +6,21 @@ training images get no such opinion: it learnt their labels, right or wrong."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 HELD_OUT = ("val", "test")
 
 
-def run_opinions(run: str | os.PathLike, pixels: np.ndarray, splits: Sequence[object],
+def run_opinions(classifier: Any, pixels: np.ndarray, splits: Sequence[object],
                  suspects: Sequence[int]) -> dict[int, tuple[str, float]]:
     """{image index: (the run's top class, its calibrated probability)} for the `suspects` in the run's held-out
-    splits (`splits`: the run's split of each image)."""
+    splits (`splits`: the run's split of each image). classifier: the run, loaded (`inference.load`)."""
     held = [int(i) for i in suspects if str(splits[i]) in HELD_OUT]
     if not held:
         return {}
-    from ..inference import load
-
-    classifier = load(run)
     probabilities = classifier.predict_pixels(pixels[held])
     top = probabilities.argmax(axis=1)
     return {i: (classifier.classes[int(t)], float(probabilities[k, t])) for k, (i, t) in enumerate(zip(held, top))}

@@ -3,10 +3,10 @@ skipped and the figures that failed."""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
+from ..file_names import shell_word
 from .base import multilabel_line, new_console, shown
 
 
@@ -107,7 +107,7 @@ def _print_run_summary(run: Any) -> None:
     if report.exists():
         console.print(f"report: {report}")
     elif m:
-        console.print(f"no report (--no-report); write it with: imgclf report {shown(shlex.quote(str(run.path)))}")
+        console.print(f"no report (--no-report); write it with: imgclf report {shown(shell_word(run.path))}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import header_sample, probe_image, readable_formats
+from .decode import header_sample, readable_formats
 
 SAMPLE = 50  # 16-bit images read whole: enough to tell a 12-bit data set, few enough to cost a second
 USED_SHARE = 1 / 16  # all below 4,096 of 65,535: at most 12 of the 16 bits in use
@@ -40,9 +40,9 @@ def _sixteen_bit_maximum(path: str) -> int | None:
     from PIL import Image
 
     try:
-        if not str(probe_image(path)["mode"]).startswith("I"):
-            return None
-        with Image.open(path, formats=readable_formats()) as img:
+        with Image.open(path, formats=readable_formats()) as img:  # lazily: an 8-bit file's pixels are not read
+            if not img.mode.startswith("I"):
+                return None
             values = np.asarray(img)
     except Exception:  # unreadable: reported by the decode pass
         return None

@@ -13,7 +13,7 @@ import numpy as np
 from ..data.cache import decode_all, readable_blocks
 from ..data.folder import FolderScan, scan_folder
 from ..data.merge import each_file_once
-from ..errors import invalid, path_argument
+from ..errors import ImgclfError, invalid, path_argument
 from .own_split import check_on_disk
 from ..backends import check_backend, load_classifier
 from ..progress import StepProgress
@@ -162,12 +162,9 @@ def results_dir(run_dir: str | os.PathLike, data: str | os.PathLike | None = Non
 
 def _export_quantization(run_dir: str | os.PathLike) -> str | None:
     """The run's ONNX export's quantization ("none", "int8"), from the card beside it; None without a readable one."""
-    from ..io import read_json
-    from ..records.exported import ExportedCard
-
     try:
-        card = ExportedCard.model_validate(read_json(Path(run_dir) / "export" / "model.onnx.json"))
-    except Exception:  # no export, or an unreadable card: the evaluation's own load says which
+        card = RunDir(run_dir).read_export_card()
+    except ImgclfError:  # no export, or an unreadable card: the evaluation's own load says which
         return None
     return card.export.quantization if card.export is not None else None
 

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from ..errors import check_switch, invalid
+from ..file_names import shell_word
 from ..notices import warn
 from ..records import RunDir
 from .resolve import resume_config
@@ -63,7 +64,7 @@ def _refuse_a_fold_changed_alone(run: RunDir, cfg: Any, values: dict[str, Any]) 
         # the data is train's positional argument, and --folds is in the command already: the new value there
         # (--data was no option, and --folds 3 ... --folds 2 said it twice)
         shown = new["data"] if name == "data" else stored.data
-        data = " ".join(map(_quoted, shown)) if isinstance(shown, list) else _quoted(shown)
+        data = " ".join(map(shell_word, shown)) if isinstance(shown, list) else shell_word(shown)
         folds = new["folds"] if name == "folds" else stored.folds
         changed_flag = "" if name in ("data", "folds") else f" {_flag(name, new[name])}"
         # "the other folds" only where there are some: cut in its first fold, it is the folder's only one so far
@@ -74,7 +75,7 @@ def _refuse_a_fold_changed_alone(run: RunDir, cfg: Any, values: dict[str, Any]) 
         raise invalid(name, new[name], f"{old[name]!r}, {whose}",
                       where=f"--resume {run.path} (fold {stored.fold})",
                       hint=f"Train every fold with it: imgclf train {data} --folds {folds} --out "
-                           f"{_quoted(run.path.parent)} --overwrite{changed_flag} (and the other settings of the "
+                           f"{shell_word(run.path.parent)} --overwrite{changed_flag} (and the other settings of the "
                            "cross-validation)")
 
 
@@ -83,10 +84,6 @@ def _flag(name: str, value: Any) -> str:
     flag = f"--{name.replace('_', '-')}"
     if isinstance(value, bool):
         return flag if value else f"--no-{flag[2:]}"
-    return f"{flag} {_quoted(str(value))}" if isinstance(value, (str, int, float)) else f"{flag} ..."
+    return f"{flag} {shell_word(value)}" if isinstance(value, (str, int, float)) else f"{flag} ..."
 
 
-def _quoted(text: Any) -> str:
-    import shlex
-
-    return shlex.quote(str(text))

@@ -33,6 +33,7 @@ from .base import (
 )
 from .card import ModelCard
 from .dataset import DatasetRecord
+from .exported import ExportedCard
 from .metrics import MetricsRecord
 from .rows import HistoryRow, PredictionRow
 from ..run_markers import FINISHING_FILE, WEIGHTS_FILE, is_run_dir
@@ -42,6 +43,7 @@ from ..file_names import shell_word
 
 
 LOCK_FILE = "train.lock"  # held by the process training into the folder; gone when it ends
+EXPORT_CARD = "export/model.onnx.json"  # the card `imgclf export` writes beside the ONNX graph it exports
 UNKNOWN_STATS_FILE = "unknown.safetensors"  # the detector's statistics when model.json names none (ood.STATS_FILE)
 # MLflow's artefact stores: `--logger mlflow` copies each run's files (config.yaml, model.json) into mlartifacts/
 # beside the runs (mlruns/ for a file store), and those copies are not runs of their own
@@ -213,9 +215,9 @@ class RunDir:
         is there): a training finishing it now, or one interrupted there. None when it is not being finished."""
         if not self.has(FINISHING_FILE):
             return None
-        from ..locks import is_locked
+        from ..locks import held_elsewhere
 
-        if is_locked(self.path / LOCK_FILE):
+        if held_elsewhere(self.path / LOCK_FILE):
             return "another process is finishing the run now (its imgclf train holds train.lock): retry once it ends"
         return f"it was interrupted while being finished; finish it with: imgclf train --resume {shell_word(self.path)}"
 
@@ -235,6 +237,10 @@ class RunDir:
                           "train it again; a run interrupted while being finished (its weights rewritten, model.json "
                           "not yet) is finished with: imgclf train --resume RUN")
         return path
+
+    # ----- export/model.onnx.json: the card an ONNX export carries, beside it ------------------------
+    def read_export_card(self) -> ExportedCard:
+        return self._load(EXPORT_CARD, ExportedCard, self._read_mapping(EXPORT_CARD, read_json))
 
     # ----- metrics.json -------------------------------------------------------------------------
     def read_metrics(self, name: str = "metrics.json") -> MetricsRecord:

@@ -215,9 +215,9 @@ class RunDir:
         is there): a training finishing it now, or one interrupted there. None when it is not being finished."""
         if not self.has(FINISHING_FILE):
             return None
-        from ..locks import held_elsewhere
+        from ..locks import is_locked
 
-        if held_elsewhere(self.path / LOCK_FILE):
+        if is_locked(self.path / LOCK_FILE):
             return "another process is finishing the run now (its imgclf train holds train.lock): retry once it ends"
         return f"it was interrupted while being finished; finish it with: imgclf train --resume {shell_word(self.path)}"
 

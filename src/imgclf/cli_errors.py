@@ -67,8 +67,8 @@ class CommandGroup(TyperGroup):
 
             said, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
             if launch_rank() == 0:
-                typer.secho(f"error: imgclf {ctx.meta.get(_COMMAND_KEY) or ctx.info_name} interrupted ({said})",
-                            fg=typer.colors.RED, err=True)
+                typer.secho(f"error: imgclf {_command_words(ctx)} interrupted ({said})", fg=typer.colors.RED,
+                            err=True)
             raise typer.Exit(code) from None
         except ImgclfError as exc:
             # by name: a subclass may build the command it resolves (cli.base._Commands)
@@ -103,6 +103,17 @@ class CommandGroup(TyperGroup):
 
 
 _COMMAND_KEY = "imgclf.command"
+
+
+def _command_words(ctx: typer.Context) -> str:
+    """The failing command as typed after `imgclf`: 'study imbalance' from the study group's context (the
+    command's own name alone said "imgclf imbalance interrupted")."""
+    groups = []
+    while ctx.parent is not None:
+        groups.append(ctx.info_name)
+        ctx = ctx.parent
+    command = ctx.meta.get(_COMMAND_KEY)
+    return " ".join([*reversed(groups), *([command] if command else [])]) or ctx.info_name
 
 # pyproject.toml's optional extras, by the top-level module a command imports from each: a plain `pip install imgclf`
 # that then ran `imgclf serve` met "internal error: ModuleNotFoundError ... please report it"

@@ -61,6 +61,13 @@ def each_once() -> Iterator[None]:
         _said = outer
 
 
+def hold_back(*keys: str) -> None:
+    """Inside `each_once`, the warnings of these keys are not said: the caller has said what they would, in its own
+    words (a study under S4's protocol, whose runs' advice to enlarge the val split names a setting it fixes)."""
+    if _said is not None:
+        _said.update(keys)
+
+
 def warn(message: str, key: str | None = None) -> None:
     """`message` as a warning line on stderr, unless the `imgclf` logger was set above WARNING. key: what makes it
     the same warning inside `each_once` (default the message; a warning naming the run it was said in gives

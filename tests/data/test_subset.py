@@ -187,6 +187,12 @@ def test_bad_requests_name_the_argument(pool, tmp_path):
     # a ratio beyond the largest class: "needs 1000...0 images" in 309 digits, blamed on per_class
     with pytest.raises(ImgclfError, match=r"^rho must be at most 70 for this data.*Received: rho=1e\+308"):
         plan_subset(pool, 4, 1e308)
+    # rho 29.9 = 299/10 keeps a minority class at a multiple of 10 images: no per_class fits 70-image classes, and
+    # the refusal blamed per_class=1 ("Lower per_class or rho")
+    with pytest.raises(ImgclfError, match=r"^rho must be a ratio whose smallest step imbalance fits the data: "
+                                          r"rho=29.9 needs at least 299 images in each majority class and 10 in"):
+        plan_subset(pool, 1, 29.9)
+    assert plan_subset(pool, 1, 30)["manifest"]["counts"]["a"] == 1  # a whole ratio fits
     with pytest.raises(ImgclfError, match="mode must be one of"):
         build_subset(pool, tmp_path / "s", 8, 3, mode="copy")
     # inside the data, its links were read as one more class of it (by inspect, train, the next subset)
@@ -317,3 +323,33 @@ def test_an_empty_class_folder_is_left_out_with_a_warning_not_refused_with_a_fla
     (root / "c").rename(tmp_path / "c")  # one class with images left: the folder's own refusal
     with pytest.raises(ImgclfError, match=r"^data must be a folder whose class folders each hold at least one"):
         plan_subset(root, 4, 1)
+
+
+def test_minority_names_typed_in_nfd_are_the_classes_read_in_nfc(tmp_path):
+    """Class names from folders are NFC; --minority typed in NFD (macOS) was refused against an identical list."""
+    import unicodedata
+
+    root = make_image_folder(tmp_path / "d", classes=("fa\u00e7e", "b", "c", "d"), per_class=12, size=4)
+    typed = unicodedata.normalize("NFD", "fa\u00e7e")
+    assert typed != "fa\u00e7e"
+    manifest = plan_subset(root, 8, 3, minority=[typed, "b"])["manifest"]
+    assert manifest["minority"] == ["b", "fa\u00e7e"] and manifest["counts"]["fa\u00e7e"] == manifest["minority_count"]
+
+
+def test_files_and_folders_the_scan_leaves_out_are_said_and_listed(tmp_path):
+    """A class folder whose name is not UTF-8 was dropped without a word: 5 classes drawn from 6, mu moved."""
+    root = make_image_folder(tmp_path / "d", classes=("a", "b", "c", "d"), per_class=6, size=4)
+    latin1 = os.fsencode(str(root)) + b"/caf\xe9"
+    os.makedirs(latin1)
+    shutil.copy(root / "a" / sorted(os.listdir(root / "a"))[0], os.fsdecode(latin1 + b"/0.png"))
+    from imgclf.cli import app
+
+    result = CliRunner().invoke(app, ["subset", str(root), "--out", str(tmp_path / "s"), "--per-class", "4",
+                                      "--rho", "1"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "s" / "subset.json").read_text())
+    assert len(manifest["classes"]) == 4 and len(manifest["skipped"]) == 1
+    assert manifest["skipped"][0]["reason"].startswith("name is not UTF-8")
+    assert "warning: 1 folder of the data left out (listed in subset.json), the first " in result.output
+    assert "name is not UTF-8" in result.output
+

@@ -444,6 +444,10 @@ def s4_study(tmp_path_factory):
     assert result.exit_code == 0, result.output
     assert result.output.count(": trained") == 6
     assert "configurations and protocol set" in result.output and "test_split, val_split" in result.output
+    # the runs' threshold on S4's test split, said once; not each run's advice to enlarge its val split by
+    # --val-split, which the protocol refuses (every cell's 24 or so images asked for it)
+    assert result.output.count("protocol s4: each run still sets its unknown threshold on its 30 % split") == 1
+    assert "--val-split" not in result.output and "the val split holds" not in result.output, result.output
     study = json.loads((out / "study.json").read_text())
     Draft202012Validator(json_schemas()["study.json"]).validate(study)
     return out, study
@@ -604,10 +608,29 @@ def test_a_study_stopped_before_its_cells_says_interrupted(pool, tmp_path, monke
         raise KeyboardInterrupt
 
     monkeypatch.setattr(imgclf.data.subset, "build_subset", ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         run_imbalance_study(pool, tmp_path / "st", per_class=8, rhos=[1], configs=["none"], model="simple_cnn",
                             overrides=TINY, run_reports=False)
     assert StudyRecord.model_validate_json((tmp_path / "st" / "study.json").read_text()).state == "interrupted"
+    # and says how to go on, as a cell's stop does: the command said only "imgclf imbalance interrupted (Ctrl-C)"
+    assert str(stopped.value).startswith("imgclf study imbalance interrupted (Ctrl-C). Continue the study by "
+                                         "running the same imgclf study imbalance command again"), stopped.value
+    assert getattr(stopped.value, "exit_code", None) == 130
+
+
+def test_a_command_of_a_group_interrupted_is_named_with_its_group(pool, tmp_path, monkeypatch):
+    """A plain Ctrl-C in a group's command (study imbalance, cache clear) named the command alone."""
+    import imgclf.study.imbalance
+    from imgclf.cli import app
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imgclf.study.imbalance, "run_imbalance_study", ctrl_c)
+    result = CliRunner().invoke(app, ["study", "imbalance", str(pool), "--out", str(tmp_path / "st"),
+                                      "--per-class", "8"])
+    assert result.exit_code == 130 and result.output.strip() == "error: imgclf study imbalance interrupted (Ctrl-C)", \
+        result.output
 
 
 def test_the_python_api_takes_a_settings_file_as_the_command_does(pool, tmp_path):

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import bad_path, invalid
 from ..io import outside_data, read_csv, read_json, writable_folder, write_csv, write_json
 from .file_kinds import SUBSET_LIST_HEADER
-from .folder import scan_folder
+from .folder import count_skipped, scan_folder
 from .imbalance import step_counts
 from ..file_names import shell_word
 
@@ -85,6 +85,8 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
     from .select import without_empty_classes
 
     scan = without_empty_classes(scan_folder(data, allow_empty=True), "studied")
+    if minority:  # as class names are read from folders: "façe" typed in NFD (macOS) was "unknown ['façe']"
+        minority = [unicodedata.normalize("NFC", name) for name in minority]
     pool_split = "train" if scan.layout == "splits" else "all"
     pool: dict[str, list[str]] = {c: [] for c in scan.classes}
     for path, cls in scan.files[pool_split]:
@@ -101,6 +103,14 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
     n_min, n_maj = step_counts(len(scan.classes), m, per_class, rho)
     want = {c: n_min if c in minority_classes else n_maj for c in scan.classes}
     short = {c: f"{sizes[c]} < {want[c]}" for c in scan.classes if sizes[c] < want[c]}
+    fewest = dict(zip(("minority", "majority"), step_counts(len(scan.classes), m, 1, rho)))
+    if short and any(sizes[c] < fewest["minority" if c in minority_classes else "majority"] for c in scan.classes):
+        # no per_class helps: rho 29.9 = 299/10 keeps a minority class at a multiple of 10 images
+        raise invalid("rho", rho, f"a ratio whose smallest step imbalance fits the data: rho={rho:g} needs at least "
+                                  f"{fewest['majority']} images in each majority class and {fewest['minority']} in "
+                                  "each minority class, at any per_class", also={"per_class": per_class},
+                      note=f"too few in {short}", hint="Give rho as a fraction of smaller numbers (such as 30 for "
+                                                      "29.9), or choose other minority classes")
     if short:
         raise invalid("per_class", per_class, f"small enough for the data: with rho={rho:g} it needs {n_maj} images in "
                                               f"each majority class and {n_min} in each minority class",
@@ -141,6 +151,9 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
         "other_splits": {s: len(v) for s, v in files.items() if s not in ("all", "train")},
         # files the draw met that do not decode: passed over, so that the counts above are images a run trains on
         "unreadable": unreadable,
+        # files and folders the scan left out (a name that is not UTF-8, a broken link, not an image): a class
+        # folder among them changes the class count, and so mu
+        "skipped": scan.skipped,
     }
     return {"manifest": manifest, "files": files, "root": scan.root}
 
@@ -328,12 +341,17 @@ def exact_per_class(per_class: int, classes: int, step: int) -> int:
 
 
 def subset_notes(manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    """What a drawn subset's manifest differs in from what was asked, as (note|warning, text): the ratio moved by
+    """What a drawn subset's manifest differs in from what was asked, as (note|warning, text): files and folders of
+    the data the scan left out, the ratio moved by
     whole images, or the total moved because a ratio p/q makes the class sizes come in multiples of q and p (with
     the nearest --per-class that is exact)."""
     from fractions import Fraction
 
     notes = []
+    if manifest.get("skipped"):
+        first = manifest["skipped"][0]
+        notes.append(("warning", f"{count_skipped([s['path'] for s in manifest['skipped']])} of the data left out "
+                                 f"(listed in {MANIFEST}), the first {first['path']}: {first['reason']}"))
     rho, actual = manifest["rho"], manifest["rho_actual"]
     if actual != rho:
         notes.append(("note", f"the ratio is {actual:.10g}, not {rho:.10g}: whole images cannot make it exactly "

@@ -13,6 +13,10 @@ from ..notices import warn
 
 
 
+# the key of the warning that the val split is too small to choose with (`notices.hold_back` takes it)
+FEW_VALIDATION_WARNING = "few validation images"
+
+
 def more_validation_images(cfg: TrainConfig) -> str:
     """How to give a run's validation split more images: a cross-validation validates on a fold, where
     --val-split changes nothing (its own warning says so)."""
@@ -36,7 +40,7 @@ def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg
         chosen = chosen_on_validation(cfg, data.task)
         verb = "are" if " and " in chosen else "is"
         warn(f"the val split holds {val} image{'s' if val != 1 else ''}: {chosen} {verb} chosen on them; give it "
-             f"more ({more_validation_images(cfg)})")
+             f"more ({more_validation_images(cfg)})", key=FEW_VALIDATION_WARNING)
     from ..ood import UNKNOWN_LABEL
 
     if data.task != "multilabel" and UNKNOWN_LABEL in data.classes:

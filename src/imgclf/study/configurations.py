@@ -17,7 +17,7 @@ Protocols (how each cell's subset is split):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import invalid
@@ -59,8 +59,9 @@ PROTOCOLS = {
 # cell's seed) is S4's test split: Lightning scores it after every epoch, which gives S4's test curves, and the
 # run's evaluation scores it at the end (a run without a test split is evaluated on its val split). Nothing the
 # study reads is chosen on it: the last epoch's weights are kept, there is no early stopping, and no temperature
-# is fitted (it would be fitted on the split its ECE is then measured on). The unknown threshold still is: the
-# runs' own reports say so.
+# is fitted (it would be fitted on the split its ECE is then measured on). The unknown threshold still is, which
+# no figure of the study reads (they count the top class): the study says so once, in place of each run's
+# advice to enlarge a val split the protocol fixes.
 S4_SPLIT = {"val_split": 0.3, "test_split": 0.0, "restore_best": False, "early_stopping": None,
             "calibrate": "none"}
 
@@ -178,3 +179,16 @@ def refuse_respelled(configs: Sequence[str], earlier: Sequence[str] = ()) -> Non
                           note=f"the same tokens as {where} {first!r}",
                           hint=f"Name it {first!r}" + (" (its cells are trained already)" if first in earlier else
                                                        ", once"))
+
+
+def say_s4_threshold(log: Callable[[str], None]) -> None:
+    """Once, in place of each run's warnings that its val split is small and how to enlarge it: under S4's
+    protocol that split is the test split, whose size the protocol fixes (--val-split is refused)."""
+    from ..notices import hold_back
+    from ..pipeline.split_warnings import FEW_VALIDATION_WARNING
+    from ..pipeline.trust import FEW_THRESHOLD_IMAGES_WARNING
+
+    hold_back(FEW_VALIDATION_WARNING, FEW_THRESHOLD_IMAGES_WARNING)
+    log("note: protocol s4: each run still sets its unknown threshold on its 30 % split, S4's test split, so the "
+        "unknown column of its predictions.csv (about 5 % of those images) is no test measurement; the study's "
+        "scores count the top class, which nothing chose on that split")

@@ -29,3 +29,21 @@ def read_study(out: str | os.PathLike) -> StudyRecord | None:
     if not path.exists():
         return None
     return read_record(path, StudyRecord, "out", out, "a new folder, or one")
+
+
+def any_epoch_saved(out: Path) -> bool:
+    """Whether any cell of the study in `out` has an epoch to keep."""
+    from ..records.run_dir import saved_an_epoch
+
+    runs = out / "runs"
+    return runs.is_dir() and any(saved_an_epoch(cell) for cell in runs.iterdir())
+
+
+def any_cell_in_use(out: Path) -> bool:
+    """Whether a process is training a cell of the study in `out` now (it holds the cell's train.lock): a study
+    started with other settings beside it would have deleted its folders under it."""
+    from ..locks import is_locked
+    from ..records.run_dir import LOCK_FILE
+
+    runs = out / "runs"
+    return runs.is_dir() and any(is_locked(cell / LOCK_FILE) for cell in runs.iterdir())

@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -22,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import invalid, path_argument
+from ..errors import Interrupted, invalid, path_argument
 from ..io import outside_data
 from ..notices import each_once
 from ..stats import mean_std
 from .cells import read_cell, refuse_cells_configured_otherwise, run_cell
 from .configurations import (PROTOCOLS, S4_CONFIGS, S4_RHOS, S4_SPLIT, check_overrides, check_protocol,
-                             built_in_regularisation, configuration_settings, held_out, refuse_respelled)
-from .files import read_study, write_study
+                             built_in_regularisation, configuration_settings, held_out, refuse_respelled,
+                             say_s4_threshold)
+from .files import any_cell_in_use, any_epoch_saved, read_study, write_study
 
 
 def _parse_rhos(rhos: Sequence[float]) -> list[float]:
@@ -123,6 +125,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     if isinstance(overrides.get("model_args"), str):  # as the CLI passes it: "width=4"; study.json stores a mapping
         overrides["model_args"] = parse_mapping("model_args", overrides["model_args"])
     check_protocol(protocol)
+    if minority:  # as the subsets read them (NFC): the same names typed in NFD were another study's settings
+        minority = [unicodedata.normalize("NFC", name) for name in minority]
     from .settings import file_sources, study_settings, unread_per_configuration
 
     # the command's layering (recipe, then file, then the flags), less what the configurations and protocol decide
@@ -177,7 +181,7 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
     # A study.json from before protocols existed ran the standard one (the record's default).
     before = previous.request.model_dump(mode="json") if previous else {}
     was, now = _compared(before), _compared(request)
-    if previous is not None and was != now and not _any_epoch_saved(out) and not _any_cell_in_use(out):
+    if previous is not None and was != now and not any_epoch_saved(out) and not any_cell_in_use(out):
         # a study whose first cell failed (a setting its model refused, say) holds nothing to keep: the corrected
         # command was refused "holds a study with other settings" until the folder was deleted by hand
         for part in ("runs", "data"):
@@ -203,6 +207,8 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
              + " (caltech_cnn, S4's model, switches dropout and batch norm)")
     refuse_cells_configured_otherwise(out, [(c, out / "runs" / cell_name(r, c, s)) for r, c, s in grid], model)
     write_study(out, {"request": request, "state": "running", "cells": _cells_json(grid)})
+    if protocol == "s4":
+        say_s4_threshold(log)
     subsets: dict[float, dict[str, Any]] = {}
     try:
         for rho in sorted({c[0] for c in grid}):
@@ -223,17 +229,23 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
             except TrainingInterrupted as exc:
                 # the cell's own hint (imgclf train --resume CELL) would finish that cell only: the study command
                 # resumes it and goes on with the rest
-                raise TrainingInterrupted(f"{exc.state} (study cell {run_dir.name}). Continue the study by running "
-                                          "the same imgclf study imbalance command again (Python: the same "
-                                          "run_imbalance_study call): finished cells are kept, this one resumes",
+                raise TrainingInterrupted(f"{exc.state} (study cell {run_dir.name}). {CONTINUE_STUDY}: finished "
+                                          "cells are kept, this one resumes",
                                           state=exc.state, exit_code=exc.exit_code) from None
             log(f"[{k}/{len(new)}] {run_dir.name}: {status}")
             ran = ran or status != "skipped (finished)"
-    except BaseException:
+    except BaseException as exc:
         # stopped (Ctrl-C, or a cell's error) while drawing subsets, in a cell or between cells: the file never says
         # "running", and keeps the finished cells' results (an extension stopped after 18 of 28 cells had left only
         # the request, beside a page that still read "16 of 16 runs finished")
         _write_stopped(out, grid, subsets, request)
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+            # outside a cell (drawing the subsets, between cells): the study's own way on, as a cell's stop says it
+            from ..train.interrupts import Terminated
+
+            said, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+            raise Interrupted(f"imgclf study imbalance interrupted ({said}). {CONTINUE_STUDY}: finished cells "
+                              "are kept", exit_code=code) from None
         raise
     # a command that found every cell finished trained nothing: the page keeps the time of the one that did
     seconds = time.perf_counter() - started if ran else getattr(previous, "seconds", None)
@@ -243,6 +255,10 @@ def run_imbalance_study(data: str | os.PathLike, out: str | os.PathLike, *, per_
 
     write_study_report(out, study)
     return study
+
+
+CONTINUE_STUDY = ("Continue the study by running the same imgclf study imbalance command again (Python: the same "
+                  "run_imbalance_study call)")
 
 
 def _write_stopped(out: Path, grid: list[tuple[float, str, int]], subsets: dict[float, dict[str, Any]],
@@ -260,24 +276,6 @@ def _write_stopped(out: Path, grid: list[tuple[float, str, int]], subsets: dict[
         except Exception:  # a summary that fails must not hide why the study stopped: the short record instead
             pass
     write_study(out, {"request": request, "state": "interrupted", "cells": _cells_json(grid)})
-
-
-def _any_epoch_saved(out: Path) -> bool:
-    """Whether any cell of the study in `out` has an epoch to keep."""
-    from ..records.run_dir import saved_an_epoch
-
-    runs = out / "runs"
-    return runs.is_dir() and any(saved_an_epoch(cell) for cell in runs.iterdir())
-
-
-def _any_cell_in_use(out: Path) -> bool:
-    """Whether a process is training a cell of the study in `out` now (it holds the cell's train.lock): a study
-    started with other settings beside it would have deleted its folders under it."""
-    from ..locks import is_locked
-    from ..records.run_dir import LOCK_FILE
-
-    runs = out / "runs"
-    return runs.is_dir() and any(is_locked(cell / LOCK_FILE) for cell in runs.iterdir())
 
 
 def _cells_json(grid: list[tuple[float, str, int]]) -> list[dict[str, Any]]:

@@ -170,8 +170,10 @@ def usage_page(card: dict[str, Any]) -> str:
                   "- `unknown` bool (N,): always false (an image with none of the labels is a valid answer).", "",
                   "A label is predicted when its probability reaches its threshold "
                   + ("(chosen on validation, by F1):" if card.get("thresholds") else "(0.5: none was tuned):"), ""]
+        # as the card stores them (6 decimals): at 4, a rule reimplemented from the table carried a label on
+        # probabilities in [0.5336, 0.533618), where imgclf does not
         thresholds = card.get("thresholds") or {c: 0.5 for c in classes}
-        lines += ["| label | threshold |", "|---|---:|"] + [f"| {_cell(c)} | {thresholds[c]:.4f} |" for c in classes]
+        lines += ["| label | threshold |", "|---|---:|"] + [f"| {_cell(c)} | {thresholds[c]:.6f} |" for c in classes]
     else:
         calibration = card.get("calibration") or {}
         if calibration.get("method") == "temperature" and not calibration.get("skipped"):

@@ -375,6 +375,8 @@ def test_onnx_export_has_sigmoid_outputs_and_the_thresholds(ml_run, monkeypatch)
 
     page = run.path / "export" / "model.onnx.md"
     assert "| label | threshold |" in page.read_text()
+    # each threshold as the card stores it, to its 6 decimals (the table rounded to 4)
+    assert all(f" | {t:.6f} |" in page.read_text() for t in onnx_clf.card.thresholds.values())
     theirs = run_page_example(page, images, monkeypatch)
     # the labels carried, most probable first, with their probabilities: as imgclf lists them
     assert [[name for name, _ in labels] for labels in theirs] == [[name for name, _ in o.labels] for o in onnx_preds]
@@ -965,6 +967,13 @@ def test_a_set_of_negatives_prints_no_average_recall(capsys):
     macro = re.search(r"macro avg (\S+) (\S+) (\S+)", printed).groups()
     assert macro[1] == "—" and "weighted avg — — —" in printed
     assert "no image of this set carries a label: recall is not measured" in printed
+    # and the record says so: its 0 went into the card (GET /model), compare's table and the trackers as a score
+    from imgclf.pipeline.card import headline
+    from imgclf.records import MetricsRecord
+
+    stored = MetricsRecord.model_validate_json(metrics.model_dump_json())
+    assert (stored.macro.recall, stored.weighted.recall, stored.multilabel.micro.recall) == (None, None, None)
+    assert headline(stored, [], None).macro_recall is None
     assert metrics.multilabel.per_label["a"].predicted == 1  # the false alarm the rows count
     # none predicted either: a perfect result on such a set, which read 'macro precision 0, F1 0' and 'the labels
     # predicted are false alarms'
@@ -973,6 +982,7 @@ def test_a_set_of_negatives_prints_no_average_recall(capsys):
     assert (clean.macro.precision, clean.macro.f1) == (1.0, 1.0)
     micro = clean.multilabel.micro
     assert (micro.precision, micro.f1) == (1.0, 1.0)  # as the macro: micro F1 0 read beside macro F1 1
+    assert (clean.macro.recall, micro.recall) == (None, None)
     print_metrics(clean)
     printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert re.search(r"macro avg 1.000 — 1.000", printed) and "none was predicted either: no false alarm" in printed

@@ -38,7 +38,7 @@ def print_metrics(m: Any) -> None:
     none_present = multilabel and not m.classes_present
     for avg in ("macro", "weighted"):
         r = getattr(m, avg)
-        recall = "—" if none_present else f"{r.recall:.3f}"
+        recall = "—" if r.recall is None else f"{r.recall:.3f}"
         cells = ("—", recall, "—") if none_present and avg == "weighted" else \
             (f"{r.precision:.3f}", recall, f"{r.f1:.3f}")
         table.add_row(f"{avg} avg", *cells, "" if multilabel else str(m.count), "")

@@ -58,13 +58,15 @@ def compute_multilabel_metrics(targets: np.ndarray, probs: np.ndarray, classes: 
         auc[c] = float(roc_auc_score(y[:, i], p[:, i])) if has_both else None
     present = [c for c, n in zip(classes, support) if n > 0]
 
-    def averages(kind: str) -> dict[str, float]:
-        if not y.any() and not pred.any():  # a set of negatives, no label predicted: no false alarm, what such a
-            return {"precision": 1.0, "recall": 0.0, "f1": 1.0}  # set measures (it read 0); recall: not measured
+    def averages(kind: str) -> dict[str, float | None]:
+        # a set of negatives has no recall: its 0 went into the card, compare's table and GET /model as a score
+        recall = None if not y.any() else 0.0
+        if not y.any() and not pred.any():  # no label predicted either: no false alarm, what such a set measures
+            return {"precision": 1.0, "recall": recall, "f1": 1.0}  # (precision and F1 read 0)
         pr, rc, f, _ = precision_recall_fscore_support(y, pred, average=kind, zero_division=0)
-        return {"precision": float(pr), "recall": float(rc), "f1": float(f)}
+        return {"precision": float(pr), "recall": float(rc) if recall is not None else None, "f1": float(f)}
 
-    def macro_over_present() -> dict[str, float]:
+    def macro_over_present() -> dict[str, float | None]:
         # a label no image of the split carries has no recall: as sklearn's 0 it would pull the mean below every
         # present label's (as for single-label metrics, `evaluation.metrics`). Its false alarms count, though:
         # unlike a single-label class's, they cost no other label's recall, so a label predicted but absent enters

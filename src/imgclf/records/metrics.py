@@ -21,7 +21,8 @@ class ClassScores(BaseModel):
 class AverageScores(BaseModel):
     model_config = ConfigDict(extra="forbid")
     precision: float
-    recall: float
+    recall: float | None = Field(description="None where no image of the set carries a label (a multi-label set of "
+                                 "negatives): there is nothing to recall (files written before 2026-12-08 held 0).")
     f1: float
 
     @model_validator(mode="before")

@@ -173,8 +173,8 @@ def log_final(loggers: list[Any], run_dir: Path, metrics: Any, step: int) -> Non
              f"{metrics.split}_macro_recall": metrics.macro.recall}
     if metrics.loss is not None:
         final[f"{metrics.split}_loss"] = metrics.loss
-    for logger in loggers:
-        logger.log_metrics({k: float(v) for k, v in final.items()}, step=step)
+    for logger in loggers:  # (a multi-label set of negatives has no recall: None is left out, not logged as 0)
+        logger.log_metrics({k: float(v) for k, v in final.items() if v is not None}, step=step)
         logger.save()
         if type(logger).__name__ == "MLFlowLogger":
             _log_artifacts(logger, run_dir)

@@ -278,6 +278,18 @@ def test_grids_and_samples_tolerate_unreadable_and_empty_input(tmp_path):
     assert path.exists() and path.stat().st_size > 0
 
 
+def test_a_grid_of_every_image_of_a_split_does_not_call_its_red_no_error_rate(monkeypatch, tmp_path):
+    saved = []
+    monkeypatch.setattr(plots.image_grids, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    image = np.zeros((8, 8, 3), np.uint8)
+    samples = [{"image": image, "true": "a", "pred": p, "prob": 0.9, "correct": p == "a"} for p in "aab"]
+    plots.plot_prediction_grid(samples, tmp_path / "s.png")
+    plots.plot_prediction_grid(samples, tmp_path / "w.png", whole_split="test")
+    mixed, whole = (fig._suptitle.get_text() for fig in saved)
+    assert mixed == "Sample predictions: 1 wrong (red frame) and 2 right, mixed on purpose (not the error rate)"
+    assert whole == "All 3 test images: 1 wrong (red frame) and 2 right"
+
+
 # --------------------------------------------------------------------------------------------- issue 26: placement
 def drawn(monkeypatch, draw):
     """The Figure a plot function saves, drawn, with its renderer."""

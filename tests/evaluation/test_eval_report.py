@@ -95,11 +95,20 @@ def test_the_sample_grid_holds_as_many_images_as_asked(run_copy, monkeypatch):
     drawn = []
     real = report_figures.plots.plot_prediction_grid
     monkeypatch.setattr(report_figures.plots, "plot_prediction_grid",
-                        lambda samples, path, **kw: drawn.append(len(samples)) or real(samples, path, **kw))
-    for asked, shown in ((5, 5), (20, 12)):  # the tiny run's test split holds 12 images
+                        lambda samples, path, **kw: drawn.append((len(samples), kw.get("whole_split")))
+                        or real(samples, path, **kw))
+    for asked, shown, whole in ((5, 5, None), (20, 12, "test")):  # the tiny run's test split holds 12 images
         result = CliRunner().invoke(app, ["report", str(run_copy), "--no-explain", "--samples", str(asked)])
         assert result.exit_code == 0, result.output
-        assert drawn[-1] == shown
+        assert drawn[-1] == (shown, whole)
+        # every image of the split is no mix drawn on purpose: its red is the error rate (the grid said "not the
+        # error rate" over every test image)
+        page = " ".join((run_copy / "report.html").read_text().split())
+        assert ("Sample predictions: all 12 test images</summary>" in page) == (whole is not None)
+        assert ("Every test image, all 12 of them" in page) == (whole is not None)
+        assert ("a random mix of right and wrong test images</summary>" in page) == (whole is None)
+    write_report(run_copy, redraw=False)  # the page alone, from the figures drawn (at the default 12: all of them)
+    assert "Sample predictions: all 12 test images</summary>" in " ".join((run_copy / "report.html").read_text().split())
     result = CliRunner().invoke(app, ["report", str(run_copy), "--samples", "0"])
     assert result.exit_code == 2 and "samples must be a whole number of images from 1 to 120" in result.output
 

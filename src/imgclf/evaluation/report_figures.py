@@ -137,9 +137,15 @@ def write_figures(run_dir: str | os.PathLike, interp: Interpretation | None = No
                                     card.interpolation)
         return [dict(interp.describe(i), image=images[j]) for j, i in enumerate(indices) if j in images]
 
-    sample = grid(interp.sample(n_samples))
+    picked = interp.sample(n_samples)
+    sample = grid(picked)
+    # every image of a small split: no mix chosen, its red is the error rate (it said "not the error rate")
+    whole = split if len(picked) == len(interp.y_true) else None
     if sample:
-        add("samples", lambda p: plots.plot_prediction_grid(sample, p, classes=classes))
+        add("samples", lambda p: plots.plot_prediction_grid(sample, p, classes=classes, whole_split=whole))
+        if whole is not None and figures["samples"]["path"] is not None:
+            figures["samples"].update(whole=len(picked), caption=WHOLE_SPLIT_SAMPLES.format(split=split,
+                                                                                             images=len(picked)))
     losses = grid(interp.top_losses(n_losses))
     if losses:
         add("top_losses", lambda p: plots.plot_top_losses(losses, p, classes=classes))
@@ -221,9 +227,20 @@ def existing_figures(run_dir: Path) -> dict[str, dict[str, Any]]:
     run = RunDir(run_dir)
     split = scored_split(run)
     notes = {"training_curves": training_loss_note(run.read_card().training)} if run.has("model.json") else {}
-    return {key: {"path": run_dir / "plots" / f"{key}.png", "title": title,
-                  "caption": caption(key, split) + notes.get(key, "")}
-            for key, (title, _) in FIGURES.items() if (run_dir / "plots" / f"{key}.png").exists()}
+    # as drawn at the default size: every image of a split that holds no more
+    count = run.read_metrics().count if run.has("metrics.json") else None
+    whole = count if count is not None and count <= SAMPLES else None
+    found = {key: {"path": run_dir / "plots" / f"{key}.png", "title": title,
+                   "caption": caption(key, split) + notes.get(key, "")}
+             for key, (title, _) in FIGURES.items() if (run_dir / "plots" / f"{key}.png").exists()}
+    if "samples" in found and whole is not None:
+        found["samples"].update(whole=whole, caption=WHOLE_SPLIT_SAMPLES.format(split=split, images=whole))
+    return found
+
+
+# the samples' caption where they are every image of a small split: no mix was drawn, its red is the error rate
+WHOLE_SPLIT_SAMPLES = ("Every {split} image, all {images} of them: wrong ones are framed in red. The number is the "
+                       "predicted class's probability.")
 
 
 def scored_split(run: RunDir) -> str:

@@ -82,14 +82,17 @@ def _tally(samples: Sequence[Mapping[str, Any]]) -> str:
 
 def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike,
                          title: str = "Sample predictions", show_loss: bool = False, max_cols: int = 6,
-                         classes: Sequence[str] = ()) -> Path:
+                         classes: Sequence[str] = (), whole_split: str | None = None) -> Path:
     """Images captioned "True: x / Pred: y (p)"; wrong predictions get a red caption and a red frame.
 
     Each sample: {"image": uint8 HWC, "true", "pred", "prob", "loss" (if show_loss), "correct"}. classes: all of
-    the run's, which a shortened name must tell apart (`_labels`).
+    the run's, which a shortened name must tell apart (`_labels`). whole_split: the split's name where the samples
+    are every image of it (a split of 12 images or fewer), whose share of red is then its error rate.
     """
     # The sample mixes right and wrong on purpose: say so, or the share of red reads as the error rate.
-    drawn = "" if show_loss else ", mixed on purpose (not the error rate)"
+    drawn = "" if show_loss or whole_split else ", mixed on purpose (not the error rate)"
+    if whole_split:
+        title = f"All {len(samples)} {whole_split} images"
     heading = f"{title}: {_tally(samples)}{drawn}"
     labels = _labels(samples, classes=classes)
     captions = [_caption(s, show_loss, labels) for s in samples]

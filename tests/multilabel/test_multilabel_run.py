@@ -137,6 +137,11 @@ def test_evaluate_on_an_index_file_refuses_unknown_labels(ml_run, tmp_path):
     bad.write_text("images/m001.png,circle;hexagon\n")
     with pytest.raises(ImgclfError, match=r"bad.csv:1.*hexagon"):
         evaluate_run(run.path, data=bad, progress=False)
+    # every unknown label in one refusal, with its rows: one at a time cost a run per label
+    bad.write_text("images/m001.png,circle\nimages/m002.png,owl\nimages/m003.png,hexagon;owl\n")
+    with pytest.raises(ImgclfError, match=r"bad.csv:2.*unknown label\(s\): 'hexagon' on 1 row \(first line 3\), "
+                                          r"'owl' on 2 rows \(first line 2\)"):
+        evaluate_run(run.path, data=bad, progress=False)
     good = root / "more.csv"
     good.write_text("images/m001.png,circle\nimages/m002.png,\n")
     metrics = evaluate_run(run.path, data=good, progress=False)
@@ -680,7 +685,7 @@ def test_a_label_no_validation_image_carries_is_warned_its_threshold_is_untuned(
     assert json.loads((run.path / "model.json").read_text())["thresholds"]["rare"] == 0.5
 
 
-def test_evaluate_reads_a_linked_class_folder_tree_as_training_does(ml_run, tmp_path):
+def test_evaluate_reads_a_linked_class_folder_tree_as_training_does(ml_run, tmp_path, monkeypatch):
     """A run may train on a tree whose images sit, through links, in each of their labels' folders; its
     evaluation on such a tree was refused: "data must be a CSV / JSON-lines index"."""
     import csv
@@ -697,6 +702,14 @@ def test_evaluate_reads_a_linked_class_folder_tree_as_training_does(ml_run, tmp_
             carried.setdefault(Path(path).name, set()).add(label)
     metrics = evaluate_run(run.path, data=tree, progress=False)
     assert metrics.split == f"{tree}:all" and metrics.count == len(carried)
+    # a folder given relative to where the command runs is named whole ("tree:all" named any folder tree alike),
+    # and a class folder the model does not know is refused with the class it may misspell, as single-label does
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_run(run.path, data="tree", progress=False).split == f"{tree}:all"
+    (tree / "circle").rename(tree / "Circlee")
+    with pytest.raises(ImgclfError, match=r"class folder\(s\) \['Circlee'\] the model does not know; did you mean "
+                                          r"Circlee for circle\?"):
+        evaluate_run(run.path, data="tree", progress=False)
     rows = {Path(r["path"]).name: set(filter(None, r["true"].split(";")))
             for r in csv.DictReader((run.path / "evaluations").glob("tree-*/predictions.csv").__next__().open())}
     assert rows == carried  # each image once, with every folder it sits in as its label set

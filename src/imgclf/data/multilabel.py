@@ -214,11 +214,17 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
                            f"labels found: {classes}")
     else:
         known = set(classes)
+        rows_of: dict[str, list[int]] = {}  # every unknown label at once: one refusal per label cost a run each
         for line, labels in zip(lines, label_sets):
-            unknown = [label for label in labels if label not in known]
-            if unknown:
-                raise _row_error(index, line, f"a row whose labels are among the model's labels {classes}",
-                                 note=f"unknown label(s) {unknown}")
+            for label in labels:
+                if label not in known:
+                    rows_of.setdefault(label, []).append(line)
+        if rows_of:
+            first = min(line for found_on in rows_of.values() for line in found_on)
+            counts = ", ".join(f"{label!r} on {len(on)} row{'s' * (len(on) > 1)} (first line {on[0]})"
+                               for label, on in sorted(rows_of.items()))
+            raise _row_error(index, first, f"rows whose labels are among the model's labels {classes}",
+                             note=f"unknown label(s): {counts}")
     column = {c: i for i, c in enumerate(classes)}
     targets = np.zeros((len(files), len(classes)), dtype=np.uint8)
     for row, labels in enumerate(label_sets):

@@ -126,7 +126,8 @@ def _files(run: RunDir, data: str | os.PathLike | None, split: str, classes: lis
         if is_label_index(data):
             index = read_label_index(data, classes)
             rows, chosen = _rows_of(index.splits, len(index.files), split, data)
-            return [index.files[i] for i in rows], index.targets[rows], f"{Path(data)}:{chosen}"
+            # absolute, as single-label evaluations name theirs: "same:all" named two folders of that name alike
+            return [index.files[i] for i in rows], index.targets[rows], f"{os.path.abspath(data)}:{chosen}"
         if not Path(data).is_dir():
             raise invalid("data", data, "a CSV / JSON-lines index of images and labels, or a folder of class "
                           "folders (an image in several, through links, carries each), for a multi-label run")
@@ -176,14 +177,15 @@ def _folder_files(data: str | os.PathLike, classes: list[str], split: str = "tes
 
     index = read_label_folder(data)
     unknown = sorted(set(index.classes) - set(classes))
-    if unknown:
-        raise invalid("data", data, f"a folder whose labels are among the model's {classes}",
-                      note=f"class folder(s) {unknown} the model does not know")
+    if unknown:  # as single-label evaluation refuses them: with the model's class each may misspell
+        from .run_eval import refusal_of_unknown_classes
+
+        raise refusal_of_unknown_classes(data, "all", unknown, classes)
     rows, split = _rows_of(index.splits, len(index.files), split, data)
     targets = np.zeros((len(rows), len(classes)), dtype=np.uint8)
     for column, name in enumerate(index.classes):
         targets[:, classes.index(name)] = index.targets[rows, column]
-    return [index.files[i] for i in rows], targets, f"{Path(data)}:{split}"
+    return [index.files[i] for i in rows], targets, f"{os.path.abspath(data)}:{split}"
 
 
 def evaluate_multilabel(run_dir: str | os.PathLike, out_dir: Path, data: str | os.PathLike | None = None,

@@ -93,7 +93,7 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     # only the classes of the images evaluated: a train/triangle/ beside the test/ evaluated refused the folder
     unknown = sorted({c for _, c in items} - set(classes))
     if unknown:
-        raise _unknown_classes(data, split, unknown, classes)
+        raise refusal_of_unknown_classes(data, split, unknown, classes)
     index = {c: i for i, c in enumerate(classes)}
     # absolute, as the run's own predictions.csv: `--data d` from another folder wrote rows that pointed nowhere
     # once read from anywhere else
@@ -106,7 +106,8 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
         skipped
 
 
-def _unknown_classes(data: str | os.PathLike, split: str, unknown: list[str], classes: list[str]) -> Exception:
+def refusal_of_unknown_classes(data: str | os.PathLike, split: str, unknown: list[str],
+                               classes: list[str]) -> Exception:
     """The refusal of class folders the model has no output for, with the model's class each may misspell."""
     import difflib
 

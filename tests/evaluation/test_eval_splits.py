@@ -27,7 +27,7 @@ def test_evaluating_the_val_split_keeps_the_runs_test_metrics(tiny_run, tmp_path
     assert f"wrote {written}" in " ".join(result.output.split())
 
 
-def test_evaluating_a_folder_leaves_out_the_classes_training_dropped(image_folder, tmp_path):
+def test_evaluating_a_folder_leaves_out_the_classes_training_dropped(image_folder, tmp_path, capsys):
     """A run trained with drop_classes (or classes) is evaluated on the whole folder as it was trained: the
     dropped class folders are left out, and the output says so, instead of a refusal naming them as unknown."""
     import imgclf
@@ -37,11 +37,19 @@ def test_evaluating_a_folder_leaves_out_the_classes_training_dropped(image_folde
                      model_args={"width": 4}, drop_classes=["fox"], out=str(tmp_path / "r"), report=False)
     result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(image_folder)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "left out class folder(s) fox, as the run's training did" in " ".join(result.output.split())
+    foxes = len(list((image_folder / "fox").iterdir()))
+    assert f"left out class folder(s) fox ({foxes} images) of the evaluated data, as the run's training did" \
+        in " ".join(result.output.split())
     kept = [p for c in ("cat", "dog") for p in (image_folder / c).iterdir()]
     written = [m for m in (run.path / "evaluations").glob("*/metrics.json")]
     metrics = RunDir(written[0].parent).read_metrics()
     assert len(written) == 1 and metrics.count == len(kept) and "fox" not in metrics.per_class
+    # the record says what was not scored, and a Python caller is told too (only the command said it)
+    assert metrics.left_out == {"fox": foxes}
+    capsys.readouterr()
+    assert imgclf.evaluate(run.path, data=image_folder, progress=False).left_out == {"fox": foxes}
+    assert f"left out class folder(s) fox ({foxes} images)" in capsys.readouterr().err
+    assert "left_out" not in json.loads((run.path / "metrics.json").read_text())  # the run's own: nothing left out
 
 
 def test_evaluating_images_the_run_learnt_from_says_so(tiny_run, image_folder, tmp_path):
@@ -155,7 +163,8 @@ def test_the_note_on_validation_scores_names_why_there_is_no_test_split_and_what
     from imgclf.records import RunDir
 
     assert list(_unknown_scores(RunDir(run.path), RunDir(run.path).read_card(), "val")) == ["validation"]
-    assert "A random mix of right and wrong val predictions" in page and "n = number of val images" in page
+    assert ("A random mix of right and wrong val predictions" in page or "Every val image, all" in page) \
+        and "n = number of val images" in page
     assert "test predictions" not in page and "number of test images" not in page
 
 

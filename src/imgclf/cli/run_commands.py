@@ -10,7 +10,7 @@ import typer
 
 from ..errors import invalid
 from ..io import terminal_safe, writable_file
-from .base import PRECISION_HELP, UNKNOWN_HELP, app, new_console, on_off, shown
+from .base import PRECISION_HELP, UNKNOWN_HELP, app, new_console, on_off
 from .image_args import exit_none_readable, image_paths, refuse_missing
 from .metrics_table import print_metrics, print_most_confused
 
@@ -44,13 +44,6 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
     metrics = evaluate_run(run, data=data, split=split, tta=tta, precision=precision, backend=backend)
     print_metrics(metrics)
     print_most_confused(metrics)
-    if data is not None:
-        from ..evaluation.run_eval import classes_left_out
-
-        left_out = classes_left_out(run, data)
-        if left_out:
-            typer.echo(f"left out class folder(s) {', '.join(map(shown, left_out))}, as the run's training did "
-                       "(its classes / drop_classes)")
     page = " (and report.html, redrawn with them)" if data is None and split == "test" and backend == "torch" \
         and (Path(run) / "report.html").exists() else ""
     typer.echo(f"wrote {results_dir(run, data, split, backend) / 'metrics.json'} and predictions.csv{page}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import os
 import re
 from pathlib import Path
@@ -14,6 +15,8 @@ from ..data.cache import decode_all, readable_blocks
 from ..data.folder import FolderScan, scan_folder
 from ..data.merge import each_file_once
 from ..errors import ImgclfError, invalid, path_argument
+from ..io import terminal_safe
+from ..notices import warn
 from .own_split import check_on_disk
 from ..backends import check_backend, load_classifier
 from ..progress import StepProgress
@@ -54,21 +57,11 @@ def left_out_as_in_training(run: RunDir, folder_classes: list[str]) -> list[str]
                   if (config.drop_classes and c in config.drop_classes) or (config.classes and c not in config.classes))
 
 
-def classes_left_out(run_dir: str | os.PathLike, data: str | os.PathLike) -> list[str]:
-    """`left_out_as_in_training` for a run directory and a folder, for the CLI to say what it left out; none for a
-    multi-label index file, which has no class folders to leave out."""
-    from ..data.multilabel import is_label_index
-
-    if is_label_index(data):
-        return []
-    scan = scan_folder(data, min_classes=1, allow_empty=True, without_train=True)
-    return left_out_as_in_training(RunDir(run_dir), scan.classes)
-
-
 def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
-                       split: str = "test") -> tuple[list[str], list[int], str, list[dict]]:
+                       split: str = "test") -> tuple[list[str], list[int], str, list[dict], dict[str, int]]:
     """The images of `data` to evaluate on: its `split` folder where it has split folders (test/ alone will do;
-    without test/, the default, val/ then train/), or all of a folder of class folders."""
+    without test/, the default, val/ then train/), or all of a folder of class folders; and the images of each
+    class folder left out as the run's training left it out."""
     scan = _named_as(scan_folder(data, min_classes=1, allow_empty=True, without_train=True), classes)
     scan.skipped += each_file_once(scan.files)  # a file linked twice is scored once, as training reads it
     left_out = set(left_out_as_in_training(run, scan.classes))
@@ -89,6 +82,7 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
             raise invalid("split", split, f"test, the default: {data} has no split folders (train/, val/, test/), "
                           "so all of its images are evaluated")
         split, items = "all", scan.files["all"]
+    dropped = dict(sorted(Counter(c for _, c in items if c in left_out).items()))
     items = [(p, c) for p, c in items if c not in left_out]
     # only the classes of the images evaluated: a train/triangle/ beside the test/ evaluated refused the folder
     unknown = sorted({c for _, c in items} - set(classes))
@@ -103,7 +97,7 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     # the folder as an absolute path, as the evaluation's own folder is named: "." or "same/../same" said nothing
     # once metrics.json was read from elsewhere
     return [os.path.abspath(p) for p, _ in items], [index[c] for _, c in items], f"{os.path.abspath(data)}:{split}", \
-        skipped
+        skipped, dropped
 
 
 def refusal_of_unknown_classes(data: str | os.PathLike, split: str, unknown: list[str],
@@ -204,10 +198,15 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         views.require()  # before any image is decoded
     tta = bool(tta) and views.available
     skipped: list[dict] = []
+    left_out: dict[str, int] = {}
     if data is None:
         files, labels, split_name = _files_from_run(run, split)
     else:
-        files, labels, split_name, skipped = _files_from_folder(data, card.classes, run, split)
+        files, labels, split_name, skipped, left_out = _files_from_folder(data, card.classes, run, split)
+    if left_out:  # said by the evaluation, not only the command: a Python caller was told nothing
+        folders = ", ".join(f"{terminal_safe(c)} ({n} image{'s' if n > 1 else ''})" for c, n in left_out.items())
+        warn(f"left out class folder(s) {folders} of the evaluated data, as the run's training did (its classes / "
+             "drop_classes); metrics.json lists them under left_out")
     decoded = decode_all(files, card.img_size, card.color, card.interpolation, cache_dir, budget_bytes, workers,
                          progress=progress)
     ok = decoded.ok_indices
@@ -244,6 +243,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike | None = No
         _refuse_non_finite(run_dir, tta_probs, [files[i] for i in ok], clf.precision, "with TTA")
     metrics = compute_metrics(y_true, probs, card.classes, split_name)
     metrics.skipped = [SkippedFile.model_validate(s) for s in skipped]
+    metrics.left_out = left_out
     metrics.precision, metrics.backend = clf.precision, backend
     score = np.concatenate(scores) if scores else np.zeros(0)
     unknown = np.concatenate(flagged) if flagged else np.zeros(0, dtype=bool)

@@ -35,7 +35,9 @@ def _drop_defaults(record: BaseModel, data: dict[str, Any]) -> None:
     for name, field in type(record).model_fields.items():
         value = getattr(record, name)
         extra = field.json_schema_extra
-        if isinstance(extra, dict) and extra.get("omitted_at_default") and value == field.default:
+        # (get_default: a field with a default_factory, such as an empty dict, has no `default`)
+        if isinstance(extra, dict) and extra.get("omitted_at_default") and \
+                value == field.get_default(call_default_factory=True):
             data.pop(name, None)
         elif isinstance(value, BaseModel) and isinstance(data.get(name), dict):
             _drop_defaults(value, data[name])

@@ -138,6 +138,10 @@ class MetricsRecord(Record):
     confusion: list[list[int]]
     classes_present: list[str]
     skipped: list[SkippedFile] = Field(default_factory=list)
+    left_out: dict[str, int] = Field(default_factory=dict, description="Class folders of the evaluated data that "
+                                     "the run's training left out by its own choice (its classes / drop_classes), "
+                                     "with how many images each held: not scored, as training did not learn them.",
+                                     json_schema_extra=OMITTED_AT_DEFAULT)
     tta: TTAScores | None = None
     calibration: CalibrationScores | None = None
     unknown: UnknownScores | None = None

@@ -163,8 +163,9 @@ class TrainConfig(SettingChecks):
     normalize: Normalize = Field("auto", description="auto (backbone's for pretrained models, else dataset), "
                                  "dataset (train mean/std), zerocenter (train mean subtracted, pixel units 0-255, "
                                  "as MATLAB's imageInputLayer), rescale (1/255 only, as Keras), backbone.")
-    schedule: Schedule = Field("none", description="Learning-rate schedule. budget: warm-up, then linear decay to "
-                               "zero at --time-limit, or at the last epoch where --epochs runs out first.")
+    schedule: Schedule = Field("none", description="Learning-rate schedule. budget (needs --time-limit): warm-up, "
+                               "then linear decay to zero at --time-limit, or at the last epoch where --epochs runs "
+                               "out first.")
     lr_factor: float = Field(0.1, gt=0.0, lt=1.0, description="plateau/step: multiply the lr by this.")
     lr_patience: int = Field(3, ge=0, description="plateau: reduce the lr after this many epochs without "
                              "improvement (as Keras's ReduceLROnPlateau; 0 acts as 1).")
@@ -226,7 +227,8 @@ class TrainConfig(SettingChecks):
                                          "every N training steps inside an epoch (long epochs); --resume then "
                                          "continues from that step. Epoch ends are always saved.")
     time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it. "
-                                   "none lifts a recipe's budget.")
+                                   "none lifts a recipe's budget (with another --schedule where the recipe's is "
+                                   "budget, as fast's and fast-fmnist's are).")
     progress: bool = True
     logger: list[Tracker] = Field(default_factory=list, description="Experiment trackers, through Lightning's "
                                   "loggers: csv (logs/csv/metrics.csv), tensorboard (logs/tensorboard), mlflow. "

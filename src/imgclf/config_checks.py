@@ -375,7 +375,8 @@ class SettingChecks(BaseModel):
                                "--epochs N")
         if self.schedule == "budget" and not self.time_limit:
             raise invalid("time_limit", self.time_limit, "set when schedule=budget: it fits the learning rate to "
-                          "--time-limit (e.g. --time-limit 10m)", also={"schedule": self.schedule})
+                          "--time-limit", also={"schedule": self.schedule}, hint="Give --time-limit 10m, or train "
+                          "without a budget under another schedule: --schedule onecycle --epochs N")
         if self.sizing == "probe" and not self.time_limit:
             raise invalid("time_limit", self.time_limit, "set when sizing=probe: the model is sized for the budget "
                           "(e.g. --time-limit 10m)", also={"sizing": self.sizing},

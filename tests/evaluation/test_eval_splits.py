@@ -249,11 +249,12 @@ def test_evaluating_a_run_whose_data_folder_moved_names_the_folder(tmp_path, ima
 
     data = shutil.copytree(image_folder, tmp_path / "data")
     run = imgclf.fit(data=str(data), img_size=16, epochs=1, batch_size=16, progress=False, model_args={"width": 4},
-                     out=str(tmp_path / "r"), report=False)
+                     out=str(tmp_path / "r n"), report=False)
     data.rename(tmp_path / "moved")
     result = CliRunner().invoke(app, ["evaluate", str(run.path)], env={"COLUMNS": "200"})
     output = " ".join(result.output.split())
     assert result.exit_code == 2 and f"{data} is no longer a folder" in output and "--data FOLDER" in output, output
+    assert f"imgclf evaluate '{run.path}' --data FOLDER" in output  # quoted, to paste
     # a class folder renamed: scored on the rest, the run's own metrics.json was replaced by another split's
     (tmp_path / "moved").rename(data)
     before = (run.path / "metrics.json").read_bytes()
@@ -265,6 +266,7 @@ def test_evaluating_a_run_whose_data_folder_moved_names_the_folder(tmp_path, ima
     output = " ".join(result.output.split())
     assert result.exit_code == 2, output
     assert f"{gone} of its {len(test_files)} images are gone" in output and "--data FOLDER" in output, output
+    assert f"imgclf evaluate '{run.path}' --data FOLDER" in output  # quoted: pasted bare, it split at the space
     assert (run.path / "metrics.json").read_bytes() == before
 
 

@@ -139,7 +139,9 @@ def test_every_bad_setting_is_one_line_in_the_helpers_shape():
         "setting must be one of {" + ", ".join(sorted(TrainConfig.model_fields)) + "}. Received: setting='bogus', bogus=1",
     ]
     with pytest.raises(ConfigError, match=r"^time_limit must be set when schedule=budget: .* "
-                                          r"Received: time_limit=None, schedule='budget'$"):
+                                          r"Received: time_limit=None, schedule='budget'. Give --time-limit 10m, or "
+                                          r"train without a budget under another schedule: --schedule onecycle "
+                                          r"--epochs N.$"):
         make_config(data="x", schedule="budget")
     with pytest.raises(ConfigError, match=r"^data must be given. Received: no data setting$"):
         make_config()

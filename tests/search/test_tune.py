@@ -528,8 +528,8 @@ def test_cli_is_a_thin_layer_over_the_api(monkeypatch, data, tmp_path):
     seen = {}
 
     class Fake:
-        path = tmp_path
-        best_run = tmp_path / "trials" / "trial-000"
+        path = tmp_path / "sp ace"
+        best_run = tmp_path / "sp ace" / "trials" / "trial-000"
         record = type("R", (), {"best": type("B", (), {"number": 0, "value": 0.5, "test_accuracy": 0.25,
                                                         "test_map": None})(),
                                 "stopped": "time limit (3m)", "objective": "val_accuracy",
@@ -547,6 +547,8 @@ def test_cli_is_a_thin_layer_over_the_api(monkeypatch, data, tmp_path):
     assert str(seen["lr"]) == "0.05" and seen["data"] == str(data) and seen["out"] == str(tmp_path / "s")
     assert seen["resume"] is False and seen["space"] is None
     assert "best trial 0: validation accuracy 0.5000, test accuracy 0.2500" in result.output
+    # the command to paste, quoted where the folder's name has a space (it printed the path bare)
+    assert f"train it again: imgclf train --config '{tmp_path / 'sp ace' / 'best.yaml'}'" in result.output
     # a search its time limit cut short says so (only tune.json did)
     assert "stopped by its time limit (3m): 2 of 7 trials completed" in result.output
     # so does one that failed trials stopped: it had exited 0 saying only which trial was best

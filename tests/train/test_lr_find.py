@@ -470,13 +470,13 @@ def test_a_run_stopped_after_its_sweep_but_before_it_began_leaves_no_folder(tmp_
     assert not (tmp_path / "run").exists()
 
 
-def _result(suggestion, lowest, stopped_at=None, head_only=None, floor_steps=0):
+def _result(suggestion, lowest, stopped_at=None, head_only=None, floor_steps=0, end_lr=1.0):
     """A sweep whose loss falls from 2 to its end, or to 0 and then flat for its last `floor_steps` steps."""
     from pathlib import Path
 
     from imgclf.pipeline.lr_find import LRFindResult
 
-    lrs = [float(x) for x in np.logspace(-7, 0, 100)]
+    lrs = [float(x) for x in np.logspace(-7, np.log10(end_lr), 100)]
     if stopped_at is not None:
         lrs = [x for x in lrs if x <= stopped_at]
     losses = [float(x) for x in np.linspace(2.0, 0.0, len(lrs) - floor_steps)] + [0.0] * floor_steps
@@ -498,6 +498,10 @@ def test_the_sweep_says_when_it_was_cut_short_or_swept_a_pretrained_heads_rate_a
     assert not _result(0.0005, 1.0, floor_steps=8).still_falling and not _result(0.0005, 1.0, floor_steps=8).cautions
     (short,) = falling.cautions
     assert short.startswith("the loss was still falling at the sweep's end (1)") and "imgclf lr-find" in short
+    assert "a higher --end-lr" in short
+    # at the highest end_lr the sweep takes, "a higher --end-lr" was advice the command then refused
+    (capped,) = _result(0.0005, 10.0, end_lr=10.0).cautions
+    assert "higher --end-lr" not in capped and "--end-lr is at its highest (10)" in capped
     (head,) = _result(0.0015, 0.02, head_only=(2, 1.0)).cautions
     assert "the sweep trained the head alone (the backbone frozen, as in the first 2 epochs)" in head
     assert "--backbone-lr-mult (1), which at 0.0015 can wreck" in head
@@ -580,3 +584,18 @@ def test_the_sweep_says_what_it_swept_on_and_records_the_data_choice(tmp_path):
     assert (stored["classes"], stored["settings"]["drop_classes"]) == (2, ["c"])
     assert [Path(s["path"]).name for s in stored["skipped"]] == ["broken.png"]
     assert f"{stored['train_images']} training images" in result.data_line
+
+
+def test_a_runs_config_given_to_the_sweep_leaves_its_out_to_the_run(data, tmp_path, monkeypatch):
+    """`imgclf lr-find --config RUN/config.yaml` took the run's own `out` as the sweep's folder, and was refused
+    for it ("holds a training run"); tune ignores a file's out, and the sweep's help promises lr-find/<model>-<n>."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"data: {data}\nmodel: simple_cnn\nimg_size: 16\nout: {run}\n")
+    monkeypatch.chdir(tmp_path)
+    result = imgclf.lr_find(config_file=run / "config.yaml", steps=19, progress=False)
+    assert result.path == tmp_path / "lr-find" / "simple_cnn-1" and (result.path / "lr_find.json").exists()
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
+    # an out the caller gives is the sweep's
+    assert imgclf.lr_find(config_file=run / "config.yaml", steps=19, progress=False,
+                          out=str(tmp_path / "mine")).path == tmp_path / "mine"

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..file_names import shell_word
 from .base import app, generated_command, new_console
 from .run_summary import _print_run_summary
 
@@ -217,7 +218,7 @@ def _lr_find_options() -> list[inspect.Parameter]:
     params = [p.replace(default=out) if p.name == "out" else p for p in params]
     own = [
         ("start_lr", float, typer.Option(1e-7, "--start-lr", help="First learning rate of the sweep.")),
-        ("end_lr", float, typer.Option(1.0, "--end-lr", help="Last learning rate of the sweep.")),
+        ("end_lr", float, typer.Option(1.0, "--end-lr", help="Last learning rate of the sweep (at most 10).")),
         ("steps", int, typer.Option(100, "--steps", help="Training steps of the sweep (at least 19).")),
     ]
     for name, ann, default in own:
@@ -260,7 +261,7 @@ def tune(data: Optional[list[str]] = None, **options: Any) -> None:
     words = OBJECTIVES[result.record.objective].words
     typer.echo(f"best trial {best.number}: {words} {best.value:.4f}{test}  ({result.best_run})")
     typer.echo(f"search: {result.path} (tune.html, tune.json); train it again: imgclf train --config "
-               f"{result.path / 'best.yaml'}{best_trial_budget_note(result.best_run)}")
+               f"{shell_word(result.path / 'best.yaml')}{best_trial_budget_note(result.best_run)}")
 
 
 def _tune_options() -> list[inspect.Parameter]:

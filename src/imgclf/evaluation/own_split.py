@@ -31,4 +31,4 @@ def check_on_disk(run: RunDir, dataset: Any, files: list[str], split: str, own_o
                       hint="Put them back (a renamed class folder under its old name)" + (f": {own_only}" if own_only
                            else "; to score the images the folder holds now, evaluate it as another folder (written "
                            f"under {run.path / 'evaluations'}, beside the run's own scores): imgclf evaluate "
-                           f"{run.path} --data FOLDER"))
+                           f"{shell_word(run.path)} --data FOLDER"))

@@ -16,6 +16,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..errors import Described, bad_path, check_switch, invalid
 from ..records import LR_FIND_FILE, LRFindInfo, LRFindRecord
+from .lr_find_plot import plot_curve
 from .run_folder import first_missing, remove_empty_folders
 
 # Across the sweep's last window the smoothed loss must still fall by this share of its whole fall for the sweep to
@@ -26,6 +27,7 @@ from ..records.card import tenth_of
 
 JSON_FILE, PNG_FILE = LR_FIND_FILE, "lr_find.png"
 DEFAULTS, MAX_STEPS = {"start_lr": 1e-7, "end_lr": 1.0, "steps": 100}, 1_000_000  # (steps: training steps)
+MAX_END_LR = 10.0
 
 
 @dataclass
@@ -69,9 +71,12 @@ class LRFindResult:
         backbone swept frozen would later train at the head's rate (it wrecked the backbone's features there)."""
         out = []
         if self.still_falling:
+            # at the highest end_lr the sweep takes, a higher one is no advice to give
+            again = ("sweep again with imgclf lr-find and a higher --end-lr" if self.lrs[-1] < MAX_END_LR * 0.99
+                     else f"--end-lr is at its highest ({MAX_END_LR:g}), so try rates above the suggestion in short "
+                     "runs (imgclf tune)")
             out.append(f"the loss was still falling at the sweep's end ({self.lrs[-1]:.2g}): the curve was cut "
-                       "before its lowest point, so the suggestion is low; sweep again with imgclf lr-find and a "
-                       "higher --end-lr")
+                       f"before its lowest point, so the suggestion is low; {again}")
         if self.head_only is not None and self.suggestion is not None:
             frozen, mult = self.head_only
             out.append(f"the sweep trained the head alone (the backbone frozen, as in the first {frozen} epoch"
@@ -143,8 +148,8 @@ def check_sweep(start_lr: float, end_lr: float, steps: int) -> None:
     # one setting named (the command line adds its flag), the other echoed beside it
     if not start_lr > 0:
         raise invalid("start_lr", start_lr, "> 0, below end_lr", also={"end_lr": end_lr})
-    if not start_lr < end_lr <= 10:
-        raise invalid("end_lr", end_lr, "above start_lr and at most 10", also={"start_lr": start_lr})
+    if not start_lr < end_lr <= MAX_END_LR:
+        raise invalid("end_lr", end_lr, f"above start_lr and at most {MAX_END_LR:g}", also={"start_lr": start_lr})
     from ..train.lr_sweep import SKIP_BEGIN, WINDOW
 
     if not SKIP_BEGIN + WINDOW <= steps <= MAX_STEPS:  # fewer leave no whole mean to read; 10**9 ran for ever
@@ -238,60 +243,6 @@ def card_info(run_dir: Path) -> LRFindInfo | None:
     return LRFindInfo(**{**shared, "steps": max(1, stored.steps), "curve": PNG_FILE, "data": JSON_FILE})
 
 
-def plot_curve(result: LRFindResult, path: Path) -> Path:
-    """Loss against learning rate (log axis): the steps' own losses, their centred mean, the suggestion where the
-    mean's fall ends, and the other usual pick, a tenth of the rate at the lowest loss."""
-    import numpy as np
-
-    from ..plotting import inches, new_figure, plain_log_scale, save_figure, style
-
-    lrs, losses = np.array(result.lrs), np.array(result.losses, dtype=float)
-    with style():
-        fig = new_figure(inches(900), inches(560))
-        ax = fig.add_subplot()
-        if result.raw_losses is not None:
-            ax.plot(lrs, result.raw_losses, ".", color="#1f77b4", alpha=0.35, markersize=3,
-                    label="training loss, each step")
-        ax.plot(lrs, losses, color="#1f77b4", linewidth=1.6,
-                label=f"training loss (mean of {result.window} steps)" if result.window else "training loss")
-        plain_log_scale(ax, "x")
-        if result.suggestion is not None:
-            i = int(np.argmin(np.abs(lrs - result.suggestion)))
-            ax.axvline(result.suggestion, color="#d62728", linestyle="--", linewidth=1.2)
-            ax.plot([result.suggestion], [losses[i]], "o", color="#d62728",
-                    label=f"suggested lr {result.suggestion:.2g} (where the fall ends)")
-
-        if result.lowest_loss_lr is not None:
-            j = int(np.argmin(np.abs(lrs - result.lowest_loss_lr)))
-            if result.still_falling:  # the terminal withholds the tenth too: it reads a curve cut short
-                ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
-                        label=f"lowest loss at {result.lowest_loss_lr:.2g}: still falling there (sweep higher)")
-            else:
-                ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
-                        label=f"lowest loss at {result.lowest_loss_lr:.2g}")
-                ax.axvline(result.tenth_of_lowest, color="#7f7f7f", linestyle=":", linewidth=1.2,
-                           label=f"a tenth of it, {result.tenth_of_lowest:.2g} (the other usual pick)")
-        finite = losses[np.isfinite(losses)]
-        if finite.size:  # the divergence at the end would squash the useful part of the curve
-            low, start = float(finite.min()), float(finite[: max(1, len(finite) // 10)].max())
-            if result.raw_losses is not None:  # single steps stray from their mean: keep them in view
-                raw = np.array(result.raw_losses, dtype=float)
-                low = min(low, float(raw[np.isfinite(raw)].min(initial=low)))
-                first = raw[: max(1, len(raw) // 2)]  # before the end's divergence, which may be cut off
-                start = max(start, float(first[np.isfinite(first)].max(initial=start)))
-            ax.set_ylim(low - 0.1 * (start - low + 1e-9), start + 0.05 * (start - low + 1e-9))
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("loss")
-        ax.set_title(f"LR finder: {result.span}" + ("\n(stopped early: the loss diverged)" if result.stopped_early
-                                                   else "")
-                     + ("\nno suggestion: the loss did not fall clearly below its start"
-                        if result.suggestion is None else ""))
-        # below the plot: inside it, the legend sat on the rate lines and the steps' dots wherever it went
-        fig.legend(loc="outside lower center", ncol=2, fontsize=8.5)
-        ax.grid(True, which="major", alpha=0.3)
-    return save_figure(fig, path)
-
-
 # settings of a training run that the sweep has no use for: given to lr-find, refused rather than ignored
 SETTINGS_OF_A_TRAINING = {
     "epochs": "the sweep runs --steps optimiser steps", "time_limit": "the sweep runs --steps optimiser steps",
@@ -351,7 +302,9 @@ def lr_find(config: TrainConfig | Mapping[str, Any] | None = None, *, recipe: st
     values = {**values, "sizing": "fixed"}
     cfg = resolve_config(config, recipe=recipe, config_file=config_file,
                          keywords=("start_lr", "end_lr", "steps", "overwrite"), **values)
-    cfg = cfg.model_copy(update={"lr": "auto"})
+    # the sweep's folder is the caller's --out alone, as tune's is: a run's config.yaml given as --config carries
+    # that run's out, and the sweep was refused for it ("holds a training run") or wrote into a folder named so
+    cfg = cfg.model_copy(update={"lr": "auto", "out": asked.get("out")})
     from ..train.engine_choice import several_processes
 
     if several_processes(cfg.devices, cfg.num_nodes, cfg.accelerator):  # a data-parallel run's config.yaml, say

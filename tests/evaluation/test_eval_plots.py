@@ -580,3 +580,28 @@ def test_classes_tied_for_the_lowest_score_are_counted_in_the_title(tmp_path, mo
     box = fig.axes[0].title.get_window_extent()
     assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
     assert "and 1 more" in fig.axes[0].get_title()
+
+
+def test_class_sample_captions_in_a_wide_script_stay_inside_their_cells(monkeypatch, tmp_path):
+    """Captions were cut to a count of "m"-wide characters: 14 CJK ones (171 px in a 147 px cell) ran into the
+    next cell's caption and past the figure's edge."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from imgclf.plotting import style
+
+    image = tmp_path / "i.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
+    names = [f"上海市浦东新区博物馆藏品{kind}照片" for kind in "陶瓷青铜书画玉器钱币家具"]
+    saved = []
+    monkeypatch.setattr(plots.image_grids, "save_figure", lambda fig, path, **kw: saved.append(fig) or Path(path))
+    plots.plot_class_samples({name: str(image) for name in names}, tmp_path / "cs.png")
+    (fig,) = saved
+    canvas = FigureCanvasAgg(fig)
+    with style():
+        canvas.draw()
+    renderer = canvas.get_renderer()
+    titles = [ax.title for ax in fig.axes if ax.title.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in titles]
+    assert len({t.get_text() for t in titles}) == len(names)  # still told apart
+    assert all(0 <= b.x0 and b.x1 <= fig.bbox.width for b in boxes)
+    assert not any(overlaps(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

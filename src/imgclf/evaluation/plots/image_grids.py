@@ -199,6 +199,24 @@ def _gradcam_scale(fig) -> None:
     ax.set_title(GRADCAM_SCALE_TITLE, fontsize=CAPTION_PT, pad=3)
 
 
+def _names_that_fit(names: list[str], width_px: float) -> list[str]:
+    """The names shortened (told apart, `distinct_short`) to the most characters whose widest drawn caption fits
+    `width_px`: measured, since a count of "m"-wide characters let 14 CJK ones (171 px) run into the next cell's."""
+    each: list[str | None] = [None] * len(names)  # each name at the most characters that fit its own cell
+    uniform = None
+    for chars in range(40, 2, -1):
+        short = distinct_short(names, chars)
+        fits = [text_px(name, CAPTION_PT) <= width_px for name in short]
+        each = [kept or (name if fit else None) for kept, name, fit in zip(each, short, fits)]
+        if all(fits) and uniform is None:
+            uniform = short
+        if all(name is not None for name in each):
+            break
+    chosen = [name if name is not None else short[i] for i, name in enumerate(each)]
+    # a long Latin name kept long beside CJK ones cut short, unless two of them then read alike
+    return chosen if len(set(chosen)) == len(chosen) else uniform or short
+
+
 GRADCAM_SCALE_TITLE = "Grad-CAM evidence, each map scaled to its own image's range (not comparable between images)"
 
 
@@ -214,12 +232,11 @@ def plot_class_samples(paths: Mapping[str, str], path: str | os.PathLike, max_si
     cols = math.ceil(n / math.ceil(n / 10))  # rows of at most 10, as even as possible
     width_px = min(FULL_WIDTH_PX, cols * 175 + 15)  # images up to 160 pixels
     cell_px = (width_px - 15) / cols
-    name_chars = max((n for n in range(3, 41) if text_px("m" * n, CAPTION_PT) * 0.85 <= cell_px), default=3)
+    labels = dict(zip(names, _names_that_fit(names, cell_px * 0.95)))
     with style():
         fig, cells = cell_axes(n, cols, caption_in=0.3, width_px=width_px, title=f"One sample image per {per}")
         if not names:
             cells[0][0].axis("off")
-        labels = dict(zip(names, distinct_short(names, name_chars)))
         for (ax,), name in zip(cells, names):
             try:
                 arr = open_image(paths[name], None, "rgb")

@@ -262,6 +262,7 @@ def test_the_rejection_range_holds_what_new_images_are_rejected_at():
 
 def test_a_threshold_on_too_few_validation_images_is_said_to_be_loose():
     assert too_few_images_note(5000, 0.95) == "" and too_few_images_note(65, 0.9) == ""
+    assert too_few_images_note(1, 0.95).startswith("the unknown threshold was set on 1 validation image: ")
     note = too_few_images_note(50, 0.95)
     low, high = rejection_range(50, 0.95)
     assert high > 0.1 and "set on 50 validation images" in note and f"{100 * low:.1f} % to {100 * high:.1f} %" in note

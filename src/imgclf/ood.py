@@ -300,7 +300,7 @@ def too_few_images_note(images: int, acceptance: float,
     low, high = rejection_range(images, acceptance)
     if high <= 2 * (1 - acceptance):
         return ""
-    return (f"the unknown threshold was set on {images} validation images: asked to reject "
+    return (f"the unknown threshold was set on {images} validation image{'s' if images != 1 else ''}: asked to reject "
             f"{100 * (1 - acceptance):.3g} % of such images, it may reject anywhere from {100 * low:.1f} % to "
             f"{100 * high:.1f} % of new ones (90 % range); more validation images ({more}) narrow that")
 

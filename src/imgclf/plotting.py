@@ -133,22 +133,23 @@ def undrawn_names(names: Sequence[str]) -> list[str]:
     return [name for name in names if any(ord(c) not in drawable and unicodedata.category(c) != "Cf" for c in name)]
 
 
-def undrawn_names_note(names: Sequence[str], redraw: str = "imgclf report RUN") -> str | None:
+def undrawn_names_note(names: Sequence[str], redraw: str = "imgclf report RUN",
+                       what: str = "class name") -> str | None:
     """One sentence for the terminal and the report, or None when every name can be drawn; `redraw`: the
-    command that draws the figures again."""
+    command that draws the figures again; `what`: what the names are."""
     undrawn = undrawn_names(names)
     if not undrawn:
         return None
     shown = ", ".join(repr(n) for n in undrawn[:5]) + (f" and {len(undrawn) - 5} more" if len(undrawn) > 5 else "")
     one = len(undrawn) == 1
-    return (f"{len(undrawn)} class name{'' if one else 's'} ({shown}) hold{'s' if one else ''} characters no "
+    return (f"{len(undrawn)} {what}{'' if one else 's'} ({shown}) hold{'s' if one else ''} characters no "
             "installed font draws: the figures show boxes in their place. Install a font for their script (Debian "
             f"and Ubuntu: fonts-noto-core; CJK: fonts-wqy-microhei), then draw them again ({redraw})")
 
 
-def warn_of_undrawn_names(names: Sequence[str], redraw: str) -> None:
+def warn_of_undrawn_names(names: Sequence[str], redraw: str, what: str = "class name") -> None:
     """The note, once, on the terminal (where a command draws figures with class names but writes no page)."""
-    note = undrawn_names_note(names, redraw)
+    note = undrawn_names_note(names, redraw, what)
     if note:
         from .notices import warn
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +249,13 @@ def test_explain_command_prints_a_line_per_image_and_writes_the_figure(tiny_run,
     # --max-images 4 explains 4 images: the unreadable file first does not take one's place (3 were explained)
     assert len(lines) == 6 and lines[-1].startswith(f"figure: {out} (the first 5 of 21 files")
     assert lines[0].startswith(f"{tmp_path / 'broken.png'}: unreadable")
+    assert "no installed font draws" not in result.stderr
+    # a name the figure draws as boxes is said, as train and report say it (explain drew them without a word)
+    odd = tmp_path / "\U00013000 cat.png"
+    shutil.copy(next(folder.iterdir()), odd)
+    said = CliRunner().invoke(app, ["explain", str(tiny_run), str(odd), "-o", str(tmp_path / "odd.png")])
+    assert said.exit_code == 0 and "1 class or file name ('\U00013000 cat.png') holds characters no installed font " \
+        "draws" in " ".join(said.stderr.split()), said.stderr
     assert all(line.startswith(str(folder)) and "unreadable" not in line for line in lines[1:5])
     with Image.open(out) as img:
         assert img.format == "PNG" and min(img.size) > 200

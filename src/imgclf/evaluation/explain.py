@@ -343,7 +343,7 @@ def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLi
     gives the predicted label set (or none), and the map is of the most probable label, carried or not.
     classes: the run's, which a class name is cut to tell apart (10 characters alone made species_110_xx,
     species_119_xx and a wrong species_74_xx each read "specie…_xx")."""
-    from ..plotting import distinct_short
+    from ..plotting import distinct_short, warn_of_undrawn_names
     from .plots import plot_gradcam_grid
 
     samples = []
@@ -352,7 +352,10 @@ def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLi
         n for e in shown_explanations for n, _ in e.prediction.labels or []}
     every = sorted((named | set(classes)) - {None})
     cut = dict(zip(every, distinct_short(every, CLASS_CHARS)))
-    for e, name in zip(shown_explanations, _file_names(e.path for e in shown_explanations)):
+    files = _file_names(e.path for e in shown_explanations)
+    # as train and report say it: the figure drew boxes for an emoji in a class or file name without a word
+    warn_of_undrawn_names(sorted(named - {None}) + list(files), "imgclf explain", "class or file name")
+    for e, name in zip(shown_explanations, files):
         p = e.prediction
         said = f"{cut[p.best_label]} {p.probability:.2f}"
         if multilabel:

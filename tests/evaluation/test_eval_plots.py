@@ -605,3 +605,40 @@ def test_class_sample_captions_in_a_wide_script_stay_inside_their_cells(monkeypa
     assert len({t.get_text() for t in titles}) == len(names)  # still told apart
     assert all(0 <= b.x0 and b.x1 <= fig.bbox.width for b in boxes)
     assert not any(overlaps(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_a_short_bar_holds_its_number_only_where_its_pixels_do(tmp_path, monkeypatch):
+    """Beside long class names the axes shrink: a 0.25 bar lost the 0 of its white "0.25" off its start."""
+    from matplotlib.colors import to_hex
+
+    from imgclf.evaluation.plots import per_class as module
+    from imgclf.records import ClassScores
+
+    seen = []
+    monkeypatch.setattr(module, "save_figure", lambda fig, path, **kw: seen.append(
+        {t.get_text(): to_hex(t.get_color()) for t in fig.axes[0].texts if t.get_text()}) or Path(path))
+    score = ClassScores(precision=0.25, recall=0.9, f1=0.4, support=3)
+    module.plot_per_class_metrics({"a": score, "b": score}, tmp_path / "short.png")
+    module.plot_per_class_metrics({"東京都美術館所蔵の昼景写真コレクション": score, "b": score}, tmp_path / "long.png")
+    short_names, long_names = seen
+    assert short_names["0.25"] == "#ffffff" and long_names["0.25"] != "#ffffff"  # inside; beside, in grey
+    assert long_names["0.90"] == "#ffffff"
+
+
+def test_the_dot_chart_shows_every_score_whole_and_a_dash_where_one_is_undefined(tmp_path, monkeypatch):
+    """Above 30 classes: recall and F1 both 0 drew one dot over the other, dots at 0 and 1 were cut in half, and a
+    precision with nothing to divide by was left out where the docstring promised a dash."""
+    from imgclf.evaluation.plots import per_class as module
+    from imgclf.records import ClassScores
+
+    seen = []
+    monkeypatch.setattr(module, "save_figure", lambda fig, path, **kw: seen.append(fig) or Path(path))
+    scores = {f"c{i}": ClassScores(precision=0, recall=0, f1=0, support=2) for i in range(31)}
+    shown = {c: {"precision": None, "recall": 0.0, "f1": 0.0} for c in scores}
+    module.plot_per_class_metrics(scores, tmp_path / "pc.png", shown=shown)
+    (fig,) = seen
+    points = [(c.get_offsets(), c.get_clip_on()) for c in fig.axes[0].collections]
+    drawn = [offsets[np.isfinite(offsets[:, 0])] for offsets, _ in points]
+    first_row = {tuple(p) for rows in drawn for p in rows if p[1] < 0.5}
+    assert len(first_row) == 3  # precision's dash, recall and F1: three places, none over another
+    assert not any(clip for _, clip in points)

@@ -113,6 +113,11 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
     dots = k > 30
     row_px = 17 if dots else 50 if k <= 15 else 26
     font = MIN_FONT_PT if dots else TICK_PT
+    tick_labels = distinct_short(classes, 16)
+    # the bars' length in pixels at a score of 1 (the figure less the class names and the n= column): whether a
+    # bar holds its number is read from it (a 0.25 bar beside long names lost the 0 of "0.25" off its end)
+    full_px = HALF_WIDTH_PX - max((1.15 * text_px(c, font) for c in tick_labels), default=0) - 90
+    inside = 34  # px: a number inside starts 31 px before the bar's end (bar_label's padding below)
     with style():
         fig = new_figure(inches(HALF_WIDTH_PX), inches(100 + row_px * max(k, 1)))
         ax = fig.subplots()
@@ -122,17 +127,24 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
             values = [0.0 if v is None else float(v) for v in given]
             undefined = [v is None for v in given]
             if dots:
-                ax.scatter([np.nan if none else v for v, none in zip(values, undefined)], y, s=18, color=color,
-                           label=names[name], zorder=3)
+                # a row each, each score a step above or below it and a marker of its own: recall and F1 both 0
+                # drew one dot over the other; unclipped, so a 0 or a 1 is a whole dot; a dash where undefined
+                at = y + (j - 1) * 0.22
+                ax.scatter([np.nan if none else v for v, none in zip(values, undefined)], at, s=16, color=color,
+                           marker="os^"[j], label=names[name], zorder=3, clip_on=False)
+                ax.scatter([0.0 if none else np.nan for none in undefined], at, s=40, color=color, marker="_",
+                           zorder=3, clip_on=False)
             else:
                 bars = ax.barh(y + (j - 1) * 0.27, values, height=0.26, color=color, label=names[name], zorder=3)
                 if k <= 15:  # near-equal bars need their numbers to be told apart
-                    ax.bar_label(bars, labels=[f"{v:.2f}" if v >= 0.2 else "" for v in values], label_type="edge",
-                                 padding=-31, fontsize=MIN_FONT_PT, color="white", fontweight="bold")
+                    holds = [v * full_px >= inside for v in values]
+                    ax.bar_label(bars, labels=[f"{v:.2f}" if fit else "" for v, fit in zip(values, holds)],
+                                 label_type="edge", padding=-31, fontsize=MIN_FONT_PT, color="white",
+                                 fontweight="bold")
                     # a bar too short to hold its number gets it beside it: a class scoring 0 showed no bar and
                     # no number, which read as missing data
-                    ax.bar_label(bars, labels=["—" if none else "0" if v == 0 else f"{v:.2f}" if v < 0.2 else ""
-                                               for v, none in zip(values, undefined)],
+                    ax.bar_label(bars, labels=["—" if none else "0" if v == 0 else "" if fit else f"{v:.2f}"
+                                               for v, none, fit in zip(values, undefined, holds)],
                                  label_type="edge", padding=3, fontsize=MIN_FONT_PT, color=GREY)
         if dots:
             for yi in y:
@@ -140,13 +152,14 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
         if macro:
             ax.axvline(macro.f1, color="#047857", linestyle="--",
                        linewidth=1.2, label="macro F1")
-        ax.set_yticks(y, distinct_short(classes, 16), fontsize=font)
+        ax.set_yticks(y, tick_labels, fontsize=font)
         ax.set_ylim(k - 0.5, -0.5)  # first class on top, no empty margins
         ax.set_xlim(0, 1.0)
         ax.set_xlabel("score")
         ax.grid(axis="y", visible=False)
         for yi, c in zip(y, classes):
-            ax.annotate(f"n={per_class[c].support}", (1.0, yi), xytext=(4, 0), textcoords="offset points",
+            ax.annotate(f"n={per_class[c].support}", (1.0, yi), xytext=(8 if dots else 4, 0),  # past a dot at 1
+                        textcoords="offset points",
                         va="center", fontsize=font, color=GREY, annotation_clip=False)
         figure_title(fig, "Precision, recall and F1 (n = support)")
         fig.legend(loc="outside lower center", ncol=4, fontsize=LEGEND_PT)

@@ -48,8 +48,9 @@ def print_metrics(m: Any) -> None:
             "none was predicted either: no false alarm" if all(n == 0 for n in predicted.values()) else
             "the labels predicted are false alarms (precision and F1 count them)"), soft_wrap=True)
     split = m.split.rsplit(":", 1)[-1]  # "other:all" for a folder given with --data
-    for note in dash_notes(m.per_class, predicted, "evaluated" if split == "all" else split) if not multilabel \
-            else ():  # as the report says it
+    # as the report says it; a set where no image carries a label has said so above
+    for note in dash_notes(m.per_class, predicted, "evaluated" if split == "all" else split,
+                           "label" if multilabel else "class") if not none_present else ():
         console.print(note, soft_wrap=True)
     if m.tta is not None:
         console.print(f"with TTA ({m.tta.transforms}): accuracy {m.tta.accuracy:.4f}")

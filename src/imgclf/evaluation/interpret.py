@@ -326,18 +326,19 @@ def scores_shown(scores: ClassScores | LabelScores, predicted: int | None,
             "f1": scores.f1 if scores.support or label_alarms else None}
 
 
-def dash_notes(per_class: dict, predicted: dict[str, int], split: str) -> list[str]:
-    """What the table's dashes mean for the averages under them: a class never predicted counts as precision 0 in
-    the macro average (its row's mean differed from the shown values'), one without images is left out of it."""
+def dash_notes(per_class: dict, predicted: dict[str, int], split: str, kind: str = "class") -> list[str]:
+    """What a table's dashes mean for its averages: a class (a label, `kind` "label") never predicted counts as
+    precision 0 in the macro average, one without images is left out of it (the rows' shown mean differed)."""
     never = [c for c, r in per_class.items() if r.support > 0 and predicted.get(c) == 0]
     absent = [c for c, r in per_class.items() if r.support == 0]
     notes = []
     if never:
         notes.append(f"Precision “—”: never predicted ({named_few(never)}); the macro and weighted averages count it "
-                     "as 0, as scikit-learn does, so a model earns nothing for never naming a class.")
+                     f"as 0, as scikit-learn does, so a model earns nothing for never naming a {kind}.")
     if absent:
         alarmed = [c for c in absent if predicted.get(c)]
-        notes.append(f"Recall and F1 “—”: no {split} image ({named_few(absent)}); the averages leave the class out"
+        notes.append(f"Recall and F1 “—”: no {split} image{' carries it' * (kind == 'label')} ({named_few(absent)}); "
+                     f"the averages leave the {kind} out"
                      + (f", except the macro precision and F1, which count the images taken for "
                         f"{named_few(alarmed)} (false alarms, precision and F1 0)" if alarmed else "") + ".")
     return notes

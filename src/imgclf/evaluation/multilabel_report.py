@@ -17,7 +17,7 @@ from ..plotting import FIGURE_SLOTS, undrawn_names_note
 from ..records import ModelCard, RunDir, epochs_text
 from . import plots
 from .multilabel_plots import MIN_BIN_IMAGES, plot_label_reliability, plot_label_set_grid
-from .interpret import overfitting_onset, scores_shown
+from .interpret import dash_notes, overfitting_onset, scores_shown
 from .multilabel import binary_calibration_error, label_sets
 from .report_figures import SAMPLES, caption as figure_caption, scored_split
 from .seen import stored_validation_scores_note
@@ -124,6 +124,7 @@ def write_multilabel_report(run_dir: str | Path, failures: list[str] | None = No
         findings=[_sentence(text) for text in recorded_leak_warnings(dataset, run_dir)] + ([f"{undrawn}."] if undrawn
                                                                                           else []),
         loss=metrics.loss, ece=metrics.ece, label_rows=label_rows, skipped=[s.model_dump() for s in metrics.skipped],
+        dash_notes=dash_notes(metrics.per_class, dict(zip(card.classes, predicted)), split, "label"),
         data_root=dataset.root, sizes=", ".join(f"{k} {v}" for k, v in dataset.sizes.items()),
         val_source=dataset.val_source, label_counts=_label_counts(dataset, card.classes),
         imbalance=dataset.imbalance,

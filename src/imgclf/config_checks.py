@@ -369,8 +369,7 @@ class SettingChecks(BaseModel):
         if self.schedule == "budget" and self.sizing == "probe" and not self.time_limit:
             # both at once: one refused after the other sent `--recipe fast --time-limit none` round twice
             raise invalid("time_limit", self.time_limit, "set when schedule=budget and sizing=probe (the fast "
-                          "recipe's): both are fitted to --time-limit", also={"schedule": self.schedule,
-                                                                            "sizing": self.sizing},
+                          "recipe's): both are fitted to --time-limit", also={"schedule": "budget", "sizing": "probe"},
                           hint="Give --time-limit 10m, or train without a budget: --sizing fixed --schedule onecycle "
                                "--epochs N")
         if self.schedule == "budget" and not self.time_limit:

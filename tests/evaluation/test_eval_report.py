@@ -108,7 +108,8 @@ def test_the_sample_grid_holds_as_many_images_as_asked(run_copy, monkeypatch):
         assert ("Every test image, all 12 of them" in page) == (whole is not None)
         assert ("a random mix of right and wrong test images</summary>" in page) == (whole is None)
     write_report(run_copy, redraw=False)  # the page alone, from the figures drawn (at the default 12: all of them)
-    assert "Sample predictions: all 12 test images</summary>" in " ".join((run_copy / "report.html").read_text().split())
+    page = " ".join((run_copy / "report.html").read_text().split())
+    assert "Sample predictions: all 12 test images</summary>" in page
     result = CliRunner().invoke(app, ["report", str(run_copy), "--samples", "0"])
     assert result.exit_code == 2 and "samples must be a whole number of images from 1 to 120" in result.output
 

@@ -339,7 +339,8 @@ def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(
     said = " ".join(printed.split())
     page = " ".join((copy / "report.html").read_text().split())
     assert "Recall and F1 “—”: no evaluated image carries it (triangle); the averages leave the label out" in said
-    assert "Recall and F1 “—”: no " in page and "image carries it (triangle); the averages leave the label out" in page
+    assert "Recall and F1 “—”: no " in page
+    assert "image carries it (triangle); the averages leave the label out" in page
     # predicted, though absent: its false alarms give it precision and F1 0, in its row and in the macro F1
     card["thresholds"]["triangle"] = 0.0
     (copy / "model.json").write_text(json.dumps(card))

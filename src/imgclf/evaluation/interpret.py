@@ -337,8 +337,8 @@ def dash_notes(per_class: dict, predicted: dict[str, int], split: str, kind: str
                      f"as 0, as scikit-learn does, so a model earns nothing for never naming a {kind}.")
     if absent:
         alarmed = [c for c in absent if predicted.get(c)]
-        notes.append(f"Recall and F1 “—”: no {split} image{' carries it' * (kind == 'label')} ({named_few(absent)}); "
-                     f"the averages leave the {kind} out"
+        notes.append(f"Recall and F1 “—”: no {split} image{' carries it' * (kind == 'label')} "
+                     f"({named_few(absent)}); the averages leave the {kind} out"
                      + (f", except the macro precision and F1, which count the images taken for "
                         f"{named_few(alarmed)} (false alarms, precision and F1 0)" if alarmed else "") + ".")
     return notes

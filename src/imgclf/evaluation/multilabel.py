@@ -23,6 +23,7 @@ from ..multilabel import decide, label_average_precisions, macro_average_precisi
 from ..progress import StepProgress
 from ..records import METRICS_SCHEMA_VERSION, MetricsRecord, PredictionRow, RunDir, SkippedFile
 from .seen import seen_by_run
+from .unknown_classes import refusal_of_unknown_classes
 
 
 def binary_calibration_error(targets: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
@@ -178,8 +179,6 @@ def _folder_files(data: str | os.PathLike, classes: list[str], split: str = "tes
     index = read_label_folder(data)
     unknown = sorted(set(index.classes) - set(classes))
     if unknown:  # as single-label evaluation refuses them: with the model's class each may misspell
-        from .run_eval import refusal_of_unknown_classes
-
         raise refusal_of_unknown_classes(data, "all", unknown, classes)
     rows, split = _rows_of(index.splits, len(index.files), split, data)
     targets = np.zeros((len(rows), len(classes)), dtype=np.uint8)

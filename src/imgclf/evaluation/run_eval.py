@@ -26,6 +26,7 @@ from ..records import (CalibrationScores, MetricsRecord, ModelCard, PredictionRo
                        UnknownScores)
 from .metrics import compute_metrics, expected_calibration_error
 from .seen import seen_by_run
+from .unknown_classes import refusal_of_unknown_classes
 
 
 def _files_from_run(run: RunDir, split: str, own_only: str | None = None) -> tuple[list[str], list[int], str]:
@@ -98,22 +99,6 @@ def _files_from_folder(data: str | os.PathLike, classes: list[str], run: RunDir,
     # once metrics.json was read from elsewhere
     return [os.path.abspath(p) for p, _ in items], [index[c] for _, c in items], f"{os.path.abspath(data)}:{split}", \
         skipped, dropped
-
-
-def refusal_of_unknown_classes(data: str | os.PathLike, split: str, unknown: list[str],
-                               classes: list[str]) -> Exception:
-    """The refusal of class folders the model has no output for, with the model's class each may misspell."""
-    import difflib
-
-    lower = {c.lower(): c for c in classes}
-    alike = [f"{name} for {lower[near[0]]}" for name in unknown
-             if (near := difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6))]
-    where = "" if split == "all" else f" in {split}/"
-    return invalid("data", data, f"a folder whose classes are among the model's classes {classes}",
-                   note=f"class folder(s) {unknown}{where} the model does not know"
-                        + (f"; did you mean {', '.join(alike)}?" if alike else ""),
-                   hint="Rename or move those class folders (an evaluation scores the model's classes); imgclf "
-                        "predict RUN FOLDER labels images of any folder")
 
 
 def _named_as(scan: FolderScan, classes: list[str]) -> FolderScan:

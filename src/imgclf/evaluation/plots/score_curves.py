@@ -268,7 +268,8 @@ def plot_score_distributions(scores: Mapping[str, np.ndarray], threshold: float 
         ax = fig.subplots()
         for name, v in values.items():
             below = float(np.mean(v < threshold)) if threshold is not None else 0.0
-            label = f"{name} ({len(v)} image{'s' if len(v) != 1 else ''}" + (f", {100 * below:.1f} % unknown)" if threshold is not None else ")")
+            label = f"{name} ({len(v)} image{'s' if len(v) != 1 else ''}" + (
+                f", {100 * below:.1f} % unknown)" if threshold is not None else ")")
             ax.hist(np.clip(v, lo, hi), bins=edges, density=True, histtype="stepfilled", alpha=0.35,
                     color=palette.get(name, GREY), edgecolor=palette.get(name, GREY), linewidth=1.2, label=label)
         if threshold is not None:

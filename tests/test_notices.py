@@ -74,3 +74,24 @@ def test_a_program_that_configures_logging_does_not_get_each_warning_twice():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == ["warning from a module", "warning from notices"], result.stderr
+
+
+def test_held_back_kinds_are_silent_and_each_count_of_a_kind_is_said_once(caplog):
+    """A study under S4 holds back its runs' advice to enlarge the val split; elsewhere (a study's cells, a search's
+    trials) each different count is said once, where one fixed key had kept only the first cell's."""
+    from imgclf.notices import each_once, hold_back, warn
+
+    with caplog.at_level(logging.WARNING, logger="imgclf"), each_once():
+        for count in (24, 24, 12):
+            warn(f"the val split holds {count} images", key=f"few validation images: {count}")
+    assert [r.getMessage() for r in caplog.records] == ["the val split holds 24 images", "the val split holds 12 images"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"), each_once():
+        hold_back("few validation images")
+        warn("the val split holds 24 images", key="few validation images: 24")
+        warn("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="imgclf"):  # outside, nothing is held back any more
+        warn("the val split holds 24 images", key="few validation images: 24")
+    assert len(caplog.records) == 1

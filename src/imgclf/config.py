@@ -227,8 +227,8 @@ class TrainConfig(SettingChecks):
                                          "every N training steps inside an epoch (long epochs); --resume then "
                                          "continues from that step. Epoch ends are always saved.")
     time_limit: str | None = Field(None, description="Wall-time budget such as 10m; training stops cleanly after it. "
-                                   "none lifts a recipe's budget (with another --schedule where the recipe's is "
-                                   "budget, as fast's and fast-fmnist's are).")
+                                   "none lifts a recipe's budget (fast-fmnist's also needs another --schedule, "
+                                   "fast's that and --sizing fixed: both fit themselves to the budget).")
     progress: bool = True
     logger: list[Tracker] = Field(default_factory=list, description="Experiment trackers, through Lightning's "
                                   "loggers: csv (logs/csv/metrics.csv), tensorboard (logs/tensorboard), mlflow. "

@@ -46,32 +46,37 @@ def install() -> logging.Logger:
 
 
 _said: set[str] | None = None  # inside `each_once`: what was said (its keys)
+_held: set[str] | None = None  # inside `each_once`: the kinds of warning held back (`hold_back`)
 
 
 @contextmanager
 def each_once() -> Iterator[None]:
     """Inside, a warning already said is not said again: a search's trials share one data set and settings, and
     each trial's run repeated its split warnings (a screenful per trial)."""
-    global _said
-    outer = _said
+    global _said, _held
+    outer, outer_held = _said, _held
     _said = set() if outer is None else outer
+    _held = set() if outer_held is None else outer_held
     try:
         yield
     finally:
-        _said = outer
+        _said, _held = outer, outer_held
 
 
-def hold_back(*keys: str) -> None:
-    """Inside `each_once`, the warnings of these keys are not said: the caller has said what they would, in its own
-    words (a study under S4's protocol, whose runs' advice to enlarge the val split names a setting it fixes)."""
-    if _said is not None:
-        _said.update(keys)
+def hold_back(*kinds: str) -> None:
+    """Inside `each_once`, warnings whose key is "KIND: ..." for these kinds are not said: the caller has said what
+    they would, in its own words (a study under S4's protocol, whose runs' advice to enlarge the val split names a
+    setting it fixes)."""
+    if _held is not None:
+        _held.update(kinds)
 
 
 def warn(message: str, key: str | None = None) -> None:
     """`message` as a warning line on stderr, unless the `imgclf` logger was set above WARNING. key: what makes it
     the same warning inside `each_once` (default the message; a warning naming the run it was said in gives
     its text without that name)."""
+    if _held and key is not None and key.partition(": ")[0] in _held:
+        return
     if _said is not None:
         if (key or message) in _said:
             return

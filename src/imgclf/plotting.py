@@ -53,6 +53,7 @@ HALF_WIDTH_PX = 440
 FIGURE_SLOTS = {"half": HALF_WIDTH_PX + 12, "full": FULL_WIDTH_PX + 60}
 MIN_FONT_PT = 7.5  # 11.5 px at DPI: at least 10 px even where a narrower window shrinks the figure to 87 %
 TEXT_PX_KEY = "imgclf:min-text-px"  # PNG text chunk: pixel height of the smallest text in the image
+WHOLE_SPLIT_KEY = "imgclf:whole-split"  # PNG text chunk of a sample grid that shows every image of its split
 
 STYLE: dict[str, Any] = {
     "text.parse_math": False,
@@ -188,12 +189,14 @@ def inches(px: float) -> float:
     return px / DPI
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = DPI, tall: bool = False) -> Path:
+def save_figure(fig, path: str | os.PathLike, dpi: int = DPI, tall: bool = False,
+                notes: dict[str, str] | None = None) -> Path:
     """Write fig as a PNG atomically, its longest side capped at MAX_PIXELS; returns the path. tall: a chart of
     one row per class, read by scrolling: its width capped at MAX_PIXELS and its height at MAX_TALL_PIXELS (a photo
     grid stays under MAX_PIXELS: at 1000 classes it would have been a 10 MB image).
 
-    The PNG carries the pixel height of its smallest text under TEXT_PX_KEY (see `smallest_text_px`)."""
+    The PNG carries the pixel height of its smallest text under TEXT_PX_KEY (see `smallest_text_px`), and `notes`
+    as text chunks of their own (what a page written later from the file alone must know of it)."""
     path = Path(path)
     width, height = fig.get_size_inches()
     if tall and height > width:
@@ -207,6 +210,8 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = DPI, tall: bool = False
     smallest = smallest_text_px(fig, dpi)
     if smallest is not None:
         data = _with_text_chunk(data, TEXT_PX_KEY, f"{smallest:.2f}")
+    for key, value in (notes or {}).items():
+        data = _with_text_chunk(data, key, value)
     atomic_write_bytes(path, data)
     return path
 

@@ -193,6 +193,10 @@ def test_bad_requests_name_the_argument(pool, tmp_path):
                                           r"rho=29.9 needs at least 299 images in each majority class and 10 in"):
         plan_subset(pool, 1, 29.9)
     assert plan_subset(pool, 1, 30)["manifest"]["counts"]["a"] == 1  # a whole ratio fits
+    # a whole ratio that does not: no fraction to blame, so no advice to give one
+    with pytest.raises(ImgclfError, match=r"^rho must be .* needs at least 50 images in each majority class and 1 "
+                                          r".*Lower rho, or choose other minority classes\.$"):
+        plan_subset(pool, 1, 50, minority=list("fghij"))
     with pytest.raises(ImgclfError, match="mode must be one of"):
         build_subset(pool, tmp_path / "s", 8, 3, mode="copy")
     # inside the data, its links were read as one more class of it (by inspect, train, the next subset)

@@ -256,6 +256,11 @@ def test_explain_command_prints_a_line_per_image_and_writes_the_figure(tiny_run,
     said = CliRunner().invoke(app, ["explain", str(tiny_run), str(odd), "-o", str(tmp_path / "odd.png")])
     assert said.exit_code == 0 and "1 class or file name ('\U00013000 cat.png') holds characters no installed font " \
         "draws" in " ".join(said.stderr.split()), said.stderr
+    # a name with a tab is drawn escaped: no font helps it, so no advice to install one
+    tabbed = tmp_path / "a\tb.png"
+    shutil.copy(next(folder.iterdir()), tabbed)
+    quiet = CliRunner().invoke(app, ["explain", str(tiny_run), str(tabbed), "-o", str(tmp_path / "tab.png")])
+    assert quiet.exit_code == 0 and "no installed font draws" not in quiet.stderr, quiet.stderr
     assert all(line.startswith(str(folder)) and "unreadable" not in line for line in lines[1:5])
     with Image.open(out) as img:
         assert img.format == "PNG" and min(img.size) > 200

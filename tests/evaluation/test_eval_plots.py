@@ -623,6 +623,9 @@ def test_a_short_bar_holds_its_number_only_where_its_pixels_do(tmp_path, monkeyp
     short_names, long_names = seen
     assert short_names["0.25"] == "#ffffff" and long_names["0.25"] != "#ffffff"  # inside; beside, in grey
     assert long_names["0.90"] == "#ffffff"
+    # the number's offset is in points (31 pt, 47 px): a 0.11 bar of 41 px had its white number start before it
+    module.plot_per_class_metrics({"a": ClassScores(precision=0.11, recall=0.9, f1=0.2, support=3)}, tmp_path / "s")
+    assert seen[-1]["0.11"] != "#ffffff"
 
 
 def test_the_dot_chart_shows_every_score_whole_and_a_dash_where_one_is_undefined(tmp_path, monkeypatch):

@@ -107,9 +107,14 @@ def test_the_sample_grid_holds_as_many_images_as_asked(run_copy, monkeypatch):
         assert ("Sample predictions: all 12 test images</summary>" in page) == (whole is not None)
         assert ("Every test image, all 12 of them" in page) == (whole is not None)
         assert ("a random mix of right and wrong test images</summary>" in page) == (whole is None)
-    write_report(run_copy, redraw=False)  # the page alone, from the figures drawn (at the default 12: all of them)
+    write_report(run_copy, redraw=False)  # the page alone, from the figures drawn (the last: all of them)
     page = " ".join((run_copy / "report.html").read_text().split())
     assert "Sample predictions: all 12 test images</summary>" in page
+    # the figure says which it drew, not the split's size: a grid of 5 of 12 was called all 12 on the page
+    assert CliRunner().invoke(app, ["report", str(run_copy), "--no-explain", "--samples", "5"]).exit_code == 0
+    write_report(run_copy, redraw=False)
+    page = " ".join((run_copy / "report.html").read_text().split())
+    assert "a random mix of right and wrong test images</summary>" in page and "all 12 test images" not in page
     result = CliRunner().invoke(app, ["report", str(run_copy), "--samples", "0"])
     assert result.exit_code == 2 and "samples must be a whole number of images from 1 to 120" in result.output
 

@@ -142,6 +142,10 @@ def test_evaluate_on_an_index_file_refuses_unknown_labels(ml_run, tmp_path):
     with pytest.raises(ImgclfError, match=r"bad.csv:2.*unknown label\(s\): 'hexagon' on 1 row \(first line 3\), "
                                           r"'owl' on 2 rows \(first line 2\)"):
         evaluate_run(run.path, data=bad, progress=False)
+    # another data set's index, hundreds of labels: ten named, the rest counted (one line of thousands of characters)
+    bad.write_text("".join(f"images/m{n:03d}.png,label{n:02d}\n" for n in range(1, 13)))
+    with pytest.raises(ImgclfError, match=r"'label10' on 1 row \(first line 10\) and 2 more\)$"):
+        evaluate_run(run.path, data=bad, progress=False)
     good = root / "more.csv"
     good.write_text("images/m001.png,circle\nimages/m002.png,\n")
     metrics = evaluate_run(run.path, data=good, progress=False)
@@ -349,6 +353,8 @@ def test_the_report_dashes_the_scores_a_label_absent_from_the_split_cannot_have(
     cells = {m.group(1): m.group(2) for m in re.finditer(r"<tr><td>(\w+)</td>((?:<td>[^<]*</td>){8})</tr>",
                                                             (copy / "report.html").read_text())}
     assert re.findall(r"<td>([^<]*)</td>", cells["triangle"])[2:5] == ["0.000", "—", "0.000"]
+    # and the note under the table says recall alone is dashed there (it said "Recall and F1" over an F1 of 0)
+    assert "Recall “—” (and F1, where never predicted): no " in " ".join((copy / "report.html").read_text().split())
     f1s = [s.f1 for c, s in alarms.per_class.items() if s.support or c == "triangle"]
     assert alarms.macro.f1 == pytest.approx(sum(f1s) / len(f1s)) and len(f1s) == len(alarms.per_class)
 

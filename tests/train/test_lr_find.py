@@ -565,6 +565,8 @@ def test_the_figure_of_a_sweep_cut_short_draws_no_tenth_of_its_lowest_point(tmp_
     assert "the other usual pick" in labels(_result(0.0015, 0.02))
     cut = labels(_result(0.0005, 1.0))
     assert "the other usual pick" not in cut and "still falling there (sweep higher)" in cut, cut
+    capped = labels(_result(0.0005, 10.0, end_lr=10.0))  # at the highest end_lr, "sweep higher" is no way on
+    assert "sweep higher" not in capped and "still falling there (at the highest end_lr)" in capped, capped
 
 
 def test_the_sweep_says_what_it_swept_on_and_records_the_data_choice(tmp_path):

@@ -222,7 +222,8 @@ def read_label_index(index: str | os.PathLike, classes: list[str] | None = None)
         if rows_of:
             first = min(line for found_on in rows_of.values() for line in found_on)
             counts = ", ".join(f"{label!r} on {len(on)} row{'s' * (len(on) > 1)} (first line {on[0]})"
-                               for label, on in sorted(rows_of.items()))
+                               for label, on in sorted(rows_of.items())[:10])
+            counts += f" and {len(rows_of) - 10} more" if len(rows_of) > 10 else ""  # another data set's index
             raise _row_error(index, first, f"rows whose labels are among the model's labels {classes}",
                              note=f"unknown label(s): {counts}")
     column = {c: i for i, c in enumerate(classes)}

@@ -109,8 +109,9 @@ def plan_subset(data: str | os.PathLike, per_class: int, rho: float, mu: float |
         raise invalid("rho", rho, f"a ratio whose smallest step imbalance fits the data: rho={rho:g} needs at least "
                                   f"{fewest['majority']} images in each majority class and {fewest['minority']} in "
                                   "each minority class, at any per_class", also={"per_class": per_class},
-                      note=f"too few in {short}", hint="Give rho as a fraction of smaller numbers (such as 30 for "
-                                                      "29.9), or choose other minority classes")
+                      note=f"too few in {short}", hint="Lower rho, or choose other minority classes" + (
+                          " (give it as a fraction of smaller numbers, such as 30 for 29.9)" if fewest["minority"] > 1
+                          else ""))
     if short:
         raise invalid("per_class", per_class, f"small enough for the data: with rho={rho:g} it needs {n_maj} images in "
                                               f"each majority class and {n_min} in each minority class",

@@ -331,16 +331,15 @@ def dash_notes(per_class: dict, predicted: dict[str, int], split: str, kind: str
     precision 0 in the macro average, one without images is left out of it (the rows' shown mean differed)."""
     never = [c for c, r in per_class.items() if r.support > 0 and predicted.get(c) == 0]
     absent = [c for c, r in per_class.items() if r.support == 0]
-    notes = []
-    if never:
-        notes.append(f"Precision “—”: never predicted ({named_few(never)}); the macro and weighted averages count it "
-                     f"as 0, as scikit-learn does, so a model earns nothing for never naming a {kind}.")
+    notes = [f"Precision “—”: never predicted ({named_few(never)}); the macro and weighted averages count it as 0, "
+             f"as scikit-learn does, so a model earns nothing for never naming a {kind}."] if never else []
     if absent:
         alarmed = [c for c in absent if predicted.get(c)]
-        notes.append(f"Recall and F1 “—”: no {split} image{' carries it' * (kind == 'label')} "
-                     f"({named_few(absent)}); the averages leave the {kind} out"
-                     + (f", except the macro precision and F1, which count the images taken for "
-                        f"{named_few(alarmed)} (false alarms, precision and F1 0)" if alarmed else "") + ".")
+        what = "Recall “—” (and F1, where never predicted)" if alarmed else "Recall and F1 “—”"  # F1 0 when taken
+        notes.append(f"{what}: no {split} image{' carries it' * (kind == 'label')} ({named_few(absent)}); the "
+                     f"averages leave the {kind} out" + (f", except the macro precision and F1, which count the "
+                     f"images taken for {named_few(alarmed)} (false alarms, precision and F1 0)" if alarmed else "")
+                     + ".")
     return notes
 
 

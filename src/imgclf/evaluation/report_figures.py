@@ -227,15 +227,28 @@ def existing_figures(run_dir: Path) -> dict[str, dict[str, Any]]:
     run = RunDir(run_dir)
     split = scored_split(run)
     notes = {"training_curves": training_loss_note(run.read_card().training)} if run.has("model.json") else {}
-    # as drawn at the default size: every image of a split that holds no more
-    count = run.read_metrics().count if run.has("metrics.json") else None
-    whole = count if count is not None and count <= SAMPLES else None
+    whole = _whole_split_drawn(run_dir / "plots" / "samples.png")
     found = {key: {"path": run_dir / "plots" / f"{key}.png", "title": title,
                    "caption": caption(key, split) + notes.get(key, "")}
              for key, (title, _) in FIGURES.items() if (run_dir / "plots" / f"{key}.png").exists()}
     if "samples" in found and whole is not None:
         found["samples"].update(whole=whole, caption=WHOLE_SPLIT_SAMPLES.format(split=split, images=whole))
     return found
+
+
+def _whole_split_drawn(path: Path) -> int | None:
+    """How many images the sample grid at `path` drew where they are every image of its split (its PNG says so),
+    else None: a page written from the figures alone guessed it from the split's size, whatever --samples drew."""
+    from PIL import Image
+
+    from ..plotting import WHOLE_SPLIT_KEY
+
+    try:
+        with Image.open(path) as image:
+            drawn = image.info.get(WHOLE_SPLIT_KEY)
+    except (OSError, ValueError):
+        return None
+    return int(drawn) if drawn and drawn.isdigit() else None
 
 
 # the samples' caption where they are every image of a small split: no mix was drawn, its red is the error rate

@@ -65,6 +65,11 @@ class LRFindResult:
         return tail > FLAT_SHARE * whole
 
     @property
+    def can_sweep_higher(self) -> bool:
+        """Whether the sweep ended below the highest end_lr lr-find takes (the advice to sweep higher then helps)."""
+        return self.lrs[-1] < MAX_END_LR * 0.99 if self.lrs else True
+
+    @property
     def cautions(self) -> list[str]:
         """What the user should know before training at the suggestion: where the sweep ended still falling (the
         suggestion read a curve cut short: 28x below the full sweep's on 3-class shapes), and where a pretrained
@@ -72,7 +77,7 @@ class LRFindResult:
         out = []
         if self.still_falling:
             # at the highest end_lr the sweep takes, a higher one is no advice to give
-            again = ("sweep again with imgclf lr-find and a higher --end-lr" if self.lrs[-1] < MAX_END_LR * 0.99
+            again = ("sweep again with imgclf lr-find and a higher --end-lr" if self.can_sweep_higher
                      else f"--end-lr is at its highest ({MAX_END_LR:g}), so try rates above the suggestion in short "
                      "runs (imgclf tune)")
             out.append(f"the loss was still falling at the sweep's end ({self.lrs[-1]:.2g}): the curve was cut "

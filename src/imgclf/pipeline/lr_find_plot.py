@@ -34,7 +34,8 @@ def plot_curve(result: Any, path: Path) -> Path:
             j = int(np.argmin(np.abs(lrs - result.lowest_loss_lr)))
             if result.still_falling:  # the terminal withholds the tenth too: it reads a curve cut short
                 ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
-                        label=f"lowest loss at {result.lowest_loss_lr:.2g}: still falling there (sweep higher)")
+                        label=f"lowest loss at {result.lowest_loss_lr:.2g}: still falling there"
+                        + (" (sweep higher)" if result.can_sweep_higher else " (at the highest end_lr)"))
             else:
                 ax.plot([result.lowest_loss_lr], [losses[j]], "v", color="#7f7f7f",
                         label=f"lowest loss at {result.lowest_loss_lr:.2g}")

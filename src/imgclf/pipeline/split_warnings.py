@@ -13,7 +13,8 @@ from ..notices import warn
 
 
 
-# the key of the warning that the val split is too small to choose with (`notices.hold_back` takes it)
+# the kind of the warning that the val split is too small to choose with (`notices.hold_back` takes it); each
+# count is said once (a study's cells, a search's trials)
 FEW_VALIDATION_WARNING = "few validation images"
 
 
@@ -40,7 +41,7 @@ def warn_about_splits(data: PreparedData, folders: list[str], run_dir: Path, cfg
         chosen = chosen_on_validation(cfg, data.task)
         verb = "are" if " and " in chosen else "is"
         warn(f"the val split holds {val} image{'s' if val != 1 else ''}: {chosen} {verb} chosen on them; give it "
-             f"more ({more_validation_images(cfg)})", key=FEW_VALIDATION_WARNING)
+             f"more ({more_validation_images(cfg)})", key=f"{FEW_VALIDATION_WARNING}: {val}")
     from ..ood import UNKNOWN_LABEL
 
     if data.task != "multilabel" and UNKNOWN_LABEL in data.classes:

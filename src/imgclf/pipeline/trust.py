@@ -32,7 +32,7 @@ from ..file_names import shell_word
 # Training images the Mahalanobis statistics are fitted on, at most: means and a D x D covariance for
 # D <= 2048 are well estimated long before this, and the pass over them costs a fraction of one epoch.
 TRAIN_SAMPLE = 10_000
-# the key of the warning that the unknown threshold was set on too few images (`notices.hold_back` takes it)
+# the kind of the warning that the unknown threshold was set on too few images (`notices.hold_back` takes it)
 FEW_THRESHOLD_IMAGES_WARNING = "unknown threshold on few images"
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 
@@ -195,7 +195,7 @@ def fit_trust(cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, card
         threshold = min(threshold, threshold_at(_scores(head, logits32, features32), cfg.unknown_acceptance))
     rejected = rejection_range(len(scores), cfg.unknown_acceptance)
     if note := too_few_images_note(len(scores), cfg.unknown_acceptance, more_validation_images(cfg)):
-        warn(note, key=FEW_THRESHOLD_IMAGES_WARNING)
+        warn(note, key=f"{FEW_THRESHOLD_IMAGES_WARNING}: {note}")
     stats["val_scores"] = np.sort(scores).astype(np.float32)
     save_stats(run_dir / stats_name, stats)
     unknown = UnknownInfo(

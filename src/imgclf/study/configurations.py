@@ -190,5 +190,5 @@ def say_s4_threshold(log: Callable[[str], None]) -> None:
 
     hold_back(FEW_VALIDATION_WARNING, FEW_THRESHOLD_IMAGES_WARNING)
     log("note: protocol s4: each run still sets its unknown threshold on its 30 % split, S4's test split, so the "
-        "unknown column of its predictions.csv (about 5 % of those images) is no test measurement; the study's "
+        "unknown column of its predictions.csv (5 % of those images by default) is no test measurement; the study's "
         "scores count the top class, which nothing chose on that split")

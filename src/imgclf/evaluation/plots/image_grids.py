@@ -15,6 +15,7 @@ from ...plotting import (
     GREY,
     MIN_FONT_PT,
     RIGHT_COLOR,
+    WHOLE_SPLIT_KEY,
     WRONG_COLOR,
     distinct_short,
     save_figure,
@@ -108,7 +109,7 @@ def plot_prediction_grid(samples: Sequence[Mapping[str, Any]], path: str | os.Pa
             cells[0][0].axis("off")
             cells[0][0].text(0.5, 0.5, "no readable images", ha="center", va="center", color=GREY)
         fig.suptitle(heading, fontweight="bold", fontsize=TITLE_PT, y=1 - 0.1 / fig.get_figheight())
-        return save_figure(fig, path)
+        return save_figure(fig, path, notes={WHOLE_SPLIT_KEY: str(len(samples))} if whole_split else None)
 
 
 def plot_top_losses(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, classes: Sequence[str] = ()) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...plotting import (
+    DPI,
     FULL_WIDTH_PX,
     GREY,
     HALF_WIDTH_PX,
@@ -117,7 +118,7 @@ def plot_per_class_metrics(per_class: Mapping[str, ClassScores], path: str | os.
     # the bars' length in pixels at a score of 1 (the figure less the class names and the n= column): whether a
     # bar holds its number is read from it (a 0.25 bar beside long names lost the 0 of "0.25" off its end)
     full_px = HALF_WIDTH_PX - max((1.15 * text_px(c, font) for c in tick_labels), default=0) - 90
-    inside = 34  # px: a number inside starts 31 px before the bar's end (bar_label's padding below)
+    inside = 31 * DPI / 72 + 3  # px: a number inside starts 31 points before the bar's end (its padding below)
     with style():
         fig = new_figure(inches(HALF_WIDTH_PX), inches(100 + row_px * max(k, 1)))
         ax = fig.subplots()

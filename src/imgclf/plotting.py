@@ -127,11 +127,13 @@ def _drawable() -> frozenset[int]:
 
 def undrawn_names(names: Sequence[str]) -> list[str]:
     """The names holding a character that no installed font of the figures draws (matplotlib draws a box for
-    each); invisible format characters (the tags of a flag emoji) are not counted."""
+    each); invisible format characters (the tags of a flag emoji) are not counted, nor control characters and the
+    stand-ins of undecodable bytes, which no font draws and no font install helps (a tab in a file name)."""
     import unicodedata
 
     drawable = _drawable()
-    return [name for name in names if any(ord(c) not in drawable and unicodedata.category(c) != "Cf" for c in name)]
+    return [name for name in names
+            if any(ord(c) not in drawable and unicodedata.category(c) not in ("Cf", "Cc", "Cs") for c in name)]
 
 
 def undrawn_names_note(names: Sequence[str], redraw: str = "imgclf report RUN",

@@ -354,9 +354,7 @@ def plot_explanations(explanations: Sequence[Explanation], path: str | os.PathLi
     cut = dict(zip(every, distinct_short(every, CLASS_CHARS)))
     files = _file_names(e.path for e in shown_explanations)
     # as train and report say it: the figure drew boxes for an emoji in a class or file name without a word
-    # (a name with a tab or undecodable bytes is drawn escaped: no font would help it)
-    warn_of_undrawn_names(sorted(named - {None}) + [f for f in files if f.isprintable()], "imgclf explain",
-                          "class or file name")
+    warn_of_undrawn_names(sorted(named - {None}) + files, "imgclf explain", "class or file name")
     for e, name in zip(shown_explanations, files):
         p = e.prediction
         said = f"{cut[p.best_label]} {p.probability:.2f}"
